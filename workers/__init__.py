@@ -1,0 +1,1 @@
+"""Dramatiq actors of Tracecode."""
