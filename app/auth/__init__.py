@@ -1,0 +1,1 @@
+"""Authentication (passwords, JWT, API keys) and authorisation (roles, permissions, scoping)."""

@@ -1,0 +1,52 @@
+"""Named permissions and the built-in roles made of them (SPEC U2, U3)."""
+
+from __future__ import annotations
+
+PERMISSIONS: dict[str, str] = {
+    "platform.admin": "create brands (tenants)",
+    "orgs.read": "read organisations of the own subtree",
+    "orgs.write": "create, update, move and deactivate organisations of the own subtree",
+    "users.read": "read users of the own subtree",
+    "users.write": "create and change users of the own subtree",
+    "roles.write": "create and change custom roles",
+    "apikeys.write": "create and revoke API keys for partner systems",
+    "audit.read": "read the audit log of the own subtree",
+    "catalog.read": "read categories and products",
+    "catalog.write": "create and change categories and products",
+    "codes.issue": "issue code batches",
+    "codes.export": "export printer files",
+    "codes.download": "download printer files addressed to the own organisation",
+    "packing.scan": "activate and aggregate codes on a packing line",
+    "logistics.scan": "inbound, outbound and returns by scanning",
+    "logistics.approve": "approve exception outbound",
+    "orders.write": "create and import orders",
+    "inspect.scan": "inspect goods on store shelves",
+    "field.visit": "plan and record store visits",
+    "sales.claim": "claim sales rebates",
+    "reports.read": "read reports and analytics",
+    "alerts.read": "read and acknowledge alerts",
+}
+
+_ADMIN = [p for p in PERMISSIONS if p != "platform.admin"]
+_READ = ["orgs.read", "catalog.read"]
+# Held at brand level only: issuing codes and owning the catalogue.
+_BRAND_ONLY = {"codes.issue", "codes.export", "codes.download", "catalog.write"}
+
+BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
+    "platform_admin": ("operates the platform; creates brands", list(PERMISSIONS)),
+    "brand_admin": ("administers a brand and everything below it", _ADMIN),
+    "org_admin": (
+        "administers one organisation and its subtree, and its day-to-day operations",
+        [p for p in _ADMIN if p not in _BRAND_ONLY],
+    ),
+    "planner": ("issues code batches and printer files", [*_READ, "codes.issue", "codes.export"]),
+    "printer": ("a printing company downloading its files", ["codes.download"]),
+    "line_operator": ("activates and packs on a line", [*_READ, "packing.scan"]),
+    "warehouse_clerk": ("scans inbound, outbound and returns", [*_READ, "logistics.scan"]),
+    "approver": ("approves exception outbound", [*_READ, "logistics.approve"]),
+    "inspector": ("inspects store shelves for diversion", [*_READ, "inspect.scan"]),
+    "field_rep": ("visits stores", [*_READ, "field.visit"]),
+    "store_clerk": ("sells and claims rebates", [*_READ, "logistics.scan", "sales.claim"]),
+    "analyst": ("reads reports", [*_READ, "reports.read", "alerts.read", "audit.read"]),
+    "partner": ("a partner ERP system", [*_READ, "orders.write", "catalog.write"]),
+}

@@ -1,0 +1,58 @@
+"""HTTP routes of login, tokens and API keys."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+
+from app.auth import service
+from app.auth.principal import Principal
+from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, LoginIn, MeOut, RefreshIn, TokenOut
+from app.config import Settings
+from app.db import Conn
+
+
+class AuthController(Controller):
+    path = "/auth"
+    tags = ["auth"]
+
+    @post("/login", status_code=200)
+    async def login(self, data: LoginIn, conn: Conn, settings: Settings) -> TokenOut:
+        """Password login; returns a short-lived access token and a refresh token."""
+        return await service.login(conn, settings, data.username, data.password)
+
+    @post("/refresh", status_code=200)
+    async def refresh(self, data: RefreshIn, conn: Conn, settings: Settings) -> TokenOut:
+        """Spend a refresh token for a new pair (rotation: each refresh token works once)."""
+        return await service.refresh(conn, settings, data.refresh_token)
+
+    @post("/logout", status_code=204)
+    async def logout(self, data: RefreshIn, conn: Conn, settings: Settings) -> None:
+        await service.logout(conn, settings, data.refresh_token)
+
+    @get("/me")
+    async def me(self, principal: Principal) -> MeOut:
+        return MeOut(
+            org_id=principal.org_id,
+            permissions=sorted(principal.permissions),
+            user_id=principal.user_id,
+            username=principal.username,
+            api_key_id=principal.api_key_id,
+        )
+
+
+class ApiKeyController(Controller):
+    path = "/api-keys"
+    tags = ["auth"]
+
+    @post("/")
+    async def create(self, data: ApiKeyIn, conn: Conn, principal: Principal) -> ApiKeyCreated:
+        """Create an API key for a partner system; the key is shown only in this answer."""
+        return await service.create_api_key(conn, principal, data)
+
+    @get("/")
+    async def list_keys(self, conn: Conn, principal: Principal) -> list[ApiKeyOut]:
+        return await service.list_api_keys(conn, principal)
+
+    @post("/{key_id:int}/revoke", status_code=200)
+    async def revoke(self, key_id: int, conn: Conn, principal: Principal) -> ApiKeyOut:
+        return await service.revoke_api_key(conn, principal, key_id)

@@ -1,0 +1,91 @@
+"""Category and product shapes (SPEC K1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Short = Annotated[str, msgspec.Meta(max_length=100)]
+Text = Annotated[str, msgspec.Meta(max_length=2000)]
+Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+$")]
+ProductNo = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Gtin = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}$|^[0-9]{12,14}$")]
+Order = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
+
+
+class CategoryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    display_order: Order = 0
+    org_id: int | None = None
+
+
+class CategoryPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    display_order: Order | msgspec.UnsetType = msgspec.UNSET
+
+
+class CategoryOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    org_id: int
+    name: str
+    display_order: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Name
+    product_no: ProductNo
+    category_id: int | None = None
+    spec: Short = ""
+    product_type: Short = ""
+    barcode: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    gtin: Gtin | None = None
+    image_url: Url | None = None
+    colour_no: Short | None = None
+    efficacy: Text | None = None
+    video_url: Url | None = None
+    display_order: Order = 0
+    published: bool = False
+    org_id: int | None = None
+
+
+class ProductPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    product_no: ProductNo | msgspec.UnsetType = msgspec.UNSET
+    category_id: int | msgspec.UnsetType | None = msgspec.UNSET
+    spec: Short | msgspec.UnsetType = msgspec.UNSET
+    product_type: Short | msgspec.UnsetType = msgspec.UNSET
+    barcode: Annotated[str, msgspec.Meta(max_length=64)] | msgspec.UnsetType | None = msgspec.UNSET
+    gtin: Gtin | msgspec.UnsetType | None = msgspec.UNSET
+    image_url: Url | msgspec.UnsetType | None = msgspec.UNSET
+    colour_no: Short | msgspec.UnsetType | None = msgspec.UNSET
+    efficacy: Text | msgspec.UnsetType | None = msgspec.UNSET
+    video_url: Url | msgspec.UnsetType | None = msgspec.UNSET
+    display_order: Order | msgspec.UnsetType = msgspec.UNSET
+    published: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class ProductOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    org_id: int
+    category_id: int | None
+    name: str
+    spec: str
+    product_type: str
+    product_no: str
+    barcode: str | None
+    gtin: str | None
+    image_url: str | None
+    colour_no: str | None
+    efficacy: str | None
+    video_url: str | None
+    display_order: int
+    published: bool
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,333 @@
+"""Catalogue: categories and products of a brand (SPEC K1).
+
+A brand's catalogue is read by everyone in its tree (agents and stores sell its products) and
+written by holders of ``catalog.write`` whose subtree contains the owning organisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from app import audit
+from app._core import Gs1Error, normalize_gtin
+from app.auth.principal import Principal
+from app.catalog.schemas import (
+    CategoryIn,
+    CategoryOut,
+    CategoryPatch,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+)
+from app.db import Conn
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.orgs.service import visible
+from app.paging import Page, limit_offset
+
+# Owner path is an ancestor-or-self of the caller, or lies in the caller's subtree.
+_READABLE = "(%(path)s LIKE o.path || '%%' OR o.path LIKE %(path)s || '%%')"
+
+
+def _gtin14(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize_gtin(value)
+    except Gs1Error as exc:
+        raise ValidationFailed(str(exc), code="invalid_gtin", details={"field": "gtin"}) from None
+
+
+async def _owner(conn: Conn, actor: Principal, org_id: int | None) -> int:
+    """The owning organisation of new catalogue entries: given, or the caller's own."""
+    actor.require("catalog.write")
+    target = org_id if org_id is not None else actor.org_id
+    await visible(conn, actor, target)
+    return target
+
+
+async def _writable(conn: Conn, actor: Principal, table: str, entity_id: int, what: str) -> None:
+    actor.require("catalog.write")
+    row = await (
+        await conn.execute(
+            f"SELECT o.path FROM {table} t JOIN orgs o ON o.id = t.org_id WHERE t.id = %s",
+            (entity_id,),
+        )
+    ).fetchone()
+    actor.ensure_sees(row["path"] if row else None, what)
+
+
+# Categories ----------------------------------------------------------------------------------
+
+_CAT = "c.id, c.org_id, c.name, c.display_order, c.created_at, c.updated_at"
+
+
+async def _category(conn: Conn, category_id: int) -> CategoryOut:
+    row = await (
+        await conn.execute(f"SELECT {_CAT} FROM categories c WHERE c.id = %s", (category_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFound("category not found")
+    return CategoryOut(**row)
+
+
+async def create_category(conn: Conn, actor: Principal, data: CategoryIn) -> CategoryOut:
+    owner = await _owner(conn, actor, data.org_id)
+    if await (
+        await conn.execute(
+            "SELECT 1 FROM categories WHERE org_id = %s AND name = %s", (owner, data.name)
+        )
+    ).fetchone():
+        raise Conflict(f"category {data.name} exists", code="duplicate_category")
+    row = await (
+        await conn.execute(
+            "INSERT INTO categories (org_id, name, display_order) VALUES (%s, %s, %s) RETURNING id",
+            (owner, data.name, data.display_order),
+        )
+    ).fetchone()
+    assert row is not None
+    out = await _category(conn, row["id"])
+    await audit.record(conn, actor, "create", "category", out.id, after=out, org_id=owner)
+    return out
+
+
+async def list_categories(conn: Conn, actor: Principal) -> list[CategoryOut]:
+    actor.require("catalog.read")
+    rows = await (
+        await conn.execute(
+            f"SELECT {_CAT} FROM categories c JOIN orgs o ON o.id = c.org_id "
+            f"WHERE {_READABLE} ORDER BY c.display_order, c.id",
+            {"path": actor.org_path},
+        )
+    ).fetchall()
+    return [CategoryOut(**r) for r in rows]
+
+
+async def update_category(
+    conn: Conn, actor: Principal, category_id: int, patch: CategoryPatch
+) -> CategoryOut:
+    await _writable(conn, actor, "categories", category_id, "category")
+    before = await _category(conn, category_id)
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if (
+        "name" in changes
+        and await (
+            await conn.execute(
+                "SELECT 1 FROM categories WHERE org_id = %s AND name = %s AND id <> %s",
+                (before.org_id, changes["name"], category_id),
+            )
+        ).fetchone()
+    ):
+        raise Conflict(f"category {changes['name']} exists", code="duplicate_category")
+    if changes:
+        sets = ", ".join(f"{k} = %s" for k in changes)
+        await conn.execute(
+            f"UPDATE categories SET {sets}, updated_at = now() WHERE id = %s",
+            [*changes.values(), category_id],
+        )
+    after = await _category(conn, category_id)
+    await audit.record(
+        conn,
+        actor,
+        "update",
+        "category",
+        category_id,
+        before=before,
+        after=after,
+        org_id=after.org_id,
+    )
+    return after
+
+
+async def delete_category(conn: Conn, actor: Principal, category_id: int) -> None:
+    await _writable(conn, actor, "categories", category_id, "category")
+    before = await _category(conn, category_id)
+    if await (
+        await conn.execute("SELECT 1 FROM products WHERE category_id = %s LIMIT 1", (category_id,))
+    ).fetchone():
+        raise Conflict("the category still has products", code="category_in_use")
+    await conn.execute("DELETE FROM categories WHERE id = %s", (category_id,))
+    await audit.record(
+        conn, actor, "delete", "category", category_id, before=before, org_id=before.org_id
+    )
+
+
+# Products ------------------------------------------------------------------------------------
+
+_PROD = """p.id, p.org_id, p.category_id, p.name, p.spec, p.product_type, p.product_no, p.barcode,
+    p.gtin, p.image_url, p.colour_no, p.efficacy, p.video_url, p.display_order, p.published,
+    p.created_at, p.updated_at"""
+
+
+async def _product(conn: Conn, product_id: int) -> ProductOut:
+    row = await (
+        await conn.execute(f"SELECT {_PROD} FROM products p WHERE p.id = %s", (product_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFound("product not found")
+    return ProductOut(**row)
+
+
+async def _check_category(conn: Conn, category_id: int | None, owner: int) -> None:
+    if category_id is None:
+        return
+    row = await (
+        await conn.execute("SELECT org_id FROM categories WHERE id = %s", (category_id,))
+    ).fetchone()
+    if row is None or row["org_id"] != owner:
+        raise ValidationFailed(
+            "category not found for this product's owner",
+            code="unknown_category",
+            details={"field": "category_id"},
+        )
+
+
+async def _check_unique(
+    conn: Conn, owner: int, product_no: str | None, gtin: str | None, exclude: int = 0
+) -> None:
+    if (
+        product_no is not None
+        and await (
+            await conn.execute(
+                "SELECT 1 FROM products WHERE org_id = %s AND product_no = %s AND id <> %s",
+                (owner, product_no, exclude),
+            )
+        ).fetchone()
+    ):
+        raise Conflict(f"product number {product_no} exists", code="duplicate_product_no")
+    if (
+        gtin is not None
+        and await (
+            await conn.execute(
+                "SELECT 1 FROM products WHERE gtin = %s AND id <> %s", (gtin, exclude)
+            )
+        ).fetchone()
+    ):
+        raise Conflict(f"GTIN {gtin} is already used", code="duplicate_gtin")
+
+
+async def create_product(conn: Conn, actor: Principal, data: ProductIn) -> ProductOut:
+    owner = await _owner(conn, actor, data.org_id)
+    fields = msgspec.structs.asdict(data)
+    fields["org_id"] = owner
+    fields["gtin"] = _gtin14(data.gtin)
+    await _check_category(conn, data.category_id, owner)
+    await _check_unique(conn, owner, data.product_no, fields["gtin"])
+    columns = ", ".join(fields)
+    row = await (
+        await conn.execute(
+            f"INSERT INTO products ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
+            "RETURNING id",
+            list(fields.values()),
+        )
+    ).fetchone()
+    assert row is not None
+    out = await _product(conn, row["id"])
+    await audit.record(conn, actor, "create", "product", out.id, after=out, org_id=owner)
+    return out
+
+
+async def get_product(conn: Conn, actor: Principal, product_id: int) -> ProductOut:
+    actor.require("catalog.read")
+    row = await (
+        await conn.execute(
+            f"SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
+            f"WHERE p.id = %(id)s AND {_READABLE}",
+            {"id": product_id, "path": actor.org_path},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("product not found")
+    return await _product(conn, product_id)
+
+
+async def list_products(
+    conn: Conn,
+    actor: Principal,
+    *,
+    category_id: int | None,
+    q: str | None,
+    published: bool | None,
+    product_type: str | None,
+    gtin: str | None,
+    page: int,
+    per_page: int,
+) -> Page[ProductOut]:
+    actor.require("catalog.read")
+    where = [_READABLE]
+    params: dict[str, Any] = {"path": actor.org_path}
+    if category_id is not None:
+        where.append("p.category_id = %(category_id)s")
+        params["category_id"] = category_id
+    if q:
+        where.append("(p.name ILIKE %(q)s OR p.product_no ILIKE %(q)s)")
+        params["q"] = f"%{q}%"
+    if published is not None:
+        where.append("p.published = %(published)s")
+        params["published"] = published
+    if product_type:
+        where.append("p.product_type = %(product_type)s")
+        params["product_type"] = product_type
+    if gtin:
+        where.append("p.gtin = %(gtin)s")
+        params["gtin"] = _gtin14(gtin)
+    limit, offset = limit_offset(page, per_page)
+    sql_where = " AND ".join(where)
+    rows = await (
+        await conn.execute(
+            f"SELECT {_PROD} FROM products p JOIN orgs o ON o.id = p.org_id WHERE {sql_where} "
+            "ORDER BY p.display_order, p.id LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "limit": limit, "offset": offset},
+        )
+    ).fetchall()
+    total = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM products p JOIN orgs o ON o.id = p.org_id "
+            f"WHERE {sql_where}",
+            params,
+        )
+    ).fetchone()
+    return Page([ProductOut(**r) for r in rows], page, per_page, int(total["n"]) if total else 0)
+
+
+async def update_product(
+    conn: Conn, actor: Principal, product_id: int, patch: ProductPatch
+) -> ProductOut:
+    await _writable(conn, actor, "products", product_id, "product")
+    before = await _product(conn, product_id)
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if "gtin" in changes:
+        changes["gtin"] = _gtin14(changes["gtin"])
+    if "category_id" in changes:
+        await _check_category(conn, changes["category_id"], before.org_id)
+    await _check_unique(
+        conn, before.org_id, changes.get("product_no"), changes.get("gtin"), exclude=product_id
+    )
+    if changes:
+        sets = ", ".join(f"{k} = %s" for k in changes)
+        await conn.execute(
+            f"UPDATE products SET {sets}, updated_at = now() WHERE id = %s",
+            [*changes.values(), product_id],
+        )
+    after = await _product(conn, product_id)
+    await audit.record(
+        conn,
+        actor,
+        "update",
+        "product",
+        product_id,
+        before=before,
+        after=after,
+        org_id=after.org_id,
+    )
+    return after
+
+
+async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
+    await _writable(conn, actor, "products", product_id, "product")
+    before = await _product(conn, product_id)
+    await conn.execute("DELETE FROM products WHERE id = %s", (product_id,))
+    await audit.record(
+        conn, actor, "delete", "product", product_id, before=before, org_id=before.org_id
+    )

@@ -1,0 +1,157 @@
+"""The one settings object, read from ``TRACECODE_*`` environment variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+PREFIX = "TRACECODE_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # Servers: None means "start the embedded PostgreSQL / Redis under var_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    var_dir: str = "var"
+    db_pool_min: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
+    db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
+    redis_namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")] = "tracecode"
+
+    # Secrets: the master key comes from the environment or a key file, never the database.
+    master_key: str | None = None
+    master_key_file: str | None = None
+    jwt_secret: str | None = None
+    key_versions: str = "1"
+    current_key_version: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1
+    pin_length: Annotated[int, msgspec.Meta(ge=4, le=10)] = 6
+
+    # GS1 and public URLs.
+    gs1_company_prefix: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,12}$")] = "6901234"
+    resolver_host: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "127.0.0.1:8000"
+
+    # HTTP server.
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    http_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+
+    # Auth.
+    access_token_ttl: Annotated[int, msgspec.Meta(ge=30, le=86400)] = 900
+    refresh_token_ttl: Annotated[int, msgspec.Meta(ge=300, le=90 * 86400)] = 14 * 86400
+    login_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    login_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
+
+    log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.db_pool_min > self.db_pool_max:
+            raise SettingsError(f"{PREFIX}DB_POOL_MIN must not exceed {PREFIX}DB_POOL_MAX")
+        versions = self.active_key_versions
+        if self.current_key_version not in versions:
+            raise SettingsError(
+                f"{PREFIX}CURRENT_KEY_VERSION={self.current_key_version} is not one of "
+                f"{PREFIX}KEY_VERSIONS={self.key_versions}"
+            )
+
+    @property
+    def active_key_versions(self) -> tuple[int, ...]:
+        try:
+            versions = tuple(int(part) for part in self.key_versions.split(",") if part.strip())
+        except ValueError:
+            raise SettingsError(
+                f"{PREFIX}KEY_VERSIONS must be a comma-separated list of integers"
+            ) from None
+        if not versions or any(not 1 <= v <= 65535 for v in versions):
+            raise SettingsError(f"{PREFIX}KEY_VERSIONS must list versions between 1 and 65535")
+        return versions
+
+    @property
+    def var_path(self) -> Path:
+        return Path(self.var_dir).resolve()
+
+    def master_key_bytes(self) -> bytes:
+        """The 32-byte master secret, from ``TRACECODE_MASTER_KEY`` or the key file."""
+        if self.master_key and self.master_key_file:
+            raise SettingsError(f"set only one of {PREFIX}MASTER_KEY and {PREFIX}MASTER_KEY_FILE")
+        if self.master_key:
+            return _decode_key(self.master_key, f"{PREFIX}MASTER_KEY")
+        if self.master_key_file:
+            path = Path(self.master_key_file)
+            try:
+                text = path.read_text().strip()
+            except OSError as exc:
+                raise SettingsError(
+                    f"{PREFIX}MASTER_KEY_FILE={path} cannot be read: {exc.strerror}"
+                ) from None
+            return _decode_key(text, f"the key file {path}")
+        raise SettingsError(
+            f"no master key: set {PREFIX}MASTER_KEY (64 hex characters or base64 of 32 bytes) "
+            f"or {PREFIX}MASTER_KEY_FILE"
+        )
+
+    def jwt_key(self) -> bytes:
+        """The JWT signing key: ``TRACECODE_JWT_SECRET`` or derived from the master key."""
+        if self.jwt_secret:
+            if len(self.jwt_secret) < 32:
+                raise SettingsError(f"{PREFIX}JWT_SECRET must be at least 32 characters")
+            return self.jwt_secret.encode()
+        from Crypto.Hash import SHA256
+        from Crypto.Protocol.KDF import HKDF
+
+        return HKDF(self.master_key_bytes(), 32, b"", SHA256, context=b"tracecode/jwt")
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"Settings(database_url={_redact(self.database_url)!r}, var_dir={self.var_dir!r})"
+
+
+def _decode_key(text: str, where: str) -> bytes:
+    text = text.strip()
+    raw: bytes | None = None
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raw = bytes.fromhex(text)
+    else:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    if raw is None or len(raw) != 32:
+        raise SettingsError(f"{where} must hold 32 bytes as 64 hex characters or base64")
+    return raw
+
+
+def _redact(url: str | None) -> str | None:
+    if url is None:
+        return None
+    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment, with an error naming the bad variable."""
+    env = os.environ if env is None else env
+    fields = {f.name for f in msgspec.structs.fields(Settings)}
+    raw: dict[str, str] = {}
+    for key, value in env.items():
+        if key.startswith(PREFIX):
+            name = key[len(PREFIX) :].lower()
+            if name in fields and value != "":
+                raw[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = re.search(r"at `\$\.(\w+)`", message)
+        if match:
+            var = PREFIX + match.group(1).upper()
+            reason = message.split(" - at ")[0]
+            raise SettingsError(f"{var}: {reason}") from None
+        raise SettingsError(message) from None

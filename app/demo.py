@@ -1,0 +1,154 @@
+"""Demo data: a brand with a factory, agents, a distributor, stores, products and a user per role.
+
+Loading is idempotent: organisations are matched by ERP code, users by username, catalogue
+entries by name / product number, so running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.catalog.schemas import CategoryIn, ProductIn
+from app.catalog.service import create_category, create_product
+from app.db import Conn
+from app.orgs.schemas import OrgIn
+from app.orgs.service import create_org
+from app.users.schemas import UserIn
+from app.users.service import create_user, sync_builtin_roles
+
+DEMO_PASSWORD = "tracecode-demo"
+
+# (erp_code, parent erp_code, kind, name, province, province name, city, city name)
+ORGS: list[tuple[str, str | None, str, str, str, str, str, str]] = [
+    ("BRAND-LUMI", None, "brand", "Lumière Cosmetics 丽美化妆品", "310000", "上海市", "310100", "上海市"),
+    ("FACTORY-SZ", "BRAND-LUMI", "factory", "Suzhou Factory 苏州工厂", "320000", "江苏省", "320500", "苏州市"),
+    ("WH-SZ-01", "FACTORY-SZ", "warehouse", "Factory Warehouse 成品仓", "320000", "江苏省", "320500", "苏州市"),
+    ("PRINTER-SH", "BRAND-LUMI", "printer", "Shanghai Secure Print 上海印务", "310000", "上海市", "310100", "上海市"),
+    ("AGENT-ZJ", "BRAND-LUMI", "agent", "Zhejiang Agent 浙江代理", "330000", "浙江省", "330100", "杭州市"),
+    ("AGENT-GD", "BRAND-LUMI", "agent", "Guangdong Agent 广东代理", "440000", "广东省", "440100", "广州市"),
+    ("DIST-NB", "AGENT-ZJ", "distributor", "Ningbo Distributor 宁波经销商", "330000", "浙江省", "330200", "宁波市"),
+    ("STORE-HZ-01", "AGENT-ZJ", "store", "Hangzhou West Lake Store 杭州西湖店", "330000", "浙江省", "330100", "杭州市"),
+    ("STORE-NB-01", "DIST-NB", "store", "Ningbo Tianyi Store 宁波天一店", "330000", "浙江省", "330200", "宁波市"),
+    ("STORE-GZ-01", "AGENT-GD", "store", "Guangzhou Tianhe Store 广州天河店", "440000", "广东省", "440100", "广州市"),
+    ("STORE-SZ-01", "AGENT-GD", "store", "Shenzhen Futian Store 深圳福田店", "440000", "广东省", "440300", "深圳市"),
+]  # fmt: skip
+
+# (username, org erp_code, roles, display name)
+USERS: list[tuple[str, str, list[str], str]] = [
+    ("platform", "BRAND-LUMI", ["platform_admin"], "Platform operator"),
+    ("admin", "BRAND-LUMI", ["brand_admin"], "Brand administrator"),
+    ("analyst", "BRAND-LUMI", ["analyst"], "Brand analyst"),
+    ("inspector", "BRAND-LUMI", ["inspector"], "Market inspector"),
+    ("partner", "BRAND-LUMI", ["partner"], "ERP integration user"),
+    ("planner", "FACTORY-SZ", ["planner"], "Production planner"),
+    ("operator", "FACTORY-SZ", ["line_operator"], "Packing-line operator"),
+    ("approver", "FACTORY-SZ", ["approver"], "Factory approver"),
+    ("factory_admin", "FACTORY-SZ", ["org_admin"], "Factory administrator"),
+    ("clerk", "WH-SZ-01", ["warehouse_clerk"], "Factory warehouse clerk"),
+    ("printer", "PRINTER-SH", ["printer"], "Printer operator"),
+    ("agent_admin", "AGENT-ZJ", ["org_admin"], "Zhejiang agent administrator"),
+    ("agent_clerk", "AGENT-ZJ", ["warehouse_clerk"], "Zhejiang agent warehouse clerk"),
+    ("fieldrep", "AGENT-ZJ", ["field_rep"], "Zhejiang field representative"),
+    ("gd_admin", "AGENT-GD", ["org_admin"], "Guangdong agent administrator"),
+    ("store_clerk", "STORE-HZ-01", ["store_clerk"], "Hangzhou store clerk"),
+]
+
+CATEGORIES = [("护肤 Skincare", 1), ("彩妆 Makeup", 2)]
+
+# (product_no, category, name, spec, type, gtin)
+PRODUCTS = [
+    ("LM-HY-50", "护肤 Skincare", "Hydrating Serum 玻尿酸精华", "50 ml", "serum", "6901234000016"),
+    ("LM-SC-30", "护肤 Skincare", "Sun Cream SPF50 防晒霜", "30 ml", "sunscreen", "6901234000023"),
+    ("LM-LS-01", "彩妆 Makeup", "Velvet Lipstick 丝绒口红", "3.5 g", "lipstick", "6901234000030"),
+]
+
+
+async def _id_by(conn: Conn, table: str, column: str, value: Any) -> int | None:
+    row = await (
+        await conn.execute(f"SELECT id FROM {table} WHERE {column} = %s", (value,))
+    ).fetchone()
+    return row["id"] if row else None
+
+
+async def load_demo(conn: Conn) -> dict[str, int]:
+    """Create whatever of the demo data is missing; return the org ids by ERP code."""
+    await sync_builtin_roles(conn)
+    org_ids: dict[str, int] = {}
+    for erp, parent, kind, name, prov, prov_name, city, city_name in ORGS:
+        existing = await _id_by(conn, "orgs", "erp_code", erp)
+        if existing is None:
+            created = await create_org(
+                conn,
+                None,
+                OrgIn(
+                    kind=kind,  # type: ignore[arg-type]
+                    name=name,
+                    erp_code=erp,
+                    parent_id=org_ids[parent] if parent else None,
+                    province_code=prov,
+                    province_name=prov_name,
+                    city_code=city,
+                    city_name=city_name,
+                ),
+            )
+            existing = created.id
+        org_ids[erp] = existing
+    for username, org, roles, display in USERS:
+        if await _id_by(conn, "users", "username", username) is None:
+            await create_user(
+                conn,
+                None,
+                UserIn(
+                    org_id=org_ids[org],
+                    username=username,
+                    password=DEMO_PASSWORD,
+                    roles=roles,
+                    display_name=display,
+                ),
+            )
+    admin = await _system_brand_admin(conn, org_ids["BRAND-LUMI"])
+    categories: dict[str, int] = {}
+    for name, order in CATEGORIES:
+        row = await (
+            await conn.execute(
+                "SELECT id FROM categories WHERE org_id = %s AND name = %s",
+                (org_ids["BRAND-LUMI"], name),
+            )
+        ).fetchone()
+        categories[name] = (
+            row["id"]
+            if row
+            else (await create_category(conn, admin, CategoryIn(name=name, display_order=order))).id
+        )
+    for order, (number, category, name, spec, kind, gtin) in enumerate(PRODUCTS):
+        if await _id_by(conn, "products", "product_no", number) is None:
+            await create_product(
+                conn,
+                admin,
+                ProductIn(
+                    name=name,
+                    product_no=number,
+                    category_id=categories[category],
+                    spec=spec,
+                    product_type=kind,
+                    gtin=gtin,
+                    display_order=order,
+                    published=True,
+                ),
+            )
+    return org_ids
+
+
+async def _system_brand_admin(conn: Conn, brand_id: int) -> Any:
+    from app.auth.service import load_user
+
+    user_id = await _id_by(conn, "users", "username", "admin")
+    assert user_id is not None
+    return await load_user(conn, user_id)
+
+
+def describe() -> str:
+    lines = [f"Demo logins (password for all: {DEMO_PASSWORD}):"]
+    for username, org, roles, display in USERS:
+        lines.append(f"  {username:<14} {','.join(roles):<16} {org:<12} {display}")
+    return "\n".join(lines)

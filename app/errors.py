@@ -1,0 +1,175 @@
+"""The one exception hierarchy and its JSON error handler.
+
+Every error leaves the API as ``{"error": {"code", "message", "details"}}`` with a 4xx status
+(5xx only for real server faults). Domain code raises ``AppError`` subclasses; framework and
+database exceptions are mapped here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import psycopg.errors
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+
+from app.logs import request_id_var
+
+log = logging.getLogger("tracecode.errors")
+
+
+class AppError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+        self.headers = headers
+
+
+class BadRequest(AppError):
+    status, code = 400, "bad_request"
+
+
+class ValidationFailed(AppError):
+    status, code = 400, "validation_failed"
+
+
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class Unprocessable(AppError):
+    status, code = 422, "unprocessable"
+
+
+class TooManyRequests(AppError):
+    status, code = 429, "too_many_requests"
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        content=error_body(code, message, details),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _validation_details(extra: Any) -> tuple[str, Any]:
+    """Litestar's validation extras as [{"field", "message", "source"}] and a summary line."""
+    items = extra if isinstance(extra, list) else [extra] if extra else []
+    details = []
+    for item in items:
+        if isinstance(item, dict):
+            field = item.get("key") or ""
+            details.append(
+                {"field": field, "message": item.get("message", ""), "source": item.get("source")}
+            )
+    if details:
+        first = details[0]
+        where = f" ({first['field']})" if first["field"] else ""
+        return f"invalid request{where}: {first['message']}", details
+    return "invalid request", None
+
+
+def handle_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
+    return _response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        message, details = _validation_details(exc.extra)
+        return _response(400, "validation_failed", message, details)
+    if status == 400 and isinstance(exc.__cause__, SerializationException):
+        return _response(400, "malformed_json", f"the request body is not valid JSON: {exc.detail}")
+    code = _HTTP_CODES.get(status, "error")
+    if status >= 500:
+        log.error("http error", extra={"status": status, "detail": exc.detail})
+        return _response(status, code, "internal server error")
+    headers = dict(exc.headers) if exc.headers else None
+    return _response(status, code, exc.detail or code.replace("_", " "), exc.extra or None, headers)
+
+
+def handle_msgspec_error(_: Request[Any, Any, Any], exc: msgspec.MsgspecError) -> Response[Any]:
+    return _response(400, "validation_failed", str(exc))
+
+
+def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:
+    """A safety net for constraint and data errors that validation did not catch first."""
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return _response(409, "conflict", "a record with the same unique value exists")
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        return _response(409, "in_use", "the record is referenced by, or refers to, another")
+    if isinstance(exc, psycopg.errors.CheckViolation | psycopg.errors.NotNullViolation):
+        return _response(422, "unprocessable", "a value breaks a rule of the data model")
+    if isinstance(exc, psycopg.errors.DataError):
+        return _response(400, "validation_failed", "a value is out of range or malformed")
+    if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+        return _response(409, "retry", "a concurrent change conflicted; retry the request")
+    return handle_unexpected(_, exc)
+
+
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_info=exc)
+    return _response(
+        500, "internal_error", "internal server error", {"request_id": request_id_var.get()}
+    )
+
+
+exception_handlers: dict[Any, Any] = {
+    AppError: handle_app_error,
+    HTTPException: handle_http_exception,
+    msgspec.MsgspecError: handle_msgspec_error,
+    psycopg.Error: handle_db_error,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,80 @@
+"""create_app(): routes, dependencies, error handlers, lifespan — wiring only, no logic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from redis.asyncio import Redis
+
+from app import _core, db, ops
+from app.auth.routes import ApiKeyController, AuthController
+from app.catalog.routes import CategoryController, ProductController
+from app.config import Settings, load_settings
+from app.deps import dependencies
+from app.embedded import resolve_urls
+from app.errors import exception_handlers
+from app.logs import configure_logging, request_context_middleware
+from app.orgs.routes import OrgController
+from app.users.routes import RoleController, UserController, list_permissions
+from app.users.service import sync_builtin_roles
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    settings.master_key_bytes()  # fail at start-up, with a clear message, when it is missing
+    settings.jwt_key()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        db_url, redis_url = await asyncio.to_thread(
+            resolve_urls, settings.database_url, settings.redis_url, settings.var_path
+        )
+        await asyncio.to_thread(db.migrate, db_url)
+        pool = db.create_pool(db_url, settings)
+        await pool.open(wait=True, timeout=30)
+        async with pool.connection() as conn:
+            await sync_builtin_roles(conn)
+        redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        app.state.pool = pool
+        app.state.redis = redis
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    app = Litestar(
+        route_handlers=[
+            ops.ping,
+            ops.health,
+            ops.metrics,
+            ops.audit_log,
+            AuthController,
+            ApiKeyController,
+            OrgController,
+            UserController,
+            RoleController,
+            list_permissions,
+            CategoryController,
+            ProductController,
+        ],
+        dependencies=dependencies,
+        exception_handlers=exception_handlers,
+        middleware=[request_context_middleware],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Tracecode API",
+            version=_core.version(),
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
+        ),
+        logging_config=None,
+    )
+    app.state.settings = settings
+    return app

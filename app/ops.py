@@ -1,0 +1,131 @@
+"""Operations: health, Prometheus metrics, a trivial ping, and the audit log reader."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Response, get
+from litestar.datastructures import State
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+
+from app import _core
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn
+from app.paging import Page, PageNo, PerPage, limit_offset
+from workers.heartbeat import WORKER_STALE_SECONDS, heartbeat_pattern
+
+
+class Check(msgspec.Struct, frozen=True):
+    status: str
+    detail: str | None = None
+
+
+class HealthOut(msgspec.Struct, frozen=True):
+    status: str
+    version: str
+    postgres: Check
+    redis: Check
+    workers: Check
+
+
+@get("/ping", tags=["ops"], include_in_schema=False)
+async def ping() -> dict[str, str]:
+    """The cheapest JSON answer: the baseline for load tests."""
+    return {"pong": "ok"}
+
+
+@get("/health", tags=["ops"])
+async def health(state: State, settings: Settings) -> Response[HealthOut]:
+    """PostgreSQL, Redis and worker heartbeat; 503 when PostgreSQL or Redis is down."""
+    try:
+        async with state.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+        pg = Check("ok")
+    except Exception as exc:  # any failure means "down": report it, do not raise
+        pg = Check("down", type(exc).__name__)
+    redis: Redis = state.redis
+    try:
+        await redis.ping()
+        rd = Check("ok")
+        workers = await _worker_check(redis, settings)
+    except Exception as exc:
+        rd = Check("down", type(exc).__name__)
+        workers = Check("unknown", "redis is down")
+    ok = pg.status == "ok" and rd.status == "ok"
+    body = HealthOut("ok" if ok else "down", _core.version(), pg, rd, workers)
+    return Response(body, status_code=200 if ok else 503)
+
+
+async def _worker_check(redis: Redis, settings: Settings) -> Check:
+    beats = []
+    async for key in redis.scan_iter(match=heartbeat_pattern(settings.redis_namespace)):
+        value = await redis.get(key)
+        if value:
+            beats.append(float(value))
+    fresh = [b for b in beats if time.time() - b < WORKER_STALE_SECONDS]
+    if not fresh:
+        return Check("missing", "no worker heartbeat")
+    return Check("ok", f"{len(fresh)} worker process(es)")
+
+
+@get("/metrics", tags=["ops"], include_in_schema=False)
+async def metrics() -> Response[bytes]:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class AuditOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    at: datetime
+    actor_user: int | None
+    actor_key: int | None
+    org_id: int | None
+    action: str
+    entity: str
+    entity_id: str | None
+    before: Any
+    after: Any
+    request_id: str | None
+
+
+@get("/audit", tags=["ops"])
+async def audit_log(
+    conn: Conn,
+    principal: Principal,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    action: str | None = None,
+    page: PageNo = 1,
+    per_page: PerPage = 50,
+) -> Page[AuditOut]:
+    """Audit rows of the caller's subtree, newest first."""
+    principal.require("audit.read")
+    where = ["o.path LIKE %s"]
+    params: list[Any] = [principal.org_path + "%"]
+    for column, value in (("entity", entity), ("entity_id", entity_id), ("action", action)):
+        if value is not None:
+            where.append(f"a.{column} = %s")
+            params.append(value)
+    limit, offset = limit_offset(page, per_page)
+    sql_where = " AND ".join(where)
+    rows = await (
+        await conn.execute(
+            "SELECT a.id, a.at, a.actor_user, a.actor_key, a.org_id, a.action, a.entity, "
+            "a.entity_id, a.before, a.after, a.request_id "
+            f"FROM audit_log a JOIN orgs o ON o.id = a.org_id WHERE {sql_where} "
+            "ORDER BY a.id DESC LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        )
+    ).fetchall()
+    total = await (
+        await conn.execute(
+            f"SELECT count(*) AS n FROM audit_log a JOIN orgs o ON o.id = a.org_id "
+            f"WHERE {sql_where}",
+            params,
+        )
+    ).fetchone()
+    return Page([AuditOut(**r) for r in rows], page, per_page, int(total["n"]) if total else 0)

@@ -1,0 +1,67 @@
+"""Organisation shapes (SPEC U1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Kind = Literal[
+    "brand", "factory", "warehouse", "branch", "agent", "distributor", "store", "printer"
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+ErpCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]0000$")]  # GB/T 2260, e.g. 310000
+CityCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{3}00$")]  # e.g. 310100
+Text = Annotated[str, msgspec.Meta(max_length=500)]
+Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")]
+
+
+class OrgIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    kind: Kind
+    name: Name
+    erp_code: ErpCode
+    parent_id: int | None = None
+    province_code: ProvinceCode | None = None
+    province_name: Name | None = None
+    city_code: CityCode | None = None
+    city_name: Name | None = None
+    address: Text | None = None
+    contact_name: Name | None = None
+    contact_phone: Phone | None = None
+
+
+class OrgPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    erp_code: ErpCode | msgspec.UnsetType = msgspec.UNSET
+    province_code: ProvinceCode | msgspec.UnsetType | None = msgspec.UNSET
+    province_name: Name | msgspec.UnsetType | None = msgspec.UNSET
+    city_code: CityCode | msgspec.UnsetType | None = msgspec.UNSET
+    city_name: Name | msgspec.UnsetType | None = msgspec.UNSET
+    address: Text | msgspec.UnsetType | None = msgspec.UNSET
+    contact_name: Name | msgspec.UnsetType | None = msgspec.UNSET
+    contact_phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class MoveIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    parent_id: int
+
+
+class OrgOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    parent_id: int | None
+    kind: str
+    name: str
+    erp_code: str
+    province_code: str | None
+    province_name: str | None
+    city_code: str | None
+    city_name: str | None
+    address: str | None
+    contact_name: str | None
+    contact_phone: str | None
+    status: str
+    depth: int
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,276 @@
+"""Organisation tree: create, read, update, (de)activate, move, list a subtree (SPEC U1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
+from app.paging import Page, limit_offset
+
+# Which kinds may sit directly below which.
+CHILD_KINDS: dict[str, frozenset[str]] = {
+    "brand": frozenset(
+        {"factory", "warehouse", "branch", "agent", "distributor", "store", "printer"}
+    ),
+    "factory": frozenset({"warehouse"}),
+    "branch": frozenset({"agent", "distributor", "store", "warehouse"}),
+    "agent": frozenset({"distributor", "store", "warehouse"}),
+    "distributor": frozenset({"store", "warehouse"}),
+    "warehouse": frozenset(),
+    "store": frozenset(),
+    "printer": frozenset(),
+}
+
+_COLUMNS = (
+    "id, parent_id, kind, name, erp_code, province_code, province_name, city_code, city_name, "
+    "address, contact_name, contact_phone, status, "
+    "array_length(string_to_array(trim(both '/' from path), '/'), 1) - 1 AS depth, "
+    "created_at, updated_at"
+)
+
+
+def _out(row: dict[str, Any]) -> OrgOut:
+    return OrgOut(**row)
+
+
+def check_region(
+    province_code: str | None,
+    province_name: str | None,
+    city_code: str | None,
+    city_name: str | None,
+) -> None:
+    """GB/T 2260: a city code lies inside its province (same first two digits)."""
+    if city_code and not province_code:
+        raise ValidationFailed("a city needs its province", details={"field": "province_code"})
+    if province_code and not province_name:
+        raise ValidationFailed("province_name is required", details={"field": "province_name"})
+    if city_code and not city_name:
+        raise ValidationFailed("city_name is required", details={"field": "city_name"})
+    if province_code and city_code and city_code[:2] != province_code[:2]:
+        raise ValidationFailed(
+            f"city {city_code} is not in province {province_code}",
+            code="region_mismatch",
+            details={"field": "city_code"},
+        )
+
+
+async def _get_row(conn: Conn, org_id: int, *, lock: bool = False) -> dict[str, Any] | None:
+    sql = "SELECT id, parent_id, kind, path, status FROM orgs WHERE id = %s"
+    if lock:
+        sql += " FOR UPDATE"
+    return await (await conn.execute(sql, (org_id,))).fetchone()
+
+
+async def visible(conn: Conn, actor: Principal, org_id: int) -> dict[str, Any]:
+    """The org's id/kind/path/status if it is in the caller's subtree, else 404."""
+    row = await _get_row(conn, org_id)
+    actor.ensure_sees(row["path"] if row else None)
+    assert row is not None
+    return row
+
+
+async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut:
+    """Create an organisation below a parent in the caller's subtree (a brand has no parent).
+
+    ``actor=None`` is the system itself (demo data, CLI); it may create brands.
+    """
+    check_region(data.province_code, data.province_name, data.city_code, data.city_name)
+    if data.kind == "brand":
+        if data.parent_id is not None:
+            raise ValidationFailed("a brand has no parent", details={"field": "parent_id"})
+        if actor is not None:
+            actor.require("platform.admin")
+        parent_path = "/"
+    else:
+        if actor is not None:
+            actor.require("orgs.write")
+        if data.parent_id is None:
+            raise ValidationFailed("parent_id is required", details={"field": "parent_id"})
+        parent = await _get_row(conn, data.parent_id)
+        if actor is not None:
+            actor.ensure_sees(parent["path"] if parent else None, "parent organisation")
+        if parent is None:
+            raise NotFound("parent organisation not found")
+        if data.kind not in CHILD_KINDS[parent["kind"]]:
+            raise Unprocessable(
+                f"a {data.kind} cannot be placed under a {parent['kind']}", code="bad_hierarchy"
+            )
+        if parent["status"] != "active":
+            raise Unprocessable("the parent organisation is inactive", code="parent_inactive")
+        parent_path = parent["path"]
+    if await (
+        await conn.execute("SELECT 1 FROM orgs WHERE erp_code = %s", (data.erp_code,))
+    ).fetchone():
+        raise Conflict(f"ERP code {data.erp_code} is taken", code="duplicate_erp_code")
+    fields = msgspec.structs.asdict(data)
+    columns = ", ".join(fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    row = await (
+        await conn.execute(
+            f"INSERT INTO orgs ({columns}) VALUES ({placeholders}) RETURNING id",
+            list(fields.values()),
+        )
+    ).fetchone()
+    assert row is not None
+    org_id = row["id"]
+    await conn.execute(
+        "UPDATE orgs SET path = %s WHERE id = %s", (f"{parent_path}{org_id}/", org_id)
+    )
+    out = await get_org(conn, None, org_id)
+    await audit.record(conn, actor, "create", "org", org_id, after=out, org_id=org_id)
+    return out
+
+
+async def get_org(conn: Conn, actor: Principal | None, org_id: int) -> OrgOut:
+    row = await (
+        await conn.execute(f"SELECT {_COLUMNS}, path FROM orgs WHERE id = %s", (org_id,))
+    ).fetchone()
+    if actor is not None:
+        actor.require("orgs.read")
+        actor.ensure_sees(row["path"] if row else None)
+    if row is None:
+        raise NotFound("organisation not found")
+    row.pop("path")
+    return _out(row)
+
+
+async def list_orgs(
+    conn: Conn,
+    actor: Principal,
+    *,
+    root_id: int | None,
+    kind: str | None,
+    status: str | None,
+    q: str | None,
+    page: int,
+    per_page: int,
+) -> Page[OrgOut]:
+    """The caller's subtree (or the subtree of ``root_id`` inside it), filtered and paged."""
+    actor.require("orgs.read")
+    prefix = actor.org_path
+    if root_id is not None:
+        prefix = (await visible(conn, actor, root_id))["path"]
+    where = ["path LIKE %s"]
+    params: list[Any] = [prefix + "%"]
+    if kind:
+        where.append("kind = %s")
+        params.append(kind)
+    if status:
+        where.append("status = %s")
+        params.append(status)
+    if q:
+        where.append("(name ILIKE %s OR erp_code ILIKE %s)")
+        params += [f"%{q}%", f"%{q}%"]
+    limit, offset = limit_offset(page, per_page)
+    rows = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM orgs WHERE {' AND '.join(where)} "
+            "ORDER BY path LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        )
+    ).fetchall()
+    total = rows[0]["total"] if rows else await _count(conn, where, params)
+    return Page(
+        [_out({k: v for k, v in r.items() if k != "total"}) for r in rows], page, per_page, total
+    )
+
+
+async def _count(conn: Conn, where: list[str], params: list[Any]) -> int:
+    row = await (
+        await conn.execute(f"SELECT count(*) AS n FROM orgs WHERE {' AND '.join(where)}", params)
+    ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:
+    actor.require("orgs.write")
+    await visible(conn, actor, org_id)
+    before = await get_org(conn, None, org_id)
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if not changes:
+        return before
+    merged = {**msgspec.structs.asdict(before), **changes}
+    check_region(
+        merged["province_code"], merged["province_name"], merged["city_code"], merged["city_name"]
+    )
+    if "erp_code" in changes and changes["erp_code"] != before.erp_code:
+        taken = await (
+            await conn.execute(
+                "SELECT 1 FROM orgs WHERE erp_code = %s AND id <> %s", (changes["erp_code"], org_id)
+            )
+        ).fetchone()
+        if taken:
+            raise Conflict(f"ERP code {changes['erp_code']} is taken", code="duplicate_erp_code")
+    sets = ", ".join(f"{k} = %s" for k in changes)
+    await conn.execute(
+        f"UPDATE orgs SET {sets}, updated_at = now() WHERE id = %s", [*changes.values(), org_id]
+    )
+    after = await get_org(conn, None, org_id)
+    await audit.record(
+        conn, actor, "update", "org", org_id, before=before, after=after, org_id=org_id
+    )
+    return after
+
+
+async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> OrgOut:
+    """Deactivate or reactivate an organisation strictly below the caller's own."""
+    actor.require("orgs.write")
+    row = await visible(conn, actor, org_id)
+    if row["path"] == actor.org_path:
+        raise Unprocessable("you cannot change the status of your own organisation", code="own_org")
+    before = await get_org(conn, None, org_id)
+    await conn.execute(
+        "UPDATE orgs SET status = %s, updated_at = now() WHERE id = %s", (status, org_id)
+    )
+    after = await get_org(conn, None, org_id)
+    action = "deactivate" if status == "inactive" else "activate"
+    await audit.record(
+        conn, actor, action, "org", org_id, before=before, after=after, org_id=org_id
+    )
+    return after
+
+
+async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) -> OrgOut:
+    """Re-parent an organisation and its whole subtree."""
+    actor.require("orgs.write")
+    row = await visible(conn, actor, org_id)
+    if row["kind"] == "brand":
+        raise Unprocessable("a brand cannot be moved", code="bad_hierarchy")
+    if row["path"] == actor.org_path:
+        raise Unprocessable("you cannot move your own organisation", code="own_org")
+    parent = await _get_row(conn, parent_id, lock=True)
+    actor.ensure_sees(parent["path"] if parent else None, "parent organisation")
+    assert parent is not None
+    if parent["path"].startswith(row["path"]):
+        raise Unprocessable("an organisation cannot move below itself", code="cycle")
+    if row["kind"] not in CHILD_KINDS[parent["kind"]]:
+        raise Unprocessable(
+            f"a {row['kind']} cannot be placed under a {parent['kind']}", code="bad_hierarchy"
+        )
+    before = await get_org(conn, None, org_id)
+    old_path = row["path"]
+    new_path = f"{parent['path']}{org_id}/"
+    await conn.execute(
+        "UPDATE orgs SET path = %s || substr(path, %s), "
+        "parent_id = CASE WHEN id = %s THEN %s ELSE parent_id END, updated_at = now() "
+        "WHERE path LIKE %s",
+        (new_path, len(old_path) + 1, org_id, parent_id, old_path + "%"),
+    )
+    after = await get_org(conn, None, org_id)
+    await audit.record(
+        conn,
+        actor,
+        "move",
+        "org",
+        org_id,
+        before={"parent_id": before.parent_id},
+        after={"parent_id": parent_id},
+        org_id=org_id,
+    )
+    return after

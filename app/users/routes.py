@@ -1,0 +1,83 @@
+"""HTTP routes of users, roles and permissions."""
+
+from __future__ import annotations
+
+from litestar import Controller, delete, get, patch, post
+
+from app.auth.principal import Principal
+from app.db import Conn
+from app.paging import Page, PageNo, PerPage
+from app.users import service
+from app.users.schemas import (
+    PermissionOut,
+    RoleIn,
+    RoleOut,
+    RolePatch,
+    Status,
+    UserIn,
+    UserOut,
+    UserPatch,
+)
+
+
+class UserController(Controller):
+    path = "/users"
+    tags = ["users"]
+
+    @post("/")
+    async def create(self, data: UserIn, conn: Conn, principal: Principal) -> UserOut:
+        return await service.create_user(conn, principal, data)
+
+    @get("/")
+    async def list_users(
+        self,
+        conn: Conn,
+        principal: Principal,
+        org_id: int | None = None,
+        status: Status | None = None,
+        q: str | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[UserOut]:
+        return await service.list_users(
+            conn, principal, org_id=org_id, status=status, q=q, page=page, per_page=per_page
+        )
+
+    @get("/{user_id:int}")
+    async def get_one(self, user_id: int, conn: Conn, principal: Principal) -> UserOut:
+        return await service.get_user(conn, principal, user_id)
+
+    @patch("/{user_id:int}")
+    async def update(
+        self, user_id: int, data: UserPatch, conn: Conn, principal: Principal
+    ) -> UserOut:
+        """Change profile, roles, status (deactivate) or reset the password."""
+        return await service.update_user(conn, principal, user_id, data)
+
+
+class RoleController(Controller):
+    path = "/roles"
+    tags = ["users"]
+
+    @get("/")
+    async def list_roles(self, conn: Conn, principal: Principal) -> list[RoleOut]:
+        return await service.list_roles(conn, principal)
+
+    @post("/")
+    async def create(self, data: RoleIn, conn: Conn, principal: Principal) -> RoleOut:
+        return await service.create_role(conn, principal, data)
+
+    @patch("/{role_id:int}")
+    async def update(
+        self, role_id: int, data: RolePatch, conn: Conn, principal: Principal
+    ) -> RoleOut:
+        return await service.update_role(conn, principal, role_id, data)
+
+    @delete("/{role_id:int}")
+    async def remove(self, role_id: int, conn: Conn, principal: Principal) -> None:
+        await service.delete_role(conn, principal, role_id)
+
+
+@get("/permissions", tags=["users"])
+async def list_permissions(principal: Principal) -> list[PermissionOut]:
+    return service.list_permissions()

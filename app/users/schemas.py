@@ -1,0 +1,77 @@
+"""User and role shapes (SPEC U2, U3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Username = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.@-]{3,64}$")]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
+Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")]
+Email = Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Roles = Annotated[list[RoleName], msgspec.Meta(max_length=20)]
+Status = Literal["active", "inactive"]
+
+
+class UserIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    org_id: int
+    username: Username
+    password: Password
+    roles: Roles
+    display_name: DisplayName = ""
+    phone: Phone | None = None
+    email: Email | None = None
+
+
+class UserPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    display_name: DisplayName | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+    email: Email | msgspec.UnsetType | None = msgspec.UNSET
+    roles: Roles | msgspec.UnsetType = msgspec.UNSET
+    status: Status | msgspec.UnsetType = msgspec.UNSET
+    password: Password | msgspec.UnsetType = msgspec.UNSET
+
+
+class UserOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    org_id: int
+    username: str
+    display_name: str
+    phone: str | None
+    email: str | None
+    status: str
+    roles: list[str]
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RoleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: RoleName
+    permissions: Annotated[list[str], msgspec.Meta(min_length=1, max_length=50)]
+    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class RolePatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    permissions: (
+        Annotated[list[str], msgspec.Meta(min_length=1, max_length=50)] | msgspec.UnsetType
+    ) = msgspec.UNSET
+    description: Annotated[str, msgspec.Meta(max_length=200)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class RoleOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    org_id: int | None
+    name: str
+    description: str
+    permissions: list[str]
+    builtin: bool
+
+
+class PermissionOut(msgspec.Struct, frozen=True):
+    name: str
+    description: str

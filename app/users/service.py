@@ -1,0 +1,311 @@
+"""Users and roles, managed within the caller's subtree, never beyond its own permissions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from app import audit
+from app.auth.passwords import hash_password
+from app.auth.permissions import BUILTIN_ROLES, PERMISSIONS
+from app.auth.principal import Principal
+from app.auth.service import check_grantable
+from app.db import Conn
+from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.orgs.service import visible
+from app.paging import Page, limit_offset
+from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn, UserOut, UserPatch
+
+_USER_COLUMNS = """u.id, u.org_id, u.username, u.display_name, u.phone, u.email, u.status,
+    coalesce((SELECT array_agg(r.name ORDER BY r.name) FROM user_roles ur
+               JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id), '{}') AS roles,
+    u.last_login_at, u.created_at, u.updated_at"""
+
+
+async def sync_builtin_roles(conn: Conn) -> None:
+    """Make the built-in roles in the database match the code (run at start-up)."""
+    for name, (description, permissions) in BUILTIN_ROLES.items():
+        await conn.execute(
+            """INSERT INTO roles (org_id, name, description, permissions)
+               VALUES (NULL, %s, %s, %s)
+               ON CONFLICT (coalesce(org_id, 0), name)
+               DO UPDATE SET description = EXCLUDED.description,
+                             permissions = EXCLUDED.permissions, updated_at = now()""",
+            (name, description, sorted(permissions)),
+        )
+
+
+async def _resolve_roles(conn: Conn, org_path: str, names: list[str]) -> list[dict[str, Any]]:
+    """Role rows by name as seen from an organisation: built-in, or custom of an ancestor."""
+    rows = await (
+        await conn.execute(
+            """SELECT DISTINCT ON (r.name) r.id, r.name, r.permissions
+                 FROM roles r LEFT JOIN orgs o ON o.id = r.org_id
+                WHERE r.name = ANY(%s) AND (r.org_id IS NULL OR %s LIKE o.path || '%%')
+                ORDER BY r.name, length(o.path) DESC NULLS LAST""",
+            (names, org_path),
+        )
+    ).fetchall()
+    unknown = sorted(set(names) - {r["name"] for r in rows})
+    if unknown:
+        raise ValidationFailed("unknown role", code="unknown_role", details={"unknown": unknown})
+    return rows
+
+
+async def _set_roles(
+    conn: Conn, actor: Principal, user_id: int, org_path: str, names: list[str]
+) -> None:
+    roles = await _resolve_roles(conn, org_path, sorted(set(names)))
+    check_grantable(actor, sorted({p for r in roles for p in r["permissions"]}))
+    await conn.execute("DELETE FROM user_roles WHERE user_id = %s", (user_id,))
+    if roles:
+        await conn.execute(
+            "INSERT INTO user_roles (user_id, role_id) SELECT %s, unnest(%s::bigint[])",
+            (user_id, [r["id"] for r in roles]),
+        )
+
+
+async def create_user(conn: Conn, actor: Principal | None, data: UserIn) -> UserOut:
+    """Create a user in an organisation of the caller's subtree (``actor=None``: the system)."""
+    if actor is not None:
+        actor.require("users.write")
+        org = await visible(conn, actor, data.org_id)
+    else:
+        org = await (
+            await conn.execute("SELECT path, status FROM orgs WHERE id = %s", (data.org_id,))
+        ).fetchone()
+        if org is None:
+            raise NotFound("organisation not found")
+    if org["status"] != "active":
+        raise Unprocessable("the organisation is inactive", code="org_inactive")
+    taken = await (
+        await conn.execute("SELECT 1 FROM users WHERE username = %s", (data.username,))
+    ).fetchone()
+    if taken:
+        raise Conflict(f"username {data.username} is taken", code="duplicate_username")
+    password_hash = await asyncio.to_thread(hash_password, data.password)
+    row = await (
+        await conn.execute(
+            "INSERT INTO users (org_id, username, password_hash, display_name, phone, email) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (data.org_id, data.username, password_hash, data.display_name, data.phone, data.email),
+        )
+    ).fetchone()
+    assert row is not None
+    if actor is None:
+        roles = await _resolve_roles(conn, org["path"], sorted(set(data.roles)))
+        await conn.execute(
+            "INSERT INTO user_roles (user_id, role_id) SELECT %s, unnest(%s::bigint[])",
+            (row["id"], [r["id"] for r in roles]),
+        )
+    else:
+        await _set_roles(conn, actor, row["id"], org["path"], data.roles)
+    out = await _get(conn, row["id"])
+    await audit.record(conn, actor, "create", "user", out.id, after=out, org_id=out.org_id)
+    return out
+
+
+async def _get(conn: Conn, user_id: int) -> UserOut:
+    row = await (
+        await conn.execute(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = %s", (user_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFound("user not found")
+    return UserOut(**row)
+
+
+async def _visible_user(conn: Conn, actor: Principal, user_id: int) -> dict[str, Any]:
+    row = await (
+        await conn.execute(
+            "SELECT u.id, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s",
+            (user_id,),
+        )
+    ).fetchone()
+    actor.ensure_sees(row["path"] if row else None, "user")
+    assert row is not None
+    return row
+
+
+async def get_user(conn: Conn, actor: Principal, user_id: int) -> UserOut:
+    actor.require("users.read")
+    await _visible_user(conn, actor, user_id)
+    return await _get(conn, user_id)
+
+
+async def list_users(
+    conn: Conn,
+    actor: Principal,
+    *,
+    org_id: int | None,
+    status: str | None,
+    q: str | None,
+    page: int,
+    per_page: int,
+) -> Page[UserOut]:
+    actor.require("users.read")
+    prefix = actor.org_path
+    if org_id is not None:
+        prefix = (await visible(conn, actor, org_id))["path"]
+    where = ["o.path LIKE %s"]
+    params: list[Any] = [prefix + "%"]
+    if status:
+        where.append("u.status = %s")
+        params.append(status)
+    if q:
+        where.append("(u.username ILIKE %s OR u.display_name ILIKE %s)")
+        params += [f"%{q}%", f"%{q}%"]
+    limit, offset = limit_offset(page, per_page)
+    sql_where = " AND ".join(where)
+    rows = await (
+        await conn.execute(
+            f"SELECT {_USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.org_id "
+            f"WHERE {sql_where} ORDER BY u.id LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        )
+    ).fetchall()
+    total = await (
+        await conn.execute(
+            f"SELECT count(*) AS n FROM users u JOIN orgs o ON o.id = u.org_id WHERE {sql_where}",
+            params,
+        )
+    ).fetchone()
+    return Page([UserOut(**r) for r in rows], page, per_page, int(total["n"]) if total else 0)
+
+
+async def update_user(conn: Conn, actor: Principal, user_id: int, patch: UserPatch) -> UserOut:
+    actor.require("users.write")
+    row = await _visible_user(conn, actor, user_id)
+    if user_id == actor.user_id and (
+        patch.status is not msgspec.UNSET or patch.roles is not msgspec.UNSET
+    ):
+        raise Unprocessable("you cannot change your own status or roles", code="own_account")
+    before = await _get(conn, user_id)
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    roles = changes.pop("roles", None)
+    password = changes.pop("password", None)
+    if password is not None:
+        changes["password_hash"] = await asyncio.to_thread(hash_password, password)
+        changes["failed_logins"] = 0
+        changes["locked_until"] = None
+    if changes:
+        sets = ", ".join(f"{k} = %s" for k in changes)
+        await conn.execute(
+            f"UPDATE users SET {sets}, updated_at = now() WHERE id = %s",
+            [*changes.values(), user_id],
+        )
+    if password is not None or changes.get("status") == "inactive":
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() "
+            "WHERE user_id = %s AND revoked_at IS NULL",
+            (user_id,),
+        )
+    if roles is not None:
+        await _set_roles(conn, actor, user_id, row["path"], roles)
+    after = await _get(conn, user_id)
+    await audit.record(
+        conn, actor, "update", "user", user_id, before=before, after=after, org_id=after.org_id
+    )
+    return after
+
+
+# Roles ---------------------------------------------------------------------------------------
+
+_ROLE_COLUMNS = "r.id, r.org_id, r.name, r.description, r.permissions, r.org_id IS NULL AS builtin"
+
+
+def list_permissions() -> list[PermissionOut]:
+    return [PermissionOut(name, text) for name, text in PERMISSIONS.items()]
+
+
+async def list_roles(conn: Conn, actor: Principal) -> list[RoleOut]:
+    """Built-in roles, custom roles of the caller's ancestors (usable) and subtree (managed)."""
+    rows = await (
+        await conn.execute(
+            f"""SELECT {_ROLE_COLUMNS} FROM roles r LEFT JOIN orgs o ON o.id = r.org_id
+                 WHERE r.org_id IS NULL OR o.path LIKE %s OR %s LIKE o.path || '%%'
+                 ORDER BY r.org_id NULLS FIRST, r.name""",
+            (actor.org_path + "%", actor.org_path),
+        )
+    ).fetchall()
+    return [RoleOut(**r) for r in rows]
+
+
+async def create_role(conn: Conn, actor: Principal, data: RoleIn) -> RoleOut:
+    """A custom role of the caller's organisation, usable in its subtree."""
+    actor.require("roles.write")
+    if data.name in BUILTIN_ROLES:
+        raise Conflict(f"{data.name} is a built-in role", code="duplicate_role")
+    check_grantable(actor, data.permissions)
+    exists = await (
+        await conn.execute(
+            "SELECT 1 FROM roles WHERE org_id = %s AND name = %s", (actor.org_id, data.name)
+        )
+    ).fetchone()
+    if exists:
+        raise Conflict(f"role {data.name} exists", code="duplicate_role")
+    row = await (
+        await conn.execute(
+            "INSERT INTO roles (org_id, name, description, permissions) VALUES (%s, %s, %s, %s) "
+            "RETURNING id",
+            (actor.org_id, data.name, data.description, sorted(set(data.permissions))),
+        )
+    ).fetchone()
+    assert row is not None
+    out = await _get_role(conn, row["id"])
+    await audit.record(conn, actor, "create", "role", out.id, after=out)
+    return out
+
+
+async def _get_role(conn: Conn, role_id: int) -> RoleOut:
+    row = await (
+        await conn.execute(f"SELECT {_ROLE_COLUMNS} FROM roles r WHERE r.id = %s", (role_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFound("role not found")
+    return RoleOut(**row)
+
+
+async def _managed_role(conn: Conn, actor: Principal, role_id: int) -> RoleOut:
+    actor.require("roles.write")
+    row = await (
+        await conn.execute(
+            "SELECT r.org_id, o.path FROM roles r LEFT JOIN orgs o ON o.id = r.org_id "
+            "WHERE r.id = %s",
+            (role_id,),
+        )
+    ).fetchone()
+    if row is not None and row["org_id"] is None:
+        raise Unprocessable("built-in roles cannot be changed", code="builtin_role")
+    actor.ensure_sees(row["path"] if row else None, "role")
+    return await _get_role(conn, role_id)
+
+
+async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePatch) -> RoleOut:
+    before = await _managed_role(conn, actor, role_id)
+    if patch.permissions is not msgspec.UNSET:
+        check_grantable(actor, patch.permissions)
+        await conn.execute(
+            "UPDATE roles SET permissions = %s, updated_at = now() WHERE id = %s",
+            (sorted(set(patch.permissions)), role_id),
+        )
+    if patch.description is not msgspec.UNSET:
+        await conn.execute(
+            "UPDATE roles SET description = %s, updated_at = now() WHERE id = %s",
+            (patch.description, role_id),
+        )
+    after = await _get_role(conn, role_id)
+    await audit.record(conn, actor, "update", "role", role_id, before=before, after=after)
+    return after
+
+
+async def delete_role(conn: Conn, actor: Principal, role_id: int) -> None:
+    before = await _managed_role(conn, actor, role_id)
+    used = await (
+        await conn.execute("SELECT 1 FROM user_roles WHERE role_id = %s LIMIT 1", (role_id,))
+    ).fetchone()
+    if used:
+        raise Conflict("the role is assigned to users", code="role_in_use")
+    await conn.execute("DELETE FROM roles WHERE id = %s", (role_id,))
+    await audit.record(conn, actor, "delete", "role", role_id, before=before)

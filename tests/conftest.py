@@ -1,0 +1,142 @@
+"""Test set-up on real services.
+
+With ``TRACECODE_DATABASE_URL`` / ``TRACECODE_REDIS_URL`` set, tests use those servers; otherwise
+they start the embedded PostgreSQL and Redis under ``var/``. Each test session gets a database of
+its own (dropped at the end) and a Redis namespace of its own, so sessions never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSION = secrets.token_hex(4)
+TEST_DB = f"tracecode_test_{SESSION}"
+TEST_MASTER_KEY = "5a" * 32
+
+_admin_db_url: str | None = None
+
+
+def _configure_environment() -> None:
+    """Runs at import, before any app module reads settings."""
+    global _admin_db_url
+    from app import embedded
+
+    var = ROOT / "var"
+    admin = os.environ.get("TRACECODE_DATABASE_URL") or embedded.start_postgres(var)
+    redis_url = os.environ.get("TRACECODE_REDIS_URL") or embedded.start_redis(var)
+    _admin_db_url = admin
+    os.environ["TRACECODE_DATABASE_URL"] = embedded.ensure_database(admin, TEST_DB)
+    os.environ["TRACECODE_REDIS_URL"] = redis_url
+    os.environ["TRACECODE_REDIS_NAMESPACE"] = f"tctest{SESSION}"
+    os.environ["TRACECODE_MASTER_KEY"] = TEST_MASTER_KEY
+    os.environ.pop("TRACECODE_MASTER_KEY_FILE", None)
+    os.environ.pop("TRACECODE_JWT_SECRET", None)
+    os.environ["TRACECODE_LOG_LEVEL"] = "WARNING"
+
+
+_configure_environment()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from app import embedded
+
+    if _admin_db_url:
+        try:
+            embedded.drop_database(_admin_db_url, TEST_DB)
+        except Exception as exc:  # leave the database behind rather than fail the run
+            print(f"could not drop {TEST_DB}: {exc}")
+    try:
+        import redis
+
+        client = redis.Redis.from_url(os.environ["TRACECODE_REDIS_URL"])
+        for key in client.scan_iter(match=f"tctest{SESSION}*"):
+            client.delete(key)
+    except Exception as exc:
+        print(f"could not clean Redis keys: {exc}")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Any:
+    from app.config import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Any) -> Any:
+    from app.main import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Any) -> AsyncIterator[Any]:
+    """An HTTP client calling the ASGI app in the test's own event loop (lifespan included)."""
+    import asyncio
+
+    import httpx
+
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run_lifespan() -> None:
+        # The lifespan's task group must be entered and left by the same task.
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run_lifespan())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()  # start-up failed: raise its error
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", timeout=60
+    ) as test_client:
+        yield test_client
+    stop.set()
+    await task
+
+
+@pytest.fixture(scope="session")
+async def demo(client: Any, app: Any) -> dict[str, int]:
+    """The demo data set (loaded once per session); org ids by ERP code."""
+    from app.demo import load_demo
+
+    async with app.state.pool.connection() as conn:
+        return await load_demo(conn)
+
+
+Login = Callable[[str], Awaitable[dict[str, str]]]
+
+
+@pytest.fixture(scope="session")
+async def login(client: Any, demo: dict[str, int]) -> Login:
+    """``await login("admin")`` -> Authorization headers of that demo user (cached)."""
+    from app.demo import DEMO_PASSWORD
+
+    cache: dict[str, dict[str, str]] = {}
+
+    async def _login(username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
+        if username not in cache:
+            response = await client.post(
+                "/auth/login", json={"username": username, "password": password}
+            )
+            assert response.status_code == 200, response.text
+            cache[username] = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        return cache[username]
+
+    return _login
+
+
+@pytest.fixture
+async def conn(app: Any) -> AsyncIterator[Any]:
+    """A connection of the app's pool for direct checks (committed at the end)."""
+    async with app.state.pool.connection() as connection:
+        yield connection

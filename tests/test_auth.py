@@ -1,0 +1,167 @@
+"""Login, lockout, tokens, refresh rotation, API keys (SPEC U4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.auth import tokens
+from app.demo import DEMO_PASSWORD
+from tests.helpers import assert_error
+
+
+async def test_login_with_the_right_password_gives_tokens_that_work(client: Any, demo: Any) -> None:
+    response = await client.post(
+        "/auth/login", json={"username": "planner", "password": DEMO_PASSWORD}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    me = await client.get("/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert me.json()["username"] == "planner"
+    assert "codes.issue" in me.json()["permissions"]
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_answer(client: Any, demo: Any) -> None:
+    wrong = await client.post("/auth/login", json={"username": "analyst", "password": "nope-nope"})
+    unknown = await client.post("/auth/login", json={"username": "ghost", "password": "nope-nope"})
+    assert assert_error(wrong, 401, "invalid_credentials") == assert_error(
+        unknown, 401, "invalid_credentials"
+    )
+
+
+async def test_repeated_failures_lock_the_account_even_for_the_right_password(
+    client: Any, login: Any, settings: Any
+) -> None:
+    admin = await login("admin")
+    created = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": (await client.get("/auth/me", headers=admin)).json()["org_id"],
+            "username": "lockme",
+            "password": "right-password",
+            "roles": ["analyst"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    for _ in range(settings.login_max_failures):
+        bad = await client.post("/auth/login", json={"username": "lockme", "password": "wrong-pw"})
+        assert_error(bad, 401, "invalid_credentials")
+    locked = await client.post(
+        "/auth/login", json={"username": "lockme", "password": "right-password"}
+    )
+    error = assert_error(locked, 429, "login_locked")
+    assert 0 < error["details"]["retry_after"] <= settings.login_lockout_seconds
+    assert locked.headers["retry-after"]
+    # an admin resetting the password lifts the lock
+    reset = await client.patch(
+        f"/users/{created.json()['id']}", headers=admin, json={"password": "new-password-1"}
+    )
+    assert reset.status_code == 200
+    ok = await client.post("/auth/login", json={"username": "lockme", "password": "new-password-1"})
+    assert ok.status_code == 200
+
+
+async def test_expired_and_forged_tokens_are_refused(client: Any, settings: Any, demo: Any) -> None:
+    key = settings.jwt_key()
+    expired, _ = tokens.issue(key, 1, "access", ttl=-5)
+    assert_error(
+        await client.get("/auth/me", headers={"Authorization": f"Bearer {expired}"}),
+        401,
+        "token_expired",
+    )
+    forged, _ = tokens.issue(b"x" * 32, 1, "access", ttl=60)
+    assert_error(
+        await client.get("/auth/me", headers={"Authorization": f"Bearer {forged}"}),
+        401,
+        "invalid_token",
+    )
+    refresh_as_access, _ = tokens.issue(key, 1, "refresh", ttl=60)
+    assert_error(
+        await client.get("/auth/me", headers={"Authorization": f"Bearer {refresh_as_access}"}),
+        401,
+        "invalid_token",
+    )
+    assert_error(await client.get("/auth/me"), 401, "unauthorized")
+    assert_error(
+        await client.get("/auth/me", headers={"Authorization": "Basic abc"}), 401, "unauthorized"
+    )
+
+
+async def test_refresh_token_works_exactly_once_and_logout_revokes(client: Any, demo: Any) -> None:
+    first = (
+        await client.post("/auth/login", json={"username": "analyst", "password": DEMO_PASSWORD})
+    ).json()
+    second = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200
+    again = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert_error(again, 401, "invalid_token")
+    new_refresh = second.json()["refresh_token"]
+    assert (
+        await client.post("/auth/logout", json={"refresh_token": new_refresh})
+    ).status_code == 204
+    after_logout = await client.post("/auth/refresh", json={"refresh_token": new_refresh})
+    assert_error(after_logout, 401, "invalid_token")
+
+
+async def test_api_key_is_shown_once_scoped_and_revocable(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    created = await client.post(
+        "/api-keys", headers=admin, json={"name": "erp", "permissions": ["catalog.read"]}
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    key_id = created.json()["api_key"]["id"]
+    listed = await client.get("/api-keys", headers=admin)
+    assert key not in listed.text and key.split("_")[2] not in listed.text
+
+    as_key = {"X-API-Key": key}
+    assert (await client.get("/products", headers=as_key)).status_code == 200
+    assert (
+        await client.get("/products", headers={"Authorization": f"ApiKey {key}"})
+    ).status_code == 200
+    # the key holds only catalog.read
+    assert_error(
+        await client.post("/products", headers=as_key, json={"name": "x", "product_no": "K-1"}),
+        403,
+        "permission_denied",
+    )
+    assert_error(await client.get("/users", headers=as_key), 403, "permission_denied")
+    # a tampered secret does not work
+    assert_error(
+        await client.get("/products", headers={"X-API-Key": key + "x"}), 401, "invalid_api_key"
+    )
+
+    revoked = await client.post(f"/api-keys/{key_id}/revoke", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert_error(await client.get("/products", headers=as_key), 401, "api_key_revoked")
+
+
+async def test_api_key_cannot_carry_more_than_its_creator_holds(client: Any, login: Any) -> None:
+    agent_admin = await login("agent_admin")
+    escalation = await client.post(
+        "/api-keys", headers=agent_admin, json={"name": "x", "permissions": ["codes.issue"]}
+    )
+    assert_error(escalation, 400, "permission_escalation")
+    unknown = await client.post(
+        "/api-keys", headers=agent_admin, json={"name": "x", "permissions": ["no.such"]}
+    )
+    assert_error(unknown, 400, "unknown_permission")
+
+
+async def test_api_key_of_an_agent_sees_only_its_subtree(
+    client: Any, login: Any, demo: Any
+) -> None:
+    agent_admin = await login("agent_admin")
+    key = (
+        await client.post(
+            "/api-keys",
+            headers=agent_admin,
+            json={"name": "agent erp", "permissions": ["orgs.read"]},
+        )
+    ).json()["key"]
+    own = await client.get(f"/orgs/{demo['STORE-HZ-01']}", headers={"X-API-Key": key})
+    assert own.status_code == 200
+    other = await client.get(f"/orgs/{demo['STORE-GZ-01']}", headers={"X-API-Key": key})
+    assert_error(other, 404, "not_found")

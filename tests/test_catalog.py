@@ -1,0 +1,145 @@
+"""Catalogue: categories and products with GS1-validated GTINs (SPEC K1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import assert_error
+
+
+async def test_product_crud_with_every_field(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    category = (
+        await client.post("/categories", headers=admin, json={"name": "Body 身体护理"})
+    ).json()
+    payload = {
+        "name": "Body Lotion 身体乳",
+        "product_no": "LM-BL-200",
+        "category_id": category["id"],
+        "spec": "200 ml",
+        "product_type": "lotion",
+        "barcode": "6901234000047",
+        "gtin": "6901234000047",
+        "image_url": "https://img.example.com/bl.png",
+        "colour_no": "N/A",
+        "efficacy": "保湿 moisturising",
+        "video_url": "https://v.example.com/bl.mp4",
+        "display_order": 5,
+        "published": True,
+    }
+    created = await client.post("/products", headers=admin, json=payload)
+    assert created.status_code == 201, created.text
+    product = created.json()
+    assert product["gtin"] == "06901234000047"  # GTIN-13 stored as GTIN-14
+    for field in ("name", "spec", "efficacy", "video_url", "colour_no", "published"):
+        assert product[field] == payload[field]
+    assert (await client.get(f"/products/{product['id']}", headers=admin)).json() == product
+    patched = await client.patch(
+        f"/products/{product['id']}", headers=admin, json={"published": False, "spec": "250 ml"}
+    )
+    assert patched.json()["published"] is False and patched.json()["spec"] == "250 ml"
+    assert patched.json()["name"] == payload["name"]
+    assert_error(
+        await client.delete(f"/categories/{category['id']}", headers=admin), 409, "category_in_use"
+    )
+    assert (await client.delete(f"/products/{product['id']}", headers=admin)).status_code == 204
+    assert_error(await client.get(f"/products/{product['id']}", headers=admin), 404)
+    assert (await client.delete(f"/categories/{category['id']}", headers=admin)).status_code == 204
+
+
+async def test_gtin_check_digit_and_uniqueness(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    bad = await client.post(
+        "/products", headers=admin, json={"name": "x", "product_no": "G-1", "gtin": "6901234000048"}
+    )
+    assert_error(bad, 400, "invalid_gtin")
+    letters = await client.post(
+        "/products", headers=admin, json={"name": "x", "product_no": "G-2", "gtin": "69012340000AB"}
+    )
+    assert_error(letters, 400, "validation_failed")
+    taken = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": "x", "product_no": "G-3", "gtin": "06901234000016"},
+    )
+    assert_error(taken, 409, "duplicate_gtin")
+    number = await client.post(
+        "/products", headers=admin, json={"name": "x", "product_no": "LM-HY-50"}
+    )
+    assert_error(number, 409, "duplicate_product_no")
+    gtin8 = await client.post(
+        "/products", headers=admin, json={"name": "x", "product_no": "G-8", "gtin": "96385074"}
+    )
+    assert gtin8.status_code == 201 and gtin8.json()["gtin"] == "00000096385074"
+
+
+async def test_filters_and_paging(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    skincare = next(
+        c
+        for c in (await client.get("/categories", headers=admin)).json()
+        if c["name"].startswith("护肤")
+    )
+    listed = (
+        await client.get("/products", headers=admin, params={"category_id": skincare["id"]})
+    ).json()
+    assert {p["product_no"] for p in listed["items"]} == {"LM-HY-50", "LM-SC-30"}
+    by_text = (await client.get("/products", headers=admin, params={"q": "lipstick"})).json()
+    assert [p["product_no"] for p in by_text["items"]] == ["LM-LS-01"]
+    by_gtin = (
+        await client.get("/products", headers=admin, params={"gtin": "6901234000023"})
+    ).json()
+    assert [p["product_no"] for p in by_gtin["items"]] == ["LM-SC-30"]
+    page1 = (await client.get("/products", headers=admin, params={"per_page": 2})).json()
+    page2 = (await client.get("/products", headers=admin, params={"per_page": 2, "page": 2})).json()
+    assert len(page1["items"]) == 2 and page1["total"] >= 3
+    assert not {p["id"] for p in page1["items"]} & {p["id"] for p in page2["items"]}
+    assert_error(await client.get("/products", headers=admin, params={"per_page": 1000}), 400)
+
+
+async def test_agents_read_the_brand_catalogue_but_cannot_write_it(client: Any, login: Any) -> None:
+    clerk = await login("store_clerk")
+    listed = (await client.get("/products", headers=clerk)).json()
+    assert {"LM-HY-50", "LM-SC-30", "LM-LS-01"} <= {p["product_no"] for p in listed["items"]}
+    product_id = listed["items"][0]["id"]
+    assert_error(
+        await client.patch(f"/products/{product_id}", headers=clerk, json={"name": "hacked"}),
+        403,
+        "permission_denied",
+    )
+
+
+async def test_another_brand_cannot_see_or_touch_this_catalogue(
+    client: Any, login: Any, app: Any
+) -> None:
+    from app.orgs.schemas import OrgIn
+    from app.orgs.service import create_org
+    from app.users.schemas import UserIn
+    from app.users.service import create_user
+
+    async with app.state.pool.connection() as conn:
+        brand = await create_org(conn, None, OrgIn(kind="brand", name="Rival", erp_code="RIVAL"))
+        await create_user(
+            conn,
+            None,
+            UserIn(
+                org_id=brand.id,
+                username="rival_admin",
+                password="password-123",
+                roles=["brand_admin"],
+            ),
+        )
+    rival = await login("rival_admin", "password-123")
+    ours = (await client.get("/products", headers=await login("admin"))).json()["items"][0]
+    assert (await client.get("/products", headers=rival)).json()["total"] == 0
+    assert (await client.get("/categories", headers=rival)).json() == []
+    assert_error(await client.get(f"/products/{ours['id']}", headers=rival), 404)
+    assert_error(
+        await client.patch(f"/products/{ours['id']}", headers=rival, json={"name": "x"}), 404
+    )
+    assert_error(await client.delete(f"/products/{ours['id']}", headers=rival), 404)
+    assert (await client.get("/users", headers=rival)).json()["total"] == 1
+    mine = await client.post(
+        "/products", headers=rival, json={"name": "Rival cream", "product_no": "LM-HY-50"}
+    )
+    assert mine.status_code == 201  # product numbers are unique per brand, not globally

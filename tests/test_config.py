@@ -1,0 +1,76 @@
+"""Settings from TRACECODE_* variables, with clear errors (issue: foundation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import SettingsError, load_settings
+
+KEY = "ab" * 32
+
+
+def test_defaults_and_values_from_the_environment() -> None:
+    settings = load_settings({"TRACECODE_PORT": "9001", "TRACECODE_MASTER_KEY": KEY})
+    assert settings.port == 9001
+    assert settings.master_key_bytes() == bytes.fromhex(KEY)
+    assert settings.database_url is None and settings.pin_length == 6
+    assert len(settings.jwt_key()) == 32
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"TRACECODE_PORT": "eighty"}, "TRACECODE_PORT"),
+        ({"TRACECODE_PORT": "70000"}, "TRACECODE_PORT"),
+        ({"TRACECODE_PIN_LENGTH": "3"}, "TRACECODE_PIN_LENGTH"),
+        ({"TRACECODE_GS1_COMPANY_PREFIX": "12AB"}, "TRACECODE_GS1_COMPANY_PREFIX"),
+        ({"TRACECODE_LOG_LEVEL": "LOUD"}, "TRACECODE_LOG_LEVEL"),
+        (
+            {"TRACECODE_CURRENT_KEY_VERSION": "3", "TRACECODE_KEY_VERSIONS": "1,2"},
+            "TRACECODE_CURRENT_KEY_VERSION",
+        ),
+        ({"TRACECODE_KEY_VERSIONS": "one"}, "TRACECODE_KEY_VERSIONS"),
+        ({"TRACECODE_DB_POOL_MIN": "50", "TRACECODE_DB_POOL_MAX": "10"}, "TRACECODE_DB_POOL_MIN"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(env)
+
+
+def test_master_key_must_exist_and_be_32_bytes(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="no master key"):
+        load_settings({}).master_key_bytes()
+    with pytest.raises(SettingsError, match="32 bytes"):
+        load_settings({"TRACECODE_MASTER_KEY": "abcd"}).master_key_bytes()
+    key_file = tmp_path / "master.key"
+    key_file.write_text(KEY + "\n")
+    from_file = load_settings({"TRACECODE_MASTER_KEY_FILE": str(key_file)})
+    assert from_file.master_key_bytes() == bytes.fromhex(KEY)
+    with pytest.raises(SettingsError, match="cannot be read"):
+        load_settings({"TRACECODE_MASTER_KEY_FILE": str(tmp_path / "missing")}).master_key_bytes()
+    with pytest.raises(SettingsError, match="only one"):
+        load_settings(
+            {"TRACECODE_MASTER_KEY": KEY, "TRACECODE_MASTER_KEY_FILE": str(key_file)}
+        ).master_key_bytes()
+
+
+def test_secrets_never_show_in_repr() -> None:
+    settings = load_settings(
+        {
+            "TRACECODE_MASTER_KEY": KEY,
+            "TRACECODE_DATABASE_URL": "postgresql://u:hunter2@h/db",
+            "TRACECODE_JWT_SECRET": "j" * 40,
+        }
+    )
+    text = repr(settings) + str(settings)
+    assert KEY not in text and "hunter2" not in text and "j" * 40 not in text
+
+
+def test_app_refuses_to_start_without_a_master_key() -> None:
+    from app.main import create_app
+
+    with pytest.raises(SettingsError, match="no master key"):
+        create_app(load_settings({}))

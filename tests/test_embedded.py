@@ -1,0 +1,58 @@
+"""The embedded real PostgreSQL and Redis start from an empty var/ and are reused on restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import redis
+
+from tests.conftest import ROOT, SESSION
+
+
+def _services(action: str, var: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACECODE_")}
+    env["TRACECODE_VAR_DIR"] = str(var)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "services", action],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _urls(output: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def test_embedded_servers_start_from_empty_and_are_reused() -> None:
+    var = ROOT / "var" / f"embedded-test-{SESSION}"
+    assert not var.exists()
+    try:
+        first = _urls(_services("up", var))
+        pid = (var / "pgdata" / "postmaster.pid").read_text().splitlines()[0]
+        with psycopg.connect(first["TRACECODE_DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("tracecode",)
+            conn.execute("CREATE TABLE IF NOT EXISTS survives (x int)")
+            conn.commit()
+        client = redis.Redis.from_url(first["TRACECODE_REDIS_URL"])
+        client.set("survives", "yes")
+
+        second = _urls(_services("up", var))
+        assert second == first
+        assert (var / "pgdata" / "postmaster.pid").read_text().splitlines()[0] == pid
+        with psycopg.connect(second["TRACECODE_DATABASE_URL"]) as conn:
+            assert conn.execute("SELECT to_regclass('survives') IS NOT NULL").fetchone() == (True,)
+        assert redis.Redis.from_url(second["TRACECODE_REDIS_URL"]).get("survives") == b"yes"
+    finally:
+        _services("down", var)
+        shutil.rmtree(var, ignore_errors=True)
+    assert not (var / "pgdata" / "postmaster.pid").exists()

@@ -1,0 +1,89 @@
+"""Every error is JSON {"error": {code, message, details}} with the right 4xx (SPEC Errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import assert_error
+
+
+async def test_malformed_json_is_a_400(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    response = await client.post(
+        "/orgs", headers={**admin, "Content-Type": "application/json"}, content=b'{"kind": "store",'
+    )
+    assert_error(response, 400, "malformed_json")
+
+
+async def test_wrong_types_and_unknown_fields_name_the_field(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    wrong = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "store", "name": "x", "erp_code": "E-1", "parent_id": "not-a-number"},
+    )
+    error = assert_error(wrong, 400, "validation_failed")
+    assert error["details"][0]["field"] == "parent_id"
+    assert "parent_id" in error["message"]
+    extra = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": "x",
+            "erp_code": "E-2",
+            "parent_id": demo["AGENT-ZJ"],
+            "evil": 1,
+        },
+    )
+    assert "evil" in assert_error(extra, 400, "validation_failed")["message"]
+    not_object = await client.post("/orgs", headers=admin, json=[1, 2])
+    assert_error(not_object, 400, "validation_failed")
+
+
+async def test_out_of_range_numbers_never_reach_500(client: Any, login: Any, demo: Any) -> None:
+    admin = await login("admin")
+    huge = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "store", "name": "x", "erp_code": "E-3", "parent_id": 2**70},
+    )
+    assert 400 <= huge.status_code < 500
+    assert_error(huge, huge.status_code)
+    big_path = await client.get(f"/orgs/{2**63 + 5}", headers=admin)
+    assert 400 <= big_path.status_code < 500
+    assert_error(big_path, big_path.status_code)
+    neg_page = await client.get("/orgs", headers=admin, params={"page": -1})
+    assert_error(neg_page, 400, "validation_failed")
+    bad_bool = await client.get("/products", headers=admin, params={"published": "maybe"})
+    assert_error(bad_bool, 400, "validation_failed")
+
+
+async def test_status_codes_for_each_kind_of_failure(client: Any, login: Any) -> None:
+    assert_error(await client.get("/no/such/route"), 404, "not_found")
+    assert_error(await client.delete("/health"), 405, "method_not_allowed")
+    assert_error(await client.get("/orgs"), 401, "unauthorized")
+    analyst = await login("analyst")
+    assert_error(
+        await client.post("/categories", headers=analyst, json={"name": "x"}),
+        403,
+        "permission_denied",
+    )
+    admin = await login("admin")
+    assert_error(await client.get("/orgs/999999999", headers=admin), 404, "not_found")
+    assert_error(
+        await client.post("/categories", headers=admin, json={"name": "护肤 Skincare"}),
+        409,
+        "duplicate_category",
+    )
+
+
+async def test_non_json_body_is_refused_cleanly(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    response = await client.post(
+        "/categories", headers={**admin, "Content-Type": "text/plain"}, content=b"hello"
+    )
+    assert 400 <= response.status_code < 500
+    assert_error(response, response.status_code)

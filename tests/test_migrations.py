@@ -1,0 +1,77 @@
+"""Numbered plain-SQL migrations: applied once, concurrency-safe, same schema either way."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from app import db, embedded
+from tests.conftest import SESSION
+
+SCHEMA_SQL = """
+SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
+  FROM information_schema.columns WHERE table_schema = 'public'
+ UNION ALL
+SELECT tablename, indexname, indexdef, '', '' FROM pg_indexes WHERE schemaname = 'public'
+ UNION ALL
+SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), '', ''
+  FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+ ORDER BY 1, 2, 3
+"""
+
+
+def _schema(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(SCHEMA_SQL).fetchall()
+
+
+@pytest.fixture
+def fresh_db(settings: Any) -> Any:
+    name = f"tracecode_mig_{SESSION}"
+    url = embedded.ensure_database(settings.database_url, name)
+    yield url
+    embedded.drop_database(settings.database_url, name)
+
+
+def test_fresh_and_up_to_date_databases_end_in_the_same_schema(
+    fresh_db: str, settings: Any
+) -> None:
+    applied = db.migrate(fresh_db)
+    assert applied == [name for _, name, _ in db.migrations()]
+    assert db.migrate(fresh_db) == []  # nothing is re-run
+    assert db.migrate(settings.database_url) == []  # the session database is up to date
+    fresh = _schema(fresh_db)
+    assert fresh and fresh == _schema(settings.database_url)
+
+
+def test_concurrent_migrators_apply_each_migration_once(fresh_db: str) -> None:
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(db.migrate(fresh_db))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(len(r) for r in results) == [0, 0, len(db.migrations())]
+    with psycopg.connect(fresh_db) as conn:
+        count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    assert count == (len(db.migrations()),)
+
+
+def test_an_edited_applied_migration_is_refused(fresh_db: str) -> None:
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    with pytest.raises(RuntimeError, match="changed after it was applied"):
+        db.migrate(fresh_db)

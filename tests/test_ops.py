@@ -1,0 +1,99 @@
+"""Health, metrics, OpenAPI, request ids and JSON logs, worker heartbeat (issue: foundation)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from app.logs import JsonFormatter, request_id_var
+
+
+async def test_health_reports_postgres_redis_and_workers(client: Any) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["postgres"]["status"] == "ok" and body["redis"]["status"] == "ok"
+    assert body["workers"]["status"] in {"ok", "missing"}
+
+
+def test_worker_heartbeat_and_actor_round_trip(settings: Any) -> None:
+    """A real dramatiq worker (in-process) on the real Redis broker beats and runs actors."""
+    import redis as redis_sync
+    from dramatiq import Worker
+
+    from workers.broker import broker
+    from workers.heartbeat import heartbeat_pattern
+    from workers.ops import ping
+
+    client = redis_sync.Redis.from_url(settings.redis_url)
+    token = secrets.token_hex(4)
+    worker = Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        ping.send(token)
+        deadline = time.monotonic() + 20
+        key = f"{settings.redis_namespace}:pong:{token}"
+        while not client.exists(key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.exists(key), "the worker did not run the ping actor"
+        beats = list(client.scan_iter(match=heartbeat_pattern(settings.redis_namespace)))
+        assert beats, "the worker wrote no heartbeat"
+    finally:
+        worker.stop()
+    assert not list(client.scan_iter(match=heartbeat_pattern(settings.redis_namespace)))
+
+
+async def test_health_sees_a_live_worker_heartbeat(client: Any, app: Any, settings: Any) -> None:
+    key = f"{settings.redis_namespace}:worker:testhost:1"
+    await app.state.redis.set(key, str(time.time()), ex=30)
+    try:
+        body = (await client.get("/health")).json()
+        assert body["workers"]["status"] == "ok"
+    finally:
+        await app.state.redis.delete(key)
+    assert (await client.get("/health")).json()["workers"]["status"] == "missing"
+
+
+async def test_metrics_are_prometheus_text(client: Any) -> None:
+    await client.get("/ping")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "tracecode_http_requests_total" in response.text
+    assert 'route="/ping"' in response.text
+
+
+async def test_openapi_schema_lists_the_api(client: Any) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ("/auth/login", "/orgs", "/users", "/products", "/categories", "/health"):
+        assert path in paths, path
+    assert (await client.get("/schema")).status_code == 200
+
+
+async def test_request_id_is_echoed_or_generated(client: Any) -> None:
+    given = await client.get("/ping", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/ping")
+    assert len(generated.headers["x-request-id"]) == 32
+    hostile = await client.get("/ping", headers={"X-Request-ID": "<script>"})
+    assert hostile.headers["x-request-id"] != "<script>"
+
+
+def test_log_lines_are_json_with_the_request_id() -> None:
+    token = request_id_var.set("req-42")
+    try:
+        record = logging.LogRecord(
+            "tracecode.x", logging.INFO, __file__, 1, "hello %s", ("you",), None
+        )
+        record.status = 201
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["msg"] == "hello you" and line["request_id"] == "req-42" and line["status"] == 201
+    assert line["level"] == "INFO"

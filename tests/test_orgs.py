@@ -1,0 +1,203 @@
+"""Organisation tree (SPEC U1) and subtree isolation (U3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import assert_error
+
+
+def _org(kind: str, erp: str, parent: int, **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "name": f"{kind} {erp}", "erp_code": erp, "parent_id": parent, **extra}
+
+
+async def test_create_read_update_an_organisation_with_its_region(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    created = await client.post(
+        "/orgs",
+        headers=admin,
+        json=_org(
+            "agent",
+            "AGENT-JS",
+            demo["BRAND-LUMI"],
+            province_code="320000",
+            province_name="江苏省",
+            city_code="320100",
+            city_name="南京市",
+            contact_name="王五",
+            contact_phone="+86 25 1234 5678",
+        ),
+    )
+    assert created.status_code == 201, created.text
+    org = created.json()
+    assert org["city_name"] == "南京市" and org["status"] == "active" and org["depth"] == 1
+    fetched = await client.get(f"/orgs/{org['id']}", headers=admin)
+    assert fetched.json() == org
+    updated = await client.patch(
+        f"/orgs/{org['id']}", headers=admin, json={"name": "Jiangsu Agent", "address": "1 Road"}
+    )
+    assert updated.status_code == 200
+    assert updated.json()["name"] == "Jiangsu Agent" and updated.json()["address"] == "1 Road"
+    assert updated.json()["erp_code"] == "AGENT-JS"
+    audit = await client.get(
+        "/audit", headers=admin, params={"entity": "org", "entity_id": str(org["id"])}
+    )
+    actions = [row["action"] for row in audit.json()["items"]]
+    assert actions == ["update", "create"]
+    assert audit.json()["items"][0]["before"]["name"] == "agent AGENT-JS"
+    assert audit.json()["items"][0]["after"]["name"] == "Jiangsu Agent"
+
+
+async def test_bad_organisations_are_refused_with_reasons(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    brand = demo["BRAND-LUMI"]
+    mismatch = _org(
+        "store",
+        "S-X1",
+        brand,
+        province_code="330000",
+        province_name="浙江省",
+        city_code="440100",
+        city_name="广州市",
+    )
+    assert_error(await client.post("/orgs", headers=admin, json=mismatch), 400, "region_mismatch")
+    duplicate = _org("store", "STORE-HZ-01", brand)
+    assert_error(
+        await client.post("/orgs", headers=admin, json=duplicate), 409, "duplicate_erp_code"
+    )
+    under_store = _org("agent", "A-UNDER-STORE", demo["STORE-HZ-01"])
+    assert_error(await client.post("/orgs", headers=admin, json=under_store), 422, "bad_hierarchy")
+    no_parent = {"kind": "store", "name": "x", "erp_code": "S-NOPARENT"}
+    assert_error(
+        await client.post("/orgs", headers=admin, json=no_parent), 400, "validation_failed"
+    )
+    brand_by_admin = {"kind": "brand", "name": "Other", "erp_code": "BRAND-NEW"}
+    assert_error(
+        await client.post("/orgs", headers=admin, json=brand_by_admin), 403, "permission_denied"
+    )
+    bad_kind = _org("castle", "C-1", brand)
+    error = assert_error(await client.post("/orgs", headers=admin, json=bad_kind), 400)
+    assert error["details"][0]["field"] == "kind"
+    assert_error(
+        await client.post("/orgs", headers=admin, json=_org("store", "S-404", 999999)), 404
+    )
+
+
+async def test_platform_admin_creates_a_brand(client: Any, login: Any) -> None:
+    platform = await login("platform")
+    created = await client.post(
+        "/orgs", headers=platform, json={"kind": "brand", "name": "Brand Two", "erp_code": "B-TWO"}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["parent_id"] is None
+
+
+async def test_move_carries_the_subtree_and_refuses_cycles(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    agent = (
+        await client.post("/orgs", headers=admin, json=_org("agent", "MV-AG", demo["BRAND-LUMI"]))
+    ).json()
+    dist = (
+        await client.post("/orgs", headers=admin, json=_org("distributor", "MV-DI", agent["id"]))
+    ).json()
+    store = (
+        await client.post("/orgs", headers=admin, json=_org("store", "MV-ST", dist["id"]))
+    ).json()
+    moved = await client.post(
+        f"/orgs/{dist['id']}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+    )
+    assert moved.status_code == 200 and moved.json()["parent_id"] == demo["AGENT-GD"]
+    gd_tree = await client.get(
+        "/orgs", headers=admin, params={"root_id": demo["AGENT-GD"], "per_page": 200}
+    )
+    ids = {o["id"] for o in gd_tree.json()["items"]}
+    assert {dist["id"], store["id"]} <= ids
+    old_tree = await client.get("/orgs", headers=admin, params={"root_id": agent["id"]})
+    assert {o["id"] for o in old_tree.json()["items"]} == {agent["id"]}
+    assert (await client.get(f"/orgs/{store['id']}", headers=admin)).json()["depth"] == 3
+    cycle = await client.post(
+        f"/orgs/{dist['id']}/move", headers=admin, json={"parent_id": store["id"]}
+    )
+    assert_error(cycle, 422)
+    # the Guangdong admin now sees the moved store; the Zhejiang admin does not
+    gd = await login("gd_admin")
+    assert (await client.get(f"/orgs/{store['id']}", headers=gd)).status_code == 200
+    zj = await login("agent_admin")
+    assert_error(await client.get(f"/orgs/{store['id']}", headers=zj), 404)
+
+
+async def test_deactivated_organisation_locks_out_its_users(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    store = (
+        await client.post("/orgs", headers=admin, json=_org("store", "DEACT-1", demo["AGENT-ZJ"]))
+    ).json()
+    user = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": store["id"],
+            "username": "deact_clerk",
+            "password": "password-123",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert user.status_code == 201
+    token = await client.post(
+        "/auth/login", json={"username": "deact_clerk", "password": "password-123"}
+    )
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    assert (await client.get("/auth/me", headers=headers)).status_code == 200
+    off = await client.post(f"/orgs/{store['id']}/deactivate", headers=admin)
+    assert off.status_code == 200 and off.json()["status"] == "inactive"
+    assert_error(await client.get("/auth/me", headers=headers), 401, "account_inactive")
+    again = await client.post(
+        "/auth/login", json={"username": "deact_clerk", "password": "password-123"}
+    )
+    assert_error(again, 401, "account_inactive")
+    inactive = await client.get(
+        "/orgs", headers=admin, params={"status": "inactive", "q": "DEACT-1"}
+    )
+    assert [o["id"] for o in inactive.json()["items"]] == [store["id"]]
+    assert (await client.post(f"/orgs/{store['id']}/activate", headers=admin)).json()[
+        "status"
+    ] == "active"
+    assert (await client.get("/auth/me", headers=headers)).status_code == 200
+
+
+async def test_agent_sees_only_its_own_subtree(client: Any, login: Any, demo: Any) -> None:
+    zj = await login("agent_admin")
+    listed = await client.get("/orgs", headers=zj, params={"per_page": 200})
+    erp_codes = {o["erp_code"] for o in listed.json()["items"]}
+    assert {"AGENT-ZJ", "DIST-NB", "STORE-HZ-01", "STORE-NB-01"} <= erp_codes
+    assert not erp_codes & {"BRAND-LUMI", "AGENT-GD", "STORE-GZ-01", "FACTORY-SZ"}
+    for erp in ("AGENT-GD", "STORE-GZ-01", "BRAND-LUMI"):
+        assert_error(await client.get(f"/orgs/{demo[erp]}", headers=zj), 404)
+        assert_error(await client.patch(f"/orgs/{demo[erp]}", headers=zj, json={"name": "x"}), 404)
+    assert_error(await client.get("/orgs", headers=zj, params={"root_id": demo["AGENT-GD"]}), 404)
+    # and cannot attach children to someone else's organisation
+    stolen = _org("store", "STOLEN-1", demo["AGENT-GD"])
+    assert_error(await client.post("/orgs", headers=zj, json=stolen), 404)
+    # nor move or deactivate its own organisation
+    assert_error(
+        await client.post(f"/orgs/{demo['AGENT-ZJ']}/deactivate", headers=zj), 422, "own_org"
+    )
+
+
+async def test_listing_pages(client: Any, login: Any, demo: Any) -> None:
+    admin = await login("admin")
+    first = (await client.get("/orgs", headers=admin, params={"per_page": 3, "page": 1})).json()
+    second = (await client.get("/orgs", headers=admin, params={"per_page": 3, "page": 2})).json()
+    assert len(first["items"]) == 3 and first["total"] >= 11
+    assert not {o["id"] for o in first["items"]} & {o["id"] for o in second["items"]}
+    stores = (
+        await client.get("/orgs", headers=admin, params={"kind": "store", "per_page": 200})
+    ).json()
+    assert all(o["kind"] == "store" for o in stores["items"]) and stores["total"] >= 4

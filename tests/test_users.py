@@ -1,0 +1,204 @@
+"""Users, roles and permissions within the caller's subtree (SPEC U2, U3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import assert_error
+
+
+async def test_org_admin_manages_users_of_its_own_subtree_only(
+    client: Any, login: Any, demo: Any
+) -> None:
+    zj = await login("agent_admin")
+    created = await client.post(
+        "/users",
+        headers=zj,
+        json={
+            "org_id": demo["STORE-NB-01"],
+            "username": "nb_clerk",
+            "password": "password-123",
+            "roles": ["store_clerk"],
+            "display_name": "宁波店员",
+            "phone": "+86 574 1234",
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["roles"] == ["store_clerk"]
+    assert "password" not in created.text and "argon2" not in created.text
+    elsewhere = await client.post(
+        "/users",
+        headers=zj,
+        json={
+            "org_id": demo["STORE-GZ-01"],
+            "username": "gz_intruder",
+            "password": "password-123",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert_error(elsewhere, 404)
+    listed = await client.get("/users", headers=zj, params={"per_page": 200})
+    names = {u["username"] for u in listed.json()["items"]}
+    assert {"agent_admin", "agent_clerk", "nb_clerk"} <= names
+    assert not names & {"admin", "gd_admin", "planner", "store_clerk_gz"}
+    gd_admin_id = next(
+        u["id"]
+        for u in (
+            await client.get("/users", headers=await login("admin"), params={"q": "gd_admin"})
+        ).json()["items"]
+    )
+    assert_error(await client.get(f"/users/{gd_admin_id}", headers=zj), 404)
+    assert_error(
+        await client.patch(f"/users/{gd_admin_id}", headers=zj, json={"status": "inactive"}), 404
+    )
+
+
+async def test_nobody_grants_a_role_beyond_their_own_permissions(
+    client: Any, login: Any, demo: Any
+) -> None:
+    zj = await login("agent_admin")
+    escalate = await client.post(
+        "/users",
+        headers=zj,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": "zj_boss",
+            "password": "password-123",
+            "roles": ["brand_admin"],
+        },
+    )
+    assert_error(escalate, 400, "permission_escalation")
+    unknown = await client.post(
+        "/users",
+        headers=zj,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": "zj_x",
+            "password": "password-123",
+            "roles": ["wizard"],
+        },
+    )
+    assert_error(unknown, 400, "unknown_role")
+    me_id = (await client.get("/auth/me", headers=zj)).json()["user_id"]
+    assert_error(
+        await client.patch(f"/users/{me_id}", headers=zj, json={"roles": ["brand_admin"]}),
+        422,
+        "own_account",
+    )
+
+
+async def test_custom_role_is_usable_in_the_subtree_and_enforced(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": "catalogue_editor", "permissions": ["catalog.read", "catalog.write"]},
+    )
+    assert role.status_code == 201, role.text
+    assert role.json()["builtin"] is False
+    user = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["BRAND-LUMI"],
+            "username": "editor1",
+            "password": "password-123",
+            "roles": ["catalogue_editor"],
+        },
+    )
+    assert user.status_code == 201
+    token = (
+        await client.post("/auth/login", json={"username": "editor1", "password": "password-123"})
+    ).json()
+    editor = {"Authorization": f"Bearer {token['access_token']}"}
+    made = await client.post("/categories", headers=editor, json={"name": "Editor category"})
+    assert made.status_code == 201
+    assert_error(await client.get("/users", headers=editor), 403, "permission_denied")
+    # in use: cannot delete; narrowing it takes effect at once
+    assert_error(
+        await client.delete(f"/roles/{role.json()['id']}", headers=admin), 409, "role_in_use"
+    )
+    narrowed = await client.patch(
+        f"/roles/{role.json()['id']}", headers=admin, json={"permissions": ["catalog.read"]}
+    )
+    assert narrowed.status_code == 200
+    assert_error(
+        await client.post("/categories", headers=editor, json={"name": "Second"}),
+        403,
+        "permission_denied",
+    )
+    builtin = next(r for r in (await client.get("/roles", headers=admin)).json() if r["builtin"])
+    assert_error(
+        await client.patch(f"/roles/{builtin['id']}", headers=admin, json={"description": "x"}),
+        422,
+        "builtin_role",
+    )
+    assert_error(
+        await client.post(
+            "/roles", headers=admin, json={"name": "planner", "permissions": ["orgs.read"]}
+        ),
+        409,
+        "duplicate_role",
+    )
+
+
+async def test_deactivating_a_user_ends_access(client: Any, login: Any, demo: Any) -> None:
+    admin = await login("admin")
+    user = (
+        await client.post(
+            "/users",
+            headers=admin,
+            json={
+                "org_id": demo["FACTORY-SZ"],
+                "username": "temp_op",
+                "password": "password-123",
+                "roles": ["line_operator"],
+            },
+        )
+    ).json()
+    tokens = (
+        await client.post("/auth/login", json={"username": "temp_op", "password": "password-123"})
+    ).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert (await client.get("/auth/me", headers=headers)).status_code == 200
+    off = await client.patch(f"/users/{user['id']}", headers=admin, json={"status": "inactive"})
+    assert off.json()["status"] == "inactive"
+    assert_error(await client.get("/auth/me", headers=headers), 401, "account_inactive")
+    assert_error(
+        await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
+    )
+
+
+async def test_duplicate_username_conflicts(client: Any, login: Any, demo: Any) -> None:
+    admin = await login("admin")
+    again = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["BRAND-LUMI"],
+            "username": "planner",
+            "password": "password-123",
+            "roles": [],
+        },
+    )
+    assert_error(again, 409, "duplicate_username")
+    short = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["BRAND-LUMI"],
+            "username": "pw_short",
+            "password": "short",
+            "roles": [],
+        },
+    )
+    error = assert_error(short, 400, "validation_failed")
+    assert error["details"][0]["field"] == "password"
+
+
+async def test_permissions_are_listed(client: Any, login: Any) -> None:
+    listed = await client.get("/permissions", headers=await login("analyst"))
+    names = {p["name"] for p in listed.json()}
+    assert {"orgs.read", "codes.issue", "catalog.write"} <= names

@@ -1,0 +1,15 @@
+"""Operational actors."""
+
+from __future__ import annotations
+
+import time
+
+import dramatiq
+
+from workers.broker import broker, settings
+
+
+@dramatiq.actor(max_retries=0)
+def ping(token: str) -> None:
+    """Answer through Redis, so a test or an operator can prove the worker pipeline end to end."""
+    broker.client.set(f"{settings.redis_namespace}:pong:{token}", str(time.time()), ex=300)
