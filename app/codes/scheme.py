@@ -1,0 +1,136 @@
+"""The serial scheme's Python face: the Rust core re-exported, plus what only Python knows.
+
+The Rust core (``app._core``) does the cryptography and the bulk loops; this module adds the
+checks that need application state (batch sizes live in the database) and small helpers to read
+the bulk buffers without a Python object per code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from collections.abc import Iterator, Sequence
+
+from app._core import (
+    MAX_BULK,
+    SERIAL_LENGTH,
+    VERIFY_FORGED,
+    VERIFY_MALFORMED,
+    VERIFY_OK,
+    VERIFY_RECORD_SIZE,
+    ForgedSerial,
+    Gs1Error,
+    MalformedSerial,
+    Scheme,
+    SerialError,
+    UnknownKeyVersion,
+    build_sscc,
+    crockford_decode,
+    crockford_encode,
+    digital_link,
+    gs1_check_digit,
+    is_valid_gtin,
+    is_valid_sscc,
+    normalize_gtin,
+    parse_digital_link,
+    sgtin_urn,
+    sscc_link,
+    sscc_urn,
+)
+
+__all__ = [
+    "MAX_BULK",
+    "SERIAL_LENGTH",
+    "VERDICT",
+    "VERIFY_FORGED",
+    "VERIFY_MALFORMED",
+    "VERIFY_OK",
+    "VERIFY_RECORD_SIZE",
+    "ForgedSerial",
+    "Gs1Error",
+    "MalformedSerial",
+    "Scheme",
+    "SerialError",
+    "SerialNotInBatch",
+    "UnknownKeyVersion",
+    "build_sscc",
+    "check_in_batch",
+    "crockford_decode",
+    "crockford_encode",
+    "digital_link",
+    "gs1_check_digit",
+    "is_valid_gtin",
+    "is_valid_sscc",
+    "iter_verdicts",
+    "load_scheme",
+    "normalize_gtin",
+    "parse_digital_link",
+    "parse_master_key",
+    "record_size",
+    "sgtin_urn",
+    "sscc_link",
+    "sscc_urn",
+]
+
+#: Layout of one ``Scheme.verify_buffer`` result: status, batch_no, index, key version.
+VERDICT = struct.Struct("<IIII")
+
+
+class SerialNotInBatch(SerialError):
+    """A genuine serial whose index is not below its batch's size (never issued)."""
+
+
+def check_in_batch(index: int, batch_size: int) -> None:
+    """Raise ``SerialNotInBatch`` unless ``0 <= index < batch_size``.
+
+    The permutation covers all 2^32 indexes of a batch, so a serial can verify cryptographically
+    for an index that was never issued; only the batch size, known to the database, rules it out.
+    """
+    if batch_size < 0:
+        raise ValueError("batch_size must not be negative")
+    if not 0 <= index < batch_size:
+        raise SerialNotInBatch(f"index {index} is outside the batch (size {batch_size})")
+
+
+def load_scheme(
+    master_key: bytes,
+    versions: Sequence[int],
+    current: int,
+    pin_length: int = 6,
+) -> Scheme:
+    """Build the ``Scheme`` for the configured master key and active key versions."""
+    return Scheme(master_key, list(versions), current, pin_length)
+
+
+def parse_master_key(text: str) -> bytes:
+    """Decode a 32-byte master key written as 64 hex digits or as base64 (standard or URL-safe).
+
+    Raises ValueError without echoing the text, which is a secret.
+    """
+    text = text.strip()
+    key = b""
+    if len(text) == 64:
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+    if not key:
+        try:
+            key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+    if len(key) != 32:
+        raise ValueError("master key must be 32 bytes, as 64 hex digits or base64")
+    return key
+
+
+def record_size(scheme: Scheme, with_pins: bool = True, newline: bool = False) -> int:
+    """Bytes per record of ``scheme.generate(..., with_pins, newline=newline)``."""
+    sep = 1 if newline else 0
+    return SERIAL_LENGTH + (sep + scheme.pin_length if with_pins else 0) + sep
+
+
+def iter_verdicts(results: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(status, batch_no, index, version) per record of a ``verify_buffer`` result."""
+    return VERDICT.iter_unpack(results)
