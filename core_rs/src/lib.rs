@@ -172,12 +172,7 @@ impl PyScheme {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "Scheme(versions={:?}, current_version={}, pin_length={})",
-            self.inner.versions(),
-            self.inner.current_version(),
-            self.inner.pin_length()
-        )
+        format!("{:?}", self.inner)
     }
 
     /// The 20-character serial of (batch_no, index) under `version` (default: current).

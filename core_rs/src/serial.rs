@@ -242,6 +242,19 @@ pub struct Scheme {
     pin_length: usize,
 }
 
+/// Shows the versions and PIN length only: key material never appears in logs or reprs.
+impl std::fmt::Debug for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Scheme(versions={:?}, current_version={}, pin_length={})",
+            self.versions,
+            self.current_version(),
+            self.pin_length
+        )
+    }
+}
+
 impl Scheme {
     pub fn new(
         master: &[u8],
@@ -466,7 +479,8 @@ impl Scheme {
             let n = chunk.len() / width;
             for w in ws[..n].iter_mut() {
                 *w = w_next;
-                w_next += 1;
+                // Wraps only past the last index of batch u32::MAX, a value never used.
+                w_next = w_next.wrapping_add(1);
             }
             k.prp.encrypt_many(&mut ws[..n]);
             for j in 0..n {
@@ -833,6 +847,43 @@ mod tests {
         s.verify_records(&recs, 20, 2, &mut out);
         assert!(out.chunks_exact(16).all(|o| o[0] == 1 || o[0] == 2));
         assert!(s.verify(&vec![b'0'; 10_000_000]).is_err());
+    }
+
+    #[test]
+    fn last_indexes_of_the_last_batch() {
+        let s = scheme(&[1], 1);
+        let fmt = RecordFormat {
+            pins: true,
+            newline: false,
+        };
+        let n = 40;
+        let mut out = vec![0u8; n * 26];
+        s.generate_into(u32::MAX, u32::MAX - (n as u32 - 1), fmt, None, 1, &mut out)
+            .unwrap();
+        let last = &out[(n - 1) * 26..(n - 1) * 26 + 20];
+        let v = s.verify(last).unwrap();
+        assert_eq!((v.batch_no, v.index), (u32::MAX, u32::MAX));
+    }
+
+    #[test]
+    fn debug_output_hides_key_material() {
+        let master = [0xA5u8; 32];
+        let s = Scheme::new(&master, &[1, 2], 2, 6).unwrap();
+        let shown = format!("{s:?}");
+        assert_eq!(
+            shown,
+            "Scheme(versions=[1, 2], current_version=2, pin_length=6)"
+        );
+        let m = MasterKey::new(&master).unwrap();
+        for secret in [
+            m.scheme_key("prp", 1),
+            m.scheme_key("tag", 2),
+            m.scheme_key("pin", 2),
+        ] {
+            let hex: String = secret[..4].iter().map(|b| format!("{b:02x}")).collect();
+            assert!(!shown.to_lowercase().contains(&hex));
+        }
+        assert!(!shown.contains("a5a5"));
     }
 
     #[test]
