@@ -15,6 +15,13 @@ import psycopg.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
+from app.codes.scheme import (
+    ForgedSerial,
+    Gs1Error,
+    SerialError,
+    SerialNotInBatch,
+    UnknownKeyVersion,
+)
 from app.logs import request_id_var
 
 log = logging.getLogger("tracecode.errors")
@@ -159,6 +166,15 @@ def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[A
     return handle_unexpected(_, exc)
 
 
+def handle_serial_error(_: Request[Any, Any, Any], exc: ValueError) -> Response[Any]:
+    """Serial and GS1 failures raised by the Rust core, mapped once (malformed: 400)."""
+    if isinstance(exc, Gs1Error):
+        return _response(400, "invalid_gs1", str(exc))
+    if isinstance(exc, ForgedSerial | SerialNotInBatch | UnknownKeyVersion):
+        return _response(422, "not_genuine", "not a genuine code")
+    return _response(400, "malformed_serial", str(exc))
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error", exc_info=exc)
     return _response(
@@ -171,5 +187,7 @@ exception_handlers: dict[Any, Any] = {
     HTTPException: handle_http_exception,
     msgspec.MsgspecError: handle_msgspec_error,
     psycopg.Error: handle_db_error,
+    SerialError: handle_serial_error,
+    Gs1Error: handle_serial_error,
     Exception: handle_unexpected,
 }

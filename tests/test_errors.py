@@ -87,3 +87,29 @@ async def test_non_json_body_is_refused_cleanly(client: Any, login: Any) -> None
     )
     assert 400 <= response.status_code < 500
     assert_error(response, response.status_code)
+
+
+def test_serial_and_gs1_failures_from_the_core_map_to_4xx(settings: Any) -> None:
+    import msgspec
+
+    from app.codes.scheme import Scheme, check_in_batch, normalize_gtin
+    from app.errors import handle_serial_error
+
+    scheme = Scheme(settings.master_key_bytes(), [1], 1)
+    serial = scheme.serial(7, 3)
+    forged = serial[:-1] + ("0" if serial[-1] != "0" else "1")
+    cases: list[tuple[Any, int, str]] = []
+    for call, status, code in (
+        (lambda: scheme.verify("too-short"), 400, "malformed_serial"),
+        (lambda: scheme.verify(forged), 422, "not_genuine"),
+        (lambda: check_in_batch(3, 3), 422, "not_genuine"),
+        (lambda: normalize_gtin("6901234000048"), 400, "invalid_gs1"),
+    ):
+        try:
+            call()
+        except ValueError as exc:
+            cases.append((handle_serial_error(None, exc), status, code))  # type: ignore[arg-type]
+    assert len(cases) == 4
+    for response, status, code in cases:
+        body = msgspec.json.decode(msgspec.json.encode(response.content))
+        assert response.status_code == status and body["error"]["code"] == code
