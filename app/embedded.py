@@ -106,20 +106,26 @@ def start_redis(var: Path) -> str:
     return f"unix://{socket_path}"
 
 
-def stop(var: Path) -> None:
-    """Stop the embedded servers if they run."""
-    pid_file = var / "redis" / "redis.pid"
-    if pid_file.exists():
+def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -> None:
+    """Signal the process named by a pid file, then wait until it has gone."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, sig)
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-        except (ValueError, ProcessLookupError):
-            pass
-    pgdata = var / "pgdata"
-    if (pgdata / "postmaster.pid").exists():
-        import pgserver
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        server.cleanup()
+
+def stop(var: Path) -> None:
+    """Stop the embedded servers if they run (PostgreSQL with a fast shutdown)."""
+    _signal_and_wait(var / "redis" / "redis.pid", signal.SIGTERM)
+    _signal_and_wait(var / "pgdata" / "postmaster.pid", signal.SIGINT)
 
 
 def resolve_urls(database_url: str | None, redis_url: str | None, var: Path) -> tuple[str, str]:
