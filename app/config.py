@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -115,18 +113,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _decode_key(text: str, where: str) -> bytes:
-    text = text.strip()
-    raw: bytes | None = None
-    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
-        raw = bytes.fromhex(text)
-    else:
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-    if raw is None or len(raw) != 32:
-        raise SettingsError(f"{where} must hold 32 bytes as 64 hex characters or base64")
-    return raw
+    from app.codes.scheme import parse_master_key
+
+    try:
+        return parse_master_key(text)
+    except ValueError:
+        raise SettingsError(f"{where} must hold 32 bytes as 64 hex characters or base64") from None
 
 
 def _redact(url: str | None) -> str | None:

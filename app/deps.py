@@ -12,12 +12,17 @@ from redis.asyncio import Redis
 
 from app.auth.principal import Principal
 from app.auth.service import principal_from_headers
+from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 
 
 def provide_settings(state: State) -> Settings:
     return state.settings  # type: ignore[no-any-return]
+
+
+def provide_scheme(state: State) -> Scheme:
+    return state.scheme  # type: ignore[no-any-return]
 
 
 def provide_redis(state: State) -> Redis:
@@ -44,6 +49,7 @@ async def provide_principal(
 dependencies = {
     "settings": Provide(provide_settings, sync_to_thread=False),
     "redis": Provide(provide_redis, sync_to_thread=False),
+    "scheme": Provide(provide_scheme, sync_to_thread=False),
     "conn": Provide(provide_conn),
     "principal": Provide(provide_principal),
 }

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from app import _core, db, ops
 from app.auth.routes import ApiKeyController, AuthController
 from app.catalog.routes import CategoryController, ProductController
+from app.codes.scheme import load_scheme
 from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.embedded import resolve_urls
@@ -26,7 +27,13 @@ from app.users.service import sync_builtin_roles
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
-    settings.master_key_bytes()  # fail at start-up, with a clear message, when it is missing
+    # Fails at start-up, with a clear message, when the master key is missing or malformed.
+    scheme = load_scheme(
+        settings.master_key_bytes(),
+        settings.active_key_versions,
+        settings.current_key_version,
+        settings.pin_length,
+    )
     settings.jwt_key()
     configure_logging(settings.log_level)
 
@@ -77,4 +84,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
     )
     app.state.settings = settings
+    app.state.scheme = scheme
     return app

@@ -37,8 +37,9 @@ def fresh_db(settings: Any) -> Any:
 
 
 def test_fresh_and_up_to_date_databases_end_in_the_same_schema(
-    fresh_db: str, settings: Any
+    fresh_db: str, settings: Any, client: Any
 ) -> None:
+    """``client`` started the app, which migrated the session database at start-up."""
     applied = db.migrate(fresh_db)
     assert applied == [name for _, name, _ in db.migrations()]
     assert db.migrate(fresh_db) == []  # nothing is re-run

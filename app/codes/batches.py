@@ -1,0 +1,42 @@
+"""Code batches as other domains see them: size, state, product — one row per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from app.db import Conn
+
+
+class BatchRef(msgspec.Struct, frozen=True):
+    batch_no: int
+    brand_id: int
+    printer_id: int
+    product_id: int | None
+    size: int
+    state: str  # issued | exported | active | void
+
+
+def code_id(batch_no: int, index: int) -> int:
+    """The 64-bit id of a unit code: batch_no << 32 | index (the PRP's plaintext)."""
+    return (batch_no << 32) | index
+
+
+def split_code_id(code: int) -> tuple[int, int]:
+    return code >> 32, code & 0xFFFFFFFF
+
+
+async def load_batches(conn: Conn, batch_nos: Iterable[int]) -> dict[int, BatchRef]:
+    """The batches of these numbers that exist, in one query."""
+    wanted = sorted(set(batch_nos))
+    if not wanted:
+        return {}
+    rows = await (
+        await conn.execute(
+            "SELECT batch_no, brand_id, printer_id, product_id, size, state "
+            "FROM code_batches WHERE batch_no = ANY(%s)",
+            (wanted,),
+        )
+    ).fetchall()
+    return {r["batch_no"]: BatchRef(**r) for r in rows}
