@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from app import _core, db, ops
 from app.auth.routes import ApiKeyController, AuthController
 from app.catalog.routes import CategoryController, ProductController
+from app.codes.routes import BatchController
 from app.codes.scheme import load_scheme
 from app.config import Settings, load_settings
 from app.deps import dependencies
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             list_permissions,
             CategoryController,
             ProductController,
+            BatchController,
         ],
         dependencies=dependencies,
         exception_handlers=exception_handlers,

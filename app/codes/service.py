@@ -1,0 +1,182 @@
+"""Code issuance: batches of unit codes (SPEC C2). A batch is one row, never one per code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.codes.schemas import BatchIn, BatchOut
+from app.config import Settings
+from app.db import Conn
+from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.paging import Page, limit_offset
+
+_COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.product_id, b.size, b.key_version, b.state,
+    b.note, b.request_key, b.created_by, b.created_at, b.voided_at, b.void_reason"""
+
+
+async def _printer(conn: Conn, actor: Principal, printer_id: int) -> None:
+    row = await (
+        await conn.execute("SELECT kind, path, status FROM orgs WHERE id = %s", (printer_id,))
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise NotFound("printer organisation not found", code="unknown_printer")
+    if row["kind"] != "printer":
+        raise ValidationFailed(
+            "printer_id must be an organisation of kind printer",
+            code="not_a_printer",
+            details={"field": "printer_id"},
+        )
+    if row["status"] != "active":
+        raise Unprocessable("the printer organisation is inactive", code="printer_inactive")
+
+
+async def _product(conn: Conn, actor: Principal, product_id: int) -> None:
+    row = await (
+        await conn.execute(
+            "SELECT o.path FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.id = %s",
+            (product_id,),
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise NotFound("product not found", code="unknown_product")
+
+
+async def create_batch(
+    conn: Conn, actor: Principal, settings: Settings, data: BatchIn
+) -> tuple[BatchOut, bool]:
+    """Issue a batch; returns (batch, created). A repeated request key returns the first batch."""
+    actor.require("codes.issue")
+    brand_id = actor.brand_id
+    if data.request_key is not None:
+        # Serialise creates of one brand so two retries of one request cannot both insert.
+        await conn.execute("SELECT pg_advisory_xact_lock(7245002, %s)", (brand_id,))
+        existing = await (
+            await conn.execute(
+                f"SELECT {_COLUMNS} FROM code_batches b "
+                "WHERE b.brand_id = %s AND b.request_key = %s",
+                (brand_id, data.request_key),
+            )
+        ).fetchone()
+        if existing is not None:
+            out = BatchOut(**existing)
+            if (out.size, out.printer_id, out.product_id) != (
+                data.size,
+                data.printer_id,
+                data.product_id,
+            ):
+                raise Conflict(
+                    "this request key was used for a different batch", code="request_key_reused"
+                )
+            return out, False
+    await _printer(conn, actor, data.printer_id)
+    if data.product_id is not None:
+        await _product(conn, actor, data.product_id)
+    row = await (
+        await conn.execute(
+            """INSERT INTO code_batches
+                   (batch_no, brand_id, printer_id, product_id, size, key_version, note,
+                    request_key, created_by)
+               VALUES (nextval('code_batch_no_seq'), %s, %s, %s, %s, %s, %s, %s, %s)
+               RETURNING batch_no""",
+            (
+                brand_id,
+                data.printer_id,
+                data.product_id,
+                data.size,
+                settings.current_key_version,
+                data.note,
+                data.request_key,
+                actor.user_id,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    out = await _get(conn, row["batch_no"])
+    await audit.record(conn, actor, "issue", "code_batch", out.batch_no, after=out, org_id=brand_id)
+    return out, True
+
+
+async def _get(conn: Conn, batch_no: int) -> BatchOut:
+    row = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM code_batches b WHERE b.batch_no = %s", (batch_no,)
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("batch not found")
+    return BatchOut(**row)
+
+
+def _visible_sql(actor: Principal) -> tuple[str, dict[str, Any]]:
+    """Planners see their brand's batches; a printer sees the batches addressed to it."""
+    if actor.has("codes.issue") or actor.has("codes.export"):
+        return "b.brand_id = %(brand)s", {"brand": actor.brand_id}
+    if actor.has("codes.download"):
+        return "b.printer_id = %(org)s", {"org": actor.org_id}
+    actor.require("codes.issue")
+    return "false", {}
+
+
+async def get_batch(conn: Conn, actor: Principal, batch_no: int) -> BatchOut:
+    where, params = _visible_sql(actor)
+    row = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM code_batches b WHERE b.batch_no = %(no)s AND {where}",
+            {**params, "no": batch_no},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("batch not found")
+    return BatchOut(**row)
+
+
+async def list_batches(
+    conn: Conn,
+    actor: Principal,
+    *,
+    state: str | None,
+    printer_id: int | None,
+    product_id: int | None,
+    page: int,
+    per_page: int,
+) -> Page[BatchOut]:
+    where, params = _visible_sql(actor)
+    clauses = [where]
+    for column, value in (("state", state), ("printer_id", printer_id), ("product_id", product_id)):
+        if value is not None:
+            clauses.append(f"b.{column} = %({column})s")
+            params[column] = value
+    limit, offset = limit_offset(page, per_page)
+    sql_where = " AND ".join(clauses)
+    rows = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM code_batches b "
+            f"WHERE {sql_where} ORDER BY b.batch_no DESC LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "limit": limit, "offset": offset},
+        )
+    ).fetchall()
+    total = rows[0].pop("total") if rows else 0
+    for r in rows[1:]:
+        r.pop("total")
+    return Page([BatchOut(**r) for r in rows], page, per_page, total)
+
+
+async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -> BatchOut:
+    """Void a batch: its codes verify as void from now on (printed labels to be destroyed)."""
+    actor.require("codes.issue")
+    before = await get_batch(conn, actor, batch_no)
+    if before.state == "void":
+        return before
+    await conn.execute(
+        "UPDATE code_batches SET state = 'void', voided_at = now(), voided_by = %s, "
+        "void_reason = %s WHERE batch_no = %s",
+        (actor.user_id, reason, batch_no),
+    )
+    after = await _get(conn, batch_no)
+    await audit.record(
+        conn, actor, "void", "code_batch", batch_no, before=before, after=after,
+        org_id=before.brand_id,
+    )  # fmt: skip
+    return after
