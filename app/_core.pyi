@@ -114,6 +114,24 @@ class Scheme:
         ``UnknownKeyVersion`` for an inactive ``version``.
         """
 
+    def print_lines(
+        self,
+        batch_no: int,
+        start: int,
+        end: int,
+        kind: str,
+        url_prefix: str = "",
+        seq_base: int = 1,
+        version: int | None = None,
+        threads: int | None = None,
+    ) -> bytes:
+        """Printer-file CSV lines for indexes ``start..end`` of a batch, without the GIL.
+
+        ``kind="outer"``: ``seq,SERIAL,{url_prefix}SERIAL\n`` (the QR print); ``kind="inner"``:
+        ``seq,PIN\n`` (the hidden print). ``seq = index + seq_base``. At most ``MAX_BULK`` lines
+        per call; raises ValueError on a bad range or kind.
+        """
+
     def verify_buffer(
         self,
         records: bytes,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from app import embedded
 from app.config import PREFIX, Settings, SettingsError, load_settings
@@ -141,6 +142,211 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
     return 0
 
 
+def _secret(path: str | None, env: str | None) -> str | None:
+    """A passphrase from a file or an environment variable, never from the command line."""
+    if path:
+        return Path(path).read_text().strip()
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise SettingsError(f"the environment variable {env} is empty")
+        return value
+    return None
+
+
+def cmd_decrypt(args: argparse.Namespace) -> int:
+    from app.codes.printfile import PrintFileError, decrypt
+
+    passphrase = _secret(args.passphrase_file, args.passphrase_env)
+    key = Path(args.key).read_text() if args.key else None
+    if (passphrase is None) == (key is None):
+        return _fail("give one of --passphrase-file, --passphrase-env or --key")
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    try:
+        with open(args.file, "rb") as src:
+            for chunk in decrypt(src, passphrase=passphrase, private_key_pem=key):
+                out.write(chunk)
+    except PrintFileError as exc:
+        if args.out:
+            out.close()
+            Path(args.out).unlink(missing_ok=True)  # never leave a partial plain file behind
+        return _fail(f"cannot decrypt {args.file}: {exc}")
+    except OSError as exc:
+        return _fail(f"{exc.filename or args.file}: {exc.strerror}")
+    if args.out:
+        out.close()
+    return 0
+
+
+class _Api:
+    """The CLI's client of the HTTP API (for planners working through a running server)."""
+
+    def __init__(self, base: str, user: str, password: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=base.rstrip("/"), timeout=60)
+        response = self.http.post("/auth/login", json={"username": user, "password": password})
+        self._check(response)
+        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    @staticmethod
+    def _check(response: object) -> None:
+        status = response.status_code  # type: ignore[attr-defined]
+        if status >= 400:
+            try:
+                error = response.json()["error"]  # type: ignore[attr-defined]
+                message = f"{error['code']}: {error['message']}"
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]  # type: ignore[attr-defined]
+            raise SettingsError(f"the API answered {status}: {message}")
+
+    def call(self, method: str, path: str, **kwargs: object) -> object:
+        response = self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        self._check(response)
+        return response.json() if response.content else None
+
+    def download(self, path: str, target: Path) -> None:
+        with self.http.stream("GET", path) as response:
+            self._check(response)
+            with open(target, "wb") as out:
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+
+
+def _api(args: argparse.Namespace) -> _Api:
+    password = _secret(args.password_file, args.password_env or "TRACECODE_API_PASSWORD")
+    if not args.user or not password:
+        raise SettingsError("--api needs --user and a password (--password-file, --password-env)")
+    return _Api(args.api, args.user, password)
+
+
+async def _direct(settings: Settings, username: str, work: object) -> object:
+    """Run ``work(conn, principal, scheme)`` as a user, straight on the database."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.auth.service import load_user
+    from app.codes.scheme import load_scheme
+
+    db_url, _ = _urls(settings)
+    scheme = load_scheme(
+        settings.master_key_bytes(), settings.active_key_versions,
+        settings.current_key_version, settings.pin_length,
+    )  # fmt: skip
+    async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
+        row = await (
+            await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
+        ).fetchone()
+        if row is None:
+            raise SettingsError(f"no user {username}")
+        principal = await load_user(conn, row["id"])
+        result = await work(conn, principal, scheme)  # type: ignore[operator]
+        await conn.commit()
+        return result
+
+
+def _org_id(settings: Settings, erp_code: str) -> int:
+    import psycopg
+
+    db_url, _ = _urls(settings)
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT id FROM orgs WHERE erp_code = %s", (erp_code,)).fetchone()
+    if row is None:
+        raise SettingsError(f"no organisation with ERP code {erp_code}")
+    return int(row[0])
+
+
+def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
+    import msgspec
+
+    from app.codes.schemas import BatchIn
+    from app.errors import AppError
+
+    try:
+        if args.action == "issue":
+            body = {"size": args.size, "note": args.note or "", "request_key": args.request_key}
+            if args.api:
+                api = _api(args)
+                orgs = api.call("GET", "/orgs", params={"q": args.printer, "kind": "printer"})
+                match = [o for o in orgs["items"] if o["erp_code"] == args.printer]  # type: ignore[index]
+                if not match:
+                    return _fail(f"no printer {args.printer}")
+                batch = api.call("POST", "/batches", json={**body, "printer_id": match[0]["id"]})
+            else:
+                from app.codes.service import create_batch
+
+                data = msgspec.convert(
+                    {**body, "printer_id": _org_id(settings, args.printer)}, BatchIn
+                )
+
+                async def work(conn, principal, scheme):  # type: ignore[no-untyped-def]
+                    return (await create_batch(conn, principal, settings, data))[0]
+
+                batch = msgspec.to_builtins(asyncio.run(_direct(settings, args.as_user, work)))
+            print(msgspec.json.encode(batch).decode())
+            return 0
+        if args.action == "export":
+            return _export(settings, args)
+    except AppError as exc:
+        return _fail(f"{exc.code}: {exc.message}")
+    except msgspec.ValidationError as exc:
+        return _fail(str(exc))
+    return _fail("unknown action")
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    import shutil
+
+    import msgspec
+
+    from app.codes.schemas import ExportIn
+    from app.progress import Progress
+
+    outer = _secret(args.passphrase_file, args.passphrase_env)
+    inner = _secret(args.inner_passphrase_file, None) or outer
+    body = {"start": args.start, "end": args.end,
+            "outer": {"passphrase": outer}, "inner": {"passphrase": inner}}  # fmt: skip
+    target = Path(args.out)
+    target.mkdir(parents=True, exist_ok=True)
+    if args.api:
+        api = _api(args)
+        made = api.call("POST", f"/batches/{args.batch}/exports", json=body)
+        bar = Progress(made["total"], "export")  # type: ignore[index]
+        while made["state"] in ("queued", "running"):  # type: ignore[index]
+            bar.update(made["progress"])  # type: ignore[index]
+            time.sleep(0.5)
+            made = api.call("GET", f"/exports/{made['id']}")  # type: ignore[index]
+        bar.finish(made["progress"])  # type: ignore[index]
+        if made["state"] != "done":  # type: ignore[index]
+            return _fail(f"export {made['id']} {made['state']}: {made['error']}")  # type: ignore[index]
+        for part in made["parts"]:  # type: ignore[index]
+            api.download(f"/exports/{made['id']}/files/{part}", target / f"{part}.tcpf")  # type: ignore[index]
+    else:
+        from app.codes.exports import create_unit_export, export_file, run_export
+
+        data = msgspec.convert(body, ExportIn)
+
+        async def work(conn, principal, scheme):  # type: ignore[no-untyped-def]
+            return await create_unit_export(
+                conn, principal, settings, scheme, args.batch, data
+            ), scheme
+
+        made, scheme = asyncio.run(_direct(settings, args.as_user, work))  # type: ignore[misc]
+        db_url, _ = _urls(settings)
+        bar = Progress(made.total, "export")
+        run_export(db_url, settings, scheme, made.id, on_progress=lambda d, t: bar.update(d, t))
+        bar.finish()
+        for part in made.parts:
+            source = export_file(settings, made.id, part)
+            try:
+                os.link(source, target / f"{part}.tcpf")
+            except OSError:
+                shutil.copyfile(source, target / f"{part}.tcpf")
+        made = {"id": made.id}  # type: ignore[assignment]
+    print(f"export {made['id']}: files in {target}")  # type: ignore[index]
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracecode", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,12 +360,54 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="demo data")
     demo.add_argument("action", choices=["load"])
     sub.add_parser("keygen", help="print a new random 32-byte master key (hex)")
+
+    def auth_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--as",
+            dest="as_user",
+            default="planner",
+            help="direct mode: act as this user on the database (default: planner)",
+        )
+        p.add_argument("--api", help="API mode: base URL of a running server")
+        p.add_argument("--user", help="API mode: username")
+        p.add_argument("--password-file", help="API mode: file holding the password")
+        p.add_argument("--password-env", help="API mode: variable holding the password "
+                       "(default TRACECODE_API_PASSWORD)")  # fmt: skip
+
+    codes = sub.add_parser("codes", help="issue and export code batches (planners)")
+    codes_sub = codes.add_subparsers(dest="action", required=True)
+    issue = codes_sub.add_parser("issue", help="issue a batch of unit codes")
+    issue.add_argument("--size", type=int, required=True)
+    issue.add_argument("--printer", required=True, help="ERP code of the printer organisation")
+    issue.add_argument("--note")
+    issue.add_argument("--request-key", help="idempotency key: a retry returns the same batch")
+    auth_options(issue)
+    export = codes_sub.add_parser("export", help="write the encrypted printer files of a batch")
+    export.add_argument("batch", type=int)
+    export.add_argument("--out", required=True, help="directory for outer.tcpf and inner.tcpf")
+    export.add_argument("--start", type=int)
+    export.add_argument("--end", type=int)
+    export.add_argument("--passphrase-file", help="file holding the passphrase")
+    export.add_argument("--passphrase-env", help="variable holding the passphrase")
+    export.add_argument("--inner-passphrase-file", help="a different passphrase for the PIN file")
+    auth_options(export)
+
+    exp = sub.add_parser("export", help="printer files")
+    exp_sub = exp.add_subparsers(dest="action", required=True)
+    dec = exp_sub.add_parser("decrypt", help="decrypt a printer file to CSV")
+    dec.add_argument("file")
+    dec.add_argument("--out", help="plain CSV file (default: standard output)")
+    dec.add_argument("--passphrase-file")
+    dec.add_argument("--passphrase-env")
+    dec.add_argument("--key", help="the printer's RSA private key (PEM file)")
     args = parser.parse_args(argv)
 
     if args.command == "keygen":
         print(secrets.token_hex(32))
         return 0
     try:
+        if args.command == "export":
+            return cmd_decrypt(args)
         settings = load_settings()
         if args.command == "run":
             return cmd_run(settings, demo=not args.no_demo, worker=not args.no_worker)
@@ -169,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_migrate(settings)
         if args.command == "demo":
             return cmd_demo(settings)
+        if args.command == "codes":
+            return cmd_codes(settings, args)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     return _fail(f"unknown command {args.command}")

@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gs1_company_prefix: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,12}$")] = "6901234"
     resolver_host: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "127.0.0.1:8000"
 
+    # Code issuance: where export files are written, and from which size an export is a job.
+    export_dir: str | None = None
+    export_async_threshold: Annotated[int, msgspec.Meta(ge=0)] = 1_000_000
+
     # HTTP server.
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
@@ -76,6 +80,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def var_path(self) -> Path:
         return Path(self.var_dir).resolve()
+
+    @property
+    def export_path(self) -> Path:
+        return Path(self.export_dir).resolve() if self.export_dir else self.var_path / "exports"
 
     def master_key_bytes(self) -> bytes:
         """The 32-byte master secret, from ``TRACECODE_MASTER_KEY`` or the key file."""

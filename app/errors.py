@@ -79,6 +79,12 @@ class TooManyRequests(AppError):
     status, code = 429, "too_many_requests"
 
 
+class ServerError(AppError):
+    """A failure of ours (disk, worker), reported with a stable code instead of a bare 500."""
+
+    status, code = 500, "internal_error"
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",

@@ -14,7 +14,13 @@ from redis.asyncio import Redis
 from app import _core, db, ops
 from app.auth.routes import ApiKeyController, AuthController
 from app.catalog.routes import CategoryController, ProductController
-from app.codes.routes import BatchController
+from app.codes.routes import (
+    BatchController,
+    CaseBatchController,
+    ExportController,
+    code_status,
+    set_printer_key,
+)
 from app.codes.scheme import load_scheme
 from app.config import Settings, load_settings
 from app.deps import dependencies
@@ -50,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await sync_builtin_roles(conn)
         redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         app.state.pool = pool
+        app.state.db_url = db_url
         app.state.redis = redis
         try:
             yield
@@ -72,6 +79,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CategoryController,
             ProductController,
             BatchController,
+            ExportController,
+            CaseBatchController,
+            set_printer_key,
+            code_status,
         ],
         dependencies=dependencies,
         exception_handlers=exception_handlers,

@@ -1,4 +1,4 @@
 """Worker entry point: ``dramatiq workers.main`` loads the broker and every actor module."""
 
-from workers import ops  # noqa: F401
+from workers import codes, ops  # noqa: F401
 from workers.broker import broker  # noqa: F401

@@ -152,14 +152,24 @@ class Writer:
         self.bytes_in = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.bytes_in += len(data)
-        self._pending += data
+        """Buffer and seal full chunks; the last (possibly full) chunk waits for ``close``."""
+        view = memoryview(data)
+        self.bytes_in += len(view)
         size = self._chunk_size
-        while len(self._pending) > size:  # keep at least one byte back for the last chunk
-            self._seal(bytes(self._pending[:size]), last=False)
-            del self._pending[:size]
+        if self._pending:
+            room = size - len(self._pending)
+            self._pending += view[:room]
+            view = view[room:]
+            if not view:
+                return
+            self._seal(self._pending, last=False)
+            self._pending = bytearray()
+        while len(view) > size:
+            self._seal(view[:size], last=False)
+            view = view[size:]
+        self._pending += view
 
-    def _seal(self, plain: bytes, last: bool) -> None:
+    def _seal(self, plain: bytes | bytearray | memoryview, last: bool) -> None:
         cipher = AES.new(self._key, AES.MODE_GCM, nonce=_nonce(self._prefix, self._counter, last))
         cipher.update(self._aad)
         sealed, tag = cipher.encrypt_and_digest(plain)
@@ -168,8 +178,8 @@ class Writer:
 
     def close(self) -> None:
         """Seal the final chunk (possibly empty); without it the file reads as truncated."""
-        self._seal(bytes(self._pending), last=True)
-        self._pending.clear()
+        self._seal(self._pending, last=True)
+        self._pending = bytearray()
 
 
 def write_file(

@@ -1,18 +1,54 @@
-"""HTTP routes of code issuance."""
+"""HTTP routes of code issuance: batches, case batches, exports (printer files), code status."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, post, put
+from litestar.datastructures import State
 from litestar.params import Parameter
+from litestar.response import File
 
 from app.auth.principal import Principal
-from app.codes import service
-from app.codes.schemas import BatchIn, BatchOut, BatchState, VoidIn
+from app.codes import cases, exports, service
+from app.codes.schemas import (
+    BatchIn,
+    BatchOut,
+    BatchState,
+    CaseBatchIn,
+    CaseBatchOut,
+    CaseExportIn,
+    CodeStatusOut,
+    ExportIn,
+    ExportOut,
+    PublicKeyIn,
+    VoidIn,
+)
+from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
+from app.errors import NotFound, ServerError
 from app.paging import Page, PageNo, PerPage
+
+Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)$")]
+
+
+async def _start(
+    conn: Conn, state: State, settings: Settings, scheme: Scheme, export: ExportOut
+) -> Response[ExportOut]:
+    """Run a small export now (201, files ready); queue a large one as a job (202 + Location)."""
+    await conn.commit()  # the runner (thread or worker) reads the export row on its own connection
+    if export.total > settings.export_async_threshold:
+        from workers.codes import run_export_job
+
+        run_export_job.send(export.id)
+        return Response(export, status_code=202, headers={"Location": f"/exports/{export.id}"})
+    try:
+        await asyncio.to_thread(exports.run_export, state.db_url, settings, scheme, export.id)
+    except Exception as exc:
+        raise ServerError(f"the export failed: {exc}", code="export_failed") from exc
+    return Response(await exports.load_export(conn, export.id), status_code=201)
 
 
 class BatchController(Controller):
@@ -50,3 +86,85 @@ class BatchController(Controller):
     @post("/{batch_no:int}/void", status_code=200)
     async def void(self, batch_no: int, data: VoidIn, conn: Conn, principal: Principal) -> BatchOut:
         return await service.void_batch(conn, principal, batch_no, data.reason)
+
+    @post("/{batch_no:int}/exports")
+    async def export(
+        self, batch_no: int, data: ExportIn, conn: Conn, principal: Principal,
+        settings: Settings, scheme: Scheme, state: State,
+    ) -> Response[ExportOut]:  # fmt: skip
+        """Printer files for the batch (or ``[start, end)`` of it): outer and inner print."""
+        made = await exports.create_unit_export(conn, principal, settings, scheme, batch_no, data)
+        return await _start(conn, state, settings, scheme, made)
+
+    @get("/{batch_no:int}/exports")
+    async def list_exports(
+        self, batch_no: int, conn: Conn, principal: Principal
+    ) -> list[ExportOut]:
+        return await exports.list_exports(conn, principal, batch_no)
+
+
+class CaseBatchController(Controller):
+    path = "/case-batches"
+    tags = ["codes"]
+
+    @post("/")
+    async def create(
+        self, data: CaseBatchIn, conn: Conn, principal: Principal, settings: Settings
+    ) -> Response[CaseBatchOut]:
+        """Issue SSCC-18 case codes for a packing level (inner case, master case, pallet)."""
+        batch, created = await cases.create_case_batch(conn, principal, settings, data)
+        return Response(batch, status_code=201 if created else 200)
+
+    @get("/")
+    async def list_batches(
+        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[CaseBatchOut]:
+        return await cases.list_case_batches(conn, principal, page, per_page)
+
+    @get("/{batch_id:int}")
+    async def get_one(self, batch_id: int, conn: Conn, principal: Principal) -> CaseBatchOut:
+        return await cases.get_case_batch(conn, principal, batch_id)
+
+    @post("/{batch_id:int}/exports")
+    async def export(
+        self, batch_id: int, data: CaseExportIn, conn: Conn, principal: Principal,
+        settings: Settings, scheme: Scheme, state: State,
+    ) -> Response[ExportOut]:  # fmt: skip
+        made = await exports.create_case_export(conn, principal, settings, scheme, batch_id, data)
+        return await _start(conn, state, settings, scheme, made)
+
+
+class ExportController(Controller):
+    path = "/exports"
+    tags = ["codes"]
+
+    @get("/{export_id:str}")
+    async def get_one(self, export_id: str, conn: Conn, principal: Principal) -> ExportOut:
+        """An export job: state, progress (codes written of total), and its files when done."""
+        return await exports.get_export(conn, principal, export_id)
+
+    @get("/{export_id:str}/files/{part:str}", media_type="application/octet-stream")
+    async def download(
+        self, export_id: str, part: Part, conn: Conn, principal: Principal, settings: Settings
+    ) -> File:
+        """Download one encrypted file (audited); printers get only the files addressed to them."""
+        path = await exports.file_for_download(conn, principal, settings, export_id, part)
+        return File(path=path, filename=f"{export_id}-{part}.tcpf")
+
+
+@put("/printers/{printer_id:int}/public-key", tags=["codes"], status_code=204)
+async def set_printer_key(
+    printer_id: int, data: PublicKeyIn, conn: Conn, principal: Principal
+) -> None:
+    """Register the printer's RSA public key (PEM, >= 2048 bits) for wrapping its files."""
+    await service.set_printer_key(conn, principal, printer_id, data.public_key_pem)
+
+
+@get("/codes/{serial:str}/status", tags=["codes"])
+async def code_status(
+    serial: str, conn: Conn, principal: Principal, scheme: Scheme
+) -> CodeStatusOut:
+    """Lifecycle of a serial: issued_not_active, active, void or unknown (forged: 422)."""
+    if len(serial) > 64:
+        raise NotFound("not a serial")
+    return await service.code_status(conn, principal, scheme, serial)

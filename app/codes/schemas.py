@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -40,3 +40,92 @@ class BatchOut(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     voided_at: datetime | None
     void_reason: str | None
+
+
+Passphrase = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
+
+
+class PartIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One printer file: who gets it (default: the batch's printer) and how its key is wrapped.
+
+    With a passphrase the key is wrapped by scrypt; without one, by the printer's registered RSA
+    public key. The passphrase is used once and never stored or logged.
+    """
+
+    printer_id: int | None = None
+    passphrase: Passphrase | None = None
+
+
+class ExportIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    start: Annotated[int, msgspec.Meta(ge=0, le=MAX_BATCH)] | None = None
+    end: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)] | None = None
+    outer: PartIn = PartIn()
+    inner: PartIn = PartIn()
+
+
+class CaseExportIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    cases: PartIn = PartIn()
+
+
+class PartOut(msgspec.Struct, frozen=True):
+    printer_id: int
+    method: str
+
+
+class ExportOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    batch_no: int | None
+    case_batch_id: int | None
+    range_start: int
+    range_end: int
+    total: int
+    state: str
+    progress: int
+    parts: dict[str, PartOut]
+    files: dict[str, Any]
+    error: str | None
+    attempts: int
+    created_by: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+CaseLevel = Literal["inner", "master", "pallet"]
+
+
+class CaseBatchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    level: CaseLevel
+    size: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    printer_id: int
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    request_key: RequestKey | None = None
+
+
+class CaseBatchOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    brand_id: int
+    printer_id: int
+    level: str
+    extension_digit: int
+    company_prefix: str
+    first_ref: int
+    size: int
+    first_sscc: str
+    last_sscc: str
+    state: str
+    note: str
+    created_by: int | None
+    created_at: datetime
+
+
+class PublicKeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    public_key_pem: Annotated[str, msgspec.Meta(min_length=100, max_length=20_000)]
+
+
+class CodeStatusOut(msgspec.Struct, frozen=True, kw_only=True):
+    serial: str
+    status: str  # issued_not_active | active | void | unknown
+    batch_no: int | None
+    index: int | None
+    key_version: int | None

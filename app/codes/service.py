@@ -6,7 +6,9 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
-from app.codes.schemas import BatchIn, BatchOut
+from app.codes.batches import load_batches
+from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut
+from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
@@ -16,7 +18,8 @@ _COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.product_id, b.size, b.key_
     b.note, b.request_key, b.created_by, b.created_at, b.voided_at, b.void_reason"""
 
 
-async def _printer(conn: Conn, actor: Principal, printer_id: int) -> None:
+async def check_printer(conn: Conn, actor: Principal, printer_id: int) -> None:
+    """The printer must be an active organisation of kind printer in the caller's brand."""
     row = await (
         await conn.execute("SELECT kind, path, status FROM orgs WHERE id = %s", (printer_id,))
     ).fetchone()
@@ -70,7 +73,7 @@ async def create_batch(
                     "this request key was used for a different batch", code="request_key_reused"
                 )
             return out, False
-    await _printer(conn, actor, data.printer_id)
+    await check_printer(conn, actor, data.printer_id)
     if data.product_id is not None:
         await _product(conn, actor, data.product_id)
     row = await (
@@ -180,3 +183,47 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
         org_id=before.brand_id,
     )  # fmt: skip
     return after
+
+
+async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str) -> CodeStatusOut:
+    """Where a serial stands in its lifecycle (issued, not active / active / void / unknown).
+
+    Verification without the database first (``scheme.verify`` raises for malformed and forged
+    serials); then the batch decides. Per-code activation refines ``active`` once packing runs.
+    """
+    actor.require("orgs.read")
+    batch_no, index, version = scheme.verify(serial)
+    canonical = scheme.serial(batch_no, index, version)
+    batch = (await load_batches(conn, [batch_no])).get(batch_no)
+    if batch is None or batch.brand_id != actor.brand_id or index >= batch.size:
+        return CodeStatusOut(
+            serial=canonical, status="unknown", batch_no=None, index=None, key_version=None
+        )
+    status = {"void": "void", "active": "active"}.get(batch.state, "issued_not_active")
+    return CodeStatusOut(
+        serial=canonical, status=status, batch_no=batch_no, index=index, key_version=version
+    )
+
+
+async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: str) -> None:
+    """Register a printer's RSA public key (admins of the tree, or the printer's own users)."""
+    from app.codes.printfile import PrintFileError, wrap_with_rsa
+
+    row = await (
+        await conn.execute("SELECT kind, path FROM orgs WHERE id = %s", (printer_id,))
+    ).fetchone()
+    own = actor.org_id == printer_id and actor.has("codes.download")
+    if not own:
+        actor.require("orgs.write")
+        actor.ensure_sees(row["path"] if row else None, "printer organisation")
+    if row is None or row["kind"] != "printer":
+        raise NotFound("printer organisation not found", code="unknown_printer")
+    try:
+        wrap_with_rsa(b"\0" * 32, pem)  # proves it is a usable RSA public key of >= 2048 bits
+    except PrintFileError as exc:
+        raise ValidationFailed(str(exc), code="invalid_public_key") from None
+    await conn.execute("UPDATE orgs SET public_key_pem = %s WHERE id = %s", (pem, printer_id))
+    await audit.record(
+        conn, actor, "set_public_key", "org", printer_id, after={"public_key_pem": pem},
+        org_id=printer_id,
+    )  # fmt: skip

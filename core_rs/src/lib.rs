@@ -11,6 +11,7 @@ pub mod ff1;
 pub mod gs1;
 pub mod keys;
 pub mod pin;
+pub mod print;
 pub mod serial;
 
 use keys::KeyError;
@@ -262,6 +263,68 @@ impl PyScheme {
             })
             .map_err(serial_err)
         })
+    }
+
+    /// Printer-file lines of indexes `[start, end)` without the GIL: `kind="outer"` gives
+    /// `seq,SERIAL,{url_prefix}SERIAL\n`, `kind="inner"` gives `seq,PIN\n`; seq = index + seq_base.
+    #[pyo3(signature = (batch_no, start, end, kind, url_prefix = "", seq_base = 1, version = None, threads = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn print_lines<'py>(
+        &self,
+        py: Python<'py>,
+        batch_no: &Bound<'py, PyAny>,
+        start: &Bound<'py, PyAny>,
+        end: &Bound<'py, PyAny>,
+        kind: &str,
+        url_prefix: &str,
+        seq_base: u32,
+        version: Option<&Bound<'py, PyAny>>,
+        threads: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let b = int_in(batch_no, "batch_no", 0, U32_MAX)? as u32;
+        let start = int_in(start, "start", 0, U32_MAX + 1)? as u64;
+        let end = int_in(end, "end", 0, U32_MAX + 1)? as u64;
+        if start > end {
+            return Err(PyValueError::new_err("start must not be greater than end"));
+        }
+        if end - start > serial::MAX_BULK {
+            return Err(PyValueError::new_err(format!(
+                "at most {} lines per call; stream larger ranges in chunks",
+                serial::MAX_BULK
+            )));
+        }
+        let kind = match kind {
+            "outer" => print::Kind::Outer,
+            "inner" => print::Kind::Inner,
+            _ => return Err(PyValueError::new_err("kind must be 'outer' or 'inner'")),
+        };
+        if url_prefix.len() > 1024 {
+            return Err(PyValueError::new_err(
+                "url_prefix is longer than 1024 bytes",
+            ));
+        }
+        let seq_base = u64::from(seq_base);
+        let version = opt_int_in(version, "version", 0, U32_MAX)?.map(|v| v as u32);
+        let threads = opt_int_in(threads, "threads", 0, 64)?.unwrap_or(0) as usize;
+        let n = (end - start) as usize;
+        let start = u32::try_from(start).unwrap_or(u32::MAX);
+        let prefix = url_prefix.as_bytes();
+        let lines = py
+            .detach(|| {
+                print::print_lines(
+                    &self.inner,
+                    b,
+                    start,
+                    n,
+                    kind,
+                    prefix,
+                    seq_base,
+                    version,
+                    threads,
+                )
+            })
+            .map_err(serial_err)?;
+        Ok(PyBytes::new(py, &lines))
     }
 
     /// Verifies fixed-width records (serial = first 20 bytes of each record) without the GIL.

@@ -1,0 +1,124 @@
+"""SSCC-18 case-code batches per packing level (SPEC C4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app._core import build_sscc
+from app.auth.principal import Principal
+from app.codes.schemas import CaseBatchIn, CaseBatchOut
+from app.config import Settings
+from app.db import Conn
+from app.errors import Conflict, NotFound, Unprocessable
+from app.paging import Page, limit_offset
+
+# The SSCC extension digit says which packing level a case code labels.
+EXTENSION_DIGIT = {"inner": 1, "master": 2, "pallet": 3}
+_COLUMNS = """c.id, c.brand_id, c.printer_id, c.level, c.extension_digit, c.company_prefix,
+    c.first_ref, c.size, c.state, c.note, c.created_by, c.created_at"""
+
+
+def _out(row: dict[str, Any]) -> CaseBatchOut:
+    ext, prefix, first = row["extension_digit"], row["company_prefix"], row["first_ref"]
+    return CaseBatchOut(
+        **row,
+        first_sscc=build_sscc(ext, prefix, first),
+        last_sscc=build_sscc(ext, prefix, first + row["size"] - 1),
+    )
+
+
+async def create_case_batch(
+    conn: Conn, actor: Principal, settings: Settings, data: CaseBatchIn
+) -> tuple[CaseBatchOut, bool]:
+    """Allocate ``size`` consecutive SSCC serial references from the database sequence."""
+    actor.require("codes.issue")
+    brand_id = actor.brand_id
+    # One allocator at a time, so a block of the sequence is contiguous and keys are idempotent.
+    await conn.execute("SELECT pg_advisory_xact_lock(7245004, %s)", (brand_id,))
+    if data.request_key is not None:
+        row = await (
+            await conn.execute(
+                f"SELECT {_COLUMNS} FROM case_batches c "
+                "WHERE c.brand_id = %s AND c.request_key = %s",
+                (brand_id, data.request_key),
+            )
+        ).fetchone()
+        if row is not None:
+            if (row["level"], row["size"], row["printer_id"]) != (
+                data.level, data.size, data.printer_id,
+            ):  # fmt: skip
+                raise Conflict(
+                    "this request key was used for a different batch", code="request_key_reused"
+                )
+            return _out(row), False
+    from app.codes.service import check_printer
+
+    await check_printer(conn, actor, data.printer_id)
+    prefix = settings.gs1_company_prefix
+    capacity = 10 ** (16 - len(prefix)) - 1  # serial reference digits left in the 17-digit body
+    await conn.execute("SELECT pg_advisory_xact_lock(7245005, 0)")
+    first = (await (await conn.execute("SELECT nextval('sscc_serial_ref_seq') AS n")).fetchone())[
+        "n"
+    ]  # type: ignore[index]
+    last = first + data.size - 1
+    if last > capacity:
+        raise Unprocessable(
+            f"company prefix {prefix} has serial references up to {capacity}",
+            code="sscc_range_exhausted",
+        )
+    await conn.execute("SELECT setval('sscc_serial_ref_seq', %s)", (last,))
+    row = await (
+        await conn.execute(
+            f"""INSERT INTO case_batches AS c (brand_id, printer_id, level, extension_digit,
+                    company_prefix, first_ref, size, note, request_key, created_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+            (
+                brand_id,
+                data.printer_id,
+                data.level,
+                EXTENSION_DIGIT[data.level],
+                prefix,
+                first,
+                data.size,
+                data.note,
+                data.request_key,
+                actor.user_id,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    out = _out(row)
+    await audit.record(conn, actor, "issue", "case_batch", out.id, after=out, org_id=brand_id)
+    return out, True
+
+
+async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBatchOut:
+    actor.require("codes.export")
+    row = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.id = %s AND c.brand_id = %s",
+            (batch_id, actor.brand_id),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("case batch not found")
+    return _out(row)
+
+
+async def list_case_batches(
+    conn: Conn, actor: Principal, page: int, per_page: int
+) -> Page[CaseBatchOut]:
+    actor.require("codes.export")
+    limit, offset = limit_offset(page, per_page)
+    rows = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM case_batches c "
+            "WHERE c.brand_id = %s ORDER BY c.id DESC LIMIT %s OFFSET %s",
+            (actor.brand_id, limit, offset),
+        )
+    ).fetchall()
+    total = rows[0]["total"] if rows else 0
+    return Page(
+        [_out({k: v for k, v in r.items() if k != "total"}) for r in rows], page, per_page, total
+    )

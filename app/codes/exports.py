@@ -1,0 +1,449 @@
+"""Printer files (SPEC C3, C4) and the export job that writes them (C6).
+
+An export covers a range of a unit batch (two files: the outer print ``seq,serial,url`` and the
+inner print ``seq,pin``, each addressed to a printer and wrapped for it) or a whole case batch
+(one file ``seq,sscc,url``). One export row is one job: small exports run inside the request,
+large ones on a dramatiq worker; both run ``run_export``, which is idempotent: a retried or
+restarted run rewrites the same plain bytes and never creates a second batch or export.
+
+Data keys are not stored anywhere: each is HKDF-derived from the master key and the export id
+(``Scheme.derive``), so a worker can recreate it while the database keeps only the wrapped form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from app import audit
+from app._core import build_sscc
+from app.auth.principal import Principal
+from app.codes import printfile
+from app.codes.schemas import CaseExportIn, ExportIn, ExportOut, PartIn, PartOut
+from app.codes.scheme import Scheme
+from app.config import Settings
+from app.db import Conn
+from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+
+STEP = 1 << 19  # codes per formatting/encryption step: bounds memory whatever the batch size
+UNIT_PARTS = ("outer", "inner")
+CASE_PARTS = ("cases",)
+_EXPORT_LOCK = 7245003  # pg_try_advisory_lock(class, key): one runner per export
+
+_COLUMNS = """e.id, e.brand_id, e.batch_no, e.case_batch_id, e.range_start, e.range_end,
+    e.key_version, e.url_prefix, e.parts, e.state, e.progress, e.files, e.error, e.attempts,
+    e.created_by, e.created_at, e.started_at, e.finished_at"""
+
+
+def data_key(scheme: Scheme, export_id: uuid.UUID | str, part: str, version: int) -> bytes:
+    """The AES-256 key of one export file, derived from the master key (never stored)."""
+    return scheme.derive(f"export.{uuid.UUID(str(export_id)).hex}.{part}", version)
+
+
+def _out(row: dict[str, Any]) -> ExportOut:
+    parts = {
+        name: PartOut(printer_id=p["printer_id"], method=p["wrap"]["method"])
+        for name, p in row["parts"].items()
+    }
+    return ExportOut(
+        id=str(row["id"]),
+        batch_no=row["batch_no"],
+        case_batch_id=row["case_batch_id"],
+        range_start=row["range_start"],
+        range_end=row["range_end"],
+        total=row["range_end"] - row["range_start"],
+        state=row["state"],
+        progress=row["progress"],
+        parts=parts,
+        files=row["files"],
+        error=row["error"],
+        attempts=row["attempts"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+async def _printer_key(conn: Conn, actor: Principal, printer_id: int) -> str | None:
+    row = await (
+        await conn.execute(
+            "SELECT kind, path, status, public_key_pem FROM orgs WHERE id = %s", (printer_id,)
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise NotFound("printer organisation not found", code="unknown_printer")
+    if row["kind"] != "printer":
+        raise ValidationFailed("the file must go to a printer organisation", code="not_a_printer")
+    if row["status"] != "active":
+        raise Unprocessable("the printer organisation is inactive", code="printer_inactive")
+    return row["public_key_pem"]  # type: ignore[no-any-return]
+
+
+async def _wrap_parts(
+    conn: Conn,
+    actor: Principal,
+    scheme: Scheme,
+    export_id: uuid.UUID,
+    version: int,
+    default_printer: int,
+    requested: dict[str, PartIn],
+) -> dict[str, Any]:
+    """Per file: its printer and the data key wrapped for it (passphrase or RSA public key)."""
+    parts: dict[str, Any] = {}
+    for name, part in requested.items():
+        printer_id = part.printer_id or default_printer
+        public_key = await _printer_key(conn, actor, printer_id)
+        key = data_key(scheme, export_id, name, version)
+        if part.passphrase is not None:
+            # scrypt is deliberately slow: keep it off the event loop
+            wrap = await asyncio.to_thread(printfile.wrap_with_passphrase, key, part.passphrase)
+        elif public_key:
+            wrap = printfile.wrap_with_rsa(key, public_key)
+        else:
+            raise ValidationFailed(
+                f"{name}: give a passphrase, or register the printer's RSA public key first",
+                code="no_wrapping_key",
+                details={"field": f"{name}.passphrase"},
+            )
+        parts[name] = {"printer_id": printer_id, "wrap": wrap}
+    return parts
+
+
+async def create_unit_export(
+    conn: Conn, actor: Principal, settings: Settings, scheme: Scheme, batch_no: int, data: ExportIn
+) -> ExportOut:
+    actor.require("codes.export")
+    batch = await (
+        await conn.execute(
+            "SELECT b.batch_no, b.brand_id, b.printer_id, b.size, b.state, b.key_version, p.gtin "
+            "FROM code_batches b LEFT JOIN products p ON p.id = b.product_id "
+            "WHERE b.batch_no = %s AND b.brand_id = %s",
+            (batch_no, actor.brand_id),
+        )
+    ).fetchone()
+    if batch is None:
+        raise NotFound("batch not found")
+    if batch["state"] == "void":
+        raise Unprocessable("the batch is void", code="batch_void")
+    start = 0 if data.start is None else data.start
+    end = batch["size"] if data.end is None else data.end
+    if not 0 <= start < end <= batch["size"]:
+        raise ValidationFailed(
+            f"the range [{start}, {end}) is outside the batch [0, {batch['size']})",
+            code="range_outside_batch",
+            details={"start": start, "end": end, "size": batch["size"]},
+        )
+    host = settings.resolver_host
+    url_prefix = f"https://{host}/01/{batch['gtin']}/21/" if batch["gtin"] else f"https://{host}/c/"
+    export_id = uuid.uuid4()
+    parts = await _wrap_parts(
+        conn, actor, scheme, export_id, batch["key_version"], batch["printer_id"],
+        {"outer": data.outer, "inner": data.inner},
+    )  # fmt: skip
+    return await _insert(
+        conn, actor, export_id, batch_no, None, start, end, batch["key_version"], url_prefix, parts
+    )
+
+
+async def create_case_export(
+    conn: Conn, actor: Principal, settings: Settings, scheme: Scheme, case_batch_id: int,
+    data: CaseExportIn,
+) -> ExportOut:  # fmt: skip
+    actor.require("codes.export")
+    batch = await (
+        await conn.execute(
+            "SELECT id, printer_id, size, state FROM case_batches WHERE id = %s AND brand_id = %s",
+            (case_batch_id, actor.brand_id),
+        )
+    ).fetchone()
+    if batch is None:
+        raise NotFound("case batch not found")
+    if batch["state"] == "void":
+        raise Unprocessable("the case batch is void", code="batch_void")
+    export_id = uuid.uuid4()
+    version = settings.current_key_version
+    parts = await _wrap_parts(
+        conn, actor, scheme, export_id, version, batch["printer_id"], {"cases": data.cases}
+    )
+    url_prefix = f"https://{settings.resolver_host}/00/"
+    return await _insert(
+        conn, actor, export_id, None, case_batch_id, 0, batch["size"], version, url_prefix, parts
+    )
+
+
+async def _insert(
+    conn: Conn, actor: Principal, export_id: uuid.UUID, batch_no: int | None,
+    case_batch_id: int | None, start: int, end: int, version: int, url_prefix: str,
+    parts: dict[str, Any],
+) -> ExportOut:  # fmt: skip
+    row = await (
+        await conn.execute(
+            f"""INSERT INTO code_exports AS e (id, brand_id, batch_no, case_batch_id, range_start,
+                    range_end, key_version, url_prefix, parts, created_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+            (
+                export_id,
+                actor.brand_id,
+                batch_no,
+                case_batch_id,
+                start,
+                end,
+                version,
+                url_prefix,
+                Jsonb(parts),
+                actor.user_id,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    out = _out(row)
+    summary = {
+        "export_id": out.id, "batch_no": batch_no, "case_batch_id": case_batch_id,
+        "range": [start, end], "parts": {n: {"printer_id": p.printer_id, "method": p.method}
+                                         for n, p in out.parts.items()},
+    }  # fmt: skip
+    await audit.record(conn, actor, "create", "code_export", out.id, after=summary)
+    return out
+
+
+def _visible(actor: Principal, row: dict[str, Any] | None) -> dict[str, Any]:
+    """Planners see their brand's exports; a printer sees exports with a file addressed to it."""
+    if row is not None:
+        if actor.has("codes.export") and row["brand_id"] == actor.brand_id:
+            return row
+        if actor.has("codes.download") and any(
+            p["printer_id"] == actor.org_id for p in row["parts"].values()
+        ):
+            return row
+    if not (actor.has("codes.export") or actor.has("codes.download")):
+        actor.require("codes.export")
+    raise NotFound("export not found")
+
+
+async def _row(conn: Conn, export_id: str) -> dict[str, Any] | None:
+    try:
+        key = uuid.UUID(export_id)
+    except ValueError:
+        return None
+    return await (
+        await conn.execute(f"SELECT {_COLUMNS} FROM code_exports e WHERE e.id = %s", (key,))
+    ).fetchone()
+
+
+async def load_export(conn: Conn, export_id: str) -> ExportOut:
+    """An export by id, without a permission check (for code that just created it)."""
+    row = await _row(conn, export_id)
+    if row is None:
+        raise NotFound("export not found")
+    return _out(row)
+
+
+async def get_export(conn: Conn, actor: Principal, export_id: str) -> ExportOut:
+    return _out(_visible(actor, await _row(conn, export_id)))
+
+
+async def list_exports(conn: Conn, actor: Principal, batch_no: int) -> list[ExportOut]:
+    actor.require("codes.export")
+    rows = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM code_exports e WHERE e.batch_no = %s AND e.brand_id = %s "
+            "ORDER BY e.created_at",
+            (batch_no, actor.brand_id),
+        )
+    ).fetchall()
+    return [_out(r) for r in rows]
+
+
+async def file_for_download(
+    conn: Conn, actor: Principal, settings: Settings, export_id: str, part: str
+) -> Path:
+    """The encrypted file of one part, after checking who asks; every download is audited."""
+    row = _visible(actor, await _row(conn, export_id))
+    info = row["parts"].get(part)
+    if info is None:
+        raise NotFound(f"this export has no {part} file")
+    if not actor.has("codes.export") and info["printer_id"] != actor.org_id:
+        raise NotFound(f"this export has no {part} file for you")
+    if row["state"] != "done":
+        raise Conflict(f"the export is {row['state']}, not done", code="export_not_ready")
+    path = export_file(settings, row["id"], part)
+    if not path.exists():
+        raise Conflict("the export file is no longer on disk", code="export_file_missing")
+    await audit.record(
+        conn, actor, "download", "code_export", row["id"],
+        after={"part": part, "printer_id": info["printer_id"], "batch_no": row["batch_no"],
+               "case_batch_id": row["case_batch_id"],
+               "range": [row["range_start"], row["range_end"]]},
+        org_id=row["brand_id"],
+    )  # fmt: skip
+    return path
+
+
+def export_file(settings: Settings, export_id: uuid.UUID | str, part: str) -> Path:
+    return settings.export_path / str(export_id) / f"{part}.tcpf"
+
+
+# The job -----------------------------------------------------------------------------------
+
+
+def _unit_lines(scheme: Scheme, row: dict[str, Any], start: int, end: int) -> dict[str, bytes]:
+    batch_no, version = row["batch_no"], row["key_version"]
+    return {
+        "outer": scheme.print_lines(
+            batch_no, start, end, "outer", row["url_prefix"], version=version
+        ),
+        "inner": scheme.print_lines(batch_no, start, end, "inner", version=version),
+    }
+
+
+def _case_lines(case: dict[str, Any], url_prefix: str, start: int, end: int) -> dict[str, bytes]:
+    ext, prefix, first = case["extension_digit"], case["company_prefix"], case["first_ref"]
+    lines = []
+    for i in range(start, end):
+        sscc = build_sscc(ext, prefix, first + i)
+        lines.append(f"{i + 1},{sscc},{url_prefix}{sscc}\n")
+    return {"cases": "".join(lines).encode()}
+
+
+def _steps(start: int, end: int) -> Iterator[tuple[int, int]]:
+    for s in range(start, end, STEP):
+        yield s, min(s + STEP, end)
+
+
+def run_export(
+    db_url: str,
+    settings: Settings,
+    scheme: Scheme,
+    export_id: str,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> str:
+    """Write the files of an export; return its final state. Safe to run twice or concurrently.
+
+    A run claims the export with a session advisory lock (released if the process dies), writes
+    ``*.partial`` files and renames them when complete, so a killed run leaves no half file
+    under the final name and the next run starts over with the same plain content.
+    """
+    key = uuid.UUID(export_id)
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        locked = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS ok", (_EXPORT_LOCK, export_id)
+        ).fetchone()
+        if not locked or not locked["ok"]:
+            return "running"  # another runner holds it
+        try:
+            row = conn.execute(
+                f"UPDATE code_exports e SET state = 'running', attempts = attempts + 1, "
+                f"started_at = now(), progress = 0, error = NULL "
+                f"WHERE id = %s AND state <> 'done' RETURNING {_COLUMNS}",
+                (key,),
+            ).fetchone()
+            if row is None:
+                done = conn.execute("SELECT state FROM code_exports WHERE id = %s", (key,))
+                found = done.fetchone()
+                return found["state"] if found else "missing"
+            try:
+                files = _write_files(conn, settings, scheme, row, on_progress)
+            except Exception as exc:
+                conn.execute(
+                    "UPDATE code_exports SET state = 'failed', error = %s WHERE id = %s",
+                    (f"{type(exc).__name__}: {exc}"[:500], key),
+                )
+                raise
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE code_exports SET state = 'done', files = %s, progress = %s, "
+                    "finished_at = now() WHERE id = %s",
+                    (Jsonb(files), row["range_end"] - row["range_start"], key),
+                )
+                table, column = (
+                    ("code_batches", "batch_no") if row["batch_no"] else ("case_batches", "id")
+                )
+                conn.execute(
+                    f"UPDATE {table} SET state = 'exported' WHERE {column} = %s "
+                    "AND state = 'issued'",
+                    (row["batch_no"] or row["case_batch_id"],),
+                )
+            return "done"
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_EXPORT_LOCK, export_id))
+
+
+def _write_files(
+    conn: psycopg.Connection[dict[str, Any]],
+    settings: Settings,
+    scheme: Scheme,
+    row: dict[str, Any],
+    on_progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    start, end = row["range_start"], row["range_end"]
+    case = None
+    if row["case_batch_id"] is not None:
+        case = conn.execute(
+            "SELECT extension_digit, company_prefix, first_ref FROM case_batches WHERE id = %s",
+            (row["case_batch_id"],),
+        ).fetchone()
+    directory = settings.export_path / str(row["id"])
+    directory.mkdir(parents=True, exist_ok=True)
+    names = list(row["parts"])
+    handles = {n: open(directory / f"{n}.tcpf.partial", "wb") for n in names}
+    try:
+        writers, digests = {}, {}
+        for name in names:
+            part = row["parts"][name]
+            metadata = {
+                "export_id": str(row["id"]), "part": name, "printer_id": part["printer_id"],
+                "batch_no": row["batch_no"], "case_batch_id": row["case_batch_id"],
+                "range": [start, end], "columns": _COLUMNS_OF[name],
+            }  # fmt: skip
+            key = data_key(scheme, row["id"], name, row["key_version"])
+            writers[name] = printfile.Writer(handles[name], metadata, part["wrap"], key)
+            digests[name] = hashlib.sha256()
+        for s, e in _steps(start, end):
+            chunk = (
+                _case_lines(case, row["url_prefix"], s, e)
+                if case is not None
+                else _unit_lines(scheme, row, s, e)
+            )
+            for name in names:
+                digests[name].update(chunk[name])
+                writers[name].write(chunk[name])
+            conn.execute(
+                "UPDATE code_exports SET progress = %s WHERE id = %s", (e - start, row["id"])
+            )
+            if on_progress is not None:
+                on_progress(e - start, end - start)
+        for name in names:
+            writers[name].close()
+            handles[name].flush()
+            os.fsync(handles[name].fileno())
+    finally:
+        for handle in handles.values():
+            handle.close()
+    files = {}
+    for name in names:
+        partial = directory / f"{name}.tcpf.partial"
+        final = directory / f"{name}.tcpf"
+        partial.replace(final)
+        files[name] = {
+            "bytes": final.stat().st_size,
+            "plain_bytes": writers[name].bytes_in,
+            "plain_sha256": digests[name].hexdigest(),
+        }
+    return files
+
+
+_COLUMNS_OF = {
+    "outer": ["seq", "serial", "url"],
+    "inner": ["seq", "pin"],
+    "cases": ["seq", "sscc", "url"],
+}

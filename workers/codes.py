@@ -1,0 +1,31 @@
+"""Code issuance jobs: large printer-file exports."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import dramatiq
+
+from app.codes.exports import run_export
+from app.codes.scheme import Scheme, load_scheme
+from app.embedded import start_postgres
+from workers.broker import settings
+
+
+@cache
+def _context() -> tuple[str, Scheme]:
+    db_url = settings.database_url or start_postgres(settings.var_path)
+    scheme = load_scheme(
+        settings.master_key_bytes(),
+        settings.active_key_versions,
+        settings.current_key_version,
+        settings.pin_length,
+    )
+    return db_url, scheme
+
+
+@dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=6 * 3600 * 1000)
+def run_export_job(export_id: str) -> None:
+    """Write an export's files. Idempotent: a done export is left alone, a failed one redone."""
+    db_url, scheme = _context()
+    run_export(db_url, settings, scheme, export_id)
