@@ -34,7 +34,7 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 
-STEP = 1 << 19  # codes per formatting/encryption step: bounds memory whatever the batch size
+STEP = 1 << 18  # codes per formatting/encryption step: bounds memory whatever the batch size
 UNIT_PARTS = ("outer", "inner")
 CASE_PARTS = ("cases",)
 _EXPORT_LOCK = 7245003  # pg_try_advisory_lock(class, key): one runner per export

@@ -309,9 +309,9 @@ impl PyScheme {
         let n = (end - start) as usize;
         let start = u32::try_from(start).unwrap_or(u32::MAX);
         let prefix = url_prefix.as_bytes();
-        let lines = py
+        let parts = py
             .detach(|| {
-                print::print_lines(
+                print::print_parts(
                     &self.inner,
                     b,
                     start,
@@ -324,7 +324,15 @@ impl PyScheme {
                 )
             })
             .map_err(serial_err)?;
-        Ok(PyBytes::new(py, &lines))
+        let total = parts.iter().map(Vec::len).sum();
+        PyBytes::new_with(py, total, |buf| {
+            let mut at = 0;
+            for part in &parts {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            Ok(())
+        })
     }
 
     /// Verifies fixed-width records (serial = first 20 bytes of each record) without the GIL.

@@ -54,9 +54,10 @@ fn format_part(records: &[u8], width: usize, first_seq: u64, kind: Kind, prefix:
     out
 }
 
-/// The lines of indexes `start..start + n` of a batch, for one of the two printer files.
+/// The lines of indexes `start..start + n` of a batch, for one of the two printer files, as
+/// consecutive parts (one per thread) so the caller can copy them once into its own buffer.
 #[allow(clippy::too_many_arguments)]
-pub fn print_lines(
+pub fn print_parts(
     scheme: &Scheme,
     batch_no: u32,
     start: u32,
@@ -66,7 +67,7 @@ pub fn print_lines(
     seq_base: u64,
     version: Option<u32>,
     threads: usize,
-) -> Result<Vec<u8>, SerialError> {
+) -> Result<Vec<Vec<u8>>, SerialError> {
     let fmt = RecordFormat {
         pins: kind == Kind::Inner,
         newline: false,
@@ -77,7 +78,7 @@ pub fn print_lines(
     let first = u64::from(start) + seq_base;
     let threads = resolve_threads(threads).clamp(1, 64);
     if threads == 1 || n < 65_536 {
-        return Ok(format_part(&records, width, first, kind, url_prefix));
+        return Ok(vec![format_part(&records, width, first, kind, url_prefix)]);
     }
     let per = n.div_ceil(threads);
     let parts: Vec<Vec<u8>> = std::thread::scope(|s| {
@@ -94,11 +95,26 @@ pub fn print_lines(
             .map(|h| h.join().expect("format thread"))
             .collect()
     });
-    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    for part in parts {
-        out.extend_from_slice(&part);
-    }
-    Ok(out)
+    Ok(parts)
+}
+
+/// `print_parts` joined into one buffer.
+#[allow(clippy::too_many_arguments)]
+pub fn print_lines(
+    scheme: &Scheme,
+    batch_no: u32,
+    start: u32,
+    n: usize,
+    kind: Kind,
+    url_prefix: &[u8],
+    seq_base: u64,
+    version: Option<u32>,
+    threads: usize,
+) -> Result<Vec<u8>, SerialError> {
+    let parts = print_parts(
+        scheme, batch_no, start, n, kind, url_prefix, seq_base, version, threads,
+    )?;
+    Ok(parts.concat())
 }
 
 #[cfg(test)]
