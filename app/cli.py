@@ -267,8 +267,8 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
             body = {"size": args.size, "note": args.note or "", "request_key": args.request_key}
             if args.api:
                 api = _api(args)
-                orgs = api.call("GET", "/orgs", params={"q": args.printer, "kind": "printer"})
-                match = [o for o in orgs["items"] if o["erp_code"] == args.printer]  # type: ignore[index]
+                printers = api.call("GET", "/printers")
+                match = [p for p in printers if p["erp_code"] == args.printer]  # type: ignore[union-attr]
                 if not match:
                     return _fail(f"no printer {args.printer}")
                 batch = api.call("POST", "/batches", json={**body, "printer_id": match[0]["id"]})

@@ -19,6 +19,7 @@ from app.codes.routes import (
     CaseBatchController,
     ExportController,
     code_status,
+    list_printers,
     set_printer_key,
 )
 from app.codes.scheme import load_scheme
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BatchController,
             ExportController,
             CaseBatchController,
+            list_printers,
             set_printer_key,
             code_status,
         ],

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,6 +78,7 @@ def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> No
             timeout=10,
         )
         assert login.status_code == 200
+        _issue_and_export_through_the_api(port, env)
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
@@ -85,3 +87,71 @@ def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> No
     assert "Tracecode stopped." in output
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the API still listens after Ctrl-C"
+
+
+def _tracecode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env or dict(os.environ), cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _decrypt(path: Path, env: dict[str, str]) -> list[str]:
+    plain = path.with_suffix(".csv")
+    done = _tracecode(
+        "export", "decrypt", str(path), "--passphrase-env", "PASS", "--out", str(plain), env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return plain.read_text().splitlines()
+
+
+def _issue_and_export_through_the_api(port: int, env: dict[str, str]) -> None:
+    import json
+    import tempfile
+
+    env = {**env, "TRACECODE_API_PASSWORD": "tracecode-demo", "PASS": "a-long-passphrase"}
+    api = ["--api", f"http://127.0.0.1:{port}", "--user", "planner"]
+    issued = _tracecode("codes", "issue", "--size", "300", "--printer", "PRINTER-SH", *api, env=env)
+    assert issued.returncode == 0, issued.stderr
+    batch = json.loads(issued.stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = _tracecode(
+            "codes", "export", str(batch["batch_no"]), "--out", tmp, "--passphrase-env", "PASS",
+            *api, env=env,
+        )  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
+        outer = _decrypt(Path(tmp) / "outer.tcpf", env)
+        inner = _decrypt(Path(tmp) / "inner.tcpf", env)
+    assert len(outer) == len(inner) == 300
+    assert outer[0].startswith("1,") and inner[-1].startswith("300,")
+
+
+def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: Path) -> None:
+    import json
+
+    from app.codes.scheme import Scheme
+
+    env = {**os.environ, "PASS": "a-long-passphrase"}
+    issued = _tracecode("codes", "issue", "--size", "250", "--printer", "PRINTER-SH", "--as", "planner",
+                        "--request-key", "cli-1", env=env)  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    batch = json.loads(issued.stdout)
+    again = _tracecode("codes", "issue", "--size", "250", "--printer", "PRINTER-SH", "--as", "planner",
+                       "--request-key", "cli-1", env=env)  # fmt: skip
+    assert json.loads(again.stdout)["batch_no"] == batch["batch_no"]
+    exported = _tracecode(
+        "codes", "export", str(batch["batch_no"]), "--out", str(tmp_path), "--passphrase-env",
+        "PASS", "--start", "50", "--end", "150", env=env,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert "export [" in exported.stderr and "100.0%" in exported.stderr  # the progress bar
+    outer = _decrypt(tmp_path / "outer.tcpf", env)
+    inner = _decrypt(tmp_path / "inner.tcpf", env)
+    scheme = Scheme(bytes.fromhex(os.environ["TRACECODE_MASTER_KEY"]), [1], 1)
+    assert len(outer) == 100 and outer[0].split(",")[:2] == ["51", scheme.serial(batch["batch_no"], 50)]
+    assert inner[0] == f"51,{scheme.pin(scheme.serial(batch['batch_no'], 50))}"
+    bad = _tracecode("codes", "export", str(batch["batch_no"]), "--out", str(tmp_path),
+                     "--passphrase-env", "PASS", "--end", "999", env=env)  # fmt: skip
+    assert bad.returncode == 2 and "range_outside_batch" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = _tracecode("codes", "issue", "--size", "5", "--printer", "NOPE", env=env)
+    assert unknown.returncode == 2 and "NOPE" in unknown.stderr

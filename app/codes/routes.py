@@ -22,6 +22,7 @@ from app.codes.schemas import (
     CodeStatusOut,
     ExportIn,
     ExportOut,
+    PrinterOut,
     PublicKeyIn,
     VoidIn,
 )
@@ -150,6 +151,12 @@ class ExportController(Controller):
         """Download one encrypted file (audited); printers get only the files addressed to them."""
         path = await exports.file_for_download(conn, principal, settings, export_id, part)
         return File(path=path, filename=f"{export_id}-{part}.tcpf")
+
+
+@get("/printers", tags=["codes"])
+async def list_printers(conn: Conn, principal: Principal) -> list[PrinterOut]:
+    """Printer organisations of the caller's brand, and whether each has an RSA key."""
+    return await service.list_printers(conn, principal)
 
 
 @put("/printers/{printer_id:int}/public-key", tags=["codes"], status_code=204)

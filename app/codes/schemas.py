@@ -129,3 +129,11 @@ class CodeStatusOut(msgspec.Struct, frozen=True, kw_only=True):
     batch_no: int | None
     index: int | None
     key_version: int | None
+
+
+class PrinterOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    erp_code: str
+    status: str
+    has_public_key: bool

@@ -7,7 +7,7 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.codes.batches import load_batches
-from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut
+from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut, PrinterOut
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
@@ -227,3 +227,17 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
         conn, actor, "set_public_key", "org", printer_id, after={"public_key_pem": pem},
         org_id=printer_id,
     )  # fmt: skip
+
+
+async def list_printers(conn: Conn, actor: Principal) -> list[PrinterOut]:
+    """The printer organisations of the caller's brand (planners choose where files go)."""
+    if not actor.has("codes.export"):
+        actor.require("codes.issue")
+    rows = await (
+        await conn.execute(
+            "SELECT id, name, erp_code, status, public_key_pem IS NOT NULL AS has_public_key "
+            "FROM orgs WHERE kind = 'printer' AND path LIKE %s ORDER BY id",
+            (f"/{actor.brand_id}/%",),
+        )
+    ).fetchall()
+    return [PrinterOut(**r) for r in rows]
