@@ -27,11 +27,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check app workers tests bench loadtests
+	$(BIN)/ruff check app workers tests bench
 	cd core_rs && cargo clippy --all-targets -- -D warnings
 
 bench: setup
-	$(BIN)/python -m pytest bench -q --benchmark-only
+	$(BIN)/python -m pytest bench/bench_serial.py -q --benchmark-only
 
 clean:
 	-$(BIN)/tracecode services down
