@@ -128,7 +128,8 @@ def main() -> None:
             out = Path(tmp) / str(size)
             result = run_size(size, out)
             print(
-                f"size {size:>11,}: {result['seconds']:6.2f} s  {result['codes_per_s']:>12,.0f} codes/s"
+                f"size {size:>11,}: {result['seconds']:6.2f} s"
+                f"  {result['codes_per_s']:>12,.0f} codes/s"
                 f"  peak RSS {result['peak_rss_mib']:6.1f} MiB  outer {result['outer_mb']:7.1f} MB"
                 f"  inner {result['inner_mb']:6.1f} MB"
             )
