@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from app import embedded
 from app.config import PREFIX, Settings, SettingsError, load_settings
@@ -257,41 +258,67 @@ def _org_id(settings: Settings, erp_code: str) -> int:
 
 
 def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
+    """Batches for planners: issue, list, show, void, export — directly or through the API."""
     import msgspec
 
+    from app.codes import exports, service
     from app.codes.schemas import BatchIn
     from app.errors import AppError
 
+    if args.action == "export":
+        try:
+            return _export(settings, args)
+        except AppError as exc:
+            return _fail(f"{exc.code}: {exc.message}")
+    result: Any
     try:
-        if args.action == "issue":
-            body = {"size": args.size, "note": args.note or "", "request_key": args.request_key}
-            if args.api:
-                api = _api(args)
+        if args.api:
+            api = _api(args)
+            if args.action == "issue":
                 printers = api.call("GET", "/printers")
                 match = [p for p in printers if p["erp_code"] == args.printer]  # type: ignore[union-attr]
                 if not match:
                     return _fail(f"no printer {args.printer}")
-                batch = api.call("POST", "/batches", json={**body, "printer_id": match[0]["id"]})
+                body = {"size": args.size, "note": args.note or "", "request_key": args.request_key,
+                        "printer_id": match[0]["id"]}  # fmt: skip
+                result = api.call("POST", "/batches", json=body)
+            elif args.action == "list":
+                result = api.call("GET", "/batches", params={"per_page": args.limit})
+            elif args.action == "show":
+                result = api.call("GET", f"/batches/{args.batch}")
             else:
-                from app.codes.service import create_batch
-
-                data = msgspec.convert(
-                    {**body, "printer_id": _org_id(settings, args.printer)}, BatchIn
+                result = api.call(
+                    "POST", f"/batches/{args.batch}/void", json={"reason": args.reason}
                 )
+        else:
+            printer_id = _org_id(settings, args.printer) if args.action == "issue" else 0
 
-                async def work(conn, principal, scheme):  # type: ignore[no-untyped-def]
-                    return (await create_batch(conn, principal, settings, data))[0]
+            async def work(conn: Any, principal: Any, scheme: Any) -> Any:
+                if args.action == "issue":
+                    data = msgspec.convert(
+                        {"size": args.size, "note": args.note or "", "printer_id": printer_id,
+                         "request_key": args.request_key}, BatchIn,
+                    )  # fmt: skip
+                    return (await service.create_batch(conn, principal, settings, data))[0]
+                if args.action == "list":
+                    page = await service.list_batches(
+                        conn, principal, state=None, printer_id=None, product_id=None,
+                        page=1, per_page=args.limit,
+                    )  # fmt: skip
+                    return page
+                if args.action == "show":
+                    batch = await service.get_batch(conn, principal, args.batch)
+                    found = await exports.list_exports(conn, principal, args.batch)
+                    return {**msgspec.to_builtins(batch), "exports": msgspec.to_builtins(found)}
+                return await service.void_batch(conn, principal, args.batch, args.reason)
 
-                batch = msgspec.to_builtins(asyncio.run(_direct(settings, args.as_user, work)))
-            print(msgspec.json.encode(batch).decode())
-            return 0
-        if args.action == "export":
-            return _export(settings, args)
+            result = msgspec.to_builtins(asyncio.run(_direct(settings, args.as_user, work)))
     except AppError as exc:
         return _fail(f"{exc.code}: {exc.message}")
     except msgspec.ValidationError as exc:
         return _fail(str(exc))
-    return _fail("unknown action")
+    print(msgspec.json.encode(result).decode())
+    return 0
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
@@ -326,10 +353,9 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
         data = msgspec.convert(body, ExportIn)
 
-        async def work(conn, principal, scheme):  # type: ignore[no-untyped-def]
-            return await create_unit_export(
-                conn, principal, settings, scheme, args.batch, data
-            ), scheme
+        async def work(conn: Any, principal: Any, scheme: Any) -> Any:
+            made = await create_unit_export(conn, principal, settings, scheme, args.batch, data)
+            return made, scheme
 
         made, scheme = asyncio.run(_direct(settings, args.as_user, work))  # type: ignore[misc]
         db_url, _ = _urls(settings)
@@ -391,6 +417,16 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--passphrase-env", help="variable holding the passphrase")
     export.add_argument("--inner-passphrase-file", help="a different passphrase for the PIN file")
     auth_options(export)
+    listing = codes_sub.add_parser("list", help="the newest batches of your brand")
+    listing.add_argument("--limit", type=int, default=50)
+    auth_options(listing)
+    show = codes_sub.add_parser("show", help="one batch with its exports")
+    show.add_argument("batch", type=int)
+    auth_options(show)
+    void = codes_sub.add_parser("void", help="void a batch: its codes verify as void")
+    void.add_argument("batch", type=int)
+    void.add_argument("--reason", required=True)
+    auth_options(void)
 
     exp = sub.add_parser("export", help="printer files")
     exp_sub = exp.add_subparsers(dest="action", required=True)

@@ -155,3 +155,17 @@ def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: 
     assert bad.returncode == 2 and "range_outside_batch" in bad.stderr and "Traceback" not in bad.stderr
     unknown = _tracecode("codes", "issue", "--size", "5", "--printer", "NOPE", env=env)
     assert unknown.returncode == 2 and "NOPE" in unknown.stderr
+
+
+def test_codes_list_show_and_void(client: Any) -> None:
+    import json
+
+    issued = json.loads(_tracecode("codes", "issue", "--size", "7", "--printer", "PRINTER-SH").stdout)
+    listed = json.loads(_tracecode("codes", "list", "--limit", "5").stdout)
+    assert issued["batch_no"] in [b["batch_no"] for b in listed["items"]]
+    shown = json.loads(_tracecode("codes", "show", str(issued["batch_no"])).stdout)
+    assert shown["size"] == 7 and shown["exports"] == []
+    voided = json.loads(_tracecode("codes", "void", str(issued["batch_no"]), "--reason", "test").stdout)
+    assert voided["state"] == "void"
+    denied = _tracecode("codes", "void", str(issued["batch_no"]), "--reason", "x", "--as", "printer")
+    assert denied.returncode == 2 and "permission_denied" in denied.stderr

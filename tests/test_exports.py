@@ -79,6 +79,7 @@ async def test_export_round_trip_equals_the_generator(
     assert export["files"]["outer"]["plain_sha256"] != export["files"]["inner"]["plain_sha256"]
     shown = await client.get(f"/batches/{batch['batch_no']}", headers=planner)
     assert shown.json()["state"] == "exported"
+    assert [e["id"] for e in shown.json()["exports"]] == [export["id"]]
     audit = (
         await client.get(
             "/audit",

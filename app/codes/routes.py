@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Response, get, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter
@@ -13,6 +14,7 @@ from litestar.response import File
 from app.auth.principal import Principal
 from app.codes import cases, exports, service
 from app.codes.schemas import (
+    BatchDetailOut,
     BatchIn,
     BatchOut,
     BatchState,
@@ -81,8 +83,15 @@ class BatchController(Controller):
         )  # fmt: skip
 
     @get("/{batch_no:int}")
-    async def get_one(self, batch_no: int, conn: Conn, principal: Principal) -> BatchOut:
-        return await service.get_batch(conn, principal, batch_no)
+    async def get_one(self, batch_no: int, conn: Conn, principal: Principal) -> BatchDetailOut:
+        """Size, state, who and when, and the exports (planners; printers see no exports)."""
+        batch = await service.get_batch(conn, principal, batch_no)
+        made = (
+            await exports.list_exports(conn, principal, batch_no)
+            if principal.has("codes.export")
+            else []
+        )
+        return BatchDetailOut(**msgspec.structs.asdict(batch), exports=made)
 
     @post("/{batch_no:int}/void", status_code=200)
     async def void(self, batch_no: int, data: VoidIn, conn: Conn, principal: Principal) -> BatchOut:

@@ -137,3 +137,9 @@ class PrinterOut(msgspec.Struct, frozen=True, kw_only=True):
     erp_code: str
     status: str
     has_public_key: bool
+
+
+class BatchDetailOut(BatchOut, frozen=True, kw_only=True):
+    """One batch as shown to a planner: the row plus every export made of it."""
+
+    exports: list[ExportOut]
