@@ -109,6 +109,28 @@ fn opt_int_in(
 
 const U32_MAX: i128 = u32::MAX as i128;
 
+/// `(batch_no, start, end)` of a bulk call: a u32 batch and `start <= end <= 2**32`, at most
+/// `MAX_BULK` apart.
+fn batch_range(
+    batch_no: &Bound<'_, PyAny>,
+    start: &Bound<'_, PyAny>,
+    end: &Bound<'_, PyAny>,
+) -> PyResult<(u32, u64, u64)> {
+    let b = int_in(batch_no, "batch_no", 0, U32_MAX)? as u32;
+    let start = int_in(start, "start", 0, U32_MAX + 1)? as u64;
+    let end = int_in(end, "end", 0, U32_MAX + 1)? as u64;
+    if start > end {
+        return Err(PyValueError::new_err("start must not be greater than end"));
+    }
+    if end - start > serial::MAX_BULK {
+        return Err(PyValueError::new_err(format!(
+            "at most {} items per call; stream larger ranges in chunks",
+            serial::MAX_BULK
+        )));
+    }
+    Ok((b, start, end))
+}
+
 /// Text of a serial argument, or MalformedSerial when it cannot be one (too long, not UTF-8).
 fn serial_text<'a>(s: &'a Bound<'_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
     // Length in code points first, so a 10 MB string is rejected without encoding it.
@@ -229,18 +251,7 @@ impl PyScheme {
         threads: Option<&Bound<'py, PyAny>>,
         newline: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let b = int_in(batch_no, "batch_no", 0, U32_MAX)? as u32;
-        let start = int_in(start, "start", 0, U32_MAX + 1)? as u64;
-        let end = int_in(end, "end", 0, U32_MAX + 1)? as u64;
-        if start > end {
-            return Err(PyValueError::new_err("start must not be greater than end"));
-        }
-        if end - start > serial::MAX_BULK {
-            return Err(PyValueError::new_err(format!(
-                "at most {} records per call; stream larger ranges in chunks",
-                serial::MAX_BULK
-            )));
-        }
+        let (b, start, end) = batch_range(batch_no, start, end)?;
         let version = opt_int_in(version, "version", 0, U32_MAX)?.map(|v| v as u32);
         let threads = opt_int_in(threads, "threads", 0, 64)?.unwrap_or(0) as usize;
         let fmt = RecordFormat {
@@ -281,18 +292,7 @@ impl PyScheme {
         version: Option<&Bound<'py, PyAny>>,
         threads: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let b = int_in(batch_no, "batch_no", 0, U32_MAX)? as u32;
-        let start = int_in(start, "start", 0, U32_MAX + 1)? as u64;
-        let end = int_in(end, "end", 0, U32_MAX + 1)? as u64;
-        if start > end {
-            return Err(PyValueError::new_err("start must not be greater than end"));
-        }
-        if end - start > serial::MAX_BULK {
-            return Err(PyValueError::new_err(format!(
-                "at most {} lines per call; stream larger ranges in chunks",
-                serial::MAX_BULK
-            )));
-        }
+        let (b, start, end) = batch_range(batch_no, start, end)?;
         let kind = match kind {
             "outer" => print::Kind::Outer,
             "inner" => print::Kind::Inner,
