@@ -16,7 +16,7 @@ from app import _core
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
-from app.paging import Page, PageNo, PerPage, limit_offset
+from app.paging import Page, PageNo, PerPage, fetch_page
 from workers.heartbeat import WORKER_STALE_SECONDS, heartbeat_pattern
 
 
@@ -104,28 +104,17 @@ async def audit_log(
 ) -> Page[AuditOut]:
     """Audit rows of the caller's subtree, newest first."""
     principal.require("audit.read")
-    where = ["o.path LIKE %s"]
-    params: list[Any] = [principal.org_path + "%"]
+    where = ["o.path LIKE %(prefix)s"]
+    params: dict[str, Any] = {"prefix": principal.org_path + "%"}
     for column, value in (("entity", entity), ("entity_id", entity_id), ("action", action)):
         if value is not None:
-            where.append(f"a.{column} = %s")
-            params.append(value)
-    limit, offset = limit_offset(page, per_page)
-    sql_where = " AND ".join(where)
-    rows = await (
-        await conn.execute(
-            "SELECT a.id, a.at, a.actor_user, a.actor_key, a.org_id, a.action, a.entity, "
-            "a.entity_id, a.before, a.after, a.request_id "
-            f"FROM audit_log a JOIN orgs o ON o.id = a.org_id WHERE {sql_where} "
-            "ORDER BY a.id DESC LIMIT %s OFFSET %s",
-            [*params, limit, offset],
-        )
-    ).fetchall()
-    total = await (
-        await conn.execute(
-            f"SELECT count(*) AS n FROM audit_log a JOIN orgs o ON o.id = a.org_id "
-            f"WHERE {sql_where}",
-            params,
-        )
-    ).fetchone()
-    return Page([AuditOut(**r) for r in rows], page, per_page, int(total["n"]) if total else 0)
+            where.append(f"a.{column} = %({column})s")
+            params[column] = value
+    return await fetch_page(
+        conn,
+        columns="a.id, a.at, a.actor_user, a.actor_key, a.org_id, a.action, a.entity, "
+        "a.entity_id, a.before, a.after, a.request_id",
+        source="audit_log a JOIN orgs o ON o.id = a.org_id",
+        where=where, params=params, order="a.id DESC", page=page, per_page=per_page,
+        make=lambda row: AuditOut(**row),
+    )  # fmt: skip

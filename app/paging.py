@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from litestar.params import Parameter
+
+from app.db import Conn
 
 T = TypeVar("T")
 
@@ -20,5 +23,38 @@ class Page(msgspec.Struct, Generic[T], frozen=True):
     total: int
 
 
-def limit_offset(page: int, per_page: int) -> tuple[int, int]:
-    return per_page, (page - 1) * per_page
+async def fetch_page(
+    conn: Conn,
+    *,
+    columns: str,
+    source: str,
+    where: Sequence[str],
+    params: Mapping[str, Any],
+    order: str,
+    page: int,
+    per_page: int,
+    make: Callable[[dict[str, Any]], T],
+) -> Page[T]:
+    """One page of ``SELECT columns FROM source WHERE where... ORDER BY order`` and the total.
+
+    Placeholders in ``where`` are named (``%(name)s``); the total comes with the rows in the same
+    query (a window count), and only a page past the end costs a second, counting query.
+    """
+    condition = " AND ".join(where) or "true"
+    rows = await (
+        await conn.execute(
+            f"SELECT {columns}, count(*) OVER () AS page_total__ FROM {source} "
+            f"WHERE {condition} ORDER BY {order} LIMIT %(limit__)s OFFSET %(offset__)s",
+            {**params, "limit__": per_page, "offset__": (page - 1) * per_page},
+        )
+    ).fetchall()
+    if rows:
+        total = int(rows[0]["page_total__"])
+    else:
+        counted = await (
+            await conn.execute(f"SELECT count(*) AS n FROM {source} WHERE {condition}", params)
+        ).fetchone()
+        total = int(counted["n"]) if counted else 0
+    for row in rows:
+        del row["page_total__"]
+    return Page([make(row) for row in rows], page, per_page, total)

@@ -196,6 +196,8 @@ async def test_listing_pages(client: Any, login: Any, demo: Any) -> None:
     first = (await client.get("/orgs", headers=admin, params={"per_page": 3, "page": 1})).json()
     second = (await client.get("/orgs", headers=admin, params={"per_page": 3, "page": 2})).json()
     assert len(first["items"]) == 3 and first["total"] >= 11
+    beyond = (await client.get("/orgs", headers=admin, params={"per_page": 3, "page": 1000})).json()
+    assert beyond["items"] == [] and beyond["total"] == first["total"]
     assert not {o["id"] for o in first["items"]} & {o["id"] for o in second["items"]}
     stores = (
         await client.get("/orgs", headers=admin, params={"kind": "store", "per_page": 200})

@@ -24,7 +24,7 @@ from app.catalog.schemas import (
 from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.orgs.service import visible
-from app.paging import Page, limit_offset
+from app.paging import Page, fetch_page
 
 # Owner path is an ancestor-or-self of the caller, or lies in the caller's subtree.
 _READABLE = "(%(path)s LIKE o.path || '%%' OR o.path LIKE %(path)s || '%%')"
@@ -272,23 +272,11 @@ async def list_products(
     if gtin:
         where.append("p.gtin = %(gtin)s")
         params["gtin"] = _gtin14(gtin)
-    limit, offset = limit_offset(page, per_page)
-    sql_where = " AND ".join(where)
-    rows = await (
-        await conn.execute(
-            f"SELECT {_PROD} FROM products p JOIN orgs o ON o.id = p.org_id WHERE {sql_where} "
-            "ORDER BY p.display_order, p.id LIMIT %(limit)s OFFSET %(offset)s",
-            {**params, "limit": limit, "offset": offset},
-        )
-    ).fetchall()
-    total = await (
-        await conn.execute(
-            "SELECT count(*) AS n FROM products p JOIN orgs o ON o.id = p.org_id "
-            f"WHERE {sql_where}",
-            params,
-        )
-    ).fetchone()
-    return Page([ProductOut(**r) for r in rows], page, per_page, int(total["n"]) if total else 0)
+    return await fetch_page(
+        conn, columns=_PROD, source="products p JOIN orgs o ON o.id = p.org_id", where=where,
+        params=params, order="p.display_order, p.id", page=page, per_page=per_page,
+        make=lambda row: ProductOut(**row),
+    )  # fmt: skip
 
 
 async def update_product(

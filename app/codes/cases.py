@@ -11,7 +11,7 @@ from app.codes.schemas import CaseBatchIn, CaseBatchOut
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
-from app.paging import Page, limit_offset
+from app.paging import Page, fetch_page
 
 # The SSCC extension digit says which packing level a case code labels.
 EXTENSION_DIGIT = {"inner": 1, "master": 2, "pallet": 3}
@@ -110,15 +110,8 @@ async def list_case_batches(
     conn: Conn, actor: Principal, page: int, per_page: int
 ) -> Page[CaseBatchOut]:
     actor.require("codes.export")
-    limit, offset = limit_offset(page, per_page)
-    rows = await (
-        await conn.execute(
-            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM case_batches c "
-            "WHERE c.brand_id = %s ORDER BY c.id DESC LIMIT %s OFFSET %s",
-            (actor.brand_id, limit, offset),
-        )
-    ).fetchall()
-    total = rows[0]["total"] if rows else 0
-    return Page(
-        [_out({k: v for k, v in r.items() if k != "total"}) for r in rows], page, per_page, total
-    )
+    return await fetch_page(
+        conn, columns=_COLUMNS, source="case_batches c", where=["c.brand_id = %(brand)s"],
+        params={"brand": actor.brand_id}, order="c.id DESC", page=page, per_page=per_page,
+        make=_out,
+    )  # fmt: skip

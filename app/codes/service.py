@@ -12,7 +12,7 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
-from app.paging import Page, limit_offset
+from app.paging import Page, fetch_page
 
 _COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.product_id, b.size, b.key_version, b.state,
     b.note, b.request_key, b.created_by, b.created_at, b.voided_at, b.void_reason"""
@@ -151,19 +151,10 @@ async def list_batches(
         if value is not None:
             clauses.append(f"b.{column} = %({column})s")
             params[column] = value
-    limit, offset = limit_offset(page, per_page)
-    sql_where = " AND ".join(clauses)
-    rows = await (
-        await conn.execute(
-            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM code_batches b "
-            f"WHERE {sql_where} ORDER BY b.batch_no DESC LIMIT %(limit)s OFFSET %(offset)s",
-            {**params, "limit": limit, "offset": offset},
-        )
-    ).fetchall()
-    total = rows[0].pop("total") if rows else 0
-    for r in rows[1:]:
-        r.pop("total")
-    return Page([BatchOut(**r) for r in rows], page, per_page, total)
+    return await fetch_page(
+        conn, columns=_COLUMNS, source="code_batches b", where=clauses, params=params,
+        order="b.batch_no DESC", page=page, per_page=per_page, make=lambda row: BatchOut(**row),
+    )  # fmt: skip
 
 
 async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -> BatchOut:

@@ -11,7 +11,7 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
-from app.paging import Page, limit_offset
+from app.paging import Page, fetch_page
 
 # Which kinds may sit directly below which.
 CHILD_KINDS: dict[str, frozenset[str]] = {
@@ -156,36 +156,19 @@ async def list_orgs(
     prefix = actor.org_path
     if root_id is not None:
         prefix = (await visible(conn, actor, root_id))["path"]
-    where = ["path LIKE %s"]
-    params: list[Any] = [prefix + "%"]
+    where = ["path LIKE %(prefix)s"]
+    params: dict[str, Any] = {"prefix": prefix + "%", "kind": kind, "status": status}
     if kind:
-        where.append("kind = %s")
-        params.append(kind)
+        where.append("kind = %(kind)s")
     if status:
-        where.append("status = %s")
-        params.append(status)
+        where.append("status = %(status)s")
     if q:
-        where.append("(name ILIKE %s OR erp_code ILIKE %s)")
-        params += [f"%{q}%", f"%{q}%"]
-    limit, offset = limit_offset(page, per_page)
-    rows = await (
-        await conn.execute(
-            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM orgs WHERE {' AND '.join(where)} "
-            "ORDER BY path LIMIT %s OFFSET %s",
-            [*params, limit, offset],
-        )
-    ).fetchall()
-    total = rows[0]["total"] if rows else await _count(conn, where, params)
-    return Page(
-        [_out({k: v for k, v in r.items() if k != "total"}) for r in rows], page, per_page, total
-    )
-
-
-async def _count(conn: Conn, where: list[str], params: list[Any]) -> int:
-    row = await (
-        await conn.execute(f"SELECT count(*) AS n FROM orgs WHERE {' AND '.join(where)}", params)
-    ).fetchone()
-    return int(row["n"]) if row else 0
+        where.append("(name ILIKE %(q)s OR erp_code ILIKE %(q)s)")
+        params["q"] = f"%{q}%"
+    return await fetch_page(
+        conn, columns=_COLUMNS, source="orgs", where=where, params=params, order="path",
+        page=page, per_page=per_page, make=_out,
+    )  # fmt: skip
 
 
 async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:

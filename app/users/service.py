@@ -15,7 +15,7 @@ from app.auth.service import check_grantable
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import visible
-from app.paging import Page, limit_offset
+from app.paging import Page, fetch_page
 from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn, UserOut, UserPatch
 
 _USER_COLUMNS = """u.id, u.org_id, u.username, u.display_name, u.phone, u.email, u.status,
@@ -148,30 +148,18 @@ async def list_users(
     prefix = actor.org_path
     if org_id is not None:
         prefix = (await visible(conn, actor, org_id))["path"]
-    where = ["o.path LIKE %s"]
-    params: list[Any] = [prefix + "%"]
+    where = ["o.path LIKE %(prefix)s"]
+    params: dict[str, Any] = {"prefix": prefix + "%", "status": status}
     if status:
-        where.append("u.status = %s")
-        params.append(status)
+        where.append("u.status = %(status)s")
     if q:
-        where.append("(u.username ILIKE %s OR u.display_name ILIKE %s)")
-        params += [f"%{q}%", f"%{q}%"]
-    limit, offset = limit_offset(page, per_page)
-    sql_where = " AND ".join(where)
-    rows = await (
-        await conn.execute(
-            f"SELECT {_USER_COLUMNS} FROM users u JOIN orgs o ON o.id = u.org_id "
-            f"WHERE {sql_where} ORDER BY u.id LIMIT %s OFFSET %s",
-            [*params, limit, offset],
-        )
-    ).fetchall()
-    total = await (
-        await conn.execute(
-            f"SELECT count(*) AS n FROM users u JOIN orgs o ON o.id = u.org_id WHERE {sql_where}",
-            params,
-        )
-    ).fetchone()
-    return Page([UserOut(**r) for r in rows], page, per_page, int(total["n"]) if total else 0)
+        where.append("(u.username ILIKE %(q)s OR u.display_name ILIKE %(q)s)")
+        params["q"] = f"%{q}%"
+    return await fetch_page(
+        conn, columns=_USER_COLUMNS, source="users u JOIN orgs o ON o.id = u.org_id",
+        where=where, params=params, order="u.id", page=page, per_page=per_page,
+        make=lambda row: UserOut(**row),
+    )  # fmt: skip
 
 
 async def update_user(conn: Conn, actor: Principal, user_id: int, patch: UserPatch) -> UserOut:
