@@ -29,6 +29,7 @@ from app.embedded import resolve_urls
 from app.errors import exception_handlers
 from app.logs import configure_logging, request_context_middleware
 from app.orgs.routes import OrgController
+from app.resolver import resolve, resolver_description
 from app.users.routes import RoleController, UserController, list_permissions
 from app.users.service import sync_builtin_roles
 
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             list_printers,
             set_printer_key,
             code_status,
+            resolve,
+            resolver_description,
         ],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
