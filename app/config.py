@@ -42,6 +42,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     export_dir: str | None = None
     export_async_threshold: Annotated[int, msgspec.Meta(ge=0)] = 1_000_000
 
+    # Consumer verification (SPEC V2, V4).
+    verify_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 120  # per client IP per minute
+    pin_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    pin_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
+    verify_repeat_threshold: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    verify_flag_never_shipped: bool = True
+    ip_regions_file: str | None = None
+
     # HTTP server.
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000

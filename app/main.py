@@ -32,6 +32,8 @@ from app.orgs.routes import OrgController
 from app.resolver import resolve, resolver_description
 from app.users.routes import RoleController, UserController, list_permissions
 from app.users.service import sync_builtin_roles
+from app.verify.routes import AlertController, verify
+from app.verify.service import Verifier
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.pool = pool
         app.state.db_url = db_url
         app.state.redis = redis
+        app.state.verifier = Verifier(pool, redis, scheme, settings)
         try:
             yield
         finally:
@@ -88,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             code_status,
             resolve,
             resolver_description,
+            verify,
+            AlertController,
         ],
         dependencies=dependencies,
         exception_handlers=exception_handlers,

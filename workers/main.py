@@ -1,4 +1,7 @@
 """Worker entry point: ``dramatiq workers.main`` loads the broker and every actor module."""
 
 from workers import codes, ops  # noqa: F401
-from workers.broker import broker  # noqa: F401
+from workers.broker import broker
+from workers.verify import VerificationFlusher
+
+broker.add_middleware(VerificationFlusher())

@@ -1,0 +1,70 @@
+"""Alerts (SPEC V3 colours, D5, L9): listed and acknowledged within the caller's subtree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import NotFound
+from app.paging import Page, fetch_page
+from app.verify.schemas import AlertOut
+
+_COLUMNS = """a.id, a.at, a.last_at, a.brand_id, a.org_id, a.kind, a.severity, a.code_id,
+    a.serial, a.message, a.details, a.occurrences, a.acknowledged_at, a.acknowledged_by"""
+
+
+async def list_alerts(
+    conn: Conn,
+    actor: Principal,
+    *,
+    kind: str | None,
+    severity: str | None,
+    open_only: bool,
+    page: int,
+    per_page: int,
+) -> Page[AlertOut]:
+    actor.require("alerts.read")
+    where = ["o.path LIKE %(prefix)s"]
+    params: dict[str, Any] = {"prefix": actor.org_path + "%", "kind": kind, "severity": severity}
+    if kind:
+        where.append("a.kind = %(kind)s")
+    if severity:
+        where.append("a.severity = %(severity)s")
+    if open_only:
+        where.append("a.acknowledged_at IS NULL")
+    return await fetch_page(
+        conn,
+        columns=_COLUMNS,
+        source="alerts a JOIN orgs o ON o.id = a.org_id",
+        where=where,
+        params=params,
+        order="a.last_at DESC, a.id DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda row: AlertOut(**row),
+    )
+
+
+async def acknowledge(conn: Conn, actor: Principal, alert_id: int) -> AlertOut:
+    actor.require("alerts.read")
+    row = await (
+        await conn.execute(
+            "SELECT o.path FROM alerts a JOIN orgs o ON o.id = a.org_id WHERE a.id = %s",
+            (alert_id,),
+        )
+    ).fetchone()
+    actor.ensure_sees(row["path"] if row else None, "alert")
+    updated = await (
+        await conn.execute(
+            f"UPDATE alerts a SET acknowledged_at = coalesce(acknowledged_at, now()), "
+            f"acknowledged_by = coalesce(acknowledged_by, %s) WHERE id = %s RETURNING {_COLUMNS}",
+            (actor.user_id, alert_id),
+        )
+    ).fetchone()
+    if updated is None:
+        raise NotFound("alert not found")
+    out = AlertOut(**updated)
+    await audit.record(conn, actor, "acknowledge", "alert", alert_id, after=out, org_id=out.org_id)
+    return out

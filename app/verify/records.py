@@ -1,0 +1,101 @@
+"""Write-behind of verification records (Redis list → PostgreSQL) and the alert rules (V3, V4).
+
+The API pushes each record onto a Redis list in the same script that counts it. ``flush`` moves
+the oldest records into PostgreSQL in one statement and only then trims them from the list, so
+a crash between the two re-flushes records, which the unique record key turns into no-ops.
+A Redis lock lets one flusher run at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import redis
+
+FLUSH_LOCK_MS = 30_000
+
+_INSERT = """
+INSERT INTO verifications
+    (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
+     client_ip, client_id, user_agent, province, city, lat, lng)
+SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.result, r.reason,
+       r.queries, r.pin_given, r.client_ip, r.client_id, r.user_agent, r.province, r.city,
+       r.lat, r.lng
+  FROM jsonb_to_recordset(%s::jsonb) AS r(
+       at timestamptz, record_key uuid, code_id bigint, serial text, brand_id bigint,
+       product_id bigint, result text, reason text, queries integer, pin_given boolean,
+       client_ip inet, client_id text, user_agent text, province text, city text,
+       lat double precision, lng double precision)
+ON CONFLICT (at, record_key) DO NOTHING
+RETURNING code_id, serial, brand_id, result, reason, queries, province, city
+"""
+
+# reason → (alert kind, severity)
+RULES: dict[str, tuple[str, str]] = {
+    "over_threshold": ("repeat", "critical"),
+    "region_jump": ("region_jump", "warning"),
+    "never_shipped": ("never_shipped", "warning"),
+    "not_activated": ("fake", "warning"),
+    "void": ("fake", "warning"),
+    "unknown": ("fake", "info"),
+}
+
+_ALERT = """
+INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details, dedup_key)
+VALUES (%(brand)s, %(brand)s, %(kind)s, %(severity)s, %(code)s, %(serial)s, %(message)s,
+        %(details)s, %(dedup)s)
+ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
+DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), details = EXCLUDED.details
+"""
+
+
+def flush(
+    client: redis.Redis, conn: psycopg.Connection[Any], namespace: str, limit: int = 5000
+) -> int:
+    """Move up to ``limit`` queued records into PostgreSQL; return how many were taken."""
+    queue, lock = f"{namespace}:verif:queue", f"{namespace}:verif:flush-lock"
+    if not client.set(lock, "1", nx=True, px=FLUSH_LOCK_MS):
+        return 0
+    try:
+        raw = client.lrange(queue, -limit, -1)
+        if not raw:
+            return 0
+        items = b"[" + b",".join(raw) + b"]"
+        with conn.transaction():
+            stored = conn.execute(_INSERT, (items.decode(),)).fetchall()
+            raise_alerts(conn, stored)
+        client.ltrim(queue, 0, -len(raw) - 1)
+        return len(raw)
+    finally:
+        client.delete(lock)
+
+
+def raise_alerts(conn: psycopg.Connection[Any], stored: list[Any]) -> None:
+    """Alerts for suspicious and not-genuine verifications, one open alert per code and kind."""
+    from psycopg.types.json import Jsonb
+
+    for code, serial, brand, _result, reason, queries, province, city in stored:
+        rule = RULES.get(reason)
+        if rule is None or brand is None:
+            continue
+        kind, severity = rule
+        conn.execute(
+            _ALERT,
+            {
+                "brand": brand,
+                "kind": kind,
+                "severity": severity,
+                "code": code,
+                "serial": serial,
+                "message": f"{kind}: code {serial or code} ({reason})",
+                "details": Jsonb(
+                    {"reason": reason, "queries": queries, "province": province, "city": city}
+                ),
+                "dedup": f"{kind}:{code}",
+            },
+        )
+
+
+def pending(client: redis.Redis, namespace: str) -> int:
+    return int(client.llen(f"{namespace}:verif:queue"))

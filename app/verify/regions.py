@@ -1,0 +1,144 @@
+"""Coarse location of a verification: province (and city) from client GPS or the client's IP.
+
+GPS wins: the nearest provincial capital within 600 km names the province. Without GPS the IP is
+looked up in a CIDR table; the shipped ``ip_regions.csv`` is a small demonstration table (the
+documentation ranges of RFC 5737 and a few others). A deployment points
+``TRACECODE_IP_REGIONS_FILE`` at a full table of the same format: ``cidr,province,city``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import ipaddress
+import math
+from functools import cache
+from pathlib import Path
+
+import msgspec
+
+# Province (GB/T 2260 name) and its capital's coordinates.
+CAPITALS: list[tuple[str, str, float, float]] = [
+    ("北京市", "北京市", 39.90, 116.40),
+    ("天津市", "天津市", 39.13, 117.20),
+    ("河北省", "石家庄市", 38.04, 114.51),
+    ("山西省", "太原市", 37.87, 112.55),
+    ("内蒙古自治区", "呼和浩特市", 40.84, 111.75),
+    ("辽宁省", "沈阳市", 41.80, 123.43),
+    ("吉林省", "长春市", 43.82, 125.32),
+    ("黑龙江省", "哈尔滨市", 45.80, 126.53),
+    ("上海市", "上海市", 31.23, 121.47),
+    ("江苏省", "南京市", 32.06, 118.80),
+    ("浙江省", "杭州市", 30.27, 120.15),
+    ("安徽省", "合肥市", 31.82, 117.23),
+    ("福建省", "福州市", 26.07, 119.30),
+    ("江西省", "南昌市", 28.68, 115.86),
+    ("山东省", "济南市", 36.65, 117.12),
+    ("河南省", "郑州市", 34.75, 113.63),
+    ("湖北省", "武汉市", 30.59, 114.31),
+    ("湖南省", "长沙市", 28.23, 112.94),
+    ("广东省", "广州市", 23.13, 113.26),
+    ("广西壮族自治区", "南宁市", 22.82, 108.37),
+    ("海南省", "海口市", 20.04, 110.20),
+    ("重庆市", "重庆市", 29.56, 106.55),
+    ("四川省", "成都市", 30.57, 104.07),
+    ("贵州省", "贵阳市", 26.65, 106.63),
+    ("云南省", "昆明市", 25.04, 102.71),
+    ("西藏自治区", "拉萨市", 29.65, 91.14),
+    ("陕西省", "西安市", 34.34, 108.94),
+    ("甘肃省", "兰州市", 36.06, 103.83),
+    ("青海省", "西宁市", 36.62, 101.78),
+    ("宁夏回族自治区", "银川市", 38.49, 106.23),
+    ("新疆维吾尔自治区", "乌鲁木齐市", 43.83, 87.62),
+    ("台湾省", "台北市", 25.03, 121.57),
+    ("香港特别行政区", "香港", 22.32, 114.17),
+    ("澳门特别行政区", "澳门", 22.20, 113.54),
+]
+
+MAX_KM = 600.0
+
+
+class Place(msgspec.Struct, frozen=True):
+    province: str
+    city: str | None = None
+    lat: float | None = None
+    lng: float | None = None
+
+    @property
+    def label(self) -> str:
+        return (
+            self.province
+            if not self.city or self.city == self.province
+            else self.province + self.city
+        )
+
+
+def _km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lng2 - lng1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 12742.0 * math.asin(math.sqrt(a))
+
+
+def from_gps(lat: float, lng: float) -> Place | None:
+    distance, province, city = min((_km(lat, lng, la, ln), p, c) for p, c, la, ln in CAPITALS)
+    if distance > MAX_KM:
+        return None
+    return Place(province, city if distance < 60 else None, round(lat, 3), round(lng, 3))
+
+
+class IpTable:
+    """Sorted IPv4 ranges → (province, city); lookups by bisection."""
+
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
+        ranges = []
+        for cidr, province, city in rows:
+            net = ipaddress.ip_network(cidr.strip(), strict=False)
+            if net.version == 4:
+                ranges.append(
+                    (int(net.network_address), int(net.broadcast_address), province, city)
+                )
+        ranges.sort()
+        self._starts = [r[0] for r in ranges]
+        self._ranges = ranges
+
+    @classmethod
+    def load(cls, path: Path) -> IpTable:
+        with path.open(encoding="utf-8") as handle:
+            rows = [
+                (r[0], r[1], r[2] if len(r) > 2 else "")
+                for r in csv.reader(handle)
+                if r and not r[0].startswith("#")
+            ]
+        return cls(rows)
+
+    def lookup(self, ip: str | None) -> Place | None:
+        if not ip:
+            return None
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if address.version != 4:
+            return None
+        value = int(address)
+        i = bisect.bisect_right(self._starts, value) - 1
+        if i >= 0 and self._ranges[i][0] <= value <= self._ranges[i][1]:
+            _, _, province, city = self._ranges[i]
+            return Place(province, city or None)
+        return None
+
+
+@cache
+def ip_table(path: str | None) -> IpTable:
+    return IpTable.load(Path(path) if path else Path(__file__).with_name("ip_regions.csv"))
+
+
+def locate(
+    lat: float | None, lng: float | None, ip: str | None, table_path: str | None
+) -> Place | None:
+    if lat is not None and lng is not None:
+        place = from_gps(lat, lng)
+        if place is not None:
+            return place
+    return ip_table(table_path).lookup(ip)

@@ -1,0 +1,244 @@
+"""Consumer verification: answers, PIN lockout, rate limits, counts under concurrency, records,
+Redis outage, alerts (SPEC V1–V5)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+import redis as redis_sync
+from redis.asyncio import Redis
+
+from app.verify import records
+from app.verify.fallback import decide
+from app.verify.schemas import VerifyIn
+from app.verify.service import Verifier
+from tests.helpers import assert_error
+
+SHANGHAI = {"lat": 31.2, "lng": 121.5}
+GUANGZHOU = {"lat": 23.1, "lng": 113.3}
+
+
+async def _activated_batch(client: Any, login: Any, demo: Any, conn: Any, size: int = 50) -> int:
+    planner = await login("planner")
+    product = (await client.get("/products", headers=planner, params={"q": "LM-SC-30"})).json()["items"][0]
+    batch = (await client.post("/batches", headers=planner,
+                               json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product["id"]})).json()
+    # activation of whole batches stands in for per-unit commissioning until packing lands
+    await conn.execute("UPDATE code_batches SET state = 'active' WHERE batch_no = %s", (batch["batch_no"],))
+    await conn.commit()
+    return int(batch["batch_no"])
+
+
+@pytest.fixture
+async def verifier_with(app: Any) -> AsyncIterator[Any]:
+    """Swap the app's verifier for one with other settings, for one test."""
+    original = app.state.verifier
+
+    def swap(**changes: Any) -> Verifier:
+        settings = msgspec.structs.replace(app.state.settings, **changes)
+        app.state.verifier = Verifier(app.state.pool, app.state.redis, app.state.scheme, settings)
+        return app.state.verifier  # type: ignore[no-any-return]
+
+    yield swap
+    app.state.verifier = original
+
+
+async def _verify(client: Any, serial: str, pin: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"serial": serial, **extra}
+    if pin is not None:
+        body["pin"] = pin
+    response = await client.post("/v1/verify", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_not_genuine_answers(client: Any, login: Any, demo: Any, app: Any, conn: Any) -> None:
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, size=10)
+    serial = scheme.serial(batch_no, 1)
+    forged = serial[:-1] + ("0" if serial[-1] != "0" else "1")
+    cases = {
+        forged: "forged",
+        "NOT-A-SERIAL": "malformed",
+        scheme.serial(batch_no, 10): "unknown",  # index past the batch
+        scheme.serial(3_999_999_999, 0): "unknown",  # no such batch
+    }
+    issued = (await client.post("/batches", headers=await login("planner"),
+                                json={"size": 5, "printer_id": demo["PRINTER-SH"]})).json()
+    cases[scheme.serial(issued["batch_no"], 0)] = "not_activated"
+    for text, reason in cases.items():
+        answer = await _verify(client, text, "123456")
+        assert answer["result"] == "not_genuine" and answer["reason"] == reason, (text, answer)
+        assert "不是" in answer["message"] or "不正确" in answer["message"]
+    await client.post(f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "recall"})
+    app.state.verifier._batches.clear()
+    voided = await _verify(client, serial, lang="en")
+    assert voided["result"] == "not_genuine" and voided["reason"] == "void"
+    assert "voided" in voided["message"]
+
+
+async def test_genuine_first_then_repeat_then_over_threshold(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
+) -> None:
+    verifier_with(verify_flag_never_shipped=False, verify_repeat_threshold=3)
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    serial = scheme.serial(batch_no, 7)
+    pin = scheme.pin(serial)
+    scan = await _verify(client, f"https://id.example.com/c/{serial}")
+    assert scan["result"] == "genuine" and scan["reason"] == "pin_required" and scan["queries"] == 0
+    assert scan["product"]["name"].startswith("Sun Cream")
+    first = await _verify(client, serial.lower(), pin, gps=SHANGHAI)
+    assert (first["result"], first["reason"], first["queries"]) == ("genuine", "first_query", 1)
+    assert first["first_query_place"] == "上海市"
+    second = await _verify(client, serial, pin, gps=SHANGHAI, lang="en")
+    assert (second["reason"], second["queries"]) == ("repeat_query", 2)
+    assert "checked 2 times" in second["message"] and "上海市" in second["message"]
+    assert second["first_query_at"] == first["first_query_at"]
+    await _verify(client, serial, pin, gps=SHANGHAI)
+    fourth = await _verify(client, serial, pin, gps=SHANGHAI)
+    assert (fourth["result"], fourth["reason"], fourth["queries"]) == ("suspicious", "over_threshold", 4)
+    assert "警告" in fourth["message"]
+    # scanning without a PIN now also warns: the code has been checked too often
+    assert (await _verify(client, serial))["reason"] == "over_threshold"
+
+
+async def test_region_jump_and_never_shipped(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
+) -> None:
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    serial = scheme.serial(batch_no, 2)
+    never = await _verify(client, serial, scheme.pin(serial))
+    assert (never["result"], never["reason"]) == ("suspicious", "never_shipped")
+    verifier_with(verify_flag_never_shipped=False)
+    other = scheme.serial(batch_no, 3)
+    await _verify(client, other, scheme.pin(other), gps=SHANGHAI)
+    jump = await _verify(client, other, scheme.pin(other), gps=GUANGZHOU)
+    assert (jump["result"], jump["reason"]) == ("suspicious", "region_jump")
+    assert "上海市" in jump["message"]
+
+
+async def test_wrong_pins_lock_the_code_until_the_lockout_expires(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
+) -> None:
+    verifier_with(verify_flag_never_shipped=False, pin_max_failures=3, pin_lockout_seconds=2)
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    serial = scheme.serial(batch_no, 4)
+    right = scheme.pin(serial)
+    wrong = "000000" if right != "000000" else "111111"
+    assert (await _verify(client, serial, wrong))["pin_attempts_left"] == 2
+    assert (await _verify(client, serial, wrong))["pin_attempts_left"] == 1
+    locked = await _verify(client, serial, wrong)
+    assert locked["result"] == "locked" and 0 < locked["retry_after"] <= 2
+    still = await _verify(client, serial, right)
+    assert still["result"] == "locked"  # even the right PIN waits
+    await asyncio.sleep(2.2)
+    assert (await _verify(client, serial, right))["reason"] == "first_query"
+
+
+async def test_rate_limit_per_client_ip(client: Any, app: Any, verifier_with: Any) -> None:
+    verifier_with(verify_rate_limit=3)
+    await app.state.redis.delete(*[k async for k in app.state.redis.scan_iter(match=f"{app.state.settings.redis_namespace}:rl:*")] or ["none"])
+    for _ in range(3):
+        await _verify(client, "NOT-A-SERIAL")
+    limited = await client.post("/v1/verify", json={"serial": "NOT-A-SERIAL"})
+    error = assert_error(limited, 429, "rate_limited")
+    assert error["details"]["retry_after"] >= 1 and limited.headers["retry-after"]
+
+
+async def test_concurrent_verifications_count_every_query_once(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
+) -> None:
+    verifier_with(verify_flag_never_shipped=False, verify_repeat_threshold=1000, verify_rate_limit=10_000)
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    serial = scheme.serial(batch_no, 9)
+    pin = scheme.pin(serial)
+    answers = await asyncio.gather(*[_verify(client, serial, pin) for _ in range(100)])
+    assert sorted(a["queries"] for a in answers) == list(range(1, 101))
+    assert sum(a["reason"] == "first_query" for a in answers) == 1
+
+
+async def test_records_reach_postgres_and_raise_alerts(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any, settings: Any
+) -> None:
+    verifier_with(verify_flag_never_shipped=False, verify_repeat_threshold=1)
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    serial = scheme.serial(batch_no, 11)
+    for _ in range(3):
+        await _verify(client, serial, scheme.pin(serial), client_id="app-1")
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+        assert records.pending(sync_redis, settings.redis_namespace) == 0
+        stored = pg.execute(
+            "SELECT result, reason, queries, client_id FROM verifications WHERE code_id = %s ORDER BY queries",
+            ((batch_no << 32) | 11,),
+        ).fetchall()
+        assert stored == [("genuine", "first_query", 1, "app-1"), ("suspicious", "over_threshold", 2, "app-1"),
+                          ("suspicious", "over_threshold", 3, "app-1")]
+        # flushing again stores nothing twice
+        assert records.flush(sync_redis, pg, settings.redis_namespace) == 0
+    admin = await login("admin")
+    listed = (await client.get("/alerts", headers=admin, params={"kind": "repeat", "open": True})).json()
+    alert = next(a for a in listed["items"] if a["code_id"] == (batch_no << 32) | 11)
+    assert alert["severity"] == "critical" and alert["occurrences"] == 2
+    assert (await client.get("/alerts", headers=await login("agent_admin"))).json()["total"] == 0
+    acked = await client.post(f"/alerts/{alert['id']}/acknowledge", headers=admin)
+    assert acked.status_code == 200 and acked.json()["acknowledged_at"]
+    assert_error(await client.post(f"/alerts/{alert['id']}/acknowledge", headers=await login("agent_admin")), 404)
+    assert_error(await client.get("/alerts", headers=await login("operator")), 403)
+
+
+async def test_with_redis_down_the_answer_comes_from_postgres_and_is_recorded(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    live_settings = msgspec.structs.replace(settings, verify_flag_never_shipped=False, pin_max_failures=2)
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    down = Verifier(app.state.pool, dead, scheme, live_settings)
+    serial = scheme.serial(batch_no, 20)
+    pin = scheme.pin(serial)
+    first = await down.verify(VerifyIn(serial=serial, pin=pin), "192.0.2.10", "test")
+    second = await down.verify(VerifyIn(serial=serial, pin=pin), "203.0.113.5", "test")
+    assert (first.result, first.reason, first.queries) == ("genuine", "first_query", 1)
+    assert (second.result, second.reason, second.queries) == ("suspicious", "region_jump", 2)
+    assert second.first_query_place == "上海市"  # from the shipped IP table
+    wrong = "000000" if pin != "000000" else "111111"
+    assert (await down.verify(VerifyIn(serial=serial, pin=wrong), None, None)).result == "wrong_pin"
+    assert (await down.verify(VerifyIn(serial=serial, pin=wrong), None, None)).result == "locked"
+    forged = await down.verify(VerifyIn(serial="ZZZZ"), None, None)
+    assert forged.result == "not_genuine"
+    rows = await (await conn.execute(
+        "SELECT reason FROM verifications WHERE code_id = %s ORDER BY at", ((batch_no << 32) | 20,)
+    )).fetchall()
+    assert [r["reason"] for r in rows] == ["first_query", "region_jump", "wrong_pin", "locked"]
+    await dead.aclose()
+
+
+def test_fallback_rules_match_the_redis_script_rules() -> None:
+    """The Lua script and ``decide`` implement the same table; spot-check it from Python."""
+    assert decide("ok", 1, "", "上海市", 5, False) == ("genuine", "first_query")
+    assert decide("ok", 2, "上海市", "上海市", 5, False) == ("genuine", "repeat_query")
+    assert decide("ok", 2, "上海市", "广东省广州市", 5, False) == ("suspicious", "region_jump")
+    assert decide("ok", 6, "上海市", "上海市", 5, False) == ("suspicious", "over_threshold")
+    assert decide("none", 0, "", "", 5, False) == ("genuine", "pin_required")
+    assert decide("none", 0, "", "", 5, True) == ("suspicious", "never_shipped")
+
+
+async def test_bad_verification_input_is_a_clear_400(client: Any) -> None:
+    assert_error(await client.post("/v1/verify", json={"serial": "X", "pin": "12ab"}), 400, "validation_failed")
+    assert_error(await client.post("/v1/verify", json={"serial": "X" * 600}), 400, "validation_failed")
+    assert_error(await client.post("/v1/verify", json={"serial": "X", "gps": {"lat": 200, "lng": 0}}), 400)
+    assert_error(await client.post("/v1/verify", json={"serial": "X", "extra": 1}), 400)
+    assert_error(await client.post("/v1/verify", content=b"{", headers={"content-type": "application/json"}), 400, "malformed_json")

@@ -1,0 +1,59 @@
+"""Verification write-behind: each worker process drains the Redis record queue into PostgreSQL.
+
+A middleware thread flushes every half second (at once again while the queue is long), and once
+more when the worker stops. Flushing is idempotent and one flusher runs at a time (Redis lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import dramatiq
+import psycopg
+from dramatiq.middleware import Middleware
+
+from app.embedded import start_postgres
+from app.verify.records import flush
+from workers.broker import settings
+
+log = logging.getLogger("tracecode.flusher")
+INTERVAL = 0.5
+
+
+class VerificationFlusher(Middleware):
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self, client: Any) -> None:
+        db_url = settings.database_url or start_postgres(settings.var_path)
+        conn: psycopg.Connection[Any] | None = None
+        while True:
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(db_url, autocommit=True)
+                moved = flush(client, conn, settings.redis_namespace)
+            except Exception:  # keep flushing after a database or Redis hiccup
+                log.exception("flushing verification records failed")
+                moved, conn = 0, None
+            if self._stop.is_set() and moved == 0:
+                break
+            if moved == 0:
+                self._stop.wait(INTERVAL)
+        if conn is not None:
+            conn.close()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._stop.clear()
+        client = broker.client  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._run, args=(client,), name="tracecode-flusher", daemon=True
+        )
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
