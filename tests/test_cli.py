@@ -148,11 +148,18 @@ def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: 
     outer = _decrypt(tmp_path / "outer.tcpf", env)
     inner = _decrypt(tmp_path / "inner.tcpf", env)
     scheme = Scheme(bytes.fromhex(os.environ["TRACECODE_MASTER_KEY"]), [1], 1)
-    assert len(outer) == 100 and outer[0].split(",")[:2] == ["51", scheme.serial(batch["batch_no"], 50)]
+    assert len(outer) == 100 and outer[0].split(",")[:2] == [
+        "51",
+        scheme.serial(batch["batch_no"], 50),
+    ]
     assert inner[0] == f"51,{scheme.pin(scheme.serial(batch['batch_no'], 50))}"
     bad = _tracecode("codes", "export", str(batch["batch_no"]), "--out", str(tmp_path),
                      "--passphrase-env", "PASS", "--end", "999", env=env)  # fmt: skip
-    assert bad.returncode == 2 and "range_outside_batch" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "range_outside_batch" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
     unknown = _tracecode("codes", "issue", "--size", "5", "--printer", "NOPE", env=env)
     assert unknown.returncode == 2 and "NOPE" in unknown.stderr
 
@@ -160,12 +167,18 @@ def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: 
 def test_codes_list_show_and_void(client: Any) -> None:
     import json
 
-    issued = json.loads(_tracecode("codes", "issue", "--size", "7", "--printer", "PRINTER-SH").stdout)
+    issued = json.loads(
+        _tracecode("codes", "issue", "--size", "7", "--printer", "PRINTER-SH").stdout
+    )
     listed = json.loads(_tracecode("codes", "list", "--limit", "5").stdout)
     assert issued["batch_no"] in [b["batch_no"] for b in listed["items"]]
     shown = json.loads(_tracecode("codes", "show", str(issued["batch_no"])).stdout)
     assert shown["size"] == 7 and shown["exports"] == []
-    voided = json.loads(_tracecode("codes", "void", str(issued["batch_no"]), "--reason", "test").stdout)
+    voided = json.loads(
+        _tracecode("codes", "void", str(issued["batch_no"]), "--reason", "test").stdout
+    )
     assert voided["state"] == "void"
-    denied = _tracecode("codes", "void", str(issued["batch_no"]), "--reason", "x", "--as", "printer")
+    denied = _tracecode(
+        "codes", "void", str(issued["batch_no"]), "--reason", "x", "--as", "printer"
+    )
     assert denied.returncode == 2 and "permission_denied" in denied.stderr

@@ -16,8 +16,11 @@ async def test_a_serial_uri_redirects_to_the_verification_page(client: Any, demo
     assert response.headers["location"] == f"http://testserver/c/{SERIAL}"
     assert response.headers["access-control-allow-origin"] == "*"
     # GTIN-13 form, lot qualifier, data attribute and trailing slash are all accepted
-    for uri in (f"/01/{GTIN[1:]}/21/{SERIAL}", f"/01/{GTIN}/10/LOT-7/21/{SERIAL}?17=271231",
-                f"/01/{GTIN}/21/{SERIAL}/"):
+    for uri in (
+        f"/01/{GTIN[1:]}/21/{SERIAL}",
+        f"/01/{GTIN}/10/LOT-7/21/{SERIAL}?17=271231",
+        f"/01/{GTIN}/21/{SERIAL}/",
+    ):
         again = await client.get(uri)
         assert again.status_code == 307, uri
         assert again.headers["location"].endswith(f"/c/{SERIAL}"), uri
@@ -38,9 +41,14 @@ async def test_link_type_is_honoured_and_unknown_types_fall_back(client: Any, de
 
 async def test_linkset_lists_every_link(client: Any, demo: Any, login: Any) -> None:
     admin = await login("admin")
-    product = (await client.get("/products", headers=admin, params={"gtin": GTIN})).json()["items"][0]
-    await client.patch(f"/products/{product['id']}", headers=admin,
-                       json={"video_url": "https://video.example.com/serum.mp4"})
+    product = (await client.get("/products", headers=admin, params={"gtin": GTIN})).json()["items"][
+        0
+    ]
+    await client.patch(
+        f"/products/{product['id']}",
+        headers=admin,
+        json={"video_url": "https://video.example.com/serum.mp4"},
+    )
     response = await client.get(f"/01/{GTIN}/21/{SERIAL}", params={"linkType": "all"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/linkset+json")
@@ -48,7 +56,10 @@ async def test_linkset_lists_every_link(client: Any, demo: Any, login: Any) -> N
     assert entry["anchor"].endswith(f"/01/{GTIN}/21/{SERIAL}")
     assert entry["https://gs1.org/voc/pip"][0]["href"].endswith(f"/p/{GTIN}")
     assert entry["https://gs1.org/voc/verificationService"][0]["href"].endswith(f"/c/{SERIAL}")
-    assert entry["https://gs1.org/voc/instructions"][0]["href"] == "https://video.example.com/serum.mp4"
+    assert (
+        entry["https://gs1.org/voc/instructions"][0]["href"]
+        == "https://video.example.com/serum.mp4"
+    )
     assert entry["https://gs1.org/voc/defaultLink"][0]["href"].endswith(f"/c/{SERIAL}")
     negotiated = await client.get(f"/01/{GTIN}", headers={"Accept": "application/linkset+json"})
     assert negotiated.status_code == 200 and "linkset" in negotiated.json()
@@ -65,12 +76,14 @@ async def test_head_and_options(client: Any, demo: Any) -> None:
 
 
 async def test_bad_uris_are_400_and_unknown_products_404(client: Any, demo: Any) -> None:
-    for uri in (f"/01/{GTIN[:-1]}9/21/{SERIAL}",  # wrong check digit
-                "/01/123/21/X",  # too short
-                f"/01/{GTIN}/21/",  # empty serial
-                f"/01/{GTIN}/21/{'X' * 21}",  # serial over 20 characters
-                f"/01/{GTIN}/99/{SERIAL}",  # not a key qualifier
-                "/00/106141411234567890"):  # SSCC check digit
+    for uri in (
+        f"/01/{GTIN[:-1]}9/21/{SERIAL}",  # wrong check digit
+        "/01/123/21/X",  # too short
+        f"/01/{GTIN}/21/",  # empty serial
+        f"/01/{GTIN}/21/{'X' * 21}",  # serial over 20 characters
+        f"/01/{GTIN}/99/{SERIAL}",  # not a key qualifier
+        "/00/106141411234567890",
+    ):  # SSCC check digit
         assert_error(await client.get(uri), 400, "invalid_digital_link")
     assert_error(await client.get("/01/09521234543213/21/X"), 404, "unknown_gtin")
     assert_error(await client.get("/00/106141411234567897"), 404, "no_links")

@@ -25,11 +25,20 @@ GUANGZHOU = {"lat": 23.1, "lng": 113.3}
 
 async def _activated_batch(client: Any, login: Any, demo: Any, conn: Any, size: int = 50) -> int:
     planner = await login("planner")
-    product = (await client.get("/products", headers=planner, params={"q": "LM-SC-30"})).json()["items"][0]
-    batch = (await client.post("/batches", headers=planner,
-                               json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product["id"]})).json()
+    product = (await client.get("/products", headers=planner, params={"q": "LM-SC-30"})).json()[
+        "items"
+    ][0]
+    batch = (
+        await client.post(
+            "/batches",
+            headers=planner,
+            json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product["id"]},
+        )
+    ).json()
     # activation of whole batches stands in for per-unit commissioning until packing lands
-    await conn.execute("UPDATE code_batches SET state = 'active' WHERE batch_no = %s", (batch["batch_no"],))
+    await conn.execute(
+        "UPDATE code_batches SET state = 'active' WHERE batch_no = %s", (batch["batch_no"],)
+    )
     await conn.commit()
     return int(batch["batch_no"])
 
@@ -68,14 +77,21 @@ async def test_not_genuine_answers(client: Any, login: Any, demo: Any, app: Any,
         scheme.serial(batch_no, 10): "unknown",  # index past the batch
         scheme.serial(3_999_999_999, 0): "unknown",  # no such batch
     }
-    issued = (await client.post("/batches", headers=await login("planner"),
-                                json={"size": 5, "printer_id": demo["PRINTER-SH"]})).json()
+    issued = (
+        await client.post(
+            "/batches",
+            headers=await login("planner"),
+            json={"size": 5, "printer_id": demo["PRINTER-SH"]},
+        )
+    ).json()
     cases[scheme.serial(issued["batch_no"], 0)] = "not_activated"
     for text, reason in cases.items():
         answer = await _verify(client, text, "123456")
         assert answer["result"] == "not_genuine" and answer["reason"] == reason, (text, answer)
         assert "不是" in answer["message"] or "不正确" in answer["message"]
-    await client.post(f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "recall"})
+    await client.post(
+        f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "recall"}
+    )
     app.state.verifier._batches.clear()
     voided = await _verify(client, serial, lang="en")
     assert voided["result"] == "not_genuine" and voided["reason"] == "void"
@@ -102,7 +118,11 @@ async def test_genuine_first_then_repeat_then_over_threshold(
     assert second["first_query_at"] == first["first_query_at"]
     await _verify(client, serial, pin, gps=SHANGHAI)
     fourth = await _verify(client, serial, pin, gps=SHANGHAI)
-    assert (fourth["result"], fourth["reason"], fourth["queries"]) == ("suspicious", "over_threshold", 4)
+    assert (fourth["result"], fourth["reason"], fourth["queries"]) == (
+        "suspicious",
+        "over_threshold",
+        4,
+    )
     assert "警告" in fourth["message"]
     # scanning without a PIN now also warns: the code has been checked too often
     assert (await _verify(client, serial))["reason"] == "over_threshold"
@@ -145,7 +165,15 @@ async def test_wrong_pins_lock_the_code_until_the_lockout_expires(
 
 async def test_rate_limit_per_client_ip(client: Any, app: Any, verifier_with: Any) -> None:
     verifier_with(verify_rate_limit=3)
-    await app.state.redis.delete(*[k async for k in app.state.redis.scan_iter(match=f"{app.state.settings.redis_namespace}:rl:*")] or ["none"])
+    await app.state.redis.delete(
+        *[
+            k
+            async for k in app.state.redis.scan_iter(
+                match=f"{app.state.settings.redis_namespace}:rl:*"
+            )
+        ]
+        or ["none"]
+    )
     for _ in range(3):
         await _verify(client, "NOT-A-SERIAL")
     limited = await client.post("/v1/verify", json={"serial": "NOT-A-SERIAL"})
@@ -156,7 +184,9 @@ async def test_rate_limit_per_client_ip(client: Any, app: Any, verifier_with: An
 async def test_concurrent_verifications_count_every_query_once(
     client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
 ) -> None:
-    verifier_with(verify_flag_never_shipped=False, verify_repeat_threshold=1000, verify_rate_limit=10_000)
+    verifier_with(
+        verify_flag_never_shipped=False, verify_repeat_threshold=1000, verify_rate_limit=10_000
+    )
     scheme = app.state.scheme
     batch_no = await _activated_batch(client, login, demo, conn)
     serial = scheme.serial(batch_no, 9)
@@ -184,18 +214,26 @@ async def test_records_reach_postgres_and_raise_alerts(
             "SELECT result, reason, queries, client_id FROM verifications WHERE code_id = %s ORDER BY queries",
             ((batch_no << 32) | 11,),
         ).fetchall()
-        assert stored == [("genuine", "first_query", 1, "app-1"), ("suspicious", "over_threshold", 2, "app-1"),
-                          ("suspicious", "over_threshold", 3, "app-1")]
+        assert stored == [
+            ("genuine", "first_query", 1, "app-1"),
+            ("suspicious", "over_threshold", 2, "app-1"),
+            ("suspicious", "over_threshold", 3, "app-1"),
+        ]
         # flushing again stores nothing twice
         assert records.flush(sync_redis, pg, settings.redis_namespace) == 0
     admin = await login("admin")
-    listed = (await client.get("/alerts", headers=admin, params={"kind": "repeat", "open": True})).json()
+    listed = (
+        await client.get("/alerts", headers=admin, params={"kind": "repeat", "open": True})
+    ).json()
     alert = next(a for a in listed["items"] if a["code_id"] == (batch_no << 32) | 11)
     assert alert["severity"] == "critical" and alert["occurrences"] == 2
     assert (await client.get("/alerts", headers=await login("agent_admin"))).json()["total"] == 0
     acked = await client.post(f"/alerts/{alert['id']}/acknowledge", headers=admin)
     assert acked.status_code == 200 and acked.json()["acknowledged_at"]
-    assert_error(await client.post(f"/alerts/{alert['id']}/acknowledge", headers=await login("agent_admin")), 404)
+    assert_error(
+        await client.post(f"/alerts/{alert['id']}/acknowledge", headers=await login("agent_admin")),
+        404,
+    )
     assert_error(await client.get("/alerts", headers=await login("operator")), 403)
 
 
@@ -204,7 +242,9 @@ async def test_with_redis_down_the_answer_comes_from_postgres_and_is_recorded(
 ) -> None:
     scheme = app.state.scheme
     batch_no = await _activated_batch(client, login, demo, conn)
-    live_settings = msgspec.structs.replace(settings, verify_flag_never_shipped=False, pin_max_failures=2)
+    live_settings = msgspec.structs.replace(
+        settings, verify_flag_never_shipped=False, pin_max_failures=2
+    )
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     down = Verifier(app.state.pool, dead, scheme, live_settings)
     serial = scheme.serial(batch_no, 20)
@@ -219,9 +259,12 @@ async def test_with_redis_down_the_answer_comes_from_postgres_and_is_recorded(
     assert (await down.verify(VerifyIn(serial=serial, pin=wrong), None, None)).result == "locked"
     forged = await down.verify(VerifyIn(serial="ZZZZ"), None, None)
     assert forged.result == "not_genuine"
-    rows = await (await conn.execute(
-        "SELECT reason FROM verifications WHERE code_id = %s ORDER BY at", ((batch_no << 32) | 20,)
-    )).fetchall()
+    rows = await (
+        await conn.execute(
+            "SELECT reason FROM verifications WHERE code_id = %s ORDER BY at",
+            ((batch_no << 32) | 20,),
+        )
+    ).fetchall()
     assert [r["reason"] for r in rows] == ["first_query", "region_jump", "wrong_pin", "locked"]
     await dead.aclose()
 
@@ -237,8 +280,20 @@ def test_fallback_rules_match_the_redis_script_rules() -> None:
 
 
 async def test_bad_verification_input_is_a_clear_400(client: Any) -> None:
-    assert_error(await client.post("/v1/verify", json={"serial": "X", "pin": "12ab"}), 400, "validation_failed")
-    assert_error(await client.post("/v1/verify", json={"serial": "X" * 600}), 400, "validation_failed")
-    assert_error(await client.post("/v1/verify", json={"serial": "X", "gps": {"lat": 200, "lng": 0}}), 400)
+    assert_error(
+        await client.post("/v1/verify", json={"serial": "X", "pin": "12ab"}),
+        400,
+        "validation_failed",
+    )
+    assert_error(
+        await client.post("/v1/verify", json={"serial": "X" * 600}), 400, "validation_failed"
+    )
+    assert_error(
+        await client.post("/v1/verify", json={"serial": "X", "gps": {"lat": 200, "lng": 0}}), 400
+    )
     assert_error(await client.post("/v1/verify", json={"serial": "X", "extra": 1}), 400)
-    assert_error(await client.post("/v1/verify", content=b"{", headers={"content-type": "application/json"}), 400, "malformed_json")
+    assert_error(
+        await client.post("/v1/verify", content=b"{", headers={"content-type": "application/json"}),
+        400,
+        "malformed_json",
+    )
