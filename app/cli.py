@@ -97,10 +97,20 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
         asyncio.run(_load_demo(db_url))
     children: list[subprocess.Popen[bytes]] = []
     api = [
-        sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-        "--host", settings.host, "--port", str(settings.port),
-        "--workers", str(settings.http_workers), "app.main:create_app",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--workers",
+        str(settings.http_workers),
+        "app.main:create_app",
+    ]
     children.append(subprocess.Popen(api))
     if worker:
         work = [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1"]
@@ -231,9 +241,11 @@ async def _direct(settings: Settings, username: str, work: object) -> object:
 
     db_url, _ = _urls(settings)
     scheme = load_scheme(
-        settings.master_key_bytes(), settings.active_key_versions,
-        settings.current_key_version, settings.pin_length,
-    )  # fmt: skip
+        settings.master_key_bytes(),
+        settings.active_key_versions,
+        settings.current_key_version,
+        settings.pin_length,
+    )
     async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
         row = await (
             await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
@@ -279,8 +291,12 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
                 match = [p for p in printers if p["erp_code"] == args.printer]  # type: ignore[union-attr]
                 if not match:
                     return _fail(f"no printer {args.printer}")
-                body = {"size": args.size, "note": args.note or "", "request_key": args.request_key,
-                        "printer_id": match[0]["id"]}  # fmt: skip
+                body = {
+                    "size": args.size,
+                    "note": args.note or "",
+                    "request_key": args.request_key,
+                    "printer_id": match[0]["id"],
+                }
                 result = api.call("POST", "/batches", json=body)
             elif args.action == "list":
                 result = api.call("GET", "/batches", params={"per_page": args.limit})
@@ -296,15 +312,25 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
             async def work(conn: Any, principal: Any, scheme: Any) -> Any:
                 if args.action == "issue":
                     data = msgspec.convert(
-                        {"size": args.size, "note": args.note or "", "printer_id": printer_id,
-                         "request_key": args.request_key}, BatchIn,
-                    )  # fmt: skip
+                        {
+                            "size": args.size,
+                            "note": args.note or "",
+                            "printer_id": printer_id,
+                            "request_key": args.request_key,
+                        },
+                        BatchIn,
+                    )
                     return (await service.create_batch(conn, principal, settings, data))[0]
                 if args.action == "list":
                     page = await service.list_batches(
-                        conn, principal, state=None, printer_id=None, product_id=None,
-                        page=1, per_page=args.limit,
-                    )  # fmt: skip
+                        conn,
+                        principal,
+                        state=None,
+                        printer_id=None,
+                        product_id=None,
+                        page=1,
+                        per_page=args.limit,
+                    )
                     return page
                 if args.action == "show":
                     batch = await service.get_batch(conn, principal, args.batch)
@@ -331,8 +357,12 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
     outer = _secret(args.passphrase_file, args.passphrase_env)
     inner = _secret(args.inner_passphrase_file, None) or outer
-    body = {"start": args.start, "end": args.end,
-            "outer": {"passphrase": outer}, "inner": {"passphrase": inner}}  # fmt: skip
+    body = {
+        "start": args.start,
+        "end": args.end,
+        "outer": {"passphrase": outer},
+        "inner": {"passphrase": inner},
+    }
     target = Path(args.out)
     target.mkdir(parents=True, exist_ok=True)
     if args.api:
@@ -397,8 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--api", help="API mode: base URL of a running server")
         p.add_argument("--user", help="API mode: username")
         p.add_argument("--password-file", help="API mode: file holding the password")
-        p.add_argument("--password-env", help="API mode: variable holding the password "
-                       "(default TRACECODE_API_PASSWORD)")  # fmt: skip
+        p.add_argument(
+            "--password-env",
+            help="API mode: variable holding the password (default TRACECODE_API_PASSWORD)",
+        )
 
     codes = sub.add_parser("codes", help="issue and export code batches (planners)")
     codes_sub = codes.add_subparsers(dest="action", required=True)

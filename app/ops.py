@@ -115,6 +115,10 @@ async def audit_log(
         columns="a.id, a.at, a.actor_user, a.actor_key, a.org_id, a.action, a.entity, "
         "a.entity_id, a.before, a.after, a.request_id",
         source="audit_log a JOIN orgs o ON o.id = a.org_id",
-        where=where, params=params, order="a.id DESC", page=page, per_page=per_page,
+        where=where,
+        params=params,
+        order="a.id DESC",
+        page=page,
+        per_page=per_page,
         make=lambda row: AuditOut(**row),
-    )  # fmt: skip
+    )

@@ -83,10 +83,14 @@ async def resolve(
     cors = {"Access-Control-Allow-Origin": "*", "Allow": METHODS}
     if request.method == "OPTIONS":
         return Response(
-            None, status_code=204,
-            headers={**cors, "Access-Control-Allow-Methods": METHODS,
-                     "Access-Control-Allow-Headers": "Accept"},
-        )  # fmt: skip
+            None,
+            status_code=204,
+            headers={
+                **cors,
+                "Access-Control-Allow-Methods": METHODS,
+                "Access-Control-Allow-Headers": "Accept",
+            },
+        )
     if "00" in ais:
         raise NotFound("no public links for logistic units (SSCC)", code="no_links")
     product = await (

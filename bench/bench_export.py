@@ -54,10 +54,23 @@ def run_size(size: int, out_dir: Path) -> dict[str, float]:
     )
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", code, "codes", "export", str(batch_no), "--out", str(out_dir),
-         "--passphrase-env", "BENCH_PASSPHRASE"],
-        env=ENV, cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            code,
+            "codes",
+            "export",
+            str(batch_no),
+            "--out",
+            str(out_dir),
+            "--passphrase-env",
+            "BENCH_PASSPHRASE",
+        ],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
@@ -65,9 +78,14 @@ def run_size(size: int, out_dir: Path) -> dict[str, float]:
     outer = (out_dir / "outer.tcpf").stat().st_size
     inner = (out_dir / "inner.tcpf").stat().st_size
     return {
-        "size": size, "batch_no": batch_no, "seconds": elapsed, "codes_per_s": size / elapsed,
-        "peak_rss_mib": rss_kib / 1024, "outer_mb": outer / 1e6, "inner_mb": inner / 1e6,
-    }  # fmt: skip
+        "size": size,
+        "batch_no": batch_no,
+        "seconds": elapsed,
+        "codes_per_s": size / elapsed,
+        "peak_rss_mib": rss_kib / 1024,
+        "outer_mb": outer / 1e6,
+        "inner_mb": inner / 1e6,
+    }
 
 
 def split(size: int, directory: Path) -> dict[str, float]:

@@ -92,8 +92,12 @@ def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> No
 def _tracecode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
-        env=env or dict(os.environ), cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env or dict(os.environ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _decrypt(path: Path, env: dict[str, str]) -> list[str]:
@@ -116,9 +120,16 @@ def _issue_and_export_through_the_api(port: int, env: dict[str, str]) -> None:
     batch = json.loads(issued.stdout)
     with tempfile.TemporaryDirectory() as tmp:
         exported = _tracecode(
-            "codes", "export", str(batch["batch_no"]), "--out", tmp, "--passphrase-env", "PASS",
-            *api, env=env,
-        )  # fmt: skip
+            "codes",
+            "export",
+            str(batch["batch_no"]),
+            "--out",
+            tmp,
+            "--passphrase-env",
+            "PASS",
+            *api,
+            env=env,
+        )
         assert exported.returncode == 0, exported.stderr
         outer = _decrypt(Path(tmp) / "outer.tcpf", env)
         inner = _decrypt(Path(tmp) / "inner.tcpf", env)
@@ -132,17 +143,49 @@ def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: 
     from app.codes.scheme import Scheme
 
     env = {**os.environ, "PASS": "a-long-passphrase"}
-    issued = _tracecode("codes", "issue", "--size", "250", "--printer", "PRINTER-SH", "--as", "planner",
-                        "--request-key", "cli-1", env=env)  # fmt: skip
+    issued = _tracecode(
+        "codes",
+        "issue",
+        "--size",
+        "250",
+        "--printer",
+        "PRINTER-SH",
+        "--as",
+        "planner",
+        "--request-key",
+        "cli-1",
+        env=env,
+    )
     assert issued.returncode == 0, issued.stderr
     batch = json.loads(issued.stdout)
-    again = _tracecode("codes", "issue", "--size", "250", "--printer", "PRINTER-SH", "--as", "planner",
-                       "--request-key", "cli-1", env=env)  # fmt: skip
+    again = _tracecode(
+        "codes",
+        "issue",
+        "--size",
+        "250",
+        "--printer",
+        "PRINTER-SH",
+        "--as",
+        "planner",
+        "--request-key",
+        "cli-1",
+        env=env,
+    )
     assert json.loads(again.stdout)["batch_no"] == batch["batch_no"]
     exported = _tracecode(
-        "codes", "export", str(batch["batch_no"]), "--out", str(tmp_path), "--passphrase-env",
-        "PASS", "--start", "50", "--end", "150", env=env,
-    )  # fmt: skip
+        "codes",
+        "export",
+        str(batch["batch_no"]),
+        "--out",
+        str(tmp_path),
+        "--passphrase-env",
+        "PASS",
+        "--start",
+        "50",
+        "--end",
+        "150",
+        env=env,
+    )
     assert exported.returncode == 0, exported.stderr
     assert "export [" in exported.stderr and "100.0%" in exported.stderr  # the progress bar
     outer = _decrypt(tmp_path / "outer.tcpf", env)
@@ -153,8 +196,18 @@ def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: 
         scheme.serial(batch["batch_no"], 50),
     ]
     assert inner[0] == f"51,{scheme.pin(scheme.serial(batch['batch_no'], 50))}"
-    bad = _tracecode("codes", "export", str(batch["batch_no"]), "--out", str(tmp_path),
-                     "--passphrase-env", "PASS", "--end", "999", env=env)  # fmt: skip
+    bad = _tracecode(
+        "codes",
+        "export",
+        str(batch["batch_no"]),
+        "--out",
+        str(tmp_path),
+        "--passphrase-env",
+        "PASS",
+        "--end",
+        "999",
+        env=env,
+    )
     assert (
         bad.returncode == 2
         and "range_outside_batch" in bad.stderr

@@ -273,10 +273,16 @@ async def list_products(
         where.append("p.gtin = %(gtin)s")
         params["gtin"] = _gtin14(gtin)
     return await fetch_page(
-        conn, columns=_PROD, source="products p JOIN orgs o ON o.id = p.org_id", where=where,
-        params=params, order="p.display_order, p.id", page=page, per_page=per_page,
+        conn,
+        columns=_PROD,
+        source="products p JOIN orgs o ON o.id = p.org_id",
+        where=where,
+        params=params,
+        order="p.display_order, p.id",
+        page=page,
+        per_page=per_page,
         make=lambda row: ProductOut(**row),
-    )  # fmt: skip
+    )
 
 
 async def update_product(

@@ -46,8 +46,10 @@ async def create_case_batch(
         ).fetchone()
         if row is not None:
             if (row["level"], row["size"], row["printer_id"]) != (
-                data.level, data.size, data.printer_id,
-            ):  # fmt: skip
+                data.level,
+                data.size,
+                data.printer_id,
+            ):
                 raise Conflict(
                     "this request key was used for a different batch", code="request_key_reused"
                 )
@@ -111,7 +113,13 @@ async def list_case_batches(
 ) -> Page[CaseBatchOut]:
     actor.require("codes.export")
     return await fetch_page(
-        conn, columns=_COLUMNS, source="case_batches c", where=["c.brand_id = %(brand)s"],
-        params={"brand": actor.brand_id}, order="c.id DESC", page=page, per_page=per_page,
+        conn,
+        columns=_COLUMNS,
+        source="case_batches c",
+        where=["c.brand_id = %(brand)s"],
+        params={"brand": actor.brand_id},
+        order="c.id DESC",
+        page=page,
+        per_page=per_page,
         make=_out,
-    )  # fmt: skip
+    )

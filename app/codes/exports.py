@@ -147,18 +147,27 @@ async def create_unit_export(
     url_prefix = f"https://{host}/01/{batch['gtin']}/21/" if batch["gtin"] else f"https://{host}/c/"
     export_id = uuid.uuid4()
     parts = await _wrap_parts(
-        conn, actor, scheme, export_id, batch["key_version"], batch["printer_id"],
+        conn,
+        actor,
+        scheme,
+        export_id,
+        batch["key_version"],
+        batch["printer_id"],
         {"outer": data.outer, "inner": data.inner},
-    )  # fmt: skip
+    )
     return await _insert(
         conn, actor, export_id, batch_no, None, start, end, batch["key_version"], url_prefix, parts
     )
 
 
 async def create_case_export(
-    conn: Conn, actor: Principal, settings: Settings, scheme: Scheme, case_batch_id: int,
+    conn: Conn,
+    actor: Principal,
+    settings: Settings,
+    scheme: Scheme,
+    case_batch_id: int,
     data: CaseExportIn,
-) -> ExportOut:  # fmt: skip
+) -> ExportOut:
     actor.require("codes.export")
     batch = await (
         await conn.execute(
@@ -182,10 +191,17 @@ async def create_case_export(
 
 
 async def _insert(
-    conn: Conn, actor: Principal, export_id: uuid.UUID, batch_no: int | None,
-    case_batch_id: int | None, start: int, end: int, version: int, url_prefix: str,
+    conn: Conn,
+    actor: Principal,
+    export_id: uuid.UUID,
+    batch_no: int | None,
+    case_batch_id: int | None,
+    start: int,
+    end: int,
+    version: int,
+    url_prefix: str,
     parts: dict[str, Any],
-) -> ExportOut:  # fmt: skip
+) -> ExportOut:
     row = await (
         await conn.execute(
             f"""INSERT INTO code_exports AS e (id, brand_id, batch_no, case_batch_id, range_start,
@@ -208,10 +224,14 @@ async def _insert(
     assert row is not None
     out = _out(row)
     summary = {
-        "export_id": out.id, "batch_no": batch_no, "case_batch_id": case_batch_id,
-        "range": [start, end], "parts": {n: {"printer_id": p.printer_id, "method": p.method}
-                                         for n, p in out.parts.items()},
-    }  # fmt: skip
+        "export_id": out.id,
+        "batch_no": batch_no,
+        "case_batch_id": case_batch_id,
+        "range": [start, end],
+        "parts": {
+            n: {"printer_id": p.printer_id, "method": p.method} for n, p in out.parts.items()
+        },
+    }
     await audit.record(conn, actor, "create", "code_export", out.id, after=summary)
     return out
 
@@ -280,12 +300,20 @@ async def file_for_download(
     if not path.exists():
         raise Conflict("the export file is no longer on disk", code="export_file_missing")
     await audit.record(
-        conn, actor, "download", "code_export", row["id"],
-        after={"part": part, "printer_id": info["printer_id"], "batch_no": row["batch_no"],
-               "case_batch_id": row["case_batch_id"],
-               "range": [row["range_start"], row["range_end"]]},
+        conn,
+        actor,
+        "download",
+        "code_export",
+        row["id"],
+        after={
+            "part": part,
+            "printer_id": info["printer_id"],
+            "batch_no": row["batch_no"],
+            "case_batch_id": row["case_batch_id"],
+            "range": [row["range_start"], row["range_end"]],
+        },
         org_id=row["brand_id"],
-    )  # fmt: skip
+    )
     return path
 
 
@@ -401,10 +429,14 @@ def _write_files(
         for name in names:
             part = row["parts"][name]
             metadata = {
-                "export_id": str(row["id"]), "part": name, "printer_id": part["printer_id"],
-                "batch_no": row["batch_no"], "case_batch_id": row["case_batch_id"],
-                "range": [start, end], "columns": _COLUMNS_OF[name],
-            }  # fmt: skip
+                "export_id": str(row["id"]),
+                "part": name,
+                "printer_id": part["printer_id"],
+                "batch_no": row["batch_no"],
+                "case_batch_id": row["case_batch_id"],
+                "range": [start, end],
+                "columns": _COLUMNS_OF[name],
+            }
             key = data_key(scheme, row["id"], name, row["key_version"])
             writers[name] = printfile.Writer(handles[name], metadata, part["wrap"], key)
             digests[name] = hashlib.sha256()

@@ -142,8 +142,13 @@ class Writer:
         self._key = data_key
         self._prefix = os.urandom(4)
         self._chunk_size = chunk_size
-        header = {**metadata, "cipher": "aes-256-gcm-stream", "chunk_size": chunk_size,
-                  "nonce_prefix": _b64(self._prefix), "wrap": wrap}  # fmt: skip
+        header = {
+            **metadata,
+            "cipher": "aes-256-gcm-stream",
+            "chunk_size": chunk_size,
+            "nonce_prefix": _b64(self._prefix),
+            "wrap": wrap,
+        }
         raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
         self._aad = hashlib.sha256(raw).digest()
         out.write(MAGIC + _U32.pack(len(raw)) + raw)

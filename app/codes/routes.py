@@ -78,9 +78,14 @@ class BatchController(Controller):
         per_page: PerPage = 50,
     ) -> Page[BatchOut]:
         return await service.list_batches(
-            conn, principal, state=batch_state, printer_id=printer_id, product_id=product_id,
-            page=page, per_page=per_page,
-        )  # fmt: skip
+            conn,
+            principal,
+            state=batch_state,
+            printer_id=printer_id,
+            product_id=product_id,
+            page=page,
+            per_page=per_page,
+        )
 
     @get("/{batch_no:int}")
     async def get_one(self, batch_no: int, conn: Conn, principal: Principal) -> BatchDetailOut:
@@ -99,9 +104,15 @@ class BatchController(Controller):
 
     @post("/{batch_no:int}/exports")
     async def export(
-        self, batch_no: int, data: ExportIn, conn: Conn, principal: Principal,
-        settings: Settings, scheme: Scheme, state: State,
-    ) -> Response[ExportOut]:  # fmt: skip
+        self,
+        batch_no: int,
+        data: ExportIn,
+        conn: Conn,
+        principal: Principal,
+        settings: Settings,
+        scheme: Scheme,
+        state: State,
+    ) -> Response[ExportOut]:
         """Printer files for the batch (or ``[start, end)`` of it): outer and inner print."""
         made = await exports.create_unit_export(conn, principal, settings, scheme, batch_no, data)
         return await _start(conn, state, settings, scheme, made)
@@ -137,9 +148,15 @@ class CaseBatchController(Controller):
 
     @post("/{batch_id:int}/exports")
     async def export(
-        self, batch_id: int, data: CaseExportIn, conn: Conn, principal: Principal,
-        settings: Settings, scheme: Scheme, state: State,
-    ) -> Response[ExportOut]:  # fmt: skip
+        self,
+        batch_id: int,
+        data: CaseExportIn,
+        conn: Conn,
+        principal: Principal,
+        settings: Settings,
+        scheme: Scheme,
+        state: State,
+    ) -> Response[ExportOut]:
         made = await exports.create_case_export(conn, principal, settings, scheme, batch_id, data)
         return await _start(conn, state, settings, scheme, made)
 

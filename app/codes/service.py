@@ -152,9 +152,16 @@ async def list_batches(
             clauses.append(f"b.{column} = %({column})s")
             params[column] = value
     return await fetch_page(
-        conn, columns=_COLUMNS, source="code_batches b", where=clauses, params=params,
-        order="b.batch_no DESC", page=page, per_page=per_page, make=lambda row: BatchOut(**row),
-    )  # fmt: skip
+        conn,
+        columns=_COLUMNS,
+        source="code_batches b",
+        where=clauses,
+        params=params,
+        order="b.batch_no DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda row: BatchOut(**row),
+    )
 
 
 async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -> BatchOut:
@@ -170,9 +177,15 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
     )
     after = await _get(conn, batch_no)
     await audit.record(
-        conn, actor, "void", "code_batch", batch_no, before=before, after=after,
+        conn,
+        actor,
+        "void",
+        "code_batch",
+        batch_no,
+        before=before,
+        after=after,
         org_id=before.brand_id,
-    )  # fmt: skip
+    )
     return after
 
 
@@ -215,9 +228,14 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
         raise ValidationFailed(str(exc), code="invalid_public_key") from None
     await conn.execute("UPDATE orgs SET public_key_pem = %s WHERE id = %s", (pem, printer_id))
     await audit.record(
-        conn, actor, "set_public_key", "org", printer_id, after={"public_key_pem": pem},
+        conn,
+        actor,
+        "set_public_key",
+        "org",
+        printer_id,
+        after={"public_key_pem": pem},
         org_id=printer_id,
-    )  # fmt: skip
+    )
 
 
 async def list_printers(conn: Conn, actor: Principal) -> list[PrinterOut]:

@@ -166,9 +166,16 @@ async def list_orgs(
         where.append("(name ILIKE %(q)s OR erp_code ILIKE %(q)s)")
         params["q"] = f"%{q}%"
     return await fetch_page(
-        conn, columns=_COLUMNS, source="orgs", where=where, params=params, order="path",
-        page=page, per_page=per_page, make=_out,
-    )  # fmt: skip
+        conn,
+        columns=_COLUMNS,
+        source="orgs",
+        where=where,
+        params=params,
+        order="path",
+        page=page,
+        per_page=per_page,
+        make=_out,
+    )
 
 
 async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:

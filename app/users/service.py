@@ -156,10 +156,16 @@ async def list_users(
         where.append("(u.username ILIKE %(q)s OR u.display_name ILIKE %(q)s)")
         params["q"] = f"%{q}%"
     return await fetch_page(
-        conn, columns=_USER_COLUMNS, source="users u JOIN orgs o ON o.id = u.org_id",
-        where=where, params=params, order="u.id", page=page, per_page=per_page,
+        conn,
+        columns=_USER_COLUMNS,
+        source="users u JOIN orgs o ON o.id = u.org_id",
+        where=where,
+        params=params,
+        order="u.id",
+        page=page,
+        per_page=per_page,
         make=lambda row: UserOut(**row),
-    )  # fmt: skip
+    )
 
 
 async def update_user(conn: Conn, actor: Principal, user_id: int, patch: UserPatch) -> UserOut:
