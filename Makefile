@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUST_SOURCES := $(wildcard core_rs/src/*.rs) core_rs/Cargo.toml
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 setup: $(STAMP)
 
@@ -19,10 +19,18 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# Debian's Chromium and its ChromeDriver for the consumer-page browser tests (tests/test_h5_browser.py).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  PKGS="chromium chromium-driver"; \
+	  INSTALL="env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$PKGS"; \
+	  $$SUDO $$INSTALL || { $$SUDO apt-get update && $$SUDO $$INSTALL; }; }
+
 run: setup
 	$(BIN)/tracecode run
 
-test: setup
+test: setup browser
 	cd core_rs && cargo test --quiet
 	$(BIN)/python -m pytest -q
 
