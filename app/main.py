@@ -34,6 +34,7 @@ from app.users.routes import RoleController, UserController, list_permissions
 from app.users.service import sync_builtin_roles
 from app.verify.routes import AlertController, verify
 from app.verify.service import Verifier
+from app.web.pages import pin_page, product_page, scan_page
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -93,6 +94,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             resolver_description,
             verify,
             AlertController,
+            scan_page,
+            pin_page,
+            product_page,
         ],
         dependencies=dependencies,
         exception_handlers=exception_handlers,

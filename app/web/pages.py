@@ -1,0 +1,273 @@
+"""Consumer H5 pages (SPEC V1): the scan page ``/c/{serial}``, its PIN form, the product page
+``/p/{gtin}``. HTML in, HTML out, honest status codes; the JSON API is untouched.
+
+The answers are the Verifier's (the same hot path and records as ``POST /v1/verify``); these
+handlers only read the request, pick the language and lay the answer out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.exceptions import HTTPException
+
+from app._core import Gs1Error, normalize_gtin
+from app.db import Conn
+from app.errors import AppError, TooManyRequests
+from app.errors import exception_handlers as json_handlers
+from app.verify.messages import UNKNOWN_PLACE, when
+from app.verify.routes import client_ip
+from app.verify.schemas import VerifyIn, VerifyOut
+from app.web import html
+from app.web.i18n import COOKIE, Lang, choose, word
+from app.web.queries import published_product
+
+log = logging.getLogger("tracecode.web")
+
+MAX_SERIAL = 512  # as VerifyIn
+MAX_FORM = 4096
+_FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
+_PIN_NOISE = re.compile(r"[\s\-]")
+
+
+def _respond(
+    body: str,
+    lang: Lang,
+    remember: bool,
+    status: int = 200,
+    *,
+    no_store: bool = True,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    all_headers = {
+        "Content-Language": "zh-CN" if lang == "zh" else "en",
+        "Content-Security-Policy": html.CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",  # the serial is in the URL
+        "Vary": "Accept-Language, Cookie",
+        "Cache-Control": "no-store" if no_store else "public, max-age=300",
+        **(headers or {}),
+    }
+    cookies = (
+        [Cookie(key=COOKIE, value=lang, max_age=365 * 86400, httponly=True, samesite="lax")]
+        if remember
+        else []
+    )
+    return Response(
+        body,
+        status_code=status,
+        media_type="text/html; charset=utf-8",
+        headers=all_headers,
+        cookies=cookies,
+    )
+
+
+def _switch(path: str, lang: Lang) -> str:
+    return f"{path}?lang={'en' if lang == 'zh' else 'zh'}"
+
+
+def _scan_path(serial: str) -> str:
+    return f"/c/{quote(serial, safe='')}"
+
+
+# -- friendly error pages ----------------------------------------------------------------------
+
+
+def _message_page(
+    lang: Lang,
+    remember: bool,
+    path: str,
+    status: int,
+    title_key: str,
+    message: str,
+    kind: str = "error",
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    body = html.status(kind, word(title_key, lang), message)
+    page = html.page(lang, word(title_key, lang), body, _switch(path, lang))
+    return _respond(page, lang, remember, status, headers=headers)
+
+
+def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+    """Errors of the consumer pages as pages: 429 with Retry-After, others with their status."""
+    lang, remember = choose(request)
+    path = quote(request.url.path, safe="/")
+    if isinstance(exc, TooManyRequests):
+        retry = (exc.headers or {}).get("Retry-After", "60")
+        message = word("rate_limited", lang, seconds=retry)
+        return _message_page(
+            lang,
+            remember,
+            path,
+            429,
+            "rate_limited_title",
+            message,
+            "rate_limited",
+            {"Retry-After": retry},
+        )
+    status = 500
+    if isinstance(exc, AppError):
+        status = exc.status
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+    if status >= 500:
+        log.exception("consumer page failed", exc_info=exc)
+    headers = dict(exc.headers) if isinstance(exc, HTTPException) and exc.headers else None
+    return _message_page(
+        lang, remember, path, status, "error_title", word("error", lang), headers=headers
+    )
+
+
+# Every key of the app's JSON handlers, so that the most specific match is this page's handler.
+PAGE_ERRORS: dict[Any, Any] = dict.fromkeys(json_handlers, html_error)
+
+
+# -- the verification page ---------------------------------------------------------------------
+
+
+def _answer_box(out: VerifyOut, lang: Lang) -> str:
+    if out.reason == "pin_required":  # a valid code, the pack's PIN still to come
+        return html.status("pin_required", word("verify_title", lang), out.message)
+    rows: list[tuple[str, object]] = []
+    if out.queries:
+        place = out.first_query_place or UNKNOWN_PLACE[lang]
+        rows += [
+            (word("queries", lang), out.queries),
+            (word("first_at", lang), when(out.first_query_at)),
+            (word("first_place", lang), place),
+        ]
+    if out.pin_attempts_left is not None:
+        rows.append((word("attempts_left", lang), out.pin_attempts_left))
+    if out.retry_after is not None:
+        minutes = -(-out.retry_after // 60)
+        rows.append(("", word("retry_after", lang, minutes=minutes)))
+    return html.status(out.result, word(out.result, lang), out.message, html.facts(rows))
+
+
+def _product_box(out: VerifyOut, lang: Lang) -> str:
+    rows: list[tuple[str, object]] = [
+        (word("spec", lang), out.product.spec if out.product else ""),
+        (word("lot", lang), out.lot),
+        (word("production_date", lang), out.production_date),
+        (word("serial", lang), out.serial),
+    ]
+    if out.product is None:
+        return f'<section class="card product">{html.facts(rows)}</section>'
+    product = {
+        "name": out.product.name,
+        "image_url": out.product.image_url,
+        "video_url": out.product.video_url,
+    }
+    link = f"/p/{out.product.gtin}" if out.product.gtin else ""
+    return html.product_card(product, lang, rows, link)
+
+
+def _verification_page(
+    out: VerifyOut,
+    lang: Lang,
+    serial: str,
+    pin_length: int,
+    *,
+    form: bool,
+    form_error: str = "",
+) -> str:
+    body = _answer_box(out, lang)
+    if out.result != "not_genuine":
+        body += _product_box(out, lang)
+    if form:
+        again = out.result == "wrong_pin"
+        body += html.pin_form(_scan_path(serial), lang, pin_length, form_error, again)
+    return html.page(lang, word("verify_title", lang), body, _switch(_scan_path(serial), lang))
+
+
+async def _verify(
+    request: Request[Any, Any, Any], state: State, serial: str, lang: Lang, pin: str | None
+) -> VerifyOut:
+    return await state.verifier.verify(  # type: ignore[no-any-return]
+        VerifyIn(serial=serial[:MAX_SERIAL], pin=pin, lang=lang),
+        client_ip(request),
+        request.headers.get("user-agent"),
+    )
+
+
+def _status_of(out: VerifyOut) -> int:
+    return 400 if out.reason == "malformed" else 200
+
+
+@get("/c/{serial:str}", include_in_schema=False, exception_handlers=PAGE_ERRORS)
+async def scan_page(request: Request[Any, Any, Any], serial: str, state: State) -> Response[str]:
+    """The page a QR code opens: product information and the PIN form (or why it is not genuine)."""
+    lang, remember = choose(request)
+    out = await _verify(request, state, serial, lang, None)
+    form = out.result in ("genuine", "suspicious")
+    page = _verification_page(out, lang, out.serial or serial, state.scheme.pin_length, form=form)
+    return _respond(page, lang, remember, _status_of(out))
+
+
+def normalise_pin(text: str) -> str:
+    """What a consumer typed, as ASCII digits: full-width digits, spaces and hyphens forgiven."""
+    return _PIN_NOISE.sub("", text.translate(_FULL_WIDTH_DIGITS))
+
+
+@post(
+    "/c/{serial:str}",
+    status_code=200,
+    include_in_schema=False,
+    request_max_body_size=MAX_FORM,
+    exception_handlers=PAGE_ERRORS,
+)
+async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -> Response[str]:
+    """The answer to the PIN form (``application/x-www-form-urlencoded``: pin, lang)."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    lang, remember = choose(request, (form.get("lang") or [None])[0])
+    pin_length: int = state.scheme.pin_length
+    pin = normalise_pin((form.get("pin") or [""])[0])
+    if not re.fullmatch(rf"[0-9]{{{pin_length}}}", pin):
+        # No attempt is spent on a typo; the page shows the product and the form again.
+        out = await _verify(request, state, serial, lang, None)
+        usable = out.result in ("genuine", "suspicious")
+        error = word("bad_pin", lang, n=pin_length) if usable else ""
+        page = _verification_page(
+            out, lang, out.serial or serial, pin_length, form=usable, form_error=error
+        )
+        return _respond(page, lang, remember, 400 if usable else _status_of(out))
+    out = await _verify(request, state, serial, lang, pin)
+    page = _verification_page(
+        out, lang, out.serial or serial, pin_length, form=out.result == "wrong_pin"
+    )
+    retry = {"Retry-After": str(out.retry_after)} if out.retry_after else None
+    return _respond(page, lang, remember, _status_of(out), headers=retry)
+
+
+# -- the product page --------------------------------------------------------------------------
+
+
+@get("/p/{gtin:str}", include_in_schema=False, exception_handlers=PAGE_ERRORS)
+async def product_page(request: Request[Any, Any, Any], gtin: str, conn: Conn) -> Response[str]:
+    """A published product's information page (the GS1 ``gs1:pip`` link)."""
+    lang, remember = choose(request)
+    path = f"/p/{quote(gtin, safe='')}"
+    try:
+        gtin14 = normalize_gtin(gtin)
+    except Gs1Error:
+        return _message_page(lang, remember, path, 400, "error_title", word("bad_gtin", lang))
+    product = await published_product(conn, gtin14)
+    if product is None:
+        return _message_page(lang, remember, path, 404, "not_found_title", word("no_product", lang))
+    rows = [
+        (word("brand", lang), product["brand"]),
+        (word("category", lang), product["category"]),
+        (word("spec", lang), product["spec"]),
+        (word("type", lang), product["product_type"]),
+        (word("colour", lang), product["colour_no"]),
+        (word("efficacy", lang), product["efficacy"]),
+        (word("gtin", lang), product["gtin"]),
+    ]
+    body = html.product_card(product, lang, rows)
+    page = html.page(lang, word("product_title", lang), body, _switch(path, lang))
+    return _respond(page, lang, remember, no_store=False)

@@ -1,0 +1,427 @@
+"""Consumer H5 pages (SPEC V1): the scan page, the PIN answer in every state, the product page,
+languages, escaping, page weight and friendly error pages — over HTTP on real PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from app.verify.service import Verifier
+from app.web.i18n import from_accept_language
+from tests.h5_support import (
+    activated_batch,
+    has_pin_form,
+    new_product,
+    result_of,
+    text_of,
+    unit,
+    wrong_pin,
+)
+
+MAX_PAGE = 100 * 1024
+TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+
+Swap = Callable[..., Verifier]
+
+
+@pytest.fixture(autouse=True)
+async def pages_verifier(app: Any, client: Any) -> AsyncIterator[Swap]:
+    """A verifier for these tests: no never-shipped flag, a rate limit no other test trips; and
+    no language cookie carried from one test to the next."""
+    original = app.state.verifier
+    client.cookies.clear()
+
+    def swap(**changes: Any) -> Verifier:
+        settings = msgspec.structs.replace(
+            app.state.settings,
+            **{"verify_flag_never_shipped": False, "verify_rate_limit": 100_000, **changes},
+        )
+        app.state.verifier = Verifier(app.state.pool, app.state.redis, app.state.scheme, settings)
+        return app.state.verifier  # type: ignore[no-any-return]
+
+    swap()
+    yield swap
+    app.state.verifier = original
+    client.cookies.clear()
+
+
+@pytest.fixture
+async def batch(client: Any, login: Any, demo: Any, conn: Any) -> int:
+    return await activated_batch(client, login, demo, conn)
+
+
+def assert_page(response: Any, status: int = 200) -> str:
+    """An HTML page (never JSON), mobile-ready, within the weight budget."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html"), response.headers
+    page: str = response.text
+    assert page.startswith("<!doctype html>")
+    assert '<meta name="viewport" content="width=device-width,initial-scale=1">' in page
+    assert len(response.content) <= MAX_PAGE
+    assert 'id="lang-switch"' in page
+    return page
+
+
+async def post_pin(client: Any, serial: str, pin: str, lang: str = "zh", **kw: Any) -> Any:
+    return await client.post(f"/c/{serial}", data={"pin": pin, "lang": lang}, **kw)
+
+
+# -- the scan page -------------------------------------------------------------------------------
+
+
+async def test_scan_page_shows_the_product_and_a_pin_form_in_chinese_by_default(
+    client: Any, app: Any, batch: int
+) -> None:
+    serial, _ = unit(app, batch, 1)
+    response = await client.get(f"/c/{serial}")
+    page = assert_page(response)
+    assert '<html lang="zh-CN">' in page and response.headers["content-language"] == "zh-CN"
+    assert response.headers["cache-control"] == "no-store"
+    text = text_of(page)
+    assert "Sun Cream SPF50 防晒霜" in text and "30 ml" in text and serial in text
+    assert "防伪码有效" in text and "请输入包装内刮开的验证码" in text
+    assert result_of(page) == "pin_required"
+    assert has_pin_form(page)
+    assert 'inputmode="numeric"' in page and 'autocomplete="off"' in page
+    assert f'action="/c/{serial}"' in page
+    assert 'href="/p/06901234000023"' in page  # the product page link
+    assert f'href="/c/{serial}?lang=en"' in page
+
+
+async def test_scan_page_in_english_by_query_and_the_choice_is_remembered(
+    client: Any, app: Any, batch: int
+) -> None:
+    serial, _ = unit(app, batch, 2)
+    response = await client.get(f"/c/{serial}", params={"lang": "en"})
+    page = assert_page(response)
+    assert '<html lang="en">' in page
+    assert "Enter the PIN hidden inside the pack" in text_of(page)
+    assert "tc_lang=en" in response.headers["set-cookie"]
+    assert f'href="/c/{serial}?lang=zh"' in page and ">中文<" in page
+    # the cookie now keeps English, even against the browser's Chinese preference
+    later = await client.get(f"/c/{serial}", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert '<html lang="en">' in later.text and "set-cookie" not in later.headers
+    # and the switch link back to Chinese wins over the cookie
+    back = await client.get(f"/c/{serial}", params={"lang": "zh"})
+    assert '<html lang="zh-CN">' in back.text and "tc_lang=zh" in back.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("header", "picked"),
+    [
+        ("en-US,en;q=0.9", "en"),
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+        ("fr-FR,fr;q=0.9,en;q=0.5", "en"),
+        ("en;q=0.2,zh-TW;q=0.8", "zh"),
+        ("en, zh", "en"),  # equal q: the first listed
+        ("de", None),
+        ("en;q=0", None),
+        ("", None),
+    ],
+)
+async def test_accept_language_picks_the_page_language(
+    client: Any, app: Any, batch: int, header: str, picked: str | None
+) -> None:
+    assert from_accept_language(header) == picked
+    serial, _ = unit(app, batch, 3)
+    page = assert_page(await client.get(f"/c/{serial}", headers={"Accept-Language": header}))
+    assert '<html lang="en">' in page if picked == "en" else '<html lang="zh-CN">' in page
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_not_genuine_codes_get_the_friendly_message_and_no_form(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, batch: int, lang: str
+) -> None:
+    scheme = app.state.scheme
+    serial, _ = unit(app, batch, 4)
+    forged = serial[:-1] + ("0" if serial[-1] != "0" else "1")
+    issued = await client.post(
+        "/batches",
+        headers=await login("planner"),
+        json={"size": 3, "printer_id": demo["PRINTER-SH"]},
+    )
+    never_activated = scheme.serial(issued.json()["batch_no"], 0)
+    expected = {"zh": "不是正品码", "en": "It is not a genuine code"}[lang]
+    for code in (forged, scheme.serial(batch, 10_000), never_activated):
+        page = assert_page(await client.get(f"/c/{code}", params={"lang": lang}))
+        assert result_of(page) == "not_genuine", code
+        assert expected in text_of(page) and not has_pin_form(page)
+        assert {"zh": "非正品码", "en": "Not genuine"}[lang] in text_of(page)
+    # the form posted for a forged code answers the same, without a form
+    page = assert_page(await post_pin(client, forged, "123456", lang))
+    assert result_of(page) == "not_genuine" and not has_pin_form(page)
+
+
+async def test_a_voided_batch_is_not_genuine(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    batch_no = await activated_batch(client, login, demo, conn, size=3)
+    await client.post(
+        f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "recall"}
+    )
+    app.state.verifier._batches.clear()
+    serial, _ = unit(app, batch_no, 0)
+    page = assert_page(await client.get(f"/c/{serial}", params={"lang": "en"}))
+    assert result_of(page) == "not_genuine" and "voided" in text_of(page)
+    assert not has_pin_form(page)
+
+
+@pytest.mark.parametrize(("lang", "words"), [("zh", "格式不正确"), ("en", "not a valid code")])
+async def test_a_malformed_serial_is_a_friendly_400_page(
+    client: Any, lang: str, words: str
+) -> None:
+    for bad in ("NOT-A-SERIAL", "%3Cscript%3E", "X" * 600):
+        response = await client.get(f"/c/{bad}", params={"lang": lang})
+        page = assert_page(response, 400)
+        assert words in text_of(page) and not has_pin_form(page)
+        assert "<script>" not in page.replace("<script>for(", "")  # only our own script
+    posted = await post_pin(client, "NOT-A-SERIAL", "123456", lang)
+    assert words in text_of(assert_page(posted, 400))
+
+
+# -- the PIN answer ------------------------------------------------------------------------------
+
+
+async def test_right_pin_genuine_first_then_repeat_with_time_and_place(
+    client: Any, app: Any, batch: int
+) -> None:
+    serial, pin = unit(app, batch, 5)
+    response = await post_pin(client, serial, pin)
+    page = assert_page(response)
+    assert response.headers["cache-control"] == "no-store"
+    text = text_of(page)
+    assert result_of(page) == "genuine" and "✓ 正品" in text
+    assert "这是该防伪码第一次被查询" in text and "Sun Cream SPF50 防晒霜" in text
+    assert not has_pin_form(page)
+    first_at = TIME.search(text)
+    assert first_at and "查询次数 1" in text and "首次查询地点 未知地区" in text
+    again = text_of(assert_page(await post_pin(client, serial, pin, "en")))
+    assert "This product is genuine" in again and "checked 2 times" in again
+    assert f"first on {first_at.group(0)} in an unknown place" in again
+    assert "Times checked 2" in again
+
+
+async def test_repeat_queries_past_the_threshold_warn_of_a_copy(
+    client: Any, app: Any, batch: int, pages_verifier: Swap
+) -> None:
+    pages_verifier(verify_repeat_threshold=1)
+    serial, pin = unit(app, batch, 6)
+    assert result_of((await post_pin(client, serial, pin)).text) == "genuine"
+    page = assert_page(await post_pin(client, serial, pin))
+    assert result_of(page) == "suspicious"
+    assert "警告" in text_of(page) and "很可能已被复制" in text_of(page)
+    # scanning again also warns, and still offers the form
+    scan = assert_page(await client.get(f"/c/{serial}", params={"lang": "en"}))
+    assert result_of(scan) == "suspicious" and "probably been copied" in text_of(scan)
+    assert has_pin_form(scan)
+
+
+async def test_never_shipped_units_are_suspicious(
+    client: Any, app: Any, batch: int, pages_verifier: Swap
+) -> None:
+    pages_verifier(verify_flag_never_shipped=True)
+    serial, pin = unit(app, batch, 7)
+    page = assert_page(await post_pin(client, serial, pin, "en"))
+    assert result_of(page) == "suspicious" and "! Caution" in text_of(page)
+    assert "never shipped" in text_of(page)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_wrong_pins_then_lockout(
+    client: Any, app: Any, batch: int, pages_verifier: Swap, lang: str
+) -> None:
+    pages_verifier(pin_max_failures=3, pin_lockout_seconds=600)
+    serial, pin = unit(app, batch, 8 if lang == "zh" else 9)
+    bad = wrong_pin(pin)
+    words = {
+        "zh": ("验证码错误", "还可尝试 2 次", "还可尝试 1 次", "已暂时锁定", "10 分钟"),
+        "en": ("Wrong PIN", "2 attempts left", "1 attempts left", "locked", "10 minutes"),
+    }[lang]
+    first = assert_page(await post_pin(client, serial, bad, lang))
+    assert result_of(first) == "wrong_pin" and words[0] in text_of(first)
+    assert words[1] in text_of(first)
+    assert has_pin_form(first)  # the form comes back
+    assert "Sun Cream" in text_of(first)
+    second = assert_page(await post_pin(client, serial, bad, lang))
+    assert words[2] in text_of(second) and has_pin_form(second)
+    locked = await post_pin(client, serial, bad, lang)
+    page = assert_page(locked)
+    assert result_of(page) == "locked" and words[3] in text_of(page) and words[4] in text_of(page)
+    assert not has_pin_form(page)
+    assert 590 <= int(locked.headers["retry-after"]) <= 600
+    # the right PIN waits too, and so does the scan page
+    assert result_of((await post_pin(client, serial, pin, lang)).text) == "locked"
+    scan = assert_page(await client.get(f"/c/{serial}", params={"lang": lang}))
+    assert result_of(scan) == "locked" and not has_pin_form(scan)
+
+
+async def test_a_badly_typed_pin_is_a_friendly_400_and_costs_no_attempt(
+    client: Any, app: Any, batch: int, pages_verifier: Swap
+) -> None:
+    pages_verifier(pin_max_failures=3)
+    serial, pin = unit(app, batch, 11)
+    for typed in ("12ab56", "123", "", "1" * 30):
+        response = await post_pin(client, serial, typed, "en")
+        page = assert_page(response, 400)
+        assert "The PIN is 6 digits" in text_of(page) and has_pin_form(page)
+        assert "Sun Cream" in text_of(page)
+    missing = await client.post(f"/c/{serial}", content=b"", headers={"Accept": "*/*"})
+    assert "验证码应为 6 位数字" in text_of(assert_page(missing, 400))
+    # none of those spent an attempt: the first wrong PIN still leaves two
+    page = assert_page(await post_pin(client, serial, wrong_pin(pin), "en"))
+    assert "2 attempts left" in text_of(page)
+    # full-width digits and spaces, as some phone keyboards type them, are the PIN
+    full_width = " ".join(pin).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    assert result_of(assert_page(await post_pin(client, serial, full_width))) == "genuine"
+
+
+async def test_rate_limited_pages_are_429_with_retry_after(
+    client: Any, app: Any, batch: int, pages_verifier: Swap
+) -> None:
+    redis, ns = app.state.redis, app.state.settings.redis_namespace
+
+    async def clear() -> None:
+        keys = [k async for k in redis.scan_iter(match=f"{ns}:rl:*")]
+        if keys:
+            await redis.delete(*keys)
+
+    pages_verifier(verify_rate_limit=2)
+    await clear()
+    try:
+        serial, pin = unit(app, batch, 12)
+        for _ in range(2):
+            assert_page(await client.get(f"/c/{serial}"))
+        for response in (
+            await client.get(f"/c/{serial}", params={"lang": "en"}),
+            await post_pin(client, serial, pin, "en"),
+        ):
+            page = assert_page(response, 429)
+            assert 1 <= int(response.headers["retry-after"]) <= 60
+            assert "Too many checks" in text_of(page) and not has_pin_form(page)
+    finally:
+        await clear()
+
+
+# -- the product page ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gtin", ["6901234000023", "06901234000023"])
+async def test_product_page_by_gtin(client: Any, demo: Any, gtin: str) -> None:
+    response = await client.get(f"/p/{gtin}")
+    page = assert_page(response)
+    text = text_of(page)
+    assert (
+        "Sun Cream SPF50 防晒霜" in text
+        and "规格 30 ml" in text
+        and "商品条码 06901234000023" in text
+    )
+    assert "品牌" in text
+    english = text_of(assert_page(await client.get(f"/p/{gtin}", params={"lang": "en"})))
+    assert "Size 30 ml" in english and "GTIN 06901234000023" in english
+    assert f'href="/p/{gtin}?lang=en"' in page
+
+
+async def test_product_page_shows_the_descriptive_fields(client: Any, login: Any) -> None:
+    product = await new_product(
+        client,
+        login,
+        name="Night Serum 夜间精华",
+        spec="50 ml",
+        product_type="serum",
+        colour_no="N01",
+        efficacy="Repairs overnight 修护",
+        image_url="https://img.example.com/serum.png",
+        video_url="https://video.example.com/serum.mp4",
+    )
+    page = assert_page(await client.get(f"/p/{product['gtin']}", headers={"Accept-Language": "en"}))
+    text = text_of(page)
+    for part in (
+        "Night Serum 夜间精华",
+        "Size 50 ml",
+        "Type serum",
+        "Shade N01",
+        "Repairs overnight",
+    ):
+        assert part in text
+    assert '<img src="https://img.example.com/serum.png" alt="Night Serum 夜间精华">' in page
+    assert 'href="https://video.example.com/serum.mp4"' in page
+    assert len(page.encode()) <= MAX_PAGE  # images are linked, never inlined
+
+
+async def test_unknown_unpublished_and_malformed_gtins_are_friendly_pages(
+    client: Any, login: Any
+) -> None:
+    page = assert_page(await client.get("/p/6901234999990"), 404)
+    assert "未找到该商品条码对应的产品" in text_of(page)
+    hidden = await new_product(client, login, published=False)
+    page = assert_page(await client.get(f"/p/{hidden['gtin']}", params={"lang": "en"}), 404)
+    assert "There is no product with this GTIN" in text_of(page)
+    for bad in ("6901234000024", "abc", "1" * 30):
+        page = assert_page(await client.get(f"/p/{bad}", params={"lang": "en"}), 400)
+        assert "not a valid GTIN" in text_of(page)
+
+
+# -- escaping and weight -------------------------------------------------------------------------
+
+
+async def test_product_fields_are_escaped(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    evil = "<script>alert(1)</script>"
+    product = await new_product(
+        client,
+        login,
+        name=evil,
+        spec='"><img src=x onerror=alert(2)>',
+        efficacy="<b>bold</b>",
+        image_url='https://img.example.com/a.png?"onerror="alert(3)',
+    )
+    batch_no = await activated_batch(client, login, demo, conn, product_id=product["id"], size=2)
+    serial, pin = unit(app, batch_no, 0)
+    pages = [
+        (await client.get(f"/c/{serial}")).text,
+        (await post_pin(client, serial, pin)).text,
+        (await post_pin(client, serial, wrong_pin(pin))).text,
+        (await client.get(f"/p/{product['gtin']}")).text,
+    ]
+    for page in pages:
+        assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        assert page.count("<script") == 1  # ours, the double-submit guard
+        assert "<img src=x" not in page and "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+        assert '"onerror="' not in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in pages[3]
+
+
+async def test_every_page_is_small_and_the_form_posts_to_itself(
+    client: Any, app: Any, batch: int
+) -> None:
+    serial, pin = unit(app, batch, 13)
+    responses = [
+        await client.get(f"/c/{serial}"),
+        await post_pin(client, serial, wrong_pin(pin)),
+        await post_pin(client, serial, pin, "en"),
+        await client.get("/p/6901234000023"),
+        await client.get("/c/NOT-A-SERIAL"),
+        await client.get("/p/6901234999990"),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 200, 400, 404]
+    for response in responses:
+        assert len(response.content) <= MAX_PAGE
+        assert len(response.content) < 12 * 1024  # today's size, so growth is noticed
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+        assert re.search(r"<script>[^<]*</script>", response.text)  # the hashed inline script
+
+
+async def test_the_json_api_is_unchanged_beside_the_pages(
+    client: Any, app: Any, batch: int
+) -> None:
+    serial, _ = unit(app, batch, 14)
+    answer = await client.post("/v1/verify", json={"serial": serial})
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json()["reason"] == "pin_required"
+    missing = await client.get("/v1/no-such-route")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
