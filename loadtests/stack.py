@@ -1,0 +1,275 @@
+"""A local Tracecode stack for load tests: services, API (granian), flusher worker, codes file.
+
+    .venv/bin/python loadtests/stack.py [--count N] [--port P] [--api-cpus 0] -- COMMAND ...
+
+Starts (or reuses) PostgreSQL and Redis — the ``TRACECODE_DATABASE_URL`` / ``TRACECODE_REDIS_URL``
+servers when set, otherwise embedded ones under ``var/loadtest`` (a var dir of its own, so a
+developer's ``var/`` is left alone) — migrates, writes N activated demo codes with
+``tracecode demo codes --count N`` (lines ``serial,pin,url``), clears the load test's own Redis
+counters (query counts, PIN lockouts, rate limits; never the record queue), starts granian with
+one worker on 127.0.0.1 and a dramatiq worker (the verification flusher), runs COMMAND with
+``LOADTEST_URL`` and ``LOADTEST_CODES`` in its environment, then stops everything it started.
+
+The server gets a verification rate limit high enough for a load test
+(``TRACECODE_VERIFY_RATE_LIMIT``), its own Redis namespace (``loadtest``) and, unless set,
+``TRACECODE_VERIFY_FLAG_NEVER_SHIPPED=false``: demo units are never shipped, and a genuine code
+should answer ``genuine`` here.
+
+``bench/bench_verify.py`` uses the same ``Stack`` class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST = "127.0.0.1"  # load tests only ever target this machine's loopback
+LOADTEST_RATE_LIMIT = 1_000_000_000  # per IP per minute: effectively off for the load test
+NAMESPACE = "loadtest"
+
+
+def loadtest_env(port: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every process of the stack (server, worker, CLI, load generator)."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("TRACECODE_VAR_DIR", str(ROOT / "var" / "loadtest"))
+    if not env.get("TRACECODE_MASTER_KEY") and not env.get("TRACECODE_MASTER_KEY_FILE"):
+        env["TRACECODE_MASTER_KEY"] = "5a" * 32  # a fixed key for load-test data only
+    env["TRACECODE_VERIFY_RATE_LIMIT"] = str(LOADTEST_RATE_LIMIT)
+    env.setdefault("TRACECODE_VERIFY_FLAG_NEVER_SHIPPED", "false")
+    env.setdefault("TRACECODE_REDIS_NAMESPACE", NAMESPACE)
+    env["TRACECODE_HOST"] = HOST
+    env["TRACECODE_PORT"] = str(port)
+    env["TRACECODE_HTTP_WORKERS"] = "1"
+    env.setdefault("TRACECODE_RESOLVER_HOST", f"{HOST}:{port}")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _pid_alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+class Stack:
+    """Everything a load test needs, started in order and stopped in reverse."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        count: int = 2000,
+        codes_file: Path | None = None,
+        api_cpus: str | None = None,
+        worker_cpus: str | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.count = count
+        self.env = loadtest_env(self.port)
+        self.var = Path(self.env["TRACECODE_VAR_DIR"]).resolve()
+        self.log_dir = log_dir or self.var / "logs"
+        self.codes_file = codes_file or self.var / f"codes-{count}.csv"
+        self.api_cpus = api_cpus
+        self.worker_cpus = worker_cpus
+        self.url = f"http://{HOST}:{self.port}"
+        self.children: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+        self._stop_embedded = False
+        self.make_codes = True  # False: codes_file already holds the codes
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def tracecode(self, *args: str) -> str:
+        """Run a ``tracecode`` command with the stack's environment; its standard output."""
+        done = subprocess.run(
+            [PYTHON, "-m", "app.cli", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"tracecode {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def services(self) -> None:
+        """Resolve the database and Redis URLs once, so every child uses the same servers."""
+        embedded = not (
+            self.env.get("TRACECODE_DATABASE_URL") and self.env.get("TRACECODE_REDIS_URL")
+        )
+        if embedded:
+            running = _pid_alive(self.var / "pgdata" / "postmaster.pid") or _pid_alive(
+                self.var / "redis" / "redis.pid"
+            )
+            self._stop_embedded = not running  # stop at the end only what this run started
+        for line in self.tracecode("services", "up").splitlines():
+            key, _, value = line.partition("=")
+            if key in ("TRACECODE_DATABASE_URL", "TRACECODE_REDIS_URL"):
+                self.env[key] = value.strip()
+        self.tracecode("db", "migrate")
+
+    def write_codes(self) -> Path:
+        """``tracecode demo codes --count N`` into the codes file (serial,pin,url lines)."""
+        out = self.tracecode("demo", "codes", "--count", str(self.count))
+        lines = [line for line in out.splitlines() if line.count(",") >= 2]
+        if len(lines) < self.count:
+            raise RuntimeError(f"tracecode demo codes printed {len(lines)} of {self.count} codes")
+        self.codes_file.parent.mkdir(parents=True, exist_ok=True)
+        self.codes_file.write_text("\n".join(lines) + "\n")
+        return self.codes_file
+
+    def reset_counters(self) -> int:
+        """Forget the namespace's query counts, PIN failures, lockouts and rate windows."""
+        import redis
+
+        client = redis.Redis.from_url(self.env["TRACECODE_REDIS_URL"])
+        ns = self.env["TRACECODE_REDIS_NAMESPACE"]
+        removed = 0
+        try:
+            for part in ("q", "lock", "pinfail", "rl", "unit"):
+                batch = list(client.scan_iter(match=f"{ns}:{part}:*", count=5000))
+                for i in range(0, len(batch), 5000):
+                    removed += int(client.delete(*batch[i : i + 5000]))
+        finally:
+            client.close()
+        return removed
+
+    def _spawn(self, name: str, argv: list[str], cpus: str | None) -> subprocess.Popen[bytes]:
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")  # closed in stop()
+        self._logs.append(log)
+        child = subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() signals the whole group
+        )
+        self.children.append(child)
+        return child
+
+    def start_api(self) -> None:
+        """granian with exactly one worker process (as ``tracecode run`` starts it)."""
+        argv = [PYTHON, "-m", "granian", "--interface", "asgi", "--factory"]
+        argv += ["--host", HOST, "--port", str(self.port), "--workers", "1"]
+        self._spawn("api", [*argv, "app.main:create_app"], self.api_cpus)
+
+    def start_worker(self) -> None:
+        """A dramatiq worker: its middleware thread flushes verification records to PostgreSQL."""
+        argv = [PYTHON, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "1"]
+        self._spawn("worker", argv, self.worker_cpus)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in self.children:
+                if child.poll() is not None:
+                    raise RuntimeError(f"a stack process exited; see {self.log_dir}")
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the API did not answer /ping within {timeout:.0f} s")
+
+    def start(self) -> Stack:
+        self.services()
+        if self.make_codes:
+            self.write_codes()
+        self.reset_counters()
+        self.start_api()
+        self.start_worker()
+        self.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                try:
+                    os.killpg(child.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        for child in self.children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                child.wait(timeout=5)
+        self.children.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        if self._stop_embedded:
+            from app import embedded
+
+            embedded.stop(self.var)
+            self._stop_embedded = False
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000, help="activated demo codes to write")
+    parser.add_argument("--port", type=int, help="API port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--api-cpus", help="taskset CPU list for granian, e.g. 0")
+    parser.add_argument("--codes", type=Path, help="use this codes file instead of writing one")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command to run after --")
+    sys.path.insert(0, str(ROOT))
+    stack = Stack(port=args.port, count=args.count, codes_file=args.codes, api_cpus=args.api_cpus)
+    stack.make_codes = args.codes is None
+    with stack:
+        env = {**stack.env, "LOADTEST_URL": stack.url, "LOADTEST_CODES": str(stack.codes_file)}
+        codes = sum(1 for _ in stack.codes_file.open())
+        print(f"stack: API {stack.url}, {codes} codes in {stack.codes_file}", flush=True)
+        try:
+            return subprocess.run(command, env=env, cwd=ROOT).returncode
+        except KeyboardInterrupt:
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
