@@ -35,11 +35,28 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check app workers tests bench
+	$(BIN)/ruff check app workers tests bench loadtests
 	cd core_rs && cargo clippy --all-targets -- -D warnings
 
 bench: setup
 	$(BIN)/python -m pytest bench/bench_serial.py -q --benchmark-only
+
+# Load tests (loadtests/): a local stack on 127.0.0.1 (var/loadtest), time-bounded, then stopped.
+LOADTEST_TIME ?= 30s
+LOADTEST_USERS ?= 50
+WRK_TIME ?= 20s
+.PHONY: loadtest loadtest-wrk bench-verify
+
+loadtest: setup
+	$(BIN)/python loadtests/stack.py --count 5000 -- $(BIN)/locust -f loadtests/locustfile.py \
+	  --headless --only-summary -u $(LOADTEST_USERS) -r 10 --run-time $(LOADTEST_TIME)
+
+loadtest-wrk: setup
+	loadtests/wrk_verify.sh --duration $(WRK_TIME)
+
+# Issue 7 target: /v1/verify vs /ping throughput, one granian worker on CPU 0, wrk on CPU 1.
+bench-verify: setup
+	$(BIN)/python bench/bench_verify.py
 
 clean:
 	-$(BIN)/tracecode services down

@@ -33,6 +33,7 @@ from locust.env import Environment
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 COPIED = 3  # serials a counterfeiter copied
+WRONG_PIN_CODES = 10  # few enough that each gets locked (5 wrong PINs) within a short run
 MALFORMED = ["HELLO", "12345678", "ABCD-EFGH-!JKL-MNOP", "U" * 20, "0" * 30, "问 假货 fake"]
 # Provincial capitals (lat, lng): where copies of one label get scanned.
 CITIES = [(31.23, 121.47), (23.13, 113.26), (39.90, 116.40), (30.57, 104.07), (43.83, 87.62)]
@@ -69,7 +70,7 @@ class Pools:
     def __init__(self, codes: list[Code]) -> None:
         if len(codes) < 30:
             raise SystemExit(f"need at least 30 codes in the codes file, got {len(codes)}")
-        wrong = max(10, len(codes) // 10)
+        wrong = WRONG_PIN_CODES
         self.copied = codes[:COPIED]
         self.wrong_pin = codes[COPIED : COPIED + wrong]
         self.genuine = codes[COPIED + wrong :]
@@ -172,6 +173,7 @@ def _genuine_ok(answer: dict[str, Any], pin_given: bool, copied: bool = False) -
 class Consumer(FastHttpUser):
     """A consumer (or a counterfeiter's customer) scanning one code per task."""
 
+    host = os.environ.get("LOADTEST_URL") or None  # set by loadtests/stack.py; or --host
     wait_time = between(0.05, 0.5)
 
     def _verify(

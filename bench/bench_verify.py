@@ -1,0 +1,376 @@
+"""Verification throughput against the same server's /ping (issue 7 target). Prints numbers.
+
+    .venv/bin/python bench/bench_verify.py [--duration 20s] [--connections 64] [--count 60000]
+                                           [--repeat 20] [--profile 20000]
+
+Target: with one granian worker and the load generator on the other core, POST /v1/verify
+sustains >= 50% of the same server's trivial /ping JSON throughput measured in the same run,
+with p99 <= 25 ms at 64 connections.
+
+What it does (loadtests/stack.py): PostgreSQL and Redis (the TRACECODE_*_URL servers, or
+embedded ones under var/loadtest), migrations, ``tracecode demo codes --count N`` for activated
+demo units, granian with exactly one worker pinned to CPU 0 (``taskset -c 0``), a dramatiq worker
+whose flusher drains the verification record queue into PostgreSQL, and a verification rate
+limit high enough for one client address. A short warm-up of both endpoints (on codes kept
+apart from the measured ones), then ``taskset -c 1 wrk -t1 -c64 -d20s --latency`` against GET
+/ping and against POST /v1/verify (loadtests/verify.lua: the right PIN of each code, the next
+code of the file for a first query, or with ``--repeat`` percent a recently verified code
+again). After the run it waits for the record queue to drain and counts the rows the run left in
+``verifications``: every answered request must have its record (write-behind, never lost).
+PostgreSQL, Redis and the flusher are not pinned: they share both cores with granian and wrk.
+
+``--profile N``: afterwards, N requests of each endpoint through the ASGI app in this process
+(no HTTP server, 64 at a time, same Redis and PostgreSQL) under pyinstrument (cProfile when
+pyinstrument is not installed): the Python cost per request and where it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from loadtests.stack import HOST, Stack  # noqa: E402  (after the path is set)
+
+LUA_VERIFY = ROOT / "loadtests" / "verify.lua"
+LUA_SUMMARY = ROOT / "loadtests" / "summary.lua"
+WARM_CODES = 3000  # the file's last codes: warm-up only, never measured
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def git_state() -> str:
+    def run(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    head = run("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = run("status", "--porcelain", "--", "app", "workers")
+    return head + (" (app/ or workers/ has uncommitted changes)" if dirty else "")
+
+
+def wrk(
+    url: str, duration: str, connections: int, cpu: str | None, script: Path, env: dict[str, str]
+) -> dict[str, float]:
+    """One wrk run; the numbers of its ``wrk-summary`` and ``wrk-results`` lines."""
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(script), url]
+    if cpu is not None:
+        argv = ["taskset", "-c", cpu, *argv]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed: {done.stderr[-2000:]}")
+    numbers: dict[str, float] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith(("wrk-summary ", "wrk-results ")):
+            for key, value in re.findall(r"(\w+)=([\d.]+)", line):
+                numbers[key] = float(value)
+    if "rps" not in numbers:
+        raise RuntimeError(f"no wrk-summary line in:\n{done.stdout}\n{done.stderr}")
+    numbers["errors"] = sum(
+        numbers.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")
+    )
+    return numbers
+
+
+class QueueWatch(threading.Thread):
+    """Samples the length of the verification record queue (write-behind lag) every 0.5 s."""
+
+    def __init__(self, redis_url: str, key: str) -> None:
+        super().__init__(daemon=True)
+        import redis
+
+        self.client = redis.Redis.from_url(redis_url)
+        self.key = key
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def length(self) -> int:
+        return int(self.client.llen(self.key))
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.peak = max(self.peak, self.length())
+
+    def drain(self, timeout: float = 120) -> float:
+        """Seconds until the queue is empty (raises after ``timeout``)."""
+        started = time.monotonic()
+        while self.length() > 0:
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"the record queue still holds {self.length()} records")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+
+def count_records(db_url: str, since: datetime, until: datetime) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT result, count(*) FROM verifications WHERE at >= %s AND at < %s GROUP BY 1",
+            (since, until),
+        ).fetchall()
+    return {str(result): int(n) for result, n in rows}
+
+
+def show(name: str, r: dict[str, float]) -> None:
+    print(
+        f"  {name:<16} {r['rps']:>9,.1f} req/s   p50 {r['p50_ms']:7.2f} ms"
+        f"   p90 {r['p90_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   max {r['max_ms']:7.2f} ms"
+        f"   requests {int(r['requests']):,}   errors {int(r['errors'])}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", default="20s", help="each measured wrk run (default 20s)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--count", type=int, default=60_000, help="activated codes to prepare")
+    parser.add_argument("--repeat", type=int, default=20, help="percent of repeat queries")
+    parser.add_argument("--warmup", default="3s", help="warm-up run of each endpoint")
+    parser.add_argument("--api-cpu", default="0", help="taskset CPU of granian (one worker)")
+    parser.add_argument("--wrk-cpu", default="1", help="taskset CPU of wrk")
+    parser.add_argument("--profile", type=int, default=0, help="requests per endpoint profiled")
+    parser.add_argument("--codes", type=Path, help="an existing codes file instead of the CLI's")
+    args = parser.parse_args()
+
+    print(
+        f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}, "
+        f"commit {git_state()}"
+    )
+    stack = Stack(count=args.count, codes_file=args.codes, api_cpus=args.api_cpu)
+    stack.make_codes = args.codes is None
+    log_level = stack.env.get("TRACECODE_LOG_LEVEL", "INFO")
+    started = time.monotonic()
+    with stack:
+        print(
+            f"stack: granian 1 worker on CPU {args.api_cpu} at {stack.url}, wrk on CPU "
+            f"{args.wrk_cpu}, log level {log_level} (API log: {stack.log_dir / 'api.log'}), "
+            f"ready in {time.monotonic() - started:.1f} s"
+        )
+        lines = stack.codes_file.read_text().splitlines()
+        print(f"codes: {len(lines):,} activated units in {stack.codes_file}")
+        measured, warm = stack.var / "bench-codes.csv", stack.var / "bench-warm.csv"
+        measured.write_text("\n".join(lines[:-WARM_CODES]) + "\n")
+        warm.write_text("\n".join(lines[-WARM_CODES:]) + "\n")
+        env = {**os.environ, "WRK_THREADS": "1", "WRK_REPEAT": str(args.repeat)}
+        ping_url, verify_url = f"{stack.url}/ping", f"{stack.url}/v1/verify"
+        assert ping_url.startswith(f"http://{HOST}:")
+        queue_key = f"{stack.env['TRACECODE_REDIS_NAMESPACE']}:verif:queue"
+        watch = QueueWatch(stack.env["TRACECODE_REDIS_URL"], queue_key)
+        db_url = stack.env["TRACECODE_DATABASE_URL"]
+
+        c, cpu = args.connections, args.wrk_cpu
+        wrk(ping_url, args.warmup, c, cpu, LUA_SUMMARY, env)
+        wrk(verify_url, args.warmup, c, cpu, LUA_VERIFY, {**env, "WRK_CODES": str(warm)})
+        watch.drain()
+
+        ping = wrk(ping_url, args.duration, c, cpu, LUA_SUMMARY, env)
+        time.sleep(1)
+        since = datetime.now(UTC)
+        watch.start()
+        verify = wrk(
+            verify_url, args.duration, c, cpu, LUA_VERIFY, {**env, "WRK_CODES": str(measured)}
+        )
+        until = datetime.now(UTC) + timedelta(seconds=2)  # requests in flight when wrk stopped
+        watch.stop.set()
+        drained = watch.drain()
+        records = count_records(db_url, since, until)
+
+        ratio = verify["rps"] / ping["rps"]
+        print(
+            f"\nwrk -t1 -c{c} -d{args.duration} --latency (taskset -c {cpu}), "
+            f"{args.repeat}% repeat queries:"
+        )
+        show("GET /ping", ping)
+        show("POST /v1/verify", verify)
+        answered = int(verify["requests"])
+        print(
+            f"  verify answers: genuine {int(verify['genuine']):,}, suspicious "
+            f"{int(verify['suspicious']):,}, other {int(verify['other']):,}, "
+            f"non-200 {int(verify['http_errors']):,}"
+        )
+        ok_ratio, ok_p99 = ratio >= 0.5, verify["p99_ms"] <= 25
+        print(
+            f"\nverify / ping throughput: {ratio:.3f} "
+            f"(target >= 0.5: {'met' if ok_ratio else 'MISSED'})"
+        )
+        print(
+            f"verify p99 at {c} connections: {verify['p99_ms']:.2f} ms "
+            f"(target <= 25 ms: {'met' if ok_p99 else 'MISSED'})"
+        )
+        stored = sum(records.values())
+        lost = max(answered - stored, 0)
+        print(
+            f"records: {answered:,} verify requests answered, {stored:,} rows in verifications "
+            f"({', '.join(f'{k} {v:,}' for k, v in sorted(records.items()))}); queue peak "
+            f"{watch.peak:,}, drained {drained:.1f} s after wrk; "
+            + ("none lost" if lost == 0 else f"{lost:,} MISSING")
+            + (
+                f" ({stored - answered} more rows than answers: requests in flight at the end)"
+                if stored > answered
+                else ""
+            )
+        )
+        if args.profile:
+            profile(stack.env, args.profile, measured)
+    return 0 if ok_ratio and ok_p99 and lost == 0 else 1
+
+
+# -- in-process profile -----------------------------------------------------------------------
+
+
+async def _asgi_call(app: Any, method: str, path: str, body: bytes = b"") -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _profiled(n: int, lines: list[str]) -> None:
+    from app.main import create_app
+
+    app = create_app()
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    if started["type"] != "lifespan.startup.complete":
+        raise RuntimeError(f"the app did not start: {started}")
+    bodies = []
+    for line in lines[-n:]:  # codes the HTTP run most likely did not reach
+        serial, pin = line.split(",")[:2]
+        bodies.append(f'{{"serial":"{serial}","pin":"{pin}","lang":"en"}}'.encode())
+
+    async def many(make: Any) -> float:
+        sem = asyncio.Semaphore(64)
+        t0 = time.perf_counter()
+
+        async def one(i: int) -> None:
+            async with sem:
+                status = await make(i)
+                if status != 200:
+                    raise RuntimeError(f"status {status}")
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return time.perf_counter() - t0
+
+    await many(lambda i: _asgi_call(app, "GET", "/ping"))  # warm
+    for name, make in (
+        ("GET /ping", lambda i: _asgi_call(app, "GET", "/ping")),
+        ("POST /v1/verify", lambda i: _asgi_call(app, "POST", "/v1/verify", bodies[i])),
+    ):
+        profiler = Profile()
+        profiler.start()
+        seconds = await many(make)
+        profiler.stop()
+        print(f"\n== in-process {name}: {n} requests, {1e6 * seconds / n:.0f} µs each (profiled)")
+        profiler.show()
+    await inbox.put({"type": "lifespan.shutdown"})
+    await outbox.get()
+    await lifespan
+
+
+class Profile:
+    """pyinstrument when installed, else cProfile (top 30 by cumulative time)."""
+
+    def __init__(self) -> None:
+        try:
+            from pyinstrument import Profiler
+
+            self.kind, self.p = "pyinstrument", Profiler(interval=0.0005, async_mode="disabled")
+        except ImportError:
+            import cProfile
+
+            self.kind, self.p = "cProfile", cProfile.Profile()
+
+    def start(self) -> None:
+        self.p.enable() if self.kind == "cProfile" else self.p.start()
+
+    def stop(self) -> None:
+        self.p.disable() if self.kind == "cProfile" else self.p.stop()
+
+    def show(self) -> None:
+        if self.kind == "cProfile":
+            import pstats
+
+            pstats.Stats(self.p).sort_stats("cumulative").print_stats(30)
+        else:
+            print(self.p.output_text(unicode=True, color=False, show_all=False, timeline=False))
+
+
+def profile(env: dict[str, str], n: int, codes: Path) -> None:
+    """Profile the app in this process; its access log goes to /dev/null (still formatted)."""
+    import logging
+
+    saved, stderr = dict(os.environ), sys.stderr
+    os.environ.update(env)
+    try:
+        with open(os.devnull, "w") as null:
+            sys.stderr = null  # configure_logging() binds the handler to sys.stderr
+            try:
+                asyncio.run(_profiled(n, codes.read_text().splitlines()))
+            finally:
+                sys.stderr = stderr
+                logging.getLogger().handlers.clear()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
