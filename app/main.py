@@ -29,7 +29,9 @@ from app.embedded import resolve_urls
 from app.errors import exception_handlers
 from app.logs import configure_logging, request_context_middleware
 from app.orgs.routes import OrgController
+from app.packing.routes import LineController, PackingController
 from app.resolver import resolve, resolver_description
+from app.trace import get_trace
 from app.users.routes import RoleController, UserController, list_permissions
 from app.users.service import sync_builtin_roles
 from app.verify.routes import AlertController, verify
@@ -90,6 +92,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             list_printers,
             set_printer_key,
             code_status,
+            LineController,
+            PackingController,
+            get_trace,
             resolve,
             resolver_description,
             verify,

@@ -15,3 +15,75 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]  # type: ignore[no-any-return]
+
+
+def scheme_for_tests() -> Any:
+    """The serial scheme of the test session's settings (the app's is built the same way)."""
+    from app.codes.scheme import load_scheme
+    from app.config import load_settings
+
+    settings = load_settings()
+    return load_scheme(
+        settings.master_key_bytes(),
+        settings.active_key_versions,
+        settings.current_key_version,
+        settings.pin_length,
+    )
+
+
+async def issue_units(
+    client: Any, login: Any, demo: Any, size: int, product_no: str = "LM-SC-30"
+) -> tuple[int, int]:
+    """A new batch of unit codes for a demo product: (batch_no, product_id)."""
+    planner = await login("planner")
+    found = await client.get("/products", headers=planner, params={"q": product_no})
+    product_id = found.json()["items"][0]["id"]
+    response = await client.post(
+        "/batches",
+        headers=planner,
+        json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product_id},
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["batch_no"]), int(product_id)
+
+
+async def issue_cases(client: Any, login: Any, demo: Any, level: str, size: int) -> list[str]:
+    """SSCCs of a new case-code batch of one packing level."""
+    response = await client.post(
+        "/case-batches",
+        headers=await login("planner"),
+        json={"level": level, "size": size, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    first = int(body["first_sscc"][:-1])
+    from app._core import gs1_check_digit
+
+    return [f"{first + i:017d}{gs1_check_digit(f'{first + i:017d}')}" for i in range(size)]
+
+
+async def activate(
+    client: Any,
+    login: Any,
+    serials: list[str],
+    product_id: int,
+    line: str = "T1",
+    lot: str = "LOT1",
+) -> dict[str, Any]:
+    """Activate units on a packing line (commissioning), as the demo line operator."""
+    operator = await login("operator")
+    response = await client.put(
+        f"/lines/{line}/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": lot, "production_date": "2026-11-01"},
+    )
+    assert response.status_code == 200, response.text
+    scans = [
+        {"id": f"act-{serial}", "code": serial, "at": "2026-11-01T08:00:00+08:00"}
+        for serial in serials
+    ]
+    response = await client.post(f"/lines/{line}/scans", headers=operator, json={"scans": scans})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["rejected"] == 0, body
+    return body

@@ -17,30 +17,18 @@ from app.verify import records
 from app.verify.fallback import decide
 from app.verify.schemas import VerifyIn
 from app.verify.service import Verifier
-from tests.helpers import assert_error
+from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
 
 SHANGHAI = {"lat": 31.2, "lng": 121.5}
 GUANGZHOU = {"lat": 23.1, "lng": 113.3}
 
 
 async def _activated_batch(client: Any, login: Any, demo: Any, conn: Any, size: int = 50) -> int:
-    planner = await login("planner")
-    product = (await client.get("/products", headers=planner, params={"q": "LM-SC-30"})).json()[
-        "items"
-    ][0]
-    batch = (
-        await client.post(
-            "/batches",
-            headers=planner,
-            json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product["id"]},
-        )
-    ).json()
-    # activation of whole batches stands in for per-unit commissioning until packing lands
-    await conn.execute(
-        "UPDATE code_batches SET state = 'active' WHERE batch_no = %s", (batch["batch_no"],)
-    )
-    await conn.commit()
-    return int(batch["batch_no"])
+    """A batch of the sun cream whose units are all activated on a packing line."""
+    batch_no, product_id = await issue_units(client, login, demo, size)
+    scheme = scheme_for_tests()
+    await activate(client, login, [scheme.serial(batch_no, i) for i in range(size)], product_id)
+    return batch_no
 
 
 @pytest.fixture

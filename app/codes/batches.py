@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from app.codes.scheme import Scheme
 from app.db import Conn
 
 
@@ -16,6 +17,7 @@ class BatchRef(msgspec.Struct, frozen=True):
     product_id: int | None
     size: int
     state: str  # issued | exported | active | void
+    key_version: int
 
 
 def code_id(batch_no: int, index: int) -> int:
@@ -34,9 +36,20 @@ async def load_batches(conn: Conn, batch_nos: Iterable[int]) -> dict[int, BatchR
         return {}
     rows = await (
         await conn.execute(
-            "SELECT batch_no, brand_id, printer_id, product_id, size, state "
+            "SELECT batch_no, brand_id, printer_id, product_id, size, state, key_version "
             "FROM code_batches WHERE batch_no = ANY(%s)",
             (wanted,),
         )
     ).fetchall()
     return {r["batch_no"]: BatchRef(**r) for r in rows}
+
+
+async def serials_of(conn: Conn, scheme: Scheme, codes: Iterable[int]) -> dict[int, str]:
+    """The printed serials of unit code ids (the batch row says which key version made them)."""
+    codes = list(codes)
+    batches = await load_batches(conn, (code >> 32 for code in codes))
+    return {
+        code: scheme.serial(code >> 32, code & 0xFFFFFFFF, batches[code >> 32].key_version)
+        for code in codes
+        if code >> 32 in batches
+    }

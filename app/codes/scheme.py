@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 from collections.abc import Iterator, Sequence
+from urllib.parse import urlsplit
 
 from app._core import (
     MAX_BULK,
@@ -68,7 +70,9 @@ __all__ = [
     "parse_digital_link",
     "parse_master_key",
     "record_size",
+    "serial_from_scan",
     "sgtin_urn",
+    "sscc_from_scan",
     "sscc_link",
     "sscc_urn",
 ]
@@ -134,3 +138,34 @@ def record_size(scheme: Scheme, with_pins: bool = True, newline: bool = False) -
 def iter_verdicts(results: bytes) -> Iterator[tuple[int, int, int, int]]:
     """(status, batch_no, index, version) per record of a ``verify_buffer`` result."""
     return VERDICT.iter_unpack(results)
+
+
+_SSCC_TEXT = re.compile(r"^(?:\(00\)|00)?([0-9]{18})$")
+
+
+def serial_from_scan(text: str) -> str:
+    """The serial in what a scanner read: a bare serial, a ``…/c/{serial}`` URL or a Digital Link.
+
+    Not validated: ``Scheme.verify`` decides whether it is a serial at all.
+    """
+    text = text.strip()
+    if "/" not in text:
+        return text
+    path = urlsplit(text).path if "://" in text else text
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts[:-1]):
+        if part.lower() in ("c", "21"):
+            return parts[i + 1]
+    return text
+
+
+def sscc_from_scan(text: str) -> str | None:
+    """The 18 digits of a case code read as ``SSCC``, ``00SSCC``, ``(00)SSCC`` or ``…/00/SSCC``.
+
+    None when the text is not shaped like a case code; the check digit is not checked here.
+    """
+    text = text.strip()
+    if "/00/" in text:
+        text = text.rsplit("/00/", 1)[1].split("?", 1)[0].strip("/")
+    match = _SSCC_TEXT.match(text.replace(" ", ""))
+    return match.group(1) if match else None

@@ -6,7 +6,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
-from app.codes.batches import load_batches
+from app.codes.batches import code_id, load_batches
 from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut, PrinterOut
 from app.codes.scheme import Scheme
 from app.config import Settings
@@ -193,7 +193,8 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
     """Where a serial stands in its lifecycle (issued, not active / active / void / unknown).
 
     Verification without the database first (``scheme.verify`` raises for malformed and forged
-    serials); then the batch decides. Per-code activation refines ``active`` once packing runs.
+    serials); then the batch (void, never issued) and the unit's state row (activated on a line,
+    voided by a replacement) decide. ``GET /trace/{serial}`` has the whole history.
     """
     actor.require("orgs.read")
     batch_no, index, version = scheme.verify(serial)
@@ -203,7 +204,15 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
         return CodeStatusOut(
             serial=canonical, status="unknown", batch_no=None, index=None, key_version=None
         )
-    status = {"void": "void", "active": "active"}.get(batch.state, "issued_not_active")
+    status = "void" if batch.state == "void" else "issued_not_active"
+    if status != "void":
+        row = await (
+            await conn.execute(
+                "SELECT status FROM unit_state WHERE code = %s", (code_id(batch_no, index),)
+            )
+        ).fetchone()
+        if row is not None:
+            status = "void" if row["status"] in ("void", "destroyed") else "active"
     return CodeStatusOut(
         serial=canonical, status=status, batch_no=batch_no, index=index, key_version=version
     )

@@ -63,6 +63,8 @@ async def verify_without_redis(
     pin_state: str,
     lang: str,
 ) -> VerifyOut:
+    from app.verify.service import VOID_STATES
+
     settings = verifier.settings
     unit = await verifier._unit_from_db(code, batch)
     if unit is None:
@@ -72,6 +74,11 @@ async def verify_without_redis(
             reason="not_activated",
             serial=serial,
             message=messages.text("not_activated", lang),
+        )
+    if unit.status in VOID_STATES:
+        await insert_record(verifier.pool, record, "not_genuine", "void", 0)
+        return VerifyOut(
+            result="not_genuine", reason="void", serial=serial, message=messages.text("void", lang)
         )
     record.product_id = unit.product.id if unit.product else None
     base: dict[str, Any] = {

@@ -13,7 +13,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import redis.exceptions
@@ -22,7 +21,13 @@ from redis.asyncio import Redis
 
 from app.codes.batches import BatchRef, load_batches
 from app.codes.batches import code_id as make_code_id
-from app.codes.scheme import ForgedSerial, MalformedSerial, Scheme, UnknownKeyVersion
+from app.codes.scheme import (
+    ForgedSerial,
+    MalformedSerial,
+    Scheme,
+    UnknownKeyVersion,
+    serial_from_scan,
+)
 from app.config import Settings
 from app.errors import TooManyRequests
 from app.verify import messages
@@ -31,6 +36,7 @@ from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
 UNIT_TTL = 300  # seconds a unit's state is cached in Redis
+VOID_STATES = ("void", "destroyed")  # unit states that verify as not genuine
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 # KEYS: rate, lock, fails, queries, unit, queue
@@ -94,10 +100,24 @@ return {'ok', q, first_at, first_place, result, reason, unit}
 """
 
 
+def unit_key(namespace: str, code: int) -> str:
+    """The Redis key caching a unit's state for verification."""
+    return f"{namespace}:unit:{code}"
+
+
+async def forget_unit(redis_client: Redis, namespace: str, code: int) -> None:
+    """Drop a unit's cached state after it changed (void, replaced); Redis down is no error."""
+    try:
+        await redis_client.delete(unit_key(namespace, code))
+    except _REDIS_DOWN:
+        pass  # nothing is cached while Redis is down; the entry expires within UNIT_TTL anyway
+
+
 class UnitInfo(msgspec.Struct, frozen=True, kw_only=True):
     """What a verification needs to know of an activated unit (cached in Redis)."""
 
     brand_id: int
+    status: str  # active, sold, or void / destroyed (replaced, decommissioned): not genuine
     product: ProductInfo | None
     lot: str | None
     production_date: str | None
@@ -119,21 +139,6 @@ class Verifier:
         self._script = redis_client.register_script(_SCRIPT)
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
         self._unit_decoder = msgspec.json.Decoder(UnitInfo)
-
-    # -- inputs ----------------------------------------------------------------------------
-
-    @staticmethod
-    def serial_of(text: str) -> str:
-        """The serial from a bare serial, a ``…/c/{serial}`` URL or a GS1 Digital Link URI."""
-        text = text.strip()
-        if "/" not in text:
-            return text
-        path = urlsplit(text).path if "://" in text else text
-        parts = [p for p in path.split("/") if p]
-        for i, part in enumerate(parts[:-1]):
-            if part.lower() in ("c", "21"):
-                return parts[i + 1]
-        return text
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
@@ -162,7 +167,7 @@ class Verifier:
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
         )
-        serial_text = self.serial_of(data.serial)
+        serial_text = serial_from_scan(data.serial)
         record = _Record(now, data, ip, user_agent, place)
         try:
             batch_no, index, version = self.scheme.verify(serial_text)
@@ -248,7 +253,7 @@ class Verifier:
             f"{ns}:lock:{code}",
             f"{ns}:pinfail:{code}",
             f"{ns}:q:{code}",
-            f"{ns}:unit:{code}",
+            unit_key(ns, code),
             self.queue_key,
         ]
         unit = await self._cached_unit(keys[4])
@@ -257,6 +262,8 @@ class Verifier:
             if unit is None:  # issued, never activated: not a genuine item on a shelf
                 return await self._refuse(record, "not_activated", lang, serial, code)
             await self.redis.set(keys[4], msgspec.json.encode(unit), ex=UNIT_TTL)
+        if unit.status in VOID_STATES:
+            return await self._refuse(record, "void", lang, serial, code)
         record.product_id = unit.product.id if unit.product else None
         place = record.place.label if record.place else ""
         never_shipped = int(self.settings.verify_flag_never_shipped and not unit.shipped)

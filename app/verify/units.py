@@ -11,23 +11,31 @@ from app.verify.schemas import ProductInfo
 if TYPE_CHECKING:
     from app.verify.service import UnitInfo
 
-_PRODUCT = "SELECT id, name, spec, gtin, image_url, video_url FROM products WHERE id = %s"
+_UNIT = """SELECT u.status, u.lot, u.production_date, u.shipped_at, p.id, p.name, p.spec, p.gtin,
+                  p.image_url, p.video_url
+           FROM unit_state u JOIN products p ON p.id = u.product_id
+           WHERE u.code = %s"""
 
 
 async def load_unit(conn: Conn, code: int, batch: BatchRef) -> UnitInfo | None:
-    """None when the unit was never activated (issued but not commissioned on a line).
-
-    Until per-unit activation exists (the packing issue), a unit counts as activated when its
-    batch is active, and its product is the batch's product.
-    """
+    """None when the unit was never activated on a packing line (issued, not commissioned)."""
     from app.verify.service import UnitInfo
 
-    if batch.state != "active":
+    row = await (await conn.execute(_UNIT, (code,))).fetchone()
+    if row is None:
         return None
-    product = None
-    if batch.product_id is not None:
-        row = await (await conn.execute(_PRODUCT, (batch.product_id,))).fetchone()
-        product = ProductInfo(**row) if row else None
     return UnitInfo(
-        brand_id=batch.brand_id, product=product, lot=None, production_date=None, shipped=False
+        brand_id=batch.brand_id,
+        status=row["status"],
+        product=ProductInfo(
+            id=row["id"],
+            name=row["name"],
+            spec=row["spec"],
+            gtin=row["gtin"],
+            image_url=row["image_url"],
+            video_url=row["video_url"],
+        ),
+        lot=row["lot"],
+        production_date=row["production_date"].isoformat(),
+        shipped=row["shipped_at"] is not None,
     )

@@ -1,0 +1,173 @@
+"""The one event writer, and the code-keyed reads of the log.
+
+Events are written in bulk: ids come from the sequence in one round trip, then the events and
+their codes go in by COPY. Callers write the matching state projection in the same transaction.
+Nothing here updates or deletes an event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from app.db import Conn
+
+UNIT: Literal["u"] = "u"
+CASE: Literal["c"] = "c"
+CodeKind = Literal["u", "c"]
+
+PARTITION_SIZE = 100_000_000  # event ids per partition of the events table
+_HEADROOM = 10_000_000  # add the next partition when fewer ids than this are left
+_partition_limit = 0  # highest event id the existing partitions hold (cached per process)
+
+_EVENT_COLUMNS = (
+    "id, event_uuid, brand_id, event_type, action, biz_step, disposition, event_time, tz_offset, "
+    "read_point, biz_location, source_org, destination_org, biz_transactions, parent_kind, "
+    "parent_code, child_count, recorded_by, client_event_id, details, error_declaration"
+)
+
+
+class NewEvent(msgspec.Struct, kw_only=True):
+    """One EPCIS event to record. ``units`` and ``cases`` are the epcList / childEPCs."""
+
+    id: int | None = None  # from ``allocate_ids`` when the caller needs it before writing
+    brand_id: int
+    event_type: str  # ObjectEvent, AggregationEvent, TransactionEvent, …
+    action: str  # ADD, OBSERVE, DELETE
+    biz_step: str
+    disposition: str | None
+    event_time: datetime
+    units: list[int] = []
+    cases: list[int] = []
+    parent: int | None = None  # a case's SSCC (AggregationEvent parentID)
+    read_point: str | None = None
+    biz_location: int | None = None
+    source_org: int | None = None
+    destination_org: int | None = None
+    biz_transactions: list[dict[str, str]] | None = None
+    recorded_by: int | None = None
+    client_event_id: str | None = None
+    details: dict[str, Any] | None = None
+    error_declaration: dict[str, Any] | None = None
+
+
+def tz_offset(moment: datetime) -> str:
+    """EPCIS eventTimeZoneOffset (``+08:00``) of an aware datetime."""
+    offset = moment.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+async def allocate_ids(conn: Conn, count: int) -> list[int]:
+    """``count`` new event ids, in one round trip."""
+    if count == 0:
+        return []
+    rows = await (
+        await conn.execute(
+            "SELECT nextval('events_id_seq') AS id FROM generate_series(1, %s)", (count,)
+        )
+    ).fetchall()
+    ids = [row["id"] for row in rows]
+    if ids[-1] > _partition_limit - _HEADROOM:
+        await ensure_partitions(conn)
+    return ids
+
+
+async def write_events(conn: Conn, events: list[NewEvent]) -> list[int]:
+    """Append the events and their codes; return their ids in order."""
+    if not events:
+        return []
+    missing = iter(await allocate_ids(conn, sum(e.id is None for e in events)))
+    ids = [e.id if e.id is not None else next(missing) for e in events]
+    async with conn.cursor().copy(f"COPY events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+        for event_id, e in zip(ids, events, strict=True):
+            await copy.write_row(
+                (
+                    event_id,
+                    uuid.uuid4(),
+                    e.brand_id,
+                    e.event_type,
+                    e.action,
+                    e.biz_step,
+                    e.disposition,
+                    e.event_time,
+                    tz_offset(e.event_time),
+                    e.read_point,
+                    e.biz_location,
+                    e.source_org,
+                    e.destination_org,
+                    Jsonb(e.biz_transactions) if e.biz_transactions else None,
+                    CASE if e.parent is not None else None,
+                    e.parent,
+                    len(e.units) + len(e.cases),
+                    e.recorded_by,
+                    e.client_event_id,
+                    Jsonb(e.details) if e.details else None,
+                    Jsonb(e.error_declaration) if e.error_declaration else None,
+                )
+            )
+    async with conn.cursor().copy("COPY event_codes (code, kind, event_id) FROM STDIN") as copy:
+        for event_id, e in zip(ids, events, strict=True):
+            for code in e.units:
+                await copy.write_row((code, UNIT, event_id))
+            for code in e.cases:
+                await copy.write_row((code, CASE, event_id))
+            if e.parent is not None:
+                await copy.write_row((e.parent, CASE, event_id))
+    return ids
+
+
+async def ensure_partitions(conn: Conn) -> None:
+    """Create the next range partition of ``events`` before the ids reach the last one's end."""
+    global _partition_limit
+    await conn.execute("SELECT pg_advisory_xact_lock(7245006, 0)")
+    row = await (
+        await conn.execute(
+            """SELECT coalesce(max(substring(pg_get_expr(c.relpartbound, c.oid)
+                                 FROM 'TO \\(''?(\\d+)''?\\)')::bigint), 1) AS upper
+               FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+               WHERE i.inhparent = 'events'::regclass"""
+        )
+    ).fetchone()
+    upper = row["upper"] if row else 1
+    used = (await (await conn.execute("SELECT last_value FROM events_id_seq")).fetchone())[
+        "last_value"
+    ]  # type: ignore[index]
+    while used > upper - _HEADROOM:
+        name = f"events_p{upper // PARTITION_SIZE}"
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "
+            f"FOR VALUES FROM ({upper}) TO ({upper + PARTITION_SIZE})"
+        )
+        upper += PARTITION_SIZE
+    _partition_limit = upper - 1
+
+
+async def events_of(
+    conn: Conn,
+    kind: CodeKind,
+    code: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The events naming one code (as object, child or parent), in event-time order."""
+    return await (
+        await conn.execute(
+            """SELECT e.id, e.event_uuid, e.event_type, e.action, e.biz_step, e.disposition,
+                      e.event_time, e.tz_offset, e.record_time, e.read_point, e.biz_location,
+                      e.source_org, e.destination_org, e.biz_transactions, e.parent_kind,
+                      e.parent_code, e.child_count, e.recorded_by, e.details,
+                      e.error_declaration
+               FROM event_codes ec JOIN events e ON e.id = ec.event_id
+               WHERE ec.code = %(code)s AND ec.kind = %(kind)s
+                 AND (%(since)s::timestamptz IS NULL OR e.event_time >= %(since)s)
+                 AND (%(until)s::timestamptz IS NULL OR e.event_time <= %(until)s)
+               ORDER BY e.event_time, e.id""",
+            {"code": code, "kind": kind, "since": since, "until": until},
+        )
+    ).fetchall()

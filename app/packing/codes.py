@@ -1,0 +1,105 @@
+"""Reading scanned codes for the packing line: units by serial, cases by SSCC, in bulk.
+
+``read_codes`` turns scanned texts into ``Read`` results in a handful of queries however many
+there are: the Rust core verifies every serial at once, batches and case batches are loaded once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app._core import VERIFY_MALFORMED, VERIFY_OK
+from app.codes.batches import code_id, load_batches
+from app.codes.scheme import Scheme, is_valid_sscc, serial_from_scan, sscc_from_scan
+from app.db import Conn
+
+LEVEL_RANK = {"unit": 0, "inner": 1, "master": 2, "pallet": 3}
+
+
+@dataclass(slots=True)
+class Read:
+    """One scanned code: what it is, or why it is refused (``reason``)."""
+
+    kind: Literal["unit", "case"]
+    label: str  # canonical serial or SSCC, for answers
+    code: int = 0  # unit code id, or the SSCC as a number
+    level: str = "unit"  # unit, or the case's packing level
+    batch: int = 0  # unit batch_no, or case batch id
+    batch_product: int | None = None
+    reason: str | None = None
+
+
+async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]) -> list[Read]:
+    """Classify and check every text: genuine codes of this brand, from batches not void."""
+    reads: list[Read] = []
+    unit_at: list[int] = []
+    serials: list[str] = []
+    case_at: list[int] = []
+    for i, text in enumerate(texts):
+        sscc = sscc_from_scan(text)
+        if sscc is not None:
+            read = Read("case", sscc)
+            if is_valid_sscc(sscc):
+                read.code = int(sscc)
+                case_at.append(i)
+            else:
+                read.reason = "invalid_sscc"
+        else:
+            read = Read("unit", text.strip()[:64])
+            unit_at.append(i)
+            serials.append(serial_from_scan(text))
+        reads.append(read)
+    if unit_at:
+        verdicts = scheme.verify_many(serials)
+        batches = await load_batches(conn, {v[1] for v in verdicts if v[0] == VERIFY_OK})
+        for i, (status, batch_no, index, version) in zip(unit_at, verdicts, strict=True):
+            read = reads[i]
+            if status != VERIFY_OK:
+                read.reason = "malformed" if status == VERIFY_MALFORMED else "forged"
+                continue
+            read.label = scheme.serial(batch_no, index, version)
+            read.code = code_id(batch_no, index)
+            read.batch = batch_no
+            batch = batches.get(batch_no)
+            if batch is None or batch.brand_id != brand_id or index >= batch.size:
+                read.reason = "unknown"
+            elif batch.state == "void":
+                read.reason = "void"
+            else:
+                read.batch_product = batch.product_id
+    if case_at:
+        found = await _case_batches(conn, brand_id, [reads[i].label for i in case_at])
+        for i in case_at:
+            read = reads[i]
+            row = found.get(read.label)
+            if row is None:
+                read.reason = "unknown_case"
+            elif row["state"] == "void":
+                read.reason = "case_void"
+            else:
+                read.level, read.batch = row["level"], row["id"]
+    return reads
+
+
+async def _case_batches(conn: Conn, brand_id: int, ssccs: list[str]) -> dict[str, dict[str, Any]]:
+    """The case batch (id, level, state) each SSCC was issued from, by SSCC."""
+    rows = await (
+        await conn.execute(
+            """SELECT q.sscc, cb.id, cb.level, cb.state
+               FROM unnest(%s::text[]) AS q (sscc)
+               JOIN case_batches cb
+                 ON cb.brand_id = %s
+                AND cb.extension_digit = substr(q.sscc, 1, 1)::smallint
+                AND substr(q.sscc, 2, length(cb.company_prefix)) = cb.company_prefix
+                AND substr(q.sscc, 2 + length(cb.company_prefix),
+                           16 - length(cb.company_prefix))::bigint
+                    BETWEEN cb.first_ref AND cb.first_ref + cb.size - 1""",
+            (sorted(set(ssccs)), brand_id),
+        )
+    ).fetchall()
+    return {row["sscc"]: row for row in rows}
+
+
+def sscc_label(code: int) -> str:
+    return f"{code:018d}"

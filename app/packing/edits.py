@@ -1,0 +1,263 @@
+"""Operator corrections on the line: undo a binding (P4), replace a unit that failed QC (P5).
+
+Each correction is new events (unpacking, decommissioning, replacing) plus the state change in
+the same transaction, and an audit row; nothing already recorded is edited.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from app import audit
+from app.auth.principal import Principal
+from app.codes.batches import serials_of
+from app.codes.scheme import Scheme
+from app.config import Settings
+from app.db import Conn
+from app.errors import Conflict, NotFound, Unprocessable
+from app.events.log import NewEvent, allocate_ids, write_events
+from app.packing.codes import Read, read_codes, sscc_label
+from app.packing.lines import get_line
+from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
+from app.verify.service import forget_unit
+
+
+async def _one(conn: Conn, scheme: Scheme, actor: Principal, text: str, kind: str) -> Read:
+    read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
+    if read.kind != kind:
+        raise Unprocessable(f"expected a {kind} code, got a {read.kind} code", code="wrong_kind")
+    if read.reason is not None:
+        raise Unprocessable(f"{read.label}: {read.reason}", code=read.reason)
+    return read
+
+
+async def _children(conn: Conn, sscc: int, event_id: int | None = None) -> list[tuple[str, int]]:
+    """What a container holds now (optionally only what one aggregation event put there),
+    locked until the correction commits."""
+    found: list[tuple[str, int]] = []
+    for kind, table, key in (("unit", "unit_state", "code"), ("case", "case_state", "sscc")):
+        rows = await (
+            await conn.execute(
+                f"""SELECT {key} AS code FROM {table}
+                    WHERE parent_sscc = %(p)s
+                      AND (%(e)s::bigint IS NULL OR last_event_id = %(e)s)
+                    ORDER BY {key} FOR UPDATE""",
+                {"p": sscc, "e": event_id},
+            )
+        ).fetchall()
+        found += [(kind, row["code"]) for row in rows]
+    return found
+
+
+async def _take_out(
+    conn: Conn,
+    actor: Principal,
+    scheme: Scheme,
+    sscc: int,
+    children: list[tuple[str, int]],
+    reason: str,
+    read_point: str | None,
+) -> EditOut:
+    """Unpacking: an AggregationEvent DELETE, the children's parent cleared, an audit row."""
+    [event_id] = await allocate_ids(conn, 1)
+    units = [code for kind, code in children if kind == "unit"]
+    cases = [code for kind, code in children if kind == "case"]
+    for table, key, codes in (("unit_state", "code", units), ("case_state", "sscc", cases)):
+        if codes:
+            await conn.execute(
+                f"""UPDATE {table} SET parent_sscc = NULL, last_event_id = %s, updated_at = now()
+                    WHERE {key} = ANY(%s)""",
+                (event_id, codes),
+            )
+    await write_events(
+        conn,
+        [
+            NewEvent(
+                id=event_id,
+                brand_id=actor.brand_id,
+                event_type="AggregationEvent",
+                action="DELETE",
+                biz_step="unpacking",
+                disposition="in_progress",
+                event_time=datetime.now(UTC),
+                parent=sscc,
+                units=units,
+                cases=cases,
+                read_point=read_point,
+                biz_location=actor.org_id,
+                recorded_by=actor.user_id,
+                details={"reason": reason},
+            )
+        ],
+    )
+    serials = await serials_of(conn, scheme, units)
+    labels = [serials[code] for code in units] + [sscc_label(c) for c in cases]
+    out = EditOut(event_ids=[event_id], parent=sscc_label(sscc), codes=labels)
+    await audit.record(
+        conn, actor, "unpack", "case", sscc_label(sscc), after={"reason": reason, "codes": labels}
+    )
+    return out
+
+
+async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -> EditOut:
+    """Undo a binding: take the named children (default: all) out of the container."""
+    actor.require("packing.scan")
+    parent = await _one(conn, scheme, actor, data.parent, "case")
+    inside = await _children(conn, parent.code)
+    if data.children is None:
+        chosen = inside
+    else:
+        reads = await read_codes(conn, scheme, actor.brand_id, data.children)
+        bad = [r.label for r in reads if r.reason is not None or (r.kind, r.code) not in inside]
+        if bad:
+            raise Unprocessable(
+                "these codes are not in the container",
+                code="not_in_container",
+                details={"codes": bad},
+            )
+        chosen = sorted({(r.kind, r.code) for r in reads})
+    if not chosen:
+        raise Conflict("the container is empty", code="empty_case")
+    return await _take_out(conn, actor, scheme, parent.code, chosen, data.reason, None)
+
+
+async def undo_last(
+    conn: Conn, actor: Principal, scheme: Scheme, line_code: str, reason: str
+) -> EditOut:
+    """Undo the line's newest packing whose children are still in their container."""
+    actor.require("packing.scan")
+    line = await get_line(conn, actor, line_code)
+    read_point = f"line:{line.code}"
+    rows = await (
+        await conn.execute(
+            """SELECT id, parent_code FROM events
+               WHERE biz_location = %s AND read_point = %s AND event_type = 'AggregationEvent'
+                 AND action = 'ADD'
+               ORDER BY event_time DESC, id DESC LIMIT 50""",
+            (actor.org_id, read_point),
+        )
+    ).fetchall()
+    for row in rows:
+        children = await _children(conn, row["parent_code"], row["id"])
+        if children:
+            return await _take_out(
+                conn, actor, scheme, row["parent_code"], children, reason, read_point
+            )
+    raise NotFound("nothing packed on this line to undo", code="nothing_to_undo")
+
+
+async def replace(
+    conn: Conn, actor: Principal, scheme: Scheme, settings: Settings, redis: Redis, data: ReplaceIn
+) -> EditOut:
+    """The new code takes the old one's place (product info, container); the old is voided."""
+    actor.require("packing.scan")
+    old = await _one(conn, scheme, actor, data.old, "unit")
+    new = await _one(conn, scheme, actor, data.new, "unit")
+    if old.code == new.code:
+        raise Unprocessable("the old and the new code are the same", code="same_code")
+    state = await (
+        await conn.execute(
+            """SELECT brand_id, product_id, lot, production_date, status, holder_org_id,
+                      parent_sscc, channel_org_id, line_id
+               FROM unit_state WHERE code = %s FOR UPDATE""",
+            (old.code,),
+        )
+    ).fetchone()
+    if state is None:
+        raise Conflict(f"{old.label} was never activated", code="not_activated")
+    if state["status"] != "active":
+        raise Conflict(f"{old.label} is {state['status']}", code="void")
+    if new.batch_product is not None and new.batch_product != state["product_id"]:
+        raise Unprocessable(f"{new.label}: wrong_product", code="wrong_product")
+    ids = await allocate_ids(conn, 3 if state["parent_sscc"] else 2)
+    now = datetime.now(UTC)
+    inserted = await (
+        await conn.execute(
+            """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date, status,
+                   disposition, holder_org_id, parent_sscc, channel_org_id, line_id, activated_at,
+                   last_event_id)
+               VALUES (%s, %s, %s, %s, %s, 'active', %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (code) DO NOTHING RETURNING code""",
+            (
+                new.code,
+                state["brand_id"],
+                state["product_id"],
+                state["lot"],
+                state["production_date"],
+                "in_progress" if state["parent_sscc"] else "active",
+                state["holder_org_id"],
+                state["parent_sscc"],
+                state["channel_org_id"],
+                state["line_id"],
+                now,
+                ids[-1],
+            ),
+        )
+    ).fetchone()
+    if inserted is None:
+        raise Conflict(f"{new.label} is already active", code="already_active")
+    await conn.execute(
+        """UPDATE unit_state SET status = 'void', disposition = 'inactive', parent_sscc = NULL,
+               last_event_id = %s, updated_at = now() WHERE code = %s""",
+        (ids[0], old.code),
+    )
+    base = {"brand_id": actor.brand_id, "event_time": now, "biz_location": actor.org_id}
+    info = {
+        "product_id": state["product_id"],
+        "lot": state["lot"],
+        "production_date": state["production_date"].isoformat(),
+    }
+    events = [
+        NewEvent(
+            id=ids[0],
+            event_type="ObjectEvent",
+            action="DELETE",
+            biz_step="decommissioning",
+            disposition="inactive",
+            units=[old.code],
+            recorded_by=actor.user_id,
+            details={"reason": data.reason, "replaced_by": new.label},
+            **base,
+        ),
+        NewEvent(
+            id=ids[1],
+            event_type="ObjectEvent",
+            action="ADD",
+            biz_step="commissioning",
+            disposition="active",
+            units=[new.code],
+            recorded_by=actor.user_id,
+            details={**info, "replaces": old.label},
+            **base,
+        ),
+    ]
+    if state["parent_sscc"]:
+        events.append(
+            NewEvent(
+                id=ids[2],
+                event_type="AggregationEvent",
+                action="ADD",
+                biz_step="replacing",
+                disposition="in_progress",
+                parent=state["parent_sscc"],
+                units=[new.code],
+                recorded_by=actor.user_id,
+                details={"replaces": old.label, "reason": data.reason},
+                **base,
+            )
+        )
+    await write_events(conn, events)
+    await audit.record(
+        conn,
+        actor,
+        "replace",
+        "unit",
+        old.label,
+        after={"new": new.label, "reason": data.reason},
+    )
+    # verification must see the void at once, not after the unit cache expires
+    await forget_unit(redis, settings.redis_namespace, old.code)
+    parent = sscc_label(state["parent_sscc"]) if state["parent_sscc"] else None
+    return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])

@@ -1,0 +1,102 @@
+"""Packing lines and their production context (P1); packing rules per product (P3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import NotFound, Unprocessable
+from app.packing.schemas import LineContextIn, LineOut, PackingRuleIn, PackingRuleOut
+
+_LINE = """SELECT l.id, l.org_id, l.code, l.product_id, p.name AS product_name, p.spec, l.lot,
+                  l.production_date, l.updated_at
+           FROM lines l LEFT JOIN products p ON p.id = l.product_id"""
+
+
+async def brand_product(conn: Conn, actor: Principal, product_id: int) -> dict[str, Any]:
+    """A product of the caller's brand (else 404): id, name, spec, gtin."""
+    row = await (
+        await conn.execute(
+            """SELECT p.id, p.name, p.spec, p.gtin, o.path FROM products p
+               JOIN orgs o ON o.id = p.org_id WHERE p.id = %s""",
+            (product_id,),
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise NotFound("product not found", code="unknown_product")
+    return row
+
+
+async def get_line(conn: Conn, actor: Principal, code: str) -> LineOut:
+    """A line of the caller's organisation, by its code (404 until its context is set)."""
+    row = await (
+        await conn.execute(f"{_LINE} WHERE l.org_id = %s AND l.code = %s", (actor.org_id, code))
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"line {code} has no production context yet", code="unknown_line")
+    return LineOut(**row)
+
+
+async def list_lines(conn: Conn, actor: Principal) -> list[LineOut]:
+    actor.require("packing.scan")
+    rows = await (
+        await conn.execute(f"{_LINE} WHERE l.org_id = %s ORDER BY l.code", (actor.org_id,))
+    ).fetchall()
+    return [LineOut(**row) for row in rows]
+
+
+async def set_context(conn: Conn, actor: Principal, code: str, data: LineContextIn) -> LineOut:
+    """Set what a line produces now (creates the line on first use); audited."""
+    actor.require("packing.scan")
+    if not 1 <= len(code) <= 32 or not all(c.isalnum() or c in "._-" for c in code):
+        raise Unprocessable("a line code is 1–32 letters, digits, '.', '_' or '-'", code="bad_line")
+    await brand_product(conn, actor, data.product_id)
+    await conn.execute(
+        """INSERT INTO lines (org_id, code, product_id, lot, production_date, updated_by)
+           VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (org_id, code) DO UPDATE SET product_id = EXCLUDED.product_id,
+               lot = EXCLUDED.lot, production_date = EXCLUDED.production_date,
+               updated_by = EXCLUDED.updated_by, updated_at = now()""",
+        (actor.org_id, code, data.product_id, data.lot, data.production_date, actor.user_id),
+    )
+    line = await get_line(conn, actor, code)
+    await audit.record(conn, actor, "set_context", "line", line.id, after=line)
+    return line
+
+
+async def get_rules(conn: Conn, actor: Principal, product_id: int) -> list[PackingRuleOut]:
+    actor.require("catalog.read")
+    await brand_product(conn, actor, product_id)
+    rows = await (
+        await conn.execute(
+            "SELECT product_id, level, quantity, strict FROM packing_rules WHERE product_id = %s "
+            "ORDER BY array_position(ARRAY['inner', 'master', 'pallet'], level)",
+            (product_id,),
+        )
+    ).fetchall()
+    return [PackingRuleOut(**row) for row in rows]
+
+
+async def set_rules(
+    conn: Conn, actor: Principal, product_id: int, rules: list[PackingRuleIn]
+) -> list[PackingRuleOut]:
+    """Replace a product's packing rules (one per level); audited."""
+    actor.require("catalog.write")
+    levels = [rule.level for rule in rules]
+    if len(set(levels)) != len(levels):
+        raise Unprocessable("one rule per level", code="duplicate_level")
+    before = await get_rules(conn, actor, product_id)
+    await conn.execute("DELETE FROM packing_rules WHERE product_id = %s", (product_id,))
+    for rule in rules:
+        await conn.execute(
+            "INSERT INTO packing_rules (product_id, level, quantity, strict) "
+            "VALUES (%s, %s, %s, %s)",
+            (product_id, rule.level, rule.quantity, rule.strict),
+        )
+    after = await get_rules(conn, actor, product_id)
+    await audit.record(
+        conn, actor, "set_packing_rules", "product", product_id, before=before, after=after
+    )
+    return after

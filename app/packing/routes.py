@@ -1,0 +1,113 @@
+"""HTTP routes of the packing line: context, scans upload, undo, replace, packing rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get, post, put
+from litestar.params import Parameter
+from redis.asyncio import Redis
+
+from app.auth.principal import Principal
+from app.codes.scheme import Scheme
+from app.config import Settings
+from app.db import Conn
+from app.packing import edits, lines, scans
+from app.packing.schemas import (
+    EditOut,
+    LineContextIn,
+    LineOut,
+    PackingRuleIn,
+    PackingRuleOut,
+    Reason,
+    ReplaceIn,
+    ScanUploadIn,
+    ScanUploadOut,
+    UnpackIn,
+)
+
+LineCode = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
+
+
+class UndoIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Reason
+
+
+class LineController(Controller):
+    path = "/lines"
+    tags = ["packing"]
+
+    @get("/")
+    async def list_lines(self, conn: Conn, principal: Principal) -> list[LineOut]:
+        """The packing lines of the caller's organisation with their production context."""
+        return await lines.list_lines(conn, principal)
+
+    @get("/{line:str}")
+    async def get_line(self, line: LineCode, conn: Conn, principal: Principal) -> LineOut:
+        principal.require("packing.scan")
+        return await lines.get_line(conn, principal, line)
+
+    @put("/{line:str}/context")
+    async def set_context(
+        self, line: LineCode, data: LineContextIn, conn: Conn, principal: Principal
+    ) -> LineOut:
+        """Set what the line produces now: product, lot, production date (P1)."""
+        return await lines.set_context(conn, principal, line, data)
+
+    @post("/{line:str}/scans", status_code=200)
+    async def upload(
+        self,
+        line: LineCode,
+        data: ScanUploadIn,
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+    ) -> ScanUploadOut:
+        """Upload scans in scan order (P2, P3, P6): per-item results; retries are duplicates."""
+        return await scans.upload(conn, principal, scheme, line, data)
+
+    @post("/{line:str}/undo", status_code=200)
+    async def undo(
+        self, line: LineCode, data: UndoIn, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> EditOut:
+        """Undo the line's newest packing still in place (P4)."""
+        return await edits.undo_last(conn, principal, scheme, line, data.reason)
+
+
+class PackingController(Controller):
+    path = "/packing"
+    tags = ["packing"]
+
+    @post("/unpack", status_code=200)
+    async def unpack(
+        self, data: UnpackIn, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> EditOut:
+        """Take named children (default: all) out of a container (P4)."""
+        return await edits.unpack(conn, principal, scheme, data)
+
+    @post("/replace", status_code=200)
+    async def replace(
+        self,
+        data: ReplaceIn,
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+        settings: Settings,
+        redis: Redis,
+    ) -> EditOut:
+        """The new code takes the old one's place; the old one is voided (P5)."""
+        return await edits.replace(conn, principal, scheme, settings, redis, data)
+
+    @get("/rules/{product_id:int}")
+    async def get_rules(
+        self, product_id: int, conn: Conn, principal: Principal
+    ) -> list[PackingRuleOut]:
+        return await lines.get_rules(conn, principal, product_id)
+
+    @put("/rules/{product_id:int}")
+    async def set_rules(
+        self, product_id: int, data: list[PackingRuleIn], conn: Conn, principal: Principal
+    ) -> list[PackingRuleOut]:
+        """Replace the product's packing rules: children per container level (P3)."""
+        return await lines.set_rules(conn, principal, product_id, data)

@@ -1,0 +1,577 @@
+"""Bulk and offline upload from line scanners (P2, P3, P6): a packing hot path.
+
+An upload is a list of scans in the order they were made: units, then the case they went into,
+then the next units …, then the master case or pallet over the cases. Each scan carries the
+scanner's client event id. One upload is one transaction:
+
+1. read every code at once (Rust verifies the serials; batches and case batches in one query each);
+2. lock the state rows of the codes involved, read the receipts of earlier uploads;
+3. plan: decide each scan's result in scan order (duplicate, rejected with a reason, or ok);
+4. write: unit and case state, events (by COPY) and receipts, in a savepoint. If a concurrent
+   upload activated or packed one of the same codes first, the savepoint is rolled back and the
+   plan made again against the now committed state: exactly one upload wins each code.
+
+Retried, partially retried or reordered uploads never count twice: a scan whose client event id
+has a receipt answers ``duplicate``; a unit already active with the same product and lot is not
+activated again; a child already in its case is not bound again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from app.auth.principal import Principal
+from app.codes.scheme import Scheme
+from app.db import Conn
+from app.errors import Conflict, Unprocessable
+from app.events.log import NewEvent, allocate_ids, write_events
+from app.packing.codes import LEVEL_RANK, Read, read_codes, sscc_label
+from app.packing.lines import brand_product, get_line
+from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
+
+_ATTEMPTS = 3
+
+MESSAGES = {
+    "malformed": "not a serial or case code",
+    "forged": "not a genuine code (signature check failed)",
+    "unknown": "no such code was issued to this brand",
+    "void": "the code or its batch is void",
+    "wrong_product": "the code's batch is assigned to another product",
+    "already_active": "the code was activated with another product or lot",
+    "already_bound": "the code is already packed in another container",
+    "duplicate_scan": "the code was scanned twice in this upload",
+    "invalid_sscc": "not a valid SSCC (check digit)",
+    "unknown_case": "no such case code was issued to this brand",
+    "case_void": "the case code or its batch is void",
+    "bad_level": "a container may only hold units or containers of a lower packing level",
+    "empty_case": "the container closes over no scanned units or cases",
+    "short_case": "fewer items than the packing rule requires",
+    "over_full_case": "more items than the packing rule allows",
+    "child_rejected": "a named child cannot be packed",
+}
+
+
+class _Race(Exception):
+    """A concurrent upload changed a code between our read and our write: plan again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    org_id: int
+    brand_id: int
+    line: LineOut
+    product_id: int
+    lot: str
+    production_date: date
+    user_id: int | None
+
+
+@dataclass(slots=True)
+class _Scan:
+    scan: ScanIn
+    read: Read
+    children: list[Read] | None = None  # the reads of explicitly named children
+    result: str = "ok"
+    reason: str | None = None
+    warning: str | None = None
+    message: str | None = None
+    parent: int | None = None
+
+
+@dataclass(slots=True)
+class _Plan:
+    activate: dict[int, _Scan] = field(default_factory=dict)  # new units by code
+    new_cases: dict[int, _Scan] = field(default_factory=dict)  # new containers by SSCC
+    parent_of: dict[tuple[str, int], int] = field(default_factory=dict)  # (kind, code) → SSCC
+    children_of: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    closed: list[_Scan] = field(default_factory=list)  # accepted containers, in scan order
+
+
+async def upload(
+    conn: Conn, actor: Principal, scheme: Scheme, line_code: str, data: ScanUploadIn
+) -> ScanUploadOut:
+    actor.require("packing.scan")
+    line = await get_line(conn, actor, line_code)
+    if data.context is not None:
+        await brand_product(conn, actor, data.context.product_id)
+        product_id, lot, made = (
+            data.context.product_id,
+            data.context.lot,
+            data.context.production_date,
+        )
+    elif line.product_id is not None and line.lot and line.production_date:
+        product_id, lot, made = line.product_id, line.lot, line.production_date
+    else:
+        raise Unprocessable("set the line's production context first", code="no_line_context")
+    ctx = Context(actor.org_id, actor.brand_id, line, product_id, lot, made, actor.user_id)
+
+    texts = [s.code for s in data.scans]
+    for s in data.scans:
+        texts.extend(s.children or ())
+    reads = await read_codes(conn, scheme, ctx.brand_id, texts)
+    scans: list[_Scan] = []
+    extra = len(data.scans)
+    for i, s in enumerate(data.scans):
+        children = None
+        if s.children is not None:
+            children = reads[extra : extra + len(s.children)]
+            extra += len(s.children)
+        scans.append(_Scan(s, reads[i], children))
+    for _ in range(_ATTEMPTS):
+        for s in scans:
+            s.result, s.reason, s.warning, s.message, s.parent = "ok", None, None, None, None
+        try:
+            async with conn.transaction():  # a savepoint: a lost race undoes only this attempt
+                await _apply(conn, ctx, scans)
+            break
+        except _Race:
+            continue
+    else:
+        raise Conflict("the codes are being packed by another upload; retry", code="busy")
+    out = [
+        ScanOut(
+            id=s.scan.id,
+            result=s.result,  # type: ignore[arg-type]
+            kind=s.read.kind,
+            code=s.read.label,
+            parent=sscc_label(s.parent) if s.parent is not None else None,
+            reason=s.reason,
+            warning=s.warning,
+            message=s.message or (MESSAGES.get(s.reason) if s.reason else None),
+        )
+        for s in scans
+    ]
+    return ScanUploadOut(
+        accepted=sum(s.result == "ok" for s in scans),
+        duplicates=sum(s.result == "duplicate" for s in scans),
+        rejected=sum(s.result == "rejected" for s in scans),
+        scans=out,
+    )
+
+
+def _reject(scan: _Scan, reason: str, message: str | None = None) -> None:
+    scan.result, scan.reason, scan.message = "rejected", reason, message
+
+
+async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
+    all_reads = [s.read for s in scans] + [c for s in scans for c in (s.children or ())]
+    units = sorted({r.code for r in all_reads if r.kind == "unit" and r.reason is None})
+    cases = sorted({r.code for r in all_reads if r.kind == "case" and r.reason is None})
+    unit_state = await _locked(conn, "unit_state", "code", units)
+    case_state = await _locked(conn, "case_state", "sscc", cases)
+    held = await _child_counts(conn, cases)
+    rules = await _rules(conn, ctx.product_id)
+    receipts = await _receipts(conn, ctx.org_id, [s.scan.id for s in scans])
+    plan = _plan(ctx, scans, unit_state, case_state, held, rules, receipts)
+    await _write(conn, ctx, scans, plan, unit_state, case_state)
+
+
+def _plan(
+    ctx: Context,
+    scans: list[_Scan],
+    unit_state: dict[int, dict[str, Any]],
+    case_state: dict[int, dict[str, Any]],
+    held: dict[int, int],
+    rules: dict[str, dict[str, Any]],
+    receipts: dict[str, dict[str, Any]],
+) -> _Plan:
+    plan = _Plan()
+    pending: list[tuple[str, int, int, _Scan | None]] = []  # (kind, code, rank, scan) to close over
+    seen_ids: set[str] = set()
+    seen_codes: set[tuple[str, int]] = set()
+    for s in scans:
+        read = s.read
+        receipt = receipts.get(s.scan.id)
+        if receipt is not None or s.scan.id in seen_ids:
+            s.result = "duplicate"
+            if receipt is not None:
+                s.parent, s.warning = receipt["parent_sscc"], receipt["warning"]
+            if read.reason is None:  # a replayed unit still belongs to the container after it
+                if read.kind == "unit":
+                    pending.append(("unit", read.code, 0, None))
+                else:
+                    rank = LEVEL_RANK[read.level]
+                    pending = [p for p in pending if p[2] >= rank] + [
+                        ("case", read.code, rank, None)
+                    ]
+            continue
+        seen_ids.add(s.scan.id)
+        if read.reason is not None:
+            _reject(s, read.reason)
+            continue
+        key = (read.kind, read.code)
+        if key in seen_codes:
+            _reject(s, "duplicate_scan")
+            continue
+        seen_codes.add(key)
+        if read.kind == "unit":
+            _plan_unit(ctx, s, unit_state, plan)
+            if s.result == "ok":
+                pending.append(("unit", read.code, 0, s))
+            continue
+        state = case_state.get(read.code)
+        if state is not None and state["status"] != "active":
+            _reject(s, "case_void")
+            continue
+        rank = LEVEL_RANK[read.level]
+        if s.children is None:
+            children = [p for p in pending if p[2] < rank]
+            pending = [p for p in pending if p[2] >= rank]
+        else:
+            children = _explicit(s, unit_state, case_state, plan)
+            if children is None:
+                continue
+        _close(s, rank, children, unit_state, case_state, held, rules, plan)
+        if s.children is not None:  # named children are not left for the next container
+            pending = [p for p in pending if (p[0], p[1]) not in plan.parent_of]
+        if s.result == "ok":
+            pending.append(("case", read.code, rank, s))
+            if state is None:
+                plan.new_cases[read.code] = s
+    return plan
+
+
+def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, dict[str, Any]], plan: _Plan) -> None:
+    read = s.read
+    if read.batch_product is not None and read.batch_product != ctx.product_id:
+        _reject(s, "wrong_product")
+        return
+    state = unit_state.get(read.code)
+    if state is None:
+        plan.activate[read.code] = s
+    elif state["status"] != "active":
+        _reject(s, "void")
+    elif (state["product_id"], state["lot"]) != (ctx.product_id, ctx.lot):
+        _reject(s, "already_active")
+    else:
+        s.warning = "already_active"
+
+
+def _explicit(
+    s: _Scan,
+    unit_state: dict[int, dict[str, Any]],
+    case_state: dict[int, dict[str, Any]],
+    plan: _Plan,
+) -> list[tuple[str, int, int, _Scan | None]] | None:
+    """Named children must be active codes (activated before, or earlier in this upload)."""
+    children = []
+    for child in s.children or ():
+        reason = child.reason
+        if reason is None and child.kind == "unit":
+            state = unit_state.get(child.code)
+            if state is None and child.code not in plan.activate:
+                reason = "not_activated"
+            elif state is not None and state["status"] != "active":
+                reason = "void"
+        elif reason is None:
+            state = case_state.get(child.code)
+            if state is None and child.code not in plan.new_cases:
+                reason = "not_packed"
+            elif state is not None and state["status"] != "active":
+                reason = "case_void"
+        if reason is not None:
+            _reject(s, "child_rejected", f"child {child.label}: {reason}")
+            return None
+        children.append((child.kind, child.code, LEVEL_RANK[child.level], None))
+    return children
+
+
+def _close(
+    s: _Scan,
+    rank: int,
+    children: list[tuple[str, int, int, _Scan | None]],
+    unit_state: dict[int, dict[str, Any]],
+    case_state: dict[int, dict[str, Any]],
+    held: dict[int, int],
+    rules: dict[str, dict[str, Any]],
+    plan: _Plan,
+) -> None:
+    """Decide a container: which children it takes, whether the packing rule holds."""
+    sscc = s.read.code
+    new: list[tuple[str, int]] = []
+    inside = held.get(sscc, 0)
+    for kind, code, child_rank, child_scan in children:
+        if child_rank >= rank:
+            _reject(s, "bad_level", f"child {code}: level not below {s.read.level}")
+            return
+        states = unit_state if kind == "unit" else case_state
+        current = plan.parent_of.get((kind, code))
+        if current is None and code in states:
+            current = states[code]["parent_sscc"]
+        if current == sscc:
+            continue  # already in this container (a retry): counted in ``inside``
+        if current is not None:
+            if child_scan is None:
+                _reject(s, "child_rejected", f"child {code}: already_bound")
+                return
+            _reject(child_scan, "already_bound", f"already in container {sscc_label(current)}")
+            continue
+        new.append((kind, code))
+    count = inside + len(new)
+    if count == 0:
+        _reject(s, "empty_case")
+        return
+    rule = rules.get(s.read.level)
+    if rule is not None and count != rule["quantity"]:
+        problem = "short_case" if count < rule["quantity"] else "over_full_case"
+        detail = f"{count} items, the rule says {rule['quantity']}"
+        if rule["strict"]:
+            _reject(s, problem, detail)
+            return
+        s.warning, s.message = problem, detail
+    for kind, code in new:
+        plan.parent_of[(kind, code)] = sscc
+    plan.children_of[sscc] = new
+    plan.closed.append(s)
+
+
+async def _write(
+    conn: Conn,
+    ctx: Context,
+    scans: list[_Scan],
+    plan: _Plan,
+    unit_state: dict[int, dict[str, Any]],
+    case_state: dict[int, dict[str, Any]],
+) -> None:
+    # Events: one commissioning event per container's new units (and one for loose units),
+    # one aggregation event per container that takes new children.
+    groups: dict[int | None, list[_Scan]] = {}
+    for code, s in plan.activate.items():
+        groups.setdefault(plan.parent_of.get(("unit", code)), []).append(s)
+    aggregations = [s for s in plan.closed if plan.children_of[s.read.code]]
+    ids = await allocate_ids(conn, len(groups) + len(aggregations))
+    agg_id = {s.read.code: ids[len(groups) + i] for i, s in enumerate(aggregations)}
+    line = ctx.line
+    where = {"read_point": f"line:{line.code}", "biz_location": ctx.org_id}
+    product = {
+        "product_id": ctx.product_id,
+        "lot": ctx.lot,
+        "production_date": ctx.production_date.isoformat(),
+        "line": line.code,
+    }
+    events: list[NewEvent] = []
+    unit_rows: list[tuple[int, int | None, datetime, int]] = []
+    for event_id, members in zip(ids[: len(groups)], groups.values(), strict=True):
+        events.append(
+            NewEvent(
+                id=event_id,
+                brand_id=ctx.brand_id,
+                event_type="ObjectEvent",
+                action="ADD",
+                biz_step="commissioning",
+                disposition="active",
+                event_time=min(m.scan.at for m in members),
+                units=[m.read.code for m in members],
+                recorded_by=ctx.user_id,
+                details=product,
+                **where,
+            )
+        )
+        for m in members:
+            parent = plan.parent_of.get(("unit", m.read.code))
+            m.parent = parent
+            unit_rows.append(
+                (m.read.code, parent, m.scan.at, agg_id[parent] if parent else event_id)
+            )
+    for s in aggregations:
+        kids = plan.children_of[s.read.code]
+        events.append(
+            NewEvent(
+                id=agg_id[s.read.code],
+                brand_id=ctx.brand_id,
+                event_type="AggregationEvent",
+                action="ADD",
+                biz_step="packing",
+                disposition="in_progress",
+                event_time=s.scan.at,
+                parent=s.read.code,
+                units=[code for kind, code in kids if kind == "unit"],
+                cases=[code for kind, code in kids if kind == "case"],
+                recorded_by=ctx.user_id,
+                client_event_id=s.scan.id,
+                details={"line": line.code, "level": s.read.level},
+                **where,
+            )
+        )
+    if unit_rows:
+        inserted = await (
+            await conn.execute(
+                """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date,
+                       status, disposition, holder_org_id, parent_sscc, line_id, activated_at,
+                       last_event_id)
+                   SELECT d.code, %(brand)s, %(product)s, %(lot)s, %(made)s, 'active',
+                          CASE WHEN d.parent IS NULL THEN 'active' ELSE 'in_progress' END,
+                          %(org)s, d.parent, %(line)s, d.at, d.event
+                   FROM unnest(%(codes)s::bigint[], %(parents)s::bigint[],
+                               %(times)s::timestamptz[], %(events)s::bigint[])
+                        AS d (code, parent, at, event)
+                   ON CONFLICT (code) DO NOTHING RETURNING code""",
+                {
+                    "brand": ctx.brand_id,
+                    "product": ctx.product_id,
+                    "lot": ctx.lot,
+                    "made": ctx.production_date,
+                    "org": ctx.org_id,
+                    "line": line.id,
+                    "codes": [r[0] for r in unit_rows],
+                    "parents": [r[1] for r in unit_rows],
+                    "times": [r[2] for r in unit_rows],
+                    "events": [r[3] for r in unit_rows],
+                },
+            )
+        ).fetchall()
+        if len(inserted) != len(unit_rows):
+            raise _Race
+    if plan.new_cases:
+        rows = [
+            (code, s.read.batch, s.read.level, plan.parent_of.get(("case", code)), s.scan.at)
+            for code, s in plan.new_cases.items()
+        ]
+        inserted = await (
+            await conn.execute(
+                """INSERT INTO case_state (sscc, brand_id, case_batch_id, level, product_id, lot,
+                       status, disposition, holder_org_id, parent_sscc, line_id, packed_at,
+                       last_event_id)
+                   SELECT d.sscc, %(brand)s, d.batch, d.level, %(product)s, %(lot)s, 'active',
+                          'in_progress', %(org)s, d.parent, %(line)s, d.at, d.event
+                   FROM unnest(%(ssccs)s::bigint[], %(batches)s::bigint[], %(levels)s::text[],
+                               %(parents)s::bigint[], %(times)s::timestamptz[],
+                               %(events)s::bigint[]) AS d (sscc, batch, level, parent, at, event)
+                   ON CONFLICT (sscc) DO NOTHING RETURNING sscc""",
+                {
+                    "brand": ctx.brand_id,
+                    "product": ctx.product_id,
+                    "lot": ctx.lot,
+                    "org": ctx.org_id,
+                    "line": line.id,
+                    "ssccs": [r[0] for r in rows],
+                    "batches": [r[1] for r in rows],
+                    "levels": [r[2] for r in rows],
+                    "parents": [r[3] for r in rows],
+                    "times": [r[4] for r in rows],
+                    "events": [agg_id.get(r[3] or -1, agg_id.get(r[0], 0)) for r in rows],
+                },
+            )
+        ).fetchall()
+        if len(inserted) != len(rows):
+            raise _Race
+    # Codes that existed before this upload and are now packed.
+    for kind, table, key, states in (
+        ("unit", "unit_state", "code", unit_state),
+        ("case", "case_state", "sscc", case_state),
+    ):
+        moved = [
+            (code, parent)
+            for (k, code), parent in plan.parent_of.items()
+            if k == kind and code in states
+        ]
+        if moved:
+            updated = await (
+                await conn.execute(
+                    f"""UPDATE {table} t SET parent_sscc = d.parent, disposition = 'in_progress',
+                            last_event_id = d.event, updated_at = now()
+                        FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])
+                             AS d (code, parent, event)
+                        WHERE t.{key} = d.code AND t.parent_sscc IS NULL RETURNING t.{key}""",
+                    (
+                        [m[0] for m in moved],
+                        [m[1] for m in moved],
+                        [agg_id[m[1]] for m in moved],
+                    ),
+                )
+            ).fetchall()
+            if len(updated) != len(moved):
+                raise _Race
+    await write_events(conn, events)
+    for s in scans:
+        if s.result == "ok" and s.read.kind == "unit" and s.parent is None:
+            s.parent = plan.parent_of.get(("unit", s.read.code))
+            if s.parent is None and s.read.code in unit_state:
+                s.parent = unit_state[s.read.code]["parent_sscc"]
+        elif s.result == "ok" and s.read.kind == "case":
+            s.parent = plan.parent_of.get(("case", s.read.code))
+            if s.parent is None and s.read.code in case_state:
+                s.parent = case_state[s.read.code]["parent_sscc"]
+    accepted = [s for s in scans if s.result == "ok"]
+    if accepted:
+        await conn.execute(
+            """INSERT INTO scan_receipts (org_id, client_event_id, event_id, code, parent_sscc,
+                   warning)
+               SELECT %s, d.id, d.event, d.code, d.parent, d.warning
+               FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])
+                    AS d (id, event, code, parent, warning)
+               ON CONFLICT DO NOTHING""",
+            (
+                ctx.org_id,
+                [s.scan.id for s in accepted],
+                [
+                    agg_id.get(s.read.code if s.read.kind == "case" else s.parent or -1)
+                    for s in accepted
+                ],
+                [s.read.code for s in accepted],
+                [s.parent for s in accepted],
+                [s.warning for s in accepted],
+            ),
+        )
+    batches = sorted({s.read.batch for s in plan.activate.values()})
+    if batches:
+        await conn.execute(
+            "UPDATE code_batches SET state = 'active' "
+            "WHERE batch_no = ANY(%s) AND state IN ('issued', 'exported')",
+            (batches,),
+        )
+
+
+async def _locked(conn: Conn, table: str, key: str, codes: list[int]) -> dict[int, dict[str, Any]]:
+    """State rows of these codes, locked (in key order) until the upload commits."""
+    if not codes:
+        return {}
+    extra = ", product_id, lot" if table == "unit_state" else ", level"
+    rows = await (
+        await conn.execute(
+            f"SELECT {key} AS code, status, parent_sscc{extra} FROM {table} "
+            f"WHERE {key} = ANY(%s) ORDER BY {key} FOR UPDATE",
+            (codes,),
+        )
+    ).fetchall()
+    return {row["code"]: row for row in rows}
+
+
+async def _child_counts(conn: Conn, cases: list[int]) -> dict[int, int]:
+    """How many units and cases each of these containers holds now."""
+    if not cases:
+        return {}
+    rows = await (
+        await conn.execute(
+            """SELECT parent_sscc, count(*) AS n FROM (
+                   SELECT parent_sscc FROM unit_state WHERE parent_sscc = ANY(%(c)s)
+                   UNION ALL
+                   SELECT parent_sscc FROM case_state WHERE parent_sscc = ANY(%(c)s)) t
+               GROUP BY parent_sscc""",
+            {"c": cases},
+        )
+    ).fetchall()
+    return {row["parent_sscc"]: row["n"] for row in rows}
+
+
+async def _rules(conn: Conn, product_id: int) -> dict[str, dict[str, Any]]:
+    rows = await (
+        await conn.execute(
+            "SELECT level, quantity, strict FROM packing_rules WHERE product_id = %s",
+            (product_id,),
+        )
+    ).fetchall()
+    return {row["level"]: row for row in rows}
+
+
+async def _receipts(conn: Conn, org_id: int, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = await (
+        await conn.execute(
+            "SELECT client_event_id, parent_sscc, warning FROM scan_receipts "
+            "WHERE org_id = %s AND client_event_id = ANY(%s)",
+            (org_id, ids),
+        )
+    ).fetchall()
+    return {row["client_event_id"]: row for row in rows}

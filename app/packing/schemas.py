@@ -1,0 +1,123 @@
+"""Shapes of the packing line API (SPEC P1–P6)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Level = Literal["inner", "master", "pallet"]
+ClientEventId = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[!-~]+$")]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+MAX_SCANS = 20_000  # items per upload
+
+
+class LineContextIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What the line is producing now (P1): every unit activated on it gets this."""
+
+    product_id: int
+    lot: Lot
+    production_date: date
+
+
+class LineOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    org_id: int
+    code: str
+    product_id: int | None
+    product_name: str | None
+    spec: str | None
+    lot: str | None
+    production_date: date | None
+    updated_at: datetime
+
+
+class PackingRuleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    level: Level
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    # strict: a short or over-full container is rejected; else accepted with a warning
+    strict: bool = True
+
+
+class PackingRuleOut(msgspec.Struct, frozen=True, kw_only=True):
+    product_id: int
+    level: Level
+    quantity: int
+    strict: bool
+
+
+class ScanIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One scan: a unit (serial, /c/ URL or Digital Link) or a container (SSCC, (00) or /00/).
+
+    A unit is activated with the line's context. A container closes over the items scanned
+    before it in the same upload (units for an inner case, cases for a master case or pallet)
+    unless ``children`` names them, e.g. codes activated in an earlier upload.
+    """
+
+    id: ClientEventId
+    code: ScanCode
+    at: AwareTime
+    children: Annotated[list[ScanCode], msgspec.Meta(max_length=MAX_SCANS)] | None = None
+
+
+class ScanUploadIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    scans: Annotated[list[ScanIn], msgspec.Meta(min_length=1, max_length=MAX_SCANS)]
+    # the production context at scan time, when the line's has changed since (offline scanners)
+    context: LineContextIn | None = None
+
+
+ScanResult = Literal["ok", "duplicate", "rejected"]
+
+
+class ScanOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Per-item result. ``reason`` (rejected) and ``warning`` (accepted) are stable codes.
+
+    reasons: malformed, forged, unknown, void, not_activated, wrong_brand, wrong_product,
+    already_active, already_bound, duplicate_scan, invalid_sscc, unknown_case, case_void,
+    bad_level, empty_case, short_case, over_full_case, child_rejected.
+    """
+
+    id: str
+    result: ScanResult
+    kind: Literal["unit", "case"] | None = None
+    code: str | None = None
+    parent: str | None = None
+    reason: str | None = None
+    warning: str | None = None
+    message: str | None = None
+
+
+class ScanUploadOut(msgspec.Struct, frozen=True, kw_only=True):
+    accepted: int
+    duplicates: int
+    rejected: int
+    scans: list[ScanOut]
+
+
+class UnpackIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Undo (P4): take these children (default: all) out of the container."""
+
+    parent: ScanCode
+    children: Annotated[list[ScanCode], msgspec.Meta(min_length=1, max_length=MAX_SCANS)] | None = (
+        None
+    )
+    reason: Reason
+
+
+class ReplaceIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Replace (P5): the new code takes the old one's place; the old one is voided."""
+
+    old: ScanCode
+    new: ScanCode
+    reason: Reason = "QC"
+
+
+class EditOut(msgspec.Struct, frozen=True, kw_only=True):
+    event_ids: list[int]
+    parent: str | None
+    codes: list[str]

@@ -1,0 +1,309 @@
+"""Trace of one code (SPEC L11): product, batch, current state, every event in time order, the
+containers it travelled in (with their events while it was inside) and, for a case, its contents.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+import msgspec
+from litestar import get
+
+from app.auth.principal import Principal
+from app.codes.batches import serials_of, split_code_id
+from app.codes.scheme import Scheme
+from app.db import Conn
+from app.errors import NotFound, Unprocessable, ValidationFailed
+from app.events.log import CASE, UNIT, CodeKind, events_of
+from app.packing.codes import read_codes, sscc_label
+
+_MAX_DEPTH = 4  # unit → inner → master → pallet
+
+
+class OrgRef(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    kind: str
+
+
+class ProductRef(msgspec.Struct, frozen=True):
+    id: int
+    name: str
+    spec: str
+    gtin: str | None
+
+
+class BatchInfo(msgspec.Struct, frozen=True, kw_only=True):
+    batch_no: int | None = None  # unit codes
+    index: int | None = None
+    case_batch_id: int | None = None  # case codes
+    level: str | None = None
+    issued_at: datetime
+    printer: OrgRef | None
+
+
+class StateOut(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    disposition: str
+    holder: OrgRef | None
+    parent: str | None
+    channel: OrgRef | None
+    since: datetime  # activated (unit) or first packed (case)
+    shipped_at: datetime | None
+    updated_at: datetime
+
+
+class ContainerStay(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    level: str | None
+    inside: str  # the code it held: the traced code or a container of it
+    added_at: datetime
+    removed_at: datetime | None
+
+
+class Content(msgspec.Struct, frozen=True):
+    kind: Literal["unit", "case"]
+    code: str
+
+
+class TraceEvent(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    event_id: str  # urn:uuid:…
+    type: str
+    action: str
+    biz_step: str
+    disposition: str | None
+    event_time: datetime
+    tz_offset: str
+    record_time: datetime
+    read_point: str | None
+    location: OrgRef | None
+    source: OrgRef | None
+    destination: OrgRef | None
+    biz_transactions: list[dict[str, str]] | None
+    parent: str | None
+    child_count: int
+    via: str | None  # the container whose event this is, when not the traced code's own
+    details: dict[str, Any] | None
+    error_declaration: dict[str, Any] | None
+
+
+class TraceOut(msgspec.Struct, frozen=True, kw_only=True):
+    kind: Literal["unit", "case"]
+    code: str
+    product: ProductRef | None
+    lot: str | None
+    production_date: date | None
+    batch: BatchInfo
+    state: StateOut | None  # None: issued but never activated / packed
+    containers: list[ContainerStay]
+    contents: list[Content]
+    events: list[TraceEvent]
+
+
+async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> TraceOut:
+    actor.require("orgs.read")
+    read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
+    if read.reason == "malformed":
+        raise ValidationFailed("not a serial or SSCC", code="malformed_code")
+    if read.reason in ("forged", "invalid_sscc"):
+        raise Unprocessable("not a genuine code", code="not_genuine")
+    if read.reason in ("unknown", "unknown_case"):
+        raise NotFound("no such code was issued to this brand", code="unknown_code")
+    kind: CodeKind = UNIT if read.kind == "unit" else CASE
+    if kind == UNIT:
+        batch_no = split_code_id(read.code)[0]
+        batch_row = await _one(
+            conn,
+            "SELECT created_at, printer_id FROM code_batches WHERE batch_no = %s",
+            batch_no,
+        )
+        state = await _one(
+            conn,
+            """SELECT status, disposition, holder_org_id, parent_sscc, channel_org_id,
+                      activated_at AS since, shipped_at, updated_at, product_id, lot,
+                      production_date
+               FROM unit_state WHERE code = %s""",
+            read.code,
+        )
+    else:
+        batch_row = await _one(
+            conn, "SELECT created_at, printer_id FROM case_batches WHERE id = %s", read.batch
+        )
+        state = await _one(
+            conn,
+            """SELECT status, disposition, holder_org_id, parent_sscc, channel_org_id,
+                      packed_at AS since, shipped_at, updated_at, product_id, lot,
+                      NULL::date AS production_date
+               FROM case_state WHERE sscc = %s""",
+            read.code,
+        )
+    own = await events_of(conn, kind, read.code)
+    stays, foreign = await _containers(conn, kind, read.code, read.label, own, 0)
+    contents = await _contents(conn, scheme, read.code) if kind == CASE else []
+    rows = sorted(
+        [(e, None) for e in own] + foreign, key=lambda pair: (pair[0]["event_time"], pair[0]["id"])
+    )
+    org_ids = {
+        e[k] for e, _ in rows for k in ("biz_location", "source_org", "destination_org") if e[k]
+    }
+    if state:
+        org_ids |= {state["holder_org_id"], state["channel_org_id"]} - {None}
+    if batch_row:
+        org_ids.add(batch_row["printer_id"])
+    orgs = await _orgs(conn, org_ids)
+    product = None
+    if state and state["product_id"]:
+        row = await _one(
+            conn, "SELECT id, name, spec, gtin FROM products WHERE id = %s", state["product_id"]
+        )
+        product = ProductRef(**row) if row else None
+    assert batch_row is not None
+    return TraceOut(
+        kind=read.kind,
+        code=read.label,
+        product=product,
+        lot=state["lot"] if state else None,
+        production_date=state["production_date"] if state else None,
+        batch=BatchInfo(
+            batch_no=split_code_id(read.code)[0] if kind == UNIT else None,
+            index=split_code_id(read.code)[1] if kind == UNIT else None,
+            case_batch_id=read.batch if kind == CASE else None,
+            level=read.level if kind == CASE else None,
+            issued_at=batch_row["created_at"],
+            printer=orgs.get(batch_row["printer_id"]),
+        ),
+        state=StateOut(
+            status=state["status"],
+            disposition=state["disposition"],
+            holder=orgs.get(state["holder_org_id"]),
+            parent=sscc_label(state["parent_sscc"]) if state["parent_sscc"] else None,
+            channel=orgs.get(state["channel_org_id"]) if state["channel_org_id"] else None,
+            since=state["since"],
+            shipped_at=state["shipped_at"],
+            updated_at=state["updated_at"],
+        )
+        if state
+        else None,
+        containers=stays,
+        contents=contents,
+        events=[_event(e, via, orgs) for e, via in rows],
+    )
+
+
+async def _containers(
+    conn: Conn, kind: CodeKind, code: int, label: str, own: list[dict[str, Any]], depth: int
+) -> tuple[list[ContainerStay], list[tuple[dict[str, Any], str]]]:
+    """The containers this code was put in (from its aggregation events) and, recursively, their
+    containers; with the containers' own events during each stay."""
+    if depth >= _MAX_DEPTH:
+        return [], []
+    opened: dict[int, datetime] = {}
+    spans: list[tuple[int, datetime, datetime | None]] = []
+    for e in own:
+        parent = e["parent_code"]
+        if (
+            e["event_type"] != "AggregationEvent"
+            or parent is None
+            or (kind == CASE and parent == code)
+        ):
+            continue
+        if e["action"] == "ADD":
+            opened.setdefault(parent, e["event_time"])
+        elif e["action"] == "DELETE" and parent in opened:
+            spans.append((parent, opened.pop(parent), e["event_time"]))
+    spans += [(parent, since, None) for parent, since in opened.items()]
+    stays: list[ContainerStay] = []
+    foreign: list[tuple[dict[str, Any], str]] = []
+    levels = await _levels(conn, [s[0] for s in spans])
+    for parent, since, until in sorted(spans, key=lambda s: s[1]):
+        parent_label = sscc_label(parent)
+        stays.append(
+            ContainerStay(
+                code=parent_label,
+                level=levels.get(parent),
+                inside=label,
+                added_at=since,
+                removed_at=until,
+            )
+        )
+        events = await events_of(conn, CASE, parent, since, until)
+        # the container's own history while it held the code, not the packing of its other items
+        mine = [e for e in events if e["parent_code"] != parent]
+        foreign += [(e, parent_label) for e in mine]
+        deeper_stays, deeper = await _containers(conn, CASE, parent, parent_label, mine, depth + 1)
+        stays += deeper_stays
+        foreign += deeper
+    return stays, foreign
+
+
+async def _contents(conn: Conn, scheme: Scheme, sscc: int) -> list[Content]:
+    rows = await (
+        await conn.execute(
+            """SELECT 'unit' AS kind, code FROM unit_state WHERE parent_sscc = %(p)s
+               UNION ALL SELECT 'case', sscc FROM case_state WHERE parent_sscc = %(p)s
+               ORDER BY 1, 2""",
+            {"p": sscc},
+        )
+    ).fetchall()
+    serials = await serials_of(conn, scheme, [r["code"] for r in rows if r["kind"] == "unit"])
+    return [
+        Content(r["kind"], serials[r["code"]] if r["kind"] == "unit" else sscc_label(r["code"]))
+        for r in rows
+    ]
+
+
+def _event(e: dict[str, Any], via: str | None, orgs: dict[int, OrgRef]) -> TraceEvent:
+    return TraceEvent(
+        id=e["id"],
+        event_id=f"urn:uuid:{e['event_uuid']}",
+        type=e["event_type"],
+        action=e["action"],
+        biz_step=e["biz_step"],
+        disposition=e["disposition"],
+        event_time=e["event_time"],
+        tz_offset=e["tz_offset"],
+        record_time=e["record_time"],
+        read_point=e["read_point"],
+        location=orgs.get(e["biz_location"]) if e["biz_location"] else None,
+        source=orgs.get(e["source_org"]) if e["source_org"] else None,
+        destination=orgs.get(e["destination_org"]) if e["destination_org"] else None,
+        biz_transactions=e["biz_transactions"],
+        parent=sscc_label(e["parent_code"]) if e["parent_code"] is not None else None,
+        child_count=e["child_count"],
+        via=via,
+        details=e["details"],
+        error_declaration=e["error_declaration"],
+    )
+
+
+async def _one(conn: Conn, sql: str, value: Any) -> dict[str, Any] | None:
+    return await (await conn.execute(sql, (value,))).fetchone()
+
+
+async def _orgs(conn: Conn, ids: set[int]) -> dict[int, OrgRef]:
+    if not ids:
+        return {}
+    rows = await (
+        await conn.execute("SELECT id, name, kind FROM orgs WHERE id = ANY(%s)", (sorted(ids),))
+    ).fetchall()
+    return {r["id"]: OrgRef(**r) for r in rows}
+
+
+async def _levels(conn: Conn, ssccs: list[int]) -> dict[int, str]:
+    if not ssccs:
+        return {}
+    rows = await (
+        await conn.execute(
+            "SELECT sscc, level FROM case_state WHERE sscc = ANY(%s)", (sorted(set(ssccs)),)
+        )
+    ).fetchall()
+    return {r["sscc"]: r["level"] for r in rows}
+
+
+@get("/trace/{code:str}", tags=["trace"])
+async def get_trace(code: str, conn: Conn, principal: Principal, scheme: Scheme) -> TraceOut:
+    """Trace of a unit serial (or its QR URL) or a case SSCC: product, batch, state, events,
+    containers and contents. 400 malformed, 422 forged, 404 not this brand's."""
+    return await trace(conn, principal, scheme, code)

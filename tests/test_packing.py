@@ -1,0 +1,525 @@
+"""Packing line: context, activation, aggregation, rules, undo, replace, idempotent uploads,
+races, event log and trace (SPEC P1–P6, L11) — on the real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.helpers import activate, assert_error, issue_cases, issue_units
+
+AT = "2026-11-20T09:00:00+08:00"
+_ids = itertools.count()
+
+
+def scan(
+    code: str, children: list[str] | None = None, cid: str | None = None, at: str = AT
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": cid or f"s{next(_ids)}", "code": code, "at": at}
+    if children is not None:
+        item["children"] = children
+    return item
+
+
+async def set_line(client: Any, login: Any, product_id: int, line: str, lot: str = "LOT1") -> None:
+    response = await client.put(
+        f"/lines/{line}/context",
+        headers=await login("operator"),
+        json={"product_id": product_id, "lot": lot, "production_date": "2026-11-20"},
+    )
+    assert response.status_code == 200, response.text
+
+
+async def upload(client: Any, login: Any, line: str, scans: list[dict[str, Any]]) -> dict[str, Any]:
+    response = await client.post(
+        f"/lines/{line}/scans", headers=await login("operator"), json={"scans": scans}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def set_rules(client: Any, login: Any, product_id: int, rules: list[dict[str, Any]]) -> None:
+    response = await client.put(
+        f"/packing/rules/{product_id}", headers=await login("admin"), json=rules
+    )
+    assert response.status_code == 200, response.text
+
+
+async def counts(conn: Any, batch_no: int) -> dict[str, int]:
+    """Rows of the event log and the state of one batch's units (for idempotency checks)."""
+    lo, hi = batch_no << 32, (batch_no + 1) << 32
+    row = await (
+        await conn.execute(
+            """SELECT (SELECT count(*) FROM unit_state WHERE code >= %(lo)s AND code < %(hi)s) AS units,
+                      (SELECT count(*) FROM unit_state WHERE code >= %(lo)s AND code < %(hi)s
+                         AND parent_sscc IS NOT NULL) AS bound,
+                      (SELECT count(*) FROM event_codes WHERE kind = 'u'
+                         AND code >= %(lo)s AND code < %(hi)s) AS unit_events""",
+            {"lo": lo, "hi": hi},
+        )
+    ).fetchone()
+    await conn.commit()
+    return dict(row)
+
+
+@pytest.fixture
+async def lumi(client: Any, login: Any, demo: Any) -> Any:
+    """A fresh 1,000-unit batch of the sun cream with case codes of every level."""
+
+    class Lumi:
+        pass
+
+    lumi = Lumi()
+    lumi.batch_no, lumi.product_id = await issue_units(client, login, demo, 1000)
+    await set_rules(client, login, lumi.product_id, [])  # tests that want rules set their own
+    lumi.inner = await issue_cases(client, login, demo, "inner", 100)
+    lumi.master = await issue_cases(client, login, demo, "master", 10)
+    lumi.pallet = await issue_cases(client, login, demo, "pallet", 2)
+    return lumi
+
+
+def serials(app: Any, batch_no: int, start: int, end: int) -> list[str]:
+    return [app.state.scheme.serial(batch_no, i) for i in range(start, end)]
+
+
+async def test_a_10x10x10_pallet_packs_and_traces(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    await set_rules(
+        client,
+        login,
+        lumi.product_id,
+        [
+            {"level": "inner", "quantity": 10},
+            {"level": "master", "quantity": 10},
+            {"level": "pallet", "quantity": 10},
+        ],
+    )
+    await set_line(client, login, lumi.product_id, "P1")
+    units = serials(app, lumi.batch_no, 0, 1000)
+    scans = []
+    for m in range(10):
+        for c in range(10):
+            box = m * 10 + c
+            scans += [scan(s) for s in units[box * 10 : box * 10 + 10]]
+            scans.append(scan(lumi.inner[box]))
+        scans.append(scan(lumi.master[m]))
+    scans.append(scan(lumi.pallet[0]))
+    body = await upload(client, login, "P1", scans)
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (1111, 0, 0), [
+        s for s in body["scans"] if s["result"] != "ok"
+    ][:3]
+    assert body["scans"][0]["parent"] == lumi.inner[0]
+    assert body["scans"][10] == {
+        "id": scans[10]["id"],
+        "result": "ok",
+        "kind": "case",
+        "code": lumi.inner[0],
+        "parent": lumi.master[0],
+    }
+    assert await counts(conn, lumi.batch_no) == {"units": 1000, "bound": 1000, "unit_events": 2000}
+
+    # the batch is active now, and a packed unit verifies as genuine with its lot
+    operator = await login("operator")
+    batch = (await client.get(f"/batches/{lumi.batch_no}", headers=await login("planner"))).json()
+    assert batch["state"] == "active"
+    answer = await client.post(
+        "/v1/verify", json={"serial": units[123], "pin": app.state.scheme.pin(units[123])}
+    )
+    assert answer.json()["result"] in ("genuine", "suspicious"), answer.text
+    assert answer.json()["lot"] == "LOT1"
+
+    trace = (await client.get(f"/trace/{units[123]}", headers=operator)).json()
+    assert trace["kind"] == "unit" and trace["code"] == units[123]
+    assert trace["product"]["id"] == lumi.product_id
+    assert trace["production_date"] == "2026-11-20"
+    assert trace["state"]["parent"] == lumi.inner[12]
+    assert [c["code"] for c in trace["containers"]] == [
+        lumi.inner[12],
+        lumi.master[1],
+        lumi.pallet[0],
+    ]
+    assert [c["level"] for c in trace["containers"]] == ["inner", "master", "pallet"]
+    steps = [(e["biz_step"], e["type"], e["via"]) for e in trace["events"]]
+    assert steps == [
+        ("commissioning", "ObjectEvent", None),
+        ("packing", "AggregationEvent", None),
+        ("packing", "AggregationEvent", lumi.inner[12]),
+        ("packing", "AggregationEvent", lumi.master[1]),
+    ]
+    assert trace["events"][0]["location"]["name"].startswith("Suzhou Factory")
+    assert trace["events"][0]["event_id"].startswith("urn:uuid:")
+    assert trace["events"][0]["tz_offset"] == "+08:00"
+
+    case = (await client.get(f"/trace/{lumi.master[1]}", headers=operator)).json()
+    assert case["kind"] == "case" and case["batch"]["level"] == "master"
+    assert sorted(c["code"] for c in case["contents"]) == sorted(lumi.inner[10:20])
+    assert [c["code"] for c in case["containers"]] == [lumi.pallet[0]]
+
+
+async def test_replaying_an_upload_three_times_changes_nothing(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    await set_line(client, login, lumi.product_id, "R1")
+    units = serials(app, lumi.batch_no, 0, 30)
+    scans = []
+    for box in range(3):
+        scans += [scan(s) for s in units[box * 10 : box * 10 + 10]] + [scan(lumi.inner[box])]
+    first = await upload(client, login, "R1", scans)
+    assert first["accepted"] == 33
+    before = await counts(conn, lumi.batch_no)
+    for _ in range(3):
+        again = await upload(client, login, "R1", scans)
+        assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 33, 0)
+        assert [s.get("parent") for s in again["scans"]] == [s.get("parent") for s in first["scans"]]
+        assert (
+            await counts(conn, lumi.batch_no)
+            == before
+            == {
+                "units": 30,
+                "bound": 30,
+                "unit_events": 60,
+            }
+        )
+    # a partial retry (the second half again) plus new scans: only the new ones count
+    more = [scan(s) for s in serials(app, lumi.batch_no, 30, 40)] + [scan(lumi.inner[3])]
+    mixed = await upload(client, login, "R1", scans[11:] + more)
+    assert (mixed["accepted"], mixed["duplicates"], mixed["rejected"]) == (11, 22, 0)
+    assert await counts(conn, lumi.batch_no) == {"units": 40, "bound": 40, "unit_events": 80}
+
+
+async def test_uploads_arriving_out_of_order(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    """The scanner made upload 1 then 2; they arrive 2, 1, then 1 again (a retry)."""
+    await set_line(client, login, lumi.product_id, "O1")
+    units = serials(app, lumi.batch_no, 0, 20)
+    one = [scan(s) for s in units[:10]] + [scan(lumi.inner[0])]
+    two = [scan(s) for s in units[10:]] + [scan(lumi.inner[1])]
+    # a master case named over both inner cases, sent before the first inner case exists
+    three = [scan(lumi.master[0], children=lumi.inner[:2])]
+    early = await upload(client, login, "O1", three)
+    assert early["scans"][0]["reason"] == "child_rejected"
+    assert "not_packed" in early["scans"][0]["message"]
+    assert (await upload(client, login, "O1", two))["accepted"] == 11
+    assert (await upload(client, login, "O1", one))["accepted"] == 11
+    assert (await upload(client, login, "O1", one))["duplicates"] == 11
+    late = await upload(client, login, "O1", three)  # the retry of the rejected one now fits
+    assert late["scans"][0]["result"] == "ok"
+    assert await counts(conn, lumi.batch_no) == {"units": 20, "bound": 20, "unit_events": 40}
+    trace = (await client.get(f"/trace/{units[15]}", headers=await login("operator"))).json()
+    assert [c["code"] for c in trace["containers"]] == [lumi.inner[1], lumi.master[0]]
+
+
+async def test_every_rejection_reason(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    scheme = app.state.scheme
+    await set_line(client, login, lumi.product_id, "X1")
+    await set_rules(client, login, lumi.product_id, [{"level": "inner", "quantity": 3}])
+    units = serials(app, lumi.batch_no, 0, 40)
+    await upload(client, login, "X1", [scan(s) for s in units[:3]] + [scan(lumi.inner[0])])
+    void_batch, _ = await issue_units(client, login, demo, 5)
+    voided = await client.post(
+        f"/batches/{void_batch}/void", headers=await login("planner"), json={"reason": "misprint"}
+    )
+    assert voided.status_code == 200, voided.text
+    other_product_batch, _ = await issue_units(client, login, demo, 5, product_no="LM-HY-50")
+    forged = units[5][:-1] + ("0" if units[5][-1] != "0" else "1")
+    bad_sscc = lumi.inner[5][:-1] + str((int(lumi.inner[5][-1]) + 1) % 10)
+    stranger = "3" + "6901234" + "999999999" + "0"  # a well-formed SSCC nobody issued
+    from app._core import gs1_check_digit
+
+    stranger = stranger[:17] + str(gs1_check_digit(stranger[:17]))
+    cases = [
+        (scan(forged), "forged"),
+        (scan("HELLO-WORLD"), "malformed"),
+        (scan(scheme.serial(lumi.batch_no, 5000)), "unknown"),
+        (scan(scheme.serial(void_batch, 0)), "void"),
+        (scan(scheme.serial(other_product_batch, 0)), "wrong_product"),
+        (scan(bad_sscc, children=[units[6]]), "invalid_sscc"),
+        (scan(stranger, children=[units[6]]), "unknown_case"),
+    ]
+    body = await upload(client, login, "X1", [c for c, _ in cases])
+    assert [s["reason"] for s in body["scans"]] == [reason for _, reason in cases]
+    assert all(s["result"] == "rejected" and s["message"] for s in body["scans"])
+
+    # in one upload: a unit packed elsewhere, the same unit twice, rule violations, bad level,
+    # an empty case, a named child never activated
+    scans = [
+        scan(units[0]),  # already in inner[0]
+        scan(units[10]),
+        scan(units[10]),  # scanned twice
+        scan(lumi.inner[1]),  # closes over units[10] only: short (rule 3)
+        *[scan(s) for s in units[11:15]],
+        scan(lumi.inner[2]),  # 4 units: over-full
+        scan(lumi.inner[3]),  # nothing left to close over
+        scan(lumi.inner[4], children=[lumi.inner[0]]),  # an inner case in an inner case
+        scan(lumi.master[0], children=[units[30]]),  # a unit not activated yet... in a master
+    ]
+    body = await upload(client, login, "X1", scans)
+    results = [(s["result"], s.get("reason")) for s in body["scans"]]
+    assert results == [
+        ("rejected", "already_bound"),
+        ("ok", None),
+        ("rejected", "duplicate_scan"),
+        ("rejected", "short_case"),
+        ("ok", None),
+        ("ok", None),
+        ("ok", None),
+        ("ok", None),
+        ("rejected", "over_full_case"),
+        ("rejected", "empty_case"),
+        ("rejected", "bad_level"),
+        ("rejected", "child_rejected"),
+    ]
+    assert body["scans"][0]["message"] == f"already in container {lumi.inner[0]}"
+    # the valid units were kept (activated, loose); the rejected cases hold nothing
+    status = await client.get(f"/codes/{units[12]}/status", headers=await login("planner"))
+    assert status.json()["status"] == "active"
+    assert (await counts(conn, lumi.batch_no))["units"] == 8
+
+    # a lenient rule accepts a short case with a warning; another lot is refused
+    await set_rules(
+        client, login, lumi.product_id, [{"level": "inner", "quantity": 3, "strict": False}]
+    )
+    lenient = await upload(client, login, "X1", [scan(units[20]), scan(lumi.inner[6])])
+    assert lenient["scans"][1]["result"] == "ok"
+    assert lenient["scans"][1]["warning"] == "short_case"
+    await set_line(client, login, lumi.product_id, "X1", lot="LOT2")
+    other_lot = await upload(client, login, "X1", [scan(units[20])])
+    assert other_lot["scans"][0]["reason"] == "already_active"
+
+
+async def test_bad_requests(client: Any, login: Any, app: Any, lumi: Any) -> None:
+    operator = await login("operator")
+    unit = app.state.scheme.serial(lumi.batch_no, 0)
+    assert_error(
+        await client.post("/lines/NEVER/scans", headers=operator, json={"scans": [scan(unit)]}),
+        404,
+        "unknown_line",
+    )
+    await set_line(client, login, lumi.product_id, "B1")
+    url = "/lines/B1/scans"
+    naive = {"id": "n1", "code": unit, "at": "2026-11-20T09:00:00"}
+    assert_error(await client.post(url, headers=operator, json={"scans": [naive]}), 400)
+    assert_error(await client.post(url, headers=operator, json={"scans": []}), 400)
+    assert_error(
+        await client.post(
+            url,
+            headers=operator,
+            content=b'{"scans": [',
+        ),
+        400,
+        "malformed_json",
+    )
+    assert_error(await client.post(url, json={"scans": [scan(unit)]}), 401)
+    analyst = await login("analyst")
+    assert_error(
+        await client.post(url, headers=analyst, json={"scans": [scan(unit)]}),
+        403,
+        "permission_denied",
+    )
+    assert_error(
+        await client.put(
+            "/lines/bad line!/context",
+            headers=operator,
+            json={"product_id": lumi.product_id, "lot": "L", "production_date": "2026-11-20"},
+        ),
+        400,
+    )
+    assert_error(
+        await client.put(
+            "/lines/B1/context",
+            headers=operator,
+            json={"product_id": 999999, "lot": "L", "production_date": "2026-11-20"},
+        ),
+        404,
+        "unknown_product",
+    )
+    assert_error(
+        await client.put(
+            f"/packing/rules/{lumi.product_id}",
+            headers=await login("admin"),
+            json=[{"level": "inner", "quantity": 1}, {"level": "inner", "quantity": 2}],
+        ),
+        422,
+        "duplicate_level",
+    )
+    assert_error(await client.get("/trace/NOT-A-CODE!", headers=operator), 400, "malformed_code")
+    forged = unit[:-1] + ("0" if unit[-1] != "0" else "1")
+    assert_error(await client.get(f"/trace/{forged}", headers=operator), 422, "not_genuine")
+
+
+async def test_undo_then_rebind(client: Any, login: Any, app: Any, conn: Any, lumi: Any) -> None:
+    await set_line(client, login, lumi.product_id, "U1")
+    units = serials(app, lumi.batch_no, 0, 20)
+    scans = [scan(s) for s in units[:10]] + [scan(lumi.inner[0])]
+    scans += [scan(s) for s in units[10:]] + [scan(lumi.inner[1])]
+    await upload(client, login, "U1", scans)
+    operator = await login("operator")
+    undone = await client.post("/lines/U1/undo", headers=operator, json={"reason": "wrong case"})
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["parent"] == lumi.inner[1]
+    assert sorted(undone.json()["codes"]) == sorted(units[10:])
+    assert (await counts(conn, lumi.batch_no))["bound"] == 10
+    # the next undo takes the earlier case; then nothing is left
+    assert (await client.post("/lines/U1/undo", headers=operator, json={"reason": "x"})).json()[
+        "parent"
+    ] == lumi.inner[0]
+    assert_error(
+        await client.post("/lines/U1/undo", headers=operator, json={"reason": "x"}),
+        404,
+        "nothing_to_undo",
+    )
+    # rebind: scan the units again into another case (they are already active: a warning)
+    now = datetime.now(UTC).isoformat()
+    rebound = await upload(
+        client, login, "U1", [scan(s, at=now) for s in units[10:]] + [scan(lumi.inner[2], at=now)]
+    )
+    assert rebound["accepted"] == 11
+    assert rebound["scans"][0]["warning"] == "already_active"
+    trace = (await client.get(f"/trace/{units[12]}", headers=operator)).json()
+    assert [(c["code"], c["removed_at"] is None) for c in trace["containers"]] == [
+        (lumi.inner[1], False),
+        (lumi.inner[2], True),
+    ]
+    assert [e["biz_step"] for e in trace["events"]] == [
+        "commissioning",
+        "packing",
+        "unpacking",
+        "packing",
+    ]
+    # named unpack of two units from the new case; the audit trail has it
+    out = await client.post(
+        "/packing/unpack",
+        headers=operator,
+        json={"parent": lumi.inner[2], "children": units[10:12], "reason": "QC sample"},
+    )
+    assert out.status_code == 200, out.text
+    assert sorted(out.json()["codes"]) == sorted(units[10:12])
+    assert_error(
+        await client.post(
+            "/packing/unpack",
+            headers=operator,
+            json={"parent": lumi.inner[2], "children": units[10:11], "reason": "again"},
+        ),
+        422,
+        "not_in_container",
+    )
+    audit = await client.get("/audit", headers=await login("admin"), params={"action": "unpack"})
+    assert audit.status_code == 200, audit.text
+    assert audit.json()["total"] >= 3
+
+
+async def test_replace_a_unit_that_failed_qc(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    scheme = app.state.scheme
+    await set_line(client, login, lumi.product_id, "Q1")
+    units = serials(app, lumi.batch_no, 0, 11)
+    await upload(client, login, "Q1", [scan(s) for s in units[:10]] + [scan(lumi.inner[0])])
+    old, new = units[3], units[10]
+    # the old unit was verified by a consumer before (its state is cached for verification)
+    first = await client.post("/v1/verify", json={"serial": old, "pin": scheme.pin(old)})
+    assert first.json()["result"] in ("genuine", "suspicious")
+    operator = await login("operator")
+    response = await client.post(
+        "/packing/replace", headers=operator, json={"old": old, "new": new, "reason": "QC"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["parent"] == lumi.inner[0]
+    case = (await client.get(f"/trace/{lumi.inner[0]}", headers=operator)).json()
+    contents = {c["code"] for c in case["contents"]}
+    assert new in contents and old not in contents and len(contents) == 10
+    replaced = (await client.get(f"/trace/{new}", headers=operator)).json()
+    assert replaced["lot"] == "LOT1" and replaced["state"]["parent"] == lumi.inner[0]
+    assert replaced["events"][0]["details"]["replaces"] == old
+    gone = (await client.get(f"/trace/{old}", headers=operator)).json()
+    assert gone["state"]["status"] == "void"
+    assert gone["events"][-1]["biz_step"] == "decommissioning"
+    assert gone["events"][-1]["details"]["reason"] == "QC"
+    # the old code now verifies as void, at once; the new one as genuine
+    answer = (await client.post("/v1/verify", json={"serial": old, "pin": scheme.pin(old)})).json()
+    assert (answer["result"], answer["reason"]) == ("not_genuine", "void")
+    answer = (await client.post("/v1/verify", json={"serial": new, "pin": scheme.pin(new)})).json()
+    assert answer["result"] in ("genuine", "suspicious")
+    # replacing again with the same new code, or an old code that is void, is refused
+    assert_error(
+        await client.post("/packing/replace", headers=operator, json={"old": units[4], "new": new}),
+        409,
+        "already_active",
+    )
+    assert_error(
+        await client.post("/packing/replace", headers=operator, json={"old": old, "new": units[4]}),
+        409,
+        "void",
+    )
+
+
+async def test_two_lines_binding_the_same_units_exactly_one_wins(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    await set_line(client, login, lumi.product_id, "RaceA")
+    await set_line(client, login, lumi.product_id, "RaceB")
+    for round_no in range(5):
+        units = serials(app, lumi.batch_no, round_no * 10, round_no * 10 + 10)
+        a_case, b_case = lumi.inner[round_no * 2], lumi.inner[round_no * 2 + 1]
+        a, b = await asyncio.gather(
+            upload(client, login, "RaceA", [scan(s) for s in units] + [scan(a_case)]),
+            upload(client, login, "RaceB", [scan(s) for s in units] + [scan(b_case)]),
+        )
+        winners = [body for body in (a, b) if body["scans"][-1]["result"] == "ok"]
+        assert len(winners) == 1, (a, b)
+        loser = b if winners[0] is a else a
+        assert loser["scans"][-1]["reason"] == "empty_case"
+        assert {s["reason"] for s in loser["scans"][:-1]} == {"already_bound"}
+        winner_case = a_case if winners[0] is a else b_case
+        rows = await (
+            await conn.execute(
+                "SELECT DISTINCT parent_sscc FROM unit_state WHERE code = ANY(%s)",
+                ([(lumi.batch_no << 32) | i for i in range(round_no * 10, round_no * 10 + 10)],),
+            )
+        ).fetchall()
+        await conn.commit()
+        assert [r["parent_sscc"] for r in rows] == [int(winner_case)]
+    assert await counts(conn, lumi.batch_no) == {"units": 50, "bound": 50, "unit_events": 100}
+
+
+async def test_a_retry_racing_its_original_counts_once(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any
+) -> None:
+    await set_line(client, login, lumi.product_id, "Twice")
+    units = serials(app, lumi.batch_no, 0, 10)
+    scans = [scan(s) for s in units] + [scan(lumi.inner[0])]
+    a, b = await asyncio.gather(
+        upload(client, login, "Twice", scans), upload(client, login, "Twice", scans)
+    )
+    assert sorted([a["accepted"], b["accepted"]]) == [0, 11]
+    assert sorted([a["duplicates"], b["duplicates"]]) == [0, 11]
+    assert await counts(conn, lumi.batch_no) == {"units": 10, "bound": 10, "unit_events": 20}
+
+
+async def test_activation_gates_verification(client: Any, login: Any, demo: Any, app: Any) -> None:
+    scheme = app.state.scheme
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    serial = scheme.serial(batch_no, 0)
+    before = (await client.post("/v1/verify", json={"serial": serial})).json()
+    assert (before["result"], before["reason"]) == ("not_genuine", "not_activated")
+    status = await client.get(f"/codes/{serial}/status", headers=await login("planner"))
+    assert status.json()["status"] == "issued_not_active"
+    await activate(client, login, [serial], product_id, line="G1")
+    after = await client.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
+    assert after.json()["result"] in ("genuine", "suspicious"), after.text
+    assert after.json()["product"]["id"] == product_id
+    trace = (await client.get(f"/trace/{serial}", headers=await login("admin"))).json()
+    assert trace["containers"] == [] and [e["biz_step"] for e in trace["events"]] == [
+        "commissioning"
+    ]
+    never = scheme.serial(batch_no, 1)
+    untraced = (await client.get(f"/trace/{never}", headers=await login("admin"))).json()
+    assert untraced["state"] is None and untraced["events"] == []
