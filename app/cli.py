@@ -71,6 +71,34 @@ def cmd_demo(settings: Settings) -> int:
     return 0
 
 
+def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
+    """Activated demo units to try verification with: one ``serial,pin,url`` line each."""
+    from app.db import migrate
+    from app.demo import demo_codes
+
+    if count < 1:
+        return _fail("--count must be at least 1")
+    settings = ensure_dev_master_key(settings)
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+
+    async def work(conn: Any, principal: Any, scheme: Any) -> list[tuple[str, str, str]]:
+        return await demo_codes(conn, scheme, settings, count)
+
+    try:
+        codes = asyncio.run(_direct(settings, "operator", work))  # type: ignore[arg-type]
+    except SettingsError:
+        asyncio.run(_load_demo(db_url))
+        codes = asyncio.run(_direct(settings, "operator", work))  # type: ignore[arg-type]
+    lines = "".join(f"{serial},{pin},{url}\n" for serial, pin, url in codes)  # type: ignore[attr-defined]
+    if out:
+        Path(out).write_text(lines, encoding="utf-8")
+        print(f"wrote {count} codes to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
 def cmd_services(settings: Settings, action: str) -> int:
     var = settings.var_path
     if action == "up":
@@ -93,8 +121,15 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
     os.environ[PREFIX + "DATABASE_URL"] = db_url
     os.environ[PREFIX + "REDIS_URL"] = redis_url
     migrate(db_url)
+    samples: list[tuple[str, str, str]] = []
     if demo:
+        from app.demo import demo_codes
+
+        async def work(conn: Any, principal: Any, scheme: Any) -> list[tuple[str, str, str]]:
+            return await demo_codes(conn, scheme, settings, 3)
+
         asyncio.run(_load_demo(db_url))
+        samples = asyncio.run(_direct(settings, "operator", work))  # type: ignore[assignment,arg-type]
     children: list[subprocess.Popen[bytes]] = []
     api = [
         sys.executable,
@@ -123,6 +158,9 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
     )
     if demo:
         print(describe())
+        print("\nActivated demo units (open the URL, enter the PIN; more: tracecode demo codes):")
+        for _serial, pin, url in samples:
+            print(f"  {url}  PIN {pin}")
     print("\nPress Ctrl-C to stop.\n", flush=True)
     stopping = False
 
@@ -414,7 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     db = sub.add_parser("db", help="database")
     db.add_argument("action", choices=["migrate"])
     demo = sub.add_parser("demo", help="demo data")
-    demo.add_argument("action", choices=["load"])
+    demo.add_argument(
+        "action",
+        choices=["load", "codes"],
+        help="load: the demo data; codes: print serial,pin,url of activated demo units",
+    )
+    demo.add_argument("--count", type=int, default=20, help="codes: how many (default 20)")
+    demo.add_argument("--out", help="codes: write the CSV to this file instead of stdout")
     sub.add_parser("keygen", help="print a new random 32-byte master key (hex)")
 
     def auth_options(p: argparse.ArgumentParser) -> None:
@@ -483,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_services(settings, args.action)
         if args.command == "db":
             return cmd_migrate(settings)
+        if args.command == "demo" and args.action == "codes":
+            return cmd_demo_codes(settings, args.count, args.out)
         if args.command == "demo":
             return cmd_demo(settings)
         if args.command == "codes":

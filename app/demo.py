@@ -6,10 +6,13 @@ entries by name / product number, so running it twice changes nothing.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 from app.catalog.schemas import CategoryIn, ProductIn
 from app.catalog.service import create_category, create_product
+from app.codes.scheme import Scheme, gs1_check_digit
+from app.config import Settings
 from app.db import Conn
 from app.orgs.schemas import OrgIn
 from app.orgs.service import create_org
@@ -137,6 +140,99 @@ async def load_demo(conn: Conn) -> dict[str, int]:
                 ),
             )
     return org_ids
+
+
+# The demo's unit batch: issued once (a batch is one row, whatever its size); units are activated
+# on the demo line on demand, the first ones packed ten to an inner case.
+DEMO_BATCH_SIZE = 1_000_000
+DEMO_PACKED = 1_000
+DEMO_LINE = "DEMO-1"
+_CHUNK = 10_000
+
+
+async def _user(conn: Conn, username: str) -> Any:
+    from app.auth.service import load_user
+
+    user_id = await _id_by(conn, "users", "username", username)
+    assert user_id is not None
+    return await load_user(conn, user_id)
+
+
+async def demo_codes(
+    conn: Conn, scheme: Scheme, settings: Settings, count: int
+) -> list[tuple[str, str, str]]:
+    """(serial, PIN, URL) of ``count`` activated demo units, activating more when needed.
+
+    Idempotent: the batch and case codes are created once (request keys), activation scans
+    carry fixed client event ids, so running it again only adds what is missing.
+    """
+    from app.codes.cases import create_case_batch
+    from app.codes.schemas import BatchIn, CaseBatchIn
+    from app.codes.service import create_batch
+    from app.packing import lines, scans
+    from app.packing.schemas import LineContextIn, ScanIn, ScanUploadIn
+
+    count = max(0, min(count, DEMO_BATCH_SIZE))
+    org_ids = await load_demo(conn)
+    planner, operator = await _user(conn, "planner"), await _user(conn, "operator")
+    product_id = await _id_by(conn, "products", "product_no", PRODUCTS[0][0])
+    assert product_id is not None
+    batch, _ = await create_batch(
+        conn,
+        planner,
+        settings,
+        BatchIn(
+            size=DEMO_BATCH_SIZE,
+            printer_id=org_ids["PRINTER-SH"],
+            product_id=product_id,
+            note="demo",
+            request_key="demo-units",
+        ),
+    )
+    cases, _ = await create_case_batch(
+        conn,
+        planner,
+        settings,
+        CaseBatchIn(
+            level="inner",
+            size=DEMO_PACKED // 10,
+            printer_id=org_ids["PRINTER-SH"],
+            request_key="demo-inner",
+        ),
+    )
+    await lines.set_context(
+        conn,
+        operator,
+        DEMO_LINE,
+        LineContextIn(product_id=product_id, lot="DEMO-LOT-1", production_date=date(2026, 11, 1)),
+    )
+    done = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM unit_state WHERE code >= %s AND code < %s",
+            (batch.batch_no << 32, (batch.batch_no << 32) + max(count, DEMO_PACKED)),
+        )
+    ).fetchone()
+    assert done is not None
+    at = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    first_ref = int(cases.first_sscc[:-1])
+    for start in range(0, max(count, DEMO_PACKED), _CHUNK):
+        if done["n"] >= max(count, DEMO_PACKED):
+            break
+        items: list[ScanIn] = []
+        for index in range(start, min(start + _CHUNK, max(count, DEMO_PACKED))):
+            serial = scheme.serial(batch.batch_no, index, batch.key_version)
+            items.append(ScanIn(id=f"demo-u{index}", code=serial, at=at))
+            if index < DEMO_PACKED and index % 10 == 9:
+                body = f"{first_ref + index // 10:017d}"
+                sscc = body + str(gs1_check_digit(body))
+                items.append(ScanIn(id=f"demo-c{index // 10}", code=sscc, at=at))
+        await scans.upload(conn, operator, scheme, DEMO_LINE, ScanUploadIn(scans=items))
+    host = settings.resolver_host
+    out = []
+    for index in range(count):
+        serial = scheme.serial(batch.batch_no, index, batch.key_version)
+        out.append((serial, scheme.pin(serial), f"http://{host}/c/{serial}"))
+    return out
 
 
 async def _system_brand_admin(conn: Conn, brand_id: int) -> Any:
