@@ -235,3 +235,24 @@ def test_codes_list_show_and_void(client: Any) -> None:
         "codes", "void", str(issued["batch_no"]), "--reason", "x", "--as", "printer"
     )
     assert denied.returncode == 2 and "permission_denied" in denied.stderr
+
+
+async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) -> None:
+    """`tracecode demo codes` prints serial,pin,url of units a consumer can verify; twice is
+    the same list (idempotent)."""
+    import asyncio
+
+    out = tmp_path / "codes.csv"
+    run = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "1200", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert len(rows) == 1200 and len({r[0] for r in rows}) == 1200
+    serial, pin, url = rows[1100]
+    assert url.endswith(f"/c/{serial}")
+    answer = (await client.post("/v1/verify", json={"serial": serial, "pin": pin})).json()
+    assert answer["result"] in ("genuine", "suspicious"), answer
+    assert answer["lot"] == "DEMO-LOT-1"
+    again = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "3")
+    assert again.stdout.splitlines() == [",".join(r) for r in rows[:3]]
+    refused = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "0")
+    assert refused.returncode != 0 and "--count" in refused.stderr
