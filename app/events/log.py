@@ -111,14 +111,15 @@ async def write_events(conn: Conn, events: list[NewEvent]) -> list[int]:
                     Jsonb(e.error_declaration) if e.error_declaration else None,
                 )
             )
+    # The code rows are the bulk (one per code per event): written as one COPY text buffer.
+    lines: list[str] = []
+    for event_id, e in zip(ids, events, strict=True):
+        lines += [f"{code}\tu\t{event_id}\n" for code in e.units]
+        lines += [f"{code}\tc\t{event_id}\n" for code in e.cases]
+        if e.parent is not None:
+            lines.append(f"{e.parent}\tc\t{event_id}\n")
     async with conn.cursor().copy("COPY event_codes (code, kind, event_id) FROM STDIN") as copy:
-        for event_id, e in zip(ids, events, strict=True):
-            for code in e.units:
-                await copy.write_row((code, UNIT, event_id))
-            for code in e.cases:
-                await copy.write_row((code, CASE, event_id))
-            if e.parent is not None:
-                await copy.write_row((e.parent, CASE, event_id))
+        await copy.write("".join(lines).encode())
     return ids
 
 

@@ -95,10 +95,21 @@ async def _case_batches(conn: Conn, brand_id: int, ssccs: list[str]) -> dict[str
                 AND substr(q.sscc, 2 + length(cb.company_prefix),
                            16 - length(cb.company_prefix))::bigint
                     BETWEEN cb.first_ref AND cb.first_ref + cb.size - 1""",
-            (sorted(set(ssccs)), brand_id),
+            (array(sorted(set(ssccs))), brand_id),
         )
     ).fetchall()
     return {row["sscc"]: row for row in rows}
+
+
+def array(values: list[Any]) -> str:
+    """A PostgreSQL array literal of ints or plain strings, for ``%s::bigint[]`` and the like.
+
+    The packing hot path passes arrays of 10,000s of values; building the literal here is ~10x
+    cheaper than psycopg adapting a list element by element. Strings must not hold ``"`` or
+    ``\\`` (client event ids, times and levels are validated to printable ASCII without them).
+    """
+    return "{" + ",".join("NULL" if v is None else f'"{v}"' if isinstance(v, str) else str(v)
+                          for v in values) + "}"  # fmt: skip
 
 
 def sscc_label(code: int) -> str:

@@ -27,7 +27,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Unprocessable
 from app.events.log import NewEvent, allocate_ids, write_events
-from app.packing.codes import LEVEL_RANK, Read, read_codes, sscc_label
+from app.packing.codes import LEVEL_RANK, Read, array, read_codes, sscc_label
 from app.packing.lines import brand_product, get_line
 from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
 
@@ -161,7 +161,7 @@ async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
     cases = sorted({r.code for r in all_reads if r.kind == "case" and r.reason is None})
     unit_state = await _locked(conn, "unit_state", "code", units)
     case_state = await _locked(conn, "case_state", "sscc", cases)
-    held = await _child_counts(conn, cases)
+    held = await _child_counts(conn, [code for code in cases if code in case_state])
     rules = await _rules(conn, ctx.product_id)
     receipts = await _receipts(conn, ctx.org_id, [s.scan.id for s in scans])
     plan = _plan(ctx, scans, unit_state, case_state, held, rules, receipts)
@@ -178,7 +178,8 @@ def _plan(
     receipts: dict[str, dict[str, Any]],
 ) -> _Plan:
     plan = _Plan()
-    pending: list[tuple[str, int, int, _Scan | None]] = []  # (kind, code, rank, scan) to close over
+    # what the next container closes over, by packing rank: (kind, code, rank, scan)
+    pending: list[list[tuple[str, int, int, _Scan | None]]] = [[] for _ in LEVEL_RANK]
     seen_ids: set[str] = set()
     seen_codes: set[tuple[str, int]] = set()
     for s in scans:
@@ -190,12 +191,11 @@ def _plan(
                 s.parent, s.warning = receipt["parent_sscc"], receipt["warning"]
             if read.reason is None:  # a replayed unit still belongs to the container after it
                 if read.kind == "unit":
-                    pending.append(("unit", read.code, 0, None))
+                    pending[0].append(("unit", read.code, 0, None))
                 else:
                     rank = LEVEL_RANK[read.level]
-                    pending = [p for p in pending if p[2] >= rank] + [
-                        ("case", read.code, rank, None)
-                    ]
+                    _take(pending, rank)
+                    pending[rank].append(("case", read.code, rank, None))
             continue
         seen_ids.add(s.scan.id)
         if read.reason is not None:
@@ -209,7 +209,7 @@ def _plan(
         if read.kind == "unit":
             _plan_unit(ctx, s, unit_state, plan)
             if s.result == "ok":
-                pending.append(("unit", read.code, 0, s))
+                pending[0].append(("unit", read.code, 0, s))
             continue
         state = case_state.get(read.code)
         if state is not None and state["status"] != "active":
@@ -217,20 +217,31 @@ def _plan(
             continue
         rank = LEVEL_RANK[read.level]
         if s.children is None:
-            children = [p for p in pending if p[2] < rank]
-            pending = [p for p in pending if p[2] >= rank]
+            children = _take(pending, rank)
         else:
             children = _explicit(s, unit_state, case_state, plan)
             if children is None:
                 continue
         _close(s, rank, children, unit_state, case_state, held, rules, plan)
         if s.children is not None:  # named children are not left for the next container
-            pending = [p for p in pending if (p[0], p[1]) not in plan.parent_of]
+            pending = [
+                [p for p in level if (p[0], p[1]) not in plan.parent_of] for level in pending
+            ]
         if s.result == "ok":
-            pending.append(("case", read.code, rank, s))
+            pending[rank].append(("case", read.code, rank, s))
             if state is None:
                 plan.new_cases[read.code] = s
     return plan
+
+
+def _take(
+    pending: list[list[tuple[str, int, int, _Scan | None]]], rank: int
+) -> list[tuple[str, int, int, _Scan | None]]:
+    """Everything pending below ``rank``, in scan order; it is pending no more."""
+    taken = [p for level in pending[:rank] for p in level]
+    for level in pending[:rank]:
+        level.clear()
+    return taken
 
 
 def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, dict[str, Any]], plan: _Plan) -> None:
@@ -415,10 +426,10 @@ async def _write(
                     "made": ctx.production_date,
                     "org": ctx.org_id,
                     "line": line.id,
-                    "codes": [r[0] for r in unit_rows],
-                    "parents": [r[1] for r in unit_rows],
-                    "times": [r[2] for r in unit_rows],
-                    "events": [r[3] for r in unit_rows],
+                    "codes": array([r[0] for r in unit_rows]),
+                    "parents": array([r[1] for r in unit_rows]),
+                    "times": array([r[2].isoformat() for r in unit_rows]),
+                    "events": array([r[3] for r in unit_rows]),
                 },
             )
         ).fetchall()
@@ -446,12 +457,12 @@ async def _write(
                     "lot": ctx.lot,
                     "org": ctx.org_id,
                     "line": line.id,
-                    "ssccs": [r[0] for r in rows],
-                    "batches": [r[1] for r in rows],
-                    "levels": [r[2] for r in rows],
-                    "parents": [r[3] for r in rows],
-                    "times": [r[4] for r in rows],
-                    "events": [agg_id.get(r[3] or -1, agg_id.get(r[0], 0)) for r in rows],
+                    "ssccs": array([r[0] for r in rows]),
+                    "batches": array([r[1] for r in rows]),
+                    "levels": array([r[2] for r in rows]),
+                    "parents": array([r[3] for r in rows]),
+                    "times": array([r[4].isoformat() for r in rows]),
+                    "events": array([agg_id.get(r[3] or -1, agg_id.get(r[0], 0)) for r in rows]),
                 },
             )
         ).fetchall()
@@ -476,9 +487,9 @@ async def _write(
                              AS d (code, parent, event)
                         WHERE t.{key} = d.code AND t.parent_sscc IS NULL RETURNING t.{key}""",
                     (
-                        [m[0] for m in moved],
-                        [m[1] for m in moved],
-                        [agg_id[m[1]] for m in moved],
+                        array([m[0] for m in moved]),
+                        array([m[1] for m in moved]),
+                        array([agg_id[m[1]] for m in moved]),
                     ),
                 )
             ).fetchall()
@@ -505,14 +516,16 @@ async def _write(
                ON CONFLICT DO NOTHING""",
             (
                 ctx.org_id,
-                [s.scan.id for s in accepted],
-                [
-                    agg_id.get(s.read.code if s.read.kind == "case" else s.parent or -1)
-                    for s in accepted
-                ],
-                [s.read.code for s in accepted],
-                [s.parent for s in accepted],
-                [s.warning for s in accepted],
+                array([s.scan.id for s in accepted]),
+                array(
+                    [
+                        agg_id.get(s.read.code if s.read.kind == "case" else s.parent or -1)
+                        for s in accepted
+                    ]
+                ),
+                array([s.read.code for s in accepted]),
+                array([s.parent for s in accepted]),
+                array([s.warning for s in accepted]),
             ),
         )
     batches = sorted({s.read.batch for s in plan.activate.values()})
@@ -532,25 +545,25 @@ async def _locked(conn: Conn, table: str, key: str, codes: list[int]) -> dict[in
     rows = await (
         await conn.execute(
             f"SELECT {key} AS code, status, parent_sscc{extra} FROM {table} "
-            f"WHERE {key} = ANY(%s) ORDER BY {key} FOR UPDATE",
-            (codes,),
+            f"WHERE {key} = ANY(%s::bigint[]) ORDER BY {key} FOR UPDATE",
+            (array(codes),),
         )
     ).fetchall()
     return {row["code"]: row for row in rows}
 
 
 async def _child_counts(conn: Conn, cases: list[int]) -> dict[int, int]:
-    """How many units and cases each of these containers holds now."""
+    """How many units and cases each of these (existing) containers holds now."""
     if not cases:
         return {}
     rows = await (
         await conn.execute(
             """SELECT parent_sscc, count(*) AS n FROM (
-                   SELECT parent_sscc FROM unit_state WHERE parent_sscc = ANY(%(c)s)
+                   SELECT parent_sscc FROM unit_state WHERE parent_sscc = ANY(%(c)s::bigint[])
                    UNION ALL
-                   SELECT parent_sscc FROM case_state WHERE parent_sscc = ANY(%(c)s)) t
+                   SELECT parent_sscc FROM case_state WHERE parent_sscc = ANY(%(c)s::bigint[])) t
                GROUP BY parent_sscc""",
-            {"c": cases},
+            {"c": array(cases)},
         )
     ).fetchall()
     return {row["parent_sscc"]: row["n"] for row in rows}
@@ -570,8 +583,8 @@ async def _receipts(conn: Conn, org_id: int, ids: list[str]) -> dict[str, dict[s
     rows = await (
         await conn.execute(
             "SELECT client_event_id, parent_sscc, warning FROM scan_receipts "
-            "WHERE org_id = %s AND client_event_id = ANY(%s)",
-            (org_id, ids),
+            "WHERE org_id = %s AND client_event_id = ANY(%s::text[])",
+            (org_id, array(ids)),
         )
     ).fetchall()
     return {row["client_event_id"]: row for row in rows}

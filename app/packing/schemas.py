@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 
 Level = Literal["inner", "master", "pallet"]
-ClientEventId = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+# printable ASCII without '"' and '\\' (a scanner's own ids: UUIDs, device + counter, …)
+ClientEventId = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^[!#-\[\]-~]+$")]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[!-~]+$")]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
