@@ -3,9 +3,10 @@
     .venv/bin/python bench/bench_packing.py [--units 1000000] [--per-request 1000] [--clients 2]
                                             [--workers 1]
 
-Starts its own API (granian, ``--workers`` processes) on a fresh database ``tracecode_bench_pack`` on the
-PostgreSQL of ``TRACECODE_DATABASE_URL`` (or the embedded one under var/), with the Redis of
-``TRACECODE_REDIS_URL`` (or embedded); loads the demo data, issues a unit batch and inner case
+Starts its own API (granian, ``--workers`` processes) on a fresh database
+``tracecode_bench_pack`` on the PostgreSQL of ``TRACECODE_DATABASE_URL`` (or the embedded one
+under var/), with the Redis of ``TRACECODE_REDIS_URL`` (or embedded); loads the demo data,
+issues a unit batch and inner case
 codes, sets a line's context, then times the upload of every unit and case as scanner uploads
 (``--per-request`` cases of 10 units + the case scan per request, ``--clients`` uploads in
 flight). Request bodies are encoded before the clock starts. Afterwards it checks the database
@@ -122,7 +123,7 @@ async def prepare(base: str, units: int) -> tuple[str, int, str]:
         planner, operator = await login("planner"), await login("operator")
         product = (await client.get("/products", headers=planner, params={"q": "LM-SC-30"})).json()
         product_id = product["items"][0]["id"]
-        printer = [p for p in (await client.get("/printers", headers=planner)).json()][0]["id"]
+        printer = (await client.get("/printers", headers=planner)).json()[0]["id"]
         batch = await client.post(
             "/batches",
             headers=planner,
@@ -181,14 +182,16 @@ def main() -> int:
         token, batch_no, first_sscc = asyncio.run(prepare(base, args.units))
         t0 = time.perf_counter()
         payloads = bodies(batch_no, first_sscc, args.units, args.per_request)
+        megabytes, took = sum(map(len, payloads)) / 1e6, time.perf_counter() - t0
         print(
             f"{len(payloads)} uploads of {args.per_request} cases x (10 units + case), "
-            f"{sum(map(len, payloads)) / 1e6:.0f} MB JSON, encoded in {time.perf_counter() - t0:.1f} s"
+            f"{megabytes:.0f} MB JSON, encoded in {took:.1f} s"
         )
         first = asyncio.run(upload_all(base, token, payloads, args.clients))
+        rate = args.units / first["wall"]
         print(
             f"upload:  {args.units:,} units in {args.units // 10:,} cases: {first['wall']:.2f} s = "
-            f"{args.units / first['wall']:,.0f} units/s; per upload p50 {first['p50'] * 1000:.0f} ms "
+            f"{rate:,.0f} units/s; per upload p50 {first['p50'] * 1000:.0f} ms "
             f"p99 {first['p99'] * 1000:.0f} ms; accepted {first['accepted']:,} "
             f"duplicates {first['duplicates']:,} rejected {first['rejected']:,}"
         )
