@@ -155,7 +155,8 @@ def main() -> int:
 
     print(
         f"machine: nproc {os.cpu_count()}, {cpu_model()}, Python {platform.python_version()}, "
-        f"commit {git_state()}"
+        f"commit {git_state()}, load average before {os.getloadavg()[0]:.2f} "
+        "(other work on the machine skews the numbers)"
     )
     stack = Stack(count=args.count, codes_file=args.codes, api_cpus=args.api_cpu)
     stack.make_codes = args.codes is None
@@ -231,6 +232,7 @@ def main() -> int:
                 else ""
             )
         )
+        print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
         if args.profile:
             profile(stack.env, args.profile, measured)
     return 0 if ok_ratio and ok_p99 and lost == 0 else 1

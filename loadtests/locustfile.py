@@ -127,7 +127,7 @@ def _load(environment: Environment, **_: Any) -> None:
     path = path or os.environ.get("LOADTEST_CODES", "")
     if not path:
         raise SystemExit("give the codes file: --codes FILE or LOADTEST_CODES=FILE")
-    host = environment.host or ""
+    host = environment.host or Consumer.host or ""
     if not host.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
         raise SystemExit(f"refusing to load {host!r}: load tests target this machine only")
     POOLS = Pools(load_codes(path))
