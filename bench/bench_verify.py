@@ -18,6 +18,8 @@ code of the file for a first query, or with ``--repeat`` percent a recently veri
 again). After the run it waits for the record queue to drain and counts the rows the run left in
 ``verifications``: every answered request must have its record (write-behind, never lost).
 PostgreSQL, Redis and the flusher are not pinned: they share both cores with granian and wrk.
+A supplementary run (``--no-hot`` skips it) verifies the codes the measured run verified first
+once more: their units are cached in Redis, so it shows the path without the PostgreSQL read.
 
 ``--profile N``: afterwards, N requests of each endpoint through the ASGI app in this process
 (no HTTP server, 64 at a time, same Redis and PostgreSQL) under pyinstrument (cProfile when
@@ -150,6 +152,12 @@ def main() -> int:
     parser.add_argument("--api-cpu", default="0", help="taskset CPU of granian (one worker)")
     parser.add_argument("--wrk-cpu", default="1", help="taskset CPU of wrk")
     parser.add_argument("--profile", type=int, default=0, help="requests per endpoint profiled")
+    parser.add_argument(
+        "--no-hot",
+        dest="hot",
+        action="store_false",
+        help="skip the supplementary run over already verified (cached) codes",
+    )
     parser.add_argument("--codes", type=Path, help="an existing codes file instead of the CLI's")
     args = parser.parse_args()
 
@@ -232,6 +240,28 @@ def main() -> int:
                 else ""
             )
         )
+        if args.hot:
+            # Supplementary: the codes the measured run verified first, again (their units are
+            # now cached in Redis): the cost of the path without the PostgreSQL unit read.
+            reached = int(verify["requests"] * (100 - args.repeat) / 100 * 0.95)
+            hot = stack.var / "bench-hot.csv"
+            hot.write_text("\n".join(lines[: max(reached, 1)]) + "\n")
+            again = wrk(
+                verify_url,
+                args.duration,
+                c,
+                cpu,
+                LUA_VERIFY,
+                {**env, "WRK_CODES": str(hot), "WRK_REPEAT": "0"},
+            )
+            print(f"\nsupplementary: the first {reached:,} codes again (units cached in Redis):")
+            show("POST /v1/verify", again)
+            print(
+                f"  cached-unit verify / ping: {again['rps'] / ping['rps']:.3f}; answers: genuine "
+                f"{int(again['genuine']):,}, suspicious {int(again['suspicious']):,}, "
+                f"other {int(again['other']):,}, non-200 {int(again['http_errors']):,}"
+            )
+            watch.drain()
         print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
         if args.profile:
             profile(stack.env, args.profile, measured)
