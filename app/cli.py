@@ -99,6 +99,39 @@ def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
     return 0
 
 
+async def _stock(url: str, action: str) -> int:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.logistics.rollup import recount, rollup_alone
+
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        moved = await rollup_alone(conn, wait=True)
+        print(f"rolled up {moved} stock deltas")
+        if action == "rollup":
+            return 0
+        mismatches = await recount(conn)
+    for m in mismatches:
+        print(
+            f"mismatch org {m.org_id} product {m.product_id} lot {m.lot!r}: "
+            f"stock on_hand {m.on_hand} in_transit {m.in_transit}, code state on_hand "
+            f"{m.expected_on_hand} in_transit {m.expected_in_transit}"
+        )
+    print(f"{len(mismatches)} mismatches" if mismatches else "stock equals the recount")
+    return 1 if mismatches else 0
+
+
+def cmd_stock(settings: Settings, action: str) -> int:
+    """rollup: fold pending stock deltas now; check: roll up, then recount from the code state."""
+    from app.db import migrate
+
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+    return asyncio.run(_stock(db_url, action))
+
+
 def cmd_services(settings: Settings, action: str) -> int:
     var = settings.var_path
     if action == "up":
@@ -460,6 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--count", type=int, default=20, help="codes: how many (default 20)")
     demo.add_argument("--out", help="codes: write the CSV to this file instead of stdout")
     sub.add_parser("keygen", help="print a new random 32-byte master key (hex)")
+    stock = sub.add_parser("stock", help="stock roll-up and recount (SPEC L9)")
+    stock.add_argument(
+        "action",
+        choices=["rollup", "check"],
+        help="rollup: fold pending deltas now; check: roll up, recount, exit 1 on a mismatch",
+    )
 
     def auth_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -533,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(settings)
         if args.command == "codes":
             return cmd_codes(settings, args)
+        if args.command == "stock":
+            return cmd_stock(settings, args.action)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     return _fail(f"unknown command {args.command}")

@@ -27,6 +27,8 @@ from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
+from app.logistics.routes import DocumentController, OrderController, consumer_return, sell
+from app.logistics.stock_routes import StockController
 from app.logs import configure_logging, request_context_middleware
 from app.orgs.routes import OrgController
 from app.packing.routes import LineController, PackingController
@@ -95,10 +97,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LineController,
             PackingController,
             get_trace,
+            OrderController,
+            DocumentController,
+            sell,
+            consumer_return,
             resolve,
             resolver_description,
             verify,
             AlertController,
+            StockController,
             scan_page,
             pin_page,
             product_page,

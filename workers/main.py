@@ -2,6 +2,8 @@
 
 from workers import codes, ops  # noqa: F401
 from workers.broker import broker
+from workers.logistics import StockRoller
 from workers.verify import VerificationFlusher
 
 broker.add_middleware(VerificationFlusher())
+broker.add_middleware(StockRoller())

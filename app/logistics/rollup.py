@@ -1,0 +1,190 @@
+"""Stock roll-up (SPEC L9): fold the movement deltas into ``stock`` exactly once, raise low-stock
+alerts, and recount stock from the code state to prove the two agree.
+
+Every movement writes its unit-state change and its ``stock_deltas`` rows in one transaction. The
+roll-up takes delta rows under ``FOR UPDATE SKIP LOCKED`` and deletes them in the same statement
+that adds them to ``stock``, so concurrent roll-ups take disjoint rows and a row is counted once;
+rows of transactions not yet committed are invisible and are picked up by a later pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from app.db import Conn
+
+# One batch: take, delete and sum delta rows, add the sums to stock. Stock rows are upserted in key
+# order so two roll-ups touching the same rows wait for each other instead of deadlocking.
+_BATCH = """
+WITH taken AS (
+    DELETE FROM stock_deltas
+    WHERE id IN (SELECT id FROM stock_deltas ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    RETURNING org_id, product_id, lot, on_hand, in_transit
+), summed AS (
+    SELECT org_id, product_id, lot, sum(on_hand) AS on_hand, sum(in_transit) AS in_transit,
+           count(*) AS n
+    FROM taken GROUP BY org_id, product_id, lot
+), upserted AS (
+    INSERT INTO stock AS s (org_id, product_id, lot, on_hand, in_transit)
+    SELECT org_id, product_id, lot, on_hand, in_transit FROM summed
+    ORDER BY org_id, product_id, lot
+    ON CONFLICT (org_id, product_id, lot) DO UPDATE
+        SET on_hand = s.on_hand + EXCLUDED.on_hand,
+            in_transit = s.in_transit + EXCLUDED.in_transit,
+            updated_at = now()
+    RETURNING 1
+), pairs AS (
+    SELECT DISTINCT m.org_id, m.product_id
+    FROM summed m JOIN stock_thresholds t USING (org_id, product_id)
+)
+SELECT (SELECT coalesce(sum(n), 0) FROM summed)::bigint AS taken,
+       (SELECT count(*) FROM upserted) AS upserted,
+       (SELECT coalesce(array_agg(org_id ORDER BY org_id, product_id), '{}') FROM pairs) AS orgs,
+       (SELECT coalesce(array_agg(product_id ORDER BY org_id, product_id), '{}') FROM pairs)
+           AS products
+"""
+
+# (org, product) pairs with a threshold, their on-hand total over lots, and what the alert names.
+_BELOW = """
+SELECT t.org_id, t.product_id, t.min_units, o.path, o.name AS org_name, p.name AS product_name,
+       coalesce((SELECT sum(s.on_hand) FROM stock s
+                 WHERE s.org_id = t.org_id AND s.product_id = t.product_id), 0)::bigint AS on_hand
+FROM unnest(%s::bigint[], %s::bigint[]) AS k (org_id, product_id)
+JOIN stock_thresholds t ON t.org_id = k.org_id AND t.product_id = k.product_id
+JOIN orgs o ON o.id = t.org_id
+JOIN products p ON p.id = t.product_id
+"""
+
+_ALERT = """
+INSERT INTO alerts (brand_id, org_id, kind, severity, message, details, dedup_key)
+VALUES (%(brand)s, %(org)s, 'low_stock', %(severity)s, %(message)s, %(details)s, %(dedup)s)
+ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
+DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = EXCLUDED.severity,
+              message = EXCLUDED.message, details = EXCLUDED.details
+"""
+
+
+class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A stock row that differs from what the code state says."""
+
+    org_id: int
+    product_id: int
+    lot: str
+    on_hand: int
+    in_transit: int
+    expected_on_hand: int
+    expected_in_transit: int
+
+
+async def rollup(conn: Conn, limit: int = 100_000) -> int:
+    """Fold pending stock deltas into ``stock``, ``limit`` rows per transaction, until none are
+    left; return how many delta rows were consumed. ``conn`` must not be inside a transaction
+    (each batch commits on its own)."""
+    total = 0
+    while True:
+        async with conn.transaction():
+            row = await (await conn.execute(_BATCH, {"limit": limit})).fetchone()
+            assert row is not None
+            taken = int(row["taken"])
+            if row["orgs"]:
+                await check_thresholds(conn, list(zip(row["orgs"], row["products"], strict=True)))
+        total += taken
+        if taken < limit:
+            return total
+
+
+async def check_thresholds(conn: Conn, pairs: list[tuple[int, int]]) -> int:
+    """Open (or bump) one low_stock alert per (organisation, product) below its threshold;
+    return how many pairs are below. Alerts are acknowledged by people, never closed here."""
+    if not pairs:
+        return 0
+    rows = await (
+        await conn.execute(_BELOW, ([o for o, _ in pairs], [p for _, p in pairs]))
+    ).fetchall()
+    below = [r for r in rows if r["on_hand"] < r["min_units"]]
+    if below:
+        await conn.cursor().executemany(_ALERT, [_alert(r) for r in below])
+    return len(below)
+
+
+def _alert(row: dict[str, Any]) -> dict[str, Any]:
+    org, product, on_hand, minimum = (
+        row["org_id"],
+        row["product_id"],
+        row["on_hand"],
+        row["min_units"],
+    )
+    return {
+        "brand": int(row["path"].strip("/").split("/")[0]),
+        "org": org,
+        "severity": "critical" if on_hand <= 0 else "warning",
+        "message": f"Low stock of {row['product_name']} at {row['org_name']}: "
+        f"{on_hand} on hand, minimum {minimum}",
+        "details": Jsonb(
+            {"org_id": org, "product_id": product, "on_hand": on_hand, "min_units": minimum}
+        ),
+        "dedup": f"low_stock:{org}:{product}",
+    }
+
+
+# What the code state says, against stock plus the deltas not yet rolled up — in one statement, so
+# one snapshot: a movement's state change and its deltas are both visible or both not.
+_RECOUNT = """
+WITH expected AS (
+    SELECT org_id, product_id, lot, sum(on_hand) AS on_hand, sum(in_transit) AS in_transit
+    FROM (
+        SELECT holder_org_id AS org_id, product_id, lot, count(*) AS on_hand, 0 AS in_transit
+        FROM unit_state WHERE status = 'active' AND transit_to IS NULL
+        GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT transit_to, product_id, lot, 0, count(*)
+        FROM unit_state WHERE status = 'active' AND transit_to IS NOT NULL
+        GROUP BY 1, 2, 3
+    ) c GROUP BY 1, 2, 3
+), recorded AS (
+    SELECT org_id, product_id, lot, sum(on_hand) AS on_hand, sum(in_transit) AS in_transit
+    FROM (
+        SELECT org_id, product_id, lot, on_hand, in_transit FROM stock
+        UNION ALL
+        SELECT org_id, product_id, lot, on_hand, in_transit FROM stock_deltas
+    ) r GROUP BY 1, 2, 3
+)
+SELECT org_id, product_id, lot,
+       coalesce(r.on_hand, 0)::bigint AS on_hand, coalesce(r.in_transit, 0)::bigint AS in_transit,
+       coalesce(e.on_hand, 0)::bigint AS expected_on_hand,
+       coalesce(e.in_transit, 0)::bigint AS expected_in_transit
+FROM expected e FULL JOIN recorded r USING (org_id, product_id, lot)
+WHERE coalesce(r.on_hand, 0) <> coalesce(e.on_hand, 0)
+   OR coalesce(r.in_transit, 0) <> coalesce(e.in_transit, 0)
+ORDER BY org_id, product_id, lot
+"""
+
+
+async def recount(conn: Conn) -> list[Mismatch]:
+    """Stock rows (plus pending deltas) that differ from the count of units in the code state:
+    on hand = active units held and not in transit; in transit = active units on their way."""
+    rows = await (await conn.execute(_RECOUNT)).fetchall()
+    return [Mismatch(**row) for row in rows]
+
+
+ROLLUP_LOCK = 7_245_009  # pg advisory lock key: one roller at a time across processes
+
+
+async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:
+    """``rollup`` under a session advisory lock; ``None`` when another roller holds it and
+    ``wait`` is false. ``conn`` should be in autocommit mode."""
+    if wait:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (ROLLUP_LOCK,))
+    else:
+        got = await (
+            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (ROLLUP_LOCK,))
+        ).fetchone()
+        if not got or not got["ok"]:
+            return None
+    try:
+        return await rollup(conn, limit)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK,))

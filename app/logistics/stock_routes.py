@@ -1,0 +1,244 @@
+"""Stock and low-stock thresholds (SPEC L9): per organisation, product and lot, read within the
+caller's subtree (an agent sees its own and its stores' stock)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get, put
+from litestar.params import Parameter
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import Forbidden, NotFound
+from app.logistics.rollup import check_thresholds
+from app.paging import Page, PageNo, PerPage, fetch_page
+
+READ = ("reports.read", "logistics.scan")
+WRITE = ("orgs.write", "logistics.scan")
+Lot = Annotated[str, Parameter(min_length=1, max_length=64)]
+
+
+class StockOut(msgspec.Struct, frozen=True, kw_only=True):
+    org_id: int
+    org_name: str
+    product_id: int
+    product_name: str
+    lot: str
+    on_hand: int
+    in_transit: int
+    updated_at: datetime
+
+
+class ThresholdIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Alert when the organisation's units of the product on hand (all lots) fall below this;
+    0 turns the alert off."""
+
+    min_units: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+
+
+class ThresholdOut(msgspec.Struct, frozen=True, kw_only=True):
+    org_id: int
+    org_name: str
+    product_id: int
+    product_name: str
+    min_units: int
+    on_hand: int  # summed over lots, as rolled up
+    below: bool
+
+
+def _require_any(actor: Principal, permissions: tuple[str, ...]) -> None:
+    if not any(actor.has(p) for p in permissions):
+        raise Forbidden(
+            f"missing permission {' or '.join(permissions)}",
+            code="permission_denied",
+            details={"missing": list(permissions)},
+        )
+
+
+async def _org_path(conn: Conn, org_id: int) -> str | None:
+    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
+    return row["path"] if row else None
+
+
+async def list_stock(
+    conn: Conn,
+    actor: Principal,
+    *,
+    org_id: int | None,
+    product_id: int | None,
+    lot: str | None,
+    page: int,
+    per_page: int,
+) -> Page[StockOut]:
+    _require_any(actor, READ)
+    if org_id is not None:
+        actor.ensure_sees(await _org_path(conn, org_id))
+    where = ["o.path LIKE %(prefix)s"]
+    params: dict[str, Any] = {"prefix": actor.org_path + "%", "org": org_id}
+    params.update(product=product_id, lot=lot)
+    if org_id is not None:
+        where.append("s.org_id = %(org)s")
+    if product_id is not None:
+        where.append("s.product_id = %(product)s")
+    if lot is not None:
+        where.append("s.lot = %(lot)s")
+    return await fetch_page(
+        conn,
+        columns="""s.org_id, o.name AS org_name, s.product_id, p.name AS product_name, s.lot,
+            s.on_hand, s.in_transit, s.updated_at""",
+        source="stock s JOIN orgs o ON o.id = s.org_id JOIN products p ON p.id = s.product_id",
+        where=where,
+        params=params,
+        order="o.path, s.org_id, p.name, s.product_id, s.lot",
+        page=page,
+        per_page=per_page,
+        make=lambda row: StockOut(**row),
+    )
+
+
+_THRESHOLD_COLUMNS = """t.org_id, o.name AS org_name, t.product_id, p.name AS product_name,
+    t.min_units, coalesce((SELECT sum(s.on_hand) FROM stock s
+        WHERE s.org_id = t.org_id AND s.product_id = t.product_id), 0)::bigint AS on_hand"""
+_THRESHOLD_SOURCE = (
+    "stock_thresholds t JOIN orgs o ON o.id = t.org_id JOIN products p ON p.id = t.product_id"
+)
+
+
+def _threshold(row: dict[str, Any]) -> ThresholdOut:
+    return ThresholdOut(**row, below=row["on_hand"] < row["min_units"])
+
+
+async def list_thresholds(
+    conn: Conn,
+    actor: Principal,
+    *,
+    org_id: int | None,
+    product_id: int | None,
+    page: int,
+    per_page: int,
+) -> Page[ThresholdOut]:
+    _require_any(actor, READ)
+    if org_id is not None:
+        actor.ensure_sees(await _org_path(conn, org_id))
+    where = ["o.path LIKE %(prefix)s"]
+    params: dict[str, Any] = {"prefix": actor.org_path + "%", "org": org_id, "product": product_id}
+    if org_id is not None:
+        where.append("t.org_id = %(org)s")
+    if product_id is not None:
+        where.append("t.product_id = %(product)s")
+    return await fetch_page(
+        conn,
+        columns=_THRESHOLD_COLUMNS,
+        source=_THRESHOLD_SOURCE,
+        where=where,
+        params=params,
+        order="o.path, t.org_id, p.name, t.product_id",
+        page=page,
+        per_page=per_page,
+        make=_threshold,
+    )
+
+
+async def set_threshold(
+    conn: Conn, actor: Principal, org_id: int, product_id: int, data: ThresholdIn
+) -> ThresholdOut:
+    """Set the threshold and evaluate it at once against the rolled-up stock."""
+    _require_any(actor, WRITE)
+    path = await _org_path(conn, org_id)
+    actor.ensure_sees(path)
+    assert path is not None
+    brand = int(path.strip("/").split("/")[0])
+    product = await (
+        await conn.execute(
+            "SELECT id FROM products WHERE id = %s AND org_id = %s", (product_id, brand)
+        )
+    ).fetchone()
+    if product is None:
+        raise NotFound("product not found")
+    before = await (
+        await conn.execute(
+            "SELECT min_units FROM stock_thresholds WHERE org_id = %s AND product_id = %s",
+            (org_id, product_id),
+        )
+    ).fetchone()
+    await conn.execute(
+        """INSERT INTO stock_thresholds (org_id, product_id, min_units) VALUES (%s, %s, %s)
+           ON CONFLICT (org_id, product_id) DO UPDATE SET min_units = EXCLUDED.min_units""",
+        (org_id, product_id, data.min_units),
+    )
+    row = await (
+        await conn.execute(
+            f"SELECT {_THRESHOLD_COLUMNS} FROM {_THRESHOLD_SOURCE} "
+            "WHERE t.org_id = %s AND t.product_id = %s",
+            (org_id, product_id),
+        )
+    ).fetchone()
+    assert row is not None
+    out = _threshold(row)
+    await audit.record(
+        conn,
+        actor,
+        "set",
+        "stock_threshold",
+        f"{org_id}:{product_id}",
+        before=dict(before) if before else None,
+        after={"min_units": data.min_units},
+        org_id=org_id,
+    )
+    await check_thresholds(conn, [(org_id, product_id)])
+    return out
+
+
+class StockController(Controller):
+    path = "/stock"
+    tags = ["stock"]
+
+    @get("/")
+    async def list_stock(
+        self,
+        conn: Conn,
+        principal: Principal,
+        org_id: int | None = None,
+        product_id: int | None = None,
+        lot: Lot | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[StockOut]:
+        """Stock per organisation, product and lot in the caller's subtree (rolled up every
+        second from the movements): units on hand and units in transit to the organisation."""
+        return await list_stock(
+            conn,
+            principal,
+            org_id=org_id,
+            product_id=product_id,
+            lot=lot,
+            page=page,
+            per_page=per_page,
+        )
+
+    @get("/thresholds")
+    async def list_thresholds(
+        self,
+        conn: Conn,
+        principal: Principal,
+        org_id: int | None = None,
+        product_id: int | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[ThresholdOut]:
+        """Low-stock thresholds in the caller's subtree, with the units on hand now."""
+        return await list_thresholds(
+            conn, principal, org_id=org_id, product_id=product_id, page=page, per_page=per_page
+        )
+
+    @put("/thresholds/{org_id:int}/{product_id:int}")
+    async def set_threshold(
+        self, org_id: int, product_id: int, data: ThresholdIn, conn: Conn, principal: Principal
+    ) -> ThresholdOut:
+        """Set a store's (or any organisation's) low-stock threshold for a product: below it, a
+        ``low_stock`` alert opens for the organisation (critical at zero)."""
+        return await set_threshold(conn, principal, org_id, product_id, data)
