@@ -1,0 +1,277 @@
+"""Stock (SPEC L9): roll-up of movement deltas exactly once, recount from the code state,
+low-stock alerts, the ``tracecode stock`` command and subtree scoping — on the real services."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from app.logistics.rollup import recount, rollup
+from tests.conftest import ROOT
+from tests.helpers import activate, assert_error, issue_units
+
+_lots = itertools.count()
+
+
+def lot_name() -> str:
+    return f"STK{next(_lots)}"
+
+
+@pytest.fixture
+async def units(client: Any, login: Any, demo: Any, app: Any) -> Any:
+    """A fresh 400-unit batch of the sun cream and its serials."""
+    batch_no, product_id = await issue_units(client, login, demo, 400)
+
+    class Units:
+        pass
+
+    u = Units()
+    u.product_id = product_id
+    u.serials = [app.state.scheme.serial(batch_no, i) for i in range(400)]
+    return u
+
+
+async def roll(app: Any) -> int:
+    async with app.state.pool.connection() as conn:
+        return await rollup(conn)
+
+
+async def stock_of(client: Any, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+    response = await client.get("/stock", headers=headers, params={**params, "per_page": 200})
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+async def test_activated_units_are_stock_of_the_line_organisation_after_a_rollup(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, units: Any
+) -> None:
+    lot = lot_name()
+    await activate(client, login, units.serials[:30], units.product_id, lot=lot)
+    await activate(client, login, units.serials[30:42], units.product_id, lot=lot)
+    admin = await login("admin")
+    await roll(app)
+    rows = await stock_of(client, admin, product_id=units.product_id, lot=lot)
+    assert [(r["org_id"], r["on_hand"], r["in_transit"]) for r in rows] == [
+        (demo["FACTORY-SZ"], 42, 0)
+    ]
+    assert rows[0]["org_name"].startswith("Suzhou Factory")
+    assert rows[0]["product_name"].startswith("Sun Cream")
+    assert await roll(app) == 0  # nothing left: a second roll-up changes nothing
+    assert await stock_of(client, admin, product_id=units.product_id, lot=lot) == rows
+    assert await recount(conn) == []
+
+
+async def test_concurrent_rollups_count_every_delta_exactly_once(
+    client: Any, login: Any, app: Any, conn: Any, units: Any
+) -> None:
+    lots = [lot_name(), lot_name()]
+    for i in range(40):  # one delta row per upload
+        chunk = units.serials[i * 5 : i * 5 + 5]
+        await activate(client, login, chunk, units.product_id, lot=lots[i % 2])
+    pending = (await (await conn.execute("SELECT count(*) AS n FROM stock_deltas")).fetchone())["n"]
+    await conn.commit()
+    assert pending >= 40
+
+    async def roller(limit: int) -> int:
+        async with app.state.pool.connection() as c:
+            return await rollup(c, limit=limit)
+
+    taken = await asyncio.gather(roller(1), roller(2), roller(3))
+    assert sum(taken) == pending
+    assert await recount(conn) == []
+    row = await (
+        await conn.execute(
+            "SELECT lot, on_hand FROM stock WHERE product_id = %s AND lot = ANY(%s) ORDER BY lot",
+            (units.product_id, lots),
+        )
+    ).fetchall()
+    assert [r["on_hand"] for r in row] == [100, 100]
+
+
+async def test_low_stock_threshold_raises_an_alert_the_store_sees(
+    client: Any, login: Any, demo: Any, units: Any
+) -> None:
+    zj = await login("agent_admin")
+    store = demo["STORE-HZ-01"]
+    created = await client.post(
+        "/users",
+        headers=zj,
+        json={
+            "org_id": store,
+            "username": "hz_manager",
+            "password": "password-123",
+            "roles": ["org_admin"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    manager = await login("hz_manager", "password-123")
+    response = await client.put(
+        f"/stock/thresholds/{store}/{units.product_id}", headers=manager, json={"min_units": 5}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() | {"org_name": "", "product_name": ""} == {
+        "org_id": store,
+        "org_name": "",
+        "product_id": units.product_id,
+        "product_name": "",
+        "min_units": 5,
+        "on_hand": 0,
+        "below": True,
+    }
+    alerts = await client.get("/alerts", headers=manager, params={"kind": "low_stock"})
+    assert alerts.status_code == 200, alerts.text
+    mine = [a for a in alerts.json()["items"] if a["details"]["product_id"] == units.product_id]
+    assert len(mine) == 1, alerts.json()
+    assert (mine[0]["org_id"], mine[0]["severity"]) == (store, "critical")
+    assert mine[0]["brand_id"] == demo["BRAND-LUMI"]
+    assert "Sun Cream" in mine[0]["message"] and "minimum 5" in mine[0]["message"]
+    # Setting it again bumps the one open alert instead of opening a second.
+    await client.put(
+        f"/stock/thresholds/{store}/{units.product_id}", headers=manager, json={"min_units": 6}
+    )
+    again = (await client.get("/alerts", headers=manager, params={"kind": "low_stock"})).json()
+    assert [a["occurrences"] for a in again["items"] if a["id"] == mine[0]["id"]] == [2]
+    # Another agent's users see neither the alert nor the threshold.
+    gd = await login("gd_admin")
+    theirs = (await client.get("/alerts", headers=gd, params={"kind": "low_stock"})).json()
+    assert all(a["org_id"] != store for a in theirs["items"])
+    listed = await client.get("/stock/thresholds", headers=gd)
+    assert all(t["org_id"] != store for t in listed.json()["items"])
+    listed = await client.get("/stock/thresholds", headers=zj, params={"org_id": store})
+    assert [t["min_units"] for t in listed.json()["items"]] == [6]
+
+
+async def test_rollup_raises_low_stock_for_the_organisations_it_touches(
+    client: Any, login: Any, demo: Any, app: Any, units: Any
+) -> None:
+    factory, admin = demo["FACTORY-SZ"], await login("factory_admin")
+    await roll(app)
+    url = f"/stock/thresholds/{factory}/{units.product_id}"
+    first = await client.put(url, headers=admin, json={"min_units": 1})
+    on_hand = first.json()["on_hand"]
+    set_ = await client.put(url, headers=admin, json={"min_units": on_hand + 10})
+    assert set_.json()["below"] is True
+    opened = (await client.get("/alerts", headers=admin, params={"kind": "low_stock"})).json()
+    alert = next(
+        a
+        for a in opened["items"]
+        if a["org_id"] == factory and a["details"]["product_id"] == units.product_id
+    )
+    assert alert["severity"] == "warning" and alert["acknowledged_at"] is None
+    acked = await client.post(f"/alerts/{alert['id']}/acknowledge", headers=admin)
+    assert acked.status_code == 200, acked.text
+
+    lot = lot_name()
+    await activate(client, login, units.serials[200:205], units.product_id, lot=lot)
+    await roll(app)  # still 5 below the minimum: a new alert opens
+    listed = (await client.get("/alerts", headers=admin, params={"kind": "low_stock"})).json()
+    fresh = [
+        a
+        for a in listed["items"]
+        if a["org_id"] == factory
+        and a["details"]["product_id"] == units.product_id
+        and a["acknowledged_at"] is None
+    ]
+    assert len(fresh) == 1 and fresh[0]["details"]["on_hand"] == on_hand + 5
+    await activate(client, login, units.serials[205:215], units.product_id, lot=lot)
+    await roll(app)  # now above it: the open alert is left alone, not bumped
+    after = (await client.get("/alerts", headers=admin, params={"kind": "low_stock"})).json()
+    assert [a["occurrences"] for a in after["items"] if a["id"] == fresh[0]["id"]] == [1]
+    await client.put(url, headers=admin, json={"min_units": 0})  # leave other tests alone
+
+
+def stock_command(action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "stock", action],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+async def test_stock_check_exits_0_when_consistent_and_1_on_a_corrupted_row(
+    client: Any, login: Any, demo: Any, conn: Any, units: Any
+) -> None:
+    lot = lot_name()
+    await activate(client, login, units.serials[300:307], units.product_id, lot=lot)
+    done = await asyncio.to_thread(stock_command, "rollup")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("rolled up ") and "rolled up 0 " not in done.stdout
+    done = await asyncio.to_thread(stock_command, "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stock equals the recount" in done.stdout
+
+    key = (demo["FACTORY-SZ"], units.product_id, lot)
+    corrupt = (
+        "UPDATE stock SET on_hand = on_hand + %s WHERE org_id = %s AND product_id = %s AND lot = %s"
+    )
+    await conn.execute(corrupt, (3, *key))
+    await conn.commit()
+    try:
+        done = await asyncio.to_thread(stock_command, "check")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f"lot '{lot}': stock on_hand 10 in_transit 0, code state on_hand 7" in done.stdout
+        assert "1 mismatches" in done.stdout
+    finally:
+        await conn.execute(corrupt, (-3, *key))
+        await conn.commit()
+    assert (await asyncio.to_thread(stock_command, "check")).returncode == 0
+
+
+async def test_an_agent_reads_its_own_subtree_stock_only(
+    client: Any, login: Any, demo: Any, app: Any, units: Any
+) -> None:
+    lot = lot_name()
+    await activate(client, login, units.serials[320:323], units.product_id, lot=lot)
+    await roll(app)
+    zj, gd = await login("agent_admin"), await login("gd_admin")
+    assert await stock_of(client, zj, lot=lot) == []  # the factory is not below the agent
+    assert len(await stock_of(client, await login("admin"), lot=lot)) == 1
+    assert_error(await client.get("/stock", headers=zj, params={"org_id": demo["AGENT-GD"]}), 404)
+    assert_error(
+        await client.get("/stock", headers=gd, params={"org_id": demo["STORE-HZ-01"]}), 404
+    )
+    assert await stock_of(client, zj, org_id=demo["STORE-HZ-01"]) == []
+    assert_error(
+        await client.put(
+            f"/stock/thresholds/{demo['STORE-HZ-01']}/{units.product_id}",
+            headers=gd,
+            json={"min_units": 3},
+        ),
+        404,
+    )
+    assert_error(await client.get("/stock", headers=await login("printer")), 403)
+    assert_error(await client.get("/stock", headers=await login("planner")), 403)
+    # The store clerk (logistics.scan) reads its own store's stock.
+    clerk = await login("store_clerk")
+    assert (await client.get("/stock", headers=clerk)).status_code == 200
+
+
+async def test_bad_stock_input_is_a_clear_4xx(
+    client: Any, login: Any, demo: Any, units: Any
+) -> None:
+    zj, store = await login("agent_admin"), demo["STORE-HZ-01"]
+    url = f"/stock/thresholds/{store}/{units.product_id}"
+    assert_error(await client.put(url, headers=zj, json={"min_units": -1}), 400)
+    assert_error(await client.put(url, headers=zj, json={"min_units": "x"}), 400)
+    assert_error(await client.put(url, headers=zj, json={"min_units": 1, "extra": 1}), 400)
+    assert_error(await client.put(url, headers=zj, content=b"{nope"), 400)
+    assert_error(
+        await client.put(f"/stock/thresholds/{store}/999999999", headers=zj, json={"min_units": 1}),
+        404,
+    )
+    assert_error(
+        await client.put(
+            f"/stock/thresholds/999999999/{units.product_id}", headers=zj, json={"min_units": 1}
+        ),
+        404,
+    )
+    assert_error(await client.get("/stock", headers=zj, params={"page": 0}), 400)
+    assert_error(await client.get("/stock", headers=zj, params={"org_id": "abc"}), 400)
+    assert_error(await client.get("/stock"), 401)
