@@ -27,6 +27,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Unprocessable
 from app.events.log import NewEvent, allocate_ids, write_events
+from app.logistics.stock import new_deltas, write_deltas
 from app.packing.codes import LEVEL_RANK, Read, array, read_codes, sscc_label
 from app.packing.lines import brand_product, get_line
 from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
@@ -496,6 +497,10 @@ async def _write(
             if len(updated) != len(moved):
                 raise _Race
     await write_events(conn, events)
+    if plan.activate:  # new units are stock of the line's organisation
+        deltas = new_deltas()
+        deltas[(ctx.org_id, ctx.product_id, ctx.lot, "on_hand")] = len(plan.activate)
+        await write_deltas(conn, deltas, ids[0])
     for s in scans:
         if s.result == "ok" and s.read.kind == "unit" and s.parent is None:
             s.parent = plan.parent_of.get(("unit", s.read.code))

@@ -1,0 +1,175 @@
+"""Orders from ERP or by hand (L1): sales, purchase, transfer, return; idempotent by ERP number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import Conflict, NotFound, Unprocessable
+from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
+from app.paging import Page, fetch_page
+
+_COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.order_date, o.note,
+    o.source, o.created_at"""
+
+
+async def _org_path(conn: Conn, org_id: int) -> str | None:
+    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
+    return row["path"] if row else None
+
+
+async def _lines(conn: Conn, order_ids: list[int]) -> dict[int, list[OrderLineOut]]:
+    rows = await (
+        await conn.execute(
+            """SELECT l.order_id, l.line_no, l.product_id, p.name AS product_name, l.quantity,
+                      l.shipped, l.received
+               FROM order_lines l JOIN products p ON p.id = l.product_id
+               WHERE l.order_id = ANY(%s) ORDER BY l.order_id, l.line_no""",
+            (order_ids,),
+        )
+    ).fetchall()
+    out: dict[int, list[OrderLineOut]] = {i: [] for i in order_ids}
+    for row in rows:
+        out[row.pop("order_id")].append(OrderLineOut(**row))
+    return out
+
+
+async def get_order(conn: Conn, actor: Principal, order_id: int) -> OrderOut:
+    """An order is visible when either of its organisations is in the caller's subtree."""
+    from app.logistics.documents import require_reader
+
+    require_reader(actor)
+    row = await (
+        await conn.execute(
+            f"""SELECT {_COLUMNS}, f.path AS from_path, t.path AS to_path FROM orders o
+                JOIN orgs f ON f.id = o.from_org_id JOIN orgs t ON t.id = o.to_org_id
+                WHERE o.id = %s""",
+            (order_id,),
+        )
+    ).fetchone()
+    if row is None or not (actor.sees(row.pop("from_path")) or actor.sees(row.pop("to_path"))):
+        raise NotFound("order not found", code="unknown_order")
+    row.pop("to_path", None)
+    return OrderOut(**row, lines=(await _lines(conn, [order_id]))[order_id])
+
+
+async def create_order(
+    conn: Conn, actor: Principal, data: OrderIn, source: str = "api"
+) -> tuple[OrderOut, bool]:
+    """Create an order (201) — or return the one with this ERP number if it is the same (200)."""
+    actor.require("orders.write")
+    brand = actor.brand_id
+    await conn.execute("SELECT pg_advisory_xact_lock(7245008, %s)", (brand,))
+    existing = await (
+        await conn.execute(
+            "SELECT id FROM orders WHERE brand_id = %s AND erp_no = %s", (brand, data.erp_no)
+        )
+    ).fetchone()
+    if existing is not None:
+        order = await get_order(conn, actor, existing["id"])
+        same = (order.kind, order.from_org_id, order.to_org_id) == (
+            data.kind,
+            data.from_org_id,
+            data.to_org_id,
+        ) and sorted((ln.product_id, ln.quantity) for ln in order.lines) == sorted(
+            (ln.product_id, ln.quantity) for ln in data.lines
+        )
+        if not same:
+            raise Conflict(f"order {data.erp_no} exists with other content", code="order_no_reused")
+        return order, False
+    for org_id, what in ((data.from_org_id, "from_org_id"), (data.to_org_id, "to_org_id")):
+        path = await _org_path(conn, org_id)
+        if path is None or not path.startswith(f"/{brand}/"):
+            raise Unprocessable(f"{what}: no such organisation", code="unknown_org")
+    if data.from_org_id == data.to_org_id:
+        raise Unprocessable("an order goes between two organisations", code="same_org")
+    products = [line.product_id for line in data.lines]
+    if len(set(products)) != len(products):
+        raise Unprocessable("one line per product", code="duplicate_product")
+    found = await (
+        await conn.execute(
+            """SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id
+               WHERE p.id = ANY(%s) AND o.path LIKE %s""",
+            (products, f"/{brand}/%"),
+        )
+    ).fetchall()
+    missing = sorted(set(products) - {row["id"] for row in found})
+    if missing:
+        raise Unprocessable(
+            "unknown products", code="unknown_product", details={"product_ids": missing}
+        )
+    row = await (
+        await conn.execute(
+            """INSERT INTO orders (brand_id, erp_no, kind, from_org_id, to_org_id, order_date,
+                   note, source, created_by)
+               VALUES (%s, %s, %s, %s, %s, coalesce(%s, current_date), %s, %s, %s)
+               RETURNING id""",
+            (
+                brand,
+                data.erp_no,
+                data.kind,
+                data.from_org_id,
+                data.to_org_id,
+                data.order_date,
+                data.note,
+                source,
+                actor.user_id,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    for line_no, line in enumerate(data.lines, start=1):
+        await conn.execute(
+            "INSERT INTO order_lines (order_id, line_no, product_id, quantity) "
+            "VALUES (%s, %s, %s, %s)",
+            (row["id"], line_no, line.product_id, line.quantity),
+        )
+    order = await get_order(conn, actor, row["id"])
+    await audit.record(conn, actor, "create", "order", order.id, after=order)
+    return order, True
+
+
+async def list_orders(
+    conn: Conn,
+    actor: Principal,
+    *,
+    kind: OrderKind | None,
+    status: OrderStatus | None,
+    org_id: int | None,
+    erp_no: str | None,
+    page: int,
+    per_page: int,
+) -> Page[OrderOut]:
+    from app.logistics.documents import require_reader
+
+    require_reader(actor)
+    where = ["(f.path LIKE %(prefix)s OR t.path LIKE %(prefix)s)"]
+    params: dict[str, Any] = {"prefix": actor.org_path + "%"}
+    for column, value in (("o.kind", kind), ("o.status", status), ("o.erp_no", erp_no)):
+        if value is not None:
+            key = column.split(".")[1]
+            where.append(f"{column} = %({key})s")
+            params[key] = value
+    if org_id is not None:
+        where.append("(o.from_org_id = %(org)s OR o.to_org_id = %(org)s)")
+        params["org"] = org_id
+    page_out = await fetch_page(
+        conn,
+        columns=_COLUMNS,
+        source="orders o JOIN orgs f ON f.id = o.from_org_id JOIN orgs t ON t.id = o.to_org_id",
+        where=where,
+        params=params,
+        order="o.created_at DESC, o.id DESC",
+        page=page,
+        per_page=per_page,
+        make=dict,
+    )
+    lines = await _lines(conn, [row["id"] for row in page_out.items])
+    return Page(
+        items=[OrderOut(**row, lines=lines[row["id"]]) for row in page_out.items],
+        total=page_out.total,
+        page=page_out.page,
+        per_page=page_out.per_page,
+    )

@@ -1,0 +1,157 @@
+"""HTTP routes of orders, documents, sales and returns (SPEC L1–L8, L10)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.params import Parameter
+
+from app.auth.principal import Principal
+from app.codes.scheme import Scheme
+from app.db import Conn
+from app.logistics import documents, orders
+from app.logistics.schemas import (
+    CodesIn,
+    DecisionIn,
+    DocKind,
+    DocStatus,
+    DocumentIn,
+    DocumentOut,
+    ItemsOut,
+    OrderIn,
+    OrderKind,
+    OrderOut,
+    OrderStatus,
+    ReturnIn,
+    ReturnOut,
+    SaleIn,
+)
+from app.paging import Page, PageNo, PerPage
+
+
+class OrderController(Controller):
+    path = "/orders"
+    tags = ["logistics"]
+
+    @post("/")
+    async def create(self, data: OrderIn, conn: Conn, principal: Principal) -> Response[OrderOut]:
+        """Create an order (201); the same ``erp_no`` again answers 200 with it (409 if it
+        differs)."""
+        order, created = await orders.create_order(conn, principal, data)
+        return Response(order, status_code=201 if created else 200)
+
+    @get("/")
+    async def list_orders(
+        self,
+        conn: Conn,
+        principal: Principal,
+        kind: OrderKind | None = None,
+        order_status: Annotated[OrderStatus | None, Parameter(query="status")] = None,
+        org_id: int | None = None,
+        erp_no: str | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[OrderOut]:
+        return await orders.list_orders(
+            conn,
+            principal,
+            kind=kind,
+            status=order_status,
+            org_id=org_id,
+            erp_no=erp_no,
+            page=page,
+            per_page=per_page,
+        )
+
+    @get("/{order_id:int}")
+    async def get_order(self, order_id: int, conn: Conn, principal: Principal) -> OrderOut:
+        return await orders.get_order(conn, principal, order_id)
+
+    @post("/{order_id:int}/receive", status_code=200)
+    async def receive(
+        self, order_id: int, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> DocumentOut:
+        """Receive everything shipped to your organisation under this order, in one action."""
+        return await documents.receive_order(conn, principal, scheme, order_id)
+
+
+class DocumentController(Controller):
+    path = "/documents"
+    tags = ["logistics"]
+
+    @post("/")
+    async def create(self, data: DocumentIn, conn: Conn, principal: Principal) -> DocumentOut:
+        """A draft inbound or outbound document; scan codes into it, then confirm it."""
+        return await documents.create_document(conn, principal, data)
+
+    @get("/")
+    async def list_documents(
+        self,
+        conn: Conn,
+        principal: Principal,
+        kind: DocKind | None = None,
+        doc_status: Annotated[DocStatus | None, Parameter(query="status")] = None,
+        org_id: int | None = None,
+        doc_no: str | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[DocumentOut]:
+        return await documents.list_documents(  # type: ignore[no-any-return]
+            conn,
+            principal,
+            kind=kind,
+            status=doc_status,
+            org_id=org_id,
+            doc_no=doc_no,
+            page=page,
+            per_page=per_page,
+        )
+
+    @get("/{doc_id:int}")
+    async def get_document(self, doc_id: int, conn: Conn, principal: Principal) -> DocumentOut:
+        return await documents.get_document(conn, principal, doc_id)
+
+    @post("/{doc_id:int}/codes", status_code=200)
+    async def add_codes(
+        self, doc_id: int, data: CodesIn, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> ItemsOut:
+        """Scan unit serials or case SSCCs into a draft; per-code results."""
+        return await documents.add_codes(conn, principal, scheme, doc_id, data)
+
+    @post("/{doc_id:int}/confirm", status_code=200)
+    async def confirm(
+        self, doc_id: int, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> DocumentOut:
+        """Move the goods (an exception outbound waits for approval)."""
+        return await documents.confirm(conn, principal, scheme, doc_id)
+
+    @post("/{doc_id:int}/approve", status_code=200)
+    async def approve(
+        self, doc_id: int, data: DecisionIn, conn: Conn, principal: Principal
+    ) -> DocumentOut:
+        return await documents.decide(conn, principal, doc_id, True, data.note)
+
+    @post("/{doc_id:int}/reject", status_code=200)
+    async def reject(
+        self, doc_id: int, data: DecisionIn, conn: Conn, principal: Principal
+    ) -> DocumentOut:
+        return await documents.decide(conn, principal, doc_id, False, data.note)
+
+    @post("/{doc_id:int}/cancel", status_code=200)
+    async def cancel(self, doc_id: int, conn: Conn, principal: Principal) -> DocumentOut:
+        return await documents.cancel(conn, principal, doc_id)
+
+
+@post("/sales", status_code=201, tags=["logistics"])
+async def sell(data: SaleIn, conn: Conn, principal: Principal, scheme: Scheme) -> DocumentOut:
+    """A store sells units (or cases) by scanning them: they are sold (retail_selling)."""
+    return await documents.sell(conn, principal, scheme, data)
+
+
+@post("/returns", status_code=200, tags=["logistics"])
+async def consumer_return(
+    data: ReturnIn, conn: Conn, principal: Principal, scheme: Scheme
+) -> ReturnOut:
+    """A consumer returns a sold unit to the store (optionally exchanged for another)."""
+    return await documents.consumer_return(conn, principal, scheme, data)

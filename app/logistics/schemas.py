@@ -1,0 +1,175 @@
+"""Shapes of orders, documents and movements (SPEC L1–L8, L10)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+OrderKind = Literal["sales", "purchase", "transfer", "return"]
+OrderStatus = Literal["open", "shipped", "received", "closed", "cancelled"]
+DocKind = Literal["factory_inbound", "outbound", "exception", "inbound", "sale", "return"]
+DocStatus = Literal["draft", "pending_approval", "confirmed", "rejected", "cancelled"]
+ExceptionReason = Literal["staff_welfare", "gift", "sample", "other"]
+ReturnReason = Literal["damaged", "expired", "wrong_goods", "other"]
+Text = Annotated[str, msgspec.Meta(max_length=200)]
+ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+MAX_CODES = 200_000
+
+
+class OrderLineIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    product_id: int
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
+
+
+class OrderIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An order from ERP or by hand; ``erp_no`` makes it idempotent (same number, same order)."""
+
+    erp_no: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
+    kind: OrderKind = "sales"
+    from_org_id: int
+    to_org_id: int
+    order_date: date | None = None
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class OrderLineOut(msgspec.Struct, frozen=True, kw_only=True):
+    line_no: int
+    product_id: int
+    product_name: str
+    quantity: int
+    shipped: int
+    received: int
+
+
+class OrderOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    erp_no: str
+    kind: OrderKind
+    from_org_id: int
+    to_org_id: int
+    status: OrderStatus
+    order_date: date
+    note: str
+    source: str
+    created_at: datetime
+    lines: list[OrderLineOut]
+
+
+class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A new document (draft). ``org_id``: the organisation doing it (default: the caller's).
+
+    factory_inbound: into a factory warehouse from the factory (``counterparty_id``, default the
+    warehouse's parent); outbound: to ``counterparty_id`` (optionally against ``order_id``);
+    exception: goods leaving without an order, needs approval (``reason``); inbound: receiving
+    ``shipment_id`` (an outbound document) or the shipments of ``order_id``; return: back to
+    ``counterparty_id`` (default: who shipped the goods to us).
+    """
+
+    kind: Literal["factory_inbound", "outbound", "exception", "inbound", "return"]
+    org_id: int | None = None
+    counterparty_id: int | None = None
+    order_id: int | None = None
+    shipment_id: int | None = None
+    doc_date: date | None = None
+    signee: Text | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")] | None = None
+    customer: Text | None = None
+    customer_type: Text | None = None
+    destination_city: Text | None = None
+    salesperson_id: int | None = None
+    reason: Text | None = None
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class CodesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    codes: Annotated[list[ScanCode], msgspec.Meta(min_length=1, max_length=MAX_CODES)]
+
+
+class ItemResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    code: str
+    result: Literal["added", "duplicate", "rejected"]
+    kind: Literal["unit", "case"] | None = None
+    reason: str | None = None
+
+
+class ItemsOut(msgspec.Struct, frozen=True, kw_only=True):
+    added: int
+    rejected: int
+    items: list[ItemResult]
+
+
+class DocumentLineOut(msgspec.Struct, frozen=True, kw_only=True):
+    product_id: int
+    product_name: str
+    lot: str
+    units: int
+    packages: int
+
+
+class DocumentOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    doc_no: str
+    direction: Literal["inbound", "outbound"]
+    kind: DocKind
+    org_id: int
+    org_name: str
+    counterparty_id: int | None
+    counterparty_name: str | None
+    order_id: int | None
+    order_no: str | None
+    shipment_id: int | None
+    doc_date: date
+    handler_id: int | None
+    handler_name: str | None
+    signee: str | None
+    phone: str | None
+    customer: str | None
+    customer_type: str | None
+    destination_city: str | None
+    salesperson_id: int | None
+    reason: str | None
+    status: DocStatus
+    note: str
+    discrepancies: dict[str, object] | None
+    approved_by: int | None
+    approved_at: datetime | None
+    confirmed_at: datetime | None
+    created_at: datetime
+    items: int
+    units: int
+    packages: int
+    lines: list[DocumentLineOut]
+
+
+class DecisionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class SaleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A store sells units (or whole cases) by scanning (L7)."""
+
+    codes: Annotated[list[ScanCode], msgspec.Meta(min_length=1, max_length=10_000)]
+    org_id: int | None = None
+    customer: Text | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")] | None = None
+
+
+class ReturnIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A consumer brings a sold unit back to the store that sold it (L8): it returns to that
+    store's stock (disposition returned / damaged / expired); with ``exchange_for`` another unit
+    of the store is sold in its place."""
+
+    code: ScanCode
+    reason: ReturnReason
+    exchange_for: ScanCode | None = None
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class ReturnOut(msgspec.Struct, frozen=True, kw_only=True):
+    returned: str
+    disposition: str
+    exchanged_for: str | None
+    documents: list[str]

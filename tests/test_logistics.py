@@ -1,0 +1,301 @@
+"""Logistics: orders, documents and the movements they make, factory → agent → store → sale,
+exception approvals, returns, holder checks and scoping (SPEC L1–L8, L10, L11)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from tests.helpers import assert_error, issue_cases, issue_units
+
+_ids = itertools.count()
+
+
+async def pack(client: Any, login: Any, app: Any, demo: Any, cases: int) -> dict[str, Any]:
+    """Issue and pack ``cases`` inner cases of 10 sun-cream units on a factory line."""
+    batch_no, product_id = await issue_units(client, login, demo, cases * 10)
+    ssccs = await issue_cases(client, login, demo, "inner", cases)
+    operator = await login("operator")
+    response = await client.put(
+        "/lines/L9/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": "LOG1", "production_date": "2026-11-10"},
+    )
+    assert response.status_code == 200, response.text
+    units = [app.state.scheme.serial(batch_no, i) for i in range(cases * 10)]
+    scans = []
+    for c in range(cases):
+        for serial in units[c * 10 : c * 10 + 10]:
+            scans.append({"id": f"lg{next(_ids)}", "code": serial, "at": "2026-11-10T08:00:00Z"})
+        scans.append({"id": f"lg{next(_ids)}", "code": ssccs[c], "at": "2026-11-10T08:00:00Z"})
+    body = (await client.post("/lines/L9/scans", headers=operator, json={"scans": scans})).json()
+    assert body["rejected"] == 0, body
+    return {"units": units, "cases": ssccs, "product_id": product_id, "batch_no": batch_no}
+
+
+async def document(
+    client: Any, headers: Any, codes: list[str] | None = None, **fields: Any
+) -> dict[str, Any]:
+    created = await client.post("/documents", headers=headers, json=fields)
+    assert created.status_code == 201, created.text
+    doc = created.json()
+    if codes:
+        added = await client.post(
+            f"/documents/{doc['id']}/codes", headers=headers, json={"codes": codes}
+        )
+        assert added.status_code == 200, added.text
+        assert added.json()["rejected"] == 0, added.json()
+    return doc  # type: ignore[no-any-return]
+
+
+async def confirm(client: Any, headers: Any, doc: dict[str, Any]) -> Any:
+    return await client.post(f"/documents/{doc['id']}/confirm", headers=headers)
+
+
+async def state_of(conn: Any, app: Any, serial: str) -> dict[str, Any]:
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    row = await (
+        await conn.execute(
+            """SELECT status, disposition, holder_org_id, transit_to, channel_org_id,
+                      store_org_id, parent_sscc, shipped_at IS NOT NULL AS shipped
+               FROM unit_state WHERE code = %s""",
+            ((batch_no << 32) | index,),
+        )
+    ).fetchone()
+    await conn.commit()
+    return dict(row)
+
+
+@pytest.fixture
+async def route(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    goods = await pack(client, login, app, demo, 3)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound", signee="Li Lei")
+    response = await confirm(client, clerk, inbound)
+    assert response.status_code == 200, response.text
+    assert response.json()["counterparty_id"] == demo["FACTORY-SZ"]
+    assert response.json()["units"] == 30 and response.json()["packages"] == 3
+    return goods
+
+
+async def test_factory_to_agent_to_store_to_sale(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    units, cases = route["units"], route["cases"]
+    partner, clerk = await login("partner"), await login("clerk")
+    order = {
+        "erp_no": f"SO-{next(_ids)}-{route['batch_no']}",
+        "kind": "sales",
+        "from_org_id": demo["FACTORY-SZ"],
+        "to_org_id": demo["AGENT-ZJ"],
+        "lines": [{"product_id": route["product_id"], "quantity": 25}],
+    }
+    created = await client.post("/orders", headers=partner, json=order)
+    assert created.status_code == 201, created.text
+    again = await client.post("/orders", headers=partner, json=order)
+    assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+    changed = {**order, "lines": [{"product_id": route["product_id"], "quantity": 26}]}
+    assert_error(
+        await client.post("/orders", headers=partner, json=changed), 409, "order_no_reused"
+    )
+    order_id = created.json()["id"]
+
+    # over-shipment: three cases (30 units) against 25 ordered
+    over = await document(client, clerk, cases, kind="outbound", order_id=order_id)
+    error = assert_error(await confirm(client, clerk, over), 409, "over_shipment")
+    assert error["details"][str(route["product_id"])] == {"ordered": 25, "shipped": 0, "now": 30}
+    assert (await client.post(f"/documents/{over['id']}/cancel", headers=clerk)).status_code == 200
+
+    # two cases and five loose units of the third: exactly the order
+    ship = await document(
+        client,
+        clerk,
+        cases[:2] + units[20:25],
+        kind="outbound",
+        order_id=order_id,
+        signee="Wang Fang",
+        phone="+86 138 0000 0000",
+        destination_city="杭州市",
+    )
+    shipped = await confirm(client, clerk, ship)
+    assert shipped.status_code == 200, shipped.text
+    body = shipped.json()
+    assert (body["status"], body["units"], body["packages"]) == ("confirmed", 25, 2)
+    assert body["discrepancies"] is None
+    moved = await state_of(conn, app, units[22])
+    assert moved["transit_to"] == demo["AGENT-ZJ"] and moved["channel_org_id"] == demo["AGENT-ZJ"]
+    assert moved["parent_sscc"] is None and moved["shipped"]  # left its case
+    assert (await state_of(conn, app, units[25]))["parent_sscc"] == int(cases[2])
+    assert (await client.get(f"/orders/{order_id}", headers=partner)).json()["status"] == "shipped"
+
+    # the agent receives the whole order in one action
+    agent = await login("agent_clerk")
+    received = await client.post(f"/orders/{order_id}/receive", headers=agent)
+    assert received.status_code == 200, received.text
+    assert received.json()["units"] == 25 and received.json()["kind"] == "inbound"
+    assert (await state_of(conn, app, units[3]))["holder_org_id"] == demo["AGENT-ZJ"]
+    assert (await client.get(f"/orders/{order_id}", headers=partner)).json()["status"] == "received"
+
+    # agent → store: a case; the store receives by scanning only part of it → discrepancy
+    to_store = await document(
+        client, agent, [cases[0]], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, to_store)).status_code == 200
+    at_store = await state_of(conn, app, units[4])
+    assert at_store["store_org_id"] == demo["STORE-HZ-01"]
+    assert at_store["channel_org_id"] == demo["AGENT-ZJ"]  # the designated channel stays
+    store = await login("store_clerk")
+    store_in = await document(client, store, units[:8], kind="inbound", shipment_id=to_store["id"])
+    got = await confirm(client, store, store_in)
+    assert got.status_code == 200, got.text
+    assert got.json()["discrepancies"]["missing"]["count"] == 2
+    rest = await document(client, store, units[8:10], kind="inbound", shipment_id=to_store["id"])
+    assert (await confirm(client, store, rest)).json()["discrepancies"] is None
+
+    # a sale, then verification still says genuine and the trace has the whole route
+    sold = await client.post("/sales", headers=store, json={"codes": [units[1]]})
+    assert sold.status_code == 201, sold.text
+    assert (await state_of(conn, app, units[1]))["status"] == "sold"
+    answer = await client.post(
+        "/v1/verify", json={"serial": units[1], "pin": app.state.scheme.pin(units[1])}
+    )
+    assert answer.json()["result"] == "genuine", answer.text  # shipped, so not "never shipped"
+    trace = (await client.get(f"/trace/{units[1]}", headers=await login("admin"))).json()
+    steps = [(e["biz_step"], e["via"] is not None) for e in trace["events"]]
+    assert steps == [
+        ("commissioning", False),
+        ("packing", False),
+        ("receiving", True),  # factory inbound of its case
+        ("shipping", True),  # factory → agent, in its case
+        ("receiving", True),  # agent inbound, in its case
+        ("shipping", True),  # agent → store, in its case
+        ("receiving", False),  # store inbound, scanned as a unit:
+        ("unpacking", False),  # so it left its case
+        ("retail_selling", False),
+    ]
+    shipping = next(e for e in trace["events"] if e["biz_step"] == "shipping")
+    assert shipping["source"]["id"] == demo["WH-SZ-01"]
+    assert shipping["destination"]["id"] == demo["AGENT-ZJ"]
+    assert [t["type"] for t in shipping["biz_transactions"]] == ["po", "desadv"]
+
+    # a consumer returns it damaged and takes another unit instead
+    returned = await client.post(
+        "/returns",
+        headers=store,
+        json={"code": units[1], "reason": "damaged", "exchange_for": units[2]},
+    )
+    assert returned.status_code == 200, returned.text
+    assert returned.json()["disposition"] == "damaged"
+    assert (await state_of(conn, app, units[1]))["status"] == "active"
+    assert (await state_of(conn, app, units[2]))["status"] == "sold"
+    assert_error(
+        await client.post("/returns", headers=store, json={"code": units[3], "reason": "expired"}),
+        409,
+        "not_sold",
+    )
+
+    # the documents list of the agent has its own documents; another agent sees none of them
+    mine = (await client.get("/documents", headers=agent, params={"per_page": 200})).json()
+    assert {ship["doc_no"], to_store["doc_no"]} <= {d["doc_no"] for d in mine["items"]}
+    other = await login("gd_admin")
+    assert_error(await client.get(f"/documents/{to_store['id']}", headers=other), 404)
+    theirs = (await client.get("/documents", headers=other, params={"per_page": 200})).json()
+    assert to_store["doc_no"] not in {d["doc_no"] for d in theirs["items"]}
+    assert_error(await client.get(f"/orders/{order_id}", headers=other), 404, "unknown_order")
+
+
+async def test_only_the_holder_moves_goods(
+    client: Any, login: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    agent = await login("agent_clerk")  # the goods are at the factory warehouse
+    doc = await document(
+        client, agent, route["cases"][:1], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    error = assert_error(await confirm(client, agent, doc), 409, "not_held")
+    assert error["details"]["count"] == 10
+    # the store cannot receive what was never shipped: the outbound was not confirmed
+    store = await login("store_clerk")
+    assert_error(
+        await client.post(
+            "/documents", headers=store, json={"kind": "inbound", "shipment_id": doc["id"]}
+        ),
+        409,
+        "shipment_not_confirmed",
+    )
+    # nor a shipment to somebody else
+    clerk = await login("clerk")
+    elsewhere = await document(client, clerk, kind="outbound", counterparty_id=demo["AGENT-GD"])
+    assert_error(
+        await client.post(
+            "/documents", headers=store, json={"kind": "inbound", "shipment_id": elsewhere["id"]}
+        ),
+        422,
+        "unknown_shipment",
+    )
+    # bad input
+    draft = await document(client, clerk, kind="outbound", counterparty_id=demo["AGENT-GD"])
+    added = await client.post(
+        f"/documents/{draft['id']}/codes",
+        headers=clerk,
+        json={"codes": ["FORGED-SERIAL-00000000", route["units"][0], route["units"][0], "12"]},
+    )
+    results = [(i["result"], i.get("reason")) for i in added.json()["items"]]
+    assert results == [
+        ("rejected", "forged"),  # 20 symbols once the hyphens go: a bad signature
+        ("added", None),
+        ("duplicate", None),
+        ("rejected", "malformed"),
+    ]
+    # somebody else's document: invisible; the receiver's: visible but not theirs to confirm
+    assert_error(await confirm(client, await login("store_clerk"), draft), 404, "unknown_document")
+    assert_error(await confirm(client, await login("gd_admin"), draft), 403, "not_your_org")
+    assert_error(
+        await client.post("/documents", headers=clerk, json={"kind": "outbound"}),
+        422,
+        "no_destination",
+    )
+    assert_error(await client.post("/documents", headers=clerk, json={"kind": "teleport"}), 400)
+    assert_error(await client.get("/documents/999999", headers=clerk), 404, "unknown_document")
+    empty = await document(client, clerk, kind="outbound", counterparty_id=demo["AGENT-GD"])
+    assert_error(await confirm(client, clerk, empty), 422, "empty_document")
+
+
+async def test_exception_outbound_needs_approval(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    clerk, approver = await login("clerk"), await login("approver")
+    gift = await document(client, clerk, route["units"][:2], kind="exception", reason="gift")
+    pending = await confirm(client, clerk, gift)
+    assert pending.json()["status"] == "pending_approval"
+    assert (await state_of(conn, app, route["units"][0]))["status"] == "active"  # not yet
+    assert_error(
+        await client.post(f"/documents/{gift['id']}/approve", headers=clerk, json={}),
+        403,
+        "permission_denied",
+    )
+    approved = await client.post(
+        f"/documents/{gift['id']}/approve", headers=approver, json={"note": "customer event"}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["approved_by"] is not None
+    gone = await state_of(conn, app, route["units"][0])
+    assert (gone["status"], gone["disposition"]) == ("sold", "non_sellable_other")
+    assert_error(
+        await client.post(f"/documents/{gift['id']}/approve", headers=approver, json={}),
+        409,
+        "not_pending",
+    )
+    sample = await document(client, clerk, route["units"][2:3], kind="exception", reason="sample")
+    await confirm(client, clerk, sample)
+    rejected = await client.post(f"/documents/{sample['id']}/reject", headers=approver, json={})
+    assert rejected.json()["status"] == "rejected"
+    assert (await state_of(conn, app, route["units"][2]))["status"] == "active"
+    assert_error(
+        await client.post(
+            "/documents", headers=clerk, json={"kind": "exception", "reason": "party"}
+        ),
+        422,
+        "bad_reason",
+    )
