@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import subprocess
 import sys
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -275,3 +277,128 @@ async def test_bad_stock_input_is_a_clear_4xx(
     assert_error(await client.get("/stock", headers=zj, params={"page": 0}), 400)
     assert_error(await client.get("/stock", headers=zj, params={"org_id": "abc"}), 400)
     assert_error(await client.get("/stock"), 401)
+
+
+async def test_rollup_equals_recount_after_10000_random_movements(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """Units travel factory → warehouse → agents → store → consumers and back at random, through
+    the documents API, while roll-ups run concurrently; every unit moved counts as a movement."""
+    rng = random.Random(9)
+    batch_no, product_id = await issue_units(client, login, demo, 1000)
+    serial = {(batch_no << 32) | i: app.state.scheme.serial(batch_no, i) for i in range(1000)}
+    codes = list(serial)
+    lots = [lot_name(), lot_name()]
+    for lot, start in zip(lots, (0, 500), strict=True):
+        await activate(
+            client, login, [serial[c] for c in codes[start : start + 500]], product_id, lot=lot
+        )
+    wh, zj, gd, store = demo["WH-SZ-01"], demo["AGENT-ZJ"], demo["AGENT-GD"], demo["STORE-HZ-01"]
+    users = {
+        wh: await login("clerk"),
+        zj: await login("agent_clerk"),
+        gd: await login("gd_admin"),
+        store: await login("store_clerk"),
+    }
+    downstream = {wh: [zj, gd], zj: [store], gd: [], store: []}
+    upstream = {zj: wh, gd: wh, store: zj}
+    kinds: Counter[str] = Counter()
+    pending: list[tuple[int, int, set[int]]] = []  # (shipment id, receiver, codes in transit)
+
+    async def held(org: int, status: str = "active") -> list[int]:
+        rows = await (
+            await conn.execute(
+                """SELECT code FROM unit_state WHERE code >= %s AND code < %s AND status = %s
+                   AND holder_org_id = %s AND transit_to IS NULL ORDER BY code""",
+                (batch_no << 32, (batch_no + 1) << 32, status, org),
+            )
+        ).fetchall()
+        await conn.commit()
+        return [r["code"] for r in rows]
+
+    async def run(org: int, picked: list[int], **fields: Any) -> dict[str, Any]:
+        headers = users[org]
+        created = await client.post("/documents", headers=headers, json=fields)
+        assert created.status_code == 201, created.text
+        doc = created.json()
+        if picked:
+            body = {"codes": [serial[c] for c in picked]}
+            added = await client.post(f"/documents/{doc['id']}/codes", headers=headers, json=body)
+            assert added.json()["rejected"] == 0, added.json()
+        done, _ = await asyncio.gather(
+            client.post(f"/documents/{doc['id']}/confirm", headers=headers), roll(app)
+        )
+        assert done.status_code == 200, done.text
+        return done.json()  # type: ignore[no-any-return]
+
+    factory_stock = list(codes)
+    doc = await run(wh, factory_stock, kind="factory_inbound")
+    movements = doc["units"]
+    kinds[doc["kind"]] += 1
+    while movements < 10_000:
+        step = rng.random()
+        if pending and step < 0.35:  # receive a shipment, whole or in part
+            i = rng.randrange(len(pending))
+            shipment, receiver, left = pending[i]
+            part = (
+                sorted(left)
+                if rng.random() < 0.5
+                else rng.sample(sorted(left), k=max(1, len(left) // 2))
+            )
+            doc = await run(receiver, part, kind="inbound", shipment_id=shipment)
+            left -= set(part)
+            if not left:
+                pending.pop(i)
+        else:
+            org = rng.choice([wh, wh, zj, gd, store])
+            stock = await held(org)
+            if not stock:
+                continue
+            picked = rng.sample(stock, k=rng.randint(1, min(len(stock), 120)))
+            if org == store and step < 0.75:
+                sold = await client.post(
+                    "/sales", headers=users[store], json={"codes": [serial[c] for c in picked]}
+                )
+                assert sold.status_code == 201, sold.text
+                doc = sold.json()
+                for code in rng.sample(picked, k=min(3, len(picked))):  # some come back
+                    back = await client.post(
+                        "/returns",
+                        headers=users[store],
+                        json={"code": serial[code], "reason": "damaged"},
+                    )
+                    assert back.status_code == 200, back.text
+                    movements += 1
+                    kinds["consumer"] += 1
+            elif downstream[org] and step < 0.85:
+                to = rng.choice(downstream[org])
+                doc = await run(org, picked, kind="outbound", counterparty_id=to)
+                pending.append((doc["id"], to, set(picked)))
+            elif org in upstream:
+                to = upstream[org]
+                doc = await run(org, picked, kind="return", counterparty_id=to)
+                pending.append((doc["id"], to, set(picked)))
+            else:
+                continue
+        movements += doc["units"]
+        kinds[doc["kind"]] += 1
+    await roll(app)
+    assert await recount(conn) == []
+    assert set(kinds) == {"factory_inbound", "outbound", "return", "inbound", "sale", "consumer"}
+    expected: dict[tuple[int, str], list[int]] = {}
+    for row in await (
+        await conn.execute(
+            """SELECT coalesce(transit_to, holder_org_id) AS org, lot, transit_to IS NULL AS here
+               FROM unit_state WHERE code >= %s AND code < %s AND status = 'active'""",
+            (batch_no << 32, (batch_no + 1) << 32),
+        )
+    ).fetchall():
+        expected.setdefault((row["org"], row["lot"]), [0, 0])[0 if row["here"] else 1] += 1
+    await conn.commit()
+    rows = await stock_of(client, await login("admin"), product_id=product_id)
+    got = {
+        (r["org_id"], r["lot"]): [r["on_hand"], r["in_transit"]]
+        for r in rows
+        if r["lot"] in lots and (r["on_hand"] or r["in_transit"])
+    }
+    assert got == expected and len({org for org, _ in got}) >= 4
