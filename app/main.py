@@ -27,6 +27,7 @@ from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
+from app.logistics.center_routes import CenterController
 from app.logistics.routes import DocumentController, OrderController, consumer_return, sell
 from app.logistics.stock_routes import StockController
 from app.logs import configure_logging, request_context_middleware
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             verify,
             AlertController,
             StockController,
+            CenterController,
             scan_page,
             pin_page,
             product_page,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.db import Conn
-from app.logistics import documents, orders
+from app.logistics import documents, imports, orders
 from app.logistics.schemas import (
     CodesIn,
     DecisionIn,
@@ -63,6 +63,24 @@ class OrderController(Controller):
             page=page,
             per_page=per_page,
         )
+
+    @post("/import", status_code=200, request_max_body_size=imports.MAX_BYTES + 1024)
+    async def import_csv(
+        self, request: Request[Any, Any, Any], conn: Conn, principal: Principal
+    ) -> imports.ImportOut:
+        """Import orders from a CSV file sent as the body (``Content-Type: text/csv``), one row
+        per order line; see ``app/logistics/imports.py`` for the columns. Bad rows are listed by
+        line and column; an order with a bad row is rejected, the others are created (existing
+        ones, same ERP number and content, are left as they are)."""
+        principal.require("orders.write")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in imports.MEDIA_TYPES:
+            raise imports.UnsupportedMediaType(
+                "send the CSV file as the body with Content-Type: text/csv",
+                details={"accepted": list(imports.MEDIA_TYPES)},
+            )
+        raw = await imports.read_body(request.stream())
+        return await imports.import_orders(conn, principal, raw)
 
     @get("/{order_id:int}")
     async def get_order(self, order_id: int, conn: Conn, principal: Principal) -> OrderOut:

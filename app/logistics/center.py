@@ -1,0 +1,363 @@
+"""Management center (管理中心, SPEC L10): documents and stock as report rows, filtered, paged and
+exported as CSV or XLSX.
+
+A document row is one line of a document (product and lot, units and cases) with the document's
+fields from the seed: number, kind, warehouse, counterparty, date, handler, signee, phone,
+customer, customer type, destination city, status. A draft has no lines yet (lines are written
+on confirmation): it is one row with empty product columns. The caller sees the documents whose
+organisation or counterparty lies in its subtree, and the stock of its subtree.
+
+Exports do not page: they run the same query on a server-side cursor of a connection of their
+own and stream it — CSV row batches as they come; XLSX written with XlsxWriter in
+constant-memory mode to a temporary file, streamed when finished (a ZIP needs its end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+import msgspec
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from app.logistics.schemas import DocKind, DocStatus
+from app.paging import Page, fetch_page
+
+READ = ("reports.read", "logistics.scan")
+OrgKind = Literal["factory", "warehouse", "branch", "agent", "distributor", "store"]
+Format = Literal["json", "csv", "xlsx"]
+XLSX_MAX_ROWS = 1_048_575  # a worksheet's rows, less the header
+_BATCH = 2000  # rows fetched from the server-side cursor at a time
+
+
+class DocumentRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a document (入库单/出库单/销售单) with the document's fields."""
+
+    doc_id: int
+    doc_no: str  # 单据编号
+    direction: Literal["inbound", "outbound"]
+    kind: DocKind  # 类型
+    status: DocStatus  # 状态
+    doc_date: date  # 日期
+    org_id: int
+    org_name: str  # 仓库 / 门店
+    org_kind: str
+    org_city: str | None  # 所在地(市)
+    counterparty_id: int | None
+    counterparty_name: str | None  # 代理商 / 发货方
+    order_no: str | None
+    handler_name: str | None  # 经办人 / 店员
+    signee: str | None  # 签收人
+    phone: str | None  # 电话
+    customer: str | None  # 客户
+    customer_type: str | None  # 客户类型
+    destination_city: str | None  # 目的城市 / 发往地(市)
+    product_id: int | None
+    product_no: str | None
+    product_name: str | None  # 产品名称
+    category: str | None  # 产品分类
+    gtin: str | None  # 产品条码
+    spec: str | None  # 产品规格
+    colour_no: str | None  # 产品色号
+    lot: str | None
+    units: int | None  # 产品数量
+    packages: int | None  # 包装数量
+    confirmed_at: datetime | None
+
+
+class StockRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Rolled-up stock of one organisation, product and lot."""
+
+    org_id: int
+    org_name: str
+    org_kind: str
+    org_city: str | None
+    product_id: int
+    product_no: str
+    product_name: str
+    category: str | None
+    gtin: str | None
+    spec: str
+    colour_no: str | None
+    lot: str
+    on_hand: int
+    in_transit: int
+    updated_at: datetime
+
+
+DOCUMENT_COLUMNS = list(DocumentRow.__struct_fields__)
+STOCK_COLUMNS = list(StockRow.__struct_fields__)
+
+_DOC_SELECT = """d.id AS doc_id, d.doc_no, d.direction, d.kind, d.status, d.doc_date, d.org_id,
+    o.name AS org_name, o.kind AS org_kind, o.city_name AS org_city, d.counterparty_id,
+    c.name AS counterparty_name, r.erp_no AS order_no, u.display_name AS handler_name, d.signee,
+    d.phone, d.customer, d.customer_type, d.destination_city, l.product_id, p.product_no,
+    p.name AS product_name, g.name AS category, p.gtin, p.spec, p.colour_no, l.lot, l.units,
+    l.packages, d.confirmed_at"""
+_DOC_SOURCE = """documents d JOIN orgs o ON o.id = d.org_id
+    LEFT JOIN orgs c ON c.id = d.counterparty_id
+    LEFT JOIN orders r ON r.id = d.order_id
+    LEFT JOIN users u ON u.id = d.handler_id
+    LEFT JOIN document_lines l ON l.document_id = d.id
+    LEFT JOIN products p ON p.id = l.product_id
+    LEFT JOIN categories g ON g.id = p.category_id"""
+_DOC_ORDER = "d.doc_date DESC, d.id DESC, l.product_id, l.lot"
+
+_STOCK_SELECT = """s.org_id, o.name AS org_name, o.kind AS org_kind, o.city_name AS org_city,
+    s.product_id, p.product_no, p.name AS product_name, g.name AS category, p.gtin, p.spec,
+    p.colour_no, s.lot, s.on_hand, s.in_transit, s.updated_at"""
+_STOCK_SOURCE = """stock s JOIN orgs o ON o.id = s.org_id JOIN products p ON p.id = s.product_id
+    LEFT JOIN categories g ON g.id = p.category_id"""
+_STOCK_ORDER = "o.path, s.org_id, p.name, s.product_id, s.lot"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A filtered report query: enough to page it, count it or stream it."""
+
+    select: str
+    source: str
+    where: list[str]
+    params: dict[str, Any]
+    order: str
+    columns: list[str]
+    name: str
+
+    @property
+    def condition(self) -> str:
+        return " AND ".join(self.where) or "true"
+
+    def sql(self) -> str:
+        return (
+            f"SELECT {self.select} FROM {self.source} WHERE {self.condition} ORDER BY {self.order}"
+        )
+
+
+@dataclass(frozen=True)
+class DocumentFilters:
+    org_id: int | None = None
+    counterparty_id: int | None = None
+    product_id: int | None = None
+    category_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    doc_no: str | None = None
+    handler_id: int | None = None
+    kind: DocKind | None = None
+    status: DocStatus | None = None
+    direction: Literal["inbound", "outbound"] | None = None
+    org_kind: OrgKind | None = None
+
+
+@dataclass(frozen=True)
+class StockFilters:
+    org_id: int | None = None
+    product_id: int | None = None
+    category_id: int | None = None
+    org_kind: OrgKind | None = None
+    lot: str | None = None
+    include_zero: bool = False
+
+
+def require_reader(actor: Principal) -> None:
+    if not any(actor.has(p) for p in READ):
+        raise Forbidden(
+            f"missing permission {' or '.join(READ)}",
+            code="permission_denied",
+            details={"missing": list(READ)},
+        )
+
+
+async def _org_path(conn: Conn, actor: Principal, org_id: int, visible: bool) -> str:
+    """The path of an organisation of the caller's brand (of its subtree when ``visible``)."""
+    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
+    path = row["path"] if row else None
+    if path is None or not path.startswith(f"/{actor.brand_id}/"):
+        raise NotFound(f"organisation {org_id} not found", code="unknown_org")
+    if visible:
+        actor.ensure_sees(path)
+    return str(path)
+
+
+async def document_query(conn: Conn, actor: Principal, f: DocumentFilters) -> Query:
+    require_reader(actor)
+    if f.date_from and f.date_to and f.date_from > f.date_to:
+        raise BadRequest("the period ends before it starts", code="bad_period")
+    where = ["(o.path LIKE %(scope)s OR c.path LIKE %(scope)s)"]
+    params: dict[str, Any] = {"scope": actor.org_path + "%"}
+    if f.org_id is not None:
+        where.append("o.path LIKE %(org)s")
+        params["org"] = await _org_path(conn, actor, f.org_id, visible=True) + "%"
+    if f.counterparty_id is not None:
+        where.append("c.path LIKE %(counterparty)s")
+        params["counterparty"] = await _org_path(conn, actor, f.counterparty_id, False) + "%"
+    for column, key, value in (
+        ("l.product_id", "product", f.product_id),
+        ("p.category_id", "category", f.category_id),
+        ("d.handler_id", "handler", f.handler_id),
+        ("d.kind", "kind", f.kind),
+        ("d.status", "status", f.status),
+        ("d.direction", "direction", f.direction),
+        ("o.kind", "org_kind", f.org_kind),
+    ):
+        if value is not None:
+            where.append(f"{column} = %({key})s")
+            params[key] = value
+    if f.date_from is not None:
+        where.append("d.doc_date >= %(date_from)s")
+        params["date_from"] = f.date_from
+    if f.date_to is not None:
+        where.append("d.doc_date <= %(date_to)s")
+        params["date_to"] = f.date_to
+    if f.doc_no:
+        where.append("starts_with(d.doc_no, %(doc_no)s)")
+        params["doc_no"] = f.doc_no
+    return Query(_DOC_SELECT, _DOC_SOURCE, where, params, _DOC_ORDER, DOCUMENT_COLUMNS, "documents")
+
+
+async def stock_query(conn: Conn, actor: Principal, f: StockFilters) -> Query:
+    require_reader(actor)
+    where = ["o.path LIKE %(scope)s"]
+    params: dict[str, Any] = {"scope": actor.org_path + "%"}
+    if f.org_id is not None:
+        where.append("o.path LIKE %(org)s")
+        params["org"] = await _org_path(conn, actor, f.org_id, visible=True) + "%"
+    for column, key, value in (
+        ("s.product_id", "product", f.product_id),
+        ("p.category_id", "category", f.category_id),
+        ("o.kind", "org_kind", f.org_kind),
+        ("s.lot", "lot", f.lot),
+    ):
+        if value is not None:
+            where.append(f"{column} = %({key})s")
+            params[key] = value
+    if not f.include_zero:
+        where.append("(s.on_hand <> 0 OR s.in_transit <> 0)")
+    return Query(_STOCK_SELECT, _STOCK_SOURCE, where, params, _STOCK_ORDER, STOCK_COLUMNS, "stock")
+
+
+async def page_of(
+    conn: Conn, query: Query, make: Callable[[dict[str, Any]], Any], page: int, per_page: int
+) -> Page[Any]:
+    return await fetch_page(
+        conn,
+        columns=query.select,
+        source=query.source,
+        where=query.where,
+        params=query.params,
+        order=query.order,
+        page=page,
+        per_page=per_page,
+        make=make,
+    )
+
+
+async def check_xlsx_size(conn: Conn, query: Query) -> None:
+    """An XLSX sheet holds about a million rows: bigger results are refused up front (use CSV)."""
+    row = await (
+        await conn.execute(
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM {query.source} WHERE {query.condition} "
+            f"LIMIT {XLSX_MAX_ROWS + 1}) t",
+            query.params,
+        )
+    ).fetchone()
+    if row is not None and row["n"] > XLSX_MAX_ROWS:
+        raise Unprocessable(
+            f"more than {XLSX_MAX_ROWS:,} rows do not fit one XLSX sheet: export CSV or narrow "
+            "the filters",
+            code="too_many_rows",
+            details={"max_rows": XLSX_MAX_ROWS},
+        )
+
+
+async def _batches(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The query's rows, batch by batch, from a server-side cursor (memory stays flat)."""
+    async with pool.connection() as conn:
+        async with conn.cursor(f"export_{uuid.uuid4().hex}", row_factory=tuple_row) as cursor:
+            await cursor.execute(query.sql(), query.params)
+            while rows := await cursor.fetchmany(_BATCH):
+                yield rows
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+async def csv_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:
+    """UTF-8 CSV with a BOM (so Excel reads the Chinese names), a header of field names, then the
+    rows; one chunk per fetched batch."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(query.columns)
+    yield ("\ufeff" + buffer.getvalue()).encode()
+    async for rows in _batches(pool, query):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([[_text(v) for v in row] for row in rows])
+        yield buffer.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+async def xlsx_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:
+    """An XLSX workbook (one sheet, header row of field names) written in constant memory."""
+    import xlsxwriter
+
+    fd, path = tempfile.mkstemp(prefix="tracecode-", suffix=".xlsx")
+    os.close(fd)
+    try:
+        book = xlsxwriter.Workbook(
+            path,
+            {
+                "constant_memory": True,
+                "strings_to_formulas": False,  # a note like "=1+1" stays text
+                "strings_to_urls": False,
+                "default_date_format": "yyyy-mm-dd",
+            },
+        )
+        sheet = book.add_worksheet(query.name)
+        bold = book.add_format({"bold": True})
+        sheet.write_row(0, 0, query.columns, bold)
+        sheet.freeze_panes(1, 0)
+        at = 1
+
+        def write(rows: list[tuple[Any, ...]], first: int) -> None:
+            for offset, row in enumerate(rows):
+                sheet.write_row(first + offset, 0, [_cell(v) for v in row])
+
+        async for rows in _batches(pool, query):
+            await asyncio.to_thread(write, rows, at)
+            at += len(rows)
+        await asyncio.to_thread(book.close)
+        with open(path, "rb") as handle:  # noqa: ASYNC230 - local temp file, read in chunks
+            while chunk := handle.read(1 << 18):
+                yield chunk
+    finally:
+        os.unlink(path)
+
+
+def media(fmt: Format) -> str:
+    return {
+        "csv": "text/csv; charset=utf-8",
+        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    }.get(fmt, "application/json")

@@ -1,0 +1,421 @@
+"""CSV import of ERP orders (SPEC L1).
+
+The file is UTF-8 (a BOM is fine) or GB18030 — what Excel writes on Chinese Windows —, one row
+per order line, a header row naming the columns::
+
+    erp_no,kind,from_erp_code,to_erp_code,order_date,product_no,quantity,note
+
+``gtin`` may stand in for ``product_no`` (either column, or both: the GTIN wins when filled).
+``kind`` defaults to ``sales``, ``order_date`` (YYYY-MM-DD or YYYY/MM/DD) to today. Rows sharing an
+``erp_no`` form one order and must agree on its header fields.
+
+Every row is checked before anything is written; an order with any bad row is rejected as a
+whole, the other orders are created through ``orders.create_order`` (source ``csv``), each in a
+savepoint, so importing the same file again creates nothing new.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Annotated, Literal
+
+import msgspec
+
+from app._core import Gs1Error, normalize_gtin
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import AppError, BadRequest
+from app.logistics.orders import create_order
+from app.logistics.schemas import OrderIn, OrderLineIn
+
+MAX_BYTES = 10 * 1024 * 1024
+MAX_ROWS = 100_000
+MAX_LINES_PER_ORDER = 1000  # as OrderIn allows
+MAX_ERRORS_LISTED = 1000
+COLUMNS = (
+    "erp_no",
+    "kind",
+    "from_erp_code",
+    "to_erp_code",
+    "order_date",
+    "product_no",
+    "gtin",
+    "quantity",
+    "note",
+)
+MEDIA_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
+REQUIRED = ("erp_no", "from_erp_code", "to_erp_code", "quantity")
+KINDS = ("sales", "purchase", "transfer", "return")
+_ERP_NO = re.compile(r"^[!-~]{1,64}$")
+_DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
+
+
+class PayloadTooLarge(AppError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code = 415, "unsupported_media_type"
+
+
+class RowError(msgspec.Struct, frozen=True, kw_only=True):
+    """One problem: the file line (the header is line 1), the column, and what is wrong."""
+
+    line: int
+    column: str | None
+    code: str
+    message: str
+    erp_no: str | None = None
+
+
+class ImportedOrder(msgspec.Struct, frozen=True, kw_only=True):
+    erp_no: str
+    result: Literal["created", "existing", "rejected"]
+    id: int | None = None
+
+
+class ImportOut(msgspec.Struct, frozen=True, kw_only=True):
+    created: int
+    existing: int
+    rejected: int
+    rows: int
+    errors: list[RowError]
+    errors_total: int
+    orders: Annotated[list[ImportedOrder], msgspec.Meta(description="one entry per order")]
+
+
+@dataclass
+class _Row:
+    line: int
+    values: dict[str, str]
+
+
+@dataclass
+class _Order:
+    erp_no: str
+    first_line: int
+    header: tuple[str, str, str, str, str] | None = None  # kind, from, to, date, note
+    rows: list[_Row] = field(default_factory=list)
+    bad: bool = False
+    lines: list[tuple[int, int, int]] = field(default_factory=list)  # (line, product, qty)
+
+
+async def read_body(chunks: AsyncIterable[bytes], limit: int = MAX_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the file is larger than {limit // (1024 * 1024)} MB; split it",
+                details={"max_bytes": limit},
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "the file is neither UTF-8 nor GB18030 text", code="bad_encoding"
+        ) from None
+
+
+def parse(raw: bytes, max_rows: int = MAX_ROWS) -> list[_Row]:
+    """Rows of the CSV with their file line numbers; 400 on a bad header or malformed CSV."""
+    text = _decode(raw)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise BadRequest(f"line 1: {exc}", code="malformed_csv", details={"line": 1}) from None
+    if not header or not any(h.strip() for h in header):
+        raise BadRequest("the file is empty: a header row is needed", code="empty_file")
+    names = [h.strip().lower() for h in header]
+    unknown = [n for n in names if n not in COLUMNS]
+    missing = [n for n in REQUIRED if n not in names]
+    if "product_no" not in names and "gtin" not in names:
+        missing.append("product_no")
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if unknown or missing or doubled:
+        raise BadRequest(
+            "bad header row",
+            code="bad_header",
+            details={
+                "unknown": unknown,
+                "missing": missing,
+                "repeated": doubled,
+                "columns": list(COLUMNS),
+            },
+        )
+    rows: list[_Row] = []
+    last = reader.line_num
+    try:
+        for record in reader:
+            line, last = last + 1, reader.line_num
+            if not record or all(not v.strip() for v in record):
+                continue
+            if len(rows) >= max_rows:
+                raise PayloadTooLarge(
+                    f"more than {max_rows:,} rows; split the file",
+                    code="too_many_rows",
+                    details={"max_rows": max_rows},
+                )
+            values = {
+                n: (record[i].strip() if i < len(record) else "") for i, n in enumerate(names)
+            }
+            if len(record) > len(names) and any(v.strip() for v in record[len(names) :]):
+                values["__extra__"] = "1"
+            rows.append(_Row(line, values))
+    except csv.Error as exc:
+        line = reader.line_num
+        raise BadRequest(
+            f"line {line}: {exc}", code="malformed_csv", details={"line": line}
+        ) from None
+    return rows
+
+
+def _date(text: str) -> date | None:
+    match = _DATE.match(text)
+    if match is None:
+        raise ValueError
+    return date(int(match[1]), int(match[2]), int(match[3]))
+
+
+async def _lookup_orgs(conn: Conn, brand: int, codes: set[str]) -> dict[str, int]:
+    rows = await (
+        await conn.execute(
+            "SELECT erp_code, id FROM orgs WHERE erp_code = ANY(%s) AND path LIKE %s",
+            (sorted(codes), f"/{brand}/%"),
+        )
+    ).fetchall()
+    return {r["erp_code"]: r["id"] for r in rows}
+
+
+async def _lookup_products(
+    conn: Conn, brand: int, numbers: set[str], gtins: set[str]
+) -> tuple[dict[str, list[int]], dict[str, int]]:
+    rows = await (
+        await conn.execute(
+            """SELECT p.id, p.product_no, p.gtin FROM products p JOIN orgs o ON o.id = p.org_id
+               WHERE (p.product_no = ANY(%s) OR p.gtin = ANY(%s)) AND o.path LIKE %s""",
+            (sorted(numbers), sorted(gtins), f"/{brand}/%"),
+        )
+    ).fetchall()
+    by_no: dict[str, list[int]] = {}
+    by_gtin: dict[str, int] = {}
+    for r in rows:
+        by_no.setdefault(r["product_no"], []).append(r["id"])
+        if r["gtin"]:
+            by_gtin[r["gtin"]] = r["id"]
+    return by_no, by_gtin
+
+
+async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
+    """Check every row, then create each order without a bad row (idempotent by ``erp_no``)."""
+    actor.require("orders.write")
+    rows = parse(raw)
+    brand = actor.brand_id
+    errors: list[RowError] = []
+
+    def fail(order: _Order | None, row: _Row, column: str | None, code: str, msg: str) -> None:
+        erp_no = order.erp_no if order else (row.values.get("erp_no") or None)
+        errors.append(RowError(line=row.line, column=column, code=code, message=msg, erp_no=erp_no))
+        if order is not None:
+            order.bad = True
+
+    gtins: dict[int, str] = {}
+    for row in rows:
+        text = row.values.get("gtin", "")
+        if text:
+            try:
+                gtins[row.line] = normalize_gtin(text)
+            except (Gs1Error, ValueError):
+                pass
+    orgs = await _lookup_orgs(
+        conn,
+        brand,
+        {row.values[c] for row in rows for c in ("from_erp_code", "to_erp_code") if row.values[c]},
+    )
+    by_no, by_gtin = await _lookup_products(
+        conn,
+        brand,
+        {row.values["product_no"] for row in rows if row.values.get("product_no")},
+        set(gtins.values()),
+    )
+    orders: dict[str, _Order] = {}
+    for row in rows:
+        v = row.values
+        erp_no = v["erp_no"]
+        if not _ERP_NO.match(erp_no):
+            fail(
+                None,
+                row,
+                "erp_no",
+                "bad_erp_no",
+                "erp_no: 1 to 64 printable ASCII characters, no spaces",
+            )
+            continue
+        order = orders.get(erp_no)
+        if order is None:
+            order = orders[erp_no] = _Order(erp_no, row.line)
+        if "__extra__" in v:
+            fail(order, row, None, "extra_values", "more values than header columns")
+        kind = v.get("kind") or "sales"
+        if kind not in KINDS:
+            fail(order, row, "kind", "bad_kind", f"kind: one of {', '.join(KINDS)}")
+        ends: dict[str, int] = {}
+        for column in ("from_erp_code", "to_erp_code"):
+            code = v[column]
+            if not code:
+                fail(order, row, column, "missing_value", f"{column} is required")
+            elif code not in orgs:
+                fail(order, row, column, "unknown_org", f"no organisation with ERP code {code!r}")
+            else:
+                ends[column] = orgs[code]
+        if len(ends) == 2 and ends["from_erp_code"] == ends["to_erp_code"]:
+            fail(order, row, "to_erp_code", "same_org", "an order goes between two organisations")
+        when = v.get("order_date", "")
+        if when:
+            try:
+                _date(when)
+            except ValueError:
+                fail(
+                    order,
+                    row,
+                    "order_date",
+                    "bad_date",
+                    f"order_date {when!r}: a date as YYYY-MM-DD",
+                )
+        note = v.get("note", "")
+        if len(note) > 500:
+            fail(order, row, "note", "note_too_long", "note: at most 500 characters")
+        header = (kind, v["from_erp_code"], v["to_erp_code"], when, note)
+        if order.header is None:
+            order.header = header
+        elif order.header != header:
+            names = ("kind", "from_erp_code", "to_erp_code", "order_date", "note")
+            column = next(n for n, a, b in zip(names, order.header, header, strict=True) if a != b)
+            fail(
+                order,
+                row,
+                column,
+                "inconsistent_order",
+                f"{column} differs from line {order.first_line} of order {erp_no}",
+            )
+        product: int | None = None
+        text_gtin, text_no = v.get("gtin", ""), v.get("product_no", "")
+        if text_gtin:
+            if row.line not in gtins:
+                fail(order, row, "gtin", "invalid_gtin", f"gtin {text_gtin!r} is not a valid GTIN")
+            elif gtins[row.line] not in by_gtin:
+                fail(order, row, "gtin", "unknown_product", f"no product with GTIN {text_gtin}")
+            else:
+                product = by_gtin[gtins[row.line]]
+        elif text_no:
+            found = by_no.get(text_no, [])
+            if not found:
+                fail(order, row, "product_no", "unknown_product", f"no product {text_no!r}")
+            elif len(found) > 1:
+                fail(
+                    order,
+                    row,
+                    "product_no",
+                    "ambiguous_product",
+                    f"several products are numbered {text_no!r}: use the gtin column",
+                )
+            else:
+                product = found[0]
+        else:
+            fail(order, row, "product_no", "missing_value", "product_no or gtin is required")
+        quantity: int | None = None
+        try:
+            quantity = int(v["quantity"])
+        except ValueError:
+            pass
+        if quantity is None or not 1 <= quantity <= 100_000_000:
+            fail(
+                order,
+                row,
+                "quantity",
+                "bad_quantity",
+                f"quantity {v['quantity']!r}: a whole number of units from 1 to 100,000,000",
+            )
+        if product is not None:
+            earlier = next((ln for ln, p, _ in order.lines if p == product), None)
+            if earlier is not None:
+                fail(
+                    order,
+                    row,
+                    "gtin" if text_gtin else "product_no",
+                    "duplicate_product",
+                    f"the product is already on line {earlier} of order {erp_no}",
+                )
+            elif quantity is not None:
+                order.lines.append((row.line, product, quantity))
+        order.rows.append(row)
+        if len(order.rows) == MAX_LINES_PER_ORDER + 1:
+            fail(
+                order,
+                row,
+                None,
+                "too_many_lines",
+                f"an order has at most {MAX_LINES_PER_ORDER} lines",
+            )
+
+    results: list[ImportedOrder] = []
+    counts = {"created": 0, "existing": 0, "rejected": 0}
+    for order in orders.values():
+        if order.bad or order.header is None:
+            results.append(ImportedOrder(erp_no=order.erp_no, result="rejected"))
+            counts["rejected"] += 1
+            continue
+        kind, from_code, to_code, when, note = order.header
+        data = OrderIn(
+            erp_no=order.erp_no,
+            kind=kind,  # type: ignore[arg-type]
+            from_org_id=orgs[from_code],
+            to_org_id=orgs[to_code],
+            order_date=_date(when) if when else None,
+            note=note,
+            lines=[OrderLineIn(product_id=p, quantity=q) for _, p, q in order.lines],
+        )
+        try:
+            async with conn.transaction():  # a savepoint: a refused order leaves no trace
+                out, created = await create_order(conn, actor, data, source="csv")
+        except AppError as exc:
+            errors.append(
+                RowError(
+                    line=order.first_line,
+                    column="erp_no",
+                    code=exc.code,
+                    message=exc.message,
+                    erp_no=order.erp_no,
+                )
+            )
+            results.append(ImportedOrder(erp_no=order.erp_no, result="rejected"))
+            counts["rejected"] += 1
+            continue
+        result: Literal["created", "existing"] = "created" if created else "existing"
+        results.append(ImportedOrder(erp_no=order.erp_no, result=result, id=out.id))
+        counts[result] += 1
+    errors.sort(key=lambda e: e.line)
+    return ImportOut(
+        **counts,
+        rows=len(rows),
+        errors=errors[:MAX_ERRORS_LISTED],
+        errors_total=len(errors),
+        orders=results,
+    )
