@@ -1,8 +1,7 @@
 """What the consumer-page tests share: genuine activated units, their PINs, products, HTML reading.
 
-How a unit becomes "activated" lives in ``activate`` alone: it follows tests/test_verify.py (whole
-batch set active until per-unit commissioning on the packing line lands; then activate the units
-through the packing line here, in this one place).
+How a unit becomes "activated" lives in ``activate`` alone: it follows tests/test_verify.py
+(commissioning on a packing line, through tests/helpers.py), so a change there is one line here.
 """
 
 from __future__ import annotations
@@ -13,12 +12,13 @@ from html import unescape
 from typing import Any
 
 from app._core import gs1_check_digit
+from tests import helpers
 
 
-async def activate(client: Any, login: Any, conn: Any, batch_no: int, size: int) -> None:
-    """Make every unit of the batch verifiable as genuine (as tests/test_verify.py does)."""
-    await conn.execute("UPDATE code_batches SET state = 'active' WHERE batch_no = %s", (batch_no,))
-    await conn.commit()
+async def activate(client: Any, login: Any, serials: list[str], product_id: int) -> None:
+    """Make the units verifiable as genuine: commissioned on a packing line, as in
+    tests/test_verify.py."""
+    await helpers.activate(client, login, serials, product_id)
 
 
 async def new_product(client: Any, login: Any, **fields: Any) -> dict[str, Any]:
@@ -37,21 +37,21 @@ async def new_product(client: Any, login: Any, **fields: Any) -> dict[str, Any]:
 
 
 async def activated_batch(
-    client: Any, login: Any, demo: Any, conn: Any, product_id: int | None = None, size: int = 20
+    client: Any, login: Any, demo: Any, product_id: int | None = None, size: int = 20
 ) -> int:
-    """A new batch of ``size`` codes for the product (default: the demo sun cream), activated."""
-    planner = await login("planner")
+    """A new batch of ``size`` codes for the product (default: the demo sun cream), all activated."""
     if product_id is None:
-        found = await client.get("/products", headers=planner, params={"q": "LM-SC-30"})
-        product_id = found.json()["items"][0]["id"]
-    created = await client.post(
-        "/batches",
-        headers=planner,
-        json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product_id},
-    )
-    assert created.status_code == 201, created.text
-    batch_no = int(created.json()["batch_no"])
-    await activate(client, login, conn, batch_no, size)
+        batch_no, product_id = await helpers.issue_units(client, login, demo, size)
+    else:
+        created = await client.post(
+            "/batches",
+            headers=await login("planner"),
+            json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product_id},
+        )
+        assert created.status_code == 201, created.text
+        batch_no = int(created.json()["batch_no"])
+    scheme = helpers.scheme_for_tests()
+    await activate(client, login, [scheme.serial(batch_no, i) for i in range(size)], product_id)
     return batch_no
 
 

@@ -50,8 +50,8 @@ async def pages_verifier(app: Any, client: Any) -> AsyncIterator[Swap]:
 
 
 @pytest.fixture
-async def batch(client: Any, login: Any, demo: Any, conn: Any) -> int:
-    return await activated_batch(client, login, demo, conn)
+async def batch(client: Any, login: Any, demo: Any) -> int:
+    return await activated_batch(client, login, demo)
 
 
 def assert_page(response: Any, status: int = 200) -> str:
@@ -83,6 +83,7 @@ async def test_scan_page_shows_the_product_and_a_pin_form_in_chinese_by_default(
     assert response.headers["cache-control"] == "no-store"
     text = text_of(page)
     assert "Sun Cream SPF50 防晒霜" in text and "30 ml" in text and serial in text
+    assert "批号 LOT1" in text and "生产日期 2026-11-01" in text  # from the packing line
     assert "防伪码有效" in text and "请输入包装内刮开的验证码" in text
     assert result_of(page) == "pin_required"
     assert has_pin_form(page)
@@ -134,7 +135,7 @@ async def test_accept_language_picks_the_page_language(
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
 async def test_not_genuine_codes_get_the_friendly_message_and_no_form(
-    client: Any, login: Any, demo: Any, app: Any, conn: Any, batch: int, lang: str
+    client: Any, login: Any, demo: Any, app: Any, batch: int, lang: str
 ) -> None:
     scheme = app.state.scheme
     serial, _ = unit(app, batch, 4)
@@ -156,10 +157,8 @@ async def test_not_genuine_codes_get_the_friendly_message_and_no_form(
     assert result_of(page) == "not_genuine" and not has_pin_form(page)
 
 
-async def test_a_voided_batch_is_not_genuine(
-    client: Any, login: Any, demo: Any, app: Any, conn: Any
-) -> None:
-    batch_no = await activated_batch(client, login, demo, conn, size=3)
+async def test_a_voided_batch_is_not_genuine(client: Any, login: Any, demo: Any, app: Any) -> None:
+    batch_no = await activated_batch(client, login, demo, size=3)
     await client.post(
         f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "recall"}
     )
@@ -368,9 +367,7 @@ async def test_unknown_unpublished_and_malformed_gtins_are_friendly_pages(
 # -- escaping and weight -------------------------------------------------------------------------
 
 
-async def test_product_fields_are_escaped(
-    client: Any, login: Any, demo: Any, app: Any, conn: Any
-) -> None:
+async def test_product_fields_are_escaped(client: Any, login: Any, demo: Any, app: Any) -> None:
     evil = "<script>alert(1)</script>"
     product = await new_product(
         client,
@@ -380,7 +377,7 @@ async def test_product_fields_are_escaped(
         efficacy="<b>bold</b>",
         image_url='https://img.example.com/a.png?"onerror="alert(3)',
     )
-    batch_no = await activated_batch(client, login, demo, conn, product_id=product["id"], size=2)
+    batch_no = await activated_batch(client, login, demo, product_id=product["id"], size=2)
     serial, pin = unit(app, batch_no, 0)
     pages = [
         (await client.get(f"/c/{serial}")).text,

@@ -81,7 +81,7 @@ def page(lang: Lang, title: str, body: str, switch_href: str) -> str:
         "<!doctype html>"
         f'<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        '<meta name="robots" content="noindex">'
+        '<meta name="robots" content="noindex"><link rel="icon" href="data:,">'
         f"<title>{esc(title)} · {esc(word('site', lang))}</title>"
         f"<style>{CSS}</style></head><body>"
         f"<header><b>{esc(word('site', lang))}</b>"

@@ -1,0 +1,251 @@
+"""The consumer pages in a real headless Chromium (Debian's, driven through its ChromeDriver), against
+the real app served by granian over HTTP: scan, type the PIN, read the answer — with JavaScript on
+and off, on a 360 px wide phone screen.
+
+Chromium is required, not optional: ``make test`` installs it (``make browser``); when it is
+missing these tests fail with that instruction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.h5_support import activated_batch, unit, wrong_pin
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PHONE = {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 3.0}}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app under granian on a free port, with this test session's database and Redis."""
+    port = _free_port()
+    env = {
+        **os.environ,  # the TRACECODE_* variables tests/conftest.py set for this session
+        "TRACECODE_HOST": "127.0.0.1",
+        "TRACECODE_PORT": str(port),
+        "TRACECODE_VERIFY_FLAG_NEVER_SHIPPED": "false",  # nothing is shipped in these tests
+        "TRACECODE_VERIFY_RATE_LIMIT": "10000",
+    }
+    log = tmp_path_factory.mktemp("granian") / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "app.main:create_app",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"granian exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"granian did not answer within 60 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _chromium(javascript: bool) -> WebDriver:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    if javascript:
+        options.add_experimental_option("mobileEmulation", PHONE)
+    else:  # ChromeDriver's emulated taps need JavaScript; a narrow window instead
+        options.add_argument("--window-size=360,740")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_argument("--lang=zh-CN")  # a phone set to Chinese, as most consumers' are
+    prefs: dict[str, Any] = {"intl.accept_languages": "zh-CN,zh"}
+    if not javascript:
+        prefs["profile.managed_default_content_settings.javascript"] = 2
+    options.add_experimental_option("prefs", prefs)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    driver = _chromium(javascript=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser_without_js() -> Iterator[WebDriver]:
+    driver = _chromium(javascript=False)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+async def units(client: Any, login: Any, demo: Any, app: Any) -> list[tuple[str, str]]:
+    """Genuine activated units of the demo sun cream: (serial, PIN)."""
+    batch_no = await activated_batch(client, login, demo, size=10)
+    return [unit(app, batch_no, index) for index in range(10)]
+
+
+def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,))
+
+
+def _answer(driver: WebDriver, action: Callable[[], None]) -> tuple[str, str]:
+    """Do ``action`` (which loads another page); the new page's answer: data-result and text."""
+    old = driver.find_element(By.ID, "result")
+
+    def gone(_: WebDriver) -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:  # stale, or "node does not belong to the document"
+            return True
+        return False
+
+    action()
+    _wait(driver).until(gone)
+    box = _wait(driver).until(lambda d: d.find_element(By.ID, "result"))
+    return box.get_attribute("data-result") or "", box.text
+
+
+def _submit_pin(driver: WebDriver, pin: str) -> tuple[str, str]:
+    """Type the PIN, press the button; the answer."""
+    field = driver.find_element(By.ID, "pin")
+    field.clear()
+    field.send_keys(pin)
+    button = driver.find_element(By.CSS_SELECTOR, "form.pin button")
+    return _answer(driver, button.click)
+
+
+def _csp_errors(driver: WebDriver) -> list[str]:
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]
+    ]
+
+
+async def test_scan_type_the_pin_and_read_genuine(
+    server: str, browser: WebDriver, units: list[tuple[str, str]]
+) -> None:
+    serial, pin = units[0]
+    browser.get(f"{server}/c/{serial}")
+    assert browser.find_element(By.ID, "product-name").text == "Sun Cream SPF50 防晒霜"
+    assert "防伪码有效" in browser.find_element(By.ID, "message").text
+    field = browser.find_element(By.ID, "pin")
+    assert field.get_attribute("inputmode") == "numeric"
+    assert field.get_attribute("autocomplete") == "off"
+    # a phone screen: nothing wider than 360 px, tap targets at least 48 px high
+    assert browser.execute_script("return window.innerWidth") == 360
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 360
+    button = browser.find_element(By.CSS_SELECTOR, "form.pin button")
+    assert button.size["height"] >= 48 and field.size["height"] >= 48
+    switch = browser.find_element(By.ID, "lang-switch")
+    assert switch.size["height"] >= 44
+    assert not _csp_errors(browser)
+
+    result, text = _submit_pin(browser, pin)
+    assert result == "genuine"
+    assert "正品" in text and "这是该防伪码第一次被查询" in text
+    assert browser.find_elements(By.ID, "pin") == []
+
+    # the language switch: the same code, in English (no PIN: the code was checked once)
+    result, text = _answer(browser, browser.find_element(By.ID, "lang-switch").click)
+    assert result == "pin_required" and "Enter the PIN hidden inside the pack" in text
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    result, text = _submit_pin(browser, pin)
+    assert result == "genuine" and "checked 2 times" in text and "first on" in text
+    browser.get(f"{server}/c/{serial}?lang=zh")  # leave the language cookie as it was found
+
+
+async def test_a_wrong_pin_shows_the_wrong_pin_message_and_the_form_again(
+    server: str, browser: WebDriver, units: list[tuple[str, str]]
+) -> None:
+    serial, pin = units[1]
+    browser.get(f"{server}/c/{serial}")
+    result, text = _submit_pin(browser, wrong_pin(pin))
+    assert result == "wrong_pin" and "验证码错误" in text and "还可尝试 4 次" in text
+    assert browser.find_element(By.ID, "pin").is_displayed()
+    result, text = _submit_pin(browser, pin)
+    assert result == "genuine" and "第一次被查询" in text
+
+
+async def test_the_inline_script_runs_under_the_content_security_policy(
+    server: str, browser: WebDriver, units: list[tuple[str, str]]
+) -> None:
+    """The double-submit guard (the pages' only script) is allowed by its CSP hash and works."""
+    serial, _ = units[2]
+    browser.get(f"{server}/c/{serial}")
+    browser.execute_script(
+        "document.querySelector('form.pin').addEventListener('submit', e => e.preventDefault())"
+    )
+    browser.find_element(By.ID, "pin").send_keys("123456")
+    button = browser.find_element(By.CSS_SELECTOR, "form.pin button")
+    button.click()
+    assert button.get_attribute("disabled") is not None
+    assert not _csp_errors(browser)
+
+
+async def test_without_javascript_the_form_still_works(
+    server: str, browser_without_js: WebDriver, units: list[tuple[str, str]]
+) -> None:
+    driver = browser_without_js
+    driver.get("data:text/html,<title>off</title><script>document.title='on'</script>")
+    assert driver.title == "off"  # JavaScript really is off in this browser
+    serial, pin = units[3]
+    driver.get(f"{server}/c/{serial}")
+    result, text = _submit_pin(driver, wrong_pin(pin))
+    assert result == "wrong_pin" and "验证码错误" in text
+    result, text = _submit_pin(driver, pin)
+    assert result == "genuine" and "这是该防伪码第一次被查询" in text
