@@ -136,7 +136,7 @@ def _decode(raw: bytes) -> str:
 def parse(raw: bytes, max_rows: int = MAX_ROWS) -> list[_Row]:
     """Rows of the CSV with their file line numbers; 400 on a bad header or malformed CSV."""
     text = _decode(raw)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -363,8 +363,8 @@ async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
                     "duplicate_product",
                     f"the product is already on line {earlier} of order {erp_no}",
                 )
-            elif quantity is not None:
-                order.lines.append((row.line, product, quantity))
+            else:  # a bad quantity rejects the order anyway; the product still counts
+                order.lines.append((row.line, product, quantity or 0))
         order.rows.append(row)
         if len(order.rows) == MAX_LINES_PER_ORDER + 1:
             fail(

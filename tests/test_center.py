@@ -1,0 +1,410 @@
+"""Orders by CSV import and the management center: document lines and stock, filtered, paged,
+scoped to the caller's subtree, exported as CSV and XLSX (SPEC L1, L10)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import zipfile
+from datetime import date, datetime, timedelta
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+
+from app.logistics.rollup import rollup
+from tests.helpers import assert_error
+from tests.test_logistics import confirm, document, pack
+
+_ids = itertools.count()
+HEADER = "erp_no,kind,from_erp_code,to_erp_code,order_date,product_no,gtin,quantity,note\n"
+
+
+async def import_csv(client: Any, headers: dict[str, str], text: str | bytes) -> Any:
+    body = text.encode() if isinstance(text, str) else text
+    return await client.post(
+        "/orders/import", headers={**headers, "Content-Type": "text/csv"}, content=body
+    )
+
+
+async def test_csv_import_keeps_valid_orders_and_names_bad_rows(
+    client: Any, login: Any, demo: Any
+) -> None:
+    partner = await login("partner")
+    n = next(_ids)
+    good, mixed, other = f"CSV-A-{n}", f"CSV-B-{n}", f"CSV-C-{n}"
+    text = (
+        HEADER
+        # line 2-3: a good order of two products, one by product number, one by GTIN-13
+        + f"{good},sales,FACTORY-SZ,AGENT-ZJ,2026/11/10,LM-SC-30,,500,first\n"
+        + f"{good},sales,FACTORY-SZ,AGENT-ZJ,2026/11/10,,6901234000016,200,first\n"
+        # line 4-9: an order with every kind of bad row: all of it is rejected
+        + f"{mixed},sales,FACTORY-SZ,AGENT-ZJ,2026-11-11,LM-SC-30,,10,\n"
+        + f"{mixed},sales,FACTORY-SZ,AGENT-ZJ,2026-11-11,NO-SUCH,,10,\n"
+        + f"{mixed},sales,FACTORY-SZ,AGENT-ZJ,2026-11-11,LM-HY-50,,ten,\n"
+        + f"{mixed},sales,FACTORY-SZ,AGENT-ZJ,2026-11-11,,6901234000023,5,\n"
+        + f"{mixed},sales,FACTORY-SZ,AGENT-XX,2026-11-11,LM-LS-01,,5,\n"
+        + f"{mixed},sales,FACTORY-SZ,AGENT-ZJ,2026-13-45,LM-LS-01,,5,\n"
+        + "\n"  # a blank line is skipped (and still counted)
+        # line 11-12: a good transfer between agents, the note quoted
+        + f'{other},transfer,AGENT-ZJ,AGENT-GD,,LM-LS-01,,3,"with, comma"\n'
+        + f'{other},transfer,AGENT-ZJ,AGENT-GD,,LM-HY-50,,4,"with, comma"\n'
+        # line 13: bad ERP number
+        + "bad number,sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,1,\n"
+    )
+    response = await import_csv(client, partner, text)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["created"], body["existing"], body["rejected"]) == (2, 0, 1), body
+    assert body["rows"] == 11
+    found = {(e["line"], e["column"], e["code"]) for e in body["errors"]}
+    assert found == {
+        (5, "product_no", "unknown_product"),
+        (6, "quantity", "bad_quantity"),
+        (7, "gtin", "duplicate_product"),  # LM-SC-30 again (by its GTIN), first on line 4
+        (8, "to_erp_code", "unknown_org"),
+        (8, "to_erp_code", "inconsistent_order"),
+        (9, "order_date", "bad_date"),
+        (9, "order_date", "inconsistent_order"),
+        (9, "product_no", "duplicate_product"),  # LM-LS-01, first on line 8
+        (13, "erp_no", "bad_erp_no"),
+    }, body["errors"]
+    assert all(e["message"] for e in body["errors"])
+    assert {o["erp_no"]: o["result"] for o in body["orders"]} == {
+        good: "created",
+        mixed: "rejected",
+        other: "created",
+    }
+
+    listed = (await client.get("/orders", headers=partner, params={"erp_no": good})).json()
+    (order,) = listed["items"]
+    assert order["source"] == "csv" and order["order_date"] == "2026-11-10"
+    assert order["note"] == "first"
+    assert sorted(line["quantity"] for line in order["lines"]) == [200, 500]
+    assert (await client.get("/orders", headers=partner, params={"erp_no": mixed})).json()[
+        "total"
+    ] == 0
+
+    # the same file again creates nothing new
+    again = (await import_csv(client, partner, text)).json()
+    assert (again["created"], again["existing"], again["rejected"]) == (0, 2, 1)
+    ids = {o["erp_no"]: o["id"] for o in again["orders"] if o["id"]}
+    assert ids[good] == order["id"]
+
+    # the same ERP number with other content: that order is refused, named at its first line
+    changed = HEADER + f"{good},sales,FACTORY-SZ,AGENT-ZJ,2026-11-10,LM-SC-30,,501,first\n"
+    third = (await import_csv(client, partner, changed)).json()
+    assert (third["created"], third["rejected"]) == (0, 1)
+    assert [(e["line"], e["code"]) for e in third["errors"]] == [(2, "order_no_reused")]
+
+    # GB18030 from Chinese Excel, with a Chinese note
+    gbk = HEADER + f"CSV-G-{n},sales,FACTORY-SZ,STORE-HZ-01,,LM-SC-30,,1,春季补货\n"
+    got = (await import_csv(client, partner, gbk.encode("gb18030"))).json()
+    assert got["created"] == 1, got
+    stored = (await client.get("/orders", headers=partner, params={"erp_no": f"CSV-G-{n}"})).json()
+    assert stored["items"][0]["note"] == "春季补货"
+
+
+async def test_csv_import_refuses_bad_files(client: Any, login: Any) -> None:
+    partner = await login("partner")
+    error = assert_error(
+        await import_csv(client, partner, "erp_no,colour,quantity\nX,red,1\n"), 400, "bad_header"
+    )
+    assert error["details"]["unknown"] == ["colour"]
+    assert "from_erp_code" in error["details"]["missing"]
+    assert_error(await import_csv(client, partner, ""), 400, "empty_file")
+    assert_error(await import_csv(client, partner, b"\xff\xfe\x00bad"), 400, "bad_encoding")
+    assert_error(
+        await import_csv(client, partner, HEADER + 'X,sales,A,B,,P,,1,"unclosed\n'),
+        400,
+        "malformed_csv",
+    )
+    json_body = await client.post("/orders/import", headers=partner, json={"rows": []})
+    assert_error(json_body, 415, "unsupported_media_type")
+    rows = HEADER + "X,,A,B,,P,,1,\n" * 100_001
+    assert_error(await import_csv(client, partner, rows), 413, "too_many_rows")
+    huge = HEADER + "X,,A,B,,P,,1," + "n" * (10 * 1024 * 1024) + "\n"
+    assert_error(await import_csv(client, partner, huge), 413, "payload_too_large")
+    clerk = await login("agent_clerk")  # no orders.write
+    assert_error(await import_csv(client, clerk, HEADER), 403, "permission_denied")
+
+
+@pytest.fixture(scope="module")
+async def shipped(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Three cases packed, into the factory warehouse, shipped to the Zhejiang agent against an
+    order and received there: four documents of one product and lot."""
+    goods = await pack(client, login, app, demo, 3)
+    clerk, partner = await login("clerk"), await login("partner")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound", signee="Li")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    order = await client.post(
+        "/orders",
+        headers=partner,
+        json={
+            "erp_no": f"CENTER-{next(_ids)}-{goods['batch_no']}",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": goods["product_id"], "quantity": 30}],
+        },
+    )
+    assert order.status_code == 201, order.text
+    ship = await document(
+        client,
+        clerk,
+        goods["cases"],
+        kind="outbound",
+        order_id=order.json()["id"],
+        signee="Wang Fang",
+        phone="+86 138 0000 0000",
+        customer="浙江代理",
+        customer_type="agent",
+        destination_city="杭州市",
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    agent = await login("agent_clerk")
+    received = await client.post(f"/orders/{order.json()['id']}/receive", headers=agent)
+    assert received.status_code == 200, received.text
+    draft = await document(client, agent, kind="outbound", counterparty_id=demo["STORE-HZ-01"])
+    return {
+        **goods,
+        "inbound": inbound,
+        "ship": ship,
+        "receipt": received.json(),
+        "draft": draft,
+        "order_no": order.json()["erp_no"],
+    }
+
+
+async def rows_of(client: Any, headers: dict[str, str], **params: Any) -> dict[str, Any]:
+    response = await client.get("/center/documents", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_center_lists_document_lines_with_filters_and_paging(
+    client: Any, login: Any, demo: Any, shipped: dict[str, Any]
+) -> None:
+    admin = await login("admin")
+    ship = shipped["ship"]
+    (row,) = (await rows_of(client, admin, doc_no=ship["doc_no"]))["items"]
+    assert row["doc_no"] == ship["doc_no"] and row["kind"] == "outbound"
+    assert (row["status"], row["direction"]) == ("confirmed", "outbound")
+    assert row["org_id"] == demo["WH-SZ-01"] and row["counterparty_id"] == demo["AGENT-ZJ"]
+    assert row["org_name"].startswith("Factory Warehouse") and row["org_city"] == "苏州市"
+    assert row["counterparty_name"].startswith("Zhejiang Agent")
+    assert (row["signee"], row["phone"], row["destination_city"]) == (
+        "Wang Fang",
+        "+86 138 0000 0000",
+        "杭州市",
+    )
+    assert (row["customer"], row["customer_type"]) == ("浙江代理", "agent")
+    assert row["handler_name"] == "Factory warehouse clerk"
+    assert row["order_no"] == shipped["order_no"]
+    assert (row["product_id"], row["product_no"], row["lot"]) == (
+        shipped["product_id"],
+        "LM-SC-30",
+        "LOG1",
+    )
+    assert (row["units"], row["packages"]) == (30, 3)
+    assert row["gtin"] == "06901234000023" and row["category"] == "护肤 Skincare"
+
+    # a draft has no lines yet: one row with empty product columns
+    (draft,) = (await rows_of(client, admin, doc_no=shipped["draft"]["doc_no"]))["items"]
+    assert draft["status"] == "draft" and draft["product_id"] is None and draft["units"] is None
+
+    # filters: organisation subtree, counterparty, kind, status, product, period, handler
+    mine = {shipped[k]["doc_no"] for k in ("inbound", "ship", "receipt", "draft")}  # four documents
+
+    async def numbers(**params: Any) -> set[str]:
+        page = await rows_of(client, admin, per_page=200, **params)
+        return {r["doc_no"] for r in page["items"]} & mine
+
+    assert await numbers(org_id=demo["FACTORY-SZ"]) == {
+        shipped["inbound"]["doc_no"],
+        ship["doc_no"],
+    }
+    assert await numbers(org_id=demo["AGENT-ZJ"]) == {
+        shipped["receipt"]["doc_no"],
+        shipped["draft"]["doc_no"],
+    }
+    # the counterparty's subtree: the agent, and its store the draft goes to
+    assert await numbers(counterparty_id=demo["AGENT-ZJ"]) == {
+        ship["doc_no"],
+        shipped["draft"]["doc_no"],
+    }
+    assert await numbers(counterparty_id=demo["STORE-HZ-01"]) == {shipped["draft"]["doc_no"]}
+    assert await numbers(kind="inbound", org_kind="agent") == {shipped["receipt"]["doc_no"]}
+    assert await numbers(direction="inbound", org_id=demo["FACTORY-SZ"]) == {
+        shipped["inbound"]["doc_no"]
+    }
+    assert await numbers(status="draft") == {shipped["draft"]["doc_no"]}
+    assert await numbers(product_id=shipped["product_id"]) == mine - {shipped["draft"]["doc_no"]}
+    today = date.today()
+    assert await numbers(**{"from": str(today), "to": str(today)}) == mine
+    assert await numbers(**{"from": str(today + timedelta(days=1))}) == set()
+    assert await numbers(handler_id=ship["handler_id"]) == {
+        shipped["inbound"]["doc_no"],
+        ship["doc_no"],
+    }
+    category = (await client.get("/categories", headers=admin)).json()
+    categories = category["items"] if isinstance(category, dict) else category
+    other = next(c["id"] for c in categories if c["name"] != "护肤 Skincare")
+    assert await numbers(category_id=other) == set()
+
+    # paging: the total comes with each page, pages do not overlap
+    first = await rows_of(client, admin, org_id=demo["WH-SZ-01"], per_page=1, page=1)
+    second = await rows_of(client, admin, org_id=demo["WH-SZ-01"], per_page=1, page=2)
+    assert first["total"] == second["total"] >= 2
+    assert first["items"][0]["doc_no"] != second["items"][0]["doc_no"]
+    past = await rows_of(client, admin, org_id=demo["WH-SZ-01"], page=10_000)
+    assert past["items"] == [] and past["total"] == first["total"]
+
+    # bad input: clear 4xx
+    assert_error(
+        await client.get("/center/documents", headers=admin, params={"kind": "teleport"}), 400
+    )
+    assert_error(
+        await client.get(
+            "/center/documents", headers=admin, params={"from": "2026-02-01", "to": "2026-01-01"}
+        ),
+        400,
+        "bad_period",
+    )
+    assert_error(
+        await client.get("/center/documents", headers=admin, params={"format": "pdf"}), 400
+    )
+    assert_error(
+        await client.get("/center/documents", headers=admin, params={"org_id": 999_999}),
+        404,
+        "unknown_org",
+    )
+    assert_error(
+        await client.get("/center/documents", headers=await login("printer")),
+        403,
+        "permission_denied",
+    )
+
+
+async def test_an_agent_sees_only_its_own_rows(
+    client: Any, login: Any, demo: Any, shipped: dict[str, Any]
+) -> None:
+    zj, gd = await login("agent_clerk"), await login("gd_admin")
+    theirs = {shipped[k]["doc_no"] for k in ("ship", "receipt", "draft")}
+    seen = {r["doc_no"] for r in (await rows_of(client, zj, per_page=200))["items"]}
+    assert theirs <= seen  # the shipment to it, its receipt, its draft
+    assert shipped["inbound"]["doc_no"] not in seen  # inside the factory
+    everything = await rows_of(client, gd, per_page=200)
+    assert not theirs & {r["doc_no"] for r in everything["items"]}
+    for row in everything["items"]:
+        assert demo["AGENT-ZJ"] not in (row["org_id"], row["counterparty_id"])
+    assert_error(
+        await client.get("/center/documents", headers=gd, params={"org_id": demo["AGENT-ZJ"]}),
+        404,
+    )
+    exported = await client.get(
+        "/center/documents",
+        headers=gd,
+        params={"format": "csv", "doc_no": shipped["ship"]["doc_no"]},
+    )
+    assert exported.status_code == 200
+    assert len(list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))) == 1  # header
+    assert_error(
+        await client.get("/center/stock", headers=gd, params={"org_id": demo["AGENT-ZJ"]}), 404
+    )
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+async def test_csv_export_parses_back_to_the_same_rows(
+    client: Any, login: Any, shipped: dict[str, Any]
+) -> None:
+    agent = await login("agent_clerk")
+    page = await rows_of(client, agent, per_page=200)
+    assert page["total"] <= 200  # so the page is every row
+    response = await client.get("/center/documents", headers=agent, params={"format": "csv"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    parsed = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    expected = [{k: _as_text(v) for k, v in row.items()} for row in page["items"]]
+    assert len(parsed) == len(expected) == page["total"]
+    for got, want in zip(parsed, expected, strict=True):
+        stamps = got.pop("confirmed_at"), want.pop("confirmed_at")
+        assert got == want
+        if stamps[1]:  # the same instant: JSON says ...Z, the CSV the ISO offset
+            assert datetime.fromisoformat(stamps[0]) == datetime.fromisoformat(stamps[1])
+        else:
+            assert stamps[0] == ""
+
+
+def _sheet_cells(content: bytes) -> dict[str, str]:
+    """Cell reference -> text of the first sheet (inline or shared strings, numbers)."""
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    with zipfile.ZipFile(io.BytesIO(content)) as book:
+        names = set(book.namelist())
+        assert {"[Content_Types].xml", "xl/workbook.xml", "xl/worksheets/sheet1.xml"} <= names
+        shared: list[str] = []
+        if "xl/sharedStrings.xml" in names:
+            root = ElementTree.fromstring(book.read("xl/sharedStrings.xml"))
+            shared = ["".join(t.text or "" for t in si.iter(f"{{{ns['m']}}}t"))
+                      for si in root.findall("m:si", ns)]  # fmt: skip
+        sheet = ElementTree.fromstring(book.read("xl/worksheets/sheet1.xml"))
+    cells: dict[str, str] = {}
+    for c in sheet.iter(f"{{{ns['m']}}}c"):
+        kind, value = c.get("t"), c.find("m:v", ns)
+        if kind == "s" and value is not None:
+            cells[c.get("r", "")] = shared[int(value.text or 0)]
+        elif kind == "inlineStr":
+            cells[c.get("r", "")] = "".join(t.text or "" for t in c.iter(f"{{{ns['m']}}}t"))
+        elif value is not None:
+            cells[c.get("r", "")] = value.text or ""
+    return cells
+
+
+async def test_xlsx_export_opens_with_the_rows(
+    client: Any, login: Any, shipped: dict[str, Any]
+) -> None:
+    admin = await login("admin")
+    ship = shipped["ship"]["doc_no"]
+    response = await client.get(
+        "/center/documents", headers=admin, params={"format": "xlsx", "doc_no": ship}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/vnd.openxmlformats")
+    cells = _sheet_cells(response.content)
+    assert (cells["A1"], cells["B1"]) == ("doc_id", "doc_no")
+    assert cells["B2"] == ship and "B3" not in cells
+    letters = [a + b for a in ["", "A"] for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    columns = {cells[f"{x}1"]: x for x in letters if f"{x}1" in cells}
+    assert len(columns) == 30
+    assert cells[f"{columns['destination_city']}2"] == "杭州市"
+    assert cells[f"{columns['units']}2"] == "30"
+
+
+async def test_center_stock_from_the_rollup(
+    client: Any, login: Any, app: Any, demo: Any, shipped: dict[str, Any]
+) -> None:
+    async with app.state.pool.connection() as conn:
+        await rollup(conn)
+    agent = await login("agent_clerk")
+    params = {"product_id": shipped["product_id"], "lot": "LOG1", "per_page": 200}
+    rows = (await client.get("/center/stock", headers=agent, params=params)).json()["items"]
+    assert rows and all(r["org_id"] in (demo["AGENT-ZJ"], demo["STORE-HZ-01"], demo["DIST-NB"],
+                                        demo["STORE-NB-01"]) for r in rows)  # fmt: skip
+    at_agent = next(r for r in rows if r["org_id"] == demo["AGENT-ZJ"])
+    assert at_agent["on_hand"] >= 30 and at_agent["product_no"] == "LM-SC-30"
+    assert at_agent["org_kind"] == "agent" and at_agent["org_city"] == "杭州市"
+    factory = await client.get(
+        "/center/stock", headers=await login("admin"), params={**params, "org_kind": "agent"}
+    )
+    assert {r["org_kind"] for r in factory.json()["items"]} == {"agent"}
+    exported = await client.get("/center/stock", headers=agent, params={**params, "format": "csv"})
+    parsed = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert [(int(r["org_id"]), r["lot"], int(r["on_hand"])) for r in parsed] == [
+        (r["org_id"], r["lot"], r["on_hand"]) for r in rows
+    ]
+    xlsx = await client.get("/center/stock", headers=agent, params={**params, "format": "xlsx"})
+    assert _sheet_cells(xlsx.content)["A1"] == "org_id"
