@@ -27,6 +27,7 @@ from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
+from app.inspect.routes import InspectionController
 from app.logistics.center_routes import CenterController
 from app.logistics.routes import DocumentController, OrderController, consumer_return, sell
 from app.logistics.stock_routes import StockController
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             verify,
             AlertController,
             StockController,
+            InspectionController,
             CenterController,
             scan_page,
             pin_page,

@@ -1,0 +1,113 @@
+"""HTTP routes of anti-diversion inspection (SPEC D1–D5)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.params import Parameter
+
+from app.auth.principal import Principal
+from app.codes.scheme import Scheme
+from app.db import Conn
+from app.errors import Unprocessable
+from app.inspect import service, summaries
+from app.inspect.schemas import InspectionIn, InspectionOut, Result, ScanOut, SummaryOut
+from app.paging import Page, PageNo, PerPage
+
+DateFrom = Annotated[
+    date | None, Parameter(query="from", description="first business day (Asia/Shanghai)")
+]
+DateTo = Annotated[date | None, Parameter(query="to", description="last business day, inclusive")]
+
+
+class InspectionController(Controller):
+    path = "/inspections"
+    tags = ["inspection"]
+
+    @post("/")
+    async def inspect(
+        self, data: InspectionIn, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> Response[ScanOut]:
+        """Inspect a unit (serial or QR content) or a case (SSCC) at a store, with GPS.
+
+        201 with the verdict per unit: in_channel, diverted (with the agent it was shipped to and
+        the document that shipped it), unknown_route (never shipped), counterfeit. A code that is
+        not genuine at all is recorded (and alerted) too, and answered 422 ``counterfeit`` with
+        the recorded scan in ``details``. The same ``client_id`` again answers the first scan
+        (200, ``replayed``).
+        """
+        out = await service.inspect(conn, principal, scheme, data)
+        if out.result == "counterfeit" and all(i.result == "counterfeit" for i in out.items):
+            await conn.commit()  # the finding is evidence: recorded although the answer is 4xx
+            raise Unprocessable(
+                f"{out.scanned}: not a genuine code ({out.items[0].reason}); recorded",
+                code="counterfeit",
+                details=msgspec.to_builtins(out),
+            )
+        return Response(out, status_code=200 if out.replayed else 201)
+
+    @get("/")
+    async def list_records(
+        self,
+        conn: Conn,
+        principal: Principal,
+        store_id: int | None = None,
+        product_id: int | None = None,
+        inspector_id: int | None = None,
+        source_id: Annotated[
+            int | None, Parameter(description="the source agent the goods were shipped to")
+        ] = None,
+        result: Result | None = None,
+        scan_id: int | None = None,
+        date_from: DateFrom = None,
+        date_to: DateTo = None,
+        output: Annotated[Literal["json", "csv"], Parameter(query="format")] = "json",
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[InspectionOut] | Response[str]:
+        """Inspection records (one per unit inspected), newest first: at the caller's stores, or
+        of the caller's goods found anywhere. ``?format=csv`` exports every match (no paging)."""
+        filters = service.Filters(
+            store_id=store_id,
+            product_id=product_id,
+            inspector_id=inspector_id,
+            source_id=source_id,
+            result=result,
+            scan_id=scan_id,
+            date_from=date_from,
+            date_to=date_to,
+        )
+        if output == "csv":
+            text = await service.records_csv(conn, principal, filters)
+            return Response(
+                text,
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="inspections.csv"'},
+            )
+        return await service.list_records(conn, principal, filters, page, per_page)
+
+    @get("/summary")
+    async def summary(
+        self,
+        conn: Conn,
+        principal: Principal,
+        by: Literal["store", "agent"] = "store",
+        date_from: DateFrom = None,
+        date_to: DateTo = None,
+    ) -> SummaryOut:
+        """Rolled-up summaries (every second by the workers): ``by=store`` units inspected and
+        found diverted per day and store; ``by=agent`` the leak report — per source agent, its
+        units inspected, those found outside its area and at which stores. Default: 30 days."""
+        return await summaries.summary(conn, principal, by, date_from, date_to)
+
+    @get("/{record_id:int}")
+    async def get_record(self, record_id: int, conn: Conn, principal: Principal) -> InspectionOut:
+        return await service.get_record(conn, principal, record_id)
+
+    @get("/scans/{scan_id:int}")
+    async def get_scan(self, scan_id: int, conn: Conn, principal: Principal) -> ScanOut:
+        """One scan with the record of every unit it inspected."""
+        return await service.get_scan(conn, principal, scan_id)

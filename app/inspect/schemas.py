@@ -1,0 +1,132 @@
+"""Shapes of anti-diversion inspection (SPEC D1–D5)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Result = Literal["in_channel", "diverted", "unknown_route", "counterfeit"]
+# the worst first: a scan's overall result is the worst of its units
+RESULTS: tuple[Result, ...] = ("counterfeit", "diverted", "unknown_route", "in_channel")
+
+ScannedCode = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+ErpCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Note = Annotated[str, msgspec.Meta(max_length=1000)]
+PhotoUrl = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://[^\s]+$")]
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+
+
+class Gps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lng: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+
+
+class InspectionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A scan on a store shelf: a unit serial (or the whole QR content) or a case SSCC.
+
+    The store by ``store_id`` or by its nameplate code (the store's ERP code, ``store_code``).
+    ``client_id``: the app's own id of this scan; sending it again answers the first result.
+    """
+
+    code: ScannedCode
+    gps: Gps
+    store_id: int | None = None
+    store_code: ErpCode | None = None
+    note: Note = ""
+    photo_url: PhotoUrl | None = None
+    client_id: ClientId | None = None
+
+
+class OrgRef(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    erp_code: str
+    province_name: str | None = None
+    city_name: str | None = None
+
+
+class ProductRef(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+
+
+class InspectionOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One unit inspected (one record of the log).
+
+    ``reason`` says why: designated_store, agent_area (in channel); outside_agent_area
+    (diverted); never_shipped, no_channel (unknown route); forged, malformed, unknown, void,
+    destroyed, not_activated, unknown_case, case_void, not_packed, invalid_sscc (counterfeit).
+    """
+
+    id: int
+    scan_id: int
+    at: datetime
+    store: OrgRef
+    inspector_id: int | None
+    inspector: str | None
+    serial: str
+    product: ProductRef | None
+    lot: str | None
+    result: Result
+    reason: str
+    shipped_to: OrgRef | None  # the source agent: the designated channel the unit was shipped to
+    designated_store: OrgRef | None
+    document_no: str | None  # the outbound that shipped it to that agent
+    store_document_no: str | None  # the outbound to its designated store
+    case: str | None  # the case scanned, for a case scan
+    gps: Gps
+    note: str
+    photo_url: str | None
+
+
+class ScanOut(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a scan: its overall (worst) result, counts and one record per unit."""
+
+    id: int
+    at: datetime
+    store: OrgRef
+    scanned: str
+    kind: Literal["unit", "case"]
+    result: Result
+    units: int
+    counts: dict[str, int]
+    event_id: int
+    replayed: bool = False
+    items: list[InspectionOut]
+
+
+class StoreDay(msgspec.Struct, frozen=True, kw_only=True):
+    """Units inspected at one store on one day, by result."""
+
+    day: date
+    store: OrgRef
+    inspections: int
+    in_channel: int
+    diverted: int
+    unknown_route: int
+    counterfeit: int
+
+
+class LeakPlace(msgspec.Struct, frozen=True, kw_only=True):
+    store: OrgRef
+    units: int
+
+
+class AgentLeak(msgspec.Struct, frozen=True, kw_only=True):
+    """The leak report of one source agent: its units inspected, those found outside its area
+    (diverted) and where they were found."""
+
+    agent: OrgRef
+    inspected: int
+    diverted: int
+    found_at: list[LeakPlace]
+
+
+class SummaryOut(msgspec.Struct, frozen=True, kw_only=True):
+    by: Literal["store", "agent"]
+    date_from: date
+    date_to: date
+    stores: list[StoreDay] = []
+    agents: list[AgentLeak] = []

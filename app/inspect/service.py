@@ -1,0 +1,685 @@
+"""Anti-diversion inspection (SPEC D1, D2, D5): a scan on a store shelf, the verdict per unit,
+the log, the event and the alerts — all in the caller's one transaction.
+
+What "in channel" means. Outbound confirmation gives every unit its designated channel
+(``unit_state.channel_org_id``: the organisation the factory first shipped it to, normally an
+agent) and, when an agent ships on to a store, its designated store (``store_org_id``). A unit
+found at store Z is
+
+- ``in_channel`` when Z is its designated store, or Z lies in the designated channel's subtree
+  (the agent's own stores and its distributors' stores: the agent's sales area);
+- ``diverted`` when Z lies outside that subtree (another agent's store, a store elsewhere);
+- ``unknown_route`` when it was activated but never shipped through a channel (``shipped_at``
+  NULL — e.g. still "at the factory", or given away by exception outbound — or shipped without a
+  designated channel);
+- ``counterfeit`` when the code is not a genuine unit of the brand in circulation: forged tag,
+  malformed, unknown batch or index, void batch or unit, destroyed, printed but never activated;
+  for a case scan, an unknown, void or never packed SSCC.
+
+The organisation tree is the authority for "area": a store belongs to the agent above it. The
+regions (province, city) of the store and of the agent are reported with the records and in the
+leak report, so an analyst sees where goods went.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from app import audit
+from app.auth.principal import Principal
+from app.codes.batches import serials_of
+from app.codes.scheme import Scheme
+from app.db import Conn
+from app.errors import Forbidden, NotFound, Unprocessable
+from app.events.log import NewEvent, allocate_ids, write_events
+from app.inspect.schemas import (
+    RESULTS,
+    Gps,
+    InspectionIn,
+    InspectionOut,
+    OrgRef,
+    ProductRef,
+    ScanOut,
+)
+from app.inspect.summaries import REPORT_TZ, require_reader
+from app.packing.codes import read_codes, sscc_label
+from app.paging import Page, fetch_page
+
+SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}
+_MAX_LISTED = 50  # serials named in an alert's details
+_MAX_DEPTH = 4  # unit → inner → master → pallet
+
+
+@dataclass(slots=True)
+class Finding:
+    """The verdict on one unit (or on a code that is not a genuine unit)."""
+
+    serial: str
+    result: str
+    reason: str
+    code: int | None = None
+    product_id: int | None = None
+    lot: str | None = None
+    source: int | None = None  # designated channel (the agent it was shipped to)
+    store: int | None = None  # designated store
+    document_no: str | None = None
+    store_document_no: str | None = None
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> dict[str, Any]:
+    """The store inspected, by id or nameplate (ERP) code; only stores in the caller's area."""
+    if data.store_id is None and data.store_code is None:
+        raise Unprocessable("name the store: store_id or store_code", code="no_store")
+    row = await (
+        await conn.execute(
+            """SELECT id, kind, path, name, erp_code, province_code, province_name, city_code,
+                      city_name, status
+               FROM orgs
+               WHERE (%(id)s::bigint IS NULL OR id = %(id)s)
+                 AND (%(code)s::text IS NULL OR erp_code = %(code)s)""",
+            {"id": data.store_id, "code": data.store_code},
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise Unprocessable("no such store", code="unknown_store")
+    if row["kind"] != "store":
+        raise Unprocessable(f"{row['name']} is a {row['kind']}, not a store", code="not_a_store")
+    if not actor.sees(row["path"]):
+        raise Forbidden("you may inspect only stores in your own area", code="not_your_area")
+    return row
+
+
+# -- the verdict --------------------------------------------------------------------------------
+
+_UNITS = """SELECT u.code, u.product_id, u.lot, u.status, u.channel_org_id, u.store_org_id,
+       u.shipped_at, c.path AS channel_path
+    FROM unit_state u LEFT JOIN orgs c ON c.id = u.channel_org_id"""
+
+
+def _judge(row: dict[str, Any], serial: str, store: dict[str, Any]) -> Finding:
+    found = Finding(
+        serial=serial,
+        result="in_channel",
+        reason="agent_area",
+        code=row["code"],
+        product_id=row["product_id"],
+        lot=row["lot"],
+        source=row["channel_org_id"],
+        store=row["store_org_id"],
+    )
+    if row["status"] in ("void", "destroyed"):
+        found.result, found.reason = "counterfeit", row["status"]
+    elif row["channel_org_id"] is None:
+        found.result = "unknown_route"
+        found.reason = "never_shipped" if row["shipped_at"] is None else "no_channel"
+    elif row["store_org_id"] == store["id"]:
+        found.reason = "designated_store"
+    elif not store["path"].startswith(row["channel_path"]):
+        found.result, found.reason = "diverted", "outside_agent_area"
+    return found
+
+
+async def _units(
+    conn: Conn, scheme: Scheme, store: dict[str, Any], codes: list[int], where: str
+) -> list[Finding]:
+    rows = await (
+        await conn.execute(f"{_UNITS} WHERE {where} ORDER BY u.code", (codes,))
+    ).fetchall()
+    serials = await serials_of(conn, scheme, [row["code"] for row in rows])
+    return [_judge(row, serials.get(row["code"], str(row["code"])), store) for row in rows]
+
+
+async def _findings(
+    conn: Conn, actor: Principal, scheme: Scheme, store: dict[str, Any], text: str
+) -> tuple[str, str, int | None, list[Finding]]:
+    """(kind, label, case SSCC, findings) of one scanned text."""
+    read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
+    if read.kind == "unit":
+        if read.reason is not None:
+            code = read.code if read.reason == "void" else None
+            return "unit", read.label, None, [Finding(read.label, "counterfeit", read.reason, code)]
+        found = await _units(conn, scheme, store, [read.code], "u.code = ANY(%s)")
+        if not found:  # printed, never activated: not a product in circulation
+            found = [Finding(read.label, "counterfeit", "not_activated", read.code)]
+        return "unit", read.label, None, found
+    if read.reason is not None:
+        return "case", read.label, None, [Finding(read.label, "counterfeit", read.reason)]
+    case = await (
+        await conn.execute("SELECT status FROM case_state WHERE sscc = %s", (read.code,))
+    ).fetchone()
+    if case is None:
+        return "case", read.label, read.code, [Finding(read.label, "counterfeit", "not_packed")]
+    if case["status"] != "active":
+        return "case", read.label, read.code, [Finding(read.label, "counterfeit", "case_void")]
+    found = await _units(
+        conn,
+        scheme,
+        store,
+        [read.code],
+        """u.parent_sscc IN (
+               WITH RECURSIVE boxes (sscc) AS (
+                   SELECT unnest(%s::bigint[])
+                   UNION SELECT c.sscc FROM case_state c JOIN boxes b ON c.parent_sscc = b.sscc)
+               SELECT sscc FROM boxes)""",
+    )
+    if not found:
+        raise Unprocessable("the case holds no units: scan the units", code="empty_case")
+    return "case", read.label, read.code, found
+
+
+# The shipping events of each unit: its own, and those of every case it was ever packed in (a
+# shipment lists the cases scanned, not their contents). Oldest first.
+_SHIPMENTS = """
+WITH RECURSIVE anc (unit, kind, code, depth) AS (
+    SELECT u, 'u'::"char", u, 0 FROM unnest(%(units)s::bigint[]) AS u
+    UNION
+    SELECT a.unit, 'c'::"char", e.parent_code, a.depth + 1
+    FROM anc a
+    JOIN event_codes ec ON ec.code = a.code AND ec.kind = a.kind
+    JOIN events e ON e.id = ec.event_id
+    WHERE e.event_type = 'AggregationEvent' AND e.action = 'ADD'
+      AND e.parent_code IS NOT NULL AND e.parent_code <> a.code AND a.depth < %(depth)s
+), held AS (SELECT DISTINCT unit, kind, code FROM anc)
+SELECT h.unit, e.destination_org, e.details ->> 'document' AS document_no
+FROM held h
+JOIN event_codes ec ON ec.code = h.code AND ec.kind = h.kind
+JOIN events e ON e.id = ec.event_id
+WHERE e.biz_step = 'shipping' AND e.destination_org IS NOT NULL
+ORDER BY e.event_time, e.id
+"""
+
+
+async def _documents(conn: Conn, findings: list[Finding]) -> None:
+    """Name the outbound that shipped each unit to its agent, and the one to its store."""
+    shipped = {f.code: f for f in findings if f.source is not None and f.code is not None}
+    if not shipped:
+        return
+    rows = await (
+        await conn.execute(_SHIPMENTS, {"units": list(shipped), "depth": _MAX_DEPTH})
+    ).fetchall()
+    for row in rows:
+        found = shipped[row["unit"]]
+        if row["destination_org"] == found.source and found.document_no is None:
+            found.document_no = row["document_no"]  # the first shipment to the agent
+        if row["destination_org"] == found.store and found.store is not None:
+            found.store_document_no = row["document_no"]  # the latest to the store
+
+
+# -- recording ----------------------------------------------------------------------------------
+
+
+async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: InspectionIn) -> ScanOut:
+    """Inspect a unit or a case at a store: verdicts, log, event, summary deltas and alerts."""
+    actor.require("inspect.scan")
+    store = await store_for(conn, actor, data)
+    if data.client_id is not None:
+        # one scan per client id: a retried upload answers the first result
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(7245012, hashtext(%s))",
+            (f"{actor.org_id}:{actor.user_id}:{data.client_id}",),
+        )
+        earlier = await (
+            await conn.execute(
+                """SELECT id FROM inspection_scans WHERE inspector_org_id = %s
+                   AND inspector_id IS NOT DISTINCT FROM %s AND client_id = %s""",
+                (actor.org_id, actor.user_id, data.client_id),
+            )
+        ).fetchone()
+        if earlier is not None:
+            return await get_scan(conn, actor, earlier["id"], replayed=True)
+    kind, label, case_sscc, findings = await _findings(conn, actor, scheme, store, data.code)
+    await _documents(conn, findings)
+    counts = Counter(f.result for f in findings)
+    overall = next(r for r in RESULTS if counts[r])
+    now = datetime.now(UTC)
+    [event_id] = await allocate_ids(conn, 1)
+    scan = await (
+        await conn.execute(
+            """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
+                   inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note, photo_url,
+                   client_id, result, units, event_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               RETURNING id""",
+            (
+                actor.brand_id,
+                now,
+                store["id"],
+                actor.user_id,
+                actor.org_id,
+                label,
+                kind,
+                case_sscc,
+                data.gps.lat,
+                data.gps.lng,
+                data.note,
+                data.photo_url,
+                data.client_id,
+                overall,
+                len(findings),
+                event_id,
+            ),
+        )
+    ).fetchone()
+    assert scan is not None
+    scan_id: int = scan["id"]
+    await conn.execute(
+        """INSERT INTO inspections (scan_id, brand_id, at, store_org_id, inspector_id, code,
+               serial, product_id, lot, result, reason, source_org_id, designated_store_id,
+               document_no, store_document_no)
+           SELECT %(scan)s, %(brand)s, %(at)s, %(store)s, %(inspector)s, f.code, f.serial,
+                  f.product, f.lot, f.result, f.reason, f.source, f.dstore, f.doc, f.sdoc
+           FROM unnest(%(codes)s::bigint[], %(serials)s::text[], %(products)s::bigint[],
+                       %(lots)s::text[], %(results)s::text[], %(reasons)s::text[],
+                       %(sources)s::bigint[], %(dstores)s::bigint[], %(docs)s::text[],
+                       %(sdocs)s::text[])
+                AS f (code, serial, product, lot, result, reason, source, dstore, doc, sdoc)""",
+        {
+            "scan": scan_id,
+            "brand": actor.brand_id,
+            "at": now,
+            "store": store["id"],
+            "inspector": actor.user_id,
+            "codes": [f.code for f in findings],
+            "serials": [f.serial for f in findings],
+            "products": [f.product_id for f in findings],
+            "lots": [f.lot for f in findings],
+            "results": [f.result for f in findings],
+            "reasons": [f.reason for f in findings],
+            "sources": [f.source for f in findings],
+            "dstores": [f.store for f in findings],
+            "docs": [f.document_no for f in findings],
+            "sdocs": [f.store_document_no for f in findings],
+        },
+    )
+    units = [f.code for f in findings if f.code is not None] if kind == "unit" else []
+    await write_events(
+        conn,
+        [
+            NewEvent(
+                id=event_id,
+                brand_id=actor.brand_id,
+                event_type="ObjectEvent",
+                action="OBSERVE",
+                biz_step="inspecting",
+                disposition=None,
+                event_time=now,
+                units=units,
+                cases=[case_sscc] if case_sscc is not None else [],
+                read_point=f"geo:{data.gps.lat},{data.gps.lng}",
+                biz_location=store["id"],
+                recorded_by=actor.user_id,
+                details={
+                    "inspection": scan_id,
+                    "scanned": label,
+                    "result": overall,
+                    "counts": dict(counts),
+                    "note": data.note or None,
+                    "photo_url": data.photo_url,
+                },
+            )
+        ],
+    )
+    await _deltas(conn, actor.brand_id, now, store["id"], findings)
+    await _alerts(conn, actor, store, scan_id, kind, label, findings)
+    await audit.record(
+        conn, actor, "inspect", "inspection", scan_id,
+        after={"store": store["erp_code"], "scanned": label, "result": overall,
+               "counts": dict(counts)},
+        org_id=store["id"],
+    )  # fmt: skip
+    return await get_scan(conn, actor, scan_id)
+
+
+async def _deltas(
+    conn: Conn, brand: int, at: datetime, store: int, findings: list[Finding]
+) -> None:
+    """Units per (source agent, result) of this scan, for the summary roll-up (D4)."""
+    groups = Counter((f.source or 0, f.result) for f in findings)
+    keys = sorted(groups)
+    await conn.execute(
+        f"""INSERT INTO inspection_deltas (brand_id, day, store_org_id, source_org_id, result,
+                units)
+            SELECT %(brand)s, (%(at)s::timestamptz AT TIME ZONE '{REPORT_TZ}')::date, %(store)s,
+                   k.source, k.result, k.units
+            FROM unnest(%(sources)s::bigint[], %(results)s::text[], %(units)s::int[])
+                 AS k (source, result, units)""",
+        {
+            "brand": brand,
+            "at": at,
+            "store": store,
+            "sources": [s for s, _ in keys],
+            "results": [r for _, r in keys],
+            "units": [groups[k] for k in keys],
+        },
+    )
+
+
+_ALERT = """
+INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details, dedup_key)
+VALUES (%(brand)s, %(org)s, 'diversion', %(severity)s, %(code)s, %(serial)s, %(message)s,
+        %(details)s, %(dedup)s)
+ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
+DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = EXCLUDED.severity,
+              message = EXCLUDED.message, details = EXCLUDED.details
+"""
+
+
+async def _alerts(
+    conn: Conn,
+    actor: Principal,
+    store: dict[str, Any],
+    scan_id: int,
+    kind: str,
+    label: str,
+    findings: list[Finding],
+) -> None:
+    """D5: at once, for the brand and for the agent the goods were shipped to. One open alert per
+    (result, organisation, scanned code): scanning the same unit or case again bumps it."""
+    groups: dict[tuple[str, int], list[Finding]] = defaultdict(list)
+    for f in findings:
+        if f.result == "in_channel":
+            continue
+        groups[(f.result, actor.brand_id)].append(f)
+        if f.source is not None:
+            groups[(f.result, f.source)].append(f)
+    if not groups:
+        return
+    names = await _names(conn, {f.source for f in findings} | {f.product_id for f in findings})
+    where = store["name"] + (f" ({store['city_name']})" if store["city_name"] else "")
+    params = []
+    for (result, org), found in sorted(groups.items()):
+        first = found[0]
+        n = len(found)
+        what = f"{n} unit{'s' if n != 1 else ''}" if kind == "case" else first.serial
+        product = names["products"].get(first.product_id)
+        if product:
+            what += f" of {product}"
+        agent = names["orgs"].get(first.source)
+        if result == "diverted":
+            message = f"Diverted: {what} shipped to {agent}"
+            message += f" ({first.document_no})" if first.document_no else ""
+            message += f" found at {where}"
+        elif result == "unknown_route":
+            message = f"Never shipped: {what} found at {where}"
+        else:
+            message = f"Counterfeit: {label} ({first.reason}) found at {where}"
+        subject = f"u{first.code}" if kind == "unit" and first.code else f"{kind[0]}:{label}"
+        params.append(
+            {
+                "brand": actor.brand_id,
+                "org": org,
+                "severity": SEVERITY[result],
+                "code": first.code if kind == "unit" else None,
+                "serial": label,
+                "message": message,
+                "details": Jsonb(
+                    {
+                        "result": result,
+                        "inspection": scan_id,
+                        "store_id": store["id"],
+                        "store": store["name"],
+                        "province": store["province_name"],
+                        "city": store["city_name"],
+                        "units": n,
+                        "serials": [f.serial for f in found[:_MAX_LISTED]],
+                        "reason": first.reason,
+                        "shipped_to": first.source,
+                        "shipped_to_name": agent,
+                        "document_no": first.document_no,
+                        "inspector_id": actor.user_id,
+                    }
+                ),
+                "dedup": f"inspect:{result}:{org}:{subject}",
+            }
+        )
+    await conn.cursor().executemany(_ALERT, params)
+
+
+async def _names(conn: Conn, ids: set[int | None]) -> dict[str, dict[int, str]]:
+    wanted = [i for i in ids if i is not None]
+    orgs = await (
+        await conn.execute("SELECT id, name FROM orgs WHERE id = ANY(%s)", (wanted,))
+    ).fetchall()
+    products = await (
+        await conn.execute("SELECT id, name FROM products WHERE id = ANY(%s)", (wanted,))
+    ).fetchall()
+    return {
+        "orgs": {r["id"]: r["name"] for r in orgs},
+        "products": {r["id"]: r["name"] for r in products},
+    }
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+RECORD_COLUMNS = """i.id, i.scan_id, i.at, i.inspector_id, us.username AS inspector, i.serial,
+    i.product_id, p.name AS product_name, i.lot, i.result, i.reason, i.document_no,
+    i.store_document_no, sc.case_sscc, sc.lat, sc.lng, sc.note, sc.photo_url,
+    s.id AS s_id, s.name AS s_name, s.erp_code AS s_erp_code, s.province_name AS s_province_name,
+    s.city_name AS s_city_name,
+    a.id AS a_id, a.name AS a_name, a.erp_code AS a_erp_code, a.province_name AS a_province_name,
+    a.city_name AS a_city_name,
+    d.id AS d_id, d.name AS d_name, d.erp_code AS d_erp_code, d.province_name AS d_province_name,
+    d.city_name AS d_city_name"""
+RECORD_SOURCE = """inspections i
+    JOIN inspection_scans sc ON sc.id = i.scan_id
+    JOIN orgs s ON s.id = i.store_org_id
+    LEFT JOIN orgs a ON a.id = i.source_org_id
+    LEFT JOIN orgs d ON d.id = i.designated_store_id
+    LEFT JOIN products p ON p.id = i.product_id
+    LEFT JOIN users us ON us.id = i.inspector_id"""
+# Visible: inspections at the caller's stores, and of the caller's goods found anywhere.
+VISIBLE = "(s.path LIKE %(prefix)s OR a.path LIKE %(prefix)s)"
+
+
+def org_ref(row: dict[str, Any], prefix: str) -> OrgRef | None:
+    if row[f"{prefix}_id"] is None:
+        return None
+    return OrgRef(
+        id=row[f"{prefix}_id"],
+        name=row[f"{prefix}_name"],
+        erp_code=row[f"{prefix}_erp_code"],
+        province_name=row[f"{prefix}_province_name"],
+        city_name=row[f"{prefix}_city_name"],
+    )
+
+
+def record_out(row: dict[str, Any]) -> InspectionOut:
+    store = org_ref(row, "s")
+    assert store is not None
+    return InspectionOut(
+        id=row["id"],
+        scan_id=row["scan_id"],
+        at=row["at"],
+        store=store,
+        inspector_id=row["inspector_id"],
+        inspector=row["inspector"],
+        serial=row["serial"],
+        product=ProductRef(id=row["product_id"], name=row["product_name"])
+        if row["product_id"] is not None
+        else None,
+        lot=row["lot"],
+        result=row["result"],
+        reason=row["reason"],
+        shipped_to=org_ref(row, "a"),
+        designated_store=org_ref(row, "d"),
+        document_no=row["document_no"],
+        store_document_no=row["store_document_no"],
+        case=sscc_label(row["case_sscc"]) if row["case_sscc"] is not None else None,
+        gps=Gps(lat=row["lat"], lng=row["lng"]),
+        note=row["note"],
+        photo_url=row["photo_url"],
+    )
+
+
+async def get_scan(conn: Conn, actor: Principal, scan_id: int, replayed: bool = False) -> ScanOut:
+    require_reader(actor)
+    scan = await (
+        await conn.execute(
+            """SELECT sc.id, sc.at, sc.scanned, sc.scan_kind, sc.result, sc.units, sc.event_id,
+                      s.path
+               FROM inspection_scans sc JOIN orgs s ON s.id = sc.store_org_id
+               WHERE sc.id = %s""",
+            (scan_id,),
+        )
+    ).fetchone()
+    rows = await (
+        await conn.execute(
+            f"""SELECT {RECORD_COLUMNS}, s.path AS s_path, a.path AS a_path
+                FROM {RECORD_SOURCE} WHERE i.scan_id = %s ORDER BY i.id""",
+            (scan_id,),
+        )
+    ).fetchall()
+    visible = scan is not None and (
+        actor.sees(scan["path"]) or any(r["a_path"] and actor.sees(r["a_path"]) for r in rows)
+    )
+    if not visible or not rows:
+        raise NotFound("inspection not found", code="unknown_inspection")
+    assert scan is not None
+    items = [record_out(r) for r in rows]
+    counts = Counter(i.result for i in items)
+    return ScanOut(
+        id=scan["id"],
+        at=scan["at"],
+        store=items[0].store,
+        scanned=scan["scanned"],
+        kind=scan["scan_kind"],
+        result=scan["result"],
+        units=scan["units"],
+        counts={r: counts[r] for r in RESULTS},
+        event_id=scan["event_id"],
+        replayed=replayed,
+        items=items,
+    )
+
+
+async def get_record(conn: Conn, actor: Principal, record_id: int) -> InspectionOut:
+    require_reader(actor)
+    row = await (
+        await conn.execute(
+            f"SELECT {RECORD_COLUMNS}, s.path AS s_path, a.path AS a_path "
+            f"FROM {RECORD_SOURCE} WHERE i.id = %s",
+            (record_id,),
+        )
+    ).fetchone()
+    if row is None or not (
+        actor.sees(row["s_path"]) or (row["a_path"] is not None and actor.sees(row["a_path"]))
+    ):
+        raise NotFound("inspection not found", code="unknown_inspection")
+    return record_out(row)
+
+
+class Filters(msgspec.Struct, frozen=True, kw_only=True):
+    """D3 filters of the records; ``date_from``/``date_to`` are business days, inclusive."""
+
+    store_id: int | None = None
+    product_id: int | None = None
+    inspector_id: int | None = None
+    source_id: int | None = None
+    result: str | None = None
+    scan_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+def _where(actor: Principal, filters: Filters) -> tuple[list[str], dict[str, Any]]:
+    where = [VISIBLE]
+    params: dict[str, Any] = {"prefix": actor.org_path + "%"}
+    for column, value in (
+        ("i.store_org_id", filters.store_id),
+        ("i.product_id", filters.product_id),
+        ("i.inspector_id", filters.inspector_id),
+        ("i.source_org_id", filters.source_id),
+        ("i.result", filters.result),
+        ("i.scan_id", filters.scan_id),
+    ):
+        if value is not None:
+            key = column.split(".")[1]
+            where.append(f"{column} = %({key})s")
+            params[key] = value
+    if filters.date_from is not None:
+        where.append(f"i.at >= (%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')")
+        params["date_from"] = filters.date_from
+    if filters.date_to is not None:
+        where.append(f"i.at < ((%(date_to)s::date + 1)::timestamp AT TIME ZONE '{REPORT_TZ}')")
+        params["date_to"] = filters.date_to
+    return where, params
+
+
+async def list_records(
+    conn: Conn, actor: Principal, filters: Filters, page: int, per_page: int
+) -> Page[InspectionOut]:
+    """Inspection records, newest first: at the caller's stores, or of the caller's goods."""
+    require_reader(actor)
+    where, params = _where(actor, filters)
+    return await fetch_page(
+        conn,
+        columns=RECORD_COLUMNS,
+        source=RECORD_SOURCE,
+        where=where,
+        params=params,
+        order="i.at DESC, i.id DESC",
+        page=page,
+        per_page=per_page,
+        make=record_out,
+    )
+
+
+CSV_MAX_ROWS = 100_000
+CSV_COLUMNS = [
+    "id", "scan_id", "at", "store_code", "store", "province", "city", "inspector", "serial",
+    "product", "lot", "result", "reason", "shipped_to_code", "shipped_to", "designated_store",
+    "document_no", "store_document_no", "case", "lat", "lng", "note", "photo_url",
+]  # fmt: skip
+
+
+async def records_csv(conn: Conn, actor: Principal, filters: Filters) -> str:
+    """The matching records as CSV (UTF-8 with a BOM, so spreadsheet programs read Chinese)."""
+    require_reader(actor)
+    where, params = _where(actor, filters)
+    rows = await (
+        await conn.execute(
+            f"SELECT {RECORD_COLUMNS} FROM {RECORD_SOURCE} WHERE {' AND '.join(where)} "
+            "ORDER BY i.at DESC, i.id DESC LIMIT %(limit__)s",
+            {**params, "limit__": CSV_MAX_ROWS + 1},
+        )
+    ).fetchall()
+    if len(rows) > CSV_MAX_ROWS:
+        raise Unprocessable(
+            f"more than {CSV_MAX_ROWS} records: narrow the period or the filters",
+            code="too_many_rows",
+        )
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        r = record_out(row)
+        writer.writerow(
+            [
+                r.id, r.scan_id, r.at.isoformat(), r.store.erp_code, r.store.name,
+                r.store.province_name or "", r.store.city_name or "", r.inspector or "",
+                r.serial, r.product.name if r.product else "", r.lot or "", r.result, r.reason,
+                r.shipped_to.erp_code if r.shipped_to else "",
+                r.shipped_to.name if r.shipped_to else "",
+                r.designated_store.name if r.designated_store else "",
+                r.document_no or "", r.store_document_no or "", r.case or "",
+                r.gps.lat, r.gps.lng, _cell(r.note), _cell(r.photo_url or ""),
+            ]
+        )  # fmt: skip
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """Free text that a spreadsheet would run as a formula is quoted (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -1,0 +1,453 @@
+"""Anti-diversion inspection: verdicts on the shelf, the log, the event, summaries equal to a
+recount, the leak report, alerts, scoping and bad input (SPEC D1–D5)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import secrets
+from collections import Counter
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.helpers import assert_error
+from tests.test_logistics import confirm, document, pack
+
+_ids = itertools.count()
+GPS = {"lat": 30.2592, "lng": 120.1303}
+
+
+@pytest.fixture
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """30 units in 3 cases: case 0 shipped to AGENT-ZJ and on to STORE-HZ-01, case 1 shipped to
+    AGENT-ZJ (at the agent), case 2 never shipped (still at the factory warehouse)."""
+    goods = await pack(client, login, app, demo, 3)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(
+        client, clerk, goods["cases"][:2], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    to_store = await document(
+        client, agent, goods["cases"][:1], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, to_store)).status_code == 200
+    return {**goods, "ship_no": ship["doc_no"], "store_no": to_store["doc_no"]}
+
+
+async def scan(client: Any, headers: Any, code: str, store: str | int, **extra: Any) -> Any:
+    body: dict[str, Any] = {"code": code, "gps": GPS, **extra}
+    if isinstance(store, int):
+        body["store_id"] = store
+    else:
+        body["store_code"] = store
+    return await client.post("/inspections", headers=headers, json=body)
+
+
+def forge(serial: str) -> str:
+    """The same serial with its last (tag) symbol changed."""
+    return serial[:-1] + ("0" if serial[-1] != "0" else "1")
+
+
+async def rollup(app: Any) -> int:
+    from app.inspect.summaries import rollup_alone
+
+    async with await psycopg.AsyncConnection.connect(
+        app.state.db_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        return await rollup_alone(conn, wait=True) or 0
+
+
+async def test_verdicts_on_the_shelf(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    units = goods["units"]
+    inspector = await login("inspector")
+
+    # the designated store: in channel
+    at_home = await scan(client, inspector, units[0], demo["STORE-HZ-01"], note="shelf 3")
+    assert at_home.status_code == 201, at_home.text
+    body = at_home.json()
+    assert (body["result"], body["kind"], body["units"]) == ("in_channel", "unit", 1)
+    item = body["items"][0]
+    assert (item["result"], item["reason"]) == ("in_channel", "designated_store")
+    assert item["shipped_to"]["id"] == demo["AGENT-ZJ"]
+    assert item["designated_store"]["id"] == demo["STORE-HZ-01"]
+    assert item["document_no"] == goods["ship_no"]
+    assert item["store_document_no"] == goods["store_no"]
+    assert item["gps"] == GPS and item["note"] == "shelf 3"
+    assert item["product"]["id"] == goods["product_id"]
+
+    # another store of the same agent's area (a distributor's store), by its nameplate code and
+    # as the whole QR content: in channel
+    qr = f"https://qr.example.com/c/{units[1]}"
+    nearby = await scan(client, inspector, qr, "STORE-NB-01")
+    assert nearby.status_code == 201, nearby.text
+    assert (nearby.json()["items"][0]["reason"], nearby.json()["result"]) == (
+        "agent_area",
+        "in_channel",
+    )
+
+    # a store of another agent: diverted, naming the agent and the document that shipped it
+    away = await scan(client, inspector, units[2], "STORE-GZ-01", photo_url="https://p.ex/1.jpg")
+    assert away.status_code == 201, away.text
+    item = away.json()["items"][0]
+    assert (item["result"], item["reason"]) == ("diverted", "outside_agent_area")
+    assert item["shipped_to"]["id"] == demo["AGENT-ZJ"]
+    assert item["shipped_to"]["province_name"] == "浙江省"
+    assert item["document_no"] == goods["ship_no"]
+    assert item["store"]["erp_code"] == "STORE-GZ-01" and item["photo_url"] == "https://p.ex/1.jpg"
+
+    # activated, never shipped (still at the factory): unknown route
+    unshipped = await scan(client, inspector, units[20], "STORE-HZ-01")
+    assert unshipped.status_code == 201, unshipped.text
+    item = unshipped.json()["items"][0]
+    assert (item["result"], item["reason"]) == ("unknown_route", "never_shipped")
+    assert item["shipped_to"] is None and item["document_no"] is None
+
+    # a forged tag: counterfeit — recorded and alerted, answered 422
+    fake = forge(units[3])
+    forged = await scan(client, inspector, fake, "STORE-SZ-01")
+    error = assert_error(forged, 422, "counterfeit")
+    assert error["details"]["result"] == "counterfeit"
+    assert error["details"]["items"][0]["reason"] == "forged"
+    recorded = await client.get(
+        "/inspections", headers=inspector, params={"scan_id": error["details"]["id"]}
+    )
+    assert recorded.json()["total"] == 1
+    assert recorded.json()["items"][0]["serial"] == fake
+
+    # every inspection is an event (bizStep inspecting) at the store, with the GPS read point
+    events = await (
+        await conn.execute(
+            """SELECT e.biz_step, e.action, e.event_type, e.biz_location, e.read_point,
+                      e.details ->> 'result' AS result
+               FROM events e WHERE e.id = ANY(%s) ORDER BY e.id""",
+            ([r.json()["event_id"] for r in (at_home, away, unshipped)],),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [(e["biz_step"], e["action"], e["event_type"]) for e in events] == [
+        ("inspecting", "OBSERVE", "ObjectEvent")
+    ] * 3
+    assert [e["result"] for e in events] == ["in_channel", "diverted", "unknown_route"]
+    assert events[1]["biz_location"] == demo["STORE-GZ-01"]
+    assert events[1]["read_point"] == f"geo:{GPS['lat']},{GPS['lng']}"
+    trace = (await client.get(f"/trace/{units[2]}", headers=await login("admin"))).json()
+    assert trace["events"][-1]["biz_step"] == "inspecting"
+
+    # the records, filtered (D3)
+    mine = await client.get(
+        "/inspections",
+        headers=inspector,
+        params={"store_id": demo["STORE-GZ-01"], "result": "diverted", "per_page": 200},
+    )
+    assert units[2] in {r["serial"] for r in mine.json()["items"]}
+    assert all(r["store"]["id"] == demo["STORE-GZ-01"] for r in mine.json()["items"])
+    by_product = await client.get(
+        "/inspections",
+        headers=inspector,
+        params={"product_id": goods["product_id"], "inspector_id": item["inspector_id"]},
+    )
+    assert by_product.json()["total"] >= 4
+    record = await client.get(f"/inspections/{away.json()['items'][0]['id']}", headers=inspector)
+    assert record.status_code == 200 and record.json()["serial"] == units[2]
+
+
+async def test_case_scan_inspects_every_unit(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    inspector = await login("inspector")
+    response = await scan(client, inspector, goods["cases"][1], "STORE-SZ-01")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["kind"], body["units"], body["result"]) == ("case", 10, "diverted")
+    assert body["counts"]["diverted"] == 10
+    assert sorted(i["serial"] for i in body["items"]) == sorted(goods["units"][10:20])
+    assert {i["case"] for i in body["items"]} == {goods["cases"][1]}
+    assert {i["document_no"] for i in body["items"]} == {goods["ship_no"]}
+    assert {i["store_document_no"] for i in body["items"]} == {None}  # never sent to a store
+    # a case scanned as its GS1 element string, at the agent's own store: in channel
+    home = await scan(client, inspector, f"(00){goods['cases'][1]}", "STORE-HZ-01")
+    assert home.json()["counts"] == {
+        "counterfeit": 0, "diverted": 0, "unknown_route": 0, "in_channel": 10
+    }  # fmt: skip
+
+
+async def test_diversion_alerts_for_brand_and_source_agent(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    inspector = await login("inspector")
+    serial = goods["units"][5]
+    first = await scan(client, inspector, serial, "STORE-GZ-01")
+    assert first.status_code == 201, first.text
+
+    async def alerts_of(user: str) -> list[dict[str, Any]]:
+        response = await client.get(
+            "/alerts", headers=await login(user), params={"kind": "diversion", "per_page": 200}
+        )
+        assert response.status_code == 200, response.text
+        return [a for a in response.json()["items"] if a["serial"] == serial]
+
+    brand = await alerts_of("admin")
+    assert {a["org_id"] for a in brand} == {demo["BRAND-LUMI"], demo["AGENT-ZJ"]}
+    assert {a["severity"] for a in brand} == {"critical"}
+    assert all("Zhejiang" in a["message"] and goods["ship_no"] in a["message"] for a in brand)
+    agent = await alerts_of("agent_admin")
+    assert [a["org_id"] for a in agent] == [demo["AGENT-ZJ"]]
+    assert agent[0]["details"]["store_id"] == demo["STORE-GZ-01"]
+    assert await alerts_of("gd_admin") == []  # not their goods
+
+    # the same unit scanned again: the open alert counts it, no new alert
+    again = await scan(client, inspector, serial, "STORE-SZ-01")
+    assert again.status_code == 201
+    bumped = await alerts_of("agent_admin")
+    assert len(bumped) == 1 and bumped[0]["occurrences"] == 2
+    assert bumped[0]["details"]["store_id"] == demo["STORE-SZ-01"]
+
+    # acknowledged through the alerts API
+    acked = await client.post(
+        f"/alerts/{bumped[0]['id']}/acknowledge", headers=await login("agent_admin")
+    )
+    assert acked.status_code == 200 and acked.json()["acknowledged_at"] is not None
+
+    # never shipped: a warning to the brand only; a fake: critical to the brand
+    unshipped = goods["units"][25]
+    await scan(client, inspector, unshipped, "STORE-HZ-01")
+    await scan(client, inspector, forge(goods["units"][26]), "STORE-HZ-01")
+    everything = (
+        await client.get(
+            "/alerts", headers=await login("admin"), params={"kind": "diversion", "per_page": 200}
+        )
+    ).json()["items"]
+    warning = [a for a in everything if a["serial"] == unshipped]
+    assert [(a["org_id"], a["severity"]) for a in warning] == [(demo["BRAND-LUMI"], "warning")]
+    fake = [a for a in everything if a["serial"] == forge(goods["units"][26])]
+    assert [(a["severity"], a["details"]["result"]) for a in fake] == [("critical", "counterfeit")]
+
+
+async def test_summaries_equal_a_recount(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    from app.inspect.summaries import recount
+
+    inspector = await login("inspector")
+    units = goods["units"]
+    plan = [
+        (units[0], "STORE-HZ-01"),
+        (units[6], "STORE-GZ-01"),
+        (units[7], "STORE-GZ-01"),
+        (goods["cases"][1], "STORE-SZ-01"),
+        (units[21], "STORE-NB-01"),
+        (forge(units[22]), "STORE-GZ-01"),
+    ]
+    for code, store in plan:
+        assert (await scan(client, inspector, code, store)).status_code in (201, 422)
+    await rollup(app)
+    assert await recount(conn) == []
+    await conn.commit()
+
+    # by store and day, against a count of the raw records
+    admin = await login("admin")
+    by_store = await client.get("/inspections/summary", headers=admin, params={"by": "store"})
+    assert by_store.status_code == 200, by_store.text
+    raw = await (
+        await conn.execute(
+            """SELECT (at AT TIME ZONE 'Asia/Shanghai')::date::text AS day, store_org_id,
+                      result, count(*) AS n
+               FROM inspections WHERE brand_id = %s GROUP BY 1, 2, 3""",
+            (demo["BRAND-LUMI"],),
+        )
+    ).fetchall()
+    await conn.commit()
+    expected: Counter[tuple[str, int, str]] = Counter()
+    for r in raw:
+        expected[(r["day"], r["store_org_id"], r["result"])] += r["n"]
+        expected[(r["day"], r["store_org_id"], "inspections")] += r["n"]
+    served: Counter[tuple[str, int, str]] = Counter()
+    for row in by_store.json()["stores"]:
+        for key in ("inspections", "in_channel", "diverted", "unknown_route", "counterfeit"):
+            if row[key]:
+                served[(row["day"], row["store"]["id"], key)] += row[key]
+    assert served == expected
+
+    # the leak report: AGENT-ZJ's diverted units, where they were found
+    leaks = await client.get("/inspections/summary", headers=admin, params={"by": "agent"})
+    zj = next(a for a in leaks.json()["agents"] if a["agent"]["id"] == demo["AGENT-ZJ"])
+    raw_leaks = await (
+        await conn.execute(
+            """SELECT store_org_id, count(*) AS n FROM inspections
+               WHERE source_org_id = %s AND result = 'diverted' GROUP BY 1""",
+            (demo["AGENT-ZJ"],),
+        )
+    ).fetchall()
+    inspected = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM inspections WHERE source_org_id = %s", (demo["AGENT-ZJ"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert {p["store"]["id"]: p["units"] for p in zj["found_at"]} == {
+        r["store_org_id"]: r["n"] for r in raw_leaks
+    }
+    assert zj["diverted"] == sum(r["n"] for r in raw_leaks) >= 12
+    assert zj["inspected"] == inspected["n"]
+    assert {p["store"]["erp_code"] for p in zj["found_at"]} >= {"STORE-GZ-01", "STORE-SZ-01"}
+
+    # a second roll-up finds nothing left; new scans are pending until rolled up
+    assert await rollup(app) == 0
+    await scan(client, inspector, units[8], "STORE-GZ-01")
+    assert await recount(conn) == []  # pending deltas count as recorded
+    await conn.commit()
+    assert await rollup(app) == 1
+
+
+async def test_scoping(client: Any, login: Any, demo: Any, goods: dict[str, Any]) -> None:
+    agent_admin = await login("agent_admin")
+    name = f"zj_inspector_{secrets.token_hex(3)}"
+    created = await client.post(
+        "/users",
+        headers=agent_admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": name,
+            "password": "inspect-pass-1",
+            "roles": ["inspector"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    zj_inspector = await login(name, "inspect-pass-1")
+
+    # an agent's inspector inspects only its own area's stores
+    assert_error(
+        await scan(client, zj_inspector, goods["units"][9], "STORE-GZ-01"), 403, "not_your_area"
+    )
+    own = await scan(client, zj_inspector, goods["units"][9], "STORE-HZ-01")
+    assert own.status_code == 201, own.text
+    record_id = own.json()["items"][0]["id"]
+    # a field rep has no inspection permission
+    assert_error(
+        await scan(client, await login("fieldrep"), goods["units"][9], "STORE-HZ-01"),
+        403,
+        "permission_denied",
+    )
+
+    # agent B reads neither agent A's records nor its scans
+    gd = await login("gd_admin")
+    assert_error(await client.get(f"/inspections/{record_id}", headers=gd), 404)
+    assert_error(await client.get(f"/inspections/scans/{own.json()['id']}", headers=gd), 404)
+    theirs = (await client.get("/inspections", headers=gd, params={"per_page": 200})).json()
+    assert record_id not in {r["id"] for r in theirs["items"]}
+
+    # a ZJ unit found at a GD store: GD sees it (its store), ZJ sees it (its goods)
+    diverted = await scan(client, await login("inspector"), goods["units"][4], "STORE-GZ-01")
+    diverted_id = diverted.json()["items"][0]["id"]
+    assert (await client.get(f"/inspections/{diverted_id}", headers=gd)).status_code == 200
+    zj_view = await client.get(
+        "/inspections", headers=agent_admin, params={"source_id": demo["AGENT-ZJ"], "per_page": 200}
+    )
+    assert diverted_id in {r["id"] for r in zj_view.json()["items"]}
+    assert all(r["shipped_to"]["id"] == demo["AGENT-ZJ"] for r in zj_view.json()["items"])
+    # ... and the leak report of GD does not show ZJ, ZJ's shows only ZJ
+    gd_leaks = (await client.get("/inspections/summary", headers=gd, params={"by": "agent"})).json()
+    assert demo["AGENT-ZJ"] not in {a["agent"]["id"] for a in gd_leaks["agents"]}
+    zj_stores = (
+        await client.get("/inspections/summary", headers=agent_admin, params={"by": "store"})
+    ).json()
+    assert {s["store"]["erp_code"] for s in zj_stores["stores"]} <= {"STORE-HZ-01", "STORE-NB-01"}
+
+
+async def test_csv_export_and_replay(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    inspector = await login("inspector")
+    client_id = f"app-{next(_ids)}-{goods['batch_no']}"
+    first = await scan(client, inspector, goods["units"][11], "STORE-GZ-01", client_id=client_id)
+    assert first.status_code == 201, first.text
+    again = await scan(client, inspector, goods["units"][11], "STORE-GZ-01", client_id=client_id)
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert again.json()["id"] == first.json()["id"]
+    listed = await client.get(
+        "/inspections", headers=inspector, params={"scan_id": first.json()["id"]}
+    )
+    assert listed.json()["total"] == 1  # recorded once
+
+    exported = await client.get(
+        "/inspections",
+        headers=inspector,
+        params={"format": "csv", "store_id": demo["STORE-GZ-01"], "result": "diverted"},
+    )
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
+    total = (
+        await client.get(
+            "/inspections",
+            headers=inspector,
+            params={"store_id": demo["STORE-GZ-01"], "result": "diverted"},
+        )
+    ).json()["total"]
+    assert len(rows) == total and total >= 1
+    assert goods["units"][11] in {r["serial"] for r in rows}
+    assert {r["shipped_to_code"] for r in rows} >= {"AGENT-ZJ"}
+
+
+async def test_bad_input_is_a_clear_4xx(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    inspector = await login("inspector")
+    unit = goods["units"][12]
+    assert_error(await scan(client, inspector, unit, 999_999_999), 422, "unknown_store")
+    assert_error(await scan(client, inspector, unit, "NO-SUCH-STORE"), 422, "unknown_store")
+    assert_error(await scan(client, inspector, unit, demo["AGENT-GD"]), 422, "not_a_store")
+    no_store = await client.post("/inspections", headers=inspector, json={"code": unit, "gps": GPS})
+    assert_error(no_store, 422, "no_store")
+    for gps in ({"lat": 91, "lng": 0}, {"lat": 0, "lng": -181}, {"lat": "north", "lng": 0}):
+        assert_error(await scan(client, inspector, unit, "STORE-HZ-01", gps=gps), 400)
+    assert_error(
+        await client.post(
+            "/inspections", headers=inspector, json={"code": unit, "store_code": "STORE-HZ-01"}
+        ),
+        400,
+    )  # no GPS
+    assert_error(await scan(client, inspector, unit, "STORE-HZ-01", colour="red"), 400)
+    assert_error(await scan(client, inspector, unit, "STORE-HZ-01", photo_url="ftp://x"), 400)
+    assert_error(await scan(client, inspector, "", "STORE-HZ-01"), 400)
+    malformed = await client.post(
+        "/inspections",
+        headers={**inspector, "Content-Type": "application/json"},
+        content=b'{"code": "x", "gps": {',
+    )
+    assert_error(malformed, 400, "malformed_json")
+    # a serial with a bad tag, a malformed serial, an SSCC of no batch: counterfeit, 422
+    assert_error(await scan(client, inspector, forge(unit), "STORE-HZ-01"), 422, "counterfeit")
+    bad = assert_error(await scan(client, inspector, "NOT-A-CODE", "STORE-HZ-01"), 422)
+    assert bad["details"]["items"][0]["reason"] == "malformed"
+    sscc = assert_error(await scan(client, inspector, "999999999999999997", "STORE-HZ-01"), 422)
+    assert sscc["details"]["items"][0]["reason"] in ("unknown_case", "invalid_sscc")
+    # queries
+    assert_error(await client.get("/inspections", headers=inspector, params={"result": "x"}), 400)
+    assert_error(
+        await client.get("/inspections/summary", headers=inspector, params={"by": "x"}), 400
+    )
+    assert_error(
+        await client.get(
+            "/inspections/summary",
+            headers=inspector,
+            params={"from": "2026-12-01", "to": "2026-11-01"},
+        ),
+        400,
+        "bad_period",
+    )
+    assert_error(
+        await client.get("/inspections", headers=inspector, params={"from": "yesterday"}), 400
+    )
+    assert_error(await client.get("/inspections/999999999", headers=inspector), 404)
+    assert_error(await client.get("/inspections"), 401)
