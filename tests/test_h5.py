@@ -422,3 +422,10 @@ async def test_the_json_api_is_unchanged_beside_the_pages(
     assert answer.json()["reason"] == "pin_required"
     missing = await client.get("/v1/no-such-route")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+async def test_an_oversized_form_is_a_friendly_413_page(client: Any, app: Any, batch: int) -> None:
+    serial, _ = unit(app, batch, 15)
+    response = await client.post(f"/c/{serial}", data={"pin": "1" * 5000, "lang": "en"})
+    page = assert_page(response, 413)
+    assert result_of(page) == "error" and "请求无法处理" in text_of(page)  # the form went unread
