@@ -8,6 +8,7 @@ import io
 import itertools
 import secrets
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -19,6 +20,15 @@ from tests.test_logistics import confirm, document, pack
 
 _ids = itertools.count()
 GPS = {"lat": 30.2592, "lng": 120.1303}
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def _close_diversion_alerts(app: Any) -> AsyncIterator[None]:
+    """The session shares one database: other modules count the demo agents' alerts (e.g.
+    test_verify expects none for AGENT-ZJ), so the alerts raised here go when the module ends."""
+    yield
+    async with app.state.pool.connection() as conn:
+        await conn.execute("DELETE FROM alerts WHERE dedup_key LIKE 'inspect:%'")
 
 
 @pytest.fixture

@@ -665,18 +665,17 @@ async def records_csv(conn: Conn, actor: Principal, filters: Filters) -> str:
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         r = record_out(row)
-        writer.writerow(
-            [
-                r.id, r.scan_id, r.at.isoformat(), r.store.erp_code, r.store.name,
-                r.store.province_name or "", r.store.city_name or "", r.inspector or "",
-                r.serial, r.product.name if r.product else "", r.lot or "", r.result, r.reason,
-                r.shipped_to.erp_code if r.shipped_to else "",
-                r.shipped_to.name if r.shipped_to else "",
-                r.designated_store.name if r.designated_store else "",
-                r.document_no or "", r.store_document_no or "", r.case or "",
-                r.gps.lat, r.gps.lng, _cell(r.note), _cell(r.photo_url or ""),
-            ]
-        )  # fmt: skip
+        cells = [
+            r.id, r.scan_id, r.at.isoformat(), r.store.erp_code, r.store.name,
+            r.store.province_name or "", r.store.city_name or "", r.inspector or "",
+            r.serial, r.product.name if r.product else "", r.lot or "", r.result, r.reason,
+            r.shipped_to.erp_code if r.shipped_to else "",
+            r.shipped_to.name if r.shipped_to else "",
+            r.designated_store.name if r.designated_store else "",
+            r.document_no or "", r.store_document_no or "", r.case or "",
+            r.gps.lat, r.gps.lng, r.note, r.photo_url or "",
+        ]  # fmt: skip
+        writer.writerow([_cell(c) if isinstance(c, str) else c for c in cells])
     return out.getvalue()
 
 
