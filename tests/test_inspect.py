@@ -461,3 +461,31 @@ async def test_bad_input_is_a_clear_4xx(
     )
     assert_error(await client.get("/inspections/999999999", headers=inspector), 404)
     assert_error(await client.get("/inspections"), 401)
+
+
+async def test_the_worker_thread_rolls_up(
+    client: Any, login: Any, app: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    import asyncio
+
+    from app.inspect.summaries import recount
+    from workers.inspect import InspectionRoller
+
+    response = await scan(client, await login("inspector"), goods["units"][13], "STORE-GZ-01")
+    assert response.status_code == 201
+    roller = InspectionRoller()
+    roller.after_worker_boot(None, None)  # type: ignore[arg-type]
+    try:
+        for _ in range(100):
+            row = await (
+                await conn.execute("SELECT count(*) AS n FROM inspection_deltas")
+            ).fetchone()
+            await conn.commit()
+            if row["n"] == 0:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(roller.before_worker_shutdown, None, None)  # type: ignore[arg-type]
+    assert row["n"] == 0
+    assert await recount(conn) == []
+    await conn.commit()
