@@ -33,7 +33,7 @@ async def _close_diversion_alerts(app: Any) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
-    """30 units in 3 cases: case 0 shipped to AGENT-ZJ and on to STORE-HZ-01, case 1 shipped to
+    """30 units in 3 cases: case 0 shipped to AGENT-ZJ and on to STORE-NB-01 (a store of its distributor), case 1 shipped to
     AGENT-ZJ (at the agent), case 2 never shipped (still at the factory warehouse)."""
     goods = await pack(client, login, app, demo, 3)
     clerk, agent = await login("clerk"), await login("agent_clerk")
@@ -46,7 +46,7 @@ async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
     received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
     assert (await confirm(client, agent, received)).status_code == 200
     to_store = await document(
-        client, agent, goods["cases"][:1], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+        client, agent, goods["cases"][:1], kind="outbound", counterparty_id=demo["STORE-NB-01"]
     )
     assert (await confirm(client, agent, to_store)).status_code == 200
     return {**goods, "ship_no": ship["doc_no"], "store_no": to_store["doc_no"]}
@@ -82,23 +82,23 @@ async def test_verdicts_on_the_shelf(
     inspector = await login("inspector")
 
     # the designated store: in channel
-    at_home = await scan(client, inspector, units[0], demo["STORE-HZ-01"], note="shelf 3")
+    at_home = await scan(client, inspector, units[0], demo["STORE-NB-01"], note="shelf 3")
     assert at_home.status_code == 201, at_home.text
     body = at_home.json()
     assert (body["result"], body["kind"], body["units"]) == ("in_channel", "unit", 1)
     item = body["items"][0]
     assert (item["result"], item["reason"]) == ("in_channel", "designated_store")
     assert item["shipped_to"]["id"] == demo["AGENT-ZJ"]
-    assert item["designated_store"]["id"] == demo["STORE-HZ-01"]
+    assert item["designated_store"]["id"] == demo["STORE-NB-01"]
     assert item["document_no"] == goods["ship_no"]
     assert item["store_document_no"] == goods["store_no"]
     assert item["gps"] == GPS and item["note"] == "shelf 3"
     assert item["product"]["id"] == goods["product_id"]
 
-    # another store of the same agent's area (a distributor's store), by its nameplate code and
-    # as the whole QR content: in channel
+    # another store of the same agent's area, by its nameplate code and as the whole QR content:
+    # in channel
     qr = f"https://qr.example.com/c/{units[1]}"
-    nearby = await scan(client, inspector, qr, "STORE-NB-01")
+    nearby = await scan(client, inspector, qr, "STORE-HZ-01")
     assert nearby.status_code == 201, nearby.text
     assert (nearby.json()["items"][0]["reason"], nearby.json()["result"]) == (
         "agent_area",
