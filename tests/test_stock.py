@@ -96,7 +96,7 @@ async def test_concurrent_rollups_count_every_delta_exactly_once(
 
 
 async def test_low_stock_threshold_raises_an_alert_the_store_sees(
-    client: Any, login: Any, demo: Any, units: Any
+    client: Any, login: Any, demo: Any, app: Any, units: Any
 ) -> None:
     zj = await login("agent_admin")
     store = demo["STORE-HZ-01"]
@@ -112,30 +112,32 @@ async def test_low_stock_threshold_raises_an_alert_the_store_sees(
     )
     assert created.status_code == 201, created.text
     manager = await login("hz_manager", "password-123")
-    response = await client.put(
-        f"/stock/thresholds/{store}/{units.product_id}", headers=manager, json={"min_units": 5}
-    )
+    await roll(app)
+    held = await stock_of(client, manager, product_id=units.product_id)
+    on_hand = sum(r["on_hand"] for r in held)  # other tests may have sold the store some
+    url = f"/stock/thresholds/{store}/{units.product_id}"
+    response = await client.put(url, headers=manager, json={"min_units": on_hand + 5})
     assert response.status_code == 200, response.text
     assert response.json() | {"org_name": "", "product_name": ""} == {
         "org_id": store,
         "org_name": "",
         "product_id": units.product_id,
         "product_name": "",
-        "min_units": 5,
-        "on_hand": 0,
+        "min_units": on_hand + 5,
+        "on_hand": on_hand,
         "below": True,
     }
     alerts = await client.get("/alerts", headers=manager, params={"kind": "low_stock"})
     assert alerts.status_code == 200, alerts.text
     mine = [a for a in alerts.json()["items"] if a["details"]["product_id"] == units.product_id]
     assert len(mine) == 1, alerts.json()
-    assert (mine[0]["org_id"], mine[0]["severity"]) == (store, "critical")
+    severity = "critical" if on_hand == 0 else "warning"
+    assert (mine[0]["org_id"], mine[0]["severity"]) == (store, severity)
     assert mine[0]["brand_id"] == demo["BRAND-LUMI"]
-    assert "Sun Cream" in mine[0]["message"] and "minimum 5" in mine[0]["message"]
+    assert "Sun Cream" in mine[0]["message"]
+    assert f"{on_hand} on hand, minimum {on_hand + 5}" in mine[0]["message"]
     # Setting it again bumps the one open alert instead of opening a second.
-    await client.put(
-        f"/stock/thresholds/{store}/{units.product_id}", headers=manager, json={"min_units": 6}
-    )
+    await client.put(url, headers=manager, json={"min_units": on_hand + 6})
     again = (await client.get("/alerts", headers=manager, params={"kind": "low_stock"})).json()
     assert [a["occurrences"] for a in again["items"] if a["id"] == mine[0]["id"]] == [2]
     # Another agent's users see neither the alert nor the threshold.
@@ -145,7 +147,8 @@ async def test_low_stock_threshold_raises_an_alert_the_store_sees(
     listed = await client.get("/stock/thresholds", headers=gd)
     assert all(t["org_id"] != store for t in listed.json()["items"])
     listed = await client.get("/stock/thresholds", headers=zj, params={"org_id": store})
-    assert [t["min_units"] for t in listed.json()["items"]] == [6]
+    assert [t["min_units"] for t in listed.json()["items"]] == [on_hand + 6]
+    await client.put(url, headers=manager, json={"min_units": 0})  # leave other tests alone
 
 
 async def test_rollup_raises_low_stock_for_the_organisations_it_touches(
@@ -239,7 +242,13 @@ async def test_an_agent_reads_its_own_subtree_stock_only(
     assert_error(
         await client.get("/stock", headers=gd, params={"org_id": demo["STORE-HZ-01"]}), 404
     )
-    assert await stock_of(client, zj, org_id=demo["STORE-HZ-01"]) == []
+    # The agent sees its own and its stores' stock, never the other agent's (and vice versa).
+    zj_orgs = {demo[e] for e in ("AGENT-ZJ", "DIST-NB", "STORE-HZ-01", "STORE-NB-01")}
+    gd_orgs = {demo[e] for e in ("AGENT-GD", "STORE-GZ-01", "STORE-SZ-01")}
+    assert {r["org_id"] for r in await stock_of(client, zj)} <= zj_orgs
+    assert {r["org_id"] for r in await stock_of(client, gd)} <= gd_orgs
+    store_rows = await stock_of(client, zj, org_id=demo["STORE-HZ-01"])
+    assert {r["org_id"] for r in store_rows} <= {demo["STORE-HZ-01"]}
     assert_error(
         await client.put(
             f"/stock/thresholds/{demo['STORE-HZ-01']}/{units.product_id}",
