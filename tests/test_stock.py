@@ -96,7 +96,7 @@ async def test_concurrent_rollups_count_every_delta_exactly_once(
 
 
 async def test_low_stock_threshold_raises_an_alert_the_store_sees(
-    client: Any, login: Any, demo: Any, app: Any, units: Any
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, units: Any
 ) -> None:
     zj = await login("agent_admin")
     store = demo["STORE-HZ-01"]
@@ -148,7 +148,12 @@ async def test_low_stock_threshold_raises_an_alert_the_store_sees(
     assert all(t["org_id"] != store for t in listed.json()["items"])
     listed = await client.get("/stock/thresholds", headers=zj, params={"org_id": store})
     assert [t["min_units"] for t in listed.json()["items"]] == [on_hand + 6]
-    await client.put(url, headers=manager, json={"min_units": 0})  # leave other tests alone
+    await client.put(url, headers=manager, json={"min_units": 0})
+    # Leave the agent's subtree without alerts for the tests that count them.
+    await conn.execute(
+        "DELETE FROM alerts WHERE dedup_key = %s", (f"low_stock:{store}:{units.product_id}",)
+    )
+    await conn.commit()
 
 
 async def test_rollup_raises_low_stock_for_the_organisations_it_touches(
