@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.config import Settings
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+T = TypeVar("T")
 
 MIGRATION_LOCK = 7_245_001  # pg_advisory_lock key: one migrator at a time
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -86,3 +87,22 @@ def migrate(url: str) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied_now
+
+
+async def run_alone(
+    conn: Conn, lock_key: int, work: Callable[[], Awaitable[T]], *, wait: bool = False
+) -> T | None:
+    """``work()`` under a session advisory lock, so one process at a time runs it; ``None`` when
+    another holds the lock and ``wait`` is false. ``conn`` should be in autocommit mode."""
+    if wait:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+    else:
+        got = await (
+            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (lock_key,))
+        ).fetchone()
+        if not got or not got["ok"]:
+            return None
+    try:
+        return await work()
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))

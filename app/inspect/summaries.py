@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from app.auth.principal import Principal
-from app.db import Conn
+from app.db import Conn, run_alone
 from app.errors import Forbidden, ValidationFailed
 from app.inspect.schemas import AgentLeak, LeakPlace, OrgRef, StoreDay, SummaryOut
 
@@ -62,20 +62,9 @@ async def rollup(conn: Conn, limit: int = 100_000) -> int:
 
 
 async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:
-    """``rollup`` under a session advisory lock; ``None`` when another roller holds it and
-    ``wait`` is false. ``conn`` should be in autocommit mode."""
-    if wait:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (ROLLUP_LOCK,))
-    else:
-        got = await (
-            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (ROLLUP_LOCK,))
-        ).fetchone()
-        if not got or not got["ok"]:
-            return None
-    try:
-        return await rollup(conn, limit)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK,))
+    """``rollup`` with one roller at a time across processes; ``None`` when another roller is
+    running and ``wait`` is false. ``conn`` should be in autocommit mode."""
+    return await run_alone(conn, ROLLUP_LOCK, lambda: rollup(conn, limit), wait=wait)
 
 
 class Mismatch(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from psycopg.types.json import Jsonb
 
-from app.db import Conn
+from app.db import Conn, run_alone
 
 # One batch: take, delete and sum delta rows, add the sums to stock. Stock rows are upserted in key
 # order so two roll-ups touching the same rows wait for each other instead of deadlocking.
@@ -174,17 +174,6 @@ ROLLUP_LOCK = 7_245_009  # pg advisory lock key: one roller at a time across pro
 
 
 async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:
-    """``rollup`` under a session advisory lock; ``None`` when another roller holds it and
-    ``wait`` is false. ``conn`` should be in autocommit mode."""
-    if wait:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (ROLLUP_LOCK,))
-    else:
-        got = await (
-            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (ROLLUP_LOCK,))
-        ).fetchone()
-        if not got or not got["ok"]:
-            return None
-    try:
-        return await rollup(conn, limit)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (ROLLUP_LOCK,))
+    """``rollup`` with one roller at a time across processes; ``None`` when another roller is
+    running and ``wait`` is false. ``conn`` should be in autocommit mode."""
+    return await run_alone(conn, ROLLUP_LOCK, lambda: rollup(conn, limit), wait=wait)
