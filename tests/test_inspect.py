@@ -469,11 +469,11 @@ async def test_the_worker_thread_rolls_up(
     import asyncio
 
     from app.inspect.summaries import recount
-    from workers.inspect import inspection_roller
+    from workers.inspect import InspectionRoller
 
     response = await scan(client, await login("inspector"), goods["units"][13], "STORE-GZ-01")
     assert response.status_code == 201
-    roller = inspection_roller()
+    roller = InspectionRoller()
     roller.after_worker_boot(None, None)  # type: ignore[arg-type]
     try:
         for _ in range(100):

@@ -16,8 +16,9 @@ from workers.periodic import PeriodicRollup, run_now
 log = logging.getLogger("tracecode.inspect")
 
 
-def inspection_roller() -> PeriodicRollup:
-    return PeriodicRollup("inspect", rollup_alone)
+class InspectionRoller(PeriodicRollup):
+    def __init__(self) -> None:
+        super().__init__("inspect", rollup_alone)
 
 
 @dramatiq.actor(max_retries=3, min_backoff=1000)

@@ -16,8 +16,9 @@ from workers.periodic import PeriodicRollup, run_now
 log = logging.getLogger("tracecode.stock")
 
 
-def stock_roller() -> PeriodicRollup:
-    return PeriodicRollup("stock", rollup_alone)
+class StockRoller(PeriodicRollup):
+    def __init__(self) -> None:
+        super().__init__("stock", rollup_alone)
 
 
 @dramatiq.actor(max_retries=3, min_backoff=1000)

@@ -2,10 +2,10 @@
 
 from workers import codes, ops  # noqa: F401
 from workers.broker import broker
-from workers.inspect import inspection_roller
-from workers.logistics import stock_roller
+from workers.inspect import InspectionRoller
+from workers.logistics import StockRoller
 from workers.verify import VerificationFlusher
 
 broker.add_middleware(VerificationFlusher())
-broker.add_middleware(stock_roller())
-broker.add_middleware(inspection_roller())
+broker.add_middleware(StockRoller())
+broker.add_middleware(InspectionRoller())
