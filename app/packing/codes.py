@@ -37,6 +37,11 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
     serials: list[str] = []
     case_at: list[int] = []
     for i, text in enumerate(texts):
+        if len(text) == 20 and text.isalnum():  # a bare serial, as scanners send them
+            reads.append(Read("unit", text))
+            unit_at.append(i)
+            serials.append(text)
+            continue
         sscc = sscc_from_scan(text)
         if sscc is not None:
             read = Read("case", sscc)
@@ -58,7 +63,7 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
             if status != VERIFY_OK:
                 read.reason = "malformed" if status == VERIFY_MALFORMED else "forged"
                 continue
-            read.label = scheme.serial(batch_no, index, version)
+            read.label = scheme.serial(batch_no, index, version)  # the canonical spelling
             read.code = code_id(batch_no, index)
             read.batch = batch_no
             batch = batches.get(batch_no)
@@ -108,8 +113,16 @@ def array(values: list[Any]) -> str:
     cheaper than psycopg adapting a list element by element. Strings must not hold ``"`` or
     ``\\`` (client event ids, times and levels are validated to printable ASCII without them).
     """
-    return "{" + ",".join("NULL" if v is None else f'"{v}"' if isinstance(v, str) else str(v)
-                          for v in values) + "}"  # fmt: skip
+    if not values:
+        return "{}"
+    has_null = None in values
+    if isinstance(next((v for v in values if v is not None), 0), str):
+        if not has_null:
+            return '{"' + '","'.join(values) + '"}'
+        return "{" + ",".join("NULL" if v is None else f'"{v}"' for v in values) + "}"
+    if not has_null:
+        return "{" + ",".join(map(str, values)) + "}"
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
 def sscc_label(code: int) -> str:

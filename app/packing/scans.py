@@ -5,15 +5,17 @@ then the next units …, then the master case or pallet over the cases. Each sca
 scanner's client event id. One upload is one transaction:
 
 1. read every code at once (Rust verifies the serials; batches and case batches in one query each);
-2. lock the state rows of the codes involved, read the receipts of earlier uploads;
+2. lock the state rows of the codes involved (they carry the client event id that activated or
+   packed each code);
 3. plan: decide each scan's result in scan order (duplicate, rejected with a reason, or ok);
-4. write: unit and case state, events (by COPY) and receipts, in a savepoint. If a concurrent
+4. write: unit and case state and events (by COPY), in a savepoint. If a concurrent
    upload activated or packed one of the same codes first, the savepoint is rolled back and the
    plan made again against the now committed state: exactly one upload wins each code.
 
 Retried, partially retried or reordered uploads never count twice: a scan whose client event id
-has a receipt answers ``duplicate``; a unit already active with the same product and lot is not
-activated again; a child already in its case is not bound again.
+is the one that activated its unit or first packed its case answers ``duplicate`` (the state row
+keeps that id, so no separate receipt is written or looked up); a unit already active with the
+same product and lot is not activated again; a child already in its case is not bound again.
 """
 
 from __future__ import annotations
@@ -164,8 +166,7 @@ async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
     case_state = await _locked(conn, "case_state", "sscc", cases)
     held = await _child_counts(conn, [code for code in cases if code in case_state])
     rules = await _rules(conn, ctx.product_id)
-    receipts = await _receipts(conn, ctx.org_id, [s.scan.id for s in scans])
-    plan = _plan(ctx, scans, unit_state, case_state, held, rules, receipts)
+    plan = _plan(ctx, scans, unit_state, case_state, held, rules)
     await _write(conn, ctx, scans, plan, unit_state, case_state)
 
 
@@ -176,7 +177,6 @@ def _plan(
     case_state: dict[int, dict[str, Any]],
     held: dict[int, int],
     rules: dict[str, dict[str, Any]],
-    receipts: dict[str, dict[str, Any]],
 ) -> _Plan:
     plan = _Plan()
     # what the next container closes over, by packing rank: (kind, code, rank, scan)
@@ -185,11 +185,13 @@ def _plan(
     seen_codes: set[tuple[str, int]] = set()
     for s in scans:
         read = s.read
-        receipt = receipts.get(s.scan.id)
-        if receipt is not None or s.scan.id in seen_ids:
+        state = None
+        if read.reason is None:
+            state = (unit_state if read.kind == "unit" else case_state).get(read.code)
+        if s.scan.id in seen_ids or (state is not None and state["client_event_id"] == s.scan.id):
             s.result = "duplicate"
-            if receipt is not None:
-                s.parent, s.warning = receipt["parent_sscc"], receipt["warning"]
+            if state is not None:
+                s.parent = state["parent_sscc"]
             if read.reason is None:  # a replayed unit still belongs to the container after it
                 if read.kind == "unit":
                     pending[0].append(("unit", read.code, 0, None))
@@ -304,7 +306,11 @@ def _close(
     sscc = s.read.code
     new: list[tuple[str, int]] = []
     inside = held.get(sscc, 0)
+    taken: set[tuple[str, int]] = set()
     for kind, code, child_rank, child_scan in children:
+        if (kind, code) in taken:  # one code twice (a repeated client event id): once
+            continue
+        taken.add((kind, code))
         if child_rank >= rank:
             _reject(s, "bad_level", f"child {code}: level not below {s.read.level}")
             return
@@ -347,11 +353,10 @@ async def _write(
     unit_state: dict[int, dict[str, Any]],
     case_state: dict[int, dict[str, Any]],
 ) -> None:
-    # Events: one commissioning event per container's new units (and one for loose units),
-    # one aggregation event per container that takes new children.
-    groups: dict[int | None, list[_Scan]] = {}
-    for code, s in plan.activate.items():
-        groups.setdefault(plan.parent_of.get(("unit", code)), []).append(s)
+    # Events: one commissioning event for the units this upload activates (they share the
+    # line's context; its time is the first scan's), one aggregation event per container that
+    # takes new children.
+    groups = [list(plan.activate.values())] if plan.activate else []
     aggregations = [s for s in plan.closed if plan.children_of[s.read.code]]
     ids = await allocate_ids(conn, len(groups) + len(aggregations))
     agg_id = {s.read.code: ids[len(groups) + i] for i, s in enumerate(aggregations)}
@@ -364,8 +369,8 @@ async def _write(
         "line": line.code,
     }
     events: list[NewEvent] = []
-    unit_rows: list[tuple[int, int | None, datetime, int]] = []
-    for event_id, members in zip(ids[: len(groups)], groups.values(), strict=True):
+    unit_rows: list[tuple[int, int | None, datetime, int, str]] = []
+    for event_id, members in zip(ids[: len(groups)], groups, strict=True):
         events.append(
             NewEvent(
                 id=event_id,
@@ -385,7 +390,7 @@ async def _write(
             parent = plan.parent_of.get(("unit", m.read.code))
             m.parent = parent
             unit_rows.append(
-                (m.read.code, parent, m.scan.at, agg_id[parent] if parent else event_id)
+                (m.read.code, parent, m.scan.at, agg_id[parent] if parent else event_id, m.scan.id)
             )
     for s in aggregations:
         kids = plan.children_of[s.read.code]
@@ -412,13 +417,13 @@ async def _write(
             await conn.execute(
                 """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date,
                        status, disposition, holder_org_id, parent_sscc, line_id, activated_at,
-                       last_event_id)
+                       last_event_id, client_event_id)
                    SELECT d.code, %(brand)s, %(product)s, %(lot)s, %(made)s, 'active',
                           CASE WHEN d.parent IS NULL THEN 'active' ELSE 'in_progress' END,
-                          %(org)s, d.parent, %(line)s, d.at, d.event
+                          %(org)s, d.parent, %(line)s, d.at, d.event, d.client
                    FROM unnest(%(codes)s::bigint[], %(parents)s::bigint[],
-                               %(times)s::timestamptz[], %(events)s::bigint[])
-                        AS d (code, parent, at, event)
+                               %(times)s::timestamptz[], %(events)s::bigint[], %(clients)s::text[])
+                        AS d (code, parent, at, event, client)
                    ON CONFLICT (code) DO NOTHING RETURNING code""",
                 {
                     "brand": ctx.brand_id,
@@ -431,6 +436,7 @@ async def _write(
                     "parents": array([r[1] for r in unit_rows]),
                     "times": array([r[2].isoformat() for r in unit_rows]),
                     "events": array([r[3] for r in unit_rows]),
+                    "clients": array([r[4] for r in unit_rows]),
                 },
             )
         ).fetchall()
@@ -438,19 +444,27 @@ async def _write(
             raise _Race
     if plan.new_cases:
         rows = [
-            (code, s.read.batch, s.read.level, plan.parent_of.get(("case", code)), s.scan.at)
+            (
+                code,
+                s.read.batch,
+                s.read.level,
+                plan.parent_of.get(("case", code)),
+                s.scan.at,
+                s.scan.id,
+            )
             for code, s in plan.new_cases.items()
         ]
         inserted = await (
             await conn.execute(
                 """INSERT INTO case_state (sscc, brand_id, case_batch_id, level, product_id, lot,
                        status, disposition, holder_org_id, parent_sscc, line_id, packed_at,
-                       last_event_id)
+                       last_event_id, client_event_id)
                    SELECT d.sscc, %(brand)s, d.batch, d.level, %(product)s, %(lot)s, 'active',
-                          'in_progress', %(org)s, d.parent, %(line)s, d.at, d.event
+                          'in_progress', %(org)s, d.parent, %(line)s, d.at, d.event, d.client
                    FROM unnest(%(ssccs)s::bigint[], %(batches)s::bigint[], %(levels)s::text[],
                                %(parents)s::bigint[], %(times)s::timestamptz[],
-                               %(events)s::bigint[]) AS d (sscc, batch, level, parent, at, event)
+                               %(events)s::bigint[], %(clients)s::text[])
+                        AS d (sscc, batch, level, parent, at, event, client)
                    ON CONFLICT (sscc) DO NOTHING RETURNING sscc""",
                 {
                     "brand": ctx.brand_id,
@@ -464,6 +478,7 @@ async def _write(
                     "parents": array([r[3] for r in rows]),
                     "times": array([r[4].isoformat() for r in rows]),
                     "events": array([agg_id.get(r[3] or -1, agg_id.get(r[0], 0)) for r in rows]),
+                    "clients": array([r[5] for r in rows]),
                 },
             )
         ).fetchall()
@@ -510,29 +525,6 @@ async def _write(
             s.parent = plan.parent_of.get(("case", s.read.code))
             if s.parent is None and s.read.code in case_state:
                 s.parent = case_state[s.read.code]["parent_sscc"]
-    accepted = [s for s in scans if s.result == "ok"]
-    if accepted:
-        await conn.execute(
-            """INSERT INTO scan_receipts (org_id, client_event_id, event_id, code, parent_sscc,
-                   warning)
-               SELECT %s, d.id, d.event, d.code, d.parent, d.warning
-               FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])
-                    AS d (id, event, code, parent, warning)
-               ON CONFLICT DO NOTHING""",
-            (
-                ctx.org_id,
-                array([s.scan.id for s in accepted]),
-                array(
-                    [
-                        agg_id.get(s.read.code if s.read.kind == "case" else s.parent or -1)
-                        for s in accepted
-                    ]
-                ),
-                array([s.read.code for s in accepted]),
-                array([s.parent for s in accepted]),
-                array([s.warning for s in accepted]),
-            ),
-        )
     batches = sorted({s.read.batch for s in plan.activate.values()})
     if batches:
         await conn.execute(
@@ -547,6 +539,7 @@ async def _locked(conn: Conn, table: str, key: str, codes: list[int]) -> dict[in
     if not codes:
         return {}
     extra = ", product_id, lot" if table == "unit_state" else ", level"
+    extra += ", client_event_id"
     rows = await (
         await conn.execute(
             f"SELECT {key} AS code, status, parent_sscc{extra} FROM {table} "
@@ -582,14 +575,3 @@ async def _rules(conn: Conn, product_id: int) -> dict[str, dict[str, Any]]:
         )
     ).fetchall()
     return {row["level"]: row for row in rows}
-
-
-async def _receipts(conn: Conn, org_id: int, ids: list[str]) -> dict[str, dict[str, Any]]:
-    rows = await (
-        await conn.execute(
-            "SELECT client_event_id, parent_sscc, warning FROM scan_receipts "
-            "WHERE org_id = %s AND client_event_id = ANY(%s::text[])",
-            (org_id, array(ids)),
-        )
-    ).fetchall()
-    return {row["client_event_id"]: row for row in rows}
