@@ -112,33 +112,31 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
     if read.reason in ("unknown", "unknown_case"):
         raise NotFound("no such code was issued to this brand", code="unknown_code")
     kind: CodeKind = UNIT if read.kind == "unit" else CASE
+    # the batch, the state row and the product in one round trip
     if kind == UNIT:
-        batch_no = split_code_id(read.code)[0]
-        batch_row = await _one(
-            conn,
-            "SELECT created_at, printer_id FROM code_batches WHERE batch_no = %s",
-            batch_no,
-        )
-        state = await _one(
-            conn,
-            """SELECT status, disposition, holder_org_id, parent_sscc, channel_org_id,
-                      activated_at AS since, shipped_at, updated_at, product_id, lot,
-                      production_date
-               FROM unit_state WHERE code = %s""",
-            read.code,
-        )
+        sql = """SELECT b.created_at, b.printer_id, u.status, u.disposition, u.holder_org_id,
+                        u.parent_sscc, u.channel_org_id, u.activated_at AS since, u.shipped_at,
+                        u.updated_at, u.product_id, u.lot, u.production_date,
+                        p.name AS product_name, p.spec, p.gtin
+                 FROM code_batches b
+                 LEFT JOIN unit_state u ON u.code = %(code)s
+                 LEFT JOIN products p ON p.id = u.product_id
+                 WHERE b.batch_no = %(batch)s"""
+        batch = split_code_id(read.code)[0]
     else:
-        batch_row = await _one(
-            conn, "SELECT created_at, printer_id FROM case_batches WHERE id = %s", read.batch
-        )
-        state = await _one(
-            conn,
-            """SELECT status, disposition, holder_org_id, parent_sscc, channel_org_id,
-                      packed_at AS since, shipped_at, updated_at, product_id, lot,
-                      NULL::date AS production_date
-               FROM case_state WHERE sscc = %s""",
-            read.code,
-        )
+        sql = """SELECT b.created_at, b.printer_id, c.status, c.disposition, c.holder_org_id,
+                        c.parent_sscc, c.channel_org_id, c.packed_at AS since, c.shipped_at,
+                        c.updated_at, c.product_id, c.lot, NULL::date AS production_date,
+                        p.name AS product_name, p.spec, p.gtin
+                 FROM case_batches b
+                 LEFT JOIN case_state c ON c.sscc = %(code)s
+                 LEFT JOIN products p ON p.id = c.product_id
+                 WHERE b.id = %(batch)s"""
+        batch = read.batch
+    found = await (await conn.execute(sql, {"code": read.code, "batch": batch})).fetchone()
+    assert found is not None  # read_codes found the batch
+    batch_row = found
+    state = found if found["status"] is not None else None
     own = await events_of(conn, kind, read.code)
     stays, foreign = await _containers(conn, kind, read.code, read.label, own, 0)
     contents = await _contents(conn, scheme, read.code) if kind == CASE else []
@@ -154,12 +152,10 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
         org_ids.add(batch_row["printer_id"])
     orgs = await _orgs(conn, org_ids)
     product = None
-    if state and state["product_id"]:
-        row = await _one(
-            conn, "SELECT id, name, spec, gtin FROM products WHERE id = %s", state["product_id"]
+    if state and state["product_id"] and state["product_name"] is not None:
+        product = ProductRef(
+            state["product_id"], state["product_name"], state["spec"], state["gtin"]
         )
-        product = ProductRef(**row) if row else None
-    assert batch_row is not None
     return TraceOut(
         kind=read.kind,
         code=read.label,
@@ -216,7 +212,14 @@ async def _containers(
     spans += [(parent, since, None) for parent, since in opened.items()]
     stays: list[ContainerStay] = []
     foreign: list[tuple[dict[str, Any], str]] = []
-    levels = await _levels(conn, [s[0] for s in spans])
+    # a packing event says the level of the container it packed into; ask only when it does not
+    levels = {
+        e["parent_code"]: e["details"]["level"]
+        for e in own
+        if e["event_type"] == "AggregationEvent" and (e["details"] or {}).get("level")
+    }
+    missing = [s[0] for s in spans if s[0] not in levels]
+    levels.update(await _levels(conn, missing))
     for parent, since, until in sorted(spans, key=lambda s: s[1]):
         parent_label = sscc_label(parent)
         stays.append(
@@ -276,10 +279,6 @@ def _event(e: dict[str, Any], via: str | None, orgs: dict[int, OrgRef]) -> Trace
         details=e["details"],
         error_declaration=e["error_declaration"],
     )
-
-
-async def _one(conn: Conn, sql: str, value: Any) -> dict[str, Any] | None:
-    return await (await conn.execute(sql, (value,))).fetchone()
 
 
 async def _orgs(conn: Conn, ids: set[int]) -> dict[int, OrgRef]:
