@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from app import audit
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.scheme import Scheme
-from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.packing.codes import Read, read_codes, sscc_label
 from app.packing.lines import get_line
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
-from app.verify.service import forget_unit
 
 
 async def _one(conn: Conn, scheme: Scheme, actor: Principal, text: str, kind: str) -> Read:
@@ -148,9 +144,7 @@ async def undo_last(
     raise NotFound("nothing packed on this line to undo", code="nothing_to_undo")
 
 
-async def replace(
-    conn: Conn, actor: Principal, scheme: Scheme, settings: Settings, redis: Redis, data: ReplaceIn
-) -> EditOut:
+async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn) -> EditOut:
     """The new code takes the old one's place (product info, container); the old is voided."""
     actor.require("packing.scan")
     old = await _one(conn, scheme, actor, data.old, "unit")
@@ -257,7 +251,5 @@ async def replace(
         old.label,
         after={"new": new.label, "reason": data.reason},
     )
-    # verification must see the void at once, not after the unit cache expires
-    await forget_unit(redis, settings.redis_namespace, old.code)
     parent = sscc_label(state["parent_sscc"]) if state["parent_sscc"] else None
     return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])

@@ -7,11 +7,9 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, post, put
 from litestar.params import Parameter
-from redis.asyncio import Redis
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
-from app.config import Settings
 from app.db import Conn
 from app.packing import edits, lines, scans
 from app.packing.schemas import (
@@ -88,16 +86,10 @@ class PackingController(Controller):
 
     @post("/replace", status_code=200)
     async def replace(
-        self,
-        data: ReplaceIn,
-        conn: Conn,
-        principal: Principal,
-        scheme: Scheme,
-        settings: Settings,
-        redis: Redis,
+        self, data: ReplaceIn, conn: Conn, principal: Principal, scheme: Scheme
     ) -> EditOut:
         """The new code takes the old one's place; the old one is voided (P5)."""
-        return await edits.replace(conn, principal, scheme, settings, redis, data)
+        return await edits.replace(conn, principal, scheme, data)
 
     @get("/rules/{product_id:int}")
     async def get_rules(

@@ -1,14 +1,18 @@
 """Consumer and partner verification: the platform's hottest path (SPEC V1–V5).
 
-Per request: the Rust core checks the serial without the database; the batch comes from a short
-in-process cache; then ONE Redis round trip (a Lua script) applies the per-IP rate limit, the
-wrong-PIN lockout, counts the query, reads the unit's cached state and queues the verification
-record, which a worker writes to PostgreSQL in batches. Only a unit-cache miss costs a PostgreSQL
-read. When Redis is down the answer comes from PostgreSQL and the record is inserted directly.
+Per request the Rust core checks the serial without the database and the batch comes from a
+short in-process cache. Everything else is coalesced across the requests in flight: while one
+round of work is out, new verifications queue up, and the next round serves all of them with one
+PostgreSQL query (the units' state) and ONE Redis round trip — a Lua script that, per
+verification, applies the per-IP rate limit and the wrong-PIN lockout, counts the query and
+queues the verification record, which a worker writes to PostgreSQL in batches. A lone request
+is served at once (a round of one); under load the rounds grow and the per-request cost falls.
+When Redis is down the answer comes from PostgreSQL and the record is inserted directly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -35,86 +39,93 @@ from app.verify.regions import Place, locate
 from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
-UNIT_TTL = 300  # seconds a unit's state is cached in Redis
 VOID_STATES = ("void", "destroyed")  # unit states that verify as not genuine
+MAX_ROUND = 500  # verifications served by one round at most
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
-# KEYS: rate, lock, fails, queries, unit, queue
-# ARGV: rate_limit, pin_state (none|ok|bad), max_fails, lockout_s, now_iso, place,
-#       threshold, never_shipped (0|1), record_prefix, counts (0|1)
+# One round. KEYS[1] = the record queue. ARGV[1..7] = namespace, minute, rate_limit, max_fails,
+# lockout_s, threshold, count; then per verification i (from 0) two values at 8 + 2i: its fields
+# joined by \x1f (pin_state: none|ok|bad, or "refuse" for a not-genuine answer; the refusal's
+# reason; now_iso; place; never_shipped 0|1; client ip; code id) and its record prefix. Key names
+# are made here from the namespace, so a round is two arguments per verification (the command is
+# cheap to build); on a Redis Cluster the per-code keys would need a hash tag. Returns one reply
+# per verification.
 _SCRIPT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], 60) end
-if n > tonumber(ARGV[1]) then return {'rate', redis.call('TTL', KEYS[1])} end
-local function record(result, reason, queries)
-  redis.call('LPUSH', KEYS[6], ARGV[9] .. ',"result":"' .. result .. '","reason":"' .. reason ..
-    '","queries":' .. queries .. '}')
-end
-if ARGV[10] == '0' then
-  record(ARGV[2], ARGV[3], 0)
-  return {'recorded'}
-end
-local unit = redis.call('GET', KEYS[5])
-local lock = redis.call('TTL', KEYS[2])
-if lock > 0 then
-  record('locked', 'locked', 0)
-  return {'locked', lock, unit}
-end
-local q = 0
-if ARGV[2] == 'bad' then
-  local fails = redis.call('INCR', KEYS[3])
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
-  if fails >= tonumber(ARGV[3]) then
-    redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[4]))
-    redis.call('DEL', KEYS[3])
-    record('locked', 'locked', 0)
-    return {'locked', tonumber(ARGV[4]), unit}
+local ns, minute = ARGV[1], ARGV[2]
+local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local threshold, count = tonumber(ARGV[6]), tonumber(ARGV[7])
+local replies = {}
+for i = 0, count - 1 do
+  local f = {}
+  for field in (ARGV[8 + 2 * i] .. '\\31'):gmatch('(.-)\\31') do f[#f + 1] = field end
+  local pin_state, refusal, now, place, never_shipped, ip, code =
+    f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+  local prefix = ARGV[9 + 2 * i]
+  local rate = ns .. ':rl:' .. ip .. ':' .. minute
+  local lock, fails, qkey = ns .. ':lock:' .. code, ns .. ':pinfail:' .. code, ns .. ':q:' .. code
+  local function record(result, reason, queries)
+    redis.call('LPUSH', KEYS[1], prefix .. ',"result":"' .. result .. '","reason":"' ..
+      reason .. '","queries":' .. queries .. '}')
   end
-  record('wrong_pin', 'wrong_pin', 0)
-  return {'wrong_pin', tonumber(ARGV[3]) - fails, unit}
+  local n = redis.call('INCR', rate)
+  if n == 1 then redis.call('EXPIRE', rate, 60) end
+  if n > limit then
+    replies[i + 1] = {'rate', redis.call('TTL', rate)}
+  elseif pin_state == 'refuse' then
+    record('not_genuine', refusal, 0)
+    replies[i + 1] = {'recorded'}
+  else
+    local locked = redis.call('TTL', lock)
+    if locked > 0 then
+      record('locked', 'locked', 0)
+      replies[i + 1] = {'locked', locked}
+    elseif pin_state == 'bad' then
+      local failed = redis.call('INCR', fails)
+      redis.call('EXPIRE', fails, lockout)
+      if failed >= max_fails then
+        redis.call('SET', lock, '1', 'EX', lockout)
+        redis.call('DEL', fails)
+        record('locked', 'locked', 0)
+        replies[i + 1] = {'locked', lockout}
+      else
+        record('wrong_pin', 'wrong_pin', 0)
+        replies[i + 1] = {'wrong_pin', max_fails - failed}
+      end
+    else
+      local q
+      if pin_state == 'ok' then
+        redis.call('DEL', fails)
+        q = redis.call('HINCRBY', qkey, 'n', 1)
+        redis.call('HSETNX', qkey, 'first_at', now)
+        redis.call('HSETNX', qkey, 'first_place', place)
+      else
+        q = tonumber(redis.call('HGET', qkey, 'n') or '0')
+      end
+      local first_at = redis.call('HGET', qkey, 'first_at') or ''
+      local first_place = redis.call('HGET', qkey, 'first_place') or ''
+      local result, reason = 'genuine', 'pin_required'
+      if pin_state == 'ok' then
+        reason = (q == 1) and 'first_query' or 'repeat_query'
+      end
+      if q > threshold then
+        result, reason = 'suspicious', 'over_threshold'
+      elseif pin_state == 'ok' and q > 1 and first_place ~= '' and place ~= ''
+          and first_place ~= place then
+        result, reason = 'suspicious', 'region_jump'
+      elseif never_shipped == '1' then
+        result, reason = 'suspicious', 'never_shipped'
+      end
+      record(result, reason, q)
+      replies[i + 1] = {'ok', q, first_at, first_place, result, reason}
+    end
+  end
 end
-if ARGV[2] == 'ok' then
-  redis.call('DEL', KEYS[3])
-  q = redis.call('HINCRBY', KEYS[4], 'n', 1)
-  redis.call('HSETNX', KEYS[4], 'first_at', ARGV[5])
-  redis.call('HSETNX', KEYS[4], 'first_place', ARGV[6])
-else
-  q = tonumber(redis.call('HGET', KEYS[4], 'n') or '0')
-end
-local first_at = redis.call('HGET', KEYS[4], 'first_at') or ''
-local first_place = redis.call('HGET', KEYS[4], 'first_place') or ''
-local result, reason = 'genuine', 'pin_required'
-if ARGV[2] == 'ok' then
-  reason = (q == 1) and 'first_query' or 'repeat_query'
-end
-if q > tonumber(ARGV[7]) then
-  result, reason = 'suspicious', 'over_threshold'
-elseif ARGV[2] == 'ok' and q > 1 and first_place ~= '' and ARGV[6] ~= ''
-    and first_place ~= ARGV[6] then
-  result, reason = 'suspicious', 'region_jump'
-elseif ARGV[8] == '1' then
-  result, reason = 'suspicious', 'never_shipped'
-end
-record(result, reason, q)
-return {'ok', q, first_at, first_place, result, reason, unit}
+return replies
 """
 
 
-def unit_key(namespace: str, code: int) -> str:
-    """The Redis key caching a unit's state for verification."""
-    return f"{namespace}:unit:{code}"
-
-
-async def forget_unit(redis_client: Redis, namespace: str, code: int) -> None:
-    """Drop a unit's cached state after it changed (void, replaced); Redis down is no error."""
-    try:
-        await redis_client.delete(unit_key(namespace, code))
-    except _REDIS_DOWN:
-        pass  # nothing is cached while Redis is down; the entry expires within UNIT_TTL anyway
-
-
 class UnitInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """What a verification needs to know of an activated unit (cached in Redis)."""
+    """What a verification needs to know of an activated unit."""
 
     brand_id: int
     status: str  # active, sold, or void / destroyed (replaced, decommissioned): not genuine
@@ -122,6 +133,26 @@ class UnitInfo(msgspec.Struct, frozen=True, kw_only=True):
     lot: str | None
     production_date: str | None
     shipped: bool
+
+
+class _Pending:
+    """One verification waiting for its round: what it asks, and its reply."""
+
+    __slots__ = ("batch", "code", "done", "pin_state", "record", "refusal", "reply", "unit")
+
+    def __init__(
+        self,
+        record: _Record,
+        code: int | None,
+        batch: BatchRef | None,
+        pin_state: str,
+        refusal: str | None,
+    ) -> None:
+        self.record, self.code, self.batch = record, code, batch
+        self.pin_state, self.refusal = pin_state, refusal
+        self.unit: UnitInfo | None = None
+        self.reply: Any = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class Verifier:
@@ -138,7 +169,8 @@ class Verifier:
         self.queue_key = f"{self.ns}:verif:queue"
         self._script = redis_client.register_script(_SCRIPT)
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
-        self._unit_decoder = msgspec.json.Decoder(UnitInfo)
+        self._waiting: list[_Pending] = []
+        self._round: asyncio.Task[None] | None = None
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
@@ -154,10 +186,10 @@ class Verifier:
 
     async def _unit_from_db(self, code: int, batch: BatchRef) -> UnitInfo | None:
         """The unit's product, lot and route, or None when it was never activated."""
-        from app.verify.units import load_unit
+        from app.verify.units import load_units
 
         async with self.pool.connection() as conn:
-            return await load_unit(conn, code, batch)
+            return (await load_units(conn, [code], {code: batch.brand_id})).get(code)
 
     # -- the answer ------------------------------------------------------------------------
 
@@ -169,59 +201,53 @@ class Verifier:
         )
         serial_text = serial_from_scan(data.serial)
         record = _Record(now, data, ip, user_agent, place)
+        lang = data.lang
         try:
             batch_no, index, version = self.scheme.verify(serial_text)
         except MalformedSerial:
-            return await self._refuse(record, "malformed", data.lang, serial_text)
+            return await self._refuse(record, "malformed", lang, serial_text)
         except (ForgedSerial, UnknownKeyVersion):
-            return await self._refuse(record, "forged", data.lang, serial_text)
+            return await self._refuse(record, "forged", lang, serial_text)
         serial = self.scheme.serial(batch_no, index, version)
         code = make_code_id(batch_no, index)
         batch = await self._batch(batch_no)
         if batch is None:  # a tag that verifies but no batch: store the serial, not an id
-            return await self._refuse(record, "unknown", data.lang, serial)
+            return await self._refuse(record, "unknown", lang, serial)
         if index >= batch.size:
-            return await self._refuse(record, "unknown", data.lang, serial, code)
+            return await self._refuse(record, "unknown", lang, serial, code)
         record.brand_id = batch.brand_id
         if batch.state == "void":
-            return await self._refuse(record, "void", data.lang, serial, code)
+            return await self._refuse(record, "void", lang, serial, code)
         pin_state = "none"
         if data.pin is not None:
             pin_state = "ok" if self.scheme.check_pin(serial, data.pin) else "bad"
+        record.code_id, record.serial = code, serial
+        pending = _Pending(record, code, batch, pin_state, None)
         try:
-            return await self._counted(record, serial, code, batch, pin_state, data.lang)
+            await self._wait_for_round(pending)
         except _REDIS_DOWN:
             from app.verify.fallback import verify_without_redis
 
-            return await verify_without_redis(
-                self, record, serial, code, batch, pin_state, data.lang
-            )
+            return await verify_without_redis(self, record, serial, code, batch, pin_state, lang)
+        if pending.refusal is not None:  # never activated, or void: known after the round
+            return self._not_genuine(pending.refusal, lang, serial)
+        return self._answer(pending, serial, lang)
 
     async def _refuse(
         self, record: _Record, reason: str, lang: str, serial: str, code: int | None = None
     ) -> VerifyOut:
         """Not genuine: rate-limited and recorded like any other verification."""
         record.code_id, record.serial = code, serial[:64]
-        keys = [self._rate_key(record.ip), "", "", "", "", self.queue_key]
-        args = [
-            self.settings.verify_rate_limit,
-            "not_genuine",
-            reason,
-            0,
-            "",
-            "",
-            0,
-            0,
-            record.prefix(),
-            0,
-        ]
         try:
-            answer = await self._script(keys=keys, args=args)
-            self._raise_if_limited(answer)
+            await self._wait_for_round(_Pending(record, code, None, "refuse", reason))
         except _REDIS_DOWN:
             from app.verify.fallback import insert_record
 
             await insert_record(self.pool, record, "not_genuine", reason, 0)
+        return self._not_genuine(reason, lang, serial)
+
+    @staticmethod
+    def _not_genuine(reason: str, lang: str, serial: str) -> VerifyOut:
         return VerifyOut(
             result="not_genuine",
             reason=reason,
@@ -229,58 +255,9 @@ class Verifier:
             serial=serial if reason not in ("malformed", "forged") else None,
         )
 
-    def _rate_key(self, ip: str | None) -> str:
-        return f"{self.ns}:rl:{ip or '-'}:{int(time.time() // 60)}"
-
-    @staticmethod
-    def _raise_if_limited(answer: list[Any]) -> None:
-        if answer and answer[0] == b"rate":
-            retry = max(int(answer[1]), 1)
-            raise TooManyRequests(
-                "too many verifications from this address; try again shortly",
-                code="rate_limited",
-                details={"retry_after": retry},
-                headers={"Retry-After": str(retry)},
-            )
-
-    async def _counted(
-        self, record: _Record, serial: str, code: int, batch: BatchRef, pin_state: str, lang: str
-    ) -> VerifyOut:
-        ns = self.ns
-        record.code_id, record.serial = code, serial
-        keys = [
-            self._rate_key(record.ip),
-            f"{ns}:lock:{code}",
-            f"{ns}:pinfail:{code}",
-            f"{ns}:q:{code}",
-            unit_key(ns, code),
-            self.queue_key,
-        ]
-        unit = await self._cached_unit(keys[4])
-        if unit is None:
-            unit = await self._unit_from_db(code, batch)
-            if unit is None:  # issued, never activated: not a genuine item on a shelf
-                return await self._refuse(record, "not_activated", lang, serial, code)
-            await self.redis.set(keys[4], msgspec.json.encode(unit), ex=UNIT_TTL)
-        if unit.status in VOID_STATES:
-            return await self._refuse(record, "void", lang, serial, code)
-        record.product_id = unit.product.id if unit.product else None
-        place = record.place.label if record.place else ""
-        never_shipped = int(self.settings.verify_flag_never_shipped and not unit.shipped)
-        args = [
-            self.settings.verify_rate_limit,
-            pin_state,
-            self.settings.pin_max_failures,
-            self.settings.pin_lockout_seconds,
-            record.at.isoformat(),
-            place,
-            self.settings.verify_repeat_threshold,
-            never_shipped,
-            record.prefix(),
-            1,
-        ]
-        answer = await self._script(keys=keys, args=args)
-        self._raise_if_limited(answer)
+    def _answer(self, pending: _Pending, serial: str, lang: str) -> VerifyOut:
+        unit, answer = pending.unit, pending.reply
+        assert unit is not None
         status = answer[0].decode()
         base = {
             "serial": serial,
@@ -322,9 +299,87 @@ class Verifier:
             **base,
         )
 
-    async def _cached_unit(self, key: str) -> UnitInfo | None:
-        raw = await self.redis.get(key)
-        return self._unit_decoder.decode(raw) if raw else None
+    # -- rounds: many verifications, one PostgreSQL query and one Redis round trip ----------
+
+    async def _wait_for_round(self, pending: _Pending) -> None:
+        """Queue a verification, start a round if none is out, wait for the reply (429 when
+        the caller is over the rate limit; Redis errors are raised to the caller)."""
+        self._waiting.append(pending)
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_task(self._rounds())
+        await pending.done
+        answer = pending.reply
+        if answer and answer[0] == b"rate":
+            retry = max(int(answer[1]), 1)
+            raise TooManyRequests(
+                "too many verifications from this address; try again shortly",
+                code="rate_limited",
+                details={"retry_after": retry},
+                headers={"Retry-After": str(retry)},
+            )
+
+    async def _rounds(self) -> None:
+        """Serve the waiting verifications round after round until none are left."""
+        try:
+            while self._waiting:
+                group = self._waiting[:MAX_ROUND]
+                del self._waiting[:MAX_ROUND]
+                try:
+                    await self._serve(group)
+                except BaseException as exc:
+                    for pending in group:
+                        if not pending.done.done():
+                            pending.done.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            self._round = None
+
+    async def _serve(self, group: list[_Pending]) -> None:
+        flag = self.settings.verify_flag_never_shipped
+        counted = [p for p in group if p.refusal is None]
+        if counted:
+            from app.verify.units import load_units
+
+            async with self.pool.connection() as conn:
+                units = await load_units(
+                    conn,
+                    [p.code for p in counted],  # type: ignore[misc]
+                    {p.code: p.batch.brand_id for p in counted},  # type: ignore[union-attr,misc]
+                )
+            for p in counted:
+                unit = units.get(p.code)  # type: ignore[arg-type]
+                if unit is None:  # issued, never activated: not a genuine item on a shelf
+                    p.refusal, p.pin_state = "not_activated", "refuse"
+                elif unit.status in VOID_STATES:
+                    p.refusal, p.pin_state = "void", "refuse"
+                else:
+                    p.unit = unit
+                    p.record.product_id = unit.product.id if unit.product else None
+        settings = self.settings
+        args: list[Any] = [
+            self.ns,
+            int(time.time() // 60),
+            settings.verify_rate_limit,
+            settings.pin_max_failures,
+            settings.pin_lockout_seconds,
+            settings.verify_repeat_threshold,
+            len(group),
+        ]
+        for p in group:
+            record = p.record
+            never_shipped = p.unit is not None and flag and not p.unit.shipped
+            args.append(
+                f"{p.pin_state}\x1f{p.refusal or ''}\x1f{record.at.isoformat()}\x1f"
+                f"{record.place.label if record.place else ''}\x1f{1 if never_shipped else 0}"
+                f"\x1f{record.ip or '-'}\x1f{p.code or 0}"
+            )
+            args.append(record.prefix())
+        replies = await self._script(keys=[self.queue_key], args=args)
+        for p, reply in zip(group, replies, strict=True):
+            p.reply = reply
+            if not p.done.done():  # its request may have gone (client disconnected)
+                p.done.set_result(None)
 
 
 class _Record:
