@@ -12,7 +12,7 @@ import bisect
 import csv
 import ipaddress
 import math
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import msgspec
@@ -115,6 +115,11 @@ class IpTable:
     def lookup(self, ip: str | None) -> Place | None:
         if not ip:
             return None
+        return self._lookup(ip)
+
+    @lru_cache(maxsize=65_536)  # noqa: B019 - one table per process, kept for its lifetime
+    def _lookup(self, ip: str) -> Place | None:
+        """The place of one address (cached: a busy phone network repeats its addresses)."""
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
