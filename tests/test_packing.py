@@ -523,3 +523,41 @@ async def test_activation_gates_verification(client: Any, login: Any, demo: Any,
     never = scheme.serial(batch_no, 1)
     untraced = (await client.get(f"/trace/{never}", headers=await login("admin"))).json()
     assert untraced["state"] is None and untraced["events"] == []
+
+
+async def test_voiding_a_batch_decommissions_its_active_units(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    scheme = app.state.scheme
+    batch_no, product_id = await issue_units(client, login, demo, 4)
+    serials = [scheme.serial(batch_no, i) for i in range(4)]
+    await activate(client, login, serials[:3], product_id, line="V1")
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "recall"}
+    )
+    assert voided.status_code == 200, voided.text
+    rows = await (
+        await conn.execute(
+            "SELECT status, count(*) AS n FROM unit_state WHERE code >= %s AND code < %s "
+            "GROUP BY status",
+            (batch_no << 32, (batch_no + 1) << 32),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert {r["status"]: r["n"] for r in rows} == {"void": 3}
+    trace = (await client.get(f"/trace/{serials[0]}", headers=await login("admin"))).json()
+    assert trace["state"]["status"] == "void"
+    last = trace["events"][-1]
+    assert (last["biz_step"], last["action"]) == ("decommissioning", "DELETE")
+    assert last["details"] == {"batch_no": batch_no, "reason": "recall"}
+    answer = (await client.post("/v1/verify", json={"serial": serials[1]})).json()
+    assert (answer["result"], answer["reason"]) == ("not_genuine", "void")
+    # the stock the units made at the line's organisation is gone again
+    from app.logistics.rollup import recount, rollup_alone
+
+    await conn.set_autocommit(True)
+    try:
+        await rollup_alone(conn, wait=True)
+        assert await recount(conn) == []
+    finally:
+        await conn.set_autocommit(False)

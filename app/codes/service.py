@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from app import audit
@@ -175,6 +176,7 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
         "void_reason = %s WHERE batch_no = %s",
         (actor.user_id, reason, batch_no),
     )
+    await _decommission(conn, actor, batch_no, reason)
     after = await _get(conn, batch_no)
     await audit.record(
         conn,
@@ -187,6 +189,50 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
         org_id=before.brand_id,
     )
     return after
+
+
+async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str) -> None:
+    """The batch's activated units become void too: one decommissioning event, their state,
+    and the stock they leave (the same transaction as the batch's void)."""
+    from app.events.log import NewEvent, allocate_ids, write_events
+    from app.logistics.stock import new_deltas, write_deltas
+
+    [event_id] = await allocate_ids(conn, 1)
+    rows = await (
+        await conn.execute(
+            """UPDATE unit_state SET status = 'void', disposition = 'inactive',
+                   last_event_id = %s, updated_at = now()
+               WHERE code >= %s AND code < %s AND status = 'active'
+               RETURNING code, holder_org_id, transit_to, product_id, lot""",
+            (event_id, code_id(batch_no, 0), code_id(batch_no + 1, 0)),
+        )
+    ).fetchall()
+    if not rows:
+        return
+    deltas = new_deltas()
+    for row in rows:
+        where = row["transit_to"] or row["holder_org_id"]
+        column = "in_transit" if row["transit_to"] else "on_hand"
+        deltas[(where, row["product_id"], row["lot"], column)] -= 1
+    await write_events(
+        conn,
+        [
+            NewEvent(
+                id=event_id,
+                brand_id=actor.brand_id,
+                event_type="ObjectEvent",
+                action="DELETE",
+                biz_step="decommissioning",
+                disposition="inactive",
+                event_time=datetime.now(UTC),
+                units=[row["code"] for row in rows],
+                biz_location=actor.org_id,
+                recorded_by=actor.user_id,
+                details={"batch_no": batch_no, "reason": reason},
+            )
+        ],
+    )
+    await write_deltas(conn, deltas, event_id)
 
 
 async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str) -> CodeStatusOut:
