@@ -175,7 +175,9 @@ async def test_replaying_an_upload_three_times_changes_nothing(
     for _ in range(3):
         again = await upload(client, login, "R1", scans)
         assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 33, 0)
-        assert [s.get("parent") for s in again["scans"]] == [s.get("parent") for s in first["scans"]]
+        assert [s.get("parent") for s in again["scans"]] == [
+            s.get("parent") for s in first["scans"]
+        ]
         assert (
             await counts(conn, lumi.batch_no)
             == before
