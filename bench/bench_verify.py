@@ -19,7 +19,7 @@ again). After the run it waits for the record queue to drain and counts the rows
 ``verifications``: every answered request must have its record (write-behind, never lost).
 PostgreSQL, Redis and the flusher are not pinned: they share both cores with granian and wrk.
 A supplementary run (``--no-hot`` skips it) verifies the codes the measured run verified first
-once more: their units are cached in Redis, so it shows the path without the PostgreSQL read.
+once more: repeat queries only (their counters exist; the unit state is read as for any other).
 
 ``--profile N``: afterwards, N requests of each endpoint through the ASGI app in this process
 (no HTTP server, 64 at a time, same Redis and PostgreSQL) under pyinstrument (cProfile when
@@ -241,8 +241,7 @@ def main() -> int:
             )
         )
         if args.hot:
-            # Supplementary: the codes the measured run verified first, again (their units are
-            # now cached in Redis): the cost of the path without the PostgreSQL unit read.
+            # Supplementary: the codes the measured run verified first, again: repeat queries.
             reached = int(verify["requests"] * (100 - args.repeat) / 100 * 0.95)
             hot = stack.var / "bench-hot.csv"
             hot.write_text("\n".join(lines[: max(reached, 1)]) + "\n")
@@ -254,10 +253,10 @@ def main() -> int:
                 LUA_VERIFY,
                 {**env, "WRK_CODES": str(hot), "WRK_REPEAT": "0"},
             )
-            print(f"\nsupplementary: the first {reached:,} codes again (units cached in Redis):")
+            print(f"\nsupplementary: the first {reached:,} codes again (repeat queries):")
             show("POST /v1/verify", again)
             print(
-                f"  cached-unit verify / ping: {again['rps'] / ping['rps']:.3f}; answers: genuine "
+                f"  repeat-query verify / ping: {again['rps'] / ping['rps']:.3f}; answers: genuine "
                 f"{int(again['genuine']):,}, suspicious {int(again['suspicious']):,}, "
                 f"other {int(again['other']):,}, non-200 {int(again['http_errors']):,}"
             )
