@@ -156,7 +156,7 @@ def main() -> int:
         "--no-hot",
         dest="hot",
         action="store_false",
-        help="skip the supplementary run over already verified (cached) codes",
+        help="skip the supplementary run of repeat queries over already verified codes",
     )
     parser.add_argument("--codes", type=Path, help="an existing codes file instead of the CLI's")
     args = parser.parse_args()
