@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUST_SOURCES := $(wildcard core_rs/src/*.rs) core_rs/Cargo.toml
 
-.PHONY: setup browser run test lint bench clean
+.PHONY: setup browser wrk run test lint bench clean
 
 setup: $(STAMP)
 
@@ -19,13 +19,19 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# Debian packages a target needs, installed when missing: $(call apt,<binary>,<packages>).
+apt = @test -x $(1) || { \
+  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+  INSTALL="env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2)"; \
+  $$SUDO $$INSTALL || { $$SUDO apt-get update && $$SUDO $$INSTALL; }; }
+
 # Debian's Chromium and its ChromeDriver for the consumer-page browser tests (tests/test_h5_browser.py).
 browser:
-	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  PKGS="chromium chromium-driver"; \
-	  INSTALL="env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$PKGS"; \
-	  $$SUDO $$INSTALL || { $$SUDO apt-get update && $$SUDO $$INSTALL; }; }
+	$(call apt,/usr/bin/chromedriver,chromium chromium-driver)
+
+# wrk, the HTTP load generator of loadtest-wrk and bench-verify.
+wrk:
+	$(call apt,/usr/bin/wrk,wrk)
 
 run: setup
 	$(BIN)/tracecode run
@@ -51,11 +57,11 @@ loadtest: setup
 	$(BIN)/python loadtests/stack.py --count 5000 -- $(BIN)/locust -f loadtests/locustfile.py \
 	  --headless --only-summary -u $(LOADTEST_USERS) -r 10 --run-time $(LOADTEST_TIME)
 
-loadtest-wrk: setup
+loadtest-wrk: setup wrk
 	loadtests/wrk_verify.sh --duration $(WRK_TIME)
 
 # Issue 7 target: /v1/verify vs /ping throughput, one granian worker on CPU 0, wrk on CPU 1.
-bench-verify: setup
+bench-verify: setup wrk
 	$(BIN)/python bench/bench_verify.py
 
 clean:

@@ -67,8 +67,20 @@ class NotFound(AppError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowed(AppError):
+    status, code = 405, "method_not_allowed"
+
+
 class Conflict(AppError):
     status, code = 409, "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code = 415, "unsupported_media_type"
 
 
 class Unprocessable(AppError):
@@ -153,8 +165,22 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return _response(status, code, exc.detail or code.replace("_", " "), exc.extra or None, headers)
 
 
+def invalid_body(exc: msgspec.MsgspecError) -> AppError:
+    """A request body msgspec could not decode: malformed JSON, or the field that is wrong."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return BadRequest(f"the request body is not valid JSON: {exc}", code="malformed_json")
+    message, _, where = str(exc).rpartition(" - at `$")
+    if not message:
+        return ValidationFailed(f"invalid request: {exc}")
+    field = where.rstrip("`").lstrip(".")
+    return ValidationFailed(
+        f"invalid request ({field}): {message}",
+        details=[{"field": field, "message": message, "source": "body"}],
+    )
+
+
 def handle_msgspec_error(_: Request[Any, Any, Any], exc: msgspec.MsgspecError) -> Response[Any]:
-    return _response(400, "validation_failed", str(exc))
+    return handle_app_error(_, invalid_body(exc))
 
 
 def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:

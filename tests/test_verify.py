@@ -272,11 +272,20 @@ def test_fallback_rules_match_the_redis_script_rules() -> None:
 
 
 async def test_bad_verification_input_is_a_clear_400(client: Any) -> None:
-    assert_error(
+    error = assert_error(
         await client.post("/v1/verify", json={"serial": "X", "pin": "12ab"}),
         400,
         "validation_failed",
     )
+    assert error["details"][0]["field"] == "pin"
+    error = assert_error(
+        await client.post("/v1/verify", json={"serial": "X", "gps": {"lat": 0, "lng": 181}}),
+        400,
+        "validation_failed",
+    )
+    assert error["details"][0]["field"] == "gps.lng"
+    assert_error(await client.post("/v1/verify", json={"pin": "1234"}), 400, "validation_failed")
+    assert_error(await client.post("/v1/verify", json=["X"]), 400, "validation_failed")
     assert_error(
         await client.post("/v1/verify", json={"serial": "X" * 600}), 400, "validation_failed"
     )
@@ -289,3 +298,28 @@ async def test_bad_verification_input_is_a_clear_400(client: Any) -> None:
         400,
         "malformed_json",
     )
+
+
+async def test_verify_refuses_other_methods_and_large_bodies(client: Any) -> None:
+    response = await client.get("/v1/verify")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    big = {"serial": "X", "client_id": "c", "pad": "x" * 20_000}
+    assert_error(await client.post("/v1/verify", json=big), 413, "payload_too_large")
+
+
+async def test_verify_is_in_the_openapi_schema(client: Any) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    post = schema["paths"]["/v1/verify"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/VerifyIn"}
+    assert set(schema["components"]["schemas"]["VerifyIn"]["properties"]) == {
+        "serial",
+        "pin",
+        "client_id",
+        "gps",
+        "lang",
+    }
+    answer = post["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/VerifyOut"}
+    assert "first_query_at" in schema["components"]["schemas"]["VerifyOut"]["properties"]

@@ -29,7 +29,7 @@ import msgspec
 from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import AppError, BadRequest
+from app.errors import AppError, BadRequest, PayloadTooLarge
 from app.logistics.orders import create_order
 from app.logistics.schemas import OrderIn, OrderLineIn
 
@@ -53,14 +53,6 @@ REQUIRED = ("erp_no", "from_erp_code", "to_erp_code", "quantity")
 KINDS = ("sales", "purchase", "transfer", "return")
 _ERP_NO = re.compile(r"^[!-~]{1,64}$")
 _DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
-
-
-class PayloadTooLarge(AppError):
-    status, code = 413, "payload_too_large"
-
-
-class UnsupportedMediaType(AppError):
-    status, code = 415, "unsupported_media_type"
 
 
 class RowError(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,6 +10,7 @@ from litestar.params import Parameter
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.db import Conn
+from app.errors import UnsupportedMediaType
 from app.logistics import documents, imports, orders
 from app.logistics.schemas import (
     CodesIn,
@@ -75,7 +76,7 @@ class OrderController(Controller):
         principal.require("orders.write")
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in imports.MEDIA_TYPES:
-            raise imports.UnsupportedMediaType(
+            raise UnsupportedMediaType(
                 "send the CSV file as the body with Content-Type: text/csv",
                 details={"accepted": list(imports.MEDIA_TYPES)},
             )
