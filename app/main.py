@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await app.state.verifier.close()
             await redis.aclose()
             await pool.close()
 

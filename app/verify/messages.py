@@ -72,13 +72,20 @@ UNKNOWN_PLACE = {"zh": "未知地区", "en": "an unknown place"}
 
 
 def when(at: datetime | None) -> str:
-    return at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if at else ""
+    """``2026-11-25 18:44``, in China time."""
+    if at is None:
+        return ""
+    t = at.astimezone(CHINA)
+    return f"{t.year}-{t.month:02}-{t.day:02} {t.hour:02}:{t.minute:02}"
 
 
 def text(reason: str, lang: str, **values: object) -> str:
     lang = lang if lang in ("zh", "en") else "zh"
     template = TEXTS.get(reason, TEXTS["unknown"])[lang]
-    first_at = values.get("first_at")
-    values["first_at"] = when(first_at) if isinstance(first_at, datetime) else (first_at or "")
-    values["first_place"] = values.get("first_place") or UNKNOWN_PLACE[lang]
+    if "{" not in template:
+        return template
+    if "{first_at}" in template:
+        first_at = values.get("first_at")
+        values["first_at"] = when(first_at) if isinstance(first_at, datetime) else first_at or ""
+        values["first_place"] = values.get("first_place") or UNKNOWN_PLACE[lang]
     return template.format(**values)

@@ -13,13 +13,16 @@ When Redis is down the answer comes from PostgreSQL and the record is inserted d
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import psycopg
 import redis.exceptions
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -43,24 +46,25 @@ VOID_STATES = ("void", "destroyed")  # unit states that verify as not genuine
 MAX_ROUND = 500  # verifications served by one round at most
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
-# One round. KEYS[1] = the record queue. ARGV[1..7] = namespace, minute, rate_limit, max_fails,
-# lockout_s, threshold, count; then per verification i (from 0) two values at 8 + 2i: its fields
-# joined by \x1f (pin_state: none|ok|bad, or "refuse" for a not-genuine answer; the refusal's
-# reason; now_iso; place; never_shipped 0|1; client ip; code id) and its record prefix. Key names
-# are made here from the namespace, so a round is two arguments per verification (the command is
-# cheap to build); on a Redis Cluster the per-code keys would need a hash tag. Returns one reply
-# per verification.
+# One round. KEYS[1] = the record queue. ARGV = namespace, minute, rate_limit, max_fails,
+# lockout_s, threshold, and the round's verifications in ONE argument: separated by \x1e, each
+# its fields separated by \x1f — pin_state (none|ok|bad, or "refuse" for a not-genuine answer),
+# the refusal's reason, the time (ISO 8601), place, never_shipped (0|1), client ip, code id, and
+# last its record as JSON without the closing brace (JSON escapes control characters, so it
+# holds neither separator). One argument keeps the command cheap to build and send; key names
+# are made here from the namespace (on a Redis Cluster the per-code keys would need a hash tag).
+# Returns one reply per verification, in order.
 _SCRIPT = """
 local ns, minute = ARGV[1], ARGV[2]
 local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local threshold, count = tonumber(ARGV[6]), tonumber(ARGV[7])
+local threshold = tonumber(ARGV[6])
 local replies = {}
-for i = 0, count - 1 do
+for item in ARGV[7]:gmatch('[^\\30]+') do
   local f = {}
-  for field in (ARGV[8 + 2 * i] .. '\\31'):gmatch('(.-)\\31') do f[#f + 1] = field end
-  local pin_state, refusal, now, place, never_shipped, ip, code =
-    f[1], f[2], f[3], f[4], f[5], f[6], f[7]
-  local prefix = ARGV[9 + 2 * i]
+  for field in (item .. '\\31'):gmatch('(.-)\\31') do f[#f + 1] = field end
+  local pin_state, refusal, now, place, never_shipped, ip, code, prefix =
+    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+  local i = #replies
   local rate = ns .. ':rl:' .. ip .. ':' .. minute
   local lock, fails, qkey = ns .. ':lock:' .. code, ns .. ':pinfail:' .. code, ns .. ':q:' .. code
   local function record(result, reason, queries)
@@ -171,6 +175,31 @@ class Verifier:
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
         self._waiting: list[_Pending] = []
         self._round: asyncio.Task[None] | None = None
+        # Record keys: 64 random bits of this process, then a counter (unique, and cheaper
+        # than a uuid4 per record; the records' unique key is (at, record_key)).
+        self._key_prefix = os.urandom(8).hex()
+        self._keys = itertools.count()
+        self._conn: AsyncConnection[Any] | None = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def _units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
+        """The round's units, read on the verifier's own autocommit connection: one round trip
+        (a pooled connection adds BEGIN and COMMIT), and rounds run one at a time."""
+        from app.verify.units import load_units
+
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._conn = await AsyncConnection.connect(
+                self.pool.conninfo, autocommit=True, application_name="tracecode-verify"
+            )
+        try:
+            return await load_units(conn, codes, brands)
+        except psycopg.OperationalError:
+            await conn.close()  # a new connection for the next round
+            raise
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
@@ -194,13 +223,13 @@ class Verifier:
     # -- the answer ------------------------------------------------------------------------
 
     async def verify(self, data: VerifyIn, ip: str | None, user_agent: str | None) -> VerifyOut:
-        now = datetime.now(UTC)
         gps = data.gps
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
         )
         serial_text = serial_from_scan(data.serial)
-        record = _Record(now, data, ip, user_agent, place)
+        key = f"{self._key_prefix}{next(self._keys):016x}"
+        record = _Record(datetime.now(UTC), key, data, ip, user_agent, place)
         lang = data.lang
         try:
             batch_no, index, version = self.scheme.verify(serial_text)
@@ -258,45 +287,48 @@ class Verifier:
     def _answer(self, pending: _Pending, serial: str, lang: str) -> VerifyOut:
         unit, answer = pending.unit, pending.reply
         assert unit is not None
-        status = answer[0].decode()
-        base = {
-            "serial": serial,
-            "product": unit.product,
-            "lot": unit.lot,
-            "production_date": unit.production_date,
-        }
-        if status == "locked":
+        status = answer[0]
+        if status == b"locked":
             retry = int(answer[1])
             return VerifyOut(
                 result="locked",
                 reason="locked",
                 retry_after=retry,
                 message=messages.text("locked", lang, minutes=-(-retry // 60)),
-                **base,
+                serial=serial,
+                product=unit.product,
+                lot=unit.lot,
+                production_date=unit.production_date,
             )
-        if status == "wrong_pin":
+        if status == b"wrong_pin":
             left = int(answer[1])
             return VerifyOut(
                 result="wrong_pin",
                 reason="wrong_pin",
                 pin_attempts_left=left,
                 message=messages.text("wrong_pin", lang, left=left),
-                **base,
+                serial=serial,
+                product=unit.product,
+                lot=unit.lot,
+                production_date=unit.production_date,
             )
         queries = int(answer[1])
         first_at = datetime.fromisoformat(answer[2].decode()) if answer[2] else None
-        first_place = answer[3].decode() or None if answer[3] else None
-        result, reason = answer[4].decode(), answer[5].decode()
+        first_place = answer[3].decode() or None
+        reason = answer[5].decode()
         return VerifyOut(
-            result=result,  # type: ignore[arg-type]
+            result=answer[4].decode(),
             reason=reason,
             message=messages.text(
                 reason, lang, queries=queries, first_at=first_at, first_place=first_place
             ),
+            serial=serial,
+            product=unit.product,
+            lot=unit.lot,
+            production_date=unit.production_date,
             queries=queries,
             first_query_at=first_at,
             first_query_place=first_place,
-            **base,
         )
 
     # -- rounds: many verifications, one PostgreSQL query and one Redis round trip ----------
@@ -309,7 +341,7 @@ class Verifier:
             self._round = asyncio.get_running_loop().create_task(self._rounds())
         await pending.done
         answer = pending.reply
-        if answer and answer[0] == b"rate":
+        if answer[0] == b"rate":
             retry = max(int(answer[1]), 1)
             raise TooManyRequests(
                 "too many verifications from this address; try again shortly",
@@ -339,14 +371,10 @@ class Verifier:
         flag = self.settings.verify_flag_never_shipped
         counted = [p for p in group if p.refusal is None]
         if counted:
-            from app.verify.units import load_units
-
-            async with self.pool.connection() as conn:
-                units = await load_units(
-                    conn,
-                    [p.code for p in counted],  # type: ignore[misc]
-                    {p.code: p.batch.brand_id for p in counted},  # type: ignore[union-attr,misc]
-                )
+            units = await self._units(
+                [p.code for p in counted],  # type: ignore[misc]
+                {p.code: p.batch.brand_id for p in counted},  # type: ignore[union-attr,misc]
+            )
             for p in counted:
                 unit = units.get(p.code)  # type: ignore[arg-type]
                 if unit is None:  # issued, never activated: not a genuine item on a shelf
@@ -356,65 +384,113 @@ class Verifier:
                 else:
                     p.unit = unit
                     p.record.product_id = unit.product.id if unit.product else None
-        settings = self.settings
-        args: list[Any] = [
-            self.ns,
-            int(time.time() // 60),
-            settings.verify_rate_limit,
-            settings.pin_max_failures,
-            settings.pin_lockout_seconds,
-            settings.verify_repeat_threshold,
-            len(group),
-        ]
+        items = []
         for p in group:
             record = p.record
             never_shipped = p.unit is not None and flag and not p.unit.shipped
-            args.append(
-                f"{p.pin_state}\x1f{p.refusal or ''}\x1f{record.at.isoformat()}\x1f"
-                f"{record.place.label if record.place else ''}\x1f{1 if never_shipped else 0}"
-                f"\x1f{record.ip or '-'}\x1f{p.code or 0}"
+            place = record.place
+            items.append(
+                f"{p.pin_state}\x1f{p.refusal or ''}\x1f{record.at_text}\x1f"
+                f"{place.label if place else ''}\x1f{1 if never_shipped else 0}"
+                f"\x1f{record.ip or '-'}\x1f{p.code or 0}\x1f".encode()
+                + record.prefix()
             )
-            args.append(record.prefix())
-        replies = await self._script(keys=[self.queue_key], args=args)
+        settings = self.settings
+        replies = await self._script(
+            keys=[self.queue_key],
+            args=[
+                self.ns,
+                int(time.time() // 60),
+                settings.verify_rate_limit,
+                settings.pin_max_failures,
+                settings.pin_lockout_seconds,
+                settings.verify_repeat_threshold,
+                b"\x1e".join(items),
+            ],
+        )
         for p, reply in zip(group, replies, strict=True):
             p.reply = reply
             if not p.done.done():  # its request may have gone (client disconnected)
                 p.done.set_result(None)
 
 
-class _Record:
-    """One verification record, serialised by hand into the JSON the flusher stores."""
+class _Row(msgspec.Struct, gc=False):
+    """A verification record as the flusher stores it (``records.py``), less the outcome."""
 
-    __slots__ = ("at", "brand_id", "code_id", "data", "ip", "place", "product_id", "serial", "ua")
+    at: str
+    record_key: str
+    code_id: int | None
+    serial: str | None
+    brand_id: int | None
+    product_id: int | None
+    pin_given: bool
+    client_ip: str | None
+    client_id: str | None
+    user_agent: str | None
+    province: str | None
+    city: str | None
+    lat: float | None
+    lng: float | None
+
+
+_ENCODE = msgspec.json.Encoder().encode
+
+
+class _Record:
+    """One verification record; the round sends it to Redis as JSON (``prefix``)."""
+
+    __slots__ = (
+        "at",
+        "at_text",
+        "brand_id",
+        "code_id",
+        "data",
+        "ip",
+        "key",
+        "place",
+        "product_id",
+        "serial",
+        "ua",
+    )
 
     def __init__(
-        self, at: datetime, data: VerifyIn, ip: str | None, ua: str | None, place: Place | None
+        self,
+        at: datetime,
+        key: str,
+        data: VerifyIn,
+        ip: str | None,
+        ua: str | None,
+        place: Place | None,
     ) -> None:
-        self.at, self.data, self.ip, self.ua, self.place = at, data, ip, ua, place
+        self.at, self.key, self.data, self.ip, self.ua, self.place = at, key, data, ip, ua, place
+        self.at_text = _ENCODE(at)[1:-1].decode()  # ISO 8601, as msgspec writes it
         self.code_id: int | None = None
         self.serial: str | None = None
         self.brand_id: int | None = None
         self.product_id: int | None = None
 
-    def fields(self) -> dict[str, Any]:
+    def row(self) -> _Row:
         place = self.place
-        return {
-            "at": self.at.isoformat(),
-            "record_key": uuid.uuid4().hex,
-            "code_id": self.code_id,
-            "serial": self.serial,
-            "brand_id": self.brand_id,
-            "product_id": self.product_id,
-            "pin_given": self.data.pin is not None,
-            "client_ip": self.ip,
-            "client_id": self.data.client_id,
-            "user_agent": (self.ua or "")[:200] or None,
-            "province": place.province if place else None,
-            "city": place.city if place else None,
-            "lat": place.lat if place else None,
-            "lng": place.lng if place else None,
-        }
+        return _Row(
+            self.at_text,
+            self.key,
+            self.code_id,
+            self.serial,
+            self.brand_id,
+            self.product_id,
+            self.data.pin is not None,
+            self.ip,
+            self.data.client_id,
+            (self.ua or "")[:200] or None,
+            place.province if place else None,
+            place.city if place else None,
+            place.lat if place else None,
+            place.lng if place else None,
+        )
 
-    def prefix(self) -> str:
+    def fields(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self.row())
+
+    def prefix(self) -> bytes:
         """The record as JSON without its closing brace; the script appends the outcome."""
-        return msgspec.json.encode(self.fields()).decode()[:-1]
+        return _ENCODE(self.row())[:-1]
