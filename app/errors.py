@@ -195,6 +195,9 @@ def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[A
         return _response(400, "validation_failed", "a value is out of range or malformed")
     if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
         return _response(409, "retry", "a concurrent change conflicted; retry the request")
+    if isinstance(exc, psycopg.OperationalError):
+        log.error("database unavailable", extra={"error": str(exc)})
+        return _response(503, "service_unavailable", "the database is unavailable; retry shortly")
     return handle_unexpected(_, exc)
 
 

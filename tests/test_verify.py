@@ -34,15 +34,18 @@ async def _activated_batch(client: Any, login: Any, demo: Any, conn: Any, size: 
 @pytest.fixture
 async def verifier_with(app: Any) -> AsyncIterator[Any]:
     """Swap the app's verifier for one with other settings, for one test."""
-    original = app.state.verifier
+    original, made = app.state.verifier, []
 
     def swap(**changes: Any) -> Verifier:
         settings = msgspec.structs.replace(app.state.settings, **changes)
         app.state.verifier = Verifier(app.state.pool, app.state.redis, app.state.scheme, settings)
+        made.append(app.state.verifier)
         return app.state.verifier  # type: ignore[no-any-return]
 
     yield swap
     app.state.verifier = original
+    for verifier in made:
+        await verifier.close()
 
 
 async def _verify(client: Any, serial: str, pin: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -84,6 +87,20 @@ async def test_not_genuine_answers(client: Any, login: Any, demo: Any, app: Any,
     voided = await _verify(client, serial, lang="en")
     assert voided["result"] == "not_genuine" and voided["reason"] == "void"
     assert "voided" in voided["message"]
+
+
+async def test_a_lost_database_connection_is_replaced_without_an_error(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    serial = app.state.scheme.serial(await _activated_batch(client, login, demo, conn, 5), 0)
+    assert (await _verify(client, serial))["serial"] == serial
+    verifier = app.state.verifier
+    lost = verifier._conn.info.backend_pid
+    await conn.execute("SELECT pg_terminate_backend(%s)", (lost,))
+    await conn.commit()
+    answer = await _verify(client, serial)  # the round reconnects and answers
+    assert answer["serial"] == serial and answer["product"]["name"].startswith("Sun Cream")
+    assert verifier._conn.info.backend_pid != lost
 
 
 async def test_genuine_first_then_repeat_then_over_threshold(

@@ -190,16 +190,19 @@ class Verifier:
         (a pooled connection adds BEGIN and COMMIT), and rounds run one at a time."""
         from app.verify.units import load_units
 
-        conn = self._conn
-        if conn is None or conn.closed:
-            conn = self._conn = await AsyncConnection.connect(
-                self.pool.conninfo, autocommit=True, application_name="tracecode-verify"
-            )
-        try:
-            return await load_units(conn, codes, brands)
-        except psycopg.OperationalError:
-            await conn.close()  # a new connection for the next round
-            raise
+        for attempt in (1, 2):
+            conn = self._conn
+            if conn is None or conn.closed:
+                conn = self._conn = await AsyncConnection.connect(
+                    self.pool.conninfo, autocommit=True, application_name="tracecode-verify"
+                )
+            try:
+                return await load_units(conn, codes, brands)
+            except psycopg.OperationalError:  # e.g. the server closed it: once more, anew
+                await conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
