@@ -7,16 +7,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
+# The structs of the hot path are gc=False: they hold no reference cycles, and verifications
+# allocate many of them (the cyclic GC need not track, nor walk, any).
+
 Lang = Literal["zh", "en"]
 Result = Literal["genuine", "suspicious", "not_genuine", "wrong_pin", "locked"]
 
 
-class Gps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Gps(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
     lng: Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
 
-class VerifyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class VerifyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False):
     # the serial, or the whole QR content (short form or GS1 Digital Link URI)
     serial: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
     pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}$")] | None = None
@@ -25,7 +28,7 @@ class VerifyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     lang: Lang = "zh"
 
 
-class ProductInfo(msgspec.Struct, frozen=True, kw_only=True):
+class ProductInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: int
     name: str
     spec: str
@@ -34,7 +37,7 @@ class ProductInfo(msgspec.Struct, frozen=True, kw_only=True):
     video_url: str | None
 
 
-class VerifyOut(msgspec.Struct, frozen=True, kw_only=True):
+class VerifyOut(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The answer. ``result`` is what a consumer needs; ``reason`` says why, in a stable code.
 
     reasons: first_query, repeat_query, over_threshold, region_jump, never_shipped,

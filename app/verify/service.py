@@ -128,7 +128,7 @@ return replies
 """
 
 
-class UnitInfo(msgspec.Struct, frozen=True, kw_only=True):
+class UnitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a verification needs to know of an activated unit."""
 
     brand_id: int
