@@ -1,7 +1,7 @@
 """Verification throughput against the same server's /ping (issue 7 target). Prints numbers.
 
-    .venv/bin/python bench/bench_verify.py [--duration 20s] [--connections 64] [--count 60000]
-                                           [--repeat 20] [--profile 20000]
+    .venv/bin/python bench/bench_verify.py [--duration 20s] [--slices 5] [--connections 64]
+                                           [--count 100000] [--repeat 20] [--profile 20000]
 
 Target: with one granian worker and the load generator on the other core, POST /v1/verify
 sustains >= 50% of the same server's trivial /ping JSON throughput measured in the same run,
@@ -12,10 +12,14 @@ embedded ones under var/loadtest), migrations, ``tracecode demo codes --count N`
 demo units, granian with exactly one worker pinned to CPU 0 (``taskset -c 0``), a dramatiq worker
 whose flusher drains the verification record queue into PostgreSQL, and a verification rate
 limit high enough for one client address. A short warm-up of both endpoints (on codes kept
-apart from the measured ones), then ``taskset -c 1 wrk -t1 -c64 -d20s --latency`` against GET
-/ping and against POST /v1/verify (loadtests/verify.lua: the right PIN of each code, the next
-code of the file for a first query, or with ``--repeat`` percent a recently verified code
-again). After the run it waits for the record queue to drain and counts the rows the run left in
+apart from the measured ones), then ``taskset -c 1 wrk -t1 -c64 --latency`` against GET /ping
+and POST /v1/verify in alternating slices (``--slices``, 5 of 4 s each by default), so that
+both endpoints see the same machine: a shared host's speed drifts by tens of percent within
+seconds. Requests/s are over all slices of an endpoint, percentiles of the merged latency
+distribution (each slice's 1000 quantiles weighted by its requests). POST /v1/verify uses
+loadtests/verify.lua: the right PIN of each code, the next code of the slice's own part of the
+file for a first query, or with ``--repeat`` percent a recently verified code again.
+After the run it waits for the record queue to drain and counts the rows the run left in
 ``verifications``: every answered request must have its record (write-behind, never lost).
 PostgreSQL, Redis and the flusher are not pinned: they share both cores with granian and wrk.
 A supplementary run (``--no-hot`` skips it) verifies the codes the measured run verified first
@@ -81,17 +85,48 @@ def wrk(
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr[-2000:]}")
-    numbers: dict[str, float] = {}
+    numbers: dict[str, Any] = {}
     for line in done.stdout.splitlines():
         if line.startswith(("wrk-summary ", "wrk-results ")):
             for key, value in re.findall(r"(\w+)=([\d.]+)", line):
                 numbers[key] = float(value)
-    if "rps" not in numbers:
-        raise RuntimeError(f"no wrk-summary line in:\n{done.stdout}\n{done.stderr}")
+        elif line.startswith("wrk-quantiles "):
+            numbers["quantiles"] = [float(v) for v in line.split(" ", 1)[1].split(",")]
+    if "rps" not in numbers or "quantiles" not in numbers:
+        raise RuntimeError(f"no wrk-summary/wrk-quantiles lines in:\n{done.stdout}\n{done.stderr}")
     numbers["errors"] = sum(
         numbers.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")
     )
     return numbers
+
+
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several wrk runs of one endpoint as one: counts added, requests/s over the runs' time,
+    percentiles of the merged latency distribution (each run's 1000 quantiles, weighted by its
+    requests)."""
+    total: dict[str, Any] = {}
+    for run in runs:
+        for key, value in run.items():
+            if key not in ("quantiles", "rps") and not key.endswith("_ms"):
+                total[key] = total.get(key, 0) + value
+    total["rps"] = total["requests"] / total["seconds"]
+    points = sorted(
+        (q, run["requests"] / len(run["quantiles"])) for run in runs for q in run["quantiles"]
+    )
+
+    def percentile(p: float) -> float:
+        want, seen = total["requests"] * p / 100, 0.0
+        for value, weight in points:
+            seen += weight
+            if seen >= want:
+                return value
+        return points[-1][0]
+
+    for p in (50, 90, 99):
+        total[f"p{p}_ms"] = percentile(p)
+    total["max_ms"] = max(run["max_ms"] for run in runs)
+    total["slices"] = len(runs)
+    return total
 
 
 class QueueWatch(threading.Thread):
@@ -123,6 +158,14 @@ class QueueWatch(threading.Thread):
         return time.monotonic() - started
 
 
+def parse_seconds(duration: str) -> int:
+    """wrk's duration syntax: 20, 20s, 2m."""
+    match = re.fullmatch(r"(\d+)([sm]?)", duration)
+    if not match:
+        raise SystemExit(f"bad duration: {duration}")
+    return int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+
+
 def count_records(db_url: str, since: datetime, until: datetime) -> dict[str, int]:
     import psycopg
 
@@ -144,9 +187,10 @@ def show(name: str, r: dict[str, float]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", default="20s", help="each measured wrk run (default 20s)")
+    parser.add_argument("--duration", default="20s", help="measured time per endpoint (20s)")
+    parser.add_argument("--slices", type=int, default=5, help="alternating runs per endpoint")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--count", type=int, default=60_000, help="activated codes to prepare")
+    parser.add_argument("--count", type=int, default=100_000, help="activated codes to prepare")
     parser.add_argument("--repeat", type=int, default=20, help="percent of repeat queries")
     parser.add_argument("--warmup", default="3s", help="warm-up run of each endpoint")
     parser.add_argument("--api-cpu", default="0", help="taskset CPU of granian (one worker)")
@@ -193,22 +237,37 @@ def main() -> int:
         wrk(verify_url, args.warmup, c, cpu, LUA_VERIFY, {**env, "WRK_CODES": str(warm)})
         watch.drain()
 
-        ping = wrk(ping_url, args.duration, c, cpu, LUA_SUMMARY, env)
-        time.sleep(1)
+        # Alternate short slices of the two endpoints, so that both see the same machine (its
+        # speed drifts by tens of percent within seconds on a shared host); each verify slice
+        # takes fresh codes of its own.
+        seconds = parse_seconds(args.duration)
+        slice_s = max(seconds // args.slices, 1)
+        codes = lines[:-WARM_CODES]
+        chunk = len(codes) // args.slices
+        pings, verifies = [], []
         since = datetime.now(UTC)
         watch.start()
-        verify = wrk(
-            verify_url, args.duration, c, cpu, LUA_VERIFY, {**env, "WRK_CODES": str(measured)}
-        )
+        for k in range(args.slices):
+            pings.append(wrk(ping_url, f"{slice_s}s", c, cpu, LUA_SUMMARY, env))
+            part = stack.var / f"bench-codes-{k}.csv"
+            part.write_text("\n".join(codes[k * chunk : (k + 1) * chunk]) + "\n")
+            verifies.append(
+                wrk(verify_url, f"{slice_s}s", c, cpu, LUA_VERIFY, {**env, "WRK_CODES": str(part)})
+            )
         until = datetime.now(UTC) + timedelta(seconds=2)  # requests in flight when wrk stopped
         watch.stop.set()
         drained = watch.drain()
         records = count_records(db_url, since, until)
+        ping, verify = merge(pings), merge(verifies)
 
         ratio = verify["rps"] / ping["rps"]
         print(
-            f"\nwrk -t1 -c{c} -d{args.duration} --latency (taskset -c {cpu}), "
-            f"{args.repeat}% repeat queries:"
+            f"\nwrk -t1 -c{c} --latency (taskset -c {cpu}), {args.slices} slices of {slice_s} s "
+            f"per endpoint, alternating; {args.repeat}% repeat queries:"
+        )
+        print(
+            "  slices, verify/ping requests/s: "
+            + ", ".join(f"{v['rps'] / p['rps']:.2f}" for p, v in zip(pings, verifies, strict=True))
         )
         show("GET /ping", ping)
         show("POST /v1/verify", verify)
@@ -241,10 +300,14 @@ def main() -> int:
             )
         )
         if args.hot:
-            # Supplementary: the codes the measured run verified first, again: repeat queries.
-            reached = int(verify["requests"] * (100 - args.repeat) / 100 * 0.95)
+            # Supplementary: the codes the measured slices verified first, again: repeat queries.
+            verified = []
+            for k, run in enumerate(verifies):
+                reached = int(run["requests"] * (100 - args.repeat) / 100 * 0.95)
+                verified += codes[k * chunk : k * chunk + min(reached, chunk)]
+            reached = len(verified)
             hot = stack.var / "bench-hot.csv"
-            hot.write_text("\n".join(lines[: max(reached, 1)]) + "\n")
+            hot.write_text("\n".join(verified or codes[:1]) + "\n")
             again = wrk(
                 verify_url,
                 args.duration,
@@ -253,7 +316,7 @@ def main() -> int:
                 LUA_VERIFY,
                 {**env, "WRK_CODES": str(hot), "WRK_REPEAT": "0"},
             )
-            print(f"\nsupplementary: the first {reached:,} codes again (repeat queries):")
+            print(f"\nsupplementary: {reached:,} verified codes again (repeat queries only):")
             show("POST /v1/verify", again)
             print(
                 f"  repeat-query verify / ping: {again['rps'] / ping['rps']:.3f}; answers: genuine "

@@ -1,7 +1,10 @@
--- wrk summary in one parseable line (used for GET /ping by bench/bench_verify.py).
+-- wrk summary in parseable lines (GET /ping in bench/bench_verify.py; verify.lua loads it too).
 -- Usage: wrk -t1 -c64 -d20s --latency -s loadtests/summary.lua http://127.0.0.1:PORT/ping
+--
+-- `wrk-summary`: requests, seconds, rps, percentiles, errors. `wrk-quantiles`: the latency at
+-- every 0.1% (1000 values, ms), so runs can be merged into one distribution.
 
-function done(summary, latency, requests)
+function write_summary(summary, latency)
   local seconds = summary.duration / 1e6
   local e = summary.errors
   io.write(string.format(
@@ -11,4 +14,13 @@ function done(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(90) / 1000,
     latency:percentile(99) / 1000, latency.max / 1000,
     e.connect, e.read, e.write, e.status, e.timeout))
+  local q = {}
+  for i = 1, 1000 do
+    q[i] = string.format("%.3f", latency:percentile(i / 10) / 1000)
+  end
+  io.write("wrk-quantiles " .. table.concat(q, ",") .. "\n")
+end
+
+function done(summary, latency, requests)
+  write_summary(summary, latency)
 end

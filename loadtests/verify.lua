@@ -8,9 +8,12 @@
 -- take the next code of the file (a first query), wrapping around at the end of the file.
 -- WRK_THREADS: the -t given to wrk (default 1); thread k takes lines k, k+T, ... of the file,
 -- so no two threads share a code.
--- At the end: one `wrk-summary` line (rps, percentiles, errors) and the answers' `result`s.
+-- At the end: the `wrk-summary` and `wrk-quantiles` lines of summary.lua and the answers' `result`s.
 
 local threads = {}
+
+-- write_summary(): the summary lines of summary.lua, next to this file
+dofile(debug.getinfo(1, "S").source:sub(2):match("^(.-)[^/]*$") .. "summary.lua")
 
 function setup(thread)
   thread:set("id", #threads)
@@ -70,15 +73,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local seconds = summary.duration / 1e6
-  local e = summary.errors
-  io.write(string.format(
-    "wrk-summary requests=%d seconds=%.3f rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f "
-      .. "max_ms=%.3f connect=%d read=%d write=%d status=%d timeout=%d\n",
-    summary.requests, seconds, summary.requests / seconds,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
-    latency:percentile(99) / 1000, latency.max / 1000,
-    e.connect, e.read, e.write, e.status, e.timeout))
+  write_summary(summary, latency)
   local g, s, o, h = 0, 0, 0, 0
   for _, thread in ipairs(threads) do
     g = g + thread:get("genuine")
