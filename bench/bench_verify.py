@@ -21,7 +21,9 @@ loadtests/verify.lua: the right PIN of each code, the next code of the slice's o
 file for a first query, or with ``--repeat`` percent a recently verified code again.
 After the run it waits for the record queue to drain and counts the rows the run left in
 ``verifications``: every answered request must have its record (write-behind, never lost).
-PostgreSQL, Redis and the flusher are not pinned: they share both cores with granian and wrk.
+PostgreSQL, Redis and the flusher run on the load generator's core (``--services-cpu``, 1 by
+default; with ``TRACECODE_*_URL`` servers they are not this script's to pin): the API's core is
+the API's, as it would be on a server of its own.
 A supplementary run (``--no-hot`` skips it) verifies the codes the measured run verified first
 once more: repeat queries only (their counters exist; the unit state is read as for any other).
 
@@ -195,6 +197,11 @@ def main() -> int:
     parser.add_argument("--warmup", default="3s", help="warm-up run of each endpoint")
     parser.add_argument("--api-cpu", default="0", help="taskset CPU of granian (one worker)")
     parser.add_argument("--wrk-cpu", default="1", help="taskset CPU of wrk")
+    parser.add_argument(
+        "--services-cpu",
+        default="1",
+        help="CPU of the embedded PostgreSQL, Redis and the flusher ('' leaves them unpinned)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="requests per endpoint profiled")
     parser.add_argument(
         "--no-hot",
@@ -210,15 +217,23 @@ def main() -> int:
         f"commit {git_state()}, load average before {os.getloadavg()[0]:.2f} "
         "(other work on the machine skews the numbers)"
     )
-    stack = Stack(count=args.count, codes_file=args.codes, api_cpus=args.api_cpu)
+    services = args.services_cpu or None
+    stack = Stack(
+        count=args.count,
+        codes_file=args.codes,
+        api_cpus=args.api_cpu,
+        worker_cpus=services,
+        services_cpus=services,
+    )
     stack.make_codes = args.codes is None
     log_level = stack.env.get("TRACECODE_LOG_LEVEL", "INFO")
     started = time.monotonic()
     with stack:
         print(
             f"stack: granian 1 worker on CPU {args.api_cpu} at {stack.url}, wrk on CPU "
-            f"{args.wrk_cpu}, log level {log_level} (API log: {stack.log_dir / 'api.log'}), "
-            f"ready in {time.monotonic() - started:.1f} s"
+            f"{args.wrk_cpu}, embedded PostgreSQL, Redis and the flusher on CPU "
+            f"{services or 'any (unpinned)'}, log level {log_level} "
+            f"(API log: {stack.log_dir / 'api.log'}), ready in {time.monotonic() - started:.1f} s"
         )
         lines = stack.codes_file.read_text().splitlines()
         print(f"codes: {len(lines):,} activated units in {stack.codes_file}")

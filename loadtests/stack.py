@@ -1,6 +1,7 @@
 """A local Tracecode stack for load tests: services, API (granian), flusher worker, codes file.
 
-    .venv/bin/python loadtests/stack.py [--count N] [--port P] [--api-cpus 0] -- COMMAND ...
+    .venv/bin/python loadtests/stack.py [--count N] [--port P] [--api-cpus 0] [--services-cpus 1]
+                                        -- COMMAND ...
 
 Starts (or reuses) PostgreSQL and Redis — the ``TRACECODE_DATABASE_URL`` / ``TRACECODE_REDIS_URL``
 servers when set, otherwise embedded ones under ``var/loadtest`` (a var dir of its own, so a
@@ -79,6 +80,7 @@ class Stack:
         codes_file: Path | None = None,
         api_cpus: str | None = None,
         worker_cpus: str | None = None,
+        services_cpus: str | None = None,
         log_dir: Path | None = None,
     ) -> None:
         self.port = port or free_port()
@@ -89,6 +91,7 @@ class Stack:
         self.codes_file = codes_file or self.var / f"codes-{count}.csv"
         self.api_cpus = api_cpus
         self.worker_cpus = worker_cpus
+        self.services_cpus = services_cpus
         self.url = f"http://{HOST}:{self.port}"
         self.children: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
@@ -125,6 +128,22 @@ class Stack:
             if key in ("TRACECODE_DATABASE_URL", "TRACECODE_REDIS_URL"):
                 self.env[key] = value.strip()
         self.tracecode("db", "migrate")
+        if embedded and self.services_cpus:
+            self.pin_services(self.services_cpus)
+
+    def pin_services(self, cpus: str) -> None:
+        """Move the embedded PostgreSQL (postmaster, its processes and so every later backend)
+        and Redis onto ``cpus`` (taskset syntax, e.g. ``1``), off the API's core."""
+        wanted = {int(cpu) for cpu in cpus.split(",")}
+        for pid_file in (self.var / "pgdata" / "postmaster.pid", self.var / "redis" / "redis.pid"):
+            pid = int(pid_file.read_text().split()[0])
+            children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+            for process in [pid, *map(int, children.stdout.split())]:
+                for thread in os.listdir(f"/proc/{process}/task"):
+                    try:
+                        os.sched_setaffinity(int(thread), wanted)
+                    except ProcessLookupError:  # a thread or process that has just ended
+                        pass
 
     def write_codes(self) -> Path:
         """``tracecode demo codes --count N`` into the codes file (serial,pin,url lines)."""
@@ -252,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=2000, help="activated demo codes to write")
     parser.add_argument("--port", type=int, help="API port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--api-cpus", help="taskset CPU list for granian, e.g. 0")
+    parser.add_argument(
+        "--services-cpus", help="CPU list for the embedded PostgreSQL, Redis and the worker"
+    )
     parser.add_argument("--codes", type=Path, help="use this codes file instead of writing one")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     args = parser.parse_args(argv)
@@ -259,7 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("give the command to run after --")
     sys.path.insert(0, str(ROOT))
-    stack = Stack(port=args.port, count=args.count, codes_file=args.codes, api_cpus=args.api_cpus)
+    stack = Stack(
+        port=args.port,
+        count=args.count,
+        codes_file=args.codes,
+        api_cpus=args.api_cpus,
+        worker_cpus=args.services_cpus,
+        services_cpus=args.services_cpus,
+    )
     stack.make_codes = args.codes is None
     with stack:
         env = {**stack.env, "LOADTEST_URL": stack.url, "LOADTEST_CODES": str(stack.codes_file)}
