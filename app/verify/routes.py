@@ -66,6 +66,13 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+_VERIFY_DOC = """Verify a serial (or the QR content), with or without the PIN. No login needed.
+
+``result``: genuine, suspicious, not_genuine, wrong_pin or locked; ``reason`` says why;
+``message`` is ready to show (``lang`` zh or en). 400 ``validation_failed`` or
+``malformed_json`` on a bad body; 429 ``rate_limited`` past the per-IP limit."""
+
+
 def document_verify(openapi: OpenAPI) -> None:
     """Add POST /v1/verify, an ASGI handler Litestar does not document, to the schema."""
     refs, components = msgspec.json.schema_components(
@@ -98,13 +105,6 @@ def document_verify(openapi: OpenAPI) -> None:
         }
     }
     openapi.paths = paths
-
-
-_VERIFY_DOC = """Verify a serial (or the QR content), with or without the PIN. No login needed.
-
-``result``: genuine, suspicious, not_genuine, wrong_pin or locked; ``reason`` says why;
-``message`` is ready to show (``lang`` zh or en). 400 ``validation_failed`` or
-``malformed_json`` on a bad body; 429 ``rate_limited`` past the per-IP limit."""
 
 
 class AlertController(Controller):

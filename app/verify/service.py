@@ -185,24 +185,23 @@ class Verifier:
         if self._conn is not None:
             await self._conn.close()
 
+    async def _connection(self) -> AsyncConnection[Any]:
+        """The verifier's own autocommit connection: a round's query is one round trip (a pooled
+        connection adds BEGIN and COMMIT), and rounds run one at a time."""
+        if self._conn is None or self._conn.closed:
+            self._conn = await AsyncConnection.connect(
+                self.pool.conninfo, autocommit=True, application_name="tracecode-verify"
+            )
+        return self._conn
+
     async def _units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
-        """The round's units, read on the verifier's own autocommit connection: one round trip
-        (a pooled connection adds BEGIN and COMMIT), and rounds run one at a time."""
         from app.verify.units import load_units
 
-        for attempt in (1, 2):
-            conn = self._conn
-            if conn is None or conn.closed:
-                conn = self._conn = await AsyncConnection.connect(
-                    self.pool.conninfo, autocommit=True, application_name="tracecode-verify"
-                )
-            try:
-                return await load_units(conn, codes, brands)
-            except psycopg.OperationalError:  # e.g. the server closed it: once more, anew
-                await conn.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return await load_units(await self._connection(), codes, brands)
+        except psycopg.OperationalError:  # e.g. the server closed it: once more, on a new one
+            await self.close()
+            return await load_units(await self._connection(), codes, brands)
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
