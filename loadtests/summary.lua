@@ -15,9 +15,10 @@ function write_summary(summary, latency)
     latency:percentile(99) / 1000, latency.max / 1000,
     e.connect, e.read, e.write, e.status, e.timeout))
   local q = {}
-  for i = 1, 1000 do
+  for i = 1, 999 do
     q[i] = string.format("%.3f", latency:percentile(i / 10) / 1000)
   end
+  q[1000] = string.format("%.3f", latency.max / 1000)  -- wrk's percentile(100) is 0
   io.write("wrk-quantiles " .. table.concat(q, ",") .. "\n")
 end
 

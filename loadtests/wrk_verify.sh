@@ -65,4 +65,5 @@ echo "wrk: POST ${URL%/}/v1/verify, $THREADS thread(s), $CONNECTIONS connections
   "$(wc -l <"$CODES") codes, ${WRK_REPEAT}% repeat queries"
 WRK_CODES=$CODES WRK_THREADS=$THREADS WRK_REPEAT=$WRK_REPEAT \
   "${PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-  -s "$ROOT/loadtests/verify.lua" "${URL%/}/v1/verify"
+  -s "$ROOT/loadtests/verify.lua" "${URL%/}/v1/verify" | grep -v '^wrk-quantiles '
+exit "${PIPESTATUS[0]}"
