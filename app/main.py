@@ -43,8 +43,6 @@ from app.verify.routes import AlertController, document_verify, verify
 from app.verify.service import Verifier
 from app.web.pages import pin_page, product_page, scan_page
 
-GC_YOUNG_THRESHOLD = 20_000
-
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
@@ -76,11 +74,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # full collections, which otherwise walk it again and again under load (latency tails).
         gc.freeze()
-        # And collect the young generation after 20,000 new container objects, not 700: a
-        # request allocates dozens (scope, headers, coroutines, futures) that die with it, so
-        # at 700 the collector runs every few requests and costs the hot path ~10-20% of its
-        # CPU; most of what it would walk is freed by reference counting before it runs.
-        gc.set_threshold(GC_YOUNG_THRESHOLD)
         try:
             yield
         finally:
