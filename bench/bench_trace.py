@@ -71,6 +71,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 from app._core import build_sscc  # noqa: E402
+from app.cli import batch_scheduling, server_command  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "TRACECODE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -817,12 +818,17 @@ def measure_http(
     )
     wanted = {u: expected(layout, scheme, u) for u in warm + units}
     port = free_port()
-    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "app.main:create_app"]
+    argv = server_command("127.0.0.1", port, 1)
     ms: list[float] = []
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=batch_scheduling,
         )
         try:
             base = f"http://127.0.0.1:{port}"

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_verify.py [--duration 20s] [--slices 5] [--connections 64]
                                            [--count 100000] [--repeat 20] [--profile 20000]
+                                           [--no-sched-batch] [--no-hot]
 
 Target: with one granian worker and the load generator on the other core, POST /v1/verify
 sustains >= 50% of the same server's trivial /ping JSON throughput measured in the same run,
@@ -9,7 +10,9 @@ with p99 <= 25 ms at 64 connections.
 
 What it does (loadtests/stack.py): PostgreSQL and Redis (the TRACECODE_*_URL servers, or
 embedded ones under var/loadtest), migrations, ``tracecode demo codes --count N`` for activated
-demo units, granian with exactly one worker pinned to CPU 0 (``taskset -c 0``), a dramatiq worker
+demo units, granian with exactly one worker pinned to CPU 0 (``taskset -c 0``) and under
+SCHED_BATCH as ``tracecode run`` starts it (``--no-sched-batch``: the default policy, to compare
+in the same conditions; ``app.cli.batch_scheduling`` says why), a dramatiq worker
 whose flusher drains the verification record queue into PostgreSQL, and a verification rate
 limit high enough for one client address. A short warm-up of both endpoints (on codes kept
 apart from the measured ones), then ``taskset -c 1 wrk -t1 -c64 --latency`` against GET /ping
@@ -202,6 +205,12 @@ def main() -> int:
         default="1",
         help="CPU of the embedded PostgreSQL, Redis and the flusher ('' leaves them unpinned)",
     )
+    parser.add_argument(
+        "--no-sched-batch",
+        dest="sched_batch",
+        action="store_false",
+        help="run the API under the default scheduling policy (tracecode run uses SCHED_BATCH)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="requests per endpoint profiled")
     parser.add_argument(
         "--no-hot",
@@ -224,13 +233,16 @@ def main() -> int:
         api_cpus=args.api_cpu,
         worker_cpus=services,
         services_cpus=services,
+        sched_batch=args.sched_batch,
     )
     stack.make_codes = args.codes is None
     log_level = stack.env.get("TRACECODE_LOG_LEVEL", "INFO")
     started = time.monotonic()
     with stack:
         print(
-            f"stack: granian 1 worker on CPU {args.api_cpu} at {stack.url}, wrk on CPU "
+            f"stack: granian 1 worker on CPU {args.api_cpu} "
+            f"({'SCHED_BATCH' if args.sched_batch else 'default scheduling policy'}) at "
+            f"{stack.url}, wrk on CPU "
             f"{args.wrk_cpu}, embedded PostgreSQL, Redis and the flusher on CPU "
             f"{services or 'any (unpinned)'}, log level {log_level} "
             f"(API log: {stack.log_dir / 'api.log'}), ready in {time.monotonic() - started:.1f} s"

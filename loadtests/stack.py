@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -82,6 +83,7 @@ class Stack:
         worker_cpus: str | None = None,
         services_cpus: str | None = None,
         log_dir: Path | None = None,
+        sched_batch: bool = True,
     ) -> None:
         self.port = port or free_port()
         self.count = count
@@ -92,6 +94,7 @@ class Stack:
         self.api_cpus = api_cpus
         self.worker_cpus = worker_cpus
         self.services_cpus = services_cpus
+        self.sched_batch = sched_batch  # False: the API under the default policy, for comparison
         self.url = f"http://{HOST}:{self.port}"
         self.children: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
@@ -171,7 +174,13 @@ class Stack:
             client.close()
         return removed
 
-    def _spawn(self, name: str, argv: list[str], cpus: str | None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        cpus: str | None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> subprocess.Popen[bytes]:
         if cpus is not None:
             argv = ["taskset", "-c", cpus, *argv]
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -184,15 +193,17 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() signals the whole group
+            preexec_fn=preexec_fn,
         )
         self.children.append(child)
         return child
 
     def start_api(self) -> None:
-        """granian with exactly one worker process (as ``tracecode run`` starts it)."""
-        argv = [PYTHON, "-m", "granian", "--interface", "asgi", "--factory"]
-        argv += ["--host", HOST, "--port", str(self.port), "--workers", "1"]
-        self._spawn("api", [*argv, "app.main:create_app"], self.api_cpus)
+        """granian with exactly one worker process, as ``tracecode run`` starts it."""
+        from app.cli import batch_scheduling, server_command
+
+        argv = server_command(HOST, self.port, 1)
+        self._spawn("api", argv, self.api_cpus, batch_scheduling if self.sched_batch else None)
 
     def start_worker(self) -> None:
         """A dramatiq worker: its middleware thread flushes verification records to PostgreSQL."""

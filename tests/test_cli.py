@@ -72,6 +72,15 @@ def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> No
                 pass
             time.sleep(0.5)
         assert health.get("status") == "ok" and health["workers"]["status"] == "ok", health
+        # The API server (granian's supervisor, its worker and every thread) runs SCHED_BATCH.
+        threads = [
+            int(tid)
+            for pid in _descendants(process.pid)
+            if b"granian" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            for tid in os.listdir(f"/proc/{pid}/task")
+        ]
+        assert len(threads) >= 3, threads  # supervisor, worker's Python and I/O threads
+        assert {os.sched_getscheduler(tid) for tid in threads} == {os.SCHED_BATCH}
         login = httpx.post(
             f"http://127.0.0.1:{port}/auth/login",
             json={"username": "admin", "password": "tracecode-demo"},
@@ -87,6 +96,25 @@ def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> No
     assert "Tracecode stopped." in output
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the API still listens after Ctrl-C"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
 
 
 def _tracecode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from app.cli import batch_scheduling, server_command
 from tests.h5_support import activated_batch, unit, wrong_pin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,23 +52,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "TRACECODE_VERIFY_RATE_LIMIT": "10000",
     }
     log = tmp_path_factory.mktemp("granian") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "app.main:create_app",
-    ]
+    command = server_command("127.0.0.1", port, 1)
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=out, preexec_fn=batch_scheduling
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
