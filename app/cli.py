@@ -27,8 +27,7 @@ def _urls(settings: Settings) -> tuple[str, str]:
 
 
 def server_command(host: str, port: int, workers: int) -> list[str]:
-    """The API server: granian serving ``app.main:create_app``, ``workers`` processes. Start it
-    with ``preexec_fn=batch_scheduling``."""
+    """The API server: granian serving ``app.main:create_app``, ``workers`` processes."""
     return [
         sys.executable,
         "-m",
@@ -47,11 +46,13 @@ def server_command(host: str, port: int, workers: int) -> list[str]:
 
 
 def batch_scheduling() -> None:
-    """Put the process about to become the API server under SCHED_BATCH (inherited by its
-    workers and their threads). Without it, granian's I/O thread preempts the Python thread at
-    every socket wake-up; with it, it waits for the Python thread to block or for the next tick,
-    so work is taken in batches: more requests/s and a lower p99 with one worker, as measured
-    in bench/RESULTS.md (issue 7). Where the system refuses, the server runs as before."""
+    """``preexec_fn`` of an API server: SCHED_BATCH, inherited by its workers and their threads
+    (``TRACECODE_SCHED_BATCH``). A woken SCHED_BATCH thread does not preempt the running one, so
+    granian's I/O thread stops interrupting the Python thread at every socket wake-up and hands
+    over in batches instead: with a core of its own, one worker served ~20-30% more requests/s
+    at a lower p99. Sharing its cores with PostgreSQL, the API waits longer for its database
+    replies instead (bulk packing uploads were slower): hence off by default. Both measured in
+    bench/RESULTS.md (issue 7). Where the system refuses, the server runs as before."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux, or not allowed here
@@ -197,7 +198,9 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
         samples = asyncio.run(_direct(settings, "operator", work))  # type: ignore[assignment,arg-type]
     children: list[subprocess.Popen[bytes]] = []
     api = server_command(settings.host, settings.port, settings.http_workers)
-    children.append(subprocess.Popen(api, preexec_fn=batch_scheduling))
+    children.append(
+        subprocess.Popen(api, preexec_fn=batch_scheduling if settings.sched_batch else None)
+    )
     if worker:
         work = [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1"]
         children.append(subprocess.Popen([*work, "--threads", "4"]))

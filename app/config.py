@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
     http_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    # `tracecode run` starts the API server under SCHED_BATCH (``app.cli.batch_scheduling``):
+    # for API processes with cores of their own, not sharing them with PostgreSQL.
+    sched_batch: bool = False
 
     # Auth.
     access_token_ttl: Annotated[int, msgspec.Meta(ge=30, le=86400)] = 900

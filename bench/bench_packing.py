@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import embedded  # noqa: E402
 from app._core import gs1_check_digit  # noqa: E402
-from app.cli import batch_scheduling, server_command  # noqa: E402
+from app.cli import server_command  # noqa: E402
 from app.codes.scheme import load_scheme  # noqa: E402
 
 DB_NAME = "tracecode_bench_pack"
@@ -169,7 +169,7 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "app.cli", "demo", "load"], env=env, check=True,
                    capture_output=True)  # fmt: skip
     server = subprocess.Popen(
-        server_command("127.0.0.1", port, args.workers), preexec_fn=batch_scheduling,
+        server_command("127.0.0.1", port, args.workers),
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

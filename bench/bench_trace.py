@@ -71,7 +71,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 
 from app._core import build_sscc  # noqa: E402
-from app.cli import batch_scheduling, server_command  # noqa: E402
+from app.cli import server_command  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "TRACECODE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -828,7 +828,6 @@ def measure_http(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=batch_scheduling,
         )
         try:
             base = f"http://127.0.0.1:{port}"

@@ -1,7 +1,7 @@
 """A local Tracecode stack for load tests: services, API (granian), flusher worker, codes file.
 
     .venv/bin/python loadtests/stack.py [--count N] [--port P] [--api-cpus 0] [--services-cpus 1]
-                                        -- COMMAND ...
+                                        [--sched-batch] -- COMMAND ...
 
 Starts (or reuses) PostgreSQL and Redis — the ``TRACECODE_DATABASE_URL`` / ``TRACECODE_REDIS_URL``
 servers when set, otherwise embedded ones under ``var/loadtest`` (a var dir of its own, so a
@@ -83,7 +83,7 @@ class Stack:
         worker_cpus: str | None = None,
         services_cpus: str | None = None,
         log_dir: Path | None = None,
-        sched_batch: bool = True,
+        sched_batch: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.count = count
@@ -94,7 +94,7 @@ class Stack:
         self.api_cpus = api_cpus
         self.worker_cpus = worker_cpus
         self.services_cpus = services_cpus
-        self.sched_batch = sched_batch  # False: the API under the default policy, for comparison
+        self.sched_batch = sched_batch  # the API under SCHED_BATCH (TRACECODE_SCHED_BATCH)
         self.url = f"http://{HOST}:{self.port}"
         self.children: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         "--services-cpus", help="CPU list for the embedded PostgreSQL, Redis and the worker"
     )
     parser.add_argument("--codes", type=Path, help="use this codes file instead of writing one")
+    parser.add_argument(
+        "--sched-batch", action="store_true", help="the API under SCHED_BATCH (its own cores)"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -299,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         api_cpus=args.api_cpus,
         worker_cpus=args.services_cpus,
         services_cpus=args.services_cpus,
+        sched_batch=args.sched_batch,
     )
     stack.make_codes = args.codes is None
     with stack:

@@ -51,7 +51,7 @@ def test_db_migrate_reports_an_up_to_date_database(client: Any) -> None:
 
 def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> None:
     port = _free_port()
-    env = {**os.environ, "TRACECODE_PORT": str(port)}
+    env = {**os.environ, "TRACECODE_PORT": str(port), "TRACECODE_SCHED_BATCH": "true"}
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "run"],
         env=env,
@@ -72,7 +72,8 @@ def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> No
                 pass
             time.sleep(0.5)
         assert health.get("status") == "ok" and health["workers"]["status"] == "ok", health
-        # The API server (granian's supervisor, its worker and every thread) runs SCHED_BATCH.
+        # TRACECODE_SCHED_BATCH: the API server (granian's supervisor, its worker, every thread)
+        # runs under SCHED_BATCH.
         threads = [
             int(tid)
             for pid in _descendants(process.pid)

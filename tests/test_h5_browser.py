@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app.cli import batch_scheduling, server_command
+from app.cli import server_command
 from tests.h5_support import activated_batch, unit, wrong_pin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("granian") / "server.log"
     command = server_command("127.0.0.1", port, 1)
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=out, preexec_fn=batch_scheduling
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
