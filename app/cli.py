@@ -49,7 +49,7 @@ def batch_scheduling() -> None:
     """``preexec_fn`` of an API server: SCHED_BATCH, inherited by its workers and their threads
     (``TRACECODE_SCHED_BATCH``). A woken SCHED_BATCH thread does not preempt the running one, so
     granian's I/O thread stops interrupting the Python thread at every socket wake-up and hands
-    over in batches instead: with a core of its own, one worker served ~20-30% more requests/s
+    over in batches instead: with a core of its own, one worker served ~15-30% more requests/s
     at a lower p99. Sharing its cores with PostgreSQL, the API waits longer for its database
     replies instead (bulk packing uploads were slower): hence off by default. Both measured in
     bench/RESULTS.md (issue 7). Where the system refuses, the server runs as before."""

@@ -822,12 +822,7 @@ def measure_http(
     ms: list[float] = []
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             base = f"http://127.0.0.1:{port}"

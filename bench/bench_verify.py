@@ -10,11 +10,11 @@ with p99 <= 25 ms at 64 connections.
 
 What it does (loadtests/stack.py): PostgreSQL and Redis (the TRACECODE_*_URL servers, or
 embedded ones under var/loadtest), migrations, ``tracecode demo codes --count N`` for activated
-demo units, granian with exactly one worker pinned to CPU 0 (``taskset -c 0``) under SCHED_BATCH, as
-``tracecode run`` starts it with ``TRACECODE_SCHED_BATCH=true`` for an API with a core of its own
-(``--no-sched-batch``: the default policy, to compare; ``app.cli.batch_scheduling`` says why),
-a dramatiq worker
-whose flusher drains the verification record queue into PostgreSQL, and a verification rate
+demo units, granian with exactly one worker pinned to CPU 0 (``taskset -c 0``) under
+SCHED_BATCH, as ``tracecode run`` starts it with ``TRACECODE_SCHED_BATCH=true`` for an API with
+a core of its own (``--no-sched-batch``: the default policy, to compare;
+``app.cli.batch_scheduling`` says why), a dramatiq worker whose flusher drains the verification
+record queue into PostgreSQL, and a verification rate
 limit high enough for one client address. A short warm-up of both endpoints (on codes kept
 apart from the measured ones), then ``taskset -c 1 wrk -t1 -c64 --latency`` against GET /ping
 and POST /v1/verify in alternating slices (``--slices``, 5 of 4 s each by default), so that
