@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Response, get, post, put
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import File
 
 from app.auth.principal import Principal
@@ -71,7 +71,7 @@ class BatchController(Controller):
         self,
         conn: Conn,
         principal: Principal,
-        batch_state: Annotated[BatchState | None, Parameter(query="state")] = None,
+        batch_state: Annotated[BatchState | None, QueryParameter(name="state")] = None,
         printer_id: int | None = None,
         product_id: int | None = None,
         page: PageNo = 1,

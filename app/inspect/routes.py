@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
@@ -18,9 +18,11 @@ from app.inspect.schemas import InspectionIn, InspectionOut, Result, ScanOut, Su
 from app.paging import Page, PageNo, PerPage
 
 DateFrom = Annotated[
-    date | None, Parameter(query="from", description="first business day (Asia/Shanghai)")
+    date | None, QueryParameter(name="from", description="first business day (Asia/Shanghai)")
 ]
-DateTo = Annotated[date | None, Parameter(query="to", description="last business day, inclusive")]
+DateTo = Annotated[
+    date | None, QueryParameter(name="to", description="last business day, inclusive")
+]
 
 
 class InspectionController(Controller):
@@ -64,7 +66,7 @@ class InspectionController(Controller):
         scan_id: int | None = None,
         date_from: DateFrom = None,
         date_to: DateTo = None,
-        output: Annotated[Literal["json", "csv"], Parameter(query="format")] = "json",
+        output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[InspectionOut] | Response[str]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, get
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.response import Stream
 
 from app.auth.principal import Principal
@@ -19,7 +19,7 @@ from app.logistics.schemas import DocKind, DocStatus
 from app.paging import Page, PageNo, PerPage
 
 FormatParam = Annotated[
-    Format, Parameter(query="format", description="json (a page), csv or xlsx (every row)")
+    Format, QueryParameter(name="format", description="json (a page), csv or xlsx (every row)")
 ]
 DocNo = Annotated[str, Parameter(min_length=1, max_length=64, description="number or its start")]
 
@@ -66,12 +66,12 @@ class CenterController(Controller):
         counterparty_id: int | None = None,
         product_id: int | None = None,
         category_id: int | None = None,
-        date_from: Annotated[date | None, Parameter(query="from")] = None,
-        date_to: Annotated[date | None, Parameter(query="to")] = None,
+        date_from: Annotated[date | None, QueryParameter(name="from")] = None,
+        date_to: Annotated[date | None, QueryParameter(name="to")] = None,
         doc_no: DocNo | None = None,
         handler_id: int | None = None,
         kind: DocKind | None = None,
-        doc_status: Annotated[DocStatus | None, Parameter(query="status")] = None,
+        doc_status: Annotated[DocStatus | None, QueryParameter(name="status")] = None,
         direction: Literal["inbound", "outbound"] | None = None,
         org_kind: OrgKind | None = None,
         fmt: FormatParam = "json",

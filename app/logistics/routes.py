@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
@@ -48,7 +48,7 @@ class OrderController(Controller):
         conn: Conn,
         principal: Principal,
         kind: OrderKind | None = None,
-        order_status: Annotated[OrderStatus | None, Parameter(query="status")] = None,
+        order_status: Annotated[OrderStatus | None, QueryParameter(name="status")] = None,
         org_id: int | None = None,
         erp_no: str | None = None,
         page: PageNo = 1,
@@ -110,7 +110,7 @@ class DocumentController(Controller):
         conn: Conn,
         principal: Principal,
         kind: DocKind | None = None,
-        doc_status: Annotated[DocStatus | None, Parameter(query="status")] = None,
+        doc_status: Annotated[DocStatus | None, QueryParameter(name="status")] = None,
         org_id: int | None = None,
         doc_no: str | None = None,
         page: PageNo = 1,

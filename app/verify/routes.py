@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, asgi, get, post
 from litestar.openapi.spec import OpenAPI
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
@@ -118,7 +118,7 @@ class AlertController(Controller):
         principal: Principal,
         kind: str | None = None,
         severity: Literal["info", "warning", "critical"] | None = None,
-        open_only: Annotated[bool, Parameter(query="open")] = False,
+        open_only: Annotated[bool, QueryParameter(name="open")] = False,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[AlertOut]:
