@@ -1,0 +1,64 @@
+"""Control characters stop at the edge.
+
+PostgreSQL cannot store NUL in ``text`` or ``jsonb``, and the other C0 control characters (and
+DEL) have no business in a serial, a name or a note: they break CSV exports, logs and terminals.
+Every way text enters — JSON bodies, query strings, path segments, CSV uploads — is checked here,
+once, and refused with 400 ``invalid_character``. Tab, line feed and carriage return are allowed
+(free-text notes and addresses keep their line breaks).
+
+JSON bodies are checked on their raw bytes before decoding: a raw control byte is already invalid
+JSON, so only the escapes ``\\u0000``–``\\u001f`` (less ``\\u0009``, ``\\u000a``, ``\\u000d``),
+``\\u007f`` and ``\\b``/``\\f`` can smuggle one in. One regular-expression search, run in C, keeps
+the bulk-upload hot path cheap.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.errors import BadRequest
+
+# An escape that is not itself escaped: no backslash before it, or an even run of them.
+_JSON_CONTROL = re.compile(
+    rb"(?<!\\)(?:\\\\)*\\(?:u00(?:0[0-8bcefBCEF]|1[0-9a-fA-F]|7[fF])|[bf])"
+)
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class InvalidCharacter(BadRequest):
+    status, code = 400, "invalid_character"
+
+
+def _refuse(what: str, char: str, field: str | None = None) -> InvalidCharacter:
+    where = f" ({field})" if field else ""
+    return InvalidCharacter(
+        f"{what}{where} contains a control character (U+{ord(char):04X})",
+        details=[{"field": field or "", "message": "control character", "source": what}],
+    )
+
+
+def json_has_control(body: bytes) -> bool:
+    """True when a JSON document's strings would decode to a forbidden control character."""
+    return b"\\" in body and _JSON_CONTROL.search(body) is not None
+
+
+def check_json_body(body: bytes) -> None:
+    """Raise 400 ``invalid_character`` when a JSON body smuggles a control character in."""
+    if b"\\" in body:
+        match = _JSON_CONTROL.search(body)
+        if match is not None:
+            escape = match.group().lstrip(b"\\")
+            char = {b"b": "\b", b"f": "\f"}.get(escape) or chr(int(escape[1:], 16))
+            raise _refuse("body", char)
+
+
+def check_text(value: str, field: str | None = None, what: str = "query") -> str:
+    """Return ``value``, or raise 400 ``invalid_character`` when it holds a control character."""
+    match = _TEXT_CONTROL.search(value)
+    if match is not None:
+        raise _refuse(what, match.group(), field)
+    return value
+
+
+def has_control(value: str) -> bool:
+    return _TEXT_CONTROL.search(value) is not None
