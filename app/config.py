@@ -36,7 +36,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # GS1 and public URLs.
     gs1_company_prefix: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,12}$")] = "6901234"
-    resolver_host: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "127.0.0.1:8000"
+    # Public URLs (QR codes, resolver redirects, linksets) are built from these two only, never
+    # from a request's Host header. Production: https and the resolver's public host name.
+    resolver_host: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=200, pattern=r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?\Z"
+        ),
+    ] = "127.0.0.1:8000"
+    public_scheme: Annotated[str, msgspec.Meta(pattern=r"^https?\Z")] = "http"
 
     # Code issuance: where export files are written, and from which size an export is a job.
     export_dir: str | None = None
@@ -87,6 +95,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not versions or any(not 1 <= v <= 65535 for v in versions):
             raise SettingsError(f"{PREFIX}KEY_VERSIONS must list versions between 1 and 65535")
         return versions
+
+    @property
+    def public_url(self) -> str:
+        """The root of every public URL: ``{PUBLIC_SCHEME}://{RESOLVER_HOST}``."""
+        return f"{self.public_scheme}://{self.resolver_host}"
 
     @property
     def var_path(self) -> Path:
