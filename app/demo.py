@@ -227,11 +227,11 @@ async def demo_codes(
                 sscc = body + str(gs1_check_digit(body))
                 items.append(ScanIn(id=f"demo-c{index // 10}", code=sscc, at=at))
         await scans.upload(conn, operator, scheme, DEMO_LINE, ScanUploadIn(scans=items))
-    host = settings.resolver_host
+    root = settings.public_url
     out = []
     for index in range(count):
         serial = scheme.serial(batch.batch_no, index, batch.key_version)
-        out.append((serial, scheme.pin(serial), f"http://{host}/c/{serial}"))
+        out.append((serial, scheme.pin(serial), f"{root}/c/{serial}"))
     return out
 
 

@@ -143,8 +143,8 @@ async def create_unit_export(
             code="range_outside_batch",
             details={"start": start, "end": end, "size": batch["size"]},
         )
-    host = settings.resolver_host
-    url_prefix = f"https://{host}/01/{batch['gtin']}/21/" if batch["gtin"] else f"https://{host}/c/"
+    root = settings.public_url
+    url_prefix = f"{root}/01/{batch['gtin']}/21/" if batch["gtin"] else f"{root}/c/"
     export_id = uuid.uuid4()
     parts = await _wrap_parts(
         conn,
@@ -184,7 +184,7 @@ async def create_case_export(
     parts = await _wrap_parts(
         conn, actor, scheme, export_id, version, batch["printer_id"], {"cases": data.cases}
     )
-    url_prefix = f"https://{settings.resolver_host}/00/"
+    url_prefix = f"{settings.public_url}/00/"
     return await _insert(
         conn, actor, export_id, None, case_batch_id, 0, batch["size"], version, url_prefix, parts
     )
