@@ -126,6 +126,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     if not actor.sees(org["path"]):
         raise Forbidden("you may only work for your own organisations", code="not_your_org")
     counterparty = data.counterparty_id
+    order_id = data.order_id
     order = None
     if data.order_id is not None:
         order = await (
@@ -158,10 +159,13 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     elif data.kind == "inbound":
         if data.shipment_id is None and order is None:
             raise Unprocessable("receive a shipment_id or an order_id", code="no_shipment")
+        if order is not None and order["to_org_id"] != org["id"]:
+            raise Unprocessable("the order goes to another organisation", code="wrong_order")
         if data.shipment_id is not None:
             shipment = await (
                 await conn.execute(
-                    "SELECT org_id, counterparty_id, status, kind FROM documents WHERE id = %s",
+                    """SELECT org_id, counterparty_id, status, kind, order_id
+                       FROM documents WHERE id = %s""",
                     (data.shipment_id,),
                 )
             ).fetchone()
@@ -176,6 +180,12 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             if shipment["status"] != "confirmed":
                 raise Conflict("the shipment is not confirmed", code="shipment_not_confirmed")
             counterparty = shipment["org_id"]
+            # receiving a shipment made against an order counts on that order
+            if order_id is not None and order_id != shipment["order_id"]:
+                raise Unprocessable(
+                    "the shipment was made against another order", code="wrong_order"
+                )
+            order_id = shipment["order_id"]
         elif order is not None:
             counterparty = order["from_org_id"]
     if counterparty is not None:
@@ -201,7 +211,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
                 data.kind,
                 org["id"],
                 counterparty,
-                data.order_id,
+                order_id,
                 data.shipment_id,
                 data.doc_date,
                 actor.user_id,
@@ -412,6 +422,26 @@ async def _shipped_items(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], li
     ]
 
 
+async def _in_transit(
+    conn: Conn, org: int, units: list[int], cases: list[int]
+) -> tuple[list[int], list[int]]:
+    """Those of these units and cases that are in transit to ``org`` now (an earlier part of a
+    split shipment, or part of a shipment, may have been received already)."""
+    unit_rows = await (
+        await conn.execute(
+            """SELECT code FROM unit_state
+               WHERE code = ANY(%s) AND transit_to = %s AND status = 'active'""",
+            (units, org),
+        )
+    ).fetchall()
+    case_rows = await (
+        await conn.execute(
+            "SELECT sscc FROM case_state WHERE sscc = ANY(%s) AND transit_to = %s", (cases, org)
+        )
+    ).fetchall()
+    return [r["code"] for r in unit_rows], [r["sscc"] for r in case_rows]
+
+
 def _refuse(code: str, message: str, bad: list[int]) -> Conflict:
     return Conflict(message, code=code, details={"count": len(bad), "codes": bad[:_MAX_LISTED]})
 
@@ -422,8 +452,13 @@ async def _movement(conn: Conn, doc: dict[str, Any], dry_run: bool = False) -> N
     discrepancies: dict[str, Any] = {}
     if kind == "inbound":
         shipped_units, shipped_cases = await _shipped_items(conn, doc)
-        if not units and not cases:  # receiving the whole shipment in one action
-            units, cases = shipped_units, shipped_cases
+        if not units and not cases:  # receiving in one action: what is on its way here now
+            units, cases = await _in_transit(conn, org, shipped_units, shipped_cases)
+            if not units and not cases:
+                raise Conflict(
+                    "nothing of this shipment or order is in transit to this organisation",
+                    code="nothing_in_transit",
+                )
     if not units and not cases:
         raise Unprocessable("scan codes into the document first", code="empty_document")
     unit_rows, case_rows = await _expand(conn, units, cases)
@@ -657,7 +692,11 @@ def _json(value: dict[str, Any]) -> Any:
 
 
 async def receive_order(conn: Conn, actor: Principal, scheme: Scheme, order_id: int) -> DocumentOut:
-    """Receive everything shipped to the caller's organisation under an order, in one action."""
+    """Receive what is in transit to the caller's organisation under an order, in one action
+    (each part of a split shipment as it arrives)."""
+    from app.logistics.orders import get_order
+
+    await get_order(conn, actor, order_id)  # 404 for an order outside the caller's subtree
     doc = await create_document(conn, actor, DocumentIn(kind="inbound", order_id=order_id))
     return await confirm(conn, actor, scheme, doc.id)
 

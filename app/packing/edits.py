@@ -2,11 +2,19 @@
 
 Each correction is new events (unpacking, decommissioning, replacing) plus the state change in
 the same transaction, and an audit row; nothing already recorded is edited.
+
+Corrections apply only to goods on hand: held by an organisation of the caller's subtree (the
+holder or its ancestors), not in transit, not sold. A code that was never activated or packed, or
+whose goods are held outside the caller's subtree, answers 404 ``unknown_code`` alike (scoping:
+as if it did not exist); goods in transit (to or from the caller's subtree) or sold answer 409
+``not_on_hand``. A replacement unit takes over the old one's whole state (holder, container,
+designated channel and store), so stock does not change.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
@@ -20,13 +28,55 @@ from app.packing.lines import get_line
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
 
 
-async def _one(conn: Conn, scheme: Scheme, actor: Principal, text: str, kind: str) -> Read:
+async def _one(
+    conn: Conn, scheme: Scheme, actor: Principal, text: str, kind: str, target: bool = True
+) -> Read:
+    """Read one code. For the code being corrected (``target``) one not issued to this brand is
+    not found, like one that was never activated or is held elsewhere (see ``_on_hand``)."""
     read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
     if read.kind != kind:
         raise Unprocessable(f"expected a {kind} code, got a {read.kind} code", code="wrong_kind")
+    if target and read.reason in ("unknown", "unknown_case"):
+        raise _not_found(read.label)
     if read.reason is not None:
         raise Unprocessable(f"{read.label}: {read.reason}", code=read.reason)
     return read
+
+
+def _not_found(label: str) -> NotFound:
+    return NotFound(f"{label}: no such code here", code="unknown_code")
+
+
+# The state row of a unit or case to correct, locked, with where its goods are.
+_LOCATED = """SELECT s.*, h.path AS holder_path, t.path AS transit_path
+    FROM {table} s JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to
+    WHERE s.{key} = %s FOR UPDATE OF s"""
+
+
+async def _on_hand(
+    conn: Conn, actor: Principal, kind: str, code: int, label: str
+) -> dict[str, Any]:
+    """The locked state of the unit or case to correct, if the caller may correct it now:
+    404 unless its goods are held by (or on their way to) the caller's subtree, 409 unless they
+    are on hand there (active, not in transit, not sold)."""
+    table, key = ("unit_state", "code") if kind == "unit" else ("case_state", "sscc")
+    row = await (await conn.execute(_LOCATED.format(table=table, key=key), (code,))).fetchone()
+    if row is None or not (
+        actor.sees(row["holder_path"])
+        or (row["transit_path"] is not None and actor.sees(row["transit_path"]))
+    ):
+        raise _not_found(label)
+    if row["status"] in ("void", "destroyed"):
+        raise Conflict(
+            f"{label} is {row['status']}", code="void" if kind == "unit" else "case_void"
+        )
+    if row["status"] == "sold" or row["transit_to"] is not None:
+        where = "sold" if row["status"] == "sold" else "in transit"
+        raise Conflict(
+            f"{label} is {where}: only goods on hand can be corrected, by their holder",
+            code="not_on_hand",
+        )
+    return row
 
 
 async def _children(conn: Conn, sscc: int, event_id: int | None = None) -> list[tuple[str, int]]:
@@ -47,6 +97,27 @@ async def _children(conn: Conn, sscc: int, event_id: int | None = None) -> list[
     return found
 
 
+async def _all_on_hand(conn: Conn, children: list[tuple[str, int]]) -> None:
+    """Children leave their container only while on hand (a sold unit stays where it was sold;
+    its container's other children share its place, so they are checked with the container)."""
+    units = [code for kind, code in children if kind == "unit"]
+    cases = [code for kind, code in children if kind == "case"]
+    row = await (
+        await conn.execute(
+            """SELECT (SELECT count(*) FROM unit_state WHERE code = ANY(%(u)s)
+                         AND (status <> 'active' OR transit_to IS NOT NULL))
+                    + (SELECT count(*) FROM case_state WHERE sscc = ANY(%(c)s)
+                         AND (status <> 'active' OR transit_to IS NOT NULL)) AS n""",
+            {"u": units, "c": cases},
+        )
+    ).fetchone()
+    if row is not None and row["n"]:
+        raise Conflict(
+            f"{row['n']} of these codes are not on hand (sold or in transit)",
+            code="not_on_hand",
+        )
+
+
 async def _take_out(
     conn: Conn,
     actor: Principal,
@@ -55,8 +126,11 @@ async def _take_out(
     children: list[tuple[str, int]],
     reason: str,
     read_point: str | None,
+    holder: int,
 ) -> EditOut:
-    """Unpacking: an AggregationEvent DELETE, the children's parent cleared, an audit row."""
+    """Unpacking: an AggregationEvent DELETE, the children's parent cleared, an audit row.
+    The container was checked with ``_on_hand``; ``holder`` holds it."""
+    await _all_on_hand(conn, children)
     [event_id] = await allocate_ids(conn, 1)
     units = [code for kind, code in children if kind == "unit"]
     cases = [code for kind, code in children if kind == "case"]
@@ -82,7 +156,7 @@ async def _take_out(
                 units=units,
                 cases=cases,
                 read_point=read_point,
-                biz_location=actor.org_id,
+                biz_location=holder,
                 recorded_by=actor.user_id,
                 details={"reason": reason},
             )
@@ -101,6 +175,7 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
     """Undo a binding: take the named children (default: all) out of the container."""
     actor.require("packing.scan")
     parent = await _one(conn, scheme, actor, data.parent, "case")
+    case = await _on_hand(conn, actor, "case", parent.code, parent.label)
     inside = await _children(conn, parent.code)
     if data.children is None:
         chosen = inside
@@ -116,7 +191,9 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
         chosen = sorted({(r.kind, r.code) for r in reads})
     if not chosen:
         raise Conflict("the container is empty", code="empty_case")
-    return await _take_out(conn, actor, scheme, parent.code, chosen, data.reason, None)
+    return await _take_out(
+        conn, actor, scheme, parent.code, chosen, data.reason, None, case["holder_org_id"]
+    )
 
 
 async def undo_last(
@@ -138,8 +215,17 @@ async def undo_last(
     for row in rows:
         children = await _children(conn, row["parent_code"], row["id"])
         if children:
+            label = sscc_label(row["parent_code"])
+            case = await _on_hand(conn, actor, "case", row["parent_code"], label)
             return await _take_out(
-                conn, actor, scheme, row["parent_code"], children, reason, read_point
+                conn,
+                actor,
+                scheme,
+                row["parent_code"],
+                children,
+                reason,
+                read_point,
+                case["holder_org_id"],
             )
     raise NotFound("nothing packed on this line to undo", code="nothing_to_undo")
 
@@ -148,31 +234,28 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     """The new code takes the old one's place (product info, container); the old is voided."""
     actor.require("packing.scan")
     old = await _one(conn, scheme, actor, data.old, "unit")
-    new = await _one(conn, scheme, actor, data.new, "unit")
+    new = await _one(conn, scheme, actor, data.new, "unit", target=False)
     if old.code == new.code:
         raise Unprocessable("the old and the new code are the same", code="same_code")
-    state = await (
-        await conn.execute(
-            """SELECT brand_id, product_id, lot, production_date, status, holder_org_id,
-                      parent_sscc, channel_org_id, line_id
-               FROM unit_state WHERE code = %s FOR UPDATE""",
-            (old.code,),
-        )
-    ).fetchone()
-    if state is None:
-        raise Conflict(f"{old.label} was never activated", code="not_activated")
-    if state["status"] != "active":
-        raise Conflict(f"{old.label} is {state['status']}", code="void")
+    state = await _on_hand(conn, actor, "unit", old.code, old.label)
     if new.batch_product is not None and new.batch_product != state["product_id"]:
         raise Unprocessable(f"{new.label}: wrong_product", code="wrong_product")
     ids = await allocate_ids(conn, 3 if state["parent_sscc"] else 2)
     now = datetime.now(UTC)
+    # The new unit takes over the old one's place: same holder (on hand, as the old one was),
+    # container, designated channel and store, shipping time — so stock does not change (one
+    # active unit out, one in, same organisation, product and lot).
+    disposition = state["disposition"]
+    if state["parent_sscc"]:
+        disposition = "in_progress"
+    elif disposition not in ("sellable_accessible", "sellable_not_accessible"):
+        disposition = "active"
     inserted = await (
         await conn.execute(
             """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date, status,
                    disposition, holder_org_id, parent_sscc, channel_org_id, line_id, activated_at,
-                   last_event_id)
-               VALUES (%s, %s, %s, %s, %s, 'active', %s, %s, %s, %s, %s, %s, %s)
+                   last_event_id, store_org_id, salesperson_id, shipped_at)
+               VALUES (%s, %s, %s, %s, %s, 'active', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (code) DO NOTHING RETURNING code""",
             (
                 new.code,
@@ -180,13 +263,16 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
                 state["product_id"],
                 state["lot"],
                 state["production_date"],
-                "in_progress" if state["parent_sscc"] else "active",
+                disposition,
                 state["holder_org_id"],
                 state["parent_sscc"],
                 state["channel_org_id"],
                 state["line_id"],
                 now,
                 ids[-1],
+                state["store_org_id"],
+                state["salesperson_id"],
+                state["shipped_at"],
             ),
         )
     ).fetchone()
@@ -197,7 +283,7 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
                last_event_id = %s, updated_at = now() WHERE code = %s""",
         (ids[0], old.code),
     )
-    base = {"brand_id": actor.brand_id, "event_time": now, "biz_location": actor.org_id}
+    base = {"brand_id": actor.brand_id, "event_time": now, "biz_location": state["holder_org_id"]}
     info = {
         "product_id": state["product_id"],
         "lot": state["lot"],

@@ -1,0 +1,402 @@
+"""Issue 13, items 2–5: packing corrections only on goods on hand at their holder (and only by
+the holder's subtree), receipts against a shipment count on its order, and receiving an order
+in one action takes what is in transit now (split shipments). Every test ends with the stock
+check of ``tracecode stock check`` (roll up, recount from the code state): no mismatch."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from app._core import gs1_check_digit
+from app.logistics.rollup import recount, rollup_alone
+from tests.helpers import assert_error, issue_cases, issue_units
+
+_ids = itertools.count()
+
+
+class Goods:
+    def __init__(self, units: list[str], spare: list[str], cases: list[str], product_id: int):
+        self.units, self.spare, self.cases, self.product_id = units, spare, cases, product_id
+
+
+async def pack(
+    client: Any, login: Any, app: Any, demo: Any, cases: int, lot: str, *, spare: int = 4
+) -> Goods:
+    """``cases`` inner cases of 10 sun-cream units packed at the factory and taken into the
+    factory warehouse WH-SZ-01; ``spare`` units of the same batch are never activated."""
+    batch_no, product_id = await issue_units(client, login, demo, cases * 10 + spare)
+    ssccs = await issue_cases(client, login, demo, "inner", cases + 1)  # the last: never packed
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(cases * 10 + spare)]
+    operator = await login("operator")
+    response = await client.put(
+        "/lines/H13/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": lot, "production_date": "2026-11-10"},
+    )
+    assert response.status_code == 200, response.text
+    scans = []
+    for c in range(cases):
+        for code in [*serials[c * 10 : c * 10 + 10], ssccs[c]]:
+            scans.append({"id": f"h13-{next(_ids)}", "code": code, "at": "2026-11-10T08:00:00Z"})
+    response = await client.post("/lines/H13/scans", headers=operator, json={"scans": scans})
+    assert response.status_code == 200 and response.json()["rejected"] == 0, response.text
+    clerk = await login("clerk")
+    await move(client, clerk, ssccs[:cases], kind="factory_inbound")
+    return Goods(serials[: cases * 10], serials[cases * 10 :], ssccs, product_id)
+
+
+async def document(
+    client: Any, headers: Any, codes: list[str] | None = None, **fields: Any
+) -> dict[str, Any]:
+    created = await client.post("/documents", headers=headers, json=fields)
+    assert created.status_code == 201, created.text
+    doc: dict[str, Any] = created.json()
+    if codes:
+        added = await client.post(
+            f"/documents/{doc['id']}/codes", headers=headers, json={"codes": codes}
+        )
+        assert added.status_code == 200 and added.json()["rejected"] == 0, added.text
+    return doc
+
+
+async def move(client: Any, headers: Any, codes: list[str] | None, **fields: Any) -> Any:
+    """Create, fill and confirm a document; the confirmed document."""
+    doc = await document(client, headers, codes, **fields)
+    response = await client.post(f"/documents/{doc['id']}/confirm", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def order(client: Any, login: Any, demo: Any, product_id: int, quantity: int) -> int:
+    response = await client.post(
+        "/orders",
+        headers=await login("partner"),
+        json={
+            "erp_no": f"H13-{next(_ids)}-{product_id}-{quantity}",
+            "kind": "sales",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": product_id, "quantity": quantity}],
+        },
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def order_state(client: Any, login: Any, order_id: int) -> tuple[str, int, int]:
+    """(status, shipped, received) of a one-line order."""
+    response = await client.get(f"/orders/{order_id}", headers=await login("partner"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    [line] = body["lines"]
+    return body["status"], line["shipped"], line["received"]
+
+
+async def state_of(app: Any, serial: str) -> dict[str, Any] | None:
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT status, holder_org_id, transit_to, channel_org_id, store_org_id,
+                          parent_sscc, shipped_at IS NOT NULL AS shipped
+                   FROM unit_state WHERE code = %s""",
+                ((batch_no << 32) | index,),
+            )
+        ).fetchone()
+    return dict(row) if row else None
+
+
+async def stock_check(settings: Any) -> list[Any]:
+    """What ``tracecode stock check`` does: roll up (one roller at a time), then recount."""
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        await rollup_alone(conn, wait=True)
+        return await recount(conn)
+
+
+async def stock_at(settings: Any, org_id: int, product_id: int, lot: str) -> tuple[int, int]:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        row = await (
+            await conn.execute(
+                "SELECT on_hand, in_transit FROM stock WHERE org_id = %s AND product_id = %s "
+                "AND lot = %s",
+                (org_id, product_id, lot),
+            )
+        ).fetchone()
+    return (row["on_hand"], row["in_transit"]) if row else (0, 0)
+
+
+def replace(old: str, new: str) -> dict[str, str]:
+    return {"old": old, "new": new, "reason": "failed QC"}
+
+
+# -- item 2: corrections only on goods on hand --------------------------------------------------
+
+
+async def test_goods_in_transit_or_sold_are_not_corrected_and_stock_stays_right(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    lot = f"H13T{next(_ids)}"
+    goods = await pack(client, login, app, demo, 2, lot)
+    clerk, operator = await login("clerk"), await login("operator")
+    agent_admin = await login("agent_admin")
+    shipment = await move(
+        client, clerk, goods.cases[:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    # the shipped case and its units are in transit: the sender's subtree and the receiver get a
+    # clear 409, nothing changes
+    old, new = goods.units[0], goods.spare[0]
+    for headers in (operator, agent_admin):
+        assert_error(
+            await client.post("/packing/replace", headers=headers, json=replace(old, new)),
+            409,
+            "not_on_hand",
+        )
+        assert_error(
+            await client.post(
+                "/packing/unpack",
+                headers=headers,
+                json={"parent": goods.cases[0], "reason": "recount"},
+            ),
+            409,
+            "not_on_hand",
+        )
+    assert await state_of(app, new) is None
+    assert (await state_of(app, old))["status"] == "active"  # type: ignore[index]
+    assert await stock_check(settings) == []
+    # nothing that the line packed is in place any more: undo touches none of it
+    assert_error(
+        await client.post("/lines/H13/undo", headers=operator, json={"reason": "x"}),
+        404,
+        "nothing_to_undo",
+    )
+
+    # received: the agent holds it and may replace a unit; the new one takes over everything
+    agent = await login("agent_clerk")
+    await move(client, agent, None, kind="inbound", shipment_id=shipment["id"])
+    response = await client.post("/packing/replace", headers=agent_admin, json=replace(old, new))
+    assert response.status_code == 200, response.text
+    assert response.json()["parent"] == goods.cases[0]
+    assert await state_of(app, new) == {
+        "status": "active",
+        "holder_org_id": demo["AGENT-ZJ"],
+        "transit_to": None,
+        "channel_org_id": demo["AGENT-ZJ"],
+        "store_org_id": None,
+        "parent_sscc": int(goods.cases[0]),
+        "shipped": True,
+    }
+    assert (await state_of(app, old))["status"] == "void"  # type: ignore[index]
+    assert await stock_check(settings) == []
+    assert await stock_at(settings, demo["AGENT-ZJ"], goods.product_id, lot) == (10, 0)
+    assert await stock_at(settings, demo["WH-SZ-01"], goods.product_id, lot) == (10, 0)
+
+    # at the store, a sold unit is not on hand either (the agent is the store's ancestor)
+    to_store = await move(
+        client, agent, goods.cases[:1], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    store = await login("store_clerk")
+    await move(client, store, None, kind="inbound", shipment_id=to_store["id"])
+    sold = await client.post("/sales", headers=store, json={"codes": [goods.units[1]]})
+    assert sold.status_code == 201, sold.text
+    assert_error(
+        await client.post(
+            "/packing/replace", headers=agent_admin, json=replace(goods.units[1], goods.spare[1])
+        ),
+        409,
+        "not_on_hand",
+    )
+    # a unit on hand at the store: replaced with its designated store and channel kept
+    response = await client.post(
+        "/packing/replace", headers=agent_admin, json=replace(goods.units[2], goods.spare[2])
+    )
+    assert response.status_code == 200, response.text
+    kept = await state_of(app, goods.spare[2])
+    assert kept is not None
+    assert (kept["holder_org_id"], kept["store_org_id"], kept["channel_org_id"]) == (
+        demo["STORE-HZ-01"],
+        demo["STORE-HZ-01"],
+        demo["AGENT-ZJ"],
+    )
+    assert await stock_check(settings) == []
+    assert await stock_at(settings, demo["STORE-HZ-01"], goods.product_id, lot) == (9, 0)
+
+
+# -- item 5: only the holder's subtree corrects --------------------------------------------------
+
+
+async def test_only_the_holders_subtree_may_correct_others_get_404(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    goods = await pack(client, login, app, demo, 3, f"H13S{next(_ids)}")
+    gd, operator = await login("gd_admin"), await login("operator")
+    # another agent: the factory's goods answer exactly as a code that does not exist
+    refused = [
+        assert_error(
+            await client.post("/packing/unpack", headers=gd, json=body), 404, "unknown_code"
+        )
+        for body in (
+            {"parent": goods.cases[0], "reason": "x"},
+            {"parent": goods.cases[0], "children": goods.units[:1], "reason": "x"},
+        )
+    ]
+    refused.append(
+        assert_error(
+            await client.post(
+                "/packing/replace", headers=gd, json=replace(goods.units[0], goods.spare[0])
+            ),
+            404,
+            "unknown_code",
+        )
+    )
+    never_packed = goods.cases[-1]
+    unknown = assert_error(
+        await client.post(
+            "/packing/unpack", headers=operator, json={"parent": never_packed, "reason": "x"}
+        ),
+        404,
+        "unknown_code",
+    )
+    never_active = assert_error(
+        await client.post(
+            "/packing/replace", headers=operator, json=replace(goods.spare[0], goods.spare[1])
+        ),
+        404,
+        "unknown_code",
+    )
+    assert [e["details"] for e in refused] == [unknown["details"]] * 2 + [never_active["details"]]
+    not_issued = "16901234999999999"  # a valid SSCC of the brand's prefix that was never issued
+    not_issued += str(gs1_check_digit(not_issued))
+    assert_error(
+        await client.post(
+            "/packing/unpack", headers=operator, json={"parent": not_issued, "reason": "x"}
+        ),
+        404,
+        "unknown_code",
+    )
+    assert (await state_of(app, goods.units[0]))["parent_sscc"] == int(goods.cases[0])  # type: ignore[index]
+    assert await state_of(app, goods.spare[0]) is None
+
+    # the factory (an ancestor of its warehouse) may correct what the warehouse holds
+    response = await client.post(
+        "/packing/unpack",
+        headers=operator,
+        json={"parent": goods.cases[2], "children": goods.units[20:21], "reason": "QC sample"},
+    )
+    assert response.status_code == 200, response.text
+
+    # once the agent holds a case, the factory gets 404 and the agent may correct it
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    shipment = await move(
+        client, clerk, goods.cases[:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    await move(client, agent, None, kind="inbound", shipment_id=shipment["id"])
+    assert_error(
+        await client.post(
+            "/packing/unpack", headers=operator, json={"parent": goods.cases[0], "reason": "x"}
+        ),
+        404,
+        "unknown_code",
+    )
+    assert_error(
+        await client.post(
+            "/packing/replace", headers=operator, json=replace(goods.units[1], goods.spare[1])
+        ),
+        404,
+        "unknown_code",
+    )
+    assert_error(
+        await client.post(
+            "/packing/unpack", headers=gd, json={"parent": goods.cases[0], "reason": "x"}
+        ),
+        404,
+        "unknown_code",
+    )
+    response = await client.post(
+        "/packing/unpack",
+        headers=await login("agent_admin"),
+        json={"parent": goods.cases[0], "children": goods.units[:1], "reason": "shelf sample"},
+    )
+    assert response.status_code == 200, response.text
+    assert (await state_of(app, goods.units[0]))["parent_sscc"] is None  # type: ignore[index]
+    assert await stock_check(settings) == []
+
+
+# -- item 3: a receipt against a shipment counts on the shipment's order --------------------------
+
+
+async def test_receiving_against_a_shipment_counts_on_its_order(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    goods = await pack(client, login, app, demo, 3, f"H13R{next(_ids)}")
+    order_id = await order(client, login, demo, goods.product_id, 30)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    shipment = await move(client, clerk, goods.cases[:3], kind="outbound", order_id=order_id)
+    assert await order_state(client, login, order_id) == ("shipped", 30, 0)
+    # part of it, scanned
+    part = await move(client, agent, goods.cases[:1], kind="inbound", shipment_id=shipment["id"])
+    assert part["order_id"] == order_id and part["units"] == 10
+    assert await order_state(client, login, order_id) == ("shipped", 30, 10)
+    # the rest of the shipment in one action
+    rest = await move(client, agent, None, kind="inbound", shipment_id=shipment["id"])
+    assert rest["units"] == 20 and rest["discrepancies"] is None
+    assert await order_state(client, login, order_id) == ("received", 30, 30)
+    assert_error(await _receive_again(client, agent, shipment["id"]), 409, "nothing_in_transit")
+    # a shipment of another order cannot be booked on this one
+    other = await order(client, login, demo, goods.product_id, 5)
+    assert_error(
+        await client.post(
+            "/documents",
+            headers=agent,
+            json={"kind": "inbound", "shipment_id": shipment["id"], "order_id": other},
+        ),
+        422,
+        "wrong_order",
+    )
+    assert await stock_check(settings) == []
+
+
+async def _receive_again(client: Any, headers: Any, shipment_id: int) -> Any:
+    doc = await document(client, headers, kind="inbound", shipment_id=shipment_id)
+    return await client.post(f"/documents/{doc['id']}/confirm", headers=headers)
+
+
+# -- item 4: receiving an order takes what is in transit now ---------------------------------------
+
+
+async def test_receive_order_takes_each_part_of_a_split_shipment(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    lot = f"H13P{next(_ids)}"
+    goods = await pack(client, login, app, demo, 3, lot)
+    order_id = await order(client, login, demo, goods.product_id, 30)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    await move(client, clerk, goods.cases[:2], kind="outbound", order_id=order_id)
+    first = await client.post(f"/orders/{order_id}/receive", headers=agent)
+    assert first.status_code == 200, first.text
+    assert first.json()["units"] == 20
+    assert await order_state(client, login, order_id) == ("open", 20, 20)
+    await move(client, clerk, goods.cases[2:3], kind="outbound", order_id=order_id)
+    second = await client.post(f"/orders/{order_id}/receive", headers=agent)
+    assert second.status_code == 200, second.text
+    assert (second.json()["units"], second.json()["packages"]) == (10, 1)
+    assert await order_state(client, login, order_id) == ("received", 30, 30)
+    # nothing is on its way any more: a clear answer, and nothing is written
+    assert_error(
+        await client.post(f"/orders/{order_id}/receive", headers=agent), 409, "nothing_in_transit"
+    )
+    # only the receiver receives; others do not see the order
+    assert_error(
+        await client.post(f"/orders/{order_id}/receive", headers=await login("gd_admin")),
+        404,
+        "unknown_order",
+    )
+    assert await stock_check(settings) == []
+    assert await stock_at(settings, demo["AGENT-ZJ"], goods.product_id, lot) == (30, 0)
