@@ -28,6 +28,7 @@ from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
+from app.head import strip_head_body
 from app.inspect.routes import InspectionController
 from app.logistics.center_routes import CenterController
 from app.logistics.routes import DocumentController, OrderController, consumer_return, sell
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[request_context_middleware],
+        before_send=[strip_head_body],  # HEAD: the headers of GET, no body
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="Tracecode API",

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Response, get
+from litestar import Response, get, route
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
@@ -16,6 +16,7 @@ from app import _core
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
+from app.head import GET_HEAD
 from app.paging import Page, PageNo, PerPage, fetch_page
 from workers.heartbeat import WORKER_STALE_SECONDS, heartbeat_pattern
 
@@ -33,13 +34,13 @@ class HealthOut(msgspec.Struct, frozen=True):
     workers: Check
 
 
-@get("/ping", tags=["ops"], include_in_schema=False)
+@route("/ping", http_method=GET_HEAD, tags=["ops"], include_in_schema=False)
 async def ping() -> dict[str, str]:
     """The cheapest JSON answer: the baseline for load tests."""
     return {"pong": "ok"}
 
 
-@get("/health", tags=["ops"])
+@route("/health", http_method=GET_HEAD, tags=["ops"])
 async def health(state: State, settings: Settings) -> Response[HealthOut]:
     """PostgreSQL, Redis and worker heartbeat; 503 when PostgreSQL or Redis is down."""
     try:

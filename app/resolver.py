@@ -1,28 +1,64 @@
 """GS1 Digital Link resolver (SPEC I4): ``/01/{gtin}[/10/{lot}][/21/{serial}]`` and ``/00/{sscc}``.
 
-Answers GET, HEAD and OPTIONS; validates the syntax (check digits included: 400 on a bad URI,
-never a 200 error page); redirects (307) to the default link — the verification page when the URI
-names a serial, else the product information page; honours ``?linkType=`` for the links a
-product has; lists all links as an RFC 9264 linkset for ``?linkType=all`` or
-``Accept: application/linkset+json``; tolerates a trailing slash; describes itself at
-``/.well-known/gs1resolver``.
+What the GS1-Conformant resolver standard asks, and how it is met here:
+
+- GET, HEAD and OPTIONS, with CORS; HEAD answers the headers of GET without a body (the body is
+  dropped once, for every route, by ``app.head``).
+- The URI syntax is validated (check digits included): 400 on a bad URI, never a 200 error page;
+  a trailing slash is tolerated.
+- The default link is a 307 redirect with an empty body: the verification page when the URI
+  names a serial, else the product information page. ``Link`` lists every link (full GS1 link
+  type URIs, a title each) and the linkset.
+- ``?linkType=`` picks a link by CURIE (``gs1:pip``) or URI (``https://gs1.org/voc/pip``); an
+  unknown type gets the default link. ``linkType=linkset`` (and the older ``all``) or
+  ``Accept: application/linkset+json`` answer the RFC 9264 linkset.
+- The request's query string is passed on to the redirect target, less ``linkType``.
+- ``/.well-known/gs1resolver`` describes the resolver.
+
+Every absolute URL comes from the settings (``TRACECODE_PUBLIC_SCHEME``,
+``TRACECODE_RESOLVER_HOST``), never from the request's ``Host`` header: a forged Host cannot
+turn the resolver into a redirector to someone else's site.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
-from litestar import Request, Response, get, route
+from litestar import MediaType, Request, Response, route
 
 from app._core import Gs1Error, parse_digital_link
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, ValidationFailed
+from app.head import GET_HEAD
 
 GS1_VOC = "https://gs1.org/voc/"
+# Spellings of the GS1 Web Vocabulary namespace that a link type URI may use.
+VOC_PREFIXES = (
+    "https://gs1.org/voc/",
+    "http://gs1.org/voc/",
+    "https://www.gs1.org/voc/",
+    "http://www.gs1.org/voc/",
+    "https://ref.gs1.org/voc/",
+)
 LINKSET = "application/linkset+json"
+LINKSET_TYPES = ("linkset", "all")  # "all": the name of GS1 Digital Link 1.1
 METHODS = "GET, HEAD, OPTIONS"
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": METHODS,
+    "Access-Control-Expose-Headers": "Link",
+    "Allow": METHODS,
+    "Vary": "Accept",
+}
+# ASCII titles for the Link header (header values are Latin-1); the full title goes in title*.
+HEADER_TITLES = {
+    "gs1:pip": "Product information",
+    "gs1:verificationService": "Verify this item",
+    "gs1:instructions": "Product video",
+}
+QUALIFIERS = ("22", "10", "21")  # key qualifiers of a GTIN, in URI order
 
 
 def _parse(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -31,9 +67,44 @@ def _parse(request: Request[Any, Any, Any]) -> dict[str, str]:
         ais = parse_digital_link(uri)
     except Gs1Error as exc:
         raise ValidationFailed(
-            f"not a valid GS1 Digital Link URI: {exc}", code="invalid_digital_link"
+            f"not a valid GS1 Digital Link URI: {exc}", code="invalid_digital_link", headers=CORS
         ) from None
     return ais  # type: ignore[no-any-return]
+
+
+def link_type(value: str | None) -> str | None:
+    """A requested link type as a ``gs1:`` CURIE (``https://gs1.org/voc/pip`` -> ``gs1:pip``)."""
+    if value is None:
+        return None
+    for prefix in VOC_PREFIXES:
+        if value.startswith(prefix):
+            return "gs1:" + value[len(prefix) :]
+    return value
+
+
+def passed_on(query: str) -> str:
+    """The request's query string for the redirect target: all of it except ``linkType``."""
+    kept = [
+        part
+        for part in query.split("&")
+        if part and unquote_plus(part.split("=", 1)[0]).lower() != "linktype"
+    ]
+    return "&".join(kept)
+
+
+def with_query(href: str, query: str) -> str:
+    if not query:
+        return href
+    return f"{href}{'&' if '?' in href else '?'}{query}"
+
+
+def canonical_path(ais: dict[str, str]) -> str:
+    """The URI path of the identified item: GTIN-14 and its qualifiers in the standard order."""
+    path = f"/01/{ais['01']}"
+    for ai in QUALIFIERS:
+        if ai in ais:
+            path += f"/{ai}/{quote(ais[ai], safe='')}"
+    return path
 
 
 def _links(base: str, ais: dict[str, str], product: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -63,36 +134,51 @@ def _links(base: str, ais: dict[str, str], product: dict[str, Any]) -> dict[str,
 
 def _linkset(anchor: str, links: dict[str, dict[str, str]], default: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"anchor": anchor}
-    for link_type, link in links.items():
-        entry[GS1_VOC + link_type.split(":", 1)[1]] = [{**link, "hreflang": ["zh", "en"]}]
+    for curie, link in links.items():
+        entry[GS1_VOC + curie.split(":", 1)[1]] = [{**link, "hreflang": ["zh", "en"]}]
     entry[GS1_VOC + "defaultLink"] = [links[default]]
     return {"linkset": [entry]}
 
 
+def _quoted(value: str) -> str:
+    """A Link header parameter value: a quoted string of printable ASCII."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def header_url(href: str) -> str:
+    """A URL fit for a header: spaces, quotes, angle brackets and non-ASCII percent-encoded."""
+    return quote(href, safe=":/?#[]@!$&'()*+,;=%~")
+
+
+def link_header(anchor: str, links: dict[str, dict[str, str]]) -> str:
+    """RFC 8288 ``Link``: every link with its type URI and a title (RFC 8187 ``title*`` for the
+    full, non-ASCII title), then the linkset."""
+    parts = []
+    for curie, link in links.items():
+        parts.append(
+            f"<{header_url(link['href'])}>; rel={_quoted(GS1_VOC + curie.split(':', 1)[1])}; "
+            f'type={_quoted(link["type"])}; hreflang="zh"; hreflang="en"; '
+            f"title={_quoted(HEADER_TITLES.get(curie, 'Link'))}; "
+            f"title*=UTF-8''{quote(link['title'], safe='')}"
+        )
+    parts.append(f'<{anchor}?linkType=linkset>; rel="linkset"; type="{LINKSET}"')
+    return ", ".join(parts)
+
+
 @route(
-    ["/01/{rest:path}", "/00/{rest:path}"],
-    http_method=["GET", "HEAD", "OPTIONS"],
-    tags=["resolver"],
-    include_in_schema=True,
+    ["/01/{rest:path}", "/00/{rest:path}"], http_method=[*GET_HEAD, "OPTIONS"], tags=["resolver"]
 )
 async def resolve(
     request: Request[Any, Any, Any], rest: str, conn: Conn, settings: Settings
 ) -> Response[Any]:
     """Resolve a GS1 Digital Link URI to its default link, a chosen link type, or a linkset."""
     ais = _parse(request)
-    cors = {"Access-Control-Allow-Origin": "*", "Allow": METHODS}
     if request.method == "OPTIONS":
         return Response(
-            None,
-            status_code=204,
-            headers={
-                **cors,
-                "Access-Control-Allow-Methods": METHODS,
-                "Access-Control-Allow-Headers": "Accept",
-            },
+            None, status_code=204, headers={**CORS, "Access-Control-Allow-Headers": "Accept"}
         )
     if "00" in ais:
-        raise NotFound("no public links for logistic units (SSCC)", code="no_links")
+        raise NotFound("no public links for logistic units (SSCC)", code="no_links", headers=CORS)
     product = await (
         await conn.execute(
             "SELECT id, name, video_url FROM products WHERE gtin = %s AND published",
@@ -100,34 +186,39 @@ async def resolve(
         )
     ).fetchone()
     if product is None:
-        raise NotFound(f"no product with GTIN {ais['01']}", code="unknown_gtin")
-    base = f"{request.url.scheme}://{request.url.netloc}"
+        raise NotFound(f"no product with GTIN {ais['01']}", code="unknown_gtin", headers=CORS)
+    base = settings.public_url  # never the request's Host
+    anchor = base + canonical_path(ais)
     links = _links(base, ais, product)
     default = "gs1:verificationService" if "21" in ais else "gs1:pip"
-    wanted = ais.get("linkType") or request.query_params.get("linktype")
+    wanted = link_type(ais.get("linkType") or request.query_params.get("linktype"))
     accept = request.headers.get("accept", "")
-    if wanted == "all" or (wanted is None and LINKSET in accept):
-        anchor = f"https://{settings.resolver_host}{request.url.path.rstrip('/')}"
-        return Response(_linkset(anchor, links, default), media_type=LINKSET, headers=cors)
+    if wanted in LINKSET_TYPES or (wanted is None and LINKSET in accept):
+        plain_json = LINKSET not in accept and MediaType.JSON in accept
+        return Response(
+            _linkset(anchor, links, default),
+            media_type=MediaType.JSON if plain_json else LINKSET,
+            headers=CORS,
+        )
     link = links.get(wanted or default) or links[default]  # unknown type: the default link
     return Response(
-        None,
+        b"",
         status_code=307,
+        media_type=MediaType.TEXT,
         headers={
-            **cors,
-            "Location": link["href"],
-            "Link": f'<{link["href"]}>; rel="{wanted or default}"',
+            **CORS,
+            "Location": header_url(with_query(link["href"], passed_on(request.url.query))),
+            "Link": link_header(anchor, links),
         },
     )
 
 
-@get("/.well-known/gs1resolver", tags=["resolver"])
-async def resolver_description(settings: Settings) -> dict[str, Any]:
+@route("/.well-known/gs1resolver", http_method=GET_HEAD, tags=["resolver"])
+async def resolver_description(settings: Settings) -> Response[dict[str, Any]]:
     """The resolver description document of the GS1-Conformant resolver standard."""
-    root = f"https://{settings.resolver_host}"
-    return {
+    body = {
         "name": "Tracecode GS1 Digital Link resolver",
-        "resolverRoot": root,
+        "resolverRoot": settings.public_url,
         "supportedPrimaryKeys": ["gtin", "sscc"],
         "supportedLinkType": [
             {"namespace": GS1_VOC, "prefix": "gs1:", "profile": GS1_VOC + "linkTypes"}
@@ -138,3 +229,4 @@ async def resolver_description(settings: Settings) -> dict[str, Any]:
         "validatesDigitalLinkSyntax": True,
         "methods": ["GET", "HEAD", "OPTIONS"],
     }
+    return Response(body, headers={"Access-Control-Allow-Origin": "*"})

@@ -12,14 +12,16 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, post, route
 from litestar.datastructures import Cookie, State
 from litestar.exceptions import HTTPException
 
 from app._core import Gs1Error, normalize_gtin
+from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
 from app.db import Conn
 from app.errors import AppError, TooManyRequests
 from app.errors import exception_handlers as json_handlers
+from app.head import GET_HEAD
 from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
@@ -35,6 +37,15 @@ _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789
 _PIN_NOISE = re.compile(r"[\s\-]")
 
 
+class _WithoutLength(Response[str]):
+    """A HEAD answer whose GET body is not known without running GET: no Content-Length."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().to_asgi_response(*args, **kwargs)
+        del response.headers["content-length"]
+        return response
+
+
 def _respond(
     body: str,
     lang: Lang,
@@ -43,6 +54,7 @@ def _respond(
     *,
     no_store: bool = True,
     headers: dict[str, str] | None = None,
+    length: bool = True,
 ) -> Response[str]:
     all_headers = {
         "Content-Language": "zh-CN" if lang == "zh" else "en",
@@ -58,10 +70,10 @@ def _respond(
         if remember
         else []
     )
-    return Response(
+    return (Response if length else _WithoutLength)(
         body,
         status_code=status,
-        media_type="text/html; charset=utf-8",
+        media_type=MediaType.HTML,  # Litestar adds the one "; charset=utf-8"
         headers=all_headers,
         cookies=cookies,
     )
@@ -199,10 +211,33 @@ def _status_of(out: VerifyOut) -> int:
     return 400 if out.reason == "malformed" else 200
 
 
-@get("/c/{serial:str}", include_in_schema=False, exception_handlers=PAGE_ERRORS)
+def _scan_head(state: State, serial: str, lang: Lang, remember: bool) -> Response[str]:
+    """HEAD of the scan page: its status and headers, without a verification.
+
+    Link checkers and chat-app previews send HEAD; a verification would count them as consumer
+    queries (and could make a genuine pack look suspicious). Only the serial's syntax is read.
+    """
+    status = 200
+    try:
+        state.scheme.verify(serial_from_scan(serial[:MAX_SERIAL]))
+    except MalformedSerial:
+        status = 400  # as GET: a malformed serial is a 400 page
+    except SerialError:
+        pass  # forged or unknown key: GET answers a 200 page saying so
+    return _respond("", lang, remember, status, length=False)
+
+
+@route(
+    "/c/{serial:str}",
+    http_method=GET_HEAD,
+    include_in_schema=False,
+    exception_handlers=PAGE_ERRORS,
+)
 async def scan_page(request: Request[Any, Any, Any], serial: str, state: State) -> Response[str]:
     """The page a QR code opens: product information and the PIN form (or why it is not genuine)."""
     lang, remember = choose(request)
+    if request.method == "HEAD":
+        return _scan_head(state, serial, lang, remember)
     out = await _verify(request, state, serial, lang, None)
     form = out.result in ("genuine", "suspicious")
     page = _verification_page(out, lang, out.serial or serial, state.scheme.pin_length, form=form)
@@ -247,7 +282,9 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
 # -- the product page --------------------------------------------------------------------------
 
 
-@get("/p/{gtin:str}", include_in_schema=False, exception_handlers=PAGE_ERRORS)
+@route(
+    "/p/{gtin:str}", http_method=GET_HEAD, include_in_schema=False, exception_handlers=PAGE_ERRORS
+)
 async def product_page(request: Request[Any, Any, Any], gtin: str, conn: Conn) -> Response[str]:
     """A published product's information page (the GS1 ``gs1:pip`` link)."""
     lang, remember = choose(request)
