@@ -64,7 +64,7 @@ async def test_export_round_trip_equals_the_generator(
     inner = _plain(await _download(client, printer, export["id"], "inner"), passphrase=PASS_IN)
     scheme = app.state.scheme
     records = scheme.generate(batch["batch_no"], 0, 1000, with_pins=True)
-    host = app.state.settings.resolver_host
+    root = app.state.settings.public_url  # TRACECODE_PUBLIC_SCHEME://TRACECODE_RESOLVER_HOST
     outer_lines, inner_lines = outer.splitlines(), inner.splitlines()
     assert len(outer_lines) == len(inner_lines) == 1000
     for i in range(1000):
@@ -72,7 +72,7 @@ async def test_export_round_trip_equals_the_generator(
             records[26 * i : 26 * i + 20].decode(),
             records[26 * i + 20 : 26 * i + 26].decode(),
         )
-        assert outer_lines[i] == f"{i + 1},{serial},https://{host}/01/{product['gtin']}/21/{serial}"
+        assert outer_lines[i] == f"{i + 1},{serial},{root}/01/{product['gtin']}/21/{serial}"
         assert inner_lines[i] == f"{i + 1},{pin}"
     # no single file holds both the serial and the PIN
     assert pin not in outer and serial not in inner
@@ -391,7 +391,7 @@ async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(
         assert exports.run_export(app.state.db_url, settings, app.state.scheme, export_id) == "done"
         outer = _plain(await _download(client, planner, export_id, "outer"), passphrase=PASS_OUT)
         expected = app.state.scheme.print_lines(
-            batch["batch_no"], 0, 5000, "outer", f"https://{settings.resolver_host}/c/"
+            batch["batch_no"], 0, 5000, "outer", f"{settings.public_url}/c/"
         )
         assert outer.encode() == expected
         import hashlib

@@ -27,8 +27,11 @@ class CategoryController(Controller):
         return await service.create_category(conn, principal, data)
 
     @get("/")
-    async def list_categories(self, conn: Conn, principal: Principal) -> list[CategoryOut]:
-        return await service.list_categories(conn, principal)
+    async def list_categories(
+        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[CategoryOut]:
+        """The categories the caller's brand tree shares with it, in display order."""
+        return await service.list_categories(conn, principal, page, per_page)
 
     @patch("/{category_id:int}")
     async def update(

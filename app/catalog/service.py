@@ -92,16 +92,21 @@ async def create_category(conn: Conn, actor: Principal, data: CategoryIn) -> Cat
     return out
 
 
-async def list_categories(conn: Conn, actor: Principal) -> list[CategoryOut]:
+async def list_categories(
+    conn: Conn, actor: Principal, page: int, per_page: int
+) -> Page[CategoryOut]:
     actor.require("catalog.read")
-    rows = await (
-        await conn.execute(
-            f"SELECT {_CAT} FROM categories c JOIN orgs o ON o.id = c.org_id "
-            f"WHERE {_READABLE} ORDER BY c.display_order, c.id",
-            {"path": actor.org_path},
-        )
-    ).fetchall()
-    return [CategoryOut(**r) for r in rows]
+    return await fetch_page(
+        conn,
+        columns=_CAT,
+        source="categories c JOIN orgs o ON o.id = c.org_id",
+        where=[_READABLE],
+        params={"path": actor.org_path},
+        order="c.display_order, c.id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: CategoryOut(**row),
+    )
 
 
 async def update_category(

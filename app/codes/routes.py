@@ -31,10 +31,11 @@ from app.codes.schemas import (
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
-from app.errors import NotFound, ServerError
+from app.errors import BadRequest, ServerError
 from app.paging import Page, PageNo, PerPage
 
 Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)$")]
+MAX_SERIAL = 64
 
 
 async def _start(
@@ -197,7 +198,8 @@ async def set_printer_key(
 async def code_status(
     serial: str, conn: Conn, principal: Principal, scheme: Scheme
 ) -> CodeStatusOut:
-    """Lifecycle of a serial: issued_not_active, active, void or unknown (forged: 422)."""
-    if len(serial) > 64:
-        raise NotFound("not a serial")
+    """Lifecycle of a serial: issued_not_active, active, void or unknown (forged: 422,
+    malformed: 400)."""
+    if len(serial) > MAX_SERIAL:  # as the Rust core would say, without decoding a long text
+        raise BadRequest(f"not a serial: at most {MAX_SERIAL} characters", code="malformed_serial")
     return await service.code_status(conn, principal, scheme, serial)

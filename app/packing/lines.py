@@ -9,10 +9,14 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.packing.schemas import LineContextIn, LineOut, PackingRuleIn, PackingRuleOut
+from app.paging import Page, fetch_page
 
-_LINE = """SELECT l.id, l.org_id, l.code, l.product_id, p.name AS product_name, p.spec, l.lot,
-                  l.production_date, l.updated_at
-           FROM lines l LEFT JOIN products p ON p.id = l.product_id"""
+_LINE_COLUMNS = (
+    "l.id, l.org_id, l.code, l.product_id, p.name AS product_name, p.spec, l.lot, "
+    "l.production_date, l.updated_at"
+)
+_LINE_SOURCE = "lines l LEFT JOIN products p ON p.id = l.product_id"
+_LINE = f"SELECT {_LINE_COLUMNS} FROM {_LINE_SOURCE}"
 
 
 async def brand_product(conn: Conn, actor: Principal, product_id: int) -> dict[str, Any]:
@@ -39,12 +43,19 @@ async def get_line(conn: Conn, actor: Principal, code: str) -> LineOut:
     return LineOut(**row)
 
 
-async def list_lines(conn: Conn, actor: Principal) -> list[LineOut]:
+async def list_lines(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[LineOut]:
     actor.require("packing.scan")
-    rows = await (
-        await conn.execute(f"{_LINE} WHERE l.org_id = %s ORDER BY l.code", (actor.org_id,))
-    ).fetchall()
-    return [LineOut(**row) for row in rows]
+    return await fetch_page(
+        conn,
+        columns=_LINE_COLUMNS,
+        source=_LINE_SOURCE,
+        where=["l.org_id = %(org)s"],
+        params={"org": actor.org_id},
+        order="l.code",
+        page=page,
+        per_page=per_page,
+        make=lambda row: LineOut(**row),
+    )
 
 
 async def set_context(conn: Conn, actor: Principal, code: str, data: LineContextIn) -> LineOut:

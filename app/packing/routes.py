@@ -24,6 +24,7 @@ from app.packing.schemas import (
     ScanUploadOut,
     UnpackIn,
 )
+from app.paging import Page, PageNo, PerPage
 
 LineCode = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
 
@@ -37,9 +38,11 @@ class LineController(Controller):
     tags = ["packing"]
 
     @get("/")
-    async def list_lines(self, conn: Conn, principal: Principal) -> list[LineOut]:
+    async def list_lines(
+        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[LineOut]:
         """The packing lines of the caller's organisation with their production context."""
-        return await lines.list_lines(conn, principal)
+        return await lines.list_lines(conn, principal, page, per_page)
 
     @get("/{line:str}")
     async def get_line(self, line: LineCode, conn: Conn, principal: Principal) -> LineOut:
