@@ -71,6 +71,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_ttl: Annotated[int, msgspec.Meta(ge=300, le=90 * 86400)] = 14 * 86400
     login_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     login_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
+    # Failed logins per client IP over all accounts, and per account over all IPs (app.auth.limits).
+    login_ip_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 20
+    login_ip_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
+    login_account_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 100
 
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
 

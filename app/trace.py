@@ -103,6 +103,7 @@ class TraceOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> TraceOut:
+    """The trace as the caller may see it (see ``_scope``)."""
     actor.require("orgs.read")
     read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
     if read.reason == "malformed":
@@ -150,7 +151,12 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
         org_ids |= {state["holder_org_id"], state["channel_org_id"]} - {None}
     if batch_row:
         org_ids.add(batch_row["printer_id"])
-    orgs = await _orgs(conn, org_ids)
+    orgs, paths = await _orgs(conn, org_ids)
+    printer = orgs.get(batch_row["printer_id"])
+    if not _brand_level(actor):
+        rows, stays = _scope(actor, paths, state, rows, stays)
+        if not actor.sees(paths.get(batch_row["printer_id"], "")):
+            printer = None
     product = None
     if state and state["product_id"] and state["product_name"] is not None:
         product = ProductRef(
@@ -168,7 +174,7 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
             case_batch_id=read.batch if kind == CASE else None,
             level=read.level if kind == CASE else None,
             issued_at=batch_row["created_at"],
-            printer=orgs.get(batch_row["printer_id"]),
+            printer=printer,
         ),
         state=StateOut(
             status=state["status"],
@@ -281,13 +287,61 @@ def _event(e: dict[str, Any], via: str | None, orgs: dict[int, OrgRef]) -> Trace
     )
 
 
-async def _orgs(conn: Conn, ids: set[int]) -> dict[int, OrgRef]:
+async def _orgs(conn: Conn, ids: set[int]) -> tuple[dict[int, OrgRef], dict[int, str]]:
+    """The organisations as references, and their paths (for scoping)."""
     if not ids:
-        return {}
+        return {}, {}
     rows = await (
-        await conn.execute("SELECT id, name, kind FROM orgs WHERE id = ANY(%s)", (sorted(ids),))
+        await conn.execute(
+            "SELECT id, name, kind, path FROM orgs WHERE id = ANY(%s)", (sorted(ids),)
+        )
     ).fetchall()
-    return {r["id"]: OrgRef(**r) for r in rows}
+    return (
+        {r["id"]: OrgRef(r["id"], r["name"], r["kind"]) for r in rows},
+        {r["id"]: r["path"] for r in rows},
+    )
+
+
+def _brand_level(actor: Principal) -> bool:
+    """A caller of the brand organisation itself (``/brand/``) sees every trace of its brand."""
+    return actor.org_path.count("/") == 2
+
+
+_PARTIES = ("biz_location", "source_org", "destination_org")
+
+
+def _scope(
+    actor: Principal,
+    paths: dict[int, str],
+    state: dict[str, Any] | None,
+    rows: list[tuple[dict[str, Any], str | None]],
+    stays: list[ContainerStay],
+) -> tuple[list[tuple[dict[str, Any], str | None]], list[ContainerStay]]:
+    """What an organisation below the brand sees of a trace: the history from the first event
+    in which its subtree took part (the goods shipped to, received, held or sold there) on;
+    later events it took no part in without their documents (business transactions, details).
+    A code that never was in its subtree is unknown to it (404, as if it did not exist)."""
+
+    def ours(org_id: int | None) -> bool:
+        return org_id is not None and actor.sees(paths.get(org_id, ""))
+
+    def party(event: dict[str, Any]) -> bool:
+        return any(ours(event[k]) for k in _PARTIES)
+
+    start = next((i for i, (e, _) in enumerate(rows) if party(e)), None)
+    if start is None:
+        if state is None or not (ours(state["holder_org_id"]) or ours(state["channel_org_id"])):
+            raise NotFound("no such code was issued to this brand", code="unknown_code")
+        start = len(rows)
+    since = rows[start][0]["event_time"] if start < len(rows) else None
+    shown = [
+        (e if party(e) else {**e, "biz_transactions": None, "details": None}, via)
+        for e, via in rows[start:]
+    ]
+    kept = [
+        s for s in stays if s.removed_at is None or (since is not None and s.removed_at >= since)
+    ]
+    return shown, kept
 
 
 async def _levels(conn: Conn, ssccs: list[int]) -> dict[int, str]:

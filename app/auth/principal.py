@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 from app.errors import Forbidden, NotFound
@@ -40,3 +42,25 @@ class Principal(msgspec.Struct, frozen=True):
         """Records outside the caller's subtree are reported as not found, never leaked."""
         if org_path is None or not self.sees(org_path):
             raise NotFound(f"{what} not found")
+
+    @property
+    def is_platform(self) -> bool:
+        """A platform operator: onboards brands (tenants) and administers their trees."""
+        return "platform.admin" in self.permissions
+
+    @property
+    def admin_scope(self) -> str:
+        """The path prefix of the organisations and users the caller administers: its own
+        subtree; for a platform operator every brand's tree. Only the organisation and user
+        endpoints use it; every other read and write stays within ``org_path``."""
+        return "/" if self.is_platform else self.org_path
+
+    def ensure_administers(self, org_path: str | None, what: str = "organisation") -> None:
+        """Like ``ensure_sees``, over ``admin_scope``."""
+        if org_path is None or not org_path.startswith(self.admin_scope):
+            raise NotFound(f"{what} not found")
+
+    def lacks(self, permissions: Iterable[str]) -> list[str]:
+        """The permissions of another principal (a user, role or API key) this caller does not
+        hold, sorted: nobody grants, edits or disables what is stronger than themselves."""
+        return sorted(set(permissions) - self.permissions)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from typing import Any
+
+from litestar import Controller, Request, get, post
 
 from app.auth import service
+from app.auth.limits import login_limiter
 from app.auth.principal import Principal
 from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, LoginIn, MeOut, RefreshIn, TokenOut
 from app.config import Settings
@@ -16,9 +19,16 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=200)
-    async def login(self, data: LoginIn, conn: Conn, settings: Settings) -> TokenOut:
-        """Password login; returns a short-lived access token and a refresh token."""
-        return await service.login(conn, settings, data.username, data.password)
+    async def login(
+        self, request: Request[Any, Any, Any], data: LoginIn, conn: Conn, settings: Settings
+    ) -> TokenOut:
+        """Password login; returns a short-lived access token and a refresh token.
+
+        Failed logins are limited per client IP (429 ``rate_limited``) and per account and
+        client IP (429 ``login_locked``), both with ``Retry-After``."""
+        client_ip = request.client.host if request.client else "unknown"
+        limiter = login_limiter(request.app.state)
+        return await service.login(conn, settings, limiter, client_ip, data.username, data.password)
 
     @post("/refresh", status_code=200)
     async def refresh(self, data: RefreshIn, conn: Conn, settings: Settings) -> TokenOut:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
-from datetime import UTC, datetime, timedelta
 
 from app import audit
 from app.auth import passwords, tokens
+from app.auth.limits import LoginLimiter
 from app.auth.permissions import PERMISSIONS
 from app.auth.principal import Principal
 from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, TokenOut
 from app.config import Settings
 from app.db import Conn
-from app.errors import NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 
 _PRINCIPAL_SQL = """
 SELECT u.id, u.username, u.org_id, o.path, u.status, o.status AS org_status,
@@ -28,48 +29,34 @@ SELECT u.id, u.username, u.org_id, o.path, u.status, o.status AS org_status,
 """
 
 
-async def login(conn: Conn, settings: Settings, username: str, password: str) -> TokenOut:
+async def login(
+    conn: Conn,
+    settings: Settings,
+    limiter: LoginLimiter,
+    client_ip: str,
+    username: str,
+    password: str,
+) -> TokenOut:
+    """Password login under the limits of ``app.auth.limits`` (per IP, per account + IP, per
+    account); unknown names cost the same argon2 check and count like wrong passwords."""
+    await limiter.check(username, client_ip)
     row = await (
         await conn.execute(
-            "SELECT u.id, u.password_hash, u.status, o.status AS org_status, u.locked_until, "
-            "u.failed_logins FROM users u JOIN orgs o ON o.id = u.org_id "
-            "WHERE u.username = %s FOR UPDATE OF u",
+            "SELECT u.id, u.password_hash, u.status, o.status AS org_status "
+            "FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.username = %s",
             (username,),
         )
     ).fetchone()
-    now = datetime.now(UTC)
-    if row and row["locked_until"] and row["locked_until"] > now:
-        retry = int((row["locked_until"] - now).total_seconds()) + 1
-        raise TooManyRequests(
-            "too many failed logins; try again later",
-            code="login_locked",
-            details={"retry_after": retry},
-            headers={"Retry-After": str(retry)},
-        )
     ok = await asyncio.to_thread(
         passwords.verify_password, row["password_hash"] if row else None, password
     )
     if not ok or row is None:
-        if row is not None:
-            failures = row["failed_logins"] + 1
-            locked = failures >= settings.login_max_failures
-            await conn.execute(
-                "UPDATE users SET failed_logins = %s, locked_until = %s WHERE id = %s",
-                (
-                    0 if locked else failures,
-                    now + timedelta(seconds=settings.login_lockout_seconds) if locked else None,
-                    row["id"],
-                ),
-            )
-            await conn.commit()  # the failure must count even though the request fails
+        await limiter.failed(username, client_ip)
         raise Unauthorized("invalid username or password", code="invalid_credentials")
     if row["status"] != "active" or row["org_status"] != "active":
         raise Unauthorized("the account is inactive", code="account_inactive")
-    await conn.execute(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now() "
-        "WHERE id = %s",
-        (row["id"],),
-    )
+    await limiter.succeeded(username, client_ip)
+    await conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (row["id"],))
     return await _issue_pair(conn, settings, row["id"])
 
 
@@ -94,12 +81,12 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now() "
             "WHERE id = %s AND revoked_at IS NULL AND expires_at > now() RETURNING user_id",
-            (uuid.UUID(hex=claims["jti"]),),
+            (tokens.token_id(claims),),
         )
     ).fetchone()
     if spent is None:
         raise Unauthorized("refresh token already used or revoked", code="invalid_token")
-    principal = await load_user(conn, int(claims["sub"]))
+    principal = await load_user(conn, tokens.user_id(claims))
     return await _issue_pair(conn, settings, principal.user_id or 0)
 
 
@@ -107,7 +94,7 @@ async def logout(conn: Conn, settings: Settings, refresh_token: str) -> None:
     claims = tokens.decode(settings.jwt_key(), refresh_token, "refresh")
     await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
-        (uuid.UUID(hex=claims["jti"]),),
+        (tokens.token_id(claims),),
     )
 
 
@@ -135,7 +122,7 @@ async def principal_from_headers(
     credential = credential.strip()
     if scheme.lower() == "bearer" and credential:
         claims = tokens.decode(settings.jwt_key(), credential, "access")
-        return await load_user(conn, int(claims["sub"]))
+        return await load_user(conn, tokens.user_id(claims))
     if scheme.lower() == "apikey" and credential:
         return await load_api_key(conn, credential)
     raise Unauthorized("unsupported authorization scheme", code="unauthorized")
@@ -145,18 +132,23 @@ def _hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+# tck_<12 hex prefix>_<43 url-safe base64 characters without "_">, as ``create_api_key`` makes
+_API_KEY = re.compile(r"tck_([0-9a-f]{12})_([A-Za-z0-9-]{43})")
+
+
 async def load_api_key(conn: Conn, key: str) -> Principal:
-    parts = key.split("_")
-    if len(parts) != 3 or parts[0] != "tck":
+    match = _API_KEY.fullmatch(key)
+    if match is None:  # checked before anything reaches the database
         raise Unauthorized("invalid API key", code="invalid_api_key")
+    prefix, secret = match.groups()
     row = await (
         await conn.execute(
             "SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, o.status "
             "FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.prefix = %s",
-            (parts[1],),
+            (prefix,),
         )
     ).fetchone()
-    if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash_secret(parts[2])):
+    if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash_secret(secret)):
         raise Unauthorized("invalid API key", code="invalid_api_key")
     if row["revoked_at"] is not None or row["status"] != "active":
         raise Unauthorized("the API key is revoked", code="api_key_revoked")
@@ -185,6 +177,36 @@ def check_grantable(actor: Principal, permissions: list[str]) -> None:
         raise ValidationFailed(
             "cannot grant permissions you do not hold",
             code="permission_escalation",
+            details={"permissions": beyond},
+        )
+
+
+async def permissions_held_below(conn: Conn, org_path: str) -> list[str]:
+    """Every permission held by a user or a live API key of an organisation subtree."""
+    row = await (
+        await conn.execute(
+            """SELECT coalesce(array_agg(DISTINCT p), '{}') AS permissions FROM (
+                   SELECT unnest(r.permissions) AS p
+                     FROM orgs o JOIN users u ON u.org_id = o.id
+                     JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id
+                    WHERE o.path LIKE %(prefix)s
+                   UNION ALL
+                   SELECT unnest(k.permissions) FROM orgs o JOIN api_keys k ON k.org_id = o.id
+                    WHERE o.path LIKE %(prefix)s AND k.revoked_at IS NULL) held""",
+            {"prefix": org_path + "%"},
+        )
+    ).fetchone()
+    return list(row["permissions"]) if row else []
+
+
+def ensure_not_stronger(actor: Principal, held: list[str], what: str) -> None:
+    """Nobody resets, edits, disables or revokes what holds a permission they do not hold:
+    the rule of granting, applied to the accounts (users, roles, API keys) one changes."""
+    beyond = actor.lacks(held)
+    if beyond:
+        raise Forbidden(
+            f"the {what} holds permissions you do not hold",
+            code="stronger_account",
             details={"permissions": beyond},
         )
 
@@ -236,11 +258,14 @@ async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut
     actor.require("apikeys.write")
     row = await (
         await conn.execute(
-            "SELECT k.id, o.path FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.id = %s",
+            "SELECT k.id, k.permissions, o.path FROM api_keys k JOIN orgs o ON o.id = k.org_id "
+            "WHERE k.id = %s",
             (key_id,),
         )
     ).fetchone()
     actor.ensure_sees(row["path"] if row else None, "API key")
+    assert row is not None
+    ensure_not_stronger(actor, row["permissions"], "API key")
     updated = await (
         await conn.execute(
             f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -11,6 +12,8 @@ import jwt
 from app.errors import Unauthorized
 
 ISSUER = "tracecode"
+_SUB = re.compile(r"[1-9][0-9]{0,17}")  # a user id: a positive bigint, in decimal
+_JTI = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
 
 
 def issue(key: bytes, user_id: int, kind: str, ttl: int, jti: str | None = None) -> tuple[str, int]:
@@ -41,4 +44,23 @@ def decode(key: bytes, token: str, kind: str) -> dict[str, Any]:
         raise Unauthorized("invalid token", code="invalid_token") from None
     if claims.get("typ") != kind:
         raise Unauthorized("wrong kind of token", code="invalid_token")
+    # Signed by us, but check every claim we read: a hostile or buggy token is a 401, never a 500.
+    sub, jti = claims.get("sub"), claims.get("jti")
+    if not (isinstance(sub, str) and _SUB.fullmatch(sub)):
+        raise Unauthorized("invalid token subject", code="invalid_token")
+    if not (isinstance(jti, str) and _JTI.fullmatch(jti)):
+        raise Unauthorized("invalid token id", code="invalid_token")
+    for name in ("exp", "iat"):
+        if type(claims.get(name)) is not int:  # bool is no timestamp, and floats are not issued
+            raise Unauthorized(f"invalid token claim {name}", code="invalid_token")
     return claims
+
+
+def user_id(claims: dict[str, Any]) -> int:
+    """The user id of claims checked by ``decode``."""
+    return int(claims["sub"])
+
+
+def token_id(claims: dict[str, Any]) -> uuid.UUID:
+    """The refresh token's id (``jti``) of claims checked by ``decode``."""
+    return uuid.UUID(hex=claims["jti"])

@@ -8,6 +8,7 @@ import msgspec
 
 from app import audit
 from app.auth.principal import Principal
+from app.auth.service import ensure_not_stronger, permissions_held_below
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
@@ -37,6 +38,10 @@ _COLUMNS = (
 
 def _out(row: dict[str, Any]) -> OrgOut:
     return OrgOut(**row)
+
+
+def _brand_of(path: str) -> str:
+    return path.split("/")[1]
 
 
 def check_region(
@@ -75,6 +80,27 @@ async def visible(conn: Conn, actor: Principal, org_id: int) -> dict[str, Any]:
     return row
 
 
+async def administered(
+    conn: Conn, actor: Principal, org_id: int, *, lock: bool = False
+) -> dict[str, Any]:
+    """Like ``visible``, over the organisations the caller administers (a platform operator:
+    every brand's tree), for the organisation and user endpoints."""
+    row = await _get_row(conn, org_id, lock=lock)
+    actor.ensure_administers(row["path"] if row else None)
+    assert row is not None
+    return row
+
+
+async def _ensure_not_stronger(conn: Conn, actor: Principal, org_path: str) -> None:
+    """(De)activating or moving an organisation changes what its users and API keys can do:
+    only for someone who holds every permission they hold."""
+    ensure_not_stronger(
+        actor,
+        await permissions_held_below(conn, org_path),
+        "organisation (a user or API key in it)",
+    )
+
+
 async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut:
     """Create an organisation below a parent in the caller's subtree (a brand has no parent).
 
@@ -94,7 +120,7 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
             raise ValidationFailed("parent_id is required", details={"field": "parent_id"})
         parent = await _get_row(conn, data.parent_id)
         if actor is not None:
-            actor.ensure_sees(parent["path"] if parent else None, "parent organisation")
+            actor.ensure_administers(parent["path"] if parent else None, "parent organisation")
         if parent is None:
             raise NotFound("parent organisation not found")
         if data.kind not in CHILD_KINDS[parent["kind"]]:
@@ -133,7 +159,7 @@ async def get_org(conn: Conn, actor: Principal | None, org_id: int) -> OrgOut:
     ).fetchone()
     if actor is not None:
         actor.require("orgs.read")
-        actor.ensure_sees(row["path"] if row else None)
+        actor.ensure_administers(row["path"] if row else None)
     if row is None:
         raise NotFound("organisation not found")
     row.pop("path")
@@ -153,9 +179,9 @@ async def list_orgs(
 ) -> Page[OrgOut]:
     """The caller's subtree (or the subtree of ``root_id`` inside it), filtered and paged."""
     actor.require("orgs.read")
-    prefix = actor.org_path
+    prefix = actor.admin_scope
     if root_id is not None:
-        prefix = (await visible(conn, actor, root_id))["path"]
+        prefix = (await administered(conn, actor, root_id))["path"]
     where = ["path LIKE %(prefix)s"]
     params: dict[str, Any] = {"prefix": prefix + "%", "kind": kind, "status": status}
     if kind:
@@ -180,7 +206,7 @@ async def list_orgs(
 
 async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:
     actor.require("orgs.write")
-    await visible(conn, actor, org_id)
+    await administered(conn, actor, org_id)
     before = await get_org(conn, None, org_id)
     changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
     if not changes:
@@ -211,9 +237,10 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
 async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> OrgOut:
     """Deactivate or reactivate an organisation strictly below the caller's own."""
     actor.require("orgs.write")
-    row = await visible(conn, actor, org_id)
+    row = await administered(conn, actor, org_id)
     if row["path"] == actor.org_path:
         raise Unprocessable("you cannot change the status of your own organisation", code="own_org")
+    await _ensure_not_stronger(conn, actor, row["path"])
     before = await get_org(conn, None, org_id)
     await conn.execute(
         "UPDATE orgs SET status = %s, updated_at = now() WHERE id = %s", (status, org_id)
@@ -229,14 +256,17 @@ async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> 
 async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) -> OrgOut:
     """Re-parent an organisation and its whole subtree."""
     actor.require("orgs.write")
-    row = await visible(conn, actor, org_id)
+    row = await administered(conn, actor, org_id)
     if row["kind"] == "brand":
         raise Unprocessable("a brand cannot be moved", code="bad_hierarchy")
     if row["path"] == actor.org_path:
         raise Unprocessable("you cannot move your own organisation", code="own_org")
     parent = await _get_row(conn, parent_id, lock=True)
-    actor.ensure_sees(parent["path"] if parent else None, "parent organisation")
+    actor.ensure_administers(parent["path"] if parent else None, "parent organisation")
     assert parent is not None
+    if _brand_of(parent["path"]) != _brand_of(row["path"]):
+        raise Unprocessable("an organisation cannot move to another brand", code="bad_hierarchy")
+    await _ensure_not_stronger(conn, actor, row["path"])
     if parent["path"].startswith(row["path"]):
         raise Unprocessable("an organisation cannot move below itself", code="cycle")
     if row["kind"] not in CHILD_KINDS[parent["kind"]]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, patch, post
+from typing import Any
 
+from litestar import Controller, Request, delete, get, patch, post
+
+from app.auth.limits import login_limiter
 from app.auth.principal import Principal
 from app.db import Conn
 from app.paging import Page, PageNo, PerPage
@@ -49,10 +52,18 @@ class UserController(Controller):
 
     @patch("/{user_id:int}")
     async def update(
-        self, user_id: int, data: UserPatch, conn: Conn, principal: Principal
+        self,
+        request: Request[Any, Any, Any],
+        user_id: int,
+        data: UserPatch,
+        conn: Conn,
+        principal: Principal,
     ) -> UserOut:
-        """Change profile, roles, status (deactivate) or reset the password."""
-        return await service.update_user(conn, principal, user_id, data)
+        """Change profile, roles, status (deactivate) or reset the password (which lifts the
+        login locks) of a user who holds no permission the caller lacks (else 403
+        ``stronger_account``)."""
+        limiter = login_limiter(request.app.state)
+        return await service.update_user(conn, principal, user_id, data, limiter)
 
 
 class RoleController(Controller):

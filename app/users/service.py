@@ -8,13 +8,14 @@ from typing import Any
 import msgspec
 
 from app import audit
+from app.auth.limits import LoginLimiter
 from app.auth.passwords import hash_password
 from app.auth.permissions import BUILTIN_ROLES, PERMISSIONS
 from app.auth.principal import Principal
-from app.auth.service import check_grantable
+from app.auth.service import check_grantable, ensure_not_stronger
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
-from app.orgs.service import visible
+from app.orgs.service import administered
 from app.paging import Page, fetch_page
 from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn, UserOut, UserPatch
 
@@ -71,7 +72,7 @@ async def create_user(conn: Conn, actor: Principal | None, data: UserIn) -> User
     """Create a user in an organisation of the caller's subtree (``actor=None``: the system)."""
     if actor is not None:
         actor.require("users.write")
-        org = await visible(conn, actor, data.org_id)
+        org = await administered(conn, actor, data.org_id)
     else:
         org = await (
             await conn.execute("SELECT path, status FROM orgs WHERE id = %s", (data.org_id,))
@@ -117,13 +118,19 @@ async def _get(conn: Conn, user_id: int) -> UserOut:
 
 
 async def _visible_user(conn: Conn, actor: Principal, user_id: int) -> dict[str, Any]:
+    """The user's id, username, organisation path and permissions, if the caller administers
+    its organisation (else 404)."""
     row = await (
         await conn.execute(
-            "SELECT u.id, o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s",
+            """SELECT u.id, u.username, o.path,
+                      coalesce((SELECT array_agg(DISTINCT p) FROM user_roles ur
+                                  JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
+                                 WHERE ur.user_id = u.id), '{}') AS permissions
+                 FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s""",
             (user_id,),
         )
     ).fetchone()
-    actor.ensure_sees(row["path"] if row else None, "user")
+    actor.ensure_administers(row["path"] if row else None, "user")
     assert row is not None
     return row
 
@@ -145,9 +152,9 @@ async def list_users(
     per_page: int,
 ) -> Page[UserOut]:
     actor.require("users.read")
-    prefix = actor.org_path
+    prefix = actor.admin_scope
     if org_id is not None:
-        prefix = (await visible(conn, actor, org_id))["path"]
+        prefix = (await administered(conn, actor, org_id))["path"]
     where = ["o.path LIKE %(prefix)s"]
     params: dict[str, Any] = {"prefix": prefix + "%", "status": status}
     if status:
@@ -168,9 +175,18 @@ async def list_users(
     )
 
 
-async def update_user(conn: Conn, actor: Principal, user_id: int, patch: UserPatch) -> UserOut:
+async def update_user(
+    conn: Conn,
+    actor: Principal,
+    user_id: int,
+    patch: UserPatch,
+    limiter: LoginLimiter | None = None,
+) -> UserOut:
+    """Change a user no stronger than the caller; a password reset lifts its login locks."""
     actor.require("users.write")
     row = await _visible_user(conn, actor, user_id)
+    # resetting the password of, editing or disabling someone stronger would take them over
+    ensure_not_stronger(actor, row["permissions"], "user")
     if user_id == actor.user_id and (
         patch.status is not msgspec.UNSET or patch.roles is not msgspec.UNSET
     ):
@@ -197,6 +213,8 @@ async def update_user(conn: Conn, actor: Principal, user_id: int, patch: UserPat
         )
     if roles is not None:
         await _set_roles(conn, actor, user_id, row["path"], roles)
+    if password is not None and limiter is not None:
+        await limiter.clear(row["username"])
     after = await _get(conn, user_id)
     await audit.record(
         conn, actor, "update", "user", user_id, before=before, after=after, org_id=after.org_id
@@ -273,7 +291,21 @@ async def _managed_role(conn: Conn, actor: Principal, role_id: int) -> RoleOut:
     if row is not None and row["org_id"] is None:
         raise Unprocessable("built-in roles cannot be changed", code="builtin_role")
     actor.ensure_sees(row["path"] if row else None, "role")
-    return await _get_role(conn, role_id)
+    role = await _get_role(conn, role_id)
+    # changing a role changes every holder: the role and its holders are no stronger than you
+    held = await (
+        await conn.execute(
+            """SELECT coalesce(array_agg(DISTINCT p), '{}') AS permissions
+                 FROM user_roles mine JOIN user_roles ur ON ur.user_id = mine.user_id
+                 JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
+                WHERE mine.role_id = %s""",
+            (role_id,),
+        )
+    ).fetchone()
+    assert held is not None
+    ensure_not_stronger(actor, role.permissions, "role")
+    ensure_not_stronger(actor, held["permissions"], "role (a user holding it)")
+    return role
 
 
 async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePatch) -> RoleOut:

@@ -1,0 +1,179 @@
+"""Login limits in Redis: brute force is slowed down, and nobody can lock out someone else.
+
+Three counters, all failures only (successful logins never count):
+
+* per client IP, over every account (unknown names too): ``login_ip_max_failures`` within
+  ``login_ip_window_seconds`` → 429 ``rate_limited`` for that IP;
+* per account and client IP: ``login_max_failures`` → that IP is locked out of that account for
+  ``login_lockout_seconds`` (429 ``login_locked``); the real user, elsewhere, still logs in;
+* per account over all IPs: ``login_account_max_failures`` within ``login_lockout_seconds`` (a
+  guess from many addresses) → the account is locked for every IP except those it logged in
+  from successfully during the last ``KNOWN_CLIENT_SECONDS``.
+
+The client IP is the socket's peer address (an IPv6 client counts by its /64, which one host
+usually has whole); forwarded headers are never trusted. With Redis unreachable the limits are
+skipped (logged): argon2 still makes every guess expensive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import time
+
+import redis.exceptions
+from litestar.datastructures import State
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.errors import TooManyRequests
+
+log = logging.getLogger("tracecode.auth")
+
+KNOWN_CLIENT_SECONDS = 30 * 86400  # an IP that logged in stays known for the account this long
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# KEYS: ip counter, account locks (hash ip -> until), account counter, known clients (hash).
+# ARGV: ip, now, ip max, account max. Answers {verdict, seconds}.
+_CHECK = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[3]) then return {'rate', redis.call('TTL', KEYS[1])} end
+local now = tonumber(ARGV[2])
+local locked = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if locked > now then return {'locked', locked - now} end
+local a = tonumber(redis.call('GET', KEYS[3]) or '0')
+if a >= tonumber(ARGV[4]) and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
+  return {'locked', redis.call('TTL', KEYS[3])}
+end
+return {'ok', 0}
+"""
+
+# KEYS: ip counter, account failures (hash ip -> n), account locks, account counter.
+# ARGV: ip, now, ip window, max failures (account + ip), lockout seconds.
+_FAIL = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+local lockout = tonumber(ARGV[5])
+local f = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[2], lockout)
+if f >= tonumber(ARGV[4]) then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], tonumber(ARGV[2]) + lockout)
+  redis.call('EXPIRE', KEYS[3], lockout)
+end
+local a = redis.call('INCR', KEYS[4])
+if a == 1 then redis.call('EXPIRE', KEYS[4], lockout) end
+return f
+"""
+
+
+def client_bucket(ip: str) -> str:
+    """The address a limit counts by: an IPv4 address, or an IPv6 address's /64 network."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:64]  # not an address (e.g. "unknown"): counted as given
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class LoginLimiter:
+    def __init__(self, redis_client: Redis, settings: Settings) -> None:
+        self.redis = redis_client
+        self.settings = settings
+        self.ns = f"{settings.redis_namespace}:login"
+        self._check = redis_client.register_script(_CHECK)
+        self._fail = redis_client.register_script(_FAIL)
+
+    def _keys(self, username: str, ip: str) -> tuple[str, str, str, str, str]:
+        """ip counter, account failures, account locks, account counter, known clients."""
+        account = hashlib.sha256(username.encode()).hexdigest()[:32]
+        return (
+            f"{self.ns}:ip:{ip}",
+            f"{self.ns}:fail:{account}",
+            f"{self.ns}:lock:{account}",
+            f"{self.ns}:acct:{account}",
+            f"{self.ns}:known:{account}",
+        )
+
+    async def check(self, username: str, ip: str) -> None:
+        """Before the password is checked: 429 when this IP or this account + IP is locked."""
+        ip = client_bucket(ip)
+        ip_key, _, lock, acct, known = self._keys(username, ip)
+        s = self.settings
+        try:
+            verdict, seconds = await self._check(
+                keys=[ip_key, lock, acct, known],
+                args=[ip, int(time.time()), s.login_ip_max_failures, s.login_account_max_failures],
+            )
+        except _REDIS_DOWN as exc:
+            log.warning("login limits skipped: Redis unavailable", extra={"error": str(exc)})
+            return
+        if verdict == b"ok":
+            return
+        retry = max(int(seconds), 1)
+        if verdict == b"rate":
+            raise TooManyRequests(
+                "too many failed logins from this address; try again later",
+                code="rate_limited",
+                details={"retry_after": retry},
+                headers={"Retry-After": str(retry)},
+            )
+        raise TooManyRequests(
+            "too many failed logins; try again later",
+            code="login_locked",
+            details={"retry_after": retry},
+            headers={"Retry-After": str(retry)},
+        )
+
+    async def failed(self, username: str, ip: str) -> None:
+        ip = client_bucket(ip)
+        ip_key, fail, lock, acct, _ = self._keys(username, ip)
+        s = self.settings
+        try:
+            await self._fail(
+                keys=[ip_key, fail, lock, acct],
+                args=[
+                    ip,
+                    int(time.time()),
+                    s.login_ip_window_seconds,
+                    s.login_max_failures,
+                    s.login_lockout_seconds,
+                ],
+            )
+        except _REDIS_DOWN as exc:
+            log.warning("login failure not counted: Redis unavailable", extra={"error": str(exc)})
+
+    async def succeeded(self, username: str, ip: str) -> None:
+        """This IP's failures on the account are forgotten, and the IP becomes a known client."""
+        ip = client_bucket(ip)
+        _, fail, _, _, known = self._keys(username, ip)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(fail, ip)
+                pipe.hset(known, ip, int(time.time()))
+                pipe.expire(known, KNOWN_CLIENT_SECONDS)
+                await pipe.execute()
+        except _REDIS_DOWN as exc:
+            log.warning("login success not recorded: Redis unavailable", extra={"error": str(exc)})
+
+    async def clear(self, username: str) -> None:
+        """A password reset lifts every lock on the account."""
+        _, fail, lock, acct, _ = self._keys(username, "")
+        try:
+            await self.redis.delete(fail, lock, acct)
+        except _REDIS_DOWN as exc:
+            log.warning("login locks not cleared: Redis unavailable", extra={"error": str(exc)})
+
+
+def login_limiter(state: State) -> LoginLimiter:
+    """The application's limiter (made on first use, over the application's Redis client)."""
+    limiter: LoginLimiter | None = getattr(state, "login_limiter", None)
+    if limiter is None or limiter.redis is not state.redis:
+        limiter = LoginLimiter(state.redis, state.settings)
+        state.login_limiter = limiter
+    return limiter
