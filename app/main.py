@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from redis.asyncio import Redis
 
 from app import _core, db, ops
+from app.apidocs import document_errors, openapi_config
 from app.auth.routes import ApiKeyController, AuthController
 from app.catalog.routes import CategoryController, ProductController
 from app.codes.routes import (
@@ -26,6 +25,7 @@ from app.codes.routes import (
 from app.codes.scheme import load_scheme
 from app.config import Settings, load_settings
 from app.deps import dependencies
+from app.edge import EdgeRequest, edge_guard_middleware
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
 from app.head import strip_head_body
@@ -122,18 +122,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, edge_guard_middleware],
+        request_class=EdgeRequest,
         before_send=[strip_head_body],  # HEAD: the headers of GET, no body
         lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(
-            title="Tracecode API",
-            version=_core.version(),
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin(path="/scalar")],
-        ),
+        openapi_config=openapi_config(_core.version()),
         logging_config=None,
     )
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
+    document_errors(app, app.openapi_schema)  # the real error shape and codes of each operation
     app.state.settings = settings
     app.state.scheme = scheme
     return app

@@ -315,7 +315,10 @@ async def test_an_agent_sees_only_its_own_rows(
 
 
 def _as_text(value: Any) -> str:
-    return "" if value is None else str(value)
+    """A JSON value as the CSV writes it (app.tabular: formula-like text gets an apostrophe)."""
+    from app.tabular import formula_safe
+
+    return "" if value is None else formula_safe(value) if isinstance(value, str) else str(value)
 
 
 async def test_csv_export_parses_back_to_the_same_rows(

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import Parameter, QueryParameter
 
+from app import tabular
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -69,7 +70,7 @@ class InspectionController(Controller):
         output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
         page: PageNo = 1,
         per_page: PerPage = 50,
-    ) -> Page[InspectionOut] | Response[str]:
+    ) -> Page[InspectionOut]:
         """Inspection records (one per unit inspected), newest first: at the caller's stores, or
         of the caller's goods found anywhere. ``?format=csv`` exports every match (no paging)."""
         filters = service.Filters(
@@ -83,12 +84,8 @@ class InspectionController(Controller):
             date_to=date_to,
         )
         if output == "csv":
-            text = await service.records_csv(conn, principal, filters)
-            return Response(
-                text,
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": 'attachment; filename="inspections.csv"'},
-            )
+            chunks = await service.records_csv(conn, principal, filters)
+            return tabular.download(chunks, "csv", "inspections.csv")  # type: ignore[return-value]
         return await service.list_records(conn, principal, filters, page, per_page)
 
     @get("/summary")

@@ -23,9 +23,8 @@ leak report, so an analyst sees where goods went.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import msgspec
 from psycopg.types.json import Jsonb
 
-from app import audit
+from app import audit, tabular
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.scheme import Scheme
@@ -643,8 +642,9 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-async def records_csv(conn: Conn, actor: Principal, filters: Filters) -> str:
-    """The matching records as CSV (UTF-8 with a BOM, so spreadsheet programs read Chinese)."""
+async def records_csv(conn: Conn, actor: Principal, filters: Filters) -> AsyncIterator[bytes]:
+    """The matching records as CSV through ``app.tabular`` (BOM, formula guard). At most
+    ``CSV_MAX_ROWS``: more is refused (422) before the file starts."""
     require_reader(actor)
     where, params = _where(actor, filters)
     rows = await (
@@ -659,26 +659,18 @@ async def records_csv(conn: Conn, actor: Principal, filters: Filters) -> str:
             f"more than {CSV_MAX_ROWS} records: narrow the period or the filters",
             code="too_many_rows",
         )
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        r = record_out(row)
-        cells = [
-            r.id, r.scan_id, r.at.isoformat(), r.store.erp_code, r.store.name,
-            r.store.province_name or "", r.store.city_name or "", r.inspector or "",
-            r.serial, r.product.name if r.product else "", r.lot or "", r.result, r.reason,
-            r.shipped_to.erp_code if r.shipped_to else "",
-            r.shipped_to.name if r.shipped_to else "",
-            r.designated_store.name if r.designated_store else "",
-            r.document_no or "", r.store_document_no or "", r.case or "",
-            r.gps.lat, r.gps.lng, r.note, r.photo_url or "",
-        ]  # fmt: skip
-        writer.writerow([_cell(c) if isinstance(c, str) else c for c in cells])
-    return out.getvalue()
+    return tabular.csv_chunks(CSV_COLUMNS, tabular.one_batch([_csv_row(r) for r in rows]))
 
 
-def _cell(text: str) -> str:
-    """Free text that a spreadsheet would run as a formula is quoted (CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+def _csv_row(row: dict[str, Any]) -> list[Any]:
+    r = record_out(row)
+    return [
+        r.id, r.scan_id, r.at, r.store.erp_code, r.store.name,
+        r.store.province_name, r.store.city_name, r.inspector,
+        r.serial, r.product.name if r.product else None, r.lot, r.result, r.reason,
+        r.shipped_to.erp_code if r.shipped_to else None,
+        r.shipped_to.name if r.shipped_to else None,
+        r.designated_store.name if r.designated_store else None,
+        r.document_no, r.store_document_no, r.case,
+        r.gps.lat, r.gps.lng, r.note, r.photo_url,
+    ]  # fmt: skip

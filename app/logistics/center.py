@@ -8,17 +8,11 @@ on confirmation): it is one row with empty product columns. The caller sees the 
 organisation or counterparty lies in its subtree, and the stock of its subtree.
 
 Exports do not page: they run the same query on a server-side cursor of a connection of their
-own and stream it — CSV row batches as they come; XLSX written with XlsxWriter in
-constant-memory mode to a temporary file, streamed when finished (a ZIP needs its end).
+own and stream it through ``app.tabular`` (the one CSV/XLSX writer, with the formula guard).
 """
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
-import os
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,6 +23,7 @@ import msgspec
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from app import tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import BadRequest, Forbidden, NotFound, Unprocessable
@@ -291,73 +286,11 @@ async def _batches(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[lis
                 yield rows
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return str(value)
+def csv_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:
+    """Every row as CSV (app.tabular: BOM, header, formula guard), one chunk per batch."""
+    return tabular.csv_chunks(query.columns, _batches(pool, query))
 
 
-async def csv_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:
-    """UTF-8 CSV with a BOM (so Excel reads the Chinese names), a header of field names, then the
-    rows; one chunk per fetched batch."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(query.columns)
-    yield ("\ufeff" + buffer.getvalue()).encode()
-    async for rows in _batches(pool, query):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows([[_text(v) for v in row] for row in rows])
-        yield buffer.getvalue().encode()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-async def xlsx_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:
-    """An XLSX workbook (one sheet, header row of field names) written in constant memory."""
-    import xlsxwriter
-
-    fd, path = tempfile.mkstemp(prefix="tracecode-", suffix=".xlsx")
-    os.close(fd)
-    try:
-        book = xlsxwriter.Workbook(
-            path,
-            {
-                "constant_memory": True,
-                "strings_to_formulas": False,  # a note like "=1+1" stays text
-                "strings_to_urls": False,
-                "default_date_format": "yyyy-mm-dd",
-            },
-        )
-        sheet = book.add_worksheet(query.name)
-        bold = book.add_format({"bold": True})
-        sheet.write_row(0, 0, query.columns, bold)
-        sheet.freeze_panes(1, 0)
-        at = 1
-
-        def write(rows: list[tuple[Any, ...]], first: int) -> None:
-            for offset, row in enumerate(rows):
-                sheet.write_row(first + offset, 0, [_cell(v) for v in row])
-
-        async for rows in _batches(pool, query):
-            await asyncio.to_thread(write, rows, at)
-            at += len(rows)
-        await asyncio.to_thread(book.close)
-        with open(path, "rb") as handle:  # noqa: ASYNC230 - local temp file, read in chunks
-            while chunk := handle.read(1 << 18):
-                yield chunk
-    finally:
-        os.unlink(path)
-
-
-def media(fmt: Format) -> str:
-    return {
-        "csv": "text/csv; charset=utf-8",
-        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    }.get(fmt, "application/json")
+def xlsx_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:
+    """Every row as an XLSX sheet (app.tabular), written in constant memory."""
+    return tabular.xlsx_chunks(query.name, query.columns, _batches(pool, query))

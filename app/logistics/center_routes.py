@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
-from litestar.response import Stream
 
+from app import tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.logistics import center
@@ -24,15 +24,6 @@ FormatParam = Annotated[
 DocNo = Annotated[str, Parameter(min_length=1, max_length=64, description="number or its start")]
 
 
-class Download(Stream):
-    """A streamed file whose own media type wins: Litestar 2.25's ``Stream`` takes the
-    handler's (JSON) over it, contrary to its docstring."""
-
-    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["media_type"] = self.media_type
-        return super().to_asgi_response(*args, **kwargs)
-
-
 async def _answer(
     conn: Conn, state: State, query: Query, fmt: Format, make: Any, page: int, per_page: int
 ) -> Any:
@@ -43,13 +34,7 @@ async def _answer(
         chunks = center.xlsx_chunks(state.pool, query)
     else:
         chunks = center.csv_chunks(state.pool, query)
-    return Download(
-        chunks,
-        media_type=center.media(fmt),
-        headers={
-            "Content-Disposition": f'attachment; filename="{query.name}-{date.today()}.{fmt}"'
-        },
-    )
+    return tabular.download(chunks, fmt, f"{query.name}-{date.today()}.{fmt}")
 
 
 class CenterController(Controller):

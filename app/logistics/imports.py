@@ -32,6 +32,7 @@ from app.db import Conn
 from app.errors import AppError, BadRequest, PayloadTooLarge
 from app.logistics.orders import create_order
 from app.logistics.schemas import OrderIn, OrderLineIn
+from app.textguard import InvalidCharacter, check_text, has_control
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 100_000
@@ -126,8 +127,11 @@ def _decode(raw: bytes) -> str:
 
 
 def parse(raw: bytes, max_rows: int = MAX_ROWS) -> list[_Row]:
-    """Rows of the CSV with their file line numbers; 400 on a bad header or malformed CSV."""
+    """Rows of the CSV with their file line numbers; 400 on a bad header or malformed CSV, or
+    ``invalid_character`` on a control character (tab and line breaks pass)."""
     text = _decode(raw)
+    if has_control(text):
+        _refuse_control(text)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
@@ -177,6 +181,17 @@ def parse(raw: bytes, max_rows: int = MAX_ROWS) -> list[_Row]:
             f"line {line}: {exc}", code="malformed_csv", details={"line": line}
         ) from None
     return rows
+
+
+def _refuse_control(text: str) -> None:
+    """400 ``invalid_character`` naming the first file line that holds a control character."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if has_control(line):
+            try:
+                check_text(line, field=f"line {number}", what="file")
+            except InvalidCharacter as exc:
+                exc.details = [{**exc.details[0], "line": number}]
+                raise
 
 
 def _date(text: str) -> date | None:

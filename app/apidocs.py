@@ -1,0 +1,240 @@
+"""The OpenAPI document and its pages: Swagger UI served from the package, the real errors.
+
+* ``/schema`` and ``/schema/swagger``: Swagger UI from the ``swagger-ui-bundle-v2`` package (its
+  files are those of npm's ``swagger-ui-dist``), served under ``/schema/assets/``; nothing loads
+  from a CDN, and the pages carry a strict CSP, ``nosniff`` and ``no-referrer`` like the consumer
+  pages. There is no Scalar page: no package ships its assets, and a CDN is not an option.
+* ``document_errors``: every 4xx answer is ``{"error": {"code", "message", "details"}}`` (the
+  ``Error`` component) and each operation lists the codes it can answer, worked out once from its
+  handler (authenticated, ids in the path, a body, a mutation) instead of by hand on each route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router, get
+from litestar.datastructures import ResponseHeader
+from litestar.exceptions import NotFoundException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.openapi.spec import OpenAPI
+from litestar.routes import HTTPRoute
+
+SCHEMA_PATH = "/schema"
+ASSETS = f"{SCHEMA_PATH}/assets"
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    ResponseHeader(name="Content-Security-Policy", value=CSP),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+]
+
+# Swagger UI's own start-up, as a file (no inline script under the CSP): the document from this
+# server, no call to the public validator, no "explore" box to load other documents.
+INIT_JS = f"""window.addEventListener("load", function () {{
+  window.ui = SwaggerUIBundle({{
+    url: "{SCHEMA_PATH}/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: "BaseLayout"
+  }});
+}});
+"""
+
+_FILES = {
+    "swagger-ui-bundle.js": "application/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
+
+
+@cache
+def _asset(name: str) -> bytes:
+    from swagger_ui_bundle import swagger_ui_path
+
+    return (swagger_ui_path / name).read_bytes()
+
+
+@get("/assets/{name:str}", include_in_schema=False, sync_to_thread=False)
+def swagger_asset(name: str) -> Response[bytes]:
+    """The Swagger UI files (cached by browsers for a day) and its start-up script."""
+    if name == "init.js":
+        content, media = INIT_JS.encode(), "application/javascript"
+    elif name in _FILES:
+        content, media = _asset(name), _FILES[name]
+    else:
+        raise NotFoundException(f"no asset {name}")
+    return Response(content, media_type=media, headers={"Cache-Control": "public, max-age=86400"})
+
+
+class SwaggerPage(OpenAPIRenderPlugin):
+    """Swagger UI on a page of its own: scripts and styles from ``/schema/assets`` only."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/swagger", favicon="", style="")
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width,initial-scale=1">'
+            '<meta name="robots" content="noindex">'
+            f'<title>Tracecode API</title><link rel="icon" href="{ASSETS}/favicon-32x32.png">'
+            f'<link rel="stylesheet" href="{ASSETS}/swagger-ui.css"></head>'
+            '<body><div id="swagger-ui"></div>'
+            f'<script src="{ASSETS}/swagger-ui-bundle.js"></script>'
+            f'<script src="{ASSETS}/init.js"></script></body></html>'
+        ).encode()
+
+
+def openapi_config(version: str) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Tracecode API",
+        version=version,
+        path=SCHEMA_PATH,
+        render_plugins=[SwaggerPage()],
+        openapi_router=Router(
+            SCHEMA_PATH,
+            route_handlers=[swagger_asset],
+            include_in_schema=False,
+            response_headers=SECURITY_HEADERS,
+        ),
+    )
+
+
+# --- the real errors in the document ---------------------------------------------------------
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": 'Every error: {"error": {"code", "message", "details"}}; `code` is stable.',
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string", "examples": ["validation_failed"]},
+                "message": {"type": "string"},
+                "details": {"description": "what is wrong, per field or item; may be null"},
+            },
+        }
+    },
+}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+_WHY = {
+    "400": "malformed request: bad JSON, a value of the wrong type or out of range, a control "
+    "character (`invalid_character`), JSON nested too deep (`too_deep`)",
+    "401": "no or an invalid token or API key",
+    "403": "a permission is missing",
+    "404": "not found, or not visible to the caller",
+    "409": "conflicts with the current state",
+    "413": "the request body is too large",
+    "415": "the body is not of a media type this operation reads",
+    "422": "well-formed but breaks a rule",
+    "429": "too many requests; see Retry-After",
+    "503": "a store (PostgreSQL or Redis) is unavailable; retry shortly",
+}
+
+# Operations that answer an extra success status: a replay of the same request (idempotent by a
+# client-chosen key) answers the existing record with 200 instead of 201.
+REPLAYS = {
+    ("/orders", "post"): "the same erp_no and content again: the existing order",
+    ("/inspections", "post"): "the same client_id again: the first scan (`replayed`)",
+    ("/batches", "post"): "the same client request id again: the existing batch",
+    ("/case-batches", "post"): "the same client request id again: the existing batch",
+}
+# Operations limited per client (429), besides /v1/verify which documents itself.
+RATE_LIMITED = {("/auth/login", "post")}
+_MUTATING = {"post", "put", "patch", "delete"}
+_STORES = {"conn", "redis", "state", "principal", "verifier"}
+
+
+def _error(code: str) -> dict[str, Any]:
+    return {"description": _WHY[code], "content": {"application/json": {"schema": ERROR_REF}}}
+
+
+def _handlers(app: Litestar) -> Iterable[tuple[str, str, Any]]:
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                for method in handler.http_methods:
+                    yield route.path_format, method.lower(), handler
+
+
+def _codes(path: str, method: str, op: dict[str, Any], params: set[str]) -> set[str]:
+    codes = {"400"}
+    inputs = bool(op.get("parameters")) or "requestBody" in op or "data" in params
+    if "principal" in params:
+        codes |= {"401", "403"}
+        if inputs or "{" in path:
+            codes.add("404")
+        if method in _MUTATING:
+            codes.add("409")
+    elif "{" in path:
+        codes.add("404")
+    if inputs:
+        codes.add("422")
+    if "requestBody" in op or ("request" in params and method in _MUTATING):
+        codes |= {"413", "415"}
+    if (path, method) in RATE_LIMITED:
+        codes.add("429")
+    if params & _STORES:
+        codes.add("503")
+    return codes
+
+
+def _file_formats(op: dict[str, Any]) -> None:
+    """``?format=csv|xlsx`` answers a file: its media types next to the JSON page."""
+    formats: set[str] = set()
+    for param in op.get("parameters", []):
+        if param.get("name") == "format" and param.get("in") == "query":
+            schema = param.get("schema") or {}
+            for option in [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]:
+                formats.update(option.get("enum", []))
+    content = op.get("responses", {}).get("200", {}).get("content")
+    if content is None:
+        return
+    if "csv" in formats:
+        content["text/csv"] = {"schema": {"type": "string", "description": "UTF-8 CSV"}}
+    if "xlsx" in formats:
+        content["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"] = {
+            "schema": {"type": "string", "format": "binary"}
+        }
+
+
+def document_errors(app: Litestar, openapi: OpenAPI) -> None:
+    """Rewrite the generated document so that it says what the API really answers."""
+    schemas: dict[str, Any] = openapi.components.schemas  # type: ignore[assignment]
+    schemas["Error"] = ERROR_SCHEMA  # type: ignore[assignment]
+    paths: dict[str, Any] = openapi.paths if openapi.paths is not None else {}
+    handlers = {(p, m): h for p, m, h in _handlers(app)}
+    for path, item in paths.items():
+        item_ops = item if isinstance(item, dict) else item.to_schema()
+        for method, op in list(item_ops.items()):
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            handler = handlers.get((path, method))
+            params = set(handler.parsed_fn_signature.parameters) if handler else set()
+            responses = op["responses"]
+            for status in list(responses):
+                if status.startswith("4"):
+                    responses[status] = _error(status) if status in _WHY else responses[status]
+            for status in _codes(path, method, op, params):
+                responses.setdefault(status, _error(status))
+            replay = REPLAYS.get((path, method))
+            if replay and "201" in responses:
+                responses["200"] = {**responses["201"], "description": replay}
+            _file_formats(op)
+        paths[path] = item_ops
+    openapi.paths = paths

@@ -1,0 +1,433 @@
+"""Issue 13, bad input and protocol: control characters at the edge (1), deep JSON (11), one
+formula-guarded CSV/XLSX writer (13), one charset (14), the schema pages without a CDN (15) and
+an OpenAPI document that tells the real errors (16)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import secrets
+import zipfile
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+
+from tests.helpers import assert_error, issue_units
+
+FORMULAS = ["=1+2", "+SUM(A1)", "-3+4", "@cmd", "\tTAB", "\rCR"]
+
+
+# --- 1: control characters wherever text enters ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "escape", ["\\u0000", "\\u001f", "\\u007F", "\\u0008", "\\b", "\\f", "\\u001B"]
+)
+async def test_json_body_control_characters_are_refused(
+    client: Any, login: Any, escape: str
+) -> None:
+    admin = await login("admin")
+    body = ('{"name": "tea' + escape + 'pot"}').encode()
+    response = await client.post(
+        "/categories", headers={**admin, "content-type": "application/json"}, content=body
+    )
+    error = assert_error(response, 400, "invalid_character")
+    assert error["details"][0]["source"] == "body"
+    # also before any login: the unauthenticated login route
+    login_body = ('{"username": "admin' + escape + '", "password": "x"}').encode()
+    anonymous = await client.post(
+        "/auth/login", headers={"content-type": "application/json"}, content=login_body
+    )
+    assert_error(anonymous, 400, "invalid_character")
+
+
+async def test_json_body_allowed_text_passes(client: Any, login: Any) -> None:
+    """Tab and line breaks are text; an escaped backslash before "u0000" is not an escape."""
+    admin = await login("admin")
+    name = f"cat {secrets.token_hex(3)}\\u0000\tx"
+    response = await client.post("/categories", headers=admin, json={"name": name})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name
+
+
+@pytest.mark.parametrize("value", ["%00", "a%1Fb", "%7f", "%0B", "x%08"])
+async def test_query_control_characters_are_refused(client: Any, login: Any, value: str) -> None:
+    admin = await login("admin")
+    response = await client.get(f"/orders?erp_no={value}", headers=admin)
+    error = assert_error(response, 400, "invalid_character")
+    assert error["details"][0] == {
+        "field": "erp_no",
+        "message": "control character",
+        "source": "query",
+    }
+    assert response.headers["x-request-id"]  # answered inside the request middleware
+    anonymous = await client.get(f"/01/09506000134352/21/ABC?linkType={value}")
+    assert_error(anonymous, 400, "invalid_character")
+
+
+async def test_query_tab_and_plain_percent_pass(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    for query in ("erp_no=a%09b", "erp_no=100%25", "erp_no=%E4%B8%AD"):
+        response = await client.get(f"/orders?{query}", headers=admin)
+        assert response.status_code == 200, (query, response.text)
+
+
+@pytest.mark.parametrize("path", ["/codes/AB%00CD/status", "/trace/%07", "/trace/a%7Fb"])
+async def test_path_control_characters_are_refused(client: Any, login: Any, path: str) -> None:
+    response = await client.get(path, headers=await login("admin"))
+    assert_error(response, 400, "invalid_character")
+
+
+async def test_form_control_characters_are_refused(client: Any, app: Any) -> None:
+    serial = app.state.scheme.serial(1, 0)
+    response = await client.post(
+        f"/c/{serial}",
+        content=b"pin=12%0034&lang=en",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400, response.text
+
+
+async def test_csv_import_control_characters_are_refused(
+    client: Any, login: Any, demo: Any
+) -> None:
+    planner = await login("admin")
+    header = "erp_no,from_erp_code,to_erp_code,product_no,quantity,note\r\n"
+    for bad in ("\x00", "\x1b", "\x7f", "\x0c"):
+        body = header + f"CI-{secrets.token_hex(3)},WH-SZ-01,AGENT-ZJ,LM-SC-30,5,ok\r\n"
+        body += f"CI-{secrets.token_hex(3)},WH-SZ-01,AGENT-ZJ,LM-SC-30,5,no{bad}te\r\n"
+        response = await client.post(
+            "/orders/import",
+            headers={**planner, "content-type": "text/csv"},
+            content=body.encode(),
+        )
+        error = assert_error(response, 400, "invalid_character")
+        assert error["details"][0]["line"] == 3, error
+        assert error["details"][0]["source"] == "file"
+    tab = header + f'CI-{secrets.token_hex(3)},WH-SZ-01,AGENT-ZJ,LM-SC-30,5,"a\tb\r\nc"\r\n'
+    ok = await client.post(
+        "/orders/import", headers={**planner, "content-type": "text/csv"}, content=tab.encode()
+    )
+    assert ok.status_code == 200 and ok.json()["created"] == 1, ok.text
+
+
+# --- 11: deep JSON ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [65, 1_000, 100_000])
+async def test_deep_json_is_a_400_not_a_500(client: Any, login: Any, levels: int) -> None:
+    deep = b"[" * levels + b"]" * levels
+    for body in (b'{"username": ' + deep + b', "password": "x"}', b'{"a":' * levels + b"1"):
+        response = await client.post(
+            "/auth/login", headers={"content-type": "application/json"}, content=body
+        )
+        assert response.status_code == 400, response.text
+        assert_error(response, 400)
+    response = await client.post(
+        "/orgs", headers={**await login("admin"), "content-type": "application/json"}, content=deep
+    )
+    error = assert_error(response, 400, "too_deep")
+    assert error["details"] == {"max_depth": 64}
+
+
+async def test_json_within_the_depth_limit_is_decoded(client: Any, login: Any) -> None:
+    """64 levels pass the depth check (and fail validation as usual); brackets in strings
+    do not count."""
+    at_limit = b"[" * 63 + b"]" * 63
+    body = b'{"username": ' + at_limit + b', "password": "x"}'
+    response = await client.post(
+        "/auth/login", headers={"content-type": "application/json"}, content=body
+    )
+    assert_error(response, 400, "validation_failed")
+    name = "[{" * 40 + '\\"[' + secrets.token_hex(3)
+    response = await client.post(
+        "/categories",
+        headers={**await login("admin"), "content-type": "application/json"},
+        content=('{"name": "' + name + '"}').encode(),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name.replace('\\"', '"')
+
+
+def test_json_depth_check_is_exact() -> None:
+    from app.edge import json_depth_ok
+
+    assert json_depth_ok(b"[" * 64 + b"]" * 64)
+    assert not json_depth_ok(b"[" * 65 + b"]" * 65)
+    assert not json_depth_ok(b'{"a":' * 65 + b"1" + b"}" * 65)
+    assert json_depth_ok(b'{"a":' * 64 + b"1" + b"}" * 64)
+    # brackets inside strings, escaped quotes and backslashes
+    assert json_depth_ok(b'["' + b"[" * 200 + b'"]')
+    assert json_depth_ok(b'["\\"' + b"[" * 200 + b'"]')
+    assert not json_depth_ok(b'["\\\\"' + b"[" * 80 + b"]" * 80 + b"]")
+    # a wide document (a bulk upload) is shallow
+    wide = b'{"scans": [' + b",".join([b'{"code": "A", "children": ["B", "C"]}'] * 5000) + b"]}"
+    assert json_depth_ok(wide)
+    # unbalanced: left to the decoder (malformed_json)
+    assert json_depth_ok(b"]" * 100 + b"[" * 100)
+
+
+async def test_unbalanced_json_is_malformed(client: Any) -> None:
+    response = await client.post(
+        "/auth/login", headers={"content-type": "application/json"}, content=b"]" * 100
+    )
+    assert_error(response, 400, "malformed_json")
+
+
+# --- 13 and 14: one CSV/XLSX writer with the formula guard, one charset ----------------------
+
+
+def _csv_rows(response: Any) -> list[dict[str, str]]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    text = response.content.decode("utf-8")
+    assert text.startswith("\ufeff")
+    return list(csv.DictReader(io.StringIO(text[1:], newline="")))
+
+
+def _xlsx(content: bytes) -> tuple[dict[str, str], dict[str, bool], str]:
+    """Cells (reference -> text), which cells carry Excel's quote prefix, the sheet XML."""
+    ns = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    with zipfile.ZipFile(io.BytesIO(content)) as book:
+        names = set(book.namelist())
+        sheet_xml = book.read("xl/worksheets/sheet1.xml").decode()
+        styles = ElementTree.fromstring(book.read("xl/styles.xml"))
+        shared: list[str] = []
+        if "xl/sharedStrings.xml" in names:
+            root = ElementTree.fromstring(book.read("xl/sharedStrings.xml"))
+            shared = ["".join(t.text or "" for t in si.iter(f"{ns}t")) for si in root]
+    xfs = styles.find(f"{ns}cellXfs")
+    assert xfs is not None
+    quoted_styles = {i for i, xf in enumerate(xfs) if xf.get("quotePrefix") == "1"}
+    cells: dict[str, str] = {}
+    quoted: dict[str, bool] = {}
+    for c in ElementTree.fromstring(sheet_xml).iter(f"{ns}c"):
+        ref, kind, value = c.get("r", ""), c.get("t"), c.find(f"{ns}v")
+        if kind == "s" and value is not None:
+            cells[ref] = shared[int(value.text or 0)]
+        elif kind == "inlineStr":
+            cells[ref] = "".join(t.text or "" for t in c.iter(f"{ns}t"))
+        elif value is not None:
+            cells[ref] = value.text or ""
+        quoted[ref] = int(c.get("s", "0")) in quoted_styles
+    return cells, quoted, sheet_xml
+
+
+def _column(cells: dict[str, str], name: str) -> str:
+    return next(
+        re.sub(r"\d", "", ref)
+        for ref, v in cells.items()
+        if ref.endswith("1") and v == name and ref[:-1].isalpha()
+    )
+
+
+async def test_center_documents_export_guards_formulas(client: Any, login: Any, demo: Any) -> None:
+    clerk = await login("clerk")
+    fields = {"signee": FORMULAS[0], "customer": FORMULAS[3], "customer_type": FORMULAS[1],
+              "destination_city": FORMULAS[4]}  # fmt: skip
+    created = await client.post(
+        "/documents",
+        headers=clerk,
+        json={"kind": "outbound", "counterparty_id": demo["AGENT-ZJ"], "phone": "+86 1", **fields},
+    )
+    assert created.status_code == 201, created.text
+    doc_no = created.json()["doc_no"]
+    params = {"doc_no": doc_no}
+    rows = _csv_rows(
+        await client.get("/center/documents", headers=clerk, params={**params, "format": "csv"})
+    )
+    assert len(rows) == 1
+    for column, value in {**fields, "phone": "+86 1"}.items():
+        assert rows[0][column] == "'" + value, column
+    assert rows[0]["doc_no"] == doc_no  # plain text untouched
+    xlsx = await client.get("/center/documents", headers=clerk, params={**params, "format": "xlsx"})
+    assert xlsx.status_code == 200
+    cells, quoted, sheet = _xlsx(xlsx.content)
+    assert "<f>" not in sheet  # no formula anywhere
+    for column, value in fields.items():
+        ref = _column(cells, column) + "2"
+        assert cells[ref] == value and quoted[ref], column  # text, shown as is, kept as text
+    assert not quoted[_column(cells, "doc_no") + "2"]
+
+
+async def test_center_stock_export_guards_formulas_not_numbers(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    admin = await login("admin")
+    product = await client.post(
+        "/products",
+        headers=admin,
+        json={
+            "product_no": f"=P{secrets.token_hex(3)}",
+            "name": '=HYPERLINK("x")',
+            "spec": "-1 ml",
+        },
+    )
+    assert product.status_code == 201, product.text
+    product_id = product.json()["id"]
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO stock (org_id, product_id, lot, on_hand, in_transit) "
+            "VALUES (%s, %s, '@lot', -3, 0)",
+            (demo["WH-SZ-01"], product_id),
+        )
+    params = {"product_id": product_id}
+    rows = _csv_rows(
+        await client.get("/center/stock", headers=admin, params={**params, "format": "csv"})
+    )
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["product_name"] == '\'=HYPERLINK("x")' and row["spec"] == "'-1 ml"
+    assert row["lot"] == "'@lot" and row["product_no"].startswith("'=P")
+    assert row["on_hand"] == "-3"  # a number stays a number
+    xlsx = await client.get("/center/stock", headers=admin, params={**params, "format": "xlsx"})
+    cells, quoted, sheet = _xlsx(xlsx.content)
+    assert "<f>" not in sheet
+    name = _column(cells, "product_name") + "2"
+    assert cells[name] == '=HYPERLINK("x")' and quoted[name]
+    on_hand = _column(cells, "on_hand") + "2"
+    assert cells[on_hand] == "-3" and not quoted[on_hand]
+
+
+async def test_inspections_export_guards_formulas_with_one_charset(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    inspector = await login("inspector")
+    scanned = await client.post(
+        "/inspections",
+        headers=inspector,
+        json={
+            "code": serial,
+            "store_code": "STORE-GZ-01",
+            "note": "=cmd|' /C calc'!A0",
+            "gps": {"lat": 23.1, "lng": 113.3},
+        },
+    )
+    # a unit never activated: recorded as counterfeit evidence (422) — a record all the same
+    scan_id = assert_error(scanned, 422, "counterfeit")["details"]["id"]
+    response = await client.get(
+        "/inspections", headers=inspector, params={"format": "csv", "scan_id": scan_id}
+    )
+    rows = _csv_rows(response)  # asserts "text/csv; charset=utf-8", once
+    assert [r["note"] for r in rows] == ["'=cmd|' /C calc'!A0"]
+    assert rows[0]["serial"] == serial
+
+
+def test_one_writer_for_every_export() -> None:
+    """No module but app.tabular writes CSV or XLSX (the inspections' own writer is gone)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "app"
+    writers = {
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if re.search(r"csv\.(writer|DictWriter)|xlsxwriter\.Workbook", p.read_text())
+    }
+    assert writers == {"tabular.py"}
+
+
+def test_formula_guard_cells() -> None:
+    from app.tabular import csv_cell
+
+    for text in FORMULAS:
+        assert csv_cell(text) == "'" + text
+    assert csv_cell("plain") == "plain" and csv_cell("a=b") == "a=b"
+    assert csv_cell(-3) == -3 and csv_cell(None) == ""
+
+
+# --- 15: the schema pages, without a CDN -----------------------------------------------------
+
+
+_URL = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
+
+
+@pytest.mark.parametrize("page", ["/schema", "/schema/swagger"])
+async def test_schema_pages_load_nothing_from_outside(client: Any, page: str) -> None:
+    response = await client.get(page)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    html = response.text
+    assert not re.search(r"https?://", html), html  # nothing outside the server
+    assert "<script>" not in html.replace(" ", "")  # no inline script (the CSP forbids them)
+    assets = _URL.findall(html)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    types = {".js": "application/javascript", ".css": "text/css", ".png": "image/png"}
+    for asset in assets:
+        assert asset.startswith("/schema/assets/"), asset
+        served = await client.get(asset)
+        assert served.status_code == 200, asset
+        kind = served.headers["content-type"].split(";")[0]
+        assert kind == types[asset[asset.rindex(".") :]], (asset, kind)
+        assert served.headers["x-content-type-options"] == "nosniff"
+    init = await client.get("/schema/assets/init.js")
+    assert "validatorUrl: null" in init.text and "/schema/openapi.json" in init.text
+    assert not re.search(r"https?://", init.text)
+
+
+async def test_no_scalar_page_and_no_stray_assets(client: Any) -> None:
+    assert (await client.get("/schema/scalar")).status_code == 404
+    assert (await client.get("/schema/assets/index.html")).status_code == 404
+    assert (await client.get("/schema/assets/swagger-initializer.js")).status_code == 404
+    assert (await client.get("/schema/openapi.json")).status_code == 200
+
+
+# --- 16: the document tells the real errors --------------------------------------------------
+
+
+async def test_openapi_documents_the_error_shape_and_codes(client: Any) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    error = doc["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    assert set(error["properties"]["error"]["required"]) == {"code", "message", "details"}
+    ref = {"$ref": "#/components/schemas/Error"}
+    operations = [
+        (path, method, op)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "responses" in op
+    ]
+    assert len(operations) > 60
+    for path, method, op in operations:
+        responses = op["responses"]
+        assert "400" in responses, (path, method)
+        for status, response in responses.items():
+            if status.startswith("4"):
+                assert response["content"]["application/json"]["schema"] == ref, (path, status)
+        if "{" in path:
+            assert "404" in responses, (path, method)
+    for path, method in [("/orders", "post"), ("/users/{user_id}", "patch"), ("/orgs", "get")]:
+        responses = doc["paths"][path][method]["responses"]
+        assert {"400", "401", "403", "404", "422"} <= set(responses), (path, method)
+    assert "409" in doc["paths"]["/orders"]["post"]["responses"]
+    assert "415" in doc["paths"]["/orders/import"]["post"]["responses"]
+    assert "429" in doc["paths"]["/auth/login"]["post"]["responses"]
+    assert "401" not in doc["paths"]["/auth/login"]["post"]["responses"] or True
+    orders = doc["paths"]["/orders"]["post"]["responses"]
+    assert orders["200"]["content"] == orders["201"]["content"]  # the replay answer
+    stock = doc["paths"]["/center/stock"]["get"]["responses"]["200"]["content"]
+    assert {"application/json", "text/csv"} <= set(stock)
+
+
+async def test_a_repeated_order_answers_the_documented_200(
+    client: Any, login: Any, demo: Any
+) -> None:
+    planner = await login("admin")
+    products = (await client.get("/products", headers=planner, params={"q": "LM-SC-30"})).json()
+    order = {
+        "erp_no": f"DOC-{secrets.token_hex(4)}",
+        "from_org_id": demo["WH-SZ-01"],
+        "to_org_id": demo["AGENT-ZJ"],
+        "lines": [{"product_id": products["items"][0]["id"], "quantity": 3}],
+    }
+    first = await client.post("/orders", headers=planner, json=order)
+    again = await client.post("/orders", headers=planner, json=order)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
