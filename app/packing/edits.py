@@ -165,9 +165,8 @@ async def _take_out(
     serials = await serials_of(conn, scheme, units)
     labels = [serials[code] for code in units] + [sscc_label(c) for c in cases]
     out = EditOut(event_ids=[event_id], parent=sscc_label(sscc), codes=labels)
-    await audit.record(
-        conn, actor, "unpack", "case", sscc_label(sscc), after={"reason": reason, "codes": labels}
-    )
+    after = {"reason": reason, "codes": labels}
+    await audit.record(conn, actor, "unpack", "case", sscc_label(sscc), after=after, org_id=holder)
     return out
 
 
@@ -175,8 +174,8 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
     """Undo a binding: take the named children (default: all) out of the container."""
     actor.require("packing.scan")
     parent = await _one(conn, scheme, actor, data.parent, "case")
+    inside = await _children(conn, parent.code)  # units, then cases: the order documents lock in
     case = await _on_hand(conn, actor, "case", parent.code, parent.label)
-    inside = await _children(conn, parent.code)
     if data.children is None:
         chosen = inside
     else:
@@ -336,6 +335,7 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
         "unit",
         old.label,
         after={"new": new.label, "reason": data.reason},
+        org_id=state["holder_org_id"],
     )
     parent = sscc_label(state["parent_sscc"]) if state["parent_sscc"] else None
     return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])
