@@ -158,7 +158,7 @@ def _genuine_ok(answer: dict[str, Any], pin_given: bool, copied: bool = False) -
     if queries > THRESHOLD:
         expected = {("suspicious", "over_threshold")}
     elif not pin_given:
-        expected = {("genuine", "pin_required")}
+        expected = {("unconfirmed", "pin_required")}
     else:
         expected = {("genuine", "first_query" if queries == 1 else "repeat_query")}
         if copied and queries > 1:

@@ -112,14 +112,16 @@ async def test_genuine_first_then_repeat_then_over_threshold(
     serial = scheme.serial(batch_no, 7)
     pin = scheme.pin(serial)
     scan = await _verify(client, f"https://id.example.com/c/{serial}")
-    assert scan["result"] == "genuine" and scan["reason"] == "pin_required" and scan["queries"] == 0
+    assert scan["result"] == "unconfirmed" and scan["reason"] == "pin_required"
+    assert scan["queries"] == 0
     assert scan["product"]["name"].startswith("Sun Cream")
     first = await _verify(client, serial.lower(), pin, gps=SHANGHAI)
     assert (first["result"], first["reason"], first["queries"]) == ("genuine", "first_query", 1)
     assert first["first_query_place"] == "上海市"
     second = await _verify(client, serial, pin, gps=SHANGHAI, lang="en")
     assert (second["reason"], second["queries"]) == ("repeat_query", 2)
-    assert "checked 2 times" in second["message"] and "上海市" in second["message"]
+    assert "checked 2 times" in second["message"] and "in Shanghai" in second["message"]
+    assert second["first_query_place"] == "Shanghai" and "上海" not in second["message"]
     assert second["first_query_at"] == first["first_query_at"]
     await _verify(client, serial, pin, gps=SHANGHAI)
     fourth = await _verify(client, serial, pin, gps=SHANGHAI)
@@ -284,7 +286,7 @@ def test_fallback_rules_match_the_redis_script_rules() -> None:
     assert decide("ok", 2, "上海市", "上海市", 5, False) == ("genuine", "repeat_query")
     assert decide("ok", 2, "上海市", "广东省广州市", 5, False) == ("suspicious", "region_jump")
     assert decide("ok", 6, "上海市", "上海市", 5, False) == ("suspicious", "over_threshold")
-    assert decide("none", 0, "", "", 5, False) == ("genuine", "pin_required")
+    assert decide("none", 0, "", "", 5, False) == ("unconfirmed", "pin_required")
     assert decide("none", 0, "", "", 5, True) == ("suspicious", "never_shipped")
 
 

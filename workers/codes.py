@@ -8,6 +8,7 @@ import dramatiq
 
 from app.codes.exports import run_export
 from app.codes.scheme import Scheme, load_scheme
+from app.deadletters import POISON
 from app.embedded import start_postgres
 from workers.broker import settings
 
@@ -24,8 +25,9 @@ def _context() -> tuple[str, Scheme]:
     return db_url, scheme
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=6 * 3600 * 1000)
+@dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=6 * 3600 * 1000, throws=POISON)
 def run_export_job(export_id: str) -> None:
-    """Write an export's files. Idempotent: a done export is left alone, a failed one redone."""
+    """Write an export's files. Idempotent: a done export is left alone, a failed one redone.
+    A job whose data is wrong (not an export id, say) is not retried but dead-lettered."""
     db_url, scheme = _context()
     run_export(db_url, settings, scheme, export_id)

@@ -4,7 +4,8 @@ Every inspection writes ``inspection_deltas`` rows (units per business day, stor
 and result) in its own transaction. The roll-up takes delta rows under ``FOR UPDATE SKIP LOCKED``
 and deletes them in the statement that adds them to ``inspection_summary``, so a row is counted
 exactly once however many roll-ups run. ``recount`` proves the summary (plus the deltas not yet
-rolled up) equals a count of the raw inspection records.
+rolled up) equals a count of the raw inspection records. A delta that cannot be folded goes to
+``dead_letters`` and the others are folded (``app.deadletters``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import msgspec
 
 from app.auth.principal import Principal
 from app.db import Conn, run_alone
+from app.deadletters import INSPECTION_DELTAS, is_poison, salvage
 from app.errors import Forbidden, ValidationFailed
 from app.inspect.schemas import AgentLeak, LeakPlace, OrgRef, StoreDay, SummaryOut
 
@@ -24,11 +26,10 @@ REPORT_TZ = "Asia/Shanghai"  # business days of the summaries (and of the ?from=
 ROLLUP_LOCK = 7_245_011  # pg advisory lock key: one inspection roller at a time
 MAX_DAYS = 366
 
-_BATCH = """
+_BATCH_OF = """
 WITH taken AS (
     DELETE FROM inspection_deltas
-    WHERE id IN (SELECT id FROM inspection_deltas ORDER BY id LIMIT %(limit)s
-                 FOR UPDATE SKIP LOCKED)
+    WHERE id IN ({take})
     RETURNING brand_id, day, store_org_id, source_org_id, result, units
 ), summed AS (
     SELECT brand_id, day, store_org_id, source_org_id, result, sum(units) AS units,
@@ -45,6 +46,13 @@ WITH taken AS (
 SELECT (SELECT coalesce(sum(n), 0) FROM summed)::bigint AS taken,
        (SELECT count(*) FROM upserted) AS upserted
 """
+_BATCH = _BATCH_OF.replace(
+    "{take}", "SELECT id FROM inspection_deltas ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+# The same for given rows only: salvaging a batch that failed (see ``rollup``).
+_BATCH_IDS = _BATCH_OF.replace(
+    "{take}", "SELECT id FROM inspection_deltas WHERE id = ANY(%(ids)s) FOR UPDATE SKIP LOCKED"
+)
 
 
 async def rollup(conn: Conn, limit: int = 100_000) -> int:
@@ -52,13 +60,30 @@ async def rollup(conn: Conn, limit: int = 100_000) -> int:
     return how many were consumed. ``conn`` must not be inside a transaction."""
     total = 0
     while True:
-        async with conn.transaction():
-            row = await (await conn.execute(_BATCH, {"limit": limit})).fetchone()
-            assert row is not None
-            taken = int(row["taken"])
+        try:
+            taken = await _fold(conn, _BATCH, {"limit": limit})
+        except Exception as exc:
+            if not is_poison(exc):
+                raise  # e.g. the database is down: the batch is retried as it is
+            # A delta that cannot be folded must not stop the others: fold by halves and
+            # dead-letter the deltas that fail alone.
+            taken = await salvage(
+                conn,
+                "inspection_deltas",
+                INSPECTION_DELTAS,
+                lambda ids: _fold(conn, _BATCH_IDS, {"ids": ids}),
+                limit,
+            )
         total += taken
         if taken < limit:
             return total
+
+
+async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
+    async with conn.transaction():
+        row = await (await conn.execute(sql, params)).fetchone()
+        assert row is not None
+        return int(row["taken"])
 
 
 async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:

@@ -5,6 +5,8 @@ Every movement writes its unit-state change and its ``stock_deltas`` rows in one
 roll-up takes delta rows under ``FOR UPDATE SKIP LOCKED`` and deletes them in the same statement
 that adds them to ``stock``, so concurrent roll-ups take disjoint rows and a row is counted once;
 rows of transactions not yet committed are invisible and are picked up by a later pass.
+A delta that cannot be folded goes to ``dead_letters`` and the others are folded
+(``app.deadletters``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from app.db import Conn, run_alone
+from app.deadletters import STOCK_DELTAS, is_poison, salvage
 
 # One batch: take, delete and sum delta rows, add the sums to stock. Stock rows are upserted in key
 # order so two roll-ups touching the same rows wait for each other instead of deadlocking.
-_BATCH = """
+_BATCH_OF = """
 WITH taken AS (
     DELETE FROM stock_deltas
-    WHERE id IN (SELECT id FROM stock_deltas ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    WHERE id IN ({take})
     RETURNING org_id, product_id, lot, on_hand, in_transit
 ), summed AS (
     SELECT org_id, product_id, lot, sum(on_hand) AS on_hand, sum(in_transit) AS in_transit,
@@ -46,6 +49,13 @@ SELECT (SELECT coalesce(sum(n), 0) FROM summed)::bigint AS taken,
        (SELECT coalesce(array_agg(product_id ORDER BY org_id, product_id), '{}') FROM pairs)
            AS products
 """
+_BATCH = _BATCH_OF.replace(
+    "{take}", "SELECT id FROM stock_deltas ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+# The same for given rows only: salvaging a batch that failed (see ``rollup``).
+_BATCH_IDS = _BATCH_OF.replace(
+    "{take}", "SELECT id FROM stock_deltas WHERE id = ANY(%(ids)s) FOR UPDATE SKIP LOCKED"
+)
 
 # (org, product) pairs with a threshold, their on-hand total over lots, and what the alert names.
 _BELOW = """
@@ -85,15 +95,33 @@ async def rollup(conn: Conn, limit: int = 100_000) -> int:
     (each batch commits on its own)."""
     total = 0
     while True:
-        async with conn.transaction():
-            row = await (await conn.execute(_BATCH, {"limit": limit})).fetchone()
-            assert row is not None
-            taken = int(row["taken"])
-            if row["orgs"]:
-                await check_thresholds(conn, list(zip(row["orgs"], row["products"], strict=True)))
+        try:
+            taken = await _fold(conn, _BATCH, {"limit": limit})
+        except Exception as exc:
+            if not is_poison(exc):
+                raise  # e.g. the database is down: the batch is retried as it is
+            # A delta that cannot be folded (say, a sum out of range) must not stop the others:
+            # fold by halves, dead-letter the deltas that fail alone.
+            taken = await salvage(
+                conn,
+                "stock_deltas",
+                STOCK_DELTAS,
+                lambda ids: _fold(conn, _BATCH_IDS, {"ids": ids}),
+                limit,
+            )
         total += taken
         if taken < limit:
             return total
+
+
+async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
+    """One batch in one transaction: fold the deltas, raise low-stock alerts."""
+    async with conn.transaction():
+        row = await (await conn.execute(sql, params)).fetchone()
+        assert row is not None
+        if row["orgs"]:
+            await check_thresholds(conn, list(zip(row["orgs"], row["products"], strict=True)))
+        return int(row["taken"])
 
 
 async def check_thresholds(conn: Conn, pairs: list[tuple[int, int]]) -> int:

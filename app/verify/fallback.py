@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.codes.batches import BatchRef
 from app.verify import messages
+from app.verify.regions import place_name
 from app.verify.schemas import VerifyOut
 
 if TYPE_CHECKING:
@@ -33,16 +34,16 @@ def decide(
     pin_state: str, queries: int, first_place: str, place: str, threshold: int, never_shipped: bool
 ) -> tuple[str, str]:
     """(result, reason) of a counted verification — the same rules as the Redis script."""
-    reason = "pin_required"
+    result, reason = "unconfirmed", "pin_required"  # the code is real; the pack is not proven
     if pin_state == "ok":
-        reason = "first_query" if queries == 1 else "repeat_query"
+        result, reason = "genuine", "first_query" if queries == 1 else "repeat_query"
     if queries > threshold:
         return "suspicious", "over_threshold"
     if pin_state == "ok" and queries > 1 and first_place and place and first_place != place:
         return "suspicious", "region_jump"
     if never_shipped:
         return "suspicious", "never_shipped"
-    return "genuine", reason
+    return result, reason
 
 
 async def insert_record(
@@ -152,6 +153,7 @@ async def verify_without_redis(
         pin_state, queries, first_place, place, settings.verify_repeat_threshold, never_shipped
     )
     await insert_record(verifier.pool, record, result, reason, queries)
+    first_place = place_name(first_place, lang)  # recorded in Chinese; named in the reader's
     return VerifyOut(
         result=result,  # type: ignore[arg-type]
         reason=reason,

@@ -4,14 +4,22 @@ The API pushes each record onto a Redis list in the same script that counts it. 
 the oldest records into PostgreSQL in one statement and only then trims them from the list, so
 a crash between the two re-flushes records, which the unique record key turns into no-ops.
 A Redis lock lets one flusher run at a time.
+
+A record PostgreSQL refuses (a NUL in a string, a value out of range, not JSON at all) must not
+stop the others: when the batch fails for a reason of its data, it is written in halves down to
+the bad records, which go to ``dead_letters`` with the reason (``app.deadletters``); the rest is
+stored and the queue trimmed as usual. A database that is down raises, and the batch is retried.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 import redis
+
+from app.deadletters import VERIFICATIONS, bisect, bury, reason_of
 
 FLUSH_LOCK_MS = 30_000
 
@@ -61,14 +69,24 @@ def flush(
         raw = client.lrange(queue, -limit, -1)
         if not raw:
             return 0
-        items = b"[" + b",".join(raw) + b"]"
-        with conn.transaction():
-            stored = conn.execute(_INSERT, (items.decode(),)).fetchall()
-            raise_alerts(conn, stored)
+        bisect(raw, lambda part: _store(conn, part), lambda one, exc: _dead(conn, one, exc))
         client.ltrim(queue, 0, -len(raw) - 1)
         return len(raw)
     finally:
         client.delete(lock)
+
+
+def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
+    """Insert records (and raise their alerts) in one transaction."""
+    items = (b"[" + b",".join(raw) + b"]").decode()
+    with conn.transaction():
+        stored = conn.execute(_INSERT, (items,)).fetchall()
+        raise_alerts(conn, stored)
+
+
+def _dead(conn: psycopg.Connection[Any], record: bytes, exc: BaseException) -> None:
+    with conn.transaction():
+        bury(conn, VERIFICATIONS, record, reason_of(exc))
 
 
 def raise_alerts(conn: psycopg.Connection[Any], stored: list[Any]) -> None:

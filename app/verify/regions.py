@@ -3,7 +3,11 @@
 GPS wins: the nearest provincial capital within 600 km names the province. Without GPS the IP is
 looked up in a CIDR table; the shipped ``ip_regions.csv`` is a small demonstration table (the
 documentation ranges of RFC 5737 and a few others). A deployment points
-``TRACECODE_IP_REGIONS_FILE`` at a full table of the same format: ``cidr,province,city``.
+``TRACECODE_IP_REGIONS_FILE`` at a full table of the same format: ``cidr,province,city`` and,
+optionally, the two names in English: ``cidr,province,city,province_en,city_en``.
+
+Places are recorded (and compared) by their Chinese label; ``place_name`` names them in the
+reader's language (an English message says "in Hangzhou, Zhejiang", not "in 浙江省杭州市").
 """
 
 from __future__ import annotations
@@ -17,42 +21,42 @@ from pathlib import Path
 
 import msgspec
 
-# Province (GB/T 2260 name) and its capital's coordinates.
-CAPITALS: list[tuple[str, str, float, float]] = [
-    ("北京市", "北京市", 39.90, 116.40),
-    ("天津市", "天津市", 39.13, 117.20),
-    ("河北省", "石家庄市", 38.04, 114.51),
-    ("山西省", "太原市", 37.87, 112.55),
-    ("内蒙古自治区", "呼和浩特市", 40.84, 111.75),
-    ("辽宁省", "沈阳市", 41.80, 123.43),
-    ("吉林省", "长春市", 43.82, 125.32),
-    ("黑龙江省", "哈尔滨市", 45.80, 126.53),
-    ("上海市", "上海市", 31.23, 121.47),
-    ("江苏省", "南京市", 32.06, 118.80),
-    ("浙江省", "杭州市", 30.27, 120.15),
-    ("安徽省", "合肥市", 31.82, 117.23),
-    ("福建省", "福州市", 26.07, 119.30),
-    ("江西省", "南昌市", 28.68, 115.86),
-    ("山东省", "济南市", 36.65, 117.12),
-    ("河南省", "郑州市", 34.75, 113.63),
-    ("湖北省", "武汉市", 30.59, 114.31),
-    ("湖南省", "长沙市", 28.23, 112.94),
-    ("广东省", "广州市", 23.13, 113.26),
-    ("广西壮族自治区", "南宁市", 22.82, 108.37),
-    ("海南省", "海口市", 20.04, 110.20),
-    ("重庆市", "重庆市", 29.56, 106.55),
-    ("四川省", "成都市", 30.57, 104.07),
-    ("贵州省", "贵阳市", 26.65, 106.63),
-    ("云南省", "昆明市", 25.04, 102.71),
-    ("西藏自治区", "拉萨市", 29.65, 91.14),
-    ("陕西省", "西安市", 34.34, 108.94),
-    ("甘肃省", "兰州市", 36.06, 103.83),
-    ("青海省", "西宁市", 36.62, 101.78),
-    ("宁夏回族自治区", "银川市", 38.49, 106.23),
-    ("新疆维吾尔自治区", "乌鲁木齐市", 43.83, 87.62),
-    ("台湾省", "台北市", 25.03, 121.57),
-    ("香港特别行政区", "香港", 22.32, 114.17),
-    ("澳门特别行政区", "澳门", 22.20, 113.54),
+# Province (GB/T 2260 name), its capital, the capital's coordinates, and both names in English.
+CAPITALS: list[tuple[str, str, float, float, str, str]] = [
+    ("北京市", "北京市", 39.90, 116.40, "Beijing", "Beijing"),
+    ("天津市", "天津市", 39.13, 117.20, "Tianjin", "Tianjin"),
+    ("河北省", "石家庄市", 38.04, 114.51, "Hebei", "Shijiazhuang"),
+    ("山西省", "太原市", 37.87, 112.55, "Shanxi", "Taiyuan"),
+    ("内蒙古自治区", "呼和浩特市", 40.84, 111.75, "Inner Mongolia", "Hohhot"),
+    ("辽宁省", "沈阳市", 41.80, 123.43, "Liaoning", "Shenyang"),
+    ("吉林省", "长春市", 43.82, 125.32, "Jilin", "Changchun"),
+    ("黑龙江省", "哈尔滨市", 45.80, 126.53, "Heilongjiang", "Harbin"),
+    ("上海市", "上海市", 31.23, 121.47, "Shanghai", "Shanghai"),
+    ("江苏省", "南京市", 32.06, 118.80, "Jiangsu", "Nanjing"),
+    ("浙江省", "杭州市", 30.27, 120.15, "Zhejiang", "Hangzhou"),
+    ("安徽省", "合肥市", 31.82, 117.23, "Anhui", "Hefei"),
+    ("福建省", "福州市", 26.07, 119.30, "Fujian", "Fuzhou"),
+    ("江西省", "南昌市", 28.68, 115.86, "Jiangxi", "Nanchang"),
+    ("山东省", "济南市", 36.65, 117.12, "Shandong", "Jinan"),
+    ("河南省", "郑州市", 34.75, 113.63, "Henan", "Zhengzhou"),
+    ("湖北省", "武汉市", 30.59, 114.31, "Hubei", "Wuhan"),
+    ("湖南省", "长沙市", 28.23, 112.94, "Hunan", "Changsha"),
+    ("广东省", "广州市", 23.13, 113.26, "Guangdong", "Guangzhou"),
+    ("广西壮族自治区", "南宁市", 22.82, 108.37, "Guangxi", "Nanning"),
+    ("海南省", "海口市", 20.04, 110.20, "Hainan", "Haikou"),
+    ("重庆市", "重庆市", 29.56, 106.55, "Chongqing", "Chongqing"),
+    ("四川省", "成都市", 30.57, 104.07, "Sichuan", "Chengdu"),
+    ("贵州省", "贵阳市", 26.65, 106.63, "Guizhou", "Guiyang"),
+    ("云南省", "昆明市", 25.04, 102.71, "Yunnan", "Kunming"),
+    ("西藏自治区", "拉萨市", 29.65, 91.14, "Tibet", "Lhasa"),
+    ("陕西省", "西安市", 34.34, 108.94, "Shaanxi", "Xi'an"),
+    ("甘肃省", "兰州市", 36.06, 103.83, "Gansu", "Lanzhou"),
+    ("青海省", "西宁市", 36.62, 101.78, "Qinghai", "Xining"),
+    ("宁夏回族自治区", "银川市", 38.49, 106.23, "Ningxia", "Yinchuan"),
+    ("新疆维吾尔自治区", "乌鲁木齐市", 43.83, 87.62, "Xinjiang", "Urumqi"),
+    ("台湾省", "台北市", 25.03, 121.57, "Taiwan", "Taipei"),
+    ("香港特别行政区", "香港", 22.32, 114.17, "Hong Kong", "Hong Kong"),
+    ("澳门特别行政区", "澳门", 22.20, 113.54, "Macao", "Macao"),
 ]
 
 MAX_KM = 600.0
@@ -73,6 +77,46 @@ class Place(msgspec.Struct, frozen=True):
         )
 
 
+def english(province: str, city: str | None, province_en: str, city_en: str | None) -> str:
+    """A place in English: ``Shanghai``, ``Hangzhou, Zhejiang`` (the province when the city's
+    English name is not known)."""
+    if not city or city == province:
+        return province_en
+    return f"{city_en}, {province_en}" if city_en else province_en
+
+
+# Chinese label (``Place.label``) → English name: the capitals, and the IP table's rows that
+# give English names (``IpTable.load`` adds them).
+_ENGLISH: dict[str, str] = {}
+_PROVINCES_EN: dict[str, str] = {}
+
+
+def _learn(province: str, city: str | None, province_en: str, city_en: str | None) -> None:
+    if province_en:
+        _PROVINCES_EN.setdefault(province, province_en)
+        _ENGLISH[Place(province, city).label] = english(province, city, province_en, city_en)
+
+
+for _p, _c, _, _, _pe, _ce in CAPITALS:
+    _learn(_p, None, _pe, None)
+    _learn(_p, _c, _pe, _ce)
+
+
+def place_name(label: str, lang: str) -> str:
+    """A place's label (Chinese, as recorded) in the reader's language. An English reader gets
+    the English name; for a label no table names in English, the province's English name when
+    the label starts with a known province, else the label as recorded."""
+    if lang != "en" or not label:
+        return label
+    found = _ENGLISH.get(label)
+    if found is not None:
+        return found
+    for province, province_en in _PROVINCES_EN.items():
+        if label.startswith(province):
+            return province_en
+    return label
+
+
 def _km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lng2 - lng1)
@@ -81,7 +125,7 @@ def _km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
 
 
 def from_gps(lat: float, lng: float) -> Place | None:
-    distance, province, city = min((_km(lat, lng, la, ln), p, c) for p, c, la, ln in CAPITALS)
+    distance, province, city = min((_km(lat, lng, la, ln), p, c) for p, c, la, ln, *_ in CAPITALS)
     if distance > MAX_KM:
         return None
     return Place(province, city if distance < 60 else None, round(lat, 3), round(lng, 3))
@@ -90,9 +134,11 @@ def from_gps(lat: float, lng: float) -> Place | None:
 class IpTable:
     """Sorted IPv4 ranges → (province, city); lookups by bisection."""
 
-    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
+    def __init__(self, rows: list[tuple[str, ...]]) -> None:
         ranges = []
-        for cidr, province, city in rows:
+        for cidr, province, city, *names in rows:
+            if len(names) == 2:
+                _learn(province, city or None, names[0].strip(), names[1].strip() or None)
             net = ipaddress.ip_network(cidr.strip(), strict=False)
             if net.version == 4:
                 ranges.append(
@@ -106,7 +152,7 @@ class IpTable:
     def load(cls, path: Path) -> IpTable:
         with path.open(encoding="utf-8") as handle:
             rows = [
-                (r[0], r[1], r[2] if len(r) > 2 else "")
+                (r[0], r[1], r[2] if len(r) > 2 else "", *(r[3:5] if len(r) >= 5 else ()))
                 for r in csv.reader(handle)
                 if r and not r[0].startswith("#")
             ]

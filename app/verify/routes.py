@@ -14,6 +14,7 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import MethodNotAllowed, PayloadTooLarge, invalid_body
 from app.paging import Page, PageNo, PerPage
+from app.textguard import check_json_body
 from app.verify import alerts
 from app.verify.schemas import AlertOut, VerifyIn, VerifyOut
 
@@ -41,7 +42,14 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         body += message.get("body", b"")
     if len(body) > MAX_BODY:
-        raise PayloadTooLarge("a verification is at most 16 KB", details={"max_bytes": MAX_BODY})
+        # The rest of the body is not read: tell the client this connection ends with the
+        # answer, so its next request goes on a new connection instead of failing on this one.
+        raise PayloadTooLarge(
+            "a verification is at most 16 KB",
+            details={"max_bytes": MAX_BODY},
+            headers={"Connection": "close"},
+        )
+    check_json_body(body)  # a control character (NUL) in any string: 400 invalid_character
     try:
         data = msgspec.json.decode(body, type=VerifyIn)
     except msgspec.MsgspecError as exc:
@@ -68,9 +76,13 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
 
 _VERIFY_DOC = """Verify a serial (or the QR content), with or without the PIN. No login needed.
 
-``result``: genuine, suspicious, not_genuine, wrong_pin or locked; ``reason`` says why;
-``message`` is ready to show (``lang`` zh or en). 400 ``validation_failed`` or
-``malformed_json`` on a bad body; 429 ``rate_limited`` past the per-IP limit."""
+``result``: ``genuine`` (the PIN proved the pack), ``unconfirmed`` (a real code asked without
+its PIN, reason ``pin_required``: the label could be a copy — never show it as genuine),
+``suspicious``, ``not_genuine``, ``wrong_pin`` or ``locked``; ``reason`` says why; ``message`` is
+ready to show (``lang`` zh or en; places are named in that language). 400 ``validation_failed``
+or ``malformed_json`` on a bad body, ``invalid_character`` for a control character in a string;
+413 ``payload_too_large`` over 16 KB (the connection is then closed); 429 ``rate_limited`` past
+the per-IP limit."""
 
 
 def document_verify(openapi: OpenAPI) -> None:

@@ -11,7 +11,9 @@ import msgspec
 # allocate many of them (the cyclic GC need not track, nor walk, any).
 
 Lang = Literal["zh", "en"]
-Result = Literal["genuine", "suspicious", "not_genuine", "wrong_pin", "locked"]
+# ``unconfirmed``: a real code scanned without its PIN (reason ``pin_required``) — the label may
+# be a copy, so it is never called genuine before the PIN proves the pack.
+Result = Literal["genuine", "unconfirmed", "suspicious", "not_genuine", "wrong_pin", "locked"]
 
 
 class Gps(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -39,6 +41,9 @@ class ProductInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
 class VerifyOut(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The answer. ``result`` is what a consumer needs; ``reason`` says why, in a stable code.
+
+    results: genuine (the PIN proved it), unconfirmed (a real code without its PIN: the label
+    may be a copy; reason pin_required), suspicious, not_genuine, wrong_pin, locked.
 
     reasons: first_query, repeat_query, over_threshold, region_jump, never_shipped,
     not_activated, forged, unknown, void, malformed, wrong_pin, locked, pin_required.

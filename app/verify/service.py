@@ -38,7 +38,7 @@ from app.codes.scheme import (
 from app.config import Settings
 from app.errors import TooManyRequests
 from app.verify import messages
-from app.verify.regions import Place, locate
+from app.verify.regions import Place, locate, place_name
 from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
@@ -107,9 +107,9 @@ for item in ARGV[7]:gmatch('[^\\30]+') do
       end
       local first_at = redis.call('HGET', qkey, 'first_at') or ''
       local first_place = redis.call('HGET', qkey, 'first_place') or ''
-      local result, reason = 'genuine', 'pin_required'
+      local result, reason = 'unconfirmed', 'pin_required'
       if pin_state == 'ok' then
-        reason = (q == 1) and 'first_query' or 'repeat_query'
+        result, reason = 'genuine', (q == 1) and 'first_query' or 'repeat_query'
       end
       if q > threshold then
         result, reason = 'suspicious', 'over_threshold'
@@ -316,7 +316,7 @@ class Verifier:
             )
         queries = int(answer[1])
         first_at = datetime.fromisoformat(answer[2].decode()) if answer[2] else None
-        first_place = answer[3].decode() or None
+        first_place = place_name(answer[3].decode(), lang) or None
         reason = answer[5].decode()
         return VerifyOut(
             result=answer[4].decode(),

@@ -239,7 +239,7 @@ async def scan_page(request: Request[Any, Any, Any], serial: str, state: State) 
     if request.method == "HEAD":
         return _scan_head(state, serial, lang, remember)
     out = await _verify(request, state, serial, lang, None)
-    form = out.result in ("genuine", "suspicious")
+    form = out.result in ("genuine", "unconfirmed", "suspicious")
     page = _verification_page(out, lang, out.serial or serial, state.scheme.pin_length, form=form)
     return _respond(page, lang, remember, _status_of(out))
 
@@ -265,7 +265,7 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
     if not re.fullmatch(rf"[0-9]{{{pin_length}}}", pin):
         # No attempt is spent on a typo; the page shows the product and the form again.
         out = await _verify(request, state, serial, lang, None)
-        usable = out.result in ("genuine", "suspicious")
+        usable = out.result in ("genuine", "unconfirmed", "suspicious")
         error = word("bad_pin", lang, n=pin_length) if usable else ""
         page = _verification_page(
             out, lang, out.serial or serial, pin_length, form=usable, form_error=error

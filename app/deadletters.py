@@ -1,0 +1,154 @@
+"""Dead letters: records a queue consumer could not write or process (issue 13).
+
+Every write-behind queue and outbox (verification records, stock deltas, inspection deltas) and
+every dramatiq job sets a record it cannot handle aside in the ``dead_letters`` table — queue
+name, the payload as it was queued (bytea: it holds anything), the reason and the time — and goes
+on with the others. A batch that fails for a reason of its data is split in halves until the bad
+records are alone (``bisect``), so one bad record costs a few extra statements, never the batch.
+
+Which failures are the record's fault (``is_poison``): PostgreSQL data and integrity errors (a
+NUL in text, a value out of range, a broken constraint) and the Python errors of decoding a
+record. Connection losses, lock and serialization conflicts (OperationalError), and errors of
+the statement itself (ProgrammingError: a bug of ours, not of the record) are NOT: the batch is
+retried as it is, so an outage or a bad deployment never moves good records aside.
+
+/health and /metrics read the counts from the table, so they are right whichever process
+dead-lettered the record. An operator reads ``SELECT queue, reason, at, payload FROM
+dead_letters``, fixes the cause, replays what can be replayed, and deletes the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+
+from app.textguard import has_control
+
+T = TypeVar("T")
+
+# The queues this code dead-letters into (jobs add "job:<actor name>").
+VERIFICATIONS = "verifications"
+STOCK_DELTAS = "stock_deltas"
+INSPECTION_DELTAS = "inspection_deltas"
+QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS)
+
+POISON: tuple[type[BaseException], ...] = (
+    psycopg.errors.DataError,
+    psycopg.errors.IntegrityError,
+    ValueError,  # includes UnicodeDecodeError and msgspec's decode errors
+    TypeError,
+    KeyError,
+)
+
+_INSERT = "INSERT INTO dead_letters (queue, payload, reason) VALUES (%s, %s, %s)"
+_COUNTS = "SELECT queue, count(*) AS n FROM dead_letters GROUP BY queue"
+MAX_REASON = 2000
+
+
+def is_poison(exc: BaseException) -> bool:
+    """True when a failure is the record's fault (dead-letter it), not the system's (retry)."""
+    return isinstance(exc, POISON)
+
+
+def reason_of(exc: BaseException) -> str:
+    """A one-line reason that PostgreSQL can store (no NUL or other control character)."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    if has_control(text):
+        text = "".join(c if c.isprintable() else " " for c in text)
+    return text[:MAX_REASON]
+
+
+def bury(conn: psycopg.Connection[Any], queue: str, payload: bytes, reason: str) -> None:
+    conn.execute(_INSERT, (queue, payload, reason))
+
+
+async def abury(
+    conn: psycopg.AsyncConnection[Any], queue: str, payload: bytes, reason: str
+) -> None:
+    await conn.execute(_INSERT, (queue, payload, reason))
+
+
+def bisect(
+    items: Sequence[T],
+    write: Callable[[Sequence[T]], object],
+    dead: Callable[[T, BaseException], object],
+) -> None:
+    """``write(items)``; when that fails with a poison error, write each half the same way, down
+    to single items, and hand those that still fail to ``dead``. ``write`` must be atomic (its
+    own transaction). Other errors propagate (retry later)."""
+    try:
+        write(items)
+    except Exception as exc:
+        if not is_poison(exc):
+            raise
+        if len(items) == 1:
+            dead(items[0], exc)
+            return
+        middle = len(items) // 2
+        bisect(items[:middle], write, dead)
+        bisect(items[middle:], write, dead)
+
+
+async def abisect(
+    items: Sequence[T],
+    write: Callable[[Sequence[T]], Awaitable[object]],
+    dead: Callable[[T, BaseException], Awaitable[object]],
+) -> None:
+    """``bisect`` for coroutines."""
+    try:
+        await write(items)
+    except Exception as exc:
+        if not is_poison(exc):
+            raise
+        if len(items) == 1:
+            await dead(items[0], exc)
+            return
+        middle = len(items) // 2
+        await abisect(items[:middle], write, dead)
+        await abisect(items[middle:], write, dead)
+
+
+async def counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+    """Dead letters per queue: every known queue (0 when none) and any other that has some."""
+    found: dict[str, int] = dict.fromkeys(QUEUES, 0)
+    for row in await (await conn.execute(_COUNTS)).fetchall():
+        queue, n = (row["queue"], row["n"]) if isinstance(row, dict) else row
+        found[queue] = int(n)
+    return found
+
+
+async def salvage(
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    queue: str,
+    write: Callable[[list[int]], Awaitable[object]],
+    limit: int,
+) -> int:
+    """After a roll-up batch failed for a reason of its data: take the oldest ``limit`` ids of
+    the outbox ``table``, ``write`` them by halves, and move the rows that still fail alone to
+    the dead letters (as JSON, deleted from the outbox in the same transaction). Returns how
+    many ids were taken. ``conn`` must not be inside a transaction."""
+    rows = await (
+        await conn.execute(f"SELECT id FROM {table} ORDER BY id LIMIT %s", (limit,))
+    ).fetchall()
+    ids = [_first(row) for row in rows]
+
+    async def dead(row_id: int, exc: BaseException) -> None:
+        async with conn.transaction():
+            moved = await (
+                await conn.execute(
+                    f"DELETE FROM {table} t WHERE t.id = %s RETURNING row_to_json(t)::text",
+                    (row_id,),
+                )
+            ).fetchone()
+            if moved is not None:
+                await abury(conn, queue, str(_first(moved)).encode(), reason_of(exc))
+
+    await abisect(ids, lambda part: write(list(part)), dead)
+    return len(ids)
+
+
+def _first(row: Any) -> Any:
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]

@@ -1,0 +1,470 @@
+"""Issue 13 hardening of verification input, the protocol edge and every write-behind queue:
+control characters refused at the edge, a 413 that ends its connection cleanly, no-PIN answers
+that do not say "genuine", English place names, and poison records dead-lettered (counted, shown
+in /health) without blocking the good records around them."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.cli import server_command
+from tests.helpers import assert_error
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The app under a real granian server on a free port (this session's database and Redis)."""
+    port = _free_port()
+    env = {**os.environ, "TRACECODE_HOST": "127.0.0.1", "TRACECODE_PORT": str(port)}
+    log = tmp_path_factory.mktemp("granian") / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            server_command("127.0.0.1", port, 1), cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"granian exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"granian did not answer within 60 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- item 12: a 413 ends its connection cleanly ---------------------------------------------------
+
+
+def _chunked(total: int, chunk: int = 4096) -> Iterator[bytes]:
+    body = b'{"serial": "' + b"A" * (total - 16) + b'"}'
+    for i in range(0, len(body), chunk):
+        yield body[i : i + chunk]
+
+
+def test_a_too_large_chunked_verification_closes_its_connection_cleanly(
+    server: tuple[str, int],
+) -> None:
+    host, port = server
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            "/v1/verify",
+            body=_chunked(40 * 1024),
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 413, body
+        assert b'"payload_too_large"' in body
+        # the client is told the connection ends here ...
+        assert (response.getheader("connection") or "").lower() == "close"
+        assert response.will_close
+        # ... so its next request (http.client reconnects) is answered
+        conn.request("GET", "/ping")
+        again = conn.getresponse()
+        assert again.status == 200 and again.read() == b'{"pong":"ok"}'
+    finally:
+        conn.close()
+
+
+def test_a_too_large_verification_on_a_raw_socket_gets_connection_close(
+    server: tuple[str, int],
+) -> None:
+    """The same over a raw socket: 413 with ``Connection: close``, then the server closes."""
+    with socket.create_connection(server, timeout=10) as sock:
+        head = (
+            b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        sock.sendall(head)
+        for piece in _chunked(40 * 1024):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        sock.sendall(b"0\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+        headers = received.split(b"\r\n\r\n", 1)[0].lower()
+        assert headers.startswith(b"http/1.1 413"), received
+        assert b"\r\nconnection: close" in headers, headers
+        while sock.recv(65536):  # the server then closes its end (no reset, no hang)
+            pass
+
+
+# -- item 1: control characters are refused at the edge ------------------------------------------
+
+
+async def test_a_control_character_in_a_verification_is_a_clear_400(client: Any) -> None:
+    for body in (
+        b'{"serial": "AB\\u0000CD"}',
+        b'{"serial": "ABCD", "client_id": "app\\u0000"}',
+        b'{"serial": "AB\\u001fCD", "lang": "en"}',
+        b'{"serial": "ABCD", "client_id": "a\\bb"}',
+    ):
+        response = await client.post(
+            "/v1/verify", content=body, headers={"content-type": "application/json"}
+        )
+        assert_error(response, 400, "invalid_character")
+    # an escaped backslash before "u0000" is text, not a control character
+    fine = await client.post("/v1/verify", json={"serial": "AB\\u0000CD"})
+    assert fine.status_code == 200 and fine.json()["reason"] == "malformed"
+
+
+# -- item 22: no PIN is "unconfirmed"; places in the reader's language ---------------------------
+
+
+async def _activated(client: Any, login: Any, demo: Any, app: Any, size: int) -> list[str]:
+    from tests.helpers import activate, issue_units
+
+    batch_no, product_id = await issue_units(client, login, demo, size)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(size)]
+    await activate(client, login, serials, product_id)
+    return serials
+
+
+@pytest.fixture
+def lenient_verifier(app: Any) -> Iterator[Any]:
+    """The app's verifier with never-shipped flagging off (nothing is shipped here)."""
+    import msgspec
+
+    from app.verify.service import Verifier
+
+    original = app.state.verifier
+    settings = msgspec.structs.replace(
+        app.state.settings, verify_flag_never_shipped=False, verify_rate_limit=100_000
+    )
+    app.state.verifier = Verifier(app.state.pool, app.state.redis, app.state.scheme, settings)
+    yield app.state.verifier
+    app.state.verifier = original
+
+
+async def test_without_the_pin_a_real_code_is_unconfirmed_not_genuine(
+    client: Any, login: Any, demo: Any, app: Any, lenient_verifier: Any
+) -> None:
+    serial = (await _activated(client, login, demo, app, 2))[0]
+    answer = (await client.post("/v1/verify", json={"serial": serial})).json()
+    assert (answer["result"], answer["reason"]) == ("unconfirmed", "pin_required"), answer
+    proven = await client.post(
+        "/v1/verify", json={"serial": serial, "pin": app.state.scheme.pin(serial)}
+    )
+    assert (proven.json()["result"], proven.json()["reason"]) == ("genuine", "first_query")
+    # the consumer page still offers the PIN form for an unconfirmed code
+    page = await client.get(f"/c/{serial}", params={"lang": "en"})
+    assert page.status_code == 200 and 'name="pin"' in page.text
+    # the documented result values include it
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert (
+        "unconfirmed"
+        in schema["components"]["schemas"]["VerifyOut"]["properties"]["result"]["enum"]
+    )
+    assert "unconfirmed" in schema["paths"]["/v1/verify"]["post"]["description"]
+
+
+async def test_english_answers_name_places_in_english(
+    client: Any, login: Any, demo: Any, app: Any, lenient_verifier: Any
+) -> None:
+    from app.verify.schemas import VerifyIn
+
+    serials = await _activated(client, login, demo, app, 2)
+    scheme = app.state.scheme
+    # by GPS (Shanghai), then from the IP table (203.0.113.0/24 is Hangzhou, Zhejiang)
+    serial = serials[0]
+    shanghai = {"lat": 31.2, "lng": 121.5}
+    await client.post(
+        "/v1/verify", json={"serial": serial, "pin": scheme.pin(serial), "gps": shanghai}
+    )
+    again = (
+        await client.post(
+            "/v1/verify",
+            json={"serial": serial, "pin": scheme.pin(serial), "gps": shanghai, "lang": "en"},
+        )
+    ).json()
+    assert again["first_query_place"] == "Shanghai" and "in Shanghai" in again["message"], again
+    chinese = (
+        await client.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
+    ).json()
+    assert chinese["first_query_place"] == "上海市" and "上海市" in chinese["message"]
+
+    serial = serials[1]
+    pin = scheme.pin(serial)
+    await lenient_verifier.verify(VerifyIn(serial=serial, pin=pin), "203.0.113.9", None)
+    english = await lenient_verifier.verify(
+        VerifyIn(serial=serial, pin=pin, lang="en"), "203.0.113.9", None
+    )
+    assert english.first_query_place == "Hangzhou, Zhejiang"
+    assert "in Hangzhou, Zhejiang" in english.message
+    assert not any("\u4e00" <= c <= "\u9fff" for c in english.message), english.message
+    page = await client.post(f"/c/{serial}", data={"pin": pin, "lang": "en"})
+    assert "Hangzhou, Zhejiang" in page.text and "浙江" not in page.text
+
+
+def test_place_names_fall_back_sensibly() -> None:
+    from app.verify.regions import place_name
+
+    assert place_name("浙江省杭州市", "zh") == "浙江省杭州市"
+    assert place_name("北京市", "en") == "Beijing"
+    assert place_name("广东省深圳市", "en") == "Guangdong"  # a city without an English name
+    assert place_name("", "en") == ""
+
+
+# -- item 1: a poison record is dead-lettered, counted, and blocks nothing -----------------------
+
+
+async def _dead_letters(client: Any) -> dict[str, int]:
+    """The per-queue counts /health reports (and checks /metrics says the same)."""
+    health = await client.get("/health")
+    assert health.status_code == 200, health.text  # dead letters are reported, not an outage
+    counts: dict[str, int] = health.json()["dead_letters"]
+    metrics = (await client.get("/metrics")).text
+    for queue, n in counts.items():
+        assert f'tracecode_dead_letters{{queue="{queue}"}} {float(n)}' in metrics, queue
+    return counts
+
+
+async def _buried(conn: Any, queue: str) -> list[tuple[bytes, str]]:
+    rows = await (
+        await conn.execute(
+            "SELECT payload, reason FROM dead_letters WHERE queue = %s ORDER BY id", (queue,)
+        )
+    ).fetchall()
+    return [(bytes(r["payload"]), r["reason"]) for r in rows]
+
+
+@pytest.fixture
+async def autocommit(settings: Any) -> Any:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    conn = await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    )
+    yield conn
+    await conn.close()
+
+
+async def test_a_poison_verification_record_is_dead_lettered_and_the_others_stored(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    settings: Any,
+    lenient_verifier: Any,
+    autocommit: Any,
+) -> None:
+    import json
+    import secrets
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    token = secrets.token_hex(4)
+    serials = await _activated(client, login, demo, app, 4)
+    before = await _dead_letters(client)
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    queue = f"{settings.redis_namespace}:verif:queue"
+
+    async def good(i: int) -> None:
+        serial = serials[i]
+        body = {"serial": serial, "pin": app.state.scheme.pin(serial), "client_id": f"{token}-{i}"}
+        assert (await client.post("/v1/verify", json=body)).status_code == 200
+
+    # what the API queued before the edge refused control characters: a NUL in a string, which
+    # PostgreSQL refuses in jsonb; and a record that is not JSON at all
+    nul = json.dumps(
+        {
+            "at": "2026-11-30T10:00:00Z",
+            "record_key": secrets.token_hex(16),
+            "serial": "AB\u0000CD",
+            "client_id": f"{token}-nul",
+            "pin_given": False,
+            "result": "not_genuine",
+            "reason": "malformed",
+            "queries": 0,
+        }
+    ).encode()
+    await good(0)
+    await good(1)
+    sync_redis.lpush(queue, nul)
+    await good(2)
+    sync_redis.lpush(queue, b'{"at": "not json')
+    await good(3)
+
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+    assert records.pending(sync_redis, settings.redis_namespace) == 0
+    stored = await (
+        await autocommit.execute(
+            "SELECT client_id FROM verifications WHERE client_id LIKE %s ORDER BY client_id",
+            (f"{token}-%",),
+        )
+    ).fetchall()
+    assert [r["client_id"] for r in stored] == [f"{token}-{i}" for i in range(4)]
+    buried = (await _buried(autocommit, "verifications"))[-2:]
+    assert {payload for payload, _ in buried} == {nul, b'{"at": "not json'}
+    reasons = " | ".join(reason for _, reason in buried)
+    assert "\\u0000" in reasons and "json" in reasons.lower(), reasons
+    after = await _dead_letters(client)
+    assert after["verifications"] == before["verifications"] + 2
+
+
+async def test_a_poison_stock_delta_is_dead_lettered_and_the_others_folded(
+    client: Any, autocommit: Any
+) -> None:
+    import secrets
+
+    from app.logistics.rollup import rollup_alone
+
+    lot = f"T{secrets.token_hex(4)}"
+    before = await _dead_letters(client)
+    # a stock row at the top of bigint: one more unit cannot be added to it
+    await autocommit.execute(
+        "INSERT INTO stock (org_id, product_id, lot, on_hand, in_transit) "
+        "VALUES (-1, -1, %s, 9223372036854775807, 0)",
+        (lot,),
+    )
+    insert = (
+        "INSERT INTO stock_deltas (org_id, product_id, lot, on_hand, in_transit, event_id) "
+        "VALUES (%s, %s, %s, 1, 0, 0) RETURNING id"
+    )
+    await autocommit.execute(insert, (-2, -2, lot))
+    poison = (await (await autocommit.execute(insert, (-1, -1, lot))).fetchone())["id"]
+    await autocommit.execute(insert, (-2, -2, lot))
+    try:
+        assert await rollup_alone(autocommit, wait=True) is not None
+        good = await (
+            await autocommit.execute(
+                "SELECT on_hand FROM stock WHERE org_id = -2 AND lot = %s", (lot,)
+            )
+        ).fetchone()
+        assert good is not None and good["on_hand"] == 2  # the deltas around the poison
+        left = await (
+            await autocommit.execute(
+                "SELECT count(*) AS n FROM stock_deltas WHERE lot = %s", (lot,)
+            )
+        ).fetchone()
+        assert left["n"] == 0
+        payload, reason = (await _buried(autocommit, "stock_deltas"))[-1]
+        assert f'"id":{poison},' in payload.decode() and lot in payload.decode()
+        assert "out of range" in reason, reason
+        after = await _dead_letters(client)
+        assert after["stock_deltas"] == before["stock_deltas"] + 1
+    finally:  # leave no row that the stock recount of other tests would count
+        await autocommit.execute("DELETE FROM stock WHERE lot = %s", (lot,))
+        await autocommit.execute("DELETE FROM stock_deltas WHERE lot = %s", (lot,))
+
+
+async def test_a_poison_inspection_delta_is_dead_lettered_and_the_others_folded(
+    client: Any, autocommit: Any
+) -> None:
+    import secrets
+
+    from app.inspect.summaries import rollup_alone
+
+    result = f"t{secrets.token_hex(4)}"
+    before = await _dead_letters(client)
+    await autocommit.execute(
+        "INSERT INTO inspection_summary (brand_id, day, store_org_id, source_org_id, result, units)"
+        " VALUES (-1, '2026-11-30', -1, -1, %s, 9223372036854775807)",
+        (result,),
+    )
+    insert = (
+        "INSERT INTO inspection_deltas (brand_id, day, store_org_id, source_org_id, result, units)"
+        " VALUES (%s, '2026-11-30', -1, -1, %s, 1) RETURNING id"
+    )
+    await autocommit.execute(insert, (-2, result))
+    poison = (await (await autocommit.execute(insert, (-1, result))).fetchone())["id"]
+    await autocommit.execute(insert, (-2, result))
+    try:
+        assert await rollup_alone(autocommit, wait=True) is not None
+        good = await (
+            await autocommit.execute(
+                "SELECT units FROM inspection_summary WHERE brand_id = -2 AND result = %s",
+                (result,),
+            )
+        ).fetchone()
+        assert good is not None and good["units"] == 2
+        payload, reason = (await _buried(autocommit, "inspection_deltas"))[-1]
+        assert f'"id":{poison},' in payload.decode() and "out of range" in reason, reason
+        after = await _dead_letters(client)
+        assert after["inspection_deltas"] == before["inspection_deltas"] + 1
+    finally:
+        await autocommit.execute("DELETE FROM inspection_summary WHERE result = %s", (result,))
+        await autocommit.execute("DELETE FROM inspection_deltas WHERE result = %s", (result,))
+
+
+async def test_a_poison_job_is_dead_lettered_and_the_other_jobs_run(
+    client: Any, settings: Any, autocommit: Any
+) -> None:
+    import asyncio
+    import secrets
+
+    import dramatiq
+
+    from workers import main  # noqa: F401 - every actor and middleware, as a worker loads them
+    from workers.broker import broker
+    from workers.codes import run_export_job
+    from workers.ops import ping
+
+    before = await _dead_letters(client)
+    token = secrets.token_hex(4)
+    run_export_job.send("not-an-export-id")  # not a uuid: its data is wrong, no retry helps
+    run_export_job.send_with_options(args=("a", "b"))  # wrong arguments
+    ping.send(token)
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        pong = f"{settings.redis_namespace}:pong:{token}"
+        deadline = time.monotonic() + 30
+        while True:
+            jobs = await _buried(autocommit, "job:run_export_job")
+            done = len(jobs) >= before.get("job:run_export_job", 0) + 2
+            if done and broker.client.get(pong):
+                break
+            assert time.monotonic() < deadline, (jobs, broker.client.get(pong))
+            await asyncio.sleep(0.2)
+    finally:
+        worker.stop(timeout=10_000)
+    reasons = [reason for _, reason in jobs[-2:]]
+    assert any(r.startswith("ValueError") and "UUID" in r for r in reasons), reasons
+    assert any(r.startswith("TypeError") for r in reasons), reasons
+    assert b"not-an-export-id" in b"".join(payload for payload, _ in jobs[-2:])
+    after = await _dead_letters(client)
+    assert after["job:run_export_job"] == before.get("job:run_export_job", 0) + 2

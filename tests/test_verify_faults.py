@@ -1,0 +1,131 @@
+"""Fault test (issue 13): Redis killed during verifications. Answers go on (from PostgreSQL), and
+once Redis is back every answered verification is in PostgreSQL exactly once — the records
+queued in Redis before the kill survive it (the embedded Redis keeps an append-only file).
+
+Runs its own private embedded Redis server (a var directory of its own, a unix socket) and kills
+only that one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+import redis as redis_sync
+from redis.asyncio import Redis
+
+from app import embedded
+from app.embedded import start_redis
+from app.verify import records
+from app.verify.schemas import VerifyIn
+from app.verify.service import Verifier
+from tests.helpers import activate, issue_units
+
+
+class PrivateRedis:
+    """The embedded Redis (``app.embedded.start_redis``: its very configuration) of a private
+    var directory, so the test kills this server and no other."""
+
+    def __init__(self, var: Path) -> None:
+        self.var = var
+        self.url = start_redis(var)
+
+    def start(self) -> None:
+        assert start_redis(self.var) == self.url
+
+    def kill(self) -> None:
+        pid = int((self.var / "redis" / "redis.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)  # the server this test started, by its pid
+        deadline = time.monotonic() + 10
+        stat = Path(f"/proc/{pid}/stat")
+        while True:  # gone, or a zombie waiting for its (daemon) parent to reap it
+            try:
+                if stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+            except (OSError, IndexError):
+                return
+            assert time.monotonic() < deadline, "the private Redis did not die"
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    # a short path: unix socket paths are limited to ~107 bytes
+    var = Path(f"/tmp/tc-fault-{secrets.token_hex(4)}")
+    var.mkdir()
+    try:
+        yield PrivateRedis(var)
+    finally:
+        embedded.stop(var)
+        shutil.rmtree(var, ignore_errors=True)
+
+
+async def test_redis_killed_during_verifications(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any, private_redis: PrivateRedis
+) -> None:
+    size = 90
+    batch_no, product_id = await issue_units(client, login, demo, size)
+    scheme = app.state.scheme
+    serials = [scheme.serial(batch_no, i) for i in range(size)]
+    await activate(client, login, serials, product_id)
+    local = msgspec.structs.replace(
+        settings, verify_flag_never_shipped=False, verify_rate_limit=100_000
+    )
+    connection = Redis.from_url(private_redis.url, socket_timeout=1, socket_connect_timeout=1)
+    verifier = Verifier(app.state.pool, connection, scheme, local)
+    token = secrets.token_hex(4)
+    answered: list[str] = []
+
+    async def verify(i: int) -> None:
+        client_id = f"{token}-{i}"
+        out = await verifier.verify(
+            VerifyIn(serial=serials[i], pin=scheme.pin(serials[i]), client_id=client_id),
+            "192.0.2.7",
+            "fault-test",
+        )
+        assert (out.result, out.reason) == ("genuine", "first_query"), (i, out)
+        answered.append(client_id)
+
+    try:
+        # Redis up: records wait in its queue (no flusher runs here)
+        await asyncio.gather(*(verify(i) for i in range(30)))
+        assert (
+            records.pending(redis_sync.Redis.from_url(private_redis.url), local.redis_namespace)
+            == 30
+        )
+        # killed while verifications are in flight: every one is answered all the same
+        burst = [asyncio.create_task(verify(i)) for i in range(30, 60)]
+        await asyncio.sleep(0)
+        private_redis.kill()
+        await asyncio.gather(*burst)
+        await asyncio.gather(*(verify(i) for i in range(60, 70)))  # Redis down: from PostgreSQL
+        # Redis back (the same data directory): the next verifications use it again
+        private_redis.start()
+        await asyncio.gather(*(verify(i) for i in range(70, size)))
+        assert len(answered) == size
+
+        sync = redis_sync.Redis.from_url(private_redis.url)
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(sync, pg, local.redis_namespace):
+                pass
+            rows = pg.execute(
+                "SELECT client_id, count(*) FROM verifications WHERE client_id LIKE %s "
+                "GROUP BY client_id",
+                (f"{token}-%",),
+            ).fetchall()
+        stored = dict(rows)
+        assert sorted(stored) == sorted(answered)  # every answered verification is stored ...
+        assert set(stored.values()) == {1}  # ... once
+        assert records.pending(sync, local.redis_namespace) == 0
+    finally:
+        await verifier.close()
+        await connection.aclose()
