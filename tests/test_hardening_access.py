@@ -555,6 +555,19 @@ async def test_platform_onboards_a_brand_whose_admin_works_only_within_it(
     assert category.status_code == 201, category.text
     assert (await client.get("/products", headers=mine)).json()["total"] == 0
 
+    # … without the platform's powers
+    assert_error(
+        await client.post(
+            "/orgs", headers=mine, json={"kind": "brand", "name": "x", "erp_code": "C24-B"}
+        ),
+        403,
+        "permission_denied",
+    )
+    escalate = await client.patch(
+        f"/users/{clerk['id']}", headers=mine, json={"roles": ["platform_admin"]}
+    )
+    assert_error(escalate, 400, "permission_escalation")
+
     # … and sees nothing of the demo brand
     assert_error(await client.get(f"/orgs/{demo['BRAND-LUMI']}", headers=mine), 404)
     admin_id = (await client.get("/auth/me", headers=demo_admin)).json()["user_id"]
