@@ -468,3 +468,34 @@ async def test_a_poison_job_is_dead_lettered_and_the_other_jobs_run(
     assert b"not-an-export-id" in b"".join(payload for payload, _ in jobs[-2:])
     after = await _dead_letters(client)
     assert after["job:run_export_job"] == before.get("job:run_export_job", 0) + 2
+
+
+async def test_a_control_character_that_reaches_the_verifier_is_not_recorded(
+    app: Any, settings: Any, lenient_verifier: Any, autocommit: Any
+) -> None:
+    """Defence in depth: text that reaches the verifier another way than the JSON API (a page's
+    path, say) is recorded without its control characters, so it cannot poison the queue."""
+    import secrets
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+    from app.verify.schemas import VerifyIn
+
+    token = secrets.token_hex(4)
+    out = await lenient_verifier.verify(VerifyIn(serial=f"X{token}\x00Y"), "192.0.2.1", None)
+    assert (out.result, out.reason) == ("not_genuine", "malformed")
+    before = len(await _buried(autocommit, "verifications"))
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(
+            redis_sync.Redis.from_url(settings.redis_url), pg, settings.redis_namespace
+        ):
+            pass
+    stored = await (
+        await autocommit.execute(
+            "SELECT serial FROM verifications WHERE serial LIKE %s", (f"X{token}%",)
+        )
+    ).fetchall()
+    assert [r["serial"] for r in stored] == [f"X{token}Y"]
+    assert len(await _buried(autocommit, "verifications")) == before

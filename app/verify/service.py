@@ -37,6 +37,7 @@ from app.codes.scheme import (
 )
 from app.config import Settings
 from app.errors import TooManyRequests
+from app.textguard import has_control
 from app.verify import messages
 from app.verify.regions import Place, locate, place_name
 from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
@@ -268,6 +269,8 @@ class Verifier:
         self, record: _Record, reason: str, lang: str, serial: str, code: int | None = None
     ) -> VerifyOut:
         """Not genuine: rate-limited and recorded like any other verification."""
+        if has_control(serial):  # what a caller typed (a page's path): never record a NUL
+            serial = "".join(c for c in serial if not has_control(c))
         record.code_id, record.serial = code, serial[:64]
         try:
             await self._wait_for_round(_Pending(record, code, None, "refuse", reason))
