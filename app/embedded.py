@@ -91,7 +91,11 @@ def start_redis(var: Path) -> str:
                     f"logfile {directory / 'redis.log'}",
                     f"dir {directory}",
                     "save 60 1000",
-                    "appendonly no",
+                    # the verification records wait in Redis until a worker stores them: an
+                    # append-only file keeps them over a crash (a killed Redis loses nothing it
+                    # answered; everysec: at most a second on a machine crash)
+                    "appendonly yes",
+                    "appendfsync everysec",
                     "",
                 ]
             )

@@ -9,10 +9,10 @@ from typing import Any
 import msgspec
 from litestar import Response, get, route
 from litestar.datastructures import State
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from redis.asyncio import Redis
 
-from app import _core
+from app import _core, deadletters
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
@@ -32,6 +32,8 @@ class HealthOut(msgspec.Struct, frozen=True):
     postgres: Check
     redis: Check
     workers: Check
+    # records set aside per queue (app/deadletters.py): reported, but health stays 200
+    dead_letters: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 @route("/ping", http_method=GET_HEAD, tags=["ops"], include_in_schema=False)
@@ -46,9 +48,10 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
     try:
         async with state.pool.connection(timeout=2) as conn:
             await conn.execute("SELECT 1")
+            dead = await _dead_letters(conn)
         pg = Check("ok")
     except Exception as exc:  # any failure means "down": report it, do not raise
-        pg = Check("down", type(exc).__name__)
+        pg, dead = Check("down", type(exc).__name__), {}
     redis: Redis = state.redis
     try:
         await redis.ping()
@@ -58,7 +61,7 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
         rd = Check("down", type(exc).__name__)
         workers = Check("unknown", "redis is down")
     ok = pg.status == "ok" and rd.status == "ok"
-    body = HealthOut("ok" if ok else "down", _core.version(), pg, rd, workers)
+    body = HealthOut("ok" if ok else "down", _core.version(), pg, rd, workers, dead)
     return Response(body, status_code=200 if ok else 503)
 
 
@@ -74,8 +77,31 @@ async def _worker_check(redis: Redis, settings: Settings) -> Check:
     return Check("ok", f"{len(fresh)} worker process(es)")
 
 
+async def _dead_letters(conn: Any) -> dict[str, int]:
+    """Dead letters per queue (an empty dict when they cannot be counted)."""
+    try:
+        async with conn.transaction():
+            return await deadletters.counts(conn)
+    except Exception:  # psycopg.Error: health reports the stores, not this count
+        return {}
+
+
+DEAD_LETTERS = Gauge(
+    "tracecode_dead_letters", "Records set aside by a queue consumer, per queue", ["queue"]
+)
+
+
 @get("/metrics", tags=["ops"], include_in_schema=False)
-async def metrics() -> Response[bytes]:
+async def metrics(state: State) -> Response[bytes]:
+    try:
+        async with state.pool.connection(timeout=2) as conn:
+            dead = await _dead_letters(conn)
+    except Exception:  # the database is down: the other metrics still answer
+        dead = {}
+    if dead:
+        DEAD_LETTERS.clear()  # a queue whose dead letters were all deleted reads 0, not stale
+    for queue, n in dead.items():
+        DEAD_LETTERS.labels(queue).set(n)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
