@@ -358,5 +358,7 @@ async def _levels(conn: Conn, ssccs: list[int]) -> dict[int, str]:
 @get("/trace/{code:str}", tags=["trace"])
 async def get_trace(code: str, conn: Conn, principal: Principal, scheme: Scheme) -> TraceOut:
     """Trace of a unit serial (or its QR URL) or a case SSCC: product, batch, state, events,
-    containers and contents. 400 malformed, 422 forged, 404 not this brand's."""
+    containers and contents. 400 malformed, 422 forged, 404 not this brand's, or (below the
+    brand) never in the caller's subtree; below the brand the history starts with the caller's
+    part, and later movements of others come without their documents."""
     return await trace(conn, principal, scheme, code)
