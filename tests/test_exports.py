@@ -504,4 +504,6 @@ async def test_code_status_follows_the_batch_lifecycle(
     forged = serial[:-1] + ("0" if serial[-1] != "0" else "1")
     assert_error(await client.get(f"/codes/{forged}/status", headers=planner), 422, "not_genuine")
     assert_error(await client.get("/codes/SHORT/status", headers=planner), 400, "malformed_serial")
-    assert_error(await client.get(f"/codes/{'A' * 100}/status", headers=planner), 404)
+    assert_error(
+        await client.get(f"/codes/{'A' * 100}/status", headers=planner), 400, "malformed_serial"
+    )
