@@ -63,9 +63,10 @@ def _hrefs(linkset: dict[str, Any]) -> list[str]:
 async def test_a_forged_host_header_never_reaches_a_redirect_or_a_linkset(
     client: Any, app: Any, demo: Any
 ) -> None:
-    root = app.state.settings.public_url
     redirect = await client.get(f"/01/{GTIN}/21/{SERIAL}", headers=EVIL)
     assert redirect.status_code == 307
+    assert "evil" not in redirect.headers["location"]  # was http://evil.example/c/…
+    root = app.state.settings.public_url
     assert redirect.headers["location"] == f"{root}/c/{SERIAL}"
     assert "evil" not in redirect.headers["link"]
     for uri in (f"/01/{GTIN}/21/{SERIAL}?linkType=all", f"/01/{GTIN}?linkType=gs1:pip"):
@@ -152,6 +153,15 @@ async def test_integers_in_bodies_are_json_integers(client: Any, login: Any, dem
             "/categories", headers={**admin, "Content-Type": "application/json"}, content=content
         )
         assert_error(response, 400, "validation_failed")
+    product = (await client.get("/products", headers=admin)).json()["items"][0]
+    for rule in (b'"quantity": 1e1', b'"quantity": 10, "strict": "false"'):
+        response = await client.put(
+            f"/packing/rules/{product['id']}",
+            headers={**admin, "Content-Type": "application/json"},
+            content=b'[{"level": "inner", ' + rule + b"}]",
+        )
+        error = assert_error(response, 400, "validation_failed")
+        assert error["details"][0]["field"].startswith("[0]."), error  # in the list's item
     made = await client.post("/batches", headers=planner, json={**body, "size": 3})
     assert made.status_code == 201, made.text
     assert made.json()["size"] == 3
