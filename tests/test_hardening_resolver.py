@@ -206,6 +206,9 @@ async def test_link_type_linkset_answers_the_linkset(client: Any, demo: Any) -> 
         entry = response.json()["linkset"][0]
         assert entry["anchor"].endswith(f"/01/{GTIN}/21/{SERIAL}")
         assert "https://gs1.org/voc/defaultLink" in entry
+    plain = await client.get(f"/01/{GTIN}?linkType=linkset", headers={"Accept": "application/json"})
+    assert plain.headers["content-type"] == "application/json" and "linkset" in plain.json()
+    assert plain.headers["vary"] == "Accept"
     # the GTIN-13 form is anchored at its canonical GTIN-14 URI
     short = (await client.get(f"/01/{GTIN[1:]}?linkType=linkset")).json()
     assert short["linkset"][0]["anchor"].endswith(f"/01/{GTIN}")
