@@ -45,6 +45,11 @@ def server_command(host: str, port: int, workers: int) -> list[str]:
     ]
 
 
+def worker_command() -> list[str]:
+    """One dramatiq worker process with four threads, running every actor of ``workers``."""
+    return [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "4"]
+
+
 def batch_scheduling() -> None:
     """``preexec_fn`` of an API server: SCHED_BATCH, inherited by its workers and their threads
     (``TRACECODE_SCHED_BATCH``). A woken SCHED_BATCH thread does not preempt the running one, so
@@ -59,11 +64,14 @@ def batch_scheduling() -> None:
         pass
 
 
-def ensure_dev_master_key(settings: Settings) -> Settings:
-    """For local runs only: with no key configured, create ``var/master.key`` once and use it."""
+def ensure_dev_master_key(settings: Settings, create: bool = True) -> Settings:
+    """For local runs only: with no key configured, use ``var/master.key`` (the one ``tracecode
+    run`` made), creating it once when ``create``."""
     if settings.master_key or settings.master_key_file:
         return settings
     path = settings.var_path / "master.key"
+    if not create and not path.exists():
+        return settings  # the command fails with "no master key", naming the variables
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -105,7 +113,8 @@ def cmd_demo(settings: Settings) -> int:
 
 
 def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
-    """Activated demo units to try verification with: one ``serial,pin,url`` line each."""
+    """Activated demo units to try verification with: one ``serial,pin,url,story`` line each,
+    the story ``shipped:STORE-HZ-01`` (genuine) or ``never_shipped`` (suspicious)."""
     from app.db import migrate
     from app.demo import demo_codes
 
@@ -115,7 +124,7 @@ def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
     db_url, _ = _urls(settings)
     migrate(db_url)
 
-    async def work(conn: Any, principal: Any, scheme: Any) -> list[tuple[str, str, str]]:
+    async def work(conn: Any, principal: Any, scheme: Any) -> list[Any]:
         return await demo_codes(conn, scheme, settings, count)
 
     try:
@@ -123,7 +132,7 @@ def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
     except SettingsError:
         asyncio.run(_load_demo(db_url))
         codes = asyncio.run(_direct(settings, "operator", work))  # type: ignore[arg-type]
-    lines = "".join(f"{serial},{pin},{url}\n" for serial, pin, url in codes)  # type: ignore[attr-defined]
+    lines = "".join(",".join(code) + "\n" for code in codes)  # type: ignore[attr-defined]
     if out:
         Path(out).write_text(lines, encoding="utf-8")
         print(f"wrote {count} codes to {out}", file=sys.stderr)
@@ -176,46 +185,170 @@ def cmd_services(settings: Settings, action: str) -> int:
     return 0
 
 
+# Supervision of `tracecode run`'s children (issue 13, item 19): a child that exits is started
+# again after a back-off that doubles with each consecutive fast crash (one that lived less than
+# FAST_CRASH_SECONDS); after MAX_FAST_CRASHES of them in a row `tracecode run` gives up and stops.
+FAST_CRASH_SECONDS = 10.0
+MAX_FAST_CRASHES = 5
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class _Child:
+    """One supervised command, in a process group of its own (so leftovers of a dead child, such
+    as a dramatiq worker process whose main process was killed, can be cleaned up)."""
+
+    def __init__(self, name: str, command: list[str], batch: bool = False) -> None:
+        self.name, self.command, self.batch = name, command, batch
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.fast_crashes = 0
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command, process_group=0, preexec_fn=batch_scheduling if self.batch else None
+        )
+        self.started, self.restart_at = time.monotonic(), None
+
+    def exited(self) -> int | None:
+        """The exit code once the child has exited (its group's leftovers killed), else None."""
+        if self.process is None or self.restart_at is not None:
+            return None
+        code = self.process.poll()
+        if code is not None:
+            self._kill_group()
+        return code
+
+    def schedule_restart(self, code: int) -> bool:
+        """Log the exit and plan the restart; False when it crashed fast too often."""
+        lived = time.monotonic() - self.started
+        self.fast_crashes = self.fast_crashes + 1 if lived < FAST_CRASH_SECONDS else 0
+        if self.fast_crashes >= MAX_FAST_CRASHES:
+            _log(f"the {self.name} exited {MAX_FAST_CRASHES} times within seconds; giving up")
+            return False
+        delay = min(MAX_BACKOFF_SECONDS, 2.0**self.fast_crashes)
+        _log(
+            f"the {self.name} (pid {self.process.pid if self.process else '?'}) exited with code "
+            f"{code} after {lived:.1f} s; restarting it in {delay:.0f} s"
+        )
+        self.restart_at = time.monotonic() + delay
+        return True
+
+    def interrupt(self) -> None:
+        """Ask the child to stop (once: a second SIGINT makes dramatiq kill its workers)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+
+    def wait(self) -> None:
+        """Wait for the interrupted child (killed after 15 s), then clear its group."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # nothing left in the group
+            pass
+
+
+def _log(message: str) -> None:
+    print(f"tracecode: {message}", file=sys.stderr, flush=True)
+
+
+def _claim_var_dir(var: Path) -> Any:
+    """An exclusive lock on ``var/run.lock`` for this `tracecode run`; None when another one
+    holds it. The lock goes with the process, however it ends."""
+    import fcntl
+
+    var.mkdir(parents=True, exist_ok=True)
+    handle = open(var / "run.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise SettingsError(
+            f"another `tracecode run` (pid {holder}) uses {var}; stop it first, "
+            f"or give this one another {PREFIX}VAR_DIR and {PREFIX}PORT"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); is another server running "
+                f"there? Set {PREFIX}PORT to use another port"
+            ) from None
+
+
 def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
-    """Everything a newcomer needs: services, migrations, demo data, API and one worker."""
+    """Everything a newcomer needs: services, migrations, demo data, API and one worker, with
+    the API and the worker supervised (restarted when they die)."""
     from app.db import migrate
     from app.demo import describe
 
+    try:
+        lock = _claim_var_dir(settings.var_path)  # noqa: F841 (held until the process ends)
+        _check_port(settings.host, settings.port)
+    except SettingsError as exc:
+        return _fail(str(exc))
     settings = ensure_dev_master_key(settings)
     embedded_services = not (settings.database_url and settings.redis_url)
+    # Embedded servers that were already running (`tracecode services up`, or a run that was
+    # killed) are left running at the end; the ones this run starts are stopped.
+    stop_services = embedded_services and not embedded.running(settings.var_path)
     db_url, redis_url = _urls(settings)
     os.environ[PREFIX + "DATABASE_URL"] = db_url
     os.environ[PREFIX + "REDIS_URL"] = redis_url
     migrate(db_url)
-    samples: list[tuple[str, str, str]] = []
+    samples: list[Any] = []
     if demo:
-        from app.demo import demo_codes
+        from app.demo import demo_samples
 
-        async def work(conn: Any, principal: Any, scheme: Any) -> list[tuple[str, str, str]]:
-            return await demo_codes(conn, scheme, settings, 3)
+        async def work(conn: Any, principal: Any, scheme: Any) -> list[Any]:
+            return await demo_samples(conn, scheme, settings)
 
         asyncio.run(_load_demo(db_url))
         samples = asyncio.run(_direct(settings, "operator", work))  # type: ignore[assignment,arg-type]
-    children: list[subprocess.Popen[bytes]] = []
-    api = server_command(settings.host, settings.port, settings.http_workers)
-    children.append(
-        subprocess.Popen(api, preexec_fn=batch_scheduling if settings.sched_batch else None)
-    )
+    children = [
+        _Child(
+            "API server",
+            [
+                *server_command(settings.host, settings.port, settings.http_workers),
+                # granian replaces a worker process that dies; this loop replaces granian
+                "--respawn-failed-workers",
+                "--respawn-interval",
+                "1",
+            ],
+            batch=settings.sched_batch,
+        )
+    ]
     if worker:
-        work = [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1"]
-        children.append(subprocess.Popen([*work, "--threads", "4"]))
-    base = f"http://{settings.host}:{settings.port}"
-    print(
-        f"\nTracecode is starting.\n  API:      {base}\n  OpenAPI:  {base}/schema "
-        f"(JSON: {base}/schema/openapi.json)\n  Health:   {base}/health\n"
-        f"  Database: {db_url}\n  Redis:    {redis_url}\n"
-    )
-    if demo:
-        print(describe())
-        print("\nActivated demo units (open the URL, enter the PIN; more: tracecode demo codes):")
-        for _serial, pin, url in samples:
-            print(f"  {url}  PIN {pin}")
-    print("\nPress Ctrl-C to stop.\n", flush=True)
+        children.append(
+            _Child(
+                "worker",
+                worker_command(),
+            )
+        )
     stopping = False
 
     def stop(*_: object) -> None:
@@ -224,25 +357,45 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    code = 0
     try:
+        for child in children:
+            child.start()
+        base = f"http://{settings.host}:{settings.port}"
+        print(
+            f"\nTracecode is starting.\n  API:      {base}\n  OpenAPI:  {base}/schema "
+            f"(JSON: {base}/schema/openapi.json)\n  Health:   {base}/health\n"
+            f"  Database: {db_url}\n  Redis:    {redis_url}\n"
+        )
+        if demo:
+            from app.demo import describe_codes
+
+            print(describe())
+            print("\nDemo units (open the URL, enter the PIN; more: tracecode demo codes):")
+            print(describe_codes(samples))
+        print("\nPress Ctrl-C to stop.\n", flush=True)
         while not stopping:
-            if any(child.poll() is not None for child in children):
-                print("tracecode: a child process exited; stopping", file=sys.stderr)
-                break
-            time.sleep(0.3)
+            now = time.monotonic()
+            for child in children:
+                if child.restart_at is not None and now >= child.restart_at:
+                    child.start()
+                    _log(f"the {child.name} restarted (pid {child.process.pid})")  # type: ignore[union-attr]
+                exit_code = child.exited()
+                if exit_code is not None and not stopping and not child.schedule_restart(exit_code):
+                    stopping, code = True, 1
+            time.sleep(0.2)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+            child.interrupt()
         for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if embedded_services:
+            child.wait()
+        if stop_services:
             embedded.stop(settings.var_path)
+        elif embedded_services:
+            print("The embedded servers keep running (`tracecode services down` stops them).")
         print("Tracecode stopped.")
-    return 0
+    return code
 
 
 def _secret(path: str | None, env: str | None) -> str | None:
@@ -509,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "action",
         choices=["load", "codes"],
-        help="load: the demo data; codes: print serial,pin,url of activated demo units",
+        help="load: the demo data; codes: print serial,pin,url,story of activated demo units "
+        "(story: shipped:STORE-HZ-01 or never_shipped)",
     )
     demo.add_argument("--count", type=int, default=20, help="codes: how many (default 20)")
     demo.add_argument("--out", help="codes: write the CSV to this file instead of stdout")
@@ -592,6 +746,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return cmd_demo(settings)
         if args.command == "codes":
+            if not args.api:  # direct mode: the development key of `tracecode run`, if any
+                settings = ensure_dev_master_key(settings, create=False)
             return cmd_codes(settings, args)
         if args.command == "stock":
             return cmd_stock(settings, args.action)

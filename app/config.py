@@ -24,7 +24,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     var_dir: str = "var"
     db_pool_min: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
+    # Fail fast while PostgreSQL is down (app/db.py): seconds a request waits for a pooled
+    # connection before 503, and seconds a connection attempt may take.
+    db_pool_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
+    db_connect_timeout: Annotated[int, msgspec.Meta(ge=1, le=60)] = 3
     redis_namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")] = "tracecode"
+    # A worker process silent this long is dead: the jobs it had taken are queued again
+    # (dramatiq's heartbeat timeout, workers/broker.py). Live workers beat about every second.
+    job_requeue_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 30
 
     # Secrets: the master key comes from the environment or a key file, never the database.
     master_key: str | None = None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,15 +24,79 @@ MIGRATION_LOCK = 7_245_001  # pg_advisory_lock key: one migrator at a time
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
+# How the pool behaves when PostgreSQL goes away and comes back (issue 13, item 20):
+# - a request waits at most ``TRACECODE_DB_POOL_TIMEOUT`` seconds for a connection, then 503;
+#   once the pool has failed to reconnect for RECONNECT_TIMEOUT seconds (the server is down),
+#   at most DOWN_TIMEOUT, until a connection succeeds again;
+# - connecting gives up after ``TRACECODE_DB_CONNECT_TIMEOUT`` seconds (a server that does not
+#   answer), also for the verifier's own connection, which uses the pool's conninfo;
+# - the pool's background reconnection gives up after RECONNECT_TIMEOUT seconds and starts over
+#   on the next request, so its exponential back-off never grows past ~2 s: the first request
+#   after PostgreSQL is back gets a fresh connection within a second or two;
+# - a connection that sat idle for CHECK_IDLE_SECONDS is checked before it is handed out (one
+#   empty query); if it is broken, every idle connection is checked at once, so after a restart
+#   the pool is rid of its dead connections by the first request, not one failed request each.
+#   Connections in steady use are not checked (no extra round trip on the hot paths).
+RECONNECT_TIMEOUT = 3.0
+DOWN_TIMEOUT = 1.0
+CHECK_IDLE_SECONDS = 2.0
+
+
+def pool_conninfo(url: str, settings: Settings) -> str:
+    """``url`` with the connect timeout (unless the URL sets one itself)."""
+    params = conninfo_to_dict(url)
+    params.setdefault("connect_timeout", str(settings.db_connect_timeout))
+    return make_conninfo("", **params)
+
+
+class Pool(AsyncConnectionPool):
+    """The pool, failing fast while the database is unreachable (see above)."""
+
+    unreachable = False
+
+    async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        if timeout is None and self.unreachable:
+            timeout = min(self.timeout, DOWN_TIMEOUT)
+        return await super().getconn(timeout)
+
+
 def create_pool(url: str, settings: Settings) -> AsyncConnectionPool:
-    return AsyncConnectionPool(
-        url,
+    last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    async def connected(conn: Conn) -> None:
+        pool.unreachable = False
+        last_used[conn] = time.monotonic()
+
+    async def returned(conn: Conn) -> None:
+        last_used[conn] = time.monotonic()
+
+    def reconnect_failed(_: object) -> None:
+        pool.unreachable = True
+
+    async def check(conn: Conn) -> None:
+        if time.monotonic() - last_used.get(conn, 0.0) < CHECK_IDLE_SECONDS:
+            return
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            await pool.check()  # drop the other dead idle connections now, not one per request
+            raise
+
+    pool = Pool(
+        pool_conninfo(url, settings),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         kwargs={"row_factory": dict_row, "application_name": "tracecode"},
         open=False,
         name="tracecode",
+        timeout=settings.db_pool_timeout,
+        reconnect_timeout=RECONNECT_TIMEOUT,
+        reconnect_failed=reconnect_failed,
+        configure=connected,
+        reset=returned,
+        check=check,
     )
+    return pool
 
 
 async def connection(pool: AsyncConnectionPool) -> AsyncIterator[Conn]:

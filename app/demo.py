@@ -7,7 +7,7 @@ entries by name / product number, so running it twice changes nothing.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.catalog.schemas import CategoryIn, ProductIn
 from app.catalog.service import create_category, create_product
@@ -143,11 +143,28 @@ async def load_demo(conn: Conn) -> dict[str, int]:
 
 
 # The demo's unit batch: issued once (a batch is one row, whatever its size); units are activated
-# on the demo line on demand, the first ones packed ten to an inner case.
+# on the demo line on demand, the first ones packed ten to an inner case. The even-numbered inner
+# cases (units 0-9, 20-29, ..., 980-989) go through the channel to a store: into the factory
+# warehouse, to the Zhejiang agent, on to its Hangzhou store, each leg shipped and received with
+# the logistics documents. The other units never leave the factory, so a consumer checking one
+# is told it was never shipped (suspicious): the demo shows both answers.
 DEMO_BATCH_SIZE = 1_000_000
 DEMO_PACKED = 1_000
 DEMO_LINE = "DEMO-1"
+DEMO_STORE = "STORE-HZ-01"
 _CHUNK = 10_000
+
+
+class DemoCode(NamedTuple):
+    serial: str
+    pin: str
+    url: str
+    story: str  # "shipped:STORE-HZ-01" (genuine on the first check) or "never_shipped"
+
+
+def demo_shipped(index: int) -> bool:
+    """Whether demo unit ``index`` is shipped to the demo store (its inner case's number is even)."""
+    return index < DEMO_PACKED and (index // 10) % 2 == 0
 
 
 async def _user(conn: Conn, username: str) -> Any:
@@ -158,13 +175,17 @@ async def _user(conn: Conn, username: str) -> Any:
     return await load_user(conn, user_id)
 
 
-async def demo_codes(
-    conn: Conn, scheme: Scheme, settings: Settings, count: int
-) -> list[tuple[str, str, str]]:
-    """(serial, PIN, URL) of ``count`` activated demo units, activating more when needed.
+def _sscc(first_ref: int, case: int) -> str:
+    body = f"{first_ref + case:017d}"
+    return body + str(gs1_check_digit(body))
+
+
+async def demo_codes(conn: Conn, scheme: Scheme, settings: Settings, count: int) -> list[DemoCode]:
+    """``count`` activated demo units (serial, PIN, URL, story), activating more when needed.
 
     Idempotent: the batch and case codes are created once (request keys), activation scans
-    carry fixed client event ids, so running it again only adds what is missing.
+    carry fixed client event ids, and only cases still at the factory are shipped, so running it
+    again only adds what is missing.
     """
     from app.codes.cases import create_case_batch
     from app.codes.schemas import BatchIn, CaseBatchIn
@@ -223,16 +244,79 @@ async def demo_codes(
             serial = scheme.serial(batch.batch_no, index, batch.key_version)
             items.append(ScanIn(id=f"demo-u{index}", code=serial, at=at))
             if index < DEMO_PACKED and index % 10 == 9:
-                body = f"{first_ref + index // 10:017d}"
-                sscc = body + str(gs1_check_digit(body))
-                items.append(ScanIn(id=f"demo-c{index // 10}", code=sscc, at=at))
+                items.append(
+                    ScanIn(id=f"demo-c{index // 10}", code=_sscc(first_ref, index // 10), at=at)
+                )
         await scans.upload(conn, operator, scheme, DEMO_LINE, ScanUploadIn(scans=items))
-    root = settings.public_url
+    await _ship_to_store(
+        conn, scheme, org_ids, [_sscc(first_ref, c) for c in range(0, DEMO_PACKED // 10, 2)]
+    )
+    host = settings.resolver_host
     out = []
     for index in range(count):
         serial = scheme.serial(batch.batch_no, index, batch.key_version)
-        out.append((serial, scheme.pin(serial), f"{root}/c/{serial}"))
+        story = f"shipped:{DEMO_STORE}" if demo_shipped(index) else "never_shipped"
+        out.append(DemoCode(serial, scheme.pin(serial), f"http://{host}/c/{serial}", story))
     return out
+
+
+async def _ship_to_store(
+    conn: Conn, scheme: Scheme, org_ids: dict[str, int], ssccs: list[str]
+) -> None:
+    """Move the cases still at the factory to the demo store, as the people of the channel do:
+    the factory warehouse takes them in and ships them to the agent, the agent receives them and
+    ships them on to its store, the store receives them."""
+    from app.logistics import documents
+    from app.logistics.schemas import CodesIn, DocumentIn
+
+    rows = await (
+        await conn.execute(
+            "SELECT sscc FROM case_state WHERE sscc = ANY(%s) AND holder_org_id = %s "
+            "AND transit_to IS NULL ORDER BY sscc",
+            ([int(s) for s in ssccs], org_ids["FACTORY-SZ"]),
+        )
+    ).fetchall()
+    todo = [f"{row['sscc']:018d}" for row in rows]
+    if not todo:
+        return
+
+    async def move(username: str, data: DocumentIn, scan: bool = True) -> int:
+        actor = await _user(conn, username)
+        doc = await documents.create_document(conn, actor, data)
+        if scan:
+            await documents.add_codes(conn, actor, scheme, doc.id, CodesIn(codes=todo))  # type: ignore[arg-type]
+        await documents.confirm(conn, actor, scheme, doc.id)
+        return doc.id
+
+    note = "demo: shipped to a store"
+    await move("clerk", DocumentIn(kind="factory_inbound", note=note))
+    leg = await move(
+        "clerk", DocumentIn(kind="outbound", counterparty_id=org_ids["AGENT-ZJ"], note=note)
+    )
+    await move("agent_clerk", DocumentIn(kind="inbound", shipment_id=leg, note=note), scan=False)
+    leg = await move(
+        "agent_clerk", DocumentIn(kind="outbound", counterparty_id=org_ids[DEMO_STORE], note=note)
+    )
+    await move("store_clerk", DocumentIn(kind="inbound", shipment_id=leg, note=note), scan=False)
+
+
+async def demo_samples(conn: Conn, scheme: Scheme, settings: Settings) -> list[DemoCode]:
+    """What `tracecode run` prints: two units in the store and one that never left the factory."""
+    codes = await demo_codes(conn, scheme, settings, 20)
+    shipped = [c for c in codes if c.story != "never_shipped"]
+    return [*shipped[:2], *[c for c in codes if c.story == "never_shipped"][:1]]
+
+
+def describe_codes(codes: list[DemoCode]) -> str:
+    """One line per unit: URL, PIN and what a consumer is told on the first check."""
+    lines = []
+    for code in codes:
+        if code.story == "never_shipped":
+            told = "never shipped: answers suspicious (never left the factory)"
+        else:
+            told = f"in store {code.story.split(':', 1)[1]}: answers genuine"
+        lines.append(f"  {code.url}  PIN {code.pin}  {told}")
+    return "\n".join(lines)
 
 
 async def _system_brand_admin(conn: Conn, brand_id: int) -> Any:

@@ -9,15 +9,48 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 DATABASE = "tracecode"
 
 
+def _private_dir(path: Path) -> bool:
+    """A directory (not a symlink) of this user with mode 0700: what XDG asks of a runtime dir."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and stat.S_IMODE(info.st_mode) == 0o700
+    )
+
+
+def ensure_runtime_dir() -> None:
+    """pgserver asks platformdirs for the user's runtime directory (its lock file lives there)
+    when it is imported; without a usable ``XDG_RUNTIME_DIR`` platformdirs prints a
+    RuntimeDirWarning, on every command. Provide one: a private directory of ours in the temporary
+    directory, for this process and the servers it starts."""
+    current = os.environ.get("XDG_RUNTIME_DIR")
+    if current and _private_dir(Path(current)):
+        return
+    path = Path(tempfile.gettempdir()) / f"tracecode-runtime-{os.geteuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return
+    if _private_dir(path):
+        os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
 def start_postgres(var: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL and return a URL to the ``tracecode`` database."""
+    ensure_runtime_dir()
     import pgserver
 
     pgdata = var / "pgdata"
@@ -124,6 +157,19 @@ def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -
         except ProcessLookupError:
             return
         time.sleep(0.05)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+    except (OSError, ValueError, IndexError):  # PermissionError: the pid is another user's now
+        return False
+    return True
+
+
+def running(var: Path) -> bool:
+    """Whether an embedded server of ``var`` (PostgreSQL or Redis) is running."""
+    return _alive(var / "pgdata" / "postmaster.pid") or _alive(var / "redis" / "redis.pid")
 
 
 def stop(var: Path) -> None:

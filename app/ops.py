@@ -32,6 +32,7 @@ class HealthOut(msgspec.Struct, frozen=True):
     postgres: Check
     redis: Check
     workers: Check
+    down: list[str] = []  # what is not ok: "postgres", "redis", "workers"
     # records set aside per queue (app/deadletters.py): reported, but health stays 200
     dead_letters: dict[str, int] = msgspec.field(default_factory=dict)
 
@@ -44,7 +45,9 @@ async def ping() -> dict[str, str]:
 
 @route("/health", http_method=GET_HEAD, tags=["ops"])
 async def health(state: State, settings: Settings) -> Response[HealthOut]:
-    """PostgreSQL, Redis and worker heartbeat; 503 when PostgreSQL or Redis is down."""
+    """PostgreSQL, Redis and worker heartbeat; ``down`` names each that is not ok. 503 when
+    PostgreSQL or Redis is down (the API cannot serve); a missing worker heartbeat is listed in
+    ``down`` but answers 200 (requests go on; write-behind and jobs wait for a worker)."""
     try:
         async with state.pool.connection(timeout=2) as conn:
             await conn.execute("SELECT 1")
@@ -61,7 +64,16 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
         rd = Check("down", type(exc).__name__)
         workers = Check("unknown", "redis is down")
     ok = pg.status == "ok" and rd.status == "ok"
-    body = HealthOut("ok" if ok else "down", _core.version(), pg, rd, workers, dead)
+    checks = {"postgres": pg, "redis": rd, "workers": workers}
+    body = HealthOut(
+        "ok" if ok else "down",
+        _core.version(),
+        pg,
+        rd,
+        workers,
+        down=[name for name, check in checks.items() if check.status != "ok"],
+        dead_letters=dead,
+    )
     return Response(body, status_code=200 if ok else 503)
 
 

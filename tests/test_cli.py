@@ -49,9 +49,14 @@ def test_db_migrate_reports_an_up_to_date_database(client: Any) -> None:
     assert "up to date" in done.stdout
 
 
-def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any) -> None:
+def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any, tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "TRACECODE_PORT": str(port), "TRACECODE_SCHED_BATCH": "true"}
+    env = {
+        **os.environ,
+        "TRACECODE_PORT": str(port),
+        "TRACECODE_SCHED_BATCH": "true",
+        "TRACECODE_VAR_DIR": str(tmp_path / "var"),  # a run locks its var dir: not the shared one
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "run"],
         env=env,
@@ -267,8 +272,9 @@ def test_codes_list_show_and_void(client: Any) -> None:
 
 
 async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) -> None:
-    """`tracecode demo codes` prints serial,pin,url of units a consumer can verify; twice is
-    the same list (idempotent)."""
+    """`tracecode demo codes` prints serial,pin,url,story of units a consumer can verify: the
+    ones shipped to the demo store answer genuine on the first check, the ones that never left
+    the factory suspicious (never_shipped); twice is the same list (idempotent)."""
     import asyncio
 
     out = tmp_path / "codes.csv"
@@ -276,11 +282,20 @@ async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) 
     assert run.returncode == 0, run.stderr
     rows = [line.split(",") for line in out.read_text().splitlines()]
     assert len(rows) == 1200 and len({r[0] for r in rows}) == 1200
-    serial, pin, url = rows[1100]
-    assert url.endswith(f"/c/{serial}")
-    answer = (await client.post("/v1/verify", json={"serial": serial, "pin": pin})).json()
-    assert answer["result"] in ("genuine", "suspicious"), answer
-    assert answer["lot"] == "DEMO-LOT-1"
+    stories = [r[3] for r in rows]
+    assert stories[:10] == ["shipped:STORE-HZ-01"] * 10 and stories[10:20] == ["never_shipped"] * 10
+    assert stories.count("shipped:STORE-HZ-01") == 500 and stories[1000:] == ["never_shipped"] * 200
+    for row in (rows[0], rows[990], rows[10], rows[1100]):
+        serial, pin, url, story = row
+        assert url.endswith(f"/c/{serial}")
+        answer = (await client.post("/v1/verify", json={"serial": serial, "pin": pin})).json()
+        expected = (
+            ("genuine", "first_query")
+            if story != "never_shipped"
+            else ("suspicious", "never_shipped")
+        )
+        assert (answer["result"], answer["reason"]) == expected, (story, answer)
+        assert answer["lot"] == "DEMO-LOT-1"
     again = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "3")
     assert again.stdout.splitlines() == [",".join(r) for r in rows[:3]]
     refused = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "0")

@@ -14,6 +14,14 @@ from workers.heartbeat import Heartbeat
 
 settings = load_settings()
 redis_url = settings.redis_url or start_redis(settings.var_path)
-broker = RedisBroker(url=redis_url, namespace=f"{settings.redis_namespace}-dramatiq")
+# A job taken by a worker that dies (kill -9, OOM) is queued again by the broker's maintenance,
+# once the worker has been silent for TRACECODE_JOB_REQUEUE_SECONDS; maintenance runs on one
+# broker command in five (dramatiq's default, one in a thousand, could take many minutes).
+broker = RedisBroker(
+    url=redis_url,
+    namespace=f"{settings.redis_namespace}-dramatiq",
+    heartbeat_timeout=settings.job_requeue_seconds * 1000,
+    maintenance_chance=200_000,
+)
 broker.add_middleware(Heartbeat(settings.redis_namespace))
 dramatiq.set_broker(broker)
