@@ -557,3 +557,27 @@ def test_run_leaves_embedded_servers_it_did_not_start_running(tmp_path: Path) ->
 
         shutil.rmtree(var, ignore_errors=True)
     assert not embedded.running(var)
+
+
+def test_a_child_that_keeps_crashing_at_once_is_given_up_after_five_tries(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The supervisor's policy on a real process: back-off doubling from 2 s between fast
+    crashes, and after the fifth fast crash in a row no restart (`tracecode run` then stops)."""
+    from app.cli import MAX_FAST_CRASHES, _Child
+
+    child = _Child("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+    delays = []
+    for attempt in range(1, MAX_FAST_CRASHES + 1):
+        child.start()
+        code = _wait_for("the crash", lambda: child.exited(), 30)
+        assert code == 3
+        restart = child.schedule_restart(code)
+        if attempt < MAX_FAST_CRASHES:
+            assert restart and child.restart_at is not None
+            delays.append(round(child.restart_at - time.monotonic()))
+        else:
+            assert not restart
+    assert delays == [2, 4, 8, 16]
+    err = capsys.readouterr().err
+    assert "the crasher (pid" in err and "exited with code 3" in err and "giving up" in err
