@@ -210,10 +210,21 @@ async def test_only_the_holder_moves_goods(
     client: Any, login: Any, demo: Any, route: dict[str, Any]
 ) -> None:
     agent = await login("agent_clerk")  # the goods are at the factory warehouse
-    doc = await document(
-        client, agent, route["cases"][:1], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    doc = await document(client, agent, kind="outbound", counterparty_id=demo["STORE-HZ-01"])
+    # outside the agent's subtree they are not known to it: rejected like a case never packed
+    added = await client.post(
+        f"/documents/{doc['id']}/codes", headers=agent, json={"codes": route["cases"][:1]}
     )
-    error = assert_error(await confirm(client, agent, doc), 409, "not_held")
+    assert [(i["result"], i.get("reason")) for i in added.json()["items"]] == [
+        ("rejected", "not_packed")
+    ]
+    assert_error(await confirm(client, agent, doc), 422, "empty_document")
+    # the factory sees its warehouse's goods, but only their holder ships them
+    factory = await login("factory_admin")
+    theirs = await document(
+        client, factory, route["cases"][:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    error = assert_error(await confirm(client, factory, theirs), 409, "not_held")
     assert error["details"]["count"] == 10
     # the store cannot receive what was never shipped: the outbound was not confirmed
     store = await login("store_clerk")

@@ -179,10 +179,13 @@ async def _org_path(conn: Conn, actor: Principal, org_id: int, visible: bool) ->
     """The path of an organisation of the caller's brand (of its subtree when ``visible``)."""
     row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
     path = row["path"] if row else None
-    if path is None or not path.startswith(f"/{actor.brand_id}/"):
+    # one outside the brand (or the subtree) answers exactly like one that does not exist
+    if (
+        path is None
+        or not path.startswith(f"/{actor.brand_id}/")
+        or (visible and not actor.sees(path))
+    ):
         raise NotFound(f"organisation {org_id} not found", code="unknown_org")
-    if visible:
-        actor.ensure_sees(path)
     return str(path)
 
 

@@ -105,15 +105,30 @@ async def _out(conn: Conn, row: dict[str, Any]) -> DocumentOut:
     )
 
 
-async def _org(conn: Conn, org_id: int) -> dict[str, Any]:
+async def _org(conn: Conn, org_id: int, actor: Principal | None = None) -> dict[str, Any]:
+    """An organisation by id; with ``actor``, one of the caller's brand. One outside it answers
+    exactly like one that does not exist."""
     row = await (
         await conn.execute(
             "SELECT id, kind, path, parent_id, name FROM orgs WHERE id = %s", (org_id,)
         )
     ).fetchone()
-    if row is None:
-        raise Unprocessable(f"organisation {org_id} not found", code="unknown_org")
+    if row is None or (actor is not None and not row["path"].startswith(f"/{actor.brand_id}/")):
+        raise _unknown_org(org_id)
     return row
+
+
+def _unknown_org(org_id: int) -> Unprocessable:
+    return Unprocessable(f"organisation {org_id} not found", code="unknown_org")
+
+
+async def _own_org(conn: Conn, actor: Principal, org_id: int) -> dict[str, Any]:
+    """The organisation a document or sale is made for: one of the caller's subtree (another
+    one answers exactly like an organisation that does not exist)."""
+    org = await _org(conn, org_id)
+    if not actor.sees(org["path"]):
+        raise _unknown_org(org_id)
+    return org
 
 
 # -- drafting ---------------------------------------------------------------------------------
@@ -122,9 +137,7 @@ async def _org(conn: Conn, org_id: int) -> dict[str, Any]:
 async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> DocumentOut:
     """A draft document; its codes are scanned in with ``add_codes``."""
     actor.require("logistics.scan")
-    org = await _org(conn, data.org_id or actor.org_id)
-    if not actor.sees(org["path"]):
-        raise Forbidden("you may only work for your own organisations", code="not_your_org")
+    org = await _own_org(conn, actor, data.org_id or actor.org_id)
     counterparty = data.counterparty_id
     order_id = data.order_id
     order = None
@@ -132,13 +145,19 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
         order = await (
             await conn.execute(
                 """SELECT r.id, r.brand_id, r.from_org_id, r.to_org_id, r.status,
-                          f.path AS from_path
-                   FROM orders r JOIN orgs f ON f.id = r.from_org_id WHERE r.id = %s""",
+                          f.path AS from_path, t.path AS to_path
+                   FROM orders r JOIN orgs f ON f.id = r.from_org_id
+                   JOIN orgs t ON t.id = r.to_org_id WHERE r.id = %s""",
                 (data.order_id,),
             )
         ).fetchone()
-        if order is None or order["brand_id"] != actor.brand_id:
+        # an order that neither involves the caller's subtree nor the organisations the document
+        # works for (its own and those above it: a warehouse ships its factory's orders) is one
+        # that does not exist
+        ends = (order["from_path"], order["to_path"]) if order else ()
+        if not any(actor.sees(end) or org["path"].startswith(end) for end in ends):
             raise Unprocessable("no such order", code="unknown_order")
+        assert order is not None
     if data.kind == "factory_inbound":
         counterparty = counterparty or org["parent_id"]
     elif data.kind in ("outbound", "return"):
@@ -188,10 +207,33 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             order_id = shipment["order_id"]
         elif order is not None:
             counterparty = order["from_org_id"]
+    other = None
     if counterparty is not None:
-        other = await _org(conn, counterparty)
-        if not other["path"].startswith(f"/{actor.brand_id}/") or counterparty == org["id"]:
-            raise Unprocessable("counterparty: not an organisation of this brand", code="bad_org")
+        # any organisation of the brand may be a counterparty (goods move between them); one of
+        # another brand answers exactly like one that does not exist
+        other = await _org(conn, counterparty, actor)
+        if counterparty == org["id"]:
+            raise Unprocessable("counterparty: the organisation itself", code="bad_org")
+        if data.kind == "factory_inbound" and not org["path"].startswith(other["path"]):
+            # the goods come from the factory above the warehouse, never from another party
+            raise Unprocessable(
+                "a factory inbound receives from an organisation above the warehouse",
+                code="bad_org",
+            )
+    if data.salesperson_id is not None:
+        # a user of the caller's subtree or of the store the goods go to; any other answers
+        # like a user that does not exist
+        user = await (
+            await conn.execute(
+                "SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s",
+                (data.salesperson_id,),
+            )
+        ).fetchone()
+        if user is None or not (
+            actor.sees(user["path"])
+            or (other and other["kind"] == "store" and user["path"].startswith(other["path"]))
+        ):
+            raise Unprocessable("salesperson_id: no such user", code="unknown_user")
     seq = await (await conn.execute("SELECT nextval('document_no_seq') AS n")).fetchone()
     assert seq is not None
     today = datetime.now(UTC)
@@ -247,23 +289,19 @@ async def _draft(conn: Conn, actor: Principal, doc_id: int) -> dict[str, Any]:
 async def add_codes(
     conn: Conn, actor: Principal, scheme: Scheme, doc_id: int, data: CodesIn
 ) -> ItemsOut:
-    """Scan codes into a draft: per-code results (a code that is not active is rejected)."""
-    await _draft(conn, actor, doc_id)
+    """Scan codes into a draft: per-code results (a code that is not active is rejected).
+
+    Scoping: only goods within the caller's reach are known here — held by or on their way to
+    the caller's subtree, or, for a factory inbound, held by the factory it receives from. Any
+    other code is rejected ``not_activated`` / ``not_packed``, exactly like one that was never
+    activated or packed, so a draft cannot be used to probe where other parties' goods are."""
+    doc = await _draft(conn, actor, doc_id)
     reads = await read_codes(conn, scheme, actor.brand_id, data.codes)
     units = [r.code for r in reads if r.reason is None and r.kind == "unit"]
     cases = [r.code for r in reads if r.reason is None and r.kind == "case"]
-    known_units = {
-        row["code"]
-        for row in await (
-            await conn.execute("SELECT code FROM unit_state WHERE code = ANY(%s)", (units,))
-        ).fetchall()
-    }
-    known_cases = {
-        row["sscc"]
-        for row in await (
-            await conn.execute("SELECT sscc FROM case_state WHERE sscc = ANY(%s)", (cases,))
-        ).fetchall()
-    }
+    source = doc["counterparty_id"] if doc["kind"] == "factory_inbound" else None
+    known_units = await _in_reach(conn, actor, "unit_state", "code", units, source)
+    known_cases = await _in_reach(conn, actor, "case_state", "sscc", cases, source)
     results: list[ItemResult] = []
     new: list[tuple[str, int]] = []
     for read in reads:
@@ -305,6 +343,26 @@ async def add_codes(
         rejected=sum(i.result == "rejected" for i in final),
         items=final,
     )
+
+
+async def _in_reach(
+    conn: Conn, actor: Principal, table: str, key: str, codes: list[int], source: int | None
+) -> set[int]:
+    """Those of these codes that have a state row and whose goods are held by or on their way
+    to the caller's subtree (or held by ``source``)."""
+    if not codes:
+        return set()
+    rows = await (
+        await conn.execute(
+            f"""SELECT s.{key} AS code FROM {table} s JOIN orgs h ON h.id = s.holder_org_id
+                LEFT JOIN orgs t ON t.id = s.transit_to
+                WHERE s.{key} = ANY(%(codes)s)
+                  AND (starts_with(h.path, %(scope)s) OR starts_with(t.path, %(scope)s)
+                       OR s.holder_org_id = %(source)s)""",
+            {"codes": codes, "scope": actor.org_path, "source": source},
+        )
+    ).fetchall()
+    return {row["code"] for row in rows}
 
 
 async def cancel(conn: Conn, actor: Principal, doc_id: int) -> DocumentOut:
@@ -704,9 +762,7 @@ async def receive_order(conn: Conn, actor: Principal, scheme: Scheme, order_id: 
 async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> DocumentOut:
     """A store sells units by scanning them (retail_selling)."""
     actor.require("logistics.scan")
-    org = await _org(conn, data.org_id or actor.org_id)
-    if not actor.sees(org["path"]):
-        raise Forbidden("you may only sell for your own organisations", code="not_your_org")
+    org = await _own_org(conn, actor, data.org_id or actor.org_id)
     seq = await (await conn.execute("SELECT nextval('document_no_seq') AS n")).fetchone()
     assert seq is not None
     doc_no = f"XS{datetime.now(UTC):%Y%m%d}{seq['n']:07d}"
@@ -737,23 +793,28 @@ async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> Do
 async def consumer_return(
     conn: Conn, actor: Principal, scheme: Scheme, data: ReturnIn
 ) -> ReturnOut:
-    """A sold unit comes back to the store that sold it; optionally exchanged for another."""
+    """A sold unit comes back to the store that sold it; optionally exchanged for another.
+
+    A unit not issued to this brand, never activated, or held outside the caller's subtree (sold
+    by another organisation) answers 404 ``unknown_code`` alike: as if it did not exist."""
     actor.require("logistics.scan")
     read = (await read_codes(conn, scheme, actor.brand_id, [data.code]))[0]
-    if read.kind != "unit" or read.reason is not None:
+    if read.kind != "unit" or read.reason not in (None, "unknown"):
         raise Unprocessable(f"{data.code}: {read.reason or 'not a unit code'}", code="bad_code")
-    state = await (
-        await conn.execute(
-            """SELECT u.status, u.holder_org_id, u.product_id, u.lot, o.path
-               FROM unit_state u JOIN orgs o ON o.id = u.holder_org_id
-               WHERE u.code = %s FOR UPDATE OF u""",
-            (read.code,),
-        )
-    ).fetchone()
-    if state is None or state["status"] != "sold":
+    state = None
+    if read.reason is None:
+        state = await (
+            await conn.execute(
+                """SELECT u.status, u.holder_org_id, u.product_id, u.lot, o.path
+                   FROM unit_state u JOIN orgs o ON o.id = u.holder_org_id
+                   WHERE u.code = %s FOR UPDATE OF u""",
+                (read.code,),
+            )
+        ).fetchone()
+    if state is None or not actor.sees(state["path"]):
+        raise NotFound(f"{read.label}: no such code here", code="unknown_code")
+    if state["status"] != "sold":
         raise Conflict("only a sold unit can be returned by a consumer", code="not_sold")
-    if not actor.sees(state["path"]):
-        raise Forbidden("the unit was sold by another organisation", code="not_your_org")
     disposition = {"damaged": "damaged", "expired": "expired"}.get(data.reason, "returned")
     [event_id] = await allocate_ids(conn, 1)
     now = datetime.now(UTC)

@@ -55,6 +55,10 @@ async def get_order(conn: Conn, actor: Principal, order_id: int) -> OrderOut:
     return OrderOut(**row, lines=(await _lines(conn, [order_id]))[order_id])
 
 
+def _reused(erp_no: str) -> Conflict:
+    return Conflict(f"order {erp_no} exists with other content", code="order_no_reused")
+
+
 async def create_order(
     conn: Conn, actor: Principal, data: OrderIn, source: str = "api"
 ) -> tuple[OrderOut, bool]:
@@ -68,7 +72,11 @@ async def create_order(
         )
     ).fetchone()
     if existing is not None:
-        order = await get_order(conn, actor, existing["id"])
+        try:
+            order = await get_order(conn, actor, existing["id"])
+        except NotFound:
+            # an ERP number is one per brand; another party's order with it is not shown
+            raise _reused(data.erp_no) from None
         same = (order.kind, order.from_org_id, order.to_org_id) == (
             data.kind,
             data.from_org_id,
@@ -77,12 +85,18 @@ async def create_order(
             (ln.product_id, ln.quantity) for ln in data.lines
         )
         if not same:
-            raise Conflict(f"order {data.erp_no} exists with other content", code="order_no_reused")
+            raise _reused(data.erp_no)
         return order, False
+    paths = []
     for org_id, what in ((data.from_org_id, "from_org_id"), (data.to_org_id, "to_org_id")):
         path = await _org_path(conn, org_id)
         if path is None or not path.startswith(f"/{brand}/"):
             raise Unprocessable(f"{what}: no such organisation", code="unknown_org")
+        paths.append(path)
+    if not any(actor.sees(path) for path in paths):
+        raise Unprocessable(
+            "an order goes from or to an organisation of your subtree", code="not_your_org"
+        )
     if data.from_org_id == data.to_org_id:
         raise Unprocessable("an order goes between two organisations", code="same_org")
     products = [line.product_id for line in data.lines]

@@ -69,6 +69,7 @@ class Context:
     lot: str
     production_date: date
     user_id: int | None
+    scope: str  # the caller's organisation path: codes held outside it are not known here
 
 
 @dataclass(slots=True)
@@ -108,7 +109,9 @@ async def upload(
         product_id, lot, made = line.product_id, line.lot, line.production_date
     else:
         raise Unprocessable("set the line's production context first", code="no_line_context")
-    ctx = Context(actor.org_id, actor.brand_id, line, product_id, lot, made, actor.user_id)
+    ctx = Context(
+        actor.org_id, actor.brand_id, line, product_id, lot, made, actor.user_id, actor.org_path
+    )
 
     texts = [s.code for s in data.scans]
     for s in data.scans:
@@ -164,10 +167,37 @@ async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
     cases = sorted({r.code for r in all_reads if r.kind == "case" and r.reason is None})
     unit_state = await _locked(conn, "unit_state", "code", units)
     case_state = await _locked(conn, "case_state", "sscc", cases)
+    _hide_out_of_reach(ctx, all_reads, unit_state, case_state)
     held = await _child_counts(conn, [code for code in cases if code in case_state])
     rules = await _rules(conn, ctx.product_id)
     plan = _plan(ctx, scans, unit_state, case_state, held, rules)
     await _write(conn, ctx, scans, plan, unit_state, case_state)
+
+
+def _hide_out_of_reach(
+    ctx: Context,
+    reads: list[Read],
+    unit_state: dict[int, dict[str, Any]],
+    case_state: dict[int, dict[str, Any]],
+) -> None:
+    """Scoping: a code whose goods are held outside the caller's subtree (and are not on their
+    way into it) is rejected ``unknown`` / ``unknown_case``, exactly like a code never issued to
+    this brand — never ``already_active``, ``already_bound`` or a count of what its container
+    holds — and is never bound into the caller's containers."""
+    hidden: set[tuple[str, int]] = set()
+    for kind, states in (("unit", unit_state), ("case", case_state)):
+        for code in [c for c, row in states.items() if not _in_reach(ctx.scope, row)]:
+            del states[code]
+            hidden.add((kind, code))
+    if hidden:
+        for read in reads:
+            if read.reason is None and (read.kind, read.code) in hidden:
+                read.reason = "unknown" if read.kind == "unit" else "unknown_case"
+
+
+def _in_reach(scope: str, row: dict[str, Any]) -> bool:
+    transit = row["transit_path"]
+    return bool(row["holder_path"].startswith(scope) or (transit and transit.startswith(scope)))
 
 
 def _plan(
@@ -538,12 +568,13 @@ async def _locked(conn: Conn, table: str, key: str, codes: list[int]) -> dict[in
     """State rows of these codes, locked (in key order) until the upload commits."""
     if not codes:
         return {}
-    extra = ", product_id, lot" if table == "unit_state" else ", level"
-    extra += ", client_event_id"
+    extra = ", s.product_id, s.lot" if table == "unit_state" else ", s.level"
+    extra += ", s.client_event_id, h.path AS holder_path, t.path AS transit_path"
     rows = await (
         await conn.execute(
-            f"SELECT {key} AS code, status, parent_sscc{extra} FROM {table} "
-            f"WHERE {key} = ANY(%s::bigint[]) ORDER BY {key} FOR UPDATE",
+            f"SELECT s.{key} AS code, s.status, s.parent_sscc{extra} FROM {table} s "
+            "JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to "
+            f"WHERE s.{key} = ANY(%s::bigint[]) ORDER BY s.{key} FOR UPDATE OF s",
             (array(codes),),
         )
     ).fetchall()
