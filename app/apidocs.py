@@ -154,6 +154,10 @@ REPLAYS = {
     ("/batches", "post"): "the same client request id again: the existing batch",
     ("/case-batches", "post"): "the same client request id again: the existing batch",
 }
+# Answers that are not errors but not the generated 200 either.
+STATUS_PAGES = {("/health", "get"), ("/health", "head")}  # 503 with the same body: a store is down
+RESOLVER = {"/01/{rest}", "/00/{rest}"}  # GS1 Digital Link: 307 to a link, 200 linkset, 204 CORS
+LINKSET = "application/linkset+json"
 # Operations limited per client (429), besides /v1/verify which documents itself.
 RATE_LIMITED = {("/auth/login", "post")}
 _MUTATING = {"post", "put", "patch", "delete"}
@@ -174,6 +178,8 @@ def _handlers(app: Litestar) -> Iterable[tuple[str, str, Any]]:
 
 def _codes(path: str, method: str, op: dict[str, Any], params: set[str]) -> set[str]:
     codes = {"400"}
+    if path.startswith("/auth/"):  # credentials or tokens in the body
+        codes.add("401")
     inputs = bool(op.get("parameters")) or "requestBody" in op or "data" in params
     if "principal" in params:
         codes |= {"401", "403"}
@@ -213,6 +219,29 @@ def _file_formats(op: dict[str, Any]) -> None:
         }
 
 
+def _special(path: str, method: str, responses: dict[str, Any]) -> None:
+    if (path, method) in STATUS_PAGES and "200" in responses:
+        responses["503"] = {**responses["200"], "description": "a store is down (see checks)"}
+    if path in RESOLVER:
+        if method == "options":
+            responses["204"] = {"description": "CORS preflight: the methods and headers allowed"}
+            responses.pop("200", None)
+            return
+        responses["307"] = {
+            "description": "the default link, or the one `linkType` asks for: Location, and a "
+            "Link header naming every link and the linkset",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
+        content = responses.setdefault("200", {"description": "the linkset"}).setdefault(
+            "content", {}
+        )
+        schema = {"type": "object", "description": "RFC 9264 linkset"}
+        content.clear()
+        content[LINKSET] = {"schema": schema}
+        content["application/json"] = {"schema": schema}
+        responses["200"]["description"] = "the linkset (`linkType=linkset` or Accept)"
+
+
 def document_errors(app: Litestar, openapi: OpenAPI) -> None:
     """Rewrite the generated document so that it says what the API really answers."""
     schemas: dict[str, Any] = openapi.components.schemas  # type: ignore[assignment]
@@ -236,5 +265,6 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
             if replay and "201" in responses:
                 responses["200"] = {**responses["201"], "description": replay}
             _file_formats(op)
+            _special(path, method, responses)
         paths[path] = item_ops
     openapi.paths = paths

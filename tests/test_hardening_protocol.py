@@ -431,3 +431,34 @@ async def test_a_repeated_order_answers_the_documented_200(
     again = await client.post("/orders", headers=planner, json=order)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
+
+
+async def test_resolver_answers_are_documented(client: Any, demo: Any) -> None:
+    """The GS1 resolver's real answers (307, the linkset, the CORS preflight) are in the document."""
+    doc = (await client.get("/schema/openapi.json")).json()
+    item = doc["paths"]["/01/{rest}"]
+    uri = "/01/06901234000016"  # demo product LM-HY-50
+    redirect = await client.get(uri)
+    linkset = await client.get(uri, params={"linkType": "linkset"})
+    preflight = await client.options(uri)
+    assert (redirect.status_code, linkset.status_code, preflight.status_code) == (307, 200, 204)
+    assert "307" in item["get"]["responses"] and "204" in item["options"]["responses"]
+    kind = linkset.headers["content-type"].split(";")[0]
+    assert kind in item["get"]["responses"]["200"]["content"]
+
+
+async def test_health_503_is_documented_with_its_body(client: Any) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    responses = doc["paths"]["/health"]["get"]["responses"]
+    assert responses["503"]["content"] == responses["200"]["content"]
+
+
+async def test_summary_far_in_the_past_is_not_a_500(client: Any, login: Any) -> None:
+    """Found by schemathesis: ``to=0001-01-01`` overflowed the default 30-day period."""
+    response = await client.get(
+        "/inspections/summary",
+        headers=await login("admin"),
+        params={"by": "store", "to": "0001-01-01"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["date_from"] == "0001-01-01"

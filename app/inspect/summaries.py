@@ -11,7 +11,7 @@ rolled up) equals a count of the raw inspection records. A delta that cannot be 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -148,7 +148,7 @@ def require_reader(actor: Principal) -> None:
 
 def _period(date_from: date | None, date_to: date | None, today: date) -> tuple[date, date]:
     end = date_to or today
-    start = date_from or end - timedelta(days=29)
+    start = date_from or date.fromordinal(max(1, end.toordinal() - 29))  # no overflow at 0001
     if start > end:
         raise ValidationFailed("from is after to", code="bad_period")
     if (end - start).days >= MAX_DAYS:

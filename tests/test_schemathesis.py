@@ -1,0 +1,212 @@
+"""Keep-fixed (issue 13): schemathesis against the app's own OpenAPI document.
+
+The real app runs under granian on a free port with this session's database and a Redis
+namespace of its own (login limits and lockouts it trips stay there). Every documented
+operation gets a few generated requests — valid ones and invalid ones — twice: as the admin of
+a brand created for this run (so what it creates, voids or edits stays in that brand) and
+anonymously. Operations that could end the run's own session or brand (log out, edit users or
+roles, deactivate or move organisations) are fuzzed anonymously only.
+
+Every answer must be: not a 5xx, a documented status code, a documented content type, and a
+body that matches the documented schema. The run is bounded by examples per operation and by a
+time budget.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.cli import server_command
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# Per operation, per generation mode, per identity; TRACECODE_FUZZ_EXAMPLES (and _SECONDS) run
+# a deeper search by hand.
+EXAMPLES = int(os.environ.get("TRACECODE_FUZZ_EXAMPLES", "6"))
+# Per identity: a slow machine fuzzes fewer operations rather than running long (the operations
+# left out are named in the output).
+BUDGET_SECONDS = float(os.environ.get("TRACECODE_FUZZ_SECONDS", "50"))
+# Could end the run's own session or brand: fuzzed anonymously only.
+DESTRUCTIVE = [
+    ("POST", "/auth/logout"),
+    ("PATCH", "/users/{user_id}"),
+    ("PATCH", "/roles/{role_id}"),
+    ("DELETE", "/roles/{role_id}"),
+    ("POST", "/orgs/{org_id}/deactivate"),
+    ("POST", "/orgs/{org_id}/move"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,  # the session's TRACECODE_* (database, master key)
+        "TRACECODE_HOST": "127.0.0.1",
+        "TRACECODE_PORT": str(port),
+        # a Redis namespace of its own (still cleaned by conftest: it starts with the session's)
+        "TRACECODE_REDIS_NAMESPACE": os.environ["TRACECODE_REDIS_NAMESPACE"] + "st",
+        "TRACECODE_VERIFY_RATE_LIMIT": "100000",
+    }
+    log = tmp_path_factory.mktemp("schemathesis") / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            server_command("127.0.0.1", port, 1), cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"granian exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"granian did not answer within 60 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        server_errors = [line for line in log.read_text().splitlines() if '"ERROR"' in line]
+        if server_errors:
+            print("\n".join(server_errors[:20]))
+
+
+@pytest.fixture(scope="module")
+async def fuzz_admin(client: Any, login: Any, demo: Any) -> dict[str, str]:
+    """The admin of a brand made for this run (by the platform operator, as a tenant is
+    onboarded): a token with the brand's permissions over nothing that other tests use."""
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    brand = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"Fuzz brand {tag}", "erp_code": f"FUZZ-{tag}"},
+    )
+    assert brand.status_code == 201, brand.text
+    brand_id = brand.json()["id"]
+    for kind in ("factory", "agent"):
+        org = await client.post(
+            "/orgs",
+            headers=platform,
+            json={
+                "kind": kind,
+                "name": f"Fuzz {kind}",
+                "erp_code": f"FUZZ-{tag}-{kind}",
+                "parent_id": brand_id,
+            },
+        )
+        assert org.status_code == 201, org.text
+    password = secrets.token_urlsafe(16)
+    user = await client.post(
+        "/users",
+        headers=platform,
+        json={
+            "org_id": brand_id,
+            "username": f"fuzz-{tag.lower()}",
+            "password": password,
+            "roles": ["brand_admin"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    token = await client.post(
+        "/auth/login", json={"username": f"fuzz-{tag.lower()}", "password": password}
+    )
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def _checks() -> list[Any]:
+    from schemathesis import checks
+
+    return [
+        checks.not_a_server_error,
+        checks.status_code_conformance,
+        checks.content_type_conformance,
+        checks.response_schema_conformance,
+    ]
+
+
+def _fuzz(base: str, headers: dict[str, str] | None, exclude: list[tuple[str, str]]) -> None:
+    import requests
+
+    schema = schemathesis.openapi.from_url(f"{base}/schema/openapi.json")
+    for method, path in exclude:
+        schema = schema.exclude(method=method, path=path)
+    checks = _checks()
+    session = requests.Session()
+    failures: list[str] = []
+    started = time.monotonic()
+    operations = 0
+    skipped: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if time.monotonic() - started > BUDGET_SECONDS:
+            skipped.append(operation.label)
+            continue
+        operations += 1
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case: Any) -> None:
+                case.call_and_validate(
+                    base_url=base, session=session, headers=headers, checks=checks, timeout=30
+                )
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing to make invalid (no parameters, no body)
+                pass
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # every failing operation, then the whole list
+                failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")
+    print(f"schemathesis: {operations} operations in {time.monotonic() - started:.1f} s")
+    if skipped:
+        print(f"schemathesis: over the time budget, not fuzzed: {', '.join(skipped)}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_schemathesis_authenticated(server: str, fuzz_admin: dict[str, str]) -> None:
+    _fuzz(server, fuzz_admin, DESTRUCTIVE)
+
+
+def test_schemathesis_anonymous(server: str) -> None:
+    _fuzz(server, None, [])
