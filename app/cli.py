@@ -461,6 +461,18 @@ class _Api:
         self._check(response)
         return response.json() if response.content else None
 
+    def items(self, path: str) -> list[dict[str, object]]:
+        """Every item of a paged list (``{items, page, per_page, total}``), page by page."""
+        found: list[dict[str, object]] = []
+        page = 1
+        while True:
+            answer = self.call("GET", path, params={"page": page, "per_page": 200})
+            assert isinstance(answer, dict)
+            found.extend(answer["items"])
+            if not answer["items"] or len(found) >= answer["total"]:
+                return found
+            page += 1
+
     def download(self, path: str, target: Path) -> None:
         with self.http.stream("GET", path) as response:
             self._check(response)
@@ -532,8 +544,8 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
         if args.api:
             api = _api(args)
             if args.action == "issue":
-                printers = api.call("GET", "/printers")
-                match = [p for p in printers if p["erp_code"] == args.printer]  # type: ignore[union-attr]
+                printers = api.items("/printers")
+                match = [p for p in printers if p["erp_code"] == args.printer]
                 if not match:
                     return _fail(f"no printer {args.printer}")
                 body = {

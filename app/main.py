@@ -28,7 +28,7 @@ from app.deps import dependencies
 from app.edge import EdgeRequest, edge_guard_middleware
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
-from app.head import strip_head_body
+from app.head import HeadForGet, strip_head_body
 from app.inspect.routes import InspectionController
 from app.logistics.center_routes import CenterController
 from app.logistics.routes import DocumentController, OrderController, consumer_return, sell
@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=exception_handlers,
         middleware=[request_context_middleware, edge_guard_middleware],
         request_class=EdgeRequest,
+        plugins=[HeadForGet()],  # every GET route answers HEAD too (app/head.py)
         before_send=[strip_head_body],  # HEAD: the headers of GET, no body
         lifespan=[lifespan],
         openapi_config=openapi_config(_core.version()),

@@ -58,3 +58,9 @@ async def fetch_page(
     for row in rows:
         del row["page_total__"]
     return Page([make(row) for row in rows], page, per_page, total)
+
+
+def page_of(items: Sequence[T], page: int, per_page: int) -> Page[T]:
+    """One page of a list held in memory (a fixed catalogue such as the permissions)."""
+    start = (page - 1) * per_page
+    return Page(list(items[start : start + per_page]), page, per_page, len(items))

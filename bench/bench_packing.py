@@ -125,7 +125,7 @@ async def prepare(base: str, units: int) -> tuple[str, int, str]:
         planner, operator = await login("planner"), await login("operator")
         product = (await client.get("/products", headers=planner, params={"q": "LM-SC-30"})).json()
         product_id = product["items"][0]["id"]
-        printer = (await client.get("/printers", headers=planner)).json()[0]["id"]
+        printer = (await client.get("/printers", headers=planner)).json()["items"][0]["id"]
         batch = await client.post(
             "/batches",
             headers=planner,

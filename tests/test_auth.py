@@ -113,8 +113,9 @@ async def test_api_key_is_shown_once_scoped_and_revocable(client: Any, login: An
     assert created.status_code == 201, created.text
     key = created.json()["key"]
     key_id = created.json()["api_key"]["id"]
-    listed = await client.get("/api-keys", headers=admin)
+    listed = await client.get("/api-keys", headers=admin, params={"per_page": 200})
     assert key not in listed.text and key.split("_")[2] not in listed.text
+    assert key_id in [k["id"] for k in listed.json()["items"]]
 
     as_key = {"X-API-Key": key}
     assert (await client.get("/products", headers=as_key)).status_code == 200

@@ -402,7 +402,8 @@ async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(
         exported = (
             await client.get(f"/batches/{batch['batch_no']}/exports", headers=planner)
         ).json()
-        assert [e["id"] for e in exported] == [export_id]
+        assert [e["id"] for e in exported["items"]] == [export_id]
+        assert exported["total"] == 1 and exported["page"] == 1
     finally:
         app.state.settings = settings
 

@@ -129,7 +129,8 @@ async def test_custom_role_is_usable_in_the_subtree_and_enforced(
         403,
         "permission_denied",
     )
-    builtin = next(r for r in (await client.get("/roles", headers=admin)).json() if r["builtin"])
+    roles = (await client.get("/roles", headers=admin)).json()["items"]
+    builtin = next(r for r in roles if r["builtin"])
     assert_error(
         await client.patch(f"/roles/{builtin['id']}", headers=admin, json={"description": "x"}),
         422,
@@ -199,6 +200,7 @@ async def test_duplicate_username_conflicts(client: Any, login: Any, demo: Any) 
 
 
 async def test_permissions_are_listed(client: Any, login: Any) -> None:
-    listed = await client.get("/permissions", headers=await login("analyst"))
-    names = {p["name"] for p in listed.json()}
+    listed = (await client.get("/permissions", headers=await login("analyst"))).json()
+    names = {p["name"] for p in listed["items"]}
     assert {"orgs.read", "codes.issue", "catalog.write"} <= names
+    assert listed["total"] == len(names) and listed["page"] == 1

@@ -12,6 +12,7 @@ from app.auth.principal import Principal
 from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, LoginIn, MeOut, RefreshIn, TokenOut
 from app.config import Settings
 from app.db import Conn
+from app.paging import Page, PageNo, PerPage
 
 
 class AuthController(Controller):
@@ -60,8 +61,11 @@ class ApiKeyController(Controller):
         return await service.create_api_key(conn, principal, data)
 
     @get("/")
-    async def list_keys(self, conn: Conn, principal: Principal) -> list[ApiKeyOut]:
-        return await service.list_api_keys(conn, principal)
+    async def list_keys(
+        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[ApiKeyOut]:
+        """The API keys of the caller's organisation and below (no secrets), oldest first."""
+        return await service.list_api_keys(conn, principal, page, per_page)
 
     @post("/{key_id:int}/revoke", status_code=200)
     async def revoke(self, key_id: int, conn: Conn, principal: Principal) -> ApiKeyOut:

@@ -18,6 +18,7 @@ from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, TokenOut
 from app.config import Settings
 from app.db import Conn
 from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from app.paging import Page, fetch_page
 
 _PRINCIPAL_SQL = """
 SELECT u.id, u.username, u.org_id, o.path, u.status, o.status AS org_status,
@@ -242,16 +243,20 @@ async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKey
     return ApiKeyCreated(key=f"tck_{prefix}_{secret}", api_key=out)
 
 
-async def list_api_keys(conn: Conn, actor: Principal) -> list[ApiKeyOut]:
+async def list_api_keys(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[ApiKeyOut]:
+    """The API keys of the caller's subtree, oldest first."""
     actor.require("apikeys.write")
-    rows = await (
-        await conn.execute(
-            f"SELECT k.{_KEY_COLUMNS.replace(', ', ', k.')} FROM api_keys k "
-            "JOIN orgs o ON o.id = k.org_id WHERE o.path LIKE %s ORDER BY k.id",
-            (actor.org_path + "%",),
-        )
-    ).fetchall()
-    return [ApiKeyOut(**r) for r in rows]
+    return await fetch_page(
+        conn,
+        columns=f"k.{_KEY_COLUMNS.replace(', ', ', k.')}",
+        source="api_keys k JOIN orgs o ON o.id = k.org_id",
+        where=["o.path LIKE %(prefix)s"],
+        params={"prefix": actor.org_path + "%"},
+        order="k.id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: ApiKeyOut(**row),
+    )
 
 
 async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut:

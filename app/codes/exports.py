@@ -33,6 +33,7 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.paging import Page, fetch_page
 
 STEP = 1 << 18  # codes per formatting/encryption step: bounds memory whatever the batch size
 UNIT_PARTS = ("outer", "inner")
@@ -272,7 +273,26 @@ async def get_export(conn: Conn, actor: Principal, export_id: str) -> ExportOut:
     return _out(_visible(actor, await _row(conn, export_id)))
 
 
+async def page_exports(
+    conn: Conn, actor: Principal, batch_no: int, page: int, per_page: int
+) -> Page[ExportOut]:
+    """One page of a batch's exports, oldest first (an unknown batch has none)."""
+    actor.require("codes.export")
+    return await fetch_page(
+        conn,
+        columns=_COLUMNS,
+        source="code_exports e",
+        where=["e.batch_no = %(batch_no)s", "e.brand_id = %(brand_id)s"],
+        params={"batch_no": batch_no, "brand_id": actor.brand_id},
+        order="e.created_at, e.id",
+        page=page,
+        per_page=per_page,
+        make=_out,
+    )
+
+
 async def list_exports(conn: Conn, actor: Principal, batch_no: int) -> list[ExportOut]:
+    """All of a batch's exports (the batch's detail shows them)."""
     actor.require("codes.export")
     rows = await (
         await conn.execute(
@@ -285,9 +305,16 @@ async def list_exports(conn: Conn, actor: Principal, batch_no: int) -> list[Expo
 
 
 async def file_for_download(
-    conn: Conn, actor: Principal, settings: Settings, export_id: str, part: str
+    conn: Conn,
+    actor: Principal,
+    settings: Settings,
+    export_id: str,
+    part: str,
+    *,
+    audited: bool = True,
 ) -> Path:
-    """The encrypted file of one part, after checking who asks; every download is audited."""
+    """The encrypted file of one part, after checking who asks; every download is audited
+    (``audited=False``: the same checks for a HEAD, which downloads nothing)."""
     row = _visible(actor, await _row(conn, export_id))
     info = row["parts"].get(part)
     if info is None:
@@ -299,6 +326,8 @@ async def file_for_download(
     path = export_file(settings, row["id"], part)
     if not path.exists():
         raise Conflict("the export file is no longer on disk", code="export_file_missing")
+    if not audited:
+        return path
     await audit.record(
         conn,
         actor,

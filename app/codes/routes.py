@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post, put
+from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 from litestar.response import File
@@ -120,9 +120,15 @@ class BatchController(Controller):
 
     @get("/{batch_no:int}/exports")
     async def list_exports(
-        self, batch_no: int, conn: Conn, principal: Principal
-    ) -> list[ExportOut]:
-        return await exports.list_exports(conn, principal, batch_no)
+        self,
+        batch_no: int,
+        conn: Conn,
+        principal: Principal,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[ExportOut]:
+        """The batch's printer-file exports, oldest first."""
+        return await exports.page_exports(conn, principal, batch_no, page, per_page)
 
 
 class CaseBatchController(Controller):
@@ -173,17 +179,29 @@ class ExportController(Controller):
 
     @get("/{export_id:str}/files/{part:str}", media_type="application/octet-stream")
     async def download(
-        self, export_id: str, part: Part, conn: Conn, principal: Principal, settings: Settings
+        self,
+        request: Request[Any, Any, Any],
+        export_id: str,
+        part: Part,
+        conn: Conn,
+        principal: Principal,
+        settings: Settings,
     ) -> File:
-        """Download one encrypted file (audited); printers get only the files addressed to them."""
-        path = await exports.file_for_download(conn, principal, settings, export_id, part)
+        """Download one encrypted file (audited); printers get only the files addressed to them.
+
+        HEAD answers the same checks and headers and is no download (not audited)."""
+        path = await exports.file_for_download(
+            conn, principal, settings, export_id, part, audited=request.method != "HEAD"
+        )
         return File(path=path, filename=f"{export_id}-{part}.tcpf")
 
 
 @get("/printers", tags=["codes"])
-async def list_printers(conn: Conn, principal: Principal) -> list[PrinterOut]:
+async def list_printers(
+    conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+) -> Page[PrinterOut]:
     """Printer organisations of the caller's brand, and whether each has an RSA key."""
-    return await service.list_printers(conn, principal)
+    return await service.list_printers(conn, principal, page, per_page)
 
 
 @put("/printers/{printer_id:int}/public-key", tags=["codes"], status_code=204)

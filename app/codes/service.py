@@ -293,15 +293,18 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
     )
 
 
-async def list_printers(conn: Conn, actor: Principal) -> list[PrinterOut]:
+async def list_printers(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[PrinterOut]:
     """The printer organisations of the caller's brand (planners choose where files go)."""
     if not actor.has("codes.export"):
         actor.require("codes.issue")
-    rows = await (
-        await conn.execute(
-            "SELECT id, name, erp_code, status, public_key_pem IS NOT NULL AS has_public_key "
-            "FROM orgs WHERE kind = 'printer' AND path LIKE %s ORDER BY id",
-            (f"/{actor.brand_id}/%",),
-        )
-    ).fetchall()
-    return [PrinterOut(**r) for r in rows]
+    return await fetch_page(
+        conn,
+        columns="id, name, erp_code, status, public_key_pem IS NOT NULL AS has_public_key",
+        source="orgs",
+        where=["kind = 'printer'", "path LIKE %(prefix)s"],
+        params={"prefix": f"/{actor.brand_id}/%"},
+        order="id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: PrinterOut(**row),
+    )

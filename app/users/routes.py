@@ -71,8 +71,11 @@ class RoleController(Controller):
     tags = ["users"]
 
     @get("/")
-    async def list_roles(self, conn: Conn, principal: Principal) -> list[RoleOut]:
-        return await service.list_roles(conn, principal)
+    async def list_roles(
+        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[RoleOut]:
+        """Built-in roles first, then the custom roles the caller can use or manage."""
+        return await service.list_roles(conn, principal, page, per_page)
 
     @post("/")
     async def create(self, data: RoleIn, conn: Conn, principal: Principal) -> RoleOut:
@@ -90,5 +93,8 @@ class RoleController(Controller):
 
 
 @get("/permissions", tags=["users"])
-async def list_permissions(principal: Principal) -> list[PermissionOut]:
-    return service.list_permissions()
+async def list_permissions(
+    principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+) -> Page[PermissionOut]:
+    """Every permission a role can hold, with its description."""
+    return service.list_permissions(page, per_page)

@@ -16,7 +16,7 @@ from app.auth.service import check_grantable, ensure_not_stronger
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import administered
-from app.paging import Page, fetch_page
+from app.paging import Page, fetch_page, page_of
 from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn, UserOut, UserPatch
 
 _USER_COLUMNS = """u.id, u.org_id, u.username, u.display_name, u.phone, u.email, u.status,
@@ -227,21 +227,26 @@ async def update_user(
 _ROLE_COLUMNS = "r.id, r.org_id, r.name, r.description, r.permissions, r.org_id IS NULL AS builtin"
 
 
-def list_permissions() -> list[PermissionOut]:
-    return [PermissionOut(name, text) for name, text in PERMISSIONS.items()]
+_PERMISSIONS = [PermissionOut(name, text) for name, text in PERMISSIONS.items()]
 
 
-async def list_roles(conn: Conn, actor: Principal) -> list[RoleOut]:
+def list_permissions(page: int, per_page: int) -> Page[PermissionOut]:
+    return page_of(_PERMISSIONS, page, per_page)
+
+
+async def list_roles(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[RoleOut]:
     """Built-in roles, custom roles of the caller's ancestors (usable) and subtree (managed)."""
-    rows = await (
-        await conn.execute(
-            f"""SELECT {_ROLE_COLUMNS} FROM roles r LEFT JOIN orgs o ON o.id = r.org_id
-                 WHERE r.org_id IS NULL OR o.path LIKE %s OR %s LIKE o.path || '%%'
-                 ORDER BY r.org_id NULLS FIRST, r.name""",
-            (actor.org_path + "%", actor.org_path),
-        )
-    ).fetchall()
-    return [RoleOut(**r) for r in rows]
+    return await fetch_page(
+        conn,
+        columns=_ROLE_COLUMNS,
+        source="roles r LEFT JOIN orgs o ON o.id = r.org_id",
+        where=["(r.org_id IS NULL OR o.path LIKE %(prefix)s OR %(path)s LIKE o.path || '%%')"],
+        params={"prefix": actor.org_path + "%", "path": actor.org_path},
+        order="r.org_id NULLS FIRST, r.name, r.id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: RoleOut(**row),
+    )
 
 
 async def create_role(conn: Conn, actor: Principal, data: RoleIn) -> RoleOut:
