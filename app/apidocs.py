@@ -20,7 +20,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import OpenAPIRenderPlugin
-from litestar.openapi.spec import OpenAPI
+from litestar.openapi.spec import OpenAPI, SecurityScheme
 from litestar.routes import HTTPRoute
 
 SCHEMA_PATH = "/schema"
@@ -246,6 +246,10 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
     """Rewrite the generated document so that it says what the API really answers."""
     schemas: dict[str, Any] = openapi.components.schemas  # type: ignore[assignment]
     schemas["Error"] = ERROR_SCHEMA  # type: ignore[assignment]
+    openapi.components.security_schemes = {  # Swagger UI's "Authorize": a token or an API key
+        "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+        "apiKey": SecurityScheme(type="apiKey", security_scheme_in="header", name="X-API-Key"),
+    }
     paths: dict[str, Any] = openapi.paths if openapi.paths is not None else {}
     handlers = {(p, m): h for p, m, h in _handlers(app)}
     for path, item in paths.items():
@@ -259,6 +263,8 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
             for status in list(responses):
                 if status.startswith("4"):
                     responses[status] = _error(status) if status in _WHY else responses[status]
+            if "principal" in params:
+                op["security"] = [{"bearer": []}, {"apiKey": []}]
             for status in _codes(path, method, op, params):
                 responses.setdefault(status, _error(status))
             replay = REPLAYS.get((path, method))

@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 
 from app.cli import server_command
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # Per operation, per generation mode, per identity; TRACECODE_FUZZ_EXAMPLES (and _SECONDS) run
@@ -40,6 +39,8 @@ EXAMPLES = int(os.environ.get("TRACECODE_FUZZ_EXAMPLES", "6"))
 # Per identity: a slow machine fuzzes fewer operations rather than running long (the operations
 # left out are named in the output).
 BUDGET_SECONDS = float(os.environ.get("TRACECODE_FUZZ_SECONDS", "50"))
+# Other requests than the suite's fixed ones: TRACECODE_FUZZ_SEED=<int>.
+SEED = os.environ.get("TRACECODE_FUZZ_SEED")
 # Could end the run's own session or brand: fuzzed anonymously only.
 DESTRUCTIVE = [
     ("POST", "/auth/logout"),
@@ -156,6 +157,27 @@ def _checks() -> list[Any]:
     ]
 
 
+def _examples(
+    operation: Any, mode: GenerationMode, call: Any, requests_sent: dict[str, int]
+) -> None:
+    """Up to EXAMPLES generated requests of one operation, each checked (raises on failure)."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=SEED is None,  # the same requests on every run
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any) -> None:
+        requests_sent[mode.value] = requests_sent.get(mode.value, 0) + 1
+        call(case)
+
+    (seed(int(SEED))(run) if SEED is not None else run)()
+
+
 def _fuzz(base: str, headers: dict[str, str] | None, exclude: list[tuple[str, str]]) -> None:
     import requests
 
@@ -164,9 +186,16 @@ def _fuzz(base: str, headers: dict[str, str] | None, exclude: list[tuple[str, st
         schema = schema.exclude(method=method, path=path)
     checks = _checks()
     session = requests.Session()
+
+    def call(case: Any) -> None:
+        case.call_and_validate(
+            base_url=base, session=session, headers=headers, checks=checks, timeout=30
+        )
+
     failures: list[str] = []
     started = time.monotonic()
     operations = 0
+    requests_sent: dict[str, int] = {}
     skipped: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -175,30 +204,18 @@ def _fuzz(base: str, headers: dict[str, str] | None, exclude: list[tuple[str, st
             continue
         operations += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                case.call_and_validate(
-                    base_url=base, session=session, headers=headers, checks=checks, timeout=30
-                )
-
             try:
-                run()
+                _examples(operation, mode, call, requests_sent)
             except Unsatisfiable:  # nothing to make invalid (no parameters, no body)
                 pass
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:  # every failing operation, then the whole list
                 failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")
-    print(f"schemathesis: {operations} operations in {time.monotonic() - started:.1f} s")
+    print(
+        f"schemathesis: {operations} operations, requests {requests_sent}, "
+        f"{time.monotonic() - started:.1f} s"
+    )
     if skipped:
         print(f"schemathesis: over the time budget, not fuzzed: {', '.join(skipped)}")
     assert not failures, "\n\n".join(failures)
