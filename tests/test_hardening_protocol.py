@@ -267,12 +267,21 @@ async def test_center_stock_export_guards_formulas_not_numbers(
     )
     assert product.status_code == 201, product.text
     product_id = product.json()["id"]
+    # a stock row of its own, written directly and removed at the end (stock checks recount)
     async with app.state.pool.connection() as conn:
         await conn.execute(
             "INSERT INTO stock (org_id, product_id, lot, on_hand, in_transit) "
             "VALUES (%s, %s, '@lot', -3, 0)",
             (demo["WH-SZ-01"], product_id),
         )
+    try:
+        await _stock_export_checks(client, admin, product_id)
+    finally:
+        async with app.state.pool.connection() as conn:
+            await conn.execute("DELETE FROM stock WHERE product_id = %s", (product_id,))
+
+
+async def _stock_export_checks(client: Any, admin: Any, product_id: int) -> None:
     params = {"product_id": product_id}
     rows = _csv_rows(
         await client.get("/center/stock", headers=admin, params={**params, "format": "csv"})
