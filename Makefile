@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-RUST_SOURCES := $(wildcard core_rs/src/*.rs) core_rs/Cargo.toml
+RUST_SOURCES := $(wildcard core_rs/src/*.rs core_rs/src/py/*.rs) core_rs/Cargo.toml
 
 .PHONY: setup browser wrk run test lint bench clean
 
@@ -40,8 +40,10 @@ test: setup browser
 	cd core_rs && cargo test --quiet
 	$(BIN)/python -m pytest -q
 
+# stubtest: app/_core.pyi must describe the built extension exactly (STYLE rule 2).
 lint: setup
 	$(BIN)/ruff check app workers tests bench loadtests
+	$(BIN)/python -m mypy.stubtest app._core
 	cd core_rs && cargo clippy --all-targets -- -D warnings
 
 bench: setup

@@ -7,7 +7,35 @@ HKDF-SHA256 per purpose and key version. Bulk functions release the GIL and use 
 """
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Self, final
+
+__all__ = [
+    "MAX_BULK",
+    "SERIAL_LENGTH",
+    "VERIFY_FORGED",
+    "VERIFY_MALFORMED",
+    "VERIFY_OK",
+    "VERIFY_RECORD_SIZE",
+    "ForgedSerial",
+    "Gs1Error",
+    "MalformedSerial",
+    "Scheme",
+    "SerialError",
+    "UnknownKeyVersion",
+    "build_sscc",
+    "crockford_decode",
+    "crockford_encode",
+    "digital_link",
+    "gs1_check_digit",
+    "is_valid_gtin",
+    "is_valid_sscc",
+    "normalize_gtin",
+    "parse_digital_link",
+    "sgtin_urn",
+    "sscc_link",
+    "sscc_urn",
+    "version",
+]
 
 SERIAL_LENGTH: Final[int]
 """Characters in a serial (20)."""
@@ -40,21 +68,22 @@ class Gs1Error(ValueError):
 def version() -> str:
     """Version of the Rust core, for /health and the CLI."""
 
+@final
 class Scheme:
     """The serial scheme under a set of active key versions.
 
     Key material is derived once here, never exposed (``derive`` gives keys of a separate
     namespace), zeroised when the object is dropped, and absent from ``repr``. Instances cannot
-    be pickled.
+    be pickled, subclassed or changed.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         master_key: bytes,
         versions: Sequence[int],
         current_version: int,
         pin_length: int = 6,
-    ) -> None:
+    ) -> Self:
         """Derive the keys of every active version.
 
         ``master_key`` must be 32 bytes; ``versions`` 1 to 8 distinct ints >= 1 that include
