@@ -23,6 +23,7 @@ from app.codes.routes import (
     set_printer_key,
 )
 from app.codes.scheme import load_scheme
+from app.codes.trace import get_trace
 from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.edge import EdgeRequest, edge_guard_middleware
@@ -36,13 +37,12 @@ from app.logistics.stock_routes import StockController
 from app.logs import configure_logging, request_context_middleware
 from app.orgs.routes import OrgController
 from app.packing.routes import LineController, PackingController
-from app.resolver import resolve, resolver_description
-from app.trace import get_trace
 from app.users.routes import RoleController, UserController, list_permissions
 from app.users.service import sync_builtin_roles
 from app.verify.routes import AlertController, document_verify, verify
 from app.verify.service import Verifier
 from app.web.pages import pin_page, product_page, scan_page
+from app.web.resolver import resolve, resolver_description
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

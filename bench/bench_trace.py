@@ -25,7 +25,7 @@ and a CHECKPOINT. A row in ``bench_trace_build`` marks a complete build; without
 is rebuilt.
 
 Measure: ``--samples`` random units across the whole batch (after ``--warmup`` others), one at a
-time: (1) in process, ``app.trace.trace(conn, principal, scheme, serial)`` on one psycopg
+time: (1) in process, ``app.codes.trace.trace(conn, principal, scheme, serial)`` on one psycopg
 AsyncConnection plus the commit that ends its transaction, as the demo ``admin``; (2) over HTTP,
 ``GET /trace/{serial}`` on granian with one worker (``app.main:create_app``) on a free 127.0.0.1
 port, with an httpx client logged in as ``admin``. The two modes use disjoint samples. Every answer
@@ -727,8 +727,8 @@ async def measure_direct(
 
     from app.auth.service import load_user
     from app.codes.scheme import load_scheme
+    from app.codes.trace import trace
     from app.config import load_settings
-    from app.trace import trace
 
     settings = load_settings(settings_env(db_url))
     scheme = load_scheme(

@@ -12,11 +12,11 @@ from litestar import get
 
 from app.auth.principal import Principal
 from app.codes.batches import serials_of, split_code_id
+from app.codes.lookup import read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import NotFound, Unprocessable, ValidationFailed
 from app.events.log import CASE, UNIT, CodeKind, events_of
-from app.packing.codes import read_codes, sscc_label
 
 _MAX_DEPTH = 4  # unit → inner → master → pallet
 
