@@ -6,21 +6,21 @@ import hashlib
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from app import locks
 from app.config import Settings
+from app.locks import Lock
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-T = TypeVar("T")
 
-MIGRATION_LOCK = 7_245_001  # pg_advisory_lock key: one migrator at a time
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -123,7 +123,7 @@ def migrate(url: str) -> list[str]:
     """Apply the migrations not yet applied; return their names. Safe to run concurrently."""
     applied_now: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(*locks.acquire(Lock.MIGRATIONS))
         try:
             conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -152,24 +152,5 @@ def migrate(url: str) -> list[str]:
                     )
                 applied_now.append(name)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+            conn.execute(*locks.release(Lock.MIGRATIONS))
     return applied_now
-
-
-async def run_alone(
-    conn: Conn, lock_key: int, work: Callable[[], Awaitable[T]], *, wait: bool = False
-) -> T | None:
-    """``work()`` under a session advisory lock, so one process at a time runs it; ``None`` when
-    another holds the lock and ``wait`` is false. ``conn`` should be in autocommit mode."""
-    if wait:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
-    else:
-        got = await (
-            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (lock_key,))
-        ).fetchone()
-        if not got or not got["ok"]:
-            return None
-    try:
-        return await work()
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))

@@ -1,7 +1,7 @@
 """Roll-ups that run all the time in every worker process: a middleware thread calls a
 ``work(conn)`` coroutine every ``interval`` seconds on its own autocommit connection, keeps going
 after a database hiccup, and stops with the worker. The work itself makes sure only one process
-runs it at a time (``app.db.run_alone``)."""
+runs it at a time (``app.locks.run_alone``)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from app.codes.schemas import CaseBatchIn, CaseBatchOut
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
+from app.locks import Lock, xact_lock
 from app.paging import Page, fetch_page
 
 # The SSCC extension digit says which packing level a case code labels.
@@ -35,7 +36,7 @@ async def create_case_batch(
     actor.require("codes.issue")
     brand_id = actor.brand_id
     # One allocator at a time, so a block of the sequence is contiguous and keys are idempotent.
-    await conn.execute("SELECT pg_advisory_xact_lock(7245004, %s)", (brand_id,))
+    await xact_lock(conn, Lock.CASE_ALLOCATION, brand_id)
     if data.request_key is not None:
         row = await (
             await conn.execute(
@@ -59,7 +60,7 @@ async def create_case_batch(
     await check_printer(conn, actor, data.printer_id)
     prefix = settings.gs1_company_prefix
     capacity = 10 ** (16 - len(prefix)) - 1  # serial reference digits left in the 17-digit body
-    await conn.execute("SELECT pg_advisory_xact_lock(7245005, 0)")
+    await xact_lock(conn, Lock.SSCC_BLOCK, 0)
     first = (await (await conn.execute("SELECT nextval('sscc_serial_ref_seq') AS n")).fetchone())[
         "n"
     ]  # type: ignore[index]

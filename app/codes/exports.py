@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from app import audit
+from app import audit, locks
 from app._core import build_sscc
 from app.auth.principal import Principal
 from app.codes import printfile
@@ -33,12 +33,12 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.locks import Lock
 from app.paging import Page, fetch_page
 
 STEP = 1 << 18  # codes per formatting/encryption step: bounds memory whatever the batch size
 UNIT_PARTS = ("outer", "inner")
 CASE_PARTS = ("cases",)
-_EXPORT_LOCK = 7245003  # pg_try_advisory_lock(class, key): one runner per export
 
 _COLUMNS = """e.id, e.brand_id, e.batch_no, e.case_batch_id, e.range_start, e.range_end,
     e.key_version, e.url_prefix, e.parts, e.state, e.progress, e.files, e.error, e.attempts,
@@ -392,9 +392,7 @@ def run_export(
     """
     key = uuid.UUID(export_id)
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
-        locked = conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS ok", (_EXPORT_LOCK, export_id)
-        ).fetchone()
+        locked = conn.execute(*locks.try_acquire(Lock.EXPORT_RUN, export_id)).fetchone()
         if not locked or not locked["ok"]:
             return "running"  # another runner holds it
         try:
@@ -432,7 +430,7 @@ def run_export(
                 )
             return "done"
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_EXPORT_LOCK, export_id))
+            conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
 
 
 def _write_files(

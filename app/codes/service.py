@@ -13,6 +13,7 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.locks import Lock, xact_lock
 from app.paging import Page, fetch_page
 
 _COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.product_id, b.size, b.key_version, b.state,
@@ -55,7 +56,7 @@ async def create_batch(
     brand_id = actor.brand_id
     if data.request_key is not None:
         # Serialise creates of one brand so two retries of one request cannot both insert.
-        await conn.execute("SELECT pg_advisory_xact_lock(7245002, %s)", (brand_id,))
+        await xact_lock(conn, Lock.BATCH_REQUEST, brand_id)
         existing = await (
             await conn.execute(
                 f"SELECT {_COLUMNS} FROM code_batches b "

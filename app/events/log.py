@@ -15,6 +15,7 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from app.db import Conn
+from app.locks import Lock, xact_lock
 
 UNIT: Literal["u"] = "u"
 CASE: Literal["c"] = "c"
@@ -126,7 +127,7 @@ async def write_events(conn: Conn, events: list[NewEvent]) -> list[int]:
 async def ensure_partitions(conn: Conn) -> None:
     """Create the next range partition of ``events`` before the ids reach the last one's end."""
     global _partition_limit
-    await conn.execute("SELECT pg_advisory_xact_lock(7245006, 0)")
+    await xact_lock(conn, Lock.EVENT_PARTITIONS, 0)
     row = await (
         await conn.execute(
             """SELECT coalesce(max(substring(pg_get_expr(c.relpartbound, c.oid)

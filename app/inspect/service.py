@@ -49,6 +49,7 @@ from app.inspect.schemas import (
     ScanOut,
 )
 from app.inspect.summaries import REPORT_TZ, require_reader
+from app.locks import Lock, xact_lock
 from app.packing.codes import read_codes, sscc_label
 from app.paging import Page, fetch_page
 
@@ -224,10 +225,8 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
     store = await store_for(conn, actor, data)
     if data.client_id is not None:
         # one scan per client id: a retried upload answers the first result
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(7245012, hashtext(%s))",
-            (f"{actor.org_id}:{actor.user_id}:{data.client_id}",),
-        )
+        client = f"{actor.org_id}:{actor.user_id}:{data.client_id}"
+        await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, client)
         earlier = await (
             await conn.execute(
                 """SELECT id FROM inspection_scans WHERE inspector_org_id = %s

@@ -17,13 +17,13 @@ from typing import Any
 import msgspec
 
 from app.auth.principal import Principal
-from app.db import Conn, run_alone
+from app.db import Conn
 from app.deadletters import INSPECTION_DELTAS, is_poison, salvage
 from app.errors import Forbidden, ValidationFailed
 from app.inspect.schemas import AgentLeak, LeakPlace, OrgRef, StoreDay, SummaryOut
+from app.locks import Lock, run_alone
 
 REPORT_TZ = "Asia/Shanghai"  # business days of the summaries (and of the ?from=&to= filters)
-ROLLUP_LOCK = 7_245_011  # pg advisory lock key: one inspection roller at a time
 MAX_DAYS = 366
 
 _BATCH_OF = """
@@ -89,7 +89,7 @@ async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
 async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:
     """``rollup`` with one roller at a time across processes; ``None`` when another roller is
     running and ``wait`` is false. ``conn`` should be in autocommit mode."""
-    return await run_alone(conn, ROLLUP_LOCK, lambda: rollup(conn, limit), wait=wait)
+    return await run_alone(conn, Lock.INSPECTION_ROLLUP, lambda: rollup(conn, limit), wait=wait)
 
 
 class Mismatch(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
+from app.locks import Lock, xact_lock
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
 from app.paging import Page, fetch_page
 
@@ -65,7 +66,7 @@ async def create_order(
     """Create an order (201) — or return the one with this ERP number if it is the same (200)."""
     actor.require("orders.write")
     brand = actor.brand_id
-    await conn.execute("SELECT pg_advisory_xact_lock(7245008, %s)", (brand,))
+    await xact_lock(conn, Lock.ORDER_ERP_NO, brand)
     existing = await (
         await conn.execute(
             "SELECT id FROM orders WHERE brand_id = %s AND erp_no = %s", (brand, data.erp_no)

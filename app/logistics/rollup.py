@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 from psycopg.types.json import Jsonb
 
-from app.db import Conn, run_alone
+from app.db import Conn
 from app.deadletters import STOCK_DELTAS, is_poison, salvage
+from app.locks import Lock, run_alone
 
 # One batch: take, delete and sum delta rows, add the sums to stock. Stock rows are upserted in key
 # order so two roll-ups touching the same rows wait for each other instead of deadlocking.
@@ -198,10 +199,7 @@ async def recount(conn: Conn) -> list[Mismatch]:
     return [Mismatch(**row) for row in rows]
 
 
-ROLLUP_LOCK = 7_245_009  # pg advisory lock key: one roller at a time across processes
-
-
 async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:
     """``rollup`` with one roller at a time across processes; ``None`` when another roller is
     running and ``wait`` is false. ``conn`` should be in autocommit mode."""
-    return await run_alone(conn, ROLLUP_LOCK, lambda: rollup(conn, limit), wait=wait)
+    return await run_alone(conn, Lock.STOCK_ROLLUP, lambda: rollup(conn, limit), wait=wait)

@@ -1,0 +1,94 @@
+"""Every PostgreSQL advisory lock of Tracecode: one registry of keys, one spelling of each call.
+
+An advisory lock is named by one bigint, or by two ints (a class and a key within it); the two
+forms never collide with each other. Each lock below keeps the form it has always used, so a
+process of an older release still excludes a newer one:
+
+* one key (``key=None``): the lock's number itself — the migrator and the roll-ups;
+* two keys, an int: the lock's number and, say, a brand id (``0`` where there is only one);
+* two keys, a text: the lock's number and PostgreSQL's ``hashtext`` of the text.
+
+Transaction locks (``xact_lock``) end with the transaction; session locks (``run_alone``, the
+statements of ``acquire``/``try_acquire``/``release``) must be released, and die with the
+connection. The statement builders serve sync and async connections alike:
+``conn.execute(*locks.acquire(Lock.MIGRATIONS))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from enum import IntEnum, unique
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from app.db import Conn
+
+T = TypeVar("T")
+Key = int | str | None
+Statement = tuple[str, tuple[int | str, ...]]
+
+
+@unique
+class Lock(IntEnum):
+    """The lock numbers (the class of a two-key lock). A new lock takes the next free number."""
+
+    MIGRATIONS = 7_245_001  # session, one key: one migrator at a time
+    BATCH_REQUEST = 7_245_002  # transaction, per brand: a batch request key issues one batch
+    EXPORT_RUN = 7_245_003  # session try, per export id: one runner per export
+    CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
+    SSCC_BLOCK = 7_245_005  # transaction, 0: a contiguous block of the SSCC sequence
+    EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition
+    ORDER_ERP_NO = 7_245_008  # transaction, per brand: one order per ERP number
+    STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
+    INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
+    INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:client id: one scan per client id
+
+
+def _call(function: str, lock: Lock, key: Key) -> Statement:
+    if key is None:
+        return f"SELECT {function}(%s) AS ok", (int(lock),)
+    if isinstance(key, str):
+        return f"SELECT {function}(%s, hashtext(%s)) AS ok", (int(lock), key)
+    return f"SELECT {function}(%s, %s) AS ok", (int(lock), key)
+
+
+def xact(lock: Lock, key: Key = None) -> Statement:
+    """Wait for the lock, held to the end of the transaction."""
+    return _call("pg_advisory_xact_lock", lock, key)
+
+
+def acquire(lock: Lock, key: Key = None) -> Statement:
+    """Wait for the session lock."""
+    return _call("pg_advisory_lock", lock, key)
+
+
+def try_acquire(lock: Lock, key: Key = None) -> Statement:
+    """Take the session lock if it is free; the row's ``ok`` says whether it was."""
+    return _call("pg_try_advisory_lock", lock, key)
+
+
+def release(lock: Lock, key: Key = None) -> Statement:
+    """Release a session lock taken by ``acquire`` or ``try_acquire``."""
+    return _call("pg_advisory_unlock", lock, key)
+
+
+async def xact_lock(conn: Conn, lock: Lock, key: Key = None) -> None:
+    """Wait for ``lock`` (with ``key``), held until the current transaction ends."""
+    await conn.execute(*xact(lock, key))
+
+
+async def run_alone(
+    conn: Conn, lock: Lock, work: Callable[[], Awaitable[T]], *, wait: bool = False
+) -> T | None:
+    """``work()`` under a session advisory lock, so one process at a time runs it; ``None`` when
+    another holds the lock and ``wait`` is false. ``conn`` should be in autocommit mode."""
+    if wait:
+        await conn.execute(*acquire(lock))
+    else:
+        got = await (await conn.execute(*try_acquire(lock))).fetchone()
+        if not got or not got["ok"]:
+            return None
+    try:
+        return await work()
+    finally:
+        await conn.execute(*release(lock))

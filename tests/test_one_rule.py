@@ -1,0 +1,123 @@
+"""One way for each rule (issue 14 item 4): each repeated rule has one function or registry, and
+nothing in app/ or workers/ spells it another way."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app import locks
+from app.locks import Lock
+
+ROOT = Path(__file__).resolve().parent.parent
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+
+
+def _sources(*patterns: str, allowed: set[str]) -> list[str]:
+    """``path:line`` of each line of app/ and workers/ matching one of ``patterns``, outside the
+    ``allowed`` files."""
+    found = []
+    for folder in ("app", "workers"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            name = path.relative_to(ROOT).as_posix()
+            if name in allowed:
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if any(re.search(p, line) for p in patterns):
+                    found.append(f"{name}:{n}: {line.strip()}")
+    return found
+
+
+@pytest.fixture
+async def two() -> AsyncIterator[tuple[Conn, Conn]]:
+    url = os.environ["TRACECODE_DATABASE_URL"]
+    a = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
+    b = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+# -- advisory locks ---------------------------------------------------------------------------
+
+
+def test_every_advisory_lock_key_is_unique_and_fits_a_lock_class() -> None:
+    values = [member.value for member in Lock.__members__.values()]  # aliases included
+    assert len(values) == len(set(values))
+    assert all(0 < v < 2**31 for v in values)  # the class of a two-key lock is an int4
+
+
+def test_advisory_locks_are_taken_only_through_the_registry() -> None:
+    spelled = _sources(r"pg_(try_)?advisory", r"\b7_?245_?0\d\d\b", allowed={"app/locks.py"})
+    assert spelled == []
+
+
+async def _held(conn: Conn) -> list[tuple[int, int, int]]:
+    rows = await (
+        await conn.execute(
+            "SELECT classid::bigint AS c, objid::bigint AS o, objsubid AS s FROM pg_locks "
+            "WHERE locktype = 'advisory' AND pid = pg_backend_pid() ORDER BY 1, 2"
+        )
+    ).fetchall()
+    return [(r["c"], r["o"], r["s"]) for r in rows]
+
+
+async def test_each_lock_keeps_its_form(two: tuple[Conn, Conn]) -> None:
+    """One key (a bigint: objsubid 1) and two keys (class, key: objsubid 2) are different locks;
+    the builders keep the form every caller has always used."""
+    a, _ = two
+    async with a.transaction():
+        await locks.xact_lock(a, Lock.EVENT_PARTITIONS, 0)
+        await locks.xact_lock(a, Lock.ORDER_ERP_NO, 17)
+        await a.execute(*locks.xact(Lock.INSPECTION_CLIENT_ID, "1:2:abc"))
+        hashed = (await (await a.execute("SELECT hashtext('1:2:abc') AS h")).fetchone())["h"]
+        assert await _held(a) == sorted(
+            [(7_245_006, 0, 2), (7_245_008, 17, 2), (7_245_012, hashed & 0xFFFFFFFF, 2)]
+        )
+    assert await _held(a) == []  # transaction locks end with it
+    await a.execute(*locks.acquire(Lock.MIGRATIONS))
+    assert await _held(a) == [(0, 7_245_001, 1)]
+    await a.execute(*locks.release(Lock.MIGRATIONS))
+    assert await _held(a) == []
+
+
+async def test_a_session_lock_excludes_another_connection(two: tuple[Conn, Conn]) -> None:
+    a, b = two
+    got = await (await a.execute(*locks.try_acquire(Lock.EXPORT_RUN, "some-export"))).fetchone()
+    assert got is not None and got["ok"] is True
+    other = await (await b.execute(*locks.try_acquire(Lock.EXPORT_RUN, "some-export"))).fetchone()
+    assert other is not None and other["ok"] is False
+    elsewhere = await (await b.execute(*locks.try_acquire(Lock.EXPORT_RUN, "another"))).fetchone()
+    assert elsewhere is not None and elsewhere["ok"] is True
+    await b.execute(*locks.release(Lock.EXPORT_RUN, "another"))
+    await a.execute(*locks.release(Lock.EXPORT_RUN, "some-export"))
+
+
+async def test_run_alone_runs_once_at_a_time(two: tuple[Conn, Conn]) -> None:
+    a, b = two
+    seen: list[Any] = []
+
+    async def inner() -> str:
+        seen.append(await locks.run_alone(b, Lock.STOCK_ROLLUP, _work("inner")))
+        return "outer"
+
+    assert await locks.run_alone(a, Lock.STOCK_ROLLUP, inner) == "outer"
+    assert seen == [None]  # the other connection did not run while the lock was held
+    assert await locks.run_alone(b, Lock.STOCK_ROLLUP, _work("after")) == "after"
+    assert await _held(a) == [] and await _held(b) == []
+
+
+def _work(result: str) -> Any:
+    async def work() -> str:
+        return result
+
+    return work
