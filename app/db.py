@@ -154,3 +154,22 @@ def migrate(url: str) -> list[str]:
         finally:
             conn.execute(*locks.release(Lock.MIGRATIONS))
     return applied_now
+
+
+def array(values: list[Any]) -> str:
+    """A PostgreSQL array literal of ints or plain strings, for ``%s::bigint[]`` and the like.
+
+    The packing hot path passes arrays of 10,000s of values; building the literal here is ~10x
+    cheaper than psycopg adapting a list element by element. Strings must not hold ``"`` or
+    ``\\`` (client event ids, times and levels are validated to printable ASCII without them).
+    """
+    if not values:
+        return "{}"
+    has_null = None in values
+    if isinstance(next((v for v in values if v is not None), 0), str):
+        if not has_null:
+            return '{"' + '","'.join(values) + '"}'
+        return "{" + ",".join("NULL" if v is None else f'"{v}"' for v in values) + "}"
+    if not has_null:
+        return "{" + ",".join(map(str, values)) + "}"
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"

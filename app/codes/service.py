@@ -13,6 +13,9 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.events import builders
+from app.events.log import allocate_ids, write_events
+from app.events.stock import StockColumn, new_deltas, write_deltas
 from app.locks import Lock, xact_lock
 from app.paging import Page, fetch_page
 
@@ -195,9 +198,6 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
 async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str) -> None:
     """The batch's activated units become void too: one decommissioning event, their state,
     and the stock they leave (the same transaction as the batch's void)."""
-    from app.events.log import NewEvent, allocate_ids, write_events
-    from app.logistics.stock import new_deltas, write_deltas
-
     [event_id] = await allocate_ids(conn, 1)
     rows = await (
         await conn.execute(
@@ -213,19 +213,15 @@ async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str
     deltas = new_deltas()
     for row in rows:
         where = row["transit_to"] or row["holder_org_id"]
-        column = "in_transit" if row["transit_to"] else "on_hand"
+        column: StockColumn = "in_transit" if row["transit_to"] else "on_hand"
         deltas[(where, row["product_id"], row["lot"], column)] -= 1
     await write_events(
         conn,
         [
-            NewEvent(
+            builders.decommission(
                 id=event_id,
                 brand_id=actor.brand_id,
-                event_type="ObjectEvent",
-                action="DELETE",
-                biz_step="decommissioning",
-                disposition="inactive",
-                event_time=datetime.now(UTC),
+                at=datetime.now(UTC),
                 units=[row["code"] for row in rows],
                 biz_location=actor.org_id,
                 recorded_by=actor.user_id,

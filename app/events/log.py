@@ -15,6 +15,7 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from app.db import Conn
+from app.events.epcis import Action, BizStep, Disposition, EventType
 from app.locks import Lock, xact_lock
 
 UNIT: Literal["u"] = "u"
@@ -33,14 +34,16 @@ _EVENT_COLUMNS = (
 
 
 class NewEvent(msgspec.Struct, kw_only=True):
-    """One EPCIS event to record. ``units`` and ``cases`` are the epcList / childEPCs."""
+    """One EPCIS event to record. ``units`` and ``cases`` are the epcList / childEPCs.
+
+    Built by the constructors of ``app.events.builders`` (one per event shape), not directly."""
 
     id: int | None = None  # from ``allocate_ids`` when the caller needs it before writing
     brand_id: int
-    event_type: str  # ObjectEvent, AggregationEvent, TransactionEvent, …
-    action: str  # ADD, OBSERVE, DELETE
-    biz_step: str
-    disposition: str | None
+    event_type: EventType
+    action: Action
+    biz_step: BizStep
+    disposition: Disposition | None
     event_time: datetime
     units: list[int] = []
     cases: list[int] = []

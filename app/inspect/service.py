@@ -35,10 +35,12 @@ from psycopg.types.json import Jsonb
 from app import audit, tabular
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
+from app.codes.lookup import read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Forbidden, NotFound, Unprocessable
-from app.events.log import NewEvent, allocate_ids, write_events
+from app.events import builders
+from app.events.log import allocate_ids, write_events
 from app.inspect.schemas import (
     RESULTS,
     Gps,
@@ -50,7 +52,6 @@ from app.inspect.schemas import (
 )
 from app.inspect.summaries import REPORT_TZ, require_reader
 from app.locks import Lock, xact_lock
-from app.packing.codes import read_codes, sscc_label
 from app.paging import Page, fetch_page
 
 SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}
@@ -304,14 +305,12 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
     await write_events(
         conn,
         [
-            NewEvent(
+            builders.observe(
                 id=event_id,
                 brand_id=actor.brand_id,
-                event_type="ObjectEvent",
-                action="OBSERVE",
+                at=now,
                 biz_step="inspecting",
                 disposition=None,
-                event_time=now,
                 units=units,
                 cases=[case_sscc] if case_sscc is not None else [],
                 read_point=f"geo:{data.gps.lat},{data.gps.lng}",

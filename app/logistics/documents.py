@@ -14,10 +14,14 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
+from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.events.log import NewEvent, allocate_ids, write_events
+from app.events import builders
+from app.events.log import allocate_ids, write_events
+from app.events.stock import new_deltas, write_deltas
+from app.logistics.orders import get_order, require_reader
 from app.logistics.schemas import (
     CodesIn,
     DocumentIn,
@@ -29,8 +33,6 @@ from app.logistics.schemas import (
     ReturnOut,
     SaleIn,
 )
-from app.logistics.stock import new_deltas, write_deltas
-from app.packing.codes import read_codes
 
 PREFIX = {
     "factory_inbound": "RK",
@@ -57,15 +59,6 @@ _DOC = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.name AS org_na
 
 
 # -- reading ----------------------------------------------------------------------------------
-
-
-def require_reader(actor: Principal) -> None:
-    """Documents and orders are read by logistics staff, order writers and report readers."""
-    readers = ("logistics.scan", "logistics.approve", "orders.write", "reports.read")
-    if not any(actor.has(p) for p in readers):
-        raise Forbidden(
-            "missing permission logistics.scan or reports.read", code="permission_denied"
-        )
 
 
 async def _row(conn: Conn, actor: Principal, doc_id: int) -> dict[str, Any]:
@@ -688,14 +681,12 @@ async def _apply(
     }.get(kind, (org, None))
     top_units = [u["code"] for u in unit_rows if u["parent_sscc"] not in moved_boxes]
     events = [
-        NewEvent(
+        builders.observe(
             id=event_id,
             brand_id=doc["brand_id"],
-            event_type="ObjectEvent",
-            action="OBSERVE",
+            at=now,
             biz_step=biz_step,
             disposition=disposition,
-            event_time=now,
             units=top_units,
             cases=[c for c in boxes if c in set(cases)] or [],
             biz_location=org,
@@ -708,14 +699,10 @@ async def _apply(
     ]
     for extra_id, (parent, _) in zip(ids[1:], sorted(loose.items()), strict=True):
         events.append(
-            NewEvent(
+            builders.disaggregate(
                 id=extra_id,
                 brand_id=doc["brand_id"],
-                event_type="AggregationEvent",
-                action="DELETE",
-                biz_step="unpacking",
-                disposition=None,
-                event_time=now,
+                at=now,
                 parent=parent,
                 units=[u["code"] for u in unit_rows if u["parent_sscc"] == parent],
                 biz_location=org,
@@ -752,8 +739,6 @@ def _json(value: dict[str, Any]) -> Any:
 async def receive_order(conn: Conn, actor: Principal, scheme: Scheme, order_id: int) -> DocumentOut:
     """Receive what is in transit to the caller's organisation under an order, in one action
     (each part of a split shipment as it arrives)."""
-    from app.logistics.orders import get_order
-
     await get_order(conn, actor, order_id)  # 404 for an order outside the caller's subtree
     doc = await create_document(conn, actor, DocumentIn(kind="inbound", order_id=order_id))
     return await confirm(conn, actor, scheme, doc.id)
@@ -826,14 +811,12 @@ async def consumer_return(
     await write_events(
         conn,
         [
-            NewEvent(
+            builders.observe(
                 id=event_id,
                 brand_id=actor.brand_id,
-                event_type="ObjectEvent",
-                action="OBSERVE",
+                at=now,
                 biz_step="receiving",
                 disposition=disposition,
-                event_time=now,
                 units=[read.code],
                 biz_location=state["holder_org_id"],
                 recorded_by=actor.user_id,

@@ -7,13 +7,22 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import Conflict, NotFound, Unprocessable
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.locks import Lock, xact_lock
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
 from app.paging import Page, fetch_page
 
 _COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.order_date, o.note,
     o.source, o.created_at"""
+
+
+def require_reader(actor: Principal) -> None:
+    """Documents and orders are read by logistics staff, order writers and report readers."""
+    readers = ("logistics.scan", "logistics.approve", "orders.write", "reports.read")
+    if not any(actor.has(p) for p in readers):
+        raise Forbidden(
+            "missing permission logistics.scan or reports.read", code="permission_denied"
+        )
 
 
 async def _org_path(conn: Conn, org_id: int) -> str | None:
@@ -39,8 +48,6 @@ async def _lines(conn: Conn, order_ids: list[int]) -> dict[int, list[OrderLineOu
 
 async def get_order(conn: Conn, actor: Principal, order_id: int) -> OrderOut:
     """An order is visible when either of its organisations is in the caller's subtree."""
-    from app.logistics.documents import require_reader
-
     require_reader(actor)
     row = await (
         await conn.execute(
@@ -157,8 +164,6 @@ async def list_orders(
     page: int,
     per_page: int,
 ) -> Page[OrderOut]:
-    from app.logistics.documents import require_reader
-
     require_reader(actor)
     where = ["(f.path LIKE %(prefix)s OR t.path LIKE %(prefix)s)"]
     params: dict[str, Any] = {"prefix": actor.org_path + "%"}

@@ -19,11 +19,12 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
+from app.codes.lookup import Read, read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
-from app.events.log import NewEvent, allocate_ids, write_events
-from app.packing.codes import Read, read_codes, sscc_label
+from app.events import builders
+from app.events.log import allocate_ids, write_events
 from app.packing.lines import get_line
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
 
@@ -144,14 +145,11 @@ async def _take_out(
     await write_events(
         conn,
         [
-            NewEvent(
+            builders.disaggregate(
                 id=event_id,
                 brand_id=actor.brand_id,
-                event_type="AggregationEvent",
-                action="DELETE",
-                biz_step="unpacking",
+                at=datetime.now(UTC),
                 disposition="in_progress",
-                event_time=datetime.now(UTC),
                 parent=sscc,
                 units=units,
                 cases=cases,
@@ -282,49 +280,44 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
                last_event_id = %s, updated_at = now() WHERE code = %s""",
         (ids[0], old.code),
     )
-    base = {"brand_id": actor.brand_id, "event_time": now, "biz_location": state["holder_org_id"]}
+    brand, holder = actor.brand_id, state["holder_org_id"]
     info = {
         "product_id": state["product_id"],
         "lot": state["lot"],
         "production_date": state["production_date"].isoformat(),
     }
     events = [
-        NewEvent(
+        builders.decommission(
             id=ids[0],
-            event_type="ObjectEvent",
-            action="DELETE",
-            biz_step="decommissioning",
-            disposition="inactive",
+            brand_id=brand,
+            at=now,
             units=[old.code],
             recorded_by=actor.user_id,
             details={"reason": data.reason, "replaced_by": new.label},
-            **base,
+            biz_location=holder,
         ),
-        NewEvent(
+        builders.commission(
             id=ids[1],
-            event_type="ObjectEvent",
-            action="ADD",
-            biz_step="commissioning",
-            disposition="active",
+            brand_id=brand,
+            at=now,
             units=[new.code],
             recorded_by=actor.user_id,
             details={**info, "replaces": old.label},
-            **base,
+            biz_location=holder,
         ),
     ]
     if state["parent_sscc"]:
         events.append(
-            NewEvent(
+            builders.aggregate(
                 id=ids[2],
-                event_type="AggregationEvent",
-                action="ADD",
+                brand_id=brand,
+                at=now,
                 biz_step="replacing",
-                disposition="in_progress",
                 parent=state["parent_sscc"],
                 units=[new.code],
                 recorded_by=actor.user_id,
                 details={"replaces": old.label, "reason": data.reason},
-                **base,
+                biz_location=holder,
             )
         )
     await write_events(conn, events)

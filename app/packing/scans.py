@@ -25,12 +25,13 @@ from datetime import date, datetime
 from typing import Any
 
 from app.auth.principal import Principal
+from app.codes.lookup import LEVEL_RANK, Read, read_codes, sscc_label
 from app.codes.scheme import Scheme
-from app.db import Conn
+from app.db import Conn, array
 from app.errors import Conflict, Unprocessable
+from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
-from app.logistics.stock import new_deltas, write_deltas
-from app.packing.codes import LEVEL_RANK, Read, array, read_codes, sscc_label
+from app.events.stock import new_deltas, write_deltas
 from app.packing.lines import brand_product, get_line
 from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
 
@@ -391,7 +392,7 @@ async def _write(
     ids = await allocate_ids(conn, len(groups) + len(aggregations))
     agg_id = {s.read.code: ids[len(groups) + i] for i, s in enumerate(aggregations)}
     line = ctx.line
-    where = {"read_point": f"line:{line.code}", "biz_location": ctx.org_id}
+    read_point = f"line:{line.code}"
     product = {
         "product_id": ctx.product_id,
         "lot": ctx.lot,
@@ -402,18 +403,15 @@ async def _write(
     unit_rows: list[tuple[int, int | None, datetime, int, str]] = []
     for event_id, members in zip(ids[: len(groups)], groups, strict=True):
         events.append(
-            NewEvent(
+            builders.commission(
                 id=event_id,
                 brand_id=ctx.brand_id,
-                event_type="ObjectEvent",
-                action="ADD",
-                biz_step="commissioning",
-                disposition="active",
-                event_time=min(m.scan.at for m in members),
+                at=min(m.scan.at for m in members),
                 units=[m.read.code for m in members],
                 recorded_by=ctx.user_id,
                 details=product,
-                **where,
+                read_point=read_point,
+                biz_location=ctx.org_id,
             )
         )
         for m in members:
@@ -425,21 +423,18 @@ async def _write(
     for s in aggregations:
         kids = plan.children_of[s.read.code]
         events.append(
-            NewEvent(
+            builders.aggregate(
                 id=agg_id[s.read.code],
                 brand_id=ctx.brand_id,
-                event_type="AggregationEvent",
-                action="ADD",
-                biz_step="packing",
-                disposition="in_progress",
-                event_time=s.scan.at,
+                at=s.scan.at,
                 parent=s.read.code,
                 units=[code for kind, code in kids if kind == "unit"],
                 cases=[code for kind, code in kids if kind == "case"],
                 recorded_by=ctx.user_id,
                 client_event_id=s.scan.id,
                 details={"line": line.code, "level": s.read.level},
-                **where,
+                read_point=read_point,
+                biz_location=ctx.org_id,
             )
         )
     if unit_rows:

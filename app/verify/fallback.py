@@ -7,17 +7,16 @@ is the one the Redis path would give (``decide`` mirrors the Lua script's rules)
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from app.codes.batches import BatchRef
+from app.config import Settings
 from app.verify import messages
-from app.verify.regions import place_name
+from app.verify.record import Record
+from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
-
-if TYPE_CHECKING:
-    from app.verify.service import Verifier, _Record
+from app.verify.units import VOID_STATES, UnitInfo
 
 COUNTED = "pin_given AND result IN ('genuine', 'suspicious')"
 
@@ -47,7 +46,7 @@ def decide(
 
 
 async def insert_record(
-    pool: AsyncConnectionPool, record: _Record, result: str, reason: str, queries: int
+    pool: AsyncConnectionPool, record: Record, result: str, reason: str, queries: int
 ) -> None:
     async with pool.connection() as conn:
         await conn.execute(
@@ -56,20 +55,19 @@ async def insert_record(
 
 
 async def verify_without_redis(
-    verifier: Verifier,
-    record: _Record,
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    unit: UnitInfo | None,
+    record: Record,
     serial: str,
     code: int,
-    batch: BatchRef,
     pin_state: str,
     lang: str,
 ) -> VerifyOut:
-    from app.verify.service import VOID_STATES
-
-    settings = verifier.settings
-    unit = await verifier._unit_from_db(code, batch)
+    """The answer and its record from PostgreSQL alone; ``unit`` is the code's unit as the
+    database has it (None: never activated)."""
     if unit is None:
-        await insert_record(verifier.pool, record, "not_genuine", "not_activated", 0)
+        await insert_record(pool, record, "not_genuine", "not_activated", 0)
         return VerifyOut(
             result="not_genuine",
             reason="not_activated",
@@ -77,7 +75,7 @@ async def verify_without_redis(
             message=messages.text("not_activated", lang),
         )
     if unit.status in VOID_STATES:
-        await insert_record(verifier.pool, record, "not_genuine", "void", 0)
+        await insert_record(pool, record, "not_genuine", "void", 0)
         return VerifyOut(
             result="not_genuine", reason="void", serial=serial, message=messages.text("void", lang)
         )
@@ -89,7 +87,7 @@ async def verify_without_redis(
         "production_date": unit.production_date,
     }
     window = timedelta(seconds=settings.pin_lockout_seconds)
-    async with verifier.pool.connection() as conn:
+    async with pool.connection() as conn:
         stats = await (
             await conn.execute(
                 f"""SELECT
@@ -115,7 +113,7 @@ async def verify_without_redis(
     fails = int(stats["fails"])
     if fails >= settings.pin_max_failures:
         retry = int((stats["last_fail"] + window - datetime.now(UTC)).total_seconds()) + 1
-        await insert_record(verifier.pool, record, "locked", "locked", 0)
+        await insert_record(pool, record, "locked", "locked", 0)
         return VerifyOut(
             result="locked",
             reason="locked",
@@ -126,7 +124,7 @@ async def verify_without_redis(
     if pin_state == "bad":
         left = settings.pin_max_failures - fails - 1
         if left <= 0:
-            await insert_record(verifier.pool, record, "locked", "locked", 0)
+            await insert_record(pool, record, "locked", "locked", 0)
             return VerifyOut(
                 result="locked",
                 reason="locked",
@@ -136,7 +134,7 @@ async def verify_without_redis(
                 ),
                 **base,
             )
-        await insert_record(verifier.pool, record, "wrong_pin", "wrong_pin", 0)
+        await insert_record(pool, record, "wrong_pin", "wrong_pin", 0)
         return VerifyOut(
             result="wrong_pin",
             reason="wrong_pin",
@@ -152,7 +150,7 @@ async def verify_without_redis(
     result, reason = decide(
         pin_state, queries, first_place, place, settings.verify_repeat_threshold, never_shipped
     )
-    await insert_record(verifier.pool, record, result, reason, queries)
+    await insert_record(pool, record, result, reason, queries)
     first_place = place_name(first_place, lang)  # recorded in Chinese; named in the reader's
     return VerifyOut(
         result=result,  # type: ignore[arg-type]
@@ -168,8 +166,6 @@ async def verify_without_redis(
 
 
 def _label(row: dict[str, Any]) -> str:
-    from app.verify.regions import Place
-
     if not row.get("province"):
         return ""
     return Place(row["province"], row.get("city")).label

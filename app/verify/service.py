@@ -19,7 +19,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import psycopg
 import redis.exceptions
 from psycopg import AsyncConnection
@@ -39,11 +38,13 @@ from app.config import Settings
 from app.errors import TooManyRequests
 from app.textguard import has_control
 from app.verify import messages
-from app.verify.regions import Place, locate, place_name
-from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
+from app.verify.fallback import insert_record, verify_without_redis
+from app.verify.record import Record
+from app.verify.regions import locate, place_name
+from app.verify.schemas import VerifyIn, VerifyOut
+from app.verify.units import VOID_STATES, UnitInfo, load_units
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
-VOID_STATES = ("void", "destroyed")  # unit states that verify as not genuine
 MAX_ROUND = 500  # verifications served by one round at most
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
@@ -129,17 +130,6 @@ return replies
 """
 
 
-class UnitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """What a verification needs to know of an activated unit."""
-
-    brand_id: int
-    status: str  # active, sold, or void / destroyed (replaced, decommissioned): not genuine
-    product: ProductInfo | None
-    lot: str | None
-    production_date: str | None
-    shipped: bool
-
-
 class _Pending:
     """One verification waiting for its round: what it asks, and its reply."""
 
@@ -147,7 +137,7 @@ class _Pending:
 
     def __init__(
         self,
-        record: _Record,
+        record: Record,
         code: int | None,
         batch: BatchRef | None,
         pin_state: str,
@@ -196,8 +186,6 @@ class Verifier:
         return self._conn
 
     async def _units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
-        from app.verify.units import load_units
-
         try:
             return await load_units(await self._connection(), codes, brands)
         except psycopg.OperationalError:  # e.g. the server closed it: once more, on a new one
@@ -218,8 +206,6 @@ class Verifier:
 
     async def _unit_from_db(self, code: int, batch: BatchRef) -> UnitInfo | None:
         """The unit's product, lot and route, or None when it was never activated."""
-        from app.verify.units import load_units
-
         async with self.pool.connection() as conn:
             return (await load_units(conn, [code], {code: batch.brand_id})).get(code)
 
@@ -232,7 +218,7 @@ class Verifier:
         )
         serial_text = serial_from_scan(data.serial)
         key = f"{self._key_prefix}{next(self._keys):016x}"
-        record = _Record(datetime.now(UTC), key, data, ip, user_agent, place)
+        record = Record(datetime.now(UTC), key, data, ip, user_agent, place)
         lang = data.lang
         try:
             batch_no, index, version = self.scheme.verify(serial_text)
@@ -258,15 +244,16 @@ class Verifier:
         try:
             await self._wait_for_round(pending)
         except _REDIS_DOWN:
-            from app.verify.fallback import verify_without_redis
-
-            return await verify_without_redis(self, record, serial, code, batch, pin_state, lang)
+            unit = await self._unit_from_db(code, batch)
+            return await verify_without_redis(
+                self.pool, self.settings, unit, record, serial, code, pin_state, lang
+            )
         if pending.refusal is not None:  # never activated, or void: known after the round
             return self._not_genuine(pending.refusal, lang, serial)
         return self._answer(pending, serial, lang)
 
     async def _refuse(
-        self, record: _Record, reason: str, lang: str, serial: str, code: int | None = None
+        self, record: Record, reason: str, lang: str, serial: str, code: int | None = None
     ) -> VerifyOut:
         """Not genuine: rate-limited and recorded like any other verification."""
         if has_control(serial):  # what a caller typed (a page's path): never record a NUL
@@ -275,8 +262,6 @@ class Verifier:
         try:
             await self._wait_for_round(_Pending(record, code, None, "refuse", reason))
         except _REDIS_DOWN:
-            from app.verify.fallback import insert_record
-
             await insert_record(self.pool, record, "not_genuine", reason, 0)
         return self._not_genuine(reason, lang, serial)
 
@@ -417,85 +402,3 @@ class Verifier:
             p.reply = reply
             if not p.done.done():  # its request may have gone (client disconnected)
                 p.done.set_result(None)
-
-
-class _Row(msgspec.Struct, gc=False):
-    """A verification record as the flusher stores it (``records.py``), less the outcome."""
-
-    at: str
-    record_key: str
-    code_id: int | None
-    serial: str | None
-    brand_id: int | None
-    product_id: int | None
-    pin_given: bool
-    client_ip: str | None
-    client_id: str | None
-    user_agent: str | None
-    province: str | None
-    city: str | None
-    lat: float | None
-    lng: float | None
-
-
-_ENCODE = msgspec.json.Encoder().encode
-
-
-class _Record:
-    """One verification record; the round sends it to Redis as JSON (``prefix``)."""
-
-    __slots__ = (
-        "at",
-        "at_text",
-        "brand_id",
-        "code_id",
-        "data",
-        "ip",
-        "key",
-        "place",
-        "product_id",
-        "serial",
-        "ua",
-    )
-
-    def __init__(
-        self,
-        at: datetime,
-        key: str,
-        data: VerifyIn,
-        ip: str | None,
-        ua: str | None,
-        place: Place | None,
-    ) -> None:
-        self.at, self.key, self.data, self.ip, self.ua, self.place = at, key, data, ip, ua, place
-        self.at_text = _ENCODE(at)[1:-1].decode()  # ISO 8601, as msgspec writes it
-        self.code_id: int | None = None
-        self.serial: str | None = None
-        self.brand_id: int | None = None
-        self.product_id: int | None = None
-
-    def row(self) -> _Row:
-        place = self.place
-        return _Row(
-            self.at_text,
-            self.key,
-            self.code_id,
-            self.serial,
-            self.brand_id,
-            self.product_id,
-            self.data.pin is not None,
-            self.ip,
-            self.data.client_id,
-            (self.ua or "")[:200] or None,
-            place.province if place else None,
-            place.city if place else None,
-            place.lat if place else None,
-            place.lng if place else None,
-        )
-
-    def fields(self) -> dict[str, Any]:
-        return msgspec.structs.asdict(self.row())
-
-    def prefix(self) -> bytes:
-        """The record as JSON without its closing brace; the script appends the outcome."""
-        return _ENCODE(self.row())[:-1]

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import msgspec
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
 from app.verify.schemas import ProductInfo
 
-if TYPE_CHECKING:
-    from app.verify.service import UnitInfo
+VOID_STATES = ("void", "destroyed")  # unit states that verify as not genuine
+
+
+class UnitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a verification needs to know of an activated unit."""
+
+    brand_id: int
+    status: str  # active, sold, or void / destroyed (replaced, decommissioned): not genuine
+    product: ProductInfo | None
+    lot: str | None
+    production_date: str | None
+    shipped: bool
+
 
 _UNITS = """SELECT u.code, u.status, u.lot, u.production_date, u.shipped_at, p.id, p.name,
                    p.spec, p.gtin, p.image_url, p.video_url
@@ -23,8 +35,6 @@ async def load_units(
 ) -> dict[int, UnitInfo]:
     """The activated units among ``codes`` (one query); a unit never activated on a packing line
     (issued, not commissioned) is absent. ``brands``: the brand of each code's batch."""
-    from app.verify.service import UnitInfo
-
     cur = conn.cursor(row_factory=tuple_row)  # a round reads many rows: tuples are cheapest
     await cur.execute(_UNITS, (sorted(set(codes)),))
     return {

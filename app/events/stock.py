@@ -1,14 +1,21 @@
 """Stock deltas: every movement writes one row per (organisation, product, lot) it changes, in
-its own transaction; the roll-up worker folds them into ``stock`` (see ``rollup``)."""
+its own transaction; the roll-up worker folds them into ``stock`` (``app.logistics.rollup``).
+
+Shared by every domain that moves goods in or out of stock (packing activates, logistics moves,
+a voided batch decommissions); it imports nothing but the database helper.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal
 
 from app.db import Conn
 
-# (org_id, product_id, lot) -> (on_hand delta, in_transit delta)
-Deltas = Counter[tuple[int, int, str, str]]
+StockColumn = Literal["on_hand", "in_transit"]
+
+# (org_id, product_id, lot, column) -> units added (negative: taken away)
+Deltas = Counter[tuple[int, int, str, StockColumn]]
 
 
 def new_deltas() -> Deltas:
@@ -17,6 +24,8 @@ def new_deltas() -> Deltas:
 
 
 async def write_deltas(conn: Conn, deltas: Deltas, event_id: int) -> None:
+    """One ``stock_deltas`` row per (org, product, lot) that changes, by COPY, naming the event
+    that moved the goods."""
     rows: dict[tuple[int, int, str], list[int]] = {}
     for (org, product, lot, column), n in deltas.items():
         if n:

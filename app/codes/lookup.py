@@ -1,7 +1,9 @@
-"""Reading scanned codes for the packing line: units by serial, cases by SSCC, in bulk.
+"""Reading scanned codes: units by serial, cases by SSCC, in bulk — the one code lookup.
 
 ``read_codes`` turns scanned texts into ``Read`` results in a handful of queries however many
 there are: the Rust core verifies every serial at once, batches and case batches are loaded once.
+Packing, logistics, inspection and trace all read codes through it; it imports no domain (only
+``app.codes``' scheme and batches and the database helper), so every domain may import it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, Literal
 from app._core import VERIFY_MALFORMED, VERIFY_OK
 from app.codes.batches import code_id, load_batches
 from app.codes.scheme import Scheme, is_valid_sscc, serial_from_scan, sscc_from_scan
-from app.db import Conn
+from app.db import Conn, array
 
 LEVEL_RANK = {"unit": 0, "inner": 1, "master": 2, "pallet": 3}
 
@@ -106,24 +108,6 @@ async def _case_batches(conn: Conn, brand_id: int, ssccs: list[str]) -> dict[str
     return {row["sscc"]: row for row in rows}
 
 
-def array(values: list[Any]) -> str:
-    """A PostgreSQL array literal of ints or plain strings, for ``%s::bigint[]`` and the like.
-
-    The packing hot path passes arrays of 10,000s of values; building the literal here is ~10x
-    cheaper than psycopg adapting a list element by element. Strings must not hold ``"`` or
-    ``\\`` (client event ids, times and levels are validated to printable ASCII without them).
-    """
-    if not values:
-        return "{}"
-    has_null = None in values
-    if isinstance(next((v for v in values if v is not None), 0), str):
-        if not has_null:
-            return '{"' + '","'.join(values) + '"}'
-        return "{" + ",".join("NULL" if v is None else f'"{v}"' for v in values) + "}"
-    if not has_null:
-        return "{" + ",".join(map(str, values)) + "}"
-    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
-
-
 def sscc_label(code: int) -> str:
+    """The 18-digit SSCC of a case code (a case's code is its SSCC as a number)."""
     return f"{code:018d}"

@@ -1,0 +1,94 @@
+"""One verification record: made per verification on the hot path, queued to Redis as JSON by
+the round's script (``prefix``) or, when Redis is down, inserted directly (``fields``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from app.verify.regions import Place
+from app.verify.schemas import VerifyIn
+
+
+class RecordRow(msgspec.Struct, gc=False):
+    """A verification record as the flusher stores it (``records.py``), less the outcome."""
+
+    at: str
+    record_key: str
+    code_id: int | None
+    serial: str | None
+    brand_id: int | None
+    product_id: int | None
+    pin_given: bool
+    client_ip: str | None
+    client_id: str | None
+    user_agent: str | None
+    province: str | None
+    city: str | None
+    lat: float | None
+    lng: float | None
+
+
+_ENCODE = msgspec.json.Encoder().encode
+
+
+class Record:
+    """One verification record; the round sends it to Redis as JSON (``prefix``)."""
+
+    __slots__ = (
+        "at",
+        "at_text",
+        "brand_id",
+        "code_id",
+        "data",
+        "ip",
+        "key",
+        "place",
+        "product_id",
+        "serial",
+        "ua",
+    )
+
+    def __init__(
+        self,
+        at: datetime,
+        key: str,
+        data: VerifyIn,
+        ip: str | None,
+        ua: str | None,
+        place: Place | None,
+    ) -> None:
+        self.at, self.key, self.data, self.ip, self.ua, self.place = at, key, data, ip, ua, place
+        self.at_text = _ENCODE(at)[1:-1].decode()  # ISO 8601, as msgspec writes it
+        self.code_id: int | None = None
+        self.serial: str | None = None
+        self.brand_id: int | None = None
+        self.product_id: int | None = None
+
+    def row(self) -> RecordRow:
+        place = self.place
+        return RecordRow(
+            self.at_text,
+            self.key,
+            self.code_id,
+            self.serial,
+            self.brand_id,
+            self.product_id,
+            self.data.pin is not None,
+            self.ip,
+            self.data.client_id,
+            (self.ua or "")[:200] or None,
+            place.province if place else None,
+            place.city if place else None,
+            place.lat if place else None,
+            place.lng if place else None,
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self.row())
+
+    def prefix(self) -> bytes:
+        """The record as JSON without its closing brace; the script appends the outcome."""
+        return _ENCODE(self.row())[:-1]
