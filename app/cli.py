@@ -494,15 +494,10 @@ async def _direct(settings: Settings, username: str, work: object) -> object:
     from psycopg.rows import dict_row
 
     from app.auth.service import load_user
-    from app.codes.scheme import load_scheme
+    from app.codes.scheme import scheme_from_settings
 
     db_url, _ = _urls(settings)
-    scheme = load_scheme(
-        settings.master_key_bytes(),
-        settings.active_key_versions,
-        settings.current_key_version,
-        settings.pin_length,
-    )
+    scheme = scheme_from_settings(settings)
     async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
         row = await (
             await conn.execute("SELECT id FROM users WHERE username = %s", (username,))

@@ -22,7 +22,7 @@ from app.codes.routes import (
     list_printers,
     set_printer_key,
 )
-from app.codes.scheme import load_scheme
+from app.codes.scheme import scheme_from_settings
 from app.codes.trace import get_trace
 from app.config import Settings, load_settings
 from app.deps import dependencies
@@ -48,12 +48,7 @@ from app.web.resolver import resolve, resolver_description
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
-    scheme = load_scheme(
-        settings.master_key_bytes(),
-        settings.active_key_versions,
-        settings.current_key_version,
-        settings.pin_length,
-    )
+    scheme = scheme_from_settings(settings)
     settings.jwt_key()
     configure_logging(settings.log_level)
 

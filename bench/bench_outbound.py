@@ -54,7 +54,7 @@ from app.auth.principal import Principal  # noqa: E402
 from app.auth.service import load_user  # noqa: E402
 from app.codes.cases import create_case_batch  # noqa: E402
 from app.codes.schemas import BatchIn, CaseBatchIn  # noqa: E402
-from app.codes.scheme import load_scheme  # noqa: E402
+from app.codes.scheme import scheme_from_settings  # noqa: E402
 from app.codes.service import create_batch  # noqa: E402
 from app.config import load_settings  # noqa: E402
 from app.demo import load_demo  # noqa: E402
@@ -170,12 +170,7 @@ async def explain(conn: Any, doc_id: int, org: int, other: int) -> None:
 
 async def run(url: str, n_cases: int, per_case: int, want_explain: bool) -> dict[str, float]:
     settings = load_settings()
-    scheme = load_scheme(
-        settings.master_key_bytes(),
-        settings.active_key_versions,
-        settings.current_key_version,
-        settings.pin_length,
-    )
+    scheme = scheme_from_settings(settings)
     conn = await psycopg.AsyncConnection.connect(url, row_factory=dict_row)
     clock = StatementClock(conn)
     try:

@@ -726,17 +726,12 @@ async def measure_direct(
     import msgspec
 
     from app.auth.service import load_user
-    from app.codes.scheme import load_scheme
+    from app.codes.scheme import scheme_from_settings
     from app.codes.trace import trace
     from app.config import load_settings
 
     settings = load_settings(settings_env(db_url))
-    scheme = load_scheme(
-        settings.master_key_bytes(),
-        settings.active_key_versions,
-        settings.current_key_version,
-        settings.pin_length,
-    )
+    scheme = scheme_from_settings(settings)
     wanted = {u: expected(layout, scheme, u) for u in warm + units}
     ms: list[float] = []
     waits: dict[str, list[float]] = defaultdict(list)
@@ -805,17 +800,12 @@ def measure_http(
     """Client-side milliseconds of each measured request, and the server's own (access log)."""
     import httpx
 
-    from app.codes.scheme import load_scheme
+    from app.codes.scheme import scheme_from_settings
     from app.config import load_settings
 
     env = {**os.environ, **settings_env(db_url)}
     settings = load_settings(env)
-    scheme = load_scheme(
-        settings.master_key_bytes(),
-        settings.active_key_versions,
-        settings.current_key_version,
-        settings.pin_length,
-    )
+    scheme = scheme_from_settings(settings)
     wanted = {u: expected(layout, scheme, u) for u in warm + units}
     port = free_port()
     argv = server_command("127.0.0.1", port, 1)

@@ -19,16 +19,11 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 def scheme_for_tests() -> Any:
     """The serial scheme of the test session's settings (the app's is built the same way)."""
-    from app.codes.scheme import load_scheme
+    from app.codes.scheme import scheme_from_settings
     from app.config import load_settings
 
     settings = load_settings()
-    return load_scheme(
-        settings.master_key_bytes(),
-        settings.active_key_versions,
-        settings.current_key_version,
-        settings.pin_length,
-    )
+    return scheme_from_settings(settings)
 
 
 async def issue_units(

@@ -121,3 +121,32 @@ def _work(result: str) -> Any:
         return result
 
     return work
+
+
+# -- the serial scheme from settings ----------------------------------------------------------
+
+
+def test_the_scheme_is_built_from_settings_in_one_place() -> None:
+    from app.codes.scheme import load_scheme, scheme_from_settings
+    from app.config import SettingsError, load_settings
+
+    key = "17" * 32
+    settings = load_settings(
+        {
+            "TRACECODE_MASTER_KEY": key,
+            "TRACECODE_KEY_VERSIONS": "1,2",
+            "TRACECODE_CURRENT_KEY_VERSION": "2",
+            "TRACECODE_PIN_LENGTH": "8",
+        }
+    )
+    scheme = scheme_from_settings(settings)
+    assert (scheme.versions, scheme.current_version, scheme.pin_length) == ((1, 2), 2, 8)
+    reference = load_scheme(bytes.fromhex(key), [1, 2], 2, 8)
+    for version in (1, 2):
+        serial = scheme.serial(7, 4, version)
+        assert serial == reference.serial(7, 4, version)
+        assert scheme.pin(serial) == reference.pin(serial)
+    with pytest.raises(SettingsError):
+        scheme_from_settings(load_settings({}))  # no master key: a clear start-up error
+    spelled = _sources(r"master_key_bytes\(\)", allowed={"app/config.py", "app/codes/scheme.py"})
+    assert spelled == []

@@ -7,7 +7,7 @@ from functools import cache
 import dramatiq
 
 from app.codes.exports import run_export
-from app.codes.scheme import Scheme, load_scheme
+from app.codes.scheme import Scheme, scheme_from_settings
 from app.deadletters import POISON
 from app.embedded import start_postgres
 from workers.broker import settings
@@ -16,12 +16,7 @@ from workers.broker import settings
 @cache
 def _context() -> tuple[str, Scheme]:
     db_url = settings.database_url or start_postgres(settings.var_path)
-    scheme = load_scheme(
-        settings.master_key_bytes(),
-        settings.active_key_versions,
-        settings.current_key_version,
-        settings.pin_length,
-    )
+    scheme = scheme_from_settings(settings)
     return db_url, scheme
 
 

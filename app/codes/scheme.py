@@ -12,6 +12,7 @@ import binascii
 import re
 import struct
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app._core import (
@@ -40,6 +41,9 @@ from app._core import (
     sscc_link,
     sscc_urn,
 )
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 __all__ = [
     "MAX_BULK",
@@ -70,6 +74,7 @@ __all__ = [
     "parse_digital_link",
     "parse_master_key",
     "record_size",
+    "scheme_from_settings",
     "serial_from_scan",
     "sgtin_urn",
     "sscc_from_scan",
@@ -105,6 +110,18 @@ def load_scheme(
 ) -> Scheme:
     """Build the ``Scheme`` for the configured master key and active key versions."""
     return Scheme(master_key, list(versions), current, pin_length)
+
+
+def scheme_from_settings(settings: Settings) -> Scheme:
+    """The ``Scheme`` of the configured master key, active key versions and PIN length: the
+    one the app, the CLI, the workers and the tests all build. Raises ``SettingsError`` (with a
+    clear message, never the key) when the master key is missing or malformed."""
+    return load_scheme(
+        settings.master_key_bytes(),
+        settings.active_key_versions,
+        settings.current_key_version,
+        settings.pin_length,
+    )
 
 
 def parse_master_key(text: str) -> bytes:
