@@ -30,7 +30,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_connect_timeout: Annotated[int, msgspec.Meta(ge=1, le=60)] = 3
     redis_namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")] = "tracecode"
     # A worker process silent this long is dead: the jobs it had taken are queued again
-    # (dramatiq's heartbeat timeout, workers/broker.py). Live workers beat about every second.
+    # (dramatiq's heartbeat timeout, app/jobs.py). Live workers beat about every second.
     job_requeue_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 30
 
     # Secrets: the master key comes from the environment or a key file, never the database.

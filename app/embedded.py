@@ -13,6 +13,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 DATABASE = "tracecode"
@@ -104,13 +105,26 @@ def _redis_alive(socket_path: Path) -> bool:
         return False
 
 
+def _redis_socket(var: Path) -> Path:
+    """Where the embedded Redis of ``var`` listens: the same path in every process."""
+    socket_path = var / "redis" / "redis.sock"
+    if len(str(socket_path)) > 100:  # unix socket paths are limited to ~107 bytes
+        # a digest, not hash(): str hashes differ from one process to the next
+        digest = zlib.crc32(str(var.resolve()).encode()) % 10**8
+        socket_path = Path("/tmp") / f"tracecode-redis-{os.getuid()}-{digest}.sock"
+    return socket_path
+
+
+def redis_url(var: Path) -> str:
+    """The URL of the embedded Redis of ``var``, without starting it (see ``start_redis``)."""
+    return f"unix://{_redis_socket(var)}"
+
+
 def start_redis(var: Path) -> str:
     """Start (or reuse) the embedded Redis on a unix socket and return its URL."""
     directory = var / "redis"
     directory.mkdir(parents=True, exist_ok=True)
-    socket_path = directory / "redis.sock"
-    if len(str(socket_path)) > 100:  # unix socket paths are limited to ~107 bytes
-        socket_path = Path("/tmp") / f"tracecode-redis-{os.getuid()}-{abs(hash(var)) % 10**8}.sock"
+    socket_path = _redis_socket(var)
     if not _redis_alive(socket_path):
         config = directory / "redis.conf"
         config.write_text(
@@ -140,7 +154,7 @@ def start_redis(var: Path) -> str:
                 raise RuntimeError(f"embedded Redis did not start; see {directory / 'redis.log'}")
             time.sleep(0.05)
     (directory / "socket-path").write_text(str(socket_path))
-    return f"unix://{socket_path}"
+    return redis_url(var)
 
 
 def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -> None:

@@ -17,8 +17,8 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.head import GET_HEAD
+from app.jobs import WORKER_STALE_SECONDS, heartbeat_pattern
 from app.paging import Page, PageNo, PerPage, fetch_page
-from workers.heartbeat import WORKER_STALE_SECONDS, heartbeat_pattern
 
 
 class Check(msgspec.Struct, frozen=True):

@@ -344,7 +344,8 @@ async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(
     """The 202 job path on a real dramatiq worker; a run killed mid-way, then retried."""
     from dramatiq import Worker
 
-    from workers.broker import broker
+    from app.jobs import broker
+    from workers import codes  # noqa: F401 - declares run_export_job, as a worker does
 
     monkeypatch.setattr(exports, "STEP", 1000)
     settings = app.state.settings

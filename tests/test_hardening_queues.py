@@ -438,8 +438,8 @@ async def test_a_poison_job_is_dead_lettered_and_the_other_jobs_run(
 
     import dramatiq
 
+    from app.jobs import broker
     from workers import main  # noqa: F401 - every actor and middleware, as a worker loads them
-    from workers.broker import broker
     from workers.codes import run_export_job
     from workers.ops import ping
 

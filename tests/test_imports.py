@@ -152,5 +152,97 @@ def test_a_layered_package_has_no_cycle(tmp_path: Path) -> None:
 
 
 # -- app never imports workers/ ------------------------------------------------------------------
-# (issue 14 item 3: the broker is built on the app side and jobs are sent by name; a check
-# over ``imported_names`` of every module of ``modules(ROOT / "app")`` belongs here)
+# The broker is built app-side (app/jobs.py) and the API sends jobs by actor name: workers/
+# depends on app/, never the other way.
+
+
+def imports_of(package: Path, prefix: str) -> list[str]:
+    """``module -> name`` for every import under ``package`` of ``prefix`` or one of its modules."""
+    return [
+        f"{name} -> {target}"
+        for name, path in modules(package).items()
+        for target in imported_names(name, path)
+        if target == prefix or target.startswith(prefix + ".")
+    ]
+
+
+def test_app_never_imports_workers() -> None:
+    found = imports_of(ROOT / "app", "workers")
+    assert not found, "app/ imports workers/ (send jobs with app.jobs.send):\n" + "\n".join(found)
+
+
+def test_the_workers_check_sees_every_kind_of_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from workers.codes import run_export_job\n")
+    (pkg / "b.py").write_text("import workers\n")
+    (pkg / "c.py").write_text("from workers import main\n")
+    (pkg / "d.py").write_text("import workersx\nfrom app import workers_of\n")  # not workers/
+    assert sorted(imports_of(pkg, "workers")) == [
+        "pkg.a -> workers.codes.run_export_job",
+        "pkg.b -> workers",
+        "pkg.c -> workers.main",
+    ]
+
+
+# -- importing the broker starts nothing ----------------------------------------------------------
+
+_PROBE = """
+import json, os
+import app.jobs
+import workers.main  # the worker's module: its servers start at worker boot, not on import
+me = str(os.getpid())
+children, servers = [], []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
+    except OSError:  # the process ended meanwhile
+        continue
+    if stat[1] == me:
+        children.append(cmdline)
+    if os.environ["TRACECODE_VAR_DIR"] in cmdline and pid != me:
+        servers.append(cmdline)
+sockets = []
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+            sockets.append(fd)
+    except OSError:  # the directory listing's own descriptor, closed by now
+        pass
+print(json.dumps({
+    "children": children, "servers": servers, "sockets": len(sockets),
+    "url": app.jobs.broker.client.connection_pool.connection_kwargs.get("path"),
+}))
+"""
+
+
+def test_importing_the_broker_starts_no_server(tmp_path: Path) -> None:
+    """``import app.jobs`` (and the worker module) with no Redis or PostgreSQL configured: the
+    broker points at the embedded Redis's socket but nothing is started, spawned or connected;
+    the var directory stays empty."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from app.embedded import redis_url
+
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACECODE_")}
+    env |= {"TRACECODE_VAR_DIR": str(var), "TRACECODE_MASTER_KEY": "5a" * 32}
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr
+    seen = json.loads(probe.stdout.splitlines()[-1])
+    assert seen["children"] == [] and seen["servers"] == [], seen
+    assert seen["sockets"] == 0, seen
+    assert f"unix://{seen['url']}" == redis_url(var)
+    assert not var.exists() or not any(var.rglob("*")), sorted(var.rglob("*"))

@@ -25,8 +25,8 @@ def test_worker_heartbeat_and_actor_round_trip(settings: Any) -> None:
     import redis as redis_sync
     from dramatiq import Worker
 
-    from workers.broker import broker
-    from workers.heartbeat import heartbeat_pattern
+    from app.jobs import broker, heartbeat_pattern
+    from workers import main  # noqa: F401 - the actors and middleware (heartbeat) of a worker
     from workers.ops import ping
 
     client = redis_sync.Redis.from_url(settings.redis_url)

@@ -19,7 +19,7 @@ from dramatiq.middleware import Middleware
 
 from app.deadletters import bury, reason_of
 from app.embedded import start_postgres
-from workers.broker import settings
+from app.jobs import settings
 
 log = logging.getLogger("tracecode.deadletters")
 

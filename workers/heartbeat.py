@@ -1,4 +1,7 @@
-"""Worker heartbeat: each worker process refreshes a Redis key that /health reads."""
+"""Worker heartbeat: each worker process refreshes a Redis key that /health reads.
+
+The key and how long it stays fresh are named app-side (``app.jobs``), where ``/health`` reads them.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +14,21 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
-WORKER_STALE_SECONDS = 30
+from app.jobs import WORKER_STALE_SECONDS, heartbeat_key
+
 BEAT_EVERY_SECONDS = 5
-
-
-def heartbeat_pattern(namespace: str) -> str:
-    return f"{namespace}:worker:*"
 
 
 class Heartbeat(Middleware):
     def __init__(self, namespace: str) -> None:
-        self.key = f"{namespace}:worker:{socket.gethostname()}:{os.getpid()}"
+        self.namespace = namespace
+        self.key = heartbeat_key(namespace, socket.gethostname(), os.getpid())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         client = broker.client  # type: ignore[attr-defined]
-        self.key = self.key.rsplit(":", 1)[0] + f":{os.getpid()}"
+        self.key = heartbeat_key(self.namespace, socket.gethostname(), os.getpid())  # forked
         self._stop.clear()
 
         def beat() -> None:

@@ -1,12 +1,37 @@
-"""Worker entry point: ``dramatiq workers.main`` loads the broker and every actor module."""
+"""Worker entry point: ``dramatiq workers.main`` loads the broker, every actor and middleware.
 
+The broker is built app-side (``app.jobs``) and imported first, so the actors bind to it. What a
+running worker needs besides — the embedded Redis when no ``TRACECODE_REDIS_URL`` is set, the
+heartbeat, the write-behind flusher and the roll-ups — starts as the worker boots (dramatiq's
+``before_worker_boot`` / ``after_worker_boot``), never on import.
+"""
+
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+from app.embedded import start_redis
+from app.jobs import broker, settings
 from workers import codes, ops  # noqa: F401
-from workers.broker import broker
 from workers.deadletter import DeadLetters
+from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
 from workers.logistics import StockRoller
 from workers.verify import VerificationFlusher
 
+
+class EmbeddedRedis(Middleware):
+    """Without ``TRACECODE_REDIS_URL``, start (or reuse) the embedded Redis the broker points at
+    before the worker's consumers connect."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if not settings.redis_url:
+            start_redis(settings.var_path)
+
+
+broker.add_middleware(EmbeddedRedis())
+broker.add_middleware(Heartbeat(settings.redis_namespace))
 broker.add_middleware(DeadLetters())
 broker.add_middleware(VerificationFlusher())
 broker.add_middleware(StockRoller())

@@ -6,7 +6,7 @@ import time
 
 import dramatiq
 
-from workers.broker import broker, settings
+from app.jobs import broker, settings
 
 
 @dramatiq.actor(max_retries=0)

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from app.db import Conn
 from app.embedded import start_postgres
-from workers.broker import settings
+from app.jobs import settings
 
 Work = Callable[[Conn], Awaitable[object]]
 

@@ -15,8 +15,8 @@ import psycopg
 from dramatiq.middleware import Middleware
 
 from app.embedded import start_postgres
+from app.jobs import settings
 from app.verify.records import flush
-from workers.broker import settings
 
 log = logging.getLogger("tracecode.flusher")
 INTERVAL = 0.5

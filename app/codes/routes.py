@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 from litestar.response import File
 
+from app import jobs
 from app.auth.principal import Principal
 from app.codes import cases, exports, service
 from app.codes.schemas import (
@@ -44,9 +45,7 @@ async def _start(
     """Run a small export now (201, files ready); queue a large one as a job (202 + Location)."""
     await conn.commit()  # the runner (thread or worker) reads the export row on its own connection
     if export.total > settings.export_async_threshold:
-        from workers.codes import run_export_job
-
-        run_export_job.send(export.id)
+        jobs.send("run_export_job", export.id)  # workers/codes.py
         return Response(export, status_code=202, headers={"Location": f"/exports/{export.id}"})
     try:
         await asyncio.to_thread(exports.run_export, state.db_url, settings, scheme, export.id)
