@@ -10,7 +10,7 @@ from app.codes.exports import run_export
 from app.codes.scheme import Scheme, scheme_from_settings
 from app.deadletters import POISON
 from app.embedded import start_postgres
-from workers.broker import settings
+from app.jobs import settings
 
 
 @cache
