@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -155,9 +157,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return f"Settings(database_url={_redact(self.database_url)!r}, var_dir={self.var_dir!r})"
 
 
-def _decode_key(text: str, where: str) -> bytes:
-    from app.codes.scheme import parse_master_key
+def parse_master_key(text: str) -> bytes:
+    """Decode a 32-byte master key written as 64 hex digits or as base64 (standard or URL-safe).
 
+    Raises ValueError without echoing the text, which is a secret.
+    """
+    text = text.strip()
+    key = b""
+    if len(text) == 64:
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+    if not key:
+        try:
+            key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+    if len(key) != 32:
+        raise ValueError("master key must be 32 bytes, as 64 hex digits or base64")
+    return key
+
+
+def _decode_key(text: str, where: str) -> bytes:
     try:
         return parse_master_key(text)
     except ValueError:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from enum import IntEnum, unique
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from app.db import Conn
+import psycopg
 
 T = TypeVar("T")
+Conn = psycopg.AsyncConnection[dict[str, Any]]  # app.db.Conn (app.db takes its locks from here)
 Key = int | str | None
 Statement = tuple[str, tuple[int | str, ...]]
 

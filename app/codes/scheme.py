@@ -7,12 +7,9 @@ the bulk buffers without a Python object per code.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import struct
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app._core import (
@@ -41,9 +38,7 @@ from app._core import (
     sscc_link,
     sscc_urn,
 )
-
-if TYPE_CHECKING:
-    from app.config import Settings
+from app.config import Settings, parse_master_key
 
 __all__ = [
     "MAX_BULK",
@@ -122,28 +117,6 @@ def scheme_from_settings(settings: Settings) -> Scheme:
         settings.current_key_version,
         settings.pin_length,
     )
-
-
-def parse_master_key(text: str) -> bytes:
-    """Decode a 32-byte master key written as 64 hex digits or as base64 (standard or URL-safe).
-
-    Raises ValueError without echoing the text, which is a secret.
-    """
-    text = text.strip()
-    key = b""
-    if len(text) == 64:
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = b""
-    if not key:
-        try:
-            key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
-        except (binascii.Error, ValueError):
-            key = b""
-    if len(key) != 32:
-        raise ValueError("master key must be 32 bytes, as 64 hex digits or base64")
-    return key
 
 
 def record_size(scheme: Scheme, with_pins: bool = True, newline: bool = False) -> int:
