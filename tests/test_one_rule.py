@@ -150,3 +150,56 @@ def test_the_scheme_is_built_from_settings_in_one_place() -> None:
         scheme_from_settings(load_settings({}))  # no master key: a clear start-up error
     spelled = _sources(r"master_key_bytes\(\)", allowed={"app/config.py", "app/codes/scheme.py"})
     assert spelled == []
+
+
+# -- "the caller needs any of these permissions" ----------------------------------------------
+
+
+def test_require_any_passes_with_one_and_names_them_all_when_none() -> None:
+    from app.auth.principal import Principal
+    from app.errors import Forbidden
+
+    reader = Principal(org_id=5, org_path="/1/5/", permissions=frozenset({"reports.read"}))
+    reader.require_any("logistics.scan", "reports.read")
+    reader.require_any("reports.read")
+    with pytest.raises(Forbidden) as caught:
+        reader.require_any("logistics.scan", "orders.write")
+    assert caught.value.code == "permission_denied"
+    assert caught.value.details == {"missing": ["logistics.scan", "orders.write"]}
+    assert str(caught.value) == "missing permission logistics.scan or orders.write"
+
+
+def test_permissions_are_checked_only_by_the_principal() -> None:
+    """Services call ``actor.require(...)`` / ``actor.require_any(...)``; nobody else writes the
+    403 ``permission_denied`` or ors ``actor.has(...)`` into a check of its own."""
+    spelled = _sources(
+        r"permission_denied",
+        r"any\(\w+\.has\(",
+        r"not \(\w+\.has\(",
+        allowed={"app/auth/principal.py"},
+    )
+    assert spelled == []
+
+
+async def test_readers_missing_every_permission_get_one_403(client: Any, login: Any) -> None:
+    """The printer operator reads none of these, the inspector no export; each answer names
+    every permission that would do (documents and orders name all four, where they used to name
+    two; an export names both, where it used to name codes.export)."""
+    from tests.helpers import assert_error
+
+    printer = await login("printer")
+    wanted = {
+        "/documents": ["logistics.scan", "logistics.approve", "orders.write", "reports.read"],
+        "/orders": ["logistics.scan", "logistics.approve", "orders.write", "reports.read"],
+        "/stock": ["reports.read", "logistics.scan"],
+        "/center/documents": ["reports.read", "logistics.scan"],
+        "/inspections": ["inspect.scan", "reports.read"],
+    }
+    inspector = await login("inspector")
+    export = "/exports/00000000-0000-0000-0000-000000000000"
+    wanted_by = [(printer, path, missing) for path, missing in wanted.items()]
+    wanted_by.append((inspector, export, ["codes.export", "codes.download"]))
+    for headers, path, missing in wanted_by:
+        error = assert_error(await client.get(path, headers=headers), 403, "permission_denied")
+        assert error["details"] == {"missing": missing}, path
+        assert error["message"] == "missing permission " + " or ".join(missing), path

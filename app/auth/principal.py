@@ -34,6 +34,15 @@ class Principal(msgspec.Struct, frozen=True):
                 details={"missing": missing},
             )
 
+    def require_any(self, *permissions: str) -> None:
+        """At least one of ``permissions`` (403 ``permission_denied`` naming them all)."""
+        if self.permissions.isdisjoint(permissions):
+            raise Forbidden(
+                f"missing permission {' or '.join(permissions)}",
+                code="permission_denied",
+                details={"missing": list(permissions)},
+            )
+
     def sees(self, org_path: str) -> bool:
         """Whether an organisation (by its path) lies in the caller's subtree."""
         return org_path.startswith(self.org_path)

@@ -246,8 +246,7 @@ def _visible(actor: Principal, row: dict[str, Any] | None) -> dict[str, Any]:
             p["printer_id"] == actor.org_id for p in row["parts"].values()
         ):
             return row
-    if not (actor.has("codes.export") or actor.has("codes.download")):
-        actor.require("codes.export")
+    actor.require_any("codes.export", "codes.download")
     raise NotFound("export not found")
 
 

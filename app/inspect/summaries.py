@@ -19,7 +19,7 @@ import msgspec
 from app.auth.principal import Principal
 from app.db import Conn
 from app.deadletters import INSPECTION_DELTAS, is_poison, salvage
-from app.errors import Forbidden, ValidationFailed
+from app.errors import ValidationFailed
 from app.inspect.schemas import AgentLeak, LeakPlace, OrgRef, StoreDay, SummaryOut
 from app.locks import Lock, run_alone
 
@@ -138,12 +138,7 @@ async def recount(conn: Conn) -> list[Mismatch]:
 
 def require_reader(actor: Principal) -> None:
     """Inspection records and summaries are read by inspectors and report readers."""
-    if not (actor.has("inspect.scan") or actor.has("reports.read")):
-        raise Forbidden(
-            "missing permission inspect.scan or reports.read",
-            code="permission_denied",
-            details={"missing": ["inspect.scan", "reports.read"]},
-        )
+    actor.require_any("inspect.scan", "reports.read")
 
 
 def _period(date_from: date | None, date_to: date | None, today: date) -> tuple[date, date]:

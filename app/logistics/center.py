@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from app import tabular
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import BadRequest, Forbidden, NotFound, Unprocessable
+from app.errors import BadRequest, NotFound, Unprocessable
 from app.logistics.schemas import DocKind, DocStatus
 from app.paging import Page, fetch_page
 
@@ -167,12 +167,7 @@ class StockFilters:
 
 
 def require_reader(actor: Principal) -> None:
-    if not any(actor.has(p) for p in READ):
-        raise Forbidden(
-            f"missing permission {' or '.join(READ)}",
-            code="permission_denied",
-            details={"missing": list(READ)},
-        )
+    actor.require_any(*READ)
 
 
 async def _org_path(conn: Conn, actor: Principal, org_id: int, visible: bool) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import Conflict, NotFound, Unprocessable
 from app.locks import Lock, xact_lock
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
 from app.paging import Page, fetch_page
@@ -18,11 +18,7 @@ _COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.or
 
 def require_reader(actor: Principal) -> None:
     """Documents and orders are read by logistics staff, order writers and report readers."""
-    readers = ("logistics.scan", "logistics.approve", "orders.write", "reports.read")
-    if not any(actor.has(p) for p in readers):
-        raise Forbidden(
-            "missing permission logistics.scan or reports.read", code="permission_denied"
-        )
+    actor.require_any("logistics.scan", "logistics.approve", "orders.write", "reports.read")
 
 
 async def _org_path(conn: Conn, org_id: int) -> str | None:

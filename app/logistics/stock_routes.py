@@ -13,7 +13,7 @@ from litestar.params import Parameter
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import Forbidden, NotFound
+from app.errors import NotFound
 from app.logistics.rollup import check_thresholds
 from app.paging import Page, PageNo, PerPage, fetch_page
 
@@ -50,15 +50,6 @@ class ThresholdOut(msgspec.Struct, frozen=True, kw_only=True):
     below: bool
 
 
-def _require_any(actor: Principal, permissions: tuple[str, ...]) -> None:
-    if not any(actor.has(p) for p in permissions):
-        raise Forbidden(
-            f"missing permission {' or '.join(permissions)}",
-            code="permission_denied",
-            details={"missing": list(permissions)},
-        )
-
-
 async def _org_path(conn: Conn, org_id: int) -> str | None:
     row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
     return row["path"] if row else None
@@ -74,7 +65,7 @@ async def list_stock(
     page: int,
     per_page: int,
 ) -> Page[StockOut]:
-    _require_any(actor, READ)
+    actor.require_any(*READ)
     if org_id is not None:
         actor.ensure_sees(await _org_path(conn, org_id))
     where = ["o.path LIKE %(prefix)s"]
@@ -121,7 +112,7 @@ async def list_thresholds(
     page: int,
     per_page: int,
 ) -> Page[ThresholdOut]:
-    _require_any(actor, READ)
+    actor.require_any(*READ)
     if org_id is not None:
         actor.ensure_sees(await _org_path(conn, org_id))
     where = ["o.path LIKE %(prefix)s"]
@@ -147,7 +138,7 @@ async def set_threshold(
     conn: Conn, actor: Principal, org_id: int, product_id: int, data: ThresholdIn
 ) -> ThresholdOut:
     """Set the threshold and evaluate it at once against the rolled-up stock."""
-    _require_any(actor, WRITE)
+    actor.require_any(*WRITE)
     path = await _org_path(conn, org_id)
     actor.ensure_sees(path)
     assert path is not None
