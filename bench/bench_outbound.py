@@ -16,7 +16,7 @@ case codes, packs them on line BENCH (``packing.scans.upload``, at most 20,000 s
 
 Every SQL statement the confirm sends is timed too (the connection's ``execute`` is wrapped), so
 the breakdown shows where the time goes. With ``--explain`` (or when the confirm misses 2 s) the
-statements of ``documents._expand`` and the ``UPDATE unit_state`` of ``documents._apply`` are run
+statements of ``movements.expand`` and the ``UPDATE unit_state`` of ``movements.move_state`` are run
 again under EXPLAIN (ANALYZE, BUFFERS) in a transaction that is rolled back.
 """
 
@@ -152,7 +152,7 @@ async def explain(conn: Any, doc_id: int, org: int, other: int) -> None:
                 )
             ).fetchall()
         ]
-        print("  EXPLAIN UPDATE unit_state (as documents._apply, outbound):")
+        print("  EXPLAIN UPDATE unit_state (as movements.move_state, outbound):")
         rows = await (
             await conn.execute(
                 """EXPLAIN (ANALYZE, BUFFERS) UPDATE unit_state SET transit_to = %(other)s,

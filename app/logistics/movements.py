@@ -1,0 +1,609 @@
+"""Movements of goods as data: one row per kind, and the named steps every movement runs.
+
+A movement takes units and cases (cases move with everything inside them) from a sender to a
+receiver. What differs between kinds is data, in ``MOVEMENTS``:
+
+- ``sender``: who must have the goods now — the document's organisation (``org``) or its
+  ``counterparty``, holding them in stock (active, not in transit); goods ``in_transit`` to the
+  organisation (receiving a shipment: its codes, missing ones reported); or a ``consumer`` (a sold
+  unit coming back; checked by ``documents.consumer_return``);
+- ``receiver``: who gets them (``org``, ``counterparty``, or ``None``: they leave the chain);
+- ``stock``: the change of each side's stock column per unit — ``("org", "on_hand", -1)``;
+- ``unit_sets`` / ``case_sets``: the state columns set (SQL assignments; ``%(org)s``,
+  ``%(other)s`` and ``%(now)s`` are the organisation, the counterparty and the time);
+  ``designates``: the receiver becomes the units' designated channel (and store, with the
+  document's salesperson, when it is a store);
+- ``biz_step`` / ``disposition`` of the event (``store_disposition``: when the receiver is a
+  store), ``order_column`` counted on the order's lines, ``order_limit`` (may not exceed them).
+
+The steps (``check``, then ``apply``: move state, count against order lines, write events and
+stock deltas, write document lines) read the row and never the kind's name.
+
+Adding a kind — a gift transfer between two organisations, say — is one row::
+
+    "gift_transfer": Movement(
+        kind="gift_transfer", prefix="ZS", direction="outbound",
+        sender="org", receiver="counterparty",
+        stock=(("org", "on_hand", -1), ("counterparty", "in_transit", 1)),
+        unit_sets=SHIP_UNITS, case_sets=SHIP_CASES,
+        biz_step="shipping", disposition="in_transit",
+    ),
+
+plus its row in ``tests/test_movements.py`` (deltas, bizStep, disposition through the service).
+The name is also an API and database value: it joins the ``DocKind`` literal (and
+``DocumentIn.kind`` when drafted by ``POST /documents``) and the ``documents.kind`` CHECK (a
+migration); ``test_movements`` checks the literal against this table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypedDict, cast
+
+from psycopg.types.json import Jsonb
+
+from app.db import Conn
+from app.errors import Conflict, Unprocessable
+from app.events import builders
+from app.events.epcis import BizStep, Disposition
+from app.events.log import NewEvent, allocate_ids, write_events
+from app.events.stock import Deltas, StockColumn, new_deltas, write_deltas
+
+Side = Literal["org", "counterparty"]
+Sender = Literal["org", "counterparty", "in_transit", "consumer"]
+
+_MAX_LISTED = 50  # codes named in an error's details
+
+# the state columns set by a shipment (the goods are in transit to the counterparty)
+SHIP_CASES = "transit_to = %(other)s"
+SHIP_UNITS = SHIP_CASES + ", shipped_at = coalesce(shipped_at, %(now)s)"
+# … by goods leaving the supply chain: the units are gone, their cases stay where they are
+GONE_UNITS = "status = 'sold', sold_at = %(now)s"
+GONE_CASES = "holder_org_id = holder_org_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One kind of movement (see the module docstring)."""
+
+    kind: str
+    prefix: str  # of the document number ("" for a movement without a document)
+    direction: Literal["inbound", "outbound"]
+    sender: Sender
+    receiver: Side | None
+    stock: tuple[tuple[Side, StockColumn, int], ...]
+    unit_sets: str
+    case_sets: str
+    biz_step: BizStep
+    disposition: Disposition
+    store_disposition: Disposition | None = None  # when the receiver is a store
+    designates: bool = False  # the receiver becomes the channel (and the store) of the units
+    order_column: Literal["shipped", "received"] = "shipped"
+    order_limit: bool = False  # may not ship more than the order's lines
+    approval: bool = False  # confirmed → pending_approval; moves when approved
+    reasons: tuple[str, ...] = ()  # the document must give one of these
+    default_counterparty: Literal["parent"] | None = None  # when the draft names none
+    unpacks: bool = True  # units moved without their case leave it (an unpacking event)
+    names_route: bool = True  # the event names source and destination organisations
+
+
+MOVEMENTS: dict[str, Movement] = {
+    m.kind: m
+    for m in (
+        Movement(
+            kind="factory_inbound", prefix="RK", direction="inbound",
+            sender="counterparty", receiver="org",
+            stock=(("counterparty", "on_hand", -1), ("org", "on_hand", 1)),
+            unit_sets="holder_org_id = %(org)s", case_sets="holder_org_id = %(org)s",
+            biz_step="receiving", disposition="sellable_not_accessible",
+            default_counterparty="parent",
+        ),
+        Movement(
+            kind="inbound", prefix="RK", direction="inbound",
+            sender="in_transit", receiver="org",
+            stock=(("org", "in_transit", -1), ("org", "on_hand", 1)),
+            unit_sets="holder_org_id = %(org)s, transit_to = NULL",
+            case_sets="holder_org_id = %(org)s, transit_to = NULL",
+            biz_step="receiving", disposition="sellable_not_accessible",
+            store_disposition="sellable_accessible", order_column="received",
+        ),
+        Movement(
+            kind="outbound", prefix="CK", direction="outbound",
+            sender="org", receiver="counterparty",
+            stock=(("org", "on_hand", -1), ("counterparty", "in_transit", 1)),
+            unit_sets=SHIP_UNITS, case_sets=SHIP_CASES,
+            biz_step="shipping", disposition="in_transit",
+            designates=True, order_limit=True,
+        ),
+        Movement(
+            kind="return", prefix="TH", direction="outbound",
+            sender="org", receiver="counterparty",
+            stock=(("org", "on_hand", -1), ("counterparty", "in_transit", 1)),
+            unit_sets=SHIP_UNITS, case_sets=SHIP_CASES,
+            biz_step="shipping", disposition="returned",
+            default_counterparty="parent",
+        ),
+        Movement(
+            kind="exception", prefix="CK", direction="outbound",
+            sender="org", receiver=None,
+            stock=(("org", "on_hand", -1),),
+            unit_sets=GONE_UNITS, case_sets=GONE_CASES,
+            biz_step="shipping", disposition="non_sellable_other",
+            approval=True, reasons=("staff_welfare", "gift", "sample", "other"),
+        ),
+        Movement(
+            kind="sale", prefix="XS", direction="outbound",
+            sender="org", receiver=None,
+            stock=(("org", "on_hand", -1),),
+            unit_sets=GONE_UNITS, case_sets=GONE_CASES,
+            biz_step="retail_selling", disposition="retail_sold",
+        ),
+        Movement(  # no document: POST /returns (documents.consumer_return)
+            kind="consumer_return", prefix="", direction="inbound",
+            sender="consumer", receiver="org",
+            stock=(("org", "on_hand", 1),),
+            unit_sets="status = 'active', sold_at = NULL", case_sets="",
+            biz_step="receiving", disposition="returned",
+            unpacks=False, names_route=False,
+        ),
+    )
+}  # fmt: skip
+
+# kinds whose goods travel to the counterparty: an inbound receives their documents
+SHIPMENT_KINDS = [m.kind for m in MOVEMENTS.values() if m.receiver == "counterparty"]
+
+
+class UnitRow(TypedDict):
+    """A unit's state row, locked for the movement."""
+
+    code: int
+    product_id: int
+    lot: str
+    status: str
+    holder_org_id: int
+    transit_to: int | None
+    parent_sscc: int | None
+    channel_org_id: int | None
+
+
+class CaseRow(TypedDict):
+    """A case's state row, locked for the movement."""
+
+    sscc: int
+    product_id: int
+    status: str
+    holder_org_id: int
+    transit_to: int | None
+    parent_sscc: int | None
+
+
+@dataclass(slots=True)
+class Plan:
+    """A checked movement, ready to apply: the goods (locked) and who they move between.
+
+    ``doc`` is the document's row (``documents._DOC``) for a document's movement, else None."""
+
+    movement: Movement
+    brand_id: int
+    org: int
+    other: int | None
+    units: list[UnitRow]
+    cases: list[CaseRow]
+    scanned: set[int]  # the cases named in the document (the others are inside them)
+    doc: dict[str, Any] | None = None
+    salesperson: int | None = None
+    discrepancies: dict[str, Any] = field(default_factory=dict)
+
+
+def refuse(code: str, message: str, bad: list[int]) -> Conflict:
+    return Conflict(message, code=code, details={"count": len(bad), "codes": bad[:_MAX_LISTED]})
+
+
+# -- step 1: check the plan -------------------------------------------------------------------
+
+
+async def check(conn: Conn, doc: dict[str, Any]) -> Plan:
+    """Lock the document's goods and check them against its movement: who holds them, the
+    shipment an inbound receives, the order an outbound may not exceed. Raises when the goods
+    may not move; writes nothing."""
+    movement = MOVEMENTS[doc["kind"]]
+    org, other = doc["org_id"], doc["counterparty_id"]
+    units, cases = await _items(conn, doc["id"])
+    discrepancies: dict[str, Any] = {}
+    if movement.sender == "in_transit":
+        shipped_units, shipped_cases = await _shipped_items(conn, doc)
+        if not units and not cases:  # receiving in one action: what is on its way here now
+            units, cases = await _in_transit(conn, org, shipped_units, shipped_cases)
+            if not units and not cases:
+                raise Conflict(
+                    "nothing of this shipment or order is in transit to this organisation",
+                    code="nothing_in_transit",
+                )
+    if not units and not cases:
+        raise Unprocessable("scan codes into the document first", code="empty_document")
+    unit_rows, case_rows = await expand(conn, units, cases)
+    if movement.sender == "in_transit":
+        missing = await _check_shipment(conn, org, unit_rows, shipped_units, shipped_cases)
+        if missing:
+            discrepancies["missing"] = {"count": len(missing), "codes": missing[:_MAX_LISTED]}
+    else:
+        source = other if movement.sender == "counterparty" else org
+        bad = [
+            u["code"]
+            for u in unit_rows
+            if u["holder_org_id"] != source
+            or u["transit_to"] is not None
+            or u["status"] != "active"
+        ]
+        if bad:
+            raise refuse("not_held", "codes not held (in stock) by the shipping organisation", bad)
+    if movement.order_limit and doc["order_id"] is not None:
+        short = await _check_order(conn, doc["order_id"], unit_rows)
+        if short:
+            discrepancies["short"] = short
+    return Plan(
+        movement=movement,
+        brand_id=doc["brand_id"],
+        org=org,
+        other=other,
+        units=unit_rows,
+        cases=case_rows,
+        scanned=set(cases),
+        doc=doc,
+        salesperson=doc["salesperson_id"],
+        discrepancies=discrepancies,
+    )
+
+
+async def _items(conn: Conn, doc_id: int) -> tuple[list[int], list[int]]:
+    rows = await (
+        await conn.execute(
+            "SELECT kind, code FROM document_items WHERE document_id = %s", (doc_id,)
+        )
+    ).fetchall()
+    return _units_and_cases(rows)
+
+
+def _units_and_cases(rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """Document item rows (kind 'u' or 'c', code) as (units, cases)."""
+    return [r["code"] for r in rows if r["kind"] == "u"], [
+        r["code"] for r in rows if r["kind"] == "c"
+    ]
+
+
+async def _shipped_items(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """What the shipment(s) an inbound receives carried."""
+    if doc["shipment_id"] is not None:
+        return await _items(conn, doc["shipment_id"])
+    rows = await (
+        await conn.execute(
+            """SELECT i.kind, i.code FROM documents s JOIN document_items i ON i.document_id = s.id
+               WHERE s.order_id = %s AND s.counterparty_id = %s AND s.status = 'confirmed'
+                 AND s.kind = ANY(%s)""",
+            (doc["order_id"], doc["org_id"], SHIPMENT_KINDS),
+        )
+    ).fetchall()
+    return _units_and_cases(rows)
+
+
+async def _in_transit(
+    conn: Conn, org: int, units: list[int], cases: list[int]
+) -> tuple[list[int], list[int]]:
+    """Those of these units and cases that are in transit to ``org`` now (an earlier part of a
+    split shipment, or part of a shipment, may have been received already)."""
+    unit_rows = await (
+        await conn.execute(
+            """SELECT code FROM unit_state
+               WHERE code = ANY(%s) AND transit_to = %s AND status = 'active'""",
+            (units, org),
+        )
+    ).fetchall()
+    case_rows = await (
+        await conn.execute(
+            "SELECT sscc FROM case_state WHERE sscc = ANY(%s) AND transit_to = %s", (cases, org)
+        )
+    ).fetchall()
+    return [r["code"] for r in unit_rows], [r["sscc"] for r in case_rows]
+
+
+async def expand(
+    conn: Conn, units: list[int], cases: list[int]
+) -> tuple[list[UnitRow], list[CaseRow]]:
+    """The state rows (locked) of these units and cases and of everything inside the cases."""
+    boxes = cases
+    if cases:
+        rows = await (
+            await conn.execute(
+                """WITH RECURSIVE boxes (sscc) AS (
+                       SELECT unnest(%s::bigint[])
+                       UNION SELECT c.sscc FROM case_state c JOIN boxes b ON c.parent_sscc = b.sscc)
+                   SELECT sscc FROM boxes""",
+                (cases,),
+            )
+        ).fetchall()
+        boxes = [row["sscc"] for row in rows]
+    unit_rows = await (
+        await conn.execute(
+            """SELECT code, product_id, lot, status, holder_org_id, transit_to, parent_sscc,
+                      channel_org_id
+               FROM unit_state WHERE code = ANY(%s) OR parent_sscc = ANY(%s)
+               ORDER BY code FOR UPDATE""",
+            (units, boxes),
+        )
+    ).fetchall()
+    case_rows = await (
+        await conn.execute(
+            """SELECT sscc, product_id, status, holder_org_id, transit_to, parent_sscc
+               FROM case_state WHERE sscc = ANY(%s) ORDER BY sscc FOR UPDATE""",
+            (boxes,),
+        )
+    ).fetchall()
+    return cast(list[UnitRow], unit_rows), cast(list[CaseRow], case_rows)
+
+
+async def _check_shipment(
+    conn: Conn,
+    org: int,
+    unit_rows: list[UnitRow],
+    shipped_units: list[int],
+    shipped_cases: list[int],
+) -> list[int]:
+    """Receiving: every unit is in transit to ``org`` and was shipped to it; the shipped units
+    still in transit but not received are returned (reported missing)."""
+    bad = [u["code"] for u in unit_rows if u["transit_to"] != org or u["status"] != "active"]
+    if bad:
+        raise refuse("not_in_transit", "codes not in transit to this organisation", bad)
+    expected_rows, _ = await expand(conn, shipped_units, shipped_cases)
+    expected = {u["code"] for u in expected_rows}
+    unexpected = [u["code"] for u in unit_rows if u["code"] not in expected]
+    if unexpected:
+        raise refuse("not_in_shipment", "codes that this shipment did not carry", unexpected)
+    received = {u["code"] for u in unit_rows}
+    return [
+        u["code"] for u in expected_rows if u["code"] not in received and u["transit_to"] == org
+    ]
+
+
+async def _check_order(conn: Conn, order_id: int, unit_rows: list[UnitRow]) -> dict[str, int]:
+    """An outbound against an order may not exceed its lines (409 ``over_shipment``); what it
+    leaves unshipped, per product, is returned (reported short)."""
+    counts = Counter(u["product_id"] for u in unit_rows)
+    lines = {
+        r["product_id"]: r
+        for r in await (
+            await conn.execute(
+                "SELECT product_id, quantity, shipped FROM order_lines WHERE order_id = %s",
+                (order_id,),
+            )
+        ).fetchall()
+    }
+    over = {
+        str(p): {"ordered": lines[p]["quantity"] if p in lines else 0,
+                 "shipped": lines[p]["shipped"] if p in lines else 0, "now": n}
+        for p, n in counts.items()
+        if p not in lines or lines[p]["shipped"] + n > lines[p]["quantity"]
+    }  # fmt: skip
+    if over:
+        raise Conflict("more than the order allows", code="over_shipment", details=over)
+    return {
+        str(p): line["quantity"] - line["shipped"] - counts.get(p, 0)
+        for p, line in lines.items()
+        if line["shipped"] + counts.get(p, 0) < line["quantity"]
+    }
+
+
+# -- step 2 on: apply -------------------------------------------------------------------------
+
+
+async def apply(
+    conn: Conn,
+    plan: Plan,
+    *,
+    recorded_by: int | None,
+    details: dict[str, Any],
+    disposition: Disposition | None = None,
+) -> int:
+    """Move the goods of a checked plan, in the caller's transaction: state, order counts,
+    events, stock deltas and (for a document) its lines and status. Returns the event id.
+    ``disposition`` overrides the movement's (a consumer return says why it came back)."""
+    now = datetime.now(UTC)
+    loose = _loose_cases(plan)
+    ids = await allocate_ids(conn, 1 + len(loose))
+    if disposition is None:
+        disposition = await _disposition(conn, plan)
+    await move_state(conn, plan, ids[0], disposition, now)
+    if plan.doc is not None and plan.doc["order_id"] is not None:
+        await count_order(conn, plan)
+    events = [_movement_event(plan, ids[0], disposition, now, recorded_by, details)]
+    events += _unpacking_events(plan, ids[1:], loose, now, recorded_by)
+    await write_events(conn, events)
+    await write_deltas(conn, stock_deltas(plan), ids[0])
+    if plan.doc is not None:
+        await write_lines(conn, plan, ids[0], now)
+    return ids[0]
+
+
+def _loose_cases(plan: Plan) -> list[int]:
+    """The cases units leave by moving without them (an implicit unpacking), in order."""
+    if not plan.movement.unpacks:
+        return []
+    moved = {c["sscc"] for c in plan.cases}
+    loose = {
+        u["parent_sscc"]
+        for u in plan.units
+        if u["parent_sscc"] is not None and u["parent_sscc"] not in moved
+    }
+    return sorted(loose)
+
+
+async def _org_kind(conn: Conn, org_id: int) -> str:
+    row = await (await conn.execute("SELECT kind FROM orgs WHERE id = %s", (org_id,))).fetchone()
+    assert row is not None
+    return str(row["kind"])
+
+
+def _receiver(plan: Plan) -> int | None:
+    side = plan.movement.receiver
+    return plan.org if side == "org" else plan.other if side == "counterparty" else None
+
+
+async def _disposition(conn: Conn, plan: Plan) -> Disposition:
+    """The movement's disposition, or its store disposition when the receiver is a store."""
+    movement, receiver = plan.movement, _receiver(plan)
+    if movement.store_disposition and receiver and await _org_kind(conn, receiver) == "store":
+        return movement.store_disposition
+    return movement.disposition
+
+
+async def move_state(
+    conn: Conn, plan: Plan, event_id: int, disposition: Disposition, now: datetime
+) -> None:
+    """Step 2: the units' and cases' state rows, as the movement sets them."""
+    movement = plan.movement
+    unit_sets = movement.unit_sets
+    params: dict[str, Any] = {
+        "org": plan.org, "other": plan.other, "now": now, "event": event_id, "disp": disposition
+    }  # fmt: skip
+    if movement.designates and plan.other is not None:
+        unit_sets += ", channel_org_id = coalesce(channel_org_id, %(other)s)"
+        if await _org_kind(conn, plan.other) == "store":
+            unit_sets += ", store_org_id = %(other)s, salesperson_id = %(salesperson)s"
+            params["salesperson"] = plan.salesperson
+    boxes = [c["sscc"] for c in plan.cases]
+    # units moved without their case leave it; a movement that does not unpack keeps it
+    parent = (
+        "parent_sscc = CASE WHEN parent_sscc = ANY(%(boxes)s) THEN parent_sscc END"
+        if movement.unpacks
+        else "parent_sscc = parent_sscc"
+    )
+    await conn.execute(
+        f"""UPDATE unit_state SET {unit_sets}, disposition = %(disp)s, last_event_id = %(event)s,
+                updated_at = %(now)s, {parent}
+            WHERE code = ANY(%(codes)s)""",
+        {**params, "codes": [u["code"] for u in plan.units], "boxes": boxes},
+    )
+    if boxes:
+        await conn.execute(
+            f"""UPDATE case_state SET {movement.case_sets}, disposition = %(disp)s,
+                    last_event_id = %(event)s, updated_at = %(now)s
+                WHERE sscc = ANY(%(boxes)s)""",
+            {**params, "boxes": boxes},
+        )
+
+
+async def count_order(conn: Conn, plan: Plan) -> None:
+    """Step 3: the units moved count on the order's lines (shipped or received, per product);
+    the order is ``shipped`` / ``received`` when every line is."""
+    assert plan.doc is not None
+    order_id = plan.doc["order_id"]
+    column = plan.movement.order_column
+    counts = Counter(u["product_id"] for u in plan.units)
+    for product, n in counts.items():
+        await conn.execute(
+            f"UPDATE order_lines SET {column} = {column} + %s "
+            "WHERE order_id = %s AND product_id = %s",
+            (n, order_id, product),
+        )
+    await conn.execute(
+        """UPDATE orders SET updated_at = now(), status = CASE
+               WHEN NOT EXISTS (SELECT 1 FROM order_lines WHERE order_id = %(o)s
+                                AND received < quantity) THEN 'received'
+               WHEN NOT EXISTS (SELECT 1 FROM order_lines WHERE order_id = %(o)s
+                                AND shipped < quantity) THEN 'shipped'
+               ELSE status END
+           WHERE id = %(o)s AND status NOT IN ('closed', 'cancelled')""",
+        {"o": order_id},
+    )
+
+
+def _movement_event(
+    plan: Plan,
+    event_id: int,
+    disposition: Disposition,
+    now: datetime,
+    recorded_by: int | None,
+    details: dict[str, Any],
+) -> NewEvent:
+    """Step 4: the movement's one ObjectEvent OBSERVE — the top-level codes (units outside
+    the cases moved, and the cases named), the route and the business transactions."""
+    movement, doc = plan.movement, plan.doc
+    moved = {c["sscc"] for c in plan.cases}
+    source = destination = None
+    if movement.names_route:
+        source = plan.other if movement.sender in ("counterparty", "in_transit") else plan.org
+        destination = _receiver(plan)
+    transactions = None
+    if doc is not None:
+        kind = "desadv" if movement.direction == "outbound" else "recadv"
+        transactions = [{"type": kind, "id": doc["doc_no"]}]
+        if doc["order_id"] is not None and doc["order_no"]:
+            transactions.insert(0, {"type": "po", "id": doc["order_no"]})
+    return builders.observe(
+        id=event_id,
+        brand_id=plan.brand_id,
+        at=now,
+        biz_step=movement.biz_step,
+        disposition=disposition,
+        units=[u["code"] for u in plan.units if u["parent_sscc"] not in moved],
+        cases=[c["sscc"] for c in plan.cases if c["sscc"] in plan.scanned],
+        biz_location=plan.org,
+        source_org=source,
+        destination_org=destination,
+        biz_transactions=transactions,
+        recorded_by=recorded_by,
+        details=details,
+    )
+
+
+def _unpacking_events(
+    plan: Plan, ids: list[int], loose: list[int], now: datetime, recorded_by: int | None
+) -> list[NewEvent]:
+    """Step 4: one AggregationEvent DELETE per case that units left by moving without it."""
+    details = {"document": plan.doc["doc_no"]} if plan.doc is not None else None
+    return [
+        builders.disaggregate(
+            id=event_id,
+            brand_id=plan.brand_id,
+            at=now,
+            parent=parent,
+            units=[u["code"] for u in plan.units if u["parent_sscc"] == parent],
+            biz_location=plan.org,
+            recorded_by=recorded_by,
+            details=details,
+        )
+        for event_id, parent in zip(ids, loose, strict=True)
+    ]
+
+
+def stock_deltas(plan: Plan) -> Deltas:
+    """Step 4: each side's stock change, per product and lot, as the movement's row says."""
+    sides = {"org": plan.org, "counterparty": plan.other}
+    changes = [(sides[side], column, sign) for side, column, sign in plan.movement.stock]
+    deltas = new_deltas()
+    for (product, lot), n in Counter((u["product_id"], u["lot"]) for u in plan.units).items():
+        for org, column, sign in changes:
+            assert org is not None
+            deltas[(org, product, lot, column)] += sign * n
+    return deltas
+
+
+async def write_lines(conn: Conn, plan: Plan, event_id: int, now: datetime) -> None:
+    """Step 5: the document's lines (units per product and lot; the packages named, on the
+    product's first line) and its status: confirmed, with its event and discrepancies."""
+    assert plan.doc is not None
+    doc_id = plan.doc["id"]
+    lines = Counter((u["product_id"], u["lot"]) for u in plan.units)
+    packages = Counter(c["product_id"] for c in plan.cases if c["sscc"] in plan.scanned)
+    for (product, lot), n in lines.items():
+        await conn.execute(
+            "INSERT INTO document_lines (document_id, product_id, lot, units, packages) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (doc_id, product, lot, n, packages.pop(product, 0)),
+        )
+    await conn.execute(
+        """UPDATE documents SET status = 'confirmed', confirmed_at = %s, event_id = %s,
+               discrepancies = %s WHERE id = %s""",
+        (now, event_id, Jsonb(plan.discrepancies) if plan.discrepancies else None, doc_id),
+    )
