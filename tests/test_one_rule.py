@@ -203,3 +203,31 @@ async def test_readers_missing_every_permission_get_one_403(client: Any, login: 
         error = assert_error(await client.get(path, headers=headers), 403, "permission_denied")
         assert error["details"] == {"missing": missing}, path
         assert error["message"] == "missing permission " + " or ".join(missing), path
+
+
+# -- organisations: the path by id, the brand of a path ---------------------------------------
+
+
+def test_the_brand_of_a_path_is_its_root() -> None:
+    from app.auth.principal import Principal, brand_of
+
+    assert brand_of("/7/") == 7
+    assert brand_of("/7/12/30/") == 7
+    assert Principal(org_id=30, org_path="/7/12/30/", permissions=frozenset()).brand_id == 7
+    spelled = _sources(
+        r'strip\("/"\)\.split\("/"\)', r'split\("/"\)\[1\]', allowed={"app/auth/principal.py"}
+    )
+    assert spelled == []
+
+
+async def test_the_path_of_an_organisation_by_id(client: Any, demo: Any, conn: Any) -> None:
+    from app.orgs.service import org_path
+
+    row = await (
+        await conn.execute("SELECT id, path FROM orgs WHERE erp_code = 'STORE-HZ-01'")
+    ).fetchone()
+    assert await org_path(conn, row["id"]) == row["path"]
+    assert await org_path(conn, 2**62) is None
+    # app.auth sits below app.orgs (orgs import auth), so the API-key check keeps its own query
+    allowed = {"app/orgs/service.py", "app/auth/service.py"}
+    assert _sources(r"SELECT path FROM orgs WHERE id", allowed=allowed) == []

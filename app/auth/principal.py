@@ -9,6 +9,11 @@ import msgspec
 from app.errors import Forbidden, NotFound
 
 
+def brand_of(org_path: str) -> int:
+    """The brand of an organisation path (``/brand/…/``): the root of its tree."""
+    return int(org_path.strip("/").split("/")[0])
+
+
 class Principal(msgspec.Struct, frozen=True):
     org_id: int
     org_path: str
@@ -20,7 +25,7 @@ class Principal(msgspec.Struct, frozen=True):
     @property
     def brand_id(self) -> int:
         """The root of the caller's tree: its brand."""
-        return int(self.org_path.strip("/").split("/")[0])
+        return brand_of(self.org_path)
 
     def has(self, permission: str) -> bool:
         return permission in self.permissions

@@ -28,6 +28,7 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import BadRequest, NotFound, Unprocessable
 from app.logistics.schemas import DocKind, DocStatus
+from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
 READ = ("reports.read", "logistics.scan")
@@ -170,10 +171,9 @@ def require_reader(actor: Principal) -> None:
     actor.require_any(*READ)
 
 
-async def _org_path(conn: Conn, actor: Principal, org_id: int, visible: bool) -> str:
+async def _scoped_path(conn: Conn, actor: Principal, org_id: int, visible: bool) -> str:
     """The path of an organisation of the caller's brand (of its subtree when ``visible``)."""
-    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
-    path = row["path"] if row else None
+    path = await org_path(conn, org_id)
     # one outside the brand (or the subtree) answers exactly like one that does not exist
     if (
         path is None
@@ -192,10 +192,10 @@ async def document_query(conn: Conn, actor: Principal, f: DocumentFilters) -> Qu
     params: dict[str, Any] = {"scope": actor.org_path + "%"}
     if f.org_id is not None:
         where.append("o.path LIKE %(org)s")
-        params["org"] = await _org_path(conn, actor, f.org_id, visible=True) + "%"
+        params["org"] = await _scoped_path(conn, actor, f.org_id, visible=True) + "%"
     if f.counterparty_id is not None:
         where.append("c.path LIKE %(counterparty)s")
-        params["counterparty"] = await _org_path(conn, actor, f.counterparty_id, False) + "%"
+        params["counterparty"] = await _scoped_path(conn, actor, f.counterparty_id, False) + "%"
     for column, key, value in (
         ("l.product_id", "product", f.product_id),
         ("p.category_id", "category", f.category_id),
@@ -226,7 +226,7 @@ async def stock_query(conn: Conn, actor: Principal, f: StockFilters) -> Query:
     params: dict[str, Any] = {"scope": actor.org_path + "%"}
     if f.org_id is not None:
         where.append("o.path LIKE %(org)s")
-        params["org"] = await _org_path(conn, actor, f.org_id, visible=True) + "%"
+        params["org"] = await _scoped_path(conn, actor, f.org_id, visible=True) + "%"
     for column, key, value in (
         ("s.product_id", "product", f.product_id),
         ("p.category_id", "category", f.category_id),

@@ -10,6 +10,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.locks import Lock, xact_lock
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
+from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
 _COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.order_date, o.note,
@@ -19,11 +20,6 @@ _COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.or
 def require_reader(actor: Principal) -> None:
     """Documents and orders are read by logistics staff, order writers and report readers."""
     actor.require_any("logistics.scan", "logistics.approve", "orders.write", "reports.read")
-
-
-async def _org_path(conn: Conn, org_id: int) -> str | None:
-    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
-    return row["path"] if row else None
 
 
 async def _lines(conn: Conn, order_ids: list[int]) -> dict[int, list[OrderLineOut]]:
@@ -93,7 +89,7 @@ async def create_order(
         return order, False
     paths = []
     for org_id, what in ((data.from_org_id, "from_org_id"), (data.to_org_id, "to_org_id")):
-        path = await _org_path(conn, org_id)
+        path = await org_path(conn, org_id)
         if path is None or not path.startswith(f"/{brand}/"):
             raise Unprocessable(f"{what}: no such organisation", code="unknown_org")
         paths.append(path)

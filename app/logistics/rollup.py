@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from psycopg.types.json import Jsonb
 
+from app.auth.principal import brand_of
 from app.db import Conn
 from app.deadletters import STOCK_DELTAS, is_poison, salvage
 from app.locks import Lock, run_alone
@@ -147,7 +148,7 @@ def _alert(row: dict[str, Any]) -> dict[str, Any]:
         row["min_units"],
     )
     return {
-        "brand": int(row["path"].strip("/").split("/")[0]),
+        "brand": brand_of(row["path"]),
         "org": org,
         "severity": "critical" if on_hand <= 0 else "warning",
         "message": f"Low stock of {row['product_name']} at {row['org_name']}: "

@@ -11,10 +11,11 @@ from litestar import Controller, get, put
 from litestar.params import Parameter
 
 from app import audit
-from app.auth.principal import Principal
+from app.auth.principal import Principal, brand_of
 from app.db import Conn
 from app.errors import NotFound
 from app.logistics.rollup import check_thresholds
+from app.orgs.service import org_path
 from app.paging import Page, PageNo, PerPage, fetch_page
 
 READ = ("reports.read", "logistics.scan")
@@ -50,11 +51,6 @@ class ThresholdOut(msgspec.Struct, frozen=True, kw_only=True):
     below: bool
 
 
-async def _org_path(conn: Conn, org_id: int) -> str | None:
-    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
-    return row["path"] if row else None
-
-
 async def list_stock(
     conn: Conn,
     actor: Principal,
@@ -67,7 +63,7 @@ async def list_stock(
 ) -> Page[StockOut]:
     actor.require_any(*READ)
     if org_id is not None:
-        actor.ensure_sees(await _org_path(conn, org_id))
+        actor.ensure_sees(await org_path(conn, org_id))
     where = ["o.path LIKE %(prefix)s"]
     params: dict[str, Any] = {"prefix": actor.org_path + "%", "org": org_id}
     params.update(product=product_id, lot=lot)
@@ -114,7 +110,7 @@ async def list_thresholds(
 ) -> Page[ThresholdOut]:
     actor.require_any(*READ)
     if org_id is not None:
-        actor.ensure_sees(await _org_path(conn, org_id))
+        actor.ensure_sees(await org_path(conn, org_id))
     where = ["o.path LIKE %(prefix)s"]
     params: dict[str, Any] = {"prefix": actor.org_path + "%", "org": org_id, "product": product_id}
     if org_id is not None:
@@ -139,10 +135,10 @@ async def set_threshold(
 ) -> ThresholdOut:
     """Set the threshold and evaluate it at once against the rolled-up stock."""
     actor.require_any(*WRITE)
-    path = await _org_path(conn, org_id)
+    path = await org_path(conn, org_id)
     actor.ensure_sees(path)
     assert path is not None
-    brand = int(path.strip("/").split("/")[0])
+    brand = brand_of(path)
     product = await (
         await conn.execute(
             "SELECT id FROM products WHERE id = %s AND org_id = %s", (product_id, brand)

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from app import audit
-from app.auth.principal import Principal
+from app.auth.principal import Principal, brand_of
 from app.auth.service import ensure_not_stronger, permissions_held_below
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
@@ -40,8 +40,11 @@ def _out(row: dict[str, Any]) -> OrgOut:
     return OrgOut(**row)
 
 
-def _brand_of(path: str) -> str:
-    return path.split("/")[1]
+async def org_path(conn: Conn, org_id: int) -> str | None:
+    """The path of an organisation (``/brand/…/id/``), ``None`` when there is none. Callers
+    decide whether the caller may see it (``Principal.ensure_sees`` and the like)."""
+    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
+    return row["path"] if row else None
 
 
 def check_region(
@@ -264,7 +267,7 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     parent = await _get_row(conn, parent_id, lock=True)
     actor.ensure_administers(parent["path"] if parent else None, "parent organisation")
     assert parent is not None
-    if _brand_of(parent["path"]) != _brand_of(row["path"]):
+    if brand_of(parent["path"]) != brand_of(row["path"]):
         raise Unprocessable("an organisation cannot move to another brand", code="bad_hierarchy")
     await _ensure_not_stronger(conn, actor, row["path"])
     if parent["path"].startswith(row["path"]):
