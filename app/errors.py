@@ -15,16 +15,18 @@ import psycopg.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
-from app.codes.scheme import (
-    ForgedSerial,
-    Gs1Error,
-    SerialError,
-    SerialNotInBatch,
-    UnknownKeyVersion,
-)
+from app._core import ForgedSerial, Gs1Error, SerialError, UnknownKeyVersion
 from app.logs import request_id_var
 
 log = logging.getLogger("tracecode.errors")
+
+
+class SerialNotInBatch(SerialError):
+    """A genuine serial whose index is not below its batch's size (never issued).
+
+    Raised by ``app.codes.scheme.check_in_batch`` (and exported there); defined here, beside
+    the Rust core's serial errors it extends, so this module imports no domain.
+    """
 
 
 class AppError(Exception):

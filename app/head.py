@@ -22,8 +22,10 @@ HEAD without documenting it there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import copy
 
+from litestar import MediaType, Response
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
 from litestar.types import Message, Scope
@@ -50,6 +52,23 @@ class HeadForGet(ReceiveRoutePlugin):
         head._resolved_include_in_schema = False  # resolved (True) when GET was registered
         route.route_handler_map["HEAD"] = (head, parameters)
         route.methods.add("HEAD")  # the Allow header of a 405 and of OPTIONS lists it
+        options = route.route_handler_map.get("OPTIONS")
+        if options is not None and options[0].handler_name == "options_handler":
+            # Litestar's own OPTIONS handler lists the methods of the route it was made for; a
+            # domain Router made it for its route, before HEAD was added here: list this one's.
+            allow = copy(options[0])
+            allow._fn = _allow(route)
+            route.route_handler_map["OPTIONS"] = (allow, options[1])
+
+
+def _allow(route: HTTPRoute) -> Callable[[Scope], Response[None]]:
+    """Litestar's OPTIONS answer (204, ``Allow``) with the methods of ``route`` as they are now."""
+
+    def options_handler(scope: Scope) -> Response[None]:
+        allow = ", ".join(sorted(route.methods))
+        return Response(None, status_code=204, headers={"Allow": allow}, media_type=MediaType.TEXT)
+
+    return options_handler
 
 
 async def strip_head_body(message: Message, scope: Scope) -> None:

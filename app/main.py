@@ -1,4 +1,5 @@
-"""create_app(): routes, dependencies, error handlers, lifespan — wiring only, no logic."""
+"""create_app(): the domains' routers, dependencies, error handlers, plugins, lifespan — wiring
+only, no logic."""
 
 from __future__ import annotations
 
@@ -10,39 +11,48 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from redis.asyncio import Redis
 
-from app import _core, db, ops
-from app.apidocs import document_errors, openapi_config
-from app.auth.routes import ApiKeyController, AuthController
-from app.catalog.routes import CategoryController, ProductController
-from app.codes.routes import (
-    BatchController,
-    CaseBatchController,
-    ExportController,
-    code_status,
-    list_printers,
-    set_printer_key,
+from app import (
+    _core,
+    auth,
+    catalog,
+    codes,
+    db,
+    inspect,
+    logistics,
+    ops,
+    orgs,
+    packing,
+    users,
+    verify,
+    web,
 )
+from app.apidocs import document_errors, openapi_config
 from app.codes.scheme import scheme_from_settings
-from app.codes.trace import get_trace
 from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.edge import EdgeRequest, edge_guard_middleware
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
 from app.head import HeadForGet, strip_head_body
-from app.inspect.routes import InspectionController
-from app.logistics.center_routes import CenterController
-from app.logistics.routes import DocumentController, OrderController, consumer_return, sell
-from app.logistics.stock_routes import StockController
 from app.logs import configure_logging, request_context_middleware
-from app.orgs.routes import OrgController
-from app.packing.routes import LineController, PackingController
-from app.users.routes import RoleController, UserController, list_permissions
 from app.users.service import sync_builtin_roles
-from app.verify.routes import AlertController, document_verify, verify
+from app.verify.routes import document_verify
 from app.verify.service import Verifier
-from app.web.pages import pin_page, product_page, scan_page
-from app.web.resolver import resolve, resolver_description
+
+#: One router per domain (each ``app/<domain>/__init__.py``), in the order of the OpenAPI document.
+ROUTERS = [
+    ops.router,
+    auth.router,
+    orgs.router,
+    users.router,
+    catalog.router,
+    codes.router,
+    packing.router,
+    logistics.router,
+    verify.router,
+    inspect.router,
+    web.router,
+]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -78,43 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await pool.close()
 
     app = Litestar(
-        route_handlers=[
-            ops.ping,
-            ops.health,
-            ops.metrics,
-            ops.audit_log,
-            AuthController,
-            ApiKeyController,
-            OrgController,
-            UserController,
-            RoleController,
-            list_permissions,
-            CategoryController,
-            ProductController,
-            BatchController,
-            ExportController,
-            CaseBatchController,
-            list_printers,
-            set_printer_key,
-            code_status,
-            LineController,
-            PackingController,
-            get_trace,
-            OrderController,
-            DocumentController,
-            sell,
-            consumer_return,
-            resolve,
-            resolver_description,
-            verify,
-            AlertController,
-            StockController,
-            InspectionController,
-            CenterController,
-            scan_page,
-            pin_page,
-            product_page,
-        ],
+        route_handlers=ROUTERS,
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[request_context_middleware, edge_guard_middleware],

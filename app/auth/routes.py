@@ -17,7 +17,6 @@ from app.paging import Page, PageNo, PerPage
 
 class AuthController(Controller):
     path = "/auth"
-    tags = ["auth"]
 
     @post("/login", status_code=200)
     async def login(
@@ -53,7 +52,6 @@ class AuthController(Controller):
 
 class ApiKeyController(Controller):
     path = "/api-keys"
-    tags = ["auth"]
 
     @post("/")
     async def create(self, data: ApiKeyIn, conn: Conn, principal: Principal) -> ApiKeyCreated:

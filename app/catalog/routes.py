@@ -20,7 +20,6 @@ from app.paging import Page, PageNo, PerPage
 
 class CategoryController(Controller):
     path = "/categories"
-    tags = ["catalogue"]
 
     @post("/")
     async def create(self, data: CategoryIn, conn: Conn, principal: Principal) -> CategoryOut:
@@ -46,7 +45,6 @@ class CategoryController(Controller):
 
 class ProductController(Controller):
     path = "/products"
-    tags = ["catalogue"]
 
     @post("/")
     async def create(self, data: ProductIn, conn: Conn, principal: Principal) -> ProductOut:

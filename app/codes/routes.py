@@ -30,6 +30,7 @@ from app.codes.schemas import (
     VoidIn,
 )
 from app.codes.scheme import Scheme
+from app.codes.trace import TraceOut, trace
 from app.config import Settings
 from app.db import Conn
 from app.errors import BadRequest, ServerError
@@ -220,3 +221,12 @@ async def code_status(
     if len(serial) > MAX_SERIAL:  # as the Rust core would say, without decoding a long text
         raise BadRequest(f"not a serial: at most {MAX_SERIAL} characters", code="malformed_serial")
     return await service.code_status(conn, principal, scheme, serial)
+
+
+@get("/trace/{code:str}", tags=["trace"])
+async def get_trace(code: str, conn: Conn, principal: Principal, scheme: Scheme) -> TraceOut:
+    """Trace of a unit serial (or its QR URL) or a case SSCC: product, batch, state, events,
+    containers and contents. 400 malformed, 422 forged, 404 not this brand's, or (below the
+    brand) never in the caller's subtree; below the brand the history starts with the caller's
+    part, and later movements of others come without their documents."""
+    return await trace(conn, principal, scheme, code)

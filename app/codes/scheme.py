@@ -39,6 +39,7 @@ from app._core import (
     sscc_urn,
 )
 from app.config import Settings, parse_master_key
+from app.errors import SerialNotInBatch
 
 __all__ = [
     "MAX_BULK",
@@ -79,10 +80,6 @@ __all__ = [
 
 #: Layout of one ``Scheme.verify_buffer`` result: status, batch_no, index, key version.
 VERDICT = struct.Struct("<IIII")
-
-
-class SerialNotInBatch(SerialError):
-    """A genuine serial whose index is not below its batch's size (never issued)."""
 
 
 def check_in_batch(index: int, batch_size: int) -> None:

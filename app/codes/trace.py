@@ -8,7 +8,6 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 import msgspec
-from litestar import get
 
 from app.auth.principal import Principal
 from app.codes.batches import serials_of, split_code_id
@@ -353,12 +352,3 @@ async def _levels(conn: Conn, ssccs: list[int]) -> dict[int, str]:
         )
     ).fetchall()
     return {r["sscc"]: r["level"] for r in rows}
-
-
-@get("/trace/{code:str}", tags=["trace"])
-async def get_trace(code: str, conn: Conn, principal: Principal, scheme: Scheme) -> TraceOut:
-    """Trace of a unit serial (or its QR URL) or a case SSCC: product, batch, state, events,
-    containers and contents. 400 malformed, 422 forged, 404 not this brand's, or (below the
-    brand) never in the caller's subtree; below the brand the history starts with the caller's
-    part, and later movements of others come without their documents."""
-    return await trace(conn, principal, scheme, code)

@@ -28,7 +28,6 @@ DateTo = Annotated[
 
 class InspectionController(Controller):
     path = "/inspections"
-    tags = ["inspection"]
 
     @post("/")
     async def inspect(

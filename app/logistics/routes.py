@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
-from litestar.params import QueryParameter
+from litestar import Controller, Request, Response, get, post, put
+from litestar.params import Parameter, QueryParameter
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import UnsupportedMediaType
-from app.logistics import documents, imports, orders
+from app.logistics import documents, imports, orders, stock
 from app.logistics.schemas import (
     CodesIn,
     DecisionIn,
@@ -27,8 +27,13 @@ from app.logistics.schemas import (
     ReturnIn,
     ReturnOut,
     SaleIn,
+    StockOut,
+    ThresholdIn,
+    ThresholdOut,
 )
 from app.paging import Page, PageNo, PerPage
+
+Lot = Annotated[str, Parameter(min_length=1, max_length=64)]
 
 
 class OrderController(Controller):
@@ -174,3 +179,54 @@ async def consumer_return(
 ) -> ReturnOut:
     """A consumer returns a sold unit to the store (optionally exchanged for another)."""
     return await documents.consumer_return(conn, principal, scheme, data)
+
+
+class StockController(Controller):
+    path = "/stock"
+    tags = ["stock"]
+
+    @get("/")
+    async def list_stock(
+        self,
+        conn: Conn,
+        principal: Principal,
+        org_id: int | None = None,
+        product_id: int | None = None,
+        lot: Lot | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[StockOut]:
+        """Stock per organisation, product and lot in the caller's subtree (rolled up every
+        second from the movements): units on hand and units in transit to the organisation."""
+        return await stock.list_stock(
+            conn,
+            principal,
+            org_id=org_id,
+            product_id=product_id,
+            lot=lot,
+            page=page,
+            per_page=per_page,
+        )
+
+    @get("/thresholds")
+    async def list_thresholds(
+        self,
+        conn: Conn,
+        principal: Principal,
+        org_id: int | None = None,
+        product_id: int | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[ThresholdOut]:
+        """Low-stock thresholds in the caller's subtree, with the units on hand now."""
+        return await stock.list_thresholds(
+            conn, principal, org_id=org_id, product_id=product_id, page=page, per_page=per_page
+        )
+
+    @put("/thresholds/{org_id:int}/{product_id:int}")
+    async def set_threshold(
+        self, org_id: int, product_id: int, data: ThresholdIn, conn: Conn, principal: Principal
+    ) -> ThresholdOut:
+        """Set a store's (or any organisation's) low-stock threshold for a product: below it, a
+        ``low_stock`` alert opens for the organisation (critical at zero)."""
+        return await stock.set_threshold(conn, principal, org_id, product_id, data)

@@ -1,4 +1,4 @@
-"""Shapes of orders, documents and movements (SPEC L1–L8, L10)."""
+"""Shapes of orders, documents and movements (SPEC L1–L8, L10), stock and thresholds (L9)."""
 
 from __future__ import annotations
 
@@ -173,3 +173,31 @@ class ReturnOut(msgspec.Struct, frozen=True, kw_only=True):
     disposition: str
     exchanged_for: str | None
     documents: list[str]
+
+
+class StockOut(msgspec.Struct, frozen=True, kw_only=True):
+    org_id: int
+    org_name: str
+    product_id: int
+    product_name: str
+    lot: str
+    on_hand: int
+    in_transit: int
+    updated_at: datetime
+
+
+class ThresholdIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Alert when the organisation's units of the product on hand (all lots) fall below this;
+    0 turns the alert off."""
+
+    min_units: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+
+
+class ThresholdOut(msgspec.Struct, frozen=True, kw_only=True):
+    org_id: int
+    org_name: str
+    product_id: int
+    product_name: str
+    min_units: int
+    on_hand: int  # summed over lots, as rolled up
+    below: bool

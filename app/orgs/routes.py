@@ -13,7 +13,6 @@ from app.paging import Page, PageNo, PerPage
 
 class OrgController(Controller):
     path = "/orgs"
-    tags = ["organisations"]
 
     @post("/")
     async def create(self, data: OrgIn, conn: Conn, principal: Principal) -> OrgOut:

@@ -35,7 +35,6 @@ class UndoIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class LineController(Controller):
     path = "/lines"
-    tags = ["packing"]
 
     @get("/")
     async def list_lines(
@@ -78,7 +77,6 @@ class LineController(Controller):
 
 class PackingController(Controller):
     path = "/packing"
-    tags = ["packing"]
 
     @post("/unpack", status_code=200)
     async def unpack(

@@ -25,7 +25,6 @@ from app.users.schemas import (
 
 class UserController(Controller):
     path = "/users"
-    tags = ["users"]
 
     @post("/")
     async def create(self, data: UserIn, conn: Conn, principal: Principal) -> UserOut:
@@ -68,7 +67,6 @@ class UserController(Controller):
 
 class RoleController(Controller):
     path = "/roles"
-    tags = ["users"]
 
     @get("/")
     async def list_roles(
@@ -92,7 +90,7 @@ class RoleController(Controller):
         await service.delete_role(conn, principal, role_id)
 
 
-@get("/permissions", tags=["users"])
+@get("/permissions")
 async def list_permissions(
     principal: Principal, page: PageNo = 1, per_page: PerPage = 50
 ) -> Page[PermissionOut]:

@@ -1,12 +1,10 @@
-"""Operations: health, Prometheus metrics, a trivial ping, and the audit log reader."""
+"""Operations endpoints: health, Prometheus metrics, a trivial ping, and the audit log reader."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
-import msgspec
 from litestar import Response, get, route
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
@@ -18,32 +16,17 @@ from app.config import Settings
 from app.db import Conn
 from app.head import GET_HEAD
 from app.jobs import WORKER_STALE_SECONDS, heartbeat_pattern
+from app.ops.schemas import AuditOut, Check, HealthOut
 from app.paging import Page, PageNo, PerPage, fetch_page
 
 
-class Check(msgspec.Struct, frozen=True):
-    status: str
-    detail: str | None = None
-
-
-class HealthOut(msgspec.Struct, frozen=True):
-    status: str
-    version: str
-    postgres: Check
-    redis: Check
-    workers: Check
-    down: list[str] = []  # what is not ok: "postgres", "redis", "workers"
-    # records set aside per queue (app/deadletters.py): reported, but health stays 200
-    dead_letters: dict[str, int] = msgspec.field(default_factory=dict)
-
-
-@route("/ping", http_method=GET_HEAD, tags=["ops"], include_in_schema=False)
+@route("/ping", http_method=GET_HEAD, include_in_schema=False)
 async def ping() -> dict[str, str]:
     """The cheapest JSON answer: the baseline for load tests."""
     return {"pong": "ok"}
 
 
-@route("/health", http_method=GET_HEAD, tags=["ops"])
+@route("/health", http_method=GET_HEAD)
 async def health(state: State, settings: Settings) -> Response[HealthOut]:
     """PostgreSQL, Redis and worker heartbeat; ``down`` names each that is not ok. 503 when
     PostgreSQL or Redis is down (the API cannot serve); a missing worker heartbeat is listed in
@@ -103,7 +86,7 @@ DEAD_LETTERS = Gauge(
 )
 
 
-@get("/metrics", tags=["ops"], include_in_schema=False)
+@get("/metrics", include_in_schema=False)
 async def metrics(state: State) -> Response[bytes]:
     try:
         async with state.pool.connection(timeout=2) as conn:
@@ -117,21 +100,7 @@ async def metrics(state: State) -> Response[bytes]:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-class AuditOut(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    at: datetime
-    actor_user: int | None
-    actor_key: int | None
-    org_id: int | None
-    action: str
-    entity: str
-    entity_id: str | None
-    before: Any
-    after: Any
-    request_id: str | None
-
-
-@get("/audit", tags=["ops"])
+@get("/audit")
 async def audit_log(
     conn: Conn,
     principal: Principal,

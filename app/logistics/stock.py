@@ -1,54 +1,22 @@
 """Stock and low-stock thresholds (SPEC L9): per organisation, product and lot, read within the
-caller's subtree (an agent sees its own and its stores' stock)."""
+caller's subtree (an agent sees its own and its stores' stock). The service (queries and the
+threshold write); the shapes are in ``schemas``, the controller in ``routes``."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
-
-import msgspec
-from litestar import Controller, get, put
-from litestar.params import Parameter
+from typing import Any
 
 from app import audit
 from app.auth.principal import Principal, brand_of
 from app.db import Conn
 from app.errors import NotFound
 from app.logistics.rollup import check_thresholds
+from app.logistics.schemas import StockOut, ThresholdIn, ThresholdOut
 from app.orgs.service import org_path
-from app.paging import Page, PageNo, PerPage, fetch_page
+from app.paging import Page, fetch_page
 
 READ = ("reports.read", "logistics.scan")
 WRITE = ("orgs.write", "logistics.scan")
-Lot = Annotated[str, Parameter(min_length=1, max_length=64)]
-
-
-class StockOut(msgspec.Struct, frozen=True, kw_only=True):
-    org_id: int
-    org_name: str
-    product_id: int
-    product_name: str
-    lot: str
-    on_hand: int
-    in_transit: int
-    updated_at: datetime
-
-
-class ThresholdIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Alert when the organisation's units of the product on hand (all lots) fall below this;
-    0 turns the alert off."""
-
-    min_units: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
-
-
-class ThresholdOut(msgspec.Struct, frozen=True, kw_only=True):
-    org_id: int
-    org_name: str
-    product_id: int
-    product_name: str
-    min_units: int
-    on_hand: int  # summed over lots, as rolled up
-    below: bool
 
 
 async def list_stock(
@@ -178,54 +146,3 @@ async def set_threshold(
     )
     await check_thresholds(conn, [(org_id, product_id)])
     return out
-
-
-class StockController(Controller):
-    path = "/stock"
-    tags = ["stock"]
-
-    @get("/")
-    async def list_stock(
-        self,
-        conn: Conn,
-        principal: Principal,
-        org_id: int | None = None,
-        product_id: int | None = None,
-        lot: Lot | None = None,
-        page: PageNo = 1,
-        per_page: PerPage = 50,
-    ) -> Page[StockOut]:
-        """Stock per organisation, product and lot in the caller's subtree (rolled up every
-        second from the movements): units on hand and units in transit to the organisation."""
-        return await list_stock(
-            conn,
-            principal,
-            org_id=org_id,
-            product_id=product_id,
-            lot=lot,
-            page=page,
-            per_page=per_page,
-        )
-
-    @get("/thresholds")
-    async def list_thresholds(
-        self,
-        conn: Conn,
-        principal: Principal,
-        org_id: int | None = None,
-        product_id: int | None = None,
-        page: PageNo = 1,
-        per_page: PerPage = 50,
-    ) -> Page[ThresholdOut]:
-        """Low-stock thresholds in the caller's subtree, with the units on hand now."""
-        return await list_thresholds(
-            conn, principal, org_id=org_id, product_id=product_id, page=page, per_page=per_page
-        )
-
-    @put("/thresholds/{org_id:int}/{product_id:int}")
-    async def set_threshold(
-        self, org_id: int, product_id: int, data: ThresholdIn, conn: Conn, principal: Principal
-    ) -> ThresholdOut:
-        """Set a store's (or any organisation's) low-stock threshold for a product: below it, a
-        ``low_stock`` alert opens for the organisation (critical at zero)."""
-        return await set_threshold(conn, principal, org_id, product_id, data)
