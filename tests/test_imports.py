@@ -246,3 +246,64 @@ def test_importing_the_broker_starts_no_server(tmp_path: Path) -> None:
     assert seen["sockets"] == 0, seen
     assert f"unix://{seen['url']}" == redis_url(var)
     assert not var.exists() or not any(var.rglob("*")), sorted(var.rglob("*"))
+
+
+# -- each domain's router loads with its package ---------------------------------------------------
+# A domain's __init__.py builds its Router, so importing any of its modules (app.codes.scheme, say)
+# loads the domain's routes first. A module the routes themselves need must therefore never import
+# a domain at its top, or importing it first fails halfway (app.errors once imported
+# app.codes.scheme: errors -> codes/__init__ -> codes.routes -> auth.principal -> errors).
+
+_ENTRY_POINTS = {"app.cli", "app.demo", "app.main"}  # import everything; nothing imports them
+
+
+def test_every_shared_module_imports_first_in_a_fresh_process() -> None:
+    import os
+    import subprocess
+    import sys
+
+    shared = [
+        name
+        for name, path in modules(ROOT / "app").items()
+        if name.count(".") == 1 and path.name != "__init__.py" and name not in _ENTRY_POINTS
+    ]
+    names = [*shared, "app.codes.scheme", "app.auth.principal", "app.events.log"]
+    env = os.environ | {"TRACECODE_MASTER_KEY": "5a" * 32}
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", f"import {name}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in names
+    }
+    failed = {}
+    for name, process in running.items():
+        _, err = process.communicate(timeout=120)
+        if process.returncode:
+            failed[name] = err.strip().splitlines()[-1]
+    assert not failed, failed
+
+
+_NO_HTTP_FACE = {"app.events", "app.migrations"}  # the shared event layer; SQL files
+
+
+def test_each_domain_exposes_one_router_and_main_mounts_them_all() -> None:
+    import importlib
+
+    from litestar import Router
+
+    from app.main import ROUTERS
+
+    domains = [
+        name
+        for name, path in modules(ROOT / "app").items()
+        if path.name == "__init__.py" and name.count(".") == 1 and name not in _NO_HTTP_FACE
+    ]
+    routers = {name: importlib.import_module(name).router for name in domains}
+    assert all(isinstance(router, Router) for router in routers.values()), routers
+    assert {id(r) for r in ROUTERS} == {id(r) for r in routers.values()}
+    assert len(ROUTERS) == len(routers)
