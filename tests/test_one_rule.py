@@ -231,3 +231,18 @@ async def test_the_path_of_an_organisation_by_id(client: Any, demo: Any, conn: A
     # app.auth sits below app.orgs (orgs import auth), so the API-key check keeps its own query
     allowed = {"app/orgs/service.py", "app/auth/service.py"}
     assert _sources(r"SELECT path FROM orgs WHERE id", allowed=allowed) == []
+
+
+# -- CSV and XLSX ------------------------------------------------------------------------------
+
+
+def test_every_csv_and_xlsx_export_goes_through_tabular() -> None:
+    """app.tabular is the one writer, with the spreadsheet-formula guard; the CSV readers
+    (imports, the IP table) and the CLI's list of generated demo codes write no spreadsheet."""
+    spelled = _sources(
+        r"csv\.(writer|DictWriter)",
+        r"xlsxwriter|openpyxl",
+        r"media_type=.*(text/csv|spreadsheetml)",
+        allowed={"app/tabular.py"},
+    )
+    assert spelled == []
