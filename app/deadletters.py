@@ -150,5 +150,32 @@ async def salvage(
     return len(ids)
 
 
+async def drain(
+    conn: psycopg.AsyncConnection[Any],
+    table: str,
+    queue: str,
+    batch: Callable[[], Awaitable[int]],
+    by_ids: Callable[[list[int]], Awaitable[int]],
+    limit: int,
+) -> int:
+    """Fold the outbox ``table`` into its roll-up until it is empty; return how many rows were
+    consumed. ``batch()`` folds the oldest ``limit`` rows in one transaction and returns how
+    many it took. When it fails for a reason of its data (``is_poison``), those rows are folded
+    by halves with ``by_ids`` and the ones that fail alone dead-lettered into ``queue``
+    (``salvage``), so they do not stop the others; any other error (the database is down)
+    propagates and the batch is retried as it is. ``conn`` must not be inside a transaction."""
+    total = 0
+    while True:
+        try:
+            taken = await batch()
+        except Exception as exc:
+            if not is_poison(exc):
+                raise
+            taken = await salvage(conn, table, queue, by_ids, limit)
+        total += taken
+        if taken < limit:
+            return total
+
+
 def _first(row: Any) -> Any:
     return next(iter(row.values())) if isinstance(row, dict) else row[0]

@@ -18,7 +18,7 @@ import msgspec
 
 from app.auth.principal import Principal
 from app.db import Conn
-from app.deadletters import INSPECTION_DELTAS, is_poison, salvage
+from app.deadletters import INSPECTION_DELTAS, drain
 from app.errors import ValidationFailed
 from app.inspect.schemas import AgentLeak, LeakPlace, OrgRef, StoreDay, SummaryOut
 from app.locks import Lock, run_alone
@@ -57,26 +57,16 @@ _BATCH_IDS = _BATCH_OF.replace(
 
 async def rollup(conn: Conn, limit: int = 100_000) -> int:
     """Fold pending deltas into the summary, ``limit`` rows per transaction, until none are left;
-    return how many were consumed. ``conn`` must not be inside a transaction."""
-    total = 0
-    while True:
-        try:
-            taken = await _fold(conn, _BATCH, {"limit": limit})
-        except Exception as exc:
-            if not is_poison(exc):
-                raise  # e.g. the database is down: the batch is retried as it is
-            # A delta that cannot be folded must not stop the others: fold by halves and
-            # dead-letter the deltas that fail alone.
-            taken = await salvage(
-                conn,
-                "inspection_deltas",
-                INSPECTION_DELTAS,
-                lambda ids: _fold(conn, _BATCH_IDS, {"ids": ids}),
-                limit,
-            )
-        total += taken
-        if taken < limit:
-            return total
+    return how many were consumed. ``conn`` must not be inside a transaction. A delta that
+    cannot be folded is dead-lettered and does not stop the others (``app.deadletters.drain``)."""
+    return await drain(
+        conn,
+        "inspection_deltas",
+        INSPECTION_DELTAS,
+        lambda: _fold(conn, _BATCH, {"limit": limit}),
+        lambda ids: _fold(conn, _BATCH_IDS, {"ids": ids}),
+        limit,
+    )
 
 
 async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:

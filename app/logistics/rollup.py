@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from app.auth.principal import brand_of
 from app.db import Conn
-from app.deadletters import STOCK_DELTAS, is_poison, salvage
+from app.deadletters import STOCK_DELTAS, drain
 from app.locks import Lock, run_alone
 
 # One batch: take, delete and sum delta rows, add the sums to stock. Stock rows are upserted in key
@@ -94,26 +94,16 @@ class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
 async def rollup(conn: Conn, limit: int = 100_000) -> int:
     """Fold pending stock deltas into ``stock``, ``limit`` rows per transaction, until none are
     left; return how many delta rows were consumed. ``conn`` must not be inside a transaction
-    (each batch commits on its own)."""
-    total = 0
-    while True:
-        try:
-            taken = await _fold(conn, _BATCH, {"limit": limit})
-        except Exception as exc:
-            if not is_poison(exc):
-                raise  # e.g. the database is down: the batch is retried as it is
-            # A delta that cannot be folded (say, a sum out of range) must not stop the others:
-            # fold by halves, dead-letter the deltas that fail alone.
-            taken = await salvage(
-                conn,
-                "stock_deltas",
-                STOCK_DELTAS,
-                lambda ids: _fold(conn, _BATCH_IDS, {"ids": ids}),
-                limit,
-            )
-        total += taken
-        if taken < limit:
-            return total
+    (each batch commits on its own). A delta that cannot be folded (say, a sum out of range)
+    is dead-lettered and does not stop the others (``app.deadletters.drain``)."""
+    return await drain(
+        conn,
+        "stock_deltas",
+        STOCK_DELTAS,
+        lambda: _fold(conn, _BATCH, {"limit": limit}),
+        lambda ids: _fold(conn, _BATCH_IDS, {"ids": ids}),
+        limit,
+    )
 
 
 async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
