@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
@@ -173,3 +174,20 @@ def array(values: list[Any]) -> str:
     if not has_null:
         return "{" + ",".join(map(str, values)) + "}"
     return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
+def changes_of(patch: msgspec.Struct) -> dict[str, Any]:
+    """The fields a PATCH body sets, by name (a field left ``UNSET`` is not in it)."""
+    return {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+
+
+async def update_row(conn: Conn, table: str, row_id: int, changes: dict[str, Any]) -> None:
+    """Write ``changes`` (column -> value) to row ``row_id`` of ``table`` and stamp its
+    ``updated_at``; nothing when there are none. Table and column names come from our code
+    (the patch structs' field names), never from a request."""
+    if changes:
+        sets = ", ".join(f"{k} = %s" for k in changes)
+        await conn.execute(
+            f"UPDATE {table} SET {sets}, updated_at = now() WHERE id = %s",
+            [*changes.values(), row_id],
+        )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -245,4 +246,21 @@ def test_every_csv_and_xlsx_export_goes_through_tabular() -> None:
         r"media_type=.*(text/csv|spreadsheetml)",
         allowed={"app/tabular.py"},
     )
+    assert spelled == []
+
+
+# -- PATCH: the fields a body sets, written to the row ----------------------------------------
+
+
+class _Patch(msgspec.Struct, frozen=True, kw_only=True):
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    note: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def test_a_patch_is_applied_one_way() -> None:
+    from app.db import changes_of
+
+    assert changes_of(msgspec.json.decode(b'{"note": null}', type=_Patch)) == {"note": None}
+    assert changes_of(_Patch()) == {}
+    spelled = _sources(r"is not msgspec\.UNSET\}", r"SET \{sets\}", allowed={"app/db.py"})
     assert spelled == []

@@ -21,7 +21,7 @@ from app.catalog.schemas import (
     ProductOut,
     ProductPatch,
 )
-from app.db import Conn
+from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.orgs.service import visible
 from app.paging import Page, fetch_page
@@ -114,7 +114,7 @@ async def update_category(
 ) -> CategoryOut:
     await _writable(conn, actor, "categories", category_id, "category")
     before = await _category(conn, category_id)
-    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    changes = changes_of(patch)
     if (
         "name" in changes
         and await (
@@ -125,12 +125,7 @@ async def update_category(
         ).fetchone()
     ):
         raise Conflict(f"category {changes['name']} exists", code="duplicate_category")
-    if changes:
-        sets = ", ".join(f"{k} = %s" for k in changes)
-        await conn.execute(
-            f"UPDATE categories SET {sets}, updated_at = now() WHERE id = %s",
-            [*changes.values(), category_id],
-        )
+    await update_row(conn, "categories", category_id, changes)
     after = await _category(conn, category_id)
     await audit.record(
         conn,
@@ -295,7 +290,7 @@ async def update_product(
 ) -> ProductOut:
     await _writable(conn, actor, "products", product_id, "product")
     before = await _product(conn, product_id)
-    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    changes = changes_of(patch)
     if "gtin" in changes:
         changes["gtin"] = _gtin14(changes["gtin"])
     if "category_id" in changes:
@@ -303,12 +298,7 @@ async def update_product(
     await _check_unique(
         conn, before.org_id, changes.get("product_no"), changes.get("gtin"), exclude=product_id
     )
-    if changes:
-        sets = ", ".join(f"{k} = %s" for k in changes)
-        await conn.execute(
-            f"UPDATE products SET {sets}, updated_at = now() WHERE id = %s",
-            [*changes.values(), product_id],
-        )
+    await update_row(conn, "products", product_id, changes)
     after = await _product(conn, product_id)
     await audit.record(
         conn,

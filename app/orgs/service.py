@@ -9,7 +9,7 @@ import msgspec
 from app import audit
 from app.auth.principal import Principal, brand_of
 from app.auth.service import ensure_not_stronger, permissions_held_below
-from app.db import Conn
+from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
 from app.paging import Page, fetch_page
@@ -211,7 +211,7 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
     actor.require("orgs.write")
     await administered(conn, actor, org_id)
     before = await get_org(conn, None, org_id)
-    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    changes = changes_of(patch)
     if not changes:
         return before
     merged = {**msgspec.structs.asdict(before), **changes}
@@ -226,10 +226,7 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
         ).fetchone()
         if taken:
             raise Conflict(f"ERP code {changes['erp_code']} is taken", code="duplicate_erp_code")
-    sets = ", ".join(f"{k} = %s" for k in changes)
-    await conn.execute(
-        f"UPDATE orgs SET {sets}, updated_at = now() WHERE id = %s", [*changes.values(), org_id]
-    )
+    await update_row(conn, "orgs", org_id, changes)
     after = await get_org(conn, None, org_id)
     await audit.record(
         conn, actor, "update", "org", org_id, before=before, after=after, org_id=org_id

@@ -13,7 +13,7 @@ from app.auth.passwords import hash_password
 from app.auth.permissions import BUILTIN_ROLES, PERMISSIONS
 from app.auth.principal import Principal
 from app.auth.service import check_grantable, ensure_not_stronger
-from app.db import Conn
+from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import administered
 from app.paging import Page, fetch_page, page_of
@@ -192,19 +192,14 @@ async def update_user(
     ):
         raise Unprocessable("you cannot change your own status or roles", code="own_account")
     before = await _get(conn, user_id)
-    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    changes = changes_of(patch)
     roles = changes.pop("roles", None)
     password = changes.pop("password", None)
     if password is not None:
         changes["password_hash"] = await asyncio.to_thread(hash_password, password)
         changes["failed_logins"] = 0
         changes["locked_until"] = None
-    if changes:
-        sets = ", ".join(f"{k} = %s" for k in changes)
-        await conn.execute(
-            f"UPDATE users SET {sets}, updated_at = now() WHERE id = %s",
-            [*changes.values(), user_id],
-        )
+    await update_row(conn, "users", user_id, changes)
     if password is not None or changes.get("status") == "inactive":
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now() "
