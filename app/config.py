@@ -78,6 +78,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Auth.
     access_token_ttl: Annotated[int, msgspec.Meta(ge=30, le=86400)] = 900
     refresh_token_ttl: Annotated[int, msgspec.Meta(ge=300, le=90 * 86400)] = 14 * 86400
+    member_token_ttl: Annotated[int, msgspec.Meta(ge=300, le=90 * 86400)] = 30 * 86400
     login_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     login_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
     # Failed logins per client IP over all accounts, and per account over all IPs (app.auth.limits).

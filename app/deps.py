@@ -15,6 +15,7 @@ from app.auth.service import principal_from_headers
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
+from app.members.principal import provide_member
 
 
 def provide_settings(state: State) -> Settings:
@@ -52,4 +53,5 @@ dependencies = {
     "scheme": Provide(provide_scheme, sync_to_thread=False),
     "conn": Provide(provide_conn),
     "principal": Provide(provide_principal),
+    "member": Provide(provide_member),
 }

@@ -19,6 +19,7 @@ from app import (
     db,
     inspect,
     logistics,
+    members,
     ops,
     orgs,
     packing,
@@ -51,6 +52,7 @@ ROUTERS = [
     logistics.router,
     verify.router,
     inspect.router,
+    members.router,
     web.router,
 ]
 

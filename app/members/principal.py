@@ -1,0 +1,57 @@
+"""Who a member is: the consumer behind a member token.
+
+Member tokens are JWTs of their own kind (``typ: "member"``), signed with the same key as staff
+tokens but never accepted where a staff token is expected, and the other way round: a member can
+never call a staff API. ``provide_member`` is the Litestar dependency ``member``; a handler that
+takes it is a member-only endpoint (401 without a valid member token).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request
+
+from app.auth import tokens
+from app.config import Settings
+from app.db import Conn
+from app.errors import Forbidden, Unauthorized
+
+MEMBER_TOKEN = "member"
+
+
+class Member(msgspec.Struct, frozen=True):
+    id: int
+    brand_id: int
+    phone: str
+    status: Literal["active", "frozen"]
+
+    def require_active(self) -> None:
+        """403 ``member_frozen`` for a frozen member (who may still sign in and read)."""
+        if self.status != "active":
+            raise Forbidden("this membership is frozen", code="member_frozen")
+
+
+def issue_token(settings: Settings, member_id: int) -> tuple[str, int]:
+    """A member access token and its expiry (unix seconds)."""
+    return tokens.issue(settings.jwt_key(), member_id, MEMBER_TOKEN, settings.member_token_ttl)
+
+
+async def member_from_token(conn: Conn, settings: Settings, token: str) -> Member:
+    claims = tokens.decode(settings.jwt_key(), token, MEMBER_TOKEN)
+    cur = await conn.execute(
+        "SELECT id, brand_id, phone, status FROM members WHERE id = %s", (int(claims["sub"]),)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise Unauthorized("unknown member", code="invalid_token")
+    return Member(*row)
+
+
+async def provide_member(request: Request[Any, Any, Any], conn: Conn, settings: Settings) -> Member:
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("sign in as a member", code="unauthorized")
+    return await member_from_token(conn, settings, token.strip())
