@@ -217,6 +217,11 @@ def test_the_table_has_every_kind_and_only_known_vocabulary() -> None:
         assert m.biz_step in get_args(BizStep) and m.disposition in get_args(Disposition)
         assert len({column for _, column, _ in m.stock}) <= 2
         assert m.receiver is None or any(side == m.receiver and n > 0 for side, _, n in m.stock)
+        # only goods travelling along an order count on it: shipped to the counterparty, or
+        # received from a shipment (a factory inbound, exception, sale take no order)
+        along = m.receiver == "counterparty" or m.sender == "in_transit"
+        assert (m.order_column is not None) == along, m.kind
+        assert not m.order_limit or m.order_column == "shipped"
 
 
 async def test_a_new_kind_is_one_row(
@@ -287,3 +292,60 @@ async def test_a_movement_waiting_for_approval_is_checked_first(
     assert error["details"]["count"] == 2
     got = await client.get(f"/documents/{again['id']}", headers=clerk)
     assert got.json()["status"] == "draft"
+
+
+async def test_only_a_movement_along_the_order_counts_on_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A factory inbound (production into the factory's own warehouse) and an exception outbound
+    (goods leaving the chain: they never reach the order's counterparty, who could never receive
+    them) move no order's goods. Drafting one with an ``order_id`` is refused (422
+    ``order_not_allowed``, whatever the id: the refusal looks no order up); a draft that carries
+    one anyway (written before the refusal) moves without counting on the order. An outbound
+    against the order still counts as shipped."""
+    goods = await pack(client, login, app, demo, 1)
+    units = goods["units"]
+    clerk, partner, approver = await login("clerk"), await login("partner"), await login("approver")
+    created = await client.post(
+        "/orders",
+        headers=partner,
+        json={
+            "erp_no": f"SO-MV-{goods['batch_no']}",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": goods["product_id"], "quantity": 10}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+    before = await client.get("/documents", headers=clerk, params={"per_page": 1})
+    for fields in ({"kind": "factory_inbound"}, {"kind": "exception", "reason": "gift"}):
+        for order in (order_id, 2**62):
+            error = assert_error(
+                await client.post("/documents", headers=clerk, json={**fields, "order_id": order}),
+                422,
+                "order_not_allowed",
+            )
+            assert fields["kind"] in error["message"]
+    after = await client.get("/documents", headers=clerk, params={"per_page": 1})
+    assert after.json()["total"] == before.json()["total"]  # nothing drafted
+
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    gift = await document(client, clerk, units[:2], kind="exception", reason="gift")
+    await conn.execute("UPDATE documents SET order_id = %s WHERE id = %s", (order_id, gift["id"]))
+    await conn.commit()
+    assert (await confirm(client, clerk, gift)).json()["status"] == "pending_approval"
+    approved = await client.post(f"/documents/{gift['id']}/approve", headers=approver, json={})
+    assert approved.status_code == 200, approved.text
+
+    async def counted() -> tuple[str, int, int]:
+        got = (await client.get(f"/orders/{order_id}", headers=partner)).json()
+        line = got["lines"][0]
+        return got["status"], line["shipped"], line["received"]
+
+    status, shipped, received = await counted()
+    assert (shipped, received) == (0, 0) and status != "shipped"
+    ship = await document(client, clerk, units[2:5], kind="outbound", order_id=order_id)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    assert (await counted())[1:] == (3, 0)

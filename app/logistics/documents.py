@@ -123,6 +123,13 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     end, the shipment's sender, or by default the organisation's parent."""
     actor.require("logistics.scan")
     movement = MOVEMENTS[data.kind]
+    if data.order_id is not None and movement.order_column is None:
+        # a factory inbound or an exception outbound moves no order's goods: an order named
+        # would count goods its counterparty never gets (refused before any order is looked up)
+        raise Unprocessable(
+            f"a {data.kind} document moves no order's goods: no order_id (use note)",
+            code="order_not_allowed",
+        )
     org = await _own_org(conn, actor, data.org_id or actor.org_id)
     order = await _order_for(conn, actor, org, data.order_id)
     counterparty, order_id = await _counterparty(conn, movement, data, org, order)

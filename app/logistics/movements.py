@@ -14,7 +14,9 @@ receiver. What differs between kinds is data, in ``MOVEMENTS``:
   ``designates``: the receiver becomes the units' designated channel (and store, with the
   document's salesperson, when it is a store);
 - ``biz_step`` / ``disposition`` of the event (``store_disposition``: when the receiver is a
-  store), ``order_column`` counted on the order's lines, ``order_limit`` (may not exceed them).
+  store), ``order_column``: what the movement counts on the lines of the order its document
+  is made against (``shipped`` or ``received``; ``None``: the kind moves no order's goods and a
+  draft may not name one), ``order_limit`` (may not exceed them).
 
 The steps (``check``, then ``apply``: move state, count against order lines, write events and
 stock deltas, write document lines) read the row and never the kind's name.
@@ -80,7 +82,8 @@ class Movement:
     disposition: Disposition
     store_disposition: Disposition | None = None  # when the receiver is a store
     designates: bool = False  # the receiver becomes the channel (and the store) of the units
-    order_column: Literal["shipped", "received"] = "shipped"
+    # counted on the document's order; None: the kind moves no order's goods (422 on a draft)
+    order_column: Literal["shipped", "received"] | None = None
     order_limit: bool = False  # may not ship more than the order's lines
     approval: bool = False  # confirmed → pending_approval; moves when approved
     reasons: tuple[str, ...] = ()  # the document must give one of these
@@ -115,7 +118,7 @@ MOVEMENTS: dict[str, Movement] = {
             stock=(("org", "on_hand", -1), ("counterparty", "in_transit", 1)),
             unit_sets=SHIP_UNITS, case_sets=SHIP_CASES,
             biz_step="shipping", disposition="in_transit",
-            designates=True, order_limit=True,
+            designates=True, order_column="shipped", order_limit=True,
         ),
         Movement(
             kind="return", prefix="TH", direction="outbound",
@@ -123,7 +126,7 @@ MOVEMENTS: dict[str, Movement] = {
             stock=(("org", "on_hand", -1), ("counterparty", "in_transit", 1)),
             unit_sets=SHIP_UNITS, case_sets=SHIP_CASES,
             biz_step="shipping", disposition="returned",
-            default_counterparty="parent",
+            order_column="shipped", default_counterparty="parent",
         ),
         Movement(
             kind="exception", prefix="CK", direction="outbound",
@@ -414,8 +417,8 @@ async def apply(
     if disposition is None:
         disposition = await _disposition(conn, plan)
     await move_state(conn, plan, ids[0], disposition, now)
-    if plan.doc is not None and plan.doc["order_id"] is not None:
-        await count_order(conn, plan)
+    if plan.doc is not None and plan.doc["order_id"] is not None and plan.movement.order_column:
+        await count_order(conn, plan)  # a kind without one moves no order's goods
     events = [_movement_event(plan, ids[0], disposition, now, recorded_by, details)]
     events += _unpacking_events(plan, ids[1:], loose, now, recorded_by)
     await write_events(conn, events)
@@ -499,6 +502,7 @@ async def count_order(conn: Conn, plan: Plan) -> None:
     assert plan.doc is not None
     order_id = plan.doc["order_id"]
     column = plan.movement.order_column
+    assert column is not None
     counts = Counter(u["product_id"] for u in plan.units)
     for product, n in counts.items():
         await conn.execute(

@@ -62,8 +62,9 @@ class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     """A new document (draft). ``org_id``: the organisation doing it (default: the caller's).
 
     factory_inbound: into a factory warehouse from the factory (``counterparty_id``, default the
-    warehouse's parent); outbound: to ``counterparty_id`` (optionally against ``order_id``);
-    exception: goods leaving without an order, needs approval (``reason``); inbound: receiving
+    warehouse's parent; no order); outbound: to ``counterparty_id`` (optionally against
+    ``order_id``); exception: goods leaving without an order, needs approval (``reason``; an
+    ``order_id`` on either is refused, 422 ``order_not_allowed``); inbound: receiving
     ``shipment_id`` (an outbound document) or the shipments of ``order_id``; return: back to
     ``counterparty_id`` (default: who shipped the goods to us).
     """
