@@ -22,10 +22,10 @@ COUNTED = "pin_given AND result IN ('genuine', 'suspicious')"
 
 INSERT = """INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
-     client_ip, client_id, user_agent, province, city, lat, lng)
+     client_ip, client_id, user_agent, province, city, lat, lng, member_id)
     VALUES (%(at)s, %(record_key)s, %(code_id)s, %(serial)s, %(brand_id)s, %(product_id)s,
      %(result)s, %(reason)s, %(queries)s, %(pin_given)s, %(client_ip)s, %(client_id)s,
-     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s)
+     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s, %(member_id)s)
     ON CONFLICT (at, record_key) DO NOTHING"""
 
 

@@ -12,8 +12,11 @@ from app.verify.regions import Place
 from app.verify.schemas import VerifyIn
 
 
-class RecordRow(msgspec.Struct, gc=False):
-    """A verification record as the flusher stores it (``records.py``), less the outcome."""
+class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
+    """A verification record as the flusher stores it (``records.py``), less the outcome.
+
+    ``member_id`` names the signed-in member of a points claim; an anonymous verification leaves
+    it out of the JSON altogether (``omit_defaults``), so the hot path's records are unchanged."""
 
     at: str
     record_key: str
@@ -29,6 +32,7 @@ class RecordRow(msgspec.Struct, gc=False):
     city: str | None
     lat: float | None
     lng: float | None
+    member_id: int | None = None
 
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -45,6 +49,7 @@ class Record:
         "data",
         "ip",
         "key",
+        "member_id",
         "place",
         "product_id",
         "serial",
@@ -66,6 +71,7 @@ class Record:
         self.serial: str | None = None
         self.brand_id: int | None = None
         self.product_id: int | None = None
+        self.member_id: int | None = None  # a member's claim (app.members), else None
 
     def row(self) -> RecordRow:
         place = self.place
@@ -84,6 +90,7 @@ class Record:
             place.city if place else None,
             place.lat if place else None,
             place.lng if place else None,
+            self.member_id,
         )
 
     def fields(self) -> dict[str, Any]:

@@ -26,15 +26,15 @@ FLUSH_LOCK_MS = 30_000
 _INSERT = """
 INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
-     client_ip, client_id, user_agent, province, city, lat, lng)
+     client_ip, client_id, user_agent, province, city, lat, lng, member_id)
 SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.result, r.reason,
        r.queries, r.pin_given, r.client_ip, r.client_id, r.user_agent, r.province, r.city,
-       r.lat, r.lng
+       r.lat, r.lng, r.member_id
   FROM jsonb_to_recordset(%s::jsonb) AS r(
        at timestamptz, record_key uuid, code_id bigint, serial text, brand_id bigint,
        product_id bigint, result text, reason text, queries integer, pin_given boolean,
        client_ip inet, client_id text, user_agent text, province text, city text,
-       lat double precision, lng double precision)
+       lat double precision, lng double precision, member_id bigint)
 ON CONFLICT (at, record_key) DO NOTHING
 RETURNING code_id, serial, brand_id, result, reason, queries, province, city
 """
