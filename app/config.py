@@ -79,6 +79,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_ttl: Annotated[int, msgspec.Meta(ge=30, le=86400)] = 900
     refresh_token_ttl: Annotated[int, msgspec.Meta(ge=300, le=90 * 86400)] = 14 * 86400
     member_token_ttl: Annotated[int, msgspec.Meta(ge=300, le=90 * 86400)] = 30 * 86400
+    # Member sign-up and log-in by SMS one-time code (app.members.auth): a code lives this long
+    # and dies after this many wrong tries; one client IP may ask for this many codes per window
+    # (each sends an SMS; the per-phone throttle is the SMS outbox's). Failed member log-ins
+    # count like staff log-ins (the login_* limits above), on counters of their own.
+    member_otp_ttl: Annotated[int, msgspec.Meta(ge=60, le=3600)] = 300
+    member_otp_max_tries: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    member_otp_ip_max: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
+    member_otp_ip_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 3600
     login_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     login_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
     # Failed logins per client IP over all accounts, and per account over all IPs (app.auth.limits).

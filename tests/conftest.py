@@ -43,6 +43,9 @@ def _configure_environment() -> None:
     # logins by the hundred: the per-IP login limit is tested on an app of its own
     # (tests/test_hardening_access.py), not left to trip the rest of the suite.
     os.environ["TRACECODE_LOGIN_IP_MAX_FAILURES"] = "100000"
+    # Likewise the one-time codes a member may ask for per client IP (tests/test_members_auth.py
+    # tests that limit on an app of its own).
+    os.environ["TRACECODE_MEMBER_OTP_IP_MAX"] = "100000"
 
 
 _configure_environment()
