@@ -211,7 +211,15 @@ class Verifier:
 
     # -- the answer ------------------------------------------------------------------------
 
-    async def verify(self, data: VerifyIn, ip: str | None, user_agent: str | None) -> VerifyOut:
+    async def verify(
+        self,
+        data: VerifyIn,
+        ip: str | None,
+        user_agent: str | None,
+        member_id: int | None = None,
+    ) -> VerifyOut:
+        """The answer to one verification. ``member_id``: the signed-in member of a points
+        claim (``app.members.points``), recorded with the verification; None on /v1/verify."""
         gps = data.gps
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
@@ -219,6 +227,7 @@ class Verifier:
         serial_text = serial_from_scan(data.serial)
         key = f"{self._key_prefix}{next(self._keys):016x}"
         record = Record(datetime.now(UTC), key, data, ip, user_agent, place)
+        record.member_id = member_id
         lang = data.lang
         try:
             batch_no, index, version = self.scheme.verify(serial_text)
