@@ -159,9 +159,11 @@ STATUS_PAGES = {("/health", "get"), ("/health", "head")}  # 503 with the same bo
 RESOLVER = {"/01/{rest}", "/00/{rest}"}  # GS1 Digital Link: 307 to a link, 200 linkset, 204 CORS
 LINKSET = "application/linkset+json"
 # Operations limited per client (429), besides /v1/verify which documents itself.
-RATE_LIMITED = {("/auth/login", "post")}
+RATE_LIMITED = {("/auth/login", "post"), ("/members/otp", "post"), ("/members/login", "post")}
+# Sign-in operations without a caller: a code or credentials (401), a brand looked up (404).
+SIGN_IN = {("/members/login", "post"): {"401"}, ("/members/otp", "post"): {"404"}}
 _MUTATING = {"post", "put", "patch", "delete"}
-_STORES = {"conn", "redis", "state", "principal", "verifier"}
+_STORES = {"conn", "redis", "state", "principal", "member", "verifier"}
 
 
 def _error(code: str) -> dict[str, Any]:
@@ -181,7 +183,8 @@ def _codes(path: str, method: str, op: dict[str, Any], params: set[str]) -> set[
     if path.startswith("/auth/"):  # credentials or tokens in the body
         codes.add("401")
     inputs = bool(op.get("parameters")) or "requestBody" in op or "data" in params
-    if "principal" in params:
+    codes |= SIGN_IN.get((path, method), set())
+    if "principal" in params or "member" in params:  # a staff or a member token
         codes |= {"401", "403"}
         if inputs or "{" in path:
             codes.add("404")
@@ -265,6 +268,8 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
                     responses[status] = _error(status) if status in _WHY else responses[status]
             if "principal" in params:
                 op["security"] = [{"bearer": []}, {"apiKey": []}]
+            elif "member" in params:  # a member token (POST /members/login)
+                op["security"] = [{"bearer": []}]
             for status in _codes(path, method, op, params):
                 responses.setdefault(status, _error(status))
             replay = REPLAYS.get((path, method))

@@ -82,7 +82,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Member sign-up and log-in by SMS one-time code (app.members.auth): a code lives this long
     # and dies after this many wrong tries; one client IP may ask for this many codes per window
     # (each sends an SMS; the per-phone throttle is the SMS outbox's). Failed member log-ins
-    # count like staff log-ins (the login_* limits above), on counters of their own.
+    # count on the login_* limits below, on counters of their own; a phone locks for an address
+    # after three times member_otp_max_tries wrong codes (app.members.limits).
     member_otp_ttl: Annotated[int, msgspec.Meta(ge=60, le=3600)] = 300
     member_otp_max_tries: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     member_otp_ip_max: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20

@@ -25,12 +25,23 @@ PERMISSIONS: dict[str, str] = {
     "sales.claim": "claim sales rebates",
     "reports.read": "read reports and analytics",
     "alerts.read": "read and acknowledge alerts",
+    "members.read": "read and export the brand's members and their scans (brand staff only)",
+    "members.write": "freeze and unfreeze members",
+    "members.read_phone": "see members' whole phone numbers (others see 138****1234)",
 }
 
 _ADMIN = [p for p in PERMISSIONS if p != "platform.admin"]
 _READ = ["orgs.read", "catalog.read"]
-# Held at brand level only: issuing codes and owning the catalogue.
-_BRAND_ONLY = {"codes.issue", "codes.export", "codes.download", "catalog.write"}
+# Held at brand level only: issuing codes, owning the catalogue, the member directory.
+_BRAND_ONLY = {
+    "codes.issue",
+    "codes.export",
+    "codes.download",
+    "catalog.write",
+    "members.read",
+    "members.write",
+    "members.read_phone",
+}
 
 BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "platform_admin": ("operates the platform; creates brands", list(PERMISSIONS)),
@@ -49,4 +60,8 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "store_clerk": ("sells and claims rebates", [*_READ, "logistics.scan", "sales.claim"]),
     "analyst": ("reads reports", [*_READ, "reports.read", "alerts.read", "audit.read"]),
     "partner": ("a partner ERP system", [*_READ, "orders.write", "catalog.write"]),
+    "member_service": (
+        "customer service: finds members (phones masked) and freezes them",
+        [*_READ, "members.read", "members.write"],
+    ),
 }

@@ -6,4 +6,6 @@ scan + PIN, gifts, redemption codes and their fulfilment.
 
 from litestar import Router
 
-router = Router(path="", route_handlers=[], tags=["members"])
+from app.members import routes
+
+router = Router(path="", route_handlers=[*routes.route_handlers], tags=["members"])

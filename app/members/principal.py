@@ -41,12 +41,16 @@ def issue_token(settings: Settings, member_id: int) -> tuple[str, int]:
 async def member_from_token(conn: Conn, settings: Settings, token: str) -> Member:
     claims = tokens.decode(settings.jwt_key(), token, MEMBER_TOKEN)
     cur = await conn.execute(
-        "SELECT id, brand_id, phone, status FROM members WHERE id = %s", (int(claims["sub"]),)
+        "SELECT id, brand_id, phone, status, EXISTS (SELECT 1 FROM member_token_revocations "
+        "WHERE jti = %s) AS revoked FROM members WHERE id = %s",
+        (tokens.token_id(claims), int(claims["sub"])),
     )
     row = await cur.fetchone()
     if row is None:
         raise Unauthorized("unknown member", code="invalid_token")
-    return Member(*row)
+    if row["revoked"]:  # signed out (app.members.auth.logout)
+        raise Unauthorized("signed out: sign in again", code="token_revoked")
+    return Member(row["id"], row["brand_id"], row["phone"], row["status"])
 
 
 async def provide_member(request: Request[Any, Any, Any], conn: Conn, settings: Settings) -> Member:

@@ -1,0 +1,275 @@
+"""Member admin for the brand's staff (M5): find members, see what they scanned, freeze them,
+export them.
+
+Who sees members. A membership belongs to a brand, and the member directory is the brand's
+head office's: staff (users and API keys) of the brand organisation itself, holding
+``members.read``. Staff of organisations below it — factories, agents, distributors, stores —
+see no member, whatever their permissions (a list answers 403 ``brand_staff_only``, a member 404):
+consumers' personal data stays with the brand. A store sees the redemptions it fulfilled through
+the redemption endpoints (``app.members.redemptions``), with masked phones, not the members.
+
+Phones are masked (``138****1234``, ``app.members.mask``) unless the caller holds
+``members.read_phone``, in the JSON and in the CSV alike. Freezing (``members.write``) takes a
+reason, is audited, and stops the member from claiming and redeeming (``Member.require_active``);
+the member may still sign in and read. Every CSV export is audited (who, which filters).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import date
+from typing import Any
+
+import msgspec
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit, tabular
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.members.mask import mask_phone
+from app.members.phones import phone_query
+from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
+from app.members.schemas import MemberDetail, MemberRow, MemberStatus, ScanRow
+from app.paging import Page, fetch_page
+
+RECENT_SCANS = 20
+CSV_BATCH = 2000
+
+_COLUMNS = (
+    "m.id, m.brand_id, m.phone, m.status, m.gender, m.birthday, "
+    f"({AGE_BAND_SQL.format(m='m')}) AS age_band, m.email, m.wechat_id, m.province, m.city, "
+    "m.marketing_opt_out, m.created_at, m.last_login_at, m.frozen_reason, m.frozen_at, m.frozen_by"
+)
+_SCAN_COLUMNS = (
+    "v.at, v.serial, v.product_id, p.name AS product_name, p.spec, v.result, v.reason, "
+    "v.province, v.city"
+)
+_SCAN_SOURCE = "verifications v LEFT JOIN products p ON p.id = v.product_id"
+
+
+class Filters(msgspec.Struct, frozen=True, kw_only=True):
+    """Search of the member list; ``date_from``/``date_to`` are registration days, inclusive."""
+
+    phone: str | None = None  # a whole number, or its last 4 to 10 digits
+    province: str | None = None
+    status: MemberStatus | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+def brand_of_staff(actor: Principal, permission: str = "members.read") -> int:
+    """The brand whose members the caller administers: its own, if it is the brand's staff."""
+    actor.require(permission)
+    if actor.org_id != actor.brand_id:
+        raise Forbidden(
+            "members are administered by the brand's own staff", code="brand_staff_only"
+        )
+    return actor.brand_id
+
+
+def _phone(actor: Principal, phone: str) -> str:
+    return phone if actor.has("members.read_phone") else mask_phone(phone)
+
+
+def _where(brand_id: int, f: Filters) -> tuple[list[str], dict[str, Any]]:
+    where, params = ["m.brand_id = %(brand)s"], {"brand": brand_id}
+    if f.phone is not None:
+        term = phone_query(f.phone)
+        if len(term) == 11:
+            where.append("m.phone = %(phone)s")
+            params["phone"] = term
+        else:  # the last digits, through the index on reverse(phone)
+            where.append("reverse(m.phone) LIKE %(phone_rev)s")
+            params["phone_rev"] = term[::-1] + "%"
+    if f.province is not None:
+        province = PROVINCES.get(f.province.strip().casefold())
+        if province is None:
+            raise ValidationFailed(
+                "invalid request (province): not a province-level division of China",
+                details=[{"field": "province", "message": "unknown province", "source": "query"}],
+            )
+        where.append("m.province = %(province)s")
+        params["province"] = province
+    if f.status is not None:
+        where.append("m.status = %(status)s")
+        params["status"] = f.status
+    if f.date_from and f.date_to and f.date_from > f.date_to:
+        raise ValidationFailed(
+            "invalid request (from): after to",
+            details=[{"field": "from", "message": "after to", "source": "query"}],
+        )
+    if f.date_from is not None:
+        where.append(f"m.created_at >= (%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')")
+        params["date_from"] = f.date_from
+    if f.date_to is not None:
+        where.append(
+            f"m.created_at < ((%(date_to)s::date + 1)::timestamp AT TIME ZONE '{REPORT_TZ}')"
+        )
+        params["date_to"] = f.date_to
+    return where, params
+
+
+def _row(actor: Principal, r: dict[str, Any]) -> MemberRow:
+    return MemberRow(
+        id=r["id"],
+        phone=_phone(actor, r["phone"]),
+        status=r["status"],
+        gender=r["gender"],
+        age_band=r["age_band"],
+        province=r["province"],
+        city=r["city"],
+        created_at=r["created_at"],
+        last_login_at=r["last_login_at"],
+    )
+
+
+async def list_members(
+    conn: Conn, actor: Principal, f: Filters, page: int, per_page: int
+) -> Page[MemberRow]:
+    """The brand's members matching the filters, newest first."""
+    where, params = _where(brand_of_staff(actor), f)
+    return await fetch_page(
+        conn,
+        columns=_COLUMNS,
+        source="members m",
+        where=where,
+        params=params,
+        order="m.created_at DESC, m.id DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda r: _row(actor, r),
+    )
+
+
+async def _member(
+    conn: Conn, actor: Principal, member_id: int, lock: bool = False
+) -> dict[str, Any]:
+    """The member row, if it is of the caller's brand and the caller is its staff (else 404)."""
+    actor.require("members.read")
+    row = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM members m WHERE m.id = %s" + (" FOR UPDATE" if lock else ""),
+            (member_id,),
+        )
+    ).fetchone()
+    if row is None or actor.org_id != actor.brand_id or row["brand_id"] != actor.brand_id:
+        raise NotFound("member not found")
+    return row
+
+
+async def scans(
+    conn: Conn, actor: Principal, member_id: int, page: int, per_page: int
+) -> Page[ScanRow]:
+    """The member's verifications (points claims), newest first."""
+    await _member(conn, actor, member_id)
+    return await _scans(conn, member_id, page, per_page)
+
+
+async def _scans(conn: Conn, member_id: int, page: int, per_page: int) -> Page[ScanRow]:
+    return await fetch_page(
+        conn,
+        columns=_SCAN_COLUMNS,
+        source=_SCAN_SOURCE,
+        where=["v.member_id = %(member)s"],
+        params={"member": member_id},
+        order="v.at DESC, v.id DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda r: ScanRow(**r),
+    )
+
+
+async def detail(conn: Conn, actor: Principal, member_id: int) -> MemberDetail:
+    """One member: the profile, its freeze and its latest scans."""
+    row = await _member(conn, actor, member_id)
+    recent = await _scans(conn, member_id, 1, RECENT_SCANS)
+    return _detail(actor, row, recent)
+
+
+def _detail(actor: Principal, row: dict[str, Any], recent: Page[ScanRow]) -> MemberDetail:
+    return MemberDetail(
+        **{k: row[k] for k in row if k != "phone"},
+        phone=_phone(actor, row["phone"]),
+        scans=recent.items,
+        scans_total=recent.total,
+    )
+
+
+async def set_frozen(
+    conn: Conn, actor: Principal, member_id: int, frozen: bool, reason: str | None
+) -> MemberDetail:
+    """Freeze (with a reason) or unfreeze a member; audited. 409 when it already is so."""
+    brand_of_staff(actor, "members.write")
+    row = await _member(conn, actor, member_id, lock=True)
+    if (row["status"] == "frozen") == frozen:
+        raise Conflict(
+            "the member is already frozen" if frozen else "the member is not frozen",
+            code="member_already_frozen" if frozen else "member_not_frozen",
+        )
+    if frozen:
+        await conn.execute(
+            """UPDATE members SET status = 'frozen', frozen_reason = %s, frozen_by = %s,
+                      frozen_at = now(), updated_at = now() WHERE id = %s""",
+            (reason, actor.user_id, member_id),
+        )
+    else:
+        await conn.execute(
+            """UPDATE members SET status = 'active', frozen_reason = NULL, frozen_by = NULL,
+                      frozen_at = NULL, updated_at = now() WHERE id = %s""",
+            (member_id,),
+        )
+    await audit.record(
+        conn,
+        actor,
+        "freeze" if frozen else "unfreeze",
+        "member",
+        member_id,
+        before={"status": row["status"], "reason": row["frozen_reason"]},
+        after={"status": "frozen" if frozen else "active", "reason": reason},
+    )
+    return await detail(conn, actor, member_id)
+
+
+CSV_COLUMNS = [
+    "id", "phone", "status", "gender", "birthday", "age_band", "email", "wechat_id", "province",
+    "city", "marketing_opt_out", "registered_at", "last_login_at", "frozen_reason",
+]  # fmt: skip
+
+
+async def export_csv(
+    conn: Conn, pool: AsyncConnectionPool, actor: Principal, f: Filters
+) -> AsyncIterator[bytes]:
+    """Every matching member as CSV (``app.tabular``: BOM, formula guard), streamed from a
+    server-side cursor; the export is audited in the request's transaction first."""
+    brand_id = brand_of_staff(actor)
+    where, params = _where(brand_id, f)
+    await audit.record(
+        conn,
+        actor,
+        "export",
+        "member",
+        None,
+        after={"filters": msgspec.to_builtins(f), "phones": actor.has("members.read_phone")},
+    )
+    sql = f"SELECT {_COLUMNS} FROM members m WHERE {' AND '.join(where)} ORDER BY m.id"
+    return tabular.csv_chunks(CSV_COLUMNS, _csv_batches(pool, actor, sql, params))
+
+
+async def _csv_batches(
+    pool: AsyncConnectionPool, actor: Principal, sql: str, params: dict[str, Any]
+) -> AsyncIterator[Iterable[Sequence[Any]]]:
+    async with pool.connection() as conn:
+        async with conn.cursor(f"members_{uuid.uuid4().hex}") as cursor:
+            await cursor.execute(sql, params)
+            while rows := await cursor.fetchmany(CSV_BATCH):
+                yield [_csv_row(actor, r) for r in rows]
+
+
+def _csv_row(actor: Principal, r: dict[str, Any]) -> list[Any]:
+    return [
+        r["id"], _phone(actor, r["phone"]), r["status"], r["gender"], r["birthday"],
+        r["age_band"], r["email"], r["wechat_id"], r["province"], r["city"],
+        r["marketing_opt_out"], r["created_at"], r["last_login_at"], r["frozen_reason"],
+    ]  # fmt: skip

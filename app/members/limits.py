@@ -1,0 +1,83 @@
+"""Per-IP limits of member sign-in, so nobody sends SMS to arbitrary phones or guesses codes.
+
+* One-time codes asked for: every request counts (each one sends an SMS), ``member_otp_ip_max``
+  per client IP within ``member_otp_ip_window_seconds`` → 429 ``rate_limited``. The per-phone
+  throttle (1 a minute, 10 a day) is the SMS outbox's (``app.sms.outbox``, ``sms_throttled``).
+* Failed log-ins: the staff log-in limiter of ``app.auth.limits`` on counters of their own, the
+  account being the brand and phone: per IP over all phones (``login_ip_max_failures``,
+  ``rate_limited``), per phone and IP (three times ``member_otp_max_tries``, ``login_locked``
+  for ``login_lockout_seconds``; a locked address gets no new code either), per phone over all
+  IPs (``login_account_max_failures``).
+
+The client IP is the socket's peer (an IPv6 client counts by its /64); forwarded headers are never
+trusted. With Redis unreachable the limits are skipped (logged): a code still dies after
+``member_otp_max_tries`` wrong tries, and the outbox still throttles each phone.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from litestar.datastructures import State
+from redis.asyncio import Redis
+
+from app.auth.limits import _REDIS_DOWN, LoginLimiter, client_bucket
+from app.config import Settings
+from app.errors import TooManyRequests
+
+log = logging.getLogger("tracecode.members")
+
+# KEYS: the IP's counter. ARGV: window seconds, max. Answers 0, or the seconds left when over.
+_COUNT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if n > tonumber(ARGV[2]) then return math.max(redis.call('TTL', KEYS[1]), 1) end
+return 0
+"""
+
+
+class MemberLimits:
+    def __init__(self, redis_client: Redis, settings: Settings) -> None:
+        self.redis = redis_client
+        self.settings = settings
+        self.ns = f"{settings.redis_namespace}:member"
+        # The staff limiter's rules on member counters. A phone is locked for an address after
+        # three codes' worth of wrong tries, not one: a member who mistypes a code to death
+        # asks for a new one and goes on.
+        per_phone = 3 * settings.member_otp_max_tries
+        self.login = LoginLimiter(
+            redis_client, msgspec.structs.replace(settings, login_max_failures=per_phone)
+        )
+        self.login.ns = f"{self.ns}:login"
+        self._count = redis_client.register_script(_COUNT)
+
+    async def code_requested(self, ip: str) -> None:
+        """Count one code request of this client; 429 ``rate_limited`` over the limit."""
+        s = self.settings
+        try:
+            retry = int(
+                await self._count(
+                    keys=[f"{self.ns}:otp-ip:{client_bucket(ip)}"],
+                    args=[s.member_otp_ip_window_seconds, s.member_otp_ip_max],
+                )
+            )
+        except _REDIS_DOWN as exc:
+            log.warning("member code limit skipped: Redis unavailable", extra={"error": str(exc)})
+            return
+        if retry:
+            raise TooManyRequests(
+                "too many codes asked for from this address; try again later",
+                code="rate_limited",
+                details={"retry_after": retry},
+                headers={"Retry-After": str(retry)},
+            )
+
+
+def member_limits(state: State) -> MemberLimits:
+    """The application's member limits (made on first use, over the application's Redis)."""
+    limits: MemberLimits | None = getattr(state, "member_limits", None)
+    if limits is None or limits.redis is not state.redis:
+        limits = MemberLimits(state.redis, state.settings)
+        state.member_limits = limits
+    return limits

@@ -1,0 +1,145 @@
+"""The member's own profile (M1): read it, change it.
+
+The phone is the membership (its points and codes hang on it) and cannot be changed here or by
+staff; a member with a new number signs up anew. The age band follows the birthday when there
+is one (computed when read, so it moves with the years; ``AGE_BAND_SQL`` is the same rule for
+filters in SQL) and is chosen freely when there is none; a band contradicting the birthday is
+422 ``age_band_mismatch``. Provinces are the province-level divisions by their Chinese name,
+also accepted in English (``Zhejiang`` → ``浙江省``); a city needs a province.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from itertools import pairwise
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from app.db import Conn, changes_of, update_row
+from app.errors import Unprocessable, ValidationFailed
+from app.members.principal import Member
+from app.members.schemas import MemberOut, ProfilePatch
+from app.verify.regions import CAPITALS
+
+PROVINCES: dict[str, str] = {name: name for name, *_ in CAPITALS} | {
+    en.casefold(): name for name, _, _, _, en, _ in CAPITALS
+}
+
+# (lowest age, band): the band of an age is the last one whose lowest age it reaches.
+BANDS = [
+    (0, "under_18"),
+    (18, "18_24"),
+    (25, "25_34"),
+    (35, "35_44"),
+    (45, "45_54"),
+    (55, "55_plus"),
+]
+
+REPORT_TZ = "Asia/Shanghai"  # whose calendar "today" is: ages and registration days
+
+_TODAY_SQL = f"(now() AT TIME ZONE '{REPORT_TZ}')::date"
+AGE_BAND_SQL = (
+    "CASE WHEN {m}.birthday IS NULL THEN {m}.age_band "
+    + " ".join(
+        f"WHEN {{m}}.birthday > {_TODAY_SQL} - interval '{lowest} years' THEN '{band}'"
+        for (_, band), (lowest, _) in pairwise(BANDS)
+    )
+    + f" ELSE '{BANDS[-1][1]}' END"
+)
+"""A member's age band in SQL, as ``age_band_of`` computes it: ``AGE_BAND_SQL.format(m="m")``
+for a query over ``members m``. (Born after today less N years: younger than N.)"""
+
+OLDEST = date(1900, 1, 1)
+
+
+def business_today() -> date:
+    return datetime.now(ZoneInfo(REPORT_TZ)).date()
+
+
+def age_band_of(birthday: date, today: date | None = None) -> str:
+    today = today or business_today()
+    age = today.year - birthday.year - ((today.month, today.day) < (birthday.month, birthday.day))
+    band = BANDS[0][1]
+    for lowest, name in BANDS:
+        if age >= lowest:
+            band = name
+    return band
+
+
+def member_out(row: dict[str, Any]) -> MemberOut:
+    """A member row as the member sees it."""
+    birthday = row["birthday"]
+    return MemberOut(
+        id=row["id"],
+        brand_id=row["brand_id"],
+        phone=row["phone"],
+        status=row["status"],
+        gender=row["gender"],
+        birthday=birthday,
+        age_band=age_band_of(birthday) if birthday else row["age_band"],
+        email=row["email"],
+        wechat_id=row["wechat_id"],
+        province=row["province"],
+        city=row["city"],
+        marketing_opt_out=row["marketing_opt_out"],
+        created_at=row["created_at"],
+        last_login_at=row["last_login_at"],
+    )
+
+
+async def _row(conn: Conn, member_id: int, lock: bool = False) -> dict[str, Any]:
+    sql = "SELECT * FROM members WHERE id = %s" + (" FOR UPDATE" if lock else "")
+    row = await (await conn.execute(sql, (member_id,))).fetchone()
+    assert row is not None  # the token's member was loaded in this request
+    return row
+
+
+async def get_profile(conn: Conn, member: Member) -> MemberOut:
+    return member_out(await _row(conn, member.id))
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"invalid request ({field}): {message}",
+        details=[{"field": field, "message": message, "source": "body"}],
+    )
+
+
+def _checked(patch: ProfilePatch, row: dict[str, Any]) -> dict[str, Any]:
+    """The columns to write: the patch's fields checked against each other and the row."""
+    changes = changes_of(patch)
+    if changes.get("email"):
+        changes["email"] = changes["email"].strip()
+    if "province" in changes and changes["province"] is not None:
+        province = PROVINCES.get(changes["province"].strip().casefold())
+        if province is None:
+            raise _invalid("province", "not a province-level division of China")
+        changes["province"] = province
+    if "city" in changes and changes["city"] is not None:
+        changes["city"] = changes["city"].strip()
+        if not changes["city"]:
+            raise _invalid("city", "empty")
+    birthday = changes.get("birthday", row["birthday"])
+    if "birthday" in changes and birthday is not None:
+        if not OLDEST <= birthday <= business_today():
+            raise _invalid("birthday", "must lie between 1900-01-01 and today")
+    if birthday is not None:
+        derived = age_band_of(birthday)
+        if changes.get("age_band", derived) != derived:
+            raise Unprocessable(
+                "the age band contradicts the birthday",
+                code="age_band_mismatch",
+                details={"age_band": derived},
+            )
+        changes["age_band"] = derived
+    if changes.get("city", row["city"]) and not changes.get("province", row["province"]):
+        raise Unprocessable("a city needs a province", code="city_without_province")
+    return {k: v for k, v in changes.items() if v != row[k]}
+
+
+async def update_profile(conn: Conn, member: Member, patch: ProfilePatch) -> MemberOut:
+    """Change the member's own profile (a frozen member may too: it is their data)."""
+    row = await _row(conn, member.id, lock=True)
+    changes = _checked(patch, row)
+    await update_row(conn, "members", member.id, changes)
+    return member_out(await _row(conn, member.id))

@@ -1,0 +1,180 @@
+"""HTTP routes of member sign-in, the member's own profile and the staff's member admin.
+
+Member endpoints (``/members/me``, ``/members/logout``) take a member token
+(``Authorization: Bearer``, from ``POST /members/login``); staff endpoints (``/members``,
+``/members/{id}``…) take a staff token or API key. Neither kind of token works on the other's
+endpoints (401).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, get, patch, post
+from litestar.datastructures import State
+from litestar.params import Parameter, QueryParameter
+
+from app import tabular
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn
+from app.members import admin, auth, profile
+from app.members.limits import member_limits
+from app.members.phones import normalise_phone
+from app.members.principal import Member
+from app.members.schemas import (
+    FreezeIn,
+    LoginIn,
+    MemberDetail,
+    MemberOut,
+    MemberRow,
+    MemberStatus,
+    MemberTokenOut,
+    OtpIn,
+    OtpSent,
+    ProfilePatch,
+    ScanRow,
+    UnfreezeIn,
+)
+from app.paging import Page, PageNo, PerPage
+
+
+def _ip(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class MemberSignInController(Controller):
+    path = "/members"
+    tags = ["members: sign-in"]
+
+    @post("/otp", status_code=202)
+    async def request_code(
+        self, request: Request[Any, Any, Any], data: OtpIn, conn: Conn, settings: Settings
+    ) -> OtpSent:
+        """Send a 6-digit one-time code by SMS to sign up or sign in (valid 5 minutes).
+
+        A new code replaces the phone's earlier ones. 429 ``sms_throttled`` when a code was sent
+        to the phone less than a minute ago or ten times today; 429 ``rate_limited`` when this
+        address asked for too many codes; 404 for an unknown brand; 400 ``invalid_phone``."""
+        limits = member_limits(request.app.state)
+        phone = normalise_phone(data.phone)
+        return await auth.request_code(conn, settings, limits, _ip(request), data.brand_id, phone)
+
+    @post("/login", status_code=200)
+    async def login(
+        self, request: Request[Any, Any, Any], data: LoginIn, conn: Conn, settings: Settings
+    ) -> MemberTokenOut:
+        """Sign in with the code; the first sign-in of a phone creates the membership.
+
+        401 ``otp_wrong`` (``details.tries_left``), ``otp_exhausted`` (5 wrong tries),
+        ``otp_expired``, ``otp_invalid`` (no code waiting: used, replaced or never sent);
+        429 ``login_locked`` / ``rate_limited`` after repeated failures (``Retry-After``)."""
+        limits = member_limits(request.app.state)
+        phone = normalise_phone(data.phone)
+        return await auth.login(
+            conn, settings, limits, _ip(request), data.brand_id, phone, data.code
+        )
+
+    @post("/logout", status_code=204)
+    async def logout(
+        self, request: Request[Any, Any, Any], member: Member, conn: Conn, settings: Settings
+    ) -> None:
+        """Sign out: the presented member token stops working (other devices stay signed in)."""
+        token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
+        await auth.logout(conn, settings, member.id, token)
+
+
+class MemberSelfController(Controller):
+    path = "/members/me"
+    tags = ["members: profile"]
+
+    @get("/")
+    async def me(self, member: Member, conn: Conn) -> MemberOut:
+        """The signed-in member's profile (with the whole phone number: it is theirs)."""
+        return await profile.get_profile(conn, member)
+
+    @patch("/")
+    async def update_me(self, data: ProfilePatch, member: Member, conn: Conn) -> MemberOut:
+        """Change the profile; ``null`` clears a field. The phone cannot change. A birthday sets
+        the age band (422 ``age_band_mismatch`` when both disagree); a city needs a province."""
+        return await profile.update_profile(conn, member, data)
+
+
+FromDate = Annotated[date | None, QueryParameter(name="from", description="registered on or after")]
+ToDate = Annotated[date | None, QueryParameter(name="to", description="registered on or before")]
+PhoneQuery = Annotated[
+    str | None,
+    Parameter(max_length=32, description="a whole phone number, or its last 4 to 10 digits"),
+]
+
+
+class MemberAdminController(Controller):
+    path = "/members"
+    tags = ["members: admin"]
+
+    @get("/")
+    async def list_members(
+        self,
+        conn: Conn,
+        principal: Principal,
+        state: State,
+        phone: PhoneQuery = None,
+        province: Annotated[str | None, Parameter(max_length=40)] = None,
+        member_status: Annotated[MemberStatus | None, QueryParameter(name="status")] = None,
+        date_from: FromDate = None,
+        date_to: ToDate = None,
+        fmt: Annotated[
+            Literal["json", "csv"],
+            QueryParameter(name="format", description="json (a page) or csv (every match)"),
+        ] = "json",
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[MemberRow]:
+        """The brand's members, newest first (``members.read``, brand staff only). Phones are
+        masked without ``members.read_phone``. ``?format=csv`` exports every match (audited)."""
+        filters = admin.Filters(
+            phone=phone,
+            province=province,
+            status=member_status,
+            date_from=date_from,
+            date_to=date_to,
+        )
+        if fmt == "csv":
+            chunks = await admin.export_csv(conn, state.pool, principal, filters)
+            return tabular.download(chunks, "csv", f"members-{date.today()}.csv")  # type: ignore[return-value]
+        return await admin.list_members(conn, principal, filters, page, per_page)
+
+    @get("/{member_id:int}")
+    async def get_member(self, member_id: int, conn: Conn, principal: Principal) -> MemberDetail:
+        """One member: profile, freeze, and the latest 20 scans (``members.read``)."""
+        return await admin.detail(conn, principal, member_id)
+
+    @get("/{member_id:int}/scans")
+    async def member_scans(
+        self,
+        member_id: int,
+        conn: Conn,
+        principal: Principal,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[ScanRow]:
+        """The member's scans (points claims): product, spec, region, time; newest first."""
+        return await admin.scans(conn, principal, member_id, page, per_page)
+
+    @post("/{member_id:int}/freeze", status_code=200)
+    async def freeze(
+        self, member_id: int, data: FreezeIn, conn: Conn, principal: Principal
+    ) -> MemberDetail:
+        """Freeze a member (``members.write``): no more claims or redemptions. Audited."""
+        return await admin.set_frozen(conn, principal, member_id, True, data.reason)
+
+    @post("/{member_id:int}/unfreeze", status_code=200)
+    async def unfreeze(
+        self, member_id: int, data: UnfreezeIn, conn: Conn, principal: Principal
+    ) -> MemberDetail:
+        """Lift a freeze (``members.write``). Audited."""
+        return await admin.set_frozen(conn, principal, member_id, False, data.reason)
+
+
+route_handlers = [MemberSignInController, MemberSelfController, MemberAdminController]

@@ -1,0 +1,332 @@
+"""Member admin for the brand's staff: search, scans, freeze, CSV export, scoping (issue 15 item 7),
+and the verification record naming its member (the scan history's source)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_sync
+
+from tests.helpers import assert_error
+from tests.test_members_auth import new_phone, sign_in
+
+PASSWORD = "members-admin-pw-1"
+_names = itertools.count(1)
+
+
+async def _member(app: Any, brand_id: int, **columns: Any) -> dict[str, Any]:
+    """A member inserted directly (created_at and the rest as given)."""
+    columns = {"brand_id": brand_id, "phone": new_phone(), **columns}
+    names = ", ".join(columns)
+    marks = ", ".join(["%s"] * len(columns))
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                f"INSERT INTO members ({names}) VALUES ({marks}) RETURNING *",
+                list(columns.values()),
+            )
+        ).fetchone()
+    assert row is not None
+    return row  # type: ignore[no-any-return]
+
+
+async def _staff(client: Any, admin: Any, org_id: int, roles: list[str]) -> dict[str, str]:
+    username = f"mb_staff_{next(_names)}_{uuid.uuid4().hex[:6]}"
+    created = await client.post(
+        "/users",
+        headers=admin,
+        json={"org_id": org_id, "username": username, "password": PASSWORD, "roles": roles},
+    )
+    assert created.status_code == 201, created.text
+    token = await client.post("/auth/login", json={"username": username, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+async def other_brand(client: Any, login: Any) -> dict[str, Any]:
+    """A second tenant with its own admin."""
+    platform = await login("platform")
+    brand = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": "Members Tenant", "erp_code": f"MB-T{uuid.uuid4().hex[:6]}"},
+    )
+    assert brand.status_code == 201, brand.text
+    brand_id = brand.json()["id"]
+    return {"id": brand_id, "admin": await _staff(client, platform, brand_id, ["brand_admin"])}
+
+
+async def test_staff_find_members_by_phone_province_and_registration_day(
+    client: Any, app: Any, demo: Any, login: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    # registered on business days in Shanghai: 23:30 UTC on the 9th is the 10th there
+    day = datetime(2024, 3, 9, 23, 30, tzinfo=UTC)
+    zj = await _member(app, brand, province="浙江省", city="杭州市", created_at=day)
+    gd = await _member(app, brand, province="广东省", created_at=day - timedelta(days=2))
+    admin, service = (
+        await login("admin"),
+        await _staff(client, await login("admin"), brand, ["member_service"]),
+    )
+
+    async def ids(headers: Any, **params: Any) -> list[int]:
+        answer = await client.get("/members", headers=headers, params={"per_page": 200, **params})
+        assert answer.status_code == 200, answer.text
+        return [m["id"] for m in answer.json()["items"]]
+
+    assert await ids(admin, phone=zj["phone"]) == [zj["id"]]
+    assert await ids(admin, phone=f"+86 {zj['phone']}") == [zj["id"]]
+    assert zj["id"] in await ids(admin, phone=zj["phone"][-4:])
+    assert await ids(admin, phone=zj["phone"][-8:]) == [zj["id"]]
+    assert await ids(admin, **{"from": "2024-03-10", "to": "2024-03-10"}) == [zj["id"]]
+    assert await ids(admin, **{"from": "2024-03-07", "to": "2024-03-09"}) == [gd["id"]]
+    assert await ids(admin, province="Guangdong", **{"from": "2024-03-01", "to": "2024-03-31"}) == [
+        gd["id"]
+    ]
+    assert await ids(admin, province="浙江省", **{"to": "2024-03-10"}) == [zj["id"]]
+
+    # phones: whole for members.read_phone (brand_admin), masked for customer service
+    whole = (await client.get("/members", headers=admin, params={"phone": zj["phone"]})).json()
+    assert whole["items"][0]["phone"] == zj["phone"] and whole["total"] == 1
+    masked = (await client.get("/members", headers=service, params={"phone": zj["phone"]})).json()
+    assert masked["items"][0]["phone"] == f"{zj['phone'][:3]}****{zj['phone'][-4:]}"
+    detail = (await client.get(f"/members/{zj['id']}", headers=service)).json()
+    assert detail["phone"] == masked["items"][0]["phone"] and zj["phone"] not in str(detail)
+
+    # paging
+    page = (await client.get("/members", headers=admin, params={"per_page": 1, "page": 2})).json()
+    assert len(page["items"]) == 1 and page["total"] >= 2 and page["page"] == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"phone": "abc"}, {"phone": "123"}, {"phone": "+1 2025550123"}, {"province": "Atlantis"},
+     {"from": "2024-03-10", "to": "2024-03-01"}, {"status": "gone"}, {"from": "yesterday"},
+     {"format": "pdf"}, {"per_page": 201}, {"phone": "1" * 40}],
+)  # fmt: skip
+async def test_bad_searches_are_refused(client: Any, login: Any, params: dict[str, Any]) -> None:
+    answer = await client.get("/members", headers=await login("admin"), params=params)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] in {"validation_failed", "invalid_phone"}
+
+
+async def test_members_stay_with_their_brand_and_its_head_office(
+    client: Any, app: Any, demo: Any, login: Any, other_brand: dict[str, Any]
+) -> None:
+    mine = await _member(app, demo["BRAND-LUMI"])
+    theirs = await _member(app, other_brand["id"])
+    admin, other = await login("admin"), other_brand["admin"]
+    listed = (await client.get("/members", headers=other, params={"per_page": 200})).json()
+    assert [m["id"] for m in listed["items"]] == [theirs["id"]]
+    assert (await client.get(f"/members/{theirs['id']}", headers=other)).status_code == 200
+    for path in (f"/members/{mine['id']}", f"/members/{mine['id']}/scans"):
+        assert_error(await client.get(path, headers=other), 404, "not_found")
+    assert_error(
+        await client.post(f"/members/{mine['id']}/freeze", headers=other, json={"reason": "x"}),
+        404,
+    )
+    assert_error(await client.get(f"/members/{theirs['id']}", headers=admin), 404)
+    # the same answer as a member that does not exist
+    assert_error(await client.get("/members/999999999", headers=other), 404, "not_found")
+
+    # below the brand: even with members.read granted, no member is visible
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": f"member_reader_{uuid.uuid4().hex[:6]}", "permissions": ["members.read"]},
+    )
+    assert role.status_code == 201, role.text
+    for org in ("STORE-HZ-01", "AGENT-ZJ", "FACTORY-SZ"):
+        below = await _staff(client, admin, demo[org], [role.json()["name"]])
+        assert_error(await client.get("/members", headers=below), 403, "brand_staff_only")
+        assert_error(await client.get(f"/members/{mine['id']}", headers=below), 404)
+        assert_error(
+            await client.get("/members", headers=below, params={"format": "csv"}),
+            403,
+            "brand_staff_only",
+        )
+    # without the permission at all
+    for user in ("analyst", "agent_admin", "store_clerk"):
+        assert_error(
+            await client.get("/members", headers=await login(user)), 403, "permission_denied"
+        )
+        assert_error(await client.get(f"/members/{mine['id']}", headers=await login(user)), 403)
+
+
+async def test_freeze_and_unfreeze_with_a_reason_audited(
+    client: Any, app: Any, demo: Any, login: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    headers, signed = await sign_in(client, app, brand)
+    member_id = signed["member"]["id"]
+    admin = await login("admin")
+    service = await _staff(client, admin, brand, ["member_service"])
+    reader = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": f"member_viewer_{uuid.uuid4().hex[:6]}", "permissions": ["members.read"]},
+    )
+    viewer = await _staff(client, admin, brand, [reader.json()["name"]])
+    path = f"/members/{member_id}"
+    assert_error(
+        await client.post(f"{path}/freeze", headers=viewer, json={"reason": "x"}),
+        403,
+        "permission_denied",
+    )
+    assert_error(await client.post(f"{path}/freeze", headers=service, json={}), 400)
+    assert_error(await client.post(f"{path}/freeze", headers=service, json={"reason": ""}), 400)
+
+    frozen = await client.post(f"{path}/freeze", headers=service, json={"reason": "刷分 fraud"})
+    assert frozen.status_code == 200, frozen.text
+    body = frozen.json()
+    assert body["status"] == "frozen" and body["frozen_reason"] == "刷分 fraud"
+    assert body["frozen_at"] and body["frozen_by"]
+    assert_error(
+        await client.post(f"{path}/freeze", headers=service, json={"reason": "again"}),
+        409,
+        "member_already_frozen",
+    )
+    assert (await client.get("/members/me", headers=headers)).json()["status"] == "frozen"
+    listed = await client.get(
+        "/members", headers=admin, params={"status": "frozen", "per_page": 200}
+    )
+    assert member_id in [m["id"] for m in listed.json()["items"]]
+
+    thawed = await client.post(f"{path}/unfreeze", headers=service, json={"reason": "appeal ok"})
+    assert thawed.status_code == 200, thawed.text
+    assert thawed.json()["status"] == "active" and thawed.json()["frozen_reason"] is None
+    assert_error(
+        await client.post(f"{path}/unfreeze", headers=service, json={}), 409, "member_not_frozen"
+    )
+
+    audit = (
+        await client.get("/audit", headers=admin, params={"entity": "member", "per_page": 200})
+    ).json()["items"]
+    mine = [a for a in audit if a["entity_id"] == str(member_id)]
+    assert {a["action"] for a in mine} >= {"freeze", "unfreeze"}, mine
+    assert not any(signed["member"]["phone"] in str(a) for a in audit)
+
+
+def _queue_record(
+    client: redis_sync.Redis, namespace: str, serial: str, product_id: int | None,
+    brand_id: int, member_id: int | None, at: datetime,
+) -> bytes:  # fmt: skip
+    """A verification record as the verifier queues it (its JSON, the outcome appended)."""
+    from app.verify.record import Record
+    from app.verify.regions import Place
+    from app.verify.schemas import VerifyIn
+
+    record = Record(
+        at, str(uuid.uuid4()), VerifyIn(serial=serial, pin="123456"), "127.0.0.1", "test",
+        Place("浙江省", "杭州市", 30.27, 120.15),
+    )  # fmt: skip
+    record.serial, record.brand_id, record.product_id = serial, brand_id, product_id
+    record.member_id = member_id
+    raw = record.prefix() + b',"result":"genuine","reason":"first_query","queries":1}'
+    client.lpush(f"{namespace}:verif:queue", raw)
+    return raw
+
+
+async def test_a_members_scans_come_from_the_verifications_naming_it(
+    client: Any, app: Any, demo: Any, login: Any, settings: Any
+) -> None:
+    from app.verify import records
+    from app.verify.fallback import insert_record
+    from app.verify.record import Record
+    from app.verify.schemas import VerifyIn
+
+    brand = demo["BRAND-LUMI"]
+    member = await _member(app, brand)
+    async with app.state.pool.connection() as conn:
+        product = await (
+            await conn.execute("SELECT id, name, spec FROM products WHERE product_no = 'LM-HY-50'")
+        ).fetchone()
+    assert product is not None
+    now = datetime.now(UTC)
+    ns = f"{settings.redis_namespace}mbscan"
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    tag = uuid.uuid4().hex[:8]
+    claimed = _queue_record(sync_redis, ns, f"MB{tag}A", product["id"], brand, member["id"], now)
+    anonymous = _queue_record(sync_redis, ns, f"MB{tag}B", product["id"], brand, None, now)
+    assert b'"member_id"' in claimed and b'"member_id"' not in anonymous  # the hot path's JSON
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, ns):
+            pass
+        stored = dict(
+            pg.execute(
+                "SELECT serial, member_id FROM verifications WHERE serial LIKE %s", (f"MB{tag}%",)
+            ).fetchall()
+        )
+    assert stored == {f"MB{tag}A": member["id"], f"MB{tag}B": None}
+    # written directly when Redis is down: the member too
+    direct = Record(
+        now - timedelta(minutes=5),
+        str(uuid.uuid4()),
+        VerifyIn(serial=f"MB{tag}C"),
+        None,
+        None,
+        None,
+    )
+    direct.serial, direct.brand_id, direct.member_id = f"MB{tag}C", brand, member["id"]
+    await insert_record(app.state.pool, direct, "not_genuine", "not_activated", 0)
+
+    admin = await login("admin")
+    scans = (await client.get(f"/members/{member['id']}/scans", headers=admin)).json()
+    assert scans["total"] == 2
+    first, second = scans["items"]
+    assert first["serial"] == f"MB{tag}A" and first["product_name"] == product["name"]
+    assert first["spec"] == product["spec"] and first["province"] == "浙江省"
+    assert first["city"] == "杭州市" and first["result"] == "genuine"
+    assert second["serial"] == f"MB{tag}C" and second["product_name"] is None
+    detail = (await client.get(f"/members/{member['id']}", headers=admin)).json()
+    assert detail["scans_total"] == 2 and [s["serial"] for s in detail["scans"]] == [
+        f"MB{tag}A",
+        f"MB{tag}C",
+    ]
+
+
+async def test_the_csv_export_masks_guards_formulas_and_is_audited(
+    client: Any, app: Any, demo: Any, login: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    day = datetime(2023, 7, 1, 4, 0, tzinfo=UTC)
+    hostile = await _member(
+        app, brand, province="浙江省", city="=HYPERLINK(\"http://x\")", email="@evil.cn",
+        wechat_id="-cmd", created_at=day,
+    )  # fmt: skip
+    plain = await _member(app, brand, province="浙江省", created_at=day)
+    admin = await login("admin")
+    service = await _staff(client, admin, brand, ["member_service"])
+    window = {"from": "2023-07-01", "to": "2023-07-01", "format": "csv"}
+
+    async def rows(headers: Any) -> list[dict[str, str]]:
+        answer = await client.get("/members", headers=headers, params=window)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/csv")
+        assert "attachment" in answer.headers["content-disposition"]
+        text = answer.content.decode("utf-8-sig")
+        return list(csv.DictReader(io.StringIO(text)))
+
+    for_service = await rows(service)
+    assert {r["id"] for r in for_service} == {str(hostile["id"]), str(plain["id"])}
+    row = next(r for r in for_service if r["id"] == str(hostile["id"]))
+    assert row["phone"] == f"{hostile['phone'][:3]}****{hostile['phone'][-4:]}"
+    assert row["city"] == '\'=HYPERLINK("http://x")' and row["email"] == "'@evil.cn"
+    assert row["wechat_id"] == "'-cmd" and row["province"] == "浙江省"
+    for_admin = await rows(admin)
+    assert {r["phone"] for r in for_admin} == {hostile["phone"], plain["phone"]}
+
+    audit = (
+        await client.get("/audit", headers=admin, params={"entity": "member", "per_page": 200})
+    ).json()["items"]
+    exports = [a for a in audit if a["action"] == "export"]
+    assert len(exports) >= 2
+    assert exports[0]["after"]["filters"]["date_from"] == "2023-07-01"
