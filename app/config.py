@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -95,6 +95,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_ip_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 300
     login_account_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 100
 
+    # SMS (I2, app/sms/): the gateway, the sender's retries, throttling and marketing limits.
+    # "dev" writes messages to the log (phone masked) and to var/sms/messages.jsonl; "http" posts
+    # them to SMS_GATEWAY_URL (README "SMS" gives the protocol).
+    sms_gateway: Literal["dev", "http"] = "dev"
+    sms_gateway_url: Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None = None
+    sms_gateway_key: str | None = None  # the account (access key id), sent as HTTP Basic user
+    sms_gateway_secret: str | None = None  # its secret, the HTTP Basic password
+    sms_gateway_timeout: Annotated[float, msgspec.Meta(gt=0, le=120)] = 5.0
+    sms_gateway_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50  # messages per request
+    sms_concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8  # requests in flight
+    # Our template names to the provider's template ids: "otp=SMS_1,redemption=SMS_2".
+    sms_template_ids: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    # The signature put before every text, e.g. 【品牌】; unset: the brand's name in 【】.
+    sms_signature: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    # Delivery-status and reply callbacks are signed with this (HMAC-SHA256); unset: refused.
+    sms_callback_secret: str | None = None
+    sms_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
+    sms_backoff_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0  # doubles per try
+    sms_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 600.0
+    # A row claimed this long ago without an outcome was taken by a sender that died.
+    sms_lease_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 60
+    # true: such a row is sent again with the same idempotency key (at least once to the
+    # gateway, once to the phone when the gateway deduplicates); false: it is failed and
+    # dead-lettered instead (at most once).
+    sms_resend_unconfirmed: bool = True
+    sms_sweep_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0
+    sms_otp_interval_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 60
+    sms_otp_daily_limit: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 10
+    # Marketing (reminders, campaigns): at most one per phone and brand in this many hours,
+    # campaigns sent at most this many messages per second, a member reminded once per period.
+    sms_marketing_interval_hours: Annotated[int, msgspec.Meta(ge=0, le=8760)] = 24
+    sms_campaign_rate: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 200
+    sms_reminder_period_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
+
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
 
     def __post_init__(self) -> None:
@@ -162,6 +196,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         from Crypto.Protocol.KDF import HKDF
 
         return HKDF(self.master_key_bytes(), 32, b"", SHA256, context=b"tracecode/jwt")
+
+    def subkey(self, purpose: str) -> bytes:
+        """A 32-byte key of one purpose (e.g. ``"member-otp"``), derived from the master key by
+        HKDF-SHA256 with the context ``tracecode/<purpose>``: knowing one purpose's key tells
+        nothing of the master key or of another purpose's."""
+        from Crypto.Hash import SHA256
+        from Crypto.Protocol.KDF import HKDF
+
+        context = f"tracecode/{purpose}".encode()
+        return HKDF(self.master_key_bytes(), 32, b"", SHA256, context=context)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:  # never print secrets
         return f"Settings(database_url={_redact(self.database_url)!r}, var_dir={self.var_dir!r})"

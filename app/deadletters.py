@@ -32,7 +32,8 @@ T = TypeVar("T")
 VERIFICATIONS = "verifications"
 STOCK_DELTAS = "stock_deltas"
 INSPECTION_DELTAS = "inspection_deltas"
-QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS)
+SMS_OUTBOX = "sms_outbox"  # SMS rows failed for good (app/sms/sender.py)
+QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS, SMS_OUTBOX)
 
 POISON: tuple[type[BaseException], ...] = (
     psycopg.errors.DataError,

@@ -43,6 +43,7 @@ USERS: list[tuple[str, str, list[str], str]] = [
     ("analyst", "BRAND-LUMI", ["analyst"], "Brand analyst"),
     ("inspector", "BRAND-LUMI", ["inspector"], "Market inspector"),
     ("partner", "BRAND-LUMI", ["partner"], "ERP integration user"),
+    ("marketer", "BRAND-LUMI", ["marketing"], "Marketing (SMS campaigns)"),
     ("service", "BRAND-LUMI", ["member_service"], "Member service (customer service)"),
     ("planner", "FACTORY-SZ", ["planner"], "Production planner"),
     ("operator", "FACTORY-SZ", ["line_operator"], "Packing-line operator"),

@@ -16,6 +16,7 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.members.principal import provide_member
+from app.sms import outbox
 
 
 def provide_settings(state: State) -> Settings:
@@ -31,9 +32,23 @@ def provide_redis(state: State) -> Redis:
 
 
 async def provide_conn(state: State) -> AsyncIterator[Conn]:
-    """One pooled connection and one transaction per request; rolled back on any error."""
+    """One pooled connection and one transaction per request; rolled back on any error.
+
+    SMS messages the request put into the outbox are handed to the workers after the commit
+    (``app.sms.outbox``), never before: a rolled-back request sends nothing."""
     async with state.pool.connection() as conn:
-        yield conn
+        try:
+            yield conn
+        except BaseException:
+            outbox.discard(conn)
+            raise
+        # the commit happens as the block ends; a failed commit leaves nothing to send
+        try:
+            await conn.commit()
+        except BaseException:
+            outbox.discard(conn)
+            raise
+    await outbox.after_commit(conn)
 
 
 async def provide_principal(

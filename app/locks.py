@@ -42,6 +42,8 @@ class Lock(IntEnum):
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
     INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
     INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:client id: one scan per client id
+    SMS_PHONE = 7_245_013  # transaction, per phone (text): one-time-code throttle
+    SMS_CAMPAIGN = 7_245_014  # transaction, per brand: one campaign per client id
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

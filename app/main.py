@@ -23,6 +23,7 @@ from app import (
     ops,
     orgs,
     packing,
+    sms,
     users,
     verify,
     web,
@@ -53,6 +54,7 @@ ROUTERS = [
     verify.router,
     inspect.router,
     members.router,
+    sms.router,
     web.router,
 ]
 

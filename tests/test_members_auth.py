@@ -133,6 +133,9 @@ async def test_the_code_is_stored_only_as_a_keyed_hash(client: Any, app: Any, de
     import hashlib
 
     assert stored != hashlib.sha256(f"{brand}:{phone}:{code}".encode()).digest()
+    # by a key of its own, derived from the master key (never the JWT key)
+    assert settings.subkey("member-otp") not in (settings.jwt_key(), settings.master_key_bytes())
+    assert len(settings.subkey("member-otp")) == 32
 
 
 async def test_a_wrong_code_costs_a_try_and_the_fifth_kills_the_code(

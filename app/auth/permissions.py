@@ -25,6 +25,7 @@ PERMISSIONS: dict[str, str] = {
     "sales.claim": "claim sales rebates",
     "reports.read": "read reports and analytics",
     "alerts.read": "read and acknowledge alerts",
+    "sms.campaigns": "SMS templates, campaigns and marketing opt-outs of the own brand",
     "members.read": "read and export the brand's members and their scans (brand staff only)",
     "members.write": "freeze and unfreeze members",
     "members.read_phone": "see members' whole phone numbers (others see 138****1234)",
@@ -60,6 +61,7 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "store_clerk": ("sells and claims rebates", [*_READ, "logistics.scan", "sales.claim"]),
     "analyst": ("reads reports", [*_READ, "reports.read", "alerts.read", "audit.read"]),
     "partner": ("a partner ERP system", [*_READ, "orders.write", "catalog.write"]),
+    "marketing": ("sends SMS campaigns; manages templates and opt-outs", [*_READ, "sms.campaigns"]),
     "member_service": (
         "customer service: finds members (phones masked) and freezes them",
         [*_READ, "members.read", "members.write"],

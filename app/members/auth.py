@@ -23,7 +23,6 @@ import ipaddress
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from app.auth import tokens
@@ -39,18 +38,10 @@ from app.members.schemas import MemberTokenOut, OtpSent
 STALE_ROWS = 200  # spent codes (and expired revocations) cleaned up per request at most
 
 
-@lru_cache(maxsize=4)
-def _otp_key(master_key: bytes) -> bytes:
-    from Crypto.Hash import SHA256
-    from Crypto.Protocol.KDF import HKDF
-
-    return HKDF(master_key, 32, b"", SHA256, context=b"tracecode/member-otp")  # type: ignore[no-any-return]
-
-
 def code_hash(settings: Settings, brand_id: int, phone: str, code: str) -> bytes:
     """HMAC-SHA256 of the code, bound to its brand and phone (a hash fits no other phone)."""
     message = f"{brand_id}:{phone}:{code}".encode()
-    return hmac.digest(_otp_key(settings.master_key_bytes()), message, hashlib.sha256)
+    return hmac.digest(settings.subkey("member-otp"), message, hashlib.sha256)
 
 
 def new_code() -> str:

@@ -18,6 +18,7 @@ from app.head import GET_HEAD
 from app.jobs import WORKER_STALE_SECONDS, heartbeat_pattern
 from app.ops.schemas import AuditOut, Check, HealthOut
 from app.paging import Page, PageNo, PerPage, fetch_page
+from app.sms.outbox import pending_stats
 
 
 @route("/ping", http_method=GET_HEAD, include_in_schema=False)
@@ -86,13 +87,24 @@ DEAD_LETTERS = Gauge(
 )
 
 
+SMS_OUTBOX = Gauge(
+    "tracecode_sms_outbox",
+    "SMS outbox rows waiting (pending), in flight (sending), and the oldest due row's age (s)",
+    ["what"],
+)
+
+
 @get("/metrics", include_in_schema=False)
 async def metrics(state: State) -> Response[bytes]:
+    sms: dict[str, float] = {}
     try:
         async with state.pool.connection(timeout=2) as conn:
             dead = await _dead_letters(conn)
+            sms = await pending_stats(conn)
     except Exception:  # the database is down: the other metrics still answer
         dead = {}
+    for name, value in sms.items():
+        SMS_OUTBOX.labels(name).set(value)
     if dead:
         DEAD_LETTERS.clear()  # a queue whose dead letters were all deleted reads 0, not stale
     for queue, n in dead.items():

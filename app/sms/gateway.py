@@ -1,0 +1,221 @@
+"""Gateway adapters: how a rendered message leaves Tracecode.
+
+``Gateway.send(messages)`` takes a list of messages and answers one ``Result`` per message, in
+order: ``accepted`` (with the provider's message id), ``rejected`` (the gateway refused this
+message for good: a bad number, a template it does not know — the row is failed and
+dead-lettered) or ``retry`` (the gateway is down, slow, overloaded or answered something we
+cannot read — the row is tried again later). An adapter never raises for a gateway fault.
+
+Every message carries ``key``, the outbox row's idempotency key, the same on every attempt of
+the row: a gateway that deduplicates on it delivers a re-sent attempt once (README "SMS").
+
+* ``HttpGateway`` posts JSON to ``TRACECODE_SMS_GATEWAY_URL``: ``{"messages": [{"key", "phone",
+  "sign", "template_id", "params", "text"}]}`` with HTTP Basic credentials and an
+  ``Idempotency-Key`` header (the key of a single message; for a batch, each message's key is in
+  the body), up to ``SMS_GATEWAY_BATCH`` messages per request; it expects
+  ``{"results": [{"key", "status": "accepted"|"rejected", "message_id", "error"}]}``. 5xx, 408,
+  429, 401/403 (credentials being rotated), a timeout or a broken connection mean "retry"; a
+  400/422 for a batch is split in halves to find the message at fault.
+* ``DevGateway`` (development) accepts everything: the log gets the masked phone and the text
+  with its code masked; ``var/sms/messages.jsonl`` gets the whole message, to read codes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+import httpx
+import msgspec
+
+from app.config import Settings
+from app.members.mask import mask_phone
+
+log = logging.getLogger("tracecode.sms")
+
+RETRY_STATUSES = frozenset({401, 403, 404, 408, 409, 425, 429})
+
+
+class OutMessage(msgspec.Struct, frozen=True, kw_only=True):
+    key: str  # the row's idempotency key
+    phone: str
+    sign: str
+    template_id: str
+    params: dict[str, str]
+    text: str  # signature + rendered body (+ opt-out line)
+    masked_text: str  # the text with secrets masked: what logs may show
+
+
+class Result(msgspec.Struct, frozen=True):
+    status: Literal["accepted", "rejected", "retry"]
+    message_id: str | None = None
+    error: str | None = None
+
+
+class Gateway(Protocol):
+    name: str
+
+    async def send(self, messages: Sequence[OutMessage]) -> list[Result]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Wire(msgspec.Struct, frozen=True):
+    key: str
+    phone: str
+    sign: str
+    template_id: str
+    params: dict[str, str]
+    text: str
+
+
+class _Answer(msgspec.Struct, frozen=True):
+    key: str
+    status: str
+    message_id: str | None = None
+    error: str | None = None
+
+
+class _Answers(msgspec.Struct, frozen=True):
+    results: list[_Answer]
+
+
+class HttpGateway:
+    """The HTTP adapter (see the module's docstring for the protocol)."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        secret: str | None = None,
+        timeout: float = 5.0,
+        batch: int = 50,
+        concurrency: int = 8,
+    ) -> None:
+        self.url = url
+        self.batch = batch
+        auth = httpx.BasicAuth(key, secret or "") if key else None
+        self._client = httpx.AsyncClient(
+            auth=auth,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self._slots = asyncio.Semaphore(concurrency)
+        self._encode = msgspec.json.Encoder()
+        self._decode = msgspec.json.Decoder(_Answers)
+
+    async def send(self, messages: Sequence[OutMessage]) -> list[Result]:
+        chunks = [messages[i : i + self.batch] for i in range(0, len(messages), self.batch)]
+        answers = await asyncio.gather(*(self._post(chunk) for chunk in chunks))
+        return [result for answer in answers for result in answer]
+
+    async def _post(self, messages: Sequence[OutMessage]) -> list[Result]:
+        wire = [_Wire(m.key, m.phone, m.sign, m.template_id, m.params, m.text) for m in messages]
+        headers = {"Content-Type": "application/json"}
+        if len(messages) == 1:
+            headers["Idempotency-Key"] = messages[0].key
+        try:
+            async with self._slots:
+                response = await self._client.post(
+                    self.url, content=self._encode.encode({"messages": wire}), headers=headers
+                )
+        except httpx.TimeoutException:
+            return [Result("retry", error="gateway timeout")] * len(messages)
+        except httpx.HTTPError as exc:
+            return [Result("retry", error=f"gateway unreachable: {type(exc).__name__}")] * len(
+                messages
+            )
+        status = response.status_code
+        if status in (400, 422):
+            if len(messages) > 1:  # find the message at fault: halves, down to one
+                middle = len(messages) // 2
+                first, second = await asyncio.gather(
+                    self._post(messages[:middle]), self._post(messages[middle:])
+                )
+                return first + second
+            return [Result("rejected", error=f"gateway answered {status}: {_snippet(response)}")]
+        if status >= 500 or status in RETRY_STATUSES or not 200 <= status < 300:
+            return [Result("retry", error=f"gateway answered {status}")] * len(messages)
+        try:
+            answers = {a.key: a for a in self._decode.decode(response.content).results}
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return [Result("retry", error=f"unreadable gateway answer: {exc}")] * len(messages)
+        return [_result(answers.get(m.key)) for m in messages]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _result(answer: _Answer | None) -> Result:
+    if answer is None:
+        return Result("retry", error="the gateway's answer left the message out")
+    if answer.status == "accepted" and answer.message_id:
+        return Result("accepted", message_id=answer.message_id[:200])
+    if answer.status == "rejected":
+        return Result("rejected", error=(answer.error or "rejected")[:500])
+    return Result("retry", error=f"unexpected status {answer.status!r}"[:500])
+
+
+def _snippet(response: httpx.Response) -> str:
+    return response.text[:200].replace("\n", " ")
+
+
+class DevGateway:
+    """The development adapter: accepts every message, logs it masked, appends it to a file."""
+
+    name = "dev"
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "messages.jsonl"
+
+    async def send(self, messages: Sequence[OutMessage]) -> list[Result]:
+        lines = []
+        for m in messages:
+            log.info("sms to %s: %s", mask_phone(m.phone), m.masked_text, extra={"sms_key": m.key})
+            record = {"at": time.time(), "key": m.key, "phone": m.phone, "text": m.text}
+            lines.append(msgspec.json.encode(record) + b"\n")
+        await asyncio.to_thread(self._append, b"".join(lines))
+        return [Result("accepted", message_id=f"dev-{m.key}") for m in messages]
+
+    def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as out:
+            out.write(data)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def gateway_from_settings(settings: Settings) -> Gateway:
+    """The adapter the settings name."""
+    if settings.sms_gateway == "http":
+        if not settings.sms_gateway_url:
+            from app.config import SettingsError
+
+            raise SettingsError("TRACECODE_SMS_GATEWAY=http needs TRACECODE_SMS_GATEWAY_URL")
+        return HttpGateway(
+            settings.sms_gateway_url,
+            key=settings.sms_gateway_key,
+            secret=settings.sms_gateway_secret,
+            timeout=settings.sms_gateway_timeout,
+            batch=settings.sms_gateway_batch,
+            concurrency=settings.sms_concurrency,
+        )
+    return DevGateway(settings.var_path / "sms")
+
+
+def template_ids(settings: Settings) -> dict[str, str]:
+    """``TRACECODE_SMS_TEMPLATE_IDS`` ("otp=SMS_1,redemption=SMS_2") as a mapping."""
+    found: dict[str, str] = {}
+    for part in settings.sms_template_ids.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() and value.strip():
+            found[name.strip()] = value.strip()
+    return found

@@ -1,0 +1,205 @@
+"""The SMS outbox: every message is a row first, written in the caller's transaction.
+
+``enqueue`` inserts the row where the caller's other writes are, so a message exists exactly when
+the change that caused it commits (a rolled-back sign-up sends no code). The job that sends it
+(``send_sms``, workers/sms.py, by name through ``app.jobs.send``) is sent AFTER the commit:
+``enqueue`` notes the row on the connection and the request's connection dependency
+(``app.deps.provide_conn``) calls ``after_commit`` once its transaction has committed, or
+``discard`` when it rolled back. A connection outside a transaction (autocommit) has committed
+already: the job goes at once. Nothing depends on that job arriving: if Redis is down, the
+worker dies, or a caller never calls ``after_commit``, the workers' sweeper (``app.sms.sender``)
+finds the row still pending and sends it.
+
+Rules applied here, before the row exists:
+
+* one-time codes (purpose ``otp``) are throttled per phone, over every brand (the point is to
+  protect the phone from a flood): one per ``SMS_OTP_INTERVAL_SECONDS``, at most
+  ``SMS_OTP_DAILY_LIMIT`` in 24 hours; beyond that 429 ``sms_throttled`` with ``Retry-After``.
+  A transaction lock per phone makes the check and the insert one step under concurrency.
+* marketing (``reminder``, ``campaign``) is not sent to a phone that opted out of the brand's
+  marketing (``sms_opt_outs`` or the member's own ``marketing_opt_out``), nor more than once per
+  ``SMS_MARKETING_INTERVAL_HOURS`` per brand and phone: ``enqueue`` returns 0, no row. One-time
+  codes, redemption codes and notices ignore opt-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import weakref
+from functools import cache
+from typing import Any, Literal
+
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import Jsonb
+
+from app import jobs, locks
+from app.config import Settings, load_settings
+from app.db import Conn
+from app.errors import TooManyRequests, ValidationFailed
+from app.locks import Lock
+from app.members.phones import normalise_phone
+from app.sms.templates import BUILTIN, MARKETING, placeholders
+from app.textguard import check_text
+
+log = logging.getLogger("tracecode.sms")
+
+Purpose = Literal["otp", "redemption", "reminder", "campaign", "notice"]
+PURPOSES = ("otp", "redemption", "reminder", "campaign", "notice")
+SEND_ACTOR = "send_sms"  # workers/sms.py
+SEND_TIMEOUT = 2.0  # seconds to hand a job to Redis before leaving it to the sweeper
+
+_pending: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+
+
+@cache
+def _default_settings() -> Settings:
+    return load_settings()
+
+
+def outbox_phone(phone: str) -> str:
+    """The stored form of a phone: a mainland mobile as members store it (``+86 138-1234-1234``
+    → ``13812341234``, ``app.members.phones``), any other number as its 6–15 digits; 400
+    ``invalid_phone`` otherwise."""
+    try:
+        return normalise_phone(phone)
+    except ValidationFailed:
+        digits = "".join(c for c in phone if c in "0123456789")
+        if not 6 <= len(digits) <= 15 or any(c not in "0123456789 +-()" for c in phone):
+            raise
+        return digits
+
+
+async def enqueue(
+    conn: Conn,
+    *,
+    brand_id: int,
+    phone: str,
+    template: str,
+    variables: dict[str, str],
+    purpose: Purpose,
+    member_id: int | None = None,
+    settings: Settings | None = None,
+) -> int:
+    """Put one message into the outbox in the caller's transaction; its id, or 0 when a
+    marketing message is skipped (opted out, or sent one recently). Raises 429 ``sms_throttled``
+    (with ``Retry-After``) for a one-time code sent too soon or too often to the phone."""
+    settings = settings or _default_settings()
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown SMS purpose {purpose!r}")
+    phone = outbox_phone(phone)
+    for name, value in variables.items():
+        check_text(value, name, "variables")
+    if template in BUILTIN:
+        missing = placeholders(BUILTIN[template]["zh-CN"]) - variables.keys()
+        if missing:
+            raise ValueError(f"template {template!r} needs {sorted(missing)}")
+    # In the caller's transaction: on a connection that is not in autocommit mode the first
+    # statement opens it (``conn.transaction()`` would commit it); in autocommit, one of its own.
+    block = conn.transaction() if conn.autocommit else contextlib.nullcontext()
+    async with block:
+        if purpose == "otp":
+            await _throttle_otp(conn, phone, settings)
+        elif purpose in MARKETING and await _skip_marketing(conn, brand_id, phone, settings):
+            return 0
+        cur = await conn.execute(
+            """INSERT INTO sms_outbox (brand_id, member_id, phone, template, variables, purpose)
+               VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
+            (brand_id, member_id, phone, template, Jsonb(variables), purpose),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        outbox_id = int(row["id"])
+    await _track(conn, [outbox_id])
+    return outbox_id
+
+
+async def _throttle_otp(conn: Conn, phone: str, settings: Settings) -> None:
+    await locks.xact_lock(conn, Lock.SMS_PHONE, phone)
+    cur = await conn.execute(
+        """SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 AS age
+             FROM sms_outbox
+            WHERE phone = %s AND purpose = 'otp'
+              AND created_at > clock_timestamp() - interval '1 day'
+            ORDER BY created_at DESC LIMIT %s""",
+        (phone, settings.sms_otp_daily_limit),
+    )
+    ages = [float(r["age"]) for r in await cur.fetchall()]
+    wait = 0.0
+    if ages and ages[0] < settings.sms_otp_interval_seconds:
+        wait = settings.sms_otp_interval_seconds - ages[0]
+    if len(ages) >= settings.sms_otp_daily_limit:
+        wait = max(wait, 86400 - ages[-1])  # until the oldest of the last N leaves the day
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"too many codes sent to this phone; try again in {seconds} s",
+            code="sms_throttled",
+            details={"retry_after": seconds},
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+async def _skip_marketing(conn: Conn, brand_id: int, phone: str, settings: Settings) -> bool:
+    cur = await conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM sms_opt_outs WHERE brand_id = %(b)s AND phone = %(p)s)
+               OR EXISTS (SELECT 1 FROM members
+                           WHERE brand_id = %(b)s AND phone = %(p)s AND marketing_opt_out)
+               OR EXISTS (SELECT 1 FROM sms_outbox
+                           WHERE phone = %(p)s AND brand_id = %(b)s
+                             AND purpose IN ('reminder', 'campaign')
+                             AND created_at > clock_timestamp() - make_interval(hours => %(h)s))
+               AS skip""",
+        {"b": brand_id, "p": phone, "h": settings.sms_marketing_interval_hours},
+    )
+    row = await cur.fetchone()
+    return bool(row and row["skip"])
+
+
+async def _track(conn: Conn, ids: list[int]) -> None:
+    """Send the job now when the rows are committed already, else when the caller commits."""
+    if conn.info.transaction_status == TransactionStatus.IDLE:
+        await dispatch(ids)
+    else:
+        _pending.setdefault(conn, []).extend(ids)
+
+
+async def after_commit(conn: Conn) -> None:
+    """The caller's transaction committed: send the job for the rows it enqueued."""
+    ids = _pending.pop(conn, None)
+    if ids:
+        await dispatch(ids)
+
+
+def discard(conn: Conn) -> None:
+    """The caller's transaction rolled back: its rows do not exist, send nothing."""
+    _pending.pop(conn, None)
+
+
+async def dispatch(ids: list[int]) -> None:
+    """Hand ``send_sms(ids)`` to the broker; on any failure leave the rows to the sweeper."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(jobs.send, SEND_ACTOR, ids), SEND_TIMEOUT)
+    except Exception as exc:
+        log.warning("could not queue the SMS job, the sweeper will send: %s", type(exc).__name__)
+
+
+async def pending_stats(conn: Conn) -> dict[str, float]:
+    """For /metrics: rows waiting and in flight, and the age of the oldest due one (seconds)."""
+    cur = await conn.execute(
+        """SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+                  count(*) FILTER (WHERE state = 'sending') AS sending,
+                  coalesce(extract(epoch FROM clock_timestamp()
+                           - min(next_attempt_at) FILTER (WHERE state = 'pending')), 0)::float8
+                    AS oldest
+             FROM sms_outbox WHERE state IN ('pending', 'sending')"""
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {
+        "pending": float(row["pending"]),
+        "sending": float(row["sending"]),
+        "oldest_pending_seconds": max(0.0, float(row["oldest"])),
+    }

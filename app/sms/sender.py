@@ -1,0 +1,305 @@
+"""Sending the outbox: claim rows, render them, hand them to the gateway, record the outcome.
+
+Each row is sent by one sender at a time and its outcome recorded once:
+
+1. **Claim** (one short transaction): ``pending`` rows that are due move to ``sending``,
+   ``attempts + 1``, ``claimed_at`` now — ``FOR UPDATE SKIP LOCKED``, so concurrent senders (the
+   ``send_sms`` jobs of every worker thread, every worker's sweeper, a benchmark) take disjoint
+   rows and never wait for each other.
+2. **Send**, outside any transaction: render each row (a row that cannot be rendered is failed
+   at once), pass them to the gateway in batches, ``SMS_CONCURRENCY`` requests in flight.
+3. **Record** (one transaction): ``accepted`` → ``sent`` with the provider's message id;
+   ``rejected`` → ``failed``; ``retry`` → back to ``pending`` with ``next_attempt_at`` after an
+   exponential back-off (``SMS_BACKOFF_SECONDS`` doubled per attempt, ±20 % jitter, at most
+   ``SMS_BACKOFF_MAX_SECONDS``), or ``failed`` once ``SMS_MAX_ATTEMPTS`` are spent. Each update
+   is fenced on ``state = 'sending' AND attempts = <the claim's>``: a sender that lost its claim
+   (see 4) records nothing. Failed rows are copied to ``dead_letters`` (queue ``sms_outbox``)
+   in the same transaction; secrets (the code) are wiped from rows that are done.
+4. **Recover** (the sweeper): a row ``sending`` for longer than ``SMS_LEASE_SECONDS`` was claimed
+   by a sender that died (kill -9, OOM, power) somewhere between 1 and 3 — it may or may not
+   have reached the gateway. With ``SMS_RESEND_UNCONFIRMED`` (the default) it goes back to
+   ``pending`` and is sent again with the same idempotency key: at least once to the gateway,
+   exactly once to the phone when the gateway deduplicates on the key (ours does; most
+   providers take a client message id for this). Without it the row is failed and
+   dead-lettered as "outcome unknown": at most once, a message may be lost but never doubled.
+
+``sweep`` is what every worker runs every ``SMS_SWEEP_SECONDS``: recover, then drain every due
+row — rows whose job was never queued (Redis down) or never run, and rows due for a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from app.config import Settings
+from app.db import Conn
+from app.deadletters import SMS_OUTBOX, reason_of
+from app.sms.gateway import Gateway, OutMessage, Result, template_ids
+from app.sms.templates import (
+    SECRET_VARIABLES,
+    RenderError,
+    body_of,
+    language,
+    mask_secrets,
+    render,
+)
+
+QUEUE = SMS_OUTBOX  # the dead-letter queue of failed rows
+BATCH = 500  # rows per claim
+
+
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    brand_id: int
+    phone: str
+    template: str
+    variables: dict[str, Any]  # str values, unless the row is broken (then not renderable)
+    purpose: str
+    attempts: int
+    idem_key: str
+    brand_name: str
+    brand_body: str | None
+    provider_template_id: str | None
+
+
+class Stats(msgspec.Struct, kw_only=True):
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    recovered: int = 0
+
+    def add(self, other: Stats) -> None:
+        for field in msgspec.structs.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+# Wipe secrets from a row that is done (sent or failed).
+_WIPE = "o.variables - %(secrets)s::text[]"
+
+_SENT = f"""
+UPDATE sms_outbox o
+   SET state = 'sent', provider = %(provider)s, provider_message_id = r.mid,
+       sent_at = clock_timestamp(), last_error = NULL, variables = {_WIPE}
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(mids)s::text[]) AS r(id, attempts, mid)
+ WHERE o.id = r.id AND o.state = 'sending' AND o.attempts = r.attempts
+"""
+
+_RETRY = f"""
+WITH r AS (
+  SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::text[])
+           AS r(id, attempts, error)
+), moved AS (
+  UPDATE sms_outbox o
+     SET state = CASE WHEN o.attempts >= %(max)s THEN 'failed' ELSE 'pending' END,
+         last_error = r.error,
+         next_attempt_at = clock_timestamp() + make_interval(secs =>
+             least(%(cap)s::float8, %(base)s::float8 * 2 ^ (o.attempts - 1))
+             * (0.8 + random() * 0.4)),
+         variables = CASE WHEN o.attempts >= %(max)s THEN {_WIPE} ELSE o.variables END
+    FROM r
+   WHERE o.id = r.id AND o.state = 'sending' AND o.attempts = r.attempts
+  RETURNING o.*
+)
+INSERT INTO dead_letters (queue, payload, reason)
+SELECT %(queue)s, convert_to(row_to_json(moved)::text, 'UTF8'),
+       'out of attempts: ' || coalesce(moved.last_error, '')
+  FROM moved WHERE moved.state = 'failed'
+"""
+
+_FAILED = f"""
+WITH r AS (
+  SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::text[])
+           AS r(id, attempts, error)
+), moved AS (
+  UPDATE sms_outbox o SET state = 'failed', last_error = r.error, variables = {_WIPE}
+    FROM r
+   WHERE o.id = r.id AND o.state = 'sending' AND o.attempts = r.attempts
+  RETURNING o.*
+)
+INSERT INTO dead_letters (queue, payload, reason)
+SELECT %(queue)s, convert_to(row_to_json(moved)::text, 'UTF8'), moved.last_error FROM moved
+"""
+
+_RECOVER = """
+WITH moved AS (
+  UPDATE sms_outbox o
+     SET state = CASE WHEN %(resend)s AND o.attempts < %(max)s THEN 'pending' ELSE 'failed' END,
+         next_attempt_at = clock_timestamp(),
+         last_error = 'outcome unknown: the sender stopped after claiming the row',
+         variables = CASE WHEN %(resend)s AND o.attempts < %(max)s THEN o.variables
+                          ELSE o.variables - %(secrets)s::text[] END
+   WHERE o.state = 'sending'
+     AND o.claimed_at < clock_timestamp() - make_interval(secs => %(lease)s)
+  RETURNING o.*
+), buried AS (
+  INSERT INTO dead_letters (queue, payload, reason)
+  SELECT %(queue)s, convert_to(row_to_json(moved)::text, 'UTF8'),
+         CASE WHEN %(resend)s THEN 'out of attempts: ' ELSE 'not re-sent (at most once): ' END
+           || moved.last_error
+    FROM moved WHERE moved.state = 'failed'
+)
+SELECT count(*) AS n FROM moved
+"""
+
+
+async def claim(conn: Conn, limit: int = BATCH, ids: Sequence[int] | None = None) -> list[Claimed]:
+    """Claim up to ``limit`` due pending rows (only those of ``ids`` when given)."""
+    only = "AND id = ANY(%(ids)s::bigint[])" if ids is not None else ""
+    async with conn.transaction():
+        cur = await conn.execute(_claim_sql(only), {"limit": limit, "ids": list(ids or [])})
+        rows = await cur.fetchall()
+    return [msgspec.convert(row, Claimed) for row in rows]
+
+
+def _claim_sql(only: str) -> str:
+    return f"""
+WITH due AS (
+  SELECT id FROM sms_outbox
+   WHERE state = 'pending' AND next_attempt_at <= clock_timestamp() {only}
+   ORDER BY next_attempt_at LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE sms_outbox o
+     SET state = 'sending', attempts = o.attempts + 1, claimed_at = clock_timestamp()
+    FROM due WHERE o.id = due.id
+  RETURNING o.id, o.brand_id, o.phone, o.template, o.variables, o.purpose, o.attempts,
+            o.idem_key::text AS idem_key
+)
+SELECT c.*, b.name AS brand_name, t.body AS brand_body, t.provider_template_id
+  FROM claimed c
+  JOIN orgs b ON b.id = c.brand_id
+  LEFT JOIN sms_templates t ON t.brand_id = c.brand_id AND t.name = c.template
+ ORDER BY c.id
+"""
+
+
+def message_of(row: Claimed, settings: Settings, ids: dict[str, str]) -> OutMessage:
+    """The gateway message of a claimed row (``RenderError`` when it cannot be made)."""
+    if not all(isinstance(v, str) for v in row.variables.values()):
+        raise RenderError("every variable must be text")
+    lang = language(row.variables)
+    body = body_of(row.template, row.variables, row.brand_body)
+    sign = settings.sms_signature or f"【{row.brand_name}】"
+    text = render(body, row.variables, signature=sign, purpose=row.purpose, lang=lang)
+    params = {k: v for k, v in row.variables.items() if k != "lang"}
+    return OutMessage(
+        key=row.idem_key,
+        phone=row.phone,
+        sign=sign,
+        template_id=ids.get(row.template) or row.provider_template_id or row.template,
+        params=params,
+        text=text,
+        masked_text=mask_secrets(text, row.variables),
+    )
+
+
+async def send_rows(conn: Conn, gateway: Gateway, settings: Settings, rows: list[Claimed]) -> Stats:
+    """Send claimed rows and record every outcome (steps 2 and 3)."""
+    ids = template_ids(settings)
+    outcomes: list[tuple[Claimed, Result]] = []
+    ready: list[tuple[Claimed, OutMessage]] = []
+    for row in rows:
+        try:
+            ready.append((row, message_of(row, settings, ids)))
+        except (RenderError, ValueError, TypeError, KeyError) as exc:
+            outcomes.append((row, Result("rejected", error=reason_of(exc))))
+    if ready:
+        results = await gateway.send([message for _, message in ready])
+        outcomes.extend((row, result) for (row, _), result in zip(ready, results, strict=True))
+    return await record(conn, gateway.name, settings, outcomes)
+
+
+async def record(
+    conn: Conn, provider: str, settings: Settings, outcomes: list[tuple[Claimed, Result]]
+) -> Stats:
+    """Write the outcomes of one send in one transaction (step 3)."""
+    sent = [(r, x) for r, x in outcomes if x.status == "accepted"]
+    retry = [(r, x) for r, x in outcomes if x.status == "retry"]
+    failed = [(r, x) for r, x in outcomes if x.status == "rejected"]
+    secrets = list(SECRET_VARIABLES)
+    async with conn.transaction():
+        if sent:
+            await conn.execute(
+                _SENT,
+                {
+                    "provider": provider,
+                    "ids": [r.id for r, _ in sent],
+                    "attempts": [r.attempts for r, _ in sent],
+                    "mids": [x.message_id for _, x in sent],
+                    "secrets": secrets,
+                },
+            )
+        if retry:
+            await conn.execute(
+                _RETRY,
+                {
+                    "ids": [r.id for r, _ in retry],
+                    "attempts": [r.attempts for r, _ in retry],
+                    "errors": [x.error or "retry" for _, x in retry],
+                    "max": settings.sms_max_attempts,
+                    "base": settings.sms_backoff_seconds,
+                    "cap": settings.sms_backoff_max_seconds,
+                    "secrets": secrets,
+                    "queue": QUEUE,
+                },
+            )
+        if failed:
+            await conn.execute(
+                _FAILED,
+                {
+                    "ids": [r.id for r, _ in failed],
+                    "attempts": [r.attempts for r, _ in failed],
+                    "errors": [x.error or "rejected" for _, x in failed],
+                    "secrets": secrets,
+                    "queue": QUEUE,
+                },
+            )
+    return Stats(claimed=len(outcomes), sent=len(sent), retried=len(retry), failed=len(failed))
+
+
+async def drain(
+    conn: Conn,
+    gateway: Gateway,
+    settings: Settings,
+    *,
+    ids: Sequence[int] | None = None,
+    limit: int = BATCH,
+) -> Stats:
+    """Claim and send due rows (only ``ids`` when given) until none is left. ``conn`` must be
+    in autocommit mode (each claim and each record is a transaction of its own)."""
+    total = Stats()
+    while True:
+        rows = await claim(conn, limit, ids)
+        if not rows:
+            return total
+        total.add(await send_rows(conn, gateway, settings, rows))
+        if len(rows) < limit:
+            return total
+
+
+async def recover(conn: Conn, settings: Settings) -> int:
+    """Rows whose sender died mid-send: back to pending, or failed (step 4)."""
+    cur = await conn.execute(
+        _RECOVER,
+        {
+            "resend": settings.sms_resend_unconfirmed,
+            "max": settings.sms_max_attempts,
+            "lease": settings.sms_lease_seconds,
+            "secrets": list(SECRET_VARIABLES),
+            "queue": QUEUE,
+        },
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def sweep(conn: Conn, gateway: Gateway, settings: Settings) -> Stats:
+    """What the workers run periodically: recover dead senders' rows, then drain."""
+    recovered = await recover(conn, settings)
+    stats = await drain(conn, gateway, settings)
+    stats.recovered = recovered
+    return stats

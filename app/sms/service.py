@@ -1,0 +1,529 @@
+"""SMS domain logic behind the HTTP face: gateway callbacks, marketing opt-outs, a brand's
+campaign templates and campaigns (I2, W4, seed 1.12).
+
+Callbacks come from the gateway, not from a user: each is signed (``verify_signature``:
+HMAC-SHA256 of ``<timestamp>.<body>`` with ``TRACECODE_SMS_CALLBACK_SECRET``, the timestamp
+within five minutes) and refused without a configured secret. A delivery report moves a ``sent``
+row of that provider to ``delivered`` or ``undelivered`` once (a repeated or late report changes
+nothing). A reply saying "TD" (or 退订, "T", "N", "回复TD退订") opts its phone out of the
+marketing of the brand named in the reply, or else of every brand that has written to it.
+
+Templates and campaigns belong to the caller's brand (permission ``sms.campaigns``); a campaign
+reaches the brand's members, or the store managers of the caller's own subtree, and is queued in
+one statement: opted-out phones and phones that had marketing in the last
+``SMS_MARKETING_INTERVAL_HOURS`` are skipped, and the rows are spread over time so that the
+campaign leaves at ``SMS_CAMPAIGN_RATE`` messages per second at most.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from typing import Any
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from app import audit, locks
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn, changes_of
+from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from app.locks import Lock
+from app.members.mask import mask_phone
+from app.members.profile import AGE_BAND_SQL
+from app.paging import Page, fetch_page
+from app.sms.schemas import (
+    AudienceFilter,
+    CampaignIn,
+    CampaignOut,
+    DeliveryReportsIn,
+    DeliveryReportsOut,
+    OptOutOut,
+    RepliesIn,
+    RepliesOut,
+    TemplateIn,
+    TemplateOut,
+    TemplatePatch,
+)
+from app.sms.templates import BUILTIN, placeholders
+
+PERMISSION = "sms.campaigns"
+SIGNATURE_HEADER = "x-tracecode-signature"
+TIMESTAMP_HEADER = "x-tracecode-timestamp"
+SIGNATURE_WINDOW = 300  # seconds a signed callback stays valid
+_OPT_OUT = re.compile(r"^\s*(?:回复)?\s*(TD|T|N|退订)\s*(?:退订)?\s*[。.!！]?\s*$", re.IGNORECASE)
+
+
+# -- callbacks --------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature of a callback: hex HMAC-SHA256 of ``<timestamp>.<body>``."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    settings: Settings, timestamp: str | None, signature: str | None, body: bytes
+) -> None:
+    """401 ``invalid_signature`` unless the callback is signed with the shared secret, now."""
+    secret = settings.sms_callback_secret
+    if not secret:
+        raise Forbidden("SMS callbacks are not configured", code="callbacks_disabled")
+    try:
+        age = abs(time.time() - int(timestamp or ""))
+    except ValueError:
+        age = float("inf")
+    expected = sign(secret, timestamp or "", body)
+    if age > SIGNATURE_WINDOW or not hmac.compare_digest(expected, (signature or "").lower()):
+        raise Unauthorized("the callback's signature is wrong or too old", code="invalid_signature")
+
+
+async def delivery_reports(
+    conn: Conn, provider: str, data: DeliveryReportsIn
+) -> DeliveryReportsOut:
+    """Apply delivery reports of ``provider``: ``sent`` → ``delivered``/``undelivered``, once."""
+    cur = await conn.execute(
+        """UPDATE sms_outbox o
+              SET state = r.status, status_at = coalesce(r.at, clock_timestamp()),
+                  last_error = r.error
+             FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
+                  AS r(mid, status, error, at)
+            WHERE o.provider = %s AND o.provider_message_id = r.mid AND o.state = 'sent'
+           RETURNING o.provider_message_id""",
+        (
+            [r.message_id for r in data.reports],
+            [r.status for r in data.reports],
+            [r.error for r in data.reports],
+            [r.at for r in data.reports],
+            provider,
+        ),
+    )
+    matched = {row["provider_message_id"] for row in await cur.fetchall()}
+    unknown = sum(1 for r in data.reports if r.message_id not in matched)
+    return DeliveryReportsOut(updated=len(matched), unknown=unknown)
+
+
+def is_opt_out(text: str) -> bool:
+    return _OPT_OUT.match(text) is not None or "退订" in text
+
+
+async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
+    """Opt the phones that answered "TD" out of marketing (see the module's docstring)."""
+    from app.sms.outbox import outbox_phone
+
+    opted = ignored = 0
+    for reply in data.replies:
+        try:
+            phone = outbox_phone(reply.phone)
+        except Exception:
+            ignored += 1
+            continue
+        if not is_opt_out(reply.text):
+            ignored += 1
+            continue
+        if reply.brand_id is not None:
+            brands = [reply.brand_id]
+        else:
+            cur = await conn.execute(
+                "SELECT DISTINCT brand_id FROM sms_outbox WHERE phone = %s", (phone,)
+            )
+            brands = [int(r["brand_id"]) for r in await cur.fetchall()]
+        if not brands:
+            ignored += 1
+        for brand_id in brands:
+            opted += await set_opt_out(conn, brand_id, phone, True, "reply")
+    return RepliesOut(opted_out=opted, ignored=ignored)
+
+
+# -- opt-outs ---------------------------------------------------------------------------------
+
+
+async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, source: str) -> int:
+    """Opt ``phone`` out of (or back into) ``brand_id``'s marketing; the member's own switch
+    (``members.marketing_opt_out``) follows. Returns 1 when something changed, else 0."""
+    if opted_out:
+        cur = await conn.execute(
+            """INSERT INTO sms_opt_outs (brand_id, phone, source) VALUES (%s, %s, %s)
+               ON CONFLICT DO NOTHING RETURNING phone""",
+            (brand_id, phone, source),
+        )
+    else:
+        cur = await conn.execute(
+            "DELETE FROM sms_opt_outs WHERE brand_id = %s AND phone = %s RETURNING phone",
+            (brand_id, phone),
+        )
+    changed = len(await cur.fetchall())
+    members = await conn.execute(
+        """UPDATE members SET marketing_opt_out = %s, updated_at = now()
+            WHERE brand_id = %s AND phone = %s AND marketing_opt_out <> %s RETURNING id""",
+        (opted_out, brand_id, phone, opted_out),
+    )
+    return 1 if changed or await members.fetchall() else 0
+
+
+def _phone_shown(actor: Principal, phone: str) -> str:
+    return phone if actor.has("members.read_phone") else mask_phone(phone)
+
+
+async def put_opt_out(conn: Conn, actor: Principal, phone: str, opted_out: bool) -> None:
+    """Staff opt a phone out of (or back into) the caller's brand's marketing (audited)."""
+    from app.sms.outbox import outbox_phone
+
+    actor.require(PERMISSION)
+    phone = outbox_phone(phone)
+    if await set_opt_out(conn, actor.brand_id, phone, opted_out, "api"):
+        await audit.record(
+            conn,
+            actor,
+            "sms.opt_out" if opted_out else "sms.opt_in",
+            "sms_opt_out",
+            mask_phone(phone),
+            after={"brand_id": actor.brand_id},
+        )
+
+
+async def list_opt_outs(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[OptOutOut]:
+    actor.require(PERMISSION)
+    return await fetch_page(
+        conn,
+        columns="phone, source, at",
+        source="sms_opt_outs",
+        where=["brand_id = %(brand)s"],
+        params={"brand": actor.brand_id},
+        order="at DESC, phone",
+        page=page,
+        per_page=per_page,
+        make=lambda r: OptOutOut(
+            phone=_phone_shown(actor, r["phone"]), source=r["source"], at=r["at"]
+        ),
+    )
+
+
+# -- templates --------------------------------------------------------------------------------
+
+_TEMPLATE_COLUMNS = "id, name, body, provider_template_id, created_at, updated_at"
+
+
+def _template(row: dict[str, Any]) -> TemplateOut:
+    return TemplateOut(**row, placeholders=sorted(placeholders(row["body"])))
+
+
+async def create_template(conn: Conn, actor: Principal, data: TemplateIn) -> TemplateOut:
+    actor.require(PERMISSION)
+    if data.name in BUILTIN:
+        raise Conflict(f"{data.name!r} is a built-in template", code="template_reserved")
+    cur = await conn.execute(
+        f"""INSERT INTO sms_templates (brand_id, name, body, provider_template_id, created_by)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (brand_id, name) DO NOTHING RETURNING {_TEMPLATE_COLUMNS}""",
+        (actor.brand_id, data.name, data.body, data.provider_template_id, actor.user_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise Conflict("a template of that name exists", code="template_exists")
+    await audit.record(conn, actor, "sms.template.create", "sms_template", row["id"], after=data)
+    return _template(row)
+
+
+async def list_templates(
+    conn: Conn, actor: Principal, page: int, per_page: int
+) -> Page[TemplateOut]:
+    actor.require(PERMISSION)
+    return await fetch_page(
+        conn,
+        columns=_TEMPLATE_COLUMNS,
+        source="sms_templates",
+        where=["brand_id = %(brand)s"],
+        params={"brand": actor.brand_id},
+        order="name",
+        page=page,
+        per_page=per_page,
+        make=_template,
+    )
+
+
+async def _own_template(conn: Conn, actor: Principal, template_id: int) -> dict[str, Any]:
+    cur = await conn.execute(
+        f"SELECT {_TEMPLATE_COLUMNS} FROM sms_templates WHERE id = %s AND brand_id = %s",
+        (template_id, actor.brand_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("template not found")
+    return row
+
+
+async def update_template(
+    conn: Conn, actor: Principal, template_id: int, data: TemplatePatch
+) -> TemplateOut:
+    actor.require(PERMISSION)
+    before = await _own_template(conn, actor, template_id)
+    changes = changes_of(data)
+    if changes:
+        sets = ", ".join(f"{k} = %s" for k in changes)
+        await conn.execute(
+            f"UPDATE sms_templates SET {sets}, updated_at = now() WHERE id = %s",
+            [*changes.values(), template_id],
+        )
+        await audit.record(
+            conn,
+            actor,
+            "sms.template.update",
+            "sms_template",
+            template_id,
+            before=before,
+            after=changes,
+        )
+    return _template(await _own_template(conn, actor, template_id))
+
+
+async def delete_template(conn: Conn, actor: Principal, template_id: int) -> None:
+    """Delete a template no campaign used (409 ``in_use`` otherwise)."""
+    actor.require(PERMISSION)
+    before = await _own_template(conn, actor, template_id)
+    used = await conn.execute(
+        "SELECT 1 FROM sms_campaigns WHERE template_id = %s LIMIT 1", (template_id,)
+    )
+    if await used.fetchone():
+        raise Conflict("campaigns used this template", code="in_use")
+    await conn.execute("DELETE FROM sms_templates WHERE id = %s", (template_id,))
+    await audit.record(
+        conn, actor, "sms.template.delete", "sms_template", template_id, before=before
+    )
+
+
+# -- campaigns --------------------------------------------------------------------------------
+
+
+def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, dict[str, Any]]:
+    """``SELECT phone, member_id`` of the campaign's audience (distinct phones)."""
+    f = data.filter
+    params: dict[str, Any] = {"brand": actor.brand_id, "scope": scope + "%"}
+    where: list[str] = []
+    if data.audience == "members":
+        if f.org_id is not None:
+            raise Unprocessable("org_id selects store managers, not members", code="bad_filter")
+        where += ["m.brand_id = %(brand)s", "m.status = 'active'"]
+        if f.provinces:
+            where.append("m.province = ANY(%(provinces)s)")
+            params["provinces"] = f.provinces
+        if f.age_bands:
+            where.append(f"({AGE_BAND_SQL.format(m='m')}) = ANY(%(bands)s)")
+            params["bands"] = list(f.age_bands)
+        last = "(SELECT max(c.claimed_at) FROM point_claims c WHERE c.member_id = m.id)"
+        if f.never_claimed:
+            if f.last_claim_after or f.last_claim_before:
+                raise Unprocessable("never_claimed excludes a last-claim range", code="bad_filter")
+            where.append(f"{last} IS NULL")
+        if f.last_claim_after:
+            where.append(f"{last} >= %(after)s")
+            params["after"] = f.last_claim_after
+        if f.last_claim_before:
+            where.append(f"{last} < %(before)s")
+            params["before"] = f.last_claim_before
+        sql = f"SELECT m.phone, m.id AS member_id FROM members m WHERE {' AND '.join(where)}"
+        return sql, params
+    if f.age_bands or f.never_claimed or f.last_claim_after or f.last_claim_before:
+        raise Unprocessable(
+            "store managers are chosen by organisation and province", code="bad_filter"
+        )
+    where += [
+        "o.path LIKE %(scope)s",
+        "o.kind = 'store'",
+        "o.status = 'active'",
+        "u.status = 'active'",
+        "u.phone ~ '^[0-9]{6,15}$'",
+    ]
+    if f.provinces:
+        where.append("o.province_name = ANY(%(provinces)s)")
+        params["provinces"] = f.provinces
+    sql = (
+        "SELECT DISTINCT ON (u.phone) u.phone, NULL::bigint AS member_id "
+        f"FROM users u JOIN orgs o ON o.id = u.org_id WHERE {' AND '.join(where)}"
+    )
+    return sql, params
+
+
+async def _scope(conn: Conn, actor: Principal, org_id: int | None) -> str:
+    if org_id is None:
+        return actor.org_path
+    cur = await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))
+    row = await cur.fetchone()
+    actor.ensure_sees(row["path"] if row else None)
+    assert row is not None
+    return str(row["path"])
+
+
+_SKIP = """(EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.brand_id = %(brand)s AND x.phone = a.phone)
+   OR EXISTS (SELECT 1 FROM members x WHERE x.brand_id = %(brand)s AND x.phone = a.phone
+                                        AND x.marketing_opt_out)
+   OR EXISTS (SELECT 1 FROM sms_outbox x
+               WHERE x.phone = a.phone AND x.brand_id = %(brand)s
+                 AND x.purpose IN ('reminder', 'campaign')
+                 AND x.created_at > clock_timestamp() - make_interval(hours => %(hours)s)))"""
+
+
+async def create_campaign(
+    conn: Conn, actor: Principal, settings: Settings, data: CampaignIn
+) -> CampaignOut:
+    """Queue a campaign (or count it: ``dry_run``). A repeated ``client_id`` answers the
+    campaign it made, without queueing again."""
+    actor.require(PERMISSION)
+    template = await _own_template(conn, actor, data.template_id)
+    missing = placeholders(template["body"]) - data.variables.keys()
+    if missing:
+        raise Unprocessable(
+            f"the template needs {', '.join(sorted(missing))}",
+            code="missing_variables",
+            details={"missing": sorted(missing)},
+        )
+    if data.audience == "members" and actor.org_id != actor.brand_id:
+        raise Forbidden("only the brand's own staff message its members", code="brand_only")
+    scope = await _scope(conn, actor, data.filter.org_id)
+    audience, params = _audience_sql(actor, data, scope)
+    params |= {"hours": settings.sms_marketing_interval_hours}
+    if data.dry_run:
+        cur = await conn.execute(
+            f"""SELECT count(*) FILTER (WHERE NOT {_SKIP}) AS recipients,
+                       count(*) FILTER (WHERE {_SKIP}) AS skipped
+                  FROM ({audience}) a""",
+            params,
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return CampaignOut(
+            id=None,
+            template_id=data.template_id,
+            audience=data.audience,
+            filter=data.filter,
+            variables=data.variables,
+            recipients=int(row["recipients"]),
+            skipped=int(row["skipped"]),
+            created_at=None,
+        )
+    if data.client_id is not None:
+        await locks.xact_lock(conn, Lock.SMS_CAMPAIGN, actor.brand_id)
+        cur = await conn.execute(
+            "SELECT id FROM sms_campaigns WHERE brand_id = %s AND client_id = %s",
+            (actor.brand_id, data.client_id),
+        )
+        found = await cur.fetchone()
+        if found is not None:
+            return await get_campaign(conn, actor, int(found["id"]))
+    cur = await conn.execute(
+        """INSERT INTO sms_campaigns
+               (brand_id, org_id, template_id, audience, filter, variables, client_id, created_by)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (
+            actor.brand_id,
+            actor.org_id,
+            data.template_id,
+            data.audience,
+            Jsonb(msgspec.to_builtins(data.filter)),
+            Jsonb(data.variables),
+            data.client_id,
+            actor.user_id,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    campaign_id = int(row["id"])
+    # One statement queues the whole audience; row n leaves n / rate seconds from now.
+    cur = await conn.execute(
+        f"""WITH a AS ({audience}),
+                 kept AS (SELECT a.phone, a.member_id, {_SKIP} AS skip FROM a),
+                 queued AS (
+                   INSERT INTO sms_outbox (brand_id, member_id, campaign_id, phone, template,
+                                           variables, purpose, next_attempt_at)
+                   SELECT %(brand)s, k.member_id, %(campaign)s, k.phone, %(template)s,
+                          %(variables)s, 'campaign',
+                          clock_timestamp() + make_interval(
+                            secs => (row_number() OVER (ORDER BY k.phone) - 1)::float8 / %(rate)s)
+                     FROM kept k WHERE NOT k.skip
+                   RETURNING 1)
+            SELECT (SELECT count(*) FROM queued) AS recipients,
+                   (SELECT count(*) FROM kept WHERE skip) AS skipped""",
+        params
+        | {
+            "campaign": campaign_id,
+            "template": template["name"],
+            "variables": Jsonb(data.variables),
+            "rate": settings.sms_campaign_rate,
+        },
+    )
+    counts = await cur.fetchone()
+    assert counts is not None
+    await conn.execute(
+        "UPDATE sms_campaigns SET recipients = %s, skipped = %s WHERE id = %s",
+        (counts["recipients"], counts["skipped"], campaign_id),
+    )
+    await audit.record(
+        conn,
+        actor,
+        "sms.campaign.create",
+        "sms_campaign",
+        campaign_id,
+        after={
+            "template_id": data.template_id,
+            "audience": data.audience,
+            "recipients": counts["recipients"],
+        },
+    )
+    return await get_campaign(conn, actor, campaign_id)
+
+
+_CAMPAIGN_COLUMNS = """c.id, c.template_id, c.audience, c.filter, c.variables, c.recipients,
+    c.skipped, c.created_at"""
+
+
+def _campaign(row: dict[str, Any], states: dict[str, int] | None = None) -> CampaignOut:
+    return CampaignOut(
+        id=row["id"],
+        template_id=row["template_id"],
+        audience=row["audience"],
+        filter=msgspec.convert(row["filter"], AudienceFilter),
+        variables=row["variables"],
+        recipients=row["recipients"],
+        skipped=row["skipped"],
+        created_at=row["created_at"],
+        states=states or {},
+    )
+
+
+async def get_campaign(conn: Conn, actor: Principal, campaign_id: int) -> CampaignOut:
+    """One campaign of the caller's subtree, with its messages counted per state."""
+    actor.require(PERMISSION)
+    cur = await conn.execute(
+        f"""SELECT {_CAMPAIGN_COLUMNS}, o.path FROM sms_campaigns c JOIN orgs o ON o.id = c.org_id
+             WHERE c.id = %s""",
+        (campaign_id,),
+    )
+    row = await cur.fetchone()
+    actor.ensure_sees(row["path"] if row else None, "campaign")
+    assert row is not None
+    cur = await conn.execute(
+        "SELECT state, count(*) AS n FROM sms_outbox WHERE campaign_id = %s GROUP BY state",
+        (campaign_id,),
+    )
+    states = {r["state"]: int(r["n"]) for r in await cur.fetchall()}
+    return _campaign(row, states)
+
+
+async def list_campaigns(
+    conn: Conn, actor: Principal, page: int, per_page: int
+) -> Page[CampaignOut]:
+    actor.require(PERMISSION)
+    return await fetch_page(
+        conn,
+        columns=_CAMPAIGN_COLUMNS,
+        source="sms_campaigns c JOIN orgs o ON o.id = c.org_id",
+        where=["o.path LIKE %(scope)s"],
+        params={"scope": actor.org_path + "%"},
+        order="c.id DESC",
+        page=page,
+        per_page=per_page,
+        make=_campaign,
+    )

@@ -1,0 +1,737 @@
+"""The SMS outbox and its sender against a real local gateway process (tests/sms_gateway.py):
+outages, timeouts, 5xx, poison rows, throttling, opt-out, callbacks, a worker killed mid-batch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.sms import outbox, sender
+from app.sms.gateway import HttpGateway, gateway_from_settings
+from app.sms.service import sign
+from tests.helpers import assert_error
+from tests.sms_gateway import ROOT, LocalGateway
+
+SECRET = "callback-secret-for-tests"
+
+
+def phone() -> str:
+    return "139" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+@pytest.fixture
+def gateway() -> Iterator[LocalGateway]:
+    gw = LocalGateway().start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+async def aconn(settings: Any) -> AsyncIterator[Any]:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        yield conn
+
+
+async def _enqueue(app: Any, brand: int, phones: list[str], **kw: Any) -> list[int]:
+    """One committed transaction enqueueing a notice (or ``kw``) to each phone."""
+    ids = []
+    async with app.state.pool.connection() as conn:
+        for p in phones:
+            ids.append(
+                await outbox.enqueue(
+                    conn,
+                    brand_id=brand,
+                    phone=p,
+                    template=kw.get("template", "otp"),
+                    variables=kw.get("variables", {"code": "123456", "minutes": "5"}),
+                    purpose=kw.get("purpose", "notice"),
+                )
+            )
+        outbox.discard(conn)  # these tests send themselves; no job
+    return ids
+
+
+async def _rows(conn: Any, ids: list[int]) -> dict[int, dict[str, Any]]:
+    cur = await conn.execute("SELECT * FROM sms_outbox WHERE id = ANY(%s)", (ids,))
+    return {r["id"]: r for r in await cur.fetchall()}
+
+
+async def _drain_until_sent(
+    conn: Any, gw: Any, settings: Any, ids: list[int], wait: float = 20
+) -> dict[int, dict[str, Any]]:
+    deadline = time.monotonic() + wait
+    while True:
+        await sender.sweep(conn, gw, settings)
+        rows = await _rows(conn, ids)
+        if all(r["state"] == "sent" for r in rows.values()):
+            return rows
+        assert time.monotonic() < deadline, {i: r["state"] for i, r in rows.items()}
+        await asyncio.sleep(0.05)
+
+
+def _delivered_once(gateway: LocalGateway, rows: dict[int, dict[str, Any]]) -> None:
+    """Every row reached the phone exactly once (one delivery per idempotency key)."""
+    keys = [m["key"] for m in gateway.messages()]
+    for row in rows.values():
+        assert keys.count(str(row["idem_key"])) == 1, row
+
+
+# -- sending ------------------------------------------------------------------------------------
+
+
+async def test_a_row_is_sent_once_signed_rendered_and_its_code_wiped(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any
+) -> None:
+    to = phone()
+    [row_id] = await _enqueue(app, demo["BRAND-LUMI"], [to], purpose="otp")
+    config = gateway.settings(settings, sms_template_ids="otp=SMS_0001")
+    gw = gateway_from_settings(config)
+    try:
+        rows = await _drain_until_sent(aconn, gw, config, [row_id])
+        await sender.sweep(aconn, gw, config)  # a second pass sends nothing more
+    finally:
+        await gw.aclose()
+    [message] = gateway.messages(to)
+    assert message["text"].startswith("【") and "123456" in message["text"]
+    assert message["template_id"] == "SMS_0001" and message["params"]["code"] == "123456"
+    row = rows[row_id]
+    assert row["attempts"] == 1 and row["provider"] == "http"
+    assert row["provider_message_id"] == message["message_id"]
+    assert "code" not in row["variables"]  # the secret is gone once sent
+    assert gateway.requests() == {str(row["idem_key"]): 1}
+
+
+async def test_gateway_down_then_up_every_row_is_sent_exactly_once(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any
+) -> None:
+    gateway.stop()  # connections refused
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(40)])
+    config = gateway.settings(settings)
+    gw = gateway_from_settings(config)
+    try:
+        stats = await sender.drain(aconn, gw, config, ids=ids)
+        assert stats.retried == 40 and stats.sent == 0
+        rows = await _rows(aconn, ids)
+        assert {r["state"] for r in rows.values()} == {"pending"}
+        assert all("unreachable" in r["last_error"] for r in rows.values())
+        await sender.sweep(aconn, gw, config)  # still down: retried again later
+        gateway.start()
+        rows = await _drain_until_sent(aconn, gw, config, ids)
+    finally:
+        await gw.aclose()
+    _delivered_once(gateway, rows)
+    assert all(r["attempts"] >= 2 for r in rows.values())
+
+
+async def test_a_timeout_is_retried_and_the_slow_first_attempt_not_delivered_twice(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any
+) -> None:
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(5)])
+    gateway.control(delay=1.0)  # slower than the client's timeout
+    config = gateway.settings(settings, sms_gateway_timeout=0.3)
+    gw = gateway_from_settings(config)
+    try:
+        stats = await sender.drain(aconn, gw, config, ids=ids)
+        assert stats.retried == 5
+        rows = await _rows(aconn, ids)
+        assert all(r["last_error"] == "gateway timeout" for r in rows.values())
+        await asyncio.sleep(1.0)  # the gateway took the first attempt after all
+        gateway.control(delay=0)
+        rows = await _drain_until_sent(aconn, gw, config, ids)
+    finally:
+        await gw.aclose()
+    _delivered_once(gateway, rows)
+    requests = gateway.requests()
+    assert all(requests[str(r["idem_key"])] == 2 for r in rows.values()), requests
+
+
+async def test_5xx_answers_are_retried_with_exponential_back_off(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any
+) -> None:
+    [row_id] = await _enqueue(app, demo["BRAND-LUMI"], [phone()])
+    gateway.control(fail_next=3, fail_status=503)
+    config = gateway.settings(settings, sms_backoff_seconds=10.0, sms_backoff_max_seconds=1000.0)
+    gw = gateway_from_settings(config)
+    delays = []
+    try:
+        for attempt in (1, 2, 3):
+            await aconn.execute(
+                "UPDATE sms_outbox SET next_attempt_at = now() WHERE id = %s", (row_id,)
+            )
+            stats = await sender.drain(aconn, gw, config, ids=[row_id])
+            assert stats.retried == 1, (attempt, stats)
+            cur = await aconn.execute(
+                """SELECT attempts, last_error,
+                          extract(epoch FROM next_attempt_at - clock_timestamp())::float8 AS wait
+                     FROM sms_outbox WHERE id = %s""",
+                (row_id,),
+            )
+            row = await cur.fetchone()
+            assert row["attempts"] == attempt and row["last_error"] == "gateway answered 503"
+            delays.append(row["wait"])
+        # 10 s, 20 s, 40 s, each ±20 %: not due yet, so a sweep leaves it alone
+        for n, wait in enumerate(delays):
+            assert 10 * 2**n * 0.75 < wait < 10 * 2**n * 1.25, delays
+        assert (await sender.drain(aconn, gw, config, ids=[row_id])).claimed == 0
+        await aconn.execute(
+            "UPDATE sms_outbox SET next_attempt_at = now() WHERE id = %s", (row_id,)
+        )
+        rows = await _drain_until_sent(aconn, gw, config, [row_id])
+    finally:
+        await gw.aclose()
+    assert rows[row_id]["attempts"] == 4
+    _delivered_once(gateway, rows)
+
+
+async def _dead(conn: Any, ids: list[int]) -> dict[int, str]:
+    cur = await conn.execute(
+        """SELECT (convert_from(payload, 'UTF8')::jsonb ->> 'id')::bigint AS id, reason
+             FROM dead_letters WHERE queue = 'sms_outbox'"""
+    )
+    return {r["id"]: r["reason"] for r in await cur.fetchall() if r["id"] in ids}
+
+
+async def test_a_row_out_of_attempts_is_failed_and_dead_lettered_without_its_code(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any
+) -> None:
+    [row_id] = await _enqueue(app, demo["BRAND-LUMI"], [phone()], purpose="otp")
+    gateway.control(fail_next=100, fail_status=500)
+    config = gateway.settings(settings, sms_max_attempts=3, sms_backoff_seconds=0.01)
+    gw = gateway_from_settings(config)
+    try:
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            await sender.drain(aconn, gw, config, ids=[row_id])
+    finally:
+        await gw.aclose()
+    row = (await _rows(aconn, [row_id]))[row_id]
+    assert row["state"] == "failed" and row["attempts"] == 3
+    assert "code" not in row["variables"]
+    dead = await _dead(aconn, [row_id])
+    assert dead[row_id].startswith("out of attempts: gateway answered 500")
+    cur = await aconn.execute("SELECT payload FROM dead_letters WHERE queue = 'sms_outbox'")
+    assert all(b"123456" not in bytes(r["payload"]) for r in await cur.fetchall())
+
+
+async def test_poison_rows_are_dead_lettered_without_blocking_the_others(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any, client: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    good = await _enqueue(app, brand, [phone() for _ in range(20)])
+    rejected_phone = phone()
+    [rejected] = await _enqueue(app, brand, [rejected_phone])
+    # a row whose template needs a variable it lacks, and one with a non-text variable
+    cur = await aconn.execute(
+        """INSERT INTO sms_outbox (brand_id, phone, template, variables, purpose) VALUES
+             (%(b)s, %(p)s, 'otp', '{"minutes": "5"}', 'notice'),
+             (%(b)s, %(p)s, 'otp', '{"code": 1, "minutes": "5"}', 'notice'),
+             (%(b)s, %(p)s, 'no_such_template', '{}', 'notice')
+           RETURNING id""",
+        {"b": brand, "p": phone()},
+    )
+    broken = [r["id"] for r in await cur.fetchall()]
+    gateway.control(reject=[rejected_phone])
+    config = gateway.settings(settings, sms_gateway_batch=8)
+    gw = gateway_from_settings(config)
+    try:
+        stats = await sender.drain(aconn, gw, config, ids=[*good, rejected, *broken])
+    finally:
+        await gw.aclose()
+    assert stats.sent == 20 and stats.failed == 4, stats
+    rows = await _rows(aconn, [*good, rejected, *broken])
+    assert all(rows[i]["state"] == "sent" for i in good)
+    assert all(rows[i]["state"] == "failed" for i in [rejected, *broken])
+    dead = await _dead(aconn, [rejected, *broken])
+    assert dead[rejected] == "bad number"
+    assert "'code' is missing" in dead[broken[0]]
+    assert "must be text" in dead[broken[1]]
+    assert "unknown template" in dead[broken[2]]
+    health = await client.get("/health")
+    assert health.json()["dead_letters"]["sms_outbox"] >= 4
+
+
+async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_message(
+    app: Any, demo: Any, settings: Any, aconn: Any
+) -> None:
+    """A gateway that answers 400 for the whole request: halves, down to the one at fault."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bad = phone()
+
+    class Strict(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if any(m["phone"] == bad for m in body["messages"]):
+                status, answer = 400, {"error": "invalid phone in request"}
+            else:
+                status = 200
+                answer = {
+                    "results": [
+                        {"key": m["key"], "status": "accepted", "message_id": "s-" + m["key"]}
+                        for m in body["messages"]
+                    ]
+                }
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Strict)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(7)] + [bad])
+    gw = HttpGateway(f"http://127.0.0.1:{server.server_address[1]}/send", batch=8)
+    try:
+        stats = await sender.drain(aconn, gw, settings, ids=ids)
+    finally:
+        await gw.aclose()
+        server.shutdown()
+    assert stats.sent == 7 and stats.failed == 1
+    rows = await _rows(aconn, ids)
+    assert rows[ids[-1]]["state"] == "failed"
+    assert "gateway answered 400" in rows[ids[-1]]["last_error"]
+
+
+# -- the job after commit ---------------------------------------------------------------------
+
+
+async def test_the_job_is_queued_after_the_commit_and_never_for_a_rollback(
+    app: Any, demo: Any
+) -> None:
+    from app.jobs import broker
+
+    def queued() -> list[list[int]]:
+        found = []
+        for raw in broker.client.hvals(f"{broker.namespace}:default.msgs"):
+            message = msgspec.json.decode(raw)
+            if message["actor_name"] == "send_sms":
+                found.append(message["args"][0])
+        return found
+
+    async with app.state.pool.connection() as conn:
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                rolled_back = await outbox.enqueue(
+                    conn,
+                    brand_id=demo["BRAND-LUMI"],
+                    phone=phone(),
+                    template="otp",
+                    variables={"code": "1", "minutes": "5"},
+                    purpose="notice",
+                )
+                raise RuntimeError("the caller's change fails")
+        outbox.discard(conn)
+    async with app.state.pool.connection() as conn:
+        kept = await outbox.enqueue(
+            conn,
+            brand_id=demo["BRAND-LUMI"],
+            phone=phone(),
+            template="otp",
+            variables={"code": "1", "minutes": "5"},
+            purpose="notice",
+        )
+        assert [kept] not in queued()  # not before the commit
+        await conn.commit()
+        await outbox.after_commit(conn)
+    assert [kept] in queued()
+    assert not any(rolled_back in ids for ids in queued())
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM sms_outbox WHERE id = %s", (rolled_back,)
+        )
+        assert (await cur.fetchone())["n"] == 0
+
+
+async def test_with_redis_unreachable_the_row_is_kept_for_the_sweeper(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any, monkeypatch: Any
+) -> None:
+    from app import jobs
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(jobs, "send", down)  # the broker cannot be reached
+    async with app.state.pool.connection() as conn:
+        row_id = await outbox.enqueue(
+            conn,
+            brand_id=demo["BRAND-LUMI"],
+            phone=phone(),
+            template="otp",
+            variables={"code": "1", "minutes": "5"},
+            purpose="notice",
+        )
+        await conn.commit()
+        await outbox.after_commit(conn)  # logs, does not raise
+    config = gateway.settings(settings)
+    gw = gateway_from_settings(config)
+    try:
+        rows = await _drain_until_sent(aconn, gw, config, [row_id])
+    finally:
+        await gw.aclose()
+    _delivered_once(gateway, rows)
+
+
+# -- throttling ------------------------------------------------------------------------------
+
+
+async def test_one_time_codes_are_throttled_per_phone(app: Any, demo: Any, settings: Any) -> None:
+    from app.errors import TooManyRequests
+
+    to = phone()
+    brand = demo["BRAND-LUMI"]
+    otp = {"template": "otp", "variables": {"code": "1", "minutes": "5"}, "purpose": "otp"}
+    async with app.state.pool.connection() as conn:
+        assert await outbox.enqueue(conn, brand_id=brand, phone=to, **otp) > 0
+        await conn.commit()
+        with pytest.raises(TooManyRequests) as caught:
+            await outbox.enqueue(conn, brand_id=brand, phone=to, **otp)
+        assert caught.value.code == "sms_throttled"
+        assert 58 <= int(caught.value.headers["Retry-After"]) <= 60
+        # another purpose, or another phone, is not held up
+        assert await outbox.enqueue(conn, brand_id=brand, phone=to, **{**otp, "purpose": "notice"})
+        assert await outbox.enqueue(conn, brand_id=brand, phone=phone(), **otp)
+        # the daily limit
+        daily = msgspec.structs.replace(settings, sms_otp_interval_seconds=0, sms_otp_daily_limit=3)
+        other = phone()
+        for _ in range(3):
+            await outbox.enqueue(conn, brand_id=brand, phone=other, settings=daily, **otp)
+        with pytest.raises(TooManyRequests) as caught:
+            await outbox.enqueue(conn, brand_id=brand, phone=other, settings=daily, **otp)
+        assert 86000 < int(caught.value.headers["Retry-After"]) <= 86400
+        outbox.discard(conn)
+
+
+async def test_concurrent_code_requests_for_one_phone_send_one_code(app: Any, demo: Any) -> None:
+    from app.errors import TooManyRequests
+
+    to = phone()
+
+    async def request() -> bool:
+        async with app.state.pool.connection() as conn:
+            try:
+                await outbox.enqueue(
+                    conn,
+                    brand_id=demo["BRAND-LUMI"],
+                    phone=to,
+                    template="otp",
+                    variables={"code": "1", "minutes": "5"},
+                    purpose="otp",
+                )
+            except TooManyRequests:
+                return False
+            finally:
+                outbox.discard(conn)
+            return True
+
+    results = await asyncio.gather(*(request() for _ in range(12)))
+    assert results.count(True) == 1
+
+
+# -- opt-out and callbacks --------------------------------------------------------------------
+
+
+def _signed(body: bytes, secret: str = SECRET, at: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if at is None else at)
+    return {
+        "Content-Type": "application/json",
+        "X-Tracecode-Timestamp": stamp,
+        "X-Tracecode-Signature": sign(secret, stamp, body),
+    }
+
+
+@pytest.fixture
+def callback_secret(app: Any) -> Iterator[None]:
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, sms_callback_secret=SECRET)
+    yield
+    app.state.settings = settings
+
+
+async def test_callbacks_are_refused_unsigned_wrongly_signed_or_stale(
+    client: Any, app: Any
+) -> None:
+    body = b'{"reports": [{"message_id": "x", "status": "delivered"}]}'
+    assert_error(
+        await client.post("/sms/callbacks/http", content=body, headers=_signed(body)),
+        403,
+        "callbacks_disabled",
+    )
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, sms_callback_secret=SECRET)
+    try:
+        wrong = _signed(body, secret="another-secret")
+        assert_error(
+            await client.post("/sms/callbacks/http", content=body, headers=wrong),
+            401,
+            "invalid_signature",
+        )
+        stale = _signed(body, at=int(time.time()) - 600)
+        assert_error(
+            await client.post("/sms/callbacks/http", content=body, headers=stale),
+            401,
+            "invalid_signature",
+        )
+        tampered = _signed(body)
+        other = body.replace(b"delivered", b"undelivered")
+        assert_error(
+            await client.post("/sms/callbacks/http", content=other, headers=tampered),
+            401,
+            "invalid_signature",
+        )
+        bad = b'{"reports": [{"message_id": "x", "status": "lost"}]}'
+        assert_error(
+            await client.post("/sms/callbacks/http", content=bad, headers=_signed(bad)),
+            400,
+            "validation_failed",
+        )
+    finally:
+        app.state.settings = settings
+
+
+async def test_delivery_reports_update_sent_rows_once(
+    client: Any,
+    app: Any,
+    demo: Any,
+    settings: Any,
+    gateway: LocalGateway,
+    aconn: Any,
+    callback_secret: None,
+) -> None:
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone(), phone()])
+    config = gateway.settings(settings)
+    gw = gateway_from_settings(config)
+    try:
+        rows = await _drain_until_sent(aconn, gw, config, ids)
+    finally:
+        await gw.aclose()
+    first, second = (rows[i]["provider_message_id"] for i in ids)
+    body = msgspec.json.encode(
+        {
+            "reports": [
+                {"message_id": first, "status": "delivered", "at": "2026-11-01T08:00:00+08:00"},
+                {"message_id": second, "status": "undelivered", "error": "phone off"},
+                {"message_id": "gw-no-such", "status": "delivered"},
+            ]
+        }
+    )
+    answer = await client.post("/sms/callbacks/http", content=body, headers=_signed(body))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"updated": 2, "unknown": 1}
+    rows = await _rows(aconn, ids)
+    assert rows[ids[0]]["state"] == "delivered" and rows[ids[1]]["state"] == "undelivered"
+    assert rows[ids[1]]["last_error"] == "phone off"
+    again = await client.post("/sms/callbacks/http", content=body, headers=_signed(body))
+    assert again.json() == {"updated": 0, "unknown": 3}  # a repeated report changes nothing
+    # another provider's message ids are not ours
+    other = await client.post("/sms/callbacks/dev", content=body, headers=_signed(body))
+    assert other.json()["updated"] == 0
+
+
+async def test_a_td_reply_opts_out_of_marketing_but_never_out_of_codes(
+    client: Any, app: Any, demo: Any, callback_secret: None
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    to = phone()
+    reminder = {
+        "template": "reminder",
+        "variables": {"points": "500", "gift": "礼品"},
+        "purpose": "reminder",
+    }
+    body = msgspec.json.encode({"replies": [{"phone": to, "text": "回复TD退订"}]})
+    answer = await client.post("/sms/callbacks/http/replies", content=body, headers=_signed(body))
+    assert answer.json() == {"opted_out": 0, "ignored": 1}  # no brand ever wrote to it
+    async with app.state.pool.connection() as conn:
+        first = await outbox.enqueue(conn, brand_id=brand, phone=to, **reminder)
+        assert first > 0
+        outbox.discard(conn)
+    for text, opted in (("好的谢谢", 0), (" td ", 1), ("TD", 0)):
+        body = msgspec.json.encode({"replies": [{"phone": to, "text": text}]})
+        answer = await client.post(
+            "/sms/callbacks/http/replies", content=body, headers=_signed(body)
+        )
+        assert answer.json()["opted_out"] == opted, (text, answer.json())
+    async with app.state.pool.connection() as conn:
+        await conn.execute("DELETE FROM sms_outbox WHERE id = %s", (first,))  # not the interval
+        assert await outbox.enqueue(conn, brand_id=brand, phone=to, **reminder) == 0
+        assert (
+            await outbox.enqueue(
+                conn,
+                brand_id=brand,
+                phone=to,
+                template="otp",
+                variables={"code": "1", "minutes": "5"},
+                purpose="otp",
+            )
+            > 0
+        )
+        outbox.discard(conn)
+
+
+async def test_staff_opt_out_api_and_marketing_interval(
+    client: Any, app: Any, demo: Any, login: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    marketer = await login("marketer")
+    to = phone()
+    reminder = {
+        "template": "reminder",
+        "variables": {"points": "500", "gift": "礼品"},
+        "purpose": "reminder",
+    }
+    assert (await client.put(f"/sms/opt-outs/{to}", headers=marketer)).status_code == 204
+    assert (await client.put(f"/sms/opt-outs/{to}", headers=marketer)).status_code == 204
+    listed = await client.get("/sms/opt-outs", headers=marketer)
+    masked = to[:3] + "****" + to[-4:]
+    assert {"phone": masked, "source": "api"}.items() <= listed.json()["items"][0].items()
+    async with app.state.pool.connection() as conn:
+        assert await outbox.enqueue(conn, brand_id=brand, phone=to, **reminder) == 0
+        outbox.discard(conn)
+    assert (await client.delete(f"/sms/opt-outs/{to}", headers=marketer)).status_code == 204
+    async with app.state.pool.connection() as conn:
+        assert await outbox.enqueue(conn, brand_id=brand, phone=to, **reminder) > 0
+        # one marketing message per phone and brand per interval
+        assert await outbox.enqueue(conn, brand_id=brand, phone=to, **reminder) == 0
+        outbox.discard(conn)
+    assert_error(
+        await client.put(f"/sms/opt-outs/{to}", headers=await login("analyst")),
+        403,
+        "permission_denied",
+    )
+    assert_error(await client.put("/sms/opt-outs/12ab", headers=marketer), 400, "invalid_phone")
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+async def test_metrics_count_the_outbox(client: Any, app: Any, demo: Any) -> None:
+    await _enqueue(app, demo["BRAND-LUMI"], [phone()])
+    text = (await client.get("/metrics")).text
+    assert 'tracecode_sms_outbox{what="pending"}' in text
+    assert 'tracecode_sms_outbox{what="oldest_pending_seconds"}' in text
+    assert 'tracecode_dead_letters{queue="sms_outbox"}' in text
+
+
+# -- a worker killed mid-batch ----------------------------------------------------------------
+
+
+def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "2"],
+        env=env,
+        cwd=ROOT,
+        process_group=0,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _kill(worker: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.wait()
+
+
+def _forget_heartbeats(settings: Any) -> None:
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    for key in client.scan_iter(match=f"{settings.redis_namespace}:worker:*"):
+        client.delete(key)
+
+
+@pytest.mark.parametrize("resend", [True, False], ids=["at-least-once", "at-most-once"])
+async def test_a_worker_killed_mid_batch_never_doubles_a_message(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any, resend: bool
+) -> None:
+    """kill -9 of the worker while the gateway holds its requests: the rows stay 'sending'
+    until their lease ends. Re-sending (the default) sends them again with their keys: each
+    reaches the phone once. Without re-sending (dedup off at the gateway too) no row is sent
+    twice, and the ones whose fate is unknown are dead-lettered."""
+    gateway.control(delay=1.5, dedup=resend)
+    env = {
+        **os.environ,
+        "TRACECODE_SMS_GATEWAY": "http",
+        "TRACECODE_SMS_GATEWAY_URL": gateway.url,
+        "TRACECODE_SMS_GATEWAY_BATCH": "5",
+        "TRACECODE_SMS_CONCURRENCY": "4",
+        "TRACECODE_SMS_LEASE_SECONDS": "4",
+        "TRACECODE_SMS_SWEEP_SECONDS": "0.5",
+        "TRACECODE_SMS_BACKOFF_SECONDS": "0.2",
+        "TRACECODE_SMS_RESEND_UNCONFIRMED": "true" if resend else "false",
+        "TRACECODE_JOB_REQUEUE_SECONDS": "3",
+    }
+    phones = [phone() for _ in range(60)]
+    ids = []
+    async with app.state.pool.connection() as conn:
+        for p in phones:
+            ids.append(
+                await outbox.enqueue(
+                    conn,
+                    brand_id=demo["BRAND-LUMI"],
+                    phone=p,
+                    template="otp",
+                    variables={"code": "1", "minutes": "5"},
+                    purpose="notice",
+                )
+            )
+        await conn.commit()
+        await outbox.after_commit(conn)  # the job goes to the broker
+    worker = _worker(env)
+    try:
+        deadline = time.monotonic() + 60
+        while not gateway.requests():  # the worker is sending (the gateway holds the requests)
+            assert time.monotonic() < deadline, "the worker never sent"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        _kill(worker)
+        rows = await _rows(aconn, ids)
+        in_flight = [i for i, r in rows.items() if r["state"] == "sending"]
+        assert in_flight, {r["state"] for r in rows.values()}
+        await asyncio.sleep(2.0)  # the gateway took what it held
+        gateway.control(delay=0)
+        worker = _worker(env)
+        deadline = time.monotonic() + 60
+        while True:
+            rows = await _rows(aconn, ids)
+            if all(r["state"] in ("sent", "failed") for r in rows.values()):
+                break
+            assert time.monotonic() < deadline, {r["state"] for r in rows.values()}
+            await asyncio.sleep(0.3)
+    finally:
+        _kill(worker)
+        _forget_heartbeats(settings)
+    delivered = [m["key"] for m in gateway.messages()]
+    for row in rows.values():
+        assert delivered.count(str(row["idem_key"])) <= 1, row  # never twice
+    if resend:
+        assert all(r["state"] == "sent" for r in rows.values())
+        _delivered_once(gateway, rows)
+        requests = gateway.requests()
+        assert any(requests[str(rows[i]["idem_key"])] == 2 for i in in_flight)  # re-sent, once
+    else:
+        failed = [i for i, r in rows.items() if r["state"] == "failed"]
+        assert set(failed) <= set(in_flight) and failed
+        dead = await _dead(aconn, failed)
+        assert all(reason.startswith("not re-sent (at most once)") for reason in dead.values())
+        assert all(r["state"] == "sent" for i, r in rows.items() if i not in failed)
