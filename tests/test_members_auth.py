@@ -1,7 +1,8 @@
 """Member sign-up and log-in by SMS one-time code, the member token, the profile (issue 15 item 2).
 
-Codes are read where the SMS outbox put them (``sent_code``) or planted with a known value
-(``plant``: ``app.members.auth.store_code``, the function the endpoint itself calls).
+Codes are read from the local SMS gateway (``tests/sms_gateway.py``: the outbox drained to a real
+HTTP gateway process) or planted with a known value (``plant``: ``app.members.auth.store_code``,
+the function the endpoint itself calls).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from app.members.profile import business_today
 from tests.helpers import assert_error
+from tests.sms_gateway import last_code, sms_gateway  # noqa: F401 - the fixture
 
 _numbers = itertools.count(random.randrange(10_000_000, 90_000_000, 1000))
 
@@ -30,18 +32,9 @@ def new_phone(prefix: str = "139") -> str:
     return f"{prefix}{next(_numbers):08d}"
 
 
-async def sent_code(app: Any, phone: str) -> str:
-    """The one-time code of the newest SMS to ``phone`` in the outbox."""
-    async with app.state.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT variables->>'code' AS code FROM sms_outbox WHERE phone = %s "
-                "AND purpose = 'otp' ORDER BY id DESC LIMIT 1",
-                (phone,),
-            )
-        ).fetchone()
-    assert row is not None and row["code"], f"no code was sent to {phone}"
-    return str(row["code"])
+async def sent_code(phone: str) -> str:
+    """The one-time code of the newest SMS that reached the local gateway for ``phone``."""
+    return await asyncio.to_thread(last_code, phone)
 
 
 async def plant(app: Any, brand_id: int, phone: str, code: str = "246810") -> str:
@@ -72,6 +65,7 @@ def login_body(brand: int, phone: str, code: str) -> dict[str, Any]:
 # -- sign-up and log-in --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("sms_gateway")
 async def test_a_phone_signs_up_with_the_code_it_was_sent_and_signs_in_again(
     client: Any, app: Any, demo: Any
 ) -> None:
@@ -82,7 +76,7 @@ async def test_a_phone_signs_up_with_the_code_it_was_sent_and_signs_in_again(
     body = sent.json()
     assert body["phone"] == f"{phone[:3]}****{phone[7:]}"
     assert body["expires_in"] == 300 and body["resend_after"] == 60
-    code = await sent_code(app, phone)
+    code = await sent_code(phone)
     assert len(code) == 6 and code.isdigit()
 
     first = await client.post("/members/login", json=login_body(brand, typed, code))
@@ -106,6 +100,7 @@ async def test_a_phone_signs_up_with_the_code_it_was_sent_and_signs_in_again(
     assert second["member"]["last_login_at"] >= member["last_login_at"]
 
 
+@pytest.mark.usefixtures("sms_gateway")
 async def test_the_code_is_stored_only_as_a_keyed_hash(client: Any, app: Any, demo: Any) -> None:
     from app.members.auth import code_hash
 
@@ -113,7 +108,7 @@ async def test_the_code_is_stored_only_as_a_keyed_hash(client: Any, app: Any, de
     assert (
         await client.post("/members/otp", json={"brand_id": brand, "phone": phone})
     ).status_code == 202
-    code = await sent_code(app, phone)
+    code = await sent_code(phone)
     async with app.state.pool.connection() as conn:
         row = await (
             await conn.execute(
@@ -215,6 +210,7 @@ async def test_a_new_code_replaces_the_old_one_and_no_code_is_no_login(
     )
 
 
+@pytest.mark.usefixtures("sms_gateway")
 async def test_a_second_code_within_a_minute_is_throttled_and_the_first_still_works(
     client: Any, app: Any, demo: Any
 ) -> None:
@@ -222,7 +218,7 @@ async def test_a_second_code_within_a_minute_is_throttled_and_the_first_still_wo
     assert (
         await client.post("/members/otp", json={"brand_id": brand, "phone": phone})
     ).status_code == 202
-    first = await sent_code(app, phone)
+    first = await sent_code(phone)
     again = await client.post("/members/otp", json={"brand_id": brand, "phone": phone})
     error = assert_error(again, 429, "sms_throttled")
     assert int(again.headers["retry-after"]) >= 1, error
@@ -485,6 +481,7 @@ async def test_guessing_codes_is_locked_per_phone_and_limited_per_address(
 # -- phones are never logged --------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("sms_gateway")
 async def test_no_log_line_carries_a_whole_phone_number(
     client: Any, app: Any, demo: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -493,7 +490,7 @@ async def test_no_log_line_carries_a_whole_phone_number(
     assert (
         await client.post("/members/otp", json={"brand_id": brand, "phone": phone})
     ).status_code == 202
-    code = await sent_code(app, phone)
+    code = await sent_code(phone)
     await client.post("/members/login", json=login_body(brand, phone, "000000"))
     ok = await client.post("/members/login", json=login_body(brand, phone, code))
     assert ok.status_code == 200
