@@ -1,0 +1,214 @@
+"""Campaign templates and campaigns (W4, seed 1.12): audience filters, opt-out, the marketing
+interval, the send rate, idempotent client ids, permissions and scoping."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from app.sms import sender
+from app.sms.gateway import gateway_from_settings
+from tests.helpers import assert_error
+from tests.sms_gateway import LocalGateway
+
+
+def phone() -> str:
+    return "137" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+async def _template(client: Any, headers: dict[str, str]) -> int:
+    name = f"promo_{secrets.token_hex(3)}"
+    made = await client.post(
+        "/sms/templates",
+        headers=headers,
+        json={"name": name, "body": "{season}新品上市，凭会员码到店享{discount}折。"},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["placeholders"] == ["discount", "season"]
+    return int(made.json()["id"])
+
+
+async def test_templates_are_the_brands_and_need_the_permission(client: Any, login: Any) -> None:
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    listed = await client.get("/sms/templates", headers=marketer)
+    assert template_id in [t["id"] for t in listed.json()["items"]]
+    builtin = await client.post(
+        "/sms/templates", headers=marketer, json={"name": "otp", "body": "x"}
+    )
+    assert_error(builtin, 409, "template_reserved")
+    name = listed.json()["items"][0]["name"]
+    again = await client.post("/sms/templates", headers=marketer, json={"name": name, "body": "x"})
+    assert_error(again, 409, "template_exists")
+    changed = await client.patch(
+        f"/sms/templates/{template_id}", headers=marketer, json={"body": "{season}上新"}
+    )
+    assert changed.json()["placeholders"] == ["season"]
+    analyst = await login("analyst")
+    assert_error(await client.get("/sms/templates", headers=analyst), 403, "permission_denied")
+    assert_error(
+        await client.post(
+            "/sms/campaigns",
+            headers=analyst,
+            json={"template_id": template_id, "audience": "members"},
+        ),
+        403,
+        "permission_denied",
+    )
+
+
+async def test_a_member_campaign_reaches_its_filtered_audience_once_skipping_opt_outs(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    brand = demo["BRAND-LUMI"]
+    province = f"测试省{secrets.token_hex(2)}"  # a province of this test only
+    zj = [phone() for _ in range(3)]
+    async with app.state.pool.connection() as conn:
+        for i, p in enumerate(zj):
+            await conn.execute(
+                "INSERT INTO members (brand_id, phone, province, age_band, marketing_opt_out) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (brand, p, province, "25_34" if i else "55_plus", i == 2),
+            )
+    body = {
+        "template_id": template_id,
+        "audience": "members",
+        "filter": {"provinces": [province]},
+        "variables": {"season": "春季", "discount": "8"},
+    }
+    dry = await client.post("/sms/campaigns", headers=marketer, json={**body, "dry_run": True})
+    assert dry.status_code == 201, dry.text
+    assert (dry.json()["id"], dry.json()["recipients"], dry.json()["skipped"]) == (None, 2, 1)
+    banded = {**body, "filter": {"provinces": [province], "age_bands": ["25_34"]}, "dry_run": True}
+    assert (await client.post("/sms/campaigns", headers=marketer, json=banded)).json()[
+        "recipients"
+    ] == 1
+    missing = await client.post(
+        "/sms/campaigns", headers=marketer, json={**body, "variables": {"season": "春季"}}
+    )
+    assert_error(missing, 422, "missing_variables")
+
+    key = secrets.token_hex(4)
+    made = await client.post("/sms/campaigns", headers=marketer, json={**body, "client_id": key})
+    assert made.status_code == 201, made.text
+    campaign = made.json()
+    assert (campaign["recipients"], campaign["skipped"], campaign["states"]) == (
+        2,
+        1,
+        {"pending": 2},
+    )
+    repeat = await client.post("/sms/campaigns", headers=marketer, json={**body, "client_id": key})
+    assert repeat.json()["id"] == campaign["id"] and repeat.json()["recipients"] == 2
+    # a second campaign inside the marketing interval reaches nobody
+    second = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert (second.json()["recipients"], second.json()["skipped"]) == (0, 3)
+
+    # sent through the gateway, with the brand's signature and the opt-out line
+    gateway = LocalGateway().start()
+    try:
+        config = gateway.settings(settings)
+        gw = gateway_from_settings(config)
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            await conn.execute(
+                "UPDATE sms_outbox SET next_attempt_at = now() WHERE campaign_id = %s",
+                (campaign["id"],),
+            )
+            await sender.drain(conn, gw, config)
+        await gw.aclose()
+        texts = {m["phone"]: m["text"] for m in gateway.messages()}
+    finally:
+        gateway.stop()
+    assert set(texts) >= set(zj[:2]) and zj[2] not in texts
+    assert texts[zj[0]].endswith("春季新品上市，凭会员码到店享8折。回复TD退订")
+    shown = await client.get(f"/sms/campaigns/{campaign['id']}", headers=marketer)
+    assert shown.json()["states"] == {"sent": 2}
+
+
+async def test_campaign_messages_leave_at_the_configured_rate(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    province = f"速率省{secrets.token_hex(2)}"
+    async with app.state.pool.connection() as conn:
+        for _ in range(5):
+            await conn.execute(
+                "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s)",
+                (demo["BRAND-LUMI"], phone(), province),
+            )
+    made = await client.post(
+        "/sms/campaigns",
+        headers=marketer,
+        json={
+            "template_id": template_id,
+            "audience": "members",
+            "filter": {"provinces": [province]},
+            "variables": {"season": "夏季", "discount": "9"},
+        },
+    )
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            """SELECT extract(epoch FROM max(next_attempt_at) - min(next_attempt_at))::float8 AS span
+                 FROM sms_outbox WHERE campaign_id = %s""",
+            (made.json()["id"],),
+        )
+        span = (await cur.fetchone())["span"]
+    rate = app.state.settings.sms_campaign_rate
+    assert abs(span - 4 / rate) < 0.005, span  # five messages, 1/rate seconds apart
+
+
+async def test_store_manager_campaigns_stay_in_the_callers_subtree(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    marketer = await login("marketer")
+    agent = await login("agent_admin")  # org_admin of the Zhejiang agent
+    hz, sz = phone(), phone()
+    async with app.state.pool.connection() as conn:
+        await conn.execute("UPDATE users SET phone = %s WHERE username = 'store_clerk'", (hz,))
+        await conn.execute(
+            """INSERT INTO users (org_id, username, password_hash, phone)
+               VALUES (%s, %s, 'x', %s) ON CONFLICT (username) DO UPDATE SET phone = EXCLUDED.phone""",
+            (demo["STORE-SZ-01"], "sz_manager", sz),
+        )
+    template_id = await _template(client, marketer)
+    body = {
+        "template_id": template_id,
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "dry_run": True,
+    }
+    everyone = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert everyone.json()["recipients"] >= 2
+    mine = await client.post("/sms/campaigns", headers=agent, json={**body, "dry_run": False})
+    assert mine.status_code == 201, mine.text
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT phone FROM sms_outbox WHERE campaign_id = %s", (mine.json()["id"],)
+        )
+        phones = {r["phone"] for r in await cur.fetchall()}
+    assert hz in phones and sz not in phones
+    # members are the brand's: only brand staff message them
+    members = await client.post(
+        "/sms/campaigns", headers=agent, json={**body, "audience": "members"}
+    )
+    assert_error(members, 403, "brand_only")
+    # another subtree neither sees the campaign nor targets the Zhejiang stores
+    gd = await login("gd_admin")
+    assert_error(await client.get(f"/sms/campaigns/{mine.json()['id']}", headers=gd), 404)
+    outside = await client.post(
+        "/sms/campaigns", headers=gd, json={**body, "filter": {"org_id": demo["AGENT-ZJ"]}}
+    )
+    assert_error(outside, 404)
+    listed = await client.get("/sms/campaigns", headers=gd)
+    assert mine.json()["id"] not in [c["id"] for c in listed.json()["items"]]
+    wrong = await client.post(
+        "/sms/campaigns", headers=marketer, json={**body, "filter": {"age_bands": ["18_24"]}}
+    )
+    assert_error(wrong, 422, "bad_filter")
