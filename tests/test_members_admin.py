@@ -330,3 +330,63 @@ async def test_the_csv_export_masks_guards_formulas_and_is_audited(
     exports = [a for a in audit if a["action"] == "export"]
     assert len(exports) >= 2
     assert exports[0]["after"]["filters"]["date_from"] == "2023-07-01"
+
+
+async def test_a_members_redemptions_show_who_fulfilled_them_where(
+    client: Any, app: Any, demo: Any, login: Any, other_brand: dict[str, Any]
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    member = await _member(app, brand)
+    store, now = demo["STORE-HZ-01"], datetime.now(UTC)
+    async with app.state.pool.connection() as conn:
+        clerk = await (
+            await conn.execute("SELECT id FROM users WHERE username = 'store_clerk'")
+        ).fetchone()
+        gift = await (
+            await conn.execute(
+                "INSERT INTO gifts (brand_id, name, points_cost, kind, stock) "
+                "VALUES (%s, '保温杯 Thermos', 300, 'offline', 10) RETURNING id",
+                (brand,),
+            )
+        ).fetchone()
+        assert clerk is not None and gift is not None
+        ids = {}
+        for status, extra in (
+            ("issued", {}),
+            (
+                "fulfilled",
+                {"fulfilled_at": now, "fulfilled_by": clerk["id"], "fulfilled_org_id": store},
+            ),
+            ("expired", {"expired_at": now}),
+        ):
+            columns = {
+                "brand_id": brand, "member_id": member["id"], "gift_id": gift["id"],
+                "gift_kind": "offline", "points": 300, "code_digest": uuid.uuid4().bytes,
+                "code_sealed": b"sealed", "status": status, "client_id": uuid.uuid4().hex,
+                "expires_at": now + timedelta(days=30), **extra,
+            }  # fmt: skip
+            row = await (
+                await conn.execute(
+                    f"INSERT INTO redemptions ({', '.join(columns)}) "
+                    f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id",
+                    list(columns.values()),
+                )
+            ).fetchone()
+            assert row is not None
+            ids[status] = row["id"]
+    path = f"/members/{member['id']}/redemptions"
+    listed = await client.get(path, headers=await login("admin"))
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert [r["id"] for r in items] == [ids["expired"], ids["fulfilled"], ids["issued"]]
+    fulfilled = items[1]
+    assert fulfilled["status"] == "fulfilled" and fulfilled["fulfilled_by_name"] == "store_clerk"
+    assert fulfilled["fulfilled_org_id"] == store and "杭州" in fulfilled["fulfilled_org_name"]
+    assert fulfilled["gift_name"] == "保温杯 Thermos" and fulfilled["points"] == 300
+    assert not any("code" in key for key in fulfilled)  # never the redemption code
+    only = await client.get(path, headers=await login("admin"), params={"status": "fulfilled"})
+    assert [r["id"] for r in only.json()["items"]] == [ids["fulfilled"]]
+    assert_error(await client.get(path, headers=await login("admin"), params={"status": "x"}), 400)
+    # scoped like the member
+    assert_error(await client.get(path, headers=other_brand["admin"]), 404)
+    assert_error(await client.get(path, headers=await login("store_clerk")), 403)

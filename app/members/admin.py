@@ -1,5 +1,5 @@
-"""Member admin for the brand's staff (M5): find members, see what they scanned, freeze them,
-export them.
+"""Member admin for the brand's staff (M5): find members, see what they scanned and redeemed (and
+who fulfilled it where), freeze them, export them.
 
 Who sees members. A membership belongs to a brand, and the member directory is the brand's
 head office's: staff (users and API keys) of the brand organisation itself, holding
@@ -31,7 +31,7 @@ from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.members.mask import mask_phone
 from app.members.phones import phone_query
 from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
-from app.members.schemas import MemberDetail, MemberRow, MemberStatus, ScanRow
+from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.paging import Page, fetch_page
 
 RECENT_SCANS = 20
@@ -178,6 +178,44 @@ async def _scans(conn: Conn, member_id: int, page: int, per_page: int) -> Page[S
         page=page,
         per_page=per_page,
         make=lambda r: ScanRow(**r),
+    )
+
+
+_REDEMPTION_COLUMNS = (
+    "r.id, r.gift_id, g.name AS gift_name, r.gift_kind, r.points, r.status, r.created_at, "
+    "r.expires_at, r.fulfilled_at, r.fulfilled_by, u.username AS fulfilled_by_name, "
+    "r.fulfilled_org_id, o.name AS fulfilled_org_name, r.expired_at"
+)
+_REDEMPTION_SOURCE = (
+    "redemptions r JOIN gifts g ON g.id = r.gift_id LEFT JOIN users u ON u.id = r.fulfilled_by "
+    "LEFT JOIN orgs o ON o.id = r.fulfilled_org_id"
+)
+
+
+async def redemptions(
+    conn: Conn,
+    actor: Principal,
+    member_id: int,
+    status: str | None,
+    page: int,
+    per_page: int,
+) -> Page[RedemptionRow]:
+    """The member's redemptions and their fulfilment (who, where, when), newest first."""
+    await _member(conn, actor, member_id)
+    where, params = ["r.member_id = %(member)s"], {"member": member_id}
+    if status is not None:
+        where.append("r.status = %(status)s")
+        params["status"] = status
+    return await fetch_page(
+        conn,
+        columns=_REDEMPTION_COLUMNS,
+        source=_REDEMPTION_SOURCE,
+        where=where,
+        params=params,
+        order="r.id DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda r: RedemptionRow(**r),
     )
 
 

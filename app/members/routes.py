@@ -34,6 +34,7 @@ from app.members.schemas import (
     OtpIn,
     OtpSent,
     ProfilePatch,
+    RedemptionRow,
     ScanRow,
     UnfreezeIn,
 )
@@ -161,6 +162,24 @@ class MemberAdminController(Controller):
     ) -> Page[ScanRow]:
         """The member's scans (points claims): product, spec, region, time; newest first."""
         return await admin.scans(conn, principal, member_id, page, per_page)
+
+    @get("/{member_id:int}/redemptions")
+    async def member_redemptions(
+        self,
+        member_id: int,
+        conn: Conn,
+        principal: Principal,
+        redemption_status: Annotated[
+            Literal["issued", "fulfilled", "expired"] | None, QueryParameter(name="status")
+        ] = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[RedemptionRow]:
+        """The member's redemptions, newest first: gift, points, status, and for fulfilled ones
+        who fulfilled it at which organisation and when (``members.read``; never the code)."""
+        return await admin.redemptions(
+            conn, principal, member_id, redemption_status, page, per_page
+        )
 
     @post("/{member_id:int}/freeze", status_code=200)
     async def freeze(

@@ -158,6 +158,26 @@ class MemberDetail(msgspec.Struct, frozen=True, kw_only=True):
     scans_total: int
 
 
+class RedemptionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A member's redemption as staff see it: the gift, the points, where it stands, and who
+    fulfilled it where (never the code: it is the member's to hand over)."""
+
+    id: int
+    gift_id: int
+    gift_name: str
+    gift_kind: Literal["online", "offline"]
+    points: int
+    status: Literal["issued", "fulfilled", "expired"]
+    created_at: datetime
+    expires_at: datetime
+    fulfilled_at: datetime | None
+    fulfilled_by: int | None
+    fulfilled_by_name: str | None
+    fulfilled_org_id: int | None
+    fulfilled_org_name: str | None
+    expired_at: datetime | None
+
+
 class FreezeIn(_In):
     reason: Reason
 
