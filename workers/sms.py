@@ -10,12 +10,14 @@ exponential back-off, then dead-letters it) only when the database is unreachabl
 ``SmsSweeper`` runs ``sender.sweep`` every ``SMS_SWEEP_SECONDS`` in every worker process: rows
 of senders that died go back to pending (or are failed, see ``SMS_RESEND_UNCONFIRMED``), and
 every due row is sent — those whose job was lost or never queued, and those due for a retry.
+Every ``reminders.SCAN_SECONDS`` it first queues the points reminders that are due (M6).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import dramatiq
 
@@ -23,7 +25,7 @@ from app.config import Settings
 from app.db import Conn
 from app.deadletters import POISON
 from app.jobs import settings
-from app.sms import sender
+from app.sms import reminders, sender
 from app.sms.gateway import Gateway, gateway_from_settings
 from workers.periodic import PeriodicRollup, connect
 
@@ -61,10 +63,17 @@ class SmsSweeper(PeriodicRollup):
     def __init__(self) -> None:
         super().__init__("sms", self._sweep, interval=settings.sms_sweep_seconds)
         self._gateway: Gateway | None = None
+        self._next_scan = 0.0
 
     async def _sweep(self, conn: Conn) -> None:
         if self._gateway is None:  # made in the sweeper's own event loop, kept for its life
             self._gateway = gateway_from_settings(settings)
+        if time.monotonic() >= self._next_scan:  # reminders (M6) queued for this sweep to send
+            self._next_scan = time.monotonic() + reminders.SCAN_SECONDS
+            try:
+                await reminders.scan(conn, settings)
+            except Exception:  # a failed scan never holds up the sending below
+                log.exception("sms reminder scan failed")
         stats = await sender.sweep(conn, self._gateway, settings)
         if stats.claimed or stats.recovered:
             log.info(

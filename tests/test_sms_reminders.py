@@ -1,0 +1,91 @@
+"""Reminders (M6): a member whose balance reaches a gift gets one SMS per period, through the
+outbox (opt-out honoured), and not again for the same balance."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.sms import reminders
+
+
+@pytest.fixture
+async def aconn(settings: Any) -> Any:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        yield conn
+
+
+async def _member(conn: Any, brand: int, points: int, opted_out: bool = False) -> int:
+    phone = "136" + "".join(secrets.choice("0123456789") for _ in range(8))
+    cur = await conn.execute(
+        "INSERT INTO members (brand_id, phone, marketing_opt_out) VALUES (%s, %s, %s) RETURNING id",
+        (brand, phone, opted_out),
+    )
+    member_id = (await cur.fetchone())["id"]
+    await _set_balance(conn, member_id, points)
+    return int(member_id)
+
+
+async def _set_balance(conn: Any, member_id: int, points: int) -> None:
+    await conn.execute(
+        """INSERT INTO point_balances (member_id, balance, updated_at) VALUES (%s, %s, clock_timestamp())
+           ON CONFLICT (member_id) DO UPDATE
+             SET balance = EXCLUDED.balance, updated_at = EXCLUDED.updated_at""",
+        (member_id, points),
+    )
+
+
+async def _reminders(conn: Any, member_id: int) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT variables FROM sms_outbox WHERE member_id = %s AND purpose = 'reminder'",
+        (member_id,),
+    )
+    return [r["variables"] for r in await cur.fetchall()]
+
+
+async def test_a_member_is_reminded_once_per_period_when_a_gift_is_within_reach(
+    aconn: Any, demo: Any, settings: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    cost = 900_000 + secrets.randbelow(1000)  # dearer than any other test's gift
+    name = f"提醒礼品{secrets.token_hex(2)}"
+    await aconn.execute(
+        "INSERT INTO gifts (brand_id, name, points_cost, kind, stock) VALUES (%s, %s, %s, 'offline', 5)",
+        (brand, name, cost),
+    )
+    rich = await _member(aconn, brand, cost + 10)
+    poor = await _member(aconn, brand, cost - 1)
+    quiet = await _member(aconn, brand, cost + 10, opted_out=True)
+    await reminders.scan(aconn, settings)
+    reminded = await _reminders(aconn, rich)
+    assert len(reminded) == 1
+    assert reminded[0]["points"] == str(cost + 10) and reminded[0]["gift"]  # the cheapest gift
+    assert await _reminders(aconn, poor) == [] and await _reminders(aconn, quiet) == []
+
+    await reminders.scan(aconn, settings)  # nothing changed: nothing more
+    await _set_balance(aconn, rich, cost + 20)  # changed, but within the period
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, rich)) == 1
+
+    # a period later, with the marketing interval over too, the next change reminds again
+    await aconn.execute(
+        "UPDATE sms_reminders SET sent_at = now() - interval '31 days' WHERE member_id = %s",
+        (rich,),
+    )
+    await aconn.execute(
+        "UPDATE sms_outbox SET created_at = now() - interval '31 days' WHERE member_id = %s",
+        (rich,),
+    )
+    await _set_balance(aconn, rich, cost + 30)
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, rich)) == 2
+    # the poorer member reaches the gift: reminded
+    await _set_balance(aconn, poor, cost)
+    await reminders.scan(aconn, settings)
+    assert len(await _reminders(aconn, poor)) == 1
