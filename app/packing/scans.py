@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import TypeVar
+
+import msgspec
+from psycopg.rows import args_row
 
 from app.auth.principal import Principal
 from app.codes.lookup import LEVEL_RANK, Read, read_codes, sscc_label
@@ -73,8 +76,10 @@ class Context:
     scope: str  # the caller's organisation path: codes held outside it are not known here
 
 
-@dataclass(slots=True)
-class _Scan:
+class _Scan(msgspec.Struct, gc=False):
+    """One scan of the upload and its result (one per scanned item: untracked by the GC, it
+    holds no cycle)."""
+
     scan: ScanIn
     read: Read
     children: list[Read] | None = None  # the reads of explicitly named children
@@ -83,6 +88,44 @@ class _Scan:
     warning: str | None = None
     message: str | None = None
     parent: int | None = None
+
+
+class _UnitState(msgspec.Struct, frozen=True, gc=False):
+    """A locked ``unit_state`` row, in the column order of ``_locked``'s SELECT."""
+
+    code: int
+    status: str
+    parent_sscc: int | None
+    product_id: int
+    lot: str
+    client_event_id: str | None
+    holder_path: str
+    transit_path: str | None
+
+
+class _CaseState(msgspec.Struct, frozen=True, gc=False):
+    """A locked ``case_state`` row, in the column order of ``_locked``'s SELECT."""
+
+    code: int
+    status: str
+    parent_sscc: int | None
+    level: str
+    client_event_id: str | None
+    holder_path: str
+    transit_path: str | None
+
+
+class _Rule(msgspec.Struct, frozen=True, gc=False):
+    """A packing rule of the product: a container of ``level`` holds ``quantity`` items."""
+
+    level: str
+    quantity: int
+    strict: bool
+
+
+_Child = tuple[str, int, int, _Scan | None]  # what a container closes over: kind, code, rank, scan
+_UnitRow = tuple[int, int | None, datetime, int, str]  # code, parent, at, event, client event id
+_S = TypeVar("_S", _UnitState, _CaseState)
 
 
 @dataclass(slots=True)
@@ -97,8 +140,27 @@ class _Plan:
 async def upload(
     conn: Conn, actor: Principal, scheme: Scheme, line_code: str, data: ScanUploadIn
 ) -> ScanUploadOut:
+    """Apply one upload in scan order (the steps of the module's docstring); per-scan results."""
     actor.require("packing.scan")
-    line = await get_line(conn, actor, line_code)
+    ctx = await _context(conn, actor, await get_line(conn, actor, line_code), data)
+    scans = await _read_scans(conn, scheme, ctx, data)
+    for _ in range(_ATTEMPTS):
+        for s in scans:
+            s.result, s.reason, s.warning, s.message, s.parent = "ok", None, None, None, None
+        try:
+            async with conn.transaction():  # a savepoint: a lost race undoes only this attempt
+                await _apply(conn, ctx, scans)
+            break
+        except _Race:
+            continue
+    else:
+        raise Conflict("the codes are being packed by another upload; retry", code="busy")
+    return _answer(scans)
+
+
+async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUploadIn) -> Context:
+    """The production context of the upload: its own (an offline scanner's, checked to be a
+    product of the brand) or else the line's; 422 ``no_line_context`` when neither is set."""
     if data.context is not None:
         await brand_product(conn, actor, data.context.product_id)
         product_id, lot, made = (
@@ -110,10 +172,13 @@ async def upload(
         product_id, lot, made = line.product_id, line.lot, line.production_date
     else:
         raise Unprocessable("set the line's production context first", code="no_line_context")
-    ctx = Context(
+    return Context(
         actor.org_id, actor.brand_id, line, product_id, lot, made, actor.user_id, actor.org_path
     )
 
+
+async def _read_scans(conn: Conn, scheme: Scheme, ctx: Context, data: ScanUploadIn) -> list[_Scan]:
+    """Step 1: read every scanned code and every named child at once (one ``read_codes``)."""
     texts = [s.code for s in data.scans]
     for s in data.scans:
         texts.extend(s.children or ())
@@ -126,17 +191,11 @@ async def upload(
             children = reads[extra : extra + len(s.children)]
             extra += len(s.children)
         scans.append(_Scan(s, reads[i], children))
-    for _ in range(_ATTEMPTS):
-        for s in scans:
-            s.result, s.reason, s.warning, s.message, s.parent = "ok", None, None, None, None
-        try:
-            async with conn.transaction():  # a savepoint: a lost race undoes only this attempt
-                await _apply(conn, ctx, scans)
-            break
-        except _Race:
-            continue
-    else:
-        raise Conflict("the codes are being packed by another upload; retry", code="busy")
+    return scans
+
+
+def _answer(scans: list[_Scan]) -> ScanUploadOut:
+    """The per-scan results and their counts."""
     out = [
         ScanOut(
             id=s.scan.id,
@@ -163,11 +222,12 @@ def _reject(scan: _Scan, reason: str, message: str | None = None) -> None:
 
 
 async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
+    """One attempt: lock the codes' state (step 2), plan (step 3), write (step 4)."""
     all_reads = [s.read for s in scans] + [c for s in scans for c in (s.children or ())]
     units = sorted({r.code for r in all_reads if r.kind == "unit" and r.reason is None})
     cases = sorted({r.code for r in all_reads if r.kind == "case" and r.reason is None})
-    unit_state = await _locked(conn, "unit_state", "code", units)
-    case_state = await _locked(conn, "case_state", "sscc", cases)
+    unit_state = await _locked(conn, _UnitState, units)
+    case_state = await _locked(conn, _CaseState, cases)
     _hide_out_of_reach(ctx, all_reads, unit_state, case_state)
     held = await _child_counts(conn, [code for code in cases if code in case_state])
     rules = await _rules(conn, ctx.product_id)
@@ -178,8 +238,8 @@ async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
 def _hide_out_of_reach(
     ctx: Context,
     reads: list[Read],
-    unit_state: dict[int, dict[str, Any]],
-    case_state: dict[int, dict[str, Any]],
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
 ) -> None:
     """Scoping: a code whose goods are held outside the caller's subtree (and are not on their
     way into it) is rejected ``unknown`` / ``unknown_case``, exactly like a code never issued to
@@ -196,33 +256,34 @@ def _hide_out_of_reach(
                 read.reason = "unknown" if read.kind == "unit" else "unknown_case"
 
 
-def _in_reach(scope: str, row: dict[str, Any]) -> bool:
-    transit = row["transit_path"]
-    return bool(row["holder_path"].startswith(scope) or (transit and transit.startswith(scope)))
+def _in_reach(scope: str, row: _UnitState | _CaseState) -> bool:
+    transit = row.transit_path
+    return bool(row.holder_path.startswith(scope) or (transit and transit.startswith(scope)))
 
 
 def _plan(
     ctx: Context,
     scans: list[_Scan],
-    unit_state: dict[int, dict[str, Any]],
-    case_state: dict[int, dict[str, Any]],
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
     held: dict[int, int],
-    rules: dict[str, dict[str, Any]],
+    rules: dict[str, _Rule],
 ) -> _Plan:
+    """Step 3: each scan's result in scan order, and what the accepted scans change."""
     plan = _Plan()
-    # what the next container closes over, by packing rank: (kind, code, rank, scan)
-    pending: list[list[tuple[str, int, int, _Scan | None]]] = [[] for _ in LEVEL_RANK]
+    # what the next container closes over, by packing rank
+    pending: list[list[_Child]] = [[] for _ in LEVEL_RANK]
     seen_ids: set[str] = set()
     seen_codes: set[tuple[str, int]] = set()
     for s in scans:
         read = s.read
-        state = None
+        state: _UnitState | _CaseState | None = None
         if read.reason is None:
             state = (unit_state if read.kind == "unit" else case_state).get(read.code)
-        if s.scan.id in seen_ids or (state is not None and state["client_event_id"] == s.scan.id):
+        if s.scan.id in seen_ids or (state is not None and state.client_event_id == s.scan.id):
             s.result = "duplicate"
             if state is not None:
-                s.parent = state["parent_sscc"]
+                s.parent = state.parent_sscc
             if read.reason is None:  # a replayed unit still belongs to the container after it
                 if read.kind == "unit":
                     pending[0].append(("unit", read.code, 0, None))
@@ -246,10 +307,11 @@ def _plan(
                 pending[0].append(("unit", read.code, 0, s))
             continue
         state = case_state.get(read.code)
-        if state is not None and state["status"] != "active":
+        if state is not None and state.status != "active":
             _reject(s, "case_void")
             continue
         rank = LEVEL_RANK[read.level]
+        children: list[_Child] | None
         if s.children is None:
             children = _take(pending, rank)
         else:
@@ -268,9 +330,7 @@ def _plan(
     return plan
 
 
-def _take(
-    pending: list[list[tuple[str, int, int, _Scan | None]]], rank: int
-) -> list[tuple[str, int, int, _Scan | None]]:
+def _take(pending: list[list[_Child]], rank: int) -> list[_Child]:
     """Everything pending below ``rank``, in scan order; it is pending no more."""
     taken = [p for level in pending[:rank] for p in level]
     for level in pending[:rank]:
@@ -278,7 +338,7 @@ def _take(
     return taken
 
 
-def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, dict[str, Any]], plan: _Plan) -> None:
+def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, _UnitState], plan: _Plan) -> None:
     read = s.read
     if read.batch_product is not None and read.batch_product != ctx.product_id:
         _reject(s, "wrong_product")
@@ -286,9 +346,9 @@ def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, dict[str, Any]], pl
     state = unit_state.get(read.code)
     if state is None:
         plan.activate[read.code] = s
-    elif state["status"] != "active":
+    elif state.status != "active":
         _reject(s, "void")
-    elif (state["product_id"], state["lot"]) != (ctx.product_id, ctx.lot):
+    elif (state.product_id, state.lot) != (ctx.product_id, ctx.lot):
         _reject(s, "already_active")
     else:
         s.warning = "already_active"
@@ -296,25 +356,26 @@ def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, dict[str, Any]], pl
 
 def _explicit(
     s: _Scan,
-    unit_state: dict[int, dict[str, Any]],
-    case_state: dict[int, dict[str, Any]],
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
     plan: _Plan,
-) -> list[tuple[str, int, int, _Scan | None]] | None:
+) -> list[_Child] | None:
     """Named children must be active codes (activated before, or earlier in this upload)."""
-    children = []
+    children: list[_Child] = []
     for child in s.children or ():
         reason = child.reason
+        state: _UnitState | _CaseState | None
         if reason is None and child.kind == "unit":
             state = unit_state.get(child.code)
             if state is None and child.code not in plan.activate:
                 reason = "not_activated"
-            elif state is not None and state["status"] != "active":
+            elif state is not None and state.status != "active":
                 reason = "void"
         elif reason is None:
             state = case_state.get(child.code)
             if state is None and child.code not in plan.new_cases:
                 reason = "not_packed"
-            elif state is not None and state["status"] != "active":
+            elif state is not None and state.status != "active":
                 reason = "case_void"
         if reason is not None:
             _reject(s, "child_rejected", f"child {child.label}: {reason}")
@@ -326,11 +387,11 @@ def _explicit(
 def _close(
     s: _Scan,
     rank: int,
-    children: list[tuple[str, int, int, _Scan | None]],
-    unit_state: dict[int, dict[str, Any]],
-    case_state: dict[int, dict[str, Any]],
+    children: list[_Child],
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
     held: dict[int, int],
-    rules: dict[str, dict[str, Any]],
+    rules: dict[str, _Rule],
     plan: _Plan,
 ) -> None:
     """Decide a container: which children it takes, whether the packing rule holds."""
@@ -345,10 +406,11 @@ def _close(
         if child_rank >= rank:
             _reject(s, "bad_level", f"child {code}: level not below {s.read.level}")
             return
+        states: dict[int, _UnitState] | dict[int, _CaseState]
         states = unit_state if kind == "unit" else case_state
         current = plan.parent_of.get((kind, code))
         if current is None and code in states:
-            current = states[code]["parent_sscc"]
+            current = states[code].parent_sscc
         if current == sscc:
             continue  # already in this container (a retry): counted in ``inside``
         if current is not None:
@@ -363,10 +425,10 @@ def _close(
         _reject(s, "empty_case")
         return
     rule = rules.get(s.read.level)
-    if rule is not None and count != rule["quantity"]:
-        problem = "short_case" if count < rule["quantity"] else "over_full_case"
-        detail = f"{count} items, the rule says {rule['quantity']}"
-        if rule["strict"]:
+    if rule is not None and count != rule.quantity:
+        problem = "short_case" if count < rule.quantity else "over_full_case"
+        detail = f"{count} items, the rule says {rule.quantity}"
+        if rule.strict:
             _reject(s, problem, detail)
             return
         s.warning, s.message = problem, detail
@@ -376,50 +438,89 @@ def _close(
     plan.closed.append(s)
 
 
+# -- step 4: the write ----------------------------------------------------------------------------
+
+
 async def _write(
     conn: Conn,
     ctx: Context,
     scans: list[_Scan],
     plan: _Plan,
-    unit_state: dict[int, dict[str, Any]],
-    case_state: dict[int, dict[str, Any]],
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
 ) -> None:
-    # Events: one commissioning event for the units this upload activates (they share the
-    # line's context; its time is the first scan's), one aggregation event per container that
-    # takes new children.
-    groups = [list(plan.activate.values())] if plan.activate else []
+    """Step 4: the events, the new state rows, the newly packed existing codes, the stock of the
+    new units, each result's container and the batches now in use. Raises ``_Race`` when a
+    concurrent upload activated or packed one of the same codes first.
+
+    Events: one commissioning event for the units this upload activates (they share the line's
+    context; its time is the first scan's), one aggregation event per container that takes new
+    children."""
     aggregations = [s for s in plan.closed if plan.children_of[s.read.code]]
-    ids = await allocate_ids(conn, len(groups) + len(aggregations))
-    agg_id = {s.read.code: ids[len(groups) + i] for i, s in enumerate(aggregations)}
-    line = ctx.line
-    read_point = f"line:{line.code}"
-    product = {
-        "product_id": ctx.product_id,
-        "lot": ctx.lot,
-        "production_date": ctx.production_date.isoformat(),
-        "line": line.code,
-    }
+    commissioning = 1 if plan.activate else 0
+    ids = await allocate_ids(conn, commissioning + len(aggregations))
+    agg_id = {s.read.code: ids[commissioning + i] for i, s in enumerate(aggregations)}
     events: list[NewEvent] = []
-    unit_rows: list[tuple[int, int | None, datetime, int, str]] = []
-    for event_id, members in zip(ids[: len(groups)], groups, strict=True):
-        events.append(
-            builders.commission(
-                id=event_id,
-                brand_id=ctx.brand_id,
-                at=min(m.scan.at for m in members),
-                units=[m.read.code for m in members],
-                recorded_by=ctx.user_id,
-                details=product,
-                read_point=read_point,
-                biz_location=ctx.org_id,
-            )
+    unit_rows: list[_UnitRow] = []
+    if plan.activate:
+        events.append(_commission(ctx, plan, ids[0], agg_id, unit_rows))
+    events += _aggregations(ctx, plan, aggregations, agg_id)
+    if unit_rows:
+        await _insert_units(conn, ctx, unit_rows)
+    if plan.new_cases:
+        await _insert_cases(conn, ctx, plan, agg_id)
+    await _pack_existing(conn, plan, agg_id, unit_state, case_state)
+    await write_events(conn, events)
+    if plan.activate:  # new units are stock of the line's organisation
+        deltas = new_deltas()
+        deltas[(ctx.org_id, ctx.product_id, ctx.lot, "on_hand")] = len(plan.activate)
+        await write_deltas(conn, deltas, ids[0])
+    _fill_parents(scans, plan, unit_state, case_state)
+    batches = sorted({s.read.batch for s in plan.activate.values()})
+    if batches:
+        await conn.execute(
+            "UPDATE code_batches SET state = 'active' "
+            "WHERE batch_no = ANY(%s) AND state IN ('issued', 'exported')",
+            (batches,),
         )
-        for m in members:
-            parent = plan.parent_of.get(("unit", m.read.code))
-            m.parent = parent
-            unit_rows.append(
-                (m.read.code, parent, m.scan.at, agg_id[parent] if parent else event_id, m.scan.id)
-            )
+
+
+def _commission(
+    ctx: Context, plan: _Plan, event_id: int, agg_id: dict[int, int], unit_rows: list[_UnitRow]
+) -> NewEvent:
+    """The commissioning event of the units this upload activates; appends their state rows to
+    ``unit_rows`` (last event: their container's aggregation, if packed) and sets each one's
+    result container."""
+    members = list(plan.activate.values())
+    for m in members:
+        parent = plan.parent_of.get(("unit", m.read.code))
+        m.parent = parent
+        unit_rows.append(
+            (m.read.code, parent, m.scan.at, agg_id[parent] if parent else event_id, m.scan.id)
+        )
+    return builders.commission(
+        id=event_id,
+        brand_id=ctx.brand_id,
+        at=min(m.scan.at for m in members),
+        units=[m.read.code for m in members],
+        recorded_by=ctx.user_id,
+        details={
+            "product_id": ctx.product_id,
+            "lot": ctx.lot,
+            "production_date": ctx.production_date.isoformat(),
+            "line": ctx.line.code,
+        },
+        read_point=f"line:{ctx.line.code}",
+        biz_location=ctx.org_id,
+    )
+
+
+def _aggregations(
+    ctx: Context, plan: _Plan, aggregations: list[_Scan], agg_id: dict[int, int]
+) -> list[NewEvent]:
+    """One aggregation event per container that takes new children (one per container, not
+    per child)."""
+    events = []
     for s in aggregations:
         kids = plan.children_of[s.read.code]
         events.append(
@@ -432,84 +533,102 @@ async def _write(
                 cases=[code for kind, code in kids if kind == "case"],
                 recorded_by=ctx.user_id,
                 client_event_id=s.scan.id,
-                details={"line": line.code, "level": s.read.level},
-                read_point=read_point,
+                details={"line": ctx.line.code, "level": s.read.level},
+                read_point=f"line:{ctx.line.code}",
                 biz_location=ctx.org_id,
             )
         )
-    if unit_rows:
-        inserted = await (
-            await conn.execute(
-                """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date,
-                       status, disposition, holder_org_id, parent_sscc, line_id, activated_at,
-                       last_event_id, client_event_id)
-                   SELECT d.code, %(brand)s, %(product)s, %(lot)s, %(made)s, 'active',
-                          CASE WHEN d.parent IS NULL THEN 'active' ELSE 'in_progress' END,
-                          %(org)s, d.parent, %(line)s, d.at, d.event, d.client
-                   FROM unnest(%(codes)s::bigint[], %(parents)s::bigint[],
-                               %(times)s::timestamptz[], %(events)s::bigint[], %(clients)s::text[])
-                        AS d (code, parent, at, event, client)
-                   ON CONFLICT (code) DO NOTHING RETURNING code""",
-                {
-                    "brand": ctx.brand_id,
-                    "product": ctx.product_id,
-                    "lot": ctx.lot,
-                    "made": ctx.production_date,
-                    "org": ctx.org_id,
-                    "line": line.id,
-                    "codes": array([r[0] for r in unit_rows]),
-                    "parents": array([r[1] for r in unit_rows]),
-                    "times": array([r[2].isoformat() for r in unit_rows]),
-                    "events": array([r[3] for r in unit_rows]),
-                    "clients": array([r[4] for r in unit_rows]),
-                },
-            )
-        ).fetchall()
-        if len(inserted) != len(unit_rows):
-            raise _Race
-    if plan.new_cases:
-        rows = [
-            (
-                code,
-                s.read.batch,
-                s.read.level,
-                plan.parent_of.get(("case", code)),
-                s.scan.at,
-                s.scan.id,
-            )
-            for code, s in plan.new_cases.items()
-        ]
-        inserted = await (
-            await conn.execute(
-                """INSERT INTO case_state (sscc, brand_id, case_batch_id, level, product_id, lot,
-                       status, disposition, holder_org_id, parent_sscc, line_id, packed_at,
-                       last_event_id, client_event_id)
-                   SELECT d.sscc, %(brand)s, d.batch, d.level, %(product)s, %(lot)s, 'active',
-                          'in_progress', %(org)s, d.parent, %(line)s, d.at, d.event, d.client
-                   FROM unnest(%(ssccs)s::bigint[], %(batches)s::bigint[], %(levels)s::text[],
-                               %(parents)s::bigint[], %(times)s::timestamptz[],
-                               %(events)s::bigint[], %(clients)s::text[])
-                        AS d (sscc, batch, level, parent, at, event, client)
-                   ON CONFLICT (sscc) DO NOTHING RETURNING sscc""",
-                {
-                    "brand": ctx.brand_id,
-                    "product": ctx.product_id,
-                    "lot": ctx.lot,
-                    "org": ctx.org_id,
-                    "line": line.id,
-                    "ssccs": array([r[0] for r in rows]),
-                    "batches": array([r[1] for r in rows]),
-                    "levels": array([r[2] for r in rows]),
-                    "parents": array([r[3] for r in rows]),
-                    "times": array([r[4].isoformat() for r in rows]),
-                    "events": array([agg_id.get(r[3] or -1, agg_id.get(r[0], 0)) for r in rows]),
-                    "clients": array([r[5] for r in rows]),
-                },
-            )
-        ).fetchall()
-        if len(inserted) != len(rows):
-            raise _Race
-    # Codes that existed before this upload and are now packed.
+    return events
+
+
+async def _insert_units(conn: Conn, ctx: Context, unit_rows: list[_UnitRow]) -> None:
+    """The state rows of the new units, in one statement; ``_Race`` if one already exists."""
+    inserted = await (
+        await conn.execute(
+            """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date,
+                   status, disposition, holder_org_id, parent_sscc, line_id, activated_at,
+                   last_event_id, client_event_id)
+               SELECT d.code, %(brand)s, %(product)s, %(lot)s, %(made)s, 'active',
+                      CASE WHEN d.parent IS NULL THEN 'active' ELSE 'in_progress' END,
+                      %(org)s, d.parent, %(line)s, d.at, d.event, d.client
+               FROM unnest(%(codes)s::bigint[], %(parents)s::bigint[],
+                           %(times)s::timestamptz[], %(events)s::bigint[], %(clients)s::text[])
+                    AS d (code, parent, at, event, client)
+               ON CONFLICT (code) DO NOTHING RETURNING code""",
+            {
+                "brand": ctx.brand_id,
+                "product": ctx.product_id,
+                "lot": ctx.lot,
+                "made": ctx.production_date,
+                "org": ctx.org_id,
+                "line": ctx.line.id,
+                "codes": array([r[0] for r in unit_rows]),
+                "parents": array([r[1] for r in unit_rows]),
+                "times": array([r[2].isoformat() for r in unit_rows]),
+                "events": array([r[3] for r in unit_rows]),
+                "clients": array([r[4] for r in unit_rows]),
+            },
+        )
+    ).fetchall()
+    if len(inserted) != len(unit_rows):
+        raise _Race
+
+
+async def _insert_cases(conn: Conn, ctx: Context, plan: _Plan, agg_id: dict[int, int]) -> None:
+    """The state rows of the new containers, in one statement; ``_Race`` if one already exists.
+    A container's last event is its parent's aggregation, else its own."""
+    rows = [
+        (
+            code,
+            s.read.batch,
+            s.read.level,
+            plan.parent_of.get(("case", code)),
+            s.scan.at,
+            s.scan.id,
+        )
+        for code, s in plan.new_cases.items()
+    ]
+    inserted = await (
+        await conn.execute(
+            """INSERT INTO case_state (sscc, brand_id, case_batch_id, level, product_id, lot,
+                   status, disposition, holder_org_id, parent_sscc, line_id, packed_at,
+                   last_event_id, client_event_id)
+               SELECT d.sscc, %(brand)s, d.batch, d.level, %(product)s, %(lot)s, 'active',
+                      'in_progress', %(org)s, d.parent, %(line)s, d.at, d.event, d.client
+               FROM unnest(%(ssccs)s::bigint[], %(batches)s::bigint[], %(levels)s::text[],
+                           %(parents)s::bigint[], %(times)s::timestamptz[],
+                           %(events)s::bigint[], %(clients)s::text[])
+                    AS d (sscc, batch, level, parent, at, event, client)
+               ON CONFLICT (sscc) DO NOTHING RETURNING sscc""",
+            {
+                "brand": ctx.brand_id,
+                "product": ctx.product_id,
+                "lot": ctx.lot,
+                "org": ctx.org_id,
+                "line": ctx.line.id,
+                "ssccs": array([r[0] for r in rows]),
+                "batches": array([r[1] for r in rows]),
+                "levels": array([r[2] for r in rows]),
+                "parents": array([r[3] for r in rows]),
+                "times": array([r[4].isoformat() for r in rows]),
+                "events": array([agg_id.get(r[3] or -1, agg_id.get(r[0], 0)) for r in rows]),
+                "clients": array([r[5] for r in rows]),
+            },
+        )
+    ).fetchall()
+    if len(inserted) != len(rows):
+        raise _Race
+
+
+async def _pack_existing(
+    conn: Conn,
+    plan: _Plan,
+    agg_id: dict[int, int],
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
+) -> None:
+    """Codes that existed before this upload and are now packed: one UPDATE per table, which
+    binds only codes still unpacked (``_Race`` otherwise)."""
     for kind, table, key, states in (
         ("unit", "unit_state", "code", unit_state),
         ("case", "case_state", "sscc", case_state),
@@ -536,44 +655,45 @@ async def _write(
             ).fetchall()
             if len(updated) != len(moved):
                 raise _Race
-    await write_events(conn, events)
-    if plan.activate:  # new units are stock of the line's organisation
-        deltas = new_deltas()
-        deltas[(ctx.org_id, ctx.product_id, ctx.lot, "on_hand")] = len(plan.activate)
-        await write_deltas(conn, deltas, ids[0])
+
+
+def _fill_parents(
+    scans: list[_Scan],
+    plan: _Plan,
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
+) -> None:
+    """Each accepted scan's container for its answer: the one it was packed in now, else the
+    one it was in before (new units got theirs in ``_commission``)."""
     for s in scans:
         if s.result == "ok" and s.read.kind == "unit" and s.parent is None:
             s.parent = plan.parent_of.get(("unit", s.read.code))
             if s.parent is None and s.read.code in unit_state:
-                s.parent = unit_state[s.read.code]["parent_sscc"]
+                s.parent = unit_state[s.read.code].parent_sscc
         elif s.result == "ok" and s.read.kind == "case":
             s.parent = plan.parent_of.get(("case", s.read.code))
             if s.parent is None and s.read.code in case_state:
-                s.parent = case_state[s.read.code]["parent_sscc"]
-    batches = sorted({s.read.batch for s in plan.activate.values()})
-    if batches:
-        await conn.execute(
-            "UPDATE code_batches SET state = 'active' "
-            "WHERE batch_no = ANY(%s) AND state IN ('issued', 'exported')",
-            (batches,),
-        )
+                s.parent = case_state[s.read.code].parent_sscc
 
 
-async def _locked(conn: Conn, table: str, key: str, codes: list[int]) -> dict[int, dict[str, Any]]:
+# -- reads of step 2 ------------------------------------------------------------------------------
+
+
+async def _locked(conn: Conn, row: type[_S], codes: list[int]) -> dict[int, _S]:
     """State rows of these codes, locked (in key order) until the upload commits."""
     if not codes:
         return {}
+    table, key = ("unit_state", "code") if row is _UnitState else ("case_state", "sscc")
     extra = ", s.product_id, s.lot" if table == "unit_state" else ", s.level"
     extra += ", s.client_event_id, h.path AS holder_path, t.path AS transit_path"
-    rows = await (
-        await conn.execute(
-            f"SELECT s.{key} AS code, s.status, s.parent_sscc{extra} FROM {table} s "
-            "JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to "
-            f"WHERE s.{key} = ANY(%s::bigint[]) ORDER BY s.{key} FOR UPDATE OF s",
-            (array(codes),),
-        )
-    ).fetchall()
-    return {row["code"]: row for row in rows}
+    cur = conn.cursor(row_factory=args_row(row))  # positional: the SELECT is in field order
+    await cur.execute(
+        f"SELECT s.{key} AS code, s.status, s.parent_sscc{extra} FROM {table} s "
+        "JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to "
+        f"WHERE s.{key} = ANY(%s::bigint[]) ORDER BY s.{key} FOR UPDATE OF s",
+        (array(codes),),
+    )
+    return {state.code: state for state in await cur.fetchall()}
 
 
 async def _child_counts(conn: Conn, cases: list[int]) -> dict[int, int]:
@@ -593,11 +713,10 @@ async def _child_counts(conn: Conn, cases: list[int]) -> dict[int, int]:
     return {row["parent_sscc"]: row["n"] for row in rows}
 
 
-async def _rules(conn: Conn, product_id: int) -> dict[str, dict[str, Any]]:
-    rows = await (
-        await conn.execute(
-            "SELECT level, quantity, strict FROM packing_rules WHERE product_id = %s",
-            (product_id,),
-        )
-    ).fetchall()
-    return {row["level"]: row for row in rows}
+async def _rules(conn: Conn, product_id: int) -> dict[str, _Rule]:
+    """The product's packing rules by level."""
+    cur = conn.cursor(row_factory=args_row(_Rule))
+    await cur.execute(
+        "SELECT level, quantity, strict FROM packing_rules WHERE product_id = %s", (product_id,)
+    )
+    return {rule.level: rule for rule in await cur.fetchall()}
