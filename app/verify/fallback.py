@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings
@@ -54,6 +56,41 @@ async def insert_record(
         )
 
 
+class _History(msgspec.Struct, frozen=True, gc=False):
+    """What the code's earlier verifications say (one row of ``_HISTORY``)."""
+
+    queries: int  # counted verifications
+    first_at: datetime | None  # the first counted one
+    fails: int  # wrong PINs since the lockout window opened and since the last counted one
+    last_fail: datetime | None  # the latest wrong PIN or refusal while locked
+
+
+class _FirstPlace(msgspec.Struct, frozen=True, gc=False):
+    """Where the first counted verification was made."""
+
+    province: str | None
+    city: str | None
+
+    @property
+    def label(self) -> str:
+        return Place(self.province, self.city).label if self.province else ""
+
+
+_HISTORY = f"""SELECT
+      count(*) FILTER (WHERE {COUNTED}) AS queries,
+      min(at) FILTER (WHERE {COUNTED}) AS first_at,
+      count(*) FILTER (WHERE reason = 'wrong_pin' AND at > %(since)s
+        AND at > coalesce((SELECT max(at) FROM verifications
+                            WHERE code_id = %(code)s AND {COUNTED}), '-infinity'))
+        AS fails,
+      max(at) FILTER (WHERE reason IN ('wrong_pin', 'locked')) AS last_fail
+    FROM verifications WHERE code_id = %(code)s"""
+
+_FIRST_PLACE = (
+    f"SELECT province, city FROM verifications WHERE code_id = %s AND {COUNTED} ORDER BY at LIMIT 1"
+)
+
+
 async def verify_without_redis(
     pool: AsyncConnectionPool,
     settings: Settings,
@@ -65,95 +102,112 @@ async def verify_without_redis(
     lang: str,
 ) -> VerifyOut:
     """The answer and its record from PostgreSQL alone; ``unit`` is the code's unit as the
-    database has it (None: never activated)."""
+    database has it (None: never activated). The steps mirror the Redis script: not genuine,
+    locked out, wrong PIN, else counted."""
     if unit is None:
-        await insert_record(pool, record, "not_genuine", "not_activated", 0)
-        return VerifyOut(
-            result="not_genuine",
-            reason="not_activated",
-            serial=serial,
-            message=messages.text("not_activated", lang),
-        )
+        return await _not_genuine(pool, record, "not_activated", serial, lang)
     if unit.status in VOID_STATES:
-        await insert_record(pool, record, "not_genuine", "void", 0)
-        return VerifyOut(
-            result="not_genuine", reason="void", serial=serial, message=messages.text("void", lang)
-        )
+        return await _not_genuine(pool, record, "void", serial, lang)
     record.product_id = unit.product.id if unit.product else None
-    base: dict[str, Any] = {
-        "serial": serial,
-        "product": unit.product,
-        "lot": unit.lot,
-        "production_date": unit.production_date,
-    }
     window = timedelta(seconds=settings.pin_lockout_seconds)
-    async with pool.connection() as conn:
-        stats = await (
-            await conn.execute(
-                f"""SELECT
-                      count(*) FILTER (WHERE {COUNTED}) AS queries,
-                      min(at) FILTER (WHERE {COUNTED}) AS first_at,
-                      count(*) FILTER (WHERE reason = 'wrong_pin' AND at > %(since)s
-                        AND at > coalesce((SELECT max(at) FROM verifications
-                                            WHERE code_id = %(code)s AND {COUNTED}), '-infinity'))
-                        AS fails,
-                      max(at) FILTER (WHERE reason IN ('wrong_pin', 'locked')) AS last_fail
-                    FROM verifications WHERE code_id = %(code)s""",
-                {"code": code, "since": record.at - window},
-            )
-        ).fetchone()
-        first = await (
-            await conn.execute(
-                f"SELECT province, city FROM verifications WHERE code_id = %s AND {COUNTED} "
-                "ORDER BY at LIMIT 1",
-                (code,),
-            )
-        ).fetchone()
-    assert stats is not None
-    fails = int(stats["fails"])
-    if fails >= settings.pin_max_failures:
-        retry = int((stats["last_fail"] + window - datetime.now(UTC)).total_seconds()) + 1
-        await insert_record(pool, record, "locked", "locked", 0)
-        return VerifyOut(
-            result="locked",
-            reason="locked",
-            retry_after=max(retry, 1),
-            message=messages.text("locked", lang, minutes=-(-retry // 60)),
-            **base,
-        )
+    history, first = await _history(pool, code, record.at - window)
+    if history.fails >= settings.pin_max_failures:
+        last_fail = history.last_fail
+        assert last_fail is not None  # there were wrong PINs
+        retry = int((last_fail + window - datetime.now(UTC)).total_seconds()) + 1
+        return await _locked(pool, record, unit, serial, lang, max(retry, 1), -(-retry // 60))
     if pin_state == "bad":
-        left = settings.pin_max_failures - fails - 1
+        left = settings.pin_max_failures - history.fails - 1
         if left <= 0:
-            await insert_record(pool, record, "locked", "locked", 0)
-            return VerifyOut(
-                result="locked",
-                reason="locked",
-                retry_after=settings.pin_lockout_seconds,
-                message=messages.text(
-                    "locked", lang, minutes=-(-settings.pin_lockout_seconds // 60)
-                ),
-                **base,
-            )
+            lockout = settings.pin_lockout_seconds
+            return await _locked(pool, record, unit, serial, lang, lockout, -(-lockout // 60))
         await insert_record(pool, record, "wrong_pin", "wrong_pin", 0)
-        return VerifyOut(
+        return _about(
+            unit,
+            serial,
             result="wrong_pin",
             reason="wrong_pin",
             pin_attempts_left=left,
             message=messages.text("wrong_pin", lang, left=left),
-            **base,
         )
-    queries = int(stats["queries"]) + (1 if pin_state == "ok" else 0)
-    first_at = stats["first_at"] or (record.at if pin_state == "ok" else None)
+    return await _counted(pool, settings, record, unit, serial, pin_state, lang, history, first)
+
+
+async def _not_genuine(
+    pool: AsyncConnectionPool, record: Record, reason: str, serial: str, lang: str
+) -> VerifyOut:
+    """Never activated or void: recorded and answered ``not_genuine``, nothing counted."""
+    await insert_record(pool, record, "not_genuine", reason, 0)
+    return VerifyOut(
+        result="not_genuine", reason=reason, serial=serial, message=messages.text(reason, lang)
+    )
+
+
+async def _history(
+    pool: AsyncConnectionPool, code: int, since: datetime
+) -> tuple[_History, _FirstPlace | None]:
+    """The code's counted verifications, recent wrong PINs and the first place (two queries on
+    one connection)."""
+    async with pool.connection() as conn:
+        counts = conn.cursor(row_factory=class_row(_History))
+        await counts.execute(_HISTORY, {"code": code, "since": since})
+        history = await counts.fetchone()
+        places = conn.cursor(row_factory=class_row(_FirstPlace))
+        await places.execute(_FIRST_PLACE, (code,))
+        first = await places.fetchone()
+    assert history is not None
+    return history, first
+
+
+async def _locked(
+    pool: AsyncConnectionPool,
+    record: Record,
+    unit: UnitInfo,
+    serial: str,
+    lang: str,
+    retry_after: int,
+    minutes: int,
+) -> VerifyOut:
+    """Too many wrong PINs: recorded and answered ``locked`` for ``retry_after`` seconds
+    (``minutes`` in the message)."""
+    await insert_record(pool, record, "locked", "locked", 0)
+    return _about(
+        unit,
+        serial,
+        result="locked",
+        reason="locked",
+        retry_after=retry_after,
+        message=messages.text("locked", lang, minutes=minutes),
+    )
+
+
+async def _counted(
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    record: Record,
+    unit: UnitInfo,
+    serial: str,
+    pin_state: str,
+    lang: str,
+    history: _History,
+    first: _FirstPlace | None,
+) -> VerifyOut:
+    """A counted verification (right PIN or none): this one counts when its PIN is right;
+    ``decide`` gives the result; recorded with the count."""
+    queries = history.queries + (1 if pin_state == "ok" else 0)
+    first_at = history.first_at or (record.at if pin_state == "ok" else None)
     place = record.place.label if record.place else ""
-    first_place = _label(first) if first else (place if pin_state == "ok" else "")
+    first_place = first.label if first else (place if pin_state == "ok" else "")
     never_shipped = settings.verify_flag_never_shipped and not unit.shipped
     result, reason = decide(
         pin_state, queries, first_place, place, settings.verify_repeat_threshold, never_shipped
     )
     await insert_record(pool, record, result, reason, queries)
     first_place = place_name(first_place, lang)  # recorded in Chinese; named in the reader's
-    return VerifyOut(
-        result=result,  # type: ignore[arg-type]
+    return _about(
+        unit,
+        serial,
+        result=result,
         reason=reason,
         message=messages.text(
             reason, lang, queries=queries, first_at=first_at, first_place=first_place or None
@@ -161,11 +215,15 @@ async def verify_without_redis(
         queries=queries,
         first_query_at=first_at,
         first_query_place=first_place or None,
-        **base,
     )
 
 
-def _label(row: dict[str, Any]) -> str:
-    if not row.get("province"):
-        return ""
-    return Place(row["province"], row.get("city")).label
+def _about(unit: UnitInfo, serial: str, **answer: Any) -> VerifyOut:
+    """An answer about an activated unit: its product, lot and production date, and ``answer``."""
+    return VerifyOut(
+        serial=serial,
+        product=unit.product,
+        lot=unit.lot,
+        production_date=unit.production_date,
+        **answer,
+    )
