@@ -82,10 +82,20 @@ class ImportOut(msgspec.Struct, frozen=True, kw_only=True):
     orders: Annotated[list[ImportedOrder], msgspec.Meta(description="one entry per order")]
 
 
-@dataclass
-class _Row:
+class _Row(msgspec.Struct, kw_only=True, gc=False):
+    """One CSV row: its file line and the value of each column ("" when absent or empty)."""
+
     line: int
-    values: dict[str, str]
+    erp_no: str = ""
+    kind: str = ""
+    from_erp_code: str = ""
+    to_erp_code: str = ""
+    order_date: str = ""
+    product_no: str = ""
+    gtin: str = ""
+    quantity: str = ""
+    note: str = ""
+    extra: bool = False  # more non-empty values than header columns
 
 
 @dataclass
@@ -172,9 +182,8 @@ def parse(raw: bytes, max_rows: int = MAX_ROWS) -> list[_Row]:
             values = {
                 n: (record[i].strip() if i < len(record) else "") for i, n in enumerate(names)
             }
-            if len(record) > len(names) and any(v.strip() for v in record[len(names) :]):
-                values["__extra__"] = "1"
-            rows.append(_Row(line, values))
+            extra = len(record) > len(names) and any(v.strip() for v in record[len(names) :])
+            rows.append(_Row(line=line, extra=extra, **values))
     except csv.Error as exc:
         line = reader.line_num
         raise BadRequest(
@@ -230,62 +239,101 @@ async def _lookup_products(
     return by_no, by_gtin
 
 
-async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
-    """Check every row, then create each order without a bad row (idempotent by ``erp_no``)."""
-    actor.require("orders.write")
-    rows = parse(raw)
-    brand = actor.brand_id
-    errors: list[RowError] = []
+class _References(msgspec.Struct, frozen=True, gc=False):
+    """What the rows name, looked up once for the whole file."""
 
-    def fail(order: _Order | None, row: _Row, column: str | None, code: str, msg: str) -> None:
-        erp_no = order.erp_no if order else (row.values.get("erp_no") or None)
-        errors.append(RowError(line=row.line, column=column, code=code, message=msg, erp_no=erp_no))
+    orgs: dict[str, int]  # organisation id by ERP code (the brand's)
+    by_no: dict[str, list[int]]  # product ids by product number (several: ambiguous)
+    by_gtin: dict[str, int]  # product id by GTIN-14
+    gtins: dict[int, str]  # the row's GTIN as GTIN-14, by file line (absent: not a valid GTIN)
+
+
+@dataclass(slots=True)
+class _Errors:
+    """The problems found, and who collects them: a bad row rejects its whole order."""
+
+    found: list[RowError] = field(default_factory=list)
+
+    def fail(
+        self, order: _Order | None, row: _Row, column: str | None, code: str, msg: str
+    ) -> None:
+        erp_no = order.erp_no if order else (row.erp_no or None)
+        self.found.append(
+            RowError(line=row.line, column=column, code=code, message=msg, erp_no=erp_no)
+        )
         if order is not None:
             order.bad = True
 
+
+async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
+    """Check every row, then create each order without a bad row (idempotent by ``erp_no``).
+
+    The checks run as passes over all rows (orders and their header fields, then products and
+    quantities, then order sizes), so each row's problems are listed in column order."""
+    actor.require("orders.write")
+    rows = parse(raw)
+    refs = await _references(conn, actor.brand_id, rows)
+    errors = _Errors()
+    orders, grouped = _group_orders(rows, refs, errors)
+    _check_lines(grouped, refs, errors)
+    _check_sizes(grouped, errors)
+    results, counts = await _create_orders(conn, actor, orders, refs, errors)
+    errors.found.sort(key=lambda e: e.line)
+    return ImportOut(
+        **counts,
+        rows=len(rows),
+        errors=errors.found[:MAX_ERRORS_LISTED],
+        errors_total=len(errors.found),
+        orders=results,
+    )
+
+
+async def _references(conn: Conn, brand: int, rows: list[_Row]) -> _References:
+    """The brand's organisations and products the rows name (one query each)."""
     gtins: dict[int, str] = {}
     for row in rows:
-        text = row.values.get("gtin", "")
-        if text:
+        if row.gtin:
             try:
-                gtins[row.line] = normalize_gtin(text)
+                gtins[row.line] = normalize_gtin(row.gtin)
             except (Gs1Error, ValueError):
                 pass
     orgs = await _lookup_orgs(
         conn,
         brand,
-        {row.values[c] for row in rows for c in ("from_erp_code", "to_erp_code") if row.values[c]},
+        {code for row in rows for code in (row.from_erp_code, row.to_erp_code) if code},
     )
     by_no, by_gtin = await _lookup_products(
-        conn,
-        brand,
-        {row.values["product_no"] for row in rows if row.values.get("product_no")},
-        set(gtins.values()),
+        conn, brand, {row.product_no for row in rows if row.product_no}, set(gtins.values())
     )
+    return _References(orgs, by_no, by_gtin, gtins)
+
+
+def _group_orders(
+    rows: list[_Row], refs: _References, errors: _Errors
+) -> tuple[dict[str, _Order], list[tuple[_Row, _Order]]]:
+    """First pass: the orders by ``erp_no`` and their header fields (kind, the two
+    organisations, date, note), which every row of an order must repeat. Returns the orders and
+    each row with a valid ``erp_no`` beside its order."""
     orders: dict[str, _Order] = {}
+    grouped: list[tuple[_Row, _Order]] = []
+    orgs, fail = refs.orgs, errors.fail
     for row in rows:
-        v = row.values
-        erp_no = v["erp_no"]
+        erp_no = row.erp_no
         if not _ERP_NO.match(erp_no):
-            fail(
-                None,
-                row,
-                "erp_no",
-                "bad_erp_no",
-                "erp_no: 1 to 64 printable ASCII characters, no spaces",
-            )
+            message = "erp_no: 1 to 64 printable ASCII characters, no spaces"
+            fail(None, row, "erp_no", "bad_erp_no", message)
             continue
         order = orders.get(erp_no)
         if order is None:
             order = orders[erp_no] = _Order(erp_no, row.line)
-        if "__extra__" in v:
+        grouped.append((row, order))
+        if row.extra:
             fail(order, row, None, "extra_values", "more values than header columns")
-        kind = v.get("kind") or "sales"
+        kind = row.kind or "sales"
         if kind not in KINDS:
             fail(order, row, "kind", "bad_kind", f"kind: one of {', '.join(KINDS)}")
         ends: dict[str, int] = {}
-        for column in ("from_erp_code", "to_erp_code"):
-            code = v[column]
+        for column, code in ("from_erp_code", row.from_erp_code), ("to_erp_code", row.to_erp_code):
             if not code:
                 fail(order, row, column, "missing_value", f"{column} is required")
             elif code not in orgs:
@@ -294,36 +342,33 @@ async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
                 ends[column] = orgs[code]
         if len(ends) == 2 and ends["from_erp_code"] == ends["to_erp_code"]:
             fail(order, row, "to_erp_code", "same_org", "an order goes between two organisations")
-        when = v.get("order_date", "")
+        when = row.order_date
         if when:
             try:
                 _date(when)
             except ValueError:
-                fail(
-                    order,
-                    row,
-                    "order_date",
-                    "bad_date",
-                    f"order_date {when!r}: a date as YYYY-MM-DD",
-                )
-        note = v.get("note", "")
-        if len(note) > 500:
+                message = f"order_date {when!r}: a date as YYYY-MM-DD"
+                fail(order, row, "order_date", "bad_date", message)
+        if len(row.note) > 500:
             fail(order, row, "note", "note_too_long", "note: at most 500 characters")
-        header = (kind, v["from_erp_code"], v["to_erp_code"], when, note)
+        header = (kind, row.from_erp_code, row.to_erp_code, when, row.note)
         if order.header is None:
             order.header = header
         elif order.header != header:
             names = ("kind", "from_erp_code", "to_erp_code", "order_date", "note")
             column = next(n for n, a, b in zip(names, order.header, header, strict=True) if a != b)
-            fail(
-                order,
-                row,
-                column,
-                "inconsistent_order",
-                f"{column} differs from line {order.first_line} of order {erp_no}",
-            )
+            message = f"{column} differs from line {order.first_line} of order {erp_no}"
+            fail(order, row, column, "inconsistent_order", message)
+    return orders, grouped
+
+
+def _check_lines(grouped: list[tuple[_Row, _Order]], refs: _References, errors: _Errors) -> None:
+    """Second pass: each row's product (by GTIN, else product number) and quantity, one line
+    per product in an order; the good lines are added to their order."""
+    by_no, by_gtin, gtins, fail = refs.by_no, refs.by_gtin, refs.gtins, errors.fail
+    for row, order in grouped:
         product: int | None = None
-        text_gtin, text_no = v.get("gtin", ""), v.get("product_no", "")
+        text_gtin, text_no = row.gtin, row.product_no
         if text_gtin:
             if row.line not in gtins:
                 fail(order, row, "gtin", "invalid_gtin", f"gtin {text_gtin!r} is not a valid GTIN")
@@ -336,52 +381,45 @@ async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
             if not found:
                 fail(order, row, "product_no", "unknown_product", f"no product {text_no!r}")
             elif len(found) > 1:
-                fail(
-                    order,
-                    row,
-                    "product_no",
-                    "ambiguous_product",
-                    f"several products are numbered {text_no!r}: use the gtin column",
-                )
+                message = f"several products are numbered {text_no!r}: use the gtin column"
+                fail(order, row, "product_no", "ambiguous_product", message)
             else:
                 product = found[0]
         else:
             fail(order, row, "product_no", "missing_value", "product_no or gtin is required")
         quantity: int | None = None
         try:
-            quantity = int(v["quantity"])
+            quantity = int(row.quantity)
         except ValueError:
             pass
         if quantity is None or not 1 <= quantity <= 100_000_000:
-            fail(
-                order,
-                row,
-                "quantity",
-                "bad_quantity",
-                f"quantity {v['quantity']!r}: a whole number of units from 1 to 100,000,000",
-            )
+            message = f"quantity {row.quantity!r}: a whole number of units from 1 to 100,000,000"
+            fail(order, row, "quantity", "bad_quantity", message)
         if product is not None:
             earlier = next((ln for ln, p, _ in order.lines if p == product), None)
             if earlier is not None:
+                message = f"the product is already on line {earlier} of order {order.erp_no}"
                 fail(
-                    order,
-                    row,
-                    "gtin" if text_gtin else "product_no",
-                    "duplicate_product",
-                    f"the product is already on line {earlier} of order {erp_no}",
+                    order, row, "gtin" if text_gtin else "product_no", "duplicate_product", message
                 )
             else:  # a bad quantity rejects the order anyway; the product still counts
                 order.lines.append((row.line, product, quantity or 0))
+
+
+def _check_sizes(grouped: list[tuple[_Row, _Order]], errors: _Errors) -> None:
+    """Third pass: at most ``MAX_LINES_PER_ORDER`` rows per order (the first row over is named)."""
+    for row, order in grouped:
         order.rows.append(row)
         if len(order.rows) == MAX_LINES_PER_ORDER + 1:
-            fail(
-                order,
-                row,
-                None,
-                "too_many_lines",
-                f"an order has at most {MAX_LINES_PER_ORDER} lines",
-            )
+            message = f"an order has at most {MAX_LINES_PER_ORDER} lines"
+            errors.fail(order, row, None, "too_many_lines", message)
 
+
+async def _create_orders(
+    conn: Conn, actor: Principal, orders: dict[str, _Order], refs: _References, errors: _Errors
+) -> tuple[list[ImportedOrder], dict[str, int]]:
+    """Create each order without a bad row through ``create_order``, each in a savepoint (an
+    order it refuses is rejected and leaves no trace); the result of each and their counts."""
     results: list[ImportedOrder] = []
     counts = {"created": 0, "existing": 0, "rejected": 0}
     for order in orders.values():
@@ -393,8 +431,8 @@ async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
         data = OrderIn(
             erp_no=order.erp_no,
             kind=kind,  # type: ignore[arg-type]
-            from_org_id=orgs[from_code],
-            to_org_id=orgs[to_code],
+            from_org_id=refs.orgs[from_code],
+            to_org_id=refs.orgs[to_code],
             order_date=_date(when) if when else None,
             note=note,
             lines=[OrderLineIn(product_id=p, quantity=q) for _, p, q in order.lines],
@@ -403,7 +441,7 @@ async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
             async with conn.transaction():  # a savepoint: a refused order leaves no trace
                 out, created = await create_order(conn, actor, data, source="csv")
         except AppError as exc:
-            errors.append(
+            errors.found.append(
                 RowError(
                     line=order.first_line,
                     column="erp_no",
@@ -418,11 +456,4 @@ async def import_orders(conn: Conn, actor: Principal, raw: bytes) -> ImportOut:
         result: Literal["created", "existing"] = "created" if created else "existing"
         results.append(ImportedOrder(erp_no=order.erp_no, result=result, id=out.id))
         counts[result] += 1
-    errors.sort(key=lambda e: e.line)
-    return ImportOut(
-        **counts,
-        rows=len(rows),
-        errors=errors[:MAX_ERRORS_LISTED],
-        errors_total=len(errors),
-        orders=results,
-    )
+    return results, counts

@@ -66,27 +66,46 @@ async def create_order(
     actor.require("orders.write")
     brand = actor.brand_id
     await xact_lock(conn, Lock.ORDER_ERP_NO, brand)
+    existing = await _same_order(conn, actor, brand, data)
+    if existing is not None:
+        return existing, False
+    await _check_order(conn, actor, brand, data)
+    order_id = await _insert_order(conn, actor, brand, data, source)
+    order = await get_order(conn, actor, order_id)
+    await audit.record(conn, actor, "create", "order", order.id, after=order)
+    return order, True
+
+
+async def _same_order(conn: Conn, actor: Principal, brand: int, data: OrderIn) -> OrderOut | None:
+    """The brand's order with this ERP number, if any and it is the same order (kind, the two
+    organisations, products and quantities); 409 ``order_no_reused`` if it is another."""
     existing = await (
         await conn.execute(
             "SELECT id FROM orders WHERE brand_id = %s AND erp_no = %s", (brand, data.erp_no)
         )
     ).fetchone()
-    if existing is not None:
-        try:
-            order = await get_order(conn, actor, existing["id"])
-        except NotFound:
-            # an ERP number is one per brand; another party's order with it is not shown
-            raise _reused(data.erp_no) from None
-        same = (order.kind, order.from_org_id, order.to_org_id) == (
-            data.kind,
-            data.from_org_id,
-            data.to_org_id,
-        ) and sorted((ln.product_id, ln.quantity) for ln in order.lines) == sorted(
-            (ln.product_id, ln.quantity) for ln in data.lines
-        )
-        if not same:
-            raise _reused(data.erp_no)
-        return order, False
+    if existing is None:
+        return None
+    try:
+        order = await get_order(conn, actor, existing["id"])
+    except NotFound:
+        # an ERP number is one per brand; another party's order with it is not shown
+        raise _reused(data.erp_no) from None
+    same = (order.kind, order.from_org_id, order.to_org_id) == (
+        data.kind,
+        data.from_org_id,
+        data.to_org_id,
+    ) and sorted((ln.product_id, ln.quantity) for ln in order.lines) == sorted(
+        (ln.product_id, ln.quantity) for ln in data.lines
+    )
+    if not same:
+        raise _reused(data.erp_no)
+    return order
+
+
+async def _check_order(conn: Conn, actor: Principal, brand: int, data: OrderIn) -> None:
+    """422 unless both organisations are the brand's, one of them in the caller's subtree, they
+    differ, and each line names another product of the brand."""
     paths = []
     for org_id, what in ((data.from_org_id, "from_org_id"), (data.to_org_id, "to_org_id")):
         path = await org_path(conn, org_id)
@@ -114,6 +133,12 @@ async def create_order(
         raise Unprocessable(
             "unknown products", code="unknown_product", details={"product_ids": missing}
         )
+
+
+async def _insert_order(
+    conn: Conn, actor: Principal, brand: int, data: OrderIn, source: str
+) -> int:
+    """The order's row and its lines (numbered from 1); the new order's id."""
     row = await (
         await conn.execute(
             """INSERT INTO orders (brand_id, erp_no, kind, from_org_id, to_org_id, order_date,
@@ -140,9 +165,7 @@ async def create_order(
             "VALUES (%s, %s, %s, %s)",
             (row["id"], line_no, line.product_id, line.quantity),
         )
-    order = await get_order(conn, actor, row["id"])
-    await audit.record(conn, actor, "create", "order", order.id, after=order)
-    return order, True
+    return int(row["id"])
 
 
 async def list_orders(
