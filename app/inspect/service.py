@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
+from psycopg.rows import args_row, class_row
 from psycopg.types.json import Jsonb
 
 from app import audit, tabular
@@ -40,7 +41,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Forbidden, NotFound, Unprocessable
 from app.events import builders
-from app.events.log import allocate_ids, write_events
+from app.events.log import NewEvent, allocate_ids, write_events
 from app.inspect.schemas import (
     RESULTS,
     Gps,
@@ -75,28 +76,65 @@ class Finding:
     store_document_no: str | None = None
 
 
+class Store(msgspec.Struct, frozen=True, gc=False):
+    """The store inspected (a row of ``orgs``)."""
+
+    id: int
+    kind: str
+    path: str
+    name: str
+    erp_code: str | None
+    province_code: str | None
+    province_name: str | None
+    city_code: str | None
+    city_name: str | None
+    status: str
+
+
+class _Unit(msgspec.Struct, frozen=True, gc=False):
+    """A unit found by the scan, in the column order of ``_UNITS`` (a pallet: thousands)."""
+
+    code: int
+    product_id: int
+    lot: str
+    status: str
+    channel_org_id: int | None
+    store_org_id: int | None
+    shipped_at: datetime | None
+    channel_path: str | None
+
+
+class _Scanned(msgspec.Struct, frozen=True, gc=False):
+    """What one scanned text is and the verdict on each unit it stands for."""
+
+    kind: str  # unit or case
+    label: str  # the canonical serial or SSCC
+    case_sscc: int | None  # the case scanned (a genuine, packed one)
+    findings: list[Finding]
+
+
 # -- the store ----------------------------------------------------------------------------------
 
 
-async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> dict[str, Any]:
+async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> Store:
     """The store inspected, by id or nameplate (ERP) code; only stores in the caller's area."""
     if data.store_id is None and data.store_code is None:
         raise Unprocessable("name the store: store_id or store_code", code="no_store")
-    row = await (
-        await conn.execute(
-            """SELECT id, kind, path, name, erp_code, province_code, province_name, city_code,
-                      city_name, status
-               FROM orgs
-               WHERE (%(id)s::bigint IS NULL OR id = %(id)s)
-                 AND (%(code)s::text IS NULL OR erp_code = %(code)s)""",
-            {"id": data.store_id, "code": data.store_code},
-        )
-    ).fetchone()
-    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+    cur = conn.cursor(row_factory=class_row(Store))
+    await cur.execute(
+        """SELECT id, kind, path, name, erp_code, province_code, province_name, city_code,
+                  city_name, status
+           FROM orgs
+           WHERE (%(id)s::bigint IS NULL OR id = %(id)s)
+             AND (%(code)s::text IS NULL OR erp_code = %(code)s)""",
+        {"id": data.store_id, "code": data.store_code},
+    )
+    row = await cur.fetchone()
+    if row is None or not row.path.startswith(f"/{actor.brand_id}/"):
         raise Unprocessable("no such store", code="unknown_store")
-    if row["kind"] != "store":
-        raise Unprocessable(f"{row['name']} is a {row['kind']}, not a store", code="not_a_store")
-    if not actor.sees(row["path"]):
+    if row.kind != "store":
+        raise Unprocessable(f"{row.name} is a {row.kind}, not a store", code="not_a_store")
+    if not actor.sees(row.path):
         raise Forbidden("you may inspect only stores in your own area", code="not_your_area")
     return row
 
@@ -108,61 +146,61 @@ _UNITS = """SELECT u.code, u.product_id, u.lot, u.status, u.channel_org_id, u.st
     FROM unit_state u LEFT JOIN orgs c ON c.id = u.channel_org_id"""
 
 
-def _judge(row: dict[str, Any], serial: str, store: dict[str, Any]) -> Finding:
+def _judge(row: _Unit, serial: str, store: Store) -> Finding:
     found = Finding(
         serial=serial,
         result="in_channel",
         reason="agent_area",
-        code=row["code"],
-        product_id=row["product_id"],
-        lot=row["lot"],
-        source=row["channel_org_id"],
-        store=row["store_org_id"],
+        code=row.code,
+        product_id=row.product_id,
+        lot=row.lot,
+        source=row.channel_org_id,
+        store=row.store_org_id,
     )
-    if row["status"] in ("void", "destroyed"):
-        found.result, found.reason = "counterfeit", row["status"]
-    elif row["channel_org_id"] is None:
+    if row.status in ("void", "destroyed"):
+        found.result, found.reason = "counterfeit", row.status
+    elif row.channel_org_id is None:
         found.result = "unknown_route"
-        found.reason = "never_shipped" if row["shipped_at"] is None else "no_channel"
-    elif row["store_org_id"] == store["id"]:
+        found.reason = "never_shipped" if row.shipped_at is None else "no_channel"
+    elif row.store_org_id == store.id:
         found.reason = "designated_store"
-    elif not store["path"].startswith(row["channel_path"]):
+    elif not store.path.startswith(row.channel_path):  # type: ignore[arg-type]  # set: shipped
         found.result, found.reason = "diverted", "outside_agent_area"
     return found
 
 
 async def _units(
-    conn: Conn, scheme: Scheme, store: dict[str, Any], codes: list[int], where: str
+    conn: Conn, scheme: Scheme, store: Store, codes: list[int], where: str
 ) -> list[Finding]:
-    rows = await (
-        await conn.execute(f"{_UNITS} WHERE {where} ORDER BY u.code", (codes,))
-    ).fetchall()
-    serials = await serials_of(conn, scheme, [row["code"] for row in rows])
-    return [_judge(row, serials.get(row["code"], str(row["code"])), store) for row in rows]
+    cur = conn.cursor(row_factory=args_row(_Unit))  # positional: the SELECT is in field order
+    await cur.execute(f"{_UNITS} WHERE {where} ORDER BY u.code", (codes,))
+    rows = await cur.fetchall()
+    serials = await serials_of(conn, scheme, [row.code for row in rows])
+    return [_judge(row, serials.get(row.code, str(row.code)), store) for row in rows]
 
 
 async def _findings(
-    conn: Conn, actor: Principal, scheme: Scheme, store: dict[str, Any], text: str
-) -> tuple[str, str, int | None, list[Finding]]:
-    """(kind, label, case SSCC, findings) of one scanned text."""
+    conn: Conn, actor: Principal, scheme: Scheme, store: Store, text: str
+) -> _Scanned:
+    """What one scanned text is, and the verdict on each unit it stands for."""
     read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
     if read.kind == "unit":
         if read.reason is not None:
             code = read.code if read.reason == "void" else None
-            return "unit", read.label, None, [Finding(read.label, "counterfeit", read.reason, code)]
+            bad = Finding(read.label, "counterfeit", read.reason, code)
+            return _Scanned("unit", read.label, None, [bad])
         found = await _units(conn, scheme, store, [read.code], "u.code = ANY(%s)")
         if not found:  # printed, never activated: not a product in circulation
             found = [Finding(read.label, "counterfeit", "not_activated", read.code)]
-        return "unit", read.label, None, found
+        return _Scanned("unit", read.label, None, found)
     if read.reason is not None:
-        return "case", read.label, None, [Finding(read.label, "counterfeit", read.reason)]
+        return _Scanned("case", read.label, None, [Finding(read.label, "counterfeit", read.reason)])
     case = await (
         await conn.execute("SELECT status FROM case_state WHERE sscc = %s", (read.code,))
     ).fetchone()
-    if case is None:
-        return "case", read.label, read.code, [Finding(read.label, "counterfeit", "not_packed")]
-    if case["status"] != "active":
-        return "case", read.label, read.code, [Finding(read.label, "counterfeit", "case_void")]
+    if case is None or case["status"] != "active":
+        reason = "not_packed" if case is None else "case_void"
+        return _Scanned("case", read.label, read.code, [Finding(read.label, "counterfeit", reason)])
     found = await _units(
         conn,
         scheme,
@@ -176,7 +214,7 @@ async def _findings(
     )
     if not found:
         raise Unprocessable("the case holds no units: scan the units", code="empty_case")
-    return "case", read.label, read.code, found
+    return _Scanned("case", read.label, read.code, found)
 
 
 # The shipping events of each unit: its own, and those of every case it was ever packed in (a
@@ -221,28 +259,62 @@ async def _documents(conn: Conn, findings: list[Finding]) -> None:
 
 
 async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: InspectionIn) -> ScanOut:
-    """Inspect a unit or a case at a store: verdicts, log, event, summary deltas and alerts."""
+    """Inspect a unit or a case at a store: verdicts, log, event, summary deltas and alerts.
+    A retried upload (same ``client_id``) answers the first scan's result."""
     actor.require("inspect.scan")
     store = await store_for(conn, actor, data)
     if data.client_id is not None:
-        # one scan per client id: a retried upload answers the first result
-        client = f"{actor.org_id}:{actor.user_id}:{data.client_id}"
-        await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, client)
-        earlier = await (
-            await conn.execute(
-                """SELECT id FROM inspection_scans WHERE inspector_org_id = %s
-                   AND inspector_id IS NOT DISTINCT FROM %s AND client_id = %s""",
-                (actor.org_id, actor.user_id, data.client_id),
-            )
-        ).fetchone()
+        earlier = await _earlier_scan(conn, actor, data.client_id)
         if earlier is not None:
-            return await get_scan(conn, actor, earlier["id"], replayed=True)
-    kind, label, case_sscc, findings = await _findings(conn, actor, scheme, store, data.code)
-    await _documents(conn, findings)
-    counts = Counter(f.result for f in findings)
+            return await get_scan(conn, actor, earlier, replayed=True)
+    scanned = await _findings(conn, actor, scheme, store, data.code)
+    await _documents(conn, scanned.findings)
+    counts = Counter(f.result for f in scanned.findings)
     overall = next(r for r in RESULTS if counts[r])
     now = datetime.now(UTC)
     [event_id] = await allocate_ids(conn, 1)
+    scan_id = await _record_scan(conn, actor, data, store, scanned, overall, event_id, now)
+    await _record_findings(conn, actor, store, scan_id, now, scanned.findings)
+    await write_events(
+        conn, [_event(actor, data, store, scanned, scan_id, overall, counts, event_id, now)]
+    )
+    await _deltas(conn, actor.brand_id, now, store.id, scanned.findings)
+    await _alerts(conn, actor, store, scan_id, scanned)
+    await audit.record(
+        conn, actor, "inspect", "inspection", scan_id,
+        after={"store": store.erp_code, "scanned": scanned.label, "result": overall,
+               "counts": dict(counts)},
+        org_id=store.id,
+    )  # fmt: skip
+    return await get_scan(conn, actor, scan_id)
+
+
+async def _earlier_scan(conn: Conn, actor: Principal, client_id: str) -> int | None:
+    """The scan this inspector already recorded under ``client_id``, if any; locks the client
+    id until the transaction ends, so a concurrent retry waits and then finds it."""
+    client = f"{actor.org_id}:{actor.user_id}:{client_id}"
+    await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, client)
+    earlier = await (
+        await conn.execute(
+            """SELECT id FROM inspection_scans WHERE inspector_org_id = %s
+               AND inspector_id IS NOT DISTINCT FROM %s AND client_id = %s""",
+            (actor.org_id, actor.user_id, client_id),
+        )
+    ).fetchone()
+    return None if earlier is None else int(earlier["id"])
+
+
+async def _record_scan(
+    conn: Conn,
+    actor: Principal,
+    data: InspectionIn,
+    store: Store,
+    scanned: _Scanned,
+    overall: str,
+    event_id: int,
+    now: datetime,
+) -> int:
+    """The scan's row in the inspection log (its overall result, how many units); its id."""
     scan = await (
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
@@ -253,25 +325,31 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
             (
                 actor.brand_id,
                 now,
-                store["id"],
+                store.id,
                 actor.user_id,
                 actor.org_id,
-                label,
-                kind,
-                case_sscc,
+                scanned.label,
+                scanned.kind,
+                scanned.case_sscc,
                 data.gps.lat,
                 data.gps.lng,
                 data.note,
                 data.photo_url,
                 data.client_id,
                 overall,
-                len(findings),
+                len(scanned.findings),
                 event_id,
             ),
         )
     ).fetchone()
     assert scan is not None
-    scan_id: int = scan["id"]
+    return int(scan["id"])
+
+
+async def _record_findings(
+    conn: Conn, actor: Principal, store: Store, scan_id: int, now: datetime, findings: list[Finding]
+) -> None:
+    """One inspection record per unit (one statement for all of them)."""
     await conn.execute(
         """INSERT INTO inspections (scan_id, brand_id, at, store_org_id, inspector_id, code,
                serial, product_id, lot, result, reason, source_org_id, designated_store_id,
@@ -287,7 +365,7 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
             "scan": scan_id,
             "brand": actor.brand_id,
             "at": now,
-            "store": store["id"],
+            "store": store.id,
             "inspector": actor.user_id,
             "codes": [f.code for f in findings],
             "serials": [f.serial for f in findings],
@@ -301,41 +379,42 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
             "sdocs": [f.store_document_no for f in findings],
         },
     )
-    units = [f.code for f in findings if f.code is not None] if kind == "unit" else []
-    await write_events(
-        conn,
-        [
-            builders.observe(
-                id=event_id,
-                brand_id=actor.brand_id,
-                at=now,
-                biz_step="inspecting",
-                disposition=None,
-                units=units,
-                cases=[case_sscc] if case_sscc is not None else [],
-                read_point=f"geo:{data.gps.lat},{data.gps.lng}",
-                biz_location=store["id"],
-                recorded_by=actor.user_id,
-                details={
-                    "inspection": scan_id,
-                    "scanned": label,
-                    "result": overall,
-                    "counts": dict(counts),
-                    "note": data.note or None,
-                    "photo_url": data.photo_url,
-                },
-            )
-        ],
+
+
+def _event(
+    actor: Principal,
+    data: InspectionIn,
+    store: Store,
+    scanned: _Scanned,
+    scan_id: int,
+    overall: str,
+    counts: Counter[str],
+    event_id: int,
+    now: datetime,
+) -> NewEvent:
+    """The inspection's ObjectEvent (bizStep inspecting) at the store: the unit scanned, or the
+    case."""
+    findings, case_sscc = scanned.findings, scanned.case_sscc
+    return builders.observe(
+        id=event_id,
+        brand_id=actor.brand_id,
+        at=now,
+        biz_step="inspecting",
+        disposition=None,
+        units=[f.code for f in findings if f.code is not None] if scanned.kind == "unit" else [],
+        cases=[case_sscc] if case_sscc is not None else [],
+        read_point=f"geo:{data.gps.lat},{data.gps.lng}",
+        biz_location=store.id,
+        recorded_by=actor.user_id,
+        details={
+            "inspection": scan_id,
+            "scanned": scanned.label,
+            "result": overall,
+            "counts": dict(counts),
+            "note": data.note or None,
+            "photo_url": data.photo_url,
+        },
     )
-    await _deltas(conn, actor.brand_id, now, store["id"], findings)
-    await _alerts(conn, actor, store, scan_id, kind, label, findings)
-    await audit.record(
-        conn, actor, "inspect", "inspection", scan_id,
-        after={"store": store["erp_code"], "scanned": label, "result": overall,
-               "counts": dict(counts)},
-        org_id=store["id"],
-    )  # fmt: skip
-    return await get_scan(conn, actor, scan_id)
 
 
 async def _deltas(
@@ -373,16 +452,11 @@ DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = 
 
 
 async def _alerts(
-    conn: Conn,
-    actor: Principal,
-    store: dict[str, Any],
-    scan_id: int,
-    kind: str,
-    label: str,
-    findings: list[Finding],
+    conn: Conn, actor: Principal, store: Store, scan_id: int, scanned: _Scanned
 ) -> None:
     """D5: at once, for the brand and for the agent the goods were shipped to. One open alert per
     (result, organisation, scanned code): scanning the same unit or case again bumps it."""
+    kind, label, findings = scanned.kind, scanned.label, scanned.findings
     groups: dict[tuple[str, int], list[Finding]] = defaultdict(list)
     for f in findings:
         if f.result == "in_channel":
@@ -393,7 +467,7 @@ async def _alerts(
     if not groups:
         return
     names = await _names(conn, {f.source for f in findings} | {f.product_id for f in findings})
-    where = store["name"] + (f" ({store['city_name']})" if store["city_name"] else "")
+    where = store.name + (f" ({store.city_name})" if store.city_name else "")
     params = []
     for (result, org), found in sorted(groups.items()):
         first = found[0]
@@ -424,10 +498,10 @@ async def _alerts(
                     {
                         "result": result,
                         "inspection": scan_id,
-                        "store_id": store["id"],
-                        "store": store["name"],
-                        "province": store["province_name"],
-                        "city": store["city_name"],
+                        "store_id": store.id,
+                        "store": store.name,
+                        "province": store.province_name,
+                        "city": store.city_name,
                         "units": n,
                         "serials": [f.serial for f in found[:_MAX_LISTED]],
                         "reason": first.reason,
