@@ -13,8 +13,11 @@ designated channel and store), so stock does not change.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import TypeVar
+
+import msgspec
+from psycopg.rows import class_row
 
 from app import audit
 from app.auth.principal import Principal
@@ -24,7 +27,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.events import builders
-from app.events.log import allocate_ids, write_events
+from app.events.log import NewEvent, allocate_ids, write_events
 from app.packing.lines import get_line
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
 
@@ -48,31 +51,67 @@ def _not_found(label: str) -> NotFound:
     return NotFound(f"{label}: no such code here", code="unknown_code")
 
 
-# The state row of a unit or case to correct, locked, with where its goods are.
-_LOCATED = """SELECT s.*, h.path AS holder_path, t.path AS transit_path
+class _Held(msgspec.Struct, frozen=True, gc=False):
+    """The state of a case to correct: where its goods are (``_on_hand``)."""
+
+    status: str
+    holder_org_id: int
+    transit_to: int | None
+    parent_sscc: int | None
+    holder_path: str  # of the holder
+    transit_path: str | None  # of the organisation it is in transit to
+
+
+class _UnitHeld(_Held, frozen=True, gc=False):
+    """The state of a unit to correct: also all that its replacement takes over."""
+
+    brand_id: int
+    product_id: int
+    lot: str
+    production_date: date
+    disposition: str
+    channel_org_id: int | None
+    line_id: int | None
+    store_org_id: int | None
+    salesperson_id: int | None
+    shipped_at: datetime | None
+
+
+_H = TypeVar("_H", _Held, _UnitHeld)
+
+
+def _located(row: type[_Held], table: str, key: str) -> str:
+    """The locked state row of a unit or case to correct, with where its goods are."""
+    columns = [f"s.{name}" for name in row.__struct_fields__ if not name.endswith("_path")]
+    return f"""SELECT {", ".join(columns)}, h.path AS holder_path, t.path AS transit_path
     FROM {table} s JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to
     WHERE s.{key} = %s FOR UPDATE OF s"""
 
 
-async def _on_hand(
-    conn: Conn, actor: Principal, kind: str, code: int, label: str
-) -> dict[str, Any]:
-    """The locked state of the unit or case to correct, if the caller may correct it now:
-    404 unless its goods are held by (or on their way to) the caller's subtree, 409 unless they
-    are on hand there (active, not in transit, not sold)."""
-    table, key = ("unit_state", "code") if kind == "unit" else ("case_state", "sscc")
-    row = await (await conn.execute(_LOCATED.format(table=table, key=key), (code,))).fetchone()
+_LOCATED = {
+    _Held: _located(_Held, "case_state", "sscc"),
+    _UnitHeld: _located(_UnitHeld, "unit_state", "code"),
+}
+
+
+async def _on_hand(conn: Conn, actor: Principal, row_type: type[_H], code: int, label: str) -> _H:
+    """The locked state of the unit (``_UnitHeld``) or case (``_Held``) to correct, if the
+    caller may correct it now: 404 unless its goods are held by (or on their way to) the
+    caller's subtree, 409 unless they are on hand there (active, not in transit, not sold)."""
+    cur = conn.cursor(row_factory=class_row(row_type))
+    await cur.execute(_LOCATED[row_type], (code,))
+    row = await cur.fetchone()
     if row is None or not (
-        actor.sees(row["holder_path"])
-        or (row["transit_path"] is not None and actor.sees(row["transit_path"]))
+        actor.sees(row.holder_path)
+        or (row.transit_path is not None and actor.sees(row.transit_path))
     ):
         raise _not_found(label)
-    if row["status"] in ("void", "destroyed"):
+    if row.status in ("void", "destroyed"):
         raise Conflict(
-            f"{label} is {row['status']}", code="void" if kind == "unit" else "case_void"
+            f"{label} is {row.status}", code="void" if row_type is _UnitHeld else "case_void"
         )
-    if row["status"] == "sold" or row["transit_to"] is not None:
-        where = "sold" if row["status"] == "sold" else "in transit"
+    if row.status == "sold" or row.transit_to is not None:
+        where = "sold" if row.status == "sold" else "in transit"
         raise Conflict(
             f"{label} is {where}: only goods on hand can be corrected, by their holder",
             code="not_on_hand",
@@ -173,7 +212,7 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
     actor.require("packing.scan")
     parent = await _one(conn, scheme, actor, data.parent, "case")
     inside = await _children(conn, parent.code)  # units, then cases: the order documents lock in
-    case = await _on_hand(conn, actor, "case", parent.code, parent.label)
+    case = await _on_hand(conn, actor, _Held, parent.code, parent.label)
     if data.children is None:
         chosen = inside
     else:
@@ -189,7 +228,7 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
     if not chosen:
         raise Conflict("the container is empty", code="empty_case")
     return await _take_out(
-        conn, actor, scheme, parent.code, chosen, data.reason, None, case["holder_org_id"]
+        conn, actor, scheme, parent.code, chosen, data.reason, None, case.holder_org_id
     )
 
 
@@ -213,7 +252,7 @@ async def undo_last(
         children = await _children(conn, row["parent_code"], row["id"])
         if children:
             label = sscc_label(row["parent_code"])
-            case = await _on_hand(conn, actor, "case", row["parent_code"], label)
+            case = await _on_hand(conn, actor, _Held, row["parent_code"], label)
             return await _take_out(
                 conn,
                 actor,
@@ -222,7 +261,7 @@ async def undo_last(
                 children,
                 reason,
                 read_point,
-                case["holder_org_id"],
+                case.holder_org_id,
             )
     raise NotFound("nothing packed on this line to undo", code="nothing_to_undo")
 
@@ -234,16 +273,38 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     new = await _one(conn, scheme, actor, data.new, "unit", target=False)
     if old.code == new.code:
         raise Unprocessable("the old and the new code are the same", code="same_code")
-    state = await _on_hand(conn, actor, "unit", old.code, old.label)
-    if new.batch_product is not None and new.batch_product != state["product_id"]:
+    state = await _on_hand(conn, actor, _UnitHeld, old.code, old.label)
+    if new.batch_product is not None and new.batch_product != state.product_id:
         raise Unprocessable(f"{new.label}: wrong_product", code="wrong_product")
-    ids = await allocate_ids(conn, 3 if state["parent_sscc"] else 2)
+    ids = await allocate_ids(conn, 3 if state.parent_sscc else 2)
     now = datetime.now(UTC)
-    # The new unit takes over the old one's place: same holder (on hand, as the old one was),
-    # container, designated channel and store, shipping time — so stock does not change (one
-    # active unit out, one in, same organisation, product and lot).
-    disposition = state["disposition"]
-    if state["parent_sscc"]:
+    await _take_over(conn, state, new, ids[-1], now)
+    await conn.execute(
+        """UPDATE unit_state SET status = 'void', disposition = 'inactive', parent_sscc = NULL,
+               last_event_id = %s, updated_at = now() WHERE code = %s""",
+        (ids[0], old.code),
+    )
+    await write_events(conn, _replacing(actor, state, old, new, data.reason, ids, now))
+    await audit.record(
+        conn,
+        actor,
+        "replace",
+        "unit",
+        old.label,
+        after={"new": new.label, "reason": data.reason},
+        org_id=state.holder_org_id,
+    )
+    parent = sscc_label(state.parent_sscc) if state.parent_sscc else None
+    return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])
+
+
+async def _take_over(conn: Conn, state: _UnitHeld, new: Read, event_id: int, now: datetime) -> None:
+    """The new unit's state row: the old one's place — same holder (on hand, as the old one
+    was), container, designated channel and store, shipping time — so stock does not change
+    (one active unit out, one in, same organisation, product and lot). 409 ``already_active``
+    if the new code is active already."""
+    disposition = state.disposition
+    if state.parent_sscc:
         disposition = "in_progress"
     elif disposition not in ("sellable_accessible", "sellable_not_accessible"):
         disposition = "active"
@@ -256,35 +317,43 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
                ON CONFLICT (code) DO NOTHING RETURNING code""",
             (
                 new.code,
-                state["brand_id"],
-                state["product_id"],
-                state["lot"],
-                state["production_date"],
+                state.brand_id,
+                state.product_id,
+                state.lot,
+                state.production_date,
                 disposition,
-                state["holder_org_id"],
-                state["parent_sscc"],
-                state["channel_org_id"],
-                state["line_id"],
+                state.holder_org_id,
+                state.parent_sscc,
+                state.channel_org_id,
+                state.line_id,
                 now,
-                ids[-1],
-                state["store_org_id"],
-                state["salesperson_id"],
-                state["shipped_at"],
+                event_id,
+                state.store_org_id,
+                state.salesperson_id,
+                state.shipped_at,
             ),
         )
     ).fetchone()
     if inserted is None:
         raise Conflict(f"{new.label} is already active", code="already_active")
-    await conn.execute(
-        """UPDATE unit_state SET status = 'void', disposition = 'inactive', parent_sscc = NULL,
-               last_event_id = %s, updated_at = now() WHERE code = %s""",
-        (ids[0], old.code),
-    )
-    brand, holder = actor.brand_id, state["holder_org_id"]
+
+
+def _replacing(
+    actor: Principal,
+    state: _UnitHeld,
+    old: Read,
+    new: Read,
+    reason: str,
+    ids: list[int],
+    now: datetime,
+) -> list[NewEvent]:
+    """The replacement's events: the old unit decommissioned, the new one commissioned with the
+    old one's product, lot and production date, and put in the old one's container (if any)."""
+    brand, holder = actor.brand_id, state.holder_org_id
     info = {
-        "product_id": state["product_id"],
-        "lot": state["lot"],
-        "production_date": state["production_date"].isoformat(),
+        "product_id": state.product_id,
+        "lot": state.lot,
+        "production_date": state.production_date.isoformat(),
     }
     events = [
         builders.decommission(
@@ -293,7 +362,7 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
             at=now,
             units=[old.code],
             recorded_by=actor.user_id,
-            details={"reason": data.reason, "replaced_by": new.label},
+            details={"reason": reason, "replaced_by": new.label},
             biz_location=holder,
         ),
         builders.commission(
@@ -306,29 +375,18 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
             biz_location=holder,
         ),
     ]
-    if state["parent_sscc"]:
+    if state.parent_sscc:
         events.append(
             builders.aggregate(
                 id=ids[2],
                 brand_id=brand,
                 at=now,
                 biz_step="replacing",
-                parent=state["parent_sscc"],
+                parent=state.parent_sscc,
                 units=[new.code],
                 recorded_by=actor.user_id,
-                details={"replaces": old.label, "reason": data.reason},
+                details={"replaces": old.label, "reason": reason},
                 biz_location=holder,
             )
         )
-    await write_events(conn, events)
-    await audit.record(
-        conn,
-        actor,
-        "replace",
-        "unit",
-        old.label,
-        after={"new": new.label, "reason": data.reason},
-        org_id=state["holder_org_id"],
-    )
-    parent = sscc_label(state["parent_sscc"]) if state["parent_sscc"] else None
-    return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])
+    return events
