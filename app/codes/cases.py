@@ -38,39 +38,14 @@ async def create_case_batch(
     # One allocator at a time, so a block of the sequence is contiguous and keys are idempotent.
     await xact_lock(conn, Lock.CASE_ALLOCATION, brand_id)
     if data.request_key is not None:
-        row = await (
-            await conn.execute(
-                f"SELECT {_COLUMNS} FROM case_batches c "
-                "WHERE c.brand_id = %s AND c.request_key = %s",
-                (brand_id, data.request_key),
-            )
-        ).fetchone()
-        if row is not None:
-            if (row["level"], row["size"], row["printer_id"]) != (
-                data.level,
-                data.size,
-                data.printer_id,
-            ):
-                raise Conflict(
-                    "this request key was used for a different batch", code="request_key_reused"
-                )
-            return _out(row), False
+        earlier = await _requested_before(conn, brand_id, data)
+        if earlier is not None:
+            return earlier, False
     from app.codes.service import check_printer
 
     await check_printer(conn, actor, data.printer_id)
     prefix = settings.gs1_company_prefix
-    capacity = 10 ** (16 - len(prefix)) - 1  # serial reference digits left in the 17-digit body
-    await xact_lock(conn, Lock.SSCC_BLOCK, 0)
-    first = (await (await conn.execute("SELECT nextval('sscc_serial_ref_seq') AS n")).fetchone())[
-        "n"
-    ]  # type: ignore[index]
-    last = first + data.size - 1
-    if last > capacity:
-        raise Unprocessable(
-            f"company prefix {prefix} has serial references up to {capacity}",
-            code="sscc_range_exhausted",
-        )
-    await conn.execute("SELECT setval('sscc_serial_ref_seq', %s)", (last,))
+    first = await _allocate_refs(conn, prefix, data.size)
     row = await (
         await conn.execute(
             f"""INSERT INTO case_batches AS c (brand_id, printer_id, level, extension_digit,
@@ -94,6 +69,40 @@ async def create_case_batch(
     out = _out(row)
     await audit.record(conn, actor, "issue", "case_batch", out.id, after=out, org_id=brand_id)
     return out, True
+
+
+async def _requested_before(conn: Conn, brand_id: int, data: CaseBatchIn) -> CaseBatchOut | None:
+    """The batch issued earlier under this request key, if any; 409 ``request_key_reused`` if
+    it was issued for another level, size or printer."""
+    row = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.brand_id = %s AND c.request_key = %s",
+            (brand_id, data.request_key),
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    if (row["level"], row["size"], row["printer_id"]) != (data.level, data.size, data.printer_id):
+        raise Conflict("this request key was used for a different batch", code="request_key_reused")
+    return _out(row)
+
+
+async def _allocate_refs(conn: Conn, prefix: str, size: int) -> int:
+    """The first of ``size`` consecutive serial references taken from the sequence (under the
+    SSCC block lock); 422 ``sscc_range_exhausted`` past what the company prefix leaves."""
+    capacity = 10 ** (16 - len(prefix)) - 1  # serial reference digits left in the 17-digit body
+    await xact_lock(conn, Lock.SSCC_BLOCK, 0)
+    first: int = (
+        await (await conn.execute("SELECT nextval('sscc_serial_ref_seq') AS n")).fetchone()
+    )["n"]  # type: ignore[index]
+    last = first + size - 1
+    if last > capacity:
+        raise Unprocessable(
+            f"company prefix {prefix} has serial references up to {capacity}",
+            code="sscc_range_exhausted",
+        )
+    await conn.execute("SELECT setval('sscc_serial_ref_seq', %s)", (last,))
+    return first
 
 
 async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBatchOut:

@@ -148,6 +148,22 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             )
     if data.salesperson_id is not None:
         await _check_salesperson(conn, actor, data.salesperson_id, other)
+    doc_id = await _insert_document(conn, actor, movement, data, org["id"], counterparty, order_id)
+    out = await get_document(conn, actor, doc_id)
+    await audit.record(conn, actor, "create", "document", out.doc_no, after=out, org_id=org["id"])
+    return out
+
+
+async def _insert_document(
+    conn: Conn,
+    actor: Principal,
+    movement: Movement,
+    data: DocumentIn,
+    org_id: int,
+    counterparty: int | None,
+    order_id: int | None,
+) -> int:
+    """The draft's row under the next document number of its kind; its id."""
     doc_no = await _doc_no(conn, movement)
     row = await (
         await conn.execute(
@@ -162,7 +178,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
                 doc_no,
                 movement.direction,
                 data.kind,
-                org["id"],
+                org_id,
                 counterparty,
                 order_id,
                 data.shipment_id,
@@ -181,9 +197,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
         )
     ).fetchone()
     assert row is not None
-    out = await get_document(conn, actor, row["id"])
-    await audit.record(conn, actor, "create", "document", out.doc_no, after=out, org_id=org["id"])
-    return out
+    return int(row["id"])
 
 
 async def _doc_no(conn: Conn, movement: Movement) -> str:
