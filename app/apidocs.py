@@ -153,13 +153,21 @@ REPLAYS = {
     ("/inspections", "post"): "the same client_id again: the first scan (`replayed`)",
     ("/batches", "post"): "the same client request id again: the existing batch",
     ("/case-batches", "post"): "the same client request id again: the existing batch",
+    ("/members/me/claims", "post"): "the same client_id again: the first claim",
+    ("/members/me/redemptions", "post"): "the same client_id again: the first redemption",
+    ("/points/adjustments", "post"): "the same client_id again: the first entry",
 }
 # Answers that are not errors but not the generated 200 either.
 STATUS_PAGES = {("/health", "get"), ("/health", "head")}  # 503 with the same body: a store is down
 RESOLVER = {"/01/{rest}", "/00/{rest}"}  # GS1 Digital Link: 307 to a link, 200 linkset, 204 CORS
 LINKSET = "application/linkset+json"
 # Operations limited per client (429), besides /v1/verify which documents itself.
-RATE_LIMITED = {("/auth/login", "post"), ("/members/otp", "post"), ("/members/login", "post")}
+RATE_LIMITED = {
+    ("/auth/login", "post"),
+    ("/members/otp", "post"),
+    ("/members/login", "post"),
+    ("/members/me/claims", "post"),  # the verification's rate limit and PIN lockout
+}
 # Sign-in operations without a caller: a code or credentials (401), a brand looked up (404).
 SIGN_IN = {("/members/login", "post"): {"401"}, ("/members/otp", "post"): {"404"}}
 _MUTATING = {"post", "put", "patch", "delete"}

@@ -174,6 +174,31 @@ def cmd_stock(settings: Settings, action: str) -> int:
     return asyncio.run(_stock(db_url, action))
 
 
+async def _points_check(url: str) -> int:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.members.points import check_balances
+
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        mismatches = await check_balances(conn)
+    for m in mismatches:
+        print(f"mismatch member {m.member_id}: balance {m.balance}, ledger sum {m.ledger}")
+    print(f"{len(mismatches)} mismatches" if mismatches else "every balance equals its ledger")
+    return 1 if mismatches else 0
+
+
+def cmd_points(settings: Settings) -> int:
+    """check: recompute every member's balance from the points ledger; 1 on any mismatch."""
+    from app.db import migrate
+
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+    return asyncio.run(_points_check(db_url))
+
+
 def cmd_services(settings: Settings, action: str) -> int:
     var = settings.var_path
     if action == "up":
@@ -682,6 +707,13 @@ def main(argv: list[str] | None = None) -> int:
         help="rollup: fold pending deltas now; check: roll up, recount, exit 1 on a mismatch",
     )
 
+    points = sub.add_parser("points", help="members' points ledger (SPEC M2)")
+    points.add_argument(
+        "action",
+        choices=["check"],
+        help="check: recompute balances from the ledger, exit 1 on a mismatch",
+    )
+
     def auth_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--as",
@@ -758,6 +790,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_codes(settings, args)
         if args.command == "stock":
             return cmd_stock(settings, args.action)
+        if args.command == "points":
+            return cmd_points(settings)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     return _fail(f"unknown command {args.command}")

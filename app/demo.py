@@ -45,6 +45,7 @@ USERS: list[tuple[str, str, list[str], str]] = [
     ("partner", "BRAND-LUMI", ["partner"], "ERP integration user"),
     ("marketer", "BRAND-LUMI", ["marketing"], "Marketing (SMS campaigns)"),
     ("service", "BRAND-LUMI", ["member_service"], "Member service (customer service)"),
+    ("eshop", "BRAND-LUMI", ["voucher_service"], "E-shop customer service (vouchers)"),
     ("planner", "FACTORY-SZ", ["planner"], "Production planner"),
     ("operator", "FACTORY-SZ", ["line_operator"], "Packing-line operator"),
     ("approver", "FACTORY-SZ", ["approver"], "Factory approver"),

@@ -37,6 +37,7 @@ from app.embedded import resolve_urls
 from app.errors import exception_handlers
 from app.head import HeadForGet, strip_head_body
 from app.logs import configure_logging, request_context_middleware
+from app.members.points import Claimer
 from app.users.service import sync_builtin_roles
 from app.verify.routes import document_verify
 from app.verify.service import Verifier
@@ -81,12 +82,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.db_url = db_url
         app.state.redis = redis
         app.state.verifier = Verifier(pool, redis, scheme, settings)
+        app.state.claimer = Claimer(pool, app.state.verifier, scheme)  # points claims (M2)
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # full collections, which otherwise walk it again and again under load (latency tails).
         gc.freeze()
         try:
             yield
         finally:
+            await app.state.claimer.close()
             await app.state.verifier.close()
             await redis.aclose()
             await pool.close()

@@ -13,11 +13,12 @@ from dramatiq.middleware import Middleware
 
 from app.embedded import start_redis
 from app.jobs import broker, settings
-from workers import codes, ops, sms  # noqa: F401
+from workers import codes, ops, points, sms  # noqa: F401
 from workers.deadletter import DeadLetters
 from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
 from workers.logistics import StockRoller
+from workers.points import RedemptionExpirer
 from workers.sms import SmsSweeper
 from workers.verify import VerificationFlusher
 
@@ -38,3 +39,4 @@ broker.add_middleware(VerificationFlusher())
 broker.add_middleware(StockRoller())
 broker.add_middleware(InspectionRoller())
 broker.add_middleware(SmsSweeper())
+broker.add_middleware(RedemptionExpirer())

@@ -29,6 +29,10 @@ PERMISSIONS: dict[str, str] = {
     "members.read": "read and export the brand's members and their scans (brand staff only)",
     "members.write": "freeze and unfreeze members",
     "members.read_phone": "see members' whole phone numbers (others see 138****1234)",
+    "points.rules": "set the points of products (per channel agent); adjust members' points",
+    "gifts.write": "create and change the gifts members redeem points for",
+    "redemptions.fulfil": "check and fulfil redemption codes (customer service, store staff)",
+    "redemptions.read": "read the stores' settlement of fulfilled gifts",
 }
 
 _ADMIN = [p for p in PERMISSIONS if p != "platform.admin"]
@@ -42,6 +46,8 @@ _BRAND_ONLY = {
     "members.read",
     "members.write",
     "members.read_phone",
+    "points.rules",
+    "gifts.write",
 }
 
 BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
@@ -58,12 +64,19 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "approver": ("approves exception outbound", [*_READ, "logistics.approve"]),
     "inspector": ("inspects store shelves for diversion", [*_READ, "inspect.scan"]),
     "field_rep": ("visits stores", [*_READ, "field.visit"]),
-    "store_clerk": ("sells and claims rebates", [*_READ, "logistics.scan", "sales.claim"]),
+    "store_clerk": (
+        "sells, claims rebates, hands out members' gifts",
+        [*_READ, "logistics.scan", "sales.claim", "redemptions.fulfil", "redemptions.read"],
+    ),
     "analyst": ("reads reports", [*_READ, "reports.read", "alerts.read", "audit.read"]),
     "partner": ("a partner ERP system", [*_READ, "orders.write", "catalog.write"]),
     "marketing": ("sends SMS campaigns; manages templates and opt-outs", [*_READ, "sms.campaigns"]),
     "member_service": (
         "customer service: finds members (phones masked) and freezes them",
         [*_READ, "members.read", "members.write"],
+    ),
+    "voucher_service": (
+        "e-shop customer service: checks and fulfils members' voucher codes",
+        [*_READ, "redemptions.fulfil", "redemptions.read"],
     ),
 }

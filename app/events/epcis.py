@@ -20,6 +20,7 @@ BizStep = Literal[
     "receiving",  # an inbound, a factory inbound, a consumer return
     "retail_selling",  # a store's sale
     "inspecting",  # an anti-diversion inspection on a shelf
+    "claiming",  # a member claimed the unit's points (custom step: CBV has none for loyalty)
 ]
 Disposition = Literal[
     "active",

@@ -6,6 +6,10 @@ scan + PIN, gifts, redemption codes and their fulfilment.
 
 from litestar import Router
 
-from app.members import routes
+from app.members import routes, routes_points
 
-router = Router(path="", route_handlers=[*routes.route_handlers], tags=["members"])
+router = Router(
+    path="",
+    route_handlers=[*routes.route_handlers, *routes_points.route_handlers],
+    tags=["members"],
+)

@@ -1,0 +1,613 @@
+"""Points: the brand's rules, members' claims by scan + PIN, and the ledger (K2 points, M2).
+
+Rules. A product earns the points of its rule; a rule for the unit's channel agent (the
+organisation the unit was first shipped to, ``unit_state.channel_org_id``) overrides the
+product's default (``agent_id`` NULL). No rule, or 0 points: the unit earns nothing.
+
+Claims. A claim is first a verification: ``Verifier.verify`` answers it with the member on the
+record, so void, forged, wrong PIN and locked answer exactly as ``/v1/verify`` does and share its
+lockout and rate limit. A unit whose PIN is right (genuine, or suspicious — the points are bound to
+the code, not to the answer) is then credited by ``Claimer``: like the verifier it coalesces the
+claims in flight into rounds, and a round is ONE transaction — the claims inserted with
+``ON CONFLICT DO NOTHING`` (``point_claims.code_id`` is unique: a code is credited once, ever,
+whatever the number of members, requests or processes racing for it), their ledger rows, the
+balances, and one ``claiming`` ObjectEvent per credited unit. A claim the round did not insert is
+then explained: the same client id again (a replay, answered as the first time), a client id
+used for another code, a code already claimed, another brand's code, no points.
+
+Ledger. ``points_ledger`` is append-only (a trigger refuses UPDATE and DELETE); kinds claim,
+redemption, refund, expiry and adjustment (with a reason). ``point_balances`` caches each
+member's sum in the same transaction as every ledger row and can never go negative (a CHECK);
+``check_balances`` recomputes every sum from the ledger (``tracecode points check``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from app import audit
+from app.auth.principal import Principal
+from app.codes.scheme import Scheme, serial_from_scan
+from app.db import Conn
+from app.errors import AppError, Conflict, NotFound, TooManyRequests, Unprocessable
+from app.events import builders
+from app.events.log import allocate_ids, write_events
+from app.members.principal import Member
+from app.members.schemas_points import (
+    AdjustmentIn,
+    AdjustmentOut,
+    ClaimIn,
+    ClaimOut,
+    LedgerEntryOut,
+    PointsOut,
+    RuleIn,
+    RuleOut,
+)
+from app.paging import Page, fetch_page
+from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
+from app.verify.service import Verifier
+
+MAX_ROUND = 500  # claims credited by one round at most
+CLAIMABLE = ("genuine", "suspicious")  # verification results whose PIN was right
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+async def _brand_product(conn: Conn, actor: Principal, product_id: int) -> None:
+    row = await (
+        await conn.execute(
+            "SELECT o.path FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.id = %s",
+            (product_id,),
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise Unprocessable("no such product in this brand", code="unknown_product")
+
+
+async def _brand_agent(conn: Conn, actor: Principal, agent_id: int) -> None:
+    row = await (
+        await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (agent_id,))
+    ).fetchone()
+    if row is None or not actor.sees(row["path"]) or row["kind"] == "brand":
+        raise Unprocessable("no such channel organisation in your tree", code="unknown_org")
+
+
+_RULE = "id, product_id, agent_id, points, updated_at"
+
+
+async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
+    """Set the points of a product (for one agent, or its default); (rule, created)."""
+    actor.require("points.rules")
+    await _brand_product(conn, actor, data.product_id)
+    if data.agent_id is not None:
+        await _brand_agent(conn, actor, data.agent_id)
+    row = await (
+        await conn.execute(
+            f"""INSERT INTO point_rules (brand_id, product_id, agent_id, points, updated_by)
+                VALUES (%s, %s, %s, %s, %s)
+                ON CONFLICT (product_id, agent_id) DO UPDATE
+                   SET points = EXCLUDED.points, updated_by = EXCLUDED.updated_by,
+                       updated_at = now()
+                RETURNING {_RULE}, (xmax = 0) AS created""",
+            (actor.brand_id, data.product_id, data.agent_id, data.points, actor.user_id),
+        )
+    ).fetchone()
+    assert row is not None
+    created = row.pop("created")
+    out = RuleOut(**row)
+    await audit.record(
+        conn, actor, "create" if created else "update", "point_rule", out.id, after=out
+    )
+    return out, created
+
+
+async def list_rules(
+    conn: Conn,
+    actor: Principal,
+    product_id: int | None,
+    agent_id: int | None,
+    page: int,
+    per_page: int,
+) -> Page[RuleOut]:
+    actor.require("points.rules")
+    where = ["brand_id = %(brand)s"]
+    if product_id is not None:
+        where.append("product_id = %(product)s")
+    if agent_id is not None:
+        where.append("agent_id = %(agent)s")
+    return await fetch_page(
+        conn,
+        columns=_RULE,
+        source="point_rules",
+        where=where,
+        params={"brand": actor.brand_id, "product": product_id, "agent": agent_id},
+        order="product_id, agent_id NULLS FIRST",
+        page=page,
+        per_page=per_page,
+        make=lambda row: RuleOut(**row),
+    )
+
+
+async def delete_rule(conn: Conn, actor: Principal, rule_id: int) -> None:
+    actor.require("points.rules")
+    row = await (
+        await conn.execute(
+            f"DELETE FROM point_rules WHERE id = %s AND brand_id = %s RETURNING {_RULE}",
+            (rule_id, actor.brand_id),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("rule not found")
+    await audit.record(conn, actor, "delete", "point_rule", rule_id, before=RuleOut(**row))
+
+
+# -- the ledger ------------------------------------------------------------------------------
+
+
+async def balance(conn: Conn, member_id: int) -> int:
+    """A member's points balance (0 for a member who never had any)."""
+    row = await (
+        await conn.execute("SELECT balance FROM point_balances WHERE member_id = %s", (member_id,))
+    ).fetchone()
+    return int(row["balance"]) if row else 0
+
+
+async def post_entry(
+    conn: Conn,
+    *,
+    member_id: int,
+    brand_id: int,
+    kind: str,
+    points: int,
+    redemption_id: int | None = None,
+    reason: str | None = None,
+    recorded_by: int | None = None,
+    client_id: str | None = None,
+) -> tuple[int, int] | None:
+    """Append one ledger row and move the balance with it, in the caller's transaction; (entry
+    id, new balance), or None when the balance would go below zero (nothing written). Not for
+    claims (``Claimer`` writes those in bulk). The balance row is locked first, so debits of one
+    member run one at a time."""
+    if points < 0:  # a debit: only while the balance covers it (no row: a balance of 0)
+        sql = """UPDATE point_balances SET balance = balance + %(points)s, updated_at = now()
+                 WHERE member_id = %(member)s AND balance + %(points)s >= 0 RETURNING balance"""
+    else:  # a credit (the CHECK is evaluated on an upsert's proposed row: credits only)
+        sql = """INSERT INTO point_balances AS b (member_id, balance)
+                 VALUES (%(member)s, %(points)s) ON CONFLICT (member_id)
+                 DO UPDATE SET balance = b.balance + %(points)s, updated_at = now()
+                 RETURNING balance"""
+    moved = await (await conn.execute(sql, {"member": member_id, "points": points})).fetchone()
+    if moved is None:
+        return None
+    entry = await (
+        await conn.execute(
+            """INSERT INTO points_ledger (member_id, brand_id, kind, points, redemption_id, reason,
+                                          recorded_by, client_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+            (member_id, brand_id, kind, points, redemption_id, reason, recorded_by, client_id),
+        )
+    ).fetchone()
+    assert entry is not None
+    return int(entry["id"]), int(moved["balance"])
+
+
+async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[AdjustmentOut, bool]:
+    """A manual ledger entry by the brand (``points.rules``): an adjustment with its reason, or
+    an expiry of points; (entry, created). The same client id again answers the first entry."""
+    actor.require("points.rules")
+    if data.points == 0 or (data.kind == "expiry" and data.points > 0):
+        raise Unprocessable(
+            "an expiry takes points away; an adjustment moves at least one point",
+            code="bad_points",
+            details={"field": "points"},
+        )
+    member = await (
+        await conn.execute(
+            "SELECT id FROM members WHERE id = %s AND brand_id = %s FOR UPDATE",
+            (data.member_id, actor.brand_id),
+        )
+    ).fetchone()
+    if member is None:
+        raise NotFound("member not found")
+    earlier = await (
+        await conn.execute(
+            "SELECT id, kind, points FROM points_ledger WHERE member_id = %s AND client_id = %s",
+            (data.member_id, data.client_id),
+        )
+    ).fetchone()
+    if earlier is not None:
+        if (earlier["kind"], earlier["points"]) != (data.kind, data.points):
+            raise Conflict("this client id was used for another entry", code="client_id_reused")
+        out = AdjustmentOut(
+            entry_id=earlier["id"],
+            member_id=data.member_id,
+            kind=data.kind,
+            points=data.points,
+            balance=await balance(conn, data.member_id),
+        )
+        return out, False
+    posted = await post_entry(
+        conn,
+        member_id=data.member_id,
+        brand_id=actor.brand_id,
+        kind=data.kind,
+        points=data.points,
+        reason=data.reason,
+        recorded_by=actor.user_id,
+        client_id=data.client_id,
+    )
+    if posted is None:
+        raise Unprocessable("the balance would go below zero", code="insufficient_points")
+    entry_id, new_balance = posted
+    out = AdjustmentOut(
+        entry_id=entry_id,
+        member_id=data.member_id,
+        kind=data.kind,
+        points=data.points,
+        balance=new_balance,
+    )
+    await audit.record(conn, actor, "create", "points_entry", entry_id, after=out)
+    return out, True
+
+
+async def history(conn: Conn, member: Member, page: int, per_page: int) -> PointsOut:
+    """The member's balance and ledger, newest first, with the product of each claim and the
+    gift of each redemption."""
+    items = await fetch_page(
+        conn,
+        columns="""l.id, l.at, l.kind, l.points, l.claim_id, l.redemption_id, l.reason,
+                   p.id AS p_id, p.name AS p_name, p.spec AS p_spec, p.gtin AS p_gtin,
+                   p.image_url AS p_image, p.video_url AS p_video, g.name AS gift_name""",
+        source="""points_ledger l
+                  LEFT JOIN point_claims c ON c.id = l.claim_id
+                  LEFT JOIN products p ON p.id = c.product_id
+                  LEFT JOIN redemptions r ON r.id = l.redemption_id
+                  LEFT JOIN gifts g ON g.id = r.gift_id""",
+        where=["l.member_id = %(member)s"],
+        params={"member": member.id},
+        order="l.id DESC",
+        page=page,
+        per_page=per_page,
+        make=_entry,
+    )
+    return PointsOut(
+        balance=await balance(conn, member.id),
+        items=items.items,
+        page=items.page,
+        per_page=items.per_page,
+        total=items.total,
+    )
+
+
+def _entry(row: dict[str, Any]) -> LedgerEntryOut:
+    product = None
+    if row["p_id"] is not None:
+        product = ProductInfo(
+            id=row["p_id"],
+            name=row["p_name"],
+            spec=row["p_spec"],
+            gtin=row["p_gtin"],
+            image_url=row["p_image"],
+            video_url=row["p_video"],
+        )
+    return LedgerEntryOut(
+        id=row["id"],
+        at=row["at"],
+        kind=row["kind"],
+        points=row["points"],
+        claim_id=row["claim_id"],
+        redemption_id=row["redemption_id"],
+        reason=row["reason"],
+        product=product,
+        gift_name=row["gift_name"],
+    )
+
+
+class Mismatch(msgspec.Struct, frozen=True):
+    member_id: int
+    balance: int  # point_balances
+    ledger: int  # the sum of the member's ledger rows
+
+
+async def check_balances(conn: Conn) -> list[Mismatch]:
+    """Every member whose cached balance differs from the sum of its ledger (none: all agree)."""
+    rows = await (
+        await conn.execute(
+            """SELECT coalesce(b.member_id, l.member_id) AS member_id,
+                      coalesce(b.balance, 0) AS balance, coalesce(l.total, 0) AS ledger
+               FROM point_balances b
+               FULL JOIN (SELECT member_id, sum(points) AS total FROM points_ledger
+                          GROUP BY member_id) l ON l.member_id = b.member_id
+               WHERE coalesce(b.balance, 0) <> coalesce(l.total, 0)
+               ORDER BY 1"""
+        )
+    ).fetchall()
+    return [Mismatch(int(r["member_id"]), int(r["balance"]), int(r["ledger"])) for r in rows]
+
+
+# -- claims ------------------------------------------------------------------------------------
+
+# One round: the claims in, credited where the unit is this brand's and earns points; the code's
+# unique key drops every claim of a code claimed before (in this round or ever). Balances are
+# upserted in member order, so concurrent rounds lock them in the same order.
+_CREDIT = """
+WITH r AS (
+    SELECT * FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(brand)s::bigint[],
+                         %(code)s::bigint[], %(client)s::text[], %(event)s::bigint[],
+                         %(at)s::timestamptz[])
+           AS r(ord, member_id, brand_id, code_id, client_id, event_id, at)
+), ok AS (
+    SELECT r.*, u.product_id, u.channel_org_id AS agent_id,
+           coalesce(ra.points, rp.points) AS points
+    FROM r
+    JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
+                     AND u.status IN ('active', 'sold')
+    LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
+    LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
+    WHERE coalesce(ra.points, rp.points) > 0
+    ORDER BY r.ord
+), c AS (
+    INSERT INTO point_claims (code_id, member_id, brand_id, product_id, agent_id, points,
+                              client_id, event_id, claimed_at)
+    SELECT code_id, member_id, brand_id, product_id, agent_id, points, client_id, event_id, at
+    FROM ok
+    ON CONFLICT DO NOTHING
+    RETURNING id, code_id, member_id, brand_id, product_id, agent_id, points, client_id,
+              event_id, claimed_at
+), l AS (
+    INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
+    SELECT member_id, brand_id, 'claim', points, id, claimed_at FROM c
+), b AS (
+    INSERT INTO point_balances AS b (member_id, balance)
+    SELECT member_id, sum(points) FROM c GROUP BY member_id ORDER BY member_id
+    ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance,
+                                          updated_at = now()
+    RETURNING member_id, balance
+)
+SELECT c.*, b.balance FROM c JOIN b USING (member_id)
+"""
+
+# Why claims were not credited: the code's claim, the claim made under the same client id, the
+# unit and its rule.
+_EXPLAIN = """
+SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_id, c.points,
+       c.claimed_at, cc.code_id AS client_code, u.brand_id AS unit_brand, u.status AS unit_status,
+       coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance
+FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
+     AS r(ord, member_id, code_id, client_id)
+LEFT JOIN point_claims c ON c.code_id = r.code_id
+LEFT JOIN point_claims cc ON cc.member_id = r.member_id AND cc.client_id = r.client_id
+LEFT JOIN unit_state u ON u.code = r.code_id
+LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
+LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
+LEFT JOIN point_balances pb ON pb.member_id = r.member_id
+"""
+
+
+class _Pending:
+    __slots__ = ("at", "brand_id", "client_id", "code", "done", "member_id", "serial")
+
+    def __init__(
+        self, member: Member, code: int, serial: str, client_id: str, at: datetime
+    ) -> None:
+        self.member_id, self.brand_id = member.id, member.brand_id
+        self.code, self.serial, self.client_id, self.at = code, serial, client_id, at
+        self.done: asyncio.Future[tuple[ClaimOut, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+
+class Claimer:
+    """Credits verified claims in rounds, one transaction each, on a connection of its own."""
+
+    def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
+        self.pool, self.verifier, self.scheme = pool, verifier, scheme
+        self._waiting: list[_Pending] = []
+        self._round: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection[Any] | None = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def claim(
+        self, member: Member, data: ClaimIn, ip: str | None, user_agent: str | None
+    ) -> tuple[ClaimOut, bool]:
+        """Verify, then credit; (the claim, created). Refusals raise ``AppError``s."""
+        member.require_active()
+        answer = await self.verifier.verify(
+            VerifyIn(
+                serial=data.serial,
+                pin=data.pin,
+                client_id=data.client_id,
+                gps=data.gps,
+                lang=data.lang,
+            ),
+            ip,
+            user_agent,
+            member_id=member.id,
+        )
+        refuse(answer)
+        assert answer.serial is not None
+        batch_no, index, _ = self.scheme.verify(serial_from_scan(answer.serial))
+        pending = _Pending(
+            member, batch_no << 32 | index, answer.serial, data.client_id, datetime.now(UTC)
+        )
+        self._waiting.append(pending)
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_task(self._rounds())
+        out, created = await pending.done
+        return msgspec.structs.replace(out, verification=answer) if created else out, created
+
+    async def _rounds(self) -> None:
+        try:
+            while self._waiting:
+                group = self._waiting[:MAX_ROUND]
+                del self._waiting[:MAX_ROUND]
+                try:
+                    await self._serve(group)
+                except BaseException as exc:
+                    for p in group:
+                        if not p.done.done():
+                            p.done.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            self._round = None
+
+    async def _connection(self) -> AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await AsyncConnection.connect(
+                self.pool.conninfo, row_factory=dict_row, application_name="tracecode-claims"
+            )
+        return self._conn
+
+    async def _serve(self, group: list[_Pending]) -> None:
+        # One claim per code goes to the round; a second claim of the same code in flight is
+        # explained after it (a replay of the first, or already claimed).
+        first: dict[int, _Pending] = {}
+        for p in group:
+            first.setdefault(p.code, p)
+        try:
+            conn = await self._connection()
+            credited = await credit(conn, list(first.values()))
+        except psycopg.OperationalError:  # e.g. the server closed it: once more, on a new one
+            await self.close()
+            conn = await self._connection()
+            credited = await credit(conn, list(first.values()))
+        for p in group:
+            if id(p) in credited and not p.done.done():  # its request may have gone
+                p.done.set_result((credited[id(p)], True))
+        rest = [p for p in group if id(p) not in credited]
+        if rest:
+            await explain(conn, rest)
+
+
+def refuse(answer: VerifyOut) -> None:
+    """The verification's refusal as the claim's error (same result, reason and message)."""
+    if answer.result in CLAIMABLE:
+        return
+    details = msgspec.to_builtins(answer)
+    if answer.result == "locked":
+        retry = str(answer.retry_after or 1)
+        raise TooManyRequests(
+            answer.message, code="locked", details=details, headers={"Retry-After": retry}
+        )
+    code = answer.result if answer.result in ("wrong_pin", "not_genuine") else "not_genuine"
+    raise Unprocessable(answer.message, code=code, details=details)
+
+
+async def credit(conn: AsyncConnection[Any], group: list[_Pending]) -> dict[int, ClaimOut]:
+    """Credit a round of verified claims (one per code) in one transaction; the credited ones
+    by ``id()`` of their pending claim."""
+    async with conn.transaction():
+        events = await allocate_ids(conn, len(group))  # type: ignore[arg-type]
+        rows = await (
+            await conn.execute(
+                _CREDIT,
+                {
+                    "ord": list(range(len(group))),
+                    "member": [p.member_id for p in group],
+                    "brand": [p.brand_id for p in group],
+                    "code": [p.code for p in group],
+                    "client": [p.client_id for p in group],
+                    "event": events,
+                    "at": [p.at for p in group],
+                },
+            )
+        ).fetchall()
+        by_code = {p.code: p for p in group}
+        await write_events(
+            conn,  # type: ignore[arg-type]
+            [
+                builders.observe(
+                    id=row["event_id"],
+                    brand_id=row["brand_id"],
+                    at=row["claimed_at"],
+                    biz_step="claiming",
+                    disposition=None,
+                    units=[row["code_id"]],
+                    recorded_by=None,
+                    details={
+                        "member_id": row["member_id"],
+                        "claim_id": row["id"],
+                        "points": row["points"],
+                        "product_id": row["product_id"],
+                        "agent_id": row["agent_id"],
+                    },
+                )
+                for row in rows
+            ],
+        )
+    return {
+        id(by_code[row["code_id"]]): _claim_out(row, by_code[row["code_id"]].serial) for row in rows
+    }
+
+
+def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
+    return ClaimOut(
+        claim_id=row["id"],
+        serial=serial,
+        points=row["points"],
+        balance=int(row["balance"]),
+        product_id=row["product_id"],
+        agent_id=row["agent_id"],
+        claimed_at=row["claimed_at"],
+        verification=None,
+    )
+
+
+async def explain(conn: AsyncConnection[Any], rest: list[_Pending]) -> None:
+    """Answer the claims a round did not credit: a replay, or why not."""
+    async with conn.transaction():
+        rows = await (
+            await conn.execute(
+                _EXPLAIN,
+                {
+                    "ord": list(range(len(rest))),
+                    "member": [p.member_id for p in rest],
+                    "code": [p.code for p in rest],
+                    "client": [p.client_id for p in rest],
+                },
+            )
+        ).fetchall()
+    for row in rows:
+        p = rest[row["ord"]]
+        if p.done.done():
+            continue
+        try:
+            p.done.set_result((_why_not(row, p), False))
+        except AppError as exc:  # the refusal is the answer
+            p.done.set_exception(exc)
+
+
+def _why_not(row: dict[str, Any], p: _Pending) -> ClaimOut:
+    if (
+        row["id"] is not None
+        and row["member_id"] == p.member_id
+        and row["client_id"] == p.client_id
+    ):
+        return _claim_out(row, p.serial)  # the same claim again: answered as the first time
+    if row["client_code"] is not None and row["client_code"] != p.code:
+        raise Conflict("this client id was used for another claim", code="client_id_reused")
+    if row["id"] is not None:
+        raise Conflict(
+            "此防伪码的积分已被领取 / the points of this code have already been claimed",
+            code="already_claimed",
+        )
+    if row["unit_brand"] is None or row["unit_status"] not in ("active", "sold"):
+        raise Unprocessable("this unit cannot earn points", code="not_claimable")
+    if row["unit_brand"] != p.brand_id:
+        raise Unprocessable("this product is not of your membership's brand", code="other_brand")
+    if not row["rule_points"]:
+        raise Unprocessable("this product earns no points", code="no_points")
+    raise Conflict("the claim met another one; try again", code="claim_conflict")

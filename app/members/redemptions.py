@@ -1,0 +1,542 @@
+"""Redemption of gifts for points, its codes, fulfilment, expiry and settlement (M4).
+
+Redeeming is one transaction: the member's balance row is locked, the gift's stock taken (only
+while it is offered and in stock), the redemption written with a fresh code, the points debited
+through the ledger (never below zero), and the SMS with the code queued in the outbox
+(``app.sms.outbox.enqueue``, sent after commit). Locks are always taken balance first, then gift,
+so redemptions, claims and expiries never deadlock: no overselling, no negative balance.
+
+Codes are 10 characters of Crockford's base32 from ``secrets`` (50 bits: unguessable, short
+enough to read aloud; case, spaces, dashes and the look-alikes I, L, O do not matter). The
+database holds an HMAC of the code (the unique lookup key) and the code sealed with AES-GCM (for
+the member's own list); both keys are derived from the master key, which never enters it.
+
+Staff holding ``redemptions.fulfil`` check a code (the gift and the member's masked phone) and
+fulfil it: e-shop vouchers (online) by customer-service staff above the stores, physical gifts
+(offline) by a store's staff at their store, recorded with who, where and when. A code is
+fulfilled once (409 ``code_used``: 您的兑换码已使用，请勿重复兑换); after its expiry it cannot
+be (409 ``code_expired``) and the worker job ``expire_redemptions`` gives its points and stock
+back, once (``expire_due``). Stores' fulfilled physical gifts are summed per store and gift over
+a period for settlement with the brand, within the caller's subtree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from Crypto.Cipher import AES
+
+from app import audit, tabular
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn
+from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.members.gifts import OFFERED
+from app.members.mask import mask_phone
+from app.members.points import post_entry
+from app.members.principal import Member
+from app.members.schemas_points import (
+    CheckOut,
+    CodeIn,
+    FulfilIn,
+    RedeemIn,
+    RedemptionOut,
+    SettlementRow,
+)
+from app.paging import Page, fetch_page
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
+CODE_LENGTH = 10
+CHINA = timezone(timedelta(hours=8))  # the SMS tells the date of expiry in Beijing time
+_LOOKALIKE = str.maketrans({"I": "1", "L": "1", "O": "0"})
+
+USED = {
+    "zh": "您的兑换码已使用，请勿重复兑换",
+    "en": "This redemption code has already been used; it cannot be redeemed again.",
+}
+EXPIRED = {
+    "zh": "您的兑换码已过期，积分已退回或即将退回",
+    "en": "This redemption code has expired; its points are (or will shortly be) refunded.",
+}
+VALID = {"zh": "兑换码有效", "en": "The redemption code is valid."}
+FULFILLED = {"zh": "已兑换", "en": "Redeemed."}
+HOW = {
+    ("online", "zh"): "请联系天猫旗舰店客服，出示手机号和兑换码领取代金券",
+    ("online", "en"): "show your phone number and this code to the e-shop's customer service",
+    ("offline", "zh"): "请到门店向店员出示手机号和兑换码领取礼品",
+    ("offline", "en"): "show your phone number and this code to a store's staff",
+}
+
+
+# -- codes -----------------------------------------------------------------------------------
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(text: str) -> str:
+    """The code as stored: upper case, without spaces or dashes, look-alikes mapped (400
+    ``malformed_code`` when it cannot be one)."""
+    code = text.upper().replace(" ", "").replace("-", "").translate(_LOOKALIKE)
+    if len(code) != CODE_LENGTH or any(c not in ALPHABET for c in code):
+        raise BadRequest("a redemption code is 10 letters and digits", code="malformed_code")
+    return code
+
+
+def digest(settings: Settings, code: str) -> bytes:
+    """The code's lookup key: HMAC-SHA256 under a key of its own (``Settings.subkey``)."""
+    key = settings.subkey("redemption-code-digest")
+    return hmac.new(key, code.encode(), hashlib.sha256).digest()
+
+
+def seal(settings: Settings, code: str) -> bytes:
+    """The code encrypted (AES-256-GCM, random nonce) for the member's own list."""
+    nonce = secrets.token_bytes(12)
+    cipher = AES.new(settings.subkey("redemption-code-seal"), AES.MODE_GCM, nonce=nonce)
+    sealed, tag = cipher.encrypt_and_digest(code.encode())
+    return nonce + sealed + tag
+
+
+def unseal(settings: Settings, blob: bytes) -> str:
+    nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
+    cipher = AES.new(settings.subkey("redemption-code-seal"), AES.MODE_GCM, nonce=nonce)
+    return cipher.decrypt_and_verify(sealed, tag).decode()
+
+
+# -- redeeming -------------------------------------------------------------------------------
+
+_MINE = """r.id, r.code_sealed, r.gift_id, g.name AS gift_name, r.gift_kind AS kind, r.points,
+           r.status, r.created_at, r.expires_at, r.fulfilled_at, g.how_to_collect"""
+
+
+def _mine(settings: Settings, row: dict[str, Any], balance: int | None = None) -> RedemptionOut:
+    return RedemptionOut(
+        id=row["id"],
+        code=unseal(settings, bytes(row["code_sealed"])),
+        gift_id=row["gift_id"],
+        gift_name=row["gift_name"],
+        kind=row["kind"],
+        points=row["points"],
+        status=row["status"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        fulfilled_at=row["fulfilled_at"],
+        how_to_collect=row["how_to_collect"],
+        balance=balance,
+    )
+
+
+async def redeem(
+    conn: Conn, settings: Settings, member: Member, data: RedeemIn
+) -> tuple[RedemptionOut, bool]:
+    """Redeem a gift for the member; (redemption with its code, created). The same client id
+    again answers the first redemption."""
+    member.require_active()
+    locked = await (
+        await conn.execute(
+            "SELECT balance FROM point_balances WHERE member_id = %s FOR UPDATE", (member.id,)
+        )
+    ).fetchone()
+    earlier = await (
+        await conn.execute(
+            f"""SELECT {_MINE} FROM redemptions r JOIN gifts g ON g.id = r.gift_id
+                WHERE r.member_id = %s AND r.client_id = %s""",
+            (member.id, data.client_id),
+        )
+    ).fetchone()
+    if earlier is not None:
+        if earlier["gift_id"] != data.gift_id:
+            raise Conflict(
+                "this client id was used for another redemption", code="client_id_reused"
+            )
+        return _mine(settings, earlier), False
+    gift = await _take_one(conn, member, data.gift_id)
+    if locked is None or locked["balance"] < gift["points_cost"]:
+        raise Unprocessable(
+            "not enough points for this gift",
+            code="insufficient_points",
+            details={"balance": locked["balance"] if locked else 0, "cost": gift["points_cost"]},
+        )
+    code = new_code()
+    row = await (
+        await conn.execute(
+            """INSERT INTO redemptions (brand_id, member_id, gift_id, gift_kind, points,
+                                        code_digest, code_sealed, client_id, expires_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() + make_interval(days => %s))
+               RETURNING id, created_at, expires_at""",
+            (
+                member.brand_id,
+                member.id,
+                gift["id"],
+                gift["kind"],
+                gift["points_cost"],
+                digest(settings, code),
+                seal(settings, code),
+                data.client_id,
+                gift["collect_days"],
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    posted = await post_entry(
+        conn,
+        member_id=member.id,
+        brand_id=member.brand_id,
+        kind="redemption",
+        points=-gift["points_cost"],
+        redemption_id=row["id"],
+    )
+    assert posted is not None  # the balance row is locked and covers the cost
+    how = gift["how_to_collect"] or HOW[(gift["kind"], data.lang)]
+    sms_id = await _send_code(conn, member, code, gift["name"], row["expires_at"], how)
+    if sms_id:
+        await conn.execute("UPDATE redemptions SET sms_id = %s WHERE id = %s", (sms_id, row["id"]))
+    out = RedemptionOut(
+        id=row["id"],
+        code=code,
+        gift_id=gift["id"],
+        gift_name=gift["name"],
+        kind=gift["kind"],
+        points=gift["points_cost"],
+        status="issued",
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        fulfilled_at=None,
+        how_to_collect=how,
+        balance=posted[1],
+    )
+    return out, True
+
+
+async def _take_one(conn: Conn, member: Member, gift_id: int) -> dict[str, Any]:
+    """Take one of the gift's stock while it is offered to the member (its row stays locked
+    to the end of the transaction); 404 / 409 ``out_of_stock`` / 422 ``gift_not_offered``."""
+    province = await (
+        await conn.execute("SELECT province FROM members WHERE id = %s", (member.id,))
+    ).fetchone()
+    params = {"gift": gift_id, "brand": member.brand_id, "province": province["province"]}
+    taken = await (
+        await conn.execute(
+            f"""UPDATE gifts g SET stock = g.stock - 1, updated_at = now()
+                WHERE g.id = %(gift)s AND {OFFERED}
+                RETURNING g.id, g.name, g.kind, g.points_cost, g.collect_days, g.how_to_collect""",
+            params,
+        )
+    ).fetchone()
+    if taken is not None:
+        return taken
+    gift = await (
+        await conn.execute(
+            "SELECT stock FROM gifts WHERE id = %s AND brand_id = %s AND deleted_at IS NULL",
+            (gift_id, member.brand_id),
+        )
+    ).fetchone()
+    if gift is None:
+        raise NotFound("gift not found")
+    if gift["stock"] <= 0:
+        raise Conflict("this gift is out of stock", code="out_of_stock")
+    raise Unprocessable("this gift is not offered to you now", code="gift_not_offered")
+
+
+async def _send_code(
+    conn: Conn, member: Member, code: str, gift: str, until: datetime, how: str
+) -> int:
+    """Queue the SMS with the code in the caller's transaction (S's outbox sends it after
+    commit); the outbox row's id."""
+    from app.sms.outbox import enqueue
+
+    return await enqueue(
+        conn,
+        brand_id=member.brand_id,
+        phone=member.phone,
+        template="redemption",
+        variables={
+            "code": code,
+            "gift": gift,
+            "until": until.astimezone(CHINA).strftime("%Y-%m-%d %H:%M"),
+            "how": how,
+        },
+        purpose="redemption",
+        member_id=member.id,
+    )
+
+
+async def member_redemptions(
+    conn: Conn, settings: Settings, member: Member, status: str | None, page: int, per_page: int
+) -> Page[RedemptionOut]:
+    """The member's own redemptions with their codes, newest first."""
+    where = ["r.member_id = %(member)s"]
+    if status is not None:
+        where.append("r.status = %(status)s")
+    return await fetch_page(
+        conn,
+        columns=_MINE,
+        source="redemptions r JOIN gifts g ON g.id = r.gift_id",
+        where=where,
+        params={"member": member.id, "status": status},
+        order="r.id DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda row: _mine(settings, row),
+    )
+
+
+# -- staff: check and fulfil -------------------------------------------------------------------
+
+
+async def _by_code(
+    conn: Conn, settings: Settings, actor: Principal, text: str, lock: bool = False
+) -> dict[str, Any]:
+    actor.require("redemptions.fulfil")
+    row = await (
+        await conn.execute(
+            """SELECT r.id, r.gift_id, g.name AS gift_name, r.gift_kind AS kind, r.points,
+                      r.status, r.created_at, r.expires_at, r.fulfilled_at, r.fulfilled_by,
+                      r.fulfilled_org_id, m.phone, r.expires_at <= now() AS due
+               FROM redemptions r JOIN gifts g ON g.id = r.gift_id
+                    JOIN members m ON m.id = r.member_id
+               WHERE r.code_digest = %s AND r.brand_id = %s"""
+            + (" FOR UPDATE OF r" if lock else ""),
+            (digest(settings, normalise_code(text)), actor.brand_id),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such redemption code", code="unknown_code")
+    return row
+
+
+def _check_out(row: dict[str, Any], lang: str) -> CheckOut:
+    status = "expired" if row["status"] == "issued" and row["due"] else row["status"]
+    valid = status == "issued"
+    message = {"issued": VALID, "fulfilled": USED, "expired": EXPIRED}[status][lang]
+    return CheckOut(
+        redemption_id=row["id"],
+        valid=valid,
+        status=status,
+        message=message,
+        gift_id=row["gift_id"],
+        gift_name=row["gift_name"],
+        kind=row["kind"],
+        points=row["points"],
+        phone=mask_phone(row["phone"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        fulfilled_at=row["fulfilled_at"],
+        fulfilled_by=row["fulfilled_by"],
+        fulfilled_org_id=row["fulfilled_org_id"],
+    )
+
+
+async def check(conn: Conn, settings: Settings, actor: Principal, data: CodeIn) -> CheckOut:
+    """What a code is: valid or not (used, expired), its gift, the member's masked phone."""
+    return _check_out(await _by_code(conn, settings, actor, data.code), data.lang)
+
+
+async def _where(conn: Conn, actor: Principal, kind: str, store_id: int | None) -> int:
+    """The organisation a gift is handed out at: the caller's own for an e-shop voucher (staff
+    above the stores); for a physical gift the caller's store, or a store of its subtree."""
+    own = await (
+        await conn.execute("SELECT kind FROM orgs WHERE id = %s", (actor.org_id,))
+    ).fetchone()
+    at_store = own is not None and own["kind"] == "store"
+    if kind == "online":
+        if at_store:
+            raise Unprocessable(
+                "e-shop vouchers are handed out by customer service, not at a store",
+                code="online_gift",
+            )
+        return actor.org_id
+    store = store_id if store_id is not None else actor.org_id
+    row = await (
+        await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (store,))
+    ).fetchone()
+    if store_id is not None:
+        actor.ensure_sees(row["path"] if row else None, "store")
+    if row is None or row["kind"] != "store":
+        raise Unprocessable(
+            "a physical gift is handed out at a store: give store_id", code="store_required"
+        )
+    return store
+
+
+async def fulfil(conn: Conn, settings: Settings, actor: Principal, data: FulfilIn) -> CheckOut:
+    """Mark a code fulfilled (已兑换) with who, where and when — once."""
+    row = await _by_code(conn, settings, actor, data.code, lock=True)
+    if row["status"] == "fulfilled":
+        raise Conflict(USED[data.lang], code="code_used", details={"message_en": USED["en"]})
+    if row["status"] == "expired" or row["due"]:
+        if row["status"] == "issued":  # due, not swept yet: the job gives the points back
+            from app import jobs
+
+            jobs.send("expire_redemptions")
+        raise Conflict(
+            EXPIRED[data.lang], code="code_expired", details={"message_en": EXPIRED["en"]}
+        )
+    where = await _where(conn, actor, row["kind"], data.store_id)
+    done = await (
+        await conn.execute(
+            """UPDATE redemptions SET status = 'fulfilled', fulfilled_at = now(),
+                      fulfilled_by = %s, fulfilled_org_id = %s
+               WHERE id = %s AND status = 'issued' RETURNING fulfilled_at""",
+            (actor.user_id, where, row["id"]),
+        )
+    ).fetchone()
+    assert done is not None  # the row is locked and was issued
+    row = {
+        **row,
+        "status": "fulfilled",
+        "fulfilled_at": done["fulfilled_at"],
+        "fulfilled_by": actor.user_id,
+        "fulfilled_org_id": where,
+    }
+    out = _check_out(row, data.lang)
+    out = CheckOut(**{**_fields(out), "message": FULFILLED[data.lang], "valid": False})
+    await audit.record(conn, actor, "fulfil", "redemption", row["id"], after=out, org_id=where)
+    return out
+
+
+def _fields(out: CheckOut) -> dict[str, Any]:
+    return {f: getattr(out, f) for f in out.__struct_fields__}
+
+
+# -- expiry ------------------------------------------------------------------------------------
+
+_EXPIRE = """
+WITH due AS (
+    SELECT id FROM redemptions
+    WHERE status = 'issued' AND expires_at <= now()
+    ORDER BY expires_at LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE redemptions r SET status = 'expired', expired_at = now()
+FROM due WHERE r.id = due.id
+RETURNING r.id, r.member_id, r.brand_id, r.points, r.gift_id
+"""
+
+
+async def expire_due(conn: Conn, limit: int = 500) -> int:
+    """Expire the redemptions past their date that were never fulfilled: each one's points
+    come back (a ``refund`` ledger row, once: the row moves from issued to expired once, and
+    the ledger holds one refund per redemption) and its gift goes back into stock. Runs in
+    batches of ``limit`` until none is due; returns how many expired. ``conn`` autocommit."""
+    total = 0
+    while True:
+        async with conn.transaction():
+            rows = await (await conn.execute(_EXPIRE, (limit,))).fetchall()
+            for row in sorted(rows, key=lambda r: (r["member_id"], r["id"])):
+                refunded = await post_entry(
+                    conn,
+                    member_id=row["member_id"],
+                    brand_id=row["brand_id"],
+                    kind="refund",
+                    points=row["points"],
+                    redemption_id=row["id"],
+                )
+                assert refunded is not None  # a credit never fails the balance check
+            stock: dict[int, int] = {}
+            for row in rows:
+                stock[row["gift_id"]] = stock.get(row["gift_id"], 0) + 1
+            for gift_id in sorted(stock):
+                await conn.execute(
+                    "UPDATE gifts SET stock = stock + %s, updated_at = now() WHERE id = %s",
+                    (stock[gift_id], gift_id),
+                )
+        total += len(rows)
+        if len(rows) < limit:
+            return total
+
+
+# -- settlement --------------------------------------------------------------------------------
+
+SETTLEMENT_COLUMNS = [
+    "store_id",
+    "store_name",
+    "store_erp_code",
+    "gift_id",
+    "gift_name",
+    "fulfilled",
+    "points",
+]
+
+
+def _settlement_query(
+    actor: Principal, start: datetime, end: datetime, store_id: int | None
+) -> tuple[list[str], dict[str, Any]]:
+    actor.require("redemptions.read")
+    if end <= start:
+        raise Unprocessable("'to' must be after 'from'", code="bad_period")
+    where = [
+        "r.status = 'fulfilled'",
+        "r.gift_kind = 'offline'",
+        "r.brand_id = %(brand)s",
+        "r.fulfilled_at >= %(start)s",
+        "r.fulfilled_at < %(end)s",
+        "o.path LIKE %(path)s",
+    ]
+    if store_id is not None:
+        where.append("o.id = %(store)s")
+    params = {
+        "brand": actor.brand_id,
+        "start": start,
+        "end": end,
+        "path": actor.org_path + "%",
+        "store": store_id,
+    }
+    return where, params
+
+
+_SETTLEMENT_SOURCE = """(SELECT o.id AS store_id, o.name AS store_name,
+                            o.erp_code AS store_erp_code, g.id AS gift_id,
+                            g.name AS gift_name, count(*) AS fulfilled, sum(r.points) AS points
+                     FROM redemptions r JOIN orgs o ON o.id = r.fulfilled_org_id
+                          JOIN gifts g ON g.id = r.gift_id
+                     WHERE {where}
+                     GROUP BY o.id, o.name, o.erp_code, g.id, g.name) s"""
+
+
+async def settlement(
+    conn: Conn,
+    actor: Principal,
+    start: datetime,
+    end: datetime,
+    store_id: int | None,
+    page: int,
+    per_page: int,
+) -> Page[SettlementRow]:
+    """Physical gifts fulfilled by the stores of the caller's subtree in [start, end), per
+    store and gift: how many and their points."""
+    where, params = _settlement_query(actor, start, end, store_id)
+    return await fetch_page(
+        conn,
+        columns="*",
+        source=_SETTLEMENT_SOURCE.format(where=" AND ".join(where)),
+        where=[],
+        params=params,
+        order="store_id, gift_id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: SettlementRow(**row),
+    )
+
+
+async def settlement_csv(
+    conn: Conn, actor: Principal, start: datetime, end: datetime, store_id: int | None
+) -> AsyncIterator[bytes]:
+    """The whole settlement as CSV (``app.tabular``)."""
+    where, params = _settlement_query(actor, start, end, store_id)
+    rows = await (
+        await conn.execute(
+            f"SELECT * FROM {_SETTLEMENT_SOURCE.format(where=' AND '.join(where))} "
+            "ORDER BY store_id, gift_id",
+            params,
+        )
+    ).fetchall()
+    return tabular.csv_chunks(
+        SETTLEMENT_COLUMNS, tabular.one_batch([[r[c] for c in SETTLEMENT_COLUMNS] for r in rows])
+    )

@@ -1,0 +1,241 @@
+"""HTTP routes of points, gifts and redemptions: the member's (``/members/me/...``, a member
+token) and the brand's and stores' (a staff token or API key)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import QueryParameter
+
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn
+from app.members import gifts, points, redemptions
+from app.members.principal import Member, provide_member
+from app.members.schemas_points import (
+    AdjustmentIn,
+    AdjustmentOut,
+    CheckOut,
+    ClaimIn,
+    ClaimOut,
+    CodeIn,
+    FulfilIn,
+    Gift,
+    GiftIn,
+    GiftOut,
+    GiftPatch,
+    PointsOut,
+    RedeemIn,
+    RedemptionOut,
+    RedemptionStatus,
+    RuleIn,
+    RuleOut,
+    SettlementRow,
+)
+from app.paging import Page, PageNo, PerPage
+from app.tabular import Download, download
+
+
+async def provide_member_briefly(
+    request: Request[Any, Any, Any], state: State, settings: Settings
+) -> Member:
+    """The ``member`` dependency on a connection held only for the look-up: a claim then waits
+    for the verification's and the claimer's rounds (their own connections) without holding one
+    of the pool's, so many claims in flight never exhaust it."""
+    async with state.pool.connection() as conn:
+        return await provide_member(request, conn, settings)
+
+
+class MyPointsController(Controller):
+    """The signed-in member's points, gifts and redemptions."""
+
+    path = "/members/me"
+
+    @post("/claims", status_code=201, dependencies={"member": Provide(provide_member_briefly)})
+    async def claim(
+        self, request: Request[Any, Any, Any], data: ClaimIn, member: Member, state: State
+    ) -> Response[ClaimOut]:
+        """Claim the points of a unit by its serial (or QR content) and PIN (201). First a
+        verification, with the same answers and lockout as ``/v1/verify``: 422 ``not_genuine``
+        (details: the verification, e.g. reason ``forged``, ``void``, ``not_activated``), 422
+        ``wrong_pin`` (``pin_attempts_left``), 429 ``locked`` or ``rate_limited``
+        (Retry-After). A code's points are credited once, ever: 409 ``already_claimed``. The
+        same ``client_id`` again answers the first claim (200); 409 ``client_id_reused`` for
+        another code. 422 ``other_brand`` (not this membership's brand), ``no_points`` (no
+        rule), ``not_claimable``; 403 ``member_frozen``."""
+        user_agent = request.headers.get("user-agent")
+        ip = request.client.host if request.client else None
+        out, created = await state.claimer.claim(member, data, ip, user_agent)
+        return Response(out, status_code=201 if created else 200)
+
+    @get("/points")
+    async def my_points(
+        self, conn: Conn, member: Member, page: PageNo = 1, per_page: PerPage = 50
+    ) -> PointsOut:
+        """The balance and the ledger, newest first (claims with their product, redemptions
+        and refunds with their gift)."""
+        return await points.history(conn, member, page, per_page)
+
+    @get("/gifts")
+    async def my_gifts(
+        self, conn: Conn, member: Member, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[Gift]:
+        """The gifts offered to the member now (valid, in stock, in the member's province), in
+        display order; ``affordable`` when the balance covers one."""
+        return await gifts.member_gifts(conn, member, page, per_page)
+
+    @post("/redemptions", status_code=201)
+    async def redeem(
+        self, data: RedeemIn, conn: Conn, member: Member, settings: Settings
+    ) -> Response[RedemptionOut]:
+        """Redeem a gift (201): its points are debited, one of its stock taken and a redemption
+        code sent by SMS (and shown here). The same ``client_id`` again answers the first
+        redemption (200). 422 ``insufficient_points``, ``gift_not_offered``; 409
+        ``out_of_stock``, ``client_id_reused``; 404 unknown gift; 403 ``member_frozen``."""
+        out, created = await redemptions.redeem(conn, settings, member, data)
+        return Response(out, status_code=201 if created else 200)
+
+    @get("/redemptions")
+    async def my_redemptions(
+        self,
+        conn: Conn,
+        member: Member,
+        settings: Settings,
+        redemption_status: Annotated[
+            RedemptionStatus | None, QueryParameter(name="status", required=False)
+        ] = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[RedemptionOut]:
+        """The member's redemption codes, newest first: issued, fulfilled or expired."""
+        return await redemptions.member_redemptions(
+            conn, settings, member, redemption_status, page, per_page
+        )
+
+
+class PointRulesController(Controller):
+    path = "/points"
+
+    @get("/rules")
+    async def list_rules(
+        self,
+        conn: Conn,
+        principal: Principal,
+        product_id: int | None = None,
+        agent_id: int | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[RuleOut]:
+        """The brand's points rules (``points.rules``): per product, the default (``agent_id``
+        null) and the overrides for units designated to an agent."""
+        return await points.list_rules(conn, principal, product_id, agent_id, page, per_page)
+
+    @put("/rules")
+    async def put_rule(self, data: RuleIn, conn: Conn, principal: Principal) -> RuleOut:
+        """Set the points of a product (``agent_id`` null) or of its units designated to one
+        channel agent (the organisation they were first shipped to); 0 earns nothing. 422
+        ``unknown_product``, ``unknown_org``."""
+        out, _ = await points.put_rule(conn, principal, data)
+        return out
+
+    @delete("/rules/{rule_id:int}")
+    async def delete_rule(self, rule_id: int, conn: Conn, principal: Principal) -> None:
+        await points.delete_rule(conn, principal, rule_id)
+
+    @post("/adjustments", status_code=201)
+    async def adjust(
+        self, data: AdjustmentIn, conn: Conn, principal: Principal
+    ) -> Response[AdjustmentOut]:
+        """A manual ledger entry (``points.rules``): ``adjustment`` (either sign) or ``expiry``
+        (negative), with its reason; never below zero (422 ``insufficient_points``). The same
+        ``client_id`` again answers the first entry (200)."""
+        out, created = await points.adjust(conn, principal, data)
+        return Response(out, status_code=201 if created else 200)
+
+
+class GiftsController(Controller):
+    path = "/gifts"
+
+    @post("/")
+    async def create(self, data: GiftIn, conn: Conn, principal: Principal) -> GiftOut:
+        """A gift of the caller's brand (``gifts.write``): online (an e-shop voucher) or
+        offline (collected at a store); ``provinces`` empty = everywhere; ``collect_days``: how
+        long its redemption code is valid."""
+        return await gifts.create_gift(conn, principal, data)
+
+    @get("/")
+    async def list_gifts(
+        self,
+        conn: Conn,
+        principal: Principal,
+        kind: Literal["online", "offline"] | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[GiftOut]:
+        """The brand's gifts, valid or not, in display order."""
+        return await gifts.list_gifts(conn, principal, kind, page, per_page)
+
+    @get("/{gift_id:int}")
+    async def get_one(self, gift_id: int, conn: Conn, principal: Principal) -> GiftOut:
+        return await gifts.get_gift(conn, principal, gift_id)
+
+    @patch("/{gift_id:int}")
+    async def update(
+        self, gift_id: int, data: GiftPatch, conn: Conn, principal: Principal
+    ) -> GiftOut:
+        return await gifts.update_gift(conn, principal, gift_id, data)
+
+    @delete("/{gift_id:int}")
+    async def remove(self, gift_id: int, conn: Conn, principal: Principal) -> None:
+        """Withdraw a gift: no longer listed or redeemable; codes already issued stay valid."""
+        await gifts.delete_gift(conn, principal, gift_id)
+
+
+class RedemptionsController(Controller):
+    path = "/redemptions"
+
+    @post("/check", status_code=200)
+    async def check(
+        self, data: CodeIn, conn: Conn, principal: Principal, settings: Settings
+    ) -> CheckOut:
+        """What a redemption code is (``redemptions.fulfil``): ``valid``, or why not (used,
+        expired), its gift and the member's masked phone. 404 ``unknown_code``, 400
+        ``malformed_code``."""
+        return await redemptions.check(conn, settings, principal, data)
+
+    @post("/fulfil", status_code=200)
+    async def fulfil(
+        self, data: FulfilIn, conn: Conn, principal: Principal, settings: Settings
+    ) -> CheckOut:
+        """Hand the gift out (已兑换), recording who, where and when: e-shop vouchers by staff
+        above the stores (422 ``online_gift`` at a store), physical gifts at the caller's store
+        (or ``store_id``, a store of the caller's subtree; 422 ``store_required``). 409
+        ``code_used`` (您的兑换码已使用，请勿重复兑换), 409 ``code_expired``."""
+        return await redemptions.fulfil(conn, settings, principal, data)
+
+    @get("/settlement")
+    async def settlement(
+        self,
+        conn: Conn,
+        principal: Principal,
+        start: Annotated[datetime, QueryParameter(name="from")],
+        end: Annotated[datetime, QueryParameter(name="to")],
+        store_id: int | None = None,
+        fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[SettlementRow] | Download:
+        """Physical gifts fulfilled in [from, to) per store and gift — how many, their points —
+        for settlement with the brand (``redemptions.read``): a store sees its own, an agent
+        its stores', the brand all. ``format=csv``: the whole period as a file."""
+        if fmt == "csv":
+            chunks = await redemptions.settlement_csv(conn, principal, start, end, store_id)
+            return download(chunks, "csv", f"settlement-{start.date()}-{end.date()}.csv")
+        return await redemptions.settlement(conn, principal, start, end, store_id, page, per_page)
+
+
+route_handlers = [MyPointsController, PointRulesController, GiftsController, RedemptionsController]

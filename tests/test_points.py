@@ -1,0 +1,413 @@
+"""Points (K2, M2): the brand's rules, claims by scan + PIN with the verification's answers and
+lockout, once per code ever (the race over HTTP and across connections), the claim as a
+verification record and an event, the ledger and ``tracecode points check``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis as redis_sync
+
+from app.cli import server_command
+from app.verify import records
+from tests.helpers import activate, assert_error, issue_units
+from tests.points_support import (
+    claim_body,
+    member_client,
+    new_member,
+    set_rule,
+    shipped_goods,
+)
+from tests.test_inspect import forge
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Shipped goods, and the rules of their product: 10 points, 25 through AGENT-ZJ."""
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    await set_rule(client, admin, goods["product_id"], 25, demo["AGENT-ZJ"])
+    return goods
+
+
+def code_of(app: Any, serial: str) -> int:
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    return int(batch_no << 32 | index)
+
+
+async def test_rules_are_the_brands_and_scoped(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    admin = await login("admin")
+    product = goods["product_id"]
+    listed = await client.get("/points/rules", headers=admin, params={"product_id": product})
+    assert listed.status_code == 200, listed.text
+    rules = {(r["agent_id"], r["points"]) for r in listed.json()["items"]}
+    assert rules == {(None, 10), (demo["AGENT-ZJ"], 25)}
+    # a PUT again replaces the points (one rule per product and agent)
+    gd = await set_rule(client, admin, product, 7, demo["AGENT-GD"])
+    again = await set_rule(client, admin, product, 8, demo["AGENT-GD"])
+    assert again["id"] == gd["id"] and again["points"] == 8
+    assert (await client.delete(f"/points/rules/{gd['id']}", headers=admin)).status_code == 204
+    assert_error(await client.delete(f"/points/rules/{gd['id']}", headers=admin), 404)
+    # bad paths: no permission (agent admin: brand-only), unknown product / agent, bad points
+    for user in ("agent_admin", "store_clerk", "analyst"):
+        headers = await login(user)
+        body = {"product_id": product, "points": 5}
+        assert_error(await client.put("/points/rules", headers=headers, json=body), 403)
+        assert_error(await client.get("/points/rules", headers=headers), 403)
+    for body, code in [
+        ({"product_id": 999_999_999, "points": 5}, "unknown_product"),
+        ({"product_id": product, "agent_id": 999_999_999, "points": 5}, "unknown_org"),
+        ({"product_id": product, "agent_id": demo["BRAND-LUMI"], "points": 5}, "unknown_org"),
+    ]:
+        assert_error(await client.put("/points/rules", headers=admin, json=body), 422, code)
+    for points in (-1, 1.5, "5", 10_000_001):
+        body = {"product_id": product, "points": points}
+        assert_error(await client.put("/points/rules", headers=admin, json=body), 400)
+
+
+async def test_a_claim_credits_the_rule_of_the_channel_agent(
+    client: Any, app: Any, demo: Any, goods: dict[str, Any], settings: Any
+) -> None:
+    scheme = app.state.scheme
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    shipped, unshipped = goods["units"][0], goods["units"][25]
+    async with member_client(app) as mc:
+        first = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, shipped, "c-1")
+        )
+        assert first.status_code == 201, first.text
+        body = first.json()
+        assert (body["points"], body["balance"], body["agent_id"]) == (25, 25, demo["AGENT-ZJ"])
+        assert body["verification"]["result"] == "genuine"
+        assert body["product_id"] == goods["product_id"] and body["serial"] == shipped
+        # the QR content works too; a unit never shipped earns the product's default points
+        qr = f"http://127.0.0.1:8000/c/{unshipped}"
+        second = await mc.post(
+            "/members/me/claims",
+            headers=headers,
+            json={**claim_body(scheme, unshipped, "c-2"), "serial": qr},
+        )
+        assert second.status_code == 201, second.text
+        assert (second.json()["points"], second.json()["balance"]) == (10, 35)
+        assert second.json()["verification"]["reason"] == "never_shipped"
+        # a retry with the same client id answers the first claim, crediting nothing again
+        replay = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, shipped, "c-1")
+        )
+        assert replay.status_code == 200, replay.text
+        assert replay.json()["claim_id"] == body["claim_id"] and replay.json()["balance"] == 35
+        # the same code again under another client id, or by another member: already claimed
+        again = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, shipped, "c-3")
+        )
+        assert_error(again, 409, "already_claimed")
+        _, other, _ = await new_member(app, demo["BRAND-LUMI"])
+        assert_error(
+            await mc.post("/members/me/claims", headers=other, json=claim_body(scheme, shipped)),
+            409,
+            "already_claimed",
+        )
+        # a client id already used for another code
+        reused = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, goods["units"][1], "c-1")
+        )
+        assert_error(reused, 409, "client_id_reused")
+        history = await mc.get("/members/me/points", headers=headers)
+        assert history.status_code == 200, history.text
+        assert history.json()["balance"] == 35
+        entries = history.json()["items"]
+        assert [(e["kind"], e["points"]) for e in entries] == [("claim", 10), ("claim", 25)]
+        assert entries[1]["product"]["id"] == goods["product_id"]
+    # the claim is an event (ObjectEvent OBSERVE claiming) and a verification with the member
+    async with app.state.pool.connection() as conn:
+        events = await (
+            await conn.execute(
+                """SELECT e.event_type, e.action, e.biz_step, e.details FROM event_codes ec
+                   JOIN events e ON e.id = ec.event_id
+                   WHERE ec.code = %s AND ec.kind = 'u' AND e.biz_step = 'claiming'""",
+                (code_of(app, shipped),),
+            )
+        ).fetchall()
+        assert len(events) == 1
+        assert (events[0]["event_type"], events[0]["action"]) == ("ObjectEvent", "OBSERVE")
+        assert events[0]["details"]["member_id"] == member_id
+        assert events[0]["details"]["points"] == 25
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+        stored = pg.execute(
+            "SELECT member_id, result, client_id FROM verifications WHERE code_id = %s ORDER BY at",
+            (code_of(app, shipped),),
+        ).fetchall()
+    assert stored[0] == (member_id, "genuine", "c-1")
+    assert {row[0] for row in stored} >= {member_id}
+
+
+async def test_refusals_are_the_verifications(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    scheme = app.state.scheme
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    serial = goods["units"][2]
+    async with member_client(app) as mc:
+
+        async def claim(body: dict[str, Any], who: dict[str, str] = headers) -> httpx.Response:
+            return await mc.post("/members/me/claims", headers=who, json=body)
+
+        # forged and malformed: not genuine, as /v1/verify says
+        forged = assert_error(
+            await claim({**claim_body(scheme, serial), "serial": forge(serial)}), 422, "not_genuine"
+        )
+        assert forged["details"]["reason"] == "forged"
+        body = {**claim_body(scheme, serial), "serial": "not-a-serial"}
+        assert assert_error(await claim(body), 422, "not_genuine")["details"]["reason"] in (
+            "malformed",
+            "forged",
+        )
+        # issued, never activated
+        batch_no, _ = await issue_units(client, login, demo, 3)
+        idle = scheme.serial(batch_no, 0)
+        refused = assert_error(await claim(claim_body(scheme, idle)), 422, "not_genuine")
+        assert refused["details"]["reason"] == "not_activated"
+        # wrong PINs count against the code's lockout, shared with /v1/verify
+        wrong = {
+            **claim_body(scheme, serial),
+            "pin": "000000" if scheme.pin(serial) != "000000" else "111111",
+        }
+        first = assert_error(await claim(wrong), 422, "wrong_pin")
+        assert first["details"]["pin_attempts_left"] == 4
+        verified = await mc.post("/v1/verify", json={"serial": serial, "pin": wrong["pin"]})
+        assert verified.json()["pin_attempts_left"] == 3
+        for _ in range(2):
+            assert_error(await claim(wrong), 422, "wrong_pin")
+        locked = await claim(wrong)
+        assert_error(locked, 429, "locked")
+        assert int(locked.headers["Retry-After"]) > 0
+        # locked even with the right PIN, as verification is
+        assert_error(await claim(claim_body(scheme, serial)), 429, "locked")
+        assert (await mc.post("/v1/verify", json={"serial": serial})).json()["result"] == "locked"
+        # a frozen member, no token, a staff token, an expired or foreign token
+        _, frozen, _ = await new_member(app, demo["BRAND-LUMI"], status="frozen")
+        assert_error(
+            await claim(claim_body(scheme, goods["units"][3]), frozen), 403, "member_frozen"
+        )
+        assert_error(await claim(claim_body(scheme, goods["units"][3]), {}), 401)
+        assert_error(await claim(claim_body(scheme, goods["units"][3]), await login("admin")), 401)
+        # another brand's member, a product without points
+        platform = await login("platform")
+        tag = secrets.token_hex(3).upper()
+        brand = await client.post(
+            "/orgs",
+            headers=platform,
+            json={"kind": "brand", "name": f"B {tag}", "erp_code": f"PB-{tag}"},
+        )
+        assert brand.status_code == 201, brand.text
+        _, stranger, _ = await new_member(app, brand.json()["id"])
+        assert_error(
+            await claim(claim_body(scheme, goods["units"][4]), stranger), 422, "other_brand"
+        )
+        lipstick_batch, lipstick = await issue_units(client, login, demo, 2, product_no="LM-LS-01")
+        serials = [scheme.serial(lipstick_batch, i) for i in range(2)]
+        await activate(client, login, serials, lipstick, line="PT1")
+        assert_error(await claim(claim_body(scheme, serials[0])), 422, "no_points")
+        # rule of 0 points: nothing either
+        await set_rule(client, await login("admin"), lipstick, 0)
+        assert_error(await claim(claim_body(scheme, serials[0])), 422, "no_points")
+        # voided batch
+        void = await client.post(
+            f"/batches/{lipstick_batch}/void",
+            headers=await login("planner"),
+            json={"reason": "test"},
+        )
+        assert void.status_code == 200, void.text
+        voided = assert_error(await claim(claim_body(scheme, serials[1])), 422, "not_genuine")
+        assert voided["details"]["reason"] == "void"
+        # malformed bodies
+        for bad in (
+            {"serial": serial, "client_id": "x"},
+            {"serial": serial, "pin": "12ab", "client_id": "x"},
+            {**claim_body(scheme, serial), "client_id": ""},
+            {**claim_body(scheme, serial), "client_id": "a b"},
+            {**claim_body(scheme, serial), "extra": 1},
+        ):
+            assert_error(await claim(bad), 400)
+        assert_error(
+            await claim({**claim_body(scheme, serial), "serial": "AB\u0000C"}),
+            400,
+            "invalid_character",
+        )
+
+
+async def test_one_code_credited_once_across_connections(
+    app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """The unique code, not the process: 20 rounds on 20 connections of their own race for one
+    code (each with other members' claims of it); exactly one claim is credited."""
+    from app.members import points
+    from app.members.principal import Member
+
+    serial = goods["units"][5]
+    code = code_of(app, serial)
+    members = [await new_member(app, demo["BRAND-LUMI"]) for _ in range(20)]
+    url = app.state.pool.conninfo
+
+    async def one(member_id: int) -> int:
+        from psycopg.rows import dict_row
+
+        async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+            member = Member(member_id, demo["BRAND-LUMI"], "0", "active")
+            pending = points._Pending(
+                member, code, serial, f"race-{member_id}", points.datetime.now(points.UTC)
+            )
+            return len(await points.credit(conn, [pending]))
+
+    credited = await asyncio.gather(*[one(m[0]) for m in members])
+    assert sum(credited) == 1
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """SELECT count(*) AS claims, (SELECT count(*) FROM points_ledger l
+                   JOIN point_claims c ON c.id = l.claim_id WHERE c.code_id = %s) AS entries
+                   FROM point_claims WHERE code_id = %s""",
+                (code, code),
+            )
+        ).fetchone()
+    assert (rows["claims"], rows["entries"]) == (1, 1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app under granian with TWO worker processes (claims race across processes), the
+    session's database, a Redis namespace of its own and no practical rate limit."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "TRACECODE_REDIS_NAMESPACE": os.environ["TRACECODE_REDIS_NAMESPACE"] + "pt",
+        "TRACECODE_VERIFY_RATE_LIMIT": "1000000",
+    }
+    log = tmp_path_factory.mktemp("points") / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            server_command("127.0.0.1", port, 2), cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"granian exited:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"granian did not answer:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_a_thousand_concurrent_claims_of_one_code_credit_one(
+    app: Any, demo: Any, goods: dict[str, Any], server: str
+) -> None:
+    """1,000 claims of one code at once over HTTP, from 100 members, to two server processes:
+    exactly one 201; every other answer 409 already_claimed (or 200: a member's own retry would
+    be one, but every client id here is new); one claim row, one ledger row, one event."""
+    scheme = app.state.scheme
+    serial = goods["units"][6]
+    members = [await new_member(app, demo["BRAND-LUMI"]) for _ in range(100)]
+    bodies = [
+        (headers, claim_body(scheme, serial, f"r{i}-{n}"))
+        for i, (_, headers, _) in enumerate(members)
+        for n in range(10)
+    ]
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=server, timeout=120, limits=limits) as http:
+        answers = await asyncio.gather(
+            *[http.post("/members/me/claims", headers=h, json=b) for h, b in bodies]
+        )
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(201) == 1, {s: statuses.count(s) for s in set(statuses)}
+    assert statuses.count(409) == 999
+    assert all(
+        a.json()["error"]["code"] == "already_claimed" for a in answers if a.status_code == 409
+    )
+    winner = next(a.json() for a in answers if a.status_code == 201)
+    code = code_of(app, serial)
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT (SELECT count(*) FROM point_claims WHERE code_id = %(c)s) AS claims,
+                          (SELECT count(*) FROM points_ledger l JOIN point_claims pc
+                             ON pc.id = l.claim_id WHERE pc.code_id = %(c)s) AS entries,
+                          (SELECT count(*) FROM event_codes ec JOIN events e ON e.id = ec.event_id
+                             WHERE ec.code = %(c)s AND e.biz_step = 'claiming') AS events,
+                          (SELECT coalesce(sum(balance), 0) FROM point_balances
+                             WHERE member_id = ANY(%(m)s)) AS credited""",
+                {"c": code, "m": [m[0] for m in members]},
+            )
+        ).fetchone()
+    assert (row["claims"], row["entries"], row["events"]) == (1, 1, 1)
+    assert row["credited"] == winner["points"] == 25
+
+
+async def test_points_check_command(app: Any, demo: Any, goods: dict[str, Any]) -> None:
+    """``tracecode points check`` exits 0 while every balance equals its ledger, 1 (naming the
+    member) when one does not."""
+    command = [sys.executable, "-m", "app.cli", "points", "check"]
+    ok = await asyncio.to_thread(
+        subprocess.run, command, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO point_balances (member_id, balance) VALUES (%s, 3)", (member_id,)
+        )
+    try:
+        bad = await asyncio.to_thread(
+            subprocess.run, command, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert f"member {member_id}" in bad.stdout
+    finally:
+        async with app.state.pool.connection() as conn:
+            await conn.execute("DELETE FROM point_balances WHERE member_id = %s", (member_id,))
+    # the ledger itself cannot be rewritten
+    async with app.state.pool.connection() as conn:
+        with pytest.raises(psycopg.errors.RaiseException):
+            await conn.execute("UPDATE points_ledger SET points = points + 1")
+        await conn.rollback()
+        with pytest.raises(psycopg.errors.RaiseException):
+            await conn.execute("DELETE FROM points_ledger")
+        await conn.rollback()

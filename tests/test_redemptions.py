@@ -1,0 +1,552 @@
+"""Gifts and redemption (M3, M4): the brand's gifts and what a member is offered, redeeming
+(points and stock in one transaction, no oversell and no negative balance under races), the code
+by SMS, staff checking and fulfilling it once, expiry refunding once, the stores' settlement and
+its scoping, and the ledger equal to every balance after a random sequence of operations."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app.members.points import check_balances
+from app.members.redemptions import expire_due
+from tests.helpers import assert_error
+from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
+
+
+async def give(client: Any, login: Any, member_id: int, points: int) -> None:
+    """Points by a brand adjustment (the quickest way to a balance)."""
+    response = await client.post(
+        "/points/adjustments",
+        headers=await login("admin"),
+        json={
+            "member_id": member_id,
+            "points": points,
+            "reason": "welcome bonus",
+            "client_id": secrets.token_hex(8),
+        },
+    )
+    assert response.status_code == 201, response.text
+
+
+async def new_gift(client: Any, login: Any, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Gift", "points_cost": 30, "kind": "offline", "stock": 10, **fields}
+    response = await client.post("/gifts", headers=await login("admin"), json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def redeem(
+    app: Any, headers: dict[str, str], gift_id: int, client_id: str | None = None
+) -> Any:
+    async with member_client(app) as mc:
+        return await mc.post(
+            "/members/me/redemptions",
+            headers=headers,
+            json={"gift_id": gift_id, "client_id": client_id or secrets.token_hex(8)},
+        )
+
+
+async def outbox_code(app: Any, redemption_id: int) -> dict[str, Any]:
+    """The SMS queued for a redemption, as the outbox holds it before sending."""
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT o.template, o.purpose, o.phone, o.variables, o.member_id
+                   FROM redemptions r JOIN sms_outbox o ON o.id = r.sms_id WHERE r.id = %s""",
+                (redemption_id,),
+            )
+        ).fetchone()
+    assert row is not None
+    return dict(row)
+
+
+async def stock_of(app: Any, gift_id: int) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT stock FROM gifts WHERE id = %s", (gift_id,))
+        ).fetchone()
+    return int(row["stock"])
+
+
+async def balance_of(app: Any, member_id: int) -> int:
+    from app.members.points import balance
+
+    async with app.state.pool.connection() as conn:
+        return await balance(conn, member_id)
+
+
+async def test_gifts_are_the_brands_and_members_see_what_they_can_get(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    tag = secrets.token_hex(3)
+    now = datetime.now(UTC)
+    everywhere = await new_gift(client, login, name=f"Everywhere {tag}", display_order=2)
+    canton = await new_gift(
+        client, login, name=f"Canton {tag}", provinces=["广东省"], display_order=1
+    )
+    await new_gift(
+        client, login, name=f"Past {tag}", valid_to=(now - timedelta(days=1)).isoformat()
+    )
+    await new_gift(
+        client, login, name=f"Later {tag}", valid_from=(now + timedelta(days=1)).isoformat()
+    )
+    empty = await new_gift(client, login, name=f"Empty {tag}", stock=0)
+    assert everywhere["kind"] == "offline" and everywhere["collect_days"] == 30
+
+    async def offered(province: str | None) -> list[str]:
+        _, headers, _ = await new_member(app, demo["BRAND-LUMI"], province=province)
+        async with member_client(app) as mc:
+            response = await mc.get("/members/me/gifts", headers=headers, params={"per_page": 200})
+        assert response.status_code == 200, response.text
+        return [g["name"] for g in response.json()["items"] if g["name"].endswith(tag)]
+
+    assert await offered("浙江省") == [f"Everywhere {tag}"]
+    assert await offered("广东省") == [f"Canton {tag}", f"Everywhere {tag}"]
+    assert await offered(None) == [f"Everywhere {tag}"]
+    # edits: stock back, then withdrawn
+    patched = await client.patch(f"/gifts/{empty['id']}", headers=admin, json={"stock": 3})
+    assert patched.status_code == 200 and patched.json()["stock"] == 3
+    assert f"Empty {tag}" in await offered("浙江省")
+    assert (await client.delete(f"/gifts/{empty['id']}", headers=admin)).status_code == 204
+    assert f"Empty {tag}" not in await offered("浙江省")
+    assert_error(await client.get(f"/gifts/{empty['id']}", headers=admin), 404)
+    listed = await client.get("/gifts", headers=admin, params={"per_page": 200})
+    assert f"Past {tag}" in [g["name"] for g in listed.json()["items"]]
+    # bad paths
+    for user in ("store_clerk", "agent_admin", "analyst"):
+        body = {"name": "x", "points_cost": 1, "kind": "online", "stock": 1}
+        assert_error(await client.post("/gifts", headers=await login(user), json=body), 403)
+    assert_error(await client.get("/gifts", headers=await login("analyst")), 403)
+    for bad in (
+        {"name": "", "points_cost": 1, "kind": "online", "stock": 1},
+        {"name": "x", "points_cost": 0, "kind": "online", "stock": 1},
+        {"name": "x", "points_cost": 1, "kind": "mail", "stock": 1},
+        {"name": "x", "points_cost": 1, "kind": "online", "stock": -1},
+        {
+            "name": "x",
+            "points_cost": 1,
+            "kind": "online",
+            "stock": 1,
+            "picture_url": "javascript:1",
+        },
+    ):
+        assert_error(await client.post("/gifts", headers=admin, json=bad), 400)
+    window = {
+        "name": "x",
+        "points_cost": 1,
+        "kind": "online",
+        "stock": 1,
+        "valid_from": now.isoformat(),
+        "valid_to": (now - timedelta(hours=1)).isoformat(),
+    }
+    assert_error(await client.post("/gifts", headers=admin, json=window), 422, "bad_window")
+    late = {
+        "valid_to": (
+            datetime.fromisoformat(canton["created_at"]) - timedelta(days=400)
+        ).isoformat(),
+        "valid_from": now.isoformat(),
+    }
+    assert_error(
+        await client.patch(f"/gifts/{canton['id']}", headers=admin, json=late), 422, "bad_window"
+    )
+    assert_error(await client.patch("/gifts/999999999", headers=admin, json={"stock": 1}), 404)
+
+
+async def test_redeem_then_fulfil_once_at_a_store(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    member_id, headers, phone = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, name="Silk scarf 丝巾", points_cost=30, stock=5)
+    made = await redeem(app, headers, gift["id"], "r-1")
+    assert made.status_code == 201, made.text
+    red = made.json()
+    assert (red["points"], red["balance"], red["status"]) == (30, 70, "issued")
+    assert len(red["code"]) == 10 and set(red["code"]) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    assert await stock_of(app, gift["id"]) == 4 and await balance_of(app, member_id) == 70
+    sms = await outbox_code(app, red["id"])
+    assert (sms["template"], sms["purpose"], sms["phone"], sms["member_id"]) == (
+        "redemption",
+        "redemption",
+        phone,
+        member_id,
+    )
+    assert sms["variables"]["code"] == red["code"] and sms["variables"]["gift"] == "Silk scarf 丝巾"
+    assert sms["variables"]["until"] and "门店" in sms["variables"]["how"]
+    # a retry answers the first redemption; a client id of another gift is refused
+    again = await redeem(app, headers, gift["id"], "r-1")
+    assert again.status_code == 200 and again.json()["code"] == red["code"]
+    other = await new_gift(client, login, points_cost=1)
+    assert_error(await redeem(app, headers, other["id"], "r-1"), 409, "client_id_reused")
+    assert await balance_of(app, member_id) == 70 and await stock_of(app, gift["id"]) == 4
+    async with member_client(app) as mc:
+        mine = await mc.get("/members/me/redemptions", headers=headers)
+    assert [r["code"] for r in mine.json()["items"]] == [red["code"]]
+    # the store clerk checks it (typed loosely: lower case, spaces, dashes)
+    clerk = await login("store_clerk")
+    loose = "-".join([red["code"][:5].lower(), red["code"][5:]])
+    checked = await client.post("/redemptions/check", headers=clerk, json={"code": loose})
+    assert checked.status_code == 200, checked.text
+    body = checked.json()
+    assert body["valid"] and body["gift_name"] == "Silk scarf 丝巾"
+    assert body["phone"] == phone[:3] + "****" + phone[-4:]
+    done = await client.post("/redemptions/fulfil", headers=clerk, json={"code": red["code"]})
+    assert done.status_code == 200, done.text
+    assert (
+        done.json()["status"] == "fulfilled"
+        and done.json()["fulfilled_org_id"] == demo["STORE-HZ-01"]
+    )
+    assert done.json()["message"] == "已兑换"
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT fulfilled_by, fulfilled_org_id, fulfilled_at FROM redemptions WHERE id = %s",
+                (red["id"],),
+            )
+        ).fetchone()
+        clerk_id = await (
+            await conn.execute("SELECT id FROM users WHERE username = 'store_clerk'")
+        ).fetchone()
+    assert row["fulfilled_by"] == clerk_id["id"] and row["fulfilled_at"] is not None
+    # reuse: 409 with the words of the seed, in English when asked
+    used = assert_error(
+        await client.post("/redemptions/fulfil", headers=clerk, json={"code": red["code"]}),
+        409,
+        "code_used",
+    )
+    assert used["message"] == "您的兑换码已使用，请勿重复兑换"
+    used_en = assert_error(
+        await client.post(
+            "/redemptions/fulfil", headers=clerk, json={"code": red["code"], "lang": "en"}
+        ),
+        409,
+        "code_used",
+    )
+    assert "already been used" in used_en["message"]
+    rechecked = await client.post("/redemptions/check", headers=clerk, json={"code": red["code"]})
+    assert not rechecked.json()["valid"] and rechecked.json()["status"] == "fulfilled"
+    # bad paths: unknown, malformed, no permission, another store of another agent
+    assert_error(
+        await client.post("/redemptions/check", headers=clerk, json={"code": "0000000000"}),
+        404,
+        "unknown_code",
+    )
+    assert_error(
+        await client.post("/redemptions/check", headers=clerk, json={"code": "ABC"}),
+        400,
+        "malformed_code",
+    )
+    assert_error(
+        await client.post(
+            "/redemptions/check", headers=await login("analyst"), json={"code": red["code"]}
+        ),
+        403,
+    )
+    second = (await redeem(app, headers, gift["id"])).json()
+    away = {"code": second["code"], "store_id": demo["STORE-GZ-01"]}
+    assert_error(await client.post("/redemptions/fulfil", headers=clerk, json=away), 404)
+    # staff above the stores name the store of a physical gift
+    admin = await login("admin")
+    assert_error(
+        await client.post("/redemptions/fulfil", headers=admin, json={"code": second["code"]}),
+        422,
+        "store_required",
+    )
+    assert_error(
+        await client.post(
+            "/redemptions/fulfil", headers=admin, json={**away, "store_id": demo["AGENT-GD"]}
+        ),
+        422,
+        "store_required",
+    )
+    ok = await client.post("/redemptions/fulfil", headers=admin, json=away)
+    assert ok.status_code == 200 and ok.json()["fulfilled_org_id"] == demo["STORE-GZ-01"]
+
+
+async def test_online_vouchers_by_customer_service(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 50)
+    voucher = await new_gift(client, login, name="Tmall voucher ¥20", kind="online", points_cost=20)
+    red = (await redeem(app, headers, voucher["id"])).json()
+    assert "客服" in (await outbox_code(app, red["id"]))["variables"]["how"]
+    clerk = await login("store_clerk")
+    assert_error(
+        await client.post("/redemptions/fulfil", headers=clerk, json={"code": red["code"]}),
+        422,
+        "online_gift",
+    )
+    eshop = await login("eshop")
+    done = await client.post("/redemptions/fulfil", headers=eshop, json={"code": red["code"]})
+    assert done.status_code == 200, done.text
+    assert done.json()["fulfilled_org_id"] == demo["BRAND-LUMI"]
+    assert_error(
+        await client.post("/redemptions/fulfil", headers=eshop, json={"code": red["code"]}),
+        409,
+        "code_used",
+    )
+
+
+async def test_redemption_refusals(client: Any, login: Any, app: Any, demo: Any) -> None:
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"], province="浙江省")
+    await give(client, login, member_id, 10)
+    dear = await new_gift(client, login, points_cost=11)
+    assert_error(await redeem(app, headers, dear["id"]), 422, "insufficient_points")
+    none_left = await new_gift(client, login, points_cost=1, stock=0)
+    assert_error(await redeem(app, headers, none_left["id"]), 409, "out_of_stock")
+    elsewhere = await new_gift(client, login, points_cost=1, provinces=["广东省"])
+    assert_error(await redeem(app, headers, elsewhere["id"]), 422, "gift_not_offered")
+    assert_error(await redeem(app, headers, 999_999_999), 404)
+    withdrawn = await new_gift(client, login, points_cost=1)
+    await client.delete(f"/gifts/{withdrawn['id']}", headers=await login("admin"))
+    assert_error(await redeem(app, headers, withdrawn["id"]), 404)
+    _, frozen, _ = await new_member(app, demo["BRAND-LUMI"], status="frozen")
+    cheap = await new_gift(client, login, points_cost=1)
+    assert_error(await redeem(app, frozen, cheap["id"]), 403, "member_frozen")
+    _, poor, _ = await new_member(app, demo["BRAND-LUMI"])  # never had a point
+    assert_error(await redeem(app, poor, cheap["id"]), 422, "insufficient_points")
+    assert_error(await redeem(app, {}, cheap["id"]), 401)
+    assert_error(await redeem(app, await login("admin"), cheap["id"]), 401)
+    assert await balance_of(app, member_id) == 10 and await stock_of(app, cheap["id"]) == 10
+
+
+async def test_more_redemptions_than_stock_in_parallel(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    gift = await new_gift(client, login, points_cost=10, stock=5)
+    members = [await new_member(app, demo["BRAND-LUMI"]) for _ in range(20)]
+    for member_id, _, _ in members:
+        await give(client, login, member_id, 10)
+    answers = await asyncio.gather(*[redeem(app, h, gift["id"]) for _, h, _ in members])
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] * 5 + [409] * 15, statuses
+    assert await stock_of(app, gift["id"]) == 0
+    balances = [await balance_of(app, m) for m, _, _ in members]
+    assert sorted(balances) == [0] * 5 + [10] * 15
+
+
+async def test_more_redemptions_than_balance_in_parallel(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=30, stock=100)
+    answers = await asyncio.gather(*[redeem(app, headers, gift["id"]) for _ in range(10)])
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] * 3 + [422] * 7, statuses
+    assert await balance_of(app, member_id) == 10 and await stock_of(app, gift["id"]) == 97
+    async with app.state.pool.connection() as conn:
+        assert await check_balances(conn) == []
+
+
+async def _expire_now(app: Any, redemption_id: int) -> None:
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE redemptions SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (redemption_id,),
+        )
+
+
+async def test_expired_codes_refund_once(client: Any, login: Any, app: Any, demo: Any) -> None:
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 40)
+    gift = await new_gift(client, login, points_cost=40, stock=1)
+    red = (await redeem(app, headers, gift["id"])).json()
+    assert await balance_of(app, member_id) == 0 and await stock_of(app, gift["id"]) == 0
+    await _expire_now(app, red["id"])
+    clerk = await login("store_clerk")
+    checked = (
+        await client.post("/redemptions/check", headers=clerk, json={"code": red["code"]})
+    ).json()
+    assert (checked["valid"], checked["status"]) == (False, "expired")
+    assert_error(
+        await client.post("/redemptions/fulfil", headers=clerk, json={"code": red["code"]}),
+        409,
+        "code_expired",
+    )
+    # the sweep (the worker's job), run three times at once, refunds once
+    import psycopg
+    from psycopg.rows import dict_row
+
+    url = app.state.pool.conninfo
+
+    async def sweep() -> int:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            return await expire_due(conn)
+
+    counts = await asyncio.gather(sweep(), sweep(), sweep())
+    assert sum(counts) >= 1
+    from workers.points import _expire_now as worker_job
+
+    await worker_job()  # the actor's work: nothing left
+    assert await balance_of(app, member_id) == 40 and await stock_of(app, gift["id"]) == 1
+    async with app.state.pool.connection() as conn:
+        kinds = await (
+            await conn.execute(
+                "SELECT kind, points FROM points_ledger WHERE redemption_id = %s ORDER BY id",
+                (red["id"],),
+            )
+        ).fetchall()
+    assert [(k["kind"], k["points"]) for k in kinds] == [("redemption", -40), ("refund", 40)]
+    assert_error(
+        await client.post("/redemptions/fulfil", headers=clerk, json={"code": red["code"]}),
+        409,
+        "code_expired",
+    )
+    async with member_client(app) as mc:
+        mine = (
+            await mc.get("/members/me/redemptions", headers=headers, params={"status": "expired"})
+        ).json()
+    assert [r["id"] for r in mine["items"]] == [red["id"]]
+
+
+async def test_settlement_per_store_scoped(client: Any, login: Any, app: Any, demo: Any) -> None:
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(
+        client, login, name=f"Settle {secrets.token_hex(2)}", points_cost=5, stock=10
+    )
+    clerk, admin = await login("store_clerk"), await login("admin")
+    for store, who in [("STORE-HZ-01", clerk), ("STORE-HZ-01", clerk), ("STORE-GZ-01", admin)]:
+        code = (await redeem(app, headers, gift["id"])).json()["code"]
+        body = {"code": code} if who is clerk else {"code": code, "store_id": demo[store]}
+        assert (await client.post("/redemptions/fulfil", headers=who, json=body)).status_code == 200
+    period = {
+        "from": start.isoformat(),
+        "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+    }
+
+    async def rows(user: str, **extra: Any) -> set[tuple[int, int, int]]:
+        response = await client.get(
+            "/redemptions/settlement", headers=await login(user), params={**period, **extra}
+        )
+        assert response.status_code == 200, response.text
+        return {
+            (r["store_id"], r["fulfilled"], r["points"])
+            for r in response.json()["items"]
+            if r["gift_id"] == gift["id"]
+        }
+
+    hz, gz = (demo["STORE-HZ-01"], 2, 10), (demo["STORE-GZ-01"], 1, 5)
+    assert await rows("admin") == {hz, gz}
+    assert await rows("agent_admin") == {hz}
+    assert await rows("store_clerk") == {hz}
+    assert await rows("gd_admin") == {gz}
+    assert await rows("admin", store_id=demo["STORE-GZ-01"]) == {gz}
+    csv_answer = await client.get(
+        "/redemptions/settlement",
+        headers=await login("agent_admin"),
+        params={**period, "format": "csv"},
+    )
+    assert csv_answer.status_code == 200 and csv_answer.headers["content-type"].startswith(
+        "text/csv"
+    )
+    text = csv_answer.text.lstrip("\ufeff")
+    assert (
+        text.splitlines()[0]
+        == "store_id,store_name,store_erp_code,gift_id,gift_name,fulfilled,points"
+    )
+    assert f"{demo['STORE-HZ-01']}," in text and f"{demo['STORE-GZ-01']}," not in text
+    # bad paths
+    assert_error(
+        await client.get("/redemptions/settlement", headers=await login("analyst"), params=period),
+        403,
+    )
+    backwards = {"from": period["to"], "to": period["from"]}
+    assert_error(
+        await client.get("/redemptions/settlement", headers=admin, params=backwards),
+        422,
+        "bad_period",
+    )
+    assert_error(await client.get("/redemptions/settlement", headers=admin), 400)
+
+
+@pytest.fixture(scope="module")
+async def claimable(client: Any, login: Any, app: Any, demo: Any) -> list[str]:
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    await set_rule(client, admin, goods["product_id"], 25, demo["AGENT-ZJ"])
+    return list(goods["units"])
+
+
+async def test_ledger_equals_balances_after_a_random_sequence(
+    client: Any, login: Any, app: Any, demo: Any, claimable: list[str]
+) -> None:
+    """200 random operations (seed 15) by five members — claims (some of codes already
+    claimed), redemptions (some beyond the balance or the stock), code expiries with their
+    refunds, point expiries and adjustments of either sign: after each, every balance equals
+    its ledger and none is negative, and each member's balance is what the successful
+    operations add up to."""
+    rng = random.Random(15)
+    scheme = app.state.scheme
+    members = [await new_member(app, demo["BRAND-LUMI"]) for _ in range(5)]
+    expected = {m[0]: 0 for m in members}
+    gifts = [await new_gift(client, login, points_cost=c, stock=8) for c in (7, 12, 30)]
+    issued: list[tuple[int, int, int]] = []  # (redemption id, member id, points)
+    admin = await login("admin")
+    for _ in range(200):
+        member_id, headers, _ = rng.choice(members)
+        op = rng.choice(["claim", "claim", "redeem", "redeem", "expire", "adjust", "expiry"])
+        if op == "claim":
+            async with member_client(app) as mc:
+                answer = await mc.post(
+                    "/members/me/claims",
+                    headers=headers,
+                    json=claim_body(scheme, rng.choice(claimable)),
+                )
+            assert answer.status_code in (201, 409), answer.text
+            if answer.status_code == 201:
+                expected[member_id] += answer.json()["points"]
+        elif op == "redeem":
+            gift = rng.choice(gifts)
+            answer = await redeem(app, headers, gift["id"])
+            assert answer.status_code in (201, 409, 422), answer.text
+            if answer.status_code == 201:
+                expected[member_id] -= gift["points_cost"]
+                issued.append((answer.json()["id"], member_id, gift["points_cost"]))
+        elif op == "expire" and issued:
+            red_id, owner, cost = issued.pop(rng.randrange(len(issued)))
+            await _expire_now(app, red_id)
+            async with app.state.pool.connection() as conn:
+                await conn.set_autocommit(True)
+                await expire_due(conn)
+                await conn.set_autocommit(False)
+            expected[owner] += cost
+        elif op in ("adjust", "expiry"):
+            points = rng.randint(1, 20) * (1 if op == "adjust" and rng.random() < 0.6 else -1)
+            answer = await client.post(
+                "/points/adjustments",
+                headers=admin,
+                json={
+                    "member_id": member_id,
+                    "points": points,
+                    "reason": "random",
+                    "client_id": secrets.token_hex(8),
+                    "kind": "adjustment" if op == "adjust" else "expiry",
+                },
+            )
+            assert answer.status_code in (201, 422), answer.text
+            if answer.status_code == 201:
+                expected[member_id] += points
+            else:
+                assert answer.json()["error"]["code"] == "insufficient_points"
+                assert expected[member_id] + points < 0
+        async with app.state.pool.connection() as conn:
+            assert await check_balances(conn) == []
+            low = await (
+                await conn.execute("SELECT min(balance) AS low FROM point_balances")
+            ).fetchone()
+            assert low["low"] is None or low["low"] >= 0
+    assert {m: await balance_of(app, m) for m in expected} == expected
