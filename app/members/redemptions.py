@@ -194,7 +194,7 @@ async def redeem(
     )
     assert posted is not None  # the balance row is locked and covers the cost
     how = gift["how_to_collect"] or HOW[(gift["kind"], data.lang)]
-    sms_id = await _send_code(conn, member, code, gift["name"], row["expires_at"], how)
+    sms_id = await _send_code(conn, member, code, gift["name"], row["expires_at"], how, data.lang)
     if sms_id:
         await conn.execute("UPDATE redemptions SET sms_id = %s WHERE id = %s", (sms_id, row["id"]))
     out = RedemptionOut(
@@ -245,23 +245,26 @@ async def _take_one(conn: Conn, member: Member, gift_id: int) -> dict[str, Any]:
 
 
 async def _send_code(
-    conn: Conn, member: Member, code: str, gift: str, until: datetime, how: str
+    conn: Conn, member: Member, code: str, gift: str, until: datetime, how: str, lang: str
 ) -> int:
-    """Queue the SMS with the code in the caller's transaction (S's outbox sends it after
-    commit); the outbox row's id."""
+    """Queue the SMS with the code in the caller's transaction (the outbox sends it after
+    commit, and wipes the code once sent); the outbox row's id."""
     from app.sms.outbox import enqueue
 
+    variables = {
+        "code": code,
+        "gift": gift,
+        "until": until.astimezone(CHINA).strftime("%Y-%m-%d %H:%M"),
+        "how": how,
+    }
+    if lang == "en":
+        variables["lang"] = "en"  # the outbox's English template
     return await enqueue(
         conn,
         brand_id=member.brand_id,
         phone=member.phone,
         template="redemption",
-        variables={
-            "code": code,
-            "gift": gift,
-            "until": until.astimezone(CHINA).strftime("%Y-%m-%d %H:%M"),
-            "how": how,
-        },
+        variables=variables,
         purpose="redemption",
         member_id=member.id,
     )

@@ -37,7 +37,7 @@ from app.members.schemas_points import (
     SettlementRow,
 )
 from app.paging import Page, PageNo, PerPage
-from app.tabular import Download, download
+from app.tabular import download
 
 
 async def provide_member_briefly(
@@ -228,13 +228,14 @@ class RedemptionsController(Controller):
         fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
         page: PageNo = 1,
         per_page: PerPage = 50,
-    ) -> Page[SettlementRow] | Download:
+    ) -> Page[SettlementRow]:
         """Physical gifts fulfilled in [from, to) per store and gift — how many, their points —
         for settlement with the brand (``redemptions.read``): a store sees its own, an agent
         its stores', the brand all. ``format=csv``: the whole period as a file."""
         if fmt == "csv":
             chunks = await redemptions.settlement_csv(conn, principal, start, end, store_id)
-            return download(chunks, "csv", f"settlement-{start.date()}-{end.date()}.csv")
+            name = f"settlement-{start.date()}-{end.date()}.csv"
+            return download(chunks, "csv", name)  # type: ignore[return-value]
         return await redemptions.settlement(conn, principal, start, end, store_id, page, per_page)
 
 
