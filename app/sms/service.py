@@ -29,11 +29,12 @@ from psycopg.types.json import Jsonb
 from app import audit, locks
 from app.auth.principal import Principal
 from app.config import Settings
-from app.db import Conn, changes_of
+from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from app.locks import Lock
 from app.members.mask import mask_phone
 from app.members.profile import AGE_BAND_SQL
+from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms.schemas import (
     AudienceFilter,
@@ -263,11 +264,7 @@ async def update_template(
     before = await _own_template(conn, actor, template_id)
     changes = changes_of(data)
     if changes:
-        sets = ", ".join(f"{k} = %s" for k in changes)
-        await conn.execute(
-            f"UPDATE sms_templates SET {sets}, updated_at = now() WHERE id = %s",
-            [*changes.values(), template_id],
-        )
+        await update_row(conn, "sms_templates", template_id, changes)
         await audit.record(
             conn,
             actor,
@@ -350,11 +347,10 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
 async def _scope(conn: Conn, actor: Principal, org_id: int | None) -> str:
     if org_id is None:
         return actor.org_path
-    cur = await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))
-    row = await cur.fetchone()
-    actor.ensure_sees(row["path"] if row else None)
-    assert row is not None
-    return str(row["path"])
+    path = await org_path(conn, org_id)
+    actor.ensure_sees(path)
+    assert path is not None
+    return path
 
 
 _SKIP = """(EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.brand_id = %(brand)s AND x.phone = a.phone)
