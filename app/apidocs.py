@@ -170,6 +170,15 @@ RATE_LIMITED = {
 }
 # Sign-in operations without a caller: a code or credentials (401), a brand looked up (404).
 SIGN_IN = {("/members/login", "post"): {"401"}, ("/members/otp", "post"): {"404"}}
+# Called by the SMS gateway, signed with a shared secret instead of a token (app/sms/routes.py).
+SIGNED = {
+    "/sms/callbacks/{provider}",
+    "/sms/callbacks/{provider}/replies",
+}
+_SIGNED_WHY = {
+    "401": "a missing, wrong or stale signature (`invalid_signature`)",
+    "403": "no callback secret is configured (`callbacks_disabled`)",
+}
 _MUTATING = {"post", "put", "patch", "delete"}
 _STORES = {"conn", "redis", "state", "principal", "member", "verifier"}
 
@@ -231,6 +240,9 @@ def _file_formats(op: dict[str, Any]) -> None:
 
 
 def _special(path: str, method: str, responses: dict[str, Any]) -> None:
+    if path in SIGNED:
+        for status, why in _SIGNED_WHY.items():
+            responses[status] = {**_error(status), "description": why}
     if (path, method) in STATUS_PAGES and "200" in responses:
         responses["503"] = {**responses["200"], "description": "a store is down (see checks)"}
     if path in RESOLVER:

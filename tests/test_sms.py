@@ -507,6 +507,18 @@ async def test_callbacks_are_refused_unsigned_wrongly_signed_or_stale(
         app.state.settings = settings
 
 
+async def test_the_callbacks_document_their_refusals(client: Any) -> None:
+    """401 invalid_signature and 403 callbacks_disabled are in the OpenAPI document (schemathesis
+    found the 403 undocumented)."""
+    doc = (await client.get("/schema/openapi.json")).json()
+    for path in ("/sms/callbacks/{provider}", "/sms/callbacks/{provider}/replies"):
+        responses = doc["paths"][path]["post"]["responses"]
+        assert "invalid_signature" in responses["401"]["description"]
+        assert "callbacks_disabled" in responses["403"]["description"]
+        error = responses["403"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/Error"}
+
+
 async def test_delivery_reports_update_sent_rows_once(
     client: Any,
     app: Any,
