@@ -550,3 +550,138 @@ async def test_ledger_equals_balances_after_a_random_sequence(
             ).fetchone()
             assert low["low"] is None or low["low"] >= 0
     assert {m: await balance_of(app, m) for m in expected} == expected
+
+
+async def _other_brand_admin(client: Any, login: Any) -> dict[str, str]:
+    """The brand_admin of a second tenant (made for this test by the platform operator)."""
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    brand = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"R {tag}", "erp_code": f"RB-{tag}"},
+    )
+    assert brand.status_code == 201, brand.text
+    password = secrets.token_urlsafe(16)
+    user = await client.post(
+        "/users",
+        headers=platform,
+        json={
+            "org_id": brand.json()["id"],
+            "username": f"rb-{tag.lower()}",
+            "password": password,
+            "roles": ["brand_admin"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    token = await client.post(
+        "/auth/login", json={"username": f"rb-{tag.lower()}", "password": password}
+    )
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def test_staff_list_redemptions_one_by_one_scoped(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """GET /redemptions (issue 15 item 7): a store sees the redemptions it fulfilled, an agent
+    its stores', the brand all (outstanding ones too); phones masked unless members.read_phone;
+    another subtree's store 404, another brand nothing; CSV of the same rows."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    member_id, headers, phone = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    tag = secrets.token_hex(2)
+    gift = await new_gift(client, login, name=f"List {tag}", points_cost=5, stock=10)
+    voucher = await new_gift(client, login, name=f"Voucher {tag}", kind="online", points_cost=5)
+    ours = {gift["id"], voucher["id"]}
+    clerk, admin, eshop = await login("store_clerk"), await login("admin"), await login("eshop")
+    reds = [(await redeem(app, headers, g["id"])).json() for g in (gift, gift, voucher, gift)]
+    hz, gz, online, outstanding = reds
+    for red, who, extra in [
+        (hz, clerk, {}),
+        (gz, admin, {"store_id": demo["STORE-GZ-01"]}),
+        (online, eshop, {}),
+    ]:
+        done = await client.post(
+            "/redemptions/fulfil", headers=who, json={"code": red["code"], **extra}
+        )
+        assert done.status_code == 200, done.text
+    masked = f"{phone[:3]}****{phone[-4:]}"
+
+    async def listed(who: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+        answer = await client.get(
+            "/redemptions",
+            headers=who,
+            params={"per_page": 200, "from": start.isoformat(), **params},
+        )
+        assert answer.status_code == 200, answer.text
+        return [r for r in answer.json()["items"] if r["gift_id"] in ours]
+
+    def ids(rows: list[dict[str, Any]]) -> set[int]:
+        return {r["id"] for r in rows}
+
+    everything = await listed(admin)
+    assert ids(everything) == {r["id"] for r in reds}
+    assert {r["phone"] for r in everything} == {phone}  # brand_admin: members.read_phone
+    assert all("code" not in r for r in everything)
+    assert ids(await listed(eshop)) == {r["id"] for r in reds}  # brand staff, masked
+    assert {r["phone"] for r in await listed(eshop)} == {masked}
+    assert ids(await listed(admin, status="issued")) == {outstanding["id"]}
+    assert ids(await listed(admin, kind="online")) == {online["id"]}
+    assert ids(await listed(admin, store_id=demo["STORE-GZ-01"])) == {gz["id"]}
+    # a store: its own fulfilment only, masked, with who and where
+    (mine,) = await listed(clerk)
+    assert (mine["id"], mine["phone"], mine["status"]) == (hz["id"], masked, "fulfilled")
+    assert mine["fulfilled_by_name"] == "store_clerk" and mine["member_id"] == member_id
+    assert (mine["fulfilled_org_id"], mine["fulfilled_org_erp_code"]) == (
+        demo["STORE-HZ-01"],
+        "STORE-HZ-01",
+    )
+    assert await listed(clerk, status="issued") == []
+    assert ids(await listed(clerk, store_id=demo["STORE-HZ-01"])) == {hz["id"]}
+    # an agent: its stores'; the other agent: its own store's
+    assert ids(await listed(await login("agent_admin"))) == {hz["id"]}
+    gd = await login("gd_admin")
+    assert ids(await listed(gd)) == {gz["id"]}
+    # other organisations' stores are not found; another brand sees nothing of ours
+    for who, store in [(clerk, "STORE-GZ-01"), (gd, "STORE-HZ-01")]:
+        assert_error(
+            await client.get("/redemptions", headers=who, params={"store_id": demo[store]}), 404
+        )
+    stranger = await _other_brand_admin(client, login)
+    assert await listed(stranger) == []
+    assert_error(
+        await client.get(
+            "/redemptions", headers=stranger, params={"store_id": demo["STORE-HZ-01"]}
+        ),
+        404,
+    )
+    # the period bounds the fulfilment (or issue) time
+    later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    assert await listed(admin, **{"from": later}) == []
+    assert ids(await listed(admin, to=later)) == {r["id"] for r in reds}
+    # CSV: the store's rows, masked, audited
+    csv_answer = await client.get("/redemptions", headers=clerk, params={"format": "csv"})
+    assert csv_answer.status_code == 200, csv_answer.text
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    lines = csv_answer.text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("id,member_id,phone,gift_id,gift_name,gift_kind,points,status")
+    row = next(line for line in lines if line.startswith(f"{hz['id']},"))
+    assert masked in row and phone not in row and "STORE-HZ-01" in row
+    assert not any(line.startswith((f"{gz['id']},", f"{online['id']},")) for line in lines)
+    async with app.state.pool.connection() as conn:
+        audited = await (
+            await conn.execute(
+                """SELECT count(*) AS n FROM audit_log
+                   WHERE action = 'export' AND entity = 'redemption'"""
+            )
+        ).fetchone()
+    assert audited["n"] >= 1
+    # bad paths
+    assert_error(await client.get("/redemptions", headers=await login("analyst")), 403)
+    assert_error(await client.get("/redemptions", headers=headers), 401)  # a member token
+    backwards = {"from": later, "to": start.isoformat()}
+    assert_error(
+        await client.get("/redemptions", headers=admin, params=backwards), 422, "bad_period"
+    )
+    assert_error(await client.get("/redemptions", headers=admin, params={"status": "lost"}), 400)

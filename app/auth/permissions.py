@@ -32,7 +32,7 @@ PERMISSIONS: dict[str, str] = {
     "points.rules": "set the points of products (per channel agent); adjust members' points",
     "gifts.write": "create and change the gifts members redeem points for",
     "redemptions.fulfil": "check and fulfil redemption codes (customer service, store staff)",
-    "redemptions.read": "read the stores' settlement of fulfilled gifts",
+    "redemptions.read": "read redemptions and the stores' settlement (within the subtree)",
 }
 
 _ADMIN = [p for p in PERMISSIONS if p != "platform.admin"]

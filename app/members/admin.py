@@ -28,7 +28,7 @@ from app import audit, tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from app.members.mask import mask_phone
+from app.members.mask import READ_PHONE, shown_phone
 from app.members.phones import phone_query
 from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
@@ -67,10 +67,6 @@ def brand_of_staff(actor: Principal, permission: str = "members.read") -> int:
             "members are administered by the brand's own staff", code="brand_staff_only"
         )
     return actor.brand_id
-
-
-def _phone(actor: Principal, phone: str) -> str:
-    return phone if actor.has("members.read_phone") else mask_phone(phone)
 
 
 def _where(brand_id: int, f: Filters) -> tuple[list[str], dict[str, Any]]:
@@ -114,7 +110,7 @@ def _where(brand_id: int, f: Filters) -> tuple[list[str], dict[str, Any]]:
 def _row(actor: Principal, r: dict[str, Any]) -> MemberRow:
     return MemberRow(
         id=r["id"],
-        phone=_phone(actor, r["phone"]),
+        phone=shown_phone(actor, r["phone"]),
         status=r["status"],
         gender=r["gender"],
         age_band=r["age_band"],
@@ -229,7 +225,7 @@ async def detail(conn: Conn, actor: Principal, member_id: int) -> MemberDetail:
 def _detail(actor: Principal, row: dict[str, Any], recent: Page[ScanRow]) -> MemberDetail:
     return MemberDetail(
         **{k: row[k] for k in row if k != "phone"},
-        phone=_phone(actor, row["phone"]),
+        phone=shown_phone(actor, row["phone"]),
         scans=recent.items,
         scans_total=recent.total,
     )
@@ -289,7 +285,7 @@ async def export_csv(
         "export",
         "member",
         None,
-        after={"filters": msgspec.to_builtins(f), "phones": actor.has("members.read_phone")},
+        after={"filters": msgspec.to_builtins(f), "phones": actor.has(READ_PHONE)},
     )
     sql = f"SELECT {_COLUMNS} FROM members m WHERE {' AND '.join(where)} ORDER BY m.id"
     return tabular.csv_chunks(CSV_COLUMNS, _csv_batches(pool, actor, sql, params))
@@ -307,7 +303,7 @@ async def _csv_batches(
 
 def _csv_row(actor: Principal, r: dict[str, Any]) -> list[Any]:
     return [
-        r["id"], _phone(actor, r["phone"]), r["status"], r["gender"], r["birthday"],
+        r["id"], shown_phone(actor, r["phone"]), r["status"], r["gender"], r["birthday"],
         r["age_band"], r["email"], r["wechat_id"], r["province"], r["city"],
         r["marketing_opt_out"], r["created_at"], r["last_login_at"], r["frozen_reason"],
     ]  # fmt: skip

@@ -3,9 +3,17 @@
 ``mask_phone`` is the one masking rule (the members admin, redemption checks, SMS logs and exports
 all call it): the first three and the last four digits stay, the rest become ``*`` —
 ``13812341234`` → ``138****1234``. Shorter numbers keep less so that at least half is hidden.
+``shown_phone`` is the one rule of who sees it whole: staff holding ``members.read_phone``.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.auth.principal import Principal
+
+READ_PHONE = "members.read_phone"
 
 
 def mask_phone(phone: str | None) -> str:
@@ -20,3 +28,8 @@ def mask_phone(phone: str | None) -> str:
     else:
         head, tail = 0, min(2, n // 2)
     return phone[:head] + "*" * (n - head - tail) + phone[n - tail :]
+
+
+def shown_phone(actor: Principal, phone: str) -> str:
+    """The phone as ``actor`` may see it: whole with ``members.read_phone``, else masked."""
+    return phone if actor.has(READ_PHONE) else mask_phone(phone)

@@ -24,6 +24,8 @@ member's sum in the same transaction as every ledger row and can never go negati
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,13 +36,22 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit
+from app.auth import tokens
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme, serial_from_scan
+from app.config import Settings
 from app.db import Conn
-from app.errors import AppError, Conflict, NotFound, TooManyRequests, Unprocessable
-from app.events import builders
-from app.events.log import allocate_ids, write_events
-from app.members.principal import Member
+from app.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+)
+from app.events import log as event_log
+from app.members.principal import MEMBER_TOKEN, Member
 from app.members.schemas_points import (
     AdjustmentIn,
     AdjustmentOut,
@@ -336,19 +347,25 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 
 # -- claims ------------------------------------------------------------------------------------
 
-# One round: the claims in, credited where the unit is this brand's and earns points; the code's
-# unique key drops every claim of a code claimed before (in this round or ever). Balances are
-# upserted in member order, so concurrent rounds lock them in the same order.
+# One round: the claims in, credited where the member is (still) active and the unit is this
+# brand's and earns points; the code's unique key drops every claim of a code claimed before (in
+# this round or ever). ONE statement — one round trip, one transaction: the claims, their ledger
+# rows, the balances (upserted in member order, so concurrent rounds lock them in the same
+# order) and one ``claiming`` ObjectEvent per credited unit with its code row, the event
+# ``app.events.builders.observe`` makes (OBSERVE, no disposition, details member_id, claim_id,
+# points, product_id, agent_id; claim times are UTC, so the offset is +00:00). Event ids come
+# from the events' sequence; ``_partitions`` keeps the partitions ahead of them as
+# ``allocate_ids`` does.
 _CREDIT = """
 WITH r AS (
     SELECT * FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(brand)s::bigint[],
-                         %(code)s::bigint[], %(client)s::text[], %(event)s::bigint[],
-                         %(at)s::timestamptz[])
-           AS r(ord, member_id, brand_id, code_id, client_id, event_id, at)
+                         %(code)s::bigint[], %(client)s::text[], %(at)s::timestamptz[])
+           AS r(ord, member_id, brand_id, code_id, client_id, at)
 ), ok AS (
     SELECT r.*, u.product_id, u.channel_org_id AS agent_id,
-           coalesce(ra.points, rp.points) AS points
+           coalesce(ra.points, rp.points) AS points, nextval('events_id_seq') AS event_id
     FROM r
+    JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
                      AND u.status IN ('active', 'sold')
     LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
@@ -366,6 +383,16 @@ WITH r AS (
 ), l AS (
     INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
     SELECT member_id, brand_id, 'claim', points, id, claimed_at FROM c
+), e AS (
+    INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step, disposition,
+                        event_time, tz_offset, child_count, details)
+    SELECT event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE', 'claiming', NULL,
+           claimed_at, '+00:00', 1,
+           jsonb_build_object('member_id', member_id, 'claim_id', id, 'points', points,
+                              'product_id', product_id, 'agent_id', agent_id)
+    FROM c
+), ec AS (
+    INSERT INTO event_codes (code, kind, event_id) SELECT code_id, 'u', event_id FROM c
 ), b AS (
     INSERT INTO point_balances AS b (member_id, balance)
     SELECT member_id, sum(points) FROM c GROUP BY member_id ORDER BY member_id
@@ -376,14 +403,16 @@ WITH r AS (
 SELECT c.*, b.balance FROM c JOIN b USING (member_id)
 """
 
-# Why claims were not credited: the code's claim, the claim made under the same client id, the
-# unit and its rule.
+# Why claims were not credited: the member's status, the code's claim, the claim made under the
+# same client id, the unit and its rule.
 _EXPLAIN = """
 SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_id, c.points,
        c.claimed_at, cc.code_id AS client_code, u.brand_id AS unit_brand, u.status AS unit_status,
-       coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance
+       coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance,
+       m.status AS member_status
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
      AS r(ord, member_id, code_id, client_id)
+LEFT JOIN members m ON m.id = r.member_id
 LEFT JOIN point_claims c ON c.code_id = r.code_id
 LEFT JOIN point_claims cc ON cc.member_id = r.member_id AND cc.client_id = r.client_id
 LEFT JOIN unit_state u ON u.code = r.code_id
@@ -391,6 +420,153 @@ LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.cha
 LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
 LEFT JOIN point_balances pb ON pb.member_id = r.member_id
 """
+
+# The members of the claims in flight, and whether their tokens were revoked (signed out).
+_MEMBERS = """
+SELECT r.ord, m.brand_id, m.phone, m.status, v.jti IS NOT NULL AS revoked
+FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(jti)s::uuid[]) AS r(ord, member_id, jti)
+JOIN members m ON m.id = r.member_id
+LEFT JOIN member_token_revocations v ON v.jti = r.jti
+"""
+
+MAX_TOKENS = 100_000  # member tokens remembered as checked (per process)
+
+
+class _Rounds:
+    """Coalesces the work asked for meanwhile into rounds, served one at a time on an autocommit
+    connection of its own (one statement: one round trip, no BEGIN/COMMIT), never a pooled one:
+    many requests in flight never wait for the pool."""
+
+    name = "tracecode"
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._waiting: list[Any] = []
+        self._round: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection[Any] | None = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def _connection(self) -> AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await AsyncConnection.connect(
+                self.pool.conninfo,
+                autocommit=True,
+                row_factory=dict_row,
+                application_name=self.name,
+            )
+        return self._conn
+
+    async def _on_connection(self, group: list[Any]) -> AsyncConnection[Any]:
+        """Serve ``group`` on the connection; once more on a new one when the server closed it.
+        The connection it was served on."""
+        try:
+            conn = await self._connection()
+            await self._serve(conn, group)
+        except psycopg.OperationalError:
+            await self.close()
+            conn = await self._connection()
+            await self._serve(conn, group)
+        return conn
+
+    def _queue(self, pending: Any) -> None:
+        self._waiting.append(pending)
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_task(self._rounds())
+
+    async def _rounds(self) -> None:
+        try:
+            while self._waiting:
+                group = self._waiting[:MAX_ROUND]
+                del self._waiting[:MAX_ROUND]
+                try:
+                    await self._round_of(group)
+                except BaseException as exc:
+                    for p in group:
+                        if not p.done.done():
+                            p.done.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            self._round = None
+
+    async def _round_of(self, group: list[Any]) -> None:
+        await self._on_connection(group)
+
+    async def _serve(self, conn: AsyncConnection[Any], group: list[Any]) -> None:
+        raise NotImplementedError
+
+
+class _Asking:
+    __slots__ = ("done", "jti", "member_id")
+
+    def __init__(self, member_id: int, jti: uuid.UUID) -> None:
+        self.member_id, self.jti = member_id, jti
+        self.done: asyncio.Future[Member] = asyncio.get_running_loop().create_future()
+
+
+class Members(_Rounds):
+    """Who the claiming members are: the member token checked in process (a token checked once
+    is remembered by its text until it expires — its signature and claims cannot change), then
+    the member and the token's revocation looked up in PostgreSQL for every claim, coalesced: one
+    query per round for all the claims in flight. A freeze or a sign-out therefore holds for every
+    claim looked up after it commits; a claim looked up just before is still refused at credit
+    time by a frozen member (``_CREDIT`` credits active members only)."""
+
+    name = "tracecode-claim-members"
+
+    def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
+        super().__init__(pool)
+        self._key = settings.jwt_key()  # derived once (HKDF), not per request
+        self._tokens: dict[str, tuple[int, uuid.UUID, int]] = {}
+
+    def _read(self, token: str) -> tuple[int, uuid.UUID]:
+        known = self._tokens.get(token)
+        if known is not None and time.time() < known[2]:
+            return known[0], known[1]
+        claims = tokens.decode(self._key, token, MEMBER_TOKEN)  # 401 when invalid or expired
+        read = (int(claims["sub"]), tokens.token_id(claims), int(claims["exp"]))
+        if len(self._tokens) >= MAX_TOKENS:
+            self._tokens.clear()
+        self._tokens[token] = read
+        return read[0], read[1]
+
+    async def member(self, authorization: str | None) -> Member:
+        """The member of an ``Authorization: Bearer`` header (401 ``unauthorized``,
+        ``invalid_token``, ``token_expired``, ``token_revoked``), as ``provide_member``."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("sign in as a member", code="unauthorized")
+        asking = _Asking(*self._read(token.strip()))
+        self._queue(asking)
+        return await asking.done
+
+    async def _serve(self, conn: AsyncConnection[Any], group: list[_Asking]) -> None:
+        rows = await (
+            await conn.execute(
+                _MEMBERS,
+                {
+                    "ord": list(range(len(group))),
+                    "member": [a.member_id for a in group],
+                    "jti": [a.jti for a in group],
+                },
+            )
+        ).fetchall()
+        found = {row["ord"]: row for row in rows}
+        for i, a in enumerate(group):
+            if a.done.done():
+                continue
+            row = found.get(i)
+            if row is None:
+                a.done.set_exception(Unauthorized("unknown member", code="invalid_token"))
+            elif row["revoked"]:
+                a.done.set_exception(
+                    Unauthorized("signed out: sign in again", code="token_revoked")
+                )
+            else:
+                a.done.set_result(Member(a.member_id, row["brand_id"], row["phone"], row["status"]))
 
 
 class _Pending:
@@ -406,18 +582,19 @@ class _Pending:
         )
 
 
-class Claimer:
-    """Credits verified claims in rounds, one transaction each, on a connection of its own."""
+class Claimer(_Rounds):
+    """Credits verified claims in rounds, one statement each, on a connection of its own."""
+
+    name = "tracecode-claims"
 
     def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
-        self.pool, self.verifier, self.scheme = pool, verifier, scheme
-        self._waiting: list[_Pending] = []
-        self._round: asyncio.Task[None] | None = None
-        self._conn: AsyncConnection[Any] | None = None
+        super().__init__(pool)
+        self.verifier, self.scheme = verifier, scheme
+        self.members = Members(pool, verifier.settings)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        await super().close()
+        await self.members.close()
 
     async def claim(
         self, member: Member, data: ClaimIn, ip: str | None, user_agent: str | None
@@ -442,54 +619,26 @@ class Claimer:
         pending = _Pending(
             member, batch_no << 32 | index, answer.serial, data.client_id, datetime.now(UTC)
         )
-        self._waiting.append(pending)
-        if self._round is None:
-            self._round = asyncio.get_running_loop().create_task(self._rounds())
+        self._queue(pending)
         out, created = await pending.done
         return msgspec.structs.replace(out, verification=answer) if created else out, created
 
-    async def _rounds(self) -> None:
-        try:
-            while self._waiting:
-                group = self._waiting[:MAX_ROUND]
-                del self._waiting[:MAX_ROUND]
-                try:
-                    await self._serve(group)
-                except BaseException as exc:
-                    for p in group:
-                        if not p.done.done():
-                            p.done.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-        finally:
-            self._round = None
+    async def _round_of(self, group: list[_Pending]) -> None:
+        conn = await self._on_connection(group)
+        rest = [p for p in group if not p.done.done()]
+        if rest:
+            await explain(conn, rest)
 
-    async def _connection(self) -> AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await AsyncConnection.connect(
-                self.pool.conninfo, row_factory=dict_row, application_name="tracecode-claims"
-            )
-        return self._conn
-
-    async def _serve(self, group: list[_Pending]) -> None:
+    async def _serve(self, conn: AsyncConnection[Any], group: list[_Pending]) -> None:
         # One claim per code goes to the round; a second claim of the same code in flight is
         # explained after it (a replay of the first, or already claimed).
         first: dict[int, _Pending] = {}
         for p in group:
             first.setdefault(p.code, p)
-        try:
-            conn = await self._connection()
-            credited = await credit(conn, list(first.values()))
-        except psycopg.OperationalError:  # e.g. the server closed it: once more, on a new one
-            await self.close()
-            conn = await self._connection()
-            credited = await credit(conn, list(first.values()))
+        credited = await credit(conn, list(first.values()))
         for p in group:
             if id(p) in credited and not p.done.done():  # its request may have gone
                 p.done.set_result((credited[id(p)], True))
-        rest = [p for p in group if id(p) not in credited]
-        if rest:
-            await explain(conn, rest)
 
 
 def refuse(answer: VerifyOut) -> None:
@@ -507,50 +656,36 @@ def refuse(answer: VerifyOut) -> None:
 
 
 async def credit(conn: AsyncConnection[Any], group: list[_Pending]) -> dict[int, ClaimOut]:
-    """Credit a round of verified claims (one per code) in one transaction; the credited ones
-    by ``id()`` of their pending claim."""
-    async with conn.transaction():
-        events = await allocate_ids(conn, len(group))  # type: ignore[arg-type]
-        rows = await (
-            await conn.execute(
-                _CREDIT,
-                {
-                    "ord": list(range(len(group))),
-                    "member": [p.member_id for p in group],
-                    "brand": [p.brand_id for p in group],
-                    "code": [p.code for p in group],
-                    "client": [p.client_id for p in group],
-                    "event": events,
-                    "at": [p.at for p in group],
-                },
-            )
-        ).fetchall()
-        by_code = {p.code: p for p in group}
-        await write_events(
-            conn,  # type: ignore[arg-type]
-            [
-                builders.observe(
-                    id=row["event_id"],
-                    brand_id=row["brand_id"],
-                    at=row["claimed_at"],
-                    biz_step="claiming",
-                    disposition=None,
-                    units=[row["code_id"]],
-                    recorded_by=None,
-                    details={
-                        "member_id": row["member_id"],
-                        "claim_id": row["id"],
-                        "points": row["points"],
-                        "product_id": row["product_id"],
-                        "agent_id": row["agent_id"],
-                    },
-                )
-                for row in rows
-            ],
-        )
+    """Credit a round of verified claims (one per code) in one statement; the credited ones by
+    ``id()`` of their pending claim. ``conn`` returns dict rows; in autocommit mode the statement
+    is its own transaction, otherwise it runs in one."""
+    params = {
+        "ord": list(range(len(group))),
+        "member": [p.member_id for p in group],
+        "brand": [p.brand_id for p in group],
+        "code": [p.code for p in group],
+        "client": [p.client_id for p in group],
+        "at": [p.at for p in group],
+    }
+    if conn.autocommit:
+        rows = await (await conn.execute(_CREDIT, params)).fetchall()
+    else:
+        async with conn.transaction():
+            rows = await (await conn.execute(_CREDIT, params)).fetchall()
+    if rows:
+        await _partitions(conn, max(row["event_id"] for row in rows))
+    by_code = {p.code: p for p in group}
     return {
         id(by_code[row["code_id"]]): _claim_out(row, by_code[row["code_id"]].serial) for row in rows
     }
+
+
+async def _partitions(conn: AsyncConnection[Any], top: int) -> None:
+    """As ``allocate_ids``: the next partition of ``events`` before the ids come near the last
+    one's end (checked per process; the first round of a process reads the partitions)."""
+    if top > event_log._partition_limit - event_log._HEADROOM:
+        async with conn.transaction():
+            await event_log.ensure_partitions(conn)  # type: ignore[arg-type]
 
 
 def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
@@ -568,18 +703,17 @@ def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
 
 async def explain(conn: AsyncConnection[Any], rest: list[_Pending]) -> None:
     """Answer the claims a round did not credit: a replay, or why not."""
-    async with conn.transaction():
-        rows = await (
-            await conn.execute(
-                _EXPLAIN,
-                {
-                    "ord": list(range(len(rest))),
-                    "member": [p.member_id for p in rest],
-                    "code": [p.code for p in rest],
-                    "client": [p.client_id for p in rest],
-                },
-            )
-        ).fetchall()
+    params = {
+        "ord": list(range(len(rest))),
+        "member": [p.member_id for p in rest],
+        "code": [p.code for p in rest],
+        "client": [p.client_id for p in rest],
+    }
+    if conn.autocommit:
+        rows = await (await conn.execute(_EXPLAIN, params)).fetchall()
+    else:
+        async with conn.transaction():
+            rows = await (await conn.execute(_EXPLAIN, params)).fetchall()
     for row in rows:
         p = rest[row["ord"]]
         if p.done.done():
@@ -597,6 +731,8 @@ def _why_not(row: dict[str, Any], p: _Pending) -> ClaimOut:
         and row["client_id"] == p.client_id
     ):
         return _claim_out(row, p.serial)  # the same claim again: answered as the first time
+    if row["member_status"] != "active":  # frozen while the claim was in flight
+        raise Forbidden("this membership is frozen", code="member_frozen")
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another claim", code="client_id_reused")
     if row["id"] is not None:

@@ -25,11 +25,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 from Crypto.Cipher import AES
+from psycopg_pool import AsyncConnectionPool
 
 from app import audit, tabular
 from app.auth.principal import Principal
@@ -37,17 +40,21 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.members.gifts import OFFERED
-from app.members.mask import mask_phone
+from app.members.mask import READ_PHONE, mask_phone, shown_phone
 from app.members.points import post_entry
 from app.members.principal import Member
 from app.members.schemas_points import (
     CheckOut,
     CodeIn,
     FulfilIn,
+    GiftKind,
     RedeemIn,
     RedemptionOut,
+    RedemptionStatus,
     SettlementRow,
+    StaffRedemptionRow,
 )
+from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
@@ -543,3 +550,123 @@ async def settlement_csv(
     return tabular.csv_chunks(
         SETTLEMENT_COLUMNS, tabular.one_batch([[r[c] for c in SETTLEMENT_COLUMNS] for r in rows])
     )
+
+
+# -- staff: the list of redemptions -------------------------------------------------------------
+
+LIST_COLUMNS = [
+    "id", "member_id", "phone", "gift_id", "gift_name", "gift_kind", "points", "status",
+    "created_at", "expires_at", "fulfilled_at", "fulfilled_by", "fulfilled_by_name",
+    "fulfilled_org_id", "fulfilled_org_name", "fulfilled_org_erp_code", "expired_at",
+]  # fmt: skip
+_LIST_SELECT = """r.id, r.member_id, m.phone, r.gift_id, g.name AS gift_name, r.gift_kind,
+    r.points, r.status, r.created_at, r.expires_at, r.fulfilled_at, r.fulfilled_by,
+    u.username AS fulfilled_by_name, r.fulfilled_org_id, o.name AS fulfilled_org_name,
+    o.erp_code AS fulfilled_org_erp_code, r.expired_at"""
+_LIST_SOURCE = """redemptions r JOIN members m ON m.id = r.member_id
+    JOIN gifts g ON g.id = r.gift_id LEFT JOIN users u ON u.id = r.fulfilled_by
+    LEFT JOIN orgs o ON o.id = r.fulfilled_org_id"""
+# Newest first: by when it was fulfilled, or issued while it was not.
+_LIST_ORDER = "coalesce(r.fulfilled_at, r.created_at) DESC, r.id DESC"
+CSV_BATCH = 2000
+
+
+class ListFilters(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /redemptions``: [start, end) bounds the fulfilment time of fulfilled redemptions
+    and the issue time of the others."""
+
+    store_id: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    status: RedemptionStatus | None = None
+    kind: GiftKind | None = None
+
+
+async def _list_query(
+    conn: Conn, actor: Principal, f: ListFilters
+) -> tuple[list[str], dict[str, Any]]:
+    """The conditions of the caller's list. Staff of the brand organisation see every
+    redemption of the brand (issued, fulfilled, expired); staff below it only those fulfilled
+    at an organisation of their subtree — a store its own fulfilments, an agent its stores'."""
+    actor.require("redemptions.read")
+    if f.start is not None and f.end is not None and f.end <= f.start:
+        raise Unprocessable("'to' must be after 'from'", code="bad_period")
+    where = ["r.brand_id = %(brand)s"]
+    params: dict[str, Any] = {"brand": actor.brand_id, "path": actor.org_path + "%"}
+    if actor.org_id != actor.brand_id:
+        where.append("o.path LIKE %(path)s")
+    if f.store_id is not None:
+        actor.ensure_sees(await org_path(conn, f.store_id), "store")
+        where.append("r.fulfilled_org_id = %(store)s")
+        params["store"] = f.store_id
+    at = "coalesce(r.fulfilled_at, r.created_at)"
+    if f.start is not None:
+        where.append(f"{at} >= %(start)s")
+        params["start"] = f.start
+    if f.end is not None:
+        where.append(f"{at} < %(end)s")
+        params["end"] = f.end
+    if f.status is not None:
+        where.append("r.status = %(status)s")
+        params["status"] = f.status
+    if f.kind is not None:
+        where.append("r.gift_kind = %(kind)s")
+        params["kind"] = f.kind
+    return where, params
+
+
+def _list_row(actor: Principal, row: dict[str, Any]) -> StaffRedemptionRow:
+    return StaffRedemptionRow(**{**row, "phone": shown_phone(actor, row["phone"])})
+
+
+async def list_redemptions(
+    conn: Conn, actor: Principal, f: ListFilters, page: int, per_page: int
+) -> Page[StaffRedemptionRow]:
+    """The redemptions the caller may see, newest first; phones masked unless the caller
+    holds ``members.read_phone``; never the code."""
+    where, params = await _list_query(conn, actor, f)
+    return await fetch_page(
+        conn,
+        columns=_LIST_SELECT,
+        source=_LIST_SOURCE,
+        where=where,
+        params=params,
+        order=_LIST_ORDER,
+        page=page,
+        per_page=per_page,
+        make=lambda row: _list_row(actor, row),
+    )
+
+
+async def list_csv(
+    conn: Conn, pool: AsyncConnectionPool, actor: Principal, f: ListFilters
+) -> AsyncIterator[bytes]:
+    """Every redemption of the list as CSV (``app.tabular``), streamed from a server-side
+    cursor; the export is audited in the request's transaction first."""
+    where, params = await _list_query(conn, actor, f)
+    await audit.record(
+        conn,
+        actor,
+        "export",
+        "redemption",
+        None,
+        after={"filters": msgspec.to_builtins(f), "phones": actor.has(READ_PHONE)},
+    )
+    sql = (
+        f"SELECT {_LIST_SELECT} FROM {_LIST_SOURCE} WHERE {' AND '.join(where)} "
+        f"ORDER BY {_LIST_ORDER}"
+    )
+    return tabular.csv_chunks(LIST_COLUMNS, _csv_batches(pool, actor, sql, params))
+
+
+async def _csv_batches(
+    pool: AsyncConnectionPool, actor: Principal, sql: str, params: dict[str, Any]
+) -> AsyncIterator[Iterable[Sequence[Any]]]:
+    async with pool.connection() as conn:
+        async with conn.cursor(f"redemptions_{uuid.uuid4().hex}") as cursor:
+            await cursor.execute(sql, params)
+            while rows := await cursor.fetchmany(CSV_BATCH):
+                yield [
+                    [shown_phone(actor, r[c]) if c == "phone" else r[c] for c in LIST_COLUMNS]
+                    for r in rows
+                ]

@@ -15,7 +15,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.members import gifts, points, redemptions
-from app.members.principal import Member, provide_member
+from app.members.principal import Member
 from app.members.schemas_points import (
     AdjustmentIn,
     AdjustmentOut,
@@ -26,6 +26,7 @@ from app.members.schemas_points import (
     FulfilIn,
     Gift,
     GiftIn,
+    GiftKind,
     GiftOut,
     GiftPatch,
     PointsOut,
@@ -35,19 +36,17 @@ from app.members.schemas_points import (
     RuleIn,
     RuleOut,
     SettlementRow,
+    StaffRedemptionRow,
 )
 from app.paging import Page, PageNo, PerPage
 from app.tabular import download
 
 
-async def provide_member_briefly(
-    request: Request[Any, Any, Any], state: State, settings: Settings
-) -> Member:
-    """The ``member`` dependency on a connection held only for the look-up: a claim then waits
-    for the verification's and the claimer's rounds (their own connections) without holding one
-    of the pool's, so many claims in flight never exhaust it."""
-    async with state.pool.connection() as conn:
-        return await provide_member(request, conn, settings)
+async def provide_claiming_member(request: Request[Any, Any, Any], state: State) -> Member:
+    """The ``member`` of a claim, without a pooled connection: the claimer looks the members of
+    the claims in flight up together, one query per round (``app.members.points.Members``), so
+    many claims in flight never wait for the pool."""
+    return await state.claimer.members.member(request.headers.get("authorization"))
 
 
 class MyPointsController(Controller):
@@ -55,7 +54,7 @@ class MyPointsController(Controller):
 
     path = "/members/me"
 
-    @post("/claims", status_code=201, dependencies={"member": Provide(provide_member_briefly)})
+    @post("/claims", status_code=201, dependencies={"member": Provide(provide_claiming_member)})
     async def claim(
         self, request: Request[Any, Any, Any], data: ClaimIn, member: Member, state: State
     ) -> Response[ClaimOut]:
@@ -197,6 +196,39 @@ class GiftsController(Controller):
 
 class RedemptionsController(Controller):
     path = "/redemptions"
+
+    @get("/")
+    async def list_redemptions(
+        self,
+        conn: Conn,
+        principal: Principal,
+        state: State,
+        store_id: int | None = None,
+        start: Annotated[datetime | None, QueryParameter(name="from", required=False)] = None,
+        end: Annotated[datetime | None, QueryParameter(name="to", required=False)] = None,
+        redemption_status: Annotated[
+            RedemptionStatus | None, QueryParameter(name="status", required=False)
+        ] = None,
+        kind: GiftKind | None = None,
+        fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[StaffRedemptionRow]:
+        """Redemptions one by one (``redemptions.read``), newest first: the member's phone
+        (138****1234 unless ``members.read_phone``), the gift, the status, and who fulfilled it
+        at which organisation and when; never the code. Staff of the brand organisation see
+        them all (``issued`` = outstanding, ``fulfilled``, ``expired``); staff below see those
+        fulfilled in their subtree: a store its own, an agent its stores'. ``store_id``: those
+        fulfilled there (404 outside the subtree); ``from``/``to``: [from, to) of the fulfilment
+        time, or of the issue time for those not fulfilled. ``format=csv``: every match as a
+        file (audited)."""
+        filters = redemptions.ListFilters(
+            store_id=store_id, start=start, end=end, status=redemption_status, kind=kind
+        )
+        if fmt == "csv":
+            chunks = await redemptions.list_csv(conn, state.pool, principal, filters)
+            return download(chunks, "csv", "redemptions.csv")  # type: ignore[return-value]
+        return await redemptions.list_redemptions(conn, principal, filters, page, per_page)
 
     @post("/check", status_code=200)
     async def check(

@@ -253,3 +253,27 @@ class SettlementRow(msgspec.Struct, frozen=True, kw_only=True):
     gift_name: str
     fulfilled: int
     points: int
+
+
+class StaffRedemptionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A redemption in the staff list (``GET /redemptions``): the member's phone (masked unless
+    ``members.read_phone``), the gift, where it stands, and who fulfilled it where and when;
+    never the code."""
+
+    id: int
+    member_id: int
+    phone: str
+    gift_id: int
+    gift_name: str
+    gift_kind: GiftKind
+    points: int
+    status: RedemptionStatus
+    created_at: datetime
+    expires_at: datetime
+    fulfilled_at: datetime | None
+    fulfilled_by: int | None
+    fulfilled_by_name: str | None
+    fulfilled_org_id: int | None
+    fulfilled_org_name: str | None
+    fulfilled_org_erp_code: str | None
+    expired_at: datetime | None

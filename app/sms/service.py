@@ -32,7 +32,7 @@ from app.config import Settings
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from app.locks import Lock
-from app.members.mask import mask_phone
+from app.members.mask import mask_phone, shown_phone
 from app.members.profile import AGE_BAND_SQL
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
@@ -165,10 +165,6 @@ async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, so
     return 1 if changed or await members.fetchall() else 0
 
 
-def _phone_shown(actor: Principal, phone: str) -> str:
-    return phone if actor.has("members.read_phone") else mask_phone(phone)
-
-
 async def put_opt_out(conn: Conn, actor: Principal, phone: str, opted_out: bool) -> None:
     """Staff opt a phone out of (or back into) the caller's brand's marketing (audited)."""
     from app.sms.outbox import outbox_phone
@@ -198,7 +194,7 @@ async def list_opt_outs(conn: Conn, actor: Principal, page: int, per_page: int) 
         page=page,
         per_page=per_page,
         make=lambda r: OptOutOut(
-            phone=_phone_shown(actor, r["phone"]), source=r["source"], at=r["at"]
+            phone=shown_phone(actor, r["phone"]), source=r["source"], at=r["at"]
         ),
     )
 

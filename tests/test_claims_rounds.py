@@ -1,0 +1,187 @@
+"""Claims served in rounds (issue 15 target: claims/s): the member looked up with the round's
+other members instead of on a pooled connection, and the whole credit — claims, ledger,
+balances, the claiming events and their code rows — in ONE statement. These tests prove that
+nothing was lost on the way: a freeze or a sign-out still holds at once, a member frozen while
+its claim is in flight is not credited, and the event is the one ``builders.observe`` makes."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.auth import tokens
+from app.members import points
+from app.members.principal import MEMBER_TOKEN, Member, issue_token
+from tests.helpers import assert_error
+from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
+
+
+@pytest.fixture(scope="module")
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    goods = await shipped_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), goods["product_id"], 7)
+    return goods
+
+
+def code_of(app: Any, serial: str) -> int:
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    return int(batch_no << 32 | index)
+
+
+async def test_freeze_and_sign_out_hold_for_the_next_claim(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """The token is remembered once checked, the member is not: a claim after a freeze answers
+    403 member_frozen, after an unfreeze it is credited again, after a sign-out 401
+    token_revoked; a token of no member, an expired or a staff token: 401."""
+    scheme, units = app.state.scheme, goods["units"]
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    admin = await login("admin")
+    async with member_client(app) as mc:
+
+        async def claim(serial: str, who: dict[str, str] = headers) -> Any:
+            return await mc.post("/members/me/claims", headers=who, json=claim_body(scheme, serial))
+
+        assert (await claim(units[0])).status_code == 201
+        frozen = await client.post(
+            f"/members/{member_id}/freeze", headers=admin, json={"reason": "test"}
+        )
+        assert frozen.status_code == 200, frozen.text
+        assert_error(await claim(units[1]), 403, "member_frozen")
+        thawed = await client.post(
+            f"/members/{member_id}/unfreeze", headers=admin, json={"reason": "test"}
+        )
+        assert thawed.status_code == 200, thawed.text
+        credited = await claim(units[1])
+        assert credited.status_code == 201, credited.text
+        assert credited.json()["balance"] == 14
+        out = await mc.post("/members/logout", headers=headers)
+        assert out.status_code == 204, out.text
+        assert_error(await claim(units[2]), 401, "token_revoked")
+        # a well-signed token of no member; an expired one; a staff token; no bearer
+        nobody, _ = issue_token(app.state.settings, 9_000_000_000_000)
+        assert_error(
+            await claim(units[2], {"Authorization": f"Bearer {nobody}"}), 401, "invalid_token"
+        )
+        expired, _ = tokens.issue(app.state.settings.jwt_key(), member_id, MEMBER_TOKEN, -10)
+        assert_error(
+            await claim(units[2], {"Authorization": f"Bearer {expired}"}), 401, "token_expired"
+        )
+        assert_error(await claim(units[2], admin), 401, "invalid_token")
+        assert_error(await claim(units[2], {"Authorization": "Basic abc"}), 401, "unauthorized")
+
+
+async def test_a_member_frozen_in_flight_is_not_credited(
+    app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """Frozen after its look-up but before its round: the round credits active members only,
+    and the claim is answered 403 member_frozen; the active member of the same round is
+    credited."""
+    frozen_id, _, _ = await new_member(app, demo["BRAND-LUMI"], status="frozen")
+    active_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    serials = goods["units"][3:5]
+    url = app.state.pool.conninfo
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        now = points.datetime.now(points.UTC)
+        group = [
+            points._Pending(
+                Member(member_id, demo["BRAND-LUMI"], "0", "active"),  # as looked up before
+                code_of(app, serial),
+                serial,
+                f"fz-{secrets.token_hex(4)}",
+                now,
+            )
+            for member_id, serial in ((frozen_id, serials[0]), (active_id, serials[1]))
+        ]
+        credited = await points.credit(conn, group)
+        assert list(credited) == [id(group[1])]
+        await points.explain(conn, [group[0]])
+        with pytest.raises(points.AppError) as refused:
+            await group[0].done
+        assert (refused.value.status, refused.value.code) == (403, "member_frozen")
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM point_claims WHERE code_id = %s",
+                (code_of(app, serials[0]),),
+            )
+        ).fetchone()
+        assert row is not None and row["n"] == 0
+
+
+async def test_the_claiming_event_is_the_builders_one(
+    app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """Written in SQL, the event has every column ``builders.observe`` + ``write_events`` give
+    it, and one code row: the unit."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    serial = goods["units"][5]
+    async with member_client(app) as mc:
+        done = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+        )
+    assert done.status_code == 201, done.text
+    claim = done.json()
+    async with app.state.pool.connection() as conn:
+        event = await (
+            await conn.execute(
+                """SELECT e.*, (SELECT array_agg(ec.code || ':' || ec.kind::text) FROM event_codes ec
+                                WHERE ec.event_id = e.id) AS codes
+                   FROM point_claims c JOIN events e ON e.id = c.event_id WHERE c.id = %s""",
+                (claim["claim_id"],),
+            )
+        ).fetchone()
+    assert event is not None
+    assert (event["event_type"], event["action"], event["biz_step"]) == (
+        "ObjectEvent",
+        "OBSERVE",
+        "claiming",
+    )
+    assert event["disposition"] is None and event["tz_offset"] == "+00:00"
+    assert event["brand_id"] == demo["BRAND-LUMI"] and event["child_count"] == 1
+    assert event["event_uuid"] is not None and event["event_time"].isoformat().startswith(
+        claim["claimed_at"][:19]
+    )
+    assert event["details"] == {
+        "member_id": member_id,
+        "claim_id": claim["claim_id"],
+        "points": 7,
+        "product_id": goods["product_id"],
+        "agent_id": claim["agent_id"],
+    }
+    assert event["codes"] == [f"{code_of(app, serial)}:u"]
+    for column in ("read_point", "biz_location", "source_org", "destination_org", "parent_code"):
+        assert event[column] is None
+
+
+async def test_many_claims_at_once_are_all_credited_in_rounds(
+    app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """20 claims of distinct codes by 4 members at once: every one 201, each balance the sum of
+    its member's claims, the ledger and the balances agree."""
+    scheme = app.state.scheme
+    members = [await new_member(app, demo["BRAND-LUMI"]) for _ in range(4)]
+    serials = goods["units"][6:26]
+    async with member_client(app) as mc:
+        answers = await asyncio.gather(
+            *[
+                mc.post(
+                    "/members/me/claims",
+                    headers=members[i % 4][1],
+                    json=claim_body(scheme, serial),
+                )
+                for i, serial in enumerate(serials)
+            ]
+        )
+    assert [a.status_code for a in answers] == [201] * 20, [a.text for a in answers]
+    for i in range(len(members)):
+        mine = [a.json() for j, a in enumerate(answers) if j % 4 == i]
+        assert max(a["balance"] for a in mine) == sum(a["points"] for a in mine)
+    async with app.state.pool.connection() as conn:
+        assert await points.check_balances(conn) == []
