@@ -30,6 +30,7 @@ from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.members.mask import READ_PHONE, shown_phone
 from app.members.phones import phone_query
+from app.members.principal import Member
 from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.paging import Page, fetch_page
@@ -161,6 +162,11 @@ async def scans(
     """The member's verifications (points claims), newest first."""
     await _member(conn, actor, member_id)
     return await _scans(conn, member_id, page, per_page)
+
+
+async def own_scans(conn: Conn, member: Member, page: int, per_page: int) -> Page[ScanRow]:
+    """The signed-in member's own scans, newest first (the H5 page "my scans")."""
+    return await _scans(conn, member.id, page, per_page)
 
 
 async def _scans(conn: Conn, member_id: int, page: int, per_page: int) -> Page[ScanRow]:

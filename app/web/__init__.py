@@ -1,15 +1,24 @@
 """The public web face: the GS1 Digital Link resolver (``/01/…``, ``/00/…``, its description)
-and the consumer H5 pages (``/c/{serial}``, its PIN form, ``/p/{gtin}``).
+and the consumer H5 pages (``/c/{serial}``, its PIN form, ``/p/{gtin}``, the member pages under
+``/m``).
 
 ``router`` is the domain's whole HTTP face; ``app.main`` mounts it.
 """
 
 from litestar import Router
 
+from app.web import member_pages
 from app.web.pages import pin_page, product_page, scan_page
 from app.web.resolver import resolve, resolver_description
 
 router = Router(
     path="",
-    route_handlers=[resolve, resolver_description, scan_page, pin_page, product_page],
+    route_handlers=[
+        resolve,
+        resolver_description,
+        scan_page,
+        pin_page,
+        product_page,
+        *member_pages.route_handlers,
+    ],
 )

@@ -57,6 +57,26 @@ button:disabled{opacity:.6}
 .alert{color:#b91c1c;font-weight:600}
 a{color:#12355b}
 footer{color:#7b8794;font-size:13px;text-align:center;padding:8px 16px 24px}
+.ok{border-color:#1f9d55}.ok h1{color:#1f9d55}
+nav{display:flex;overflow-x:auto;gap:4px;margin:0 0 12px}
+nav a{flex:none;padding:10px 12px;min-height:44px;border-radius:22px;background:#fff;
+text-decoration:none;font-size:15px}
+nav a[aria-current]{background:#12355b;color:#fff}
+.big{font-size:36px;font-weight:700;margin:0;color:#12355b}
+ul.items{list-style:none;margin:0;padding:0}
+ul.items li{padding:12px 0;border-bottom:1px solid #e4e7eb}
+ul.items li:last-child{border:0}
+.line{display:flex;justify-content:space-between;gap:12px;align-items:baseline}
+.plus{color:#1f9d55;font-weight:700}.minus{color:#b45309;font-weight:700}
+.small{color:#52606d;font-size:14px}
+.code{font:700 24px/1.3 ui-monospace,Menlo,monospace;letter-spacing:.12em;word-break:break-all}
+a.button{display:flex;justify-content:center;align-items:center;min-height:52px;font-size:18px;
+font-weight:600;color:#fff;background:#12355b;border-radius:10px;text-decoration:none;margin-top:12px}
+button.quiet,a.quiet{background:#fff;color:#12355b;border:2px solid #12355b}
+.gift img{display:block;max-width:100%;height:auto;border-radius:8px;margin:0 0 8px}
+.gift h2{margin:0 0 4px;font-size:18px}
+.pager{display:flex;justify-content:space-between}
+.pager a{padding:12px 4px;min-height:48px}
 """
 
 STATUS_MARK = {
@@ -67,6 +87,7 @@ STATUS_MARK = {
     "rate_limited": "!",
     "not_genuine": "✕",
     "error": "✕",
+    "ok": "✓",
 }
 
 

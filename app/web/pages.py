@@ -22,12 +22,13 @@ from app.db import Conn
 from app.errors import AppError, TooManyRequests
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
+from app.members.points import CLAIMABLE
 from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
-from app.web import html
-from app.web.i18n import COOKIE, Lang, choose, word
-from app.web.queries import published_product
+from app.web import html, member_html, session
+from app.web.i18n import COOKIE, WORDS, Lang, choose, word
+from app.web.queries import claimable, published_product
 
 log = logging.getLogger("tracecode.web")
 
@@ -46,7 +47,7 @@ class _WithoutLength(Response[str]):
         return response
 
 
-def _respond(
+def respond(
     body: str,
     lang: Lang,
     remember: bool,
@@ -55,7 +56,10 @@ def _respond(
     no_store: bool = True,
     headers: dict[str, str] | None = None,
     length: bool = True,
+    cookies: list[Cookie] | None = None,
 ) -> Response[str]:
+    """An HTML page with the pages' headers (CSP, no-store…), the language cookie if chosen
+    now, and ``cookies``."""
     all_headers = {
         "Content-Language": "zh-CN" if lang == "zh" else "en",
         "Content-Security-Policy": html.CSP,
@@ -65,11 +69,11 @@ def _respond(
         "Cache-Control": "no-store" if no_store else "public, max-age=300",
         **(headers or {}),
     }
-    cookies = (
-        [Cookie(key=COOKIE, value=lang, max_age=365 * 86400, httponly=True, samesite="lax")]
-        if remember
-        else []
-    )
+    cookies = list(cookies or [])
+    if remember:
+        cookies.append(
+            Cookie(key=COOKIE, value=lang, max_age=365 * 86400, httponly=True, samesite="lax")
+        )
     return (Response if length else _WithoutLength)(
         body,
         status_code=status,
@@ -102,7 +106,7 @@ def _message_page(
 ) -> Response[str]:
     body = html.status(kind, word(title_key, lang), message)
     page = html.page(lang, word(title_key, lang), body, _switch(path, lang))
-    return _respond(page, lang, remember, status, headers=headers)
+    return respond(page, lang, remember, status, headers=headers)
 
 
 def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
@@ -130,9 +134,10 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
     if status >= 500:
         log.exception("consumer page failed", exc_info=exc)
     headers = dict(exc.headers) if isinstance(exc, HTTPException) and exc.headers else None
-    return _message_page(
-        lang, remember, path, status, "error_title", word("error", lang), headers=headers
-    )
+    message = word("error", lang)
+    if isinstance(exc, AppError) and f"err_{exc.code}" in WORDS:  # e.g. csrf_failed
+        message = word(f"err_{exc.code}", lang, tries_left=0, seconds=60)
+    return _message_page(lang, remember, path, status, "error_title", message, headers=headers)
 
 
 # Every key of the app's JSON handlers, so that the most specific match is this page's handler.
@@ -187,8 +192,9 @@ def _verification_page(
     *,
     form: bool,
     form_error: str = "",
+    extra: str = "",
 ) -> str:
-    body = _answer_box(out, lang)
+    body = _answer_box(out, lang) + extra
     if out.result != "not_genuine":
         body += _product_box(out, lang)
     if form:
@@ -224,7 +230,7 @@ def _scan_head(state: State, serial: str, lang: Lang, remember: bool) -> Respons
         status = 400  # as GET: a malformed serial is a 400 page
     except SerialError:
         pass  # forged or unknown key: GET answers a 200 page saying so
-    return _respond("", lang, remember, status, length=False)
+    return respond("", lang, remember, status, length=False)
 
 
 @route(
@@ -241,7 +247,7 @@ async def scan_page(request: Request[Any, Any, Any], serial: str, state: State) 
     out = await _verify(request, state, serial, lang, None)
     form = out.result in ("genuine", "unconfirmed", "suspicious")
     page = _verification_page(out, lang, out.serial or serial, state.scheme.pin_length, form=form)
-    return _respond(page, lang, remember, _status_of(out))
+    return respond(page, lang, remember, _status_of(out))
 
 
 def normalise_pin(text: str) -> str:
@@ -270,13 +276,36 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
         page = _verification_page(
             out, lang, out.serial or serial, pin_length, form=usable, form_error=error
         )
-        return _respond(page, lang, remember, 400 if usable else _status_of(out))
+        return respond(page, lang, remember, 400 if usable else _status_of(out))
     out = await _verify(request, state, serial, lang, pin)
+    offer, cookies = await _claim_offer(request, state, out, pin, lang)
     page = _verification_page(
-        out, lang, out.serial or serial, pin_length, form=out.result == "wrong_pin"
+        out, lang, out.serial or serial, pin_length, form=out.result == "wrong_pin", extra=offer
     )
     retry = {"Retry-After": str(out.retry_after)} if out.retry_after else None
-    return _respond(page, lang, remember, _status_of(out), headers=retry)
+    return respond(page, lang, remember, _status_of(out), headers=retry, cookies=cookies)
+
+
+async def _claim_offer(
+    request: Request[Any, Any, Any], state: State, out: VerifyOut, pin: str, lang: Lang
+) -> tuple[str, list[Cookie]]:
+    """Under an answer the PIN proved (the claimable ones): "claim the points", when the unit
+    earns points not yet claimed (item 9 of issue 15; ``app/web/member_pages.py``)."""
+    if out.result not in CLAIMABLE or out.serial is None:
+        return "", []
+    batch_no, index, _ = state.scheme.verify(serial_from_scan(out.serial))
+    settings = state.settings
+    async with state.pool.connection() as conn:
+        offer = await claimable(conn, batch_no << 32 | index)
+        member = await session.member_of(request, conn, settings) if offer else None
+    if offer is None:
+        return "", []
+    brand_id, points = offer
+    token, csrf_cookie = session.csrf(request, settings)
+    ticket = session.issue_ticket(settings, out.serial, pin, brand_id)
+    signed_in = member is not None and member.brand_id == brand_id
+    box = member_html.claim_offer(lang, token, ticket, signed_in, brand_id, points)
+    return box, [csrf_cookie] if csrf_cookie else []
 
 
 # -- the product page --------------------------------------------------------------------------
@@ -307,4 +336,4 @@ async def product_page(request: Request[Any, Any, Any], gtin: str, conn: Conn) -
     ]
     body = html.product_card(product, lang, rows)
     page = html.page(lang, word("product_title", lang), body, _switch(path, lang))
-    return _respond(page, lang, remember, no_store=False)
+    return respond(page, lang, remember, no_store=False)

@@ -19,3 +19,22 @@ SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.effic
 async def published_product(conn: Conn, gtin14: str) -> dict[str, Any] | None:
     """The public face of a product; None when unknown or not published."""
     return await (await conn.execute(_PRODUCT_BY_GTIN, (gtin14,))).fetchone()
+
+
+_CLAIMABLE = """
+SELECT u.brand_id, coalesce(ra.points, rp.points) AS points,
+       EXISTS (SELECT 1 FROM point_claims c WHERE c.code_id = u.code) AS claimed
+  FROM unit_state u
+  LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
+  LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
+ WHERE u.code = %s
+"""
+
+
+async def claimable(conn: Conn, code: int) -> tuple[int, int] | None:
+    """(brand id, points) of a unit whose points are still to be claimed; None when it earns
+    none or was claimed already (the claim itself decides; this only picks what to offer)."""
+    row = await (await conn.execute(_CLAIMABLE, (code,))).fetchone()
+    if row is None or not row["points"] or row["claimed"]:
+        return None
+    return int(row["brand_id"]), int(row["points"])

@@ -1,0 +1,445 @@
+"""Consumer H5 member pages (seed 1.10.1, SPEC M1–M4): sign-up and sign-in by phone and SMS code,
+claiming a code's points from its verification answer, the points balance and history, gifts and
+redeeming them, the member's redemption codes and scan history.
+
+Server-rendered like the scan page (``app/web/pages.py``): plain forms posting to the server, no
+script needed. The handlers call the member services directly (``app.members.auth``, ``points``,
+``gifts``, ``redemptions``, ``admin``), the same functions as the JSON API; the session is the
+``tc_member`` cookie and every post carries a CSRF token (``app/web/session.py`` says why).
+
+A refusal of a service (wrong code, throttled, frozen, not enough points…) is shown as a page with
+its status code (401, 403, 409, 422, 429 with Retry-After) and a sentence in the page's language.
+Services that write before they may refuse (a code stored before the SMS throttle answers, stock
+taken before the balance is found short) run inside a savepoint, so a refusal writes nothing.
+
+| URL | |
+| --- | --- |
+| ``GET /m/login?brand&claim`` | the phone form (already signed in: home, or the claim) |
+| ``POST /m/otp`` | sends the code, shows the code form |
+| ``POST /m/login`` | signs in (sets the cookie); with a claim ticket, claims at once |
+| ``POST /m/logout`` | revokes the token, drops the cookie |
+| ``GET /m`` | balance and the way to everything else |
+| ``POST /m/claim`` | claims the ticket's code (from the verification answer) |
+| ``GET /m/points``, ``/m/gifts``, ``/m/codes``, ``/m/scans`` | the member's own lists |
+| ``POST /m/redeem`` | redeems a gift; shows the code (also sent by SMS) |
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie, State
+
+from app.config import Settings
+from app.db import Conn
+from app.errors import AppError, BadRequest
+from app.members import admin, auth, gifts, points, redemptions
+from app.members.limits import member_limits
+from app.members.phones import normalise_phone
+from app.members.principal import Member
+from app.members.schemas_points import ClaimIn, RedeemIn
+from app.web import html, member_html, session
+from app.web.i18n import WORDS, Lang, choose, word
+from app.web.pages import MAX_FORM, PAGE_ERRORS, respond
+
+PER_PAGE = 20
+_PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
+_POST: dict[str, Any] = {**_PAGE, "status_code": 200, "request_max_body_size": MAX_FORM}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """A url-encoded form, one value per field (control characters refused at the edge)."""
+    body = (await request.body()).decode("utf-8", "replace")
+    return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
+
+
+def _switch(path: str, lang: Lang) -> str:
+    return f"{path}?lang={'en' if lang == 'zh' else 'zh'}"
+
+
+def _show(
+    lang: Lang,
+    remember: bool,
+    title: str,
+    body: str,
+    path: str,
+    status: int = 200,
+    cookies: list[Cookie | None] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    page = html.page(lang, title, body, _switch(path, lang))
+    real = [c for c in cookies or [] if c is not None]
+    return respond(page, lang, remember, status, headers=headers, cookies=real)
+
+
+def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(
+        "",
+        status_code=303,
+        headers={"Location": location, "Cache-Control": "no-store"},
+        cookies=cookies or [],
+    )
+
+
+def _retry(exc: AppError) -> str:
+    retry = (exc.headers or {}).get("Retry-After")
+    if retry is None and isinstance(exc.details, dict):
+        retry = str(exc.details.get("retry_after") or "")
+    return retry or "60"
+
+
+def refusal(exc: AppError, lang: Lang) -> str:
+    """A service's refusal as a sentence in the page's language."""
+    key = f"err_{exc.code}"
+    if key in WORDS:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        return word(key, lang, tries_left=details.get("tries_left", 0), seconds=_retry(exc))
+    if exc.code in ("not_genuine", "wrong_pin", "locked"):
+        return exc.message  # the verification's own answer, already in the page's language
+    return word("err_not_found" if exc.status == 404 else "error", lang)
+
+
+def _refused(
+    exc: AppError, lang: Lang, remember: bool, path: str, back: tuple[str, str] | None = None
+) -> Response[str]:
+    """The refusal page: the status of the error, its sentence, a way back."""
+    link = f'<p><a href="{back[0]}">{html.esc(word(back[1], lang))}</a></p>' if back else ""
+    body = html.status("error", word("error_title", lang), refusal(exc, lang), link)
+    headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
+    return _show(lang, remember, word("error_title", lang), body, path, exc.status, headers=headers)
+
+
+def _login_url(brand_id: int | None, claim: str = "") -> str:
+    query = [f"brand={brand_id}"] if brand_id else []
+    if claim:
+        query.append(f"claim={quote(claim, safe='')}")
+    return "/m/login" + ("?" + "&".join(query) if query else "")
+
+
+def _brand_hint(request: Request[Any, Any, Any]) -> int | None:
+    value = request.cookies.get(session.BRAND_COOKIE) or ""
+    return int(value) if value.isdigit() and len(value) < 16 else None
+
+
+def _brand_param(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and len(value) < 16 else None
+
+
+async def _signed_in(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Member | Response[str]:
+    """The member, or the way to the sign-in page."""
+    member = await session.member_of(request, conn, settings)
+    if member is None:
+        return _see_other(_login_url(_brand_hint(request)))
+    return member
+
+
+# -- signing in ----------------------------------------------------------------------------------
+
+
+@get("/m/login", **_PAGE)
+async def login_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The phone form; signed in already: the member's home (or, with a claim, the claim)."""
+    lang, remember = choose(request)
+    claim = request.query_params.get("claim") or ""
+    brand_id = _brand_param(request.query_params.get("brand")) or _brand_hint(request)
+    member = await session.member_of(request, conn, settings)
+    token, csrf_cookie = session.csrf(request, settings)
+    if member is not None and (brand_id is None or brand_id == member.brand_id):
+        if not claim:
+            return _see_other("/m")
+        body = member_html.claim_offer(lang, token, claim, True, member.brand_id)
+        return _show(lang, remember, word("claim_title", lang), body, "/m", cookies=[csrf_cookie])
+    if brand_id is None:
+        body = html.status("pin_required", word("login_title", lang), word("no_brand", lang))
+        return _show(lang, remember, word("login_title", lang), body, "/m/login")
+    body = member_html.phone_form(lang, token, brand_id, claim)
+    path = _login_url(brand_id)
+    return _show(lang, remember, word("login_title", lang), body, path, cookies=[csrf_cookie])
+
+
+@post("/m/otp", **_POST)
+async def otp_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """Send a code to the phone (``app.members.auth.request_code``); the code form."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    token, _ = session.csrf(request, settings)
+    brand_id = _brand_param(form.get("brand"))
+    claim = form.get("claim", "")
+    title = word("login_title", lang)
+    if brand_id is None:
+        raise BadRequest("no brand")
+    typed = form.get("phone", "")
+    try:
+        phone = normalise_phone(typed)
+        async with conn.transaction():  # the stored code goes if the SMS is refused
+            ip = request.client.host if request.client else "unknown"
+            limits = member_limits(request.app.state)
+            sent = await auth.request_code(conn, settings, limits, ip, brand_id, phone)
+    except AppError as exc:
+        if exc.code == "sms_throttled":  # a code went out a moment ago: it may still be used
+            body = member_html.code_form(
+                lang, token, brand_id, phone, claim, error=refusal(exc, lang)
+            )
+        else:
+            body = member_html.phone_form(lang, token, brand_id, claim, refusal(exc, lang), typed)
+        headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
+        return _show(lang, remember, title, body, _login_url(brand_id), exc.status, headers=headers)
+    minutes = max(settings.member_otp_ttl // 60, 1)
+    notice = word("code_sent", lang, phone=sent.phone, minutes=minutes)
+    body = member_html.code_form(lang, token, brand_id, phone, claim, notice=notice)
+    return _show(lang, remember, title, body, _login_url(brand_id))
+
+
+@post("/m/login", **_POST)
+async def login_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings, state: State
+) -> Response[str]:
+    """Sign in with the code (the first time signs up); the cookie; then home, or the claim."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    token, _ = session.csrf(request, settings)
+    brand_id = _brand_param(form.get("brand"))
+    claim = form.get("claim", "")
+    if brand_id is None:
+        raise BadRequest("no brand")
+    try:
+        phone = normalise_phone(form.get("phone", ""))
+        ip = request.client.host if request.client else "unknown"
+        limits = member_limits(request.app.state)
+        code = "".join(form.get("code", "").split())[:12]
+        signed = await auth.login(conn, settings, limits, ip, brand_id, phone, code)
+    except AppError as exc:
+        if exc.code == "invalid_phone":
+            return _refused(exc, lang, remember, "/m/login", (_login_url(brand_id), "sign_in"))
+        body = member_html.code_form(lang, token, brand_id, phone, claim, error=refusal(exc, lang))
+        headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
+        title = word("login_title", lang)
+        return _show(lang, remember, title, body, _login_url(brand_id), exc.status, headers=headers)
+    await conn.commit()  # the new member must exist for the claim's own connection
+    cookies = [
+        session.cookie(
+            request,
+            settings,
+            session.MEMBER_COOKIE,
+            signed.access_token,
+            settings.member_token_ttl,
+        ),
+        session.cookie(request, settings, session.BRAND_COOKIE, str(brand_id), 365 * 86400),
+    ]
+    member = Member(signed.member.id, signed.member.brand_id, phone, signed.member.status)
+    if claim:
+        response = await _claim(request, state, settings, member, claim, lang, remember)
+        response.cookies.extend(cookies)
+        return response
+    return _see_other("/m", cookies)
+
+
+@post("/m/logout", **_POST)
+async def logout_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """Sign out: the token is revoked and the cookie dropped."""
+    form = await _form(request)
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    member = await session.member_of(request, conn, settings)
+    if member is not None:
+        await auth.logout(conn, settings, member.id, request.cookies[session.MEMBER_COOKIE])
+    gone = session.expired(request, settings, session.MEMBER_COOKIE)
+    return _see_other(_login_url(_brand_hint(request)), [gone])
+
+
+# -- claiming ----------------------------------------------------------------------------------
+
+
+async def _claim(
+    request: Request[Any, Any, Any],
+    state: State,
+    settings: Settings,
+    member: Member,
+    ticket_text: str,
+    lang: Lang,
+    remember: bool,
+) -> Response[str]:
+    """Claim the ticket's code for the member (``Claimer.claim``: a verification, then credit)."""
+    ticket = session.open_ticket(settings, ticket_text)
+    back = ("/m", "to_home")
+    if ticket is None:
+        body = html.status("error", word("error_title", lang), word("ticket_expired", lang))
+        return _show(lang, remember, word("claim_title", lang), body, "/m", 410)
+    data = ClaimIn(serial=ticket.serial, pin=ticket.pin, client_id=ticket.client_id, lang=lang)
+    ip = request.client.host if request.client else None
+    try:
+        out, _ = await state.claimer.claim(member, data, ip, request.headers.get("user-agent"))
+    except AppError as exc:
+        return _refused(exc, lang, remember, "/m", back)
+    message = word("claimed_message", lang, points=out.points, balance=out.balance)
+    link = f'<a class="button" href="/m/gifts">{html.esc(word("nav_gifts", lang))}</a>'
+    body = html.status("ok", word("claimed", lang), message, link)
+    return _show(lang, remember, word("claimed", lang), body, "/m")
+
+
+@post("/m/claim", **_POST)
+async def claim_post(
+    request: Request[Any, Any, Any], state: State, settings: Settings
+) -> Response[str]:
+    """One tap under the verification answer: the code's points (signed out: sign in first)."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    ticket = form.get("ticket", "")
+    async with state.pool.connection() as conn:  # not held while the claim waits for its round
+        member = await session.member_of(request, conn, settings)
+    if member is None:
+        opened = session.open_ticket(settings, ticket)
+        return _see_other(_login_url(opened.brand_id if opened else None, ticket))
+    return await _claim(request, state, settings, member, ticket, lang, remember)
+
+
+# -- the member's own pages ----------------------------------------------------------------------
+
+
+def _page_no(request: Request[Any, Any, Any]) -> int:
+    value = request.query_params.get("page") or "1"
+    return max(1, min(int(value), 10_000)) if value.isdigit() and len(value) < 6 else 1
+
+
+@get("/m", **_PAGE)
+async def home_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The member's home: balance, phone (masked on screen), the way to everything else."""
+    lang, remember = choose(request)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    token, csrf_cookie = session.csrf(request, settings)
+    balance = await points.balance(conn, member.id)
+    body = member_html.home(lang, token, member.phone, member.status == "frozen", balance)
+    return _show(lang, remember, word("home_title", lang), body, "/m", cookies=[csrf_cookie])
+
+
+@get("/m/points", **_PAGE)
+async def points_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The balance and the ledger, newest first."""
+    lang, remember = choose(request)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    page = _page_no(request)
+    out = await points.history(conn, member, page, PER_PAGE)
+    body = member_html.points_list(lang, out.balance, out.items)
+    body += member_html.pager("/m/points", page, PER_PAGE, out.total, lang)
+    return _show(lang, remember, word("nav_points", lang), body, "/m/points")
+
+
+@get("/m/gifts", **_PAGE)
+async def gifts_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The gifts offered to the member now; a redeem button under each affordable one."""
+    lang, remember = choose(request)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    token, csrf_cookie = session.csrf(request, settings)
+    page = _page_no(request)
+    offered = await gifts.member_gifts(conn, member, page, PER_PAGE)
+    balance = await points.balance(conn, member.id)
+    nonce = secrets.token_hex(8)  # one client id per gift and page view: a double tap is one
+    body = member_html.gift_list(lang, token, balance, offered.items, nonce)
+    body += member_html.pager("/m/gifts", page, PER_PAGE, offered.total, lang)
+    title = word("gifts_title", lang)
+    return _show(lang, remember, title, body, "/m/gifts", cookies=[csrf_cookie])
+
+
+@post("/m/redeem", **_POST)
+async def redeem_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """Redeem a gift (``app.members.redemptions.redeem``); the code, also sent by SMS."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    back = ("/m/gifts", "back_to_gifts")
+    gift_id = _brand_param(form.get("gift_id"))
+    client_id = form.get("client_id", "")
+    if gift_id is None or not client_id:
+        raise BadRequest("gift_id and client_id are required")
+    try:
+        async with conn.transaction():  # stock taken is given back if the balance is short
+            data = RedeemIn(gift_id=gift_id, client_id=client_id[:64], lang=lang)
+            out, _ = await redemptions.redeem(conn, settings, member, data)
+    except AppError as exc:
+        return _refused(exc, lang, remember, "/m/gifts", back)
+    extra = (
+        f'<section class="card" id="redemption">{member_html.redemption_facts(lang, out)}'
+        f'<a class="button" href="/m/codes">{html.esc(word("nav_codes", lang))}</a></section>'
+    )
+    body = html.status("ok", word("redeemed", lang), word("redeemed_message", lang)) + extra
+    return _show(lang, remember, word("redeemed", lang), body, "/m/codes")
+
+
+@get("/m/codes", **_PAGE)
+async def codes_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The member's redemption codes, newest first, with their state."""
+    lang, remember = choose(request)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    page = _page_no(request)
+    out = await redemptions.member_redemptions(conn, settings, member, None, page, PER_PAGE)
+    body = member_html.code_list(lang, out.items)
+    body += member_html.pager("/m/codes", page, PER_PAGE, out.total, lang)
+    return _show(lang, remember, word("codes_title", lang), body, "/m/codes")
+
+
+@get("/m/scans", **_PAGE)
+async def scans_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """What the member scanned (verifications made signed in: the claims), newest first."""
+    lang, remember = choose(request)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    page = _page_no(request)
+    out = await admin.own_scans(conn, member, page, PER_PAGE)
+    body = member_html.scan_list(lang, out.items)
+    body += member_html.pager("/m/scans", page, PER_PAGE, out.total, lang)
+    return _show(lang, remember, word("scans_title", lang), body, "/m/scans")
+
+
+route_handlers = [
+    login_page,
+    otp_post,
+    login_post,
+    logout_post,
+    claim_post,
+    home_page,
+    points_page,
+    gifts_page,
+    redeem_post,
+    codes_page,
+    scans_page,
+]

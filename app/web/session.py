@@ -1,0 +1,165 @@
+"""The member's session on the consumer pages: the token cookie, CSRF tokens and claim tickets.
+
+Cookies. ``tc_member`` holds the member token of ``POST /members/login``'s kind (the API stays
+Bearer; only the pages read the cookie): HttpOnly (no script reads it), Secure when the page is
+served over https (the request's scheme or ``TRACECODE_PUBLIC_SCHEME``), SameSite=Lax, path ``/``.
+Lax, not Strict: a consumer arrives from a QR scan or a chat link, a cross-site top-level
+navigation, and Strict would hide the session on that first GET (signed in, yet shown signed out).
+
+CSRF. Lax still sends the cookie on some cross-site requests (top-level GETs; POSTs in old
+browsers and from sibling subdomains, which count as same-site), so every form post of these pages
+carries a token and is refused without it (403): the signed double-submit pattern. A random
+``tc_csrf`` cookie (HttpOnly, Lax) is set with the first form; the form's hidden ``csrf`` field is
+HMAC-SHA256(``Settings.subkey("h5-csrf")``, that cookie). A cross-site page can neither read the
+cookie nor compute the HMAC without the key, and a cookie planted by a sibling subdomain is useless
+without its HMAC. The sign-in forms carry it too (login CSRF would sign a victim into the
+attacker's membership and credit the victim's claims to it). As defence in depth a post whose
+``Origin`` names another host is refused. GET pages change nothing.
+
+Claim tickets. The verification answer offers "claim the points" for the code just proved with its
+PIN; the form carries a ticket, not the PIN: serial, PIN, brand, a nonce (the claim's client id:
+pressing twice is one claim) and an expiry, sealed with AES-GCM under ``subkey("h5-claim")``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from Crypto.Cipher import AES
+from litestar import Request
+from litestar.datastructures import Cookie
+
+from app.config import Settings
+from app.db import Conn
+from app.errors import AppError, Forbidden
+from app.members.principal import Member, member_from_token
+
+MEMBER_COOKIE = "tc_member"
+CSRF_COOKIE = "tc_csrf"
+BRAND_COOKIE = "tc_brand"  # the brand of the last sign-in: where "sign in" leads once signed out
+TICKET_TTL = 30 * 60  # seconds: long enough to sign up between the PIN and the claim
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def secure(request: Request[Any, Any, Any], settings: Settings) -> bool:
+    """Whether the visitor talks https to us (then every cookie is Secure)."""
+    return request.url.scheme == "https" or settings.public_scheme == "https"
+
+
+def cookie(
+    request: Request[Any, Any, Any], settings: Settings, key: str, value: str, max_age: int
+) -> Cookie:
+    return Cookie(
+        key=key,
+        value=value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        secure=secure(request, settings),
+        samesite="lax",
+    )
+
+
+def expired(request: Request[Any, Any, Any], settings: Settings, key: str) -> Cookie:
+    """A cookie that removes ``key`` from the browser."""
+    return cookie(request, settings, key, "", 0)
+
+
+# -- the member ------------------------------------------------------------------------------
+
+
+async def member_of(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Member | None:
+    """The member whose token is in the cookie; None when absent, expired, revoked or forged."""
+    token = request.cookies.get(MEMBER_COOKIE)
+    if not token:
+        return None
+    try:
+        return await member_from_token(conn, settings, token)
+    except AppError:
+        return None
+    except Exception:  # a malformed token string: as good as none
+        return None
+
+
+# -- CSRF ------------------------------------------------------------------------------------
+
+
+def _form_token(settings: Settings, cookie_value: str) -> str:
+    mac = hmac.digest(settings.subkey("h5-csrf"), cookie_value.encode(), hashlib.sha256)
+    return _b64(mac)
+
+
+def csrf(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, Cookie | None]:
+    """The form token for this visitor and the cookie to set (None: it has one already)."""
+    current = request.cookies.get(CSRF_COOKIE) or ""
+    if len(current) >= 32:
+        return _form_token(settings, current), None
+    fresh = _b64(secrets.token_bytes(32))
+    return _form_token(settings, fresh), cookie(request, settings, CSRF_COOKIE, fresh, 30 * 86400)
+
+
+def check_csrf(request: Request[Any, Any, Any], settings: Settings, posted: str) -> None:
+    """403 ``csrf_failed`` unless the post carries this visitor's token and comes from here."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden("this form was sent from another site", code="csrf_failed")
+    current = request.cookies.get(CSRF_COOKIE) or ""
+    expected = _form_token(settings, current) if len(current) >= 32 else ""
+    if not expected or not hmac.compare_digest(expected.encode(), posted.encode()):
+        raise Forbidden("the form has expired: open the page again", code="csrf_failed")
+
+
+# -- claim tickets ---------------------------------------------------------------------------
+
+
+class Ticket(msgspec.Struct, frozen=True):
+    serial: str
+    pin: str
+    brand_id: int
+    nonce: str
+    expires: int
+
+    @property
+    def client_id(self) -> str:
+        return f"h5-{self.nonce}"
+
+
+def issue_ticket(settings: Settings, serial: str, pin: str, brand_id: int) -> str:
+    body = json.dumps(
+        [serial, pin, brand_id, secrets.token_hex(8), int(time.time()) + TICKET_TTL]
+    ).encode()
+    nonce = secrets.token_bytes(12)
+    sealed, tag = AES.new(
+        settings.subkey("h5-claim"), AES.MODE_GCM, nonce=nonce
+    ).encrypt_and_digest(body)
+    return _b64(nonce + sealed + tag)
+
+
+def open_ticket(settings: Settings, text: str) -> Ticket | None:
+    """The ticket's claim, or None when it is not one of ours or has expired."""
+    try:
+        blob = _unb64(text)
+        nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
+        cipher = AES.new(settings.subkey("h5-claim"), AES.MODE_GCM, nonce=nonce)
+        serial, pin, brand_id, client, expires = json.loads(cipher.decrypt_and_verify(sealed, tag))
+        ticket = Ticket(str(serial), str(pin), int(brand_id), str(client), int(expires))
+    except (ValueError, TypeError, KeyError):
+        return None
+    return ticket if ticket.expires > time.time() else None

@@ -1,0 +1,538 @@
+"""Consumer H5 member pages (issue 15 item 9): sign-up by phone + SMS code, claiming a code's points
+from its verification answer, balance and history, gifts and redeeming, codes, scans — over HTTP
+on real PostgreSQL + Redis, codes read at the local SMS gateway; and every bad path: wrong,
+expired and used-up codes, throttling, a frozen member, posts without their CSRF token or from
+another site, another member's data, a forged or revoked session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from html import unescape
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from app.verify.service import Verifier
+from tests.h5_support import activated_batch, result_of, text_of, unit
+from tests.points_support import member_client, random_phone, set_rule
+from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
+
+POINTS = 40
+
+
+def field(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found, f"no {name} field in the page"
+    return unescape(found.group(1))
+
+
+def assert_page(response: httpx.Response, status: int = 200) -> str:
+    assert response.status_code == status, (response.status_code, text_of(response.text))
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'sha256-" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+    return response.text
+
+
+@pytest.fixture(autouse=True)
+def no_never_shipped_flag(app: Any, client: Any) -> Iterator[None]:
+    """Nothing is shipped in these tests: a proved unit answers genuine, as in tests/test_h5.py
+    (the pages' verifier and the claimer's)."""
+    original = app.state.verifier
+    settings = msgspec.structs.replace(
+        app.state.settings, verify_flag_never_shipped=False, verify_rate_limit=100_000
+    )
+    verifier = Verifier(app.state.pool, app.state.redis, app.state.scheme, settings)
+    app.state.verifier = app.state.claimer.verifier = verifier
+    yield
+    app.state.verifier = app.state.claimer.verifier = original
+
+
+@pytest.fixture
+async def h5(app: Any, client: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A phone of its own: its own address (limits) and cookie jar."""
+    async with member_client(app) as mc:
+        yield mc
+
+
+@pytest.fixture
+async def goods(client: Any, login: Any, demo: Any, app: Any) -> list[tuple[str, str]]:
+    """Activated sun-cream units (serial, PIN); the sun cream earns POINTS points."""
+    batch_no = await activated_batch(client, login, demo, size=10)
+    found = await client.get("/products", headers=await login("admin"), params={"q": "LM-SC-30"})
+    await set_rule(client, await login("admin"), found.json()["items"][0]["id"], POINTS)
+    return [unit(app, batch_no, i) for i in range(10)]
+
+
+async def new_gift(client: Any, login: Any, **fields: Any) -> dict[str, Any]:
+    body = {"name": "保温杯 Thermos", "points_cost": 30, "kind": "offline", "stock": 5, **fields}
+    response = await client.post("/gifts", headers=await login("admin"), json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def code_for(phone: str, after: float = 0.0) -> str:
+    return await asyncio.to_thread(last_code, phone, 10.0, after)
+
+
+async def send_code(h5: httpx.AsyncClient, brand: int, phone: str, claim: str = "") -> str:
+    """The phone form, then "send me a code": the code form."""
+    params: dict[str, Any] = {"brand": brand, **({"claim": claim} if claim else {})}
+    page = assert_page(await h5.get("/m/login", params=params))
+    assert 'name="phone"' in page
+    body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "claim": claim}
+    return assert_page(await h5.post("/m/otp", data=body))
+
+
+async def sign_in(h5: httpx.AsyncClient, brand: int, phone: str, claim: str = "") -> httpx.Response:
+    page = await send_code(h5, brand, phone, claim)
+    assert 'id="notice"' in page and 'name="code"' in page
+    code = await code_for(phone)
+    body = {
+        "csrf": field(page, "csrf"),
+        "brand": brand,
+        "phone": phone,
+        "code": code,
+        "claim": claim,
+    }
+    return await h5.post("/m/login", data=body)
+
+
+async def signed_in(h5: httpx.AsyncClient, brand: int) -> str:
+    phone = random_phone()
+    response = await sign_in(h5, brand, phone)
+    assert response.status_code == 303 and response.headers["location"] == "/m"
+    return phone
+
+
+async def give(client: Any, login: Any, app: Any, phone: str, points: int) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT id FROM members WHERE phone = %s", (phone,))
+        ).fetchone()
+    response = await client.post(
+        "/points/adjustments",
+        headers=await login("admin"),
+        json={"member_id": row["id"], "points": points, "reason": "test", "client_id": "t1"},
+    )
+    assert response.status_code == 201, response.text
+    return int(row["id"])
+
+
+# -- signing up and in -------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_sign_up_sets_a_safe_cookie_and_opens_every_page(
+    h5: httpx.AsyncClient, demo: Any, app: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    phone = random_phone()
+    response = await sign_in(h5, brand, phone)
+    assert response.status_code == 303 and response.headers["location"] == "/m"
+    cookies = response.headers.get_list("set-cookie")
+    member = next(c for c in cookies if c.startswith("tc_member="))
+    assert "HttpOnly" in member and "samesite=lax" in member.lower() and "Path=/" in member
+    assert "Secure" not in member  # plain http here; https makes it Secure (test below)
+    csrf = h5.cookies.get("tc_csrf")
+    assert csrf and len(csrf) >= 32
+
+    home = text_of(assert_page(await h5.get("/m")))
+    assert "积分余额" in home and "0" in home
+    assert phone[:3] + "****" + phone[-4:] in home and phone not in home  # masked on screen
+    for path, words in [
+        ("/m/points", "积分明细"),
+        ("/m/gifts", "积分换礼"),
+        ("/m/codes", "我的兑换码"),
+        ("/m/scans", "扫码记录"),
+    ]:
+        page = text_of(assert_page(await h5.get(path)))
+        assert words in page
+    english = text_of(assert_page(await h5.get("/m/points?lang=en")))
+    assert "Points history" in english and "Nothing yet." in english
+    # already signed in: the sign-in page leads home
+    again = await h5.get("/m/login", params={"brand": brand})
+    assert again.status_code == 303 and again.headers["location"] == "/m"
+
+
+async def test_cookies_are_secure_behind_https(app: Any, demo: Any) -> None:
+    transport = httpx.ASGITransport(app=app, client=("10.250.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as h:
+        page = await h.get("/m/login", params={"brand": demo["BRAND-LUMI"]})
+    cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("tc_csrf="))
+    assert "Secure" in cookie and "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_wrong_expired_and_used_up_codes(h5: httpx.AsyncClient, demo: Any, app: Any) -> None:
+    brand = demo["BRAND-LUMI"]
+    phone = random_phone()
+    page = await send_code(h5, brand, phone)
+    code = await code_for(phone)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "code": wrong}
+    answer = text_of(assert_page(await h5.post("/m/login", data=body), 401))
+    assert "验证码错误，还可尝试 4 次" in answer
+    for _ in range(4):
+        await h5.post("/m/login", data=body)
+    used_up = text_of(assert_page(await h5.post("/m/login", data=body | {"code": code}), 401))
+    assert "错误次数过多" in used_up
+    assert "tc_member" not in h5.cookies
+
+    async with app.state.pool.connection() as conn:  # a fresh code, then its time runs out
+        await conn.execute("DELETE FROM sms_outbox WHERE phone = %s", (phone,))
+    page = await send_code(h5, brand, phone)
+    code = await code_for(phone)
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE member_otps SET expires_at = now() - interval '1 second' WHERE phone = %s",
+            (phone,),
+        )
+    expired = await h5.post("/m/login", data=body | {"code": code, "lang": "en"})
+    assert "The code has expired" in text_of(assert_page(expired, 401))
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_bad_phone_and_throttled_codes(h5: httpx.AsyncClient, demo: Any) -> None:
+    brand = demo["BRAND-LUMI"]
+    bad = await send_code_raw(h5, brand, "12345")
+    assert "请输入正确的 11 位中国大陆手机号" in text_of(assert_page(bad, 400))
+    phone = random_phone()
+    await send_code(h5, brand, phone)
+    await code_for(phone)
+    again = await send_code_raw(h5, brand, phone)
+    page = assert_page(again, 429)
+    assert again.headers["retry-after"].isdigit()
+    assert "验证码发送过于频繁" in text_of(page)
+    assert 'name="code"' in page  # the code sent a moment ago still works: its form stays
+
+
+async def send_code_raw(h5: httpx.AsyncClient, brand: int, phone: str) -> httpx.Response:
+    page = assert_page(await h5.get("/m/login", params={"brand": brand}))
+    return await h5.post(
+        "/m/otp", data={"csrf": field(page, "csrf"), "brand": brand, "phone": phone}
+    )
+
+
+# -- CSRF --------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_posts_without_their_token_or_from_another_site_are_refused(
+    h5: httpx.AsyncClient, client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    phone = random_phone()
+    page = assert_page(await h5.get("/m/login", params={"brand": brand}))
+    token = field(page, "csrf")
+    body = {"brand": brand, "phone": phone}
+    assert_page(await h5.post("/m/otp", data=body), 403)  # no token
+    assert_page(await h5.post("/m/otp", data=body | {"csrf": "x" * 43}), 403)  # a wrong one
+    other = {"Origin": "https://evil.example"}
+    assert_page(await h5.post("/m/otp", data=body | {"csrf": token}, headers=other), 403)
+    async with app.state.pool.connection() as conn:  # nothing was sent
+        sent = await (
+            await conn.execute("SELECT count(*) AS n FROM sms_outbox WHERE phone = %s", (phone,))
+        ).fetchone()
+    assert sent["n"] == 0
+    # a token is bound to its browser's cookie: another visitor's token fails
+    async with member_client(app) as other_phone:
+        theirs = field(
+            assert_page(await other_phone.get("/m/login", params={"brand": brand})), "csrf"
+        )
+    assert theirs != token
+    assert_page(await h5.post("/m/otp", data=body | {"csrf": theirs}), 403)
+
+    await signed_in(h5, brand)
+    gift = await new_gift(client, login, points_cost=1)
+    redeem = {"gift_id": gift["id"], "client_id": "h5-x"}
+    assert_page(await h5.post("/m/redeem", data=redeem), 403)
+    assert_page(await h5.post("/m/logout", data={}), 403)
+    assert (await h5.get("/m")).status_code == 200  # still signed in
+
+
+# -- claiming, redeeming -----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_scan_pin_sign_up_claim_redeem_and_the_lists(
+    h5: httpx.AsyncClient,
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    goods: list[tuple[str, str]],
+    sms_gateway: LocalGateway,  # noqa: F811
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    gift = await new_gift(client, login, name="Travel kit <b>旅行装</b>", points_cost=30)
+    serial, pin = goods[0]
+    scan = assert_page(await h5.get(f"/c/{serial}?lang=en"))  # the switch: English from now on
+    assert 'id="claim"' not in scan  # no PIN, no offer
+    answer = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
+    assert result_of(answer) == "genuine"
+    assert 'id="claim"' in answer and f"+{POINTS}" in text_of(answer)
+    assert "Sign in to claim the points" in text_of(answer)
+    assert pin not in answer  # the form carries a sealed ticket, not the PIN
+    ticket = field(answer, "claim")
+
+    phone = random_phone()
+    claimed = await sign_in(h5, brand, phone, claim=ticket)
+    page = assert_page(claimed)
+    assert "tc_member" in h5.cookies
+    assert result_of(page) == "ok"
+    assert f"You earned {POINTS} points; your balance is {POINTS} points." in text_of(page)
+
+    points = text_of(assert_page(await h5.get("/m/points")))
+    assert f"+{POINTS}" in points and "Sun Cream" in points and "Claimed" in points
+    await asyncio.to_thread(flush_records, app.state.settings)
+    scans = text_of(assert_page(await h5.get("/m/scans")))
+    assert "Sun Cream" in scans and "genuine" in scans
+    # the code is claimed: the answer no longer offers it, a second claim is refused
+    again = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
+    assert result_of(again) == "genuine" and 'id="claim"' not in again
+    home = assert_page(await h5.get("/m"))
+    one_more = await h5.post("/m/claim", data={"csrf": field(home, "csrf"), "ticket": ticket})
+    replayed = text_of(assert_page(one_more))  # the same ticket again: the same claim, once
+    assert f"You earned {POINTS} points; your balance is {POINTS} points." in replayed
+
+    gifts = assert_page(await h5.get("/m/gifts"))
+    assert "Travel kit &lt;b&gt;旅行装&lt;/b&gt;" in gifts and "<b>旅行装" not in gifts
+    card = gifts[gifts.index(f'data-gift="{gift["id"]}"') :]
+    form = {
+        "csrf": field(card, "csrf"),
+        "gift_id": field(card, "gift_id"),
+        "client_id": field(card, "client_id"),
+    }
+    done = assert_page(await h5.post("/m/redeem", data=form))
+    code = re.search(r'data-code="([0-9A-Z]{10})"', done)
+    assert code and result_of(done) == "ok"
+    again = assert_page(await h5.post("/m/redeem", data=form))  # a double tap: one redemption
+    assert f'data-code="{code.group(1)}"' in again
+    messages = await asyncio.to_thread(wait_for_template, sms_gateway, phone, "redemption")
+    assert [m["params"]["code"] for m in messages] == [code.group(1)]
+    codes = text_of(assert_page(await h5.get("/m/codes")))
+    assert code.group(1) in codes and "To collect" in codes
+    assert f"{POINTS - 30}" in text_of(assert_page(await h5.get("/m")))
+
+
+def flush_records(settings: Any) -> None:
+    """What the verify worker does: the queued verification records into PostgreSQL."""
+    import psycopg
+    import redis
+
+    from app.verify import records
+
+    client = redis.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(client, pg, settings.redis_namespace):
+            pass
+
+
+def wait_for_template(gateway: LocalGateway, phone: str, template: str) -> list[dict[str, Any]]:
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [m for m in gateway.messages(phone) if m.get("template_id") == template]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {template} message reached the gateway for {phone}")
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_signed_in_one_tap_claims_and_the_next_member_is_refused(
+    h5: httpx.AsyncClient, demo: Any, app: Any, goods: list[tuple[str, str]]
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    await signed_in(h5, brand)
+    serial, pin = goods[1]
+    answer = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
+    assert "领取积分" in text_of(answer) and 'action="/m/claim"' in answer
+    form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+    claimed = assert_page(await h5.post("/m/claim", data=form))
+    assert result_of(claimed) == "ok" and f"获得 {POINTS} 积分" in text_of(claimed)
+
+    async with member_client(app) as other:  # the same ticket, another member: once per code
+        await signed_in(other, brand)
+        page = assert_page(await other.get("/m"))
+        refused = await other.post("/m/claim", data={**form, "csrf": field(page, "csrf")})
+    assert "此防伪码的积分已被领取" in text_of(assert_page(refused, 409))
+
+    wrong = await h5.post("/m/claim", data={**form, "ticket": form["ticket"][:-4] + "AAAA"})
+    assert "领取链接已失效" in text_of(assert_page(wrong, 410))
+
+
+async def test_signed_out_member_pages_lead_to_sign_in(
+    h5: httpx.AsyncClient, demo: Any, app: Any
+) -> None:
+    for path in ("/m", "/m/points", "/m/gifts", "/m/codes", "/m/scans"):
+        response = await h5.get(path)
+        assert response.status_code == 303 and response.headers["location"] == "/m/login"
+    no_brand = text_of(assert_page(await h5.get("/m/login")))
+    assert "请扫描产品包装上的二维码" in no_brand
+    h5.cookies.set("tc_member", "not.a.token")
+    assert (await h5.get("/m/points")).status_code == 303
+    # a staff token is not a member's
+    from app.auth import tokens
+
+    staff, _ = tokens.issue(app.state.settings.jwt_key(), 1, "access", 60)
+    h5.cookies.set("tc_member", staff)
+    assert (await h5.get("/m")).status_code == 303
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_sign_out_revokes_the_session(h5: httpx.AsyncClient, demo: Any) -> None:
+    await signed_in(h5, demo["BRAND-LUMI"])
+    token = h5.cookies.get("tc_member")
+    home = assert_page(await h5.get("/m"))
+    out = await h5.post("/m/logout", data={"csrf": field(home, "csrf")})
+    assert out.status_code == 303
+    assert out.headers["location"] == f"/m/login?brand={demo['BRAND-LUMI']}"
+    assert "tc_member" not in h5.cookies
+    h5.cookies.set("tc_member", token or "")  # the old cookie kept by a thief: dead
+    assert (await h5.get("/m")).status_code == 303
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_a_frozen_member_reads_but_cannot_claim_or_redeem(
+    h5: httpx.AsyncClient,
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    goods: list[tuple[str, str]],
+) -> None:
+    phone = await signed_in(h5, demo["BRAND-LUMI"])
+    member_id = await give(client, login, app, phone, 100)
+    gift = await new_gift(client, login)
+    gifts = assert_page(await h5.get("/m/gifts"))
+    card = gifts[gifts.index(f'data-gift="{gift["id"]}"') :]
+    frozen = await client.post(
+        f"/members/{member_id}/freeze", headers=await login("admin"), json={"reason": "fraud"}
+    )
+    assert frozen.status_code == 200, frozen.text
+    assert "已被冻结" in text_of(assert_page(await h5.get("/m")))
+    redeem = {k: field(card, k) for k in ("csrf", "gift_id", "client_id")}
+    assert "已被冻结" in text_of(assert_page(await h5.post("/m/redeem", data=redeem), 403))
+    serial, pin = goods[2]
+    answer = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
+    form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+    assert "已被冻结" in text_of(assert_page(await h5.post("/m/claim", data=form), 403))
+    assert await stock(app, gift["id"]) == 5
+
+
+async def stock(app: Any, gift_id: int) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT stock FROM gifts WHERE id = %s", (gift_id,))
+        ).fetchone()
+    return int(row["stock"])
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_redeem_refusals_write_nothing(
+    h5: httpx.AsyncClient, client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    phone = await signed_in(h5, demo["BRAND-LUMI"])
+    await give(client, login, app, phone, 10)
+    dear = await new_gift(client, login, points_cost=11, stock=3)
+    page = assert_page(await h5.get("/m/gifts"))
+    card = page[page.index(f'data-gift="{dear["id"]}"') :]
+    assert "积分不足" in text_of(card.split("</section>")[0])  # no redeem button
+    body = {"csrf": field(page, "csrf"), "gift_id": str(dear["id"]), "client_id": "h5-a"}
+    refused = assert_page(await h5.post("/m/redeem", data=body), 422)
+    assert "积分不足" in text_of(refused)
+    assert await stock(app, dear["id"]) == 3  # the stock taken before the refusal came back
+    gone = await h5.post("/m/redeem", data=body | {"gift_id": "999999999"})
+    assert_page(gone, 404)
+    empty = await new_gift(client, login, points_cost=1, stock=1)
+    async with app.state.pool.connection() as conn:
+        await conn.execute("UPDATE gifts SET stock = 0 WHERE id = %s", (empty["id"],))
+    sold_out = await h5.post("/m/redeem", data=body | {"gift_id": str(empty["id"])})
+    assert_page(sold_out, 409)
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_a_member_sees_only_its_own_codes_points_and_scans(
+    h5: httpx.AsyncClient, client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    phone = await signed_in(h5, brand)
+    await give(client, login, app, phone, 50)
+    gift = await new_gift(client, login, points_cost=5)
+    page = assert_page(await h5.get("/m/gifts"))
+    card = page[page.index(f'data-gift="{gift["id"]}"') :]
+    done = assert_page(
+        await h5.post(
+            "/m/redeem", data={k: field(card, k) for k in ("csrf", "gift_id", "client_id")}
+        )
+    )
+    mine = re.search(r'data-code="([0-9A-Z]{10})"', done)
+    assert mine
+    async with member_client(app) as other:
+        await signed_in(other, brand)
+        codes = assert_page(await other.get("/m/codes"))
+        points = assert_page(await other.get("/m/points"))
+        # the other member replays this member's client id: its own redemption or none, never
+        # this member's code
+        theirs = assert_page(await other.get("/m"))
+        replay = await other.post(
+            "/m/redeem",
+            data={
+                "csrf": field(theirs, "csrf"),
+                "gift_id": str(gift["id"]),
+                "client_id": field(card, "client_id"),
+            },
+        )
+    assert mine.group(1) not in codes and 'id="empty"' in codes
+    assert "test" not in text_of(points) and ">0<" in points
+    assert mine.group(1) not in replay.text
+    assert replay.status_code == 422  # its balance is 0
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_pages_are_in_both_languages_without_literal_words(
+    h5: httpx.AsyncClient, demo: Any, lang: str
+) -> None:
+    page = assert_page(await h5.get("/m/login", params={"brand": demo["BRAND-LUMI"], "lang": lang}))
+    html_lang = "zh-CN" if lang == "zh" else "en"
+    assert f'<html lang="{html_lang}">' in page
+    assert ("获取验证码" in page) == (lang == "zh") and ("Send me a code" in page) == (lang == "en")
+    assert len(page.encode()) < 16 * 1024
+
+
+def test_no_literal_words_in_the_member_templates() -> None:
+    """Every Chinese word of the member pages comes from app/web/i18n.py."""
+    from pathlib import Path
+
+    for name in ("member_html.py", "member_pages.py"):
+        source = (Path(__file__).parent.parent / "app" / "web" / name).read_text()
+        code = re.sub(r'""".*?"""', "", source, flags=re.S)
+        code = re.sub(r"#.*", "", code)
+        assert not re.search(r"[\u4e00-\u9fff]", code), name
+
+
+def test_tickets_are_sealed_and_expire(settings: Any) -> None:
+    from app.web import session
+
+    ticket = session.issue_ticket(settings, "SERIAL", "123456", 7)
+    assert "123456" not in ticket and "SERIAL" not in ticket
+    opened = session.open_ticket(settings, ticket)
+    assert opened and (opened.serial, opened.pin, opened.brand_id) == ("SERIAL", "123456", 7)
+    assert session.open_ticket(settings, ticket[:-2] + "AA") is None
+    assert session.open_ticket(settings, "") is None
+    import time
+
+    real = time.time
+    try:
+        time.time = lambda: real() + session.TICKET_TTL + 1  # type: ignore[assignment]
+        assert session.open_ticket(settings, ticket) is None
+    finally:
+        time.time = real  # type: ignore[assignment]
