@@ -45,7 +45,7 @@ box-shadow:0 1px 3px rgba(0,0,0,.08)}
 .product img{display:block;max-width:100%;height:auto;margin:0 auto 12px;border-radius:8px}
 .product h2{margin:0 0 8px;font-size:20px;word-break:break-word}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 12px;margin:0}
-dt{color:#52606d}dd{margin:0;word-break:break-all}
+dt{color:#52606d}dd{margin:0;overflow-wrap:anywhere}
 label{display:block;font-weight:600;margin-bottom:8px}
 input{width:100%;font-size:26px;letter-spacing:.3em;text-align:center;padding:10px;
 min-height:56px;border:2px solid #9aa5b1;border-radius:10px}
@@ -58,11 +58,12 @@ button:disabled{opacity:.6}
 a{color:#12355b}
 footer{color:#7b8794;font-size:13px;text-align:center;padding:8px 16px 24px}
 .ok{border-color:#1f9d55}.ok h1{color:#1f9d55}
-nav{display:flex;overflow-x:auto;gap:4px;margin:0 0 12px}
-nav a{flex:none;padding:10px 12px;min-height:44px;border-radius:22px;background:#fff;
-text-decoration:none;font-size:15px}
+nav{display:flex;flex-wrap:wrap;gap:6px;margin:0 0 12px}
+nav a{display:inline-flex;align-items:center;padding:0 14px;min-height:44px;border-radius:22px;
+background:#fff;text-decoration:none;font-size:15px}
 nav a[aria-current]{background:#12355b;color:#fff}
 .big{font-size:36px;font-weight:700;margin:0;color:#12355b}
+.card h2{margin:0 0 8px;font-size:20px}.card>p:first-child{margin-top:0}
 ul.items{list-style:none;margin:0;padding:0}
 ul.items li{padding:12px 0;border-bottom:1px solid #e4e7eb}
 ul.items li:last-child{border:0}
@@ -95,17 +96,18 @@ def esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def page(lang: Lang, title: str, body: str, switch_href: str) -> str:
-    """The document around ``body``: head, the header with the language switch, the footer."""
+def page(lang: Lang, title: str, body: str, switch_href: str, site: str = "site") -> str:
+    """The document around ``body``: head, the header (``site``: the word naming the pages)
+    with the language switch, the footer."""
     other = "en" if lang == "zh" else "zh"
     return (
         "<!doctype html>"
         f'<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="robots" content="noindex"><link rel="icon" href="data:,">'
-        f"<title>{esc(title)} · {esc(word('site', lang))}</title>"
+        f"<title>{esc(title)} · {esc(word(site, lang))}</title>"
         f"<style>{CSS}</style></head><body>"
-        f"<header><b>{esc(word('site', lang))}</b>"
+        f"<header><b>{esc(word(site, lang))}</b>"
         f'<a id="lang-switch" href="{esc(switch_href)}" hreflang="{other}">'
         f"{esc(word('switch', lang))}</a></header>"
         f"<main>{body}</main>"

@@ -189,7 +189,7 @@ def gift_list(lang: Lang, csrf: str, balance: int, gifts: Sequence[Gift], nonce:
     )
 
 
-def redemption_facts(lang: Lang, r: RedemptionOut) -> str:
+def redemption_facts(lang: Lang, r: RedemptionOut, name: bool = True) -> str:
     rows = [
         (word("how", lang), r.how_to_collect),
         (word("valid_until", lang), when(r.expires_at)),
@@ -197,7 +197,8 @@ def redemption_facts(lang: Lang, r: RedemptionOut) -> str:
     ]
     return (
         f'<p class="code" data-code="{esc(r.code)}">{esc(r.code)}</p>'
-        f"<p>{esc(r.gift_name)} · {esc(word('points_unit', lang, n=r.points))}</p>{facts(rows)}"
+        f"<p>{esc(r.gift_name) + ' · ' if name else ''}{esc(word('points_unit', lang, n=r.points))}"
+        f"</p>{facts(rows)}"
     )
 
 
@@ -205,7 +206,7 @@ def code_list(lang: Lang, items: Sequence[RedemptionOut]) -> str:
     rows = "".join(
         f'<li class="redemption" data-status="{esc(r.status)}"><div class="line">'
         f"<b>{esc(r.gift_name)}</b><span>{esc(word('status_' + r.status, lang))}</span></div>"
-        f"{redemption_facts(lang, r)}</li>"
+        f"{redemption_facts(lang, r, name=False)}</li>"
         for r in items
     )
     listing = f'<ul class="items">{rows}</ul>' if rows else _empty(lang)

@@ -73,7 +73,7 @@ def _show(
     cookies: list[Cookie | None] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
-    page = html.page(lang, title, body, _switch(path, lang))
+    page = html.page(lang, title, body, _switch(path, lang), "member_site")
     real = [c for c in cookies or [] if c is not None]
     return respond(page, lang, remember, status, headers=headers, cookies=real)
 

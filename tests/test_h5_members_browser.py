@@ -1,0 +1,190 @@
+"""The member flow of the consumer pages in a real headless Chromium (issue 15 item 9), against the
+app served by granian (the ``server`` fixture of tests/test_h5_browser.py) with the SMS outbox
+drained to the local gateway: scan URL → PIN → genuine → sign up (the code read at the gateway) →
+claim → redeem → the redemption code arrives at the gateway; in Chinese and in English, on a
+390 × 844 phone screen. Screenshots of the main pages go to ``$TRACECODE_SCREENSHOTS`` when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.h5_support import activated_batch, unit
+from tests.points_support import random_phone, set_rule
+from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
+from tests.test_h5_browser import CHROMEDRIVER, CHROMIUM, server  # noqa: F401 - the fixture
+
+PHONE_SCREEN = {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0}}
+SHOTS = os.environ.get("TRACECODE_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def phone_browser() -> Iterator[WebDriver]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_experimental_option("mobileEmulation", PHONE_SCREEN)
+    options.add_argument("--lang=zh-CN")
+    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,))
+
+
+def _shot(driver: WebDriver, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(390, max(844, int(height)))
+        driver.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
+
+
+def _submit(driver: WebDriver, css: str) -> None:
+    """Press the button matched by ``css`` and wait for the next page."""
+    old = driver.find_element(By.TAG_NAME, "main")
+    driver.find_element(By.CSS_SELECTOR, css).click()
+
+    def gone(_: WebDriver) -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    _wait(driver).until(gone)
+    _wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "main"))
+
+
+def _fits_the_phone(driver: WebDriver) -> None:
+    assert driver.execute_script("return window.innerWidth") == 390
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= 390
+    for button in driver.find_elements(By.CSS_SELECTOR, "button"):
+        if button.is_displayed():
+            assert button.size["height"] >= 48
+    problems = [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]
+    ]
+    assert not problems, problems
+
+
+def _wait_for(gateway: LocalGateway, phone: str, template: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = [m for m in gateway.messages(phone) if m.get("template_id") == template]
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {template} SMS reached the gateway for {phone}")
+
+
+@pytest.fixture
+async def goods(client: Any, login: Any, demo: Any, app: Any) -> list[tuple[str, str]]:
+    batch_no = await activated_batch(client, login, demo, size=4)
+    admin = await login("admin")
+    found = await client.get("/products", headers=admin, params={"q": "LM-SC-30"})
+    await set_rule(client, admin, found.json()["items"][0]["id"], 40)
+    return [unit(app, batch_no, i) for i in range(4)]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_scan_pin_sign_up_claim_redeem_and_the_code_arrives(
+    lang: str,
+    server: str,  # noqa: F811
+    phone_browser: WebDriver,
+    sms_gateway: LocalGateway,  # noqa: F811
+    client: Any,
+    login: Any,
+    goods: list[tuple[str, str]],
+) -> None:
+    driver = phone_browser
+    driver.delete_all_cookies()
+    zh = lang == "zh"
+    gift = await client.post(
+        "/gifts",
+        headers=await login("admin"),
+        json={
+            "name": "旅行装面霜 Travel cream",
+            "points_cost": 30,
+            "kind": "offline",
+            "stock": 10,
+            "description": "30 ml",
+        },
+    )
+    assert gift.status_code == 201, gift.text
+    serial, pin = goods[0 if zh else 1]
+
+    driver.get(f"{server}/c/{serial}?lang={lang}")  # what the QR code opens
+    driver.find_element(By.ID, "pin").send_keys(pin)
+    _submit(driver, "form.pin button")
+    assert driver.find_element(By.ID, "result").get_attribute("data-result") == "genuine"
+    assert driver.find_element(By.ID, "claim-points").text == "+40"
+    _fits_the_phone(driver)
+    _shot(driver, f"1-genuine-{lang}")
+
+    _submit(driver, "#claim button")  # signed out: sign in first
+    phone = random_phone()
+    driver.find_element(By.ID, "phone").send_keys(phone)
+    _fits_the_phone(driver)
+    _shot(driver, f"2-login-{lang}")
+    _submit(driver, "#login button")
+    notice = driver.find_element(By.ID, "notice").text
+    assert ("验证码已发送至" in notice) if zh else ("A code was sent to" in notice), notice
+    code = await asyncio.to_thread(last_code, phone, 15.0)
+    driver.find_element(By.ID, "code").send_keys(code)
+    _shot(driver, f"3-code-{lang}")
+    _submit(driver, "#login form button")
+
+    result = driver.find_element(By.ID, "result")
+    assert result.get_attribute("data-result") == "ok"
+    expected = "获得 40 积分" if zh else "You earned 40 points"
+    assert expected in result.text
+    _fits_the_phone(driver)
+    _shot(driver, f"4-claimed-{lang}")
+
+    driver.find_element(By.CSS_SELECTOR, "#result a.button").click()  # to the gifts
+    card = _wait(driver).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f'[data-gift="{gift.json()["id"]}"]')
+    )
+    assert driver.find_element(By.ID, "balance").text == "40"
+    _fits_the_phone(driver)
+    _shot(driver, f"5-gifts-{lang}")
+    card.find_element(By.CSS_SELECTOR, "button").click()
+    shown = _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-code]"))
+    redemption_code = shown.get_attribute("data-code")
+    _fits_the_phone(driver)
+    _shot(driver, f"6-redeemed-{lang}")
+
+    messages = await asyncio.to_thread(_wait_for, sms_gateway, phone, "redemption")
+    assert [m["params"]["code"] for m in messages] == [redemption_code]
+
+    for path, name in (("/m", "7-home"), ("/m/points", "8-points"), ("/m/codes", "9-codes")):
+        driver.get(f"{server}{path}")
+        _wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "main"))
+        _fits_the_phone(driver)
+        _shot(driver, f"{name}-{lang}")
+    assert redemption_code in driver.find_element(By.ID, "codes").text
