@@ -25,9 +25,11 @@ apt = @test -x $(1) || { \
   INSTALL="env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2)"; \
   $$SUDO $$INSTALL || { $$SUDO apt-get update && $$SUDO $$INSTALL; }; }
 
-# Debian's Chromium and its ChromeDriver for the consumer-page browser tests (tests/test_h5_browser.py).
+# Debian's Chromium and its ChromeDriver for the consumer-page browser tests (tests/test_h5_browser.py),
+# and a CJK font so the zh-CN pages render (screenshots) instead of empty boxes.
 browser:
 	$(call apt,/usr/bin/chromedriver,chromium chromium-driver)
+	$(call apt,/usr/share/fonts/truetype/wqy/wqy-microhei.ttc,fonts-wqy-microhei)
 
 # wrk, the HTTP load generator of loadtest-wrk and bench-verify.
 wrk:
