@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml $(RUST_SOURCES)
 	@touch $(STAMP)
 
 # Debian packages a target needs, installed when missing: $(call apt,<binary>,<packages>).
-apt = @test -x $(1) || { \
+apt = @test -e $(1) || { \
   SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
   INSTALL="env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(2)"; \
   $$SUDO $$INSTALL || { $$SUDO apt-get update && $$SUDO $$INSTALL; }; }

@@ -38,6 +38,7 @@ from app.errors import exception_handlers
 from app.head import HeadForGet, strip_head_body
 from app.logs import configure_logging, request_context_middleware
 from app.members.points import Claimer
+from app.members.routes_points import document_claims
 from app.users.service import sync_builtin_roles
 from app.verify.routes import document_verify
 from app.verify.service import Verifier
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
     )
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
+    document_claims(app.openapi_schema)  # POST /members/me/claims, an ASGI handler too
     document_errors(app, app.openapi_schema)  # the real error shape and codes of each operation
     app.state.settings = settings
     app.state.scheme = scheme

@@ -390,3 +390,52 @@ async def test_a_members_redemptions_show_who_fulfilled_them_where(
     # scoped like the member
     assert_error(await client.get(path, headers=other_brand["admin"]), 404)
     assert_error(await client.get(path, headers=await login("store_clerk")), 403)
+
+
+async def test_a_members_detail_shows_the_points_balance_and_latest_ledger(
+    client: Any, app: Any, demo: Any, login: Any, other_brand: dict[str, Any]
+) -> None:
+    """GET /members/{id} carries the balance (app.members.points.balance) and the 20 latest
+    ledger entries; GET /members/{id}/points pages through them all."""
+    member = await _member(app, demo["BRAND-LUMI"])
+    admin = await login("admin")
+    path = f"/members/{member['id']}"
+    fresh = (await client.get(path, headers=admin)).json()
+    assert (fresh["points_balance"], fresh["ledger"], fresh["ledger_total"]) == (0, [], 0)
+    for n in range(22):
+        body = {
+            "member_id": member["id"],
+            "points": 10 if n % 2 == 0 else -3,
+            "reason": f"entry {n}",
+            "client_id": uuid.uuid4().hex,
+        }
+        posted = await client.post("/points/adjustments", headers=admin, json=body)
+        assert posted.status_code == 201, posted.text
+    detail = await client.get(path, headers=admin)
+    assert detail.status_code == 200, detail.text
+    shown = detail.json()
+    assert shown["points_balance"] == 11 * 10 - 11 * 3 == 77
+    assert shown["ledger_total"] == 22 and len(shown["ledger"]) == 20
+    assert [e["reason"] for e in shown["ledger"]] == [f"entry {n}" for n in range(21, 1, -1)]
+    assert shown["ledger"][0]["kind"] == "adjustment" and shown["ledger"][0]["points"] == -3
+    async with app.state.pool.connection() as conn:
+        summed = await (
+            await conn.execute(
+                "SELECT sum(points) AS s FROM points_ledger WHERE member_id = %s", (member["id"],)
+            )
+        ).fetchone()
+    assert summed is not None and summed["s"] == shown["points_balance"]
+    # every entry, paged; the freeze answer is the same detail
+    second = (await client.get(f"{path}/points", headers=admin, params={"page": 2})).json()
+    first = (await client.get(f"{path}/points", headers=admin, params={"per_page": 20})).json()
+    assert (second["balance"], second["total"], second["items"]) == (77, 22, [])
+    assert [e["reason"] for e in first["items"]] == [e["reason"] for e in shown["ledger"]]
+    paged = await client.get(f"{path}/points", headers=admin, params={"per_page": 20, "page": 2})
+    assert [e["reason"] for e in paged.json()["items"]] == ["entry 1", "entry 0"]
+    frozen = await client.post(f"{path}/freeze", headers=admin, json={"reason": "test"})
+    assert frozen.status_code == 200 and frozen.json()["points_balance"] == 77
+    # scoped like the member
+    for who in (other_brand["admin"], await login("store_clerk"), await login("analyst")):
+        assert (await client.get(f"{path}/points", headers=who)).status_code in (403, 404)
+    assert_error(await client.get(f"{path}/points", headers=other_brand["admin"]), 404)
+    assert_error(await client.get("/members/999999999/points", headers=admin), 404)

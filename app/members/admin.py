@@ -28,14 +28,17 @@ from app import audit, tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.members import points
 from app.members.mask import READ_PHONE, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member
 from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
+from app.members.schemas_points import PointsOut
 from app.paging import Page, fetch_page
 
 RECENT_SCANS = 20
+RECENT_LEDGER = 20
 CSV_BATCH = 2000
 
 _COLUMNS = (
@@ -222,18 +225,34 @@ async def redemptions(
 
 
 async def detail(conn: Conn, actor: Principal, member_id: int) -> MemberDetail:
-    """One member: the profile, its freeze and its latest scans."""
+    """One member: the profile, its freeze, its latest scans, its points balance and latest
+    ledger entries."""
     row = await _member(conn, actor, member_id)
     recent = await _scans(conn, member_id, 1, RECENT_SCANS)
-    return _detail(actor, row, recent)
-
-
-def _detail(actor: Principal, row: dict[str, Any], recent: Page[ScanRow]) -> MemberDetail:
+    entries = await points.ledger(conn, member_id, 1, RECENT_LEDGER)
     return MemberDetail(
         **{k: row[k] for k in row if k != "phone"},
         phone=shown_phone(actor, row["phone"]),
         scans=recent.items,
         scans_total=recent.total,
+        points_balance=await points.balance(conn, member_id),
+        ledger=entries.items,
+        ledger_total=entries.total,
+    )
+
+
+async def ledger(
+    conn: Conn, actor: Principal, member_id: int, page: int, per_page: int
+) -> PointsOut:
+    """The member's balance and ledger entries, newest first (``members.read``)."""
+    await _member(conn, actor, member_id)
+    entries = await points.ledger(conn, member_id, page, per_page)
+    return PointsOut(
+        balance=await points.balance(conn, member_id),
+        items=entries.items,
+        page=entries.page,
+        per_page=entries.per_page,
+        total=entries.total,
     )
 
 

@@ -273,7 +273,20 @@ async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[Adju
 async def history(conn: Conn, member: Member, page: int, per_page: int) -> PointsOut:
     """The member's balance and ledger, newest first, with the product of each claim and the
     gift of each redemption."""
-    items = await fetch_page(
+    items = await ledger(conn, member.id, page, per_page)
+    return PointsOut(
+        balance=await balance(conn, member.id),
+        items=items.items,
+        page=items.page,
+        per_page=items.per_page,
+        total=items.total,
+    )
+
+
+async def ledger(conn: Conn, member_id: int, page: int, per_page: int) -> Page[LedgerEntryOut]:
+    """A page of the member's ledger entries, newest first (claims with their product,
+    redemptions and refunds with their gift)."""
+    return await fetch_page(
         conn,
         columns="""l.id, l.at, l.kind, l.points, l.claim_id, l.redemption_id, l.reason,
                    p.id AS p_id, p.name AS p_name, p.spec AS p_spec, p.gtin AS p_gtin,
@@ -284,18 +297,11 @@ async def history(conn: Conn, member: Member, page: int, per_page: int) -> Point
                   LEFT JOIN redemptions r ON r.id = l.redemption_id
                   LEFT JOIN gifts g ON g.id = r.gift_id""",
         where=["l.member_id = %(member)s"],
-        params={"member": member.id},
+        params={"member": member_id},
         order="l.id DESC",
         page=page,
         per_page=per_page,
         make=_entry,
-    )
-    return PointsOut(
-        balance=await balance(conn, member.id),
-        items=items.items,
-        page=items.page,
-        per_page=items.per_page,
-        total=items.total,
     )
 
 

@@ -38,6 +38,7 @@ from app.members.schemas import (
     ScanRow,
     UnfreezeIn,
 )
+from app.members.schemas_points import PointsOut
 from app.paging import Page, PageNo, PerPage
 
 
@@ -148,7 +149,8 @@ class MemberAdminController(Controller):
 
     @get("/{member_id:int}")
     async def get_member(self, member_id: int, conn: Conn, principal: Principal) -> MemberDetail:
-        """One member: profile, freeze, and the latest 20 scans (``members.read``)."""
+        """One member: profile, freeze, the latest 20 scans, the points balance and the latest
+        20 ledger entries (``members.read``)."""
         return await admin.detail(conn, principal, member_id)
 
     @get("/{member_id:int}/scans")
@@ -162,6 +164,20 @@ class MemberAdminController(Controller):
     ) -> Page[ScanRow]:
         """The member's scans (points claims): product, spec, region, time; newest first."""
         return await admin.scans(conn, principal, member_id, page, per_page)
+
+    @get("/{member_id:int}/points")
+    async def member_points(
+        self,
+        member_id: int,
+        conn: Conn,
+        principal: Principal,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> PointsOut:
+        """The member's points balance and ledger entries, newest first: claims with their
+        product, redemptions and refunds with their gift, adjustments and expiries with their
+        reason (``members.read``)."""
+        return await admin.ledger(conn, principal, member_id, page, per_page)
 
     @get("/{member_id:int}/redemptions")
     async def member_redemptions(

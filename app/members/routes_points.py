@@ -6,14 +6,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+import msgspec
+from litestar import Controller, Response, asgi, delete, get, patch, post, put
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.openapi.spec import OpenAPI
 from litestar.params import QueryParameter
+from litestar.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
+from app.edge import check_json
+from app.errors import MethodNotAllowed, PayloadTooLarge, invalid_body
 from app.members import gifts, points, redemptions
 from app.members.principal import Member
 from app.members.schemas_points import (
@@ -41,35 +45,111 @@ from app.members.schemas_points import (
 from app.paging import Page, PageNo, PerPage
 from app.tabular import download
 
+MAX_BODY = 16 * 1024  # a claim is a few hundred bytes
+_JSON = (b"content-type", b"application/json")
+_CLAIM_IN = msgspec.json.Decoder(ClaimIn)
+_encode = msgspec.json.Encoder().encode
 
-async def provide_claiming_member(request: Request[Any, Any, Any], state: State) -> Member:
-    """The ``member`` of a claim, without a pooled connection: the claimer looks the members of
-    the claims in flight up together, one query per round (``app.members.points.Members``), so
-    many claims in flight never wait for the pool."""
-    return await state.claimer.members.member(request.headers.get("authorization"))
+
+@asgi("/members/me/claims", copy_scope=False)
+async def claim(scope: Scope, receive: Receive, send: Send) -> None:
+    """POST /members/me/claims (documented in the OpenAPI schema by ``document_claims``).
+
+    A plain ASGI handler, as POST /v1/verify: Litestar still routes it, runs the middleware and
+    turns errors into JSON, but a claim skips the per-request signature, dependency and response
+    machinery. The member is looked up by the claimer together with the other claims in flight
+    (``app.members.points.Members``), never on a pooled connection."""
+    if scope["method"] != "POST":
+        raise MethodNotAllowed("use POST", headers={"Allow": "POST"})
+    message = await receive()
+    body = message.get("body", b"")
+    while message.get("more_body") and len(body) <= MAX_BODY:
+        message = await receive()
+        body += message.get("body", b"")
+    if len(body) > MAX_BODY:  # the rest is not read: this connection ends with the answer
+        raise PayloadTooLarge(
+            "a claim is at most 16 KB",
+            details={"max_bytes": MAX_BODY},
+            headers={"Connection": "close"},
+        )
+    authorization = user_agent = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"user-agent":
+            user_agent = value.decode("latin-1")
+    claimer = scope["litestar_app"].state.claimer
+    member = await claimer.members.member(authorization)  # 401 before the body is read
+    check_json(body)  # 400 invalid_character for a control character, too_deep
+    try:
+        data = _CLAIM_IN.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise invalid_body(exc) from None
+    client = scope.get("client")
+    out, created = await claimer.claim(member, data, client[0] if client else None, user_agent)
+    payload = _encode(out)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 201 if created else 200,
+            "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+_CLAIM_DOC = """Claim the points of a unit by its serial (or QR content) and PIN (201), as the
+signed-in member (a member token). First a verification, with the same answers and lockout as
+``/v1/verify``: 422 ``not_genuine`` (details: the verification, e.g. reason ``forged``, ``void``,
+``not_activated``), 422 ``wrong_pin`` (``pin_attempts_left``), 429 ``locked`` or
+``rate_limited`` (Retry-After). A code's points are credited once, ever: 409
+``already_claimed``. The same ``client_id`` again answers the first claim (200); 409
+``client_id_reused`` for another code. 422 ``other_brand`` (not this membership's brand),
+``no_points`` (no rule), ``not_claimable``; 403 ``member_frozen``; 401 without a valid member
+token (``unauthorized``, ``invalid_token``, ``token_expired``, ``token_revoked``); 400 on a bad
+body (``invalid_character`` for a control character); 413 over 16 KB."""
+
+
+def document_claims(openapi: OpenAPI) -> None:
+    """Add POST /members/me/claims, an ASGI handler Litestar does not document, to the schema
+    (``app.apidocs.document_errors`` then adds the error responses every operation has)."""
+    refs, components = msgspec.json.schema_components(
+        (ClaimIn, ClaimOut), ref_template="#/components/schemas/{name}"
+    )
+    schemas: dict[str, Any] = openapi.components.schemas  # type: ignore[assignment]
+    for name, schema in components.items():
+        schemas.setdefault(name, schema)
+    error = {"description": 'error: {"error": {"code", "message", "details"}}'}
+    answer = {"content": {"application/json": {"schema": refs[1]}}}
+    paths: dict[str, Any] = openapi.paths if openapi.paths is not None else {}
+    paths["/members/me/claims"] = {
+        "post": {
+            "tags": ["members"],
+            "summary": "Claim",
+            "operationId": "MembersMeClaimsClaim",
+            "description": _CLAIM_DOC,
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": refs[0]}},
+            },
+            "responses": {
+                "201": {"description": "credited", **answer},
+                "200": {"description": "the same client_id again: the first claim", **answer},
+                **{
+                    status: error
+                    for status in ("400", "401", "403", "409", "413", "422", "429", "503")
+                },
+            },
+        }
+    }
+    openapi.paths = paths
 
 
 class MyPointsController(Controller):
     """The signed-in member's points, gifts and redemptions."""
 
     path = "/members/me"
-
-    @post("/claims", status_code=201, dependencies={"member": Provide(provide_claiming_member)})
-    async def claim(
-        self, request: Request[Any, Any, Any], data: ClaimIn, member: Member, state: State
-    ) -> Response[ClaimOut]:
-        """Claim the points of a unit by its serial (or QR content) and PIN (201). First a
-        verification, with the same answers and lockout as ``/v1/verify``: 422 ``not_genuine``
-        (details: the verification, e.g. reason ``forged``, ``void``, ``not_activated``), 422
-        ``wrong_pin`` (``pin_attempts_left``), 429 ``locked`` or ``rate_limited``
-        (Retry-After). A code's points are credited once, ever: 409 ``already_claimed``. The
-        same ``client_id`` again answers the first claim (200); 409 ``client_id_reused`` for
-        another code. 422 ``other_brand`` (not this membership's brand), ``no_points`` (no
-        rule), ``not_claimable``; 403 ``member_frozen``."""
-        user_agent = request.headers.get("user-agent")
-        ip = request.client.host if request.client else None
-        out, created = await state.claimer.claim(member, data, ip, user_agent)
-        return Response(out, status_code=201 if created else 200)
 
     @get("/points")
     async def my_points(
@@ -271,4 +351,10 @@ class RedemptionsController(Controller):
         return await redemptions.settlement(conn, principal, start, end, store_id, page, per_page)
 
 
-route_handlers = [MyPointsController, PointRulesController, GiftsController, RedemptionsController]
+route_handlers = [
+    claim,
+    MyPointsController,
+    PointRulesController,
+    GiftsController,
+    RedemptionsController,
+]

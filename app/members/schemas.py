@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.members.schemas_points import LedgerEntryOut
+
 Gender = Literal["male", "female", "other"]
 AgeBand = Literal["under_18", "18_24", "25_34", "35_44", "45_54", "55_plus"]
 MemberStatus = Literal["active", "frozen"]
@@ -156,6 +158,9 @@ class MemberDetail(msgspec.Struct, frozen=True, kw_only=True):
     frozen_by: int | None
     scans: list[ScanRow]  # the latest 20; GET /members/{id}/scans pages through all
     scans_total: int
+    points_balance: int
+    ledger: list[LedgerEntryOut]  # the latest 20; GET /members/{id}/points pages through all
+    ledger_total: int
 
 
 class RedemptionRow(msgspec.Struct, frozen=True, kw_only=True):
