@@ -185,3 +185,36 @@ async def test_many_claims_at_once_are_all_credited_in_rounds(
         assert max(a["balance"] for a in mine) == sum(a["points"] for a in mine)
     async with app.state.pool.connection() as conn:
         assert await points.check_balances(conn) == []
+
+
+async def test_the_plain_asgi_claim_handler_answers_like_the_others(
+    client: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """POST only (405 with Allow), 16 KB at most (413, connection closed), JSON errors 400 —
+    malformed, nested too deep — as JSON errors; and the operation is in the OpenAPI schema with
+    its member token, its answers and its errors."""
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        wrong = await mc.get("/members/me/claims", headers=headers)
+        assert_error(wrong, 405)
+        assert wrong.headers["allow"] == "POST"
+        big = {**claim_body(app.state.scheme, goods["units"][27]), "serial": "A" * 17_000}
+        huge = await mc.post("/members/me/claims", headers=headers, json=big)
+        assert_error(huge, 413)
+        assert huge.headers["connection"] == "close"
+        assert_error(
+            await mc.post("/members/me/claims", headers=headers, content=b"{not json"), 400
+        )
+        deep = b'{"serial":' + b"[" * 100 + b"]" * 100 + b"}"
+        assert_error(
+            await mc.post("/members/me/claims", headers=headers, content=deep), 400, "too_deep"
+        )
+    schema = (await client.get("/schema/openapi.json")).json()
+    operation = schema["paths"]["/members/me/claims"]["post"]
+    assert operation["security"] == [{"bearer": []}]
+    assert {"200", "201", "400", "401", "403", "409", "413", "422", "429"} <= set(
+        operation["responses"]
+    )
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ClaimIn"
+    )
