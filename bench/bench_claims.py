@@ -2,46 +2,61 @@
 ≤ 50 ms with 64 connections and ONE granian worker, every code credited exactly once.
 
     .venv/bin/python bench/bench_claims.py [--count 60000] [--duration 15s] [--connections 64]
-                                           [--members 64] [--smoke]
+                                           [--members 64] [--warmup 3s] [--api-cpu 0]
+                                           [--wrk-cpu 1] [--services-cpu 1] [--no-sched-batch]
+                                           [--profile N] [--smoke]
 
 The stack is ``loadtests/stack.py``'s (PostgreSQL and Redis: the ``TRACECODE_*_URL`` servers or
 embedded ones under ``var/loadtest``; ``tracecode demo codes --count N`` for activated units; one
-granian worker; a dramatiq worker flushing the verification records). The run then gives every
+granian worker; a dramatiq worker flushing the verification records), set up as
+``bench_verify.py`` does: granian pinned to ``--api-cpu`` under SCHED_BATCH (``--no-sched-batch``
+to compare), wrk on ``--wrk-cpu``, the embedded services and the flusher on ``--services-cpu``.
+The run then gives every
 product of the demo brand a points rule (10), makes ``--members`` members with member tokens,
 writes one line per not-yet-claimed code (``token,serial,pin``, the members in turn) and runs
 ``wrk -t1 -cC -dD --latency -s bench/claims.lua`` on ``POST /members/me/claims``: each request
-claims the next code. Baseline in the same run: ``/ping`` for the same time, the server's ceiling.
+claims the next code. A warm-up run (``--warmup``, codes of its own) comes first: the claimer's
+and the verifier's connections, caches and the first rounds. Baseline in the same run: ``/ping``
+for the same time, the server's ceiling. ``--profile N``: afterwards, N more claims (codes of
+their own) through the ASGI app in this process, 64 at once, profiled (pyinstrument or cProfile).
 
-After the run, exactly once is checked in PostgreSQL: as many claim rows for the run's members as
-201 answers, one per code, as many ledger rows, the members' balances summing to the points
-credited, and ``tracecode points check`` (every balance equals its ledger). ``--smoke`` runs a
-small size (500 codes, 2 s) to prove the script; the numbers of a smoke run mean nothing.
+After the run, exactly once is checked in PostgreSQL: one claim row per code for the run's members,
+as many ledger rows, the members' balances summing to the points credited, as many claims as 201
+answers plus those still in flight when a wrk run stopped (wrk drops their answers: at most one
+per connection and run), and ``tracecode points check`` (every balance equals its ledger).
+``--smoke`` runs a small size (500 codes, 2 s) to prove the script; its numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_verify import Profile, cpu_model, git_state  # noqa: E402
 from loadtests.stack import Stack  # noqa: E402
 
 POINTS = 10  # the rule of every demo product in this run
+WARM_CLAIMS = 3000  # codes of the warm-up run (at most)
 
 
 def wrk(
-    url: str, duration: str, connections: int, script: Path, env: dict[str, str]
+    url: str, duration: str, connections: int, cpu: str | None, script: Path, env: dict[str, str]
 ) -> dict[str, Any]:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(script), url]
+    if cpu is not None:
+        argv = ["taskset", "-c", cpu, *argv]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr[-2000:]}")
@@ -57,9 +72,9 @@ def wrk(
     return numbers
 
 
-def prepare(stack: Stack, members: int, out: Path, want: int) -> tuple[list[int], int]:
-    """Rules, members and the claims file of ``want`` codes not claimed by an earlier run;
-    (member ids, lines written)."""
+def prepare(stack: Stack, members: int, want: int) -> tuple[list[int], list[str]]:
+    """Rules, members and the claims (``token,serial,pin`` lines) of the codes not claimed by
+    an earlier run, at least ``want`` of them; (member ids, lines)."""
     import psycopg
 
     from app.codes.scheme import scheme_from_settings
@@ -98,7 +113,7 @@ def prepare(stack: Stack, members: int, out: Path, want: int) -> tuple[list[int]
         if len(fresh) < want and claimed:  # an earlier run claimed some: activate more units
             stack.count = want + len(claimed)
             stack.write_codes()
-            return prepare(stack, members, out, want)
+            return prepare(stack, members, want)
         ids = [
             conn.execute(
                 "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
@@ -107,13 +122,10 @@ def prepare(stack: Stack, members: int, out: Path, want: int) -> tuple[list[int]
             for _ in range(members)
         ]
     tokens = [issue_token(settings, member_id)[0] for member_id in ids]
-    out.write_text(
-        "".join(
-            f"{tokens[i % len(tokens)]},{serial},{pin}\n"
-            for i, (_, serial, pin) in enumerate(fresh)
-        )
-    )
-    return ids, len(fresh)
+    lines = [
+        f"{tokens[i % len(tokens)]},{serial},{pin}" for i, (_, serial, pin) in enumerate(fresh)
+    ]
+    return ids, lines
 
 
 def exactly_once(stack: Stack, member_ids: list[int]) -> dict[str, int]:
@@ -141,26 +153,70 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=60_000, help="activated codes (default 60000)")
     parser.add_argument("--duration", default="15s", help="wrk duration (default 15s)")
+    parser.add_argument("--warmup", default="3s", help="warm-up run, codes of its own (3s)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--members", type=int, default=64)
+    parser.add_argument("--api-cpu", default="0", help="taskset CPU of granian (one worker)")
+    parser.add_argument("--wrk-cpu", default="1", help="taskset CPU of wrk")
+    parser.add_argument(
+        "--services-cpu",
+        default="1",
+        help="CPU of the embedded PostgreSQL, Redis and the flusher ('' leaves them unpinned)",
+    )
+    parser.add_argument(
+        "--no-sched-batch",
+        dest="sched_batch",
+        action="store_false",
+        help="run the API under the default scheduling policy instead of SCHED_BATCH",
+    )
+    parser.add_argument("--profile", type=int, default=0, help="claims profiled in process")
     parser.add_argument("--smoke", action="store_true", help="500 codes, 2 s: proves the script")
     args = parser.parse_args()
     if args.smoke:
-        args.count, args.duration = 500, "2s"
+        args.count, args.duration, args.warmup = 500, "2s", "1s"
+    warm_n = min(WARM_CLAIMS, args.count // 5)
+    print(
+        f"machine: nproc {os.cpu_count()}, {cpu_model()}, commit {git_state()}, "
+        f"load average before {os.getloadavg()[0]:.2f} (other work skews the numbers)"
+    )
     script = ROOT / "bench" / "claims.lua"
-    with Stack(count=args.count) as stack, tempfile.TemporaryDirectory() as tmp:
-        claims_file = Path(tmp) / "claims.csv"
-        member_ids, lines = prepare(stack, args.members, claims_file, args.count)
-        print(f"{lines} unclaimed codes, {args.members} members, points rule {POINTS}")
-        env = {**stack.env, "WRK_CLAIMS": str(claims_file)}
+    services = args.services_cpu or None
+    stack = Stack(
+        count=args.count + warm_n + args.profile,
+        api_cpus=args.api_cpu,
+        worker_cpus=services,
+        services_cpus=services,
+        sched_batch=args.sched_batch,
+    )
+    with stack, tempfile.TemporaryDirectory() as tmp:
+        print(
+            f"stack: granian 1 worker on CPU {args.api_cpu} "
+            f"({'SCHED_BATCH' if args.sched_batch else 'default scheduling policy'}), wrk on CPU "
+            f"{args.wrk_cpu}, services and flusher on CPU {services or 'any (unpinned)'}"
+        )
+        member_ids, lines = prepare(stack, args.members, args.count + warm_n + args.profile)
+        profiled = lines[len(lines) - args.profile :] if args.profile else []
+        lines = lines[: len(lines) - args.profile]
+        warm_file, claims_file = Path(tmp) / "warm.csv", Path(tmp) / "claims.csv"
+        warm_file.write_text("".join(line + "\n" for line in lines[:warm_n]))
+        claims_file.write_text("".join(line + "\n" for line in lines[warm_n:]))
+        print(
+            f"{len(lines) - warm_n} unclaimed codes ({warm_n} more for the warm-up), "
+            f"{args.members} members, points rule {POINTS}"
+        )
+        url = stack.url + "/members/me/claims"
+        env = {**stack.env, "WRK_CLAIMS": str(warm_file)}
+        warm = wrk(url, args.warmup, args.connections, args.wrk_cpu, script, env)
         ping = wrk(
             stack.url + "/ping",
             args.duration,
             args.connections,
+            args.wrk_cpu,
             ROOT / "loadtests" / "summary.lua",
             env,
         )
-        run = wrk(stack.url + "/members/me/claims", args.duration, args.connections, script, env)
+        env["WRK_CLAIMS"] = str(claims_file)
+        run = wrk(url, args.duration, args.connections, args.wrk_cpu, script, env)
         checked = exactly_once(stack, member_ids)
         check = subprocess.run(
             [sys.executable, "-m", "app.cli", "points", "check"],
@@ -169,8 +225,12 @@ def main() -> int:
             capture_output=True,
             text=True,
         )
+        if profiled:
+            profile(stack.env, profiled)
     created = int(run.get("created", 0))
+    warm_created = int(warm.get("created", 0))
     claims_per_s = created / run["seconds"] if run["seconds"] else 0.0
+    print(f"warm-up: {warm_created} credited in {warm['seconds']:.1f} s")
     print(f"ping:   {ping['rps']:.0f} req/s, p99 {ping['p99_ms']:.1f} ms")
     print(
         f"claims: {claims_per_s:.0f} credited/s ({run['rps']:.0f} answers/s), p50 "
@@ -178,19 +238,131 @@ def main() -> int:
         f"201: {created}, 200 (replays past the file's end): {int(run.get('replayed', 0))}, "
         f"409: {int(run.get('conflict', 0))}, other: {int(run.get('other', 0))}"
     )
+    # Every claim row is one code, one ledger row and its points; the rows are the 201 answers
+    # wrk counted plus the claims still in flight when each wrk run stopped (at most one per
+    # connection and run; wrk drops their answers). The profile's claims come after the check.
+    answered = created + warm_created
+    in_flight = checked["claims"] - answered
     once = (
-        checked["claims"] == checked["codes"] == checked["entries"] == created
-        and checked["ledger"] == checked["balances"] == created * POINTS
+        checked["claims"] == checked["codes"] == checked["entries"]
+        and checked["ledger"] == checked["balances"] == checked["claims"] * POINTS
+        and 0 <= in_flight <= 2 * args.connections
         and check.returncode == 0
     )
     print(
-        f"exactly once: {'yes' if once else 'NO'} {checked}; points check: {check.stdout.strip()}"
+        f"exactly once: {'yes' if once else 'NO'} {checked}: {answered} 201 answers (warm-up and "
+        f"run) and {in_flight} claims in flight when wrk stopped; points check: "
+        f"{check.stdout.strip()}"
     )
     target = claims_per_s >= 3000 and run["p99_ms"] <= 50
     print(f"target (>= 3,000 claims/s, p99 <= 50 ms): {'met' if target else 'not met'}")
     if args.smoke:
         print("(smoke run: the numbers mean nothing)")
     return 0 if once else 1
+
+
+# -- in-process profile -----------------------------------------------------------------------
+
+
+async def _claim_call(app: Any, body: bytes, token: str, ip: str) -> int:
+    """One POST /members/me/claims through the ASGI app; its status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/members/me/claims",
+        "raw_path": b"/members/me/claims",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", b"Bearer " + token.encode()),
+        ],
+        "client": (ip, 40000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    status, sent = 0, False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _profiled(lines: list[str]) -> None:
+    from app.main import create_app
+
+    app = create_app()
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    if started["type"] != "lifespan.startup.complete":
+        raise RuntimeError(f"the app did not start: {started}")
+    calls = []
+    for n, line in enumerate(lines):
+        token, serial, pin = line.split(",")
+        body = f'{{"serial":"{serial}","pin":"{pin}","client_id":"p{n}"}}'.encode()
+        calls.append((body, token, f"10.9.{n // 250 % 250}.{n % 250}"))
+    statuses: dict[int, int] = {}
+    sem = asyncio.Semaphore(64)
+
+    async def one(i: int) -> None:
+        async with sem:
+            status = await _claim_call(app, *calls[i])
+            statuses[status] = statuses.get(status, 0) + 1
+
+    profiler = Profile()
+    profiler.start()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(len(calls))))
+    seconds = time.perf_counter() - t0
+    profiler.stop()
+    print(
+        f"\n== in-process POST /members/me/claims: {len(calls)} claims, 64 at once, "
+        f"{1e6 * seconds / len(calls):.0f} µs each (profiled), statuses {statuses}"
+    )
+    profiler.show()
+    await inbox.put({"type": "lifespan.shutdown"})
+    await outbox.get()
+    await lifespan
+
+
+def profile(env: dict[str, str], lines: list[str]) -> None:
+    """Profile claims through the app in this process; its access log goes to /dev/null."""
+    import logging
+
+    saved, stderr = dict(os.environ), sys.stderr
+    os.environ.update(env)
+    try:
+        with open(os.devnull, "w") as null:
+            sys.stderr = null  # configure_logging() binds the handler to sys.stderr
+            try:
+                asyncio.run(_profiled(lines))
+            finally:
+                sys.stderr = stderr
+                logging.getLogger().handlers.clear()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 if __name__ == "__main__":
