@@ -4,16 +4,21 @@ Rules. A product earns the points of its rule; a rule for the unit's channel age
 organisation the unit was first shipped to, ``unit_state.channel_org_id``) overrides the
 product's default (``agent_id`` NULL). No rule, or 0 points: the unit earns nothing.
 
-Claims. A claim is first a verification: ``Verifier.verify`` answers it with the member on the
-record, so void, forged, wrong PIN and locked answer exactly as ``/v1/verify`` does and share its
-lockout and rate limit. A unit whose PIN is right (genuine, or suspicious — the points are bound to
-the code, not to the answer) is then credited by ``Claimer``: like the verifier it coalesces the
-claims in flight into rounds, and a round is ONE transaction — the claims inserted with
-``ON CONFLICT DO NOTHING`` (``point_claims.code_id`` is unique: a code is credited once, ever,
-whatever the number of members, requests or processes racing for it), their ledger rows, the
-balances, and one ``claiming`` ObjectEvent per credited unit. A claim the round did not insert is
-then explained: the same client id again (a replay, answered as the first time), a client id
-used for another code, a code already claimed, another brand's code, no points.
+Claims. The member comes first, looked up by ``Members`` with the other claims in flight (one
+query per round on a connection of its own, never a pooled one): a frozen member is refused (403)
+and a signed-out token (401) before anything is verified. A claim is then a verification:
+``Verifier.verify`` answers it with the member on the record, so void, forged, wrong PIN and
+locked answer exactly as ``/v1/verify`` does and share its lockout and rate limit. A unit whose
+PIN is right (genuine, or suspicious — the points are bound to the code, not to the answer) is
+then credited by ``Claimer``: like the verifier it coalesces the claims in flight into rounds,
+and a round is ONE statement, so one transaction — the claims inserted with ``ON CONFLICT DO
+NOTHING`` (``point_claims.code_id`` is unique: a code is credited once, ever, whatever the number
+of members, requests or processes racing for it), their ledger rows, the balances, and one
+``claiming`` ObjectEvent per credited unit; only members still active when the round runs are
+credited, so a freeze committed while a claim is in flight holds too. A claim the round did not
+insert is then explained: the same client id again (a replay, answered as the first time), a
+frozen member, a client id used for another code, a code already claimed, another brand's code,
+no points.
 
 Ledger. ``points_ledger`` is append-only (a trigger refuses UPDATE and DELETE); kinds claim,
 redemption, refund, expiry and adjustment (with a reason). ``point_balances`` caches each
