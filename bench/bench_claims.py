@@ -48,7 +48,7 @@ from bench.bench_verify import Profile, cpu_model, git_state  # noqa: E402
 from loadtests.stack import Stack  # noqa: E402
 
 POINTS = 10  # the rule of every demo product in this run
-WARM_CLAIMS = 3000  # codes of the warm-up run (at most)
+WARM_CLAIMS = 12_000  # codes of the warm-up run (at most; past them it replays: 200)
 
 
 def wrk(
