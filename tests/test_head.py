@@ -8,6 +8,7 @@ parameter of a new name, fails here until the name gets a plausible value below)
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 import pytest
@@ -45,6 +46,17 @@ async def _first_id(client: Any, headers: dict[str, str], path: str, default: in
     return int(items[0]["id"]) if items else default
 
 
+async def _member(app: Any, brand_id: int) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
+                (brand_id, f"139{secrets.randbelow(10**8):08d}"),
+            )
+        ).fetchone()
+    return int(row["id"])
+
+
 @pytest.fixture
 async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, Any]:
     """A value for every path parameter of the app's GET routes (existing records mostly)."""
@@ -57,6 +69,12 @@ async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, A
         json={"outer": {"passphrase": "outer-pass-h1"}, "inner": {"passphrase": "inner-pass-h2"}},
     )
     assert made.status_code == 201, made.text
+    gift = await client.post(
+        "/gifts",
+        headers=admin,
+        json={"name": "HEAD gift", "points_cost": 10, "kind": "offline", "stock": 1},
+    )
+    assert gift.status_code == 201, gift.text
     return {
         "org_id": demo["FACTORY-SZ"],
         "user_id": await _first_id(client, admin, "/users"),
@@ -76,6 +94,10 @@ async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, A
         "gtin": GTIN,
         "name": "swagger-ui.css",
         "path": "openapi.yaml",
+        # members and loyalty (issue 15)
+        "member_id": await _member(app, demo["BRAND-LUMI"]),
+        "gift_id": gift.json()["id"],
+        "campaign_id": await _first_id(client, admin, "/sms/campaigns"),
     }
 
 
