@@ -112,7 +112,8 @@ async def test_a_row_is_sent_once_signed_rendered_and_its_code_wiped(
     assert row["attempts"] == 1 and row["provider"] == "http"
     assert row["provider_message_id"] == message["message_id"]
     assert "code" not in row["variables"]  # the secret is gone once sent
-    assert gateway.requests() == {str(row["idem_key"]): 1}
+    # once (the sweep also sends what earlier tests of the session left queued: their own keys)
+    assert gateway.requests()[str(row["idem_key"])] == 1
 
 
 async def test_gateway_down_then_up_every_row_is_sent_exactly_once(
