@@ -78,7 +78,9 @@ def verify_signature(
     except ValueError:
         age = float("inf")
     expected = sign(secret, timestamp or "", body)
-    if age > SIGNATURE_WINDOW or not hmac.compare_digest(expected, (signature or "").lower()):
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII str (a forged header).
+    given = (signature or "").lower().encode("utf-8", "surrogateescape")
+    if age > SIGNATURE_WINDOW or not hmac.compare_digest(expected.encode(), given):
         raise Unauthorized("the callback's signature is wrong or too old", code="invalid_signature")
 
 
