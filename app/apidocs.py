@@ -167,6 +167,8 @@ RATE_LIMITED = {
     ("/members/otp", "post"),
     ("/members/login", "post"),
     ("/members/me/claims", "post"),  # the verification's rate limit and PIN lockout
+    ("/redemptions/check", "post"),  # unknown codes per staff account (code guessing)
+    ("/redemptions/fulfil", "post"),
 }
 # Sign-in operations without a caller: a code or credentials (401), a brand looked up (404).
 SIGN_IN = {("/members/login", "post"): {"401"}, ("/members/otp", "post"): {"404"}}

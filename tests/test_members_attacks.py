@@ -47,3 +47,52 @@ async def test_a_callback_signature_with_non_ascii_bytes_is_401_not_500(
         )
     finally:
         app.state.settings = settings
+
+
+async def test_a_clerk_guessing_redemption_codes_is_stopped(
+    client: Any, app: Any, login: Any
+) -> None:
+    """Unknown codes count per staff account: after CODE_GUESS_MAX of them within the window,
+    check and fulfil answer 429 rate_limited (with Retry-After) — for a real code too, so a
+    lucky guess is not told apart; other accounts are not affected."""
+    from app.members.limits import CODE_GUESS_MAX, member_limits
+
+    clerk = await login("store_clerk")
+    limits = member_limits(app.state)
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT id FROM users WHERE username = 'store_clerk'")
+        ).fetchone()
+        other = await (
+            await conn.execute("SELECT id FROM users WHERE username = 'eshop'")
+        ).fetchone()
+    eshop_id = other["id"]
+    key = f"{limits.ns}:code-guess:u{row['id']}"
+    await app.state.redis.delete(key)
+    try:
+        for n in range(CODE_GUESS_MAX):
+            code = f"{n:010d}"
+            assert_error(
+                await client.post("/redemptions/check", headers=clerk, json={"code": code}),
+                404,
+                "unknown_code",
+            )
+        for path in ("/redemptions/check", "/redemptions/fulfil"):
+            response = await client.post(path, headers=clerk, json={"code": "ABCDEFGHJK"})
+            assert_error(response, 429, "rate_limited")
+            assert int(response.headers["Retry-After"]) > 0
+        # another account still checks
+        eshop = await login("eshop")
+        assert_error(
+            await client.post("/redemptions/check", headers=eshop, json={"code": "0000000000"}),
+            404,
+            "unknown_code",
+        )
+    finally:
+        await app.state.redis.delete(key, key.replace(f"u{row['id']}", f"u{eshop_id}"))
+
+
+async def test_the_code_guess_limit_is_documented(client: Any) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    for path in ("/redemptions/check", "/redemptions/fulfil"):
+        assert "429" in schema["paths"][path]["post"]["responses"], path

@@ -23,10 +23,15 @@ from litestar.datastructures import State
 from redis.asyncio import Redis
 
 from app.auth.limits import _REDIS_DOWN, LoginLimiter, client_bucket
+from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import TooManyRequests
 
 log = logging.getLogger("tracecode.members")
+
+# Unknown redemption codes one staff account may try per window (a typo now and then is fine).
+CODE_GUESS_MAX = 30
+CODE_GUESS_WINDOW_SECONDS = 15 * 60
 
 # KEYS: the IP's counter. ARGV: window seconds, max. Answers 0, or the seconds left when over.
 _COUNT = """
@@ -34,6 +39,19 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 if n > tonumber(ARGV[2]) then return math.max(redis.call('TTL', KEYS[1]), 1) end
 return 0
+"""
+
+# KEYS: the account's counter. ARGV: window seconds, 1 to count one more (else 0 to read).
+# Answers {count, seconds left}.
+_GUESS = """
+local n
+if ARGV[2] == '1' then
+  n = redis.call('INCR', KEYS[1])
+  if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+else
+  n = tonumber(redis.call('GET', KEYS[1]) or '0')
+end
+return {n, redis.call('TTL', KEYS[1])}
 """
 
 
@@ -51,6 +69,7 @@ class MemberLimits:
         )
         self.login.ns = f"{self.ns}:login"
         self._count = redis_client.register_script(_COUNT)
+        self._guess = redis_client.register_script(_GUESS)
 
     async def code_requested(self, ip: str) -> None:
         """Count one code request of this client; 429 ``rate_limited`` over the limit."""
@@ -68,6 +87,35 @@ class MemberLimits:
         if retry:
             raise TooManyRequests(
                 "too many codes asked for from this address; try again later",
+                code="rate_limited",
+                details={"retry_after": retry},
+                headers={"Retry-After": str(retry)},
+            )
+
+    # -- staff guessing redemption codes ---------------------------------------------------
+
+    def _guess_key(self, actor: Principal) -> str:
+        who = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
+        return f"{self.ns}:code-guess:{who}"
+
+    async def _guess_count(self, actor: Principal, add: int) -> tuple[int, int]:
+        answer = await self._guess(
+            keys=[self._guess_key(actor)], args=[CODE_GUESS_WINDOW_SECONDS, add]
+        )
+        return int(answer[0]), max(int(answer[1]), 1)
+
+    async def check_code_guesses(self, actor: Principal, failed: bool = False) -> None:
+        """429 ``rate_limited`` once a staff account has tried ``CODE_GUESS_MAX`` unknown
+        redemption codes within ``CODE_GUESS_WINDOW_SECONDS``: a clerk (or a stolen API key)
+        cannot walk the code space. ``failed`` counts one more unknown code first."""
+        try:
+            count, retry = await self._guess_count(actor, 1 if failed else 0)
+        except _REDIS_DOWN as exc:
+            log.warning("code guess limit skipped: Redis unavailable", extra={"error": str(exc)})
+            return
+        if count >= CODE_GUESS_MAX + (1 if failed else 0):
+            raise TooManyRequests(
+                "too many unknown redemption codes tried; try again later",
                 code="rate_limited",
                 details={"retry_after": retry},
                 headers={"Retry-After": str(retry)},

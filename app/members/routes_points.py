@@ -3,6 +3,7 @@ token) and the brand's and stores' (a staff token or API key)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,8 +18,9 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.edge import check_json
-from app.errors import MethodNotAllowed, PayloadTooLarge, invalid_body
+from app.errors import MethodNotAllowed, NotFound, PayloadTooLarge, invalid_body
 from app.members import gifts, points, redemptions
+from app.members.limits import member_limits
 from app.members.principal import Member
 from app.members.schemas_points import (
     AdjustmentIn,
@@ -274,6 +276,21 @@ class GiftsController(Controller):
         await gifts.delete_gift(conn, principal, gift_id)
 
 
+async def _guarded(
+    state: State, principal: Principal, lookup: Callable[[], Awaitable[CheckOut]]
+) -> CheckOut:
+    """A code looked up by staff, counted against guessing (``MemberLimits.check_code_guesses``):
+    refused while the account is over the limit, and every unknown code counts."""
+    limits = member_limits(state)
+    await limits.check_code_guesses(principal)
+    try:
+        return await lookup()
+    except NotFound as exc:
+        if exc.code == "unknown_code":
+            await limits.check_code_guesses(principal, failed=True)
+        raise
+
+
 class RedemptionsController(Controller):
     path = "/redemptions"
 
@@ -312,22 +329,26 @@ class RedemptionsController(Controller):
 
     @post("/check", status_code=200)
     async def check(
-        self, data: CodeIn, conn: Conn, principal: Principal, settings: Settings
+        self, data: CodeIn, conn: Conn, principal: Principal, settings: Settings, state: State
     ) -> CheckOut:
         """What a redemption code is (``redemptions.fulfil``): ``valid``, or why not (used,
         expired), its gift and the member's masked phone. 404 ``unknown_code``, 400
-        ``malformed_code``."""
-        return await redemptions.check(conn, settings, principal, data)
+        ``malformed_code``; 429 ``rate_limited`` after 30 unknown codes in 15 minutes."""
+        return await _guarded(
+            state, principal, lambda: redemptions.check(conn, settings, principal, data)
+        )
 
     @post("/fulfil", status_code=200)
     async def fulfil(
-        self, data: FulfilIn, conn: Conn, principal: Principal, settings: Settings
+        self, data: FulfilIn, conn: Conn, principal: Principal, settings: Settings, state: State
     ) -> CheckOut:
         """Hand the gift out (已兑换), recording who, where and when: e-shop vouchers by staff
         above the stores (422 ``online_gift`` at a store), physical gifts at the caller's store
         (or ``store_id``, a store of the caller's subtree; 422 ``store_required``). 409
         ``code_used`` (您的兑换码已使用，请勿重复兑换), 409 ``code_expired``."""
-        return await redemptions.fulfil(conn, settings, principal, data)
+        return await _guarded(
+            state, principal, lambda: redemptions.fulfil(conn, settings, principal, data)
+        )
 
     @get("/settlement")
     async def settlement(
