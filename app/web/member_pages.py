@@ -124,11 +124,11 @@ def _login_url(brand_id: int | None, claim: str = "") -> str:
 
 def _brand_hint(request: Request[Any, Any, Any]) -> int | None:
     value = request.cookies.get(session.BRAND_COOKIE) or ""
-    return int(value) if value.isdigit() and len(value) < 16 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 16 else None
 
 
 def _brand_param(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 16 else None
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 16 else None
 
 
 async def _signed_in(
@@ -314,7 +314,11 @@ async def claim_post(
 
 def _page_no(request: Request[Any, Any, Any]) -> int:
     value = request.query_params.get("page") or "1"
-    return max(1, min(int(value), 10_000)) if value.isdigit() and len(value) < 6 else 1
+    return (
+        max(1, min(int(value), 10_000))
+        if value.isascii() and value.isdigit() and len(value) < 6
+        else 1
+    )
 
 
 @get("/m", **_PAGE)
