@@ -43,7 +43,7 @@ from app.members.principal import Member
 from app.members.schemas_points import ClaimIn, RedeemIn
 from app.web import html, member_html, session
 from app.web.i18n import WORDS, Lang, choose, word
-from app.web.pages import MAX_FORM, PAGE_ERRORS, respond
+from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, respond
 
 PER_PAGE = 20
 _PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
@@ -59,10 +59,6 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
 
 
-def _switch(path: str, lang: Lang) -> str:
-    return f"{path}?lang={'en' if lang == 'zh' else 'zh'}"
-
-
 def _show(
     lang: Lang,
     remember: bool,
@@ -73,7 +69,7 @@ def _show(
     cookies: list[Cookie | None] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
-    page = html.page(lang, title, body, _switch(path, lang), "member_site")
+    page = html.page(lang, title, body, lang_switch(path, lang), "member_site")
     real = [c for c in cookies or [] if c is not None]
     return respond(page, lang, remember, status, headers=headers, cookies=real)
 

@@ -83,7 +83,8 @@ def respond(
     )
 
 
-def _switch(path: str, lang: Lang) -> str:
+def lang_switch(path: str, lang: Lang) -> str:
+    """The same page in the other language (the language switch link)."""
     return f"{path}?lang={'en' if lang == 'zh' else 'zh'}"
 
 
@@ -105,7 +106,7 @@ def _message_page(
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
     body = html.status(kind, word(title_key, lang), message)
-    page = html.page(lang, word(title_key, lang), body, _switch(path, lang))
+    page = html.page(lang, word(title_key, lang), body, lang_switch(path, lang))
     return respond(page, lang, remember, status, headers=headers)
 
 
@@ -200,7 +201,7 @@ def _verification_page(
     if form:
         again = out.result == "wrong_pin"
         body += html.pin_form(_scan_path(serial), lang, pin_length, form_error, again)
-    return html.page(lang, word("verify_title", lang), body, _switch(_scan_path(serial), lang))
+    return html.page(lang, word("verify_title", lang), body, lang_switch(_scan_path(serial), lang))
 
 
 async def _verify(
@@ -335,5 +336,5 @@ async def product_page(request: Request[Any, Any, Any], gtin: str, conn: Conn) -
         (word("gtin", lang), product["gtin"]),
     ]
     body = html.product_card(product, lang, rows)
-    page = html.page(lang, word("product_title", lang), body, _switch(path, lang))
+    page = html.page(lang, word("product_title", lang), body, lang_switch(path, lang))
     return respond(page, lang, remember, no_store=False)
