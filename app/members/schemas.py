@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.members.schemas_points import LedgerEntryOut
+from app.members.schemas_points import GiftKind, LedgerEntryOut, RedemptionStatus
 
 Gender = Literal["male", "female", "other"]
 AgeBand = Literal["under_18", "18_24", "25_34", "35_44", "45_54", "55_plus"]
@@ -170,9 +170,9 @@ class RedemptionRow(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     gift_id: int
     gift_name: str
-    gift_kind: Literal["online", "offline"]
+    gift_kind: GiftKind
     points: int
-    status: Literal["issued", "fulfilled", "expired"]
+    status: RedemptionStatus
     created_at: datetime
     expires_at: datetime
     fulfilled_at: datetime | None

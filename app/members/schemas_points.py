@@ -231,7 +231,7 @@ class CheckOut(msgspec.Struct, frozen=True, kw_only=True):
 
     redemption_id: int
     valid: bool
-    status: RedemptionStatus | Literal["expired"]
+    status: RedemptionStatus
     message: str
     gift_id: int
     gift_name: str
