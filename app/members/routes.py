@@ -38,7 +38,7 @@ from app.members.schemas import (
     ScanRow,
     UnfreezeIn,
 )
-from app.members.schemas_points import PointsOut
+from app.members.schemas_points import PointsOut, RedemptionStatus
 from app.paging import Page, PageNo, PerPage
 
 
@@ -185,9 +185,7 @@ class MemberAdminController(Controller):
         member_id: int,
         conn: Conn,
         principal: Principal,
-        redemption_status: Annotated[
-            Literal["issued", "fulfilled", "expired"] | None, QueryParameter(name="status")
-        ] = None,
+        redemption_status: Annotated[RedemptionStatus | None, QueryParameter(name="status")] = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[RedemptionRow]:

@@ -253,7 +253,7 @@ class GiftsController(Controller):
         self,
         conn: Conn,
         principal: Principal,
-        kind: Literal["online", "offline"] | None = None,
+        kind: GiftKind | None = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[GiftOut]:

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-AgeBand = Literal["under_18", "18_24", "25_34", "35_44", "45_54", "55_plus"]
+from app.members.schemas import AgeBand
+
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Body = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Text = Annotated[str, msgspec.Meta(max_length=200)]
