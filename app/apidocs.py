@@ -23,6 +23,8 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import OpenAPI, SecurityScheme
 from litestar.routes import HTTPRoute
 
+from app.web.resolver import LINKSET
+
 SCHEMA_PATH = "/schema"
 ASSETS = f"{SCHEMA_PATH}/assets"
 
@@ -160,7 +162,6 @@ REPLAYS = {
 # Answers that are not errors but not the generated 200 either.
 STATUS_PAGES = {("/health", "get"), ("/health", "head")}  # 503 with the same body: a store is down
 RESOLVER = {"/01/{rest}", "/00/{rest}"}  # GS1 Digital Link: 307 to a link, 200 linkset, 204 CORS
-LINKSET = "application/linkset+json"
 # Operations limited per client (429), besides /v1/verify which documents itself.
 RATE_LIMITED = {
     ("/auth/login", "post"),
