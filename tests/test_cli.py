@@ -14,12 +14,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servers import free_port
 
 
 def test_keygen_prints_a_fresh_32_byte_key() -> None:
@@ -50,7 +45,7 @@ def test_db_migrate_reports_an_up_to_date_database(client: Any) -> None:
 
 
 def test_run_serves_the_api_with_a_worker_and_stops_on_ctrl_c(client: Any, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "TRACECODE_PORT": str(port),

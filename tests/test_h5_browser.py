@@ -8,11 +8,6 @@ missing these tests fail with that instruction.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +20,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app.cli import server_command
 from tests.h5_support import activated_batch, unit, wrong_pin
+from tests.servers import granian_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,50 +29,15 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PHONE = {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 3.0}}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app under granian on a free port, with this test session's database and Redis."""
-    port = _free_port()
     env = {
-        **os.environ,  # the TRACECODE_* variables tests/conftest.py set for this session
-        "TRACECODE_HOST": "127.0.0.1",
-        "TRACECODE_PORT": str(port),
         "TRACECODE_VERIFY_FLAG_NEVER_SHIPPED": "false",  # nothing is shipped in these tests
         "TRACECODE_VERIFY_RATE_LIMIT": "10000",
     }
-    log = tmp_path_factory.mktemp("granian") / "server.log"
-    command = server_command("127.0.0.1", port, 1)
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"granian exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"granian did not answer within 60 s:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with granian_server(tmp_path_factory.mktemp("granian"), env) as running:
+        yield running.base
 
 
 def _chromium(javascript: bool) -> WebDriver:

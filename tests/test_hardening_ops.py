@@ -23,14 +23,9 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, TEST_MASTER_KEY
+from tests.servers import free_port
 
 PASS = "a-long-passphrase-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -394,7 +389,7 @@ def test_run_restarts_a_killed_child_and_a_second_run_leaves_it_alone(
 ) -> None:
     # Every wait is on the condition the next step needs, with a deadline generous enough for
     # a loaded 2-core machine (processes start in seconds there, not in tenths of one).
-    var, port = tmp_path / "var", _free_port()
+    var, port = tmp_path / "var", free_port()
     run = _run(var, port)
     seen: list[int] = []
     try:
@@ -442,7 +437,7 @@ def test_run_restarts_a_killed_child_and_a_second_run_leaves_it_alone(
         seen += _children(run.pid)
 
         # a second run on the same var dir fails fast and leaves the first one alone
-        second = _run(var, _free_port())
+        second = _run(var, free_port())
         try:
             out, _ = second.communicate(timeout=90)
         finally:
@@ -568,7 +563,7 @@ def test_run_leaves_embedded_servers_it_did_not_start_running(tmp_path: Path) ->
 
     try:
         services("up")
-        port = _free_port()
+        port = free_port()
         run = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "run", "--no-demo", "--no-worker"],
             env={**env, "TRACECODE_PORT": str(port)},

@@ -6,62 +6,25 @@ in /health) without blocking the good records around them."""
 from __future__ import annotations
 
 import http.client
-import os
 import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.cli import server_command
 from tests.helpers import assert_error
+from tests.servers import granian_server
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """The app under a real granian server on a free port (this session's database and Redis)."""
-    port = _free_port()
-    env = {**os.environ, "TRACECODE_HOST": "127.0.0.1", "TRACECODE_PORT": str(port)}
-    log = tmp_path_factory.mktemp("granian") / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            server_command("127.0.0.1", port, 1), cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-    try:
-        # a loaded 2-core machine takes seconds to start granian and import the app
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"granian exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"granian did not answer within 90 s:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with granian_server(tmp_path_factory.mktemp("granian")) as running:
+        yield "127.0.0.1", running.port
 
 
 # -- item 12: a 413 ends its connection cleanly ---------------------------------------------------

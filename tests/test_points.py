@@ -9,8 +9,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ import psycopg
 import pytest
 import redis as redis_sync
 
-from app.cli import server_command
 from app.verify import records
 from tests.helpers import activate, assert_error, issue_units
 from tests.points_support import (
@@ -30,6 +27,7 @@ from tests.points_support import (
     set_rule,
     shipped_goods,
 )
+from tests.servers import granian_server
 from tests.test_inspect import forge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,44 +295,12 @@ async def test_one_code_credited_once_across_connections(
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app under granian with TWO worker processes (claims race across processes), the
     session's database, a Redis namespace of its own and no practical rate limit."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     env = {
-        **os.environ,
         "TRACECODE_REDIS_NAMESPACE": os.environ["TRACECODE_REDIS_NAMESPACE"] + "pt",
         "TRACECODE_VERIFY_RATE_LIMIT": "1000000",
     }
-    log = tmp_path_factory.mktemp("points") / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            server_command("127.0.0.1", port, 2), cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"granian exited:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"granian did not answer:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with granian_server(tmp_path_factory.mktemp("points"), env, workers=2) as running:
+        yield running.base
 
 
 async def test_a_thousand_concurrent_claims_of_one_code_credit_one(

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from app.cli import server_command
+from tests.servers import granian_server
 
 ROOT = Path(__file__).resolve().parent.parent
 # Per operation, per generation mode, per identity; TRACECODE_FUZZ_EXAMPLES (and _SECONDS) run
@@ -52,54 +49,20 @@ DESTRUCTIVE = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
     env = {
-        **os.environ,  # the session's TRACECODE_* (database, master key)
-        "TRACECODE_HOST": "127.0.0.1",
-        "TRACECODE_PORT": str(port),
         # a Redis namespace of its own (still cleaned by conftest: it starts with the session's)
         "TRACECODE_REDIS_NAMESPACE": os.environ["TRACECODE_REDIS_NAMESPACE"] + "st",
         "TRACECODE_VERIFY_RATE_LIMIT": "100000",
     }
-    log = tmp_path_factory.mktemp("schemathesis") / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            server_command("127.0.0.1", port, 1), cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"granian exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"granian did not answer within 60 s:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
+    with granian_server(tmp_path_factory.mktemp("schemathesis"), env) as running:
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        server_errors = [line for line in log.read_text().splitlines() if '"ERROR"' in line]
-        if server_errors:
-            print("\n".join(server_errors[:20]))
+            yield running.base
+        finally:
+            errors = [line for line in running.log.read_text().splitlines() if '"ERROR"' in line]
+            if errors:
+                print("\n".join(errors[:20]))
 
 
 @pytest.fixture(scope="module")

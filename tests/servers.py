@@ -1,0 +1,79 @@
+"""The app under a real granian server, for the tests that need a socket (one way to start it)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from app.cli import server_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.base = f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def granian_server(
+    log_dir: Path, env: dict[str, str] | None = None, workers: int = 1, timeout: float = 90
+) -> Iterator[Server]:
+    """Start granian on a free port with this session's TRACECODE_* plus ``env``, wait for
+    ``/ping`` (a loaded 2-core machine takes seconds to import the app), stop it afterwards."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "TRACECODE_HOST": "127.0.0.1",
+        "TRACECODE_PORT": str(port),
+        **(env or {}),
+    }
+    server = Server(port, log_dir / "server.log")
+    with server.log.open("wb") as out:
+        process = subprocess.Popen(
+            server_command("127.0.0.1", port, workers),
+            cwd=ROOT,
+            env=full_env,
+            stdout=out,
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"granian exited with {process.returncode}:\n{server.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{server.base}/ping", timeout=10) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"granian did not answer within {timeout:.0f} s:\n{server.log.read_text()}"
+                )
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
