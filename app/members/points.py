@@ -68,6 +68,7 @@ from app.members.schemas_points import (
     RuleOut,
 )
 from app.paging import Page, fetch_page
+from app.rounds import serve_rounds
 from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
 from app.verify.service import Verifier
 
@@ -489,17 +490,7 @@ class _Rounds:
 
     async def _rounds(self) -> None:
         try:
-            while self._waiting:
-                group = self._waiting[:MAX_ROUND]
-                del self._waiting[:MAX_ROUND]
-                try:
-                    await self._round_of(group)
-                except BaseException as exc:
-                    for p in group:
-                        if not p.done.done():
-                            p.done.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
+            await serve_rounds(self._waiting, MAX_ROUND, self._round_of)
         finally:
             self._round = None
 

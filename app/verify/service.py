@@ -36,6 +36,7 @@ from app.codes.scheme import (
 )
 from app.config import Settings
 from app.errors import TooManyRequests
+from app.rounds import serve_rounds
 from app.textguard import has_control
 from app.verify import messages
 from app.verify.fallback import insert_record, verify_without_redis
@@ -352,17 +353,7 @@ class Verifier:
     async def _rounds(self) -> None:
         """Serve the waiting verifications round after round until none are left."""
         try:
-            while self._waiting:
-                group = self._waiting[:MAX_ROUND]
-                del self._waiting[:MAX_ROUND]
-                try:
-                    await self._serve(group)
-                except BaseException as exc:
-                    for pending in group:
-                        if not pending.done.done():
-                            pending.done.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
+            await serve_rounds(self._waiting, MAX_ROUND, self._serve)
         finally:
             self._round = None
 
