@@ -109,6 +109,22 @@ async def test_a_control_character_in_a_verification_is_a_clear_400(client: Any)
     assert fine.status_code == 200 and fine.json()["reason"] == "malformed"
 
 
+async def test_deep_json_on_the_raw_handlers_is_too_deep(client: Any) -> None:
+    """/v1/verify and the points claim read their bodies themselves (app.edge.read_post_body):
+    the same edge checks as every other JSON route — nesting over 64 levels is 400 too_deep."""
+    deep = b'{"serial": ' + b"[" * 100 + b"]" * 100 + b"}"
+    for path in ("/v1/verify", "/members/me/claims"):
+        response = await client.post(
+            path, content=deep, headers={"content-type": "application/json"}
+        )
+        if path == "/v1/verify":
+            assert_error(response, 400, "too_deep")
+        else:  # a claim answers 401 first: nobody signed in
+            assert_error(response, 401)
+    shallow = await client.post("/v1/verify", json={"serial": [[["x"]]]})
+    assert_error(shallow, 400, "validation_failed")
+
+
 # -- item 22: no PIN is "unconfirmed"; places in the reader's language ---------------------------
 
 

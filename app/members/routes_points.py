@@ -17,8 +17,8 @@ from litestar.types import Receive, Scope, Send
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
-from app.edge import check_json
-from app.errors import MethodNotAllowed, NotFound, PayloadTooLarge, invalid_body
+from app.edge import check_json, read_post_body
+from app.errors import NotFound, invalid_body
 from app.members import gifts, points, redemptions
 from app.members.limits import member_limits
 from app.members.principal import Member
@@ -61,19 +61,7 @@ async def claim(scope: Scope, receive: Receive, send: Send) -> None:
     turns errors into JSON, but a claim skips the per-request signature, dependency and response
     machinery. The member is looked up by the claimer together with the other claims in flight
     (``app.members.points.Members``), never on a pooled connection."""
-    if scope["method"] != "POST":
-        raise MethodNotAllowed("use POST", headers={"Allow": "POST"})
-    message = await receive()
-    body = message.get("body", b"")
-    while message.get("more_body") and len(body) <= MAX_BODY:
-        message = await receive()
-        body += message.get("body", b"")
-    if len(body) > MAX_BODY:  # the rest is not read: this connection ends with the answer
-        raise PayloadTooLarge(
-            "a claim is at most 16 KB",
-            details={"max_bytes": MAX_BODY},
-            headers={"Connection": "close"},
-        )
+    body = await read_post_body(scope, receive, MAX_BODY, "a claim")
     authorization = user_agent = None
     for name, value in scope["headers"]:
         if name == b"authorization":

@@ -12,9 +12,9 @@ from litestar.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import MethodNotAllowed, PayloadTooLarge, invalid_body
+from app.edge import check_json, read_post_body
+from app.errors import invalid_body
 from app.paging import Page, PageNo, PerPage
-from app.textguard import check_json_body
 from app.verify import alerts
 from app.verify.schemas import AlertOut, VerifyIn, VerifyOut
 
@@ -34,22 +34,8 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
     exception handlers still turn errors into JSON, but the request skips the per-request
     signature, dependency and response machinery, which cost more than the verification itself.
     """
-    if scope["method"] != "POST":
-        raise MethodNotAllowed("use POST", headers={"Allow": "POST"})
-    message = await receive()
-    body = message.get("body", b"")
-    while message.get("more_body") and len(body) <= MAX_BODY:
-        message = await receive()
-        body += message.get("body", b"")
-    if len(body) > MAX_BODY:
-        # The rest of the body is not read: tell the client this connection ends with the
-        # answer, so its next request goes on a new connection instead of failing on this one.
-        raise PayloadTooLarge(
-            "a verification is at most 16 KB",
-            details={"max_bytes": MAX_BODY},
-            headers={"Connection": "close"},
-        )
-    check_json_body(body)  # a control character (NUL) in any string: 400 invalid_character
+    body = await read_post_body(scope, receive, MAX_BODY, "a verification")
+    check_json(body)  # a control character (NUL) in any string, nesting too deep: 400
     try:
         data = msgspec.json.decode(body, type=VerifyIn)
     except msgspec.MsgspecError as exc:
