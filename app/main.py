@@ -23,6 +23,7 @@ from app import (
     ops,
     orgs,
     packing,
+    rebates,
     sms,
     users,
     verify,
@@ -56,6 +57,7 @@ ROUTERS = [
     verify.router,
     inspect.router,
     members.router,
+    rebates.router,
     sms.router,
     web.router,
 ]

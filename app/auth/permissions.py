@@ -33,6 +33,9 @@ PERMISSIONS: dict[str, str] = {
     "gifts.write": "create and change the gifts members redeem points for",
     "redemptions.fulfil": "check and fulfil redemption codes (customer service, store staff)",
     "redemptions.read": "read redemptions and the stores' settlement (within the subtree)",
+    "rebates.rules": "set the sales rebate of products (per channel agent)",
+    "rebates.read": "read sales rebates, rankings and statements (within the subtree)",
+    "rebates.settle": "generate, approve, pay and reject stores' rebate statements",
 }
 
 _ADMIN = [p for p in PERMISSIONS if p != "platform.admin"]
@@ -48,6 +51,8 @@ _BRAND_ONLY = {
     "members.read_phone",
     "points.rules",
     "gifts.write",
+    "rebates.rules",
+    "rebates.settle",
 }
 
 BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
@@ -66,9 +71,23 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "field_rep": ("visits stores", [*_READ, "field.visit"]),
     "store_clerk": (
         "sells, claims rebates, hands out members' gifts",
-        [*_READ, "logistics.scan", "sales.claim", "redemptions.fulfil", "redemptions.read"],
+        [
+            *_READ,
+            "logistics.scan",
+            "sales.claim",
+            "redemptions.fulfil",
+            "redemptions.read",
+            "rebates.read",
+        ],
     ),
-    "analyst": ("reads reports", [*_READ, "reports.read", "alerts.read", "audit.read"]),
+    "analyst": (
+        "reads reports",
+        [*_READ, "reports.read", "alerts.read", "audit.read", "rebates.read"],
+    ),
+    "finance": (
+        "settles the stores' sales rebates: statements approved, paid or rejected",
+        [*_READ, "reports.read", "rebates.read", "rebates.settle"],
+    ),
     "partner": ("a partner ERP system", [*_READ, "orders.write", "catalog.write"]),
     "marketing": ("sends SMS campaigns; manages templates and opt-outs", [*_READ, "sms.campaigns"]),
     "member_service": (
