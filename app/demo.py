@@ -57,6 +57,9 @@ USERS: list[tuple[str, str, list[str], str]] = [
     ("fieldrep", "AGENT-ZJ", ["field_rep"], "Zhejiang field representative"),
     ("gd_admin", "AGENT-GD", ["org_admin"], "Guangdong agent administrator"),
     ("store_clerk", "STORE-HZ-01", ["store_clerk"], "Hangzhou store clerk"),
+    ("store_manager", "STORE-HZ-01", ["org_admin"], "Hangzhou store manager"),
+    ("gz_clerk", "STORE-GZ-01", ["store_clerk"], "Guangzhou store clerk"),
+    ("finance", "BRAND-LUMI", ["finance"], "Finance (store rebate statements)"),
 ]
 
 CATEGORIES = [("护肤 Skincare", 1), ("彩妆 Makeup", 2)]
