@@ -33,7 +33,8 @@ VERIFICATIONS = "verifications"
 STOCK_DELTAS = "stock_deltas"
 INSPECTION_DELTAS = "inspection_deltas"
 SMS_OUTBOX = "sms_outbox"  # SMS rows failed for good (app/sms/sender.py)
-QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS, SMS_OUTBOX)
+REBATE_TALLY = "rebate_tally_queue"  # claims the rebate ranking roll-up could not fold
+QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS, SMS_OUTBOX, REBATE_TALLY)
 
 POISON: tuple[type[BaseException], ...] = (
     psycopg.errors.DataError,
@@ -126,13 +127,14 @@ async def salvage(
     queue: str,
     write: Callable[[list[int]], Awaitable[object]],
     limit: int,
+    key: str = "id",
 ) -> int:
-    """After a roll-up batch failed for a reason of its data: take the oldest ``limit`` ids of
-    the outbox ``table``, ``write`` them by halves, and move the rows that still fail alone to
-    the dead letters (as JSON, deleted from the outbox in the same transaction). Returns how
-    many ids were taken. ``conn`` must not be inside a transaction."""
+    """After a roll-up batch failed for a reason of its data: take the oldest ``limit`` ids
+    (column ``key``) of the outbox ``table``, ``write`` them by halves, and move the rows that
+    still fail alone to the dead letters (as JSON, deleted from the outbox in the same
+    transaction). Returns how many ids were taken. ``conn`` must not be inside a transaction."""
     rows = await (
-        await conn.execute(f"SELECT id FROM {table} ORDER BY id LIMIT %s", (limit,))
+        await conn.execute(f"SELECT {key} FROM {table} ORDER BY {key} LIMIT %s", (limit,))
     ).fetchall()
     ids = [_first(row) for row in rows]
 
@@ -140,7 +142,7 @@ async def salvage(
         async with conn.transaction():
             moved = await (
                 await conn.execute(
-                    f"DELETE FROM {table} t WHERE t.id = %s RETURNING row_to_json(t)::text",
+                    f"DELETE FROM {table} t WHERE t.{key} = %s RETURNING row_to_json(t)::text",
                     (row_id,),
                 )
             ).fetchone()
@@ -158,13 +160,15 @@ async def drain(
     batch: Callable[[], Awaitable[int]],
     by_ids: Callable[[list[int]], Awaitable[int]],
     limit: int,
+    key: str = "id",
 ) -> int:
     """Fold the outbox ``table`` into its roll-up until it is empty; return how many rows were
     consumed. ``batch()`` folds the oldest ``limit`` rows in one transaction and returns how
     many it took. When it fails for a reason of its data (``is_poison``), those rows are folded
     by halves with ``by_ids`` and the ones that fail alone dead-lettered into ``queue``
     (``salvage``), so they do not stop the others; any other error (the database is down)
-    propagates and the batch is retried as it is. ``conn`` must not be inside a transaction."""
+    propagates and the batch is retried as it is. ``key`` is the outbox's id column. ``conn``
+    must not be inside a transaction."""
     total = 0
     while True:
         try:
@@ -172,7 +176,7 @@ async def drain(
         except Exception as exc:
             if not is_poison(exc):
                 raise
-            taken = await salvage(conn, table, queue, by_ids, limit)
+            taken = await salvage(conn, table, queue, by_ids, limit, key)
         total += taken
         if taken < limit:
             return total

@@ -44,6 +44,7 @@ class Lock(IntEnum):
     INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:client id: one scan per client id
     SMS_PHONE = 7_245_013  # transaction, per phone (text): one-time-code throttle
     SMS_CAMPAIGN = 7_245_014  # transaction, per brand: one campaign per client id
+    REBATE_ROLLUP = 7_245_015  # session, one key: one rebate ranking roller across processes
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:
