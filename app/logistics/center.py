@@ -91,6 +91,7 @@ class StockRow(msgspec.Struct, frozen=True, kw_only=True):
     on_hand: int
     in_transit: int
     updated_at: datetime
+    rebate: float | None  # 产品返利点: the product's rebate in force here (yuan), null: none
 
 
 DOCUMENT_COLUMNS = list(DocumentRow.__struct_fields__)
@@ -113,7 +114,16 @@ _DOC_ORDER = "d.doc_date DESC, d.id DESC, l.product_id, l.lot"
 
 _STOCK_SELECT = """s.org_id, o.name AS org_name, o.kind AS org_kind, o.city_name AS org_city,
     s.product_id, p.product_no, p.name AS product_name, g.name AS category, p.gtin, p.spec,
-    p.colour_no, s.lot, s.on_hand, s.in_transit, s.updated_at"""
+    p.colour_no, s.lot, s.on_hand, s.in_transit, s.updated_at, (
+        -- the rebate in force (app.rebates.rules): the rule of the nearest agent on the
+        -- organisation's path (itself when it is one), else the product's default
+        SELECT r.amount::float8 FROM rebate_rules r
+        WHERE r.product_id = s.product_id AND (r.agent_id IS NULL OR r.agent_id = (
+            SELECT a.id FROM orgs a
+            WHERE a.kind = 'agent'
+              AND a.id = ANY (string_to_array(trim(both '/' FROM o.path), '/')::bigint[])
+            ORDER BY length(a.path) DESC LIMIT 1))
+        ORDER BY r.agent_id NULLS LAST LIMIT 1) AS rebate"""
 _STOCK_SOURCE = """stock s JOIN orgs o ON o.id = s.org_id JOIN products p ON p.id = s.product_id
     LEFT JOIN categories g ON g.id = p.category_id"""
 _STOCK_ORDER = "o.path, s.org_id, p.name, s.product_id, s.lot"
@@ -130,6 +140,7 @@ class Query:
     order: str
     columns: list[str]
     name: str
+    convert: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None  # each exported row
 
     @property
     def condition(self) -> str:
@@ -281,7 +292,7 @@ async def _batches(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[lis
         async with conn.cursor(f"export_{uuid.uuid4().hex}", row_factory=tuple_row) as cursor:
             await cursor.execute(query.sql(), query.params)
             while rows := await cursor.fetchmany(_BATCH):
-                yield rows
+                yield [query.convert(row) for row in rows] if query.convert else rows
 
 
 def csv_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:

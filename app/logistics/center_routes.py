@@ -24,9 +24,11 @@ FormatParam = Annotated[
 DocNo = Annotated[str, Parameter(min_length=1, max_length=64, description="number or its start")]
 
 
-async def _answer(
+async def answer(
     conn: Conn, state: State, query: Query, fmt: Format, make: Any, page: int, per_page: int
 ) -> Any:
+    """A report query's answer: a JSON page of ``make(row)``, or every row as a CSV or XLSX
+    download (the rebate queries answer this way too)."""
     if fmt == "json":
         return await center.page_of(conn, query, make, page, per_page)
     if fmt == "xlsx":
@@ -83,7 +85,7 @@ class CenterController(Controller):
                 org_kind=org_kind,
             ),
         )
-        return await _answer(  # type: ignore[no-any-return]
+        return await answer(  # type: ignore[no-any-return]
             conn, state, query, fmt, lambda row: DocumentRow(**row), page, per_page
         )
 
@@ -116,6 +118,6 @@ class CenterController(Controller):
                 include_zero=include_zero,
             ),
         )
-        return await _answer(  # type: ignore[no-any-return]
+        return await answer(  # type: ignore[no-any-return]
             conn, state, query, fmt, lambda row: StockRow(**row), page, per_page
         )

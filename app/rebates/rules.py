@@ -1,0 +1,145 @@
+"""Rebate rules (K2 rebates): the rebate of each product in yuan, overridable per channel agent.
+
+A rule with ``agent_id`` NULL is the product's default; a rule for the unit's channel agent (the
+organisation it was first shipped to, ``unit_state.channel_org_id``) overrides it. Amounts are
+multiples of 0.5 from 0 to 100,000 (the schema refuses anything else with 400 naming
+``amount``; the table's CHECK says the same); 0 or no rule earns nothing. A claim copies the
+amount in force when it is made, so a change applies to later claims only; every change is
+audited with its before and after, and the audit log (entity ``rebate_rule``) is the rules'
+history.
+
+Rules are the brand's (``rebates.rules``): the product must be one of the brand's (422
+``unknown_product``) and the agent an organisation of the caller's tree other than the brand
+(422 ``unknown_org``); another brand's rule answers as if it did not exist.
+
+The management center's stock rows show the amount in force at each organisation
+(``app.logistics.center``: the rule of the nearest agent on its path, else the default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import NotFound, Unprocessable
+from app.paging import Page, fetch_page
+from app.rebates.schemas import RuleIn, RuleOut
+
+PERMISSION = "rebates.rules"
+
+_RULE = """r.id, r.product_id, p.name AS product_name, r.agent_id, a.name AS agent_name,
+    r.amount::float8 AS amount, r.updated_at"""
+_SOURCE = """rebate_rules r JOIN products p ON p.id = r.product_id
+    LEFT JOIN orgs a ON a.id = r.agent_id"""
+
+
+async def check_target(conn: Conn, actor: Principal, product_id: int, agent_id: int | None) -> None:
+    """The product is the brand's (422 ``unknown_product``) and the agent, if any, an
+    organisation of the caller's tree other than the brand (422 ``unknown_org``)."""
+    row = await (
+        await conn.execute(
+            "SELECT o.path FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.id = %s",
+            (product_id,),
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise Unprocessable(
+            "no such product in this brand", code="unknown_product", details={"field": "product_id"}
+        )
+    if agent_id is None:
+        return
+    org = await (
+        await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (agent_id,))
+    ).fetchone()
+    if org is None or not actor.sees(org["path"]) or org["kind"] == "brand":
+        raise Unprocessable(
+            "no such channel organisation in your tree",
+            code="unknown_org",
+            details={"field": "agent_id"},
+        )
+
+
+async def _rule(conn: Conn, where: str, params: tuple[Any, ...]) -> RuleOut | None:
+    row = await (
+        await conn.execute(f"SELECT {_RULE} FROM {_SOURCE} WHERE {where}", params)
+    ).fetchone()
+    return RuleOut(**row) if row else None
+
+
+async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
+    """Set the rebate of a product (for one agent, or its default); (rule, created). The rule
+    in place before is locked and audited as ``before``."""
+    actor.require(PERMISSION)
+    await check_target(conn, actor, data.product_id, data.agent_id)
+    before = await _rule(
+        conn,
+        "r.product_id = %s AND r.agent_id IS NOT DISTINCT FROM %s FOR UPDATE OF r",
+        (data.product_id, data.agent_id),
+    )
+    row = await (
+        await conn.execute(
+            """INSERT INTO rebate_rules (brand_id, product_id, agent_id, amount, updated_by)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (product_id, agent_id) DO UPDATE
+                  SET amount = EXCLUDED.amount, updated_by = EXCLUDED.updated_by,
+                      updated_at = now()
+               RETURNING id""",
+            (actor.brand_id, data.product_id, data.agent_id, data.amount, actor.user_id),
+        )
+    ).fetchone()
+    assert row is not None
+    out = await _rule(conn, "r.id = %s", (row["id"],))
+    assert out is not None
+    created = before is None
+    await audit.record(
+        conn,
+        actor,
+        "create" if created else "update",
+        "rebate_rule",
+        out.id,
+        before=before,
+        after=out,
+    )
+    return out, created
+
+
+async def list_rules(
+    conn: Conn,
+    actor: Principal,
+    product_id: int | None,
+    agent_id: int | None,
+    page: int,
+    per_page: int,
+) -> Page[RuleOut]:
+    """The brand's rules by product, each product's default first, then its overrides."""
+    actor.require(PERMISSION)
+    where = ["r.brand_id = %(brand)s"]
+    if product_id is not None:
+        where.append("r.product_id = %(product)s")
+    if agent_id is not None:
+        where.append("r.agent_id = %(agent)s")
+    return await fetch_page(
+        conn,
+        columns=_RULE,
+        source=_SOURCE,
+        where=where,
+        params={"brand": actor.brand_id, "product": product_id, "agent": agent_id},
+        order="p.name, r.product_id, a.name NULLS FIRST, r.agent_id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: RuleOut(**row),
+    )
+
+
+async def delete_rule(conn: Conn, actor: Principal, rule_id: int) -> None:
+    """Remove a rule: an override's units fall back to the default, a default's earn nothing."""
+    actor.require(PERMISSION)
+    before = await _rule(
+        conn, "r.id = %s AND r.brand_id = %s FOR UPDATE OF r", (rule_id, actor.brand_id)
+    )
+    if before is None:
+        raise NotFound("rule not found")
+    await conn.execute("DELETE FROM rebate_rules WHERE id = %s", (rule_id,))
+    await audit.record(conn, actor, "delete", "rebate_rule", rule_id, before=before)
