@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -15,8 +16,10 @@ import pytest
 from psycopg.rows import dict_row
 
 from app.auth import tokens
+from app.claims import Pending
+from app.errors import AppError
 from app.members import points
-from app.members.principal import MEMBER_TOKEN, Member, issue_token
+from app.members.principal import MEMBER_TOKEN, issue_token
 from tests.helpers import assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
 
@@ -89,10 +92,12 @@ async def test_a_member_frozen_in_flight_is_not_credited(
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row
     ) as conn:
-        now = points.datetime.now(points.UTC)
+        now = datetime.now(UTC)
         group = [
-            points._Pending(
-                Member(member_id, demo["BRAND-LUMI"], "0", "active"),  # as looked up before
+            Pending(  # a member as looked up before
+                member_id,
+                demo["BRAND-LUMI"],
+                None,
                 code_of(app, serial),
                 serial,
                 f"fz-{secrets.token_hex(4)}",
@@ -103,7 +108,7 @@ async def test_a_member_frozen_in_flight_is_not_credited(
         credited = await points.credit(conn, group)
         assert list(credited) == [id(group[1])]
         await points.explain(conn, [group[0]])
-        with pytest.raises(points.AppError) as refused:
+        with pytest.raises(AppError) as refused:
             await group[0].done
         assert (refused.value.status, refused.value.code) == (403, "member_frozen")
         row = await (

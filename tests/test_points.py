@@ -259,8 +259,10 @@ async def test_one_code_credited_once_across_connections(
 ) -> None:
     """The unique code, not the process: 20 rounds on 20 connections of their own race for one
     code (each with other members' claims of it); exactly one claim is credited."""
+    from datetime import UTC, datetime
+
+    from app.claims import Pending
     from app.members import points
-    from app.members.principal import Member
 
     serial = goods["units"][5]
     code = code_of(app, serial)
@@ -271,9 +273,14 @@ async def test_one_code_credited_once_across_connections(
         from psycopg.rows import dict_row
 
         async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
-            member = Member(member_id, demo["BRAND-LUMI"], "0", "active")
-            pending = points._Pending(
-                member, code, serial, f"race-{member_id}", points.datetime.now(points.UTC)
+            pending: Pending[Any] = Pending(
+                member_id,
+                demo["BRAND-LUMI"],
+                None,
+                code,
+                serial,
+                f"race-{member_id}",
+                datetime.now(UTC),
             )
             return len(await points.credit(conn, [pending]))
 

@@ -4,21 +4,16 @@ Rules. A product earns the points of its rule; a rule for the unit's channel age
 organisation the unit was first shipped to, ``unit_state.channel_org_id``) overrides the
 product's default (``agent_id`` NULL). No rule, or 0 points: the unit earns nothing.
 
-Claims. The member comes first, looked up by ``Members`` with the other claims in flight (one
-query per round on a connection of its own, never a pooled one): a frozen member is refused (403)
-and a signed-out token (401) before anything is verified. A claim is then a verification:
-``Verifier.verify`` answers it with the member on the record, so void, forged, wrong PIN and
-locked answer exactly as ``/v1/verify`` does and share its lockout and rate limit. A unit whose
-PIN is right (genuine, or suspicious — the points are bound to the code, not to the answer) is
-then credited by ``Claimer``: like the verifier it coalesces the claims in flight into rounds,
-and a round is ONE statement, so one transaction — the claims inserted with ``ON CONFLICT DO
-NOTHING`` (``point_claims.code_id`` is unique: a code is credited once, ever, whatever the number
-of members, requests or processes racing for it), their ledger rows, the balances, and one
-``claiming`` ObjectEvent per credited unit; only members still active when the round runs are
-credited, so a freeze committed while a claim is in flight holds too. A claim the round did not
-insert is then explained: the same client id again (a replay, answered as the first time), a
-frozen member, a client id used for another code, a code already claimed, another brand's code,
-no points.
+Claims (``app.claims``, the mechanism rebates share). The member comes first, looked up by
+``Members`` with the other claims in flight: a frozen member is refused (403) and a signed-out
+token (401) before anything is verified. The claim is then verified (``member_id`` on the
+record) and credited by ``Claimer`` in rounds; a round is ONE statement, so one transaction —
+the claims inserted with ``ON CONFLICT DO NOTHING`` (``point_claims.code_id`` is unique: a code
+is credited once, ever), their ledger rows, the balances, and one ``claiming`` ObjectEvent per
+credited unit; only members still active when the round runs are credited, so a freeze
+committed while a claim is in flight holds too. A claim the round did not insert is then
+explained: the same client id again (a replay, answered as the first time), a frozen member, a
+client id used for another code, a code already claimed, another brand's code, no points.
 
 Ledger. ``points_ledger`` is append-only (a trigger refuses UPDATE and DELETE); kinds claim,
 redemption, refund, expiry and adjustment (with a reason). ``point_balances`` caches each
@@ -28,39 +23,22 @@ member's sum in the same transaction as every ledger row and can never go negati
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import psycopg
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app import audit
-from app.auth import tokens
 from app.auth.principal import Principal
-from app.codes.scheme import Scheme, serial_from_scan
-from app.config import Settings
+from app.claims import Claimants, ClaimIn, Claims, Pending, answer_all, fetch, partitions
+from app.codes.scheme import Scheme
 from app.db import Conn
-from app.errors import (
-    AppError,
-    Conflict,
-    Forbidden,
-    NotFound,
-    TooManyRequests,
-    Unauthorized,
-    Unprocessable,
-)
-from app.events import log as event_log
+from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from app.members.principal import MEMBER_TOKEN, Member
 from app.members.schemas_points import (
     AdjustmentIn,
     AdjustmentOut,
-    ClaimIn,
     ClaimOut,
     LedgerEntryOut,
     PointsOut,
@@ -68,13 +46,8 @@ from app.members.schemas_points import (
     RuleOut,
 )
 from app.paging import Page, fetch_page
-from app.rounds import serve_rounds
-from app.verify.schemas import ProductInfo, VerifyIn, VerifyOut
+from app.verify.schemas import ProductInfo
 from app.verify.service import Verifier
-
-MAX_ROUND = 500  # claims credited by one round at most
-CLAIMABLE = ("genuine", "suspicious")  # verification results whose PIN was right
-
 
 # -- rules -----------------------------------------------------------------------------------
 
@@ -436,258 +409,85 @@ LEFT JOIN point_balances pb ON pb.member_id = r.member_id
 # The members of the claims in flight, and whether their tokens were revoked (signed out).
 _MEMBERS = """
 SELECT r.ord, m.brand_id, m.phone, m.status, v.jti IS NOT NULL AS revoked
-FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(jti)s::uuid[]) AS r(ord, member_id, jti)
+FROM unnest(%(ord)s::int[], %(id)s::bigint[], %(jti)s::uuid[]) AS r(ord, member_id, jti)
 JOIN members m ON m.id = r.member_id
 LEFT JOIN member_token_revocations v ON v.jti = r.jti
 """
 
-MAX_TOKENS = 100_000  # member tokens remembered as checked (per process)
 
-
-class _Rounds:
-    """Coalesces the work asked for meanwhile into rounds, served one at a time on an autocommit
-    connection of its own (one statement: one round trip, no BEGIN/COMMIT), never a pooled one:
-    many requests in flight never wait for the pool."""
-
-    name = "tracecode"
-
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self.pool = pool
-        self._waiting: list[Any] = []
-        self._round: asyncio.Task[None] | None = None
-        self._conn: AsyncConnection[Any] | None = None
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-
-    async def _connection(self) -> AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await AsyncConnection.connect(
-                self.pool.conninfo,
-                autocommit=True,
-                row_factory=dict_row,
-                application_name=self.name,
-            )
-        return self._conn
-
-    async def _on_connection(self, group: list[Any]) -> AsyncConnection[Any]:
-        """Serve ``group`` on the connection; once more on a new one when the server closed it.
-        The connection it was served on."""
-        try:
-            conn = await self._connection()
-            await self._serve(conn, group)
-        except psycopg.OperationalError:
-            await self.close()
-            conn = await self._connection()
-            await self._serve(conn, group)
-        return conn
-
-    def _queue(self, pending: Any) -> None:
-        self._waiting.append(pending)
-        if self._round is None:
-            self._round = asyncio.get_running_loop().create_task(self._rounds())
-
-    async def _rounds(self) -> None:
-        try:
-            await serve_rounds(self._waiting, MAX_ROUND, self._round_of)
-        finally:
-            self._round = None
-
-    async def _round_of(self, group: list[Any]) -> None:
-        await self._on_connection(group)
-
-    async def _serve(self, conn: AsyncConnection[Any], group: list[Any]) -> None:
-        raise NotImplementedError
-
-
-class _Asking:
-    __slots__ = ("done", "jti", "member_id")
-
-    def __init__(self, member_id: int, jti: uuid.UUID) -> None:
-        self.member_id, self.jti = member_id, jti
-        self.done: asyncio.Future[Member] = asyncio.get_running_loop().create_future()
-
-
-class Members(_Rounds):
-    """Who the claiming members are: the member token checked in process (a token checked once
-    is remembered by its text until it expires — its signature and claims cannot change), then
-    the member and the token's revocation looked up in PostgreSQL for every claim, coalesced: one
-    query per round for all the claims in flight. A freeze or a sign-out therefore holds for every
-    claim looked up after it commits; a claim looked up just before is still refused at credit
-    time by a frozen member (``_CREDIT`` credits active members only)."""
+class Members(Claimants[Member]):
+    """Who the claiming members are (``app.claims.Claimants``): the member and the token's
+    revocation looked up for every claim, coalesced. A freeze or a sign-out therefore holds for
+    every claim looked up after it commits; a claim looked up just before is still refused at
+    credit time by a frozen member (``_CREDIT`` credits active members only)."""
 
     name = "tracecode-claim-members"
+    token_type = MEMBER_TOKEN
+    sql = _MEMBERS
 
-    def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
-        super().__init__(pool)
-        self._key = settings.jwt_key()  # derived once (HKDF), not per request
-        self._tokens: dict[str, tuple[int, uuid.UUID, int]] = {}
-
-    def _read(self, token: str) -> tuple[int, uuid.UUID]:
-        known = self._tokens.get(token)
-        if known is not None and time.time() < known[2]:
-            return known[0], known[1]
-        claims = tokens.decode(self._key, token, MEMBER_TOKEN)  # 401 when invalid or expired
-        read = (int(claims["sub"]), tokens.token_id(claims), int(claims["exp"]))
-        if len(self._tokens) >= MAX_TOKENS:
-            self._tokens.clear()
-        self._tokens[token] = read
-        return read[0], read[1]
+    def answer(self, claimant_id: int, row: dict[str, Any] | None) -> Member:
+        if row is None:
+            raise Unauthorized("unknown member", code="invalid_token")
+        if row["revoked"]:
+            raise Unauthorized("signed out: sign in again", code="token_revoked")
+        return Member(claimant_id, row["brand_id"], row["phone"], row["status"])
 
     async def member(self, authorization: str | None) -> Member:
-        """The member of an ``Authorization: Bearer`` header (401 ``unauthorized``,
-        ``invalid_token``, ``token_expired``, ``token_revoked``), as ``provide_member``."""
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("sign in as a member", code="unauthorized")
-        asking = _Asking(*self._read(token.strip()))
-        self._queue(asking)
-        return await asking.done
-
-    async def _serve(self, conn: AsyncConnection[Any], group: list[_Asking]) -> None:
-        rows = await (
-            await conn.execute(
-                _MEMBERS,
-                {
-                    "ord": list(range(len(group))),
-                    "member": [a.member_id for a in group],
-                    "jti": [a.jti for a in group],
-                },
-            )
-        ).fetchall()
-        found = {row["ord"]: row for row in rows}
-        for i, a in enumerate(group):
-            if a.done.done():
-                continue
-            row = found.get(i)
-            if row is None:
-                a.done.set_exception(Unauthorized("unknown member", code="invalid_token"))
-            elif row["revoked"]:
-                a.done.set_exception(
-                    Unauthorized("signed out: sign in again", code="token_revoked")
-                )
-            else:
-                a.done.set_result(Member(a.member_id, row["brand_id"], row["phone"], row["status"]))
+        """The member of an ``Authorization: Bearer`` header, as ``provide_member``."""
+        return await self.lookup(authorization)
 
 
-class _Pending:
-    __slots__ = ("at", "brand_id", "client_id", "code", "done", "member_id", "serial")
-
-    def __init__(
-        self, member: Member, code: int, serial: str, client_id: str, at: datetime
-    ) -> None:
-        self.member_id, self.brand_id = member.id, member.brand_id
-        self.code, self.serial, self.client_id, self.at = code, serial, client_id, at
-        self.done: asyncio.Future[tuple[ClaimOut, bool]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-
-class Claimer(_Rounds):
-    """Credits verified claims in rounds, one statement each, on a connection of its own."""
+class Claimer(Claims[ClaimOut]):
+    """Members' points claims: ``app.claims.Claims`` with the points' ``credit`` and
+    ``explain``."""
 
     name = "tracecode-claims"
 
     def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
-        super().__init__(pool)
-        self.verifier, self.scheme = verifier, scheme
+        super().__init__(pool, verifier, scheme)
         self.members = Members(pool, verifier.settings)
 
     async def close(self) -> None:
         await super().close()
         await self.members.close()
 
-    async def claim(
+    async def claim_points(
         self, member: Member, data: ClaimIn, ip: str | None, user_agent: str | None
     ) -> tuple[ClaimOut, bool]:
         """Verify, then credit; (the claim, created). Refusals raise ``AppError``s."""
         member.require_active()
-        answer = await self.verifier.verify(
-            VerifyIn(
-                serial=data.serial,
-                pin=data.pin,
-                client_id=data.client_id,
-                gps=data.gps,
-                lang=data.lang,
-            ),
-            ip,
-            user_agent,
-            member_id=member.id,
+        out, answer, created = await self.claim(
+            data, member.id, member.brand_id, None, ip, user_agent, member_id=member.id
         )
-        refuse(answer)
-        assert answer.serial is not None
-        batch_no, index, _ = self.scheme.verify(serial_from_scan(answer.serial))
-        pending = _Pending(
-            member, batch_no << 32 | index, answer.serial, data.client_id, datetime.now(UTC)
-        )
-        self._queue(pending)
-        out, created = await pending.done
         return msgspec.structs.replace(out, verification=answer) if created else out, created
 
-    async def _round_of(self, group: list[_Pending]) -> None:
-        conn = await self._on_connection(group)
-        rest = [p for p in group if not p.done.done()]
-        if rest:
-            await explain(conn, rest)
+    async def credit(
+        self, conn: AsyncConnection[Any], group: list[Pending[ClaimOut]]
+    ) -> dict[int, ClaimOut]:
+        return await credit(conn, group)
 
-    async def _serve(self, conn: AsyncConnection[Any], group: list[_Pending]) -> None:
-        # One claim per code goes to the round; a second claim of the same code in flight is
-        # explained after it (a replay of the first, or already claimed).
-        first: dict[int, _Pending] = {}
-        for p in group:
-            first.setdefault(p.code, p)
-        credited = await credit(conn, list(first.values()))
-        for p in group:
-            if id(p) in credited and not p.done.done():  # its request may have gone
-                p.done.set_result((credited[id(p)], True))
+    async def explain(self, conn: AsyncConnection[Any], rest: list[Pending[ClaimOut]]) -> None:
+        await explain(conn, rest)
 
 
-def refuse(answer: VerifyOut) -> None:
-    """The verification's refusal as the claim's error (same result, reason and message)."""
-    if answer.result in CLAIMABLE:
-        return
-    details = msgspec.to_builtins(answer)
-    if answer.result == "locked":
-        retry = str(answer.retry_after or 1)
-        raise TooManyRequests(
-            answer.message, code="locked", details=details, headers={"Retry-After": retry}
-        )
-    code = answer.result if answer.result in ("wrong_pin", "not_genuine") else "not_genuine"
-    raise Unprocessable(answer.message, code=code, details=details)
-
-
-async def credit(conn: AsyncConnection[Any], group: list[_Pending]) -> dict[int, ClaimOut]:
+async def credit(conn: AsyncConnection[Any], group: list[Pending[ClaimOut]]) -> dict[int, ClaimOut]:
     """Credit a round of verified claims (one per code) in one statement; the credited ones by
-    ``id()`` of their pending claim. ``conn`` returns dict rows; in autocommit mode the statement
-    is its own transaction, otherwise it runs in one."""
+    ``id()`` of their pending claim. ``conn`` returns dict rows."""
     params = {
         "ord": list(range(len(group))),
-        "member": [p.member_id for p in group],
+        "member": [p.claimant for p in group],
         "brand": [p.brand_id for p in group],
         "code": [p.code for p in group],
         "client": [p.client_id for p in group],
         "at": [p.at for p in group],
     }
-    if conn.autocommit:
-        rows = await (await conn.execute(_CREDIT, params)).fetchall()
-    else:
-        async with conn.transaction():
-            rows = await (await conn.execute(_CREDIT, params)).fetchall()
+    rows = await fetch(conn, _CREDIT, params)
     if rows:
-        await _partitions(conn, max(row["event_id"] for row in rows))
+        await partitions(conn, max(row["event_id"] for row in rows))
     by_code = {p.code: p for p in group}
     return {
         id(by_code[row["code_id"]]): _claim_out(row, by_code[row["code_id"]].serial) for row in rows
     }
-
-
-async def _partitions(conn: AsyncConnection[Any], top: int) -> None:
-    """As ``allocate_ids``: the next partition of ``events`` before the ids come near the last
-    one's end (checked per process; the first round of a process reads the partitions)."""
-    if top > event_log._partition_limit - event_log._HEADROOM:
-        async with conn.transaction():
-            await event_log.ensure_partitions(conn)  # type: ignore[arg-type]
 
 
 def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
@@ -703,35 +503,19 @@ def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
     )
 
 
-async def explain(conn: AsyncConnection[Any], rest: list[_Pending]) -> None:
+async def explain(conn: AsyncConnection[Any], rest: list[Pending[ClaimOut]]) -> None:
     """Answer the claims a round did not credit: a replay, or why not."""
     params = {
         "ord": list(range(len(rest))),
-        "member": [p.member_id for p in rest],
+        "member": [p.claimant for p in rest],
         "code": [p.code for p in rest],
         "client": [p.client_id for p in rest],
     }
-    if conn.autocommit:
-        rows = await (await conn.execute(_EXPLAIN, params)).fetchall()
-    else:
-        async with conn.transaction():
-            rows = await (await conn.execute(_EXPLAIN, params)).fetchall()
-    for row in rows:
-        p = rest[row["ord"]]
-        if p.done.done():
-            continue
-        try:
-            p.done.set_result((_why_not(row, p), False))
-        except AppError as exc:  # the refusal is the answer
-            p.done.set_exception(exc)
+    answer_all(rest, await fetch(conn, _EXPLAIN, params), _why_not)
 
 
-def _why_not(row: dict[str, Any], p: _Pending) -> ClaimOut:
-    if (
-        row["id"] is not None
-        and row["member_id"] == p.member_id
-        and row["client_id"] == p.client_id
-    ):
+def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
+    if row["id"] is not None and row["member_id"] == p.claimant and row["client_id"] == p.client_id:
         return _claim_out(row, p.serial)  # the same claim again: answered as the first time
     if row["member_status"] != "active":  # frozen while the claim was in flight
         raise Forbidden("this membership is frozen", code="member_frozen")

@@ -15,6 +15,7 @@ from litestar.params import QueryParameter
 from litestar.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
+from app.claims import ClaimIn
 from app.config import Settings
 from app.db import Conn
 from app.edge import check_json, read_post_body
@@ -26,7 +27,6 @@ from app.members.schemas_points import (
     AdjustmentIn,
     AdjustmentOut,
     CheckOut,
-    ClaimIn,
     ClaimOut,
     CodeIn,
     FulfilIn,
@@ -76,7 +76,9 @@ async def claim(scope: Scope, receive: Receive, send: Send) -> None:
     except msgspec.MsgspecError as exc:
         raise invalid_body(exc) from None
     client = scope.get("client")
-    out, created = await claimer.claim(member, data, client[0] if client else None, user_agent)
+    out, created = await claimer.claim_points(
+        member, data, client[0] if client else None, user_agent
+    )
     payload = _encode(out)
     await send(
         {

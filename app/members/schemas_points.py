@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.verify.schemas import Gps, Lang, ProductInfo, VerifyOut
+from app.claims import ClientId
+from app.verify.schemas import Lang, ProductInfo, VerifyOut
 
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 Points = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://")]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -44,17 +44,6 @@ class RuleOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # -- claims and the ledger ------------------------------------------------------------------
-
-
-class ClaimIn(Input, kw_only=True):
-    """A member claims the points of a unit: its serial (or the QR content) and PIN, and a
-    client id of the member's choosing that makes retries safe."""
-
-    serial: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-    pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}$")]
-    client_id: ClientId
-    gps: Gps | None = None
-    lang: Lang = "zh"
 
 
 class ClaimOut(msgspec.Struct, frozen=True, kw_only=True):

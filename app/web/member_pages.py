@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, quote
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 
+from app.claims import ClaimIn
 from app.config import Settings
 from app.db import Conn
 from app.errors import AppError, BadRequest
@@ -40,7 +41,7 @@ from app.members import admin, auth, gifts, points, redemptions
 from app.members.limits import member_limits
 from app.members.phones import normalise_phone
 from app.members.principal import Member
-from app.members.schemas_points import ClaimIn, RedeemIn
+from app.members.schemas_points import RedeemIn
 from app.web import html, member_html, session
 from app.web.i18n import WORDS, Lang, choose, word
 from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, respond
@@ -279,7 +280,9 @@ async def _claim(
     data = ClaimIn(serial=ticket.serial, pin=ticket.pin, client_id=ticket.client_id, lang=lang)
     ip = request.client.host if request.client else None
     try:
-        out, _ = await state.claimer.claim(member, data, ip, request.headers.get("user-agent"))
+        out, _ = await state.claimer.claim_points(
+            member, data, ip, request.headers.get("user-agent")
+        )
     except AppError as exc:
         return _refused(exc, lang, remember, "/m", back)
     message = word("claimed_message", lang, points=out.points, balance=out.balance)

@@ -17,12 +17,12 @@ from litestar.datastructures import Cookie, State
 from litestar.exceptions import HTTPException
 
 from app._core import Gs1Error, normalize_gtin
+from app.claims import CLAIMABLE
 from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
 from app.db import Conn
 from app.errors import AppError, TooManyRequests
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
-from app.members.points import CLAIMABLE
 from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
