@@ -190,6 +190,41 @@ async def _points_check(url: str) -> int:
     return 1 if mismatches else 0
 
 
+async def _rebates(url: str, action: str) -> int:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.rebates.ranking import recount, rollup_alone
+
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        moved = await rollup_alone(conn, wait=True)
+        print(f"rolled up {moved} rebate claims")
+        if action == "rollup":
+            return 0
+        mismatches = await recount(conn)
+    for m in mismatches:
+        print(
+            f"mismatch brand {m.brand_id} month {m.month:%Y-%m} store {m.store_id} "
+            + (f"clerk {m.clerk_id}" if m.clerk_id is not None else "(store total)")
+            + f": totals {m.claims} claims {m.amount} yuan, claims say "
+            f"{m.expected_claims} claims {m.expected_amount} yuan"
+        )
+    print(f"{len(mismatches)} mismatches" if mismatches else "rebate totals equal the recount")
+    return 1 if mismatches else 0
+
+
+def cmd_rebates(settings: Settings, action: str) -> int:
+    """rollup: fold queued rebate claims into the ranking totals now; recount: roll up, then
+    recount the totals from the claims (1 on any mismatch)."""
+    from app.db import migrate
+
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+    return asyncio.run(_rebates(db_url, action))
+
+
 def cmd_points(settings: Settings) -> int:
     """check: recompute every member's balance from the points ledger; 1 on any mismatch."""
     from app.db import migrate
@@ -714,6 +749,13 @@ def main(argv: list[str] | None = None) -> int:
         help="check: recompute balances from the ledger, exit 1 on a mismatch",
     )
 
+    rebates = sub.add_parser("rebates", help="rebate ranking roll-up and recount (SPEC R3)")
+    rebates.add_argument(
+        "action",
+        choices=["rollup", "recount"],
+        help="rollup: fold queued claims now; recount: roll up, recount, exit 1 on a mismatch",
+    )
+
     def auth_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--as",
@@ -792,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stock(settings, args.action)
         if args.command == "points":
             return cmd_points(settings)
+        if args.command == "rebates":
+            return cmd_rebates(settings, args.action)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     return _fail(f"unknown command {args.command}")

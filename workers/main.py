@@ -19,6 +19,7 @@ from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
 from workers.logistics import StockRoller
 from workers.points import RedemptionExpirer
+from workers.rebates import RebateRoller
 from workers.sms import SmsSweeper
 from workers.verify import VerificationFlusher
 
@@ -38,5 +39,6 @@ broker.add_middleware(DeadLetters())
 broker.add_middleware(VerificationFlusher())
 broker.add_middleware(StockRoller())
 broker.add_middleware(InspectionRoller())
+broker.add_middleware(RebateRoller())
 broker.add_middleware(SmsSweeper())
 broker.add_middleware(RedemptionExpirer())
