@@ -1,6 +1,10 @@
-"""HTTP routes of rebate rules (``/rebates/rules``) and the rebate queries (``/rebates/claims``,
-``/rebates/me``, ``/rebates/refusals``); the lists answer JSON pages or, with
-``?format=csv|xlsx``, a streamed file of every matching row (``app.logistics.center_routes``)."""
+"""HTTP routes of rebate rules (``/rebates/rules``) and the rebate queries (``GET /rebates``: the
+claims; ``/rebates/me``, ``/rebates/refusals``); the lists answer JSON pages or, with
+``?format=csv|xlsx``, a streamed file of every matching row (``app.logistics.center_routes``).
+
+The claims are listed at ``GET /rebates``, not ``GET /rebates/claims``: ``POST /rebates/claims``
+is a plain ASGI handler (``routes_claims``, the claims' fast path), and Litestar gives an ASGI
+handler its path alone."""
 
 from __future__ import annotations
 
@@ -68,7 +72,7 @@ class RebateRulesController(Controller):
 class RebateQueriesController(Controller):
     path = "/rebates"
 
-    @get("/claims")
+    @get("/")
     async def claims(
         self,
         conn: Conn,
