@@ -25,10 +25,11 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 import psycopg
+from litestar.openapi.spec import OpenAPI
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -36,7 +37,8 @@ from psycopg_pool import AsyncConnectionPool
 from app.auth import tokens
 from app.codes.scheme import Scheme, serial_from_scan
 from app.config import Settings
-from app.errors import AppError, TooManyRequests, Unauthorized, Unprocessable
+from app.edge import check_json, read_post_body
+from app.errors import AppError, TooManyRequests, Unauthorized, Unprocessable, invalid_body
 from app.events import log as event_log
 from app.rounds import serve_rounds
 from app.verify.schemas import Gps, Lang, VerifyIn, VerifyOut
@@ -294,25 +296,42 @@ def refuse(answer: VerifyOut) -> None:
 
 
 async def fetch(conn: AsyncConnection[Any], sql: str, params: dict[str, Any]) -> list[Any]:
-    """The rows of one statement: its own transaction on an autocommit connection, else run in
-    one."""
+    """The rows of one statement (none for a statement that returns none): its own transaction
+    on an autocommit connection, else run in one."""
     if conn.autocommit:
-        return await (await conn.execute(sql, params)).fetchall()
-    async with conn.transaction():
-        return await (await conn.execute(sql, params)).fetchall()
+        cursor = await conn.execute(sql, params)
+    else:
+        async with conn.transaction():
+            cursor = await conn.execute(sql, params)
+    return await cursor.fetchall() if cursor.description else []
 
 
-def answer_all(rest: list[Pending[Out]], rows: list[dict[str, Any]], why: Any) -> None:
-    """Set the future of each claim of ``rest`` (rows by ``ord``) to ``why(row, pending)``: the
-    replayed claim, or the refusal it raises."""
+def judge(
+    rest: list[Pending[Out]], rows: list[dict[str, Any]], why: Any
+) -> list[tuple[Pending[Out], dict[str, Any], Any]]:
+    """(pending claim, its row, outcome) for each claim of ``rest`` (rows by ``ord``): the
+    outcome of ``why(row, pending)`` — the replayed claim and False (not created), or the refusal
+    (an ``AppError``) it raised."""
+    outcomes: list[tuple[Pending[Out], dict[str, Any], Any]] = []
     for row in rows:
         p = rest[row["ord"]]
+        try:
+            outcome: Any = (why(row, p), False)
+        except AppError as exc:  # the refusal is the answer
+            outcome = exc
+        outcomes.append((p, row, outcome))
+    return outcomes
+
+
+def settle(outcomes: list[tuple[Pending[Out], dict[str, Any], Any]]) -> None:
+    """Answer the claims ``judge`` judged (a request that has gone is skipped)."""
+    for p, _, outcome in outcomes:
         if p.done.done():
             continue
-        try:
-            p.done.set_result((why(row, p), False))
-        except AppError as exc:  # the refusal is the answer
-            p.done.set_exception(exc)
+        if isinstance(outcome, AppError):
+            p.done.set_exception(outcome)
+        else:
+            p.done.set_result(outcome)
 
 
 async def partitions(conn: AsyncConnection[Any], top: int) -> None:
@@ -321,3 +340,95 @@ async def partitions(conn: AsyncConnection[Any], top: int) -> None:
     if top > event_log._partition_limit - event_log._HEADROOM:
         async with conn.transaction():
             await event_log.ensure_partitions(conn)  # type: ignore[arg-type]
+
+
+# -- the claim routes (plain ASGI handlers, as POST /v1/verify) --------------------------------
+
+MAX_BODY = 16 * 1024  # a claim is a few hundred bytes
+_JSON = (b"content-type", b"application/json")
+_CLAIM_IN = msgspec.json.Decoder(ClaimIn)
+_encode = msgspec.json.Encoder().encode
+
+
+class ClaimRequest(NamedTuple):
+    authorization: str | None
+    user_agent: str | None
+    ip: str | None
+    body: bytes
+
+
+async def read_claim(scope: Any, receive: Any) -> ClaimRequest:
+    """The parts of a claim request a claim route needs (405 for another method than POST, 413
+    past 16 KB). A plain ASGI handler: Litestar still routes it, runs the middleware and turns
+    errors into JSON, but a claim skips the per-request signature, dependency and response
+    machinery; the claimant is looked up by the claimer with the other claims in flight."""
+    body = await read_post_body(scope, receive, MAX_BODY, "a claim")
+    authorization = user_agent = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"user-agent":
+            user_agent = value.decode("latin-1")
+    client = scope.get("client")
+    return ClaimRequest(authorization, user_agent, client[0] if client else None, body)
+
+
+def decode_claim(body: bytes) -> ClaimIn:
+    """The claim of a body (400 ``invalid_character`` for a control character, ``too_deep``,
+    or the decoder's error)."""
+    check_json(body)
+    try:
+        return _CLAIM_IN.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise invalid_body(exc) from None
+
+
+async def answer_claim(send: Any, out: msgspec.Struct, created: bool) -> None:
+    """201 with the new claim, or 200 with the claim a replay repeats."""
+    payload = _encode(out)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 201 if created else 200,
+            "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def document_claim_route(
+    openapi: OpenAPI, path: str, tag: str, operation_id: str, description: str, out: type
+) -> None:
+    """Add a claim route, an ASGI handler Litestar does not document, to the schema
+    (``app.apidocs.document_errors`` then adds the error responses every operation has)."""
+    refs, components = msgspec.json.schema_components(
+        (ClaimIn, out), ref_template="#/components/schemas/{name}"
+    )
+    schemas: dict[str, Any] = openapi.components.schemas  # type: ignore[assignment]
+    for name, schema in components.items():
+        schemas.setdefault(name, schema)
+    error = {"description": 'error: {"error": {"code", "message", "details"}}'}
+    answer = {"content": {"application/json": {"schema": refs[1]}}}
+    paths: dict[str, Any] = openapi.paths if openapi.paths is not None else {}
+    paths[path] = {
+        "post": {
+            "tags": [tag],
+            "summary": "Claim",
+            "operationId": operation_id,
+            "description": description,
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": refs[0]}},
+            },
+            "responses": {
+                "201": {"description": "credited", **answer},
+                "200": {"description": "the same client_id again: the first claim", **answer},
+                **{
+                    status: error
+                    for status in ("400", "401", "403", "409", "413", "422", "429", "503")
+                },
+            },
+        }
+    }
+    openapi.paths = paths

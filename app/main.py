@@ -38,8 +38,10 @@ from app.embedded import resolve_urls
 from app.errors import exception_handlers
 from app.head import HeadForGet, strip_head_body
 from app.logs import configure_logging, request_context_middleware
-from app.members.points import Claimer
+from app.members import points
 from app.members.routes_points import document_claims
+from app.rebates import claims as rebate_claims
+from app.rebates import routes_claims as rebate_routes
 from app.users.service import sync_builtin_roles
 from app.verify.routes import document_verify
 from app.verify.service import Verifier
@@ -85,7 +87,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.db_url = db_url
         app.state.redis = redis
         app.state.verifier = Verifier(pool, redis, scheme, settings)
-        app.state.claimer = Claimer(pool, app.state.verifier, scheme)  # points claims (M2)
+        app.state.claimer = points.Claimer(pool, app.state.verifier, scheme)  # points (M2)
+        app.state.rebate_claimer = rebate_claims.Claimer(pool, app.state.verifier, scheme)  # R1
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # full collections, which otherwise walk it again and again under load (latency tails).
         gc.freeze()
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             await app.state.claimer.close()
+            await app.state.rebate_claimer.close()
             await app.state.verifier.close()
             await redis.aclose()
             await pool.close()
@@ -111,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
     document_claims(app.openapi_schema)  # POST /members/me/claims, an ASGI handler too
+    rebate_routes.document_claims(app.openapi_schema)  # POST /rebates/claims, likewise
     document_errors(app, app.openapi_schema)  # the real error shape and codes of each operation
     app.state.settings = settings
     app.state.scheme = scheme

@@ -31,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.auth.principal import Principal
-from app.claims import Claimants, ClaimIn, Claims, Pending, answer_all, fetch, partitions
+from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
@@ -511,7 +511,7 @@ async def explain(conn: AsyncConnection[Any], rest: list[Pending[ClaimOut]]) -> 
         "code": [p.code for p in rest],
         "client": [p.client_id for p in rest],
     }
-    answer_all(rest, await fetch(conn, _EXPLAIN, params), _why_not)
+    settle(judge(rest, await fetch(conn, _EXPLAIN, params), _why_not))
 
 
 def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:

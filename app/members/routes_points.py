@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import msgspec
 from litestar import Controller, Response, asgi, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPI
@@ -15,11 +14,10 @@ from litestar.params import QueryParameter
 from litestar.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
-from app.claims import ClaimIn
+from app.claims import answer_claim, decode_claim, document_claim_route, read_claim
 from app.config import Settings
 from app.db import Conn
-from app.edge import check_json, read_post_body
-from app.errors import NotFound, invalid_body
+from app.errors import NotFound
 from app.members import gifts, points, redemptions
 from app.members.limits import member_limits
 from app.members.principal import Member
@@ -47,47 +45,18 @@ from app.members.schemas_points import (
 from app.paging import Page, PageNo, PerPage
 from app.tabular import download
 
-MAX_BODY = 16 * 1024  # a claim is a few hundred bytes
-_JSON = (b"content-type", b"application/json")
-_CLAIM_IN = msgspec.json.Decoder(ClaimIn)
-_encode = msgspec.json.Encoder().encode
-
 
 @asgi("/members/me/claims", copy_scope=False)
 async def claim(scope: Scope, receive: Receive, send: Send) -> None:
-    """POST /members/me/claims (documented in the OpenAPI schema by ``document_claims``).
-
-    A plain ASGI handler, as POST /v1/verify: Litestar still routes it, runs the middleware and
-    turns errors into JSON, but a claim skips the per-request signature, dependency and response
-    machinery. The member is looked up by the claimer together with the other claims in flight
-    (``app.members.points.Members``), never on a pooled connection."""
-    body = await read_post_body(scope, receive, MAX_BODY, "a claim")
-    authorization = user_agent = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            authorization = value.decode("latin-1")
-        elif name == b"user-agent":
-            user_agent = value.decode("latin-1")
+    """POST /members/me/claims (documented in the OpenAPI schema by ``document_claims``): a
+    plain ASGI handler (``app.claims.read_claim``); the member is looked up by the claimer with
+    the other claims in flight (``app.members.points.Members``), never on a pooled connection."""
+    request = await read_claim(scope, receive)
     claimer = scope["litestar_app"].state.claimer
-    member = await claimer.members.member(authorization)  # 401 before the body is read
-    check_json(body)  # 400 invalid_character for a control character, too_deep
-    try:
-        data = _CLAIM_IN.decode(body)
-    except msgspec.MsgspecError as exc:
-        raise invalid_body(exc) from None
-    client = scope.get("client")
-    out, created = await claimer.claim_points(
-        member, data, client[0] if client else None, user_agent
-    )
-    payload = _encode(out)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 201 if created else 200,
-            "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    member = await claimer.members.member(request.authorization)  # 401 before the body is read
+    data = decode_claim(request.body)
+    out, created = await claimer.claim_points(member, data, request.ip, request.user_agent)
+    await answer_claim(send, out, created)
 
 
 _CLAIM_DOC = """Claim the points of a unit by its serial (or QR content) and PIN (201), as the
@@ -103,39 +72,10 @@ body (``invalid_character`` for a control character); 413 over 16 KB."""
 
 
 def document_claims(openapi: OpenAPI) -> None:
-    """Add POST /members/me/claims, an ASGI handler Litestar does not document, to the schema
-    (``app.apidocs.document_errors`` then adds the error responses every operation has)."""
-    refs, components = msgspec.json.schema_components(
-        (ClaimIn, ClaimOut), ref_template="#/components/schemas/{name}"
+    """Add POST /members/me/claims to the schema."""
+    document_claim_route(
+        openapi, "/members/me/claims", "members", "MembersMeClaimsClaim", _CLAIM_DOC, ClaimOut
     )
-    schemas: dict[str, Any] = openapi.components.schemas  # type: ignore[assignment]
-    for name, schema in components.items():
-        schemas.setdefault(name, schema)
-    error = {"description": 'error: {"error": {"code", "message", "details"}}'}
-    answer = {"content": {"application/json": {"schema": refs[1]}}}
-    paths: dict[str, Any] = openapi.paths if openapi.paths is not None else {}
-    paths["/members/me/claims"] = {
-        "post": {
-            "tags": ["members"],
-            "summary": "Claim",
-            "operationId": "MembersMeClaimsClaim",
-            "description": _CLAIM_DOC,
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": refs[0]}},
-            },
-            "responses": {
-                "201": {"description": "credited", **answer},
-                "200": {"description": "the same client_id again: the first claim", **answer},
-                **{
-                    status: error
-                    for status in ("400", "401", "403", "409", "413", "422", "429", "503")
-                },
-            },
-        }
-    }
-    openapi.paths = paths
 
 
 class MyPointsController(Controller):

@@ -1,0 +1,424 @@
+"""Store clerks' rebate claims by scan + PIN (R1), on the claim mechanism of ``app.claims``.
+
+Clerks. A claim's clerk is looked up with the other claims in flight (``Clerks``): the staff
+access token, then the user, their organisation and permissions in one query per round. An
+inactive account or organisation is refused (401 ``account_inactive``, as every staff route),
+a user without ``sales.claim`` 403 ``permission_denied``, a user of an organisation that is not a
+store 403 ``not_a_store``.
+
+Rounds. The claim is verified (void, forged, wrong PIN and lockout answer as ``/v1/verify``),
+then credited in a round of one transaction:
+
+1. the round's units are locked (``FOR UPDATE``, in code order) where they can earn a rebate:
+   the clerk still active, the unit the clerk's brand's, active or sold, held by the clerk's store
+   and not in transit, not claimed before, with a rule amount above 0 — the rule of the unit's
+   channel agent, else the product's default (``rebate_rules``);
+2. units not yet sold are sold now (L7): the ``sale`` movement of ``app.logistics.movements``
+   per store and clerk, with its state change, event and stock delta;
+3. one statement writes the claims (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is
+   unique, so a code earns one rebate, ever), one ``claiming`` ObjectEvent per claim and the
+   claims' rows in ``rebate_tally_queue``, which the workers' periodic roll-up folds into the
+   rankings (``app.rebates.ranking``).
+
+A claim a round did not credit is explained: a replay of the same client id (answered as the
+first time), a clerk made inactive meanwhile, a client id used for another code, a code claimed
+before, another brand's unit, a void or destroyed unit, and — the anti-diversion signal — a unit
+not delivered to the clerk's store: refused with where it was supposed to be (its designated
+store, or its channel agent), and kept in ``rebate_refusals`` with an open ``diversion`` alert
+for the brand. No rule (or 0): 422 ``no_rebate``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, cast
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from app.auth.principal import Principal
+from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
+from app.codes.scheme import Scheme
+from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
+from app.logistics.movements import MOVEMENTS, Plan, UnitRow, apply
+from app.rebates.schemas_claims import RebateClaimOut
+from app.verify.service import Verifier
+
+# The clerks of the claims in flight: the user, their organisation and permissions.
+_CLERKS = """
+SELECT r.ord, u.username, u.status, u.org_id, o.path, o.kind, o.status AS org_status,
+       coalesce((SELECT array_agg(DISTINCT p)
+                   FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id,
+                        unnest(ro.permissions) p
+                  WHERE ur.user_id = u.id), '{}') AS permissions
+FROM unnest(%(ord)s::int[], %(id)s::bigint[], %(jti)s::uuid[]) AS r(ord, user_id, jti)
+JOIN users u ON u.id = r.user_id
+JOIN orgs o ON o.id = u.org_id
+"""
+
+# Step 1 of a round: the units that can earn their rebate, locked.
+_UNITS = """
+SELECT r.ord, u.code, u.product_id, u.lot, u.status, u.holder_org_id, u.transit_to,
+       u.parent_sscc, u.channel_org_id, coalesce(ra.amount, rp.amount) AS amount
+FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(brand)s::bigint[], %(store)s::bigint[],
+            %(code)s::bigint[]) AS r(ord, clerk_id, brand_id, store_id, code_id)
+JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
+JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
+LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
+LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
+WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL AND u.status IN ('active', 'sold')
+  AND coalesce(ra.amount, rp.amount) > 0
+  AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
+ORDER BY u.code
+FOR UPDATE OF u
+"""
+
+# Step 3: the claims, their claiming events and their rows in the roll-up's queue.
+_CREDIT = """
+WITH r AS (
+    SELECT * FROM unnest(%(code)s::bigint[], %(brand)s::bigint[], %(store)s::bigint[],
+                         %(clerk)s::bigint[], %(agent)s::bigint[], %(product)s::bigint[],
+                         %(amount)s::numeric[], %(client)s::text[], %(at)s::timestamptz[],
+                         %(sale)s::bigint[])
+           AS r(code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
+                at, sale_event_id)
+), c AS (
+    INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount,
+                               client_id, event_id, sale_event_id, claimed_at)
+    SELECT code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
+           nextval('events_id_seq'), sale_event_id, at
+    FROM r ORDER BY code_id
+    ON CONFLICT DO NOTHING
+    RETURNING id, code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
+              event_id, sale_event_id, claimed_at
+), e AS (
+    INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step, disposition,
+                        event_time, tz_offset, child_count, details)
+    SELECT event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE', 'claiming', NULL,
+           claimed_at, '+00:00', 1,
+           jsonb_build_object('rebate_claim_id', id, 'clerk_id', clerk_id, 'store_id', store_id,
+                              'amount', amount, 'product_id', product_id, 'agent_id', agent_id)
+    FROM c
+), ec AS (
+    INSERT INTO event_codes (code, kind, event_id) SELECT code_id, 'u', event_id FROM c
+), q AS (
+    INSERT INTO rebate_tally_queue (claim_id) SELECT id FROM c
+)
+SELECT * FROM c
+"""
+
+# Why claims were not credited: the code's claim, the claim made under the same client id, the
+# clerk, the unit, where it was supposed to be, and its rule.
+_EXPLAIN = """
+SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c.product_id,
+       c.amount, c.client_id, c.event_id, c.sale_event_id, c.claimed_at,
+       cc.code_id AS client_code, k.status AS clerk_status,
+       u.brand_id AS unit_brand, u.status AS unit_status, u.holder_org_id, u.transit_to,
+       u.store_org_id, u.channel_org_id, coalesce(ra.amount, rp.amount) AS rule_amount,
+       h.name AS holder_name, ds.name AS store_name, ag.name AS agent_name,
+       here.path AS here_path
+FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(store)s::bigint[], %(code)s::bigint[],
+            %(client)s::text[]) AS r(ord, clerk_id, store_id, code_id, client_id)
+LEFT JOIN users k ON k.id = r.clerk_id
+LEFT JOIN orgs here ON here.id = r.store_id
+LEFT JOIN rebate_claims c ON c.code_id = r.code_id
+LEFT JOIN rebate_claims cc ON cc.clerk_id = r.clerk_id AND cc.client_id = r.client_id
+LEFT JOIN unit_state u ON u.code = r.code_id
+LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
+LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
+LEFT JOIN orgs h ON h.id = u.holder_org_id
+LEFT JOIN orgs ds ON ds.id = u.store_org_id
+LEFT JOIN orgs ag ON ag.id = u.channel_org_id
+"""
+
+_REFUSALS = """
+WITH f AS (
+    INSERT INTO rebate_refusals (brand_id, code_id, serial, clerk_id, store_id, reason,
+                                 expected_store_id, expected_agent_id, holder_org_id)
+    SELECT * FROM unnest(%(brand)s::bigint[], %(code)s::bigint[], %(serial)s::text[],
+                         %(clerk)s::bigint[], %(store)s::bigint[], %(reason)s::text[],
+                         %(expected_store)s::bigint[], %(expected_agent)s::bigint[],
+                         %(holder)s::bigint[])
+    RETURNING id
+)
+INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details,
+                    dedup_key)
+SELECT brand, brand, 'diversion', 'warning', code, serial, message, details,
+       'diversion:rebate:' || code
+FROM unnest(%(brand)s::bigint[], %(code)s::bigint[], %(serial)s::text[], %(message)s::text[],
+            %(details)s::jsonb[]) AS a(brand, code, serial, message, details)
+ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
+DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), details = EXCLUDED.details
+"""
+
+
+class Clerks(Claimants[Principal]):
+    """Who the claiming clerks are (``app.claims.Claimants``), as ``load_user`` would say, and
+    that they may claim: ``sales.claim`` in a store."""
+
+    name = "tracecode-rebate-clerks"
+    token_type = "access"
+    sql = _CLERKS
+
+    def answer(self, claimant_id: int, row: dict[str, Any] | None) -> Principal:
+        if row is None or row["status"] != "active" or row["org_status"] != "active":
+            raise Unauthorized("the account is inactive or gone", code="account_inactive")
+        clerk = Principal(
+            org_id=row["org_id"],
+            org_path=row["path"],
+            permissions=frozenset(row["permissions"]),
+            user_id=claimant_id,
+            username=row["username"],
+        )
+        clerk.require("sales.claim")
+        if row["kind"] != "store":
+            raise Forbidden("only a store's clerks claim sales rebates", code="not_a_store")
+        return clerk
+
+
+class Claimer(Claims[RebateClaimOut]):
+    """Clerks' rebate claims: ``app.claims.Claims`` with the rebates' ``credit`` and
+    ``explain``."""
+
+    name = "tracecode-rebate-claims"
+
+    def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
+        super().__init__(pool, verifier, scheme)
+        self.clerks = Clerks(pool, verifier.settings)
+
+    async def close(self) -> None:
+        await super().close()
+        await self.clerks.close()
+
+    async def claim_rebate(
+        self, clerk: Principal, data: ClaimIn, ip: str | None, user_agent: str | None
+    ) -> tuple[RebateClaimOut, bool]:
+        """Verify, then credit; (the claim, created). Refusals raise ``AppError``s."""
+        assert clerk.user_id is not None
+        out, answer, created = await self.claim(
+            data, clerk.user_id, clerk.brand_id, clerk.org_id, ip, user_agent
+        )
+        if created:
+            out = RebateClaimOut(**{**_fields(out), "verification": answer})
+        return out, created
+
+    async def credit(
+        self, conn: AsyncConnection[Any], group: list[Pending[RebateClaimOut]]
+    ) -> dict[int, RebateClaimOut]:
+        async with conn.transaction():
+            units = await _lock_units(conn, group)
+            sales = await _sell(conn, group, units)
+            rows = await _insert_claims(conn, group, units, sales)
+        if not rows:
+            return {}
+        await partitions(conn, max(row["event_id"] for row in rows))
+        by_code = {p.code: p for p in group}
+        return {id(by_code[r["code_id"]]): _claim_out(r, by_code[r["code_id"]]) for r in rows}
+
+    async def explain(
+        self, conn: AsyncConnection[Any], rest: list[Pending[RebateClaimOut]]
+    ) -> None:
+        params = {
+            "ord": list(range(len(rest))),
+            "clerk": [p.claimant for p in rest],
+            "store": [p.org_id for p in rest],
+            "code": [p.code for p in rest],
+            "client": [p.client_id for p in rest],
+        }
+        outcomes = judge(rest, await fetch(conn, _EXPLAIN, params), _why_not)
+        diverted = [(p, row, o) for p, row, o in outcomes if isinstance(o, Diverted)]
+        if diverted:  # kept before anyone is answered
+            await _keep_refusals(conn, diverted)
+        settle(outcomes)
+
+
+async def _lock_units(
+    conn: AsyncConnection[Any], group: list[Pending[RebateClaimOut]]
+) -> dict[int, dict[str, Any]]:
+    """Step 1: the claimable units of the round, locked; by code."""
+    params = {
+        "ord": list(range(len(group))),
+        "clerk": [p.claimant for p in group],
+        "brand": [p.brand_id for p in group],
+        "store": [p.org_id for p in group],
+        "code": [p.code for p in group],
+    }
+    rows = await (await conn.execute(_UNITS, params)).fetchall()
+    return {row["code"]: row for row in rows}
+
+
+async def _sell(
+    conn: AsyncConnection[Any],
+    group: list[Pending[RebateClaimOut]],
+    units: dict[int, dict[str, Any]],
+) -> dict[int, int]:
+    """Step 2: the units not yet sold are sold by the claim, per store and clerk (L7); the sale's
+    event id by code."""
+    unsold: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for p in group:
+        unit = units.get(p.code)
+        if unit is not None and unit["status"] == "active":
+            assert p.org_id is not None
+            unsold[(p.org_id, p.claimant)].append(unit)
+    sales: dict[int, int] = {}
+    for (store, clerk), sold in sorted(unsold.items()):
+        plan = Plan(
+            movement=MOVEMENTS["sale"],
+            brand_id=group[0].brand_id,
+            org=store,
+            other=None,
+            units=[cast(UnitRow, u) for u in sold],
+            cases=[],
+            scanned=set(),
+        )
+        event_id = await apply(conn, plan, recorded_by=clerk, details={"rebate_claim": True})
+        sales.update((u["code"], event_id) for u in sold)
+    return sales
+
+
+async def _insert_claims(
+    conn: AsyncConnection[Any],
+    group: list[Pending[RebateClaimOut]],
+    units: dict[int, dict[str, Any]],
+    sales: dict[int, int],
+) -> list[dict[str, Any]]:
+    """Step 3: the claims of the locked units (see ``_CREDIT``)."""
+    claimed = [p for p in group if p.code in units]
+    if not claimed:
+        return []
+    params = {
+        "code": [p.code for p in claimed],
+        "brand": [p.brand_id for p in claimed],
+        "store": [p.org_id for p in claimed],
+        "clerk": [p.claimant for p in claimed],
+        "agent": [units[p.code]["channel_org_id"] for p in claimed],
+        "product": [units[p.code]["product_id"] for p in claimed],
+        "amount": [units[p.code]["amount"] for p in claimed],
+        "client": [p.client_id for p in claimed],
+        "at": [p.at for p in claimed],
+        "sale": [sales.get(p.code) for p in claimed],
+    }
+    return await (await conn.execute(_CREDIT, params)).fetchall()
+
+
+def _claim_out(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
+    return RebateClaimOut(
+        claim_id=row["id"],
+        serial=p.serial,
+        amount=float(row["amount"]),
+        product_id=row["product_id"],
+        store_id=row["store_id"],
+        agent_id=row["agent_id"],
+        clerk_id=row["clerk_id"],
+        claimed_at=row["claimed_at"],
+        sale_recorded=row["sale_event_id"] is not None,
+        verification=None,
+    )
+
+
+def _fields(out: RebateClaimOut) -> dict[str, Any]:
+    return {f: getattr(out, f) for f in out.__struct_fields__}
+
+
+class Diverted(Unprocessable):
+    """A unit not delivered to the clerk's store: kept as an anti-diversion signal."""
+
+    def __init__(self, message: str, code: str, details: dict[str, Any]) -> None:
+        super().__init__(message, code=code, details=details)
+
+
+def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
+    if row["id"] is not None and row["clerk_id"] == p.claimant and row["client_id"] == p.client_id:
+        return _claim_out(row, p)  # the same claim again: answered as the first time
+    if row["clerk_status"] != "active":  # made inactive while the claim was in flight
+        raise Unauthorized("the account is inactive or gone", code="account_inactive")
+    if row["client_code"] is not None and row["client_code"] != p.code:
+        raise Conflict("this client id was used for another claim", code="client_id_reused")
+    if row["id"] is not None:
+        raise Conflict(
+            "此防伪码的返利已被领取 / the rebate of this code has already been claimed",
+            code="already_claimed",
+        )
+    if row["unit_brand"] != p.brand_id:
+        raise Unprocessable("this product is not of your brand", code="other_brand")
+    if row["unit_status"] not in ("active", "sold"):
+        raise Unprocessable("this unit cannot earn a rebate", code="not_claimable")
+    if row["holder_org_id"] != p.org_id or row["transit_to"] is not None:
+        _elsewhere(row, p)
+    if not row["rule_amount"]:
+        raise Unprocessable("此产品没有返利 / this product earns no rebate", code="no_rebate")
+    raise Conflict("the claim met another one; try again", code="claim_conflict")
+
+
+def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
+    """The refusal of a unit not delivered to the clerk's store, naming where it should be."""
+    if row["transit_to"] == p.org_id:
+        raise Unprocessable(
+            "此产品尚未入库 / receive this unit into your store first", code="not_received"
+        )
+    details: dict[str, Any] = {
+        "expected_store": _named(row["store_org_id"], row["store_name"]),
+        "expected_agent": _named(row["channel_org_id"], row["agent_name"]),
+    }
+    if row["store_org_id"] is not None and row["store_org_id"] != p.org_id:
+        name = row["store_name"]
+        raise Diverted(
+            f"此产品应在{name}销售 / this unit was supposed to be sold at {name}",
+            "wrong_store",
+            details,
+        )
+    agent = row["channel_org_id"]
+    if agent is not None and f"/{agent}/" not in (row["here_path"] or ""):
+        name = row["agent_name"]
+        raise Diverted(
+            f"此产品应由{name}的门店销售 / this unit was supposed to be sold by {name}'s stores",
+            "wrong_agent",
+            details,
+        )
+    held = row["holder_name"]
+    raise Diverted(
+        f"此产品未发往您的门店(现在{held}) / this unit was not delivered to your store (it is"
+        f" recorded at {held})",
+        "not_delivered",
+        {**details, "held_by": _named(row["holder_org_id"], held)},
+    )
+
+
+def _named(org_id: int | None, name: str | None) -> dict[str, Any] | None:
+    return None if org_id is None else {"id": org_id, "name": name}
+
+
+async def _keep_refusals(
+    conn: AsyncConnection[Any], diverted: list[tuple[Pending[RebateClaimOut], dict[str, Any], Any]]
+) -> None:
+    """The refused claims of units not delivered to the clerk's store, and an open
+    ``diversion`` alert per unit for the brand."""
+    params: dict[str, list[Any]] = defaultdict(list)
+    for p, row, refusal in diverted:
+        params["brand"].append(p.brand_id)
+        params["code"].append(p.code)
+        params["serial"].append(p.serial)
+        params["clerk"].append(p.claimant)
+        params["store"].append(p.org_id)
+        params["reason"].append(refusal.code)
+        params["expected_store"].append(row["store_org_id"])
+        params["expected_agent"].append(row["channel_org_id"])
+        params["holder"].append(row["holder_org_id"])
+        params["message"].append(
+            f"Rebate claim refused ({refusal.code}): {p.serial} claimed at a store it was not"
+            " delivered to"
+        )
+        params["details"].append(
+            Jsonb(
+                {
+                    "reason": refusal.code,
+                    "store_id": p.org_id,
+                    "clerk_id": p.claimant,
+                    "holder_org_id": row["holder_org_id"],
+                    "expected_store_id": row["store_org_id"],
+                    "expected_agent_id": row["channel_org_id"],
+                }
+            )
+        )
+    await fetch(conn, _REFUSALS, params)

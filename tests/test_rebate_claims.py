@@ -1,0 +1,345 @@
+"""Store clerks' rebate claims (R1): POST /rebates/claims by scan + PIN, once per code, the rule
+in force at the claim, the sale the claim records, and every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.claims import Pending
+from tests.helpers import assert_error
+from tests.points_support import member_client
+from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
+from tests.test_inspect import forge
+from tests.test_logistics import confirm, document
+
+
+@pytest.fixture(scope="module")
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Case 0 at STORE-HZ-01, case 1 at AGENT-ZJ, case 2 at the factory (``store_goods``)."""
+    return await store_goods(client, login, app, demo)
+
+
+def code_of(app: Any, serial: str) -> int:
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    return int(batch_no << 32 | index)
+
+
+async def new_clerk(client: Any, login: Any, org_id: int, roles: list[str] | None = None) -> Any:
+    """A user of ``org_id`` (a store clerk by default), signed in: (user id, headers)."""
+    admin = await login("admin")
+    name = f"clerk-{secrets.token_hex(4)}"
+    created = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": org_id,
+            "username": name,
+            "password": "Clerk-pass-2026",
+            "display_name": name,
+            "roles": roles or ["store_clerk"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["id"], await login(name, "Clerk-pass-2026")
+
+
+async def one(conn: Any, sql: str, *args: Any) -> Any:
+    row = await (await conn.execute(sql, args)).fetchone()
+    await conn.commit()
+    return row
+
+
+async def test_a_claim_pays_the_rule_in_force_and_records_the_sale(
+    client: Any, app: Any, login: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    admin, clerk = await login("admin"), await login("store_clerk")
+    scheme, product = app.state.scheme, goods["product_id"]
+    await set_rebate(client, admin, product, 2.5)
+    rule = await set_rebate(client, admin, product, 4, demo["AGENT-ZJ"])  # the units' agent
+    serial = goods["units"][0]
+    async with member_client(app) as mc:
+        body = rebate_body(scheme, serial)
+        made = await mc.post("/rebates/claims", headers=clerk, json=body)
+        assert made.status_code == 201, made.text
+        out = made.json()
+        assert out["amount"] == 4.0 and out["agent_id"] == demo["AGENT-ZJ"]
+        assert out["store_id"] == demo["STORE-HZ-01"] and out["sale_recorded"] is True
+        assert out["clerk_id"] == await user_id(conn, "store_clerk")
+        assert out["verification"]["result"] == "genuine"
+        # the same client id again: the first claim (200), no second claim, no second sale
+        again = await mc.post("/rebates/claims", headers=clerk, json=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["claim_id"] == out["claim_id"] and again.json()["amount"] == 4.0
+        # the rule changes: later claims get the new amount, the first keeps its own
+        await set_rebate(client, admin, product, 5.5, demo["AGENT-ZJ"])
+        later = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][1])
+        )
+        assert later.status_code == 201, later.text
+        assert later.json()["amount"] == 5.5
+        # another claim of the first code, by anyone: already claimed
+        other_id = rebate_body(scheme, serial)
+        assert_error(await mc.post("/rebates/claims", headers=clerk, json=other_id), 409)
+    code = code_of(app, serial)
+    state = await one(conn, "SELECT status, sold_at FROM unit_state WHERE code = %s", code)
+    assert state["status"] == "sold" and state["sold_at"] is not None
+    claim = await one(
+        conn,
+        """SELECT amount, sale_event_id, (SELECT count(*) FROM rebate_tally_queue q
+                                          WHERE q.claim_id = c.id) AS queued
+           FROM rebate_claims c WHERE code_id = %s""",
+        code,
+    )
+    assert float(claim["amount"]) == 4.0 and claim["queued"] == 1
+    sale = await one(
+        conn,
+        "SELECT biz_step, disposition FROM events WHERE id = %s",
+        claim["sale_event_id"],
+    )
+    assert (sale["biz_step"], sale["disposition"]) == ("retail_selling", "retail_sold")
+    events = await one(
+        conn,
+        """SELECT count(*) FILTER (WHERE e.biz_step = 'retail_selling') AS sales,
+                  count(*) FILTER (WHERE e.biz_step = 'claiming') AS claims
+           FROM event_codes ec JOIN events e ON e.id = ec.event_id
+           WHERE ec.code = %s AND ec.kind = 'u'""",
+        code,
+    )
+    assert (events["sales"], events["claims"]) == (1, 1)
+    assert rule["amount"] == 4.0
+
+
+async def test_a_unit_sold_before_keeps_its_sale(
+    client: Any, app: Any, login: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """Sold at the till first (L7), claimed after: the claim records no second sale."""
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rebate(client, admin, goods["product_id"], 3)
+    serial = goods["units"][2]
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code in (200, 201), sold.text
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, serial)
+        )
+    assert made.status_code == 201, made.text
+    assert made.json()["sale_recorded"] is False
+    sales = await one(
+        conn,
+        """SELECT count(*) AS n FROM event_codes ec JOIN events e ON e.id = ec.event_id
+           WHERE ec.code = %s AND e.biz_step = 'retail_selling'""",
+        code_of(app, serial),
+    )
+    assert sales["n"] == 1
+
+
+async def test_refusals(
+    client: Any, app: Any, login: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    admin, clerk = await login("admin"), await login("store_clerk")
+    scheme, units = app.state.scheme, goods["units"]
+    await set_rebate(client, admin, goods["product_id"], 2)
+    async with member_client(app) as mc:
+
+        async def claim(body: dict[str, Any], headers: Any = clerk) -> Any:
+            return await mc.post("/rebates/claims", headers=headers, json=body)
+
+        # forged, malformed, wrong PIN and the lockout: the verification's answers
+        forged = assert_error(
+            await claim({**rebate_body(scheme, units[3]), "serial": forge(units[3])}), 422
+        )
+        assert forged["code"] == "not_genuine" and forged["details"]["reason"] == "forged"
+        wrong = {**rebate_body(scheme, units[4]), "pin": "0000"}
+        if wrong["pin"] == scheme.pin(units[4]):
+            wrong["pin"] = "0001"
+        first = assert_error(await claim(wrong), 422, "wrong_pin")
+        assert first["details"]["pin_attempts_left"] >= 1
+        for _ in range(first["details"]["pin_attempts_left"] - 1):
+            assert_error(await claim(wrong), 422, "wrong_pin")
+        locked = await claim(wrong)
+        assert_error(locked, 429, "locked")
+        assert_error(await claim(rebate_body(scheme, units[4])), 429, "locked")
+        # a unit still at the store's agent, and one that never left the factory
+        at_agent = assert_error(await claim(rebate_body(scheme, units[10])), 422, "not_delivered")
+        assert at_agent["details"]["held_by"]["id"] == demo["AGENT-ZJ"]
+        assert at_agent["details"]["expected_agent"]["id"] == demo["AGENT-ZJ"]
+        never = assert_error(await claim(rebate_body(scheme, units[20])), 422, "not_delivered")
+        assert never["details"]["expected_agent"] is None
+        # a clerk of another store (of another agent): the unit was meant for STORE-HZ-01
+        gz = await login("gz_clerk")
+        elsewhere = assert_error(await claim(rebate_body(scheme, units[5]), gz), 422, "wrong_store")
+        assert elsewhere["details"]["expected_store"]["id"] == demo["STORE-HZ-01"]
+        assert "Hangzhou" in elsewhere["message"]
+        # not a store's clerk, no permission, not signed in, a bad token
+        assert_error(await claim(rebate_body(scheme, units[5]), admin), 403, "not_a_store")
+        _, stocker = await new_clerk(client, login, demo["STORE-HZ-01"], ["warehouse_clerk"])
+        assert_error(await claim(rebate_body(scheme, units[5]), stocker), 403, "permission_denied")
+        assert_error(await claim(rebate_body(scheme, units[5]), {}), 401, "unauthorized")
+        bad = {"Authorization": "Bearer nope"}
+        assert_error(await claim(rebate_body(scheme, units[5]), bad), 401, "invalid_token")
+        # bad bodies
+        for body in (
+            {"serial": units[5], "client_id": "x"},
+            {**rebate_body(scheme, units[5]), "client_id": "a\u0000b"},
+            {**rebate_body(scheme, units[5]), "extra": 1},
+        ):
+            assert_error(await claim(body), 400)
+        # the refusals of undelivered units are kept, with an alert for the brand
+    kept = await (
+        await conn.execute(
+            """SELECT reason, expected_store_id, store_id FROM rebate_refusals
+               WHERE code_id = ANY(%s) ORDER BY id""",
+            ([code_of(app, units[i]) for i in (10, 20, 5)],),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [r["reason"] for r in kept] == ["not_delivered", "not_delivered", "wrong_store"]
+    assert kept[2]["expected_store_id"] == demo["STORE-HZ-01"]
+    assert kept[2]["store_id"] == demo["STORE-GZ-01"]
+    alert = await one(
+        conn,
+        "SELECT kind, org_id FROM alerts WHERE dedup_key = %s",
+        f"diversion:rebate:{code_of(app, units[5])}",
+    )
+    assert alert["kind"] == "diversion" and alert["org_id"] == demo["BRAND-LUMI"]
+    # nothing was credited for any refusal
+    none = await one(
+        conn,
+        "SELECT count(*) AS n FROM rebate_claims WHERE code_id = ANY(%s)",
+        [code_of(app, units[i]) for i in (3, 4, 5, 10, 20)],
+    )
+    assert none["n"] == 0
+
+
+async def test_void_no_rule_inactive_clerk_and_in_transit(
+    client: Any, app: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """Fresh goods: a unit in transit to the store, a voided unit, a product without a rebate,
+    and a clerk made inactive."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    scheme, units = app.state.scheme, goods["units"]
+    await set_rebate(client, admin, goods["product_id"], 2)
+    agent = await login("agent_clerk")
+    ship = await document(
+        client, agent, [units[10]], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, ship)).status_code == 200
+    async with member_client(app) as mc:
+
+        async def claim(serial: str, headers: Any = clerk) -> Any:
+            return await mc.post(
+                "/rebates/claims", headers=headers, json=rebate_body(scheme, serial)
+            )
+
+        assert_error(await claim(units[10]), 422, "not_received")
+        # no rule for the product (0 is no rebate)
+        rules = await client.get(
+            "/rebates/rules", headers=admin, params={"product_id": goods["product_id"]}
+        )
+        for rule in rules.json()["items"]:
+            await client.delete(f"/rebates/rules/{rule['id']}", headers=admin)
+        assert_error(await claim(units[6]), 422, "no_rebate")
+        await set_rebate(client, admin, goods["product_id"], 0)
+        assert_error(await claim(units[6]), 422, "no_rebate")
+        await set_rebate(client, admin, goods["product_id"], 1.5)
+        # an inactive clerk
+        clerk_id, headers = await new_clerk(client, login, demo["STORE-HZ-01"])
+        made = await claim(units[6], headers)
+        assert made.status_code == 201 and made.json()["amount"] == 1.5
+        off = await client.patch(f"/users/{clerk_id}", headers=admin, json={"status": "inactive"})
+        assert off.status_code == 200, off.text
+        assert_error(await claim(units[7], headers), 401, "account_inactive")
+        # a void batch: the verification says so
+        voided = await client.post(
+            f"/batches/{goods['batch_no']}/void",
+            headers=await login("planner"),
+            json={"reason": "test"},
+        )
+        assert voided.status_code == 200, voided.text
+        refused = assert_error(await claim(units[8]), 422, "not_genuine")
+        assert refused["details"]["reason"] == "void"
+
+
+async def test_a_hundred_concurrent_claims_of_one_code_credit_one(
+    client: Any, app: Any, login: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """100 claims of one code at once — by two clerks of the store, with their own client ids —
+    through the API: exactly one 201, the others 409 already_claimed; one claim, one sale."""
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], 2)
+    _, second = await new_clerk(client, login, demo["STORE-HZ-01"])
+    clerks = [await login("store_clerk"), second]
+    serial = goods["units"][7]
+    async with member_client(app) as mc:
+        answers = await asyncio.gather(
+            *[
+                mc.post(
+                    "/rebates/claims",
+                    headers=clerks[i % 2],
+                    json=rebate_body(app.state.scheme, serial),
+                )
+                for i in range(100)
+            ]
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(201) == 1 and statuses.count(409) == 99, statuses
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {
+        "already_claimed"
+    }
+    code = code_of(app, serial)
+    counts = await one(
+        conn,
+        """SELECT (SELECT count(*) FROM rebate_claims WHERE code_id = %(c)s) AS claims,
+                  (SELECT count(*) FROM event_codes ec JOIN events e ON e.id = ec.event_id
+                   WHERE ec.code = %(c)s AND e.biz_step = 'retail_selling') AS sales""".replace(
+            "%(c)s", "%s"
+        ),
+        code,
+        code,
+    )
+    assert (counts["claims"], counts["sales"]) == (1, 1)
+
+
+async def test_one_code_credited_once_across_connections(
+    client: Any, app: Any, login: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """The unique code and the unit's lock, not the process: 20 rounds on 20 connections of
+    their own race for one unsold code; exactly one is credited and the unit is sold once."""
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], 2)
+    serial = goods["units"][8]
+    code = code_of(app, serial)
+    clerk = await user_id(conn, "store_clerk")
+    claimer = app.state.rebate_claimer
+
+    async def race(i: int) -> int:
+        async with await psycopg.AsyncConnection.connect(
+            app.state.pool.conninfo, autocommit=True, row_factory=dict_row
+        ) as own:
+            pending: Pending[Any] = Pending(
+                clerk,
+                demo["BRAND-LUMI"],
+                demo["STORE-HZ-01"],
+                code,
+                serial,
+                f"race-{i}",
+                datetime.now(UTC),
+            )
+            return len(await claimer.credit(own, [pending]))
+
+    assert sum(await asyncio.gather(*[race(i) for i in range(20)])) == 1
+    sales = await one(
+        conn,
+        """SELECT count(*) AS n FROM event_codes ec JOIN events e ON e.id = ec.event_id
+           WHERE ec.code = %s AND e.biz_step = 'retail_selling'""",
+        code,
+    )
+    assert sales["n"] == 1
