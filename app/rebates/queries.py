@@ -66,6 +66,12 @@ _CLAIM_SOURCE = """rebate_claims c JOIN orgs s ON s.id = c.store_id
     LEFT JOIN rebate_statements st ON st.id = c.statement_id
     LEFT JOIN code_batches b ON b.batch_no = c.code_id >> 32"""
 _CLAIM_ORDER = "c.claimed_at DESC, c.id DESC"
+# The totals join only what the conditions name (by alias): a count over many claims stays lean.
+_TOTAL_JOINS = (
+    ("s.", "JOIN orgs s ON s.id = c.store_id"),
+    ("p.", "JOIN products p ON p.id = c.product_id"),
+    ("st.", "LEFT JOIN rebate_statements st ON st.id = c.statement_id"),
+)
 
 _REFUSAL_SELECT = """f.id, f.at, f.reason, f.serial, f.code_id, f.store_id, s.name AS store_name,
     f.clerk_id, COALESCE(NULLIF(u.display_name, ''), u.username) AS clerk_name,
@@ -138,8 +144,10 @@ def _period(
 def claims_query(actor: Principal, scheme: Scheme | None, f: ClaimFilters) -> Query:
     """The claims of the stores in the caller's subtree matching ``f``, newest first."""
     actor.require(READ)
-    where = ["c.brand_id = %(brand)s", "s.path LIKE %(scope)s"]
+    where = ["c.brand_id = %(brand)s"]
     params: dict[str, Any] = {"brand": actor.brand_id, "scope": actor.org_path + "%"}
+    if actor.org_path != f"/{actor.brand_id}/":  # below the brand: its stores only
+        where.append("s.path LIKE %(scope)s")
     for column, key, value in (
         ("c.store_id", "store", f.store_id),
         ("c.clerk_id", "clerk", f.clerk_id),
@@ -170,10 +178,12 @@ def claims_query(actor: Principal, scheme: Scheme | None, f: ClaimFilters) -> Qu
 
 async def totals(conn: Conn, query: Query) -> Totals:
     """The count and amount of every claim the query matches."""
+    condition = query.condition
+    joins = " ".join(join for alias, join in _TOTAL_JOINS if alias in condition)
     row = await (
         await conn.execute(
             f"SELECT count(*) AS claims, COALESCE(sum(c.amount), 0)::float8 AS amount "
-            f"FROM {query.source} WHERE {query.condition}",
+            f"FROM rebate_claims c {joins} WHERE {condition}",
             query.params,
         )
     ).fetchone()
