@@ -1,7 +1,9 @@
-"""Points claims through the API (issue 15 target): ≥ 3,000 claims/s of distinct codes at p99
-≤ 50 ms with 64 connections and ONE granian worker, every code credited exactly once.
+"""Claims through the API, points (issue 15) or store rebates (issue 16, ``--kind rebates``):
+≥ 3,000 claims/s of distinct codes (points: at p99 ≤ 50 ms) with 64 connections and ONE granian
+worker, every code credited exactly once.
 
-    .venv/bin/python bench/bench_claims.py [--count 60000] [--duration 15s] [--connections 64]
+    .venv/bin/python bench/bench_claims.py [--kind points|rebates] [--count 60000]
+                                           [--duration 15s] [--connections 64]
                                            [--members 64] [--warmup 3s] [--api-cpu 0]
                                            [--wrk-cpu 1] [--services-cpu 1] [--no-sched-batch]
                                            [--profile N] [--smoke]
@@ -24,6 +26,11 @@ After the run, exactly once is checked in PostgreSQL: one claim row per code for
 as many ledger rows, the members' balances summing to the points credited, as many claims as 201
 answers plus those still in flight when a wrk run stopped (wrk drops their answers: at most one
 per connection and run), and ``tracecode points check`` (every balance equals its ledger).
+``--kind rebates``: the codes are put in STORE-HZ-01 (held, designated, channel AGENT-ZJ — by
+SQL, as if shipped and received there), every product gets a rebate rule (2.5 yuan), ``--members``
+store clerks of that store get staff tokens, and the claims go to ``POST /rebates/claims``; each
+claim also records the unit's sale (L7), the unit being unsold. Exactly once is then: one claim
+row per code, each with its sale event and tally-queue row, the amounts summing to 2.5 × claims.
 ``--smoke`` runs a small size (500 codes, 2 s) to prove the script; its numbers mean nothing.
 """
 
@@ -48,6 +55,7 @@ from bench.bench_verify import Profile, cpu_model, git_state  # noqa: E402
 from loadtests.stack import Stack  # noqa: E402
 
 POINTS = 10  # the rule of every demo product in this run
+REBATE = 2.5  # the rebate of every demo product in a rebates run (yuan)
 WARM_CLAIMS = 12_000  # codes of the warm-up run (at most; past them it replays: 200)
 
 
@@ -128,6 +136,100 @@ def prepare(stack: Stack, members: int, want: int) -> tuple[list[int], list[str]
     return ids, lines
 
 
+def prepare_rebates(stack: Stack, clerks: int, want: int) -> tuple[list[int], list[str]]:
+    """Rebate rules, the codes in a store, clerks and their claims (``token,serial,pin``) of
+    the codes not claimed before, at least ``want``; (clerk ids, lines)."""
+    import psycopg
+
+    from app.auth import tokens
+    from app.codes.scheme import scheme_from_settings
+    from app.config import load_settings
+
+    old = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        settings = load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    scheme = scheme_from_settings(settings)
+    codes = []
+    for line in stack.codes_file.read_text().splitlines():
+        serial, pin = line.split(",")[:2]
+        batch_no, index, _ = scheme.verify(serial)
+        codes.append((batch_no << 32 | index, serial, pin))
+    with psycopg.connect(stack.env["TRACECODE_DATABASE_URL"], autocommit=True) as conn:
+        org = dict(conn.execute("SELECT erp_code, id FROM orgs").fetchall())
+        brand, store, agent = org["BRAND-LUMI"], org["STORE-HZ-01"], org["AGENT-ZJ"]
+        conn.execute(
+            """INSERT INTO rebate_rules (brand_id, product_id, amount)
+               SELECT %s, p.id, %s FROM products p JOIN orgs o ON o.id = p.org_id
+               WHERE o.path LIKE %s ON CONFLICT (product_id, agent_id) DO UPDATE
+               SET amount = EXCLUDED.amount""",
+            (brand, REBATE, f"/{brand}/%"),
+        )
+        claimed = {
+            row[0]
+            for row in conn.execute(
+                "SELECT code_id FROM rebate_claims WHERE code_id = ANY(%s)",
+                ([c[0] for c in codes],),
+            )
+        }
+        fresh = [c for c in codes if c[0] not in claimed]
+        if len(fresh) < want and claimed:  # an earlier run claimed some: activate more units
+            stack.count = want + len(claimed)
+            stack.write_codes()
+            return prepare_rebates(stack, clerks, want)
+        conn.execute(  # delivered to the store, unsold, out of their cases
+            """UPDATE unit_state SET holder_org_id = %s, store_org_id = %s, channel_org_id = %s,
+                      transit_to = NULL, parent_sscc = NULL, status = 'active', sold_at = NULL,
+                      shipped_at = coalesce(shipped_at, now())
+               WHERE code = ANY(%s)""",
+            (store, store, agent, [c[0] for c in fresh]),
+        )
+        role = conn.execute("SELECT id FROM roles WHERE name = 'store_clerk'").fetchone()[0]
+        ids = []
+        for _ in range(clerks):
+            user = conn.execute(
+                """INSERT INTO users (org_id, username, password_hash, display_name)
+                   VALUES (%s, %s, 'x', 'bench clerk') RETURNING id""",
+                (store, f"bench-clerk-{secrets.token_hex(6)}"),
+            ).fetchone()[0]
+            conn.execute("INSERT INTO user_roles (user_id, role_id) VALUES (%s, %s)", (user, role))
+            ids.append(user)
+    key = settings.jwt_key()
+    tokens_ = [tokens.issue(key, user, "access", 3600)[0] for user in ids]
+    lines = [
+        f"{tokens_[i % len(tokens_)]},{serial},{pin}" for i, (_, serial, pin) in enumerate(fresh)
+    ]
+    return ids, lines
+
+
+def exactly_once_rebates(stack: Stack, clerk_ids: list[int]) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(stack.env["TRACECODE_DATABASE_URL"], autocommit=True) as conn:
+        row = conn.execute(
+            """SELECT count(*) AS claims, count(DISTINCT c.code_id) AS codes,
+                      count(DISTINCT c.sale_event_id) AS sale_events,
+                      count(*) FILTER (WHERE u.status = 'sold') AS sold,
+                      (SELECT count(*) FROM rebate_tally_queue q
+                        JOIN rebate_claims k ON k.id = q.claim_id
+                        WHERE k.clerk_id = ANY(%(c)s)) AS queued,
+                      (coalesce(sum(c.amount), 0) * 2)::bigint AS halves
+               FROM rebate_claims c JOIN unit_state u ON u.code = c.code_id
+               WHERE c.clerk_id = ANY(%(c)s)""",
+            {"c": clerk_ids},
+        ).fetchone()
+    return dict(
+        zip(
+            ("claims", "codes", "sale_events", "sold", "queued", "halves"),
+            map(int, row),
+            strict=True,
+        )
+    )
+
+
 def exactly_once(stack: Stack, member_ids: list[int]) -> dict[str, int]:
     import psycopg
 
@@ -155,7 +257,8 @@ def main() -> int:
     parser.add_argument("--duration", default="15s", help="wrk duration (default 15s)")
     parser.add_argument("--warmup", default="3s", help="warm-up run, codes of its own (3s)")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--members", type=int, default=64)
+    parser.add_argument("--kind", choices=("points", "rebates"), default="points")
+    parser.add_argument("--members", type=int, default=64, help="members (or store clerks)")
     parser.add_argument("--api-cpu", default="0", help="taskset CPU of granian (one worker)")
     parser.add_argument("--wrk-cpu", default="1", help="taskset CPU of wrk")
     parser.add_argument(
@@ -194,7 +297,9 @@ def main() -> int:
             f"({'SCHED_BATCH' if args.sched_batch else 'default scheduling policy'}), wrk on CPU "
             f"{args.wrk_cpu}, services and flusher on CPU {services or 'any (unpinned)'}"
         )
-        member_ids, lines = prepare(stack, args.members, args.count + warm_n + args.profile)
+        rebates = args.kind == "rebates"
+        make = prepare_rebates if rebates else prepare
+        member_ids, lines = make(stack, args.members, args.count + warm_n + args.profile)
         profiled = lines[len(lines) - args.profile :] if args.profile else []
         lines = lines[: len(lines) - args.profile]
         warm_file, claims_file = Path(tmp) / "warm.csv", Path(tmp) / "claims.csv"
@@ -204,7 +309,7 @@ def main() -> int:
             f"{len(lines) - warm_n} unclaimed codes ({warm_n} more for the warm-up), "
             f"{args.members} members, points rule {POINTS}"
         )
-        url = stack.url + "/members/me/claims"
+        url = stack.url + ("/rebates/claims" if rebates else "/members/me/claims")
         env = {**stack.env, "WRK_CLAIMS": str(warm_file)}
         warm = wrk(url, args.warmup, args.connections, args.wrk_cpu, script, env)
         ping = wrk(
@@ -217,7 +322,7 @@ def main() -> int:
         )
         env["WRK_CLAIMS"] = str(claims_file)
         run = wrk(url, args.duration, args.connections, args.wrk_cpu, script, env)
-        checked = exactly_once(stack, member_ids)
+        checked = (exactly_once_rebates if rebates else exactly_once)(stack, member_ids)
         check = subprocess.run(
             [sys.executable, "-m", "app.cli", "points", "check"],
             env=stack.env,
@@ -226,7 +331,7 @@ def main() -> int:
             text=True,
         )
         if profiled:
-            profile(stack.env, profiled)
+            profile(stack.env, profiled, url.removeprefix(stack.url))
     created = int(run.get("created", 0))
     warm_created = int(warm.get("created", 0))
     claims_per_s = created / run["seconds"] if run["seconds"] else 0.0
@@ -243,16 +348,24 @@ def main() -> int:
     # connection and run; wrk drops their answers). The profile's claims come after the check.
     answered = created + warm_created
     in_flight = checked["claims"] - answered
-    once = (
-        checked["claims"] == checked["codes"] == checked["entries"]
-        and checked["ledger"] == checked["balances"] == checked["claims"] * POINTS
-        and 0 <= in_flight <= 2 * args.connections
-        and check.returncode == 0
-    )
+    if rebates:  # one code, one sale, one queue row per claim; 2.5 yuan each
+        once = (
+            checked["claims"] == checked["codes"] == checked["sale_events"] == checked["sold"]
+            and checked["queued"] <= checked["claims"]
+            and checked["halves"] == checked["claims"] * int(REBATE * 2)
+            and 0 <= in_flight <= 2 * args.connections
+        )
+    else:
+        once = (
+            checked["claims"] == checked["codes"] == checked["entries"]
+            and checked["ledger"] == checked["balances"] == checked["claims"] * POINTS
+            and 0 <= in_flight <= 2 * args.connections
+            and check.returncode == 0
+        )
     print(
         f"exactly once: {'yes' if once else 'NO'} {checked}: {answered} 201 answers (warm-up and "
-        f"run) and {in_flight} claims in flight when wrk stopped; points check: "
-        f"{check.stdout.strip()}"
+        f"run) and {in_flight} claims in flight when wrk stopped"
+        + ("" if rebates else f"; points check: {check.stdout.strip()}")
     )
     target = claims_per_s >= 3000 and run["p99_ms"] <= 50
     print(f"target (>= 3,000 claims/s, p99 <= 50 ms): {'met' if target else 'not met'}")
@@ -264,16 +377,16 @@ def main() -> int:
 # -- in-process profile -----------------------------------------------------------------------
 
 
-async def _claim_call(app: Any, body: bytes, token: str, ip: str) -> int:
-    """One POST /members/me/claims through the ASGI app; its status."""
+async def _claim_call(app: Any, path: str, body: bytes, token: str, ip: str) -> int:
+    """One claim POST through the ASGI app; its status."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/members/me/claims",
-        "raw_path": b"/members/me/claims",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": [
@@ -304,7 +417,7 @@ async def _claim_call(app: Any, body: bytes, token: str, ip: str) -> int:
     return status
 
 
-async def _profiled(lines: list[str]) -> None:
+async def _profiled(lines: list[str], path: str) -> None:
     from app.main import create_app
 
     app = create_app()
@@ -327,7 +440,7 @@ async def _profiled(lines: list[str]) -> None:
 
     async def one(i: int) -> None:
         async with sem:
-            status = await _claim_call(app, *calls[i])
+            status = await _claim_call(app, path, *calls[i])
             statuses[status] = statuses.get(status, 0) + 1
 
     profiler = Profile()
@@ -337,7 +450,7 @@ async def _profiled(lines: list[str]) -> None:
     seconds = time.perf_counter() - t0
     profiler.stop()
     print(
-        f"\n== in-process POST /members/me/claims: {len(calls)} claims, 64 at once, "
+        f"\n== in-process POST {path}: {len(calls)} claims, 64 at once, "
         f"{1e6 * seconds / len(calls):.0f} µs each (profiled), statuses {statuses}"
     )
     profiler.show()
@@ -346,7 +459,7 @@ async def _profiled(lines: list[str]) -> None:
     await lifespan
 
 
-def profile(env: dict[str, str], lines: list[str]) -> None:
+def profile(env: dict[str, str], lines: list[str], path: str) -> None:
     """Profile claims through the app in this process; its access log goes to /dev/null."""
     import logging
 
@@ -356,7 +469,7 @@ def profile(env: dict[str, str], lines: list[str]) -> None:
         with open(os.devnull, "w") as null:
             sys.stderr = null  # configure_logging() binds the handler to sys.stderr
             try:
-                asyncio.run(_profiled(lines))
+                asyncio.run(_profiled(lines, path))
             finally:
                 sys.stderr = stderr
                 logging.getLogger().handlers.clear()
