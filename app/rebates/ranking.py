@@ -271,15 +271,15 @@ def _month_label(month: date) -> str:
 
 
 # The ranked rows: ``{source}`` the sums per store (or store and clerk) over the period, ``{join}``
-# what the rows need besides the store, ``{where}`` the scope. Ranks are shared by ties of the
-# ranking measure (1, 1, 3); within a tie the other measure, then the ids, order the rows. The
-# window and the LIMIT stream: for one month the store rows come in ranking order from an index
-# of ``rebate_store_totals`` and the query stops after ``limit`` of them.
+# what the rows need besides the store, ``{where}`` the scope; in ranking order (the measure, then
+# the other measure, then the ids), the first ``limit``. No window function: for one month the
+# store rows come in this order from an index of ``rebate_store_totals`` and the scan stops after
+# ``limit`` rows (a window over the whole month would read all of them); the shared ranks of ties
+# (1, 1, 3) follow from the order (``_ranks``).
 _RANKED = """
 WITH ranked AS (
     SELECT t.*, o.name AS store_name, o.erp_code AS store_erp_code, o.path,
-           o.province_code, o.province_name, o.city_code, o.city_name{columns},
-           rank() OVER (ORDER BY t.{by} DESC) AS rank
+           o.province_code, o.province_name, o.city_code, o.city_name{columns}
     FROM {source} t JOIN orgs o ON o.id = t.store_id{join}
     WHERE {where}
     ORDER BY t.{by} DESC, t.{other} DESC, {key}
@@ -293,7 +293,7 @@ LEFT JOIN LATERAL (
       AND a.kind = 'agent'
     ORDER BY length(a.path) DESC LIMIT 1
 ) ag ON true
-ORDER BY r.rank, r.{other} DESC, {key}
+ORDER BY r.{by} DESC, r.{other} DESC, {key}
 """
 _MONTH_OF_STORES = """(SELECT store_id, claims, amount FROM rebate_store_totals
     WHERE brand_id = %(brand)s AND month = %(first)s)"""
@@ -330,7 +330,17 @@ async def _ranked(
     sql = _RANKED.format(by=measure, other=other, where=" AND ".join(where), source=source, **shape)
     params |= {"brand": actor.brand_id, "first": first, "last": last, "limit": f.limit}
     rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
-    return first, last, rows
+    return first, last, _ranks(rows, measure)
+
+
+def _ranks(rows: list[dict[str, Any]], measure: str) -> list[dict[str, Any]]:
+    """Competition ranks (1, 1, 3) of rows in ranking order: every row before a row with a
+    larger measure is in the list (the order is by the measure first), so a row's rank is one
+    more than the number of rows before the first of its tie."""
+    for n, row in enumerate(rows):
+        tied = n > 0 and rows[n - 1][measure] == row[measure]
+        row["rank"] = rows[n - 1]["rank"] if tied else n + 1
+    return rows
 
 
 def _store_rank(row: dict[str, Any]) -> StoreRank:
