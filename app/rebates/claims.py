@@ -3,8 +3,8 @@
 Clerks. A claim's clerk is looked up with the other claims in flight (``Clerks``): the staff
 access token, then the user, their organisation and permissions in one query per round. An
 inactive account or organisation is refused (401 ``account_inactive``, as every staff route),
-a user without ``sales.claim`` 403 ``permission_denied``, a user of an organisation that is not a
-store 403 ``not_a_store``.
+a user without ``sales.claim`` 403 (``Principal.require``), a user of an organisation that is
+not a store 403 ``not_a_store``.
 
 Rounds. The claim is verified (void, forged, wrong PIN and lockout answer as ``/v1/verify``),
 then credited in a round of one transaction:

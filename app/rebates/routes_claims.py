@@ -25,8 +25,8 @@ async def claim(scope: Scope, receive: Receive, send: Send) -> None:
 
 _CLAIM_DOC = """Claim the sales rebate of a unit the clerk's store sold, by its outer code (serial
 or QR content) and inner PIN (201), as a signed-in store clerk (a staff access token with
-``sales.claim``, of a store: 403 ``not_a_store``, ``permission_denied``; 401 ``account_inactive``
-for an inactive account). First a verification, with the same answers and lockout as
+``sales.claim``, of a store: 403 ``not_a_store``, or the missing permission; 401
+``account_inactive`` for an inactive account). First a verification, with the same answers and lockout as
 ``/v1/verify``: 422 ``not_genuine`` (details: the verification, e.g. reason ``forged``, ``void``,
 ``not_activated``), 422 ``wrong_pin`` (``pin_attempts_left``), 429 ``locked`` or
 ``rate_limited`` (Retry-After). The unit must have been delivered to the clerk's store: 422
