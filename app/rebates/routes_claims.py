@@ -26,19 +26,18 @@ async def claim(scope: Scope, receive: Receive, send: Send) -> None:
 _CLAIM_DOC = """Claim the sales rebate of a unit the clerk's store sold, by its outer code (serial
 or QR content) and inner PIN (201), as a signed-in store clerk (a staff access token with
 ``sales.claim``, of a store: 403 ``not_a_store``, or the missing permission; 401
-``account_inactive`` for an inactive account). First a verification, with the same answers and lockout as
-``/v1/verify``: 422 ``not_genuine`` (details: the verification, e.g. reason ``forged``, ``void``,
-``not_activated``), 422 ``wrong_pin`` (``pin_attempts_left``), 429 ``locked`` or
+``account_inactive`` for an inactive account). First a verification, with the same answers and
+lockout as ``/v1/verify``: 422 ``not_genuine`` (details: the verification, e.g. reason ``forged``,
+``void``, ``not_activated``), 422 ``wrong_pin`` (``pin_attempts_left``), 429 ``locked`` or
 ``rate_limited`` (Retry-After). The unit must have been delivered to the clerk's store: 422
 ``wrong_store`` / ``wrong_agent`` / ``not_delivered`` name where it was supposed to be (details
-``expected_store``, ``expected_agent``) and the attempt is kept as an anti-diversion signal;
-422 ``not_received`` while it is still in transit to the store. A unit not yet sold is recorded
-as sold by the claim (``sale_recorded``). The amount is the product's rebate for the unit's
-channel agent, else its default, as in force at the claim (422 ``no_rebate``: none). A code's
-rebate is credited once, ever: 409 ``already_claimed``. The same ``client_id`` again answers the
-first claim (200); 409 ``client_id_reused`` for another code. 422 ``other_brand``,
-``not_claimable`` (void or destroyed); 400 on a bad body (``invalid_character`` for a control
-character); 413 over 16 KB."""
+``expected_store``, ``expected_agent``) and the attempt is kept as an anti-diversion signal; 422
+``not_received`` while it is still in transit to the store. A unit not yet sold is recorded as sold
+by the claim (``sale_recorded``). The amount is the product's rebate for the unit's channel agent,
+else its default, as in force at the claim (422 ``no_rebate``: none). A code's rebate is credited
+once, ever: 409 ``already_claimed``. The same ``client_id`` again answers the first claim (200); 409
+``client_id_reused`` for another code. 422 ``other_brand``, ``not_claimable`` (void or destroyed);
+400 on a bad body (``invalid_character`` for a control character); 413 over 16 KB."""
 
 
 def document_claims(openapi: OpenAPI) -> None:
