@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from app import (
     _core,
+    analytics,
     auth,
     catalog,
     codes,
@@ -49,6 +50,7 @@ from app.verify.service import Verifier
 #: One router per domain (each ``app/<domain>/__init__.py``), in the order of the OpenAPI document.
 ROUTERS = [
     ops.router,
+    analytics.router,
     auth.router,
     orgs.router,
     users.router,
