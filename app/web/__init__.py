@@ -1,13 +1,13 @@
 """The public web face: the GS1 Digital Link resolver (``/01/…``, ``/00/…``, its description)
 and the consumer H5 pages (``/c/{serial}``, its PIN form, ``/p/{gtin}``, the member pages under
-``/m``).
+``/m``) and the store clerk's rebate pages under ``/clerk``.
 
 ``router`` is the domain's whole HTTP face; ``app.main`` mounts it.
 """
 
 from litestar import Router
 
-from app.web import member_pages
+from app.web import clerk_pages, member_pages
 from app.web.pages import pin_page, product_page, scan_page
 from app.web.resolver import resolve, resolver_description
 
@@ -20,5 +20,6 @@ router = Router(
         pin_page,
         product_page,
         *member_pages.route_handlers,
+        *clerk_pages.route_handlers,
     ],
 )

@@ -223,6 +223,166 @@ WORDS: dict[str, dict[Lang, str]] = {
     },
     "err_out_of_stock": {"zh": "该礼品已兑完。", "en": "This gift is out of stock."},
     "err_not_found": {"zh": "未找到。", "en": "Not found."},
+    # -- the clerk's rebate pages (app/web/clerk_pages.py) --
+    "clerk_site": {"zh": "销售返利", "en": "Sales rebates"},
+    "clerk_login_title": {"zh": "店员登录", "en": "Clerk sign-in"},
+    "clerk_login_intro": {
+        "zh": "使用员工账号登录销售返利系统。",
+        "en": "Sign in to the sales rebate system with your staff account.",
+    },
+    "clerk_username": {"zh": "用户名", "en": "Username"},
+    "clerk_password": {"zh": "密码", "en": "Password"},
+    "clerk_signed_in_as": {"zh": "当前账号", "en": "Signed in as"},
+    "clerk_nav_home": {"zh": "扫码返利", "en": "Scan"},
+    "clerk_nav_claims": {"zh": "我的返利", "en": "My rebates"},
+    "clerk_step1": {
+        "zh": "第一步：扫描产品外包装上的二维码",
+        "en": "Step 1: scan the QR code on the product's outer pack",
+    },
+    "clerk_code_label": {"zh": "外包装二维码或防伪码", "en": "QR code or code on the outer pack"},
+    "clerk_code_hint": {
+        "zh": "用扫码枪扫描、拍照识别，或手动输入包装上的防伪码。",
+        "en": "Use a barcode scanner, take a photo, or type the code printed on the pack.",
+    },
+    "clerk_camera": {"zh": "拍照识别二维码", "en": "Take a photo of the QR code"},
+    "clerk_camera_miss": {
+        "zh": "照片中未识别到二维码，请重拍或手动输入。",
+        "en": "No QR code was found in the photo: take another or type the code.",
+    },
+    "clerk_next": {"zh": "下一步", "en": "Next"},
+    "clerk_step2": {
+        "zh": "第二步：输入产品内包装的验证码",
+        "en": "Step 2: enter the PIN inside the product's pack",
+    },
+    "clerk_pin_label": {"zh": "内包装验证码", "en": "PIN inside the pack"},
+    "clerk_claim_button": {
+        "zh": "确认销售并领取返利",
+        "en": "Record the sale and claim the rebate",
+    },
+    "clerk_unknown_product": {
+        "zh": "未找到此码对应的本品牌产品。",
+        "en": "No product of your brand has this code.",
+    },
+    "clerk_other_code": {"zh": "扫描其他产品", "en": "Scan another product"},
+    "clerk_today": {"zh": "今日", "en": "Today"},
+    "clerk_month": {"zh": "本月", "en": "This month"},
+    "clerk_all_time": {"zh": "累计", "en": "All time"},
+    "clerk_count": {"zh": "{n} 件", "en": "{n} sold"},
+    "clerk_recent": {"zh": "最近的返利", "en": "Recent rebates"},
+    "clerk_all_claims": {"zh": "查看全部返利记录", "en": "All my rebates"},
+    "clerk_claims_title": {"zh": "我的返利", "en": "My rebates"},
+    "clerk_claimed": {"zh": "返利已记录", "en": "Rebate recorded"},
+    "clerk_claimed_message": {
+        "zh": "返利 ¥{amount} 已记入您的账户。",
+        "en": "A rebate of ¥{amount} is credited to you.",
+    },
+    "clerk_sale_recorded": {
+        "zh": "已同时登记此产品的销售。",
+        "en": "The sale of this unit is recorded.",
+    },
+    "clerk_sale_known": {
+        "zh": "此产品的销售此前已登记。",
+        "en": "The sale of this unit had been recorded before.",
+    },
+    "clerk_scan_next": {"zh": "扫描下一件", "en": "Scan the next one"},
+    "clerk_claimed_at": {"zh": "领取时间", "en": "Claimed"},
+    "clerk_rebate": {"zh": "返利", "en": "Rebate"},
+    "clerk_settlement": {"zh": "结算", "en": "Settlement"},
+    "clerk_status_unsettled": {"zh": "未结算", "en": "unsettled"},
+    "clerk_status_pending": {"zh": "待审核", "en": "pending"},
+    "clerk_status_approved": {"zh": "已审核", "en": "approved"},
+    "clerk_status_paid": {"zh": "已支付", "en": "paid"},
+    "clerk_status_rejected": {"zh": "已驳回", "en": "rejected"},
+    "clerk_relogin": {
+        "zh": "登录已过期，请重新登录。",
+        "en": "You are signed out. Please sign in again.",
+    },
+    "clerk_ticket_expired": {
+        "zh": "此操作已过期，请重新扫码。",
+        "en": "This step has expired: scan the code again.",
+    },
+    "clerk_bad_code": {
+        "zh": "无法识别此码，请核对后重新扫描或输入。",
+        "en": "That is not a code we can read: check it, then scan or type it again.",
+    },
+    "clerk_case_code": {
+        "zh": "这是箱码，请扫描单件产品外包装上的二维码。",
+        "en": "That is a case code: scan the QR code on a single product's pack.",
+    },
+    "clerk_forged": {
+        "zh": "此码不是本系统签发的防伪码，不是正品。",
+        "en": "This code was not issued by us: the product is not genuine.",
+    },
+    # refusals of the rebate claim and of signing in, by their stable error code
+    "clerk_err_wrong_pin": {
+        "zh": "验证码错误，还可尝试 {n} 次。",
+        "en": "Wrong PIN; {n} attempts left.",
+    },
+    "clerk_err_locked": {
+        "zh": "验证码错误次数过多，此码已锁定，请 {minutes} 分钟后再试。",
+        "en": "Too many wrong PINs: this code is locked. Try again in {minutes} minutes.",
+    },
+    "clerk_err_not_genuine": {
+        "zh": "此码不是有效的正品防伪码，不能领取返利。",
+        "en": "This is not a valid genuine code: it earns no rebate.",
+    },
+    "clerk_err_already_claimed": {
+        "zh": "此码的返利已被领取，每个防伪码仅可领取一次。",
+        "en": "The rebate of this code has already been claimed (once per code).",
+    },
+    "clerk_err_wrong_store": {
+        "zh": "此产品应在「{name}」销售，不能在本店领取返利。",
+        "en": "This unit was supposed to be sold at {name}; it earns no rebate here.",
+    },
+    "clerk_err_wrong_agent": {
+        "zh": "此产品应由「{name}」的门店销售，不能在本店领取返利。",
+        "en": "This unit was supposed to be sold by {name}'s stores; it earns no rebate here.",
+    },
+    "clerk_err_not_delivered": {
+        "zh": "此产品未发往本店（记录在「{name}」），不能领取返利。",
+        "en": "This unit was not delivered to your store (it is recorded at {name}).",
+    },
+    "clerk_err_not_received": {
+        "zh": "此产品尚在发往本店的途中，请先入库再领取返利。",
+        "en": "This unit is still on its way to your store: receive it first.",
+    },
+    "clerk_err_no_rebate": {"zh": "此产品没有返利。", "en": "This product earns no rebate."},
+    "clerk_err_other_brand": {
+        "zh": "此产品不属于您的品牌。",
+        "en": "This product is not of your brand.",
+    },
+    "clerk_err_not_claimable": {
+        "zh": "此码已作废，不能领取返利。",
+        "en": "This code is void: it earns no rebate.",
+    },
+    "clerk_err_not_a_store": {
+        "zh": "只有门店店员可以领取销售返利。",
+        "en": "Only a store's clerks claim sales rebates.",
+    },
+    "clerk_err_forbidden": {
+        "zh": "您的账号没有领取销售返利的权限。",
+        "en": "Your account may not claim sales rebates.",
+    },
+    "clerk_err_account_inactive": {
+        "zh": "账号已停用，请联系管理员。",
+        "en": "This account is inactive: ask your administrator.",
+    },
+    "clerk_err_invalid_credentials": {
+        "zh": "用户名或密码错误。",
+        "en": "Wrong username or password.",
+    },
+    "clerk_err_login_locked": {
+        "zh": "密码错误次数过多，请 {seconds} 秒后再试。",
+        "en": "Too many wrong passwords. Try again in {seconds} seconds.",
+    },
+    "clerk_err_rate_limited": {
+        "zh": "操作过于频繁，请 {seconds} 秒后再试。",
+        "en": "Too many attempts. Please try again in {seconds} seconds.",
+    },
+    "clerk_err_retry": {
+        "zh": "请重新扫码后再试。",
+        "en": "Please scan the code again and retry.",
+    },
     "footer": {
         "zh": "本页面由品牌方防伪溯源平台提供。",
         "en": "This page is provided by the brand's track-and-trace platform.",

@@ -1,0 +1,532 @@
+"""The store clerk's rebate pages (issue 16 item 2, seed 1.4): the clerk scans the product's outer
+QR code, signs in, types the PIN from inside the pack, and the sale and its rebate are recorded;
+the clerk's own totals and claims.
+
+Server-rendered like the member pages (``app/web/member_pages.py``): plain forms, no script
+needed, zh-CN by default and English by the same switch. The claim is the one of
+``POST /rebates/claims`` (``app.rebates.claims.Claimer.claim_rebate``: verification, lockout,
+once per code, the sale recorded, diversion refusals kept); the totals and the list are
+``app.rebates.queries.clerk_summary``.
+
+Session. The staff tokens of ``POST /auth/login`` (``app.auth.service.login`` with its limiter):
+the access token in the cookie ``tc_clerk``, the refresh token in ``tc_clerk_refresh`` — both
+HttpOnly, Secure over https, SameSite=Lax, path ``/clerk``. An access token lasts minutes
+(``access_token_ttl``); when it has expired the refresh token renews the pair (rotation, as
+``POST /auth/refresh``), so a clerk stays signed in through a shift. The clerk is looked up from
+the token by the claimer's ``Clerks`` (active, ``sales.claim``, of a store) on every page.
+Signing out revokes the refresh token and drops both cookies. Every post carries the CSRF token of
+``app.web.session`` (sign-in included); a post without it is a 403 page.
+
+Two steps. Step 1 (``GET /clerk``, ``POST /clerk/scan``, or ``GET /clerk?code=`` from a link)
+reads the code — a bare serial, a ``/c/{serial}`` URL or a Digital Link — and checks it with the
+scheme alone: malformed and forged codes are answered at once, without the database. Step 2 shows
+the product and the PIN form, which carries a ticket, not the serial alone: serial, the clerk, a
+nonce (the claim's ``client_id``: pressing twice is one claim) and an expiry, sealed with AES-GCM
+under ``Settings.subkey("h5-clerk-claim")``. A refusal is a page with its status and a sentence
+in the page's language (``clerk_err_<code>`` words); a wrong PIN shows the form again.
+
+| URL | |
+| --- | --- |
+| ``GET /clerk/login?code``, ``POST /clerk/login`` | staff sign-in; then step 1 or 2 |
+| ``POST /clerk/logout`` | revokes the refresh token, drops the cookies |
+| ``GET /clerk?code`` | step 1 with the totals and the latest claims; with ``code``, step 2 |
+| ``POST /clerk/scan`` | step 2: the product and the PIN form |
+| ``POST /clerk/claim`` | the claim; the amount, or why not |
+| ``GET /clerk/claims?page`` | the clerk's own claims with the totals |
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+import msgspec
+from Crypto.Cipher import AES
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie, State
+
+from app.auth import service
+from app.auth.limits import login_limiter
+from app.auth.principal import Principal
+from app.auth.schemas import TokenOut
+from app.claims import ClaimIn
+from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan, sscc_from_scan
+from app.config import Settings
+from app.db import Conn
+from app.errors import AppError, Unauthorized
+from app.paging import PageNo
+from app.rebates.queries import clerk_summary
+from app.web import clerk_html, html, session
+from app.web.i18n import WORDS, Lang, choose, word
+from app.web.member_html import pager
+from app.web.member_pages import _form, _retry, _see_other  # the pages' shared helpers
+from app.web.pages import MAX_FORM, MAX_SERIAL, PAGE_ERRORS, lang_switch, normalise_pin, respond
+
+ACCESS_COOKIE = "tc_clerk"
+REFRESH_COOKIE = "tc_clerk_refresh"
+COOKIE_PATH = "/clerk"
+TICKET_TTL = 30 * 60  # seconds between the scan and the PIN
+PER_PAGE = 20
+RECENT = 5
+_PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
+_POST: dict[str, Any] = {**_PAGE, "status_code": 200, "request_max_body_size": MAX_FORM}
+
+_UNIT = """
+SELECT p.name, p.spec, p.colour_no, p.image_url, u.lot
+  FROM unit_state u JOIN products p ON p.id = u.product_id
+ WHERE u.code = %s AND u.brand_id = %s
+"""
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def _unit(conn: Conn, code: int, brand_id: int) -> dict[str, Any] | None:
+    """The product and lot of a unit of the clerk's brand (None: not one of the brand's)."""
+    row = await (await conn.execute(_UNIT, (code, brand_id))).fetchone()
+    return dict(row) if row else None
+
+
+def _show(
+    lang: Lang,
+    remember: bool,
+    title: str,
+    body: str,
+    path: str,
+    status: int = 200,
+    cookies: list[Cookie | None] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    page = html.page(lang, title, body, lang_switch(path, lang), "clerk_site")
+    real = [c for c in cookies or [] if c is not None]
+    all_headers = {"Content-Security-Policy": clerk_html.CSP, **(headers or {})}
+    return respond(page, lang, remember, status, headers=all_headers, cookies=real)
+
+
+def _with_code(path: str, code: str) -> str:
+    return f"{path}?code={quote(code[:MAX_SERIAL], safe='')}" if code else path
+
+
+# The organisation a diversion refusal names, by its code (details of app.rebates.claims).
+_WHERE = {
+    "wrong_store": "expected_store",
+    "wrong_agent": "expected_agent",
+    "not_delivered": "held_by",
+}
+
+
+def _where(exc: AppError, details: dict[str, Any]) -> str:
+    org = details.get(_WHERE.get(exc.code, ""))
+    return str(org.get("name") or "?") if isinstance(org, dict) else "?"
+
+
+def refusal(exc: AppError, lang: Lang) -> str:
+    """A refusal of the claim (or of signing in) as a sentence in the page's language."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    key = f"clerk_err_{exc.code}"
+    if key in WORDS:
+        retry = _retry(exc)
+        return word(
+            key,
+            lang,
+            n=details.get("pin_attempts_left", 0),
+            minutes=-(-int(retry) // 60) if retry.isdigit() else 1,
+            seconds=retry,
+            name=_where(exc, details),
+        )
+    if exc.status == 403:  # missing sales.claim
+        return word("clerk_err_forbidden", lang)
+    if " / " in exc.message:  # the rebates' own "中文 / English" messages
+        zh, _, en = exc.message.partition(" / ")
+        return zh if lang == "zh" else en
+    return word("err_not_found" if exc.status == 404 else "error", lang)
+
+
+# -- the session ---------------------------------------------------------------------------------
+
+
+def _cookie(
+    request: Request[Any, Any, Any], settings: Settings, key: str, value: str, max_age: int
+) -> Cookie:
+    return Cookie(
+        key=key,
+        value=value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        secure=session.secure(request, settings),
+        samesite="lax",
+    )
+
+
+def _session_cookies(
+    request: Request[Any, Any, Any], settings: Settings, pair: TokenOut
+) -> list[Cookie]:
+    return [
+        _cookie(request, settings, ACCESS_COOKIE, pair.access_token, settings.access_token_ttl),
+        _cookie(request, settings, REFRESH_COOKIE, pair.refresh_token, settings.refresh_token_ttl),
+    ]
+
+
+def _signed_out(request: Request[Any, Any, Any], settings: Settings) -> list[Cookie]:
+    return [_cookie(request, settings, key, "", 0) for key in (ACCESS_COOKIE, REFRESH_COOKIE)]
+
+
+class Clerk(NamedTuple):
+    principal: Principal
+    cookies: list[Cookie]  # the renewed session's, when the access token had expired
+
+
+async def _clerk(request: Request[Any, Any, Any], state: State) -> Clerk:
+    """The signed-in clerk (``Clerks.lookup``: active, ``sales.claim``, of a store), the pair
+    renewed by the refresh token when the access token has expired. 401 when signed out, 403
+    when the account may not claim."""
+    clerks = state.rebate_claimer.clerks
+    token = request.cookies.get(ACCESS_COOKIE) or ""
+    refresh = request.cookies.get(REFRESH_COOKIE) or ""
+    if token:
+        try:
+            return Clerk(await clerks.lookup("Bearer " + token), [])
+        except Unauthorized as exc:
+            if exc.code != "token_expired" or not refresh:
+                raise
+    elif not refresh:
+        raise Unauthorized("sign in first", code="unauthorized")
+    async with state.pool.connection() as conn:  # committed as the block ends
+        pair = await service.refresh(conn, state.settings, refresh)
+    cookies = _session_cookies(request, state.settings, pair)
+    return Clerk(await clerks.lookup("Bearer " + pair.access_token), cookies)
+
+
+def _relogin(
+    request: Request[Any, Any, Any], settings: Settings, lang: Lang, remember: bool
+) -> Response[str]:
+    """A post of a signed-out clerk: 401, sign in again (the cookies dropped)."""
+    title = word("clerk_login_title", lang)
+    body = html.status("error", title, word("clerk_relogin", lang))
+    body += f'<a class="button" href="/clerk/login">{html.esc(word("sign_in", lang))}</a>'
+    cookies: list[Cookie | None] = [*_signed_out(request, settings)]
+    return _show(lang, remember, title, body, "/clerk/login", 401, cookies)
+
+
+async def _clerk_or_page(
+    request: Request[Any, Any, Any], state: State, lang: Lang, remember: bool, code: str = ""
+) -> Clerk | Response[str]:
+    """The clerk; else, signed out, the sign-in page (303 from a GET, 401 from a post), or the
+    refusal (403) with a way to sign out."""
+    try:
+        return await _clerk(request, state)
+    except AppError as exc:
+        if exc.status == 401:
+            if request.method == "POST":
+                return _relogin(request, state.settings, lang, remember)
+            cookies = _signed_out(request, state.settings)
+            return _see_other(_with_code("/clerk/login", code), cookies)
+        if exc.status != 403:
+            raise
+        token, csrf_cookie = session.csrf(request, state.settings)
+        body = html.status("error", word("error_title", lang), refusal(exc, lang))
+        body += clerk_html.sign_out(lang, token, None)
+        title = word("error_title", lang)
+        return _show(lang, remember, title, body, "/clerk", 403, [csrf_cookie])
+
+
+# -- signing in and out ---------------------------------------------------------------------------
+
+
+@get("/clerk/login", **_PAGE)
+async def login_page(request: Request[Any, Any, Any], state: State) -> Response[str]:
+    """The sign-in form (signed in already: step 1, or step 2 of ``code``)."""
+    lang, remember = choose(request)
+    code = (request.query_params.get("code") or "")[:MAX_SERIAL]
+    if request.cookies.get(ACCESS_COOKIE) or request.cookies.get(REFRESH_COOKIE):
+        try:
+            clerk = await _clerk(request, state)
+        except AppError:
+            pass  # signed out, or another kind of account: the form
+        else:
+            return _see_other(_with_code("/clerk", code), clerk.cookies)
+    token, csrf_cookie = session.csrf(request, state.settings)
+    body = clerk_html.login_form(lang, token, code)
+    title = word("clerk_login_title", lang)
+    return _show(lang, remember, title, body, "/clerk/login", cookies=[csrf_cookie])
+
+
+@post("/clerk/login", **_POST)
+async def login_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """Sign in (``app.auth.service.login``: its limits, 401/429 on the form); then step 1 or 2."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    code = form.get("code", "")[:MAX_SERIAL]
+    username = form.get("username", "").strip()[:64]
+    try:
+        ip = request.client.host if request.client else "unknown"
+        limiter = login_limiter(request.app.state)
+        password = form.get("password", "")[:256]
+        pair = await service.login(conn, settings, limiter, ip, username, password)
+    except AppError as exc:
+        token, _ = session.csrf(request, settings)
+        body = clerk_html.login_form(lang, token, code, refusal(exc, lang), username)
+        headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
+        title = word("clerk_login_title", lang)
+        return _show(lang, remember, title, body, "/clerk/login", exc.status, headers=headers)
+    return _see_other(_with_code("/clerk", code), _session_cookies(request, settings, pair))
+
+
+@post("/clerk/logout", **_POST)
+async def logout_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """Sign out: the refresh token revoked, both cookies dropped."""
+    form = await _form(request)
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    refresh = request.cookies.get(REFRESH_COOKIE)
+    if refresh:
+        try:
+            await service.logout(conn, settings, refresh)
+        except AppError:
+            pass  # expired or forged: nothing to revoke
+    return _see_other("/clerk/login", _signed_out(request, settings))
+
+
+# -- step 1: the code ----------------------------------------------------------------------------
+
+
+class Scanned(NamedTuple):
+    serial: str
+    code: int  # the unit's code id
+
+
+def read_code(state: State, text: str) -> Scanned | tuple[int, str]:
+    """The unit a scanned or typed code names, checked by the scheme alone (no database); else
+    (status, the word of why not)."""
+    text = text.strip()[:MAX_SERIAL]
+    serial = serial_from_scan(text)
+    try:
+        batch_no, index, _ = state.scheme.verify(serial)
+    except MalformedSerial:
+        return 400, "clerk_case_code" if sscc_from_scan(text) else "clerk_bad_code"
+    except SerialError:  # forged, or a key we never had
+        return 422, "clerk_forged"
+    return Scanned(serial, batch_no << 32 | index)
+
+
+async def _home(
+    request: Request[Any, Any, Any],
+    conn: Conn,
+    state: State,
+    clerk: Clerk,
+    lang: Lang,
+    remember: bool,
+    error: tuple[int, str] | None = None,
+    typed: str = "",
+) -> Response[str]:
+    """Step 1 with the totals and the latest claims (``error``: why the last code was refused)."""
+    token, csrf_cookie = session.csrf(request, state.settings)
+    summary = await clerk_summary(conn, clerk.principal, 1, RECENT, state.scheme)
+    status, why = error or (200, "")
+    body = clerk_html.home(
+        lang, token, clerk.principal.username, summary, word(why, lang) if why else "", typed
+    )
+    title = word("clerk_site", lang)
+    return _show(lang, remember, title, body, "/clerk", status, [csrf_cookie, *clerk.cookies])
+
+
+async def _step_two(
+    request: Request[Any, Any, Any],
+    conn: Conn,
+    state: State,
+    clerk: Clerk,
+    text: str,
+    lang: Lang,
+    remember: bool,
+) -> Response[str]:
+    """The product of the code and the PIN form (or step 1 again with why not)."""
+    scanned = read_code(state, text)
+    if not isinstance(scanned, Scanned):
+        return await _home(request, conn, state, clerk, lang, remember, scanned, text[:MAX_SERIAL])
+    product = await _unit(conn, scanned.code, clerk.principal.brand_id)
+    token, csrf_cookie = session.csrf(request, state.settings)
+    ticket = issue_ticket(state.settings, scanned.serial, clerk.principal.user_id or 0)
+    body = (
+        clerk_html.nav(lang, "")
+        + clerk_html.product_box(lang, scanned.serial, product)
+        + clerk_html.pin_step(lang, token, ticket, state.scheme.pin_length)
+    )
+    title = word("clerk_step2", lang)
+    return _show(lang, remember, title, body, "/clerk", 200, [csrf_cookie, *clerk.cookies])
+
+
+@get("/clerk", **_PAGE)
+async def home_page(request: Request[Any, Any, Any], conn: Conn, state: State) -> Response[str]:
+    """Step 1, the totals and the latest claims; with ``?code=`` (a scan), step 2."""
+    lang, remember = choose(request)
+    code = (request.query_params.get("code") or "")[:MAX_SERIAL]
+    clerk = await _clerk_or_page(request, state, lang, remember, code)
+    if isinstance(clerk, Response):
+        return clerk
+    if code.strip():
+        return await _step_two(request, conn, state, clerk, code, lang, remember)
+    return await _home(request, conn, state, clerk, lang, remember)
+
+
+@post("/clerk/scan", **_POST)
+async def scan_post(request: Request[Any, Any, Any], conn: Conn, state: State) -> Response[str]:
+    """Step 1's form: the code scanned or typed; step 2."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    session.check_csrf(request, state.settings, form.get("csrf", ""))
+    clerk = await _clerk_or_page(request, state, lang, remember)
+    if isinstance(clerk, Response):
+        return clerk
+    return await _step_two(request, conn, state, clerk, form.get("code", ""), lang, remember)
+
+
+# -- step 2: the claim ---------------------------------------------------------------------------
+
+
+class Ticket(msgspec.Struct, frozen=True):
+    serial: str
+    user_id: int
+    nonce: str
+    expires: int
+
+    @property
+    def client_id(self) -> str:
+        return f"h5c-{self.nonce}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def issue_ticket(settings: Settings, serial: str, user_id: int) -> str:
+    """The sealed ticket of step 2's form (see the module docstring)."""
+    body = json.dumps(
+        [serial, user_id, secrets.token_hex(8), int(time.time()) + TICKET_TTL]
+    ).encode()
+    nonce = secrets.token_bytes(12)
+    cipher = AES.new(settings.subkey("h5-clerk-claim"), AES.MODE_GCM, nonce=nonce)
+    sealed, tag = cipher.encrypt_and_digest(body)
+    return _b64(nonce + sealed + tag)
+
+
+def open_ticket(settings: Settings, text: str) -> Ticket | None:
+    """The ticket's claim, or None when it is not one of ours or has expired."""
+    try:
+        blob = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
+        cipher = AES.new(settings.subkey("h5-clerk-claim"), AES.MODE_GCM, nonce=nonce)
+        serial, user_id, client, expires = json.loads(cipher.decrypt_and_verify(sealed, tag))
+        ticket = Ticket(str(serial), int(user_id), str(client), int(expires))
+    except (ValueError, TypeError, KeyError):
+        return None
+    return ticket if ticket.expires > time.time() else None
+
+
+def _pin_again(
+    request: Request[Any, Any, Any],
+    state: State,
+    ticket: str,
+    lang: Lang,
+    remember: bool,
+    status: int,
+    error: str,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
+    token, csrf_cookie = session.csrf(request, state.settings)
+    body = clerk_html.nav(lang, "") + clerk_html.pin_step(
+        lang, token, ticket, state.scheme.pin_length, error
+    )
+    title = word("clerk_step2", lang)
+    return _show(lang, remember, title, body, "/clerk", status, [csrf_cookie], headers)
+
+
+def _refused(exc: AppError, lang: Lang, remember: bool, cookies: list[Cookie]) -> Response[str]:
+    """A refused claim: the status of the error, its sentence, the way to the next scan."""
+    link = f'<a class="button" href="/clerk">{html.esc(word("clerk_scan_next", lang))}</a>'
+    body = html.status("error", word("error_title", lang), refusal(exc, lang), link)
+    headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
+    title = word("error_title", lang)
+    return _show(lang, remember, title, body, "/clerk", exc.status, [*cookies], headers)
+
+
+@post("/clerk/claim", **_POST)
+async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[str]:
+    """The PIN form: the claim (``Claimer.claim_rebate``), no pooled connection held while it
+    waits for its round; the amount, or why not."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    settings: Settings = state.settings
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    clerk = await _clerk_or_page(request, state, lang, remember)
+    if isinstance(clerk, Response):
+        return clerk
+    text = form.get("ticket", "")
+    ticket = open_ticket(settings, text)
+    scanned = read_code(state, ticket.serial) if ticket else None
+    if not isinstance(scanned, Scanned) or ticket.user_id != clerk.principal.user_id:
+        body = html.status("error", word("error_title", lang), word("clerk_ticket_expired", lang))
+        body += f'<a class="button" href="/clerk">{html.esc(word("clerk_scan_next", lang))}</a>'
+        return _show(lang, remember, word("error_title", lang), body, "/clerk", 410)
+    pin_length: int = state.scheme.pin_length
+    pin = normalise_pin(form.get("pin", ""))[:16]
+    if not (pin.isascii() and pin.isdigit() and len(pin) == pin_length):
+        return _pin_again(
+            request, state, text, lang, remember, 400, word("bad_pin", lang, n=pin_length)
+        )
+    data = ClaimIn(serial=ticket.serial, pin=pin, client_id=ticket.client_id, lang=lang)
+    ip = request.client.host if request.client else None
+    try:
+        out, _ = await state.rebate_claimer.claim_rebate(
+            clerk.principal, data, ip, request.headers.get("user-agent")
+        )
+    except AppError as exc:
+        if exc.code == "wrong_pin":
+            return _pin_again(request, state, text, lang, remember, exc.status, refusal(exc, lang))
+        if exc.status == 401:  # made inactive meanwhile
+            return _relogin(request, settings, lang, remember)
+        return _refused(exc, lang, remember, clerk.cookies)
+    async with state.pool.connection() as conn:
+        product = await _unit(conn, scanned.code, clerk.principal.brand_id)
+    body = clerk_html.claimed(lang, out.amount, out.sale_recorded)
+    body += clerk_html.product_box(lang, out.serial, product)
+    title = word("clerk_claimed", lang)
+    return _show(lang, remember, title, body, "/clerk", 200, [*clerk.cookies])
+
+
+# -- the clerk's claims --------------------------------------------------------------------------
+
+
+@get("/clerk/claims", **_PAGE)
+async def claims_page(
+    request: Request[Any, Any, Any], conn: Conn, state: State, page: PageNo = 1
+) -> Response[str]:
+    """The clerk's own claims, newest first, with the totals (``clerk_summary``)."""
+    lang, remember = choose(request)
+    clerk = await _clerk_or_page(request, state, lang, remember)
+    if isinstance(clerk, Response):
+        return clerk
+    summary = await clerk_summary(conn, clerk.principal, page, PER_PAGE, state.scheme)
+    body = clerk_html.claims_list(lang, summary)
+    body += pager("/clerk/claims", page, PER_PAGE, summary.total, lang)
+    title = word("clerk_claims_title", lang)
+    return _show(lang, remember, title, body, "/clerk/claims", cookies=[*clerk.cookies])
+
+
+route_handlers = [
+    login_page,
+    login_post,
+    logout_post,
+    home_page,
+    scan_post,
+    claim_post,
+    claims_page,
+]

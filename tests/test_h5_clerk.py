@@ -1,0 +1,430 @@
+"""The store clerk's rebate pages (issue 16 item 2, seed 1.4) over HTTP on real PostgreSQL and
+Redis: sign in with the staff account, scan the outer code, type the PIN, the rebate recorded and
+the totals and list updated; and the bad paths — a wrong PIN, a unit of another store, a code
+claimed before, malformed and forged codes, posts without their CSRF token, forged tickets,
+huge forms and control characters, signed-out and not-a-clerk visitors — each an HTML page with
+its status, never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator
+from html import unescape
+from typing import Any
+
+import httpx
+import pytest
+
+from app.demo import DEMO_PASSWORD
+from tests.h5_support import result_of, text_of, wrong_pin
+from tests.points_support import member_client
+from tests.rebates_support import set_rebate, store_goods
+from tests.test_inspect import forge
+from tests.test_rebate_claims import code_of
+
+AMOUNT = 3.5
+
+
+def field(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found, f"no {name} field in the page"
+    return unescape(found.group(1))
+
+
+def assert_page(response: httpx.Response, status: int = 200) -> str:
+    assert response.status_code == status, (response.status_code, text_of(response.text))
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'sha256-" in response.headers["content-security-policy"]
+    assert response.headers["cache-control"] == "no-store"
+    return response.text
+
+
+def totals(page: str) -> dict[str, tuple[float, int]]:
+    """(amount, count) of today, this month and all time, as the page shows them."""
+    found = {}
+    for key in ("today", "month", "all"):
+        box = re.search(rf'id="total-{key}">(.*?)</div>', page, re.S)
+        assert box, key
+        amount = re.search(r"¥([0-9.]+)", box.group(1))
+        count = re.search(r"([0-9]+) (?:件|sold)", text_of(box.group(1)))
+        assert amount and count, box.group(1)
+        found[key] = (float(amount.group(1)), int(count.group(1)))
+    return found
+
+
+@pytest.fixture(scope="module")
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Case 0 (units 0–9) at STORE-HZ-01, case 1 at AGENT-ZJ, case 2 at the factory; the sun
+    cream earns AMOUNT yuan (the units' agent's rule and the default)."""
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], AMOUNT)
+    await set_rebate(client, admin, goods["product_id"], AMOUNT, demo["AGENT-ZJ"])
+    return goods
+
+
+@pytest.fixture
+async def phone(app: Any, client: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A clerk's phone: its own address (limits) and cookie jar."""
+    async with member_client(app) as mc:
+        yield mc
+
+
+async def sign_in(
+    phone: httpx.AsyncClient,
+    username: str = "store_clerk",
+    password: str = DEMO_PASSWORD,
+    code: str = "",
+    lang: str = "zh",
+) -> httpx.Response:
+    params = {"lang": lang, **({"code": code} if code else {})}
+    page = assert_page(await phone.get("/clerk/login", params=params))
+    assert 'name="username"' in page and 'type="password"' in page
+    body = {"csrf": field(page, "csrf"), "username": username, "password": password, "code": code}
+    return await phone.post("/clerk/login", data=body)
+
+
+async def signed_in(phone: httpx.AsyncClient, username: str = "store_clerk") -> None:
+    response = await sign_in(phone, username)
+    assert response.status_code == 303 and response.headers["location"] == "/clerk", response.text
+
+
+async def scan(phone: httpx.AsyncClient, code: str, status: int = 200) -> str:
+    """Step 1's form: the code; step 2 (or step 1 again with why not)."""
+    home = assert_page(await phone.get("/clerk"))
+    return assert_page(
+        await phone.post("/clerk/scan", data={"csrf": field(home, "csrf"), "code": code}), status
+    )
+
+
+async def claim(phone: httpx.AsyncClient, step2: str, pin: str) -> httpx.Response:
+    form = {"csrf": field(step2, "csrf"), "ticket": field(step2, "ticket"), "pin": pin}
+    return await phone.post("/clerk/claim", data=form)
+
+
+async def claims_of(app: Any, code: int) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM rebate_claims WHERE code_id = %s", (code,)
+            )
+        ).fetchone()
+    return int(row["n"])
+
+
+# -- the two steps -------------------------------------------------------------------------------
+
+
+async def test_sign_in_scan_pin_the_rebate_the_totals_and_the_list(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    for path in ("/clerk", "/clerk/claims"):
+        response = await phone.get(path)
+        assert response.status_code == 303 and response.headers["location"] == "/clerk/login"
+    response = await sign_in(phone)
+    assert response.status_code == 303 and response.headers["location"] == "/clerk"
+    cookies = response.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("tc_clerk="))
+    assert "HttpOnly" in session and "Path=/clerk" in session and "samesite=lax" in session.lower()
+    assert "Secure" not in session  # plain http here (https: test below)
+    assert any(c.startswith("tc_clerk_refresh=") and "Path=/clerk" in c for c in cookies)
+
+    home = assert_page(await phone.get("/clerk"))
+    before = totals(home)
+    assert "第一步" in text_of(home) and 'id="code"' in home and "Hangzhou store" not in home
+    assert "store_clerk" in text_of(home)  # signed in as
+
+    serial, scheme = goods["units"][0], app.state.scheme
+    step2 = await scan(phone, f"https://tc.example/c/{serial}")  # the QR's content
+    assert "Sun Cream SPF50" in text_of(step2) and serial in text_of(step2)
+    assert "第二步" in text_of(step2) and 'name="pin"' in step2
+    assert serial not in field(step2, "ticket")  # sealed
+
+    done = await claim(phone, step2, scheme.pin(serial))
+    page = assert_page(done)
+    assert result_of(page) == "ok"
+    assert f"返利 ¥{AMOUNT:.2f} 已记入您的账户" in text_of(page)
+    assert "已同时登记此产品的销售" in text_of(page)
+    again = assert_page(await claim(phone, step2, scheme.pin(serial)))  # a second press
+    assert result_of(again) == "ok" and f"¥{AMOUNT:.2f}" in text_of(again)
+    assert await claims_of(app, code_of(app, serial)) == 1
+
+    after = totals(assert_page(await phone.get("/clerk")))
+    for key in ("today", "month", "all"):
+        assert after[key] == (before[key][0] + AMOUNT, before[key][1] + 1), key
+    listing = assert_page(await phone.get("/clerk/claims"))
+    assert serial in text_of(listing) and "Sun Cream SPF50" in text_of(listing)
+    assert "未结算" in text_of(listing) and totals(listing) == after
+    english = text_of(assert_page(await phone.get("/clerk/claims?lang=en")))
+    assert "My rebates" in english and "unsettled" in english and "This month" in english
+
+
+async def test_a_wrong_pin_shows_the_form_again_and_the_right_one_claims(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    await signed_in(phone)
+    serial = goods["units"][1]
+    pin = app.state.scheme.pin(serial)
+    step2 = await scan(phone, serial)
+    short = assert_page(await claim(phone, step2, "12"), 400)  # a typo costs no attempt
+    assert "验证码应为" in text_of(short) and 'name="pin"' in short
+    wrong = assert_page(await claim(phone, step2, wrong_pin(pin)), 422)
+    assert re.search(r"验证码错误，还可尝试 \d+ 次", text_of(wrong)), text_of(wrong)
+    assert field(wrong, "ticket") == field(step2, "ticket")  # the same claim, the PIN again
+    done = assert_page(await claim(phone, wrong, f" {pin[:3]}-{pin[3:]} "))  # spaces forgiven
+    assert result_of(done) == "ok"
+    assert await claims_of(app, code_of(app, serial)) == 1
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_a_unit_of_another_store_is_refused_naming_its_store(
+    lang: str, app: Any, client: Any, goods: dict[str, Any]
+) -> None:
+    serial = goods["units"][2]
+    async with member_client(app) as phone:
+        await signed_in(phone, "gz_clerk")
+        step2 = await scan(phone, serial)
+        form = {
+            "csrf": field(step2, "csrf"),
+            "ticket": field(step2, "ticket"),
+            "pin": app.state.scheme.pin(serial),
+            "lang": lang,
+        }
+        refused = text_of(assert_page(await phone.post("/clerk/claim", data=form), 422))
+    if lang == "zh":
+        assert "此产品应在「Hangzhou West Lake Store 杭州西湖店」销售" in refused, refused
+    else:
+        assert "supposed to be sold at Hangzhou West Lake Store 杭州西湖店" in refused, refused
+    assert await claims_of(app, code_of(app, serial)) == 0
+
+
+async def test_a_code_claimed_before_is_refused_to_the_next_clerk(
+    phone: httpx.AsyncClient, app: Any, client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    serial = goods["units"][3]
+    pin = app.state.scheme.pin(serial)
+    await signed_in(phone)
+    assert result_of(assert_page(await claim(phone, await scan(phone, serial), pin))) == "ok"
+    admin = await login("admin")
+    name = f"clerk-{secrets.token_hex(4)}"
+    created = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "Clerk-pass-2026",
+            "display_name": name,
+            "roles": ["store_clerk"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    async with member_client(app) as other:
+        await sign_in(other, name, "Clerk-pass-2026")
+        refused = await claim(other, await scan(other, serial), pin)
+        assert "此码的返利已被领取" in text_of(assert_page(refused, 409))
+        mine = assert_page(await other.get("/clerk/claims"))
+        assert 'id="empty"' in mine and serial not in mine  # only one's own claims
+
+
+async def test_malformed_forged_and_case_codes_are_answered_at_once(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    await signed_in(phone)
+    bad = text_of(await scan(phone, "not a code <b>", 400))
+    assert "无法识别此码" in bad
+    forged = text_of(await scan(phone, forge(goods["units"][4]), 422))
+    assert "此码不是本系统签发的防伪码" in forged
+    case = text_of(await scan(phone, "(00)" + goods["cases"][0], 400))
+    assert "这是箱码" in case
+    # a link carrying the code lands on step 2 at once
+    direct = assert_page(await phone.get("/clerk", params={"code": goods["units"][4]}))
+    assert 'name="ticket"' in direct and "Sun Cream SPF50" in text_of(direct)
+
+
+async def test_a_link_with_a_code_survives_the_sign_in(
+    phone: httpx.AsyncClient, goods: dict[str, Any]
+) -> None:
+    serial = goods["units"][4]
+    first = await phone.get("/clerk", params={"code": serial})
+    assert first.status_code == 303 and first.headers["location"] == f"/clerk/login?code={serial}"
+    response = await sign_in(phone, code=serial)
+    assert response.status_code == 303 and response.headers["location"] == f"/clerk?code={serial}"
+    step2 = assert_page(await phone.get(response.headers["location"]))
+    assert 'name="ticket"' in step2
+    # signed in already, the sign-in page goes on to the step
+    again = await phone.get("/clerk/login", params={"code": serial})
+    assert again.status_code == 303 and again.headers["location"] == f"/clerk?code={serial}"
+
+
+# -- signing in and out --------------------------------------------------------------------------
+
+
+async def test_wrong_password_and_accounts_that_may_not_claim(
+    phone: httpx.AsyncClient, app: Any
+) -> None:
+    wrong = await sign_in(phone, password="not-the-password")
+    assert "用户名或密码错误" in text_of(assert_page(wrong, 401))
+    assert "tc_clerk" not in phone.cookies
+    english = await sign_in(phone, password="nope", lang="en")
+    assert "Wrong username or password" in text_of(assert_page(english, 401))
+    # a warehouse clerk of an agent signs in, but may not claim: a clear refusal, a way out
+    assert (await sign_in(phone, "agent_clerk")).status_code == 303
+    home = assert_page(await phone.get("/clerk"), 403)
+    assert "您的账号没有领取销售返利的权限" in text_of(home) and 'action="/clerk/logout"' in home
+    out = await phone.post("/clerk/logout", data={"csrf": field(home, "csrf")})
+    assert out.status_code == 303 and "tc_clerk" not in phone.cookies
+
+
+async def test_sign_out_revokes_the_session(phone: httpx.AsyncClient) -> None:
+    await signed_in(phone)
+    refresh = phone.cookies.get("tc_clerk_refresh")
+    home = assert_page(await phone.get("/clerk"))
+    out = await phone.post("/clerk/logout", data={"csrf": field(home, "csrf")})
+    assert out.status_code == 303 and out.headers["location"] == "/clerk/login"
+    assert "tc_clerk" not in phone.cookies and "tc_clerk_refresh" not in phone.cookies
+    assert (await phone.get("/clerk")).status_code == 303
+    phone.cookies.set("tc_clerk_refresh", refresh or "", path="/clerk")  # kept by a thief: dead
+    response = await phone.get("/clerk")
+    assert response.status_code == 303 and response.headers["location"] == "/clerk/login"
+
+
+async def test_an_expired_access_token_is_renewed_by_the_refresh_token(
+    phone: httpx.AsyncClient, app: Any
+) -> None:
+    from app.auth import tokens
+
+    await signed_in(phone)
+    old_refresh = phone.cookies.get("tc_clerk_refresh")
+    claims = tokens.decode(app.state.settings.jwt_key(), phone.cookies["tc_clerk"], "access")
+    expired, _ = tokens.issue(app.state.settings.jwt_key(), int(claims["sub"]), "access", -60)
+    phone.cookies.set("tc_clerk", expired, path="/clerk")
+    page = await phone.get("/clerk")
+    assert_page(page)
+    assert any(c.startswith("tc_clerk=") for c in page.headers.get_list("set-cookie"))
+    assert phone.cookies.get("tc_clerk_refresh") != old_refresh  # rotated
+    phone.cookies.set("tc_clerk", "forged.token.here", path="/clerk")
+    assert (await phone.get("/clerk")).status_code == 303
+
+
+async def test_cookies_are_secure_behind_https(app: Any, client: Any) -> None:
+    transport = httpx.ASGITransport(app=app, client=("10.251.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as h:
+        page = assert_page(await h.get("/clerk/login"))
+        body = {"csrf": field(page, "csrf"), "username": "store_clerk", "password": DEMO_PASSWORD}
+        signed = await h.post("/clerk/login", data=body)
+    assert signed.status_code == 303
+    for cookie in signed.headers.get_list("set-cookie"):
+        assert "Secure" in cookie and "HttpOnly" in cookie, cookie
+
+
+# -- hostile input ------------------------------------------------------------------------------
+
+
+async def test_posts_without_their_token_or_from_another_site_are_refused(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    body = {"username": "store_clerk", "password": DEMO_PASSWORD}
+    assert "页面已过期" in text_of(assert_page(await phone.post("/clerk/login", data=body), 403))
+    assert "tc_clerk" not in phone.cookies
+    await signed_in(phone)
+    serial = goods["units"][5]
+    step2 = await scan(phone, serial)
+    form = {"ticket": field(step2, "ticket"), "pin": app.state.scheme.pin(serial)}
+    assert_page(await phone.post("/clerk/claim", data=form), 403)
+    assert_page(await phone.post("/clerk/claim", data=form | {"csrf": "x" * 43}), 403)
+    evil = {"Origin": "https://evil.example"}
+    real = form | {"csrf": field(step2, "csrf")}
+    assert_page(await phone.post("/clerk/claim", data=real, headers=evil), 403)
+    assert_page(await phone.post("/clerk/scan", data={"code": serial}), 403)
+    assert_page(await phone.post("/clerk/logout", data={}), 403)
+    assert await claims_of(app, code_of(app, serial)) == 0
+    assert (await phone.get("/clerk")).status_code == 200  # still signed in
+
+
+async def test_forged_tickets_huge_forms_and_control_characters_are_pages(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    await signed_in(phone)
+    serial = goods["units"][6]
+    step2 = await scan(phone, serial)
+    csrf, ticket = field(step2, "csrf"), field(step2, "ticket")
+    pin = app.state.scheme.pin(serial)
+    for forged in (ticket[:-4] + "AAAA", "", "%%%", "x" * 2000):
+        form = {"csrf": csrf, "ticket": forged, "pin": pin}
+        gone = assert_page(await phone.post("/clerk/claim", data=form), 410)
+        assert "此操作已过期" in text_of(gone)
+    huge = await phone.post("/clerk/scan", data={"csrf": csrf, "code": "A" * 10_000})
+    assert_page(huge, 413)
+    control = await phone.post(
+        "/clerk/scan",
+        content=f"csrf={csrf}&code=AB%00CD".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_page(control, 400)
+    assert_page(await phone.get("/clerk/claims?page=abc"), 400)
+    assert_page(await phone.get("/clerk/claims?page=0"), 400)
+    assert await claims_of(app, code_of(app, serial)) == 0
+    # a ticket is its clerk's: another clerk's phone cannot spend it
+    async with member_client(app) as other:
+        await signed_in(other, "gz_clerk")
+        home = assert_page(await other.get("/clerk"))
+        form = {"csrf": field(home, "csrf"), "ticket": ticket, "pin": pin}
+        assert_page(await other.post("/clerk/claim", data=form), 410)
+
+
+async def test_a_signed_out_post_asks_to_sign_in_again(phone: httpx.AsyncClient) -> None:
+    page = assert_page(await phone.get("/clerk/login"))
+    form = {"csrf": field(page, "csrf"), "ticket": "x", "pin": "123456"}
+    again = assert_page(await phone.post("/clerk/claim", data=form), 401)
+    assert "请重新登录" in text_of(again) and 'href="/clerk/login"' in again
+
+
+# -- languages, tickets --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_pages_are_in_both_languages(phone: httpx.AsyncClient, lang: str) -> None:
+    page = assert_page(await phone.get("/clerk/login", params={"lang": lang}))
+    assert f'<html lang="{"zh-CN" if lang == "zh" else "en"}">' in page
+    assert ("店员登录" in page) == (lang == "zh") and ("Clerk sign-in" in page) == (lang == "en")
+    assert (await sign_in(phone, lang=lang)).status_code == 303
+    home = text_of(assert_page(await phone.get("/clerk")))
+    words = ("第一步", "今日", "本月", "累计") if lang == "zh" else ("Step 1", "Today", "All time")
+    assert all(w in home for w in words), home
+
+
+def test_no_literal_words_in_the_clerk_templates() -> None:
+    """Every Chinese word of the clerk pages comes from app/web/i18n.py."""
+    from pathlib import Path
+
+    for name in ("clerk_html.py", "clerk_pages.py"):
+        source = (Path(__file__).parent.parent / "app" / "web" / name).read_text()
+        code = re.sub(r'""".*?"""', "", source, flags=re.S)
+        code = re.sub(r"#.*", "", code)
+        assert not re.search(r"[\u4e00-\u9fff]", code), name
+
+
+def test_tickets_are_sealed_bound_and_expire(settings: Any) -> None:
+    import time
+
+    from app.web import clerk_pages
+
+    ticket = clerk_pages.issue_ticket(settings, "SERIAL", 7)
+    assert "SERIAL" not in ticket
+    opened = clerk_pages.open_ticket(settings, ticket)
+    assert opened and (opened.serial, opened.user_id) == ("SERIAL", 7)
+    assert re.fullmatch(r"h5c-[0-9a-f]{16}", opened.client_id)
+    assert clerk_pages.open_ticket(settings, ticket[:-2] + "AA") is None
+    from app.web import session
+
+    member = session.issue_ticket(settings, "SERIAL", "123456", 7)
+    assert clerk_pages.open_ticket(settings, member) is None  # another key
+    real = time.time
+    try:
+        time.time = lambda: real() + clerk_pages.TICKET_TTL + 1  # type: ignore[assignment]
+        assert clerk_pages.open_ticket(settings, ticket) is None
+    finally:
+        time.time = real  # type: ignore[assignment]
