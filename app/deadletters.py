@@ -34,7 +34,8 @@ STOCK_DELTAS = "stock_deltas"
 INSPECTION_DELTAS = "inspection_deltas"
 SMS_OUTBOX = "sms_outbox"  # SMS rows failed for good (app/sms/sender.py)
 REBATE_TALLY = "rebate_tally_queue"  # claims the rebate ranking roll-up could not fold
-QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS, SMS_OUTBOX, REBATE_TALLY)
+SALES_QUEUE = "sales_queue"  # sales the analytics roll-up could not fold (issue 17)
+QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS, SMS_OUTBOX, REBATE_TALLY, SALES_QUEUE)
 
 POISON: tuple[type[BaseException], ...] = (
     psycopg.errors.DataError,

@@ -46,6 +46,7 @@ class Lock(IntEnum):
     SMS_CAMPAIGN = 7_245_014  # transaction, per brand: one campaign per client id
     REBATE_ROLLUP = 7_245_015  # session, one key: one rebate ranking roller across processes
     REBATE_STATEMENTS = 7_245_016  # transaction, per brand: one statement generator at a time
+    SALES_ROLLUP = 7_245_017  # session, one key: one sales analytics roller across processes
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:
