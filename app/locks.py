@@ -47,6 +47,7 @@ class Lock(IntEnum):
     REBATE_ROLLUP = 7_245_015  # session, one key: one rebate ranking roller across processes
     REBATE_STATEMENTS = 7_245_016  # transaction, per brand: one statement generator at a time
     SALES_ROLLUP = 7_245_017  # session, one key: one sales analytics roller across processes
+    PEOPLE_ROLLUP = 7_245_018  # session, one key: one people analytics roller (members, points)
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:
