@@ -22,7 +22,7 @@ from app.catalog.schemas import (
     ProductPatch,
 )
 from app.db import Conn, changes_of, update_row
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import visible
 from app.paging import Page, fetch_page
 
@@ -320,3 +320,32 @@ async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
     await audit.record(
         conn, actor, "delete", "product", product_id, before=before, org_id=before.org_id
     )
+
+
+async def check_rule_target(
+    conn: Conn, actor: Principal, product_id: int, agent_id: int | None
+) -> None:
+    """The target of a per-product rule (K2: points and rebates, overridable per agent): the
+    product is the caller's brand's (422 ``unknown_product``) and the agent, if any, an
+    organisation of the caller's tree other than the brand (422 ``unknown_org``)."""
+    row = await (
+        await conn.execute(
+            "SELECT o.path FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.id = %s",
+            (product_id,),
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
+        raise Unprocessable(
+            "no such product in this brand", code="unknown_product", details={"field": "product_id"}
+        )
+    if agent_id is None:
+        return
+    org = await (
+        await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (agent_id,))
+    ).fetchone()
+    if org is None or not actor.sees(org["path"]) or org["kind"] == "brand":
+        raise Unprocessable(
+            "no such channel organisation in your tree",
+            code="unknown_org",
+            details={"field": "agent_id"},
+        )

@@ -31,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit
 from app.auth.principal import Principal
+from app.catalog.service import check_rule_target
 from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -52,34 +53,13 @@ from app.verify.service import Verifier
 # -- rules -----------------------------------------------------------------------------------
 
 
-async def _brand_product(conn: Conn, actor: Principal, product_id: int) -> None:
-    row = await (
-        await conn.execute(
-            "SELECT o.path FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.id = %s",
-            (product_id,),
-        )
-    ).fetchone()
-    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
-        raise Unprocessable("no such product in this brand", code="unknown_product")
-
-
-async def _brand_agent(conn: Conn, actor: Principal, agent_id: int) -> None:
-    row = await (
-        await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (agent_id,))
-    ).fetchone()
-    if row is None or not actor.sees(row["path"]) or row["kind"] == "brand":
-        raise Unprocessable("no such channel organisation in your tree", code="unknown_org")
-
-
 _RULE = "id, product_id, agent_id, points, updated_at"
 
 
 async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
     """Set the points of a product (for one agent, or its default); (rule, created)."""
     actor.require("points.rules")
-    await _brand_product(conn, actor, data.product_id)
-    if data.agent_id is not None:
-        await _brand_agent(conn, actor, data.agent_id)
+    await check_rule_target(conn, actor, data.product_id, data.agent_id)
     row = await (
         await conn.execute(
             f"""INSERT INTO point_rules (brand_id, product_id, agent_id, points, updated_by)

@@ -22,8 +22,9 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
+from app.catalog.service import check_rule_target
 from app.db import Conn
-from app.errors import NotFound, Unprocessable
+from app.errors import NotFound
 from app.paging import Page, fetch_page
 from app.rebates.schemas import RuleIn, RuleOut
 
@@ -33,32 +34,6 @@ _RULE = """r.id, r.product_id, p.name AS product_name, r.agent_id, a.name AS age
     r.amount::float8 AS amount, r.updated_at"""
 _SOURCE = """rebate_rules r JOIN products p ON p.id = r.product_id
     LEFT JOIN orgs a ON a.id = r.agent_id"""
-
-
-async def check_target(conn: Conn, actor: Principal, product_id: int, agent_id: int | None) -> None:
-    """The product is the brand's (422 ``unknown_product``) and the agent, if any, an
-    organisation of the caller's tree other than the brand (422 ``unknown_org``)."""
-    row = await (
-        await conn.execute(
-            "SELECT o.path FROM products p JOIN orgs o ON o.id = p.org_id WHERE p.id = %s",
-            (product_id,),
-        )
-    ).fetchone()
-    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
-        raise Unprocessable(
-            "no such product in this brand", code="unknown_product", details={"field": "product_id"}
-        )
-    if agent_id is None:
-        return
-    org = await (
-        await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (agent_id,))
-    ).fetchone()
-    if org is None or not actor.sees(org["path"]) or org["kind"] == "brand":
-        raise Unprocessable(
-            "no such channel organisation in your tree",
-            code="unknown_org",
-            details={"field": "agent_id"},
-        )
 
 
 async def _rule(conn: Conn, where: str, params: tuple[Any, ...]) -> RuleOut | None:
@@ -72,7 +47,7 @@ async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut,
     """Set the rebate of a product (for one agent, or its default); (rule, created). The rule
     in place before is locked and audited as ``before``."""
     actor.require(PERMISSION)
-    await check_target(conn, actor, data.product_id, data.agent_id)
+    await check_rule_target(conn, actor, data.product_id, data.agent_id)
     before = await _rule(
         conn,
         "r.product_id = %s AND r.agent_id IS NOT DISTINCT FROM %s FOR UPDATE OF r",
