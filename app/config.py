@@ -130,6 +130,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sms_reminder_period_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    # The fraction of answers below 400 that get an access log line (app.front); every 4xx and
+    # 5xx answer is logged. 1: every request (the default); lower it for peaks.
+    access_log_sample: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0
 
     def __post_init__(self) -> None:
         if self.db_pool_min > self.db_pool_max:

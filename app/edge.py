@@ -3,9 +3,10 @@
 * JSON bodies: ``EdgeRequest.json()`` (the app's ``request_class``) refuses control characters
   (``app.textguard``) and nesting deeper than ``MAX_JSON_DEPTH`` with 400 before decoding, so a
   1,000-level document never reaches the decoder's recursion limit (it answered 500).
-* Query strings and paths: ``edge_guard_middleware`` refuses control characters (raw or
-  percent-encoded) with 400 ``invalid_character`` before routing reaches a handler or the
-  database (PostgreSQL cannot store NUL).
+* Query strings and paths: ``check_edge``, called by the request layer (``app.front``) before
+  routing, refuses control characters (raw or percent-encoded) with 400 ``invalid_character``
+  (``refuse`` answers it) before a handler or the database sees them (PostgreSQL cannot store
+  NUL).
 * Form bodies (the PIN form) are checked like query strings in ``EdgeRequest.body()``.
 
 The checks are single C passes (regular expressions, ``bytes.translate``) that bulk uploads of
@@ -135,28 +136,16 @@ class EdgeRequest(Request[Any, Any, Any]):
         return await super().json()
 
 
-def edge_guard_middleware(app: Any) -> Any:
-    """ASGI middleware: 400 ``invalid_character`` for a control character in the path or query.
-
-    It answers itself (a JSON error) rather than raising, so the request log and metrics around
-    it record the 400."""
-
-    async def middleware(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            try:
-                query = scope.get("query_string")
-                if query:
-                    check_query(query)
-                check_text(scope["path"], what="path")
-            except InvalidCharacter as exc:
-                await _refuse(send, exc)
-                return
-        await app(scope, receive, send)
-
-    return middleware
+def check_edge(scope: Any) -> None:
+    """400 ``invalid_character`` (raised) for a control character in the path or query."""
+    query = scope.get("query_string")
+    if query:
+        check_query(query)
+    check_text(scope["path"], what="path")
 
 
-async def _refuse(send: Any, exc: InvalidCharacter) -> None:
+async def refuse(send: Any, exc: InvalidCharacter) -> None:
+    """Answer the refusal of ``check_edge`` (its JSON error), without Litestar."""
     body = msgspec.json.encode(error_body(exc.code, exc.message, exc.details))
     await send(
         {

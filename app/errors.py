@@ -212,8 +212,18 @@ def handle_serial_error(_: Request[Any, Any, Any], exc: ValueError) -> Response[
     return _response(400, "malformed_serial", str(exc))
 
 
-def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error", exc_info=exc)
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # with its context: the request id (every line has it), the method and the route
+    scope = request.scope
+    log.exception(
+        "unhandled error",
+        exc_info=exc,
+        extra={
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "route": scope.get("path_template"),
+        },
+    )
     return _response(
         500, "internal_error", "internal server error", {"request_id": request_id_var.get()}
     )

@@ -1,6 +1,6 @@
 """HEAD requests: wherever GET answers, HEAD answers with the same status and headers, no body.
 
-Two parts, both wired once in ``create_app``:
+Two parts:
 
 * ``HeadForGet``, a route plugin (Litestar's ``ReceiveRoutePlugin``), gives every HTTP route with
   a GET handler a HEAD entry as the app registers the route, before the routing table is built:
@@ -11,9 +11,9 @@ Two parts, both wired once in ``create_app``:
   raw ASGI route, is not an HTTP route and is left alone). A GET handler with a side effect asks
   ``request.method`` and skips it for HEAD (``/c/{serial}`` records no verification, an export
   file's HEAD is no download and not audited).
-* ``strip_head_body``, a before-send hook of the app, drops the body of every HEAD answer —
-  errors included, also routing's own 404 and 405 — and keeps the headers, ``Content-Length``
-  too (RFC 9110 9.3.2). Litestar itself would send the body.
+* The request layer in front of the app (``app.front.Tracecode``) drops the body of every HEAD
+  answer — errors included, also routing's own 404 and 405 — and keeps the headers,
+  ``Content-Length`` too (RFC 9110 9.3.2). Litestar itself would send the body.
 
 A handler declared with ``http_method=GET_HEAD`` (the public resolver and ``/health``) is the
 same handler for both methods, and lists HEAD in the OpenAPI document too; other routes answer
@@ -28,7 +28,7 @@ from copy import copy
 from litestar import MediaType, Response
 from litestar.plugins import ReceiveRoutePlugin
 from litestar.routes import BaseRoute, HTTPRoute
-from litestar.types import Message, Scope
+from litestar.types import Scope
 
 GET_HEAD = ["GET", "HEAD"]
 
@@ -69,9 +69,3 @@ def _allow(route: HTTPRoute) -> Callable[[Scope], Response[None]]:
         return Response(None, status_code=204, headers={"Allow": allow}, media_type=MediaType.TEXT)
 
     return options_handler
-
-
-async def strip_head_body(message: Message, scope: Scope) -> None:
-    """Before-send hook: a HEAD answer goes out with its headers and an empty body."""
-    if message["type"] == "http.response.body" and scope.get("method") == "HEAD":
-        message["body"] = b""

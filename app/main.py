@@ -34,11 +34,12 @@ from app.apidocs import document_errors, openapi_config
 from app.codes.scheme import scheme_from_settings
 from app.config import Settings, load_settings
 from app.deps import dependencies
-from app.edge import EdgeRequest, edge_guard_middleware
+from app.edge import EdgeRequest
 from app.embedded import resolve_urls
 from app.errors import exception_handlers
-from app.head import HeadForGet, strip_head_body
-from app.logs import configure_logging, request_context_middleware
+from app.front import Tracecode
+from app.head import HeadForGet
+from app.logs import configure_logging
 from app.members import points
 from app.members.routes_points import document_claims
 from app.rebates import claims as rebate_claims
@@ -103,17 +104,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis.aclose()
             await pool.close()
 
-    app = Litestar(
+    # Tracecode: Litestar behind the request layer (request id, edge check, metrics, access log)
+    app = Tracecode(
         route_handlers=ROUTERS,
         dependencies=dependencies,
         exception_handlers=exception_handlers,
-        middleware=[request_context_middleware, edge_guard_middleware],
         request_class=EdgeRequest,
         plugins=[HeadForGet()],  # every GET route answers HEAD too (app/head.py)
-        before_send=[strip_head_body],  # HEAD: the headers of GET, no body
         lifespan=[lifespan],
         openapi_config=openapi_config(_core.version()),
         logging_config=None,
+        access_log_sample=settings.access_log_sample,
     )
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
     document_claims(app.openapi_schema)  # POST /members/me/claims, an ASGI handler too

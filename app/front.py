@@ -1,0 +1,126 @@
+"""The one layer in front of every HTTP request: request id, edge check, metrics, access log,
+HEAD bodies.
+
+``Tracecode`` is the app's Litestar, whose ``__call__`` does per request, around Litestar's own
+routing and handling:
+
+* the request id: the caller's ``X-Request-ID`` when it is short and plain (ASCII letters,
+  digits and dashes, at most 64), else a new one (this process's random 64-bit prefix and a
+  counter, 32 hex digits); it is in ``request_id_var`` (every log line of the request, audit
+  rows, the 500 answer) and in the ``X-Request-ID`` response header;
+* the edge check of the path and query (``app.edge.check_edge``): 400 ``invalid_character``
+  before routing;
+* the body of every HEAD answer dropped, headers kept (``app.head``);
+* afterwards, the request counted in ``/metrics`` per method, route template and status
+  (``app.ops.metrics``) and its access log line handed to the log writer (``app.logs.access``):
+  every answer of 400 or more, and ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others.
+
+Why one layer in front rather than Litestar middleware and a before-send hook: route middleware
+makes Litestar put a second exception-handling layer between it and each handler, and a
+before-send hook wraps ``send`` once more; with the logging module's access line and
+prometheus_client's locked counters, that machinery cost about as much as Litestar's own work
+for ``/ping`` (bench/RESULTS.md, issue 21). Unmatched paths (404) are now counted and logged
+too, under the route ``unmatched``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+from time import perf_counter
+from typing import Any
+
+from litestar import Litestar
+
+from app.edge import check_edge, refuse
+from app.logs import access, request_id_var
+from app.ops.metrics import REQUEST_METRICS
+from app.textguard import InvalidCharacter
+
+_access_log = logging.getLogger("tracecode.access")
+_INFO = logging.INFO
+
+
+class _Ids:
+    """New request ids: a random prefix per process (made again in a forked child) and a
+    counter — unique, and cheaper than random bytes from the kernel per request."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_ids = _Ids()
+
+
+def given_request_id(headers: Any) -> str | None:
+    """The caller's ``X-Request-ID`` when it is acceptable, else None."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")[:64]
+            if candidate.isascii() and candidate.replace("-", "").isalnum():
+                return candidate
+            return None
+    return None
+
+
+class Tracecode(Litestar):
+    """Litestar with the request layer of this module in front of it.
+
+    ``access_log_sample``: the fraction of answers below 400 that get an access log line."""
+
+    def __init__(self, *args: Any, access_log_sample: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.access_log_sample = access_log_sample
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = perf_counter()
+        rid = given_request_id(scope["headers"]) or _ids.new()
+        rid_header = (b"x-request-id", rid.encode())
+        head = scope["method"] == "HEAD"
+        status = 500  # what is logged when nothing was answered
+
+        async def front_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            elif head and message["type"] == "http.response.body":
+                message["body"] = b""  # HEAD: the headers of GET (Content-Length too), no body
+            await send(message)
+
+        token = request_id_var.set(rid)
+        try:
+            try:
+                check_edge(scope)
+            except InvalidCharacter as exc:
+                await refuse(front_send, exc)
+                return
+            scope["app"] = scope["litestar_app"] = self
+            scope.setdefault("state", {})
+            await self.asgi_handler(scope, receive, self._wrap_send(front_send, scope))
+        finally:
+            request_id_var.reset(token)
+            self._after(scope, rid, status, perf_counter() - started)
+
+    def _after(self, scope: Any, rid: str, status: int, seconds: float) -> None:
+        """Count the request; hand its access line to the log writer (sampled below 400)."""
+        method = scope["method"]
+        REQUEST_METRICS.observe(method, scope.get("path_template", "unmatched"), status, seconds)
+        sample = self.access_log_sample
+        if (status >= 400 or sample >= 1.0 or random.random() < sample) and (
+            _access_log.isEnabledFor(_INFO)
+        ):
+            access(rid, method, scope["path"], status, seconds)

@@ -1,0 +1,199 @@
+"""The request layer in front of every request (issue 21): request ids, per-route metrics, the
+access log written off the request path and its sampling, errors logged with their context."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from litestar import get
+
+from app.config import SettingsError, load_settings
+from app.errors import exception_handlers
+from app.front import Tracecode
+from app.logs import configure_logging, writer
+
+KEY = "5a" * 32
+
+
+@contextmanager
+def captured_log() -> Iterator[io.StringIO]:
+    """What the log writer writes while the block runs (flushed at its end), the access log on
+    (the test session runs at WARNING)."""
+    writer.flush()
+    saved, buffer = writer.stream, io.StringIO()
+    writer.stream = buffer
+    access_log = logging.getLogger("tracecode.access")
+    level = access_log.level
+    access_log.setLevel(logging.INFO)
+    try:
+        yield buffer
+        writer.flush()
+    finally:
+        access_log.setLevel(level)
+        writer.stream = saved
+
+
+def lines(buffer: io.StringIO, logger: str = "tracecode.access") -> list[dict[str, Any]]:
+    parsed = [json.loads(line) for line in buffer.getvalue().splitlines() if line]
+    return [line for line in parsed if line["logger"] == logger]
+
+
+def sample(metrics: str, name: str, **labels: str) -> float:
+    """One sample's value in Prometheus text (0 when absent); labels in the order written."""
+    want = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "} "
+    for line in metrics.splitlines():
+        if line.startswith(want):
+            return float(line[len(want) :])
+    return 0.0
+
+
+async def test_every_answer_carries_its_request_id_and_the_access_line_has_it(
+    client: Any,
+) -> None:
+    with captured_log() as log:
+        given = await client.get("/ping", headers={"X-Request-ID": "order-7-abc"})
+        new = [await client.get("/ping") for _ in range(3)]
+        unmatched = await client.get("/no/such/route")
+        refused = await client.get("/ping", params={"q": "a\x00b"})  # the edge check's 400
+    assert given.headers["x-request-id"] == "order-7-abc"
+    ids = [r.headers["x-request-id"] for r in new]
+    assert len(set(ids)) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert unmatched.status_code == 404 and unmatched.headers["x-request-id"]
+    assert refused.status_code == 400 and refused.headers["x-request-id"]
+    for hostile in (b"<script>", "é".encode("latin-1") * 3, b"a" * 65):
+        response = await client.get("/ping", headers={"X-Request-ID": hostile})
+        assert response.headers["x-request-id"].encode() != hostile
+    access = {line["request_id"]: line for line in lines(log)}
+    assert access["order-7-abc"]["status"] == 200 and access["order-7-abc"]["path"] == "/ping"
+    assert all(access[i]["method"] == "GET" for i in ids)
+    assert access[unmatched.headers["x-request-id"]]["status"] == 404
+    assert access[refused.headers["x-request-id"]]["status"] == 400
+    line = access[ids[0]]
+    assert set(line) == {"ts", "level", "logger", "msg", "request_id", "method", "path"} | {
+        "status",
+        "ms",
+    }
+    assert line["level"] == "INFO" and line["msg"] == "request" and line["ms"] >= 0
+
+
+async def test_metrics_count_each_route_by_its_template_and_status(client: Any) -> None:
+    before = (await client.get("/metrics")).text
+    for _ in range(3):
+        assert (await client.get("/ping")).status_code == 200
+    assert (await client.head("/ping")).status_code == 200
+    assert (await client.post("/alerts/12345/acknowledge")).status_code == 401
+    assert (await client.get("/nowhere/at/all")).status_code == 404
+    assert (await client.get("/v1/verify")).status_code == 405  # the plain ASGI route
+    after = (await client.get("/metrics")).text
+
+    def grew(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    total = "tracecode_http_requests_total"
+    assert grew(total, method="GET", route="/ping", status="200") == 3
+    assert grew(total, method="HEAD", route="/ping", status="200") == 1
+    route = "/alerts/{alert_id}/acknowledge"
+    assert grew(total, method="POST", route=route, status="401") == 1
+    assert grew(total, method="GET", route="unmatched", status="404") == 1
+    assert grew(total, method="GET", route="/v1/verify", status="405") == 1
+    # the histogram: every request in +Inf and in the count, none above it
+    hist = "tracecode_http_request_seconds"
+    assert grew(f"{hist}_count", method="GET", route="/ping") == 3
+    assert grew(f"{hist}_bucket", le="+Inf", method="GET", route="/ping") == 3
+    assert grew(f"{hist}_bucket", le="10.0", method="GET", route="/ping") == 3
+    assert sample(after, f"{hist}_sum", method="GET", route="/ping") > 0
+    assert "# TYPE tracecode_http_requests_total counter" in after
+    assert "# TYPE tracecode_http_request_seconds histogram" in after
+
+
+async def test_access_lines_are_sampled_below_400_only(client: Any, app: Any) -> None:
+    saved = app.access_log_sample
+    try:
+        app.access_log_sample = 0.0
+        with captured_log() as log:
+            ok = [await client.get("/ping") for _ in range(20)]
+            missing = await client.get("/not/here")
+        logged = {line["request_id"] for line in lines(log)}
+        assert not logged & {r.headers["x-request-id"] for r in ok}
+        assert missing.headers["x-request-id"] in logged  # a 4xx is always logged
+        app.access_log_sample = 0.5
+        with captured_log() as log:
+            ok = [await client.get("/ping") for _ in range(400)]
+        assert 100 < len(lines(log)) < 300  # about half (binomial: 200 ± 3.5 sigma)
+    finally:
+        app.access_log_sample = saved
+
+
+def test_the_sampling_setting_is_a_fraction() -> None:
+    assert load_settings({"TRACECODE_MASTER_KEY": KEY}).access_log_sample == 1.0
+    env = {"TRACECODE_MASTER_KEY": KEY, "TRACECODE_ACCESS_LOG_SAMPLE": "0.05"}
+    assert load_settings(env).access_log_sample == 0.05
+    for bad in ("1.5", "-0.1", "half"):
+        with pytest.raises(SettingsError, match="TRACECODE_ACCESS_LOG_SAMPLE"):
+            load_settings({**env, "TRACECODE_ACCESS_LOG_SAMPLE": bad})
+
+
+class _StuckStream(io.StringIO):
+    """A log destination that blocks every write until released (a full pipe, a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        self.release.wait(30)
+        return super().write(text)
+
+
+async def test_a_stuck_log_destination_does_not_hold_requests_up(client: Any) -> None:
+    stuck = _StuckStream()
+    with captured_log():
+        writer.stream = stuck  # captured_log puts the real stream back
+        try:
+            first = await client.get("/ping")  # its line: the writer thread then blocks on it
+            assert await asyncio.to_thread(stuck.entered.wait, 5), "the writer never wrote"
+            started = time.monotonic()
+            answered = [await client.get("/ping") for _ in range(50)]
+            assert time.monotonic() - started < 5  # not waiting for the stuck write (30 s)
+            assert all(r.status_code == 200 for r in answered)
+        finally:
+            stuck.release.set()
+        await asyncio.to_thread(writer.flush)
+    ids = {json.loads(line).get("request_id") for line in stuck.getvalue().splitlines()}
+    assert first.headers["x-request-id"] in ids
+    assert {r.headers["x-request-id"] for r in answered} <= ids  # late, but every one
+
+
+@get("/boom", sync_to_thread=False)
+def boom() -> None:
+    raise RuntimeError("the disk is on fire")
+
+
+async def test_an_unexpected_error_is_logged_with_its_context() -> None:
+    app = Tracecode(route_handlers=[boom], exception_handlers=exception_handlers)
+    configure_logging("INFO")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with captured_log() as log:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.json()["error"]["details"] == {"request_id": "boom-1"}
+    (error,) = lines(log, "tracecode.errors")
+    assert error["level"] == "ERROR" and error["request_id"] == "boom-1"
+    assert error["method"] == "GET" and error["path"] == "/boom" and error["route"] == "/boom"
+    assert "the disk is on fire" in error["exc"]
+    (line,) = lines(log)
+    assert line["request_id"] == "boom-1" and line["status"] == 500
