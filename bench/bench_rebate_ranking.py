@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from app import embedded  # noqa: E402
 from app.cli import server_command  # noqa: E402
 from app.db import migrate  # noqa: E402
+from app.rebates import ranking  # noqa: E402  (an import error fails now, not after the build)
 
 DATABASE = "tracecode_bench_rebates"
 ADMIN_URL = (
@@ -331,8 +332,6 @@ async def in_process(url: str, month: str) -> None:
             f"in process: store_ranking(month={month}) x200: p50 {p['p50']:.2f} ms, "
             f"p99 {p['p99']:.2f} ms, max {p['max']:.2f} ms ({len(out.items)} rows)"
         )
-    from app.rebates import ranking
-
     sql = ranking._RANKED.format(
         by="amount",
         other="claims",
