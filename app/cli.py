@@ -225,6 +225,36 @@ def cmd_rebates(settings: Settings, action: str) -> int:
     return asyncio.run(_rebates(db_url, action))
 
 
+async def _analytics(url: str, action: str) -> int:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.analytics import sales
+
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        moved = await sales.rollup_alone(conn, wait=True)
+        print(f"rolled up {moved} sales")
+        if action == "rollup":
+            return 0
+        mismatches = await sales.recount(conn)
+    for m in mismatches:
+        print(f"mismatch {m.table} brand {m.brand_id} {m.key}: {m.units} units, sold {m.expected}")
+    print(f"{len(mismatches)} sales mismatches" if mismatches else "sales equal the recount")
+    return 1 if mismatches else 0
+
+
+def cmd_analytics(settings: Settings, action: str) -> int:
+    """rollup: fold the queued analytics facts into their summaries now; recount: roll up, then
+    recount every summary from its source (1 on any mismatch)."""
+    from app.db import migrate
+
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+    return asyncio.run(_analytics(db_url, action))
+
+
 def cmd_points(settings: Settings) -> int:
     """check: recompute every member's balance from the points ledger; 1 on any mismatch."""
     from app.db import migrate
@@ -756,6 +786,13 @@ def main(argv: list[str] | None = None) -> int:
         help="rollup: fold queued claims now; recount: roll up, recount, exit 1 on a mismatch",
     )
 
+    analytics = sub.add_parser("analytics", help="analytics roll-ups and recounts (SPEC A1-A7)")
+    analytics.add_argument(
+        "action",
+        choices=["rollup", "recount"],
+        help="rollup: fold queued facts now; recount: roll up, recount, exit 1 on a mismatch",
+    )
+
     def auth_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--as",
@@ -836,6 +873,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_points(settings)
         if args.command == "rebates":
             return cmd_rebates(settings, args.action)
+        if args.command == "analytics":
+            return cmd_analytics(settings, args.action)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     return _fail(f"unknown command {args.command}")

@@ -14,6 +14,7 @@ from dramatiq.middleware import Middleware
 from app.embedded import start_redis
 from app.jobs import broker, settings
 from workers import codes, ops, points, sms  # noqa: F401
+from workers.analytics import DashboardCounter, SalesRoller
 from workers.deadletter import DeadLetters
 from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
@@ -40,5 +41,7 @@ broker.add_middleware(VerificationFlusher())
 broker.add_middleware(StockRoller())
 broker.add_middleware(InspectionRoller())
 broker.add_middleware(RebateRoller())
+broker.add_middleware(SalesRoller())
+broker.add_middleware(DashboardCounter())
 broker.add_middleware(SmsSweeper())
 broker.add_middleware(RedemptionExpirer())

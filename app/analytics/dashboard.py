@@ -1,0 +1,188 @@
+"""The console's dashboard (issue 17): today's figures (Asia/Shanghai) and their last 14 days.
+
+Figures and where they come from — each an indexed range count, or a small table of days:
+
+- verifications: consumer verifications of the brand (``verifications``, by ``at``);
+- counterfeits: those answered ``not_genuine`` (a serial that is no code of the brand, a
+  destroyed unit and the like — ``app.verify``);
+- activations: units activated on the packing lines (``commissioning`` events, their units);
+- diversions: store inspections that found a unit ``diverted`` (``inspections``);
+- shipments: outbound documents confirmed (``documents``);
+- low stock: today the low-stock alerts open now, per day those raised (``alerts``).
+
+The first three are brand-wide (a consumer's scan and a factory's line belong to no agent or
+store), so only the brand's own staff see them; the others count the caller's subtree.
+Closed days of the brand-wide figures are kept in ``dashboard_days``: counted once from their
+sources when first asked (or by the worker), and counted again by the worker until an hour
+after the day ended, so records written late (the verification write-behind, offline scanners)
+are in; today is counted live. The subtree figures are counted live over the 14 days: their
+sources are small next to verifications and events.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from app.analytics.sales import REPORT_TZ, today
+from app.analytics.schemas_sales import Dashboard, Figure
+from app.auth.principal import Principal
+from app.db import Conn
+
+DAYS = 14
+SETTLE = timedelta(hours=1)  # a closed day is counted again until this long after it ended
+
+_BOUNDS = f"(%(day)s::timestamp AT TIME ZONE '{REPORT_TZ}')"
+# The brand-wide figures of one day.
+_COUNT_DAY = f"""
+SELECT
+  (SELECT count(*) FROM verifications
+    WHERE brand_id = %(brand)s AND at >= {_BOUNDS} AND at < {_BOUNDS} + interval '1 day')
+    AS verifications,
+  (SELECT count(*) FROM verifications
+    WHERE brand_id = %(brand)s AND at >= {_BOUNDS} AND at < {_BOUNDS} + interval '1 day'
+      AND result = 'not_genuine') AS counterfeits,
+  (SELECT coalesce(sum(child_count), 0) FROM events
+    WHERE brand_id = %(brand)s AND event_time >= {_BOUNDS}
+      AND event_time < {_BOUNDS} + interval '1 day' AND biz_step = 'commissioning')
+    AS activations
+"""
+_SAVE_DAY = """
+INSERT INTO dashboard_days (brand_id, day, verifications, counterfeits, activations, counted_at)
+VALUES (%(brand)s, %(day)s, %(verifications)s, %(counterfeits)s, %(activations)s, %(at)s)
+ON CONFLICT (brand_id, day) DO UPDATE
+    SET verifications = EXCLUDED.verifications, counterfeits = EXCLUDED.counterfeits,
+        activations = EXCLUDED.activations, counted_at = EXCLUDED.counted_at
+"""
+# When a closed day's row is final: counted more than SETTLE after the day ended.
+_FINAL = f"counted_at >= ((day + 1)::timestamp AT TIME ZONE '{REPORT_TZ}') + interval '1 hour'"
+
+# The subtree figures per day over the window (``{scope}``: a condition on the org ``o``).
+_LIVE = f"""
+SELECT 'diversions' AS figure, (i.at AT TIME ZONE '{REPORT_TZ}')::date AS day, count(*) AS n
+FROM inspections i JOIN orgs o ON o.id = i.store_org_id
+WHERE i.brand_id = %(brand)s AND i.at >= %(since)s AND i.result = 'diverted' AND {{scope}}
+GROUP BY 2
+UNION ALL
+SELECT 'shipments', (d.confirmed_at AT TIME ZONE '{REPORT_TZ}')::date, count(*)
+FROM documents d JOIN orgs o ON o.id = d.org_id
+WHERE d.brand_id = %(brand)s AND d.status = 'confirmed' AND d.confirmed_at >= %(since)s
+  AND d.kind = 'outbound' AND {{scope}}
+GROUP BY 2
+UNION ALL
+SELECT 'low_stock', (a.at AT TIME ZONE '{REPORT_TZ}')::date, count(*)
+FROM alerts a JOIN orgs o ON o.id = a.org_id
+WHERE a.brand_id = %(brand)s AND a.kind = 'low_stock' AND a.at >= %(since)s AND {{scope}}
+GROUP BY 2
+UNION ALL
+SELECT 'open_low_stock', NULL, count(*)
+FROM alerts a JOIN orgs o ON o.id = a.org_id
+WHERE a.brand_id = %(brand)s AND a.kind = 'low_stock' AND a.acknowledged_at IS NULL
+  AND {{scope}}
+"""
+
+
+async def count_day(conn: Conn, brand_id: int, day: date) -> dict[str, int]:
+    """The brand-wide figures of one day, counted from their sources."""
+    row = await (await conn.execute(_COUNT_DAY, {"brand": brand_id, "day": day})).fetchone()
+    assert row is not None
+    return {k: int(v) for k, v in row.items()}
+
+
+async def save_day(conn: Conn, brand_id: int, day: date) -> dict[str, int]:
+    """Count a closed day and keep it in ``dashboard_days``."""
+    counts = await count_day(conn, brand_id, day)
+    await conn.execute(
+        _SAVE_DAY,
+        {"brand": brand_id, "day": day, "at": await _now(conn), **counts},
+    )
+    return counts
+
+
+async def _now(conn: Conn) -> Any:
+    row = await (await conn.execute("SELECT now() AS now")).fetchone()
+    assert row is not None
+    return row["now"]
+
+
+async def refresh(conn: Conn) -> int:
+    """The worker's pass: count every closed day of the window that is missing or not final
+    yet, for every brand; return how many days were counted."""
+    now = await today(conn)
+    days = [now - timedelta(days=n) for n in range(1, DAYS)]
+    brands = await (await conn.execute("SELECT id FROM orgs WHERE kind = 'brand'")).fetchall()
+    counted = 0
+    for brand in brands:
+        final = await (
+            await conn.execute(
+                f"SELECT day FROM dashboard_days WHERE brand_id = %s AND day >= %s AND {_FINAL}",
+                (brand["id"], days[-1]),
+            )
+        ).fetchall()
+        done = {r["day"] for r in final}
+        for day in days:
+            if day not in done:
+                await save_day(conn, brand["id"], day)
+                counted += 1
+    return counted
+
+
+async def _brand_wide(conn: Conn, brand_id: int, days: list[date]) -> dict[str, Figure]:
+    """The brand-wide figures: closed days from ``dashboard_days`` (those missing counted and
+    kept), today live."""
+    rows = await (
+        await conn.execute(
+            "SELECT * FROM dashboard_days WHERE brand_id = %s AND day BETWEEN %s AND %s",
+            (brand_id, days[0], days[-2]),
+        )
+    ).fetchall()
+    by_day: dict[date, dict[str, int]] = {r["day"]: r for r in rows}
+    for day in days[:-1]:
+        if day not in by_day:
+            by_day[day] = await save_day(conn, brand_id, day)
+    by_day[days[-1]] = await count_day(conn, brand_id, days[-1])
+    return {
+        name: Figure(today=by_day[days[-1]][name], trend=[by_day[d][name] for d in days])
+        for name in ("verifications", "counterfeits", "activations")
+    }
+
+
+async def dashboard(conn: Conn, actor: Principal) -> Dashboard:
+    """Today's figures and their 14 days, for the caller (``reports.read``)."""
+    actor.require("reports.read")
+    now = await today(conn)
+    days = [now - timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
+    brand_staff = actor.org_path == f"/{actor.brand_id}/"
+    wide = await _brand_wide(conn, actor.brand_id, days) if brand_staff else {}
+    scope = "true" if brand_staff else "o.path LIKE %(scope)s"
+    since = await (
+        await conn.execute(
+            f"SELECT (%s::timestamp AT TIME ZONE '{REPORT_TZ}') AS since", (days[0],)
+        )
+    ).fetchone()
+    assert since is not None
+    rows = await (
+        await conn.execute(
+            _LIVE.format(scope=scope),
+            {"brand": actor.brand_id, "since": since["since"], "scope": actor.org_path + "%"},
+        )
+    ).fetchall()
+    live: dict[str, dict[Any, int]] = {}
+    for r in rows:
+        live.setdefault(r["figure"], {})[r["day"]] = int(r["n"])
+
+    def figure(name: str, today_value: int | None = None) -> Figure:
+        per_day = live.get(name, {})
+        trend = [per_day.get(d, 0) for d in days]
+        return Figure(today=trend[-1] if today_value is None else today_value, trend=trend)
+
+    return Dashboard(
+        today=now,
+        days=days,
+        verifications=wide.get("verifications"),
+        counterfeits=wide.get("counterfeits"),
+        activations=wide.get("activations"),
+        diversions=figure("diversions"),
+        shipments=figure("shipments"),
+        low_stock=figure("low_stock", live.get("open_low_stock", {}).get(None, 0)),
+    )

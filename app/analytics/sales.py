@@ -1,0 +1,601 @@
+"""Sales analytics (A1–A3): stores ranked by units sold, sales by product, type and period, and
+by region and agent — served from summary tables a worker rolls up from the sales.
+
+What a sale is. A unit sold to a consumer at a store: its ``unit_state`` row entering status
+``sold`` with disposition ``retail_sold`` — the L7 ``sale`` movement (``POST /sales``, a
+consumer's exchange) and the rebate claims, which sell a unit not yet sold through that same
+movement (so a rebate claim is never a second sale). The store is the organisation that held
+and sold the unit; its region is the store's province and city, its agent the store's nearest
+agent ancestor (the subtree the agent sees), both read when a report is asked, so a store moved
+to another agent reports under the new one. A consumer's return (the row leaving that state,
+``POST /returns``) cancels the sale: −1 on the sale's own day, store and product (net sales).
+Member point claims are NOT sales here: a member scans a unit that was bought somewhere, most
+often one a store has sold (already counted) or will scan as sold later; counting the claim
+would count those twice, and a claim says neither where nor when the unit was sold. Units
+that leave by an exception outbound (gifts, samples, staff welfare) are not sales either.
+
+Exactly once. A trigger on ``unit_state`` (migration 0022) writes one ``sales_queue`` row per
+unit entering (+1) or leaving (−1) the sold state, in the transaction that changes the state: a
+sale and its queue rows commit together or not at all, whatever code path sold the unit. The
+roll-up takes queue rows under ``FOR UPDATE SKIP LOCKED``, deletes them and adds their sums to
+the summary tables in one statement (``_BATCH_OF``), so concurrent roll-ups take disjoint rows
+and a row is counted once; rows of transactions not yet committed are invisible and wait for a
+later pass. A batch that fails for a reason of its data is split and the rows that fail alone
+are dead-lettered (``app.deadletters.drain``). ``recount`` proves, in one snapshot, that every
+summary table plus the rows still queued equals a count of the sold units in ``unit_state``
+(by the sale's day, store and product).
+
+Serving. Net units per (brand, day | month, store, product) in ``sales_daily`` /
+``sales_monthly``, per store in ``sales_store_daily`` / ``sales_store_monthly`` and per product
+and day in ``sales_product_daily``. A period of days reads its whole months from a month table
+and only the days at either end from a day table (``split``), so a year is 12 month rows per
+store plus at most two partial months of day rows. Product, category and type filters become a
+list of product ids; scope and region conditions apply to the stores (``orgs``) of the sums.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import msgspec
+
+from app.analytics.schemas_sales import (
+    AgentSales,
+    PeriodSales,
+    ProductReport,
+    ProductSales,
+    ProvinceSales,
+    RegionReport,
+    RegionSales,
+    StoreRanking,
+    StoreSales,
+    TypeSales,
+)
+from app.auth.principal import Principal
+from app.db import Conn
+from app.deadletters import SALES_QUEUE, drain
+from app.errors import BadRequest, NotFound
+from app.locks import Lock, run_alone
+
+REPORT_TZ = "Asia/Shanghai"
+MAX_DAYS = 3 * 366  # the longest period one report covers
+MAX_SERIES_DAYS = 366  # a day-by-day series covers at most a year
+
+Granularity = Literal["day", "month"]
+Level = Literal["province", "city"]
+
+# -- roll-up ------------------------------------------------------------------------------------
+
+# Upserted in key order so two roll-ups touching the same rows wait for each other instead of
+# deadlocking. ``{take}`` selects the queue ids of the batch.
+_UPSERT = """
+{name} AS (
+    INSERT INTO {table} AS t (brand_id, {keys}, units)
+    SELECT brand_id, {keys}, sum(units) FROM summed
+    GROUP BY brand_id, {keys} ORDER BY brand_id, {keys}
+    ON CONFLICT (brand_id, {keys}) DO UPDATE SET units = t.units + EXCLUDED.units
+    RETURNING 1
+)"""
+# (table, key columns besides the brand) of every summary: the recount checks them all alike
+SUMMARIES: tuple[tuple[str, str], ...] = (
+    ("sales_daily", "day, store_id, product_id"),
+    ("sales_monthly", "month, store_id, product_id"),
+    ("sales_store_daily", "day, store_id"),
+    ("sales_store_monthly", "month, store_id"),
+    ("sales_product_daily", "day, product_id"),
+)
+_BATCH_OF = (
+    """
+WITH taken AS (
+    DELETE FROM sales_queue WHERE id IN ({take})
+    RETURNING brand_id, day, store_id, product_id, units
+), summed AS (
+    SELECT brand_id, day, date_trunc('month', day)::date AS month, store_id, product_id,
+           sum(units) AS units, count(*) AS n
+    FROM taken GROUP BY brand_id, day, store_id, product_id
+),"""
+    + ",".join(
+        _UPSERT.format(name=f"u{n}", table=table, keys=keys)
+        for n, (table, keys) in enumerate(SUMMARIES)
+    )
+    + """
+SELECT (SELECT coalesce(sum(n), 0) FROM summed)::bigint AS taken, """
+    + " + ".join(f"(SELECT count(*) FROM u{n})" for n in range(len(SUMMARIES)))
+    + " AS upserted"
+)
+_BATCH = _BATCH_OF.replace(
+    "{take}", "SELECT id FROM sales_queue ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+# The same for given rows only: salvaging a batch that failed (see ``rollup``).
+_BATCH_IDS = _BATCH_OF.replace(
+    "{take}", "SELECT id FROM sales_queue WHERE id = ANY(%(ids)s) FOR UPDATE SKIP LOCKED"
+)
+
+
+async def rollup(conn: Conn, limit: int = 100_000) -> int:
+    """Fold queued sales into the summary tables, ``limit`` queue rows per transaction, until
+    none are left; return how many rows were consumed. ``conn`` must not be inside a
+    transaction. A row that cannot be folded is dead-lettered and does not stop the others."""
+    return await drain(
+        conn,
+        "sales_queue",
+        SALES_QUEUE,
+        lambda: _fold(conn, _BATCH, {"limit": limit}),
+        lambda ids: _fold(conn, _BATCH_IDS, {"ids": ids}),
+        limit,
+    )
+
+
+async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
+    async with conn.transaction():
+        row = await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type]
+        assert row is not None
+        return int(row["taken"])
+
+
+async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:
+    """``rollup`` with one roller at a time across processes; ``None`` when another roller is
+    running and ``wait`` is false. ``conn`` should be in autocommit mode."""
+    return await run_alone(conn, Lock.SALES_ROLLUP, lambda: rollup(conn, limit), wait=wait)
+
+
+class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A summary cell that differs from the count of sold units (``key``: the cell's columns
+    besides the brand, e.g. ``{"day": ..., "store_id": ...}``)."""
+
+    table: str
+    brand_id: int
+    key: dict[str, Any]
+    units: int
+    expected: int
+
+
+# One statement, one snapshot: a sale's state change and its queue rows are both visible or
+# neither. ``sold``: the sold units now, at the finest grain; each summary (plus the queue) is
+# compared with ``sold`` summed to its key.
+_SOLD = f"""
+sold AS (
+    SELECT brand_id, (coalesce(sold_at, updated_at) AT TIME ZONE '{REPORT_TZ}')::date AS day,
+           holder_org_id AS store_id, product_id, count(*) AS units
+    FROM unit_state WHERE status = 'sold' AND disposition = 'retail_sold'
+    GROUP BY 1, 2, 3, 4
+), facts AS (
+    SELECT brand_id, day, date_trunc('month', day)::date AS month, store_id, product_id,
+           units, 0::bigint AS recorded FROM sold
+    UNION ALL
+    SELECT brand_id, day, date_trunc('month', day)::date, store_id, product_id, 0, units
+    FROM sales_queue
+)"""
+_CHECK = """
+SELECT '{table}' AS "table", brand_id, json_build_object({pairs}) AS key,
+       sum(recorded)::bigint AS units, sum(expected)::bigint AS expected
+FROM (SELECT brand_id, {keys}, units AS expected, recorded FROM facts
+      UNION ALL
+      SELECT brand_id, {keys}, 0, units FROM {table}) x
+GROUP BY brand_id, {keys}
+HAVING sum(recorded) <> sum(expected)"""
+_RECOUNT = (
+    "WITH"
+    + _SOLD
+    + "\n"
+    + "\nUNION ALL\n".join(
+        _CHECK.format(
+            table=table,
+            keys=keys,
+            pairs=", ".join(f"'{k.strip()}', {k.strip()}" for k in keys.split(",")),
+        )
+        for table, keys in SUMMARIES
+    )
+    + "\nORDER BY 1, 2"
+)
+
+
+async def recount(conn: Conn) -> list[Mismatch]:
+    """Cells of every summary table (plus the sales still queued) that differ from a count of
+    the units sold at retail now, by the sale's day, store and product."""
+    rows = await (await conn.execute(_RECOUNT)).fetchall()  # type: ignore[arg-type]
+    return [Mismatch(**row) for row in rows]
+
+
+# -- the question -------------------------------------------------------------------------------
+
+
+class Filters(msgspec.Struct, frozen=True, kw_only=True):
+    """A report's question, as the routes (and the CLI, tests) pass it."""
+
+    start: date | None = None  # first day (Asia/Shanghai), inclusive; default: this month's 1st
+    end: date | None = None  # last day, inclusive; default today
+    product_id: int | None = None
+    category_id: int | None = None
+    product_type: str | None = None
+    province: str | None = None  # the store's province: a 6-digit code or a name
+    city: str | None = None
+    agent_id: int | None = None
+    store_id: int | None = None
+    limit: int | None = 50
+
+
+class Period(msgspec.Struct, frozen=True):
+    """A period of days as whole months (``m1``..``m2``, first days; none when ``m2 < m1``)
+    and the days before (``d1``..``d2``) and after (``d3``..``d4``) them."""
+
+    start: date
+    end: date
+    m1: date
+    m2: date
+    d1: date
+    d2: date
+    d3: date
+    d4: date
+
+
+def _month_after(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def split(start: date, end: date) -> Period:
+    """The whole months of ``start``..``end`` and the days at either end (see ``Period``)."""
+    first = start if start.day == 1 else _month_after(start)
+    stop = (end + timedelta(days=1)).replace(day=1)  # the whole months end before it
+    if first >= stop:  # no whole month: every day from the day tables
+        return Period(start, end, first, first - timedelta(days=1), start, end, end, start)
+    last = (stop - timedelta(days=1)).replace(day=1)
+    return Period(start, end, first, last, start, first - timedelta(days=1), stop, end)
+
+
+async def today(conn: Conn) -> date:
+    row = await (
+        await conn.execute(f"SELECT (now() AT TIME ZONE '{REPORT_TZ}')::date AS today")
+    ).fetchone()
+    assert row is not None
+    return row["today"]  # type: ignore[no-any-return]
+
+
+def period(f: Filters, now: date, longest: int = MAX_DAYS) -> tuple[date, date]:
+    """``start``..``end``: default this month to today (either alone: to/from the other's
+    default); at most ``longest`` days."""
+    end = f.end or max(now, f.start or now)
+    start = f.start or min(now.replace(day=1), end.replace(day=1))
+    if end < start:
+        raise BadRequest("the period ends before it starts", code="bad_period",
+                         details={"field": "to"})  # fmt: skip
+    if (end - start).days + 1 > longest:
+        raise BadRequest(f"a report covers at most {longest} days", code="bad_period",
+                         details={"field": "from"})  # fmt: skip
+    return start, end
+
+
+async def products_of(conn: Conn, actor: Principal, f: Filters) -> list[int] | None:
+    """The product ids the product, category and type filters leave (None: no such filter).
+    A product or category not of the caller's brand is 404."""
+    if f.product_id is None and f.category_id is None and f.product_type is None:
+        return None
+    brand = actor.brand_id
+    if f.product_id is not None:
+        found = await (
+            await conn.execute(
+                "SELECT 1 FROM products WHERE id = %s AND org_id = %s", (f.product_id, brand)
+            )
+        ).fetchone()
+        if found is None:
+            raise NotFound("product not found")
+    if f.category_id is not None:
+        found = await (
+            await conn.execute(
+                "SELECT 1 FROM categories WHERE id = %s AND org_id = %s", (f.category_id, brand)
+            )
+        ).fetchone()
+        if found is None:
+            raise NotFound("category not found")
+    rows = await (
+        await conn.execute(
+            """SELECT id FROM products WHERE org_id = %(brand)s
+                 AND (%(product)s::bigint IS NULL OR id = %(product)s)
+                 AND (%(category)s::bigint IS NULL OR category_id = %(category)s)
+                 AND (%(type)s::text IS NULL OR product_type = %(type)s)""",
+            {
+                "brand": brand,
+                "product": f.product_id,
+                "category": f.category_id,
+                "type": f.product_type,
+            },
+        )
+    ).fetchall()
+    return [r["id"] for r in rows]
+
+
+async def scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
+    """The conditions on the store ``o`` — the caller's subtree (none for the brand's own
+    staff: every sale of the brand is in it), an agent's stores, one store, a region — and
+    their parameters."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if actor.org_path != f"/{actor.brand_id}/":
+        where.append("o.path LIKE %(scope)s")
+        params["scope"] = actor.org_path + "%"
+    for name, kind, value in (("agent", "agent", f.agent_id), ("store", None, f.store_id)):
+        if value is None:
+            continue
+        row = await (
+            await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (value,))
+        ).fetchone()
+        if row is None or (kind and row["kind"] != kind) or not actor.sees(row["path"]):
+            raise NotFound(f"{name} not found")
+        where.append(f"o.path LIKE %({name})s")
+        params[name] = row["path"] + "%"
+    for level, value in (("province", f.province), ("city", f.city)):
+        if value is not None:
+            column = f"{level}_code" if value.isdigit() and len(value) == 6 else f"{level}_name"
+            where.append(f"o.{column} = %({level})s")
+            params[level] = value
+    return where, params
+
+
+def _period_params(p: Period) -> dict[str, Any]:
+    return {"m1": p.m1, "m2": p.m2, "d1": p.d1, "d2": p.d2, "d3": p.d3, "d4": p.d4}
+
+
+def store_sums(by_product: bool) -> str:
+    """Units per store over the period ``split`` names: the whole months from a month table,
+    the days at either end from a day table (of the products ``%(products)s`` when
+    ``by_product``)."""
+    if by_product:
+        month_t, day_t, only = "sales_monthly", "sales_daily", " AND product_id = ANY(%(products)s)"
+    else:
+        month_t, day_t, only = "sales_store_monthly", "sales_store_daily", ""
+    return f"""(SELECT store_id, sum(units)::bigint AS units FROM (
+        SELECT store_id, units FROM {month_t}
+        WHERE brand_id = %(brand)s AND month BETWEEN %(m1)s AND %(m2)s{only}
+        UNION ALL
+        SELECT store_id, units FROM {day_t}
+        WHERE brand_id = %(brand)s{only}
+          AND (day BETWEEN %(d1)s AND %(d2)s OR day BETWEEN %(d3)s AND %(d4)s)
+    ) s GROUP BY store_id)"""
+
+
+# The nearest agent above a store (path ``r.path``).
+AGENT_OF = """LEFT JOIN LATERAL (
+    SELECT a.id, a.name FROM orgs a
+    WHERE a.id = ANY(string_to_array(trim(both '/' from {path}), '/')::bigint[])
+      AND a.kind = 'agent'
+    ORDER BY length(a.path) DESC LIMIT 1
+) ag ON true"""
+
+
+class Asked(msgspec.Struct, frozen=True):
+    """A question resolved: its period, product ids (None: all) and store conditions."""
+
+    start: date
+    end: date
+    products: list[int] | None
+    where: list[str]
+    params: dict[str, Any]
+
+
+async def resolve(conn: Conn, actor: Principal, f: Filters, longest: int = MAX_DAYS) -> Asked:
+    """Check the permission and resolve the filters (see ``Asked``)."""
+    actor.require("reports.read")
+    start, end = period(f, await today(conn), longest)
+    products = await products_of(conn, actor, f)
+    where, params = await scope(conn, actor, f)
+    params |= {"brand": actor.brand_id, "products": products}
+    return Asked(start, end, products, where, params)
+
+
+# -- A1: stores ranked --------------------------------------------------------------------------
+
+_RANKING = """
+WITH t AS {source}, scoped AS (
+    SELECT t.store_id, t.units, o.name AS store_name, o.erp_code AS store_erp_code, o.path,
+           o.province_code, o.province_name, o.city_code, o.city_name
+    FROM t JOIN orgs o ON o.id = t.store_id
+    WHERE {where}
+), ranked AS (
+    SELECT *, sum(units) OVER () AS total, count(*) OVER () AS stores FROM scoped
+    ORDER BY units DESC, store_id LIMIT %(limit)s
+)
+SELECT r.*, ag.id AS agent_id, ag.name AS agent_name
+FROM ranked r {agent}
+ORDER BY r.units DESC, r.store_id
+"""
+
+
+async def store_ranking(conn: Conn, actor: Principal, f: Filters) -> StoreRanking:
+    """A1: the stores of the caller's subtree (an agent's, a region's) ranked by net units
+    sold over the period, of every product or of those asked; ties share a rank."""
+    asked = await resolve(conn, actor, f)
+    p = split(asked.start, asked.end)
+    sql = _RANKING.format(
+        source=store_sums(asked.products is not None),
+        where=" AND ".join(asked.where) or "true",
+        agent=AGENT_OF.format(path="r.path"),
+    )
+    params = asked.params | _period_params(p) | {"limit": f.limit}
+    rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
+    total = int(rows[0]["total"]) if rows else 0
+    items = []
+    for n, r in enumerate(rows):
+        tied = n > 0 and rows[n - 1]["units"] == r["units"]
+        rank = items[-1].rank if tied else n + 1
+        fields = {k: r[k] for k in StoreSales.__struct_fields__ if k not in ("rank", "share")}
+        items.append(
+            StoreSales(rank=rank, share=round(r["units"] / total, 4) if total else 0.0, **fields)
+        )
+    return StoreRanking(
+        from_date=asked.start,
+        to_date=asked.end,
+        stores=int(rows[0]["stores"]) if rows else 0,
+        units=total,
+        items=items,
+    )
+
+
+# -- A2: by product, type and period ------------------------------------------------------------
+
+# Brand-wide (no store condition): the small per-product day table.
+_PRODUCTS_BRAND = """
+SELECT product_id, {bucket} AS bucket, sum(units)::bigint AS units
+FROM sales_product_daily
+WHERE brand_id = %(brand)s AND day BETWEEN %(start)s AND %(end)s{only}
+GROUP BY GROUPING SETS ((product_id), ({bucket}))
+"""
+# Under store conditions: the store tables, whole months from the month table when the series
+# is by month.
+_PRODUCTS_STORES = """
+WITH s AS (
+    SELECT d.product_id, {bucket} AS bucket, d.units
+    FROM sales_daily d JOIN orgs o ON o.id = d.store_id
+    WHERE d.brand_id = %(brand)s AND {where}{only}
+      AND (d.day BETWEEN %(d1)s AND %(d2)s OR d.day BETWEEN %(d3)s AND %(d4)s)
+    UNION ALL
+    SELECT m.product_id, m.month, m.units
+    FROM sales_monthly m JOIN orgs o ON o.id = m.store_id
+    WHERE m.brand_id = %(brand)s AND {where}{only} AND m.month BETWEEN %(m1)s AND %(m2)s
+)
+SELECT product_id, bucket, sum(units)::bigint AS units FROM s
+GROUP BY GROUPING SETS ((product_id), (bucket))
+"""
+_PRODUCT_NAMES = """
+SELECT p.id, p.name, p.product_no, p.product_type, p.category_id, c.name AS category_name
+FROM products p LEFT JOIN categories c ON c.id = p.category_id
+WHERE p.id = ANY(%s)
+"""
+
+
+def _label(day: date, granularity: Granularity) -> str:
+    return day.isoformat() if granularity == "day" else f"{day.year:04d}-{day.month:02d}"
+
+
+async def _product_rows(conn: Conn, asked: Asked, granularity: Granularity) -> list[dict[str, Any]]:
+    only = " AND product_id = ANY(%(products)s)" if asked.products is not None else ""
+    params = asked.params | {"start": asked.start, "end": asked.end}
+    if not asked.where:
+        bucket = "day" if granularity == "day" else "date_trunc('month', day)::date"
+        sql = _PRODUCTS_BRAND.format(bucket=bucket, only=only)
+    else:
+        if granularity == "day":  # every day from the day table
+            p = Period(asked.start, asked.end, asked.end, asked.start, asked.start, asked.end,
+                       asked.end, asked.start)  # fmt: skip
+            bucket = "d.day"
+        else:
+            p, bucket = split(asked.start, asked.end), "date_trunc('month', d.day)::date"
+        sql = _PRODUCTS_STORES.format(bucket=bucket, where=" AND ".join(asked.where), only=only)
+        params |= _period_params(p)
+    return await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
+
+
+async def product_report(
+    conn: Conn, actor: Principal, f: Filters, granularity: Granularity = "month"
+) -> ProductReport:
+    """A2: net units by product and by product type over the period, and the period's series
+    by day or month (of the products asked, at the stores asked)."""
+    longest = MAX_SERIES_DAYS if granularity == "day" else MAX_DAYS
+    asked = await resolve(conn, actor, f, longest)
+    rows = await _product_rows(conn, asked, granularity)
+    per_product = {r["product_id"]: r["units"] for r in rows if r["product_id"] is not None}
+    series = sorted((r["bucket"], r["units"]) for r in rows if r["product_id"] is None)
+    names = {
+        r["id"]: r
+        for r in await (await conn.execute(_PRODUCT_NAMES, (list(per_product),))).fetchall()
+    }
+    products = sorted(
+        (
+            ProductSales(
+                product_id=pid,
+                product_name=names[pid]["name"],
+                product_no=names[pid]["product_no"],
+                product_type=names[pid]["product_type"],
+                category_id=names[pid]["category_id"],
+                category_name=names[pid]["category_name"],
+                units=units,
+            )
+            for pid, units in per_product.items()
+            if pid in names
+        ),
+        key=lambda s: (-s.units, s.product_id),
+    )
+    types: dict[str, int] = defaultdict(int)
+    for s in products:
+        types[s.product_type] += s.units
+    return ProductReport(
+        from_date=asked.start,
+        to_date=asked.end,
+        granularity=granularity,
+        units=sum(s.units for s in products),
+        products=products,
+        types=[
+            TypeSales(product_type=t, units=u)
+            for t, u in sorted(types.items(), key=lambda x: -x[1])
+        ],
+        series=[PeriodSales(period=_label(b, granularity), units=u) for b, u in series],
+    )
+
+
+# -- A3: by region and agent --------------------------------------------------------------------
+
+_REGIONS = """
+WITH t AS {source}, s AS (
+    SELECT t.units, o.province_code, o.province_name, {city} ag.id AS agent_id,
+           ag.name AS agent_name
+    FROM t JOIN orgs o ON o.id = t.store_id {agent}
+    WHERE {where}
+)
+SELECT province_code, province_name, {city_cols} agent_id, agent_name,
+       count(*) AS stores, sum(units)::bigint AS units
+FROM s GROUP BY province_code, province_name, {city_cols} agent_id, agent_name
+ORDER BY units DESC, province_code NULLS LAST, {city_order} agent_id NULLS LAST
+"""
+
+
+async def region_report(
+    conn: Conn, actor: Principal, f: Filters, level: Level = "province"
+) -> RegionReport:
+    """A3: net units by the stores' province (or city) and agent over the period, with totals
+    per province and per agent."""
+    asked = await resolve(conn, actor, f)
+    p = split(asked.start, asked.end)
+    by_city = level == "city"
+    sql = _REGIONS.format(
+        source=store_sums(asked.products is not None),
+        city="o.city_code, o.city_name," if by_city else "",
+        city_cols="city_code, city_name," if by_city else "",
+        city_order="city_code NULLS LAST," if by_city else "",
+        agent=AGENT_OF.format(path="o.path"),
+        where=" AND ".join(asked.where) or "true",
+    )
+    rows = await (await conn.execute(sql, asked.params | _period_params(p))).fetchall()  # type: ignore[arg-type]
+    items = [
+        RegionSales(
+            province_code=r["province_code"],
+            province_name=r["province_name"],
+            city_code=r.get("city_code"),
+            city_name=r.get("city_name"),
+            agent_id=r["agent_id"],
+            agent_name=r["agent_name"],
+            stores=r["stores"],
+            units=r["units"],
+        )
+        for r in rows
+    ]
+    provinces: dict[tuple[str | None, str | None], int] = defaultdict(int)
+    agents: dict[tuple[int | None, str | None], int] = defaultdict(int)
+    for i in items:
+        provinces[(i.province_code, i.province_name)] += i.units
+        agents[(i.agent_id, i.agent_name)] += i.units
+    return RegionReport(
+        from_date=asked.start,
+        to_date=asked.end,
+        level=level,
+        units=sum(i.units for i in items),
+        items=items[: f.limit] if f.limit else items,
+        provinces=[
+            ProvinceSales(province_code=c, province_name=n, units=u)
+            for (c, n), u in sorted(provinces.items(), key=lambda x: -x[1])
+        ],
+        agents=[
+            AgentSales(agent_id=a, agent_name=n, units=u)
+            for (a, n), u in sorted(agents.items(), key=lambda x: -x[1])
+        ],
+    )

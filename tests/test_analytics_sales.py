@@ -1,0 +1,539 @@
+"""Sales analytics (A1–A3) and the dashboard on the real services: sales through the real sale
+path (``POST /sales``, a consumer's return, a rebate claim that sells) and random streams of
+sales and returns written by SQL (the trigger queues them as it does for the app), rolled up by
+concurrent rollers — every sale counted once, the summaries equal to the recount and to a count
+made here; the three reports with their filters, scopes and files; the dashboard's figures.
+Each bulk test sells on days of its own far in the future, so other tests' sales (made today)
+never enter its reports."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+import os
+import random
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.analytics import dashboard
+from app.analytics.sales import recount, rollup, split
+from tests.conftest import ROOT
+from tests.helpers import assert_error
+from tests.points_support import member_client
+from tests.rebates_support import rebate_body, set_rebate, store_goods
+from tests.test_center import _sheet_cells
+from tests.test_members_cross_brand import _other_brand_admin
+
+STORES = "/analytics/sales/stores"
+PRODUCTS = "/analytics/sales/products"
+REGIONS = "/analytics/sales/regions"
+ZJ = ("330000", "浙江省", "330100", "杭州市")
+NB = ("330000", "浙江省", "330200", "宁波市")
+GD = ("440000", "广东省", "440100", "广州市")
+_names = itertools.count(1)
+# made-up unit codes of batches far above any real one, apart for each test process
+_codes = itertools.count(((1_900_000_000 + os.getpid() % 100_000) << 32) + 1)
+
+
+async def autocommit() -> psycopg.AsyncConnection[dict[str, Any]]:
+    return await psycopg.AsyncConnection.connect(
+        os.environ["TRACECODE_DATABASE_URL"], autocommit=True, row_factory=dict_row
+    )
+
+
+@pytest.fixture
+async def auto() -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    async with await autocommit() as conn:
+        yield conn
+
+
+async def new_store(conn: Any, parent_id: int, region: tuple[str, ...]) -> int:
+    n = next(_names)
+    row = await (
+        await conn.execute(
+            """INSERT INTO orgs (parent_id, kind, name, erp_code, province_code, province_name,
+                                 city_code, city_name)
+               VALUES (%s, 'store', %s, %s, %s, %s, %s, %s) RETURNING id""",
+            (parent_id, f"Sales store {n}", f"SALES-S{n}-{os.getpid()}", *region),
+        )
+    ).fetchone()
+    await conn.execute(
+        "UPDATE orgs SET path = (SELECT path FROM orgs WHERE id = %s) || id || '/' WHERE id = %s",
+        (parent_id, row["id"]),
+    )
+    return int(row["id"])
+
+
+async def products(conn: Any, brand: int) -> dict[str, dict[str, Any]]:
+    rows = await (
+        await conn.execute(
+            "SELECT id, product_no, product_type, category_id FROM products WHERE org_id = %s",
+            (brand,),
+        )
+    ).fetchall()
+    return {r["product_no"]: r for r in rows}
+
+
+async def stock_units(conn: Any, brand: int, store: int, product: int, n: int) -> list[int]:
+    """``n`` active units of ``product`` on ``store``'s shelf (state rows of made-up codes)."""
+    codes = [next(_codes) for _ in range(n)]
+    await conn.execute(
+        """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date, status,
+                                   disposition, holder_org_id, activated_at, last_event_id)
+           SELECT c, %s, %s, 'AN1', '2090-01-01', 'active', 'sellable_accessible', %s, now(), 0
+           FROM unnest(%s::bigint[]) c""",
+        (brand, product, store, codes),
+    )
+    return codes
+
+
+async def sell(conn: Any, codes: list[int], at: datetime) -> None:
+    """Sold at ``at``: the state change the sale movement makes (the trigger queues it)."""
+    await conn.execute(
+        """UPDATE unit_state SET status = 'sold', disposition = 'retail_sold', sold_at = %s
+           WHERE code = ANY(%s)""",
+        (at, codes),
+    )
+
+
+async def give_back(conn: Any, codes: list[int]) -> None:
+    """A consumer's return: the state change of the consumer_return movement."""
+    await conn.execute(
+        """UPDATE unit_state SET status = 'active', disposition = 'returned', sold_at = NULL
+           WHERE code = ANY(%s)""",
+        (codes,),
+    )
+
+
+def shanghai(at: datetime) -> date:
+    return (at.astimezone(UTC) + timedelta(hours=8)).date()
+
+
+async def get(client: Any, headers: dict[str, str], path: str, **params: Any) -> Any:
+    response = await client.get(path, headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def roll_all() -> int:
+    async with await autocommit() as conn:
+        return await rollup(conn)
+
+
+# -- the period split -----------------------------------------------------------------------------
+
+
+def test_a_period_is_whole_months_and_the_days_at_either_end() -> None:
+    p = split(date(2091, 1, 15), date(2091, 4, 10))
+    assert (p.m1, p.m2) == (date(2091, 2, 1), date(2091, 3, 1))
+    assert (p.d1, p.d2, p.d3, p.d4) == (
+        date(2091, 1, 15), date(2091, 1, 31), date(2091, 4, 1), date(2091, 4, 10)
+    )  # fmt: skip
+    whole = split(date(2091, 1, 1), date(2091, 12, 31))
+    assert (whole.m1, whole.m2) == (date(2091, 1, 1), date(2091, 12, 1))
+    assert whole.d1 > whole.d2 and whole.d3 > whole.d4
+    inside = split(date(2091, 2, 3), date(2091, 2, 20))
+    assert inside.m1 > inside.m2 and (inside.d1, inside.d2) == (date(2091, 2, 3), date(2091, 2, 20))
+    assert inside.d3 > inside.d4
+    edge = split(date(2091, 1, 31), date(2091, 3, 1))
+    assert (edge.m1, edge.m2) == (date(2091, 2, 1), date(2091, 2, 1))
+
+
+# -- the real sale path ---------------------------------------------------------------------------
+
+
+async def test_store_sales_returns_and_rebate_claims_count_once(
+    client: Any, login: Any, app: Any, demo: Any, auto: Any
+) -> None:
+    """Two units sold by scanning, one of them returned, a rebate claim that sells a third and
+    a rebate claim of a unit already sold: the store has sold 2 more units today."""
+    goods = await store_goods(client, login, app, demo)
+    store, admin = demo["STORE-HZ-01"], await login("admin")
+    manager = await login("store_manager")
+    await roll_all()
+    today = shanghai(datetime.now(UTC)).isoformat()
+
+    async def sold_here() -> int:
+        out = await get(client, manager, STORES, **{"from": today, "to": today})
+        return sum(i["units"] for i in out["items"] if i["store_id"] == store)
+
+    before = await sold_here()
+    clerk = await login("store_clerk")
+    units = goods["units"]
+    sold = await client.post("/sales", headers=clerk, json={"codes": units[:2]})
+    assert sold.status_code == 201, sold.text
+    back = await client.post("/returns", headers=clerk, json={"code": units[1], "reason": "other"})
+    assert back.status_code == 200, back.text
+    await set_rebate(client, admin, goods["product_id"], 2.0)
+    async with member_client(app) as mc:
+        for serial in (units[2], units[0]):
+            made = await mc.post(
+                "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, serial)
+            )
+            assert made.status_code == 201, made.text
+    assert await roll_all() >= 4  # two sales, a return, the claim's sale
+    assert await sold_here() == before + 2
+    assert await recount(auto) == []
+
+
+# -- random streams, concurrent roll-ups ----------------------------------------------------------
+
+
+async def test_rollup_equals_recount_and_a_count_with_concurrent_rollers(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """Random sales and returns (2,400 units of 3 products on 6 stores under two agents, days
+    spread over 2091, some a minute either side of an Asia/Shanghai midnight) committed in 80
+    transactions by two writers while four roll-ups run on their own connections: every change
+    is folded once; the summaries equal the recount and the reports equal a count made here."""
+    rng = random.Random(17)
+    brand = demo["BRAND-LUMI"]
+    zj = [await new_store(auto, demo["AGENT-ZJ"], ZJ) for _ in range(3)]
+    nb = [await new_store(auto, demo["DIST-NB"], NB)]
+    gd = [await new_store(auto, demo["AGENT-GD"], GD) for _ in range(2)]
+    stores = zj + nb + gd
+    catalog = await products(auto, brand)
+    items = list(catalog.values())
+    shelf: dict[int, tuple[int, int]] = {}  # code -> (store, product)
+    for s in stores:
+        for p in items:
+            for code in await stock_units(auto, brand, s, p["id"], 400 // len(items)):
+                shelf[code] = (s, p["id"])
+    sold_at: dict[int, datetime] = {}
+    done = asyncio.Event()
+
+    def moment() -> datetime:
+        day = datetime(2091, 1, 1, tzinfo=UTC) + timedelta(days=rng.randint(0, 363))
+        if rng.random() < 0.2:  # around 16:00 UTC = midnight in Shanghai
+            return day.replace(hour=16) + timedelta(minutes=rng.choice([-1, 0, 1]))
+        return day + timedelta(minutes=rng.randint(0, 24 * 60 - 1))
+
+    async def writer(codes: list[int]) -> None:
+        async with await autocommit() as conn:
+            for _ in range(40):
+                async with conn.transaction():
+                    unsold = [c for c in codes if c not in sold_at]
+                    for code in rng.sample(unsold, min(len(unsold), rng.randint(5, 40))):
+                        sold_at[code] = moment()
+                        await sell(conn, [code], sold_at[code])
+                    sold = [c for c in codes if c in sold_at]
+                    back = rng.sample(sold, min(len(sold), rng.randint(0, 4)))
+                    await give_back(conn, back)
+                    for code in back:
+                        del sold_at[code]
+
+    async def roller() -> None:
+        async with await autocommit() as conn:
+            while not done.is_set():
+                await rollup(conn, limit=rng.choice([7, 50, 500]))
+                await asyncio.sleep(0)
+
+    codes = list(shelf)
+    rng.shuffle(codes)
+    rollers = [asyncio.create_task(roller()) for _ in range(4)]
+    await asyncio.gather(writer(codes[::2]), writer(codes[1::2]))
+    done.set()
+    await asyncio.gather(*rollers)
+    await roll_all()
+    assert await recount(auto) == []
+    left = await (await auto.execute("SELECT count(*) AS n FROM sales_queue")).fetchone()
+    assert left["n"] == 0
+
+    expected: dict[tuple[int, int, date], int] = defaultdict(int)
+    for code, at in sold_at.items():
+        expected[(*shelf[code], shanghai(at))] += 1
+
+    def units(keep: Any) -> dict[int, int]:
+        out: dict[int, int] = defaultdict(int)
+        for (s, p, d), n in expected.items():
+            if keep(s, p, d):
+                out[s] += n
+        return dict(out)
+
+    admin = await login("admin")
+    year = {"from": "2091-01-01", "to": "2091-12-31", "limit": 10_000}
+    ranking = await get(client, admin, STORES, **year)
+    mine = {i["store_id"]: i["units"] for i in ranking["items"] if i["store_id"] in stores}
+    assert mine == units(lambda s, p, d: True)
+    # the ranks: by units, ties share
+    listed = [i["units"] for i in ranking["items"]]
+    assert listed == sorted(listed, reverse=True)
+    # a period with partial months at both ends, one product; a category; a region; an agent
+    lo, hi = date(2091, 2, 17), date(2091, 7, 3)
+    one = items[0]["id"]
+    got = await get(client, admin, STORES, **{"from": lo, "to": hi, "product_id": one})
+    assert {i["store_id"]: i["units"] for i in got["items"] if i["store_id"] in stores} == units(
+        lambda s, p, d: p == one and lo <= d <= hi
+    )
+    skincare = catalog["LM-HY-50"]["category_id"]
+    in_cat = {p["id"] for p in items if p["category_id"] == skincare}
+    got = await get(client, admin, STORES, **year, category_id=skincare)
+    assert {i["store_id"]: i["units"] for i in got["items"] if i["store_id"] in stores} == units(
+        lambda s, p, d: p in in_cat
+    )
+    got = await get(client, admin, STORES, **year, province="440000")
+    assert {i["store_id"] for i in got["items"]} >= set(gd)
+    assert not {i["store_id"] for i in got["items"]} & set(zj + nb)
+    got = await get(client, admin, STORES, **year, agent_id=demo["AGENT-ZJ"])
+    assert {i["store_id"]: i["units"] for i in got["items"] if i["store_id"] in stores} == units(
+        lambda s, p, d: s in zj + nb
+    )
+    assert {i["agent_name"] for i in got["items"] if i["store_id"] in stores} == {
+        "Zhejiang Agent 浙江代理"
+    }
+    assert len((await get(client, admin, STORES, **{**year, "limit": 2}))["items"]) == 2
+
+    # A2: per product, per type, series by month and by day — brand-wide and an agent's
+    report = await get(client, admin, PRODUCTS, **year, granularity="month")
+    by_product: dict[int, int] = defaultdict(int)
+    by_month: dict[str, int] = defaultdict(int)
+    for (_s, p, d), n in expected.items():
+        by_product[p] += n
+        by_month[f"{d:%Y-%m}"] += n
+    # other tests sell nothing in 2091: the brand-wide figures are all ours
+    assert {p["product_id"]: p["units"] for p in report["products"]} == {
+        p: n for p, n in by_product.items() if n
+    }
+    assert {s["period"]: s["units"] for s in report["series"]} == {
+        m: n for m, n in by_month.items() if n
+    } | {s["period"]: 0 for s in report["series"] if not by_month.get(s["period"])}
+    assert sum(t["units"] for t in report["types"]) == report["units"] == sum(by_product.values())
+    agent = await login("agent_admin")
+    zj_products: dict[int, int] = defaultdict(int)
+    zj_days: dict[str, int] = defaultdict(int)
+    for (s, p, d), n in expected.items():
+        if s in zj + nb and lo <= d <= hi:
+            zj_products[p] += n
+            zj_days[d.isoformat()] += n
+    for granularity in ("day", "month"):
+        mine = await get(client, agent, PRODUCTS, **{"from": lo, "to": hi}, granularity=granularity)
+        assert {p["product_id"]: p["units"] for p in mine["products"] if p["units"]} == {
+            p: n for p, n in zj_products.items() if n
+        }
+    daily = await get(client, agent, PRODUCTS, **{"from": lo, "to": hi}, granularity="day")
+    assert {s["period"]: s["units"] for s in daily["series"] if s["units"]} == {
+        d: n for d, n in zj_days.items() if n
+    }
+
+    # A3: by province and agent, by city
+    regions = await get(client, admin, REGIONS, **year)
+    per_agent = {a["agent_name"]: a["units"] for a in regions["agents"]}
+    assert per_agent["Zhejiang Agent 浙江代理"] == sum(units(lambda s, p, d: s in zj + nb).values())
+    assert per_agent["Guangdong Agent 广东代理"] == sum(units(lambda s, p, d: s in gd).values())
+    cities = await get(client, admin, REGIONS, **year, level="city")
+    nb_units = next(i for i in cities["items"] if i["city_code"] == "330200")
+    assert nb_units["units"] == sum(units(lambda s, p, d: s in nb).values())
+
+    # the files: the same rows, adding up
+    text = (await client.get(STORES, headers=admin, params={**year, "format": "csv"})).text
+    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    assert sum(int(r["units"]) for r in rows) == ranking["units"]
+    xlsx = await client.get(PRODUCTS, headers=admin, params={**year, "format": "xlsx"})
+    assert xlsx.status_code == 200
+    cells = _sheet_cells(xlsx.content)
+    assert (cells["A1"], cells["B1"], cells["F1"]) == ("product_id", "product", "units")
+    units_cells = [v for k, v in cells.items() if k.startswith("F") and k != "F1"]
+    assert sum(int(float(v)) for v in units_cells) == report["units"]
+    region_csv = await client.get(REGIONS, headers=admin, params={**year, "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(region_csv.text.lstrip("\ufeff"))))
+    assert sum(int(r["units"]) for r in rows) == regions["units"]
+
+
+async def test_scopes_brand_agent_store_and_another_brand(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    zj = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    gd = await new_store(auto, demo["AGENT-GD"], GD)
+    product = next(iter((await products(auto, brand)).values()))["id"]
+    at = datetime(2092, 5, 5, 4, tzinfo=UTC)
+    await sell(auto, await stock_units(auto, brand, zj, product, 3), at)
+    await sell(auto, await stock_units(auto, brand, gd, product, 5), at)
+    await sell(auto, await stock_units(auto, brand, demo["STORE-HZ-01"], product, 2), at)
+    await roll_all()
+    when = {"from": "2092-05-01", "to": "2092-05-31"}
+
+    async def seen(user: str | dict[str, str]) -> dict[int, int]:
+        headers = await login(user) if isinstance(user, str) else user
+        out = await get(client, headers, STORES, **when)
+        return {i["store_id"]: i["units"] for i in out["items"]}
+
+    assert await seen("admin") == {zj: 3, gd: 5, demo["STORE-HZ-01"]: 2}
+    assert await seen("analyst") == {zj: 3, gd: 5, demo["STORE-HZ-01"]: 2}
+    assert await seen("agent_admin") == {zj: 3, demo["STORE-HZ-01"]: 2}
+    assert await seen("gd_admin") == {gd: 5}
+    assert await seen("store_manager") == {demo["STORE-HZ-01"]: 2}
+    _, other = await _other_brand_admin(client, login)
+    assert await seen(other) == {}
+    # another agent's id, a product of another brand: not found; no reports.read: 403
+    agent = await login("agent_admin")
+    assert_error(
+        await client.get(STORES, headers=agent, params={**when, "agent_id": demo["AGENT-GD"]}),
+        404,
+    )
+    assert_error(await client.get(STORES, headers=other, params={"product_id": product}), 404)
+    assert_error(await client.get(STORES, headers=await login("store_clerk")), 403)
+    regions = await get(client, agent, REGIONS, **when)
+    assert {a["agent_name"] for a in regions["agents"]} == {"Zhejiang Agent 浙江代理"}
+    assert regions["units"] == 5
+    report = await get(client, await login("store_manager"), PRODUCTS, **when)
+    assert report["units"] == 2
+    # a bad period
+    assert_error(
+        await client.get(STORES, headers=agent, params={"from": "2092-05-02", "to": "2092-05-01"}),
+        400,
+        "bad_period",
+    )
+
+
+async def test_a_row_that_cannot_be_folded_is_dead_lettered(auto: Any) -> None:
+    """A queued sale whose sum overflows its cell goes to the dead letters; the others fold."""
+    fake = -(os.getpid() % 100_000) - 1  # a brand id no organisation has
+    day = date(2093, 1, 1)
+    await auto.execute(
+        "INSERT INTO sales_daily VALUES (%s, %s, 1, 1, 9223372036854775807)", (fake, day)
+    )
+    try:
+        await auto.execute(
+            """INSERT INTO sales_queue (brand_id, day, store_id, product_id, units)
+               VALUES (%(b)s, %(d)s, 1, 1, 1), (%(b)s, %(d)s, 2, 1, 1)""",
+            {"b": fake, "d": day},
+        )
+        await roll_all()
+        dead = await (
+            await auto.execute(
+                "SELECT payload FROM dead_letters WHERE queue = 'sales_queue' "
+                "AND convert_from(payload, 'UTF8')::jsonb ->> 'brand_id' = %s",
+                (str(fake),),
+            )
+        ).fetchall()
+        assert len(dead) == 1
+        folded = await (
+            await auto.execute(
+                "SELECT units FROM sales_store_daily WHERE brand_id = %s AND store_id = 2",
+                (fake,),
+            )
+        ).fetchone()
+        assert folded["units"] == 1
+    finally:
+        for table in ("sales_daily", "sales_monthly", "sales_store_daily",
+                      "sales_store_monthly", "sales_product_daily"):  # fmt: skip
+            await auto.execute(f"DELETE FROM {table} WHERE brand_id = %s", (fake,))
+        await auto.execute(
+            "DELETE FROM dead_letters WHERE queue = 'sales_queue' "
+            "AND convert_from(payload, 'UTF8')::jsonb ->> 'brand_id' = %s",
+            (str(fake),),
+        )
+
+
+def analytics_command(action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "analytics", action],
+        cwd=ROOT,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+async def test_recount_command_finds_a_tampered_cell(demo: Any, auto: Any) -> None:
+    brand = demo["BRAND-LUMI"]
+    store = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    product = next(iter((await products(auto, brand)).values()))["id"]
+    await sell(
+        auto, await stock_units(auto, brand, store, product, 2), datetime(2094, 3, 3, tzinfo=UTC)
+    )
+    ok = await asyncio.to_thread(analytics_command, "recount")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "sales equal the recount" in ok.stdout
+    await auto.execute(
+        "UPDATE sales_store_monthly SET units = units + 1 WHERE brand_id = %s AND store_id = %s",
+        (brand, store),
+    )
+    try:
+        bad = await asyncio.to_thread(analytics_command, "recount")
+        assert bad.returncode == 1
+        assert "sales_store_monthly" in bad.stdout
+    finally:
+        await auto.execute(
+            "UPDATE sales_store_monthly SET units = units - 1 WHERE brand_id = %s AND store_id = %s",
+            (brand, store),
+        )
+
+
+# -- the dashboard --------------------------------------------------------------------------------
+
+
+async def test_dashboard_figures_match_what_was_done(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    brand, admin = demo["BRAND-LUMI"], await login("admin")
+    before = await get(client, admin, "/analytics/dashboard")
+    assert len(before["days"]) == 14 and before["days"][-1] == before["today"]
+    for name in ("verifications", "counterfeits", "activations", "diversions", "shipments"):
+        assert len(before[name]["trend"]) == 14
+        assert before[name]["trend"][-1] == before[name]["today"]
+    now = datetime.now(UTC)
+    await auto.execute(
+        """INSERT INTO verifications (at, record_key, brand_id, result, reason)
+           VALUES (%(at)s, gen_random_uuid(), %(b)s, 'genuine', 'first_query'),
+                  (%(at)s, gen_random_uuid(), %(b)s, 'not_genuine', 'forged'),
+                  (%(at)s, gen_random_uuid(), %(b)s, 'not_genuine', 'forged')""",
+        {"at": now, "b": brand},
+    )
+    await auto.execute(
+        """INSERT INTO alerts (brand_id, org_id, kind, severity, message, dedup_key)
+           VALUES (%s, %s, 'low_stock', 'warning', 'test', %s)""",
+        (brand, demo["STORE-HZ-01"], f"low_stock:test:{os.getpid()}:{now.timestamp()}"),
+    )
+    after = await get(client, admin, "/analytics/dashboard")
+    if after["today"] == before["today"]:  # not across midnight (Asia/Shanghai)
+        assert after["verifications"]["today"] == before["verifications"]["today"] + 3
+        assert after["counterfeits"]["today"] == before["counterfeits"]["today"] + 2
+        assert after["low_stock"]["today"] == before["low_stock"]["today"] + 1
+        assert after["low_stock"]["trend"][-1] == before["low_stock"]["trend"][-1] + 1
+    # the agent: its subtree's figures, no brand-wide ones
+    agent = await get(client, await login("agent_admin"), "/analytics/dashboard")
+    assert agent["verifications"] is None and agent["activations"] is None
+    assert agent["low_stock"]["today"] >= 1
+    gd = await get(client, await login("gd_admin"), "/analytics/dashboard")
+    assert gd["low_stock"]["today"] <= after["low_stock"]["today"] - 1
+    # a closed day: kept as counted from its sources; the worker's pass counts them all
+    yesterday = date.fromisoformat(after["days"][-2])
+    await auto.execute(
+        """INSERT INTO verifications (at, record_key, brand_id, result, reason)
+           VALUES (%s, gen_random_uuid(), %s, 'genuine', 'first_query')""",
+        (now - timedelta(days=1), brand),
+    )
+    # counted before the day settled (within an hour of its end): the worker counts it again
+    await auto.execute(
+        """UPDATE dashboard_days SET counted_at = ((day + 1)::timestamp AT TIME ZONE
+               'Asia/Shanghai') + interval '10 minutes'
+           WHERE brand_id = %s AND day = %s""",
+        (brand, yesterday),
+    )
+    assert await dashboard.refresh(auto) >= 1
+    kept = await (
+        await auto.execute(
+            "SELECT verifications FROM dashboard_days WHERE brand_id = %s AND day = %s",
+            (brand, yesterday),
+        )
+    ).fetchone()
+    assert (
+        kept["verifications"]
+        == (await dashboard.count_day(auto, brand, yesterday))["verifications"]
+    )
+    shown = await get(client, admin, "/analytics/dashboard")
+    assert shown["verifications"]["trend"][-2] == kept["verifications"]
+    assert_error(await client.get("/analytics/dashboard", headers=await login("store_clerk")), 403)
