@@ -200,6 +200,45 @@ async def test_a_unit_of_another_store_is_refused_naming_its_store(
     assert await claims_of(app, code_of(app, serial)) == 0
 
 
+@pytest.mark.parametrize(
+    ("clerk", "unit", "words"),
+    [
+        # a unit at AGENT-ZJ (case 1), at a store of another agent
+        ("gz_clerk", 11, "此产品应由「Zhejiang Agent 浙江代理」的门店销售"),
+        # the same, at a store of that agent, but never delivered to it
+        ("store_clerk", 12, "此产品未发往本店（记录在「Zhejiang Agent 浙江代理」）"),
+    ],
+)
+async def test_units_not_delivered_to_the_store_are_refused_naming_where_they_are(
+    clerk: str, unit: int, words: str, app: Any, client: Any, goods: dict[str, Any]
+) -> None:
+    serial = goods["units"][unit]
+    async with member_client(app) as phone:
+        await signed_in(phone, clerk)
+        refused = await claim(phone, await scan(phone, serial), app.state.scheme.pin(serial))
+        assert words in text_of(assert_page(refused, 422)), text_of(refused.text)
+    assert await claims_of(app, code_of(app, serial)) == 0
+
+
+async def test_too_many_wrong_pins_lock_the_code(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    await signed_in(phone)
+    serial = goods["units"][7]
+    step2 = await scan(phone, serial)
+    bad = wrong_pin(app.state.scheme.pin(serial))
+    for _ in range(app.state.settings.pin_max_failures):
+        response = await claim(phone, step2, bad)
+        if response.status_code == 429:
+            break
+        assert_page(response, 422)
+    locked = await claim(phone, step2, app.state.scheme.pin(serial))  # even the right PIN
+    page = text_of(assert_page(locked, 429))
+    assert int(locked.headers["retry-after"]) > 0
+    assert re.search(r"此码已锁定，请 \d+ 分钟后再试", page), page
+    assert await claims_of(app, code_of(app, serial)) == 0
+
+
 async def test_a_code_claimed_before_is_refused_to_the_next_clerk(
     phone: httpx.AsyncClient, app: Any, client: Any, login: Any, demo: Any, goods: dict[str, Any]
 ) -> None:
@@ -250,6 +289,8 @@ async def test_a_link_with_a_code_survives_the_sign_in(
     serial = goods["units"][4]
     first = await phone.get("/clerk", params={"code": serial})
     assert first.status_code == 303 and first.headers["location"] == f"/clerk/login?code={serial}"
+    english = await phone.get("/clerk", params={"lang": "en"})
+    assert english.headers["location"] == "/clerk/login?lang=en"
     response = await sign_in(phone, code=serial)
     assert response.status_code == 303 and response.headers["location"] == f"/clerk?code={serial}"
     step2 = assert_page(await phone.get(response.headers["location"]))

@@ -107,8 +107,11 @@ def _show(
     return respond(page, lang, remember, status, headers=all_headers, cookies=real)
 
 
-def _with_code(path: str, code: str) -> str:
-    return f"{path}?code={quote(code[:MAX_SERIAL], safe='')}" if code else path
+def _with_code(path: str, code: str, lang: Lang | None = None) -> str:
+    """``path`` carrying the code to go on with (and the language just chosen, if any)."""
+    query = [f"code={quote(code[:MAX_SERIAL], safe='')}"] if code else []
+    query += [f"lang={lang}"] if lang else []
+    return f"{path}?{'&'.join(query)}" if query else path
 
 
 # The organisation a diversion refusal names, by its code (details of app.rebates.claims).
@@ -225,7 +228,8 @@ async def _clerk_or_page(
             if request.method == "POST":
                 return _relogin(request, state.settings, lang, remember)
             cookies = _signed_out(request, state.settings)
-            return _see_other(_with_code("/clerk/login", code), cookies)
+            chosen = lang if remember else None  # ?lang= on the way in: kept through sign-in
+            return _see_other(_with_code("/clerk/login", code, chosen), cookies)
         if exc.status != 403:
             raise
         token, csrf_cookie = session.csrf(request, state.settings)
