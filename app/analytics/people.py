@@ -1,0 +1,484 @@
+"""People analytics (A4–A7): the roll-up of members, points and verifications into summary
+tables, and the recount that proves them. ``app.analytics.people_stats`` serves them.
+
+Queues (migration 0023). Triggers fill three queues in the transaction that writes the source
+rows, whoever writes them (the API, the verify flusher and its no-Redis fallback, bulk SQL):
+a member registered or changed its region, birthday or band (``analytics_member_queue``, one
+row per member); a points ledger row (``analytics_ledger_queue``); verifications, counted per
+inserting statement by brand, day, product, region and result (``analytics_verify_queue``: a
+flush of 5,000 records adds a few dozen rows, bench/RESULTS.md).
+
+Exactly once. A roll-up batch takes queue rows with ``DELETE … WHERE … IN (SELECT … ORDER BY …
+LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``, and folds them in the same transaction: a row is
+folded by the one transaction that deleted it, and rows of writers not yet committed are
+invisible until a later pass. Verifications fold additively in that one statement. Members and
+ledger rows fold into per-member state (``analytics_member_facts``: where the member was counted
+and its points; ``analytics_member_cycle``: its purchases per product, category and in all), and
+the summaries move by the difference between the old state and the new, so one roller runs at a
+time (``Lock.PEOPLE_ROLLUP``). Their rows are read by a second statement of the transaction, after
+the take: a member change that touched a queued row (the trigger's ``DO UPDATE`` locks it) is
+either committed before the take — and seen by the read — or skipped by it and left queued.
+
+Summaries: ``analytics_member_regions`` (A4: members by registration day and region, at three
+levels: brand, province, city), ``analytics_cycle`` (A5: (member, subject) pairs by the day of
+their last purchase — count, purchases, span, frequency buckets — so any range of last purchases
+and the days since it are sums), ``analytics_points_ages`` (A6: members and points by birthday,
+the band being computed when read as the members' own pages do, or by the chosen band),
+``analytics_verifications`` (A7: by day, product or all, brand/province/city). Inspections are
+``app.inspect.summaries``' own roll-up, reused as it is.
+
+A queue row that cannot be folded (its ledger row is missing, a sum out of range) is
+dead-lettered by halves (``app.deadletters.drain``) and the others are folded. ``recount``
+compares every summary cell with a count of the source rows, taking what is still queued into
+account, in one statement (one snapshot) per summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from app.db import Conn
+from app.deadletters import drain
+from app.locks import Lock, run_alone
+
+TZ = "Asia/Shanghai"
+MEMBER_QUEUE = "analytics_member_queue"  # dead-letter queue names: the tables themselves
+LEDGER_QUEUE = "analytics_ledger_queue"
+VERIFY_QUEUE = "analytics_verify_queue"
+RESULTS = ("genuine", "unconfirmed", "suspicious", "not_genuine", "wrong_pin", "locked")
+
+
+class UnknownRow(ValueError):
+    """A queue row names a source row that does not exist: the row's fault (dead-lettered)."""
+
+
+# -- members (A4, and the member's cell of A6) -------------------------------------------------
+
+_TAKE = """
+DELETE FROM {table} WHERE {key} IN (
+    SELECT {key} FROM {table} {where} ORDER BY {key} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+) RETURNING {key}
+"""
+
+# The members' current place, their place as last counted (facts), and the moves between.
+_FOLD_MEMBERS = f"""
+WITH cur AS (
+    SELECT m.id AS member_id, m.brand_id, (m.created_at AT TIME ZONE '{TZ}')::date AS reg_day,
+           coalesce(m.province, '') AS province, coalesce(m.city, '') AS city,
+           coalesce(m.birthday, 'infinity') AS birthday,
+           CASE WHEN m.birthday IS NULL THEN coalesce(m.age_band, '') ELSE '' END AS age_band
+    FROM members m WHERE m.id = ANY(%(ids)s)
+), old AS (
+    SELECT f.* FROM analytics_member_facts f WHERE f.member_id = ANY(%(ids)s)
+), facts AS (
+    INSERT INTO analytics_member_facts AS f
+        (member_id, brand_id, reg_day, province, city, birthday, age_band)
+    SELECT member_id, brand_id, reg_day, province, city, birthday, age_band
+    FROM cur ORDER BY member_id
+    ON CONFLICT (member_id) DO UPDATE SET
+        brand_id = EXCLUDED.brand_id, reg_day = EXCLUDED.reg_day,
+        province = EXCLUDED.province, city = EXCLUDED.city,
+        birthday = EXCLUDED.birthday, age_band = EXCLUDED.age_band
+    RETURNING 1
+), moved AS (
+    SELECT c.brand_id, c.reg_day, c.province, c.city, c.birthday, c.age_band, 1 AS n,
+           coalesce(o.claimed, 0) AS claimed, coalesce(o.redeemed, 0) AS redeemed,
+           coalesce(o.expired, 0) AS expired, coalesce(o.adjusted, 0) AS adjusted,
+           coalesce(o.balance, 0) AS balance
+    FROM cur c LEFT JOIN old o USING (member_id)
+    UNION ALL
+    SELECT brand_id, reg_day, province, city, birthday, age_band, -1,
+           -claimed, -redeemed, -expired, -adjusted, -balance
+    FROM old WHERE reg_day IS NOT NULL
+), regions AS (
+    INSERT INTO analytics_member_regions AS r (brand_id, level, province, city, day, members)
+    SELECT m.brand_id, v.level, v.province, v.city, m.reg_day, sum(m.n)
+    FROM moved m, LATERAL (VALUES (0, '', ''), (1, m.province, ''), (2, m.province, m.city))
+                  AS v(level, province, city)
+    GROUP BY 1, 2, 3, 4, 5 HAVING sum(m.n) <> 0 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (brand_id, level, province, city, day) DO UPDATE
+        SET members = r.members + EXCLUDED.members
+    RETURNING 1
+), ages AS (
+    INSERT INTO analytics_points_ages AS a
+        (brand_id, birthday, age_band, members, claimed, redeemed, expired, adjusted, balance)
+    SELECT brand_id, birthday, age_band, sum(n), sum(claimed), sum(redeemed), sum(expired),
+           sum(adjusted), sum(balance)
+    FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (brand_id, birthday, age_band) DO UPDATE SET
+        members = a.members + EXCLUDED.members, claimed = a.claimed + EXCLUDED.claimed,
+        redeemed = a.redeemed + EXCLUDED.redeemed, expired = a.expired + EXCLUDED.expired,
+        adjusted = a.adjusted + EXCLUDED.adjusted, balance = a.balance + EXCLUDED.balance
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM cur) AS folded, (SELECT count(*) FROM regions) AS regions,
+       (SELECT count(*) FROM ages) AS ages, (SELECT count(*) FROM facts) AS facts
+"""
+
+# -- the points ledger (A6 points, A5 purchases) -----------------------------------------------
+
+# Points are added to the member's facts and, when the member is counted in a cell already, to
+# that cell. Each claim moves its (member, subject) pairs: the old pair's contribution out of
+# the cell of its old last day, the new one in.
+_FOLD_LEDGER = f"""
+WITH l AS (
+    SELECT id, member_id, brand_id, kind, points, claim_id, at
+    FROM points_ledger WHERE id = ANY(%(ids)s)
+), pts AS (
+    SELECT member_id, brand_id,
+           coalesce(sum(points) FILTER (WHERE kind = 'claim'), 0) AS claimed,
+           coalesce(-sum(points) FILTER (WHERE kind IN ('redemption', 'refund')), 0) AS redeemed,
+           coalesce(-sum(points) FILTER (WHERE kind = 'expiry'), 0) AS expired,
+           coalesce(sum(points) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted,
+           sum(points) AS balance
+    FROM l GROUP BY 1, 2
+), facts AS (
+    INSERT INTO analytics_member_facts AS f
+        (member_id, brand_id, claimed, redeemed, expired, adjusted, balance)
+    SELECT member_id, brand_id, claimed, redeemed, expired, adjusted, balance
+    FROM pts ORDER BY member_id
+    ON CONFLICT (member_id) DO UPDATE SET
+        claimed = f.claimed + EXCLUDED.claimed, redeemed = f.redeemed + EXCLUDED.redeemed,
+        expired = f.expired + EXCLUDED.expired, adjusted = f.adjusted + EXCLUDED.adjusted,
+        balance = f.balance + EXCLUDED.balance
+    RETURNING f.member_id, f.brand_id, f.reg_day, f.birthday, f.age_band
+), ages AS (
+    INSERT INTO analytics_points_ages AS a
+        (brand_id, birthday, age_band, members, claimed, redeemed, expired, adjusted, balance)
+    SELECT f.brand_id, f.birthday, f.age_band, 0, sum(p.claimed), sum(p.redeemed),
+           sum(p.expired), sum(p.adjusted), sum(p.balance)
+    FROM facts f JOIN pts p USING (member_id) WHERE f.reg_day IS NOT NULL
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (brand_id, birthday, age_band) DO UPDATE SET
+        claimed = a.claimed + EXCLUDED.claimed, redeemed = a.redeemed + EXCLUDED.redeemed,
+        expired = a.expired + EXCLUDED.expired, adjusted = a.adjusted + EXCLUDED.adjusted,
+        balance = a.balance + EXCLUDED.balance
+    RETURNING 1
+), bought AS (
+    SELECT l.member_id, l.brand_id, c.product_id, p.category_id,
+           (c.claimed_at AT TIME ZONE '{TZ}')::date AS day
+    FROM l JOIN point_claims c ON c.id = l.claim_id JOIN products p ON p.id = c.product_id
+    WHERE l.kind = 'claim'
+), subj AS (
+    SELECT b.member_id, b.brand_id, s.kind, s.subject_id, count(*) AS n,
+           min(b.day) AS first_day, max(b.day) AS last_day
+    FROM bought b, LATERAL (VALUES ('a'::"char", 0::bigint), ('p', b.product_id),
+                                   ('c', b.category_id)) AS s(kind, subject_id)
+    WHERE s.subject_id IS NOT NULL
+    GROUP BY 1, 2, 3, 4
+), pair AS (
+    SELECT s.*, o.purchases AS o_n, o.first_day AS o_first, o.last_day AS o_last,
+           s.n + coalesce(o.purchases, 0) AS new_n,
+           least(s.first_day, o.first_day) AS new_first,
+           greatest(s.last_day, o.last_day) AS new_last
+    FROM subj s
+    LEFT JOIN analytics_member_cycle o USING (member_id, kind, subject_id)
+), state AS (
+    INSERT INTO analytics_member_cycle AS m
+        (member_id, kind, subject_id, brand_id, purchases, first_day, last_day)
+    SELECT member_id, kind, subject_id, brand_id, new_n, new_first, new_last
+    FROM pair ORDER BY 1, 2, 3
+    ON CONFLICT (member_id, kind, subject_id) DO UPDATE SET
+        purchases = EXCLUDED.purchases, first_day = EXCLUDED.first_day,
+        last_day = EXCLUDED.last_day
+    RETURNING 1
+), moves AS (
+    SELECT brand_id, kind, subject_id, o_last AS last_day, -1 AS sign, o_n AS n,
+           o_last - o_first AS span
+    FROM pair WHERE o_n IS NOT NULL
+    UNION ALL
+    SELECT brand_id, kind, subject_id, new_last, 1, new_n, new_last - new_first FROM pair
+), cells AS (
+    INSERT INTO analytics_cycle AS c (brand_id, kind, subject_id, last_day, pairs, purchases,
+                                      span_days, repeaters, f1, f2, f3_5, f6_10, f11)
+    SELECT brand_id, kind, subject_id, last_day, sum(sign), sum(sign * n), sum(sign * span),
+           coalesce(sum(sign) FILTER (WHERE n >= 2), 0),
+           coalesce(sum(sign) FILTER (WHERE n = 1), 0),
+           coalesce(sum(sign) FILTER (WHERE n = 2), 0),
+           coalesce(sum(sign) FILTER (WHERE n BETWEEN 3 AND 5), 0),
+           coalesce(sum(sign) FILTER (WHERE n BETWEEN 6 AND 10), 0),
+           coalesce(sum(sign) FILTER (WHERE n > 10), 0)
+    FROM moves GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (brand_id, kind, subject_id, last_day) DO UPDATE SET
+        pairs = c.pairs + EXCLUDED.pairs, purchases = c.purchases + EXCLUDED.purchases,
+        span_days = c.span_days + EXCLUDED.span_days,
+        repeaters = c.repeaters + EXCLUDED.repeaters, f1 = c.f1 + EXCLUDED.f1,
+        f2 = c.f2 + EXCLUDED.f2, f3_5 = c.f3_5 + EXCLUDED.f3_5,
+        f6_10 = c.f6_10 + EXCLUDED.f6_10, f11 = c.f11 + EXCLUDED.f11
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM l) AS folded, (SELECT count(*) FROM ages) AS ages,
+       (SELECT count(*) FROM state) AS state, (SELECT count(*) FROM cells) AS cells
+"""
+
+# -- verifications (A7) ------------------------------------------------------------------------
+
+_COUNTS = ", ".join(f"coalesce(sum(n) FILTER (WHERE result = '{r}'), 0) AS {r}" for r in RESULTS)
+_SUM_COUNTS = ", ".join(f"sum({r})" for r in RESULTS)
+_ADD_COUNTS = ", ".join(f"{r} = v.{r} + EXCLUDED.{r}" for r in RESULTS)
+_RESULT_COLUMNS = ", ".join(RESULTS)
+
+_VERIFY_OF = f"""
+WITH taken AS (
+    DELETE FROM analytics_verify_queue WHERE id IN ({{take}})
+    RETURNING brand_id, day, product_id, province, city, result, n
+), summed AS (
+    SELECT brand_id, day, product_id, province, city, count(*) AS rows, sum(n) AS total,
+           {_COUNTS}
+    FROM taken GROUP BY 1, 2, 3, 4, 5
+), upserted AS (
+    INSERT INTO analytics_verifications AS v
+        (brand_id, product_id, level, province, city, day, total, {_RESULT_COLUMNS})
+    SELECT s.brand_id, c.product_id, c.level, c.province, c.city, s.day, sum(s.total),
+           {_SUM_COUNTS}
+    FROM summed s, LATERAL (VALUES (0::bigint, 0, '', ''), (0, 1, s.province, ''),
+                                   (0, 2, s.province, s.city), (s.product_id, 0, '', ''),
+                                   (s.product_id, 1, s.province, ''))
+                   AS c(product_id, level, province, city)
+    WHERE c.product_id IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (brand_id, product_id, level, province, city, day) DO UPDATE
+        SET total = v.total + EXCLUDED.total, {_ADD_COUNTS}
+    RETURNING 1
+)
+SELECT (SELECT coalesce(sum(rows), 0) FROM summed)::bigint AS taken,
+       (SELECT count(*) FROM upserted) AS upserted
+"""
+_VERIFY = _VERIFY_OF.replace(
+    "{take}",
+    "SELECT id FROM analytics_verify_queue ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
+)
+_VERIFY_IDS = _VERIFY_OF.replace(
+    "{take}", "SELECT id FROM analytics_verify_queue WHERE id = ANY(%(ids)s) FOR UPDATE SKIP LOCKED"
+)
+
+
+# -- running the roll-up -------------------------------------------------------------------------
+
+
+async def _take_and_fold(
+    conn: Conn, table: str, key: str, fold: str, *, limit: int, ids: list[int] | None = None
+) -> int:
+    """One batch in one transaction: take queue rows (the oldest ``limit``, or ``ids``), then
+    fold the source rows they name by a second statement (its snapshot sees every change that
+    was committed when the take ran). Raises ``UnknownRow`` when a source row is missing."""
+    where = f"WHERE {key} = ANY(%(ids)s)" if ids is not None else ""
+    take = _TAKE.format(table=table, key=key, where=where)
+    async with conn.transaction():
+        taken = [
+            r[key]
+            for r in await (await conn.execute(take, {"limit": limit, "ids": ids})).fetchall()
+        ]
+        if not taken:
+            return 0
+        row = await (await conn.execute(fold, {"ids": taken})).fetchone()
+        assert row is not None
+        if row["folded"] != len(taken):
+            raise UnknownRow(f"{len(taken) - row['folded']} queued row(s) of {table} do not exist")
+        return len(taken)
+
+
+async def _fold_verifications(conn: Conn, sql: str, params: dict[str, Any]) -> int:
+    async with conn.transaction():
+        row = await (await conn.execute(sql, params)).fetchone()
+        assert row is not None
+        return int(row["taken"])
+
+
+class Folded(msgspec.Struct, frozen=True, kw_only=True):
+    """Queue rows consumed by one roll-up: members, ledger rows, verification counts."""
+
+    members: int
+    ledger: int
+    verifications: int
+
+
+def _drainer(
+    conn: Conn, table: str, key: str, fold: str, limit: int
+) -> Callable[[], Awaitable[int]]:
+    return lambda: drain(
+        conn,
+        table,
+        table,
+        lambda: _take_and_fold(conn, table, key, fold, limit=limit),
+        lambda ids: _take_and_fold(conn, table, key, fold, limit=limit, ids=ids),
+        limit,
+        key=key,
+    )
+
+
+async def rollup(conn: Conn, limit: int = 50_000) -> Folded:
+    """Fold every queue into its summaries, ``limit`` rows per transaction, until they are
+    empty. Members first, so a ledger row's member is usually counted already (it need not be:
+    its points wait in the member's facts). ``conn`` must not be inside a transaction; run it
+    alone (``rollup_alone``): the member folds read and write per-member state."""
+    members = await _drainer(conn, MEMBER_QUEUE, "member_id", _FOLD_MEMBERS, limit)()
+    ledger = await _drainer(conn, LEDGER_QUEUE, "ledger_id", _FOLD_LEDGER, limit)()
+    verifications = await drain(
+        conn,
+        VERIFY_QUEUE,
+        VERIFY_QUEUE,
+        lambda: _fold_verifications(conn, _VERIFY, {"limit": limit}),
+        lambda ids: _fold_verifications(conn, _VERIFY_IDS, {"ids": ids}),
+        limit,
+    )
+    return Folded(members=members, ledger=ledger, verifications=verifications)
+
+
+async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 50_000) -> Folded | None:
+    """``rollup`` with one roller at a time across processes; ``None`` when another roller is
+    running and ``wait`` is false. ``conn`` should be in autocommit mode."""
+    return await run_alone(conn, Lock.PEOPLE_ROLLUP, lambda: rollup(conn, limit), wait=wait)
+
+
+async def rollup_count(conn: Conn, *, wait: bool = False) -> int | None:
+    """``rollup_alone`` for the periodic worker and the CLI: the queue rows consumed."""
+    folded = await rollup_alone(conn, wait=wait)
+    return None if folded is None else folded.members + folded.ledger + folded.verifications
+
+
+# -- recount -------------------------------------------------------------------------------------
+
+
+class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A summary cell that differs from the count of its source rows: the table, the cell's key
+    and both values (as PostgreSQL prints rows)."""
+
+    table: str
+    key: str
+    recorded: str
+    expected: str
+
+
+_LEVELS = "(VALUES (0, '', ''), (1, p.province, ''), (2, p.province, p.city))"
+_BAND = "CASE WHEN m.birthday IS NULL THEN coalesce(m.age_band, '') ELSE '' END"
+
+# Where each member is counted: as it is now, or, while a change of it waits in the queue, as
+# the facts say it was counted (when it was).
+_PLACED = f"""
+placed AS (
+    SELECT m.id AS member_id, m.brand_id, (m.created_at AT TIME ZONE '{TZ}')::date AS day,
+           coalesce(m.province, '') AS province, coalesce(m.city, '') AS city,
+           coalesce(m.birthday, 'infinity') AS birthday, {_BAND} AS age_band
+    FROM members m
+    WHERE NOT EXISTS (SELECT 1 FROM analytics_member_queue q WHERE q.member_id = m.id)
+    UNION ALL
+    SELECT f.member_id, f.brand_id, f.reg_day, f.province, f.city, f.birthday, f.age_band
+    FROM analytics_member_facts f JOIN analytics_member_queue q USING (member_id)
+    WHERE f.reg_day IS NOT NULL
+)"""
+_FOLDED_LEDGER = """
+folded AS (
+    SELECT l.* FROM points_ledger l
+    WHERE NOT EXISTS (SELECT 1 FROM analytics_ledger_queue q WHERE q.ledger_id = l.id)
+)"""
+
+
+def _compare(table: str, keys: str, values: str, expected: str) -> str:
+    """The cells where ``table`` and the ``expected`` CTE (same key and value columns) differ."""
+    key_list = [k.strip() for k in keys.split(",")]
+    value_list = [v.strip() for v in values.split(",")]
+    recorded = ", ".join(f"coalesce(r.{v}, 0)" for v in value_list)
+    wanted = ", ".join(f"coalesce(e.{v}, 0)" for v in value_list)
+    return f"""
+SELECT '{table}' AS "table", row({", ".join(key_list)})::text AS key,
+       row({recorded})::text AS recorded, row({wanted})::text AS expected
+FROM {expected} e FULL JOIN {table} r USING ({keys})
+WHERE row({recorded}) IS DISTINCT FROM row({wanted})
+ORDER BY {keys}"""
+
+
+_RECOUNT_REGIONS = f"""
+WITH {_PLACED}, expected AS (
+    SELECT p.brand_id, v.level, v.province, v.city, p.day, count(*) AS members
+    FROM placed p, LATERAL {_LEVELS} AS v(level, province, city)
+    GROUP BY 1, 2, 3, 4, 5
+)""" + _compare(
+    "analytics_member_regions", "brand_id, level, province, city, day", "members", "expected"
+)
+
+_POINTS = "claimed, redeemed, expired, adjusted, balance"
+_RECOUNT_AGES = f"""
+WITH {_PLACED}, {_FOLDED_LEDGER}, pts AS (
+    SELECT member_id,
+           coalesce(sum(points) FILTER (WHERE kind = 'claim'), 0) AS claimed,
+           coalesce(-sum(points) FILTER (WHERE kind IN ('redemption', 'refund')), 0) AS redeemed,
+           coalesce(-sum(points) FILTER (WHERE kind = 'expiry'), 0) AS expired,
+           coalesce(sum(points) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted,
+           sum(points) AS balance
+    FROM folded GROUP BY 1
+), expected AS (
+    SELECT p.brand_id, p.birthday, p.age_band, count(*) AS members,
+           coalesce(sum(claimed), 0) AS claimed, coalesce(sum(redeemed), 0) AS redeemed,
+           coalesce(sum(expired), 0) AS expired, coalesce(sum(adjusted), 0) AS adjusted,
+           coalesce(sum(balance), 0) AS balance
+    FROM placed p LEFT JOIN pts USING (member_id) GROUP BY 1, 2, 3
+)""" + _compare(
+    "analytics_points_ages", "brand_id, birthday, age_band", f"members, {_POINTS}", "expected"
+)
+
+_CYCLE_VALUES = "pairs, purchases, span_days, repeaters, f1, f2, f3_5, f6_10, f11"
+_RECOUNT_CYCLE = f"""
+WITH {_FOLDED_LEDGER}, bought AS (
+    SELECT c.member_id, c.brand_id, c.product_id, p.category_id,
+           (c.claimed_at AT TIME ZONE '{TZ}')::date AS day
+    FROM folded l JOIN point_claims c ON c.id = l.claim_id JOIN products p ON p.id = c.product_id
+    WHERE l.kind = 'claim'
+), pair AS (
+    SELECT b.member_id, b.brand_id, s.kind, s.subject_id, count(*) AS n,
+           max(b.day) - min(b.day) AS span, max(b.day) AS last_day
+    FROM bought b, LATERAL (VALUES ('a'::"char", 0::bigint), ('p', b.product_id),
+                                   ('c', b.category_id)) AS s(kind, subject_id)
+    WHERE s.subject_id IS NOT NULL
+    GROUP BY 1, 2, 3, 4
+), expected AS (
+    SELECT brand_id, kind, subject_id, last_day, count(*) AS pairs, sum(n) AS purchases,
+           sum(span) AS span_days, count(*) FILTER (WHERE n >= 2) AS repeaters,
+           count(*) FILTER (WHERE n = 1) AS f1, count(*) FILTER (WHERE n = 2) AS f2,
+           count(*) FILTER (WHERE n BETWEEN 3 AND 5) AS f3_5,
+           count(*) FILTER (WHERE n BETWEEN 6 AND 10) AS f6_10,
+           count(*) FILTER (WHERE n > 10) AS f11
+    FROM pair GROUP BY 1, 2, 3, 4
+)""" + _compare(
+    "analytics_cycle", "brand_id, kind, subject_id, last_day", _CYCLE_VALUES, "expected"
+)
+
+# The verifications less those still queued (the queue rows are counts, folded as they are).
+_RECOUNT_VERIFY = f"""
+WITH src AS (
+    SELECT brand_id, (at AT TIME ZONE '{TZ}')::date AS day, product_id,
+           coalesce(province, '') AS province, coalesce(city, '') AS city, result, count(*) AS n
+    FROM verifications WHERE brand_id IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6
+    UNION ALL
+    SELECT brand_id, day, product_id, province, city, result, -n FROM analytics_verify_queue
+), expected AS (
+    SELECT p.brand_id, c.product_id, c.level, c.province, c.city, p.day, sum(p.n) AS total,
+           {_COUNTS.replace("sum(n)", "sum(p.n)")}
+    FROM src p, LATERAL (VALUES (0::bigint, 0, '', ''), (0, 1, p.province, ''),
+                                (0, 2, p.province, p.city), (p.product_id, 0, '', ''),
+                                (p.product_id, 1, p.province, ''))
+                AS c(product_id, level, province, city)
+    WHERE c.product_id IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5, 6
+)""" + _compare(
+    "analytics_verifications",
+    "brand_id, product_id, level, province, city, day",
+    f"total, {_RESULT_COLUMNS}",
+    "expected",
+)
+
+RECOUNTS = (_RECOUNT_REGIONS, _RECOUNT_AGES, _RECOUNT_CYCLE, _RECOUNT_VERIFY)
+
+
+async def recount(conn: Conn) -> list[Mismatch]:
+    """Every cell of the four people summaries that differs from a count of the members, the
+    points ledger, the claims and the verifications (what is still queued taken into account;
+    one statement, one snapshot, per summary)."""
+    found: list[Mismatch] = []
+    for sql in RECOUNTS:
+        rows = await (await conn.execute(sql)).fetchall()  # type: ignore[arg-type]
+        found.extend(Mismatch(**row) for row in rows)
+    return found

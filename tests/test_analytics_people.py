@@ -1,0 +1,652 @@
+"""People analytics (A4–A7): the roll-up of members, points ledger rows and verifications into
+the summaries exactly once (random streams with concurrent rollers, members changing region and
+birthday meanwhile), dead letters, the recount; the endpoints' figures against a count made here,
+their filters, scoping (brand staff only for members and verifications, subtrees for
+inspections), exports; and rows that came through the real API (claims, verifications).
+
+Each test module makes a brand of its own (through the platform operator's API), so the figures
+of other tests never enter its answers."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+import os
+import random
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.analytics.people import Folded, recount, rollup, rollup_alone
+from app.members.profile import BANDS, business_today
+from tests.helpers import assert_error
+
+PASSWORD = "people-analytics-1"
+PROVINCES = [("浙江省", ["杭州市", "宁波市", ""]), ("广东省", ["广州市", "深圳市"]), ("", [""])]
+RESULTS = ["genuine", "genuine", "genuine", "suspicious", "not_genuine", "wrong_pin", "unconfirmed"]
+TZ8 = timedelta(hours=8)
+_codes = itertools.count(1)
+
+
+async def autocommit() -> psycopg.AsyncConnection[dict[str, Any]]:
+    return await psycopg.AsyncConnection.connect(
+        os.environ["TRACECODE_DATABASE_URL"], autocommit=True, row_factory=dict_row
+    )
+
+
+@pytest.fixture
+async def auto() -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    async with await autocommit() as conn:
+        yield conn
+
+
+async def roll() -> Folded:
+    async with await autocommit() as conn:
+        folded = await rollup_alone(conn, wait=True)
+        assert folded is not None
+        return folded
+
+
+async def staff(client: Any, admin: dict[str, str], org_id: int, roles: list[str]) -> Any:
+    username = f"ppl_{uuid.uuid4().hex[:10]}"
+    created = await client.post(
+        "/users",
+        headers=admin,
+        json={"org_id": org_id, "username": username, "password": PASSWORD, "roles": roles},
+    )
+    assert created.status_code == 201, created.text
+    token = await client.post("/auth/login", json={"username": username, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+class World:
+    """A brand of its own: staff, an agent with a store, two categories of products, and what
+    was inserted (to count here)."""
+
+    def __init__(self) -> None:
+        self.brand = 0
+        self.agent = 0
+        self.store = 0
+        self.admin: dict[str, str] = {}
+        self.products: list[int] = []
+        self.category_of: dict[int, int] = {}
+        self.members: dict[int, dict[str, Any]] = {}
+        self.claims: list[tuple[int, int, datetime]] = []  # member, product, at
+        self.points: dict[int, Counter[str]] = defaultdict(Counter)
+        self.verifications: list[tuple[int | None, str, str, str, datetime]] = []
+
+
+async def org(client: Any, headers: Any, **body: Any) -> int:
+    created = await client.post(
+        "/orgs", headers=headers, json={"erp_code": f"PPL-{uuid.uuid4().hex[:8]}", **body}
+    )
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+@pytest.fixture(scope="module")
+async def world(client: Any, login: Any, app: Any) -> World:
+    w = World()
+    platform = await login("platform")
+    w.brand = await org(client, platform, kind="brand", name="People Analytics Brand")
+    w.admin = await staff(client, platform, w.brand, ["brand_admin"])
+    w.agent = await org(client, w.admin, kind="agent", name="PA agent", parent_id=w.brand)
+    w.store = await org(client, w.admin, kind="store", name="PA store", parent_id=w.agent)
+    async with app.state.pool.connection() as conn:
+        for c in range(2):
+            cat = await (
+                await conn.execute(
+                    "INSERT INTO categories (org_id, name) VALUES (%s, %s) RETURNING id",
+                    (w.brand, f"cat {c}"),
+                )
+            ).fetchone()
+            for p in range(2):
+                row = await (
+                    await conn.execute(
+                        """INSERT INTO products (org_id, category_id, name, product_no)
+                           VALUES (%s, %s, %s, %s) RETURNING id""",
+                        (w.brand, cat["id"], f"product {c}.{p}", f"PA-{c}-{p}"),
+                    )
+                ).fetchone()
+                w.products.append(row["id"])
+                w.category_of[row["id"]] = cat["id"]
+    return w
+
+
+# -- inserting in bulk ---------------------------------------------------------------------------
+
+
+def _moment(rng: random.Random) -> datetime:
+    """A random time of 2023–2025, often near a Shanghai midnight."""
+    day = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(days=rng.randrange(1000))
+    return day + timedelta(hours=16, minutes=rng.choice([-1, 0, 1, 30]) + rng.randrange(2) * 600)
+
+
+def _profile(rng: random.Random) -> dict[str, Any]:
+    province, cities = rng.choice(PROVINCES)
+    city = rng.choice(cities) if province else ""
+    birthday = None
+    band = None
+    if rng.random() < 0.6:
+        birthday = date(1950, 1, 1) + timedelta(days=rng.randrange(25_000))
+    elif rng.random() < 0.7:
+        band = rng.choice(BANDS)[1]
+    return {
+        "province": province or None,
+        "city": city or None,
+        "birthday": birthday,
+        "age_band": band,
+    }
+
+
+async def add_members(conn: Any, w: World, rng: random.Random, n: int) -> None:
+    for _ in range(n):
+        p = _profile(rng)
+        at = _moment(rng)
+        row = await (
+            await conn.execute(
+                """INSERT INTO members (brand_id, phone, province, city, birthday, age_band,
+                                        created_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                (
+                    w.brand,
+                    f"138{rng.randrange(10**8):08d}{len(w.members) % 10}"[:15],
+                    p["province"],
+                    p["city"],
+                    p["birthday"],
+                    p["age_band"],
+                    at,
+                ),
+            )
+        ).fetchone()
+        w.members[row["id"]] = {**p, "created_at": at}
+
+
+async def change_members(conn: Any, w: World, rng: random.Random, n: int) -> None:
+    for member_id in rng.sample(sorted(w.members), min(n, len(w.members))):
+        p = _profile(rng)
+        await conn.execute(
+            "UPDATE members SET province = %s, city = %s, birthday = %s, age_band = %s "
+            "WHERE id = %s",
+            (p["province"], p["city"], p["birthday"], p["age_band"], member_id),
+        )
+        w.members[member_id].update(p)
+
+
+async def add_claims(conn: Any, w: World, rng: random.Random, n: int) -> None:
+    """Claims (with their ledger rows) and a few adjustments and expiries, in one statement
+    per kind."""
+    members = sorted(w.members)
+    rows = []
+    for _ in range(n):
+        member, product = rng.choice(members), rng.choice(w.products)
+        rows.append((member, product, rng.randint(1, 50), _moment(rng), next(_codes)))
+    await conn.execute(
+        """WITH r AS (SELECT * FROM unnest(%(m)s::bigint[], %(p)s::bigint[], %(pts)s::int[],
+                                           %(at)s::timestamptz[], %(code)s::bigint[])
+                      AS r(member_id, product_id, points, at, code)),
+                c AS (INSERT INTO point_claims (code_id, member_id, brand_id, product_id, points,
+                                                client_id, event_id, claimed_at)
+                      SELECT -(%(base)s + code), member_id, %(brand)s, product_id, points,
+                             'pa-' || code, 0, at FROM r
+                      RETURNING id, member_id, points, claimed_at)
+           INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
+           SELECT member_id, %(brand)s, 'claim', points, id, claimed_at FROM c""",
+        {
+            "m": [r[0] for r in rows],
+            "p": [r[1] for r in rows],
+            "pts": [r[2] for r in rows],
+            "at": [r[3] for r in rows],
+            "code": [r[4] for r in rows],
+            "base": os.getpid() * 10**9,
+            "brand": w.brand,
+        },
+    )
+    for member, product, points, at, _ in rows:
+        w.claims.append((member, product, at))
+        w.points[member]["claimed"] += points
+    others = [(rng.choice(members), rng.choice(["adjustment", "expiry"])) for _ in range(n // 5)]
+    for member, kind in others:
+        points = rng.randint(1, 9) * (1 if kind == "adjustment" and rng.random() < 0.5 else -1)
+        await conn.execute(
+            """INSERT INTO points_ledger (member_id, brand_id, kind, points, reason)
+               VALUES (%s, %s, %s, %s, 'test')""",
+            (member, w.brand, kind, points),
+        )
+        w.points[member]["expired" if kind == "expiry" else "adjusted"] += (
+            abs(points) if (kind == "expiry") else points
+        )
+
+
+async def add_verifications(conn: Any, w: World, rng: random.Random, n: int) -> None:
+    rows = []
+    for _ in range(n):
+        province, cities = rng.choice(PROVINCES)
+        city = rng.choice(cities)
+        product = rng.choice([*w.products, None])
+        rows.append((product, province, city, rng.choice(RESULTS), _moment(rng)))
+    w.verifications.extend(rows)
+    await conn.execute(
+        """INSERT INTO verifications (at, record_key, brand_id, product_id, result, reason,
+                                      province, city)
+           SELECT at, gen_random_uuid(), %(brand)s, product_id, result, 'test',
+                  nullif(province, ''), nullif(city, '')
+           FROM unnest(%(p)s::bigint[], %(prov)s::text[], %(city)s::text[], %(res)s::text[],
+                       %(at)s::timestamptz[]) AS r(product_id, province, city, result, at)""",
+        {
+            "brand": w.brand,
+            "p": [r[0] for r in rows],
+            "prov": [r[1] for r in rows],
+            "city": [r[2] for r in rows],
+            "res": [r[3] for r in rows],
+            "at": [r[4] for r in rows],
+        },
+    )
+
+
+def shanghai(at: datetime) -> date:
+    return (at.astimezone(UTC) + TZ8).date()
+
+
+# -- the roll-up ---------------------------------------------------------------------------------
+
+
+async def test_rollup_equals_recount_after_random_streams_with_concurrent_rollers(
+    world: World, auto: Any
+) -> None:
+    """40 rounds of members, member changes (region, birthday, band), claims, adjustments,
+    expiries and verifications, each round its own transaction, while four rollers run at the
+    same time: every summary equals the recount, and the queues are empty."""
+    rng = random.Random(17)
+    stop = asyncio.Event()
+    folds: list[Folded] = []
+
+    async def roller() -> None:
+        async with await autocommit() as conn:
+            while not stop.is_set():
+                folded = await rollup_alone(conn, wait=bool(rng.random() < 0.5), limit=97)
+                if folded is not None:
+                    folds.append(folded)
+                await asyncio.sleep(0.01)
+
+    rollers = [asyncio.create_task(roller()) for _ in range(4)]
+    try:
+        for round_no in range(40):
+            async with auto.transaction():
+                await add_members(auto, world, rng, 8)
+                if round_no % 3 == 2:
+                    await change_members(auto, world, rng, 6)
+                await add_claims(auto, world, rng, 25)
+                await add_verifications(auto, world, rng, 60)
+            await asyncio.sleep(0)
+    finally:
+        stop.set()
+        await asyncio.gather(*rollers)
+    assert any(f.members or f.ledger or f.verifications for f in folds)
+    await roll()
+    for queue in ("analytics_member_queue", "analytics_ledger_queue", "analytics_verify_queue"):
+        row = await (await auto.execute(f"SELECT count(*) AS n FROM {queue}")).fetchone()
+        assert row["n"] == 0, queue
+    assert await recount(auto) == []
+
+
+async def test_the_recount_finds_a_changed_cell_and_accounts_for_what_is_queued(
+    world: World, auto: Any
+) -> None:
+    rng = random.Random(5)
+    await roll()
+    await add_members(auto, world, rng, 3)
+    await add_claims(auto, world, rng, 5)
+    await change_members(auto, world, rng, 2)
+    await add_verifications(auto, world, rng, 7)
+    assert await recount(auto) == []  # queued, not folded yet: still equal
+    await roll()
+    await auto.execute(
+        "UPDATE analytics_member_regions SET members = members + 1 WHERE brand_id = %s "
+        "AND level = 0 AND day = (SELECT min(day) FROM analytics_member_regions "
+        "WHERE brand_id = %s AND level = 0)",
+        (world.brand, world.brand),
+    )
+    found = await recount(auto)
+    assert [m.table for m in found] == ["analytics_member_regions"]
+    await auto.execute(
+        "UPDATE analytics_member_regions SET members = members - 1 WHERE brand_id = %s "
+        "AND level = 0 AND day = (SELECT min(day) FROM analytics_member_regions "
+        "WHERE brand_id = %s AND level = 0)",
+        (world.brand, world.brand),
+    )
+    assert await recount(auto) == []
+
+
+async def test_a_queue_row_that_cannot_be_folded_is_dead_lettered_and_the_rest_folded(
+    world: World, auto: Any
+) -> None:
+    rng = random.Random(9)
+    await roll()
+    await auto.execute("INSERT INTO analytics_ledger_queue (ledger_id) VALUES (-17)")
+    await add_claims(auto, world, rng, 10)
+    folded = await roll()
+    assert folded.ledger >= 10
+    dead = await (
+        await auto.execute(
+            "DELETE FROM dead_letters WHERE queue = 'analytics_ledger_queue' "
+            "AND payload = convert_to('{\"ledger_id\":-17}', 'UTF8') RETURNING reason"
+        )
+    ).fetchall()
+    assert len(dead) == 1 and "do not exist" in dead[0]["reason"]
+    assert await recount(auto) == []
+
+
+# -- the endpoints -------------------------------------------------------------------------------
+
+
+async def get(client: Any, headers: Any, path: str, **params: Any) -> Any:
+    response = await client.get(path, headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_member_regions_equal_a_count_of_the_members(client: Any, world: World) -> None:
+    await roll()
+    members = world.members.values()
+    by_province = Counter(m["province"] for m in members)
+    out = await get(client, world.admin, "/analytics/members/regions")
+    assert out["members"] == len(world.members)
+    assert {r["province"]: r["members"] for r in out["regions"]} == by_province
+    assert out["regions"][0]["members"] == max(by_province.values())
+    months = Counter(f"{shanghai(m['created_at']):%Y-%m}" for m in members)
+    assert {t["period"]: t["members"] for t in out["trend"]} == months
+
+    start, end = date(2023, 6, 1), date(2024, 2, 10)
+    inside = [m for m in members if start <= shanghai(m["created_at"]) <= end]
+    zj = [m for m in inside if m["province"] == "浙江省"]
+    out = await get(
+        client,
+        world.admin,
+        "/analytics/members/regions",
+        province="Zhejiang",
+        granularity="day",
+        **{"from": start.isoformat(), "to": end.isoformat()},
+    )
+    assert out["province"] == "浙江省" and out["members"] == len(zj)
+    assert {r["city"]: r["members"] for r in out["regions"]} == Counter(m["city"] for m in zj)
+    days = Counter(f"{shanghai(m['created_at']):%Y-%m-%d}" for m in zj)
+    assert {t["period"]: t["members"] for t in out["trend"]} == days
+
+
+def _band(m: dict[str, Any], today: date) -> str | None:
+    if m["birthday"] is None:
+        return m["age_band"]
+    born = m["birthday"]
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    return [band for lowest, band in BANDS if age >= lowest][-1]
+
+
+async def test_points_by_age_band_equal_the_ledger(client: Any, world: World) -> None:
+    await roll()
+    today = business_today()
+    expected: dict[str | None, Counter[str]] = defaultdict(Counter)
+    for member_id, m in world.members.items():
+        cell = expected[_band(m, today)]
+        cell["members"] += 1
+        for k, v in world.points[member_id].items():
+            cell[k] += v
+    out = await get(client, world.admin, "/analytics/points/ages")
+    got = {b["age_band"]: b for b in out["bands"]}
+    assert set(got) == set(expected)
+    for band, cell in expected.items():
+        balance = cell["claimed"] - cell["expired"] + cell["adjusted"]
+        assert got[band]["members"] == cell["members"]
+        assert got[band]["claimed"] == cell["claimed"]
+        assert got[band]["expired"] == cell["expired"]
+        assert got[band]["adjusted"] == cell["adjusted"]
+        assert got[band]["balance"] == balance
+    order = [b["age_band"] for b in out["bands"]]
+    assert order == sorted(order, key=lambda b: [x for _, x in BANDS].index(b) if b else 99)
+
+
+def _cycle(claims: list[tuple[int, int, datetime]], key: Any) -> dict[Any, dict[str, Any]]:
+    """Per subject: members, purchases, span, since-last buckets, as the endpoint answers."""
+    today = business_today()
+    pairs: dict[tuple[Any, int], list[date]] = defaultdict(list)
+    for member, product, at in claims:
+        pairs[(key(product), member)].append(shanghai(at))
+    out: dict[Any, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    for (subject, _), days in pairs.items():
+        row = out[subject]
+        row["members"] += 1
+        row["purchases"] += len(days)
+        row["span"] += (max(days) - min(days)).days
+        since = (today - max(days)).days
+        bucket = (
+            next(
+                b
+                for limit, b in ((30, "d0_30"), (90, "d31_90"), (180, "d91_180"), (365, "d181_365"))
+                if since <= limit
+            )
+            if since <= 365
+            else "over_365"
+        )
+        row[bucket] += 1
+        row["once"] += len(days) == 1
+    return out
+
+
+async def test_purchase_cycle_by_product_and_category(client: Any, world: World) -> None:
+    await roll()
+    out = await get(client, world.admin, "/analytics/members/cycle")
+    expected = _cycle(world.claims, lambda p: p)
+    assert {r["subject_id"] for r in out["items"]} == set(expected)
+    for r in out["items"]:
+        e = expected[r["subject_id"]]
+        assert (r["members"], r["purchases"]) == (e["members"], e["purchases"])
+        assert r["frequency"] == round(e["purchases"] / e["members"], 3)
+        gaps = e["purchases"] - e["members"]
+        assert r["avg_interval_days"] == (round(e["span"] / gaps, 1) if gaps else None)
+        assert r["since_last"] == {
+            k: e[k] for k in ("d0_30", "d31_90", "d91_180", "d181_365", "over_365")
+        }
+        assert r["purchases_per_member"]["once"] == e["once"]
+        assert r["name"].startswith("product ")
+    everything = _cycle(world.claims, lambda p: 0)[0]
+    assert out["total"]["members"] == everything["members"]
+    assert out["total"]["purchases"] == everything["purchases"]
+
+    by_cat = await get(client, world.admin, "/analytics/members/cycle", by="category")
+    expected = _cycle(world.claims, lambda p: world.category_of[p])
+    assert {r["subject_id"]: r["members"] for r in by_cat["items"]} == {
+        k: v["members"] for k, v in expected.items()
+    }
+    # the members whose last purchase of the category's products was in 2024
+    category = world.category_of[world.products[0]]
+    last: dict[tuple[int, int], date] = {}
+    for member, product, at in world.claims:
+        if world.category_of[product] == category:
+            last[(product, member)] = max(last.get((product, member), date.min), shanghai(at))
+    in_2024 = Counter(p for (p, _), d in last.items() if d.year == 2024)
+    span = {"from": "2024-01-01", "to": "2024-12-31"}
+    out = await get(client, world.admin, "/analytics/members/cycle", category_id=category, **span)
+    assert out["total"] is None
+    assert {r["subject_id"]: r["members"] for r in out["items"]} == in_2024
+
+
+async def test_verifications_by_day_region_product_and_category(client: Any, world: World) -> None:
+    await roll()
+    start, end = date(2024, 1, 1), date(2024, 12, 30)
+    inside = [v for v in world.verifications if start <= shanghai(v[4]) <= end]
+    span = {"from": start.isoformat(), "to": end.isoformat()}
+    out = await get(client, world.admin, "/analytics/verifications", granularity="month", **span)
+    assert out["totals"]["total"] == len(inside)
+    assert out["totals"]["counterfeit"] == sum(v[3] == "not_genuine" for v in inside)
+    assert {p["period"]: p["total"] for p in out["periods"]} == Counter(
+        f"{shanghai(v[4]):%Y-%m}" for v in inside
+    )
+    assert {r["province"]: r["suspicious"] for r in out["regions"]} == {
+        p or None: sum(v[1] == p and v[3] == "suspicious" for v in inside)
+        for p in {v[1] for v in inside}
+    }
+    gd = await get(client, world.admin, "/analytics/verifications", province="广东省", **span)
+    assert {(r["province"], r["city"]): r["total"] for r in gd["regions"]} == Counter(
+        ("广东省", v[2] or None) for v in inside if v[1] == "广东省"
+    )
+    assert {p["period"]: p["genuine"] for p in gd["periods"]} == Counter(
+        f"{shanghai(v[4]):%Y-%m-%d}" for v in inside if v[1] == "广东省" and v[3] == "genuine"
+    ) | {p["period"]: 0 for p in gd["periods"] if p["genuine"] == 0}
+    product = world.products[1]
+    one = await get(client, world.admin, "/analytics/verifications", product_id=product, **span)
+    assert one["product_ids"] == [product]
+    assert one["totals"]["total"] == sum(v[0] == product for v in inside)
+    category = world.category_of[product]
+    cat = await get(client, world.admin, "/analytics/verifications", category_id=category, **span)
+    assert cat["totals"]["total"] == sum(
+        v[0] is not None and world.category_of[v[0]] == category for v in inside
+    )
+    bad = await client.get(
+        "/analytics/verifications",
+        headers=world.admin,
+        params={"from": "2023-01-01", "to": "2024-12-31"},
+    )
+    assert_error(bad, 400, "bad_period")
+
+
+async def test_scoping_brand_staff_subtrees_and_other_brands(
+    client: Any, world: World, login: Any
+) -> None:
+    await roll()
+    agent_admin = await staff(client, world.admin, world.agent, ["org_admin"])
+    for path in (
+        "/analytics/members/regions",
+        "/analytics/members/cycle",
+        "/analytics/points/ages",
+        "/analytics/verifications",
+    ):
+        assert_error(await client.get(path, headers=agent_admin), 403, "brand_staff_only")
+        service = await staff(client, world.admin, world.brand, ["member_service"])
+        assert_error(await client.get(path, headers=service), 403)
+        assert (await client.get(path)).status_code == 401
+    analyst = await staff(client, world.admin, world.brand, ["analyst"])
+    assert (await get(client, analyst, "/analytics/points/ages"))["members"] == len(world.members)
+    # the demo brand's admin sees its own brand's members, never these
+    demo = await get(client, await login("admin"), "/analytics/members/regions")
+    assert demo["members"] != len(world.members) or not world.members
+    # inspections: the subtree (no inspections at this brand's stores)
+    out = await get(client, agent_admin, "/analytics/inspections")
+    assert out["totals"]["inspections"] == 0 and out["stores"] == []
+
+
+async def test_inspection_statistics_come_from_the_inspection_summary(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """The demo brand's inspection summary (whatever other tests inspected), read as the
+    analytics endpoint groups it: by day, by the stores' province, by store."""
+    from app.inspect.summaries import rollup as inspect_rollup
+
+    await inspect_rollup(auto)
+    today = business_today()
+    rows = await (
+        await auto.execute(
+            """SELECT m.day, s.province_name, m.store_org_id, m.result, m.units
+               FROM inspection_summary m JOIN orgs s ON s.id = m.store_org_id
+               WHERE m.brand_id = %s AND m.day BETWEEN %s AND %s""",
+            (demo["BRAND-LUMI"], today - timedelta(days=29), today),
+        )
+    ).fetchall()
+    out = await get(client, await login("admin"), "/analytics/inspections")
+    assert out["totals"]["inspections"] == sum(r["units"] for r in rows)
+    assert out["totals"]["diverted"] == sum(r["units"] for r in rows if r["result"] == "diverted")
+    by_store = Counter()
+    for r in rows:
+        by_store[r["store_org_id"]] += r["units"]
+    assert {s["store_id"]: s["inspections"] for s in out["stores"]} == dict(by_store)
+
+
+async def test_exports_csv_and_xlsx(client: Any, world: World) -> None:
+    await roll()
+    response = await client.get(
+        "/analytics/members/regions", headers=world.admin, params={"format": "csv"}
+    )
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert sum(int(r["members"]) for r in rows) == len(world.members)
+    response = await client.get(
+        "/analytics/members/cycle", headers=world.admin, params={"format": "csv"}
+    )
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert {"subject_id", "since_last_d0_30", "purchases_per_member_once"} <= set(rows[0])
+    response = await client.get(
+        "/analytics/verifications",
+        headers=world.admin,
+        params={"format": "xlsx", "table": "regions", "from": "2024-01-01", "to": "2024-12-30"},
+    )
+    assert response.status_code == 200 and response.content[:2] == b"PK"
+    response = await client.get(
+        "/analytics/points/ages", headers=world.admin, params={"format": "csv"}
+    )
+    assert response.status_code == 200 and b"age_band" in response.content
+
+
+# -- through the API -----------------------------------------------------------------------------
+
+
+async def test_verifications_and_claims_through_the_api_are_counted(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """Units verified by consumers (flushed by the verify flusher) and claimed by a member
+    appear in the demo brand's statistics of today."""
+    import redis as redis_sync
+
+    from app.verify import records
+    from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
+
+    admin = await login("admin")
+    today = business_today().isoformat()
+    await roll()
+    before = await get(client, admin, "/analytics/verifications", **{"from": today, "to": today})
+    goods = await shipped_goods(client, login, app, demo)
+    product = goods["product_id"]
+    await set_rule(client, admin, product, 7)
+    cycle_before = await get(client, admin, "/analytics/members/cycle", product_id=product)
+    scheme = app.state.scheme
+    serials = goods["units"][:3]
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        for serial in serials:
+            answer = await mc.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
+            assert answer.status_code == 200, answer.text
+            claimed = await mc.post(
+                "/members/me/claims", headers=headers, json=claim_body(scheme, serial)
+            )
+            assert claimed.status_code in (200, 201), claimed.text
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+    await roll()
+    after = await get(client, admin, "/analytics/verifications", **{"from": today, "to": today})
+    assert after["totals"]["total"] - before["totals"]["total"] >= 6  # 3 verifies + 3 claims
+    cycle = await get(client, admin, "/analytics/members/cycle", product_id=product)
+    members_before = cycle_before["items"][0]["members"] if cycle_before["items"] else 0
+    assert cycle["items"][0]["members"] == members_before + 1
+    assert cycle["items"][0]["since_last"]["d0_30"] >= 1
+    async with await autocommit() as conn:
+        assert await recount(conn) == []
+
+
+async def test_rollup_without_the_lock_folds_nothing_twice(world: World, auto: Any) -> None:
+    """Verification counts fold additively: two plain ``rollup`` calls racing on them consume
+    each queue row once."""
+    rng = random.Random(3)
+    await roll()
+    await add_verifications(auto, world, rng, 500)
+    async with await autocommit() as a, await autocommit() as b:
+        await asyncio.gather(rollup_alone(a, wait=True, limit=7), rollup(b, limit=11))
+    assert await recount(auto) == []
