@@ -229,20 +229,26 @@ async def _analytics(url: str, action: str) -> int:
     import psycopg
     from psycopg.rows import dict_row
 
-    from app.analytics import sales
+    from app.analytics import people, sales
 
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row
     ) as conn:
         moved = await sales.rollup_alone(conn, wait=True)
         print(f"rolled up {moved} sales")
+        folded = await people.rollup_alone(conn, wait=True)
+        print(f"rolled up people: {folded}")
         if action == "rollup":
             return 0
         mismatches = await sales.recount(conn)
+        missed = await people.recount(conn)
     for m in mismatches:
         print(f"mismatch {m.table} brand {m.brand_id} {m.key}: {m.units} units, sold {m.expected}")
     print(f"{len(mismatches)} sales mismatches" if mismatches else "sales equal the recount")
-    return 1 if mismatches else 0
+    for p in missed:
+        print(f"mismatch {p.table} {p.key}: recorded {p.recorded}, recount {p.expected}")
+    print(f"{len(missed)} people mismatches" if missed else "people summaries equal the recount")
+    return 1 if mismatches or missed else 0
 
 
 def cmd_analytics(settings: Settings, action: str) -> int:

@@ -15,6 +15,7 @@ from app.embedded import start_redis
 from app.jobs import broker, settings
 from workers import codes, ops, points, sms  # noqa: F401
 from workers.analytics import DashboardCounter, SalesRoller
+from workers.analytics_people import PeopleRoller
 from workers.deadletter import DeadLetters
 from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
@@ -42,6 +43,7 @@ broker.add_middleware(StockRoller())
 broker.add_middleware(InspectionRoller())
 broker.add_middleware(RebateRoller())
 broker.add_middleware(SalesRoller())
+broker.add_middleware(PeopleRoller())
 broker.add_middleware(DashboardCounter())
 broker.add_middleware(SmsSweeper())
 broker.add_middleware(RedemptionExpirer())
