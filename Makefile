@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUST_SOURCES := $(wildcard core_rs/src/*.rs core_rs/src/py/*.rs) core_rs/Cargo.toml
 
-.PHONY: setup browser wrk run test lint bench clean
+.PHONY: setup browser wrk console run test lint bench clean
 
 setup: $(STAMP)
 
@@ -35,11 +35,34 @@ browser:
 wrk:
 	$(call apt,/usr/bin/wrk,wrk)
 
-run: setup
+# The office console (console/, served at /console): `npm ci` when node_modules is missing or
+# package-lock.json changed, `vite build` into console/dist when a console source changed.
+CONSOLE_SOURCES := $(shell find console/src -type f 2>/dev/null) \
+  $(wildcard console/index.html console/vite.config.ts console/tsconfig.json console/package.json)
+CONSOLE_DEPS := console/node_modules/.installed-stamp
+CONSOLE_BUILD := console/dist/.built-stamp
+NPM := @command -v npm >/dev/null || { echo "make console: npm is not on PATH; install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)"; exit 1; }
+
+console: $(CONSOLE_BUILD)
+
+$(CONSOLE_DEPS): console/package-lock.json
+	$(NPM)
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(CONSOLE_BUILD): $(CONSOLE_DEPS) $(CONSOLE_SOURCES)
+	$(NPM)
+	cd console && npm run build --silent -- --logLevel warn
+	@touch $@
+
+run: setup console
 	$(BIN)/tracecode run
 
-test: setup browser
+# The console's unit tests (Vitest, with the type check) run before pytest, whose end-to-end
+# tests use the built console.
+test: setup browser console
 	cd core_rs && cargo test --quiet
+	cd console && npm test --silent
 	$(BIN)/python -m pytest -q
 
 # stubtest: app/_core.pyi must describe the built extension exactly (STYLE rule 2).
@@ -70,4 +93,4 @@ bench-verify: setup wrk
 
 clean:
 	-$(BIN)/tracecode services down
-	rm -rf $(VENV) var core_rs/target
+	rm -rf $(VENV) var core_rs/target console/node_modules console/dist

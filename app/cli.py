@@ -270,6 +270,27 @@ def cmd_points(settings: Settings) -> int:
     return asyncio.run(_points_check(db_url))
 
 
+def cmd_openapi(settings: Settings, out: str | None) -> int:
+    """Print (or write to ``out``) the app's OpenAPI document as JSON, as ``/schema/openapi.json``
+    serves it: the console's typed client is generated from it (``npm run gen-api``). Needs no
+    database; without a configured master key a throwaway one builds the app (the document
+    does not depend on it)."""
+    import msgspec
+    from litestar.serialization import encode_json
+
+    from app.main import create_app
+
+    if not (settings.master_key or settings.master_key_file):
+        settings = msgspec.structs.replace(settings, master_key=secrets.token_hex(32))
+    schema = msgspec.json.decode(encode_json(create_app(settings).openapi_schema.to_schema()))
+    document = msgspec.json.encode(schema, order="sorted") + b"\n"  # the same bytes every run
+    if out:
+        Path(out).write_bytes(document)
+    else:
+        sys.stdout.buffer.write(document)
+    return 0
+
+
 def cmd_services(settings: Settings, action: str) -> int:
     var = settings.var_path
     if action == "up":
@@ -771,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--count", type=int, default=20, help="codes: how many (default 20)")
     demo.add_argument("--out", help="codes: write the CSV to this file instead of stdout")
     sub.add_parser("keygen", help="print a new random 32-byte master key (hex)")
+    openapi = sub.add_parser("openapi", help="print the API's OpenAPI document (JSON)")
+    openapi.add_argument("--out", help="write it to this file instead of standard output")
     stock = sub.add_parser("stock", help="stock roll-up and recount (SPEC L9)")
     stock.add_argument(
         "action",
@@ -859,6 +882,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return cmd_decrypt(args)
         settings = load_settings()
+        if args.command == "openapi":
+            return cmd_openapi(settings, args.out)
         if args.command == "run":
             return cmd_run(settings, demo=not args.no_demo, worker=not args.no_worker)
         if args.command == "services":

@@ -129,6 +129,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sms_campaign_rate: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 200
     sms_reminder_period_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
+    # The office console's build (console/dist, made by `make console`), served at /console;
+    # unset: console/dist of this checkout.
+    console_dist: str | None = None
+
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
     # The fraction of answers below 400 that get an access log line (app.front); every 4xx and
     # 5xx answer is logged. 1: every request (the default); lower it for peaks.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import QueryParameter
 
+from app import tabular
 from app.auth.limits import login_limiter
 from app.auth.principal import Principal
 from app.db import Conn
@@ -23,6 +26,15 @@ from app.users.schemas import (
 )
 
 
+def _download(rows: list[list[Any]], fmt: str) -> tabular.Download:
+    batches = tabular.one_batch(rows)
+    if fmt == "xlsx":
+        chunks = tabular.xlsx_chunks("users", service.EXPORT_COLUMNS, batches)
+    else:
+        chunks = tabular.csv_chunks(service.EXPORT_COLUMNS, batches)
+    return tabular.download(chunks, fmt, f"users-{date.today()}.{fmt}")
+
+
 class UserController(Controller):
     path = "/users"
 
@@ -38,9 +50,18 @@ class UserController(Controller):
         org_id: int | None = None,
         status: Status | None = None,
         q: str | None = None,
+        fmt: Annotated[
+            Literal["json", "csv", "xlsx"],
+            QueryParameter(name="format", description="json (a page), csv or xlsx (every match)"),
+        ] = "json",
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[UserOut]:
+        """Users of the caller's subtree (``users.read``) by organisation, status and a keyword
+        in the username or name. ``?format=csv|xlsx`` exports every match (audited)."""
+        if fmt != "json":
+            rows = await service.export_users(conn, principal, org_id=org_id, status=status, q=q)
+            return _download(rows, fmt)  # type: ignore[return-value]
         return await service.list_users(
             conn, principal, org_id=org_id, status=status, q=q, page=page, per_page=per_page
         )

@@ -175,6 +175,52 @@ async def list_users(
     )
 
 
+EXPORT_COLUMNS = [
+    "id",
+    "username",
+    "display_name",
+    "org_id",
+    "roles",
+    "status",
+    "phone",
+    "email",
+    "last_login_at",
+    "created_at",
+]
+EXPORT_MAX = 100_000  # users of one subtree; a bigger export is refused, narrow the filters
+
+
+async def export_users(
+    conn: Conn, actor: Principal, *, org_id: int | None, status: str | None, q: str | None
+) -> list[list[Any]]:
+    """Every user ``list_users`` would page through (same filters, same scope), as rows of
+    ``EXPORT_COLUMNS``, for a CSV or XLSX download; the export is audited."""
+    rows: list[list[Any]] = []
+    page = 1
+    while True:
+        found = await list_users(
+            conn, actor, org_id=org_id, status=status, q=q, page=page, per_page=200
+        )
+        if found.total > EXPORT_MAX:
+            raise Unprocessable(
+                f"{found.total} users match; at most {EXPORT_MAX} can be exported at once",
+                code="export_too_large",
+            )
+        for u in found.items:
+            rows.append(
+                [
+                    *(u.id, u.username, u.display_name, u.org_id, " ".join(u.roles), u.status),
+                    *(u.phone, u.email, u.last_login_at, u.created_at),
+                ]
+            )
+        if page * 200 >= found.total:
+            break
+        page += 1
+    filters = {"org_id": org_id, "status": status, "q": q, "rows": len(rows)}
+    await audit.record(conn, actor, "users.export", "user", None, after=filters)
+    return rows
+
+
 async def update_user(
     conn: Conn,
     actor: Principal,

@@ -1,13 +1,14 @@
 """The public web face: the GS1 Digital Link resolver (``/01/…``, ``/00/…``, its description)
 and the consumer H5 pages (``/c/{serial}``, its PIN form, ``/p/{gtin}``, the member pages under
-``/m``) and the store clerk's rebate pages under ``/clerk``.
+``/m``), the store clerk's rebate pages under ``/clerk`` and the office console's built files
+under ``/console`` (``app.web.console``).
 
 ``router`` is the domain's whole HTTP face; ``app.main`` mounts it.
 """
 
 from litestar import Router
 
-from app.web import clerk_pages, member_pages
+from app.web import clerk_pages, console, member_pages
 from app.web.pages import pin_page, product_page, scan_page
 from app.web.resolver import resolve, resolver_description
 
@@ -21,5 +22,6 @@ router = Router(
         product_page,
         *member_pages.route_handlers,
         *clerk_pages.route_handlers,
+        *console.route_handlers,
     ],
 )

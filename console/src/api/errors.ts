@@ -1,0 +1,37 @@
+// The API's one error shape, {"error": {"code", "message", "details"}} (app/errors.py), as an
+// Error the pages can catch and show.
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: unknown = null,
+  ) {
+    super(message)
+    this.name = 'ApiFailure'
+  }
+}
+
+/** The ApiFailure of a non-2xx answer (any body: JSON error, HTML proxy page, nothing). */
+export async function failureOf(response: Response): Promise<ApiFailure> {
+  let code = `http_${response.status}`
+  let message = response.statusText || code
+  let details: unknown = null
+  try {
+    const body = (await response.clone().json()) as { error?: { code?: string; message?: string; details?: unknown } }
+    if (body?.error?.code) {
+      code = body.error.code
+      message = body.error.message ?? message
+      details = body.error.details ?? null
+    }
+  } catch {
+    // not JSON: keep the status
+  }
+  return new ApiFailure(response.status, code, message, details)
+}
+
+/** The data of an openapi-fetch answer, or its ApiFailure thrown. */
+export async function unwrap<D>(result: { data?: D; error?: unknown; response: Response }): Promise<D> {
+  if (result.response.ok) return result.data as D
+  throw await failureOf(result.response)
+}

@@ -1,0 +1,99 @@
+// One server-paged list: filters bound to the URL query, the page fetched from a GET endpoint
+// answering the API's Page shape ({items, page, per_page, total}), exports of the same query.
+import { reactive, ref, shallowRef, watch } from 'vue'
+import { useRoute, useRouter } from 'vue-router'
+
+import { apiQuery, fromQuery, sameQuery, toQuery, type Filters } from './query'
+import { downloadExport } from '@/api/client'
+import { unwrap } from '@/api/errors'
+import { api } from '@/api/client'
+import type { Page } from '@/api/types'
+import { notifyError } from './notify'
+
+type LooseGet = (path: string, init: { params: { query: Record<string, unknown> } }) => Promise<{
+  data?: unknown
+  error?: unknown
+  response: Response
+}>
+
+export function usePagedList<T>(path: string, defaults: Filters, defaultPerPage = 20) {
+  const route = useRoute()
+  const router = useRouter()
+  const routeName = route.name
+  const model = reactive<Filters>({ ...defaults })
+  const rows = shallowRef<T[]>([])
+  const total = ref(0)
+  const page = ref(1)
+  const perPage = ref(defaultPerPage)
+  const loading = ref(false)
+
+  async function load(): Promise<void> {
+    loading.value = true
+    try {
+      const get = api.GET as unknown as LooseGet
+      const query = { ...apiQuery(model), page: page.value, per_page: perPage.value }
+      const data = await unwrap<Page<T>>((await get(path, { params: { query } })) as never)
+      rows.value = data.items
+      total.value = data.total
+    } catch (e) {
+      notifyError(e)
+    } finally {
+      loading.value = false
+    }
+  }
+
+  function go(): void {
+    const query = toQuery(model, defaults, page.value, perPage.value, defaultPerPage)
+    if (sameQuery(query, route.query)) void load()
+    else void router.replace({ query })
+  }
+
+  watch(
+    () => route.query,
+    (query) => {
+      if (route.name !== routeName) return // leaving the page
+      const wanted = fromQuery(query, defaults, defaultPerPage)
+      Object.assign(model, wanted.filters)
+      page.value = wanted.page
+      perPage.value = wanted.perPage
+      void load()
+    },
+    { immediate: true },
+  )
+
+  return {
+    model,
+    rows,
+    total,
+    page,
+    perPage,
+    loading,
+    load,
+    search(): void {
+      page.value = 1
+      go()
+    },
+    reset(): void {
+      Object.assign(model, defaults)
+      page.value = 1
+      go()
+    },
+    setPage(n: number): void {
+      page.value = n
+      go()
+    },
+    setPerPage(n: number): void {
+      perPage.value = n
+      page.value = 1
+      go()
+    },
+    async exportAs(format: 'csv' | 'xlsx'): Promise<string | null> {
+      try {
+        return await downloadExport(path, apiQuery(model), format)
+      } catch (e) {
+        notifyError(e)
+        return null
+      }
+    },
+  }
+}

@@ -1,0 +1,51 @@
+// vue-router in history mode under /console/ (the server answers index.html for every path below
+// it). Signed-out users go to /login; a page the user may not open shows "forbidden".
+import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
+
+import { PAGES } from './pages'
+import ConsoleLayout from '@/layouts/ConsoleLayout.vue'
+import { useAuthStore } from '@/stores/auth'
+
+declare module 'vue-router' {
+  interface RouteMeta {
+    public?: boolean
+    title?: string
+    permission?: string | readonly string[]
+  }
+}
+
+const routes: RouteRecordRaw[] = [
+  { path: '/login', name: 'login', component: () => import('@/pages/login/LoginPage.vue'), meta: { public: true } },
+  {
+    path: '/',
+    component: ConsoleLayout,
+    children: [
+      ...PAGES.map((page) => ({
+        path: page.path,
+        name: page.name,
+        component: page.component,
+        meta: { title: page.title, permission: page.permission },
+      })),
+      { path: 'forbidden', name: 'forbidden', component: () => import('@/pages/errors/ForbiddenPage.vue') },
+      { path: ':rest(.*)*', name: 'not-found', component: () => import('@/pages/errors/NotFoundPage.vue') },
+    ],
+  },
+]
+
+export const router = createRouter({ history: createWebHistory(import.meta.env.BASE_URL), routes })
+
+router.beforeEach(async (to) => {
+  const auth = useAuthStore()
+  if (to.meta.public) return true
+  if (!auth.loggedIn) return { name: 'login', query: { redirect: to.fullPath } }
+  if (!auth.me) {
+    try {
+      await auth.loadMe()
+    } catch {
+      await auth.logout()
+      return { name: 'login', query: { redirect: to.fullPath } }
+    }
+  }
+  if (!auth.can(to.meta.permission)) return { name: 'forbidden' }
+  return true
+})

@@ -1,0 +1,41 @@
+// Every page of the console, in menu order: its route, its menu entry and the permission that
+// shows it (any of a list). Adding a page = a file under src/pages/<area>/ + one entry here
+// (+ its words in src/pages/<area>/messages.ts). Pages load lazily, each its own chunk.
+import type { Component } from 'vue'
+import {
+  Document,
+  HomeFilled,
+  Key,
+  OfficeBuilding,
+  User,
+  UserFilled,
+} from '@element-plus/icons-vue'
+
+/** Menu groups, in order; a group shows when the user may open one of its pages. */
+export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'analytics', 'system'] as const
+export type Group = (typeof GROUPS)[number]
+
+export interface PageDef {
+  /** Path under /console/, without the leading slash ('' is the home page). */
+  path: string
+  /** Route name, unique; also the menu item's data-menu attribute (end-to-end tests use it). */
+  name: string
+  /** i18n key of the menu entry and the page title. */
+  title: string
+  /** Needed to see the menu entry and open the page: a permission, or any of a list. */
+  permission?: string | readonly string[]
+  group?: Group
+  icon?: Component
+  /** false: a route without a menu entry (a detail page). */
+  menu?: boolean
+  component: () => Promise<unknown>
+}
+
+export const PAGES: PageDef[] = [
+  { path: '', name: 'home', title: 'menu.home', icon: HomeFilled, component: () => import('@/pages/home/HomePage.vue') },
+  { path: 'orgs', name: 'orgs', title: 'orgs.menu', group: 'system', permission: 'orgs.read', icon: OfficeBuilding, component: () => import('@/pages/orgs/OrgsPage.vue') },
+  { path: 'users', name: 'users', title: 'users.menu', group: 'system', permission: 'users.read', icon: User, component: () => import('@/pages/users/UsersPage.vue') },
+  { path: 'roles', name: 'roles', title: 'roles.menu', group: 'system', permission: ['roles.write', 'users.write'], icon: UserFilled, component: () => import('@/pages/roles/RolesPage.vue') },
+  { path: 'api-keys', name: 'api-keys', title: 'apikeys.menu', group: 'system', permission: 'apikeys.write', icon: Key, component: () => import('@/pages/apikeys/ApiKeysPage.vue') },
+  { path: 'audit', name: 'audit', title: 'audit.menu', group: 'system', permission: 'audit.read', icon: Document, component: () => import('@/pages/audit/AuditPage.vue') },
+]

@@ -1,0 +1,186 @@
+// The auth store's flows against a fake fetch: login, the authorised request, a silent refresh
+// and one retry on 401 token_expired (shared by concurrent requests), log-out when the refresh
+// fails or the token is revoked, and log-out.
+import { createPinia, setActivePinia } from 'pinia'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+
+import { TOKENS_KEY, useAuthStore } from './auth'
+import { ApiFailure } from '@/api/errors'
+import { storage } from '@/utils/storage'
+
+type Handler = (request: Request) => Response | Promise<Response>
+
+const json = (status: number, body: unknown): Response =>
+  new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
+const error = (status: number, code: string): Response => json(status, { error: { code, message: code, details: null } })
+const tokens = (n: number) => ({
+  access_token: `access-${n}`,
+  refresh_token: `refresh-${n}`,
+  token_type: 'bearer',
+  expires_at: 0,
+  refresh_expires_at: 0,
+})
+const me = { org_id: 1, permissions: ['users.read', 'orgs.read'], user_id: 7, username: 'admin', api_key_id: null }
+
+/** A fake server: records requests (method, path, Authorization, body) and answers by route. */
+function fakeServer(routes: Record<string, Handler>) {
+  const seen: { method: string; path: string; auth: string | null; body: string }[] = []
+  const fetch = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+    const request = new Request(input, init)
+    const path = new URL(request.url).pathname
+    seen.push({ method: request.method, path, auth: request.headers.get('Authorization'), body: await request.clone().text() })
+    const handler = routes[`${request.method} ${path}`]
+    return handler ? handler(request) : error(404, 'not_found')
+  })
+  vi.stubGlobal('fetch', fetch)
+  return { seen, fetch }
+}
+
+beforeEach(() => {
+  storage.remove(TOKENS_KEY)
+  setActivePinia(createPinia())
+})
+afterEach(() => vi.unstubAllGlobals())
+
+describe('login', () => {
+  it('keeps the tokens and loads who the user is', async () => {
+    const server = fakeServer({ 'POST /auth/login': () => json(200, tokens(1)), 'GET /auth/me': () => json(200, me) })
+    const auth = useAuthStore()
+    await auth.login('admin', 'secret')
+    expect(auth.loggedIn).toBe(true)
+    expect(auth.me?.username).toBe('admin')
+    expect(JSON.parse(server.seen[0]!.body)).toEqual({ username: 'admin', password: 'secret' })
+    expect(server.seen[1]!.auth).toBe('Bearer access-1')
+    expect(JSON.parse(storage.get(TOKENS_KEY)!).refresh_token).toBe('refresh-1')
+    expect(auth.can('users.read')).toBe(true)
+    expect(auth.can(['audit.read', 'orgs.read'])).toBe(true)
+    expect(auth.can('audit.read')).toBe(false)
+    expect(auth.can(undefined)).toBe(true)
+  })
+
+  it('throws the API error and stays signed out on bad credentials', async () => {
+    fakeServer({ 'POST /auth/login': () => error(401, 'invalid_credentials') })
+    const auth = useAuthStore()
+    const failure = await auth.login('admin', 'wrong').catch((e: unknown) => e)
+    expect(failure).toBeInstanceOf(ApiFailure)
+    expect((failure as ApiFailure).code).toBe('invalid_credentials')
+    expect(auth.loggedIn).toBe(false)
+  })
+})
+
+describe('refresh', () => {
+  async function signedIn(routes: Record<string, Handler>) {
+    const server = fakeServer({ 'POST /auth/login': () => json(200, tokens(1)), 'GET /auth/me': () => json(200, me), ...routes })
+    const auth = useAuthStore()
+    await auth.login('admin', 'secret')
+    server.seen.length = 0
+    return { auth, server }
+  }
+
+  it('refreshes silently on 401 token_expired and retries the request once', async () => {
+    const { auth, server } = await signedIn({
+      'GET /users': (r) => (r.headers.get('Authorization') === 'Bearer access-2' ? json(200, { items: [], page: 1, per_page: 20, total: 0 }) : error(401, 'token_expired')),
+      'POST /auth/refresh': () => json(200, tokens(2)),
+    })
+    const response = await auth.send(new Request('http://localhost/users?q=x'))
+    expect(response.status).toBe(200)
+    expect(server.seen.map((s) => `${s.method} ${s.path} ${s.auth ?? ''}`)).toEqual([
+      'GET /users Bearer access-1',
+      'POST /auth/refresh ',
+      'GET /users Bearer access-2',
+    ])
+    expect(JSON.parse(server.seen[1]!.body)).toEqual({ refresh_token: 'refresh-1' })
+    expect(auth.tokens?.refresh_token).toBe('refresh-2')
+  })
+
+  it('retries a request with a body with the same body', async () => {
+    const { auth, server } = await signedIn({
+      'POST /orgs': (r) => (r.headers.get('Authorization') === 'Bearer access-2' ? json(200, { id: 1 }) : error(401, 'token_expired')),
+      'POST /auth/refresh': () => json(200, tokens(2)),
+    })
+    const body = JSON.stringify({ name: 'Store' })
+    const response = await auth.send(new Request('http://localhost/orgs', { method: 'POST', body }))
+    expect(response.status).toBe(200)
+    expect(server.seen.filter((s) => s.path === '/orgs').map((s) => s.body)).toEqual([body, body])
+  })
+
+  it('shares one refresh among concurrent requests', async () => {
+    const { auth, server } = await signedIn({
+      'GET /users': (r) => (r.headers.get('Authorization') === 'Bearer access-2' ? json(200, {}) : error(401, 'token_expired')),
+      'POST /auth/refresh': async () => {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+        return json(200, tokens(2))
+      },
+    })
+    const answers = await Promise.all([1, 2, 3].map(() => auth.send(new Request('http://localhost/users'))))
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200])
+    expect(server.seen.filter((s) => s.path === '/auth/refresh')).toHaveLength(1)
+  })
+
+  it('signs out when the refresh is refused, without retrying', async () => {
+    const { auth, server } = await signedIn({
+      'GET /users': () => error(401, 'token_expired'),
+      'POST /auth/refresh': () => error(401, 'token_revoked'),
+    })
+    const response = await auth.send(new Request('http://localhost/users'))
+    expect(response.status).toBe(401)
+    expect(auth.loggedIn).toBe(false)
+    expect(auth.me).toBeNull()
+    expect(storage.get(TOKENS_KEY)).toBeNull()
+    expect(server.seen.filter((s) => s.path === '/users')).toHaveLength(1)
+  })
+
+  it('takes the tokens another tab refreshed first', async () => {
+    const { auth } = await signedIn({
+      'GET /users': (r) => (r.headers.get('Authorization') === 'Bearer access-9' ? json(200, {}) : error(401, 'token_expired')),
+      'POST /auth/refresh': () => {
+        storage.set(TOKENS_KEY, JSON.stringify(tokens(9))) // the other tab won the rotation
+        return error(401, 'invalid_token')
+      },
+    })
+    const response = await auth.send(new Request('http://localhost/users'))
+    expect(response.status).toBe(200)
+    expect(auth.loggedIn).toBe(true)
+  })
+
+  it('signs out on any other 401 (revoked, deactivated)', async () => {
+    const { auth, server } = await signedIn({ 'GET /users': () => error(401, 'token_revoked') })
+    const response = await auth.send(new Request('http://localhost/users'))
+    expect(response.status).toBe(401)
+    expect(auth.loggedIn).toBe(false)
+    expect(server.seen.some((s) => s.path === '/auth/refresh')).toBe(false)
+  })
+
+  it('leaves a 403 alone', async () => {
+    const { auth } = await signedIn({ 'GET /audit': () => error(403, 'forbidden') })
+    expect((await auth.send(new Request('http://localhost/audit'))).status).toBe(403)
+    expect(auth.loggedIn).toBe(true)
+  })
+})
+
+describe('logout', () => {
+  it('spends the refresh token on the server and forgets everything', async () => {
+    const server = fakeServer({
+      'POST /auth/login': () => json(200, tokens(1)),
+      'GET /auth/me': () => json(200, me),
+      'POST /auth/logout': () => new Response(null, { status: 204 }),
+    })
+    const auth = useAuthStore()
+    await auth.login('admin', 'secret')
+    await auth.logout()
+    expect(auth.loggedIn).toBe(false)
+    expect(auth.me).toBeNull()
+    expect(storage.get(TOKENS_KEY)).toBeNull()
+    const logout = server.seen.find((s) => s.path === '/auth/logout')!
+    expect(JSON.parse(logout.body)).toEqual({ refresh_token: 'refresh-1' })
+  })
+
+  it('signs out even when the server cannot be reached', async () => {
+    const server = fakeServer({ 'POST /auth/login': () => json(200, tokens(1)), 'GET /auth/me': () => json(200, me) })
+    const auth = useAuthStore()
+    await auth.login('admin', 'secret')
+    server.fetch.mockRejectedValueOnce(new TypeError('offline'))
+    await auth.logout()
+    expect(auth.loggedIn).toBe(false)
+  })
+})
