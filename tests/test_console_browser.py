@@ -1,0 +1,223 @@
+"""The office console end to end: the real app under granian with the built console
+(``make console``), driven in Debian's headless Chromium through its ChromeDriver.
+
+Signs in as the brand administrator and as a store clerk and checks each sees only the menus
+their permissions allow, lists users, filters them (the filter in the address), exports the
+filtered list as CSV (the downloaded file is read), switches the language, signs out; and
+measures the first load (JavaScript bytes, time to the first page).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from app.demo import DEMO_PASSWORD
+from app.web.console import DEFAULT_DIST
+from tests.servers import granian_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SYSTEM_PAGES = {"users", "roles", "api-keys", "audit"}
+JS_BUDGET = 1_000_000  # bytes of JavaScript (gzip) on the first load (issue 17 target)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not (DEFAULT_DIST / "index.html").is_file():
+        pytest.fail("console/dist is missing: run `make console` (make test builds it)")
+    with granian_server(tmp_path_factory.mktemp("granian")) as running:
+        yield running.base
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[WebDriver]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1440,900")
+    options.add_argument("--lang=zh-CN")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    driver.execute_cdp_cmd(
+        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    yield driver
+    driver.quit()
+
+
+def _wait(driver: WebDriver, timeout: float = 15) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
+
+
+def _find(driver: WebDriver, css: str) -> WebElement:
+    return _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
+
+
+def _sign_in(driver: WebDriver, base: str, username: str) -> None:
+    driver.get(f"{base}/console/")
+    _wait(driver).until(lambda d: "/console/login" in d.current_url)
+    _find(driver, "#username").send_keys(username)
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login-submit").click()
+    _wait(driver).until(lambda d: d.find_element(By.ID, "current-user").text == username)
+
+
+def _sign_out(driver: WebDriver) -> None:
+    driver.find_element(By.ID, "logout").click()
+    _find(driver, "#username")
+    assert "/console/login" in driver.current_url
+    assert driver.execute_script("return localStorage.getItem('tracecode.console.tokens')") is None
+
+
+def _menus(driver: WebDriver) -> set[str]:
+    return {
+        e.get_attribute("data-menu") or ""
+        for e in driver.find_elements(By.CSS_SELECTOR, "[data-menu]")
+    }
+
+
+def _usernames(driver: WebDriver) -> list[str]:
+    cells = driver.find_elements(By.CSS_SELECTOR, ".el-table__body tr td:first-child .cell")
+    return [c.text for c in cells]
+
+
+def _console_errors(driver: WebDriver) -> list[str]:
+    """Messages of blocked resources and script errors (CSP violations among them)."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+        or (entry["level"] == "SEVERE" and "401" not in entry["message"])
+    ]
+
+
+def _downloaded(folder: Path, pattern: str, timeout: float = 15) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = [p for p in folder.glob(pattern) if not p.name.endswith(".crdownload")]
+        if done:
+            return done[0]
+        time.sleep(0.1)
+    pytest.fail(f"no {pattern} downloaded into {folder}: {list(folder.iterdir())}")
+
+
+async def test_admin_lists_filters_exports_users_and_signs_out(
+    server: str, browser: WebDriver, downloads: Path, demo: Any
+) -> None:
+    _sign_in(browser, server, "admin")
+    assert {"home", "orgs"} | SYSTEM_PAGES <= _menus(browser)
+
+    browser.find_element(By.CSS_SELECTOR, '[data-menu="users"]').click()
+    _wait(browser).until(lambda d: "store_clerk" in _usernames(d))
+    assert "admin" in _usernames(browser)
+
+    field = browser.find_element(By.CSS_SELECTOR, 'input[name="q"]')
+    field.send_keys("clerk")
+    browser.find_element(By.CSS_SELECTOR, '[data-action="search"]').click()
+    _wait(browser).until(lambda d: "admin" not in _usernames(d) and _usernames(d))
+    shown = _usernames(browser)
+    assert "q=clerk" in browser.current_url
+    assert "store_clerk" in shown and all("clerk" in name for name in shown)
+
+    browser.find_element(By.CSS_SELECTOR, '[data-export="csv"]').click()
+    exported = _downloaded(downloads, "users-*.csv")
+    rows = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
+    assert {row["username"] for row in rows} == set(shown)
+
+    # the address holds the filter: a reload (the server's SPA fallback) shows the same list
+    browser.get(f"{server}/console/users?q=store")
+    _wait(browser).until(lambda d: "store_clerk" in _usernames(d) and "admin" not in _usernames(d))
+    assert (
+        browser.find_element(By.CSS_SELECTOR, 'input[name="q"]').get_attribute("value") == "store"
+    )
+
+    # English, and back
+    browser.find_element(By.CSS_SELECTOR, ".lang-switch").click()
+    _find(browser, '[data-locale="en"]').click()
+    _wait(browser).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '[data-menu="users"]').text == "Users"
+    )
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    browser.find_element(By.CSS_SELECTOR, ".lang-switch").click()
+    _find(browser, '[data-locale="zh-CN"]').click()
+    _wait(browser).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '[data-menu="users"]').text == "用户"
+    )
+
+    assert not _console_errors(browser)
+    _sign_out(browser)
+
+
+async def test_a_store_clerk_sees_only_the_pages_it_may_open(
+    server: str, browser: WebDriver, demo: Any
+) -> None:
+    _sign_in(browser, server, "store_clerk")
+    menus = _menus(browser)
+    assert {"home", "orgs"} <= menus and not menus & SYSTEM_PAGES
+    browser.get(f"{server}/console/users")
+    _find(browser, "#forbidden")
+    assert _usernames(browser) == []
+    _sign_out(browser)
+
+
+async def test_a_wrong_password_is_shown_on_the_login_page(
+    server: str, browser: WebDriver, demo: Any
+) -> None:
+    browser.get(f"{server}/console/login")
+    _find(browser, "#username").send_keys("analyst")
+    browser.find_element(By.CSS_SELECTOR, "#password").send_keys("not-the-password")
+    browser.find_element(By.CSS_SELECTOR, "#login-submit").click()
+    error = _find(browser, "#login-error")
+    assert error.is_displayed() and ("登录失败" in error.text or "Sign-in failed" in error.text)
+    assert "/console/login" in browser.current_url
+
+
+async def test_first_load_stays_within_the_javascript_budget(
+    server: str, browser: WebDriver, demo: Any
+) -> None:
+    """Signed in, a fresh load of the console: the JavaScript it fetched (compressed bytes on the
+    wire) and the time until the first page shows."""
+    _sign_in(browser, server, "admin")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+    started = time.monotonic()
+    browser.get(f"{server}/console/")
+    _find(browser, "#home")
+    elapsed = time.monotonic() - started
+    scripts = browser.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter(e => e.name.endsWith('.js')).map(e => e.encodedBodySize)"
+    )
+    browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
+    print(f"\nconsole first load: {len(scripts)} scripts, {sum(scripts)} bytes, {elapsed:.2f} s")
+    assert 0 < sum(scripts) <= JS_BUDGET
+    assert elapsed < 5  # the 2 s target is measured on an idle machine (README); CI shares cores
+    _sign_out(browser)
