@@ -335,7 +335,8 @@ async def in_process(url: str, month: str) -> None:
     sql = ranking._RANKED.format(
         by="amount",
         other="claims",
-        where="o.path LIKE %(scope)s",
+        where="true",
+        limit=50,
         source=ranking._MONTH_OF_STORES,
         **ranking._STORES,
     )
@@ -346,8 +347,6 @@ async def in_process(url: str, month: str) -> None:
                 {
                     "brand": admin.brand_id,
                     "first": date.fromisoformat(month + "-01"),
-                    "scope": admin.org_path + "%",
-                    "limit": 50,
                 },
             )
         ).fetchall()

@@ -248,8 +248,11 @@ def period(f: Filters, today: date) -> tuple[date, date]:
 
 async def _scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
     """The WHERE terms on the store ``o`` (caller's subtree, agent, region) and their params."""
-    where = ["o.path LIKE %(scope)s"]
-    params: dict[str, Any] = {"scope": actor.org_path + "%"}
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if actor.org_path != f"/{actor.brand_id}/":  # the brand's own staff see every store
+        where.append("o.path LIKE %(scope)s")
+        params["scope"] = actor.org_path + "%"
     if f.agent_id is not None:
         row = await (
             await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (f.agent_id,))
@@ -275,7 +278,9 @@ def _month_label(month: date) -> str:
 # the other measure, then the ids), the first ``limit``. No window function: for one month the
 # store rows come in this order from an index of ``rebate_store_totals`` and the scan stops after
 # ``limit`` rows (a window over the whole month would read all of them); the shared ranks of ties
-# (1, 1, 3) follow from the order (``_ranks``).
+# (1, 1, 3) follow from the order (``_ranks``). The brand's own staff get no path filter (every
+# store of the brand is theirs), so nothing stands between the index order and the LIMIT; the
+# LIMIT is a literal so that a prepared statement's generic plan is made for it.
 _RANKED = """
 WITH ranked AS (
     SELECT t.*, o.name AS store_name, o.erp_code AS store_erp_code, o.path,
@@ -283,7 +288,7 @@ WITH ranked AS (
     FROM {source} t JOIN orgs o ON o.id = t.store_id{join}
     WHERE {where}
     ORDER BY t.{by} DESC, t.{other} DESC, {key}
-    LIMIT %(limit)s
+    LIMIT {limit}
 )
 SELECT r.*, ag.id AS agent_id, ag.name AS agent_name
 FROM ranked r
@@ -327,8 +332,15 @@ async def _ranked(
         shape, source = _CLERKS, _SPAN_OF_CLERKS
     else:
         shape, source = _STORES, _MONTH_OF_STORES if first == last else _SPAN_OF_STORES
-    sql = _RANKED.format(by=measure, other=other, where=" AND ".join(where), source=source, **shape)
-    params |= {"brand": actor.brand_id, "first": first, "last": last, "limit": f.limit}
+    sql = _RANKED.format(
+        by=measure,
+        other=other,
+        where=" AND ".join(where) or "true",
+        source=source,
+        limit=int(f.limit) if f.limit is not None else "ALL",  # a literal: planned for it
+        **shape,
+    )
+    params |= {"brand": actor.brand_id, "first": first, "last": last}
     rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
     return first, last, _ranks(rows, measure)
 
