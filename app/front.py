@@ -11,6 +11,10 @@ routing and handling:
 * the edge check of the path and query (``app.edge.check_edge``): 400 ``invalid_character``
   before routing;
 * the body of every HEAD answer dropped, headers kept (``app.head``);
+* a route marked ``opt={"fast_lane": True}`` — a plain ASGI handler at a fixed path, without
+  guards (``POST /v1/verify``) — is called here directly, wrapped in Litestar's own exception
+  layer with the handler's exception handlers: Litestar's routing, its scope copy and its
+  app-wide exception layer are skipped, the answers (errors included) are the same;
 * afterwards, the request counted in ``/metrics`` per method, route template and status
   (``app.ops.metrics``) and its access log line handed to the log writer (``app.logs.access``):
   every answer of 400 or more, and ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others.
@@ -33,6 +37,9 @@ from time import perf_counter
 from typing import Any
 
 from litestar import Litestar
+from litestar._asgi.utils import wrap_in_exception_handler
+from litestar.routes import ASGIRoute
+from litestar.utils.scope.state import ScopeState
 
 from app.edge import check_edge, refuse
 from app.logs import access, request_id_var
@@ -81,6 +88,13 @@ class Tracecode(Litestar):
     def __init__(self, *args: Any, access_log_sample: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.access_log_sample = access_log_sample
+        self._lanes: dict[str, tuple[Any, Any, Any]] = {}
+        for route in self.routes:
+            if isinstance(route, ASGIRoute) and not route.path_parameters:
+                handler = route.route_handler
+                if handler.opt.get("fast_lane") and not handler.resolve_guards():
+                    asgi = wrap_in_exception_handler(app=handler.fn)
+                    self._lanes[route.path] = (handler, handler.resolve_exception_handlers(), asgi)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -110,7 +124,15 @@ class Tracecode(Litestar):
                 return
             scope["app"] = scope["litestar_app"] = self
             scope.setdefault("state", {})
-            await self.asgi_handler(scope, receive, self._wrap_send(front_send, scope))
+            lane = self._lanes.get(scope["path"])
+            if lane is None:
+                await self.asgi_handler(scope, receive, self._wrap_send(front_send, scope))
+            else:  # as Litestar's router would set it up, without routing
+                handler, handlers, asgi = lane
+                scope["route_handler"], scope["path_template"] = handler, scope["path"]
+                scope.setdefault("path_params", {})
+                ScopeState.from_scope(scope).exception_handlers = handlers
+                await asgi(scope, receive, self._wrap_send(front_send, scope))
         finally:
             request_id_var.reset(token)
             self._after(scope, rid, status, perf_counter() - started)

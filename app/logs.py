@@ -22,6 +22,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import IO, Any
 
@@ -71,7 +72,7 @@ class AccessLine(msgspec.Struct, gc=False):
     ms: float
 
 
-_encode = msgspec.json.Encoder().encode
+_encode_lines = msgspec.json.Encoder().encode_lines
 
 
 class LogWriter:
@@ -119,27 +120,44 @@ class LogWriter:
             items, self._items = self._items, []
             if not items:
                 return
-            parts = []
-            for item in items:
-                if type(item) is str:
-                    parts.append(item)
-                else:
-                    ts, rid, method, path, status, seconds = item
-                    line = AccessLine(
-                        round(ts, 3),
-                        "INFO",
-                        "tracecode.access",
-                        "request",
-                        rid,
-                        method,
-                        path,
-                        status,
-                        round(seconds * 1000, 2),
-                    )
-                    parts.append(_encode(line).decode())
-            parts.append("")
-            self.stream.write("\n".join(parts))
-            self.stream.flush()
+            data = b"".join(_lines(items))
+            stream = self.stream
+            raw = getattr(stream, "buffer", None)  # sys.stderr: write the bytes underneath
+            if raw is not None:
+                stream.flush()
+                raw.write(data)
+                raw.flush()
+            else:
+                stream.write(data.decode())
+                stream.flush()
+
+
+def _lines(items: list[Any]) -> Iterator[bytes]:
+    """The JSON lines of ``items``; each run of access tuples encoded by one C call."""
+    run: list[AccessLine] = []
+    for item in items:
+        if type(item) is str:
+            if run:
+                yield _encode_lines(run)
+                run = []
+            yield item.encode() + b"\n"
+        else:
+            ts, rid, method, path, status, seconds = item
+            run.append(
+                AccessLine(
+                    round(ts, 3),
+                    "INFO",
+                    "tracecode.access",
+                    "request",
+                    rid,
+                    method,
+                    path,
+                    status,
+                    round(seconds * 1000, 2),
+                )
+            )
+    if run:
+        yield _encode_lines(run)
 
 
 writer = LogWriter()

@@ -184,7 +184,7 @@ def boom() -> None:
 
 async def test_an_unexpected_error_is_logged_with_its_context() -> None:
     app = Tracecode(route_handlers=[boom], exception_handlers=exception_handlers)
-    configure_logging("INFO")
+    configure_logging("WARNING")  # as the test session runs (errors are above it)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with captured_log() as log:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

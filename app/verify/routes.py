@@ -26,7 +26,7 @@ def client_ip(request: Request[Any, Any, Any]) -> str | None:
     return request.client.host if request.client else None
 
 
-@asgi("/v1/verify", copy_scope=False)
+@asgi("/v1/verify", copy_scope=False, opt={"fast_lane": True})  # app.front: no routing
 async def verify(scope: Scope, receive: Receive, send: Send) -> None:
     """POST /v1/verify (documented in the OpenAPI schema by ``document_verify``).
 
