@@ -87,7 +87,8 @@ loadtest: setup
 loadtest-wrk: setup wrk
 	loadtests/wrk_verify.sh --duration $(WRK_TIME)
 
-# Issue 7 target: /v1/verify vs /ping throughput, one granian worker on CPU 0, wrk on CPU 1.
+# Issues 7 and 21: /v1/verify and /ping against the bare framework (bench/bare_app.py) and each
+# other, one granian worker on CPU 0, wrk on CPU 1.
 bench-verify: setup wrk
 	$(BIN)/python bench/bench_verify.py
 

@@ -1,12 +1,17 @@
-"""Verification throughput against the same server's /ping (issue 7 target). Prints numbers.
+"""Verification and /ping throughput against the bare framework's (issues 7 and 21). Prints numbers.
 
     .venv/bin/python bench/bench_verify.py [--duration 20s] [--slices 5] [--connections 64]
                                            [--count 100000] [--repeat 20] [--profile 20000]
-                                           [--no-sched-batch] [--no-hot]
+                                           [--no-sched-batch] [--no-hot] [--no-bare]
 
-Target: with one granian worker and the load generator on the other core, POST /v1/verify
-sustains >= 50% of the same server's trivial /ping JSON throughput measured in the same run,
-with p99 <= 25 ms at 64 connections.
+Targets, with one granian worker and the load generator on the other core, all measured in the
+same run at 64 connections:
+
+* issue 21: the service's GET /ping >= 85% of the bare framework's /ping (``bench/bare_app.py``:
+  the same Litestar, msgspec, granian and uvloop, one route answering a small Struct, started by
+  the service's own server command on the same core); POST /v1/verify >= 60% of the bare
+  framework's /ping with p99 <= 15 ms;
+* issue 7 (kept beside them): POST /v1/verify >= 50% of the service's own /ping, p99 <= 25 ms.
 
 What it does (loadtests/stack.py): PostgreSQL and Redis (the TRACECODE_*_URL servers, or
 embedded ones under var/loadtest), migrations, ``tracecode demo codes --count N`` for activated
@@ -15,10 +20,11 @@ SCHED_BATCH, as ``tracecode run`` starts it with ``TRACECODE_SCHED_BATCH=true`` 
 a core of its own (``--no-sched-batch``: the default policy, to compare;
 ``app.cli.batch_scheduling`` says why), a dramatiq worker whose flusher drains the verification
 record queue into PostgreSQL, and a verification rate
-limit high enough for one client address. A short warm-up of both endpoints (on codes kept
-apart from the measured ones), then ``taskset -c 1 wrk -t1 -c64 --latency`` against GET /ping
-and POST /v1/verify in alternating slices (``--slices``, 5 of 4 s each by default), so that
-both endpoints see the same machine: a shared host's speed drifts by tens of percent within
+limit high enough for one client address, and the bare app (``--no-bare`` leaves it out). A
+short warm-up of each endpoint (verification on codes kept apart from the measured ones), then
+``taskset -c 1 wrk -t1 -c64 --latency`` against the bare /ping, the service's GET /ping and
+POST /v1/verify in alternating slices (``--slices``, 5 of 4 s each by default), so that every
+endpoint sees the same machine: a shared host's speed drifts by tens of percent within
 seconds. Requests/s are over all slices of an endpoint, percentiles of the merged latency
 distribution (each slice's 1000 quantiles weighted by its requests). POST /v1/verify uses
 loadtests/verify.lua: the right PIN of each code, the next code of the slice's own part of the
@@ -59,6 +65,7 @@ from loadtests.stack import HOST, Stack  # noqa: E402  (after the path is set)
 LUA_VERIFY = ROOT / "loadtests" / "verify.lua"
 LUA_SUMMARY = ROOT / "loadtests" / "summary.lua"
 WARM_CODES = 3000  # the file's last codes: warm-up only, never measured
+BARE_TARGET = "bench.bare_app:create_app"  # the bare-framework baseline (issue 21)
 
 
 def cpu_model() -> str:
@@ -220,6 +227,12 @@ def main() -> int:
         help="skip the supplementary run of repeat queries over already verified codes",
     )
     parser.add_argument("--codes", type=Path, help="an existing codes file instead of the CLI's")
+    parser.add_argument(
+        "--no-bare",
+        dest="bare",
+        action="store_false",
+        help="leave out the bare-framework baseline (bench/bare_app.py)",
+    )
     args = parser.parse_args()
 
     print(
@@ -248,6 +261,9 @@ def main() -> int:
             f"{services or 'any (unpinned)'}, log level {log_level} "
             f"(API log: {stack.log_dir / 'api.log'}), ready in {time.monotonic() - started:.1f} s"
         )
+        bare_url = stack.start_server("bare", BARE_TARGET) + "/ping" if args.bare else None
+        if bare_url:
+            print(f"bare framework: {BARE_TARGET} under the same server command at {bare_url}")
         lines = stack.codes_file.read_text().splitlines()
         print(f"codes: {len(lines):,} activated units in {stack.codes_file}")
         measured, warm = stack.var / "bench-codes.csv", stack.var / "bench-warm.csv"
@@ -261,6 +277,8 @@ def main() -> int:
         db_url = stack.env["TRACECODE_DATABASE_URL"]
 
         c, cpu = args.connections, args.wrk_cpu
+        if bare_url:
+            wrk(bare_url, args.warmup, c, cpu, LUA_SUMMARY, env)
         wrk(ping_url, args.warmup, c, cpu, LUA_SUMMARY, env)
         wrk(verify_url, args.warmup, c, cpu, LUA_VERIFY, {**env, "WRK_CODES": str(warm)})
         watch.drain()
@@ -272,10 +290,13 @@ def main() -> int:
         slice_s = max(seconds // args.slices, 1)
         codes = lines[:-WARM_CODES]
         chunk = len(codes) // args.slices
+        bares: list[dict[str, Any]] = []
         pings, verifies = [], []
         since = datetime.now(UTC)
         watch.start()
         for k in range(args.slices):
+            if bare_url:
+                bares.append(wrk(bare_url, f"{slice_s}s", c, cpu, LUA_SUMMARY, env))
             pings.append(wrk(ping_url, f"{slice_s}s", c, cpu, LUA_SUMMARY, env))
             part = stack.var / f"bench-codes-{k}.csv"
             part.write_text("\n".join(codes[k * chunk : (k + 1) * chunk]) + "\n")
@@ -297,6 +318,16 @@ def main() -> int:
             "  slices, verify/ping requests/s: "
             + ", ".join(f"{v['rps'] / p['rps']:.2f}" for p, v in zip(pings, verifies, strict=True))
         )
+        bare = merge(bares) if bares else None
+        if bare:
+            print(
+                "  slices, requests/s bare · ping · verify: "
+                + ", ".join(
+                    f"{b['rps']:,.0f} · {p['rps']:,.0f} · {v['rps']:,.0f}"
+                    for b, p, v in zip(bares, pings, verifies, strict=True)
+                )
+            )
+            show("bare GET /ping", bare)
         show("GET /ping", ping)
         show("POST /v1/verify", verify)
         answered = int(verify["requests"])
@@ -308,12 +339,15 @@ def main() -> int:
         ok_ratio, ok_p99 = ratio >= 0.5, verify["p99_ms"] <= 25
         print(
             f"\nverify / ping throughput: {ratio:.3f} "
-            f"(target >= 0.5: {'met' if ok_ratio else 'MISSED'})"
+            f"(issue 7 target >= 0.5: {'met' if ok_ratio else 'MISSED'})"
         )
         print(
             f"verify p99 at {c} connections: {verify['p99_ms']:.2f} ms "
-            f"(target <= 25 ms: {'met' if ok_p99 else 'MISSED'})"
+            f"(issue 7 target <= 25 ms: {'met' if ok_p99 else 'MISSED'}; "
+            f"issue 21 target <= 15 ms: {'met' if verify['p99_ms'] <= 15 else 'MISSED'})"
         )
+        if bare:
+            ok_ratio = ok_ratio and report_bare(bare, ping, verify)
         stored = sum(records.values())
         lost = max(answered - stored, 0)
         print(
@@ -356,6 +390,22 @@ def main() -> int:
         if args.profile:
             profile(stack.env, args.profile, measured)
     return 0 if ok_ratio and ok_p99 and lost == 0 else 1
+
+
+def report_bare(bare: dict[str, Any], ping: dict[str, Any], verify: dict[str, Any]) -> bool:
+    """The issue 21 ratios against the bare framework; True when every target is met."""
+    ping_ratio, verify_ratio = ping["rps"] / bare["rps"], verify["rps"] / bare["rps"]
+    ok_ping, ok_verify = ping_ratio >= 0.85, verify_ratio >= 0.6 and verify["p99_ms"] <= 15
+    print(
+        f"ping / bare throughput: {ping_ratio:.3f} "
+        f"(issue 21 target >= 0.85: {'met' if ok_ping else 'MISSED'}); p99 "
+        f"{ping['p99_ms']:.2f} ms against {bare['p99_ms']:.2f} ms"
+    )
+    print(
+        f"verify / bare throughput: {verify_ratio:.3f} (issue 21 target >= 0.6 with p99 <= 15 ms: "
+        f"{'met' if ok_verify else 'MISSED'})"
+    )
+    return ok_ping and ok_verify
 
 
 # -- in-process profile -----------------------------------------------------------------------

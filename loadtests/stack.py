@@ -205,19 +205,33 @@ class Stack:
         argv = server_command(HOST, self.port, 1)
         self._spawn("api", argv, self.api_cpus, batch_scheduling if self.sched_batch else None)
 
+    def start_server(self, name: str, target: str) -> str:
+        """Another ASGI app under the API's own server command, one worker, on the API's CPUs
+        and scheduling policy (``bench/bench_verify.py``'s bare-framework baseline): its URL,
+        once it answers ``/ping``."""
+        from app.cli import batch_scheduling, server_command
+
+        port = free_port()
+        argv = [*server_command(HOST, port, 1)[:-1], target]
+        self._spawn(name, argv, self.api_cpus, batch_scheduling if self.sched_batch else None)
+        url = f"http://{HOST}:{port}"
+        self.wait_ready(url=url)
+        return url
+
     def start_worker(self) -> None:
         """A dramatiq worker: its middleware thread flushes verification records to PostgreSQL."""
         argv = [PYTHON, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "1"]
         self._spawn("worker", argv, self.worker_cpus)
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60, url: str | None = None) -> None:
+        url = url or self.url
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for child in self.children:
                 if child.poll() is not None:
                     raise RuntimeError(f"a stack process exited; see {self.log_dir}")
             try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
+                with urllib.request.urlopen(url + "/ping", timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:
