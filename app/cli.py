@@ -482,6 +482,7 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
         print(
             f"\nTracecode is starting.\n  API:      {base}\n  OpenAPI:  {base}/schema "
             f"(JSON: {base}/schema/openapi.json)\n  Health:   {base}/health\n"
+            f"  Console:  {base}/console/\n"
             f"  Database: {db_url}\n  Redis:    {redis_url}\n"
         )
         if demo:
