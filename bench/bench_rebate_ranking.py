@@ -2,22 +2,23 @@
 
     .venv/bin/python bench/bench_rebate_ranking.py [--claims 10000000] [--stores 5000]
         [--clerks 3] [--agents 50] [--months 12] [--more 10000] [--connections 16]
-        [--duration 20s] [--api-cpu 0] [--wrk-cpu 1] [--keep]
+        [--duration 20s] [--api-cpu 0] [--wrk-cpu 1] [--keep] [--reuse]
 
 Target: ``GET /rebates/rankings/stores?month=YYYY-MM`` (one month, every store of the brand)
 answers in p99 <= 50 ms over HTTP on a database of 10,000,000 claims.
 
-Build (a fresh database ``tracecode_bench_rebates`` on the server of ``TRACECODE_DATABASE_URL``,
-an admin URL, default postgresql://postgres@127.0.0.1:5432/postgres; dropped at the end unless
-``--keep``): migrations and the demo data (its ``admin`` signs in), ``--agents`` agents under the
-demo brand across ten provinces, ``--stores`` stores spread over them (each its province and one
-of two cities), ``--clerks`` clerks per store. Then ``--claims`` claim rows and their tally-queue
-rows, as a claim writes them, made in PostgreSQL by ``generate_series`` on two connections (the
-bulk load runs with ``session_replication_role = replica`` and without the secondary indexes and
-unique constraints of ``rebate_claims``, rebuilt as they were afterwards: the rows are valid by
-construction and the foreign-key triggers and index upkeep would only slow the load). Each
-claim's store, clerk, amount (0.5 to 50 yuan, multiples of 0.5) and time (over ``--months``
-months of 2026) are spread deterministically from its number.
+Build (a fresh database ``tracecode_bench_rebates`` on the server of ``TRACECODE_DATABASE_URL``, an
+admin URL, default postgresql://postgres@127.0.0.1:5432/postgres; dropped at the end unless
+``--keep``; ``--reuse`` measures the rankings again on a kept one): migrations and the demo data
+(its ``admin`` signs in), ``--agents`` agents under the demo brand across ten provinces,
+``--stores`` stores spread over them (each its province and one of two cities), ``--clerks`` clerks
+per store. Then ``--claims`` claim rows and their tally-queue rows, as a claim writes them, made in
+PostgreSQL by ``generate_series`` on two connections (the bulk load runs with
+``session_replication_role = replica`` and without the secondary indexes and unique constraints of
+``rebate_claims``, rebuilt as they were afterwards: the rows are valid by construction and the
+foreign-key triggers and index upkeep would only slow the load). Each claim's store, clerk, amount
+(0.5 to 50 yuan, multiples of 0.5) and time (over ``--months`` months of 2026) are spread
+deterministically from its number.
 
 Measure, in order: (1) the roll-up (``app.rebates.ranking.rollup_alone``, batches of 100,000):
 all queued claims folded into ``rebate_totals``, claims/s; then ``--more`` new claims rolled up
@@ -308,8 +309,20 @@ async def roll_and_recount(url: str, ids: dict[str, int], args: Any) -> None:
             f"rebate_claims {row['claims']:,} rows; rebate_totals {row['n']:,} rows over "
             f"{row['months']} months"
         )
-        for table in ("rebate_totals", "orgs", "users"):
-            await conn.execute(f"VACUUM (ANALYZE) {table}")
+    vacuum(url)
+
+
+def vacuum(url: str) -> None:
+    """What autovacuum would do in time: the roll-up's tables and the joined ones analysed."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in (
+            "rebate_totals",
+            "rebate_store_totals",
+            "rebate_tally_queue",
+            "orgs",
+            "users",
+        ):
+            conn.execute(f"VACUUM (ANALYZE) {table}")  # type: ignore[arg-type]
 
 
 async def in_process(url: str, month: str) -> None:
@@ -452,6 +465,10 @@ def over_http(url: str, args: Any) -> None:
                 wrk(base, token, ["/ping"], c, "10s", cpu),
             )
             show(
+                f"HTTP GET /auth/me (baseline: sign-in check + one pooled transaction), c={c}",
+                wrk(base, token, ["/auth/me"], c, "10s", cpu),
+            )
+            show(
                 f"HTTP GET /rebates/rankings/stores?month=… (each month in turn), c={c}",
                 wrk(base, token, stores, c, args.duration, cpu),
             )
@@ -506,6 +523,9 @@ def main() -> None:
     parser.add_argument("--api-cpu", default="0", help="taskset CPU of granian ('' for none)")
     parser.add_argument("--wrk-cpu", default="1", help="taskset CPU of wrk ('' for none)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the rankings on a kept database (--keep)"
+    )
     args = parser.parse_args()
 
     with psycopg.connect(ADMIN_URL) as conn:
@@ -517,6 +537,13 @@ def main() -> None:
         flush=True,
     )
     started = time.perf_counter()
+    if args.reuse:
+        url = database_url(DATABASE)
+        migrate(url)
+        vacuum(url)
+        asyncio.run(in_process(url, f"{YEAR}-{min(6, args.months):02d}"))
+        over_http(url, args)
+        return
     embedded.drop_database(ADMIN_URL, DATABASE)
     url = embedded.ensure_database(ADMIN_URL, DATABASE)
     try:

@@ -24,9 +24,10 @@ stores × clerks rows of ``rebate_totals`` (bench/RESULTS.md, issue 16).
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -321,11 +322,7 @@ async def _ranked(
     conn: Conn, actor: Principal, f: Filters, clerks: bool
 ) -> tuple[date, date, list[dict[str, Any]]]:
     actor.require("rebates.read")
-    row = await (
-        await conn.execute(f"SELECT (now() AT TIME ZONE '{REPORT_TZ}')::date AS today")
-    ).fetchone()
-    assert row is not None
-    first, last = period(f, row["today"])
+    first, last = period(f, datetime.now(ZoneInfo(REPORT_TZ)).date())
     where, params = await _scope(conn, actor, f)
     measure, other = ("amount", "claims") if f.by == "amount" else ("claims", "amount")
     if clerks:
