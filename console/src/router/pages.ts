@@ -10,6 +10,7 @@ import {
   User,
   UserFilled,
 } from '@element-plus/icons-vue'
+import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/icons-vue'
 
 /** Menu groups, in order; a group shows when the user may open one of its pages. */
 export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'analytics', 'system'] as const
@@ -38,4 +39,12 @@ export const PAGES: PageDef[] = [
   { path: 'roles', name: 'roles', title: 'roles.menu', group: 'system', permission: ['roles.write', 'users.write'], icon: UserFilled, component: () => import('@/pages/roles/RolesPage.vue') },
   { path: 'api-keys', name: 'api-keys', title: 'apikeys.menu', group: 'system', permission: 'apikeys.write', icon: Key, component: () => import('@/pages/apikeys/ApiKeysPage.vue') },
   { path: 'audit', name: 'audit', title: 'audit.menu', group: 'system', permission: 'audit.read', icon: Document, component: () => import('@/pages/audit/AuditPage.vue') },
+  { path: 'analytics/stores', name: 'analytics-stores', title: 'analytics.menu.stores', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/SalesStoresPage.vue') },
+  { path: 'analytics/products', name: 'analytics-products', title: 'analytics.menu.products', group: 'analytics', permission: 'reports.read', icon: TrendCharts, component: () => import('@/pages/analytics/SalesProductsPage.vue') },
+  { path: 'analytics/regions', name: 'analytics-regions', title: 'analytics.menu.regions', group: 'analytics', permission: 'reports.read', icon: DataAnalysis, component: () => import('@/pages/analytics/SalesRegionsPage.vue') },
+  { path: 'analytics/members', name: 'analytics-members', title: 'analytics.menu.memberRegions', group: 'analytics', permission: 'reports.read', icon: PieChart, component: () => import('@/pages/analytics/MemberRegionsPage.vue') },
+  { path: 'analytics/cycle', name: 'analytics-cycle', title: 'analytics.menu.memberCycle', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/MemberCyclePage.vue') },
+  { path: 'analytics/points', name: 'analytics-points', title: 'analytics.menu.pointsAges', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/PointsAgesPage.vue') },
+  { path: 'analytics/verifications', name: 'analytics-verifications', title: 'analytics.menu.verifications', group: 'analytics', permission: 'reports.read', icon: TrendCharts, component: () => import('@/pages/analytics/VerificationsPage.vue') },
+  { path: 'analytics/inspections', name: 'analytics-inspections', title: 'analytics.menu.inspections', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/InspectionsPage.vue') },
 ]
