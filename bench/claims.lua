@@ -31,7 +31,7 @@ function init(args)
         ["Content-Type"] = "application/json",
         ["Authorization"] = "Bearer " .. token,
       }
-      local body = '{"serial":"' .. serial .. '","pin":"' .. pin .. '","client_id":"b' .. n .. '"}'
+      local body = '{"serial":"' .. serial .. '","pin":"' .. pin .. '","client_id":"b' .. serial .. '"}'
       reqs[n] = wrk.format("POST", nil, headers, body)
     end
   end

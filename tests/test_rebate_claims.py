@@ -343,3 +343,75 @@ async def test_one_code_credited_once_across_connections(
         code,
     )
     assert sales["n"] == 1
+
+
+async def _sale_of(conn: Any, code: int) -> dict[str, Any]:
+    """What selling a unit wrote: its state, its sale and unpacking events, its stock delta."""
+    state = await one(
+        conn,
+        """SELECT status, disposition, parent_sscc, sold_at IS NOT NULL AS sold, last_event_id
+           FROM unit_state WHERE code = %s""",
+        code,
+    )
+    events = await (
+        await conn.execute(
+            """SELECT e.id, e.event_type, e.action, e.biz_step, e.disposition, e.biz_location,
+                      e.source_org, e.destination_org, e.parent_kind, e.parent_code,
+                      e.recorded_by IS NOT NULL AS recorded
+               FROM event_codes ec JOIN events e ON e.id = ec.event_id
+               WHERE ec.code = %s AND ec.kind = 'u'
+                 AND e.biz_step IN ('retail_selling', 'unpacking')
+               ORDER BY e.id""",
+            (code,),
+        )
+    ).fetchall()
+    sale = next(e for e in events if e["biz_step"] == "retail_selling")
+    deltas = await (
+        await conn.execute(
+            """SELECT org_id, product_id, lot, on_hand, in_transit FROM stock_deltas
+               WHERE event_id = %s""",
+            (sale["id"],),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert state.pop("last_event_id") == sale["id"]
+    return {
+        "state": state,
+        "events": [{k: v for k, v in e.items() if k != "id"} for e in events],
+        "deltas": deltas,
+    }
+
+
+async def test_a_claim_sells_as_the_till_does(
+    client: Any, app: Any, login: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """The sale a claim records (one statement, ``_CREDIT``) is the sale ``POST /sales`` makes:
+    the same state, the same sale and unpacking events (the unit leaves its case), the same
+    stock delta — two units of the same delivered case, one sold each way."""
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rebate(client, admin, goods["product_id"], 2)
+    by_claim, at_till = goods["units"][6], goods["units"][9]
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, by_claim)
+        )
+    assert made.status_code == 201 and made.json()["sale_recorded"] is True, made.text
+    sold = await client.post("/sales", headers=clerk, json={"codes": [at_till]})
+    assert sold.status_code == 201, sold.text
+    claimed, tilled = (
+        await _sale_of(conn, code_of(app, by_claim)),
+        await _sale_of(conn, code_of(app, at_till)),
+    )
+    assert (
+        claimed["state"]
+        == tilled["state"]
+        == {
+            "status": "sold",
+            "disposition": "retail_sold",
+            "parent_sscc": None,
+            "sold": True,
+        }
+    )
+    assert [e["biz_step"] for e in claimed["events"]] == ["retail_selling", "unpacking"]
+    assert claimed["events"] == tilled["events"]
+    assert claimed["deltas"] == tilled["deltas"] and claimed["deltas"][0]["on_hand"] == -1

@@ -7,18 +7,22 @@ a user without ``sales.claim`` 403 (``Principal.require``), a user of an organis
 not a store 403 ``not_a_store``.
 
 Rounds. The claim is verified (void, forged, wrong PIN and lockout answer as ``/v1/verify``),
-then credited in a round of one transaction:
+then credited in a round that is ONE statement (``_CREDIT``: one round trip, one transaction):
 
 1. the round's units are locked (``FOR UPDATE``, in code order) where they can earn a rebate:
    the clerk still active, the unit the clerk's brand's, active or sold, held by the clerk's store
    and not in transit, not claimed before, with a rule amount above 0 — the rule of the unit's
    channel agent, else the product's default (``rebate_rules``);
-2. units not yet sold are sold now (L7): the ``sale`` movement of ``app.logistics.movements``
-   per store and clerk, with its state change, event and stock delta;
-3. one statement writes the claims (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is
-   unique, so a code earns one rebate, ever), one ``claiming`` ObjectEvent per claim and the
-   claims' rows in ``rebate_tally_queue``, which the workers' periodic roll-up folds into the
-   rankings (``app.rebates.ranking``).
+2. units not yet sold are sold now (L7), as the ``sale`` movement of ``app.logistics.movements``
+   sells them (its state change, events, unpacking and stock delta; a test holds the two
+   equal), per store and clerk;
+3. the claims are written (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is unique, so a
+   code earns one rebate, ever), with one ``claiming`` ObjectEvent per claim and the claims' rows
+   in ``rebate_tally_queue``, which the workers' periodic roll-up folds into the rankings
+   (``app.rebates.ranking``).
+
+A concurrent round of another process claiming the same unit waits for the unit's lock and then
+sees it sold: it sells nothing and its claim is dropped by the unique key.
 
 A claim a round did not credit is explained: a replay of the same client id (answered as the
 first time), a clerk made inactive meanwhile, a client id used for another code, a code claimed
@@ -31,7 +35,7 @@ for the brand. No rule (or 0): 422 ``no_rebate``.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -41,7 +45,6 @@ from app.auth.principal import Principal
 from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
-from app.logistics.movements import MOVEMENTS, Plan, UnitRow, apply
 from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
 
@@ -57,38 +60,81 @@ JOIN users u ON u.id = r.user_id
 JOIN orgs o ON o.id = u.org_id
 """
 
-# Step 1 of a round: the units that can earn their rebate, locked.
-_UNITS = """
-SELECT r.ord, u.code, u.product_id, u.lot, u.status, u.holder_org_id, u.transit_to,
-       u.parent_sscc, u.channel_org_id, coalesce(ra.amount, rp.amount) AS amount
-FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(brand)s::bigint[], %(store)s::bigint[],
-            %(code)s::bigint[]) AS r(ord, clerk_id, brand_id, store_id, code_id)
-JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
-JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
-LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
-LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
-WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL AND u.status IN ('active', 'sold')
-  AND coalesce(ra.amount, rp.amount) > 0
-  AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
-ORDER BY u.code
-FOR UPDATE OF u
-"""
-
-# Step 3: the claims, their claiming events and their rows in the roll-up's queue.
+# A round, ONE statement (one round trip, one transaction): step 1 locks the units that can
+# earn their rebate; step 2 sells those not yet sold, as the ``sale`` movement of
+# ``app.logistics.movements`` does (one ObjectEvent OBSERVE retail_selling / retail_sold per
+# store and clerk, at the store; the units leave their cases, one AggregationEvent DELETE
+# unpacking per case; the store's stock delta per product and lot; tests/test_rebate_claims.py
+# checks the rows equal those of ``POST /sales``); step 3 writes the claims, their claiming
+# events and their rows in the roll-up's queue. Event ids come from the events' sequence;
+# ``partitions`` keeps the partitions ahead of them.
 _CREDIT = """
 WITH r AS (
-    SELECT * FROM unnest(%(code)s::bigint[], %(brand)s::bigint[], %(store)s::bigint[],
-                         %(clerk)s::bigint[], %(agent)s::bigint[], %(product)s::bigint[],
-                         %(amount)s::numeric[], %(client)s::text[], %(at)s::timestamptz[],
-                         %(sale)s::bigint[])
-           AS r(code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
-                at, sale_event_id)
+    SELECT * FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(brand)s::bigint[],
+                         %(store)s::bigint[], %(code)s::bigint[], %(client)s::text[],
+                         %(at)s::timestamptz[])
+           AS r(ord, clerk_id, brand_id, store_id, code_id, client_id, at)
+), u AS MATERIALIZED (
+    SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, u.channel_org_id AS agent_id,
+           coalesce(ra.amount, rp.amount) AS amount
+    FROM r
+    JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
+    JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
+    LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
+    LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
+    WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
+      AND u.status IN ('active', 'sold') AND coalesce(ra.amount, rp.amount) > 0
+      AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
+    ORDER BY u.code
+    FOR UPDATE OF u
+), sales AS MATERIALIZED (
+    SELECT store_id, clerk_id, brand_id, min(at) AS at, count(*) AS n,
+           nextval('events_id_seq') AS event_id
+    FROM u WHERE status = 'active' GROUP BY store_id, clerk_id, brand_id
+), sold AS MATERIALIZED (
+    SELECT u.code_id, u.store_id, u.clerk_id, u.brand_id, u.product_id, u.lot, u.parent_sscc,
+           s.event_id AS sale_event_id, s.at AS sold_at
+    FROM u JOIN sales s USING (store_id, clerk_id, brand_id) WHERE u.status = 'active'
+), loose AS MATERIALIZED (
+    SELECT parent_sscc, store_id, clerk_id, brand_id, min(sold_at) AS at, count(*) AS n,
+           nextval('events_id_seq') AS event_id
+    FROM sold WHERE parent_sscc IS NOT NULL GROUP BY parent_sscc, store_id, clerk_id, brand_id
+), moved AS (
+    UPDATE unit_state t
+    SET status = 'sold', sold_at = s.sold_at, disposition = 'retail_sold',
+        last_event_id = s.sale_event_id, updated_at = s.sold_at, parent_sscc = NULL
+    FROM sold s WHERE t.code = s.code_id
+), sale_events AS (
+    INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step, disposition,
+                        event_time, tz_offset, biz_location, source_org, parent_kind,
+                        parent_code, child_count, recorded_by, details)
+    SELECT event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE', 'retail_selling',
+           'retail_sold', at, '+00:00', store_id, store_id, NULL, NULL, n, clerk_id,
+           '{"rebate_claim": true}'::jsonb
+    FROM sales
+    UNION ALL
+    SELECT event_id, gen_random_uuid(), brand_id, 'AggregationEvent', 'DELETE', 'unpacking',
+           NULL, at, '+00:00', store_id, NULL, 'c', parent_sscc, n, clerk_id, NULL
+    FROM loose
+), sale_codes AS (
+    INSERT INTO event_codes (code, kind, event_id)
+    SELECT code_id, 'u', sale_event_id FROM sold
+    UNION ALL
+    SELECT s.code_id, 'u', l.event_id
+    FROM sold s JOIN loose l USING (parent_sscc, store_id, clerk_id, brand_id)
+    UNION ALL
+    SELECT parent_sscc, 'c', event_id FROM loose
+), deltas AS (
+    INSERT INTO stock_deltas (org_id, product_id, lot, on_hand, in_transit, event_id)
+    SELECT store_id, product_id, lot, -count(*), 0, sale_event_id
+    FROM sold GROUP BY store_id, product_id, lot, sale_event_id
 ), c AS (
     INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount,
                                client_id, event_id, sale_event_id, claimed_at)
-    SELECT code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
-           nextval('events_id_seq'), sale_event_id, at
-    FROM r ORDER BY code_id
+    SELECT u.code_id, u.brand_id, u.store_id, u.clerk_id, u.agent_id, u.product_id, u.amount,
+           u.client_id, nextval('events_id_seq'), s.sale_event_id, u.at
+    FROM u LEFT JOIN sold s USING (code_id)
+    ORDER BY u.code_id
     ON CONFLICT DO NOTHING
     RETURNING id, code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
               event_id, sale_event_id, claimed_at
@@ -206,10 +252,16 @@ class Claimer(Claims[RebateClaimOut]):
     async def credit(
         self, conn: AsyncConnection[Any], group: list[Pending[RebateClaimOut]]
     ) -> dict[int, RebateClaimOut]:
-        async with conn.transaction():
-            units = await _lock_units(conn, group)
-            sales = await _sell(conn, group, units)
-            rows = await _insert_claims(conn, group, units, sales)
+        params = {
+            "ord": list(range(len(group))),
+            "clerk": [p.claimant for p in group],
+            "brand": [p.brand_id for p in group],
+            "store": [p.org_id for p in group],
+            "code": [p.code for p in group],
+            "client": [p.client_id for p in group],
+            "at": [p.at for p in group],
+        }
+        rows = await fetch(conn, _CREDIT, params)
         if not rows:
             return {}
         await partitions(conn, max(row["event_id"] for row in rows))
@@ -231,75 +283,6 @@ class Claimer(Claims[RebateClaimOut]):
         if diverted:  # kept before anyone is answered
             await _keep_refusals(conn, diverted)
         settle(outcomes)
-
-
-async def _lock_units(
-    conn: AsyncConnection[Any], group: list[Pending[RebateClaimOut]]
-) -> dict[int, dict[str, Any]]:
-    """Step 1: the claimable units of the round, locked; by code."""
-    params = {
-        "ord": list(range(len(group))),
-        "clerk": [p.claimant for p in group],
-        "brand": [p.brand_id for p in group],
-        "store": [p.org_id for p in group],
-        "code": [p.code for p in group],
-    }
-    rows = await (await conn.execute(_UNITS, params)).fetchall()
-    return {row["code"]: row for row in rows}
-
-
-async def _sell(
-    conn: AsyncConnection[Any],
-    group: list[Pending[RebateClaimOut]],
-    units: dict[int, dict[str, Any]],
-) -> dict[int, int]:
-    """Step 2: the units not yet sold are sold by the claim, per store and clerk (L7); the sale's
-    event id by code."""
-    unsold: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
-    for p in group:
-        unit = units.get(p.code)
-        if unit is not None and unit["status"] == "active":
-            assert p.org_id is not None
-            unsold[(p.org_id, p.claimant)].append(unit)
-    sales: dict[int, int] = {}
-    for (store, clerk), sold in sorted(unsold.items()):
-        plan = Plan(
-            movement=MOVEMENTS["sale"],
-            brand_id=group[0].brand_id,
-            org=store,
-            other=None,
-            units=[cast(UnitRow, u) for u in sold],
-            cases=[],
-            scanned=set(),
-        )
-        event_id = await apply(conn, plan, recorded_by=clerk, details={"rebate_claim": True})
-        sales.update((u["code"], event_id) for u in sold)
-    return sales
-
-
-async def _insert_claims(
-    conn: AsyncConnection[Any],
-    group: list[Pending[RebateClaimOut]],
-    units: dict[int, dict[str, Any]],
-    sales: dict[int, int],
-) -> list[dict[str, Any]]:
-    """Step 3: the claims of the locked units (see ``_CREDIT``)."""
-    claimed = [p for p in group if p.code in units]
-    if not claimed:
-        return []
-    params = {
-        "code": [p.code for p in claimed],
-        "brand": [p.brand_id for p in claimed],
-        "store": [p.org_id for p in claimed],
-        "clerk": [p.claimant for p in claimed],
-        "agent": [units[p.code]["channel_org_id"] for p in claimed],
-        "product": [units[p.code]["product_id"] for p in claimed],
-        "amount": [units[p.code]["amount"] for p in claimed],
-        "client": [p.client_id for p in claimed],
-        "at": [p.at for p in claimed],
-        "sale": [sales.get(p.code) for p in claimed],
-    }
-    return await (await conn.execute(_CREDIT, params)).fetchall()
 
 
 def _claim_out(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
