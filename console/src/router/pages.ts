@@ -11,6 +11,7 @@ import {
   UserFilled,
 } from '@element-plus/icons-vue'
 import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/icons-vue'
+import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 
 /** Menu groups, in order; a group shows when the user may open one of its pages. */
 export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'analytics', 'system'] as const
@@ -47,4 +48,9 @@ export const PAGES: PageDef[] = [
   { path: 'analytics/points', name: 'analytics-points', title: 'analytics.menu.pointsAges', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/PointsAgesPage.vue') },
   { path: 'analytics/verifications', name: 'analytics-verifications', title: 'analytics.menu.verifications', group: 'analytics', permission: 'reports.read', icon: TrendCharts, component: () => import('@/pages/analytics/VerificationsPage.vue') },
   { path: 'analytics/inspections', name: 'analytics-inspections', title: 'analytics.menu.inspections', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/InspectionsPage.vue') },
+  { path: 'rebates/rules', name: 'rebates-rules', title: 'rebates.menu.rules', group: 'members', permission: 'rebates.rules', icon: Coin, component: () => import('@/pages/rebates/RulesPage.vue') },
+  { path: 'rebates/claims', name: 'rebates-claims', title: 'rebates.menu.claims', group: 'members', permission: 'rebates.read', icon: TicketsIcon, component: () => import('@/pages/rebates/ClaimsPage.vue') },
+  { path: 'rebates/rankings', name: 'rebates-rankings', title: 'rebates.menu.rankings', group: 'members', permission: 'rebates.read', icon: Medal, component: () => import('@/pages/rebates/RankingsPage.vue') },
+  { path: 'rebates/statements', name: 'rebates-statements', title: 'rebates.menu.statements', group: 'members', permission: 'rebates.read', icon: Money, component: () => import('@/pages/rebates/StatementsPage.vue') },
+  { path: 'rebates/refusals', name: 'rebates-refusals', title: 'rebates.menu.refusals', group: 'members', permission: 'rebates.read', icon: Warning, component: () => import('@/pages/rebates/RefusalsPage.vue') },
 ]

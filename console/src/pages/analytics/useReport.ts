@@ -11,7 +11,8 @@ import { apiQuery, fromQuery, sameQuery, toQuery, type Filters } from '@/composa
 import { i18n } from '@/i18n'
 import { useAuthStore } from '@/stores/auth'
 
-export function useReport<T>(path: string, defaults: Filters) {
+/** `path`: the endpoint, or a function of the filters choosing one (e.g. stores or clerks). */
+export function useReport<T>(path: string | ((filters: Filters) => string), defaults: Filters) {
   const route = useRoute()
   const router = useRouter()
   const routeName = route.name
@@ -19,11 +20,12 @@ export function useReport<T>(path: string, defaults: Filters) {
   const model = reactive<Filters>({ ...defaults })
   const data = shallowRef<T | null>(null)
   const loading = ref(false)
+  const endpoint = (): string => (typeof path === 'string' ? path : path(model))
 
   async function load(): Promise<void> {
     loading.value = true
     try {
-      const response = await auth.send(new Request(`${apiBase()}${path}${queryString(apiQuery(model))}`))
+      const response = await auth.send(new Request(`${apiBase()}${endpoint()}${queryString(apiQuery(model))}`))
       if (!response.ok) throw await failureOf(response)
       data.value = (await response.json()) as T
     } catch (e) {
@@ -61,7 +63,7 @@ export function useReport<T>(path: string, defaults: Filters) {
     },
     async exportAs(format: 'csv' | 'xlsx', extra: Record<string, string> = {}): Promise<void> {
       try {
-        const name = await downloadExport(path, { ...apiQuery(model), ...extra }, format)
+        const name = await downloadExport(endpoint(), { ...apiQuery(model), ...extra }, format)
         notifyOk(i18n.global.t('common.exported', { name }))
       } catch (e) {
         notifyError(e)
