@@ -30,8 +30,14 @@ export async function failureOf(response: Response): Promise<ApiFailure> {
   return new ApiFailure(response.status, code, message, details)
 }
 
-/** The data of an openapi-fetch answer, or its ApiFailure thrown. */
+/** The data of an openapi-fetch answer, or its ApiFailure thrown. openapi-fetch has already read
+ * the body of an error answer (into ``error``), so its code and message are taken from there. */
 export async function unwrap<D>(result: { data?: D; error?: unknown; response: Response }): Promise<D> {
   if (result.response.ok) return result.data as D
+  const body = result.error as { error?: { code?: string; message?: string; details?: unknown } } | undefined
+  if (body && typeof body === 'object' && body.error?.code) {
+    const { status, statusText } = result.response
+    throw new ApiFailure(status, body.error.code, body.error.message ?? statusText, body.error.details ?? null)
+  }
   throw await failureOf(result.response)
 }

@@ -10,6 +10,7 @@ import {
   User,
   UserFilled,
 } from '@element-plus/icons-vue'
+import { Bell, Box, Files, Goods, List, Position, Tickets, View } from '@element-plus/icons-vue'
 import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/icons-vue'
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 
@@ -35,6 +36,14 @@ export interface PageDef {
 
 export const PAGES: PageDef[] = [
   { path: '', name: 'home', title: 'menu.home', icon: HomeFilled, component: () => import('@/pages/home/HomePage.vue') },
+  { path: 'batches', name: 'batches', title: 'batches.menu', group: 'codes', permission: 'codes.issue', icon: Tickets, component: () => import('@/pages/batches/BatchesPage.vue') },
+  { path: 'lines', name: 'lines', title: 'lines.menu', group: 'codes', permission: 'packing.scan', icon: Box, component: () => import('@/pages/lines/LinesPage.vue') },
+  { path: 'trace', name: 'trace', title: 'trace.menu', group: 'codes', permission: 'orgs.read', icon: Position, component: () => import('@/pages/trace/TracePage.vue') },
+  { path: 'center/documents', name: 'center-documents', title: 'center.documents', group: 'logistics', permission: ['reports.read', 'logistics.scan'], icon: Files, component: () => import('@/pages/center/DocumentsPage.vue') },
+  { path: 'center/stock', name: 'center-stock', title: 'center.stock', group: 'logistics', permission: ['reports.read', 'logistics.scan'], icon: Goods, component: () => import('@/pages/center/StockPage.vue') },
+  { path: 'orders', name: 'orders', title: 'center.orders', group: 'logistics', permission: ['logistics.scan', 'logistics.approve', 'orders.write', 'reports.read'], icon: List, component: () => import('@/pages/center/OrdersPage.vue') },
+  { path: 'alerts', name: 'alerts', title: 'alerts.menu', group: 'verify', permission: 'alerts.read', icon: Bell, component: () => import('@/pages/alerts/AlertsPage.vue') },
+  { path: 'inspections', name: 'inspections', title: 'inspections.menu', group: 'verify', permission: ['inspect.scan', 'reports.read'], icon: View, component: () => import('@/pages/inspections/InspectionsPage.vue') },
   { path: 'orgs', name: 'orgs', title: 'orgs.menu', group: 'system', permission: 'orgs.read', icon: OfficeBuilding, component: () => import('@/pages/orgs/OrgsPage.vue') },
   { path: 'users', name: 'users', title: 'users.menu', group: 'system', permission: 'users.read', icon: User, component: () => import('@/pages/users/UsersPage.vue') },
   { path: 'roles', name: 'roles', title: 'roles.menu', group: 'system', permission: ['roles.write', 'users.write'], icon: UserFilled, component: () => import('@/pages/roles/RolesPage.vue') },

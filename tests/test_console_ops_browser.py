@@ -1,0 +1,278 @@
+"""The console's operations pages end to end in headless Chromium (issue 17): the real app under
+granian with the built console (``make console``).
+
+As the brand administrator: an alert (seeded by SQL, as the verification service writes them)
+is shown in its severity's colour and acknowledged; a small batch is issued and exported, the
+export queued as a job (the async threshold lowered) and written by the worker's function while
+the page polls it, its progress bar watched to done, and a printer file downloaded; the
+management center's documents are filtered and exported as CSV (the file read back). As the
+planner: the code batches are there, the users are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+
+from app.codes import exports
+from app.web.console import DEFAULT_DIST
+from tests import test_console_browser as base
+from tests.servers import granian_server
+from tests.test_console_browser import (
+    _console_errors,
+    _downloaded,
+    _find,
+    _menus,
+    _sign_in,
+    _sign_out,
+    _wait,
+)
+
+browser = base.browser  # the same headless Chromium fixtures
+downloads = base.downloads
+
+ASYNC_THRESHOLD = 100  # exports larger than this are queued as jobs on this server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    dist = Path(os.environ.get("TRACECODE_CONSOLE_DIST") or DEFAULT_DIST)  # the server's too
+    if not (dist / "index.html").is_file():
+        pytest.fail(f"{dist} is missing: run `make console` (make test builds it)")
+    env = {"TRACECODE_EXPORT_ASYNC_THRESHOLD": str(ASYNC_THRESHOLD)}
+    with granian_server(tmp_path_factory.mktemp("granian"), env=env) as running:
+        yield running.base
+
+
+@pytest.fixture(scope="module")
+async def demo_units(app: Any, demo: Any) -> list[Any]:
+    """Demo units packed, shipped to the agent and its store: the documents of the demo."""
+    from app.demo import demo_codes
+
+    async with app.state.pool.connection() as conn:
+        return await demo_codes(conn, app.state.scheme, app.state.settings, 2)
+
+
+def _start(driver: WebDriver, base_url: str, username: str) -> None:
+    """Sign in afresh (a failed test before may have left a session behind)."""
+    driver.get(f"{base_url}/console/login")
+    driver.execute_script("localStorage.clear()")
+    _sign_in(driver, base_url, username)
+
+
+def _row(driver: WebDriver, text: str) -> WebElement:
+    """The table row holding ``text`` in one of its cells."""
+    return _wait(driver).until(
+        lambda d: d.find_element(
+            By.XPATH, f"//tr[contains(@class, 'el-table__row')][.//td[contains(., '{text}')]]"
+        )
+    )
+
+
+def _column(driver: WebDriver, index: int) -> list[str]:
+    cells = driver.find_elements(
+        By.CSS_SELECTOR, f".el-table__body tr.el-table__row td:nth-child({index}) .cell"
+    )
+    return [c.text for c in cells]
+
+
+def _pick(driver: WebDriver, select_css: str, label: str) -> None:
+    """Open an Element Plus select and click its option ``label`` (options live in the body)."""
+    driver.find_element(By.CSS_SELECTOR, select_css).click()
+    option = _wait(driver).until(
+        lambda d: next(
+            (
+                o
+                for o in d.find_elements(By.CSS_SELECTOR, ".el-select-dropdown__item")
+                if o.is_displayed() and o.text == label
+            ),
+            None,
+        )
+    )
+    option.click()
+
+
+async def test_admin_acknowledges_an_alert_coloured_by_severity(
+    server: str, browser: WebDriver, demo: Any, app: Any
+) -> None:
+    message = f"console e2e critical {uuid.uuid4().hex[:8]}"
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO alerts (brand_id, org_id, kind, severity, message, dedup_key) "
+            "VALUES (%s, %s, 'repeat', 'critical', %s, %s) RETURNING id",
+            (demo["BRAND-LUMI"], demo["BRAND-LUMI"], message, f"e2e:{message}"),
+        )
+        alert_id = (await cur.fetchone())["id"]
+
+    _start(browser, server, "admin")
+    browser.find_element(By.CSS_SELECTOR, '[data-menu="alerts"]').click()
+    row = _row(browser, message)
+    tag = row.find_element(By.CSS_SELECTOR, '[data-severity="critical"]')
+    assert "el-tag--danger" in (tag.get_attribute("class") or "")
+    assert tag.text == "严重"
+    row.find_element(By.CSS_SELECTOR, '[data-action="acknowledge"]').click()
+    _wait(browser).until(lambda d: _row(d, message).find_elements(By.CSS_SELECTOR, "[data-acked]"))
+
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT acknowledged_at IS NOT NULL AS acked, acknowledged_by FROM alerts WHERE id = %s",
+            (alert_id,),
+        )
+        found = await cur.fetchone()
+    assert found["acked"] and found["acknowledged_by"] is not None
+
+    # the open-only filter (in the address) no longer lists it
+    browser.get(f"{server}/console/alerts?open=true&severity=critical")
+    _find(browser, "#alerts")
+    _wait(browser).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".el-loading-mask"))
+    await asyncio.sleep(0.3)
+    assert not browser.find_elements(By.XPATH, f"//td[contains(., '{message}')]")
+    assert not _console_errors(browser)
+    _sign_out(browser)
+
+
+async def test_admin_issues_a_batch_and_watches_its_export_to_done(
+    server: str, browser: WebDriver, downloads: Path, demo: Any, app: Any, monkeypatch: Any
+) -> None:
+    note = f"e2e-{uuid.uuid4().hex[:8]}"
+    _start(browser, server, "admin")
+    browser.find_element(By.CSS_SELECTOR, '[data-menu="batches"]').click()
+    _find(browser, '[data-action="issue"]').click()
+    size = _find(browser, '[data-field="size"] input')
+    size.clear()
+    size.send_keys("5000")
+    browser.find_element(By.CSS_SELECTOR, 'input[name="note"]').send_keys(note)
+    browser.find_element(By.CSS_SELECTOR, '[data-action="issue-submit"]').click()
+    row = _row(browser, note)
+    batch_no = int(row.find_element(By.CSS_SELECTOR, "td:first-child .cell").text)
+    assert row.find_element(By.CSS_SELECTOR, '[data-state="issued"]')
+
+    row.find_element(By.CSS_SELECTOR, '[data-action="export"]').click()
+    _find(browser, 'input[name="passphrase"]').send_keys("console e2e passphrase")
+    browser.find_element(By.CSS_SELECTOR, '[data-action="export-start"]').click()
+    job = _find(browser, "[data-job-state]")
+    assert job.get_attribute("data-job-state") == "queued"  # 5000 > the threshold: a job
+
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM code_exports WHERE batch_no = %s", (batch_no,))
+        export_id = (await cur.fetchone())["id"]
+
+    # The worker's function (workers/codes.py run_export_job) writes it in five slow steps
+    # while the page polls GET /exports/{id}.
+    monkeypatch.setattr(exports, "STEP", 1000)
+    ran: list[str] = []
+    worker = threading.Thread(
+        target=lambda: ran.append(
+            exports.run_export(
+                app.state.db_url,
+                app.state.settings,
+                app.state.scheme,
+                str(export_id),
+                lambda done, total: time.sleep(0.6),
+            )
+        )
+    )
+    worker.start()
+    seen: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        box = browser.find_element(By.CSS_SELECTOR, "[data-job-state]")
+        state = box.get_attribute("data-job-state") or ""
+        percent = box.find_element(
+            By.CSS_SELECTOR, ".el-progress__text, .el-progress-bar__innerText"
+        )
+        seen.append((state, percent.text))
+        if state == "done":
+            break
+        await asyncio.sleep(0.05)
+    worker.join(60)
+    assert ran == ["done"]
+    assert seen[-1] == ("done", "100%"), seen
+    between = {p for s, p in seen if s == "running" and p not in ("0%", "100%")}
+    assert between, f"no progress between 0 and 100 seen: {seen}"
+
+    _find(browser, '[data-download="outer"]').click()
+    file = _downloaded(downloads, f"{export_id}-outer.tcpf")
+    assert file.stat().st_size > 0
+    close = [
+        b
+        for b in browser.find_elements(By.CSS_SELECTOR, ".el-dialog__headerbtn")
+        if b.is_displayed()
+    ]
+    close[0].click()
+    _wait(browser).until(
+        lambda d: _row(d, note).find_elements(By.CSS_SELECTOR, '[data-state="exported"]')
+    )
+    assert not _console_errors(browser)
+    _sign_out(browser)
+
+
+async def test_admin_filters_documents_and_exports_them_as_csv(
+    server: str, browser: WebDriver, downloads: Path, demo: Any, demo_units: list[Any]
+) -> None:
+    _start(browser, server, "admin")
+    browser.find_element(By.CSS_SELECTOR, '[data-menu="center-documents"]').click()
+    _wait(browser).until(lambda d: _column(d, 1))
+    assert len(set(_column(browser, 2))) > 1  # several kinds before the filter
+
+    _pick(browser, '[data-filter="kind"]', "出库")
+    browser.find_element(By.CSS_SELECTOR, '[data-action="search"]').click()
+    _wait(browser).until(lambda d: _column(d, 2) and set(_column(d, 2)) == {"出库"})
+    assert "kind=outbound" in browser.current_url
+    shown = set(_column(browser, 1))
+
+    browser.find_element(By.CSS_SELECTOR, '[data-export="csv"]').click()
+    exported = _downloaded(downloads, "documents-*.csv")
+    rows = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
+    assert rows and {row["kind"] for row in rows} == {"outbound"}
+    assert {row["doc_no"] for row in rows} == shown
+    assert not _console_errors(browser)
+    _sign_out(browser)
+
+
+async def test_a_planner_sees_the_batches_but_not_the_users(
+    server: str, browser: WebDriver, demo: Any
+) -> None:
+    _start(browser, server, "planner")
+    menus = _menus(browser)
+    assert "batches" in menus and "users" not in menus and "alerts" not in menus
+    browser.find_element(By.CSS_SELECTOR, '[data-menu="batches"]').click()
+    _wait(browser).until(lambda d: _column(d, 1))
+    assert browser.find_element(By.CSS_SELECTOR, '[data-action="issue"]').is_displayed()
+    browser.get(f"{server}/console/users")
+    _find(browser, "#forbidden")
+    _sign_out(browser)
+
+
+async def test_admin_traces_a_shipped_unit(
+    server: str, browser: WebDriver, demo_units: list[Any]
+) -> None:
+    serial = next(u.serial for u in demo_units if u.story.startswith("shipped"))
+    _start(browser, server, "admin")
+    browser.find_element(By.CSS_SELECTOR, '[data-menu="trace"]').click()
+    _find(browser, 'input[name="code"]').send_keys(serial)
+    browser.find_element(By.CSS_SELECTOR, '[data-action="trace"]').click()
+    _wait(browser).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#trace-events .el-timeline-item")) >= 2
+    )
+    assert serial in browser.find_element(By.ID, "trace-summary").text
+    assert f"code={serial}" in browser.current_url
+    assert not _console_errors(browser)
+    browser.find_element(By.CSS_SELECTOR, 'input[name="code"]').clear()
+    browser.find_element(By.CSS_SELECTOR, 'input[name="code"]').send_keys("not-a-code")
+    browser.find_element(By.CSS_SELECTOR, '[data-action="trace"]').click()
+    assert "(malformed_code)" in _find(browser, "#trace-error").text  # the API's error shown
+    _sign_out(browser)
