@@ -62,6 +62,14 @@ ANALYTICS_PAGES = {
     "analytics-verifications",
     "analytics-inspections",
 }
+REBATE_PAGES = {
+    "rebates-rules",
+    "rebates-claims",
+    "rebates-rankings",
+    "rebates-statements",
+    "rebates-refusals",
+}
+MEMBER_PAGES = {"members", "gifts", "redemptions"}
 # made-up unit codes of batches far above any real one, apart for each test process
 _codes = itertools.count(((1_950_000_000 + os.getpid() % 10_000) << 32) + 1)
 
@@ -199,6 +207,7 @@ async def test_the_dashboard_draws_the_figures_of_the_api(
     answer = (await client.get("/analytics/dashboard", headers=await login("admin"))).json()
     assert answer["verifications"]["today"] >= 5 and answer["counterfeits"]["today"] >= 2
     _sign_in(browser, server, "admin")
+    assert ANALYTICS_PAGES | REBATE_PAGES | MEMBER_PAGES <= _menus(browser)
     _wait(browser).until(lambda d: len(_cards(d)) == len(FIGURES))
     assert _cards(browser) == {name: answer[name]["today"] for name in FIGURES}
     # each card's 14-day line is drawn (the chart chunk arrives after the figures)

@@ -13,6 +13,7 @@ import {
 import { Bell, Box, Files, Goods, List, Position, Tickets, View } from '@element-plus/icons-vue'
 import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/icons-vue'
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
+import { Avatar, Present, ShoppingBag } from '@element-plus/icons-vue'
 
 /** Menu groups, in order; a group shows when the user may open one of its pages. */
 export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'analytics', 'system'] as const
@@ -62,4 +63,7 @@ export const PAGES: PageDef[] = [
   { path: 'rebates/rankings', name: 'rebates-rankings', title: 'rebates.menu.rankings', group: 'members', permission: 'rebates.read', icon: Medal, component: () => import('@/pages/rebates/RankingsPage.vue') },
   { path: 'rebates/statements', name: 'rebates-statements', title: 'rebates.menu.statements', group: 'members', permission: 'rebates.read', icon: Money, component: () => import('@/pages/rebates/StatementsPage.vue') },
   { path: 'rebates/refusals', name: 'rebates-refusals', title: 'rebates.menu.refusals', group: 'members', permission: 'rebates.read', icon: Warning, component: () => import('@/pages/rebates/RefusalsPage.vue') },
+  { path: 'members', name: 'members', title: 'members.menu.members', group: 'members', permission: 'members.read', icon: Avatar, component: () => import('@/pages/members/MembersPage.vue') },
+  { path: 'gifts', name: 'gifts', title: 'members.menu.gifts', group: 'members', permission: 'gifts.write', icon: Present, component: () => import('@/pages/members/GiftsPage.vue') },
+  { path: 'redemptions', name: 'redemptions', title: 'members.menu.redemptions', group: 'members', permission: 'redemptions.read', icon: ShoppingBag, component: () => import('@/pages/members/RedemptionsPage.vue') },
 ]
