@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -124,20 +125,24 @@ Login = Callable[[str], Awaitable[dict[str, str]]]
 
 
 @pytest.fixture(scope="session")
-async def login(client: Any, demo: dict[str, int]) -> Login:
-    """``await login("admin")`` -> Authorization headers of that demo user (cached)."""
+async def login(client: Any, app: Any, demo: dict[str, int]) -> Login:
+    """``await login("admin")`` -> Authorization headers of that demo user (cached for half the
+    access token's life: the whole suite outlasts one token)."""
     from app.demo import DEMO_PASSWORD
 
-    cache: dict[str, dict[str, str]] = {}
+    cache: dict[str, tuple[dict[str, str], float]] = {}
+    fresh_for = app.state.settings.access_token_ttl / 2
 
     async def _login(username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
-        if username not in cache:
+        cached = cache.get(username)
+        if cached is None or time.monotonic() - cached[1] > fresh_for:
             response = await client.post(
                 "/auth/login", json={"username": username, "password": password}
             )
             assert response.status_code == 200, response.text
-            cache[username] = {"Authorization": f"Bearer {response.json()['access_token']}"}
-        return cache[username]
+            headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+            cache[username] = cached = (headers, time.monotonic())
+        return cached[0]
 
     return _login
 

@@ -26,6 +26,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from app.analytics.people import Folded, recount, rollup, rollup_alone
+from app.members.points import post_entry
 from app.members.profile import BANDS, business_today
 from tests.helpers import assert_error
 
@@ -198,7 +199,10 @@ async def add_claims(conn: Any, w: World, rng: random.Random, n: int) -> None:
                                                 client_id, event_id, claimed_at)
                       SELECT -(%(base)s + code), member_id, %(brand)s, product_id, points,
                              'pa-' || code, 0, at FROM r
-                      RETURNING id, member_id, points, claimed_at)
+                      RETURNING id, member_id, points, claimed_at),
+                b AS (INSERT INTO point_balances AS b (member_id, balance)
+                      SELECT member_id, sum(points) FROM c GROUP BY member_id ORDER BY member_id
+                      ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance)
            INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
            SELECT member_id, %(brand)s, 'claim', points, id, claimed_at FROM c""",
         {
@@ -217,11 +221,12 @@ async def add_claims(conn: Any, w: World, rng: random.Random, n: int) -> None:
     others = [(rng.choice(members), rng.choice(["adjustment", "expiry"])) for _ in range(n // 5)]
     for member, kind in others:
         points = rng.randint(1, 9) * (1 if kind == "adjustment" and rng.random() < 0.5 else -1)
-        await conn.execute(
-            """INSERT INTO points_ledger (member_id, brand_id, kind, points, reason)
-               VALUES (%s, %s, %s, %s, 'test')""",
-            (member, w.brand, kind, points),
+        # through the ledger's own writer: the balance moves with it, never below zero
+        posted = await post_entry(
+            conn, member_id=member, brand_id=w.brand, kind=kind, points=points, reason="test"
         )
+        if posted is None:  # more than the member has: not written
+            continue
         w.points[member]["expired" if kind == "expiry" else "adjusted"] += (
             abs(points) if (kind == "expiry") else points
         )

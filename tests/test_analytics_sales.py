@@ -84,14 +84,26 @@ async def products(conn: Any, brand: int) -> dict[str, dict[str, Any]]:
     return {r["product_no"]: r for r in rows}
 
 
+# Each state change below writes the stock delta its movement would, so the stock stays equal
+# to its recount for the tests that check it later in the session.
+_DELTAS = """INSERT INTO stock_deltas (org_id, product_id, lot, on_hand, in_transit, event_id)
+             SELECT holder_org_id, product_id, lot, {sign} * count(*), 0, 0 FROM moved
+             GROUP BY holder_org_id, product_id, lot"""
+
+
 async def stock_units(conn: Any, brand: int, store: int, product: int, n: int) -> list[int]:
     """``n`` active units of ``product`` on ``store``'s shelf (state rows of made-up codes)."""
     codes = [next(_codes) for _ in range(n)]
     await conn.execute(
-        """INSERT INTO unit_state (code, brand_id, product_id, lot, production_date, status,
-                                   disposition, holder_org_id, activated_at, last_event_id)
-           SELECT c, %s, %s, 'AN1', '2090-01-01', 'active', 'sellable_accessible', %s, now(), 0
-           FROM unnest(%s::bigint[]) c""",
+        """WITH moved AS (
+               INSERT INTO unit_state (code, brand_id, product_id, lot, production_date, status,
+                                       disposition, holder_org_id, activated_at, last_event_id)
+               SELECT c, %s, %s, 'AN1', '2090-01-01', 'active', 'sellable_accessible', %s,
+                      now(), 0
+               FROM unnest(%s::bigint[]) c
+               RETURNING holder_org_id, product_id, lot
+           ) """
+        + _DELTAS.format(sign=1),
         (brand, product, store, codes),
     )
     return codes
@@ -100,8 +112,11 @@ async def stock_units(conn: Any, brand: int, store: int, product: int, n: int) -
 async def sell(conn: Any, codes: list[int], at: datetime) -> None:
     """Sold at ``at``: the state change the sale movement makes (the trigger queues it)."""
     await conn.execute(
-        """UPDATE unit_state SET status = 'sold', disposition = 'retail_sold', sold_at = %s
-           WHERE code = ANY(%s)""",
+        """WITH moved AS (
+               UPDATE unit_state SET status = 'sold', disposition = 'retail_sold', sold_at = %s
+               WHERE code = ANY(%s) RETURNING holder_org_id, product_id, lot
+           ) """
+        + _DELTAS.format(sign=-1),
         (at, codes),
     )
 
@@ -109,8 +124,11 @@ async def sell(conn: Any, codes: list[int], at: datetime) -> None:
 async def give_back(conn: Any, codes: list[int]) -> None:
     """A consumer's return: the state change of the consumer_return movement."""
     await conn.execute(
-        """UPDATE unit_state SET status = 'active', disposition = 'returned', sold_at = NULL
-           WHERE code = ANY(%s)""",
+        """WITH moved AS (
+               UPDATE unit_state SET status = 'active', disposition = 'returned', sold_at = NULL
+               WHERE code = ANY(%s) RETURNING holder_org_id, product_id, lot
+           ) """
+        + _DELTAS.format(sign=1),
         (codes,),
     )
 

@@ -40,6 +40,7 @@ from tests.test_console_browser import (
     CHROMEDRIVER,
     CHROMIUM,
     JS_BUDGET,
+    _click,
     _console_errors,
     _downloaded,
     _find,
@@ -249,10 +250,10 @@ async def test_finance_generates_approves_and_pays_a_statement(
 ) -> None:
     _sign_in(browser, server, "finance")
     browser.get(f"{server}/console/rebates/statements?period={MONTH}")
-    _find(browser, '[data-action="generate"]').click()
+    _click(browser, '[data-action="generate"]')
     month = _find(browser, '[data-field="generate-month"] input')
     assert month.get_attribute("value") == MONTH
-    _find(browser, '[data-action="generate-confirm"]').click()
+    _click(browser, '[data-action="generate-confirm"]')
     status = '[data-status="pending"]'
     _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, status))
     assert len(browser.find_elements(By.CSS_SELECTOR, status)) == 1
@@ -262,7 +263,7 @@ async def test_finance_generates_approves_and_pays_a_statement(
     _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-status="approved"]'))
     browser.find_element(By.CSS_SELECTOR, "[data-pay]").click()
     _find(browser, 'input[name="payment_ref"]').send_keys("BANK-2003-07")
-    _find(browser, '[data-action="pay-confirm"]').click()
+    _click(browser, '[data-action="pay-confirm"]')
     _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-status="paid"]'))
     assert any("BANK-2003-07" in " ".join(r) for r in _cells_of_list(browser))
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-approve], [data-pay], [data-reject]")

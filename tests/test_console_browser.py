@@ -81,7 +81,16 @@ def _find(driver: WebDriver, css: str) -> WebElement:
     return _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
 
 
+def _click(driver: WebDriver, css: str) -> None:
+    """Click ``css`` once it takes the click (an Element Plus menu may still be sliding in: the
+    click is tried again until it lands)."""
+    _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True)
+
+
 def _sign_in(driver: WebDriver, base: str, username: str) -> None:
+    """Sign in from a clean slate (a test that stopped half-way leaves no session behind)."""
+    driver.get(f"{base}/console/login")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
     driver.get(f"{base}/console/")
     _wait(driver).until(lambda d: "/console/login" in d.current_url)
     _find(driver, "#username").send_keys(username)
@@ -161,13 +170,13 @@ async def test_admin_lists_filters_exports_users_and_signs_out(
 
     # English, and back
     browser.find_element(By.CSS_SELECTOR, ".lang-switch").click()
-    _find(browser, '[data-locale="en"]').click()
+    _click(browser, '[data-locale="en"]')
     _wait(browser).until(
         lambda d: d.find_element(By.CSS_SELECTOR, '[data-menu="users"]').text == "Users"
     )
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     browser.find_element(By.CSS_SELECTOR, ".lang-switch").click()
-    _find(browser, '[data-locale="zh-CN"]').click()
+    _click(browser, '[data-locale="zh-CN"]')
     _wait(browser).until(
         lambda d: d.find_element(By.CSS_SELECTOR, '[data-menu="users"]').text == "用户"
     )

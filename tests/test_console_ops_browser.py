@@ -32,6 +32,7 @@ from app.web.console import DEFAULT_DIST
 from tests import test_console_browser as base
 from tests.servers import granian_server
 from tests.test_console_browser import (
+    _click,
     _console_errors,
     _downloaded,
     _find,
@@ -150,7 +151,7 @@ async def test_admin_issues_a_batch_and_watches_its_export_to_done(
     note = f"e2e-{uuid.uuid4().hex[:8]}"
     _start(browser, server, "admin")
     browser.find_element(By.CSS_SELECTOR, '[data-menu="batches"]').click()
-    _find(browser, '[data-action="issue"]').click()
+    _click(browser, '[data-action="issue"]')
     size = _find(browser, '[data-field="size"] input')
     size.clear()
     size.send_keys("5000")
@@ -204,7 +205,7 @@ async def test_admin_issues_a_batch_and_watches_its_export_to_done(
     between = {p for s, p in seen if s == "running" and p not in ("0%", "100%")}
     assert between, f"no progress between 0 and 100 seen: {seen}"
 
-    _find(browser, '[data-download="outer"]').click()
+    _click(browser, '[data-download="outer"]')
     file = _downloaded(downloads, f"{export_id}-outer.tcpf")
     assert file.stat().st_size > 0
     close = [

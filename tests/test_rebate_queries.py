@@ -277,10 +277,13 @@ async def test_a_real_code_shows_its_serial_in_pages_and_exports(
                 )
             ).fetchone()
         )["key_version"]
-        await conn.execute(
-            """INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, product_id,
-                   amount, client_id, event_id)
-               VALUES (%s, %s, %s, %s, %s, 2.5, %s, 0)""",
+        await conn.execute(  # with its tally-queue row, as a claim writes it
+            """WITH c AS (
+                   INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, product_id,
+                       amount, client_id, event_id)
+                   VALUES (%s, %s, %s, %s, %s, 2.5, %s, 0) RETURNING id
+               )
+               INSERT INTO rebate_tally_queue (claim_id) SELECT id FROM c""",
             (
                 (batch_no << 32) | 2,
                 demo["BRAND-LUMI"],
