@@ -511,8 +511,8 @@ async def test_dashboard_figures_match_what_was_done(
         {"at": now, "b": brand},
     )
     await auto.execute(
-        """INSERT INTO alerts (brand_id, org_id, kind, severity, message, dedup_key)
-           VALUES (%s, %s, 'low_stock', 'warning', 'test', %s)""",
+        """INSERT INTO alerts (brand_id, org_id, kind, severity, message, details, dedup_key)
+           VALUES (%s, %s, 'low_stock', 'warning', 'test', '{"product_id": 0}', %s)""",
         (brand, demo["STORE-HZ-01"], f"low_stock:test:{os.getpid()}:{now.timestamp()}"),
     )
     after = await get(client, admin, "/analytics/dashboard")
