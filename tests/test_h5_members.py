@@ -83,10 +83,10 @@ async def code_for(phone: str, after: float = 0.0) -> str:
 async def send_code(h5: httpx.AsyncClient, brand: int, phone: str, claim: str = "") -> str:
     """The phone form, then "send me a code": the code form."""
     params: dict[str, Any] = {"brand": brand, **({"claim": claim} if claim else {})}
-    page = assert_page(await h5.get("/m/login", params=params))
+    page = assert_page(await h5.get("/member/login", params=params))
     assert 'name="phone"' in page
     body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "claim": claim}
-    return assert_page(await h5.post("/m/otp", data=body))
+    return assert_page(await h5.post("/member/otp", data=body))
 
 
 async def sign_in(h5: httpx.AsyncClient, brand: int, phone: str, claim: str = "") -> httpx.Response:
@@ -100,13 +100,13 @@ async def sign_in(h5: httpx.AsyncClient, brand: int, phone: str, claim: str = ""
         "code": code,
         "claim": claim,
     }
-    return await h5.post("/m/login", data=body)
+    return await h5.post("/member/login", data=body)
 
 
 async def signed_in(h5: httpx.AsyncClient, brand: int) -> str:
     phone = random_phone()
     response = await sign_in(h5, brand, phone)
-    assert response.status_code == 303 and response.headers["location"] == "/m"
+    assert response.status_code == 303 and response.headers["location"] == "/member"
     return phone
 
 
@@ -134,7 +134,7 @@ async def test_sign_up_sets_a_safe_cookie_and_opens_every_page(
     brand = demo["BRAND-LUMI"]
     phone = random_phone()
     response = await sign_in(h5, brand, phone)
-    assert response.status_code == 303 and response.headers["location"] == "/m"
+    assert response.status_code == 303 and response.headers["location"] == "/member"
     cookies = response.headers.get_list("set-cookie")
     member = next(c for c in cookies if c.startswith("tc_member="))
     assert "HttpOnly" in member and "samesite=lax" in member.lower() and "Path=/" in member
@@ -142,28 +142,28 @@ async def test_sign_up_sets_a_safe_cookie_and_opens_every_page(
     csrf = h5.cookies.get("tc_csrf")
     assert csrf and len(csrf) >= 32
 
-    home = text_of(assert_page(await h5.get("/m")))
+    home = text_of(assert_page(await h5.get("/member")))
     assert "积分余额" in home and "0" in home
     assert phone[:3] + "****" + phone[-4:] in home and phone not in home  # masked on screen
     for path, words in [
-        ("/m/points", "积分明细"),
-        ("/m/gifts", "积分换礼"),
-        ("/m/codes", "我的兑换码"),
-        ("/m/scans", "扫码记录"),
+        ("/member/points", "积分明细"),
+        ("/member/gifts", "积分换礼"),
+        ("/member/codes", "我的兑换码"),
+        ("/member/scans", "扫码记录"),
     ]:
         page = text_of(assert_page(await h5.get(path)))
         assert words in page
-    english = text_of(assert_page(await h5.get("/m/points?lang=en")))
+    english = text_of(assert_page(await h5.get("/member/points?lang=en")))
     assert "Points history" in english and "Nothing yet." in english
     # already signed in: the sign-in page leads home
-    again = await h5.get("/m/login", params={"brand": brand})
-    assert again.status_code == 303 and again.headers["location"] == "/m"
+    again = await h5.get("/member/login", params={"brand": brand})
+    assert again.status_code == 303 and again.headers["location"] == "/member"
 
 
 async def test_cookies_are_secure_behind_https(app: Any, demo: Any) -> None:
     transport = httpx.ASGITransport(app=app, client=("10.250.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as h:
-        page = await h.get("/m/login", params={"brand": demo["BRAND-LUMI"]})
+        page = await h.get("/member/login", params={"brand": demo["BRAND-LUMI"]})
     cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("tc_csrf="))
     assert "Secure" in cookie and "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
 
@@ -176,11 +176,11 @@ async def test_wrong_expired_and_used_up_codes(h5: httpx.AsyncClient, demo: Any,
     code = await code_for(phone)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "code": wrong}
-    answer = text_of(assert_page(await h5.post("/m/login", data=body), 401))
+    answer = text_of(assert_page(await h5.post("/member/login", data=body), 401))
     assert "验证码错误，还可尝试 4 次" in answer
     for _ in range(4):
-        await h5.post("/m/login", data=body)
-    used_up = text_of(assert_page(await h5.post("/m/login", data=body | {"code": code}), 401))
+        await h5.post("/member/login", data=body)
+    used_up = text_of(assert_page(await h5.post("/member/login", data=body | {"code": code}), 401))
     assert "错误次数过多" in used_up
     assert "tc_member" not in h5.cookies
 
@@ -193,7 +193,7 @@ async def test_wrong_expired_and_used_up_codes(h5: httpx.AsyncClient, demo: Any,
             "UPDATE member_otps SET expires_at = now() - interval '1 second' WHERE phone = %s",
             (phone,),
         )
-    expired = await h5.post("/m/login", data=body | {"code": code, "lang": "en"})
+    expired = await h5.post("/member/login", data=body | {"code": code, "lang": "en"})
     assert "The code has expired" in text_of(assert_page(expired, 401))
 
 
@@ -213,9 +213,9 @@ async def test_bad_phone_and_throttled_codes(h5: httpx.AsyncClient, demo: Any) -
 
 
 async def send_code_raw(h5: httpx.AsyncClient, brand: int, phone: str) -> httpx.Response:
-    page = assert_page(await h5.get("/m/login", params={"brand": brand}))
+    page = assert_page(await h5.get("/member/login", params={"brand": brand}))
     return await h5.post(
-        "/m/otp", data={"csrf": field(page, "csrf"), "brand": brand, "phone": phone}
+        "/member/otp", data={"csrf": field(page, "csrf"), "brand": brand, "phone": phone}
     )
 
 
@@ -228,13 +228,13 @@ async def test_posts_without_their_token_or_from_another_site_are_refused(
 ) -> None:
     brand = demo["BRAND-LUMI"]
     phone = random_phone()
-    page = assert_page(await h5.get("/m/login", params={"brand": brand}))
+    page = assert_page(await h5.get("/member/login", params={"brand": brand}))
     token = field(page, "csrf")
     body = {"brand": brand, "phone": phone}
-    assert_page(await h5.post("/m/otp", data=body), 403)  # no token
-    assert_page(await h5.post("/m/otp", data=body | {"csrf": "x" * 43}), 403)  # a wrong one
+    assert_page(await h5.post("/member/otp", data=body), 403)  # no token
+    assert_page(await h5.post("/member/otp", data=body | {"csrf": "x" * 43}), 403)  # a wrong one
     other = {"Origin": "https://evil.example"}
-    assert_page(await h5.post("/m/otp", data=body | {"csrf": token}, headers=other), 403)
+    assert_page(await h5.post("/member/otp", data=body | {"csrf": token}, headers=other), 403)
     async with app.state.pool.connection() as conn:  # nothing was sent
         sent = await (
             await conn.execute("SELECT count(*) AS n FROM sms_outbox WHERE phone = %s", (phone,))
@@ -243,17 +243,17 @@ async def test_posts_without_their_token_or_from_another_site_are_refused(
     # a token is bound to its browser's cookie: another visitor's token fails
     async with member_client(app) as other_phone:
         theirs = field(
-            assert_page(await other_phone.get("/m/login", params={"brand": brand})), "csrf"
+            assert_page(await other_phone.get("/member/login", params={"brand": brand})), "csrf"
         )
     assert theirs != token
-    assert_page(await h5.post("/m/otp", data=body | {"csrf": theirs}), 403)
+    assert_page(await h5.post("/member/otp", data=body | {"csrf": theirs}), 403)
 
     await signed_in(h5, brand)
     gift = await new_gift(client, login, points_cost=1)
     redeem = {"gift_id": gift["id"], "client_id": "h5-x"}
-    assert_page(await h5.post("/m/redeem", data=redeem), 403)
-    assert_page(await h5.post("/m/logout", data={}), 403)
-    assert (await h5.get("/m")).status_code == 200  # still signed in
+    assert_page(await h5.post("/member/redeem", data=redeem), 403)
+    assert_page(await h5.post("/member/logout", data={}), 403)
+    assert (await h5.get("/member")).status_code == 200  # still signed in
 
 
 # -- claiming, redeeming -----------------------------------------------------------------------
@@ -288,20 +288,20 @@ async def test_scan_pin_sign_up_claim_redeem_and_the_lists(
     assert result_of(page) == "ok"
     assert f"You earned {POINTS} points; your balance is {POINTS} points." in text_of(page)
 
-    points = text_of(assert_page(await h5.get("/m/points")))
+    points = text_of(assert_page(await h5.get("/member/points")))
     assert f"+{POINTS}" in points and "Sun Cream" in points and "Claimed" in points
     await asyncio.to_thread(flush_records, app.state.settings)
-    scans = text_of(assert_page(await h5.get("/m/scans")))
+    scans = text_of(assert_page(await h5.get("/member/scans")))
     assert "Sun Cream" in scans and "genuine" in scans
     # the code is claimed: the answer no longer offers it, a second claim is refused
     again = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
     assert result_of(again) == "genuine" and 'id="claim"' not in again
-    home = assert_page(await h5.get("/m"))
-    one_more = await h5.post("/m/claim", data={"csrf": field(home, "csrf"), "ticket": ticket})
+    home = assert_page(await h5.get("/member"))
+    one_more = await h5.post("/member/claim", data={"csrf": field(home, "csrf"), "ticket": ticket})
     replayed = text_of(assert_page(one_more))  # the same ticket again: the same claim, once
     assert f"You earned {POINTS} points; your balance is {POINTS} points." in replayed
 
-    gifts = assert_page(await h5.get("/m/gifts"))
+    gifts = assert_page(await h5.get("/member/gifts"))
     assert "Travel kit &lt;b&gt;旅行装&lt;/b&gt;" in gifts and "<b>旅行装" not in gifts
     card = gifts[gifts.index(f'data-gift="{gift["id"]}"') :]
     form = {
@@ -309,16 +309,16 @@ async def test_scan_pin_sign_up_claim_redeem_and_the_lists(
         "gift_id": field(card, "gift_id"),
         "client_id": field(card, "client_id"),
     }
-    done = assert_page(await h5.post("/m/redeem", data=form))
+    done = assert_page(await h5.post("/member/redeem", data=form))
     code = re.search(r'data-code="([0-9A-Z]{10})"', done)
     assert code and result_of(done) == "ok"
-    again = assert_page(await h5.post("/m/redeem", data=form))  # a double tap: one redemption
+    again = assert_page(await h5.post("/member/redeem", data=form))  # a double tap: one redemption
     assert f'data-code="{code.group(1)}"' in again
     messages = await asyncio.to_thread(wait_for_template, sms_gateway, phone, "redemption")
     assert [m["params"]["code"] for m in messages] == [code.group(1)]
-    codes = text_of(assert_page(await h5.get("/m/codes")))
+    codes = text_of(assert_page(await h5.get("/member/codes")))
     assert code.group(1) in codes and "To collect" in codes
-    assert f"{POINTS - 30}" in text_of(assert_page(await h5.get("/m")))
+    assert f"{POINTS - 30}" in text_of(assert_page(await h5.get("/member")))
 
 
 def flush_records(settings: Any) -> None:
@@ -354,50 +354,50 @@ async def test_signed_in_one_tap_claims_and_the_next_member_is_refused(
     await signed_in(h5, brand)
     serial, pin = goods[1]
     answer = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
-    assert "领取积分" in text_of(answer) and 'action="/m/claim"' in answer
+    assert "领取积分" in text_of(answer) and 'action="/member/claim"' in answer
     form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
-    claimed = assert_page(await h5.post("/m/claim", data=form))
+    claimed = assert_page(await h5.post("/member/claim", data=form))
     assert result_of(claimed) == "ok" and f"获得 {POINTS} 积分" in text_of(claimed)
 
     async with member_client(app) as other:  # the same ticket, another member: once per code
         await signed_in(other, brand)
-        page = assert_page(await other.get("/m"))
-        refused = await other.post("/m/claim", data={**form, "csrf": field(page, "csrf")})
+        page = assert_page(await other.get("/member"))
+        refused = await other.post("/member/claim", data={**form, "csrf": field(page, "csrf")})
     assert "此防伪码的积分已被领取" in text_of(assert_page(refused, 409))
 
-    wrong = await h5.post("/m/claim", data={**form, "ticket": form["ticket"][:-4] + "AAAA"})
+    wrong = await h5.post("/member/claim", data={**form, "ticket": form["ticket"][:-4] + "AAAA"})
     assert "领取链接已失效" in text_of(assert_page(wrong, 410))
 
 
 async def test_signed_out_member_pages_lead_to_sign_in(
     h5: httpx.AsyncClient, demo: Any, app: Any
 ) -> None:
-    for path in ("/m", "/m/points", "/m/gifts", "/m/codes", "/m/scans"):
+    for path in ("/member", "/member/points", "/member/gifts", "/member/codes", "/member/scans"):
         response = await h5.get(path)
-        assert response.status_code == 303 and response.headers["location"] == "/m/login"
-    no_brand = text_of(assert_page(await h5.get("/m/login")))
+        assert response.status_code == 303 and response.headers["location"] == "/member/login"
+    no_brand = text_of(assert_page(await h5.get("/member/login")))
     assert "请扫描产品包装上的二维码" in no_brand
     h5.cookies.set("tc_member", "not.a.token")
-    assert (await h5.get("/m/points")).status_code == 303
+    assert (await h5.get("/member/points")).status_code == 303
     # a staff token is not a member's
     from app.auth import tokens
 
     staff, _ = tokens.issue(app.state.settings.jwt_key(), 1, "access", 60)
     h5.cookies.set("tc_member", staff)
-    assert (await h5.get("/m")).status_code == 303
+    assert (await h5.get("/member")).status_code == 303
 
 
 @pytest.mark.usefixtures("sms_gateway")
 async def test_sign_out_revokes_the_session(h5: httpx.AsyncClient, demo: Any) -> None:
     await signed_in(h5, demo["BRAND-LUMI"])
     token = h5.cookies.get("tc_member")
-    home = assert_page(await h5.get("/m"))
-    out = await h5.post("/m/logout", data={"csrf": field(home, "csrf")})
+    home = assert_page(await h5.get("/member"))
+    out = await h5.post("/member/logout", data={"csrf": field(home, "csrf")})
     assert out.status_code == 303
-    assert out.headers["location"] == f"/m/login?brand={demo['BRAND-LUMI']}"
+    assert out.headers["location"] == f"/member/login?brand={demo['BRAND-LUMI']}"
     assert "tc_member" not in h5.cookies
     h5.cookies.set("tc_member", token or "")  # the old cookie kept by a thief: dead
-    assert (await h5.get("/m")).status_code == 303
+    assert (await h5.get("/member")).status_code == 303
 
 
 @pytest.mark.usefixtures("sms_gateway")
@@ -412,19 +412,19 @@ async def test_a_frozen_member_reads_but_cannot_claim_or_redeem(
     phone = await signed_in(h5, demo["BRAND-LUMI"])
     member_id = await give(client, login, app, phone, 100)
     gift = await new_gift(client, login)
-    gifts = assert_page(await h5.get("/m/gifts"))
+    gifts = assert_page(await h5.get("/member/gifts"))
     card = gifts[gifts.index(f'data-gift="{gift["id"]}"') :]
     frozen = await client.post(
         f"/members/{member_id}/freeze", headers=await login("admin"), json={"reason": "fraud"}
     )
     assert frozen.status_code == 200, frozen.text
-    assert "已被冻结" in text_of(assert_page(await h5.get("/m")))
+    assert "已被冻结" in text_of(assert_page(await h5.get("/member")))
     redeem = {k: field(card, k) for k in ("csrf", "gift_id", "client_id")}
-    assert "已被冻结" in text_of(assert_page(await h5.post("/m/redeem", data=redeem), 403))
+    assert "已被冻结" in text_of(assert_page(await h5.post("/member/redeem", data=redeem), 403))
     serial, pin = goods[2]
     answer = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
     form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
-    assert "已被冻结" in text_of(assert_page(await h5.post("/m/claim", data=form), 403))
+    assert "已被冻结" in text_of(assert_page(await h5.post("/member/claim", data=form), 403))
     assert await stock(app, gift["id"]) == 5
 
 
@@ -443,19 +443,19 @@ async def test_redeem_refusals_write_nothing(
     phone = await signed_in(h5, demo["BRAND-LUMI"])
     await give(client, login, app, phone, 10)
     dear = await new_gift(client, login, points_cost=11, stock=3)
-    page = assert_page(await h5.get("/m/gifts"))
+    page = assert_page(await h5.get("/member/gifts"))
     card = page[page.index(f'data-gift="{dear["id"]}"') :]
     assert "积分不足" in text_of(card.split("</section>")[0])  # no redeem button
     body = {"csrf": field(page, "csrf"), "gift_id": str(dear["id"]), "client_id": "h5-a"}
-    refused = assert_page(await h5.post("/m/redeem", data=body), 422)
+    refused = assert_page(await h5.post("/member/redeem", data=body), 422)
     assert "积分不足" in text_of(refused)
     assert await stock(app, dear["id"]) == 3  # the stock taken before the refusal came back
-    gone = await h5.post("/m/redeem", data=body | {"gift_id": "999999999"})
+    gone = await h5.post("/member/redeem", data=body | {"gift_id": "999999999"})
     assert_page(gone, 404)
     empty = await new_gift(client, login, points_cost=1, stock=1)
     async with app.state.pool.connection() as conn:
         await conn.execute("UPDATE gifts SET stock = 0 WHERE id = %s", (empty["id"],))
-    sold_out = await h5.post("/m/redeem", data=body | {"gift_id": str(empty["id"])})
+    sold_out = await h5.post("/member/redeem", data=body | {"gift_id": str(empty["id"])})
     assert_page(sold_out, 409)
 
 
@@ -467,24 +467,24 @@ async def test_a_member_sees_only_its_own_codes_points_and_scans(
     phone = await signed_in(h5, brand)
     await give(client, login, app, phone, 50)
     gift = await new_gift(client, login, points_cost=5)
-    page = assert_page(await h5.get("/m/gifts"))
+    page = assert_page(await h5.get("/member/gifts"))
     card = page[page.index(f'data-gift="{gift["id"]}"') :]
     done = assert_page(
         await h5.post(
-            "/m/redeem", data={k: field(card, k) for k in ("csrf", "gift_id", "client_id")}
+            "/member/redeem", data={k: field(card, k) for k in ("csrf", "gift_id", "client_id")}
         )
     )
     mine = re.search(r'data-code="([0-9A-Z]{10})"', done)
     assert mine
     async with member_client(app) as other:
         await signed_in(other, brand)
-        codes = assert_page(await other.get("/m/codes"))
-        points = assert_page(await other.get("/m/points"))
+        codes = assert_page(await other.get("/member/codes"))
+        points = assert_page(await other.get("/member/points"))
         # the other member replays this member's client id: its own redemption or none, never
         # this member's code
-        theirs = assert_page(await other.get("/m"))
+        theirs = assert_page(await other.get("/member"))
         replay = await other.post(
-            "/m/redeem",
+            "/member/redeem",
             data={
                 "csrf": field(theirs, "csrf"),
                 "gift_id": str(gift["id"]),
@@ -501,7 +501,9 @@ async def test_a_member_sees_only_its_own_codes_points_and_scans(
 async def test_pages_are_in_both_languages_without_literal_words(
     h5: httpx.AsyncClient, demo: Any, lang: str
 ) -> None:
-    page = assert_page(await h5.get("/m/login", params={"brand": demo["BRAND-LUMI"], "lang": lang}))
+    page = assert_page(
+        await h5.get("/member/login", params={"brand": demo["BRAND-LUMI"], "lang": lang})
+    )
     html_lang = "zh-CN" if lang == "zh" else "en"
     assert f'<html lang="{html_lang}">' in page
     assert ("获取验证码" in page) == (lang == "zh") and ("Send me a code" in page) == (lang == "en")

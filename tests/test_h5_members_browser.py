@@ -182,7 +182,11 @@ async def test_scan_pin_sign_up_claim_redeem_and_the_code_arrives(
     messages = await asyncio.to_thread(_wait_for, sms_gateway, phone, "redemption")
     assert [m["params"]["code"] for m in messages] == [redemption_code]
 
-    for path, name in (("/m", "7-home"), ("/m/points", "8-points"), ("/m/codes", "9-codes")):
+    for path, name in (
+        ("/member", "7-home"),
+        ("/member/points", "8-points"),
+        ("/member/codes", "9-codes"),
+    ):
         driver.get(f"{server}{path}")
         _wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "main"))
         _fits_the_phone(driver)

@@ -101,20 +101,20 @@ async def test_the_code_guess_limit_is_documented(client: Any) -> None:
 async def test_superscript_digits_in_member_page_parameters_are_not_a_500(
     app: Any, client: Any, demo: Any
 ) -> None:
-    """str.isdigit() is true for '²' but int('²') raises: /m?brand=² and ?page=² were 500."""
+    """str.isdigit() is true for '²' but int('²') raises: /member?brand=² and ?page=² were 500."""
     from app.web.session import BRAND_COOKIE
     from tests.points_support import member_client, new_member
 
     _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
     token = headers["Authorization"].removeprefix("Bearer ")
     async with member_client(app) as mc:
-        login_page = await mc.get("/m/login", params={"brand": "²"})
+        login_page = await mc.get("/member/login", params={"brand": "²"})
         assert login_page.status_code in (200, 400), login_page.text
         for cookie in (b"%C2%B2", "²".encode()):
             raw = BRAND_COOKIE.encode() + b"=" + cookie
-            hinted = await mc.get("/m", headers={"Cookie": raw})
+            hinted = await mc.get("/member", headers={"Cookie": raw})
             assert hinted.status_code == 303, hinted.status_code
         mc.cookies.set("tc_member", token)
-        for path in ("/m/points", "/m/gifts", "/m/codes", "/m/scans"):
+        for path in ("/member/points", "/member/gifts", "/member/codes", "/member/scans"):
             page = await mc.get(path, params={"page": "²³"})
             assert page.status_code == 200, (path, page.status_code)

@@ -1,6 +1,6 @@
 """The public web face: the GS1 Digital Link resolver (``/01/…``, ``/00/…``, its description)
 and the consumer H5 pages (``/c/{serial}``, its PIN form, ``/p/{gtin}``, the member pages under
-``/m``), the store clerk's rebate pages under ``/clerk`` and the office console's built files
+``/member``), the store clerk's rebate pages under ``/clerk`` and the office console's built files
 under ``/console`` (``app.web.console``).
 
 ``router`` is the domain's whole HTTP face; ``app.main`` mounts it.

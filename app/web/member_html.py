@@ -17,11 +17,11 @@ from app.web.html import esc, facts, safe_url
 from app.web.i18n import Lang, word
 
 NAV = (
-    ("/m/", "nav_home"),
-    ("/m/points", "nav_points"),
-    ("/m/gifts", "nav_gifts"),
-    ("/m/codes", "nav_codes"),
-    ("/m/scans", "nav_scans"),
+    ("/member/", "nav_home"),
+    ("/member/points", "nav_points"),
+    ("/member/gifts", "nav_gifts"),
+    ("/member/codes", "nav_codes"),
+    ("/member/scans", "nav_scans"),
 )
 
 
@@ -61,7 +61,7 @@ def phone_form(
         f'maxlength="20" required value="{esc(phone)}">'
         f"{hidden('brand', brand_id)}{hidden('claim', claim)}{hidden('lang', lang)}"
     )
-    body = form("/m/otp", csrf, fields, word("send_code", lang))
+    body = form("/member/otp", csrf, fields, word("send_code", lang))
     return f'<section class="card" id="login">{body}</section>'
 
 
@@ -89,9 +89,10 @@ def code_form(
         f"{hidden('lang', lang)}"
     )
     return (
-        f'<section class="card" id="login">{form("/m/login", csrf, fields, word("sign_in", lang))}'
-        f"{form('/m/otp', csrf, resend, word('resend', lang), 'quiet')}"
-        f'<p class="hint"><a href="/m/login?brand={brand_id}">'
+        f'<section class="card" id="login">'
+        f"{form('/member/login', csrf, fields, word('sign_in', lang))}"
+        f"{form('/member/otp', csrf, resend, word('resend', lang), 'quiet')}"
+        f'<p class="hint"><a href="/member/login?brand={brand_id}">'
         f"{esc(word('other_phone', lang))}</a></p></section>"
     )
 
@@ -101,10 +102,10 @@ def claim_offer(
 ) -> str:
     """Under a proved answer: one tap claims the code's points (signing in first if need be)."""
     if signed_in:
-        action = form("/m/claim", csrf, hidden("ticket", ticket), word("claim_button", lang))
+        action = form("/member/claim", csrf, hidden("ticket", ticket), word("claim_button", lang))
     else:  # a GET to the sign-in page, which carries the ticket through to the claim
         action = (
-            f'<form method="get" action="/m/login">{hidden("brand", brand_id)}'
+            f'<form method="get" action="/member/login">{hidden("brand", brand_id)}'
             f"{hidden('claim', ticket)}"
             f'<button type="submit">{esc(word("claim_sign_in", lang))}</button></form>'
         )
@@ -120,12 +121,12 @@ def home(lang: Lang, csrf: str, phone: str, frozen: bool, points: int) -> str:
         f'<p class="alert" id="frozen">{esc(word("frozen_notice", lang))}</p>' if frozen else ""
     )
     return (
-        f'{nav(lang, "/m/")}<section class="card">{notice}'
+        f'{nav(lang, "/member/")}<section class="card">{notice}'
         f"<p class=small>{esc(word('balance', lang))}</p>"
         f'<p class="big" id="balance">{points}</p>'
         f"{facts([(word('phone', lang), mask_phone(phone))])}"
-        f'<a class="button" href="/m/gifts">{esc(word("nav_gifts", lang))}</a></section>'
-        f"<section class=card>{form('/m/logout', csrf, '', word('sign_out', lang), 'quiet')}"
+        f'<a class="button" href="/member/gifts">{esc(word("nav_gifts", lang))}</a></section>'
+        f"<section class=card>{form('/member/logout', csrf, '', word('sign_out', lang), 'quiet')}"
         "</section>"
     )
 
@@ -155,7 +156,7 @@ def points_list(lang: Lang, balance: int, items: Sequence[LedgerEntryOut]) -> st
         )
     listing = f'<ul class="items">{"".join(rows)}</ul>' if rows else _empty(lang)
     return (
-        f'{nav(lang, "/m/points")}<section class="card"><p class=small>'
+        f'{nav(lang, "/member/points")}<section class="card"><p class=small>'
         f'{esc(word("balance", lang))}</p><p class="big" id="balance">{balance}</p></section>'
         f'<section class="card" id="ledger">{listing}</section>'
     )
@@ -174,7 +175,7 @@ def gift_list(lang: Lang, csrf: str, balance: int, gifts: Sequence[Gift], nonce:
         ]
         if g.affordable:
             fields = hidden("gift_id", g.id) + hidden("client_id", f"h5-{nonce}-{g.id}")
-            action = form("/m/redeem", csrf, fields, word("redeem", lang))
+            action = form("/member/redeem", csrf, fields, word("redeem", lang))
         else:
             action = f'<button type="button" disabled>{esc(word("not_enough", lang))}</button>'
         description = f"<p>{esc(g.description)}</p>" if g.description else ""
@@ -183,7 +184,7 @@ def gift_list(lang: Lang, csrf: str, balance: int, gifts: Sequence[Gift], nonce:
             f"{description}{facts(rows)}{action}</section>"
         )
     return (
-        f'{nav(lang, "/m/gifts")}<section class="card"><p class=small>'
+        f'{nav(lang, "/member/gifts")}<section class="card"><p class=small>'
         f'{esc(word("balance", lang))}</p><p class="big" id="balance">{balance}</p></section>'
         + ("".join(cards) or f'<section class="card">{_empty(lang)}</section>')
     )
@@ -210,7 +211,7 @@ def code_list(lang: Lang, items: Sequence[RedemptionOut]) -> str:
         for r in items
     )
     listing = f'<ul class="items">{rows}</ul>' if rows else _empty(lang)
-    return f'{nav(lang, "/m/codes")}<section class="card" id="codes">{listing}</section>'
+    return f'{nav(lang, "/member/codes")}<section class="card" id="codes">{listing}</section>'
 
 
 def scan_list(lang: Lang, items: Sequence[ScanRow]) -> str:
@@ -225,7 +226,7 @@ def scan_list(lang: Lang, items: Sequence[ScanRow]) -> str:
             f"{' · ' + esc(place) if place else ''}</div></li>"
         )
     listing = f'<ul class="items">{"".join(rows)}</ul>' if rows else _empty(lang)
-    return f'{nav(lang, "/m/scans")}<section class="card" id="scans">{listing}</section>'
+    return f'{nav(lang, "/member/scans")}<section class="card" id="scans">{listing}</section>'
 
 
 _RESULTS = {

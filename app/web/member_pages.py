@@ -14,14 +14,14 @@ taken before the balance is found short) run inside a savepoint, so a refusal wr
 
 | URL | |
 | --- | --- |
-| ``GET /m/login?brand&claim`` | the phone form (already signed in: home, or the claim) |
-| ``POST /m/otp`` | sends the code, shows the code form |
-| ``POST /m/login`` | signs in (sets the cookie); with a claim ticket, claims at once |
-| ``POST /m/logout`` | revokes the token, drops the cookie |
-| ``GET /m`` | balance and the way to everything else |
-| ``POST /m/claim`` | claims the ticket's code (from the verification answer) |
-| ``GET /m/points``, ``/m/gifts``, ``/m/codes``, ``/m/scans`` | the member's own lists |
-| ``POST /m/redeem`` | redeems a gift; shows the code (also sent by SMS) |
+| ``GET /member/login?brand&claim`` | the phone form (already signed in: home, or the claim) |
+| ``POST /member/otp`` | sends the code, shows the code form |
+| ``POST /member/login`` | signs in (sets the cookie); with a claim ticket, claims at once |
+| ``POST /member/logout`` | revokes the token, drops the cookie |
+| ``GET /member`` | balance and the way to everything else |
+| ``POST /member/claim`` | claims the ticket's code (from the verification answer) |
+| ``GET /member/points``, ``/member/gifts``, ``/member/codes``, ``/member/scans`` | own lists |
+| ``POST /member/redeem`` | redeems a gift; shows the code (also sent by SMS) |
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _login_url(brand_id: int | None, claim: str = "") -> str:
     query = [f"brand={brand_id}"] if brand_id else []
     if claim:
         query.append(f"claim={quote(claim, safe='')}")
-    return "/m/login" + ("?" + "&".join(query) if query else "")
+    return "/member/login" + ("?" + "&".join(query) if query else "")
 
 
 def _brand_hint(request: Request[Any, Any, Any]) -> int | None:
@@ -141,7 +141,7 @@ async def _signed_in(
 # -- signing in ----------------------------------------------------------------------------------
 
 
-@get("/m/login", **_PAGE)
+@get("/member/login", **_PAGE)
 async def login_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -153,18 +153,20 @@ async def login_page(
     token, csrf_cookie = session.csrf(request, settings)
     if member is not None and (brand_id is None or brand_id == member.brand_id):
         if not claim:
-            return _see_other("/m")
+            return _see_other("/member")
         body = member_html.claim_offer(lang, token, claim, True, member.brand_id)
-        return _show(lang, remember, word("claim_title", lang), body, "/m", cookies=[csrf_cookie])
+        return _show(
+            lang, remember, word("claim_title", lang), body, "/member", cookies=[csrf_cookie]
+        )
     if brand_id is None:
         body = html.status("pin_required", word("login_title", lang), word("no_brand", lang))
-        return _show(lang, remember, word("login_title", lang), body, "/m/login")
+        return _show(lang, remember, word("login_title", lang), body, "/member/login")
     body = member_html.phone_form(lang, token, brand_id, claim)
     path = _login_url(brand_id)
     return _show(lang, remember, word("login_title", lang), body, path, cookies=[csrf_cookie])
 
 
-@post("/m/otp", **_POST)
+@post("/member/otp", **_POST)
 async def otp_post(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -200,7 +202,7 @@ async def otp_post(
     return _show(lang, remember, title, body, _login_url(brand_id))
 
 
-@post("/m/login", **_POST)
+@post("/member/login", **_POST)
 async def login_post(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings, state: State
 ) -> Response[str]:
@@ -221,7 +223,7 @@ async def login_post(
         signed = await auth.login(conn, settings, limits, ip, brand_id, phone, code)
     except AppError as exc:
         if exc.code == "invalid_phone":
-            return _refused(exc, lang, remember, "/m/login", (_login_url(brand_id), "sign_in"))
+            return _refused(exc, lang, remember, "/member/login", (_login_url(brand_id), "sign_in"))
         body = member_html.code_form(lang, token, brand_id, phone, claim, error=refusal(exc, lang))
         headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
         title = word("login_title", lang)
@@ -242,10 +244,10 @@ async def login_post(
         response = await _claim(request, state, settings, member, claim, lang, remember)
         response.cookies.extend(cookies)
         return response
-    return _see_other("/m", cookies)
+    return _see_other("/member", cookies)
 
 
-@post("/m/logout", **_POST)
+@post("/member/logout", **_POST)
 async def logout_post(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -273,10 +275,10 @@ async def _claim(
 ) -> Response[str]:
     """Claim the ticket's code for the member (``Claimer.claim``: a verification, then credit)."""
     ticket = session.open_ticket(settings, ticket_text)
-    back = ("/m", "to_home")
+    back = ("/member", "to_home")
     if ticket is None:
         body = html.status("error", word("error_title", lang), word("ticket_expired", lang))
-        return _show(lang, remember, word("claim_title", lang), body, "/m", 410)
+        return _show(lang, remember, word("claim_title", lang), body, "/member", 410)
     data = ClaimIn(serial=ticket.serial, pin=ticket.pin, client_id=ticket.client_id, lang=lang)
     ip = request.client.host if request.client else None
     try:
@@ -284,14 +286,14 @@ async def _claim(
             member, data, ip, request.headers.get("user-agent")
         )
     except AppError as exc:
-        return _refused(exc, lang, remember, "/m", back)
+        return _refused(exc, lang, remember, "/member", back)
     message = word("claimed_message", lang, points=out.points, balance=out.balance)
-    link = f'<a class="button" href="/m/gifts">{html.esc(word("nav_gifts", lang))}</a>'
+    link = f'<a class="button" href="/member/gifts">{html.esc(word("nav_gifts", lang))}</a>'
     body = html.status("ok", word("claimed", lang), message, link)
-    return _show(lang, remember, word("claimed", lang), body, "/m")
+    return _show(lang, remember, word("claimed", lang), body, "/member")
 
 
-@post("/m/claim", **_POST)
+@post("/member/claim", **_POST)
 async def claim_post(
     request: Request[Any, Any, Any], state: State, settings: Settings
 ) -> Response[str]:
@@ -320,7 +322,7 @@ def _page_no(request: Request[Any, Any, Any]) -> int:
     )
 
 
-@get("/m", **_PAGE)
+@get("/member", **_PAGE)
 async def home_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -332,10 +334,10 @@ async def home_page(
     token, csrf_cookie = session.csrf(request, settings)
     balance = await points.balance(conn, member.id)
     body = member_html.home(lang, token, member.phone, member.status == "frozen", balance)
-    return _show(lang, remember, word("home_title", lang), body, "/m", cookies=[csrf_cookie])
+    return _show(lang, remember, word("home_title", lang), body, "/member", cookies=[csrf_cookie])
 
 
-@get("/m/points", **_PAGE)
+@get("/member/points", **_PAGE)
 async def points_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -347,11 +349,11 @@ async def points_page(
     page = _page_no(request)
     out = await points.history(conn, member, page, PER_PAGE)
     body = member_html.points_list(lang, out.balance, out.items)
-    body += member_html.pager("/m/points", page, PER_PAGE, out.total, lang)
-    return _show(lang, remember, word("nav_points", lang), body, "/m/points")
+    body += member_html.pager("/member/points", page, PER_PAGE, out.total, lang)
+    return _show(lang, remember, word("nav_points", lang), body, "/member/points")
 
 
-@get("/m/gifts", **_PAGE)
+@get("/member/gifts", **_PAGE)
 async def gifts_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -366,12 +368,12 @@ async def gifts_page(
     balance = await points.balance(conn, member.id)
     nonce = secrets.token_hex(8)  # one client id per gift and page view: a double tap is one
     body = member_html.gift_list(lang, token, balance, offered.items, nonce)
-    body += member_html.pager("/m/gifts", page, PER_PAGE, offered.total, lang)
+    body += member_html.pager("/member/gifts", page, PER_PAGE, offered.total, lang)
     title = word("gifts_title", lang)
-    return _show(lang, remember, title, body, "/m/gifts", cookies=[csrf_cookie])
+    return _show(lang, remember, title, body, "/member/gifts", cookies=[csrf_cookie])
 
 
-@post("/m/redeem", **_POST)
+@post("/member/redeem", **_POST)
 async def redeem_post(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -382,7 +384,7 @@ async def redeem_post(
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member
-    back = ("/m/gifts", "back_to_gifts")
+    back = ("/member/gifts", "back_to_gifts")
     gift_id = _brand_param(form.get("gift_id"))
     client_id = form.get("client_id", "")
     if gift_id is None or not client_id:
@@ -392,16 +394,16 @@ async def redeem_post(
             data = RedeemIn(gift_id=gift_id, client_id=client_id[:64], lang=lang)
             out, _ = await redemptions.redeem(conn, settings, member, data)
     except AppError as exc:
-        return _refused(exc, lang, remember, "/m/gifts", back)
+        return _refused(exc, lang, remember, "/member/gifts", back)
     extra = (
         f'<section class="card" id="redemption">{member_html.redemption_facts(lang, out)}'
-        f'<a class="button" href="/m/codes">{html.esc(word("nav_codes", lang))}</a></section>'
+        f'<a class="button" href="/member/codes">{html.esc(word("nav_codes", lang))}</a></section>'
     )
     body = html.status("ok", word("redeemed", lang), word("redeemed_message", lang)) + extra
-    return _show(lang, remember, word("redeemed", lang), body, "/m/codes")
+    return _show(lang, remember, word("redeemed", lang), body, "/member/codes")
 
 
-@get("/m/codes", **_PAGE)
+@get("/member/codes", **_PAGE)
 async def codes_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -413,11 +415,11 @@ async def codes_page(
     page = _page_no(request)
     out = await redemptions.member_redemptions(conn, settings, member, None, page, PER_PAGE)
     body = member_html.code_list(lang, out.items)
-    body += member_html.pager("/m/codes", page, PER_PAGE, out.total, lang)
-    return _show(lang, remember, word("codes_title", lang), body, "/m/codes")
+    body += member_html.pager("/member/codes", page, PER_PAGE, out.total, lang)
+    return _show(lang, remember, word("codes_title", lang), body, "/member/codes")
 
 
-@get("/m/scans", **_PAGE)
+@get("/member/scans", **_PAGE)
 async def scans_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
@@ -429,8 +431,8 @@ async def scans_page(
     page = _page_no(request)
     out = await admin.own_scans(conn, member, page, PER_PAGE)
     body = member_html.scan_list(lang, out.items)
-    body += member_html.pager("/m/scans", page, PER_PAGE, out.total, lang)
-    return _show(lang, remember, word("scans_title", lang), body, "/m/scans")
+    body += member_html.pager("/member/scans", page, PER_PAGE, out.total, lang)
+    return _show(lang, remember, word("scans_title", lang), body, "/member/scans")
 
 
 route_handlers = [
