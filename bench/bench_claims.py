@@ -307,7 +307,11 @@ def main() -> int:
         claims_file.write_text("".join(line + "\n" for line in lines[warm_n:]))
         print(
             f"{len(lines) - warm_n} unclaimed codes ({warm_n} more for the warm-up), "
-            f"{args.members} members, points rule {POINTS}"
+            + (
+                f"{args.members} clerks, rebate rule {REBATE} yuan"
+                if rebates
+                else f"{args.members} members, points rule {POINTS}"
+            )
         )
         url = stack.url + ("/rebates/claims" if rebates else "/members/me/claims")
         env = {**stack.env, "WRK_CLAIMS": str(warm_file)}
@@ -367,8 +371,13 @@ def main() -> int:
         f"run) and {in_flight} claims in flight when wrk stopped"
         + ("" if rebates else f"; points check: {check.stdout.strip()}")
     )
-    target = claims_per_s >= 3000 and run["p99_ms"] <= 50
-    print(f"target (>= 3,000 claims/s, p99 <= 50 ms): {'met' if target else 'not met'}")
+    # Issue 15 (points) asks for p99 <= 50 ms as well; issue 16 (rebates) for the rate only.
+    if rebates:
+        target = claims_per_s >= 3000 and once
+        print(f"target (>= 3,000 claims/s, exactly once): {'met' if target else 'not met'}")
+    else:
+        target = claims_per_s >= 3000 and run["p99_ms"] <= 50
+        print(f"target (>= 3,000 claims/s, p99 <= 50 ms): {'met' if target else 'not met'}")
     if args.smoke:
         print("(smoke run: the numbers mean nothing)")
     return 0 if once else 1

@@ -415,3 +415,60 @@ async def test_a_claim_sells_as_the_till_does(
     assert [e["biz_step"] for e in claimed["events"]] == ["retail_selling", "unpacking"]
     assert claimed["events"] == tilled["events"]
     assert claimed["deltas"] == tilled["deltas"] and claimed["deltas"][0]["on_hand"] == -1
+
+
+async def test_a_clerk_of_another_brand_gets_nothing(
+    client: Any, app: Any, login: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """A store of another tenant scans a unit of ours: refused as not of its brand, nothing
+    credited, the unit's state untouched, no refusal kept as a diversion signal."""
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    brand = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"Rebates tenant {tag}", "erp_code": f"RT-{tag}"},
+    )
+    assert brand.status_code == 201, brand.text
+    store = await client.post(
+        "/orgs",
+        headers=platform,
+        json={
+            "kind": "store",
+            "name": f"Tenant store {tag}",
+            "erp_code": f"RT-S-{tag}",
+            "parent_id": brand.json()["id"],
+        },
+    )
+    assert store.status_code == 201, store.text
+    username = f"rt-clerk-{tag.lower()}"
+    user = await client.post(
+        "/users",
+        headers=platform,
+        json={
+            "org_id": store.json()["id"],
+            "username": username,
+            "password": "Clerk-pass-2026",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    stranger = await login(username, "Clerk-pass-2026")
+    serial = goods["units"][9]
+    code = code_of(app, serial)
+    before = await one(conn, "SELECT status FROM unit_state WHERE code = %s", code)
+    async with member_client(app) as mc:
+        refused = await mc.post(
+            "/rebates/claims", headers=stranger, json=rebate_body(app.state.scheme, serial)
+        )
+    assert_error(refused, 422, "other_brand")
+    left = await one(
+        conn,
+        """SELECT (SELECT count(*) FROM rebate_claims WHERE code_id = %s) AS claims,
+                  (SELECT count(*) FROM rebate_refusals WHERE code_id = %s) AS refusals,
+                  (SELECT status FROM unit_state WHERE code = %s) AS status""",
+        code,
+        code,
+        code,
+    )
+    assert left == {"claims": 0, "refusals": 0, "status": before["status"]}
