@@ -1,0 +1,43 @@
+"""Who sees which field records (plans, check-ins, reviews, photos): the one rule.
+
+- ``field.read``: every rep's records made within the caller's subtree (brand admins: the
+  brand's; another brand's token sees nothing, its subtree holds none of them);
+- ``field.supervise``: the caller's own records and those of the reps it supervises
+  (``users.supervisor_id``);
+- ``field.visit``: the caller's own records.
+
+Records carry the rep (``rep_id``) and the rep's organisation when made (``org_id``); the
+condition reads them through the aliases the caller names. A record outside the rule is
+reported as not found, never as forbidden.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.auth.principal import Principal
+
+READERS = ("field.visit", "field.supervise", "field.read")
+
+
+def condition(actor: Principal, rep: str, org_path: str) -> tuple[str, dict[str, Any]]:
+    """SQL (named placeholders ``scope_*``) true for the records ``actor`` may see.
+
+    ``rep``: the expression of the record's rep id; ``org_path``: of the path of the record's
+    organisation. Callers have checked ``require_any(*READERS)``."""
+    params: dict[str, Any] = {"scope_me": actor.user_id or 0, "scope_prefix": actor.org_path + "%"}
+    parts = [f"{rep} = %(scope_me)s"]
+    if actor.has("field.supervise"):
+        parts.append(
+            f"EXISTS (SELECT 1 FROM users su WHERE su.id = {rep} "
+            "AND su.supervisor_id = %(scope_me)s)"
+        )
+    if actor.has("field.read"):
+        parts.append(f"{org_path} LIKE %(scope_prefix)s")
+    # every record, whatever the rule that lets it through, lies in the caller's brand
+    brand = {"scope_brand": f"/{actor.brand_id}/%"}
+    return f"({org_path} LIKE %(scope_brand)s AND ({' OR '.join(parts)}))", {**params, **brand}
+
+
+def require_reader(actor: Principal) -> None:
+    actor.require_any(*READERS)

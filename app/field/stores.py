@@ -1,0 +1,120 @@
+"""What the field force needs set up: stores' nameplates and positions, reps' supervisors.
+
+- A store's nameplate (``field.nameplates``, the store in the caller's subtree): its signed
+  code and URL (``app.field.nameplates``), as JSON, PNG or PDF.
+- A store's recorded position (``field.nameplates``): the point check-ins are measured from.
+- A rep's supervisor (``users.write``, both users administered by the caller, the same brand,
+  the supervisor holding ``field.supervise``).
+
+Each change is audited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal, brand_of
+from app.auth.service import load_user
+from app.config import Settings
+from app.db import Conn
+from app.errors import NotFound, Unprocessable
+from app.field import nameplates
+from app.field.schemas import NameplateOut, PositionIn, PositionOut, SupervisorIn, SupervisorOut
+
+
+async def _store(conn: Conn, actor: Principal, store_id: int) -> dict[str, Any]:
+    """A store in the caller's subtree (404 otherwise, other kinds of organisation too)."""
+    row = await (
+        await conn.execute(
+            "SELECT id, name, erp_code, kind, path, latitude, longitude FROM orgs WHERE id = %s",
+            (store_id,),
+        )
+    ).fetchone()
+    if row is None or row["kind"] != "store" or not actor.sees(row["path"]):
+        raise NotFound("store not found")
+    return row
+
+
+async def nameplate(
+    conn: Conn, actor: Principal, settings: Settings, store_id: int
+) -> NameplateOut:
+    actor.require("field.nameplates")
+    store = await _store(conn, actor, store_id)
+    code = nameplates.code_for(settings, store_id)
+    return NameplateOut(
+        store_id=store_id,
+        store_name=store["name"],
+        store_erp_code=store["erp_code"],
+        code=code,
+        url=nameplates.url_for(settings, code),
+    )
+
+
+async def set_position(
+    conn: Conn, actor: Principal, store_id: int, data: PositionIn
+) -> PositionOut:
+    actor.require("field.nameplates")
+    store = await _store(conn, actor, store_id)
+    await conn.execute(
+        "UPDATE orgs SET latitude = %s, longitude = %s, updated_at = now() WHERE id = %s",
+        (data.lat, data.lng, store_id),
+    )
+    out = PositionOut(store_id=store_id, lat=data.lat, lng=data.lng)
+    await audit.record(
+        conn,
+        actor,
+        "set_position",
+        "org",
+        store_id,
+        before={"lat": store["latitude"], "lng": store["longitude"]},
+        after=out,
+        org_id=store_id,
+    )
+    return out
+
+
+async def _user_row(conn: Conn, actor: Principal, user_id: int) -> dict[str, Any]:
+    row = await (
+        await conn.execute(
+            "SELECT u.id, u.supervisor_id, o.path FROM users u JOIN orgs o ON o.id = u.org_id "
+            "WHERE u.id = %s",
+            (user_id,),
+        )
+    ).fetchone()
+    actor.ensure_administers(row["path"] if row else None, "user")
+    assert row is not None
+    return row
+
+
+async def set_supervisor(
+    conn: Conn, actor: Principal, user_id: int, data: SupervisorIn
+) -> SupervisorOut:
+    """Name (or clear) a rep's supervisor."""
+    actor.require("users.write")
+    rep = await _user_row(conn, actor, user_id)
+    if data.supervisor_id is not None:
+        boss = await _user_row(conn, actor, data.supervisor_id)
+        if boss["id"] == rep["id"]:
+            raise Unprocessable("a rep cannot supervise itself", code="own_supervisor")
+        if brand_of(boss["path"]) != brand_of(rep["path"]):
+            raise Unprocessable("the supervisor is of another brand", code="bad_supervisor")
+        if not (await load_user(conn, boss["id"])).has("field.supervise"):
+            raise Unprocessable(
+                "the supervisor lacks the permission field.supervise", code="bad_supervisor"
+            )
+    await conn.execute(
+        "UPDATE users SET supervisor_id = %s, updated_at = now() WHERE id = %s",
+        (data.supervisor_id, user_id),
+    )
+    out = SupervisorOut(user_id=user_id, supervisor_id=data.supervisor_id)
+    await audit.record(
+        conn,
+        actor,
+        "set_supervisor",
+        "user",
+        user_id,
+        before={"supervisor_id": rep["supervisor_id"]},
+        after=out,
+    )
+    return out

@@ -1,0 +1,59 @@
+"""HTTP routes of photos (issue 18 item 7)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn
+from app.errors import PayloadTooLarge
+from app.media import service
+from app.media.service import PhotoOut
+from app.media.storage import store_from_settings
+
+
+class PhotoController(Controller):
+    path = "/media/photos"
+
+    @post("/", status_code=201)
+    async def upload(
+        self, request: Request[Any, Any, Any], conn: Conn, principal: Principal, settings: Settings
+    ) -> PhotoOut:
+        """Upload a photo: the request body is the image's bytes (JPEG, PNG or WebP, told by
+        its first bytes, not by a name or Content-Type), at most ``TRACECODE_MEDIA_MAX_BYTES``
+        (413 ``photo_too_large``; 415 ``unsupported_photo_type``). 201 with the photo's id, to
+        attach to a review; ``url`` serves it to those allowed."""
+        limit = settings.media_max_bytes
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise PayloadTooLarge(
+                f"a photo is at most {limit // 1024} KB",
+                code="photo_too_large",
+                details={"max_bytes": limit},
+                headers={"Connection": "close"},
+            )
+        data = await service.read_limited(request.stream(), limit)
+        return await service.upload(conn, principal, store_from_settings(settings), data)
+
+    @get("/{photo_id:uuid}", media_type="application/octet-stream")
+    async def download(
+        self, photo_id: uuid.UUID, conn: Conn, principal: Principal, settings: Settings
+    ) -> Response[bytes]:
+        """The photo's bytes, to its owner and those who see the owner's field records (404 to
+        anyone else)."""
+        media_type, data = await service.read(
+            conn, principal, store_from_settings(settings), photo_id
+        )
+        return Response(
+            data,
+            media_type=media_type,
+            headers={
+                "Cache-Control": "private, max-age=3600",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f'inline; filename="{photo_id}"',
+            },
+        )

@@ -1,0 +1,249 @@
+"""Nameplates and check-ins (SPEC F2): a signed code per store (a forged or another store's
+nameplate is refused), the distance rule, idempotent retries, the daily track, CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+import pytest
+
+from app.config import load_settings
+from app.field import nameplates
+from app.field.checkins import distance_m, judge
+from tests.field_support import HZ, check_in, client_id, nameplate, user_id
+from tests.helpers import assert_error
+
+
+def test_the_distance_is_the_great_circle_distance_and_the_radius_is_inclusive() -> None:
+    one_degree = math.pi * 6_371_008.8 / 180  # along a meridian
+    assert distance_m(0, 0, 1, 0) == pytest.approx(one_degree, abs=0.01)
+    assert distance_m(*HZ, *HZ) == 0
+    # Hangzhou West Lake to Ningbo Tianyi Square: about 140 km as the crow flies
+    assert 130_000 < distance_m(*HZ, 29.8700, 121.5530) < 150_000
+    assert judge(200.0, 200) == "ok" and judge(200.01, 200) == "out_of_range"
+    assert judge(None, 200) == "no_store_position"
+
+
+def test_a_nameplate_is_signed_for_its_store_only() -> None:
+    settings = load_settings()
+    code = nameplates.code_for(settings, 42)
+    assert nameplates.store_of(settings, code) == 42
+    assert nameplates.store_of(settings, nameplates.url_for(settings, code)) == 42
+    tag = code.split(".")[1]
+    forged = [
+        f"N43.{tag}",  # store 42's tag under another id
+        f"N42.{tag[:-1]}{'A' if tag[-1] != 'A' else 'B'}",  # one character changed
+        f"N42.{tag.lower()}",
+        "N42",
+        "STORE-HZ-01",  # the ERP code is no nameplate
+        "",
+    ]
+    for text in forged:
+        with pytest.raises(Exception) as caught:
+            nameplates.store_of(settings, text)
+        assert getattr(caught.value, "code", None) == "invalid_nameplate", text
+    # the key is the master key's: another master key signs differently
+    other = load_settings({"TRACECODE_MASTER_KEY": "a5" * 32})
+    assert nameplates.code_for(other, 42) != code
+
+
+async def test_nameplates_print_as_png_and_pdf_for_those_allowed(
+    client: Any, login: Any, demo: Any
+) -> None:
+    store = demo["STORE-HZ-01"]
+    plate = await nameplate(client, login, store)
+    assert plate["url"].endswith(f"/m/n/{plate['code']}") and plate["code"].startswith(f"N{store}.")
+    boss = await login("fieldsup")
+    png = await client.get(f"/field/stores/{store}/nameplate.png", headers=boss)
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n") and len(png.content) > 200
+    pdf = await client.get(f"/field/stores/{store}/nameplate.pdf", headers=boss)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-1.4") and pdf.content.rstrip().endswith(b"%%EOF")
+    assert b"(STORE-HZ-01) Tj" in pdf.content and b" re\n" in pdf.content
+    # the xref's first object offset points at "1 0 obj"
+    xref = int(pdf.content.rsplit(b"startxref\n", 1)[1].split(b"\n")[0])
+    first = int(pdf.content[xref:].split(b"\n")[3][:10])
+    assert pdf.content[first:].startswith(b"1 0 obj")
+    # a rep does not print nameplates; another agent's store, or an agent, is not found
+    assert_error(
+        await client.get(f"/field/stores/{store}/nameplate", headers=await login("fieldrep")),
+        403,
+        "permission_denied",
+    )
+    assert_error(
+        await client.get(f"/field/stores/{demo['STORE-GZ-01']}/nameplate.png", headers=boss), 404
+    )
+    assert_error(await client.get(f"/field/stores/{demo['AGENT-ZJ']}/nameplate", headers=boss), 404)
+
+
+async def test_a_check_in_is_measured_from_the_store_and_a_far_one_is_kept_and_flagged(
+    client: Any, login: Any, demo: Any, settings: Any
+) -> None:
+    rep = await login("fieldrep")
+    plate = await nameplate(client, login, demo["STORE-HZ-01"])
+    near = await check_in(client, rep, plate["url"], (HZ[0] + 0.0005, HZ[1]))  # ~56 m north
+    assert near.status_code == 201, near.text
+    body = near.json()
+    assert body["flag"] == "ok" and body["in_range"] is True and not body["replayed"]
+    assert body["distance_m"] == pytest.approx(55.6, abs=0.5)
+    assert body["radius_m"] == settings.field_checkin_radius_m == 200
+    assert (body["store_erp_code"], body["accuracy_m"]) == ("STORE-HZ-01", 12.5)
+
+    far = await check_in(client, rep, plate["code"], (HZ[0] + 0.009, HZ[1]))  # ~1 km
+    assert far.status_code == 201, far.text
+    assert far.json()["flag"] == "out_of_range" and far.json()["in_range"] is False
+    assert far.json()["distance_m"] == pytest.approx(1000.8, abs=1)
+    listed = await client.get(
+        "/field/checkins", headers=rep, params={"store_id": demo["STORE-HZ-01"]}
+    )
+    flags = {c["id"]: c["flag"] for c in listed.json()["items"]}
+    assert flags[far.json()["id"]] == "out_of_range" and flags[body["id"]] == "ok"
+
+
+async def test_forged_and_other_stores_nameplates_are_refused(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    rep = await login("fieldrep")
+    hz = await nameplate(client, login, demo["STORE-HZ-01"])
+    nb = await nameplate(client, login, demo["STORE-NB-01"])
+    before = await _count(conn)
+    tag = hz["code"].split(".")[1]
+    forged = f"N{demo['STORE-NB-01']}.{tag}"  # HZ's tag under Ningbo's id
+    assert_error(await check_in(client, rep, forged), 422, "invalid_nameplate")
+    assert_error(await check_in(client, rep, hz["url"] + "X"), 422, "invalid_nameplate")
+    # at the Hangzhou store, with the Ningbo store's nameplate
+    answer = await check_in(client, rep, nb["url"], store_id=demo["STORE-HZ-01"])
+    assert_error(answer, 422, "nameplate_mismatch")
+    # a genuine nameplate of a store the rep does not cover (another agent's)
+    gz = nameplates.code_for(load_settings(), demo["STORE-GZ-01"])
+    assert_error(await check_in(client, rep, gz), 404, "not_found")
+    assert await _count(conn) == before  # nothing recorded
+
+
+async def _count(conn: Any) -> int:
+    row = await (await conn.execute("SELECT count(*) AS n FROM field_checkins")).fetchone()
+    await conn.commit()
+    return int(row["n"])
+
+
+async def test_a_retried_check_in_answers_the_first_and_counts_once(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    rep = await login("fieldrep")
+    plate = await nameplate(client, login, demo["STORE-HZ-01"])
+    cid = client_id()
+    first = await check_in(client, rep, plate["url"], client_id=cid)
+    assert first.status_code == 201, first.text
+    before = await _count(conn)
+    again = await check_in(client, rep, plate["url"], (HZ[0] + 1, HZ[1]), client_id=cid)
+    assert again.status_code == 200, again.text
+    assert again.json()["replayed"] is True
+    assert {k: v for k, v in again.json().items() if k != "replayed"} == {
+        k: v for k, v in first.json().items() if k != "replayed"
+    }
+    assert await _count(conn) == before
+    # another rep may use the same client id: ids are per rep
+    other = await check_in(client, await login("fieldrep2"), plate["url"], client_id=cid)
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+
+
+async def test_a_store_without_a_position_is_flagged_until_it_gets_one(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin, boss, rep = await login("admin"), await login("fieldsup"), await login("fieldrep")
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": "Hangzhou Binjiang Store",
+            "erp_code": f"STORE-HZ-{client_id()}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    store = made.json()["id"]
+    plate = await nameplate(client, login, store)
+    unknown = await check_in(client, rep, plate["code"], (30.21, 120.21))
+    assert unknown.json()["flag"] == "no_store_position" and unknown.json()["distance_m"] is None
+    assert unknown.json()["in_range"] is None
+    bad = await client.put(
+        f"/field/stores/{store}/position", headers=boss, json={"lat": 91, "lng": 0}
+    )
+    assert_error(bad, 400, "validation_failed")
+    assert_error(
+        await client.put(
+            f"/field/stores/{store}/position", headers=rep, json={"lat": 30.21, "lng": 120.21}
+        ),
+        403,
+        "permission_denied",
+    )
+    put = await client.put(
+        f"/field/stores/{store}/position", headers=boss, json={"lat": 30.21, "lng": 120.21}
+    )
+    assert put.status_code == 200, put.text
+    known = await check_in(client, rep, plate["code"], (30.21, 120.21))
+    assert known.json()["flag"] == "ok" and known.json()["distance_m"] == 0
+
+
+async def test_the_daily_track_lists_a_reps_check_ins_in_time_order(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    rep = await login("fieldrep2")
+    hz = await nameplate(client, login, demo["STORE-HZ-01"])
+    nb = await nameplate(client, login, demo["STORE-NB-01"])
+    # sent out of order (an offline queue), scanned at 15:00, 09:30 and 11:00 Beijing time
+    sent = [
+        (nb["code"], "2026-10-05T15:00:00+08:00"),
+        (hz["code"], "2026-10-05T09:30:00+08:00"),
+        (nb["code"], "2026-10-05T11:00:00+08:00"),
+        (hz["code"], "2026-10-06T00:30:00+08:00"),  # the next day in Shanghai
+    ]
+    for plate, at in sent:
+        answer = await check_in(client, rep, plate, client_at=at)
+        assert answer.status_code == 201, answer.text
+    track = await client.get("/field/track", headers=rep, params={"day": "2026-10-05"})
+    assert track.status_code == 200, track.text
+    got = [(c["store_erp_code"], c["client_at"][11:16]) for c in track.json()]
+    assert got == [("STORE-HZ-01", "01:30"), ("STORE-NB-01", "03:00"), ("STORE-NB-01", "07:00")]
+    # the supervisor reads the rep's track; another rep reads nothing of it
+    rep_id = await user_id(app, "fieldrep2")
+    params = {"day": "2026-10-05", "rep_id": rep_id}
+    boss = await client.get("/field/track", headers=await login("fieldsup"), params=params)
+    assert len(boss.json()) == 3
+    peer = await client.get("/field/track", headers=await login("fieldrep"), params=params)
+    assert peer.status_code == 200 and peer.json() == []
+
+
+async def test_check_ins_export_as_csv_with_formulas_neutralised(
+    client: Any, login: Any, demo: Any
+) -> None:
+    rep = await login("fieldrep")
+    plate = await nameplate(client, login, demo["STORE-NB-01"])
+    note = '=HYPERLINK("http://evil.example","x")'
+    made = await check_in(
+        client,
+        rep,
+        plate["code"],
+        (29.87, 121.553),
+        note=note,
+        client_at="2026-09-01T10:00:00+08:00",
+    )
+    assert made.status_code == 201, made.text
+    answer = await client.get(
+        "/field/checkins",
+        headers=await login("admin"),
+        params={"format": "csv", "from": "2026-09-01", "to": "2026-09-01"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert rows[0][:4] == ["id", "client_id", "rep", "store_erp_code"]
+    mine = [r for r in rows[1:] if r[0] == str(made.json()["id"])]
+    assert len(mine) == 1 and mine[0][3] == "STORE-NB-01" and mine[0][12] == "ok"
+    assert mine[0][13] == "'" + note

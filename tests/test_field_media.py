@@ -1,0 +1,176 @@
+"""Photos (issue 18 item 7): size and type limits (by magic bytes), path tricks refused, served
+only to those allowed; store reviews with photos, listed per store, scored and exported."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.errors import AppError
+from app.media.storage import LocalStore
+from tests.field_support import client_id, other_brand_admin
+from tests.helpers import assert_error
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 64
+
+
+def _stored(root: Path, name: str) -> list[bytes]:
+    """The bytes of every file called ``name`` below ``root``."""
+    return [path.read_bytes() for path in Path(root).rglob(name)]
+
+
+def _resolved(path: Path) -> Path:
+    return path.resolve()
+
+
+async def _upload(client: Any, headers: dict[str, str], data: bytes, **extra: str) -> Any:
+    return await client.post(
+        "/media/photos", headers={**headers, "Content-Type": "image/jpeg", **extra}, content=data
+    )
+
+
+async def test_photos_are_typed_by_their_bytes_and_kept_under_var(
+    client: Any, login: Any, settings: Any
+) -> None:
+    rep = await login("fieldrep")
+    for data, media_type in ((JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp")):
+        made = await _upload(client, rep, data)  # always claimed image/jpeg
+        assert made.status_code == 201, made.text
+        photo = made.json()
+        assert (photo["content_type"], photo["size_bytes"]) == (media_type, len(data))
+        served = await client.get(photo["url"], headers=rep)
+        assert served.status_code == 200 and served.content == data
+        assert served.headers["content-type"] == media_type
+        assert served.headers["x-content-type-options"] == "nosniff"
+    assert _stored(settings.media_path, f"{photo['id'].replace('-', '')}.webp") == [WEBP]
+    refused = [
+        b"GIF89a" + b"\x00" * 32,
+        b"<html><script>alert(1)</script></html>",
+        b"RIFF\x24\x00\x00\x00WAVEfmt ",  # RIFF, but no WebP
+        b"\xff\xd8",  # too short for a JPEG
+    ]
+    for data in refused:
+        assert_error(await _upload(client, rep, data), 415, "unsupported_photo_type")
+    assert_error(await _upload(client, rep, b""), 400, "empty_body")
+    # staff without a field or inspection permission upload nothing
+    assert_error(await _upload(client, await login("planner"), JPEG), 403, "permission_denied")
+
+
+async def test_an_oversized_photo_is_refused_with_or_without_a_length(
+    client: Any, login: Any, settings: Any, conn: Any
+) -> None:
+    rep = await login("fieldrep")
+    limit = settings.media_max_bytes
+    assert limit == 5 * 1024 * 1024
+    exact = await _upload(client, rep, JPEG[:3] + b"\x00" * (limit - 3))
+    assert exact.status_code == 201, exact.text
+    big = JPEG[:3] + b"\x00" * (limit - 2)
+    error = assert_error(await _upload(client, rep, big), 413, "photo_too_large")
+    assert error["details"] == {"max_bytes": limit}
+
+    async def chunked() -> Any:  # no Content-Length: the reader stops at the limit
+        for _ in range(6):
+            yield b"\xff\xd8\xff" + b"\x00" * (1024 * 1024 - 3)
+
+    assert_error(await _upload(client, rep, chunked()), 413, "photo_too_large")  # type: ignore[arg-type]
+    row = await (await conn.execute("SELECT max(size_bytes) AS n FROM media_photos")).fetchone()
+    await conn.commit()
+    assert row["n"] == limit
+
+
+async def test_path_tricks_are_refused(client: Any, login: Any, tmp_path: Path) -> None:
+    rep = await login("fieldrep")
+    for uri in (
+        "/media/photos/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/media/photos/%2e%2e/%2e%2e/app/config.py",
+        "/media/photos/not-a-uuid",
+        "/media/photos/00000000-0000-0000-0000-000000000000",
+    ):
+        answer = await client.get(uri, headers=rep)
+        assert answer.status_code in (400, 404), (uri, answer.status_code)
+        assert set(answer.json()) == {"error"}, uri
+    store = LocalStore(tmp_path)
+    good = f"7/2026/12/{'a' * 32}.jpg"
+    assert store.path(good) == _resolved(tmp_path) / good
+    for key in (
+        "../../etc/passwd",
+        "/etc/passwd",
+        f"7/2026/12/../../{'a' * 32}.jpg",
+        f"7\\2026\\12\\{'a' * 32}.jpg",
+        f"7/2026/12/{'a' * 32}.jpg\x00.png",
+        f"7/2026/12/{'a' * 32}.html",
+    ):
+        with pytest.raises(AppError) as caught:
+            store.path(key)
+        assert caught.value.code == "invalid_key", key
+    await store.put(good, b"x")
+    assert await store.get(good) == b"x"
+
+
+async def test_a_photo_is_served_to_its_owner_the_supervisor_and_the_brand_only(
+    client: Any, login: Any
+) -> None:
+    made = await _upload(client, await login("fieldrep"), JPEG)
+    url = made.json()["url"]
+    for user in ("fieldrep", "fieldsup", "admin", "agent_admin"):
+        answer = await client.get(url, headers=await login(user))
+        assert answer.status_code == 200, (user, answer.text)
+    for user in ("fieldrep2", "gd_fieldrep", "gd_admin", "store_clerk"):
+        answer = await client.get(url, headers=await login(user))
+        assert answer.status_code in (403, 404), (user, answer.status_code)
+    assert_error(await client.get(url, headers=await other_brand_admin(client, login)), 404)
+    assert_error(await client.get(url), 401)
+
+
+async def test_reviews_carry_scores_and_the_reps_own_photos_and_are_listed_per_store(
+    client: Any, login: Any, demo: Any
+) -> None:
+    rep = await login("fieldrep")
+    photo = (await _upload(client, rep, PNG)).json()["id"]
+    strangers = (await _upload(client, await login("fieldrep2"), PNG)).json()["id"]
+    store = demo["STORE-NB-01"]
+    body = {
+        "client_id": client_id(),
+        "store_id": store,
+        "shelf_score": 2,
+        "knowledge_score": 4,
+        "comment": "+SUM(A1) shelf half empty",
+        "photo_ids": [photo],
+    }
+    made = await client.post("/field/reviews", headers=rep, json=body)
+    assert made.status_code == 201, made.text
+    again = await client.post("/field/reviews", headers=rep, json={**body, "shelf_score": 5})
+    assert again.status_code == 200 and again.json()["id"] == made.json()["id"]
+    assert again.json()["shelf_score"] == 2 and again.json()["replayed"] is True
+    bad = [
+        ({"photo_ids": [strangers]}, 422, "unknown_photo"),
+        ({"shelf_score": 6}, 400, "validation_failed"),
+        ({"knowledge_score": 0}, 400, "validation_failed"),
+        ({"store_id": demo["STORE-GZ-01"]}, 404, "not_found"),
+        ({"checkin_id": 999_999_999}, 422, "unknown_checkin"),
+    ]
+    for change, status, code in bad:
+        answer = await client.post(
+            "/field/reviews", headers=rep, json={**body, "client_id": client_id(), **change}
+        )
+        assert_error(answer, status, code)
+    listed = await client.get("/field/reviews", headers=rep, params={"store_id": store})
+    assert made.json()["id"] in [r["id"] for r in listed.json()["items"]]
+    assert all(r["store_id"] == store for r in listed.json()["items"])
+    boss = await login("fieldsup")
+    scores = await client.get("/field/stores/scores", headers=boss)
+    mine = [s for s in scores.json()["items"] if s["store_id"] == store]
+    assert len(mine) == 1 and mine[0]["reviews"] >= 1 and 1 <= mine[0]["shelf_avg"] <= 5
+    exported = await client.get(
+        "/field/reviews", headers=boss, params={"format": "csv", "store_id": store}
+    )
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    row = next(r for r in rows[1:] if r[0] == str(made.json()["id"]))
+    assert row[6:10] == ["2", "4", "'+SUM(A1) shelf half empty", photo]

@@ -1,0 +1,141 @@
+"""Visit plans (SPEC F1): drafted by a field rep by quarter, month or week, approved or returned
+by the rep's supervisor; every move audited, illegal moves 409 — on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import assert_error
+
+
+async def _draft(
+    client: Any, login: Any, demo: Any, starts_on: str, period: str = "week"
+) -> dict[str, Any]:
+    answer = await client.post(
+        "/field/plans",
+        headers=await login("fieldrep"),
+        json={
+            "period": period,
+            "starts_on": starts_on,
+            "title": "West Lake round",
+            "items": [
+                {"store_id": demo["STORE-HZ-01"], "planned_on": starts_on},
+                {"store_id": demo["STORE-NB-01"], "planned_on": starts_on, "note": "new shelf"},
+            ],
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+async def test_a_plan_goes_draft_submitted_returned_submitted_approved_and_each_move_is_audited(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    rep, boss, admin = await login("fieldrep"), await login("fieldsup"), await login("admin")
+    plan = await _draft(client, login, demo, "2027-03-01")
+    assert (plan["status"], plan["ends_on"], len(plan["items"])) == ("draft", "2027-03-07", 2)
+    url = f"/field/plans/{plan['id']}"
+
+    # a draft is neither approved nor returned; only its rep submits it
+    assert_error(await client.post(f"{url}/approve", headers=boss), 409, "illegal_transition")
+    assert_error(await client.post(f"{url}/submit", headers=boss), 403, "not_plan_owner")
+    submitted = await client.post(f"{url}/submit", headers=rep)
+    assert submitted.status_code == 200 and submitted.json()["status"] == "submitted"
+    assert_error(await client.post(f"{url}/submit", headers=rep), 409, "illegal_transition")
+    edit = {"title": "changed", "items": []}
+    assert_error(await client.put(url, headers=rep, json=edit), 409, "plan_not_editable")
+
+    # the rep cannot decide; a brand admin sees the plan but is not the rep's supervisor
+    assert_error(await client.post(f"{url}/approve", headers=rep), 403, "permission_denied")
+    assert_error(await client.post(f"{url}/approve", headers=admin), 403, "not_supervisor")
+    assert_error(await client.post(f"{url}/return", headers=boss, json={"reason": ""}), 400)
+
+    returned = await client.post(f"{url}/return", headers=boss, json={"reason": "add Ningbo"})
+    assert returned.json()["status"] == "returned", returned.text
+    assert returned.json()["return_reason"] == "add Ningbo"
+    assert_error(
+        await client.post(f"{url}/return", headers=boss, json={"reason": "again"}),
+        409,
+        "illegal_transition",
+    )
+    # returned -> edited -> submitted again -> approved
+    edit = {
+        "title": "West Lake and Ningbo",
+        "items": [{"store_id": demo["STORE-NB-01"], "planned_on": "2027-03-03"}],
+    }
+    edited = await client.put(url, headers=rep, json=edit)
+    assert edited.status_code == 200, edited.text
+    assert [i["store_erp_code"] for i in edited.json()["items"]] == ["STORE-NB-01"]
+    assert (await client.post(f"{url}/submit", headers=rep)).json()["return_reason"] is None
+    approved = await client.post(f"{url}/approve", headers=boss)
+    assert approved.json()["status"] == "approved" and approved.json()["decided_at"]
+    assert_error(await client.post(f"{url}/submit", headers=rep), 409, "illegal_transition")
+    assert_error(await client.post(f"{url}/approve", headers=boss), 409, "illegal_transition")
+    assert_error(await client.put(url, headers=rep, json=edit), 409, "plan_not_editable")
+
+    rows = await (
+        await conn.execute(
+            "SELECT action, before, after FROM audit_log WHERE entity = 'visit_plan' "
+            "AND entity_id = %s ORDER BY id",
+            (str(plan["id"]),),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [r["action"] for r in rows] == [
+        "create", "submit", "return", "update", "submit", "approve",
+    ]  # fmt: skip
+    assert rows[2]["after"] == {"status": "returned", "return_reason": "add Ningbo"}
+    assert rows[5]["before"] == {"status": "submitted"}
+
+
+async def test_periods_items_and_duplicates_are_checked(client: Any, login: Any, demo: Any) -> None:
+    rep = await login("fieldrep")
+    quarter = await _draft(client, login, demo, "2027-04-01", period="quarter")
+    assert quarter["ends_on"] == "2027-06-30"
+    month = await _draft(client, login, demo, "2027-02-01", period="month")
+    assert month["ends_on"] == "2027-02-28"
+    bad = [
+        ({"period": "week", "starts_on": "2027-03-09"}, 400, "bad_period_start"),  # a Tuesday
+        ({"period": "quarter", "starts_on": "2027-05-01"}, 400, "bad_period_start"),
+        ({"period": "month", "starts_on": "2027-05-02"}, 400, "bad_period_start"),
+        (
+            {
+                "period": "week",
+                "starts_on": "2027-03-08",
+                "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2027-03-15"}],
+            },
+            422,
+            "date_outside_period",
+        ),
+        (  # a store of the Guangdong agent: not the Zhejiang rep's
+            {
+                "period": "week",
+                "starts_on": "2027-03-08",
+                "items": [{"store_id": demo["STORE-GZ-01"], "planned_on": "2027-03-08"}],
+            },
+            422,
+            "unknown_store",
+        ),
+        (  # an agent is no store
+            {
+                "period": "week",
+                "starts_on": "2027-03-08",
+                "items": [{"store_id": demo["AGENT-ZJ"], "planned_on": "2027-03-08"}],
+            },
+            422,
+            "unknown_store",
+        ),
+        ({"period": "quarter", "starts_on": "2027-04-01"}, 409, "duplicate_plan"),
+        ({"period": "year", "starts_on": "2027-01-01"}, 400, "validation_failed"),
+    ]
+    for body, status, code in bad:
+        assert_error(await client.post("/field/plans", headers=rep, json=body), status, code)
+    # a store clerk plans nothing
+    answer = await client.post(
+        "/field/plans",
+        headers=await login("store_clerk"),
+        json={"period": "week", "starts_on": "2027-03-08"},
+    )
+    assert_error(answer, 403, "permission_denied")
+    listed = await client.get("/field/plans", headers=rep, params={"period": "quarter"})
+    assert [p["id"] for p in listed.json()["items"]] == [quarter["id"]]

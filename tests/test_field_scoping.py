@@ -1,0 +1,136 @@
+"""Who sees the field force's records (app/field/scope.py): reps their own, supervisors their
+reps', brand and organisation admins their subtree's, another brand nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.field_support import check_in, client_id, nameplate, other_brand_admin, user_id
+from tests.helpers import assert_error
+
+
+async def _records(client: Any, login: Any, demo: Any, rep_name: str, store: str) -> dict[str, int]:
+    """A plan, a check-in and a review of ``rep_name`` at ``store``."""
+    rep = await login(rep_name)
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={"period": "month", "starts_on": "2027-08-01", "title": f"{rep_name}'s August"},
+    )
+    assert plan.status_code == 201, plan.text
+    plate = await nameplate(client, login, demo[store], by="admin")
+    checkin = await check_in(client, rep, plate["code"], (23.1322, 113.3270))
+    assert checkin.status_code == 201, checkin.text
+    review = await client.post(
+        "/field/reviews",
+        headers=rep,
+        json={
+            "client_id": client_id(),
+            "store_id": demo[store],
+            "shelf_score": 3,
+            "knowledge_score": 3,
+            "checkin_id": checkin.json()["id"],
+        },
+    )
+    assert review.status_code == 201, review.text
+    return {
+        "plan": plan.json()["id"],
+        "checkin": checkin.json()["id"],
+        "review": review.json()["id"],
+    }
+
+
+async def _seen(client: Any, headers: dict[str, str]) -> dict[str, set[int]]:
+    """The ids of the plans, check-ins and reviews a caller lists."""
+    seen = {}
+    for kind, path in (
+        ("plan", "/field/plans"),
+        ("checkin", "/field/checkins"),
+        ("review", "/field/reviews"),
+    ):
+        answer = await client.get(path, headers=headers, params={"per_page": 200})
+        assert answer.status_code == 200, (path, answer.text)
+        seen[kind] = {item["id"] for item in answer.json()["items"]}
+    return seen
+
+
+def _sees(seen: dict[str, set[int]], records: dict[str, int]) -> set[str]:
+    return {kind for kind, record in records.items() if record in seen[kind]}
+
+
+async def test_reps_supervisors_admins_and_other_brands_see_what_they_should(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    mine = await _records(client, login, demo, "fieldrep", "STORE-HZ-01")
+    all_kinds = {"plan", "checkin", "review"}
+    expected = {
+        "fieldrep": all_kinds,  # their own
+        "fieldsup": all_kinds,  # the rep's supervisor
+        "admin": all_kinds,  # the brand's admin
+        "agent_admin": all_kinds,  # the Zhejiang agent's administrator: its subtree
+        "fieldrep2": set(),  # a peer under the same supervisor
+        "gd_fieldrep": set(),
+        "gd_admin": set(),  # another agent's administrator
+        "analyst": None,  # no field permission: 403
+    }
+    for user, kinds in expected.items():
+        headers = await login(user)
+        if kinds is None:
+            answer = await client.get("/field/checkins", headers=headers)
+            assert_error(answer, 403, "permission_denied")
+            continue
+        assert _sees(await _seen(client, headers), mine) == kinds, user
+    plan_url = f"/field/plans/{mine['plan']}"
+    for user in ("fieldrep2", "gd_fieldrep", "gd_admin"):
+        assert_error(await client.get(plan_url, headers=await login(user)), 404, "not_found")
+
+    other = await other_brand_admin(client, login)
+    assert _sees(await _seen(client, other), mine) == set()
+    assert_error(await client.get(plan_url, headers=other), 404)
+    assert_error(await client.post(f"{plan_url}/submit", headers=other), 404)
+    exported = await client.get("/field/checkins", headers=other, params={"format": "csv"})
+    assert exported.status_code == 200 and len(exported.content.splitlines()) == 1  # header only
+    track = await client.get(
+        "/field/track",
+        headers=other,
+        params={"rep_id": await user_id(app, "fieldrep"), "day": "2026-12-01"},
+    )
+    assert track.json() == []
+    assert_error(
+        await client.get(f"/field/stores/{demo['STORE-HZ-01']}/nameplate", headers=other), 404
+    )
+
+
+async def test_an_admin_names_a_reps_supervisor_who_then_sees_the_reps_records(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    admin, boss = await login("admin"), await login("fieldsup")
+    gd_rep = await user_id(app, "gd_fieldrep")
+    theirs = await _records(client, login, demo, "gd_fieldrep", "STORE-GZ-01")
+    assert _sees(await _seen(client, boss), theirs) == set()
+    url = f"/field/reps/{gd_rep}/supervisor"
+    named = await client.put(
+        url, headers=admin, json={"supervisor_id": await user_id(app, "fieldsup")}
+    )
+    assert named.status_code == 200, named.text
+    try:
+        assert _sees(await _seen(client, boss), theirs) == {"plan", "checkin", "review"}
+        submitted = await client.post(
+            f"/field/plans/{theirs['plan']}/submit", headers=await login("gd_fieldrep")
+        )
+        assert submitted.status_code == 200, submitted.text
+        approved = await client.post(f"/field/plans/{theirs['plan']}/approve", headers=boss)
+        assert approved.json()["status"] == "approved", approved.text
+    finally:
+        cleared = await client.put(url, headers=admin, json={"supervisor_id": None})
+        assert cleared.status_code == 200, cleared.text
+    assert _sees(await _seen(client, boss), theirs) == set()
+
+    bad = [
+        (admin, {"supervisor_id": await user_id(app, "fieldrep2")}, 422, "bad_supervisor"),
+        (admin, {"supervisor_id": gd_rep}, 422, "own_supervisor"),
+        (boss, {"supervisor_id": await user_id(app, "fieldsup")}, 403, "permission_denied"),
+        (await other_brand_admin(client, login), {"supervisor_id": None}, 404, "not_found"),
+    ]
+    for headers, body, status, code in bad:
+        assert_error(await client.put(url, headers=headers, json=body), status, code)
