@@ -129,6 +129,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sms_campaign_rate: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 200
     sms_reminder_period_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
+    # Field force (app/field/): a nameplate check-in farther than this many metres from the
+    # store's recorded position is kept and flagged out_of_range.
+    field_checkin_radius_m: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 200
+    # Photos (app/media/): the largest upload accepted (413 beyond), and where they are kept.
+    # "local" is the only store so far (a directory; unset: $VAR_DIR/media).
+    media_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
+    media_store: Literal["local"] = "local"
+    media_dir: str | None = None
+
     # The office console's build (console/dist, made by `make console`), served at /console;
     # unset: console/dist of this checkout.
     console_dist: str | None = None
@@ -172,6 +181,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def export_path(self) -> Path:
         return Path(self.export_dir).resolve() if self.export_dir else self.var_path / "exports"
+
+    @property
+    def media_path(self) -> Path:
+        return Path(self.media_dir).resolve() if self.media_dir else self.var_path / "media"
 
     def master_key_bytes(self) -> bytes:
         """The 32-byte master secret, from ``TRACECODE_MASTER_KEY`` or the key file."""

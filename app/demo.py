@@ -55,12 +55,24 @@ USERS: list[tuple[str, str, list[str], str]] = [
     ("agent_admin", "AGENT-ZJ", ["org_admin"], "Zhejiang agent administrator"),
     ("agent_clerk", "AGENT-ZJ", ["warehouse_clerk"], "Zhejiang agent warehouse clerk"),
     ("fieldrep", "AGENT-ZJ", ["field_rep"], "Zhejiang field representative"),
+    ("fieldrep2", "AGENT-ZJ", ["field_rep"], "Zhejiang field representative 2"),
+    ("fieldsup", "AGENT-ZJ", ["field_supervisor"], "Zhejiang field supervisor"),
+    ("gd_fieldrep", "AGENT-GD", ["field_rep"], "Guangdong field representative"),
     ("gd_admin", "AGENT-GD", ["org_admin"], "Guangdong agent administrator"),
     ("store_clerk", "STORE-HZ-01", ["store_clerk"], "Hangzhou store clerk"),
     ("store_manager", "STORE-HZ-01", ["org_admin"], "Hangzhou store manager"),
     ("gz_clerk", "STORE-GZ-01", ["store_clerk"], "Guangzhou store clerk"),
     ("finance", "BRAND-LUMI", ["finance"], "Finance (store rebate statements)"),
 ]
+
+# Field force (app/field/): who supervises which rep, and where the stores are (WGS 84).
+SUPERVISORS = {"fieldrep": "fieldsup", "fieldrep2": "fieldsup"}
+STORE_POSITIONS = {
+    "STORE-HZ-01": (30.2590, 120.1550),
+    "STORE-NB-01": (29.8700, 121.5530),
+    "STORE-GZ-01": (23.1322, 113.3270),
+    "STORE-SZ-01": (22.5410, 114.0550),
+}
 
 CATEGORIES = [("护肤 Skincare", 1), ("彩妆 Makeup", 2)]
 
@@ -115,6 +127,7 @@ async def load_demo(conn: Conn) -> dict[str, int]:
                     display_name=display,
                 ),
             )
+    await _field_setup(conn, org_ids)
     admin = await _system_brand_admin(conn, org_ids["BRAND-LUMI"])
     categories: dict[str, int] = {}
     for name, order in CATEGORIES:
@@ -146,6 +159,21 @@ async def load_demo(conn: Conn) -> dict[str, int]:
                 ),
             )
     return org_ids
+
+
+async def _field_setup(conn: Conn, org_ids: dict[str, int]) -> None:
+    """The demo reps' supervisor and the demo stores' positions, where none is set yet."""
+    for rep, boss in SUPERVISORS.items():
+        await conn.execute(
+            "UPDATE users SET supervisor_id = (SELECT id FROM users WHERE username = %s) "
+            "WHERE username = %s AND supervisor_id IS NULL",
+            (boss, rep),
+        )
+    for erp, (lat, lng) in STORE_POSITIONS.items():
+        await conn.execute(
+            "UPDATE orgs SET latitude = %s, longitude = %s WHERE id = %s AND latitude IS NULL",
+            (lat, lng, org_ids[erp]),
+        )
 
 
 # The demo's unit batch: issued once (a batch is one row, whatever its size); units are activated

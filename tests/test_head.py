@@ -100,6 +100,10 @@ async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, A
         "campaign_id": await _first_id(client, admin, "/sms/campaigns"),
         # rebates (issue 16): none yet, so GET and HEAD both answer 404
         "statement_id": 1,
+        # field force (issue 18): a store's nameplate (JSON, PNG, PDF); no plan or photo yet
+        "store_id": demo["STORE-HZ-01"],
+        "plan_id": 1,
+        "photo_id": "00000000-0000-4000-8000-000000000000",
     }
 
 

@@ -21,7 +21,11 @@ PERMISSIONS: dict[str, str] = {
     "logistics.approve": "approve exception outbound",
     "orders.write": "create and import orders",
     "inspect.scan": "inspect goods on store shelves",
-    "field.visit": "plan and record store visits",
+    "field.visit": "plan and record store visits: own visit plans, check-ins, reviews, photos",
+    "field.supervise": "approve or return the visit plans of the reps one supervises; see their "
+    "check-ins, reviews and photos",
+    "field.read": "read and export every field rep's plans, check-ins and reviews (subtree)",
+    "field.nameplates": "print stores' nameplates (signed QR codes) and set stores' positions",
     "sales.claim": "claim sales rebates",
     "reports.read": "read reports and analytics",
     "alerts.read": "read and acknowledge alerts",
@@ -69,6 +73,10 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "approver": ("approves exception outbound", [*_READ, "logistics.approve"]),
     "inspector": ("inspects store shelves for diversion", [*_READ, "inspect.scan"]),
     "field_rep": ("visits stores", [*_READ, "field.visit"]),
+    "field_supervisor": (
+        "approves field reps' visit plans and follows their visits; prints store nameplates",
+        [*_READ, "field.visit", "field.supervise", "field.nameplates"],
+    ),
     "store_clerk": (
         "sells, claims rebates, hands out members' gifts",
         [
