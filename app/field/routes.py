@@ -22,10 +22,10 @@ from app.field.schemas import (
     PlanEditIn,
     PlanIn,
     PlanOut,
+    PlanReturnIn,
     PlanStatus,
     PositionIn,
     PositionOut,
-    ReturnIn,
     ReviewIn,
     ReviewOut,
     StoreScoreOut,
@@ -97,7 +97,7 @@ class PlanController(Controller):
 
     @post("/{plan_id:int}/return", status_code=200)
     async def return_plan(
-        self, plan_id: int, data: ReturnIn, conn: Conn, principal: Principal
+        self, plan_id: int, data: PlanReturnIn, conn: Conn, principal: Principal
     ) -> PlanOut:
         """submitted → returned with a reason (the rep's supervisor)."""
         return await plans.transition(conn, principal, plan_id, "return", data.reason)

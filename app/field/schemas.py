@@ -51,7 +51,7 @@ class PlanEditIn(_In, kw_only=True):
     items: Annotated[list[PlanItemIn], msgspec.Meta(max_length=500)] = []
 
 
-class ReturnIn(_In, kw_only=True):
+class PlanReturnIn(_In, kw_only=True):
     reason: Reason
 
 
