@@ -35,10 +35,13 @@ browser:
 wrk:
 	$(call apt,/usr/bin/wrk,wrk)
 
-# The office console (console/, served at /console): `npm ci` when node_modules is missing or
-# package-lock.json changed, `vite build` into console/dist when a console source changed.
-CONSOLE_SOURCES := $(shell find console/src -type f 2>/dev/null) \
-  $(wildcard console/index.html console/vite.config.ts console/tsconfig.json console/package.json)
+# The office console (console/, served at /console) and the staff mobile app (its second entry,
+# console/mobile + src/mobile, served at /m): `npm ci` when node_modules is missing or
+# package-lock.json changed, `vite build` of both into console/dist and console/dist/m when a
+# source changed.
+CONSOLE_SOURCES := $(shell find console/src console/mobile -type f 2>/dev/null) \
+  $(wildcard console/index.html console/vite.config.ts console/vite.mobile.config.ts \
+  console/tsconfig.json console/package.json)
 CONSOLE_DEPS := console/node_modules/.installed-stamp
 CONSOLE_BUILD := console/dist/.built-stamp
 NPM := @command -v npm >/dev/null || { echo "make console: npm is not on PATH; install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)"; exit 1; }
@@ -52,7 +55,8 @@ $(CONSOLE_DEPS): console/package-lock.json
 
 $(CONSOLE_BUILD): $(CONSOLE_DEPS) $(CONSOLE_SOURCES)
 	$(NPM)
-	cd console && npm run build --silent -- --logLevel warn
+	cd console && npm run build:console --silent -- --logLevel warn
+	cd console && npm run build:m --silent -- --logLevel warn
 	@touch $@
 
 run: setup console

@@ -1,14 +1,15 @@
 """The public web face: the GS1 Digital Link resolver (``/01/…``, ``/00/…``, its description)
 and the consumer H5 pages (``/c/{serial}``, its PIN form, ``/p/{gtin}``, the member pages under
-``/member``), the store clerk's rebate pages under ``/clerk`` and the office console's built files
-under ``/console`` (``app.web.console``).
+``/member``), the store clerk's rebate pages under ``/clerk``, the office console's built files
+under ``/console`` (``app.web.console``) and the staff mobile app's under ``/m``
+(``app.web.mobile``).
 
 ``router`` is the domain's whole HTTP face; ``app.main`` mounts it.
 """
 
 from litestar import Router
 
-from app.web import clerk_pages, console, member_pages
+from app.web import clerk_pages, console, member_pages, mobile
 from app.web.pages import pin_page, product_page, scan_page
 from app.web.resolver import resolve, resolver_description
 
@@ -23,5 +24,6 @@ router = Router(
         *member_pages.route_handlers,
         *clerk_pages.route_handlers,
         *console.route_handlers,
+        *mobile.route_handlers,
     ],
 )

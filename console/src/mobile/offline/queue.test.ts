@@ -1,0 +1,106 @@
+import 'fake-indexeddb/auto'
+import { IDBFactory } from 'fake-indexeddb'
+import { describe, expect, it } from 'vitest'
+
+import { clientId, OfflineQueue, retryable, type Outcome, type QueuedAction } from './queue'
+
+function fresh(): OfflineQueue {
+  return new OfflineQueue('test', new IDBFactory())
+}
+
+function answer(actions: QueuedAction[], status: number, body: unknown = {}): Outcome[] {
+  return actions.map((action) => ({ action, ok: status < 300, status, body }))
+}
+
+describe('OfflineQueue', () => {
+  it('keeps actions in IndexedDB oldest first, each with its own client id', async () => {
+    const q = fresh()
+    const a = await q.add({ kind: 'inspection', user: 1, body: { code: 'A' }, label: 'A' })
+    const b = await q.add({ kind: 'inspection', user: 1, body: { code: 'B' }, label: 'B' })
+    await q.add({ kind: 'inspection', user: 2, body: { code: 'C' }, label: 'C' })
+    expect(a.id).not.toBe(b.id)
+    expect(a.id).toMatch(/^m-[0-9a-f]{32}$/)
+    expect((await q.all(1)).map((x) => x.label)).toEqual(['A', 'B'])
+    expect(await q.count()).toBe(3)
+  })
+
+  it('sends a document’s codes in one request and inspections one by one', async () => {
+    const q = fresh()
+    for (const code of ['S1', 'S2', 'S3']) {
+      await q.add({ kind: 'doc_codes', user: 1, target: 7, body: { code }, label: code })
+    }
+    await q.add({ kind: 'doc_codes', user: 1, target: 8, body: { code: 'S4' }, label: 'S4' })
+    await q.add({ kind: 'inspection', user: 1, body: { code: 'U1' }, label: 'U1' })
+    await q.add({ kind: 'inspection', user: 1, body: { code: 'U2' }, label: 'U2' })
+    const calls: string[][] = []
+    const outcomes = await q.flush(1, async (group) => {
+      calls.push(group.map((a) => a.label))
+      return answer(group, 200)
+    })
+    expect(calls.map((c) => c.join(',')).sort()).toEqual(['S1,S2,S3', 'S4', 'U1', 'U2'])
+    expect(outcomes).toHaveLength(6)
+    expect(await q.count()).toBe(0)
+  })
+
+  it('keeps everything pending while offline and sends it once when the network returns', async () => {
+    const q = fresh()
+    const queued = []
+    for (let i = 0; i < 5; i++) {
+      queued.push(await q.add({ kind: 'inspection', user: 1, body: { code: `U${i}` }, label: `U${i}` }))
+    }
+    const offline = await q.flush(1, async () => {
+      throw new TypeError('Failed to fetch')
+    })
+    expect(offline).toEqual([])
+    const pending = await q.all(1)
+    expect(pending.map((a) => a.id).sort()).toEqual(queued.map((a) => a.id).sort())
+    expect(pending.filter((a) => a.attempts === 1).length).toBeGreaterThan(0)
+    expect(pending.some((a) => a.error === 'Failed to fetch')).toBe(true)
+
+    const sent = new Map<string, number>()
+    const online = async (group: QueuedAction[]) => {
+      for (const a of group) sent.set(a.id, (sent.get(a.id) ?? 0) + 1)
+      return answer(group, 201)
+    }
+    // two flushes at once (the online event and a new scan) share one pass over the queue
+    const [first, second] = await Promise.all([q.flush(1, online), q.flush(1, online)])
+    expect(first).toBe(second)
+    expect(first).toHaveLength(5)
+    expect([...sent.keys()].sort()).toEqual(queued.map((a) => a.id).sort())
+    expect([...sent.values()].every((n) => n === 1)).toBe(true)
+    expect(await q.count(1)).toBe(0)
+    expect(await q.flush(1, online)).toEqual([])
+  })
+
+  it('keeps an action the server could not take (401, 429, 5xx) and drops a refused one', () => {
+    expect([0, 401, 408, 429, 500, 503].every(retryable)).toBe(true)
+    expect([200, 201, 400, 403, 404, 409, 422].some(retryable)).toBe(false)
+  })
+
+  it('drops a refused action (4xx) with its outcome but keeps a 5xx or 429 for later', async () => {
+    const q = fresh()
+    await q.add({ kind: 'claim', user: 1, body: { serial: 'X' }, label: 'refused' })
+    await q.add({ kind: 'claim', user: 1, body: { serial: 'Y' }, label: 'busy' })
+    const outcomes = await q.flush(
+      1,
+      async (group) => answer(group, group[0]!.label === 'refused' ? 422 : 503),
+      1,
+    )
+    expect(outcomes.map((o) => [o.action.label, o.status])).toEqual([['refused', 422]])
+    const left = await q.all(1)
+    expect(left.map((a) => [a.label, a.attempts, a.error])).toEqual([['busy', 1, '503']])
+  })
+
+  it('sends only the signed-in user’s actions', async () => {
+    const q = fresh()
+    await q.add({ kind: 'inspection', user: 1, body: {}, label: 'mine' })
+    await q.add({ kind: 'inspection', user: 2, body: {}, label: 'theirs' })
+    const outcomes = await q.flush(1, async (group) => answer(group, 201))
+    expect(outcomes.map((o) => o.action.label)).toEqual(['mine'])
+    expect((await q.all()).map((a) => a.label)).toEqual(['theirs'])
+  })
+
+  it('makes printable client ids the API accepts', () => {
+    for (let i = 0; i < 50; i++) expect(clientId()).toMatch(/^[\x21-\x7e]{1,64}$/)
+  })
+})

@@ -1,0 +1,188 @@
+// The offline queue: every scan or action the app sends goes through it. It is written to
+// IndexedDB first (with a client id of its own), then sent: at once when online, in bulk when the
+// network returns. The server's idempotency makes a re-send safe: inspections and rebate claims
+// answer the first result for the same client_id; a code scanned into a document twice is a
+// `duplicate`, never a second unit. An action leaves the queue when the server has answered it
+// (2xx, or a refusal that a re-send would only repeat); network errors, 5xx, 408, 429 and 401
+// (signed out: it goes once the user signs in again) keep it pending for the next flush.
+
+export type ActionKind = 'inspection' | 'doc_codes' | 'sale' | 'claim'
+
+export interface QueuedAction {
+  /** the client id, sent to the server where the endpoint takes one */
+  id: string
+  kind: ActionKind
+  /** the signed-in user who queued it (another user's actions are not sent with your token) */
+  user: number
+  /** the document's id, for doc_codes */
+  target?: number
+  body: Record<string, unknown>
+  /** what the list of pending actions shows */
+  label: string
+  created: number
+  /** the order of actions queued in the same millisecond */
+  n: number
+  attempts: number
+  error?: string
+}
+
+export interface Outcome {
+  action: QueuedAction
+  ok: boolean
+  status: number
+  body: unknown
+}
+
+/** Send a group of actions (one kind, one target); one outcome per action, or throw to retry. */
+export type Sender = (actions: QueuedAction[]) => Promise<Outcome[]>
+
+/** An answer that a re-send could change: keep the action pending. */
+export function retryable(status: number): boolean {
+  return status === 0 || status === 401 || status === 408 || status === 429 || status >= 500
+}
+
+const DB_NAME = 'tracecode-m'
+const STORE = 'queue'
+
+function request<T>(req: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result)
+    req.onerror = () => reject(req.error)
+  })
+}
+
+function done(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve()
+    tx.onerror = () => reject(tx.error)
+    tx.onabort = () => reject(tx.error)
+  })
+}
+
+/** A client id: random, printable, ≤ 64 characters (the API's ClientId). */
+export function clientId(): string {
+  const bytes = new Uint8Array(16)
+  globalThis.crypto.getRandomValues(bytes)
+  return 'm-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
+}
+
+let counter = 0
+
+export class OfflineQueue {
+  private db: Promise<IDBDatabase>
+  private flushing: Promise<Outcome[]> | null = null
+  private again = false
+
+  constructor(name = DB_NAME, factory: IDBFactory = globalThis.indexedDB) {
+    const open = factory.open(name, 1)
+    open.onupgradeneeded = () => {
+      const store = open.result.createObjectStore(STORE, { keyPath: 'id' })
+      store.createIndex('order', ['created', 'n'])
+    }
+    this.db = request(open)
+  }
+
+  /** Queue an action (written before anything is sent); returns it with its client id. */
+  async add(
+    action: Omit<QueuedAction, 'id' | 'created' | 'n' | 'attempts'> & { id?: string },
+  ): Promise<QueuedAction> {
+    const full: QueuedAction = { id: clientId(), created: Date.now(), n: ++counter, attempts: 0, ...action }
+    await this.put([full])
+    return full
+  }
+
+  async put(actions: QueuedAction[]): Promise<void> {
+    const tx = (await this.db).transaction(STORE, 'readwrite')
+    const store = tx.objectStore(STORE)
+    for (const action of actions) store.put(action)
+    await done(tx)
+  }
+
+  async remove(ids: string[]): Promise<void> {
+    const tx = (await this.db).transaction(STORE, 'readwrite')
+    const store = tx.objectStore(STORE)
+    for (const id of ids) store.delete(id)
+    await done(tx)
+  }
+
+  /** The queued actions, oldest first (of one user when given). */
+  async all(user?: number): Promise<QueuedAction[]> {
+    const tx = (await this.db).transaction(STORE, 'readonly')
+    const rows = await request(tx.objectStore(STORE).index('order').getAll())
+    const mine = user === undefined ? rows : rows.filter((a: QueuedAction) => a.user === user)
+    return mine as QueuedAction[]
+  }
+
+  async count(user?: number): Promise<number> {
+    return (await this.all(user)).length
+  }
+
+  /**
+   * Send the user's queued actions, grouped by kind and target (a document's codes go in one
+   * request), a few groups at a time. Concurrent calls share one flush; a call during a flush makes
+   * it run once more for what was queued meanwhile. Returns the outcomes of this flush.
+   */
+  flush(user: number, send: Sender, concurrency = 4): Promise<Outcome[]> {
+    if (this.flushing) {
+      this.again = true
+      return this.flushing
+    }
+    this.flushing = (async () => {
+      const outcomes: Outcome[] = []
+      do {
+        this.again = false
+        const pending = await this.all(user)
+        if (pending.length === 0) break
+        const sent = await this.sendAll(pending, send, concurrency)
+        outcomes.push(...sent.outcomes)
+        if (sent.stalled) break // offline or the server is down: try on the next flush
+      } while (this.again)
+      return outcomes
+    })().finally(() => {
+      this.flushing = null
+    })
+    return this.flushing
+  }
+
+  private async sendAll(
+    pending: QueuedAction[],
+    send: Sender,
+    concurrency: number,
+  ): Promise<{ outcomes: Outcome[]; stalled: boolean }> {
+    const groups = new Map<string, QueuedAction[]>()
+    for (const action of pending) {
+      const key = action.kind === 'doc_codes' ? `doc:${action.target}` : action.id
+      groups.set(key, [...(groups.get(key) ?? []), action])
+    }
+    const queue = [...groups.values()]
+    const outcomes: Outcome[] = []
+    let stalled = false
+    const worker = async (): Promise<void> => {
+      while (!stalled) {
+        const group = queue.shift()
+        if (!group) return
+        let results: Outcome[]
+        try {
+          results = await send(group)
+        } catch (error) {
+          stalled = true
+          const message = error instanceof Error ? error.message : String(error)
+          await this.put(group.map((a) => ({ ...a, attempts: a.attempts + 1, error: message })))
+          return
+        }
+        const finished = results.filter((r) => !retryable(r.status))
+        const kept = results.filter((r) => retryable(r.status))
+        await this.remove(finished.map((r) => r.action.id))
+        if (kept.length) {
+          stalled = true
+          await this.put(
+            kept.map((r) => ({ ...r.action, attempts: r.action.attempts + 1, error: `${r.status}` })),
+          )
+        }
+        outcomes.push(...finished)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker))
+    return { outcomes, stalled }
+  }
+}

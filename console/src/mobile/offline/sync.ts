@@ -1,0 +1,150 @@
+// The app's one queue and the way its actions reach the API. Every scan is queued (IndexedDB,
+// client id) and then sent; online, at once, and the page gets the answer; offline (or on a
+// network error), it waits, shown as pending, and the whole queue goes out in bulk when the
+// browser says it is online again (and every 30 s while anything is pending).
+import { reactive } from 'vue'
+
+import { OfflineQueue, type ActionKind, type Outcome, type QueuedAction } from './queue'
+import { request } from '../api'
+
+export const state = reactive({
+  online: typeof navigator === 'undefined' ? true : navigator.onLine,
+  pending: 0,
+  syncing: false,
+  recent: [] as Outcome[],
+})
+
+let queue: OfflineQueue | null = null
+let user: number | null = null
+const waiting = new Map<string, (outcome: Outcome | null) => void>()
+
+function theQueue(): OfflineQueue {
+  queue ??= new OfflineQueue()
+  return queue
+}
+
+async function answerOf(response: Response): Promise<unknown> {
+  try {
+    return await response.json()
+  } catch {
+    return null
+  }
+}
+
+/** POST a group of queued actions; a network failure throws (the group stays queued). */
+export async function send(group: QueuedAction[]): Promise<Outcome[]> {
+  const first = group[0]!
+  if (first.kind === 'doc_codes') {
+    const codes = group.map((a) => String(a.body.code))
+    const response = await request('POST', `/documents/${first.target}/codes`, { codes })
+    const body = await answerOf(response)
+    const items = (body as { items?: { code: string }[] } | null)?.items ?? []
+    return group.map((action, i) => ({
+      action,
+      ok: response.ok,
+      status: response.status,
+      body: response.ok ? (items[i] ?? items.find((it) => it.code === action.body.code)) : body,
+    }))
+  }
+  const path = { inspection: '/inspections', sale: '/sales', claim: '/rebates/claims' }[
+    first.kind as Exclude<ActionKind, 'doc_codes'>
+  ]
+  const withId = first.kind === 'sale' ? first.body : { ...first.body, client_id: first.id }
+  const response = await request('POST', path, withId)
+  return [{ action: first, ok: response.ok, status: response.status, body: await answerOf(response) }]
+}
+
+async function refreshCount(): Promise<void> {
+  state.pending = user === null ? 0 : await theQueue().count(user)
+}
+
+let current: Promise<Outcome[]> | null = null
+let rerun = false
+
+/** Send what is queued (now); resolves when this pass is over. A call during a pass joins it
+ * (and makes it look once more for what was queued meanwhile). */
+export function flush(): Promise<Outcome[]> {
+  if (user === null) return Promise.resolve([])
+  if (current) {
+    rerun = true
+    return current
+  }
+  current = pass(user).finally(() => {
+    current = null
+  })
+  return current
+}
+
+async function pass(user: number): Promise<Outcome[]> {
+  state.syncing = true
+  try {
+    const outcomes: Outcome[] = []
+    do {
+      rerun = false
+      const got = await theQueue().flush(user, send)
+      for (const outcome of got) {
+        waiting.get(outcome.action.id)?.(outcome)
+        waiting.delete(outcome.action.id)
+      }
+      outcomes.push(...got)
+    } while (rerun)
+    if (outcomes.length) state.recent = [...outcomes.reverse(), ...state.recent].slice(0, 50)
+    return outcomes
+  } finally {
+    state.syncing = false
+    await refreshCount()
+  }
+}
+
+/**
+ * Queue an action and, online, send it: resolves with its outcome once the server answered, or
+ * null when it stays queued (offline, server unreachable).
+ */
+export async function enqueue(
+  kind: ActionKind,
+  body: Record<string, unknown>,
+  label: string,
+  target?: number,
+): Promise<{ action: QueuedAction; outcome: Outcome | null }> {
+  if (user === null) throw new Error('not signed in')
+  const action = await theQueue().add({ kind, body, label, user, target })
+  await refreshCount()
+  if (!state.online) return { action, outcome: null }
+  const answered = new Promise<Outcome | null>((resolve) => waiting.set(action.id, resolve))
+  await flush()
+  if (waiting.has(action.id)) {
+    // still queued: the send failed; a later flush answers nobody
+    waiting.delete(action.id)
+    return { action, outcome: null }
+  }
+  return { action, outcome: await answered }
+}
+
+export function pendingActions(): Promise<QueuedAction[]> {
+  return user === null ? Promise.resolve([]) : theQueue().all(user)
+}
+
+let timer: ReturnType<typeof setInterval> | null = null
+
+/** Start syncing for the signed-in user (call after sign-in and at start). */
+export function startSync(userId: number): void {
+  user = userId
+  void refreshCount().then(() => (state.online && state.pending ? flush() : undefined))
+  if (timer !== null) return
+  window.addEventListener('online', () => {
+    state.online = true
+    void flush()
+  })
+  window.addEventListener('offline', () => {
+    state.online = false
+  })
+  timer = setInterval(() => {
+    if (state.pending > 0 && state.online) void flush()
+  }, 30_000)
+}
+
+export function stopSync(): void {
+  user = null
+  state.pending = 0
+  state.recent = []
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest'
+
+import { gs1CheckDigit, parseScan, validGs1 } from './parse'
+
+// 00 + 0 + company 0614141 + serial ref 123456789 + check digit 2: the GS1 General
+// Specifications' example SSCC (check digit computed by the mod-10 rule).
+const SSCC = '106141411234567897'
+
+describe('GS1 check digits', () => {
+  it('computes the mod-10 digit of a GTIN and an SSCC', () => {
+    expect(gs1CheckDigit('0950110153000')).toBe(3) // GTIN-14 09501101530003
+    expect(validGs1('09501101530003')).toBe(true)
+    expect(validGs1('09501101530004')).toBe(false)
+    expect(validGs1(SSCC)).toBe(true)
+    expect(validGs1('12345')).toBe(false)
+  })
+})
+
+describe('parseScan', () => {
+  it('reads a GS1 Digital Link URL: GTIN, lot and serial; sends the whole content', () => {
+    const url = 'https://id.example.com/01/09501101530003/10/L2026A/21/AB12CD34EF?17=270101'
+    const read = parseScan(url)
+    expect(read).toMatchObject({ kind: 'unit', gtin: '09501101530003', lot: 'L2026A' })
+    expect(read.serial).toBe('AB12CD34EF')
+    expect(read.code).toBe(url)
+  })
+
+  it('refuses a Digital Link whose GTIN check digit is wrong', () => {
+    const read = parseScan('https://id.example.com/01/09501101530004/21/AB12')
+    expect(read.kind).toBe('invalid')
+    expect(read.reason).toBe('bad_check_digit')
+  })
+
+  it('reads the verification URL …/c/{serial} and a bare serial', () => {
+    expect(parseScan('https://t.example.cn/c/K7P2M9Q4X8R3')).toMatchObject({
+      kind: 'unit',
+      serial: 'K7P2M9Q4X8R3',
+    })
+    expect(parseScan('  K7P2M9Q4X8R3\n')).toMatchObject({
+      kind: 'unit',
+      code: 'K7P2M9Q4X8R3',
+      serial: 'K7P2M9Q4X8R3',
+    })
+  })
+
+  it('reads an SSCC in every written form, the 18 digits being what is sent', () => {
+    for (const text of [
+      SSCC,
+      `00${SSCC}`,
+      `(00)${SSCC}`,
+      `(00) ${SSCC}`,
+      `]C100${SSCC}`,
+      `]C100${SSCC}\x1d02095011015300033712`,
+      `https://id.example.com/00/${SSCC}`,
+    ]) {
+      const read = parseScan(text)
+      expect(read.kind, text).toBe('case')
+      expect(read.code, text).toBe(SSCC)
+      expect(read.sscc, text).toBe(SSCC)
+    }
+  })
+
+  it('refuses an SSCC with a wrong check digit', () => {
+    const read = parseScan(`(00)${SSCC.slice(0, 17)}0`)
+    expect(read).toMatchObject({ kind: 'invalid', reason: 'bad_check_digit' })
+  })
+
+  it('reads a store nameplate by URL or prefix', () => {
+    expect(parseScan('https://t.example.cn/n/SH-0001')).toMatchObject({
+      kind: 'store',
+      store: 'SH-0001',
+    })
+    expect(parseScan('STORE:GZ-STORE-7')).toMatchObject({ kind: 'store', store: 'GZ-STORE-7' })
+  })
+
+  it('refuses empty, over-long and spaced text', () => {
+    expect(parseScan('   ').reason).toBe('empty')
+    expect(parseScan('x'.repeat(513)).reason).toBe('too_long')
+    expect(parseScan('two words').kind).toBe('invalid')
+    expect(parseScan('https://example.com/about').kind).toBe('invalid')
+  })
+})

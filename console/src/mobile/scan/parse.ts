@@ -1,0 +1,112 @@
+// What a scan read, as the app shows it before (or without) asking the server: a unit (a bare
+// serial, a …/c/{serial} URL or a GS1 Digital Link …/01/{GTIN}/…/21/{serial}), a case (an SSCC
+// as 18 digits, 00…, (00)…, a GS1-128 element string with FNC1 or a symbology prefix, or a
+// Digital Link …/00/{SSCC}), or a store nameplate. The server parses again (app/codes/scheme.py
+// serial_from_scan, sscc_from_scan); `code` is what the app sends it.
+
+export type ScanKind = 'unit' | 'case' | 'store' | 'invalid'
+
+export interface ParsedScan {
+  kind: ScanKind
+  /** what to send to the API: the whole content for a unit, the 18 digits for a case */
+  code: string
+  raw: string
+  serial?: string
+  gtin?: string
+  lot?: string
+  sscc?: string
+  /** a nameplate's store code (ERP code) or its signed token */
+  store?: string
+  /** why it is invalid (empty, bad_check_digit, too_long) */
+  reason?: string
+}
+
+const MAX_CODE = 512
+
+/** The GS1 mod-10 check digit of the digits before it (GTIN-8/12/13/14, SSCC). */
+export function gs1CheckDigit(body: string): number {
+  let sum = 0
+  for (let i = 0; i < body.length; i++) {
+    const digit = body.charCodeAt(body.length - 1 - i) - 48
+    sum += digit * (i % 2 === 0 ? 3 : 1)
+  }
+  return (10 - (sum % 10)) % 10
+}
+
+/** Is this 8–18 digit string's last digit its GS1 check digit? */
+export function validGs1(digits: string): boolean {
+  if (!/^\d{8,18}$/.test(digits)) return false
+  return gs1CheckDigit(digits.slice(0, -1)) === Number(digits.slice(-1))
+}
+
+/** Symbology identifiers (]C1 GS1-128, ]Q3 QR, ]d2 DataMatrix…) and FNC1 (GS, \x1d) removed. */
+function clean(text: string): string {
+  return text
+    .trim()
+    .replace(/^\][A-Za-z][0-9A-Za-z]/, '')
+    .replace(/^\x1d/, '')
+}
+
+function pathOf(text: string): string | null {
+  if (/^https?:\/\//i.test(text)) {
+    try {
+      return new URL(text).pathname
+    } catch {
+      return null
+    }
+  }
+  return text.startsWith('/') ? text : null
+}
+
+/** A nameplate: …/n/{code}, …/nameplate/{code}, …/store/{code} or STORE:{code}. */
+function nameplate(text: string, path: string | null): string | null {
+  const prefixed = /^STORE:([!-~]{1,512})$/i.exec(text)
+  if (prefixed?.[1]) return prefixed[1]
+  if (!path) return null
+  const match = /\/(?:n|nameplate|store|stores)\/([^/?#]+)\/?$/.exec(path)
+  return match?.[1] ? decodeURIComponent(match[1]) : null
+}
+
+function caseOf(raw: string, sscc: string): ParsedScan {
+  return validGs1(sscc)
+    ? { kind: 'case', code: sscc, raw, sscc }
+    : { kind: 'invalid', code: sscc, raw, sscc, reason: 'bad_check_digit' }
+}
+
+/** Parse one scan (camera, keyboard wedge or typed). */
+export function parseScan(input: string): ParsedScan {
+  const raw = input
+  const text = clean(input)
+  if (!text) return { kind: 'invalid', code: '', raw, reason: 'empty' }
+  if (text.length > MAX_CODE) return { kind: 'invalid', code: text, raw, reason: 'too_long' }
+  const path = pathOf(text)
+  const store = nameplate(text, path)
+  if (store) return { kind: 'store', code: text, raw, store }
+  if (path) {
+    const parts = path.split('/').filter(Boolean)
+    const sscc = parts.indexOf('00')
+    if (sscc >= 0 && /^\d{18}$/.test(parts[sscc + 1] ?? '')) return caseOf(raw, parts[sscc + 1]!)
+    const out: ParsedScan = { kind: 'unit', code: text, raw }
+    for (let i = 0; i < parts.length - 1; i++) {
+      const key = parts[i]!.toLowerCase()
+      const value = decodeURIComponent(parts[i + 1]!)
+      if (key === '01' && /^\d{14}$/.test(value)) out.gtin = value
+      else if (key === '10') out.lot = value
+      else if (key === '21' || key === 'c') out.serial = value
+    }
+    if (out.gtin && !validGs1(out.gtin)) return { ...out, kind: 'invalid', reason: 'bad_check_digit' }
+    if (out.serial) return out
+    return { kind: 'invalid', code: text, raw, reason: 'not_a_code' }
+  }
+  // element strings: (00)SSCC…, 00SSCC (GS1-128, maybe more AIs after it), a bare SSCC
+  const compact = text.replace(/[\s\x1d]/g, '')
+  const gs1 = /^\][Cc]1/.test(raw.trim()) || raw.includes('\x1d')
+  const bracketed = /^\(00\)(\d{18})/.exec(compact)
+  if (bracketed?.[1]) return caseOf(raw, bracketed[1])
+  if (/^\d{18}$/.test(compact)) return caseOf(raw, compact)
+  if (/^00\d{18}/.test(compact) && (compact.length === 20 || gs1)) {
+    return caseOf(raw, compact.slice(2, 20))
+  }
+  if (/\s/.test(text)) return { kind: 'invalid', code: text, raw, reason: 'not_a_code' }
+  return { kind: 'unit', code: text, raw, serial: text }
+}
