@@ -15,6 +15,15 @@ committed while a claim is in flight holds too. A claim the round did not insert
 explained: the same client id again (a replay, answered as the first time), a frozen member, a
 client id used for another code, a code already claimed, another brand's code, no points.
 
+Sales (issue 17). A member's claim is a sale when nothing recorded one yet: a credited claim of
+a unit not yet sold that a store holds (or an agent or a distributor, the retail channel) sells
+it there in the round's statement, as a rebate claim does (``_CREDIT`` below); the unit_state
+trigger of migration 0022 then queues the sale for the analytics roll-up. A unit sold before
+(the till, a rebate claim) is not sold again and the till refuses a unit a claim has sold, so a
+unit is one sale whichever comes first. A unit at the brand, a factory, a warehouse or a branch,
+or in transit, is not sold by a claim (it never reached the channel); ``point_claims
+.sale_event_id`` names the sale a claim recorded.
+
 Ledger. ``points_ledger`` is append-only (a trigger refuses UPDATE and DELETE); kinds claim,
 redemption, refund, expiry and adjustment (with a reason). ``point_balances`` caches each
 member's sum in the same transaction as every ledger row and can never go negative (a CHECK);
@@ -319,15 +328,32 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 # order) and one ``claiming`` ObjectEvent per credited unit with its code row, the event
 # ``app.events.builders.observe`` makes (OBSERVE, no disposition, details member_id, claim_id,
 # points, product_id, agent_id; claim times are UTC, so the offset is +00:00). Event ids come
-# from the events' sequence; ``_partitions`` keeps the partitions ahead of them as
+# from the events' sequence; ``partitions`` keeps the partitions ahead of them as
 # ``allocate_ids`` does.
+#
+# The sale (issue 17: member claims count as sales, once). A credited claim of a unit not yet
+# sold that a store holds (or an agent or a distributor: the retail channel, which may sell to
+# consumers as ``POST /sales`` lets it) and that is not in transit sells the unit at that holder,
+# exactly as the rebate claims' ``_CREDIT`` (``app.rebates.claims``) and the ``sale`` movement of
+# ``app.logistics.movements`` do: status sold, disposition retail_sold (the ``sales_queue``
+# trigger of migration 0022 counts it), one ObjectEvent OBSERVE retail_selling per holder at the
+# holder (details ``member_claim``, recorded by no user), the units leave their cases (one
+# AggregationEvent DELETE unpacking per case) and the holder's stock delta per product and lot.
+# A unit held by the brand, a factory, a warehouse or a branch, or in transit, is NOT sold by a
+# claim: it never reached the sales channel (the verification already flags a unit never
+# shipped), it stays in that stock, and its sale is counted when a store sells it. A unit sold
+# before (at the till or by a rebate claim) is not sold again, and a store sale or rebate claim
+# after the member's claim finds it sold: one sale, whichever comes first. ``sellable`` locks
+# the units it sells (in code order) and re-reads their status under the lock, so a concurrent
+# till sale or rebate claim of the same unit sells it once; it sells only for a code never
+# claimed before, and ``sold`` only the units whose claim this round inserted.
 _CREDIT = """
 WITH r AS (
     SELECT * FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(brand)s::bigint[],
                          %(code)s::bigint[], %(client)s::text[], %(at)s::timestamptz[])
            AS r(ord, member_id, brand_id, code_id, client_id, at)
-), ok AS (
-    SELECT r.*, u.product_id, u.channel_org_id AS agent_id,
+), ok AS MATERIALIZED (
+    SELECT r.*, u.product_id, u.channel_org_id AS agent_id, u.status,
            coalesce(ra.points, rp.points) AS points, nextval('events_id_seq') AS event_id
     FROM r
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
@@ -337,14 +363,66 @@ WITH r AS (
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0
     ORDER BY r.ord
+), sellable AS MATERIALIZED (
+    SELECT ok.code_id, ok.brand_id, ok.at, u.holder_org_id AS seller_id, u.lot, u.parent_sscc
+    FROM ok
+    JOIN unit_state u ON u.code = ok.code_id AND u.status = 'active' AND u.transit_to IS NULL
+    JOIN orgs h ON h.id = u.holder_org_id AND h.kind IN ('store', 'agent', 'distributor')
+    WHERE ok.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM point_claims pc WHERE pc.code_id = ok.code_id)
+    ORDER BY u.code
+    FOR UPDATE OF u
+), sales AS MATERIALIZED (
+    SELECT seller_id, brand_id, nextval('events_id_seq') AS sale_event_id
+    FROM sellable GROUP BY seller_id, brand_id
 ), c AS (
     INSERT INTO point_claims (code_id, member_id, brand_id, product_id, agent_id, points,
-                              client_id, event_id, claimed_at)
-    SELECT code_id, member_id, brand_id, product_id, agent_id, points, client_id, event_id, at
-    FROM ok
+                              client_id, event_id, sale_event_id, claimed_at)
+    SELECT ok.code_id, ok.member_id, ok.brand_id, ok.product_id, ok.agent_id, ok.points,
+           ok.client_id, ok.event_id, s.sale_event_id, ok.at
+    FROM ok LEFT JOIN sellable v ON v.code_id = ok.code_id
+         LEFT JOIN sales s ON s.seller_id = v.seller_id AND s.brand_id = v.brand_id
+    ORDER BY ok.ord
     ON CONFLICT DO NOTHING
     RETURNING id, code_id, member_id, brand_id, product_id, agent_id, points, client_id,
-              event_id, claimed_at
+              event_id, sale_event_id, claimed_at
+), sold AS MATERIALIZED (
+    SELECT c.code_id, c.brand_id, c.product_id, c.sale_event_id, c.claimed_at AS at,
+           s.seller_id, s.lot, s.parent_sscc
+    FROM c JOIN sellable s USING (code_id) WHERE c.sale_event_id IS NOT NULL
+), loose AS MATERIALIZED (
+    SELECT parent_sscc, seller_id, brand_id, min(at) AS at, count(*) AS n,
+           nextval('events_id_seq') AS event_id
+    FROM sold WHERE parent_sscc IS NOT NULL GROUP BY parent_sscc, seller_id, brand_id
+), moved AS (
+    UPDATE unit_state t
+    SET status = 'sold', sold_at = s.at, disposition = 'retail_sold',
+        last_event_id = s.sale_event_id, updated_at = s.at, parent_sscc = NULL
+    FROM sold s WHERE t.code = s.code_id
+), sale_events AS (
+    INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step, disposition,
+                        event_time, tz_offset, biz_location, source_org, parent_kind,
+                        parent_code, child_count, recorded_by, details)
+    SELECT sale_event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE',
+           'retail_selling', 'retail_sold', min(at), '+00:00', seller_id, seller_id, NULL, NULL,
+           count(*), NULL::bigint, '{"member_claim": true}'::jsonb
+    FROM sold GROUP BY sale_event_id, brand_id, seller_id
+    UNION ALL
+    SELECT event_id, gen_random_uuid(), brand_id, 'AggregationEvent', 'DELETE', 'unpacking',
+           NULL, at, '+00:00', seller_id, NULL, 'c', parent_sscc, n, NULL, NULL
+    FROM loose
+), sale_codes AS (
+    INSERT INTO event_codes (code, kind, event_id)
+    SELECT code_id, 'u', sale_event_id FROM sold
+    UNION ALL
+    SELECT s.code_id, 'u', l.event_id
+    FROM sold s JOIN loose l USING (parent_sscc, seller_id, brand_id)
+    UNION ALL
+    SELECT parent_sscc, 'c', event_id FROM loose
+), deltas AS (
+    INSERT INTO stock_deltas (org_id, product_id, lot, on_hand, in_transit, event_id)
+    SELECT seller_id, product_id, lot, -count(*), 0, sale_event_id
+    FROM sold GROUP BY seller_id, product_id, lot, sale_event_id
 ), l AS (
     INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
     SELECT member_id, brand_id, 'claim', points, id, claimed_at FROM c
@@ -365,7 +443,8 @@ WITH r AS (
                                           updated_at = now()
     RETURNING member_id, balance
 )
-SELECT c.*, b.balance FROM c JOIN b USING (member_id)
+SELECT c.*, b.balance, (SELECT max(event_id) FROM loose) AS top_event_id
+FROM c JOIN b USING (member_id)
 """
 
 # Why claims were not credited: the member's status, the code's claim, the claim made under the
@@ -463,7 +542,10 @@ async def credit(conn: AsyncConnection[Any], group: list[Pending[ClaimOut]]) -> 
     }
     rows = await fetch(conn, _CREDIT, params)
     if rows:
-        await partitions(conn, max(row["event_id"] for row in rows))
+        await partitions(
+            conn,
+            max(max(r["event_id"], r["sale_event_id"] or 0, r["top_event_id"] or 0) for r in rows),
+        )
     by_code = {p.code: p for p in group}
     return {
         id(by_code[row["code_id"]]): _claim_out(row, by_code[row["code_id"]].serial) for row in rows

@@ -1,0 +1,166 @@
+"""Member point claims count as sales (issue 17, A1–A3: "sales come from the store sale events,
+member claims and rebate claims"), once per unit whichever comes first: a member's claim of a
+unit a store holds and has not sold sells it in the claim's statement (as the till and a rebate
+claim do); a store sale or a rebate claim after it records no second sale, nor does a member's
+claim after them. A unit at an agent is sold there; one still at the factory is not sold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from app.analytics.sales import recount
+from tests.helpers import assert_error
+from tests.points_support import claim_body, member_client, new_member, set_rule
+from tests.rebates_support import rebate_body, set_rebate, store_goods
+from tests.test_analytics_sales import STORES, auto, get, roll_all, shanghai
+from tests.test_rebate_claims import _sale_of, code_of, one
+
+__all__ = ["auto"]  # the fixture, used by name
+
+
+@pytest.fixture(scope="module")
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Case 0 (units 0-9) at STORE-HZ-01, case 1 (10-19) at AGENT-ZJ, case 2 (20-29) at the
+    factory; the product earns points and a rebate."""
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 5)
+    await set_rebate(client, admin, goods["product_id"], 1.5)
+    return goods
+
+
+async def member_claim(app: Any, demo: Any, serial: str) -> dict[str, Any]:
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+        )
+    assert made.status_code == 201, made.text
+    return made.json()  # type: ignore[no-any-return]
+
+
+async def rebate_claim(app: Any, clerk: dict[str, str], serial: str) -> dict[str, Any]:
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, serial)
+        )
+    assert made.status_code == 201, made.text
+    return made.json()  # type: ignore[no-any-return]
+
+
+async def sale_events(conn: Any, code: int) -> int:
+    row = await one(
+        conn,
+        """SELECT count(*) AS n FROM event_codes ec JOIN events e ON e.id = ec.event_id
+           WHERE ec.code = %s AND ec.kind = 'u' AND e.biz_step = 'retail_selling'""",
+        code,
+    )
+    return int(row["n"])
+
+
+async def claim_sale(conn: Any, code: int) -> int | None:
+    row = await one(conn, "SELECT sale_event_id FROM point_claims WHERE code_id = %s", code)
+    return row["sale_event_id"]  # type: ignore[no-any-return]
+
+
+async def test_a_member_claim_is_a_sale_counted_once_whichever_comes_first(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], conn: Any, auto: Any
+) -> None:
+    """Unit 0: the member's claim first (sold at the store, +1), then a till sale (refused: it
+    is sold) and a rebate claim (no second sale). Unit 1: the till first, the member after.
+    Unit 2: a rebate claim first, the member after. Three units, three sales in the roll-up."""
+    store, units = demo["STORE-HZ-01"], goods["units"]
+    clerk, manager = await login("store_clerk"), await login("store_manager")
+    await roll_all()
+    today = shanghai(datetime.now(UTC)).isoformat()
+
+    async def sold_here() -> int:
+        out = await get(client, manager, STORES, **{"from": today, "to": today})
+        return sum(i["units"] for i in out["items"] if i["store_id"] == store)
+
+    before = await sold_here()
+    first = await member_claim(app, demo, units[0])
+    code = code_of(app, units[0])
+    state = await one(
+        conn, "SELECT status, disposition, holder_org_id FROM unit_state WHERE code = %s", code
+    )
+    assert (state["status"], state["disposition"], state["holder_org_id"]) == (
+        "sold",
+        "retail_sold",
+        store,
+    )
+    sale_id = await claim_sale(conn, code)
+    assert sale_id is not None and await sale_events(conn, code) == 1
+    sale = await one(conn, "SELECT biz_location, details FROM events WHERE id = %s", sale_id)
+    assert sale["biz_location"] == store and sale["details"] == {"member_claim": True}
+    assert first["points"] == 5
+    assert await roll_all() >= 1
+    assert await sold_here() == before + 1
+    # later: the till refuses a sold unit, a rebate claim pays without a second sale
+    till = await client.post("/sales", headers=clerk, json={"codes": [units[0]]})
+    assert_error(till, 409, "not_held")
+    assert (await rebate_claim(app, clerk, units[0]))["sale_recorded"] is False
+    assert await sale_events(conn, code) == 1
+    # the till first, then the member: the claim records no sale
+    sold = await client.post("/sales", headers=clerk, json={"codes": [units[1]]})
+    assert sold.status_code == 201, sold.text
+    await member_claim(app, demo, units[1])
+    assert await claim_sale(conn, code_of(app, units[1])) is None
+    assert await sale_events(conn, code_of(app, units[1])) == 1
+    # a rebate claim first (it sells), then the member
+    assert (await rebate_claim(app, clerk, units[2]))["sale_recorded"] is True
+    await member_claim(app, demo, units[2])
+    assert await claim_sale(conn, code_of(app, units[2])) is None
+    assert await sale_events(conn, code_of(app, units[2])) == 1
+    await roll_all()
+    assert await sold_here() == before + 3
+    assert await recount(auto) == []
+
+
+async def test_a_member_claim_sells_as_the_till_does(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """Two units of the same delivered case, one sold by a member's claim, one at the till: the
+    same state, the same sale and unpacking events (but for who recorded them: a member is no
+    user), the same stock delta."""
+    clerk = await login("store_clerk")
+    by_claim, at_till = goods["units"][6], goods["units"][9]
+    await member_claim(app, demo, by_claim)
+    sold = await client.post("/sales", headers=clerk, json={"codes": [at_till]})
+    assert sold.status_code == 201, sold.text
+    claimed = await _sale_of(conn, code_of(app, by_claim))
+    tilled = await _sale_of(conn, code_of(app, at_till))
+    assert claimed["state"] == tilled["state"]
+    assert [e["biz_step"] for e in claimed["events"]] == ["retail_selling", "unpacking"]
+    drop = {"recorded"}  # the till's clerk recorded its events; a member's claim has no user
+    assert [{k: v for k, v in e.items() if k not in drop} for e in claimed["events"]] == [
+        {k: v for k, v in e.items() if k not in drop} for e in tilled["events"]
+    ]
+    assert not any(e["recorded"] for e in claimed["events"])
+    assert claimed["deltas"] == tilled["deltas"] and claimed["deltas"][0]["on_hand"] == -1
+
+
+async def test_at_an_agent_the_agent_sells_at_the_factory_nobody_does(
+    app: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """A unit at its agent (the retail channel) is sold by the agent; a unit still at the
+    factory never reached the channel: the claim pays its points and sells nothing."""
+    at_agent, at_factory = goods["units"][10], goods["units"][20]
+    await member_claim(app, demo, at_agent)
+    await member_claim(app, demo, at_factory)
+    agent = await one(
+        conn,
+        "SELECT status, holder_org_id FROM unit_state WHERE code = %s",
+        code_of(app, at_agent),
+    )
+    assert (agent["status"], agent["holder_org_id"]) == ("sold", demo["AGENT-ZJ"])
+    assert await sale_events(conn, code_of(app, at_agent)) == 1
+    factory = await one(
+        conn, "SELECT status FROM unit_state WHERE code = %s", code_of(app, at_factory)
+    )
+    assert factory["status"] == "active"
+    assert await claim_sale(conn, code_of(app, at_factory)) is None
+    assert await sale_events(conn, code_of(app, at_factory)) == 0
