@@ -158,7 +158,11 @@ REPLAYS = {
     ("/members/me/claims", "post"): "the same client_id again: the first claim",
     ("/members/me/redemptions", "post"): "the same client_id again: the first redemption",
     ("/points/adjustments", "post"): "the same client_id again: the first entry",
+    ("/field/checkins", "post"): "the same client_id again: the first check-in (`replayed`)",
+    ("/field/reviews", "post"): "the same client_id again: the first review (`replayed`)",
 }
+# Operations whose body is a file's bytes, not JSON (the handler reads the stream itself).
+UPLOADS = {("/media/photos", "post"): ("image/jpeg", "image/png", "image/webp")}
 # Answers that are not errors but not the generated 200 either.
 STATUS_PAGES = {("/health", "get"), ("/health", "head")}  # 503 with the same body: a store is down
 RESOLVER = {"/01/{rest}", "/00/{rest}"}  # GS1 Digital Link: 307 to a link, 200 linkset, 204 CORS
@@ -242,6 +246,14 @@ def _file_formats(op: dict[str, Any]) -> None:
         }
 
 
+def _upload_body(path: str, method: str, op: dict[str, Any]) -> None:
+    """The raw request body of an upload (``UPLOADS``), which Litestar cannot see."""
+    types = UPLOADS.get((path, method))
+    if types:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        op["requestBody"] = {"required": True, "content": {t: binary for t in types}}
+
+
 def _special(path: str, method: str, responses: dict[str, Any]) -> None:
     if path in SIGNED:
         for status, why in _SIGNED_WHY.items():
@@ -299,6 +311,7 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
             if replay and "201" in responses:
                 responses["200"] = {**responses["201"], "description": replay}
             _file_formats(op)
+            _upload_body(path, method, op)
             _special(path, method, responses)
         paths[path] = item_ops
     openapi.paths = paths

@@ -9698,6 +9698,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description the same client_id again: the first check-in (`replayed`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckinOut"];
+                };
+            };
             /** @description Document created, URL follows */
             201: {
                 headers: {
@@ -10644,6 +10653,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description the same client_id again: the first review (`replayed`) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewOut"];
+                };
+            };
             /** @description Document created, URL follows */
             201: {
                 headers: {
@@ -12679,7 +12697,13 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "image/jpeg": string;
+                "image/png": string;
+                "image/webp": string;
+            };
+        };
         responses: {
             /** @description Document created, URL follows */
             201: {
