@@ -7,11 +7,13 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, post, put
 from litestar.params import Parameter
+from redis.asyncio import Redis
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
+from app.config import Settings
 from app.db import Conn
-from app.packing import edits, lines, scans
+from app.packing import edits, lines, scans, uploads
 from app.packing.schemas import (
     EditOut,
     LineContextIn,
@@ -23,6 +25,7 @@ from app.packing.schemas import (
     ScanUploadIn,
     ScanUploadOut,
     UnpackIn,
+    UploadOut,
 )
 from app.paging import Page, PageNo, PerPage
 
@@ -63,9 +66,39 @@ class LineController(Controller):
         conn: Conn,
         principal: Principal,
         scheme: Scheme,
+        redis: Redis,
+        settings: Settings,
     ) -> ScanUploadOut:
         """Upload scans in scan order (P2, P3, P6): per-item results; retries are duplicates."""
-        return await scans.upload(conn, principal, scheme, line, data)
+        out = await scans.upload(conn, principal, scheme, line, data)
+        await uploads.remember(redis, settings.redis_namespace, principal, line, out)
+        return out
+
+    @get("/{line:str}/uploads")
+    async def recent_uploads(
+        self,
+        line: LineCode,
+        conn: Conn,
+        principal: Principal,
+        redis: Redis,
+        settings: Settings,
+        rejected_only: bool = False,
+        page: PageNo = 1,
+        per_page: PerPage = 20,
+    ) -> Page[UploadOut]:
+        """The line's recent uploads (its newest 200), newest first: when, by whom, counts and
+        the rejected scans with their reasons; ``rejected_only``: those that rejected a scan.
+        404 ``unknown_line`` for a line not of the caller's organisation."""
+        return await uploads.recent(
+            conn,
+            redis,
+            settings.redis_namespace,
+            principal,
+            line,
+            rejected_only=rejected_only,
+            page=page,
+            per_page=per_page,
+        )
 
     @post("/{line:str}/undo", status_code=200)
     async def undo(

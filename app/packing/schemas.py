@@ -122,3 +122,28 @@ class EditOut(msgspec.Struct, frozen=True, kw_only=True):
     event_ids: list[int]
     parent: str | None
     codes: list[str]
+
+
+class RejectionOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A scan an upload rejected: the scanner's id, the code as read, why (a stable reason code
+    of ``ScanOut``) and the message."""
+
+    id: str
+    kind: Literal["unit", "case"] | None = None
+    code: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class UploadOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One recent upload of a line (``app.packing.uploads``): when, by whom, its counts, and its
+    rejected scans (the first ``rejections_kept``; ``rejected`` counts them all)."""
+
+    at: datetime
+    user_id: int | None
+    username: str | None
+    scans: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejections: list[RejectionOut]
