@@ -111,14 +111,14 @@ async def load(url: str, ids: dict[str, int], args: Any, first: int, more: bool)
                         SELECT {brand}, (13000000000 + i)::text, p.name,
                                CASE i % 4 WHEN 0 THEN p.capital ELSE 'City ' || (i % 4) END,
                                CASE WHEN i % 10 < 6
-                                    THEN date '1950-01-01' + (i * 7919) % 25000 END,
+                                    THEN date '1950-01-01' + ((i * 7919) % 25000)::int END,
                                CASE WHEN i % 10 BETWEEN 6 AND 8
                                     THEN (ARRAY['under_18','18_24','25_34','35_44','45_54',
                                                 '55_plus'])[1 + i % 6] END,
                                timestamptz '2024-01-01 00:00+08'
                                    + (i * 104729 % 1095) * interval '1 day'
                                    + (i % 86400) * interval '1 second'
-                        FROM generate_series({start}, {start + n - 1}) i
+                        FROM generate_series({start}::bigint, {start + n - 1}) i
                         JOIN bench_provinces p ON p.k = i % {np}"""  # type: ignore[arg-type]
                 )
         span = await (
@@ -137,7 +137,7 @@ async def load(url: str, ids: dict[str, int], args: Any, first: int, more: bool)
                                timestamptz '2025-01-01 00:00+08'
                                    + ((i * 31) % 730) * interval '1 day'
                                    + (i % 86400) * interval '1 second'
-                        FROM generate_series({start}, {start + n - 1}) i
+                        FROM generate_series({start}::bigint, {start + n - 1}) i
                         JOIN bench_products b ON b.k = (i * 13) % 50
                         RETURNING id, member_id, points, claimed_at)
                     INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
@@ -155,7 +155,7 @@ async def load(url: str, ids: dict[str, int], args: Any, first: int, more: bool)
                                   'not_genuine','wrong_pin','unconfirmed'])[1 + i % 8],
                            'bench', p.name,
                            CASE i % 4 WHEN 0 THEN p.capital ELSE 'City ' || (i % 4) END
-                    FROM generate_series({start}, {start + n - 1}) i
+                    FROM generate_series({start}::bigint, {start + n - 1}) i
                     JOIN bench_products b ON b.k = (i * 7) % 50
                     JOIN bench_provinces p ON p.k = (i * 3) % {np}"""  # type: ignore[arg-type]
             )

@@ -63,6 +63,22 @@ DELETE FROM {table} WHERE {key} IN (
 ) RETURNING {key}
 """
 
+_AGE_VALUES = "members, claimed, redeemed, expired, adjusted, balance"
+_AGE_ADD = ", ".join(f"{c} = a.{c} + EXCLUDED.{c}" for c in _AGE_VALUES.split(", "))
+_AGE_SUMS = ", ".join(f"sum({c})" for c in _AGE_VALUES.split(", "))
+# the points-by-birthday cells and their months moved by ``adelta``
+_AGES_UPSERT = f"""
+    INSERT INTO analytics_points_ages AS a (brand_id, birthday, age_band, {_AGE_VALUES})
+    SELECT brand_id, birthday, age_band, {_AGE_VALUES} FROM adelta ORDER BY 1, 2, 3
+    ON CONFLICT (brand_id, birthday, age_band) DO UPDATE SET {_AGE_ADD}
+    RETURNING 1"""
+_AGES_M_UPSERT = f"""
+    INSERT INTO analytics_points_ages_m AS a (brand_id, month, age_band, {_AGE_VALUES})
+    SELECT brand_id, date_trunc('month', birthday)::date, age_band, {_AGE_SUMS}
+    FROM adelta GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (brand_id, month, age_band) DO UPDATE SET {_AGE_ADD}
+    RETURNING 1"""
+
 # The members' current place, their place as last counted (facts), and the moves between.
 _FOLD_MEMBERS = f"""
 WITH cur AS (
@@ -72,7 +88,9 @@ WITH cur AS (
            CASE WHEN m.birthday IS NULL THEN coalesce(m.age_band, '') ELSE '' END AS age_band
     FROM members m WHERE m.id = ANY(%(ids)s)
 ), old AS (
-    SELECT f.* FROM analytics_member_facts f WHERE f.member_id = ANY(%(ids)s)
+    SELECT f.member_id, f.brand_id, f.reg_day, f.province, f.city, f.birthday, f.age_band,
+           f.claimed, f.redeemed, f.expired, f.adjusted, f.balance
+    FROM analytics_member_facts f WHERE f.member_id = ANY(%(ids)s)
 ), facts AS (
     INSERT INTO analytics_member_facts AS f
         (member_id, brand_id, reg_day, province, city, birthday, age_band)
@@ -93,39 +111,59 @@ WITH cur AS (
     SELECT brand_id, reg_day, province, city, birthday, age_band, -1,
            -claimed, -redeemed, -expired, -adjusted, -balance
     FROM old WHERE reg_day IS NOT NULL
-), regions AS (
-    INSERT INTO analytics_member_regions AS r (brand_id, level, province, city, day, members)
-    SELECT m.brand_id, v.level, v.province, v.city, m.reg_day, sum(m.n)
+), delta AS (
+    SELECT m.brand_id, v.level, v.province, v.city, m.reg_day AS day, sum(m.n) AS members
     FROM moved m, LATERAL (VALUES (0, '', ''), (1, m.province, ''), (2, m.province, m.city))
                   AS v(level, province, city)
-    GROUP BY 1, 2, 3, 4, 5 HAVING sum(m.n) <> 0 ORDER BY 1, 2, 3, 4, 5
+    GROUP BY 1, 2, 3, 4, 5 HAVING sum(m.n) <> 0
+), regions AS (
+    INSERT INTO analytics_member_regions AS r (brand_id, level, province, city, day, members)
+    SELECT brand_id, level, province, city, day, members FROM delta ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT (brand_id, level, province, city, day) DO UPDATE
         SET members = r.members + EXCLUDED.members
     RETURNING 1
-), ages AS (
-    INSERT INTO analytics_points_ages AS a
-        (brand_id, birthday, age_band, members, claimed, redeemed, expired, adjusted, balance)
-    SELECT brand_id, birthday, age_band, sum(n), sum(claimed), sum(redeemed), sum(expired),
-           sum(adjusted), sum(balance)
-    FROM moved GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (brand_id, birthday, age_band) DO UPDATE SET
-        members = a.members + EXCLUDED.members, claimed = a.claimed + EXCLUDED.claimed,
-        redeemed = a.redeemed + EXCLUDED.redeemed, expired = a.expired + EXCLUDED.expired,
-        adjusted = a.adjusted + EXCLUDED.adjusted, balance = a.balance + EXCLUDED.balance
+), months AS (
+    INSERT INTO analytics_member_regions_m AS r (brand_id, level, province, city, month, members)
+    SELECT brand_id, level, province, city, date_trunc('month', day)::date, sum(members)
+    FROM delta GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (brand_id, level, province, city, month) DO UPDATE
+        SET members = r.members + EXCLUDED.members
     RETURNING 1
+), adelta AS (
+    SELECT brand_id, birthday, age_band, sum(n) AS members, sum(claimed) AS claimed,
+           sum(redeemed) AS redeemed, sum(expired) AS expired, sum(adjusted) AS adjusted,
+           sum(balance) AS balance
+    FROM moved GROUP BY 1, 2, 3
+), ages AS ({_AGES_UPSERT}
+), ages_m AS ({_AGES_M_UPSERT}
 )
 SELECT (SELECT count(*) FROM cur) AS folded, (SELECT count(*) FROM regions) AS regions,
-       (SELECT count(*) FROM ages) AS ages, (SELECT count(*) FROM facts) AS facts
+       (SELECT count(*) FROM months) AS months, (SELECT count(*) FROM ages) AS ages,
+       (SELECT count(*) FROM ages_m) AS ages_m, (SELECT count(*) FROM facts) AS facts
 """
 
 # -- the points ledger (A6 points, A5 purchases) -----------------------------------------------
 
+_CYCLE_COLUMNS = "pairs, purchases, span_days, repeaters, f1, f2, f3_5, f6_10, f11"
+_CYCLE_SUMS = ", ".join(f"sum({c})" for c in _CYCLE_COLUMNS.split(", "))
+_CYCLE_ADD = ", ".join(f"{c} = c.{c} + EXCLUDED.{c}" for c in _CYCLE_COLUMNS.split(", "))
+_CYCLE_DELTA = """sum(sign) AS pairs, sum(sign * n) AS purchases, sum(sign * span) AS span_days,
+           coalesce(sum(sign) FILTER (WHERE n >= 2), 0) AS repeaters,
+           coalesce(sum(sign) FILTER (WHERE n = 1), 0) AS f1,
+           coalesce(sum(sign) FILTER (WHERE n = 2), 0) AS f2,
+           coalesce(sum(sign) FILTER (WHERE n BETWEEN 3 AND 5), 0) AS f3_5,
+           coalesce(sum(sign) FILTER (WHERE n BETWEEN 6 AND 10), 0) AS f6_10,
+           coalesce(sum(sign) FILTER (WHERE n > 10), 0) AS f11"""
+
 # Points are added to the member's facts and, when the member is counted in a cell already, to
-# that cell. Each claim moves its (member, subject) pairs: the old pair's contribution out of
-# the cell of its old last day, the new one in.
+# that cell. The member's purchase state (per subject: 0 all products, a product id, minus a
+# category id) lives in arrays of its facts row: the batch's claims are summed per (member,
+# subject) in SQL, merged with the unnested old state, and the merged arrays rewrite the row
+# (one row per member, not per subject). Each changed (member, subject) pair moves its old
+# contribution out of the cell of its old last day and its new one in (day and month cells).
 _FOLD_LEDGER = f"""
 WITH l AS (
-    SELECT id, member_id, brand_id, kind, points, claim_id, at
+    SELECT id, member_id, brand_id, kind, points, claim_id
     FROM points_ledger WHERE id = ANY(%(ids)s)
 ), pts AS (
     SELECT member_id, brand_id,
@@ -135,91 +173,109 @@ WITH l AS (
            coalesce(sum(points) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted,
            sum(points) AS balance
     FROM l GROUP BY 1, 2
-), facts AS (
-    INSERT INTO analytics_member_facts AS f
-        (member_id, brand_id, claimed, redeemed, expired, adjusted, balance)
-    SELECT member_id, brand_id, claimed, redeemed, expired, adjusted, balance
-    FROM pts ORDER BY member_id
-    ON CONFLICT (member_id) DO UPDATE SET
-        claimed = f.claimed + EXCLUDED.claimed, redeemed = f.redeemed + EXCLUDED.redeemed,
-        expired = f.expired + EXCLUDED.expired, adjusted = f.adjusted + EXCLUDED.adjusted,
-        balance = f.balance + EXCLUDED.balance
-    RETURNING f.member_id, f.brand_id, f.reg_day, f.birthday, f.age_band
-), ages AS (
-    INSERT INTO analytics_points_ages AS a
-        (brand_id, birthday, age_band, members, claimed, redeemed, expired, adjusted, balance)
-    SELECT f.brand_id, f.birthday, f.age_band, 0, sum(p.claimed), sum(p.redeemed),
-           sum(p.expired), sum(p.adjusted), sum(p.balance)
-    FROM facts f JOIN pts p USING (member_id) WHERE f.reg_day IS NOT NULL
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (brand_id, birthday, age_band) DO UPDATE SET
-        claimed = a.claimed + EXCLUDED.claimed, redeemed = a.redeemed + EXCLUDED.redeemed,
-        expired = a.expired + EXCLUDED.expired, adjusted = a.adjusted + EXCLUDED.adjusted,
-        balance = a.balance + EXCLUDED.balance
-    RETURNING 1
 ), bought AS (
     SELECT l.member_id, l.brand_id, c.product_id, p.category_id,
            (c.claimed_at AT TIME ZONE '{TZ}')::date AS day
     FROM l JOIN point_claims c ON c.id = l.claim_id JOIN products p ON p.id = c.product_id
     WHERE l.kind = 'claim'
 ), subj AS (
-    SELECT b.member_id, b.brand_id, s.kind, s.subject_id, count(*) AS n,
+    SELECT b.member_id, b.brand_id, s.subject, count(*)::int AS n,
            min(b.day) AS first_day, max(b.day) AS last_day
-    FROM bought b, LATERAL (VALUES ('a'::"char", 0::bigint), ('p', b.product_id),
-                                   ('c', b.category_id)) AS s(kind, subject_id)
-    WHERE s.subject_id IS NOT NULL
-    GROUP BY 1, 2, 3, 4
+    FROM bought b, LATERAL (VALUES (0::bigint), (b.product_id), (-b.category_id)) AS s(subject)
+    WHERE s.subject IS NOT NULL
+    GROUP BY 1, 2, 3
+), held AS (
+    SELECT f.member_id, u.subject, u.n, u.first_day, u.last_day
+    FROM analytics_member_facts f,
+         unnest(f.subjects, f.purchases, f.first_days, f.last_days)
+             AS u(subject, n, first_day, last_day)
+    WHERE f.member_id IN (SELECT member_id FROM subj) AND cardinality(f.subjects) > 0
 ), pair AS (
-    SELECT s.*, o.purchases AS o_n, o.first_day AS o_first, o.last_day AS o_last,
-           s.n + coalesce(o.purchases, 0) AS new_n,
-           least(s.first_day, o.first_day) AS new_first,
-           greatest(s.last_day, o.last_day) AS new_last
-    FROM subj s
-    LEFT JOIN analytics_member_cycle o USING (member_id, kind, subject_id)
+    SELECT member_id, subject, s.brand_id, s.n AS add_n, h.n AS o_n, h.first_day AS o_first,
+           h.last_day AS o_last, coalesce(s.n, 0) + coalesce(h.n, 0) AS new_n,
+           least(s.first_day, h.first_day) AS new_first,
+           greatest(s.last_day, h.last_day) AS new_last
+    FROM subj s FULL JOIN held h USING (member_id, subject)
 ), state AS (
-    INSERT INTO analytics_member_cycle AS m
-        (member_id, kind, subject_id, brand_id, purchases, first_day, last_day)
-    SELECT member_id, kind, subject_id, brand_id, new_n, new_first, new_last
-    FROM pair ORDER BY 1, 2, 3
-    ON CONFLICT (member_id, kind, subject_id) DO UPDATE SET
-        purchases = EXCLUDED.purchases, first_day = EXCLUDED.first_day,
-        last_day = EXCLUDED.last_day
-    RETURNING 1
+    SELECT member_id, array_agg(subject ORDER BY subject) AS subjects,
+           array_agg(new_n ORDER BY subject) AS purchases,
+           array_agg(new_first ORDER BY subject) AS first_days,
+           array_agg(new_last ORDER BY subject) AS last_days
+    FROM pair GROUP BY member_id
+), facts AS (
+    INSERT INTO analytics_member_facts AS f
+        (member_id, brand_id, claimed, redeemed, expired, adjusted, balance,
+         subjects, purchases, first_days, last_days)
+    SELECT p.member_id, p.brand_id, p.claimed, p.redeemed, p.expired, p.adjusted, p.balance,
+           coalesce(s.subjects, '{{}}'), coalesce(s.purchases, '{{}}'),
+           coalesce(s.first_days, '{{}}'), coalesce(s.last_days, '{{}}')
+    FROM pts p LEFT JOIN state s USING (member_id) ORDER BY p.member_id
+    ON CONFLICT (member_id) DO UPDATE SET
+        claimed = f.claimed + EXCLUDED.claimed, redeemed = f.redeemed + EXCLUDED.redeemed,
+        expired = f.expired + EXCLUDED.expired, adjusted = f.adjusted + EXCLUDED.adjusted,
+        balance = f.balance + EXCLUDED.balance,
+        subjects = CASE WHEN cardinality(EXCLUDED.subjects) > 0
+                        THEN EXCLUDED.subjects ELSE f.subjects END,
+        purchases = CASE WHEN cardinality(EXCLUDED.subjects) > 0
+                         THEN EXCLUDED.purchases ELSE f.purchases END,
+        first_days = CASE WHEN cardinality(EXCLUDED.subjects) > 0
+                          THEN EXCLUDED.first_days ELSE f.first_days END,
+        last_days = CASE WHEN cardinality(EXCLUDED.subjects) > 0
+                         THEN EXCLUDED.last_days ELSE f.last_days END
+    RETURNING f.member_id, f.brand_id, f.reg_day, f.birthday, f.age_band
+), adelta AS (
+    SELECT f.brand_id, f.birthday, f.age_band, 0 AS members, sum(p.claimed) AS claimed,
+           sum(p.redeemed) AS redeemed, sum(p.expired) AS expired, sum(p.adjusted) AS adjusted,
+           sum(p.balance) AS balance
+    FROM facts f JOIN pts p USING (member_id) WHERE f.reg_day IS NOT NULL
+    GROUP BY 1, 2, 3
+), ages AS ({_AGES_UPSERT}
+), ages_m AS ({_AGES_M_UPSERT}
 ), moves AS (
-    SELECT brand_id, kind, subject_id, o_last AS last_day, -1 AS sign, o_n AS n,
-           o_last - o_first AS span
-    FROM pair WHERE o_n IS NOT NULL
+    SELECT brand_id, subject, o_last AS last_day, -1 AS sign, o_n AS n, o_last - o_first AS span
+    FROM pair WHERE add_n IS NOT NULL AND o_n IS NOT NULL
     UNION ALL
-    SELECT brand_id, kind, subject_id, new_last, 1, new_n, new_last - new_first FROM pair
+    SELECT brand_id, subject, new_last, 1, new_n, new_last - new_first
+    FROM pair WHERE add_n IS NOT NULL
+), delta AS (
+    SELECT brand_id,
+           CASE WHEN subject = 0 THEN 'a' WHEN subject > 0 THEN 'p' ELSE 'c' END::"char" AS kind,
+           abs(subject) AS subject_id, last_day, {_CYCLE_DELTA}
+    FROM moves GROUP BY 1, 2, 3, 4
 ), cells AS (
-    INSERT INTO analytics_cycle AS c (brand_id, kind, subject_id, last_day, pairs, purchases,
-                                      span_days, repeaters, f1, f2, f3_5, f6_10, f11)
-    SELECT brand_id, kind, subject_id, last_day, sum(sign), sum(sign * n), sum(sign * span),
-           coalesce(sum(sign) FILTER (WHERE n >= 2), 0),
-           coalesce(sum(sign) FILTER (WHERE n = 1), 0),
-           coalesce(sum(sign) FILTER (WHERE n = 2), 0),
-           coalesce(sum(sign) FILTER (WHERE n BETWEEN 3 AND 5), 0),
-           coalesce(sum(sign) FILTER (WHERE n BETWEEN 6 AND 10), 0),
-           coalesce(sum(sign) FILTER (WHERE n > 10), 0)
-    FROM moves GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (brand_id, kind, subject_id, last_day) DO UPDATE SET
-        pairs = c.pairs + EXCLUDED.pairs, purchases = c.purchases + EXCLUDED.purchases,
-        span_days = c.span_days + EXCLUDED.span_days,
-        repeaters = c.repeaters + EXCLUDED.repeaters, f1 = c.f1 + EXCLUDED.f1,
-        f2 = c.f2 + EXCLUDED.f2, f3_5 = c.f3_5 + EXCLUDED.f3_5,
-        f6_10 = c.f6_10 + EXCLUDED.f6_10, f11 = c.f11 + EXCLUDED.f11
+    INSERT INTO analytics_cycle AS c (brand_id, kind, subject_id, last_day, {_CYCLE_COLUMNS})
+    SELECT brand_id, kind, subject_id, last_day, {_CYCLE_COLUMNS}
+    FROM delta ORDER BY 1, 2, 3, 4
+    ON CONFLICT (brand_id, kind, subject_id, last_day) DO UPDATE SET {_CYCLE_ADD}
+    RETURNING 1
+), months AS (
+    INSERT INTO analytics_cycle_m AS c (brand_id, kind, subject_id, month, {_CYCLE_COLUMNS})
+    SELECT brand_id, kind, subject_id, date_trunc('month', last_day)::date, {_CYCLE_SUMS}
+    FROM delta GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (brand_id, kind, subject_id, month) DO UPDATE SET {_CYCLE_ADD}
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM l) AS folded, (SELECT count(*) FROM ages) AS ages,
-       (SELECT count(*) FROM state) AS state, (SELECT count(*) FROM cells) AS cells
+       (SELECT count(*) FROM ages_m) AS ages_m,
+       (SELECT count(*) FROM facts) AS facts, (SELECT count(*) FROM cells) AS cells,
+       (SELECT count(*) FROM months) AS months
 """
 
 # -- verifications (A7) ------------------------------------------------------------------------
 
 _COUNTS = ", ".join(f"coalesce(sum(n) FILTER (WHERE result = '{r}'), 0) AS {r}" for r in RESULTS)
-_SUM_COUNTS = ", ".join(f"sum({r})" for r in RESULTS)
+_SUM_COUNTS = ", ".join(f"sum({r}) AS {r}" for r in RESULTS)
 _ADD_COUNTS = ", ".join(f"{r} = v.{r} + EXCLUDED.{r}" for r in RESULTS)
 _RESULT_COLUMNS = ", ".join(RESULTS)
+
+# The cells a count of (brand, day, product, province, city) adds to: product 0 (all) at the
+# brand, province and city levels; the product and its category (minus its id) at the brand and
+# province levels.
+_VERIFY_CELLS = """(VALUES (0::bigint, 0, '', ''), (0, 1, s.province, ''),
+                 (0, 2, s.province, s.city), (s.product_id, 0, '', ''),
+                 (s.product_id, 1, s.province, ''),
+                 (-p.category_id, 0, '', ''), (-p.category_id, 1, s.province, ''))
+        AS c(product_id, level, province, city)"""
 
 _VERIFY_OF = f"""
 WITH taken AS (
@@ -229,23 +285,32 @@ WITH taken AS (
     SELECT brand_id, day, product_id, province, city, count(*) AS rows, sum(n) AS total,
            {_COUNTS}
     FROM taken GROUP BY 1, 2, 3, 4, 5
+), cells AS (
+    SELECT s.brand_id, c.product_id, c.level, c.province, c.city, s.day, sum(s.total) AS total,
+           {_SUM_COUNTS}
+    FROM summed s LEFT JOIN products p ON p.id = s.product_id, LATERAL {_VERIFY_CELLS}
+    WHERE c.product_id IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5, 6
 ), upserted AS (
     INSERT INTO analytics_verifications AS v
         (brand_id, product_id, level, province, city, day, total, {_RESULT_COLUMNS})
-    SELECT s.brand_id, c.product_id, c.level, c.province, c.city, s.day, sum(s.total),
-           {_SUM_COUNTS}
-    FROM summed s, LATERAL (VALUES (0::bigint, 0, '', ''), (0, 1, s.province, ''),
-                                   (0, 2, s.province, s.city), (s.product_id, 0, '', ''),
-                                   (s.product_id, 1, s.province, ''))
-                   AS c(product_id, level, province, city)
-    WHERE c.product_id IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+    SELECT brand_id, product_id, level, province, city, day, total, {_RESULT_COLUMNS}
+    FROM cells ORDER BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (brand_id, product_id, level, province, city, day) DO UPDATE
+        SET total = v.total + EXCLUDED.total, {_ADD_COUNTS}
+    RETURNING 1
+), months AS (
+    INSERT INTO analytics_verifications_m AS v
+        (brand_id, product_id, level, province, city, month, total, {_RESULT_COLUMNS})
+    SELECT brand_id, product_id, level, province, city, date_trunc('month', day)::date,
+           sum(total), {_SUM_COUNTS}
+    FROM cells GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (brand_id, product_id, level, province, city, month) DO UPDATE
         SET total = v.total + EXCLUDED.total, {_ADD_COUNTS}
     RETURNING 1
 )
 SELECT (SELECT coalesce(sum(rows), 0) FROM summed)::bigint AS taken,
-       (SELECT count(*) FROM upserted) AS upserted
+       (SELECT count(*) FROM upserted) AS upserted, (SELECT count(*) FROM months) AS months
 """
 _VERIFY = _VERIFY_OF.replace(
     "{take}",
@@ -258,6 +323,10 @@ _VERIFY_IDS = _VERIFY_OF.replace(
 
 # -- running the roll-up -------------------------------------------------------------------------
 
+BATCH = 200_000  # queue rows per transaction: a batch's sums merge more cells the larger it is
+# A batch sums and sorts its rows in memory (the default 4 MB spills them to disk).
+_WORK_MEM = "SET LOCAL work_mem = '256MB'"
+
 
 async def _take_and_fold(
     conn: Conn, table: str, key: str, fold: str, *, limit: int, ids: list[int] | None = None
@@ -268,6 +337,7 @@ async def _take_and_fold(
     where = f"WHERE {key} = ANY(%(ids)s)" if ids is not None else ""
     take = _TAKE.format(table=table, key=key, where=where)
     async with conn.transaction():
+        await conn.execute(_WORK_MEM)
         taken = [
             r[key]
             for r in await (await conn.execute(take, {"limit": limit, "ids": ids})).fetchall()
@@ -283,6 +353,7 @@ async def _take_and_fold(
 
 async def _fold_verifications(conn: Conn, sql: str, params: dict[str, Any]) -> int:
     async with conn.transaction():
+        await conn.execute(_WORK_MEM)
         row = await (await conn.execute(sql, params)).fetchone()
         assert row is not None
         return int(row["taken"])
@@ -310,7 +381,7 @@ def _drainer(
     )
 
 
-async def rollup(conn: Conn, limit: int = 50_000) -> Folded:
+async def rollup(conn: Conn, limit: int = BATCH) -> Folded:
     """Fold every queue into its summaries, ``limit`` rows per transaction, until they are
     empty. Members first, so a ledger row's member is usually counted already (it need not be:
     its points wait in the member's facts). ``conn`` must not be inside a transaction; run it
@@ -328,7 +399,7 @@ async def rollup(conn: Conn, limit: int = 50_000) -> Folded:
     return Folded(members=members, ledger=ledger, verifications=verifications)
 
 
-async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 50_000) -> Folded | None:
+async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = BATCH) -> Folded | None:
     """``rollup`` with one roller at a time across processes; ``None`` when another roller is
     running and ``wait`` is false. ``conn`` should be in autocommit mode."""
     return await run_alone(conn, Lock.PEOPLE_ROLLUP, lambda: rollup(conn, limit), wait=wait)
@@ -387,8 +458,21 @@ def _compare(table: str, keys: str, values: str, expected: str) -> str:
 SELECT '{table}' AS "table", row({", ".join(key_list)})::text AS key,
        row({recorded})::text AS recorded, row({wanted})::text AS expected
 FROM {expected} e FULL JOIN {table} r USING ({keys})
-WHERE row({recorded}) IS DISTINCT FROM row({wanted})
-ORDER BY {keys}"""
+WHERE row({recorded}) IS DISTINCT FROM row({wanted})"""
+
+
+def _compare_both(table: str, keys: str, day: str, values: str) -> str:
+    """``_compare`` of the day summary ``table`` with the ``expected`` CTE and of its month
+    summary (``table``_m) with the same expectation summed by month: one statement."""
+    value_list = [v.strip() for v in values.split(",")]
+    sums = ", ".join(f"sum({v}) AS {v}" for v in value_list)
+    return f""", expected_m AS (
+    SELECT {keys}, date_trunc('month', {day})::date AS month, {sums}
+    FROM expected GROUP BY {keys}, month
+)
+SELECT * FROM ({_compare(table, f"{keys}, {day}", values, "expected")}
+    UNION ALL {_compare(f"{table}_m", f"{keys}, month", values, "expected_m")}
+) found ORDER BY 1, 2"""
 
 
 _RECOUNT_REGIONS = f"""
@@ -396,12 +480,13 @@ WITH {_PLACED}, expected AS (
     SELECT p.brand_id, v.level, v.province, v.city, p.day, count(*) AS members
     FROM placed p, LATERAL {_LEVELS} AS v(level, province, city)
     GROUP BY 1, 2, 3, 4, 5
-)""" + _compare(
-    "analytics_member_regions", "brand_id, level, province, city, day", "members", "expected"
+)""" + _compare_both(
+    "analytics_member_regions", "brand_id, level, province, city", "day", "members"
 )
 
 _POINTS = "claimed, redeemed, expired, adjusted, balance"
-_RECOUNT_AGES = f"""
+_RECOUNT_AGES = (
+    f"""
 WITH {_PLACED}, {_FOLDED_LEDGER}, pts AS (
     SELECT member_id,
            coalesce(sum(points) FILTER (WHERE kind = 'claim'), 0) AS claimed,
@@ -416,8 +501,11 @@ WITH {_PLACED}, {_FOLDED_LEDGER}, pts AS (
            coalesce(sum(expired), 0) AS expired, coalesce(sum(adjusted), 0) AS adjusted,
            coalesce(sum(balance), 0) AS balance
     FROM placed p LEFT JOIN pts USING (member_id) GROUP BY 1, 2, 3
-)""" + _compare(
-    "analytics_points_ages", "brand_id, birthday, age_band", f"members, {_POINTS}", "expected"
+)"""
+    + _compare(
+        "analytics_points_ages", "brand_id, birthday, age_band", f"members, {_POINTS}", "expected"
+    )
+    + " ORDER BY 2"
 )
 
 _CYCLE_VALUES = "pairs, purchases, span_days, repeaters, f1, f2, f3_5, f6_10, f11"
@@ -442,9 +530,7 @@ WITH {_FOLDED_LEDGER}, bought AS (
            count(*) FILTER (WHERE n BETWEEN 6 AND 10) AS f6_10,
            count(*) FILTER (WHERE n > 10) AS f11
     FROM pair GROUP BY 1, 2, 3, 4
-)""" + _compare(
-    "analytics_cycle", "brand_id, kind, subject_id, last_day", _CYCLE_VALUES, "expected"
-)
+)""" + _compare_both("analytics_cycle", "brand_id, kind, subject_id", "last_day", _CYCLE_VALUES)
 
 # The verifications less those still queued (the queue rows are counts, folded as they are).
 _RECOUNT_VERIFY = f"""
@@ -455,19 +541,16 @@ WITH src AS (
     UNION ALL
     SELECT brand_id, day, product_id, province, city, result, -n FROM analytics_verify_queue
 ), expected AS (
-    SELECT p.brand_id, c.product_id, c.level, c.province, c.city, p.day, sum(p.n) AS total,
-           {_COUNTS.replace("sum(n)", "sum(p.n)")}
-    FROM src p, LATERAL (VALUES (0::bigint, 0, '', ''), (0, 1, p.province, ''),
-                                (0, 2, p.province, p.city), (p.product_id, 0, '', ''),
-                                (p.product_id, 1, p.province, ''))
-                AS c(product_id, level, province, city)
+    SELECT s.brand_id, c.product_id, c.level, c.province, c.city, s.day, sum(s.n) AS total,
+           {_COUNTS.replace("sum(n)", "sum(s.n)")}
+    FROM src s LEFT JOIN products p ON p.id = s.product_id, LATERAL {_VERIFY_CELLS}
     WHERE c.product_id IS NOT NULL
     GROUP BY 1, 2, 3, 4, 5, 6
-)""" + _compare(
+)""" + _compare_both(
     "analytics_verifications",
-    "brand_id, product_id, level, province, city, day",
+    "brand_id, product_id, level, province, city",
+    "day",
     f"total, {_RESULT_COLUMNS}",
-    "expected",
 )
 
 RECOUNTS = (_RECOUNT_REGIONS, _RECOUNT_AGES, _RECOUNT_CYCLE, _RECOUNT_VERIFY)

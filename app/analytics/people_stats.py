@@ -44,7 +44,7 @@ from app.analytics.schemas_people import (
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import BadRequest, Forbidden
-from app.members.profile import AGE_BAND_SQL, BANDS, PROVINCES, business_today
+from app.members.profile import BANDS, PROVINCES, business_today
 
 MAX_DAYS = 366  # the longest period of the day-by-day statistics (verifications, inspections)
 DEFAULT_DAYS = 30
@@ -104,20 +104,96 @@ def _period_sql(granularity: Granularity, column: str = "day") -> str:
     return f"to_char({column}, 'YYYY-MM-DD')"
 
 
-def _days(f: Filters, params: dict[str, Any], column: str = "day") -> str:
-    """The period's terms on ``column`` (either end may be open)."""
-    terms = ""
-    if f.date_from is not None:
-        terms += f" AND {column} >= %(from)s"
-        params["from"] = f.date_from
-    if f.date_to is not None:
-        terms += f" AND {column} <= %(to)s"
-        params["to"] = f.date_to
-    return terms
-
-
 async def _rows(conn: Conn, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     return await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
+
+
+# -- periods: whole months from the month summaries, partial months day by day ------------------
+
+
+def _month_after(d: date) -> date | None:
+    """The first day of the month after ``d``'s (None past the calendar's end)."""
+    if d.year == date.max.year and d.month == 12:
+        return None
+    return date(d.year + d.month // 12, d.month % 12 + 1, 1)
+
+
+def pieces(
+    lo: date | None, hi: date | None
+) -> tuple[list[tuple[date, date]], tuple[date, date] | None]:
+    """``[lo, hi]`` (either end open) as day ranges and one range of whole months (their first
+    days): the months are read from a month summary, the days from the day summary."""
+    lo, hi = lo or date.min, hi or date.max
+    if lo > hi:
+        return [], None
+    first = lo if lo.day == 1 else _month_after(lo)
+    after = _month_after(hi)
+    last: date | None = hi.replace(day=1)  # the last whole month: hi's when hi ends it
+    if after is not None and after - timedelta(days=1) != hi:
+        last = (
+            None if hi < date(1, 2, 1) else (hi.replace(day=1) - timedelta(days=1)).replace(day=1)
+        )
+    if first is None or last is None or first > last:
+        return [(lo, hi)], None
+    days = []
+    if lo < first:
+        days.append((lo, first - timedelta(days=1)))
+    end = _month_after(last)
+    if end is not None and end <= hi:
+        days.append((end, hi))
+    return days, (first, last)
+
+
+def _ranges(
+    intervals: Sequence[tuple[date | None, date | None]],
+    params: dict[str, Any],
+    *,
+    by_day: bool = False,
+    day: str = "day",
+    month: str = "month",
+) -> tuple[str, str]:
+    """Conditions on the day summary and on the month summary that together cover each of the
+    (disjoint) ``intervals`` once; ``by_day``: everything from the day summary (a series by
+    day)."""
+    day_terms: list[str] = []
+    month_terms: list[str] = []
+
+    def term(column: str, a: date, b: date) -> str:
+        n = len(params)
+        params[f"r{n}"], params[f"r{n + 1}"] = a, b
+        return f"{column} BETWEEN %(r{n})s AND %(r{n + 1})s"
+
+    for lo, hi in intervals:
+        if by_day:
+            if (lo or date.min) <= (hi or date.max):
+                day_terms.append(term(day, lo or date.min, hi or date.max))
+            continue
+        days, months = pieces(lo, hi)
+        day_terms.extend(term(day, a, b) for a, b in days)
+        if months is not None:
+            month_terms.append(term(month, *months))
+    return (
+        "(" + (" OR ".join(day_terms) or "false") + ")",
+        "(" + (" OR ".join(month_terms) or "false") + ")",
+    )
+
+
+def _both(
+    day_table: str,
+    where: str,
+    columns: str,
+    intervals: Sequence[tuple[date | None, date | None]],
+    params: dict[str, Any],
+    *,
+    by_day: bool = False,
+    day: str = "day",
+) -> str:
+    """The rows of ``day_table`` and of its month summary (``day_table``_m, its ``month`` read
+    as ``day``) that cover ``intervals``: a subquery of ``columns`` and ``day``."""
+    on_days, on_months = _ranges(intervals, params, by_day=by_day, day=day)
+    return f"""(SELECT {columns}, {day} FROM {day_table} WHERE {where} AND {on_days}
+        UNION ALL
+        SELECT {columns}, month AS {day} FROM {day_table}_m WHERE {where} AND {on_months})"""
 
 
 # -- A4 members by region ----------------------------------------------------------------------
@@ -129,25 +205,45 @@ async def member_regions(conn: Conn, actor: Principal, f: Filters) -> MemberRegi
     require_brand_reader(actor)
     _open(f)
     province = province_of(f.province)
-    params: dict[str, Any] = {"brand": actor.brand_id, "province": province}
-    days = _days(f, params)
-    where = "brand_id = %(brand)s AND level = %(level)s" + days
+    period = [(f.date_from, f.date_to)]
     in_province = " AND province = %(province)s" if province is not None else ""
-    regions = await _rows(
-        conn,
-        f"""SELECT province, city, sum(members)::bigint AS members
-            FROM analytics_member_regions WHERE {where}{in_province}
-            GROUP BY province, city HAVING sum(members) <> 0
-            ORDER BY 3 DESC, 1, 2""",
-        {**params, "level": 2 if province is not None else 1},
+    params: dict[str, Any] = {
+        "brand": actor.brand_id,
+        "province": province,
+        "by_city": 2 if province is not None else 1,
+        "by_day": 1 if province is not None else 0,
+    }
+    where = f"brand_id = %(brand)s AND level = %({{}})s{in_province}"
+    regions_of = _both(
+        "analytics_member_regions",
+        where.format("by_city"),
+        "province, city, members",
+        period,
+        params,
     )
-    trend = await _rows(
-        conn,
-        f"""SELECT {_period_sql(f.granularity)} AS period, sum(members)::bigint AS members
-            FROM analytics_member_regions WHERE {where}{in_province}
-            GROUP BY 1 HAVING sum(members) <> 0 ORDER BY 1""",
-        {**params, "level": 1 if province is not None else 0},
+    trend_of = _both(
+        "analytics_member_regions",
+        where.format("by_day"),
+        "members",
+        period,
+        params,
+        by_day=f.granularity == "day",
     )
+    # one statement: the regions (part 0) and the series (part 1)
+    rows = await _rows(
+        conn,
+        f"""SELECT 0 AS part, province, city, NULL AS period, sum(members)::bigint AS members
+            FROM {regions_of} x GROUP BY province, city HAVING sum(members) <> 0
+            UNION ALL
+            SELECT 1, NULL, NULL, {_period_sql(f.granularity)}, sum(members)::bigint
+            FROM {trend_of} y GROUP BY 4 HAVING sum(members) <> 0""",
+        params,
+    )
+    regions = sorted(
+        (r for r in rows if r["part"] == 0),
+        key=lambda r: (-r["members"], r["province"], r["city"]),
+    )
+    trend = sorted((r for r in rows if r["part"] == 1), key=lambda r: r["period"])
     total = sum(r["members"] for r in trend)
     return MemberRegions(
         from_date=f.date_from,
@@ -186,6 +282,9 @@ coalesce(sum(pairs) FILTER (WHERE last_day < %(d365)s), 0)::bigint AS over_365
 """
 
 
+_CYCLE_COLUMNS = "pairs, purchases, span_days, repeaters, f1, f2, f3_5, f6_10, f11"
+
+
 def _cycle_row(r: dict[str, Any], subject_id: int | None, name: str | None) -> CycleRow:
     pairs, purchases = r["pairs"] or 0, r["purchases"] or 0
     gaps = purchases - pairs  # consecutive purchases of the same member
@@ -214,36 +313,6 @@ def _cycle_row(r: dict[str, Any], subject_id: int | None, name: str | None) -> C
     )
 
 
-async def _subjects(
-    conn: Conn, actor: Principal, by: str, f: Filters
-) -> tuple[list[int] | None, dict[int, str]]:
-    """The subjects asked (None: every one) and the names of the brand's subjects."""
-    table = "products" if by == "product" else "categories"
-    rows = await _rows(
-        conn,
-        f"""SELECT t.id, t.name, {"t.category_id" if by == "product" else "NULL"} AS category_id
-            FROM {table} t JOIN orgs o ON o.id = t.org_id WHERE o.path LIKE %(tree)s""",
-        {"tree": f"/{actor.brand_id}/%"},
-    )
-    names = {r["id"]: r["name"] for r in rows}
-    if f.product_id is None and f.category_id is None:
-        return None, names
-    if by == "product":
-        return [
-            r["id"]
-            for r in rows
-            if (f.product_id is None or r["id"] == f.product_id)
-            and (f.category_id is None or r["category_id"] == f.category_id)
-        ], names
-    if f.product_id is not None:
-        raise BadRequest(
-            "by=category takes category_id, not product_id",
-            code="validation_failed",
-            details={"field": "product_id"},
-        )
-    return [f.category_id] if f.category_id in names else [], names
-
-
 async def member_cycle(
     conn: Conn, actor: Principal, f: Filters, by: Literal["product", "category"]
 ) -> MemberCycle:
@@ -253,38 +322,80 @@ async def member_cycle(
     require_brand_reader(actor)
     _open(f)
     today = business_today()
-    ids, names = await _subjects(conn, actor, by, f)
+    if by == "category" and f.product_id is not None:
+        raise BadRequest(
+            "by=category takes category_id, not product_id",
+            code="validation_failed",
+            details={"field": "product_id"},
+        )
     params: dict[str, Any] = {
         "brand": actor.brand_id,
         "kind": "p" if by == "product" else "c",
-        "ids": ids,
+        "product": f.product_id,
+        "category": f.category_id,
         **{f"d{n}": today - timedelta(days=n) for n in (30, 90, 180, 365)},
     }
-    days = _days(f, params, "last_day")
-    subjects = " AND subject_id = ANY(%(ids)s)" if ids is not None else ""
+    # the cells are the brand's: a subject of another brand has none
+    filtered = f.product_id is not None or f.category_id is not None
+    subjects = ""
+    if by == "category" and filtered:
+        subjects = " AND subject_id = %(category)s"
+    elif filtered:
+        subjects = (
+            " AND subject_id IN (SELECT id FROM products"
+            " WHERE (%(product)s::bigint IS NULL OR id = %(product)s)"
+            " AND (%(category)s::bigint IS NULL OR category_id = %(category)s))"
+        )
+    # the period cut where the days since the last purchase change bucket (so that each whole
+    # month read from the month summary falls in one bucket)
+    starts = [None, *sorted(params[f"d{n}"] for n in (30, 90, 180, 365))]
+    intervals: list[tuple[date | None, date | None]] = []
+    for start, following in zip(starts, [*starts[1:], None], strict=True):
+        end = following - timedelta(days=1) if following is not None else None
+        lo = max(d for d in (start, f.date_from) if d is not None) if start or f.date_from else None
+        hi = min(d for d in (end, f.date_to) if d is not None) if end or f.date_to else None
+        if (lo or date.min) <= (hi or date.max):
+            intervals.append((lo, hi))
+    cells = _both(
+        "analytics_cycle",
+        f"brand_id = %(brand)s AND kind = %(kind)s{subjects}",
+        f"subject_id, {_CYCLE_COLUMNS}",
+        intervals,
+        params,
+        day="last_day",
+    )
+    total = ""
+    if not filtered:  # all products in all: the row without a subject
+        everything = _both(
+            "analytics_cycle",
+            "brand_id = %(brand)s AND kind = 'a' AND subject_id = 0",
+            _CYCLE_COLUMNS,
+            intervals,
+            params,
+            day="last_day",
+        )
+        total = f"UNION ALL SELECT NULL, {_CYCLE_SUMS}, NULL FROM {everything} y"
+    names = "products" if by == "product" else "categories"
     rows = await _rows(
         conn,
-        f"""SELECT subject_id, {_CYCLE_SUMS} FROM analytics_cycle
-            WHERE brand_id = %(brand)s AND kind = %(kind)s{subjects}{days}
-            GROUP BY subject_id HAVING sum(pairs) <> 0 ORDER BY pairs DESC, subject_id""",
+        f"""SELECT items.*, (SELECT name FROM {names} WHERE id = subject_id) AS name
+            FROM (SELECT subject_id, {_CYCLE_SUMS} FROM {cells} x
+                  GROUP BY subject_id HAVING sum(pairs) <> 0) items
+            {total}""",
         params,
     )
-    total = None
-    if ids is None:
-        found = await _rows(
-            conn,
-            f"""SELECT {_CYCLE_SUMS} FROM analytics_cycle
-                WHERE brand_id = %(brand)s AND kind = 'a' AND subject_id = 0{days}""",
-            params,
-        )
-        total = _cycle_row(found[0], None, None)
+    items = sorted(
+        (r for r in rows if r["subject_id"] is not None),
+        key=lambda r: (-r["pairs"], r["subject_id"]),
+    )
+    found = [r for r in rows if r["subject_id"] is None]
     return MemberCycle(
         by=by,
         from_date=f.date_from,
         to_date=f.date_to,
         as_of=today,
-        total=total,
-        items=[_cycle_row(r, r["subject_id"], names.get(r["subject_id"])) for r in rows],
+        total=_cycle_row(found[0], None, None) if found else None,
+        items=[_cycle_row(r, r["subject_id"], r["name"]) for r in items],
     )
 
 
@@ -293,21 +404,55 @@ async def member_cycle(
 _BAND_ORDER = {band: i for i, (_, band) in enumerate(BANDS)}
 
 
+def _years_before(today: date, years: int) -> date:
+    """``today`` less ``years`` years as PostgreSQL counts it (29 February: the 28th)."""
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:
+        return today.replace(year=today.year - years, day=28)
+
+
 async def points_by_age(conn: Conn, actor: Principal) -> PointsByAge:
     """Members and their points (claimed, redeemed, expired, adjusted, balance) by age band as
     of today: by birthday, or by the band chosen by members without one."""
     require_brand_reader(actor)
+    today = business_today()
+    params: dict[str, Any] = {"brand": actor.brand_id}
+    # a birthday after today less N years: younger than N (AGE_BAND_SQL); the bands' birthday
+    # ranges, so that each whole month read from the month summary falls in one band
+    limits = [_years_before(today, lowest) for lowest, _ in BANDS[1:]]
+    intervals: list[tuple[date | None, date | None]] = []
+    for older, younger in zip([None, *limits[::-1]], [*limits[::-1], None], strict=True):
+        intervals.append((older + timedelta(days=1) if older else None, younger))
+    band = " ".join(
+        f"WHEN birthday > %(b{i})s THEN '{name}'"
+        for i, ((_, name), limit) in enumerate(zip(BANDS, limits, strict=False))
+    )
+    params.update({f"b{i}": limit for i, limit in enumerate(limits)})
+    cells = _both(
+        "analytics_points_ages",
+        "brand_id = %(brand)s",
+        "members, claimed, redeemed, expired, adjusted, balance",
+        intervals,
+        params,
+        day="birthday",
+    )
     rows = await _rows(
         conn,
-        f"""SELECT {AGE_BAND_SQL.format(m="x")} AS band, sum(members)::bigint AS members,
+        f"""SELECT band, sum(members)::bigint AS members,
                    sum(claimed)::bigint AS claimed, sum(redeemed)::bigint AS redeemed,
                    sum(expired)::bigint AS expired, sum(adjusted)::bigint AS adjusted,
                    sum(balance)::bigint AS balance
-            FROM (SELECT nullif(birthday, 'infinity') AS birthday, nullif(age_band, '') AS age_band,
-                         members, claimed, redeemed, expired, adjusted, balance
-                  FROM analytics_points_ages WHERE brand_id = %(brand)s) x
+            FROM (SELECT CASE {band} ELSE '{BANDS[-1][1]}' END AS band, members, claimed,
+                         redeemed, expired, adjusted, balance
+                  FROM {cells} x
+                  UNION ALL
+                  SELECT nullif(age_band, ''), members, claimed, redeemed, expired, adjusted,
+                         balance
+                  FROM analytics_points_ages_m
+                  WHERE brand_id = %(brand)s AND month = 'infinity') y
             GROUP BY 1 HAVING sum(members) <> 0""",
-        {"brand": actor.brand_id},
+        params,
     )
     rows.sort(key=lambda r: _BAND_ORDER.get(r["band"], len(_BAND_ORDER)))
     return PointsByAge(
@@ -366,29 +511,54 @@ async def verifications(conn: Conn, actor: Principal, f: Filters) -> Verificatio
     products = await _product_ids(conn, actor, f)
     params: dict[str, Any] = {
         "brand": actor.brand_id,
-        "products": products if products is not None else [0],
+        "products": (
+            [0]
+            if products is None
+            else [-f.category_id]
+            if f.product_id is None and f.category_id is not None
+            else products
+        ),
         "province": province,
         "from": start,
         "to": end,
     }
-    where = (
-        "brand_id = %(brand)s AND product_id = ANY(%(products)s) AND level = %(level)s"
-        " AND day BETWEEN %(from)s AND %(to)s"
-        + (" AND province = %(province)s" if province is not None else "")
-    )
-    periods = await _rows(
-        conn,
-        f"""SELECT {_period_sql(f.granularity)} AS period, {_VERIFY_SUMS}
-            FROM analytics_verifications WHERE {where} GROUP BY 1 ORDER BY 1""",
-        {**params, "level": 0 if province is None else 1},
-    )
     level = 1 if province is None or products is not None else 2
-    regions = await _rows(
+    params["by_day"] = 0 if province is None else 1
+    params["by_region"] = level
+    where = "brand_id = %(brand)s AND product_id = ANY(%(products)s) AND level = %({})s" + (
+        " AND province = %(province)s" if province is not None else ""
+    )
+    counts = ", ".join(("total", *_RESULTS))
+    periods_of = _both(
+        "analytics_verifications",
+        where.format("by_day"),
+        counts,
+        [(start, end)],
+        params,
+        by_day=f.granularity == "day",
+    )
+    regions_of = _both(
+        "analytics_verifications",
+        where.format("by_region"),
+        f"province, city, {counts}",
+        [(start, end)],
+        params,
+    )
+    # one statement: the series (part 0) and the regions (part 1)
+    rows = await _rows(
         conn,
-        f"""SELECT province, city, {_VERIFY_SUMS}
-            FROM analytics_verifications WHERE {where}
-            GROUP BY province, city ORDER BY total DESC, province, city""",
-        {**params, "level": level},
+        f"""SELECT 0 AS part, {_period_sql(f.granularity)} AS period, NULL AS province,
+                   NULL AS city, {_VERIFY_SUMS}
+            FROM {periods_of} x GROUP BY 2
+            UNION ALL
+            SELECT 1, NULL, province, city, {_VERIFY_SUMS}
+            FROM {regions_of} y GROUP BY province, city""",
+        params,
+    )
+    periods = sorted((r for r in rows if r["part"] == 0), key=lambda r: r["period"])
+    regions = sorted(
+        (r for r in rows if r["part"] == 1),
+        key=lambda r: (-(r["total"] or 0), r["province"], r["city"]),
     )
     totals = {c: sum(r[c] or 0 for r in periods) for c in ("total", *_RESULTS)}
     return VerificationStats(
@@ -451,24 +621,33 @@ async def inspections(conn: Conn, actor: Principal, f: Filters) -> InspectionSta
         if province is not None
         else ""
     }"""
-    periods = await _rows(
+    period = _period_sql(f.granularity, "m.day")
+    # one statement: the series (part 0), the provinces (1), the most inspected stores (2)
+    rows = await _rows(
         conn,
-        f"SELECT {_period_sql(f.granularity, 'm.day')} AS period, {_INSPECT_SUMS} {base} "
-        "GROUP BY 1 ORDER BY 1",
+        f"""WITH m AS MATERIALIZED (
+                SELECT m.day, m.result, m.units, s.id, s.name, s.erp_code, s.province_name,
+                       s.city_name {base}
+            )
+            SELECT 0 AS part, row_number() OVER (ORDER BY {period}) AS ord, {period} AS period,
+                   NULL::bigint AS id, NULL AS name, NULL AS erp_code, NULL AS province,
+                   NULL AS city, {_INSPECT_SUMS}
+            FROM m GROUP BY {period}
+            UNION ALL
+            SELECT 1, row_number() OVER (ORDER BY sum(m.units) DESC, m.province_name), NULL,
+                   NULL, NULL, NULL, m.province_name, NULL, {_INSPECT_SUMS}
+            FROM m GROUP BY m.province_name
+            UNION ALL
+            (SELECT 2, row_number() OVER (ORDER BY sum(m.units) DESC, m.name, m.id), NULL,
+                    m.id, m.name, m.erp_code, m.province_name, m.city_name, {_INSPECT_SUMS}
+             FROM m GROUP BY m.id, m.name, m.erp_code, m.province_name, m.city_name
+             ORDER BY 2 LIMIT %(limit)s)""",
         params,
     )
-    regions = await _rows(
-        conn,
-        f"SELECT s.province_name AS province, {_INSPECT_SUMS} {base} "
-        "GROUP BY 1 ORDER BY inspections DESC, 1",
-        params,
-    )
-    stores = await _rows(
-        conn,
-        f"""SELECT s.id, s.name, s.erp_code, s.province_name, s.city_name, {_INSPECT_SUMS} {base}
-            GROUP BY s.id ORDER BY inspections DESC, s.name, s.id LIMIT %(limit)s""",
-        params,
-    )
+    rows.sort(key=lambda r: (r["part"], r["ord"]))
+    periods = [r for r in rows if r["part"] == 0]
+    regions = [r for r in rows if r["part"] == 1]
+    stores = [r for r in rows if r["part"] == 2]
     return InspectionStats(
         from_date=start,
         to_date=end,
@@ -482,8 +661,8 @@ async def inspections(conn: Conn, actor: Principal, f: Filters) -> InspectionSta
                 store_id=r["id"],
                 store_name=r["name"],
                 store_erp_code=r["erp_code"],
-                province=r["province_name"],
-                city=r["city_name"],
+                province=r["province"],
+                city=r["city"],
                 **_counts(r),
             )
             for r in stores
