@@ -139,3 +139,18 @@ async def test_periods_items_and_duplicates_are_checked(client: Any, login: Any,
     assert_error(answer, 403, "permission_denied")
     listed = await client.get("/field/plans", headers=rep, params={"period": "quarter"})
     assert [p["id"] for p in listed.json()["items"]] == [quarter["id"]]
+
+
+async def test_an_api_key_records_no_visits(client: Any, login: Any, demo: Any) -> None:
+    made = await client.post(
+        "/api-keys",
+        headers=await login("admin"),
+        json={"name": "field sync", "permissions": ["field.visit"], "org_id": demo["AGENT-ZJ"]},
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    answer = await client.post(
+        "/field/plans", headers=key, json={"period": "week", "starts_on": "2027-03-15"}
+    )
+    assert_error(answer, 400, "user_required")
+    assert (await client.get("/field/plans", headers=key)).json()["total"] == 0

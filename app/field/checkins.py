@@ -106,7 +106,7 @@ async def _existing(conn: Conn, actor: Principal, client_id: str) -> CheckinOut 
 async def check_in(conn: Conn, actor: Principal, settings: Settings, data: CheckinIn) -> CheckinOut:
     """Record a check-in (see the module's docstring); ``replayed`` when ``client_id`` was
     seen before."""
-    actor.require("field.visit")
+    scope.require_rep(actor)
     if (found := await _existing(conn, actor, data.client_id)) is not None:
         return found
     store = await _store(conn, actor, settings, data)

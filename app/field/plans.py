@@ -140,7 +140,7 @@ async def get_plan(conn: Conn, actor: Principal, plan_id: int) -> PlanOut:
 async def create_plan(conn: Conn, actor: Principal, data: PlanIn) -> PlanOut:
     """A new draft of the caller's; 409 ``duplicate_plan`` when the caller has one for that
     period already."""
-    actor.require("field.visit")
+    scope.require_rep(actor)
     ends_on = period_end(data.period, data.starts_on)
     await _check_items(conn, actor, data.items, data.starts_on, ends_on)
     row = await (

@@ -88,7 +88,7 @@ async def _check(conn: Conn, actor: Principal, data: ReviewIn) -> None:
 
 async def create_review(conn: Conn, actor: Principal, data: ReviewIn) -> ReviewOut:
     """Record a review; ``replayed`` when ``client_id`` was seen before."""
-    actor.require("field.visit")
+    scope.require_rep(actor)
     if (found := await _existing(conn, actor, data.client_id)) is not None:
         return found
     await _check(conn, actor, data)

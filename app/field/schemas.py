@@ -28,13 +28,13 @@ class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Inputs: frozen, unknown fields refused."""
 
 
-class PlanItemIn(_In, kw_only=True):
+class PlanItemIn(_In, frozen=True, kw_only=True):
     store_id: Id
     planned_on: date
     note: Note = ""
 
 
-class PlanIn(_In, kw_only=True):
+class PlanIn(_In, frozen=True, kw_only=True):
     """A new plan (a draft): ``starts_on`` is the first day of its quarter, month or week
     (a Monday); every item's date lies within the period."""
 
@@ -44,14 +44,14 @@ class PlanIn(_In, kw_only=True):
     items: Annotated[list[PlanItemIn], msgspec.Meta(max_length=500)] = []
 
 
-class PlanEditIn(_In, kw_only=True):
+class PlanEditIn(_In, frozen=True, kw_only=True):
     """A draft or returned plan's new title and items (the items are replaced)."""
 
     title: Title = ""
     items: Annotated[list[PlanItemIn], msgspec.Meta(max_length=500)] = []
 
 
-class PlanReturnIn(_In, kw_only=True):
+class PlanReturnIn(_In, frozen=True, kw_only=True):
     reason: Reason
 
 
@@ -92,7 +92,7 @@ class NameplateOut(msgspec.Struct, frozen=True, kw_only=True):
     url: str
 
 
-class PositionIn(_In, kw_only=True):
+class PositionIn(_In, frozen=True, kw_only=True):
     lat: Latitude
     lng: Longitude
 
@@ -103,7 +103,7 @@ class PositionOut(msgspec.Struct, frozen=True, kw_only=True):
     lng: float | None
 
 
-class SupervisorIn(_In, kw_only=True):
+class SupervisorIn(_In, frozen=True, kw_only=True):
     """The rep's supervisor (a user holding ``field.supervise`` in the same brand), or null."""
 
     supervisor_id: Id | None
@@ -114,7 +114,7 @@ class SupervisorOut(msgspec.Struct, frozen=True, kw_only=True):
     supervisor_id: int | None
 
 
-class CheckinIn(_In, kw_only=True):
+class CheckinIn(_In, frozen=True, kw_only=True):
     """A check-in: the nameplate scanned at the store and the phone's GPS fix.
 
     ``client_id``: the app's own id; sending it again answers the first check-in (200).
@@ -157,7 +157,7 @@ class CheckinOut(msgspec.Struct, frozen=True, kw_only=True):
     replayed: bool = False
 
 
-class ReviewIn(_In, kw_only=True):
+class ReviewIn(_In, frozen=True, kw_only=True):
     """A store review: shelf display and staff product knowledge scored 1–5, a comment, photos
     uploaded first (``POST /media/photos``, by the same user). ``client_id`` as for check-ins."""
 

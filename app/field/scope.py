@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.auth.principal import Principal
+from app.errors import BadRequest
 
 READERS = ("field.visit", "field.supervise", "field.read")
 
@@ -41,3 +42,10 @@ def condition(actor: Principal, rep: str, org_path: str) -> tuple[str, dict[str,
 
 def require_reader(actor: Principal) -> None:
     actor.require_any(*READERS)
+
+
+def require_rep(actor: Principal) -> None:
+    """A plan, check-in or review is a user's (``field.visit``): an API key has none."""
+    actor.require("field.visit")
+    if actor.user_id is None:
+        raise BadRequest("field visits are recorded by users", code="user_required")
