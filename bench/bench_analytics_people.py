@@ -162,11 +162,12 @@ async def load(url: str, ids: dict[str, int], args: Any, first: int, more: bool)
 
 
 async def roll(url: str, what: str, events: int) -> None:
-    async with await psycopg.AsyncConnection.connect(
-        url, autocommit=True, row_factory=dict_row
-    ) as conn:
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn,
+        await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as other,
+    ):
         started = time.perf_counter()
-        folded = await people.rollup_alone(conn, wait=True)
+        folded = await people.rollup_alone(conn, wait=True, other=other)
         seconds = time.perf_counter() - started
     print(f"roll-up of {what} ({events:,} events): {seconds:.1f} s, {folded}", flush=True)
 

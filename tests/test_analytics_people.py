@@ -655,3 +655,56 @@ async def test_rollup_without_the_lock_folds_nothing_twice(world: World, auto: A
     async with await autocommit() as a, await autocommit() as b:
         await asyncio.gather(rollup_alone(a, wait=True, limit=7), rollup(b, limit=11))
     assert await recount(auto) == []
+
+
+async def test_a_rollup_folds_verifications_on_a_second_connection_meanwhile(
+    world: World, auto: Any
+) -> None:
+    """``other``: verifications fold on a second connection while members and points fold on
+    the first; each queue row once, the summaries equal the recount."""
+    rng = random.Random(23)
+    await roll()
+    await add_members(auto, world, rng, 20)
+    await add_claims(auto, world, rng, 60)
+    await add_verifications(auto, world, rng, 300)
+    async with await autocommit() as a, await autocommit() as b:
+        folded = await rollup_alone(a, wait=True, limit=53, other=b)
+    assert folded is not None
+    assert folded.members >= 20 and folded.ledger >= 60 and folded.verifications > 0
+    for queue in ("analytics_member_queue", "analytics_ledger_queue", "analytics_verify_queue"):
+        row = await (await auto.execute(f"SELECT count(*) AS n FROM {queue}")).fetchone()
+        assert row["n"] == 0, queue
+    assert await recount(auto) == []
+
+
+async def test_periods_cut_anywhere_equal_a_count(client: Any, world: World) -> None:
+    """Whole months are read from the month summaries and the rest day by day: periods that
+    start and end anywhere (inside a month, on its first or last day) answer the same figures as
+    a count of the members and verifications themselves."""
+    await roll()
+    rng = random.Random(41)
+    days = [shanghai(v[4]) for v in world.verifications]
+    low, high = min(days), max(days)
+    for _ in range(12):
+        a = low + timedelta(days=rng.randrange((high - low).days + 1))
+        b = a + timedelta(days=rng.choice([0, 1, 27, 30, 31, 45, 62, 200, 365]))
+        if rng.random() < 0.3:
+            a = a.replace(day=1)
+        span = {"from": a.isoformat(), "to": b.isoformat()}
+        inside = [v for v in world.verifications if a <= shanghai(v[4]) <= b]
+        out = await get(
+            client, world.admin, "/analytics/verifications", granularity="month", **span
+        )
+        assert out["totals"]["total"] == len(inside), span
+        assert sum(r["total"] for r in out["regions"]) == len(inside), span
+        by_product = Counter(v[0] for v in inside if v[0] is not None)
+        product = world.products[rng.randrange(len(world.products))]
+        one = await get(client, world.admin, "/analytics/verifications", product_id=product, **span)
+        assert one["totals"]["total"] == by_product[product], span
+        assert sum(r["total"] for r in one["regions"]) == by_product[product], span
+        members = [m for m in world.members.values() if a <= shanghai(m["created_at"]) <= b]
+        regions = await get(client, world.admin, "/analytics/members/regions", **span)
+        assert regions["members"] == len(members), span
+        assert {r["province"]: r["members"] for r in regions["regions"]} == Counter(
+            m["province"] or None for m in members
+        ), span
