@@ -188,6 +188,22 @@ async def test_rate_limit_per_client_ip(client: Any, app: Any, verifier_with: An
     assert error["details"]["retry_after"] >= 1 and limited.headers["retry-after"]
 
 
+async def test_rate_limit_counts_each_of_a_round(client: Any, app: Any, verifier_with: Any) -> None:
+    """Verifications from one address that share a round count one by one: of 8 at once under
+    a limit of 5, exactly 3 are refused, and the minute's counter holds all 8."""
+    verifier_with(verify_rate_limit=5)
+    redis, ns = app.state.redis, app.state.settings.redis_namespace
+    await redis.delete(*[k async for k in redis.scan_iter(match=f"{ns}:rl:*")] or ["none"])
+    answers = await asyncio.gather(
+        *(client.post("/v1/verify", json={"serial": "NOT-A-SERIAL"}) for _ in range(8))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] * 5 + [429] * 3
+    counters = [k async for k in redis.scan_iter(match=f"{ns}:rl:*")]
+    assert len(counters) == 1 and int(await redis.get(counters[0])) == 8
+    assert 0 < await redis.ttl(counters[0]) <= 60
+
+
 async def test_concurrent_verifications_count_every_query_once(
     client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
 ) -> None:
