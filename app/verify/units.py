@@ -24,8 +24,10 @@ class UnitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     shipped: bool
 
 
-_UNITS = """SELECT u.code, u.status, u.lot, u.production_date, u.shipped_at, p.id, p.name,
-                   p.spec, p.gtin, p.image_url, p.video_url
+# The date as its ISO text and "shipped" as a boolean: nothing for the client to parse or format.
+_UNITS = """SELECT u.code, u.status, u.lot, to_char(u.production_date, 'YYYY-MM-DD'),
+                   u.shipped_at IS NOT NULL,
+                   p.id, p.name, p.spec, p.gtin, p.image_url, p.video_url
             FROM unit_state u JOIN products p ON p.id = u.product_id
             WHERE u.code = ANY(%s)"""
 
@@ -37,18 +39,32 @@ async def load_units(
     (issued, not commissioned) is absent. ``brands``: the brand of each code's batch."""
     cur = conn.cursor(row_factory=tuple_row)  # a round reads many rows: tuples are cheapest
     await cur.execute(_UNITS, (sorted(set(codes)),))
-    return {
-        code: UnitInfo(
+    products: dict[int, ProductInfo] = {}  # a round's units share few products: one each
+    units = {}
+    for (
+        code,
+        status,
+        lot,
+        made,
+        shipped,
+        product_id,
+        name,
+        spec,
+        gtin,
+        image,
+        video,
+    ) in await cur.fetchall():
+        product = products.get(product_id)
+        if product is None:
+            product = products[product_id] = ProductInfo(
+                id=product_id, name=name, spec=spec, gtin=gtin, image_url=image, video_url=video
+            )
+        units[code] = UnitInfo(
             brand_id=brands[code],
             status=status,
-            product=ProductInfo(
-                id=product, name=name, spec=spec, gtin=gtin, image_url=image, video_url=video
-            ),
+            product=product,
             lot=lot,
-            production_date=made.isoformat(),
-            shipped=shipped_at is not None,
+            production_date=made,
+            shipped=shipped,
         )
-        for code, status, lot, made, shipped_at, product, name, spec, gtin, image, video in (
-            await cur.fetchall()
-        )
-    }
+    return units
