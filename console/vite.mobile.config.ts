@@ -39,12 +39,25 @@ function shellWorker(): Plugin {
   }
 }
 
+/** Vant's icon font is inlined (a data: URL) with a CDN copy as its fallback: drop the CDN. */
+function noCdnFonts(): Plugin {
+  return {
+    name: 'tracecode-no-cdn-fonts',
+    enforce: 'pre',
+    transform(code, id) {
+      if (!id.includes('vant') || !id.endsWith('.css')) return null
+      return code.replace(/,\s*url\((["']?)(?:https?:)?\/\/[^)]+\)\s*format\(["']?\w+["']?\)/g, '')
+    },
+  }
+}
+
 export default defineConfig({
   root,
   base: '/m/',
   publicDir: `${root}/public`,
   plugins: [
     vue(),
+    noCdnFonts(),
     // <van-button>, <van-field>, … imported where used (with their styles).
     Components({ resolvers: [VantResolver()], dts: '../src/mobile/components.d.ts', dirs: [] }),
     shellWorker(),

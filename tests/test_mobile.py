@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.web.console import CSP, DEFAULT_DIST
+from app.web.console import DEFAULT_DIST
+from app.web.mobile import CSP
 
 MOBILE = DEFAULT_DIST / "m"
 
@@ -46,9 +47,17 @@ async def test_the_app_and_its_routes_answer_index_html(client: Any, built: Path
         assert answer.headers["content-security-policy"] == CSP
         assert "camera=(self)" in answer.headers["permissions-policy"]
         assert "geolocation=(self)" in answer.headers["permissions-policy"]
-    # nothing from another origin: every script and style of the page is below /m/
+    assert "default-src 'self'; font-src 'self' data:; script-src 'self';" in CSP
+    # nothing from another origin: every script and style of the page is below /m/, and no
+    # file of the build names a CDN (Vant's icon font has one as a fallback: the build drops it)
     for ref in re.findall(r'(?:src|href)="([^"]+)"', index):
         assert ref.startswith("/m/"), ref
+    for file in (built / "assets").iterdir():
+        text = file.read_text(errors="replace")
+        assert not re.search(r"url\((['\"]?)(https?:)?//", text), file.name
+        assert not re.search(r"//(at\.alicdn|cdn\.jsdelivr|fastly\.jsdelivr|unpkg)\.", text), (
+            file.name
+        )
 
 
 async def test_the_manifest_makes_it_installable(client: Any, built: Path) -> None:

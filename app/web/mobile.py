@@ -12,8 +12,9 @@ console:
 * no build yet: a 503 page saying to run ``make console``.
 
 Answers carry the console's Content-Security-Policy (everything from this origin, nothing from a
-CDN) and a Permissions-Policy that lets this origin use the camera (scanning) and the position
-(inspections), nothing else.
+CDN) with one addition, fonts from ``data:`` URLs (Vant's icon font is inlined into its CSS; the
+build drops its CDN fallback), and a Permissions-Policy that lets this origin use the camera
+(scanning) and the position (inspections), nothing else.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from app.web import console
 
 mimetypes.add_type("application/manifest+json", ".webmanifest")
 
+CSP = console.CSP.replace("default-src 'self';", "default-src 'self'; font-src 'self' data:;", 1)
 HEADERS = {
     **console.SECURITY_HEADERS,
+    "Content-Security-Policy": CSP,
     "Permissions-Policy": "camera=(self), geolocation=(self), microphone=()",
 }
 

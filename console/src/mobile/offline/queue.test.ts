@@ -100,6 +100,16 @@ describe('OfflineQueue', () => {
     expect((await q.all()).map((a) => a.label)).toEqual(['theirs'])
   })
 
+  it('stores a plain copy of a body that IndexedDB could not clone as it is', async () => {
+    const q = fresh()
+    const gps = new Proxy({ lat: 30.1, lng: 120.2 }, {}) // as Vue's reactive() makes
+    const body = { code: 'U1', gps, at: { toJSON: () => 'now' } }
+    const action = await q.add({ kind: 'inspection', user: 1, body, label: 'U1' })
+    const [stored] = await q.all(1)
+    expect(stored!.body).toEqual({ code: 'U1', gps: { lat: 30.1, lng: 120.2 }, at: 'now' })
+    expect(stored!.id).toBe(action.id)
+  })
+
   it('makes printable client ids the API accepts', () => {
     for (let i = 0; i < 50; i++) expect(clientId()).toMatch(/^[\x21-\x7e]{1,64}$/)
   })

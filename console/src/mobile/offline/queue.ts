@@ -86,7 +86,15 @@ export class OfflineQueue {
   async add(
     action: Omit<QueuedAction, 'id' | 'created' | 'n' | 'attempts'> & { id?: string },
   ): Promise<QueuedAction> {
-    const full: QueuedAction = { id: clientId(), created: Date.now(), n: ++counter, attempts: 0, ...action }
+    const full: QueuedAction = {
+      id: clientId(),
+      created: Date.now(),
+      n: ++counter,
+      attempts: 0,
+      ...action,
+      // a plain copy: IndexedDB cannot clone Vue's reactive proxies (a GPS fix, a form)
+      body: JSON.parse(JSON.stringify(action.body)) as Record<string, unknown>,
+    }
     await this.put([full])
     return full
   }

@@ -1,0 +1,207 @@
+"""The staff mobile app (/m) end to end: the real app under granian with the built app
+(``make console``), in Debian's headless Chromium through its ChromeDriver.
+
+An inspector signs in on /m, the service worker caches the app shell, a scan typed in (manual
+entry, as a keyboard-wedge scanner types it) gets its verdict on screen; then, with the network
+cut (DevTools offline emulation), scans are queued in IndexedDB and shown as pending; when the
+network returns they are sent by themselves, once: the server holds each scan once, also after
+the app is asked to send again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from app.demo import DEMO_PASSWORD
+from app.web.mobile import mobile_dir
+from tests.servers import granian_server
+from tests.test_inspect import _close_diversion_alerts, goods  # noqa: F401 (fixtures)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+GPS = {"latitude": 29.8683, "longitude": 121.5440, "accuracy": 10}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Iterator[str]:
+    if not (mobile_dir(settings) / "index.html").is_file():
+        pytest.fail("console/dist/m is missing: run `make console` (make test builds it)")
+    with granian_server(tmp_path_factory.mktemp("granian")) as running:
+        yield running.base
+
+
+@pytest.fixture(scope="module")
+def browser(server: str) -> Iterator[WebDriver]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=412,915")  # a phone
+    options.add_argument("--lang=zh-CN")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": server, "permissions": ["geolocation"]}
+    )
+    driver.execute_cdp_cmd("Emulation.setGeolocationOverride", GPS)
+    driver.execute_cdp_cmd("Network.enable", {})
+    yield driver
+    driver.quit()
+
+
+def _wait(driver: WebDriver, timeout: float = 20) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
+
+
+def _find(driver: WebDriver, css: str) -> WebElement:
+    return _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
+
+
+def _text(driver: WebDriver, css: str) -> str:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else ""
+
+
+def _network(driver: WebDriver, offline: bool) -> None:
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+
+
+def _scan(driver: WebDriver, code: str) -> None:
+    field = _find(driver, "[data-test=scan-input] input")
+    field.send_keys(code + Keys.ENTER)
+
+
+def _errors(driver: WebDriver) -> list[str]:
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if "Content Security Policy" in e["message"]
+        or (
+            e["level"] == "SEVERE"
+            and "Failed to fetch" not in e["message"]
+            and "ERR_INTERNET_DISCONNECTED" not in e["message"]
+            and "401" not in e["message"]
+        )
+    ]
+
+
+async def _scans_of(conn: Any, serial: str) -> int:
+    cursor = await conn.execute(
+        """SELECT count(*) AS n FROM inspections i JOIN users u ON u.id = i.inspector_id
+           WHERE i.serial = %s AND u.username = 'inspector'""",
+        (serial,),
+    )
+    row = await cursor.fetchone()
+    await conn.commit()
+    return int(row["n"])
+
+
+async def test_an_inspector_scans_online_and_offline_and_each_scan_is_sent_once(
+    browser: WebDriver,
+    server: str,
+    settings: Any,
+    demo: Any,
+    goods: dict[str, Any],  # noqa: F811 (the fixture imported above)
+    conn: Any,
+) -> None:
+    driver = browser
+    driver.get(f"{server}/m/")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(f"{server}/m/")
+    _wait(driver).until(lambda d: "/m/login" in d.current_url)
+    _find(driver, "[data-test=username] input").send_keys("inspector")
+    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
+    _wait(driver).until(lambda d: "inspector" in _text(d, "[data-test=hello]"))
+    tasks = _text(driver, "[data-test=tasks]")
+    assert "稽查扫码" in tasks and "今日稽查" in tasks
+    assert "出入库单据" not in tasks and "返利申领" not in tasks  # not the inspector's role
+
+    # the service worker is installed and has cached every file of the shell
+    cached = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        navigator.serviceWorker.ready
+          .then(() => caches.keys())
+          .then((keys) => Promise.all(keys.map((k) => caches.open(k).then((c) => c.keys()))))
+          .then((lists) => done(lists.flat().map((r) => new URL(r.url).pathname)))
+          .catch((e) => done(String(e)));"""
+    )
+    assets = {f"/m/assets/{p.name}" for p in (mobile_dir(settings) / "assets").iterdir()}
+    assert isinstance(cached, list) and assets <= set(cached), cached
+
+    store = {"id": demo["STORE-NB-01"], "code": "STORE-NB-01", "name": "STORE-NB-01"}
+    driver.execute_script(
+        "localStorage.setItem('tracecode.m.inspect.store', arguments[0])", json.dumps(store)
+    )
+    driver.get(f"{server}/m/inspect")
+    _find(driver, "[data-test=scan-input] input")
+
+    # online: a unit shipped to this very store is in channel, on screen at once
+    units = goods["units"]
+    started = time.monotonic()
+    _scan(driver, units[0])
+    _wait(driver).until(lambda d: "正常渠道" in _text(d, "[data-test=verdict]"))
+    on_screen_ms = (time.monotonic() - started) * 1000  # with WebDriver's round trips
+    # measured in the page: from the code read to the verdict rendered (no camera frame rate)
+    in_page_ms = int(_find(driver, "[data-test=verdict]").get_attribute("data-ms") or -1)
+    assert 0 <= in_page_ms <= 1000, in_page_ms  # issue 18 targets 300 ms (printed below)
+    assert await _scans_of(conn, units[0]) == 1
+
+    # offline: the shell still loads (from the service worker), scans are queued as pending
+    _network(driver, offline=True)
+    try:
+        driver.get(f"{server}/m/inspect")
+        _wait(driver).until(lambda d: "离线" in _text(d, "[data-test=net-status]"))
+        for n, serial in enumerate((units[10], units[20]), 1):
+            _scan(driver, serial)
+            _wait(driver).until(
+                lambda d, n=n: f"{n} 条待发送" in _text(d, "[data-test=pending-count]")
+            )
+        _wait(driver).until(lambda d: "2 条待发送" in _text(d, "[data-test=pending-count]"))
+        assert "待发送" in _text(driver, "[data-test=verdict]")
+        assert await _scans_of(conn, units[10]) == 0 and await _scans_of(conn, units[20]) == 0
+    finally:
+        _network(driver, offline=False)
+
+    # back online: the queue goes by itself, and each scan reaches the server once
+    _wait(driver, 45).until(lambda d: not _text(d, "[data-test=pending-count]"))
+    _wait(driver).until(lambda d: "待发送" not in _text(d, "[data-test=verdict]"))
+    assert await _scans_of(conn, units[10]) == 1
+    assert await _scans_of(conn, units[20]) == 1
+    driver.get(f"{server}/m/queue")
+    _find(driver, "[data-test=send-now]").click()
+    await asyncio.sleep(1)
+    assert await _scans_of(conn, units[10]) == 1 and await _scans_of(conn, units[20]) == 1
+    assert _errors(driver) == []
+
+    # my inspections of today list all three
+    driver.get(f"{server}/m/inspect/today")
+    _wait(driver).until(lambda d: units[20] in _text(d, "[data-test=today]"))
+    today = _text(driver, "[data-test=today]")
+    assert units[0] in today and units[10] in today
+    print(
+        f"scan to verdict on screen: {in_page_ms} ms in the page, "
+        f"{on_screen_ms:.0f} ms seen through WebDriver"
+    )
