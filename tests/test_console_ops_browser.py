@@ -5,8 +5,8 @@ As the brand administrator: an alert (seeded by SQL, as the verification service
 is shown in its severity's colour and acknowledged; a small batch is issued and exported, the
 export queued as a job (the async threshold lowered) and written by the worker's function while
 the page polls it, its progress bar watched to done, and a printer file downloaded; the
-management center's documents are filtered and exported as CSV (the file read back). As the
-planner: the code batches are there, the users are not.
+management center's documents are filtered and exported as CSV (the file read back); seeded
+verification records are listed in their results' colours. As the planner: the code batches are there, the users are not.
 """
 
 from __future__ import annotations
@@ -141,6 +141,36 @@ async def test_admin_acknowledges_an_alert_coloured_by_severity(
     _wait(browser).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".el-loading-mask"))
     await asyncio.sleep(0.3)
     assert not browser.find_elements(By.XPATH, f"//td[contains(., '{message}')]")
+    assert not _console_errors(browser)
+    _sign_out(browser)
+
+
+async def test_admin_sees_verification_records_coloured_by_result(
+    server: str, browser: WebDriver, demo: Any, app: Any
+) -> None:
+    """Three records seeded as the write-behind stores them: the menu opens the page, the code
+    filter (in the address) finds them, each tag in its result's colour."""
+    prefix = f"E2E{uuid.uuid4().hex[:8].upper()}"
+    seeded = {"genuine": "success", "wrong_pin": "warning", "not_genuine": "danger"}
+    async with app.state.pool.connection() as conn:
+        for n, result in enumerate(seeded):
+            await conn.execute(
+                """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
+                       queries, province, city)
+                   VALUES (now() - %s * interval '1 minute', %s, %s, %s, %s, %s, 1, '浙江省',
+                           '杭州市')""",
+                (n, uuid.uuid4(), f"{prefix}{n}", demo["BRAND-LUMI"], result, result),
+            )
+
+    _start(browser, server, "admin")
+    browser.find_element(By.CSS_SELECTOR, '[data-menu="verifications"]').click()
+    _find(browser, "#verifications")
+    browser.get(f"{server}/console/verifications?serial={prefix}")
+    for n, (result, colour) in enumerate(seeded.items()):
+        tag = _row(browser, f"{prefix}{n}").find_element(By.CSS_SELECTOR, "[data-result]")
+        assert tag.get_attribute("data-result") == result
+        assert f"el-tag--{colour}" in (tag.get_attribute("class") or "")
+    assert _column(browser, 4) == [f"{prefix}{n}" for n in range(3)]  # newest first
     assert not _console_errors(browser)
     _sign_out(browser)
 

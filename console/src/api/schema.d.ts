@@ -1181,6 +1181,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/lines/{line}/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** RecentUploads */
+        get: operations["LinesUploadsRecentUploads"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/media/photos": {
         parameters: {
             query?: never;
@@ -2493,6 +2510,23 @@ export interface paths {
          *     the per-IP limit.
          */
         post: operations["V1VerifyVerify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/verifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ListVerifications */
+        get: operations["VerificationsListVerifications"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -3877,6 +3911,13 @@ export interface components {
             per_page: number;
             total: number;
         };
+        /** Page[UploadOut] */
+        "Page_app.packing.schemas.UploadOut_": {
+            items: components["schemas"]["UploadOut"][];
+            page: number;
+            per_page: number;
+            total: number;
+        };
         /** Page[RefusalRow] */
         "Page_app.rebates.schemas.RefusalRow_": {
             items: components["schemas"]["RefusalRow"][];
@@ -3950,6 +3991,13 @@ export interface components {
         /** Page[AlertOut] */
         "Page_app.verify.schemas.AlertOut_": {
             items: components["schemas"]["AlertOut"][];
+            page: number;
+            per_page: number;
+            total: number;
+        };
+        /** Page[VerificationRow] */
+        "Page_app.verify.schemas_records.VerificationRow_": {
+            items: components["schemas"]["VerificationRow"][];
             page: number;
             per_page: number;
             total: number;
@@ -4375,6 +4423,15 @@ export interface components {
         /** RejectIn */
         RejectIn: {
             reason: string;
+        };
+        /** RejectionOut */
+        RejectionOut: {
+            code?: string | null;
+            id: string;
+            /** @enum {null|string} */
+            kind?: "unit" | "case" | null;
+            message?: string | null;
+            reason?: string | null;
         };
         /** ReplaceIn */
         ReplaceIn: {
@@ -4821,6 +4878,18 @@ export interface components {
             parent: string;
             reason: string;
         };
+        /** UploadOut */
+        UploadOut: {
+            accepted: number;
+            /** Format: date-time */
+            at: string;
+            duplicates: number;
+            rejected: number;
+            rejections: components["schemas"]["RejectionOut"][];
+            scans: number;
+            user_id: number | null;
+            username: string | null;
+        };
         /** UserIn */
         UserIn: {
             /** @default  */
@@ -4856,6 +4925,27 @@ export interface components {
             phone?: string | null;
             roles?: string[];
             status?: "active" | "inactive";
+        };
+        /** VerificationRow */
+        VerificationRow: {
+            /** Format: date-time */
+            at: string;
+            city: string | null;
+            client_ip: string | null;
+            code_id: number | null;
+            id: number;
+            member_id: number | null;
+            pin_given: boolean;
+            product_id: number | null;
+            product_name: string | null;
+            province: string | null;
+            queries: number;
+            reason: string;
+            /** @enum {string} */
+            result: "genuine" | "unconfirmed" | "suspicious" | "not_genuine" | "wrong_pin" | "locked";
+            serial: string | null;
+            /** @enum {string} */
+            severity: "ok" | "info" | "warning" | "critical";
         };
         /** VerificationStats */
         VerificationStats: {
@@ -12663,6 +12753,88 @@ export interface operations {
             };
             /** @description the body is not of a media type this operation reads */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    LinesUploadsRecentUploads: {
+        parameters: {
+            query?: {
+                rejected_only?: boolean;
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description items per page (max 200) */
+                per_page?: number;
+            };
+            header?: never;
+            path: {
+                line: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_app.packing.schemas.UploadOut_"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21268,6 +21440,103 @@ export interface operations {
             };
             /** @description too many requests; see Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    VerificationsListVerifications: {
+        parameters: {
+            query?: {
+                /** @description first day (Asia/Shanghai) */
+                from?: string | null;
+                /** @description last day, inclusive */
+                to?: string | null;
+                result?: "genuine" | "unconfirmed" | "suspicious" | "not_genuine" | "wrong_pin" | "locked" | null;
+                reason?: string | null;
+                product_id?: number | null;
+                /** @description e.g. 浙江省 */
+                province?: string | null;
+                /** @description e.g. 杭州市 */
+                city?: string | null;
+                /** @description its start */
+                serial?: string | null;
+                member_id?: number | null;
+                /** @description json (a page), csv or xlsx (every row) */
+                format?: "json" | "csv" | "xlsx";
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description items per page (max 200) */
+                per_page?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_app.verify.schemas_records.VerificationRow_"];
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -14,6 +14,7 @@ import { Bell, Box, Files, Goods, List, Position, Tickets, View } from '@element
 import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/icons-vue'
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 import { Avatar, Present, ShoppingBag } from '@element-plus/icons-vue'
+import { DocumentChecked } from '@element-plus/icons-vue'
 
 /** Menu groups, in order; a group shows when the user may open one of its pages. */
 export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'analytics', 'system'] as const
@@ -44,6 +45,7 @@ export const PAGES: PageDef[] = [
   { path: 'center/stock', name: 'center-stock', title: 'center.stock', group: 'logistics', permission: ['reports.read', 'logistics.scan'], icon: Goods, component: () => import('@/pages/center/StockPage.vue') },
   { path: 'orders', name: 'orders', title: 'center.orders', group: 'logistics', permission: ['logistics.scan', 'logistics.approve', 'orders.write', 'reports.read'], icon: List, component: () => import('@/pages/center/OrdersPage.vue') },
   { path: 'alerts', name: 'alerts', title: 'alerts.menu', group: 'verify', permission: 'alerts.read', icon: Bell, component: () => import('@/pages/alerts/AlertsPage.vue') },
+  { path: 'verifications', name: 'verifications', title: 'verifications.menu', group: 'verify', permission: ['alerts.read', 'reports.read'], icon: DocumentChecked, component: () => import('@/pages/verifications/VerificationsPage.vue') },
   { path: 'inspections', name: 'inspections', title: 'inspections.menu', group: 'verify', permission: ['inspect.scan', 'reports.read'], icon: View, component: () => import('@/pages/inspections/InspectionsPage.vue') },
   { path: 'orgs', name: 'orgs', title: 'orgs.menu', group: 'system', permission: 'orgs.read', icon: OfficeBuilding, component: () => import('@/pages/orgs/OrgsPage.vue') },
   { path: 'users', name: 'users', title: 'users.menu', group: 'system', permission: 'users.read', icon: User, component: () => import('@/pages/users/UsersPage.vue') },
