@@ -12,20 +12,29 @@ Exactly once. A roll-up batch takes queue rows with ``DELETE … WHERE … IN (S
 LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``, and folds them in the same transaction: a row is
 folded by the one transaction that deleted it, and rows of writers not yet committed are
 invisible until a later pass. Verifications fold additively in that one statement. Members and
-ledger rows fold into per-member state (``analytics_member_facts``: where the member was counted
-and its points; ``analytics_member_cycle``: its purchases per product, category and in all), and
-the summaries move by the difference between the old state and the new, so one roller runs at a
-time (``Lock.PEOPLE_ROLLUP``). Their rows are read by a second statement of the transaction, after
-the take: a member change that touched a queued row (the trigger's ``DO UPDATE`` locks it) is
-either committed before the take — and seen by the read — or skipped by it and left queued.
+ledger rows fold into per-member state (``analytics_member_facts``: where the member was counted,
+its points, and — in parallel arrays, migration 0025 — its purchases, first and last day per
+product, category and in all), and the summaries move by the difference between the old state
+and the new, so one roller runs at a time (``Lock.PEOPLE_ROLLUP``). Their rows are read by a
+second statement of the transaction, after the take: a member change that touched a queued row
+(the trigger's ``DO UPDATE`` locks it) is either committed before the take — and seen by the
+read — or skipped by it and left queued.
 
 Summaries: ``analytics_member_regions`` (A4: members by registration day and region, at three
 levels: brand, province, city), ``analytics_cycle`` (A5: (member, subject) pairs by the day of
 their last purchase — count, purchases, span, frequency buckets — so any range of last purchases
 and the days since it are sums), ``analytics_points_ages`` (A6: members and points by birthday,
 the band being computed when read as the members' own pages do, or by the chosen band),
-``analytics_verifications`` (A7: by day, product or all, brand/province/city). Inspections are
-``app.inspect.summaries``' own roll-up, reused as it is.
+``analytics_verifications`` (A7: by day, product, category (minus its id) or all,
+brand/province/city). Each has a month twin (``…_m``, the same cells summed by month, moved by
+the same statement) so a period reads its whole months there and only its partial months day by
+day. Inspections are ``app.inspect.summaries``' own roll-up, reused as it is.
+
+Speed (issue 17 targets, bench/bench_analytics_people.py): each batch is summed in SQL with
+GROUP BY before one upsert per summary, in key order; one row per member is rewritten however
+many products a claim batch touches; a batch's counts are summed as ints (int8 accumulators,
+not numerics) with a work_mem that keeps its hashes and sorts in memory; and, given a second
+connection, verifications fold on it while members and points fold on the first.
 
 A queue row that cannot be folded (its ledger row is missing, a sum out of range) is
 dead-lettered by halves (``app.deadletters.drain``) and the others are folded. ``recount``
@@ -190,18 +199,16 @@ WITH l AS (
     FROM analytics_member_facts f,
          unnest(f.subjects, f.purchases, f.first_days, f.last_days)
              AS u(subject, n, first_day, last_day)
-    WHERE f.member_id IN (SELECT member_id FROM subj) AND cardinality(f.subjects) > 0
+    WHERE f.member_id IN (SELECT member_id FROM pts) AND cardinality(f.subjects) > 0
 ), pair AS (
     SELECT member_id, subject, s.brand_id, s.n AS add_n, h.n AS o_n, h.first_day AS o_first,
            h.last_day AS o_last, coalesce(s.n, 0) + coalesce(h.n, 0) AS new_n,
            least(s.first_day, h.first_day) AS new_first,
            greatest(s.last_day, h.last_day) AS new_last
     FROM subj s FULL JOIN held h USING (member_id, subject)
-), state AS (
-    SELECT member_id, array_agg(subject ORDER BY subject) AS subjects,
-           array_agg(new_n ORDER BY subject) AS purchases,
-           array_agg(new_first ORDER BY subject) AS first_days,
-           array_agg(new_last ORDER BY subject) AS last_days
+), state AS (  -- the arrays of one aggregation take the rows in one order: aligned
+    SELECT member_id, array_agg(subject) AS subjects, array_agg(new_n) AS purchases,
+           array_agg(new_first) AS first_days, array_agg(new_last) AS last_days
     FROM pair GROUP BY member_id
 ), facts AS (
     INSERT INTO analytics_member_facts AS f

@@ -6,10 +6,13 @@ Who reads what. Every answer is an aggregate (no member, phone or code appears) 
 them (403 ``brand_staff_only`` below the brand, as the member lists). Inspections are read
 within the caller's subtree: an agent's staff see its stores.
 
-Periods are Asia/Shanghai days, ``from``/``to`` inclusive. Each query reads one summary through
-its primary key's prefix — (brand, level[, province]) for regions and registrations, (brand,
-kind) for the purchase cycle, (brand, product, level[, province]) for verifications — so its
-cost grows with days × regions of the period, not with members or events (bench/RESULTS.md).
+Periods are Asia/Shanghai days, ``from``/``to`` inclusive. Each answer is one statement over
+the summaries: the whole months of its period from the month summaries (``…_m``), its partial
+months day by day (``pieces``), through the primary key's prefix or the (…, level, day) indexes
+— so its cost grows with the months and edge days of the period and the regions asked, not with
+members or events (bench/RESULTS.md). A series by day reads days only; cuts that matter inside a
+period (the days-since-last-purchase buckets, the age bands' birthdays) split it first, so each
+month read falls on one side.
 """
 
 from __future__ import annotations
