@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import embedded  # noqa: E402
 from app.analytics import sales  # noqa: E402
+from app.analytics.dashboard import refresh  # noqa: E402
 from app.db import migrate  # noqa: E402
 from bench import bench_rebate_ranking as rb  # noqa: E402
 
@@ -247,11 +248,21 @@ def main() -> None:
             ).fetchone()
         print(f"summary rows: {sizes[0] if sizes else '?'}", flush=True)
         product = asyncio.run(_a_product(url))
+        asyncio.run(_dashboard_days(url))
         over_http(url, args, product)
     finally:
         if not args.keep:
             embedded.drop_database(rb.ADMIN_URL, DATABASE)
     print(f"total {time.perf_counter() - started:.0f} s")
+
+
+async def _dashboard_days(url: str) -> None:
+    """What the worker's ``DashboardCounter`` does every minute: count the dashboard's closed
+    days, so the requests read them (no worker runs here)."""
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        await refresh(conn)
 
 
 async def _a_product(url: str) -> int:

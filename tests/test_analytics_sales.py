@@ -367,6 +367,61 @@ async def test_rollup_equals_recount_and_a_count_with_concurrent_rollers(
     assert sum(int(r["units"]) for r in rows) == regions["units"]
 
 
+async def test_periods_across_years_and_month_ends_and_stores_netting_zero(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """Periods read from the running totals of a year and of a month: across a new year, the
+    29th of February of a leap year, a month's last and first days; a store whose units were
+    all returned is not listed. 2095–2096 are this test's own years."""
+    brand, admin = demo["BRAND-LUMI"], await login("admin")
+    a = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    b = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    p1, p2 = [p["id"] for p in list((await products(auto, brand)).values())[:2]]
+
+    def at(day: str) -> datetime:  # noon in Shanghai
+        return datetime.fromisoformat(day).replace(hour=4, tzinfo=UTC)
+
+    for store, product, day, n in ((a, p1, "2095-12-31", 2), (a, p1, "2096-01-01", 1),
+                                   (a, p2, "2096-02-29", 3), (a, p1, "2096-03-01", 1),
+                                   (b, p1, "2096-01-15", 2)):  # fmt: skip
+        codes = await stock_units(auto, brand, store, product, n)
+        await sell(auto, codes, at(day))
+        if store == b:
+            await give_back(auto, codes)
+    await roll_all()
+    assert await recount(auto) == []
+
+    async def ranked(lo: str, hi: str, **more: Any) -> dict[int, int]:
+        out = await get(client, admin, STORES, **{"from": lo, "to": hi}, **more)
+        return {i["store_id"]: i["units"] for i in out["items"] if i["store_id"] in (a, b)}
+
+    assert await ranked("2095-12-31", "2096-02-29") == {a: 6}
+    assert await ranked("2095-12-01", "2095-12-31") == {a: 2}
+    assert await ranked("2096-01-01", "2096-02-28") == {a: 1}
+    assert await ranked("2096-02-29", "2096-03-01") == {a: 4}
+    assert await ranked("2096-01-02", "2096-02-28") == {}
+    assert await ranked("2095-12-31", "2096-03-01", product_id=p1) == {a: 4}
+    assert await ranked("2096-01-01", "2096-03-01", product_id=p1) == {a: 2}
+    assert await ranked("2096-02-29", "2096-02-29", product_id=p2) == {a: 3}
+    assert await ranked("2096-01-01", "2096-01-31", product_id=p1) == {a: 1}
+
+    agent = await login("agent_admin")
+    days = await get(client, agent, PRODUCTS, **{"from": "2096-02-28", "to": "2096-03-01"},
+                     granularity="day")  # fmt: skip
+    assert {s["period"]: s["units"] for s in days["series"] if s["units"]} == {
+        "2096-02-29": 3, "2096-03-01": 1
+    }  # fmt: skip
+    months = await get(client, agent, PRODUCTS, **{"from": "2095-12-31", "to": "2096-03-01"})
+    assert {p["product_id"]: p["units"] for p in months["products"]} == {p1: 4, p2: 3}
+    brand_wide = await get(client, admin, PRODUCTS, **{"from": "2095-12-15", "to": "2096-03-01"})
+    assert {s["period"]: s["units"] for s in brand_wide["series"] if s["units"]} == {
+        "2095-12": 2, "2096-01": 1, "2096-02": 3, "2096-03": 1
+    }  # fmt: skip
+    regions = await get(client, admin, REGIONS, **{"from": "2095-12-31", "to": "2096-03-01"})
+    assert [(i["province_code"], i["agent_name"], i["stores"], i["units"])
+            for i in regions["items"]] == [("330000", "Zhejiang Agent 浙江代理", 1, 7)]  # fmt: skip
+
+
 async def test_scopes_brand_agent_store_and_another_brand(
     client: Any, login: Any, demo: Any, auto: Any
 ) -> None:
@@ -419,7 +474,9 @@ async def test_a_row_that_cannot_be_folded_is_dead_lettered(auto: Any) -> None:
     fake = -(os.getpid() % 100_000) - 1  # a brand id no organisation has
     day = date(2093, 1, 1)
     await auto.execute(
-        "INSERT INTO sales_daily VALUES (%s, %s, 1, 1, 9223372036854775807)", (fake, day)
+        """INSERT INTO sales_monthly (brand_id, month, store_id, product_id, units)
+           VALUES (%s, %s, 1, 1, 9223372036854775807)""",
+        (fake, day),
     )
     try:
         await auto.execute(
@@ -438,14 +495,14 @@ async def test_a_row_that_cannot_be_folded_is_dead_lettered(auto: Any) -> None:
         assert len(dead) == 1
         folded = await (
             await auto.execute(
-                "SELECT units FROM sales_store_daily WHERE brand_id = %s AND store_id = 2",
+                "SELECT units FROM sales_store_monthly WHERE brand_id = %s AND store_id = 2",
                 (fake,),
             )
         ).fetchone()
         assert folded["units"] == 1
     finally:
-        for table in ("sales_daily", "sales_monthly", "sales_store_daily",
-                      "sales_store_monthly", "sales_product_daily"):  # fmt: skip
+        for table in ("sales_monthly", "sales_store_monthly", "sales_store_years",
+                      "sales_product_daily", "sales_product_monthly"):  # fmt: skip
             await auto.execute(f"DELETE FROM {table} WHERE brand_id = %s", (fake,))
         await auto.execute(
             "DELETE FROM dead_letters WHERE queue = 'sales_queue' "

@@ -21,8 +21,9 @@ sources are small next to verifications and events.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from app.analytics.sales import REPORT_TZ, today
 from app.analytics.schemas_sales import Dashboard, Figure
@@ -155,16 +156,11 @@ async def dashboard(conn: Conn, actor: Principal) -> Dashboard:
     brand_staff = actor.org_path == f"/{actor.brand_id}/"
     wide = await _brand_wide(conn, actor.brand_id, days) if brand_staff else {}
     scope = "true" if brand_staff else "o.path LIKE %(scope)s"
-    since = await (
-        await conn.execute(
-            f"SELECT (%s::timestamp AT TIME ZONE '{REPORT_TZ}') AS since", (days[0],)
-        )
-    ).fetchone()
-    assert since is not None
+    since = datetime.combine(days[0], time(), ZoneInfo(REPORT_TZ))  # the first day's midnight
     rows = await (
         await conn.execute(
             _LIVE.format(scope=scope),
-            {"brand": actor.brand_id, "since": since["since"], "scope": actor.org_path + "%"},
+            {"brand": actor.brand_id, "since": since, "scope": actor.org_path + "%"},
         )
     ).fetchall()
     live: dict[str, dict[Any, int]] = {}

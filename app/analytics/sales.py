@@ -7,37 +7,44 @@ consumer's exchange) and the rebate claims, which sell a unit not yet sold throu
 movement (so a rebate claim is never a second sale). The store is the organisation that held
 and sold the unit; its region is the store's province and city, its agent the store's nearest
 agent ancestor (the subtree the agent sees), both read when a report is asked, so a store moved
-to another agent reports under the new one. A consumer's return (the row leaving that state,
+to another agent reports under the new one. A report lists the stores (regions, products) whose
+net units in the period are not zero. A consumer's return (the row leaving that state,
 ``POST /returns``) cancels the sale: −1 on the sale's own day, store and product (net sales).
-Member point claims are NOT sales here: a member scans a unit that was bought somewhere, most
-often one a store has sold (already counted) or will scan as sold later; counting the claim
-would count those twice, and a claim says neither where nor when the unit was sold. Units
-that leave by an exception outbound (gifts, samples, staff welfare) are not sales either.
+A member's point claim of a unit not yet sold, held by a store, sells it through that same
+state change (migration 0026, ``app.members.points``), so it too is one sale, never a second.
+Units that leave by an exception outbound (gifts, samples, staff welfare) are not sales either.
 
 Exactly once. A trigger on ``unit_state`` (migration 0022) writes one ``sales_queue`` row per
 unit entering (+1) or leaving (−1) the sold state, in the transaction that changes the state: a
 sale and its queue rows commit together or not at all, whatever code path sold the unit. The
 roll-up takes queue rows under ``FOR UPDATE SKIP LOCKED``, deletes them and adds their sums to
-the summary tables in one statement (``_BATCH_OF``), so concurrent roll-ups take disjoint rows
-and a row is counted once; rows of transactions not yet committed are invisible and wait for a
-later pass. A batch that fails for a reason of its data is split and the rows that fail alone
-are dead-lettered (``app.deadletters.drain``). ``recount`` proves, in one snapshot, that every
-summary table plus the rows still queued equals a count of the sold units in ``unit_state``
-(by the sale's day, store and product).
+the summary tables in one statement (``_BATCH_OF``: the batch summed once by day, store and
+product, then one upsert per summary table of the batch summed to its key), so concurrent
+roll-ups take disjoint rows and a row is counted once; rows of transactions not yet committed
+are invisible and wait for a later pass. A batch that fails for a reason of its data is split
+and the rows that fail alone are dead-lettered (``app.deadletters.drain``). ``recount`` proves,
+in one snapshot, that every summary table plus the rows still queued equals a count of the sold
+units in ``unit_state`` (by the sale's day, store and product).
 
-Serving. Net units per (brand, day | month, store, product) in ``sales_daily`` /
-``sales_monthly``, per store in ``sales_store_daily`` / ``sales_store_monthly`` and per product
-and day in ``sales_product_daily``. A period of days reads its whole months from a month table
-and only the days at either end from a day table (``split``), so a year is 12 month rows per
-store plus at most two partial months of day rows. Product, category and type filters become a
-list of product ids; scope and region conditions apply to the stores (``orgs``) of the sums.
+Serving (migration 0024). Net units per (brand, product, day | month, store) in
+``sales_daily`` / ``sales_monthly`` (keyed product first: a product's or a category's cells of a
+period are ranges of the key), per store and month in ``sales_store_monthly``, per product and
+day | month in ``sales_product_daily`` / ``sales_product_monthly``, and per store and year the
+running totals of the year's days in ``sales_store_years`` (``cum[n]``: net units of days 1..n).
+A store's units over any period of days within a year are ``cum[last] - cum[first - 1]``: the
+store ranking and the regions read one row per store and year, whatever the period. With a
+product filter (and for the product report under store conditions) a period of days reads its
+whole months from ``sales_monthly`` and only the days at either end from ``sales_daily``
+(``split``). Product, category and type filters become a list of product ids; scope and region
+conditions apply to the stores (``orgs``) of the sums.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -60,6 +67,7 @@ from app.errors import BadRequest, NotFound
 from app.locks import Lock, run_alone
 
 REPORT_TZ = "Asia/Shanghai"
+_TZ = ZoneInfo(REPORT_TZ)
 MAX_DAYS = 3 * 366  # the longest period one report covers
 MAX_SERIES_DAYS = 366  # a day-by-day series covers at most a year
 
@@ -69,7 +77,8 @@ Level = Literal["province", "city"]
 # -- roll-up ------------------------------------------------------------------------------------
 
 # Upserted in key order so two roll-ups touching the same rows wait for each other instead of
-# deadlocking. ``{take}`` selects the queue ids of the batch.
+# deadlocking. ``{take}`` selects the queue ids of the batch. Each summary gets one upsert of
+# the batch summed to its key (``summed``: the batch by day, store and product).
 _UPSERT = """
 {name} AS (
     INSERT INTO {table} AS t (brand_id, {keys}, units)
@@ -78,18 +87,55 @@ _UPSERT = """
     ON CONFLICT (brand_id, {keys}) DO UPDATE SET units = t.units + EXCLUDED.units
     RETURNING 1
 )"""
-# (table, key columns besides the brand) of every summary: the recount checks them all alike
+# (table, key columns besides the brand) of every summary of plain sums: the recount checks
+# them all alike (and ``sales_store_years`` on its own, see ``_CHECK_YEARS``)
 SUMMARIES: tuple[tuple[str, str], ...] = (
-    ("sales_daily", "day, store_id, product_id"),
-    ("sales_monthly", "month, store_id, product_id"),
-    ("sales_store_daily", "day, store_id"),
+    ("sales_monthly", "product_id, month, store_id"),
     ("sales_store_monthly", "month, store_id"),
     ("sales_product_daily", "day, product_id"),
+    ("sales_product_monthly", "month, product_id"),
 )
+# The month's cells of a product at a store also keep the running totals of the month's days
+# (migration 0024): ``dK`` = net units of days 1..K, the batch's added column by column.
+DAYS = tuple(f"d{k}" for k in range(1, 32))
+_MONTHLY = (
+    """
+{name} AS (
+    INSERT INTO {table} AS t (brand_id, {keys}, units, """
+    + ", ".join(DAYS)
+    + """)
+    SELECT brand_id, {keys}, sum(units), """
+    + ", ".join(f"coalesce(sum(units) FILTER (WHERE dom <= {k}), 0)" for k in range(1, 31))
+    + ", sum(units)"
+    + """
+    FROM (SELECT brand_id, {keys}, units::integer AS units,
+                 extract(day FROM day)::integer AS dom FROM summed) s
+    GROUP BY brand_id, {keys} ORDER BY brand_id, {keys}
+    ON CONFLICT (brand_id, {keys}) DO UPDATE SET units = t.units + EXCLUDED.units, """
+    + ", ".join(f"{d} = t.{d} + EXCLUDED.{d}" for d in DAYS)
+    + """
+    RETURNING 1
+)"""
+)
+# The stores' running totals per year (migration 0024): the batch's running totals per store
+# and year over the 366 days (``cum[n]``: net units of days 1..n), added element-wise.
+_YEARS = """
+per_day AS (
+    SELECT brand_id, extract(year FROM day)::integer AS year, store_id,
+           extract(doy FROM day)::integer AS doy, sum(units)::bigint AS units
+    FROM summed GROUP BY 1, 2, 3, 4
+), years AS (
+    INSERT INTO sales_store_years AS t (brand_id, year, store_id, cum)
+    SELECT brand_id, year, store_id,
+           sales_cum_of(array_agg(doy ORDER BY doy), array_agg(units ORDER BY doy))
+    FROM per_day GROUP BY brand_id, year, store_id ORDER BY brand_id, year, store_id
+    ON CONFLICT (brand_id, year, store_id) DO UPDATE SET cum = sales_cum_add(t.cum, EXCLUDED.cum)
+    RETURNING 1
+)"""
 _BATCH_OF = (
     """
 WITH taken AS (
-    DELETE FROM sales_queue WHERE id IN ({take})
+    DELETE FROM sales_queue WHERE ctid = ANY(ARRAY({take}))
     RETURNING brand_id, day, store_id, product_id, units
 ), summed AS (
     SELECT brand_id, day, date_trunc('month', day)::date AS month, store_id, product_id,
@@ -97,24 +143,35 @@ WITH taken AS (
     FROM taken GROUP BY brand_id, day, store_id, product_id
 ),"""
     + ",".join(
-        _UPSERT.format(name=f"u{n}", table=table, keys=keys)
+        (_MONTHLY if table == "sales_monthly" else _UPSERT).format(
+            name=f"u{n}", table=table, keys=keys
+        )
         for n, (table, keys) in enumerate(SUMMARIES)
     )
+    + ","
+    + _YEARS
     + """
 SELECT (SELECT coalesce(sum(n), 0) FROM summed)::bigint AS taken, """
     + " + ".join(f"(SELECT count(*) FROM u{n})" for n in range(len(SUMMARIES)))
-    + " AS upserted"
+    + " + (SELECT count(*) FROM years) AS upserted"
 )
+# The rows are taken by their ctid (locked, they stay where they are until deleted): a scan of
+# those tuples instead of an index look-up per row.
 _BATCH = _BATCH_OF.replace(
-    "{take}", "SELECT id FROM sales_queue ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+    "{take}", "SELECT ctid FROM sales_queue ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
 )
 # The same for given rows only: salvaging a batch that failed (see ``rollup``).
 _BATCH_IDS = _BATCH_OF.replace(
-    "{take}", "SELECT id FROM sales_queue WHERE id = ANY(%(ids)s) FOR UPDATE SKIP LOCKED"
+    "{take}", "SELECT ctid FROM sales_queue WHERE id = ANY(%(ids)s) FOR UPDATE SKIP LOCKED"
 )
 
 
-async def rollup(conn: Conn, limit: int = 100_000) -> int:
+# Queue rows per batch (one transaction): a large batch sums more sales into each cell before
+# it is written, and writes the cells in one pass of each key's order.
+BATCH = 1_000_000
+
+
+async def rollup(conn: Conn, limit: int = BATCH) -> int:
     """Fold queued sales into the summary tables, ``limit`` queue rows per transaction, until
     none are left; return how many rows were consumed. ``conn`` must not be inside a
     transaction. A row that cannot be folded is dead-lettered and does not stop the others."""
@@ -130,12 +187,14 @@ async def rollup(conn: Conn, limit: int = 100_000) -> int:
 
 async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
     async with conn.transaction():
+        # the batch's sums and sorts in memory (the server's default is a few MB)
+        await conn.execute("SET LOCAL work_mem = '256MB'")
         row = await (await conn.execute(sql, params)).fetchone()  # type: ignore[arg-type]
         assert row is not None
         return int(row["taken"])
 
 
-async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = 100_000) -> int | None:
+async def rollup_alone(conn: Conn, *, wait: bool = False, limit: int = BATCH) -> int | None:
     """``rollup`` with one roller at a time across processes; ``None`` when another roller is
     running and ``wait`` is false. ``conn`` should be in autocommit mode."""
     return await run_alone(conn, Lock.SALES_ROLLUP, lambda: rollup(conn, limit), wait=wait)
@@ -176,6 +235,36 @@ FROM (SELECT brand_id, {keys}, units AS expected, recorded FROM facts
       SELECT brand_id, {keys}, 0, units FROM {table}) x
 GROUP BY brand_id, {keys}
 HAVING sum(recorded) <> sum(expected)"""
+# ``sales_store_years``: each day's units are the difference of two running totals (the
+# 366th element of a year of 365 days must equal the 365th: it is checked as the next 1 January).
+_CHECK_YEARS = """
+SELECT 'sales_store_years' AS "table", brand_id,
+       json_build_object('day', day, 'store_id', store_id) AS key,
+       sum(recorded)::bigint AS units, sum(expected)::bigint AS expected
+FROM (SELECT brand_id, day, store_id, units AS expected, recorded FROM facts
+      UNION ALL
+      SELECT y.brand_id, make_date(y.year, 1, 1) + (d.n - 1)::integer, y.store_id, 0,
+             d.c - coalesce(y.cum[d.n - 1], 0)
+      FROM sales_store_years y, unnest(y.cum) WITH ORDINALITY AS d(c, n)) x
+GROUP BY brand_id, day, store_id
+HAVING sum(recorded) <> sum(expected)"""
+# ``sales_monthly``'s days: day K's units are dK - d(K-1) (past the month's end they must be 0:
+# they are checked as the next month's first days).
+_CHECK_MONTH_DAYS = (
+    """
+SELECT 'sales_monthly' AS "table", brand_id,
+       json_build_object('day', day, 'store_id', store_id, 'product_id', product_id) AS key,
+       sum(recorded)::bigint AS units, sum(expected)::bigint AS expected
+FROM (SELECT brand_id, day, store_id, product_id, units AS expected, recorded FROM facts
+      UNION ALL
+      SELECT m.brand_id, m.month + (x.k - 1)::integer, m.store_id, m.product_id, 0, x.units
+      FROM sales_monthly m
+      CROSS JOIN LATERAL unnest(ARRAY[d1, """
+    + ", ".join(f"d{k} - d{k - 1}" for k in range(2, 32))
+    + """]) WITH ORDINALITY AS x(units, k)) y
+GROUP BY brand_id, day, store_id, product_id
+HAVING sum(recorded) <> sum(expected)"""
+)
 _RECOUNT = (
     "WITH"
     + _SOLD
@@ -188,6 +277,10 @@ _RECOUNT = (
         )
         for table, keys in SUMMARIES
     )
+    + "\nUNION ALL\n"
+    + _CHECK_MONTH_DAYS
+    + "\nUNION ALL\n"
+    + _CHECK_YEARS
     + "\nORDER BY 1, 2"
 )
 
@@ -246,11 +339,9 @@ def split(start: date, end: date) -> Period:
 
 
 async def today(conn: Conn) -> date:
-    row = await (
-        await conn.execute(f"SELECT (now() AT TIME ZONE '{REPORT_TZ}')::date AS today")
-    ).fetchone()
-    assert row is not None
-    return row["today"]  # type: ignore[no-any-return]
+    """Today in Asia/Shanghai (by this host's clock, as the rebate rankings; ``conn`` unused,
+    kept for the callers)."""
+    return datetime.now(_TZ).date()
 
 
 def period(f: Filters, now: date, longest: int = MAX_DAYS) -> tuple[date, date]:
@@ -272,38 +363,33 @@ async def products_of(conn: Conn, actor: Principal, f: Filters) -> list[int] | N
     A product or category not of the caller's brand is 404."""
     if f.product_id is None and f.category_id is None and f.product_type is None:
         return None
-    brand = actor.brand_id
-    if f.product_id is not None:
-        found = await (
-            await conn.execute(
-                "SELECT 1 FROM products WHERE id = %s AND org_id = %s", (f.product_id, brand)
-            )
-        ).fetchone()
-        if found is None:
-            raise NotFound("product not found")
-    if f.category_id is not None:
-        found = await (
-            await conn.execute(
-                "SELECT 1 FROM categories WHERE id = %s AND org_id = %s", (f.category_id, brand)
-            )
-        ).fetchone()
-        if found is None:
-            raise NotFound("category not found")
-    rows = await (
+    row = await (
         await conn.execute(
-            """SELECT id FROM products WHERE org_id = %(brand)s
-                 AND (%(product)s::bigint IS NULL OR id = %(product)s)
-                 AND (%(category)s::bigint IS NULL OR category_id = %(category)s)
-                 AND (%(type)s::text IS NULL OR product_type = %(type)s)""",
+            """SELECT
+                 (%(product)s::bigint IS NULL OR EXISTS (
+                    SELECT 1 FROM products WHERE id = %(product)s AND org_id = %(brand)s))
+                   AS product_found,
+                 (%(category)s::bigint IS NULL OR EXISTS (
+                    SELECT 1 FROM categories WHERE id = %(category)s AND org_id = %(brand)s))
+                   AS category_found,
+                 ARRAY(SELECT id FROM products WHERE org_id = %(brand)s
+                         AND (%(product)s::bigint IS NULL OR id = %(product)s)
+                         AND (%(category)s::bigint IS NULL OR category_id = %(category)s)
+                         AND (%(type)s::text IS NULL OR product_type = %(type)s)) AS ids""",
             {
-                "brand": brand,
+                "brand": actor.brand_id,
                 "product": f.product_id,
                 "category": f.category_id,
                 "type": f.product_type,
             },
         )
-    ).fetchall()
-    return [r["id"] for r in rows]
+    ).fetchone()
+    assert row is not None
+    if not row["product_found"]:
+        raise NotFound("product not found")
+    if not row["category_found"]:
+        raise NotFound("category not found")
+    return list(row["ids"])
 
 
 async def scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
@@ -337,22 +423,59 @@ def _period_params(p: Period) -> dict[str, Any]:
     return {"m1": p.m1, "m2": p.m2, "d1": p.d1, "d2": p.d2, "d3": p.d3, "d4": p.d4}
 
 
-def store_sums(by_product: bool) -> str:
-    """Units per store over the period ``split`` names: the whole months from a month table,
-    the days at either end from a day table (of the products ``%(products)s`` when
-    ``by_product``)."""
+def store_sums(by_product: bool, start: date, end: date) -> str:
+    """Units per store over the period: of the products ``%(products)s`` (``by_product``) from
+    ``sales_monthly``, one row per product, store and month (``month_units``); of every
+    product, from the stores' running totals of each year (``sales_store_years``:
+    ``cum[last day] - cum[day before the first]``, one row per store and year whatever the
+    period), or for up to three whole months from ``sales_store_monthly`` (narrower rows).
+    Parameters: ``_store_params``."""
     if by_product:
-        month_t, day_t, only = "sales_monthly", "sales_daily", " AND product_id = ANY(%(products)s)"
-    else:
-        month_t, day_t, only = "sales_store_monthly", "sales_store_daily", ""
-    return f"""(SELECT store_id, sum(units)::bigint AS units FROM (
-        SELECT store_id, units FROM {month_t}
-        WHERE brand_id = %(brand)s AND month BETWEEN %(m1)s AND %(m2)s{only}
-        UNION ALL
-        SELECT store_id, units FROM {day_t}
-        WHERE brand_id = %(brand)s{only}
-          AND (day BETWEEN %(d1)s AND %(d2)s OR day BETWEEN %(d3)s AND %(d4)s)
-    ) s GROUP BY store_id)"""
+        return f"""(SELECT store_id, sum({month_units(start, end)})::bigint AS units
+            FROM sales_monthly
+            WHERE brand_id = %(brand)s AND product_id = ANY(%(products)s)
+              AND month BETWEEN %(ms)s AND %(me)s
+            GROUP BY store_id)"""
+    p = split(start, end)
+    months = (p.m2.year - p.m1.year) * 12 + p.m2.month - p.m1.month + 1
+    if p.d1 > p.d2 and p.d3 > p.d4 and months <= 3:  # a few whole months: the narrow rows
+        return """(SELECT store_id, sum(units)::bigint AS units FROM sales_store_monthly
+            WHERE brand_id = %(brand)s AND month BETWEEN %(m1)s AND %(m2)s GROUP BY store_id)"""
+    if start.year == end.year:
+        return """(SELECT store_id,
+                (cum[%(de)s::integer] - coalesce(cum[%(ds)s::integer - 1], 0))::bigint AS units
+            FROM sales_store_years WHERE brand_id = %(brand)s AND year = %(ys)s::integer)"""
+    return """(SELECT store_id,
+            sum(cum[CASE WHEN year = %(ye)s::integer THEN %(de)s::integer ELSE 366 END]
+                - coalesce(cum[CASE WHEN year = %(ys)s::integer THEN %(ds)s::integer - 1
+                                    ELSE 0 END], 0))::bigint AS units
+        FROM sales_store_years
+        WHERE brand_id = %(brand)s AND year BETWEEN %(ys)s::integer AND %(ye)s::integer
+        GROUP BY store_id)"""
+
+
+def month_units(start: date, end: date, alias: str = "") -> str:
+    """The units of a ``sales_monthly`` row (``alias``) within ``start``..``end``, the row's
+    month being between the months of ``start`` (``%(ms)s``) and ``end`` (``%(me)s``): the
+    whole month's, less the days before ``start``, up to ``end``'s day only."""
+    a = alias
+    last = f"CASE WHEN {a}month = %(me)s THEN {a}d{end.day} ELSE {a}units END"
+    if start.day == 1:
+        return last
+    return f"{last} - CASE WHEN {a}month = %(ms)s THEN {a}d{start.day - 1} ELSE 0 END"
+
+
+def _store_params(start: date, end: date) -> dict[str, Any]:
+    """The parameters of ``store_sums``: the first months and days of the period, and its
+    first and last days as year and day of the year."""
+    return _period_params(split(start, end)) | {
+        "ms": start.replace(day=1),
+        "me": end.replace(day=1),
+        "ys": start.year,
+        "ds": start.timetuple().tm_yday,
+        "ye": end.year,
+        "de": end.timetuple().tm_yday,
+    }
 
 
 # The nearest agent above a store (path ``r.path``).
@@ -386,35 +509,52 @@ async def resolve(conn: Conn, actor: Principal, f: Filters, longest: int = MAX_D
 
 # -- A1: stores ranked --------------------------------------------------------------------------
 
+# The stores with sales (net units not zero) of the period in ranking order, the first
+# ``{limit}`` (a literal: a prepared statement's generic plan is made for it), with the count
+# and sum of them all; the organisations are joined before ranking only when a condition needs
+# them (``{join}``), and for the names and the agent of the rows listed. Without sales, one row
+# of the totals and no store.
 _RANKING = """
 WITH t AS {source}, scoped AS (
-    SELECT t.store_id, t.units, o.name AS store_name, o.erp_code AS store_erp_code, o.path,
-           o.province_code, o.province_name, o.city_code, o.city_name
-    FROM t JOIN orgs o ON o.id = t.store_id
-    WHERE {where}
+    SELECT t.store_id, t.units FROM t{join}
+    WHERE t.units <> 0 AND {where}
+), total AS (
+    SELECT coalesce(sum(units), 0)::bigint AS total, count(*) AS stores FROM scoped
 ), ranked AS (
-    SELECT *, sum(units) OVER () AS total, count(*) OVER () AS stores FROM scoped
-    ORDER BY units DESC, store_id LIMIT %(limit)s
+    SELECT store_id, units FROM scoped ORDER BY units DESC, store_id LIMIT {limit}
 )
-SELECT r.*, ag.id AS agent_id, ag.name AS agent_name
-FROM ranked r {agent}
+SELECT total.total, total.stores, r.store_id, r.units, o.name AS store_name,
+       o.erp_code AS store_erp_code, o.province_code, o.province_name, o.city_code,
+       o.city_name, ag.id AS agent_id, ag.name AS agent_name
+FROM total
+LEFT JOIN ranked r ON true
+LEFT JOIN orgs o ON o.id = r.store_id
+{agent}
 ORDER BY r.units DESC, r.store_id
 """
 
 
+def _limit_sql(limit: int | None) -> str:
+    return str(int(limit)) if limit is not None else "ALL"
+
+
 async def store_ranking(conn: Conn, actor: Principal, f: Filters) -> StoreRanking:
     """A1: the stores of the caller's subtree (an agent's, a region's) ranked by net units
-    sold over the period, of every product or of those asked; ties share a rank."""
+    sold over the period, of every product or of those asked; ties share a rank. Stores whose
+    net units in the period are zero are not listed."""
     asked = await resolve(conn, actor, f)
-    p = split(asked.start, asked.end)
     sql = _RANKING.format(
-        source=store_sums(asked.products is not None),
+        source=store_sums(asked.products is not None, asked.start, asked.end),
+        join=" JOIN orgs o ON o.id = t.store_id" if asked.where else "",
         where=" AND ".join(asked.where) or "true",
-        agent=AGENT_OF.format(path="r.path"),
+        limit=_limit_sql(f.limit),
+        agent=AGENT_OF.format(path="o.path"),
     )
-    params = asked.params | _period_params(p) | {"limit": f.limit}
+    params = asked.params | _store_params(asked.start, asked.end)
     rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
     total = int(rows[0]["total"]) if rows else 0
+    stores = int(rows[0]["stores"]) if rows else 0
+    rows = [r for r in rows if r["store_id"] is not None]
     items = []
     for n, r in enumerate(rows):
         tied = n > 0 and rows[n - 1]["units"] == r["units"]
@@ -424,39 +564,58 @@ async def store_ranking(conn: Conn, actor: Principal, f: Filters) -> StoreRankin
             StoreSales(rank=rank, share=round(r["units"] / total, 4) if total else 0.0, **fields)
         )
     return StoreRanking(
-        from_date=asked.start,
-        to_date=asked.end,
-        stores=int(rows[0]["stores"]) if rows else 0,
-        units=total,
-        items=items,
+        from_date=asked.start, to_date=asked.end, stores=stores, units=total, items=items
     )
 
 
 # -- A2: by product, type and period ------------------------------------------------------------
 
-# Brand-wide (no store condition): the small per-product day table.
+# Brand-wide (no store condition): the small per-product day table, by day; by month its
+# whole months from the per-product month table and the days at either end from the day table.
 _PRODUCTS_BRAND = """
-SELECT product_id, {bucket} AS bucket, sum(units)::bigint AS units
+SELECT product_id, day AS bucket, sum(units)::bigint AS units
 FROM sales_product_daily
 WHERE brand_id = %(brand)s AND day BETWEEN %(start)s AND %(end)s{only}
-GROUP BY GROUPING SETS ((product_id), ({bucket}))
+GROUP BY GROUPING SETS ((product_id), (day))
 """
-# Under store conditions: the store tables, whole months from the month table when the series
-# is by month.
-_PRODUCTS_STORES = """
+_PRODUCTS_BRAND_MONTHS = """
 WITH s AS (
-    SELECT d.product_id, {bucket} AS bucket, d.units
-    FROM sales_daily d JOIN orgs o ON o.id = d.store_id
-    WHERE d.brand_id = %(brand)s AND {where}{only}
-      AND (d.day BETWEEN %(d1)s AND %(d2)s OR d.day BETWEEN %(d3)s AND %(d4)s)
+    SELECT product_id, month AS bucket, units FROM sales_product_monthly
+    WHERE brand_id = %(brand)s AND month BETWEEN %(m1)s AND %(m2)s{only}
     UNION ALL
-    SELECT m.product_id, m.month, m.units
-    FROM sales_monthly m JOIN orgs o ON o.id = m.store_id
-    WHERE m.brand_id = %(brand)s AND {where}{only} AND m.month BETWEEN %(m1)s AND %(m2)s
+    SELECT product_id, date_trunc('month', day)::date, units FROM sales_product_daily
+    WHERE brand_id = %(brand)s{only}
+      AND (day BETWEEN %(d1)s AND %(d2)s OR day BETWEEN %(d3)s AND %(d4)s)
 )
 SELECT product_id, bucket, sum(units)::bigint AS units FROM s
 GROUP BY GROUPING SETS ((product_id), (bucket))
 """
+# Under store conditions: the cells of the stores' products (``sales_monthly``), the months'
+# units within the period (``{units}``) or, by day, each day's (dK - d(K-1)) within it.
+_PRODUCTS_STORES_MONTHS = """
+WITH s AS (
+    SELECT m.product_id, m.month AS bucket, {units} AS units
+    FROM sales_monthly m JOIN orgs o ON o.id = m.store_id
+    WHERE m.brand_id = %(brand)s AND {where}{only} AND m.month BETWEEN %(ms)s AND %(me)s
+)
+SELECT product_id, bucket, sum(units)::bigint AS units FROM s WHERE units <> 0
+GROUP BY GROUPING SETS ((product_id), (bucket))
+"""
+_PRODUCTS_STORES_DAYS = (
+    """
+WITH s AS (
+    SELECT m.product_id, m.month + (x.k - 1)::integer AS bucket, x.units
+    FROM sales_monthly m JOIN orgs o ON o.id = m.store_id
+    CROSS JOIN LATERAL unnest(ARRAY[m.d1, """
+    + ", ".join(f"m.d{k} - m.d{k - 1}" for k in range(2, 32))
+    + """]) WITH ORDINALITY AS x(units, k)
+    WHERE m.brand_id = %(brand)s AND {where}{only} AND m.month BETWEEN %(ms)s AND %(me)s
+      AND x.units <> 0 AND m.month + (x.k - 1)::integer BETWEEN %(start)s AND %(end)s
+)
+SELECT product_id, bucket, sum(units)::bigint AS units FROM s
+GROUP BY GROUPING SETS ((product_id), (bucket))
+"""
+)
 _PRODUCT_NAMES = """
 SELECT p.id, p.name, p.product_no, p.product_type, p.category_id, c.name AS category_name
 FROM products p LEFT JOIN categories c ON c.id = p.category_id
@@ -471,18 +630,21 @@ def _label(day: date, granularity: Granularity) -> str:
 async def _product_rows(conn: Conn, asked: Asked, granularity: Granularity) -> list[dict[str, Any]]:
     only = " AND product_id = ANY(%(products)s)" if asked.products is not None else ""
     params = asked.params | {"start": asked.start, "end": asked.end}
-    if not asked.where:
-        bucket = "day" if granularity == "day" else "date_trunc('month', day)::date"
-        sql = _PRODUCTS_BRAND.format(bucket=bucket, only=only)
+    if not asked.where and granularity == "day":
+        sql = _PRODUCTS_BRAND.format(only=only)
+    elif not asked.where:
+        sql = _PRODUCTS_BRAND_MONTHS.format(only=only)
+        params |= _period_params(split(asked.start, asked.end))
     else:
-        if granularity == "day":  # every day from the day table
-            p = Period(asked.start, asked.end, asked.end, asked.start, asked.start, asked.end,
-                       asked.end, asked.start)  # fmt: skip
-            bucket = "d.day"
+        # the cells are keyed product first: every product of the brand when none is asked
+        every = " AND product_id = ANY(ARRAY(SELECT id FROM products WHERE org_id = %(brand)s))"
+        where = " AND ".join(asked.where)
+        if granularity == "day":
+            sql = _PRODUCTS_STORES_DAYS.format(where=where, only=only or every)
         else:
-            p, bucket = split(asked.start, asked.end), "date_trunc('month', d.day)::date"
-        sql = _PRODUCTS_STORES.format(bucket=bucket, where=" AND ".join(asked.where), only=only)
-        params |= _period_params(p)
+            units = month_units(asked.start, asked.end, "m.")
+            sql = _PRODUCTS_STORES_MONTHS.format(where=where, only=only or every, units=units)
+        params |= _store_params(asked.start, asked.end)
     return await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
 
 
@@ -535,17 +697,29 @@ async def product_report(
 
 # -- A3: by region and agent --------------------------------------------------------------------
 
+# The stores with sales of the period summed by region and by the organisation whose nearest
+# agent is theirs (``up``: the store's parent, or the store if it is an agent itself), so the
+# agent is looked up per group, not per store: of the brand's agents, the deepest whose path
+# starts ``up``'s. Then summed by region and agent.
 _REGIONS = """
 WITH t AS {source}, s AS (
-    SELECT t.units, o.province_code, o.province_name, {city} ag.id AS agent_id,
-           ag.name AS agent_name
-    FROM t JOIN orgs o ON o.id = t.store_id {agent}
-    WHERE {where}
+    SELECT o.province_code, o.province_name {city},
+           CASE WHEN o.kind = 'agent' THEN o.path ELSE up.path END AS up_path,
+           count(*) AS stores, sum(t.units)::bigint AS units
+    FROM t JOIN orgs o ON o.id = t.store_id LEFT JOIN orgs up ON up.id = o.parent_id
+    WHERE t.units <> 0 AND {where}
+    GROUP BY o.province_code, o.province_name {city}, up_path
+), agents AS MATERIALIZED (
+    SELECT id, name, path FROM orgs WHERE kind = 'agent' AND path LIKE %(brand_path)s
 )
-SELECT province_code, province_name, {city_cols} agent_id, agent_name,
-       count(*) AS stores, sum(units)::bigint AS units
-FROM s GROUP BY province_code, province_name, {city_cols} agent_id, agent_name
-ORDER BY units DESC, province_code NULLS LAST, {city_order} agent_id NULLS LAST
+SELECT province_code, province_name, {city_cols} ag.id AS agent_id, ag.name AS agent_name,
+       sum(stores)::bigint AS stores, sum(units)::bigint AS units
+FROM s LEFT JOIN LATERAL (
+    SELECT id, name FROM agents WHERE s.up_path LIKE agents.path || '%%'
+    ORDER BY length(agents.path) DESC LIMIT 1
+) ag ON true
+GROUP BY province_code, province_name, {city_cols} ag.id, ag.name
+ORDER BY units DESC, province_code NULLS LAST, {city_order} ag.id NULLS LAST
 """
 
 
@@ -555,17 +729,17 @@ async def region_report(
     """A3: net units by the stores' province (or city) and agent over the period, with totals
     per province and per agent."""
     asked = await resolve(conn, actor, f)
-    p = split(asked.start, asked.end)
     by_city = level == "city"
     sql = _REGIONS.format(
-        source=store_sums(asked.products is not None),
-        city="o.city_code, o.city_name," if by_city else "",
+        source=store_sums(asked.products is not None, asked.start, asked.end),
+        city=", o.city_code, o.city_name" if by_city else "",
         city_cols="city_code, city_name," if by_city else "",
         city_order="city_code NULLS LAST," if by_city else "",
-        agent=AGENT_OF.format(path="o.path"),
         where=" AND ".join(asked.where) or "true",
     )
-    rows = await (await conn.execute(sql, asked.params | _period_params(p))).fetchall()  # type: ignore[arg-type]
+    params = asked.params | _store_params(asked.start, asked.end)
+    params["brand_path"] = f"/{actor.brand_id}/%"
+    rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
     items = [
         RegionSales(
             province_code=r["province_code"],
