@@ -438,6 +438,9 @@ def store_sums(by_product: bool, start: date, end: date) -> str:
             GROUP BY store_id)"""
     p = split(start, end)
     months = (p.m2.year - p.m1.year) * 12 + p.m2.month - p.m1.month + 1
+    if p.d1 > p.d2 and p.d3 > p.d4 and months == 1:  # one whole month: a row per store
+        return """(SELECT store_id, units FROM sales_store_monthly
+            WHERE brand_id = %(brand)s AND month = %(m1)s)"""
     if p.d1 > p.d2 and p.d3 > p.d4 and months <= 3:  # a few whole months: the narrow rows
         return """(SELECT store_id, sum(units)::bigint AS units FROM sales_store_monthly
             WHERE brand_id = %(brand)s AND month BETWEEN %(m1)s AND %(m2)s GROUP BY store_id)"""
@@ -616,10 +619,13 @@ SELECT product_id, bucket, sum(units)::bigint AS units FROM s
 GROUP BY GROUPING SETS ((product_id), (bucket))
 """
 )
+# The sums per product (and per bucket: ``product_id`` NULL) with the products' names.
 _PRODUCT_NAMES = """
-SELECT p.id, p.name, p.product_no, p.product_type, p.category_id, c.name AS category_name
-FROM products p LEFT JOIN categories c ON c.id = p.category_id
-WHERE p.id = ANY(%s)
+WITH r AS ({sums})
+SELECT r.product_id, r.bucket, r.units, p.id, p.name, p.product_no, p.product_type,
+       p.category_id, c.name AS category_name
+FROM r LEFT JOIN products p ON p.id = r.product_id
+LEFT JOIN categories c ON c.id = p.category_id
 """
 
 
@@ -645,6 +651,7 @@ async def _product_rows(conn: Conn, asked: Asked, granularity: Granularity) -> l
             units = month_units(asked.start, asked.end, "m.")
             sql = _PRODUCTS_STORES_MONTHS.format(where=where, only=only or every, units=units)
         params |= _store_params(asked.start, asked.end)
+    sql = _PRODUCT_NAMES.format(sums=sql)
     return await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
 
 
@@ -656,25 +663,20 @@ async def product_report(
     longest = MAX_SERIES_DAYS if granularity == "day" else MAX_DAYS
     asked = await resolve(conn, actor, f, longest)
     rows = await _product_rows(conn, asked, granularity)
-    per_product = {r["product_id"]: r["units"] for r in rows if r["product_id"] is not None}
     series = sorted((r["bucket"], r["units"]) for r in rows if r["product_id"] is None)
-    names = {
-        r["id"]: r
-        for r in await (await conn.execute(_PRODUCT_NAMES, (list(per_product),))).fetchall()
-    }
     products = sorted(
         (
             ProductSales(
-                product_id=pid,
-                product_name=names[pid]["name"],
-                product_no=names[pid]["product_no"],
-                product_type=names[pid]["product_type"],
-                category_id=names[pid]["category_id"],
-                category_name=names[pid]["category_name"],
-                units=units,
+                product_id=r["product_id"],
+                product_name=r["name"],
+                product_no=r["product_no"],
+                product_type=r["product_type"],
+                category_id=r["category_id"],
+                category_name=r["category_name"],
+                units=r["units"],
             )
-            for pid, units in per_product.items()
-            if pid in names
+            for r in rows
+            if r["product_id"] is not None and r["id"] is not None
         ),
         key=lambda s: (-s.units, s.product_id),
     )
