@@ -481,12 +481,10 @@ async def points_by_age(conn: Conn, actor: Principal) -> PointsByAge:
 # -- A7 verifications ----------------------------------------------------------------------------
 
 _RESULTS = ("genuine", "unconfirmed", "suspicious", "not_genuine", "wrong_pin", "locked")
-_VERIFY_SUMS = ", ".join(f"sum({c})::bigint AS {c}" for c in ("total", *_RESULTS))
-
-
-def _verify_counts(r: dict[str, Any]) -> dict[str, int]:
-    counts = {c: r[c] or 0 for c in ("total", *_RESULTS)}
-    return {**counts, "counterfeit": counts["not_genuine"]}
+_VERIFY_COUNTS = ("total", *_RESULTS)
+_VERIFY_SUMS = ", ".join(f"sum({c})::bigint AS {c}" for c in _VERIFY_COUNTS) + (
+    ", sum(not_genuine)::bigint AS counterfeit"
+)
 
 
 async def _product_ids(conn: Conn, actor: Principal, f: Filters) -> list[int] | None:
@@ -547,39 +545,32 @@ async def verifications(conn: Conn, actor: Principal, f: Filters) -> Verificatio
         [(start, end)],
         params,
     )
-    # one statement: the series (part 0) and the regions (part 1)
+    # one statement: the series (part 0) and the regions (part 1), in order, shaped as answered
+    city = "nullif(city, '')" if level == 2 else "NULL"
     rows = await _rows(
         conn,
-        f"""SELECT 0 AS part, {_period_sql(f.granularity)} AS period, NULL AS province,
-                   NULL AS city, {_VERIFY_SUMS}
-            FROM {periods_of} x GROUP BY 2
+        f"""SELECT 0 AS part, row_number() OVER (ORDER BY {_period_sql(f.granularity)}) AS ord,
+                   {_period_sql(f.granularity)} AS period, NULL AS province, NULL AS city,
+                   {_VERIFY_SUMS}
+            FROM {periods_of} x GROUP BY 3
             UNION ALL
-            SELECT 1, NULL, province, city, {_VERIFY_SUMS}
+            SELECT 1, row_number() OVER (ORDER BY sum(total) DESC, province, city), NULL,
+                   nullif(province, ''), {city}, {_VERIFY_SUMS}
             FROM {regions_of} y GROUP BY province, city""",
         params,
     )
-    periods = sorted((r for r in rows if r["part"] == 0), key=lambda r: r["period"])
-    regions = sorted(
-        (r for r in rows if r["part"] == 1),
-        key=lambda r: (-(r["total"] or 0), r["province"], r["city"]),
-    )
-    totals = {c: sum(r[c] or 0 for r in periods) for c in ("total", *_RESULTS)}
+    rows.sort(key=lambda r: (r["part"], r["ord"]))
+    periods = [r for r in rows if r["part"] == 0]
+    totals = {c: sum(r[c] for r in periods) for c in (*_VERIFY_COUNTS, "counterfeit")}
     return VerificationStats(
         from_date=start,
         to_date=end,
         granularity=f.granularity,
         province=province,
         product_ids=products,
-        totals=VerifyCounts(**_verify_counts(totals)),
-        periods=[PeriodVerifications(period=r["period"], **_verify_counts(r)) for r in periods],
-        regions=[
-            RegionVerifications(
-                province=r["province"] or None,
-                city=(r["city"] or None) if level == 2 else None,
-                **_verify_counts(r),
-            )
-            for r in regions
-        ],
+        totals=VerifyCounts(**totals),
+        periods=msgspec.convert(periods, list[PeriodVerifications]),
+        regions=msgspec.convert([r for r in rows if r["part"] == 1], list[RegionVerifications]),
     )
 
 
