@@ -147,6 +147,17 @@ def pieces(
     return days, (first, last)
 
 
+def _merged(ranges: list[tuple[date, date]]) -> list[tuple[date, date]]:
+    """Day ranges that touch (the next starts the day after the last one ends) as one."""
+    out: list[tuple[date, date]] = []
+    for a, b in sorted(ranges):
+        if out and out[-1][1] < date.max and out[-1][1] + timedelta(days=1) >= a:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 def _ranges(
     intervals: Sequence[tuple[date | None, date | None]],
     params: dict[str, Any],
@@ -157,28 +168,39 @@ def _ranges(
 ) -> tuple[str, str]:
     """Conditions on the day summary and on the month summary that together cover each of the
     (disjoint) ``intervals`` once; ``by_day``: everything from the day summary (a series by
-    day)."""
-    day_terms: list[str] = []
-    month_terms: list[str] = []
-
-    def term(column: str, a: date, b: date) -> str:
-        n = len(params)
-        params[f"r{n}"], params[f"r{n + 1}"] = a, b
-        return f"{column} BETWEEN %(r{n})s AND %(r{n + 1})s"
-
+    day). Ranges that touch are read as one."""
+    days: list[tuple[date, date]] = []
+    months: list[tuple[date, date]] = []
     for lo, hi in intervals:
         if by_day:
             if (lo or date.min) <= (hi or date.max):
-                day_terms.append(term(day, lo or date.min, hi or date.max))
+                days.append((lo or date.min, hi or date.max))
             continue
-        days, months = pieces(lo, hi)
-        day_terms.extend(term(day, a, b) for a, b in days)
-        if months is not None:
-            month_terms.append(term(month, *months))
-    return (
-        "(" + (" OR ".join(day_terms) or "false") + ")",
-        "(" + (" OR ".join(month_terms) or "false") + ")",
-    )
+        edges, whole = pieces(lo, hi)
+        days.extend(edges)
+        if whole is not None:
+            months.append(whole)
+
+    def terms(column: str, ranges: list[tuple[date, date]]) -> str:
+        out = []
+        for a, b in ranges:
+            n = len(params)
+            params[f"r{n}"], params[f"r{n + 1}"] = a, b
+            out.append(f"{column} BETWEEN %(r{n})s AND %(r{n + 1})s")
+        return "(" + (" OR ".join(out) or "false") + ")"
+
+    return terms(day, _merged(days)), terms(month, _merge_months(months))
+
+
+def _merge_months(ranges: list[tuple[date, date]]) -> list[tuple[date, date]]:
+    """Month ranges (first days) where the next starts the month after the last one ends."""
+    out: list[tuple[date, date]] = []
+    for a, b in sorted(ranges):
+        if out and _month_after(out[-1][1]) == a:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _both(
