@@ -27,7 +27,7 @@ management center and the rebate queries do).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from app.auth.principal import Principal
@@ -74,7 +74,7 @@ def period(f: RecordFilters, today: date) -> tuple[date, date]:
     """The filters' days: ``to`` defaults to today, ``from`` to 30 days before ``to``; 400
     ``bad_period`` when it ends before it starts or spans more than 366 days."""
     end = f.date_to or today
-    start = f.date_from or end - timedelta(days=DEFAULT_DAYS - 1)
+    start = f.date_from or date.fromordinal(max(1, end.toordinal() - (DEFAULT_DAYS - 1)))
     if start > end:
         raise BadRequest("the period ends before it starts", code="bad_period")
     if (end - start).days >= MAX_DAYS:
