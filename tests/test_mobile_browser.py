@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from app.demo import DEMO_PASSWORD
 from app.web.mobile import mobile_dir
@@ -205,3 +205,47 @@ async def test_an_inspector_scans_online_and_offline_and_each_scan_is_sent_once(
         f"scan to verdict on screen: {in_page_ms} ms in the page, "
         f"{on_screen_ms:.0f} ms seen through WebDriver"
     )
+
+
+async def test_a_clerk_scans_ten_cases_into_a_factory_inbound_and_confirms(
+    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """L2 on the phone: a new factory inbound, 10 cases scanned in with the running count, one
+    case scanned twice (a duplicate, not counted), confirmed: 100 units in 10 cases."""
+    from tests.test_logistics import pack
+
+    packed = await pack(client, login, app, demo, 10)
+    driver = browser
+    driver.get(f"{server}/m/")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(f"{server}/m/login")
+    _find(driver, "[data-test=username] input").send_keys("clerk")
+    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
+    _wait(driver).until(lambda d: "clerk" in _text(d, "[data-test=hello]"))
+    assert "出入库单据" in _text(driver, "[data-test=tasks]")
+    assert "稽查扫码" not in _text(driver, "[data-test=tasks]")
+
+    driver.get(f"{server}/m/documents")
+    _find(driver, "[data-test=new-doc]").click()
+    Select(_find(driver, "[data-test=doc-kind]")).select_by_value("factory_inbound")
+    driver.find_element(By.CSS_SELECTOR, "[data-test=create-doc]").click()
+    _wait(driver).until(lambda d: "/m/documents/" in d.current_url)
+    doc_id = int(driver.current_url.rstrip("/").rsplit("/", 1)[1])
+
+    for sscc in packed["cases"]:
+        _scan(driver, sscc)
+    counted = "已扫 10 个码（本机：10 箱 · 0 单品）"
+    _wait(driver).until(lambda d: counted in _text(d, "[data-test=doc-counts]"))
+    _scan(driver, f"(00){packed['cases'][0]}")  # the same case, as a GS1-128 label reads
+    _wait(driver).until(lambda d: "重复扫码" in _text(d, "[data-test=verdict]"))
+    assert "已添加 10" in _text(driver, "[data-test=tally]")
+
+    driver.find_element(By.CSS_SELECTOR, "[data-test=confirm-doc]").click()
+    _find(driver, ".van-dialog__confirm").click()
+    _wait(driver).until(lambda d: "已确认" in _text(d, "[data-test=doc-counts]"))
+    assert "已扫 100 件 / 10 箱" in _text(driver, "[data-test=doc-counts]")
+    answer = await client.get(f"/documents/{doc_id}", headers=await login("clerk"))
+    doc = answer.json()
+    assert doc["status"] == "confirmed" and doc["units"] == 100 and doc["packages"] == 10
+    assert _errors(driver) == []

@@ -87,12 +87,15 @@ async function pass(user: number): Promise<Outcome[]> {
         waiting.delete(outcome.action.id)
       }
       outcomes.push(...got)
+      // counted inside the loop: nothing may await between the last look at `rerun` and the end
+      // of the pass, or an action queued then would wait for the next flush
+      await refreshCount()
     } while (rerun)
     if (outcomes.length) state.recent = [...outcomes.reverse(), ...state.recent].slice(0, 50)
     return outcomes
   } finally {
     state.syncing = false
-    await refreshCount()
+    void refreshCount()
   }
 }
 
@@ -112,6 +115,7 @@ export async function enqueue(
   if (!state.online) return { action, outcome: null }
   const answered = new Promise<Outcome | null>((resolve) => waiting.set(action.id, resolve))
   await flush()
+  if (waiting.has(action.id) && state.online) await flush() // queued as a pass was ending
   if (waiting.has(action.id)) {
     // still queued: the send failed; a later flush answers nobody
     waiting.delete(action.id)
