@@ -9,6 +9,8 @@ export interface Fix {
 
 export const fix = ref<Fix | null>(null)
 export const gpsError = ref('')
+/** the last fix's accuracy in metres (the field check-in sends it) */
+export const accuracy = ref<number | null>(null)
 let fixedAt = 0
 let watching: number | null = null
 
@@ -17,6 +19,7 @@ export function watchGps(): void {
   watching = navigator.geolocation.watchPosition(
     (p) => {
       fix.value = { lat: p.coords.latitude, lng: p.coords.longitude }
+      accuracy.value = p.coords.accuracy
       fixedAt = Date.now()
       gpsError.value = ''
     },
@@ -40,6 +43,7 @@ export function currentFix(ms = 5000): Promise<Fix | null> {
     navigator.geolocation.getCurrentPosition(
       (p) => {
         fix.value = { lat: p.coords.latitude, lng: p.coords.longitude }
+      accuracy.value = p.coords.accuracy
         fixedAt = Date.now()
         resolve(fix.value)
       },

@@ -1,6 +1,7 @@
 // The staff app's pages, in history mode under /m/ (the server answers index.html below it).
 import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
 
+import { fieldRoutes } from './pages/field/routes'
 import { ensureMe } from './session'
 import { startSync } from './offline/sync'
 import { useAuthStore } from '@/stores/auth'
@@ -22,6 +23,7 @@ const routes: RouteRecordRaw[] = [
   { path: '/sale', name: 'sale', component: () => import('./pages/SalePage.vue'), meta: { permission: 'logistics.scan' } },
   { path: '/claim', name: 'claim', component: () => import('./pages/ClaimPage.vue'), meta: { permission: 'sales.claim' } },
   { path: '/queue', name: 'queue', component: () => import('./pages/QueuePage.vue') },
+  ...fieldRoutes,
   { path: '/:rest(.*)*', redirect: { name: 'home' } },
 ]
 

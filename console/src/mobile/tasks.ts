@@ -13,7 +13,11 @@ export const TASKS: readonly Task[] = [
   { name: 'documents', title: 'home.documents', hint: 'home.documentsHint', icon: 'logistics', permission: 'logistics.scan' },
   { name: 'sale', title: 'home.sale', hint: 'home.saleHint', icon: 'shopping-cart-o', permission: 'logistics.scan' },
   { name: 'claim', title: 'home.claim', hint: 'home.claimHint', icon: 'gold-coin-o', permission: 'sales.claim' },
-  { name: '', title: 'home.visits', hint: 'home.visitsHint', icon: 'location-o', permission: 'field.visit' },
+  { name: 'field-checkin', title: 'field.home.checkin', hint: 'field.home.checkinHint', icon: 'location-o', permission: 'field.visit' },
+  { name: 'field-plans', title: 'field.home.plans', hint: 'field.home.plansHint', icon: 'calendar-o', permission: 'field.visit' },
+  { name: 'field-review', title: 'field.home.review', hint: 'field.home.reviewHint', icon: 'star-o', permission: 'field.visit' },
+  { name: 'field-track', title: 'field.home.track', hint: 'field.home.trackHint', icon: 'guide-o', permission: 'field.visit' },
+  { name: 'field-supervise', title: 'field.home.supervise', hint: 'field.home.superviseHint', icon: 'friends-o', permission: 'field.supervise' },
 ]
 
 export function tasksFor(permissions: readonly string[]): Task[] {

@@ -15,9 +15,10 @@ import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/ic
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 import { Avatar, Present, ShoppingBag } from '@element-plus/icons-vue'
 import { DocumentChecked } from '@element-plus/icons-vue'
+import { Calendar, Location, Postcard, Star } from '@element-plus/icons-vue'
 
 /** Menu groups, in order; a group shows when the user may open one of its pages. */
-export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'analytics', 'system'] as const
+export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'field', 'analytics', 'system'] as const
 export type Group = (typeof GROUPS)[number]
 
 export interface PageDef {
@@ -67,5 +68,9 @@ export const PAGES: PageDef[] = [
   { path: 'rebates/refusals', name: 'rebates-refusals', title: 'rebates.menu.refusals', group: 'members', permission: 'rebates.read', icon: Warning, component: () => import('@/pages/rebates/RefusalsPage.vue') },
   { path: 'members', name: 'members', title: 'members.menu.members', group: 'members', permission: 'members.read', icon: Avatar, component: () => import('@/pages/members/MembersPage.vue') },
   { path: 'gifts', name: 'gifts', title: 'members.menu.gifts', group: 'members', permission: 'gifts.write', icon: Present, component: () => import('@/pages/members/GiftsPage.vue') },
+  { path: 'field/nameplates', name: 'field-nameplates', title: 'fieldforce.menu.nameplates', group: 'field', permission: 'field.nameplates', icon: Postcard, component: () => import('@/pages/field/NameplatesPage.vue') },
+  { path: 'field/plans', name: 'field-plans', title: 'fieldforce.menu.plans', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Calendar, component: () => import('@/pages/field/PlansPage.vue') },
+  { path: 'field/checkins', name: 'field-checkins', title: 'fieldforce.menu.checkins', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Location, component: () => import('@/pages/field/CheckinsPage.vue') },
+  { path: 'field/reviews', name: 'field-reviews', title: 'fieldforce.menu.reviews', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Star, component: () => import('@/pages/field/ReviewsPage.vue') },
   { path: 'redemptions', name: 'redemptions', title: 'members.menu.redemptions', group: 'members', permission: 'redemptions.read', icon: ShoppingBag, component: () => import('@/pages/members/RedemptionsPage.vue') },
 ]

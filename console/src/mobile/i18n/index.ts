@@ -3,6 +3,7 @@ import { createI18n } from 'vue-i18n'
 
 import en from './en'
 import zhCN from './zh-CN'
+import field from '../pages/field/messages'
 import { storage } from '@/utils/storage'
 
 export const LOCALES = ['zh-CN', 'en'] as const
@@ -18,7 +19,7 @@ export const i18n = createI18n({
   legacy: false,
   locale: saved(),
   fallbackLocale: 'zh-CN',
-  messages: { 'zh-CN': zhCN, en },
+  messages: { 'zh-CN': { ...zhCN, field: field['zh-CN'] }, en: { ...en, field: field.en } },
 })
 
 export function setLocale(locale: Locale): void {

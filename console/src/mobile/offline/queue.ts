@@ -6,7 +6,7 @@
 // (2xx, or a refusal that a re-send would only repeat); network errors, 5xx, 408, 429 and 401
 // (signed out: it goes once the user signs in again) keep it pending for the next flush.
 
-export type ActionKind = 'inspection' | 'doc_codes' | 'sale' | 'claim'
+export type ActionKind = 'inspection' | 'doc_codes' | 'sale' | 'claim' | 'checkin' | 'review'
 
 export interface QueuedAction {
   /** the client id, sent to the server where the endpoint takes one */

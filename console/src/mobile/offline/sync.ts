@@ -46,7 +46,13 @@ export async function send(group: QueuedAction[]): Promise<Outcome[]> {
       body: response.ok ? (items[i] ?? items.find((it) => it.code === action.body.code)) : body,
     }))
   }
-  const path = { inspection: '/inspections', sale: '/sales', claim: '/rebates/claims' }[
+  const path = {
+    inspection: '/inspections',
+    sale: '/sales',
+    claim: '/rebates/claims',
+    checkin: '/field/checkins',
+    review: '/field/reviews',
+  }[
     first.kind as Exclude<ActionKind, 'doc_codes'>
   ]
   const withId = first.kind === 'sale' ? first.body : { ...first.body, client_id: first.id }
