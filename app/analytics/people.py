@@ -72,6 +72,15 @@ DELETE FROM {table} WHERE {key} IN (
     SELECT {key} FROM {table} {where} ORDER BY {key} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ) RETURNING {key}
 """
+# Ledger rows of one half of the members (by the parity of the member's id): two connections of
+# one roller fold the halves at the same time, each member's state on one of them only.
+_TAKE_HALF = """
+DELETE FROM analytics_ledger_queue WHERE ledger_id IN (
+    SELECT q.ledger_id FROM analytics_ledger_queue q JOIN points_ledger l ON l.id = q.ledger_id
+    WHERE l.member_id %% 2 = %(half)s
+    ORDER BY q.ledger_id LIMIT %(limit)s FOR UPDATE OF q SKIP LOCKED
+) RETURNING ledger_id
+"""
 
 _AGE_VALUES = "members, claimed, redeemed, expired, adjusted, balance"
 _AGE_ADD = ", ".join(f"{c} = a.{c} + EXCLUDED.{c}" for c in _AGE_VALUES.split(", "))
@@ -343,19 +352,26 @@ _WORK_MEM = "SET LOCAL work_mem = '256MB'"
 
 
 async def _take_and_fold(
-    conn: Conn, table: str, key: str, fold: str, *, limit: int, ids: list[int] | None = None
+    conn: Conn,
+    table: str,
+    key: str,
+    fold: str,
+    *,
+    limit: int,
+    ids: list[int] | None = None,
+    half: int | None = None,
 ) -> int:
     """One batch in one transaction: take queue rows (the oldest ``limit``, or ``ids``), then
     fold the source rows they name by a second statement (its snapshot sees every change that
     was committed when the take ran). Raises ``UnknownRow`` when a source row is missing."""
     where = f"WHERE {key} = ANY(%(ids)s)" if ids is not None else ""
     take = _TAKE.format(table=table, key=key, where=where)
+    if half is not None and ids is None:
+        take = _TAKE_HALF
+    params = {"limit": limit, "ids": ids, "half": half}
     async with conn.transaction():
         await conn.execute(_WORK_MEM)
-        taken = [
-            r[key]
-            for r in await (await conn.execute(take, {"limit": limit, "ids": ids})).fetchall()
-        ]
+        taken = [r[key] for r in await (await conn.execute(take, params)).fetchall()]
         if not taken:
             return 0
         row = await (await conn.execute(fold, {"ids": taken})).fetchone()
@@ -382,13 +398,13 @@ class Folded(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _drainer(
-    conn: Conn, table: str, key: str, fold: str, limit: int
+    conn: Conn, table: str, key: str, fold: str, limit: int, half: int | None = None
 ) -> Callable[[], Awaitable[int]]:
     return lambda: drain(
         conn,
         table,
         table,
-        lambda: _take_and_fold(conn, table, key, fold, limit=limit),
+        lambda: _take_and_fold(conn, table, key, fold, limit=limit, half=half),
         lambda ids: _take_and_fold(conn, table, key, fold, limit=limit, ids=ids),
         limit,
         key=key,
@@ -410,23 +426,36 @@ async def rollup(conn: Conn, limit: int = BATCH, *, other: Conn | None = None) -
     """Fold every queue into its summaries, ``limit`` rows per transaction, until they are
     empty. Members first, so a ledger row's member is usually counted already (it need not be:
     its points wait in the member's facts). ``conn`` must not be inside a transaction; run it
-    alone (``rollup_alone``): the member folds read and write per-member state. Verifications
-    fold additively and apart from members and points: given ``other`` (a second connection,
-    autocommit), they fold on it at the same time (another core)."""
+    alone (``rollup_alone``): the member folds read and write per-member state.
 
-    async def people() -> tuple[int, int]:
-        members = await _drainer(conn, MEMBER_QUEUE, "member_id", _FOLD_MEMBERS, limit)()
-        ledger = await _drainer(conn, LEDGER_QUEUE, "ledger_id", _FOLD_LEDGER, limit)()
-        return members, ledger
-
+    Given ``other`` (a second connection, autocommit): verifications (additive, apart from
+    members and points) fold on it while the members fold on ``conn``; then each connection
+    folds the ledger rows of one half of the members (a member's state is moved by one of them
+    only; the summary cells they share are added to), and ``conn`` what is left (rows queued
+    meanwhile, rows whose ledger row is missing: dead-lettered)."""
+    ledger = LEDGER_QUEUE, "ledger_id", _FOLD_LEDGER, limit
     if other is None:
-        members, ledger = await people()
+        members = await _drainer(conn, MEMBER_QUEUE, "member_id", _FOLD_MEMBERS, limit)()
+        points = await _drainer(conn, *ledger)()
         verifications = await _verifications(conn, limit)
-    else:
-        (members, ledger), verifications = await asyncio.gather(
-            people(), _verifications(other, limit)
-        )
-    return Folded(members=members, ledger=ledger, verifications=verifications)
+        return Folded(members=members, ledger=points, verifications=verifications)
+    members_done = asyncio.Event()
+
+    async def first() -> tuple[int, int]:
+        try:
+            members = await _drainer(conn, MEMBER_QUEUE, "member_id", _FOLD_MEMBERS, limit)()
+        finally:
+            members_done.set()  # the ledger folds never run beside a member fold
+        return members, await _drainer(conn, *ledger, half=0)()
+
+    async def second(other: Conn) -> tuple[int, int]:
+        verifications = await _verifications(other, limit)
+        await members_done.wait()
+        return verifications, await _drainer(other, *ledger, half=1)()
+
+    (members, even), (verifications, odd) = await asyncio.gather(first(), second(other))
+    rest = await _drainer(conn, *ledger)()
+    return Folded(members=members, ledger=even + odd + rest, verifications=verifications)
 
 
 async def rollup_alone(
