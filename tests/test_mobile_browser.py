@@ -1,8 +1,9 @@
 """The staff mobile app (/m) end to end: the real app under granian with the built app
 (``make console``), in Debian's headless Chromium through its ChromeDriver.
 
-An inspector signs in on /m, the service worker caches the app shell, a scan typed in (manual
-entry, as a keyboard-wedge scanner types it) gets its verdict on screen; then, with the network
+An inspector signs in on /m, the service worker caches the app shell, the store's signed nameplate
+is scanned, a scan typed in (manual entry, as a keyboard-wedge scanner types it) gets its verdict
+on screen; then, with the network
 cut (DevTools offline emulation), scans are queued in IndexedDB and shown as pending; when the
 network returns they are sent by themselves, once: the server holds each scan once, also after
 the app is asked to send again.
@@ -11,7 +12,6 @@ the app is asked to send again.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +28,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from app.demo import DEMO_PASSWORD
+from app.field import nameplates
 from app.web.mobile import mobile_dir
 from tests.servers import granian_server
 from tests.test_inspect import _close_diversion_alerts, goods  # noqa: F401 (fixtures)
@@ -122,6 +123,8 @@ async def test_an_inspector_scans_online_and_offline_and_each_scan_is_sent_once(
     browser: WebDriver,
     server: str,
     settings: Any,
+    client: Any,
+    login: Any,
     demo: Any,
     goods: dict[str, Any],  # noqa: F811 (the fixture imported above)
     conn: Any,
@@ -151,12 +154,15 @@ async def test_an_inspector_scans_online_and_offline_and_each_scan_is_sent_once(
     assets = {f"/m/assets/{p.name}" for p in (mobile_dir(settings) / "assets").iterdir()}
     assert isinstance(cached, list) and assets <= set(cached), cached
 
-    store = {"id": demo["STORE-NB-01"], "code": "STORE-NB-01", "name": "STORE-NB-01"}
-    driver.execute_script(
-        "localStorage.setItem('tracecode.m.inspect.store', arguments[0])", json.dumps(store)
-    )
+    # the store by its nameplate (the field force's signed QR code: {public_url}/m/n/N<id>.<tag>)
+    plate = nameplates.code_for(settings, demo["STORE-NB-01"])
+    driver.execute_script("localStorage.removeItem('tracecode.m.inspect.store')")
     driver.get(f"{server}/m/inspect")
-    _find(driver, "[data-test=scan-input] input")
+    _scan(driver, f"{server}/m/n/{plate}")
+    org = (
+        await client.get(f"/orgs/{demo['STORE-NB-01']}", headers=await login("inspector"))
+    ).json()
+    _wait(driver).until(lambda d: org["name"] in _text(d, "[data-test=store]"))
 
     # online: a unit shipped to this very store is in channel, on screen at once
     units = goods["units"]

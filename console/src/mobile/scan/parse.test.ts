@@ -71,6 +71,12 @@ describe('parseScan', () => {
       store: 'SH-0001',
     })
     expect(parseScan('STORE:GZ-STORE-7')).toMatchObject({ kind: 'store', store: 'GZ-STORE-7' })
+    expect(parseScan('STORE:GZ-STORE-7').storeId).toBeUndefined()
+  })
+
+  it('reads a signed field-force nameplate: the store id with its tag', () => {
+    const read = parseScan('https://t.example.cn/m/n/N1234.AbC_9-xYz012345678')
+    expect(read).toMatchObject({ kind: 'store', storeId: 1234, store: 'N1234.AbC_9-xYz012345678' })
   })
 
   it('refuses empty, over-long and spaced text', () => {

@@ -17,6 +17,8 @@ export interface ParsedScan {
   sscc?: string
   /** a nameplate's store code (ERP code) or its signed token */
   store?: string
+  /** the store's id, for a signed nameplate (app/field/nameplates.py: N<id>.<tag>) */
+  storeId?: number
   /** why it is invalid (empty, bad_check_digit, too_long) */
   reason?: string
 }
@@ -58,7 +60,8 @@ function pathOf(text: string): string | null {
   return text.startsWith('/') ? text : null
 }
 
-/** A nameplate: …/n/{code}, …/nameplate/{code}, …/store/{code} or STORE:{code}. */
+/** A nameplate: …/n/{code} (the field force's signed N<id>.<tag>, printed as {public}/m/n/…),
+ * …/nameplate/{code}, …/store/{code} or STORE:{code}. */
 function nameplate(text: string, path: string | null): string | null {
   const prefixed = /^STORE:([!-~]{1,512})$/i.exec(text)
   if (prefixed?.[1]) return prefixed[1]
@@ -81,7 +84,12 @@ export function parseScan(input: string): ParsedScan {
   if (text.length > MAX_CODE) return { kind: 'invalid', code: text, raw, reason: 'too_long' }
   const path = pathOf(text)
   const store = nameplate(text, path)
-  if (store) return { kind: 'store', code: text, raw, store }
+  if (store) {
+    const signed = /^N([1-9]\d{0,17})\.[A-Za-z0-9_-]+$/.exec(store)
+    return signed?.[1]
+      ? { kind: 'store', code: text, raw, store, storeId: Number(signed[1]) }
+      : { kind: 'store', code: text, raw, store }
+  }
   if (path) {
     const parts = path.split('/').filter(Boolean)
     const sscc = parts.indexOf('00')
