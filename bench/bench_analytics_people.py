@@ -17,8 +17,9 @@ point claims with their ledger rows (2 years, random members and products) and
 ``generate_series`` in PostgreSQL with the triggers of migration 0023 on (they fill the queues
 as the application's writes do).
 
-Measure: (1) the first roll-up of everything (``rollup_alone``), rows/s; (2) ``--more`` new
-events (half claims with their ledger rows, half verifications) folded by one roll-up, seconds;
+Measure: (1) the first roll-up of everything (``rollup_alone`` with a second connection:
+verifications and half the members' ledger rows fold on it), rows/s; (2) ``--more`` new events
+(half claims with their ledger rows, half verifications) folded by one roll-up, seconds;
 (3) the recount (must be empty); (4) over HTTP: granian with one worker pinned to ``--api-cpu``,
 ``wrk`` pinned to ``--wrk-cpu`` (``bench/rankings.lua``) as the demo admin, each endpoint with
 its usual questions in turn, beside ``/ping``.
