@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import segno
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -255,3 +256,76 @@ async def test_a_clerk_scans_ten_cases_into_a_factory_inbound_and_confirms(
     doc = answer.json()
     assert doc["status"] == "confirmed" and doc["units"] == 100 and doc["packages"] == 10
     assert _errors(driver) == []
+
+
+def _y4m(text: str, path: Path, width: int = 640, height: int = 480, frames: int = 5) -> Path:
+    """A video of ``text``'s QR code (black on white, grey 4:2:0), for Chromium's fake camera."""
+    matrix = segno.make(text, error="m").matrix
+    modules = len(matrix) + 8  # with the quiet zone
+    scale = min(width, height) * 3 // 4 // modules
+    left, top = (width - modules * scale) // 2, (height - modules * scale) // 2
+    luma = bytearray(b"\xff" * (width * height))
+    for r, row in enumerate(matrix):
+        for c, dark in enumerate(row):
+            if not dark:
+                continue
+            for y in range(top + (r + 4) * scale, top + (r + 5) * scale):
+                start = y * width + left + (c + 4) * scale
+                luma[start : start + scale] = b"\x00" * scale
+    chroma = b"\x80" * (width * height // 2)
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(b"FRAME\n" + bytes(luma) + chroma)
+    return path
+
+
+async def test_the_camera_reads_a_unit_code_and_shows_its_verdict(
+    server: str,
+    settings: Any,
+    demo: Any,
+    goods: dict[str, Any],  # noqa: F811 (the fixture imported above)
+    conn: Any,
+    tmp_path: Path,
+) -> None:
+    """Chromium's fake camera plays a video of a unit's QR code (its verification URL): ZXing reads
+    it through the app's camera scanner and the verdict is on screen."""
+    serial = goods["units"][1]
+    video = _y4m(f"{settings.public_url}/c/{serial}", tmp_path / "qr.y4m")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=412,915")
+    options.add_argument("--use-fake-ui-for-media-stream")
+    options.add_argument("--use-fake-device-for-media-stream")
+    options.add_argument(f"--use-file-for-fake-video-capture={video}")
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        driver.set_page_load_timeout(30)
+        driver.execute_cdp_cmd(
+            "Browser.grantPermissions",
+            {"origin": server, "permissions": ["geolocation", "videoCapture"]},
+        )
+        driver.execute_cdp_cmd("Emulation.setGeolocationOverride", GPS)
+        driver.get(f"{server}/m/login")
+        _find(driver, "[data-test=username] input").send_keys("inspector")
+        driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
+        _wait(driver).until(lambda d: "inspector" in _text(d, "[data-test=hello]"))
+        store = {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"}
+        driver.execute_script(
+            "localStorage.setItem('tracecode.m.inspect.store', JSON.stringify(arguments[0]))",
+            store,
+        )
+        driver.get(f"{server}/m/inspect")
+        _find(driver, ".camera-button").click()
+        _wait(driver, 30).until(lambda d: "正常渠道" in _text(d, "[data-test=verdict]"))
+        in_page_ms = int(_find(driver, "[data-test=verdict]").get_attribute("data-ms") or -1)
+        assert 0 <= in_page_ms <= 1000, in_page_ms
+        assert serial in _text(driver, "[data-test=verdict]")
+        await asyncio.sleep(4)  # the code stays in view (the video loops): still one scan
+        assert await _scans_of(conn, serial) == 1
+        print(f"camera scan to verdict on screen: {in_page_ms} ms in the page")
+    finally:
+        driver.quit()

@@ -9,7 +9,7 @@ export interface CameraScan {
 }
 
 /** Decode from the back camera into `video`; `onText` gets each code read (the same code again
- * only after `repeatMs`). */
+ * only after it has been out of view for `repeatMs`). */
 export async function startCamera(
   video: HTMLVideoElement,
   onText: (text: string) => void,
@@ -34,7 +34,10 @@ export async function startCamera(
         text = `]C1${text}` // a GS1-128 read without its FNC1: say so to the parser
       }
       const now = Date.now()
-      if (text === last && now - lastAt < repeatMs) return
+      if (text === last && now - lastAt < repeatMs) {
+        lastAt = now // still in view: one scan, however long the camera looks at it
+        return
+      }
       last = text
       lastAt = now
       onText(text)
