@@ -129,6 +129,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sms_campaign_rate: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 200
     sms_reminder_period_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30
 
+    # Webhooks (I1, app/webhooks/): partners' endpoints. Loopback, private, link-local and other
+    # non-public addresses are refused (at subscription and at every attempt) unless this is set
+    # (local receivers in tests and development).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0  # per attempt
+    webhook_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10  # then dead-lettered
+    webhook_backoff_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0  # doubles per try
+    webhook_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0
+    webhook_sweep_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 1.0
+    webhook_concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 16  # requests in flight
+    # A delivery claimed this long ago without an outcome: its sender died; it is sent again.
+    webhook_lease_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 120
+    # After a secret is rotated, the old one still signs (beside the new) this long by default.
+    webhook_rotation_overlap_seconds: Annotated[int, msgspec.Meta(ge=0, le=30 * 86400)] = 86400
+
     # Field force (app/field/): a nameplate check-in farther than this many metres from the
     # store's recorded position is kept and flagged out_of_range.
     field_checkin_radius_m: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 200
@@ -151,6 +166,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError(f"{PREFIX}DB_POOL_MIN must not exceed {PREFIX}DB_POOL_MAX")
         versions = self.active_key_versions
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise SettingsError(
+                f"{PREFIX}WEBHOOK_LEASE_SECONDS must exceed {PREFIX}WEBHOOK_TIMEOUT_SECONDS"
+            )
         if self.current_key_version not in versions:
             raise SettingsError(
                 f"{PREFIX}CURRENT_KEY_VERSION={self.current_key_version} is not one of "

@@ -31,6 +31,7 @@ from app import (
     users,
     verify,
     web,
+    webhooks,
 )
 from app.apidocs import document_errors, openapi_config
 from app.codes.scheme import scheme_from_settings
@@ -68,6 +69,7 @@ ROUTERS = [
     members.router,
     rebates.router,
     sms.router,
+    webhooks.router,
     web.router,
 ]
 

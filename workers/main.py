@@ -24,6 +24,7 @@ from workers.points import RedemptionExpirer
 from workers.rebates import RebateRoller
 from workers.sms import SmsSweeper
 from workers.verify import VerificationFlusher
+from workers.webhooks import WebhookSender
 
 
 class EmbeddedRedis(Middleware):
@@ -47,3 +48,4 @@ broker.add_middleware(PeopleRoller())
 broker.add_middleware(DashboardCounter())
 broker.add_middleware(SmsSweeper())
 broker.add_middleware(RedemptionExpirer())
+broker.add_middleware(WebhookSender())

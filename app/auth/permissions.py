@@ -40,6 +40,8 @@ PERMISSIONS: dict[str, str] = {
     "rebates.rules": "set the sales rebate of products (per channel agent)",
     "rebates.read": "read sales rebates, rankings and statements (within the subtree)",
     "rebates.settle": "generate, approve, pay and reject stores' rebate statements",
+    "webhooks.manage": "subscribe endpoints to the own subtree's events (webhooks); read their "
+    "delivery log, replay deliveries, rotate secrets",
 }
 
 _ADMIN = [p for p in PERMISSIONS if p != "platform.admin"]
@@ -96,7 +98,10 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
         "settles the stores' sales rebates: statements approved, paid or rejected",
         [*_READ, "reports.read", "rebates.read", "rebates.settle"],
     ),
-    "partner": ("a partner ERP system", [*_READ, "orders.write", "catalog.write"]),
+    "partner": (
+        "a partner ERP system",
+        [*_READ, "orders.write", "catalog.write", "webhooks.manage"],
+    ),
     "marketing": ("sends SMS campaigns; manages templates and opt-outs", [*_READ, "sms.campaigns"]),
     "member_service": (
         "customer service: finds members (phones masked) and freezes them",

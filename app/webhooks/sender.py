@@ -1,0 +1,276 @@
+"""Sending webhook deliveries: claim, sign, post, record — run by every worker's sweeper.
+
+Where deliveries come from: the outbox is written by database triggers (migration 0028), in the
+transaction of the change itself — simpler and as correct as tailing the event and alert tables
+with a cursor (ids of concurrent transactions commit out of order, so a cursor must track gaps)
+and without touching every domain's code: a committed change has its deliveries, a rolled-back
+one has none.
+
+Each delivery is sent by one sender at a time and its outcome recorded once:
+
+1. **Claim** (one short transaction): due ``pending`` deliveries of active subscriptions move to
+   ``sending``, ``attempts + 1``, ``claimed_at`` now, ``FOR UPDATE SKIP LOCKED`` — concurrent
+   senders (every worker process runs a sweeper) take disjoint rows.
+2. **Send**, outside any transaction, ``WEBHOOK_CONCURRENCY`` requests in flight: the body is
+   ``{"type", "timestamp", "data"}`` (the same bytes at every attempt), signed as
+   ``app.webhooks.signing`` says with the current secret and, during a rotation's overlap, the
+   previous one. Each attempt has ``WEBHOOK_TIMEOUT_SECONDS`` in all (connect, send, answer);
+   redirects are not followed; the answer's body is not read.
+3. **Record** (one transaction): a 2xx answer → ``delivered``; anything else (a status, a
+   time-out, a refused connection) → back to ``pending`` after an exponential back-off
+   (``WEBHOOK_BACKOFF_SECONDS`` doubled per attempt, ±20 % jitter, at most
+   ``WEBHOOK_BACKOFF_MAX_SECONDS``), or ``dead`` (the dead-letter state) once
+   ``WEBHOOK_MAX_ATTEMPTS`` are spent. A delivery that cannot be made at all — a bad row (its
+   secret cannot be unsealed, its data cannot be encoded) or an endpoint that resolves to a
+   non-public address — is ``dead`` at once; the sender goes on with the others. Every attempt
+   is a row of ``webhook_attempts`` (time, status code, latency, error): the delivery log.
+   Updates are fenced on ``state = 'sending' AND attempts = <the claim's>``.
+4. **Recover**: a delivery ``sending`` for longer than ``WEBHOOK_LEASE_SECONDS`` was claimed by
+   a sender that died; it goes back to ``pending``. Delivery is therefore at least once; the
+   ``webhook-id`` header is the receiver's key to process each event once.
+
+Nothing here logs a secret, a signature or a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import msgspec
+
+from app.config import Settings
+from app.db import Conn
+from app.deadletters import reason_of
+from app.webhooks import signing
+from app.webhooks.urls import UrlRefused, check_resolved
+
+log = logging.getLogger("tracecode.webhooks")
+
+BATCH = 200  # deliveries per claim
+USER_AGENT = "Tracecode-Webhooks/1"
+
+
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    attempts: int
+    msg_id: str
+    kind: str
+    data: Any
+    occurred_at: Any
+    url: str
+    secret_sealed: bytes
+    previous_sealed: bytes | None
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    row: Claimed
+    result: str  # delivered | retry | dead
+    status: int | None = None
+    latency_ms: int = 0
+    error: str | None = None
+
+
+class Stats(msgspec.Struct, kw_only=True):
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    recovered: int = 0
+
+
+_CLAIM = """
+WITH due AS (
+  SELECT d.id FROM webhook_deliveries d
+   WHERE d.state = 'pending' AND d.next_attempt_at <= clock_timestamp()
+     AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = d.subscription_id AND s.active)
+   ORDER BY d.next_attempt_at LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE webhook_deliveries d
+     SET state = 'sending', attempts = d.attempts + 1, claimed_at = clock_timestamp()
+    FROM due WHERE d.id = due.id
+  RETURNING d.id, d.attempts, d.subscription_id, d.event_id
+)
+SELECT c.id, c.attempts, e.msg_id, e.kind, e.data, e.occurred_at, s.url, s.secret_sealed,
+       CASE WHEN s.previous_until > clock_timestamp() THEN s.previous_sealed END
+         AS previous_sealed
+  FROM claimed c
+  JOIN webhook_events e ON e.id = c.event_id
+  JOIN webhook_subscriptions s ON s.id = c.subscription_id
+ ORDER BY c.id
+"""
+
+_ATTEMPT = """INSERT INTO webhook_attempts (delivery_id, status_code, latency_ms, error)
+              VALUES (%s, %s, %s, %s)"""
+
+_DELIVERED = """UPDATE webhook_deliveries
+                   SET state = 'delivered', delivered_at = clock_timestamp(), last_status = %s,
+                       last_error = NULL
+                 WHERE id = %s AND state = 'sending' AND attempts = %s"""
+
+_FAILED = """UPDATE webhook_deliveries
+                SET state = CASE WHEN %(dead)s OR attempts >= %(max)s THEN 'dead'
+                                 ELSE 'pending' END,
+                    last_status = %(status)s, last_error = %(error)s,
+                    next_attempt_at = clock_timestamp() + make_interval(secs =>
+                        least(%(cap)s::float8, %(base)s::float8 * 2 ^ (attempts - 1))
+                        * (0.8 + random() * 0.4))
+              WHERE id = %(id)s AND state = 'sending' AND attempts = %(attempts)s
+          RETURNING state"""
+
+_RECOVER = """
+WITH moved AS (
+  UPDATE webhook_deliveries
+     SET state = CASE WHEN attempts >= %(max)s THEN 'dead' ELSE 'pending' END,
+         next_attempt_at = clock_timestamp(),
+         last_error = 'outcome unknown: the sender stopped after claiming the delivery'
+   WHERE state = 'sending' AND claimed_at < clock_timestamp() - make_interval(secs => %(lease)s)
+  RETURNING id
+)
+SELECT count(*) AS n FROM moved
+"""
+
+
+async def claim(conn: Conn, limit: int = BATCH) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries (step 1)."""
+    async with conn.transaction():
+        rows = await (await conn.execute(_CLAIM, {"limit": limit})).fetchall()
+    return [msgspec.convert(row, Claimed) for row in rows]
+
+
+def request_of(row: Claimed, settings: Settings, now: int) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one attempt (raises on a bad row)."""
+    body = msgspec.json.encode({"type": row.kind, "timestamp": row.occurred_at, "data": row.data})
+    secrets_ = [signing.unseal(settings, row.secret_sealed)]
+    if row.previous_sealed is not None:
+        secrets_.append(signing.unseal(settings, row.previous_sealed))
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": row.msg_id,
+        "webhook-timestamp": str(now),
+        "webhook-signature": signing.signature_header(secrets_, row.msg_id, now, body),
+    }
+    return body, headers
+
+
+async def attempt(client: httpx.AsyncClient, settings: Settings, row: Claimed) -> Outcome:
+    """One HTTP attempt of a claimed delivery (step 2); never raises."""
+    started = time.monotonic()
+
+    def took() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        body, headers = request_of(row, settings, int(time.time()))
+    except Exception as exc:  # a bad row: dead at once, the others go on
+        return Outcome(row=row, result="dead", error=f"bad delivery: {reason_of(exc)}"[:500])
+    try:
+        async with asyncio.timeout(settings.webhook_timeout_seconds):
+            await check_resolved(row.url, allow_private=settings.webhook_allow_private)
+            request = client.build_request("POST", row.url, content=body, headers=headers)
+            response = await client.send(request, stream=True)
+            await response.aclose()
+    except UrlRefused as exc:
+        return Outcome(row=row, result="dead", latency_ms=took(), error=exc.message)
+    except TimeoutError:
+        return Outcome(row=row, result="retry", latency_ms=took(), error="timed out")
+    except (httpx.HTTPError, OSError) as exc:
+        return Outcome(row=row, result="retry", latency_ms=took(), error=_error(exc))
+    status = response.status_code
+    if 200 <= status < 300:
+        return Outcome(row=row, result="delivered", status=status, latency_ms=took())
+    return Outcome(
+        row=row, result="retry", status=status, latency_ms=took(), error=f"HTTP {status}"
+    )
+
+
+def _error(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+async def record(conn: Conn, settings: Settings, outcomes: list[Outcome]) -> Stats:
+    """Write the outcomes and the attempts' log in one transaction (step 3)."""
+    stats = Stats(claimed=len(outcomes))
+    async with conn.transaction():
+        for o in outcomes:
+            await conn.execute(_ATTEMPT, (o.row.id, o.status, o.latency_ms, o.error))
+            if o.result == "delivered":
+                await conn.execute(_DELIVERED, (o.status, o.row.id, o.row.attempts))
+                stats.delivered += 1
+                continue
+            row = await (
+                await conn.execute(
+                    _FAILED,
+                    {
+                        "dead": o.result == "dead",
+                        "max": settings.webhook_max_attempts,
+                        "status": o.status,
+                        "error": o.error,
+                        "cap": settings.webhook_backoff_max_seconds,
+                        "base": settings.webhook_backoff_seconds,
+                        "id": o.row.id,
+                        "attempts": o.row.attempts,
+                    },
+                )
+            ).fetchone()
+            if row is not None and row["state"] == "dead":
+                stats.dead += 1
+                log.warning("webhook delivery %d dead after %d attempts", o.row.id, o.row.attempts)
+            elif row is not None:
+                stats.retried += 1
+    return stats
+
+
+async def send_rows(
+    conn: Conn, client: httpx.AsyncClient, settings: Settings, rows: list[Claimed]
+) -> Stats:
+    """Steps 2 and 3 for claimed deliveries."""
+    gate = asyncio.Semaphore(settings.webhook_concurrency)
+
+    async def one(row: Claimed) -> Outcome:
+        async with gate:
+            return await attempt(client, settings, row)
+
+    outcomes = await asyncio.gather(*(one(row) for row in rows))
+    return await record(conn, settings, list(outcomes))
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client of a sender: no redirects, no proxy from the environment."""
+    return httpx.AsyncClient(
+        timeout=settings.webhook_timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=settings.webhook_concurrency),
+    )
+
+
+async def recover(conn: Conn, settings: Settings) -> int:
+    """Deliveries whose sender died mid-send go back to pending (step 4)."""
+    row = await (
+        await conn.execute(
+            _RECOVER,
+            {"max": settings.webhook_max_attempts, "lease": settings.webhook_lease_seconds},
+        )
+    ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> Stats:
+    """Recover, then send every due delivery. ``conn`` must be in autocommit mode."""
+    total = Stats(recovered=await recover(conn, settings))
+    while True:
+        rows = await claim(conn)
+        if not rows:
+            return total
+        stats = await send_rows(conn, client, settings, rows)
+        for name in ("claimed", "delivered", "retried", "dead"):
+            setattr(total, name, getattr(total, name) + getattr(stats, name))
+        if len(rows) < BATCH:
+            return total

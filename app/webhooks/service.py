@@ -1,0 +1,344 @@
+"""Webhook subscriptions, their delivery log, replays and secret rotation (I1).
+
+A subscription belongs to an organisation (by default the caller's; any of the caller's
+subtree) and receives the events of that organisation's subtree: for a brand, everything of the
+brand; for an agent, the shipments to and from it and its stores, the alerts raised for it, the
+rebate claims of its stores. Callers need ``webhooks.manage``; a subscription outside the
+caller's subtree answers 404, as if it did not exist.
+
+Event kinds (``EVENT_KINDS``) are those the triggers of migration 0028 emit. Deliveries are made
+by the workers (``app.webhooks.sender``); here they are listed (with every attempt: time, HTTP
+status, latency, error) and replayed — a replay is a new delivery of the same event with the same
+``webhook-id``, so a receiver that already processed it can recognise it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn, changes_of, update_row
+from app.errors import BadRequest
+from app.orgs.service import org_path
+from app.paging import Page, fetch_page
+from app.textguard import check_text
+from app.webhooks import signing
+from app.webhooks.schemas import (
+    AttemptOut,
+    DeliveryOut,
+    ReplayOut,
+    ReplayRangeIn,
+    RotateIn,
+    SubscriptionIn,
+    SubscriptionOut,
+    SubscriptionPatch,
+)
+from app.webhooks.urls import check_url
+
+PERMISSION = "webhooks.manage"
+#: kind -> what it announces (the triggers of migration 0028 emit exactly these)
+EVENT_KINDS: dict[str, str] = {
+    "shipment.confirmed": "an outbound document (shipment to a downstream organisation) confirmed",
+    "receipt.confirmed": "an inbound document (receipt of a shipment, factory inbound) confirmed",
+    "return.confirmed": "a return document (goods back upstream) confirmed",
+    "alert.diversion": "a diversion (cross-region selling) alert raised",
+    "alert.counterfeit": "a counterfeit alert raised (a code that is void, unknown, not active)",
+    "rebate.claimed": "a store clerk's sales rebate claim",
+    "rebate.statement": "a store's rebate statement created, approved, paid or rejected",
+    "member.registered": "a consumer signed up as a member of the brand",
+    "points.claimed": "a member claimed points for a product",
+    "redemption.fulfilled": "a member's gift redemption fulfilled",
+}
+MAX_REPLAY = 10_000  # deliveries one range replay may queue
+
+_SUB = """s.id, s.org_id, s.url, s.description, s.event_kinds, s.active, s.created_at,
+          s.updated_at,
+          CASE WHEN s.previous_until > now() THEN s.previous_until END AS previous_secret_until"""
+
+
+def _check_kinds(kinds: list[str]) -> list[str]:
+    unknown = sorted(set(kinds) - EVENT_KINDS.keys())
+    if unknown:
+        raise BadRequest(
+            f"event_kinds: unknown {', '.join(repr(k) for k in unknown)}",
+            code="unknown_event_kind",
+            details={"unknown": unknown, "known": sorted(EVENT_KINDS)},
+        )
+    return sorted(set(kinds))
+
+
+async def _own(conn: Conn, actor: Principal, sub_id: int, lock: bool = False) -> dict[str, Any]:
+    actor.require(PERMISSION)
+    row = await (
+        await conn.execute(
+            f"SELECT {_SUB}, o.path FROM webhook_subscriptions s JOIN orgs o ON o.id = s.org_id "
+            f"WHERE s.id = %s {'FOR UPDATE OF s' if lock else ''}",
+            (sub_id,),
+        )
+    ).fetchone()
+    actor.ensure_sees(row["path"] if row else None, "subscription")
+    assert row is not None
+    return row
+
+
+def _out(row: dict[str, Any], secret: str | None = None) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=row["id"],
+        org_id=row["org_id"],
+        url=row["url"],
+        description=row["description"],
+        event_kinds=list(row["event_kinds"]),
+        active=row["active"],
+        previous_secret_until=row["previous_secret_until"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        secret=secret,
+    )
+
+
+async def create(
+    conn: Conn, actor: Principal, settings: Settings, data: SubscriptionIn
+) -> SubscriptionOut:
+    """A new subscription and its secret (shown in this answer only)."""
+    actor.require(PERMISSION)
+    org_id = data.org_id if data.org_id is not None else actor.org_id
+    actor.ensure_sees(await org_path(conn, org_id))
+    url = check_url(data.url, allow_private=settings.webhook_allow_private)
+    kinds = _check_kinds(data.event_kinds)
+    check_text(data.description, "description", "body")
+    secret = signing.new_secret()
+    row = await (
+        await conn.execute(
+            f"""INSERT INTO webhook_subscriptions AS s
+                    (brand_id, org_id, url, description, event_kinds, secret_sealed, created_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_SUB}""",
+            (
+                actor.brand_id,
+                org_id,
+                url,
+                data.description,
+                kinds,
+                signing.seal(settings, secret),
+                actor.user_id,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    out = _out(row)
+    await audit.record(conn, actor, "create", "webhook_subscription", out.id, after=out)
+    return _out(row, secret)
+
+
+async def list_subscriptions(
+    conn: Conn, actor: Principal, page: int, per_page: int
+) -> Page[SubscriptionOut]:
+    """The subscriptions of the caller's subtree, newest first."""
+    actor.require(PERMISSION)
+    return await fetch_page(
+        conn,
+        columns=_SUB,
+        source="webhook_subscriptions s JOIN orgs o ON o.id = s.org_id",
+        where=["o.path LIKE %(prefix)s"],
+        params={"prefix": actor.org_path + "%"},
+        order="s.id DESC",
+        page=page,
+        per_page=per_page,
+        make=_out,
+    )
+
+
+async def get(conn: Conn, actor: Principal, sub_id: int) -> SubscriptionOut:
+    return _out(await _own(conn, actor, sub_id))
+
+
+async def update(
+    conn: Conn, actor: Principal, settings: Settings, sub_id: int, data: SubscriptionPatch
+) -> SubscriptionOut:
+    """Change the URL, the kinds, the description or pause (``active: false``)."""
+    before = _out(await _own(conn, actor, sub_id, lock=True))
+    changes = changes_of(data)
+    if "url" in changes:
+        changes["url"] = check_url(changes["url"], allow_private=settings.webhook_allow_private)
+    if "event_kinds" in changes:
+        changes["event_kinds"] = _check_kinds(changes["event_kinds"])
+    if "description" in changes:
+        check_text(changes["description"], "description", "body")
+    await update_row(conn, "webhook_subscriptions", sub_id, changes)
+    after = await get(conn, actor, sub_id)
+    await audit.record(
+        conn, actor, "update", "webhook_subscription", sub_id, before=before, after=after
+    )
+    return after
+
+
+async def delete(conn: Conn, actor: Principal, sub_id: int) -> None:
+    """Remove a subscription with its deliveries and their log."""
+    before = _out(await _own(conn, actor, sub_id, lock=True))
+    await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
+    await audit.record(conn, actor, "delete", "webhook_subscription", sub_id, before=before)
+
+
+async def rotate(
+    conn: Conn, actor: Principal, settings: Settings, sub_id: int, data: RotateIn
+) -> SubscriptionOut:
+    """A new secret; the current one keeps signing beside it for the overlap (0: at once no
+    more). The new secret is in this answer only."""
+    await _own(conn, actor, sub_id, lock=True)
+    overlap = (
+        data.overlap_seconds
+        if data.overlap_seconds is not None
+        else settings.webhook_rotation_overlap_seconds
+    )
+    secret = signing.new_secret()
+    await conn.execute(
+        """UPDATE webhook_subscriptions
+              SET previous_sealed = secret_sealed, secret_sealed = %s,
+                  previous_until = now() + make_interval(secs => %s), updated_at = now()
+            WHERE id = %s""",
+        (signing.seal(settings, secret), overlap, sub_id),
+    )
+    await audit.record(
+        conn, actor, "rotate_secret", "webhook_subscription", sub_id,
+        after={"overlap_seconds": overlap},
+    )  # fmt: skip
+    return _out(await _own(conn, actor, sub_id), secret)
+
+
+# -- the delivery log -------------------------------------------------------------------------
+
+_DELIVERY = """d.id, d.subscription_id, e.msg_id AS webhook_id, e.kind AS event_kind,
+               e.occurred_at, d.state, d.attempts,
+               CASE WHEN d.state IN ('pending', 'sending') THEN d.next_attempt_at END
+                 AS next_attempt_at,
+               d.last_status, d.last_error, d.delivered_at, d.replay_of, d.created_at"""
+
+
+async def _log(conn: Conn, ids: list[int]) -> dict[int, list[AttemptOut]]:
+    rows = await (
+        await conn.execute(
+            """SELECT delivery_id, at, status_code, latency_ms, error FROM webhook_attempts
+                WHERE delivery_id = ANY(%s) ORDER BY delivery_id, id""",
+            (ids,),
+        )
+    ).fetchall()
+    out: dict[int, list[AttemptOut]] = {}
+    for r in rows:
+        out.setdefault(r.pop("delivery_id"), []).append(AttemptOut(**r))
+    return out
+
+
+async def list_deliveries(
+    conn: Conn,
+    actor: Principal,
+    sub_id: int,
+    *,
+    state: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    page: int,
+    per_page: int,
+) -> Page[DeliveryOut]:
+    """The subscription's deliveries, newest first, each with its attempts (the log)."""
+    await _own(conn, actor, sub_id)
+    where = ["d.subscription_id = %(sub)s"]
+    params: dict[str, Any] = {"sub": sub_id}
+    if state is not None:
+        where.append("d.state = %(state)s")
+        params["state"] = state
+    if since is not None:
+        where.append("d.created_at >= %(since)s")
+        params["since"] = since
+    if until is not None:
+        where.append("d.created_at < %(until)s")
+        params["until"] = until
+    found = await fetch_page(
+        conn,
+        columns=_DELIVERY,
+        source="webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id",
+        where=where,
+        params=params,
+        order="d.id DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda row: row,
+    )
+    logs = await _log(conn, [r["id"] for r in found.items])
+    items = [DeliveryOut(**r, log=logs.get(r["id"], [])) for r in found.items]
+    return Page(items, found.page, found.per_page, found.total)
+
+
+async def get_delivery(conn: Conn, actor: Principal, delivery_id: int) -> DeliveryOut:
+    """One delivery with its attempts; 404 outside the caller's subtree."""
+    actor.require(PERMISSION)
+    row = await (
+        await conn.execute(
+            f"""SELECT {_DELIVERY}, o.path FROM webhook_deliveries d
+                  JOIN webhook_events e ON e.id = d.event_id
+                  JOIN webhook_subscriptions s ON s.id = d.subscription_id
+                  JOIN orgs o ON o.id = s.org_id
+                 WHERE d.id = %s""",
+            (delivery_id,),
+        )
+    ).fetchone()
+    actor.ensure_sees(row.pop("path") if row else None, "delivery")
+    assert row is not None
+    logs = await _log(conn, [delivery_id])
+    return DeliveryOut(**row, log=logs.get(delivery_id, []))
+
+
+_REPLAY = """
+INSERT INTO webhook_deliveries (subscription_id, event_id, replay_of)
+SELECT d.subscription_id, d.event_id, d.id FROM webhook_deliveries d
+ WHERE {where}
+ ORDER BY d.id
+ LIMIT %(limit)s
+RETURNING id
+"""
+
+
+async def replay(conn: Conn, actor: Principal, delivery_id: int) -> ReplayOut:
+    """Send the delivery's event again, now (a new delivery, same ``webhook-id``)."""
+    original = await get_delivery(conn, actor, delivery_id)
+    rows = await (
+        await conn.execute(_REPLAY.format(where="d.id = %(id)s"), {"id": delivery_id, "limit": 1})
+    ).fetchall()
+    ids = [r["id"] for r in rows]
+    await audit.record(
+        conn, actor, "replay", "webhook_delivery", delivery_id,
+        after={"subscription_id": original.subscription_id, "deliveries": ids},
+    )  # fmt: skip
+    return ReplayOut(replayed=len(ids), delivery_ids=ids)
+
+
+async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRangeIn) -> ReplayOut:
+    """Send again every delivery of the subscription created in [from, to) (in ``state`` if
+    given; replays themselves are not replayed again), at most ``MAX_REPLAY``."""
+    await _own(conn, actor, sub_id)
+    start, end = _aware(data.from_), _aware(data.to)
+    if end <= start:
+        raise BadRequest("to must be after from", code="bad_range")
+    if end - start > timedelta(days=90):
+        raise BadRequest("a replay covers at most 90 days", code="bad_range")
+    where = "d.subscription_id = %(sub)s AND d.replay_of IS NULL AND d.created_at >= %(start)s "
+    where += "AND d.created_at < %(end)s"
+    if data.state is not None:
+        where += " AND d.state = %(state)s"
+    rows = await (
+        await conn.execute(
+            _REPLAY.format(where=where),
+            {"sub": sub_id, "start": start, "end": end, "state": data.state, "limit": MAX_REPLAY},
+        )
+    ).fetchall()
+    ids = [r["id"] for r in rows]
+    await audit.record(
+        conn, actor, "replay", "webhook_subscription", sub_id,
+        after={"from": start, "to": end, "state": data.state, "deliveries": len(ids)},
+    )  # fmt: skip
+    return ReplayOut(replayed=len(ids), delivery_ids=ids)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

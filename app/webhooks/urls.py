@@ -1,0 +1,84 @@
+"""Endpoint URLs partners may subscribe, checked when subscribed and before every attempt.
+
+Refused with 400 and a stable code: a scheme other than http/https or a URL without a host
+(``invalid_url``), credentials in the URL (``url_credentials``, secrets belong in the signing
+secret, not in a URL that is shown and logged), a fragment (``invalid_url``), control characters
+(``invalid_character``) and — unless ``TRACECODE_WEBHOOK_ALLOW_PRIVATE`` is set — a host that is,
+or resolves to, a loopback, private, link-local, multicast, reserved or unspecified address
+(``private_address``): Tracecode must not be made to call into its own network. The sender
+checks the resolved addresses again before every attempt (a name may change what it points to);
+a name resolved again by the HTTP client between the check and the connection is the remaining
+window (DNS rebinding), closed for good only by an egress proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from app.errors import BadRequest
+from app.textguard import check_text
+
+
+class UrlRefused(BadRequest):
+    """An endpoint URL that may not be called; ``code`` says why."""
+
+
+def check_url(url: str, *, allow_private: bool) -> str:
+    """The URL, normalised only by stripping surrounding blanks, or ``UrlRefused``."""
+    check_text(url, "url", "body")
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UrlRefused("url: not a valid URL", code="invalid_url") from None
+    if parts.scheme not in ("http", "https"):
+        raise UrlRefused("url: only http and https endpoints", code="invalid_url")
+    if not parts.hostname or any(c.isspace() for c in url):
+        raise UrlRefused("url: no host, or blanks in the URL", code="invalid_url")
+    if parts.username is not None or parts.password is not None:
+        raise UrlRefused("url: credentials in the URL are not allowed", code="url_credentials")
+    if parts.fragment:
+        raise UrlRefused("url: a fragment is not sent; remove it", code="invalid_url")
+    if port == 0:
+        raise UrlRefused("url: port 0", code="invalid_url")
+    if not allow_private:
+        host = parts.hostname
+        literal = _ip(host)
+        if (
+            (literal is not None and not _public(literal))
+            or host.lower() == "localhost"
+            or (host.lower().endswith(".localhost"))
+        ):
+            raise UrlRefused("url: a private or loopback address", code="private_address")
+    return url
+
+
+async def check_resolved(url: str, *, allow_private: bool) -> None:
+    """Before an attempt: every address the host resolves to is public (``UrlRefused``)."""
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for info in infos:
+        address = _ip(str(info[4][0]))
+        if address is None or not _public(address):
+            raise UrlRefused(f"{host} resolves to a non-public address", code="private_address")
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast

@@ -1,0 +1,468 @@
+"""Webhooks (I1) end to end on real services: subscriptions through the API, deliveries written
+by the database triggers with the change itself, sent by a real worker process (``dramatiq
+workers.main``) to a real local receiver process (tests/webhook_receiver.py) that fails (500),
+times out and then answers. Signatures are verified here, independently, with hmac and base64,
+as the README tells a receiver to."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+
+from app.verify.records import raise_alerts
+from tests.helpers import assert_error
+from tests.servers import free_port
+from tests.test_logistics import confirm, document, pack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER_ENV = {
+    "TRACECODE_WEBHOOK_ALLOW_PRIVATE": "true",
+    "TRACECODE_WEBHOOK_TIMEOUT_SECONDS": "1",
+    "TRACECODE_WEBHOOK_BACKOFF_SECONDS": "0.2",
+    "TRACECODE_WEBHOOK_BACKOFF_MAX_SECONDS": "0.5",
+    "TRACECODE_WEBHOOK_SWEEP_SECONDS": "0.2",
+    "TRACECODE_WEBHOOK_MAX_ATTEMPTS": "4",
+    "TRACECODE_WEBHOOK_LEASE_SECONDS": "30",
+}
+
+
+# -- the receiver, the worker and an app that accepts a local endpoint --------------------------
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.webhook_receiver", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.log()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.05)
+
+    def log(self, path: str | None = None) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(self.url + "/_log", timeout=5) as answer:
+            entries: list[dict[str, Any]] = json.loads(answer.read())
+        for e in entries:
+            e["raw"] = base64.b64decode(e["body"])
+        return [e for e in entries if path is None or e["path"] == path]
+
+    def plan(self, path: str, steps: list[str]) -> None:
+        body = json.dumps({"path": path, "plan": steps}).encode()
+        request = urllib.request.Request(self.url + "/_plan", data=body, method="POST")
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(client: Any, demo: Any) -> Iterator[None]:
+    """One real worker process (every actor and roll-up, the webhook sender among them)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "1"],
+        env={**os.environ, **WORKER_ENV},
+        cwd=ROOT,
+        process_group=0,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+async def wh(settings: Any, demo: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app of its own that accepts 127.0.0.1 endpoints (the documented setting)."""
+    from app.main import create_app
+
+    app = create_app(msgspec.structs.replace(settings, webhook_allow_private=True))
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as c:
+        yield c
+    stop.set()
+    await task
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes) -> list[bool]:
+    """The receiver's check, written from the README, not from app code: one bool per
+    signature in the header."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    results = []
+    for part in headers["webhook-signature"].split(" "):
+        version, _, value = part.partition(",")
+        results.append(version == "v1" and hmac.compare_digest(value, expected))
+    return results
+
+
+async def subscribe(
+    c: httpx.AsyncClient, headers: dict[str, str], url: str, kinds: list[str], **extra: Any
+) -> dict[str, Any]:
+    response = await c.post(
+        "/webhooks/subscriptions", headers=headers, json={"url": url, "event_kinds": kinds, **extra}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    assert body["secret"].startswith("whsec_")
+    return body
+
+
+def counterfeit(settings: Any, brand: int) -> str:
+    """A counterfeit alert raised the way the verification flusher raises it; its serial."""
+    serial = "FAKE" + secrets.token_hex(6).upper()
+    code = secrets.randbelow(2**40) + 2**41
+    with psycopg.connect(settings.database_url) as conn, conn.transaction():
+        raise_alerts(conn, [(code, serial, brand, "not_genuine", "void", 1, "浙江省", "杭州市")])
+    return serial
+
+
+async def diversion(conn: Any, brand: int, org: int) -> str:
+    """A diversion alert for ``org``, as the inspection service writes one."""
+    serial = "DIV" + secrets.token_hex(6).upper()
+    await conn.execute(
+        """INSERT INTO alerts (brand_id, org_id, kind, severity, serial, message, dedup_key)
+           VALUES (%s, %s, 'diversion', 'warning', %s, 'cross-region', %s)""",
+        (brand, org, serial, f"diversion:test:{serial}"),
+    )
+    await conn.commit()
+    return serial
+
+
+async def wait_for(check: Any, what: str, within: float = 15) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+def events(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [json.loads(e["raw"]) for e in entries]
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("ftp://partner.example.com/hook", "invalid_url"),
+        ("javascript:alert(1)", "invalid_url"),
+        ("https:///no-host", "invalid_url"),
+        ("https://user:pass@partner.example.com/hook", "url_credentials"),
+        ("https://partner.example.com/hook#frag", "invalid_url"),
+        ("https://partner.example.com/a b", "invalid_url"),
+        ("http://127.0.0.1:9/hook", "private_address"),
+        ("http://10.1.2.3/hook", "private_address"),
+        ("http://[::1]/hook", "private_address"),
+        ("http://169.254.169.254/latest/meta-data", "private_address"),
+        ("http://localhost/hook", "private_address"),
+    ],
+)
+async def test_bad_urls_are_refused_with_stable_codes(
+    client: Any, login: Any, url: str, code: str
+) -> None:
+    admin = await login("admin")
+    body = {"url": url, "event_kinds": ["shipment.confirmed"]}
+    assert_error(await client.post("/webhooks/subscriptions", headers=admin, json=body), 400, code)
+
+
+async def test_bad_kinds_control_characters_and_permissions(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    url = "https://partner.example.com/hook"
+    error = assert_error(
+        await client.post(
+            "/webhooks/subscriptions",
+            headers=admin,
+            json={"url": url, "event_kinds": ["shipment.confirmed", "shipment.teleported"]},
+        ),
+        400,
+        "unknown_event_kind",
+    )
+    assert error["details"]["unknown"] == ["shipment.teleported"]
+    for body in (
+        {"url": url, "event_kinds": ["receipt.confirmed"], "description": "a\u0001b"},
+        {"url": "https://partner.example.com/\u0000x", "event_kinds": ["receipt.confirmed"]},
+    ):
+        assert_error(
+            await client.post("/webhooks/subscriptions", headers=admin, json=body),
+            400,
+            "invalid_character",
+        )
+    empty = {"url": url, "event_kinds": []}
+    assert_error(await client.post("/webhooks/subscriptions", headers=admin, json=empty), 400)
+    ok = {"url": url, "event_kinds": ["receipt.confirmed"]}
+    assert_error(
+        await client.post("/webhooks/subscriptions", headers=await login("analyst"), json=ok),
+        403,
+        "permission_denied",
+    )
+    # an agent cannot subscribe another agent's subtree, nor see the brand's subscription
+    gd = await login("gd_admin")
+    assert_error(
+        await client.post(
+            "/webhooks/subscriptions", headers=gd, json={**ok, "org_id": demo["AGENT-ZJ"]}
+        ),
+        404,
+    )
+    made = await subscribe(client, admin, url, ["receipt.confirmed"])
+    assert_error(await client.get(f"/webhooks/subscriptions/{made['id']}", headers=gd), 404)
+    shown = (await client.get(f"/webhooks/subscriptions/{made['id']}", headers=admin)).json()
+    assert shown["secret"] is None  # shown once, at creation
+    kinds = (await client.get("/webhooks/event-kinds", headers=admin)).json()
+    assert {"shipment.confirmed", "alert.counterfeit", "rebate.claimed"} <= kinds.keys()
+    assert (
+        await client.delete(f"/webhooks/subscriptions/{made['id']}", headers=admin)
+    ).status_code == 204
+
+
+# -- delivery -----------------------------------------------------------------------------------
+
+
+async def test_500_then_timeout_then_success_delivers_once_signed(
+    wh: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: None
+) -> None:
+    admin = await login("admin")
+    receiver.plan("/flaky", ["500", "timeout"])
+    sub = await subscribe(wh, admin, receiver.url + "/flaky", ["alert.counterfeit"])
+    serial = counterfeit(settings, demo["BRAND-LUMI"])
+
+    def done() -> list[dict[str, Any]]:
+        got = receiver.log("/flaky")
+        return got if any(e["step"] == "ok" for e in got) else []
+
+    got = await wait_for(done, "the third attempt")
+    assert [e["step"] for e in got] == ["500", "timeout", "ok"]
+    assert len({e["headers"]["webhook-id"] for e in got}) == 1  # one message, three attempts
+    for e in got:
+        assert verify(sub["secret"], e["headers"], e["raw"]) == [True]
+    [event] = {json.dumps(x, sort_keys=True) for x in events(got)}  # the same body each time
+    event = json.loads(event)
+    assert event["type"] == "alert.counterfeit" and event["data"]["serial"] == serial
+    # a body altered in transit fails the check
+    assert verify(sub["secret"], got[-1]["headers"], got[-1]["raw"] + b" ") == [False]
+
+    log = (await wh.get(f"/webhooks/subscriptions/{sub['id']}/deliveries", headers=admin)).json()
+    [delivery] = log["items"]
+    assert delivery["state"] == "delivered" and delivery["attempts"] == 3
+    assert delivery["webhook_id"] == got[0]["headers"]["webhook-id"]
+    attempts = delivery["log"]
+    assert [a["status_code"] for a in attempts] == [500, None, 200]
+    assert attempts[1]["error"] == "timed out" and attempts[1]["latency_ms"] >= 900
+    await asyncio.sleep(1)  # nothing more is sent for it
+    assert len(receiver.log("/flaky")) == 3
+
+
+async def test_scoping_shipments_alerts_and_another_organisation(
+    wh: Any, client: Any, login: Any, app: Any, demo: Any, receiver: Receiver, worker: None
+) -> None:
+    kinds = ["shipment.confirmed", "receipt.confirmed", "alert.diversion"]
+    brand = await subscribe(wh, await login("admin"), receiver.url + "/brand", kinds)
+    zj = await subscribe(wh, await login("agent_admin"), receiver.url + "/zj", kinds)
+    gd = await subscribe(wh, await login("gd_admin"), receiver.url + "/gd", kinds)
+    assert (zj["org_id"], gd["org_id"]) == (demo["AGENT-ZJ"], demo["AGENT-GD"])
+
+    goods = await pack(client, login, app, demo, 1)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(
+        client, clerk, goods["cases"], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    shipped = await confirm(client, clerk, ship)
+    assert shipped.status_code == 200, shipped.text
+    async with app.state.pool.connection() as conn:
+        div = await diversion(conn, demo["BRAND-LUMI"], demo["AGENT-ZJ"])
+
+    await wait_for(lambda: len(receiver.log("/brand")) >= 3, "the brand's three events")
+    await wait_for(lambda: len(receiver.log("/zj")) >= 2, "the agent's two events")
+    await asyncio.sleep(1)  # time for anything wrongly sent to arrive
+    by_kind = {e["type"]: e["data"] for e in events(receiver.log("/brand"))}
+    assert sorted(by_kind) == sorted(kinds) and len(receiver.log("/brand")) == 3
+    assert by_kind["shipment.confirmed"]["doc_no"] == ship["doc_no"]
+    assert by_kind["shipment.confirmed"]["counterparty_id"] == demo["AGENT-ZJ"]
+    assert by_kind["shipment.confirmed"]["lines"][0]["units"] == 10
+    assert by_kind["receipt.confirmed"]["doc_no"] == inbound["doc_no"]
+    assert by_kind["alert.diversion"]["serial"] == div
+    # the agent: its shipment and its alert, not the factory's inbound
+    assert sorted(e["type"] for e in events(receiver.log("/zj"))) == [
+        "alert.diversion",
+        "shipment.confirmed",
+    ]
+    assert receiver.log("/gd") == []  # another organisation's subscription receives nothing
+    for e in receiver.log("/zj"):
+        assert verify(zj["secret"], e["headers"], e["raw"]) == [True]
+        assert verify(brand["secret"], e["headers"], e["raw"]) == [False]
+
+
+async def test_replay_of_a_delivery_and_of_a_time_range(
+    wh: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: None
+) -> None:
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/replay", ["alert.counterfeit"])
+    counterfeit(settings, demo["BRAND-LUMI"])
+    counterfeit(settings, demo["BRAND-LUMI"])
+    await wait_for(lambda: len(receiver.log("/replay")) == 2, "two deliveries")
+    log = (await wh.get(f"/webhooks/subscriptions/{sub['id']}/deliveries", headers=admin)).json()
+    first = log["items"][-1]
+    replayed = await wh.post(f"/webhooks/deliveries/{first['id']}/replay", headers=admin)
+    assert replayed.status_code == 202 and replayed.json()["replayed"] == 1
+    got = await wait_for(
+        lambda: len(receiver.log("/replay")) == 3 and receiver.log("/replay"), "replay"
+    )
+    assert got[-1]["headers"]["webhook-id"] == first["webhook_id"]  # the receiver's dedup key
+    assert verify(sub["secret"], got[-1]["headers"], got[-1]["raw"]) == [True]
+    one = (
+        await wh.get(f"/webhooks/deliveries/{replayed.json()['delivery_ids'][0]}", headers=admin)
+    ).json()
+    assert one["replay_of"] == first["id"]
+
+    now = datetime.now(UTC)
+    window = {
+        "from": (now - timedelta(minutes=5)).isoformat(),
+        "to": (now + timedelta(minutes=1)).isoformat(),
+    }
+    ranged = await wh.post(
+        f"/webhooks/subscriptions/{sub['id']}/replay", headers=admin, json=window
+    )
+    assert ranged.status_code == 202 and ranged.json()["replayed"] == 2  # not the replay itself
+    await wait_for(lambda: len(receiver.log("/replay")) == 5, "the range's replays")
+    bad = {"from": window["to"], "to": window["from"]}
+    assert_error(
+        await wh.post(f"/webhooks/subscriptions/{sub['id']}/replay", headers=admin, json=bad),
+        400,
+        "bad_range",
+    )
+    # another organisation cannot replay it
+    assert_error(
+        await wh.post(
+            f"/webhooks/deliveries/{first['id']}/replay", headers=await login("gd_admin")
+        ),
+        404,
+    )
+
+
+async def test_rotation_signs_with_both_secrets_during_the_overlap(
+    wh: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: None
+) -> None:
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/rotate", ["alert.counterfeit"])
+    rotated = await wh.post(
+        f"/webhooks/subscriptions/{sub['id']}/rotate", headers=admin, json={"overlap_seconds": 3600}
+    )
+    assert rotated.status_code == 200
+    new = rotated.json()
+    assert new["secret"] != sub["secret"] and new["previous_secret_until"] is not None
+    counterfeit(settings, demo["BRAND-LUMI"])
+    [got] = await wait_for(lambda: receiver.log("/rotate"), "the delivery")
+    assert len(got["headers"]["webhook-signature"].split(" ")) == 2
+    assert verify(new["secret"], got["headers"], got["raw"]) == [True, False]
+    assert verify(sub["secret"], got["headers"], got["raw"]) == [False, True]
+    # no overlap: the old secret stops signing at once
+    last = (
+        await wh.post(
+            f"/webhooks/subscriptions/{sub['id']}/rotate",
+            headers=admin,
+            json={"overlap_seconds": 0},
+        )
+    ).json()
+    counterfeit(settings, demo["BRAND-LUMI"])
+    got = await wait_for(lambda: receiver.log("/rotate")[1:], "the second delivery")
+    assert verify(last["secret"], got[0]["headers"], got[0]["raw"]) == [True]
+    assert verify(new["secret"], got[0]["headers"], got[0]["raw"]) == [False]
+
+
+async def test_dead_letter_after_n_failures_and_a_bad_row_does_not_stop_the_others(
+    wh: Any, login: Any, demo: Any, settings: Any, app: Any, receiver: Receiver, worker: None
+) -> None:
+    admin = await login("admin")
+    receiver.plan("/down", ["500"] * 10)
+    down = await subscribe(wh, admin, receiver.url + "/down", ["alert.counterfeit"])
+    broken = await subscribe(wh, admin, receiver.url + "/broken", ["alert.counterfeit"])
+    fine = await subscribe(wh, admin, receiver.url + "/fine", ["alert.counterfeit"])
+    async with app.state.pool.connection() as conn:  # a secret no key can open: a bad row
+        await conn.execute(
+            "UPDATE webhook_subscriptions SET secret_sealed = %s WHERE id = %s",
+            (b"\x00" * 40, broken["id"]),
+        )
+    counterfeit(settings, demo["BRAND-LUMI"])
+
+    async def state_of(sub: dict[str, Any]) -> dict[str, Any]:
+        url = f"/webhooks/subscriptions/{sub['id']}/deliveries"
+        return (await wh.get(url, headers=admin)).json()["items"][0]  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 15
+    while (await state_of(down))["state"] != "dead":
+        assert time.monotonic() < deadline, await state_of(down)
+        await asyncio.sleep(0.2)
+    dead = await state_of(down)
+    assert dead["attempts"] == 4 and [a["status_code"] for a in dead["log"]] == [500] * 4
+    assert len(receiver.log("/down")) == 4
+    bad = await state_of(broken)
+    assert bad["state"] == "dead" and bad["attempts"] == 1
+    assert bad["log"][0]["error"].startswith("bad delivery")
+    assert receiver.log("/broken") == []
+    assert (await state_of(fine))["state"] == "delivered" and len(receiver.log("/fine")) == 1
+    only_dead = await wh.get(
+        f"/webhooks/subscriptions/{down['id']}/deliveries", headers=admin, params={"state": "dead"}
+    )
+    assert only_dead.json()["total"] == 1
