@@ -15,17 +15,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.web.console import DEFAULT_DIST
-from app.web.mobile import CSP
-
-MOBILE = DEFAULT_DIST / "m"
+from app.web.console import dist_dir
+from app.web.mobile import CSP, mobile_dir
 
 
 @pytest.fixture(scope="module")
-def built() -> Path:
-    if not (MOBILE / "index.html").is_file():
+def built(settings: Any) -> Path:
+    """The build the app serves: console/dist/m, or m/ below TRACECODE_CONSOLE_DIST."""
+    if not (mobile_dir(settings) / "index.html").is_file():
         pytest.fail("console/dist/m is missing: run `make console` (make test builds it)")
-    return MOBILE
+    return mobile_dir(settings)
 
 
 async def test_m_redirects_into_the_service_workers_scope(client: Any, built: Path) -> None:
@@ -114,9 +113,13 @@ async def test_assets_are_immutable_and_gzipped_and_a_missing_one_is_a_404(
         assert "[project]" not in answer.text
 
 
-async def test_the_console_does_not_carry_the_mobile_app(client: Any, built: Path) -> None:
+async def test_the_console_does_not_carry_the_mobile_app(
+    client: Any, built: Path, settings: Any
+) -> None:
     """Separate builds: the console's scripts hold no Vant and no ZXing."""
-    for script in (DEFAULT_DIST / "assets").glob("*.js"):
+    scripts = list((dist_dir(settings) / "assets").glob("*.js"))
+    assert scripts
+    for script in scripts:
         text = script.read_text()
         assert "van-nav-bar" not in text and "BrowserMultiFormatReader" not in text, script.name
 
