@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Code issuance: where export files are written, and from which size an export is a job.
     export_dir: str | None = None
     export_async_threshold: Annotated[int, msgspec.Meta(ge=0)] = 1_000_000
+    # Serial allocation: the most codes one allocation may ask for.
+    allocation_max: Annotated[int, msgspec.Meta(ge=1, le=1 << 32)] = 100_000_000
 
     # Consumer verification (SPEC V2, V4).
     verify_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 120  # per client IP per minute

@@ -62,7 +62,7 @@ async def test_org_admin_cannot_take_over_a_stronger_user_of_its_subtree(
             403,
             "stronger_account",
         )
-        assert error["details"]["permissions"] == ["codes.export", "codes.issue"]
+        assert error["details"]["permissions"] == ["codes.allocate", "codes.export", "codes.issue"]
     assert_error(
         await client.post(
             "/auth/login", json={"username": "c6_planner", "password": "taken-over-123"}

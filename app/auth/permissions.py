@@ -16,6 +16,8 @@ PERMISSIONS: dict[str, str] = {
     "codes.issue": "issue code batches",
     "codes.export": "export printer files",
     "codes.download": "download printer files addressed to the own organisation",
+    "codes.allocate": "allocate serials of the brand's batches and pools (an API key: of the pools "
+    "shared with its organisation) for line systems and serialization servers",
     "packing.scan": "activate and aggregate codes on a packing line",
     "logistics.scan": "inbound, outbound and returns by scanning",
     "logistics.approve": "approve exception outbound",
@@ -46,11 +48,13 @@ PERMISSIONS: dict[str, str] = {
 
 _ADMIN = [p for p in PERMISSIONS if p != "platform.admin"]
 _READ = ["orgs.read", "catalog.read"]
-# Held at brand level only: issuing codes, owning the catalogue, the member directory.
+# Held at brand level only (an organisation's admin cannot grant them): issuing and allocating
+# codes, owning the catalogue, the member directory.
 _BRAND_ONLY = {
     "codes.issue",
     "codes.export",
     "codes.download",
+    "codes.allocate",
     "catalog.write",
     "members.read",
     "members.write",
@@ -68,8 +72,14 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
         "administers one organisation and its subtree, and its day-to-day operations",
         [p for p in _ADMIN if p not in _BRAND_ONLY],
     ),
-    "planner": ("issues code batches and printer files", [*_READ, "codes.issue", "codes.export"]),
-    "printer": ("a printing company downloading its files", ["codes.download"]),
+    "planner": (
+        "issues code batches and printer files",
+        [*_READ, "codes.issue", "codes.export", "codes.allocate"],
+    ),
+    "printer": (
+        "a printing company downloading its files and allocating serials",
+        ["codes.download", "codes.allocate"],
+    ),
     "line_operator": ("activates and packs on a line", [*_READ, "packing.scan"]),
     "warehouse_clerk": ("scans inbound, outbound and returns", [*_READ, "logistics.scan"]),
     "approver": ("approves exception outbound", [*_READ, "logistics.approve"]),

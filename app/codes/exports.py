@@ -126,9 +126,9 @@ async def create_unit_export(
     actor.require("codes.export")
     batch = await (
         await conn.execute(
-            "SELECT b.batch_no, b.brand_id, b.printer_id, b.size, b.state, b.key_version, p.gtin "
-            "FROM code_batches b LEFT JOIN products p ON p.id = b.product_id "
-            "WHERE b.batch_no = %s AND b.brand_id = %s",
+            "SELECT b.batch_no, b.brand_id, b.printer_id, b.size, b.state, b.key_version, "
+            "b.allocated, p.gtin FROM code_batches b LEFT JOIN products p ON p.id = b.product_id "
+            "WHERE b.batch_no = %s AND b.brand_id = %s FOR UPDATE OF b",
             (batch_no, actor.brand_id),
         )
     ).fetchone()
@@ -136,6 +136,10 @@ async def create_unit_export(
         raise NotFound("batch not found")
     if batch["state"] == "void":
         raise Unprocessable("the batch is void", code="batch_void")
+    if batch["allocated"]:
+        # its codes are given out by the allocation API (app/codes/allocations.py): a printer
+        # file of the same indexes would print them twice
+        raise Conflict("the batch's codes are allocated, not exported", code="batch_allocated")
     start = 0 if data.start is None else data.start
     end = batch["size"] if data.end is None else data.end
     if not 0 <= start < end <= batch["size"]:

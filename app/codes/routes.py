@@ -9,12 +9,14 @@ import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
-from litestar.response import File
+from litestar.response import File, Stream
 
 from app import jobs
 from app.auth.principal import Principal
-from app.codes import cases, exports, service
+from app.codes import allocation_stream, allocations, cases, exports, service
 from app.codes.schemas import (
+    AllocationIn,
+    AllocationOut,
     BatchDetailOut,
     BatchIn,
     BatchOut,
@@ -22,9 +24,12 @@ from app.codes.schemas import (
     CaseBatchIn,
     CaseBatchOut,
     CaseExportIn,
+    CodeAllocationOut,
     CodeStatusOut,
     ExportIn,
     ExportOut,
+    PoolIn,
+    PoolOut,
     PrinterOut,
     PublicKeyIn,
     VoidIn,
@@ -230,3 +235,81 @@ async def get_trace(code: str, conn: Conn, principal: Principal, scheme: Scheme)
     brand) never in the caller's subtree; below the brand the history starts with the caller's
     part, and later movements of others come without their documents."""
     return await trace(conn, principal, scheme, code)
+
+
+class PoolController(Controller):
+    path = "/pools"
+    tags = ["codes"]
+
+    @post("/")
+    async def create(self, data: PoolIn, conn: Conn, principal: Principal) -> PoolOut:
+        """A pool of batches used up in order, optionally shared with a partner organisation."""
+        return await allocations.create_pool(conn, principal, data)
+
+    @get("/")
+    async def list_pools(
+        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[PoolOut]:
+        """The pools the caller may allocate from, each with the codes left."""
+        return await allocations.list_pools(conn, principal, page, per_page)
+
+    @get("/{pool_id:int}")
+    async def get_one(self, pool_id: int, conn: Conn, principal: Principal) -> PoolOut:
+        return await allocations.get_pool(conn, principal, pool_id)
+
+
+class AllocationController(Controller):
+    path = "/allocations"
+    tags = ["codes"]
+
+    @post(
+        "/",
+        status_code=201,
+        response_description="the codes: SERIAL,PIN lines, or a TCPF1 file (format=file)",
+    )
+    async def create(
+        self,
+        data: AllocationIn,
+        conn: Conn,
+        principal: Principal,
+        settings: Settings,
+        scheme: Scheme,
+    ) -> Stream:
+        """Allocate N codes of a batch or pool, given out once (audited), streamed as they are
+        made. Headers: ``X-Allocation-Id``, ``X-Allocation-Count``, ``Location``."""
+        made = await allocations.allocate(conn, principal, settings, data)
+        await conn.commit()  # the codes are given out (and the rows unlocked) before streaming
+        headers = {
+            "X-Allocation-Id": made.out.id,
+            "X-Allocation-Count": str(made.out.total),
+            "Location": f"/allocations/{made.out.id}",
+        }
+        if data.format == "file":
+            headers["Content-Disposition"] = f'attachment; filename="{made.out.id}.tcpf"'
+            return Stream(
+                allocation_stream.encrypted(scheme, made),
+                media_type="application/octet-stream",
+                headers=headers,
+                status_code=201,
+            )
+        return Stream(
+            allocation_stream.lines(scheme, made.takes, data.pins),
+            media_type="text/plain; charset=us-ascii",
+            headers=headers,
+            status_code=201,
+        )
+
+    @get("/{allocation_id:str}")
+    async def get_one(self, allocation_id: str, conn: Conn, principal: Principal) -> AllocationOut:
+        """Who received the allocation, when, and its ranges (batch, first..last index)."""
+        return await allocations.get_allocation(conn, principal, allocation_id)
+
+
+@get("/codes/{serial:str}/allocation", tags=["codes"])
+async def code_allocation(
+    serial: str, conn: Conn, principal: Principal, scheme: Scheme
+) -> CodeAllocationOut:
+    """The allocation (and so the recipient) that received a serial: 404 ``not_allocated``."""
+    if len(serial) > MAX_SERIAL:
+        raise BadRequest(f"not a serial: at most {MAX_SERIAL} characters", code="malformed_serial")
+    return await allocations.allocation_of(conn, principal, scheme, serial)

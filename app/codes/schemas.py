@@ -143,3 +143,89 @@ class BatchDetailOut(BatchOut, frozen=True, kw_only=True):
     """One batch as shown to a planner: the row plus every export made of it."""
 
     exports: list[ExportOut]
+
+
+# Serial allocation (issue 19 item 4) ------------------------------------------------------------
+
+PoolName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+AllocationFormat = Literal["text", "file"]
+
+
+class PoolIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A pool: batches used up in the order given, optionally shared with an organisation."""
+
+    name: PoolName
+    batches: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=1)]], msgspec.Meta(min_length=1, max_length=1000)
+    ]
+    recipient_org_id: int | None = None
+
+
+class PoolBatchOut(msgspec.Struct, frozen=True, kw_only=True):
+    batch_no: int
+    size: int
+    allocated: int
+    remaining: int  # 0 for a void batch
+    state: str
+
+
+class PoolOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    brand_id: int
+    name: str
+    recipient_org_id: int | None
+    batches: list[PoolBatchOut]
+    remaining: int
+    created_by: int | None
+    created_at: datetime
+
+
+class AllocationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """N codes of one batch (``batch_no``) or of a pool (``pool_id``): exactly one of the two.
+
+    ``format="text"`` streams ``SERIAL,PIN`` lines (``SERIAL`` without ``pins``);
+    ``format="file"`` streams the same lines as an encrypted printer file (TCPF1) wrapped for the
+    recipient organisation's RSA public key, or for ``passphrase``. With ``partial`` an
+    allocation of more than is left gets what is left; without it, 409 ``not_enough_codes``.
+    """
+
+    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)]
+    batch_no: int | None = None
+    pool_id: int | None = None
+    partial: bool = False
+    format: AllocationFormat = "text"
+    pins: bool = True
+    passphrase: Passphrase | None = None
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class AllocationRangeOut(msgspec.Struct, frozen=True, kw_only=True):
+    batch_no: int
+    first_index: int
+    last_index: int  # inclusive
+    count: int
+
+
+class AllocationOut(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    brand_id: int
+    pool_id: int | None
+    recipient_org_id: int
+    requested: int
+    total: int
+    format: str
+    with_pins: bool
+    note: str
+    created_by: int | None
+    api_key_id: int | None
+    created_at: datetime
+    ranges: list[AllocationRangeOut]
+
+
+class CodeAllocationOut(msgspec.Struct, frozen=True, kw_only=True):
+    """Which allocation gave out a serial: the code's batch and index, and the allocation."""
+
+    serial: str
+    batch_no: int
+    index: int
+    allocation: AllocationOut

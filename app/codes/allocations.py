@@ -1,0 +1,460 @@
+"""Serial allocation (issue 19 item 4): N codes of a batch or of a pool of batches, given once.
+
+Line systems and partners' serialization servers ask for numbers the way QU4RTET's serialbox
+does with pools and regions. A batch gives out its indexes in order: ``code_batches.allocated``
+is the next index not yet given out, read and advanced under the batch row's lock
+(``SELECT … FOR UPDATE``), so concurrent allocations queue on the row and never overlap. A pool
+locks its batches in batch-number order (two pools sharing batches cannot deadlock) and takes
+from them in the pool's order, rolling over to the next batch when one is used up.
+
+Every allocation records its ranges (batch, first..last index) keyed by (batch_no, first_index):
+a serial's allocation is one index probe (``allocation_of``). The codes themselves are never
+stored; ``app.codes.allocation_stream`` makes them from the ranges with the Rust core.
+
+Who allocates (``codes.allocate``, held at brand level only):
+- brand staff (planner, line operator, brand admin): every batch and pool of the brand;
+- a printer's users (``codes.download`` without ``codes.export``): the batches addressed to their
+  printer and the pools shared with it;
+- an API key (a partner system): only the pools shared with its organisation.
+
+A batch is either printed from exports or allocated, never both: allocation refuses a batch with
+a printer-file export, and an export refuses a batch with allocated codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import Any, Literal
+
+from app import audit
+from app.auth.principal import Principal
+from app.codes import printfile
+from app.codes.schemas import (
+    AllocationIn,
+    AllocationOut,
+    AllocationRangeOut,
+    CodeAllocationOut,
+    PoolBatchOut,
+    PoolIn,
+    PoolOut,
+)
+from app.codes.scheme import Scheme
+from app.config import Settings
+from app.db import Conn
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable, ValidationFailed
+from app.orgs.service import org_path
+from app.paging import Page, fetch_page
+
+Scope = Literal["brand", "printer", "partner"]
+
+_POOL_COLUMNS = "p.id, p.brand_id, p.name, p.recipient_org_id, p.created_by, p.created_at"
+_ALLOCATION_COLUMNS = """a.id, a.brand_id, a.pool_id, a.recipient_org_id, a.requested, a.total,
+    a.format, a.with_pins, a.note, a.created_by, a.api_key_id, a.created_at"""
+# A batch's state for allocation: what is left (nothing once void or printed from an export).
+_BATCH_COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.size, b.allocated, b.state,
+    b.key_version, EXISTS
+     (SELECT 1 FROM code_exports e WHERE e.batch_no = b.batch_no) AS exported"""
+
+
+class Take:
+    """One range to give out: indexes ``start..end`` (end exclusive) of a batch."""
+
+    __slots__ = ("batch_no", "end", "start", "version")
+
+    def __init__(self, batch_no: int, start: int, end: int, version: int) -> None:
+        self.batch_no, self.start, self.end, self.version = batch_no, start, end, version
+
+
+class Allocated:
+    """An allocation just made: the record, the ranges to stream, and the file's key wrap."""
+
+    __slots__ = ("data_key", "out", "takes", "wrap")
+
+    def __init__(
+        self,
+        out: AllocationOut,
+        takes: list[Take],
+        wrap: dict[str, Any] | None,
+        data_key: bytes | None,
+    ) -> None:
+        self.out, self.takes, self.wrap, self.data_key = out, takes, wrap, data_key
+
+
+def scope(actor: Principal) -> Scope:
+    """Which batches and pools the caller may allocate from (module docstring)."""
+    actor.require("codes.allocate")
+    if actor.api_key_id is not None:
+        return "partner"
+    if actor.has("codes.download") and not actor.has("codes.export"):
+        return "printer"
+    return "brand"
+
+
+def _left(row: dict[str, Any]) -> int:
+    if row["state"] == "void" or row["exported"]:
+        return 0
+    return int(row["size"] - row["allocated"])
+
+
+# Pools -------------------------------------------------------------------------------------
+
+
+async def _pool_out(conn: Conn, row: dict[str, Any]) -> PoolOut:
+    batches = await (
+        await conn.execute(
+            f"SELECT {_BATCH_COLUMNS} FROM code_pool_batches pb "
+            "JOIN code_batches b ON b.batch_no = pb.batch_no "
+            "WHERE pb.pool_id = %s ORDER BY pb.position",
+            (row["id"],),
+        )
+    ).fetchall()
+    items = [
+        PoolBatchOut(
+            batch_no=b["batch_no"],
+            size=b["size"],
+            allocated=b["allocated"],
+            remaining=_left(b),
+            state=b["state"],
+        )
+        for b in batches
+    ]
+    return PoolOut(**row, batches=items, remaining=sum(b.remaining for b in items))
+
+
+def _pool_where(actor: Principal) -> tuple[list[str], dict[str, Any]]:
+    where = ["p.brand_id = %(brand)s"]
+    params: dict[str, Any] = {"brand": actor.brand_id}
+    if scope(actor) != "brand":
+        where.append("p.recipient_org_id = %(org)s")
+        params["org"] = actor.org_id
+    return where, params
+
+
+async def _check_recipient(conn: Conn, actor: Principal, org_id: int) -> None:
+    path = await org_path(conn, org_id)
+    if path is None or not path.startswith(f"/{actor.brand_id}/"):
+        raise NotFound("recipient organisation not found", code="unknown_org")
+
+
+async def create_pool(conn: Conn, actor: Principal, data: PoolIn) -> PoolOut:
+    """A pool of the brand's batches, used up in the order given (planners: ``codes.issue``)."""
+    actor.require("codes.issue", "codes.allocate")
+    if len(set(data.batches)) != len(data.batches):
+        raise ValidationFailed("a batch is listed twice", code="duplicate_batch")
+    if data.recipient_org_id is not None:
+        await _check_recipient(conn, actor, data.recipient_org_id)
+    rows = await (
+        await conn.execute(
+            f"SELECT {_BATCH_COLUMNS} FROM code_batches b "
+            "WHERE b.batch_no = ANY(%s) AND b.brand_id = %s",
+            (list(data.batches), actor.brand_id),
+        )
+    ).fetchall()
+    found = {r["batch_no"]: r for r in rows}
+    for batch_no in data.batches:
+        _check_batch(found.get(batch_no), batch_no)
+    existing = await (
+        await conn.execute(
+            "SELECT 1 FROM code_pools WHERE brand_id = %s AND name = %s",
+            (actor.brand_id, data.name),
+        )
+    ).fetchone()
+    if existing is not None:
+        raise Conflict("a pool of this name exists", code="pool_name_taken")
+    row = await (
+        await conn.execute(
+            "INSERT INTO code_pools (brand_id, name, recipient_org_id, created_by) "
+            "VALUES (%s, %s, %s, %s) RETURNING id",
+            (actor.brand_id, data.name, data.recipient_org_id, actor.user_id),
+        )
+    ).fetchone()
+    assert row is not None
+    await conn.execute(
+        "INSERT INTO code_pool_batches (pool_id, position, batch_no) "
+        "SELECT %s, ord - 1, no FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(no, ord)",
+        (row["id"], list(data.batches)),
+    )
+    out = await get_pool(conn, actor, row["id"])
+    await audit.record(conn, actor, "create", "code_pool", out.id, after=out, org_id=out.brand_id)
+    return out
+
+
+def _check_batch(row: dict[str, Any] | None, batch_no: int) -> dict[str, Any]:
+    if row is None:
+        raise NotFound(f"batch {batch_no} not found", code="unknown_batch")
+    if row["state"] == "void":
+        raise Unprocessable(f"batch {batch_no} is void", code="batch_void")
+    if row["exported"]:
+        raise Conflict(
+            f"batch {batch_no} is printed from printer-file exports; it cannot be allocated",
+            code="batch_exported",
+        )
+    return row
+
+
+async def get_pool(conn: Conn, actor: Principal, pool_id: int) -> PoolOut:
+    where, params = _pool_where(actor)
+    row = await (
+        await conn.execute(
+            f"SELECT {_POOL_COLUMNS} FROM code_pools p WHERE p.id = %(id)s AND "
+            + " AND ".join(where),
+            {**params, "id": pool_id},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("pool not found", code="unknown_pool")
+    return await _pool_out(conn, row)
+
+
+async def list_pools(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[PoolOut]:
+    """The pools the caller may allocate from, newest first, each with what is left."""
+    where, params = _pool_where(actor)
+    listed = await fetch_page(
+        conn,
+        columns=_POOL_COLUMNS,
+        source="code_pools p",
+        where=where,
+        params=params,
+        order="p.id DESC",
+        page=page,
+        per_page=per_page,
+        make=lambda row: row,
+    )
+    items = [await _pool_out(conn, row) for row in listed.items]
+    return Page(items=items, total=listed.total, page=listed.page, per_page=listed.per_page)
+
+
+# Allocating ---------------------------------------------------------------------------------
+
+
+async def _lock_batch(conn: Conn, actor: Principal, batch_no: int) -> list[dict[str, Any]]:
+    where = "b.batch_no = %(no)s AND b.brand_id = %(brand)s"
+    kind = scope(actor)
+    if kind == "partner":
+        raise Forbidden("an API key allocates from the pools shared with it", code="pool_required")
+    if kind == "printer":
+        where += " AND b.printer_id = %(org)s"
+    row = await (
+        await conn.execute(
+            f"SELECT {_BATCH_COLUMNS} FROM code_batches b WHERE {where} FOR UPDATE OF b",
+            {"no": batch_no, "brand": actor.brand_id, "org": actor.org_id},
+        )
+    ).fetchone()
+    return [_check_batch(row, batch_no)]
+
+
+async def _lock_pool(conn: Conn, pool_id: int) -> list[dict[str, Any]]:
+    rows = await (
+        await conn.execute(
+            f"SELECT pb.position, {_BATCH_COLUMNS} FROM code_pool_batches pb "
+            "JOIN code_batches b ON b.batch_no = pb.batch_no "
+            "WHERE pb.pool_id = %s ORDER BY b.batch_no FOR UPDATE OF b",
+            (pool_id,),
+        )
+    ).fetchall()
+    return sorted(rows, key=lambda r: r["position"])
+
+
+def _plan(rows: list[dict[str, Any]], count: int, partial: bool) -> list[Take]:
+    """The ranges ``count`` codes take from ``rows`` in order (409 if too few are left)."""
+    remaining = sum(_left(r) for r in rows)
+    if remaining == 0 or (remaining < count and not partial):
+        raise Conflict(
+            f"{remaining} codes are left, {count} asked for",
+            code="not_enough_codes",
+            details={"remaining": remaining, "requested": count},
+        )
+    takes, wanted = [], count
+    for row in rows:
+        n = min(_left(row), wanted)
+        if n:
+            start = row["allocated"]
+            takes.append(Take(row["batch_no"], start, start + n, row["key_version"]))
+            wanted -= n
+    return takes
+
+
+async def _wrap(
+    conn: Conn, actor: Principal, data: AllocationIn, recipient: int
+) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The file's random data key, wrapped for the passphrase or the recipient's RSA key."""
+    if data.format != "file":
+        return None, None
+    key = os.urandom(32)
+    if data.passphrase is not None:
+        # scrypt is deliberately slow: keep it off the event loop
+        return await asyncio.to_thread(printfile.wrap_with_passphrase, key, data.passphrase), key
+    row = await (
+        await conn.execute("SELECT public_key_pem FROM orgs WHERE id = %s", (recipient,))
+    ).fetchone()
+    if row is None or not row["public_key_pem"]:
+        raise ValidationFailed(
+            "give a passphrase, or register the recipient's RSA public key first",
+            code="no_wrapping_key",
+            details={"field": "passphrase"},
+        )
+    return printfile.wrap_with_rsa(key, row["public_key_pem"]), key
+
+
+async def allocate(
+    conn: Conn, actor: Principal, settings: Settings, data: AllocationIn
+) -> Allocated:
+    """Give out ``data.count`` codes once and record who received which ranges (audited).
+
+    The caller commits before streaming the codes: the batch rows stay locked until then."""
+    kind = scope(actor)
+    if (data.batch_no is None) == (data.pool_id is None):
+        raise ValidationFailed("give exactly one of batch_no and pool_id", code="batch_or_pool")
+    if data.count > settings.allocation_max:
+        raise ValidationFailed(
+            f"at most {settings.allocation_max} codes per allocation",
+            code="count_over_maximum",
+            details={"field": "count", "maximum": settings.allocation_max},
+        )
+    pool = None if data.pool_id is None else await get_pool(conn, actor, data.pool_id)
+    recipient = actor.org_id
+    if pool is not None and pool.recipient_org_id is not None and kind == "brand":
+        recipient = pool.recipient_org_id  # brand staff fetching on the partner's behalf
+    wrap, key = await _wrap(conn, actor, data, recipient)  # (scrypt) before any row is locked
+    if pool is not None:
+        rows = await _lock_pool(conn, pool.id)
+    else:
+        assert data.batch_no is not None
+        rows = await _lock_batch(conn, actor, data.batch_no)
+    takes = _plan(rows, data.count, data.partial)
+    for take in takes:
+        await conn.execute(
+            "UPDATE code_batches SET allocated = %s, "
+            "state = CASE WHEN state = 'issued' THEN 'exported' ELSE state END "
+            "WHERE batch_no = %s",
+            (take.end, take.batch_no),
+        )
+    out = await _record(conn, actor, data, pool, recipient, takes)
+    return Allocated(out, takes, wrap, key)
+
+
+async def _record(
+    conn: Conn,
+    actor: Principal,
+    data: AllocationIn,
+    pool: PoolOut | None,
+    recipient: int,
+    takes: list[Take],
+) -> AllocationOut:
+    allocation_id = uuid.uuid4()
+    total = sum(t.end - t.start for t in takes)
+    await conn.execute(
+        """INSERT INTO code_allocations (id, brand_id, pool_id, recipient_org_id, requested,
+               total, format, with_pins, note, created_by, api_key_id)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (
+            allocation_id,
+            actor.brand_id,
+            pool.id if pool else None,
+            recipient,
+            data.count,
+            total,
+            data.format,
+            data.pins,
+            data.note,
+            actor.user_id,
+            actor.api_key_id,
+        ),
+    )
+    await conn.execute(
+        "INSERT INTO code_allocation_ranges (batch_no, first_index, last_index, allocation_id, "
+        "position) SELECT b, f, l, %s, ord - 1 FROM unnest(%s::bigint[], %s::bigint[], "
+        "%s::bigint[]) WITH ORDINALITY AS t(b, f, l, ord)",
+        (
+            allocation_id,
+            [t.batch_no for t in takes],
+            [t.start for t in takes],
+            [t.end - 1 for t in takes],
+        ),
+    )
+    out = await _load(conn, str(allocation_id))
+    assert out is not None
+    summary = {
+        "pool_id": out.pool_id,
+        "recipient_org_id": recipient,
+        "requested": out.requested,
+        "total": out.total,
+        "format": out.format,
+        "with_pins": out.with_pins,
+        "ranges": [[r.batch_no, r.first_index, r.last_index] for r in out.ranges],
+    }
+    await audit.record(conn, actor, "allocate", "code_allocation", out.id, after=summary)
+    return out
+
+
+# Reading allocations -------------------------------------------------------------------------
+
+
+async def _load(conn: Conn, allocation_id: str) -> AllocationOut | None:
+    try:
+        key = uuid.UUID(allocation_id)
+    except ValueError:
+        return None
+    row = await (
+        await conn.execute(
+            f"SELECT {_ALLOCATION_COLUMNS} FROM code_allocations a WHERE a.id = %s", (key,)
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    ranges = await (
+        await conn.execute(
+            "SELECT batch_no, first_index, last_index, last_index - first_index + 1 AS count "
+            "FROM code_allocation_ranges WHERE allocation_id = %s ORDER BY position",
+            (key,),
+        )
+    ).fetchall()
+    return AllocationOut(
+        **{**row, "id": str(row["id"])}, ranges=[AllocationRangeOut(**r) for r in ranges]
+    )
+
+
+def _visible(actor: Principal, out: AllocationOut | None) -> AllocationOut:
+    """Brand staff see the brand's allocations; printers and partners the ones they received."""
+    actor.require_any("codes.allocate", "codes.issue")
+    if out is not None and out.brand_id == actor.brand_id:
+        if actor.has("codes.issue") or scope(actor) == "brand":
+            return out
+        if out.recipient_org_id == actor.org_id:
+            return out
+    raise NotFound("allocation not found", code="unknown_allocation")
+
+
+async def get_allocation(conn: Conn, actor: Principal, allocation_id: str) -> AllocationOut:
+    return _visible(actor, await _load(conn, allocation_id))
+
+
+async def allocation_of(
+    conn: Conn, actor: Principal, scheme: Scheme, serial: str
+) -> CodeAllocationOut:
+    """The allocation that gave out a serial (404 ``not_allocated`` if none did).
+
+    400 for a malformed serial and 422 for a forged one, as everywhere (``scheme.verify``)."""
+    batch_no, index, version = scheme.verify(serial)
+    row = await (
+        await conn.execute(
+            "SELECT allocation_id, last_index FROM code_allocation_ranges "
+            "WHERE batch_no = %s AND first_index <= %s ORDER BY first_index DESC LIMIT 1",
+            (batch_no, index),
+        )
+    ).fetchone()
+    out = None
+    if row is not None and row["last_index"] >= index:
+        out = await _load(conn, str(row["allocation_id"]))
+    try:
+        found = _visible(actor, out)
+    except NotFound:
+        raise NotFound("no allocation gave out this code", code="not_allocated") from None
+    return CodeAllocationOut(
+        serial=scheme.serial(batch_no, index, version),
+        batch_no=batch_no,
+        index=index,
+        allocation=found,
+    )

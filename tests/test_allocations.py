@@ -1,0 +1,345 @@
+"""Serial allocation (issue 19 item 4): numbers for line systems and partners' serialization
+servers, from a batch or a pool that rolls over, given out once even under concurrent requests,
+streamed or encrypted, and every code traceable to the allocation that received it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+from typing import Any
+
+import httpx
+from Crypto.PublicKey import RSA
+
+from app.codes import printfile
+from tests.field_support import other_brand_admin
+from tests.helpers import assert_error, issue_units, scheme_for_tests
+
+SCHEME = scheme_for_tests()
+
+
+async def _allocate(client: httpx.AsyncClient, headers: dict[str, str], **body: Any) -> Any:
+    return await client.post("/allocations", headers=headers, json=body)
+
+
+def _codes(response: httpx.Response, pins: bool = True) -> list[tuple[int, int]]:
+    """(batch_no, index) of every streamed line, each serial verified and its PIN checked."""
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    found = []
+    for line in response.text.splitlines():
+        if pins:
+            serial, pin = line.split(",")
+            assert SCHEME.check_pin(serial, pin)
+        else:
+            serial = line
+        batch_no, index, _ = SCHEME.verify(serial)
+        found.append((batch_no, index))
+    assert len(found) == int(response.headers["x-allocation-count"])
+    return found
+
+
+def _ranges(body: dict[str, Any]) -> list[tuple[int, int]]:
+    return [
+        (r["batch_no"], i)
+        for r in body["ranges"]
+        for i in range(r["first_index"], r["last_index"] + 1)
+    ]
+
+
+async def _recorded(client: httpx.AsyncClient, headers: dict[str, str], response: Any) -> Any:
+    found = await client.get(response.headers["location"], headers=headers)
+    assert found.status_code == 200, found.text
+    return found.json()
+
+
+async def test_100_concurrent_allocations_of_one_batch_are_disjoint_and_cover_it(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    printer = await login("printer")  # the printer of the batch allocates from it
+    counts = [1 + i % 23 for i in range(100)]
+    batch_no, _ = await issue_units(client, login, demo, sum(counts))
+    responses = await asyncio.gather(
+        *(_allocate(client, printer, batch_no=batch_no, count=n) for n in counts)
+    )
+    seen: set[tuple[int, int]] = set()
+    for n, response in zip(counts, responses, strict=True):
+        codes = _codes(response)
+        assert len(codes) == n
+        assert not seen & set(codes)  # no code given out twice
+        seen |= set(codes)
+        recorded = await _recorded(client, printer, response)
+        assert _ranges(recorded) == codes  # the stream is exactly the recorded range
+        assert recorded["total"] == n and recorded["requested"] == n
+    assert seen == {(batch_no, i) for i in range(sum(counts))}  # all of it, nothing beyond
+    error = assert_error(
+        await _allocate(client, printer, batch_no=batch_no, count=1), 409, "not_enough_codes"
+    )
+    assert error["details"]["remaining"] == 0
+    batch = await client.get(f"/batches/{batch_no}", headers=await login("planner"))
+    assert batch.json()["state"] == "exported"
+
+
+async def test_a_pool_rolls_over_to_its_next_batch_and_refuses_or_serves_partially(
+    client: httpx.AsyncClient, login: Any, demo: Any, conn: Any
+) -> None:
+    planner = await login("planner")
+    first, _ = await issue_units(client, login, demo, 20)
+    second, _ = await issue_units(client, login, demo, 30)
+    pool = await client.post(
+        "/pools", headers=planner, json={"name": f"line-7-{first}", "batches": [first, second]}
+    )
+    assert pool.status_code == 201, pool.text
+    pool_id = pool.json()["id"]
+    assert pool.json()["remaining"] == 50
+
+    rolled = await _allocate(client, planner, pool_id=pool_id, count=25, pins=False)
+    codes = _codes(rolled, pins=False)
+    assert codes == [(first, i) for i in range(20)] + [(second, i) for i in range(5)]
+    recorded = await _recorded(client, planner, rolled)
+    assert [(r["batch_no"], r["first_index"], r["last_index"]) for r in recorded["ranges"]] == [
+        (first, 0, 19),
+        (second, 0, 4),
+    ]
+    assert recorded["pool_id"] == pool_id and recorded["with_pins"] is False
+
+    error = assert_error(
+        await _allocate(client, planner, pool_id=pool_id, count=26), 409, "not_enough_codes"
+    )
+    assert error["details"] == {"remaining": 25, "requested": 26}
+    partial = await _allocate(client, planner, pool_id=pool_id, count=26, partial=True)
+    assert _codes(partial) == [(second, i) for i in range(5, 30)]
+    assert (await _recorded(client, planner, partial))["requested"] == 26
+    left = await client.get(f"/pools/{pool_id}", headers=planner)
+    assert left.json()["remaining"] == 0
+    assert [b["allocated"] for b in left.json()["batches"]] == [20, 30]
+    assert_error(
+        await _allocate(client, planner, pool_id=pool_id, count=1, partial=True),
+        409,
+        "not_enough_codes",
+    )
+    listed = await client.get("/pools", headers=planner, params={"per_page": 200})
+    assert pool_id in [p["id"] for p in listed.json()["items"]]
+
+    # every code traces to the allocation that received it, and the allocation is audited
+    serial = SCHEME.serial(second, 7)
+    traced = await client.get(f"/codes/{serial}/allocation", headers=planner)
+    assert traced.status_code == 200, traced.text
+    assert traced.json()["allocation"]["id"] == partial.headers["x-allocation-id"]
+    assert traced.json()["allocation"]["recipient_org_id"] == demo["FACTORY-SZ"]
+    assert traced.json()["index"] == 7
+    row = await (
+        await conn.execute(
+            "SELECT after FROM audit_log WHERE entity = 'code_allocation' AND entity_id = %s "
+            "AND action = 'allocate'",
+            (partial.headers["x-allocation-id"],),
+        )
+    ).fetchone()
+    assert row["after"]["ranges"] == [[second, 5, 29]]
+
+
+async def test_a_partner_key_allocates_an_encrypted_file_from_its_shared_pool_only(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    admin, planner = await login("admin"), await login("planner")
+    # a contract printer of its own (the demo printer's key is other tests' business)
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": "Serialbox partner",
+            "erp_code": f"SBX-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    printer = org.json()["id"]
+    key = RSA.generate(2048)
+    registered = await client.put(
+        f"/printers/{printer}/public-key",
+        headers=admin,
+        json={"public_key_pem": key.public_key().export_key().decode()},
+    )
+    assert registered.status_code == 204, registered.text
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "serialbox", "permissions": ["codes.allocate"], "org_id": printer},
+    )
+    assert made.status_code == 201, made.text
+    partner = {"X-API-Key": made.json()["key"]}
+    shared_batch, _ = await issue_units(client, login, demo, 40)
+    other_batch, _ = await issue_units(client, login, demo, 10)
+    shared = await client.post(
+        "/pools",
+        headers=planner,
+        json={
+            "name": f"partner-{shared_batch}",
+            "batches": [shared_batch],
+            "recipient_org_id": printer,
+        },
+    )
+    private = await client.post(
+        "/pools", headers=planner, json={"name": f"own-{other_batch}", "batches": [other_batch]}
+    )
+    assert shared.status_code == private.status_code == 201
+
+    listed = await client.get("/pools", headers=partner)
+    assert [p["id"] for p in listed.json()["items"]] == [shared.json()["id"]]
+    answer = await _allocate(client, partner, pool_id=shared.json()["id"], count=12, format="file")
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["content-type"] == "application/octet-stream"
+    plain = b"".join(
+        printfile.decrypt(io.BytesIO(answer.content), private_key_pem=key.export_key().decode())
+    ).decode()
+    lines = [line.split(",") for line in plain.splitlines()]
+    assert [SCHEME.verify(s)[:2] for s, _ in lines] == [(shared_batch, i) for i in range(12)]
+    assert all(SCHEME.check_pin(s, pin) for s, pin in lines)
+    header, _ = printfile.read_header(io.BytesIO(answer.content))
+    assert header["ranges"] == [[shared_batch, 0, 11]]
+    recorded = await _recorded(client, partner, answer)
+    assert recorded["recipient_org_id"] == printer and recorded["format"] == "file"
+
+    # a partner reaches neither other pools nor batches directly
+    assert_error(
+        await _allocate(client, partner, pool_id=private.json()["id"], count=1), 404, "unknown_pool"
+    )
+    assert_error(
+        await _allocate(client, partner, batch_no=shared_batch, count=1), 403, "pool_required"
+    )
+    # a wrong key does not open the file
+    try:
+        b"".join(
+            printfile.decrypt(
+                io.BytesIO(answer.content),
+                private_key_pem=RSA.generate(2048).export_key().decode(),
+            )
+        )
+        raise AssertionError("a wrong key opened the file")
+    except printfile.WrongKey:
+        pass
+
+
+async def test_a_passphrase_file_decrypts_as_the_printer_files_do(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 5)
+    assert_error(  # FACTORY-SZ has no RSA key: a passphrase is needed
+        await _allocate(client, planner, batch_no=batch_no, count=3, format="file"),
+        400,
+        "no_wrapping_key",
+    )
+    passphrase = "correct horse battery"
+    answer = await _allocate(
+        client, planner, batch_no=batch_no, count=3, format="file", passphrase=passphrase
+    )
+    assert answer.status_code == 201, answer.text
+    plain = b"".join(printfile.decrypt(io.BytesIO(answer.content), passphrase=passphrase))
+    serials = [line.split(b",")[0].decode() for line in plain.splitlines()]
+    assert serials == [SCHEME.serial(batch_no, i) for i in range(3)]
+
+
+async def test_another_brand_and_callers_without_the_permission_get_nothing(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    pool = await client.post(
+        "/pools", headers=planner, json={"name": f"guarded-{batch_no}", "batches": [batch_no]}
+    )
+    given = await _allocate(client, planner, batch_no=batch_no, count=2)
+    assert given.status_code == 201
+    stranger = await other_brand_admin(client, login)
+    assert_error(
+        await _allocate(client, stranger, batch_no=batch_no, count=1), 404, "unknown_batch"
+    )
+    assert_error(
+        await _allocate(client, stranger, pool_id=pool.json()["id"], count=1), 404, "unknown_pool"
+    )
+    assert_error(await client.get(given.headers["location"], headers=stranger), 404)
+    assert_error(
+        await client.get(f"/pools/{pool.json()['id']}", headers=stranger), 404, "unknown_pool"
+    )
+    serial = SCHEME.serial(batch_no, 0)
+    assert_error(
+        await client.get(f"/codes/{serial}/allocation", headers=stranger), 404, "not_allocated"
+    )
+    assert (await client.get("/pools", headers=stranger)).json()["items"] == []
+    analyst = await login("analyst")
+    assert_error(
+        await _allocate(client, analyst, batch_no=batch_no, count=1), 403, "permission_denied"
+    )
+    # nothing more was given out by the refused calls
+    left = await client.get(f"/pools/{pool.json()['id']}", headers=planner)
+    assert left.json()["remaining"] == 8
+    # a code of the batch not yet given out traces to no allocation
+    unallocated = SCHEME.serial(batch_no, 5)
+    assert_error(
+        await client.get(f"/codes/{unallocated}/allocation", headers=planner), 404, "not_allocated"
+    )
+
+
+async def test_bad_requests_are_refused_with_stable_codes(
+    client: httpx.AsyncClient, login: Any, demo: Any, settings: Any
+) -> None:
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    for count in (0, -5):
+        assert_error(
+            await _allocate(client, planner, batch_no=batch_no, count=count),
+            400,
+            "validation_failed",
+        )
+    error = assert_error(
+        await _allocate(client, planner, batch_no=batch_no, count=settings.allocation_max + 1),
+        400,
+        "count_over_maximum",
+    )
+    assert error["details"]["maximum"] == settings.allocation_max
+    assert_error(
+        await _allocate(client, planner, batch_no=4_000_000_000, count=1), 404, "unknown_batch"
+    )
+    assert_error(await _allocate(client, planner, count=1), 400, "batch_or_pool")
+    assert_error(
+        await _allocate(client, planner, batch_no=batch_no, pool_id=1, count=1),
+        400,
+        "batch_or_pool",
+    )
+    assert_error(
+        await _allocate(client, planner, batch_no=batch_no, count=11), 409, "not_enough_codes"
+    )
+    assert_error(
+        await client.post(
+            "/pools", headers=planner, json={"name": "twice", "batches": [batch_no, batch_no]}
+        ),
+        400,
+        "duplicate_batch",
+    )
+
+    # an allocated batch is not exported, and an exported batch is not allocated
+    taken = await _allocate(client, planner, batch_no=batch_no, count=1)
+    assert taken.status_code == 201
+    export = {"outer": {"passphrase": "a long passphrase"}, "inner": {"passphrase": "another one!"}}
+    assert_error(
+        await client.post(f"/batches/{batch_no}/exports", headers=planner, json=export),
+        409,
+        "batch_allocated",
+    )
+    printed, _ = await issue_units(client, login, demo, 4)
+    exported = await client.post(f"/batches/{printed}/exports", headers=planner, json=export)
+    assert exported.status_code == 201, exported.text
+    assert_error(await _allocate(client, planner, batch_no=printed, count=1), 409, "batch_exported")
+
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=planner, json={"reason": "labels spoiled"}
+    )
+    assert voided.status_code == 200, voided.text
+    assert_error(await _allocate(client, planner, batch_no=batch_no, count=1), 422, "batch_void")
+    assert_error(
+        await client.post("/pools", headers=planner, json={"name": "void", "batches": [batch_no]}),
+        422,
+        "batch_void",
+    )
