@@ -35,7 +35,16 @@ INSPECTION_DELTAS = "inspection_deltas"
 SMS_OUTBOX = "sms_outbox"  # SMS rows failed for good (app/sms/sender.py)
 REBATE_TALLY = "rebate_tally_queue"  # claims the rebate ranking roll-up could not fold
 SALES_QUEUE = "sales_queue"  # sales the analytics roll-up could not fold (issue 17)
-QUEUES = (VERIFICATIONS, STOCK_DELTAS, INSPECTION_DELTAS, SMS_OUTBOX, REBATE_TALLY, SALES_QUEUE)
+WEBHOOK_DELIVERIES = "webhook_deliveries"  # webhook deliveries dead for good (app/webhooks)
+QUEUES = (
+    VERIFICATIONS,
+    STOCK_DELTAS,
+    INSPECTION_DELTAS,
+    SMS_OUTBOX,
+    REBATE_TALLY,
+    SALES_QUEUE,
+    WEBHOOK_DELIVERIES,
+)
 
 POISON: tuple[type[BaseException], ...] = (
     psycopg.errors.DataError,

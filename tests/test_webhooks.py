@@ -193,6 +193,21 @@ async def wait_for(check: Any, what: str, within: float = 15) -> Any:
         await asyncio.sleep(0.1)
 
 
+async def newest(
+    c: httpx.AsyncClient, headers: dict[str, str], sub_id: int, state: str
+) -> dict[str, Any]:
+    """The subscription's newest delivery once it is in ``state`` (the receiver has its answer
+    a moment before the sender records it)."""
+    deadline = time.monotonic() + 15
+    while True:
+        url = f"/webhooks/subscriptions/{sub_id}/deliveries"
+        items = (await c.get(url, headers=headers)).json()["items"]
+        if items and items[0]["state"] == state:
+            return items[0]  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, items
+        await asyncio.sleep(0.1)
+
+
 def events(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [json.loads(e["raw"]) for e in entries]
 
@@ -301,9 +316,8 @@ async def test_500_then_timeout_then_success_delivers_once_signed(
     # a body altered in transit fails the check
     assert verify(sub["secret"], got[-1]["headers"], got[-1]["raw"] + b" ") == [False]
 
-    log = (await wh.get(f"/webhooks/subscriptions/{sub['id']}/deliveries", headers=admin)).json()
-    [delivery] = log["items"]
-    assert delivery["state"] == "delivered" and delivery["attempts"] == 3
+    delivery = await newest(wh, admin, sub["id"], "delivered")
+    assert delivery["attempts"] == 3
     assert delivery["webhook_id"] == got[0]["headers"]["webhook-id"]
     attempts = delivery["log"]
     assert [a["status_code"] for a in attempts] == [500, None, 200]
@@ -450,19 +464,67 @@ async def test_dead_letter_after_n_failures_and_a_bad_row_does_not_stop_the_othe
         url = f"/webhooks/subscriptions/{sub['id']}/deliveries"
         return (await wh.get(url, headers=admin)).json()["items"][0]  # type: ignore[no-any-return]
 
-    deadline = time.monotonic() + 15
-    while (await state_of(down))["state"] != "dead":
-        assert time.monotonic() < deadline, await state_of(down)
-        await asyncio.sleep(0.2)
-    dead = await state_of(down)
+    dead = await newest(wh, admin, down["id"], "dead")
     assert dead["attempts"] == 4 and [a["status_code"] for a in dead["log"]] == [500] * 4
     assert len(receiver.log("/down")) == 4
     bad = await state_of(broken)
     assert bad["state"] == "dead" and bad["attempts"] == 1
     assert bad["log"][0]["error"].startswith("bad delivery")
     assert receiver.log("/broken") == []
-    assert (await state_of(fine))["state"] == "delivered" and len(receiver.log("/fine")) == 1
+    assert (await newest(wh, admin, fine["id"], "delivered"))["attempts"] == 1
+    assert len(receiver.log("/fine")) == 1
+    async with app.state.pool.connection() as conn:
+        buried = await (
+            await conn.execute(
+                "SELECT convert_from(payload, 'UTF8') AS p, reason FROM dead_letters "
+                "WHERE queue = 'webhook_deliveries'"
+            )
+        ).fetchall()
+    letters = {json.loads(b["p"])["delivery_id"]: b["reason"] for b in buried}
+    assert letters[dead["id"]] == "HTTP 500" and letters[bad["id"]].startswith("bad delivery")
+    assert all("whsec_" not in b["p"] for b in buried)
     only_dead = await wh.get(
         f"/webhooks/subscriptions/{down['id']}/deliveries", headers=admin, params={"state": "dead"}
     )
     assert only_dead.json()["total"] == 1
+
+
+async def test_a_paused_subscription_gets_nothing_and_a_dead_senders_claim_is_sent_again(
+    wh: Any, login: Any, demo: Any, settings: Any, app: Any, receiver: Receiver, worker: None
+) -> None:
+    """Paused: nothing is queued for it. A delivery left 'sending' by a sender that died (its
+    claim older than the lease) goes back to pending and is delivered, once."""
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/lost", ["alert.counterfeit"])
+    url = f"/webhooks/subscriptions/{sub['id']}"
+    paused = await wh.patch(url, headers=admin, json={"active": False})
+    assert paused.status_code == 200 and paused.json()["active"] is False
+    counterfeit(settings, demo["BRAND-LUMI"])
+    await asyncio.sleep(0.5)
+    assert (await wh.get(url + "/deliveries", headers=admin)).json()["total"] == 0
+    async with app.state.pool.connection() as conn:  # what a sender that died mid-send leaves
+        event = await (
+            await conn.execute(
+                """INSERT INTO webhook_events (brand_id, kind, org_ids, data)
+                   VALUES (%s, 'alert.counterfeit', ARRAY[%s::bigint], '{"serial": "LOST"}')
+                   RETURNING id""",
+                (demo["BRAND-LUMI"], demo["BRAND-LUMI"]),
+            )
+        ).fetchone()
+        stuck = await (
+            await conn.execute(
+                """INSERT INTO webhook_deliveries
+                       (subscription_id, event_id, state, attempts, claimed_at)
+                   VALUES (%s, %s, 'sending', 1, now() - interval '1 hour') RETURNING id""",
+                (sub["id"], event["id"]),
+            )
+        ).fetchone()
+    assert (await wh.patch(url, headers=admin, json={"active": True})).status_code == 200
+    [got] = await wait_for(lambda: receiver.log("/lost"), "the recovered delivery")
+    assert json.loads(got["raw"])["data"] == {"serial": "LOST"}
+    one = await newest(wh, admin, sub["id"], "delivered")
+    assert one["id"] == stuck["id"] and one["attempts"] == 2
+    assert one["log"][0]["error"].startswith("outcome unknown")
+    assert one["log"][1]["status_code"] == 200
+    await asyncio.sleep(0.5)
+    assert len(receiver.log("/lost")) == 1

@@ -63,7 +63,8 @@ class SubscriptionController(Controller):
         principal: Principal,
         settings: Settings,
     ) -> SubscriptionOut:
-        """Change the URL, kinds or description; ``active: false`` pauses (deliveries wait)."""
+        """Change the URL, kinds or description; ``active: false`` pauses: nothing is queued for it
+        meanwhile, deliveries already queued wait until it is active again."""
         return await service.update(conn, principal, settings, sub_id, data)
 
     @delete("/{sub_id:int}", status_code=204)

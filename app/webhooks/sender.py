@@ -23,7 +23,9 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
    ``WEBHOOK_MAX_ATTEMPTS`` are spent. A delivery that cannot be made at all — a bad row (its
    secret cannot be unsealed, its data cannot be encoded) or an endpoint that resolves to a
    non-public address — is ``dead`` at once; the sender goes on with the others. Every attempt
-   is a row of ``webhook_attempts`` (time, status code, latency, error): the delivery log.
+   is a row of ``webhook_attempts`` (time, status code, latency, error): the delivery log. A
+   dead delivery is also set aside in ``dead_letters`` (queue ``webhook_deliveries``: its ids,
+   kind, URL and attempts; ``GET /health`` counts them), replayable by the API.
    Updates are fenced on ``state = 'sending' AND attempts = <the claim's>``.
 4. **Recover**: a delivery ``sending`` for longer than ``WEBHOOK_LEASE_SECONDS`` was claimed by
    a sender that died; it goes back to ``pending``. Delivery is therefore at least once; the
@@ -44,7 +46,7 @@ import msgspec
 
 from app.config import Settings
 from app.db import Conn
-from app.deadletters import reason_of
+from app.deadletters import WEBHOOK_DELIVERIES, reason_of
 from app.webhooks import signing
 from app.webhooks.urls import UrlRefused, check_resolved
 
@@ -57,6 +59,7 @@ USER_AGENT = "Tracecode-Webhooks/1"
 class Claimed(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     attempts: int
+    subscription_id: int
     msg_id: str
     kind: str
     data: Any
@@ -95,7 +98,8 @@ WITH due AS (
     FROM due WHERE d.id = due.id
   RETURNING d.id, d.attempts, d.subscription_id, d.event_id
 )
-SELECT c.id, c.attempts, e.msg_id, e.kind, e.data, e.occurred_at, s.url, s.secret_sealed,
+SELECT c.id, c.attempts, c.subscription_id, e.msg_id, e.kind, e.data, e.occurred_at, s.url,
+       s.secret_sealed,
        CASE WHEN s.previous_until > clock_timestamp() THEN s.previous_sealed END
          AS previous_sealed
   FROM claimed c
@@ -122,14 +126,33 @@ _FAILED = """UPDATE webhook_deliveries
               WHERE id = %(id)s AND state = 'sending' AND attempts = %(attempts)s
           RETURNING state"""
 
+# A dead delivery is also set aside in dead_letters (GET /health counts them per queue): what
+# it was, never its secret or body.
+_BURY = """INSERT INTO dead_letters (queue, payload, reason)
+           VALUES (%s, convert_to(%s, 'UTF8'), %s)"""
+
 _RECOVER = """
 WITH moved AS (
-  UPDATE webhook_deliveries
-     SET state = CASE WHEN attempts >= %(max)s THEN 'dead' ELSE 'pending' END,
+  UPDATE webhook_deliveries d
+     SET state = CASE WHEN d.attempts >= %(max)s THEN 'dead' ELSE 'pending' END,
          next_attempt_at = clock_timestamp(),
          last_error = 'outcome unknown: the sender stopped after claiming the delivery'
-   WHERE state = 'sending' AND claimed_at < clock_timestamp() - make_interval(secs => %(lease)s)
-  RETURNING id
+   WHERE d.state = 'sending'
+     AND d.claimed_at < clock_timestamp() - make_interval(secs => %(lease)s)
+  RETURNING d.id, d.state, d.attempts, d.subscription_id, d.event_id, d.last_error, d.claimed_at
+), logged AS (
+  INSERT INTO webhook_attempts (delivery_id, latency_ms, error)
+  SELECT id, (extract(epoch FROM clock_timestamp() - claimed_at) * 1000)::int, last_error
+    FROM moved
+), buried AS (
+  INSERT INTO dead_letters (queue, payload, reason)
+  SELECT %(queue)s,
+         convert_to(jsonb_build_object('delivery_id', m.id, 'subscription_id', m.subscription_id,
+                                       'webhook_id', e.msg_id, 'kind', e.kind,
+                                       'attempts', m.attempts)::text, 'UTF8'),
+         m.last_error
+    FROM moved m JOIN webhook_events e ON e.id = m.event_id
+   WHERE m.state = 'dead'
 )
 SELECT count(*) AS n FROM moved
 """
@@ -220,11 +243,27 @@ async def record(conn: Conn, settings: Settings, outcomes: list[Outcome]) -> Sta
                 )
             ).fetchone()
             if row is not None and row["state"] == "dead":
+                await conn.execute(_BURY, (WEBHOOK_DELIVERIES, _summary(o), o.error or "dead"))
                 stats.dead += 1
                 log.warning("webhook delivery %d dead after %d attempts", o.row.id, o.row.attempts)
             elif row is not None:
                 stats.retried += 1
     return stats
+
+
+def _summary(o: Outcome) -> str:
+    """The dead letter's payload: which delivery, of which event, to where."""
+    r = o.row
+    return msgspec.json.encode(
+        {
+            "delivery_id": r.id,
+            "subscription_id": r.subscription_id,
+            "webhook_id": r.msg_id,
+            "kind": r.kind,
+            "url": r.url,
+            "attempts": r.attempts,
+        }
+    ).decode()
 
 
 async def send_rows(
@@ -256,7 +295,11 @@ async def recover(conn: Conn, settings: Settings) -> int:
     row = await (
         await conn.execute(
             _RECOVER,
-            {"max": settings.webhook_max_attempts, "lease": settings.webhook_lease_seconds},
+            {
+                "max": settings.webhook_max_attempts,
+                "lease": settings.webhook_lease_seconds,
+                "queue": WEBHOOK_DELIVERIES,
+            },
         )
     ).fetchone()
     return int(row["n"]) if row else 0
