@@ -14,8 +14,16 @@ from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Unprocessable
-from app.inspect import service, summaries
-from app.inspect.schemas import InspectionIn, InspectionOut, Result, ScanOut, SummaryOut
+from app.inspect import batch, service, summaries
+from app.inspect.schemas import (
+    InspectionBatchIn,
+    InspectionBatchOut,
+    InspectionIn,
+    InspectionOut,
+    Result,
+    ScanOut,
+    SummaryOut,
+)
 from app.paging import Page, PageNo, PerPage
 
 DateFrom = Annotated[
@@ -50,6 +58,22 @@ class InspectionController(Controller):
                 details=msgspec.to_builtins(out),
             )
         return Response(out, status_code=200 if out.replayed else 201)
+
+    @post("/batch", status_code=200)
+    async def inspect_batch(
+        self, data: InspectionBatchIn, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> InspectionBatchOut:
+        """Many scans at once (the staff app's offline queue), each with its ``client_id``.
+
+        200 with one answer per scan, in order, as ``POST /inspections`` would answer it:
+        ``status`` 201 recorded, 200 its client id was recorded before (the first scan's answer;
+        never counted twice, also when repeated within the batch), 422 ``counterfeit``
+        (recorded), or another 4xx ``error`` (``unknown_store``, ``not_a_store``,
+        ``not_your_area``, ``unknown_photo``, ``empty_case``, ``client_id_required``; not
+        recorded). One transaction. 400 ``empty_batch``; 413 ``batch_too_large`` over
+        1000 scans.
+        """
+        return await batch.inspect_batch(conn, principal, scheme, list(data.items))
 
     @get("/")
     async def list_records(

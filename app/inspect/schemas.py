@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -36,6 +37,7 @@ class InspectionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     store_code: ErpCode | None = None
     note: Note = ""
     photo_url: PhotoUrl | None = None
+    photo_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=10)] = []
     client_id: ClientId | None = None
 
 
@@ -79,6 +81,7 @@ class InspectionOut(msgspec.Struct, frozen=True, kw_only=True):
     gps: Gps
     note: str
     photo_url: str | None
+    photo_ids: list[uuid.UUID] = []
 
 
 class ScanOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,3 +133,36 @@ class SummaryOut(msgspec.Struct, frozen=True, kw_only=True):
     date_to: date
     stores: list[StoreDay] = []
     agents: list[AgentLeak] = []
+
+
+BATCH_MAX = 1000  # scans in one POST /inspections/batch
+
+
+class InspectionBatchIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Queued scans sent together (the staff app's offline queue): each with its ``client_id``."""
+
+    items: list[InspectionIn]
+
+
+class ItemError(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+    details: Any = None
+
+
+class BatchItemOut(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to one scan of a batch, as ``POST /inspections`` would have answered it:
+    ``status`` 201 (recorded), 200 (its client id was recorded before: the first answer), 422
+    ``counterfeit`` (recorded; ``scan`` holds it) or another 4xx with ``error`` (not recorded)."""
+
+    client_id: str | None
+    status: int
+    scan: ScanOut | None = None
+    error: ItemError | None = None
+
+
+class InspectionBatchOut(msgspec.Struct, frozen=True, kw_only=True):
+    recorded: int  # scans recorded by this request
+    replayed: int  # scans whose client id had been recorded before
+    refused: int  # scans not recorded (an error)
+    items: list[BatchItemOut]

@@ -267,6 +267,10 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
         earlier = await _earlier_scan(conn, actor, data.client_id)
         if earlier is not None:
             return await get_scan(conn, actor, earlier, replayed=True)
+    if data.photo_ids:
+        missing = await missing_photos(conn, actor, [str(p) for p in data.photo_ids])
+        if missing:
+            raise unknown_photos(missing)
     scanned = await _findings(conn, actor, scheme, store, data.code)
     await _documents(conn, scanned.findings)
     counts = Counter(f.result for f in scanned.findings)
@@ -287,6 +291,26 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
         org_id=store.id,
     )  # fmt: skip
     return await get_scan(conn, actor, scan_id)
+
+
+async def missing_photos(conn: Conn, actor: Principal, photo_ids: list[str]) -> set[str]:
+    """Of these photo ids, those not uploaded by the caller (as for field reviews, a photo is
+    attached by the user who uploaded it)."""
+    rows = await (
+        await conn.execute(
+            "SELECT id::text AS id FROM media_photos WHERE id = ANY(%s::uuid[]) AND owner_id = %s",
+            (photo_ids, actor.user_id),
+        )
+    ).fetchall()
+    return set(photo_ids) - {r["id"] for r in rows}
+
+
+def unknown_photos(missing: set[str]) -> Unprocessable:
+    return Unprocessable(
+        "photos must be uploaded first (POST /media/photos), by the same user",
+        code="unknown_photo",
+        details={"photo_ids": sorted(missing)},
+    )
 
 
 async def _earlier_scan(conn: Conn, actor: Principal, client_id: str) -> int | None:
@@ -319,8 +343,8 @@ async def _record_scan(
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
                    inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note, photo_url,
-                   client_id, result, units, event_id)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   client_id, result, units, event_id, photo_ids)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                RETURNING id""",
             (
                 actor.brand_id,
@@ -339,6 +363,7 @@ async def _record_scan(
                 overall,
                 len(scanned.findings),
                 event_id,
+                list(data.photo_ids),
             ),
         )
     ).fetchone()
@@ -350,33 +375,43 @@ async def _record_findings(
     conn: Conn, actor: Principal, store: Store, scan_id: int, now: datetime, findings: list[Finding]
 ) -> None:
     """One inspection record per unit (one statement for all of them)."""
+    await record_findings(conn, actor, now, [(scan_id, store.id, f) for f in findings])
+
+
+async def record_findings(
+    conn: Conn, actor: Principal, now: datetime, rows: list[tuple[int, int, Finding]]
+) -> None:
+    """One inspection record per (scan, store, unit found), of one scan or of many: one
+    statement."""
     await conn.execute(
         """INSERT INTO inspections (scan_id, brand_id, at, store_org_id, inspector_id, code,
                serial, product_id, lot, result, reason, source_org_id, designated_store_id,
                document_no, store_document_no)
-           SELECT %(scan)s, %(brand)s, %(at)s, %(store)s, %(inspector)s, f.code, f.serial,
+           SELECT f.scan, %(brand)s, %(at)s, f.store, %(inspector)s, f.code, f.serial,
                   f.product, f.lot, f.result, f.reason, f.source, f.dstore, f.doc, f.sdoc
-           FROM unnest(%(codes)s::bigint[], %(serials)s::text[], %(products)s::bigint[],
+           FROM unnest(%(scans)s::bigint[], %(stores)s::bigint[], %(codes)s::bigint[],
+                       %(serials)s::text[], %(products)s::bigint[],
                        %(lots)s::text[], %(results)s::text[], %(reasons)s::text[],
                        %(sources)s::bigint[], %(dstores)s::bigint[], %(docs)s::text[],
                        %(sdocs)s::text[])
-                AS f (code, serial, product, lot, result, reason, source, dstore, doc, sdoc)""",
+                AS f (scan, store, code, serial, product, lot, result, reason, source, dstore,
+                      doc, sdoc)""",
         {
-            "scan": scan_id,
             "brand": actor.brand_id,
             "at": now,
-            "store": store.id,
             "inspector": actor.user_id,
-            "codes": [f.code for f in findings],
-            "serials": [f.serial for f in findings],
-            "products": [f.product_id for f in findings],
-            "lots": [f.lot for f in findings],
-            "results": [f.result for f in findings],
-            "reasons": [f.reason for f in findings],
-            "sources": [f.source for f in findings],
-            "dstores": [f.store for f in findings],
-            "docs": [f.document_no for f in findings],
-            "sdocs": [f.store_document_no for f in findings],
+            "scans": [scan for scan, _, _ in rows],
+            "stores": [store for _, store, _ in rows],
+            "codes": [f.code for _, _, f in rows],
+            "serials": [f.serial for _, _, f in rows],
+            "products": [f.product_id for _, _, f in rows],
+            "lots": [f.lot for _, _, f in rows],
+            "results": [f.result for _, _, f in rows],
+            "reasons": [f.reason for _, _, f in rows],
+            "sources": [f.source for _, _, f in rows],
+            "dstores": [f.store for _, _, f in rows],
+            "docs": [f.document_no for _, _, f in rows],
+            "sdocs": [f.store_document_no for _, _, f in rows],
         },
     )
 
@@ -413,6 +448,7 @@ def _event(
             "counts": dict(counts),
             "note": data.note or None,
             "photo_url": data.photo_url,
+            "photos": [str(p) for p in data.photo_ids] or None,
         },
     )
 
@@ -535,7 +571,7 @@ async def _names(conn: Conn, ids: set[int | None]) -> dict[str, dict[int, str]]:
 
 RECORD_COLUMNS = """i.id, i.scan_id, i.at, i.inspector_id, us.username AS inspector, i.serial,
     i.product_id, p.name AS product_name, i.lot, i.result, i.reason, i.document_no,
-    i.store_document_no, sc.case_sscc, sc.lat, sc.lng, sc.note, sc.photo_url,
+    i.store_document_no, sc.case_sscc, sc.lat, sc.lng, sc.note, sc.photo_url, sc.photo_ids,
     s.id AS s_id, s.name AS s_name, s.erp_code AS s_erp_code, s.province_name AS s_province_name,
     s.city_name AS s_city_name,
     a.id AS a_id, a.name AS a_name, a.erp_code AS a_erp_code, a.province_name AS a_province_name,
@@ -590,6 +626,7 @@ def record_out(row: dict[str, Any]) -> InspectionOut:
         gps=Gps(lat=row["lat"], lng=row["lng"]),
         note=row["note"],
         photo_url=row["photo_url"],
+        photo_ids=row["photo_ids"],
     )
 
 

@@ -10,8 +10,11 @@ movements of the same table. Cases move with their contents.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any, cast
+
+import msgspec
 
 from app import audit
 from app.auth.principal import Principal
@@ -20,6 +23,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events.epcis import Disposition
+from app.locks import Lock, xact_lock
 from app.logistics import movements
 from app.logistics.movements import MOVEMENTS, SHIPMENT_KINDS, Movement, Plan, UnitRow
 from app.logistics.orders import get_order, require_reader
@@ -480,12 +484,20 @@ async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> Do
     """A store sells units by scanning them (retail_selling)."""
     actor.require("logistics.scan")
     org = await _own_org(conn, actor, data.org_id or actor.org_id)
+    digest = None
+    if data.client_id is not None:
+        digest = hashlib.sha256(msgspec.json.encode(msgspec.structs.replace(data, client_id=None)))
+        earlier = await _earlier_sale(conn, actor, data.client_id)
+        if earlier is not None:
+            if bytes(earlier["client_hash"]) != digest.digest():
+                raise Conflict("this client id was used for another sale", code="client_id_reused")
+            return await get_document(conn, actor, earlier["id"])
     doc_no = await _doc_no(conn, MOVEMENTS["sale"])
     row = await (
         await conn.execute(
             """INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, handler_id,
-                   customer, phone, created_by)
-               VALUES (%s, %s, 'outbound', 'sale', %s, %s, %s, %s, %s) RETURNING id""",
+                   customer, phone, created_by, client_id, client_hash)
+               VALUES (%s, %s, 'outbound', 'sale', %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
             (
                 actor.brand_id,
                 doc_no,
@@ -494,6 +506,8 @@ async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> Do
                 data.customer,
                 data.phone,
                 actor.user_id,
+                data.client_id,
+                digest.digest() if digest is not None else None,
             ),
         )
     ).fetchone()
@@ -503,6 +517,20 @@ async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> Do
         bad = [i.code for i in items.items if i.result == "rejected"]
         raise Unprocessable("codes that cannot be sold", code="bad_codes", details={"codes": bad})
     return await confirm(conn, actor, scheme, row["id"])
+
+
+async def _earlier_sale(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
+    """The sale this user already made under ``client_id``; the client id stays locked until
+    the transaction ends, so a concurrent re-send waits and then finds it."""
+    await xact_lock(conn, Lock.SALE_CLIENT_ID, f"{actor.org_id}:{actor.user_id}:{client_id}")
+    return await (
+        await conn.execute(
+            """SELECT id, client_hash FROM documents WHERE kind = 'sale' AND client_id = %s
+               AND created_by IS NOT DISTINCT FROM %s AND org_id IN (
+                   SELECT id FROM orgs WHERE path LIKE %s)""",
+            (client_id, actor.user_id, f"/{actor.brand_id}/%"),
+        )
+    ).fetchone()
 
 
 async def consumer_return(

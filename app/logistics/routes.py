@@ -169,7 +169,11 @@ class DocumentController(Controller):
 
 @post("/sales", status_code=201, tags=["logistics"])
 async def sell(data: SaleIn, conn: Conn, principal: Principal, scheme: Scheme) -> DocumentOut:
-    """A store sells units (or cases) by scanning them: they are sold (retail_selling)."""
+    """A store sells units (or cases) by scanning them: they are sold (retail_selling).
+
+    With ``client_id`` (the app's id of the sale) a re-send after a lost answer answers the first
+    sale (the same document, nothing sold twice); the same client id with another body is 409
+    ``client_id_reused``."""
     return await documents.sell(conn, principal, scheme, data)
 
 

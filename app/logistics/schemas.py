@@ -156,6 +156,10 @@ class SaleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     org_id: int | None = None
     customer: Text | None = None
     phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")] | None = None
+    # the app's id of this sale: sent again with the same body, the first sale is answered
+    client_id: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")] | None
+    ) = None
 
 
 class ReturnIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -8,7 +8,9 @@ gets a random id (a UUID) and a storage key the service makes (``app.media.stora
 from the client are never used.
 
 Who may read one: its owner, and whoever sees the owner's field records (``app.field.scope``:
-the owner's supervisor, ``field.read`` over the owner's organisation); anyone else gets 404.
+the owner's supervisor, ``field.read`` over the owner's organisation); for a photo attached to an
+inspection, also whoever reads inspections (``inspect.scan``, ``reports.read``) at a store of
+their own subtree; anyone else gets 404.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from app.field import scope
 from app.media.storage import PhotoStore
 
 UPLOADERS = ("field.visit", "inspect.scan")
+INSPECTION_READERS = ("inspect.scan", "reports.read")
 
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 
@@ -117,8 +120,14 @@ async def upload(conn: Conn, actor: Principal, store: PhotoStore, data: bytes) -
 
 async def visible_row(conn: Conn, actor: Principal, photo_id: uuid.UUID) -> dict[str, Any]:
     """The photo's row when the caller may see it; 404 otherwise (never 403)."""
-    actor.require_any(*scope.READERS, *UPLOADERS)
+    actor.require_any(*scope.READERS, *UPLOADERS, *INSPECTION_READERS)
     where, params = scope.condition(actor, "p.owner_id", "o.path")
+    if any(actor.has(p) for p in INSPECTION_READERS):
+        where = f"""({where} OR EXISTS (
+            SELECT 1 FROM inspection_scans sc JOIN orgs s ON s.id = sc.store_org_id
+            WHERE sc.photo_ids @> ARRAY[p.id] AND sc.photo_ids <> '{{}}'
+              AND s.path LIKE %(inspect_prefix)s))"""
+        params["inspect_prefix"] = actor.org_path + "%"
     row = await (
         await conn.execute(
             "SELECT p.id, p.owner_id, p.content_type, p.size_bytes, p.sha256, p.storage_key, "

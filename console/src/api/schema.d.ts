@@ -1096,6 +1096,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/inspections/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** InspectBatch */
+        post: operations["InspectionsBatchInspectBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/inspections/scans/{scan_id}": {
         parameters: {
             query?: never;
@@ -2962,6 +2979,13 @@ export interface components {
             level?: string | null;
             printer: components["schemas"]["codes_trace_OrgRef"] | null;
         };
+        /** BatchItemOut */
+        BatchItemOut: {
+            client_id: string | null;
+            error?: components["schemas"]["ItemError"] | null;
+            scan?: components["schemas"]["inspect_schemas_ScanOut"] | null;
+            status: number;
+        };
         /** BatchOut */
         BatchOut: {
             batch_no: number;
@@ -3646,6 +3670,17 @@ export interface components {
             inspections: number;
             unknown_route: number;
         };
+        /** InspectionBatchIn */
+        InspectionBatchIn: {
+            items: components["schemas"]["InspectionIn"][];
+        };
+        /** InspectionBatchOut */
+        InspectionBatchOut: {
+            items: components["schemas"]["BatchItemOut"][];
+            recorded: number;
+            refused: number;
+            replayed: number;
+        };
         /** InspectionIn */
         InspectionIn: {
             client_id?: string | null;
@@ -3653,6 +3688,7 @@ export interface components {
             gps: components["schemas"]["Gps"];
             /** @default  */
             note: string;
+            photo_ids?: string[];
             photo_url?: string | null;
             store_code?: string | null;
             store_id?: number | null;
@@ -3670,6 +3706,7 @@ export interface components {
             inspector_id: number | null;
             lot: string | null;
             note: string;
+            photo_ids?: string[];
             photo_url: string | null;
             product: components["schemas"]["inspect_schemas_ProductRef"] | null;
             reason: string;
@@ -3694,6 +3731,12 @@ export interface components {
             /** Format: date */
             to_date: string;
             totals: components["schemas"]["InspectCounts"];
+        };
+        /** ItemError */
+        ItemError: {
+            code: string;
+            details?: unknown;
+            message: string;
         };
         /** ItemResult */
         ItemResult: {
@@ -4889,6 +4932,7 @@ export interface components {
         };
         /** SaleIn */
         SaleIn: {
+            client_id?: string | null;
             codes: string[];
             customer?: string | null;
             org_id?: number | null;
@@ -12641,6 +12685,111 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["inspect_schemas_ScanOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    InspectionsBatchInspectBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InspectionBatchIn"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InspectionBatchOut"];
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */

@@ -2,7 +2,15 @@ import 'fake-indexeddb/auto'
 import { IDBFactory } from 'fake-indexeddb'
 import { describe, expect, it } from 'vitest'
 
-import { clientId, OfflineQueue, retryable, type Outcome, type QueuedAction } from './queue'
+import {
+  batchOutcomes,
+  clientId,
+  INSPECTION_BATCH,
+  OfflineQueue,
+  retryable,
+  type Outcome,
+  type QueuedAction,
+} from './queue'
 
 function fresh(): OfflineQueue {
   return new OfflineQueue('test', new IDBFactory())
@@ -24,7 +32,7 @@ describe('OfflineQueue', () => {
     expect(await q.count()).toBe(3)
   })
 
-  it('sends a document’s codes in one request and inspections one by one', async () => {
+  it('sends a document’s codes in one request and inspections in one batch', async () => {
     const q = fresh()
     for (const code of ['S1', 'S2', 'S3']) {
       await q.add({ kind: 'doc_codes', user: 1, target: 7, body: { code }, label: code })
@@ -37,7 +45,7 @@ describe('OfflineQueue', () => {
       calls.push(group.map((a) => a.label))
       return answer(group, 200)
     })
-    expect(calls.map((c) => c.join(',')).sort()).toEqual(['S1,S2,S3', 'S4', 'U1', 'U2'])
+    expect(calls.map((c) => c.join(',')).sort()).toEqual(['S1,S2,S3', 'S4', 'U1,U2'])
     expect(outcomes).toHaveLength(6)
     expect(await q.count()).toBe(0)
   })
@@ -112,5 +120,56 @@ describe('OfflineQueue', () => {
 
   it('makes printable client ids the API accepts', () => {
     for (let i = 0; i < 50; i++) expect(clientId()).toMatch(/^[\x21-\x7e]{1,64}$/)
+  })
+
+  it('sends queued inspections in batches of 500, oldest first, each sent once', async () => {
+    const q = fresh()
+    const added: QueuedAction[] = []
+    for (let i = 0; i < 1203; i++) {
+      added.push(await q.add({ kind: 'inspection', user: 1, body: { code: `U${i}` }, label: `U${i}` }))
+    }
+    await q.add({ kind: 'sale', user: 1, body: { codes: ['X'] }, label: 'sale' })
+    const batches: string[][] = []
+    const outcomes = await q.flush(1, async (group) => {
+      if (group[0]!.kind === 'inspection') batches.push(group.map((a) => a.id))
+      return answer(group, 201)
+    })
+    expect(INSPECTION_BATCH).toBe(500)
+    expect(batches.map((b) => b.length).sort((a, b) => b - a)).toEqual([500, 500, 203])
+    expect(batches.flat().sort()).toEqual(added.map((a) => a.id).sort())
+    expect(outcomes).toHaveLength(1204)
+    expect(await q.count()).toBe(0)
+  })
+
+  it('keeps a batch queued when the request fails, and answers each scan of a batch', async () => {
+    const q = fresh()
+    for (let i = 0; i < 3; i++) {
+      await q.add({ kind: 'inspection', user: 1, body: { code: `U${i}` }, label: `U${i}` })
+    }
+    const down = await q.flush(1, async (group) => batchOutcomes(group, 503, null), 4, 2)
+    expect(down).toHaveLength(0)
+    expect((await q.all(1)).map((a) => a.attempts)).toEqual([1, 1, 1])
+
+    const group = await q.all(1)
+    const scan = { id: 9, result: 'in_channel' }
+    const body = {
+      items: [
+        { client_id: group[0]!.id, status: 201, scan },
+        { client_id: group[1]!.id, status: 200, scan },
+        { client_id: group[2]!.id, status: 422, scan, error: { code: 'counterfeit', message: 'x', details: scan } },
+      ],
+    }
+    const outcomes = batchOutcomes(group, 200, body)
+    expect(outcomes.map((o) => [o.action.id, o.ok, o.status])).toEqual([
+      [group[0]!.id, true, 201],
+      [group[1]!.id, true, 200],
+      [group[2]!.id, false, 422],
+    ])
+    expect(outcomes[0]!.body).toEqual(scan)
+    expect(outcomes[2]!.body).toEqual({ error: { code: 'counterfeit', message: 'x', details: scan } })
+    // a whole-request failure (401: signed out) keeps every scan pending
+    expect(batchOutcomes(group, 401, { error: {} }).every((o) => retryable(o.status))).toBe(true)
+    // an answer that does not match the batch is not taken as the scans' answers
+    expect(batchOutcomes(group, 200, { items: [] }).every((o) => retryable(o.status))).toBe(true)
   })
 })

@@ -59,6 +59,34 @@ function done(tx: IDBTransaction): Promise<void> {
   })
 }
 
+/** Inspections sent in one POST /inspections/batch (the server takes up to 1000). */
+export const INSPECTION_BATCH = 500
+
+/** One scan's answer in a POST /inspections/batch answer. */
+export interface BatchItem {
+  client_id: string | null
+  status: number
+  scan?: unknown
+  error?: { code: string; message: string; details?: unknown } | null
+}
+
+/**
+ * The outcome of each inspection of a batch: its own status, and the body POST /inspections
+ * would have answered (the scan, or `{error}`; a counterfeit's error carries the scan). When the
+ * request as a whole failed (401, 5xx, …) every action gets that answer.
+ */
+export function batchOutcomes(group: QueuedAction[], status: number, body: unknown): Outcome[] {
+  const items = (body as { items?: BatchItem[] } | null)?.items
+  if (status !== 200 || !items || items.length !== group.length) {
+    return group.map((action) => ({ action, ok: false, status: status === 200 ? 502 : status, body }))
+  }
+  return group.map((action, i) => {
+    const item = items[i]!
+    const ok = item.status >= 200 && item.status < 300
+    return { action, ok, status: item.status, body: ok ? item.scan : { error: item.error } }
+  })
+}
+
 /** A client id: random, printable, ≤ 64 characters (the API's ClientId). */
 export function clientId(): string {
   const bytes = new Uint8Array(16)
@@ -127,10 +155,11 @@ export class OfflineQueue {
 
   /**
    * Send the user's queued actions, grouped by kind and target (a document's codes go in one
-   * request), a few groups at a time. Concurrent calls share one flush; a call during a flush makes
+   * request; inspections in batches of `batchSize`, POST /inspections/batch), a few groups at a
+   * time. Concurrent calls share one flush; a call during a flush makes
    * it run once more for what was queued meanwhile. Returns the outcomes of this flush.
    */
-  flush(user: number, send: Sender, concurrency = 4): Promise<Outcome[]> {
+  flush(user: number, send: Sender, concurrency = 4, batchSize = INSPECTION_BATCH): Promise<Outcome[]> {
     if (this.flushing) {
       this.again = true
       return this.flushing
@@ -141,7 +170,7 @@ export class OfflineQueue {
         this.again = false
         const pending = await this.all(user)
         if (pending.length === 0) break
-        const sent = await this.sendAll(pending, send, concurrency)
+        const sent = await this.sendAll(pending, send, concurrency, batchSize)
         outcomes.push(...sent.outcomes)
         if (sent.stalled) break // offline or the server is down: try on the next flush
       } while (this.again)
@@ -156,11 +185,20 @@ export class OfflineQueue {
     pending: QueuedAction[],
     send: Sender,
     concurrency: number,
+    batchSize: number,
   ): Promise<{ outcomes: Outcome[]; stalled: boolean }> {
     const groups = new Map<string, QueuedAction[]>()
+    let inspections = 0
     for (const action of pending) {
-      const key = action.kind === 'doc_codes' ? `doc:${action.target}` : action.id
-      groups.set(key, [...(groups.get(key) ?? []), action])
+      const key =
+        action.kind === 'doc_codes'
+          ? `doc:${action.target}`
+          : action.kind === 'inspection'
+            ? `inspections:${Math.floor(inspections++ / batchSize)}`
+            : action.id
+      const group = groups.get(key)
+      if (group) group.push(action)
+      else groups.set(key, [action])
     }
     const queue = [...groups.values()]
     const outcomes: Outcome[] = []

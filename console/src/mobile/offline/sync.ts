@@ -4,7 +4,7 @@
 // browser says it is online again (and every 30 s while anything is pending).
 import { reactive } from 'vue'
 
-import { OfflineQueue, type ActionKind, type Outcome, type QueuedAction } from './queue'
+import { batchOutcomes, OfflineQueue, type ActionKind, type Outcome, type QueuedAction } from './queue'
 import { request } from '../api'
 
 export const state = reactive({
@@ -46,6 +46,11 @@ export async function send(group: QueuedAction[]): Promise<Outcome[]> {
       body: response.ok ? (items[i] ?? items.find((it) => it.code === action.body.code)) : body,
     }))
   }
+  if (first.kind === 'inspection' && group.length > 1) {
+    const items = group.map((a) => ({ ...a.body, client_id: a.id }))
+    const response = await request('POST', '/inspections/batch', { items })
+    return batchOutcomes(group, response.status, await answerOf(response))
+  }
   const path = {
     inspection: '/inspections',
     sale: '/sales',
@@ -55,7 +60,7 @@ export async function send(group: QueuedAction[]): Promise<Outcome[]> {
   }[
     first.kind as Exclude<ActionKind, 'doc_codes'>
   ]
-  const withId = first.kind === 'sale' ? first.body : { ...first.body, client_id: first.id }
+  const withId = { ...first.body, client_id: first.id }
   const response = await request('POST', path, withId)
   return [{ action: first, ok: response.ok, status: response.status, body: await answerOf(response) }]
 }

@@ -1,0 +1,203 @@
+"""POST /inspections/batch (issue 18: the staff app's offline queue sent in bulk): per-scan
+answers, idempotent per client id (a re-sent batch counts once), another brand's token, limits;
+photos on an inspection."""
+
+# ruff: noqa: F811  (the fixtures of test_inspect, imported)
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from tests.field_support import other_brand_admin
+from tests.helpers import assert_error
+from tests.test_inspect import GPS, _close_diversion_alerts, forge, goods  # noqa: F401
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def item(code: str, store: int, cid: str | None = None, **extra: Any) -> dict[str, Any]:
+    body = {"code": code, "gps": GPS, "store_id": store, **extra}
+    if cid is not None:
+        body["client_id"] = cid
+    return body
+
+
+async def count_scans(conn: Any, client_ids: list[str]) -> dict[str, int]:
+    rows = await (
+        await conn.execute(
+            "SELECT client_id, count(*) AS n FROM inspection_scans WHERE client_id = ANY(%s) "
+            "GROUP BY client_id",
+            (client_ids,),
+        )
+    ).fetchall()
+    return {r["client_id"]: r["n"] for r in rows}
+
+
+async def test_a_resent_batch_counts_once(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    units = goods["units"][:10]  # case 0: shipped on to STORE-NB-01
+    items = [item(u, demo["STORE-NB-01"], f"b-{tag}-{n}") for n, u in enumerate(units)]
+    first = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert (body["recorded"], body["replayed"], body["refused"]) == (10, 0, 0)
+    assert [a["status"] for a in body["items"]] == [201] * 10
+    assert [a["client_id"] for a in body["items"]] == [i["client_id"] for i in items]
+    for answer, unit in zip(body["items"], units, strict=True):
+        scan = answer["scan"]
+        assert scan["result"] == "in_channel" and scan["items"][0]["serial"] == unit
+        assert scan["items"][0]["reason"] == "designated_store"
+        assert scan["items"][0]["document_no"] == goods["ship_no"]
+        assert scan["items"][0]["store_document_no"] == goods["store_no"]
+
+    again = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert again.status_code == 200, again.text
+    replay = again.json()
+    assert (replay["recorded"], replay["replayed"], replay["refused"]) == (0, 10, 0)
+    assert [a["status"] for a in replay["items"]] == [200] * 10
+    assert [a["scan"]["id"] for a in replay["items"]] == [a["scan"]["id"] for a in body["items"]]
+    # a single POST with one of those client ids answers the same scan too
+    single = await client.post("/inspections", headers=inspector, json=items[3])
+    assert single.status_code == 200 and single.json()["id"] == body["items"][3]["scan"]["id"]
+    # the same client id twice within one batch: one scan
+    twice = [item(goods["units"][10], demo["STORE-NB-01"], f"b-{tag}-dup")] * 2
+    dup = (await client.post("/inspections/batch", headers=inspector, json={"items": twice})).json()
+    assert [a["status"] for a in dup["items"]] == [201, 200]
+    assert dup["items"][0]["scan"]["id"] == dup["items"][1]["scan"]["id"]
+    assert dup["recorded"] == 1
+    counted = await count_scans(conn, [i["client_id"] for i in items] + [f"b-{tag}-dup"])
+    assert counted == {i["client_id"]: 1 for i in items} | {f"b-{tag}-dup": 1}
+    records = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM inspections WHERE scan_id = ANY(%s)",
+            ([a["scan"]["id"] for a in body["items"]],),
+        )
+    ).fetchone()
+    assert records["n"] == 10  # one record per unit, once
+
+
+async def test_mixed_items_get_their_own_answers(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    items = [
+        item(goods["units"][12], demo["STORE-GZ-01"], f"m-{tag}-0"),  # ZJ goods at GD: diverted
+        item(forge(goods["units"][13]), demo["STORE-NB-01"], f"m-{tag}-1"),  # forged
+        item(goods["units"][14], demo["AGENT-ZJ"], f"m-{tag}-2"),  # not a store
+        item(goods["units"][15], 999_999_999, f"m-{tag}-3"),  # no such store
+        item(goods["units"][25], demo["STORE-NB-01"]),  # no client id
+        item(goods["units"][25], demo["STORE-NB-01"], f"m-{tag}-5"),  # never shipped
+        item(goods["units"][16], demo["STORE-NB-01"], f"m-{tag}-6", photo_ids=[str(_uuid())]),
+    ]
+    response = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert response.status_code == 200, response.text
+    answers = response.json()["items"]
+    assert [a["status"] for a in answers] == [201, 422, 422, 422, 400, 201, 422]
+    assert answers[0]["scan"]["result"] == "diverted"
+    assert answers[0]["scan"]["items"][0]["shipped_to"]["id"] == demo["AGENT-ZJ"]
+    assert answers[1]["error"]["code"] == "counterfeit"
+    assert answers[1]["scan"]["items"][0]["reason"] == "forged"  # recorded, as evidence
+    assert answers[2]["error"]["code"] == "not_a_store" and answers[2]["scan"] is None
+    assert answers[3]["error"]["code"] == "unknown_store"
+    assert answers[4]["error"]["code"] == "client_id_required"
+    assert answers[5]["scan"]["result"] == "unknown_route"
+    assert answers[6]["error"]["code"] == "unknown_photo"
+    assert response.json()["recorded"] == 3 and response.json()["refused"] == 4
+    counted = await count_scans(conn, [i.get("client_id", "") for i in items])
+    assert counted == {f"m-{tag}-0": 1, f"m-{tag}-1": 1, f"m-{tag}-5": 1}
+    # the alert of the diverted unit, as a single scan raises it
+    alert = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM alerts WHERE dedup_key LIKE 'inspect:diverted:%%' "
+            "AND details ->> 'inspection' = %s",
+            (str(answers[0]["scan"]["id"]),),
+        )
+    ).fetchone()
+    assert alert["n"] >= 1
+
+
+def _uuid() -> Any:
+    import uuid
+
+    return uuid.uuid4()
+
+
+async def test_another_brand_and_limits(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    tag = secrets.token_hex(4)
+    items = [item(u, demo["STORE-NB-01"], f"o-{tag}-{n}") for n, u in enumerate(goods["units"][:3])]
+    stranger = await other_brand_admin(client, login)
+    response = await client.post("/inspections/batch", headers=stranger, json={"items": items})
+    if response.status_code == 200:  # may inspect, but not this brand's stores
+        assert {a["error"]["code"] for a in response.json()["items"]} == {"unknown_store"}
+    else:
+        assert_error(response, 403, "permission_denied")
+    assert await count_scans(conn, [i["client_id"] for i in items]) == {}
+    # without the permission
+    fieldrep = await login("fieldrep")
+    assert_error(
+        await client.post("/inspections/batch", headers=fieldrep, json={"items": items}),
+        403,
+        "permission_denied",
+    )
+    inspector = await login("inspector")
+    big = [item(goods["units"][0], demo["STORE-NB-01"], f"x-{tag}-{n}") for n in range(1001)]
+    assert_error(
+        await client.post("/inspections/batch", headers=inspector, json={"items": big}),
+        413,
+        "batch_too_large",
+    )
+    assert_error(
+        await client.post("/inspections/batch", headers=inspector, json={"items": []}),
+        400,
+        "empty_batch",
+    )
+    assert await count_scans(conn, [i["client_id"] for i in big]) == {}
+
+
+async def test_photos_on_an_inspection(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    inspector = await login("inspector")
+    uploaded = await client.post(
+        "/media/photos", headers={**inspector, "Content-Type": "image/png"}, content=PNG
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    photo = uploaded.json()["id"]
+    scanned = await client.post(
+        "/inspections",
+        headers=inspector,
+        json=item(goods["units"][17], demo["STORE-NB-01"], photo_ids=[photo], note="shelf 3"),
+    )
+    assert scanned.status_code == 201, scanned.text
+    record = scanned.json()["items"][0]
+    assert record["photo_ids"] == [photo] and record["note"] == "shelf 3"
+    # a brand reader who sees the inspection sees its photo; another brand does not
+    admin = await login("admin")
+    seen = await client.get(f"/media/photos/{photo}", headers=admin)
+    assert seen.status_code == 200 and seen.content == PNG
+    assert_error(
+        await client.get(f"/media/photos/{photo}", headers=await other_brand_admin(client, login)),
+        404,
+    )
+    # someone else's photo cannot be attached
+    other = await client.post(
+        "/media/photos",
+        headers={**(await login("fieldrep")), "Content-Type": "image/png"},
+        content=PNG,
+    )
+    assert other.status_code == 201, other.text
+    assert_error(
+        await client.post(
+            "/inspections",
+            headers=inspector,
+            json=item(goods["units"][18], demo["STORE-NB-01"], photo_ids=[other.json()["id"]]),
+        ),
+        422,
+        "unknown_photo",
+    )

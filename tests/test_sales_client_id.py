@@ -1,0 +1,69 @@
+"""POST /sales with a client id (issue 18: the staff app re-sends a sale whose answer was lost):
+the same client id and body answer the first sale, nothing is sold twice; the same client id with
+another body is 409 client_id_reused."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from tests.helpers import assert_error
+from tests.test_logistics import confirm, document, pack
+
+
+async def test_a_resent_sale_answers_the_first(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    goods = await pack(client, login, app, demo, 1)
+    units = goods["units"]
+    clerk, agent, store = (
+        await login("clerk"),
+        await login("agent_clerk"),
+        await login("store_clerk"),
+    )
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(
+        client, clerk, goods["cases"], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    to_store = await document(
+        client, agent, goods["cases"], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, to_store)).status_code == 200
+    store_in = await document(client, store, units, kind="inbound", shipment_id=to_store["id"])
+    assert (await confirm(client, store, store_in)).status_code == 200
+
+    cid = f"sale-{secrets.token_hex(6)}"
+    body = {"codes": units[:2], "customer": "Ms Wang", "client_id": cid}
+    first = await client.post("/sales", headers=store, json=body)
+    assert first.status_code == 201, first.text
+    assert first.json()["units"] == 2 and first.json()["status"] == "confirmed"
+    again = await client.post("/sales", headers=store, json=body)
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()  # the first answer, not "already sold"
+    sales = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM documents WHERE kind = 'sale' AND client_id = %s", (cid,)
+        )
+    ).fetchone()
+    assert sales["n"] == 1
+
+    # the same client id with another body
+    reused = await client.post("/sales", headers=store, json={**body, "codes": units[2:3]})
+    assert_error(reused, 409, "client_id_reused")
+    # the client id is the user's own: another user's same id is a new sale (here refused,
+    # as those units are sold), never the first user's answer
+    manager = await login("store_manager")
+    theirs = await client.post("/sales", headers=manager, json=body)
+    assert_error(theirs, 409, "not_held")
+    # without a client id, a re-send is refused as before: the units are sold
+    plain = {"codes": units[3:4]}
+    assert (await client.post("/sales", headers=store, json=plain)).status_code == 201
+    assert_error(await client.post("/sales", headers=store, json=plain), 409, "not_held")
+    # a malformed client id
+    assert_error(
+        await client.post("/sales", headers=store, json={**plain, "client_id": "has space"}), 400
+    )
