@@ -528,3 +528,109 @@ async def test_a_paused_subscription_gets_nothing_and_a_dead_senders_claim_is_se
     assert one["log"][1]["status_code"] == 200
     await asyncio.sleep(0.5)
     assert len(receiver.log("/lost")) == 1
+
+
+async def test_members_points_redemptions_and_rebates_are_announced(
+    wh: Any, login: Any, demo: Any, app: Any, receiver: Receiver, worker: None
+) -> None:
+    """The members and rebates kinds, from rows written as their services write them (the
+    triggers read the rows, not the services): a sign-up (never its phone), a points claim, a
+    fulfilled redemption, a rebate claim, a statement created and approved; the store's agent
+    receives its store's rebate events, not the members' ones."""
+    kinds = [
+        "member.registered",
+        "points.claimed",
+        "redemption.fulfilled",
+        "rebate.claimed",
+        "rebate.statement",
+    ]
+    brand_sub = await subscribe(wh, await login("admin"), receiver.url + "/loyalty", kinds)
+    await subscribe(wh, await login("agent_admin"), receiver.url + "/loyalty-zj", kinds)
+    brand, store = demo["BRAND-LUMI"], demo["STORE-HZ-01"]
+    phone = "139" + "".join(secrets.choice("0123456789") for _ in range(8))
+    code = secrets.randbelow(2**40) + 2**42
+    async with app.state.pool.connection() as conn:
+        product = (await (await conn.execute("SELECT id FROM products LIMIT 1")).fetchone())["id"]
+        clerk = (
+            await (await conn.execute("SELECT id FROM users WHERE username = 'admin'")).fetchone()
+        )["id"]
+        member = (
+            await (
+                await conn.execute(
+                    "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
+                    (brand, phone),
+                )
+            ).fetchone()
+        )["id"]
+        await conn.execute(
+            """INSERT INTO point_claims (code_id, member_id, brand_id, product_id, agent_id,
+                   points, client_id, event_id) VALUES (%s, %s, %s, %s, %s, 5, %s, 1)""",
+            (code, member, brand, product, demo["AGENT-ZJ"], f"wh{code}"),
+        )
+        gift = (
+            await (
+                await conn.execute(
+                    """INSERT INTO gifts (brand_id, name, points_cost, kind, stock)
+                       VALUES (%s, 'wh gift', 5, 'offline', 1) RETURNING id""",
+                    (brand,),
+                )
+            ).fetchone()
+        )["id"]
+        redemption = (
+            await (
+                await conn.execute(
+                    """INSERT INTO redemptions (brand_id, member_id, gift_id, gift_kind, points,
+                           code_digest, code_sealed, client_id, expires_at)
+                       VALUES (%s, %s, %s, 'offline', 5, %s, %s, 'wh', now() + interval '1 day')
+                       RETURNING id""",
+                    (brand, member, gift, secrets.token_bytes(32), b"sealed"),
+                )
+            ).fetchone()
+        )["id"]
+        await conn.execute(
+            """UPDATE redemptions SET status = 'fulfilled', fulfilled_at = now(),
+                      fulfilled_org_id = %s WHERE id = %s""",
+            (store, redemption),
+        )
+        statement = (
+            await (
+                await conn.execute(
+                    """INSERT INTO rebate_statements (brand_id, store_id, period_start, period_end,
+                           claims, amount) VALUES (%s, %s, '2026-01-01', '2026-02-01', 1, 2.5)
+                       RETURNING id""",
+                    (brand, store),
+                )
+            ).fetchone()
+        )["id"]
+        await conn.execute(
+            """INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, agent_id,
+                   product_id, amount, client_id, event_id) VALUES (%s, %s, %s, %s, %s, %s,
+                   2.5, %s, 1)""",
+            (code, brand, store, clerk, demo["AGENT-ZJ"], product, f"wh{code}"),
+        )
+        await conn.execute(
+            """UPDATE rebate_statements SET status = 'approved', approved_at = now()
+                WHERE id = %s""",
+            (statement,),
+        )
+        await conn.commit()
+
+    await wait_for(lambda: len(receiver.log("/loyalty")) >= 6, "the brand's six events")
+    await wait_for(lambda: len(receiver.log("/loyalty-zj")) >= 5, "the agent's five events")
+    await asyncio.sleep(0.5)
+    got = events(receiver.log("/loyalty"))
+    assert sorted(e["type"] for e in got) == sorted([*kinds, "rebate.statement"])
+    by = {(e["type"], e["data"].get("status")): e["data"] for e in got}
+    assert by[("member.registered", None)]["member_id"] == member
+    assert phone not in json.dumps(got)  # a member's phone never leaves
+    assert by[("points.claimed", None)]["points"] == 5
+    assert by[("redemption.fulfilled", None)]["fulfilled_org_id"] == store
+    assert by[("rebate.claimed", None)]["amount"] == 2.5
+    assert {s for t, s in by if t == "rebate.statement"} == {"pending", "approved"}
+    # the agent: its store's redemption, claims and statements; the points of its channel
+    zj = sorted(e["type"] for e in events(receiver.log("/loyalty-zj")))
+    assert zj == sorted(
+        ["points.claimed", "redemption.fulfilled", "rebate.claimed"] + ["rebate.statement"] * 2
+    )
+    for e in receiver.log("/loyalty"):
+        assert verify(brand_sub["secret"], e["headers"], e["raw"]) == [True]
