@@ -145,8 +145,8 @@ async def test_admin_lists_filters_exports_users_and_signs_out(
     assert {"home", "orgs"} | SYSTEM_PAGES <= _menus(browser)
 
     browser.find_element(By.CSS_SELECTOR, '[data-menu="users"]').click()
-    _wait(browser).until(lambda d: "store_clerk" in _usernames(d))
-    assert "admin" in _usernames(browser)
+    # the first page (the demo has more users than a page: the clerks are found by the search)
+    _wait(browser).until(lambda d: "admin" in _usernames(d))
 
     field = browser.find_element(By.CSS_SELECTOR, 'input[name="q"]')
     field.send_keys("clerk")

@@ -208,15 +208,15 @@ async def test_the_daily_track_lists_a_reps_check_ins_in_time_order(
         assert answer.status_code == 201, answer.text
     track = await client.get("/field/track", headers=rep, params={"day": "2026-10-05"})
     assert track.status_code == 200, track.text
-    got = [(c["store_erp_code"], c["client_at"][11:16]) for c in track.json()]
+    got = [(c["store_erp_code"], c["client_at"][11:16]) for c in track.json()["checkins"]]
     assert got == [("STORE-HZ-01", "01:30"), ("STORE-NB-01", "03:00"), ("STORE-NB-01", "07:00")]
     # the supervisor reads the rep's track; another rep reads nothing of it
     rep_id = await user_id(app, "fieldrep2")
     params = {"day": "2026-10-05", "rep_id": rep_id}
     boss = await client.get("/field/track", headers=await login("fieldsup"), params=params)
-    assert len(boss.json()) == 3
+    assert len(boss.json()["checkins"]) == 3 and boss.json()["rep_id"] == rep_id
     peer = await client.get("/field/track", headers=await login("fieldrep"), params=params)
-    assert peer.status_code == 200 and peer.json() == []
+    assert peer.status_code == 200 and peer.json()["checkins"] == []
 
 
 async def test_check_ins_export_as_csv_with_formulas_neutralised(

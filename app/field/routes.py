@@ -31,6 +31,7 @@ from app.field.schemas import (
     StoreScoreOut,
     SupervisorIn,
     SupervisorOut,
+    TrackOut,
 )
 from app.paging import Page, PageNo, PerPage
 
@@ -231,11 +232,14 @@ class TrackController(Controller):
         principal: Principal,
         rep_id: int | None = None,
         day: date | None = None,
-    ) -> list[CheckinOut]:
+    ) -> TrackOut:
         """A rep's daily track (default: the caller, today in Asia/Shanghai): the day's
         check-ins in time order."""
         day = day or datetime.now(SHANGHAI).date()
-        return await checkins.track(conn, principal, rep_id, day)
+        rep = principal.user_id if rep_id is None else rep_id
+        return TrackOut(
+            rep_id=rep, day=day, checkins=await checkins.track(conn, principal, rep_id, day)
+        )
 
 
 class ReviewController(Controller):

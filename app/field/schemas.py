@@ -157,6 +157,14 @@ class CheckinOut(msgspec.Struct, frozen=True, kw_only=True):
     replayed: bool = False
 
 
+class TrackOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A rep's day: the check-ins in time order (at most 1,000)."""
+
+    rep_id: int
+    day: date
+    checkins: list[CheckinOut]
+
+
 class ReviewIn(_In, frozen=True, kw_only=True):
     """A store review: shelf display and staff product knowledge scored 1–5, a comment, photos
     uploaded first (``POST /media/photos``, by the same user). ``client_id`` as for check-ins."""

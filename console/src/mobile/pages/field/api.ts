@@ -8,6 +8,7 @@ import { useAuthStore } from '@/stores/auth'
 export type PlanOut = Schemas['PlanOut']
 export type PlanItemOut = Schemas['PlanItemOut']
 export type CheckinOut = Schemas['CheckinOut']
+export type TrackOut = Schemas['TrackOut']
 export type ReviewOut = Schemas['ReviewOut']
 export type PhotoOut = Schemas['PhotoOut']
 
