@@ -5300,6 +5300,13 @@ export interface components {
             production_date: string | null;
             state: components["schemas"]["StateOut"] | null;
         };
+        /** TrackOut */
+        TrackOut: {
+            checkins: components["schemas"]["CheckinOut"][];
+            /** Format: date */
+            day: string;
+            rep_id: number;
+        };
         /** TypeSales */
         TypeSales: {
             product_type: string;
@@ -11978,7 +11985,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["CheckinOut"][];
+                    "application/json": components["schemas"]["TrackOut"];
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
