@@ -67,7 +67,7 @@ run: setup console
 test: setup browser console
 	cd core_rs && cargo test --quiet
 	cd console && npm test --silent
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # stubtest: app/_core.pyi must describe the built extension exactly (STYLE rule 2).
 lint: setup
