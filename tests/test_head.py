@@ -104,6 +104,11 @@ async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, A
         "store_id": demo["STORE-HZ-01"],
         "plan_id": 1,
         "photo_id": "00000000-0000-4000-8000-000000000000",
+        # serial allocation and webhooks (issue 19): none yet, so GET and HEAD both answer 404
+        "allocation_id": "00000000-0000-4000-8000-000000000000",
+        "pool_id": 1,
+        "sub_id": 1,
+        "delivery_id": 1,
     }
 
 
