@@ -204,6 +204,10 @@ async def attempt(client: httpx.AsyncClient, settings: Settings, row: Claimed) -
         return Outcome(row=row, result="retry", latency_ms=took(), error="timed out")
     except (httpx.HTTPError, OSError) as exc:
         return Outcome(row=row, result="retry", latency_ms=took(), error=_error(exc))
+    except Exception as exc:  # e.g. a stored URL the HTTP client refuses: no retry helps
+        return Outcome(
+            row=row, result="dead", latency_ms=took(), error=f"bad delivery: {_error(exc)}"
+        )
     status = response.status_code
     if 200 <= status < 300:
         return Outcome(row=row, result="delivered", status=status, latency_ms=took())

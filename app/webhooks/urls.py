@@ -18,6 +18,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpx
+
 from app.errors import BadRequest
 from app.textguard import check_text
 
@@ -45,6 +47,10 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise UrlRefused("url: a fragment is not sent; remove it", code="invalid_url")
     if port == 0:
         raise UrlRefused("url: port 0", code="invalid_url")
+    try:  # what the sender's HTTP client will make of it (IDNA, brackets, ...)
+        httpx.Request("POST", url)
+    except Exception:
+        raise UrlRefused("url: not a valid URL", code="invalid_url") from None
     if not allow_private:
         host = parts.hostname
         literal = _ip(host)
