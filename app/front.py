@@ -33,7 +33,6 @@ import itertools
 import logging
 import os
 import random
-from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any
 
@@ -107,16 +106,14 @@ class Tracecode(Litestar):
         head = scope["method"] == "HEAD"
         status = 500  # what is logged when nothing was answered
 
-        def front_send(message: Any) -> Awaitable[None]:
-            # A plain function handing back the server's awaitable: no coroutine of its own
-            # per message (the caller awaits what ``send`` returns).
+        async def front_send(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), rid_header]
             elif head and message["type"] == "http.response.body":
                 message["body"] = b""  # HEAD: the headers of GET (Content-Length too), no body
-            return send(message)
+            await send(message)
 
         token = request_id_var.set(rid)
         try:
