@@ -201,3 +201,28 @@ async def test_photos_on_an_inspection(
         422,
         "unknown_photo",
     )
+
+
+async def test_the_same_batch_sent_twice_at_once_counts_once(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    import asyncio
+
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    items = [
+        item(u, demo["STORE-NB-01"], f"c-{tag}-{n}") for n, u in enumerate(goods["units"][:10])
+    ]
+    answers = await asyncio.gather(
+        *(
+            client.post("/inspections/batch", headers=inspector, json={"items": items})
+            for _ in range(3)
+        )
+    )
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    assert sorted(a.json()["recorded"] for a in answers) == [0, 0, 10]
+    ids = {tuple(i["scan"]["id"] for i in a.json()["items"]) for a in answers}
+    assert len(ids) == 1  # every answer names the same scans
+    assert await count_scans(conn, [i["client_id"] for i in items]) == {
+        i["client_id"]: 1 for i in items
+    }

@@ -329,3 +329,47 @@ async def test_the_camera_reads_a_unit_code_and_shows_its_verdict(
         print(f"camera scan to verdict on screen: {in_page_ms} ms in the page")
     finally:
         driver.quit()
+
+
+async def test_an_inspection_carries_a_photo_taken_on_the_page(
+    browser: WebDriver,
+    server: str,
+    demo: Any,
+    goods: dict[str, Any],  # noqa: F811 (the fixture imported above)
+    conn: Any,
+    tmp_path: Path,
+) -> None:
+    """Issue 18 item 4: the inspector adds a photo (uploaded at once to /media/photos); the scan
+    that follows is recorded with its id."""
+    picture = tmp_path / "shelf.png"
+    segno.make("shelf").save(str(picture), scale=4)
+    driver = browser
+    driver.get(f"{server}/m/")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(f"{server}/m/login")
+    _find(driver, "[data-test=username] input").send_keys("inspector")
+    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
+    _wait(driver).until(lambda d: "inspector" in _text(d, "[data-test=hello]"))
+    driver.execute_script(
+        "localStorage.setItem('tracecode.m.inspect.store', JSON.stringify(arguments[0]))",
+        {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"},
+    )
+    driver.get(f"{server}/m/inspect")
+    _find(driver, "[data-test=inspect-photo-input]").send_keys(str(picture))
+    _find(driver, "[data-test=inspect-photo]")
+    serial = goods["units"][5]
+    _scan(driver, serial)
+    _wait(driver).until(lambda d: "正常渠道" in _text(d, "[data-test=verdict]"))
+    row = await (
+        await conn.execute(
+            """SELECT sc.photo_ids, p.owner_id, u.username FROM inspections i
+               JOIN inspection_scans sc ON sc.id = i.scan_id
+               JOIN media_photos p ON p.id = sc.photo_ids[1]
+               JOIN users u ON u.id = p.owner_id WHERE i.serial = %s""",
+            (serial,),
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row is not None and len(row["photo_ids"]) == 1 and row["username"] == "inspector"
+    assert _errors(driver) == []
