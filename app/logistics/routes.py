@@ -19,6 +19,7 @@ from app.logistics.schemas import (
     DocStatus,
     DocumentIn,
     DocumentOut,
+    DocumentSummaryOut,
     ItemsOut,
     OrderIn,
     OrderKind,
@@ -135,6 +136,15 @@ class DocumentController(Controller):
     @get("/{doc_id:int}")
     async def get_document(self, doc_id: int, conn: Conn, principal: Principal) -> DocumentOut:
         return await documents.get_document(conn, principal, doc_id)
+
+    @get("/{doc_id:int}/summary")
+    async def get_summary(
+        self, doc_id: int, conn: Conn, principal: Principal
+    ) -> DocumentSummaryOut:
+        """The running count per product of the codes scanned so far (cases counted as the units
+        inside them, each unit once), beside the lines of the document's order: ordered, done,
+        remaining once confirmed, over."""
+        return await documents.get_summary(conn, principal, doc_id)
 
     @post("/{doc_id:int}/codes", status_code=200)
     async def add_codes(

@@ -145,6 +145,34 @@ class DocumentOut(msgspec.Struct, frozen=True, kw_only=True):
     lines: list[DocumentLineOut]
 
 
+class SummaryLineOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One product of a document's running count: ``scanned`` units (cases counted as the units
+    inside them). Against an order: the line's ``ordered`` quantity, ``done`` (already shipped or
+    received on it by confirmed documents) and ``remaining`` (what the line still lacks once this
+    draft is confirmed; negative: over); ``over``: more than the order's line, or a product the
+    order does not name."""
+
+    product_id: int
+    product_name: str
+    line_no: int | None
+    ordered: int | None
+    done: int | None
+    scanned: int
+    remaining: int | None
+    over: bool
+
+
+class DocumentSummaryOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A document's running count per product, from the codes scanned into it so far."""
+
+    id: int
+    status: DocStatus
+    order_id: int | None
+    cases: int  # case codes scanned
+    units: int  # units in them and scanned loose (each unit once)
+    lines: list[SummaryLineOut]
+
+
 class DecisionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
 

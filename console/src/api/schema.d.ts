@@ -747,6 +747,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/documents/{doc_id}/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** GetSummary */
+        get: operations["DocumentsDocIdSummaryGetSummary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/exports/{export_id}": {
         parameters: {
             query?: never;
@@ -3464,6 +3481,16 @@ export interface components {
             status: "draft" | "pending_approval" | "confirmed" | "rejected" | "cancelled";
             units: number | null;
         };
+        /** DocumentSummaryOut */
+        DocumentSummaryOut: {
+            cases: number;
+            id: number;
+            lines: components["schemas"]["SummaryLineOut"][];
+            order_id: number | null;
+            /** @enum {string} */
+            status: "draft" | "pending_approval" | "confirmed" | "rejected" | "cancelled";
+            units: number;
+        };
         /** EditOut */
         EditOut: {
             codes: string[];
@@ -5185,6 +5212,17 @@ export interface components {
             description?: string;
             event_kinds?: string[];
             url?: string;
+        };
+        /** SummaryLineOut */
+        SummaryLineOut: {
+            done: number | null;
+            line_no: number | null;
+            ordered: number | null;
+            over: boolean;
+            product_id: number;
+            product_name: string;
+            remaining: number | null;
+            scanned: number;
         };
         /** SummaryOut */
         SummaryOut: {
@@ -10207,6 +10245,82 @@ export interface operations {
             };
             /** @description the body is not of a media type this operation reads */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    DocumentsDocIdSummaryGetSummary: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                doc_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentSummaryOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
