@@ -244,6 +244,8 @@ async def test_a_clerk_scans_ten_cases_into_a_factory_inbound_and_confirms(
         _scan(driver, sscc)
     counted = "已扫 10 个码（本机：10 箱 · 0 单品）"
     _wait(driver).until(lambda d: counted in _text(d, "[data-test=doc-counts]"))
+    # the server's running count per product: the ten cases as their 100 units
+    _wait(driver).until(lambda d: "100" in _text(d, "[data-test=doc-line]"))
     _scan(driver, f"(00){packed['cases'][0]}")  # the same case, as a GS1-128 label reads
     _wait(driver).until(lambda d: "重复扫码" in _text(d, "[data-test=verdict]"))
     assert "已添加 10" in _text(driver, "[data-test=tally]")

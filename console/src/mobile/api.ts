@@ -7,6 +7,7 @@ import { useAuthStore } from '@/stores/auth'
 export type ScanOut = Schemas['inspect_schemas_ScanOut']
 export type InspectionOut = Schemas['InspectionOut']
 export type DocumentOut = Schemas['DocumentOut']
+export type DocumentSummaryOut = Schemas['DocumentSummaryOut']
 export type ItemsOut = Schemas['ItemsOut']
 export type OrderOut = Schemas['OrderOut']
 export type OrgOut = Schemas['OrgOut']
