@@ -62,9 +62,18 @@ $(CONSOLE_BUILD): $(CONSOLE_DEPS) $(CONSOLE_SOURCES)
 run: setup console
 	$(BIN)/tracecode run
 
+# tests/test_media_s3.py starts s3rver (an S3-protocol server on disk, from npm) to store photos
+# in: installed from tests/s3server/package-lock.json, again only when the lock file changed.
+S3SERVER_DEPS := tests/s3server/node_modules/.installed-stamp
+
+$(S3SERVER_DEPS): tests/s3server/package-lock.json
+	$(NPM)
+	cd tests/s3server && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # The console's unit tests (Vitest, with the type check) run before pytest, whose end-to-end
 # tests use the built console.
-test: setup browser console
+test: setup browser console $(S3SERVER_DEPS)
 	cd core_rs && cargo test --quiet
 	cd console && npm test --silent
 	$(BIN)/python -m pytest -q -n auto

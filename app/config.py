@@ -149,11 +149,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Field force (app/field/): a nameplate check-in farther than this many metres from the
     # store's recorded position is kept and flagged out_of_range.
     field_checkin_radius_m: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 200
-    # Photos (app/media/): the largest upload accepted (413 beyond), and where they are kept.
-    # "local" is the only store so far (a directory; unset: $VAR_DIR/media).
+    # Photos (app/media/): the largest upload accepted (413 beyond), and where they are kept:
+    # "local" (a directory; unset: $VAR_DIR/media) or "s3" (a bucket of an S3-compatible server,
+    # app/media/s3.py: endpoint, bucket, region, access key id and secret, an optional key prefix;
+    # the secret from the environment or a file, never the database).
     media_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
-    media_store: Literal["local"] = "local"
+    media_store: Literal["local", "s3"] = "local"
     media_dir: str | None = None
+    media_s3_endpoint: Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#@\s]+/?\Z")] | None = (
+        None
+    )
+    media_s3_bucket: Annotated[
+        str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+    ] | (None) = None
+    media_s3_region: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{1,40}\Z")] = "us-east-1"
+    media_s3_access_key_id: str | None = None
+    media_s3_secret_access_key: str | None = None
+    media_s3_secret_access_key_file: str | None = None
+    media_s3_prefix: Annotated[
+        str, msgspec.Meta(pattern=r"^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*\Z")
+    ] = ""
 
     # The office console's build (console/dist, made by `make console`), served at /console;
     # unset: console/dist of this checkout.
@@ -172,6 +187,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{PREFIX}WEBHOOK_LEASE_SECONDS must exceed {PREFIX}WEBHOOK_TIMEOUT_SECONDS"
             )
+        if self.media_store == "s3":
+            self.media_s3_secret()
         if self.current_key_version not in versions:
             raise SettingsError(
                 f"{PREFIX}CURRENT_KEY_VERSION={self.current_key_version} is not one of "
@@ -206,6 +223,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def media_path(self) -> Path:
         return Path(self.media_dir).resolve() if self.media_dir else self.var_path / "media"
+
+    def media_s3_secret(self) -> str:
+        """The S3 secret access key (``TRACECODE_MEDIA_S3_SECRET_ACCESS_KEY`` or the file named
+        by ``..._FILE``), after checking that every setting the S3 store needs is there."""
+        missing = [
+            f"{PREFIX}{name.upper()}"
+            for name in ("media_s3_endpoint", "media_s3_bucket", "media_s3_access_key_id")
+            if not getattr(self, name)
+        ]
+        if not (self.media_s3_secret_access_key or self.media_s3_secret_access_key_file):
+            missing.append(f"{PREFIX}MEDIA_S3_SECRET_ACCESS_KEY (or ..._FILE)")
+        if missing:
+            raise SettingsError(f"{PREFIX}MEDIA_STORE=s3 needs " + ", ".join(missing))
+        if self.media_s3_secret_access_key and self.media_s3_secret_access_key_file:
+            raise SettingsError(
+                f"set only one of {PREFIX}MEDIA_S3_SECRET_ACCESS_KEY and "
+                f"{PREFIX}MEDIA_S3_SECRET_ACCESS_KEY_FILE"
+            )
+        if self.media_s3_secret_access_key:
+            return self.media_s3_secret_access_key
+        path = Path(self.media_s3_secret_access_key_file or "")
+        try:
+            secret = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"{PREFIX}MEDIA_S3_SECRET_ACCESS_KEY_FILE={path} cannot be read: {exc.strerror}"
+            ) from None
+        if not secret:
+            raise SettingsError(f"{PREFIX}MEDIA_S3_SECRET_ACCESS_KEY_FILE={path} is empty")
+        return secret
 
     def master_key_bytes(self) -> bytes:
         """The 32-byte master secret, from ``TRACECODE_MASTER_KEY`` or the key file."""

@@ -1,4 +1,4 @@
-"""Where photos' bytes are kept: a small interface and its local-directory store.
+"""Where photos' bytes are kept: a small interface, its local-directory store and the choice.
 
 ``PhotoStore`` is what the media service needs: put bytes under a key, read them back, delete
 them. Keys are made by the service only (``<brand>/<yyyy>/<mm>/<uuid>.<ext>``) and checked again
@@ -6,23 +6,21 @@ here, so no key from outside can name a path: anything but that shape (``..``, a
 a backslash, a NUL) is refused before the file system is touched, and the resolved path must lie
 inside the store's root.
 
-Only ``LocalStore`` exists (``TRACECODE_MEDIA_STORE=local``, ``TRACECODE_MEDIA_DIR``). An
-S3-compatible store would be another class with these three methods; it is not written because
-no S3 client library is among the project's dependencies (README "Photos").
+Two stores: ``LocalStore`` (``TRACECODE_MEDIA_STORE=local``, ``TRACECODE_MEDIA_DIR``) and
+``app.media.s3.S3Store`` (``TRACECODE_MEDIA_STORE=s3``, a bucket of an S3-compatible server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-import re
 from pathlib import Path
 from typing import Protocol
 
 from app.config import Settings
 from app.errors import NotFound, ValidationFailed
-
-KEY = re.compile(r"[1-9][0-9]{0,17}/[0-9]{4}/[0-9]{2}/[0-9a-f]{32}\.(jpg|png|webp)")
+from app.media.keys import check_key
 
 
 class PhotoStore(Protocol):
@@ -31,13 +29,6 @@ class PhotoStore(Protocol):
     async def get(self, key: str) -> bytes: ...
 
     async def delete(self, key: str) -> None: ...
-
-
-def check_key(key: str) -> str:
-    """``key`` when it has the one shape the service makes; 400 ``invalid_key`` otherwise."""
-    if not KEY.fullmatch(key):
-        raise ValidationFailed("not a media key", code="invalid_key")
-    return key
 
 
 class LocalStore:
@@ -75,6 +66,19 @@ class LocalStore:
         await asyncio.to_thread(self.path(key).unlink, True)
 
 
+@functools.lru_cache(maxsize=8)
 def store_from_settings(settings: Settings) -> PhotoStore:
-    """The configured store (``TRACECODE_MEDIA_STORE``; ``local`` is the only one)."""
+    """The configured store (``TRACECODE_MEDIA_STORE``: ``local`` or ``s3``), made once per
+    settings object."""
+    if settings.media_store == "s3":
+        from app.media.s3 import S3Store
+
+        return S3Store(
+            endpoint=settings.media_s3_endpoint or "",
+            bucket=settings.media_s3_bucket or "",
+            region=settings.media_s3_region,
+            access_key_id=settings.media_s3_access_key_id or "",
+            secret_access_key=settings.media_s3_secret(),
+            prefix=settings.media_s3_prefix,
+        )
     return LocalStore(settings.media_path)
