@@ -99,6 +99,18 @@ class ServerError(AppError):
     status, code = 500, "internal_error"
 
 
+class BadGateway(AppError):
+    """A service we depend on (an S3 photo store) refused or failed the request."""
+
+    status, code = 502, "bad_gateway"
+
+
+class ServiceUnavailable(AppError):
+    """A service we depend on (an S3 photo store) cannot be reached now; try again later."""
+
+    status, code = 503, "service_unavailable"
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",

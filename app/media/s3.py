@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
-from app.errors import NotFound, ServerError
+from app.errors import BadGateway, NotFound, ServiceUnavailable
 from app.media.keys import check_key
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -153,16 +153,16 @@ class S3Store:
             with exc:
                 return exc.code, exc.read()
         except OSError as exc:
-            raise ServerError(
+            raise ServiceUnavailable(
                 f"the photo store at {self.origin} cannot be reached ({type(exc).__name__})",
                 code="media_store_unavailable",
             ) from None
 
-    def _failed(self, method: str, status: int, body: bytes) -> ServerError:
+    def _failed(self, method: str, status: int, body: bytes) -> BadGateway:
         code = (
             body.split(b"<Code>", 1)[-1].split(b"</Code>", 1)[0][:64] if b"<Code>" in body else b""
         )
-        return ServerError(
+        return BadGateway(
             f"the photo store answered {method} with {status} {code.decode(errors='replace')}",
             code="media_store_failed",
         )
