@@ -79,6 +79,16 @@ def release(lock: Lock, key: Key = None) -> Statement:
     return _call("pg_advisory_unlock", lock, key)
 
 
+def xact_each(lock: Lock, keys: list[str]) -> tuple[str, tuple[int, list[str]]]:
+    """Wait for ``lock`` with each text key (the two-key form of ``xact``), all in one statement
+    and in sorted order, so two callers locking overlapping sets cannot deadlock."""
+    return (
+        "SELECT count(pg_advisory_xact_lock(%s, hashtext(k))) AS ok "
+        "FROM (SELECT k FROM unnest(%s::text[]) AS t (k) ORDER BY k) AS keys",
+        (int(lock), keys),
+    )
+
+
 async def xact_lock(conn: Conn, lock: Lock, key: Key = None) -> None:
     """Wait for ``lock`` (with ``key``), held until the current transaction ends."""
     await conn.execute(*xact(lock, key))

@@ -30,6 +30,11 @@ class Principal(msgspec.Struct, frozen=True):
     def has(self, permission: str) -> bool:
         return permission in self.permissions
 
+    def has_any(self, *permissions: str) -> bool:
+        """Whether the caller holds at least one of ``permissions`` (a widening, not a check:
+        ``require``/``require_any`` refuse)."""
+        return not self.permissions.isdisjoint(permissions)
+
     def require(self, *permissions: str) -> None:
         missing = [p for p in permissions if p not in self.permissions]
         if missing:

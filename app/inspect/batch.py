@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 from psycopg.rows import args_row
 
-from app import audit
+from app import audit, locks
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.lookup import read_codes
@@ -140,9 +140,7 @@ async def _earlier_scans(conn: Conn, actor: Principal, client_ids: list[str]) ->
         return {}
     prefix = f"{actor.org_id}:{actor.user_id}:"
     await conn.execute(
-        "SELECT count(pg_advisory_xact_lock(%s, hashtext(k))) "
-        "FROM unnest(%s::text[]) WITH ORDINALITY AS t (k, n) ",
-        (int(Lock.INSPECTION_CLIENT_ID), [prefix + c for c in client_ids]),
+        *locks.xact_each(Lock.INSPECTION_CLIENT_ID, [prefix + c for c in client_ids])
     )
     rows = await (
         await conn.execute(

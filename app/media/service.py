@@ -122,7 +122,7 @@ async def visible_row(conn: Conn, actor: Principal, photo_id: uuid.UUID) -> dict
     """The photo's row when the caller may see it; 404 otherwise (never 403)."""
     actor.require_any(*scope.READERS, *UPLOADERS, *INSPECTION_READERS)
     where, params = scope.condition(actor, "p.owner_id", "o.path")
-    if any(actor.has(p) for p in INSPECTION_READERS):
+    if actor.has_any(*INSPECTION_READERS):
         where = f"""({where} OR EXISTS (
             SELECT 1 FROM inspection_scans sc JOIN orgs s ON s.id = sc.store_org_id
             WHERE sc.photo_ids @> ARRAY[p.id] AND sc.photo_ids <> '{{}}'
