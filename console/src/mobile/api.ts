@@ -18,9 +18,17 @@ export interface Page<T> {
   total: number
 }
 
-/** A raw request: the Response (a network error throws TypeError, as fetch does). */
+/** Seconds before a request is given up (a stalled mobile connection, a captive portal): it then
+ * throws like a network error, and a queued action stays queued. */
+export const REQUEST_TIMEOUT_MS = 30_000
+
+/** A raw request: the Response (a network error or the time-out throws, as fetch does). */
 export function request(method: string, path: string, body?: unknown): Promise<Response> {
-  const init: RequestInit = { method, headers: { Accept: 'application/json' } }
+  const init: RequestInit = {
+    method,
+    headers: { Accept: 'application/json' },
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  }
   if (body !== undefined) {
     init.body = JSON.stringify(body)
     init.headers = { ...init.headers, 'Content-Type': 'application/json' }

@@ -4,7 +4,15 @@
 // browser says it is online again (and every 30 s while anything is pending).
 import { reactive } from 'vue'
 
-import { batchOutcomes, OfflineQueue, type ActionKind, type Outcome, type QueuedAction } from './queue'
+import {
+  batchOutcomes,
+  OfflineQueue,
+  retryable,
+  type ActionKind,
+  type Outcome,
+  type QueuedAction,
+  type Sender,
+} from './queue'
 import { request } from '../api'
 
 export const state = reactive({
@@ -31,12 +39,36 @@ async function answerOf(response: Response): Promise<unknown> {
   }
 }
 
-/** POST a group of queued actions; a network failure throws (the group stays queued). */
-export async function send(group: QueuedAction[]): Promise<Outcome[]> {
+type Post = (method: string, path: string, body?: unknown) => Promise<Response>
+
+/** A request of many actions refused as a whole (a 4xx a re-send would repeat): one malformed
+ * action can do that, so each goes again on its own and only the bad one is refused. */
+function refusedWhole(status: number): boolean {
+  return status >= 400 && !retryable(status)
+}
+
+/**
+ * The sender of the queue's groups through `post`: a group of one kind (and document) in one
+ * request where the API takes many. A network failure throws (the group stays queued).
+ */
+export function sender(post: Post): Sender {
+  const send = async (group: QueuedAction[]): Promise<Outcome[]> => {
+    const outcomes = await sendGroup(post, group)
+    if (group.length > 1 && outcomes.every((o) => !o.ok && refusedWhole(o.status) && o.status === outcomes[0]!.status)) {
+      const alone: Outcome[] = []
+      for (const action of group) alone.push(...(await send([action])))
+      return alone
+    }
+    return outcomes
+  }
+  return send
+}
+
+async function sendGroup(post: Post, group: QueuedAction[]): Promise<Outcome[]> {
   const first = group[0]!
   if (first.kind === 'doc_codes') {
     const codes = group.map((a) => String(a.body.code))
-    const response = await request('POST', `/documents/${first.target}/codes`, { codes })
+    const response = await post('POST', `/documents/${first.target}/codes`, { codes })
     const body = await answerOf(response)
     const items = (body as { items?: { code: string }[] } | null)?.items ?? []
     return group.map((action, i) => ({
@@ -48,7 +80,7 @@ export async function send(group: QueuedAction[]): Promise<Outcome[]> {
   }
   if (first.kind === 'inspection' && group.length > 1) {
     const items = group.map((a) => ({ ...a.body, client_id: a.id }))
-    const response = await request('POST', '/inspections/batch', { items })
+    const response = await post('POST', '/inspections/batch', { items })
     return batchOutcomes(group, response.status, await answerOf(response))
   }
   const path = {
@@ -61,9 +93,12 @@ export async function send(group: QueuedAction[]): Promise<Outcome[]> {
     first.kind as Exclude<ActionKind, 'doc_codes'>
   ]
   const withId = { ...first.body, client_id: first.id }
-  const response = await request('POST', path, withId)
+  const response = await post('POST', path, withId)
   return [{ action: first, ok: response.ok, status: response.status, body: await answerOf(response) }]
 }
+
+/** The app's sender: through the auth store (token, silent refresh). */
+export const send = sender(request)
 
 async function refreshCount(): Promise<void> {
   state.pending = user === null ? 0 : await theQueue().count(user)
