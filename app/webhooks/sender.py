@@ -52,7 +52,6 @@ from app.webhooks.urls import UrlRefused, check_resolved
 
 log = logging.getLogger("tracecode.webhooks")
 
-BATCH = 200  # deliveries per claim
 USER_AGENT = "Tracecode-Webhooks/1"
 
 
@@ -158,7 +157,7 @@ SELECT count(*) AS n FROM moved
 """
 
 
-async def claim(conn: Conn, limit: int = BATCH) -> list[Claimed]:
+async def claim(conn: Conn, limit: int) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries (step 1)."""
     async with conn.transaction():
         rows = await (await conn.execute(_CLAIM, {"limit": limit})).fetchall()
@@ -312,12 +311,16 @@ async def recover(conn: Conn, settings: Settings) -> int:
 async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> Stats:
     """Recover, then send every due delivery. ``conn`` must be in autocommit mode."""
     total = Stats(recovered=await recover(conn, settings))
+    # A round claims no more deliveries than are sent at once, so it lasts about one attempt's
+    # time-out — well inside the lease (settings: lease > time-out) — and a slow endpoint cannot
+    # keep claimed rows past their lease, where recover() would send them a second time.
+    per_round = settings.webhook_concurrency
     while True:
-        rows = await claim(conn)
+        rows = await claim(conn, per_round)
         if not rows:
             return total
         stats = await send_rows(conn, client, settings, rows)
         for name in ("claimed", "delivered", "retried", "dead"):
             setattr(total, name, getattr(total, name) + getattr(stats, name))
-        if len(rows) < BATCH:
+        if len(rows) < per_round:
             return total
