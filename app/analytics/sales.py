@@ -355,6 +355,9 @@ def period(f: Filters, now: date, longest: int = MAX_DAYS) -> tuple[date, date]:
     if (end - start).days + 1 > longest:
         raise BadRequest(f"a report covers at most {longest} days", code="bad_period",
                          details={"field": "from"})  # fmt: skip
+    if end >= date.max - timedelta(days=1):  # the day after the end must still be a date
+        raise BadRequest("the period ends after the calendar does", code="bad_period",
+                         details={"field": "to"})  # fmt: skip
     return start, end
 
 

@@ -138,8 +138,13 @@ async def check_in(conn: Conn, actor: Principal, settings: Settings, data: Check
     return _out(made)
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(), SHANGHAI)
+LAST_DAY = date.max - timedelta(days=1)  # its next midnight is still a datetime
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The Asia/Shanghai midnights that start ``day`` and the day after (9999-12-31 counts as
+    the day before it: its end is past the last datetime)."""
+    start = datetime.combine(min(day, LAST_DAY), time(), SHANGHAI)
     return start, start + timedelta(days=1)
 
 
@@ -161,10 +166,10 @@ def _where(
         params["store_id"] = store_id
     if date_from is not None:
         conditions.append("coalesce(c.client_at, c.at) >= %(t0)s")
-        params["t0"] = _day_bounds(date_from)[0]
+        params["t0"] = day_bounds(date_from)[0]
     if date_to is not None:
         conditions.append("coalesce(c.client_at, c.at) < %(t1)s")
-        params["t1"] = _day_bounds(date_to)[1]
+        params["t1"] = day_bounds(date_to)[1]
     return conditions, params
 
 

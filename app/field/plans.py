@@ -40,6 +40,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], PlanStatus]] = {
     "return": (frozenset({"submitted"}), "returned"),
 }
 EDITABLE = frozenset({"draft", "returned"})
+# a plan's period starts within these (a week plan of 9999-12-27 would end past the calendar)
+FIRST_START, LAST_START = date(2000, 1, 1), date(2099, 12, 31)
 
 _COLUMNS = (
     "p.id, p.rep_id, coalesce(nullif(u.display_name, ''), u.username) AS rep, p.period, "
@@ -52,6 +54,11 @@ _SOURCE = "visit_plans p JOIN users u ON u.id = p.rep_id JOIN orgs o ON o.id = p
 def period_end(period: Period, starts_on: date) -> date:
     """The last day of the period starting on ``starts_on``; 400 ``bad_period_start`` when it
     is not the first day of a quarter, a month or a week (Monday)."""
+    if not FIRST_START <= starts_on <= LAST_START:
+        raise ValidationFailed(
+            f"a plan's period starts between {FIRST_START} and {LAST_START}",
+            code="bad_period_start",
+        )
     if period == "week":
         if starts_on.weekday() != 0:
             raise ValidationFailed("a week starts on a Monday", code="bad_period_start")

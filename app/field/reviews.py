@@ -9,7 +9,7 @@ the caller's view), and exported as CSV; scoping is ``app.field.scope``'s.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.field import scope
+from app.field.checkins import day_bounds
 from app.field.schemas import ReviewIn, ReviewOut, StoreScoreOut
 from app.paging import Page, fetch_page
 
@@ -131,10 +132,10 @@ def _where(
         params["store_id"] = store_id
     if date_from is not None:
         conditions.append("r.at >= %(t0)s")
-        params["t0"] = datetime.combine(date_from, time(), SHANGHAI)
+        params["t0"] = day_bounds(date_from)[0]
     if date_to is not None:
         conditions.append("r.at < %(t1)s")
-        params["t1"] = datetime.combine(date_to, time(), SHANGHAI) + timedelta(days=1)
+        params["t1"] = day_bounds(date_to)[1]
     return conditions, params
 
 

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from app.auth.principal import Principal
 from app.db import Conn
+from app.errors import ServiceUnavailable
 from app.packing.lines import get_line
 from app.packing.schemas import RejectionOut, ScanUploadOut, UploadOut
 from app.paging import Page, page_of
@@ -90,8 +91,18 @@ async def recent(
     organisation)."""
     actor.require("packing.scan")
     await get_line(conn, actor, line_code)  # 404 unknown_line outside the caller's organisation
-    raw = await redis.lrange(key(namespace, actor.org_id, line_code), 0, KEEP - 1)
-    items = [_decode(r) for r in raw]
+    try:
+        raw = await redis.lrange(key(namespace, actor.org_id, line_code), 0, KEEP - 1)
+    except (RedisError, OSError):
+        raise ServiceUnavailable(
+            "the recent uploads cannot be read now; try again shortly", code="redis_unavailable"
+        ) from None
+    items = []
+    for entry in raw:
+        try:
+            items.append(_decode(entry))
+        except msgspec.DecodeError:  # an entry of another shape (an older release): skipped
+            continue
     if rejected_only:
         items = [i for i in items if i.rejected]
     return page_of(items, page, per_page)
