@@ -260,6 +260,63 @@ async def test_a_clerk_scans_ten_cases_into_a_factory_inbound_and_confirms(
     assert _errors(driver) == []
 
 
+async def test_a_clerk_ships_ten_cases_on_an_outbound_against_an_order(
+    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """L3 on the phone: an outbound against an order (the counterparty comes from the order), 10
+    cases scanned with the order line's running count, confirmed: 100 units shipped."""
+    from tests.test_logistics import confirm, document, pack
+
+    packed = await pack(client, login, app, demo, 10)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, packed["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    erp_no = f"M-OUT-{packed['batch_no']}"
+    order = await client.post(
+        "/orders",
+        headers=await login("partner"),
+        json={
+            "erp_no": erp_no,
+            "from_org_id": demo["WH-SZ-01"],  # the clerk's warehouse: its orders list shows it
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": packed["product_id"], "quantity": 100}],
+        },
+    )
+    assert order.status_code == 201, order.text
+    driver = browser
+    driver.get(f"{server}/m/")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(f"{server}/m/login")
+    _find(driver, "[data-test=username] input").send_keys("clerk")
+    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
+    _wait(driver).until(lambda d: "clerk" in _text(d, "[data-test=hello]"))
+
+    driver.get(f"{server}/m/documents")
+    _find(driver, "[data-test=new-doc]").click()
+    Select(_find(driver, "[data-test=doc-kind]")).select_by_value("outbound")
+    _wait(driver).until(lambda d: erp_no in _text(d, "[data-test=doc-order]"))
+    Select(driver.find_element(By.CSS_SELECTOR, "[data-test=doc-order]")).select_by_visible_text(
+        erp_no
+    )
+    driver.find_element(By.CSS_SELECTOR, "[data-test=create-doc]").click()
+    _wait(driver).until(lambda d: "/m/documents/" in d.current_url)
+    doc_id = int(driver.current_url.rstrip("/").rsplit("/", 1)[1])
+
+    for sscc in packed["cases"]:
+        _scan(driver, sscc)
+    # the order line: 100 ordered, 100 scanned, nothing left
+    _wait(driver).until(lambda d: "100 / 100" in _text(d, "[data-test=doc-line]"))
+    driver.find_element(By.CSS_SELECTOR, "[data-test=confirm-doc]").click()
+    _find(driver, ".van-dialog__confirm").click()
+    _wait(driver).until(lambda d: "已确认" in _text(d, "[data-test=doc-counts]"))
+    doc = (await client.get(f"/documents/{doc_id}", headers=clerk)).json()
+    assert doc["kind"] == "outbound" and doc["status"] == "confirmed"
+    assert doc["units"] == 100 and doc["packages"] == 10
+    assert doc["counterparty_id"] == demo["AGENT-ZJ"] and doc["order_id"] == order.json()["id"]
+    assert _errors(driver) == []
+
+
 def _y4m(text: str, path: Path, width: int = 640, height: int = 480, frames: int = 5) -> Path:
     """A video of ``text``'s QR code (black on white, grey 4:2:0), for Chromium's fake camera."""
     matrix = segno.make(text, error="m").matrix
