@@ -47,6 +47,10 @@ def _configure_environment() -> None:
     # Likewise the one-time codes a member may ask for per client IP (tests/test_members_auth.py
     # tests that limit on an app of its own).
     os.environ["TRACECODE_MEMBER_OTP_IP_MAX"] = "100000"
+    # And verifications: 120 a minute from the one address is what a busy stretch of the suite
+    # (a worker of `make test -n auto` running verification-heavy files back to back) can reach;
+    # the limit is tested on verifiers of their own (tests/test_verify.py, tests/test_h5.py).
+    os.environ["TRACECODE_VERIFY_RATE_LIMIT"] = "1000000"
 
 
 _configure_environment()
