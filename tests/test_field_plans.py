@@ -154,3 +154,5 @@ async def test_an_api_key_records_no_visits(client: Any, login: Any, demo: Any) 
     )
     assert_error(answer, 400, "user_required")
     assert (await client.get("/field/plans", headers=key)).json()["total"] == 0
+    # and has no track of its own: it names the rep
+    assert_error(await client.get("/field/track", headers=key), 400, "rep_required")

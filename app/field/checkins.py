@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from app import tabular
 from app.auth.principal import Principal
@@ -33,7 +32,6 @@ from app.field.schemas import CheckinIn, CheckinOut
 from app.paging import Page, fetch_page
 
 EARTH_RADIUS_M = 6_371_008.8
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 CSV_MAX_ROWS = 100_000
 
 _COLUMNS = (
@@ -138,16 +136,6 @@ async def check_in(conn: Conn, actor: Principal, settings: Settings, data: Check
     return _out(made)
 
 
-LAST_DAY = date.max - timedelta(days=1)  # its next midnight is still a datetime
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """The Asia/Shanghai midnights that start ``day`` and the day after (9999-12-31 counts as
-    the day before it: its end is past the last datetime)."""
-    start = datetime.combine(min(day, LAST_DAY), time(), SHANGHAI)
-    return start, start + timedelta(days=1)
-
-
 def _where(
     actor: Principal,
     rep_id: int | None,
@@ -155,22 +143,8 @@ def _where(
     date_from: date | None,
     date_to: date | None,
 ) -> tuple[list[str], dict[str, Any]]:
-    scope.require_reader(actor)
-    where, params = scope.condition(actor, "c.rep_id", "o.path")
-    conditions = [where]
-    if rep_id is not None:
-        conditions.append("c.rep_id = %(rep_id)s")
-        params["rep_id"] = rep_id
-    if store_id is not None:
-        conditions.append("c.store_id = %(store_id)s")
-        params["store_id"] = store_id
-    if date_from is not None:
-        conditions.append("coalesce(c.client_at, c.at) >= %(t0)s")
-        params["t0"] = day_bounds(date_from)[0]
-    if date_to is not None:
-        conditions.append("coalesce(c.client_at, c.at) < %(t1)s")
-        params["t1"] = day_bounds(date_to)[1]
-    return conditions, params
+    at = "coalesce(c.client_at, c.at)"  # the scan's time on the phone when it was queued
+    return scope.filters(actor, "c", at, rep_id, store_id, date_from, date_to)
 
 
 async def list_checkins(

@@ -11,18 +11,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from app import tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.field import scope
-from app.field.checkins import day_bounds
 from app.field.schemas import ReviewIn, ReviewOut, StoreScoreOut
 from app.paging import Page, fetch_page
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 CSV_MAX_ROWS = 100_000
 
 _COLUMNS = (
@@ -121,22 +118,7 @@ def _where(
     date_from: date | None,
     date_to: date | None,
 ) -> tuple[list[str], dict[str, Any]]:
-    scope.require_reader(actor)
-    where, params = scope.condition(actor, "r.rep_id", "o.path")
-    conditions = [where]
-    if rep_id is not None:
-        conditions.append("r.rep_id = %(rep_id)s")
-        params["rep_id"] = rep_id
-    if store_id is not None:
-        conditions.append("r.store_id = %(store_id)s")
-        params["store_id"] = store_id
-    if date_from is not None:
-        conditions.append("r.at >= %(t0)s")
-        params["t0"] = day_bounds(date_from)[0]
-    if date_to is not None:
-        conditions.append("r.at < %(t1)s")
-        params["t1"] = day_bounds(date_to)[1]
-    return conditions, params
+    return scope.filters(actor, "r", "r.at", rep_id, store_id, date_from, date_to)
 
 
 async def list_reviews(

@@ -12,8 +12,8 @@ from app import tabular
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
+from app.errors import BadRequest
 from app.field import checkins, nameplates, plans, reviews, stores
-from app.field.checkins import SHANGHAI
 from app.field.schemas import (
     CheckinIn,
     CheckinOut,
@@ -33,6 +33,7 @@ from app.field.schemas import (
     SupervisorOut,
     TrackOut,
 )
+from app.field.scope import SHANGHAI
 from app.paging import Page, PageNo, PerPage
 
 DateFrom = Annotated[
@@ -234,9 +235,11 @@ class TrackController(Controller):
         day: date | None = None,
     ) -> TrackOut:
         """A rep's daily track (default: the caller, today in Asia/Shanghai): the day's
-        check-ins in time order."""
+        check-ins in time order; an API key names the rep (400 ``rep_required``)."""
         day = day or datetime.now(SHANGHAI).date()
         rep = principal.user_id if rep_id is None else rep_id
+        if rep is None:
+            raise BadRequest("name the rep (rep_id): an API key has no track", code="rep_required")
         return TrackOut(
             rep_id=rep, day=day, checkins=await checkins.track(conn, principal, rep_id, day)
         )

@@ -13,12 +13,16 @@ reported as not found, never as forbidden.
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from app.auth.principal import Principal
 from app.errors import BadRequest
 
 READERS = ("field.visit", "field.supervise", "field.read")
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the field force's days
+LAST_DAY = date.max - timedelta(days=1)  # its next midnight is still a datetime
 
 
 def condition(actor: Principal, rep: str, org_path: str) -> tuple[str, dict[str, Any]]:
@@ -38,6 +42,42 @@ def condition(actor: Principal, rep: str, org_path: str) -> tuple[str, dict[str,
     # every record, whatever the rule that lets it through, lies in the caller's brand
     brand = {"scope_brand": f"/{actor.brand_id}/%"}
     return f"({org_path} LIKE %(scope_brand)s AND ({' OR '.join(parts)}))", {**params, **brand}
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The Asia/Shanghai midnights that start ``day`` and the day after (9999-12-31 counts as
+    the day before it: its end is past the last datetime)."""
+    start = datetime.combine(min(day, LAST_DAY), time(), SHANGHAI)
+    return start, start + timedelta(days=1)
+
+
+def filters(
+    actor: Principal,
+    alias: str,
+    at: str,
+    rep_id: int | None,
+    store_id: int | None,
+    date_from: date | None,
+    date_to: date | None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The conditions of a list of check-ins or reviews (table ``alias``, its time ``at``): the
+    caller's rule (``condition``, over ``o.path``), then rep, store and Asia/Shanghai days."""
+    require_reader(actor)
+    where, params = condition(actor, f"{alias}.rep_id", "o.path")
+    conditions = [where]
+    if rep_id is not None:
+        conditions.append(f"{alias}.rep_id = %(rep_id)s")
+        params["rep_id"] = rep_id
+    if store_id is not None:
+        conditions.append(f"{alias}.store_id = %(store_id)s")
+        params["store_id"] = store_id
+    if date_from is not None:
+        conditions.append(f"{at} >= %(t0)s")
+        params["t0"] = day_bounds(date_from)[0]
+    if date_to is not None:
+        conditions.append(f"{at} < %(t1)s")
+        params["t1"] = day_bounds(date_to)[1]
+    return conditions, params
 
 
 def require_reader(actor: Principal) -> None:
