@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     export_async_threshold: Annotated[int, msgspec.Meta(ge=0)] = 1_000_000
     # Serial allocation: the most codes one allocation may ask for.
     allocation_max: Annotated[int, msgspec.Meta(ge=1, le=1 << 32)] = 100_000_000
+    # EPCIS capture: documents of up to this many events are applied during the request (the
+    # answer is still 202 with the finished job); larger ones are worker jobs.
+    epcis_inline_events: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 1000
 
     # Consumer verification (SPEC V2, V4).
     verify_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 120  # per client IP per minute
