@@ -16,10 +16,7 @@ savepoint, so importing the same file again creates nothing new.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Literal
@@ -28,13 +25,15 @@ import msgspec
 
 from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal
+from app.csvread import MAX_BYTES as MAX_BYTES  # the route's limit
+from app.csvread import MEDIA_TYPES as MEDIA_TYPES
+from app.csvread import decode, read_rows, refuse_control
+from app.csvread import read_body as read_body
 from app.db import Conn
-from app.errors import AppError, BadRequest, PayloadTooLarge
+from app.errors import AppError
 from app.logistics.orders import create_order
 from app.logistics.schemas import OrderIn, OrderLineIn
-from app.textguard import InvalidCharacter, check_text, has_control
 
-MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 100_000
 MAX_LINES_PER_ORDER = 1000  # as OrderIn allows
 MAX_ERRORS_LISTED = 1000
@@ -49,8 +48,14 @@ COLUMNS = (
     "quantity",
     "note",
 )
-MEDIA_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
-REQUIRED = ("erp_no", "from_erp_code", "to_erp_code", "quantity")
+# each entry: one of these columns is needed (the first is named when none is there)
+_REQUIRED = (
+    ("erp_no",),
+    ("from_erp_code",),
+    ("to_erp_code",),
+    ("quantity",),
+    ("product_no", "gtin"),
+)
 KINDS = ("sales", "purchase", "transfer", "return")
 _ERP_NO = re.compile(r"^[!-~]{1,64}$")
 _DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
@@ -108,99 +113,13 @@ class _Order:
     lines: list[tuple[int, int, int]] = field(default_factory=list)  # (line, product, qty)
 
 
-async def read_body(chunks: AsyncIterable[bytes], limit: int = MAX_BYTES) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"the file is larger than {limit // (1024 * 1024)} MB; split it",
-                details={"max_bytes": limit},
-            )
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return raw.decode("gb18030")
-    except UnicodeDecodeError:
-        raise BadRequest(
-            "the file is neither UTF-8 nor GB18030 text", code="bad_encoding"
-        ) from None
-
-
 def parse(raw: bytes, max_rows: int = MAX_ROWS) -> list[_Row]:
-    """Rows of the CSV with their file line numbers; 400 on a bad header or malformed CSV, or
-    ``invalid_character`` on a control character (tab and line breaks pass)."""
-    text = _decode(raw)
-    if has_control(text):
-        _refuse_control(text)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise BadRequest(f"line 1: {exc}", code="malformed_csv", details={"line": 1}) from None
-    if not header or not any(h.strip() for h in header):
-        raise BadRequest("the file is empty: a header row is needed", code="empty_file")
-    names = [h.strip().lower() for h in header]
-    unknown = [n for n in names if n not in COLUMNS]
-    missing = [n for n in REQUIRED if n not in names]
-    if "product_no" not in names and "gtin" not in names:
-        missing.append("product_no")
-    doubled = sorted({n for n in names if names.count(n) > 1})
-    if unknown or missing or doubled:
-        raise BadRequest(
-            "bad header row",
-            code="bad_header",
-            details={
-                "unknown": unknown,
-                "missing": missing,
-                "repeated": doubled,
-                "columns": list(COLUMNS),
-            },
-        )
-    rows: list[_Row] = []
-    last = reader.line_num
-    try:
-        for record in reader:
-            line, last = last + 1, reader.line_num
-            if not record or all(not v.strip() for v in record):
-                continue
-            if len(rows) >= max_rows:
-                raise PayloadTooLarge(
-                    f"more than {max_rows:,} rows; split the file",
-                    code="too_many_rows",
-                    details={"max_rows": max_rows},
-                )
-            values = {
-                n: (record[i].strip() if i < len(record) else "") for i, n in enumerate(names)
-            }
-            extra = len(record) > len(names) and any(v.strip() for v in record[len(names) :])
-            rows.append(_Row(line=line, extra=extra, **values))
-    except csv.Error as exc:
-        line = reader.line_num
-        raise BadRequest(
-            f"line {line}: {exc}", code="malformed_csv", details={"line": line}
-        ) from None
-    return rows
-
-
-def _refuse_control(text: str) -> None:
-    """400 ``invalid_character`` naming the first file line that holds a control character."""
-    for number, line in enumerate(text.split("\n"), start=1):
-        if has_control(line):
-            try:
-                check_text(line, field=f"line {number}", what="file")
-            except InvalidCharacter as exc:
-                exc.details = [{**exc.details[0], "line": number}]
-                raise
+    """Rows of the CSV with their file line numbers (``app.csvread``); 400 on a bad header or
+    malformed CSV, or ``invalid_character`` on a control character (tab and line breaks pass)."""
+    text = decode(raw)
+    refuse_control(text)
+    _, records = read_rows(text, COLUMNS, _REQUIRED, max_rows)
+    return [_Row(line=r.line, extra=r.extra, **r.values) for r in records]
 
 
 def _date(text: str) -> date | None:
