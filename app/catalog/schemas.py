@@ -87,5 +87,6 @@ class ProductOut(msgspec.Struct, frozen=True, kw_only=True):
     video_url: str | None
     display_order: int
     published: bool
+    erp_code: Annotated[str | None, msgspec.Meta(description="the ERP's code (set by import)")]
     created_at: datetime
     updated_at: datetime

@@ -157,7 +157,7 @@ async def delete_category(conn: Conn, actor: Principal, category_id: int) -> Non
 
 _PROD = """p.id, p.org_id, p.category_id, p.name, p.spec, p.product_type, p.product_no, p.barcode,
     p.gtin, p.image_url, p.colour_no, p.efficacy, p.video_url, p.display_order, p.published,
-    p.created_at, p.updated_at"""
+    p.erp_code, p.created_at, p.updated_at"""
 
 
 async def _product(conn: Conn, product_id: int) -> ProductOut:

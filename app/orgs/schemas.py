@@ -16,6 +16,9 @@ ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]0000$")]  # GB/T
 CityCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{3}00$")]  # e.g. 310100
 Text = Annotated[str, msgspec.Meta(max_length=500)]
 Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")]
+# WGS 84 degrees; both or neither (a store's position: field check-ins are measured from it)
+Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 
 
 class OrgIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -30,6 +33,8 @@ class OrgIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     address: Text | None = None
     contact_name: Name | None = None
     contact_phone: Phone | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
 
 
 class OrgPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -42,6 +47,8 @@ class OrgPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     address: Text | msgspec.UnsetType | None = msgspec.UNSET
     contact_name: Name | msgspec.UnsetType | None = msgspec.UNSET
     contact_phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+    latitude: Latitude | msgspec.UnsetType | None = msgspec.UNSET
+    longitude: Longitude | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class MoveIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -61,6 +68,8 @@ class OrgOut(msgspec.Struct, frozen=True, kw_only=True):
     address: str | None
     contact_name: str | None
     contact_phone: str | None
+    latitude: float | None
+    longitude: float | None
     status: str
     depth: int
     created_at: datetime

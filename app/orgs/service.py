@@ -30,7 +30,7 @@ CHILD_KINDS: dict[str, frozenset[str]] = {
 
 _COLUMNS = (
     "id, parent_id, kind, name, erp_code, province_code, province_name, city_code, city_name, "
-    "address, contact_name, contact_phone, status, "
+    "address, contact_name, contact_phone, latitude, longitude, status, "
     "array_length(string_to_array(trim(both '/' from path), '/'), 1) - 1 AS depth, "
     "created_at, updated_at"
 )
@@ -65,6 +65,17 @@ def check_region(
             f"city {city_code} is not in province {province_code}",
             code="region_mismatch",
             details={"field": "city_code"},
+        )
+
+
+def check_position(latitude: float | None, longitude: float | None) -> None:
+    """A position is both coordinates or neither (400 ``bad_coordinates``)."""
+    if (latitude is None) != (longitude is None):
+        field = "longitude" if longitude is None else "latitude"
+        raise ValidationFailed(
+            "latitude and longitude go together: both or neither",
+            code="bad_coordinates",
+            details={"field": field},
         )
 
 
@@ -110,6 +121,7 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
     ``actor=None`` is the system itself (demo data, CLI); it may create brands.
     """
     check_region(data.province_code, data.province_name, data.city_code, data.city_name)
+    check_position(data.latitude, data.longitude)
     if data.kind == "brand":
         if data.parent_id is not None:
             raise ValidationFailed("a brand has no parent", details={"field": "parent_id"})
@@ -218,6 +230,7 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
     check_region(
         merged["province_code"], merged["province_name"], merged["city_code"], merged["city_name"]
     )
+    check_position(merged["latitude"], merged["longitude"])
     if "erp_code" in changes and changes["erp_code"] != before.erp_code:
         taken = await (
             await conn.execute(

@@ -45,6 +45,7 @@ class UserOut(msgspec.Struct, frozen=True, kw_only=True):
     email: str | None
     status: str
     roles: list[str]
+    erp_code: Annotated[str | None, msgspec.Meta(description="the ERP's code (set by import)")]
     last_login_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -22,7 +22,7 @@ from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn,
 _USER_COLUMNS = """u.id, u.org_id, u.username, u.display_name, u.phone, u.email, u.status,
     coalesce((SELECT array_agg(r.name ORDER BY r.name) FROM user_roles ur
                JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id), '{}') AS roles,
-    u.last_login_at, u.created_at, u.updated_at"""
+    u.erp_code, u.last_login_at, u.created_at, u.updated_at"""
 
 
 async def sync_builtin_roles(conn: Conn) -> None:
@@ -68,8 +68,11 @@ async def _set_roles(
         )
 
 
-async def create_user(conn: Conn, actor: Principal | None, data: UserIn) -> UserOut:
-    """Create a user in an organisation of the caller's subtree (``actor=None``: the system)."""
+async def create_user(
+    conn: Conn, actor: Principal | None, data: UserIn, *, password_hash: str | None = None
+) -> UserOut:
+    """Create a user in an organisation of the caller's subtree (``actor=None``: the system).
+    ``password_hash``: ``data.password`` already hashed (the ERP import's one-time passwords)."""
     if actor is not None:
         actor.require("users.write")
         org = await administered(conn, actor, data.org_id)
@@ -86,7 +89,8 @@ async def create_user(conn: Conn, actor: Principal | None, data: UserIn) -> User
     ).fetchone()
     if taken:
         raise Conflict(f"username {data.username} is taken", code="duplicate_username")
-    password_hash = await asyncio.to_thread(hash_password, data.password)
+    if password_hash is None:
+        password_hash = await asyncio.to_thread(hash_password, data.password)
     row = await (
         await conn.execute(
             "INSERT INTO users (org_id, username, password_hash, display_name, phone, email) "
