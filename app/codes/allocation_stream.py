@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from app.codes import printfile
-from app.codes.allocations import Allocated, Take
+from app.codes.allocation_records import Allocated, Take
 from app.codes.scheme import Scheme
 
 STEP = 1 << 17  # codes per Rust call: 3.5 MB of lines with PINs

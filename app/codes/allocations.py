@@ -8,8 +8,15 @@ locks its batches in batch-number order (two pools sharing batches cannot deadlo
 from them in the pool's order, rolling over to the next batch when one is used up.
 
 Every allocation records its ranges (batch, first..last index) keyed by (batch_no, first_index):
-a serial's allocation is one index probe (``allocation_of``). The codes themselves are never
-stored; ``app.codes.allocation_stream`` makes them from the ranges with the Rust core.
+a serial's allocation is one index probe. The codes themselves are never stored;
+``app.codes.allocation_stream`` makes them from the ranges with the Rust core, and
+``app.codes.allocation_records`` reads the records back and streams an allocation's codes again.
+
+A retry is safe with a client id (an idempotency key): the id is locked (an advisory lock of the
+caller and the id) and looked up before anything is given out, so a retry of a request whose
+answer was lost, even racing the first, finds the first allocation and streams its codes again
+(``_replay``); the same id with another request is 409 ``client_id_reused``. An API key's ids
+are its own; a user's are shared by the user's organisation (``caller_org_id``).
 
 Who allocates (``codes.allocate``, held at brand level only):
 - brand staff (planner, line operator, brand admin): every batch and pool of the brand;
@@ -24,72 +31,31 @@ a printer-file export, and an export refuses a batch with allocated codes.
 from __future__ import annotations
 
 import asyncio
-import os
+import hashlib
 import uuid
-from typing import Any, Literal
+from typing import Any
+
+import msgspec
+from psycopg.types.json import Jsonb
 
 from app import audit
 from app.auth.principal import Principal
 from app.codes import printfile
-from app.codes.schemas import (
-    AllocationIn,
-    AllocationOut,
-    AllocationRangeOut,
-    CodeAllocationOut,
-    PoolBatchOut,
-    PoolIn,
-    PoolOut,
-)
+from app.codes.allocation_records import Allocated, Take, again, data_key, load, scope, visible
+from app.codes.schemas import AllocationIn, AllocationOut, PoolBatchOut, PoolIn, PoolOut
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable, ValidationFailed
+from app.locks import Lock, xact_lock
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
-Scope = Literal["brand", "printer", "partner"]
-
 _POOL_COLUMNS = "p.id, p.brand_id, p.name, p.recipient_org_id, p.created_by, p.created_at"
-_ALLOCATION_COLUMNS = """a.id, a.brand_id, a.pool_id, a.recipient_org_id, a.requested, a.total,
-    a.format, a.with_pins, a.note, a.created_by, a.api_key_id, a.created_at"""
 # A batch's state for allocation: what is left (nothing once void or printed from an export).
 _BATCH_COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.size, b.allocated, b.state,
     b.key_version, EXISTS
      (SELECT 1 FROM code_exports e WHERE e.batch_no = b.batch_no) AS exported"""
-
-
-class Take:
-    """One range to give out: indexes ``start..end`` (end exclusive) of a batch."""
-
-    __slots__ = ("batch_no", "end", "start", "version")
-
-    def __init__(self, batch_no: int, start: int, end: int, version: int) -> None:
-        self.batch_no, self.start, self.end, self.version = batch_no, start, end, version
-
-
-class Allocated:
-    """An allocation just made: the record, the ranges to stream, and the file's key wrap."""
-
-    __slots__ = ("data_key", "out", "takes", "wrap")
-
-    def __init__(
-        self,
-        out: AllocationOut,
-        takes: list[Take],
-        wrap: dict[str, Any] | None,
-        data_key: bytes | None,
-    ) -> None:
-        self.out, self.takes, self.wrap, self.data_key = out, takes, wrap, data_key
-
-
-def scope(actor: Principal) -> Scope:
-    """Which batches and pools the caller may allocate from (module docstring)."""
-    actor.require("codes.allocate")
-    if actor.api_key_id is not None:
-        return "partner"
-    if actor.has("codes.download") and not actor.has("codes.export"):
-        return "printer"
-    return "brand"
 
 
 def _left(row: dict[str, Any]) -> int:
@@ -226,7 +192,7 @@ async def list_pools(conn: Conn, actor: Principal, page: int, per_page: int) -> 
     return Page(items=items, total=listed.total, page=listed.page, per_page=listed.per_page)
 
 
-# Allocating ---------------------------------------------------------------------------------
+# Taking codes -------------------------------------------------------------------------------
 
 
 async def _lock_batch(conn: Conn, actor: Principal, batch_no: int) -> list[dict[str, Any]]:
@@ -276,16 +242,40 @@ def _plan(rows: list[dict[str, Any]], count: int, partial: bool) -> list[Take]:
     return takes
 
 
+def _check_request(settings: Settings, data: AllocationIn) -> None:
+    if (data.batch_no is None) == (data.pool_id is None):
+        raise ValidationFailed("give exactly one of batch_no and pool_id", code="batch_or_pool")
+    if data.count > settings.allocation_max:
+        raise ValidationFailed(
+            f"at most {settings.allocation_max} codes per allocation",
+            code="count_over_maximum",
+            details={"field": "count", "maximum": settings.allocation_max},
+        )
+    if data.passphrase is not None and data.format != "file":
+        # never plain lines where the caller asked for encryption: say so instead
+        raise ValidationFailed(
+            'a passphrase encrypts a file: ask for "format": "file", or give no passphrase',
+            code="passphrase_needs_file",
+            details={"field": "passphrase"},
+        )
+
+
 async def _wrap(
-    conn: Conn, actor: Principal, data: AllocationIn, recipient: int
-) -> tuple[dict[str, Any] | None, bytes | None]:
-    """The file's random data key, wrapped for the passphrase or the recipient's RSA key."""
+    conn: Conn,
+    scheme: Scheme,
+    settings: Settings,
+    data: AllocationIn,
+    recipient: int,
+    allocation_id: uuid.UUID,
+) -> dict[str, Any] | None:
+    """The file's data key (derived from the allocation id) wrapped for the passphrase or the
+    recipient's RSA key; ``None`` for lines."""
     if data.format != "file":
-        return None, None
-    key = os.urandom(32)
+        return None
+    key = data_key(scheme, allocation_id, settings.current_key_version)
     if data.passphrase is not None:
         # scrypt is deliberately slow: keep it off the event loop
-        return await asyncio.to_thread(printfile.wrap_with_passphrase, key, data.passphrase), key
+        return await asyncio.to_thread(printfile.wrap_with_passphrase, key, data.passphrase)
     row = await (
         await conn.execute("SELECT public_key_pem FROM orgs WHERE id = %s", (recipient,))
     ).fetchone()
@@ -295,29 +285,89 @@ async def _wrap(
             code="no_wrapping_key",
             details={"field": "passphrase"},
         )
-    return printfile.wrap_with_rsa(key, row["public_key_pem"]), key
+    return printfile.wrap_with_rsa(key, row["public_key_pem"])
+
+
+# Client ids: a retry answers the first allocation --------------------------------------------
+
+
+def _fingerprint(data: AllocationIn) -> bytes:
+    """SHA-256 of the request without its client id and passphrase (whether one was given
+    counts; the passphrase itself is checked against the first allocation's wrap)."""
+    bare = msgspec.structs.replace(data, client_id=None, passphrase=None)
+    return hashlib.sha256(msgspec.json.encode([bare, data.passphrase is not None])).digest()
+
+
+async def _earlier(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
+    """The allocation the caller already made under ``client_id``. The id stays locked until
+    the transaction ends, so a concurrent retry waits and then finds the first allocation."""
+    if actor.api_key_id is not None:
+        owner, where = f"key:{actor.api_key_id}", "a.api_key_id = %(key)s"
+    else:
+        owner, where = f"org:{actor.org_id}", "a.api_key_id IS NULL AND a.caller_org_id = %(org)s"
+    await xact_lock(conn, Lock.ALLOCATION_CLIENT_ID, f"{owner}:{client_id}")
+    return await (
+        await conn.execute(
+            f"SELECT a.id, a.client_hash, a.wrap FROM code_allocations a WHERE {where} "
+            "AND a.client_id = %(client)s",
+            {"key": actor.api_key_id, "org": actor.org_id, "client": client_id},
+        )
+    ).fetchone()
+
+
+async def _same_passphrase(wrap: dict[str, Any] | None, passphrase: str | None) -> bool:
+    if passphrase is None or wrap is None or wrap.get("method") != "scrypt+aes-256-gcm":
+        return True  # the fingerprint already tells a passphrase from none
+    try:
+        await asyncio.to_thread(printfile.unwrap, wrap, passphrase=passphrase, private_key_pem=None)
+    except printfile.WrongKey:
+        return False
+    return True
+
+
+async def _replay(
+    conn: Conn, actor: Principal, scheme: Scheme, data: AllocationIn, earlier: dict[str, Any]
+) -> Allocated:
+    """The first allocation again for a retry of the same request (audited ``replay``)."""
+    same = bytes(earlier["client_hash"]) == _fingerprint(data)
+    if not same or not await _same_passphrase(earlier["wrap"], data.passphrase):
+        raise Conflict(
+            "this client id was used for another allocation request",
+            code="client_id_reused",
+            details={"allocation_id": str(earlier["id"])},
+        )
+    out = visible(actor, await load(conn, str(earlier["id"])))
+    made = await again(conn, scheme, out)
+    await audit.record(
+        conn, actor, "replay", "code_allocation", out.id, after={"client_id": data.client_id}
+    )
+    made.replayed = True
+    return made
+
+
+# Allocating -----------------------------------------------------------------------------------
 
 
 async def allocate(
-    conn: Conn, actor: Principal, settings: Settings, data: AllocationIn
+    conn: Conn, actor: Principal, settings: Settings, scheme: Scheme, data: AllocationIn
 ) -> Allocated:
-    """Give out ``data.count`` codes once and record who received which ranges (audited).
+    """Give out ``data.count`` codes once and record who received which ranges (audited); with
+    a client id already used by the caller for the same request, the first allocation again.
 
     The caller commits before streaming the codes: the batch rows stay locked until then."""
     kind = scope(actor)
-    if (data.batch_no is None) == (data.pool_id is None):
-        raise ValidationFailed("give exactly one of batch_no and pool_id", code="batch_or_pool")
-    if data.count > settings.allocation_max:
-        raise ValidationFailed(
-            f"at most {settings.allocation_max} codes per allocation",
-            code="count_over_maximum",
-            details={"field": "count", "maximum": settings.allocation_max},
-        )
+    _check_request(settings, data)
+    if data.client_id is not None:
+        earlier = await _earlier(conn, actor, data.client_id)
+        if earlier is not None:
+            return await _replay(conn, actor, scheme, data, earlier)
     pool = None if data.pool_id is None else await get_pool(conn, actor, data.pool_id)
     recipient = actor.org_id
     if pool is not None and pool.recipient_org_id is not None and kind == "brand":
         recipient = pool.recipient_org_id  # brand staff fetching on the partner's behalf
-    wrap, key = await _wrap(conn, actor, data, recipient)  # (scrypt) before any row is locked
+    allocation_id = uuid.uuid4()
+    # (scrypt) before any row is locked
+    wrap = await _wrap(conn, scheme, settings, data, recipient, allocation_id)
     if pool is not None:
         rows = await _lock_pool(conn, pool.id)
     else:
@@ -331,7 +381,12 @@ async def allocate(
             "WHERE batch_no = %s",
             (take.end, take.batch_no),
         )
-    out = await _record(conn, actor, data, pool, recipient, takes)
+    version = settings.current_key_version
+    out = await _record(
+        conn, actor, data, takes,
+        allocation_id=allocation_id, pool=pool, recipient=recipient, wrap=wrap, version=version,
+    )  # fmt: skip
+    key = None if wrap is None else data_key(scheme, allocation_id, version)
     return Allocated(out, takes, wrap, key)
 
 
@@ -339,16 +394,21 @@ async def _record(
     conn: Conn,
     actor: Principal,
     data: AllocationIn,
+    takes: list[Take],
+    *,
+    allocation_id: uuid.UUID,
     pool: PoolOut | None,
     recipient: int,
-    takes: list[Take],
+    wrap: dict[str, Any] | None,
+    version: int,
 ) -> AllocationOut:
-    allocation_id = uuid.uuid4()
+    """Write the allocation, its ranges and its audit row (``allocate``)."""
     total = sum(t.end - t.start for t in takes)
     await conn.execute(
         """INSERT INTO code_allocations (id, brand_id, pool_id, recipient_org_id, requested,
-               total, format, with_pins, note, created_by, api_key_id)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+               total, format, with_pins, note, created_by, api_key_id, caller_org_id, client_id,
+               client_hash, key_version, wrap)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
         (
             allocation_id,
             actor.brand_id,
@@ -361,6 +421,11 @@ async def _record(
             data.note,
             actor.user_id,
             actor.api_key_id,
+            actor.org_id,
+            data.client_id,
+            None if data.client_id is None else _fingerprint(data),
+            None if wrap is None else version,
+            None if wrap is None else Jsonb(wrap),
         ),
     )
     await conn.execute(
@@ -374,7 +439,7 @@ async def _record(
             [t.end - 1 for t in takes],
         ),
     )
-    out = await _load(conn, str(allocation_id))
+    out = await load(conn, str(allocation_id))
     assert out is not None
     summary = {
         "pool_id": out.pool_id,
@@ -383,78 +448,8 @@ async def _record(
         "total": out.total,
         "format": out.format,
         "with_pins": out.with_pins,
+        "client_id": out.client_id,
         "ranges": [[r.batch_no, r.first_index, r.last_index] for r in out.ranges],
     }
     await audit.record(conn, actor, "allocate", "code_allocation", out.id, after=summary)
     return out
-
-
-# Reading allocations -------------------------------------------------------------------------
-
-
-async def _load(conn: Conn, allocation_id: str) -> AllocationOut | None:
-    try:
-        key = uuid.UUID(allocation_id)
-    except ValueError:
-        return None
-    row = await (
-        await conn.execute(
-            f"SELECT {_ALLOCATION_COLUMNS} FROM code_allocations a WHERE a.id = %s", (key,)
-        )
-    ).fetchone()
-    if row is None:
-        return None
-    ranges = await (
-        await conn.execute(
-            "SELECT batch_no, first_index, last_index, last_index - first_index + 1 AS count "
-            "FROM code_allocation_ranges WHERE allocation_id = %s ORDER BY position",
-            (key,),
-        )
-    ).fetchall()
-    return AllocationOut(
-        **{**row, "id": str(row["id"])}, ranges=[AllocationRangeOut(**r) for r in ranges]
-    )
-
-
-def _visible(actor: Principal, out: AllocationOut | None) -> AllocationOut:
-    """Brand staff see the brand's allocations; printers and partners the ones they received."""
-    actor.require_any("codes.allocate", "codes.issue")
-    if out is not None and out.brand_id == actor.brand_id:
-        if actor.has("codes.issue") or scope(actor) == "brand":
-            return out
-        if out.recipient_org_id == actor.org_id:
-            return out
-    raise NotFound("allocation not found", code="unknown_allocation")
-
-
-async def get_allocation(conn: Conn, actor: Principal, allocation_id: str) -> AllocationOut:
-    return _visible(actor, await _load(conn, allocation_id))
-
-
-async def allocation_of(
-    conn: Conn, actor: Principal, scheme: Scheme, serial: str
-) -> CodeAllocationOut:
-    """The allocation that gave out a serial (404 ``not_allocated`` if none did).
-
-    400 for a malformed serial and 422 for a forged one, as everywhere (``scheme.verify``)."""
-    batch_no, index, version = scheme.verify(serial)
-    row = await (
-        await conn.execute(
-            "SELECT allocation_id, last_index FROM code_allocation_ranges "
-            "WHERE batch_no = %s AND first_index <= %s ORDER BY first_index DESC LIMIT 1",
-            (batch_no, index),
-        )
-    ).fetchone()
-    out = None
-    if row is not None and row["last_index"] >= index:
-        out = await _load(conn, str(row["allocation_id"]))
-    try:
-        found = _visible(actor, out)
-    except NotFound:
-        raise NotFound("no allocation gave out this code", code="not_allocated") from None
-    return CodeAllocationOut(
-        serial=scheme.serial(batch_no, index, version),
-        batch_no=batch_no,
-        index=index,
-        allocation=found,
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -13,7 +14,7 @@ from litestar.response import File, Stream
 
 from app import jobs
 from app.auth.principal import Principal
-from app.codes import allocation_stream, allocations, cases, exports, service
+from app.codes import allocation_records, allocation_stream, allocations, cases, exports, service
 from app.codes.schemas import (
     AllocationIn,
     AllocationOut,
@@ -42,6 +43,12 @@ from app.errors import BadRequest, ServerError
 from app.paging import Page, PageNo, PerPage
 
 Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)$")]
+Since = Annotated[datetime | None, QueryParameter(name="from", description="made at or after")]
+Until = Annotated[datetime | None, QueryParameter(name="to", description="made before")]
+ClientIdParam = Annotated[
+    str | None,
+    QueryParameter(max_length=64, pattern=r"^[\x21-\x7e]+$", description="the caller's client id"),
+]
 MAX_SERIAL = 64
 
 
@@ -258,6 +265,30 @@ class PoolController(Controller):
         return await allocations.get_pool(conn, principal, pool_id)
 
 
+def _codes(
+    scheme: Scheme, made: allocation_records.Allocated, status_code: int, head: bool = False
+) -> Stream:
+    """An allocation's codes as a stream: ``SERIAL,PIN`` lines or its TCPF1 file (nothing is made
+    for a HEAD: its body is dropped anyway)."""
+    out = made.out
+    headers = {
+        "X-Allocation-Id": out.id,
+        "X-Allocation-Count": str(out.total),
+        "X-Allocation-Replayed": "true" if made.replayed else "false",
+        "Location": f"/allocations/{out.id}",
+    }
+    if out.format == "file":
+        headers["Content-Disposition"] = f'attachment; filename="{out.id}.tcpf"'
+        body = allocation_stream.encrypted(scheme, made)
+        media_type = "application/octet-stream"
+    else:
+        body = allocation_stream.lines(scheme, made.takes, out.with_pins)
+        media_type = "text/plain; charset=us-ascii"
+    return Stream(
+        iter(()) if head else body, media_type=media_type, headers=headers, status_code=status_code
+    )
+
+
 class AllocationController(Controller):
     path = "/allocations"
     tags = ["codes"]
@@ -276,33 +307,59 @@ class AllocationController(Controller):
         scheme: Scheme,
     ) -> Stream:
         """Allocate N codes of a batch or pool, given out once (audited), streamed as they are
-        made. Headers: ``X-Allocation-Id``, ``X-Allocation-Count``, ``Location``."""
-        made = await allocations.allocate(conn, principal, settings, data)
+        made. Headers: ``X-Allocation-Id``, ``X-Allocation-Count``, ``X-Allocation-Replayed``,
+        ``Location``. A retry with the same ``client_id`` and request answers 200 with the first
+        allocation's codes; another request under the id: 409 ``client_id_reused``."""
+        made = await allocations.allocate(conn, principal, settings, scheme, data)
         await conn.commit()  # the codes are given out (and the rows unlocked) before streaming
-        headers = {
-            "X-Allocation-Id": made.out.id,
-            "X-Allocation-Count": str(made.out.total),
-            "Location": f"/allocations/{made.out.id}",
-        }
-        if data.format == "file":
-            headers["Content-Disposition"] = f'attachment; filename="{made.out.id}.tcpf"'
-            return Stream(
-                allocation_stream.encrypted(scheme, made),
-                media_type="application/octet-stream",
-                headers=headers,
-                status_code=201,
-            )
-        return Stream(
-            allocation_stream.lines(scheme, made.takes, data.pins),
-            media_type="text/plain; charset=us-ascii",
-            headers=headers,
-            status_code=201,
-        )
+        return _codes(scheme, made, 200 if made.replayed else 201)
+
+    @get("/")
+    async def list_allocations(
+        self,
+        conn: Conn,
+        principal: Principal,
+        batch_no: int | None = None,
+        pool_id: int | None = None,
+        client_id: ClientIdParam = None,
+        since: Since = None,
+        until: Until = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[AllocationOut]:
+        """The allocations the caller sees (brand staff: the brand's; printers and partners:
+        those their organisation received), newest first, with their ranges."""
+        return await allocation_records.list_allocations(
+            conn, principal, batch_no=batch_no, pool_id=pool_id, client_id=client_id,
+            since=since, until=until, page=page, per_page=per_page,
+        )  # fmt: skip
 
     @get("/{allocation_id:str}")
     async def get_one(self, allocation_id: str, conn: Conn, principal: Principal) -> AllocationOut:
         """Who received the allocation, when, and its ranges (batch, first..last index)."""
-        return await allocations.get_allocation(conn, principal, allocation_id)
+        return await allocation_records.get_allocation(conn, principal, allocation_id)
+
+    @get(
+        "/{allocation_id:str}/codes",
+        response_description="the same SERIAL,PIN lines, or a TCPF1 file for the same key",
+    )
+    async def codes(
+        self,
+        request: Request[Any, Any, Any],
+        allocation_id: str,
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+    ) -> Stream:
+        """The allocation's codes again, as first given (``codes.allocate``; audited
+        ``fetch_codes``): the same lines, or a file that opens with the same passphrase or RSA
+        key. Seen as ``GET /allocations/{id}`` is (404 otherwise)."""
+        head = request.method == "HEAD"
+        made = await allocation_records.fetch_codes(
+            conn, principal, scheme, allocation_id, audited=not head
+        )
+        await conn.commit()  # audited before the codes go out
+        return _codes(scheme, made, 200, head=head)
 
 
 @get("/codes/{serial:str}/allocation", tags=["codes"])
@@ -312,4 +369,4 @@ async def code_allocation(
     """The allocation (and so the recipient) that received a serial: 404 ``not_allocated``."""
     if len(serial) > MAX_SERIAL:
         raise BadRequest(f"not a serial: at most {MAX_SERIAL} characters", code="malformed_serial")
-    return await allocations.allocation_of(conn, principal, scheme, serial)
+    return await allocation_records.allocation_of(conn, principal, scheme, serial)

@@ -149,6 +149,8 @@ class BatchDetailOut(BatchOut, frozen=True, kw_only=True):
 
 PoolName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 AllocationFormat = Literal["text", "file"]
+# The caller's idempotency key: printable ASCII, as the staff app's client ids.
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
 
 
 class PoolIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -185,8 +187,13 @@ class AllocationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
     ``format="text"`` streams ``SERIAL,PIN`` lines (``SERIAL`` without ``pins``);
     ``format="file"`` streams the same lines as an encrypted printer file (TCPF1) wrapped for the
-    recipient organisation's RSA public key, or for ``passphrase``. With ``partial`` an
+    recipient organisation's RSA public key, or for ``passphrase`` (a passphrase with
+    ``format="text"`` is refused: 400 ``passphrase_needs_file``). With ``partial`` an
     allocation of more than is left gets what is left; without it, 409 ``not_enough_codes``.
+
+    ``client_id`` makes a retry safe: the same id and request again answer the first allocation
+    (its codes again, 200); the same id with another request is 409 ``client_id_reused``. An API
+    key's client ids are its own; a user's are shared by the user's organisation.
     """
 
     count: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)]
@@ -197,6 +204,7 @@ class AllocationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     pins: bool = True
     passphrase: Passphrase | None = None
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    client_id: ClientId | None = None
 
 
 class AllocationRangeOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +226,7 @@ class AllocationOut(msgspec.Struct, frozen=True, kw_only=True):
     note: str
     created_by: int | None
     api_key_id: int | None
+    client_id: str | None
     created_at: datetime
     ranges: list[AllocationRangeOut]
 

@@ -1,0 +1,250 @@
+"""The record of serial allocations: who received which ranges, read back and streamed again.
+
+An allocation (``app.codes.allocations``) keeps its ranges, its caller and recipient, never its
+codes: they are made again from the ranges whenever they are asked for, the same lines each time
+(the Rust core is deterministic). An encrypted file's data key is derived from the master key and
+the allocation id (``Scheme.derive``, as exports' keys are) and only its wrap is stored, so the
+file made again opens with the same passphrase or RSA private key as the first one.
+
+Who sees an allocation (``visible``/``_visible_where``, one rule for reading, listing, tracing
+and fetching the codes again): brand staff (``codes.issue``, or ``codes.allocate`` at brand
+scope) every allocation of the brand; a printer's users and a partner's API key the
+allocations their organisation received. Anything else answers 404, as if it did not exist.
+Fetching the codes again needs ``codes.allocate`` besides, and is audited (``fetch_codes``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from app import audit
+from app.auth.principal import Principal
+from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationOut
+from app.codes.scheme import Scheme
+from app.db import Conn
+from app.errors import Conflict, NotFound
+from app.paging import Page, fetch_page
+
+Scope = Literal["brand", "printer", "partner"]
+
+COLUMNS = """a.id, a.brand_id, a.pool_id, a.recipient_org_id, a.requested, a.total, a.format,
+    a.with_pins, a.note, a.created_by, a.api_key_id, a.client_id, a.created_at,
+    COALESCE((SELECT json_agg(json_build_object('batch_no', r.batch_no,
+        'first_index', r.first_index, 'last_index', r.last_index,
+        'count', r.last_index - r.first_index + 1) ORDER BY r.position)
+      FROM code_allocation_ranges r WHERE r.allocation_id = a.id), '[]'::json) AS ranges"""
+
+
+class Take:
+    """One range to give out: indexes ``start..end`` (end exclusive) of a batch."""
+
+    __slots__ = ("batch_no", "end", "start", "version")
+
+    def __init__(self, batch_no: int, start: int, end: int, version: int) -> None:
+        self.batch_no, self.start, self.end, self.version = batch_no, start, end, version
+
+
+class Allocated:
+    """An allocation to stream: the record, its ranges, and the file's key wrap and data key.
+
+    ``replayed``: the allocation was made before (a retry with its client id)."""
+
+    __slots__ = ("data_key", "out", "replayed", "takes", "wrap")
+
+    def __init__(
+        self,
+        out: AllocationOut,
+        takes: list[Take],
+        wrap: dict[str, Any] | None,
+        data_key: bytes | None,
+        replayed: bool = False,
+    ) -> None:
+        self.out, self.takes, self.wrap, self.data_key = out, takes, wrap, data_key
+        self.replayed = replayed
+
+
+def scope(actor: Principal) -> Scope:
+    """Which batches and pools the caller may allocate from (``app.codes.allocations``)."""
+    actor.require("codes.allocate")
+    if actor.api_key_id is not None:
+        return "partner"
+    if actor.has("codes.download") and not actor.has("codes.export"):
+        return "printer"
+    return "brand"
+
+
+def data_key(scheme: Scheme, allocation_id: uuid.UUID | str, version: int) -> bytes:
+    """The AES-256 key of an allocation's file, derived from the master key (never stored)."""
+    return scheme.derive(f"allocation.{uuid.UUID(str(allocation_id)).hex}", version)
+
+
+def _out(row: dict[str, Any]) -> AllocationOut:
+    ranges = [AllocationRangeOut(**r) for r in row.pop("ranges")]
+    return AllocationOut(**{**row, "id": str(row["id"])}, ranges=ranges)
+
+
+async def load(conn: Conn, allocation_id: str) -> AllocationOut | None:
+    """The allocation (no visibility check); ``None`` for an unknown or malformed id."""
+    try:
+        key = uuid.UUID(allocation_id)
+    except ValueError:
+        return None
+    row = await (
+        await conn.execute(f"SELECT {COLUMNS} FROM code_allocations a WHERE a.id = %s", (key,))
+    ).fetchone()
+    return None if row is None else _out(row)
+
+
+def _sees_all(actor: Principal) -> bool:
+    """Brand staff see every allocation of the brand; others those their organisation got."""
+    actor.require_any("codes.allocate", "codes.issue")
+    return actor.has("codes.issue") or scope(actor) == "brand"
+
+
+def visible(actor: Principal, out: AllocationOut | None) -> AllocationOut:
+    """``out`` if the caller may see it (module docstring), else 404 ``unknown_allocation``."""
+    sees_all = _sees_all(actor)  # 403 first for a caller who may see none
+    if out is not None and out.brand_id == actor.brand_id:
+        if sees_all or out.recipient_org_id == actor.org_id:
+            return out
+    raise NotFound("allocation not found", code="unknown_allocation")
+
+
+def _visible_where(actor: Principal) -> tuple[list[str], dict[str, Any]]:
+    where = ["a.brand_id = %(brand)s"]
+    params: dict[str, Any] = {"brand": actor.brand_id}
+    if not _sees_all(actor):
+        where.append("a.recipient_org_id = %(org)s")
+        params["org"] = actor.org_id
+    return where, params
+
+
+async def get_allocation(conn: Conn, actor: Principal, allocation_id: str) -> AllocationOut:
+    return visible(actor, await load(conn, allocation_id))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def list_allocations(
+    conn: Conn,
+    actor: Principal,
+    *,
+    batch_no: int | None = None,
+    pool_id: int | None = None,
+    client_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> Page[AllocationOut]:
+    """The allocations the caller sees, newest first, each with its ranges. Filters: a batch
+    (any range of it), a pool, a client id, made at or after ``since`` and before ``until``
+    (a time without zone is UTC)."""
+    where, params = _visible_where(actor)
+    if batch_no is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM code_allocation_ranges r "
+            "WHERE r.allocation_id = a.id AND r.batch_no = %(batch)s)"
+        )
+        params["batch"] = batch_no
+    if pool_id is not None:
+        where.append("a.pool_id = %(pool)s")
+        params["pool"] = pool_id
+    if client_id is not None:
+        where.append("a.client_id = %(client)s")
+        params["client"] = client_id
+    if since is not None:
+        where.append("a.created_at >= %(since)s")
+        params["since"] = _aware(since)
+    if until is not None:
+        where.append("a.created_at < %(until)s")
+        params["until"] = _aware(until)
+    return await fetch_page(
+        conn,
+        columns=COLUMNS,
+        source="code_allocations a",
+        where=where,
+        params=params,
+        order="a.created_at DESC, a.id",
+        page=page,
+        per_page=per_page,
+        make=_out,
+    )
+
+
+async def again(conn: Conn, scheme: Scheme, out: AllocationOut) -> Allocated:
+    """What streams ``out``'s codes once more: its ranges, and for a file the stored wrap and
+    the derived data key (409 ``refetch_unavailable`` for a file made before keys were kept)."""
+    takes = [
+        Take(r["batch_no"], r["first_index"], r["last_index"] + 1, r["key_version"])
+        for r in await (
+            await conn.execute(
+                "SELECT r.batch_no, r.first_index, r.last_index, b.key_version "
+                "FROM code_allocation_ranges r JOIN code_batches b ON b.batch_no = r.batch_no "
+                "WHERE r.allocation_id = %s ORDER BY r.position",
+                (uuid.UUID(out.id),),
+            )
+        ).fetchall()
+    ]
+    if out.format != "file":
+        return Allocated(out, takes, None, None)
+    row = await (
+        await conn.execute(
+            "SELECT wrap, key_version FROM code_allocations WHERE id = %s", (uuid.UUID(out.id),)
+        )
+    ).fetchone()
+    if row is None or row["wrap"] is None:
+        raise Conflict(
+            "this allocation's file was made before files could be made again",
+            code="refetch_unavailable",
+        )
+    return Allocated(out, takes, row["wrap"], data_key(scheme, out.id, row["key_version"]))
+
+
+async def fetch_codes(
+    conn: Conn, actor: Principal, scheme: Scheme, allocation_id: str, *, audited: bool = True
+) -> Allocated:
+    """The codes of an allocation again, as first given (lines or the file for the same key);
+    audited (``audited=False``: the same checks for a HEAD, which streams nothing)."""
+    scope(actor)  # 403 without codes.allocate: the codes (and PINs) are for those who allocate
+    out = visible(actor, await load(conn, allocation_id))
+    made = await again(conn, scheme, out)
+    if audited:
+        await audit.record(
+            conn, actor, "fetch_codes", "code_allocation", out.id,
+            after={"format": out.format, "total": out.total},
+        )  # fmt: skip
+    return made
+
+
+async def allocation_of(
+    conn: Conn, actor: Principal, scheme: Scheme, serial: str
+) -> CodeAllocationOut:
+    """The allocation that gave out a serial (404 ``not_allocated`` if none did).
+
+    400 for a malformed serial and 422 for a forged one, as everywhere (``scheme.verify``)."""
+    batch_no, index, version = scheme.verify(serial)
+    row = await (
+        await conn.execute(
+            "SELECT allocation_id, last_index FROM code_allocation_ranges "
+            "WHERE batch_no = %s AND first_index <= %s ORDER BY first_index DESC LIMIT 1",
+            (batch_no, index),
+        )
+    ).fetchone()
+    out = None
+    if row is not None and row["last_index"] >= index:
+        out = await load(conn, str(row["allocation_id"]))
+    try:
+        found = visible(actor, out)
+    except NotFound:
+        raise NotFound("no allocation gave out this code", code="not_allocated") from None
+    return CodeAllocationOut(
+        serial=scheme.serial(batch_no, index, version),
+        batch_no=batch_no,
+        index=index,
+        allocation=found,
+    )
