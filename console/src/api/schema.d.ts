@@ -101,7 +101,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** ListAllocations */
+        get: operations["AllocationsListAllocations"];
         put?: never;
         /** Create */
         post: operations["AllocationsCreate"];
@@ -120,6 +121,23 @@ export interface paths {
         };
         /** GetOne */
         get: operations["AllocationsAllocationIdGetOne"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/allocations/{allocation_id}/codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Codes */
+        get: operations["AllocationsAllocationIdCodesCodes"];
         put?: never;
         post?: never;
         delete?: never;
@@ -639,6 +657,23 @@ export interface paths {
         put?: never;
         /** Create */
         post: operations["DocumentsCreate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/documents/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ExportDocuments */
+        get: operations["DocumentsExportExportDocuments"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1673,6 +1708,36 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/orgs/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * ImportOrgs
+         * @description Import organisations (``orgs.write``) by ERP code: agents, distributors, stores … with
+         *     their parent, region, address, contact and position. Columns: erp_code, kind, name,
+         *     parent_erp_code, province_code, province_name, city_code, city_name, address, contact_name,
+         *     contact_phone, latitude, longitude, status.
+         *
+         *     The body is a CSV file (``Content-Type: text/csv``; UTF-8 with or without a BOM, or GB18030 as
+         *     Excel writes it on Chinese Windows; a header row naming the columns, ``erp_code`` required) or
+         *     JSON (``application/json``: ``{"items": [{…}, …]}``, the same names as keys). Per row: good rows
+         *     are applied, bad rows are listed in ``errors`` (row, CSV line, column, stable code) and not
+         *     applied; ``?dry_run=true`` checks and rolls back. Importing the same file again changes nothing
+         *     (``unchanged``). Columns left out leave the record's field as it is; an empty cell clears it.
+         */
+        post: operations["OrgsImportImportOrgs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/orgs/{org_id}": {
         parameters: {
             query?: never;
@@ -1944,6 +2009,35 @@ export interface paths {
         put?: never;
         /** Create */
         post: operations["ProductsCreate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/products/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * ImportProducts
+         * @description Import products (``catalog.write``) by ERP code into the caller's catalogue. Columns:
+         *     erp_code, product_no, name, category, spec, product_type, barcode, gtin, image_url, colour_no,
+         *     efficacy, video_url, display_order, published.
+         *
+         *     The body is a CSV file (``Content-Type: text/csv``; UTF-8 with or without a BOM, or GB18030 as
+         *     Excel writes it on Chinese Windows; a header row naming the columns, ``erp_code`` required) or
+         *     JSON (``application/json``: ``{"items": [{…}, …]}``, the same names as keys). Per row: good rows
+         *     are applied, bad rows are listed in ``errors`` (row, CSV line, column, stable code) and not
+         *     applied; ``?dry_run=true`` checks and rolls back. Importing the same file again changes nothing
+         *     (``unchanged``). Columns left out leave the record's field as it is; an empty cell clears it.
+         */
+        post: operations["ProductsImportImportProducts"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2590,6 +2684,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/users/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * ImportUsers
+         * @description Import staff users (``users.write``) by ERP code. Columns: erp_code, username,
+         *     org_erp_code, roles, display_name, phone, email, status. Never a password: a new user's
+         *     one-time initial password is in this answer (``results[].initial_password``) and only here.
+         *
+         *     The body is a CSV file (``Content-Type: text/csv``; UTF-8 with or without a BOM, or GB18030 as
+         *     Excel writes it on Chinese Windows; a header row naming the columns, ``erp_code`` required) or
+         *     JSON (``application/json``: ``{"items": [{…}, …]}``, the same names as keys). Per row: good rows
+         *     are applied, bad rows are listed in ``errors`` (row, CSV line, column, stable code) and not
+         *     applied; ``?dry_run=true`` checks and rolls back. Importing the same file again changes nothing
+         *     (``unchanged``). Columns left out leave the record's field as it is; an empty cell clears it.
+         */
+        post: operations["UsersImportImportUsers"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/users/{user_id}": {
         parameters: {
             query?: never;
@@ -2853,6 +2976,7 @@ export interface components {
         /** AllocationIn */
         AllocationIn: {
             batch_no?: number | null;
+            client_id?: string | null;
             count: number;
             /**
              * @default text
@@ -2872,6 +2996,7 @@ export interface components {
         AllocationOut: {
             api_key_id: number | null;
             brand_id: number;
+            client_id: string | null;
             /** Format: date-time */
             created_at: string;
             created_by: number | null;
@@ -3507,12 +3632,57 @@ export interface components {
                 message: string;
             };
         };
+        /** ExportDocument */
+        ExportDocument: {
+            confirmed_at: string | null;
+            counterparty_erp_code: string | null;
+            counterparty_id: number | null;
+            counterparty_name: string | null;
+            customer: string | null;
+            customer_type: string | null;
+            destination_city: string | null;
+            /** @enum {string} */
+            direction: "inbound" | "outbound";
+            discrepancies: unknown;
+            /** Format: date */
+            doc_date: string;
+            doc_no: string;
+            handler_username: string | null;
+            id: number;
+            kind: string;
+            lines: components["schemas"]["ExportLine"][];
+            note: string;
+            order_erp_no: string | null;
+            order_id: number | null;
+            org_erp_code: string;
+            org_id: number;
+            org_name: string;
+            packages: number;
+            phone: string | null;
+            reason: string | null;
+            salesperson_erp_code: string | null;
+            shipment_doc_no: string | null;
+            shipment_id: number | null;
+            signee: string | null;
+            units: number;
+        };
         /** ExportIn */
         ExportIn: {
             end?: number | null;
             inner?: components["schemas"]["PartIn"];
             outer?: components["schemas"]["PartIn"];
             start?: number | null;
+        };
+        /** ExportLine */
+        ExportLine: {
+            gtin: string | null;
+            lot: string;
+            packages: number;
+            product_erp_code: string | null;
+            product_id: number;
+            product_name: string;
+            product_no: string;
+            units: number;
         };
         /** ExportOut */
         ExportOut: {
@@ -3537,6 +3707,12 @@ export interface components {
             started_at: string | null;
             state: string;
             total: number;
+        };
+        /** ExportPage */
+        ExportPage: {
+            has_more: boolean;
+            items: components["schemas"]["ExportDocument"][];
+            next_cursor: string;
         };
         /** Figure */
         Figure: {
@@ -3819,6 +3995,49 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /** MasterDataError */
+        MasterDataError: {
+            code: string;
+            column: string | null;
+            erp_code: string | null;
+            line: number | null;
+            message: string;
+            row: number;
+        };
+        /**
+         * MasterDataIn
+         * @description A JSON import: the rows as objects (the CSV columns as keys), at most 50,000.
+         */
+        MasterDataIn: {
+            items: Record<string, never>[];
+        };
+        /** MasterDataOut */
+        MasterDataOut: {
+            created: number;
+            /** @description true: checked and rolled back */
+            dry_run: boolean;
+            /** @enum {string} */
+            entity: "orgs" | "products" | "users";
+            errors: components["schemas"]["MasterDataError"][];
+            errors_total: number;
+            /** @enum {string} */
+            format: "csv" | "json";
+            rejected: number;
+            results: components["schemas"]["MasterDataResult"][];
+            rows: number;
+            unchanged: number;
+            updated: number;
+        };
+        /** MasterDataResult */
+        MasterDataResult: {
+            changed?: string[];
+            erp_code: string | null;
+            id?: number | null;
+            initial_password?: string | null;
+            /** @enum {string} */
+            result: "created" | "updated" | "unchanged" | "rejected";
+            row: number;
+        };
         /** MeOut */
         MeOut: {
             api_key_id: number | null;
@@ -4000,6 +4219,8 @@ export interface components {
             erp_code: string;
             /** @enum {string} */
             kind: "brand" | "factory" | "warehouse" | "branch" | "agent" | "distributor" | "store" | "printer";
+            latitude?: number | null;
+            longitude?: number | null;
             name: string;
             parent_id?: number | null;
             province_code?: string | null;
@@ -4018,6 +4239,8 @@ export interface components {
             erp_code: string;
             id: number;
             kind: string;
+            latitude: number | null;
+            longitude: number | null;
             name: string;
             parent_id: number | null;
             province_code: string | null;
@@ -4034,6 +4257,8 @@ export interface components {
             contact_name?: string | null;
             contact_phone?: string | null;
             erp_code?: string;
+            latitude?: number | null;
+            longitude?: number | null;
             name?: string;
             province_code?: string | null;
             province_name?: string | null;
@@ -4090,6 +4315,13 @@ export interface components {
         /** Page[ProductOut] */
         "Page_app.catalog.schemas.ProductOut_": {
             items: components["schemas"]["ProductOut"][];
+            page: number;
+            per_page: number;
+            total: number;
+        };
+        /** Page[AllocationOut] */
+        "Page_app.codes.schemas.AllocationOut_": {
+            items: components["schemas"]["AllocationOut"][];
             page: number;
             per_page: number;
             total: number;
@@ -4626,6 +4858,8 @@ export interface components {
             created_at: string;
             display_order: number;
             efficacy: string | null;
+            /** @description the ERP's code (set by import) */
+            erp_code: string | null;
             gtin: string | null;
             id: number;
             image_url: string | null;
@@ -5393,6 +5627,8 @@ export interface components {
             created_at: string;
             display_name: string;
             email: string | null;
+            /** @description the ERP's code (set by import) */
+            erp_code: string | null;
             id: number;
             last_login_at: string | null;
             org_id: number;
@@ -6245,6 +6481,93 @@ export interface operations {
             };
         };
     };
+    AllocationsListAllocations: {
+        parameters: {
+            query?: {
+                batch_no?: number | null;
+                pool_id?: number | null;
+                /** @description the caller's client id */
+                client_id?: string | null;
+                /** @description made at or after */
+                from?: string | null;
+                /** @description made before */
+                to?: string | null;
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description items per page (max 200) */
+                per_page?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_app.codes.schemas.AllocationOut_"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     AllocationsCreate: {
         parameters: {
             query?: never;
@@ -6368,6 +6691,82 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AllocationOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    AllocationsAllocationIdCodesCodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                allocation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the same SERIAL,PIN lines, or a TCPF1 file for the same key */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
@@ -9678,6 +10077,90 @@ export interface operations {
             };
             /** @description the body is not of a media type this operation reads */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    DocumentsExportExportDocuments: {
+        parameters: {
+            query?: {
+                /** @description next_cursor of the previous page */
+                cursor?: string | null;
+                /** @description documents per page */
+                limit?: number;
+                direction?: "inbound" | "outbound" | null;
+                kind?: "factory_inbound" | "outbound" | "exception" | "inbound" | "sale" | "return" | null;
+                /** @description json, or csv (one row per document line) */
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportPage"];
+                    "text/csv": string;
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16084,6 +16567,115 @@ export interface operations {
             };
         };
     };
+    OrgsImportImportOrgs: {
+        parameters: {
+            query?: {
+                /** @description check the file and answer what would happen; change nothing */
+                dry_run?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MasterDataIn"];
+                "text/csv": string;
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MasterDataOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     OrgsOrgIdGetOne: {
         parameters: {
             query?: never;
@@ -17947,6 +18539,115 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ProductOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    ProductsImportImportProducts: {
+        parameters: {
+            query?: {
+                /** @description check the file and answer what would happen; change nothing */
+                dry_run?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MasterDataIn"];
+                "text/csv": string;
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MasterDataOut"];
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
@@ -22296,6 +22997,115 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UserOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    UsersImportImportUsers: {
+        parameters: {
+            query?: {
+                /** @description check the file and answer what would happen; change nothing */
+                dry_run?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MasterDataIn"];
+                "text/csv": string;
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MasterDataOut"];
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
