@@ -18,6 +18,7 @@ from app import (
     catalog,
     codes,
     db,
+    erp,
     field,
     inspect,
     logistics,
@@ -39,6 +40,7 @@ from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.edge import EdgeRequest
 from app.embedded import resolve_urls
+from app.erp.routes import document_imports
 from app.errors import exception_handlers
 from app.front import Tracecode
 from app.head import HeadForGet
@@ -70,6 +72,7 @@ ROUTERS = [
     rebates.router,
     sms.router,
     webhooks.router,
+    erp.router,
     web.router,
 ]
 
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
     document_claims(app.openapi_schema)  # POST /members/me/claims, an ASGI handler too
     rebate_routes.document_claims(app.openapi_schema)  # POST /rebates/claims, likewise
+    document_imports(app.openapi_schema)  # the CSV or JSON bodies of the ERP imports
     document_errors(app, app.openapi_schema)  # the real error shape and codes of each operation
     app.state.settings = settings
     app.state.scheme = scheme

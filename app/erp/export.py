@@ -1,0 +1,205 @@
+"""The ERP export of confirmed documents (入库单 / 出库单), incremental by cursor (SPEC I1, L10).
+
+An ERP polls ``GET /documents/export?cursor=…`` and gets the documents confirmed since its last
+page — each exactly once, in a stable order, even while confirmations commit concurrently — as
+JSON (with ``next_cursor``) or CSV (one row per document line; the cursor in ``X-Next-Cursor``).
+Scoped like the documents list: the caller's brand, documents whose organisation or counterparty
+lies in the caller's subtree; read by ``require_reader``'s holders (API keys included).
+
+Why not ``confirmed_at`` or the id. Both are fixed before the confirming transaction commits, and
+transactions commit in any order: a page read while a document confirmed at 10:00:00.100 (id 7)
+is still committing, but after one confirmed at 10:00:00.200 (id 8) committed, would hand out a
+cursor past 7 — and document 7, committed a moment later, would never be exported. A sequence
+number has the same flaw; a "safety lag" only makes it rarer.
+
+The order used instead (migration 0031): each document records the id of the transaction that
+confirmed it (``confirm_xid``, set by a trigger), and a page only reads documents whose
+transaction is older than every transaction still running — ``confirm_xid <
+pg_snapshot_xmin(pg_current_snapshot())``, the horizon, taken in the page's own statement. Below
+the horizon nothing can change any more: every such transaction has committed or rolled back,
+and a new confirmation gets a newer transaction id (or runs in one that is still open, which holds
+the horizon back). So the order ``(confirm_xid, id)`` below the horizon is final, and the cursor
+``(confirm_xid, id)`` of the last document handed out is exact. The cost is latency, never a
+loss: a long-running writing transaction anywhere in the cluster delays the export until it ends.
+
+A page that is not full moves the cursor on to the last confirmation below the horizon in the
+whole brand (the caller has seen all of its own up to there), so a small partner polling a busy
+brand does not re-scan the same foreign documents each time. The cursor is opaque (base64 of
+``v1.<xid>.<id>``); keep the same filters for one cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from datetime import date
+from typing import Any, Literal
+
+from app.auth.principal import Principal
+from app.db import Conn
+from app.erp.schemas import ExportDocument, ExportLine, ExportPage
+from app.errors import BadRequest
+from app.logistics.orders import require_reader
+
+Direction = Literal["inbound", "outbound"]
+_CURSOR = re.compile(r"v1\.(\d{1,20})\.(\d{1,20})")
+_START = (0, 0)
+
+# one statement, one snapshot: the page (one more than asked: is there more?) and the last
+# confirmation below the same horizon in the whole brand
+_PAGE = """WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x),
+page AS (
+    SELECT d.id, d.confirm_xid FROM documents d
+      JOIN orgs o ON o.id = d.org_id LEFT JOIN orgs c ON c.id = d.counterparty_id
+     WHERE d.brand_id = %(brand)s AND d.confirm_xid IS NOT NULL
+       AND (d.confirm_xid, d.id) > (%(xid)s::xid8, %(id)s)
+       AND d.confirm_xid < (SELECT x FROM horizon)
+       AND (starts_with(o.path, %(scope)s) OR starts_with(c.path, %(scope)s)) {filters}
+     ORDER BY d.confirm_xid, d.id LIMIT %(limit)s),
+tail AS (
+    SELECT d.id, d.confirm_xid FROM documents d
+     WHERE d.brand_id = %(brand)s AND d.confirm_xid IS NOT NULL
+       AND d.confirm_xid < (SELECT x FROM horizon)
+     ORDER BY d.confirm_xid DESC, d.id DESC LIMIT 1)
+SELECT 'page' AS part, id, confirm_xid::text AS xid FROM page
+UNION ALL SELECT 'tail', id, confirm_xid::text FROM tail"""
+
+_DOCUMENTS = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.erp_code AS org_erp_code,
+       o.name AS org_name, d.counterparty_id, c.erp_code AS counterparty_erp_code,
+       c.name AS counterparty_name, d.order_id, r.erp_no AS order_erp_no, d.shipment_id,
+       s.doc_no AS shipment_doc_no, d.doc_date, d.confirmed_at, h.username AS handler_username,
+       d.signee, d.phone, d.customer, d.customer_type, d.destination_city,
+       sp.erp_code AS salesperson_erp_code, d.reason, d.note, d.discrepancies
+    FROM documents d JOIN orgs o ON o.id = d.org_id
+    LEFT JOIN orgs c ON c.id = d.counterparty_id
+    LEFT JOIN orders r ON r.id = d.order_id
+    LEFT JOIN documents s ON s.id = d.shipment_id
+    LEFT JOIN users h ON h.id = d.handler_id
+    LEFT JOIN users sp ON sp.id = d.salesperson_id
+    WHERE d.id = ANY(%s)"""
+
+_LINES = """SELECT l.document_id, l.product_id, p.erp_code AS product_erp_code, p.product_no,
+       p.gtin, p.name AS product_name, l.lot, l.units, l.packages
+    FROM document_lines l JOIN products p ON p.id = l.product_id
+    WHERE l.document_id = ANY(%s) ORDER BY l.document_id, l.product_id, l.lot"""
+
+CSV_COLUMNS = [
+    *("doc_no", "direction", "kind", "doc_date", "confirmed_at", "org_erp_code", "org_name"),
+    *("counterparty_erp_code", "counterparty_name", "order_erp_no", "shipment_doc_no"),
+    *("handler_username", "signee", "phone", "customer", "customer_type", "destination_city"),
+    *("salesperson_erp_code", "reason", "note", "line_no", "product_erp_code", "product_no"),
+    *("gtin", "product_name", "lot", "units", "packages", "document_id"),
+]
+
+
+def encode_cursor(position: tuple[int, int]) -> str:
+    text = f"v1.{position[0]}.{position[1]}".encode()
+    return base64.urlsafe_b64encode(text).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[int, int]:
+    """The position a cursor stands for; none: the start. 400 ``bad_cursor`` for anything that
+    is not a cursor this export handed out."""
+    if not cursor:
+        return _START
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        text = ""
+    match = _CURSOR.fullmatch(text)
+    if match is None or max(int(match[1]), int(match[2])) >= 2**63:
+        raise BadRequest("not a cursor of this export", code="bad_cursor")
+    return int(match[1]), int(match[2])
+
+
+async def export_page(
+    conn: Conn,
+    actor: Principal,
+    *,
+    cursor: str | None,
+    limit: int,
+    direction: Direction | None = None,
+    kind: str | None = None,
+) -> ExportPage:
+    """The documents confirmed after ``cursor`` (at most ``limit``) and the cursor after them."""
+    require_reader(actor)
+    xid, doc_id = decode_cursor(cursor)
+    filters, params = "", {"direction": direction, "kind": kind}
+    if direction is not None:
+        filters += " AND d.direction = %(direction)s"
+    if kind is not None:
+        filters += " AND d.kind = %(kind)s"
+    rows = await (
+        await conn.execute(
+            _PAGE.format(filters=filters),
+            {
+                **params,
+                "brand": actor.brand_id,
+                "scope": actor.org_path,
+                "xid": str(xid),
+                "id": doc_id,
+                "limit": limit + 1,
+            },
+        )
+    ).fetchall()
+    page = [(int(r["xid"]), r["id"]) for r in rows if r["part"] == "page"]
+    tail = [(int(r["xid"]), r["id"]) for r in rows if r["part"] == "tail"]
+    has_more = len(page) > limit
+    page = page[:limit]
+    if has_more:
+        position = page[-1]
+    else:  # every document of the caller's up to the horizon is on this page
+        position = max([(xid, doc_id), *page, *tail])
+    items = await _documents(conn, [d for _, d in page])
+    return ExportPage(items=items, next_cursor=encode_cursor(position), has_more=has_more)
+
+
+async def _documents(conn: Conn, ids: list[int]) -> list[ExportDocument]:
+    """The documents (with their lines) in the order of ``ids``."""
+    if not ids:
+        return []
+    docs = {r["id"]: r for r in await (await conn.execute(_DOCUMENTS, (ids,))).fetchall()}
+    lines: dict[int, list[ExportLine]] = {i: [] for i in ids}
+    for row in await (await conn.execute(_LINES, (ids,))).fetchall():
+        lines[row.pop("document_id")].append(ExportLine(**row))
+    return [
+        ExportDocument(
+            **docs[i],
+            units=sum(line.units for line in lines[i]),
+            packages=sum(line.packages for line in lines[i]),
+            lines=lines[i],
+        )
+        for i in ids
+    ]
+
+
+def csv_rows(documents: Sequence[ExportDocument]) -> list[list[Any]]:
+    """One row per document line (a document without lines: one row, its line columns empty),
+    in ``CSV_COLUMNS`` order."""
+    rows: list[list[Any]] = []
+    for doc in documents:
+        head: list[Any] = [
+            *(doc.doc_no, doc.direction, doc.kind, doc.doc_date, doc.confirmed_at),
+            *(doc.org_erp_code, doc.org_name, doc.counterparty_erp_code, doc.counterparty_name),
+            *(doc.order_erp_no, doc.shipment_doc_no, doc.handler_username, doc.signee, doc.phone),
+            *(doc.customer, doc.customer_type, doc.destination_city, doc.salesperson_erp_code),
+            *(doc.reason, doc.note),
+        ]
+        for n, line in enumerate(doc.lines or [None], start=1):
+            if line is None:
+                rows.append([*head, None, None, None, None, None, None, None, None, doc.id])
+                continue
+            rows.append(
+                [
+                    *head,
+                    *(n, line.product_erp_code, line.product_no, line.gtin, line.product_name),
+                    *(line.lot, line.units, line.packages, doc.id),
+                ]
+            )
+    return rows
+
+
+def filename() -> str:
+    return f"documents-{date.today()}.csv"

@@ -1,0 +1,207 @@
+"""Organisations from the ERP: agents, distributors, stores … with their parent, region, address,
+contact and position (``OrgRow``), by ERP code, through the organisation service.
+
+A row's parent is named by ERP code: an organisation the caller administers, or a row of the
+same file — rows are applied parents first (whatever their order in the file), and a row whose
+new parent was rejected is rejected too (``parent_rejected``); rows whose parents name each other
+in a ring are rejected (``parent_cycle``). A changed parent moves the organisation with its
+subtree (``move_org``: same brand, allowed kinds, no cycle); a changed ``status`` (de)activates it
+(``set_status``). An ERP code held by an organisation the caller does not administer is
+``erp_code_taken`` (ERP codes of organisations are unique across the platform).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.auth.principal import Principal
+from app.db import Conn
+from app.erp.masterdata import Importer, attempt, differences, given, values_of
+from app.erp.rows import Item, Spec
+from app.erp.schemas import OrgRow
+from app.orgs.schemas import OrgIn, OrgPatch
+from app.orgs.service import create_org, move_org, set_status, update_org
+
+SPEC = Spec(
+    entity="orgs",
+    row_type=OrgRow,
+    text_columns=frozenset({"name", "province_name", "city_name", "address", "contact_name"}),
+)
+_FIELDS = (
+    "name",
+    "province_code",
+    "province_name",
+    "city_code",
+    "city_name",
+    "address",
+    "contact_name",
+    "contact_phone",
+    "latitude",
+    "longitude",
+)
+_KNOWN = """SELECT o.id, o.parent_id, o.kind, o.path, o.status, o.erp_code, o.name,
+       o.province_code, o.province_name, o.city_code, o.city_name, o.address, o.contact_name,
+       o.contact_phone, o.latitude, o.longitude
+    FROM orgs o WHERE o.erp_code = ANY(%s)"""
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one import knows: the organisations its codes name (before it), the ERP codes of
+    the file's rows (good or not), and the ids of the rows applied so far."""
+
+    conn: Conn
+    actor: Principal
+    known: dict[str, dict[str, Any]]
+    in_file: set[str]
+    applied: dict[str, int] = field(default_factory=dict)
+
+    def administers(self, row: dict[str, Any] | None) -> bool:
+        return row is not None and row["path"].startswith(self.actor.admin_scope)
+
+
+async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
+    """Apply the good rows, parents first."""
+    good = {item.data.erp_code: item for item in items if item.ok}
+    codes = set(good) | {
+        item.data.parent_erp_code for item in good.values() if given(item.data, "parent_erp_code")
+    }
+    rows = await (await conn.execute(_KNOWN, (sorted(codes),))).fetchall()
+    in_file = {item.erp_code for item in items if item.erp_code}
+    run = _Run(conn, actor, {row["erp_code"]: row for row in rows}, in_file)
+    for item in _parents_first(good):
+        await _apply_row(run, item)
+
+
+def _parent_code(item: Item) -> str | None:
+    data = item.data
+    return data.parent_erp_code if given(data, "parent_erp_code") else None
+
+
+def _parents_first(good: dict[str, Item]) -> list[Item]:
+    """The rows ordered by their depth within the file (a row whose parent is not in the file
+    is at depth 0); rows on a ring of parents, or below one, are rejected."""
+    depth: dict[str, int | None] = {}
+    for start in good:
+        chain: dict[str, int] = {}
+        code: str | None = start
+        while code is not None and code not in depth:
+            if code in chain:  # a ring: every row on it from here
+                for member in list(chain)[chain[code] :]:
+                    depth[member] = None
+                break
+            chain[code] = len(chain)
+            parent = _parent_code(good[code])
+            if parent not in good:
+                depth[code] = 0
+                break
+            code = parent
+        for member in reversed(chain):
+            if member not in depth:
+                above = depth[_parent_code(good[member])]  # type: ignore[index]
+                depth[member] = None if above is None else above + 1
+    ordered = []
+    for code, item in good.items():
+        if depth[code] is None:
+            message = f"the parents of {code} lead back to it within this file"
+            item.fail("parent_erp_code", "parent_cycle", message)
+        else:
+            ordered.append(item)
+    return sorted(ordered, key=lambda item: (depth[item.data.erp_code], item.row))
+
+
+def _parent_id(run: _Run, item: Item, code: str) -> int | None:
+    """The id of the row's parent, or ``None`` with the row rejected."""
+    if code in run.applied:
+        return run.applied[code]
+    row = run.known.get(code)
+    if row is None and code in run.in_file:
+        message = f"the parent {code} is a row of this file that was rejected"
+        item.fail("parent_erp_code", "parent_rejected", message)
+        return None
+    if not run.administers(row):
+        message = f"no organisation {code} among those you administer, nor in this file"
+        item.fail("parent_erp_code", "unknown_parent", message)
+        return None
+    assert row is not None
+    return int(row["id"])
+
+
+async def _apply_row(run: _Run, item: Item) -> None:
+    data: OrgRow = item.data
+    if not item.ok:  # rejected on the way (a ring)
+        return
+    current = run.known.get(data.erp_code)
+    if current is not None and not run.administers(current):
+        message = f"ERP code {data.erp_code} belongs to an organisation you do not administer"
+        item.fail("erp_code", "erp_code_taken", message)
+        return
+    parent = _parent_code(item)
+    parent_id = _parent_id(run, item, parent) if parent is not None else None
+    if not item.ok:
+        return
+    if current is None:
+        await _create(run, item, parent_id)
+    else:
+        await _update(run, item, current, parent_id)
+    if item.ok:
+        assert item.id is not None
+        run.applied[data.erp_code] = item.id
+
+
+async def _create(run: _Run, item: Item, parent_id: int | None) -> None:
+    data: OrgRow = item.data
+    for column in ("kind", "name", "parent_erp_code"):
+        if not given(data, column):
+            item.fail(column, "missing_value", f"{column} is required for a new organisation")
+    if not item.ok:
+        return
+    fields = values_of(data, _FIELDS)
+    org = OrgIn(kind=data.kind, erp_code=data.erp_code, parent_id=parent_id, **fields)  # type: ignore[arg-type]
+
+    async def work() -> int:
+        out = await create_org(run.conn, run.actor, org)
+        if data.status == "inactive":
+            await set_status(run.conn, run.actor, out.id, "inactive")
+        return out.id
+
+    org_id = await attempt(run.conn, item, work)
+    if org_id is not None:
+        item.result, item.id = "created", org_id
+
+
+async def _update(run: _Run, item: Item, current: dict[str, Any], parent_id: int | None) -> None:
+    data: OrgRow = item.data
+    if given(data, "kind") and data.kind != current["kind"]:
+        message = f"{data.erp_code} is a {current['kind']}; the kind of an organisation stays"
+        item.fail("kind", "kind_changed", message)
+        return
+    changes = differences(values_of(data, _FIELDS), current)
+    move = parent_id is not None and parent_id != current["parent_id"]
+    status = given(data, "status") and data.status != current["status"]
+    item.id = current["id"]
+    if not (changes or move or status):
+        item.result = "unchanged"
+        return
+
+    async def work() -> bool:
+        if changes:
+            await update_org(run.conn, run.actor, current["id"], OrgPatch(**changes))
+        if move:
+            assert parent_id is not None
+            await move_org(run.conn, run.actor, current["id"], parent_id)
+        if status:
+            await set_status(run.conn, run.actor, current["id"], data.status)  # type: ignore[arg-type]
+        return True
+
+    if await attempt(run.conn, item, work):
+        item.result = "updated"
+        item.changed = list(changes)
+        if move:
+            item.changed.append("parent_erp_code")
+        if status:
+            item.changed.append("status")
+
+
+IMPORTER = Importer(spec=SPEC, permission="orgs.write", apply=apply)

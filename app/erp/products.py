@@ -1,0 +1,181 @@
+"""Products from the ERP (``ProductRow``), by ERP code within the brand, through the catalogue
+service.
+
+New products belong to the caller's organisation (the brand's catalogue: ``catalog.write`` is
+held at brand level). A product without an ERP code but with the row's product number, owned by
+the caller's organisation, is adopted: its ERP code is set and the row's other fields applied —
+the first sync of a catalogue that was kept by hand. ``category`` names one of the owner's
+categories (``unknown_category`` otherwise); a GTIN-8/12/13/14 is compared and stored as GTIN-14.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app._core import Gs1Error, normalize_gtin
+from app.auth.principal import Principal
+from app.catalog.schemas import ProductIn, ProductPatch
+from app.catalog.service import create_product, update_product
+from app.db import Conn
+from app.erp.masterdata import Importer, attempt, differences, given, values_of
+from app.erp.rows import Item, Spec
+from app.erp.schemas import ProductRow
+
+SPEC = Spec(
+    entity="products",
+    row_type=ProductRow,
+    text_columns=frozenset(
+        {"product_no", "name", "category", "spec", "product_type", "colour_no", "efficacy"}
+    ),
+    unique=("erp_code", "product_no"),
+)
+_FIELDS = (
+    "product_no",
+    "name",
+    "spec",
+    "product_type",
+    "barcode",
+    "gtin",
+    "image_url",
+    "colour_no",
+    "efficacy",
+    "video_url",
+    "display_order",
+    "published",
+)
+_NOT_NULL_TEXT = ("spec", "product_type")  # an empty cell is ""
+_COLUMNS = """p.id, p.org_id, p.category_id, p.erp_code, p.product_no, p.name, p.spec,
+    p.product_type, p.barcode, p.gtin, p.image_url, p.colour_no, p.efficacy, p.video_url,
+    p.display_order, p.published, o.path"""
+
+
+async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
+    """Apply the good rows: update (or adopt) the product the ERP code names, else create one."""
+    good = [item for item in items if item.ok]
+    brand, owner = actor.brand_id, actor.org_id
+    codes = {i.data.erp_code for i in good}
+    known = await _by(conn, "erp_code", "p.erp_brand_id = %s", brand, codes)
+    numbers = {i.data.product_no for i in good if given(i.data, "product_no")}
+    unlinked = await _by(conn, "product_no", "p.org_id = %s AND p.erp_code IS NULL", owner, numbers)
+    categories = await _categories(conn, {owner} | {row["org_id"] for row in known.values()})
+    for item in good:
+        data: ProductRow = item.data
+        current, adopting = known.get(data.erp_code), False
+        if current is None and isinstance(data.product_no, str) and data.product_no in unlinked:
+            current, adopting = unlinked[data.product_no], True
+        if current is not None and not actor.sees(current["path"]):
+            message = f"ERP code {data.erp_code} belongs to a product outside your organisation"
+            item.fail("erp_code", "erp_code_taken", message)
+            continue
+        values = _values(item, current["org_id"] if current else owner, categories)
+        if not item.ok:
+            continue
+        if current is None:
+            await _create(conn, actor, item, values)
+        else:
+            await _update(conn, actor, item, current, values, adopting)
+
+
+async def _by(
+    conn: Conn, column: str, where: str, key: int, values: set[str]
+) -> dict[str, dict[str, Any]]:
+    """Products by ``column`` (one of ``values``) that match ``where`` (with ``key``)."""
+    rows = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM products p JOIN orgs o ON o.id = p.org_id "
+            f"WHERE {where} AND p.{column} = ANY(%s)",
+            (key, sorted(values)),
+        )
+    ).fetchall()
+    return {row[column]: row for row in rows}
+
+
+async def _categories(conn: Conn, owners: set[int]) -> dict[tuple[int, str], int]:
+    rows = await (
+        await conn.execute(
+            "SELECT id, org_id, name FROM categories WHERE org_id = ANY(%s)", (sorted(owners),)
+        )
+    ).fetchall()
+    return {(row["org_id"], row["name"]): row["id"] for row in rows}
+
+
+def _values(item: Item, owner: int, categories: dict[tuple[int, str], int]) -> dict[str, Any]:
+    """The row's fields as the catalogue stores them: GTIN-14, ``""`` for an empty spec or
+    type, the category's id (``category_id``)."""
+    data: ProductRow = item.data
+    values = values_of(data, _FIELDS)
+    for column in _NOT_NULL_TEXT:
+        if column in values and values[column] is None:
+            values[column] = ""
+    if values.get("gtin") is not None:
+        try:
+            values["gtin"] = normalize_gtin(values["gtin"])
+        except (Gs1Error, ValueError) as exc:
+            item.fail("gtin", "invalid_gtin", f"gtin {data.gtin!r}: {exc}")
+    if given(data, "category"):
+        values["category_id"] = None
+        if isinstance(data.category, str):
+            found = categories.get((owner, data.category))
+            if found is None:
+                message = f"no category {data.category!r} in the product owner's catalogue"
+                item.fail("category", "unknown_category", message)
+            values["category_id"] = found
+    return values
+
+
+async def _link(conn: Conn, actor: Principal, product_id: int, erp_code: str) -> None:
+    """Give a product its ERP code (audited)."""
+    await conn.execute(
+        "UPDATE products SET erp_brand_id = %s, erp_code = %s, updated_at = now() WHERE id = %s",
+        (actor.brand_id, erp_code, product_id),
+    )
+    await audit.record(conn, actor, "erp_link", "product", product_id, after={"erp_code": erp_code})
+
+
+async def _create(conn: Conn, actor: Principal, item: Item, values: dict[str, Any]) -> None:
+    data: ProductRow = item.data
+    for column in ("product_no", "name"):
+        if values.get(column) is None:
+            item.fail(column, "missing_value", f"{column} is required for a new product")
+    if not item.ok:
+        return
+
+    async def work() -> int:
+        out = await create_product(conn, actor, ProductIn(**values))
+        await _link(conn, actor, out.id, data.erp_code)
+        return out.id
+
+    product_id = await attempt(conn, item, work)
+    if product_id is not None:
+        item.result, item.id = "created", product_id
+
+
+async def _update(
+    conn: Conn,
+    actor: Principal,
+    item: Item,
+    current: dict[str, Any],
+    values: dict[str, Any],
+    adopting: bool,
+) -> None:
+    data: ProductRow = item.data
+    changes = differences(values, current)
+    item.id = current["id"]
+    if not changes and not adopting:
+        item.result = "unchanged"
+        return
+
+    async def work() -> bool:
+        if adopting:
+            await _link(conn, actor, current["id"], data.erp_code)
+        if changes:
+            await update_product(conn, actor, current["id"], ProductPatch(**changes))
+        return True
+
+    if await attempt(conn, item, work):
+        item.result = "updated"
+        item.changed = (["erp_code"] if adopting else []) + list(changes)
+
+
+IMPORTER = Importer(spec=SPEC, permission="catalog.write", apply=apply)

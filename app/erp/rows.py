@@ -1,0 +1,239 @@
+"""Reading a master-data import: a CSV file or a JSON body into typed rows, each with its errors.
+
+Both formats end in the same row Structs (``app.erp.schemas``) through one conversion, so a
+value is judged alike wherever it comes from: CSV cells are text (``"30.25"`` becomes a number,
+``"true"`` a boolean, an empty cell ``null``), JSON values keep their JSON types. Before the
+conversion every text value is checked for control characters (400-like ``invalid_character``,
+for that row only); after it, the text columns a spreadsheet would show are checked for a formula
+start (``= + - @``: ``formula_value``): such a cell is refused rather than stored and exported.
+
+A row that fails any check is rejected with its errors (row, CSV line, column, stable code,
+message) and the others go on; only a file that cannot be read at all — bad encoding, bad header,
+malformed CSV, too big — is refused whole (``app.csvread``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from app.csvread import decode, read_rows
+from app.edge import MAX_JSON_DEPTH, TooDeep, json_depth_ok
+from app.erp.schemas import Entity, MasterDataError, MasterDataIn, MasterDataResult
+from app.errors import BadRequest, PayloadTooLarge, invalid_body
+from app.tabular import FORMULA_START
+from app.textguard import has_control
+
+Format = Literal["csv", "json"]
+_LIST_SPLIT = re.compile(r"[\s,;|]+")
+_AT = re.compile(r" - at `\$\.?([A-Za-z_]*)")
+_NAMED = re.compile(r"field `([^`]*)`")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one entity's rows are: their Struct, the columns a spreadsheet shows as text (the
+    formula guard), the columns CSV lists as separated names, the columns unique in a file."""
+
+    entity: Entity
+    row_type: type[msgspec.Struct]
+    text_columns: frozenset[str]
+    list_columns: frozenset[str] = frozenset()
+    unique: tuple[str, ...] = ("erp_code",)
+    max_rows: int = 50_000
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.row_type.__struct_fields__
+
+    @functools.cached_property
+    def nullable(self) -> frozenset[str]:
+        """The columns an empty CSV cell clears (their type takes ``null``)."""
+        info = msgspec.inspect.type_info(self.row_type)
+        assert isinstance(info, msgspec.inspect.StructType)
+        return frozenset(
+            f.name
+            for f in info.fields
+            if isinstance(f.type, msgspec.inspect.UnionType) and f.type.includes_none
+        )
+
+
+@dataclass(slots=True)
+class Item:
+    """One row on its way through an import: its place, its data (``None`` once rejected or
+    when unreadable), its errors and what became of it."""
+
+    row: int
+    line: int | None
+    erp_code: str | None
+    data: Any = None
+    errors: list[MasterDataError] = field(default_factory=list)
+    result: Literal["created", "updated", "unchanged"] | None = None
+    id: int | None = None
+    changed: list[str] = field(default_factory=list)
+    initial_password: str | None = None
+
+    def fail(self, column: str | None, code: str, message: str) -> None:
+        """Reject the row (it is not applied) with one more error."""
+        self.errors.append(
+            MasterDataError(
+                row=self.row,
+                line=self.line,
+                erp_code=self.erp_code,
+                column=column,
+                code=code,
+                message=message,
+            )
+        )
+        self.data = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def outcome(self) -> MasterDataResult:
+        return MasterDataResult(
+            row=self.row,
+            erp_code=self.erp_code,
+            result=self.result if self.ok and self.result else "rejected",
+            id=self.id if self.ok else None,
+            changed=self.changed if self.ok else [],
+            initial_password=self.initial_password if self.ok else None,
+        )
+
+
+def read_items(raw: bytes, fmt: Format, spec: Spec) -> list[Item]:
+    """Every row of the body as an ``Item``; rows sharing a unique value are all rejected."""
+    items = _from_csv(raw, spec) if fmt == "csv" else _from_json(raw, spec)
+    for column in spec.unique:
+        _reject_repeats(items, column)
+    return items
+
+
+def _from_csv(raw: bytes, spec: Spec) -> list[Item]:
+    text = decode(raw)
+    try:
+        _, records = read_rows(text, spec.columns, (("erp_code",),), spec.max_rows)
+    except BadRequest as exc:
+        if exc.code == "bad_header" and "password" in exc.details["unknown"]:
+            raise _no_passwords() from None
+        raise
+    items = []
+    for n, record in enumerate(records, start=1):
+        item = Item(n, record.line, record.values.get("erp_code") or None)
+        if record.extra:
+            item.fail(None, "extra_values", "more values than header columns")
+        values: dict[str, Any] = {}
+        for column, value in record.values.items():
+            if has_control(value):
+                _control(item, column)
+            elif column in spec.list_columns:
+                values[column] = [v for v in _LIST_SPLIT.split(value) if v]
+            elif value or column in spec.nullable:  # an empty cell clears, or says nothing
+                values[column] = value or None
+        if item.ok:
+            _convert(item, values, spec, strict=False)
+        items.append(item)
+    return items
+
+
+def _no_passwords() -> BadRequest:
+    return BadRequest(
+        "passwords are never imported: new users get a one-time initial password",
+        code="password_not_imported",
+    )
+
+
+def _from_json(raw: bytes, spec: Spec) -> list[Item]:
+    if not json_depth_ok(raw):
+        raise TooDeep(
+            f"the JSON document is nested more than {MAX_JSON_DEPTH} levels deep",
+            details={"max_depth": MAX_JSON_DEPTH},
+        )
+    try:
+        body = msgspec.json.decode(raw, type=MasterDataIn, strict=True)
+    except msgspec.MsgspecError as exc:
+        raise invalid_body(exc) from None
+    if len(body.items) > spec.max_rows:
+        raise PayloadTooLarge(
+            f"more than {spec.max_rows:,} rows; split the file",
+            code="too_many_rows",
+            details={"max_rows": spec.max_rows},
+        )
+    items = []
+    for n, values in enumerate(body.items, start=1):
+        code = values.get("erp_code")
+        item = Item(n, None, code if isinstance(code, str) and not has_control(code) else None)
+        if "password" in values:
+            item.fail("password", "password_not_imported", _no_passwords().message)
+        for column, value in values.items():
+            texts = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) and has_control(v) for v in texts) or has_control(column):
+                _control(item, column if not has_control(column) else None)
+        if item.ok:
+            _convert(item, values, spec, strict=True)
+        items.append(item)
+    return items
+
+
+def _control(item: Item, column: str | None) -> None:
+    item.fail(
+        column,
+        "invalid_character",
+        f"{column or 'a key'}: a control character (NUL and the like) has no place here",
+    )
+
+
+def _convert(item: Item, values: dict[str, Any], spec: Spec, *, strict: bool) -> None:
+    """The row's Struct, or its one conversion error; then the formula guard."""
+    try:
+        data = msgspec.convert(values, spec.row_type, strict=strict)
+    except msgspec.ValidationError as exc:
+        column, code, message = explain(str(exc), values)
+        item.fail(column, code, message)
+        return
+    for column in spec.text_columns:
+        value = getattr(data, column, None)
+        if isinstance(value, str) and value.startswith(FORMULA_START):
+            message = f"{column} starts with {value[0]!r}: a spreadsheet would run it as a formula"
+            item.fail(column, "formula_value", message)
+    if item.ok:
+        item.data = data
+
+
+def explain(message: str, values: dict[str, Any]) -> tuple[str | None, str, str]:
+    """(column, code, message) of a msgspec validation error of a row."""
+    at = _AT.search(message)
+    named = _NAMED.search(message)
+    column = at.group(1) if at and at.group(1) else (named.group(1) if named else None)
+    text = message.split(" - at `")[0]
+    if "unknown field" in message:
+        return column, "unknown_column", f"no column {column!r}"
+    if "missing required field" in message or (column and values.get(column) is None):
+        return column, "missing_value", f"{column} is required"
+    if column in ("latitude", "longitude"):
+        limit = 90 if column == "latitude" else 180
+        return column, "bad_coordinates", f"{column}: degrees from -{limit} to {limit} ({text})"
+    return column, "invalid_value", f"{column}: {text}"
+
+
+def _reject_repeats(items: Sequence[Item], column: str) -> None:
+    """Rows that share a value of a unique column are all rejected: which one is meant cannot
+    be told."""
+    rows: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        value = getattr(item.data, column, None) if item.ok else None
+        if isinstance(value, str):
+            rows[value].append(item)
+    for value, same in rows.items():
+        if len(same) > 1:
+            numbers = ", ".join(str(i.row) for i in same)
+            for item in same:
+                message = f"{column} {value!r} is on rows {numbers} of this file"
+                item.fail(column, "duplicate_in_file", message)

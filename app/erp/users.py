@@ -1,0 +1,236 @@
+"""Staff users from the ERP (``UserRow``: 工号 as ``erp_code``), by ERP code within the brand,
+through the user service.
+
+A user's organisation is named by ERP code (``org_erp_code``: one the caller administers, else
+``unknown_org``) and its roles by name (built-in, or custom roles of an organisation above). The
+caller can give no one permissions it does not hold, nor change a user stronger than itself —
+the user service's rules, row by row.
+
+Passwords are never imported (a ``password`` column or key is refused). A new user gets a random
+one-time initial password (144 bits), answered once in the import's result and stored only as a
+hash; the user changes it after the first login, or an administrator resets it (PATCH
+/users/{id}). A user without an ERP code but with the row's username, in the caller's reach, is
+adopted; the username of a known user never changes by import (``username_changed``). A changed
+organisation moves the user (its sessions end, as on a password reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from app import audit
+from app.auth.passwords import hash_random_password
+from app.auth.principal import Principal
+from app.auth.service import ensure_not_stronger
+from app.db import Conn
+from app.erp.masterdata import Importer, attempt, differences, given, values_of
+from app.erp.rows import Item, Spec
+from app.erp.schemas import UserRow
+from app.errors import Unprocessable
+from app.users.schemas import UserIn, UserPatch
+from app.users.service import create_user, update_user
+
+SPEC = Spec(
+    entity="users",
+    row_type=UserRow,
+    text_columns=frozenset({"display_name"}),
+    list_columns=frozenset({"roles"}),
+    unique=("erp_code", "username"),
+    max_rows=20_000,
+)
+_FIELDS = ("display_name", "phone", "email", "status")
+_DRY_RUN_HASH = "!dry-run"  # never verified: a dry run is rolled back
+_USERS = """SELECT u.id, u.org_id, u.username, u.display_name, u.phone, u.email, u.status,
+       u.erp_code, o.path,
+       coalesce((SELECT array_agg(r.name ORDER BY r.name) FROM user_roles ur
+                 JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id), '{}') AS roles,
+       coalesce((SELECT array_agg(DISTINCT p) FROM user_roles ur
+                 JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
+                 WHERE ur.user_id = u.id), '{}') AS permissions
+    FROM users u JOIN orgs o ON o.id = u.org_id"""
+
+
+async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
+    """Apply the good rows: update (or adopt) the user the ERP code names, else create one."""
+    good = [item for item in items if item.ok]
+    codes = sorted({i.data.erp_code for i in good})
+    usernames = sorted({i.data.username for i in good if given(i.data, "username")})
+    where = "u.erp_brand_id = %s AND u.erp_code = ANY(%s)"
+    known = {r["erp_code"]: r for r in await _users(conn, where, (actor.brand_id, codes))}
+    named = {r["username"]: r for r in await _users(conn, "u.username = ANY(%s)", (usernames,))}
+    org_codes = sorted({i.data.org_erp_code for i in good if given(i.data, "org_erp_code")})
+    orgs = {
+        row["erp_code"]: row
+        for row in await (
+            await conn.execute(
+                "SELECT id, path, status, erp_code FROM orgs WHERE erp_code = ANY(%s)", (org_codes,)
+            )
+        ).fetchall()
+    }
+    for item in good:
+        current, adopting = _current(actor, item, known, named)
+        if not item.ok:
+            continue
+        org = _org(actor, item, orgs)
+        if not item.ok:
+            continue
+        if current is None:
+            await _create(conn, actor, item, org, dry_run)
+        else:
+            await _update(conn, actor, item, current, org, adopting)
+
+
+async def _users(conn: Conn, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Users matching ``where``, with their organisation's path, roles and permissions."""
+    return await (await conn.execute(f"{_USERS} WHERE {where}", params)).fetchall()
+
+
+def _current(
+    actor: Principal,
+    item: Item,
+    known: dict[str, dict[str, Any]],
+    named: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any] | None, bool]:
+    """The user the row names and whether it is adopted (found by username); the row is
+    rejected when the code or the username belongs to someone the caller cannot change."""
+    data: UserRow = item.data
+    current, adopting = known.get(data.erp_code), False
+    if current is None and given(data, "username") and data.username in named:
+        other = named[data.username]
+        if other["erp_code"] is not None or not other["path"].startswith(actor.admin_scope):
+            message = f"username {data.username} is taken"
+            item.fail("username", "username_taken", message)
+            return None, False
+        current, adopting = other, True
+    if current is not None and not current["path"].startswith(actor.admin_scope):
+        message = f"ERP code {data.erp_code} belongs to a user you do not administer"
+        item.fail("erp_code", "erp_code_taken", message)
+    elif current is not None and given(data, "username") and data.username != current["username"]:
+        message = f"{data.erp_code} is {current['username']}: a username never changes by import"
+        item.fail("username", "username_changed", message)
+    return current, adopting
+
+
+def _org(actor: Principal, item: Item, orgs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The organisation the row names (``None`` when it names none), or the row rejected."""
+    data: UserRow = item.data
+    if not isinstance(data.org_erp_code, str):
+        return None
+    org = orgs.get(data.org_erp_code)
+    if org is None or not org["path"].startswith(actor.admin_scope):
+        message = f"no organisation {data.org_erp_code} among those you administer"
+        item.fail("org_erp_code", "unknown_org", message)
+        return None
+    return org
+
+
+async def _link(conn: Conn, actor: Principal, user_id: int, erp_code: str) -> None:
+    """Give a user its ERP code (audited)."""
+    await conn.execute(
+        "UPDATE users SET erp_brand_id = %s, erp_code = %s, updated_at = now() WHERE id = %s",
+        (actor.brand_id, erp_code, user_id),
+    )
+    await audit.record(conn, actor, "erp_link", "user", user_id, after={"erp_code": erp_code})
+
+
+async def _create(
+    conn: Conn, actor: Principal, item: Item, org: dict[str, Any] | None, dry_run: bool
+) -> None:
+    data: UserRow = item.data
+    for column in ("username", "org_erp_code", "roles"):
+        if not given(data, column):
+            item.fail(column, "missing_value", f"{column} is required for a new user")
+    if not item.ok:
+        return
+    assert org is not None and isinstance(data.username, str) and isinstance(data.roles, list)
+    password = secrets.token_urlsafe(18)
+    digest = _DRY_RUN_HASH if dry_run else await asyncio.to_thread(hash_random_password, password)
+    fields = values_of(data, _FIELDS)
+    fields["display_name"] = fields.get("display_name") or ""
+    status = fields.pop("status", "active")
+    user = UserIn(
+        org_id=org["id"], username=data.username, password=password, roles=data.roles, **fields
+    )
+
+    async def work() -> int:
+        out = await create_user(conn, actor, user, password_hash=digest)
+        await _link(conn, actor, out.id, data.erp_code)
+        if status == "inactive":
+            await update_user(conn, actor, out.id, UserPatch(status="inactive"))
+        return out.id
+
+    user_id = await attempt(conn, item, work)
+    if user_id is not None:
+        item.result, item.id = "created", user_id
+        item.initial_password = None if dry_run else password
+
+
+async def _update(
+    conn: Conn,
+    actor: Principal,
+    item: Item,
+    current: dict[str, Any],
+    org: dict[str, Any] | None,
+    adopting: bool,
+) -> None:
+    data: UserRow = item.data
+    values = values_of(data, _FIELDS)
+    if "display_name" in values and values["display_name"] is None:
+        values["display_name"] = ""
+    changes = differences(values, current)
+    if isinstance(data.roles, list) and sorted(set(data.roles)) != sorted(current["roles"]):
+        changes["roles"] = sorted(set(data.roles))
+    move = org is not None and org["id"] != current["org_id"]
+    item.id = current["id"]
+    if not (changes or move or adopting):
+        item.result = "unchanged"
+        return
+
+    async def work() -> bool:
+        if adopting:
+            await _link(conn, actor, current["id"], data.erp_code)
+        if move:
+            assert org is not None
+            await _move(conn, actor, current, org)
+        if changes:
+            await update_user(conn, actor, current["id"], UserPatch(**changes))
+        return True
+
+    if await attempt(conn, item, work):
+        item.result = "updated"
+        item.changed = [
+            *(["erp_code"] if adopting else []),
+            *(["org_erp_code"] if move else []),
+            *changes,
+        ]
+
+
+async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[str, Any]) -> None:
+    """Move a user to another organisation the caller administers: its sessions end."""
+    if user["id"] == actor.user_id:
+        raise Unprocessable("you cannot move your own account", code="own_account")
+    ensure_not_stronger(actor, user["permissions"], "user")
+    if org["status"] != "active":
+        raise Unprocessable("the organisation is inactive", code="org_inactive")
+    await conn.execute(
+        "UPDATE users SET org_id = %s, updated_at = now() WHERE id = %s", (org["id"], user["id"])
+    )
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        (user["id"],),
+    )
+    await audit.record(
+        conn,
+        actor,
+        "move",
+        "user",
+        user["id"],
+        before={"org_id": user["org_id"]},
+        after={"org_id": org["id"]},
+        org_id=org["id"],
+    )
+
+
+IMPORTER = Importer(spec=SPEC, permission="users.write", apply=apply)
