@@ -182,19 +182,23 @@ def _ginc(body: str) -> str:
 
 
 def _gsrn(body: str) -> str:
-    return f"/8018/{_with_check(_reference(*_fields(body, 2), 17))}"
+    company, ref = _fields(body, 2)
+    return f"/8018/{_with_check(_reference(company, ref, 17))}"
 
 
 def _gsrnp(body: str) -> str:
-    return f"/8017/{_with_check(_reference(*_fields(body, 2), 17))}"
+    company, ref = _fields(body, 2)
+    return f"/8017/{_with_check(_reference(company, ref, 17))}"
 
 
 def _gsin(body: str) -> str:
-    return f"/402/{_with_check(_reference(*_fields(body, 2), 16))}"
+    company, ref = _fields(body, 2)
+    return f"/402/{_with_check(_reference(company, ref, 16))}"
 
 
 def _pgln(body: str) -> str:
-    return f"/417/{_with_check(_reference(*_fields(body, 2), 12))}"
+    company, ref = _fields(body, 2)
+    return f"/417/{_with_check(_reference(company, ref, 12))}"
 
 
 def _gdti(body: str) -> str:
