@@ -62,6 +62,18 @@ def test_hashes_equal_the_reference_implementation(entry: dict[str, Any]) -> Non
             assert event_hash(event, [*context, leaked]) == expected, (entry["file"], index)
 
 
+def test_an_events_own_context_is_hashed_as_a_member_even_when_merged_by_the_caller() -> None:
+    """The reference writes an event's @context as a member and leaves its prefixes alone."""
+    entry = next(e for e in HASHED if "Namespaces_at_different_level" in e["file"])
+    document = _document(entry)
+    for index, event in enumerate(_unidentified(document)):
+        if "@context" not in event or (entry["file"], index) in LEAKED_PREFIXES:
+            continue
+        merged = [*document["@context"], *event["@context"]]
+        assert event_hash(event, merged) == entry["hashes"][index]
+        assert "@contextext" in pre_hash(event, merged)
+
+
 def test_published_pre_hash_strings_of_the_timestamp_rounding_example() -> None:
     """RalphTro's TimeStampRoundOff: .1415 rounds up, .1414 down, bare CBV words expand."""
     entry = next(e for e in HASHED if "TimeStampRoundOff" in e["file"])

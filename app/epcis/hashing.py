@@ -36,7 +36,8 @@ library:
 An event's own ``@context`` is *not* merged into the prefixes: the reference writes it as
 an ordinary member (``@contextext5=http://…``) and leaves the names it declares unexpanded,
 and the conformance hashes of events with one (openepcis' Namespaces_at_different_level)
-depend on exactly that. Pass the document's ``@context`` only.
+depend on exactly that. Pass the document's ``@context``; a list that ends with the event's
+own context (a caller that merged the two, document first) has that tail dropped.
 
 Deviations, on inputs where the reference fails or the conformance set has none: step 1
 sees the values of this event only (the reference sees its whole document); the reference
@@ -491,13 +492,24 @@ def _generic(children: list[Node]) -> str:
     return "".join(values)
 
 
+def _document_context(event: dict[str, Any], context: object) -> object:
+    """``context`` without a trailing copy of the event's own @context (see the docstring)."""
+    own = event.get("@context")
+    if own is None or not isinstance(context, list):
+        return context
+    tail = own if isinstance(own, list) else [own]
+    if tail and len(context) > len(tail) and context[-len(tail) :] == tail:
+        return context[: -len(tail)]
+    return context
+
+
 def pre_hash(event: dict[str, Any], context: object) -> str:
     """The canonical pre-hash string of one EPCIS 2.0 JSON event (see the module docstring)."""
     if not isinstance(event, dict):
         raise TypeError("an EPCIS event is a JSON object")
     expanded = _vocab_values(event)
     replaced = _replace_bare(event, _suffixes(expanded)) if expanded else event
-    tree = _xml_shape(_Tree(_namespaces(context)).node(replaced))
+    tree = _xml_shape(_Tree(_namespaces(_document_context(event, context))).node(replaced))
     children = list(tree[2])
     standard = _ordered(children, PROPERTY_ORDER)
     rest = [c for c in children if c[0] not in _NOT_HASHED]
