@@ -105,7 +105,8 @@ def decode_cursor(cursor: str | None) -> tuple[int, int]:
     if not cursor:
         return _START
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
     except (binascii.Error, ValueError):
         text = ""
     match = _CURSOR.fullmatch(text)
