@@ -39,6 +39,7 @@ from app.codes.scheme import scheme_from_settings
 from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.edge import EdgeRequest
+from app.epcis.routes import router as epcis_router
 from app.embedded import resolve_urls
 from app.erp.routes import document_imports
 from app.errors import exception_handlers
@@ -72,6 +73,7 @@ ROUTERS = [
     rebates.router,
     sms.router,
     webhooks.router,
+    epcis_router,
     erp.router,
     web.router,
 ]

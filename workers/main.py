@@ -13,7 +13,7 @@ from dramatiq.middleware import Middleware
 
 from app.embedded import start_redis
 from app.jobs import broker, settings
-from workers import codes, ops, points, sms  # noqa: F401
+from workers import codes, epcis, ops, points, sms  # noqa: F401
 from workers.analytics import DashboardCounter, SalesRoller
 from workers.analytics_people import PeopleRoller
 from workers.deadletter import DeadLetters

@@ -19,6 +19,8 @@ PERMISSIONS: dict[str, str] = {
     "codes.allocate": "allocate serials of the brand's batches and pools (an API key: of the pools "
     "shared with its organisation) for line systems and serialization servers",
     "packing.scan": "activate and aggregate codes on a packing line",
+    "epcis.capture": "capture EPCIS 2.0 documents (events naming the brand's codes change their "
+    "state under the line API's rules)",
     "logistics.scan": "inbound, outbound and returns by scanning",
     "logistics.approve": "approve exception outbound",
     "orders.write": "create and import orders",
@@ -80,7 +82,10 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
         "a printing company downloading its files and allocating serials",
         ["codes.download", "codes.allocate"],
     ),
-    "line_operator": ("activates and packs on a line", [*_READ, "packing.scan"]),
+    "line_operator": (
+        "activates and packs on a line",
+        [*_READ, "packing.scan", "epcis.capture"],
+    ),
     "warehouse_clerk": ("scans inbound, outbound and returns", [*_READ, "logistics.scan"]),
     "approver": ("approves exception outbound", [*_READ, "logistics.approve"]),
     "inspector": ("inspects store shelves for diversion", [*_READ, "inspect.scan"]),
@@ -110,7 +115,7 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     ),
     "partner": (
         "a partner ERP system",
-        [*_READ, "orders.write", "catalog.write", "webhooks.manage"],
+        [*_READ, "orders.write", "catalog.write", "webhooks.manage", "epcis.capture"],
     ),
     "marketing": ("sends SMS campaigns; manages templates and opt-outs", [*_READ, "sms.campaigns"]),
     "member_service": (

@@ -1,0 +1,480 @@
+"""EPCIS 2.0 capture (SPEC I3): a partner posts an EPCISDocument, a worker applies it.
+
+``accept`` checks the document at once (``app.epcis.document``: the standard's JSON schema and
+CBV rules, identifiers parsed; a bad document is refused with the standard's exception type and
+nothing is kept) and stores it as a capture job. The route applies a document of up to
+``TRACECODE_EPCIS_INLINE_EVENTS`` events at once and hands a larger one to
+``workers.epcis.capture_job``; either way the answer is 202 with the job to poll
+(``/epcis/capture/{id}``), already finished in the first case.
+
+``run`` applies one job in one transaction, all or nothing:
+
+1. every event gets its eventID: the one sent, else the CBV 2.0 event hash; events whose
+   eventID the brand already holds are skipped (a retried document stores nothing twice);
+2. events that name Tracecode's own codes (an SGTIN of one of the brand's products, an SSCC of
+   one of its case batches) change code state through the same services as the line API, with
+   the same rules and rejections: commissioning (ObjectEvent ADD) and packing (AggregationEvent
+   ADD) on the line named by the readPoint ``urn:tracecode:line:{code}``, unpacking
+   (AggregationEvent DELETE); observations (OBSERVE) change nothing. Any other event on
+   Tracecode codes is refused: its effect would bypass the rules of the API that owns it;
+3. the events are written as sent, with the fields the query filters on and their identifiers.
+
+A refused job is ``failed`` with the exception and the event it concerns; a job whose worker
+died is taken up again by the broker (the state row is locked while it runs, and a finished job
+is never redone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from app.auth.principal import Principal
+from app.auth.service import load_user
+from app.codes.lookup import read_codes
+from app.codes.scheme import Scheme
+from app.db import Conn
+from app.epcis.document import CapturedEvent, DocumentError, parse_document
+from app.epcis.hashing import event_hash
+from app.epcis.identifiers import gtin_serial, sscc
+from app.errors import AppError, NotFound
+from app.locks import Lock, xact_lock
+from app.packing import edits, scans
+from app.packing.schemas import ScanIn, ScanUploadIn, UnpackIn
+from app.paging import Page, fetch_page
+
+MAX_BYTES = 64 * 1024 * 1024
+LINE_PREFIX = "urn:tracecode:line:"
+
+
+class CaptureOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A capture job. ``state``: pending, running, success or failed; ``errors`` says why a
+    failed one was refused (EPCIS exception ``type``, ``title``, ``detail``)."""
+
+    captureID: str
+    state: str
+    running: bool
+    success: bool | None
+    events: int
+    stored: int | None
+    createdAt: datetime
+    finishedAt: datetime | None
+    errors: dict[str, Any] | None
+
+
+class Refused(Exception):
+    """A document the worker cannot apply (Tracecode's rules refused an event)."""
+
+    def __init__(self, detail: str, index: int, reasons: Any = None) -> None:
+        super().__init__(detail)
+        self.detail, self.index, self.reasons = detail, index, reasons
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": "epcisException:ValidationException",
+            "title": "an event was refused by Tracecode's rules",
+            "status": 400,
+            "detail": self.detail,
+            "pointer": f"/epcisBody/eventList/{self.index}",
+            "reasons": self.reasons,
+        }
+
+
+async def accept(conn: Conn, actor: Principal, raw: bytes) -> CaptureOut:
+    """Check the document and store it as a pending job (the caller commits, then runs or
+    enqueues it). Raises DocumentError."""
+    actor.require("epcis.capture")
+    events = parse_document(raw)
+    capture_id = uuid.uuid4()
+    row = await (
+        await conn.execute(
+            f"""INSERT INTO epcis_captures (id, brand_id, org_id, user_id, api_key_id, state,
+                                            event_count, body)
+                VALUES (%s, %s, %s, %s, %s, 'pending', %s, %s) RETURNING {_COLUMNS}""",
+            (
+                capture_id,
+                actor.brand_id,
+                actor.org_id,
+                actor.user_id,
+                actor.api_key_id,
+                len(events),
+                raw,
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    return _out(row)
+
+
+_COLUMNS = "id, state, event_count, stored, errors, created_at, finished_at"
+
+
+def _out(row: dict[str, Any]) -> CaptureOut:
+    return CaptureOut(
+        captureID=str(row["id"]),
+        state=row["state"],
+        running=row["state"] in ("pending", "running"),
+        success=None if row["state"] in ("pending", "running") else row["state"] == "success",
+        events=row["event_count"],
+        stored=row["stored"],
+        createdAt=row["created_at"],
+        finishedAt=row["finished_at"],
+        errors=row["errors"],
+    )
+
+
+async def get(conn: Conn, actor: Principal, capture_id: uuid.UUID) -> CaptureOut:
+    """A capture job of the caller's subtree (404 otherwise)."""
+    row = await (
+        await conn.execute(
+            f"SELECT {', '.join('c.' + c for c in _COLUMNS.split(', '))}, o.path "
+            "FROM epcis_captures c JOIN orgs o ON o.id = c.org_id WHERE c.id = %s",
+            (capture_id,),
+        )
+    ).fetchone()
+    if row is None or not actor.sees(row["path"]):
+        raise NotFound("no such capture job", code="capture_not_found")
+    return _out(row)
+
+
+async def list_jobs(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[CaptureOut]:
+    """The capture jobs of the caller's subtree, newest first."""
+    return await fetch_page(
+        conn,
+        columns=", ".join("c." + c for c in _COLUMNS.split(", ")),
+        source="epcis_captures c JOIN orgs o ON o.id = c.org_id",
+        where=["c.brand_id = %(brand)s", "o.path LIKE %(path)s"],
+        params={"brand": actor.brand_id, "path": actor.org_path + "%"},
+        order="c.created_at DESC, c.id",
+        page=page,
+        per_page=per_page,
+        make=_out,
+    )
+
+
+async def last_event_id(conn: Conn, capture_id: str) -> str:
+    """The eventID of a single-event capture."""
+    row = await (
+        await conn.execute(
+            "SELECT event_id FROM epcis_events WHERE capture_id = %s ORDER BY id DESC LIMIT 1",
+            (uuid.UUID(capture_id),),
+        )
+    ).fetchone()
+    assert row is not None
+    return str(row["event_id"])
+
+
+# -- the worker's side -------------------------------------------------------------------------
+
+
+async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
+    """Apply one capture job; return its final state. Safe to run twice (a finished job is left
+    alone) and concurrently (the job row is locked while it runs)."""
+    async with conn.transaction():
+        job = await (
+            await conn.execute(
+                "SELECT id, brand_id, org_id, user_id, api_key_id, state, body "
+                "FROM epcis_captures WHERE id = %s FOR UPDATE",
+                (uuid.UUID(capture_id),),
+            )
+        ).fetchone()
+        if job is None or job["state"] in ("success", "failed"):
+            return job["state"] if job else "missing"
+        try:
+            async with conn.transaction():
+                stored = await _apply(conn, scheme, job)
+        except (Refused, DocumentError, AppError) as exc:
+            await _finish(conn, job["id"], "failed", None, _error_body(exc))
+            return "failed"
+        await _finish(conn, job["id"], "success", stored, None)
+        return "success"
+
+
+def _error_body(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, Refused):
+        return exc.body()
+    if isinstance(exc, DocumentError):
+        return {"type": exc.type, "title": exc.title, "status": exc.status, "detail": exc.detail}
+    assert isinstance(exc, AppError)
+    return {
+        "type": "epcisException:SecurityException"
+        if exc.status in (401, 403)
+        else "epcisException:ValidationException",
+        "title": exc.code,
+        "status": exc.status,
+        "detail": exc.message,
+    }
+
+
+async def _finish(
+    conn: Conn, job_id: uuid.UUID, state: str, stored: int | None, errors: Any
+) -> None:
+    await conn.execute(
+        "UPDATE epcis_captures SET state = %s, stored = %s, errors = %s, body = NULL, "
+        "finished_at = now() WHERE id = %s",
+        (state, stored, Jsonb(errors) if errors is not None else None, job_id),
+    )
+
+
+async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
+    actor = await _capturer(conn, job)
+    events = parse_document(bytes(job["body"]))
+    ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
+    await xact_lock(conn, Lock.EPCIS_CAPTURE, job["brand_id"])
+    known = await _known_ids(conn, job["brand_id"], ids)
+    fresh: list[tuple[int, str, CapturedEvent]] = []
+    declared: list[tuple[str, CapturedEvent]] = []
+    for index, (event_id, event) in enumerate(zip(ids, events, strict=True)):
+        if event_id not in known:
+            known[event_id] = "errorDeclaration" in event.raw  # stored once per document too
+            fresh.append((index, event_id, event))
+        elif "errorDeclaration" in event.raw and not known[event_id]:
+            known[event_id] = True
+            declared.append((event_id, event))
+    applied = await _apply_to_codes(conn, scheme, actor, fresh)
+    await _write(conn, job, fresh, applied)
+    await _declare_errors(conn, job["brand_id"], declared)
+    return len(fresh) + len(declared)
+
+
+async def _declare_errors(
+    conn: Conn, brand_id: int, declared: list[tuple[str, CapturedEvent]]
+) -> None:
+    """An event sent again with its eventID and an ``errorDeclaration`` declares the stored one
+    erroneous (EPCIS 2.0 section 7.4.1.2): the stored event takes the declaration."""
+    for event_id, event in declared:
+        await conn.execute(
+            "UPDATE epcis_events SET body = %s, error_declared = true WHERE brand_id = %s "
+            "AND event_id = %s",
+            (msgspec.json.encode(event.raw), brand_id, event_id),
+        )
+
+
+async def _capturer(conn: Conn, job: dict[str, Any]) -> Principal:
+    """The capturer as it is now (a revoked key or a disabled user captures nothing)."""
+    if job["user_id"] is not None:
+        return await load_user(conn, job["user_id"])
+    row = await (
+        await conn.execute(
+            "SELECT k.org_id, k.permissions, o.path FROM api_keys k JOIN orgs o ON o.id = k.org_id "
+            "WHERE k.id = %s AND k.revoked_at IS NULL AND o.status = 'active'",
+            (job["api_key_id"],),
+        )
+    ).fetchone()
+    if row is None:
+        raise Refused("the API key that sent the document is revoked", 0)
+    return Principal(
+        org_id=row["org_id"],
+        org_path=row["path"],
+        permissions=frozenset(row["permissions"]),
+        api_key_id=job["api_key_id"],
+    )
+
+
+async def _known_ids(conn: Conn, brand_id: int, ids: list[str]) -> dict[str, bool]:
+    """The eventIDs the brand holds already, each with whether it carries an error
+    declaration."""
+    rows = await (
+        await conn.execute(
+            "SELECT event_id, error_declared FROM epcis_events "
+            "WHERE brand_id = %s AND event_id = ANY(%s)",
+            (brand_id, ids),
+        )
+    ).fetchall()
+    return {r["event_id"]: r["error_declared"] for r in rows}
+
+
+# -- Tracecode's own codes ---------------------------------------------------------------------
+
+
+async def _apply_to_codes(
+    conn: Conn, scheme: Scheme, actor: Principal, fresh: list[tuple[int, str, CapturedEvent]]
+) -> set[str]:
+    """Apply the events naming Tracecode codes, in document order; return their eventIDs."""
+    gtins = await _brand_gtins(conn, actor.brand_id)
+    cases = await _brand_cases(conn, scheme, actor.brand_id, fresh)
+    applied: set[str] = set()
+    for index, event_id, event in fresh:
+        ours = [
+            epc
+            for epc in [*event.epcs, *([event.parent_id] if event.parent_id else [])]
+            if _is_ours(epc, gtins, cases)
+        ]
+        if not ours:
+            continue
+        if event.action == "OBSERVE":
+            continue  # an observation: stored, changes nothing
+        await _apply_one(conn, scheme, actor, index, event_id, event)
+        applied.add(event_id)
+    return applied
+
+
+def _is_ours(epc: str, gtins: set[str], cases: set[str]) -> bool:
+    unit = gtin_serial(epc)
+    if unit is not None:
+        return unit[0] in gtins
+    number = sscc(epc)
+    return number is not None and number in cases
+
+
+async def _brand_gtins(conn: Conn, brand_id: int) -> set[str]:
+    rows = await (
+        await conn.execute(
+            "SELECT gtin FROM products WHERE org_id = %s AND gtin IS NOT NULL", (brand_id,)
+        )
+    ).fetchall()
+    return {r["gtin"] for r in rows}
+
+
+async def _brand_cases(
+    conn: Conn, scheme: Scheme, brand_id: int, fresh: list[tuple[int, str, CapturedEvent]]
+) -> set[str]:
+    """The SSCCs of the document that are case codes issued to the brand."""
+    numbers = sorted(
+        {
+            number
+            for _, _, e in fresh
+            for epc in [*e.epcs, *([e.parent_id] if e.parent_id else [])]
+            if (number := sscc(epc)) is not None
+        }
+    )
+    reads = await read_codes(conn, scheme, brand_id, numbers) if numbers else []
+    return {n for n, r in zip(numbers, reads, strict=True) if r.reason != "unknown_case"}
+
+
+async def _apply_one(
+    conn: Conn, scheme: Scheme, actor: Principal, index: int, event_id: str, e: CapturedEvent
+) -> None:
+    tag = "epcis:" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
+    at = e.event_time
+    if e.event_type == "ObjectEvent" and e.action == "ADD" and e.biz_step == "commissioning":
+        units = [ScanIn(id=f"{tag}:{i}", code=epc, at=at) for i, epc in enumerate(e.epcs)]
+        await _upload(conn, scheme, actor, index, e, units)
+    elif e.event_type == "AggregationEvent" and e.action == "ADD" and e.parent_id and e.epcs:
+        parent = ScanIn(id=f"{tag}:p", code=e.parent_id, at=at, children=list(e.epcs))
+        await _upload(conn, scheme, actor, index, e, [parent])
+    elif e.event_type == "AggregationEvent" and e.action == "DELETE" and e.parent_id:
+        data = UnpackIn(
+            parent=e.parent_id, children=list(e.epcs) or None, reason=f"EPCIS event {event_id}"
+        )
+        try:
+            await edits.unpack(conn, actor, scheme, data)
+        except AppError as exc:
+            raise Refused(f"unpacking refused: {exc.message}", index, exc.code) from exc
+    else:
+        raise Refused(
+            "an event on Tracecode codes may commission (ObjectEvent ADD, bizStep commissioning), "
+            "pack (AggregationEvent ADD) or unpack (AggregationEvent DELETE) them, or observe them "
+            "(OBSERVE); shipments, receipts, sales and the rest go through Tracecode's API",
+            index,
+        )
+
+
+async def _upload(
+    conn: Conn,
+    scheme: Scheme,
+    actor: Principal,
+    index: int,
+    e: CapturedEvent,
+    items: list[ScanIn],
+) -> None:
+    if not e.read_point or not e.read_point.startswith(LINE_PREFIX):
+        raise Refused(
+            f"commissioning and packing Tracecode codes needs the readPoint of a packing line "
+            f"({LINE_PREFIX}{{line code}})",
+            index,
+        )
+    line = e.read_point.removeprefix(LINE_PREFIX)
+    try:
+        out = await scans.upload(conn, actor, scheme, line, ScanUploadIn(scans=items))
+    except AppError as exc:
+        raise Refused(f"the line refused the event: {exc.message}", index, exc.code) from exc
+    rejected = [
+        {"code": s.code, "reason": s.reason, "message": s.message}
+        for s in out.scans
+        if s.result == "rejected"
+    ]
+    if rejected:
+        raise Refused("the line's rules refused codes of the event", index, rejected)
+
+
+# -- writing the events ------------------------------------------------------------------------
+
+
+async def _write(
+    conn: Conn,
+    job: dict[str, Any],
+    fresh: list[tuple[int, str, CapturedEvent]],
+    applied: set[str],
+) -> None:
+    if not fresh:
+        return
+    rows = await (
+        await conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('epcis_events', 'id')) AS id "
+            "FROM generate_series(1, %s)",
+            (len(fresh),),
+        )
+    ).fetchall()
+    ids = [r["id"] for r in rows]
+    now = datetime.now(UTC)
+    encode = msgspec.json.encode
+    async with conn.cursor().copy(
+        "COPY epcis_events (id, brand_id, org_id, capture_id, event_id, event_type, action, "
+        "biz_step, disposition, event_time, record_time, read_point, biz_location, "
+        "biz_transactions, applied, error_declared, context, body) FROM STDIN"
+    ) as copy:
+        for row_id, (_, event_id, e) in zip(ids, fresh, strict=True):
+            await copy.write_row(
+                (
+                    row_id,
+                    job["brand_id"],
+                    job["org_id"],
+                    job["id"],
+                    event_id,
+                    e.event_type,
+                    e.action,
+                    e.biz_step,
+                    e.disposition,
+                    e.event_time,
+                    now,
+                    e.read_point,
+                    e.biz_location,
+                    [f"{t} {v}" for t, v in e.biz_transactions] or None,
+                    event_id in applied,
+                    "errorDeclaration" in e.raw,
+                    Jsonb(_prefixes(e.context)) if _prefixes(e.context) else None,
+                    encode(e.raw),
+                )
+            )
+    lines: list[str] = []
+    for row_id, (_, _, e) in zip(ids, fresh, strict=True):
+        role = "x" if e.event_type == "TransformationEvent" else "e"
+        lines += [f"{_copy_text(epc)}\t{role}\t{row_id}\n" for epc in e.epcs]
+        if e.parent_id:
+            lines.append(f"{_copy_text(e.parent_id)}\tp\t{row_id}\n")
+    if lines:
+        async with conn.cursor().copy(
+            "COPY epcis_event_epcs (epc, role, event_id) FROM STDIN"
+        ) as copy:
+            await copy.write("".join(lines).encode())
+
+
+def _copy_text(value: str) -> str:
+    """A value in COPY's text format (identifiers are URIs: no tab or newline, but a backslash
+    is possible)."""
+    return value.replace("\\", "\\\\") if "\\" in value else value
+
+
+def _prefixes(context: object) -> dict[str, Any]:
+    """The namespace prefixes a context declares (its dict entries), for the query's context."""
+    found: dict[str, Any] = {}
+    for part in context if isinstance(context, list) else [context]:
+        if isinstance(part, dict):
+            found.update(part)
+    return found

@@ -1,0 +1,322 @@
+"""EPCIS 2.0 query (SPEC I3): ``GET /epcis/events`` over Tracecode's own event log and what
+partners captured, with the standard's query parameters and paging.
+
+Two sources answer one query: Tracecode's events (``events`` / ``event_codes``, written by the
+line, logistics, inspection and claim services) and captured events (``epcis_events``). A page
+lists Tracecode's matching events in id order, then the captured ones in id order; the
+``nextPageToken`` names the source and the last id, so paging is stable while events are added
+(new ones appear on later pages, none twice).
+
+Scope: the caller's brand; below the brand, Tracecode's events at, from or to an organisation
+of the caller's subtree (``bizLocation``, source, destination) and the events captured by its
+subtree. A partner sees events of its own organisation's goods.
+
+Identifiers: Tracecode's units are served as canonical GS1 Digital Link URIs
+(``https://id.gs1.org/01/{gtin}/21/{serial}``; a product without a GTIN: the URL its QR code
+carries), cases as ``https://id.gs1.org/00/{sscc}``; organisations as
+``urn:tracecode:org:{erp code}``, lines as ``urn:tracecode:line:{code}``. ``MATCH_*`` accept EPC
+URNs and Digital Link URIs alike (and class patterns ``urn:epc:idpat:sgtin:….*`` for captured
+events). Several values of one parameter are separated by ``|`` or given as repeated parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+from app.codes.batches import serials_of
+from app.codes.scheme import Scheme
+from app.config import Settings
+from app.db import Conn
+from app.epcis.identifiers import IdentifierError, canonical, gtin_serial, sscc
+from app.errors import SerialError
+
+CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+MAX_PER_PAGE = 1000
+ORG_PREFIX = "urn:tracecode:org:"
+TRACECODE = "urn:tracecode:"
+_BT_PREFIX = "urn:tracecode:bt:"
+_CBV_BTT = {"bol", "cert", "desadv", "inv", "pedigree", "po", "poc", "prodorder", "recadv", "rma"}
+_EVENT_TYPES = {
+    "ObjectEvent",
+    "AggregationEvent",
+    "TransactionEvent",
+    "TransformationEvent",
+    "AssociationEvent",
+}
+_LISTS = {
+    "eventType",
+    "EQ_action",
+    "EQ_bizStep",
+    "EQ_disposition",
+    "EQ_readPoint",
+    "EQ_bizLocation",
+    "MATCH_epc",
+    "MATCH_parentID",
+    "MATCH_anyEPC",
+}
+_TIMES = {"GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime"}
+_CBV_URI = re.compile(
+    r"^(?:https://ref\.gs1\.org/cbv/(?:BizStep|Disp|BTT)-|urn:epcglobal:cbv:(?:bizstep|disp|btt):"
+    r"|cbv:(?:BizStep|Disp|BTT)-|urn:tracecode:bizstep:)"
+)
+_QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$")
+
+
+class QueryError(Exception):
+    """A query parameter the standard does not know, or a value it cannot take (400
+    ``epcisException:QueryParameterException``)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def cbv_word(value: str) -> str:
+    """A CBV value as its bare word (``shipping``) whether sent bare, as a URI or a CURIE."""
+    return _CBV_URI.sub("", value)
+
+
+@dataclass
+class Query:
+    """The parsed parameters. Lists are OR-ed within a parameter, parameters AND-ed."""
+
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    times: dict[str, datetime] = field(default_factory=dict)
+    transactions: list[tuple[str, str]] = field(default_factory=list)  # (type, id)
+    per_page: int = 30
+    after: tuple[str, int] = ("o", 0)  # (source, last id) of the previous page
+    event_id: str | None = None  # one event (GET /epcis/events/{eventID})
+
+
+def parse_query(params: list[tuple[str, str]]) -> Query:
+    q = Query()
+    for name, value in params:
+        if name in _LISTS:
+            q.lists.setdefault(name, []).extend(v for v in value.split("|") if v)
+        elif name in _TIMES:
+            q.times[name] = _time(name, value)
+        elif name.startswith("EQ_bizTransaction_") and len(name) > 18:
+            kind = cbv_word(unquote(name[18:]))
+            q.transactions += [(kind, v) for v in value.split("|") if v]
+        elif name == "perPage":
+            if not value.isdigit() or not 1 <= int(value) <= MAX_PER_PAGE:
+                raise QueryError(f"perPage must be a whole number from 1 to {MAX_PER_PAGE}")
+            q.per_page = int(value)
+        elif name == "nextPageToken":
+            q.after = _token(value)
+        else:
+            raise QueryError(f"unknown or unsupported query parameter {name!r}")
+    for name in ("EQ_bizStep", "EQ_disposition"):
+        if name in q.lists:
+            q.lists[name] = [cbv_word(v) for v in q.lists[name]]
+    bad = set(q.lists.get("eventType", [])) - _EVENT_TYPES
+    if bad:
+        raise QueryError(f"eventType must be one of {sorted(_EVENT_TYPES)}")
+    return q
+
+
+def _time(name: str, value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(f"{name} must be a date-time with a time zone") from None
+    if moment.tzinfo is None:
+        raise QueryError(f"{name} must be a date-time with a time zone")
+    return moment
+
+
+def _token(value: str) -> tuple[str, int]:
+    try:
+        source, _, last = (
+            base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().partition(":")
+        )
+        if source in ("o", "c") and last.isdigit():
+            return source, int(last)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise QueryError("nextPageToken is not one this server gave")
+
+
+def next_token(source: str, last: int) -> str:
+    return base64.urlsafe_b64encode(f"{source}:{last}".encode()).decode().rstrip("=")
+
+
+# -- matching identifiers ----------------------------------------------------------------------
+
+
+@dataclass
+class Match:
+    """The values of one MATCH_ parameter: canonical identifiers and class prefixes (captured
+    events), and Tracecode's own unit and case codes among them."""
+
+    epcs: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)
+    cases: list[int] = field(default_factory=list)
+
+
+def match_of(values: list[str], scheme: Scheme) -> Match:
+    m = Match()
+    for value in values:
+        qr = _QR_URL.match(value)
+        if qr:
+            _add_unit(m, scheme, qr.group(1))
+            continue
+        try:
+            uri = canonical(value)
+        except IdentifierError as exc:
+            raise QueryError(f"not an EPC URN or Digital Link URI: {value!r} ({exc})") from None
+        if value.startswith("urn:epc:idpat:") or value.endswith(".*"):
+            m.prefixes.append(uri.split("/21/")[0].rstrip("/") + "/21/")
+            continue
+        m.epcs.append(uri)
+        unit = gtin_serial(uri)
+        if unit is not None:
+            _add_unit(m, scheme, unit[1])
+        number = sscc(uri)
+        if number is not None:
+            m.cases.append(int(number))
+    return m
+
+
+def _add_unit(m: Match, scheme: Scheme, serial: str) -> None:
+    try:
+        batch_no, index, _ = scheme.verify(serial)
+    except SerialError:
+        return  # not one of Tracecode's serials: only captured events can name it
+    m.units.append(batch_no << 32 | index)
+
+
+# -- Tracecode's own events as EPCIS events ----------------------------------------------------
+
+
+@dataclass
+class Names:
+    """What the own events' rows need to be written as EPCIS: organisations' ERP codes, unit
+    and case identifiers by code."""
+
+    orgs: dict[int, str]
+    codes: dict[tuple[str, int], str]
+    members: dict[int, list[tuple[str, int]]]  # event id -> (kind, code) of its codes
+
+
+def org_uri(erp_code: str) -> str:
+    return ORG_PREFIX + quote(erp_code, safe="")
+
+
+def read_point_uri(read_point: str) -> str:
+    return read_point if read_point.startswith("geo:") else TRACECODE + read_point
+
+
+def read_point_of(uri: str) -> str:
+    return uri.removeprefix(TRACECODE)
+
+
+def transaction_uri(kind: str, value: str) -> tuple[str, str]:
+    kind_out = kind if kind in _CBV_BTT else f"urn:tracecode:btt:{kind}"
+    return kind_out, f"{_BT_PREFIX}{quote(kind, safe='')}:{quote(value, safe='')}"
+
+
+def transaction_of(uri: str) -> tuple[str, str] | None:
+    if not uri.startswith(_BT_PREFIX):
+        return None
+    kind, _, value = uri.removeprefix(_BT_PREFIX).partition(":")
+    return unquote(kind), unquote(value)
+
+
+async def names_of(
+    conn: Conn, scheme: Scheme, settings: Settings, rows: list[dict[str, Any]]
+) -> Names:
+    org_ids = {r[k] for r in rows for k in ("biz_location", "source_org", "destination_org")}
+    org_ids.discard(None)
+    orgs = await (
+        await conn.execute("SELECT id, erp_code FROM orgs WHERE id = ANY(%s)", (list(org_ids),))
+    ).fetchall()
+    code_rows = await (
+        await conn.execute(
+            "SELECT event_id, code, kind FROM event_codes WHERE event_id = ANY(%s)",
+            ([r["id"] for r in rows],),
+        )
+    ).fetchall()
+    units = sorted({c["code"] for c in code_rows if c["kind"] == "u"})
+    serials = await serials_of(conn, scheme, units)
+    gtins = await _gtins(conn, units)
+    base = f"{settings.public_scheme}://{settings.resolver_host}/c/"
+    codes: dict[tuple[str, int], str] = {}
+    for code in units:
+        serial = serials.get(code, str(code))
+        gtin = gtins.get(code)
+        codes["u", code] = f"https://id.gs1.org/01/{gtin}/21/{serial}" if gtin else base + serial
+    for c in code_rows:
+        if c["kind"] == "c":
+            codes["c", c["code"]] = f"https://id.gs1.org/00/{c['code']:018d}"
+    members: dict[int, list[tuple[str, int]]] = {}
+    for c in code_rows:
+        members.setdefault(c["event_id"], []).append((c["kind"], c["code"]))
+    return Names({o["id"]: org_uri(o["erp_code"]) for o in orgs}, codes, members)
+
+
+async def _gtins(conn: Conn, units: list[int]) -> dict[int, str]:
+    rows = await (
+        await conn.execute(
+            "SELECT us.code, p.gtin FROM unit_state us JOIN products p ON p.id = us.product_id "
+            "WHERE us.code = ANY(%s) AND p.gtin IS NOT NULL",
+            (units,),
+        )
+    ).fetchall()
+    return {r["code"]: r["gtin"] for r in rows}
+
+
+def own_event(e: dict[str, Any], names: Names) -> dict[str, Any]:
+    """One of Tracecode's events as an EPCIS 2.0 JSON event."""
+    out: dict[str, Any] = {
+        "type": e["event_type"],
+        "eventID": f"urn:uuid:{e['event_uuid']}",
+        "eventTime": _iso(e["event_time"]),
+        "recordTime": _iso(e["record_time"]),
+        "eventTimeZoneOffset": e["tz_offset"],
+    }
+    parent = e["parent_code"]
+    codes = [
+        names.codes[kind, code]
+        for kind, code in sorted(names.members.get(e["id"], []))
+        if not (kind == "c" and code == parent)
+    ]
+    if e["event_type"] == "AggregationEvent":
+        if parent is not None:
+            out["parentID"] = names.codes.get(("c", parent), f"https://id.gs1.org/00/{parent:018d}")
+        out["childEPCs"] = codes
+    else:
+        out["epcList"] = codes
+    out["action"] = e["action"]
+    step = e["biz_step"]
+    out["bizStep"] = step if step != "claiming" else "urn:tracecode:bizstep:claiming"
+    if e["disposition"]:
+        out["disposition"] = e["disposition"]
+    if e["read_point"]:
+        out["readPoint"] = {"id": read_point_uri(e["read_point"])}
+    if e["biz_location"] in names.orgs:
+        out["bizLocation"] = {"id": names.orgs[e["biz_location"]]}
+    if e["biz_transactions"]:
+        out["bizTransactionList"] = [
+            dict(zip(("type", "bizTransaction"), transaction_uri(t["type"], t["id"]), strict=True))
+            for t in e["biz_transactions"]
+        ]
+    if e["source_org"] in names.orgs:
+        out["sourceList"] = [{"type": "owning_party", "source": names.orgs[e["source_org"]]}]
+    if e["destination_org"] in names.orgs:
+        out["destinationList"] = [
+            {"type": "owning_party", "destination": names.orgs[e["destination_org"]]}
+        ]
+    if e["error_declaration"]:
+        out["errorDeclaration"] = e["error_declaration"]
+    return out
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,224 @@
+"""HTTP face of EPCIS 2.0 (the GS1 REST binding's capture and events resources).
+
+Errors are the project's JSON error (``{"error": {...}}``) with the RFC 7807 fields the binding
+asks for beside it (``type`` = ``epcisException:…``, ``title``, ``status``, ``detail``), sent as
+``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+import msgspec
+from litestar import Controller, Request, Response, Router, get, post
+
+from app import jobs
+from app.auth.principal import Principal
+from app.codes.scheme import Scheme
+from app.config import Settings
+from app.csvread import read_body
+from app.db import Conn
+from app.epcis import capture
+from app.epcis.document import DocumentError
+from app.epcis.query import CONTEXT, QueryError, parse_query
+from app.epcis.search import search
+from app.errors import NotFound, UnsupportedMediaType, error_body
+from app.paging import Page, PageNo, PerPage
+
+MEDIA_TYPES = ("application/json", "application/ld+json")
+_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+
+
+def problem(status: int, kind: str, code: str, detail: str, extra: Any = None) -> Response[Any]:
+    body = error_body(code, detail, extra)
+    body.update(
+        type=f"epcisException:{kind}", title=code.replace("_", " "), status=status, detail=detail
+    )
+    return Response(
+        body, status_code=status, media_type="application/problem+json", headers=_HEADERS
+    )
+
+
+def handle_document_error(_: Request[Any, Any, Any], exc: DocumentError) -> Response[Any]:
+    kind = exc.type.removeprefix("epcisException:")
+    code = "epcis_capture_limit" if exc.status == 413 else "epcis_validation"
+    return problem(exc.status, kind, code, exc.detail, {"title": exc.title})
+
+
+def handle_query_error(_: Request[Any, Any, Any], exc: QueryError) -> Response[Any]:
+    return problem(400, "QueryParameterException", "epcis_query_parameter", exc.detail)
+
+
+async def _body(request: Request[Any, Any, Any]) -> bytes:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            "send the EPCIS document as application/json or application/ld+json",
+            details={"accepted": list(MEDIA_TYPES)},
+        )
+    return await read_body(request.stream(), capture.MAX_BYTES)
+
+
+class CaptureController(Controller):
+    """``POST /epcis/capture`` an EPCISDocument (permission ``epcis.capture``); poll the job."""
+
+    path = "/epcis/capture"
+
+    @post("/", status_code=202, request_max_body_size=capture.MAX_BYTES + 1024)
+    async def capture_document(
+        self,
+        request: Request[Any, Any, Any],
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+        settings: Settings,
+    ) -> Response[capture.CaptureOut]:
+        """Capture a document, all or nothing, idempotent by eventID. 202 with the job
+        (``Location``); a document of up to ``TRACECODE_EPCIS_INLINE_EVENTS`` events is applied
+        before the answer. 400 ``epcisException:ValidationException`` (problem+json) for a
+        document the standard refuses, 413 for too many events."""
+        job = await capture.accept(conn, principal, await _body(request))
+        await conn.commit()  # the job exists before anyone runs it
+        if job.events <= settings.epcis_inline_events:
+            await capture.run(conn, scheme, job.captureID)
+            job = await capture.get(conn, principal, uuid.UUID(job.captureID))
+        else:
+            jobs.send("capture_job", job.captureID)  # workers/epcis.py
+        location = f"/epcis/capture/{job.captureID}"
+        return Response(job, status_code=202, headers={"Location": location, **_HEADERS})
+
+    @get("/")
+    async def list_captures(
+        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+    ) -> Page[capture.CaptureOut]:
+        """The capture jobs of the caller's subtree, newest first."""
+        return await capture.list_jobs(conn, principal, page, per_page)
+
+    @get("/{capture_id:uuid}")
+    async def get_capture(
+        self, capture_id: uuid.UUID, conn: Conn, principal: Principal
+    ) -> capture.CaptureOut:
+        """A capture job: ``running``, then ``success`` or the ``errors`` that refused it."""
+        return await capture.get(conn, principal, capture_id)
+
+
+class EventController(Controller):
+    """``GET /epcis/events`` (the standard's query parameters) and one event by eventID;
+    ``POST /epcis/events`` captures a single event."""
+
+    path = "/epcis/events"
+
+    @get("/")
+    async def query_events(
+        self,
+        request: Request[Any, Any, Any],
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+        settings: Settings,
+    ) -> Response[bytes]:
+        """An EPCISQueryDocument of the matching events the caller may see; the next page's
+        link in ``Link: <…>; rel="next"``. Parameters: eventType, GE_/LT_eventTime,
+        GE_/LT_recordTime, EQ_action, EQ_bizStep, EQ_disposition, EQ_readPoint,
+        EQ_bizLocation, MATCH_epc, MATCH_parentID, MATCH_anyEPC, EQ_bizTransaction_{type},
+        perPage (1–1000, default 30), nextPageToken; several values with ``|``. 400
+        ``epcisException:QueryParameterException`` for others."""
+        params = [(k, v) for k, vs in request.query_params.dict().items() for v in vs]
+        page = await search(conn, principal, scheme, settings, parse_query(params))
+        headers = dict(_HEADERS)
+        if page.next_token:
+            kept = [(k, v) for k, v in params if k != "nextPageToken"]
+            query = "&".join(f"{k}={_q(v)}" for k, v in [*kept, ("nextPageToken", page.next_token)])
+            headers["Link"] = f'</epcis/events?{query}>; rel="next"'
+        body = msgspec.json.encode(page.document)
+        return Response(body, media_type="application/ld+json", headers=headers)
+
+    @post("/", status_code=201, request_max_body_size=1024 * 1024)
+    async def capture_event(
+        self,
+        request: Request[Any, Any, Any],
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+    ) -> Response[Any]:
+        """Capture one event (201, ``Location`` of the event); 409 when its eventID exists."""
+        raw = await _body(request)
+        try:
+            event = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return problem(400, "ValidationException", "epcis_validation", "not valid JSON")
+        if not isinstance(event, dict):
+            return problem(
+                400, "ValidationException", "epcis_validation", "an event is a JSON object"
+            )
+        document = {
+            "@context": event.pop("@context", CONTEXT),
+            "type": "EPCISDocument",
+            "schemaVersion": "2.0",
+            "creationDate": datetime.now(UTC).isoformat(),
+            "epcisBody": {"eventList": [event]},
+        }
+        job = await capture.accept(conn, principal, msgspec.json.encode(document))
+        await conn.commit()
+        await capture.run(conn, scheme, job.captureID)
+        done = await capture.get(conn, principal, uuid.UUID(job.captureID))
+        if done.errors:
+            return problem(
+                400, "ValidationException", "epcis_validation", done.errors["detail"], done.errors
+            )
+        if not done.stored:
+            return problem(
+                409, "ConflictException", "epcis_event_exists", "an event with this eventID exists"
+            )
+        event_id = await capture.last_event_id(conn, job.captureID)
+        return Response(
+            {"eventID": event_id},
+            status_code=201,
+            headers={"Location": f"/epcis/events/{_q(event_id)}", **_HEADERS},
+        )
+
+    @get("/{event_id:path}")
+    async def get_event(
+        self,
+        event_id: str,
+        request: Request[Any, Any, Any],
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+        settings: Settings,
+    ) -> Response[bytes]:
+        """One event by its eventID (``urn:uuid:…`` or a ``ni:///sha-256;…`` hash), URL-encoded."""
+        q = parse_query([])
+        q.event_id = _raw_tail(request) or event_id.lstrip("/")
+        page = await search(conn, principal, scheme, settings, q)
+        events = page.document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        if not events:
+            raise NotFound("no such event", code="epcis_event_not_found")
+        return Response(
+            msgspec.json.encode(events[0]), media_type="application/ld+json", headers=_HEADERS
+        )
+
+
+def _raw_tail(request: Request[Any, Any, Any]) -> str | None:
+    """The eventID as sent: the path parameter has lost the ``///`` of ``ni:///`` to the
+    router's path normalisation, the raw path has not."""
+    raw = request.scope.get("raw_path")
+    if not raw:
+        return None
+    _, _, tail = raw.decode("latin-1").partition("/epcis/events/")
+    return unquote(tail) or None
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+router = Router(
+    path="",
+    route_handlers=[CaptureController, EventController],
+    tags=["epcis"],
+    exception_handlers={DocumentError: handle_document_error, QueryError: handle_query_error},
+)

@@ -1,0 +1,283 @@
+"""The SQL of the EPCIS query: one page of Tracecode's own events, then of captured ones (see
+``app.epcis.query`` for the parameters, the scope and the paging rule)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from app.auth.principal import Principal
+from app.codes.scheme import Scheme
+from app.config import Settings
+from app.db import Conn
+from app.epcis.query import (
+    CONTEXT,
+    ORG_PREFIX,
+    Match,
+    Query,
+    match_of,
+    names_of,
+    next_token,
+    own_event,
+    read_point_of,
+    transaction_of,
+)
+
+_OWN_COLUMNS = (
+    "e.id, e.event_uuid, e.event_type, e.action, e.biz_step, e.disposition, e.event_time, "
+    "e.tz_offset, e.record_time, e.read_point, e.biz_location, e.source_org, e.destination_org, "
+    "e.biz_transactions, e.parent_code, e.error_declaration"
+)
+_ROLES = {"MATCH_epc": ["e"], "MATCH_parentID": ["p"], "MATCH_anyEPC": ["e", "p", "x"]}
+
+
+class Page(msgspec.Struct, frozen=True):
+    document: dict[str, Any]
+    next_token: str | None
+
+
+async def search(
+    conn: Conn, actor: Principal, scheme: Scheme, settings: Settings, q: Query
+) -> Page:
+    """One page of the events the caller may see that match ``q``."""
+    matches = {name: match_of(q.lists[name], scheme) for name in _ROLES if name in q.lists}
+    orgs = None if actor.org_path.count("/") == 2 else await _subtree(conn, actor)
+    events: list[dict[str, Any]] = []
+    last: tuple[str, int] | None = None
+    if q.after[0] == "o":
+        rows = await _own_rows(conn, actor, orgs, q, matches)
+        page = rows[: q.per_page]
+        if page:
+            names = await names_of(conn, scheme, settings, page)
+            events += [own_event(r, names) for r in page]
+            last = ("o", page[-1]["id"])
+        if len(rows) > q.per_page:
+            return Page(_document(events, {}), next_token(*last) if last else None)
+    room = q.per_page - len(events)
+    after = q.after[1] if q.after[0] == "c" else 0
+    rows = await _captured_rows(conn, actor, orgs, q, matches, after, room)
+    page = rows[:room]
+    prefixes: dict[str, Any] = {}
+    for r in page:
+        events.append(_captured_event(r))
+        prefixes.update(r["context"] or {})
+        last = ("c", r["id"])
+    more = len(rows) > room
+    return Page(_document(events, prefixes), next_token(*last) if more and last else None)
+
+
+async def _subtree(conn: Conn, actor: Principal) -> list[int]:
+    rows = await (
+        await conn.execute("SELECT id FROM orgs WHERE path LIKE %s", (actor.org_path + "%",))
+    ).fetchall()
+    return [r["id"] for r in rows]
+
+
+def _document(events: list[dict[str, Any]], prefixes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "@context": [CONTEXT, prefixes] if prefixes else CONTEXT,
+        "type": "EPCISQueryDocument",
+        "schemaVersion": "2.0",
+        "creationDate": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "epcisBody": {
+            "queryResults": {
+                "queryName": "SimpleEventQuery",
+                "resultsBody": {"eventList": events},
+            }
+        },
+    }
+
+
+def _captured_event(row: dict[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = msgspec.json.decode(bytes(row["body"]))
+    event["eventID"] = row["event_id"]
+    event["recordTime"] = (
+        row["record_time"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    return event
+
+
+# -- Tracecode's own events --------------------------------------------------------------------
+
+
+async def _own_rows(
+    conn: Conn,
+    actor: Principal,
+    orgs: list[int] | None,
+    q: Query,
+    matches: dict[str, Match],
+) -> list[dict[str, Any]]:
+    conds = ["e.brand_id = %(brand)s", "e.id > %(after)s"]
+    args: dict[str, Any] = {"brand": actor.brand_id, "after": q.after[1], "limit": q.per_page + 1}
+    if orgs is not None:
+        args["orgs"] = orgs
+        conds.append(
+            "(e.biz_location = ANY(%(orgs)s) OR e.source_org = ANY(%(orgs)s) "
+            "OR e.destination_org = ANY(%(orgs)s))"
+        )
+    if not _own_filters(q, conds, args) or not _own_matches(matches, conds, args):
+        return []
+    if q.event_id is not None:
+        try:
+            args["uuid"] = uuid.UUID(q.event_id.removeprefix("urn:uuid:"))
+        except ValueError:
+            return []
+        conds.append("e.event_uuid = %(uuid)s")
+    if "EQ_bizLocation" in q.lists:
+        erp = [
+            v.removeprefix(ORG_PREFIX)
+            for v in q.lists["EQ_bizLocation"]
+            if v.startswith(ORG_PREFIX)
+        ]
+        found = await (
+            await conn.execute(
+                "SELECT id FROM orgs WHERE erp_code = ANY(%s) AND path LIKE %s",
+                (erp, f"/{actor.brand_id}/%"),
+            )
+        ).fetchall()
+        args["locations"] = [r["id"] for r in found]
+        conds.append("e.biz_location = ANY(%(locations)s)")
+    where = " AND ".join(conds)
+    sql = f"SELECT {_OWN_COLUMNS} FROM events e WHERE {where} ORDER BY e.id LIMIT %(limit)s"
+    return await (await conn.execute(sql, args)).fetchall()
+
+
+def _own_filters(q: Query, conds: list[str], args: dict[str, Any]) -> bool:
+    """Add the plain filters; False when no own event can match."""
+    plain = {
+        "eventType": "e.event_type",
+        "EQ_action": "e.action",
+        "EQ_bizStep": "e.biz_step",
+        "EQ_disposition": "e.disposition",
+    }
+    for name, column in plain.items():
+        if name in q.lists:
+            args[name] = [
+                v if v != "urn:tracecode:bizstep:claiming" else "claiming" for v in q.lists[name]
+            ]
+            conds.append(f"{column} = ANY(%({name})s)")
+    if "EQ_readPoint" in q.lists:
+        args["read_points"] = [read_point_of(v) for v in q.lists["EQ_readPoint"]]
+        conds.append("e.read_point = ANY(%(read_points)s)")
+    _times(q, "e", conds, args)
+    groups: dict[str, list[dict[str, str]]] = {}
+    for kind, uri in q.transactions:
+        parsed = transaction_of(uri)
+        groups.setdefault(kind, [])
+        if parsed is not None:
+            groups[kind].append({"type": parsed[0], "id": parsed[1]})
+    for i, (_, wanted) in enumerate(groups.items()):
+        if not wanted:
+            return False
+        parts = []
+        for j, item in enumerate(wanted):
+            args[f"bt{i}_{j}"] = Jsonb([item])
+            parts.append(f"e.biz_transactions @> %(bt{i}_{j})s")
+        conds.append(f"({' OR '.join(parts)})")
+    return True
+
+
+def _times(q: Query, alias: str, conds: list[str], args: dict[str, Any]) -> None:
+    ops = {"GE": ">=", "LT": "<"}
+    for name, moment in q.times.items():
+        op, _, field = name.partition("_")
+        column = "event_time" if field == "eventTime" else "record_time"
+        args[name] = moment
+        conds.append(f"{alias}.{column} {ops[op]} %({name})s")
+
+
+def _own_matches(matches: dict[str, Match], conds: list[str], args: dict[str, Any]) -> bool:
+    for name, m in matches.items():
+        if not m.units and not m.cases:
+            return False
+        args[f"{name}_u"], args[f"{name}_c"] = m.units, m.cases
+        codes = (
+            f"(ec.kind = 'u' AND ec.code = ANY(%({name}_u)s)) "
+            f"OR (ec.kind = 'c' AND ec.code = ANY(%({name}_c)s))"
+        )
+        if name == "MATCH_parentID":
+            conds.append(f"e.parent_code = ANY(%({name}_c)s)")
+        if name == "MATCH_epc":  # a case matches as a child, not as the event's parentID
+            codes = (
+                f"(ec.kind = 'u' AND ec.code = ANY(%({name}_u)s)) OR (ec.kind = 'c' AND "
+                f"ec.code = ANY(%({name}_c)s) AND ec.code IS DISTINCT FROM x.parent_code)"
+            )
+            conds.append(
+                f"e.id IN (SELECT ec.event_id FROM event_codes ec JOIN events x "
+                f"ON x.id = ec.event_id WHERE {codes})"
+            )
+        else:
+            conds.append(f"e.id IN (SELECT ec.event_id FROM event_codes ec WHERE {codes})")
+    return True
+
+
+# -- captured events ---------------------------------------------------------------------------
+
+
+async def _captured_rows(
+    conn: Conn,
+    actor: Principal,
+    orgs: list[int] | None,
+    q: Query,
+    matches: dict[str, Match],
+    after: int,
+    room: int,
+) -> list[dict[str, Any]]:
+    conds = ["ce.brand_id = %(brand)s", "ce.id > %(after)s"]
+    args: dict[str, Any] = {"brand": actor.brand_id, "after": after, "limit": room + 1}
+    if orgs is not None:
+        args["orgs"] = orgs
+        conds.append("ce.org_id = ANY(%(orgs)s)")
+    plain = {
+        "eventType": "ce.event_type",
+        "EQ_action": "ce.action",
+        "EQ_bizStep": "ce.biz_step",
+        "EQ_disposition": "ce.disposition",
+        "EQ_readPoint": "ce.read_point",
+        "EQ_bizLocation": "ce.biz_location",
+    }
+    for name, column in plain.items():
+        if name in q.lists:
+            args[name] = q.lists[name]
+            conds.append(f"{column} = ANY(%({name})s)")
+    _times(q, "ce", conds, args)
+    if q.event_id is not None:
+        args["event_id"] = q.event_id
+        conds.append("ce.event_id = %(event_id)s")
+    groups: dict[str, list[str]] = {}
+    for kind, value in q.transactions:
+        groups.setdefault(kind, []).append(f"{kind} {value}")
+    for i, wanted in enumerate(groups.values()):
+        args[f"bt{i}"] = wanted
+        conds.append(f"ce.biz_transactions && %(bt{i})s::text[]")
+    for name, m in matches.items():
+        conds.append(_epc_condition(name, m, args))
+    sql = (
+        "SELECT ce.id, ce.event_id, ce.record_time, ce.context, ce.body FROM epcis_events ce "
+        f"WHERE {' AND '.join(conds)} ORDER BY ce.id LIMIT %(limit)s"
+    )
+    return await (await conn.execute(sql, args)).fetchall()
+
+
+def _epc_condition(name: str, m: Match, args: dict[str, Any]) -> str:
+    args[f"{name}_r"] = _ROLES[name]
+    parts = []
+    if m.epcs:
+        args[f"{name}_e"] = m.epcs
+        parts.append(f"x.epc = ANY(%({name}_e)s)")
+    for i, prefix in enumerate(m.prefixes):
+        args[f"{name}_lo{i}"], args[f"{name}_hi{i}"] = (
+            prefix,
+            prefix[:-1] + chr(ord(prefix[-1]) + 1),
+        )
+        parts.append(f"(x.epc >= %({name}_lo{i})s AND x.epc < %({name}_hi{i})s)")
+    if not parts:
+        return "false"
+    return (
+        f"ce.id IN (SELECT x.event_id FROM epcis_event_epcs x WHERE ({' OR '.join(parts)}) "
+        f'AND x.role = ANY(%({name}_r)s::"char"[]))'
+    )

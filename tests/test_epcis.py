@@ -1,0 +1,430 @@
+"""EPCIS 2.0 capture and query (SPEC I3, issue 19 item 1) on the real PostgreSQL: the
+conformance documents capture and query back equal, invalid ones are refused whole with the
+standard's exception types, query parameters combine and page stably, a partner's aggregation
+changes Tracecode's code state under the line's rules and is followed by a Tracecode outbound
+of the same case, and every read is scoped to the caller."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.field_support import other_brand_admin
+from tests.helpers import activate, assert_error, issue_cases, issue_units
+
+CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
+MANIFEST = json.loads((CONFORMANCE / "manifest.json").read_text())
+CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+GTIN = "06901234000023"  # the demo sun cream (LM-SC-30)
+_ids = itertools.count()
+
+
+def document(events: list[dict[str, Any]], context: Any = CONTEXT) -> dict[str, Any]:
+    return {
+        "@context": context,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-12-01T08:00:00Z",
+        "epcisBody": {"eventList": events},
+    }
+
+
+async def capture(
+    client: Any,
+    headers: dict[str, str],
+    body: bytes | dict[str, Any],
+    media: str = "application/ld+json",
+) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await client.post(
+        "/epcis/capture", headers={**headers, "Content-Type": media}, content=raw
+    )
+
+
+async def captured(
+    client: Any, headers: dict[str, str], body: Any, state: str = "success"
+) -> dict[str, Any]:
+    response = await capture(client, headers, body)
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/epcis/capture/{response.json()['captureID']}"
+    job = (await client.get(response.headers["location"], headers=headers)).json()
+    assert job["state"] == state, job
+    return job  # type: ignore[no-any-return]
+
+
+async def query(client: Any, headers: dict[str, str], **params: str) -> Any:
+    response = await client.get("/epcis/events", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def event_list(response: Any) -> list[dict[str, Any]]:
+    return response.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]  # type: ignore[no-any-return]
+
+
+def unit_link(serial: str) -> str:
+    return f"https://id.gs1.org/01/{GTIN}/21/{serial}"
+
+
+def case_link(sscc: str) -> str:
+    return f"https://id.gs1.org/00/{sscc}"
+
+
+def _valid() -> list[dict[str, Any]]:
+    return MANIFEST["valid"]  # type: ignore[no-any-return]
+
+
+# -- the conformance documents -----------------------------------------------------------------
+
+
+async def test_valid_documents_capture_and_query_back_equal(client: Any, login: Any) -> None:
+    partner = await login("partner")
+    latest: dict[str, dict[str, Any]] = {}  # eventID -> the event as last sent
+    hashes: dict[str, list[str]] = {}
+    for entry in _valid():
+        raw = (CONFORMANCE / entry["file"]).read_bytes()
+        job = await captured(client, partner, raw)
+        sent = json.loads(raw)["epcisBody"]["eventList"]
+        assert job["events"] == len(sent), entry["file"]
+        if entry.get("idempotency"):  # the same document again stores nothing
+            again = await captured(client, partner, raw)
+            assert again["stored"] == 0, entry["file"]
+        given = [e for e in sent if "eventID" in e]
+        for event in given:
+            latest[event["eventID"]] = event
+        hashes[entry["file"]] = entry.get("hashes", [])
+    for event_id, event in latest.items():
+        response = await client.get(f"/epcis/events/{quote(event_id, safe='')}", headers=partner)
+        assert response.status_code == 200, (event_id, response.text)
+        back = response.json()
+        assert back.pop("recordTime")  # the capturing server's; a sent one is not kept
+        assert back == {k: v for k, v in event.items() if k != "recordTime"}, event_id
+    # events sent without an eventID get the CBV 2.0 event hash: the reference ones
+    for file, expected in hashes.items():
+        for event_hash in expected:
+            response = await client.get(
+                f"/epcis/events/{quote(event_hash, safe='')}", headers=partner
+            )
+            assert response.status_code == 200, (file, event_hash, response.text)
+
+
+@pytest.mark.parametrize("entry", MANIFEST["invalid"], ids=lambda e: e["file"].split("/")[-1])
+async def test_invalid_documents_are_refused_whole(
+    client: Any, login: Any, entry: dict[str, Any]
+) -> None:
+    partner = await login("partner")
+    raw = (CONFORMANCE / entry["file"]).read_bytes()
+    response = await capture(client, partner, raw, entry["content_type"])
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["type"] == "epcisException:ValidationException", body
+    assert body["status"] == 400 and body["detail"]
+    assert body["error"]["code"] == "epcis_validation"
+    if entry.get("unique_epcs"):  # nothing of the document was kept
+        text = raw.decode()
+        epcs = sorted(
+            set(
+                part
+                for part in text.split('"')
+                if part.startswith("urn:epc:id:sgtin:0614141.107346.X")
+            )
+        )
+        for epc in epcs:
+            try:
+                found = await query(client, partner, MATCH_anyEPC=epc)
+            except AssertionError:
+                continue  # a malformed identifier cannot even be asked for
+            assert event_list(found) == [], (entry["file"], epc)
+
+
+async def test_hostile_and_wrong_requests(client: Any, login: Any) -> None:
+    partner = await login("partner")
+    bad_media = await capture(client, partner, b"{}", "text/plain")
+    assert_error(bad_media, 415, "unsupported_media_type")
+    for raw in (
+        b"{",
+        b"[]",
+        b'{"@context": "x", "type": "EPCISDocument"}',
+        b"\x00" * 10,
+        b"[" * 5000,
+    ):
+        response = await capture(client, partner, raw)
+        assert response.status_code == 400, (raw[:20], response.text)
+        assert response.json()["type"] == "epcisException:ValidationException"
+    for params in (
+        {"EQ_colour": "red"},
+        {"perPage": "0"},
+        {"perPage": "abc"},
+        {"GE_eventTime": "yesterday"},
+        {"GE_eventTime": "2026-01-01T00:00:00"},  # no time zone
+        {"nextPageToken": "not-ours"},
+        {"eventType": "ObjectEvnt"},
+        {"MATCH_epc": "urn:epc:id:sgtin:0614141.107346"},
+    ):
+        response = await client.get("/epcis/events", headers=partner, params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["type"] == "epcisException:QueryParameterException", params
+    clerk = await login("clerk")  # no epcis.capture
+    doc = document([_object("OBSERVE", ["urn:epc:id:sgtin:0614141.107346.P1"])])
+    assert_error(await capture(client, clerk, doc), 403, "permission_denied")
+    missing = await client.get(
+        "/epcis/events/urn%3Auuid%3A00000000-0000-0000-0000-000000000000", headers=partner
+    )
+    assert_error(missing, 404, "epcis_event_not_found")
+    unknown_job = await client.get(
+        "/epcis/capture/00000000-0000-0000-0000-000000000000", headers=partner
+    )
+    assert_error(unknown_job, 404, "capture_not_found")
+
+
+def _object(action: str, epcs: list[str], **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "ObjectEvent",
+        "eventTime": fields.pop("eventTime", "2026-11-30T10:00:00.000+08:00"),
+        "eventTimeZoneOffset": "+08:00",
+        "epcList": epcs,
+        "action": action,
+        **fields,
+    }
+
+
+# -- query parameters and paging ----------------------------------------------------------------
+
+
+async def test_query_parameters_combine_and_pages_are_stable(client: Any, login: Any) -> None:
+    partner = await login("partner")
+    tag = f"Q{next(_ids)}x{id(client) % 10000}"
+    events = []
+    for i in range(12):
+        events.append(
+            _object(
+                "OBSERVE" if i % 3 else "ADD",
+                [
+                    f"urn:epc:id:sgtin:0614141.107346.{tag}{i}",
+                    f"urn:epc:id:sgtin:0614141.107346.{tag}s",
+                ],
+                eventTime=f"2026-11-{10 + i:02d}T10:00:00.000+08:00",
+                bizStep="shipping" if i % 2 else "https://ref.gs1.org/cbv/BizStep-receiving",
+                disposition="in_transit" if i % 2 else "in_progress",
+                readPoint={"id": f"urn:epc:id:sgln:0614141.00777.{tag}"},
+                bizTransactionList=[
+                    {
+                        "type": "po",
+                        "bizTransaction": f"urn:epcglobal:cbv:bt:0614141000005:{tag}-{i % 4}",
+                    }
+                ],
+            )
+        )
+    await captured(client, partner, document(events))
+    shared = f"urn:epc:id:sgtin:0614141.107346.{tag}s"
+    everything = event_list(await query(client, partner, MATCH_epc=shared, perPage="1000"))
+    assert len(everything) == 12
+    # the same EPC as a Digital Link
+    dl = event_list(
+        await query(client, partner, MATCH_epc=f"https://example.com/01/10614141073464/21/{tag}s")
+    )
+    assert len(dl) == 12
+    combined = event_list(
+        await query(
+            client,
+            partner,
+            MATCH_epc=shared,
+            EQ_bizStep="shipping",
+            EQ_action="OBSERVE",
+            GE_eventTime="2026-11-12T00:00:00+08:00",
+            LT_eventTime="2026-11-20T00:00:00+08:00",
+        )
+    )
+    # shipping = odd i; OBSERVE = i not divisible by 3; days 12..19 = i in 2..9 -> 5, 7
+    assert [e["eventTime"][:10] for e in combined] == ["2026-11-15", "2026-11-17"]
+    receiving = event_list(
+        await query(client, partner, MATCH_epc=shared, EQ_bizStep="receiving|cbv:BizStep-shipping")
+    )
+    assert len(receiving) == 12
+    by_disposition = event_list(
+        await query(client, partner, MATCH_epc=shared, EQ_disposition="in_progress")
+    )
+    assert len(by_disposition) == 6
+    by_tx = event_list(
+        await query(
+            client,
+            partner,
+            MATCH_epc=shared,
+            EQ_bizTransaction_po=f"urn:epcglobal:cbv:bt:0614141000005:{tag}-1",
+        )
+    )
+    assert len(by_tx) == 3
+    by_point = event_list(
+        await query(
+            client,
+            partner,
+            EQ_readPoint=f"urn:epc:id:sgln:0614141.00777.{tag}",
+            eventType="ObjectEvent",
+        )
+    )
+    assert len(by_point) == 12
+    pattern = event_list(
+        await query(
+            client, partner, MATCH_anyEPC="urn:epc:idpat:sgtin:0614141.107346.*", perPage="1000"
+        )
+    )
+    assert {e["eventID"] for e in everything} <= {e["eventID"] for e in pattern}
+
+    # pages of 5: stable, no event twice, none lost, while new events arrive
+    seen: list[str] = []
+    params: dict[str, str] = {"MATCH_epc": shared, "perPage": "5"}
+    pages = 0
+    while True:
+        response = await query(client, partner, **params)
+        seen += [e["eventID"] for e in event_list(response)]
+        pages += 1
+        if pages == 1:  # an event captured between pages comes last, once
+            extra = _object("OBSERVE", [shared], eventTime="2026-11-30T11:00:00.000+08:00")
+            await captured(client, partner, document([extra]))
+        link = response.headers.get("link")
+        if not link:
+            break
+        token = link.split("nextPageToken=")[1].split(">")[0]
+        params["nextPageToken"] = token
+    assert len(seen) == 13 == len(set(seen)) and pages == 3
+    assert seen[:12] == [e["eventID"] for e in everything]
+
+
+async def test_single_event_capture_201_then_409(client: Any, login: Any) -> None:
+    partner = await login("partner")
+    event = {
+        "@context": CONTEXT,
+        **_object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.S{next(_ids)}x{id(client)}"]),
+    }
+    headers = {**partner, "Content-Type": "application/json"}
+    first = await client.post("/epcis/events", headers=headers, content=json.dumps(event))
+    assert first.status_code == 201, first.text
+    event_id = first.json()["eventID"]
+    assert event_id.startswith("ni:///sha-256;") and event_id.endswith("?ver=CBV2.0")
+    again = await client.post("/epcis/events", headers=headers, content=json.dumps(event))
+    assert again.status_code == 409 and again.json()["type"] == "epcisException:ConflictException"
+    back = await client.get(first.headers["location"], headers=partner)
+    assert back.status_code == 200 and back.json()["eventID"] == event_id
+
+
+# -- Tracecode's own codes -----------------------------------------------------------------------
+
+
+async def state_of_unit(conn: Any, app: Any, serial: str) -> dict[str, Any]:
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    row = await (
+        await conn.execute(
+            "SELECT disposition, parent_sscc FROM unit_state WHERE code = %s",
+            (batch_no << 32 | index,),
+        )
+    ).fetchone()
+    await conn.commit()
+    return dict(row)
+
+
+async def test_partner_aggregation_then_a_tracecode_outbound_of_the_same_case(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    batch_no, product_id = await issue_units(client, login, demo, 20)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(20)]
+    await activate(client, login, serials, product_id, line="EP1")
+    cases = await issue_cases(client, login, demo, "inner", 2)
+    operator = await login("operator")  # the contract packer's line operator
+    aggregation = {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-30T10:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "parentID": f"urn:epc:id:sscc:{cases[0][1:8]}.{cases[0][0]}{cases[0][8:17]}",
+        "childEPCs": [unit_link(s) for s in serials[:10]],
+        "action": "ADD",
+        "bizStep": "packing",
+        "disposition": "in_progress",
+        "readPoint": {"id": "urn:tracecode:line:EP1"},
+    }
+    await captured(client, operator, document([aggregation]))
+    bound = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM unit_state WHERE parent_sscc = %s", (int(cases[0]),)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert bound["n"] == 10
+
+    # the same rules and rejections as the line: a unit already in a case is refused, whole
+    observe = _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.W{next(_ids)}"])
+    again = {**aggregation, "parentID": case_link(cases[1]), "childEPCs": [unit_link(serials[0])]}
+    job = await captured(client, operator, document([observe, again]), state="failed")
+    assert job["errors"]["type"] == "epcisException:ValidationException"
+    assert job["errors"]["reasons"][0]["reason"] in ("already_bound", "child_rejected"), job
+    assert event_list(await query(client, operator, MATCH_epc=observe["epcList"][0])) == []
+    # no line: refused
+    no_line = {
+        **aggregation,
+        "parentID": case_link(cases[1]),
+        "childEPCs": [unit_link(serials[15])],
+    }
+    del no_line["readPoint"]
+    failed = await captured(client, operator, document([no_line]), state="failed")
+    assert "readPoint" in failed["errors"]["detail"]
+    # shipping Tracecode codes by EPCIS is refused: that is the logistics API's
+    ship = _object("ADD", [unit_link(serials[12])], bizStep="shipping")
+    refused = await captured(client, operator, document([ship]), state="failed")
+    assert "commission" in refused["errors"]["detail"], refused
+    assert (await state_of_unit(conn, app, serials[12]))["disposition"] != "in_transit"
+
+    # Tracecode's outbound of the case the partner packed
+    clerk = await login("clerk")
+    inbound = await client.post("/documents", headers=clerk, json={"kind": "factory_inbound"})
+    assert inbound.status_code == 201, inbound.text
+    doc = inbound.json()
+    added = await client.post(
+        f"/documents/{doc['id']}/codes", headers=clerk, json={"codes": [cases[0]]}
+    )
+    assert added.status_code == 200 and added.json()["rejected"] == 0, added.text
+    assert (await client.post(f"/documents/{doc['id']}/confirm", headers=clerk)).status_code == 200
+    out = await client.post(
+        "/documents", headers=clerk, json={"kind": "outbound", "counterparty_id": demo["AGENT-ZJ"]}
+    )
+    assert out.status_code == 201, out.text
+    out_doc = out.json()
+    added = await client.post(
+        f"/documents/{out_doc['id']}/codes", headers=clerk, json={"codes": [cases[0]]}
+    )
+    assert added.status_code == 200 and added.json()["rejected"] == 0, added.text
+    confirmed = await client.post(f"/documents/{out_doc['id']}/confirm", headers=clerk)
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["units"] == 10
+
+    # one query over both sources: the partner's event and Tracecode's own, in order
+    admin = await login("admin")
+    history = event_list(
+        await query(client, admin, MATCH_anyEPC=case_link(cases[0]), perPage="100")
+    )
+    steps = [(e["type"], e["bizStep"]) for e in history]
+    assert ("AggregationEvent", "packing") in steps
+    assert ("ObjectEvent", "receiving") in steps or ("ObjectEvent", "shipping") in steps
+    assert steps[-1] == ("AggregationEvent", "packing")  # the captured one comes after the own
+    shipping = [e for e in history if e.get("bizStep") == "shipping"]
+    assert (
+        shipping
+        and shipping[0]["destinationList"][0]["destination"] == "urn:tracecode:org:AGENT-ZJ"
+    )
+    # a unit of the case, as an EPC URN
+    urn = event_list(await query(client, admin, MATCH_epc=unit_link(serials[3])))
+    assert any(e["type"] == "AggregationEvent" for e in urn)
+
+    # scope: the agent sees the shipment to it, not the factory's packing or the partner's capture
+    agent = await login("agent_admin")
+    seen = event_list(await query(client, agent, MATCH_anyEPC=case_link(cases[0])))
+    assert seen and all(e.get("bizStep") == "shipping" for e in seen), seen
+    other = await other_brand_admin(client, login)
+    assert event_list(await query(client, other, MATCH_anyEPC=case_link(cases[0]))) == []
+    jobs = (await client.get("/epcis/capture", headers=admin)).json()["items"]
+    assert jobs
+    assert_error(await client.get(f"/epcis/capture/{jobs[0]['captureID']}", headers=other), 404)

@@ -1,0 +1,37 @@
+"""EPCIS capture jobs: documents larger than ``TRACECODE_EPCIS_INLINE_EVENTS`` events."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+
+import dramatiq
+import psycopg
+from psycopg.rows import dict_row
+
+from app.codes.scheme import Scheme, scheme_from_settings
+from app.deadletters import POISON
+from app.embedded import start_postgres
+from app.epcis import capture
+from app.jobs import settings
+
+
+@cache
+def _context() -> tuple[str, Scheme]:
+    db_url = settings.database_url or start_postgres(settings.var_path)
+    return db_url, scheme_from_settings(settings)
+
+
+async def _run(capture_id: str) -> str:
+    db_url, scheme = _context()
+    async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
+        state = await capture.run(conn, scheme, capture_id)  # type: ignore[arg-type]
+        await conn.commit()
+        return state
+
+
+@dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=3600 * 1000, throws=POISON)
+def capture_job(capture_id: str) -> None:
+    """Apply one capture job, all or nothing. Idempotent: a finished job is left alone, and a
+    job whose worker died runs again from the start (its transaction was never committed)."""
+    asyncio.run(_run(capture_id))
