@@ -16,6 +16,7 @@ import pytest
 
 from tests.field_support import other_brand_admin
 from tests.helpers import activate, assert_error, issue_cases, issue_units
+from tests.test_epcis_hash import LEAKED_PREFIXES
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
 MANIFEST = json.loads((CONFORMANCE / "manifest.json").read_text())
@@ -104,9 +105,12 @@ async def test_valid_documents_capture_and_query_back_equal(client: Any, login: 
         back = response.json()
         assert back.pop("recordTime")  # the capturing server's; a sent one is not kept
         assert back == {k: v for k, v in event.items() if k != "recordTime"}, event_id
-    # events sent without an eventID get the CBV 2.0 event hash: the reference ones
+    # events sent without an eventID get the CBV 2.0 event hash: the reference ones (but the
+    # three the reference computed with prefixes leaked from other documents: test_epcis_hash)
     for file, expected in hashes.items():
-        for event_hash in expected:
+        for index, event_hash in enumerate(expected):
+            if (file, index) in LEAKED_PREFIXES:
+                continue
             response = await client.get(
                 f"/epcis/events/{quote(event_hash, safe='')}", headers=partner
             )
