@@ -333,6 +333,39 @@ async def test_other_organisations_are_out_of_reach(client: Any, login: Any, dem
     assert_error(await send(client, key, "users", "erp_code\n"), 403, "permission_denied")
 
 
+async def test_the_erp_integration_user_imports_organisations_and_products(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """The built-in partner role (an ERP system's account) holds what the organisation and
+    product imports take; staff are imported by a key holding what their roles grant."""
+    partner = await login("partner")
+    files = {
+        "orgs": f"erp_code,kind,name,parent_erp_code\n{code('PA')},agent,Partner's,BRAND-LUMI\n",
+        "products": f"erp_code,product_no,name\n{code('PP')},NO-{code('PP')},Partner's\n",
+    }
+    for entity, body in files.items():
+        result = await imported(client, partner, entity, body, dry_run=True)
+        assert counts(result) == (1, 0, 0, 0), result["errors"]
+    staff = (
+        f"erp_code,username,org_erp_code,roles\n{code('PU')},t{RUN.lower()}.pu,AGENT-ZJ,field_rep\n"
+    )
+    assert_error(await send(client, partner, "users", staff), 403, "permission_denied")
+    admin = await login("admin")
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={
+            "name": f"hr-{RUN}",
+            "permissions": ["users.write", "orgs.read", "catalog.read", "field.visit"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    result = await imported(client, key, "users", staff)
+    assert counts(result) == (1, 0, 0, 0), result["errors"]
+    assert result["results"][0]["initial_password"]
+
+
 async def test_two_uploads_of_one_file_create_each_code_once(
     client: Any, login: Any, demo: Any
 ) -> None:

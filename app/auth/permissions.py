@@ -114,8 +114,8 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
         [*_READ, "reports.read", "rebates.read", "rebates.settle"],
     ),
     "partner": (
-        "a partner ERP system",
-        [*_READ, "orders.write", "catalog.write", "webhooks.manage", "epcis.capture"],
+        "a partner ERP system: orders, products and organisations by ERP code, webhooks",
+        [*_READ, "orders.write", "catalog.write", "orgs.write", "webhooks.manage", "epcis.capture"],
     ),
     "marketing": ("sends SMS campaigns; manages templates and opt-outs", [*_READ, "sms.campaigns"]),
     "member_service": (
