@@ -77,3 +77,30 @@ def granian_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def worker_process(env: dict[str, str] | None = None, threads: int = 1) -> Iterator[None]:
+    """One real worker process (``dramatiq workers.main``: every actor and roll-up) on this
+    session's database and Redis, stopped (SIGTERM, then SIGKILL) afterwards."""
+    import signal
+    import sys
+
+    command = [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1"]
+    process = subprocess.Popen(
+        [*command, "--threads", str(threads)],
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        process_group=0,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

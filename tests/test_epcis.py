@@ -6,8 +6,10 @@ of the same case, and every read is scoped to the caller."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,6 +18,7 @@ import pytest
 
 from tests.field_support import other_brand_admin
 from tests.helpers import activate, assert_error, issue_cases, issue_units
+from tests.servers import worker_process
 from tests.test_epcis_hash import LEAKED_PREFIXES
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
@@ -432,3 +435,88 @@ async def test_partner_aggregation_then_a_tracecode_outbound_of_the_same_case(
     jobs = (await client.get("/epcis/capture", headers=admin)).json()["items"]
     assert jobs
     assert_error(await client.get(f"/epcis/capture/{jobs[0]['captureID']}", headers=other), 404)
+
+
+# -- races and the worker ----------------------------------------------------------------------
+
+
+async def test_the_same_document_raced_is_stored_once(client: Any, login: Any, conn: Any) -> None:
+    partner = await login("partner")
+    tag = f"R{next(_ids)}x{id(conn) % 100000}"
+    epcs = [f"urn:epc:id:sgtin:0614141.107346.{tag}{i}" for i in range(3)]
+    doc = document([_object("OBSERVE", [epc]) for epc in epcs])  # no eventIDs: hashed
+    answers = await asyncio.gather(*(capture(client, partner, doc) for _ in range(6)))
+    assert [a.status_code for a in answers] == [202] * 6
+    jobs = [(await client.get(a.headers["location"], headers=partner)).json() for a in answers]
+    assert all(j["state"] == "success" for j in jobs), jobs
+    assert sum(j["stored"] for j in jobs) == 3
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM epcis_event_epcs WHERE epc LIKE %s",
+            (f"https://id.gs1.org/01/10614141073464/21/{tag}%",),
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 3
+
+
+async def test_two_partners_packing_one_unit_at_once_exactly_one_wins(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    batch_no, product_id = await issue_units(client, login, demo, 4)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(4)]
+    await activate(client, login, serials, product_id, line="EP2")
+    cases = await issue_cases(client, login, demo, "inner", 2)
+    operator = await login("operator")
+
+    def packing(case: str) -> dict[str, Any]:
+        return document(
+            [
+                {
+                    "type": "AggregationEvent",
+                    "eventTime": "2026-11-30T10:00:00.000+08:00",
+                    "eventTimeZoneOffset": "+08:00",
+                    "parentID": case_link(case),
+                    "childEPCs": [unit_link(s) for s in serials],
+                    "action": "ADD",
+                    "bizStep": "packing",
+                    "readPoint": {"id": "urn:tracecode:line:EP2"},
+                }
+            ]
+        )
+
+    answers = await asyncio.gather(*(capture(client, operator, packing(c)) for c in cases))
+    jobs = [(await client.get(a.headers["location"], headers=operator)).json() for a in answers]
+    states = sorted(job["state"] for job in jobs)
+    assert states == ["failed", "success"]
+    rows = await (
+        await conn.execute(
+            "SELECT DISTINCT parent_sscc FROM unit_state WHERE code >= %s AND code < %s",
+            (batch_no << 32, (batch_no + 1) << 32),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert len(rows) == 1 and str(rows[0]["parent_sscc"]).zfill(18) in cases
+
+
+async def test_a_large_document_is_a_worker_job(client: Any, login: Any, app: Any) -> None:
+    partner = await login("partner")
+    tag = f"J{next(_ids)}x{id(app) % 100000}"
+    size = app.state.settings.epcis_inline_events + 1
+    doc = document(
+        [_object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.{tag}-{i}"]) for i in range(size)]
+    )
+    response = await capture(client, partner, doc)
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "pending" and response.json()["running"]
+    with worker_process():
+        deadline = time.monotonic() + 90
+        while True:
+            job = (await client.get(response.headers["location"], headers=partner)).json()
+            if job["state"] != "pending" and job["state"] != "running":
+                break
+            assert time.monotonic() < deadline, job
+            await asyncio.sleep(0.3)
+    assert job["state"] == "success" and job["stored"] == size, job
+    found = await query(client, partner, MATCH_epc=f"urn:epc:id:sgtin:0614141.107346.{tag}-7")
+    assert len(event_list(found)) == 1
