@@ -173,10 +173,17 @@ async def test_hostile_and_wrong_requests(client: Any, login: Any) -> None:
         {"nextPageToken": "not-ours"},
         {"eventType": "ObjectEvnt"},
         {"MATCH_epc": "urn:epc:id:sgtin:0614141.107346"},
+        {"MATCH_epc": "urn:x:\x00"},
+        {"EQ_bizLocation": "urn:tracecode:org:\x07"},
+        {"MATCH_anyEPC": "|".join(f"urn:x:{i}" for i in range(1001))},
+        {"EQ_readPoint": "urn:x:" + "a" * 3000},
     ):
         response = await client.get("/epcis/events", headers=partner, params=params)
         assert response.status_code == 400, (params, response.text)
-        assert response.json()["type"] == "epcisException:QueryParameterException", params
+        body = response.json()
+        if body["error"]["code"] == "invalid_character":  # refused at the edge, before the query
+            continue
+        assert body["type"] == "epcisException:QueryParameterException", (params, body)
     clerk = await login("clerk")  # no epcis.capture
     doc = document([_object("OBSERVE", ["urn:epc:id:sgtin:0614141.107346.P1"])])
     assert_error(await capture(client, clerk, doc), 403, "permission_denied")

@@ -34,6 +34,7 @@ from app.config import Settings
 from app.db import Conn
 from app.epcis.identifiers import IdentifierError, canonical, gtin_serial, sscc
 from app.errors import SerialError
+from app.textguard import has_control
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 MAX_PER_PAGE = 1000
@@ -93,9 +94,19 @@ class Query:
     event_id: str | None = None  # one event (GET /epcis/events/{eventID})
 
 
+MAX_VALUE = 2000  # characters of one parameter value
+MAX_VALUES = 1000  # values of all parameters together
+
+
 def parse_query(params: list[tuple[str, str]]) -> Query:
     q = Query()
+    if len(params) > MAX_VALUES or sum(v.count("|") + 1 for _, v in params) > MAX_VALUES:
+        raise QueryError(f"at most {MAX_VALUES} values in one query")
     for name, value in params:
+        if len(value) > MAX_VALUE or has_control(value) or has_control(name):
+            raise QueryError(
+                f"{name[:60]!r}: a value of at most {MAX_VALUE} characters, no control characters"
+            )
         if name in _LISTS:
             q.lists.setdefault(name, []).extend(v for v in value.split("|") if v)
         elif name in _TIMES:
