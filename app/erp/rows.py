@@ -47,6 +47,7 @@ class Spec:
     list_columns: frozenset[str] = frozenset()
     unique: tuple[str, ...] = ("erp_code",)
     max_rows: int = 50_000
+    takes_passwords: bool = False  # a password column is refused as such, not as unknown
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -121,7 +122,7 @@ def _from_csv(raw: bytes, spec: Spec) -> list[Item]:
     try:
         _, records = read_rows(text, spec.columns, (("erp_code",),), spec.max_rows)
     except BadRequest as exc:
-        if exc.code == "bad_header" and "password" in exc.details["unknown"]:
+        if spec.takes_passwords and "password" in exc.details.get("unknown", ()):
             raise _no_passwords() from None
         raise
     items = []
@@ -170,7 +171,7 @@ def _from_json(raw: bytes, spec: Spec) -> list[Item]:
     for n, values in enumerate(body.items, start=1):
         code = values.get("erp_code")
         item = Item(n, None, code if isinstance(code, str) and not has_control(code) else None)
-        if "password" in values:
+        if spec.takes_passwords and "password" in values:
             item.fail("password", "password_not_imported", _no_passwords().message)
         for column, value in values.items():
             texts = value if isinstance(value, list) else [value]

@@ -39,6 +39,7 @@ SPEC = Spec(
     list_columns=frozenset({"roles"}),
     unique=("erp_code", "username"),
     max_rows=20_000,
+    takes_passwords=True,
 )
 _FIELDS = ("display_name", "phone", "email", "status")
 _DRY_RUN_HASH = "!dry-run"  # never verified: a dry run is rolled back

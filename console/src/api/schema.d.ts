@@ -4094,7 +4094,8 @@ export interface components {
         };
         /**
          * MasterDataIn
-         * @description A JSON import: the rows as objects (the CSV columns as keys), at most 50,000.
+         * @description A JSON import: the rows as objects (the CSV columns as keys); at most 50,000 (users
+         *     20,000), else 413 ``too_many_rows``.
          */
         MasterDataIn: {
             items: Record<string, never>[];
