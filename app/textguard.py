@@ -36,7 +36,11 @@ def _refuse(what: str, char: str, field: str | None = None) -> InvalidCharacter:
 
 
 def check_json_body(body: bytes) -> None:
-    """Raise 400 ``invalid_character`` when a JSON body smuggles a control character in."""
+    """Raise 400 ``invalid_character`` when a JSON body smuggles a control character in: as an
+    escape, or as a raw DEL (JSON allows a raw U+007F in a string; the other raw controls are
+    not JSON at all and fail to decode)."""
+    if b"\x7f" in body:
+        raise _refuse("body", "\x7f")
     if b"\\" in body:
         match = _JSON_CONTROL.search(body)
         if match is not None:

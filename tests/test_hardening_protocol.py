@@ -23,7 +23,7 @@ FORMULAS = ["=1+2", "+SUM(A1)", "-3+4", "@cmd", "\tTAB", "\rCR"]
 
 
 @pytest.mark.parametrize(
-    "escape", ["\\u0000", "\\u001f", "\\u007F", "\\u0008", "\\b", "\\f", "\\u001B"]
+    "escape", ["\\u0000", "\\u001f", "\\u007F", "\\u0008", "\\b", "\\f", "\\u001B", "\x7f"]
 )
 async def test_json_body_control_characters_are_refused(
     client: Any, login: Any, escape: str
