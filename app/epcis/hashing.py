@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from app.epcis.identifiers import IdentifierError, canonical
@@ -389,15 +390,22 @@ def _timestamp(text: str) -> str:
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
     except ValueError:
         return text
-    micros = int((fraction or "")[:6].ljust(6, "0"))
-    offset = timedelta(0)
-    if zone and zone.upper() != "Z":
-        digits = zone[1:].replace(":", "")
-        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        offset = -offset if zone[0] == "-" else offset
-    aware = moment.replace(tzinfo=timezone(offset)).astimezone(UTC)
-    rounded = aware + timedelta(microseconds=round(micros, -3))
-    return rounded.isoformat(timespec="milliseconds")[:-6] + "Z"
+    micros = int(fraction[:6].ljust(6, "0")) if fraction else 0
+    # moment - offset is what astimezone(UTC) of the zoned moment computes (naive arithmetic,
+    # same OverflowError at the ends of the calendar); _zone raises as timezone() does
+    utc = moment - _zone(zone) if zone and zone not in "Zz" else moment
+    rounded = utc + timedelta(microseconds=round(micros, -3))
+    return rounded.isoformat(timespec="milliseconds") + "Z"
+
+
+@lru_cache(maxsize=64)
+def _zone(zone: str) -> timedelta:
+    """The offset of a ``±hh[[:]mm]`` zone (ValueError from 24 hours on, as ``timezone``)."""
+    digits = zone[1:].replace(":", "")
+    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+    offset = -offset if zone[0] == "-" else offset
+    timezone(offset)  # refuses offsets of a day or more, as the zoned datetime would
+    return offset
 
 
 def _numeric(text: str) -> str:
@@ -507,6 +515,12 @@ def pre_hash(event: dict[str, Any], context: object) -> str:
     """The canonical pre-hash string of one EPCIS 2.0 JSON event (see the module docstring)."""
     if not isinstance(event, dict):
         raise TypeError("an EPCIS event is a JSON object")
+    plain = _plain_pre_hash(event, context)
+    return plain if plain is not None else _general_pre_hash(event, context)
+
+
+def _general_pre_hash(event: dict[str, Any], context: object) -> str:
+    """``pre_hash`` of any event: the reference's steps one after the other."""
     expanded = _vocab_values(event)
     replaced = _replace_bare(event, _suffixes(expanded)) if expanded else event
     tree = _xml_shape(_Tree(_namespaces(_document_context(event, context))).node(replaced))
@@ -514,6 +528,171 @@ def pre_hash(event: dict[str, Any], context: object) -> str:
     standard = _ordered(children, PROPERTY_ORDER)
     rest = [c for c in children if c[0] not in _NOT_HASHED]
     return f"eventType={tree[0]}{standard}{_generic(rest) if rest else ''}"
+
+
+# --- the plain event, directly -------------------------------------------------------------
+#
+# Most captured events carry only the common fields: scalars, EPC lists, readPoint and
+# bizLocation with an id, and (type, id) pair lists. For such an event the steps above reduce
+# to a fixed recipe, written here without the tree: every string value goes through the bare-
+# word replacement (step 1) and the prefixes (step 2) as ``node`` does; the standard fields
+# follow in the property order (``_ordered`` / ``_field``: ``name=value``, list elements
+# sorted); the pair lists follow as the generic remainder (each pair in document order, pairs
+# sorted, lists sorted). Any other shape — another field, another JSON type, an empty list or
+# element, a type that the replacement would change — takes the general path.
+# tests/test_epcis_hash_plain.py holds the two paths equal.
+
+_PLAIN_TYPES = frozenset(
+    "ObjectEvent AggregationEvent AssociationEvent TransactionEvent TransformationEvent".split()
+)
+_PLAIN_SCALARS = frozenset(
+    "type eventTime eventTimeZoneOffset eventID recordTime action bizStep disposition "
+    "parentID".split()
+)
+_PLAIN_EPC_LISTS = frozenset({"epcList", "childEPCs"})
+_PLAIN_PLACES = frozenset({"readPoint", "bizLocation"})
+_PLAIN_PAIRS: dict[str, tuple[frozenset[str], dict[str, str]]] = {
+    "bizTransactionList": (frozenset({"type", "bizTransaction"}), _BTT_TERMS),
+    "sourceList": (frozenset({"type", "source"}), _SDT_TERMS),
+    "destinationList": (frozenset({"type", "destination"}), _SDT_TERMS),
+}
+_PLAIN_FIELDS = _PLAIN_SCALARS | _PLAIN_EPC_LISTS | _PLAIN_PLACES | _PLAIN_PAIRS.keys()
+_PLACE_KEYS = {"id": None}.keys()
+# (field, written with _timestamp) in the property order; the EPC lists and places between
+_PLAIN_HEAD = (("eventTime", True), ("eventTimeZoneOffset", False), ("parentID", False))
+_PLAIN_MIDDLE = ("action", "bizStep", "disposition")
+
+
+@lru_cache(maxsize=256)
+def _suffix_table(expanded: frozenset[str]) -> dict[str, str | None]:
+    return _suffixes(set(expanded))
+
+
+@lru_cache(maxsize=4096)
+def _repeated_value(text: str) -> str:
+    """``_canonical_value`` of a value that repeats from event to event (a vocabulary word, a
+    location, an offset)."""
+    return _canonical_value(text)
+
+
+def _epc_value(text: str) -> str:
+    """``_canonical_value`` of an EPC: an EPC URN is no number and names no CBV URN, so only
+    its canonical form is left to compute."""
+    if text.startswith("urn:epc:id:") and "urn:epcglobal:cbv:" not in text:
+        try:
+            return canonical(text, check_digits=False)
+        except IdentifierError:
+            return text
+    return _canonical_value(text)
+
+
+def _active_prefixes(context: object) -> dict[str, str]:
+    """The prefixes ``_Tree.scalar`` can apply to a value: those without a colon (a value's
+    prefix is the text before its first colon)."""
+    return {k: v for k, v in _namespaces(context).items() if ":" not in k}
+
+
+def _plain_values(event: dict[str, Any]) -> list[str] | None:
+    """Every string value of a plain event (None if it is not one)."""
+    strings: list[str] = []
+    for key, value in event.items():
+        kind = type(value)
+        if key in _PLAIN_SCALARS:
+            if kind is not str:
+                return None
+            strings.append(value)
+        elif key in _PLAIN_EPC_LISTS:
+            if kind is not list or not value or not all(type(v) is str for v in value):
+                return None
+            strings += value
+        elif key in _PLAIN_PLACES:
+            if kind is not dict or value.keys() != _PLACE_KEYS or type(value["id"]) is not str:
+                return None
+            strings.append(value["id"])
+        else:
+            allowed = _PLAIN_PAIRS[key][0]
+            if kind is not list or not value:
+                return None
+            for element in value:
+                if type(element) is not dict or not element or not element.keys() <= allowed:
+                    return None
+                for v in element.values():
+                    if type(v) is not str:
+                        return None
+                    strings.append(v)
+    return strings
+
+
+def _plain_pre_hash(event: dict[str, Any], context: object) -> str | None:
+    """``pre_hash`` of a plain event (see above), or None for any other."""
+    if not event.keys() <= _PLAIN_FIELDS or event.get("type") not in _PLAIN_TYPES:
+        return None
+    strings = _plain_values(event)
+    if strings is None:
+        return None
+    found: set[str] = set()  # step 1: the expanded vocabulary IRIs
+    _expand_term(event.get("bizStep"), _BIZ_STEP_TERMS, found)
+    _expand_term(event.get("disposition"), _DISPOSITION_TERMS, found)
+    for key, (_, terms) in _PLAIN_PAIRS.items():
+        for element in event.get(key, ()):
+            _expand_term(element.get("type"), terms, found)
+    for text in strings:
+        if text.startswith(_EXPANDED):
+            found.add(text)
+    suffixes = _suffix_table(frozenset(found)) if found else None
+    if suffixes and event["type"] in suffixes:
+        return None  # the event's type itself would be replaced
+    prefixes = _active_prefixes(context) if isinstance(context, list) else None
+
+    def text_of(value: str) -> str:
+        """A value as a node's text: bare words replaced, prefixes applied, stripped."""
+        if suffixes:
+            value = suffixes.get(value) or value
+        if prefixes:
+            prefix, colon, rest = value.partition(":")
+            if colon and prefix in prefixes:
+                value = prefixes[prefix] + rest
+        return value.strip()
+
+    parts = [f"eventType={event['type']}"]
+    for name, timed in _PLAIN_HEAD:
+        if name in event and (text := text_of(event[name])):
+            value = _timestamp(text) if timed else _repeated_value(text)
+            if value:
+                parts.append(f"{name}={value}")
+    for name in ("epcList", "childEPCs"):
+        if name in event:
+            epcs = []
+            for epc in event[name]:
+                if (text := text_of(epc)) and (value := _epc_value(text)):
+                    epcs.append("epc=" + value)
+            if epcs:
+                epcs.sort()
+                parts.append(name + "".join(epcs))
+    for name in _PLAIN_MIDDLE:
+        if name in event and (text := text_of(event[name])):
+            value = _repeated_value(text)
+            if value:
+                parts.append(f"{name}={value}")
+    for name in ("readPoint", "bizLocation"):
+        if name in event and (text := text_of(event[name]["id"])):
+            value = _repeated_value(text)
+            if value:
+                parts.append(f"{name}id={value}")
+    rest = []
+    for name in _PLAIN_PAIRS:
+        if name in event:
+            groups = []
+            for element in event[name]:
+                group = ""
+                for key, value in element.items():
+                    text = text_of(value)
+                    group += f"{key}={_repeated_value(text)}" if text else key
+                groups.append(group)
+            groups.sort()
+            rest.append(name + "".join(groups))
+    rest.sort()
+    return "".join(parts) + "".join(rest)
 
 
 def event_hash(event: dict[str, Any], context: object) -> str:
