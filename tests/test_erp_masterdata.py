@@ -512,6 +512,8 @@ async def test_passwords_are_never_imported_and_bad_user_rows_are_named(
         "erp_code,username,org_erp_code,roles,password\nX,xx.x,AGENT-ZJ,field_rep,secret1\n"
     )
     assert_error(await send(client, admin, "users", with_password), 400, "password_not_imported")
+    assert_error(await send(client, admin, "users", ""), 400, "empty_file")
+    assert_error(await send(client, admin, "users", "erp_code,colour\n"), 400, "bad_header")
     body = {"items": [{"erp_code": code("PW"), "username": f"t{RUN.lower()}.pw",
                        "org_erp_code": "AGENT-ZJ", "roles": ["field_rep"], "password": "secret12"}]}  # fmt: skip
     result = await imported(client, admin, "users", body)

@@ -122,7 +122,11 @@ def _from_csv(raw: bytes, spec: Spec) -> list[Item]:
     try:
         _, records = read_rows(text, spec.columns, (("erp_code",),), spec.max_rows)
     except BadRequest as exc:
-        if spec.takes_passwords and "password" in exc.details.get("unknown", ()):
+        if (
+            spec.takes_passwords
+            and exc.code == "bad_header"
+            and "password" in exc.details["unknown"]
+        ):
             raise _no_passwords() from None
         raise
     items = []
