@@ -30,6 +30,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # connection before 503, and seconds a connection attempt may take.
     db_pool_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
     db_connect_timeout: Annotated[int, msgspec.Meta(ge=1, le=60)] = 3
+    # A read replica (app/replica.py): a streaming standby of the primary, serving the reads that
+    # tolerate a short lag (trace, management center, analytics, list reads, EPCIS query) with a
+    # pool of the same size. It may hold a password: it is never logged or printed. A standby
+    # further behind than MAX_LAG (or down) is not used; a caller who changed something reads
+    # from the primary for STICKY seconds after (read-your-writes; at least MAX_LAG).
+    database_replica_url: str | None = None
+    replica_max_lag_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    replica_sticky_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 10.0
     redis_namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")] = "tracecode"
     # A worker process silent this long is dead: the jobs it had taken are queued again
     # (dramatiq's heartbeat timeout, app/jobs.py). Live workers beat about every second.
@@ -186,6 +194,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError(f"{PREFIX}DB_POOL_MIN must not exceed {PREFIX}DB_POOL_MAX")
         versions = self.active_key_versions
+        if self.replica_sticky_seconds < self.replica_max_lag_seconds:
+            raise SettingsError(
+                f"{PREFIX}REPLICA_STICKY_SECONDS must be at least {PREFIX}REPLICA_MAX_LAG_SECONDS"
+            )
         if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
             raise SettingsError(
                 f"{PREFIX}WEBHOOK_LEASE_SECONDS must exceed {PREFIX}WEBHOOK_TIMEOUT_SECONDS"
@@ -299,7 +311,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return HKDF(self.master_key_bytes(), 32, b"", SHA256, context=context)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:  # never print secrets
-        return f"Settings(database_url={_redact(self.database_url)!r}, var_dir={self.var_dir!r})"
+        return (
+            f"Settings(database_url={_redact(self.database_url)!r}, "
+            f"database_replica_url={_redact(self.database_replica_url)!r}, "
+            f"var_dir={self.var_dir!r})"
+        )
 
 
 def parse_master_key(text: str) -> bytes:
