@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app import embedded
-from app.config import PREFIX, Settings, SettingsError, load_settings
+from app.config import PREFIX, Settings, SettingsError, load_settings, redact_url
 
 
 def _fail(message: str) -> int:
@@ -270,6 +270,43 @@ def cmd_points(settings: Settings) -> int:
     return asyncio.run(_points_check(db_url))
 
 
+def cmd_redis(settings: Settings, jobs: bool, drain_timeout: float) -> int:
+    """rebuild: give back every Redis-held state PostgreSQL can (``app.ops.rebuild``): drain the
+    verification queue, restore query counters, wrong-PIN counts and lockouts, re-send the jobs
+    of unfinished exports and EPCIS captures."""
+    import dramatiq
+    import psycopg
+    import redis
+
+    from app.db import migrate
+    from app.errors import AppError
+    from app.ops.rebuild import rebuild
+
+    if not drain_timeout >= 0:
+        return _fail("--drain-timeout must be a number of seconds, 0 or more")
+    try:
+        db_url, redis_url = _urls(settings)
+        migrate(db_url)
+        client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+        send = None
+        if jobs:
+            from app import jobs as job_queue
+
+            send = job_queue.send
+        with client, psycopg.connect(db_url, autocommit=True) as conn:
+            report = rebuild(client, conn, settings, send, drain_timeout)
+    except (redis.RedisError, OSError) as exc:
+        return _fail(f"Redis unavailable: {exc}")
+    except psycopg.Error as exc:
+        return _fail(f"PostgreSQL unavailable: {exc}")
+    except dramatiq.errors.DramatiqError as exc:  # RabbitMQ (TRACECODE_BROKER_URL) unreachable
+        return _fail(f"job broker unavailable: {exc}")
+    except AppError as exc:
+        return _fail(str(exc))
+    print("\n".join(report.lines()))
+    return 0
+
+
 def cmd_openapi(settings: Settings, out: str | None) -> int:
     """Print (or write to ``out``) the app's OpenAPI document as JSON, as ``/schema/openapi.json``
     serves it: the console's typed client is generated from it (``npm run gen-api``). Needs no
@@ -436,6 +473,8 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
     db_url, redis_url = _urls(settings)
     os.environ[PREFIX + "DATABASE_URL"] = db_url
     os.environ[PREFIX + "REDIS_URL"] = redis_url
+    if settings.broker_url:  # the workers take their jobs from RabbitMQ, the API sends them there
+        os.environ[PREFIX + "BROKER_URL"] = settings.broker_url
     migrate(db_url)
     samples: list[Any] = []
     if demo:
@@ -484,6 +523,7 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
             f"(JSON: {base}/schema/openapi.json)\n  Health:   {base}/health\n"
             f"  Console:  {base}/console/\n"
             f"  Database: {db_url}\n  Redis:    {redis_url}\n"
+            f"  Jobs:     {redact_url(settings.broker_url) or 'on the Redis above'}\n"
         )
         if demo:
             from app.demo import describe_codes
@@ -823,6 +863,21 @@ def main(argv: list[str] | None = None) -> int:
         help="rollup: fold queued facts now; recount: roll up, recount, exit 1 on a mismatch",
     )
 
+    redis_cmd = sub.add_parser("redis", help="Redis-held state (counters, lockouts, job queues)")
+    redis_cmd.add_argument(
+        "action",
+        choices=["rebuild"],
+        help="rebuild: drain the verification queue, restore counters and lockouts from "
+        "PostgreSQL, re-send unfinished exports and EPCIS captures",
+    )
+    redis_cmd.add_argument("--no-jobs", action="store_true", help="leave the job queues alone")
+    redis_cmd.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for another flusher while draining (default 120)",
+    )
+
     def auth_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--as",
@@ -907,6 +962,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_rebates(settings, args.action)
         if args.command == "analytics":
             return cmd_analytics(settings, args.action)
+        if args.command == "redis":
+            return cmd_redis(settings, not args.no_jobs, args.drain_timeout)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     return _fail(f"unknown command {args.command}")
