@@ -27,7 +27,9 @@ is never redone).
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +43,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.epcis.document import CapturedEvent, DocumentError, parse_document
 from app.epcis.hashing import event_hash
-from app.epcis.identifiers import gtin_serial, sscc
+from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, sscc
 from app.errors import AppError, NotFound
 from app.locks import Lock, xact_lock
 from app.packing import edits, scans
@@ -91,6 +93,7 @@ async def accept(conn: Conn, actor: Principal, raw: bytes) -> CaptureOut:
     actor.require("epcis.capture")
     events = parse_document(raw)
     capture_id = uuid.uuid4()
+    _remember(capture_id, events)
     row = await (
         await conn.execute(
             f"""INSERT INTO epcis_captures (id, brand_id, org_id, user_id, api_key_id, state,
@@ -175,12 +178,13 @@ async def last_event_id(conn: Conn, capture_id: str) -> str:
 async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
     """Apply one capture job; return its final state. Safe to run twice (a finished job is left
     alone) and concurrently (the job row is locked while it runs)."""
+    job_id = uuid.UUID(capture_id)
     async with conn.transaction():
         job = await (
             await conn.execute(
-                "SELECT id, brand_id, org_id, user_id, api_key_id, state, body "
-                "FROM epcis_captures WHERE id = %s FOR UPDATE",
-                (uuid.UUID(capture_id),),
+                "SELECT id, brand_id, org_id, user_id, api_key_id, state, "
+                "CASE WHEN %s THEN body END AS body FROM epcis_captures WHERE id = %s FOR UPDATE",
+                (job_id not in _parsed, job_id),
             )
         ).fetchone()
         if job is None or job["state"] in ("success", "failed"):
@@ -223,7 +227,15 @@ async def _finish(
 
 async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
     actor = await _capturer(conn, job)
-    events = parse_document(bytes(job["body"]))
+    events = _parsed.pop(job["id"], None)
+    if events is None:
+        body = job["body"]
+        if body is None:  # an earlier run of the job in this process took the events, and failed
+            row = await (
+                await conn.execute("SELECT body FROM epcis_captures WHERE id = %s", (job["id"],))
+            ).fetchone()
+            body = row["body"] if row else b""
+        events = parse_document(bytes(body))
     ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
     await xact_lock(conn, Lock.EPCIS_CAPTURE, job["brand_id"])
     known = await _known_ids(conn, job["brand_id"], ids)
@@ -240,6 +252,22 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
     await _write(conn, job, fresh, applied)
     await _declare_errors(conn, job["brand_id"], declared)
     return len(fresh) + len(declared)
+
+
+# The events of the documents this process accepted last, by capture id, until run takes them:
+# the route applies a small document right after accepting it, and the parse is half the work.
+# Bounded (a job handed to a worker is run elsewhere, and its entry just ages out); a job not
+# found here is parsed from the stored body, with the same result (parse_document is pure).
+_parsed: OrderedDict[uuid.UUID, list[CapturedEvent]] = OrderedDict()
+_PARSED_JOBS = 4
+_PARSED_EVENTS = 1_000  # larger documents go to the workers by default
+
+
+def _remember(capture_id: uuid.UUID, events: list[CapturedEvent]) -> None:
+    if len(events) <= _PARSED_EVENTS:
+        _parsed[capture_id] = events
+        while len(_parsed) > _PARSED_JOBS:
+            _parsed.popitem(last=False)
 
 
 async def _declare_errors(
@@ -296,30 +324,32 @@ async def _apply_to_codes(
     conn: Conn, scheme: Scheme, actor: Principal, fresh: list[tuple[int, str, CapturedEvent]]
 ) -> set[str]:
     """Apply the events naming Tracecode codes, in document order; return their eventIDs."""
-    gtins = await _brand_gtins(conn, actor.brand_id)
+    units = {
+        f"{CANONICAL_ORIGIN}/01/{gtin}/21/" for gtin in await _brand_gtins(conn, actor.brand_id)
+    }
     cases = await _brand_cases(conn, scheme, actor.brand_id, fresh)
     applied: set[str] = set()
     for index, event_id, event in fresh:
-        ours = [
-            epc
-            for epc in [*event.epcs, *([event.parent_id] if event.parent_id else [])]
-            if _is_ours(epc, gtins, cases)
-        ]
-        if not ours:
-            continue
         if event.action == "OBSERVE":
             continue  # an observation: stored, changes nothing
+        if not any(_is_ours(epc, units, cases) for epc in event.epcs) and not (
+            event.parent_id and _is_ours(event.parent_id, units, cases)
+        ):
+            continue
         await _apply_one(conn, scheme, actor, index, event_id, event)
         applied.add(event_id)
     return applied
 
 
-def _is_ours(epc: str, gtins: set[str], cases: set[str]) -> bool:
-    unit = gtin_serial(epc)
-    if unit is not None:
-        return unit[0] in gtins
-    number = sscc(epc)
-    return number is not None and number in cases
+def _is_ours(epc: str, units: set[str], cases: set[str]) -> bool:
+    """Whether a canonical EPC is a unit of one of the brand's GTINs (``units``: the SGTIN
+    Digital Link prefix of each) or one of its case codes."""
+    if epc[:40] in units:  # len("https://id.gs1.org/01/") + 14 + len("/21/")
+        return gtin_serial(epc) is not None
+    return epc.startswith(_SSCC_LINK) and sscc(epc) in cases
+
+
+_SSCC_LINK = f"{CANONICAL_ORIGIN}/00/"
 
 
 async def _brand_gtins(conn: Conn, brand_id: int) -> set[str]:
@@ -340,7 +370,7 @@ async def _brand_cases(
             number
             for _, _, e in fresh
             for epc in [*e.epcs, *([e.parent_id] if e.parent_id else [])]
-            if (number := sscc(epc)) is not None
+            if epc.startswith(_SSCC_LINK) and (number := sscc(epc)) is not None
         }
     )
     reads = await read_codes(conn, scheme, brand_id, numbers) if numbers else []
@@ -412,63 +442,89 @@ async def _write(
     fresh: list[tuple[int, str, CapturedEvent]],
     applied: set[str],
 ) -> None:
+    """COPY the fresh events and their identifiers, in COPY's text format built by hand (one
+    string per event, one per event's identifiers), sent in chunks so that PostgreSQL parses
+    a chunk while the next one is built."""
     if not fresh:
         return
-    rows = await (
+    row = await (
         await conn.execute(
-            "SELECT nextval(pg_get_serial_sequence('epcis_events', 'id')) AS id "
-            "FROM generate_series(1, %s)",
+            "SELECT array_agg(n ORDER BY n) AS ids FROM (SELECT nextval(pg_get_serial_sequence("
+            "'epcis_events', 'id')) AS n FROM generate_series(1, %s)) s",
             (len(fresh),),
         )
-    ).fetchall()
-    ids = [r["id"] for r in rows]
-    now = datetime.now(UTC)
+    ).fetchone()
+    assert row is not None
+    ids: list[int] = row["ids"]
+    head = f"\t{job['brand_id']}\t{job['org_id']}\t{job['id']}\t"
+    now = f"\t{datetime.now(UTC).isoformat()}\t"
+    contexts: dict[int, str] = {}  # id(context) -> its column (one context object per document)
     encode = msgspec.json.encode
     async with conn.cursor().copy(
         "COPY epcis_events (id, brand_id, org_id, capture_id, event_id, event_type, action, "
         "biz_step, disposition, event_time, record_time, read_point, biz_location, "
         "biz_transactions, applied, error_declared, context, body) FROM STDIN"
     ) as copy:
+        rows: list[str] = []
         for row_id, (_, event_id, e) in zip(ids, fresh, strict=True):
-            await copy.write_row(
-                (
-                    row_id,
-                    job["brand_id"],
-                    job["org_id"],
-                    job["id"],
-                    event_id,
-                    e.event_type,
-                    e.action,
-                    e.biz_step,
-                    e.disposition,
-                    e.event_time,
-                    now,
-                    e.read_point,
-                    e.biz_location,
-                    [f"{t} {v}" for t, v in e.biz_transactions] or None,
-                    event_id in applied,
-                    "errorDeclaration" in e.raw,
-                    Jsonb(_prefixes(e.context)) if _prefixes(e.context) else None,
-                    encode(e.raw),
-                )
+            context = contexts.get(id(e.context))
+            if context is None:
+                prefixes = _prefixes(e.context)
+                context = _text(encode(prefixes).decode()) if prefixes else NULL
+                contexts[id(e.context)] = context
+            rows.append(
+                f"{row_id}{head}{_text(event_id)}\t{_text(e.event_type)}\t"
+                f"{_nullable(e.action)}\t{_nullable(e.biz_step)}\t{_nullable(e.disposition)}\t"
+                f"{e.event_time.isoformat()}{now}{_nullable(e.read_point)}\t"
+                f"{_nullable(e.biz_location)}\t{_text_array(e.biz_transactions)}\t"
+                f"{'t' if event_id in applied else 'f'}\t"
+                f"{'t' if 'errorDeclaration' in e.raw else 'f'}\t{context}\t"
+                f"\\\\x{encode(e.raw).hex()}\n"
             )
-    lines: list[str] = []
-    for row_id, (_, _, e) in zip(ids, fresh, strict=True):
-        role = "x" if e.event_type == "TransformationEvent" else "e"
-        lines += [f"{_copy_text(epc)}\t{role}\t{row_id}\n" for epc in e.epcs]
-        if e.parent_id:
-            lines.append(f"{_copy_text(e.parent_id)}\tp\t{row_id}\n")
-    if lines:
-        async with conn.cursor().copy(
-            "COPY epcis_event_epcs (epc, role, event_id) FROM STDIN"
-        ) as copy:
+            if len(rows) == _CHUNK:
+                await copy.write("".join(rows).encode())
+                rows.clear()
+        if rows:
+            await copy.write("".join(rows).encode())
+    async with conn.cursor().copy("COPY epcis_event_epcs (epc, role, event_id) FROM STDIN") as copy:
+        lines: list[str] = []
+        for count, (row_id, (_, _, e)) in enumerate(zip(ids, fresh, strict=True), 1):
+            role = "x" if e.event_type == "TransformationEvent" else "e"
+            if e.epcs:
+                tail = f"\t{role}\t{row_id}\n"
+                epcs = map(_text, e.epcs) if _SPECIAL.search("".join(e.epcs)) else e.epcs
+                lines.append(tail.join(epcs) + tail)
+            if e.parent_id:
+                lines.append(f"{_text(e.parent_id)}\tp\t{row_id}\n")
+            if count % _CHUNK == 0:
+                await copy.write("".join(lines).encode())
+                lines.clear()
+        if lines:
             await copy.write("".join(lines).encode())
 
 
-def _copy_text(value: str) -> str:
-    """A value in COPY's text format (identifiers are URIs: no tab or newline, but a backslash
-    is possible)."""
-    return value.replace("\\", "\\\\") if "\\" in value else value
+_CHUNK = 250  # events per COPY write
+NULL = "\\N"
+_SPECIAL = re.compile(r"[\\\t\n\r]")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str) -> str:
+    """A value in COPY's text format (validated identifiers hold none of its special
+    characters; anything else is escaped)."""
+    return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+
+
+def _nullable(value: str | None) -> str:
+    return NULL if value is None else _text(value)
+
+
+def _text_array(pairs: list[tuple[str, str]]) -> str:
+    """``{"type id",…}`` (text[] of 'type id' pairs) in COPY's text format, NULL when empty."""
+    if not pairs:
+        return NULL
+    items = (f"{t} {v}".replace("\\", "\\\\").replace('"', '\\"') for t, v in pairs)
+    return _text("{" + ",".join(f'"{item}"' for item in items) + "}")
 
 
 def _prefixes(context: object) -> dict[str, Any]:
