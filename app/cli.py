@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app import embedded
-from app.config import PREFIX, Settings, SettingsError, load_settings
+from app.config import PREFIX, Settings, SettingsError, load_settings, redact_url
 
 
 def _fail(message: str) -> int:
@@ -473,6 +473,8 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
     db_url, redis_url = _urls(settings)
     os.environ[PREFIX + "DATABASE_URL"] = db_url
     os.environ[PREFIX + "REDIS_URL"] = redis_url
+    if settings.broker_url:  # the workers take their jobs from RabbitMQ, the API sends them there
+        os.environ[PREFIX + "BROKER_URL"] = settings.broker_url
     migrate(db_url)
     samples: list[Any] = []
     if demo:
@@ -521,6 +523,7 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
             f"(JSON: {base}/schema/openapi.json)\n  Health:   {base}/health\n"
             f"  Console:  {base}/console/\n"
             f"  Database: {db_url}\n  Redis:    {redis_url}\n"
+            f"  Jobs:     {redact_url(settings.broker_url) or 'on the Redis above'}\n"
         )
         if demo:
             from app.demo import describe_codes

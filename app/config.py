@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 
 PREFIX = "TRACECODE_"
+# One AMQP URL, or several (the nodes of a RabbitMQ cluster, tried in turn) joined by ";".
+_AMQP_URLS = r"^amqps?://[^;\s]+(;amqps?://[^;\s]+)*\Z"
 
 
 class SettingsError(Exception):
@@ -23,6 +25,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Servers: None means "start the embedded PostgreSQL / Redis under var_dir".
     database_url: str | None = None
     redis_url: str | None = None
+    # The job broker (app/jobs.py): None, dramatiq on the Redis above; an AMQP URL
+    # (amqp://user:password@host:5672/vhost, amqps:// for TLS; several nodes of a cluster joined
+    # by ";"), dramatiq on RabbitMQ. It may hold a password: it is never logged or printed.
+    broker_url: Annotated[str, msgspec.Meta(pattern=_AMQP_URLS)] | None = None
     var_dir: str = "var"
     db_pool_min: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
@@ -312,9 +318,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:  # never print secrets
         return (
-            f"Settings(database_url={_redact(self.database_url)!r}, "
-            f"database_replica_url={_redact(self.database_replica_url)!r}, "
-            f"var_dir={self.var_dir!r})"
+            f"Settings(database_url={redact_url(self.database_url)!r}, "
+            f"database_replica_url={redact_url(self.database_replica_url)!r}, "
+            f"broker_url={redact_url(self.broker_url)!r}, var_dir={self.var_dir!r})"
         )
 
 
@@ -347,10 +353,11 @@ def _decode_key(text: str, where: str) -> bytes:
         raise SettingsError(f"{where} must hold 32 bytes as 64 hex characters or base64") from None
 
 
-def _redact(url: str | None) -> str | None:
+def redact_url(url: str | None) -> str | None:
+    """``url`` (or several joined by ";") with any password replaced by ``***``, for logs."""
     if url is None:
         return None
-    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
+    return re.sub(r"://([^:@/;]*):[^@/;]*@", r"://\1:***@", url)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -4,8 +4,19 @@ The broker is built here, once, and shared: the API enqueues through ``send(acto
 by the actor's name, so ``app/`` never imports ``workers/``; the workers import ``broker`` from
 here before any actor module, so every actor binds to it (dramatiq's "broker in a module of its
 own" layout). Importing this module starts nothing and connects to nothing: the Redis client
-connects on its first command, and the embedded Redis (no ``TRACECODE_REDIS_URL``) is started by
-whoever runs — ``tracecode run``, the API's lifespan, or a worker as it boots (workers/main.py).
+connects on its first command, the RabbitMQ broker opens its connections when first used, and
+the embedded Redis (no ``TRACECODE_REDIS_URL``) is started by whoever runs — ``tracecode run``,
+the API's lifespan, or a worker as it boots (workers/main.py).
+
+Two brokers, one behaviour (``build_broker``): dramatiq on Redis by default (the embedded one, or
+``TRACECODE_REDIS_URL``), on RabbitMQ when ``TRACECODE_BROKER_URL`` names one (``amqp://…``).
+Both deliver a job at least once: a job whose worker dies before acknowledging it is delivered
+again — by RabbitMQ as soon as the worker's connection drops (or its AMQP heartbeats stop), by
+the Redis broker once the worker has been silent ``TRACECODE_JOB_REQUEUE_SECONDS``. So every
+actor of ``workers/`` is idempotent (each says how in its docstring). Publishing waits for
+RabbitMQ's confirmation, so a job ``send`` returned is on the broker. What the workers keep in
+Redis besides jobs — heartbeats, the verification write-behind queue — is in the Redis of hot
+state (``redis_client``) whichever broker carries the jobs.
 
 The worker heartbeat's keys are named here too: workers write them, ``/health`` reads them.
 """
@@ -16,22 +27,50 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from redis import Redis
 
-from app.config import load_settings
+from app.config import Settings, SettingsError, load_settings, redact_url
 from app.embedded import redis_url
 
 settings = load_settings()
 
-# A job taken by a worker that dies (kill -9, OOM) is queued again by the broker's maintenance,
-# once the worker has been silent for TRACECODE_JOB_REQUEUE_SECONDS; maintenance runs on one
-# broker command in five (dramatiq's default, one in a thousand, could take many minutes).
-broker = RedisBroker(
-    url=settings.redis_url or redis_url(settings.var_path),
-    namespace=f"{settings.redis_namespace}-dramatiq",
-    heartbeat_timeout=settings.job_requeue_seconds * 1000,
-    maintenance_chance=200_000,
-)
+
+def build_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker ``settings`` name: RabbitMQ for ``broker_url``, else Redis. Connects to nothing.
+
+    On Redis, a job taken by a worker that dies (kill -9, OOM) is queued again by the broker's
+    maintenance once the worker has been silent for ``job_requeue_seconds``; maintenance runs on
+    one broker command in five (dramatiq's default, one in a thousand, could take many minutes).
+    On RabbitMQ, the server itself delivers a dead consumer's unacknowledged jobs again, and
+    ``confirm_delivery`` makes each publish wait for the server's acknowledgement.
+    """
+    if settings.broker_url:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        try:
+            return RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+        except (ValueError, TypeError) as exc:  # pika's URL parser; the message may quote it
+            raise SettingsError(
+                f"TRACECODE_BROKER_URL is not a valid AMQP URL: {redact_url(str(exc))}"
+            ) from None
+    return RedisBroker(
+        url=settings.redis_url or redis_url(settings.var_path),
+        namespace=f"{settings.redis_namespace}-dramatiq",
+        heartbeat_timeout=settings.job_requeue_seconds * 1000,
+        maintenance_chance=200_000,
+    )
+
+
+broker = build_broker(settings)
 dramatiq.set_broker(broker)
+
+#: The Redis of hot state, for worker threads (heartbeats, the verification write-behind queue):
+#: the Redis broker's own client, or one of its own beside RabbitMQ. Connects on first use.
+redis_client: Redis = (
+    broker.client
+    if isinstance(broker, RedisBroker)
+    else Redis.from_url(settings.redis_url or redis_url(settings.var_path))
+)
 
 #: A worker whose heartbeat key is older than this is not counted by ``/health``.
 WORKER_STALE_SECONDS = 30

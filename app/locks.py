@@ -34,7 +34,7 @@ class Lock(IntEnum):
 
     MIGRATIONS = 7_245_001  # session, one key: one migrator at a time
     BATCH_REQUEST = 7_245_002  # transaction, per brand: a batch request key issues one batch
-    EXPORT_RUN = 7_245_003  # session try, per export id: one runner per export
+    EXPORT_RUN = 7_245_003  # session, per export id: one runner per export, the next waits
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
     SSCC_BLOCK = 7_245_005  # transaction, 0: a contiguous block of the SSCC sequence
     EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition

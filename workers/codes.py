@@ -22,7 +22,10 @@ def _context() -> tuple[str, Scheme]:
 
 @dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=6 * 3600 * 1000, throws=POISON)
 def run_export_job(export_id: str) -> None:
-    """Write an export's files. Idempotent: a done export is left alone, a failed one redone.
-    A job whose data is wrong (not an export id, say) is not retried but dead-lettered."""
+    """Write an export's files. Idempotent under at-least-once delivery: a done export is left
+    alone, a failed one redone, a second delivery while another runner writes it waits for that
+    runner (a session lock on the export), and a run killed midway leaves only ``*.partial``
+    files that the next run writes again from the start. A job whose data is wrong (not an
+    export id, say) is not retried but dead-lettered."""
     db_url, scheme = _context()
     run_export(db_url, settings, scheme, export_id)

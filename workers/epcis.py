@@ -32,6 +32,8 @@ async def _run(capture_id: str) -> str:
 
 @dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=3600 * 1000, throws=POISON)
 def capture_job(capture_id: str) -> None:
-    """Apply one capture job, all or nothing. Idempotent: a finished job is left alone, and a
-    job whose worker died runs again from the start (its transaction was never committed)."""
+    """Apply one capture job, all or nothing. Idempotent under at-least-once delivery: a
+    finished job is left alone, a second delivery while it runs waits for the job row's lock
+    and then finds it finished, and a job whose worker died runs again from the start (its
+    transaction was never committed); events are stored once by eventID in any case."""
     asyncio.run(_run(capture_id))

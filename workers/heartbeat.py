@@ -1,6 +1,8 @@
 """Worker heartbeat: each worker process refreshes a Redis key that /health reads.
 
 The key and how long it stays fresh are named app-side (``app.jobs``), where ``/health`` reads them.
+The key lives in the Redis of hot state (``app.jobs.redis_client``), so the heartbeat is the same
+whether the jobs travel on Redis or on RabbitMQ.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from app.jobs import WORKER_STALE_SECONDS, heartbeat_key
+from app.jobs import WORKER_STALE_SECONDS, heartbeat_key, redis_client
 
 BEAT_EVERY_SECONDS = 5
 
@@ -27,7 +29,7 @@ class Heartbeat(Middleware):
         self._thread: threading.Thread | None = None
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        client = broker.client  # type: ignore[attr-defined]
+        client = redis_client
         self.key = heartbeat_key(self.namespace, socket.gethostname(), os.getpid())  # forked
         self._stop.clear()
 
@@ -47,6 +49,6 @@ class Heartbeat(Middleware):
         if self._thread is not None:
             self._thread.join(timeout=2)
         try:
-            broker.client.delete(self.key)  # type: ignore[attr-defined]
+            redis_client.delete(self.key)
         except Exception:
             pass

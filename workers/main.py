@@ -1,9 +1,12 @@
 """Worker entry point: ``dramatiq workers.main`` loads the broker, every actor and middleware.
 
-The broker is built app-side (``app.jobs``) and imported first, so the actors bind to it. What a
-running worker needs besides — the embedded Redis when no ``TRACECODE_REDIS_URL`` is set, the
-heartbeat, the write-behind flusher and the roll-ups — starts as the worker boots (dramatiq's
-``before_worker_boot`` / ``after_worker_boot``), never on import.
+The broker is built app-side (``app.jobs``: Redis, or RabbitMQ when ``TRACECODE_BROKER_URL`` is
+set) and imported first, so the actors bind to it. What a running worker needs besides — the
+embedded Redis when no ``TRACECODE_REDIS_URL`` is set, the heartbeat, the write-behind flusher and
+the roll-ups — starts as the worker boots (dramatiq's ``before_worker_boot`` /
+``after_worker_boot``), never on import. None of these middlewares depends on the broker: they
+work on the Redis of hot state (``app.jobs.redis_client``) and on PostgreSQL, so a worker on
+RabbitMQ runs them all the same; each actor is idempotent, as at-least-once delivery requires.
 """
 
 from typing import Any
@@ -28,8 +31,8 @@ from workers.webhooks import WebhookSender
 
 
 class EmbeddedRedis(Middleware):
-    """Without ``TRACECODE_REDIS_URL``, start (or reuse) the embedded Redis the broker points at
-    before the worker's consumers connect."""
+    """Without ``TRACECODE_REDIS_URL``, start (or reuse) the embedded Redis (the Redis broker's,
+    and the hot state's on either broker) before the worker's consumers connect."""
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         if not settings.redis_url:

@@ -40,5 +40,7 @@ async def _expire_now() -> int:
 
 @dramatiq.actor(max_retries=3, min_backoff=1000)
 def expire_redemptions() -> None:
-    """Expire the due redemptions now and refund them (each once)."""
+    """Expire the due redemptions now and refund them. Idempotent: each redemption moves from
+    issued to expired once, in the transaction that refunds it, so a second delivery finds
+    nothing due (a killed run's transaction rolled back: the next run or sweep redoes it)."""
     asyncio.run(_expire_now())

@@ -41,7 +41,9 @@ log = logging.getLogger("tracecode.sms")
     throws=POISON,
 )
 def send_sms(ids: list[int]) -> None:
-    """Send the outbox rows ``ids`` that are still pending (idempotent)."""
+    """Send the outbox rows ``ids`` that are still pending. Idempotent under at-least-once
+    delivery: a row is claimed (with a lease) by one sender, so a second delivery skips what the
+    first sent or holds; rows of a sender that died are the sweeper's once their lease ends."""
     if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
         raise TypeError("send_sms takes a list of outbox row ids")
     stats = asyncio.run(_send(ids, settings))

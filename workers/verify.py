@@ -2,6 +2,8 @@
 
 A middleware thread flushes every half second (at once again while the queue is long), and once
 more when the worker stops. Flushing is idempotent and one flusher runs at a time (Redis lock).
+The queue is in the Redis of hot state (``app.jobs.redis_client``), whichever broker carries
+the jobs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import psycopg
 from dramatiq.middleware import Middleware
 
 from app.embedded import start_postgres
-from app.jobs import settings
+from app.jobs import redis_client, settings
 from app.verify.records import flush
 
 log = logging.getLogger("tracecode.flusher")
@@ -47,9 +49,8 @@ class VerificationFlusher(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self._stop.clear()
-        client = broker.client  # type: ignore[attr-defined]
         self._thread = threading.Thread(
-            target=self._run, args=(client,), name="tracecode-flusher", daemon=True
+            target=self._run, args=(redis_client,), name="tracecode-flusher", daemon=True
         )
         self._thread.start()
 

@@ -391,13 +391,16 @@ def run_export(
 
     A run claims the export with a session advisory lock (released if the process dies), writes
     ``*.partial`` files and renames them when complete, so a killed run leaves no half file
-    under the final name and the next run starts over with the same plain content.
+    under the final name and the next run starts over with the same plain content. A second run
+    (a job delivered twice: the brokers deliver at least once) waits for the lock rather than
+    give up: the runner holding it may be one that just died, whose session PostgreSQL has not
+    closed yet (RabbitMQ delivers a dead worker's job again at once), and a run that gave up
+    would leave the export running for ever. Once it has the lock it finds the export done and
+    leaves it, or redoes it if the other runner failed or died.
     """
     key = uuid.UUID(export_id)
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
-        locked = conn.execute(*locks.try_acquire(Lock.EXPORT_RUN, export_id)).fetchone()
-        if not locked or not locked["ok"]:
-            return "running"  # another runner holds it
+        conn.execute(*locks.acquire(Lock.EXPORT_RUN, export_id))
         try:
             row = conn.execute(
                 f"UPDATE code_exports e SET state = 'running', attempts = attempts + 1, "
