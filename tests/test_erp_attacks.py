@@ -1,0 +1,70 @@
+"""ERP master data under attack (issue 19 item 3): values that slip past a field's pattern, cells
+a spreadsheet would run, and the like — each refused per row, on real PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.test_erp_masterdata import RUN, code, counts, errors, imported
+
+
+async def test_a_value_ending_in_a_line_break_is_refused_not_a_second_record(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """``"AGENT-ZJ\\n"`` passes a ``^…$`` pattern (``$`` matches before a final line feed): it
+    would have been a new organisation beside ``AGENT-ZJ`` that no CSV file can ever name."""
+    admin = await login("admin")
+    new = code("NL")
+    orgs = {
+        "items": [
+            {"erp_code": new + "\n", "kind": "agent", "name": "A", "parent_erp_code": "BRAND-LUMI"},
+            {"erp_code": code("NL2"), "kind": "agent", "name": "B", "parent_erp_code": "AGENT-ZJ\n"},
+            {"erp_code": code("NL3"), "kind": "agent", "name": "C", "parent_erp_code": "BRAND-LUMI",
+             "contact_phone": "0571 1234\n", "province_code": "330000\n"},
+        ]
+    }  # fmt: skip
+    result = await imported(client, admin, "orgs", orgs)
+    assert counts(result) == (0, 0, 0, 3), result
+    assert sorted(errors(result)) == [
+        (1, "erp_code", "invalid_value"),
+        (2, "parent_erp_code", "invalid_value"),
+        (3, "contact_phone", "invalid_value"),
+        (3, "province_code", "invalid_value"),
+    ]
+    stored = await (
+        await conn.execute("SELECT count(*) AS n FROM orgs WHERE erp_code LIKE %s", (new + "%",))
+    ).fetchone()
+    assert stored["n"] == 0
+
+    products = {
+        "items": [
+            {"erp_code": code("PNL") + "\n", "product_no": f"PNL-{RUN}", "name": "P"},
+            {"erp_code": code("PNL2"), "product_no": f"PNL2-{RUN}", "name": "P",
+             "gtin": "06901234000993\n", "image_url": "https://img.example/p.png\n"},
+        ]
+    }  # fmt: skip
+    result = await imported(client, admin, "products", products)
+    assert counts(result) == (0, 0, 0, 2), result
+    assert sorted(errors(result)) == [
+        (1, "erp_code", "invalid_value"),
+        (2, "gtin", "invalid_value"),
+        (2, "image_url", "invalid_value"),
+    ]
+    users = {
+        "items": [
+            {"erp_code": code("UNL"), "username": f"u{RUN.lower()}nl\n",
+             "org_erp_code": "AGENT-ZJ", "roles": ["field_rep"]},
+            {"erp_code": code("UNL2"), "username": f"u{RUN.lower()}nl2",
+             "org_erp_code": "AGENT-ZJ", "roles": ["field_rep\n"], "email": "a@b.example\n"},
+        ]
+    }  # fmt: skip
+    result = await imported(client, admin, "users", users)
+    assert counts(result) == (0, 0, 0, 2), result
+    assert sorted(errors(result)) == [
+        (1, "username", "invalid_value"),
+        (2, "email", "invalid_value"),
+        (2, "roles", "invalid_value"),
+    ]
+    # the same values without the line feed are fine (and CSV cells, stripped, never had one)
+    fine = {"items": [{**orgs["items"][0], "erp_code": new}]}
+    assert counts(await imported(client, admin, "orgs", fine, dry_run=True)) == (1, 0, 0, 0)
