@@ -68,3 +68,35 @@ async def test_a_value_ending_in_a_line_break_is_refused_not_a_second_record(
     # the same values without the line feed are fine (and CSV cells, stripped, never had one)
     fine = {"items": [{**orgs["items"][0], "erp_code": new}]}
     assert counts(await imported(client, admin, "orgs", fine, dry_run=True)) == (1, 0, 0, 0)
+
+
+async def test_formula_cells_are_refused_in_every_column_a_spreadsheet_shows(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A barcode or an e-mail address is shown by a spreadsheet like a name: a formula there is
+    refused like one in a name (an e-mail address's pattern lets ``=cmd|…!A0@x.y`` through)."""
+    admin = await login("admin")
+    formula = '=HYPERLINK("http://evil.example","x")'
+    products = {
+        "items": [
+            {"erp_code": code("PF1"), "product_no": f"PF1-{RUN}", "name": "P", "barcode": formula},
+            {
+                "erp_code": code("PF2"),
+                "product_no": f"PF2-{RUN}",
+                "name": "P",
+                "barcode": "@SUM(1)",
+            },
+            {"erp_code": code("PF3"), "product_no": f"PF3-{RUN}", "name": "P", "barcode": "690123"},
+        ]
+    }
+    result = await imported(client, admin, "products", products, dry_run=True)
+    assert counts(result) == (1, 0, 0, 2), result
+    assert errors(result) == [(1, "barcode", "formula_value"), (2, "barcode", "formula_value")]
+    users = (
+        "erp_code,username,org_erp_code,roles,email\n"
+        f"{code('UF1')},u{RUN.lower()}f1,AGENT-ZJ,field_rep,=cmd|'/Ccalc'!A0@evil.example\n"
+        f"{code('UF2')},u{RUN.lower()}f2,AGENT-ZJ,field_rep,rep@lumi.example\n"
+    )
+    result = await imported(client, admin, "users", users, dry_run=True)
+    assert counts(result) == (1, 0, 0, 1), result
+    assert errors(result) == [(1, "email", "formula_value")]

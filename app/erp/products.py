@@ -27,6 +27,7 @@ SPEC = Spec(
     row_type=ProductRow,
     text_columns=frozenset(
         {"product_no", "name", "category", "spec", "product_type", "colour_no", "efficacy"}
+        | {"barcode"}
     ),
     unique=("erp_code", "product_no"),
 )

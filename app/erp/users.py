@@ -35,7 +35,7 @@ from app.users.service import create_user, update_user
 SPEC = Spec(
     entity="users",
     row_type=UserRow,
-    text_columns=frozenset({"display_name"}),
+    text_columns=frozenset({"display_name", "email"}),
     list_columns=frozenset({"roles"}),
     unique=("erp_code", "username"),
     max_rows=20_000,
