@@ -41,7 +41,7 @@ from app.auth.service import load_user
 from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
-from app.epcis.document import CapturedEvent, DocumentError, parse_document
+from app.epcis.document import CapturedEvent, DocumentError, gc_paused, parse_document
 from app.epcis.hashing import event_hash
 from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, sscc
 from app.errors import AppError, NotFound
@@ -236,7 +236,8 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
             ).fetchone()
             body = row["body"] if row else b""
         events = parse_document(bytes(body))
-    ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
+    with gc_paused():
+        ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
     await xact_lock(conn, Lock.EPCIS_CAPTURE, job["brand_id"])
     known = await _known_ids(conn, job["brand_id"], ids)
     fresh: list[tuple[int, str, CapturedEvent]] = []

@@ -489,13 +489,31 @@ _FAST_DL = re.compile(
 )
 
 
+# SGTIN URN heads ("urn:epc:id:sgtin:{company}.{ref}") seen -> the Digital Link up to the serial
+# ("https://id.gs1.org/01/{gtin}/21/"): the units of one product share it, so most EPCs take a
+# dict lookup and a serial check instead of the regex and the check digit.
+_SGTIN_HEADS: dict[str, str] = {}
+_SGTIN_SERIAL = re.compile(r"[A-Za-z0-9'\-;=_]{1,20}")  # a serial without a dot
+_SGTIN_URN = "urn:epc:id:sgtin:"
+
+
 def _fast(uri: str, verify: bool) -> str | None:
     """The canonical SGTIN or SSCC of the plain, common forms in one regex each; else None."""
+    if uri.startswith(_SGTIN_URN):
+        head, _, serial = uri.rpartition(".")
+        link = _SGTIN_HEADS.get(head)
+        # a known head ends in digits, so its split is the regex's, whose serial may not
+        # hold a dot here
+        if link is not None and _SGTIN_SERIAL.fullmatch(serial):
+            return link + serial
     if match := _FAST_SGTIN_URN.fullmatch(uri):
         company, ref, serial = match.groups()
         if len(company) + len(ref) == 13:
             data = ref[0] + company + ref[1:]
-            return f"{CANONICAL_ORIGIN}/01/{data}{gs1_check_digit(data)}/21/{serial}"
+            link = f"{CANONICAL_ORIGIN}/01/{data}{gs1_check_digit(data)}/21/"
+            if len(_SGTIN_HEADS) < 4096:
+                _SGTIN_HEADS[f"{_SGTIN_URN}{company}.{ref}"] = link
+            return link + serial
     elif match := _FAST_SSCC_URN.fullmatch(uri):
         company, ref = match.groups()
         if len(company) + len(ref) == 17:
