@@ -61,7 +61,9 @@ class Pool(AsyncConnectionPool):
         return await super().getconn(timeout)
 
 
-def create_pool(url: str, settings: Settings) -> AsyncConnectionPool:
+def create_pool(url: str, settings: Settings, name: str = "tracecode") -> AsyncConnectionPool:
+    """The pool of ``url``; ``name`` is its name in logs and the connections'
+    ``application_name`` (``tracecode-replica`` for the read replica's, app/replica.py)."""
     last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     async def connected(conn: Conn) -> None:
@@ -87,9 +89,9 @@ def create_pool(url: str, settings: Settings) -> AsyncConnectionPool:
         pool_conninfo(url, settings),
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
-        kwargs={"row_factory": dict_row, "application_name": "tracecode"},
+        kwargs={"row_factory": dict_row, "application_name": name},
         open=False,
-        name="tracecode",
+        name=name,
         timeout=settings.db_pool_timeout,
         reconnect_timeout=RECONNECT_TIMEOUT,
         reconnect_failed=reconnect_failed,

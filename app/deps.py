@@ -1,4 +1,6 @@
-"""Litestar dependencies: settings, a database connection per request, the caller."""
+"""Litestar dependencies: settings, a database connection per request, the caller, and the
+connection of lag-tolerant reads (``read_conn``: the read replica's or the request's own, decided
+in one place, ``app.replica``)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
+from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from app import replica
 from app.auth.principal import Principal
 from app.auth.service import principal_from_headers
 from app.codes.scheme import Scheme
@@ -31,11 +35,13 @@ def provide_redis(state: State) -> Redis:
     return state.redis  # type: ignore[no-any-return]
 
 
-async def provide_conn(state: State) -> AsyncIterator[Conn]:
+async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
     """One pooled connection and one transaction per request; rolled back on any error.
 
     SMS messages the request put into the outbox are handed to the workers after the commit
-    (``app.sms.outbox``), never before: a rolled-back request sends nothing."""
+    (``app.sms.outbox``), never before: a rolled-back request sends nothing. With a read
+    replica, a committed change (any method but GET/HEAD) sends its author's reads to the
+    primary for a while (read-your-writes, ``app.replica``)."""
     async with state.pool.connection() as conn:
         try:
             yield conn
@@ -49,17 +55,49 @@ async def provide_conn(state: State) -> AsyncIterator[Conn]:
             outbox.discard(conn)
             raise
     await outbox.after_commit(conn)
+    standby: replica.Replica | None = state.replica
+    if standby is not None and request.method not in ("GET", "HEAD"):
+        principal = request.state.get("principal")
+        if principal is not None:
+            await standby.note_write(state.redis, principal)
 
 
 async def provide_principal(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Principal:
-    return await principal_from_headers(
+    principal = await principal_from_headers(
         conn,
         settings,
         request.headers.get("authorization"),
         request.headers.get("x-api-key"),
     )
+    request.state.principal = principal  # whose change a commit is (read-your-writes)
+    return principal
+
+
+async def provide_read_pool(
+    state: State, redis: Redis, principal: Principal
+) -> AsyncConnectionPool:
+    """The pool of this request's lag-tolerant reads: the replica's or the primary's
+    (``Replica.pool_for`` decides). For reads that open connections of their own (streamed
+    files); ``read_conn`` for the rest."""
+    standby: replica.Replica | None = state.replica
+    if standby is None:
+        return state.pool  # type: ignore[no-any-return]
+    return await standby.pool_for(redis, principal) or state.pool
+
+
+async def provide_read_conn(
+    state: State, conn: Conn, read_pool: AsyncConnectionPool
+) -> AsyncIterator[Conn]:
+    """The connection of reads that tolerate the replica's short lag (trace, management center,
+    analytics, list reads, EPCIS query): a standby connection when the replica may serve this
+    caller now, else the request's own ``conn``. Never write through it."""
+    if state.replica is None:
+        yield conn
+        return
+    async with replica.read_connection(None if read_pool is state.pool else read_pool, conn) as rc:
+        yield rc
 
 
 dependencies = {
@@ -68,5 +106,7 @@ dependencies = {
     "scheme": Provide(provide_scheme, sync_to_thread=False),
     "conn": Provide(provide_conn),
     "principal": Provide(provide_principal),
+    "read_pool": Provide(provide_read_pool),
+    "read_conn": Provide(provide_read_conn),
     "member": Provide(provide_member),
 }

@@ -28,6 +28,7 @@ from app import (
     orgs,
     packing,
     rebates,
+    replica,
     sms,
     users,
     verify,
@@ -96,6 +97,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await pool.open(wait=True, timeout=30)
         async with pool.connection() as conn:
             await sync_builtin_roles(conn)
+        if settings.database_replica_url:  # lag-tolerant reads on a standby (app/replica.py)
+            app.state.replica = replica.Replica(settings.database_replica_url, settings)
+            await app.state.replica.start()
         redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         app.state.pool = pool
         app.state.db_url = db_url
@@ -113,6 +117,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await app.state.rebate_claimer.close()
             await app.state.verifier.close()
             await redis.aclose()
+            if app.state.replica is not None:
+                await app.state.replica.close()
             await pool.close()
 
     # Tracecode: Litestar behind the request layer (request id, edge check, metrics, access log)
@@ -134,4 +140,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     document_errors(app, app.openapi_schema)  # the real error shape and codes of each operation
     app.state.settings = settings
     app.state.scheme = scheme
+    app.state.replica = None  # a replica.Replica once started, with TRACECODE_DATABASE_REPLICA_URL
     return app

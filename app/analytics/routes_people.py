@@ -1,6 +1,7 @@
 """HTTP routes of the people analytics (A4–A7): members by region, the members' purchase
 cycle, points by age band, verification and inspection statistics — JSON, or one of the
-answer's lists as a file with ``?format=csv|xlsx`` (``&table=`` names which)."""
+answer's lists as a file with ``?format=csv|xlsx`` (``&table=`` names which). Read from the read
+replica when there is one (``read_conn``, app/replica.py)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def _file(out: msgspec.Struct, table: str, fmt: Format, name: str) -> tabular.Do
 
 @get("/analytics/members/regions")
 async def member_regions(
-    conn: Conn,
+    read_conn: Conn,
     principal: Principal,
     date_from: DateFrom = None,
     date_to: DateTo = None,
@@ -70,7 +71,7 @@ async def member_regions(
     ``province`` — with their share, and registrations per month (or day). ``reports.read``,
     brand staff."""
     f = Filters(date_from=date_from, date_to=date_to, province=province, granularity=granularity)
-    out = await people_stats.member_regions(conn, principal, f)
+    out = await people_stats.member_regions(read_conn, principal, f)
     if fmt == "json":
         return out
     return _file(out, table, fmt, "member-regions")  # type: ignore[return-value]
@@ -78,7 +79,7 @@ async def member_regions(
 
 @get("/analytics/members/cycle")
 async def member_cycle(
-    conn: Conn,
+    read_conn: Conn,
     principal: Principal,
     date_from: DateFrom = None,
     date_to: DateTo = None,
@@ -97,17 +98,19 @@ async def member_cycle(
     f = Filters(
         date_from=date_from, date_to=date_to, product_id=product_id, category_id=category_id
     )
-    out = await people_stats.member_cycle(conn, principal, f, by)
+    out = await people_stats.member_cycle(read_conn, principal, f, by)
     if fmt == "json":
         return out
     return _file(out, "items", fmt, "member-cycle")  # type: ignore[return-value]
 
 
 @get("/analytics/points/ages")
-async def points_by_age(conn: Conn, principal: Principal, fmt: FormatParam = "json") -> PointsByAge:
+async def points_by_age(
+    read_conn: Conn, principal: Principal, fmt: FormatParam = "json"
+) -> PointsByAge:
     """A6: members and their points (claimed, redeemed, expired, adjusted, balance) by age band,
     as of today. ``reports.read``, brand staff."""
-    out = await people_stats.points_by_age(conn, principal)
+    out = await people_stats.points_by_age(read_conn, principal)
     if fmt == "json":
         return out
     return _file(out, "bands", fmt, "points-by-age")  # type: ignore[return-value]
@@ -115,7 +118,7 @@ async def points_by_age(conn: Conn, principal: Principal, fmt: FormatParam = "js
 
 @get("/analytics/verifications")
 async def verification_stats(
-    conn: Conn,
+    read_conn: Conn,
     principal: Principal,
     date_from: DateFrom = None,
     date_to: DateTo = None,
@@ -139,7 +142,7 @@ async def verification_stats(
         category_id=category_id,
         granularity=granularity,
     )
-    out = await people_stats.verifications(conn, principal, f)
+    out = await people_stats.verifications(read_conn, principal, f)
     if fmt == "json":
         return out
     return _file(out, table, fmt, "verifications")  # type: ignore[return-value]
@@ -147,7 +150,7 @@ async def verification_stats(
 
 @get("/analytics/inspections")
 async def inspection_stats(
-    conn: Conn,
+    read_conn: Conn,
     principal: Principal,
     date_from: DateFrom = None,
     date_to: DateTo = None,
@@ -163,7 +166,7 @@ async def inspection_stats(
     store, over at most 366 days (default: the last 30). The leak report by agent is ``GET
     /inspections/summary?by=agent``. ``reports.read``."""
     f = Filters(date_from=date_from, date_to=date_to, province=province, granularity=granularity)
-    out = await people_stats.inspections(conn, principal, f)
+    out = await people_stats.inspections(read_conn, principal, f)
     if fmt == "json":
         return out
     return _file(out, table, fmt, "inspections")  # type: ignore[return-value]

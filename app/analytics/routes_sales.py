@@ -1,7 +1,8 @@
 """HTTP routes of the sales analytics (A1–A3) and the dashboard: JSON, or with
 ``?format=csv|xlsx`` the same rows as a file. Periods are Asia/Shanghai days, ``from`` and
 ``to`` inclusive (default: this month to today). Scoped by ``reports.read`` to the caller's
-subtree (``app.analytics.sales``)."""
+subtree (``app.analytics.sales``). The reports read from the read replica when there is one
+(``read_conn``, app/replica.py); the dashboard does not: it stores the days it counts."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def _limit(fmt: Format, limit: int | None) -> int | None:
 
 @get("/analytics/sales/stores")
 async def store_ranking(
-    conn: Conn,
+    read_conn: Conn,
     principal: Principal,
     start: From = None,
     end: To = None,
@@ -76,7 +77,7 @@ async def store_ranking(
         product_type=product_type, province=province, city=city, agent_id=agent_id,
         limit=_limit(fmt, limit),
     )  # fmt: skip
-    out = await sales.store_ranking(conn, principal, f)
+    out = await sales.store_ranking(read_conn, principal, f)
     if fmt == "json":
         return out
     columns = ("rank", "store_id", "store", "store_erp_code", "province", "city", "agent",
@@ -91,7 +92,7 @@ async def store_ranking(
 
 @get("/analytics/sales/products")
 async def product_report(
-    conn: Conn,
+    read_conn: Conn,
     principal: Principal,
     start: From = None,
     end: To = None,
@@ -115,7 +116,7 @@ async def product_report(
         product_type=product_type, province=province, city=city, agent_id=agent_id,
         store_id=store_id,
     )  # fmt: skip
-    out = await sales.product_report(conn, principal, f, granularity)
+    out = await sales.product_report(read_conn, principal, f, granularity)
     if fmt == "json":
         return out
     columns = ("product_id", "product", "product_no", "type", "category", "units")
@@ -128,7 +129,7 @@ async def product_report(
 
 @get("/analytics/sales/regions")
 async def region_report(
-    conn: Conn,
+    read_conn: Conn,
     principal: Principal,
     start: From = None,
     end: To = None,
@@ -147,7 +148,7 @@ async def region_report(
         start=start, end=end, product_id=product_id, category_id=category_id,
         product_type=product_type, province=province, agent_id=agent_id, limit=limit,
     )  # fmt: skip
-    out = await sales.region_report(conn, principal, f, level)
+    out = await sales.region_report(read_conn, principal, f, level)
     if fmt == "json":
         return out
     columns = ("province_code", "province", "city_code", "city", "agent_id", "agent", "stores",

@@ -134,13 +134,14 @@ class BatchController(Controller):
     async def list_exports(
         self,
         batch_no: int,
-        conn: Conn,
+        read_conn: Conn,
         principal: Principal,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[ExportOut]:
-        """The batch's printer-file exports, oldest first."""
-        return await exports.page_exports(conn, principal, batch_no, page, per_page)
+        """The batch's printer-file exports, oldest first (from the read replica when there is
+        one: an export's progress may show a moment late)."""
+        return await exports.page_exports(read_conn, principal, batch_no, page, per_page)
 
 
 class CaseBatchController(Controller):
@@ -236,12 +237,13 @@ async def code_status(
 
 
 @get("/trace/{code:str}", tags=["trace"])
-async def get_trace(code: str, conn: Conn, principal: Principal, scheme: Scheme) -> TraceOut:
+async def get_trace(code: str, read_conn: Conn, principal: Principal, scheme: Scheme) -> TraceOut:
     """Trace of a unit serial (or its QR URL) or a case SSCC: product, batch, state, events,
     containers and contents. 400 malformed, 422 forged, 404 not this brand's, or (below the
     brand) never in the caller's subtree; below the brand the history starts with the caller's
-    part, and later movements of others come without their documents."""
-    return await trace(conn, principal, scheme, code)
+    part, and later movements of others come without their documents. Read from the read
+    replica when there is one (app/replica.py)."""
+    return await trace(read_conn, principal, scheme, code)
 
 
 class PoolController(Controller):

@@ -106,8 +106,9 @@ class CaptureController(Controller):
 
 
 class EventController(Controller):
-    """``GET /epcis/events`` (the standard's query parameters) and one event by eventID;
-    ``POST /epcis/events`` captures a single event."""
+    """``GET /epcis/events`` (the standard's query parameters) and one event by eventID, read
+    from the read replica when there is one (app/replica.py); ``POST /epcis/events`` captures a
+    single event."""
 
     path = "/epcis/events"
 
@@ -115,7 +116,7 @@ class EventController(Controller):
     async def query_events(
         self,
         request: Request[Any, Any, Any],
-        conn: Conn,
+        read_conn: Conn,
         principal: Principal,
         scheme: Scheme,
         settings: Settings,
@@ -127,7 +128,7 @@ class EventController(Controller):
         perPage (1–1000, default 30), nextPageToken; several values with ``|``. 400
         ``epcisException:QueryParameterException`` for others."""
         params = [(k, v) for k, vs in request.query_params.dict().items() for v in vs]
-        page = await search(conn, principal, scheme, settings, parse_query(params))
+        page = await search(read_conn, principal, scheme, settings, parse_query(params))
         headers = dict(_HEADERS)
         if page.next_token:
             kept = [(k, v) for k, v in params if k != "nextPageToken"]
@@ -185,7 +186,7 @@ class EventController(Controller):
         self,
         event_id: str,
         request: Request[Any, Any, Any],
-        conn: Conn,
+        read_conn: Conn,
         principal: Principal,
         scheme: Scheme,
         settings: Settings,
@@ -193,7 +194,7 @@ class EventController(Controller):
         """One event by its eventID (``urn:uuid:…`` or a ``ni:///sha-256;…`` hash), URL-encoded."""
         q = parse_query([])
         q.event_id = _raw_tail(request) or event_id.lstrip("/")
-        page = await search(conn, principal, scheme, settings, q)
+        page = await search(read_conn, principal, scheme, settings, q)
         events = page.document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
         if not events:
             raise NotFound("no such event", code="epcis_event_not_found")

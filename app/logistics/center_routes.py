@@ -1,5 +1,6 @@
 """HTTP routes of the management center (SPEC L10): ``/center/documents`` and ``/center/stock``,
-as JSON pages or, with ``?format=csv|xlsx``, as a streamed file of every matching row."""
+as JSON pages or, with ``?format=csv|xlsx``, as a streamed file of every matching row. Both read
+from the read replica when there is one (``read_conn``/``read_pool``, app/replica.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, get
-from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
+from psycopg_pool import AsyncConnectionPool
 
 from app import tabular
 from app.auth.principal import Principal
@@ -25,17 +26,24 @@ DocNo = Annotated[str, Parameter(min_length=1, max_length=64, description="numbe
 
 
 async def answer(
-    conn: Conn, state: State, query: Query, fmt: Format, make: Any, page: int, per_page: int
+    conn: Conn,
+    pool: AsyncConnectionPool,
+    query: Query,
+    fmt: Format,
+    make: Any,
+    page: int,
+    per_page: int,
 ) -> Any:
-    """A report query's answer: a JSON page of ``make(row)``, or every row as a CSV or XLSX
-    download (the rebate queries answer this way too)."""
+    """A report query's answer: a JSON page of ``make(row)`` read on ``conn``, or every row as a
+    CSV or XLSX download streamed from a connection of ``pool`` (the rebate queries answer this
+    way too)."""
     if fmt == "json":
         return await center.page_of(conn, query, make, page, per_page)
     if fmt == "xlsx":
         await center.check_xlsx_size(conn, query)
-        chunks = center.xlsx_chunks(state.pool, query)
+        chunks = center.xlsx_chunks(pool, query)
     else:
-        chunks = center.csv_chunks(state.pool, query)
+        chunks = center.csv_chunks(pool, query)
     return tabular.download(chunks, fmt, f"{query.name}-{date.today()}.{fmt}")
 
 
@@ -46,9 +54,9 @@ class CenterController(Controller):
     @get("/documents")
     async def documents(
         self,
-        conn: Conn,
+        read_conn: Conn,
+        read_pool: AsyncConnectionPool,
         principal: Principal,
-        state: State,
         org_id: Annotated[int | None, Parameter(description="this organisation's subtree")] = None,
         counterparty_id: int | None = None,
         product_id: int | None = None,
@@ -68,7 +76,7 @@ class CenterController(Controller):
         """Document lines (one row per product and lot of a document) visible to the caller:
         documents whose organisation or counterparty lies in its subtree."""
         query = await center.document_query(
-            conn,
+            read_conn,
             principal,
             center.DocumentFilters(
                 org_id=org_id,
@@ -86,15 +94,15 @@ class CenterController(Controller):
             ),
         )
         return await answer(  # type: ignore[no-any-return]
-            conn, state, query, fmt, lambda row: DocumentRow(**row), page, per_page
+            read_conn, read_pool, query, fmt, lambda row: DocumentRow(**row), page, per_page
         )
 
     @get("/stock")
     async def stock(
         self,
-        conn: Conn,
+        read_conn: Conn,
+        read_pool: AsyncConnectionPool,
         principal: Principal,
-        state: State,
         org_id: Annotated[int | None, Parameter(description="this organisation's subtree")] = None,
         product_id: int | None = None,
         category_id: int | None = None,
@@ -107,7 +115,7 @@ class CenterController(Controller):
     ) -> Page[StockRow]:
         """Rolled-up stock per organisation, product and lot in the caller's subtree."""
         query = await center.stock_query(
-            conn,
+            read_conn,
             principal,
             center.StockFilters(
                 org_id=org_id,
@@ -119,5 +127,5 @@ class CenterController(Controller):
             ),
         )
         return await answer(  # type: ignore[no-any-return]
-            conn, state, query, fmt, lambda row: StockRow(**row), page, per_page
+            read_conn, read_pool, query, fmt, lambda row: StockRow(**row), page, per_page
         )

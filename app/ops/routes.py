@@ -29,9 +29,11 @@ async def ping() -> dict[str, str]:
 
 @route("/health", http_method=GET_HEAD)
 async def health(state: State, settings: Settings) -> Response[HealthOut]:
-    """PostgreSQL, Redis and worker heartbeat; ``down`` names each that is not ok. 503 when
-    PostgreSQL or Redis is down (the API cannot serve); a missing worker heartbeat is listed in
-    ``down`` but answers 200 (requests go on; write-behind and jobs wait for a worker)."""
+    """PostgreSQL, Redis, worker heartbeat and the read replica (when configured); ``down``
+    names each that is not ok. 503 when PostgreSQL or Redis is down (the API cannot serve); a
+    missing worker heartbeat or a replica that is down or lagging is listed in ``down`` but
+    answers 200 (requests go on; write-behind and jobs wait for a worker, reads go to the
+    primary). The replica's status is its last background check's, not a query of its own."""
     try:
         async with state.pool.connection(timeout=2) as conn:
             await conn.execute("SELECT 1")
@@ -49,6 +51,9 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
         workers = Check("unknown", "redis is down")
     ok = pg.status == "ok" and rd.status == "ok"
     checks = {"postgres": pg, "redis": rd, "workers": workers}
+    standby = None if state.replica is None else Check(*state.replica.report())
+    if standby is not None:
+        checks["replica"] = standby
     body = HealthOut(
         "ok" if ok else "down",
         _core.version(),
@@ -57,6 +62,7 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
         workers,
         down=[name for name, check in checks.items() if check.status != "ok"],
         dead_letters=dead,
+        replica=standby,
     )
     return Response(body, status_code=200 if ok else 503)
 

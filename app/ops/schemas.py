@@ -22,6 +22,10 @@ class HealthOut(msgspec.Struct, frozen=True):
     down: list[str] = []  # what is not ok: "postgres", "redis", "workers"
     # records set aside per queue (app/deadletters.py): reported, but health stays 200
     dead_letters: dict[str, int] = msgspec.field(default_factory=dict)
+    # the read replica (TRACECODE_DATABASE_REPLICA_URL, app/replica.py), when there is one:
+    # ok, lagging, down, not_standby or starting. Not ok: listed in down, but health stays 200
+    # (its reads go to the primary).
+    replica: Check | None = None
 
 
 class AuditOut(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,6 +1,8 @@
 """HTTP routes of rebate rules (``/rebates/rules``) and the rebate queries (``GET /rebates``: the
 claims; ``/rebates/me``, ``/rebates/refusals``); the lists answer JSON pages or, with
 ``?format=csv|xlsx``, a streamed file of every matching row (``app.logistics.center_routes``).
+``GET /rebates`` and ``/rebates/refusals`` read from the read replica when there is one
+(``read_conn``/``read_pool``, app/replica.py).
 
 The claims are listed at ``GET /rebates``, not ``GET /rebates/claims``: ``POST /rebates/claims``
 is a plain ASGI handler (``routes_claims``, the claims' fast path), and Litestar gives an ASGI
@@ -12,8 +14,8 @@ from datetime import date
 from typing import Annotated
 
 from litestar import Controller, delete, get, put
-from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
+from psycopg_pool import AsyncConnectionPool
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
@@ -75,9 +77,9 @@ class RebateQueriesController(Controller):
     @get("/")
     async def claims(
         self,
-        conn: Conn,
+        read_conn: Conn,
+        read_pool: AsyncConnectionPool,
         principal: Principal,
-        state: State,
         scheme: Scheme,
         store_id: int | None = None,
         clerk_id: int | None = None,
@@ -111,8 +113,8 @@ class RebateQueriesController(Controller):
             ),
         )
         if fmt == "json":
-            return await queries.claims_page(conn, query, scheme, page, per_page)
-        return await answer(conn, state, query, fmt, None, page, per_page)  # type: ignore[no-any-return]
+            return await queries.claims_page(read_conn, query, scheme, page, per_page)
+        return await answer(read_conn, read_pool, query, fmt, None, page, per_page)  # type: ignore[no-any-return]
 
     @get("/me")
     async def me(
@@ -130,9 +132,9 @@ class RebateQueriesController(Controller):
     @get("/refusals")
     async def refusals(
         self,
-        conn: Conn,
+        read_conn: Conn,
+        read_pool: AsyncConnectionPool,
         principal: Principal,
-        state: State,
         store_id: Annotated[int | None, Parameter(description="where it was tried")] = None,
         date_from: DateFrom = None,
         date_to: DateTo = None,
@@ -146,7 +148,7 @@ class RebateQueriesController(Controller):
         ``format=csv|xlsx``: every match as a file. 400 ``bad_period``."""
         query = queries.refusals_query(principal, store_id, date_from, date_to)
         return await answer(  # type: ignore[no-any-return]
-            conn, state, query, fmt, queries.refusal_row, page, per_page
+            read_conn, read_pool, query, fmt, queries.refusal_row, page, per_page
         )
 
 

@@ -3931,6 +3931,7 @@ export interface components {
             down?: string[];
             postgres: components["schemas"]["Check"];
             redis: components["schemas"]["Check"];
+            replica?: components["schemas"]["Check"] | null;
             status: string;
             version: string;
             workers: components["schemas"]["Check"];

@@ -1,0 +1,229 @@
+"""PostgreSQL read replica: a second, read-only pool that serves the reads which tolerate a short
+lag — trace, the management center's queries, analytics, list reads, the EPCIS query — so that
+the primary's cores go to the writes (``TRACECODE_DATABASE_REPLICA_URL``, a streaming standby).
+
+One place decides where a read goes: ``Replica.pool_for``, used by the ``read_conn`` and
+``read_pool`` dependencies (app/deps.py). A handler that takes ``read_conn`` reads from the
+standby when all of these hold, else from the primary (then ``read_conn`` *is* the request's
+``conn``: no second connection):
+
+1. the standby is healthy: the last background check (``CHECK_SECONDS``, one query on a
+   connection of its own, never per request) found it up, in recovery (a standby, not a promoted
+   or mistaken primary) and at most ``TRACECODE_REPLICA_MAX_LAG_SECONDS`` behind;
+2. the caller has not changed anything in the last ``TRACECODE_REPLICA_STICKY_SECONDS``
+   (read-your-writes, below);
+3. a standby connection is free within ``ACQUIRE_SECONDS`` (a busy or just-died standby sends
+   the read to the primary rather than failing it).
+
+Lag, as the standby sees it: 0 while its WAL receiver is streaming and it has replayed all it
+received; otherwise the age of the last transaction it replayed
+(``pg_last_xact_replay_timestamp``). That over-estimates after an idle spell of the primary (the
+first write then reads as the whole idle time until it is replayed, usually within one check),
+never under-estimates; and a standby cut off from its primary (no WAL receiver) ages visibly
+instead of reading as caught up.
+
+Read-your-writes: every request other than GET/HEAD made by a principal (a user or an API key)
+whose transaction committed sets the Redis key ``{namespace}:rw:u<user id>`` (or ``k<key id>``)
+for STICKY seconds, before the answer is sent; while it lives, that principal's reads go to the
+primary. Per principal, not per client: the same user's other tabs and devices see the change
+too. STICKY is at least MAX_LAG (settings refuse less), so by the time the key expires the standby
+has either replayed the write or is too far behind to be used. Not covered: writes made outside a
+request's transaction (worker jobs, the ASGI fast paths of verification and claims) — those are
+read with the standby's lag, at most MAX_LAG. When Redis cannot answer, reads go to the primary.
+
+Handlers behind ``read_conn`` must not write: on the standby the transaction is read-only and a
+write fails (tests/test_replica.py runs every such endpoint against a real standby). Long reads
+(the center's CSV/XLSX files) also run on the standby through ``read_pool``; give the standby
+``hot_standby_feedback = on`` so replay does not cancel them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import psycopg
+from prometheus_client import Counter, Gauge
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app import db
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn
+
+log = logging.getLogger("tracecode.replica")
+
+CHECK_SECONDS = 1.0  # how often each API process checks the standby
+CHECK_TIMEOUT = 2.0  # a check (connect included) taking longer: the standby is down
+ACQUIRE_SECONDS = 1.0  # the longest a read waits for a standby connection before the primary
+
+Status = Literal["starting", "ok", "lagging", "down", "not_standby"]
+
+_CHECK_SQL = """
+SELECT pg_is_in_recovery() AS standby,
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS receiving,
+       pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() AS caught_up,
+       EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 AS behind
+"""
+
+REPLICA_LAG = Gauge(
+    "tracecode_replica_lag_seconds", "The read replica's lag at its last check (NaN: unknown)"
+)
+READS = Counter(
+    "tracecode_replica_reads",
+    "Lag-tolerant reads, by the server that answered them (replica or primary)",
+    ["served_by"],
+)
+
+
+class Replica:
+    """The standby's pool and its health, checked in the background while the app runs."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.pool = db.create_pool(url, settings, name="tracecode-replica")
+        self.conninfo = db.pool_conninfo(url, settings)
+        self.max_lag = settings.replica_max_lag_seconds
+        self.sticky_ms = int(settings.replica_sticky_seconds * 1000)
+        self.namespace = settings.redis_namespace
+        self.status: Status = "starting"
+        self.lag: float | None = None
+        self.checked_at: float | None = None  # time.monotonic() of the last check
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "ok"
+
+    async def start(self) -> None:
+        """Open the pool without waiting (a standby that is down must not stop the API from
+        starting) and start the checks."""
+        await self.pool.open(wait=False)
+        self._task = asyncio.create_task(self._watch(), name="replica-check")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._drop()
+        await self.pool.close()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:  # never let the checks stop: a stopped check would freeze "ok"
+                log.exception("read replica check failed")
+                self._record("down", None)
+            await asyncio.sleep(CHECK_SECONDS)
+
+    async def check(self) -> Status:
+        """Measure the standby once and record its status (``ok`` only when usable)."""
+        try:
+            row = await asyncio.wait_for(self._measure(), CHECK_TIMEOUT)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            if self.status != "down":
+                log.warning("read replica down (%s): reads go to the primary", type(exc).__name__)
+            await self._drop()
+            self._record("down", None)
+            return self.status
+        if not row["standby"]:
+            self._record("not_standby", None)
+            return self.status
+        lag = 0.0 if row["receiving"] and row["caught_up"] else row["behind"]
+        if lag is None or lag > self.max_lag:
+            self._record("lagging", lag)
+        else:
+            if self.status in ("down", "not_standby"):
+                # back after a restart: rid the pool of its dead connections before reads come
+                # (connections in steady use are handed out unchecked, app/db.py)
+                await self.pool.check()
+            self._record("ok", lag)
+        return self.status
+
+    async def _measure(self) -> dict[str, Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.conninfo,
+                autocommit=True,
+                row_factory=dict_row,
+                application_name="tracecode-replica-check",
+            )
+        row = await (await self._conn.execute(_CHECK_SQL)).fetchone()
+        assert row is not None
+        return row  # type: ignore[no-any-return]
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    def _record(self, status: Status, lag: float | None) -> None:
+        if status != self.status and status in ("ok", "lagging", "not_standby"):
+            log.warning("read replica %s (lag %s s)", status, "?" if lag is None else f"{lag:.1f}")
+        self.status, self.lag, self.checked_at = status, lag, time.monotonic()
+        REPLICA_LAG.set(math.nan if lag is None else lag)
+
+    def report(self) -> tuple[str, str]:
+        """(status, detail) for ``/health``."""
+        lag = "unknown" if self.lag is None else f"{self.lag:.1f} s"
+        age = (
+            "never"
+            if self.checked_at is None
+            else f"{time.monotonic() - self.checked_at:.1f} s ago"
+        )
+        return self.status, f"lag {lag} (limit {self.max_lag:g} s), checked {age}"
+
+    # -- read-your-writes and routing ------------------------------------------------------------
+
+    def wrote_key(self, principal: Principal) -> str:
+        who = (
+            f"u{principal.user_id}" if principal.user_id is not None else f"k{principal.api_key_id}"
+        )
+        return f"{self.namespace}:rw:{who}"
+
+    async def note_write(self, redis: Redis, principal: Principal) -> None:
+        """``principal`` just committed a change: its reads go to the primary for a while."""
+        try:
+            await redis.set(self.wrote_key(principal), b"1", px=self.sticky_ms)
+        except RedisError as exc:  # the change is committed; its author may read it lagged
+            log.warning("read-your-writes mark not set (%s)", type(exc).__name__)
+
+    async def pool_for(self, redis: Redis, principal: Principal) -> AsyncConnectionPool | None:
+        """The standby's pool when ``principal``'s lag-tolerant read may go there; None: the
+        primary's (standby unhealthy, or the caller changed something within STICKY seconds)."""
+        if not self.usable:
+            return None
+        try:
+            if await redis.exists(self.wrote_key(principal)):
+                return None
+        except RedisError:  # cannot tell whether the caller just wrote: the primary is right
+            return None
+        return self.pool
+
+
+@contextlib.asynccontextmanager
+async def read_connection(pool: AsyncConnectionPool | None, primary: Conn) -> AsyncIterator[Conn]:
+    """A standby connection of ``pool`` (one read-only transaction, ended as the block ends), or
+    ``primary`` (the request's own connection) when ``pool`` is None, when no standby connection
+    is free within ACQUIRE_SECONDS, or when the standby refuses one."""
+    async with contextlib.AsyncExitStack() as stack:
+        conn = primary
+        if pool is not None:
+            try:
+                standby = pool.connection(timeout=ACQUIRE_SECONDS)
+                conn = await stack.enter_async_context(standby)  # type: ignore[arg-type]
+            except (PoolTimeout, psycopg.OperationalError):
+                conn = primary
+        READS.labels("primary" if conn is primary else "replica").inc()
+        yield conn
