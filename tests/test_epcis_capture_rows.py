@@ -161,3 +161,37 @@ def test_parsing_leaves_the_garbage_collector_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+async def test_a_kept_document_body_is_compressed_with_lz4(conn: Any, demo: Any) -> None:
+    from app.auth.service import load_user
+    from app.epcis import capture
+
+    row = await (await conn.execute("SELECT id FROM users WHERE username = 'partner'")).fetchone()
+    partner = await load_user(conn, row["id"])
+    event = {
+        "type": "ObjectEvent",
+        "eventTime": "2026-03-01T08:00:00Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": [f"urn:epc:id:sgtin:4012345.011111.lz{j}" for j in range(400)],
+        "action": "OBSERVE",
+    }
+    body = json.dumps(
+        {
+            "@context": CONTEXT,
+            "type": "EPCISDocument",
+            "schemaVersion": "2.0",
+            "creationDate": "2026-03-01T08:00:00Z",
+            "epcisBody": {"eventList": [event]},
+        }
+    ).encode()
+    job = await capture.accept(conn, partner, body)
+    stored = await (
+        await conn.execute(
+            "SELECT pg_column_compression(body) AS method, body FROM epcis_captures WHERE id = %s",
+            (uuid.UUID(job.captureID),),
+        )
+    ).fetchone()
+    await conn.rollback()
+    assert bytes(stored["body"]) == body
+    assert stored["method"] == "lz4"

@@ -94,6 +94,7 @@ async def accept(conn: Conn, actor: Principal, raw: bytes) -> CaptureOut:
     events = parse_document(raw)
     capture_id = uuid.uuid4()
     _remember(capture_id, events)
+    await conn.execute(_LZ4)
     row = await (
         await conn.execute(
             f"""INSERT INTO epcis_captures (id, brand_id, org_id, user_id, api_key_id, state,
@@ -115,6 +116,12 @@ async def accept(conn: Conn, actor: Principal, raw: bytes) -> CaptureOut:
 
 
 _COLUMNS = "id, state, event_count, stored, errors, created_at, finished_at"
+# The body is kept until the job has run: compressed with lz4 where the server has it (two to
+# three times faster than the default pglz on a document; this transaction only).
+_LZ4 = (
+    "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings "
+    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
 
 
 def _out(row: dict[str, Any]) -> CaptureOut:
