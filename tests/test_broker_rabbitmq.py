@@ -55,7 +55,7 @@ KILL_EVENTS = 10_000  # the most one document holds: a job of seconds, time to k
 
 def _unreachable(url: str) -> str | None:
     """Why the RabbitMQ of ``url`` cannot be used, or None when it answers AMQP."""
-    import pika
+    import pika  # type: ignore[import-untyped]
 
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 5672
@@ -172,7 +172,7 @@ def _rabbit_dead_letters(broker: Any) -> set[str]:
     are fetched unacknowledged, then given back)."""
     channel = broker.connection.channel()
     try:
-        found = set()
+        found: set[str] = set()
         while True:
             method, _, body = channel.basic_get("default.XQ", auto_ack=False)
             if method is None:
@@ -207,16 +207,16 @@ def lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Lan
 
 
 class Worker:
-    """A real worker process (``dramatiq workers.main``, one process, ``threads`` threads) in a
-    process group of its own, logging to ``log``."""
+    """A real worker process (``dramatiq workers.main``, one process, one thread) in a process
+    group of its own, with ``env`` beside the lane's, logging to ``log``."""
 
-    def __init__(self, lane: Lane, log: Path, threads: int = 1, **env: str) -> None:
+    def __init__(self, lane: Lane, log: Path, env: dict[str, str] | None = None) -> None:
         command = [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1"]
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [*command, "--threads", str(threads)],
-                env={**os.environ, **lane.env, **env},
+                [*command, "--threads", "1"],
+                env={**os.environ, **lane.env, **(env or {})},
                 cwd=ROOT,
                 process_group=0,
                 stdout=out,
@@ -242,8 +242,8 @@ class Worker:
 
 
 @contextmanager
-def worker(lane: Lane, log: Path, **env: str) -> Iterator[Worker]:
-    running = Worker(lane, log, **env)
+def worker(lane: Lane, log: Path, env: dict[str, str] | None = None) -> Iterator[Worker]:
+    running = Worker(lane, log, env)
     try:
         yield running
     finally:
@@ -408,13 +408,13 @@ async def test_a_worker_killed_mid_job_finishes_it_exactly_once_after_a_restart(
 
     log = tmp_path / "worker.log"
     requeue = {"TRACECODE_JOB_REQUEUE_SECONDS": "3"}
-    first = Worker(lane, log, **requeue)
+    first = Worker(lane, log, requeue)
     try:
         await until("the worker to be writing the capture", writing, log=log)
         first.kill()
         killed = capture_state(settings, capture_id)
         assert (killed["state"], killed["events"]) == ("pending", 0), killed  # all or nothing
-        with worker(lane, log, **requeue):
+        with worker(lane, log, requeue):
             done = await until(
                 "the capture job to finish on the new worker",
                 lambda: (s := capture_state(settings, capture_id))["state"] != "pending" and s,
