@@ -3,7 +3,8 @@ end. Prints numbers.
 
     .venv/bin/python bench/bench_epcis_capture.py [--events 1000] [--epcs 10] [--rounds 5]
                                                   [--db-documents 3] [--documents 20]
-                                                  [--skip-http] [--keep]
+                                                  [--concurrency 2] [--skip-db] [--skip-http]
+                                                  [--keep]
 
 Target: capture >= 20,000 ObjectEvents a second, each with 10 EPCs, in documents of 1,000 events.
 
@@ -23,14 +24,19 @@ and given the demo data (``app.demo.load_demo``); as the demo ``partner`` (permi
 epcis.capture), ``--db-documents`` fresh documents of each variant go through ``capture.accept`` +
 commit (parse, the job row with the body) and ``capture.run`` (parse again, ids, the known-id
 lookup, the brand's codes, the COPY of events and EPCs, commit), each timed; then one of them is
-captured again (every eventID known: nothing stored), timed the same way.
+captured again (every eventID known: nothing stored), timed the same way. Beside the wall time:
+this process's CPU time and the PostgreSQL backend's (/proc/{pid}/stat), which a loaded machine
+inflates less than the wall time.
 
 Over HTTP: granian with one worker (``app.cli.server_command``, the production command) on a free
 127.0.0.1 port over the same database; an httpx client logged in as ``partner`` POSTs
 ``--documents`` documents (alternating the two variants, all distinct) to ``/epcis/capture`` back
 to back, one at a time (a document of <= TRACECODE_EPCIS_INLINE_EVENTS events is applied during
 the request, so the 202 means stored). Reported: events/s over the wall time of all POSTs (client,
-server and PostgreSQL share this machine's cores), and per-document latency.
+server and PostgreSQL share this machine's cores), per-document latency, and the CPU time the
+server's processes and the database's backends spent (/proc). Then ``--documents`` more with
+``--concurrency`` clients posting at once (PostgreSQL works on one document while the server
+parses the next; 1 skips this).
 
 Checked: every job succeeds with ``stored`` = its events; afterwards ``epcis_events`` holds each
 event exactly once (rows = distinct eventIDs = the events sent; the hashed variant's eventIDs are
@@ -56,7 +62,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,21 +155,28 @@ def load() -> str:
 def rate(label: str, events: int, seconds: float, extra: str = "") -> float:
     per_second = events / seconds
     print(
-        f"  {label:<58} {per_second:>10,.0f} events/s {1e6 * seconds / events:>8.1f} µs/event"
+        f"  {label:<52} {per_second:>10,.0f} events/s {1e6 * seconds / events:>8.1f} µs/event"
         f"  ({per_second / TARGET:.2f} x target){extra}",
         flush=True,
     )
     return per_second
 
 
-def median_seconds(fn: Callable[[], Any], rounds: int) -> float:
+def median_seconds(fn: Callable[[], Any], rounds: int) -> tuple[float, float]:
+    """Wall and CPU seconds of the median round (by wall time), after a warm-up call."""
     fn()  # warm-up (regexes, caches)
     times = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        times.append((time.perf_counter() - start, time.process_time() - cpu))
+    return sorted(times)[len(times) // 2]
+
+
+def cpu_note(events: int, cpu: float) -> str:
+    """The CPU time beside a wall time: on a loaded machine the wall time includes waiting for
+    a core, the CPU time less so."""
+    return f", CPU {1e6 * cpu / events:.1f} µs/event ({events / cpu:,.0f}/s)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,8 +195,8 @@ def measure_python(args: argparse.Namespace) -> None:
         def parse(raw: bytes = raw) -> list[Any]:
             return parse_document(raw, max_events=n)
 
-        seconds = median_seconds(parse, args.rounds)
-        rate(f"parse_document ({name}, {len(raw):,} bytes)", n, seconds)
+        wall, cpu = median_seconds(parse, args.rounds)
+        rate(f"parse_document ({name}, {len(raw):,} bytes)", n, wall, cpu_note(n, cpu))
 
         def ids(events: list[Any] = events) -> list[str]:
             return [e.event_id or event_hash(e.raw, e.context) for e in events]
@@ -189,7 +204,8 @@ def measure_python(args: argparse.Namespace) -> None:
         got = ids()
         assert len(set(got)) == n
         assert all(i.startswith("urn:uuid:" if with_ids else "ni:///sha-256;") for i in got)
-        rate(f"ids: eventID or event_hash ({name})", n, median_seconds(ids, args.rounds))
+        wall, cpu = median_seconds(ids, args.rounds)
+        rate(f"ids: eventID or event_hash ({name})", n, wall, cpu_note(n, cpu))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +254,51 @@ def build(name: str) -> str:
     return url
 
 
+class Clock:
+    """Wall time, this process's CPU time and the PostgreSQL backend's CPU time (from
+    /proc/{pid}/stat when the server runs on this machine; clock ticks, so summed over a
+    document of work, not less)."""
+
+    def __init__(self, backend_pid: int) -> None:
+        self.stat = Path(f"/proc/{backend_pid}/stat")
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def backend_cpu(self) -> float | None:
+        try:
+            fields = self.stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+
+    def now(self) -> tuple[float, float, float | None]:
+        return time.perf_counter(), time.process_time(), self.backend_cpu()
+
+    @staticmethod
+    def since(
+        start: tuple[float, float, float | None], end: tuple[float, float, float | None]
+    ) -> tuple[float, float, float | None]:
+        pg = None if start[2] is None or end[2] is None else end[2] - start[2]
+        return end[0] - start[0], end[1] - start[1], pg
+
+
+Spent = tuple[float, float, float | None]  # wall, Python CPU, PostgreSQL backend CPU seconds
+
+
+def report(label: str, events: int, spent: list[Spent]) -> None:
+    """The median wall time as a rate, with the mean CPU of Python and of PostgreSQL."""
+    wall = statistics.median(s[0] for s in spent)
+    python = sum(s[1] for s in spent) / len(spent)
+    pg = [s[2] for s in spent if s[2] is not None]
+    split = f", CPU: Python {1e6 * python / events:.1f}"
+    if len(pg) == len(spent):
+        split += f" + PostgreSQL {1e6 * sum(pg) / len(pg) / events:.1f}"
+    rate(label, events, wall, split + " µs/event")
+
+
+def _plus(a: Spent, b: Spent) -> Spent:
+    return a[0] + b[0], a[1] + b[1], None if a[2] is None or b[2] is None else a[2] + b[2]
+
+
 async def measure_db(url: str, args: argparse.Namespace) -> list[str]:
     """accept + run of fresh documents, then of one again; returns the capture ids."""
     from app.auth.service import load_user
@@ -250,27 +311,30 @@ async def measure_db(url: str, args: argparse.Namespace) -> list[str]:
     captures: list[str] = []
     print(
         f"in process against PostgreSQL: capture.accept + commit, capture.run "
-        f"({args.db_documents} fresh documents of each variant, median):"
+        f"({args.db_documents} fresh documents of each variant; median wall time, mean CPU):"
     )
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
         row = await (
-            await conn.execute("SELECT id FROM users WHERE username = 'partner'")
+            await conn.execute(
+                "SELECT id, pg_backend_pid() AS pid FROM users WHERE username = 'partner'"
+            )
         ).fetchone()
         assert row is not None
+        clock = Clock(row["pid"])
         partner = await load_user(conn, row["id"])
         await conn.commit()
 
-        async def one(raw: bytes, stored: int) -> tuple[float, float, str]:
-            t0 = time.perf_counter()
+        async def one(raw: bytes, stored: int) -> tuple[Spent, Spent, str]:
+            t0 = clock.now()
             job = await capture.accept(conn, partner, raw)
             await conn.commit()
-            t1 = time.perf_counter()
+            t1 = clock.now()
             state = await capture.run(conn, scheme, job.captureID)
-            t2 = time.perf_counter()
+            t2 = clock.now()
             out = await capture.get(conn, partner, uuid.UUID(job.captureID))
             await conn.commit()
             assert state == "success" and out.stored == stored, (state, out)
-            return t1 - t0, t2 - t1, job.captureID
+            return clock.since(t0, t1), clock.since(t1, t2), job.captureID
 
         for with_ids in (True, False):
             name = "eventIDs given" if with_ids else "no eventID"
@@ -284,15 +348,12 @@ async def measure_db(url: str, args: argparse.Namespace) -> list[str]:
                 accepts.append(accepted)
                 runs.append(ran)
                 captures.append(capture_id)
-            rate(f"accept + commit ({name})", n, statistics.median(accepts))
-            rate(f"run ({name})", n, statistics.median(runs))
-            rate(
-                f"accept + run ({name})",
-                n,
-                statistics.median(a + r for a, r in zip(accepts, runs, strict=True)),
-            )
+            both = [_plus(a, r) for a, r in zip(accepts, runs, strict=True)]
+            report(f"accept + commit ({name})", n, accepts)
+            report(f"run ({name})", n, runs)
+            report(f"accept + run ({name})", n, both)
             accepted, ran, _ = await one(raws[0], 0)
-            rate(f"again: accept + run, every eventID known ({name})", n, accepted + ran)
+            report(f"again, every eventID known ({name})", n, [_plus(accepted, ran)])
     return captures
 
 
@@ -336,17 +397,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure_http(url: str, args: argparse.Namespace) -> list[str]:
-    """POST the documents one after the other; returns the capture ids."""
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants, 0 if gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / tick
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(proc_cpu(int(child)) for child in children)
+    return total
+
+
+def backends_cpu(url: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend connected to the bench database (same machine)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {pid: proc_cpu(pid) for (pid,) in rows}
+
+
+@contextmanager
+def granian(url: str) -> Iterator[tuple[str, int]]:
+    """The service on a free port (production command, one worker): (base URL, server pid)."""
     import httpx
 
-    n = args.events
-    raws = [
-        document(2000 + d, n, args.epcs, with_ids=d % 2 == 0) for d in range(args.documents + 1)
-    ]
-    env = {**os.environ, **settings_env(url)}
     port = free_port()
-    captures: list[str] = []
+    env = {**os.environ, **settings_env(url)}
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             server_command("127.0.0.1", port, 1),
@@ -357,50 +441,21 @@ def measure_http(url: str, args: argparse.Namespace) -> list[str]:
             start_new_session=True,
         )
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-                deadline = time.monotonic() + 90
-                while True:
-                    if server.poll() is not None:
-                        log.seek(0)
-                        raise SystemExit(f"granian exited: {log.read()[-3000:].decode()}")
-                    try:
-                        if client.get("/ping").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("granian did not answer /ping within 90 s")
-                    time.sleep(0.2)
-                response = client.post(
-                    "/auth/login", json={"username": "partner", "password": PASSWORD}
-                )
-                response.raise_for_status()
-                client.headers["authorization"] = f"Bearer {response.json()['access_token']}"
-                client.headers["content-type"] = "application/ld+json"
-
-                def post(raw: bytes) -> str:
-                    response = client.post("/epcis/capture", content=raw)
-                    job = response.json()
-                    if response.status_code != 202 or job.get("state") != "success":
-                        raise SystemExit(f"POST /epcis/capture: {response.status_code} {job}")
-                    if job["stored"] != n:
-                        raise SystemExit(f"stored {job['stored']} of {n} events: {job}")
-                    return str(job["captureID"])
-
-                captures.append(post(raws[0]))  # warm-up (imports, caches, plans)
-                latencies = []
-                print(
-                    f"over HTTP: POST /epcis/capture on granian (1 worker), {args.documents} "
-                    f"documents of {n:,} events back to back, eventIDs given in every other one "
-                    f"(after 1 warm-up document):",
-                    flush=True,
-                )
-                start = time.perf_counter()
-                for raw in raws[1:]:
-                    t0 = time.perf_counter()
-                    captures.append(post(raw))
-                    latencies.append(time.perf_counter() - t0)
-                total = time.perf_counter() - start
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 90
+            while True:
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise SystemExit(f"granian exited: {log.read()[-3000:].decode()}")
+                try:
+                    if httpx.get(f"{base}/ping").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("granian did not answer /ping within 90 s")
+                time.sleep(0.2)
+            yield base, server.pid
         finally:
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGINT)
@@ -409,14 +464,77 @@ def measure_http(url: str, args: argparse.Namespace) -> list[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=5)
-    latencies.sort()
-    rate(
-        "end to end, all documents",
-        n * args.documents,
-        total,
-        f"; per document median {1000 * statistics.median(latencies):.0f} ms, "
-        f"max {1000 * latencies[-1]:.0f} ms",
-    )
+
+
+def measure_http(url: str, args: argparse.Namespace) -> list[str]:
+    """POST the documents back to back (then with ``--concurrency`` clients); returns the
+    capture ids."""
+    import httpx
+
+    n = args.events
+    phases = [1] + ([args.concurrency] if args.concurrency > 1 else [])
+    raws = [
+        document(2000 + d, n, args.epcs, with_ids=d % 2 == 0)
+        for d in range(1 + args.documents * len(phases))
+    ]
+    captures: list[str] = []
+    with granian(url) as (base, server_pid):
+        response = httpx.post(
+            f"{base}/auth/login", json={"username": "partner", "password": PASSWORD}
+        )
+        response.raise_for_status()
+        headers = {
+            "authorization": f"Bearer {response.json()['access_token']}",
+            "content-type": "application/ld+json",
+        }
+
+        def post_all(documents: list[bytes]) -> list[tuple[str, float]]:
+            done = []
+            with httpx.Client(base_url=base, timeout=300, headers=headers) as client:
+                for raw in documents:
+                    t0 = time.perf_counter()
+                    response = client.post("/epcis/capture", content=raw)
+                    elapsed = time.perf_counter() - t0
+                    job = response.json()
+                    if response.status_code != 202 or job.get("state") != "success":
+                        raise SystemExit(f"POST /epcis/capture: {response.status_code} {job}")
+                    if job["stored"] != n:
+                        raise SystemExit(f"stored {job['stored']} of {n} events: {job}")
+                    done.append((str(job["captureID"]), elapsed))
+            return done
+
+        captures += [c for c, _ in post_all(raws[:1])]  # warm-up (imports, caches, plans)
+        print(
+            f"over HTTP: POST /epcis/capture on granian (1 worker), {args.documents} documents "
+            f"of {n:,} events, eventIDs given in every other one (after 1 warm-up document); "
+            "CPU of the server's processes and of the database's backends:",
+            flush=True,
+        )
+        for phase, clients in enumerate(phases):
+            batch = raws[1 + phase * args.documents : 1 + (phase + 1) * args.documents]
+            cpu0, pg0 = proc_cpu(server_pid), backends_cpu(url)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                results = [
+                    r
+                    for part in pool.map(post_all, [batch[i::clients] for i in range(clients)])
+                    for r in part
+                ]
+            total = time.perf_counter() - start
+            cpu, pg = proc_cpu(server_pid) - cpu0, backends_cpu(url)
+            pg_cpu = sum(t - pg0.get(pid, 0.0) for pid, t in pg.items())
+            captures += [c for c, _ in results]
+            latencies = sorted(t for _, t in results)
+            events = n * len(batch)
+            label = "back to back" if clients == 1 else f"{clients} clients at once"
+            rate(
+                f"end to end, {label}",
+                events,
+                total,
+                f"; per document median {1000 * statistics.median(latencies):.0f} ms, max "
+                f"{1000 * latencies[-1]:.0f} ms; CPU: server {1e6 * cpu / events:.1f} + "
+                f"PostgreSQL {1e6 * pg_cpu / events:.1f} µs/event",
+            )
     return captures
 
 
@@ -427,6 +545,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the in-process stages")
     parser.add_argument("--db-documents", type=int, default=3, help="per variant, in process")
     parser.add_argument("--documents", type=int, default=20, help="documents over HTTP")
+    parser.add_argument(
+        "--concurrency", type=int, default=2, help="then as many clients at once (1: skip)"
+    )
     parser.add_argument("--database", default=DATABASE)
     parser.add_argument("--skip-db", action="store_true", help="Python stages only")
     parser.add_argument("--skip-http", action="store_true")
