@@ -112,10 +112,12 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
         elif name in _TIMES:
             q.times[name] = _time(name, value)
         elif name.startswith("EQ_bizTransaction_") and len(name) > 18:
-            kind = cbv_word(unquote(name[18:]))
+            # the name is decoded already: a type URI's own %-escapes stay as sent
+            kind = cbv_word(name[18:])
             q.transactions += [(kind, v) for v in value.split("|") if v]
         elif name == "perPage":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_PER_PAGE:
+            # ASCII digits: str.isdigit() also takes "²", which int() refuses
+            if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PER_PAGE:
                 raise QueryError(f"perPage must be a whole number from 1 to {MAX_PER_PAGE}")
             q.per_page = int(value)
         elif name == "nextPageToken":

@@ -21,8 +21,10 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.csvread import read_body
 from app.db import Conn
+from app.edge import MAX_JSON_DEPTH, json_depth_ok
 from app.epcis import capture
-from app.epcis.document import DocumentError
+from app.epcis.document import DocumentError, parse_document
+from app.epcis.hashing import event_hash
 from app.epcis.query import CONTEXT, QueryError, parse_query
 from app.epcis.search import search
 from app.errors import NotFound, UnsupportedMediaType, error_body
@@ -132,7 +134,8 @@ class EventController(Controller):
         headers = dict(_HEADERS)
         if page.next_token:
             kept = [(k, v) for k, v in params if k != "nextPageToken"]
-            query = "&".join(f"{k}={_q(v)}" for k, v in [*kept, ("nextPageToken", page.next_token)])
+            pairs = [*kept, ("nextPageToken", page.next_token)]
+            query = "&".join(f"{_q(k)}={_q(v)}" for k, v in pairs)
             headers["Link"] = f'</epcis/events?{query}>; rel="next"'
         body = msgspec.json.encode(page.document)
         return Response(body, media_type="application/ld+json", headers=headers)
@@ -146,22 +149,9 @@ class EventController(Controller):
         scheme: Scheme,
     ) -> Response[Any]:
         """Capture one event (201, ``Location`` of the event); 409 when its eventID exists."""
-        raw = await _body(request)
-        try:
-            event = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return problem(400, "ValidationException", "epcis_validation", "not valid JSON")
-        if not isinstance(event, dict):
-            return problem(
-                400, "ValidationException", "epcis_validation", "an event is a JSON object"
-            )
-        document = {
-            "@context": event.pop("@context", CONTEXT),
-            "type": "EPCISDocument",
-            "schemaVersion": "2.0",
-            "creationDate": datetime.now(UTC).isoformat(),
-            "epcisBody": {"eventList": [event]},
-        }
+        document = _as_document(await _body(request))
+        if isinstance(document, str):
+            return problem(400, "ValidationException", "epcis_validation", document)
         job = await capture.accept(conn, principal, msgspec.json.encode(document))
         await conn.commit()
         await capture.run(conn, scheme, job.captureID)
@@ -174,7 +164,7 @@ class EventController(Controller):
             return problem(
                 409, "ConflictException", "epcis_event_exists", "an event with this eventID exists"
             )
-        event_id = await capture.last_event_id(conn, job.captureID)
+        event_id = await _event_id(conn, job.captureID, document)
         return Response(
             {"eventID": event_id},
             status_code=201,
@@ -201,6 +191,40 @@ class EventController(Controller):
         return Response(
             msgspec.json.encode(events[0]), media_type="application/ld+json", headers=_HEADERS
         )
+
+
+def _as_document(raw: bytes) -> dict[str, Any] | str:
+    """One event's body as a capture document, or why it is not an event. Nesting is checked
+    before decoding: the decoder's recursion limit was a 500."""
+    too_deep = f"the event is nested deeper than {MAX_JSON_DEPTH} levels"
+    if not json_depth_ok(raw):
+        return too_deep
+    try:
+        event = msgspec.json.decode(raw)
+    except RecursionError:  # an unbalanced body: the depth check leaves it to the decoder
+        return too_deep
+    except msgspec.DecodeError:
+        return "not valid JSON"
+    if not isinstance(event, dict):
+        return "an event is a JSON object"
+    return {
+        "@context": event.pop("@context", CONTEXT),
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": datetime.now(UTC).isoformat(),
+        "epcisBody": {"eventList": [event]},
+    }
+
+
+async def _event_id(conn: Conn, capture_id: str, document: dict[str, Any]) -> str:
+    """The eventID of a single-event capture: the stored row's, or for an error declaration
+    (which changes an event stored by an earlier capture) the eventID it names (given, or the
+    event hash: the declaration is not hashed)."""
+    event = document["epcisBody"]["eventList"][0]
+    if "errorDeclaration" not in event:
+        return await capture.last_event_id(conn, capture_id)
+    parsed = parse_document(msgspec.json.encode(document))[0]
+    return parsed.event_id or event_hash(parsed.raw, parsed.context)
 
 
 def _raw_tail(request: Request[Any, Any, Any]) -> str | None:

@@ -25,6 +25,7 @@ from app.epcis.query import (
     own_event,
     read_point_of,
     transaction_of,
+    transaction_uri,
 )
 
 _OWN_COLUMNS = (
@@ -168,7 +169,9 @@ def _own_filters(q: Query, conds: list[str], args: dict[str, Any]) -> bool:
     for kind, uri in q.transactions:
         parsed = transaction_of(uri)
         groups.setdefault(kind, [])
-        if parsed is not None:
+        # the type asked for must be the one the event is served with (a po query does not
+        # match a despatch advice's number)
+        if parsed is not None and transaction_uri(*parsed)[0] == kind:
             groups[kind].append({"type": parsed[0], "id": parsed[1]})
     for i, (_, wanted) in enumerate(groups.items()):
         if not wanted:
