@@ -281,13 +281,14 @@ def cmd_redis(settings: Settings, jobs: bool, drain_timeout: float) -> int:
     from app.db import migrate
     from app.errors import AppError
     from app.ops.rebuild import rebuild
+    from app.redisconn import connect_sync
 
     if not drain_timeout >= 0:
         return _fail("--drain-timeout must be a number of seconds, 0 or more")
     try:
         db_url, redis_url = _urls(settings)
         migrate(db_url)
-        client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+        client = connect_sync(redis_url, socket_timeout=30, socket_connect_timeout=5)
         send = None
         if jobs:
             from app import jobs as job_queue
@@ -295,7 +296,7 @@ def cmd_redis(settings: Settings, jobs: bool, drain_timeout: float) -> int:
             send = job_queue.send
         with client, psycopg.connect(db_url, autocommit=True) as conn:
             report = rebuild(client, conn, settings, send, drain_timeout)
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
         return _fail(f"Redis unavailable: {exc}")
     except psycopg.Error as exc:
         return _fail(f"PostgreSQL unavailable: {exc}")

@@ -15,6 +15,8 @@ import msgspec
 PREFIX = "TRACECODE_"
 # One AMQP URL, or several (the nodes of a RabbitMQ cluster, tried in turn) joined by ";".
 _AMQP_URLS = r"^amqps?://[^;\s]+(;amqps?://[^;\s]+)*\Z"
+# TRACECODE_REDIS_URL of a Redis Cluster (app/redisconn.py): redis+cluster://host:port[,host:port…]
+REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 
 class SettingsError(Exception):
@@ -24,6 +26,8 @@ class SettingsError(Exception):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Servers: None means "start the embedded PostgreSQL / Redis under var_dir".
     database_url: str | None = None
+    # One server (redis://, rediss://, unix://) or a Redis Cluster (redis+cluster://host:port
+    # [,host:port…]; the jobs then need TRACECODE_BROKER_URL: app/redisconn.py).
     redis_url: str | None = None
     # The job broker (app/jobs.py): None, dramatiq on the Redis above; an AMQP URL
     # (amqp://user:password@host:5672/vhost, amqps:// for TLS; several nodes of a cluster joined
@@ -371,7 +375,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if name in fields and value != "":
                 raw[name] = value
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = re.search(r"at `\$\.(\w+)`", message)
@@ -380,3 +384,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             reason = message.split(" - at ")[0]
             raise SettingsError(f"{var}: {reason}") from None
         raise SettingsError(message) from None
+    check_broker(settings)
+    return settings
+
+
+def check_broker(settings: Settings) -> None:
+    """Jobs cannot run on a Redis Cluster (dramatiq's Redis broker uses scripts over keys of many
+    hash slots): with a cluster ``redis_url``, ``broker_url`` (RabbitMQ) is required."""
+    if settings.redis_url and settings.redis_url.startswith(REDIS_CLUSTER_SCHEMES):
+        if not settings.broker_url:
+            raise SettingsError(
+                f"{PREFIX}REDIS_URL names a Redis Cluster, where the job queues cannot run "
+                f"(dramatiq's Redis broker needs one server): set {PREFIX}BROKER_URL to a "
+                "RabbitMQ (amqp://…)"
+            )

@@ -11,7 +11,6 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from app import replica
 from app.auth.principal import Principal
@@ -20,6 +19,7 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
 from app.members.principal import provide_member
+from app.redisconn import RedisClient
 from app.sms import outbox
 
 
@@ -31,7 +31,7 @@ def provide_scheme(state: State) -> Scheme:
     return state.scheme  # type: ignore[no-any-return]
 
 
-def provide_redis(state: State) -> Redis:
+def provide_redis(state: State) -> RedisClient:
     return state.redis  # type: ignore[no-any-return]
 
 
@@ -76,7 +76,7 @@ async def provide_principal(
 
 
 async def provide_read_pool(
-    state: State, redis: Redis, principal: Principal
+    state: State, redis: RedisClient, principal: Principal
 ) -> AsyncConnectionPool:
     """The pool of this request's lag-tolerant reads: the replica's or the primary's
     (``Replica.pool_for`` decides). For reads that open connections of their own (streamed

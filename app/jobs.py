@@ -27,10 +27,10 @@ from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from redis import Redis
 
-from app.config import Settings, SettingsError, load_settings, redact_url
+from app.config import Settings, SettingsError, check_broker, load_settings, redact_url
 from app.embedded import redis_url
+from app.redisconn import AnySyncRedis, connect_sync
 
 settings = load_settings()
 
@@ -42,8 +42,10 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     maintenance once the worker has been silent for ``job_requeue_seconds``; maintenance runs on
     one broker command in five (dramatiq's default, one in a thousand, could take many minutes).
     On RabbitMQ, the server itself delivers a dead consumer's unacknowledged jobs again, and
-    ``confirm_delivery`` makes each publish wait for the server's acknowledgement.
+    ``confirm_delivery`` makes each publish wait for the server's acknowledgement. A Redis
+    Cluster cannot carry jobs: with one, ``broker_url`` is required (``SettingsError``).
     """
+    check_broker(settings)
     if settings.broker_url:
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
@@ -65,11 +67,12 @@ broker = build_broker(settings)
 dramatiq.set_broker(broker)
 
 #: The Redis of hot state, for worker threads (heartbeats, the verification write-behind queue):
-#: the Redis broker's own client, or one of its own beside RabbitMQ. Connects on first use.
-redis_client: Redis = (
+#: the Redis broker's own client, or one of its own beside RabbitMQ (a ``RedisCluster`` for a
+#: cluster URL: ``app.redisconn``). Connects on first use.
+redis_client: AnySyncRedis = (
     broker.client
     if isinstance(broker, RedisBroker)
-    else Redis.from_url(settings.redis_url or redis_url(settings.var_path))
+    else connect_sync(settings.redis_url or redis_url(settings.var_path))
 )
 
 #: A worker whose heartbeat key is older than this is not counted by ``/health``.

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from redis.asyncio import Redis
 
 from app import (
     _core,
@@ -40,8 +39,8 @@ from app.codes.scheme import scheme_from_settings
 from app.config import Settings, load_settings
 from app.deps import dependencies
 from app.edge import EdgeRequest
-from app.epcis.routes import router as epcis_router
 from app.embedded import resolve_urls
+from app.epcis.routes import router as epcis_router
 from app.erp.routes import document_imports
 from app.errors import exception_handlers
 from app.front import Tracecode
@@ -51,6 +50,7 @@ from app.members import points
 from app.members.routes_points import document_claims
 from app.rebates import claims as rebate_claims
 from app.rebates import routes_claims as rebate_routes
+from app.redisconn import connect
 from app.users.service import sync_builtin_roles
 from app.verify.routes import document_verify
 from app.verify.service import Verifier
@@ -100,7 +100,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.database_replica_url:  # lag-tolerant reads on a standby (app/replica.py)
             app.state.replica = replica.Replica(settings.database_replica_url, settings)
             await app.state.replica.start()
-        redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        # one server or a Redis Cluster (app/redisconn.py)
+        redis = connect(redis_url, socket_timeout=2, socket_connect_timeout=2)
         app.state.pool = pool
         app.state.db_url = db_url
         app.state.redis = redis

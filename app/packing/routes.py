@@ -7,7 +7,6 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, post, put
 from litestar.params import Parameter
-from redis.asyncio import Redis
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
@@ -28,6 +27,7 @@ from app.packing.schemas import (
     UploadOut,
 )
 from app.paging import Page, PageNo, PerPage
+from app.redisconn import RedisClient
 
 LineCode = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
 
@@ -66,7 +66,7 @@ class LineController(Controller):
         conn: Conn,
         principal: Principal,
         scheme: Scheme,
-        redis: Redis,
+        redis: RedisClient,
         settings: Settings,
     ) -> ScanUploadOut:
         """Upload scans in scan order (P2, P3, P6): per-item results; retries are duplicates."""
@@ -80,7 +80,7 @@ class LineController(Controller):
         line: LineCode,
         conn: Conn,
         principal: Principal,
-        redis: Redis,
+        redis: RedisClient,
         settings: Settings,
         rejected_only: bool = False,
         page: PageNo = 1,

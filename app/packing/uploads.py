@@ -21,8 +21,7 @@ import logging
 from datetime import UTC, datetime
 
 import msgspec
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from app.auth.principal import Principal
 from app.db import Conn
@@ -30,8 +29,10 @@ from app.errors import ServiceUnavailable
 from app.packing.lines import get_line
 from app.packing.schemas import RejectionOut, ScanUploadOut, UploadOut
 from app.paging import Page, page_of
+from app.redisconn import AnyRedis
 
 KEEP = 200  # uploads kept per line
+_REDIS_ERRORS = (RedisError, RedisClusterException, OSError)  # a cluster's own errors included
 KEEP_REJECTIONS = 100  # rejected scans kept per upload
 
 log = logging.getLogger("tracecode.packing")
@@ -63,7 +64,7 @@ def entry(actor: Principal, out: ScanUploadOut, at: datetime | None = None) -> U
 
 
 async def remember(
-    redis: Redis, namespace: str, actor: Principal, line_code: str, out: ScanUploadOut
+    redis: AnyRedis, namespace: str, actor: Principal, line_code: str, out: ScanUploadOut
 ) -> None:
     """Push the upload's entry onto its line's log, trimmed to the newest ``KEEP``."""
     name = key(namespace, actor.org_id, line_code)
@@ -72,13 +73,13 @@ async def remember(
             pipe.lpush(name, _encode(entry(actor, out)))
             pipe.ltrim(name, 0, KEEP - 1)
             await pipe.execute()
-    except (RedisError, OSError) as exc:  # the upload stands; only its log entry is lost
+    except _REDIS_ERRORS as exc:  # the upload stands; only its log entry is lost
         log.warning("upload log not kept", extra={"line": line_code, "error": str(exc)})
 
 
 async def recent(
     conn: Conn,
-    redis: Redis,
+    redis: AnyRedis,
     namespace: str,
     actor: Principal,
     line_code: str,
@@ -93,7 +94,7 @@ async def recent(
     await get_line(conn, actor, line_code)  # 404 unknown_line outside the caller's organisation
     try:
         raw = await redis.lrange(key(namespace, actor.org_id, line_code), 0, KEEP - 1)
-    except (RedisError, OSError):
+    except _REDIS_ERRORS:
         raise ServiceUnavailable(
             "the recent uploads cannot be read now; try again shortly", code="redis_unavailable"
         ) from None
