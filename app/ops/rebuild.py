@@ -48,8 +48,13 @@ caches                                          none lives in Redis (the batch a
                                                 are in-process, per API process)
 ==============================================  =========================================
 
+On a Redis Cluster (``app.redisconn``) the same families carry a hash tag at the end: a code's
+keys the tag of its shard, a rate counter its address's, each shard its own record queue and
+flush lock (``{ns}:verif:queue{tag}``), a log-in account's keys the account (``{ns}:login:
+fail:{account}``); the job queues are on RabbitMQ there. The steps are the same.
+
 The key builders below name the keys as the verification script (``app.verify.service``) does;
-``tests/test_redis_durability.py`` fails if they part.
+``tests/test_redis_durability.py`` and ``tests/test_redis_cluster.py`` fail if they part.
 """
 
 from __future__ import annotations
@@ -61,59 +66,78 @@ from typing import Any
 
 import msgspec
 import psycopg
-import redis
 
 from app.config import Settings
 from app.errors import ServiceUnavailable
+from app.redisconn import AnySyncRedis, code_tag, is_cluster
 from app.verify.fallback import COUNTED
-from app.verify.records import flush
+from app.verify.records import flush, queues
 from app.verify.regions import Place
 
-BATCH = 2000  # codes per Redis pipeline and per fetch from the server-side cursor
+BATCH = 2000  # codes per fetch from the server-side cursor and per script call at most
 DRAIN_TIMEOUT = 120.0  # seconds the drain may wait for another flusher's lock
 
 _encode = msgspec.json.Encoder().encode
 
 
 def queue_key(ns: str) -> str:
+    """The record queue on one server (``app.verify.records.queues``: all of them)."""
     return f"{ns}:verif:queue"
 
 
-def count_key(ns: str, code: int) -> str:
-    return f"{ns}:q:{code}"
+def _tag(code: int, cluster: bool) -> str:
+    return code_tag(code) if cluster else ""
 
 
-def fails_key(ns: str, code: int) -> str:
-    return f"{ns}:pinfail:{code}"
+def count_key(ns: str, code: int, cluster: bool = False) -> str:
+    return f"{ns}:q:{code}{_tag(code, cluster)}"
 
 
-def lock_key(ns: str, code: int) -> str:
-    return f"{ns}:lock:{code}"
+def fails_key(ns: str, code: int, cluster: bool = False) -> str:
+    return f"{ns}:pinfail:{code}{_tag(code, cluster)}"
 
 
-# KEYS[1] the code's query hash. ARGV: n, first_at, first_place. Raises, never lowers: 1 when set.
-_RAISE_COUNT = """
-if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'n', ARGV[1], 'first_at', ARGV[2], 'first_place', ARGV[3])
-return 1
+def lock_key(ns: str, code: int, cluster: bool = False) -> str:
+    return f"{ns}:lock:{code}{_tag(code, cluster)}"
+
+
+# Both scripts take many codes at once, all of one hash tag on a cluster (one slot per call).
+# KEYS: the codes' query hashes. ARGV: n, first_at, first_place of each. Raises, never lowers:
+# answers how many were set.
+_RAISE_COUNTS = """
+local set = 0
+for i, key in ipairs(KEYS) do
+  local n = ARGV[3 * i - 2]
+  if tonumber(redis.call('HGET', key, 'n') or '0') < tonumber(n) then
+    redis.call('HSET', key, 'n', n, 'first_at', ARGV[3 * i - 1], 'first_place', ARGV[3 * i])
+    set = set + 1
+  end
+end
+return set
 """
 
-# KEYS[1] the lock, KEYS[2] the wrong-PIN count. ARGV: lock seconds (0: not locked), wrong PINs,
-# their seconds left. Answers 1 when a lock was set, 2 when a count was, else 0. A lock is only
-# lengthened, a count only raised.
-_RAISE_LOCK = """
-local lock_s, fails = tonumber(ARGV[1]), tonumber(ARGV[2])
-local locked = redis.call('TTL', KEYS[1])
-if lock_s > 0 then
-  if locked + 1 >= lock_s then return 0 end  -- a second's rounding is no reason to set it
-  redis.call('SET', KEYS[1], '1', 'EX', lock_s)
-  redis.call('DEL', KEYS[2])
-  return 1
+# KEYS: each code's lock and wrong-PIN count. ARGV: lock seconds (0: not locked), wrong PINs and
+# their seconds left of each. Answers {locks set, counts set}. A lock is only lengthened, a count
+# only raised.
+_RAISE_LOCKS = """
+local locks, counts = 0, 0
+for i = 1, #KEYS, 2 do
+  local lock, count, at = KEYS[i], KEYS[i + 1], (i - 1) / 2 * 3
+  local lock_s, fails = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  local locked = redis.call('TTL', lock)
+  if lock_s > 0 then
+    if locked + 1 < lock_s then  -- a second's rounding is no reason to set it
+      redis.call('SET', lock, '1', 'EX', lock_s)
+      redis.call('DEL', count)
+      locks = locks + 1
+    end
+  elseif fails > 0 and locked <= 0
+      and tonumber(redis.call('GET', count) or '0') < fails then
+    redis.call('SET', count, fails, 'EX', ARGV[at + 3])
+    counts = counts + 1
+  end
 end
-if fails == 0 or locked > 0 then return 0 end
-if tonumber(redis.call('GET', KEYS[2]) or '0') >= fails then return 0 end
-redis.call('SET', KEYS[2], fails, 'EX', ARGV[3])
-return 2
+return {locks, counts}
 """
 
 _COUNTS = f"""
@@ -178,19 +202,22 @@ class PinState(msgspec.Struct, frozen=True):
 
 
 def drain(
-    client: redis.Redis, conn: psycopg.Connection[Any], ns: str, timeout: float = DRAIN_TIMEOUT
+    client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str, timeout: float = DRAIN_TIMEOUT
 ) -> int:
-    """Flush the verification queue until every record queued now is in PostgreSQL; return the
-    records this call moved (a running worker's flusher may move others meanwhile).
+    """Flush the verification queue (each queue, on a cluster) until every record queued now is
+    in PostgreSQL; return the records this call moved (a running worker's flusher may move
+    others meanwhile).
 
     Records are unique (each has its own key) and pushed at the head, flushed from the tail, so
-    the queue's newest record now is gone exactly when everything queued before it is stored —
+    a queue's newest record now is gone exactly when everything queued before it is stored —
     new verifications arriving meanwhile do not make the drain chase them."""
-    queue = queue_key(ns)
-    newest = client.lindex(queue, 0)
+    newest = [(queue, client.lindex(queue, 0)) for queue, _ in queues(client, ns)]
     moved = 0
     deadline = time.monotonic() + timeout
-    while newest is not None and client.lpos(queue, newest) is not None:  # type: ignore[arg-type]
+    while any(
+        last is not None and client.lpos(queue, last) is not None  # type: ignore[arg-type]
+        for queue, last in newest
+    ):
         taken = flush(client, conn, ns)
         moved += taken
         if taken == 0:  # another flusher holds the lock: it is storing them
@@ -219,18 +246,38 @@ def _count_rows(conn: psycopg.Connection[Any]) -> Iterator[list[tuple[Any, ...]]
             yield rows
 
 
+class _ByTag:
+    """Keys and arguments of a many-code script, grouped by the codes' hash tag (one group on
+    one server), so that each call touches one slot."""
+
+    def __init__(self, cluster: bool) -> None:
+        self.cluster = cluster
+        self.groups: dict[str, tuple[list[str], list[Any]]] = {}
+
+    def add(self, code: int, keys: list[str], args: list[Any]) -> None:
+        group = self.groups.setdefault(_tag(code, self.cluster), ([], []))
+        group[0].extend(keys)
+        group[1].extend(args)
+
+    def run(self, script: Any) -> list[Any]:
+        """One call per group; their answers. The groups are emptied."""
+        answers = [script(keys=keys, args=args) for keys, args in self.groups.values()]
+        self.groups.clear()
+        return answers
+
+
 def restore_counters(
-    client: redis.Redis, conn: psycopg.Connection[Any], ns: str
+    client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str
 ) -> tuple[int, int]:
     """Raise every code's query counter to PostgreSQL's count; return (codes, raised)."""
-    script = client.register_script(_RAISE_COUNT)
+    script, cluster = client.register_script(_RAISE_COUNTS), is_cluster(client)
     codes = raised = 0
     for rows in _count_rows(conn):
-        pipe = client.pipeline(transaction=False)
+        batch = _ByTag(cluster)
         for code, n, first_at, province, city in rows:
             place = Place(province, city).label if province else ""
-            script(keys=[count_key(ns, code)], args=[n, _utc_text(first_at), place], client=pipe)
-        raised += sum(int(r) for r in pipe.execute())
+            batch.add(code, [count_key(ns, code, cluster)], [n, _utc_text(first_at), place])
+        raised += sum(int(r) for r in batch.run(script))
         codes += len(rows)
     return codes, raised
 
@@ -290,23 +337,26 @@ def _pin_histories(
 
 
 def restore_lockouts(
-    client: redis.Redis, conn: psycopg.Connection[Any], settings: Settings
+    client: AnySyncRedis, conn: psycopg.Connection[Any], settings: Settings
 ) -> tuple[int, int]:
     """Set the wrong-PIN counts and lockouts the records show live now; return (locks, counts)."""
     ns = settings.redis_namespace
-    script = client.register_script(_RAISE_LOCK)
+    script, cluster = client.register_script(_RAISE_LOCKS), is_cluster(client)
     now = datetime.now(UTC)
-    pipe = client.pipeline(transaction=False)
+    batch, answers, queued = _ByTag(cluster), [], 0
     for code, history in _pin_histories(conn, settings, now):
         state = replay(history, settings, now)
         if state.lock_seconds or state.fails:
-            script(
-                keys=[lock_key(ns, code), fails_key(ns, code)],
-                args=[state.lock_seconds, state.fails, state.fails_seconds],
-                client=pipe,
+            batch.add(
+                code,
+                [lock_key(ns, code, cluster), fails_key(ns, code, cluster)],
+                [state.lock_seconds, state.fails, state.fails_seconds],
             )
-    answers = [int(a) for a in pipe.execute()]
-    return answers.count(1), answers.count(2)
+            queued += 1
+            if queued % BATCH == 0:
+                answers += batch.run(script)
+    answers += batch.run(script)
+    return sum(int(a[0]) for a in answers), sum(int(a[1]) for a in answers)
 
 
 # -- 4. jobs -------------------------------------------------------------------------------
@@ -321,7 +371,7 @@ def resend_jobs(conn: psycopg.Connection[Any], send: Callable[[str, str], object
 
 
 def rebuild(
-    client: redis.Redis,
+    client: AnySyncRedis,
     conn: psycopg.Connection[Any],
     settings: Settings,
     send: Callable[[str, str], object] | None = None,

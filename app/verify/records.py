@@ -3,7 +3,9 @@
 The API pushes each record onto a Redis list in the same script that counts it. ``flush`` moves
 the oldest records into PostgreSQL in one statement and only then trims them from the list, so
 a crash between the two re-flushes records, which the unique record key turns into no-ops.
-A Redis lock lets one flusher run at a time.
+A Redis lock lets one flusher run at a time. On a Redis Cluster each shard has its own queue and
+lock (``app.redisconn``): the flusher takes the queues in turn, and several workers flush
+different shards at once.
 
 A record PostgreSQL refuses (a NUL in a string, a value out of range, not JSON at all) must not
 stop the others: when the batch fails for a reason of its data, it is written in halves down to
@@ -17,9 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-import redis
 
 from app.deadletters import VERIFICATIONS, bisect, bury, reason_of
+from app.redisconn import AnySyncRedis, is_cluster, shard_tags
 
 FLUSH_LOCK_MS = 30_000
 
@@ -58,11 +60,31 @@ DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), details = E
 """
 
 
+def queues(client: AnySyncRedis, namespace: str) -> list[tuple[str, str]]:
+    """The record queues and their flush locks: one pair on one server, one per shard (the
+    shard's hash tag ended to both names) on a Redis Cluster."""
+    tags = shard_tags() if is_cluster(client) else ("",)
+    return [(f"{namespace}:verif:queue{t}", f"{namespace}:verif:flush-lock{t}") for t in tags]
+
+
 def flush(
-    client: redis.Redis, conn: psycopg.Connection[Any], namespace: str, limit: int = 5000
+    client: AnySyncRedis, conn: psycopg.Connection[Any], namespace: str, limit: int = 5000
 ) -> int:
-    """Move up to ``limit`` queued records into PostgreSQL; return how many were taken."""
-    queue, lock = f"{namespace}:verif:queue", f"{namespace}:verif:flush-lock"
+    """Move up to ``limit`` queued records of each queue into PostgreSQL; return how many were
+    taken. On a cluster only the queues holding records are visited (one LLEN of each first)."""
+    pairs = queues(client, namespace)
+    if len(pairs) > 1:
+        pipe = client.pipeline(transaction=False)
+        for queue, _ in pairs:
+            pipe.llen(queue)
+        pairs = [pair for pair, n in zip(pairs, pipe.execute(), strict=True) if n]
+    return sum(_flush_queue(client, conn, queue, lock, limit) for queue, lock in pairs)
+
+
+def _flush_queue(
+    client: AnySyncRedis, conn: psycopg.Connection[Any], queue: str, lock: str, limit: int
+) -> int:
+    """Up to ``limit`` records of one queue into PostgreSQL, under its lock."""
     if not client.set(lock, "1", nx=True, px=FLUSH_LOCK_MS):
         return 0
     try:
@@ -115,5 +137,6 @@ def raise_alerts(conn: psycopg.Connection[Any], stored: list[Any]) -> None:
         )
 
 
-def pending(client: redis.Redis, namespace: str) -> int:
-    return int(client.llen(f"{namespace}:verif:queue"))
+def pending(client: AnySyncRedis, namespace: str) -> int:
+    """The records waiting in the queue (in all of them, on a cluster)."""
+    return sum(int(client.llen(queue)) for queue, _ in queues(client, namespace))

@@ -20,10 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import redis.exceptions
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from app.codes.batches import BatchRef, load_batches
 from app.codes.batches import code_id as make_code_id
@@ -36,6 +34,16 @@ from app.codes.scheme import (
 )
 from app.config import Settings
 from app.errors import TooManyRequests
+from app.redisconn import (
+    SHARDS,
+    UNAVAILABLE,
+    AnyRedis,
+    code_shard,
+    is_cluster,
+    plain,
+    shard_tags,
+    text_shard,
+)
 from app.rounds import serve_rounds
 from app.textguard import has_control
 from app.verify import messages
@@ -47,7 +55,7 @@ from app.verify.units import VOID_STATES, UnitInfo, load_units
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
 MAX_ROUND = 500  # verifications served by one round at most
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_REDIS_DOWN = UNAVAILABLE
 
 # One round. KEYS[1] = the record queue. ARGV = namespace, minute, rate_limit, max_fails,
 # lockout_s, threshold, then the round's verifications in TWO arguments: ARGV[7] their fields,
@@ -56,8 +64,14 @@ _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, 
 # (0|1), client ip, code id and the length of its record; ARGV[8] the records one after the
 # other, each as JSON without the closing brace. The records are cut out by length, never
 # scanned: matching patterns over them was a third of the script's time. Two arguments keep the
-# command cheap to build and send; key names are made here from the namespace (on a Redis
-# Cluster the per-code keys would need a hash tag). Returns one reply per verification, in order.
+# command cheap to build and send; key names are made here from the namespace. Returns one reply
+# per verification, in order.
+#
+# On a Redis Cluster (``app.redisconn``) a round is one script per shard of its codes, each in
+# one hash slot: ARGV[9] is the shard's hash tag, ended to every code key it makes (the round's
+# queue, KEYS[1], is the shard's own), and ARGV[3] (the rate limit) is 0: the addresses' counters
+# live in other shards, so they were counted before, by ``_RATE``, and only the verifications
+# within the limit are sent here. On one server ARGV[9] is absent: the keys are untagged.
 #
 # Redis commands are the script's cost, so it makes few: the rate-limit counter of each client
 # address once per round (INCRBY by the round's verifications from it; the n-th of them counts
@@ -69,6 +83,7 @@ _SCRIPT = """
 local ns, minute = ARGV[1], ARGV[2]
 local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local threshold = tonumber(ARGV[6])
+local tag = ARGV[9] or ''
 local items, per_ip, records_json, at = {}, {}, ARGV[8], 1
 local fields = string.rep('([^\\31]*)\\31', 7) .. '([^\\30]*)\\30'
 for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmatch(fields) do
@@ -79,24 +94,31 @@ for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmat
   per_ip[ip] = (per_ip[ip] or 0) + 1
 end
 local seen = {}  -- per client address: the minute's count before this round's first of it
-for ip, n in pairs(per_ip) do
-  local rate = ns .. ':rl:' .. ip .. ':' .. minute
-  local total = redis.call('INCRBY', rate, n)
-  if total == n then redis.call('EXPIRE', rate, 60) end
-  seen[ip] = total - n
+if limit > 0 then
+  for ip, n in pairs(per_ip) do
+    local rate = ns .. ':rl:' .. ip .. ':' .. minute
+    local total = redis.call('INCRBY', rate, n)
+    if total == n then redis.call('EXPIRE', rate, 60) end
+    seen[ip] = total - n
+  end
 end
 local replies, records = {}, {}
 for i, f in ipairs(items) do
   local pin_state, refusal, now, place, never_shipped, ip, code, prefix =
     f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
-  local lock, fails, qkey = ns .. ':lock:' .. code, ns .. ':pinfail:' .. code, ns .. ':q:' .. code
+  local lock, fails, qkey =
+    ns .. ':lock:' .. code .. tag, ns .. ':pinfail:' .. code .. tag, ns .. ':q:' .. code .. tag
   local function record(result, reason, queries)
     records[#records + 1] = prefix .. ',"result":"' .. result .. '","reason":"' .. reason ..
       '","queries":' .. queries .. '}'
   end
-  local n = seen[ip] + 1
-  seen[ip] = n
-  if n > limit then
+  local limited = false
+  if limit > 0 then
+    local n = seen[ip] + 1
+    seen[ip] = n
+    limited = n > limit
+  end
+  if limited then
     replies[i] = {'rate', redis.call('TTL', ns .. ':rl:' .. ip .. ':' .. minute)}
   elseif pin_state == 'refuse' then
     record('not_genuine', refusal, 0)
@@ -159,6 +181,20 @@ if #records > 0 then redis.call('LPUSH', KEYS[1], unpack(records)) end
 return replies
 """
 
+# On a Redis Cluster, a round's rate limits, counted before its codes' scripts: one call per
+# shard of the client addresses. KEYS: the minute's counters of the shard's addresses; ARGV:
+# the round's verifications from each. Returns per counter {its count before them, its TTL}.
+_RATE = """
+local replies = {}
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[i])
+  local total = redis.call('INCRBY', key, n)
+  if total == n then redis.call('EXPIRE', key, 60) end
+  replies[i] = {total - n, redis.call('TTL', key)}
+end
+return replies
+"""
+
 
 class _Pending:
     """One verification waiting for its round: what it asks, and its reply."""
@@ -184,15 +220,18 @@ class Verifier:
     """Everything the hot path needs, built once per process."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, redis_client: Redis, scheme: Scheme, settings: Settings
+        self, pool: AsyncConnectionPool, redis_client: AnyRedis, scheme: Scheme, settings: Settings
     ) -> None:
         self.pool = pool
         self.redis = redis_client
         self.scheme = scheme
         self.settings = settings
         self.ns = settings.redis_namespace
-        self.queue_key = f"{self.ns}:verif:queue"
+        self.queue_key = f"{self.ns}:verif:queue"  # on a cluster: one per shard, tag ended
+        self.cluster = is_cluster(redis_client)
         self._script = redis_client.register_script(_SCRIPT)
+        self._rate = redis_client.register_script(_RATE)
+        self._codeless = itertools.count()  # spreads refusals without a code over the shards
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
         self._waiting: list[_Pending] = []
         self._round: asyncio.Task[None] | None = None
@@ -415,6 +454,9 @@ class Verifier:
                 f"{place.label if place else ''}\x1f{1 if never_shipped else 0}"
                 f"\x1f{record.ip or '-'}\x1f{p.code or 0}\x1f{len(prefix)}\x1e"
             )
+        if self.cluster:
+            await self._serve_on_cluster(group, items, records)
+            return
         settings = self.settings
         replies = await self._script(
             keys=[self.queue_key],
@@ -433,3 +475,84 @@ class Verifier:
             p.reply = reply
             if not p.done.done():  # its request may have gone (client disconnected)
                 p.done.set_result(None)
+
+    # -- rounds on a Redis Cluster: the same script, once per shard ---------------------------
+
+    async def _serve_on_cluster(
+        self, group: list[_Pending], items: list[str], records: list[bytes]
+    ) -> None:
+        """A round on a Redis Cluster: the rate limits first (``_rate_limits``), then the round's
+        script once per shard of the codes within them, all at once, each in its shard's slot.
+        A shard whose call fails fails its own verifications only (answered from PostgreSQL);
+        ``items`` and ``records`` are the script's fields and records of each verification."""
+        minute = int(time.time() // 60)
+        limited = await self._rate_limits(group, minute)
+        shards: dict[int, list[int]] = {}
+        for i, p in enumerate(group):
+            if i in limited:
+                p.reply = limited[i]
+                continue
+            shard = code_shard(p.code) if p.code else next(self._codeless) % SHARDS
+            shards.setdefault(shard, []).append(i)
+        s, tags = self.settings, shard_tags()
+        calls = [
+            self._script(
+                keys=[f"{self.queue_key}{tags[shard]}"],
+                args=[
+                    self.ns,
+                    minute,
+                    0,  # rate limits applied above
+                    s.pin_max_failures,
+                    s.pin_lockout_seconds,
+                    s.verify_repeat_threshold,
+                    "".join(items[i] for i in members),
+                    b"".join(records[i] for i in members),
+                    tags[shard],
+                ],
+            )
+            for shard, members in shards.items()
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for members, replies in zip(shards.values(), results, strict=True):
+            if isinstance(replies, BaseException):
+                for i in members:
+                    if not group[i].done.done():
+                        group[i].done.set_exception(replies)
+                continue
+            for i, reply in zip(members, replies, strict=True):
+                group[i].reply = reply
+        for p in group:
+            if p.reply is not None and not p.done.done():
+                p.done.set_result(None)
+
+    async def _rate_limits(self, group: list[_Pending], minute: int) -> dict[int, list[Any]]:
+        """On a cluster: add the round's verifications to their addresses' counters of the
+        minute (one call per shard of the addresses) and return the replies of those over the
+        limit, by their place in the round. The n-th of an address in the minute counts as the
+        n-th, as on one server."""
+        per_ip: dict[str, int] = {}
+        for p in group:
+            ip = p.record.ip or "-"
+            per_ip[ip] = per_ip.get(ip, 0) + 1
+        shards: dict[int, list[str]] = {}
+        for ip in per_ip:
+            shards.setdefault(text_shard(ip), []).append(ip)
+        tags = shard_tags()
+        calls = [
+            self._rate(
+                keys=[f"{self.ns}:rl:{plain(ip)}:{minute}{tags[shard]}" for ip in ips],
+                args=[per_ip[ip] for ip in ips],
+            )
+            for shard, ips in shards.items()
+        ]
+        counters: dict[str, list[int]] = {}
+        for ips, replies in zip(shards.values(), await asyncio.gather(*calls), strict=True):
+            for ip, (before, ttl) in zip(ips, replies, strict=True):
+                counters[ip] = [int(before), int(ttl)]
+        limit, limited = self.settings.verify_rate_limit, {}
+        for i, p in enumerate(group):
+            counter = counters[p.record.ip or "-"]
+            counter[0] += 1
+            if counter[0] > limit:
+                limited[i] = [b"rate", counter[1]]
+        return limited
