@@ -13,6 +13,10 @@ Three counters, all failures only (successful logins never count):
 The client IP is the socket's peer address (an IPv6 client counts by its /64, which one host
 usually has whole); forwarded headers are never trusted. With Redis unreachable the limits are
 skipped (logged): argon2 still makes every guess expensive.
+
+Each check and each failure is two scripts: the IP's counter, then the account's keys, which on
+a Redis Cluster carry the account as their hash tag so that one script touches one slot
+(``app.redisconn``); on one server the key names are untagged.
 """
 
 from __future__ import annotations
@@ -22,48 +26,57 @@ import ipaddress
 import logging
 import time
 
-import redis.exceptions
 from litestar.datastructures import State
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.errors import TooManyRequests
+from app.redisconn import UNAVAILABLE, AnyRedis, is_cluster
 
 log = logging.getLogger("tracecode.auth")
 
 KNOWN_CLIENT_SECONDS = 30 * 86400  # an IP that logged in stays known for the account this long
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_REDIS_DOWN = UNAVAILABLE
 
-# KEYS: ip counter, account locks (hash ip -> until), account counter, known clients (hash).
-# ARGV: ip, now, ip max, account max. Answers {verdict, seconds}.
-_CHECK = """
+# KEYS: ip counter. ARGV: ip max. Answers {verdict, seconds}.
+_CHECK_IP = """
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[3]) then return {'rate', redis.call('TTL', KEYS[1])} end
+if n >= tonumber(ARGV[1]) then return {'rate', redis.call('TTL', KEYS[1])} end
+return {'ok', 0}
+"""
+
+# KEYS: account locks (hash ip -> until), account counter, known clients (hash).
+# ARGV: ip, now, account max. Answers {verdict, seconds}.
+_CHECK_ACCOUNT = """
 local now = tonumber(ARGV[2])
-local locked = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local locked = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if locked > now then return {'locked', locked - now} end
-local a = tonumber(redis.call('GET', KEYS[3]) or '0')
-if a >= tonumber(ARGV[4]) and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
-  return {'locked', redis.call('TTL', KEYS[3])}
+local a = tonumber(redis.call('GET', KEYS[2]) or '0')
+if a >= tonumber(ARGV[3]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  return {'locked', redis.call('TTL', KEYS[2])}
 end
 return {'ok', 0}
 """
 
-# KEYS: ip counter, account failures (hash ip -> n), account locks, account counter.
-# ARGV: ip, now, ip window, max failures (account + ip), lockout seconds.
-_FAIL = """
+# KEYS: ip counter. ARGV: ip window.
+_FAIL_IP = """
 local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-local lockout = tonumber(ARGV[5])
-local f = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('EXPIRE', KEYS[2], lockout)
-if f >= tonumber(ARGV[4]) then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HSET', KEYS[3], ARGV[1], tonumber(ARGV[2]) + lockout)
-  redis.call('EXPIRE', KEYS[3], lockout)
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+# KEYS: account failures (hash ip -> n), account locks, account counter.
+# ARGV: ip, now, max failures (account + ip), lockout seconds.
+_FAIL_ACCOUNT = """
+local lockout = tonumber(ARGV[4])
+local f = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[1], lockout)
+if f >= tonumber(ARGV[3]) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], tonumber(ARGV[2]) + lockout)
+  redis.call('EXPIRE', KEYS[2], lockout)
 end
-local a = redis.call('INCR', KEYS[4])
-if a == 1 then redis.call('EXPIRE', KEYS[4], lockout) end
+local a = redis.call('INCR', KEYS[3])
+if a == 1 then redis.call('EXPIRE', KEYS[3], lockout) end
 return f
 """
 
@@ -82,16 +95,22 @@ def client_bucket(ip: str) -> str:
 
 
 class LoginLimiter:
-    def __init__(self, redis_client: Redis, settings: Settings) -> None:
+    def __init__(self, redis_client: AnyRedis, settings: Settings) -> None:
         self.redis = redis_client
         self.settings = settings
         self.ns = f"{settings.redis_namespace}:login"
-        self._check = redis_client.register_script(_CHECK)
-        self._fail = redis_client.register_script(_FAIL)
+        self.cluster = is_cluster(redis_client)
+        self._check_ip = redis_client.register_script(_CHECK_IP)
+        self._check_account = redis_client.register_script(_CHECK_ACCOUNT)
+        self._fail_ip = redis_client.register_script(_FAIL_IP)
+        self._fail_account = redis_client.register_script(_FAIL_ACCOUNT)
 
     def _keys(self, username: str, ip: str) -> tuple[str, str, str, str, str]:
-        """ip counter, account failures, account locks, account counter, known clients."""
+        """ip counter, account failures, account locks, account counter, known clients (the
+        account's four share the account as hash tag on a cluster)."""
         account = hashlib.sha256(username.encode()).hexdigest()[:32]
+        if self.cluster:
+            account = f"{{{account}}}"
         return (
             f"{self.ns}:ip:{ip}",
             f"{self.ns}:fail:{account}",
@@ -106,10 +125,12 @@ class LoginLimiter:
         ip_key, _, lock, acct, known = self._keys(username, ip)
         s = self.settings
         try:
-            verdict, seconds = await self._check(
-                keys=[ip_key, lock, acct, known],
-                args=[ip, int(time.time()), s.login_ip_max_failures, s.login_account_max_failures],
-            )
+            verdict, seconds = await self._check_ip(keys=[ip_key], args=[s.login_ip_max_failures])
+            if verdict == b"ok":
+                verdict, seconds = await self._check_account(
+                    keys=[lock, acct, known],
+                    args=[ip, int(time.time()), s.login_account_max_failures],
+                )
         except _REDIS_DOWN as exc:
             log.warning("login limits skipped: Redis unavailable", extra={"error": str(exc)})
             return
@@ -135,15 +156,10 @@ class LoginLimiter:
         ip_key, fail, lock, acct, _ = self._keys(username, ip)
         s = self.settings
         try:
-            await self._fail(
-                keys=[ip_key, fail, lock, acct],
-                args=[
-                    ip,
-                    int(time.time()),
-                    s.login_ip_window_seconds,
-                    s.login_max_failures,
-                    s.login_lockout_seconds,
-                ],
+            await self._fail_ip(keys=[ip_key], args=[s.login_ip_window_seconds])
+            await self._fail_account(
+                keys=[fail, lock, acct],
+                args=[ip, int(time.time()), s.login_max_failures, s.login_lockout_seconds],
             )
         except _REDIS_DOWN as exc:
             log.warning("login failure not counted: Redis unavailable", extra={"error": str(exc)})

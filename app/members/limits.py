@@ -20,12 +20,12 @@ import logging
 
 import msgspec
 from litestar.datastructures import State
-from redis.asyncio import Redis
 
 from app.auth.limits import _REDIS_DOWN, LoginLimiter, client_bucket
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import TooManyRequests
+from app.redisconn import AnyRedis
 
 log = logging.getLogger("tracecode.members")
 
@@ -56,7 +56,7 @@ return {n, redis.call('TTL', KEYS[1])}
 
 
 class MemberLimits:
-    def __init__(self, redis_client: Redis, settings: Settings) -> None:
+    def __init__(self, redis_client: AnyRedis, settings: Settings) -> None:
         self.redis = redis_client
         self.settings = settings
         self.ns = f"{settings.redis_namespace}:member"
