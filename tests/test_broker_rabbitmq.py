@@ -232,13 +232,15 @@ class Worker:
         self.process.wait()
 
     def stop(self) -> None:
+        """SIGTERM to the dramatiq parent only, which hands it on to its worker process once: a
+        second SIGTERM (one sent to the whole group) makes that process exit at once, without
+        its shutdown (the heartbeat key would stay)."""
+        self.process.send_signal(signal.SIGTERM)
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
-        except ProcessLookupError:
-            pass
         except subprocess.TimeoutExpired:
-            self.kill()
+            pass
+        self.kill()  # whatever is left of the group
 
 
 @contextmanager
