@@ -4,8 +4,9 @@
 Redis Cluster: ``redis+cluster://[user:password@]host:port[,host:port…]`` (``rediss+cluster://``
 for TLS) — any reachable nodes of it; the client learns the rest from them. ``connect`` and
 ``connect_sync`` build redis-py's client for either (``RedisCluster`` for a cluster, which follows
-MOVED/ASK redirections and re-reads the slot map after a failover), so the code above them does
-not care which it talks to, except where an operation touches several keys.
+MOVED/ASK redirections, retries through a failover and re-reads the slot map; the blocking one
+is made on first use, ``SyncCluster``), so the code above them does not care which it talks to,
+except where an operation touches several keys.
 
 On a cluster every Lua script, MULTI and multi-key command must touch ONE hash slot. Keys that
 one operation uses together therefore carry the same hash tag — a ``{…}`` suffix, present only
@@ -13,7 +14,8 @@ on a cluster (on one server the key names are the ones they always were, so noth
 moves). Keys are spread over ``SHARDS`` tags (``shard_tags``): a code's keys (its query
 counter, wrong-PIN count and lock) carry the tag of ``code_shard(code)``, a client address's
 rate counter the tag of ``text_shard(ip)``, and each shard has its own verification record
-queue; a round of verifications is then one script per shard touched. The tags are chosen so
+queue; a round of verifications is then a rate-limit script per shard of its addresses, then
+the verification script per shard of its codes (``app.verify.service``). The tags are chosen so
 their slots spread evenly over the 16,384 (one in each 1/``SHARDS`` of the slot range): a
 cluster whose slots are split evenly between 2, 3, 4, 6, 8, 12 or 24 masters gets the same
 number of shards on each. Other families use a tag of their own where an operation spans
