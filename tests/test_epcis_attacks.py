@@ -2,9 +2,8 @@
 query parameters and bodies, the single-event resource, oversized identifiers — on the real
 PostgreSQL.
 
-Tests marked ``xfail(strict=True)`` are defects of ``app/epcis/capture.py`` / ``document.py``
-that are still open (the reason says what happens now); they pass once fixed, and must then
-lose their mark."""
+The last four tests were open defects of ``app/epcis/capture.py`` / ``document.py`` when they
+were written (strict xfails), fixed since."""
 
 from __future__ import annotations
 
@@ -137,11 +136,6 @@ async def _two_capturers(client: Any, login: Any) -> tuple[dict[str, str], dict[
     return await login("agent_admin"), await login("gd_admin")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="capture._declare_errors updates the brand's event by eventID whoever sent the "
-    "declaration: another organisation rewrites the body of an event it cannot even read",
-)
 async def test_another_organisations_declaration_cannot_rewrite_an_event(
     client: Any, login: Any
 ) -> None:
@@ -156,33 +150,22 @@ async def test_another_organisations_declaration_cannot_rewrite_an_event(
     assert back["epcList"] == mine["epcList"] and back["bizStep"] == "inspecting", back
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eventIDs are unique per brand (epcis_events UNIQUE (brand_id, event_id)) and "
-    "capture._known_ids looks them up brand-wide: another organisation's event with the same "
-    "eventID is skipped as already stored (stored 0, never readable by its sender), and POST "
-    "/epcis/events answers 409, telling it the id exists in an organisation it cannot see",
-)
 async def test_an_eventid_held_by_another_organisation_is_as_if_absent(
     client: Any, login: Any
 ) -> None:
     zj, gd = await _two_capturers(client, login)
     event_id = f"urn:uuid:{uuid.uuid4()}"
-    await captured(client, zj, document([_object("OBSERVE", [_epc("ZJ")], eventID=event_id)]))
+    zj_epc = _epc("ZJ")
+    await captured(client, zj, document([_object("OBSERVE", [zj_epc], eventID=event_id)]))
     theirs = _object("OBSERVE", [_epc("GD")], eventID=event_id)
     single = await _single(client, gd, theirs)
     assert single.status_code == 201, single.text
     job = await captured(client, gd, document([theirs]))
-    assert job["stored"] == 1, job
+    assert job["stored"] == 0, job  # now its own: a retry stores nothing twice
     assert (await _event(client, gd, event_id)).json()["epcList"] == theirs["epcList"]
+    assert (await _event(client, zj, event_id)).json()["epcList"] == [zj_epc]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="document.py bounds no identifier's length: an eventID or EPC past the btree limit "
-    "(~2.7 kB, incompressible) fails the INSERT with program_limit_exceeded, answered 503 "
-    "'database unavailable', and the capture job stays 'pending' for ever",
-)
 @pytest.mark.parametrize("where", ["eventID", "epcList"])
 async def test_an_oversized_identifier_is_refused_not_a_stuck_job(
     client: Any, login: Any, where: str
@@ -199,13 +182,6 @@ async def test_an_oversized_identifier_is_refused_not_a_stuck_job(
     assert response.json()["type"].startswith("epcisException:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="capture._is_ours knows Tracecode units only as SGTINs of the brand's GTINs: the "
-    "same unit named by its QR-code URL (the identifier the query itself serves for a product "
-    "without a GTIN, and MATCH_epc takes as a Tracecode unit) is stored as a foreign EPC, so a "
-    "shipping or commissioning event on a Tracecode code escapes the line's and logistics' rules",
-)
 async def test_a_tracecode_code_named_by_its_qr_url_obeys_the_same_rules(
     client: Any, login: Any, app: Any, demo: Any, settings: Any
 ) -> None:

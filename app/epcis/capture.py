@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import psycopg.errors
 from psycopg.types.json import Jsonb
 
 from app.auth.principal import Principal
@@ -44,6 +45,7 @@ from app.db import Conn
 from app.epcis.document import CapturedEvent, DocumentError, gc_paused, parse_document
 from app.epcis.hashing import event_hash
 from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, sscc
+from app.epcis.query import QR_URL
 from app.errors import AppError, NotFound
 from app.locks import Lock, xact_lock
 from app.packing import edits, scans
@@ -202,6 +204,18 @@ async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
         except (Refused, DocumentError, AppError) as exc:
             await _finish(conn, job["id"], "failed", None, _error_body(exc))
             return "failed"
+        except (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
+            # the document's own values, past what the database keeps (a job that raised this
+            # would be retried for ever): refused like any invalid value
+            detail = f"a value of the document cannot be stored ({type(exc).__name__})"
+            body = {
+                "type": "epcisException:ValidationException",
+                "title": "value",
+                "status": 400,
+                "detail": detail,
+            }
+            await _finish(conn, job["id"], "failed", None, body)
+            return "failed"
         await _finish(conn, job["id"], "success", stored, None)
         return "success"
 
@@ -245,8 +259,8 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
         events = parse_document(bytes(body))
     with gc_paused():
         ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
-    await xact_lock(conn, Lock.EPCIS_CAPTURE, job["brand_id"])
-    known = await _known_ids(conn, job["brand_id"], ids)
+    await xact_lock(conn, Lock.EPCIS_CAPTURE, job["org_id"])
+    known = await _known_ids(conn, job["org_id"], ids)
     fresh: list[tuple[int, str, CapturedEvent]] = []
     declared: list[tuple[str, CapturedEvent]] = []
     for index, (event_id, event) in enumerate(zip(ids, events, strict=True)):
@@ -258,7 +272,7 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
             declared.append((event_id, event))
     applied = await _apply_to_codes(conn, scheme, actor, fresh)
     await _write(conn, job, fresh, applied)
-    await _declare_errors(conn, job["brand_id"], declared)
+    await _declare_errors(conn, job["org_id"], declared)
     return len(fresh) + len(declared)
 
 
@@ -279,15 +293,16 @@ def _remember(capture_id: uuid.UUID, events: list[CapturedEvent]) -> None:
 
 
 async def _declare_errors(
-    conn: Conn, brand_id: int, declared: list[tuple[str, CapturedEvent]]
+    conn: Conn, org_id: int, declared: list[tuple[str, CapturedEvent]]
 ) -> None:
     """An event sent again with its eventID and an ``errorDeclaration`` declares the stored one
-    erroneous (EPCIS 2.0 section 7.4.1.2): the stored event takes the declaration."""
+    erroneous (EPCIS 2.0 section 7.4.1.2): the stored event takes the declaration. Only the
+    organisation that captured an event declares it erroneous."""
     for event_id, event in declared:
         await conn.execute(
-            "UPDATE epcis_events SET body = %s, error_declared = true WHERE brand_id = %s "
+            "UPDATE epcis_events SET body = %s, error_declared = true WHERE org_id = %s "
             "AND event_id = %s",
-            (msgspec.json.encode(event.raw), brand_id, event_id),
+            (msgspec.json.encode(event.raw), org_id, event_id),
         )
 
 
@@ -312,14 +327,15 @@ async def _capturer(conn: Conn, job: dict[str, Any]) -> Principal:
     )
 
 
-async def _known_ids(conn: Conn, brand_id: int, ids: list[str]) -> dict[str, bool]:
-    """The eventIDs the brand holds already, each with whether it carries an error
-    declaration."""
+async def _known_ids(conn: Conn, org_id: int, ids: list[str]) -> dict[str, bool]:
+    """The eventIDs the capturing organisation holds already, each with whether it carries an
+    error declaration. Another organisation's event of the same id is its own record (the
+    same real event told by two parties, or a clash): neither sees nor blocks the other."""
     rows = await (
         await conn.execute(
             "SELECT event_id, error_declared FROM epcis_events "
-            "WHERE brand_id = %s AND event_id = ANY(%s)",
-            (brand_id, ids),
+            "WHERE org_id = %s AND event_id = ANY(%s)",
+            (org_id, ids),
         )
     ).fetchall()
     return {r["event_id"]: r["error_declared"] for r in rows}
@@ -336,6 +352,7 @@ async def _apply_to_codes(
         f"{CANONICAL_ORIGIN}/01/{gtin}/21/" for gtin in await _brand_gtins(conn, actor.brand_id)
     }
     cases = await _brand_cases(conn, scheme, actor.brand_id, fresh)
+    cases |= await _brand_qr_units(conn, scheme, actor.brand_id, fresh)
     applied: set[str] = set()
     for index, event_id, event in fresh:
         if event.action == "OBSERVE":
@@ -349,12 +366,32 @@ async def _apply_to_codes(
     return applied
 
 
-def _is_ours(epc: str, units: set[str], cases: set[str]) -> bool:
+def _is_ours(epc: str, units: set[str], others: set[str]) -> bool:
     """Whether a canonical EPC is a unit of one of the brand's GTINs (``units``: the SGTIN
-    Digital Link prefix of each) or one of its case codes."""
+    Digital Link prefix of each), one of its case codes or one of its units named by the URL
+    of its QR code (``others``: the SSCCs and URLs of the document that are the brand's)."""
     if epc[:40] in units:  # len("https://id.gs1.org/01/") + 14 + len("/21/")
         return gtin_serial(epc) is not None
-    return epc.startswith(_SSCC_LINK) and sscc(epc) in cases
+    if epc.startswith(_SSCC_LINK):
+        return sscc(epc) in others
+    return epc in others
+
+
+async def _brand_qr_units(
+    conn: Conn, scheme: Scheme, brand_id: int, fresh: list[tuple[int, str, CapturedEvent]]
+) -> set[str]:
+    """The QR-code URLs (``…/c/{serial}``) of the document that name the brand's units: the
+    identifier of a unit whose product has no GTIN, which must obey the same rules."""
+    urls = {
+        epc
+        for _, _, e in fresh
+        for epc in [*e.epcs, *([e.parent_id] if e.parent_id else [])]
+        if "/c/" in epc and QR_URL.match(epc)
+    }
+    if not urls:
+        return set()
+    reads = await read_codes(conn, scheme, brand_id, sorted(urls))
+    return {url for url, r in zip(sorted(urls), reads, strict=True) if r.reason is None}
 
 
 _SSCC_LINK = f"{CANONICAL_ORIGIN}/00/"

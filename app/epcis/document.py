@@ -48,6 +48,7 @@ import msgspec
 from app.epcis.identifiers import IdentifierError, canonical
 
 MAX_DEPTH = 64
+MAX_URI = 2000  # characters of an identifier or other URI (a stored, indexed value)
 VALIDATION = "epcisException:ValidationException"
 CAPTURE_LIMIT = "epcisException:CaptureLimitExceededException"
 EVENT_LIST = "/epcisBody/eventList"
@@ -287,6 +288,8 @@ def _string(value: Any, at: str, name: str) -> str:
 def _uri(value: Any, at: str, name: str | int) -> str:
     if type(value) is not str or not _URI.fullmatch(value):
         raise _bad(at, name, f"{_show(value)} is not a URI")
+    if len(value) > MAX_URI:
+        raise _bad(at, name, f"a URI of at most {MAX_URI} characters")
     return value
 
 
@@ -297,6 +300,8 @@ def _identifier(value: Any, at: str, name: str | int) -> str:
     and the CBV 2.0 event-hash reference takes them as they are."""
     if type(value) is not str or not _URI.fullmatch(value):
         raise _bad(at, name, f"{_show(value)} is not a URI")
+    if len(value) > MAX_URI:
+        raise _bad(at, name, f"a URI of at most {MAX_URI} characters")
     try:
         return canonical(value, False)
     except IdentifierError as exc:
@@ -344,6 +349,8 @@ def _identifiers(value: Any, at: str, name: str, into: list[str]) -> int:
             ) from None
         if (found == item or item[0] != "u") and not match(item):
             raise _bad(f"{at}/{name}", j, f"{_show(item)} is not a URI")
+        if len(item) > MAX_URI:
+            raise _bad(f"{at}/{name}", j, f"a URI of at most {MAX_URI} characters")
         append(found)
     return len(value)
 

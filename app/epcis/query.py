@@ -65,7 +65,7 @@ _CBV_URI = re.compile(
     r"^(?:https://ref\.gs1\.org/cbv/(?:BizStep|Disp|BTT)-|urn:epcglobal:cbv:(?:bizstep|disp|btt):"
     r"|cbv:(?:BizStep|Disp|BTT)-|urn:tracecode:bizstep:)"
 )
-_QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$")
+QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$")
 
 
 class QueryError(Exception):
@@ -176,7 +176,7 @@ class Match:
 def match_of(values: list[str], scheme: Scheme) -> Match:
     m = Match()
     for value in values:
-        qr = _QR_URL.match(value)
+        qr = QR_URL.match(value)
         if qr:
             _add_unit(m, scheme, qr.group(1))
             continue
