@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from app.epcis import identifiers
 from app.epcis.document import DocumentError, parse_document
-from app.epcis.identifiers import IdentifierError, canonical
+from app.epcis.identifiers import IdentifierError, canonical, known_sgtins
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 
@@ -137,6 +137,9 @@ def test_a_known_sgtin_head_converts_as_the_full_parse(company: str, ref: str, s
     with suppress(IdentifierError):  # the head, if valid, is known now
         canonical(f"urn:epc:id:sgtin:{company}.{ref}.1", False)
     assert convert() == cold, uri
+    known = known_sgtins([uri, uri])  # a list in one pass: all known, or None
+    assert known is None or known == [cold, cold], uri
+    assert known_sgtins([uri, 7]) is None
 
 
 def test_parsing_leaves_the_garbage_collector_as_it_was() -> None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import msgspec
 
-from app.epcis.identifiers import IdentifierError, canonical
+from app.epcis.identifiers import IdentifierError, canonical, known_sgtins
 
 MAX_DEPTH = 64
 MAX_URI = 2000  # characters of an identifier or other URI (a stored, indexed value)
@@ -336,6 +336,10 @@ def _identifiers(value: Any, at: str, name: str, into: list[str]) -> int:
     check."""
     if type(value) is not list:
         raise _bad(at, name, f"must be an array of URIs, not {_show(value)}")
+    known = known_sgtins(value)  # converted URNs: parsed field by field, no URI check needed
+    if known is not None:
+        into += known
+        return len(value)
     match = _URI.fullmatch
     append = into.append
     for j, item in enumerate(value):

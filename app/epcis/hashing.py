@@ -56,7 +56,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
-from app.epcis.identifiers import IdentifierError, canonical
+from app.epcis.identifiers import IdentifierError, canonical, known_sgtins
 
 __all__ = ["event_hash", "pre_hash"]
 
@@ -575,6 +575,18 @@ def _repeated_value(text: str) -> str:
     return _canonical_value(text)
 
 
+def _known_epcs(
+    epcs: list[str], suffixes: dict[str, str | None] | None, prefixes: dict[str, str] | None
+) -> list[str] | None:
+    """``epc=…`` of each EPC of a list of SGTIN URNs of known products, when no replacement or
+    prefix applies to them (a URN has no spaces to strip, is no number, names no CBV URN, and
+    its prefix "urn" is declared by no sane context); None otherwise."""
+    if (suffixes and not suffixes.keys().isdisjoint(epcs)) or (prefixes and "urn" in prefixes):
+        return None
+    links = known_sgtins(epcs)
+    return None if links is None else ["epc=" + link for link in links]
+
+
 def _epc_value(text: str) -> str:
     """``_canonical_value`` of an EPC: an EPC URN is no number and names no CBV URN, so only
     its canonical form is left to compute."""
@@ -662,10 +674,12 @@ def _plain_pre_hash(event: dict[str, Any], context: object) -> str | None:
                 parts.append(f"{name}={value}")
     for name in ("epcList", "childEPCs"):
         if name in event:
-            epcs = []
-            for epc in event[name]:
-                if (text := text_of(epc)) and (value := _epc_value(text)):
-                    epcs.append("epc=" + value)
+            epcs = _known_epcs(event[name], suffixes, prefixes)
+            if epcs is None:
+                epcs = []
+                for epc in event[name]:
+                    if (text := text_of(epc)) and (value := _epc_value(text)):
+                        epcs.append("epc=" + value)
             if epcs:
                 epcs.sort()
                 parts.append(name + "".join(epcs))

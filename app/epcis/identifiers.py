@@ -36,12 +36,19 @@ without a custom path prefix) take one precompiled regex and one Rust check digi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from app._core import Gs1Error, gs1_check_digit
 
-__all__ = ["CANONICAL_ORIGIN", "IdentifierError", "canonical", "gtin_serial", "sscc"]
+__all__ = [
+    "CANONICAL_ORIGIN",
+    "IdentifierError",
+    "canonical",
+    "gtin_serial",
+    "known_sgtins",
+    "sscc",
+]
 
 CANONICAL_ORIGIN = "https://id.gs1.org"
 
@@ -526,6 +533,24 @@ def _fast(uri: str, verify: bool) -> str | None:
         if sscc_ is not None and _checked(sscc_, verify):
             return f"{CANONICAL_ORIGIN}/00/{sscc_}"
     return None
+
+
+def known_sgtins(uris: Sequence[object]) -> list[str] | None:
+    """The canonical forms of a list of SGTIN URNs whose heads ``canonical`` has converted
+    before (the units of the products seen so far: an EPC list is mostly that), in one pass;
+    None as soon as one is anything else, for the caller to take them one by one."""
+    heads = _SGTIN_HEADS
+    serial_ok = _SGTIN_SERIAL.fullmatch
+    found = []
+    for uri in uris:
+        if type(uri) is not str or not uri.startswith(_SGTIN_URN):
+            return None
+        head, _, serial = uri.rpartition(".")
+        link = heads.get(head)
+        if link is None or not serial_ok(serial):
+            return None
+        found.append(link + serial)
+    return found
 
 
 def canonical(uri: str, check_digits: bool = True) -> str:
