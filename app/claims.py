@@ -192,7 +192,9 @@ class Pending(Generic[Out]):
         self.done: asyncio.Future[tuple[Out, bool]] = asyncio.get_running_loop().create_future()
 
 
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+ClientId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+(?!\n)$")
+]
 
 
 class ClaimIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -200,7 +202,7 @@ class ClaimIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     the claimant's choosing that makes retries safe."""
 
     serial: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-    pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}$")]
+    pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}(?!\n)$")]
     client_id: ClientId
     gps: Gps | None = None
     lang: Lang = "zh"

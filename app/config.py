@@ -48,7 +48,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_replica_url: str | None = None
     replica_max_lag_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
     replica_sticky_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 10.0
-    redis_namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")] = "tracecode"
+    redis_namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,40}(?!\n)$")] = (
+        "tracecode"
+    )
     # A worker process silent this long is dead: the jobs it had taken are queued again
     # (dramatiq's heartbeat timeout, app/jobs.py). Live workers beat about every second.
     job_requeue_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 30
@@ -62,7 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pin_length: Annotated[int, msgspec.Meta(ge=4, le=10)] = 6
 
     # GS1 and public URLs.
-    gs1_company_prefix: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,12}$")] = "6901234"
+    gs1_company_prefix: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,12}(?!\n)$")] = "6901234"
     # Public URLs (QR codes, resolver redirects, linksets) are built from these two only, never
     # from a request's Host header. Production: https and the resolver's public host name.
     resolver_host: Annotated[
@@ -195,7 +197,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # unset: console/dist of this checkout.
     console_dist: str | None = None
 
-    log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)(?!\n)$")] = "INFO"
     # The fraction of answers below 400 that get an access log line (app.front); every 4xx and
     # 5xx answer is logged. 1: every request (the default); lower it for peaks.
     access_log_sample: Annotated[float, msgspec.Meta(ge=0, le=1)] = 1.0

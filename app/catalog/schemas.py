@@ -10,9 +10,9 @@ import msgspec
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Short = Annotated[str, msgspec.Meta(max_length=100)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
-Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+$")]
+Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$")]
 ProductNo = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Gtin = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}$|^[0-9]{12,14}$")]
+Gtin = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n)$")]
 Order = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 
 

@@ -42,12 +42,14 @@ from app.db import Conn
 from app.errors import BadRequest, ServerError
 from app.paging import Page, PageNo, PerPage
 
-Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)$")]
+Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)(?!\n)$")]
 Since = Annotated[datetime | None, QueryParameter(name="from", description="made at or after")]
 Until = Annotated[datetime | None, QueryParameter(name="to", description="made before")]
 ClientIdParam = Annotated[
     str | None,
-    QueryParameter(max_length=64, pattern=r"^[\x21-\x7e]+$", description="the caller's client id"),
+    QueryParameter(
+        max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$", description="the caller's client id"
+    ),
 ]
 MAX_SERIAL = 64
 

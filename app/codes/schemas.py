@@ -9,7 +9,9 @@ import msgspec
 
 MAX_BATCH = 1 << 32
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)]
-RequestKey = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")]
+RequestKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+(?!\n)$")
+]
 BatchState = Literal["issued", "exported", "active", "void"]
 
 

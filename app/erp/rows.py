@@ -7,7 +7,7 @@ conversion every text value is checked for control characters (400-like ``invali
 for that row only); after it, the text columns a spreadsheet would show are checked for a formula
 start (``= + - @``: ``formula_value``): such a cell is refused rather than stored and exported.
 A value of a column with a pattern (codes, usernames, phones …) may not end with a line feed
-either: the pattern would let it through (``invalid_value``).
+either (``invalid_value``): every pattern ends with ``(?!\n)$`` (tests/test_patterns.py).
 
 A row that fails any check is rejected with its errors (row, CSV line, column, stable code,
 message) and the others go on; only a file that cannot be read at all — bad encoding, bad header,
@@ -65,24 +65,6 @@ class Spec:
             for f in info.fields
             if isinstance(f.type, msgspec.inspect.UnionType) and f.type.includes_none
         )
-
-    @functools.cached_property
-    def patterned(self) -> frozenset[str]:
-        """The columns whose text (or list items) must match a pattern: codes, usernames,
-        phones, e-mail addresses, URLs … (see ``_line_break_at_end``)."""
-        info = msgspec.inspect.type_info(self.row_type)
-        assert isinstance(info, msgspec.inspect.StructType)
-        return frozenset(f.name for f in info.fields if _has_pattern(f.type))
-
-
-def _has_pattern(kind: msgspec.inspect.Type) -> bool:
-    if isinstance(kind, msgspec.inspect.StrType):
-        return kind.pattern is not None
-    if isinstance(kind, msgspec.inspect.UnionType):
-        return any(_has_pattern(member) for member in kind.types)
-    if isinstance(kind, msgspec.inspect.ListType):
-        return _has_pattern(kind.item_type)
-    return False
 
 
 @dataclass(slots=True)
@@ -228,20 +210,8 @@ def _convert(item: Item, values: dict[str, Any], spec: Spec, *, strict: bool) ->
         if isinstance(value, str) and value.startswith(FORMULA_START):
             message = f"{column} starts with {value[0]!r}: a spreadsheet would run it as a formula"
             item.fail(column, "formula_value", message)
-    for column in spec.patterned:
-        if _line_break_at_end(getattr(data, column, None)):
-            item.fail(column, "invalid_value", f"{column}: the value ends with a line break")
     if item.ok:
         item.data = data
-
-
-def _line_break_at_end(value: Any) -> bool:
-    """Whether a patterned value ends with a line feed: a pattern's ``$`` also matches before a
-    final line feed (Python's ``re``, which msgspec uses), so ``"AGENT-ZJ\\n"`` would pass as an
-    ERP code and become a second organisation beside ``AGENT-ZJ`` (CSV cells are stripped; JSON
-    strings are not)."""
-    texts = value if isinstance(value, list) else [value]
-    return any(isinstance(text, str) and text.endswith("\n") for text in texts)
 
 
 def explain(message: str, values: dict[str, Any]) -> tuple[str | None, str, str]:

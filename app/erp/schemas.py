@@ -31,7 +31,7 @@ Entity = Literal["orgs", "products", "users"]
 Status = Literal["active", "inactive"]
 OrgKind = Literal["factory", "warehouse", "branch", "agent", "distributor", "store", "printer"]
 Short = Annotated[str, msgspec.Meta(max_length=100)]
-Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+$")]
+Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$")]
 
 
 class _Row(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -68,9 +68,11 @@ class ProductRow(_Row, frozen=True, forbid_unknown_fields=True, kw_only=True):
     spec: Short | UnsetType | None = UNSET
     product_type: Short | UnsetType | None = UNSET
     barcode: Annotated[str, msgspec.Meta(max_length=64)] | UnsetType | None = UNSET
-    gtin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}$|^[0-9]{12,14}$")] | UnsetType | None = (
-        UNSET
-    )
+    gtin: (
+        Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n)$")]
+        | UnsetType
+        | None
+    ) = UNSET
     image_url: Url | UnsetType | None = UNSET
     colour_no: Short | UnsetType | None = UNSET
     efficacy: Annotated[str, msgspec.Meta(max_length=2000)] | UnsetType | None = UNSET

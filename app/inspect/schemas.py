@@ -13,10 +13,14 @@ Result = Literal["in_channel", "diverted", "unknown_route", "counterfeit"]
 RESULTS: tuple[Result, ...] = ("counterfeit", "diverted", "unknown_route", "in_channel")
 
 ScannedCode = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-ErpCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+ErpCode = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+(?!\n)$")
+]
 Note = Annotated[str, msgspec.Meta(max_length=1000)]
-PhotoUrl = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://[^\s]+$")]
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+PhotoUrl = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://[^\s]+(?!\n)$")]
+ClientId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")
+]
 
 
 class Gps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

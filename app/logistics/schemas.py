@@ -26,7 +26,7 @@ class OrderLineIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 class OrderIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An order from ERP or by hand; ``erp_no`` makes it idempotent (same number, same order)."""
 
-    erp_no: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
+    erp_no: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[!-~]+(?!\n)$")]
     kind: OrderKind = "sales"
     from_org_id: int
     to_org_id: int
@@ -76,7 +76,7 @@ class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     shipment_id: int | None = None
     doc_date: date | None = None
     signee: Text | None = None
-    phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")] | None = None
     customer: Text | None = None
     customer_type: Text | None = None
     destination_city: Text | None = None
@@ -183,10 +183,11 @@ class SaleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     codes: Annotated[list[ScanCode], msgspec.Meta(min_length=1, max_length=10_000)]
     org_id: int | None = None
     customer: Text | None = None
-    phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")] | None = None
     # the app's id of this sale: sent again with the same body, the first sale is answered
     client_id: (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")] | None
+        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")]
+        | None
     ) = None
 
 

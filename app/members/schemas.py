@@ -29,12 +29,15 @@ PhoneIn = Annotated[
         examples=["13812341234", "+86 138 1234 1234"],
     ),
 ]
-OtpCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="the 6-digit SMS code")]
+OtpCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9]{6}(?!\n)$", description="the 6-digit SMS code")
+]
 Email = Annotated[
-    str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["a@b.cn"])
+    str,
+    msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+(?!\n)$", examples=["a@b.cn"]),
 ]
 WechatId = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{5,40}$", description="WeChat id (微信号)")
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{5,40}(?!\n)$", description="WeChat id (微信号)")
 ]
 Province = Annotated[
     str,

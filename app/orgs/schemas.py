@@ -11,11 +11,15 @@ Kind = Literal[
     "brand", "factory", "warehouse", "branch", "agent", "distributor", "store", "printer"
 ]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-ErpCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]0000$")]  # GB/T 2260, e.g. 310000
-CityCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{3}00$")]  # e.g. 310100
+ErpCode = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+(?!\n)$")
+]
+ProvinceCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[1-9][0-9]0000(?!\n)$")
+]  # GB/T 2260, e.g. 310000
+CityCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{3}00(?!\n)$")]  # e.g. 310100
 Text = Annotated[str, msgspec.Meta(max_length=500)]
-Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")]
+Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")]
 # WGS 84 degrees; both or neither (a store's position: field check-ins are measured from it)
 Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]

@@ -29,7 +29,7 @@ from app.packing.schemas import (
 from app.paging import Page, PageNo, PerPage
 from app.redisconn import RedisClient
 
-LineCode = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
+LineCode = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9._-]{1,32}(?!\n)$")]
 
 
 class UndoIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -9,9 +9,11 @@ import msgspec
 
 Level = Literal["inner", "master", "pallet"]
 # printable ASCII without '"' and '\\' (a scanner's own ids: UUIDs, device + counter, …)
-ClientEventId = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^[!#-\[\]-~]+$")]
+ClientEventId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^[!#-\[\]-~]+(?!\n)$")
+]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[!-~]+$")]
+Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[!-~]+(?!\n)$")]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 

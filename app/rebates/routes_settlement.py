@@ -34,7 +34,7 @@ FormatParam = Annotated[
 MonthParam = Annotated[
     str | None,
     Parameter(
-        pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$",
+        pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])(?!\n)$",
         description="YYYY-MM: statements whose period lies within that month",
     ),
 ]

@@ -27,7 +27,9 @@ from app.sms.schemas import (
     TemplatePatch,
 )
 
-Provider = Parameter(pattern=r"^[a-z0-9_-]{1,32}$", description="the gateway's name, e.g. http")
+Provider = Parameter(
+    pattern=r"^[a-z0-9_-]{1,32}(?!\n)$", description="the gateway's name, e.g. http"
+)
 
 
 async def _signed_body(request: Request[Any, Any, Any], settings: Settings, kind: type) -> Any:

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Username = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.@-]{3,64}$")]
+Username = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.@-]{3,64}(?!\n)$")]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
-RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}(?!\n)$")]
 DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
-Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*$")]
-Email = Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")]
+Email = Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+(?!\n)$")]
 Roles = Annotated[list[RoleName], msgspec.Meta(max_length=20)]
 Status = Literal["active", "inactive"]
 

@@ -24,7 +24,7 @@ class Gps(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
 class VerifyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, gc=False):
     # the serial, or the whole QR content (short form or GS1 Digital Link URI)
     serial: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-    pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}$")] | None = None
+    pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4,10}(?!\n)$")] | None = None
     client_id: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     gps: Gps | None = None
     lang: Lang = "zh"
