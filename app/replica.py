@@ -58,6 +58,9 @@ from app import db
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
+from app.redisconn import UNAVAILABLE
+
+_REDIS_ERRORS = (RedisError, *UNAVAILABLE)  # a cluster's own errors (slot not covered) too
 
 log = logging.getLogger("tracecode.replica")
 
@@ -196,7 +199,7 @@ class Replica:
         """``principal`` just committed a change: its reads go to the primary for a while."""
         try:
             await redis.set(self.wrote_key(principal), b"1", px=self.sticky_ms)
-        except RedisError as exc:  # the change is committed; its author may read it lagged
+        except _REDIS_ERRORS as exc:  # the change is committed; its author may read it lagged
             log.warning("read-your-writes mark not set (%s)", type(exc).__name__)
 
     async def pool_for(self, redis: Redis, principal: Principal) -> AsyncConnectionPool | None:
@@ -207,7 +210,7 @@ class Replica:
         try:
             if await redis.exists(self.wrote_key(principal)):
                 return None
-        except RedisError:  # cannot tell whether the caller just wrote: the primary is right
+        except _REDIS_ERRORS:  # cannot tell whether the caller just wrote: the primary is right
             return None
         return self.pool
 
