@@ -455,12 +455,24 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
-def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
-    """Everything a newcomer needs: services, migrations, demo data, API and one worker, with
-    the API and the worker supervised (restarted when they die)."""
+def cmd_run(
+    settings: Settings,
+    demo: bool,
+    worker: bool,
+    api_workers: int | None = None,
+    worker_processes: int = 1,
+) -> int:
+    """Everything a newcomer needs: services, migrations, demo data, API and workers, with
+    the API and each worker process supervised (restarted when they die). ``api_workers``
+    granian processes (default ``TRACECODE_HTTP_WORKERS``), ``worker_processes`` dramatiq
+    worker processes."""
     from app.db import migrate
     from app.demo import describe
 
+    if api_workers is not None and not 1 <= api_workers <= 64:
+        return _fail("--api-workers must be from 1 to 64")
+    if not 1 <= worker_processes <= 64:
+        return _fail("--worker-processes must be from 1 to 64")
     try:
         lock = _claim_var_dir(settings.var_path)  # noqa: F841 (held until the process ends)
         _check_port(settings.host, settings.port)
@@ -490,7 +502,7 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
         _Child(
             "API server",
             [
-                *server_command(settings.host, settings.port, settings.http_workers),
+                *server_command(settings.host, settings.port, api_workers or settings.http_workers),
                 # granian replaces a worker process that dies; this loop replaces granian
                 "--respawn-failed-workers",
                 "--respawn-interval",
@@ -499,12 +511,10 @@ def cmd_run(settings: Settings, demo: bool, worker: bool) -> int:
             batch=settings.sched_batch,
         )
     ]
-    if worker:
-        children.append(
-            _Child(
-                "worker",
-                worker_command(),
-            )
+    if worker:  # one supervised child per dramatiq worker process, restarted on its own
+        children.extend(
+            _Child("worker" if worker_processes == 1 else f"worker {n}", worker_command())
+            for n in range(1, worker_processes + 1)
         )
     stopping = False
 
@@ -820,6 +830,19 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start services, migrate, load demo data, run API + worker")
     run.add_argument("--no-demo", action="store_true", help="do not load demo data")
     run.add_argument("--no-worker", action="store_true", help="do not start a dramatiq worker")
+    run.add_argument(
+        "--api-workers", type=int, help="API (granian) worker processes (TRACECODE_HTTP_WORKERS)"
+    )
+    run.add_argument(
+        "--worker-processes", type=int, default=1, help="dramatiq worker processes (default 1)"
+    )
+    rehearse = sub.add_parser(
+        "rehearse", help="the many-hosts layout on this machine under the locust scenario"
+    )
+    rehearse.add_argument("--seconds", type=int, default=20, help="load time (default 20)")
+    rehearse.add_argument("--users", type=int, default=10, help="locust users per API process")
+    rehearse.add_argument("--api-processes", type=int, default=2, help="API processes (2)")
+    rehearse.add_argument("--codes", type=int, default=400, help="activated demo codes (400)")
     services = sub.add_parser("services", help="embedded PostgreSQL and Redis under var/")
     services.add_argument("action", choices=["up", "down"])
     db = sub.add_parser("db", help="database")
@@ -942,7 +965,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "openapi":
             return cmd_openapi(settings, args.out)
         if args.command == "run":
-            return cmd_run(settings, demo=not args.no_demo, worker=not args.no_worker)
+            return cmd_run(
+                settings,
+                demo=not args.no_demo,
+                worker=not args.no_worker,
+                api_workers=args.api_workers,
+                worker_processes=args.worker_processes,
+            )
+        if args.command == "rehearse":
+            from app.ops.rehearsal import cmd_rehearse
+
+            return cmd_rehearse(args.seconds, args.users, args.api_processes, args.codes)
         if args.command == "services":
             return cmd_services(settings, args.action)
         if args.command == "db":
