@@ -14,8 +14,8 @@ to what locust saw answered 200, and once the write-behind queue is flushed the
 load generator targets one API, as a balancer spreading evenly would.
 
 Not rehearsed here: a Redis Cluster, RabbitMQ and a streaming replica are not started by this
-command (their own tests start them: tests/test_redis_cluster*.py, tests/test_broker_rabbitmq.py,
-tests/test_replica*.py); point the variables above at running ones to include them.
+command (their own tests start them: tests/test_redis_cluster.py, tests/test_broker_rabbitmq.py,
+tests/test_replica.py); point the variables above at running ones to include them.
 """
 
 from __future__ import annotations
