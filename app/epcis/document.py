@@ -336,7 +336,9 @@ def _identifiers(value: Any, at: str, name: str, into: list[str]) -> int:
     check."""
     if type(value) is not list:
         raise _bad(at, name, f"must be an array of URIs, not {_show(value)}")
-    known = known_sgtins(value)  # converted URNs: parsed field by field, no URI check needed
+    # SGTIN URNs of known products: parsed field by field (no URI check needed), each under 60
+    # characters (MAX_URI holds)
+    known = known_sgtins(value)
     if known is not None:
         into += known
         return len(value)
