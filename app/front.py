@@ -106,33 +106,39 @@ class Tracecode(Litestar):
         head = scope["method"] == "HEAD"
         status = 500  # what is logged when nothing was answered
 
-        async def front_send(message: Any) -> None:
+        def front_send(message: Any) -> Any:  # returns send's awaitable: no coroutine of its own
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), rid_header]
             elif head and message["type"] == "http.response.body":
                 message["body"] = b""  # HEAD: the headers of GET (Content-Length too), no body
-            await send(message)
+            return send(message)
 
         token = request_id_var.set(rid)
         try:
-            try:
-                check_edge(scope)
-            except InvalidCharacter as exc:
-                await refuse(front_send, exc)
-                return
+            # the full check only for a query string or a path with a character that is not
+            # printable (every control character is not): most requests have neither
+            if scope.get("query_string") or not scope["path"].isprintable():
+                try:
+                    check_edge(scope)
+                except InvalidCharacter as exc:
+                    await refuse(front_send, exc)
+                    return
             scope["app"] = scope["litestar_app"] = self
-            scope.setdefault("state", {})
+            if "state" not in scope:
+                scope["state"] = {}
             lane = self._lanes.get(scope["path"])
+            # Litestar's before-send hooks wrap it once more (create_app has none)
+            out = self._wrap_send(front_send, scope) if self.before_send else front_send
             if lane is None:
-                await self.asgi_handler(scope, receive, self._wrap_send(front_send, scope))
+                await self.asgi_handler(scope, receive, out)
             else:  # as Litestar's router would set it up, without routing
                 handler, handlers, asgi = lane
                 scope["route_handler"], scope["path_template"] = handler, scope["path"]
                 scope.setdefault("path_params", {})
                 ScopeState.from_scope(scope).exception_handlers = handlers
-                await asgi(scope, receive, self._wrap_send(front_send, scope))
+                await asgi(scope, receive, out)
         finally:
             request_id_var.reset(token)
             self._after(scope, rid, status, perf_counter() - started)
