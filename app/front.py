@@ -50,9 +50,14 @@ _access_log = logging.getLogger("tracecode.access")
 _INFO = logging.INFO
 
 
+_HEX3 = [f"{i:03x}" for i in range(4096)]
+
+
 class _Ids:
     """New request ids: a random prefix per process (made again in a forked child) and a
-    counter — unique, and cheaper than random bytes from the kernel per request."""
+    counter, 32 hex digits — unique, and cheaper than random bytes from the kernel per request.
+    The counter's last three digits come from a table; the rest is formatted once every 4,096
+    ids (formatting the whole number cost ~4k instructions a request, the table a quarter)."""
 
     def __init__(self) -> None:
         self.reseed()
@@ -61,22 +66,24 @@ class _Ids:
     def reseed(self) -> None:
         self.prefix = os.urandom(8).hex()
         self.counter = itertools.count()
+        self.high = ""
 
     def new(self) -> str:
-        return f"{self.prefix}{next(self.counter):016x}"
+        n = next(self.counter)
+        low = n & 0xFFF
+        if not low:
+            self.high = f"{self.prefix}{n >> 12:013x}"
+        return self.high + _HEX3[low]
 
 
 _ids = _Ids()
 
 
-def given_request_id(headers: Any) -> str | None:
-    """The caller's ``X-Request-ID`` when it is acceptable, else None."""
-    for name, value in headers:
-        if name == b"x-request-id":
-            candidate = value.decode("latin-1")[:64]
-            if candidate.isascii() and candidate.replace("-", "").isalnum():
-                return candidate
-            return None
+def given_request_id(value: bytes) -> str | None:
+    """The value of the caller's ``X-Request-ID`` header when it is acceptable, else None."""
+    candidate = value.decode("latin-1")[:64]
+    if candidate.isascii() and candidate.replace("-", "").isalnum():
+        return candidate
     return None
 
 
@@ -101,7 +108,13 @@ class Tracecode(Litestar):
             await super().__call__(scope, receive, send)
             return
         started = perf_counter()
-        rid = given_request_id(scope["headers"]) or _ids.new()
+        rid = None
+        for name, value in scope["headers"]:  # the first X-Request-ID, if any
+            if name == b"x-request-id":
+                rid = given_request_id(value)
+                break
+        if rid is None:
+            rid = _ids.new()
         rid_header = (b"x-request-id", rid.encode())
         head = scope["method"] == "HEAD"
         status = 500  # what is logged when nothing was answered
