@@ -11,10 +11,14 @@ routing and handling:
 * the edge check of the path and query (``app.edge.check_edge``): 400 ``invalid_character``
   before routing;
 * the body of every HEAD answer dropped, headers kept (``app.head``);
+* Litestar's app-level exception layer is this one: an exception raised before the answer
+  started is answered here by Litestar's own handling (``ExceptionHandlerMiddleware``: the
+  route's exception handlers, or the app's when routing failed), so Litestar's layer — a scope
+  state look-up, a closure and a coroutine per message sent — is not run per request;
 * a route marked ``opt={"fast_lane": True}`` — a plain ASGI handler at a fixed path, without
-  guards (``POST /v1/verify``) — is called here directly, wrapped in Litestar's own exception
-  layer with the handler's exception handlers: Litestar's routing, its scope copy and its
-  app-wide exception layer are skipped, the answers (errors included) are the same;
+  guards (``POST /v1/verify``) — is called here directly, with the handler's exception
+  handlers for its errors: Litestar's routing and its scope copy are skipped, the answers
+  (errors included) are the same;
 * afterwards, the request counted in ``/metrics`` per method, route template and status
   (``app.ops.metrics``) and its access log line handed to the log writer (``app.logs.access``):
   every answer of 400 or more, and ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others.
@@ -37,7 +41,8 @@ from time import perf_counter
 from typing import Any
 
 from litestar import Litestar
-from litestar._asgi.utils import wrap_in_exception_handler
+from litestar.exceptions import LitestarException
+from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.routes import ASGIRoute
 from litestar.utils.scope.state import ScopeState
 
@@ -95,13 +100,21 @@ class Tracecode(Litestar):
     def __init__(self, *args: Any, access_log_sample: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.access_log_sample = access_log_sample
+        # Litestar's app-level exception layer: this layer catches what it would and hands it
+        # to its handling (``_exception``), unless Litestar wraps the router in more (CORS, ...)
+        outer = self.asgi_handler
+        self._router: Any
+        if isinstance(outer, ExceptionHandlerMiddleware) and outer.app is self.asgi_router:
+            self._exceptions, self._router = outer, self.asgi_router
+        else:
+            self._exceptions, self._router = ExceptionHandlerMiddleware(outer, None), outer
         self._lanes: dict[str, tuple[Any, Any, Any]] = {}
         for route in self.routes:
             if isinstance(route, ASGIRoute) and not route.path_parameters:
                 handler = route.route_handler
                 if handler.opt.get("fast_lane") and not handler.resolve_guards():
-                    asgi = wrap_in_exception_handler(app=handler.fn)
-                    self._lanes[route.path] = (handler, handler.resolve_exception_handlers(), asgi)
+                    handlers = handler.resolve_exception_handlers()
+                    self._lanes[route.path] = (handler, handlers, handler.fn)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -117,7 +130,7 @@ class Tracecode(Litestar):
             rid = _ids.new()
         rid_header = (b"x-request-id", rid.encode())
         head = scope["method"] == "HEAD"
-        status = 500  # what is logged when nothing was answered
+        status = 0  # the answer's, once it has started
 
         def front_send(message: Any) -> Any:  # returns send's awaitable: no coroutine of its own
             nonlocal status
@@ -128,7 +141,10 @@ class Tracecode(Litestar):
                 message["body"] = b""  # HEAD: the headers of GET (Content-Length too), no body
             return send(message)
 
+        # Litestar's before-send hooks wrap it once more (create_app has none)
+        out = self._wrap_send(front_send, scope) if self.before_send else front_send
         token = request_id_var.set(rid)
+        lane = None
         try:
             # the full check only for a query string or a path with a character that is not
             # printable (every control character is not): most requests have neither
@@ -142,26 +158,46 @@ class Tracecode(Litestar):
             if "state" not in scope:
                 scope["state"] = {}
             lane = self._lanes.get(scope["path"])
-            # Litestar's before-send hooks wrap it once more (create_app has none)
-            out = self._wrap_send(front_send, scope) if self.before_send else front_send
             if lane is None:
-                await self.asgi_handler(scope, receive, out)
+                await self._router(scope, receive, out)
             else:  # as Litestar's router would set it up, without routing
-                handler, handlers, asgi = lane
+                handler, _, fn = lane
                 scope["route_handler"], scope["path_template"] = handler, scope["path"]
                 scope.setdefault("path_params", {})
-                ScopeState.from_scope(scope).exception_handlers = handlers
-                await asgi(scope, receive, out)
+                await fn(scope, receive, out)
+        except Exception as exc:
+            if status:  # as Litestar's exception layer: too late for an error answer
+                raise LitestarException("Exception caught after response started") from exc
+            await self._exception(scope, receive, out, exc, lane)
         finally:
             request_id_var.reset(token)
-            self._after(scope, rid, status, perf_counter() - started)
+            seconds = perf_counter() - started
+            status = status or 500  # nothing answered: logged as the server's 500
+            method = scope["method"]
+            REQUEST_METRICS.observe(
+                method, scope.get("path_template", "unmatched"), status, seconds
+            )
+            sample = self.access_log_sample  # every answer of 400 or more, a sample of the rest
+            if (status >= 400 or sample >= 1.0 or random.random() < sample) and (
+                _access_log.isEnabledFor(_INFO)
+            ):
+                access(rid, method, scope["path"], status, seconds)
 
-    def _after(self, scope: Any, rid: str, status: int, seconds: float) -> None:
-        """Count the request; hand its access line to the log writer (sampled below 400)."""
-        method = scope["method"]
-        REQUEST_METRICS.observe(method, scope.get("path_template", "unmatched"), status, seconds)
-        sample = self.access_log_sample
-        if (status >= 400 or sample >= 1.0 or random.random() < sample) and (
-            _access_log.isEnabledFor(_INFO)
-        ):
-            access(rid, method, scope["path"], status, seconds)
+    async def _exception(
+        self, scope: Any, receive: Any, send: Any, exc: Exception, lane: Any
+    ) -> None:
+        """Answer an exception raised before the answer started, as Litestar's app-level
+        exception layer (``ExceptionHandlerMiddleware``) does: its logging and hooks, then the
+        answer of the exception handler for it — the route's (a fast lane's are set here), or
+        the app's when routing failed. Called from within the ``except`` block (the logging
+        reads ``sys.exc_info()``)."""
+        if lane is not None:
+            ScopeState.from_scope(scope).exception_handlers = lane[1]
+        layer = self._exceptions
+        if self.logging_config and (logger := self.logger):
+            layer.handle_exception_logging(logger, self.logging_config, scope)
+        for hook in self.after_exception:
+            await hook(exc, scope)
+        if self.pdb_on_exception:
+            self.debugger_module.post_mortem()
+        await layer.handle_request_exception(self, scope, receive, send, exc)
