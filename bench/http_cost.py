@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("not enough codes for warm + requests")
     tmp = Path(tempfile.mkdtemp(prefix="http-cost-"))
     log = tmp / "server.log"
-    argv = [*server_command(HOST, port, 1)[:-1], f"bench.http_cost:{args.app}"]
+    argv = [*server_command(HOST, port, 1)[:-1], *args.server_flag, f"bench.http_cost:{args.app}"]
     cmd = [
         "valgrind",
         "--tool=callgrind",
@@ -216,6 +216,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--codes", type=Path)
     parser.add_argument("--keep", type=Path, help="copy the dump here")
+    parser.add_argument(
+        "--server-flag", action="append", default=[], help="one more granian flag (repeatable)"
+    )
     args = parser.parse_args()
     if args.path == "/v1/verify" and (args.app == "bare" or args.codes is None):
         parser.error("/v1/verify needs the service and --codes")
