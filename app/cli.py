@@ -15,6 +15,8 @@ from typing import Any
 
 from app import embedded
 from app.config import PREFIX, Settings, SettingsError, load_settings, redact_url
+from app.processes import server_command as server_command
+from app.processes import worker_command as worker_command
 
 
 def _fail(message: str) -> int:
@@ -24,30 +26,6 @@ def _fail(message: str) -> int:
 
 def _urls(settings: Settings) -> tuple[str, str]:
     return embedded.resolve_urls(settings.database_url, settings.redis_url, settings.var_path)
-
-
-def server_command(host: str, port: int, workers: int) -> list[str]:
-    """The API server: granian serving ``app.main:create_app``, ``workers`` processes."""
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "app.main:create_app",
-    ]
-
-
-def worker_command() -> list[str]:
-    """One dramatiq worker process with four threads, running every actor of ``workers``."""
-    return [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "4"]
 
 
 def batch_scheduling() -> None:

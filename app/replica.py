@@ -87,6 +87,9 @@ READS = Counter(
 )
 
 
+CLOSE_SECONDS = 5.0  # each step of closing the standby's connections at shutdown
+
+
 class Replica:
     """The standby's pool and its health, checked in the background while the app runs."""
 
@@ -113,12 +116,16 @@ class Replica:
         self._task = asyncio.create_task(self._watch(), name="replica-check")
 
     async def close(self) -> None:
+        """Stop the checks and close the standby's connections, each step bounded: a standby that
+        no longer answers must not hold the API's shutdown."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._drop()
-        await self.pool.close()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, CLOSE_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drop(), CLOSE_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.pool.close(timeout=CLOSE_SECONDS), CLOSE_SECONDS * 2)
 
     async def _watch(self) -> None:
         while True:

@@ -82,3 +82,14 @@ async def activate(
     body: dict[str, Any] = response.json()
     assert body["rejected"] == 0, body
     return body
+
+
+def epcis_conformance() -> Any:
+    """The EPCIS conformance documents (``../shared/epcis-conformance`` beside the checkout, or
+    this machine's ``/work/shared`` when the checkout is a clone elsewhere, as CI's is)."""
+    from pathlib import Path
+
+    for base in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
+        if (base / "epcis-conformance" / "manifest.json").is_file():
+            return base / "epcis-conformance"
+    raise FileNotFoundError("../shared/epcis-conformance (the EPCIS conformance documents)")

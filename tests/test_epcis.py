@@ -10,18 +10,17 @@ import asyncio
 import itertools
 import json
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from tests.field_support import other_brand_admin
-from tests.helpers import activate, assert_error, issue_cases, issue_units
+from tests.helpers import activate, assert_error, epcis_conformance, issue_cases, issue_units
 from tests.servers import worker_process
 from tests.test_epcis_hash import LEAKED_PREFIXES
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
+CONFORMANCE = epcis_conformance()
 MANIFEST = json.loads((CONFORMANCE / "manifest.json").read_text())
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 GTIN = "06901234000023"  # the demo sun cream (LM-SC-30)

@@ -12,7 +12,6 @@ import copy
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -28,8 +27,9 @@ from app.epcis.document import (
     DocumentError,
     parse_document,
 )
+from tests.helpers import epcis_conformance
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
+CONFORMANCE = epcis_conformance()
 MANIFEST = json.loads((CONFORMANCE / "manifest.json").read_text(encoding="utf-8"))
 VALID = [entry["file"] for entry in MANIFEST["valid"]]
 INVALID = [entry["file"] for entry in MANIFEST["invalid"]]

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from app.epcis.hashing import event_hash, pre_hash
+from tests.helpers import epcis_conformance
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
+CONFORMANCE = epcis_conformance()
 MANIFEST = json.loads((CONFORMANCE / "manifest.json").read_text(encoding="utf-8"))
 HASHED = [entry for entry in MANIFEST["valid"] if entry.get("hashes")]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -16,8 +15,9 @@ from hypothesis import strategies as st
 
 from app.epcis import hashing
 from app.epcis.hashing import _general_pre_hash, _plain_pre_hash, _timestamp, pre_hash
+from tests.helpers import epcis_conformance
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
+CONFORMANCE = epcis_conformance()
 MANIFEST = json.loads((CONFORMANCE / "manifest.json").read_text(encoding="utf-8"))
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,8 +11,9 @@ from hypothesis import strategies as st
 
 from app._core import gs1_check_digit, sgtin_urn, sscc_urn
 from app.epcis.identifiers import IdentifierError, canonical, gtin_serial, sscc
+from tests.helpers import epcis_conformance
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "epcis-conformance"
+CONFORMANCE = epcis_conformance()
 
 # (EPC URN or Digital Link, canonical Digital Link)
 PAIRS = [

@@ -167,7 +167,7 @@ def rehearse(
 ) -> RehearsalReport:
     """Start the layout, load it for ``seconds``, stop it; the counts (see the module doc)."""
     sys.path.insert(0, str(LOCUST_FILE.parents[1]))
-    from app.cli import server_command
+    from app.processes import server_command
     from loadtests.stack import HOST, Stack, free_port
 
     stack = Stack(count=count)
