@@ -66,7 +66,7 @@ async def list_verifications(
         today,
     )
     return await answer(  # type: ignore[no-any-return]
-        conn, state, query, fmt, listing.record_row, page, per_page
+        conn, state.pool, query, fmt, listing.record_row, page, per_page
     )
 
 
