@@ -57,9 +57,9 @@ def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     innermost ``{}``/``[]`` pairs pass by pass: a document of depth d empties in d passes.
     A body that does not balance is left to the decoder, which calls it malformed.
     """
-    if body.count(b"[") + body.count(b"{") <= limit:  # brackets in strings too: an upper bound
-        return True  # every small body (a verification) ends here, without the passes below
-    if b"\\" in body:  # escaped backslashes and quotes would upset the quote parity
+    if len(body) <= limit or body.count(b"[") + body.count(b"{") <= limit:
+        return True  # every small body (a verification) ends here: brackets in strings count too
+    if 0x5C in body:  # backslashes: escaped ones and quotes would upset the quote parity
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     skeleton = body.translate(None, _NOT_SKELETON)
     if skeleton.count(b"[") + skeleton.count(b"{") <= limit:

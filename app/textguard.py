@@ -39,9 +39,11 @@ def check_json_body(body: bytes) -> None:
     """Raise 400 ``invalid_character`` when a JSON body smuggles a control character in: as an
     escape, or as a raw DEL (JSON allows a raw U+007F in a string; the other raw controls are
     not JSON at all and fail to decode)."""
-    if b"\x7f" in body:
+    # a byte value, not b"\x7f": for bytes ``in`` tries the operand as an integer first, and a
+    # bytes operand costs a TypeError raised and cleared (~2k instructions; an int ~0.25k)
+    if 0x7F in body:
         raise _refuse("body", "\x7f")
-    if b"\\" in body:
+    if 0x5C in body:  # a backslash: an escape
         match = _JSON_CONTROL.search(body)
         if match is not None:
             escape = match.group().lstrip(b"\\")
