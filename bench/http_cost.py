@@ -175,8 +175,14 @@ def run(args: argparse.Namespace) -> int:
         warm = asyncio.run(send_all(requests, 0, args.warm, args.connections))
         os.kill(worker, signal.SIGUSR1)
         time.sleep(2)
-        stats = asyncio.run(send_all(requests, args.warm, args.requests, args.connections))
+        window = time.monotonic()
+        if args.idle:  # no requests: what the server does by itself in that time
+            time.sleep(args.idle)
+            stats = {"200": 0}
+        else:
+            stats = asyncio.run(send_all(requests, args.warm, args.requests, args.connections))
         os.kill(worker, signal.SIGUSR2)
+        args.window = time.monotonic() - window + 2  # from SIGUSR1 to SIGUSR2
         time.sleep(5)
     finally:
         server.send_signal(signal.SIGINT)
@@ -199,9 +205,13 @@ def report(tmp: Path, args: argparse.Namespace) -> int:
             for line in (tmp / "server.log").read_text(errors="replace").splitlines():
                 if line.startswith("rounds: "):
                     print(line)
+            if args.idle:
+                print(f"{args.app} idle: {total / args.idle / 1000:.1f}k instructions a second")
+                return 0
             print(
                 f"{args.app} {args.path} over HTTP: {total:,} instructions over {args.requests}"
-                f" requests: {total / args.requests / 1000:.1f}k each"
+                f" requests: {total / args.requests / 1000:.1f}k each; {args.window:.0f} s measured"
+                " (the server's own background work, --idle, is counted for that long too)"
             )
             return 0
     raise SystemExit(f"no 'measured' dump in {tmp}")
@@ -216,6 +226,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--codes", type=Path)
     parser.add_argument("--keep", type=Path, help="copy the dump here")
+    parser.add_argument("--idle", type=float, default=0, help="seconds without requests instead")
     parser.add_argument(
         "--server-flag", action="append", default=[], help="one more granian flag (repeatable)"
     )
