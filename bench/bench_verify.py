@@ -89,16 +89,29 @@ def git_state() -> str:
 
 
 def wrk(
-    url: str, duration: str, connections: int, cpu: str | None, script: Path, env: dict[str, str]
+    url: str,
+    duration: str,
+    connections: int,
+    cpu: str | None,
+    script: Path,
+    env: dict[str, str],
+    server: int | None = None,
 ) -> dict[str, float]:
-    """One wrk run; the numbers of its ``wrk-summary`` and ``wrk-results`` lines."""
+    """One wrk run; the numbers of its ``wrk-summary`` and ``wrk-results`` lines, and with
+    ``server`` (a process id) the CPU time it and its children used meanwhile (``server_cpu_s``)
+    and each CPU's busy and stolen time (``cpuN_busy_s``, ``cpuN_steal_s``): whether the API's
+    core was the limit."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(script), url]
     if cpu is not None:
         argv = ["taskset", "-c", cpu, *argv]
+    before = cpu_times(server) if server else None
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr[-2000:]}")
     numbers: dict[str, Any] = {}
+    if before is not None and server:
+        after = cpu_times(server)
+        numbers.update({k: after[k] - before[k] for k in before})
     for line in done.stdout.splitlines():
         if line.startswith(("wrk-summary ", "wrk-results ")):
             for key, value in re.findall(r"(\w+)=([\d.]+)", line):
@@ -111,6 +124,32 @@ def wrk(
         numbers.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")
     )
     return numbers
+
+
+def cpu_times(pid: int) -> dict[str, float]:
+    """Seconds of CPU used by ``pid`` and its descendants (``server_cpu_s``), and each CPU's
+    busy and stolen seconds since boot (/proc/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids, seen = [pid], 0
+    while seen < len(pids):
+        found = subprocess.run(["pgrep", "-P", str(pids[seen])], capture_output=True, text=True)
+        pids += [int(p) for p in found.stdout.split()]
+        seen += 1
+    used = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    times = {"server_cpu_s": used}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, values[:8])
+            times[f"{name}_busy_s"] = (user + nice + system + irq + softirq) / tick
+            times[f"{name}_steal_s"] = steal / tick
+    return times
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -196,6 +235,16 @@ def show(name: str, r: dict[str, float]) -> None:
         f"   p90 {r['p90_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   max {r['max_ms']:7.2f} ms"
         f"   requests {int(r['requests']):,}   errors {int(r['errors'])}"
     )
+    if "server_cpu_s" in r:
+        cpus = sorted(k[3:-7] for k in r if k.startswith("cpu") and k.endswith("_busy_s"))
+        print(
+            f"  {'':<16} server CPU {100 * r['server_cpu_s'] / r['seconds']:.0f}% of a core; "
+            + ", ".join(
+                f"CPU {n} busy {100 * r[f'cpu{n}_busy_s'] / r['seconds']:.0f}%"
+                f" (stolen {100 * r[f'cpu{n}_steal_s'] / r['seconds']:.0f}%)"
+                for n in cpus
+            )
+        )
 
 
 def main() -> int:
@@ -262,6 +311,7 @@ def main() -> int:
             f"(API log: {stack.log_dir / 'api.log'}), ready in {time.monotonic() - started:.1f} s"
         )
         bare_url = stack.start_server("bare", BARE_TARGET) + "/ping" if args.bare else None
+        api_pid, bare_pid = stack.children[0].pid, stack.children[-1].pid
         if bare_url:
             print(f"bare framework: {BARE_TARGET} under the same server command at {bare_url}")
         lines = stack.codes_file.read_text().splitlines()
@@ -296,13 +346,12 @@ def main() -> int:
         watch.start()
         for k in range(args.slices):
             if bare_url:
-                bares.append(wrk(bare_url, f"{slice_s}s", c, cpu, LUA_SUMMARY, env))
-            pings.append(wrk(ping_url, f"{slice_s}s", c, cpu, LUA_SUMMARY, env))
+                bares.append(wrk(bare_url, f"{slice_s}s", c, cpu, LUA_SUMMARY, env, bare_pid))
+            pings.append(wrk(ping_url, f"{slice_s}s", c, cpu, LUA_SUMMARY, env, api_pid))
             part = stack.var / f"bench-codes-{k}.csv"
             part.write_text("\n".join(codes[k * chunk : (k + 1) * chunk]) + "\n")
-            verifies.append(
-                wrk(verify_url, f"{slice_s}s", c, cpu, LUA_VERIFY, {**env, "WRK_CODES": str(part)})
-            )
+            part_env = {**env, "WRK_CODES": str(part)}
+            verifies.append(wrk(verify_url, f"{slice_s}s", c, cpu, LUA_VERIFY, part_env, api_pid))
         until = datetime.now(UTC) + timedelta(seconds=2)  # requests in flight when wrk stopped
         watch.stop.set()
         drained = watch.drain()
