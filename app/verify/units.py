@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
-from psycopg.rows import tuple_row
+from psycopg import AsyncCursor
 
 from app.verify.schemas import ProductInfo
 
@@ -33,11 +32,11 @@ _UNITS = """SELECT u.code, u.status, u.lot, to_char(u.production_date, 'YYYY-MM-
 
 
 async def load_units(
-    conn: AsyncConnection[Any], codes: list[int], brands: dict[int, int]
+    cur: AsyncCursor[Any], codes: list[int], brands: dict[int, int]
 ) -> dict[int, UnitInfo]:
     """The activated units among ``codes`` (one query); a unit never activated on a packing line
-    (issued, not commissioned) is absent. ``brands``: the brand of each code's batch."""
-    cur = conn.cursor(row_factory=tuple_row)  # a round reads many rows: tuples are cheapest
+    (issued, not commissioned) is absent. ``brands``: the brand of each code's batch. ``cur``:
+    a cursor with ``tuple_row`` rows (a round reads many rows: tuples are cheapest)."""
     # The codes as one array literal: psycopg's list adapter inspects every element (~140k
     # instructions for a round of 16 codes; the text, a few hundred).
     await cur.execute(_UNITS, ("{" + ",".join(map(str, sorted(set(codes)))) + "}",))
