@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import redis.exceptions
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
@@ -242,10 +243,14 @@ class Verifier:
         self._keys = itertools.count()
         self._conn: AsyncConnection[Any] | None = None
         self._cursor: AsyncCursor[Any] | None = None
+        self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
 
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
+        if self._redis_conn is not None:
+            conn, self._redis_conn = self._redis_conn, None
+            await self.redis.connection_pool.release(conn)  # type: ignore[union-attr]  # one server
 
     async def _round_cursor(self) -> AsyncCursor[Any]:
         """A cursor of the verifier's own autocommit connection: a round's query is one round
@@ -463,23 +468,54 @@ class Verifier:
             await self._serve_on_cluster(group, items, records)
             return
         settings = self.settings
-        replies = await self._script(
-            keys=[self.queue_key],
-            args=[
-                self.ns,
-                int(time.time() // 60),
-                settings.verify_rate_limit,
-                settings.pin_max_failures,
-                settings.pin_lockout_seconds,
-                settings.verify_repeat_threshold,
-                "".join(items),
-                b"".join(records),
-            ],
+        replies = await self._call(
+            b"EVALSHA",
+            self._script.sha.encode(),
+            b"1",
+            self.queue_key.encode(),
+            self.ns.encode(),
+            b"%d" % (time.time() // 60),
+            b"%d" % settings.verify_rate_limit,
+            b"%d" % settings.pin_max_failures,
+            b"%d" % settings.pin_lockout_seconds,
+            b"%d" % settings.verify_repeat_threshold,
+            "".join(items).encode(),
+            b"".join(records),
         )
         for p, reply in zip(group, replies, strict=True):
             p.reply = reply
             if not p.done.done():  # its request may have gone (client disconnected)
                 p.done.set_result(None)
+
+    async def _call(self, *parts: bytes) -> Any:
+        """One command on the verifier's own connection to Redis: taken from the client's pool
+        once and kept (rounds call Redis one at a time), the command packed here. Through the
+        client (the script object, retries, the pool, its observability hooks) a round's call
+        cost ~290k instructions, this way ~120k. Errors are the client's own (connection and
+        timeout errors: the connection is dropped and the next round takes a new one); a script
+        Redis lost (NOSCRIPT, after a restart or SCRIPT FLUSH) is loaded again, once."""
+        command = b"".join(
+            [b"*%d\r\n" % len(parts)] + [b"$%d\r\n%s\r\n" % (len(part), part) for part in parts]
+        )
+        for attempt in (1, 2):
+            conn = self._redis_conn
+            if conn is None:
+                pool = self.redis.connection_pool  # type: ignore[union-attr]  # one server only
+                conn = self._redis_conn = await pool.get_connection()
+            try:
+                await conn.send_packed_command(command, check_health=False)
+                return await conn.read_response()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(self._script.script)
+            except redis.exceptions.ResponseError:
+                raise  # an error reply: the connection is fine
+            except BaseException:
+                self._redis_conn = None  # its state is unknown: never used again
+                await conn.disconnect()
+                raise
+        raise AssertionError("unreachable")
 
     # -- rounds on a Redis Cluster: the same script, once per shard ---------------------------
 
