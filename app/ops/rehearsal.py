@@ -174,6 +174,9 @@ def rehearse(
     # Counters apart from the load test's and the developer's (reset_counters clears them).
     namespace = os.environ.get("TRACECODE_REDIS_NAMESPACE")
     stack.env["TRACECODE_REDIS_NAMESPACE"] = f"{namespace}.rehearsal" if namespace else "rehearsal"
+    # Every process of the layout shares one PostgreSQL here: small pools, so that the API
+    # processes, the workers and whatever else uses the server stay under its max_connections.
+    stack.env.setdefault("TRACECODE_DB_POOL_MAX", "6")
     try:
         stack.services()  # migrated: the processes can boot while the codes are written
         urls = []
