@@ -220,13 +220,16 @@ async def _analytics(url: str, action: str) -> int:
             return 0
         mismatches = await sales.recount(conn)
         missed = await people.recount(conn)
+        drift = await sales.region_drift(conn)
     for m in mismatches:
         print(f"mismatch {m.table} brand {m.brand_id} {m.key}: {m.units} units, sold {m.expected}")
     print(f"{len(mismatches)} sales mismatches" if mismatches else "sales equal the recount")
     for p in missed:
         print(f"mismatch {p.table} {p.key}: recorded {p.recorded}, recount {p.expected}")
     print(f"{len(missed)} people mismatches" if missed else "people summaries equal the recount")
-    return 1 if mismatches or missed else 0
+    if drift:
+        print(f"regions out of date for organisations {drift}")
+    return 1 if mismatches or missed or drift else 0
 
 
 def cmd_analytics(settings: Settings, action: str) -> int:

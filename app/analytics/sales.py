@@ -6,8 +6,9 @@ What a sale is. A unit sold to a consumer at a store: its ``unit_state`` row ent
 consumer's exchange) and the rebate claims, which sell a unit not yet sold through that same
 movement (so a rebate claim is never a second sale). The store is the organisation that held
 and sold the unit; its region is the store's province and city, its agent the store's nearest
-agent ancestor (the subtree the agent sees), both read when a report is asked, so a store moved
-to another agent reports under the new one. A report lists the stores (regions, products) whose
+agent ancestor (the subtree the agent sees), both as the organisation is now (kept per
+organisation by a trigger on orgs, migration 0036, ``region_drift``), so a store moved to
+another agent reports under the new one. A report lists the stores (regions, products) whose
 net units in the period are not zero. A consumer's return (the row leaving that state,
 ``POST /returns``) cancels the sale: −1 on the sale's own day, store and product (net sales).
 A member's point claim of a unit not yet sold, held by a store, sells it through that same
@@ -292,6 +293,41 @@ async def recount(conn: Conn) -> list[Mismatch]:
     return [Mismatch(**row) for row in rows]
 
 
+# Each organisation's kept region row (migration 0036) against its recomputation from orgs:
+# the organisations whose agent, province group or city group differ, or that lack a row.
+_REGION_DRIFT = """
+WITH now AS (
+    SELECT o.id AS org_id, ag.id AS agent_id, o.province_code, o.province_name, o.city_code,
+           o.city_name
+    FROM orgs o
+    LEFT JOIN LATERAL (
+        SELECT a.id FROM orgs a
+        WHERE a.id = ANY(string_to_array(trim(both '/' from o.path), '/')::bigint[])
+          AND a.kind = 'agent'
+        ORDER BY length(a.path) DESC LIMIT 1
+    ) ag ON true
+)
+SELECT n.org_id FROM now n
+LEFT JOIN sales_org_regions r ON r.org_id = n.org_id
+LEFT JOIN sales_region_groups p ON p.id = r.province_group
+LEFT JOIN sales_region_groups c ON c.id = r.city_group
+WHERE r.org_id IS NULL
+   OR (r.agent_id, p.city, p.province_code, p.province_name, p.city_code, p.city_name, p.agent_id,
+       c.city, c.province_code, c.province_name, c.city_code, c.city_name, c.agent_id)
+      IS DISTINCT FROM
+      (n.agent_id, false, n.province_code, n.province_name, NULL::char(6), NULL::text,
+       n.agent_id, true, n.province_code, n.province_name, n.city_code, n.city_name, n.agent_id)
+ORDER BY n.org_id
+"""
+
+
+async def region_drift(conn: Conn) -> list[int]:
+    """The organisations whose kept region and agent (``sales_org_regions``) differ from what
+    orgs say now (none: the regions report and the ranking's agents are right)."""
+    rows = await (await conn.execute(_REGION_DRIFT)).fetchall()  # type: ignore[arg-type]
+    return [int(r["org_id"]) for r in rows]
+
+
 # -- the question -------------------------------------------------------------------------------
 
 
@@ -484,15 +520,6 @@ def _store_params(start: date, end: date) -> dict[str, Any]:
     }
 
 
-# The nearest agent above a store (path ``r.path``).
-AGENT_OF = """LEFT JOIN LATERAL (
-    SELECT a.id, a.name FROM orgs a
-    WHERE a.id = ANY(string_to_array(trim(both '/' from {path}), '/')::bigint[])
-      AND a.kind = 'agent'
-    ORDER BY length(a.path) DESC LIMIT 1
-) ag ON true"""
-
-
 class Asked(msgspec.Struct, frozen=True):
     """A question resolved: its period, product ids (None: all) and store conditions."""
 
@@ -518,8 +545,8 @@ async def resolve(conn: Conn, actor: Principal, f: Filters, longest: int = MAX_D
 # The stores with sales (net units not zero) of the period in ranking order, the first
 # ``{limit}`` (a literal: a prepared statement's generic plan is made for it), with the count
 # and sum of them all; the organisations are joined before ranking only when a condition needs
-# them (``{join}``), and for the names and the agent of the rows listed. Without sales, one row
-# of the totals and no store.
+# them (``{join}``), and for the names and the agent (``sales_org_regions``) of the rows
+# listed. Without sales, one row of the totals and no store.
 _RANKING = """
 WITH t AS {source}, scoped AS (
     SELECT t.store_id, t.units FROM t{join}
@@ -535,7 +562,8 @@ SELECT total.total, total.stores, r.store_id, r.units, o.name AS store_name,
 FROM total
 LEFT JOIN ranked r ON true
 LEFT JOIN orgs o ON o.id = r.store_id
-{agent}
+LEFT JOIN sales_org_regions rg ON rg.org_id = r.store_id
+LEFT JOIN orgs ag ON ag.id = rg.agent_id
 ORDER BY r.units DESC, r.store_id
 """
 
@@ -554,7 +582,6 @@ async def store_ranking(conn: Conn, actor: Principal, f: Filters) -> StoreRankin
         join=" JOIN orgs o ON o.id = t.store_id" if asked.where else "",
         where=" AND ".join(asked.where) or "true",
         limit=_limit_sql(f.limit),
-        agent=AGENT_OF.format(path="o.path"),
     )
     params = asked.params | _store_params(asked.start, asked.end)
     rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
@@ -702,29 +729,21 @@ async def product_report(
 
 # -- A3: by region and agent --------------------------------------------------------------------
 
-# The stores with sales of the period summed by region and by the organisation whose nearest
-# agent is theirs (``up``: the store's parent, or the store if it is an agent itself), so the
-# agent is looked up per group, not per store: of the brand's agents, the deepest whose path
-# starts ``up``'s. Then summed by region and agent.
+# The stores with sales of the period summed by their region group (migration 0036: the
+# province or city and the nearest agent of each organisation, kept by a trigger on orgs), then
+# the groups' names and their agents'. The organisations are joined only when a condition needs
+# them (``{join}``).
 _REGIONS = """
 WITH t AS {source}, s AS (
-    SELECT o.province_code, o.province_name {city},
-           CASE WHEN o.kind = 'agent' THEN o.path ELSE up.path END AS up_path,
-           count(*) AS stores, sum(t.units)::bigint AS units
-    FROM t JOIN orgs o ON o.id = t.store_id LEFT JOIN orgs up ON up.id = o.parent_id
+    SELECT r.{group} AS grp, count(*) AS stores, sum(t.units)::bigint AS units
+    FROM t JOIN sales_org_regions r ON r.org_id = t.store_id{join}
     WHERE t.units <> 0 AND {where}
-    GROUP BY o.province_code, o.province_name {city}, up_path
-), agents AS MATERIALIZED (
-    SELECT id, name, path FROM orgs WHERE kind = 'agent' AND path LIKE %(brand_path)s
+    GROUP BY r.{group}
 )
-SELECT province_code, province_name, {city_cols} ag.id AS agent_id, ag.name AS agent_name,
-       sum(stores)::bigint AS stores, sum(units)::bigint AS units
-FROM s LEFT JOIN LATERAL (
-    SELECT id, name FROM agents WHERE s.up_path LIKE agents.path || '%%'
-    ORDER BY length(agents.path) DESC LIMIT 1
-) ag ON true
-GROUP BY province_code, province_name, {city_cols} ag.id, ag.name
-ORDER BY units DESC, province_code NULLS LAST, {city_order} ag.id NULLS LAST
+SELECT g.province_code, g.province_name, {city_cols} g.agent_id, ag.name AS agent_name,
+       s.stores, s.units
+FROM s JOIN sales_region_groups g ON g.id = s.grp LEFT JOIN orgs ag ON ag.id = g.agent_id
+ORDER BY s.units DESC, g.province_code NULLS LAST, {city_order} g.agent_id NULLS LAST
 """
 
 
@@ -737,13 +756,13 @@ async def region_report(
     by_city = level == "city"
     sql = _REGIONS.format(
         source=store_sums(asked.products is not None, asked.start, asked.end),
-        city=", o.city_code, o.city_name" if by_city else "",
-        city_cols="city_code, city_name," if by_city else "",
-        city_order="city_code NULLS LAST," if by_city else "",
+        group="city_group" if by_city else "province_group",
+        join=" JOIN orgs o ON o.id = t.store_id" if asked.where else "",
+        city_cols="g.city_code, g.city_name," if by_city else "",
+        city_order="g.city_code NULLS LAST," if by_city else "",
         where=" AND ".join(asked.where) or "true",
     )
     params = asked.params | _store_params(asked.start, asked.end)
-    params["brand_path"] = f"/{actor.brand_id}/%"
     rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
     items = [
         RegionSales(
