@@ -1,20 +1,29 @@
 """The regions and agents the sales reports read (migration 0036, ``sales_org_regions``): kept
 by a trigger on orgs as organisations are made, moved, given another region or kind, so the
 regions report (A3) and the store ranking's agents (A1) follow an organisation as it is now,
-and ``region_drift`` (a recomputation from orgs) finds nothing. 2097 is this test's own year."""
+and ``region_drift`` (a recomputation from orgs) finds nothing; and the ranking of one whole
+month read in index order (migration 0037). 2097 is these tests' own year."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from app.analytics.sales import region_drift
+from app.analytics.sales import (
+    _RANKING,
+    _RANKING_MONTH,
+    _limit_sql,
+    _store_params,
+    region_drift,
+    store_sums,
+)
 from tests.test_analytics_sales import (
     REGIONS,
     STORES,
     auto,  # noqa: F401  (the fixture)
     get,
+    give_back,
     products,
     roll_all,
     sell,
@@ -111,3 +120,42 @@ async def test_region_drift_finds_a_tampered_row(auto: Any) -> None:  # noqa: F8
             )
         ).fetchone()
         assert await region_drift(auto) == [row["org_id"]]
+
+
+async def test_a_whole_months_ranking_read_in_index_order_equals_the_general_one(
+    client: Any,
+    login: Any,
+    demo: Any,
+    auto: Any,  # noqa: F811
+) -> None:
+    """One whole month brand-wide is ranked from ``sales_store_monthly_rank`` (migration 0037):
+    the same stores, units, ties, totals and counts as the general ranking of the same month,
+    with and without a limit; a store whose units were all returned is not listed."""
+    admin, brand = await login("admin"), demo["BRAND-LUMI"]
+    stores = [await _org(client, admin, kind="store", parent_id=demo["AGENT-ZJ"]) for _ in range(5)]
+    product = next(iter((await products(auto, brand)).values()))["id"]
+    for store, n in zip(stores, (3, 1, 3, 2, 1), strict=True):  # ties: 3, 3 and 1, 1
+        await sell(auto, await stock_units(auto, brand, store, product, n),
+                   datetime(2097, 6, 1 + n, 4, tzinfo=UTC))  # fmt: skip
+    returned = await stock_units(auto, brand, stores[1], product, 2)
+    await sell(auto, returned, datetime(2097, 6, 20, 4, tzinfo=UTC))
+    await give_back(auto, returned)
+    await roll_all()
+    june = {"from": "2097-06-01", "to": "2097-06-30"}
+    fast = await get(client, admin, STORES, **june, limit=10_000)
+    mine = [
+        (i["store_id"], i["units"], i["rank"]) for i in fast["items"] if i["store_id"] in stores
+    ]
+    a, b, c, d, e = stores
+    assert mine == [(a, 3, 1), (c, 3, 1), (d, 2, 3), (b, 1, 4), (e, 1, 4)]
+    assert fast["units"] == sum(i["units"] for i in fast["items"])
+    assert fast["stores"] == len(fast["items"])
+    for limit in (None, 2):
+        params = _store_params(date(2097, 6, 1), date(2097, 6, 30)) | {"brand": brand}
+        general = _RANKING.format(source=store_sums(False, date(2097, 6, 1), date(2097, 6, 30)),
+                                  join="", where="true", limit=_limit_sql(limit))  # fmt: skip
+        month = _RANKING_MONTH.format(limit=_limit_sql(limit))
+        assert (
+            await (await auto.execute(month, params)).fetchall()
+            == await (await auto.execute(general, params)).fetchall()
+        )

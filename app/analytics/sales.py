@@ -547,15 +547,7 @@ async def resolve(conn: Conn, actor: Principal, f: Filters, longest: int = MAX_D
 # and sum of them all; the organisations are joined before ranking only when a condition needs
 # them (``{join}``), and for the names and the agent (``sales_org_regions``) of the rows
 # listed. Without sales, one row of the totals and no store.
-_RANKING = """
-WITH t AS {source}, scoped AS (
-    SELECT t.store_id, t.units FROM t{join}
-    WHERE t.units <> 0 AND {where}
-), total AS (
-    SELECT coalesce(sum(units), 0)::bigint AS total, count(*) AS stores FROM scoped
-), ranked AS (
-    SELECT store_id, units FROM scoped ORDER BY units DESC, store_id LIMIT {limit}
-)
+_RANKED = """
 SELECT total.total, total.stores, r.store_id, r.units, o.name AS store_name,
        o.erp_code AS store_erp_code, o.province_code, o.province_name, o.city_code,
        o.city_name, ag.id AS agent_id, ag.name AS agent_name
@@ -566,6 +558,32 @@ LEFT JOIN sales_org_regions rg ON rg.org_id = r.store_id
 LEFT JOIN orgs ag ON ag.id = rg.agent_id
 ORDER BY r.units DESC, r.store_id
 """
+_RANKING = (
+    """
+WITH t AS {source}, scoped AS (
+    SELECT t.store_id, t.units FROM t{join}
+    WHERE t.units <> 0 AND {where}
+), total AS (
+    SELECT coalesce(sum(units), 0)::bigint AS total, count(*) AS stores FROM scoped
+), ranked AS (
+    SELECT store_id, units FROM scoped ORDER BY units DESC, store_id LIMIT {limit}
+)"""
+    + _RANKED
+)
+# One whole month, brand-wide (no store condition, every product): the first stores straight
+# from the month's cells in ranking order (index ``sales_store_monthly_rank``, migration 0037).
+_RANKING_MONTH = (
+    """
+WITH total AS (
+    SELECT coalesce(sum(units), 0)::bigint AS total, count(*) FILTER (WHERE units <> 0) AS stores
+    FROM sales_store_monthly WHERE brand_id = %(brand)s AND month = %(m1)s
+), ranked AS (
+    SELECT store_id, units FROM sales_store_monthly
+    WHERE brand_id = %(brand)s AND month = %(m1)s AND units <> 0
+    ORDER BY units DESC, store_id LIMIT {limit}
+)"""
+    + _RANKED
+)
 
 
 def _limit_sql(limit: int | None) -> str:
@@ -577,12 +595,17 @@ async def store_ranking(conn: Conn, actor: Principal, f: Filters) -> StoreRankin
     sold over the period, of every product or of those asked; ties share a rank. Stores whose
     net units in the period are zero are not listed."""
     asked = await resolve(conn, actor, f)
-    sql = _RANKING.format(
-        source=store_sums(asked.products is not None, asked.start, asked.end),
-        join=" JOIN orgs o ON o.id = t.store_id" if asked.where else "",
-        where=" AND ".join(asked.where) or "true",
-        limit=_limit_sql(f.limit),
-    )
+    p = split(asked.start, asked.end)
+    whole_month = p.m1 == p.m2 and p.d1 > p.d2 and p.d3 > p.d4
+    if not asked.where and asked.products is None and whole_month:
+        sql = _RANKING_MONTH.format(limit=_limit_sql(f.limit))
+    else:
+        sql = _RANKING.format(
+            source=store_sums(asked.products is not None, asked.start, asked.end),
+            join=" JOIN orgs o ON o.id = t.store_id" if asked.where else "",
+            where=" AND ".join(asked.where) or "true",
+            limit=_limit_sql(f.limit),
+        )
     params = asked.params | _store_params(asked.start, asked.end)
     rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
     total = int(rows[0]["total"]) if rows else 0
