@@ -23,8 +23,11 @@ with loadtests/verify.lua against the two APIs' /v1/verify in alternating slices
 per variant, ``--duration`` split among them), every slice on fresh codes of its own: both
 variants see the same machine (a shared host's speed drifts by tens of percent within seconds).
 Requests/s are over all slices of a variant, percentiles of the merged latency distribution
-(``bench_verify.merge``). Afterwards both record queues drain and the rows of ``verifications``
-for each variant's serials are counted: every answered verification must be stored, in both.
+(``bench_verify.merge``). The CPU time each API process used in its slices (``bench_verify.wrk``
+with ``server``) is printed per request: where other work takes the API's core too, the ratio
+of those costs says what the API's core alone would give. Afterwards both record queues drain
+and the rows of ``verifications`` for each variant's serials are counted: every answered
+verification must be stored, in both.
 """
 
 from __future__ import annotations
@@ -113,8 +116,10 @@ class Vhost:
             print(f"could not delete the RabbitMQ virtual host {self.name}: {exc}")
 
 
-def start_cluster_api(stack: Stack, cluster: LocalCluster, broker: str, cpu: str) -> str:
-    """A second API (one granian worker) and flusher on the cluster; the API's URL."""
+def start_cluster_api(
+    stack: Stack, cluster: LocalCluster, broker: str, cpu: str
+) -> tuple[str, int]:
+    """A second API (one granian worker) and flusher on the cluster; the API's URL and pid."""
     from app.cli import batch_scheduling, server_command
 
     port = free_port()
@@ -126,7 +131,7 @@ def start_cluster_api(stack: Stack, cluster: LocalCluster, broker: str, cpu: str
         TRACECODE_RESOLVER_HOST=f"{HOST}:{port}",
     )
     try:
-        stack._spawn("api-cluster", server_command(HOST, port, 1), cpu, batch_scheduling)
+        api = stack._spawn("api-cluster", server_command(HOST, port, 1), cpu, batch_scheduling)
         argv = [sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1"]
         stack._spawn("worker-cluster", [*argv, "--threads", "1"], stack.worker_cpus)
     finally:
@@ -134,7 +139,7 @@ def start_cluster_api(stack: Stack, cluster: LocalCluster, broker: str, cpu: str
         stack.env.update(saved)
     url = f"http://{HOST}:{port}"
     stack.wait_ready(url=url)
-    return url
+    return url, api.pid
 
 
 def main() -> int:
@@ -168,17 +173,20 @@ def main() -> int:
         with stack:
             cluster.start()
             pin([n.process.pid for n in cluster.nodes if n.process], args.services_cpu)
-            urls = {
-                "single": stack.url,
-                "cluster": start_cluster_api(stack, cluster, vhost.url, args.api_cpu),
-            }
-            return measure(args, stack, cluster, urls)
+            cluster_url, cluster_pid = start_cluster_api(stack, cluster, vhost.url, args.api_cpu)
+            urls = {"single": stack.url, "cluster": cluster_url}
+            single_pid = next(c.pid for c in stack.children if "granian" in str(c.args))
+            return measure(
+                args, stack, cluster, urls, {"single": single_pid, "cluster": cluster_pid}
+            )
     finally:
         cluster.stop()
         vhost.delete()
 
 
-def measure(args: Any, stack: Stack, cluster: LocalCluster, urls: dict[str, str]) -> int:
+def measure(
+    args: Any, stack: Stack, cluster: LocalCluster, urls: dict[str, str], pids: dict[str, int]
+) -> int:
     ns, db_url = stack.env["TRACECODE_REDIS_NAMESPACE"], stack.env["TRACECODE_DATABASE_URL"]
     redis_urls = {"single": stack.env["TRACECODE_REDIS_URL"], "cluster": cluster.url}
     print(
@@ -220,6 +228,7 @@ def measure(args: Any, stack: Stack, cluster: LocalCluster, urls: dict[str, str]
                     cpu,
                     LUA_VERIFY,
                     {**env, "WRK_CODES": str(part)},
+                    server=pids[name],
                 )
             )
     drained = {name: drain(redis_urls[name], ns) for name in urls}
@@ -238,6 +247,15 @@ def measure(args: Any, stack: Stack, cluster: LocalCluster, urls: dict[str, str]
     )
     show("single Redis", single)
     show("Redis Cluster", on_cluster)
+    cost = {
+        n: 1e6 * r["server_cpu_s"] / r["requests"]
+        for n, r in (("single", single), ("cluster", on_cluster))
+    }
+    print(
+        f"  API CPU per request (its process, every slice): single {cost['single']:.0f} us, "
+        f"cluster {cost['cluster']:.0f} us; single/cluster {cost['single'] / cost['cluster']:.3f} "
+        "(the throughput ratio the API's core would give were it the only limit)"
+    )
     ratio = on_cluster["rps"] / single["rps"]
     ok = ratio >= 0.9
     print(

@@ -17,6 +17,7 @@ the key layout are checked without servers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import subprocess
@@ -217,7 +218,9 @@ async def test_verification_answers_on_the_cluster(
         test_verify.test_genuine_first_then_repeat_then_over_threshold,
         test_verify.test_region_jump_and_never_shipped,
         test_verify.test_wrong_pins_lock_the_code_until_the_lockout_expires,
-        test_verify.test_concurrent_verifications_count_every_query_once,
+        functools.partial(  # two rounds at once, each with its shards' calls
+            test_verify.test_concurrent_verifications_count_every_query_once, rounds=2
+        ),
     ):
         async with verifier_with(app) as swap:
             await answers(client, login, demo, app, conn, swap)
@@ -229,6 +232,40 @@ async def test_verification_answers_on_the_cluster(
             await limits(client, app, swap)
     health = await client.get("/health")
     assert health.json()["redis"]["status"] == "ok", health.text
+    assert not _strays(cluster)
+
+
+async def test_round_calls_survive_a_script_flush_and_closed_connections(
+    on_cluster: OnCluster, cluster: LocalCluster, client: Any, login: Any, demo: Any, settings: Any
+) -> None:
+    """A round's shard calls are packed per master on connections of the masters' own pools
+    (``app.verify.shardcalls``): after every master lost the scripts (SCRIPT FLUSH) they are
+    loaded again, and after every master closed the app's connections (CLIENT KILL) the calls
+    go once more through the cluster client; either way every verification is answered through
+    Redis (queued, none stored directly), each query counted once."""
+    app, c = on_cluster.app, on_cluster.client
+    serials = await _codes(app, client, login, demo, 30)  # their codes spread over the shards
+    pin = app.state.scheme.pin
+
+    async def verify_all(queries: int) -> str:
+        token = secrets.token_hex(4)
+        bodies = [
+            {"serial": s, "pin": pin(s), "client_id": f"{token}-{i}"} for i, s in enumerate(serials)
+        ]
+        answers = await asyncio.gather(*(c.post("/v1/verify", json=body) for body in bodies))
+        assert [a.status_code for a in answers] == [200] * len(serials)
+        assert [a.json()["queries"] for a in answers] == [queries] * len(serials)
+        return token
+
+    await verify_all(1)
+    for master in cluster.masters():
+        await asyncio.to_thread(master.client().script_flush)
+    flushed = await verify_all(2)
+    for master in cluster.masters():
+        await asyncio.to_thread(master.client().client_kill_filter, _type="normal")
+    killed = await verify_all(3)
+    await verify_all(4)
+    assert not _stored(settings, f"{flushed}-%") and not _stored(settings, f"{killed}-%")
     assert not _strays(cluster)
 
 

@@ -54,6 +54,7 @@ from app.verify.fallback import insert_record, verify_without_redis
 from app.verify.record import Record
 from app.verify.regions import locate, place_name
 from app.verify.schemas import VerifyIn, VerifyOut
+from app.verify.shardcalls import Call, ShardCalls
 from app.verify.units import VOID_STATES, UnitInfo, load_units
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
@@ -247,6 +248,7 @@ class Verifier:
         self.cluster = is_cluster(redis_client)
         self._script = redis_client.register_script(_SCRIPT)
         self._rate = redis_client.register_script(_RATE)
+        self._shards = ShardCalls(redis_client) if self.cluster else None  # type: ignore[arg-type]
         self._codeless = itertools.count()  # spreads refusals without a code over the shards
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
         self._waiting: list[_Pending] = []
@@ -546,9 +548,10 @@ class Verifier:
         self, group: list[_Pending], items: list[str], records: list[bytes]
     ) -> None:
         """A round on a Redis Cluster: the rate limits first (``_rate_limits``), then the round's
-        script once per shard of the codes within them, all at once, each in its shard's slot.
-        A shard whose call fails fails its own verifications only (answered from PostgreSQL);
-        ``items`` and ``records`` are the script's fields and records of each verification."""
+        script once per shard of the codes within them, each in its shard's slot, the shards of
+        a master in one write (``ShardCalls``). A shard whose call fails fails its own
+        verifications only (answered from PostgreSQL); ``items`` and ``records`` are the
+        script's fields and records of each verification."""
         minute = int(time.time() // 60)
         limited = await self._rate_limits(group, minute)
         shards: dict[int, list[int]] = {}
@@ -559,25 +562,28 @@ class Verifier:
             shard = code_shard(p.code) if p.code else next(self._codeless) % SHARDS
             shards.setdefault(shard, []).append(i)
         s, tags = self.settings, shard_tags()
-        calls = [
-            self._script(
-                keys=[f"{self.queue_key}{tags[shard]}"],
-                args=[
-                    self.ns,
-                    minute,
-                    0,  # rate limits applied above
-                    s.pin_max_failures,
-                    s.pin_lockout_seconds,
-                    s.verify_repeat_threshold,
-                    "".join(items[i] for i in members),
-                    b"".join(records[i] for i in members),
-                    tags[shard],
+        shared = (
+            self.ns.encode(),
+            b"%d" % minute,
+            b"0",  # rate limits applied above
+            b"%d" % s.pin_max_failures,
+            b"%d" % s.pin_lockout_seconds,
+            b"%d" % s.verify_repeat_threshold,
+        )
+        calls: dict[int, Call] = {
+            shard: (
+                [f"{self.queue_key}{tags[shard]}".encode()],
+                [
+                    "".join([items[i] for i in members]).encode(),
+                    b"".join([records[i] for i in members]),
+                    tags[shard].encode(),
                 ],
             )
             for shard, members in shards.items()
-        ]
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        for members, replies in zip(shards.values(), results, strict=True):
+        }
+        results = await self._shards.run(self._script, calls, shared)  # type: ignore[union-attr]
+        for shard, members in shards.items():
+            replies = results[shard]
             if isinstance(replies, BaseException):
                 for i in members:
                     if not group[i].done.done():
@@ -591,9 +597,9 @@ class Verifier:
 
     async def _rate_limits(self, group: list[_Pending], minute: int) -> dict[int, list[Any]]:
         """On a cluster: add the round's verifications to their addresses' counters of the
-        minute (one call per shard of the addresses) and return the replies of those over the
-        limit, by their place in the round. The n-th of an address in the minute counts as the
-        n-th, as on one server."""
+        minute (one call per shard of the addresses, packed per master) and return the replies
+        of those over the limit, by their place in the round. The n-th of an address in the
+        minute counts as the n-th, as on one server."""
         per_ip: dict[str, int] = {}
         for p in group:
             ip = p.record.ip or "-"
@@ -602,15 +608,19 @@ class Verifier:
         for ip in per_ip:
             shards.setdefault(text_shard(ip), []).append(ip)
         tags = shard_tags()
-        calls = [
-            self._rate(
-                keys=[f"{self.ns}:rl:{plain(ip)}:{minute}{tags[shard]}" for ip in ips],
-                args=[per_ip[ip] for ip in ips],
+        calls: dict[int, Call] = {
+            shard: (
+                [f"{self.ns}:rl:{plain(ip)}:{minute}{tags[shard]}".encode() for ip in ips],
+                [b"%d" % per_ip[ip] for ip in ips],
             )
             for shard, ips in shards.items()
-        ]
+        }
+        results = await self._shards.run(self._rate, calls)  # type: ignore[union-attr]
         counters: dict[str, list[int]] = {}
-        for ips, replies in zip(shards.values(), await asyncio.gather(*calls), strict=True):
+        for shard, ips in shards.items():
+            replies = results[shard]
+            if isinstance(replies, BaseException):
+                raise replies  # the round fails: its verifications are answered from PostgreSQL
             for ip, (before, ttl) in zip(ips, replies, strict=True):
                 counters[ip] = [int(before), int(ttl)]
         limit, limited = self.settings.verify_rate_limit, {}

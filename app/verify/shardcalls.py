@@ -1,0 +1,212 @@
+"""A verification round's script calls on a Redis Cluster, one per shard, packed per master.
+
+A round on a cluster runs a script once per shard of its keys (``app.verify.service``): the
+rate limits per shard of the client addresses, then the verification script per shard of the
+codes — up to 24 calls each. Through redis-py's cluster client every call is a command of its
+own (slot lookup, command policies, the node's pool, retries, observability hooks): ~25 calls
+per round cost more than the round's other work together. ``ShardCalls.run`` packs the calls
+for the shards one master serves into ONE write, on a connection taken from that node's own
+pool in the cluster client (a connection per call, so rounds running at once never share one),
+every master's write sent before any reply is read (the masters work in parallel without a
+task each), then the replies read in order, under one deadline for it all (the connections'
+socket timeout).
+
+The cluster client stays in charge of the cluster: its slot map says which master serves a
+shard (the shard's tag has one slot, ``redisconn.shard_tags``), and a shard whose call is
+answered by a redirection (MOVED, ASK), TRYAGAIN, CLUSTERDOWN, READONLY or NOSCRIPT, or whose
+node's connection failed, is called once more through the client itself (``script(…)``), which
+follows redirections, re-reads the slot map through a failover, loads a script a node lacks and
+retries a lost connection as it always did; the slot map is marked for a re-read first (except
+for NOSCRIPT), so the next round's writes go to the new masters. None of those replies means
+the script ran, except a connection lost (or timed out) after the write: that call may have
+run, and is retried as the client retries it (the cluster client's own behaviour). Any other
+error reply (the script failed) is the shard's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import redis.exceptions
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.commands.core import AsyncScript
+from redis.crc import key_slot
+
+from app.redisconn import shard_tags
+
+#: Keys and arguments of one shard's script call.
+Call = tuple[list[bytes], list[bytes]]
+
+#: Error replies after which a shard's call goes once more through the cluster client: none of
+#: them means the script ran (MovedError is an AskError, MasterDownError a ClusterDownError).
+_THROUGH_CLIENT = (
+    redis.exceptions.NoScriptError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ReadOnlyError,
+)
+
+
+def _parts(parts: Sequence[bytes]) -> bytes:
+    """Arguments in the Redis protocol (a command is ``*<count>`` and then these)."""
+    return b"".join([b"$%d\r\n%s\r\n" % (len(part), part) for part in parts])
+
+
+class ShardCalls:
+    """Script calls per shard on the masters of one cluster client (see the module)."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self.slots = [key_slot(tag.encode()) for tag in shard_tags()]
+
+    async def run(
+        self, script: AsyncScript, calls: dict[int, Call], shared: tuple[bytes, ...] = ()
+    ) -> dict[int, Any]:
+        """``script`` once per shard of ``calls`` (shard -> keys and arguments, every key in
+        the shard's slot; ``shared``: arguments of every call, before its own, packed once):
+        shard -> the script's reply, or the exception its call ended in."""
+        if not calls:
+            return {}
+        cluster = self.cluster
+        if cluster._initialize:  # first use, or the slot map marked stale
+            await cluster.initialize()
+        sha, common = script.sha.encode(), _parts(shared)
+        nodes: dict[str, tuple[ClusterNode, list[int], list[bytes]]] = {}
+        again: dict[int, Any] = {}
+        for shard, (keys, args) in calls.items():
+            try:
+                node = cluster.nodes_manager.get_node_from_slot(self.slots[shard])
+            except redis.exceptions.SlotNotCoveredError as exc:
+                again[shard] = exc
+                continue
+            if (entry := nodes.get(node.name)) is None:
+                entry = nodes[node.name] = (node, [], [])
+            entry[1].append(shard)
+            entry[2].append(
+                b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s%s%s%s"
+                % (
+                    3 + len(keys) + len(shared) + len(args),
+                    sha,
+                    _parts((b"%d" % len(keys),)),
+                    _parts(keys),
+                    common,
+                    _parts(args),
+                )
+            )
+        results = await self._on_nodes([(node, commands) for node, _, commands in nodes.values()])
+        replies: dict[int, Any] = {}
+        for (_, shards, _), result in zip(nodes.values(), results, strict=True):
+            if isinstance(result, Exception):
+                result = [result] * len(shards)
+            for shard, reply in zip(shards, result, strict=True):
+                if isinstance(reply, _THROUGH_CLIENT) or (
+                    isinstance(reply, Exception)
+                    and not isinstance(reply, redis.exceptions.ResponseError)
+                ):
+                    again[shard] = reply
+                else:
+                    replies[shard] = reply
+        if again:
+            replies.update(await self._through_client(script, calls, again, shared))
+        return replies
+
+    @staticmethod
+    async def _on_nodes(batches: list[tuple[ClusterNode, list[bytes]]]) -> list[Any]:
+        """Each node's commands written at once on a connection of the node's own pool (taken
+        for this call only), every node's before any reply is read (the nodes work in parallel,
+        without a task each), then the replies read in order: per node the list of its replies
+        (an error reply in its command's place) or the exception its connection failed with
+        (the connection is closed; the pool's next user reconnects). One deadline for it all,
+        the connections' socket timeout (a timeout per write and per reply, as the connection's
+        own methods keep, cost a third of the call)."""
+        if not batches:
+            return []
+        conns: list[Any] = [None] * len(batches)
+        results: list[Any] = [None] * len(batches)
+        finished = False
+        try:
+            async with asyncio.timeout(batches[0][0].connection_kwargs.get("socket_timeout")):
+                for i, (node, commands) in enumerate(batches):
+                    try:
+                        conns[i] = node.acquire_connection()
+                    except redis.exceptions.RedisError as exc:  # its pool is full
+                        results[i] = exc
+                        continue
+                    results[i] = await _send(conns[i], b"".join(commands))
+                for i, (_, commands) in enumerate(batches):
+                    if results[i] is None:
+                        results[i] = await _read(conns[i], len(commands))
+            finished = True
+        except TimeoutError:
+            for i, (node, _) in enumerate(batches):
+                if results[i] is None:
+                    results[i] = redis.exceptions.TimeoutError(f"Timeout on {node.name}")
+            finished = True
+        finally:
+            for i, (node, _) in enumerate(batches):
+                if (conn := conns[i]) is not None:
+                    if not finished or results[i] is None or isinstance(results[i], Exception):
+                        await conn.disconnect(nowait=True)  # a reply may be left unread
+                    node.release(conn)
+        return results
+
+    async def _through_client(
+        self,
+        script: AsyncScript,
+        calls: dict[int, Call],
+        failed: dict[int, Any],
+        shared: tuple[bytes, ...],
+    ) -> dict[int, Any]:
+        """The shards of ``failed`` (shard -> why) called once more through the cluster
+        client, after marking its slot map for a re-read unless only scripts were missing."""
+        if not all(isinstance(why, redis.exceptions.NoScriptError) for why in failed.values()):
+            self.cluster._initialize = True  # the client's own signal: re-read before the next call
+        shards = list(failed)
+        results = await asyncio.gather(
+            *(script(keys=calls[s][0], args=[*shared, *calls[s][1]]) for s in shards),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+        return dict(zip(shards, results, strict=True))
+
+
+async def _send(conn: Any, command: bytes) -> Exception | None:
+    """Write ``command`` on ``conn``; the exception if the connection failed. Straight to the
+    connection's stream writer when it has one (``send_packed_command`` would wrap the write
+    in a task of its own to time it out; ``ShardCalls._on_nodes`` keeps the deadline)."""
+    try:
+        if conn.should_reconnect():  # marked by the client after a topology change
+            await conn.disconnect()
+        if not conn.is_connected:
+            await conn.connect()
+        writer = getattr(conn, "_writer", None)
+        if writer is None:
+            await conn.send_packed_command(command, check_health=False)
+        else:
+            writer.write(command)
+            await writer.drain()
+    except Exception as exc:
+        return exc
+    return None
+
+
+async def _read(conn: Any, count: int) -> Any:
+    """``count`` replies of ``conn`` (an error reply in its place), or the exception the
+    connection failed with. ``timeout=math.inf``: no deadline of its own (a timeout context
+    per reply was half the cost of reading it; ``ShardCalls._on_nodes`` keeps one)."""
+    replies: list[Any] = []
+    try:
+        for _ in range(count):
+            try:
+                replies.append(await conn.read_response(timeout=math.inf))
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+    except Exception as exc:
+        return exc
+    return replies
