@@ -29,8 +29,9 @@ units in ``unit_state`` (by the sale's day, store and product).
 
 Serving (migration 0024). Net units per (brand, product, day | month, store) in
 ``sales_daily`` / ``sales_monthly`` (keyed product first: a product's or a category's cells of a
-period are ranges of the key), per store and month in ``sales_store_monthly``, per product and
-day | month in ``sales_product_daily`` / ``sales_product_monthly``, and per store and year the
+period are ranges of the key, which includes the units: migration 0039), per store and month
+in ``sales_store_monthly``, per product and day | month in ``sales_product_daily`` /
+``sales_product_monthly``, and per store and year the
 running totals of the year's days in ``sales_store_years`` (``cum[n]``: net units of days 1..n).
 A store's units over any period of days within a year are ``cum[last] - cum[first - 1]``: the
 store ranking and the regions read one row per store and year, whatever the period. With a
@@ -462,13 +463,25 @@ def _period_params(p: Period) -> dict[str, Any]:
     return {"m1": p.m1, "m2": p.m2, "d1": p.d1, "d2": p.d2, "d3": p.d3, "d4": p.d4}
 
 
-def store_sums(by_product: bool, start: date, end: date) -> str:
+def _month_end(day: date) -> date:
+    return _month_after(day) - timedelta(days=1)
+
+
+def store_sums(by_product: bool, start: date, end: date, one: bool = False) -> str:
     """Units per store over the period: of the products ``%(products)s`` (``by_product``) from
     ``sales_monthly``, one row per product, store and month (``month_units``); of every
     product, from the stores' running totals of each year (``sales_store_years``:
     ``cum[last day] - cum[day before the first]``, one row per store and year whatever the
-    period), or for up to three whole months from ``sales_store_monthly`` (narrower rows).
+    period), or for up to three whole months from ``sales_store_monthly`` (narrower rows). A
+    period of whole months reads the products' units from ``sales_monthly``'s key alone (it
+    includes them, migration 0039); with ``one`` product asked, a month's cells are one row per
+    store (no sum).
     Parameters: ``_store_params``."""
+    if by_product and one:  # one product: a row per store and month
+        if start.replace(day=1) == end.replace(day=1):  # of one month: no sum
+            return f"""(SELECT store_id, {month_units(start, end)} AS units FROM sales_monthly
+            WHERE brand_id = %(brand)s AND product_id = ANY(%(products)s)
+              AND month = %(ms)s)"""
     if by_product:
         return f"""(SELECT store_id, sum({month_units(start, end)})::bigint AS units
             FROM sales_monthly
@@ -497,11 +510,16 @@ def store_sums(by_product: bool, start: date, end: date) -> str:
 
 
 def month_units(start: date, end: date, alias: str = "") -> str:
-    """The units of a ``sales_monthly`` row (``alias``) within ``start``..``end``, the row's
-    month being between the months of ``start`` (``%(ms)s``) and ``end`` (``%(me)s``): the
-    whole month's, less the days before ``start``, up to ``end``'s day only."""
+    """The units of a ``sales_monthly`` row (``alias``) within
+    ``start``..``end``, the row's month being between the months of ``start`` (``%(ms)s``) and
+    ``end`` (``%(me)s``): the whole month's, less the days before ``start``, up to ``end``'s
+    day only (``dK`` past a month's end is its total: a period ending on a month's last day
+    reads ``units``)."""
     a = alias
-    last = f"CASE WHEN {a}month = %(me)s THEN {a}d{end.day} ELSE {a}units END"
+    if end == _month_end(end):
+        last = f"{a}units"
+    else:
+        last = f"CASE WHEN {a}month = %(me)s THEN {a}d{end.day} ELSE {a}units END"
     if start.day == 1:
         return last
     return f"{last} - CASE WHEN {a}month = %(ms)s THEN {a}d{start.day - 1} ELSE 0 END"
@@ -530,14 +548,33 @@ class Asked(msgspec.Struct, frozen=True):
     params: dict[str, Any]
 
 
-async def resolve(conn: Conn, actor: Principal, f: Filters, longest: int = MAX_DAYS) -> Asked:
-    """Check the permission and resolve the filters (see ``Asked``)."""
+async def resolve(
+    conn: Conn, actor: Principal, f: Filters, longest: int = MAX_DAYS, *, defer: bool = False
+) -> Asked:
+    """Check the permission and resolve the filters (see ``Asked``). With ``defer``, a lone
+    product (``one_product``) is taken as asked: the caller's query checks it is the brand's
+    (``_PRODUCT_FOUND``) instead of a query of its own."""
     actor.require("reports.read")
     start, end = period(f, await today(conn), longest)
-    products = await products_of(conn, actor, f)
+    if defer and one_product(f):
+        products: list[int] | None = [f.product_id]  # type: ignore[list-item]
+    else:
+        products = await products_of(conn, actor, f)
     where, params = await scope(conn, actor, f)
-    params |= {"brand": actor.brand_id, "products": products}
+    params |= {"brand": actor.brand_id, "products": products, "product": f.product_id}
     return Asked(start, end, products, where, params)
+
+
+def one_product(f: Filters) -> bool:
+    """A product filter alone: its ids are the product's if it is the brand's (no agent or
+    store either, whose look-ups would otherwise answer 404 before the product's)."""
+    return (
+        f.product_id is not None
+        and f.category_id is None
+        and f.product_type is None
+        and f.agent_id is None
+        and f.store_id is None
+    )
 
 
 # -- A1: stores ranked --------------------------------------------------------------------------
@@ -558,6 +595,28 @@ LEFT JOIN sales_org_regions rg ON rg.org_id = r.store_id
 LEFT JOIN orgs ag ON ag.id = rg.agent_id
 ORDER BY r.units DESC, r.store_id
 """
+# The joins of a short list (``_listed``): each listed store's organisation and agent looked up
+# by key (nested loops) instead of hashing every organisation for a few rows.
+_JOINS = """LEFT JOIN orgs o ON o.id = r.store_id
+LEFT JOIN sales_org_regions rg ON rg.org_id = r.store_id
+LEFT JOIN orgs ag ON ag.id = rg.agent_id
+"""
+_JOINS_FEW = """LEFT JOIN LATERAL (
+    SELECT name, erp_code, province_code, province_name, city_code, city_name FROM orgs
+    WHERE id = r.store_id OFFSET 0) o ON true
+LEFT JOIN LATERAL (
+    SELECT ag.id, ag.name FROM sales_org_regions rg JOIN orgs ag ON ag.id = rg.agent_id
+    WHERE rg.org_id = r.store_id OFFSET 0) ag ON true
+"""
+FEW = 100  # up to this many listed stores: ``_JOINS_FEW``
+
+
+def _listed(sql: str, limit: int | None) -> str:
+    """``sql`` (a ranking) with the joins of a short list when at most ``FEW`` are listed."""
+    assert _JOINS in sql
+    return sql.replace(_JOINS, _JOINS_FEW) if limit is not None and limit <= FEW else sql
+
+
 _RANKING = (
     """
 WITH t AS {source}, scoped AS (
@@ -586,6 +645,15 @@ WITH total AS (
 )
 
 
+# The ranking with the check that the product asked (``resolve(defer=True)``) is the brand's.
+_PRODUCT_FOUND = """EXISTS (SELECT 1 FROM products WHERE id = %(product)s AND org_id = %(brand)s)
+       AS product_found, """
+_RANKING_PRODUCT = _RANKING.replace(
+    "SELECT total.total,", "SELECT " + _PRODUCT_FOUND + "total.total,"
+)
+assert _RANKING_PRODUCT != _RANKING
+
+
 def _limit_sql(limit: int | None) -> str:
     return str(int(limit)) if limit is not None else "ALL"
 
@@ -594,20 +662,29 @@ async def store_ranking(conn: Conn, actor: Principal, f: Filters) -> StoreRankin
     """A1: the stores of the caller's subtree (an agent's, a region's) ranked by net units
     sold over the period, of every product or of those asked; ties share a rank. Stores whose
     net units in the period are zero are not listed."""
-    asked = await resolve(conn, actor, f)
+    asked = await resolve(conn, actor, f, defer=True)
     p = split(asked.start, asked.end)
     whole_month = p.m1 == p.m2 and p.d1 > p.d2 and p.d3 > p.d4
     if not asked.where and asked.products is None and whole_month:
         sql = _RANKING_MONTH.format(limit=_limit_sql(f.limit))
     else:
-        sql = _RANKING.format(
-            source=store_sums(asked.products is not None, asked.start, asked.end),
+        deferred = one_product(f)
+        sql = (_RANKING_PRODUCT if deferred else _RANKING).format(
+            source=store_sums(
+                asked.products is not None,
+                asked.start,
+                asked.end,
+                one=asked.products is not None and len(asked.products) == 1,
+            ),
             join=" JOIN orgs o ON o.id = t.store_id" if asked.where else "",
             where=" AND ".join(asked.where) or "true",
             limit=_limit_sql(f.limit),
         )
     params = asked.params | _store_params(asked.start, asked.end)
+    sql = _listed(sql, f.limit)
     rows = await (await conn.execute(sql, params)).fetchall()  # type: ignore[arg-type]
+    if rows and rows[0].get("product_found") is False:
+        raise NotFound("product not found")
     total = int(rows[0]["total"]) if rows else 0
     stores = int(rows[0]["stores"]) if rows else 0
     rows = [r for r in rows if r["store_id"] is not None]
