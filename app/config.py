@@ -90,9 +90,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pin_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
     verify_repeat_threshold: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     verify_flag_never_shipped: bool = True
-    # Rounds of verifications out at once per API process (``app.verify.service``): each has
-    # its own PostgreSQL and Redis connection; a second overlaps the first one's waits.
-    verify_rounds: Annotated[int, msgspec.Meta(ge=1, le=8)] = 2
     ip_regions_file: str | None = None
 
     # HTTP server.

@@ -17,7 +17,6 @@ the key layout are checked without servers.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import secrets
 import subprocess
@@ -218,9 +217,7 @@ async def test_verification_answers_on_the_cluster(
         test_verify.test_genuine_first_then_repeat_then_over_threshold,
         test_verify.test_region_jump_and_never_shipped,
         test_verify.test_wrong_pins_lock_the_code_until_the_lockout_expires,
-        functools.partial(  # two rounds at once, each with its shards' calls
-            test_verify.test_concurrent_verifications_count_every_query_once, rounds=2
-        ),
+        test_verify.test_concurrent_verifications_count_every_query_once,
     ):
         async with verifier_with(app) as swap:
             await answers(client, login, demo, app, conn, swap)

@@ -1,4 +1,4 @@
-"""The round's Redis call on one server goes over the connection of the round's lane (issue 21,
+"""The round's Redis call on one server goes over the verifier's own connection (issue 21,
 ``Verifier._call``): a script Redis does not hold (after a restart or SCRIPT FLUSH) is loaded
 again and the round answered; a connection Redis dropped fails its round only (answered from
 PostgreSQL), and the next round takes a new connection; closing the verifier gives it back."""
@@ -57,25 +57,22 @@ async def test_a_dropped_connection_fails_one_round_then_is_replaced(
     client: Any, app: Any, own_verifier: Verifier
 ) -> None:
     await _malformed(client)
-    lane = own_verifier._lanes[-1]  # sequential rounds: the same lane, the last one free
-    first = lane.redis_conn
+    first = own_verifier._redis_conn
     assert first is not None
     await first.send_packed_command(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
     client_id = await first.read_response()
     await app.state.redis.execute_command("CLIENT", "KILL", "ID", client_id)
     await _malformed(client)  # the round fails on the dead connection: answered from PostgreSQL
     await _malformed(client)  # the next round on a new connection
-    assert lane is own_verifier._lanes[-1]
-    assert lane.redis_conn is not None and lane.redis_conn is not first
+    assert own_verifier._redis_conn is not None and own_verifier._redis_conn is not first
 
 
 async def test_closing_the_verifier_gives_its_connection_back(
     client: Any, app: Any, own_verifier: Verifier
 ) -> None:
     await _malformed(client)
-    lane = own_verifier._lanes[-1]
-    held = lane.redis_conn
+    held = own_verifier._redis_conn
     pool = app.state.redis.connection_pool
     assert held is not None and held in pool._in_use_connections
     await own_verifier.close()
-    assert lane.redis_conn is None and held not in pool._in_use_connections
+    assert own_verifier._redis_conn is None and held not in pool._in_use_connections

@@ -1,13 +1,12 @@
 """Consumer and partner verification: the platform's hottest path (SPEC V1–V5).
 
 Per request the Rust core checks the serial without the database and the batch comes from a
-short in-process cache. Everything else is coalesced across the requests in flight: while the
-rounds of work are out (``TRACECODE_VERIFY_ROUNDS``, two), new verifications queue up, and the
-next round serves all of them with one PostgreSQL query (the units' state) and ONE Redis round
-trip — a Lua script that, per verification, applies the per-IP rate limit and the wrong-PIN
-lockout, counts the query and queues the verification record, which a worker writes to
-PostgreSQL in batches. A lone request is served at once (a round of one); under load the rounds
-grow and the per-request cost falls.
+short in-process cache. Everything else is coalesced across the requests in flight: while one
+round of work is out, new verifications queue up, and the next round serves all of them with one
+PostgreSQL query (the units' state) and ONE Redis round trip — a Lua script that, per
+verification, applies the per-IP rate limit and the wrong-PIN lockout, counts the query and
+queues the verification record, which a worker writes to PostgreSQL in batches. A lone request
+is served at once (a round of one); under load the rounds grow and the per-request cost falls.
 When Redis is down the answer comes from PostgreSQL and the record is inserted directly.
 """
 
@@ -220,19 +219,6 @@ class _Pending:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
-class _Lane:
-    """A round's own connections, one round at a time on each: an autocommit PostgreSQL
-    connection and its cursor (a pooled connection adds BEGIN and COMMIT to the round's one
-    query; a cursor per round cost ~36k instructions) and a Redis connection (``_call``)."""
-
-    __slots__ = ("conn", "cursor", "redis_conn")
-
-    def __init__(self) -> None:
-        self.conn: AsyncConnection[Any] | None = None
-        self.cursor: AsyncCursor[Any] | None = None
-        self.redis_conn: Any = None
-
-
 class Verifier:
     """Everything the hot path needs, built once per process."""
 
@@ -252,42 +238,39 @@ class Verifier:
         self._codeless = itertools.count()  # spreads refusals without a code over the shards
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
         self._waiting: list[_Pending] = []
-        # One round waits on PostgreSQL, then on Redis, the process idle meanwhile unless
-        # another round is out: the lanes of the rounds out at once, the free ones here.
-        self._lanes = [_Lane() for _ in range(settings.verify_rounds)]
-        self._rounds_out: set[asyncio.Task[None]] = set()
+        self._round: asyncio.Task[None] | None = None
         # Record keys: 64 random bits of this process, then a counter (unique, and cheaper
         # than a uuid4 per record; the records' unique key is (at, record_key)).
         self._key_prefix = os.urandom(8).hex()
         self._keys = itertools.count()
+        self._conn: AsyncConnection[Any] | None = None
+        self._cursor: AsyncCursor[Any] | None = None
+        self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
 
     async def close(self) -> None:
-        for lane in self._lanes:
-            if lane.conn is not None:
-                await lane.conn.close()
-            if lane.redis_conn is not None:
-                conn, lane.redis_conn = lane.redis_conn, None
-                await self.redis.connection_pool.release(conn)  # type: ignore[union-attr]
+        if self._conn is not None:
+            await self._conn.close()
+        if self._redis_conn is not None:
+            conn, self._redis_conn = self._redis_conn, None
+            await self.redis.connection_pool.release(conn)  # type: ignore[union-attr]  # one server
 
-    async def _round_cursor(self, lane: _Lane) -> AsyncCursor[Any]:
-        """The cursor of the lane's own autocommit connection: a round's query is one round
-        trip."""
-        if lane.conn is None or lane.conn.closed or lane.cursor is None:
-            lane.conn = await AsyncConnection.connect(
+    async def _round_cursor(self) -> AsyncCursor[Any]:
+        """A cursor of the verifier's own autocommit connection: a round's query is one round
+        trip (a pooled connection adds BEGIN and COMMIT), and rounds run one at a time, so every
+        round uses the same cursor (making one per round cost ~36k instructions)."""
+        if self._conn is None or self._conn.closed or self._cursor is None:
+            self._conn = await AsyncConnection.connect(
                 self.pool.conninfo, autocommit=True, application_name="tracecode-verify"
             )
-            lane.cursor = lane.conn.cursor(row_factory=tuple_row)
-        return lane.cursor
+            self._cursor = self._conn.cursor(row_factory=tuple_row)
+        return self._cursor
 
-    async def _units(
-        self, lane: _Lane, codes: list[int], brands: dict[int, int]
-    ) -> dict[int, UnitInfo]:
+    async def _units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
         try:
-            return await load_units(await self._round_cursor(lane), codes, brands)
+            return await load_units(await self._round_cursor(), codes, brands)
         except psycopg.OperationalError:  # e.g. the server closed it: once more, on a new one
-            if lane.conn is not None:
-                await lane.conn.close()
-            return await load_units(await self._round_cursor(lane), codes, brands)
+            await self.close()
+            return await load_units(await self._round_cursor(), codes, brands)
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
@@ -431,14 +414,11 @@ class Verifier:
     # -- rounds: many verifications, one PostgreSQL query and one Redis round trip ----------
 
     async def _wait_for_round(self, pending: _Pending) -> None:
-        """Queue a verification, start a round if a lane is free, wait for the
-        reply (429 when the caller is over the rate limit; Redis errors are raised to the
-        caller)."""
+        """Queue a verification, start a round if none is out, wait for the reply (429 when
+        the caller is over the rate limit; Redis errors are raised to the caller)."""
         self._waiting.append(pending)
-        if self._lanes:
-            task = asyncio.get_running_loop().create_task(self._rounds(self._lanes.pop()))
-            self._rounds_out.add(task)  # a reference: the loop keeps only weak ones
-            task.add_done_callback(self._rounds_out.discard)
+        if self._round is None:
+            self._round = asyncio.get_running_loop().create_task(self._rounds())
         await pending.done
         answer = pending.reply
         if answer[0] == b"rate":
@@ -450,21 +430,19 @@ class Verifier:
                 headers={"Retry-After": str(retry)},
             )
 
-    async def _rounds(self, lane: _Lane) -> None:
-        """Serve the waiting verifications round after round on ``lane`` until none are
-        left."""
+    async def _rounds(self) -> None:
+        """Serve the waiting verifications round after round until none are left."""
         try:
-            await serve_rounds(self._waiting, MAX_ROUND, lambda group: self._serve(group, lane))
+            await serve_rounds(self._waiting, MAX_ROUND, self._serve)
         finally:
-            self._lanes.append(lane)
+            self._round = None
 
-    async def _serve(self, group: list[_Pending], lane: _Lane) -> None:
+    async def _serve(self, group: list[_Pending]) -> None:
         limits = self._limits(group) if self.cluster else None  # meanwhile, on a cluster
         flag = self.settings.verify_flag_never_shipped
         counted = [p for p in group if p.refusal is None]
         if counted:
             units = await self._units(
-                lane,
                 [p.code for p in counted],  # type: ignore[misc]
                 {p.code: p.batch.brand_id for p in counted},  # type: ignore[union-attr,misc]
             )
@@ -494,7 +472,6 @@ class Verifier:
             return
         settings = self.settings
         replies = await self._call(
-            lane,
             b"EVALSHA",
             self._script.sha.encode(),
             b"1",
@@ -513,21 +490,21 @@ class Verifier:
             if not p.done.done():  # its request may have gone (client disconnected)
                 p.done.set_result(None)
 
-    async def _call(self, lane: _Lane, *parts: bytes) -> Any:
-        """One command on the lane's own connection to Redis: taken from the client's pool
-        once and kept, the command packed here. Through the client (the script object,
-        retries, the pool, its observability hooks) a round's call cost ~290k instructions,
-        this way ~120k. Errors are the client's own (connection and
+    async def _call(self, *parts: bytes) -> Any:
+        """One command on the verifier's own connection to Redis: taken from the client's pool
+        once and kept (rounds call Redis one at a time), the command packed here. Through the
+        client (the script object, retries, the pool, its observability hooks) a round's call
+        cost ~290k instructions, this way ~120k. Errors are the client's own (connection and
         timeout errors: the connection is dropped and the next round takes a new one); a script
         Redis lost (NOSCRIPT, after a restart or SCRIPT FLUSH) is loaded again, once."""
         command = b"".join(
             [b"*%d\r\n" % len(parts)] + [b"$%d\r\n%s\r\n" % (len(part), part) for part in parts]
         )
         for attempt in (1, 2):
-            conn = lane.redis_conn
+            conn = self._redis_conn
             if conn is None:
                 pool = self.redis.connection_pool  # type: ignore[union-attr]  # one server only
-                conn = lane.redis_conn = await pool.get_connection()
+                conn = self._redis_conn = await pool.get_connection()
             try:
                 await conn.send_packed_command(command, check_health=False)
                 return await conn.read_response()
@@ -538,7 +515,7 @@ class Verifier:
             except redis.exceptions.ResponseError:
                 raise  # an error reply: the connection is fine
             except BaseException:
-                lane.redis_conn = None  # its state is unknown: never used again
+                self._redis_conn = None  # its state is unknown: never used again
                 await conn.disconnect()
                 raise
         raise AssertionError("unreachable")
