@@ -114,7 +114,7 @@ class EventController(Controller):
 
     path = "/epcis/events"
 
-    @get("/")
+    @get("/", media_type="application/ld+json")
     async def query_events(
         self,
         request: Request[Any, Any, Any],
@@ -122,7 +122,7 @@ class EventController(Controller):
         principal: Principal,
         scheme: Scheme,
         settings: Settings,
-    ) -> Response[bytes]:
+    ) -> Response[dict[str, Any]]:
         """An EPCISQueryDocument of the matching events the caller may see; the next page's
         link in ``Link: <…>; rel="next"``. Parameters: eventType, GE_/LT_eventTime,
         GE_/LT_recordTime, EQ_action, EQ_bizStep, EQ_disposition, EQ_readPoint,
@@ -137,8 +137,7 @@ class EventController(Controller):
             pairs = [*kept, ("nextPageToken", page.next_token)]
             query = "&".join(f"{_q(k)}={_q(v)}" for k, v in pairs)
             headers["Link"] = f'</epcis/events?{query}>; rel="next"'
-        body = msgspec.json.encode(page.document)
-        return Response(body, media_type="application/ld+json", headers=headers)
+        return Response(page.document, media_type="application/ld+json", headers=headers)
 
     @post("/", status_code=201, request_max_body_size=1024 * 1024)
     async def capture_event(
@@ -171,7 +170,7 @@ class EventController(Controller):
             headers={"Location": f"/epcis/events/{_q(event_id)}", **_HEADERS},
         )
 
-    @get("/{event_id:path}")
+    @get("/{event_id:path}", media_type="application/ld+json")
     async def get_event(
         self,
         event_id: str,
@@ -180,7 +179,7 @@ class EventController(Controller):
         principal: Principal,
         scheme: Scheme,
         settings: Settings,
-    ) -> Response[bytes]:
+    ) -> Response[dict[str, Any]]:
         """One event by its eventID (``urn:uuid:…`` or a ``ni:///sha-256;…`` hash), URL-encoded."""
         q = parse_query([])
         q.event_id = _raw_tail(request) or event_id.lstrip("/")
@@ -188,9 +187,7 @@ class EventController(Controller):
         events = page.document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
         if not events:
             raise NotFound("no such event", code="epcis_event_not_found")
-        return Response(
-            msgspec.json.encode(events[0]), media_type="application/ld+json", headers=_HEADERS
-        )
+        return Response(events[0], media_type="application/ld+json", headers=_HEADERS)
 
 
 def _as_document(raw: bytes) -> dict[str, Any] | str:
