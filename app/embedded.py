@@ -15,6 +15,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 DATABASE = "tracecode"
 
@@ -49,6 +50,12 @@ def ensure_runtime_dir() -> None:
         os.environ["XDG_RUNTIME_DIR"] = str(path)
 
 
+# Connections the embedded server takes (PostgreSQL's default is 100): `make test -n auto` runs
+# its workers' pools beside the API and worker processes some tests start (load tests, the
+# rehearsal, the Redis crash drill), and CI ran out at 100.
+MAX_CONNECTIONS = 300
+
+
 def start_postgres(var: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL and return a URL to the ``tracecode`` database."""
     ensure_runtime_dir()
@@ -57,10 +64,33 @@ def start_postgres(var: Path) -> str:
     pgdata = var / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
+    _ensure_max_connections(server, pgdata)
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE};")
     return server.get_uri(DATABASE)
+
+
+def _ensure_max_connections(server: Any, pgdata: Path) -> None:
+    """``MAX_CONNECTIONS`` kept in the server's configuration (``ALTER SYSTEM``); it takes
+    effect on a restart, done here at once unless another client is connected (a server in use
+    picks it up on its next start)."""
+    import psycopg
+    from pgserver._commands import pg_ctl
+
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        row = conn.execute("SHOW max_connections").fetchone()
+        if row and int(row[0]) >= MAX_CONNECTIONS:
+            return
+        conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+        if row and row[0]:
+            return
+    # the options it was started with; as the server's own user (pgserver's, under root)
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
 
 
 def ensure_database(admin_url: str, name: str) -> str:

@@ -1,4 +1,5 @@
-"""The embedded real PostgreSQL and Redis start from an empty var/ and are reused on restart."""
+"""The embedded real PostgreSQL and Redis start from an empty var/ and are reused on restart; the
+PostgreSQL takes ``MAX_CONNECTIONS``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import psycopg
 import redis
 
+from app.embedded import MAX_CONNECTIONS
 from tests.conftest import ROOT, SESSION
 
 
@@ -41,6 +43,8 @@ def test_embedded_servers_start_from_empty_and_are_reused() -> None:
         pid = (var / "pgdata" / "postmaster.pid").read_text().splitlines()[0]
         with psycopg.connect(first["TRACECODE_DATABASE_URL"]) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("tracecode",)
+            # room for the test suite's processes (restarted once with it, on the first start)
+            assert conn.execute("SHOW max_connections").fetchone() == (str(MAX_CONNECTIONS),)
             conn.execute("CREATE TABLE IF NOT EXISTS survives (x int)")
             conn.commit()
         client = redis.Redis.from_url(first["TRACECODE_REDIS_URL"])
