@@ -29,6 +29,7 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+import redis.exceptions
 from redis.crc import key_slot
 
 from app.config import SettingsError, load_settings
@@ -264,6 +265,40 @@ async def test_round_calls_survive_a_script_flush_and_closed_connections(
     await verify_all(4)
     assert not _stored(settings, f"{flushed}-%") and not _stored(settings, f"{killed}-%")
     assert not _strays(cluster)
+
+
+async def test_a_cluster_client_failure_is_answered_from_postgres(
+    on_cluster: OnCluster, client: Any, login: Any, demo: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """When the cluster client itself fails with an error that is not Redis's (CI saw an
+    AttributeError from inside redis-py during a failover), the round's verifications are
+    answered from PostgreSQL and stored there directly — 200, never a 500."""
+    from redis.commands.core import AsyncScript
+
+    from app.verify.shardcalls import ShardCalls
+
+    app, c = on_cluster.app, on_cluster.client
+    serials = await _codes(app, client, login, demo, 8)
+    pin = app.state.scheme.pin
+
+    async def nodes_down(batches: list[Any]) -> list[Any]:  # every master's write "failed"
+        return [redis.exceptions.ConnectionError("down")] * len(batches)
+
+    async def client_broken(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+    monkeypatch.setattr(ShardCalls, "_on_nodes", staticmethod(nodes_down))
+    monkeypatch.setattr(AsyncScript, "__call__", client_broken)
+    token = secrets.token_hex(4)
+    answers = await asyncio.gather(
+        *(
+            c.post("/v1/verify", json={"serial": s, "pin": pin(s), "client_id": f"{token}-{i}"})
+            for i, s in enumerate(serials)
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * len(serials), answers[0].text
+    assert {a.json()["result"] for a in answers} <= {"genuine", "suspicious"}
+    assert len(_stored(settings, f"{token}-%")) == len(serials)  # inserted directly
 
 
 async def test_claim_races_on_the_cluster(

@@ -170,10 +170,21 @@ class ShardCalls:
             *(script(keys=calls[s][0], args=[*shared, *calls[s][1]]) for s in shards),
             return_exceptions=True,
         )
-        for result in results:
+        answers: dict[int, Any] = {}
+        for shard, result in zip(shards, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result
-        return dict(zip(shards, results, strict=True))
+            if isinstance(result, Exception) and not isinstance(
+                result, redis.exceptions.RedisError
+            ):
+                # the client's own failure in the middle of a failover (seen: AttributeError
+                # from a connection it closed while connecting it): Redis did not answer, so the
+                # shard's verifications are answered from PostgreSQL, never a 500
+                failure = redis.exceptions.ConnectionError(f"cluster client failed: {result!r}")
+                failure.__cause__ = result
+                result = failure
+            answers[shard] = result
+        return answers
 
 
 async def _send(conn: Any, command: bytes) -> Exception | None:
