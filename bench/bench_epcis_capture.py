@@ -81,6 +81,7 @@ from psycopg.rows import dict_row  # noqa: E402
 from app.cli import server_command  # noqa: E402
 from app.epcis.document import parse_document  # noqa: E402
 from app.epcis.hashing import event_hash  # noqa: E402
+from bench.bench_verify import cpu_model  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "TRACECODE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -136,16 +137,6 @@ def document(number: int, events: int, epcs: int, with_ids: bool) -> bytes:
 
 # ---------------------------------------------------------------------------------------------
 # Machine and output
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load() -> str:

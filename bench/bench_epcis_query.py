@@ -97,6 +97,7 @@ from psycopg.rows import dict_row  # noqa: E402
 
 from app._core import build_sscc  # noqa: E402
 from app.cli import server_command  # noqa: E402
+from bench.bench_verify import cpu_model  # noqa: E402
 
 ADMIN_URL = os.environ.get(
     "TRACECODE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -934,16 +935,6 @@ def explain(db_url: str, picked: list[Sample]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def time_reads(name: str) -> None:
