@@ -11,6 +11,7 @@ from typing import Final, Self, final
 
 __all__ = [
     "MAX_BULK",
+    "REQUEST_BUCKETS",
     "SERIAL_LENGTH",
     "VERIFY_FORGED",
     "VERIFY_MALFORMED",
@@ -19,6 +20,7 @@ __all__ = [
     "ForgedSerial",
     "Gs1Error",
     "MalformedSerial",
+    "RequestLog",
     "Scheme",
     "SerialError",
     "UnknownKeyVersion",
@@ -67,6 +69,39 @@ class Gs1Error(ValueError):
 
 def version() -> str:
     """Version of the Rust core, for /health and the CLI."""
+
+REQUEST_BUCKETS: Final[tuple[float, ...]]
+"""Upper bounds (seconds) of the request latency histogram's buckets (``RequestLog.series``)."""
+
+@final
+class RequestLog:
+    """The request metrics and log lines of a process (``app.logs.requests``): counts per
+    method, route and status with a latency histogram, and the log lines gathered, in order,
+    for the writer thread."""
+
+    def __new__(cls, wake_at: int = 262144) -> Self: ...
+    def done(
+        self,
+        rid: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        seconds: float,
+        sample: float,
+        log: bool,
+    ) -> bool:
+        """One answered request: counted (a method other than GET, HEAD, POST, PUT, PATCH,
+        DELETE, OPTIONS as ``other``), and its access line added when ``log`` is true and the
+        answer is 400 or more or falls in ``sample`` (a fraction). True when the lines gathered
+        reached ``wake_at`` bytes."""
+    def put(self, line: str) -> bool:
+        """Add a formatted log line; true when the lines gathered reached ``wake_at`` bytes."""
+    def take(self) -> bytes:
+        """The lines gathered so far (JSON lines, UTF-8), removed from the log."""
+    def series(self) -> list[tuple[str, str, list[tuple[int, int]], list[int], float]]:
+        """Every series counted: (method, route, [(status, requests)], requests per latency
+        bucket (not cumulative; the last is above every bound), sum of seconds)."""
 
 @final
 class Scheme:

@@ -19,15 +19,18 @@ routing and handling:
   guards (``POST /v1/verify``) — is called here directly, with the handler's exception
   handlers for its errors: Litestar's routing and its scope copy are skipped, the answers
   (errors included) are the same;
-* afterwards, the request counted in ``/metrics`` per method, route template and status
-  (``app.ops.metrics``) and its access log line handed to the log writer (``app.logs.access``):
-  every answer of 400 or more, and ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others.
+* afterwards, in one call to the Rust core (``app.logs.requests``), the request counted for
+  ``/metrics`` per method, route template and status (``app.ops.metrics``) and its access log
+  line written into the log writer's buffer: every answer of 400 or more, and
+  ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others.
 
 Why one layer in front rather than Litestar middleware and a before-send hook: route middleware
 makes Litestar put a second exception-handling layer between it and each handler, and a
 before-send hook wraps ``send`` once more; with the logging module's access line and
 prometheus_client's locked counters, that machinery cost about as much as Litestar's own work
-for ``/ping`` (bench/RESULTS.md, issue 21). Unmatched paths (404) are now counted and logged
+for ``/ping`` (bench/RESULTS.md, issue 21). The counts and the line in Python (a dict look-up,
+a bisection, a struct per line encoded by the writer thread) were still ~12k instructions a
+request; in Rust, one call. Unmatched paths (404) are now counted and logged
 too, under the route ``unmatched``.
 """
 
@@ -36,7 +39,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import random
 from time import perf_counter
 from typing import Any
 
@@ -47,8 +49,7 @@ from litestar.routes import ASGIRoute
 from litestar.utils.scope.state import ScopeState
 
 from app.edge import check_edge, refuse
-from app.logs import access, request_id_var
-from app.ops.metrics import REQUEST_METRICS
+from app.logs import request_id_var, requests, writer
 from app.textguard import InvalidCharacter
 
 _access_log = logging.getLogger("tracecode.access")
@@ -171,17 +172,18 @@ class Tracecode(Litestar):
             await self._exception(scope, receive, out, exc, lane)
         finally:
             request_id_var.reset(token)
-            seconds = perf_counter() - started
-            status = status or 500  # nothing answered: logged as the server's 500
-            method = scope["method"]
-            REQUEST_METRICS.observe(
-                method, scope.get("path_template", "unmatched"), status, seconds
-            )
-            sample = self.access_log_sample  # every answer of 400 or more, a sample of the rest
-            if (status >= 400 or sample >= 1.0 or random.random() < sample) and (
-                _access_log.isEnabledFor(_INFO)
+            # counted, and logged: every answer of 400 or more, a sample of the rest
+            if requests.done(
+                rid,
+                scope["method"],
+                scope["path"],
+                scope.get("path_template", "unmatched"),
+                status or 500,  # nothing answered: logged as the server's 500
+                perf_counter() - started,
+                self.access_log_sample,
+                _access_log.isEnabledFor(_INFO),
             ):
-                access(rid, method, scope["path"], status, seconds)
+                writer.wake()
 
     async def _exception(
         self, scope: Any, receive: Any, send: Any, exc: Exception, lane: Any

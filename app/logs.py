@@ -7,11 +7,12 @@ line to ``LogWriter``, a thread that writes what has gathered to standard error 
 every ``FLUSH_SECONDS`` (at once for an error, and at exit): a request never waits for a
 terminal, a pipe or a disk.
 
-The access log (``tracecode.access``, one line per request: method, path, status, ms) does not
-go through ``logging`` at all: the request layer (``app.front``) calls ``access()``, which makes
-an ``AccessLine`` struct (the same JSON shape as every other line) in one C call, and the writer
-thread encodes each run of them in one more. The logging module's record, handler and formatter
-cost ~40 µs a request on this service's core; the struct costs well under one.
+Lines gather in ``requests`` (``app._core.RequestLog``, in Rust), which the writer takes. The
+access log (``tracecode.access``, one line per request: method, path, status, ms) does not go
+through ``logging`` at all: the request layer (``app.front``) hands each answered request to
+``requests.done``, which counts it for ``/metrics`` and writes its line (the same JSON shape as
+every other line) into the buffer, in one call. The logging module's record, handler and
+formatter cost ~40 µs a request on this service's core; the call, well under one.
 ``TRACECODE_ACCESS_LOG_SAMPLE`` keeps a fraction of the answers below 400 (for peaks); every 4xx
 and 5xx answer is logged.
 """
@@ -22,20 +23,22 @@ import atexit
 import logging
 import sys
 import threading
-import time
-from collections.abc import Iterator
 from contextvars import ContextVar
-from itertools import groupby
 from typing import IO, Any
 
 import msgspec
+
+from app._core import RequestLog
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 FLUSH_SECONDS = 0.2  # the longest a line waits in memory before it is written
-_WAKE_AT = 2000  # lines gathered before the writer is woken early
+WAKE_BYTES = 256 * 1024  # lines gathered that wake the writer early
+
+# This process's request metrics and gathered log lines, in the order they were produced.
+requests = RequestLog(WAKE_BYTES)
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,35 +63,13 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry, enc_hook=str).decode()
 
 
-class AccessLine(msgspec.Struct, gc=False):
-    """An access log line, in the shape ``JsonFormatter`` gives every line."""
-
-    ts: float
-    level: str
-    logger: str
-    msg: str
-    request_id: str
-    method: str
-    path: str
-    status: int
-    ms: float
-
-
-_encode_lines = msgspec.json.Encoder().encode_lines
-# x + _ROUND - _ROUND is x rounded to an integer (half to even) for |x| < 2**51: the sum's
-# last bit is worth 1. Time in ms is ~2**40.
-_ROUND = 1.5 * 2**52
-
-
 class LogWriter:
     """The one writer of the process's log lines: a daemon thread, woken every
     ``FLUSH_SECONDS`` (or early: an error, a full buffer, exit), that writes what has gathered
-    in one call. Producers only append to a list (atomic under the GIL, no lock)."""
+    in one call. Producers only add to ``requests`` (one call each)."""
 
     def __init__(self) -> None:
         self.stream: IO[str] = sys.stderr
-        # Formatted lines (str) and access lines, in the order they were produced.
-        self._items: list[Any] = []
         self._wake = threading.Event()
         self._lock = threading.Lock()  # one flush at a time (the thread, flush(), exit)
         self._thread: threading.Thread | None = None
@@ -99,16 +80,12 @@ class LogWriter:
             self._thread.start()
 
     def put(self, line: str, urgent: bool = False) -> None:
-        items = self._items
-        items.append(line)
-        if urgent or len(items) >= _WAKE_AT:
+        if requests.put(line) or urgent:
             self._wake.set()
 
-    def put_access(self, line: AccessLine) -> None:
-        items = self._items
-        items.append(line)
-        if len(items) >= _WAKE_AT:
-            self._wake.set()
+    def wake(self) -> None:
+        """Write soon (the lines gathered reached ``WAKE_BYTES``)."""
+        self._wake.set()
 
     def _run(self) -> None:
         while True:
@@ -122,10 +99,9 @@ class LogWriter:
     def flush(self) -> None:
         """Write every line gathered so far (the caller's thread; safe from any thread)."""
         with self._lock:
-            items, self._items = self._items, []
-            if not items:
+            data = requests.take()
+            if not data:
                 return
-            data = b"".join(_lines(items))
             stream = self.stream
             raw = getattr(stream, "buffer", None)  # sys.stderr: write the bytes underneath
             if raw is not None:
@@ -135,16 +111,6 @@ class LogWriter:
             else:
                 stream.write(data.decode())
                 stream.flush()
-
-
-def _lines(items: list[Any]) -> Iterator[bytes]:
-    """The JSON lines of ``items``; each run of access lines encoded by one C call."""
-    for kind, run in groupby(items, type):
-        if kind is str:
-            for line in run:
-                yield line.encode() + b"\n"
-        else:
-            yield _encode_lines(list(run))
 
 
 writer = LogWriter()
@@ -179,24 +145,3 @@ def configure_logging(level: str = "INFO") -> None:
     # (the logging HOWTO's "Optimization"): the caller's frame, thread and process names.
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-
-
-def access(rid: str, method: str, path: str, status: int, seconds: float) -> None:
-    """One access log line (written later by ``writer``; ``time.time()`` is the line's ts).
-
-    The line is built here, one C call; the writer thread only encodes runs of lines. The
-    numbers are rounded (to ms, to 10 µs) by adding and taking away ``_ROUND``: float additions
-    only, where ``round(x, n)`` formats through decimal text and ``round(x)`` calls a method."""
-    writer.put_access(
-        AccessLine(
-            (time.time() * 1000 + _ROUND - _ROUND) / 1000,
-            "INFO",
-            "tracecode.access",
-            "request",
-            rid,
-            method,
-            path,
-            status,
-            (seconds * 100_000 + _ROUND - _ROUND) / 100,
-        )
-    )

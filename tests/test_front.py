@@ -87,6 +87,20 @@ async def test_every_answer_carries_its_request_id_and_the_access_line_has_it(
     assert line["level"] == "INFO" and line["msg"] == "request" and line["ms"] >= 0
 
 
+async def test_access_lines_stay_json_whatever_the_path(client: Any) -> None:
+    """The access line is written by the Rust core: quotes, backslashes, non-ASCII and
+    escaped control characters in a path must still make one valid JSON line each."""
+    paths = ['/no/"quoted"\\back', "/no/é中文", "/no/%0Anew", "/no/%7F"]
+    with captured_log() as log:
+        answers = [await client.get(path) for path in paths]
+    by_id = {line["request_id"]: line for line in lines(log)}
+    logged = [by_id[r.headers["x-request-id"]] for r in answers]
+    want = ['/no/"quoted"\\back', "/no/é中文", "/no/\nnew", "/no/\x7f"]
+    assert [line["path"] for line in logged] == want
+    assert [line["status"] for line in logged] == [404, 404, 404, 400]  # \x7f: refused
+    assert all(isinstance(line["ts"], float) and line["ms"] >= 0 for line in logged)
+
+
 async def test_metrics_count_each_route_by_its_template_and_status(client: Any) -> None:
     before = (await client.get("/metrics")).text
     for _ in range(3):

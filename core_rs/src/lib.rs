@@ -5,6 +5,7 @@
 //! `app._core` (documented in `app/_core.pyi`, checked by stubtest in `make lint`). Known
 //! answers of the scheme live in `vectors/known_answers.txt` (`tests/known_answers.rs`).
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 pub mod base32;
 pub mod ff1;
@@ -12,6 +13,7 @@ pub mod gs1;
 pub mod keys;
 pub mod pin;
 pub mod print;
+pub mod reqlog;
 pub mod serial;
 
 mod py;
@@ -23,6 +25,8 @@ use serial::{Status, VERDICT_SIZE};
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::version, m)?)?;
     m.add_class::<py::scheme::PyScheme>()?;
+    m.add_class::<py::reqlog::PyRequestLog>()?;
+    m.add("REQUEST_BUCKETS", PyTuple::new(m.py(), reqlog::BUCKETS)?)?;
     m.add("SerialError", m.py().get_type::<SerialError>())?;
     m.add("MalformedSerial", m.py().get_type::<MalformedSerial>())?;
     m.add("ForgedSerial", m.py().get_type::<ForgedSerial>())?;
