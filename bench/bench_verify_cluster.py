@@ -22,6 +22,10 @@ Each variant gets a warm-up on codes of its own, then ``taskset -c 1 wrk -t1 -c6
 with loadtests/verify.lua against the two APIs' /v1/verify in alternating slices (``--slices``
 per variant, ``--duration`` split among them), every slice on fresh codes of its own: both
 variants see the same machine (a shared host's speed drifts by tens of percent within seconds).
+After each slice its variant's record queue is drained before the next slice starts, so that
+neither variant's flushing runs in the other's slice (the single Redis's flusher, behind at the
+end of its slice, used to take the services' core during the cluster's); how long the backlogs
+took is printed.
 Requests/s are over all slices of a variant, percentiles of the merged latency distribution
 (``bench_verify.merge``). The CPU time each API process used in its slices (``bench_verify.wrk``
 with ``server``) is printed per request: where other work takes the API's core too, the ratio
@@ -63,6 +67,15 @@ def queued(url: str, namespace: str) -> int:
         return sum(int(client.llen(queue)) for queue, _ in records.queues(client, namespace))
     finally:
         client.close()
+
+
+def redis_cpu(clients: list[Any]) -> float:
+    """CPU seconds the Redis servers of ``clients`` have used (their own INFO cpu)."""
+    total = 0.0
+    for client in clients:
+        cpu = client.info("cpu")
+        total += float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return total
 
 
 def drain(url: str, namespace: str, timeout: float = 180) -> float:
@@ -214,8 +227,17 @@ def measure(
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
     serials: dict[str, list[str]] = {name: [] for name in urls}
     since = datetime.now(UTC)
+    between = dict.fromkeys(urls, 0.0)  # seconds each variant's backlog took after its slices
+    from app.redisconn import connect_sync
+
+    servers = {
+        "single": [connect_sync(redis_urls["single"])],
+        "cluster": [node.client() for node in cluster.nodes],
+    }
+    used = dict.fromkeys(urls, 0.0)  # CPU seconds of each variant's Redis servers in its slices
     for k in range(args.slices):
         for i, name in enumerate(urls):
+            before = redis_cpu(servers[name])
             mine = codes[(2 * k + i) * chunk : (2 * k + i + 1) * chunk]
             serials[name] += [line.split(",", 1)[0] for line in mine]
             part = stack.var / f"bench-cluster-{name}-{k}.csv"
@@ -231,6 +253,8 @@ def measure(
                     server=pids[name],
                 )
             )
+            used[name] += redis_cpu(servers[name]) - before
+            between[name] += drain(redis_urls[name], ns)  # not in the other variant's slice
     drained = {name: drain(redis_urls[name], ns) for name in urls}
     single, on_cluster = merge(runs["single"]), merge(runs["cluster"])
 
@@ -256,6 +280,13 @@ def measure(
         f"cluster {cost['cluster']:.0f} us; single/cluster {cost['single'] / cost['cluster']:.3f} "
         "(the throughput ratio the API's core would give were it the only limit)"
     )
+    redis_cost = {
+        n: 1e6 * used[n] / r["requests"] for n, r in (("single", single), ("cluster", on_cluster))
+    }
+    print(
+        f"  Redis CPU per request (its servers' own count, every slice): single "
+        f"{redis_cost['single']:.0f} us, cluster {redis_cost['cluster']:.0f} us (six servers)"
+    )
     ratio = on_cluster["rps"] / single["rps"]
     ok = ratio >= 0.9
     print(
@@ -272,7 +303,8 @@ def measure(
         print(
             f"records {name}: {answered:,} answered ({non200:,} non-200, "
             f"genuine {int(merged['genuine']):,}, suspicious {int(merged['suspicious']):,}), "
-            f"{rows:,} rows stored, drained {drained[name]:.1f} s after wrk; "
+            f"{rows:,} rows stored; backlog flushed after its slices in {between[name]:.1f} s "
+            f"in all ({drained[name]:.1f} s at the end); "
             + ("none lost" if lost == 0 else f"{lost:,} MISSING")
             + (
                 f" ({rows - answered:,} more rows than answers: requests in flight when a "
