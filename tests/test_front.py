@@ -18,6 +18,7 @@ import httpx
 import pytest
 from litestar import get
 
+from app._core import RequestLog
 from app.config import SettingsError, load_settings
 from app.errors import exception_handlers
 from app.front import Tracecode
@@ -99,6 +100,26 @@ async def test_access_lines_stay_json_whatever_the_path(client: Any) -> None:
     assert [line["path"] for line in logged] == want
     assert [line["status"] for line in logged] == [404, 404, 404, 400]  # \x7f: refused
     assert all(isinstance(line["ts"], float) and line["ms"] >= 0 for line in logged)
+
+
+def test_a_path_python_cannot_encode_is_logged_with_a_replacement_character() -> None:
+    """A lone surrogate (undecodable bytes kept by ``surrogateescape``) cannot be UTF-8: the
+    request log writes U+FFFD in its place rather than fail the request."""
+    log = RequestLog()
+    assert not log.done("r-1", "GET", "/a\udc80b", "unmatched", 404, 0.002, 1.0, True)
+    (line,) = [json.loads(raw) for raw in log.take().splitlines()]
+    path = line["path"]  # the surrogate's bytes, each as U+FFFD
+    assert path[:2] == "/a" and path[-1] == "b" and set(path[2:-1]) == {"\ufffd"}
+    assert line["status"] == 404 and line["ms"] == 2.0
+    assert log.take() == b""
+    ((method, route, statuses, buckets, total),) = log.series()
+    assert (method, route, statuses, sum(buckets), total) == (
+        "GET",
+        "unmatched",
+        [(404, 1)],
+        1,
+        0.002,
+    )
 
 
 async def test_metrics_count_each_route_by_its_template_and_status(client: Any) -> None:
