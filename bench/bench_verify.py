@@ -396,7 +396,7 @@ def main() -> int:
             f"issue 21 target <= 15 ms: {'met' if verify['p99_ms'] <= 15 else 'MISSED'})"
         )
         if bare:
-            ok_ratio = ok_ratio and report_bare(bare, ping, verify)
+            ok_ratio = report_bare(bare, ping, verify) and ok_ratio  # printed either way
         stored = sum(records.values())
         lost = max(answered - stored, 0)
         print(
