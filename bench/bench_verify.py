@@ -182,7 +182,8 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class QueueWatch(threading.Thread):
-    """Samples the length of the verification record queue (write-behind lag) every 0.5 s."""
+    """Samples the length of the verification record queue every 0.5 s: the rounds whose records
+    wait to be stored (write-behind lag; a round's records are one list element)."""
 
     def __init__(self, redis_url: str, key: str) -> None:
         super().__init__(daemon=True)
@@ -205,7 +206,7 @@ class QueueWatch(threading.Thread):
         started = time.monotonic()
         while self.length() > 0:
             if time.monotonic() - started > timeout:
-                raise RuntimeError(f"the record queue still holds {self.length()} records")
+                raise RuntimeError(f"the record queue still holds {self.length()} rounds")
             time.sleep(0.2)
         return time.monotonic() - started
 
@@ -402,7 +403,7 @@ def main() -> int:
         print(
             f"records: {answered:,} verify requests answered, {stored:,} rows in verifications "
             f"({', '.join(f'{k} {v:,}' for k, v in sorted(records.items()))}); queue peak "
-            f"{watch.peak:,}, drained {drained:.1f} s after wrk; "
+            f"{watch.peak:,} rounds, drained {drained:.1f} s after wrk; "
             + ("none lost" if lost == 0 else f"{lost:,} MISSING")
             + (
                 f" ({stored - answered} more rows than answers: requests in flight at the end)"

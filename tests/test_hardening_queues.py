@@ -325,6 +325,80 @@ async def test_a_poison_verification_record_is_dead_lettered_and_the_others_stor
     assert after["verifications"] == before["verifications"] + 2
 
 
+async def test_a_round_of_verifications_is_one_queued_element_flushed_whole(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    settings: Any,
+    lenient_verifier: Any,
+    autocommit: Any,
+) -> None:
+    """Concurrent verifications are queued by round: one list element, a record per line. A
+    flush takes whole elements even past its limit, and a poison record inside an element is
+    dead-lettered alone while its round-mates are stored."""
+    import asyncio
+    import json
+    import secrets
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    token = secrets.token_hex(4)
+    serials = await _activated(client, login, demo, app, 16)
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    queue = f"{settings.redis_namespace}:verif:queue"
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):  # earlier tests' records
+            pass
+    before = await _dead_letters(client)
+
+    async def verify(i: int) -> None:
+        serial = serials[i]
+        body = {"serial": serial, "pin": app.state.scheme.pin(serial), "client_id": f"{token}-{i}"}
+        response = await client.post("/v1/verify", json=body)
+        assert response.status_code == 200, response.text
+
+    await asyncio.gather(*(verify(i) for i in range(16)))
+    elements = sync_redis.lrange(queue, 0, -1)
+    lines = [line for element in elements for line in element.split(b"\n")]
+    assert sorted(json.loads(line)["client_id"] for line in lines) == sorted(
+        f"{token}-{i}" for i in range(16)
+    )
+    assert len(elements) < 16, "each verification was queued alone: no rounds"
+
+    # the same records as one element with a record PostgreSQL refuses (a NUL) among them
+    nul = json.dumps(
+        {
+            "at": "2026-11-30T10:00:00Z",
+            "record_key": secrets.token_hex(16),
+            "serial": "AB\u0000CD",
+            "client_id": f"{token}-nul",
+            "pin_given": False,
+            "result": "not_genuine",
+            "reason": "malformed",
+            "queries": 0,
+        }
+    ).encode()
+    sync_redis.delete(queue)
+    sync_redis.lpush(queue, b"\n".join([*lines[:7], nul, *lines[7:]]))
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        assert records.flush(sync_redis, pg, settings.redis_namespace, limit=1) == 17
+    assert records.pending(sync_redis, settings.redis_namespace) == 0
+    stored = await (
+        await autocommit.execute(
+            "SELECT client_id FROM verifications WHERE client_id LIKE %s ORDER BY client_id",
+            (f"{token}-%",),
+        )
+    ).fetchall()
+    assert sorted(r["client_id"] for r in stored) == sorted(f"{token}-{i}" for i in range(16))
+    buried = (await _buried(autocommit, "verifications"))[-1:]
+    assert [payload for payload, _ in buried] == [nul]
+    assert (await _dead_letters(client))["verifications"] == before["verifications"] + 1
+
+
 async def test_a_poison_stock_delta_is_dead_lettered_and_the_others_folded(
     client: Any, autocommit: Any
 ) -> None:

@@ -166,8 +166,8 @@ def _stored(settings: Any, pattern: str) -> dict[str, tuple[str, str, int]]:
 
 
 def _queued_client_ids(server: RedisServer, namespace: str) -> list[str]:
-    raw = server.client().lrange(rebuild.queue_key(namespace), 0, -1)
-    return [msgspec.json.decode(r)["client_id"] for r in raw]
+    raw = server.client().lrange(rebuild.queue_key(namespace), 0, -1)  # a round per element
+    return [msgspec.json.decode(line)["client_id"] for r in raw for line in r.split(b"\n")]
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """Write-behind of verification records (Redis list → PostgreSQL) and the alert rules (V3, V4).
 
-The API pushes each record onto a Redis list in the same script that counts it. ``flush`` moves
-the oldest records into PostgreSQL in one statement and only then trims them from the list, so
-a crash between the two re-flushes records, which the unique record key turns into no-ops.
+The API pushes a round's records onto a Redis list in the same script that counts them, as ONE
+element, a record per line (JSON text holds no raw newline; an element of one record, as an
+older API pushed, reads the same). ``flush`` moves the oldest elements' records into PostgreSQL
+in one statement and only then trims those elements from the list, so a crash between the two
+re-flushes records, which the unique record key turns into no-ops.
 A Redis lock lets one flusher run at a time. On a Redis Cluster each shard has its own queue and
 lock (``app.redisconn``): the flusher takes the queues in turn, and several workers flush
 different shards at once.
@@ -24,6 +26,7 @@ from app.deadletters import VERIFICATIONS, bisect, bury, reason_of
 from app.redisconn import AnySyncRedis, is_cluster, shard_tags
 
 FLUSH_LOCK_MS = 30_000
+WINDOW = 64  # queued elements (rounds) read at a time; a round holds up to 500 records
 
 # json, not jsonb: the records are read once, field by field; building the jsonb value of a
 # batch first cost PostgreSQL ~10 µs a record, json_to_recordset ~7 (of ~20 for the insert).
@@ -72,8 +75,9 @@ def queues(client: AnySyncRedis, namespace: str) -> list[tuple[str, str]]:
 def flush(
     client: AnySyncRedis, conn: psycopg.Connection[Any], namespace: str, limit: int = 5000
 ) -> int:
-    """Move up to ``limit`` queued records of each queue into PostgreSQL; return how many were
-    taken. On a cluster only the queues holding records are visited (one LLEN of each first)."""
+    """Move the oldest queued records of each queue into PostgreSQL, whole rounds (elements)
+    until ``limit`` records or more, and at least one; return how many records were taken. On a
+    cluster only the queues holding records are visited (one LLEN of each first)."""
     pairs = queues(client, namespace)
     if len(pairs) > 1:
         pipe = client.pipeline(transaction=False)
@@ -86,15 +90,26 @@ def flush(
 def _flush_queue(
     client: AnySyncRedis, conn: psycopg.Connection[Any], queue: str, lock: str, limit: int
 ) -> int:
-    """Up to ``limit`` records of one queue into PostgreSQL, under its lock."""
+    """The oldest elements of one queue, up to ``limit`` records, into PostgreSQL, under its
+    lock."""
     if not client.set(lock, "1", nx=True, px=FLUSH_LOCK_MS):
         return 0
     try:
-        raw = client.lrange(queue, -limit, -1)
+        raw: list[bytes] = []
+        taken = 0  # elements, counted from the tail (the oldest); pushes at the head move none
+        while len(raw) < limit:
+            window = client.lrange(queue, -taken - WINDOW, -taken - 1)
+            for element in reversed(window):  # the oldest first
+                raw.extend(element.split(b"\n"))
+                taken += 1
+                if len(raw) >= limit:
+                    break
+            if len(window) < WINDOW:
+                break
         if not raw:
             return 0
         bisect(raw, lambda part: _store(conn, part), lambda one, exc: _dead(conn, one, exc))
-        client.ltrim(queue, 0, -len(raw) - 1)
+        client.ltrim(queue, 0, -taken - 1)
         return len(raw)
     finally:
         client.delete(lock)
@@ -140,5 +155,6 @@ def raise_alerts(conn: psycopg.Connection[Any], stored: list[Any]) -> None:
 
 
 def pending(client: AnySyncRedis, namespace: str) -> int:
-    """The records waiting in the queue (in all of them, on a cluster)."""
+    """The queued elements (rounds of records) waiting, in all queues on a cluster: 0 when
+    every queued record is stored."""
     return sum(int(client.llen(queue)) for queue, _ in queues(client, namespace))
