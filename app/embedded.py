@@ -167,12 +167,18 @@ def start_redis(var: Path) -> str:
                     f"pidfile {directory / 'redis.pid'}",
                     f"logfile {directory / 'redis.log'}",
                     f"dir {directory}",
-                    "save 60 1000",
                     # the verification records wait in Redis until a worker stores them: an
                     # append-only file keeps them over a crash (a killed Redis loses nothing it
                     # answered; everysec: at most a second on a machine crash)
                     "appendonly yes",
                     "appendfsync everysec",
+                    # and it is the only copy on disk: no RDB snapshots, and the file rewritten
+                    # from 256 MB (not 64): at a verification peak the file grows several MB a
+                    # second, and each snapshot or rewrite forks Redis and copies its data —
+                    # every few seconds with the defaults, ~20% of Redis's CPU per verification
+                    # (bench/RESULTS.md, issue 21, 2026-12-02)
+                    'save ""',
+                    "auto-aof-rewrite-min-size 256mb",
                     "",
                 ]
             )

@@ -69,6 +69,18 @@ def private_redis() -> Iterator[PrivateRedis]:
         shutil.rmtree(var, ignore_errors=True)
 
 
+def test_the_embedded_redis_keeps_its_data_in_the_append_only_file_alone(
+    private_redis: PrivateRedis,
+) -> None:
+    """The append-only file, fsynced every second, is the embedded Redis's one copy on disk: no
+    RDB snapshots, and no rewrite of the file before 256 MB — each forks Redis, and at a
+    verification peak the defaults forked it every few seconds."""
+    config = redis_sync.Redis.from_url(private_redis.url).config_get("*")
+    assert (config["appendonly"], config["appendfsync"]) == ("yes", "everysec")
+    assert config["save"] == ""
+    assert int(config["auto-aof-rewrite-min-size"]) == 256 * 1024 * 1024
+
+
 async def test_redis_killed_during_verifications(
     client: Any, login: Any, demo: Any, app: Any, settings: Any, private_redis: PrivateRedis
 ) -> None:
