@@ -76,14 +76,15 @@ _REDIS_DOWN = UNAVAILABLE
 # live in other shards, so they were counted before, by ``_RATE``, and only the verifications
 # within the limit are sent here. On one server ARGV[9] is absent: the keys are untagged.
 #
-# Redis commands are the script's cost, so it makes few: the rate-limit counter of each client
-# address once per round (INCRBY by the round's verifications from it; the n-th of them counts
-# as the n-th of the minute), the query counter and the first query in one hash (HINCRBY, then
-# HSET on the first query or HMGET on a repeat), and the round's records as ONE list element
-# at the end, one record per line (``app.verify.records`` splits them; JSON text has no raw
-# newline): a list element per record cost Redis ~10% of the script's time in the list's
-# inserts and the append-only file's copy of a 40-argument LPUSH. A genuine first query: TTL,
-# DEL, HINCRBY, HSET, plus its share of one INCRBY and one LPUSH.
+# The script's cost is per verification (its Lua work, then its commands), so it makes few
+# commands: the rate-limit counter of each client address once per round (INCRBY by the
+# round's verifications from it; the n-th of them counts as the n-th of the minute), the query
+# counter and the first query in one hash (HINCRBY, then HSET on the first query or HMGET on a
+# repeat), and the round's records as ONE list element at the end, one record per line
+# (``app.verify.records`` splits them; JSON text has no raw newline): an element per record
+# cost ~10% of the script's time in the list's inserts and the append-only file's copy of a
+# 40-argument LPUSH. A genuine first query: TTL, DEL, HINCRBY, HSET, plus its share of one
+# INCRBY and one LPUSH.
 _SCRIPT = """
 local ns, minute = ARGV[1], ARGV[2]
 local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
