@@ -257,6 +257,33 @@ async def autocommit(settings: Any) -> Any:
     await conn.close()
 
 
+def _nul_record(token: str) -> bytes:
+    """A verification record PostgreSQL refuses (a NUL in a string), as the API queued one
+    before the edge refused control characters."""
+    import json
+    import secrets
+
+    return json.dumps(
+        {
+            "at": "2026-11-30T10:00:00Z",
+            "record_key": secrets.token_hex(16),
+            "serial": "AB\u0000CD",
+            "client_id": f"{token}-nul",
+            "pin_given": False,
+            "result": "not_genuine",
+            "reason": "malformed",
+            "queries": 0,
+        }
+    ).encode()
+
+
+async def _verify(client: Any, app: Any, serial: str, client_id: str) -> None:
+    """A verification with the right PIN, answered 200."""
+    body = {"serial": serial, "pin": app.state.scheme.pin(serial), "client_id": client_id}
+    response = await client.post("/v1/verify", json=body)
+    assert response.status_code == 200, response.text
+
+
 async def test_a_poison_verification_record_is_dead_lettered_and_the_others_stored(
     client: Any,
     login: Any,
@@ -266,7 +293,6 @@ async def test_a_poison_verification_record_is_dead_lettered_and_the_others_stor
     lenient_verifier: Any,
     autocommit: Any,
 ) -> None:
-    import json
     import secrets
 
     import psycopg
@@ -281,24 +307,11 @@ async def test_a_poison_verification_record_is_dead_lettered_and_the_others_stor
     queue = f"{settings.redis_namespace}:verif:queue"
 
     async def good(i: int) -> None:
-        serial = serials[i]
-        body = {"serial": serial, "pin": app.state.scheme.pin(serial), "client_id": f"{token}-{i}"}
-        assert (await client.post("/v1/verify", json=body)).status_code == 200
+        await _verify(client, app, serials[i], f"{token}-{i}")
 
     # what the API queued before the edge refused control characters: a NUL in a string, which
     # PostgreSQL refuses in jsonb; and a record that is not JSON at all
-    nul = json.dumps(
-        {
-            "at": "2026-11-30T10:00:00Z",
-            "record_key": secrets.token_hex(16),
-            "serial": "AB\u0000CD",
-            "client_id": f"{token}-nul",
-            "pin_given": False,
-            "result": "not_genuine",
-            "reason": "malformed",
-            "queries": 0,
-        }
-    ).encode()
+    nul = _nul_record(token)
     await good(0)
     await good(1)
     sync_redis.lpush(queue, nul)
@@ -355,13 +368,7 @@ async def test_a_round_of_verifications_is_one_queued_element_flushed_whole(
             pass
     before = await _dead_letters(client)
 
-    async def verify(i: int) -> None:
-        serial = serials[i]
-        body = {"serial": serial, "pin": app.state.scheme.pin(serial), "client_id": f"{token}-{i}"}
-        response = await client.post("/v1/verify", json=body)
-        assert response.status_code == 200, response.text
-
-    await asyncio.gather(*(verify(i) for i in range(16)))
+    await asyncio.gather(*(_verify(client, app, serials[i], f"{token}-{i}") for i in range(16)))
     elements = sync_redis.lrange(queue, 0, -1)
     lines = [line for element in elements for line in element.split(b"\n")]
     assert sorted(json.loads(line)["client_id"] for line in lines) == sorted(
@@ -370,18 +377,7 @@ async def test_a_round_of_verifications_is_one_queued_element_flushed_whole(
     assert len(elements) < 16, "each verification was queued alone: no rounds"
 
     # the same records as one element with a record PostgreSQL refuses (a NUL) among them
-    nul = json.dumps(
-        {
-            "at": "2026-11-30T10:00:00Z",
-            "record_key": secrets.token_hex(16),
-            "serial": "AB\u0000CD",
-            "client_id": f"{token}-nul",
-            "pin_given": False,
-            "result": "not_genuine",
-            "reason": "malformed",
-            "queries": 0,
-        }
-    ).encode()
+    nul = _nul_record(token)
     sync_redis.delete(queue)
     sync_redis.lpush(queue, b"\n".join([*lines[:7], nul, *lines[7:]]))
     with psycopg.connect(settings.database_url, autocommit=True) as pg:
