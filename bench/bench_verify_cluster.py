@@ -1,7 +1,7 @@
 """Verification on a Redis Cluster against a single Redis, side by side (issue 20). Prints numbers.
 
     .venv/bin/python bench/bench_verify_cluster.py [--duration 12s] [--slices 3]
-                                                   [--connections 64] [--count 60000]
+                                                   [--connections 64] [--count 400000]
                                                    [--repeat 20]
 
 Target (issue 20, "Targets"): POST /v1/verify on one API process against a Redis Cluster reaches
@@ -29,9 +29,16 @@ took is printed.
 Requests/s are over all slices of a variant, percentiles of the merged latency distribution
 (``bench_verify.merge``). The CPU time each API process used in its slices (``bench_verify.wrk``
 with ``server``) is printed per request: where other work takes the API's core too, the ratio
-of those costs says what the API's core alone would give. Afterwards both record queues drain
-and the rows of ``verifications`` for each variant's serials are counted: every answered
-verification must be stored, in both.
+of those costs says what the API's core alone would give; so is the CPU of every process by
+kind (API, Redis, PostgreSQL, the flusher's worker, RabbitMQ) and the Redis servers' time in
+each command (INFO commandstats), per request of the variant — where the services' core goes.
+Afterwards both record queues drain and the rows of ``verifications`` for each variant's
+serials are counted: every answered verification must be stored, in both.
+
+``--count`` is large enough that a slice of 4 s at ~16k requests/s never runs out of fresh
+codes (60,000 did: a slice's share wrapped around eight times, most of the single Redis's
+answers became "suspicious" repeat queries and its flusher raised an alert for each — the two
+variants no longer answered the same questions).
 """
 
 from __future__ import annotations
@@ -76,6 +83,43 @@ def redis_cpu(clients: list[Any]) -> float:
         cpu = client.info("cpu")
         total += float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
     return total
+
+
+def command_usec(clients: list[Any]) -> dict[str, float]:
+    """Microseconds the Redis servers of ``clients`` spent in each command (INFO commandstats)."""
+    total: dict[str, float] = {}
+    for client in clients:
+        for name, stats in client.info("commandstats").items():
+            command = name.removeprefix("cmdstat_")
+            total[command] = total.get(command, 0.0) + float(stats["usec"])
+    return total
+
+
+_KINDS = (  # (what a process's command line holds, its kind), first match wins
+    ("granian", "API"),
+    ("redis-server", "Redis"),
+    ("postgres", "PostgreSQL"),
+    ("dramatiq", "worker (flusher)"),
+    ("beam.smp", "RabbitMQ"),
+)
+
+
+def process_cpu() -> dict[int, tuple[int, str]]:
+    """Every process of a kind in ``_KINDS``: pid -> (CPU time in clock ticks, its kind)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        kind = next((k for word, k in _KINDS if word.encode() in command), None)
+        if kind is not None:
+            fields = stat.rsplit(")", 1)[1].split()
+            found[int(entry)] = (int(fields[11]) + int(fields[12]), kind)
+    return found
 
 
 def drain(url: str, namespace: str, timeout: float = 180) -> float:
@@ -160,7 +204,12 @@ def main() -> int:
     parser.add_argument("--duration", default="12s", help="measured time per variant (12s)")
     parser.add_argument("--slices", type=int, default=3, help="alternating runs per variant")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--count", type=int, default=60_000, help="activated codes to prepare")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=400_000,
+        help="activated codes to prepare (enough that no slice runs out of first queries)",
+    )
     parser.add_argument("--repeat", type=int, default=20, help="percent of repeat queries")
     parser.add_argument("--warmup", default="3s")
     parser.add_argument("--api-cpu", default="0", help="taskset CPU of both APIs")
@@ -235,9 +284,13 @@ def measure(
         "cluster": [node.client() for node in cluster.nodes],
     }
     used = dict.fromkeys(urls, 0.0)  # CPU seconds of each variant's Redis servers in its slices
+    commands: dict[str, dict[str, float]] = {name: {} for name in urls}  # µs in each command
+    kinds: dict[str, dict[str, int]] = {name: {} for name in urls}  # clock ticks of each kind
     for k in range(args.slices):
         for i, name in enumerate(urls):
             before = redis_cpu(servers[name])
+            processes = process_cpu()
+            before_commands = command_usec(servers[name])
             mine = codes[(2 * k + i) * chunk : (2 * k + i + 1) * chunk]
             serials[name] += [line.split(",", 1)[0] for line in mine]
             part = stack.var / f"bench-cluster-{name}-{k}.csv"
@@ -254,6 +307,12 @@ def measure(
                 )
             )
             used[name] += redis_cpu(servers[name]) - before
+            for pid, (ticks, kind) in process_cpu().items():
+                spent = ticks - processes.get(pid, (0, kind))[0]
+                kinds[name][kind] = kinds[name].get(kind, 0) + spent
+            for command, usec in command_usec(servers[name]).items():
+                spent = usec - before_commands.get(command, 0.0)
+                commands[name][command] = commands[name].get(command, 0.0) + spent
             between[name] += drain(redis_urls[name], ns)  # not in the other variant's slice
     drained = {name: drain(redis_urls[name], ns) for name in urls}
     single, on_cluster = merge(runs["single"]), merge(runs["cluster"])
@@ -287,6 +346,24 @@ def measure(
         f"  Redis CPU per request (its servers' own count, every slice): single "
         f"{redis_cost['single']:.0f} us, cluster {redis_cost['cluster']:.0f} us (six servers)"
     )
+    for n, r in (("single", single), ("cluster", on_cluster)):
+        spent = sorted(commands[n].items(), key=lambda item: -item[1])
+        print(
+            f"  Redis time in commands per request, {n}: "
+            f"{sum(commands[n].values()) / r['requests']:.1f} us ("
+            + ", ".join(f"{c} {u / r['requests']:.1f}" for c, u in spent[:6] if u > 0)
+            + ")"
+        )
+    tick = os.sysconf("SC_CLK_TCK")
+    for n, r in (("single", single), ("cluster", on_cluster)):
+        print(
+            f"  CPU per request by process kind, {n} (both variants' processes, in its slices; "
+            "wrk not counted): "
+            + ", ".join(
+                f"{kind} {1e6 * ticks / tick / r['requests']:.1f} us"
+                for kind, ticks in sorted(kinds[n].items(), key=lambda item: -item[1])
+            )
+        )
     ratio = on_cluster["rps"] / single["rps"]
     ok = ratio >= 0.9
     print(

@@ -417,6 +417,59 @@ def _stored(settings: Any, pattern: str) -> dict[str, tuple[str, str, int]]:
     return stored
 
 
+async def test_one_flush_stores_every_shards_records_in_one_statement(
+    cluster: LocalCluster, settings: Any, client: Any
+) -> None:
+    """Records in every shard's queue (two rounds of two records each) reach PostgreSQL in ONE
+    flush, one transaction (every row the same xmin) — a statement per shard cost the services'
+    core more than the cluster itself; a queue whose lock another flusher holds is left alone,
+    and flushed once the lock is gone."""
+    ns, token = settings.redis_namespace, secrets.token_hex(4)
+    queued = connect_sync(cluster.url)
+    pairs = records.queues(queued, ns)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(queued, pg, ns):  # earlier tests' records
+            pass
+
+        def record(shard: int, n: int) -> bytes:
+            return msgspec.json.encode(
+                {
+                    "at": "2026-12-02T13:00:00Z",
+                    "record_key": secrets.token_hex(16),
+                    "serial": f"S{shard}-{n}",
+                    "client_id": f"{token}-{shard}-{n}",
+                    "pin_given": False,
+                    "result": "not_genuine",
+                    "reason": "malformed",
+                    "queries": 0,
+                }
+            )
+
+        for shard, (queue, _) in enumerate(pairs):
+            for first in (0, 2):
+                queued.lpush(queue, record(shard, first) + b"\n" + record(shard, first + 1))
+        busy_queue, busy_lock = pairs[5]
+        queued.set(busy_lock, "another flusher", px=60_000)
+
+        assert records.flush(queued, pg, ns) == 4 * (SHARDS - 1)
+        rows = pg.execute(
+            "SELECT client_id, xmin::text FROM verifications WHERE client_id LIKE %s",
+            (f"{token}-%",),
+        ).fetchall()
+        assert sorted(r[0] for r in rows) == sorted(
+            f"{token}-{shard}-{n}" for shard in range(SHARDS) if shard != 5 for n in range(4)
+        )
+        assert len({r[1] for r in rows}) == 1  # one transaction
+        assert [queued.llen(q) for q, _ in pairs if q != busy_queue] == [0] * (SHARDS - 1)
+        assert queued.llen(busy_queue) == 2 and queued.get(busy_lock) == b"another flusher"
+        assert not any(queued.exists(lock) for _, lock in pairs if lock != busy_lock)
+
+        queued.delete(busy_lock)
+        assert records.flush(queued, pg, ns) == 4
+    assert len(_stored(settings, f"{token}-%")) == 4 * SHARDS
+    assert records.pending(queued, ns) == 0
+
+
 class Load:
     """Twelve clients verifying codes (with their PINs) through the cluster app, each verification
     with a client id of its own (``{token}-{n}``); ``reached`` is set once ``at`` are answered."""

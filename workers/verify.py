@@ -1,7 +1,10 @@
 """Verification write-behind: each worker process drains the Redis record queue into PostgreSQL.
 
-A middleware thread flushes every half second (at once again while the queue is long), and once
-more when the worker stops. Flushing is idempotent and one flusher runs at a time (Redis lock).
+A middleware thread flushes every half second while the queue is empty, a twentieth of a second
+after a pass that found fewer than a full batch (a peak's records gather into batches of
+hundreds: every statement, commit and Redis round trip of a pass is paid per pass), at once
+again while the queue is longer than a batch, and once more when the worker stops. Flushing is
+idempotent and one flusher takes a queue at a time (Redis lock).
 The queue is in the Redis of hot state (``app.jobs.redis_client``), whichever broker carries
 the jobs.
 """
@@ -21,7 +24,9 @@ from app.jobs import redis_client, settings
 from app.verify.records import flush
 
 log = logging.getLogger("tracecode.flusher")
-INTERVAL = 0.5
+INTERVAL = 0.5  # seconds between passes while there is nothing to flush
+GATHER = 0.05  # seconds after a pass of fewer than BATCH records
+BATCH = 5000  # records a pass takes at most (``flush``'s limit)
 
 
 class VerificationFlusher(Middleware):
@@ -36,7 +41,7 @@ class VerificationFlusher(Middleware):
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(db_url, autocommit=True)
-                moved = flush(client, conn, settings.redis_namespace)
+                moved = flush(client, conn, settings.redis_namespace, BATCH)
             except Exception:  # keep flushing after a database or Redis hiccup
                 log.exception("flushing verification records failed")
                 moved, conn = 0, None
@@ -44,6 +49,8 @@ class VerificationFlusher(Middleware):
                 break
             if moved == 0:
                 self._stop.wait(INTERVAL)
+            elif moved < BATCH and not self._stop.is_set():
+                self._stop.wait(GATHER)
         if conn is not None:
             conn.close()
 

@@ -5,9 +5,9 @@ element, a record per line (JSON text holds no raw newline; an element of one re
 older API pushed, reads the same). ``flush`` moves the oldest elements' records into PostgreSQL
 in one statement and only then trims those elements from the list, so a crash between the two
 re-flushes records, which the unique record key turns into no-ops.
-A Redis lock lets one flusher run at a time. On a Redis Cluster each shard has its own queue and
-lock (``app.redisconn``): the flusher takes the queues in turn, and several workers flush
-different shards at once.
+A Redis lock lets one flusher take a queue at a time. On a Redis Cluster each shard has its own
+queue and lock (``app.redisconn``): a flush takes every queue holding records whose lock it
+gets, in one statement, and several workers flush at once the shards the others left.
 
 A record PostgreSQL refuses (a NUL in a string, a value out of range, not JSON at all) must not
 stop the others: when the batch fails for a reason of its data, it is written in halves down to
@@ -75,44 +75,67 @@ def queues(client: AnySyncRedis, namespace: str) -> list[tuple[str, str]]:
 def flush(
     client: AnySyncRedis, conn: psycopg.Connection[Any], namespace: str, limit: int = 5000
 ) -> int:
-    """Move the oldest queued records of each queue into PostgreSQL, whole rounds (elements)
-    until ``limit`` records or more, and at least one; return how many records were taken. On a
-    cluster only the queues holding records are visited (one LLEN of each first)."""
+    """Move the oldest queued records into PostgreSQL in ONE statement: whole rounds (elements)
+    of every queue holding any — on a cluster one per shard, each under its own lock — until
+    ``limit`` records or past it by one round, and at least one; return how many records were
+    taken. The Redis commands of a step go out as one pipeline (per master on a cluster): a
+    pass costs a few round trips and one INSERT however many shards hold records. Flushing the
+    24 shard queues one by one, each with its own statement and commit, cost the services' core
+    more than the cluster's six servers did (bench/RESULTS.md, issue 20)."""
     pairs = queues(client, namespace)
-    if len(pairs) > 1:
+    if len(pairs) > 1:  # a cluster: only the queues holding records
         pipe = client.pipeline(transaction=False)
         for queue, _ in pairs:
             pipe.llen(queue)
         pairs = [pair for pair, n in zip(pairs, pipe.execute(), strict=True) if n]
-    return sum(_flush_queue(client, conn, queue, lock, limit) for queue, lock in pairs)
-
-
-def _flush_queue(
-    client: AnySyncRedis, conn: psycopg.Connection[Any], queue: str, lock: str, limit: int
-) -> int:
-    """The oldest elements of one queue, up to ``limit`` records, into PostgreSQL, under its
-    lock."""
-    if not client.set(lock, "1", nx=True, px=FLUSH_LOCK_MS):
+    if not pairs:
         return 0
+    pipe = client.pipeline(transaction=False)
+    for _, lock in pairs:
+        pipe.set(lock, "1", nx=True, px=FLUSH_LOCK_MS)
+    held = [pair for pair, locked in zip(pairs, pipe.execute(), strict=True) if locked]
     try:
-        raw: list[bytes] = []
-        taken = 0  # elements, counted from the tail (the oldest); pushes at the head move none
-        while len(raw) < limit:
-            window = client.lrange(queue, -taken - WINDOW, -taken - 1)
-            for element in reversed(window):  # the oldest first
-                raw.extend(element.split(b"\n"))
-                taken += 1
-                if len(raw) >= limit:
-                    break
-            if len(window) < WINDOW:
-                break
-        if not raw:
-            return 0
-        bisect(raw, lambda part: _store(conn, part), lambda one, exc: _dead(conn, one, exc))
-        client.ltrim(queue, 0, -taken - 1)
+        raw, taken = _take(client, [queue for queue, _ in held], limit)
+        if raw:
+            bisect(raw, lambda part: _store(conn, part), lambda one, exc: _dead(conn, one, exc))
+            pipe = client.pipeline(transaction=False)
+            for queue, elements in taken.items():
+                if elements:
+                    pipe.ltrim(queue, 0, -elements - 1)
+            pipe.execute()
         return len(raw)
     finally:
-        client.delete(lock)
+        if held:
+            pipe = client.pipeline(transaction=False)
+            for _, lock in held:
+                pipe.delete(lock)
+            pipe.execute()
+
+
+def _take(
+    client: AnySyncRedis, queues: list[str], limit: int
+) -> tuple[list[bytes], dict[str, int]]:
+    """The records of the oldest elements of ``queues``, up to ``limit`` (past it by one round),
+    and how many elements were read from each (counted from the tail, the oldest: pushes at the
+    head move none). Read a window of ``WINDOW`` elements of every queue at a time."""
+    raw: list[bytes] = []
+    taken = dict.fromkeys(queues, 0)
+    reading = queues
+    while reading and len(raw) < limit:
+        pipe = client.pipeline(transaction=False)
+        for queue in reading:
+            pipe.lrange(queue, -taken[queue] - WINDOW, -taken[queue] - 1)
+        more = []
+        for queue, window in zip(reading, pipe.execute(), strict=True):
+            for element in reversed(window):  # the oldest first
+                if len(raw) >= limit:
+                    break
+                raw.extend(element.split(b"\n"))
+                taken[queue] += 1
+            if len(window) == WINDOW:
+                more.append(queue)
+        reading = more
+    return raw, taken
 
 
 def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
