@@ -267,6 +267,80 @@ async def test_round_calls_survive_a_script_flush_and_closed_connections(
     assert not _strays(cluster)
 
 
+async def test_a_shard_its_master_does_not_serve_is_answered_on_its_own(
+    on_cluster: OnCluster,
+    cluster: LocalCluster,
+    client: Any,
+    login: Any,
+    demo: Any,
+    settings: Any,
+    monkeypatch: Any,
+) -> None:
+    """A round's shards on one master go in ONE script call (``_PerMaster``): a round over all
+    24 shards is four script runs — one per master, and the rate limit. When the client's
+    slot map is stale (a slot moved) and the call lists a shard that master does not serve, the
+    script leaves that shard untouched (it probes each shard's queue before writing anything)
+    and answers it ``moved``; the shard is sent again on its own through the cluster client.
+    Every verification is answered through Redis and counted once; nothing lands outside its
+    slot."""
+    from app.codes.batches import code_id
+    from app.redisconn import code_shard
+    from app.verify.schemas import VerifyIn
+
+    app = on_cluster.app
+    verifier, scheme = app.state.verifier, app.state.scheme
+    serials = await _codes(app, client, login, demo, 3 * SHARDS)
+    by_shard: dict[int, list[str]] = {}
+    for serial in serials:
+        batch_no, index, _ = scheme.verify(serial)
+        by_shard.setdefault(code_shard(code_id(batch_no, index)), []).append(serial)
+    token = secrets.token_hex(4)
+
+    async def verify(serials: list[str], tag: str) -> list[Any]:
+        """One round of ``serials`` (in this order: each waits for the round it started)."""
+        return await asyncio.gather(
+            *(
+                verifier.verify(
+                    VerifyIn(serial=s, pin=scheme.pin(s), client_id=f"{token}-{tag}-{i}"),
+                    "10.9.8.7",
+                    "test",
+                )
+                for i, s in enumerate(serials)
+            )
+        )
+
+    def scripts_run() -> int:
+        stats = [m.client().info("commandstats").get("cmdstat_evalsha") for m in cluster.masters()]
+        return sum(int(s["calls"]) for s in stats if s)
+
+    firsts = await verify([group[0] for group in by_shard.values()], "warm")  # slot map read
+    assert {a.queries for a in firsts} == {1}
+    before = scripts_run()
+    seconds = await verify([group[1] for group in by_shard.values()], "round")
+    assert {a.queries for a in seconds} == {1}
+    assert len(by_shard) == SHARDS and scripts_run() - before == 3 + 1
+    calls = verifier._shards
+    node_of = {shard: calls._master(shard) for shard in by_shard}
+    home = next(iter(by_shard))
+    away = next(s for s in by_shard if node_of[s].name != node_of[home].name)
+    monkeypatch.setattr(calls, "_master", lambda s: node_of[home if s == away else s])
+    again: list[dict[int, Any]] = []
+    through_client = calls._through_client
+
+    async def counted(*args: Any) -> Any:
+        again.append(dict(args[2]))
+        return await through_client(*args)
+
+    monkeypatch.setattr(calls, "_through_client", counted)
+    answers = await verify([by_shard[home][0], by_shard[away][0]], "stale")
+    assert [(a.reason, a.queries) for a in firsts[:1]] == [("never_shipped", 1)]
+    assert [(a.reason, a.queries) for a in answers] == [("never_shipped", 2)] * 2
+    assert [list(failed) for failed in again] == [[away]]  # only the shard not served there
+    assert isinstance(again[0][away], redis.exceptions.TryAgainError)  # the script's "moved"
+    assert not _stored(settings, f"{token}-%")  # every one queued in Redis, none stored directly
+    assert not _strays(cluster)
+
+
 async def test_a_cluster_client_failure_is_answered_from_postgres(
     on_cluster: OnCluster, client: Any, login: Any, demo: Any, settings: Any, monkeypatch: Any
 ) -> None:
