@@ -170,6 +170,14 @@ async def test_wrong_pins_lock_the_code_until_the_lockout_expires(
     await asyncio.sleep(2.2)
     assert (await _verify(client, serial, right))["reason"] == "first_query"
 
+    other = scheme.serial(batch_no, 5)  # a right PIN forgets the wrong ones before it
+    assert (await _verify(client, other, wrong))["pin_attempts_left"] == 2
+    assert (await _verify(client, other, wrong))["pin_attempts_left"] == 1
+    assert (await _verify(client, other, scheme.pin(other)))["reason"] == "first_query"
+    assert (await _verify(client, other, wrong))["pin_attempts_left"] == 2
+    without_pin = await _verify(client, other, None)
+    assert (without_pin["result"], without_pin["queries"]) == ("unconfirmed", 1)
+
 
 async def test_rate_limit_per_client_ip(client: Any, app: Any, verifier_with: Any) -> None:
     verifier_with(verify_rate_limit=3)
