@@ -81,6 +81,35 @@ def test_the_embedded_redis_keeps_its_data_in_the_append_only_file_alone(
     assert int(config["auto-aof-rewrite-min-size"]) == 256 * 1024 * 1024
 
 
+def test_a_restarted_embedded_redis_compacts_a_grown_append_only_file(
+    private_redis: PrivateRedis, monkeypatch: Any
+) -> None:
+    """Redis rewrites its file when it has doubled since the server started, so one restarted
+    before that never did: a load test's file grew to 3 GB over restarts and the next start
+    timed out reading it. Started on a file above ``COMPACT_AT``, the server rewrites it (the
+    data kept)."""
+    client = redis_sync.Redis.from_url(private_redis.url)
+    for n in range(20_000):  # one key, 20,000 writes: the file holds every one of them
+        client.set("tc:grown", f"{n:0100d}")
+    client.close()
+    embedded.stop(private_redis.var)
+    aof = private_redis.var / "redis" / "appendonly.aof"
+    grown = aof.stat().st_size
+    assert grown > 2_000_000
+
+    monkeypatch.setattr(embedded, "COMPACT_AT", 1_000_000)
+    private_redis.start()
+    client = redis_sync.Redis.from_url(private_redis.url)
+    deadline = time.monotonic() + 30
+    while aof.stat().st_size > grown // 10 or int(
+        client.info("persistence")["aof_rewrite_in_progress"]
+    ):
+        assert time.monotonic() < deadline, "the append-only file was not rewritten"
+        time.sleep(0.05)
+    assert client.get("tc:grown") == f"{19_999:0100d}".encode()
+    assert client.info("persistence")["aof_last_bgrewrite_status"] == "ok"
+
+
 async def test_redis_killed_during_verifications(
     client: Any, login: Any, demo: Any, app: Any, settings: Any, private_redis: PrivateRedis
 ) -> None:
