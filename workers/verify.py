@@ -1,6 +1,6 @@
 """Verification write-behind: each worker process drains the Redis record queue into PostgreSQL.
 
-A middleware thread flushes every half second while the queue is empty, a twentieth of a second
+A middleware thread flushes every half second while the queue is empty, a fifth of a second
 after a pass that found fewer than a full batch (a peak's records gather into batches of
 hundreds: every statement, commit and Redis round trip of a pass is paid per pass), at once
 again while the queue is longer than a batch, and once more when the worker stops. Flushing is
@@ -25,7 +25,7 @@ from app.verify.records import flush
 
 log = logging.getLogger("tracecode.flusher")
 INTERVAL = 0.5  # seconds between passes while there is nothing to flush
-GATHER = 0.05  # seconds after a pass of fewer than BATCH records
+GATHER = 0.2  # seconds after a pass of fewer than BATCH records
 BATCH = 5000  # records a pass takes at most (``flush``'s limit)
 
 
