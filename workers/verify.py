@@ -2,7 +2,7 @@
 
 A middleware thread flushes every half second while the queue is empty, a fifth of a second
 after a pass that found fewer than a full batch (a peak's records gather into batches of
-hundreds: every statement, commit and Redis round trip of a pass is paid per pass), at once
+thousands: every statement, commit and Redis round trip of a pass is paid per pass), at once
 again while the queue is longer than a batch, and once more when the worker stops. Flushing is
 idempotent and one flusher takes a queue at a time (Redis lock).
 The queue is in the Redis of hot state (``app.jobs.redis_client``), whichever broker carries
