@@ -30,8 +30,10 @@ Requests/s are over all slices of a variant, percentiles of the merged latency d
 (``bench_verify.merge``). The CPU time each API process used in its slices (``bench_verify.wrk``
 with ``server``) is printed per request: where other work takes the API's core too, the ratio
 of those costs says what the API's core alone would give; so is the CPU of every process by
-kind (API, Redis, PostgreSQL, the flusher's worker, RabbitMQ) and the Redis servers' time in
-each command (INFO commandstats), per request of the variant — where the services' core goes.
+kind (API, Redis, PostgreSQL, the flusher's worker; "not this run's": every other process on
+the machine, RabbitMQ included — a second cluster beside this one once made the ratio read
+high) and the Redis servers' time in each command (INFO commandstats), per request of the
+variant — where the services' core goes.
 Afterwards both record queues drain and the rows of ``verifications`` for each variant's
 serials are counted: every answered verification must be stored, in both.
 
@@ -95,18 +97,21 @@ def command_usec(clients: list[Any]) -> dict[str, float]:
     return total
 
 
-_KINDS = (  # (what a process's command line holds, its kind), first match wins
+_KINDS = (  # (what a run's process's command line holds, its kind), first match wins
     ("granian", "API"),
     ("redis-server", "Redis"),
     ("postgres", "PostgreSQL"),
     ("dramatiq", "worker (flusher)"),
-    ("beam.smp", "RabbitMQ"),
 )
 
 
-def process_cpu() -> dict[int, tuple[int, str]]:
-    """Every process of a kind in ``_KINDS``: pid -> (CPU time in clock ticks, its kind)."""
-    found = {}
+def process_cpu(ours: set[int]) -> dict[int, tuple[int, str]]:
+    """Every process that has used CPU: pid -> (CPU time in clock ticks, its kind by
+    ``_KINDS``, or "the benchmark"). A process that is not the run's own — not in ``ours`` nor a
+    descendant of one of them — is "not this run's", whatever it is: another cluster, another
+    benchmark, a test suite on the same machine (a second, idle local cluster beside this one
+    once slowed the single-Redis variant more than the cluster one, and the ratio read high)."""
+    stats: dict[int, tuple[int, int, bytes]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -115,11 +120,33 @@ def process_cpu() -> dict[int, tuple[int, str]]:
             command = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:  # gone meanwhile
             continue
-        kind = next((k for word, k in _KINDS if word.encode() in command), None)
-        if kind is not None:
-            fields = stat.rsplit(")", 1)[1].split()
-            found[int(entry)] = (int(fields[11]) + int(fields[12]), kind)
+        fields = stat.rsplit(")", 1)[1].split()
+        stats[int(entry)] = (int(fields[11]) + int(fields[12]), int(fields[1]), command)
+    found = {}
+    for pid, (ticks, _, command) in stats.items():
+        if not ticks:
+            continue
+        ancestor = pid
+        while ancestor > 1 and ancestor not in ours:
+            ancestor = stats[ancestor][1] if ancestor in stats else 0
+        if ancestor <= 1:
+            kind = "not this run's"
+        else:
+            kind = next((k for word, k in _KINDS if word.encode() in command), "the benchmark")
+        found[pid] = (ticks, kind)
     return found
+
+
+def our_pids(stack: Stack) -> set[int]:
+    """This process (the stack's API, worker and wrk, the cluster's servers are its children)
+    and the embedded servers of the stack's var directory, which run detached."""
+    ours = {os.getpid()}
+    for pid_file in (stack.var / "pgdata" / "postmaster.pid", stack.var / "redis" / "redis.pid"):
+        try:
+            ours.add(int(pid_file.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):  # servers of TRACECODE_*_URL: "other"
+            pass
+    return ours
 
 
 def drain(url: str, namespace: str, timeout: float = 180) -> float:
@@ -286,10 +313,11 @@ def measure(
     used = dict.fromkeys(urls, 0.0)  # CPU seconds of each variant's Redis servers in its slices
     commands: dict[str, dict[str, float]] = {name: {} for name in urls}  # µs in each command
     kinds: dict[str, dict[str, int]] = {name: {} for name in urls}  # clock ticks of each kind
+    ours = our_pids(stack)
     for k in range(args.slices):
         for i, name in enumerate(urls):
             before = redis_cpu(servers[name])
-            processes = process_cpu()
+            processes = process_cpu(ours)
             before_commands = command_usec(servers[name])
             mine = codes[(2 * k + i) * chunk : (2 * k + i + 1) * chunk]
             serials[name] += [line.split(",", 1)[0] for line in mine]
@@ -307,7 +335,7 @@ def measure(
                 )
             )
             used[name] += redis_cpu(servers[name]) - before
-            for pid, (ticks, kind) in process_cpu().items():
+            for pid, (ticks, kind) in process_cpu(ours).items():
                 spent = ticks - processes.get(pid, (0, kind))[0]
                 kinds[name][kind] = kinds[name].get(kind, 0) + spent
             for command, usec in command_usec(servers[name]).items():
@@ -358,7 +386,7 @@ def measure(
     for n, r in (("single", single), ("cluster", on_cluster)):
         print(
             f"  CPU per request by process kind, {n} (both variants' processes, in its slices; "
-            "wrk not counted): "
+            'wrk not counted; "not this run\'s": anything else on the machine): '
             + ", ".join(
                 f"{kind} {1e6 * ticks / tick / r['requests']:.1f} us"
                 for kind, ticks in sorted(kinds[n].items(), key=lambda item: -item[1])

@@ -99,7 +99,10 @@ def flush(
     pipe = client.pipeline(transaction=False)
     for _, lock in pairs:
         pipe.set(lock, "1", nx=True, px=FLUSH_LOCK_MS)
-    held = [pair for pair, locked in zip(pairs, pipe.execute(), strict=True) if locked]
+    # a lock refused with an error (its master failing over) is not held; the others are
+    # taken, used and released as usual
+    locking = pipe.execute(raise_on_error=False)
+    held = [pair for pair, locked in zip(pairs, locking, strict=True) if locked is True]
     try:
         raw, taken = _take(client, [queue for queue, _ in held], limit)
         if raw:
