@@ -144,7 +144,7 @@ def our_pids(stack: Stack) -> set[int]:
     for pid_file in (stack.var / "pgdata" / "postmaster.pid", stack.var / "redis" / "redis.pid"):
         try:
             ours.add(int(pid_file.read_text().split()[0]))
-        except (OSError, ValueError, IndexError):  # servers of TRACECODE_*_URL: "other"
+        except (OSError, ValueError, IndexError):  # TRACECODE_*_URL servers: "not this run's"
             pass
     return ours
 
