@@ -15,8 +15,7 @@ moves). Keys are spread over ``SHARDS`` tags (``shard_tags``): a code's keys (it
 counter, wrong-PIN count and lock) carry the tag of ``code_shard(code)``, a client address's
 rate counter the tag of ``text_shard(ip)``, and each shard has its own verification record
 queue; a round of verifications is then a rate-limit script per shard of its addresses, then
-the verification script per master, over the shards of its codes that master serves
-(``app.verify.service``). The tags are chosen so
+the verification script per shard of its codes (``app.verify.service``). The tags are chosen so
 their slots spread evenly over the 16,384 (one in each 1/``SHARDS`` of the slot range): a
 cluster whose slots are split evenly between 2, 3, 4, 6, 8, 12 or 24 masters gets the same
 number of shards on each. Other families use a tag of their own where an operation spans

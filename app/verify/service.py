@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,17 +70,11 @@ _REDIS_DOWN = UNAVAILABLE
 # command cheap to build and send; key names are made here from the namespace. Returns one reply
 # per verification, in order.
 #
-# On a Redis Cluster (``app.redisconn``) a round is one script per master, over the shards of
-# its codes that master serves: ARGV[9] lists them in the order of the verifications, each as
-# its hash tag and how many verifications follow (``tag\x1fcount\x1e``); every code key, and
-# the shard's record queue (KEYS[1]'s name before its tag), ends in the shard's tag. KEYS[1] is
-# the first shard's queue (the node routes and checks that slot). Before anything is written,
-# each shard's queue is read with pcall: a shard whose slot this node does not serve (moved or
-# moving since the client's slot map was read) is not touched, and each of its verifications
-# is answered {'moved'}, to be sent again on its own. ARGV[3] (the rate limit) is 0 there: the
-# addresses' counters live in other shards, so they were counted before, by ``_RATE``, and only
-# the verifications within the limit are sent here. On one server ARGV[9] is absent: one shard,
-# untagged.
+# On a Redis Cluster (``app.redisconn``) a round is one script per shard of its codes, each in
+# one hash slot: ARGV[9] is the shard's hash tag, ended to every code key it makes (the round's
+# queue, KEYS[1], is the shard's own), and ARGV[3] (the rate limit) is 0: the addresses' counters
+# live in other shards, so they were counted before, by ``_RATE``, and only the verifications
+# within the limit are sent here. On one server ARGV[9] is absent: the keys are untagged.
 #
 # The script's cost is per verification (its Lua work, then its commands), so it makes few
 # commands: the rate-limit counter of each client address once per round (INCRBY by the
@@ -96,17 +89,7 @@ _SCRIPT = """
 local ns, minute = ARGV[1], ARGV[2]
 local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local threshold = tonumber(ARGV[6])
-local queue = KEYS[1]
-local shards = {}  -- in order: {tag, verifications, served here}
-if ARGV[9] then
-  queue = ns .. ':verif:queue'
-  for tag, count in ARGV[9]:gmatch('([^\\31]*)\\31([^\\30]*)\\30') do
-    local probe = redis.pcall('EXISTS', queue .. tag)  -- an error: not a key of this node
-    shards[#shards + 1] = {tag, tonumber(count), type(probe) == 'number'}
-  end
-else
-  shards[1] = {'', math.huge, true}  -- one shard: every verification
-end
+local tag = ARGV[9] or ''
 local items, per_ip, records_json, at = {}, {}, ARGV[8], 1
 local fields = string.rep('([^\\31]*)\\31', 7) .. '([^\\30]*)\\30'
 for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmatch(fields) do
@@ -126,22 +109,13 @@ if limit > 0 then
   end
 end
 local replies, records = {}, {}
-local shard, left = 0, 0
 for i, f in ipairs(items) do
-  while left == 0 do
-    shard = shard + 1
-    left = shards[shard][2]
-    records[shard] = {}
-  end
-  left = left - 1
-  local tag, served = shards[shard][1], shards[shard][3]
   local pin_state, refusal, now, place, never_shipped, ip, code, prefix =
     f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
   local lock, fails, qkey =
     ns .. ':lock:' .. code .. tag, ns .. ':pinfail:' .. code .. tag, ns .. ':q:' .. code .. tag
   local function record(result, reason, queries)
-    local kept = records[shard]
-    kept[#kept + 1] = prefix .. ',"result":"' .. result .. '","reason":"' .. reason ..
+    records[#records + 1] = prefix .. ',"result":"' .. result .. '","reason":"' .. reason ..
       '","queries":' .. queries .. '}'
   end
   local limited = false
@@ -150,9 +124,7 @@ for i, f in ipairs(items) do
     seen[ip] = n
     limited = n > limit
   end
-  if not served then
-    replies[i] = {'moved'}
-  elseif limited then
+  if limited then
     replies[i] = {'rate', redis.call('TTL', ns .. ':rl:' .. ip .. ':' .. minute)}
   elseif pin_state == 'refuse' then
     record('not_genuine', refusal, 0)
@@ -211,9 +183,7 @@ for i, f in ipairs(items) do
     end
   end
 end
-for k, kept in pairs(records) do
-  if #kept > 0 then redis.call('LPUSH', queue .. shards[k][1], table.concat(kept, '\\n')) end
-end
+if #records > 0 then redis.call('LPUSH', KEYS[1], table.concat(records, '\\n')) end
 return replies
 """
 
@@ -586,7 +556,7 @@ class Verifier:
                 continue
             shard = code_shard(p.code) if p.code else next(self._codeless) % SHARDS
             shards.setdefault(shard, []).append(i)
-        s = self.settings
+        s, tags = self.settings, shard_tags()
         shared = (
             self.ns.encode(),
             b"%d" % minute,
@@ -595,10 +565,18 @@ class Verifier:
             b"%d" % s.pin_lockout_seconds,
             b"%d" % s.verify_repeat_threshold,
         )
-        calls = _PerMaster(self.queue_key, items, records, shards)
-        results = await self._shards.run(  # type: ignore[union-attr]
-            self._script, calls, shared, calls
-        )
+        calls: dict[int, Call] = {
+            shard: (
+                [f"{self.queue_key}{tags[shard]}".encode()],
+                [
+                    "".join([items[i] for i in members]).encode(),
+                    b"".join([records[i] for i in members]),
+                    tags[shard].encode(),
+                ],
+            )
+            for shard, members in shards.items()
+        }
+        results = await self._shards.run(self._script, calls, shared)  # type: ignore[union-attr]
         for shard, members in shards.items():
             replies = results[shard]
             if isinstance(replies, BaseException):
@@ -647,52 +625,6 @@ class Verifier:
             if counter[0] > limit:
                 limited[i] = [b"rate", counter[1]]
         return limited
-
-
-class _PerMaster(Mapping[int, Call]):
-    """A round's script calls: shard -> its own call, made only when asked for (a shard sent
-    on its own: alone on its master, or again after a MOVED), and as ``ShardCalls``' ``Merge``
-    the shards of one master in one call — their verifications one shard after the other,
-    ARGV[9] naming each shard and how many are its."""
-
-    def __init__(
-        self, queue: str, items: list[str], records: list[bytes], shards: dict[int, list[int]]
-    ) -> None:
-        self.queue, self.items, self.records, self.shards = queue, items, records, shards
-        self.tags = shard_tags()
-
-    def __getitem__(self, shard: int) -> Call:
-        return self.call([shard])
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.shards)
-
-    def __len__(self) -> int:
-        return len(self.shards)
-
-    def call(self, shards: list[int]) -> Call:
-        members = [i for shard in shards for i in self.shards[shard]]
-        return (
-            [f"{self.queue}{self.tags[shards[0]]}".encode()],
-            [
-                "".join([self.items[i] for i in members]).encode(),
-                b"".join([self.records[i] for i in members]),
-                "".join(
-                    f"{self.tags[shard]}\x1f{len(self.shards[shard])}\x1e" for shard in shards
-                ).encode(),
-            ],
-        )
-
-    def split(self, shards: list[int], reply: Any) -> dict[int, Any]:
-        replies, at = {}, 0
-        for shard in shards:
-            count = len(self.shards[shard])
-            own = reply[at : at + count]
-            at += count
-            if own[0] == [b"moved"]:  # the node no longer serves the shard: nothing was done
-                own = redis.exceptions.TryAgainError(f"shard {shard} moved")
-            replies[shard] = own
-        return replies
 
 
 def _seen(task: asyncio.Task[Any]) -> None:

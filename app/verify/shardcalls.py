@@ -5,11 +5,7 @@ rate limits per shard of the client addresses, then the verification script per 
 codes — up to 24 calls each. Through redis-py's cluster client every call is a command of its
 own (slot lookup, command policies, the node's pool, retries, observability hooks): ~25 calls
 per round cost more than the round's other work together. ``ShardCalls.run`` packs the calls
-for the shards one master serves into ONE write — or, given a ``Merge`` (the verification
-script serves several shards in one call), into ONE call, so that a master runs one script per
-round instead of one per shard (each call a script run, a replication and an AOF entry of its
-own; a merged call's shards are split again, a shard the node no longer serves answered on its
-own), on a connection taken from that node's own
+for the shards one master serves into ONE write, on a connection taken from that node's own
 pool in the cluster client (a connection per call, so rounds running at once never share one),
 every master's write sent before any reply is read (the masters work in parallel without a
 task each), then the replies read in order, under one deadline for it all (the connections'
@@ -31,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -43,19 +39,6 @@ from app.redisconn import shard_tags
 
 #: Keys and arguments of one shard's script call.
 Call = tuple[list[bytes], list[bytes]]
-
-
-class Merge(Protocol):
-    """How the calls of several shards on one master become one call (a script that serves
-    several shards, ``app.verify.service``), and its reply the shards' replies again."""
-
-    def call(self, shards: list[int]) -> Call:
-        """One call for ``shards`` (served by one master, in this order)."""
-
-    def split(self, shards: list[int], reply: Any) -> dict[int, Any]:
-        """Each shard's reply out of the merged call's ``reply``; a shard the node did not
-        serve gets an exception of ``_THROUGH_CLIENT`` (it is called again on its own)."""
-
 
 #: Error replies after which a shard's call goes once more through the cluster client: none of
 #: them means the script ran (MovedError is an AskError, MasterDownError a ClusterDownError).
@@ -81,16 +64,11 @@ class ShardCalls:
         self.slots = [key_slot(tag.encode()) for tag in shard_tags()]
 
     async def run(
-        self,
-        script: AsyncScript,
-        calls: Mapping[int, Call],
-        shared: tuple[bytes, ...] = (),
-        merge: Merge | None = None,
+        self, script: AsyncScript, calls: dict[int, Call], shared: tuple[bytes, ...] = ()
     ) -> dict[int, Any]:
         """``script`` once per shard of ``calls`` (shard -> keys and arguments, every key in
-        the shard's slot; ``shared``: arguments of every call, before its own, packed once) —
-        or, with ``merge``, once per master for the shards it serves: shard -> the script's
-        reply, or the exception its call ended in."""
+        the shard's slot; ``shared``: arguments of every call, before its own, packed once):
+        shard -> the script's reply, or the exception its call ended in."""
         if not calls:
             return {}
         cluster = self.cluster
@@ -99,32 +77,31 @@ class ShardCalls:
         sha, common = script.sha.encode(), _parts(shared)
         nodes: dict[str, tuple[ClusterNode, list[int], list[bytes]]] = {}
         again: dict[int, Any] = {}
-        for shard in calls:
+        for shard, (keys, args) in calls.items():
             try:
-                node = self._master(shard)
+                node = cluster.nodes_manager.get_node_from_slot(self.slots[shard])
             except redis.exceptions.SlotNotCoveredError as exc:
                 again[shard] = exc
                 continue
             if (entry := nodes.get(node.name)) is None:
                 entry = nodes[node.name] = (node, [], [])
             entry[1].append(shard)
-        for _, shards, commands in nodes.values():
-            if merge is not None and len(shards) > 1:
-                commands.append(_evalsha(sha, *merge.call(shards), common, len(shared)))
-            else:
-                commands.extend(_evalsha(sha, *calls[i], common, len(shared)) for i in shards)
+            entry[2].append(
+                b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s%s%s%s"
+                % (
+                    3 + len(keys) + len(shared) + len(args),
+                    sha,
+                    _parts((b"%d" % len(keys),)),
+                    _parts(keys),
+                    common,
+                    _parts(args),
+                )
+            )
         results = await self._on_nodes([(node, commands) for node, _, commands in nodes.values()])
         replies: dict[int, Any] = {}
-        for (_, shards, commands), result in zip(nodes.values(), results, strict=True):
+        for (_, shards, _), result in zip(nodes.values(), results, strict=True):
             if isinstance(result, Exception):
                 result = [result] * len(shards)
-            elif len(commands) < len(shards):  # merged: split unless the whole call failed
-                (merged,) = result
-                if isinstance(merged, Exception):
-                    result = [merged] * len(shards)
-                else:
-                    split = merge.split(shards, merged)  # type: ignore[union-attr]
-                    result = [split[shard] for shard in shards]
             for shard, reply in zip(shards, result, strict=True):
                 if isinstance(reply, _THROUGH_CLIENT) or (
                     isinstance(reply, Exception)
@@ -136,10 +113,6 @@ class ShardCalls:
         if again:
             replies.update(await self._through_client(script, calls, again, shared))
         return replies
-
-    def _master(self, shard: int) -> ClusterNode:
-        """The master serving ``shard``, by the cluster client's slot map."""
-        return self.cluster.nodes_manager.get_node_from_slot(self.slots[shard])
 
     @staticmethod
     async def _on_nodes(batches: list[tuple[ClusterNode, list[bytes]]]) -> list[Any]:
@@ -184,7 +157,7 @@ class ShardCalls:
     async def _through_client(
         self,
         script: AsyncScript,
-        calls: Mapping[int, Call],
+        calls: dict[int, Call],
         failed: dict[int, Any],
         shared: tuple[bytes, ...],
     ) -> dict[int, Any]:
@@ -212,18 +185,6 @@ class ShardCalls:
                 result = failure
             answers[shard] = result
         return answers
-
-
-def _evalsha(sha: bytes, keys: list[bytes], args: list[bytes], common: bytes, shared: int) -> bytes:
-    """An EVALSHA command in the Redis protocol (``common``: the ``shared`` arguments, packed)."""
-    return b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s%s%s%s" % (
-        3 + len(keys) + shared + len(args),
-        sha,
-        _parts((b"%d" % len(keys),)),
-        _parts(keys),
-        common,
-        _parts(args),
-    )
 
 
 async def _send(conn: Any, command: bytes) -> Exception | None:
