@@ -117,16 +117,18 @@ def verify_bodies(codes: Path) -> list[bytes]:
 
 
 def reset_counters() -> None:
-    """Forget the namespace's query counts, lockouts and rate windows (not the record queue)."""
-    import redis
+    """Forget the namespace's query counts, lockouts and rate windows, and the record queue (a
+    single Redis, or a cluster's keys one by one)."""
+    from app.redisconn import connect_sync, is_cluster
 
-    client = redis.Redis.from_url(os.environ["TRACECODE_REDIS_URL"])
+    client = connect_sync(os.environ["TRACECODE_REDIS_URL"])
     ns = os.environ.get("TRACECODE_REDIS_NAMESPACE", "tracecode")
+    step = 1 if is_cluster(client) else 5000  # a cluster's DEL takes keys of one slot
     try:
         for part in ("q", "lock", "pinfail", "rl", "verif:queue"):
             keys = list(client.scan_iter(match=f"{ns}:{part}*", count=5000))
-            for i in range(0, len(keys), 5000):
-                client.delete(*keys[i : i + 5000])
+            for i in range(0, len(keys), step):
+                client.delete(*keys[i : i + step])
     finally:
         client.close()
 
