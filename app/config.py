@@ -51,6 +51,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_namespace: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,40}(?!\n)$")] = (
         "tracecode"
     )
+    # The API's Redis: seconds one command may take before it counts as failed; on a Redis
+    # Cluster, seconds a shard whose master cannot answer (a failover under way, a stalled
+    # master) is tried again before its verifications are answered from PostgreSQL
+    # (app/verify/shardcalls.py). Tried again, a script call is never counted twice.
+    redis_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    redis_failover_wait: Annotated[float, msgspec.Meta(ge=0, le=120)] = 5.0
     # A worker process silent this long is dead: the jobs it had taken are queued again
     # (dramatiq's heartbeat timeout, app/jobs.py). Live workers beat about every second.
     job_requeue_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 30

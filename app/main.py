@@ -101,7 +101,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.replica = replica.Replica(settings.database_replica_url, settings)
             await app.state.replica.start()
         # one server or a Redis Cluster (app/redisconn.py)
-        redis = connect(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        redis = connect(
+            redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+        )
         app.state.pool = pool
         app.state.db_url = db_url
         app.state.redis = redis

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -146,9 +147,17 @@ class OnCluster(msgspec.Struct):
 @pytest.fixture(scope="module")
 async def on_cluster(settings: Any, cluster: LocalCluster) -> AsyncIterator[OnCluster]:
     """An app of its own on the cluster (lifespan run by this fixture) and a client calling it."""
+    async with app_on(cluster, settings) as running:
+        yield running
+
+
+@asynccontextmanager
+async def app_on(cluster: LocalCluster, settings: Any, **changes: Any) -> AsyncIterator[OnCluster]:
+    """An app on ``cluster`` with ``settings`` and ``changes``, its lifespan running, and a
+    client calling it."""
     from app.main import create_app
 
-    app: Any = create_app(msgspec.structs.replace(settings, redis_url=cluster.url))
+    app: Any = create_app(msgspec.structs.replace(settings, redis_url=cluster.url, **changes))
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def run_lifespan() -> None:
@@ -231,6 +240,35 @@ async def test_verification_answers_on_the_cluster(
     health = await client.get("/health")
     assert health.json()["redis"]["status"] == "ok", health.text
     assert not _strays(cluster)
+
+
+async def test_a_script_call_sent_twice_changes_nothing_the_second_time(
+    on_cluster: OnCluster, login: Any, demo: Any, conn: Any, monkeypatch: Any
+) -> None:
+    """Every shard call of a round sent twice, the first reply thrown away — as when a
+    connection is lost after the write and the call is tried again (``app.verify.shardcalls``):
+    the second run returns the first's replies from the call's own key and changes nothing, so
+    ``tests/test_verify.py``'s counts (repeat queries, concurrent queries of one code, wrong
+    PINs, the n-th verification of an address in a minute) come out as with one run each."""
+    from app.verify.shardcalls import ShardCalls
+
+    run = ShardCalls.run
+
+    async def twice(self: ShardCalls, script: Any, calls: Any, shared: Any = ()) -> Any:
+        await run(self, script, calls, shared)  # its replies lost
+        return await run(self, script, calls, shared)
+
+    monkeypatch.setattr(ShardCalls, "run", twice)
+    app, client = on_cluster.app, on_cluster.client
+    for answers in (
+        test_verify.test_genuine_first_then_repeat_then_over_threshold,
+        test_verify.test_wrong_pins_lock_the_code_until_the_lockout_expires,
+        test_verify.test_concurrent_verifications_count_every_query_once,
+    ):
+        async with verifier_with(app) as swap:
+            await answers(client, login, demo, app, conn, swap)
+    async with verifier_with(app) as swap:
+        await test_verify.test_rate_limit_counts_each_of_a_round(client, app, swap)
 
 
 async def test_round_calls_survive_a_script_flush_and_closed_connections(
@@ -531,6 +569,7 @@ async def test_a_master_failover_mid_load_loses_no_answered_verification(
 
     assert not load.refused, load.refused[:3]
     assert len(load.answered) == 3 * size
+    assert not _stored(settings, f"{load.token}-%")  # none answered from PostgreSQL
     queries = sorted(a["queries"] for a in load.answered.values())
     assert queries == sorted([1, 2, 3] * size)  # each of the three counted once, none twice
     cluster_client = connect_sync(cluster.url)
@@ -542,6 +581,42 @@ async def test_a_master_failover_mid_load_loses_no_answered_verification(
     for client_id, answer in load.answered.items():
         assert stored[client_id] == (answer["result"], answer["reason"], answer["queries"])
     assert not _strays(cluster)
+
+
+async def test_a_master_stalled_longer_than_the_command_timeout_counts_each_query_once(
+    cluster: LocalCluster, client: Any, login: Any, demo: Any, settings: Any
+) -> None:
+    """A master stops (SIGSTOP) for 0.7 s — longer than the app's command timeout (0.1 s here)
+    and the cluster client's own retries, shorter than the cluster's node timeout (no failover)
+    — while twelve clients verify: the calls that timed out run when the master wakes, and so do
+    their retries; each call's kept replies make the second run change nothing, and the shards
+    are tried again until the master answers (``TRACECODE_REDIS_FAILOVER_WAIT``), not answered
+    from PostgreSQL. Every query is counted once and stored once, as it was answered."""
+    size = 120
+    async with app_on(cluster, settings, redis_timeout=0.1) as on:
+        load = Load(on.app, on.client, await _codes(on.app, client, login, demo, size))
+        runners = await load.run([(i % size, i) for i in range(3 * size)], at=100)
+        await load.reached.wait()
+        victim = cluster.masters()[0]
+        assert victim.process is not None
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(0.7)
+        finally:
+            os.kill(victim.process.pid, signal.SIGCONT)
+        await asyncio.gather(*runners)
+    assert victim.role() == "master"  # no failover: the stall was below the node timeout
+
+    assert not load.refused, load.refused[:3]
+    assert len(load.answered) == 3 * size
+    assert not _stored(settings, f"{load.token}-%")  # none answered from PostgreSQL
+    queries = sorted(a["queries"] for a in load.answered.values())
+    assert queries == sorted([1, 2, 3] * size)
+    await asyncio.to_thread(_worker_flush, cluster)
+    stored = _stored(settings, f"{load.token}-%")
+    assert sorted(stored) == sorted(load.answered)
+    for client_id, answer in load.answered.items():
+        assert stored[client_id] == (answer["result"], answer["reason"], answer["queries"])
 
 
 async def test_a_master_killed_mid_load_is_replaced_and_answers_go_on(

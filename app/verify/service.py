@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import time
 from datetime import UTC, datetime
@@ -75,6 +76,10 @@ _REDIS_DOWN = UNAVAILABLE
 # queue, KEYS[1], is the shard's own), and ARGV[3] (the rate limit) is 0: the addresses' counters
 # live in other shards, so they were counted before, by ``_RATE``, and only the verifications
 # within the limit are sent here. On one server ARGV[9] is absent: the keys are untagged.
+# A call on a cluster may be sent again (``app.verify.shardcalls``: its reply lost with a
+# connection, a failover): KEYS[2] is the call's own key, where the script keeps its replies for
+# ARGV[10] seconds, and a call that finds them there returns them and does nothing else — a
+# retried call is counted once, and answered as it was the first time.
 #
 # The script's cost is per verification (its Lua work, then its commands), so it makes few
 # commands: the rate-limit counter of each client address once per round (INCRBY by the
@@ -90,6 +95,11 @@ local ns, minute = ARGV[1], ARGV[2]
 local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local threshold = tonumber(ARGV[6])
 local tag = ARGV[9] or ''
+local done = KEYS[2]
+if done then
+  local kept = redis.call('GET', done)
+  if kept then return cmsgpack.unpack(kept) end
+end
 local items, per_ip, records_json, at = {}, {}, ARGV[8], 1
 local fields = string.rep('([^\\31]*)\\31', 7) .. '([^\\30]*)\\30'
 for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmatch(fields) do
@@ -184,20 +194,26 @@ for i, f in ipairs(items) do
   end
 end
 if #records > 0 then redis.call('LPUSH', KEYS[1], table.concat(records, '\\n')) end
+if done then redis.call('SET', done, cmsgpack.pack(replies), 'EX', ARGV[10]) end
 return replies
 """
 
 # On a Redis Cluster, a round's rate limits, counted before its codes' scripts: one call per
-# shard of the client addresses. KEYS: the minute's counters of the shard's addresses; ARGV:
-# the round's verifications from each. Returns per counter {its count before them, its TTL}.
+# shard of the client addresses. KEYS[1]: the call's own key (its replies kept for ARGV[1]
+# seconds, as ``_SCRIPT`` keeps them), then the minute's counters of the shard's addresses;
+# ARGV[2…]: the round's verifications from each. Returns per counter {its count before them,
+# its TTL}.
 _RATE = """
+local kept = redis.call('GET', KEYS[1])
+if kept then return cmsgpack.unpack(kept) end
 local replies = {}
-for i, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[i])
+for i = 2, #KEYS do
+  local key, n = KEYS[i], tonumber(ARGV[i])
   local total = redis.call('INCRBY', key, n)
   if total == n then redis.call('EXPIRE', key, 60) end
-  replies[i] = {total - n, redis.call('TTL', key)}
+  replies[i - 1] = {total - n, redis.call('TTL', key)}
 end
+redis.call('SET', KEYS[1], cmsgpack.pack(replies), 'EX', ARGV[1])
 return replies
 """
 
@@ -237,7 +253,18 @@ class Verifier:
         self.cluster = is_cluster(redis_client)
         self._script = redis_client.register_script(_SCRIPT)
         self._rate = redis_client.register_script(_RATE)
-        self._shards = ShardCalls(redis_client) if self.cluster else None  # type: ignore[arg-type]
+        self._shards = (
+            ShardCalls(redis_client, settings.redis_failover_wait)  # type: ignore[arg-type]
+            if self.cluster
+            else None
+        )
+        # On a cluster, each script call's own key (``_SCRIPT``), kept longer than the call can
+        # be tried: its first try, the cluster client's own (one command timeout each), the
+        # failover wait, and a margin.
+        self._calls = itertools.count()
+        self._kept_for = b"%d" % math.ceil(
+            5 * settings.redis_timeout + settings.redis_failover_wait + 10
+        )
         self._codeless = itertools.count()  # spreads refusals without a code over the shards
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
         self._waiting: list[_Pending] = []
@@ -567,11 +594,12 @@ class Verifier:
         )
         calls: dict[int, Call] = {
             shard: (
-                [f"{self.queue_key}{tags[shard]}".encode()],
+                [f"{self.queue_key}{tags[shard]}".encode(), self._call_key(tags[shard])],
                 [
                     "".join([items[i] for i in members]).encode(),
                     b"".join([records[i] for i in members]),
                     tags[shard].encode(),
+                    self._kept_for,
                 ],
             )
             for shard, members in shards.items()
@@ -590,6 +618,10 @@ class Verifier:
             if p.reply is not None and not p.done.done():
                 p.done.set_result(None)
 
+    def _call_key(self, tag: str) -> bytes:
+        """A new script call's own key on a cluster, in ``tag``'s slot (``_SCRIPT``)."""
+        return f"{self.ns}:call:{self._key_prefix}{next(self._calls):x}{tag}".encode()
+
     async def _rate_limits(self, group: list[_Pending], minute: int) -> dict[int, list[Any]]:
         """On a cluster: add the round's verifications to their addresses' counters of the
         minute (one call per shard of the addresses, packed per master) and return the replies
@@ -605,8 +637,11 @@ class Verifier:
         tags = shard_tags()
         calls: dict[int, Call] = {
             shard: (
-                [f"{self.ns}:rl:{plain(ip)}:{minute}{tags[shard]}".encode() for ip in ips],
-                [b"%d" % per_ip[ip] for ip in ips],
+                [
+                    self._call_key(tags[shard]),
+                    *[f"{self.ns}:rl:{plain(ip)}:{minute}{tags[shard]}".encode() for ip in ips],
+                ],
+                [self._kept_for, *[b"%d" % per_ip[ip] for ip in ips]],
             )
             for shard, ips in shards.items()
         }

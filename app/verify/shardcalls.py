@@ -17,16 +17,28 @@ answered by a redirection (MOVED, ASK), TRYAGAIN, CLUSTERDOWN, READONLY or NOSCR
 node's connection failed, is called once more through the client itself (``script(…)``), which
 follows redirections, re-reads the slot map through a failover, loads a script a node lacks and
 retries a lost connection as it always did; the slot map is marked for a re-read first (except
-for NOSCRIPT), so the next round's writes go to the new masters. None of those replies means
-the script ran, except a connection lost (or timed out) after the write: that call may have
-run, and is retried as the client retries it (the cluster client's own behaviour). Any other
-error reply (the script failed) is the shard's answer.
+for NOSCRIPT), so the next round's writes go to the new masters. Any other error reply (the
+script failed) is the shard's answer.
+
+A shard whose master still cannot answer (the client's own retries used up: a failover whose
+new master is not yet known or not yet answering, a master stalled longer than the command
+timeout) is called again through the client, after a pause (50 ms, doubling to 0.5 s), until
+it answers or its master has been unable to answer for ``wait`` seconds
+(``TRACECODE_REDIS_FAILOVER_WAIT``): only then is the error the shard's answer (its
+verifications are answered from PostgreSQL, which does not know the records still queued in
+Redis, so a repeat query there may count low). A shard whose outage is older than that is
+tried once per round, without waiting, until it answers again.
+
+A call whose connection was lost or timed out after the write may have run — a stalled master
+runs it when it wakes — so every call carries a key of its own where the script keeps its
+replies (``app.verify.service``): sent again, it returns those and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +47,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 
-from app.redisconn import shard_tags
+from app.redisconn import UNAVAILABLE, shard_tags
 
 #: Keys and arguments of one shard's script call.
 Call = tuple[list[bytes], list[bytes]]
@@ -59,9 +71,10 @@ def _parts(parts: Sequence[bytes]) -> bytes:
 class ShardCalls:
     """Script calls per shard on the masters of one cluster client (see the module)."""
 
-    def __init__(self, cluster: RedisCluster) -> None:
-        self.cluster = cluster
+    def __init__(self, cluster: RedisCluster, wait: float) -> None:
+        self.cluster, self.wait = cluster, wait
         self.slots = [key_slot(tag.encode()) for tag in shard_tags()]
+        self._outages: dict[int, float] = {}  # shard -> since when its master cannot answer
 
     async def run(
         self, script: AsyncScript, calls: dict[int, Call], shared: tuple[bytes, ...] = ()
@@ -110,9 +123,41 @@ class ShardCalls:
                     again[shard] = reply
                 else:
                     replies[shard] = reply
+        if self._outages:
+            for shard in replies:
+                self._outages.pop(shard, None)
         if again:
-            replies.update(await self._through_client(script, calls, again, shared))
+            replies.update(await self._until_answered(script, calls, again, shared))
         return replies
+
+    async def _until_answered(
+        self,
+        script: AsyncScript,
+        calls: dict[int, Call],
+        failed: dict[int, Any],
+        shared: tuple[bytes, ...],
+    ) -> dict[int, Any]:
+        """The shards of ``failed`` through the client, again and again while their masters
+        cannot answer and their outage is younger than ``wait`` (see the module)."""
+        start, pause = time.monotonic(), 0.05
+        for shard in failed:
+            self._outages.setdefault(shard, start)
+        answers: dict[int, Any] = {}
+        while True:
+            results = await self._through_client(script, calls, failed, shared)
+            now, failed = time.monotonic(), {}
+            for shard, result in results.items():
+                if not isinstance(result, UNAVAILABLE):
+                    self._outages.pop(shard, None)
+                    answers[shard] = result
+                elif now - self._outages.setdefault(shard, now) < self.wait:
+                    failed[shard] = result
+                else:
+                    answers[shard] = result
+            if not failed:
+                return answers
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 0.5)
 
     @staticmethod
     async def _on_nodes(batches: list[tuple[ClusterNode, list[bytes]]]) -> list[Any]:
