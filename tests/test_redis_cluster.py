@@ -587,8 +587,8 @@ async def test_a_master_stalled_longer_than_the_command_timeout_counts_each_quer
     cluster: LocalCluster, client: Any, login: Any, demo: Any, settings: Any
 ) -> None:
     """A master stops (SIGSTOP) for 0.7 s — longer than the app's command timeout (0.1 s here)
-    and the cluster client's own retries, shorter than the cluster's node timeout (no failover)
-    — while twelve clients verify: the calls that timed out run when the master wakes, and so do
+    and the cluster client's own retries, shorter than the cluster's node timeout, its replica
+    told not to take over — while twelve clients verify: the calls that timed out run when the master wakes, and so do
     their retries; each call's kept replies make the second run change nothing, and the shards
     are tried again until the master answers (``TRACECODE_REDIS_FAILOVER_WAIT``), not answered
     from PostgreSQL. Every query is counted once and stored once, as it was answered."""
@@ -598,14 +598,19 @@ async def test_a_master_stalled_longer_than_the_command_timeout_counts_each_quer
         runners = await load.run([(i % size, i) for i in range(3 * size)], at=100)
         await load.reached.wait()
         victim = cluster.masters()[0]
+        heir = cluster.replica_of(victim).client()
+        heir.config_set("cluster-replica-no-failover", "yes")  # a slow host: still no failover
         assert victim.process is not None
-        os.kill(victim.process.pid, signal.SIGSTOP)
         try:
-            await asyncio.sleep(0.7)
+            os.kill(victim.process.pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(0.7)
+            finally:
+                os.kill(victim.process.pid, signal.SIGCONT)
+            await asyncio.gather(*runners)
         finally:
-            os.kill(victim.process.pid, signal.SIGCONT)
-        await asyncio.gather(*runners)
-    assert victim.role() == "master"  # no failover: the stall was below the node timeout
+            heir.config_set("cluster-replica-no-failover", "no")
+    assert victim.role() == "master"
 
     assert not load.refused, load.refused[:3]
     assert len(load.answered) == 3 * size
