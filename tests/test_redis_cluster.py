@@ -10,7 +10,8 @@ exactly one points claim and one rebate claim of a code win); log-in limits; the
 queues reaching PostgreSQL through the worker's own flusher on the worker's own client; the
 rebuild command's keys; every key on the master that serves its slot; and a master failover in
 the middle of verifications — answers go on, and every verification answered 200 is stored
-exactly once, as it was answered. The settings rule (jobs need RabbitMQ with a cluster) and
+exactly once, as it was answered; a master stalled longer than the command timeout, and every
+script call sent twice: each query still counted once. The settings rule (jobs need RabbitMQ with a cluster) and
 the key layout are checked without servers.
 """
 
@@ -588,10 +589,10 @@ async def test_a_master_stalled_longer_than_the_command_timeout_counts_each_quer
 ) -> None:
     """A master stops (SIGSTOP) for 0.7 s — longer than the app's command timeout (0.1 s here)
     and the cluster client's own retries, shorter than the cluster's node timeout, its replica
-    told not to take over — while twelve clients verify: the calls that timed out run when the master wakes, and so do
-    their retries; each call's kept replies make the second run change nothing, and the shards
-    are tried again until the master answers (``TRACECODE_REDIS_FAILOVER_WAIT``), not answered
-    from PostgreSQL. Every query is counted once and stored once, as it was answered."""
+    told not to take over — while twelve clients verify. Its shards are tried again until it
+    answers (``TRACECODE_REDIS_FAILOVER_WAIT``), not answered from PostgreSQL; a call that
+    timed out and still ran when the master woke is answered from its kept replies when it
+    comes again. Every query is counted once and stored once, as it was answered."""
     size = 120
     async with app_on(cluster, settings, redis_timeout=0.1) as on:
         load = Load(on.app, on.client, await _codes(on.app, client, login, demo, size))
