@@ -56,6 +56,17 @@ def _configure_environment() -> None:
 _configure_environment()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A browser test whose Chromium died under it runs once more, on a fresh one
+    (tests/browser.py says why); every other failure of it fails at once."""
+    from tests.browser import BROWSER_DIED
+
+    once_more = pytest.mark.flaky(reruns=1, only_rerun=BROWSER_DIED)
+    for item in items:
+        if item.path.name.endswith("_browser.py"):
+            item.add_marker(once_more)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from app import embedded
 

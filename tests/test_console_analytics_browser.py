@@ -27,18 +27,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from app.analytics.sales import rollup
 from app.web.console import DEFAULT_DIST
+from tests import test_console_browser as base
 from tests.rebates_support import insert_claims, user_id
 from tests.servers import granian_server
 from tests.test_console_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     JS_BUDGET,
     _click,
     _console_errors,
@@ -74,6 +71,8 @@ MEMBER_PAGES = {"members", "gifts", "redemptions"}
 # made-up unit codes of batches far above any real one, apart for each test process
 _codes = itertools.count(((1_950_000_000 + os.getpid() % 10_000) << 32) + 1)
 
+chromium, browser, downloads = base.chromium, base.browser, base.downloads  # the same Chromium
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -81,36 +80,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("console/dist is missing: run `make console` (make test builds it)")
     with granian_server(tmp_path_factory.mktemp("granian")) as running:
         yield running.base
-
-
-@pytest.fixture(scope="module")
-def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("downloads")
-
-
-@pytest.fixture(scope="module")
-def browser(downloads: Path) -> Iterator[WebDriver]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1440,900")
-    options.add_argument("--lang=zh-CN")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    options.add_experimental_option(
-        "prefs",
-        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
-    )
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    driver.execute_cdp_cmd(
-        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
-    )
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

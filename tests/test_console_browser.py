@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -27,10 +25,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from app.demo import DEMO_PASSWORD
 from app.web.console import DEFAULT_DIST
+from tests.browser import Browser, start_chromium
 from tests.servers import granian_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SYSTEM_PAGES = {"users", "roles", "api-keys", "audit"}
 JS_BUDGET = 1_000_000  # bytes of JavaScript (gzip) on the first load (issue 17 target)
 
@@ -49,28 +46,29 @@ def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(downloads: Path) -> Iterator[WebDriver]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=1440,900")
-    options.add_argument("--lang=zh-CN")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    options.add_experimental_option(
-        "prefs",
-        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
-    )
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    driver.execute_cdp_cmd(
-        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
-    )
-    yield driver
-    driver.quit()
+def chromium(downloads: Path) -> Iterator[Browser]:
+    def start() -> WebDriver:
+        driver = start_chromium(
+            "--window-size=1440,900",
+            "--lang=zh-CN",
+            prefs={
+                "download.default_directory": str(downloads),
+                "download.prompt_for_download": False,
+            },
+        )
+        driver.execute_cdp_cmd(
+            "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
+        return driver
+
+    browser = Browser(start)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> WebDriver:
+    return chromium.driver()
 
 
 def _wait(driver: WebDriver, timeout: float = 15) -> WebDriverWait[WebDriver]:

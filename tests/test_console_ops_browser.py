@@ -42,8 +42,7 @@ from tests.test_console_browser import (
     _wait,
 )
 
-browser = base.browser  # the same headless Chromium fixtures
-downloads = base.downloads
+chromium, browser, downloads = base.chromium, base.browser, base.downloads  # the same Chromium
 
 ASYNC_THRESHOLD = 100  # exports larger than this are queued as jobs on this server
 

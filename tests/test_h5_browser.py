@@ -13,20 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser import Browser, start_chromium
 from tests.h5_support import activated_batch, unit, wrong_pin
 from tests.servers import granian_server
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PHONE = {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 3.0}}
+PREFS = {"intl.accept_languages": "zh-CN,zh"}  # a phone set to Chinese, as most consumers' are
 
 
 @pytest.fixture(scope="module")
@@ -40,41 +38,36 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield running.base
 
 
-def _chromium(javascript: bool) -> WebDriver:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
+def _phone(javascript: bool) -> WebDriver:
     if javascript:
-        options.add_experimental_option("mobileEmulation", PHONE)
-    else:  # ChromeDriver's emulated taps need JavaScript; a narrow window instead
-        options.add_argument("--window-size=360,740")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    options.add_argument("--lang=zh-CN")  # a phone set to Chinese, as most consumers' are
-    prefs: dict[str, Any] = {"intl.accept_languages": "zh-CN,zh"}
-    if not javascript:
-        prefs["profile.managed_default_content_settings.javascript"] = 2
-    options.add_experimental_option("prefs", prefs)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    return driver
+        return start_chromium("--lang=zh-CN", prefs=PREFS, mobile=PHONE)
+    # ChromeDriver's emulated taps need JavaScript; a narrow window instead
+    prefs = {**PREFS, "profile.managed_default_content_settings.javascript": 2}
+    return start_chromium("--lang=zh-CN", "--window-size=360,740", prefs=prefs)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    driver = _chromium(javascript=True)
-    yield driver
-    driver.quit()
+def chromium() -> Iterator[Browser]:
+    browser = Browser(lambda: _phone(javascript=True))
+    yield browser
+    browser.quit()
 
 
 @pytest.fixture(scope="module")
-def browser_without_js() -> Iterator[WebDriver]:
-    driver = _chromium(javascript=False)
-    yield driver
-    driver.quit()
+def chromium_without_js() -> Iterator[Browser]:
+    browser = Browser(lambda: _phone(javascript=False))
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> WebDriver:
+    return chromium.driver()
+
+
+@pytest.fixture
+def browser_without_js(chromium_without_js: Browser) -> WebDriver:
+    return chromium_without_js.driver()
 
 
 @pytest.fixture

@@ -19,12 +19,13 @@ from app.demo import DEMO_PASSWORD
 from tests.h5_support import wrong_pin
 from tests.rebates_support import set_rebate, store_goods
 from tests.test_h5_browser import server  # noqa: F401 - the fixture
-from tests.test_h5_members_browser import (  # noqa: F401 - phone_browser is a fixture
+from tests.test_h5_members_browser import (  # noqa: F401 - phone_browser, phone_chromium are fixtures
     _fits_the_phone,
     _shot,
     _submit,
     _wait,
     phone_browser,
+    phone_chromium,
 )
 
 AMOUNT = 2.5

@@ -15,39 +15,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.browser import Browser, start_chromium
 from tests.h5_support import activated_batch, unit
 from tests.points_support import random_phone, set_rule
 from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
-from tests.test_h5_browser import CHROMEDRIVER, CHROMIUM, server  # noqa: F401 - the fixture
+from tests.test_h5_browser import server  # noqa: F401 - the fixture
 
 PHONE_SCREEN = {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0}}
 SHOTS = os.environ.get("TRACECODE_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
-def phone_browser() -> Iterator[WebDriver]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_experimental_option("mobileEmulation", PHONE_SCREEN)
-    options.add_argument("--lang=zh-CN")
-    options.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+def phone_chromium() -> Iterator[Browser]:
+    browser = Browser(
+        lambda: start_chromium(
+            "--lang=zh-CN", prefs={"intl.accept_languages": "zh-CN,zh"}, mobile=PHONE_SCREEN
+        )
+    )
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture
+def phone_browser(phone_chromium: Browser) -> WebDriver:
+    return phone_chromium.driver()
 
 
 def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:

@@ -19,9 +19,7 @@ from typing import Any
 
 import pytest
 import segno
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -31,11 +29,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from app.demo import DEMO_PASSWORD
 from app.field import nameplates
 from app.web.mobile import mobile_dir
+from tests.browser import Browser, start_chromium
 from tests.servers import granian_server
 from tests.test_inspect import _close_diversion_alerts, goods  # noqa: F401 (fixtures)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 GPS = {"latitude": 29.8683, "longitude": 121.5440, "accuracy": 10}
 
 
@@ -48,26 +45,24 @@ def server(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def browser(server: str) -> Iterator[WebDriver]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: run `make browser` (Debian chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=412,915")  # a phone
-    options.add_argument("--lang=zh-CN")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    driver.execute_cdp_cmd(
-        "Browser.grantPermissions", {"origin": server, "permissions": ["geolocation"]}
-    )
-    driver.execute_cdp_cmd("Emulation.setGeolocationOverride", GPS)
-    driver.execute_cdp_cmd("Network.enable", {})
-    yield driver
-    driver.quit()
+def chromium(server: str) -> Iterator[Browser]:
+    def start() -> WebDriver:
+        driver = start_chromium("--window-size=412,915", "--lang=zh-CN")  # a phone
+        driver.execute_cdp_cmd(
+            "Browser.grantPermissions", {"origin": server, "permissions": ["geolocation"]}
+        )
+        driver.execute_cdp_cmd("Emulation.setGeolocationOverride", GPS)
+        driver.execute_cdp_cmd("Network.enable", {})
+        return driver
+
+    browser = Browser(start)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture
+def browser(chromium: Browser) -> WebDriver:
+    return chromium.driver()
 
 
 def _wait(driver: WebDriver, timeout: float = 20) -> WebDriverWait[WebDriver]:
@@ -351,17 +346,13 @@ async def test_the_camera_reads_a_unit_code_and_shows_its_verdict(
     it through the app's camera scanner and the verdict is on screen."""
     serial = goods["units"][1]
     video = _y4m(f"{settings.public_url}/c/{serial}", tmp_path / "qr.y4m")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=412,915")
-    options.add_argument("--use-fake-ui-for-media-stream")
-    options.add_argument("--use-fake-device-for-media-stream")
-    options.add_argument(f"--use-file-for-fake-video-capture={video}")
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver = start_chromium(
+        "--window-size=412,915",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    )
     try:
-        driver.set_page_load_timeout(30)
         driver.execute_cdp_cmd(
             "Browser.grantPermissions",
             {"origin": server, "permissions": ["geolocation", "videoCapture"]},

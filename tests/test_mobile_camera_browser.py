@@ -12,15 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from app.demo import DEMO_PASSWORD, STORE_POSITIONS
+from tests.browser import start_chromium
 from tests.field_support import nameplate, user_id
 from tests.test_mobile_browser import (  # noqa: F401 (fixtures)
-    CHROMEDRIVER,
-    CHROMIUM,
     _errors,
     _find,
     _text,
@@ -44,18 +41,14 @@ async def test_the_camera_reads_a_store_nameplate_and_checks_in(
     plate = await nameplate(client, login, store_id)
     video = _y4m(plate["url"], tmp_path / "nameplate.y4m")
     lat, lng = STORE_POSITIONS[STORE]
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.add_argument("--window-size=412,915")
-    options.add_argument("--use-fake-ui-for-media-stream")
-    options.add_argument("--use-fake-device-for-media-stream")
-    options.add_argument(f"--use-file-for-fake-video-capture={video}")
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver = start_chromium(
+        "--window-size=412,915",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    )
     started = datetime.now(UTC) - timedelta(seconds=1)
     try:
-        driver.set_page_load_timeout(30)
         driver.execute_cdp_cmd(
             "Browser.grantPermissions",
             {"origin": server, "permissions": ["geolocation", "videoCapture"]},

@@ -30,6 +30,7 @@ from tests.test_mobile_browser import (  # noqa: F401 (fixtures)
     _text,
     _wait,
     browser,
+    chromium,
     server,
 )
 
