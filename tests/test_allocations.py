@@ -14,7 +14,7 @@ from Crypto.PublicKey import RSA
 
 from app.codes import printfile
 from tests.field_support import other_brand_admin
-from tests.helpers import assert_error, issue_units, scheme_for_tests
+from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
 
 SCHEME = scheme_for_tests()
 
@@ -342,4 +342,46 @@ async def test_bad_requests_are_refused_with_stable_codes(
         await client.post("/pools", headers=planner, json={"name": "void", "batches": [batch_no]}),
         422,
         "batch_void",
+    )
+
+
+async def test_a_batch_whose_codes_reached_a_line_another_way_is_not_allocated(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """Codes made with the master key by hand (here: serials of a new batch scanned on the line
+    without an export or allocation) are in circulation: allocating them would hand out live
+    codes and their PINs again. Codes an allocation gave out and the line then activated do not
+    stop the batch: only a unit at or past its next index does."""
+    planner = await login("planner")
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    await activate(client, login, [SCHEME.serial(batch_no, 7)], product_id)
+    assert_error(await _allocate(client, planner, batch_no=batch_no, count=1), 409, "batch_in_use")
+    assert_error(
+        await client.post("/pools", headers=planner, json={"name": "live", "batches": [batch_no]}),
+        409,
+        "batch_in_use",
+    )
+
+    allocated, product_id = await issue_units(client, login, demo, 10)
+    spare, _ = await issue_units(client, login, demo, 3)
+    pool = await client.post(
+        "/pools", headers=planner, json={"name": "rolls over", "batches": [allocated, spare]}
+    )
+    assert pool.status_code == 201, pool.text
+    first = _codes(await _allocate(client, planner, batch_no=allocated, count=4))
+    await activate(client, login, [SCHEME.serial(b, i) for b, i in first], product_id)
+    assert _codes(await _allocate(client, planner, batch_no=allocated, count=2)) == [
+        (allocated, 4),
+        (allocated, 5),
+    ]
+    # a unit of the spare batch activated by hand: the pool skips that batch, not the other
+    await activate(client, login, [SCHEME.serial(spare, 0)], product_id)
+    pool_id = pool.json()["id"]
+    left = await client.get(f"/pools/{pool_id}", headers=planner)
+    assert left.json()["remaining"] == 4  # indexes 6..9 of the first batch, none of the spare
+    assert _codes(await _allocate(client, planner, pool_id=pool_id, count=4)) == [
+        (allocated, i) for i in range(6, 10)
+    ]
+    assert_error(
+        await _allocate(client, planner, pool_id=pool_id, count=1), 409, "not_enough_codes"
     )

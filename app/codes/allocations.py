@@ -25,7 +25,10 @@ Who allocates (``codes.allocate``, held at brand level only):
 - an API key (a partner system): only the pools shared with its organisation.
 
 A batch is either printed from exports or allocated, never both: allocation refuses a batch with
-a printer-file export, and an export refuses a batch with allocated codes.
+a printer-file export, and an export refuses a batch with allocated codes. Nor does allocation
+give out a batch whose codes reached a line some other way (a unit at or past the batch's next
+index is active: the demo's batches, codes made with the master key by hand): 409
+``batch_in_use``, and a pool skips such a batch.
 """
 
 from __future__ import annotations
@@ -52,14 +55,18 @@ from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
 _POOL_COLUMNS = "p.id, p.brand_id, p.name, p.recipient_org_id, p.created_by, p.created_at"
-# A batch's state for allocation: what is left (nothing once void or printed from an export).
+# A batch's state for allocation: what is left (nothing once void or printed from an export),
+# and whether a code not yet allocated is already active (``in_use``: one range probe of the
+# units' primary key).
 _BATCH_COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.size, b.allocated, b.state,
     b.key_version, EXISTS
-     (SELECT 1 FROM code_exports e WHERE e.batch_no = b.batch_no) AS exported"""
+     (SELECT 1 FROM code_exports e WHERE e.batch_no = b.batch_no) AS exported, EXISTS
+     (SELECT 1 FROM unit_state u WHERE u.code >= (b.batch_no::bigint << 32) + b.allocated
+         AND u.code < (b.batch_no::bigint << 32) + b.size) AS in_use"""
 
 
 def _left(row: dict[str, Any]) -> int:
-    if row["state"] == "void" or row["exported"]:
+    if row["state"] == "void" or row["exported"] or row["in_use"]:
         return 0
     return int(row["size"] - row["allocated"])
 
@@ -156,6 +163,12 @@ def _check_batch(row: dict[str, Any] | None, batch_no: int) -> dict[str, Any]:
         raise Conflict(
             f"batch {batch_no} is printed from printer-file exports; it cannot be allocated",
             code="batch_exported",
+        )
+    if row["in_use"]:
+        raise Conflict(
+            f"batch {batch_no} has active codes that no allocation gave out; it cannot be "
+            "allocated (its codes reached the line another way)",
+            code="batch_in_use",
         )
     return row
 
