@@ -38,3 +38,80 @@ async def test_a_sales_report_ending_on_the_last_day_is_refused(client: Any, log
         params={"from": "9999-12-01", "to": "9999-12-31"},
     )
     assert_error(answer, 400, "bad_period")
+
+
+def _date_queries(doc: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+    """Every GET of the OpenAPI document without path parameters, with the query parameters
+    typed date or date-time: (path, {name: format})."""
+    found = []
+    for path, operations in doc["paths"].items():
+        get = operations.get("get")
+        if get is None or "{" in path:
+            continue
+        dates = {}
+        for p in get.get("parameters", []):
+            schema = p.get("schema", {})
+            for s in [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]:
+                if p["in"] == "query" and s.get("format") in ("date", "date-time"):
+                    dates[p["name"]] = s["format"]
+        if dates:
+            found.append((path, dates))
+    return found
+
+
+EDGES = {
+    "date": ("0001-01-01", "0001-01-02", "9999-12-30", "9999-12-31"),
+    "date-time": ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-12:00"),
+}
+
+
+async def test_every_date_query_takes_the_first_and_last_days(client: Any, login: Any) -> None:
+    """Both ends of the calendar in every date parameter of every list and report, alone and
+    together, as the brand's admin and as an agent: an answer or a 4xx, never a 500."""
+    doc = (await client.get("/schema/openapi.json")).json()
+    queries = _date_queries(doc)
+    assert len(queries) >= 20  # the sweep sees the API's lists and reports
+    failed = []
+    for user in ("admin", "agent_admin"):
+        headers = await login(user)
+        for path, dates in queries:
+            for name, fmt in dates.items():
+                for value in EDGES[fmt]:
+                    tries = [{name: value}] + [
+                        {name: value, other: edge}
+                        for other, other_fmt in dates.items()
+                        if other != name
+                        for edge in EDGES[other_fmt]
+                    ]
+                    for params in tries:
+                        answer = await client.get(path, headers=headers, params=params)
+                        kind = answer.headers["content-type"].split(";")[0]
+                        if answer.status_code >= 500 or kind not in (
+                            "application/json",
+                            "text/csv",
+                        ):
+                            failed.append((user, path, params, answer.status_code))
+    assert failed == []
+
+
+async def test_a_statement_of_the_last_days_is_refused(client: Any, login: Any) -> None:
+    finance = await login("finance")
+    answer = await client.post(
+        "/rebates/statements", headers=finance, json={"from": "9999-01-01", "to": "9999-12-31"}
+    )
+    assert_error(answer, 400, "bad_period")
+    answer = await client.post(
+        "/rebates/statements", headers=finance, json={"from": "9999-12-31", "to": "9999-12-31"}
+    )
+    assert answer.status_code in (400, 422), answer.text
+
+
+async def test_a_sales_report_from_the_first_day_is_refused(client: Any, login: Any) -> None:
+    for path in (
+        "/analytics/sales/stores",
+        "/analytics/sales/products",
+        "/analytics/sales/regions",
+    ):
+        for params in ({"from": "0001-01-01", "to": "0001-01-02"}, {"to": "0001-01-05"}):
+            answer = await client.get(path, headers=await login("admin"), params=params)
+            assert_error(answer, 400, "bad_period")

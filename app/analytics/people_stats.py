@@ -86,7 +86,9 @@ def province_of(text: str | None) -> str | None:
 def _bounded(f: Filters, today: date) -> tuple[date, date]:
     """The period of a day-by-day statistic: default the last 30 days, at most 366."""
     end = f.date_to or today
-    start = f.date_from or end - timedelta(days=DEFAULT_DAYS - 1)
+    start = f.date_from or max(end, date.min + timedelta(days=DEFAULT_DAYS)) - timedelta(
+        days=DEFAULT_DAYS - 1
+    )
     if start > end:
         raise BadRequest("from is after to", code="bad_period", details={"field": "from"})
     if (end - start).days >= MAX_DAYS:

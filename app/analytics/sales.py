@@ -395,6 +395,9 @@ def period(f: Filters, now: date, longest: int = MAX_DAYS) -> tuple[date, date]:
     if end >= date.max - timedelta(days=1):  # the day after the end must still be a date
         raise BadRequest("the period ends after the calendar does", code="bad_period",
                          details={"field": "to"})  # fmt: skip
+    if start <= date.min + timedelta(days=1):  # and the day before the start
+        raise BadRequest("the period starts before the calendar does", code="bad_period",
+                         details={"field": "from"})  # fmt: skip
     return start, end
 
 

@@ -126,6 +126,12 @@ def period_of(data: GenerateIn, today: date) -> Period:
                 code="bad_period",
                 details={"max_days": MAX_DAYS},
             )
+        if data.date_to == date.max:  # the day after the end must still be a date
+            raise BadRequest(
+                "the period ends after the calendar does",
+                code="bad_period",
+                details={"field": "to"},
+            )
         period = Period(data.date_from, data.date_to + timedelta(days=1))
     if period.start > today:
         raise Unprocessable(
