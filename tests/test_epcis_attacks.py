@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.test_epcis import _object, capture, captured, document, event_list, query
+from tests.test_epcis import CONTEXT, _object, capture, captured, document, event_list, query
 from tests.test_erp_export import shipped
 
 DECLARATION = {"declarationTime": "2026-12-01T00:00:00Z", "reason": "incorrect_data"}
@@ -194,3 +194,74 @@ async def test_a_tracecode_code_named_by_its_qr_url_obeys_the_same_rules(
     ship = _object("ADD", [url], bizStep="shipping", disposition="in_transit")
     job = await captured(client, operator, document([ship]), state="failed")
     assert "commission" in job["errors"]["detail"], job
+
+
+# -- found by an adversarial probe (2026-12-03), fixed -------------------------------------------
+
+EX = [CONTEXT, {"ex": "https://partner.example.com/ns/"}]
+
+
+async def test_control_characters_in_a_captured_document_are_refused(
+    client: Any, login: Any
+) -> None:
+    """SOH, ESC and DEL in an extension value were stored and served to whoever queried: the
+    capture read the raw body past the API's control-character check. A tab or a line break
+    in text stays allowed, as in every JSON body."""
+    partner = await login("partner")
+    for text in ("a\u0001b", "\u001b[31mred", "del\u007f", "nul\u0000"):
+        raw = json.dumps(document([_object("OBSERVE", [_epc("CC")], **{"ex:note": text})], EX))
+        assert "\\u00" in raw or "\x7f" in raw
+        response = await capture(client, partner, raw.encode())
+        assert response.status_code == 400, (text, response.text)
+        assert response.json()["type"] == "epcisException:ValidationException"
+        assert "control character" in response.json()["detail"]
+        single = await _single(client, partner, _object("OBSERVE", [_epc("CS")], **{"ex:n": text}))
+        assert single.status_code == 400, single.text
+    ok = _object("OBSERVE", [_epc("CT")], **{"ex:note": "a\ttab and a\nline"})
+    job = await captured(client, partner, document([ok], EX))
+    assert job["stored"] == 1
+
+
+async def test_one_eventid_twice_in_a_document_with_other_content_is_refused(
+    client: Any, login: Any
+) -> None:
+    """The second of two different events sharing an eventID was dropped without a word."""
+    partner = await login("partner")
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    first = _object("OBSERVE", [_epc("D1")], eventID=event_id)
+    other = _object("ADD", [_epc("D2")], eventID=event_id)
+    response = await capture(client, partner, document([first, other]))
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("/epcisBody/eventList/1/eventID")
+    assert event_list(await query(client, partner, MATCH_epc=first["epcList"][0])) == []
+    # the same event twice is one event; the eventID again with a declaration declares it
+    declared = {**first, "errorDeclaration": DECLARATION}
+    job = await captured(client, partner, document([first, first, declared]))
+    assert job["stored"] == 2  # the event, and the declaration applied to it
+    (stored,) = event_list(await query(client, partner, MATCH_epc=first["epcList"][0]))
+    assert stored["errorDeclaration"]["reason"] == DECLARATION["reason"]
+
+
+async def test_an_unknown_action_in_a_query_is_a_query_parameter_exception(
+    client: Any, login: Any
+) -> None:
+    partner = await login("partner")
+    response = await client.get("/epcis/events", headers=partner, params={"EQ_action": "FOO"})
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "epcisException:QueryParameterException"
+    assert event_list(await query(client, partner, EQ_action="ADD|OBSERVE", perPage="1")) != []
+
+
+async def test_an_event_or_context_too_large_is_a_capture_limit(client: Any, login: Any) -> None:
+    """A 50 MB event was stored, and a page of such events answered 96 MB."""
+    partner = await login("partner")
+    big = _object("OBSERVE", [_epc("BG")], **{"ex:blob": "x" * (1024 * 1024)})
+    small = _object("OBSERVE", [_epc("SM")])
+    response = await capture(client, partner, document([small, big], EX))
+    assert response.status_code == 413, response.text
+    assert response.json()["type"] == "epcisException:CaptureLimitExceededException"
+    assert response.json()["detail"].startswith("/epcisBody/eventList/1")
+    context = [CONTEXT, {f"p{i}": f"https://partner.example.com/{i:060d}/" for i in range(1000)}]
+    response = await capture(client, partner, document([small], context))
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"].startswith("/@context")

@@ -260,6 +260,14 @@ def about(entries: list[dict[str, Any]], serial: str) -> list[dict[str, Any]]:
         ("http://[::1]/hook", "private_address"),
         ("http://169.254.169.254/latest/meta-data", "private_address"),
         ("http://localhost/hook", "private_address"),
+        # 127.0.0.1 as the C resolver also reads it, and inside IPv6 (NAT64, 6to4, Teredo)
+        ("http://127.1/hook", "private_address"),
+        ("http://2130706433/hook", "private_address"),
+        ("http://0x7f000001/hook", "private_address"),
+        ("http://[64:ff9b::7f00:1]/hook", "private_address"),
+        ("http://[2002:7f00:1::]/hook", "private_address"),
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook", "private_address"),
+        ("http://[::ffff:10.0.0.1]/hook", "private_address"),
     ],
 )
 async def test_bad_urls_are_refused_with_stable_codes(

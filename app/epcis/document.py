@@ -21,8 +21,11 @@ are those of the standard's JSON schema and CBV 2.0:
   the standard context's own prefixes count) or be a full URI. A document that also names a
   context other than the EPCIS one may declare any prefix there, so then any prefix passes.
 
-Beyond the schema, for storage and for the server's safety: no ``\\u0000`` escape (PostgreSQL
-text cannot hold NUL) and nothing nested deeper than ``MAX_DEPTH`` levels. Standard structures
+Beyond the schema, for storage and for the server's safety: no control character (a ``\\u0000``
+escape: PostgreSQL text cannot hold NUL; the others, as every JSON body of the API
+(``app.textguard``): they would reach other partners' terminals and logs), no event larger than
+``MAX_EVENT_BYTES`` (each query page holds up to a thousand of them) and nothing nested deeper
+than ``MAX_DEPTH`` levels. Standard structures
 are walked, so only the free-form parts (extension values, @context objects, the header) need
 a depth walk of their own; msgspec refuses raw control characters and invalid UTF-8 itself.
 
@@ -46,8 +49,11 @@ from typing import Any
 import msgspec
 
 from app.epcis.identifiers import IdentifierError, canonical, known_sgtins
+from app.textguard import JSON_CONTROL
 
 MAX_DEPTH = 64
+MAX_EVENT_BYTES = 1024 * 1024  # an event as JSON: ~15,000 childEPCs of a pallet's aggregation
+MAX_CONTEXT_BYTES = 64 * 1024  # the document's @context, stored with each of its events
 MAX_URI = 2000  # characters of an identifier or other URI (a stored, indexed value)
 VALIDATION = "epcisException:ValidationException"
 CAPTURE_LIMIT = "epcisException:CaptureLimitExceededException"
@@ -232,7 +238,6 @@ _DATE_TIME = re.compile(
 _OFFSET = re.compile(r"[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00)", re.ASCII)
 _UOM = re.compile(r"[A-Z0-9]{2,3}")
 _HEX = re.compile(r"[A-Fa-f0-9]+")
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 # Pointers are built only on failure: checkers take the parent's pointer ``at`` and the
 # ``name`` (key or index) of the value they check.
@@ -902,8 +907,8 @@ def _decode(raw: bytes | bytearray | memoryview | str) -> Any:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a byte order mark: RFC 8259 lets a parser ignore it
-    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
-        raise _fail("", "the document contains a NUL character (\\u0000)")
+    if 0x7F in data or (0x5C in data and JSON_CONTROL.search(data)):  # see check_json_body
+        raise _fail("", "the document contains a control character (NUL, ESC, DEL, …)")
     try:
         return msgspec.json.decode(data)
     except RecursionError:
@@ -956,7 +961,53 @@ def parse_document(
         doc = _decode(raw)
         scope = _envelope(doc)
         events = _event_list(doc, max_events)
-        return [_event(event, index, scope) for index, event in enumerate(events)]
+        _sizes(doc, events, len(raw))
+        captured = [_event(event, index, scope) for index, event in enumerate(events)]
+        _unique_ids(captured)
+        return captured
+
+
+def _sizes(doc: dict[str, Any], events: list[Any], size: int) -> None:
+    """413 for an event larger than MAX_EVENT_BYTES or an @context larger than
+    MAX_CONTEXT_BYTES, as JSON: each query page holds up to a thousand events, each with the
+    context. Only a document larger than a limit can break it, so most are never measured."""
+    if size > MAX_CONTEXT_BYTES and len(msgspec.json.encode(doc["@context"])) > MAX_CONTEXT_BYTES:
+        raise DocumentError(
+            f"/@context: larger than {MAX_CONTEXT_BYTES} bytes",
+            "/@context",
+            exception=CAPTURE_LIMIT,
+            title="The @context is too large",
+            status=413,
+        )
+    if size <= MAX_EVENT_BYTES:
+        return
+    for index, event in enumerate(events):
+        if len(msgspec.json.encode(event)) > MAX_EVENT_BYTES:
+            at = f"{EVENT_LIST}/{index}"
+            raise DocumentError(
+                f"{at}: the event is larger than {MAX_EVENT_BYTES} bytes",
+                at,
+                exception=CAPTURE_LIMIT,
+                title="An event is too large",
+                status=413,
+            )
+
+
+def _unique_ids(events: list[CapturedEvent]) -> None:
+    """Two events of one document with one eventID and different content: refused (the second
+    would be dropped as a repeat of the first). The same event twice is a repeat, and the
+    eventID again with an ``errorDeclaration`` declares the first erroneous: both allowed."""
+    first: dict[str, int] = {}
+    for index, event in enumerate(events):
+        if event.event_id is None:
+            continue
+        was = first.setdefault(event.event_id, index)
+        if was != index and events[was].raw != event.raw and "errorDeclaration" not in event.raw:
+            raise _bad(
+                f"{EVENT_LIST}/{index}",
+                "eventID",
+                f"event {was} of this document has this eventID, with other content",
+            )
 
 
 @contextmanager

@@ -49,6 +49,7 @@ _EVENT_TYPES = {
     "TransformationEvent",
     "AssociationEvent",
 }
+_ACTIONS = {"ADD", "OBSERVE", "DELETE"}
 _LISTS = {
     "eventType",
     "EQ_action",
@@ -130,6 +131,8 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
     bad = set(q.lists.get("eventType", [])) - _EVENT_TYPES
     if bad:
         raise QueryError(f"eventType must be one of {sorted(_EVENT_TYPES)}")
+    if set(q.lists.get("EQ_action", [])) - _ACTIONS:
+        raise QueryError(f"EQ_action must be one of {sorted(_ACTIONS)}")
     return q
 
 

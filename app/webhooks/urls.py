@@ -78,13 +78,29 @@ async def check_resolved(url: str, *, allow_private: bool) -> None:
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally: an IP literal, or an IPv4 address in any form the
+    C library's resolver takes as one (``127.1``, ``2130706433``, ``0x7f000001``)."""
+    host = host.strip("[]").split("%")[0]
     try:
-        return ipaddress.ip_address(host.strip("[]").split("%")[0])
+        return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
         return None
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is None and address.teredo is not None:
+            embedded = address.teredo[1]  # the client's address
+        if embedded is not None:
+            return _public(embedded)
     return address.is_global and not address.is_multicast
