@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
+from app.epcis.search import PAGE_BYTES
 from tests.test_epcis import CONTEXT, _object, capture, captured, document, event_list, query
 from tests.test_erp_export import shipped
 
@@ -265,3 +266,32 @@ async def test_an_event_or_context_too_large_is_a_capture_limit(client: Any, log
     response = await capture(client, partner, document([small], context))
     assert response.status_code == 413, response.text
     assert response.json()["detail"].startswith("/@context")
+
+
+async def test_a_page_of_large_events_ends_at_the_byte_budget(client: Any, login: Any) -> None:
+    """Events of up to 1 MiB, perPage up to 1000: one page could be a gigabyte. A page ends
+    once its captured events reach ``PAGE_BYTES``, and the next page goes on from there."""
+    partner = await login("partner")
+    shared = _epc("PB")
+    blob = 900_000
+    events = [
+        _object("OBSERVE", [shared, _epc(f"P{i}")], **{"ex:blob": chr(65 + i) * blob})
+        for i in range(20)
+    ]
+    job = await captured(client, partner, document(events, EX))
+    assert job["stored"] == 20
+    per_page = (PAGE_BYTES - 1) // blob + 1  # the events that start before the budget ends
+    assert per_page < 20
+    params = {"MATCH_epc": shared, "perPage": "1000"}
+    pages: list[list[dict[str, Any]]] = []
+    while True:
+        response = await query(client, partner, **params)
+        assert len(response.content) < PAGE_BYTES + 2 * blob
+        pages.append(event_list(response))
+        link = response.headers.get("link")
+        if not link:
+            break
+        params["nextPageToken"] = link.split("nextPageToken=")[1].split(">")[0]
+    assert [len(page) for page in pages] == [per_page, 20 - per_page]
+    blobs = [e["ex:blob"] for page in pages for e in page]
+    assert blobs == [chr(65 + i) * blob for i in range(20)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from itertools import takewhile
 from typing import Any
 
 import msgspec
@@ -33,6 +34,9 @@ _OWN_COLUMNS = (
     "e.tz_offset, e.record_time, e.read_point, e.biz_location, e.source_org, e.destination_org, "
     "e.biz_transactions, e.parent_code, e.error_declaration"
 )
+# Stored bodies of captured events on one page: events are up to 1 MiB each
+# (app.epcis.document.MAX_EVENT_BYTES), so a full page could otherwise be a gigabyte.
+PAGE_BYTES = 16 * 1024 * 1024
 _ROLES = {"MATCH_epc": ["e"], "MATCH_parentID": ["p"], "MATCH_anyEPC": ["e", "p", "x"]}
 
 
@@ -61,13 +65,13 @@ async def search(
     room = q.per_page - len(events)
     after = q.after[1] if q.after[0] == "c" else 0
     rows = await _captured_rows(conn, actor, orgs, q, matches, after, room)
-    page = rows[:room]
+    page = list(takewhile(lambda r: r["body"] is not None, rows[:room]))
     prefixes: dict[str, Any] = {}
     for r in page:
         events.append(_captured_event(r))
         prefixes.update(r["context"] or {})
         last = ("c", r["id"])
-    more = len(rows) > room
+    more = len(rows) > len(page)
     return Page(_document(events, prefixes), next_token(*last) if more and last else None)
 
 
@@ -259,9 +263,16 @@ async def _captured_rows(
         conds.append(f"ce.biz_transactions && %(bt{i})s::text[]")
     for name, m in matches.items():
         conds.append(_epc_condition(name, m, args))
+    # A page holds at most PAGE_BYTES of stored bodies (and always its first event): past the
+    # budget a row comes without its body, which is then never read from TOAST.
+    args["budget"] = PAGE_BYTES
     sql = (
-        "SELECT ce.id, ce.event_id, ce.record_time, ce.context, ce.body FROM epcis_events ce "
-        f"WHERE {' AND '.join(conds)} ORDER BY ce.id LIMIT %(limit)s"
+        "SELECT id, event_id, record_time, context, "
+        "CASE WHEN before < %(budget)s THEN body END AS body FROM ("
+        "SELECT ce.id, ce.event_id, ce.record_time, ce.context, ce.body, "
+        "sum(octet_length(ce.body)) OVER (ORDER BY ce.id) - octet_length(ce.body) AS before "
+        f"FROM epcis_events ce WHERE {' AND '.join(conds)} ORDER BY ce.id LIMIT %(limit)s) s "
+        "ORDER BY id"
     )
     return await (await conn.execute(sql, args)).fetchall()
 
