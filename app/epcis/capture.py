@@ -260,7 +260,7 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
     with gc_paused():
         ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
     await xact_lock(conn, Lock.EPCIS_CAPTURE, job["org_id"])
-    known = await _known_ids(conn, job["org_id"], ids)
+    known = await _known_ids(conn, job["brand_id"], job["org_id"], ids)
     fresh: list[tuple[int, str, CapturedEvent]] = []
     declared: list[tuple[str, CapturedEvent]] = []
     for index, (event_id, event) in enumerate(zip(ids, events, strict=True)):
@@ -327,15 +327,15 @@ async def _capturer(conn: Conn, job: dict[str, Any]) -> Principal:
     )
 
 
-async def _known_ids(conn: Conn, org_id: int, ids: list[str]) -> dict[str, bool]:
+async def _known_ids(conn: Conn, brand_id: int, org_id: int, ids: list[str]) -> dict[str, bool]:
     """The eventIDs the capturing organisation holds already, each with whether it carries an
     error declaration. Another organisation's event of the same id is its own record (the
     same real event told by two parties, or a clash): neither sees nor blocks the other."""
     rows = await (
         await conn.execute(
             "SELECT event_id, error_declared FROM epcis_events "
-            "WHERE org_id = %s AND event_id = ANY(%s)",
-            (org_id, ids),
+            "WHERE event_id = ANY(%s) AND brand_id = %s AND org_id = %s",
+            (ids, brand_id, org_id),
         )
     ).fetchall()
     return {r["event_id"]: r["error_declared"] for r in rows}
