@@ -120,6 +120,12 @@ async def world(client: Any, login: Any, app: Any) -> World:
                 ).fetchone()
                 w.products.append(row["id"])
                 w.category_of[row["id"]] = cat["id"]
+    # data of its own, so that no test depends on another having run first on its worker
+    rng = random.Random(1)
+    async with await autocommit() as conn:
+        await add_members(conn, w, rng, 10)
+        await add_claims(conn, w, rng, 30)
+        await add_verifications(conn, w, rng, 40)
     return w
 
 
