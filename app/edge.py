@@ -8,6 +8,9 @@
   (``refuse`` answers it) before a handler or the database sees them (PostgreSQL cannot store
   NUL).
 * Form bodies (the PIN form) are checked like query strings in ``EdgeRequest.body()``.
+* Media types: a JSON body must say so (``application/json`` or ``application/…+json``, UTF-8
+  if it names a charset), else 415 ``unsupported_media_type`` before decoding; ``media_of``
+  reads the header for the routes that take other bodies (CSV, EPCIS documents).
 
 The checks are single C passes (regular expressions, ``bytes.translate``) that bulk uploads of
 megabytes pay a few milliseconds for; small bodies pay microseconds.
@@ -23,7 +26,13 @@ from litestar import Request
 from litestar.types import Empty
 
 from app.bodies import decode_data
-from app.errors import BadRequest, MethodNotAllowed, PayloadTooLarge, error_body
+from app.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_body,
+)
 from app.textguard import InvalidCharacter, check_json_body, check_text
 
 MAX_JSON_DEPTH = 64
@@ -75,6 +84,35 @@ def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
             return True
         skeleton = reduced
     return False
+
+
+def media_of(content_type: str) -> tuple[str, str | None]:
+    """The media type (lower case) and the charset parameter (lower case, or None) of a
+    ``Content-Type`` header."""
+    media, *params = content_type.split(";")
+    charset = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return media.strip().lower(), charset
+
+
+def is_utf8(charset: str | None) -> bool:
+    return charset in (None, "utf-8", "utf8")
+
+
+def require_json(content_type: str) -> None:
+    """415 ``unsupported_media_type`` unless the body is declared JSON, in UTF-8."""
+    media, charset = media_of(content_type)
+    json = media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+    if not json or not is_utf8(charset):
+        raise UnsupportedMediaType(
+            "send the body as JSON in UTF-8 (Content-Type: application/json)",
+            details={"content_type": content_type[:200], "accepted": ["application/json"]},
+        )
 
 
 def check_json(body: bytes) -> None:
@@ -142,6 +180,8 @@ class EdgeRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
         if self._json is Empty and self._connection_state.json is Empty:
             body = await self.body()
+            if body:
+                require_json(self.headers.get("content-type", ""))
             check_json(body)
             try:  # strictly, into the handler's data type (app.bodies): 1e3 is not an int
                 decoded = decode_data(self.route_handler, body or b"null")

@@ -295,3 +295,13 @@ async def test_a_page_of_large_events_ends_at_the_byte_budget(client: Any, login
     assert [len(page) for page in pages] == [per_page, 20 - per_page]
     blobs = [e["ex:blob"] for page in pages for e in page]
     assert blobs == [chr(65 + i) * blob for i in range(20)]
+
+
+async def test_a_document_in_another_charset_is_415(client: Any, login: Any) -> None:
+    """``charset=utf-16`` was accepted and the body decoded as UTF-8 all the same."""
+    partner = await login("partner")
+    raw = json.dumps(document([_object("OBSERVE", [_epc("CH")])])).encode()
+    response = await capture(client, partner, raw, media="application/ld+json; charset=utf-16")
+    assert response.status_code == 415, response.text
+    response = await capture(client, partner, raw, media='application/json; charset="UTF-8"')
+    assert response.status_code == 202, response.text

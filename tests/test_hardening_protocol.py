@@ -176,6 +176,45 @@ async def test_unbalanced_json_is_malformed(client: Any) -> None:
     assert_error(response, 400, "malformed_json")
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=utf-16"],
+)
+async def test_a_json_body_not_declared_json_is_415(
+    client: Any, login: Any, content_type: str | None
+) -> None:
+    """A JSON body sent as text, as a form, with no media type or in another charset is
+    refused before it is decoded (it used to be decoded as UTF-8 JSON whatever it said)."""
+    admin = await login("admin")
+    headers = {**admin, **({"content-type": content_type} if content_type else {})}
+    body = b'{"name": "teapot ' + secrets.token_hex(3).encode() + b'"}'
+    response = await client.post("/categories", headers=headers, content=body)
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert error["details"]["accepted"] == ["application/json"]
+    anonymous = await client.post(
+        "/auth/login", headers=headers, content=b'{"username": "admin", "password": "x"}'
+    )
+    assert_error(anonymous, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON; Charset=\"UTF-8\"", "application/merge-patch+json"],
+)
+async def test_json_media_types_and_utf8_pass(
+    client: Any, login: Any, content_type: str
+) -> None:
+    admin = await login("admin")
+    name = f"cat {secrets.token_hex(3)}"
+    response = await client.post(
+        "/categories",
+        headers={**admin, "content-type": content_type},
+        content=f'{{"name": "{name}"}}'.encode(),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name
+
+
 # --- 13 and 14: one CSV/XLSX writer with the formula guard, one charset ----------------------
 
 

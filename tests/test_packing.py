@@ -313,7 +313,7 @@ async def test_bad_requests(client: Any, login: Any, app: Any, lumi: Any) -> Non
     assert_error(
         await client.post(
             url,
-            headers=operator,
+            headers={**operator, "content-type": "application/json"},
             content=b'{"scans": [',
         ),
         400,

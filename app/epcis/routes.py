@@ -21,7 +21,7 @@ from app.codes.scheme import Scheme
 from app.config import Settings
 from app.csvread import read_body
 from app.db import Conn
-from app.edge import MAX_JSON_DEPTH, json_depth_ok
+from app.edge import MAX_JSON_DEPTH, is_utf8, json_depth_ok, media_of
 from app.epcis import capture
 from app.epcis.document import DocumentError, parse_document
 from app.epcis.hashing import event_hash
@@ -55,10 +55,10 @@ def handle_query_error(_: Request[Any, Any, Any], exc: QueryError) -> Response[A
 
 
 async def _body(request: Request[Any, Any, Any]) -> bytes:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in MEDIA_TYPES:
+    media, charset = media_of(request.headers.get("content-type", ""))
+    if media not in MEDIA_TYPES or not is_utf8(charset):
         raise UnsupportedMediaType(
-            "send the EPCIS document as application/json or application/ld+json",
+            "send the EPCIS document as application/json or application/ld+json, in UTF-8",
             details={"accepted": list(MEDIA_TYPES)},
         )
     return await read_body(request.stream(), capture.MAX_BYTES)

@@ -16,6 +16,7 @@ from app import tabular
 from app.auth.principal import Principal
 from app.csvread import MAX_BYTES, MEDIA_TYPES, read_body
 from app.db import Conn
+from app.edge import media_of
 from app.erp import export, masterdata, orgs, products, users
 from app.erp.export import Direction
 from app.erp.masterdata import Importer
@@ -51,7 +52,7 @@ async def _run(
 ) -> MasterDataOut:
     """Check the permission and the media type before reading the body, then import it."""
     principal.require(importer.permission)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = media_of(request.headers.get("content-type", ""))[0]
     fmt: Format
     if media == "application/json":
         fmt = "json"

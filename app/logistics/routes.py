@@ -10,6 +10,7 @@ from litestar.params import Parameter, QueryParameter
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.db import Conn
+from app.edge import media_of
 from app.errors import UnsupportedMediaType
 from app.logistics import documents, imports, orders, stock
 from app.logistics.schemas import (
@@ -80,7 +81,7 @@ class OrderController(Controller):
         line and column; an order with a bad row is rejected, the others are created (existing
         ones, same ERP number and content, are left as they are)."""
         principal.require("orders.write")
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media = media_of(request.headers.get("content-type", ""))[0]
         if media not in imports.MEDIA_TYPES:
             raise UnsupportedMediaType(
                 "send the CSV file as the body with Content-Type: text/csv",
