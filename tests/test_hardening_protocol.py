@@ -199,11 +199,9 @@ async def test_a_json_body_not_declared_json_is_415(
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/json", "Application/JSON; Charset=\"UTF-8\"", "application/merge-patch+json"],
+    ["application/json", 'Application/JSON; Charset="UTF-8"', "application/merge-patch+json"],
 )
-async def test_json_media_types_and_utf8_pass(
-    client: Any, login: Any, content_type: str
-) -> None:
+async def test_json_media_types_and_utf8_pass(client: Any, login: Any, content_type: str) -> None:
     admin = await login("admin")
     name = f"cat {secrets.token_hex(3)}"
     response = await client.post(
