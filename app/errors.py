@@ -8,6 +8,7 @@ database exceptions are mapped here, once.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -149,10 +150,10 @@ def _validation_details(extra: Any) -> tuple[str, Any]:
     details = []
     for item in items:
         if isinstance(item, dict):
-            field = item.get("key") or ""
-            details.append(
-                {"field": field, "message": item.get("message", ""), "source": item.get("source")}
-            )
+            field, message = item.get("key") or "", item.get("message", "")
+            if field == "data" and item.get("source") == "body":  # no body at all
+                field, message = "", "the request body is empty: send a JSON object"
+            details.append({"field": field, "message": message, "source": item.get("source")})
     if details:
         first = details[0]
         where = f" ({first['field']})" if first["field"] else ""
@@ -179,14 +180,25 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return _response(status, code, exc.detail or code.replace("_", " "), exc.extra or None, headers)
 
 
+_FIELD_NAMED = re.compile(r"Object (?:missing required|contains unknown) field `([^`]*)`")
+
+
 def invalid_body(exc: msgspec.MsgspecError) -> AppError:
     """A request body msgspec could not decode: malformed JSON, or the field that is wrong."""
     if not isinstance(exc, msgspec.ValidationError):
         return BadRequest(f"the request body is not valid JSON: {exc}", code="malformed_json")
-    message, _, where = str(exc).rpartition(" - at `$")
-    if not message:
-        return ValidationFailed(f"invalid request: {exc}")
+    message, at, where = str(exc).rpartition(" - at `$")
+    if not at:
+        message, where = str(exc), ""
     field = where.rstrip("`").lstrip(".")
+    named = _FIELD_NAMED.fullmatch(message)  # a missing or unknown member: name it
+    if named:
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
+    if not field:
+        return ValidationFailed(
+            f"invalid request: {message}",
+            details=[{"field": "", "message": message, "source": "body"}],
+        )
     return ValidationFailed(
         f"invalid request ({field}): {message}",
         details=[{"field": field, "message": message, "source": "body"}],

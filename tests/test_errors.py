@@ -43,6 +43,28 @@ async def test_wrong_types_and_unknown_fields_name_the_field(
     assert_error(not_object, 400, "validation_failed")
 
 
+async def test_missing_unknown_and_whole_body_errors_say_where(client: Any, login: Any) -> None:
+    """A missing or unknown member is named in ``details`` (it was null), nested ones with
+    their path; an empty body is said to be empty (it was named "data", an internal name)."""
+    admin = await login("admin")
+    json_headers = {**admin, "content-type": "application/json"}
+    cases = {
+        b"{}": ("name", "missing required field"),
+        b'{"name": "x", "bogus": 1}': ("bogus", "unknown field"),
+        b'{"kind": "sales", "lines": [{"quantity": 1}]}': ("lines[0].product_id", "missing"),
+        b"": ("", "empty"),
+        b"[]": ("", "Expected `object`"),
+    }
+    for body, (field, words) in cases.items():
+        path = "/orders" if b"lines" in body else "/categories"
+        response = await client.post(path, headers=json_headers, content=body)
+        error = assert_error(response, 400, "validation_failed")
+        assert error["details"] == [
+            {"field": field, "message": error["details"][0]["message"], "source": "body"}
+        ], error
+        assert words in error["details"][0]["message"], error
+
+
 async def test_out_of_range_numbers_never_reach_500(client: Any, login: Any, demo: Any) -> None:
     admin = await login("admin")
     huge = await client.post(
