@@ -15,6 +15,7 @@ import msgspec
 import psycopg.errors
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.params import QueryParameter
 
 from app._core import ForgedSerial, Gs1Error, SerialError, UnknownKeyVersion
 from app.logs import request_id_var
@@ -144,13 +145,30 @@ def _response(
     )
 
 
-def _validation_details(extra: Any) -> tuple[str, Any]:
+def _public_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter as the client names it (``format``), not as the handler does (``fmt``)."""
+    try:
+        kwarg = request.route_handler.parsed_fn_signature.parameters[key].kwarg_definition
+    except (AttributeError, KeyError):
+        return key
+    # Parameter(query=…) / Parameter(header=…), or QueryParameter(name=…)
+    alias = (
+        getattr(kwarg, "query", None)
+        or getattr(kwarg, "header", None)
+        or (getattr(kwarg, "name", None) if isinstance(kwarg, QueryParameter) else None)
+    )
+    return alias if isinstance(alias, str) and alias else key
+
+
+def _validation_details(request: Request[Any, Any, Any], extra: Any) -> tuple[str, Any]:
     """Litestar's validation extras as [{"field", "message", "source"}] and a summary line."""
     items = extra if isinstance(extra, list) else [extra] if extra else []
     details = []
     for item in items:
         if isinstance(item, dict):
             field, message = item.get("key") or "", item.get("message", "")
+            if field and item.get("source") in ("query", "header"):
+                field = _public_name(request, field)
             if field == "data" and item.get("source") == "body":  # no body at all
                 field, message = "", "the request body is empty: send a JSON object"
             details.append({"field": field, "message": message, "source": item.get("source")})
@@ -165,10 +183,15 @@ def handle_app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
     return _response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
-        message, details = _validation_details(exc.extra)
+        message, details = _validation_details(request, exc.extra)
+        missing = _MISSING.match(exc.detail or "")
+        if details is None and missing:  # Litestar says so in its text only
+            source, name = missing.groups()
+            message = f"invalid request ({name}): the {source} parameter is required"
+            details = [{"field": name, "message": "required", "source": source}]
         return _response(400, "validation_failed", message, details)
     if status == 400 and isinstance(exc.__cause__, SerializationException):
         return _response(400, "malformed_json", f"the request body is not valid JSON: {exc.detail}")
@@ -180,6 +203,7 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return _response(status, code, exc.detail or code.replace("_", " "), exc.extra or None, headers)
 
 
+_MISSING = re.compile(r"Missing required (query|header|cookie|path) parameter '([^']*)'")
 _FIELD_NAMED = re.compile(r"Object (?:missing required|contains unknown) field `([^`]*)`")
 
 
