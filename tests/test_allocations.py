@@ -26,7 +26,7 @@ async def _allocate(client: httpx.AsyncClient, headers: dict[str, str], **body: 
 def _codes(response: httpx.Response, pins: bool = True) -> list[tuple[int, int]]:
     """(batch_no, index) of every streamed line, each serial verified and its PIN checked."""
     assert response.status_code == 201, response.text
-    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["content-type"] == "text/plain; charset=us-ascii"  # one charset
     found = []
     for line in response.text.splitlines():
         if pins:

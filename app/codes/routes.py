@@ -287,9 +287,13 @@ def _codes(
         media_type = "application/octet-stream"
     else:
         body = allocation_stream.lines(scheme, made.takes, out.with_pins)
-        media_type = "text/plain; charset=us-ascii"
+        media_type = "text/plain"  # Litestar adds "; charset=" + the encoding to text/*
     return Stream(
-        iter(()) if head else body, media_type=media_type, headers=headers, status_code=status_code
+        iter(()) if head else body,
+        media_type=media_type,
+        encoding="us-ascii",
+        headers=headers,
+        status_code=status_code,
     )
 
 
