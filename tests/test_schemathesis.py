@@ -141,6 +141,14 @@ def _examples(
     (seed(int(SEED))(run) if SEED is not None else run)()
 
 
+def _bad_framing(case_headers: dict[str, Any] | None) -> bool:
+    """A generated Content-Length that is not a number: the request cannot be framed."""
+    return any(
+        name.lower() == "content-length" and not (str(value).isascii() and str(value).isdigit())
+        for name, value in (case_headers or {}).items()
+    )
+
+
 def _fuzz(base: str, headers: dict[str, str] | None, exclude: list[tuple[str, str]]) -> None:
     import requests
 
@@ -151,6 +159,12 @@ def _fuzz(base: str, headers: dict[str, str] | None, exclude: list[tuple[str, st
     session = requests.Session()
 
     def call(case: Any) -> None:
+        if _bad_framing(case.headers):
+            # granian refuses a request it cannot frame with an empty 400 before the app sees
+            # it (RFC 9112 6.3: an invalid Content-Length is unrecoverable): a 400 is all there is
+            response = case.call(base_url=base, session=session, headers=headers, timeout=30)
+            assert response.status_code == 400, (case.headers, response.status_code)
+            return
         case.call_and_validate(
             base_url=base, session=session, headers=headers, checks=checks, timeout=30
         )
