@@ -19,7 +19,7 @@ import re
 from app.errors import BadRequest
 
 # An escape that is not itself escaped: no backslash before it, or an even run of them.
-JSON_CONTROL = re.compile(rb"(?<!\\)(?:\\\\)*\\(?:u00(?:0[0-8bcefBCEF]|1[0-9a-fA-F]|7[fF])|[bf])")
+_JSON_CONTROL = re.compile(rb"(?<!\\)(?:\\\\)*\\(?:u00(?:0[0-8bcefBCEF]|1[0-9a-fA-F]|7[fF])|[bf])")
 _TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -44,7 +44,7 @@ def check_json_body(body: bytes) -> None:
     if 0x7F in body:
         raise _refuse("body", "\x7f")
     if 0x5C in body:  # a backslash: an escape
-        match = JSON_CONTROL.search(body)
+        match = _JSON_CONTROL.search(body)
         if match is not None:
             escape = match.group().lstrip(b"\\")
             char = {b"b": "\b", b"f": "\f"}.get(escape) or chr(int(escape[1:], 16))

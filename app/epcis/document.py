@@ -49,7 +49,7 @@ from typing import Any
 import msgspec
 
 from app.epcis.identifiers import IdentifierError, canonical, known_sgtins
-from app.textguard import JSON_CONTROL
+from app.textguard import InvalidCharacter, check_json_body
 
 MAX_DEPTH = 64
 MAX_EVENT_BYTES = 1024 * 1024  # an event as JSON: ~15,000 childEPCs of a pallet's aggregation
@@ -907,8 +907,10 @@ def _decode(raw: bytes | bytearray | memoryview | str) -> Any:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a byte order mark: RFC 8259 lets a parser ignore it
-    if 0x7F in data or (0x5C in data and JSON_CONTROL.search(data)):  # see check_json_body
-        raise _fail("", "the document contains a control character (NUL, ESC, DEL, …)")
+    try:
+        check_json_body(data)  # the API's one check, as for every JSON body
+    except InvalidCharacter as exc:
+        raise _fail("", f"the document {exc.message.removeprefix('body ')}") from None
     try:
         return msgspec.json.decode(data)
     except RecursionError:
