@@ -278,6 +278,25 @@ async def test_a_badly_typed_pin_is_a_friendly_400_and_costs_no_attempt(
     assert result_of(assert_page(await post_pin(client, serial, full_width))) == "genuine"
 
 
+async def test_a_form_with_too_many_fields_is_a_400_page_and_costs_no_attempt(
+    client: Any, app: Any, batch: int, pages_verifier: Swap
+) -> None:
+    """The defect: 11 fields or more crashed the page (parse_qs's ValueError, a 500)."""
+    pages_verifier(pin_max_failures=3)
+    serial, pin = unit(app, batch, 12)
+    flood = {f"f{i}": "1" for i in range(30)} | {"pin": wrong_pin(pin), "lang": "en"}
+    assert_page(await client.post(f"/c/{serial}", data=flood), 400)
+    page = assert_page(await post_pin(client, serial, wrong_pin(pin), "en"))
+    assert "2 attempts left" in text_of(page)  # the flood spent none
+    # a repeated field counts its first value, as a browser sends one
+    twice = await client.post(
+        f"/c/{serial}",
+        content=f"pin={pin}&pin=000000&lang=en".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert result_of(assert_page(twice)) == "genuine"
+
+
 async def test_rate_limited_pages_are_429_with_retry_after(
     client: Any, app: Any, batch: int, pages_verifier: Swap
 ) -> None:

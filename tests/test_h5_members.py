@@ -248,6 +248,11 @@ async def test_posts_without_their_token_or_from_another_site_are_refused(
     assert theirs != token
     assert_page(await h5.post("/member/otp", data=body | {"csrf": theirs}), 403)
 
+    # a flood of fields is a 400 page before anything else (it was a 500, token or not)
+    flood = body | {"csrf": token} | {f"f{i}": "1" for i in range(30)}
+    assert_page(await h5.post("/member/otp", data=flood), 400)
+    assert_page(await h5.post("/clerk/login", data=flood), 400)
+
     await signed_in(h5, brand)
     gift = await new_gift(client, login, points_cost=1)
     redeem = {"gift_id": gift["id"], "client_id": "h5-x"}

@@ -504,6 +504,30 @@ async def test_guessing_from_many_addresses_locks_only_unknown_addresses(
     assert (await _try(tight_app, "192.0.2.10", "c8_target", PASSWORD)).status_code == 200
 
 
+async def test_guesses_sent_at_once_get_no_more_tries_than_one_by_one(
+    client: Any, login: Any, demo: Any, tight_app: Any
+) -> None:
+    """The defect: each failure was counted after its password check, so guesses sent in
+    parallel all passed the limits first (200 at once had 24 passwords checked, limit 5)."""
+    await _user(client, await login("admin"), demo["BRAND-LUMI"], "c8_racer", ["analyst"])
+    answers = await asyncio.gather(
+        *(_try(tight_app, "198.51.100.77", "c8_racer", f"guess-{i}") for i in range(12))
+    )
+    codes = sorted(r.json()["error"]["code"] for r in answers)
+    assert codes.count("invalid_credentials") == TIGHT["login_max_failures"], codes
+    assert codes.count("login_locked") == 12 - TIGHT["login_max_failures"], codes
+    # one address spraying many names at once: the address's limit holds the same way
+    answers = await asyncio.gather(
+        *(_try(tight_app, "198.51.100.78", f"sprayed{i}", "guess-guess") for i in range(14))
+    )
+    codes = sorted(r.json()["error"]["code"] for r in answers)
+    assert codes.count("invalid_credentials") == TIGHT["login_ip_max_failures"], codes
+    assert codes.count("rate_limited") == 14 - TIGHT["login_ip_max_failures"], codes
+    # a right password takes its own attempt back: logging in again and again never locks
+    for _ in range(TIGHT["login_max_failures"] + 1):
+        assert (await _try(tight_app, "198.51.100.79", "c8_racer", PASSWORD)).status_code == 200
+
+
 async def test_logins_work_while_redis_is_unreachable(settings: Any, demo: Any) -> None:
     from app.main import create_app
 

@@ -606,3 +606,37 @@ async def test_the_sql_age_band_matches_the_python_one(app: Any) -> None:
         ).fetchall()
     for row in rows:
         assert row["band"] == age_band_of(row["birthday"]), row
+
+
+async def test_codes_guessed_at_once_get_no_more_tries_than_one_by_one(
+    tight_app: Any, demo: Any
+) -> None:
+    """Failed log-ins are counted before the code is checked: parallel guesses cannot all pass
+    the limits before the first failure is recorded."""
+    brand, victim = demo["BRAND-LUMI"], new_phone()
+    await plant(tight_app, brand, victim, "909090")
+    answers = await asyncio.gather(
+        *(
+            _from(tight_app, "203.0.113.81", "/members/login", login_body(brand, victim, "000001"))
+            for _ in range(12)
+        )
+    )
+    codes = [r.json()["error"]["code"] for r in answers]
+    per_phone = 3 * TIGHT["member_otp_max_tries"]
+    assert codes.count("login_locked") == 12 - per_phone, codes
+    assert codes.count("otp_wrong") == TIGHT["member_otp_max_tries"], codes  # then used up
+    assert codes.count("otp_exhausted") == per_phone - TIGHT["member_otp_max_tries"], codes
+    # over many phones at once, the address's own limit holds
+    answers = await asyncio.gather(
+        *(
+            _from(
+                tight_app,
+                "203.0.113.82",
+                "/members/login",
+                login_body(brand, new_phone(), "000001"),
+            )
+            for _ in range(14)
+        )
+    )
+    codes = [r.json()["error"]["code"] for r in answers]
+    assert codes.count("rate_limited") == 14 - TIGHT["login_ip_max_failures"], codes

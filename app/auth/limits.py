@@ -1,6 +1,6 @@
 """Login limits in Redis: brute force is slowed down, and nobody can lock out someone else.
 
-Three counters, all failures only (successful logins never count):
+Three counters of failed attempts (a successful login never counts):
 
 * per client IP, over every account (unknown names too): ``login_ip_max_failures`` within
   ``login_ip_window_seconds`` → 429 ``rate_limited`` for that IP;
@@ -14,8 +14,14 @@ The client IP is the socket's peer address (an IPv6 client counts by its /64, wh
 usually has whole); forwarded headers are never trusted. With Redis unreachable the limits are
 skipped (logged): argon2 still makes every guess expensive.
 
-Each check and each failure is two scripts: the IP's counter, then the account's keys, which on
-a Redis Cluster carry the account as their hash tag so that one script touches one slot
+An attempt is counted as a failure *before* the password is checked (``attempt``) and taken
+back when it was right (``succeeded``): counted afterwards, guesses sent in parallel all passed
+the limits before the first failure was recorded (200 at once from one address had 24 passwords
+checked against a limit of 5). An attempt that ends in neither (an inactive account, an error)
+stays counted.
+
+Each attempt is two scripts: the IP's counter, then the account's keys, which on a Redis
+Cluster carry the account as their hash tag so that one script touches one slot
 (``app.redisconn``); on one server the key names are untagged.
 """
 
@@ -44,6 +50,15 @@ if n >= tonumber(ARGV[1]) then return {'rate', redis.call('TTL', KEYS[1])} end
 return {'ok', 0}
 """
 
+# KEYS: ip counter. ARGV: ip max, ip window. The check of _CHECK_IP, then one failure counted
+# in advance. Answers {verdict, seconds}.
+_ATTEMPT_IP = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return {'rate', redis.call('TTL', KEYS[1])} end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return {'ok', 0}
+"""
+
 # KEYS: account locks (hash ip -> until), account counter, known clients (hash).
 # ARGV: ip, now, account max. Answers {verdict, seconds}.
 _CHECK_ACCOUNT = """
@@ -57,27 +72,44 @@ end
 return {'ok', 0}
 """
 
-# KEYS: ip counter. ARGV: ip window.
-_FAIL_IP = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
+# KEYS: account locks, account counter, known clients, account failures (hash ip -> n).
+# ARGV: ip, now, account max, max failures (account + ip), lockout seconds.
+# The check of _CHECK_ACCOUNT, then one failure counted in advance: the address that reaches
+# the max is locked out of the account from now on (this attempt itself goes ahead).
+_ATTEMPT_ACCOUNT = """
+local now, lockout = tonumber(ARGV[2]), tonumber(ARGV[5])
+local locked = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if locked > now then return {'locked', locked - now} end
+local a = tonumber(redis.call('GET', KEYS[2]) or '0')
+if a >= tonumber(ARGV[3]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  return {'locked', redis.call('TTL', KEYS[2])}
+end
+local f = redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[4], lockout)
+if f >= tonumber(ARGV[4]) then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('HSET', KEYS[1], ARGV[1], now + lockout)
+  redis.call('EXPIRE', KEYS[1], lockout)
+end
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], lockout) end
+return {'ok', 0}
 """
 
-# KEYS: account failures (hash ip -> n), account locks, account counter.
-# ARGV: ip, now, max failures (account + ip), lockout seconds.
-_FAIL_ACCOUNT = """
-local lockout = tonumber(ARGV[4])
-local f = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('EXPIRE', KEYS[1], lockout)
-if f >= tonumber(ARGV[3]) then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('HSET', KEYS[2], ARGV[1], tonumber(ARGV[2]) + lockout)
-  redis.call('EXPIRE', KEYS[2], lockout)
-end
-local a = redis.call('INCR', KEYS[3])
-if a == 1 then redis.call('EXPIRE', KEYS[3], lockout) end
-return f
+# KEYS: account failures, account locks, account counter, known clients.
+# ARGV: ip, now, seconds an address stays known.
+# The attempt was right: its failure counted in advance is taken back, this address's
+# failures and lock are forgotten, and the address becomes a known client.
+_SUCCEEDED = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+"""
+
+# KEYS: a counter. One failure counted in advance taken back (never below 0; TTL kept).
+_REFUND = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
 """
 
 
@@ -102,8 +134,10 @@ class LoginLimiter:
         self.cluster = is_cluster(redis_client)
         self._check_ip = redis_client.register_script(_CHECK_IP)
         self._check_account = redis_client.register_script(_CHECK_ACCOUNT)
-        self._fail_ip = redis_client.register_script(_FAIL_IP)
-        self._fail_account = redis_client.register_script(_FAIL_ACCOUNT)
+        self._attempt_ip = redis_client.register_script(_ATTEMPT_IP)
+        self._attempt_account = redis_client.register_script(_ATTEMPT_ACCOUNT)
+        self._succeeded = redis_client.register_script(_SUCCEEDED)
+        self._refund = redis_client.register_script(_REFUND)
 
     def _keys(self, username: str, ip: str) -> tuple[str, str, str, str, str]:
         """ip counter, account failures, account locks, account counter, known clients (the
@@ -120,7 +154,8 @@ class LoginLimiter:
         )
 
     async def check(self, username: str, ip: str) -> None:
-        """Before the password is checked: 429 when this IP or this account + IP is locked."""
+        """429 when this IP or this account + IP is locked; counts nothing (for a step before
+        any guess, such as asking for a one-time code)."""
         ip = client_bucket(ip)
         ip_key, _, lock, acct, known = self._keys(username, ip)
         s = self.settings
@@ -134,46 +169,48 @@ class LoginLimiter:
         except _REDIS_DOWN as exc:
             log.warning("login limits skipped: Redis unavailable", extra={"error": str(exc)})
             return
-        if verdict == b"ok":
-            return
-        retry = max(int(seconds), 1)
-        if verdict == b"rate":
-            raise TooManyRequests(
-                "too many failed logins from this address; try again later",
-                code="rate_limited",
-                details={"retry_after": retry},
-                headers={"Retry-After": str(retry)},
-            )
-        raise TooManyRequests(
-            "too many failed logins; try again later",
-            code="login_locked",
-            details={"retry_after": retry},
-            headers={"Retry-After": str(retry)},
-        )
+        _refuse(verdict, seconds)
 
-    async def failed(self, username: str, ip: str) -> None:
+    async def attempt(self, username: str, ip: str) -> None:
+        """Before a password (or code) is checked: 429 when this IP or this account + IP is
+        locked; otherwise the attempt counts as a failure from now on, until ``succeeded``
+        takes it back. Counted before the check, not after, so that guesses sent in parallel
+        cannot all pass the limits before the first failure is counted."""
         ip = client_bucket(ip)
-        ip_key, fail, lock, acct, _ = self._keys(username, ip)
+        ip_key, fail, lock, acct, known = self._keys(username, ip)
         s = self.settings
         try:
-            await self._fail_ip(keys=[ip_key], args=[s.login_ip_window_seconds])
-            await self._fail_account(
-                keys=[fail, lock, acct],
-                args=[ip, int(time.time()), s.login_max_failures, s.login_lockout_seconds],
+            verdict, seconds = await self._attempt_ip(
+                keys=[ip_key], args=[s.login_ip_max_failures, s.login_ip_window_seconds]
             )
+            if verdict == b"ok":
+                verdict, seconds = await self._attempt_account(
+                    keys=[lock, acct, known, fail],
+                    args=[
+                        ip,
+                        int(time.time()),
+                        s.login_account_max_failures,
+                        s.login_max_failures,
+                        s.login_lockout_seconds,
+                    ],
+                )
+                if verdict != b"ok":  # no attempt after all: the address's count goes back
+                    await self._refund(keys=[ip_key])
         except _REDIS_DOWN as exc:
-            log.warning("login failure not counted: Redis unavailable", extra={"error": str(exc)})
+            log.warning("login limits skipped: Redis unavailable", extra={"error": str(exc)})
+            return
+        _refuse(verdict, seconds)
 
     async def succeeded(self, username: str, ip: str) -> None:
-        """This IP's failures on the account are forgotten, and the IP becomes a known client."""
+        """The attempt was right: its failure is taken back, this IP's failures and lock on the
+        account are forgotten, and the IP becomes a known client."""
         ip = client_bucket(ip)
-        _, fail, _, _, known = self._keys(username, ip)
+        ip_key, fail, lock, acct, known = self._keys(username, ip)
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(fail, ip)
-                pipe.hset(known, ip, int(time.time()))
-                pipe.expire(known, KNOWN_CLIENT_SECONDS)
-                await pipe.execute()
+            await self._succeeded(
+                keys=[fail, lock, acct, known], args=[ip, int(time.time()), KNOWN_CLIENT_SECONDS]
+            )
+            await self._refund(keys=[ip_key])
         except _REDIS_DOWN as exc:
             log.warning("login success not recorded: Redis unavailable", extra={"error": str(exc)})
 
@@ -184,6 +221,26 @@ class LoginLimiter:
             await self.redis.delete(fail, lock, acct)
         except _REDIS_DOWN as exc:
             log.warning("login locks not cleared: Redis unavailable", extra={"error": str(exc)})
+
+
+def _refuse(verdict: bytes, seconds: int) -> None:
+    """Raise the 429 of a limit's verdict (``ok``: nothing)."""
+    if verdict == b"ok":
+        return
+    retry = max(int(seconds), 1)
+    if verdict == b"rate":
+        raise TooManyRequests(
+            "too many failed logins from this address; try again later",
+            code="rate_limited",
+            details={"retry_after": retry},
+            headers={"Retry-After": str(retry)},
+        )
+    raise TooManyRequests(
+        "too many failed logins; try again later",
+        code="login_locked",
+        details={"retry_after": retry},
+        headers={"Retry-After": str(retry)},
+    )
 
 
 def login_limiter(state: State) -> LoginLimiter:

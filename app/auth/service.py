@@ -40,7 +40,7 @@ async def login(
 ) -> TokenOut:
     """Password login under the limits of ``app.auth.limits`` (per IP, per account + IP, per
     account); unknown names cost the same argon2 check and count like wrong passwords."""
-    await limiter.check(username, client_ip)
+    await limiter.attempt(username, client_ip)
     row = await (
         await conn.execute(
             "SELECT u.id, u.password_hash, u.status, o.status AS org_status "
@@ -51,8 +51,7 @@ async def login(
     ok = await asyncio.to_thread(
         passwords.verify_password, row["password_hash"] if row else None, password
     )
-    if not ok or row is None:
-        await limiter.failed(username, client_ip)
+    if not ok or row is None:  # the attempt stays counted as a failure
         raise Unauthorized("invalid username or password", code="invalid_credentials")
     if row["status"] != "active" or row["org_status"] != "active":
         raise Unauthorized("the account is inactive", code="account_inactive")

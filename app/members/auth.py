@@ -150,7 +150,7 @@ async def login(
     Every failure counts against the client IP and the phone (``app.members.limits``). A wrong
     code costs one of the code's tries, committed although the answer is 401."""
     account = _account(brand_id, phone)
-    await limits.login.check(account, ip)
+    await limits.login.attempt(account, ip)
     otp = await (
         await conn.execute(
             """SELECT id, code_hash, tries, spent_at IS NOT NULL AS spent,
@@ -173,7 +173,6 @@ async def login(
             code="otp_wrong",
             details={"tries_left": left},
         )
-    await limits.login.failed(account, ip)
     raise failure or Unauthorized("no code", code="otp_invalid")
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
@@ -44,7 +44,7 @@ from app.members.principal import Member
 from app.members.schemas_points import RedeemIn
 from app.web import html, member_html, session
 from app.web.i18n import WORDS, Lang, choose, word
-from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, respond
+from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, read_form, respond
 
 PER_PAGE = 20
 _PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
@@ -55,9 +55,8 @@ _POST: dict[str, Any] = {**_PAGE, "status_code": 200, "request_max_body_size": M
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """A url-encoded form, one value per field (control characters refused at the edge)."""
-    body = (await request.body()).decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(body, max_num_fields=20).items()}
+    """A url-encoded form of the member and clerk pages, one value per field."""
+    return await read_form(request, 20)
 
 
 def _show(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qsl, quote
 
 from litestar import MediaType, Request, Response, post, route
 from litestar.datastructures import Cookie, State
@@ -20,7 +20,7 @@ from app._core import Gs1Error, normalize_gtin
 from app.claims import CLAIMABLE
 from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
 from app.db import Conn
-from app.errors import AppError, TooManyRequests
+from app.errors import AppError, BadRequest, TooManyRequests
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
 from app.verify.messages import UNKNOWN_PLACE, when
@@ -34,6 +34,22 @@ log = logging.getLogger("tracecode.web")
 
 MAX_SERIAL = 512  # as VerifyIn
 MAX_FORM = 4096
+
+
+async def read_form(request: Request[Any, Any, Any], max_fields: int) -> dict[str, str]:
+    """A url-encoded form, the first value of each field (control characters are refused at
+    the edge); more than ``max_fields`` fields is 400 ``malformed_form``, not a crash."""
+    body = (await request.body()).decode("utf-8", "replace")
+    try:
+        pairs = parse_qsl(body, max_num_fields=max_fields)
+    except ValueError:  # parse_qsl's "Max number of fields exceeded"
+        raise BadRequest(f"a form has at most {max_fields} fields", code="malformed_form") from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        form.setdefault(key, value)
+    return form
+
+
 _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 _PIN_NOISE = re.compile(r"[\s\-]")
 
@@ -265,10 +281,10 @@ def normalise_pin(text: str) -> str:
 )
 async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -> Response[str]:
     """The answer to the PIN form (``application/x-www-form-urlencoded``: pin, lang)."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
-    lang, remember = choose(request, (form.get("lang") or [None])[0])
+    form = await read_form(request, 10)
+    lang, remember = choose(request, form.get("lang"))
     pin_length: int = state.scheme.pin_length
-    pin = normalise_pin((form.get("pin") or [""])[0])
+    pin = normalise_pin(form.get("pin", ""))
     if not re.fullmatch(rf"[0-9]{{{pin_length}}}", pin):
         # No attempt is spent on a typo; the page shows the product and the form again.
         out = await _verify(request, state, serial, lang, None)
