@@ -169,6 +169,7 @@ async def test_hostile_and_wrong_requests(client: Any, login: Any) -> None:
         {"perPage": "abc"},
         {"GE_eventTime": "yesterday"},
         {"GE_eventTime": "2026-01-01T00:00:00"},  # no time zone
+        {"LT_eventTime": "2026-01-01T00:00:00+23:59"},  # a zone past xsd's +14:00
         {"nextPageToken": "not-ours"},
         {"eventType": "ObjectEvnt"},
         {"MATCH_epc": "urn:epc:id:sgtin:0614141.107346"},

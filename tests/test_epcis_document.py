@@ -405,6 +405,20 @@ E0 = "/epcisBody/eventList/0"
         ({"eventTime": "0001-01-01T00:00:00+01:00"}, f"{E0}/eventTime"),  # before year 1 in UTC
         ({"eventTime": "2016-12-31T23:59:60Z"}, f"{E0}/eventTime"),  # no leap second in xsd
         ({"eventTimeZoneOffset": "+14:01"}, f"{E0}/eventTimeZoneOffset"),
+        # a zone inside a time is held to xsd's -14:00..+14:00 as eventTimeZoneOffset is
+        ({"eventTime": "2026-01-01T00:00:00+23:59"}, f"{E0}/eventTime"),
+        ({"eventTime": "2026-01-01T00:00:00-14:01"}, f"{E0}/eventTime"),
+        # the 2,000-character limit also holds for values that repeat (cached) from event to event
+        ({"readPoint": {"id": "urn:x:" + "a" * 2000}}, f"{E0}/readPoint/id"),
+        ({"bizLocation": {"id": "urn:x:" + "a" * 2000}}, f"{E0}/bizLocation/id"),
+        (
+            {"bizTransactionList": [{"bizTransaction": "urn:x:" + "a" * 2000}]},
+            f"{E0}/bizTransactionList/0/bizTransaction",
+        ),
+        (
+            {"sourceList": [{"type": "owning_party", "source": "urn:x:" + "a" * 2000}]},
+            f"{E0}/sourceList/0/source",
+        ),
         ({"eventTimeZoneOffset": "08:00"}, f"{E0}/eventTimeZoneOffset"),
         ({"eventTimeZoneOffset": None}, f"{E0}/eventTimeZoneOffset"),
         ({"action": "add"}, f"{E0}/action"),

@@ -292,6 +292,18 @@ async def test_files_that_cannot_be_read_are_refused_whole(
     assert_error(
         await send(client, admin, "orgs", "{", media="application/json"), 400, "malformed_json"
     )
+    for charset in ("latin-1", "utf-16"):  # JSON is UTF-8, as on every other JSON endpoint
+        assert_error(
+            await send(
+                client, admin, "orgs", {"items": []}, media=f"application/json; charset={charset}"
+            ),
+            415,
+            "unsupported_media_type",
+        )
+    explicit = await send(
+        client, admin, "orgs", {"items": []}, media="application/json; charset=UTF-8"
+    )
+    assert explicit.status_code == 200, explicit.text
     assert_error(await send(client, admin, "orgs", {"rows": []}), 400, "validation_failed")
     deep = '{"items": [' + "[" * 100 + "]" * 100 + "]}"
     assert_error(await send(client, admin, "orgs", deep, media="application/json"), 400, "too_deep")

@@ -10,10 +10,12 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -268,6 +270,16 @@ def about(entries: list[dict[str, Any]], serial: str) -> list[dict[str, Any]]:
         ("http://[2002:7f00:1::]/hook", "private_address"),
         ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook", "private_address"),
         ("http://[::ffff:10.0.0.1]/hook", "private_address"),
+        # IPv6 outside global unicast: IPv4-compatible, SIIT, local-use NAT64, site-local
+        ("http://[::a9fe:a9fe]/latest/meta-data", "private_address"),
+        ("http://[::7f00:1]/hook", "private_address"),
+        ("http://[::ffff:0:a9fe:a9fe]/hook", "private_address"),
+        ("http://[64:ff9b:1::a9fe:a9fe]/hook", "private_address"),
+        ("http://[fec0::1]/hook", "private_address"),
+        ("http://192.88.99.1/hook", "private_address"),  # the 6to4 relay anycast
+        # a trailing dot, and a name that resolves to a private address (/etc/hosts: localhost)
+        ("http://localhost./hook", "private_address"),
+        ("http://api.localhost./hook", "private_address"),
     ],
 )
 async def test_bad_urls_are_refused_with_stable_codes(
@@ -276,6 +288,27 @@ async def test_bad_urls_are_refused_with_stable_codes(
     admin = await login("admin")
     body = {"url": url, "event_kinds": ["shipment.confirmed"]}
     assert_error(await client.post("/webhooks/subscriptions", headers=admin, json=body), 400, code)
+
+
+async def test_a_name_that_resolves_to_a_private_address_is_refused_when_subscribed(
+    client: Any, login: Any
+) -> None:
+    """The name is resolved when subscribed (and again before every attempt); one that does not
+    resolve yet is accepted, its endpoint may not be live yet."""
+    host = socket.gethostname()  # a machine's own name: loopback or a private network here
+    resolved = {info[4][0] for info in socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)}
+    assert resolved and not any(ipaddress.ip_address(a).is_global for a in resolved), resolved
+    admin = await login("admin")
+    body = {"url": f"http://{host}:9/hook", "event_kinds": ["shipment.confirmed"]}
+    made = await client.post("/webhooks/subscriptions", headers=admin, json=body)
+    assert_error(made, 400, "private_address")
+    later = {"url": "https://not-yet-live.invalid/hook", "event_kinds": ["shipment.confirmed"]}
+    made = await client.post("/webhooks/subscriptions", headers=admin, json=later)
+    assert made.status_code == 201, made.text
+    patched = await client.patch(
+        f"/webhooks/subscriptions/{made.json()['id']}", headers=admin, json={"url": body["url"]}
+    )
+    assert_error(patched, 400, "private_address")
 
 
 async def test_bad_kinds_control_characters_and_permissions(

@@ -232,10 +232,9 @@ _URI_CHAR = "[A-Za-z0-9\\-._~:/?#\\[\\]@!$&'()*+,;=\\x80-\\U0010ffff]"
 _URI = re.compile(rf"[A-Za-z][A-Za-z0-9+.\-]*:{_URI_CHAR}*(?:%[0-9A-Fa-f]{{2}}{_URI_CHAR}*)*")
 _FULL_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+|urn:\S+", re.IGNORECASE)
 _EXTENSION_KEY = re.compile(r"([A-Za-z_][\w.+\-]*):\S+")
-_DATE_TIME = re.compile(
-    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)", re.ASCII
-)
-_OFFSET = re.compile(r"[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00)", re.ASCII)
+_ZONE = r"[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00)"  # xsd: -14:00 to +14:00
+_OFFSET = re.compile(_ZONE, re.ASCII)
+_DATE_TIME = re.compile(rf"\d{{4}}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|{_ZONE})", re.ASCII)
 _UOM = re.compile(r"[A-Z0-9]{2,3}")
 _HEX = re.compile(r"[A-Fa-f0-9]+")
 
@@ -317,7 +316,7 @@ def _identifier(value: Any, at: str, name: str | int) -> str:
 def _repeated(value: str) -> str | None:
     """``_identifier`` of a value that repeats from event to event (a location, a class, a
     business transaction): its canonical form, None when it is not valid."""
-    if not _URI.fullmatch(value):
+    if len(value) > MAX_URI or not _URI.fullmatch(value):
         return None
     try:
         return canonical(value, False)
@@ -388,7 +387,9 @@ def _vocabulary(value: Any, table: dict[str, str], what: str, at: str, name: str
 def _time(value: Any, at: str, name: str) -> datetime:
     """An xsd:dateTimeStamp / RFC 3339 date-time (a zone is required), in UTC."""
     if type(value) is not str or not _DATE_TIME.fullmatch(value):
-        raise _bad(at, name, f"{_show(value)} is not a date-time with a time zone")
+        raise _bad(
+            at, name, f"{_show(value)} is not a date-time with a time zone (-14:00 to +14:00)"
+        )
     try:
         when = datetime.fromisoformat(value if value.isupper() else value.upper())
         return when if when.tzinfo is UTC else when.astimezone(UTC)

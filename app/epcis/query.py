@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -141,8 +141,11 @@ def _time(name: str, value: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise QueryError(f"{name} must be a date-time with a time zone") from None
-    if moment.tzinfo is None:
+    offset = moment.utcoffset()
+    if offset is None:
         raise QueryError(f"{name} must be a date-time with a time zone")
+    if abs(offset) > timedelta(hours=14):
+        raise QueryError(f"{name}: a time zone is -14:00 to +14:00")
     return moment
 
 

@@ -16,7 +16,7 @@ from app import tabular
 from app.auth.principal import Principal
 from app.csvread import MAX_BYTES, MEDIA_TYPES, read_body
 from app.db import Conn
-from app.edge import media_of
+from app.edge import media_of, require_json
 from app.erp import export, masterdata, orgs, products, users
 from app.erp.export import Direction
 from app.erp.masterdata import Importer
@@ -52,9 +52,11 @@ async def _run(
 ) -> MasterDataOut:
     """Check the permission and the media type before reading the body, then import it."""
     principal.require(importer.permission)
-    media = media_of(request.headers.get("content-type", ""))[0]
+    content_type = request.headers.get("content-type", "")
+    media = media_of(content_type)[0]
     fmt: Format
     if media == "application/json":
+        require_json(content_type)  # in UTF-8: another charset is 415, as for every JSON body
         fmt = "json"
     elif media in MEDIA_TYPES:
         fmt = "csv"

@@ -36,7 +36,7 @@ from app.webhooks.schemas import (
     SubscriptionOut,
     SubscriptionPatch,
 )
-from app.webhooks.urls import check_url
+from app.webhooks.urls import check_subscribed
 
 PERMISSION = "webhooks.manage"
 #: kind -> what it announces (the triggers of migration 0028 emit exactly these)
@@ -106,7 +106,7 @@ async def create(
     actor.require(PERMISSION)
     org_id = data.org_id if data.org_id is not None else actor.org_id
     actor.ensure_sees(await org_path(conn, org_id))
-    url = check_url(data.url, allow_private=settings.webhook_allow_private)
+    url = await check_subscribed(data.url, allow_private=settings.webhook_allow_private)
     kinds = _check_kinds(data.event_kinds)
     check_text(data.description, "description", "body")
     secret = signing.new_secret()
@@ -161,7 +161,9 @@ async def update(
     before = _out(await _own(conn, actor, sub_id, lock=True))
     changes = changes_of(data)
     if "url" in changes:
-        changes["url"] = check_url(changes["url"], allow_private=settings.webhook_allow_private)
+        changes["url"] = await check_subscribed(
+            changes["url"], allow_private=settings.webhook_allow_private
+        )
     if "event_kinds" in changes:
         changes["event_kinds"] = _check_kinds(changes["event_kinds"])
     if "description" in changes:

@@ -5,10 +5,17 @@ Refused with 400 and a stable code: a scheme other than http/https or a URL with
 secret, not in a URL that is shown and logged), a fragment (``invalid_url``), control characters
 (``invalid_character``) and — unless ``TRACECODE_WEBHOOK_ALLOW_PRIVATE`` is set — a host that is,
 or resolves to, a loopback, private, link-local, multicast, reserved or unspecified address
-(``private_address``): Tracecode must not be made to call into its own network. The sender
-checks the resolved addresses again before every attempt (a name may change what it points to);
-a name resolved again by the HTTP client between the check and the connection is the remaining
-window (DNS rebinding), closed for good only by an egress proxy.
+(``private_address``): Tracecode must not be made to call into its own network. A name is
+resolved when it is subscribed (a name that does not resolve yet, or not within
+``RESOLVE_SECONDS``, is accepted: its endpoint may not be live yet) and its addresses are checked
+again before every attempt (a name may change what it points to); a name resolved again by the
+HTTP client between the check and the connection is the remaining window (DNS rebinding),
+closed for good only by an egress proxy.
+
+A public address: IPv4 that ``ipaddress`` calls global; IPv6 in global unicast (``2000::/3``)
+that it calls global, or an IPv4 address carried in IPv6 (mapped, NAT64 ``64:ff9b::/96``, 6to4,
+Teredo) that is itself public. Everything else — the IPv4-compatible ``::/96``, local-use NAT64,
+site-local ``fec0::/10``, the 6to4 relay anycast ``192.88.99.0/24`` — is refused.
 """
 
 from __future__ import annotations
@@ -54,12 +61,27 @@ def check_url(url: str, *, allow_private: bool) -> str:
     if not allow_private:
         host = parts.hostname
         literal = _ip(host)
+        name = host.lower().rstrip(".")
         if (
             (literal is not None and not _public(literal))
-            or host.lower() == "localhost"
-            or (host.lower().endswith(".localhost"))
+            or name == "localhost"
+            or name.endswith(".localhost")
         ):
             raise UrlRefused("url: a private or loopback address", code="private_address")
+    return url
+
+
+RESOLVE_SECONDS = 3.0  # a subscription waits this long for its name to resolve
+
+
+async def check_subscribed(url: str, *, allow_private: bool) -> str:
+    """``check_url``, then the addresses the name resolves to now, if it resolves."""
+    url = check_url(url, allow_private=allow_private)
+    try:
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            await check_resolved(url, allow_private=allow_private)
+    except (OSError, TimeoutError):  # not resolvable (yet): every attempt checks again
+        pass
     return url
 
 
@@ -92,6 +114,8 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_SIXTOFOUR_RELAY = ipaddress.IPv4Network("192.88.99.0/24")
 
 
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -103,4 +127,8 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             embedded = address.teredo[1]  # the client's address
         if embedded is not None:
             return _public(embedded)
+        if address not in _GLOBAL_UNICAST:
+            return False
+    elif address in _SIXTOFOUR_RELAY:
+        return False
     return address.is_global and not address.is_multicast
