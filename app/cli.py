@@ -314,7 +314,10 @@ def cmd_services(settings: Settings, action: str) -> int:
     var = settings.var_path
     if action == "up":
         db_url, redis_url = _urls(settings)
-        print(f"{PREFIX}DATABASE_URL={db_url}\n{PREFIX}REDIS_URL={redis_url}")
+        # passwords as ***, as everywhere settings are shown (the embedded servers have none)
+        print(
+            f"{PREFIX}DATABASE_URL={redact_url(db_url)}\n{PREFIX}REDIS_URL={redact_url(redis_url)}"
+        )
     elif action == "down":
         embedded.stop(var)
         print("embedded services stopped")
@@ -460,6 +463,10 @@ def cmd_run(
     except SettingsError as exc:
         return _fail(str(exc))
     settings = ensure_dev_master_key(settings)
+    try:
+        settings.check_serving()  # before any child starts: a bad key is one message, not a loop
+    except SettingsError as exc:
+        return _fail(f"configuration error: {exc}")
     embedded_services = not (settings.database_url and settings.redis_url)
     # Embedded servers that were already running (`tracecode services up`, or a run that was
     # killed) are left running at the end; the ones this run starts are stopped.
@@ -514,7 +521,7 @@ def cmd_run(
             f"\nTracecode is starting.\n  API:      {base}\n  OpenAPI:  {base}/schema "
             f"(JSON: {base}/schema/openapi.json)\n  Health:   {base}/health\n"
             f"  Console:  {base}/console/\n"
-            f"  Database: {db_url}\n  Redis:    {redis_url}\n"
+            f"  Database: {redact_url(db_url)}\n  Redis:    {redact_url(redis_url)}\n"
             f"  Jobs:     {redact_url(settings.broker_url) or 'on the Redis above'}\n"
         )
         if demo:
@@ -523,6 +530,12 @@ def cmd_run(
             print(describe())
             print("\nDemo units (open the URL, enter the PIN; more: tracecode demo codes):")
             print(describe_codes(samples))
+            served = f"{settings.host}:{settings.port}"
+            if settings.resolver_host != served:  # printed codes carry the resolver host
+                print(
+                    f"  (their URLs name {PREFIX}RESOLVER_HOST={settings.resolver_host}; "
+                    f"this server listens on {served})"
+                )
         print("\nPress Ctrl-C to stop.\n", flush=True)
         while not stopping:
             now = time.monotonic()
@@ -981,6 +994,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_redis(settings, not args.no_jobs, args.drain_timeout)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
+    except Exception as exc:
+        import httpx
+        import psycopg
+
+        # a server that is not there, a file that is not there: one line, not a traceback
+        if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError)):
+            return _fail(f"{type(exc).__name__}: {exc}")
+        raise
     return _fail(f"unknown command {args.command}")
 
 

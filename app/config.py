@@ -223,6 +223,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.media_store == "s3":
             self.media_s3_secret()
+        if self.sms_gateway == "http" and not self.sms_gateway_url:
+            raise SettingsError(f"{PREFIX}SMS_GATEWAY=http needs {PREFIX}SMS_GATEWAY_URL")
         if self.current_key_version not in versions:
             raise SettingsError(
                 f"{PREFIX}CURRENT_KEY_VERSION={self.current_key_version} is not one of "
@@ -321,6 +323,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         HKDF-SHA256 with the context ``tracecode/<purpose>``: knowing one purpose's key tells
         nothing of the master key or of another purpose's."""
         return _derive(self.master_key_bytes(), f"tracecode/{purpose}".encode())
+
+    def check_serving(self) -> None:
+        """What the API and the workers read only when they serve, read now: the master key,
+        the JWT key and the IP region table. ``tracecode run``, the API and the workers call it
+        before they start, so that a bad value stops start-up with a message naming the
+        variable instead of crashing a child (or failing a request) later."""
+        self.master_key_bytes()
+        self.jwt_key()
+        from app.verify.regions import ip_table  # loaded once per process, kept
+
+        ip_table(self.ip_regions_file)
 
     def __repr__(self) -> str:  # never print secrets
         return (

@@ -83,8 +83,8 @@ ROUTERS = [
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
+    settings.check_serving()
     scheme = scheme_from_settings(settings)
-    settings.jwt_key()
     configure_logging(settings.log_level)
 
     @asynccontextmanager

@@ -36,6 +36,73 @@ def test_configuration_errors_are_reported_not_raised() -> None:
     assert "TRACECODE_PORT" in done.stderr and "Traceback" not in done.stderr
 
 
+def _cli(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *argv],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_run_refuses_bad_keys_and_files_before_it_starts_anything(tmp_path: Path) -> None:
+    """The defect: the banner, then each child crashing with a traceback for ~35 s (a bad key),
+    or every verification without GPS a 500 (a missing IP table)."""
+    base = {"TRACECODE_VAR_DIR": str(tmp_path / "var"), "TRACECODE_PORT": str(free_port())}
+    cases = [
+        ({"TRACECODE_MASTER_KEY": "short"}, "TRACECODE_MASTER_KEY"),
+        ({"TRACECODE_JWT_SECRET": "short"}, "TRACECODE_JWT_SECRET"),
+        ({"TRACECODE_IP_REGIONS_FILE": str(tmp_path / "none.csv")}, "TRACECODE_IP_REGIONS_FILE"),
+        ({"TRACECODE_SMS_GATEWAY": "http"}, "TRACECODE_SMS_GATEWAY_URL"),
+    ]
+    (tmp_path / "bad.csv").write_text("not-a-network,33,3301\n")
+    cases.append(
+        ({"TRACECODE_IP_REGIONS_FILE": str(tmp_path / "bad.csv")}, "TRACECODE_IP_REGIONS_FILE")
+    )
+    for env, named in cases:
+        done = _cli("run", "--no-demo", **base, **env)
+        assert done.returncode == 2, (env, done.stdout, done.stderr)
+        assert named in done.stderr and "Traceback" not in done.stderr, (env, done.stderr)
+        assert "is starting" not in done.stdout
+
+
+def test_unreachable_servers_and_missing_files_are_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    gone = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    for argv, env in (
+        (("db", "migrate"), {"TRACECODE_DATABASE_URL": gone}),
+        (("db", "migrate"), {"TRACECODE_DATABASE_URL": "not-a-url"}),
+        (
+            ("export", "decrypt", str(tmp_path / "f.zip"), "--passphrase-file", "/nonexistent"),
+            {},
+        ),
+        (
+            ("codes", "list", "--api", f"http://127.0.0.1:{free_port()}", "--user", "planner"),
+            {"TRACECODE_API_PASSWORD": "x"},
+        ),
+    ):
+        done = _cli(*argv, **env)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert done.stderr.startswith("tracecode: ") and "Traceback" not in done.stderr, (
+            argv,
+            done.stderr,
+        )
+
+
+def test_services_up_shows_passwords_as_stars() -> None:
+    done = _cli(
+        "services",
+        "up",
+        TRACECODE_DATABASE_URL="postgresql://postgres:SECRET-PG@127.0.0.1:5432/postgres",
+        TRACECODE_REDIS_URL="redis://:SECRET-RD@127.0.0.1:6379/0",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SECRET" not in done.stdout + done.stderr and done.stdout.count("***") == 2, done.stdout
+
+
 def test_db_migrate_reports_an_up_to_date_database(client: Any) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "db", "migrate"], capture_output=True, text=True, cwd=ROOT

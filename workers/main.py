@@ -39,6 +39,7 @@ class EmbeddedRedis(Middleware):
             start_redis(settings.var_path)
 
 
+settings.check_serving()  # a bad key or table stops the worker now, not its first job
 broker.add_middleware(EmbeddedRedis())
 broker.add_middleware(Heartbeat(settings.redis_namespace))
 broker.add_middleware(DeadLetters())

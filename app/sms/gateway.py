@@ -196,10 +196,7 @@ class DevGateway:
 def gateway_from_settings(settings: Settings) -> Gateway:
     """The adapter the settings name."""
     if settings.sms_gateway == "http":
-        if not settings.sms_gateway_url:
-            from app.config import SettingsError
-
-            raise SettingsError("TRACECODE_SMS_GATEWAY=http needs TRACECODE_SMS_GATEWAY_URL")
+        assert settings.sms_gateway_url  # Settings refuses http without a URL
         return HttpGateway(
             settings.sms_gateway_url,
             key=settings.sms_gateway_key,

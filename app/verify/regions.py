@@ -182,7 +182,17 @@ class IpTable:
 
 @cache
 def ip_table(path: str | None) -> IpTable:
-    return IpTable.load(Path(path) if path else Path(__file__).with_name("ip_regions.csv"))
+    """The table of ``TRACECODE_IP_REGIONS_FILE`` (or the bundled one); ``SettingsError`` when
+    it cannot be read."""
+    if not path:
+        return IpTable.load(Path(__file__).with_name("ip_regions.csv"))
+    try:
+        return IpTable.load(Path(path))
+    except (OSError, UnicodeDecodeError, ValueError, IndexError) as exc:
+        from app.config import SettingsError
+
+        reason = exc.strerror if isinstance(exc, OSError) else f"not a CIDR table ({exc})"
+        raise SettingsError(f"TRACECODE_IP_REGIONS_FILE={path}: {reason}") from None
 
 
 def locate(
