@@ -6,12 +6,15 @@ in /health) without blocking the good records around them."""
 from __future__ import annotations
 
 import http.client
+import itertools
+import logging
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.helpers import assert_error
@@ -549,3 +552,35 @@ async def test_a_control_character_that_reaches_the_verifier_is_not_recorded(
     ).fetchall()
     assert [r["serial"] for r in stored] == [f"X{token}Y"]
     assert len(await _buried(autocommit, "verifications")) == before
+
+
+def test_a_failing_roll_up_backs_off_and_logs_its_traceback_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The defect: during a PostgreSQL outage each roll-up logged a traceback every second
+    (117 in 16 s from one worker)."""
+    from workers import periodic
+
+    calls: list[float] = []
+
+    async def broken(conn: Any) -> None:
+        calls.append(time.monotonic())
+        raise psycopg.OperationalError("the database is down")
+
+    async def no_conn() -> Any:
+        return None
+
+    monkeypatch.setattr(periodic, "connect", no_conn)
+    monkeypatch.setattr(periodic, "QUIET_SECONDS", 0.3)
+    roller = periodic.PeriodicRollup("probe", broken, interval=0.02)
+    with caplog.at_level(logging.WARNING, logger="tracecode.probe"):
+        roller.after_worker_boot(None, None)  # type: ignore[arg-type]
+        time.sleep(1.5)
+        roller.before_worker_shutdown(None, None)  # type: ignore[arg-type]
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    lines = [r.getMessage() for r in caplog.records if not r.exc_info]
+    assert len(tracebacks) == 1
+    assert lines and all("still failing" in line for line in lines)
+    assert len(lines) <= 1.5 / 0.3 + 1
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert 4 <= len(calls) <= 10 and gaps[-1] > 4 * gaps[0], gaps  # each wait longer

@@ -1,6 +1,8 @@
 """Roll-ups that run all the time in every worker process: a middleware thread calls a
 ``work(conn)`` coroutine every ``interval`` seconds on its own autocommit connection, keeps going
-after a database hiccup, and stops with the worker. The work itself makes sure only one process
+after a database hiccup (waiting longer after each failure in a row, up to ``MAX_RETRY_SECONDS``;
+the first failure logged with its traceback, the next ones once a minute), and stops with the
+worker. The work itself makes sure only one process
 runs it at a time (``app.locks.run_alone``)."""
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +24,8 @@ from app.embedded import start_postgres
 from app.jobs import settings
 
 Work = Callable[[Conn], Awaitable[object]]
+QUIET_SECONDS = 60.0  # a roll-up failing again and again logs a line this often, not each time
+MAX_RETRY_SECONDS = 10.0  # the longest wait between tries while it fails
 
 
 async def connect() -> Conn:
@@ -40,17 +45,36 @@ class PeriodicRollup(Middleware):
 
     async def _loop(self) -> None:
         conn: Conn | None = None
+        failures, told = 0, 0.0  # failures in a row; when the last one was logged
         while not self._stop.is_set():
             try:
                 if conn is None or conn.closed:
                     conn = await connect()
                 await self.work(conn)
-            except Exception:  # keep rolling up after a database hiccup
-                self.log.exception("%s roll-up failed", self.name)
+                if failures:
+                    self.log.warning(
+                        "%s roll-up works again after %d failures", self.name, failures
+                    )
+                failures = 0
+            except Exception as exc:  # keep rolling up after a database hiccup
+                failures += 1
+                now = time.monotonic()
+                if failures == 1:  # the first with its traceback, then a line now and then
+                    self.log.exception("%s roll-up failed", self.name)
+                    told = now
+                elif now - told >= QUIET_SECONDS:
+                    self.log.error(
+                        "%s roll-up still failing (%d times in a row): %s",
+                        self.name,
+                        failures,
+                        f"{type(exc).__name__}: {exc}"[:300],
+                    )
+                    told = now
                 if conn is not None:
                     await conn.close()
                 conn = None
-            self._stop.wait(self.interval)
+            # while failing, wait longer each time (a database outage is not hammered)
+            self._stop.wait(min(self.interval * 2 ** min(failures, 10), MAX_RETRY_SECONDS))
         if conn is not None:
             await conn.close()
 
