@@ -223,6 +223,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.media_store == "s3":
             self.media_s3_secret()
+        if self.ip_regions_file and not os.access(self.ip_regions_file, os.R_OK):
+            raise SettingsError(f"{PREFIX}IP_REGIONS_FILE={self.ip_regions_file} cannot be read")
         if self.sms_gateway == "http" and not self.sms_gateway_url:
             raise SettingsError(f"{PREFIX}SMS_GATEWAY=http needs {PREFIX}SMS_GATEWAY_URL")
         if self.current_key_version not in versions:
@@ -325,15 +327,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return _derive(self.master_key_bytes(), f"tracecode/{purpose}".encode())
 
     def check_serving(self) -> None:
-        """What the API and the workers read only when they serve, read now: the master key,
-        the JWT key and the IP region table. ``tracecode run``, the API and the workers call it
+        """What the API and the workers read only when they serve, read now: the master key and
+        the JWT key. ``tracecode run``, the API and the workers call it
         before they start, so that a bad value stops start-up with a message naming the
         variable instead of crashing a child (or failing a request) later."""
         self.master_key_bytes()
         self.jwt_key()
-        from app.verify.regions import ip_table  # loaded once per process, kept
-
-        ip_table(self.ip_regions_file)
 
     def __repr__(self) -> str:  # never print secrets
         return (

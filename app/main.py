@@ -36,7 +36,7 @@ from app import (
 )
 from app.apidocs import document_errors, openapi_config
 from app.codes.scheme import scheme_from_settings
-from app.config import Settings, load_settings
+from app.config import Settings, SettingsError, load_settings
 from app.deps import dependencies
 from app.edge import EdgeRequest
 from app.embedded import resolve_urls
@@ -52,6 +52,7 @@ from app.rebates import claims as rebate_claims
 from app.rebates import routes_claims as rebate_routes
 from app.redisconn import connect
 from app.users.service import sync_builtin_roles
+from app.verify.regions import ip_table
 from app.verify.routes import document_verify
 from app.verify.service import Verifier
 
@@ -85,6 +86,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
     settings.check_serving()
     scheme = scheme_from_settings(settings)
+    try:  # the IP region table, read now rather than on the first verification
+        ip_table(settings.ip_regions_file)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     configure_logging(settings.log_level)
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import ROOT
 from tests.servers import free_port
@@ -57,15 +58,25 @@ def test_run_refuses_bad_keys_and_files_before_it_starts_anything(tmp_path: Path
         ({"TRACECODE_IP_REGIONS_FILE": str(tmp_path / "none.csv")}, "TRACECODE_IP_REGIONS_FILE"),
         ({"TRACECODE_SMS_GATEWAY": "http"}, "TRACECODE_SMS_GATEWAY_URL"),
     ]
-    (tmp_path / "bad.csv").write_text("not-a-network,33,3301\n")
-    cases.append(
-        ({"TRACECODE_IP_REGIONS_FILE": str(tmp_path / "bad.csv")}, "TRACECODE_IP_REGIONS_FILE")
-    )
     for env, named in cases:
         done = _cli("run", "--no-demo", **base, **env)
         assert done.returncode == 2, (env, done.stdout, done.stderr)
         assert named in done.stderr and "Traceback" not in done.stderr, (env, done.stderr)
         assert "is starting" not in done.stdout
+
+
+def test_an_ip_table_that_is_not_one_stops_the_api_at_start_up(
+    tmp_path: Path, settings: Any
+) -> None:
+    import msgspec
+
+    from app.config import SettingsError
+    from app.main import create_app
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("not-a-network,33,3301\n")
+    with pytest.raises(SettingsError, match="TRACECODE_IP_REGIONS_FILE"):
+        create_app(msgspec.structs.replace(settings, ip_regions_file=str(bad)))
 
 
 def test_unreachable_servers_and_missing_files_are_one_line_not_a_traceback(
@@ -233,7 +244,9 @@ def _issue_and_export_through_the_api(port: int, env: dict[str, str]) -> None:
     assert outer[0].startswith("1,") and inner[-1].startswith("300,")
 
 
-def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: Path) -> None:
+def test_codes_issue_and_export_directly_on_the_database(
+    client: Any, demo: Any, tmp_path: Path
+) -> None:
     import json
 
     from app.codes.scheme import Scheme
@@ -313,7 +326,7 @@ def test_codes_issue_and_export_directly_on_the_database(client: Any, tmp_path: 
     assert unknown.returncode == 2 and "NOPE" in unknown.stderr
 
 
-def test_codes_list_show_and_void(client: Any) -> None:
+def test_codes_list_show_and_void(client: Any, demo: Any) -> None:
     import json
 
     issued = json.loads(

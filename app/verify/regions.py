@@ -182,17 +182,13 @@ class IpTable:
 
 @cache
 def ip_table(path: str | None) -> IpTable:
-    """The table of ``TRACECODE_IP_REGIONS_FILE`` (or the bundled one); ``SettingsError`` when
-    it cannot be read."""
-    if not path:
-        return IpTable.load(Path(__file__).with_name("ip_regions.csv"))
+    """The table of ``TRACECODE_IP_REGIONS_FILE`` (or the bundled one), read once per process;
+    ``ValueError`` when it is not one (``app.main`` reads it at start-up)."""
     try:
-        return IpTable.load(Path(path))
+        return IpTable.load(Path(path) if path else Path(__file__).with_name("ip_regions.csv"))
     except (OSError, UnicodeDecodeError, ValueError, IndexError) as exc:
-        from app.config import SettingsError
-
         reason = exc.strerror if isinstance(exc, OSError) else f"not a CIDR table ({exc})"
-        raise SettingsError(f"TRACECODE_IP_REGIONS_FILE={path}: {reason}") from None
+        raise ValueError(f"TRACECODE_IP_REGIONS_FILE={path}: {reason}") from None
 
 
 def locate(
