@@ -5,6 +5,7 @@ check of ``tracecode stock check`` (roll up, recount from the code state): no mi
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -400,3 +401,89 @@ async def test_receive_order_takes_each_part_of_a_split_shipment(
     )
     assert await stock_check(settings) == []
     assert await stock_at(settings, demo["AGENT-ZJ"], goods.product_id, lot) == (30, 0)
+
+
+# -- decisions sent at once (probe D2–D4): exactly one wins, the goods follow the winner ----------
+
+
+async def _at_once(client: Any, headers: Any, doc_id: int, actions: list[str]) -> list[Any]:
+    return list(
+        await asyncio.gather(
+            *(
+                client.post(f"/documents/{doc_id}/{action}", headers=headers, json={})
+                for action in actions
+            )
+        )
+    )
+
+
+async def test_confirm_and_cancel_at_once_one_wins_and_the_goods_follow_it(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """The defect: the status was read before the row lock; a cancel that waited on a confirm
+    still saw the draft, so both answered 200 and a shipment in transit ended ``cancelled``
+    (its goods stranded: not receivable, not shippable)."""
+    goods = await pack(client, login, app, demo, 3, f"H13C{next(_ids)}")
+    clerk = await login("clerk")
+    for case in goods.cases[:3]:
+        doc = await document(
+            client, clerk, [case], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+        )
+        answers = await _at_once(client, clerk, doc["id"], ["cancel", "confirm"] * 5)
+        assert sum(a.status_code == 200 for a in answers) == 1, [a.text for a in answers]
+        for answer in answers:
+            if answer.status_code != 200:
+                assert_error(answer, 409, "not_draft")
+        status = (await client.get(f"/documents/{doc['id']}", headers=clerk)).json()["status"]
+        unit = await state_of(app, goods.units[goods.cases.index(case) * 10])
+        assert unit is not None
+        if status == "confirmed":
+            assert unit["transit_to"] == demo["AGENT-ZJ"]
+        else:
+            assert status == "cancelled"
+            assert unit["transit_to"] is None and unit["holder_org_id"] == demo["WH-SZ-01"]
+    assert await stock_check(settings) == []
+
+
+async def test_approve_and_reject_at_once_one_wins_and_the_goods_follow_it(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    goods = await pack(client, login, app, demo, 3, f"H13A{next(_ids)}")
+    clerk, approver = await login("clerk"), await login("approver")
+    for case in goods.cases[:3]:
+        doc = await move(client, clerk, [case], kind="exception", reason="gift")
+        assert doc["status"] == "pending_approval"
+        answers = await _at_once(client, approver, doc["id"], ["reject", "approve"] * 4)
+        assert sum(a.status_code == 200 for a in answers) == 1, [a.text for a in answers]
+        for answer in answers:
+            if answer.status_code != 200:
+                assert_error(answer, 409, "not_pending")
+        status = (await client.get(f"/documents/{doc['id']}", headers=clerk)).json()["status"]
+        unit = await state_of(app, goods.units[goods.cases.index(case) * 10])
+        assert unit is not None
+        left = unit["holder_org_id"] != demo["WH-SZ-01"] or unit["status"] != "active"
+        assert left == (status == "confirmed"), (status, unit)
+        assert status in ("confirmed", "rejected")
+    assert await stock_check(settings) == []
+
+
+async def test_two_shipments_against_one_order_confirmed_at_once_never_exceed_it(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """The defect: the order's lines were read unlocked; two outbounds of different goods (whose
+    unit locks do not serialise them) both passed, 20 shipped against 15 ordered."""
+    goods = await pack(client, login, app, demo, 4, f"H13O{next(_ids)}")
+    clerk = await login("clerk")
+    for first, second in ((0, 1), (2, 3)):
+        order_id = await order(client, login, demo, goods.product_id, 15)
+        docs = [
+            await document(client, clerk, [goods.cases[i]], kind="outbound", order_id=order_id)
+            for i in (first, second)
+        ]
+        answers = await asyncio.gather(
+            *(client.post(f"/documents/{d['id']}/confirm", headers=clerk) for d in docs)
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+        assert_error(next(a for a in answers if a.status_code == 409), 409, "over_shipment")
+        assert await order_state(client, login, order_id) == ("open", 10, 0)
+    assert await stock_check(settings) == []

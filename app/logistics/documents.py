@@ -210,12 +210,20 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
         other = await _org(conn, counterparty, actor)
         if counterparty == org["id"]:
             raise Unprocessable("counterparty: the organisation itself", code="bad_org")
-        if movement.sender == "counterparty" and not org["path"].startswith(other["path"]):
-            # the goods come from the factory above the warehouse, never from another party
+        if movement.sender == "counterparty" and not (
+            org["kind"] == "warehouse"
+            and other["kind"] == "factory"
+            and org["path"].startswith(other["path"])
+        ):
+            # the goods come from the factory above the warehouse, never from another party:
+            # a store or an agent taking what an organisation above it holds is a shipment
+            # that organisation did not make
             raise Unprocessable(
-                "a factory inbound receives from an organisation above the warehouse",
+                "a factory inbound is a warehouse receiving from the factory above it",
                 code="bad_org",
             )
+    elif movement.sender == "counterparty":  # a factory inbound with no factory above
+        raise Unprocessable("a factory inbound needs the factory it receives from", code="bad_org")
     if data.salesperson_id is not None:
         await _check_salesperson(conn, actor, data.salesperson_id, other)
     doc_id = await _insert_document(conn, actor, movement, data, org["id"], counterparty, order_id)
@@ -384,10 +392,17 @@ async def _check_salesperson(
         raise Unprocessable("salesperson_id: no such user", code="unknown_user")
 
 
+async def _locked(conn: Conn, actor: Principal, doc_id: int) -> dict[str, Any]:
+    """``_row`` of a document locked for this transaction: read after the lock is taken, so its
+    status is the one a request that held the lock before left (a confirm and a cancel sent at
+    once: the second sees the first's outcome, not the draft both started from)."""
+    await conn.execute("SELECT 1 FROM documents WHERE id = %s FOR UPDATE", (doc_id,))
+    return await _row(conn, actor, doc_id)
+
+
 async def _draft(conn: Conn, actor: Principal, doc_id: int) -> dict[str, Any]:
     actor.require("logistics.scan")
-    row = await _row(conn, actor, doc_id)
-    await conn.execute("SELECT 1 FROM documents WHERE id = %s FOR UPDATE", (doc_id,))
+    row = await _locked(conn, actor, doc_id)
     if not actor.sees(row["org_path"]):
         raise Forbidden("only the organisation doing it may change a document", code="not_your_org")
     if row["status"] != "draft":
@@ -506,8 +521,7 @@ async def decide(
 ) -> DocumentOut:
     """An approver of the warehouse's organisation approves (goods move) or rejects (L4)."""
     actor.require("logistics.approve")
-    row = await _row(conn, actor, doc_id)
-    await conn.execute("SELECT 1 FROM documents WHERE id = %s FOR UPDATE", (doc_id,))
+    row = await _locked(conn, actor, doc_id)
     if not actor.sees(row["org_path"]):
         raise Forbidden("approve documents of your own organisations", code="not_your_org")
     if row["status"] != "pending_approval":

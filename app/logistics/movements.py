@@ -377,7 +377,10 @@ async def _check_order(conn: Conn, order_id: int, unit_rows: list[UnitRow]) -> d
         r["product_id"]: r
         for r in await (
             await conn.execute(
-                "SELECT product_id, quantity, shipped FROM order_lines WHERE order_id = %s",
+                # locked: two documents of other goods against one order must not both pass
+                # (their units do not serialise them); in product order, as apply updates them
+                "SELECT product_id, quantity, shipped FROM order_lines WHERE order_id = %s "
+                "ORDER BY product_id FOR UPDATE",
                 (order_id,),
             )
         ).fetchall()
@@ -504,7 +507,7 @@ async def count_order(conn: Conn, plan: Plan) -> None:
     column = plan.movement.order_column
     assert column is not None
     counts = Counter(u["product_id"] for u in plan.units)
-    for product, n in counts.items():
+    for product, n in sorted(counts.items()):  # the lock order of _check_order: no deadlock
         await conn.execute(
             f"UPDATE order_lines SET {column} = {column} + %s "
             "WHERE order_id = %s AND product_id = %s",
