@@ -297,6 +297,51 @@ async def test_every_rejection_reason(
     assert other_lot["scans"][0]["reason"] == "already_active"
 
 
+async def test_a_scan_id_reused_for_another_code_is_rejected_not_a_duplicate(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """The defect: a second scan with the id of an earlier one in the same upload answered
+    ``duplicate`` whatever its code (a forged one too), was never activated, yet was named in
+    its case's packing event."""
+    await set_line(client, login, lumi.product_id, "X7")
+    units = serials(app, lumi.batch_no, 600, 604)
+    forged = units[3][:-1] + ("0" if units[3][-1] != "0" else "1")
+    body = await upload(
+        client,
+        login,
+        "X7",
+        [
+            scan(units[0], cid="x7-a"),
+            scan(units[1], cid="x7-a"),  # a scanner reusing its id
+            scan(forged, cid="x7-a"),
+            scan(units[2], cid="x7-b"),
+            scan(units[2], cid="x7-b"),  # the same scan sent twice: a duplicate
+            scan(lumi.inner[60], cid="x7-c"),
+        ],
+    )
+    results = [(s["result"], s.get("reason")) for s in body["scans"]]
+    assert results == [
+        ("ok", None),
+        ("rejected", "id_reused"),
+        ("rejected", "id_reused"),
+        ("ok", None),
+        ("duplicate", None),
+        ("ok", None),
+    ]
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (3, 1, 2)
+    planner = await login("planner")
+    lost = await client.get(f"/codes/{units[1]}/status", headers=planner)
+    assert lost.json()["status"] != "active"
+    admin = await login("admin")
+    case = (await client.get(f"/trace/{lumi.inner[60]}", headers=admin)).json()
+    assert sorted(c["code"] for c in case["contents"]) == sorted([units[0], units[2]])
+    [packing] = [e for e in case["events"] if e["biz_step"] == "packing"]
+    assert packing["child_count"] == 2
+    trace = await client.get(f"/trace/{units[1]}", headers=admin)
+    assert trace.status_code == 200, trace.text  # issued, so traceable: with no packing event
+    assert not [e for e in trace.json()["events"] if e["biz_step"] == "packing"]
+
+
 async def test_bad_requests(client: Any, login: Any, app: Any, lumi: Any) -> None:
     operator = await login("operator")
     unit = app.state.scheme.serial(lumi.batch_no, 0)

@@ -13,7 +13,8 @@ scanner's client event id. One upload is one transaction:
    plan made again against the now committed state: exactly one upload wins each code.
 
 Retried, partially retried or reordered uploads never count twice: a scan whose client event id
-is the one that activated its unit or first packed its case answers ``duplicate`` (the state row
+is the one that activated its unit or first packed its case answers ``duplicate`` (within one
+upload: an id repeated with the same code; with another code it is rejected, ``id_reused``) (the state row
 keeps that id, so no separate receipt is written or looked up); a unit already active with the
 same product and lot is not activated again; a child already in its case is not bound again.
 """
@@ -49,6 +50,7 @@ MESSAGES = {
     "already_active": "the code was activated with another product or lot",
     "already_bound": "the code is already packed in another container",
     "duplicate_scan": "the code was scanned twice in this upload",
+    "id_reused": "the scan id was already used for another code in this upload",
     "invalid_sscc": "not a valid SSCC (check digit)",
     "unknown_case": "no such case code was issued to this brand",
     "case_void": "the case code or its batch is void",
@@ -273,14 +275,21 @@ def _plan(
     plan = _Plan()
     # what the next container closes over, by packing rank
     pending: list[list[_Child]] = [[] for _ in LEVEL_RANK]
-    seen_ids: set[str] = set()
+    seen_ids: dict[str, object] = {}  # scan id -> the code it carried first in this upload
     seen_codes: set[tuple[str, int]] = set()
     for s in scans:
         read = s.read
         state: _UnitState | _CaseState | None = None
         if read.reason is None:
             state = (unit_state if read.kind == "unit" else case_state).get(read.code)
-        if s.scan.id in seen_ids or (state is not None and state.client_event_id == s.scan.id):
+        scanned = (read.kind, read.code) if read.reason is None else s.scan.code
+        if s.scan.id in seen_ids:  # the id came before in this upload: the same scan again,
+            if seen_ids[s.scan.id] == scanned:  # already planned (and pending) once
+                s.result = "duplicate"
+            else:  # or a scanner reusing an id: never a duplicate of another code's scan
+                _reject(s, "id_reused")
+            continue
+        if state is not None and state.client_event_id == s.scan.id:
             s.result = "duplicate"
             if state is not None:
                 s.parent = state.parent_sscc
@@ -292,7 +301,7 @@ def _plan(
                     _take(pending, rank)
                     pending[rank].append(("case", read.code, rank, None))
             continue
-        seen_ids.add(s.scan.id)
+        seen_ids[s.scan.id] = scanned
         if read.reason is not None:
             _reject(s, read.reason)
             continue
