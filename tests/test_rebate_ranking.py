@@ -481,6 +481,8 @@ async def test_bad_ranking_parameters_are_a_clear_400(client: Any, login: Any) -
     for params, code in (
         ({"month": "2041-13"}, None),
         ({"month": "2041-1"}, None),
+        ({"month": "0000-01"}, "bad_period"),  # was a 500 (no year 0 in a date)
+        ({"from_month": "0000-12", "to_month": "0001-01"}, "bad_period"),
         ({"month": "2041-01", "from_month": "2041-01"}, "bad_period"),
         ({"from_month": "2041-05", "to_month": "2041-04"}, "bad_period"),
         ({"from_month": "2030-01", "to_month": "2033-01"}, "bad_period"),

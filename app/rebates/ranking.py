@@ -207,11 +207,14 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
 
 def _parse_month(text: str, field: str) -> date:
     found = _MONTH.fullmatch(text)
-    if not found:
-        raise BadRequest(
-            f"{field} must be a month as YYYY-MM", code="bad_period", details={"field": field}
-        )
-    return date(int(found[1]), int(found[2]), 1)
+    try:
+        if found:
+            return date(int(found[1]), int(found[2]), 1)
+    except ValueError:  # year 0000
+        pass
+    raise BadRequest(
+        f"{field} must be a month as YYYY-MM", code="bad_period", details={"field": field}
+    )
 
 
 def _months_between(first: date, last: date) -> int:
