@@ -618,6 +618,10 @@ async def test_staff_opt_out_api_and_marketing_interval(
     async with app.state.pool.connection() as conn:
         assert await outbox.enqueue(conn, brand_id=brand, phone=to, **reminder) == 0
         outbox.discard(conn)
+    # a store may record a customer's "stop", never take it back for the whole brand
+    store = await login("store_manager")
+    assert (await client.put(f"/sms/opt-outs/{to}", headers=store)).status_code == 204
+    assert_error(await client.delete(f"/sms/opt-outs/{to}", headers=store), 403, "brand_only")
     assert (await client.delete(f"/sms/opt-outs/{to}", headers=marketer)).status_code == 204
     async with app.state.pool.connection() as conn:
         assert await outbox.enqueue(conn, brand_id=brand, phone=to, **reminder) > 0

@@ -47,6 +47,25 @@ async def test_templates_are_the_brands_and_need_the_permission(client: Any, log
         f"/sms/templates/{template_id}", headers=marketer, json={"body": "{season}上新"}
     )
     assert changed.json()["placeholders"] == ["season"]
+    # an agent or a store (sms.campaigns for their own campaigns) reads the brand's templates
+    # but never rewrites or deletes them: an edit changed the brand's queued messages too
+    for below in ("gd_admin", "store_manager"):
+        headers = await login(below)
+        listed = await client.get("/sms/templates", headers=headers)
+        assert template_id in [t["id"] for t in listed.json()["items"]]
+        for answer in (
+            await client.patch(
+                f"/sms/templates/{template_id}", headers=headers, json={"body": "pwned"}
+            ),
+            await client.delete(f"/sms/templates/{template_id}", headers=headers),
+            await client.post(
+                "/sms/templates", headers=headers, json={"name": f"x-{below}", "body": "x"}
+            ),
+        ):
+            assert_error(answer, 403, "brand_only")
+    kept = await client.get("/sms/templates", headers=marketer)
+    [mine] = [t for t in kept.json()["items"] if t["id"] == template_id]
+    assert mine["body"] == "{season}上新"
     analyst = await login("analyst")
     assert_error(await client.get("/sms/templates", headers=analyst), 403, "permission_denied")
     assert_error(

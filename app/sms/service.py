@@ -172,6 +172,8 @@ async def put_opt_out(conn: Conn, actor: Principal, phone: str, opted_out: bool)
     from app.sms.outbox import outbox_phone
 
     actor.require(PERMISSION)
+    if not opted_out:  # taking back a member's "stop": the brand's decision, not a branch's
+        _brand_staff(actor, "only the brand's own staff take a phone back into its marketing")
     phone = outbox_phone(phone)
     if await set_opt_out(conn, actor.brand_id, phone, opted_out, "api"):
         await audit.record(
@@ -210,8 +212,16 @@ def _template(row: dict[str, Any]) -> TemplateOut:
     return TemplateOut(**row, placeholders=sorted(placeholders(row["body"])))
 
 
+def _brand_staff(actor: Principal, message: str) -> None:
+    """403 ``brand_only`` below the brand: the brand's templates and its members' marketing
+    consent are the brand's; its agents and stores use them (campaigns in their own subtree)."""
+    if actor.org_id != actor.brand_id:
+        raise Forbidden(message, code="brand_only")
+
+
 async def create_template(conn: Conn, actor: Principal, data: TemplateIn) -> TemplateOut:
     actor.require(PERMISSION)
+    _brand_staff(actor, "only the brand's own staff write its templates")
     if data.name in BUILTIN:
         raise Conflict(f"{data.name!r} is a built-in template", code="template_reserved")
     cur = await conn.execute(
@@ -259,6 +269,7 @@ async def update_template(
     conn: Conn, actor: Principal, template_id: int, data: TemplatePatch
 ) -> TemplateOut:
     actor.require(PERMISSION)
+    _brand_staff(actor, "only the brand's own staff write its templates")
     before = await _own_template(conn, actor, template_id)
     changes = changes_of(data)
     if changes:
@@ -278,6 +289,7 @@ async def update_template(
 async def delete_template(conn: Conn, actor: Principal, template_id: int) -> None:
     """Delete a template no campaign used (409 ``in_use`` otherwise)."""
     actor.require(PERMISSION)
+    _brand_staff(actor, "only the brand's own staff write its templates")
     before = await _own_template(conn, actor, template_id)
     used = await conn.execute(
         "SELECT 1 FROM sms_campaigns WHERE template_id = %s LIMIT 1", (template_id,)
@@ -374,8 +386,8 @@ async def create_campaign(
             code="missing_variables",
             details={"missing": sorted(missing)},
         )
-    if data.audience == "members" and actor.org_id != actor.brand_id:
-        raise Forbidden("only the brand's own staff message its members", code="brand_only")
+    if data.audience == "members":
+        _brand_staff(actor, "only the brand's own staff message its members")
     scope = await _scope(conn, actor, data.filter.org_id)
     audience, params = _audience_sql(actor, data, scope)
     params |= {"hours": settings.sms_marketing_interval_hours}
