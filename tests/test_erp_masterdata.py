@@ -542,9 +542,10 @@ async def test_passwords_are_never_imported_and_bad_user_rows_are_named(
         f"{code('A7')},t{RUN.lower()}.a7,,NB-{RUN},store_clerk,,\n"
         f"{code('A8')},t{RUN.lower()}.a8,Good,STORE-HZ-01,store_clerk,,\n"
         f"{code('A9')},t{RUN.lower()}.a8,Same username,STORE-HZ-01,store_clerk,,\n"
+        f"{code('A10')},Admin,,STORE-HZ-01,store_clerk,,\n"  # the brand admin's, in another case
     )
     result = await imported(client, agent_admin, "users", rows)
-    assert counts(result) == (0, 0, 0, 9), result
+    assert counts(result) == (0, 0, 0, 10), result
     assert errors(result) == [
         (1, "org_erp_code", "unknown_org"),
         (2, None, "permission_escalation"),
@@ -555,6 +556,7 @@ async def test_passwords_are_never_imported_and_bad_user_rows_are_named(
         (7, "org_erp_code", "unknown_org"),
         (8, "username", "duplicate_in_file"),
         (9, "username", "duplicate_in_file"),
+        (10, "username", "username_taken"),
     ]
     # a user of the brand (outside the agent's subtree) is not the agent's to change
     staff = await imported(

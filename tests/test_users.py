@@ -185,6 +185,17 @@ async def test_duplicate_username_conflicts(client: Any, login: Any, demo: Any) 
         },
     )
     assert_error(again, 409, "duplicate_username")
+    in_capitals = await client.post(  # another account that reads as the same person
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["BRAND-LUMI"],
+            "username": "PLANNER",
+            "password": "password-123",
+            "roles": [],
+        },
+    )
+    assert_error(in_capitals, 409, "duplicate_username")
     short = await client.post(
         "/users",
         headers=admin,

@@ -60,7 +60,11 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
     usernames = sorted({i.data.username for i in good if given(i.data, "username")})
     where = "u.erp_brand_id = %s AND u.erp_code = ANY(%s)"
     known = {r["erp_code"]: r for r in await _users(conn, where, (actor.brand_id, codes))}
-    named = {r["username"]: r for r in await _users(conn, "u.username = ANY(%s)", (usernames,))}
+    lowered = [name.lower() for name in usernames]  # taken in any case (migration 0041)
+    named = {
+        r["username"].lower(): r
+        for r in await _users(conn, "lower(u.username) = ANY(%s)", (lowered,))
+    }
     org_codes = sorted({i.data.org_erp_code for i in good if given(i.data, "org_erp_code")})
     orgs = {
         row["erp_code"]: row
@@ -98,9 +102,13 @@ def _current(
     rejected when the code or the username belongs to someone the caller cannot change."""
     data: UserRow = item.data
     current, adopting = known.get(data.erp_code), False
-    if current is None and given(data, "username") and data.username in named:
-        other = named[data.username]
-        if other["erp_code"] is not None or not other["path"].startswith(actor.admin_scope):
+    if current is None and given(data, "username") and data.username.lower() in named:
+        other = named[data.username.lower()]
+        if (
+            other["username"] != data.username  # the same name in another case: another's
+            or other["erp_code"] is not None
+            or not other["path"].startswith(actor.admin_scope)
+        ):
             message = f"username {data.username} is taken"
             item.fail("username", "username_taken", message)
             return None, False

@@ -13,10 +13,11 @@ scanner's client event id. One upload is one transaction:
    plan made again against the now committed state: exactly one upload wins each code.
 
 Retried, partially retried or reordered uploads never count twice: a scan whose client event id
-is the one that activated its unit or first packed its case answers ``duplicate`` (within one
-upload: an id repeated with the same code; with another code it is rejected, ``id_reused``) (the state row
-keeps that id, so no separate receipt is written or looked up); a unit already active with the
-same product and lot is not activated again; a child already in its case is not bound again.
+is the one that activated its unit or first packed its case answers ``duplicate`` (the state
+row keeps that id, so no separate receipt is written or looked up), and so does an id repeated
+with the same code within one upload (with another code it is rejected, ``id_reused``); a unit
+already active with the same product and lot is not activated again; a child already in its case
+is not bound again.
 """
 
 from __future__ import annotations

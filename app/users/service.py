@@ -85,7 +85,9 @@ async def create_user(
     if org["status"] != "active":
         raise Unprocessable("the organisation is inactive", code="org_inactive")
     taken = await (
-        await conn.execute("SELECT 1 FROM users WHERE username = %s", (data.username,))
+        await conn.execute(  # in any case: "ADMIN" beside "admin" reads as the same person
+            "SELECT 1 FROM users WHERE lower(username) = lower(%s)", (data.username,)
+        )
     ).fetchone()
     if taken:
         raise Conflict(f"username {data.username} is taken", code="duplicate_username")
