@@ -48,6 +48,7 @@ async def test_photos_are_typed_by_their_bytes_and_kept_under_var(
         assert served.status_code == 200 and served.content == data
         assert served.headers["content-type"] == media_type
         assert served.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in served.headers["content-security-policy"]
     assert _stored(settings.media_path, f"{photo['id'].replace('-', '')}.webp") == [WEBP]
     refused = [
         b"GIF89a" + b"\x00" * 32,
