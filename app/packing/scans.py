@@ -291,16 +291,7 @@ def _plan(
                 _reject(s, "id_reused")
             continue
         if state is not None and state.client_event_id == s.scan.id:
-            s.result = "duplicate"
-            if state is not None:
-                s.parent = state.parent_sscc
-            if read.reason is None:  # a replayed unit still belongs to the container after it
-                if read.kind == "unit":
-                    pending[0].append(("unit", read.code, 0, None))
-                else:
-                    rank = LEVEL_RANK[read.level]
-                    _take(pending, rank)
-                    pending[rank].append(("case", read.code, rank, None))
+            _replayed(s, state, pending)
             continue
         seen_ids[s.scan.id] = scanned
         if read.reason is not None:
@@ -338,6 +329,19 @@ def _plan(
             if state is None:
                 plan.new_cases[read.code] = s
     return plan
+
+
+def _replayed(s: _Scan, state: _UnitState | _CaseState, pending: list[list[_Child]]) -> None:
+    """A scan an earlier upload accepted (its id is on the code's state): a duplicate, whose
+    code still belongs to the container scanned after it."""
+    read = s.read
+    s.result, s.parent = "duplicate", state.parent_sscc
+    if read.kind == "unit":
+        pending[0].append(("unit", read.code, 0, None))
+    else:
+        rank = LEVEL_RANK[read.level]
+        _take(pending, rank)
+        pending[rank].append(("case", read.code, rank, None))
 
 
 def _take(pending: list[list[_Child]], rank: int) -> list[_Child]:
