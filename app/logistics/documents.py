@@ -560,8 +560,11 @@ async def receive_order(conn: Conn, actor: Principal, scheme: Scheme, order_id: 
     return await confirm(conn, actor, scheme, doc.id)
 
 
-async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> DocumentOut:
-    """A store sells units by scanning them (retail_selling)."""
+async def sell(
+    conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn
+) -> tuple[DocumentOut, bool]:
+    """A store sells units by scanning them (retail_selling); with whether it is a re-send of a
+    sale already made under the same ``client_id`` (answered with that sale)."""
     actor.require("logistics.scan")
     org = await _own_org(conn, actor, data.org_id or actor.org_id)
     digest = None
@@ -571,7 +574,7 @@ async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> Do
         if earlier is not None:
             if bytes(earlier["client_hash"]) != digest.digest():
                 raise Conflict("this client id was used for another sale", code="client_id_reused")
-            return await get_document(conn, actor, earlier["id"])
+            return await get_document(conn, actor, earlier["id"]), True
     doc_no = await _doc_no(conn, MOVEMENTS["sale"])
     row = await (
         await conn.execute(
@@ -596,7 +599,7 @@ async def sell(conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn) -> Do
     if items.rejected:
         bad = [i.code for i in items.items if i.result == "rejected"]
         raise Unprocessable("codes that cannot be sold", code="bad_codes", details={"codes": bad})
-    return await confirm(conn, actor, scheme, row["id"])
+    return await confirm(conn, actor, scheme, row["id"]), False
 
 
 async def _earlier_sale(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
@@ -657,7 +660,7 @@ async def consumer_return(
     documents: list[str] = []
     exchanged = None
     if data.exchange_for is not None:
-        sale = await sell(
+        sale, _ = await sell(
             conn, actor, scheme, SaleIn(codes=[data.exchange_for], org_id=state["holder_org_id"])
         )
         documents.append(sale.doc_no)

@@ -179,13 +179,16 @@ class DocumentController(Controller):
 
 
 @post("/sales", status_code=201, tags=["logistics"])
-async def sell(data: SaleIn, conn: Conn, principal: Principal, scheme: Scheme) -> DocumentOut:
-    """A store sells units (or cases) by scanning them: they are sold (retail_selling).
+async def sell(
+    data: SaleIn, conn: Conn, principal: Principal, scheme: Scheme
+) -> Response[DocumentOut]:
+    """A store sells units (or cases) by scanning them: they are sold (retail_selling), 201.
 
     With ``client_id`` (the app's id of the sale) a re-send after a lost answer answers the first
-    sale (the same document, nothing sold twice); the same client id with another body is 409
-    ``client_id_reused``."""
-    return await documents.sell(conn, principal, scheme, data)
+    sale with 200 (the same document, nothing sold twice); the same client id with another body
+    is 409 ``client_id_reused``."""
+    out, replayed = await documents.sell(conn, principal, scheme, data)
+    return Response(out, status_code=200 if replayed else 201)
 
 
 @post("/returns", status_code=200, tags=["logistics"])
