@@ -487,3 +487,39 @@ async def test_two_shipments_against_one_order_confirmed_at_once_never_exceed_it
         assert_error(next(a for a in answers if a.status_code == 409), 409, "over_shipment")
         assert await order_state(client, login, order_id) == ("open", 10, 0)
     assert await stock_check(settings) == []
+
+
+async def test_goods_in_transit_are_never_packed_by_the_sender_or_the_receiver(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """The defect (probe F1): packing checked the holder or the destination, never whether the
+    goods were on hand: the factory repacked units it had shipped, the agent packed units still
+    on their way to it (and on receipt they left those cases silently)."""
+    lot = f"H13T{next(_ids)}"
+    goods = await pack(client, login, app, demo, 2, lot)
+    clerk = await login("clerk")
+    await move(client, clerk, goods.cases[:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    moving, spare_case = goods.units[:10], goods.cases[-1]
+    for user, line in (("operator", "H13"), ("agent_admin", f"ZJ{next(_ids)}")):
+        headers = await login(user)
+        context = {"product_id": goods.product_id, "lot": lot, "production_date": "2026-11-10"}
+        response = await client.put(f"/lines/{line}/context", headers=headers, json=context)
+        assert response.status_code == 200, response.text
+        at = "2026-11-11T08:00:00Z"
+        named = [{"id": f"t{next(_ids)}", "code": spare_case, "at": at, "children": moving[:2]}]
+        body = await client.post(f"/lines/{line}/scans", headers=headers, json={"scans": named})
+        assert body.status_code == 200, body.text
+        [result] = body.json()["scans"]
+        assert (result["result"], result["reason"]) == ("rejected", "child_rejected"), result
+        assert f"child {moving[0]}: in_transit" in result["message"], result
+        scanned = [
+            {"id": f"t{next(_ids)}", "code": c, "at": at} for c in [*moving[2:4], spare_case]
+        ]
+        body = await client.post(f"/lines/{line}/scans", headers=headers, json={"scans": scanned})
+        assert body.status_code == 200, body.text
+        reasons = [r.get("reason") for r in body.json()["scans"]]
+        assert reasons == ["in_transit", "in_transit", "empty_case"], body.json()
+        unit = await state_of(app, moving[0])
+        assert unit is not None and unit["parent_sscc"] is not None  # still in its shipped case
+        assert unit["transit_to"] == demo["AGENT-ZJ"]
+    assert await stock_check(settings) == []

@@ -52,6 +52,7 @@ MESSAGES = {
     "already_bound": "the code is already packed in another container",
     "duplicate_scan": "the code was scanned twice in this upload",
     "id_reused": "the scan id was already used for another code in this upload",
+    "in_transit": "the goods are on their way to an organisation: packed only once received",
     "invalid_sscc": "not a valid SSCC (check digit)",
     "unknown_case": "no such case code was issued to this brand",
     "case_void": "the case code or its batch is void",
@@ -126,7 +127,8 @@ class _Rule(msgspec.Struct, frozen=True, gc=False):
     strict: bool
 
 
-_Child = tuple[str, int, int, _Scan | None]  # what a container closes over: kind, code, rank, scan
+# what a container closes over: kind, code, rank, the scan (of this upload), the code as read
+_Child = tuple[str, int, int, _Scan | None, str]
 _UnitRow = tuple[int, int | None, datetime, int, str]  # code, parent, at, event, client event id
 _S = TypeVar("_S", _UnitState, _CaseState)
 
@@ -305,11 +307,14 @@ def _plan(
         if read.kind == "unit":
             _plan_unit(ctx, s, unit_state, plan)
             if s.result == "ok":
-                pending[0].append(("unit", read.code, 0, s))
+                pending[0].append(("unit", read.code, 0, s, read.label))
             continue
         state = case_state.get(read.code)
         if state is not None and state.status != "active":
             _reject(s, "case_void")
+            continue
+        if state is not None and state.transit_path is not None:
+            _reject(s, "in_transit")
             continue
         rank = LEVEL_RANK[read.level]
         children: list[_Child] | None
@@ -325,7 +330,7 @@ def _plan(
                 [p for p in level if (p[0], p[1]) not in plan.parent_of] for level in pending
             ]
         if s.result == "ok":
-            pending[rank].append(("case", read.code, rank, s))
+            pending[rank].append(("case", read.code, rank, s, read.label))
             if state is None:
                 plan.new_cases[read.code] = s
     return plan
@@ -337,11 +342,11 @@ def _replayed(s: _Scan, state: _UnitState | _CaseState, pending: list[list[_Chil
     read = s.read
     s.result, s.parent = "duplicate", state.parent_sscc
     if read.kind == "unit":
-        pending[0].append(("unit", read.code, 0, None))
+        pending[0].append(("unit", read.code, 0, None, read.label))
     else:
         rank = LEVEL_RANK[read.level]
         _take(pending, rank)
-        pending[rank].append(("case", read.code, rank, None))
+        pending[rank].append(("case", read.code, rank, None, read.label))
 
 
 def _take(pending: list[list[_Child]], rank: int) -> list[_Child]:
@@ -394,7 +399,7 @@ def _explicit(
         if reason is not None:
             _reject(s, "child_rejected", f"child {child.label}: {reason}")
             return None
-        children.append((child.kind, child.code, LEVEL_RANK[child.level], None))
+        children.append((child.kind, child.code, LEVEL_RANK[child.level], None, child.label))
     return children
 
 
@@ -413,12 +418,12 @@ def _close(
     new: list[tuple[str, int]] = []
     inside = held.get(sscc, 0)
     taken: set[tuple[str, int]] = set()
-    for kind, code, child_rank, child_scan in children:
+    for kind, code, child_rank, child_scan, label in children:
         if (kind, code) in taken:  # one code twice (a repeated client event id): once
             continue
         taken.add((kind, code))
         if child_rank >= rank:
-            _reject(s, "bad_level", f"child {code}: level not below {s.read.level}")
+            _reject(s, "bad_level", f"child {label}: level not below {s.read.level}")
             return
         states: dict[int, _UnitState] | dict[int, _CaseState]
         states = unit_state if kind == "unit" else case_state
@@ -427,9 +432,15 @@ def _close(
             current = states[code].parent_sscc
         if current == sscc:
             continue  # already in this container (a retry): counted in ``inside``
+        if code in states and states[code].transit_path is not None:  # not on hand anywhere
+            if child_scan is None:
+                _reject(s, "child_rejected", f"child {label}: in_transit")
+                return
+            _reject(child_scan, "in_transit")
+            continue
         if current is not None:
             if child_scan is None:
-                _reject(s, "child_rejected", f"child {code}: already_bound")
+                _reject(s, "child_rejected", f"child {label}: already_bound")
                 return
             _reject(child_scan, "already_bound", f"already in container {sscc_label(current)}")
             continue
