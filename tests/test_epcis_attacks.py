@@ -305,3 +305,45 @@ async def test_a_document_in_another_charset_is_415(client: Any, login: Any) -> 
     assert response.status_code == 415, response.text
     response = await capture(client, partner, raw, media='application/json; charset="UTF-8"')
     assert response.status_code == 202, response.text
+
+
+async def test_a_declaration_adds_only_itself_and_a_declared_event_changes_no_state(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """The defects (probe F2, F3): a declaration's other content replaced the stored event (an
+    OBSERVE became a shipment nobody could have captured), and an event first sent already
+    declared erroneous still changed the codes' state."""
+    from tests.helpers import issue_units
+    from tests.test_epcis import unit_link
+
+    partner = await login("partner")
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    observed = _object("OBSERVE", [_epc("F2")], eventID=event_id)
+    await captured(client, partner, document([observed]))
+    rewrite = {
+        **_object("ADD", [_epc("F2X")], eventID=event_id, bizStep="shipping"),
+        "errorDeclaration": DECLARATION,
+    }
+    await captured(client, partner, document([rewrite]))
+    stored = (await _event(client, partner, event_id)).json()
+    assert stored["errorDeclaration"] == DECLARATION
+    assert (stored["action"], stored["epcList"]) == ("OBSERVE", observed["epcList"])
+    assert "bizStep" not in stored
+
+    operator = await login("operator")
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serial = app.state.scheme.serial(batch_no, 0)
+    response = await client.put(
+        "/lines/F3/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": "F3", "production_date": "2026-11-30"},
+    )
+    assert response.status_code == 200, response.text
+    commission = {
+        **_object("ADD", [unit_link(serial)], bizStep="commissioning"),
+        "readPoint": {"id": "urn:tracecode:line:F3"},
+        "errorDeclaration": DECLARATION,
+    }
+    await captured(client, operator, document([commission]))
+    status = await client.get(f"/codes/{serial}/status", headers=await login("planner"))
+    assert status.json()["status"] != "active", status.json()

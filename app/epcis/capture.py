@@ -296,13 +296,26 @@ async def _declare_errors(
     conn: Conn, org_id: int, declared: list[tuple[str, CapturedEvent]]
 ) -> None:
     """An event sent again with its eventID and an ``errorDeclaration`` declares the stored one
-    erroneous (EPCIS 2.0 section 7.4.1.2): the stored event takes the declaration. Only the
-    organisation that captured an event declares it erroneous."""
+    erroneous (EPCIS 2.0 section 7.4.1.2): the stored event takes the declaration — only the
+    declaration: the rest of what was sent replaces nothing (a declaration carrying other
+    content rewrote the stored event, past every check a capture makes). Only the organisation
+    that captured an event declares it erroneous; the state it changed is not undone (a
+    corrective event does that)."""
     for event_id, event in declared:
+        row = await (
+            await conn.execute(
+                "SELECT id, body FROM epcis_events WHERE org_id = %s AND event_id = %s "
+                "FOR UPDATE",
+                (org_id, event_id),
+            )
+        ).fetchone()
+        if row is None:
+            continue
+        stored = msgspec.json.decode(bytes(row["body"]))
+        stored["errorDeclaration"] = event.raw["errorDeclaration"]
         await conn.execute(
-            "UPDATE epcis_events SET body = %s, error_declared = true WHERE org_id = %s "
-            "AND event_id = %s",
-            (msgspec.json.encode(event.raw), org_id, event_id),
+            "UPDATE epcis_events SET body = %s, error_declared = true WHERE id = %s",
+            (msgspec.json.encode(stored), row["id"]),
         )
 
 
@@ -355,8 +368,8 @@ async def _apply_to_codes(
     cases |= await _brand_qr_units(conn, scheme, actor.brand_id, fresh)
     applied: set[str] = set()
     for index, event_id, event in fresh:
-        if event.action == "OBSERVE":
-            continue  # an observation: stored, changes nothing
+        if event.action == "OBSERVE" or "errorDeclaration" in event.raw:
+            continue  # an observation, or an event declared erroneous: stored, changes nothing
         if not any(_is_ours(epc, units, cases) for epc in event.epcs) and not (
             event.parent_id and _is_ours(event.parent_id, units, cases)
         ):
