@@ -385,3 +385,23 @@ async def test_a_batch_whose_codes_reached_a_line_another_way_is_not_allocated(
     assert_error(
         await _allocate(client, planner, pool_id=pool_id, count=1), 409, "not_enough_codes"
     )
+
+
+async def test_an_export_and_an_allocation_of_one_batch_at_once_never_both_succeed(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """The defect (probe H1): the allocation read "has the batch an export?" in the statement
+    that waited for the batch's lock, with the snapshot from before the wait: an export that
+    committed meanwhile was missed, and the same codes were printed and handed out (7 of 8)."""
+    planner, printer = await login("planner"), await login("printer")
+    export = {"outer": {"passphrase": "a long passphrase"}, "inner": {"passphrase": "another one!"}}
+    for _ in range(6):
+        batch_no, _ = await issue_units(client, login, demo, 20)
+        exported, allocated = await asyncio.gather(
+            client.post(f"/batches/{batch_no}/exports", headers=planner, json=export),
+            _allocate(client, printer, batch_no=batch_no, count=5),
+        )
+        statuses = (exported.status_code, allocated.status_code)
+        assert statuses in ((201, 409), (409, 201)), (exported.text, allocated.text)
+        loser = allocated if statuses == (201, 409) else exported
+        assert_error(loser, 409, "batch_exported" if statuses == (201, 409) else "batch_allocated")

@@ -215,22 +215,27 @@ async def _lock_batch(conn: Conn, actor: Principal, batch_no: int) -> list[dict[
         raise Forbidden("an API key allocates from the pools shared with it", code="pool_required")
     if kind == "printer":
         where += " AND b.printer_id = %(org)s"
+    params = {"no": batch_no, "brand": actor.brand_id, "org": actor.org_id}
+    # Locked first, read after: the columns' subqueries (an export of the batch, its active
+    # units) see what the transaction that held the lock committed. Read in the locking
+    # statement they saw the snapshot taken before the wait: an export committed meanwhile was
+    # missed and its codes allocated as well (printed and handed out twice).
+    await conn.execute(f"SELECT 1 FROM code_batches b WHERE {where} FOR UPDATE OF b", params)
     row = await (
-        await conn.execute(
-            f"SELECT {_BATCH_COLUMNS} FROM code_batches b WHERE {where} FOR UPDATE OF b",
-            {"no": batch_no, "brand": actor.brand_id, "org": actor.org_id},
-        )
+        await conn.execute(f"SELECT {_BATCH_COLUMNS} FROM code_batches b WHERE {where}", params)
     ).fetchone()
     return [_check_batch(row, batch_no)]
 
 
 async def _lock_pool(conn: Conn, pool_id: int) -> list[dict[str, Any]]:
+    source = "FROM code_pool_batches pb JOIN code_batches b ON b.batch_no = pb.batch_no "
+    await conn.execute(  # locked first, read after (see _lock_batch)
+        f"SELECT 1 {source} WHERE pb.pool_id = %s ORDER BY b.batch_no FOR UPDATE OF b",
+        (pool_id,),
+    )
     rows = await (
         await conn.execute(
-            f"SELECT pb.position, {_BATCH_COLUMNS} FROM code_pool_batches pb "
-            "JOIN code_batches b ON b.batch_no = pb.batch_no "
-            "WHERE pb.pool_id = %s ORDER BY b.batch_no FOR UPDATE OF b",
-            (pool_id,),
+            f"SELECT pb.position, {_BATCH_COLUMNS} {source} WHERE pb.pool_id = %s", (pool_id,)
         )
     ).fetchall()
     return sorted(rows, key=lambda r: r["position"])
