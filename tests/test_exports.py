@@ -336,6 +336,25 @@ async def test_printers_get_only_their_own_files(
         await client.get(f"/exports/{export['id']}", headers=await login("agent_admin")), 403
     )
     assert_error(await client.get("/exports/not-a-uuid", headers=planner), 404)
+    # each printer sees the digest of its own file only: the inner file's (a few PINs) let the
+    # outer printer, which holds the serials, find the PINs by trying them all (probe H2)
+    for headers, mine in ((outer_printer, "outer"), (inner_printer, "inner")):
+        shown = await client.get(f"/exports/{export['id']}", headers=headers)
+        assert set(shown.json()["files"]) == {mine}, shown.json()["files"]
+    assert set((await client.get(f"/exports/{export['id']}", headers=planner)).json()["files"]) == {
+        "outer",
+        "inner",
+    }
+    # a void batch's labels are destroyed, not printed: its files are no longer handed out
+    voided = await client.post(
+        f"/batches/{batch['batch_no']}/void", headers=planner, json={"reason": "labels lost"}
+    )
+    assert voided.status_code == 200, voided.text
+    assert_error(
+        await client.get(f"/exports/{export['id']}/files/outer", headers=outer_printer),
+        422,
+        "batch_void",
+    )
 
 
 async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(

@@ -42,7 +42,9 @@ CASE_PARTS = ("cases",)
 
 _COLUMNS = """e.id, e.brand_id, e.batch_no, e.case_batch_id, e.range_start, e.range_end,
     e.key_version, e.url_prefix, e.parts, e.state, e.progress, e.files, e.error, e.attempts,
-    e.created_by, e.created_at, e.started_at, e.finished_at"""
+    e.created_by, e.created_at, e.started_at, e.finished_at,
+    coalesce((SELECT b.state FROM code_batches b WHERE b.batch_no = e.batch_no),
+             (SELECT c.state FROM case_batches c WHERE c.id = e.case_batch_id)) AS batch_state"""
 
 
 def data_key(scheme: Scheme, export_id: uuid.UUID | str, part: str, version: int) -> bytes:
@@ -50,7 +52,14 @@ def data_key(scheme: Scheme, export_id: uuid.UUID | str, part: str, version: int
     return scheme.derive(f"export.{uuid.UUID(str(export_id)).hex}.{part}", version)
 
 
-def _out(row: dict[str, Any]) -> ExportOut:
+def _out(row: dict[str, Any], printer_id: int | None = None) -> ExportOut:
+    """An export; for a printer (``printer_id``), only the files addressed to it: the other part's
+    digest of its plaintext let the outer printer find the PINs of a small range by trying them
+    all (each printer holds one half, never both)."""
+    files = row["files"]
+    if printer_id is not None and files:
+        mine = {name for name, p in row["parts"].items() if p["printer_id"] == printer_id}
+        files = {name: f for name, f in files.items() if name in mine}
     parts = {
         name: PartOut(printer_id=p["printer_id"], method=p["wrap"]["method"])
         for name, p in row["parts"].items()
@@ -65,7 +74,7 @@ def _out(row: dict[str, Any]) -> ExportOut:
         state=row["state"],
         progress=row["progress"],
         parts=parts,
-        files=row["files"],
+        files=files,
         error=row["error"],
         attempts=row["attempts"],
         created_by=row["created_by"],
@@ -273,7 +282,8 @@ async def load_export(conn: Conn, export_id: str) -> ExportOut:
 
 
 async def get_export(conn: Conn, actor: Principal, export_id: str) -> ExportOut:
-    return _out(_visible(actor, await _row(conn, export_id)))
+    row = _visible(actor, await _row(conn, export_id))
+    return _out(row, None if actor.has("codes.export") else actor.org_id)
 
 
 async def page_exports(
@@ -326,6 +336,8 @@ async def file_for_download(
         raise NotFound(f"this export has no {part} file for you")
     if row["state"] != "done":
         raise Conflict(f"the export is {row['state']}, not done", code="export_not_ready")
+    if row["batch_state"] == "void":  # its labels are to be destroyed, not printed
+        raise Unprocessable("the batch is void", code="batch_void")
     path = export_file(settings, row["id"], part)
     if not path.exists():
         raise Conflict("the export file is no longer on disk", code="export_file_missing")
