@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import secrets
 import subprocess
 import sys
 import time
@@ -211,6 +212,23 @@ async def test_rsa_wrapped_files_open_only_with_the_printers_key(
         json={"public_key_pem": "x" * 200},
     )
     assert_error(bad_key, 400, "invalid_public_key")
+    # probe H3/H4: a private key pasted by mistake (it was stored and shown in the audit log), a
+    # modulus or an exponent that cost the API seconds per use, an even exponent nobody can use
+    huge = secrets.randbits(16384) | (1 << 16383) | 1
+    for pem in (
+        key.export_key().decode(),
+        RSA.construct((huge, 65537), consistency_check=False).export_key().decode(),
+        RSA.construct((key.n, (1 << 4000) + 1), consistency_check=False).export_key().decode(),
+        RSA.construct((key.n, 4), consistency_check=False).export_key().decode(),
+    ):
+        refused = await client.put(
+            f"/printers/{demo['PRINTER-SH']}/public-key",
+            headers=printer,
+            json={"public_key_pem": pem},
+        )
+        assert_error(refused, 400, "invalid_public_key")
+    audit = await client.get("/audit", headers=await login("admin"), params={"per_page": 200})
+    assert "PRIVATE" not in audit.text
     planner = await login("planner")
     batch = await _batch(client, login, demo, 20)
     export = (

@@ -77,13 +77,25 @@ def wrap_with_passphrase(data_key: bytes, passphrase: str) -> dict[str, Any]:
     }
 
 
-def wrap_with_rsa(data_key: bytes, public_key_pem: str) -> dict[str, Any]:
+def public_key(public_key_pem: str) -> RSA.RsaKey:
+    """A printer's RSA public key: 2048 to 8192 bits, an odd exponent below 2^32 (a huge one
+    cost the API seconds of CPU per use; an even one makes files nobody can open), never a
+    private key (one pasted by mistake would be stored and audited)."""
     try:
         key = RSA.import_key(public_key_pem)
     except (ValueError, IndexError, TypeError):
         raise PrintFileError("not an RSA public key") from None
-    if key.size_in_bits() < 2048:
-        raise PrintFileError("the RSA key must have at least 2048 bits")
+    if key.has_private():
+        raise PrintFileError("a private key: give the printer's public key only")
+    if not 2048 <= key.size_in_bits() <= 8192:
+        raise PrintFileError("the RSA key must have 2048 to 8192 bits")
+    if key.e % 2 == 0 or not 3 <= key.e < 1 << 32:
+        raise PrintFileError("the RSA public exponent must be odd and below 2^32 (e.g. 65537)")
+    return key
+
+
+def wrap_with_rsa(data_key: bytes, public_key_pem: str) -> dict[str, Any]:
+    key = public_key(public_key_pem)
     wrapped = PKCS1_OAEP.new(key.public_key(), hashAlgo=SHA256).encrypt(data_key)
     fingerprint = hashlib.sha256(key.public_key().export_key("DER")).hexdigest()[:16]
     return {

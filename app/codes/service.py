@@ -263,7 +263,7 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
 
 async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: str) -> None:
     """Register a printer's RSA public key (admins of the tree, or the printer's own users)."""
-    from app.codes.printfile import PrintFileError, wrap_with_rsa
+    from app.codes.printfile import PrintFileError, public_key
 
     row = await (
         await conn.execute("SELECT kind, path FROM orgs WHERE id = %s", (printer_id,))
@@ -274,8 +274,8 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
         actor.ensure_sees(row["path"] if row else None, "printer organisation")
     if row is None or row["kind"] != "printer":
         raise NotFound("printer organisation not found", code="unknown_printer")
-    try:
-        wrap_with_rsa(b"\0" * 32, pem)  # proves it is a usable RSA public key of >= 2048 bits
+    try:  # stored as its public part only, in one spelling
+        pem = public_key(pem).export_key("PEM").decode()
     except PrintFileError as exc:
         raise ValidationFailed(str(exc), code="invalid_public_key") from None
     await conn.execute("UPDATE orgs SET public_key_pem = %s WHERE id = %s", (pem, printer_id))
