@@ -574,26 +574,52 @@ def _secret(path: str | None, env: str | None) -> str | None:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
+    """Decrypt a printer file. The plain text (serials, PINs) appears only once the whole file
+    has authenticated: it is written to a new file beside ``--out`` (mode 0600) and renamed onto
+    it at the end, or copied to stdout at the end; a damaged file or a wrong key writes nothing,
+    and an existing file is never touched by a failure."""
+    import shutil
+    import tempfile
+
     from app.codes.printfile import PrintFileError, decrypt
 
     passphrase = _secret(args.passphrase_file, args.passphrase_env)
-    key = Path(args.key).read_text() if args.key else None
+    try:
+        key = Path(args.key).read_text() if args.key else None
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"{args.key}: not a PEM key file ({exc})")
     if (passphrase is None) == (key is None):
         return _fail("give one of --passphrase-file, --passphrase-env or --key")
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    source = Path(args.file)
+    target = Path(args.out) if args.out else None
+    if target is not None and target.exists() and source.exists() and target.samefile(source):
+        return _fail("--out is the encrypted file itself: name another file")
+    folder = target.resolve().parent if target is not None else None
     try:
-        with open(args.file, "rb") as src:
-            for chunk in decrypt(src, passphrase=passphrase, private_key_pem=key):
-                out.write(chunk)
+        with (
+            open(source, "rb") as src,
+            tempfile.NamedTemporaryFile(
+                dir=folder, prefix=".tracecode-", suffix=".part", delete=False
+            ) as plain,
+        ):  # mode 0600 (mkstemp)
+            try:
+                for chunk in decrypt(src, passphrase=passphrase, private_key_pem=key):
+                    plain.write(chunk)
+            except BaseException:
+                Path(plain.name).unlink(missing_ok=True)
+                raise
     except PrintFileError as exc:
-        if args.out:
-            out.close()
-            Path(args.out).unlink(missing_ok=True)  # never leave a partial plain file behind
         return _fail(f"cannot decrypt {args.file}: {exc}")
     except OSError as exc:
         return _fail(f"{exc.filename or args.file}: {exc.strerror}")
-    if args.out:
-        out.close()
+    if target is not None:
+        os.replace(plain.name, target)
+        return 0
+    try:
+        with open(plain.name, "rb") as done:
+            shutil.copyfileobj(done, sys.stdout.buffer)
+    finally:
+        Path(plain.name).unlink(missing_ok=True)
     return 0
 
 

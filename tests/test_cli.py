@@ -375,3 +375,46 @@ async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) 
     assert again.stdout.splitlines() == [",".join(r) for r in rows[:3]]
     refused = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "0")
     assert refused.returncode != 0 and "--count" in refused.stderr
+
+
+def test_decrypt_writes_plain_text_only_for_a_whole_file_and_never_over_another(
+    tmp_path: Path,
+) -> None:
+    """The defects (probe H5, H6, H9, H13): to stdout the verified chunks came out before the
+    damage was found; ``--out`` was opened (truncated) before the key was checked, so a wrong
+    passphrase deleted an existing file and ``--out`` = the input destroyed it; a damaged header
+    was a traceback; the plain file (PINs) was readable by everyone."""
+    from app.codes import printfile
+
+    passphrase = "a long passphrase"
+    lines = [f"{i},{i:06d}\n".encode() for i in range(60_000)]  # several chunks
+    sealed = tmp_path / "inner.tcpf"
+    with sealed.open("wb") as out:
+        printfile.write_file(out, lines, {"part": "inner"}, passphrase=passphrase)
+    env = {"PASS": passphrase, "WRONG": "not the passphrase"}
+    ok = tmp_path / "plain.csv"
+    done = _cli(
+        "export", "decrypt", str(sealed), "--passphrase-env", "PASS", "--out", str(ok), **env
+    )
+    assert done.returncode == 0, done.stderr
+    assert ok.read_bytes() == b"".join(lines) and ok.stat().st_mode & 0o077 == 0
+    data = sealed.read_bytes()
+    damaged = tmp_path / "damaged.tcpf"
+    for broken in (data[: len(data) // 2], data[:-40] + bytes(40)):
+        damaged.write_bytes(broken)
+        done = _cli("export", "decrypt", str(damaged), "--passphrase-env", "PASS", **env)
+        assert done.returncode == 2 and done.stdout == "", (done.stdout[:80], done.stderr)
+    existing = tmp_path / "existing.csv"
+    existing.write_text("keep me\n")
+    done = _cli(
+        "export", "decrypt", str(sealed), "--passphrase-env", "WRONG", "--out", str(existing), **env
+    )
+    assert done.returncode == 2 and existing.read_text() == "keep me\n", done.stderr
+    done = _cli(
+        "export", "decrypt", str(sealed), "--passphrase-env", "PASS", "--out", str(sealed), **env
+    )
+    assert done.returncode == 2 and sealed.read_bytes() == data, done.stderr
+    damaged.write_bytes(data.replace(b'"nonce"', b'"nonce":"","x"', 1))  # an empty nonce
+    done = _cli("export", "decrypt", str(damaged), "--passphrase-env", "PASS", **env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tracecode-")]

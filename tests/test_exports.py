@@ -289,7 +289,9 @@ async def test_rsa_wrapped_files_open_only_with_the_printers_key(
     assert (
         failed.returncode == 2 and "truncated" in failed.stderr and "Traceback" not in failed.stderr
     )
-    assert not plain.exists()
+    # the failure wrote nothing: the file of the good run is as it was, no partial file beside it
+    assert plain.read_text().count("\n") == 20
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tracecode-")] == []
     # other tests expect the printer without a key: forget it again
     await conn.execute("UPDATE orgs SET public_key_pem = NULL WHERE id = %s", (demo["PRINTER-SH"],))
 

@@ -114,11 +114,21 @@ def unwrap(wrap: dict[str, Any], *, passphrase: str | None, private_key_pem: str
             n, r, p = int(wrap["n"]), int(wrap["r"]), int(wrap["p"])
         except (KeyError, TypeError, ValueError):
             raise PrintFileError("damaged header") from None
-        if not (2 <= n <= 1 << 20 and 1 <= r <= 32 and 1 <= p <= 16):
+        # at most twice the writer's cost (SCRYPT_*): a damaged header must not cost minutes
+        # and gigabytes before it is found out; n a power of two, as scrypt needs
+        if not (
+            2 <= n <= 2 * SCRYPT_N
+            and n & (n - 1) == 0
+            and 1 <= r <= SCRYPT_R
+            and 1 <= p <= SCRYPT_P
+        ):
             raise PrintFileError("damaged header")
-        kek = scrypt(passphrase.encode(), _unb64(wrap.get("salt")), 32, N=n, r=r, p=p)  # type: ignore[arg-type]
-        sealed = _unb64(wrap.get("wrapped_key"))
-        cipher = AES.new(kek, AES.MODE_GCM, nonce=_unb64(wrap.get("nonce")))  # type: ignore[arg-type]
+        try:
+            kek = scrypt(passphrase.encode(), _unb64(wrap.get("salt")), 32, N=n, r=r, p=p)  # type: ignore[arg-type]
+            sealed = _unb64(wrap.get("wrapped_key"))
+            cipher = AES.new(kek, AES.MODE_GCM, nonce=_unb64(wrap.get("nonce")))  # type: ignore[arg-type]
+        except (ValueError, TypeError):  # an empty salt or nonce, say
+            raise PrintFileError("damaged header") from None
         try:
             return cipher.decrypt_and_verify(sealed[:-16], sealed[-16:])
         except ValueError:
