@@ -1022,10 +1022,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"configuration error: {exc}")
     except Exception as exc:
         import httpx
+        import msgspec
         import psycopg
 
-        # a server that is not there, a file that is not there: one line, not a traceback
-        if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError)):
+        # a server or a file that is not there, a value the API's schema refuses: one line
+        if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError, msgspec.ValidationError)):
             return _fail(f"{type(exc).__name__}: {exc}")
         raise
     return _fail(f"unknown command {args.command}")

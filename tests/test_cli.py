@@ -94,6 +94,10 @@ def test_unreachable_servers_and_missing_files_are_one_line_not_a_traceback(
             ("codes", "list", "--api", f"http://127.0.0.1:{free_port()}", "--user", "planner"),
             {"TRACECODE_API_PASSWORD": "x"},
         ),
+        (  # a passphrase the API's schema refuses, checked before any database work
+            ("codes", "export", "1", "--out", str(tmp_path), "--passphrase-env", "SHORT"),
+            {"SHORT": "short"},
+        ),
     ):
         done = _cli(*argv, **env)
         assert done.returncode == 2, (argv, done.stderr)

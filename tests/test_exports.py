@@ -134,6 +134,13 @@ async def test_range_export_and_bad_ranges(client: Any, login: Any, demo: Any, a
         400,
         "validation_failed",
     )
+    for blank in ("  padded passphrase  ", " " * 12):  # a passphrase file could never open it
+        padded = {"outer": {"passphrase": blank}, "inner": {"passphrase": PASS_IN}}
+        assert_error(
+            await client.post(f"/batches/{no}/exports", headers=planner, json=padded),
+            400,
+            "validation_failed",
+        )
     assert_error(
         await client.post(f"/batches/{no}/exports", headers=planner, json={}),
         400,

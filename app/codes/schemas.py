@@ -44,7 +44,11 @@ class BatchOut(msgspec.Struct, frozen=True, kw_only=True):
     void_reason: str | None
 
 
-Passphrase = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
+# No blank at either end: `tracecode export decrypt --passphrase-file` strips the file's text
+# (its trailing newline), so such a passphrase could not open its file from one.
+Passphrase = Annotated[
+    str, msgspec.Meta(min_length=12, max_length=1024, pattern=r"^\S(?:.*\S)?(?!\n)$")
+]
 
 
 class PartIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
