@@ -134,6 +134,17 @@ async def test_range_export_and_bad_ranges(client: Any, login: Any, demo: Any, a
         400,
         "validation_failed",
     )
+    from app.codes.exports import MAX_CODES
+
+    huge = await _batch(client, login, demo, MAX_CODES + 1)  # one row, whatever its size
+    too_large = await client.post(
+        f"/batches/{huge['batch_no']}/exports", headers=planner, json=body
+    )
+    assert_error(too_large, 400, "export_too_large")
+    in_range = {**body, "start": 0, "end": 10}
+    assert (
+        await client.post(f"/batches/{huge['batch_no']}/exports", headers=planner, json=in_range)
+    ).status_code in (201, 202)
     for blank in ("  padded passphrase  ", " " * 12):  # a passphrase file could never open it
         padded = {"outer": {"passphrase": blank}, "inner": {"passphrase": PASS_IN}}
         assert_error(
@@ -298,7 +309,8 @@ async def test_rsa_wrapped_files_open_only_with_the_printers_key(
     )
     # the failure wrote nothing: the file of the good run is as it was, no partial file beside it
     assert plain.read_text().count("\n") == 20
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tracecode-")] == []
+    leftovers = await asyncio.to_thread(lambda: list(tmp_path.glob(".tracecode-*")))
+    assert leftovers == []
     # other tests expect the printer without a key: forget it again
     await conn.execute("UPDATE orgs SET public_key_pem = NULL WHERE id = %s", (demo["PRINTER-SH"],))
 
@@ -555,3 +567,25 @@ async def test_code_status_follows_the_batch_lifecycle(
     assert_error(
         await client.get(f"/codes/{'A' * 100}/status", headers=planner), 400, "malformed_serial"
     )
+
+
+async def test_a_batch_of_a_retired_key_version_is_refused_as_such(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """It answered 422 ``not_genuine``: "not a genuine code", for a planner's export request."""
+    from app.auth.service import load_user
+    from app.codes import exports
+    from app.codes.schemas import ExportIn, PartIn
+    from app.errors import Unprocessable
+
+    batch = await _batch(client, login, demo, 5)  # made under the current key version, 1
+    row = await (await conn.execute("SELECT id FROM users WHERE username = 'planner'")).fetchone()
+    planner = await load_user(conn, row["id"])
+    retired = msgspec.structs.replace(app.state.settings, key_versions="2", current_key_version=2)
+    data = ExportIn(outer=PartIn(passphrase=PASS_OUT), inner=PartIn(passphrase=PASS_IN))
+    with pytest.raises(Unprocessable) as refused:
+        await exports.create_unit_export(
+            conn, planner, retired, app.state.scheme, batch["batch_no"], data
+        )
+    assert refused.value.code == "key_version_retired"
+    await conn.rollback()

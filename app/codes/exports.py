@@ -47,6 +47,12 @@ _COLUMNS = """e.id, e.brand_id, e.batch_no, e.case_batch_id, e.range_start, e.ra
              (SELECT c.state FROM case_batches c WHERE c.id = e.case_batch_id)) AS batch_state"""
 
 
+# One export is one job writing ~90 bytes a code over its two files (9 GB at this size): a
+# batch of up to 2^32 codes is exported in ranges, and no request queues a file bigger than a
+# disk (measured: 1M codes in 0.6 s, 88 bytes a code).
+MAX_CODES = 100_000_000
+
+
 def data_key(scheme: Scheme, export_id: uuid.UUID | str, part: str, version: int) -> bytes:
     """The AES-256 key of one export file, derived from the master key (never stored)."""
     return scheme.derive(f"export.{uuid.UUID(str(export_id)).hex}.{part}", version)
@@ -156,6 +162,18 @@ async def create_unit_export(
             f"the range [{start}, {end}) is outside the batch [0, {batch['size']})",
             code="range_outside_batch",
             details={"start": start, "end": end, "size": batch["size"]},
+        )
+    if end - start > MAX_CODES:
+        raise ValidationFailed(
+            f"an export holds at most {MAX_CODES:,} codes: export the batch in ranges",
+            code="export_too_large",
+            details={"max_codes": MAX_CODES, "asked": end - start},
+        )
+    if batch["key_version"] not in settings.active_key_versions:
+        raise Unprocessable(
+            f"the batch's key version {batch['key_version']} is retired "
+            f"(TRACECODE_KEY_VERSIONS): its codes are no longer made",
+            code="key_version_retired",
         )
     root = settings.public_url
     url_prefix = f"{root}/01/{batch['gtin']}/21/" if batch["gtin"] else f"{root}/c/"
