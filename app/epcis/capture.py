@@ -304,8 +304,7 @@ async def _declare_errors(
     for event_id, event in declared:
         row = await (
             await conn.execute(
-                "SELECT id, body FROM epcis_events WHERE org_id = %s AND event_id = %s "
-                "FOR UPDATE",
+                "SELECT id, body FROM epcis_events WHERE org_id = %s AND event_id = %s FOR UPDATE",
                 (org_id, event_id),
             )
         ).fetchone()
