@@ -58,7 +58,7 @@ async def test_the_console_and_its_routes_answer_index_html(client: Any, built: 
         answer = await client.get(path)
         assert answer.status_code == 200, path
         assert answer.text == index
-        assert answer.headers["content-type"].startswith("text/html")
+        assert answer.headers["content-type"] == "text/html; charset=utf-8"  # one charset
         assert answer.headers["cache-control"] == "no-cache"
         assert answer.headers["content-security-policy"] == CSP
     assert "frame-ancestors 'none'" in CSP and "script-src 'self';" in CSP

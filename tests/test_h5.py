@@ -338,8 +338,13 @@ async def test_product_page_by_gtin(client: Any, demo: Any, gtin: str) -> None:
         and "商品条码 06901234000023" in text
     )
     assert "品牌" in text
-    english = text_of(assert_page(await client.get(f"/p/{gtin}", params={"lang": "en"})))
+    assert response.headers["cache-control"] == "public, max-age=300"
+    chosen = await client.get(f"/p/{gtin}", params={"lang": "en"})
+    english = text_of(assert_page(chosen))
     assert "Size 30 ml" in english and "GTIN 06901234000023" in english
+    # it sets the language cookie: no shared cache may hand that to the next visitor
+    assert "tc_lang=en" in chosen.headers["set-cookie"]
+    assert chosen.headers["cache-control"] == "private, max-age=300"
     assert f'href="/p/{gtin}?lang=en"' in page
 
 

@@ -92,8 +92,8 @@ def _body(file: Path, gzip_ok: bool) -> tuple[bytes, bool]:
 def _send(file: Path, request: Request[Any, Any, Any], cache: str) -> Response[bytes]:
     content, packed = _body(file, _accepts_gzip(request))
     media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-    if media_type.startswith("text/") or media_type in {"application/javascript", "image/svg+xml"}:
-        media_type += "; charset=utf-8"
+    if media_type in {"application/javascript", "image/svg+xml"}:
+        media_type += "; charset=utf-8"  # text/* gets it from Litestar (twice when added here)
     headers = {**SECURITY_HEADERS, "Cache-Control": cache, "Vary": "Accept-Encoding"}
     if packed:
         headers["Content-Encoding"] = "gzip"
@@ -110,7 +110,7 @@ async def console(request: Request[Any, Any, Any], settings: Settings) -> Respon
         return Response(
             MISSING_BUILD,
             status_code=503,
-            media_type="text/html; charset=utf-8",
+            media_type="text/html",  # Litestar adds the charset
             headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
         )
     file = _file_in(dist, path)

@@ -72,7 +72,7 @@ async def mobile(request: Request[Any, Any, Any], settings: Settings) -> Respons
         return Response(
             MISSING_BUILD,
             status_code=503,
-            media_type="text/html; charset=utf-8",
+            media_type="text/html",  # Litestar adds the charset
             headers={**HEADERS, "Cache-Control": "no-store"},
         )
     file = console._file_in(dist.resolve(), path)

@@ -82,7 +82,6 @@ def respond(
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",  # the serial is in the URL
         "Vary": "Accept-Language, Cookie",
-        "Cache-Control": "no-store" if no_store else "public, max-age=300",
         **(headers or {}),
     }
     cookies = list(cookies or [])
@@ -90,6 +89,9 @@ def respond(
         cookies.append(
             Cookie(key=COOKIE, value=lang, max_age=365 * 86400, httponly=True, samesite="lax")
         )
+    # a shared cache must not hand one visitor's Set-Cookie to the next
+    cache = "no-store" if no_store else "private, max-age=300" if cookies else "public, max-age=300"
+    all_headers.setdefault("Cache-Control", cache)
     return (Response if length else _WithoutLength)(
         body,
         status_code=status,
