@@ -89,6 +89,11 @@ async def test_bad_uris_are_400_and_unknown_products_404(client: Any, demo: Any)
         "/00/106141411234567890",
     ):  # SSCC check digit
         assert_error(await client.get(uri), 400, "invalid_digital_link")
+    # an escaped "/" belongs to its value: the lot "L1/21/XYZ" names no serial XYZ (the path
+    # was decoded before it was split: a redirect to the verification of XYZ)
+    lot = await client.get(f"/01/{GTIN}/10/L1%2F21%2FXYZ")
+    assert lot.status_code == 307 and lot.headers["location"].endswith(f"/p/{GTIN}"), lot.headers
+    assert_error(await client.get(f"/01/{GTIN}//21/{SERIAL}"), 400, "invalid_digital_link")
     assert_error(await client.get("/01/09521234543213/21/X"), 404, "unknown_gtin")
     assert_error(await client.get("/00/106141411234567897"), 404, "no_links")
 

@@ -62,7 +62,11 @@ QUALIFIERS = ("22", "10", "21")  # key qualifiers of a GTIN, in URI order
 
 
 def _parse(request: Request[Any, Any, Any]) -> dict[str, str]:
-    uri = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # The path as sent, still percent-encoded: the parser splits it into segments first and
+    # decodes each one after (decoded first, a lot "L1%2F21%2FXYZ" became a serial "XYZ").
+    raw = request.scope.get("raw_path")
+    path = raw.split(b"?", 1)[0].decode("latin-1") if raw else quote(request.url.path, safe="/")
+    uri = path + (f"?{request.url.query}" if request.url.query else "")
     try:
         ais = parse_digital_link(uri)
     except Gs1Error as exc:
