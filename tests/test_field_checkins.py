@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -190,29 +192,37 @@ async def test_a_store_without_a_position_is_flagged_until_it_gets_one(
     assert known.json()["flag"] == "ok" and known.json()["distance_m"] == 0
 
 
+def _days_ago(days: int) -> str:
+    """A Shanghai calendar day, ``days`` before today (a check-in's phone time is at most 30
+    days old)."""
+    return str((datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=days)).date())
+
+
 async def test_the_daily_track_lists_a_reps_check_ins_in_time_order(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:
     rep = await login("fieldrep2")
     hz = await nameplate(client, login, demo["STORE-HZ-01"])
     nb = await nameplate(client, login, demo["STORE-NB-01"])
-    # sent out of order (an offline queue), scanned at 15:00, 09:30 and 11:00 Beijing time
+    # sent out of order (an offline queue), scanned three days ago at 15:00, 09:30 and 11:00
+    # Beijing time
+    day = _days_ago(3)
     sent = [
-        (nb["code"], "2026-10-05T15:00:00+08:00"),
-        (hz["code"], "2026-10-05T09:30:00+08:00"),
-        (nb["code"], "2026-10-05T11:00:00+08:00"),
-        (hz["code"], "2026-10-06T00:30:00+08:00"),  # the next day in Shanghai
+        (nb["code"], f"{day}T15:00:00+08:00"),
+        (hz["code"], f"{day}T09:30:00+08:00"),
+        (nb["code"], f"{day}T11:00:00+08:00"),
+        (hz["code"], f"{_days_ago(2)}T00:30:00+08:00"),  # the next day in Shanghai
     ]
     for plate, at in sent:
         answer = await check_in(client, rep, plate, client_at=at)
         assert answer.status_code == 201, answer.text
-    track = await client.get("/field/track", headers=rep, params={"day": "2026-10-05"})
+    track = await client.get("/field/track", headers=rep, params={"day": day})
     assert track.status_code == 200, track.text
     got = [(c["store_erp_code"], c["client_at"][11:16]) for c in track.json()["checkins"]]
     assert got == [("STORE-HZ-01", "01:30"), ("STORE-NB-01", "03:00"), ("STORE-NB-01", "07:00")]
     # the supervisor reads the rep's track; another rep reads nothing of it
     rep_id = await user_id(app, "fieldrep2")
-    params = {"day": "2026-10-05", "rep_id": rep_id}
+    params = {"day": day, "rep_id": rep_id}
     boss = await client.get("/field/track", headers=await login("fieldsup"), params=params)
     assert len(boss.json()["checkins"]) == 3 and boss.json()["rep_id"] == rep_id
     peer = await client.get("/field/track", headers=await login("fieldrep"), params=params)
@@ -231,13 +241,13 @@ async def test_check_ins_export_as_csv_with_formulas_neutralised(
         plate["code"],
         (29.87, 121.553),
         note=note,
-        client_at="2026-09-01T10:00:00+08:00",
+        client_at=f"{_days_ago(5)}T10:00:00+08:00",
     )
     assert made.status_code == 201, made.text
     answer = await client.get(
         "/field/checkins",
         headers=await login("admin"),
-        params={"format": "csv", "from": "2026-09-01", "to": "2026-09-01"},
+        params={"format": "csv", "from": _days_ago(5), "to": _days_ago(5)},
     )
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/csv")
@@ -247,3 +257,20 @@ async def test_check_ins_export_as_csv_with_formulas_neutralised(
     mine = [r for r in rows[1:] if r[0] == str(made.json()["id"])]
     assert len(mine) == 1 and mine[0][3] == "STORE-NB-01" and mine[0][12] == "ok"
     assert mine[0][13] == "'" + note
+
+
+async def test_a_phone_time_in_the_future_too_old_or_without_a_zone_is_refused(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """The defect (probes E4, G1): any time from year 1 to 9999 was kept, so a rep put a visit on
+    any day's track, or on top of every newest-first list for years."""
+    rep = await login("fieldrep")
+    plate = await nameplate(client, login, demo["STORE-NB-01"])
+    soon = (datetime.now(ZoneInfo("UTC")) + timedelta(minutes=5)).isoformat()
+    for bad in ("2999-01-01T00:00:00+08:00", "0001-01-01T00:00:00Z", f"{_days_ago(31)}T12:00:00Z",
+                "2026-12-01T10:00:00"):  # fmt: skip
+        refused = await check_in(client, rep, plate["code"], (29.87, 121.553), client_at=bad)
+        error = assert_error(refused, 400, "invalid_client_at")
+        assert error["details"][0]["field"] == "client_at"
+    fine = await check_in(client, rep, plate["code"], (29.87, 121.553), client_at=soon)
+    assert fine.status_code == 201, fine.text  # a phone's clock a little ahead

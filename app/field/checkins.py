@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from app import tabular
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
-from app.errors import NotFound, Unprocessable
+from app.errors import NotFound, Unprocessable, ValidationFailed
 from app.field import nameplates, scope
 from app.field.schemas import CheckinIn, CheckinOut
 from app.paging import Page, fetch_page
@@ -101,12 +101,39 @@ async def _existing(conn: Conn, actor: Principal, client_id: str) -> CheckinOut 
     return _out(row, replayed=True) if row else None
 
 
+# How far a phone's clock may run ahead, and how long a check-in may wait in an offline queue:
+# the track, the lists and the CSV order and filter by the phone's time, so a time outside these
+# would put a visit on another day (a planned one) or on top of every list for years.
+CLOCK_SKEW = timedelta(minutes=10)
+OFFLINE_DAYS = 30
+
+
+def _check_client_at(client_at: datetime | None) -> None:
+    if client_at is None:
+        return
+    now = datetime.now(UTC)
+    if client_at.tzinfo is None:
+        reason = "a time with its zone (the phone's offset, or Z)"
+    elif client_at > now + CLOCK_SKEW:
+        reason = "not in the future"
+    elif client_at < now - timedelta(days=OFFLINE_DAYS):
+        reason = f"at most {OFFLINE_DAYS} days ago (a check-in queued offline longer is stale)"
+    else:
+        return
+    raise ValidationFailed(
+        f"client_at: {reason}",
+        code="invalid_client_at",
+        details=[{"field": "client_at", "message": reason, "source": "body"}],
+    )
+
+
 async def check_in(conn: Conn, actor: Principal, settings: Settings, data: CheckinIn) -> CheckinOut:
     """Record a check-in (see the module's docstring); ``replayed`` when ``client_id`` was
     seen before."""
     scope.require_rep(actor)
     if (found := await _existing(conn, actor, data.client_id)) is not None:
         return found
+    _check_client_at(data.client_at)
     store = await _store(conn, actor, settings, data)
     distance = None
     if store["latitude"] is not None:
