@@ -342,6 +342,27 @@ async def test_a_scan_id_reused_for_another_code_is_rejected_not_a_duplicate(
     assert not [e for e in trace.json()["events"] if e["biz_step"] == "packing"]
 
 
+async def test_a_digital_link_naming_another_products_gtin_is_wrong_product(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """The defect (probe F4): the serial alone found the unit, so a Digital Link with the serum's
+    GTIN commissioned a sun-cream unit (and an EPCIS event named the wrong product for it)."""
+    await set_line(client, login, lumi.product_id, "X9")
+    units = serials(app, lumi.batch_no, 610, 613)
+    body = await upload(
+        client,
+        login,
+        "X9",
+        [
+            scan(f"https://id.gs1.org/01/06901234000016/21/{units[0]}"),  # the serum's GTIN
+            scan(f"https://id.gs1.org/01/06901234000023/21/{units[1]}"),  # its own
+            scan(f"https://brand.example/01/6901234000023/21/{units[2]}"),  # GTIN-13, own host
+        ],
+    )
+    results = [(s["result"], s.get("reason")) for s in body["scans"]]
+    assert results == [("rejected", "wrong_product"), ("ok", None), ("ok", None)], body
+
+
 async def test_bad_requests(client: Any, login: Any, app: Any, lumi: Any) -> None:
     operator = await login("operator")
     unit = app.state.scheme.serial(lumi.batch_no, 0)

@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 from app._core import VERIFY_MALFORMED, VERIFY_OK
 from app.codes.batches import code_id, load_batches
-from app.codes.scheme import Scheme, is_valid_sscc, serial_from_scan, sscc_from_scan
+from app.codes.scheme import (
+    Scheme,
+    gtin_from_scan,
+    is_valid_sscc,
+    serial_from_scan,
+    sscc_from_scan,
+)
 from app.db import Conn, array
 
 LEVEL_RANK = {"unit": 0, "inner": 1, "master": 2, "pallet": 3}
@@ -30,6 +36,7 @@ class Read:
     batch: int = 0  # unit batch_no, or case batch id
     batch_product: int | None = None
     reason: str | None = None
+    gtin: str | None = None  # the product a Digital Link scan names (checked against the code's)
 
 
 async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]) -> list[Read]:
@@ -53,7 +60,7 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
             else:
                 read.reason = "invalid_sscc"
         else:
-            read = Read("unit", text.strip()[:64])
+            read = Read("unit", text.strip()[:64], gtin=gtin_from_scan(text))
             unit_at.append(i)
             serials.append(serial_from_scan(text))
         reads.append(read)
@@ -75,6 +82,7 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
                 read.reason = "void"
             else:
                 read.batch_product = batch.product_id
+        await _check_gtins(conn, [reads[i] for i in unit_at])
     if case_at:
         found = await _case_batches(conn, brand_id, [reads[i].label for i in case_at])
         for i in case_at:
@@ -87,6 +95,24 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
             else:
                 read.level, read.batch = row["level"], row["id"]
     return reads
+
+
+async def _check_gtins(conn: Conn, reads: list[Read]) -> None:
+    """A Digital Link naming another product's GTIN than its batch's is ``wrong_product`` (the
+    serial alone found the unit; a unit of one product never answers to another's GTIN)."""
+    named = [r for r in reads if r.gtin is not None and r.reason is None and r.batch_product]
+    if not named:
+        return
+    rows = await (
+        await conn.execute(
+            "SELECT id, gtin FROM products WHERE id = ANY(%s)",
+            (sorted({r.batch_product for r in named}),),
+        )
+    ).fetchall()
+    gtins = {row["id"]: row["gtin"] for row in rows}
+    for read in named:
+        if gtins.get(read.batch_product) != read.gtin:
+            read.reason = "wrong_product"
 
 
 async def _case_batches(conn: Conn, brand_id: int, ssccs: list[str]) -> dict[str, dict[str, Any]]:

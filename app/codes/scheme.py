@@ -146,6 +146,20 @@ def serial_from_scan(text: str) -> str:
     return text
 
 
+def gtin_from_scan(text: str) -> str | None:
+    """The GTIN (14 digits) a Digital Link names (``…/01/{gtin}/21/{serial}``), else None: a
+    unit's code is its serial, but the product the scan claims must be the unit's."""
+    if "/01/" not in text:
+        return None
+    path = urlsplit(text.strip()).path if "://" in text else text.strip()
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts[:-1]):
+        if part == "01":
+            gtin = parts[i + 1]
+            return gtin.zfill(14) if gtin.isdigit() and len(gtin) <= 14 else gtin
+    return None
+
+
 def sscc_from_scan(text: str) -> str | None:
     """The 18 digits of a case code read as ``SSCC``, ``00SSCC``, ``(00)SSCC`` or ``…/00/SSCC``.
 

@@ -78,6 +78,7 @@ class Context:
     production_date: date
     user_id: int | None
     scope: str  # the caller's organisation path: codes held outside it are not known here
+    gtin: str | None = None  # the product's: a Digital Link naming another is wrong_product
 
 
 class _Scan(msgspec.Struct, gc=False):
@@ -167,7 +168,6 @@ async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUpload
     """The production context of the upload: its own (an offline scanner's, checked to be a
     product of the brand) or else the line's; 422 ``no_line_context`` when neither is set."""
     if data.context is not None:
-        await brand_product(conn, actor, data.context.product_id)
         product_id, lot, made = (
             data.context.product_id,
             data.context.lot,
@@ -177,8 +177,17 @@ async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUpload
         product_id, lot, made = line.product_id, line.lot, line.production_date
     else:
         raise Unprocessable("set the line's production context first", code="no_line_context")
+    product = await brand_product(conn, actor, product_id)
     return Context(
-        actor.org_id, actor.brand_id, line, product_id, lot, made, actor.user_id, actor.org_path
+        actor.org_id,
+        actor.brand_id,
+        line,
+        product_id,
+        lot,
+        made,
+        actor.user_id,
+        actor.org_path,
+        product["gtin"],
     )
 
 
@@ -359,7 +368,9 @@ def _take(pending: list[list[_Child]], rank: int) -> list[_Child]:
 
 def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, _UnitState], plan: _Plan) -> None:
     read = s.read
-    if read.batch_product is not None and read.batch_product != ctx.product_id:
+    if (read.batch_product is not None and read.batch_product != ctx.product_id) or (
+        read.gtin is not None and read.gtin != ctx.gtin
+    ):
         _reject(s, "wrong_product")
         return
     state = unit_state.get(read.code)
