@@ -363,6 +363,31 @@ async def test_a_digital_link_naming_another_products_gtin_is_wrong_product(
     assert results == [("rejected", "wrong_product"), ("ok", None), ("ok", None)], body
 
 
+async def test_only_a_factorys_line_activates_new_codes(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """The defect (probe F5): an agent's line (or its EPCIS capture) activated fresh codes printed
+    for the factory, which became the agent's stock with no shipment at all."""
+    agent = await login("gd_admin")
+    context = {"product_id": lumi.product_id, "lot": "LOT1", "production_date": "2026-11-20"}
+    response = await client.put("/lines/GDX/context", headers=agent, json=context)
+    assert response.status_code == 200, response.text
+    fresh = serials(app, lumi.batch_no, 620, 622)
+    answer = await client.post(
+        "/lines/GDX/scans", headers=agent, json={"scans": [scan(s) for s in fresh]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert [s["reason"] for s in answer.json()["scans"]] == ["not_a_factory"] * 2
+    planner = await login("planner")
+    for serial in fresh:
+        status = await client.get(f"/codes/{serial}/status", headers=planner)
+        assert status.json()["status"] != "active"
+    # the factory's line activates them
+    await set_line(client, login, lumi.product_id, "X10")
+    body = await upload(client, login, "X10", [scan(s) for s in fresh])
+    assert body["accepted"] == 2, body
+
+
 async def test_bad_requests(client: Any, login: Any, app: Any, lumi: Any) -> None:
     operator = await login("operator")
     unit = app.state.scheme.serial(lumi.batch_no, 0)

@@ -41,6 +41,10 @@ from app.packing.lines import brand_product, get_line
 from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
 
 _ATTEMPTS = 3
+# Who activates (commissions) new codes: the factories' lines (and the brand's own). An agent's
+# or a store's line packs codes already active; activating there made fresh codes, printed for
+# the factory, that organisation's stock with no shipment at all.
+COMMISSIONING_KINDS = frozenset({"brand", "factory"})
 
 MESSAGES = {
     "malformed": "not a serial or case code",
@@ -53,6 +57,7 @@ MESSAGES = {
     "duplicate_scan": "the code was scanned twice in this upload",
     "id_reused": "the scan id was already used for another code in this upload",
     "in_transit": "the goods are on their way to an organisation: packed only once received",
+    "not_a_factory": "only a factory's line activates new codes; this one packs active ones",
     "invalid_sscc": "not a valid SSCC (check digit)",
     "unknown_case": "no such case code was issued to this brand",
     "case_void": "the case code or its batch is void",
@@ -79,6 +84,7 @@ class Context:
     user_id: int | None
     scope: str  # the caller's organisation path: codes held outside it are not known here
     gtin: str | None = None  # the product's: a Digital Link naming another is wrong_product
+    commissions: bool = True  # a factory's (or the brand's) line: it may activate new codes
 
 
 class _Scan(msgspec.Struct, gc=False):
@@ -178,6 +184,9 @@ async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUpload
     else:
         raise Unprocessable("set the line's production context first", code="no_line_context")
     product = await brand_product(conn, actor, product_id)
+    org = await (
+        await conn.execute("SELECT kind FROM orgs WHERE id = %s", (actor.org_id,))
+    ).fetchone()
     return Context(
         actor.org_id,
         actor.brand_id,
@@ -188,6 +197,7 @@ async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUpload
         actor.user_id,
         actor.org_path,
         product["gtin"],
+        org is not None and org["kind"] in COMMISSIONING_KINDS,
     )
 
 
@@ -374,7 +384,9 @@ def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, _UnitState], plan: 
         _reject(s, "wrong_product")
         return
     state = unit_state.get(read.code)
-    if state is None:
+    if state is None and not ctx.commissions:
+        _reject(s, "not_a_factory")
+    elif state is None:
         plan.activate[read.code] = s
     elif state.status != "active":
         _reject(s, "void")
