@@ -43,40 +43,23 @@ log = logging.getLogger("tracecode.auth")
 KNOWN_CLIENT_SECONDS = 30 * 86400  # an IP that logged in stays known for the account this long
 _REDIS_DOWN = UNAVAILABLE
 
-# KEYS: ip counter. ARGV: ip max. Answers {verdict, seconds}.
-_CHECK_IP = """
+# KEYS: ip counter. ARGV: ip max, ip window, 1 to count an attempt (else 0: check only).
+# Answers {verdict, seconds}.
+_IP = """
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n >= tonumber(ARGV[1]) then return {'rate', redis.call('TTL', KEYS[1])} end
-return {'ok', 0}
-"""
-
-# KEYS: ip counter. ARGV: ip max, ip window. The check of _CHECK_IP, then one failure counted
-# in advance. Answers {verdict, seconds}.
-_ATTEMPT_IP = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then return {'rate', redis.call('TTL', KEYS[1])} end
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return {'ok', 0}
-"""
-
-# KEYS: account locks (hash ip -> until), account counter, known clients (hash).
-# ARGV: ip, now, account max. Answers {verdict, seconds}.
-_CHECK_ACCOUNT = """
-local now = tonumber(ARGV[2])
-local locked = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if locked > now then return {'locked', locked - now} end
-local a = tonumber(redis.call('GET', KEYS[2]) or '0')
-if a >= tonumber(ARGV[3]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
-  return {'locked', redis.call('TTL', KEYS[2])}
+if ARGV[3] == '1' and redis.call('INCR', KEYS[1]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return {'ok', 0}
 """
 
-# KEYS: account locks, account counter, known clients, account failures (hash ip -> n).
-# ARGV: ip, now, account max, max failures (account + ip), lockout seconds.
-# The check of _CHECK_ACCOUNT, then one failure counted in advance: the address that reaches
-# the max is locked out of the account from now on (this attempt itself goes ahead).
-_ATTEMPT_ACCOUNT = """
+# KEYS: account locks (hash ip -> until), account counter, known clients (hash), account
+# failures (hash ip -> n). ARGV: ip, now, account max, max failures (account + ip), lockout
+# seconds, 1 to count an attempt (else 0: check only). Answers {verdict, seconds}. A counted
+# attempt is a failure in advance: the address that reaches the max is locked out of the
+# account from now on (this attempt itself goes ahead).
+_ACCOUNT = """
 local now, lockout = tonumber(ARGV[2]), tonumber(ARGV[5])
 local locked = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if locked > now then return {'locked', locked - now} end
@@ -84,6 +67,7 @@ local a = tonumber(redis.call('GET', KEYS[2]) or '0')
 if a >= tonumber(ARGV[3]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
   return {'locked', redis.call('TTL', KEYS[2])}
 end
+if ARGV[6] ~= '1' then return {'ok', 0} end
 local f = redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[4], lockout)
 if f >= tonumber(ARGV[4]) then
@@ -132,10 +116,8 @@ class LoginLimiter:
         self.settings = settings
         self.ns = f"{settings.redis_namespace}:login"
         self.cluster = is_cluster(redis_client)
-        self._check_ip = redis_client.register_script(_CHECK_IP)
-        self._check_account = redis_client.register_script(_CHECK_ACCOUNT)
-        self._attempt_ip = redis_client.register_script(_ATTEMPT_IP)
-        self._attempt_account = redis_client.register_script(_ATTEMPT_ACCOUNT)
+        self._ip = redis_client.register_script(_IP)
+        self._account = redis_client.register_script(_ACCOUNT)
         self._succeeded = redis_client.register_script(_SUCCEEDED)
         self._refund = redis_client.register_script(_REFUND)
 
@@ -156,35 +138,26 @@ class LoginLimiter:
     async def check(self, username: str, ip: str) -> None:
         """429 when this IP or this account + IP is locked; counts nothing (for a step before
         any guess, such as asking for a one-time code)."""
-        ip = client_bucket(ip)
-        ip_key, _, lock, acct, known = self._keys(username, ip)
-        s = self.settings
-        try:
-            verdict, seconds = await self._check_ip(keys=[ip_key], args=[s.login_ip_max_failures])
-            if verdict == b"ok":
-                verdict, seconds = await self._check_account(
-                    keys=[lock, acct, known],
-                    args=[ip, int(time.time()), s.login_account_max_failures],
-                )
-        except _REDIS_DOWN as exc:
-            log.warning("login limits skipped: Redis unavailable", extra={"error": str(exc)})
-            return
-        _refuse(verdict, seconds)
+        await self._limit(username, ip, count=False)
 
     async def attempt(self, username: str, ip: str) -> None:
         """Before a password (or code) is checked: 429 when this IP or this account + IP is
         locked; otherwise the attempt counts as a failure from now on, until ``succeeded``
         takes it back. Counted before the check, not after, so that guesses sent in parallel
         cannot all pass the limits before the first failure is counted."""
+        await self._limit(username, ip, count=True)
+
+    async def _limit(self, username: str, ip: str, *, count: bool) -> None:
         ip = client_bucket(ip)
         ip_key, fail, lock, acct, known = self._keys(username, ip)
         s = self.settings
+        flag = 1 if count else 0
         try:
-            verdict, seconds = await self._attempt_ip(
-                keys=[ip_key], args=[s.login_ip_max_failures, s.login_ip_window_seconds]
+            verdict, seconds = await self._ip(
+                keys=[ip_key], args=[s.login_ip_max_failures, s.login_ip_window_seconds, flag]
             )
             if verdict == b"ok":
-                verdict, seconds = await self._attempt_account(
+                verdict, seconds = await self._account(
                     keys=[lock, acct, known, fail],
                     args=[
                         ip,
@@ -192,9 +165,10 @@ class LoginLimiter:
                         s.login_account_max_failures,
                         s.login_max_failures,
                         s.login_lockout_seconds,
+                        flag,
                     ],
                 )
-                if verdict != b"ok":  # no attempt after all: the address's count goes back
+                if count and verdict != b"ok":  # no attempt after all: the address's goes back
                     await self._refund(keys=[ip_key])
         except _REDIS_DOWN as exc:
             log.warning("login limits skipped: Redis unavailable", extra={"error": str(exc)})
