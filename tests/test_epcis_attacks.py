@@ -347,3 +347,22 @@ async def test_a_declaration_adds_only_itself_and_a_declared_event_changes_no_st
     await captured(client, operator, document([commission]))
     status = await client.get(f"/codes/{serial}/status", headers=await login("planner"))
     assert status.json()["status"] != "active", status.json()
+
+
+async def test_a_capturer_without_the_line_permission_gets_a_security_exception(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe F6: the line's 403 was wrapped as a 400 ValidationException."""
+    from tests.helpers import issue_units
+    from tests.test_epcis import unit_link
+
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    commission = {
+        **_object("ADD", [unit_link(app.state.scheme.serial(batch_no, 0))]),
+        "bizStep": "commissioning",
+        "readPoint": {"id": "urn:tracecode:line:F3"},
+    }
+    partner = await login("partner")  # epcis.capture, no packing.scan
+    job = await captured(client, partner, document([commission]), state="failed")
+    assert job["errors"]["type"] == "epcisException:SecurityException", job
+    assert job["errors"]["status"] == 403

@@ -452,6 +452,8 @@ async def _apply_one(
         try:
             await edits.unpack(conn, actor, scheme, data)
         except AppError as exc:
+            if exc.status == 403:  # a permission the capturer lacks: a SecurityException
+                raise
             raise Refused(f"unpacking refused: {exc.message}", index, exc.code) from exc
     else:
         raise Refused(
@@ -480,6 +482,8 @@ async def _upload(
     try:
         out = await scans.upload(conn, actor, scheme, line, ScanUploadIn(scans=items))
     except AppError as exc:
+        if exc.status == 403:  # a permission the capturer lacks: a SecurityException
+            raise
         raise Refused(f"the line refused the event: {exc.message}", index, exc.code) from exc
     rejected = [
         {"code": s.code, "reason": s.reason, "message": s.message}
