@@ -406,15 +406,25 @@ async def test_receive_order_takes_each_part_of_a_split_shipment(
 # -- decisions sent at once (probe D2–D4): exactly one wins, the goods follow the winner ----------
 
 
-async def _at_once(client: Any, headers: Any, doc_id: int, actions: list[str]) -> list[Any]:
-    return list(
-        await asyncio.gather(
-            *(
-                client.post(f"/documents/{doc_id}/{action}", headers=headers, json={})
-                for action in actions
-            )
-        )
+async def _at_once(client: Any, headers: Any, doc_id: int, actions: list[str], loses: str) -> None:
+    """The actions sent at once: exactly one answers 200, every other 409 ``loses``."""
+    answers = await asyncio.gather(
+        *(client.post(f"/documents/{doc_id}/{a}", headers=headers, json={}) for a in actions)
     )
+    assert sum(a.status_code == 200 for a in answers) == 1, [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code != 200:
+            assert_error(answer, 409, loses)
+
+
+async def _outcome(
+    client: Any, headers: Any, app: Any, doc_id: int, goods: Goods, case: str
+) -> tuple[str, dict[str, Any]]:
+    """The document's status afterwards, and the state of the case's first unit."""
+    status = (await client.get(f"/documents/{doc_id}", headers=headers)).json()["status"]
+    unit = await state_of(app, goods.units[goods.cases.index(case) * 10])
+    assert unit is not None
+    return status, unit
 
 
 async def test_confirm_and_cancel_at_once_one_wins_and_the_goods_follow_it(
@@ -429,14 +439,8 @@ async def test_confirm_and_cancel_at_once_one_wins_and_the_goods_follow_it(
         doc = await document(
             client, clerk, [case], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
         )
-        answers = await _at_once(client, clerk, doc["id"], ["cancel", "confirm"] * 5)
-        assert sum(a.status_code == 200 for a in answers) == 1, [a.text for a in answers]
-        for answer in answers:
-            if answer.status_code != 200:
-                assert_error(answer, 409, "not_draft")
-        status = (await client.get(f"/documents/{doc['id']}", headers=clerk)).json()["status"]
-        unit = await state_of(app, goods.units[goods.cases.index(case) * 10])
-        assert unit is not None
+        await _at_once(client, clerk, doc["id"], ["cancel", "confirm"] * 5, "not_draft")
+        status, unit = await _outcome(client, clerk, app, doc["id"], goods, case)
         if status == "confirmed":
             assert unit["transit_to"] == demo["AGENT-ZJ"]
         else:
@@ -453,14 +457,8 @@ async def test_approve_and_reject_at_once_one_wins_and_the_goods_follow_it(
     for case in goods.cases[:3]:
         doc = await move(client, clerk, [case], kind="exception", reason="gift")
         assert doc["status"] == "pending_approval"
-        answers = await _at_once(client, approver, doc["id"], ["reject", "approve"] * 4)
-        assert sum(a.status_code == 200 for a in answers) == 1, [a.text for a in answers]
-        for answer in answers:
-            if answer.status_code != 200:
-                assert_error(answer, 409, "not_pending")
-        status = (await client.get(f"/documents/{doc['id']}", headers=clerk)).json()["status"]
-        unit = await state_of(app, goods.units[goods.cases.index(case) * 10])
-        assert unit is not None
+        await _at_once(client, approver, doc["id"], ["reject", "approve"] * 4, "not_pending")
+        status, unit = await _outcome(client, clerk, app, doc["id"], goods, case)
         left = unit["holder_org_id"] != demo["WH-SZ-01"] or unit["status"] != "active"
         assert left == (status == "confirmed"), (status, unit)
         assert status in ("confirmed", "rejected")
