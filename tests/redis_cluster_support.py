@@ -11,6 +11,7 @@ short ``cluster-node-timeout`` so that a failed master is replaced within a few 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -38,18 +39,18 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free and valid too."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + BUS_OFFSET < 65536 and _bindable(port + BUS_OFFSET):
-            return port
-        if port + BUS_OFFSET >= 65536:  # ephemeral ports are high: pick below them
-            for candidate in range(20_000 + os.getpid() % 20_000, 45_000, 7):
-                if _bindable(candidate) and _bindable(candidate + BUS_OFFSET):
-                    return candidate
+def cluster_port(taken: set[int]) -> int:
+    """A port whose cluster bus port (+10000) is free too, both below the kernel's ephemeral
+    range (32768 and up), so that no connection's automatic local port can take either between
+    this check and the server's start. Where to start looking is random, so that two runs on one
+    machine seldom try the same ports."""
+    start = random.randrange(10_000, 22_000)
+    for candidate in range(start, start + 700):
+        if candidate in taken or candidate + BUS_OFFSET in taken:
+            continue
+        if _bindable(candidate) and _bindable(candidate + BUS_OFFSET):
+            return candidate
+    raise AssertionError("no free port pair for a cluster node")
 
 
 class Node:
@@ -76,6 +77,15 @@ class Node:
         self.process = subprocess.Popen(
             [str(BINARY), *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def log_tail(self) -> str:
+        try:
+            return "\n".join((self.directory / "log").read_text().splitlines()[-5:])
+        except OSError as error:
+            return f"(no log: {error})"
 
     def client(self, timeout: float = 5) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=timeout)
@@ -108,19 +118,24 @@ class LocalCluster:
         self.directory = Path(tempfile.mkdtemp(prefix="tc-cluster-"))
         self.nodes: list[Node] = []
         for _ in range(6):
-            port = cluster_port()
-            while any(n.port == port for n in self.nodes):
-                port = cluster_port()
-            self.nodes.append(Node(self.directory / str(port), port))
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
+            self.nodes.append(self._node())
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
+
+    def _node(self) -> Node:
+        taken = {n.port for n in self.nodes}
+        port = cluster_port(taken | {p + BUS_OFFSET for p in taken})
+        return Node(self.directory / str(port), port)
 
     def start(self) -> None:
         """Start the six servers, create the cluster (one replica per master) and wait until
         every node says the cluster is ok and every replica is in sync with its master."""
         for node in self.nodes:
             node.start()
-        for node in self.nodes:
-            self._wait(lambda node=node: node.client().ping(), "a node did not start")
+        for index in range(len(self.nodes)):
+            self._up(index)
         created = subprocess.run(
             [
                 str(REDIS_CLI),
@@ -137,6 +152,25 @@ class LocalCluster:
         )
         assert created.returncode == 0, created.stdout + created.stderr
         self._wait(self.ready, "the cluster did not become ok")
+
+    def _up(self, index: int, attempts: int = 5) -> None:
+        """Wait until node ``index`` answers. A node that exits at once (its port was taken
+        after all) is moved to other ports and started again; the last failure says why."""
+        for attempt in range(attempts):
+            if attempt:
+                self.nodes[index].stop()
+                self.nodes[index] = self._node()
+                self.nodes[index].start()
+            node = self.nodes[index]
+            deadline = time.monotonic() + 30
+            while not node.exited() and time.monotonic() < deadline:
+                try:
+                    if node.client(timeout=1).ping():
+                        return
+                except redis.RedisError:
+                    pass
+                time.sleep(0.05)
+        raise AssertionError(f"a cluster node did not start; its log ended:\n{node.log_tail()}")
 
     def ready(self) -> bool:
         """Every live node: cluster ok; three masters; every replica linked to its master."""
