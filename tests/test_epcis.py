@@ -152,7 +152,7 @@ async def test_invalid_documents_are_refused_whole(
 async def test_hostile_and_wrong_requests(client: Any, login: Any) -> None:
     partner = await login("partner")
     bad_media = await capture(client, partner, b"{}", "text/plain")
-    assert_error(bad_media, 415, "unsupported_media_type")
+    assert_problem(bad_media, 415, "unsupported_media_type")
     for raw in (
         b"{",
         b"[]",
@@ -186,15 +186,23 @@ async def test_hostile_and_wrong_requests(client: Any, login: Any) -> None:
         assert body["type"] == "epcisException:QueryParameterException", (params, body)
     clerk = await login("clerk")  # no epcis.capture
     doc = document([_object("OBSERVE", ["urn:epc:id:sgtin:0614141.107346.P1"])])
-    assert_error(await capture(client, clerk, doc), 403, "permission_denied")
+    assert_problem(await capture(client, clerk, doc), 403, "permission_denied")
     missing = await client.get(
         "/epcis/events/urn%3Auuid%3A00000000-0000-0000-0000-000000000000", headers=partner
     )
-    assert_error(missing, 404, "epcis_event_not_found")
+    assert_problem(missing, 404, "epcis_event_not_found")
     unknown_job = await client.get(
         "/epcis/capture/00000000-0000-0000-0000-000000000000", headers=partner
     )
-    assert_error(unknown_job, 404, "capture_not_found")
+    assert_problem(unknown_job, 404, "capture_not_found")
+
+
+def assert_problem(response: Any, status: int, code: str) -> None:
+    """The project's error, with the binding's problem+json fields beside it."""
+    body = response.json()
+    assert response.status_code == status and body["error"]["code"] == code, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert body["status"] == status and body["type"].startswith("epcisException:")
 
 
 def _object(action: str, epcs: list[str], **fields: Any) -> dict[str, Any]:
@@ -327,7 +335,7 @@ async def test_single_event_capture_201_then_409(client: Any, login: Any) -> Non
     event_id = first.json()["eventID"]
     assert event_id.startswith("ni:///sha-256;") and event_id.endswith("?ver=CBV2.0")
     again = await client.post("/epcis/events", headers=headers, content=json.dumps(event))
-    assert again.status_code == 409 and again.json()["type"] == "epcisException:ConflictException"
+    assert again.status_code == 409 and again.json()["type"] == "epcisException:ResourceAlreadyExistsException"
     back = await client.get(first.headers["location"], headers=partner)
     assert back.status_code == 200 and back.json()["eventID"] == event_id
 
@@ -446,7 +454,8 @@ async def test_partner_aggregation_then_a_tracecode_outbound_of_the_same_case(
     assert event_list(await query(client, other, MATCH_anyEPC=case_link(cases[0]))) == []
     jobs = (await client.get("/epcis/capture", headers=admin)).json()["items"]
     assert jobs
-    assert_error(await client.get(f"/epcis/capture/{jobs[0]['captureID']}", headers=other), 404)
+    hidden = await client.get(f"/epcis/capture/{jobs[0]['captureID']}", headers=other)
+    assert_problem(hidden, 404, "capture_not_found")
 
 
 # -- races and the worker ----------------------------------------------------------------------

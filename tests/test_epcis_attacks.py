@@ -366,3 +366,32 @@ async def test_a_capturer_without_the_line_permission_gets_a_security_exception(
     job = await captured(client, partner, document([commission]), state="failed")
     assert job["errors"]["type"] == "epcisException:SecurityException", job
     assert job["errors"]["status"] == 403
+
+
+async def test_every_error_of_the_epcis_routes_is_problem_json(client: Any, login: Any) -> None:
+    """The project's own errors on /epcis/* (no token, a missing permission, a media type, an
+    unknown event or job) were plain project JSON, not the binding's problem+json."""
+    partner, printer = await login("partner"), await login("printer")
+    raw = json.dumps(document([_object("OBSERVE", [_epc("PJ")])])).encode()
+    cases = {
+        "SecurityException": [
+            (await client.get("/epcis/events"), 401),
+            (await capture(client, printer, raw), 403),
+        ],
+        "UnsupportedMediaTypeException": [
+            (await capture(client, partner, raw, media="text/plain"), 415)
+        ],
+        "NoSuchResourceException": [
+            (await _event(client, partner, f"urn:uuid:{uuid.uuid4()}"), 404),
+            (await client.get(f"/epcis/capture/{uuid.uuid4()}", headers=partner), 404),
+        ],
+    }
+    for kind, answers in cases.items():
+        for response, status in answers:
+            assert response.status_code == status, response.text
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert response.headers["gs1-epcis-version"] == "2.0.0"
+            body = response.json()
+            assert body["type"] == f"epcisException:{kind}", body
+            assert body["status"] == status and body["detail"] == body["error"]["message"]
+            assert body["error"]["code"]

@@ -2,7 +2,9 @@
 
 Errors are the project's JSON error (``{"error": {...}}``) with the RFC 7807 fields the binding
 asks for beside it (``type`` = ``epcisException:…``, ``title``, ``status``, ``detail``), sent as
-``application/problem+json``.
+``application/problem+json``. That holds for every error of these routes, the project's own
+(401 and 403 ``SecurityException``, 404 ``NoSuchResourceException``, 415, 429, …) included:
+``as_problem`` dresses the project's answer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from urllib.parse import quote, unquote
 import msgspec
 from litestar import Controller, Request, Response, Router, get, post
 
-from app import jobs
+from app import errors, jobs
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.config import Settings
@@ -34,14 +36,52 @@ MEDIA_TYPES = ("application/json", "application/ld+json")
 _HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 
 
-def problem(status: int, kind: str, code: str, detail: str, extra: Any = None) -> Response[Any]:
+def problem(
+    status: int,
+    kind: str,
+    code: str,
+    detail: str,
+    extra: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
     body = error_body(code, detail, extra)
     body.update(
         type=f"epcisException:{kind}", title=code.replace("_", " "), status=status, detail=detail
     )
     return Response(
-        body, status_code=status, media_type="application/problem+json", headers=_HEADERS
+        body,
+        status_code=status,
+        media_type="application/problem+json",
+        headers={**_HEADERS, **(headers or {})},
     )
+
+
+# The binding's exception per status; 400 and 413 depend on the resource (capture or query).
+_KINDS = {
+    401: "SecurityException",
+    403: "SecurityException",
+    404: "NoSuchResourceException",
+    406: "NotAcceptableException",
+    409: "ResourceAlreadyExistsException",
+    415: "UnsupportedMediaTypeException",
+}
+
+
+def as_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Any other error of an EPCIS route: the project's answer to it, as problem+json."""
+    handler = next(
+        errors.exception_handlers[c] for c in type(exc).__mro__ if c in errors.exception_handlers
+    )
+    plain: Response[Any] = handler(request, exc)
+    status, error = plain.status_code, plain.content["error"]
+    querying = request.method in ("GET", "HEAD")
+    if status == 400:
+        kind = "QueryParameterException" if querying else "ValidationException"
+    elif status == 413:
+        kind = "QueryTooLargeException" if querying else "CaptureLimitExceededException"
+    else:
+        kind = _KINDS.get(status, "ImplementationException" if status >= 500 else "EPCISException")
+    return problem(status, kind, error["code"], error["message"], error["details"], plain.headers)
 
 
 def handle_document_error(_: Request[Any, Any, Any], exc: DocumentError) -> Response[Any]:
@@ -161,7 +201,10 @@ class EventController(Controller):
             )
         if not done.stored:
             return problem(
-                409, "ConflictException", "epcis_event_exists", "an event with this eventID exists"
+                409,
+                "ResourceAlreadyExistsException",
+                "epcis_event_exists",
+                "an event with this eventID exists",
             )
         event_id = await _event_id(conn, job.captureID, document)
         return Response(
@@ -242,5 +285,9 @@ router = Router(
     path="",
     route_handlers=[CaptureController, EventController],
     tags=["epcis"],
-    exception_handlers={DocumentError: handle_document_error, QueryError: handle_query_error},
+    exception_handlers={
+        **dict.fromkeys(errors.exception_handlers, as_problem),
+        DocumentError: handle_document_error,
+        QueryError: handle_query_error,
+    },
 )
