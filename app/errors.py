@@ -242,7 +242,10 @@ def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[A
     if isinstance(exc, psycopg.errors.CheckViolation | psycopg.errors.NotNullViolation):
         return _response(422, "unprocessable", "a value breaks a rule of the data model")
     if isinstance(exc, psycopg.errors.DataError):
-        return _response(400, "validation_failed", "a value is out of range or malformed")
+        # PostgreSQL's own words name the value and the type, never a table or a column
+        reason = exc.diag.message_primary or "a value is out of range or malformed"
+        details = [{"field": "", "message": reason, "source": "value"}]
+        return _response(400, "validation_failed", f"invalid request: {reason}", details)
     if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
         return _response(409, "retry", "a concurrent change conflicted; retry the request")
     if isinstance(exc, psycopg.OperationalError):

@@ -81,6 +81,13 @@ async def test_out_of_range_numbers_never_reach_500(client: Any, login: Any, dem
     assert_error(neg_page, 400, "validation_failed")
     bad_bool = await client.get("/products", headers=admin, params={"published": "maybe"})
     assert_error(bad_bool, 400, "validation_failed")
+    # refused by PostgreSQL (a bigint): the answer still says which value and why
+    cycle = await client.get(
+        "/analytics/members/cycle", headers=admin, params={"product_id": 2**63}
+    )
+    error = assert_error(cycle, 400, "validation_failed")
+    assert "out of range" in error["details"][0]["message"], error
+    assert error["message"] == "invalid request: bigint out of range", error
 
 
 async def test_status_codes_for_each_kind_of_failure(client: Any, login: Any) -> None:
