@@ -335,7 +335,10 @@ async def test_single_event_capture_201_then_409(client: Any, login: Any) -> Non
     event_id = first.json()["eventID"]
     assert event_id.startswith("ni:///sha-256;") and event_id.endswith("?ver=CBV2.0")
     again = await client.post("/epcis/events", headers=headers, content=json.dumps(event))
-    assert again.status_code == 409 and again.json()["type"] == "epcisException:ResourceAlreadyExistsException"
+    assert (
+        again.status_code == 409
+        and again.json()["type"] == "epcisException:ResourceAlreadyExistsException"
+    )
     back = await client.get(first.headers["location"], headers=partner)
     assert back.status_code == 200 and back.json()["eventID"] == event_id
 

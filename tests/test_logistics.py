@@ -150,7 +150,7 @@ async def test_factory_to_agent_to_store_to_sale(
     store_in = await document(client, store, units[:8], kind="inbound", shipment_id=to_store["id"])
     got = await confirm(client, store, store_in)
     assert got.status_code == 200, got.text
-    assert got.json()["discrepancies"]["missing"]["count"] == 2
+    assert got.json()["discrepancies"]["missing"] == {"count": 2, "codes": units[8:10]}
     rest = await document(client, store, units[8:10], kind="inbound", shipment_id=to_store["id"])
     assert (await confirm(client, store, rest)).json()["discrepancies"] is None
 
@@ -225,7 +225,8 @@ async def test_only_the_holder_moves_goods(
         client, factory, route["cases"][:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
     )
     error = assert_error(await confirm(client, factory, theirs), 409, "not_held")
-    assert error["details"]["count"] == 10
+    assert error["details"]["count"] == 10  # named by their printed serials
+    assert set(error["details"]["codes"]) == set(route["units"][:10])
     # the store cannot receive what was never shipped: the outbound was not confirmed
     store = await login("store_clerk")
     assert_error(

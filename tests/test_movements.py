@@ -251,7 +251,7 @@ async def test_a_new_kind_is_one_row(
         row = await (
             await conn.execute(f"{documents._DOC} WHERE d.id = %s", (draft["id"],))
         ).fetchone()
-        plan = await movements.check(conn, {**row, "kind": "gift_transfer"})
+        plan = await movements.check(conn, app.state.scheme, {**row, "kind": "gift_transfer"})
         assert plan.movement is gift
         event_id = await movements.apply(conn, plan, recorded_by=None, details={})
         deltas = await (

@@ -504,7 +504,7 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
     """Apply the document. One whose movement needs approval (an exception outbound) is only
     checked, and waits for an approver (L4)."""
     row = await _draft(conn, actor, doc_id)
-    plan = await movements.check(conn, row)
+    plan = await movements.check(conn, scheme, row)
     if plan.movement.approval:
         await conn.execute(
             "UPDATE documents SET status = 'pending_approval' WHERE id = %s", (doc_id,)
@@ -517,7 +517,7 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
 
 
 async def decide(
-    conn: Conn, actor: Principal, doc_id: int, approve: bool, note: str
+    conn: Conn, actor: Principal, scheme: Scheme, doc_id: int, approve: bool, note: str
 ) -> DocumentOut:
     """An approver of the warehouse's organisation approves (goods move) or rejects (L4)."""
     actor.require("logistics.approve")
@@ -527,7 +527,7 @@ async def decide(
     if row["status"] != "pending_approval":
         raise Conflict(f"the document is {row['status']}", code="not_pending")
     if approve:
-        await _move(conn, await movements.check(conn, row))
+        await _move(conn, await movements.check(conn, scheme, row))
     else:
         await conn.execute("UPDATE documents SET status = 'rejected' WHERE id = %s", (doc_id,))
     await conn.execute(

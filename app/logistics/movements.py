@@ -46,6 +46,8 @@ from typing import Any, Literal, TypedDict, cast
 
 from psycopg.types.json import Jsonb
 
+from app.codes.batches import serials_of
+from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Unprocessable
 from app.events import builders
@@ -200,14 +202,21 @@ class Plan:
     discrepancies: dict[str, Any] = field(default_factory=dict)
 
 
-def refuse(code: str, message: str, bad: list[int]) -> Conflict:
-    return Conflict(message, code=code, details={"count": len(bad), "codes": bad[:_MAX_LISTED]})
+async def _listed(conn: Conn, scheme: Scheme, units: list[int]) -> dict[str, Any]:
+    """How many units, and the first of them by their printed serials."""
+    serials = await serials_of(conn, scheme, units[:_MAX_LISTED])
+    return {"count": len(units), "codes": [serials[unit] for unit in units[:_MAX_LISTED]]}
+
+
+async def refuse(conn: Conn, scheme: Scheme, code: str, message: str, bad: list[int]) -> Conflict:
+    """409 naming the units that may not move."""
+    return Conflict(message, code=code, details=await _listed(conn, scheme, bad))
 
 
 # -- step 1: check the plan -------------------------------------------------------------------
 
 
-async def check(conn: Conn, doc: dict[str, Any]) -> Plan:
+async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     """Lock the document's goods and check them against its movement: who holds them, the
     shipment an inbound receives, the order an outbound may not exceed. Raises when the goods
     may not move; writes nothing."""
@@ -228,9 +237,9 @@ async def check(conn: Conn, doc: dict[str, Any]) -> Plan:
         raise Unprocessable("scan codes into the document first", code="empty_document")
     unit_rows, case_rows = await expand(conn, units, cases)
     if movement.sender == "in_transit":
-        missing = await _check_shipment(conn, org, unit_rows, shipped_units, shipped_cases)
+        missing = await _check_shipment(conn, scheme, org, unit_rows, shipped_units, shipped_cases)
         if missing:
-            discrepancies["missing"] = {"count": len(missing), "codes": missing[:_MAX_LISTED]}
+            discrepancies["missing"] = await _listed(conn, scheme, missing)
     else:
         source = other if movement.sender == "counterparty" else org
         bad = [
@@ -241,7 +250,8 @@ async def check(conn: Conn, doc: dict[str, Any]) -> Plan:
             or u["status"] != "active"
         ]
         if bad:
-            raise refuse("not_held", "codes not held (in stock) by the shipping organisation", bad)
+            message = "codes not held (in stock) by the shipping organisation"
+            raise await refuse(conn, scheme, "not_held", message, bad)
     if movement.order_limit and doc["order_id"] is not None:
         short = await _check_order(conn, doc["order_id"], unit_rows)
         if short:
@@ -348,6 +358,7 @@ async def expand(
 
 async def _check_shipment(
     conn: Conn,
+    scheme: Scheme,
     org: int,
     unit_rows: list[UnitRow],
     shipped_units: list[int],
@@ -357,12 +368,14 @@ async def _check_shipment(
     still in transit but not received are returned (reported missing)."""
     bad = [u["code"] for u in unit_rows if u["transit_to"] != org or u["status"] != "active"]
     if bad:
-        raise refuse("not_in_transit", "codes not in transit to this organisation", bad)
+        message = "codes not in transit to this organisation"
+        raise await refuse(conn, scheme, "not_in_transit", message, bad)
     expected_rows, _ = await expand(conn, shipped_units, shipped_cases)
     expected = {u["code"] for u in expected_rows}
     unexpected = [u["code"] for u in unit_rows if u["code"] not in expected]
     if unexpected:
-        raise refuse("not_in_shipment", "codes that this shipment did not carry", unexpected)
+        message = "codes that this shipment did not carry"
+        raise await refuse(conn, scheme, "not_in_shipment", message, unexpected)
     received = {u["code"] for u in unit_rows}
     return [
         u["code"] for u in expected_rows if u["code"] not in received and u["transit_to"] == org

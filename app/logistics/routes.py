@@ -163,15 +163,15 @@ class DocumentController(Controller):
 
     @post("/{doc_id:int}/approve", status_code=200)
     async def approve(
-        self, doc_id: int, data: DecisionIn, conn: Conn, principal: Principal
+        self, doc_id: int, data: DecisionIn, conn: Conn, principal: Principal, scheme: Scheme
     ) -> DocumentOut:
-        return await documents.decide(conn, principal, doc_id, True, data.note)
+        return await documents.decide(conn, principal, scheme, doc_id, True, data.note)
 
     @post("/{doc_id:int}/reject", status_code=200)
     async def reject(
-        self, doc_id: int, data: DecisionIn, conn: Conn, principal: Principal
+        self, doc_id: int, data: DecisionIn, conn: Conn, principal: Principal, scheme: Scheme
     ) -> DocumentOut:
-        return await documents.decide(conn, principal, doc_id, False, data.note)
+        return await documents.decide(conn, principal, scheme, doc_id, False, data.note)
 
     @post("/{doc_id:int}/cancel", status_code=200)
     async def cancel(self, doc_id: int, conn: Conn, principal: Principal) -> DocumentOut:
