@@ -395,3 +395,39 @@ async def test_every_error_of_the_epcis_routes_is_problem_json(client: Any, logi
             assert body["type"] == f"epcisException:{kind}", body
             assert body["status"] == status and body["detail"] == body["error"]["message"]
             assert body["error"]["code"]
+
+
+async def test_a_commissioning_events_ilmd_lot_is_the_units_lot(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """The event's ILMD lot was ignored: its units took the line's lot."""
+    from tests.helpers import issue_units
+    from tests.test_epcis import unit_link
+
+    operator = await login("operator")
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    context = {"product_id": product_id, "lot": "LINE-LOT", "production_date": "2026-11-30"}
+    assert (await client.put("/lines/IL/context", headers=operator, json=context)).is_success
+    serial = app.state.scheme.serial
+
+    def commission(index: int, **ilmd: Any) -> dict[str, Any]:
+        return {
+            **_object("ADD", [unit_link(serial(batch_no, index))], bizStep="commissioning"),
+            "readPoint": {"id": "urn:tracecode:line:IL"},
+            **({"ilmd": ilmd} if ilmd else {}),
+        }
+
+    await captured(client, operator, document([commission(0, **{"cbvmda:lotNumber": "EVT-7"})]))
+    await captured(client, operator, document([commission(1)]))
+    for bad in ("two words", "L" * 21, 7):
+        job = await captured(
+            client, operator, document([commission(2, **{"cbvmda:lotNumber": bad})]), "failed"
+        )
+        assert job["errors"]["reasons"] == "invalid_lot", job
+    rows = await (
+        await conn.execute(
+            "SELECT code & 4294967295 AS i, lot FROM unit_state WHERE code >> 32 = %s ORDER BY 1",
+            (batch_no,),
+        )
+    ).fetchall()
+    assert [(r["i"], r["lot"]) for r in rows] == [(0, "EVT-7"), (1, "LINE-LOT")]

@@ -48,12 +48,14 @@ from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, sscc
 from app.epcis.query import QR_URL
 from app.errors import AppError, NotFound
 from app.locks import Lock, xact_lock
-from app.packing import edits, scans
-from app.packing.schemas import ScanIn, ScanUploadIn, UnpackIn
+from app.packing import edits, lines, scans
+from app.packing.schemas import LineContextIn, ScanIn, ScanUploadIn, UnpackIn
 from app.paging import Page, fetch_page
 
 MAX_BYTES = 64 * 1024 * 1024
 LINE_PREFIX = "urn:tracecode:line:"
+# The ILMD lot of a commissioning event (CBV master data), as a CURIE or the whole IRI.
+LOT_KEYS = ("cbvmda:lotNumber", "urn:epcglobal:cbv:mda#lotNumber")
 
 
 class CaptureOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -472,6 +474,9 @@ async def _upload(
     e: CapturedEvent,
     items: list[ScanIn],
 ) -> None:
+    """Through the line API, on the readPoint's line. A commissioning event's ILMD lot is the
+    units' lot (the line's product and production date with it), as an offline scanner's
+    context is; without one the line's own lot holds."""
     if not e.read_point or not e.read_point.startswith(LINE_PREFIX):
         raise Refused(
             f"commissioning and packing Tracecode codes needs the readPoint of a packing line "
@@ -480,7 +485,9 @@ async def _upload(
         )
     line = e.read_point.removeprefix(LINE_PREFIX)
     try:
-        out = await scans.upload(conn, actor, scheme, line, ScanUploadIn(scans=items))
+        context = await _lot_context(conn, actor, line, e, index)
+        upload = ScanUploadIn(scans=items, context=context)
+        out = await scans.upload(conn, actor, scheme, line, upload)
     except AppError as exc:
         if exc.status == 403:  # a permission the capturer lacks: a SecurityException
             raise
@@ -492,6 +499,33 @@ async def _upload(
     ]
     if rejected:
         raise Refused("the line's rules refused codes of the event", index, rejected)
+
+
+async def _lot_context(
+    conn: Conn, actor: Principal, line: str, e: CapturedEvent, index: int
+) -> LineContextIn | None:
+    ilmd = e.raw.get("ilmd") or {}
+    lot = next((ilmd[key] for key in LOT_KEYS if key in ilmd), None)
+    if lot is None:
+        return None
+    current = await lines.get_line(conn, actor, line)
+    if current.product_id is None or current.production_date is None:
+        raise Refused("set the line's production context first", index, "no_line_context")
+    try:
+        return msgspec.convert(
+            {
+                "product_id": current.product_id,
+                "lot": lot,
+                "production_date": current.production_date,
+            },
+            LineContextIn,
+        )
+    except msgspec.ValidationError as exc:
+        raise Refused(
+            f"the ILMD lot is not a GS1 lot (1 to 20 printable characters): {exc}",
+            index,
+            "invalid_lot",
+        ) from exc
 
 
 # -- writing the events ------------------------------------------------------------------------
