@@ -28,7 +28,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
-from app.packing.lines import get_line
+from app.packing.lines import commissions, get_line
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
 
 
@@ -267,8 +267,14 @@ async def undo_last(
 
 
 async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn) -> EditOut:
-    """The new code takes the old one's place (product info, container); the old is voided."""
+    """The new code takes the old one's place (product info, container); the old is voided.
+    The new code is activated by it, so only a factory or the brand replaces (422
+    ``not_a_factory``), as only their lines activate codes."""
     actor.require("packing.scan")
+    if not await commissions(conn, actor):
+        raise Unprocessable(
+            "only a factory or the brand relabels units with new codes", code="not_a_factory"
+        )
     old = await _one(conn, scheme, actor, data.old, "unit")
     new = await _one(conn, scheme, actor, data.new, "unit", target=False)
     if old.code == new.code:

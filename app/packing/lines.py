@@ -18,6 +18,17 @@ _LINE_COLUMNS = (
 _LINE_SOURCE = "lines l LEFT JOIN products p ON p.id = l.product_id"
 _LINE = f"SELECT {_LINE_COLUMNS} FROM {_LINE_SOURCE}"
 
+# the organisations whose lines activate new codes; the others pack and relabel active ones
+COMMISSIONING_KINDS = frozenset({"brand", "factory"})
+
+
+async def commissions(conn: Conn, actor: Principal) -> bool:
+    """Whether the caller's organisation may activate codes never active (a factory, the brand)."""
+    org = await (
+        await conn.execute("SELECT kind FROM orgs WHERE id = %s", (actor.org_id,))
+    ).fetchone()
+    return org is not None and org["kind"] in COMMISSIONING_KINDS
+
 
 async def brand_product(conn: Conn, actor: Principal, product_id: int) -> dict[str, Any]:
     """A product of the caller's brand (else 404): id, name, spec, gtin."""

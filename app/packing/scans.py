@@ -37,14 +37,13 @@ from app.errors import Conflict, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import new_deltas, write_deltas
-from app.packing.lines import brand_product, get_line
+from app.packing.lines import brand_product, commissions, get_line
 from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
 
 _ATTEMPTS = 3
 # Who activates (commissions) new codes: the factories' lines (and the brand's own). An agent's
 # or a store's line packs codes already active; activating there made fresh codes, printed for
 # the factory, that organisation's stock with no shipment at all.
-COMMISSIONING_KINDS = frozenset({"brand", "factory"})
 
 MESSAGES = {
     "malformed": "not a serial or case code",
@@ -184,9 +183,6 @@ async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUpload
     else:
         raise Unprocessable("set the line's production context first", code="no_line_context")
     product = await brand_product(conn, actor, product_id)
-    org = await (
-        await conn.execute("SELECT kind FROM orgs WHERE id = %s", (actor.org_id,))
-    ).fetchone()
     return Context(
         actor.org_id,
         actor.brand_id,
@@ -197,7 +193,7 @@ async def _context(conn: Conn, actor: Principal, line: LineOut, data: ScanUpload
         actor.user_id,
         actor.org_path,
         product["gtin"],
-        org is not None and org["kind"] in COMMISSIONING_KINDS,
+        await commissions(conn, actor),
     )
 
 
