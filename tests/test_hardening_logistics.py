@@ -527,3 +527,27 @@ async def test_goods_in_transit_are_never_packed_by_the_sender_or_the_receiver(
         assert unit is not None and unit["parent_sscc"] is not None  # still in its shipped case
         assert unit["transit_to"] == demo["AGENT-ZJ"]
     assert await stock_check(settings) == []
+
+
+async def test_code_status_is_for_who_sees_the_batch_or_holds_the_unit(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe B: anyone with ``orgs.read`` read any code's state, batch and index (a sibling's
+    goods, a printer's unused codes) while ``/trace`` answered 404 for the same code."""
+    goods = await pack(client, login, app, demo, 1, f"H13C{next(_ids)}")
+    clerk = await login("clerk")
+    await move(client, clerk, goods.cases[:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+
+    async def status(user: str, serial: str) -> str:
+        response = await client.get(f"/codes/{serial}/status", headers=await login(user))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["batch_no"] is None) == (body["status"] == "unknown"), body
+        return str(body["status"])
+
+    shipped, unused = goods.units[0], goods.spare[0]
+    assert [await status(u, shipped) for u in ("planner", "agent_admin", "clerk")] == ["active"] * 3
+    for user in ("gd_admin", "gz_clerk", "store_clerk", "gd_fieldrep"):
+        assert await status(user, shipped) == "unknown", user
+        assert await status(user, unused) == "unknown", user
+    assert await status("planner", unused) == "issued_not_active"

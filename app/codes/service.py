@@ -238,24 +238,39 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
     Verification without the database first (``scheme.verify`` raises for malformed and forged
     serials); then the batch (void, never issued) and the unit's state row (activated on a line,
     voided by a replacement) decide. ``GET /trace/{serial}`` has the whole history.
-    """
+
+    Who may ask is who sees the batch (its brand's planners) or the unit (held by, or on its way to, the caller's subtree); to anyone else the code is
+    ``unknown``, as ``/trace`` answers 404."""
     actor.require("orgs.read")
     batch_no, index, version = scheme.verify(serial)
     canonical = scheme.serial(batch_no, index, version)
+    unknown = CodeStatusOut(
+        serial=canonical, status="unknown", batch_no=None, index=None, key_version=None
+    )
     batch = (await load_batches(conn, [batch_no])).get(batch_no)
     if batch is None or batch.brand_id != actor.brand_id or index >= batch.size:
-        return CodeStatusOut(
-            serial=canonical, status="unknown", batch_no=None, index=None, key_version=None
+        return unknown
+    row = await (
+        await conn.execute(
+            """SELECT u.status, h.path AS holder_path, t.path AS transit_path
+               FROM unit_state u JOIN orgs h ON h.id = u.holder_org_id
+               LEFT JOIN orgs t ON t.id = u.transit_to WHERE u.code = %s""",
+            (code_id(batch_no, index),),
         )
-    status = "void" if batch.state == "void" else "issued_not_active"
-    if status != "void":
-        row = await (
-            await conn.execute(
-                "SELECT status FROM unit_state WHERE code = %s", (code_id(batch_no, index),)
-            )
-        ).fetchone()
-        if row is not None:
-            status = "void" if row["status"] in ("void", "destroyed") else "active"
+    ).fetchone()
+    sees_batch = actor.has("codes.issue") or actor.has("codes.export")
+    sees_unit = row is not None and (
+        actor.sees(row["holder_path"])
+        or (row["transit_path"] is not None and actor.sees(row["transit_path"]))
+    )
+    if not (sees_batch or sees_unit):
+        return unknown
+    if batch.state == "void":
+        status = "void"
+    elif row is None:
+        status = "issued_not_active"
+    else:
+        status = "void" if row["status"] in ("void", "destroyed") else "active"
     return CodeStatusOut(
         serial=canonical, status=status, batch_no=batch_no, index=index, key_version=version
     )
