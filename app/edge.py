@@ -19,6 +19,7 @@ megabytes pay a few milliseconds for; small bodies pay microseconds.
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -64,7 +65,9 @@ def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
     Exact, without a parser: keep only quotes and brackets, drop strings, then strip the
     innermost ``{}``/``[]`` pairs pass by pass: a document of depth d empties in d passes.
-    A body that does not balance is left to the decoder, which calls it malformed.
+    A body that does not balance is malformed, but a decoder still recurses as deep as it opens
+    before it finds out: such a body passes only when that depth is within the limit (then the
+    decoder calls it malformed).
     """
     if len(body) <= limit or body.count(b"[") + body.count(b"{") <= limit:
         return True  # every small body (a verification) ends here: brackets in strings count too
@@ -78,10 +81,13 @@ def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     skeleton = skeleton.replace(b'""', b"")
     if b'"' in skeleton:
         skeleton = _BRACKET_STRING.sub(b"", skeleton)
-    for _ in range(limit):
+    for passes in range(limit):
         reduced = _BRACKET_PAIR.sub(b"", skeleton)
-        if not reduced or reduced == skeleton:
+        if not reduced:
             return True
+        if reduced == skeleton:  # unbalanced: the pairs taken out were at most ``passes`` deep
+            steps = (1 if c in b"[{" else -1 for c in reduced)
+            return passes + max(accumulate(steps, initial=0)) <= limit
         skeleton = reduced
     return False
 

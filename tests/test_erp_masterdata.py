@@ -307,6 +307,10 @@ async def test_files_that_cannot_be_read_are_refused_whole(
     assert_error(await send(client, admin, "orgs", {"rows": []}), 400, "validation_failed")
     deep = '{"items": [' + "[" * 100 + "]" * 100 + "]}"
     assert_error(await send(client, admin, "orgs", deep, media="application/json"), 400, "too_deep")
+    unbalanced = '{"items": [{"erp_code": "X1", "name": ' + "[" * 2000 + "}" * 2000 + "}]}"
+    for kind in ("orgs", "products", "users"):  # was 500: the decoder's recursion limit
+        answer = await send(client, admin, kind, unbalanced, media="application/json")
+        assert_error(answer, 400, "too_deep")
     too_many = {"items": [{"erp_code": "X"}] * 50_001}
     assert_error(await send(client, admin, "orgs", too_many), 413, "too_many_rows")
     with_password = "erp_code,name,password\nX,Y,secret12\n"  # only users are told about passwords

@@ -165,8 +165,13 @@ def test_json_depth_check_is_exact() -> None:
     # a wide document (a bulk upload) is shallow
     wide = b'{"scans": [' + b",".join([b'{"code": "A", "children": ["B", "C"]}'] * 5000) + b"]}"
     assert json_depth_ok(wide)
-    # unbalanced: left to the decoder (malformed_json)
+    # unbalanced: left to the decoder (malformed_json) when it would not recurse too deep
     assert json_depth_ok(b"]" * 100 + b"[" * 100)
+    assert json_depth_ok(b"[" * 60 + b"}" * 60 + b"[]" * 100)
+    # … else too deep (probe A: an import's cell of 2,000 "[" closed by "}" reached the
+    # decoder, whose recursion limit answered 500)
+    assert not json_depth_ok(b'{"items":[{"name":' + b"[" * 2000 + b"}" * 2000 + b"}]}")
+    assert not json_depth_ok(b"[" * 65 + b"]" * 64)
 
 
 async def test_unbalanced_json_is_malformed(client: Any) -> None:
