@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.field_support import other_brand_admin
-from tests.helpers import activate, assert_error, epcis_conformance, issue_cases, issue_units
+from tests.helpers import activate, epcis_conformance, issue_cases, issue_units
 from tests.servers import worker_process
 from tests.test_epcis_hash import LEAKED_PREFIXES
 

@@ -239,8 +239,9 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
     serials); then the batch (void, never issued) and the unit's state row (activated on a line,
     voided by a replacement) decide. ``GET /trace/{serial}`` has the whole history.
 
-    Who may ask is who sees the batch (its brand's planners) or the unit (held by, or on its way to, the caller's subtree); to anyone else the code is
-    ``unknown``, as ``/trace`` answers 404."""
+    Who may ask is who sees the batch (its brand's planners) or the unit (held by, or on its
+    way to, the caller's subtree); to anyone else the code is ``unknown``, as ``/trace``
+    answers 404."""
     actor.require("orgs.read")
     batch_no, index, version = scheme.verify(serial)
     canonical = scheme.serial(batch_no, index, version)
