@@ -263,6 +263,16 @@ async def test_poison_rows_are_dead_lettered_without_blocking_the_others(
     assert "unknown template" in dead[broken[2]]
     health = await client.get("/health")
     assert health.json()["dead_letters"]["sms_outbox"] >= 4
+    # variables that are not an object at all never get in (probe C: such a row failed the
+    # claim of its whole batch, or every sweep's wipe of secrets)
+    for variables in ('["x"]', '"x"', "null", "1"):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            async with aconn.transaction():
+                await aconn.execute(
+                    "INSERT INTO sms_outbox (brand_id, phone, template, variables, purpose) "
+                    "VALUES (%s, %s, 'otp', %s::jsonb, 'otp')",
+                    (brand, phone(), variables),
+                )
 
 
 async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_message(
