@@ -49,6 +49,13 @@ QUEUES = (
 POISON: tuple[type[BaseException], ...] = (
     psycopg.errors.DataError,
     psycopg.errors.IntegrityError,
+    # a record past one of PostgreSQL's limits (class 54: JSON nested past its stack depth,
+    # an index row too large): OperationalErrors, but the record's fault, not an outage
+    psycopg.errors.ProgramLimitExceeded,
+    psycopg.errors.StatementTooComplex,
+    psycopg.errors.TooManyColumns,
+    psycopg.errors.TooManyArguments,
+    RecursionError,  # the same, on the decoder's side
     ValueError,  # includes UnicodeDecodeError and msgspec's decode errors
     TypeError,
     KeyError,

@@ -34,6 +34,42 @@ async def connect() -> Conn:
     return await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
 
 
+class Failing:
+    """A background loop's failures in a row: the first is logged with its traceback, then one
+    line every ``QUIET_SECONDS`` while it goes on, and one when it works again; while failing,
+    the loop waits longer each time (an outage is not hammered)."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self.log, self.what = log, what
+        self.count, self.told = 0, 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count == 1:
+            self.log.exception("%s failed", self.what)
+            self.told = now
+        elif now - self.told >= QUIET_SECONDS:
+            self.log.error(
+                "%s still failing (%d times in a row): %s",
+                self.what,
+                self.count,
+                f"{type(exc).__name__}: {exc}"[:300],
+            )
+            self.told = now
+
+    def worked(self) -> None:
+        if self.count:
+            self.log.warning("%s works again after %d failures", self.what, self.count)
+        self.count = 0
+
+    def wait(self, interval: float) -> float:
+        """The wait before the next try: ``interval``, doubled per failure up to a cap."""
+        if not self.count:
+            return interval
+        return min(interval * 2 ** min(self.count, 10), MAX_RETRY_SECONDS)
+
+
 class PeriodicRollup(Middleware):
     def __init__(self, name: str, work: Work, interval: float = 1.0) -> None:
         self.name = name
@@ -45,36 +81,19 @@ class PeriodicRollup(Middleware):
 
     async def _loop(self) -> None:
         conn: Conn | None = None
-        failures, told = 0, 0.0  # failures in a row; when the last one was logged
+        failing = Failing(self.log, f"{self.name} roll-up")
         while not self._stop.is_set():
             try:
                 if conn is None or conn.closed:
                     conn = await connect()
                 await self.work(conn)
-                if failures:
-                    self.log.warning(
-                        "%s roll-up works again after %d failures", self.name, failures
-                    )
-                failures = 0
+                failing.worked()
             except Exception as exc:  # keep rolling up after a database hiccup
-                failures += 1
-                now = time.monotonic()
-                if failures == 1:  # the first with its traceback, then a line now and then
-                    self.log.exception("%s roll-up failed", self.name)
-                    told = now
-                elif now - told >= QUIET_SECONDS:
-                    self.log.error(
-                        "%s roll-up still failing (%d times in a row): %s",
-                        self.name,
-                        failures,
-                        f"{type(exc).__name__}: {exc}"[:300],
-                    )
-                    told = now
+                failing.failed(exc)
                 if conn is not None:
                     await conn.close()
                 conn = None
-            # while failing, wait longer each time (a database outage is not hammered)
-            self._stop.wait(min(self.interval * 2 ** min(failures, 10), MAX_RETRY_SECONDS))
+            self._stop.wait(failing.wait(self.interval))
         if conn is not None:
             await conn.close()
 

@@ -22,6 +22,7 @@ from dramatiq.middleware import Middleware
 from app.embedded import start_postgres
 from app.jobs import redis_client, settings
 from app.verify.records import flush
+from workers.periodic import Failing
 
 log = logging.getLogger("tracecode.flusher")
 INTERVAL = 0.5  # seconds between passes while there is nothing to flush
@@ -37,18 +38,22 @@ class VerificationFlusher(Middleware):
     def _run(self, client: Any) -> None:
         db_url = settings.database_url or start_postgres(settings.var_path)
         conn: psycopg.Connection[Any] | None = None
+        failing = Failing(log, "flushing verification records")
         while True:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(db_url, autocommit=True)
                 moved = flush(client, conn, settings.redis_namespace, BATCH)
-            except Exception:  # keep flushing after a database or Redis hiccup
-                log.exception("flushing verification records failed")
+                failing.worked()
+            except Exception as exc:  # keep flushing after a database or Redis hiccup
+                failing.failed(exc)
+                if conn is not None:
+                    conn.close()
                 moved, conn = 0, None
             if self._stop.is_set() and moved == 0:
                 break
             if moved == 0:
-                self._stop.wait(INTERVAL)
+                self._stop.wait(failing.wait(INTERVAL))
             elif moved < BATCH and not self._stop.is_set():
                 self._stop.wait(GATHER)
         if conn is not None:
