@@ -43,7 +43,7 @@ class Lock(IntEnum):
     INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
     INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:client id: one scan per client id
     SMS_PHONE = 7_245_013  # transaction, per phone (text): one-time-code throttle
-    SMS_CAMPAIGN = 7_245_014  # transaction, per brand: one campaign per client id
+    SMS_MARKETING = 7_245_014  # transaction, per brand: marketing queued one writer at a time
     REBATE_ROLLUP = 7_245_015  # session, one key: one rebate ranking roller across processes
     REBATE_STATEMENTS = 7_245_016  # transaction, per brand: one statement generator at a time
     SALES_ROLLUP = 7_245_017  # session, one key: one sales analytics roller across processes

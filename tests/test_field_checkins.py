@@ -141,12 +141,16 @@ async def test_a_retried_check_in_answers_the_first_and_counts_once(
     first = await check_in(client, rep, plate["url"], client_id=cid)
     assert first.status_code == 201, first.text
     before = await _count(conn)
-    again = await check_in(client, rep, plate["url"], (HZ[0] + 1, HZ[1]), client_id=cid)
+    again = await check_in(client, rep, plate["url"], client_id=cid)
     assert again.status_code == 200, again.text
     assert again.json()["replayed"] is True
     assert {k: v for k, v in again.json().items() if k != "replayed"} == {
         k: v for k, v in first.json().items() if k != "replayed"
     }
+    # the same id with another check-in (another fix) is refused, not silently the first
+    # (probe C: a visit to another store under a reused id was answered and dropped)
+    moved = await check_in(client, rep, plate["url"], (HZ[0] + 1, HZ[1]), client_id=cid)
+    assert_error(moved, 409, "client_id_reused")
     assert await _count(conn) == before
     # another rep may use the same client id: ids are per rep
     other = await check_in(client, await login("fieldrep2"), plate["url"], client_id=cid)

@@ -384,6 +384,10 @@ async def test_csv_export_and_replay(
     again = await scan(client, inspector, goods["units"][11], "STORE-GZ-01", client_id=client_id)
     assert again.status_code == 200 and again.json()["replayed"] is True
     assert again.json()["id"] == first.json()["id"]
+    # the same id with another code is refused, not answered with the first unit's verdict
+    # (probe C: a counterfeit scanned under a reused id answered in_channel, unrecorded)
+    forged = await scan(client, inspector, "Z" * 20, "STORE-GZ-01", client_id=client_id)
+    assert_error(forged, 409, "client_id_reused")
     listed = await client.get(
         "/inspections", headers=inspector, params={"scan_id": first.json()["id"]}
     )

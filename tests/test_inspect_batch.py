@@ -68,6 +68,16 @@ async def test_a_resent_batch_counts_once(
     assert [a["status"] for a in dup["items"]] == [201, 200]
     assert dup["items"][0]["scan"]["id"] == dup["items"][1]["scan"]["id"]
     assert dup["recorded"] == 1
+    # an id used for another scan, earlier or in the same batch: 409 for that item only
+    reused = [
+        {**items[0], "code": goods["units"][12]},
+        item(goods["units"][13], demo["STORE-NB-01"], f"b-{tag}-twice"),
+        item(goods["units"][14], demo["STORE-NB-01"], f"b-{tag}-twice"),
+    ]
+    mixed = await client.post("/inspections/batch", headers=inspector, json={"items": reused})
+    answers = mixed.json()["items"]
+    assert [a["status"] for a in answers] == [409, 201, 409], answers
+    assert answers[0]["error"]["code"] == answers[2]["error"]["code"] == "client_id_reused"
     counted = await count_scans(conn, [i["client_id"] for i in items] + [f"b-{tag}-dup"])
     assert counted == {i["client_id"]: 1 for i in items} | {f"b-{tag}-dup": 1}
     records = await (

@@ -122,7 +122,12 @@ async def test_a_member_campaign_reaches_its_filtered_audience_once_skipping_opt
         {"pending": 2},
     )
     repeat = await client.post("/sms/campaigns", headers=marketer, json={**body, "client_id": key})
+    assert repeat.status_code == 200, repeat.text  # was 201: nothing new was made
     assert repeat.json()["id"] == campaign["id"] and repeat.json()["recipients"] == 2
+    other = {**body, "variables": {"season": "夏季", "discount": "5"}, "client_id": key}
+    assert_error(
+        await client.post("/sms/campaigns", headers=marketer, json=other), 409, "client_id_reused"
+    )
     # a second campaign inside the marketing interval reaches nobody
     second = await client.post("/sms/campaigns", headers=marketer, json=body)
     assert (second.json()["recipients"], second.json()["skipped"]) == (0, 3)
@@ -231,3 +236,41 @@ async def test_store_manager_campaigns_stay_in_the_callers_subtree(
         "/sms/campaigns", headers=marketer, json={**body, "filter": {"age_bands": ["18_24"]}}
     )
     assert_error(wrong, 422, "bad_filter")
+
+
+async def test_campaigns_sent_at_once_still_reach_a_phone_once_per_interval(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Probe C: six campaigns at once sent each member five marketing messages (the interval
+    check read the outbox without a lock)."""
+    import asyncio
+
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    province = f"并发省{secrets.token_hex(2)}"
+    phones = [phone() for _ in range(4)]
+    async with app.state.pool.connection() as conn:
+        for p in phones:
+            await conn.execute(
+                "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s)",
+                (demo["BRAND-LUMI"], p, province),
+            )
+    body = {
+        "template_id": template_id,
+        "audience": "members",
+        "filter": {"provinces": [province]},
+        "variables": {"season": "春季", "discount": "8"},
+    }
+    answers = await asyncio.gather(
+        *(client.post("/sms/campaigns", headers=marketer, json=body) for _ in range(6))
+    )
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+    assert sorted(a.json()["recipients"] for a in answers) == [0] * 5 + [4]
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT phone, count(*) AS n FROM sms_outbox WHERE phone = ANY(%s) GROUP BY phone",
+                (phones,),
+            )
+        ).fetchall()
+    assert sorted((r["phone"], r["n"]) for r in rows) == sorted((p, 1) for p in phones)

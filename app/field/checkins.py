@@ -8,8 +8,10 @@ The nameplate names the store (``app.field.nameplates``: a forged code is 422
 accuracy is stored beside it, not subtracted: a coarse fix is for the supervisor to judge), one
 at a store without a position ``no_store_position``.
 
-``client_id`` makes a check-in idempotent per rep: the same id again answers the first check-in
-(200, ``replayed``), whatever the retry carries, so an offline queue sent twice counts once.
+``client_id`` makes a check-in idempotent per rep: the same check-in sent again under its id
+answers the first one (200, ``replayed``), so an offline queue sent twice counts once; the same
+id with another check-in (another store, fix or time) is 409 ``client_id_reused``
+(``app.idempotency``), not a visit silently dropped.
 
 The daily track is a rep's check-ins of one day (Asia/Shanghai) in time order — the phone's
 scan time when it sent one, else the server's.
@@ -22,7 +24,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from app import tabular
+from app import idempotency, tabular
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
@@ -91,14 +93,19 @@ async def _store(
     return row
 
 
-async def _existing(conn: Conn, actor: Principal, client_id: str) -> CheckinOut | None:
+async def _existing(conn: Conn, actor: Principal, data: CheckinIn) -> CheckinOut | None:
+    """The check-in this rep made under ``data``'s client id, if any (409 if another)."""
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM {_SOURCE} WHERE c.rep_id = %s AND c.client_id = %s",
-            (actor.user_id, client_id),
+            f"SELECT {_COLUMNS}, c.client_hash FROM {_SOURCE} "
+            "WHERE c.rep_id = %s AND c.client_id = %s",
+            (actor.user_id, data.client_id),
         )
     ).fetchone()
-    return _out(row, replayed=True) if row else None
+    if row is None:
+        return None
+    idempotency.check(row.pop("client_hash"), data, "check-in")
+    return _out(row, replayed=True)
 
 
 # How far a phone's clock may run ahead, and how long a check-in may wait in an offline queue:
@@ -131,7 +138,7 @@ async def check_in(conn: Conn, actor: Principal, settings: Settings, data: Check
     """Record a check-in (see the module's docstring); ``replayed`` when ``client_id`` was
     seen before."""
     scope.require_rep(actor)
-    if (found := await _existing(conn, actor, data.client_id)) is not None:
+    if (found := await _existing(conn, actor, data)) is not None:
         return found
     _check_client_at(data.client_at)
     store = await _store(conn, actor, settings, data)
@@ -141,19 +148,20 @@ async def check_in(conn: Conn, actor: Principal, settings: Settings, data: Check
     radius = settings.field_checkin_radius_m
     row = await (
         await conn.execute(
-            """INSERT INTO field_checkins (rep_id, org_id, store_id, client_id, client_at, lat,
-                   lng, accuracy_m, distance_m, radius_m, flag, plan_item_id, note)
-               SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+            """INSERT INTO field_checkins (rep_id, org_id, store_id, client_id, client_hash,
+                   client_at, lat, lng, accuracy_m, distance_m, radius_m, flag, plan_item_id, note)
+               SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                       (SELECT i.id FROM visit_plan_items i JOIN visit_plans p ON p.id = i.plan_id
                         WHERE i.id = %s AND p.rep_id = %s AND i.store_id = %s), %s
                ON CONFLICT (rep_id, client_id) DO NOTHING RETURNING id""",
-            (actor.user_id, actor.org_id, store["id"], data.client_id, data.client_at,
+            (actor.user_id, actor.org_id, store["id"], data.client_id,
+             idempotency.fingerprint(data), data.client_at,
              data.lat, data.lng, data.accuracy, distance, radius, judge(distance, radius),
              data.plan_item_id, actor.user_id, store["id"], data.note),
         )
     ).fetchone()  # fmt: skip
     if row is None:  # a concurrent retry won: answer its check-in
-        found = await _existing(conn, actor, data.client_id)
+        found = await _existing(conn, actor, data)
         assert found is not None
         return found
     made = await (

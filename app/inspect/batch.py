@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 from psycopg.rows import args_row
 
-from app import audit, locks
+from app import audit, idempotency, locks
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.lookup import read_codes
@@ -78,7 +78,14 @@ async def inspect_batch(
             same_as[i] = first[item.client_id]
         else:
             first[item.client_id] = i
-    earlier = await _earlier_scans(conn, actor, sorted(first))
+    found = await _earlier_scans(conn, actor, sorted(first))
+    earlier: dict[str, int] = {}
+    for cid, (scan_id, stored) in found.items():
+        try:
+            idempotency.check(stored, items[first[cid]], "scan")
+            earlier[cid] = scan_id
+        except AppError as error:
+            answers[first[cid]] = _error(items[first[cid]], error)
     stores: dict[tuple[int | None, str | None], Store | AppError] = {}
     fresh: list[tuple[int, Store]] = []
     for cid, i in first.items():
@@ -90,6 +97,8 @@ async def inspect_batch(
             except AppError as error:
                 stores[key] = error
         store = stores[key]
+        if answers[i] is not None:  # its client id was used for another scan
+            continue
         if isinstance(store, AppError):
             answers[i] = _error(item, store)
         elif cid not in earlier:
@@ -107,7 +116,9 @@ async def inspect_batch(
     for i, j in same_as.items():
         answer = answers[j]
         assert answer is not None
-        if answer.scan is not None:
+        if items[i] != items[j]:  # one client id, two scans in one batch: the first holds it
+            answers[i] = _error(items[i], idempotency.reused("scan"))
+        elif answer.scan is not None:
             answers[i] = _answer(items[i], scans[answer.scan.id], replayed=True)
         else:
             answers[i] = answer
@@ -132,8 +143,11 @@ def _answer(item: InspectionIn, scan: ScanOut, replayed: bool) -> BatchItemOut:
     return BatchItemOut(client_id=item.client_id, status=200 if replayed else 201, scan=scan)
 
 
-async def _earlier_scans(conn: Conn, actor: Principal, client_ids: list[str]) -> dict[str, int]:
-    """The scans this inspector already recorded under these client ids. Each client id is
+async def _earlier_scans(
+    conn: Conn, actor: Principal, client_ids: list[str]
+) -> dict[str, tuple[int, bytes | None]]:
+    """The scans this inspector already recorded under these client ids (id, fingerprint of
+    the request). Each client id is
     locked until the transaction ends (the same lock as a single scan's, taken in one
     statement, in a stable order), so a concurrent re-send waits and then finds them."""
     if not client_ids:
@@ -144,12 +158,12 @@ async def _earlier_scans(conn: Conn, actor: Principal, client_ids: list[str]) ->
     )
     rows = await (
         await conn.execute(
-            """SELECT client_id, id FROM inspection_scans WHERE inspector_org_id = %s
+            """SELECT client_id, id, client_hash FROM inspection_scans WHERE inspector_org_id = %s
                AND inspector_id IS NOT DISTINCT FROM %s AND client_id = ANY(%s)""",
             (actor.org_id, actor.user_id, client_ids),
         )
     ).fetchall()
-    return {r["client_id"]: int(r["id"]) for r in rows}
+    return {r["client_id"]: (int(r["id"]), r["client_hash"]) for r in rows}
 
 
 async def _with_photos(
@@ -245,17 +259,17 @@ async def _record(
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
                    inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note, photo_url,
-                   client_id, result, units, event_id, photo_ids)
+                   client_id, client_hash, result, units, event_id, photo_ids)
                SELECT %(brand)s, %(at)s, s.store, %(user)s, %(org)s, s.scanned, s.kind, s.sscc,
-                      s.lat, s.lng, s.note, s.photo_url, s.client_id, s.result, s.units,
-                      s.event_id, string_to_array(s.photos, ',')::uuid[]
+                      s.lat, s.lng, s.note, s.photo_url, s.client_id, s.client_hash, s.result,
+                      s.units, s.event_id, string_to_array(s.photos, ',')::uuid[]
                FROM unnest(%(stores)s::bigint[], %(scanned)s::text[], %(kinds)s::text[],
                            %(ssccs)s::bigint[], %(lats)s::float8[], %(lngs)s::float8[],
                            %(notes)s::text[], %(urls)s::text[], %(cids)s::text[],
-                           %(results)s::text[], %(units)s::int[], %(events)s::bigint[],
-                           %(photos)s::text[])
+                           %(hashes)s::bytea[], %(results)s::text[], %(units)s::int[],
+                           %(events)s::bigint[], %(photos)s::text[])
                     AS s (store, scanned, kind, sscc, lat, lng, note, photo_url, client_id,
-                          result, units, event_id, photos)
+                          client_hash, result, units, event_id, photos)
                RETURNING id, event_id""",
             {
                 "brand": actor.brand_id,
@@ -271,6 +285,7 @@ async def _record(
                 "notes": [items[i].note for i, _, _ in scanned],
                 "urls": [items[i].photo_url for i, _, _ in scanned],
                 "cids": [items[i].client_id for i, _, _ in scanned],
+                "hashes": [idempotency.fingerprint(items[i]) for i, _, _ in scanned],
                 "results": [r for r, _ in overall],
                 "units": [len(s.findings) for _, _, s in scanned],
                 "events": event_ids,

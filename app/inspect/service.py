@@ -33,7 +33,7 @@ import msgspec
 from psycopg.rows import args_row, class_row
 from psycopg.types.json import Jsonb
 
-from app import audit, tabular
+from app import audit, idempotency, tabular
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.lookup import read_codes, sscc_label
@@ -266,7 +266,8 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
     if data.client_id is not None:
         earlier = await _earlier_scan(conn, actor, data.client_id)
         if earlier is not None:
-            return await get_scan(conn, actor, earlier, replayed=True)
+            idempotency.check(earlier["client_hash"], data, "scan")
+            return await get_scan(conn, actor, earlier["id"], replayed=True)
     if data.photo_ids:
         missing = await missing_photos(conn, actor, [str(p) for p in data.photo_ids])
         if missing:
@@ -313,19 +314,18 @@ def unknown_photos(missing: set[str]) -> Unprocessable:
     )
 
 
-async def _earlier_scan(conn: Conn, actor: Principal, client_id: str) -> int | None:
-    """The scan this inspector already recorded under ``client_id``, if any; locks the client
-    id until the transaction ends, so a concurrent retry waits and then finds it."""
+async def _earlier_scan(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
+    """The scan this inspector already recorded under ``client_id`` (id, client_hash), if any;
+    locks the client id until the transaction ends, so a concurrent retry waits and finds it."""
     client = f"{actor.org_id}:{actor.user_id}:{client_id}"
     await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, client)
-    earlier = await (
+    return await (
         await conn.execute(
-            """SELECT id FROM inspection_scans WHERE inspector_org_id = %s
+            """SELECT id, client_hash FROM inspection_scans WHERE inspector_org_id = %s
                AND inspector_id IS NOT DISTINCT FROM %s AND client_id = %s""",
             (actor.org_id, actor.user_id, client_id),
         )
     ).fetchone()
-    return None if earlier is None else int(earlier["id"])
 
 
 async def _record_scan(
@@ -343,8 +343,8 @@ async def _record_scan(
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
                    inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note, photo_url,
-                   client_id, result, units, event_id, photo_ids)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   client_id, client_hash, result, units, event_id, photo_ids)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                RETURNING id""",
             (
                 actor.brand_id,
@@ -360,6 +360,7 @@ async def _record_scan(
                 data.note,
                 data.photo_url,
                 data.client_id,
+                idempotency.fingerprint(data) if data.client_id is not None else None,
                 overall,
                 len(scanned.findings),
                 event_id,

@@ -10,13 +10,10 @@ movements of the same table. Cases move with their contents.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import msgspec
-
-from app import audit
+from app import audit, idempotency
 from app.auth.principal import Principal
 from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
@@ -567,13 +564,10 @@ async def sell(
     sale already made under the same ``client_id`` (answered with that sale)."""
     actor.require("logistics.scan")
     org = await _own_org(conn, actor, data.org_id or actor.org_id)
-    digest = None
     if data.client_id is not None:
-        digest = hashlib.sha256(msgspec.json.encode(msgspec.structs.replace(data, client_id=None)))
         earlier = await _earlier_sale(conn, actor, data.client_id)
         if earlier is not None:
-            if bytes(earlier["client_hash"]) != digest.digest():
-                raise Conflict("this client id was used for another sale", code="client_id_reused")
+            idempotency.check(earlier["client_hash"], data, "sale")
             return await get_document(conn, actor, earlier["id"]), True
     doc_no = await _doc_no(conn, MOVEMENTS["sale"])
     row = await (
@@ -590,7 +584,7 @@ async def sell(
                 data.phone,
                 actor.user_id,
                 data.client_id,
-                digest.digest() if digest is not None else None,
+                idempotency.fingerprint(data) if data.client_id is not None else None,
             ),
         )
     ).fetchone()

@@ -143,6 +143,10 @@ async def _throttle_otp(conn: Conn, phone: str, settings: Settings) -> None:
 
 
 async def _skip_marketing(conn: Conn, brand_id: int, phone: str, settings: Settings) -> bool:
+    """Whether a marketing message to ``phone`` must be skipped (opted out, or one queued within
+    the interval). The brand's marketing lock is held until the caller commits, so that a
+    campaign or another reminder queued at the same moment sees this one."""
+    await locks.xact_lock(conn, Lock.SMS_MARKETING, brand_id)
     cur = await conn.execute(
         """SELECT EXISTS (SELECT 1 FROM sms_opt_outs WHERE brand_id = %(b)s AND phone = %(p)s)
                OR EXISTS (SELECT 1 FROM members

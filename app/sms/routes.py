@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.params import Parameter
 
 from app.auth.principal import Principal
@@ -143,10 +143,12 @@ class CampaignController(Controller):
     @post("/")
     async def create(
         self, data: CampaignIn, conn: Conn, principal: Principal, settings: Settings
-    ) -> CampaignOut:
-        """Queue the campaign (``dry_run``: only count). Messages leave at most
-        ``SMS_CAMPAIGN_RATE`` a second. A repeated ``client_id`` answers the first campaign."""
-        return await service.create_campaign(conn, principal, settings, data)
+    ) -> Response[CampaignOut]:
+        """Queue the campaign, 201 (``dry_run``: only count). Messages leave at most
+        ``SMS_CAMPAIGN_RATE`` a second. A repeated ``client_id`` answers the first campaign
+        (200); the same id with another campaign is 409 ``client_id_reused``."""
+        campaign, replayed = await service.create_campaign(conn, principal, settings, data)
+        return Response(campaign, status_code=200 if replayed else 201)
 
     @get("/")
     async def list_campaigns(

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 from psycopg.types.json import Jsonb
 
-from app import audit, locks
+from app import audit, idempotency, locks
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn, changes_of, update_row
@@ -374,9 +374,12 @@ _SKIP = """(EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.brand_id = %(brand)s AN
 
 async def create_campaign(
     conn: Conn, actor: Principal, settings: Settings, data: CampaignIn
-) -> CampaignOut:
-    """Queue a campaign (or count it: ``dry_run``). A repeated ``client_id`` answers the
-    campaign it made, without queueing again."""
+) -> tuple[CampaignOut, bool]:
+    """Queue a campaign (or count it: ``dry_run``); with whether it was made before. A repeated
+    ``client_id`` answers the campaign it made, without queueing again (409
+    ``client_id_reused`` for another campaign). Campaigns of a brand are queued one at a time
+    (its marketing lock), so two at once still send a phone one marketing message per
+    interval."""
     actor.require(PERMISSION)
     template = await _own_template(conn, actor, data.template_id)
     missing = placeholders(template["body"]) - data.variables.keys()
@@ -400,7 +403,7 @@ async def create_campaign(
         )
         row = await cur.fetchone()
         assert row is not None
-        return CampaignOut(
+        dry = CampaignOut(
             id=None,
             template_id=data.template_id,
             audience=data.audience,
@@ -410,19 +413,21 @@ async def create_campaign(
             skipped=int(row["skipped"]),
             created_at=None,
         )
+        return dry, False
+    await locks.xact_lock(conn, Lock.SMS_MARKETING, actor.brand_id)
     if data.client_id is not None:
-        await locks.xact_lock(conn, Lock.SMS_CAMPAIGN, actor.brand_id)
         cur = await conn.execute(
-            "SELECT id FROM sms_campaigns WHERE brand_id = %s AND client_id = %s",
+            "SELECT id, client_hash FROM sms_campaigns WHERE brand_id = %s AND client_id = %s",
             (actor.brand_id, data.client_id),
         )
         found = await cur.fetchone()
         if found is not None:
-            return await get_campaign(conn, actor, int(found["id"]))
+            idempotency.check(found["client_hash"], data, "campaign")
+            return await get_campaign(conn, actor, int(found["id"])), True
     cur = await conn.execute(
-        """INSERT INTO sms_campaigns
-               (brand_id, org_id, template_id, audience, filter, variables, client_id, created_by)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        """INSERT INTO sms_campaigns (brand_id, org_id, template_id, audience, filter, variables,
+               client_id, client_hash, created_by)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
         (
             actor.brand_id,
             actor.org_id,
@@ -431,6 +436,7 @@ async def create_campaign(
             Jsonb(msgspec.to_builtins(data.filter)),
             Jsonb(data.variables),
             data.client_id,
+            idempotency.fingerprint(data) if data.client_id is not None else None,
             actor.user_id,
         ),
     )
@@ -478,7 +484,7 @@ async def create_campaign(
             "recipients": counts["recipients"],
         },
     )
-    return await get_campaign(conn, actor, campaign_id)
+    return await get_campaign(conn, actor, campaign_id), False
 
 
 _CAMPAIGN_COLUMNS = """c.id, c.template_id, c.audience, c.filter, c.variables, c.recipients,

@@ -1,0 +1,34 @@
+"""Client ids: a request sent again under the same client id must be the same request.
+
+A write that takes a client id keeps, beside it, the fingerprint of the request without it;
+a later request under that id is a retry (answered with the first result) when its fingerprint
+is the same, and 409 ``client_id_reused`` when not: another scan, sale or campaign that would
+otherwise vanish behind the first one's answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from app.errors import Conflict
+
+
+def fingerprint(data: Any) -> bytes:
+    """SHA-256 of a request struct (with a ``client_id`` field) without its client id."""
+    return hashlib.sha256(
+        msgspec.json.encode(msgspec.structs.replace(data, client_id=None))
+    ).digest()
+
+
+def check(stored: bytes | None, data: Any, what: str) -> None:
+    """409 ``client_id_reused`` unless ``data`` is the request recorded with ``stored`` (its
+    fingerprint; None for a record kept before fingerprints were, taken as a retry)."""
+    if stored is not None and bytes(stored) != fingerprint(data):
+        raise reused(what)
+
+
+def reused(what: str) -> Conflict:
+    return Conflict(f"this client id was used for another {what}", code="client_id_reused")
