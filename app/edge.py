@@ -129,18 +129,32 @@ def check_json(body: bytes) -> None:
 
 
 async def read_post_body(scope: Any, receive: Any, max_bytes: int, what: str) -> bytes:
-    """The body of a POST to a plain ASGI handler (``/v1/verify``, claims): 405 with ``Allow``
-    for another method; past ``max_bytes`` 413 without reading the rest, with ``Connection:
-    close`` so the client's next request goes on a new connection instead of failing on this.
+    """The JSON body of a POST to a plain ASGI handler (``/v1/verify``, claims): 405 with
+    ``Allow`` for another method; 415 unless it is ``application/json`` in UTF-8 (as every other
+    route answers: a form or ``text/plain`` POST, which a browser sends cross-site without
+    asking, never gets in); past ``max_bytes`` 413 without reading the rest, with
+    ``Connection: close`` so the client's next request goes on a new connection instead of
+    failing on this.
 
     Reading stops once ``Content-Length`` bytes are in, even when the message says more may
     come: granian gives a whole small body with ``more_body`` true and the end in a message of
     its own, a second round trip through the event loop for nothing."""
     if scope["method"] != "POST":
         raise MethodNotAllowed("use POST", headers={"Allow": "POST"})
+    length, media = -1, b""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = int(value) if value.isdigit() else -1
+        elif name == b"content-type":
+            media = value
+    if media != b"application/json" and not _json_media(media):
+        raise UnsupportedMediaType(
+            f"send {what} as application/json (UTF-8)",
+            details={"accepted": ["application/json"]},
+        )
     message = await receive()
     body: bytes = message.get("body", b"")
-    if message.get("more_body") and len(body) != _content_length(scope):
+    if message.get("more_body") and len(body) != length:
         while message.get("more_body") and len(body) <= max_bytes:
             message = await receive()
             body += message.get("body", b"")
@@ -153,12 +167,9 @@ async def read_post_body(scope: Any, receive: Any, max_bytes: int, what: str) ->
     return body
 
 
-def _content_length(scope: Any) -> int:
-    """The request's ``Content-Length``, or -1 (none, or not a number)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else -1
-    return -1
+def _json_media(content_type: bytes) -> bool:
+    media, charset = media_of(content_type.decode("latin-1"))
+    return media == "application/json" and is_utf8(charset)
 
 
 def check_query(raw: bytes, what: str = "query") -> None:

@@ -207,12 +207,13 @@ async def test_the_plain_asgi_claim_handler_answers_like_the_others(
         huge = await mc.post("/members/me/claims", headers=headers, json=big)
         assert_error(huge, 413)
         assert huge.headers["connection"] == "close"
+        as_json = {**headers, "content-type": "application/json"}
         assert_error(
-            await mc.post("/members/me/claims", headers=headers, content=b"{not json"), 400
+            await mc.post("/members/me/claims", headers=as_json, content=b"{not json"), 400
         )
         deep = b'{"serial":' + b"[" * 100 + b"]" * 100 + b"}"
         assert_error(
-            await mc.post("/members/me/claims", headers=headers, content=deep), 400, "too_deep"
+            await mc.post("/members/me/claims", headers=as_json, content=deep), 400, "too_deep"
         )
     schema = (await client.get("/schema/openapi.json")).json()
     operation = schema["paths"]["/members/me/claims"]["post"]

@@ -369,3 +369,34 @@ async def test_verify_is_in_the_openapi_schema(client: Any) -> None:
     answer = post["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer == {"$ref": "#/components/schemas/VerifyOut"}
     assert "first_query_at" in schema["components"]["schemas"]["VerifyOut"]["properties"]
+
+
+async def test_json_endpoints_outside_litestar_refuse_other_media_types(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe A: /v1/verify and the two claims decoded any body whatever its Content-Type, so
+    a page anywhere could make its visitors' browsers post PIN guesses (a text/plain form
+    needs no CORS preflight)."""
+    from tests.points_support import member_client, new_member
+
+    body = b'{"serial": "X", "pin": "123456"}'
+    store = await login("store_clerk")
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        for post, path, headers in (
+            (client.post, "/v1/verify", {}),
+            (client.post, "/rebates/claims", store),
+            (mc.post, "/members/me/claims", member),
+        ):
+            for media in (
+                None,
+                "text/plain",
+                "application/x-www-form-urlencoded",
+                "application/json; charset=utf-16",
+            ):
+                sent = {**headers, **({"content-type": media} if media else {})}
+                answer = await post(path, content=body, headers=sent)
+                assert_error(answer, 415, "unsupported_media_type")
+            fine = {**headers, "content-type": "Application/JSON; charset=UTF-8"}
+            answer = await post(path, content=body, headers=fine)
+            assert answer.status_code != 415, (path, answer.text)
