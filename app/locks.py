@@ -38,7 +38,7 @@ class Lock(IntEnum):
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
     SSCC_BLOCK = 7_245_005  # transaction, 0: a contiguous block of the SSCC sequence
     EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition
-    ORDER_ERP_NO = 7_245_008  # transaction, per brand: one order per ERP number
+    ORDER_ERP_NO = 7_245_008  # transaction, brand:ERP number (text): one order per number
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
     INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
     INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:client id: one scan per client id
@@ -87,6 +87,16 @@ def xact_each(lock: Lock, keys: list[str]) -> tuple[str, tuple[int, list[str]]]:
     and in sorted order, so two callers locking overlapping sets cannot deadlock."""
     return (
         "SELECT count(pg_advisory_xact_lock(%s, hashtext(k))) AS ok "
+        "FROM (SELECT k FROM unnest(%s::text[]) AS t (k) ORDER BY k) AS keys",
+        (int(lock), keys),
+    )
+
+
+def xact_try_each(lock: Lock, keys: list[str]) -> tuple[str, tuple[int, list[str]]]:
+    """Take ``lock`` with each text key that is free (held to the end of the transaction, in
+    sorted order); the row's ``ok`` says whether every one was."""
+    return (
+        "SELECT coalesce(bool_and(pg_try_advisory_xact_lock(%s, hashtext(k))), true) AS ok "
         "FROM (SELECT k FROM unnest(%s::text[]) AS t (k) ORDER BY k) AS keys",
         (int(lock), keys),
     )

@@ -421,3 +421,40 @@ async def test_center_stock_from_the_rollup(
     ]
     xlsx = await client.get("/center/stock", headers=agent, params={**params, "format": "xlsx"})
     assert _sheet_cells(xlsx.content)["A1"] == "org_id"
+
+
+async def test_an_import_holds_only_its_own_erp_numbers_and_never_waits(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Probe C: every order of an import took one lock per brand until the import committed,
+    so a single order waited out a 3,000-order import, and retried imports waiting on it held
+    every pooled connection (503 everywhere)."""
+    from app import locks
+    from app.locks import Lock
+
+    partner = await login("partner")
+    n = next(_ids)
+    held, free, alone = f"BUSY-A-{n}", f"BUSY-B-{n}", f"BUSY-C-{n}"
+    rows = [f"{no},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,5,\n" for no in (held, free)]
+    async with app.state.pool.connection() as other:  # another import, holding one number
+        product = await (
+            await other.execute(
+                "SELECT id FROM products WHERE product_no = 'LM-SC-30' AND org_id = %s",
+                (demo["BRAND-LUMI"],),
+            )
+        ).fetchone()
+        await other.execute(*locks.xact(Lock.ORDER_ERP_NO, f"{demo['BRAND-LUMI']}:{held}"))
+        busy = await import_csv(client, partner, HEADER + "".join(rows))
+        assert_error(busy, 409, "orders_busy")
+        single = {
+            "erp_no": alone,
+            "kind": "sales",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": product["id"], "quantity": 1}],
+        }
+        made = await client.post("/orders", headers=partner, json=single)  # not kept waiting
+        assert made.status_code == 201, made.text
+        await other.rollback()
+    done = await import_csv(client, partner, HEADER + "".join(rows))
+    assert done.status_code == 200 and done.json()["created"] == 2, done.text

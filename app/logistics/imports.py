@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app import locks
 from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal
 from app.csvread import MAX_BYTES as MAX_BYTES  # the route's limit
@@ -30,7 +31,8 @@ from app.csvread import MEDIA_TYPES as MEDIA_TYPES
 from app.csvread import decode, read_rows, refuse_control
 from app.csvread import read_body as read_body
 from app.db import Conn
-from app.errors import AppError
+from app.errors import AppError, Conflict
+from app.locks import Lock
 from app.logistics.orders import create_order
 from app.logistics.schemas import OrderIn, OrderLineIn
 
@@ -338,9 +340,21 @@ async def _create_orders(
     conn: Conn, actor: Principal, orders: dict[str, _Order], refs: _References, errors: _Errors
 ) -> tuple[list[ImportedOrder], dict[str, int]]:
     """Create each order without a bad row through ``create_order``, each in a savepoint (an
-    order it refuses is rejected and leaves no trace); the result of each and their counts."""
+    order it refuses is rejected and leaves no trace); the result of each and their counts.
+
+    Their ERP numbers are locked first, all at once and without waiting: 409 ``orders_busy``
+    when another import (or request) holds one. Waiting would hold a pooled connection for as
+    long as that import runs, and an ERP's retries waiting so took every connection of the
+    pool from the other requests."""
     results: list[ImportedOrder] = []
     counts = {"created": 0, "existing": 0, "rejected": 0}
+    numbers = [f"{actor.brand_id}:{o.erp_no}" for o in orders.values() if not o.bad and o.header]
+    free = await (await conn.execute(*locks.xact_try_each(Lock.ORDER_ERP_NO, numbers))).fetchone()
+    if not free or not free["ok"]:
+        raise Conflict(
+            "another import or request is writing some of these orders; retry when it is done",
+            code="orders_busy",
+        )
     for order in orders.values():
         if order.bad or order.header is None:
             results.append(ImportedOrder(erp_no=order.erp_no, result="rejected"))

@@ -62,10 +62,12 @@ def _reused(erp_no: str) -> Conflict:
 async def create_order(
     conn: Conn, actor: Principal, data: OrderIn, source: str = "api"
 ) -> tuple[OrderOut, bool]:
-    """Create an order (201) — or return the one with this ERP number if it is the same (200)."""
+    """Create an order (201) — or return the one with this ERP number if it is the same (200).
+    Its ERP number is locked (not the brand: an import of thousands of orders holds its numbers
+    until it commits, and nothing else)."""
     actor.require("orders.write")
     brand = actor.brand_id
-    await xact_lock(conn, Lock.ORDER_ERP_NO, brand)
+    await xact_lock(conn, Lock.ORDER_ERP_NO, f"{brand}:{data.erp_no}")
     existing = await _same_order(conn, actor, brand, data)
     if existing is not None:
         return existing, False
