@@ -574,3 +574,35 @@ async def test_passwords_are_never_imported_and_bad_user_rows_are_named(
         client, agent_admin, "users", f"erp_code,display_name\n{code('HQ')},Mine\n"
     )
     assert errors(taken) == [(1, "erp_code", "erp_code_taken")]
+
+
+async def test_a_users_import_never_reaches_into_another_brand(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe B: the platform operator's import moved a brand's user (adopted by username) into
+    another brand's store, history and all; an organisation cannot move across brands."""
+    platform = await login("platform")
+    other_brand = code("XB")
+    made = await client.post(
+        "/orgs", headers=platform, json={"kind": "brand", "name": "XB", "erp_code": other_brand}
+    )
+    assert made.status_code == 201, made.text
+    username = f"xb-{RUN}".lower()
+    user = await client.post(
+        "/users",
+        headers=platform,
+        json={
+            "org_id": demo["STORE-GZ-01"],
+            "username": username,
+            "password": "tracecode-demo",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    rows = (
+        f"erp_code,username,org_erp_code,roles\n{code('XU')},{username},{other_brand},store_clerk\n"
+    )
+    out = await imported(client, platform, "users", rows)
+    assert out["errors"] and out["errors"][0]["code"] == "unknown_org", out
+    me = await client.get(f"/users/{user.json()['id']}", headers=platform)
+    assert me.json()["org_id"] == demo["STORE-GZ-01"]

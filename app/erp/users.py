@@ -107,13 +107,13 @@ def _current(
         if (
             other["username"] != data.username  # the same name in another case: another's
             or other["erp_code"] is not None
-            or not other["path"].startswith(actor.admin_scope)
+            or not _administered(actor, other["path"])
         ):
             message = f"username {data.username} is taken"
             item.fail("username", "username_taken", message)
             return None, False
         current, adopting = other, True
-    if current is not None and not current["path"].startswith(actor.admin_scope):
+    if current is not None and not _administered(actor, current["path"]):
         message = f"ERP code {data.erp_code} belongs to a user you do not administer"
         item.fail("erp_code", "erp_code_taken", message)
     elif current is not None and given(data, "username") and data.username != current["username"]:
@@ -128,11 +128,18 @@ def _org(actor: Principal, item: Item, orgs: dict[str, dict[str, Any]]) -> dict[
     if not isinstance(data.org_erp_code, str):
         return None
     org = orgs.get(data.org_erp_code)
-    if org is None or not org["path"].startswith(actor.admin_scope):
+    if org is None or not _administered(actor, org["path"]):
         message = f"no organisation {data.org_erp_code} among those you administer"
         item.fail("org_erp_code", "unknown_org", message)
         return None
     return org
+
+
+def _administered(actor: Principal, path: str) -> bool:
+    """Whether an organisation (or a user's, by its path) is one this import may touch: one the
+    caller administers, in the caller's brand. ERP codes are the brand's, so a platform
+    operator's import never reaches (or moves a user into) another brand."""
+    return path.startswith(actor.admin_scope) and path.startswith(f"/{actor.brand_id}/")
 
 
 async def _link(conn: Conn, actor: Principal, user_id: int, erp_code: str) -> None:
