@@ -335,10 +335,17 @@ async def test_scoping(client: Any, login: Any, demo: Any, goods: dict[str, Any]
     assert created.status_code == 201, created.text
     zj_inspector = await login(name, "inspect-pass-1")
 
-    # an agent's inspector inspects only its own area's stores
+    # an agent's inspector inspects only its own area's stores; outside it an organisation is
+    # as unknown as a missing one (probe B: 403 not_your_area, and a name and kind for a
+    # non-store, told the sibling's organisations apart)
     assert_error(
-        await scan(client, zj_inspector, goods["units"][9], "STORE-GZ-01"), 403, "not_your_area"
+        await scan(client, zj_inspector, goods["units"][9], "STORE-GZ-01"), 422, "unknown_store"
     )
+    missing = await scan(client, zj_inspector, goods["units"][9], "NO-SUCH-STORE")
+    sibling = await scan(client, zj_inspector, goods["units"][9], "AGENT-GD")
+    for answer in (missing, sibling):
+        assert_error(answer, 422, "unknown_store")
+    assert missing.json() == sibling.json()
     own = await scan(client, zj_inspector, goods["units"][9], "STORE-HZ-01")
     assert own.status_code == 201, own.text
     record_id = own.json()["items"][0]["id"]

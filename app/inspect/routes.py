@@ -69,7 +69,7 @@ class InspectionController(Controller):
         ``status`` 201 recorded, 200 its client id was recorded before (the first scan's answer;
         never counted twice, also when repeated within the batch), 422 ``counterfeit``
         (recorded), or another 4xx ``error`` (``unknown_store``, ``not_a_store``,
-        ``not_your_area``, ``unknown_photo``, ``empty_case``, ``client_id_required``; not
+        ``unknown_photo``, ``empty_case``, ``client_id_required``; not
         recorded). One transaction. 400 ``empty_batch``; 413 ``batch_too_large`` over
         1000 scans.
         """

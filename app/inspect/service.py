@@ -39,7 +39,7 @@ from app.codes.batches import serials_of
 from app.codes.lookup import read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
-from app.errors import Forbidden, NotFound, Unprocessable
+from app.errors import NotFound, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.inspect.schemas import (
@@ -130,12 +130,11 @@ async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> Store:
         {"id": data.store_id, "code": data.store_code},
     )
     row = await cur.fetchone()
-    if row is None or not row.path.startswith(f"/{actor.brand_id}/"):
-        raise Unprocessable("no such store", code="unknown_store")
+    # outside the caller's area an organisation is as if it did not exist: no name, no kind
+    if row is None or not row.path.startswith(f"/{actor.brand_id}/") or not actor.sees(row.path):
+        raise Unprocessable("no such store in your area", code="unknown_store")
     if row.kind != "store":
         raise Unprocessable(f"{row.name} is a {row.kind}, not a store", code="not_a_store")
-    if not actor.sees(row.path):
-        raise Forbidden("you may inspect only stores in your own area", code="not_your_area")
     return row
 
 
