@@ -137,3 +137,24 @@ async def test_an_admin_names_a_reps_supervisor_who_then_sees_the_reps_records(
     ]
     for headers, body, status, code in bad:
         assert_error(await client.put(url, headers=headers, json=body), status, code)
+    # nor the account of one stronger than the caller (probe B: every other edit refused it)
+    strong = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": f"strong-{gd_rep}-{id(client)}",
+            "password": "tracecode-demo",
+            "roles": ["member_service", "finance"],
+        },
+    )
+    assert strong.status_code == 201, strong.text
+    assert_error(
+        await client.put(
+            f"/field/reps/{strong.json()['id']}/supervisor",
+            headers=await login("agent_admin"),
+            json={"supervisor_id": await user_id(app, "fieldsup")},
+        ),
+        403,
+        "stronger_account",
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal, brand_of
-from app.auth.service import load_user
+from app.auth.service import ensure_not_stronger, load_user
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
@@ -90,9 +90,12 @@ async def _user_row(conn: Conn, actor: Principal, user_id: int) -> dict[str, Any
 async def set_supervisor(
     conn: Conn, actor: Principal, user_id: int, data: SupervisorIn
 ) -> SupervisorOut:
-    """Name (or clear) a rep's supervisor."""
+    """Name (or clear) a rep's supervisor (who then reads the rep's field records and photos):
+    an edit of the rep's account, so not of one stronger than the caller (403
+    ``stronger_account``), as every other edit of a user."""
     actor.require("users.write")
     rep = await _user_row(conn, actor, user_id)
+    ensure_not_stronger(actor, sorted((await load_user(conn, rep["id"])).permissions), "user")
     if data.supervisor_id is not None:
         boss = await _user_row(conn, actor, data.supervisor_id)
         if boss["id"] == rep["id"]:
