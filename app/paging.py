@@ -16,6 +16,13 @@ PageNo = Annotated[int, Parameter(ge=1, le=1_000_000, description="page number, 
 PerPage = Annotated[int, Parameter(ge=1, le=200, description="items per page (max 200)")]
 
 
+def contains(text: str) -> str:
+    """A ``LIKE``/``ILIKE`` pattern of ``text`` anywhere, its ``%``, ``_`` and ``\\`` taken as
+    themselves (a search for ``%`` matched every row)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 class Page(msgspec.Struct, Generic[T], frozen=True):
     items: list[T]
     page: int

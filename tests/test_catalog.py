@@ -86,6 +86,13 @@ async def test_filters_and_paging(client: Any, login: Any) -> None:
     assert {p["product_no"] for p in listed["items"]} == {"LM-HY-50", "LM-SC-30"}
     by_text = (await client.get("/products", headers=admin, params={"q": "lipstick"})).json()
     assert [p["product_no"] for p in by_text["items"]] == ["LM-LS-01"]
+    # the search's own wildcards are only characters (probe A: q=% matched every product)
+    for q in ("%", "_", "LM_LS", "\\"):
+        found = (await client.get("/products", headers=admin, params={"q": q})).json()["items"]
+        assert all(q.lower() in (p["name"] + p["product_no"]).lower() for p in found), (q, found)
+        assert "LM-LS-01" not in {p["product_no"] for p in found}
+    exact = (await client.get("/products", headers=admin, params={"q": "LM-LS"})).json()
+    assert [p["product_no"] for p in exact["items"]] == ["LM-LS-01"]
     by_gtin = (
         await client.get("/products", headers=admin, params={"gtin": "6901234000023"})
     ).json()

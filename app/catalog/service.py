@@ -24,7 +24,7 @@ from app.catalog.schemas import (
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import visible
-from app.paging import Page, fetch_page
+from app.paging import Page, contains, fetch_page
 
 # Owner path is an ancestor-or-self of the caller, or lies in the caller's subtree.
 _READABLE = "(%(path)s LIKE o.path || '%%' OR o.path LIKE %(path)s || '%%')"
@@ -262,7 +262,7 @@ async def list_products(
         params["category_id"] = category_id
     if q:
         where.append("(p.name ILIKE %(q)s OR p.product_no ILIKE %(q)s)")
-        params["q"] = f"%{q}%"
+        params["q"] = contains(q)
     if published is not None:
         where.append("p.published = %(published)s")
         params["published"] = published

@@ -12,7 +12,7 @@ from app.auth.service import ensure_not_stronger, permissions_held_below
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
-from app.paging import Page, fetch_page
+from app.paging import Page, contains, fetch_page
 
 # Which kinds may sit directly below which.
 CHILD_KINDS: dict[str, frozenset[str]] = {
@@ -205,7 +205,7 @@ async def list_orgs(
         where.append("status = %(status)s")
     if q:
         where.append("(name ILIKE %(q)s OR erp_code ILIKE %(q)s)")
-        params["q"] = f"%{q}%"
+        params["q"] = contains(q)
     return await fetch_page(
         conn,
         columns=_COLUMNS,

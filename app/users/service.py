@@ -16,7 +16,7 @@ from app.auth.service import check_grantable, ensure_not_stronger
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import administered
-from app.paging import Page, fetch_page, page_of
+from app.paging import Page, contains, fetch_page, page_of
 from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn, UserOut, UserPatch
 
 _USER_COLUMNS = """u.id, u.org_id, u.username, u.display_name, u.phone, u.email, u.status,
@@ -167,7 +167,7 @@ async def list_users(
         where.append("u.status = %(status)s")
     if q:
         where.append("(u.username ILIKE %(q)s OR u.display_name ILIKE %(q)s)")
-        params["q"] = f"%{q}%"
+        params["q"] = contains(q)
     return await fetch_page(
         conn,
         columns=_USER_COLUMNS,
