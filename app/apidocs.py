@@ -313,5 +313,10 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
             _file_formats(op)
             _upload_body(path, method, op)
             _special(path, method, responses)
+            if path.startswith("/epcis/"):  # app.epcis.routes: every error as problem+json
+                for status, response in responses.items():
+                    content = response.get("content", {}) if status[0] in "45" else {}
+                    if "application/json" in content:
+                        content["application/problem+json"] = content.pop("application/json")
         paths[path] = item_ops
     openapi.paths = paths

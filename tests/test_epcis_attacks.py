@@ -431,3 +431,10 @@ async def test_a_commissioning_events_ilmd_lot_is_the_units_lot(
         )
     ).fetchall()
     assert [(r["i"], r["lot"]) for r in rows] == [(0, "EVT-7"), (1, "LINE-LOT")]
+    # and the OpenAPI document says so (probe A: it named application/json)
+    doc = (await client.get("/schema/openapi.json")).json()
+    for path, item in doc["paths"].items():
+        for operation in item.values() if path.startswith("/epcis/") else ():
+            for status, response in operation["responses"].items():
+                if status[0] in "45":
+                    assert list(response["content"]) == ["application/problem+json"], path
