@@ -451,7 +451,10 @@ async def test_openapi_documents_the_error_shape_and_codes(client: Any) -> None:
         assert "400" in responses, (path, method)
         for status, response in responses.items():
             if status.startswith("4"):
-                assert response["content"]["application/json"]["schema"] == ref, (path, status)
+                media = (
+                    "application/problem+json" if path.startswith("/epcis/") else "application/json"
+                )
+                assert response["content"][media]["schema"] == ref, (path, status)
         if "{" in path:
             assert "404" in responses, (path, method)
     for path, method in [("/orders", "post"), ("/users/{user_id}", "patch"), ("/orgs", "get")]:
