@@ -203,3 +203,67 @@ async def test_listing_pages(client: Any, login: Any, demo: Any) -> None:
         await client.get("/orgs", headers=admin, params={"kind": "store", "per_page": 200})
     ).json()
     assert all(o["kind"] == "store" for o in stores["items"]) and stores["total"] >= 4
+
+
+async def test_deactivating_an_organisation_turns_off_its_whole_subtree(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Probe F: only the deactivated organisation's own users and keys lost access; a store
+    under a deactivated agent kept working, and so did a deactivated brand's members."""
+    from tests.points_support import new_member
+
+    admin, platform = await login("admin"), await login("platform")
+    tag = f"DSUB-{id(client) % 100000}"
+    agent = (
+        await client.post("/orgs", headers=admin, json=_org("agent", tag, demo["BRAND-LUMI"]))
+    ).json()
+    store = (
+        await client.post("/orgs", headers=admin, json=_org("store", f"{tag}-S", agent["id"]))
+    ).json()
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": store["id"],
+            "username": f"{tag}-clerk".lower(),
+            "password": "password-123",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    credentials = {"username": f"{tag}-clerk".lower(), "password": "password-123"}
+    token = (await client.post("/auth/login", json=credentials)).json()["access_token"]
+    user = {"Authorization": f"Bearer {token}"}
+    key = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": tag, "org_id": store["id"], "permissions": ["orgs.read"]},
+    )
+    assert key.status_code == 201, key.text
+    as_key = {"X-API-Key": key.json()["key"]}
+    brand = await client.post(
+        "/orgs", headers=platform, json={"kind": "brand", "name": tag, "erp_code": f"{tag}-B"}
+    )
+    _, member, _ = await new_member(app, brand.json()["id"])
+
+    def answers() -> Any:
+        return (
+            client.get("/auth/me", headers=user),
+            client.get(f"/orgs/{store['id']}", headers=as_key),
+            client.get("/members/me", headers=member),
+        )
+
+    for call in answers():
+        assert (await call).status_code == 200
+    for org, headers in ((agent["id"], admin), (brand.json()["id"], platform)):
+        off = await client.post(f"/orgs/{org}/deactivate", headers=headers)
+        assert off.status_code == 200, off.text
+    me, by_key, member_me = [await call for call in answers()]
+    assert_error(me, 401, "account_inactive")
+    assert_error(by_key, 401, "api_key_revoked")
+    assert_error(member_me, 401, "invalid_token")
+    assert_error(await client.post("/auth/login", json=credentials), 401, "account_inactive")
+    for org, headers in ((agent["id"], admin), (brand.json()["id"], platform)):
+        assert (await client.post(f"/orgs/{org}/activate", headers=headers)).status_code == 200
+    for call in answers():
+        assert (await call).status_code == 200

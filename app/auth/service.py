@@ -20,11 +20,18 @@ from app.db import Conn
 from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.paging import Page, fetch_page
 
-_PRINCIPAL_SQL = """
-SELECT u.id, u.username, u.org_id, o.path, u.status, o.status AS org_status,
+# 'active' while the organisation ``o`` and every organisation above it are active:
+# deactivating an agent or a brand turns off its whole subtree (its users, keys, members).
+ORG_STATUS = """CASE WHEN EXISTS (
+    SELECT 1 FROM orgs a
+     WHERE a.id = ANY(string_to_array(trim(both '/' FROM o.path), '/')::bigint[])
+       AND a.status <> 'active') THEN 'inactive' ELSE 'active' END"""
+
+_PRINCIPAL_SQL = f"""
+SELECT u.id, u.username, u.org_id, o.path, u.status, {ORG_STATUS} AS org_status,
        coalesce((SELECT array_agg(DISTINCT p)
                    FROM user_roles ur JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
-                  WHERE ur.user_id = u.id), '{}') AS permissions
+                  WHERE ur.user_id = u.id), '{{}}') AS permissions
   FROM users u JOIN orgs o ON o.id = u.org_id
  WHERE u.id = %s
 """
@@ -43,7 +50,7 @@ async def login(
     await limiter.attempt(username, client_ip)
     row = await (
         await conn.execute(
-            "SELECT u.id, u.password_hash, u.status, o.status AS org_status "
+            f"SELECT u.id, u.password_hash, u.status, {ORG_STATUS} AS org_status "
             "FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.username = %s",
             (username,),
         )
@@ -143,8 +150,9 @@ async def load_api_key(conn: Conn, key: str) -> Principal:
     prefix, secret = match.groups()
     row = await (
         await conn.execute(
-            "SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, o.status "
-            "FROM api_keys k JOIN orgs o ON o.id = k.org_id WHERE k.prefix = %s",
+            "SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, "
+            f"{ORG_STATUS} AS status FROM api_keys k JOIN orgs o ON o.id = k.org_id "
+            "WHERE k.prefix = %s",
             (prefix,),
         )
     ).fetchone()

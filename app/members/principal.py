@@ -41,12 +41,13 @@ def issue_token(settings: Settings, member_id: int) -> tuple[str, int]:
 async def member_from_token(conn: Conn, settings: Settings, token: str) -> Member:
     claims = tokens.decode(settings.jwt_key(), token, MEMBER_TOKEN)
     cur = await conn.execute(
-        "SELECT id, brand_id, phone, status, EXISTS (SELECT 1 FROM member_token_revocations "
-        "WHERE jti = %s) AS revoked FROM members WHERE id = %s",
+        "SELECT m.id, m.brand_id, m.phone, m.status, EXISTS (SELECT 1 FROM "
+        "member_token_revocations WHERE jti = %s) AS revoked, b.status AS brand_status "
+        "FROM members m JOIN orgs b ON b.id = m.brand_id WHERE m.id = %s",
         (tokens.token_id(claims), int(claims["sub"])),
     )
     row = await cur.fetchone()
-    if row is None:
+    if row is None or row["brand_status"] != "active":  # a brand turned off: its members too
         raise Unauthorized("unknown member", code="invalid_token")
     if row["revoked"]:  # signed out (app.members.auth.logout)
         raise Unauthorized("signed out: sign in again", code="token_revoked")

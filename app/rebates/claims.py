@@ -42,6 +42,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth.principal import Principal
+from app.auth.service import ORG_STATUS
 from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
@@ -49,12 +50,12 @@ from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
 
 # The clerks of the claims in flight: the user, their organisation and permissions.
-_CLERKS = """
-SELECT r.ord, u.username, u.status, u.org_id, o.path, o.kind, o.status AS org_status,
+_CLERKS = f"""
+SELECT r.ord, u.username, u.status, u.org_id, o.path, o.kind, {ORG_STATUS} AS org_status,
        coalesce((SELECT array_agg(DISTINCT p)
                    FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id,
                         unnest(ro.permissions) p
-                  WHERE ur.user_id = u.id), '{}') AS permissions
+                  WHERE ur.user_id = u.id), '{{}}') AS permissions
 FROM unnest(%(ord)s::int[], %(id)s::bigint[], %(jti)s::uuid[]) AS r(ord, user_id, jti)
 JOIN users u ON u.id = r.user_id
 JOIN orgs o ON o.id = u.org_id
