@@ -153,6 +153,26 @@ async def test_members_stay_with_their_brand_and_its_head_office(
             403,
             "brand_staff_only",
         )
+    # nor change their points, the brand's points rules or its gifts (probe F: an agent's
+    # clerk given points.rules credited any member and set the brand-wide default rule)
+    writer = await client.post(
+        "/roles",
+        headers=admin,
+        json={
+            "name": f"points_writer_{uuid.uuid4().hex[:6]}",
+            "permissions": ["points.rules", "gifts.write"],
+        },
+    )
+    assert writer.status_code == 201, writer.text
+    below = await _staff(client, admin, demo["AGENT-ZJ"], [writer.json()["name"]])
+    credit = {"member_id": mine["id"], "points": 1000, "reason": "gift", "client_id": "pw-1"}
+    for method, path, body in (
+        ("POST", "/points/adjustments", {**credit, "kind": "adjustment"}),
+        ("PUT", "/points/rules", {"product_id": 1, "points": 999}),
+        ("POST", "/gifts", {"name": "x", "points_cost": 1, "kind": "offline", "stock": 1}),
+    ):
+        answer = await client.request(method, path, headers=below, json=body)
+        assert_error(answer, 403, "brand_staff_only")
     # without the permission at all
     for user in ("analyst", "agent_admin", "store_clerk"):
         assert_error(

@@ -27,11 +27,11 @@ from psycopg_pool import AsyncConnectionPool
 from app import audit, tabular
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, ValidationFailed
 from app.members import points
 from app.members.mask import READ_PHONE, shown_phone
 from app.members.phones import phone_query
-from app.members.principal import Member
+from app.members.principal import Member, brand_of_staff
 from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.members.schemas_points import PointsOut
@@ -61,16 +61,6 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
     status: MemberStatus | None = None
     date_from: date | None = None
     date_to: date | None = None
-
-
-def brand_of_staff(actor: Principal, permission: str = "members.read") -> int:
-    """The brand whose members the caller administers: its own, if it is the brand's staff."""
-    actor.require(permission)
-    if actor.org_id != actor.brand_id:
-        raise Forbidden(
-            "members are administered by the brand's own staff", code="brand_staff_only"
-        )
-    return actor.brand_id
 
 
 def _where(brand_id: int, f: Filters) -> tuple[list[str], dict[str, Any]]:

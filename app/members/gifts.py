@@ -16,7 +16,7 @@ from app.auth.principal import Principal
 from app.db import Conn, changes_of, update_row
 from app.errors import NotFound, Unprocessable
 from app.members.points import balance
-from app.members.principal import Member
+from app.members.principal import Member, brand_of_staff
 from app.members.schemas_points import Gift, GiftIn, GiftOut, GiftPatch
 from app.paging import Page, fetch_page
 
@@ -52,7 +52,7 @@ async def _get(conn: Conn, actor: Principal, gift_id: int, lock: bool = False) -
 
 
 async def create_gift(conn: Conn, actor: Principal, data: GiftIn) -> GiftOut:
-    actor.require("gifts.write")
+    brand_of_staff(actor, "gifts.write")
     _window(data.valid_from, data.valid_to)
     row = await (
         await conn.execute(
@@ -86,7 +86,7 @@ async def create_gift(conn: Conn, actor: Principal, data: GiftIn) -> GiftOut:
 
 
 async def update_gift(conn: Conn, actor: Principal, gift_id: int, patch: GiftPatch) -> GiftOut:
-    actor.require("gifts.write")
+    brand_of_staff(actor, "gifts.write")
     before = await _get(conn, actor, gift_id, lock=True)
     changes = changes_of(patch)
     if "provinces" in changes:
@@ -102,7 +102,7 @@ async def update_gift(conn: Conn, actor: Principal, gift_id: int, patch: GiftPat
 
 async def delete_gift(conn: Conn, actor: Principal, gift_id: int) -> None:
     """Withdraw a gift: gone from every list; its redemptions keep it (codes stay valid)."""
-    actor.require("gifts.write")
+    brand_of_staff(actor, "gifts.write")
     before = await _get(conn, actor, gift_id, lock=True)
     await conn.execute("UPDATE gifts SET deleted_at = now() WHERE id = %s", (gift_id,))
     await audit.record(conn, actor, "delete", "gift", gift_id, before=before, org_id=actor.brand_id)

@@ -45,7 +45,7 @@ from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partit
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
-from app.members.principal import MEMBER_TOKEN, Member
+from app.members.principal import MEMBER_TOKEN, Member, brand_of_staff
 from app.members.schemas_points import (
     AdjustmentIn,
     AdjustmentOut,
@@ -67,7 +67,7 @@ _RULE = "id, product_id, agent_id, points, updated_at"
 
 async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
     """Set the points of a product (for one agent, or its default); (rule, created)."""
-    actor.require("points.rules")
+    brand_of_staff(actor, "points.rules")
     await check_rule_target(conn, actor, data.product_id, data.agent_id)
     row = await (
         await conn.execute(
@@ -117,7 +117,7 @@ async def list_rules(
 
 
 async def delete_rule(conn: Conn, actor: Principal, rule_id: int) -> None:
-    actor.require("points.rules")
+    brand_of_staff(actor, "points.rules")
     row = await (
         await conn.execute(
             f"DELETE FROM point_rules WHERE id = %s AND brand_id = %s RETURNING {_RULE}",
@@ -182,7 +182,7 @@ async def post_entry(
 async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[AdjustmentOut, bool]:
     """A manual ledger entry by the brand (``points.rules``): an adjustment with its reason, or
     an expiry of points; (entry, created). The same client id again answers the first entry."""
-    actor.require("points.rules")
+    brand_of_staff(actor, "points.rules")
     if data.points == 0 or (data.kind == "expiry" and data.points > 0):
         raise Unprocessable(
             "an expiry takes points away; an adjustment moves at least one point",

@@ -14,6 +14,7 @@ import msgspec
 from litestar import Request
 
 from app.auth import tokens
+from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.errors import Forbidden, Unauthorized
@@ -60,3 +61,15 @@ async def provide_member(request: Request[Any, Any, Any], conn: Conn, settings: 
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("sign in as a member", code="unauthorized")
     return await member_from_token(conn, settings, token.strip())
+
+
+def brand_of_staff(actor: Principal, permission: str = "members.read") -> int:
+    """The brand whose members the caller administers: its own, if it is the brand's staff
+    (members, their points and the gifts they redeem are the brand head office's; 403
+    ``brand_staff_only`` below it, whatever role grants the permission)."""
+    actor.require(permission)
+    if actor.org_id != actor.brand_id:
+        raise Forbidden(
+            "members are administered by the brand's own staff", code="brand_staff_only"
+        )
+    return actor.brand_id
