@@ -166,3 +166,49 @@ async def test_api_key_of_an_agent_sees_only_its_subtree(
     assert own.status_code == 200
     other = await client.get(f"/orgs/{demo['STORE-GZ-01']}", headers={"X-API-Key": key})
     assert_error(other, 404, "not_found")
+
+
+async def test_an_api_key_never_outlives_or_outranks_its_creator(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe F: a key kept every permission after its creator was deactivated and stripped of
+    roles, and could re-activate the creator."""
+    admin = await login("admin")
+    name = f"keymaker_{id(client) % 100000}"
+    user = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": name,
+            "password": "password-123",
+            "roles": ["org_admin"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    maker = await client.post("/auth/login", json={"username": name, "password": "password-123"})
+    made = await client.post(
+        "/api-keys",
+        headers={"Authorization": f"Bearer {maker.json()['access_token']}"},
+        json={"name": name, "permissions": ["orgs.read", "users.read", "users.write"]},
+    )
+    assert made.status_code == 201, made.text
+    as_key = {"X-API-Key": made.json()["key"]}
+    me = await client.get("/auth/me", headers=as_key)
+    assert set(me.json()["permissions"]) == {"orgs.read", "users.read", "users.write"}
+    url = f"/users/{user.json()['id']}"
+    # its creator keeps only orgs.read: so does the key
+    reader = await client.post(
+        "/roles", headers=admin, json={"name": f"{name}_r", "permissions": ["orgs.read"]}
+    )
+    assert reader.status_code == 201, reader.text
+    changed = await client.patch(url, headers=admin, json={"roles": [f"{name}_r"]})
+    assert changed.status_code == 200, changed.text
+    me = await client.get("/auth/me", headers=as_key)
+    assert me.json()["permissions"] == ["orgs.read"]
+    # its creator is deactivated: the key stops, and cannot bring the creator back
+    off = await client.patch(url, headers=admin, json={"status": "inactive"})
+    assert off.status_code == 200, off.text
+    assert_error(await client.get("/auth/me", headers=as_key), 401, "api_key_revoked")
+    back = await client.patch(url, headers=as_key, json={"status": "active"})
+    assert_error(back, 401, "api_key_revoked")

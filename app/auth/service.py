@@ -20,12 +20,18 @@ from app.db import Conn
 from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.paging import Page, fetch_page
 
-# 'active' while the organisation ``o`` and every organisation above it are active:
-# deactivating an agent or a brand turns off its whole subtree (its users, keys, members).
-ORG_STATUS = """CASE WHEN EXISTS (
+
+def org_status(alias: str) -> str:
+    """SQL: the status of the organisation ``alias`` as far as access goes: 'active' while it
+    and every organisation above it are (deactivating an agent or a brand turns off its whole
+    subtree: its users, API keys and members)."""
+    return f"""CASE WHEN EXISTS (
     SELECT 1 FROM orgs a
-     WHERE a.id = ANY(string_to_array(trim(both '/' FROM o.path), '/')::bigint[])
+     WHERE a.id = ANY(string_to_array(trim(both '/' FROM {alias}.path), '/')::bigint[])
        AND a.status <> 'active') THEN 'inactive' ELSE 'active' END"""
+
+
+ORG_STATUS = org_status("o")  # of the organisation aliased ``o``
 
 _PRINCIPAL_SQL = f"""
 SELECT u.id, u.username, u.org_id, o.path, u.status, {ORG_STATUS} AS org_status,
@@ -143,6 +149,23 @@ def _hash_secret(secret: str) -> bytes:
 _API_KEY = re.compile(r"tck_([0-9a-f]{12})_([A-Za-z0-9-]{43})")
 
 
+# A key never outlives or outranks the user who made it: it works while that user is active
+# (and its organisations), with those of its permissions the user still holds.
+_API_KEY_SQL = f"""
+SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path,
+       {ORG_STATUS} AS status,
+       k.created_by IS NULL
+           OR (c.status = 'active' AND {org_status("co")} = 'active') AS creator_active,
+       CASE WHEN k.created_by IS NOT NULL THEN
+           coalesce((SELECT array_agg(DISTINCT p)
+                       FROM user_roles ur JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
+                      WHERE ur.user_id = k.created_by), '{{}}') END AS creator_permissions
+  FROM api_keys k JOIN orgs o ON o.id = k.org_id
+  LEFT JOIN users c ON c.id = k.created_by LEFT JOIN orgs co ON co.id = c.org_id
+ WHERE k.prefix = %s
+"""
+
+
 async def load_api_key(conn: Conn, key: str) -> Principal:
     match = _API_KEY.fullmatch(key)
     if match is None:  # checked before anything reaches the database
@@ -150,26 +173,24 @@ async def load_api_key(conn: Conn, key: str) -> Principal:
     prefix, secret = match.groups()
     row = await (
         await conn.execute(
-            "SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, "
-            f"{ORG_STATUS} AS status FROM api_keys k JOIN orgs o ON o.id = k.org_id "
-            "WHERE k.prefix = %s",
+            _API_KEY_SQL,
             (prefix,),
         )
     ).fetchone()
     if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash_secret(secret)):
         raise Unauthorized("invalid API key", code="invalid_api_key")
-    if row["revoked_at"] is not None or row["status"] != "active":
+    if row["revoked_at"] is not None or row["status"] != "active" or not row["creator_active"]:
         raise Unauthorized("the API key is revoked", code="api_key_revoked")
     await conn.execute(
         "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
         "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
         (row["id"],),
     )
+    held = frozenset(row["permissions"])
+    if row["creator_permissions"] is not None:
+        held &= frozenset(row["creator_permissions"])
     return Principal(
-        org_id=row["org_id"],
-        org_path=row["path"],
-        permissions=frozenset(row["permissions"]),
-        api_key_id=row["id"],
+        org_id=row["org_id"], org_path=row["path"], permissions=held, api_key_id=row["id"]
     )
 
 
@@ -232,8 +253,10 @@ async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKey
     secret = secrets.token_urlsafe(32).replace("_", "-")
     row = await (
         await conn.execute(
+            # a key made by a key answers to the user who made that one
             f"INSERT INTO api_keys (org_id, name, prefix, secret_hash, permissions, created_by) "
-            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_KEY_COLUMNS}",
+            f"VALUES (%s, %s, %s, %s, %s, coalesce(%s, "
+            f"(SELECT created_by FROM api_keys WHERE id = %s))) RETURNING {_KEY_COLUMNS}",
             (
                 org_id,
                 data.name,
@@ -241,6 +264,7 @@ async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKey
                 _hash_secret(secret),
                 sorted(set(data.permissions)),
                 actor.user_id,
+                actor.api_key_id,
             ),
         )
     ).fetchone()
