@@ -606,3 +606,34 @@ async def test_a_users_import_never_reaches_into_another_brand(
     assert out["errors"] and out["errors"][0]["code"] == "unknown_org", out
     me = await client.get(f"/users/{user.json()['id']}", headers=platform)
     assert me.json()["org_id"] == demo["STORE-GZ-01"]
+
+
+async def test_a_user_moved_by_import_leaves_the_old_organisations_roles_behind(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe F: the moved user kept a custom role of its old agent, whose admin could no
+    longer see the user but could still widen the role's permissions."""
+    admin, zj = await login("admin"), await login("agent_admin")
+    role = f"zj_helper_{RUN}".lower()
+    made = await client.post(
+        "/roles", headers=zj, json={"name": role, "permissions": ["orgs.read"]}
+    )
+    assert made.status_code == 201, made.text
+    username = f"mv-{RUN}".lower()
+    user = await client.post(
+        "/users",
+        headers=zj,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": username,
+            "password": "tracecode-demo",
+            "roles": ["field_rep", role],
+        },
+    )
+    assert user.status_code == 201, user.text
+    rows = f"erp_code,username,org_erp_code\n{code('MV')},{username},AGENT-GD\n"
+    out = await imported(client, admin, "users", rows)
+    assert out["updated"] == 1, out
+    moved = (await client.get(f"/users/{user.json()['id']}", headers=admin)).json()
+    assert moved["org_id"] == demo["AGENT-GD"]
+    assert moved["roles"] == ["field_rep"], moved

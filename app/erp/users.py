@@ -237,6 +237,17 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
         "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
         (user["id"],),
     )
+    # the custom roles of organisations not above the new one stay behind: their admins no
+    # longer administer the user, yet an edit of such a role would change its permissions
+    dropped = await (
+        await conn.execute(
+            """DELETE FROM user_roles ur USING roles r, orgs ro
+                WHERE ur.user_id = %s AND r.id = ur.role_id AND ro.id = r.org_id
+                  AND left(%s, length(ro.path)) <> ro.path
+            RETURNING r.name""",
+            (user["id"], org["path"]),
+        )
+    ).fetchall()
     await audit.record(
         conn,
         actor,
@@ -244,7 +255,7 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
         "user",
         user["id"],
         before={"org_id": user["org_id"]},
-        after={"org_id": org["id"]},
+        after={"org_id": org["id"], "roles_dropped": sorted(r["name"] for r in dropped)},
         org_id=org["id"],
     )
 
