@@ -637,3 +637,18 @@ async def test_a_user_moved_by_import_leaves_the_old_organisations_roles_behind(
     moved = (await client.get(f"/users/{user.json()['id']}", headers=admin)).json()
     assert moved["org_id"] == demo["AGENT-GD"]
     assert moved["roles"] == ["field_rep"], moved
+
+
+async def test_an_import_adopts_no_account_stronger_than_the_importer(
+    client: Any, login: Any
+) -> None:
+    """Probe F: a brand admin's import gave the platform operator's account an ERP code
+    (``PATCH /users`` of that account is 403 ``stronger_account``)."""
+    admin, platform = await login("admin"), await login("platform")
+    rows = f"erp_code,username\n{code('PLAT')},platform\n"
+    out = await imported(client, admin, "users", rows)
+    assert [e["code"] for e in out["errors"]] == ["stronger_account"], out
+    me = (await client.get("/auth/me", headers=platform)).json()
+    found = await client.get("/users", headers=platform, params={"q": "platform"})
+    [row] = [u for u in found.json()["items"] if u["id"] == me["user_id"]]
+    assert row.get("erp_code") is None, row

@@ -205,7 +205,8 @@ async def _update(
         return
 
     async def work() -> bool:
-        if adopting:
+        if adopting:  # an edit of the account: not of one stronger than the caller
+            ensure_not_stronger(actor, current["permissions"], "user")
             await _link(conn, actor, current["id"], data.erp_code)
         if move:
             assert org is not None
