@@ -212,3 +212,42 @@ async def test_an_api_key_never_outlives_or_outranks_its_creator(
     assert_error(await client.get("/auth/me", headers=as_key), 401, "api_key_revoked")
     back = await client.patch(url, headers=as_key, json={"status": "active"})
     assert_error(back, 401, "api_key_revoked")
+
+
+async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Probe F: a spent refresh token sent again was refused, but the thief's or the owner's
+    newer token went on working: both sides kept refreshing. A replay within a few seconds
+    (two tabs refreshing at once) is only refused."""
+    admin = await login("admin")
+    name = f"replay_{id(client) % 100000}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "password-123",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    credentials = {"username": name, "password": "password-123"}
+    first = (await client.post("/auth/login", json=credentials)).json()["refresh_token"]
+    other = (await client.post("/auth/login", json=credentials)).json()["refresh_token"]
+
+    async def refreshed(token: str) -> Any:
+        return await client.post("/auth/refresh", json={"refresh_token": token})
+
+    second = (await refreshed(first)).json()["refresh_token"]
+    assert_error(await refreshed(first), 401, "invalid_token")  # at once: a race, no more
+    assert (await refreshed(other)).status_code == 200
+    async with app.state.pool.connection() as conn:  # spent a minute ago
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() - interval '1 minute' "
+            "WHERE user_id = %s AND revoked_at IS NOT NULL",
+            (made.json()["id"],),
+        )
+    assert_error(await refreshed(first), 401, "invalid_token")
+    assert_error(await refreshed(second), 401, "invalid_token")  # every session ended

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import uuid
@@ -19,6 +20,8 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.paging import Page, fetch_page
+
+log = logging.getLogger("tracecode.auth")
 
 
 def org_status(alias: str) -> str:
@@ -98,9 +101,35 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
         )
     ).fetchone()
     if spent is None:
+        await _replayed(conn, tokens.token_id(claims))
         raise Unauthorized("refresh token already used or revoked", code="invalid_token")
     principal = await load_user(conn, tokens.user_id(claims))
     return await _issue_pair(conn, settings, principal.user_id or 0)
+
+
+REPLAY_GRACE = 30  # seconds: a spent refresh token sent again this soon is a client's race
+
+
+async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
+    """A refresh token spent (or revoked) a while ago came back: a copy of it is in other
+    hands, and whichever side refreshed since holds a live one. End every session of the user
+    (committed now: the request itself fails)."""
+    ended = await (
+        await conn.execute(
+            """UPDATE refresh_tokens SET revoked_at = now()
+                WHERE revoked_at IS NULL AND user_id = (
+                      SELECT user_id FROM refresh_tokens WHERE id = %s
+                         AND revoked_at < now() - make_interval(secs => %s))
+            RETURNING user_id""",
+            (token_id, REPLAY_GRACE),
+        )
+    ).fetchall()
+    await conn.commit()
+    if ended:
+        log.warning(
+            "a spent refresh token was replayed: every session of the user ended",
+            extra={"user_id": ended[0]["user_id"], "sessions": len(ended)},
+        )
 
 
 async def logout(conn: Conn, settings: Settings, refresh_token: str) -> None:
