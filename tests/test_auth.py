@@ -251,3 +251,37 @@ async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
         )
     assert_error(await refreshed(first), 401, "invalid_token")
     assert_error(await refreshed(second), 401, "invalid_token")  # every session ended
+
+
+async def test_a_password_set_ends_the_access_tokens_issued_before(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe F: a reset revoked the refresh tokens, but a stolen access token kept working
+    until it expired."""
+    import asyncio
+
+    admin = await login("admin")
+    name = f"reset_{id(client) % 100000}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "password-123",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    old = await client.post("/auth/login", json={"username": name, "password": "password-123"})
+    stolen = {"Authorization": f"Bearer {old.json()['access_token']}"}
+    assert (await client.get("/auth/me", headers=stolen)).status_code == 200
+    await asyncio.sleep(1.05)  # tokens carry whole seconds
+    reset = await client.patch(
+        f"/users/{made.json()['id']}", headers=admin, json={"password": "password-456"}
+    )
+    assert reset.status_code == 200, reset.text
+    assert_error(await client.get("/auth/me", headers=stolen), 401, "token_revoked")
+    new = await client.post("/auth/login", json={"username": name, "password": "password-456"})
+    fresh = {"Authorization": f"Bearer {new.json()['access_token']}"}
+    assert (await client.get("/auth/me", headers=fresh)).status_code == 200

@@ -8,6 +8,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 import uuid
 
 from app import audit
@@ -38,6 +39,7 @@ ORG_STATUS = org_status("o")  # of the organisation aliased ``o``
 
 _PRINCIPAL_SQL = f"""
 SELECT u.id, u.username, u.org_id, o.path, u.status, {ORG_STATUS} AS org_status,
+       extract(epoch FROM u.sessions_from)::bigint AS sessions_from,
        coalesce((SELECT array_agg(DISTINCT p)
                    FROM user_roles ur JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
                   WHERE ur.user_id = u.id), '{{}}') AS permissions
@@ -107,6 +109,19 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
     return await _issue_pair(conn, settings, principal.user_id or 0)
 
 
+async def end_sessions(conn: Conn, user_id: int) -> None:
+    """End every session of a user: its refresh tokens, and its access tokens issued so far
+    (a password set, the account deactivated or moved)."""
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        (user_id,),
+    )
+    await conn.execute(  # by the clock that stamps the tokens' iat, in whole seconds
+        "UPDATE users SET sessions_from = to_timestamp(%s) WHERE id = %s",
+        (int(time.time()), user_id),
+    )
+
+
 REPLAY_GRACE = 30  # seconds: a spent refresh token sent again this soon is a client's race
 
 
@@ -114,21 +129,19 @@ async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
     """A refresh token spent (or revoked) a while ago came back: a copy of it is in other
     hands, and whichever side refreshed since holds a live one. End every session of the user
     (committed now: the request itself fails)."""
-    ended = await (
+    row = await (
         await conn.execute(
-            """UPDATE refresh_tokens SET revoked_at = now()
-                WHERE revoked_at IS NULL AND user_id = (
-                      SELECT user_id FROM refresh_tokens WHERE id = %s
-                         AND revoked_at < now() - make_interval(secs => %s))
-            RETURNING user_id""",
+            "SELECT user_id FROM refresh_tokens WHERE id = %s "
+            "AND revoked_at < now() - make_interval(secs => %s)",
             (token_id, REPLAY_GRACE),
         )
-    ).fetchall()
-    await conn.commit()
-    if ended:
+    ).fetchone()
+    if row is not None:
+        await end_sessions(conn, row["user_id"])
+        await conn.commit()
         log.warning(
             "a spent refresh token was replayed: every session of the user ended",
-            extra={"user_id": ended[0]["user_id"], "sessions": len(ended)},
+            extra={"user_id": row["user_id"]},
         )
 
 
@@ -140,10 +153,15 @@ async def logout(conn: Conn, settings: Settings, refresh_token: str) -> None:
     )
 
 
-async def load_user(conn: Conn, user_id: int) -> Principal:
+async def load_user(conn: Conn, user_id: int, issued_at: int | None = None) -> Principal:
+    """The user as a caller; with ``issued_at`` (an access token's ``iat``) 401
+    ``token_revoked`` for a token from before the user's sessions were ended."""
     row = await (await conn.execute(_PRINCIPAL_SQL, (user_id,))).fetchone()
     if row is None or row["status"] != "active" or row["org_status"] != "active":
         raise Unauthorized("the account is inactive or gone", code="account_inactive")
+    if issued_at is not None and row["sessions_from"] is not None:
+        if issued_at < row["sessions_from"]:
+            raise Unauthorized("the session was ended: sign in again", code="token_revoked")
     return Principal(
         org_id=row["org_id"],
         org_path=row["path"],
@@ -164,7 +182,7 @@ async def principal_from_headers(
     credential = credential.strip()
     if scheme.lower() == "bearer" and credential:
         claims = tokens.decode(settings.jwt_key(), credential, "access")
-        return await load_user(conn, tokens.user_id(claims))
+        return await load_user(conn, tokens.user_id(claims), int(claims["iat"]))
     if scheme.lower() == "apikey" and credential:
         return await load_api_key(conn, credential)
     raise Unauthorized("unsupported authorization scheme", code="unauthorized")

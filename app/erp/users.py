@@ -23,7 +23,7 @@ from typing import Any
 from app import audit
 from app.auth.passwords import hash_random_password
 from app.auth.principal import Principal
-from app.auth.service import ensure_not_stronger
+from app.auth.service import end_sessions, ensure_not_stronger
 from app.db import Conn
 from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
@@ -234,10 +234,7 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
     await conn.execute(
         "UPDATE users SET org_id = %s, updated_at = now() WHERE id = %s", (org["id"], user["id"])
     )
-    await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
-        (user["id"],),
-    )
+    await end_sessions(conn, user["id"])
     # the custom roles of organisations not above the new one stay behind: their admins no
     # longer administer the user, yet an edit of such a role would change its permissions
     dropped = await (

@@ -12,7 +12,7 @@ from app.auth.limits import LoginLimiter
 from app.auth.passwords import hash_password
 from app.auth.permissions import BUILTIN_ROLES, PERMISSIONS
 from app.auth.principal import Principal
-from app.auth.service import check_grantable, ensure_not_stronger
+from app.auth.service import check_grantable, end_sessions, ensure_not_stronger
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import administered
@@ -253,11 +253,7 @@ async def update_user(
         changes["locked_until"] = None
     await update_row(conn, "users", user_id, changes)
     if password is not None or changes.get("status") == "inactive":
-        await conn.execute(
-            "UPDATE refresh_tokens SET revoked_at = now() "
-            "WHERE user_id = %s AND revoked_at IS NULL",
-            (user_id,),
-        )
+        await end_sessions(conn, user_id)
     if roles is not None:
         await _set_roles(conn, actor, user_id, row["path"], roles)
     if password is not None and limiter is not None:
