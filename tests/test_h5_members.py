@@ -543,3 +543,21 @@ def test_tickets_are_sealed_and_expire(settings: Any) -> None:
         assert session.open_ticket(settings, ticket) is None
     finally:
         time.time = real  # type: ignore[assignment]
+
+
+async def test_the_language_switch_keeps_the_pages_own_query(app: Any, demo: Any) -> None:
+    """Probe D: the sign-in page's English link was /member/login?brand=1?lang=en: the brand
+    was lost and the consumer could not sign up in English."""
+    import html as stdlib_html
+    import re
+
+    transport = httpx.ASGITransport(app=app, client=("10.250.0.2", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as h:
+        brand = demo["BRAND-LUMI"]
+        page = await h.get("/member/login", params={"brand": brand})
+        switch = re.search(r'id="lang-switch" href="([^"]*)"', page.text)
+        assert switch is not None
+        href = stdlib_html.unescape(switch.group(1))
+        assert href == f"/member/login?brand={brand}&lang=en", href
+        english = await h.get(href)
+        assert english.status_code == 200 and 'name="phone"' in english.text

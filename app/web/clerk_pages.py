@@ -257,7 +257,8 @@ async def login_page(request: Request[Any, Any, Any], state: State) -> Response[
     token, csrf_cookie = session.csrf(request, state.settings)
     body = clerk_html.login_form(lang, token, code)
     title = word("clerk_login_title", lang)
-    return _show(lang, remember, title, body, "/clerk/login", cookies=[csrf_cookie])
+    path = _with_code("/clerk/login", code)
+    return _show(lang, remember, title, body, path, cookies=[csrf_cookie])
 
 
 @post("/clerk/login", **_POST)
@@ -365,7 +366,8 @@ async def _step_two(
         + clerk_html.pin_step(lang, token, ticket, state.scheme.pin_length)
     )
     title = word("clerk_step2", lang)
-    return _show(lang, remember, title, body, "/clerk", 200, [csrf_cookie, *clerk.cookies])
+    path = _with_code("/clerk", scanned.serial)  # the switch of language keeps the code
+    return _show(lang, remember, title, body, path, 200, [csrf_cookie, *clerk.cookies])
 
 
 @get("/clerk", **_PAGE)

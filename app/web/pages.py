@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from litestar import MediaType, Request, Response, post, route
 from litestar.datastructures import Cookie, State
@@ -102,8 +102,11 @@ def respond(
 
 
 def lang_switch(path: str, lang: Lang) -> str:
-    """The same page in the other language (the language switch link)."""
-    return f"{path}?lang={'en' if lang == 'zh' else 'zh'}"
+    """The same page in the other language (the language switch link): ``path``'s own query
+    (a brand, a scanned code) kept, its ``lang`` replaced."""
+    base, _, query = path.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "lang"]
+    return f"{base}?{urlencode([*kept, ('lang', 'en' if lang == 'zh' else 'zh')])}"
 
 
 def _scan_path(serial: str) -> str:
