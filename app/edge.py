@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from itertools import accumulate
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from litestar import Request
@@ -39,9 +40,12 @@ from app.textguard import InvalidCharacter, check_json_body, check_text
 MAX_JSON_DEPTH = 64
 
 # A control character in a query string or form body: raw, or percent-encoded (tab, line feed
-# and carriage return pass, as in app.textguard).
+# and carriage return pass); in UTF-8 the C1 controls and the bidirectional overrides and
+# isolates too, as in app.textguard.
 _QUERY_CONTROL = re.compile(
     rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|%(?:0[0-8bcefBCEF]|1[0-9a-fA-F]|7[fF])"
+    rb"|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]"
+    rb"|%[cC]2%[89][0-9a-fA-F]|%[eE]2%80%[aA][a-eA-E]|%[eE]2%81%[aA][6-9]"
 )
 _BRACKET_PAIR = re.compile(rb"\{\}|\[\]")
 _BRACKET_STRING = re.compile(rb'"[^"]*"')
@@ -176,8 +180,7 @@ def check_query(raw: bytes, what: str = "query") -> None:
     """400 ``invalid_character`` when a query string (or form body) carries a control character."""
     match = _QUERY_CONTROL.search(raw)
     if match is not None:
-        token = match.group()
-        char = chr(int(token[1:], 16)) if token[:1] == b"%" else token.decode("latin-1")
+        char = unquote_to_bytes(match.group()).decode("utf-8", "replace")
         # the field name: the last "name=" before the match
         start = raw.rfind(b"&", 0, match.start()) + 1
         name = raw[start : match.start()].partition(b"=")[0].decode("latin-1", "replace")

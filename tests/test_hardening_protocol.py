@@ -23,7 +23,13 @@ FORMULAS = ["=1+2", "+SUM(A1)", "-3+4", "@cmd", "\tTAB", "\rCR"]
 
 
 @pytest.mark.parametrize(
-    "escape", ["\\u0000", "\\u001f", "\\u007F", "\\u0008", "\\b", "\\f", "\\u001B", "\x7f"]
+    "escape",
+    [
+        *["\\u0000", "\\u001f", "\\u007F", "\\u0008", "\\b", "\\f", "\\u001B", "\x7f"],
+        # C1 and bidirectional overrides (probe D: U+202E in a brand's name reversed its SMS),
+        # escaped and raw
+        *["\\u0085", "\x85", "\\u202E", "\u202e", "\\u2066", "\u2069"],
+    ],
 )
 async def test_json_body_control_characters_are_refused(
     client: Any, login: Any, escape: str
@@ -52,7 +58,7 @@ async def test_json_body_allowed_text_passes(client: Any, login: Any) -> None:
     assert response.json()["name"] == name
 
 
-@pytest.mark.parametrize("value", ["%00", "a%1Fb", "%7f", "%0B", "x%08"])
+@pytest.mark.parametrize("value", ["%00", "a%1Fb", "%7f", "%0B", "x%08", "%C2%85", "a%E2%80%AEb"])
 async def test_query_control_characters_are_refused(client: Any, login: Any, value: str) -> None:
     admin = await login("admin")
     response = await client.get(f"/orders?erp_no={value}", headers=admin)
