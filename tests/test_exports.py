@@ -589,3 +589,42 @@ async def test_a_batch_of_a_retired_key_version_is_refused_as_such(
         )
     assert refused.value.code == "key_version_retired"
     await conn.rollback()
+
+
+async def test_a_queued_export_of_a_batch_voided_since_writes_nothing(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Probe C: the worker wrote the serial and PIN files of a batch voided after the export
+    was queued, and a failed run left its ``*.partial`` files behind."""
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, export_async_threshold=100)
+    try:
+        planner = await login("planner")
+        body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+        exports_of = []
+        for _ in range(2):
+            batch = await _batch(client, login, demo, 500)
+            queued = await client.post(
+                f"/batches/{batch['batch_no']}/exports", headers=planner, json=body
+            )
+            assert queued.status_code == 202, queued.text
+            exports_of.append((batch["batch_no"], queued.json()["id"]))
+    finally:
+        app.state.settings = settings
+    (void_no, voided), (_, broken) = exports_of
+    await client.post(f"/batches/{void_no}/void", headers=planner, json={"reason": "recall"})
+    run = exports.run_export
+    assert await asyncio.to_thread(run, app.state.db_url, settings, app.state.scheme, voided) == (
+        "failed"
+    )
+    state = (await client.get(f"/exports/{voided}", headers=planner)).json()
+    assert state["state"] == "failed" and "void" in state["error"], state
+    assert not list((settings.export_path / voided).glob("*"))
+    async with app.state.pool.connection() as conn:  # a part the runner cannot write
+        await conn.execute(
+            """UPDATE code_exports SET parts = jsonb_set(parts, '{outer}', '5') WHERE id = %s""",
+            (broken,),
+        )
+    with pytest.raises(TypeError):
+        await asyncio.to_thread(run, app.state.db_url, settings, app.state.scheme, broken)
+    assert not list((settings.export_path / broken).glob("*.partial"))

@@ -442,6 +442,20 @@ def run_export(
                 done = conn.execute("SELECT state FROM code_exports WHERE id = %s", (key,))
                 found = done.fetchone()
                 return found["state"] if found else "missing"
+            table, column = (
+                ("code_batches", "batch_no") if row["batch_no"] else ("case_batches", "id")
+            )
+            batch = conn.execute(
+                f"SELECT state FROM {table} WHERE {column} = %s",
+                (row["batch_no"] or row["case_batch_id"],),
+            ).fetchone()
+            if batch is None or batch["state"] == "void":  # voided since it was queued
+                conn.execute(
+                    "UPDATE code_exports SET state = 'failed', error = 'the batch is void' "
+                    "WHERE id = %s",
+                    (key,),
+                )
+                return "failed"
             try:
                 files = _write_files(conn, settings, scheme, row, on_progress)
             except Exception as exc:
@@ -456,9 +470,6 @@ def run_export(
                     "finished_at = now() WHERE id = %s",
                     (Jsonb(files), row["range_end"] - row["range_start"], key),
                 )
-                table, column = (
-                    ("code_batches", "batch_no") if row["batch_no"] else ("case_batches", "id")
-                )
                 conn.execute(
                     f"UPDATE {table} SET state = 'exported' WHERE {column} = %s "
                     "AND state = 'issued'",
@@ -467,6 +478,27 @@ def run_export(
             return "done"
         finally:
             conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
+
+
+def _writers(
+    scheme: Scheme, row: dict[str, Any], handles: dict[str, Any]
+) -> dict[str, printfile.Writer]:
+    """The encrypted file writer of each part, its header naming the export, part and range."""
+    writers = {}
+    for name, handle in handles.items():
+        part = row["parts"][name]
+        metadata = {
+            "export_id": str(row["id"]),
+            "part": name,
+            "printer_id": part["printer_id"],
+            "batch_no": row["batch_no"],
+            "case_batch_id": row["case_batch_id"],
+            "range": [row["range_start"], row["range_end"]],
+            "columns": _COLUMNS_OF[name],
+        }
+        key = data_key(scheme, row["id"], name, row["key_version"])
+        writers[name] = printfile.Writer(handle, metadata, part["wrap"], key)
+    return writers
 
 
 def _write_files(
@@ -488,21 +520,8 @@ def _write_files(
     names = list(row["parts"])
     handles = {n: open(directory / f"{n}.tcpf.partial", "wb") for n in names}
     try:
-        writers, digests = {}, {}
-        for name in names:
-            part = row["parts"][name]
-            metadata = {
-                "export_id": str(row["id"]),
-                "part": name,
-                "printer_id": part["printer_id"],
-                "batch_no": row["batch_no"],
-                "case_batch_id": row["case_batch_id"],
-                "range": [start, end],
-                "columns": _COLUMNS_OF[name],
-            }
-            key = data_key(scheme, row["id"], name, row["key_version"])
-            writers[name] = printfile.Writer(handles[name], metadata, part["wrap"], key)
-            digests[name] = hashlib.sha256()
+        writers = _writers(scheme, row, handles)
+        digests = {name: hashlib.sha256() for name in names}
         for s, e in _steps(start, end):
             chunk = (
                 _case_lines(case, row["url_prefix"], s, e)
@@ -521,6 +540,11 @@ def _write_files(
             writers[name].close()
             handles[name].flush()
             os.fsync(handles[name].fileno())
+    except BaseException:  # no half file left behind (a killed process leaves one: rewritten)
+        for handle in handles.values():
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+        raise
     finally:
         for handle in handles.values():
             handle.close()
