@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from app.auth import tokens
@@ -258,8 +259,6 @@ async def test_a_password_set_ends_the_access_tokens_issued_before(
 ) -> None:
     """Probe F: a reset revoked the refresh tokens, but a stolen access token kept working
     until it expired."""
-    import asyncio
-
     admin = await login("admin")
     name = f"reset_{id(client) % 100000}"
     made = await client.post(
@@ -285,3 +284,45 @@ async def test_a_password_set_ends_the_access_tokens_issued_before(
     new = await client.post("/auth/login", json={"username": name, "password": "password-456"})
     fresh = {"Authorization": f"Bearer {new.json()['access_token']}"}
     assert (await client.get("/auth/me", headers=fresh)).status_code == 200
+
+
+async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: Any) -> None:
+    """Probe F: an imported user's initial password could never be changed by its user (only
+    ``PATCH /users`` with ``users.write``), so the importer knew it for ever."""
+    admin = await login("admin")
+    name = f"own_pw_{id(client) % 100000}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "initial-123",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    first = await client.post("/auth/login", json={"username": name, "password": "initial-123"})
+    old = {"Authorization": f"Bearer {first.json()['access_token']}"}
+    wrong = {"current_password": "nope-nope", "new_password": "mine-45678"}
+    assert_error(
+        await client.post("/auth/password", headers=old, json=wrong), 422, "wrong_password"
+    )
+    short = {"current_password": "initial-123", "new_password": "short"}
+    assert_error(await client.post("/auth/password", headers=old, json=short), 400)
+    body = {"current_password": "initial-123", "new_password": "mine-45678"}
+    await asyncio.sleep(1.05)  # tokens carry whole seconds: the old one from an earlier one
+    changed = await client.post("/auth/password", headers=old, json=body)
+    assert changed.status_code == 200, changed.text
+    fresh = {"Authorization": f"Bearer {changed.json()['access_token']}"}
+    assert (await client.get("/auth/me", headers=fresh)).status_code == 200
+    assert_error(await client.get("/auth/me", headers=old), 401, "token_revoked")
+    again = await client.post("/auth/login", json={"username": name, "password": "initial-123"})
+    assert_error(again, 401, "invalid_credentials")
+    mine = await client.post("/auth/login", json={"username": name, "password": "mine-45678"})
+    assert mine.status_code == 200, mine.text
+    key = await client.post(
+        "/api-keys", headers=admin, json={"name": f"{name}_k", "permissions": ["orgs.read"]}
+    )
+    as_key = {"X-API-Key": key.json()["key"]}
+    assert_error(await client.post("/auth/password", headers=as_key, json=body), 403, "not_a_user")

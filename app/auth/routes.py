@@ -9,7 +9,16 @@ from litestar import Controller, Request, get, post
 from app.auth import service
 from app.auth.limits import login_limiter
 from app.auth.principal import Principal
-from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, LoginIn, MeOut, RefreshIn, TokenOut
+from app.auth.schemas import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyOut,
+    LoginIn,
+    MeOut,
+    PasswordChangeIn,
+    RefreshIn,
+    TokenOut,
+)
 from app.config import Settings
 from app.db import Conn
 from app.paging import Page, PageNo, PerPage
@@ -29,6 +38,21 @@ class AuthController(Controller):
         client_ip = request.client.host if request.client else "unknown"
         limiter = login_limiter(request.app.state)
         return await service.login(conn, settings, limiter, client_ip, data.username, data.password)
+
+    @post("/password", status_code=200)
+    async def change_password(
+        self,
+        request: Request[Any, Any, Any],
+        data: PasswordChangeIn,
+        conn: Conn,
+        settings: Settings,
+        principal: Principal,
+    ) -> TokenOut:
+        """Change your own password (any signed-in user; 422 ``wrong_password``, limited as
+        log-ins are). Every session of yours ends; the answer is this one's new token pair."""
+        client_ip = request.client.host if request.client else "unknown"
+        limiter = login_limiter(request.app.state)
+        return await service.change_password(conn, settings, limiter, client_ip, principal, data)
 
     @post("/refresh", status_code=200)
     async def refresh(self, data: RefreshIn, conn: Conn, settings: Settings) -> TokenOut:

@@ -15,6 +15,16 @@ class LoginIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+
+
+class PasswordChangeIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The caller's own password: the current one, and the new one (8 to 256 characters)."""
+
+    current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    new_password: Password
+
+
 class RefreshIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 

@@ -16,10 +16,10 @@ from app.auth import passwords, tokens
 from app.auth.limits import LoginLimiter
 from app.auth.permissions import PERMISSIONS
 from app.auth.principal import Principal
-from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, TokenOut
+from app.auth.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, PasswordChangeIn, TokenOut
 from app.config import Settings
 from app.db import Conn
-from app.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from app.errors import Forbidden, NotFound, Unauthorized, Unprocessable, ValidationFailed
 from app.paging import Page, fetch_page
 
 log = logging.getLogger("tracecode.auth")
@@ -76,6 +76,38 @@ async def login(
     await limiter.succeeded(username, client_ip)
     await conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (row["id"],))
     return await _issue_pair(conn, settings, row["id"])
+
+
+async def change_password(
+    conn: Conn,
+    settings: Settings,
+    limiter: LoginLimiter,
+    client_ip: str,
+    actor: Principal,
+    data: PasswordChangeIn,
+) -> TokenOut:
+    """The caller's own password (an imported user's initial one, say): the current one is
+    checked under the log-in limits (422 ``wrong_password``), every session of the user ends,
+    and this one goes on with a new pair."""
+    if actor.user_id is None or actor.username is None:
+        raise Forbidden("an API key has no password", code="not_a_user")
+    await limiter.attempt(actor.username, client_ip)
+    row = await (
+        await conn.execute("SELECT password_hash FROM users WHERE id = %s", (actor.user_id,))
+    ).fetchone()
+    current = row["password_hash"] if row else None
+    if not await asyncio.to_thread(passwords.verify_password, current, data.current_password):
+        raise Unprocessable("the current password is wrong", code="wrong_password")
+    await limiter.succeeded(actor.username, client_ip)
+    new_hash = await asyncio.to_thread(passwords.hash_password, data.new_password)
+    await conn.execute(
+        "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL, "
+        "updated_at = now() WHERE id = %s",
+        (new_hash, actor.user_id),
+    )
+    await end_sessions(conn, actor.user_id)
+    await audit.record(conn, actor, "change_password", "user", actor.user_id)
+    return await _issue_pair(conn, settings, actor.user_id)
 
 
 async def _issue_pair(conn: Conn, settings: Settings, user_id: int) -> TokenOut:

@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.auth.schemas import Password
+
 Username = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.@-]{3,64}(?!\n)$")]
-Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 RoleName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}(?!\n)$")]
 DisplayName = Annotated[str, msgspec.Meta(max_length=100)]
 Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")]
