@@ -267,3 +267,38 @@ async def test_deactivating_an_organisation_turns_off_its_whole_subtree(
         assert (await client.post(f"/orgs/{org}/activate", headers=headers)).status_code == 200
     for call in answers():
         assert (await call).status_code == 200
+
+
+async def test_a_moved_organisations_users_leave_the_old_ancestors_roles(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """As for a user moved by import: a store moved to another agent keeps no custom role of
+    its old agent, whose admin could otherwise still change its users' permissions."""
+    admin, zj = await login("admin"), await login("agent_admin")
+    tag = f"MVR-{id(client) % 100000}"
+    store = (
+        await client.post("/orgs", headers=admin, json=_org("store", tag, demo["AGENT-ZJ"]))
+    ).json()
+    role = f"mvr_{id(client) % 100000}"
+    made = await client.post(
+        "/roles", headers=zj, json={"name": role, "permissions": ["orgs.read"]}
+    )
+    assert made.status_code == 201, made.text
+    user = await client.post(
+        "/users",
+        headers=zj,
+        json={
+            "org_id": store["id"],
+            "username": f"{tag}-u".lower(),
+            "password": "password-123",
+            "roles": ["store_clerk", role],
+        },
+    )
+    assert user.status_code == 201, user.text
+    assert sorted(user.json()["roles"]) == sorted(["store_clerk", role])
+    moved = await client.post(
+        f"/orgs/{store['id']}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+    )
+    assert moved.status_code == 200, moved.text
+    after = (await client.get(f"/users/{user.json()['id']}", headers=admin)).json()
+    assert after["roles"] == ["store_clerk"], after

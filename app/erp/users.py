@@ -29,6 +29,7 @@ from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import UserRow
 from app.errors import Unprocessable
+from app.orgs.service import drop_roles_out_of_reach
 from app.users.schemas import UserIn, UserPatch
 from app.users.service import create_user, update_user
 
@@ -235,17 +236,7 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
         "UPDATE users SET org_id = %s, updated_at = now() WHERE id = %s", (org["id"], user["id"])
     )
     await end_sessions(conn, user["id"])
-    # the custom roles of organisations not above the new one stay behind: their admins no
-    # longer administer the user, yet an edit of such a role would change its permissions
-    dropped = await (
-        await conn.execute(
-            """DELETE FROM user_roles ur USING roles r, orgs ro
-                WHERE ur.user_id = %s AND r.id = ur.role_id AND ro.id = r.org_id
-                  AND left(%s, length(ro.path)) <> ro.path
-            RETURNING r.name""",
-            (user["id"], org["path"]),
-        )
-    ).fetchall()
+    dropped = await drop_roles_out_of_reach(conn, org["path"], user["id"])
     await audit.record(
         conn,
         actor,
@@ -253,7 +244,7 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
         "user",
         user["id"],
         before={"org_id": user["org_id"]},
-        after={"org_id": org["id"], "roles_dropped": sorted(r["name"] for r in dropped)},
+        after={"org_id": org["id"], "roles_dropped": sorted(r["role"] for r in dropped)},
         org_id=org["id"],
     )
 

@@ -295,6 +295,7 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
         "WHERE path LIKE %s",
         (new_path, len(old_path) + 1, org_id, parent_id, old_path + "%"),
     )
+    dropped = await drop_roles_out_of_reach(conn, new_path)
     after = await get_org(conn, None, org_id)
     await audit.record(
         conn,
@@ -303,7 +304,28 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
         "org",
         org_id,
         before={"parent_id": before.parent_id},
-        after={"parent_id": parent_id},
+        after={"parent_id": parent_id, "roles_dropped": dropped},
         org_id=org_id,
     )
     return after
+
+
+async def drop_roles_out_of_reach(
+    conn: Conn, subtree: str, user_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Take from the users of ``subtree`` (a path), or from one of them, the custom roles of
+    organisations no longer above theirs (a user or an organisation moved): those roles'
+    admins no longer administer them, yet an edit of such a role would change their
+    permissions. The roles taken: ``[{"user_id", "role"}]``."""
+    rows = await (
+        await conn.execute(
+            """DELETE FROM user_roles ur USING users u, orgs uo, roles r, orgs ro
+                WHERE u.id = ur.user_id AND uo.id = u.org_id AND uo.path LIKE %s
+                  AND (%s::bigint IS NULL OR u.id = %s)
+                  AND r.id = ur.role_id AND ro.id = r.org_id
+                  AND left(uo.path, length(ro.path)) <> ro.path
+            RETURNING ur.user_id, r.name AS role""",
+            (subtree + "%", user_id, user_id),
+        )
+    ).fetchall()
+    return [dict(r) for r in rows]
