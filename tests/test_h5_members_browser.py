@@ -128,7 +128,8 @@ async def test_scan_pin_sign_up_claim_redeem_and_the_code_arrives(
             "points_cost": 30,
             "kind": "offline",
             "stock": 10,
-            "description": "30 ml",
+            # one unbroken run longer than the screen (probe D: it scrolled the page sideways)
+            "description": "30ml-" + "x" * 300,
         },
     )
     assert gift.status_code == 201, gift.text

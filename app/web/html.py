@@ -33,7 +33,7 @@ header{display:flex;justify-content:space-between;align-items:center;padding:0 1
 min-height:52px;background:#12355b;color:#fff}
 header b{font-size:17px}
 header a{color:#fff;padding:12px 4px;min-height:48px;display:inline-flex;align-items:center}
-main{max-width:560px;margin:0 auto;padding:16px}
+main{max-width:560px;margin:0 auto;padding:16px;overflow-wrap:anywhere}
 .card{background:#fff;border-radius:12px;padding:16px;margin:0 0 16px;
 box-shadow:0 1px 3px rgba(0,0,0,.08)}
 .status{border-left:8px solid #8795a1}
