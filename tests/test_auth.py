@@ -169,6 +169,25 @@ async def test_api_key_of_an_agent_sees_only_its_subtree(
     assert_error(other, 404, "not_found")
 
 
+async def new_staff(
+    client: Any, admin: dict[str, str], org_id: int, name: str, roles: list[str], password: str
+) -> tuple[int, dict[str, Any]]:
+    """A user ``admin`` makes, signed in: its id and the tokens of its log-in."""
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={"org_id": org_id, "username": name, "password": password, "roles": roles},
+    )
+    assert made.status_code == 201, made.text
+    tokens = await client.post("/auth/login", json={"username": name, "password": password})
+    assert tokens.status_code == 200, tokens.text
+    return int(made.json()["id"]), tokens.json()
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
 async def test_an_api_key_never_outlives_or_outranks_its_creator(
     client: Any, login: Any, demo: Any
 ) -> None:
@@ -176,28 +195,19 @@ async def test_an_api_key_never_outlives_or_outranks_its_creator(
     roles, and could re-activate the creator."""
     admin = await login("admin")
     name = f"keymaker_{id(client) % 100000}"
-    user = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["AGENT-ZJ"],
-            "username": name,
-            "password": "password-123",
-            "roles": ["org_admin"],
-        },
+    user_id, maker = await new_staff(
+        client, admin, demo["AGENT-ZJ"], name, ["org_admin"], "password-123"
     )
-    assert user.status_code == 201, user.text
-    maker = await client.post("/auth/login", json={"username": name, "password": "password-123"})
     made = await client.post(
         "/api-keys",
-        headers={"Authorization": f"Bearer {maker.json()['access_token']}"},
+        headers=bearer(maker),
         json={"name": name, "permissions": ["orgs.read", "users.read", "users.write"]},
     )
     assert made.status_code == 201, made.text
     as_key = {"X-API-Key": made.json()["key"]}
     me = await client.get("/auth/me", headers=as_key)
     assert set(me.json()["permissions"]) == {"orgs.read", "users.read", "users.write"}
-    url = f"/users/{user.json()['id']}"
+    url = f"/users/{user_id}"
     # its creator keeps only orgs.read: so does the key
     reader = await client.post(
         "/roles", headers=admin, json={"name": f"{name}_r", "permissions": ["orgs.read"]}
@@ -223,19 +233,11 @@ async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
     (two tabs refreshing at once) is only refused."""
     admin = await login("admin")
     name = f"replay_{id(client) % 100000}"
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["STORE-HZ-01"],
-            "username": name,
-            "password": "password-123",
-            "roles": ["store_clerk"],
-        },
+    user_id, tokens = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
     )
-    assert made.status_code == 201, made.text
     credentials = {"username": name, "password": "password-123"}
-    first = (await client.post("/auth/login", json=credentials)).json()["refresh_token"]
+    first = tokens["refresh_token"]
     other = (await client.post("/auth/login", json=credentials)).json()["refresh_token"]
 
     async def refreshed(token: str) -> Any:
@@ -248,7 +250,7 @@ async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now() - interval '1 minute' "
             "WHERE user_id = %s AND revoked_at IS NOT NULL",
-            (made.json()["id"],),
+            (user_id,),
         )
     assert_error(await refreshed(first), 401, "invalid_token")
     assert_error(await refreshed(second), 401, "invalid_token")  # every session ended
@@ -261,29 +263,19 @@ async def test_a_password_set_ends_the_access_tokens_issued_before(
     until it expired."""
     admin = await login("admin")
     name = f"reset_{id(client) % 100000}"
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["STORE-HZ-01"],
-            "username": name,
-            "password": "password-123",
-            "roles": ["store_clerk"],
-        },
+    user_id, tokens = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
     )
-    assert made.status_code == 201, made.text
-    old = await client.post("/auth/login", json={"username": name, "password": "password-123"})
-    stolen = {"Authorization": f"Bearer {old.json()['access_token']}"}
+    stolen = bearer(tokens)
     assert (await client.get("/auth/me", headers=stolen)).status_code == 200
     await asyncio.sleep(1.05)  # tokens carry whole seconds
     reset = await client.patch(
-        f"/users/{made.json()['id']}", headers=admin, json={"password": "password-456"}
+        f"/users/{user_id}", headers=admin, json={"password": "password-456"}
     )
     assert reset.status_code == 200, reset.text
     assert_error(await client.get("/auth/me", headers=stolen), 401, "token_revoked")
     new = await client.post("/auth/login", json={"username": name, "password": "password-456"})
-    fresh = {"Authorization": f"Bearer {new.json()['access_token']}"}
-    assert (await client.get("/auth/me", headers=fresh)).status_code == 200
+    assert (await client.get("/auth/me", headers=bearer(new.json()))).status_code == 200
 
 
 async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: Any) -> None:
@@ -291,19 +283,10 @@ async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: 
     ``PATCH /users`` with ``users.write``), so the importer knew it for ever."""
     admin = await login("admin")
     name = f"own_pw_{id(client) % 100000}"
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["STORE-HZ-01"],
-            "username": name,
-            "password": "initial-123",
-            "roles": ["store_clerk"],
-        },
+    _, tokens = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "initial-123"
     )
-    assert made.status_code == 201, made.text
-    first = await client.post("/auth/login", json={"username": name, "password": "initial-123"})
-    old = {"Authorization": f"Bearer {first.json()['access_token']}"}
+    old = bearer(tokens)
     wrong = {"current_password": "nope-nope", "new_password": "mine-45678"}
     assert_error(
         await client.post("/auth/password", headers=old, json=wrong), 422, "wrong_password"
@@ -314,8 +297,7 @@ async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: 
     await asyncio.sleep(1.05)  # tokens carry whole seconds: the old one from an earlier one
     changed = await client.post("/auth/password", headers=old, json=body)
     assert changed.status_code == 200, changed.text
-    fresh = {"Authorization": f"Bearer {changed.json()['access_token']}"}
-    assert (await client.get("/auth/me", headers=fresh)).status_code == 200
+    assert (await client.get("/auth/me", headers=bearer(changed.json()))).status_code == 200
     assert_error(await client.get("/auth/me", headers=old), 401, "token_revoked")
     again = await client.post("/auth/login", json={"username": name, "password": "initial-123"})
     assert_error(again, 401, "invalid_credentials")
