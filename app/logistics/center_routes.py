@@ -22,7 +22,9 @@ from app.paging import Page, PageNo, PerPage
 FormatParam = Annotated[
     Format, QueryParameter(name="format", description="json (a page), csv or xlsx (every row)")
 ]
-DocNo = Annotated[str, Parameter(min_length=1, max_length=64, description="number or its start")]
+DocNo = Annotated[
+    str | None, Parameter(min_length=1, max_length=64, description="number or its start")
+]
 
 
 async def answer(
@@ -63,7 +65,7 @@ class CenterController(Controller):
         category_id: int | None = None,
         date_from: Annotated[date | None, QueryParameter(name="from")] = None,
         date_to: Annotated[date | None, QueryParameter(name="to")] = None,
-        doc_no: DocNo | None = None,
+        doc_no: DocNo = None,
         handler_id: int | None = None,
         kind: DocKind | None = None,
         doc_status: Annotated[DocStatus | None, QueryParameter(name="status")] = None,

@@ -35,7 +35,7 @@ from app.logistics.schemas import (
 )
 from app.paging import Page, PageNo, PerPage
 
-Lot = Annotated[str, Parameter(min_length=1, max_length=64)]
+Lot = Annotated[str | None, Parameter(min_length=1, max_length=64)]
 
 
 class OrderController(Controller):
@@ -210,7 +210,7 @@ class StockController(Controller):
         principal: Principal,
         org_id: int | None = None,
         product_id: int | None = None,
-        lot: Lot | None = None,
+        lot: Lot = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[StockOut]:

@@ -9812,6 +9812,7 @@ export interface operations {
                 category_id?: number | null;
                 from?: string | null;
                 to?: string | null;
+                /** @description number or its start */
                 doc_no?: string | null;
                 handler_id?: number | null;
                 kind?: "factory_inbound" | "outbound" | "exception" | "inbound" | "sale" | "return" | null;
