@@ -61,6 +61,10 @@ async def test_photos_are_typed_by_their_bytes_and_kept_under_var(
     assert_error(await _upload(client, rep, b""), 400, "empty_body")
     # staff without a field or inspection permission upload nothing
     assert_error(await _upload(client, await login("planner"), JPEG), 403, "permission_denied")
+    # the API document tells a client an image comes back, not bytes of no kind
+    schema = (await client.get("/schema/openapi.json")).json()
+    answer = schema["paths"]["/media/photos/{photo_id}"]["get"]["responses"]["200"]
+    assert list(answer["content"]) == ["image/*"]
 
 
 async def test_an_oversized_photo_is_refused_with_or_without_a_length(

@@ -39,7 +39,7 @@ class PhotoController(Controller):
         data = await service.read_limited(request.stream(), limit)
         return await service.upload(conn, principal, store_from_settings(settings), data)
 
-    @get("/{photo_id:uuid}", media_type="application/octet-stream")
+    @get("/{photo_id:uuid}", media_type="image/*")  # JPEG, PNG or WebP: its own type
     async def download(
         self, photo_id: uuid.UUID, conn: Conn, principal: Principal, settings: Settings
     ) -> Response[bytes]:
