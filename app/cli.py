@@ -699,14 +699,20 @@ async def _direct(settings: Settings, username: str, work: object) -> object:
         return result
 
 
-def _org_id(settings: Settings, erp_code: str) -> int:
+def _org_id(settings: Settings, erp_code: str, username: str) -> int:
     import psycopg
 
     db_url, _ = _urls(settings)
     with psycopg.connect(db_url) as conn:
-        row = conn.execute("SELECT id FROM orgs WHERE erp_code = %s", (erp_code,)).fetchone()
+        row = conn.execute(  # ERP codes are per brand: the acting user's
+            """SELECT o.id FROM orgs o
+               JOIN orgs home ON split_part(home.path, '/', 2) = split_part(o.path, '/', 2)
+               JOIN users u ON u.org_id = home.id
+               WHERE o.erp_code = %s AND lower(u.username) = lower(%s)""",
+            (erp_code, username),
+        ).fetchone()
     if row is None:
-        raise SettingsError(f"no organisation with ERP code {erp_code}")
+        raise SettingsError(f"no organisation with ERP code {erp_code} in {username}'s brand")
     return int(row[0])
 
 
@@ -748,7 +754,9 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
                     "POST", f"/batches/{args.batch}/void", json={"reason": args.reason}
                 )
         else:
-            printer_id = _org_id(settings, args.printer) if args.action == "issue" else 0
+            printer_id = (
+                _org_id(settings, args.printer, args.as_user) if args.action == "issue" else 0
+            )
 
             async def work(conn: Any, principal: Any, scheme: Any) -> Any:
                 if args.action == "issue":

@@ -91,12 +91,28 @@ async def _id_by(conn: Conn, table: str, column: str, value: Any) -> int | None:
     return row["id"] if row else None
 
 
+async def _org_id(conn: Conn, erp_code: str, brand_id: int | None) -> int | None:
+    """The demo organisation of that code: the brand among brands, the others in its brand
+    (ERP codes are unique per brand, migration 0045)."""
+    if brand_id is None:
+        found = await conn.execute(
+            "SELECT id FROM orgs WHERE erp_code = %s AND kind = 'brand'", (erp_code,)
+        )
+    else:
+        found = await conn.execute(
+            "SELECT id FROM orgs WHERE erp_code = %s AND path LIKE %s",
+            (erp_code, f"/{brand_id}/%"),
+        )
+    row = await found.fetchone()
+    return row["id"] if row else None
+
+
 async def load_demo(conn: Conn) -> dict[str, int]:
     """Create whatever of the demo data is missing; return the org ids by ERP code."""
     await sync_builtin_roles(conn)
     org_ids: dict[str, int] = {}
     for erp, parent, kind, name, prov, prov_name, city, city_name in ORGS:
-        existing = await _id_by(conn, "orgs", "erp_code", erp)
+        existing = await _org_id(conn, erp, org_ids[ORGS[0][0]] if parent else None)
         if existing is None:
             created = await create_org(
                 conn,

@@ -17,7 +17,7 @@ RUN = secrets.token_hex(3).upper()
 
 
 def code(name: str) -> str:
-    """An ERP code of this test session (ERP codes of organisations are platform-wide)."""
+    """An ERP code of this test session."""
     return f"T{RUN}-{name}"
 
 
@@ -606,6 +606,42 @@ async def test_a_users_import_never_reaches_into_another_brand(
     assert out["errors"] and out["errors"][0]["code"] == "unknown_org", out
     me = await client.get(f"/users/{user.json()['id']}", headers=platform)
     assert me.json()["org_id"] == demo["STORE-GZ-01"]
+
+
+async def test_two_brands_keep_their_own_erp_codes(client: Any, login: Any, demo: Any) -> None:
+    """ERP codes are per brand (migration 0045): a brand hosted beside another may use its
+    codes. Before, the second brand's organisation was refused (409, telling it the code was
+    in use elsewhere), and an import named the other brand's organisation: "erp_code_taken"."""
+    platform, admin = await login("platform"), await login("admin")
+    brand_code, same = code("OB"), code("SAME")
+    other = await client.post(
+        "/orgs", headers=platform, json={"kind": "brand", "name": "Other", "erp_code": brand_code}
+    )
+    assert other.status_code == 201, other.text
+    theirs = {"kind": "agent", "name": "Theirs", "erp_code": same, "parent_id": other.json()["id"]}
+    made = await client.post("/orgs", headers=platform, json=theirs)
+    assert made.status_code == 201, made.text
+    ours = await imported(
+        client, admin, "orgs", org_file([f"{same},agent,Ours,BRAND-LUMI" + "," * 9])
+    )
+    assert counts(ours) == (1, 0, 0, 0), ours
+    # the import's second run names Lumi's organisation, and a user import puts its user there
+    renamed = org_file([f"{same},agent,Ours renamed,BRAND-LUMI" + "," * 9])
+    assert counts(await imported(client, admin, "orgs", renamed)) == (0, 1, 0, 0)
+    username = f"t{RUN.lower()}.same"
+    rows = USER_HEADER + f"{code('SU')},{username},,{same},warehouse_clerk,,\n"
+    assert counts(await imported(client, admin, "users", rows)) == (1, 0, 0, 0)
+    found = await client.get("/users", headers=admin, params={"q": username})
+    assert [u["org_id"] for u in found.json()["items"]] == [ours["results"][0]["id"]]
+    assert (await client.get(f"/orgs/{made.json()['id']}", headers=platform)).json()["name"] == (
+        "Theirs"
+    )
+    # within a brand a code is one organisation's; a brand's code is one brand's
+    assert_error(
+        await client.post("/orgs", headers=platform, json=theirs), 409, "duplicate_erp_code"
+    )
+    copy = {"kind": "brand", "name": "Copy", "erp_code": brand_code}
+    assert_error(await client.post("/orgs", headers=platform, json=copy), 409, "duplicate_erp_code")
 
 
 async def test_a_user_moved_by_import_leaves_the_old_organisations_roles_behind(

@@ -225,7 +225,7 @@ async def test_the_path_of_an_organisation_by_id(client: Any, demo: Any, conn: A
     from app.orgs.service import org_path
 
     row = await (
-        await conn.execute("SELECT id, path FROM orgs WHERE erp_code = 'STORE-HZ-01'")
+        await conn.execute("SELECT id, path FROM orgs WHERE id = %s", (demo["STORE-HZ-01"],))
     ).fetchone()
     assert await org_path(conn, row["id"]) == row["path"]
     assert await org_path(conn, 2**62) is None

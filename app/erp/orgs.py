@@ -6,8 +6,9 @@ same file — rows are applied parents first (whatever their order in the file),
 new parent was rejected is rejected too (``parent_rejected``); rows whose parents name each other
 in a ring are rejected (``parent_cycle``). A changed parent moves the organisation with its
 subtree (``move_org``: same brand, allowed kinds, no cycle); a changed ``status`` (de)activates it
-(``set_status``). An ERP code held by an organisation the caller does not administer is
-``erp_code_taken`` (ERP codes of organisations are unique across the platform).
+(``set_status``). An ERP code held by an organisation of the brand that the caller does not
+administer is ``erp_code_taken``; codes are per brand (migration 0045), so other brands' codes
+are never looked at.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ _FIELDS = (
 _KNOWN = """SELECT o.id, o.parent_id, o.kind, o.path, o.status, o.erp_code, o.name,
        o.province_code, o.province_name, o.city_code, o.city_name, o.address, o.contact_name,
        o.contact_phone, o.latitude, o.longitude
-    FROM orgs o WHERE o.erp_code = ANY(%s)"""
+    FROM orgs o WHERE o.erp_code = ANY(%s) AND o.path LIKE %s"""  # codes are per brand
 
 
 @dataclass(slots=True)
@@ -67,7 +68,8 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
     codes = set(good) | {
         item.data.parent_erp_code for item in good.values() if given(item.data, "parent_erp_code")
     }
-    rows = await (await conn.execute(_KNOWN, (sorted(codes),))).fetchall()
+    brand = f"/{actor.brand_id}/%"
+    rows = await (await conn.execute(_KNOWN, (sorted(codes), brand))).fetchall()
     in_file = {item.erp_code for item in items if item.erp_code}
     run = _Run(conn, actor, {row["erp_code"]: row for row in rows}, in_file)
     for item in _parents_first(good):

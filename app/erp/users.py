@@ -71,7 +71,9 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
         row["erp_code"]: row
         for row in await (
             await conn.execute(
-                "SELECT id, path, status, erp_code FROM orgs WHERE erp_code = ANY(%s)", (org_codes,)
+                """SELECT id, path, status, erp_code FROM orgs
+                   WHERE erp_code = ANY(%s) AND path LIKE %s""",  # codes are per brand
+                (org_codes, f"/{actor.brand_id}/%"),
             )
         ).fetchall()
     }

@@ -126,8 +126,8 @@ async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> Store:
                   city_name, status
            FROM orgs
            WHERE (%(id)s::bigint IS NULL OR id = %(id)s)
-             AND (%(code)s::text IS NULL OR erp_code = %(code)s)""",
-        {"id": data.store_id, "code": data.store_code},
+             AND (%(code)s::text IS NULL OR erp_code = %(code)s) AND path LIKE %(brand)s""",
+        {"id": data.store_id, "code": data.store_code, "brand": f"/{actor.brand_id}/%"},
     )
     row = await cur.fetchone()
     # outside the caller's area an organisation is as if it did not exist: no name, no kind

@@ -145,10 +145,7 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
         if parent["status"] != "active":
             raise Unprocessable("the parent organisation is inactive", code="parent_inactive")
         parent_path = parent["path"]
-    if await (
-        await conn.execute("SELECT 1 FROM orgs WHERE erp_code = %s", (data.erp_code,))
-    ).fetchone():
-        raise Conflict(f"ERP code {data.erp_code} is taken", code="duplicate_erp_code")
+    await _check_erp_code(conn, data.erp_code, parent_path, data.kind == "brand")
     fields = msgspec.structs.asdict(data)
     columns = ", ".join(fields)
     placeholders = ", ".join(["%s"] * len(fields))
@@ -166,6 +163,23 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
     out = await get_org(conn, None, org_id)
     await audit.record(conn, actor, "create", "org", org_id, after=out, org_id=org_id)
     return out
+
+
+async def _check_erp_code(
+    conn: Conn, erp_code: str, path: str, brand: bool, org_id: int = 0
+) -> None:
+    """409 ``duplicate_erp_code`` when an organisation other than ``org_id`` has the code in
+    the brand of ``path`` or, for a ``brand``, among the brands: codes are unique within a
+    brand and a brand's among brands (migration 0045); other brands' codes are not looked at."""
+    taken = await conn.execute(
+        """SELECT 1 FROM orgs
+           WHERE erp_code = %(code)s AND id <> %(id)s
+             AND (split_part(path, '/', 2) = split_part(%(path)s, '/', 2)
+                  OR (%(brand)s AND kind = 'brand'))""",
+        {"code": erp_code, "id": org_id, "path": path, "brand": brand},
+    )
+    if await taken.fetchone():
+        raise Conflict(f"ERP code {erp_code} is taken", code="duplicate_erp_code")
 
 
 async def get_org(conn: Conn, actor: Principal | None, org_id: int) -> OrgOut:
@@ -232,13 +246,13 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
     )
     check_position(merged["latitude"], merged["longitude"])
     if "erp_code" in changes and changes["erp_code"] != before.erp_code:
-        taken = await (
-            await conn.execute(
-                "SELECT 1 FROM orgs WHERE erp_code = %s AND id <> %s", (changes["erp_code"], org_id)
-            )
+        path = await (
+            await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))
         ).fetchone()
-        if taken:
-            raise Conflict(f"ERP code {changes['erp_code']} is taken", code="duplicate_erp_code")
+        assert path is not None
+        await _check_erp_code(
+            conn, changes["erp_code"], path["path"], before.kind == "brand", org_id
+        )
     await update_row(conn, "orgs", org_id, changes)
     after = await get_org(conn, None, org_id)
     await audit.record(
