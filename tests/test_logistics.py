@@ -311,3 +311,101 @@ async def test_exception_outbound_needs_approval(
         422,
         "bad_reason",
     )
+
+
+# -- cases moved without their pallet (probe H) -------------------------------------------------
+
+
+async def palletised(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Two inner cases of 10 on a pallet, received into the factory warehouse."""
+    goods = await pack(client, login, app, demo, 2)
+    pallet = (await issue_cases(client, login, demo, "pallet", 1))[0]
+    scan = {"id": f"lg{next(_ids)}", "code": pallet, "children": goods["cases"],
+            "at": "2026-11-10T08:05:00Z"}  # fmt: skip
+    body = (
+        await client.post(
+            "/lines/L9/scans", headers=await login("operator"), json={"scans": [scan]}
+        )
+    ).json()
+    assert body["rejected"] == 0, body
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, [pallet], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    return {**goods, "pallet": pallet}
+
+
+async def sales_order(client: Any, login: Any, demo: Any, goods: dict[str, Any], n: int) -> int:
+    created = await client.post(
+        "/orders",
+        headers=await login("partner"),
+        json={
+            "erp_no": f"SO-P{next(_ids)}-{goods['batch_no']}",
+            "kind": "sales",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": goods["product_id"], "quantity": n}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+async def parent_of(conn: Any, sscc: str) -> int | None:
+    row = await (
+        await conn.execute("SELECT parent_sscc FROM case_state WHERE sscc = %s", (int(sscc),))
+    ).fetchone()
+    await conn.commit()
+    return row["parent_sscc"]  # type: ignore[no-any-return]
+
+
+async def test_a_case_received_without_its_pallet_leaves_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """Probe H: the agent received one inner case of a shipped pallet; the case kept the pallet
+    as its parent, so the rest of the shipment could never be received (409 not_in_transit,
+    naming the case's units, already received) and the pallet never unpacked."""
+    goods = await palletised(client, login, app, demo)
+    first, second = goods["cases"]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    order_id = await sales_order(client, login, demo, goods, 20)
+    ship = await document(client, clerk, [goods["pallet"]], kind="outbound", order_id=order_id)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    part = await document(client, agent, [first], kind="inbound", shipment_id=ship["id"])
+    received = await confirm(client, agent, part)
+    assert received.status_code == 200, received.text
+    assert received.json()["discrepancies"]["missing"]["count"] == 10
+    assert await parent_of(conn, first) is None  # out of the pallet, which still holds the other
+    assert await parent_of(conn, second) == int(goods["pallet"])
+    trace = (await client.get(f"/trace/{goods['pallet']}", headers=await login("admin"))).json()
+    unpacked = [e for e in trace["events"] if e["biz_step"] == "unpacking"]
+    assert len(unpacked) == 1, trace["events"]
+    rest = await client.post(f"/orders/{order_id}/receive", headers=agent)
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["units"] == 10
+    for serial in goods["units"]:
+        state = await state_of(conn, app, serial)
+        assert (state["holder_org_id"], state["transit_to"]) == (demo["AGENT-ZJ"], None)
+
+
+async def test_a_case_shipped_without_its_pallet_leaves_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """Probe H: after the warehouse shipped one inner case out of a pallet, the pallet could
+    never be shipped (409 not_held, naming the case gone) nor unpacked again."""
+    goods = await palletised(client, login, app, demo)
+    first, second = goods["cases"]
+    clerk = await login("clerk")
+    alone = await document(
+        client, clerk, [first], kind="outbound",
+        order_id=await sales_order(client, login, demo, goods, 10),
+    )  # fmt: skip
+    assert (await confirm(client, clerk, alone)).status_code == 200
+    assert await parent_of(conn, first) is None
+    rest = await document(
+        client, clerk, [goods["pallet"]], kind="outbound",
+        order_id=await sales_order(client, login, demo, goods, 10),
+    )  # fmt: skip
+    shipped = await confirm(client, clerk, rest)
+    assert shipped.status_code == 200, shipped.text
+    assert (shipped.json()["units"], shipped.json()["packages"]) == (10, 1)
+    assert await parent_of(conn, second) == int(goods["pallet"])

@@ -445,16 +445,13 @@ async def apply(
 
 
 def _loose_cases(plan: Plan) -> list[int]:
-    """The cases units leave by moving without them (an implicit unpacking), in order."""
+    """The cases that units, or inner cases, leave by moving without them (an implicit
+    unpacking), in order."""
     if not plan.movement.unpacks:
         return []
     moved = {c["sscc"] for c in plan.cases}
-    loose = {
-        u["parent_sscc"]
-        for u in plan.units
-        if u["parent_sscc"] is not None and u["parent_sscc"] not in moved
-    }
-    return sorted(loose)
+    parents = [u["parent_sscc"] for u in plan.units] + [c["parent_sscc"] for c in plan.cases]
+    return sorted({p for p in parents if p is not None and p not in moved})
 
 
 async def _org_kind(conn: Conn, org_id: int) -> str:
@@ -491,7 +488,8 @@ async def move_state(
             unit_sets += ", store_org_id = %(other)s, salesperson_id = %(salesperson)s"
             params["salesperson"] = plan.salesperson
     boxes = [c["sscc"] for c in plan.cases]
-    # units moved without their case leave it; a movement that does not unpack keeps it
+    # units and inner cases moved without their case (a pallet) leave it; a movement that
+    # does not unpack keeps it
     parent = (
         "parent_sscc = CASE WHEN parent_sscc = ANY(%(boxes)s) THEN parent_sscc END"
         if movement.unpacks
@@ -506,7 +504,7 @@ async def move_state(
     if boxes:
         await conn.execute(
             f"""UPDATE case_state SET {movement.case_sets}, disposition = %(disp)s,
-                    last_event_id = %(event)s, updated_at = %(now)s
+                    last_event_id = %(event)s, updated_at = %(now)s, {parent}
                 WHERE sscc = ANY(%(boxes)s)""",
             {**params, "boxes": boxes},
         )
@@ -580,7 +578,8 @@ def _movement_event(
 def _unpacking_events(
     plan: Plan, ids: list[int], loose: list[int], now: datetime, recorded_by: int | None
 ) -> list[NewEvent]:
-    """Step 4: one AggregationEvent DELETE per case that units left by moving without it."""
+    """Step 4: one AggregationEvent DELETE per case that units or inner cases left by moving
+    without it."""
     details = {"document": plan.doc["doc_no"]} if plan.doc is not None else None
     return [
         builders.disaggregate(
@@ -589,6 +588,7 @@ def _unpacking_events(
             at=now,
             parent=parent,
             units=[u["code"] for u in plan.units if u["parent_sscc"] == parent],
+            cases=[c["sscc"] for c in plan.cases if c["parent_sscc"] == parent],
             biz_location=plan.org,
             recorded_by=recorded_by,
             details=details,
