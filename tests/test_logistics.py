@@ -334,7 +334,9 @@ async def palletised(client: Any, login: Any, app: Any, demo: Any) -> dict[str, 
     return {**goods, "pallet": pallet}
 
 
-async def sales_order(client: Any, login: Any, demo: Any, goods: dict[str, Any], n: int) -> int:
+async def sales_order(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any], n: int, to: str = "AGENT-ZJ"
+) -> int:
     created = await client.post(
         "/orders",
         headers=await login("partner"),
@@ -342,7 +344,7 @@ async def sales_order(client: Any, login: Any, demo: Any, goods: dict[str, Any],
             "erp_no": f"SO-P{next(_ids)}-{goods['batch_no']}",
             "kind": "sales",
             "from_org_id": demo["FACTORY-SZ"],
-            "to_org_id": demo["AGENT-ZJ"],
+            "to_org_id": demo[to],
             "lines": [{"product_id": goods["product_id"], "quantity": n}],
         },
     )
@@ -409,3 +411,29 @@ async def test_a_case_shipped_without_its_pallet_leaves_it(
     assert shipped.status_code == 200, shipped.text
     assert (shipped.json()["units"], shipped.json()["packages"]) == (10, 1)
     assert await parent_of(conn, second) == int(goods["pallet"])
+
+
+async def test_goods_back_in_the_factory_get_the_channel_of_their_next_shipment(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """Probe H: a case returned by the Zhejiang agent to the factory warehouse and shipped to
+    the Guangdong agent kept Zhejiang as its channel, so an inspection at a Guangdong store
+    called it diverted and Zhejiang's rebate and points rules applied."""
+    case, unit = route["cases"][0], route["units"][0]
+    clerk, zj, gd = await login("clerk"), await login("agent_clerk"), await login("gd_admin")
+    first = await sales_order(client, login, demo, route, 10)
+    ship = await document(client, clerk, [case], kind="outbound", order_id=first)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    assert (await client.post(f"/orders/{first}/receive", headers=zj)).status_code == 200
+    back = await document(client, zj, [case], kind="return", counterparty_id=demo["WH-SZ-01"])
+    assert (await confirm(client, zj, back)).status_code == 200
+    home = await document(client, clerk, kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, clerk, home)).status_code == 200
+    assert (await state_of(conn, app, unit))["channel_org_id"] == demo["AGENT-ZJ"]
+    second = await sales_order(client, login, demo, route, 10, to="AGENT-GD")
+    again = await document(client, clerk, [case], kind="outbound", order_id=second)
+    assert (await confirm(client, clerk, again)).status_code == 200
+    assert (await client.post(f"/orders/{second}/receive", headers=gd)).status_code == 200
+    state = await state_of(conn, app, unit)
+    assert (state["holder_org_id"], state["channel_org_id"]) == (demo["AGENT-GD"],) * 2
+    assert state["store_org_id"] is None

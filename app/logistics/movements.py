@@ -59,6 +59,9 @@ Side = Literal["org", "counterparty"]
 Sender = Literal["org", "counterparty", "in_transit", "consumer"]
 
 _MAX_LISTED = 50  # codes named in an error's details
+# organisations of the sales channel: what they ship on keeps the channel the brand's own stock
+# first shipped it to (a transfer between agents keeps the first agent)
+CHANNEL_KINDS = ("branch", "agent", "distributor", "store")
 
 # the state columns set by a shipment (the goods are in transit to the counterparty)
 SHIP_CASES = "transit_to = %(other)s"
@@ -460,6 +463,21 @@ async def _org_kind(conn: Conn, org_id: int) -> str:
     return str(row["kind"])
 
 
+async def _in_channel(conn: Conn, org_id: int) -> bool:
+    """Whether the organisation is in the sales channel — it, or one above it, is a branch,
+    agent, distributor or store — rather than the brand's own stock (the brand, its factories
+    and their warehouses), whose outbound designates the goods' channel."""
+    row = await (
+        await conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM orgs o JOIN orgs a ON o.path LIKE a.path || '%%'
+                              WHERE o.id = %s AND a.kind = ANY(%s)) AS in_channel""",
+            (org_id, list(CHANNEL_KINDS)),
+        )
+    ).fetchone()
+    assert row is not None
+    return bool(row["in_channel"])
+
+
 def _receiver(plan: Plan) -> int | None:
     side = plan.movement.receiver
     return plan.org if side == "org" else plan.other if side == "counterparty" else None
@@ -483,8 +501,14 @@ async def move_state(
         "org": plan.org, "other": plan.other, "now": now, "event": event_id, "disp": disposition
     }  # fmt: skip
     if movement.designates and plan.other is not None:
-        unit_sets += ", channel_org_id = coalesce(channel_org_id, %(other)s)"
-        if await _org_kind(conn, plan.other) == "store":
+        to_store = await _org_kind(conn, plan.other) == "store"
+        if await _in_channel(conn, plan.org):  # shipped on: the first designation stays
+            unit_sets += ", channel_org_id = coalesce(channel_org_id, %(other)s)"
+        else:  # out of the brand's own stock: designated anew, even when back from a first one
+            unit_sets += ", channel_org_id = %(other)s"
+            if not to_store:
+                unit_sets += ", store_org_id = NULL, salesperson_id = NULL"
+        if to_store:
             unit_sets += ", store_org_id = %(other)s, salesperson_id = %(salesperson)s"
             params["salesperson"] = plan.salesperson
     boxes = [c["sscc"] for c in plan.cases]
