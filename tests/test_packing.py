@@ -654,3 +654,30 @@ async def test_voiding_a_batch_decommissions_its_active_units(
         assert await recount(conn) == []
     finally:
         await conn.set_autocommit(False)
+
+
+async def test_a_line_packs_only_what_its_organisation_holds(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """Probe H: the factory's line packed units already in the factory warehouse into a new
+    case held by the factory — a case its units' holder could neither trace nor ship."""
+    await set_line(client, login, lumi.product_id, "L9")
+    units = serials(app, lumi.batch_no, 990, 993)
+    assert (await upload(client, login, "L9", [scan(u) for u in units]))["rejected"] == 0
+    clerk = await login("clerk")
+    inbound = (
+        await client.post("/documents", headers=clerk, json={"kind": "factory_inbound"})
+    ).json()
+    added = await client.post(
+        f"/documents/{inbound['id']}/codes", headers=clerk, json={"codes": units}
+    )
+    assert added.status_code == 200, added.text
+    assert (
+        await client.post(f"/documents/{inbound['id']}/confirm", headers=clerk)
+    ).status_code == 200
+    case = lumi.inner[99]
+    body = await upload(client, login, "L9", [scan(u) for u in units] + [scan(case)])
+    assert [i.get("reason") for i in body["scans"]] == ["not_held"] * 3 + ["empty_case"]
+    named = await upload(client, login, "L9", [scan(case, children=units[:1])])
+    assert named["scans"][0]["reason"] == "child_rejected"
+    assert "not_held" in named["scans"][0]["message"]

@@ -56,6 +56,7 @@ MESSAGES = {
     "duplicate_scan": "the code was scanned twice in this upload",
     "id_reused": "the scan id was already used for another code in this upload",
     "in_transit": "the goods are on their way to an organisation: packed only once received",
+    "not_held": "the goods are held by another organisation: only their holder packs them",
     "not_a_factory": "only a factory's line activates new codes; this one packs active ones",
     "invalid_sscc": "not a valid SSCC (check digit)",
     "unknown_case": "no such case code was issued to this brand",
@@ -325,11 +326,8 @@ def _plan(
                 pending[0].append(("unit", read.code, 0, s, read.label))
             continue
         state = case_state.get(read.code)
-        if state is not None and state.status != "active":
-            _reject(s, "case_void")
-            continue
-        if state is not None and state.transit_path is not None:
-            _reject(s, "in_transit")
+        if state is not None and (problem := _not_here(ctx, state)):
+            _reject(s, problem)
             continue
         rank = LEVEL_RANK[read.level]
         children: list[_Child] | None
@@ -339,7 +337,7 @@ def _plan(
             children = _explicit(s, unit_state, case_state, plan)
             if children is None:
                 continue
-        _close(s, rank, children, unit_state, case_state, held, rules, plan)
+        _close(ctx, s, rank, children, unit_state, case_state, held, rules, plan)
         if s.children is not None:  # named children are not left for the next container
             pending = [
                 [p for p in level if (p[0], p[1]) not in plan.parent_of] for level in pending
@@ -349,6 +347,16 @@ def _plan(
             if state is None:
                 plan.new_cases[read.code] = s
     return plan
+
+
+def _not_here(ctx: Context, state: _UnitState | _CaseState) -> str | None:
+    """Why an existing code may not be packed on this line: void, on its way somewhere, or
+    held by another organisation (one below the line's, say); None when it may."""
+    if state.status != "active":
+        return "case_void" if isinstance(state, _CaseState) else "void"
+    if state.transit_path is not None:
+        return "in_transit"
+    return "not_held" if state.holder_path != ctx.scope else None
 
 
 def _replayed(s: _Scan, state: _UnitState | _CaseState, pending: list[list[_Child]]) -> None:
@@ -423,6 +431,7 @@ def _explicit(
 
 
 def _close(
+    ctx: Context,
     s: _Scan,
     rank: int,
     children: list[_Child],
@@ -451,11 +460,11 @@ def _close(
             current = states[code].parent_sscc
         if current == sscc:
             continue  # already in this container (a retry): counted in ``inside``
-        if code in states and states[code].transit_path is not None:  # not on hand anywhere
+        if code in states and (problem := _not_here(ctx, states[code])):
             if child_scan is None:
-                _reject(s, "child_rejected", f"child {label}: in_transit")
+                _reject(s, "child_rejected", f"child {label}: {problem}")
                 return
-            _reject(child_scan, "in_transit")
+            _reject(child_scan, problem)
             continue
         if current is not None:
             if child_scan is None:

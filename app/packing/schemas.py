@@ -81,7 +81,7 @@ class ScanOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Per-item result. ``reason`` (rejected) and ``warning`` (accepted) are stable codes.
 
     reasons: malformed, forged, unknown, void, not_activated, wrong_brand, wrong_product,
-    already_active, already_bound, duplicate_scan, id_reused, in_transit, not_a_factory,
+    already_active, already_bound, duplicate_scan, id_reused, in_transit, not_held, not_a_factory,
     invalid_sscc, unknown_case, case_void, bad_level, empty_case, short_case, over_full_case,
     child_rejected.
     """
