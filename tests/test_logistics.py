@@ -294,6 +294,12 @@ async def test_exception_outbound_needs_approval(
     assert approved.json()["approved_by"] is not None
     gone = await state_of(conn, app, route["units"][0])
     assert (gone["status"], gone["disposition"]) == ("sold", "non_sellable_other")
+    # a gift the brand approved is genuine in its receiver's hands, not "never shipped" (probe H)
+    serial = route["units"][0]
+    answer = await client.post(
+        "/v1/verify", json={"serial": serial, "pin": app.state.scheme.pin(serial)}
+    )
+    assert (answer.json()["result"], answer.json()["reason"]) == ("genuine", "first_query")
     assert_error(
         await client.post(f"/documents/{gift['id']}/approve", headers=approver, json={}),
         409,

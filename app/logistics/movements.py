@@ -66,8 +66,9 @@ CHANNEL_KINDS = ("branch", "agent", "distributor", "store")
 # the state columns set by a shipment (the goods are in transit to the counterparty)
 SHIP_CASES = "transit_to = %(other)s"
 SHIP_UNITS = SHIP_CASES + ", shipped_at = coalesce(shipped_at, %(now)s)"
-# … by goods leaving the supply chain: the units are gone, their cases stay where they are
-GONE_UNITS = "status = 'sold', sold_at = %(now)s"
+# … by goods leaving the supply chain (a sale, an approved gift or sample): the units are gone
+# into the market — shipped, if nothing shipped them before — and their cases stay where they are
+GONE_UNITS = "status = 'sold', sold_at = %(now)s, shipped_at = coalesce(shipped_at, %(now)s)"
 GONE_CASES = "holder_org_id = holder_org_id"
 
 
