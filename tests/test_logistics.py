@@ -443,3 +443,36 @@ async def test_goods_back_in_the_factory_get_the_channel_of_their_next_shipment(
     state = await state_of(conn, app, unit)
     assert (state["holder_org_id"], state["channel_org_id"]) == (demo["AGENT-GD"],) * 2
     assert state["store_org_id"] is None
+
+
+async def test_a_unit_returned_from_a_case_sold_whole_comes_back_on_its_own(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """Probe H: a consumer returned one unit of a case the store had sold whole; the unit was
+    active again inside a case of sold units, so the store could not send the case back (409
+    not_held, naming the others) nor unpack it."""
+    case, unit = route["cases"][0], route["units"][0]
+    clerk, agent, store = (
+        await login("clerk"),
+        await login("agent_clerk"),
+        await login("store_clerk"),
+    )
+    order_id = await sales_order(client, login, demo, route, 10)
+    ship = await document(client, clerk, [case], kind="outbound", order_id=order_id)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    assert (await client.post(f"/orders/{order_id}/receive", headers=agent)).status_code == 200
+    on = await document(client, agent, [case], kind="outbound", counterparty_id=demo["STORE-HZ-01"])
+    assert (await confirm(client, agent, on)).status_code == 200
+    shelf = await document(client, store, kind="inbound", shipment_id=on["id"])
+    assert (await confirm(client, store, shelf)).status_code == 200
+    sold = await client.post("/sales", headers=store, json={"codes": [case]})
+    assert sold.status_code == 201, sold.text
+    assert (await state_of(conn, app, unit))["parent_sscc"] == int(case)  # sold in its case
+    back = await client.post("/returns", headers=store, json={"code": unit, "reason": "other"})
+    assert back.status_code == 200, back.text
+    state = await state_of(conn, app, unit)
+    assert (state["status"], state["parent_sscc"]) == ("active", None)
+    upstream = await document(client, store, [unit], kind="return")
+    returned = await confirm(client, store, upstream)
+    assert returned.status_code == 200, returned.text
+    assert returned.json()["units"] == 1

@@ -94,7 +94,6 @@ class Movement:
     approval: bool = False  # confirmed → pending_approval; moves when approved
     reasons: tuple[str, ...] = ()  # the document must give one of these
     default_counterparty: Literal["parent"] | None = None  # when the draft names none
-    unpacks: bool = True  # units moved without their case leave it (an unpacking event)
     names_route: bool = True  # the event names source and destination organisations
 
 
@@ -155,7 +154,7 @@ MOVEMENTS: dict[str, Movement] = {
             stock=(("org", "on_hand", 1),),
             unit_sets="status = 'active', sold_at = NULL", case_sets="",
             biz_step="receiving", disposition="returned",
-            unpacks=False, names_route=False,
+            names_route=False,  # it comes back alone: out of a case it was sold in
         ),
     )
 }  # fmt: skip
@@ -451,8 +450,6 @@ async def apply(
 def _loose_cases(plan: Plan) -> list[int]:
     """The cases that units, or inner cases, leave by moving without them (an implicit
     unpacking), in order."""
-    if not plan.movement.unpacks:
-        return []
     moved = {c["sscc"] for c in plan.cases}
     parents = [u["parent_sscc"] for u in plan.units] + [c["parent_sscc"] for c in plan.cases]
     return sorted({p for p in parents if p is not None and p not in moved})
@@ -513,13 +510,8 @@ async def move_state(
             unit_sets += ", store_org_id = %(other)s, salesperson_id = %(salesperson)s"
             params["salesperson"] = plan.salesperson
     boxes = [c["sscc"] for c in plan.cases]
-    # units and inner cases moved without their case (a pallet) leave it; a movement that
-    # does not unpack keeps it
-    parent = (
-        "parent_sscc = CASE WHEN parent_sscc = ANY(%(boxes)s) THEN parent_sscc END"
-        if movement.unpacks
-        else "parent_sscc = parent_sscc"
-    )
+    # units and inner cases moved without their case (or pallet) leave it
+    parent = "parent_sscc = CASE WHEN parent_sscc = ANY(%(boxes)s) THEN parent_sscc END"
     await conn.execute(
         f"""UPDATE unit_state SET {unit_sets}, disposition = %(disp)s, last_event_id = %(event)s,
                 updated_at = %(now)s, {parent}
