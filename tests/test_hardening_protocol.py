@@ -123,10 +123,9 @@ async def test_csv_import_control_characters_are_refused(
     assert ok.status_code == 200 and ok.json()["created"] == 1, ok.text
 
 
-# --- 11: deep JSON ---------------------------------------------------------------------------
+# --- parameter limits that Litestar sees ----------------------------------------------------
 
 
-@pytest.mark.parametrize("levels", [65, 1_000, 100_000])
 def _constraints_litestar_skips(annotation: Any, top: bool = True) -> list[str]:
     """What of a parameter's annotation Litestar does not check: a ``msgspec.Meta`` (it reads
     only its own ``Parameter``), and a ``Parameter`` inside a union (``Alias | None`` where the
@@ -168,6 +167,10 @@ async def test_empty_or_long_text_filters_are_400(client: Any, login: Any, url: 
     assert_error(response, 400, "validation_failed")
 
 
+# --- 11: deep JSON ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [65, 1_000, 100_000])
 async def test_deep_json_is_a_400_not_a_500(client: Any, login: Any, levels: int) -> None:
     deep = b"[" * levels + b"]" * levels
     for body in (b'{"username": ' + deep + b', "password": "x"}', b'{"a":' * levels + b"1"):

@@ -476,3 +476,29 @@ async def test_a_unit_returned_from_a_case_sold_whole_comes_back_on_its_own(
     returned = await confirm(client, store, upstream)
     assert returned.status_code == 200, returned.text
     assert returned.json()["units"] == 1
+
+
+async def test_void_codes_are_named_void(
+    client: Any, login: Any, app: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """Probe H: a replaced (void) code was "added" to a draft and counted, then refused at
+    confirmation as not_held; as a replacement's new code it was "already active"."""
+    units, operator, clerk = route["units"], await login("operator"), await login("clerk")
+    batch_no, _ = await issue_units(client, login, demo, 2)
+    fresh = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+
+    async def replace(old: str, new: str) -> Any:
+        return await client.post(
+            "/packing/replace", headers=operator, json={"old": old, "new": new, "reason": "QC"}
+        )
+
+    draft = await document(client, clerk, [units[1]], kind="exception", reason="sample")
+    assert (await replace(units[0], fresh[0])).status_code == 200
+    assert (await replace(units[1], fresh[1])).status_code == 200  # voided after its scan-in
+    added = await client.post(
+        f"/documents/{draft['id']}/codes", headers=clerk, json={"codes": [units[0]]}
+    )
+    assert [i["reason"] for i in added.json()["items"]] == ["void"]
+    error = assert_error(await confirm(client, clerk, draft), 409, "void")
+    assert error["details"]["codes"] == [units[1]]
+    assert_error(await replace(units[2], units[0]), 409, "void")

@@ -23,6 +23,7 @@ from app.codes.scheme import (
 from app.db import Conn, array
 
 LEVEL_RANK = {"unit": 0, "inner": 1, "master": 2, "pallet": 3}
+VOID_STATES = ("void", "destroyed")  # a unit or case in these states is goods no more
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.codes.batches import code_id, load_batches
+from app.codes.lookup import VOID_STATES
 from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut, PrinterOut
 from app.codes.scheme import Scheme
 from app.config import Settings
@@ -271,7 +272,7 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
     elif row is None:
         status = "issued_not_active"
     else:
-        status = "void" if row["status"] in ("void", "destroyed") else "active"
+        status = "void" if row["status"] in VOID_STATES else "active"
     return CodeStatusOut(
         serial=canonical, status=status, batch_no=batch_no, index=index, key_version=version
     )

@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 from app import audit, idempotency, tabular
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
-from app.codes.lookup import read_codes, sscc_label
+from app.codes.lookup import VOID_STATES, read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
@@ -156,7 +156,7 @@ def _judge(row: _Unit, serial: str, store: Store) -> Finding:
         source=row.channel_org_id,
         store=row.store_org_id,
     )
-    if row.status in ("void", "destroyed"):
+    if row.status in VOID_STATES:
         found.result, found.reason = "counterfeit", row.status
     elif row.channel_org_id is None:
         found.result = "unknown_route"

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from app import audit, idempotency
 from app.auth.principal import Principal
-from app.codes.lookup import read_codes
+from app.codes.lookup import VOID_STATES, read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -427,10 +427,12 @@ async def add_codes(
     new: list[tuple[str, int]] = []
     for read in reads:
         reason = read.reason
-        if reason is None and (
-            read.code not in (known_units if read.kind == "unit" else known_cases)
-        ):
-            reason = "not_activated" if read.kind == "unit" else "not_packed"
+        if reason is None:
+            status = (known_units if read.kind == "unit" else known_cases).get(read.code)
+            if status is None:
+                reason = "not_activated" if read.kind == "unit" else "not_packed"
+            elif status in VOID_STATES:  # replaced, or destroyed: never goods to move
+                reason = "void" if read.kind == "unit" else "case_void"
         if reason is not None:
             results.append(
                 ItemResult(code=read.label, result="rejected", kind=read.kind, reason=reason)
@@ -468,14 +470,15 @@ async def add_codes(
 
 async def _in_reach(
     conn: Conn, actor: Principal, table: str, key: str, codes: list[int], source: int | None
-) -> set[int]:
+) -> dict[int, str]:
     """Those of these codes that have a state row and whose goods are held by or on their way
-    to the caller's subtree (or held by ``source``)."""
+    to the caller's subtree (or held by ``source``), with their status."""
     if not codes:
-        return set()
+        return {}
     rows = await (
         await conn.execute(
-            f"""SELECT s.{key} AS code FROM {table} s JOIN orgs h ON h.id = s.holder_org_id
+            f"""SELECT s.{key} AS code, s.status FROM {table} s
+                JOIN orgs h ON h.id = s.holder_org_id
                 LEFT JOIN orgs t ON t.id = s.transit_to
                 WHERE s.{key} = ANY(%(codes)s)
                   AND (starts_with(h.path, %(scope)s) OR starts_with(t.path, %(scope)s)
@@ -483,7 +486,7 @@ async def _in_reach(
             {"codes": codes, "scope": actor.org_path, "source": source},
         )
     ).fetchall()
-    return {row["code"] for row in rows}
+    return {row["code"]: row["status"] for row in rows}
 
 
 async def cancel(conn: Conn, actor: Principal, doc_id: int) -> DocumentOut:

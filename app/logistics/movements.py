@@ -47,6 +47,7 @@ from typing import Any, Literal, TypedDict, cast
 from psycopg.types.json import Jsonb
 
 from app.codes.batches import serials_of
+from app.codes.lookup import VOID_STATES
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Unprocessable
@@ -239,6 +240,9 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     if not units and not cases:
         raise Unprocessable("scan codes into the document first", code="empty_document")
     unit_rows, case_rows = await expand(conn, units, cases)
+    void = [u["code"] for u in unit_rows if u["status"] in VOID_STATES]
+    if void:  # replaced, destroyed, or of a batch voided since they were scanned in
+        raise await refuse(conn, scheme, "void", "codes that are void: goods no more", void)
     if movement.sender == "in_transit":
         missing = await _check_shipment(conn, scheme, org, unit_rows, shipped_units, shipped_cases)
         if missing:

@@ -22,7 +22,7 @@ from psycopg.rows import class_row
 from app import audit
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
-from app.codes.lookup import Read, read_codes, sscc_label
+from app.codes.lookup import VOID_STATES, Read, read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
@@ -106,7 +106,7 @@ async def _on_hand(conn: Conn, actor: Principal, row_type: type[_H], code: int, 
         or (row.transit_path is not None and actor.sees(row.transit_path))
     ):
         raise _not_found(label)
-    if row.status in ("void", "destroyed"):
+    if row.status in VOID_STATES:
         raise Conflict(
             f"{label} is {row.status}", code="void" if row_type is _UnitHeld else "case_void"
         )
@@ -308,7 +308,7 @@ async def _take_over(conn: Conn, state: _UnitHeld, new: Read, event_id: int, now
     """The new unit's state row: the old one's place — same holder (on hand, as the old one
     was), container, designated channel and store, shipping time — so stock does not change
     (one active unit out, one in, same organisation, product and lot). 409 ``already_active``
-    if the new code is active already."""
+    if the new code is active already, ``void`` if it was voided (replaced itself)."""
     disposition = state.disposition
     if state.parent_sscc:
         disposition = "in_progress"
@@ -340,7 +340,12 @@ async def _take_over(conn: Conn, state: _UnitHeld, new: Read, event_id: int, now
             ),
         )
     ).fetchone()
-    if inserted is None:
+    if inserted is None:  # the code has a state already: active, or void (replaced before)
+        row = await (
+            await conn.execute("SELECT status FROM unit_state WHERE code = %s", (new.code,))
+        ).fetchone()
+        if row is not None and row["status"] in VOID_STATES:
+            raise Conflict(f"{new.label} is void: it cannot replace a unit", code="void")
         raise Conflict(f"{new.label} is already active", code="already_active")
 
 

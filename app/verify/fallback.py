@@ -13,12 +13,13 @@ import msgspec
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
+from app.codes.lookup import VOID_STATES
 from app.config import Settings
 from app.verify import messages
 from app.verify.record import Record
 from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
-from app.verify.units import VOID_STATES, UnitInfo
+from app.verify.units import UnitInfo
 
 COUNTED = "pin_given AND result IN ('genuine', 'suspicious')"
 

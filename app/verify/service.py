@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.codes.batches import BatchRef, load_batches
 from app.codes.batches import code_id as make_code_id
+from app.codes.lookup import VOID_STATES
 from app.codes.scheme import (
     ForgedSerial,
     MalformedSerial,
@@ -55,7 +56,7 @@ from app.verify.record import Record
 from app.verify.regions import locate, place_name
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.verify.shardcalls import Call, ShardCalls
-from app.verify.units import VOID_STATES, UnitInfo, load_units
+from app.verify.units import UnitInfo, load_units
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
 MAX_ROUND = 500  # verifications served by one round at most

@@ -9,8 +9,6 @@ from psycopg import AsyncCursor
 
 from app.verify.schemas import ProductInfo
 
-VOID_STATES = ("void", "destroyed")  # unit states that verify as not genuine
-
 
 class UnitInfo(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a verification needs to know of an activated unit."""
