@@ -240,6 +240,17 @@ async def test_void_no_rule_inactive_clerk_and_in_transit(
             )
 
         assert_error(await claim(units[10]), 422, "not_received")
+        # on its way back from the store (probe H: "not delivered to your store (it is recorded
+        # at <that store>)", with a diversion alert and a refusal kept, though nothing diverted)
+        back = await document(client, clerk, [units[9]], kind="return")
+        assert (await confirm(client, clerk, back)).status_code == 200
+        assert_error(await claim(units[9]), 422, "not_on_hand")
+        alerts = await one(
+            conn,
+            "SELECT count(*) AS n FROM alerts WHERE dedup_key = %s",
+            f"diversion:rebate:{code_of(app, units[9])}",
+        )
+        assert alerts["n"] == 0
         # no rule for the product (0 is no rebate)
         rules = await client.get(
             "/rebates/rules", headers=admin, params={"product_id": goods["product_id"]}

@@ -341,6 +341,11 @@ def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
         raise Unprocessable(
             "此产品尚未入库 / receive this unit into your store first", code="not_received"
         )
+    if row["holder_org_id"] == p.org_id:  # shipped out (returned upstream): nothing diverted
+        raise Unprocessable(
+            "此产品已从本店退回 / this unit is on its way back from your store",
+            code="not_on_hand",
+        )
     details: dict[str, Any] = {
         "expected_store": _named(row["store_org_id"], row["store_name"]),
         "expected_agent": _named(row["channel_org_id"], row["agent_name"]),
