@@ -31,6 +31,7 @@ __all__ = [
     "gs1_check_digit",
     "is_valid_gtin",
     "is_valid_sscc",
+    "json_depth_ok",
     "normalize_gtin",
     "parse_digital_link",
     "sgtin_urn",
@@ -293,3 +294,8 @@ def sgtin_urn(gtin: str, serial: str, company_prefix_len: int) -> str:
 
 def sscc_urn(sscc: str, company_prefix_len: int) -> str:
     """``urn:epc:id:sscc:CompanyPrefix.ExtSerialRef`` (prefix length 6-12); raises ``Gs1Error``."""
+
+def json_depth_ok(body: bytes, limit: int) -> bool:
+    """Whether a JSON text's arrays and objects nest at most ``limit`` levels deep (strings
+    skipped; an unbalanced text: the highest level its running count reaches). One linear pass,
+    without the GIL for a large body."""

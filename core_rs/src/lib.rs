@@ -10,6 +10,7 @@ use pyo3::types::PyTuple;
 pub mod base32;
 pub mod ff1;
 pub mod gs1;
+pub mod jsondepth;
 pub mod keys;
 pub mod pin;
 pub mod print;
@@ -51,6 +52,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(py::gs1::parse_digital_link, m)?,
         wrap_pyfunction!(py::gs1::sgtin_urn, m)?,
         wrap_pyfunction!(py::gs1::sscc_urn, m)?,
+        wrap_pyfunction!(py::json::json_depth_ok, m)?,
     ] {
         m.add_function(f)?;
     }

@@ -7,6 +7,7 @@ pub(crate) mod args;
 pub(crate) mod base32;
 pub(crate) mod errors;
 pub(crate) mod gs1;
+pub(crate) mod json;
 pub(crate) mod reqlog;
 pub(crate) mod scheme;
 
