@@ -35,13 +35,23 @@ def provide_redis(state: State) -> RedisClient:
     return state.redis  # type: ignore[no-any-return]
 
 
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
     """One pooled connection and one transaction per request; rolled back on any error.
+
+    The request's body is read first (within its route's size limit; the handler gets it from
+    Litestar's cache): a client trickling a body in holds no connection while it does. Taken
+    before, the connection sat idle in its transaction for as long as the upload took, and a
+    handful of slow uploads left every other request 503 (probe G).
 
     SMS messages the request put into the outbox are handed to the workers after the commit
     (``app.sms.outbox``), never before: a rolled-back request sends nothing. With a read
     replica, a committed change (any method but GET/HEAD) sends its author's reads to the
     primary for a while (read-your-writes, ``app.replica``)."""
+    if request.method in _WITH_BODY:
+        await request.body()
     async with state.pool.connection() as conn:
         try:
             yield conn

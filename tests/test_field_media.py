@@ -3,8 +3,10 @@ only to those allowed; store reviews with photos, listed per store, scored and e
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +189,40 @@ async def test_reviews_carry_scores_and_the_reps_own_photos_and_are_listed_per_s
     rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
     row = next(r for r in rows[1:] if r[0] == str(made.json()["id"]))
     assert row[6:10] == ["2", "4", "'+SUM(A1) shelf half empty", photo]
+
+
+async def test_a_slow_upload_holds_no_database_connection(
+    client: Any, login: Any, conn: Any
+) -> None:
+    """Probe G: an upload trickled in held a pooled connection, idle in its transaction, for as
+    long as the body took; a few such clients left every other request 503. The body is read
+    before a connection is taken."""
+    rep = await login("fieldrep")
+    waiting, go_on = asyncio.Event(), asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield JPEG[:16]
+        waiting.set()  # the app has the first part and asks for the rest
+        await go_on.wait()
+        yield JPEG[16:]
+
+    async def held() -> int:  # connections left idle in a transaction, the conn fixture's aside
+        row = await (
+            await conn.execute(
+                """SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()
+                   AND state = 'idle in transaction' AND pid <> pg_backend_pid()"""
+            )
+        ).fetchone()
+        await conn.commit()
+        return int(row["n"])
+
+    upload = asyncio.create_task(
+        client.post(
+            "/media/photos", headers={**rep, "Content-Type": "image/jpeg"}, content=trickle()
+        )
+    )
+    await asyncio.wait_for(waiting.wait(), 10)
+    assert await held() == 0
+    go_on.set()
+    response = await upload
+    assert response.status_code == 201, response.text
