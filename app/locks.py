@@ -38,7 +38,7 @@ class Lock(IntEnum):
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
     SSCC_BLOCK = 7_245_005  # transaction, 0: a contiguous block of the SSCC sequence
     EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition
-    ORDER_ERP_NO = 7_245_008  # transaction, brand:ERP number (text): one order per number
+    ORDER_ERP_NO = 7_245_008  # transaction, brand:bucket of ERP numbers (text, orders.erp_no_lock)
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
     INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
     INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:client id: one scan per client id

@@ -3,6 +3,7 @@ scoped to the caller's subtree, exported as CSV and XLSX (SPEC L1, L10)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
@@ -431,10 +432,16 @@ async def test_an_import_holds_only_its_own_erp_numbers_and_never_waits(
     every pooled connection (503 everywhere)."""
     from app import locks
     from app.locks import Lock
+    from app.logistics.orders import erp_no_lock
 
     partner = await login("partner")
-    n = next(_ids)
-    held, free, alone = f"BUSY-A-{n}", f"BUSY-B-{n}", f"BUSY-C-{n}"
+    n, brand = next(_ids), demo["BRAND-LUMI"]
+    held, free = f"BUSY-A-{n}", f"BUSY-B-{n}"
+    alone = next(  # a number of another lock bucket than the one held
+        no
+        for no in (f"BUSY-C-{n}-{i}" for i in itertools.count())
+        if erp_no_lock(brand, no) != erp_no_lock(brand, held)
+    )
     rows = [f"{no},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,5,\n" for no in (held, free)]
     async with app.state.pool.connection() as other:  # another import, holding one number
         product = await (
@@ -443,7 +450,7 @@ async def test_an_import_holds_only_its_own_erp_numbers_and_never_waits(
                 (demo["BRAND-LUMI"],),
             )
         ).fetchone()
-        await other.execute(*locks.xact(Lock.ORDER_ERP_NO, f"{demo['BRAND-LUMI']}:{held}"))
+        await other.execute(*locks.xact(Lock.ORDER_ERP_NO, erp_no_lock(brand, held)))
         busy = await import_csv(client, partner, HEADER + "".join(rows))
         assert_error(busy, 409, "orders_busy")
         single = {
@@ -458,3 +465,38 @@ async def test_an_import_holds_only_its_own_erp_numbers_and_never_waits(
         await other.rollback()
     done = await import_csv(client, partner, HEADER + "".join(rows))
     assert done.status_code == 200 and done.json()["created"] == 2, done.text
+
+
+async def test_a_large_import_takes_a_bounded_number_of_locks(
+    client: Any, login: Any, app: Any, conn: Any
+) -> None:
+    """Probe G: an import took one advisory lock per ERP number in one transaction; ~6,000
+    orders filled PostgreSQL's shared lock table ("out of shared memory") for every database
+    on the server. Numbers are locked by bucket. The import is held at its first insert (the
+    table locked by another transaction) while its locks are counted."""
+    from app.locks import Lock
+    from app.logistics.orders import ERP_NO_LOCK_BUCKETS
+
+    n, count = next(_ids), 3_000
+    rows = "".join(f"BIG-{n}-{i},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,1,\n" for i in range(count))
+    async with app.state.pool.connection() as other:
+        await other.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+        upload = asyncio.create_task(import_csv(client, await login("partner"), HEADER + rows))
+        for _ in range(400):
+            locks = await (
+                await conn.execute(
+                    """SELECT count(*) FILTER (WHERE locktype = 'advisory' AND classid = %s
+                                                 AND granted) AS held,
+                              count(*) FILTER (WHERE NOT granted) AS waiting
+                       FROM pg_locks""",
+                    (int(Lock.ORDER_ERP_NO),),
+                )
+            ).fetchone()
+            await conn.commit()
+            if locks["waiting"]:
+                break
+            await asyncio.sleep(0.025)
+        await other.rollback()
+    done = await upload
+    assert done.status_code == 200 and done.json()["created"] == count, done.text
+    assert locks["waiting"] and 0 < locks["held"] <= ERP_NO_LOCK_BUCKETS

@@ -33,7 +33,7 @@ from app.csvread import read_body as read_body
 from app.db import Conn
 from app.errors import AppError, Conflict
 from app.locks import Lock
-from app.logistics.orders import create_order
+from app.logistics.orders import create_order, erp_no_lock
 from app.logistics.schemas import OrderIn, OrderLineIn
 
 MAX_ROWS = 100_000
@@ -342,14 +342,18 @@ async def _create_orders(
     """Create each order without a bad row through ``create_order``, each in a savepoint (an
     order it refuses is rejected and leaves no trace); the result of each and their counts.
 
-    Their ERP numbers are locked first, all at once and without waiting: 409 ``orders_busy``
-    when another import (or request) holds one. Waiting would hold a pooled connection for as
-    long as that import runs, and an ERP's retries waiting so took every connection of the
-    pool from the other requests."""
+    Their ERP numbers' buckets (``erp_no_lock``) are locked first, all at once and without
+    waiting: 409 ``orders_busy`` when another import (or request) holds one. Waiting would hold
+    a pooled connection for as long as that import runs, and an ERP's retries waiting so took
+    every connection of the pool from the other requests."""
     results: list[ImportedOrder] = []
     counts = {"created": 0, "existing": 0, "rejected": 0}
-    numbers = [f"{actor.brand_id}:{o.erp_no}" for o in orders.values() if not o.bad and o.header]
-    free = await (await conn.execute(*locks.xact_try_each(Lock.ORDER_ERP_NO, numbers))).fetchone()
+    numbers = {
+        erp_no_lock(actor.brand_id, o.erp_no) for o in orders.values() if not o.bad and o.header
+    }
+    free = await (
+        await conn.execute(*locks.xact_try_each(Lock.ORDER_ERP_NO, sorted(numbers)))
+    ).fetchone()
     if not free or not free["ok"]:
         raise Conflict(
             "another import or request is writing some of these orders; retry when it is done",
