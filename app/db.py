@@ -44,9 +44,18 @@ CHECK_IDLE_SECONDS = 2.0
 
 
 def pool_conninfo(url: str, settings: Settings) -> str:
-    """``url`` with the connect timeout (unless the URL sets one itself)."""
+    """``url`` with the connect timeout (unless the URL sets one itself) and the API's limits:
+    no statement runs on unbounded (a bad plan ran one EPCIS query for 10 min, probe G), no
+    transaction stays open idle (``TRACECODE_DB_STATEMENT_TIMEOUT``, ``…_IDLE_IN_TRANSACTION_
+    TIMEOUT``), after any ``options`` of the URL's own."""
     params = conninfo_to_dict(url)
     params.setdefault("connect_timeout", str(settings.db_connect_timeout))
+    limits = (
+        f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}"
+        " -c idle_in_transaction_session_timeout="
+        f"{int(settings.db_idle_in_transaction_timeout * 1000)}"
+    )
+    params["options"] = f"{params.get('options') or ''} {limits}".strip()
     return make_conninfo("", **params)
 
 

@@ -248,6 +248,10 @@ def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[A
         return _response(400, "validation_failed", f"invalid request: {reason}", details)
     if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
         return _response(409, "retry", "a concurrent change conflicted; retry the request")
+    if isinstance(exc, psycopg.errors.QueryCanceled):  # TRACECODE_DB_STATEMENT_TIMEOUT
+        log.warning("query cancelled", extra={"error": str(exc)})
+        message = "the query took too long; narrow it (a shorter period, a filter) or retry later"
+        return _response(503, "query_timeout", message)
     if isinstance(exc, psycopg.OperationalError):
         log.error("database unavailable", extra={"error": str(exc)})
         return _response(503, "service_unavailable", "the database is unavailable; retry shortly")

@@ -609,3 +609,26 @@ def test_a_child_that_keeps_crashing_at_once_is_given_up_after_five_tries(
     assert delays == [2, 4, 8, 16]
     err = capsys.readouterr().err
     assert "the crasher (pid" in err and "exited with code 3" in err and "giving up" in err
+
+
+async def test_the_api_s_statements_and_idle_transactions_are_bounded(
+    client: Any, app: Any
+) -> None:
+    """Probe G: nothing bounded a request's query (an EPCIS query on a bad plan ran for 10
+    minutes, holding its connection). The API's connections carry both limits, and a statement
+    cancelled by them answers 503 query_timeout, not "the database is unavailable"."""
+    from app.errors import handle_db_error
+
+    settings = app.state.settings
+    async with app.state.pool.connection() as conn:
+        shown = await (await conn.execute("SHOW statement_timeout")).fetchone()
+        idle = await (await conn.execute("SHOW idle_in_transaction_session_timeout")).fetchone()
+        assert (settings.db_statement_timeout, shown["statement_timeout"]) == (60, "1min")
+        assert idle["idle_in_transaction_session_timeout"] == "5min"
+        await conn.execute("SET LOCAL statement_timeout = 50")
+        with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
+            await conn.execute("SELECT pg_sleep(5)")
+        await conn.rollback()
+    answer = handle_db_error(None, cancelled.value)  # type: ignore[arg-type]
+    assert answer.status_code == 503
+    assert answer.content["error"]["code"] == "query_timeout"
