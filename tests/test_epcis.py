@@ -544,3 +544,27 @@ async def test_a_large_document_is_a_worker_job(client: Any, login: Any, app: An
     assert job["state"] == "success" and job["stored"] == size, job
     found = await query(client, partner, MATCH_epc=f"urn:epc:id:sgtin:0614141.107346.{tag}-7")
     assert len(event_list(found)) == 1
+
+
+async def test_a_document_over_a_megabyte_is_parsed_beside_the_event_loop(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Probe G: a 64 MB document was parsed on the event loop (every other request waited
+    seconds) and several at once took gigabytes. A document over 1 MB is parsed in a thread,
+    one at a time per process; its answers are the same."""
+    partner = await login("partner")
+    tag = f"M{next(_ids)}x{id(app) % 100000}"
+    epcs = [
+        [f"urn:epc:id:sgtin:0614141.107346.{tag}-{e}-{i}" for i in range(500)] for e in range(50)
+    ]
+    events = [_object("OBSERVE", group) for group in epcs]
+    raw = json.dumps(document(events)).encode()
+    assert len(raw) > 1 << 20
+    job = await captured(client, partner, raw)
+    assert job["stored"] == 50
+    found = await query(client, partner, MATCH_epc=epcs[49][499])
+    assert len(event_list(found)) == 1
+    events[-1]["action"] = "LOOK"  # refused whole, by the same checks
+    refused = await capture(client, partner, json.dumps(document(events)).encode())
+    assert_problem(refused, 400, "epcis_validation")
+    assert "eventList/49/action" in refused.json()["detail"]

@@ -26,6 +26,7 @@ is never redone).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -53,6 +54,10 @@ from app.packing.schemas import LineContextIn, ScanIn, ScanUploadIn, UnpackIn
 from app.paging import Page, fetch_page
 
 MAX_BYTES = 64 * 1024 * 1024
+# One document parsed at a time per process, off the event loop: a 64 MB document is ~600 MB of
+# Python objects while parsed, and parsed on the loop it stalled every other request for seconds
+# (probe G: four at once took an API process to 2.5 GB and /ping to 1 s).
+_PARSING = asyncio.Semaphore(1)
 LINE_PREFIX = "urn:tracecode:line:"
 # The ILMD lot of a commissioning event (CBV master data), as a CURIE or the whole IRI.
 LOT_KEYS = ("cbvmda:lotNumber", "urn:epcglobal:cbv:mda#lotNumber")
@@ -95,7 +100,11 @@ async def accept(conn: Conn, actor: Principal, raw: bytes) -> CaptureOut:
     """Check the document and store it as a pending job (the caller commits, then runs or
     enqueues it). Raises DocumentError."""
     actor.require("epcis.capture")
-    events = parse_document(raw)
+    if len(raw) < 1 << 20:  # a usual document: parsed at once (a thread costs more than this)
+        events = parse_document(raw)
+    else:
+        async with _PARSING:
+            events = await asyncio.to_thread(parse_document, raw)
     capture_id = uuid.uuid4()
     _remember(capture_id, events)
     await conn.execute(_LZ4)
