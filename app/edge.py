@@ -33,9 +33,8 @@ from app.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
-    error_body,
 )
-from app.textguard import InvalidCharacter, check_json_body, check_text
+from app.textguard import check_json_body, check_text
 
 MAX_JSON_DEPTH = 64
 
@@ -193,16 +192,20 @@ def check_edge(scope: Any) -> None:
     check_text(scope["path"], what="path")
 
 
-async def refuse(send: Any, exc: InvalidCharacter) -> None:
-    """Answer the refusal of ``check_edge`` (its JSON error), without Litestar."""
-    body = msgspec.json.encode(error_body(exc.code, exc.message, exc.details))
+async def refuse(
+    send: Any, status: int, content: dict[str, Any], media: str, extra: dict[str, str]
+) -> None:
+    """Answer an error without Litestar (the request layer's, before routing): ``content`` as
+    JSON, of ``media`` type, with the ``extra`` headers."""
+    body = msgspec.json.encode(content)
     await send(
         {
             "type": "http.response.start",
-            "status": exc.status,
+            "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", media.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *[(k.lower().encode(), v.encode()) for k, v in extra.items()],
             ],
         }
     )

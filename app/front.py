@@ -39,16 +39,18 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from litestar import Litestar
-from litestar.exceptions import LitestarException
+from litestar import Litestar, Request
+from litestar.exceptions import HTTPException, LitestarException
 from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.routes import ASGIRoute
 from litestar.utils.scope.state import ScopeState
 
 from app.edge import check_edge, refuse
+from app.errors import error_body, handle_http_exception
 from app.logs import request_id_var, requests, writer
 from app.textguard import InvalidCharacter
 
@@ -57,6 +59,9 @@ _INFO = logging.INFO
 
 
 _HEX3 = [f"{i:03x}" for i in range(4096)]
+# errors answered before routing, shaped for a path prefix: (method, status, the project's error
+# object) -> body, media type, extra headers
+Refusal = Callable[[str, int, dict[str, Any]], tuple[dict[str, Any], str, dict[str, str]]]
 
 
 class _Ids:
@@ -96,11 +101,21 @@ def given_request_id(value: bytes) -> str | None:
 class Tracecode(Litestar):
     """Litestar with the request layer of this module in front of it.
 
-    ``access_log_sample``: the fraction of answers below 400 that get an access log line."""
+    ``access_log_sample``: the fraction of answers below 400 that get an access log line.
+    ``refusals``: per path prefix, how errors answered before a route is found (the edge
+    check's, a path or method no route has) are shaped there — the EPCIS binding's
+    problem+json; elsewhere the project's JSON error."""
 
-    def __init__(self, *args: Any, access_log_sample: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        access_log_sample: float = 1.0,
+        refusals: dict[str, Refusal] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.access_log_sample = access_log_sample
+        self.refusals = refusals or {}
         # Litestar's app-level exception layer: this layer catches what it would and hands it
         # to its handling (``_exception``), unless Litestar wraps the router in more (CORS, ...)
         outer = self.asgi_handler
@@ -153,7 +168,8 @@ class Tracecode(Litestar):
                 try:
                     check_edge(scope)
                 except InvalidCharacter as exc:
-                    await refuse(front_send, exc)
+                    error = error_body(exc.code, exc.message, exc.details)["error"]
+                    await self._refuse(scope, front_send, exc.status, error, {})
                     return
             scope["app"] = scope["litestar_app"] = self
             if "state" not in scope:
@@ -169,6 +185,15 @@ class Tracecode(Litestar):
         except Exception as exc:
             if status:  # as Litestar's exception layer: too late for an error answer
                 raise LitestarException("Exception caught after response started") from exc
+            if isinstance(exc, HTTPException) and "route_handler" not in scope:  # no route
+                shaped = self._shape(scope["path"])
+                if shaped is not None:
+                    plain = handle_http_exception(Request(scope, receive), exc)
+                    headers = dict(plain.headers)
+                    await self._refuse(
+                        scope, out, plain.status_code, plain.content["error"], headers
+                    )
+                    return
             await self._exception(scope, receive, out, exc, lane)
         finally:
             request_id_var.reset(token)
@@ -184,6 +209,20 @@ class Tracecode(Litestar):
                 _access_log.isEnabledFor(_INFO),
             ):
                 writer.wake()
+
+    def _shape(self, path: str) -> Refusal | None:
+        return next((f for prefix, f in self.refusals.items() if path.startswith(prefix)), None)
+
+    async def _refuse(
+        self, scope: Any, send: Any, status: int, error: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        """An error answered before routing: shaped for its path (``refusals``) or plain."""
+        shape = self._shape(scope["path"])
+        if shape is None:
+            await refuse(send, status, {"error": error}, "application/json", headers)
+        else:
+            content, media, extra = shape(scope["method"], status, error)
+            await refuse(send, status, content, media, {**headers, **extra})
 
     async def _exception(
         self, scope: Any, receive: Any, send: Any, exc: Exception, lane: Any

@@ -40,6 +40,7 @@ from app.config import Settings, SettingsError, load_settings
 from app.deps import dependencies
 from app.edge import EdgeRequest
 from app.embedded import resolve_urls
+from app.epcis.routes import edge_refusal as epcis_refusal
 from app.epcis.routes import router as epcis_router
 from app.erp.routes import document_imports
 from app.errors import exception_handlers
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=openapi_config(_core.version()),
         logging_config=None,
         access_log_sample=settings.access_log_sample,
+        refusals={"/epcis/": epcis_refusal},  # problem+json, as every EPCIS error
     )
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
     document_claims(app.openapi_schema)  # POST /members/me/claims, an ASGI handler too

@@ -50,6 +50,42 @@ async def test_odd_query_values_are_query_parameter_exceptions(client: Any, logi
         assert response.json()["type"] == "epcisException:QueryParameterException"
 
 
+def _problem(response: Any, status: int, kind: str, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["gs1-epcis-version"] == "2.0.0"
+    body = response.json()
+    assert (body["type"], body["status"]) == (f"epcisException:{kind}", status), body
+    assert body["error"]["code"] == code, body
+
+
+async def test_errors_before_routing_are_problems_under_epcis(client: Any, login: Any) -> None:
+    """Schemathesis: a C1 control in an EPCIS path or query, a path no route has (a capture
+    id that is no UUID) or a method none takes was answered before routing with the project's
+    plain JSON error, where the binding documents problem+json."""
+    partner = await login("partner")
+    for url in ("/epcis/events?MATCH_epc=%C2%82", "/epcis/capture/%C2%82x", "/epcis/events/a%01"):
+        _problem(
+            await client.get(url, headers=partner),
+            400,
+            "QueryParameterException",
+            "invalid_character",
+        )
+    posted = await client.post("/epcis/capture?x=%00", headers=partner, content=b"{}")
+    _problem(posted, 400, "ValidationException", "invalid_character")
+    for url in ("/epcis/capture/not-a-uuid", "/epcis/nowhere"):
+        _problem(
+            await client.get(url, headers=partner), 404, "NoSuchResourceException", "not_found"
+        )
+    wrong = await client.delete("/epcis/events", headers=partner)
+    _problem(wrong, 405, "EPCISException", "method_not_allowed")
+    assert "GET" in wrong.headers["allow"]
+    plain = await client.get("/orgs?q=%C2%82", headers=partner)  # elsewhere: the plain error
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.json()["error"]["code"] == "invalid_character"
+    assert (await client.get("/nowhere")).headers["content-type"] == "application/json"
+
+
 async def test_a_deeply_nested_single_event_is_a_validation_exception(
     client: Any, login: Any
 ) -> None:

@@ -34,6 +34,7 @@ from app.paging import Page, PageNo, PerPage
 
 MEDIA_TYPES = ("application/json", "application/ld+json")
 _HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+PROBLEM = "application/problem+json"
 
 
 def problem(
@@ -44,16 +45,34 @@ def problem(
     extra: Any = None,
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
+    return Response(
+        problem_body(status, kind, code, detail, extra),
+        status_code=status,
+        media_type=PROBLEM,
+        headers={**_HEADERS, **(headers or {})},
+    )
+
+
+def problem_body(
+    status: int, kind: str, code: str, detail: str, extra: Any = None
+) -> dict[str, Any]:
+    """The project's error body with the binding's problem+json fields beside it."""
     body = error_body(code, detail, extra)
     body.update(
         type=f"epcisException:{kind}", title=code.replace("_", " "), status=status, detail=detail
     )
-    return Response(
-        body,
-        status_code=status,
-        media_type="application/problem+json",
-        headers={**_HEADERS, **(headers or {})},
-    )
+    return body
+
+
+def edge_refusal(
+    method: str, status: int, error: dict[str, Any]
+) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """An error the request layer answers under ``/epcis`` before a route is found (``app.front``:
+    a control character in the path or query, a path or method no route has) as the binding
+    answers errors: body, media type and headers. ``error``: the project's error object."""
+    kind = _kind(status, method in ("GET", "HEAD"))
+    body = problem_body(status, kind, error["code"], error["message"], error["details"])
+    return body, PROBLEM, _HEADERS
 
 
 # The binding's exception per status; 400 and 413 depend on the resource (capture or query).
@@ -74,14 +93,17 @@ def as_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     )
     plain: Response[Any] = handler(request, exc)
     status, error = plain.status_code, plain.content["error"]
-    querying = request.method in ("GET", "HEAD")
-    if status == 400:
-        kind = "QueryParameterException" if querying else "ValidationException"
-    elif status == 413:
-        kind = "QueryTooLargeException" if querying else "CaptureLimitExceededException"
-    else:
-        kind = _KINDS.get(status, "ImplementationException" if status >= 500 else "EPCISException")
+    kind = _kind(status, request.method in ("GET", "HEAD"))
     return problem(status, kind, error["code"], error["message"], error["details"], plain.headers)
+
+
+def _kind(status: int, querying: bool) -> str:
+    """The binding's exception for an error status (400 and 413: of a query or a capture)."""
+    if status == 400:
+        return "QueryParameterException" if querying else "ValidationException"
+    if status == 413:
+        return "QueryTooLargeException" if querying else "CaptureLimitExceededException"
+    return _KINDS.get(status, "ImplementationException" if status >= 500 else "EPCISException")
 
 
 def handle_document_error(_: Request[Any, Any, Any], exc: DocumentError) -> Response[Any]:
