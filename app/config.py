@@ -189,6 +189,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # app/media/s3.py: endpoint, bucket, region, access key id and secret, an optional key prefix;
     # the secret from the environment or a file, never the database).
     media_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
+    # what one user may upload in 24 hours (429 photo_quota beyond): a rep's day of photos, not
+    # a disk filled at 140 MB/s (probe G)
+    media_daily_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 40)] = 200 * 1024 * 1024
     media_store: Literal["local", "s3"] = "local"
     media_dir: str | None = None
     media_s3_endpoint: Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#@\s]+/?\Z")] | None = (

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from app.errors import AppError
@@ -226,3 +227,37 @@ async def test_a_slow_upload_holds_no_database_connection(
     go_on.set()
     response = await upload
     assert response.status_code == 201, response.text
+
+
+async def test_a_user_s_photos_of_a_day_are_bounded(client: Any, login: Any, app: Any) -> None:
+    """Probe G: forty 5 MB photos went in at 140 MB/s with no bound: one rep could fill the
+    disk. A user's photos of 24 hours are at most TRACECODE_MEDIA_DAILY_BYTES (set small here);
+    another user's are counted apart."""
+    settings = app.state.settings
+    used = await _used_today(app, "fieldrep2")
+    app.state.settings = msgspec.structs.replace(
+        settings, media_daily_bytes=used + 2 * len(JPEG) + 10
+    )
+    try:
+        rep = await login("fieldrep2")
+        for _ in range(2):
+            assert (await _upload(client, rep, JPEG)).status_code == 201
+        over = assert_error(await _upload(client, rep, JPEG), 429, "photo_quota")
+        assert over["details"]["used_bytes"] == used + 2 * len(JPEG)
+        other = await _upload(client, await login("gd_fieldrep"), JPEG)
+        assert other.status_code == 201, other.text
+    finally:
+        app.state.settings = settings
+
+
+async def _used_today(app: Any, username: str) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT coalesce(sum(p.size_bytes), 0) AS n FROM media_photos p
+                   JOIN users u ON u.id = p.owner_id
+                   WHERE u.username = %s AND p.created_at > now() - interval '1 day'""",
+                (username,),
+            )
+        ).fetchone()
+    return int(row["n"])

@@ -37,7 +37,8 @@ class PhotoController(Controller):
                 headers={"Connection": "close"},
             )
         data = await service.read_limited(request.stream(), limit)
-        return await service.upload(conn, principal, store_from_settings(settings), data)
+        store = store_from_settings(settings)
+        return await service.upload(conn, principal, store, data, settings.media_daily_bytes)
 
     @get("/{photo_id:uuid}", media_type="image/*")  # JPEG, PNG or WebP: its own type
     async def download(

@@ -30,9 +30,11 @@ from app.errors import (
     BadRequest,
     NotFound,
     PayloadTooLarge,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 from app.field import scope
+from app.locks import Lock, xact_lock
 from app.media.storage import PhotoStore
 
 UPLOADERS = ("field.visit", "inspect.scan")
@@ -89,14 +91,31 @@ def _out(row: dict[str, Any]) -> PhotoOut:
     )
 
 
-async def upload(conn: Conn, actor: Principal, store: PhotoStore, data: bytes) -> PhotoOut:
-    """Keep one photo of the caller's (checked above: size by the reader, type here)."""
+async def upload(
+    conn: Conn, actor: Principal, store: PhotoStore, data: bytes, daily_bytes: int
+) -> PhotoOut:
+    """Keep one photo of the caller's (checked above: size by the reader, type here), within
+    ``daily_bytes`` of photos per user in 24 hours (429 ``photo_quota``)."""
     actor.require_any(*UPLOADERS)
     if actor.user_id is None:
         raise BadRequest("photos are uploaded by users", code="user_required")
     if not data:
         raise BadRequest("the body is empty: send the image's bytes", code="empty_body")
     content_type, ext = sniff(data)
+    await xact_lock(conn, Lock.MEDIA_QUOTA, actor.user_id)  # two uploads at once count both
+    used = await (
+        await conn.execute(
+            """SELECT coalesce(sum(size_bytes), 0) AS n FROM media_photos
+               WHERE owner_id = %s AND created_at > now() - interval '1 day'""",
+            (actor.user_id,),
+        )
+    ).fetchone()
+    if used is not None and used["n"] + len(data) > daily_bytes:
+        raise TooManyRequests(
+            f"at most {daily_bytes // (1024 * 1024)} MB of photos a day; try again later",
+            code="photo_quota",
+            details={"daily_bytes": daily_bytes, "used_bytes": used["n"]},
+        )
     photo_id = uuid.uuid4()
     now = await (await conn.execute("SELECT now() AS now")).fetchone()
     assert now is not None
