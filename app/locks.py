@@ -38,7 +38,7 @@ class Lock(IntEnum):
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
     SSCC_BLOCK = 7_245_005  # transaction, 0: a contiguous block of the SSCC sequence
     EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition
-    ORDER_ERP_NO = 7_245_008  # transaction, brand:bucket of ERP numbers (text, orders.erp_no_lock)
+    ORDER_IMPORT = 7_245_008  # transaction, per brand: one order import at a time, never waited for
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
     INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
     INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:client id: one scan per client id
@@ -93,14 +93,10 @@ def xact_each(lock: Lock, keys: list[str]) -> tuple[str, tuple[int, list[str]]]:
     )
 
 
-def xact_try_each(lock: Lock, keys: list[str]) -> tuple[str, tuple[int, list[str]]]:
-    """Take ``lock`` with each text key that is free (held to the end of the transaction, in
-    sorted order); the row's ``ok`` says whether every one was."""
-    return (
-        "SELECT coalesce(bool_and(pg_try_advisory_xact_lock(%s, hashtext(k))), true) AS ok "
-        "FROM (SELECT k FROM unnest(%s::text[]) AS t (k) ORDER BY k) AS keys",
-        (int(lock), keys),
-    )
+def xact_try(lock: Lock, key: Key = None) -> Statement:
+    """Take the lock if it is free, held to the end of the transaction; the row's ``ok`` says
+    whether it was."""
+    return _call("pg_try_advisory_xact_lock", lock, key)
 
 
 async def xact_lock(conn: Conn, lock: Lock, key: Key = None) -> None:

@@ -424,37 +424,34 @@ async def test_center_stock_from_the_rollup(
     assert _sheet_cells(xlsx.content)["A1"] == "org_id"
 
 
-async def test_an_import_holds_only_its_own_erp_numbers_and_never_waits(
+async def test_an_import_never_waits_and_never_holds_up_single_orders(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:
     """Probe C: every order of an import took one lock per brand until the import committed,
     so a single order waited out a 3,000-order import, and retried imports waiting on it held
-    every pooled connection (503 everywhere)."""
+    every pooled connection (503 everywhere). Probe G: a lock per ERP number instead filled
+    PostgreSQL's shared lock table at ~6,000 orders. One import of a brand runs at a time, the
+    next is told so at once; single orders take no lock."""
     from app import locks
     from app.locks import Lock
-    from app.logistics.orders import erp_no_lock
 
     partner = await login("partner")
-    n, brand = next(_ids), demo["BRAND-LUMI"]
-    held, free = f"BUSY-A-{n}", f"BUSY-B-{n}"
-    alone = next(  # a number of another lock bucket than the one held
-        no
-        for no in (f"BUSY-C-{n}-{i}" for i in itertools.count())
-        if erp_no_lock(brand, no) != erp_no_lock(brand, held)
-    )
-    rows = [f"{no},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,5,\n" for no in (held, free)]
-    async with app.state.pool.connection() as other:  # another import, holding one number
+    n = next(_ids)
+    rows = [
+        f"{no},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,5,\n" for no in (f"BUSY-A-{n}", f"BUSY-B-{n}")
+    ]
+    async with app.state.pool.connection() as other:  # another import of the brand, running
         product = await (
             await other.execute(
                 "SELECT id FROM products WHERE product_no = 'LM-SC-30' AND org_id = %s",
                 (demo["BRAND-LUMI"],),
             )
         ).fetchone()
-        await other.execute(*locks.xact(Lock.ORDER_ERP_NO, erp_no_lock(brand, held)))
+        await other.execute(*locks.xact(Lock.ORDER_IMPORT, demo["BRAND-LUMI"]))
         busy = await import_csv(client, partner, HEADER + "".join(rows))
         assert_error(busy, 409, "orders_busy")
         single = {
-            "erp_no": alone,
+            "erp_no": f"BUSY-C-{n}",
             "kind": "sales",
             "from_org_id": demo["FACTORY-SZ"],
             "to_org_id": demo["AGENT-ZJ"],
@@ -467,15 +464,54 @@ async def test_an_import_holds_only_its_own_erp_numbers_and_never_waits(
     assert done.status_code == 200 and done.json()["created"] == 2, done.text
 
 
+async def test_orders_of_one_number_raced_make_one_order(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """Without a lock, the number's unique key decides: ten identical orders at once make one
+    (201, the others 200 with it); ten of one number with other content, one (the others 409
+    order_no_reused)."""
+    partner = await login("partner")
+    product = await (
+        await conn.execute("SELECT id FROM products WHERE product_no = 'LM-SC-30'")
+    ).fetchone()
+    await conn.commit()
+
+    def order(erp_no: str, quantity: int) -> dict[str, Any]:
+        return {
+            "erp_no": erp_no,
+            "kind": "sales",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": product["id"], "quantity": quantity}],
+        }
+
+    n = next(_ids)
+    same = await asyncio.gather(
+        *[client.post("/orders", headers=partner, json=order(f"RACE-{n}", 3)) for _ in range(10)]
+    )
+    assert sorted(r.status_code for r in same) == [200] * 9 + [201], [r.text for r in same]
+    assert len({r.json()["id"] for r in same}) == 1
+    other = await asyncio.gather(
+        *[
+            client.post("/orders", headers=partner, json=order(f"RACE-{n}b", q))
+            for q in range(1, 11)
+        ]
+    )
+    codes = sorted(r.status_code for r in other)
+    assert codes == [201] + [409] * 9, [r.text for r in other]
+    assert all(
+        r.json()["error"]["code"] == "order_no_reused" for r in other if r.status_code == 409
+    )
+
+
 async def test_a_large_import_takes_a_bounded_number_of_locks(
     client: Any, login: Any, app: Any, conn: Any
 ) -> None:
     """Probe G: an import took one advisory lock per ERP number in one transaction; ~6,000
     orders filled PostgreSQL's shared lock table ("out of shared memory") for every database
-    on the server. Numbers are locked by bucket. The import is held at its first insert (the
-    table locked by another transaction) while its locks are counted."""
+    on the server. It takes one. The import is held at its first insert (the table locked by
+    another transaction) while its locks are counted."""
     from app.locks import Lock
-    from app.logistics.orders import ERP_NO_LOCK_BUCKETS
 
     n, count = next(_ids), 3_000
     rows = "".join(f"BIG-{n}-{i},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,1,\n" for i in range(count))
@@ -485,11 +521,13 @@ async def test_a_large_import_takes_a_bounded_number_of_locks(
         for _ in range(400):
             locks = await (
                 await conn.execute(
-                    """SELECT count(*) FILTER (WHERE locktype = 'advisory' AND classid = %s
-                                                 AND granted) AS held,
-                              count(*) FILTER (WHERE NOT granted) AS waiting
-                       FROM pg_locks""",
-                    (int(Lock.ORDER_ERP_NO),),
+                    """SELECT count(*) FILTER (WHERE locktype = 'advisory' AND granted) AS held,
+                              count(*) FILTER (WHERE NOT granted) AS waiting,
+                              count(*) FILTER (WHERE locktype = 'advisory' AND classid = %s)
+                                  AS import_lock
+                       FROM pg_locks WHERE pid <> pg_backend_pid() AND database =
+                           (SELECT oid FROM pg_database WHERE datname = current_database())""",
+                    (int(Lock.ORDER_IMPORT),),
                 )
             ).fetchone()
             await conn.commit()
@@ -499,4 +537,4 @@ async def test_a_large_import_takes_a_bounded_number_of_locks(
         await other.rollback()
     done = await upload
     assert done.status_code == 200 and done.json()["created"] == count, done.text
-    assert locks["waiting"] and 0 < locks["held"] <= ERP_NO_LOCK_BUCKETS
+    assert locks["waiting"] and (locks["held"], locks["import_lock"]) == (1, 1)

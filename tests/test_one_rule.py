@@ -78,7 +78,7 @@ async def test_each_lock_keeps_its_form(two: tuple[Conn, Conn]) -> None:
     a, _ = two
     async with a.transaction():
         await locks.xact_lock(a, Lock.EVENT_PARTITIONS, 0)
-        await locks.xact_lock(a, Lock.ORDER_ERP_NO, 17)
+        await locks.xact_lock(a, Lock.ORDER_IMPORT, 17)
         await a.execute(*locks.xact(Lock.INSPECTION_CLIENT_ID, "1:2:abc"))
         hashed = (await (await a.execute("SELECT hashtext('1:2:abc') AS h")).fetchone())["h"]
         assert await _held(a) == sorted(

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
+
+import psycopg.errors
 
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
-from app.locks import Lock, xact_lock
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
-
-# ERP numbers are locked by bucket: an import of 100,000 orders takes at most this many advisory
-# locks, where one per number filled PostgreSQL's shared lock table (max_locks_per_transaction
-# × connections, ~6,400 slots by default) for every database on the server (probe G).
-ERP_NO_LOCK_BUCKETS = 256
-
-
-def erp_no_lock(brand: int, erp_no: str) -> str:
-    """The advisory lock key (``Lock.ORDER_ERP_NO``) of an ERP number of the brand: its bucket.
-    Two orders of one bucket are written one after the other; of two buckets, at once."""
-    return f"{brand}:{zlib.crc32(erp_no.encode()) % ERP_NO_LOCK_BUCKETS}"
-
 
 _COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.order_date, o.note,
     o.source, o.created_at"""
@@ -76,16 +64,25 @@ async def create_order(
     conn: Conn, actor: Principal, data: OrderIn, source: str = "api"
 ) -> tuple[OrderOut, bool]:
     """Create an order (201) — or return the one with this ERP number if it is the same (200).
-    Its ERP number's bucket is locked (``erp_no_lock``; not the brand: an import of thousands
-    of orders holds its numbers' buckets until it commits, and nothing else)."""
+
+    No lock: the number's unique key decides a race. A creator that finds the number taken by
+    another committed meanwhile (its insert waits for that one to end) reads that order and
+    answers as for a repeat (200, or 409 ``order_no_reused``). Only a creator of the same
+    number ever waits, and only for that one's transaction."""
     actor.require("orders.write")
     brand = actor.brand_id
-    await xact_lock(conn, Lock.ORDER_ERP_NO, erp_no_lock(brand, data.erp_no))
     existing = await _same_order(conn, actor, brand, data)
     if existing is not None:
         return existing, False
     await _check_order(conn, actor, brand, data)
-    order_id = await _insert_order(conn, actor, brand, data, source)
+    try:
+        async with conn.transaction():  # a savepoint: the request goes on after a lost race
+            order_id = await _insert_order(conn, actor, brand, data, source)
+    except psycopg.errors.UniqueViolation:
+        existing = await _same_order(conn, actor, brand, data)
+        if existing is None:  # the other creator's order is gone again (rolled back)
+            raise
+        return existing, False
     order = await get_order(conn, actor, order_id)
     await audit.record(conn, actor, "create", "order", order.id, after=order)
     return order, True
