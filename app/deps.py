@@ -38,19 +38,28 @@ def provide_redis(state: State) -> RedisClient:
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
+async def provide_conn(
+    state: State, request: Request[Any, Any, Any], settings: Settings
+) -> AsyncIterator[Conn]:
     """One pooled connection and one transaction per request; rolled back on any error.
 
     The request's body is read first (within its route's size limit; the handler gets it from
     Litestar's cache): a client trickling a body in holds no connection while it does. Taken
     before, the connection sat idle in its transaction for as long as the upload took, and a
-    handful of slow uploads left every other request 503 (probe G).
+    handful of slow uploads left every other request 503 (probe G). For a route that takes the
+    caller, the caller comes first, on a connection of its own given back at once: a request
+    without valid credentials is refused before its body is read (review R: 64 MB buffered per
+    anonymous capture).
 
     SMS messages the request put into the outbox are handed to the workers after the commit
     (``app.sms.outbox``), never before: a rolled-back request sends nothing. With a read
     replica, a committed change (any method but GET/HEAD) sends its author's reads to the
     primary for a while (read-your-writes, ``app.replica``)."""
     if request.method in _WITH_BODY:
+        wants = request.route_handler.parsed_fn_signature.parameters
+        if "principal" in wants and request.state.get("principal") is None:
+            async with state.pool.connection() as first:
+                await _caller(request, first, settings)
         await request.body()
     async with state.pool.connection() as conn:
         try:
@@ -75,6 +84,11 @@ async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIt
 async def provide_principal(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Principal:
+    principal: Principal | None = request.state.get("principal")  # found before the body
+    return principal or await _caller(request, conn, settings)
+
+
+async def _caller(request: Request[Any, Any, Any], conn: Conn, settings: Settings) -> Principal:
     principal = await principal_from_headers(
         conn,
         settings,

@@ -261,3 +261,27 @@ async def _used_today(app: Any, username: str) -> int:
             )
         ).fetchone()
     return int(row["n"])
+
+
+async def test_a_caller_without_credentials_is_refused_before_its_body_is_read(
+    client: Any,
+) -> None:
+    """Review R: reading bodies before taking a connection read them before the caller was
+    known, so anonymous clients made the API buffer 64 MB captures only to answer 401."""
+    rest = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield JPEG[:16]
+        await rest.wait()  # never set: the answer must not need the rest
+        yield JPEG[16:]
+
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        response = await asyncio.wait_for(
+            client.post(
+                "/media/photos",
+                headers={**headers, "Content-Type": "image/jpeg"},
+                content=trickle(),
+            ),
+            10,
+        )
+        assert response.status_code == 401, response.text
