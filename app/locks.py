@@ -52,7 +52,6 @@ class Lock(IntEnum):
     EPCIS_CAPTURE = 7_245_021  # transaction, per organisation: one EPCIS capture writer at a time
     ERP_IMPORT = 7_245_022  # transaction, brand:kind (text): one master-data import at a time
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id
-    MEDIA_QUOTA = 7_245_023  # transaction, per user: one photo counted against the day at a time
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:
