@@ -41,11 +41,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # connection before 503, and seconds a connection attempt may take.
     db_pool_timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 5.0
     db_connect_timeout: Annotated[int, msgspec.Meta(ge=1, le=60)] = 3
-    # The API's connections (app/db.py): seconds a statement may run before PostgreSQL cancels
-    # it (503 query_timeout), and a transaction may sit idle before PostgreSQL ends the session;
-    # 0 is no limit. Workers, the CLI and migrations are not limited.
+    # The API's pooled connections (app/db.py): seconds a statement may run before PostgreSQL
+    # cancels it (503 query_timeout), and a transaction may sit idle before PostgreSQL ends the
+    # session (off by default: a streamed export idles while a slow client reads); 0 sets no
+    # limit. Workers, the CLI and migrations are not limited.
     db_statement_timeout: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 60.0
-    db_idle_in_transaction_timeout: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 300.0
+    db_idle_in_transaction_timeout: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     # A read replica (app/replica.py): a streaming standby of the primary, serving the reads that
     # tolerate a short lag (trace, management center, analytics, list reads, EPCIS query) with a
     # pool of the same size. It may hold a password: it is never logged or printed. A standby

@@ -44,19 +44,25 @@ CHECK_IDLE_SECONDS = 2.0
 
 
 def pool_conninfo(url: str, settings: Settings) -> str:
-    """``url`` with the connect timeout (unless the URL sets one itself) and the API's limits:
-    no statement runs on unbounded (a bad plan ran one EPCIS query for 10 min, probe G), no
-    transaction stays open idle (``TRACECODE_DB_STATEMENT_TIMEOUT``, ``…_IDLE_IN_TRANSACTION_
-    TIMEOUT``), after any ``options`` of the URL's own."""
+    """``url`` with the connect timeout (unless the URL sets one itself)."""
     params = conninfo_to_dict(url)
     params.setdefault("connect_timeout", str(settings.db_connect_timeout))
-    limits = (
-        f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}"
-        " -c idle_in_transaction_session_timeout="
-        f"{int(settings.db_idle_in_transaction_timeout * 1000)}"
-    )
-    params["options"] = f"{params.get('options') or ''} {limits}".strip()
     return make_conninfo("", **params)
+
+
+def _limits(settings: Settings) -> list[str]:
+    """The API connections' limits, set on each new one (``SET``, which PgBouncer in session
+    mode passes on, where a startup ``options`` is refused): no statement runs on unbounded (a
+    bad plan ran one EPCIS query for 10 min, probe G), nor, when set, an idle transaction. A
+    limit of 0 sets nothing (the role's or the server's setting stands)."""
+    limits = []
+    for name, seconds in (
+        ("statement_timeout", settings.db_statement_timeout),
+        ("idle_in_transaction_session_timeout", settings.db_idle_in_transaction_timeout),
+    ):
+        if seconds:
+            limits.append(f"SET {name} = {int(seconds * 1000)}")
+    return limits
 
 
 class Pool(AsyncConnectionPool):
@@ -74,10 +80,15 @@ def create_pool(url: str, settings: Settings, name: str = "tracecode") -> AsyncC
     """The pool of ``url``; ``name`` is its name in logs and the connections'
     ``application_name`` (``tracecode-replica`` for the read replica's, app/replica.py)."""
     last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+    limits = _limits(settings)
 
     async def connected(conn: Conn) -> None:
         pool.unreachable = False
         last_used[conn] = time.monotonic()
+        if limits:
+            for statement in limits:
+                await conn.execute(statement)
+            await conn.commit()
 
     async def returned(conn: Conn) -> None:
         last_used[conn] = time.monotonic()

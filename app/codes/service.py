@@ -176,6 +176,8 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
     before = await get_batch(conn, actor, batch_no)
     if before.state == "void":
         return before
+    # every active unit of the batch in one statement: as long as it takes (no API time limit)
+    await conn.execute("SET LOCAL statement_timeout = 0")
     await conn.execute(
         "UPDATE code_batches SET state = 'void', voided_at = now(), voided_by = %s, "
         "void_reason = %s WHERE batch_no = %s",
