@@ -9,7 +9,8 @@ routing and handling:
   counter, 32 hex digits); it is in ``request_id_var`` (every log line of the request, audit
   rows, the 500 answer) and in the ``X-Request-ID`` response header;
 * the edge check of the path and query (``app.edge.check_edge``): 400 ``invalid_character``
-  before routing;
+  before routing; that refusal, and a 404 or 405 of a path or method no route has, take the
+  shape of their path prefix's errors (``refusals``: problem+json under ``/epcis``);
 * the body of every HEAD answer dropped, headers kept (``app.head``);
 * Litestar's app-level exception layer is this one: an exception raised before the answer
   started is answered here by Litestar's own handling (``ExceptionHandlerMiddleware``: the
