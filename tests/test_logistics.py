@@ -502,3 +502,23 @@ async def test_void_codes_are_named_void(
     error = assert_error(await confirm(client, clerk, draft), 409, "void")
     assert error["details"]["codes"] == [units[1]]
     assert_error(await replace(units[2], units[0]), 409, "void")
+
+
+async def test_an_emptied_case_ships_nothing(
+    client: Any, login: Any, app: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """Probe I: a case unpacked after it was scanned into two drafts was confirmed by both, with
+    0 units: the case went to one agent and then to another while in transit."""
+    case, clerk = route["cases"][0], await login("clerk")
+    drafts = [
+        await document(client, clerk, [case], kind="outbound", counterparty_id=demo[to])
+        for to in ("AGENT-ZJ", "AGENT-GD")
+    ]
+    unpacked = await client.post(
+        "/packing/unpack",
+        headers=await login("factory_admin"),
+        json={"parent": case, "reason": "QC"},
+    )
+    assert unpacked.status_code == 200, unpacked.text
+    for draft in drafts:
+        assert_error(await confirm(client, clerk, draft), 422, "empty_document")

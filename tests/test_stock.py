@@ -160,6 +160,8 @@ async def test_rollup_raises_low_stock_for_the_organisations_it_touches(
     client: Any, login: Any, demo: Any, app: Any, units: Any
 ) -> None:
     factory, admin = demo["FACTORY-SZ"], await login("factory_admin")
+    # some on hand whatever other tests left at the factory (none on hand is a critical alert)
+    await activate(client, login, units.serials[190:195], units.product_id, lot=lot_name())
     await roll(app)
     url = f"/stock/thresholds/{factory}/{units.product_id}"
     first = await client.put(url, headers=admin, json={"min_units": 1})

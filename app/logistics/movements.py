@@ -47,7 +47,7 @@ from typing import Any, Literal, TypedDict, cast
 from psycopg.types.json import Jsonb
 
 from app.codes.batches import serials_of
-from app.codes.lookup import VOID_STATES
+from app.codes.lookup import VOID_STATES, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Unprocessable
@@ -243,6 +243,8 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     void = [u["code"] for u in unit_rows if u["status"] in VOID_STATES]
     if void:  # replaced, destroyed, or of a batch voided since they were scanned in
         raise await refuse(conn, scheme, "void", "codes that are void: goods no more", void)
+    if not unit_rows:  # its cases were emptied since they were scanned in
+        raise Unprocessable("the document's cases hold no units now", code="empty_document")
     if movement.sender == "in_transit":
         missing = await _check_shipment(conn, scheme, org, unit_rows, shipped_units, shipped_cases)
         if missing:
@@ -259,6 +261,7 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
         if bad:
             message = "codes not held (in stock) by the shipping organisation"
             raise await refuse(conn, scheme, "not_held", message, bad)
+    _check_cases(movement, org, other, case_rows)  # after their units, named by serial
     if movement.order_limit and doc["order_id"] is not None:
         short = await _check_order(conn, doc["order_id"], unit_rows)
         if short:
@@ -275,6 +278,28 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
         salesperson=doc["salesperson_id"],
         discrepancies=discrepancies,
     )
+
+
+def _check_cases(movement: Movement, org: int, other: int | None, cases: list[CaseRow]) -> None:
+    """The cases move from where their units do: held by the sender, on hand (409 ``not_held``),
+    or, received, in transit to the receiver (409 ``not_in_transit``). A case emptied and
+    shipped had gone out twice, to two organisations (probe I)."""
+    if movement.sender == "in_transit":
+        bad = [c["sscc"] for c in cases if c["transit_to"] != org or c["status"] != "active"]
+        code, message = "not_in_transit", "cases not in transit to this organisation"
+    else:
+        source = other if movement.sender == "counterparty" else org
+        bad = [
+            c["sscc"]
+            for c in cases
+            if c["holder_org_id"] != source
+            or c["transit_to"] is not None
+            or c["status"] != "active"
+        ]
+        code, message = "not_held", "cases not held (in stock) by the shipping organisation"
+    if bad:
+        labels = [sscc_label(sscc) for sscc in bad[:_MAX_LISTED]]
+        raise Conflict(message, code=code, details={"count": len(bad), "codes": labels})
 
 
 async def _items(conn: Conn, doc_id: int) -> tuple[list[int], list[int]]:
