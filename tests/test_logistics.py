@@ -3,6 +3,7 @@ exception approvals, returns, holder checks and scoping (SPEC L1–L8, L10, L11)
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -522,3 +523,84 @@ async def test_an_emptied_case_ships_nothing(
     assert unpacked.status_code == 200, unpacked.text
     for draft in drafts:
         assert_error(await confirm(client, clerk, draft), 422, "empty_document")
+
+
+# -- races decided by lock order (probe I) -------------------------------------------------------
+
+
+async def waiting_for_a_lock(conn: Any) -> bool:
+    """Whether some transaction of this database waits for a lock, within ~5 s."""
+    for _ in range(200):
+        row = await (
+            await conn.execute(
+                """SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND pid IN
+                       (SELECT pid FROM pg_stat_activity WHERE datname = current_database())"""
+            )
+        ).fetchone()
+        await conn.commit()
+        if row["n"]:
+            return True
+        await asyncio.sleep(0.025)
+    return False
+
+
+async def test_a_batch_voided_during_an_upload_leaves_no_active_unit(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """Probe I: an upload read its batch live, the void committed, then the upload activated
+    the units: active stock of a void batch. The void is held open here while the upload runs."""
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(3)]
+    operator = await login("operator")
+    context = {"product_id": product_id, "lot": "VOID1", "production_date": "2026-11-01"}
+    assert (
+        await client.put("/lines/T1/context", headers=operator, json=context)
+    ).status_code == 200
+    scans = [{"id": f"vd-{s}", "code": s, "at": "2026-11-01T08:00:00+08:00"} for s in serials]
+    async with app.state.pool.connection() as voiding:
+        await voiding.execute(
+            "SELECT 1 FROM code_batches WHERE batch_no = %s FOR UPDATE", (batch_no,)
+        )
+        await voiding.execute(
+            "UPDATE code_batches SET state = 'void' WHERE batch_no = %s", (batch_no,)
+        )
+        upload = asyncio.create_task(
+            client.post("/lines/T1/scans", headers=operator, json={"scans": scans})
+        )
+        assert await waiting_for_a_lock(conn)  # the upload waits for the void
+        await voiding.commit()
+    body = (await upload).json()
+    assert [s.get("reason") for s in body["scans"]] == ["void"] * 3, body
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM unit_state WHERE code >> 32 = %s AND status = 'active'",
+            (batch_no,),
+        )
+    ).fetchone()
+    assert row["n"] == 0
+
+
+async def test_a_unit_packed_into_a_case_as_it_ships_goes_with_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """Probe I: a confirm read a case's units before locking the case; a unit a replacement or
+    an upload put into it meanwhile stayed behind, in a case gone in transit. The unit's entry
+    is held open here (as an upload holds the case) while the confirm runs."""
+    case, clerk = route["cases"][0], await login("clerk")
+    extra = route["units"][20]  # of the third case: moved into the first by hand
+    ship = await document(client, clerk, [case], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    async with app.state.pool.connection() as packing:
+        await packing.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(case),))
+        batch_no, index, _ = app.state.scheme.verify(extra)
+        await packing.execute(
+            "UPDATE unit_state SET parent_sscc = %s WHERE code = %s",
+            (int(case), (batch_no << 32) | index),
+        )
+        confirming = asyncio.create_task(confirm(client, clerk, ship))
+        assert await waiting_for_a_lock(conn)
+        await packing.commit()
+    confirmed = await confirming
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["units"] == 11
+    state = await state_of(conn, app, extra)
+    assert (state["transit_to"], state["parent_sscc"]) == (demo["AGENT-ZJ"], int(case))

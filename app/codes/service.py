@@ -173,6 +173,10 @@ async def list_batches(
 async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -> BatchOut:
     """Void a batch: its codes verify as void from now on (printed labels to be destroyed)."""
     actor.require("codes.issue")
+    # an upload activating its codes holds the batch (FOR KEY SHARE, app.packing.scans): the
+    # void waits for it, so its units are voided too, or the upload for the void, which then
+    # refuses them
+    await conn.execute("SELECT 1 FROM code_batches WHERE batch_no = %s FOR UPDATE", (batch_no,))
     before = await get_batch(conn, actor, batch_no)
     if before.state == "void":
         return before

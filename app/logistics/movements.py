@@ -356,19 +356,33 @@ async def _in_transit(
 async def expand(
     conn: Conn, units: list[int], cases: list[int]
 ) -> tuple[list[UnitRow], list[CaseRow]]:
-    """The state rows (locked) of these units and cases and of everything inside the cases."""
-    boxes = cases
-    if cases:
+    """The state rows (locked) of these units and cases and of everything inside the cases.
+
+    The cases are locked first, the units after: whatever puts a unit or a case into a case
+    (a line's upload, a replacement) locks that case first, so once the cases are locked
+    nothing enters them, and the units read after are all that is inside. Read before the
+    locks, a unit packed or swapped in meanwhile was left behind in a case shipped without it
+    (probe I). Cases found inside after a lock are locked in turn, until none is new."""
+    boxes: list[int] = []
+    locked: set[int] = set()
+    while cases:
         rows = await (
             await conn.execute(
                 """WITH RECURSIVE boxes (sscc) AS (
                        SELECT unnest(%s::bigint[])
                        UNION SELECT c.sscc FROM case_state c JOIN boxes b ON c.parent_sscc = b.sscc)
-                   SELECT sscc FROM boxes""",
+                   SELECT sscc FROM boxes ORDER BY sscc""",
                 (cases,),
             )
         ).fetchall()
         boxes = [row["sscc"] for row in rows]
+        fresh = [sscc for sscc in boxes if sscc not in locked]
+        if not fresh:
+            break
+        await conn.execute(
+            "SELECT 1 FROM case_state WHERE sscc = ANY(%s) ORDER BY sscc FOR UPDATE", (fresh,)
+        )
+        locked.update(fresh)
     unit_rows = await (
         await conn.execute(
             """SELECT code, product_id, lot, status, holder_org_id, transit_to, parent_sscc,

@@ -279,7 +279,10 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     new = await _one(conn, scheme, actor, data.new, "unit", target=False)
     if old.code == new.code:
         raise Unprocessable("the old and the new code are the same", code="same_code")
+    parent = await _lock_case_of(conn, old.code)
     state = await _on_hand(conn, actor, _UnitHeld, old.code, old.label)
+    if state.parent_sscc != parent:  # moved out of (or into) a case meanwhile: not this time
+        raise Conflict("the unit was just moved; try again", code="retry")
     if new.batch_product is not None and new.batch_product != state.product_id:
         raise Unprocessable(f"{new.label}: wrong_product", code="wrong_product")
     ids = await allocate_ids(conn, 3 if state.parent_sscc else 2)
@@ -302,6 +305,19 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     )
     parent = sscc_label(state.parent_sscc) if state.parent_sscc else None
     return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])
+
+
+async def _lock_case_of(conn: Conn, code: int) -> int | None:
+    """Lock the case the unit is in, if any, before the unit — the order of a movement
+    (``logistics.movements.expand``): a replacement puts its new unit into that case, which a
+    document confirmed at the same moment must not ship without it (probe I). The case."""
+    row = await (
+        await conn.execute("SELECT parent_sscc FROM unit_state WHERE code = %s", (code,))
+    ).fetchone()
+    parent = row["parent_sscc"] if row else None
+    if parent is not None:
+        await conn.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (parent,))
+    return parent  # type: ignore[no-any-return]
 
 
 async def _take_over(conn: Conn, state: _UnitHeld, new: Read, event_id: int, now: datetime) -> None:

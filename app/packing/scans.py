@@ -247,13 +247,38 @@ async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
     all_reads = [s.read for s in scans] + [c for s in scans for c in (s.children or ())]
     units = sorted({r.code for r in all_reads if r.kind == "unit" and r.reason is None})
     cases = sorted({r.code for r in all_reads if r.kind == "case" and r.reason is None})
-    unit_state = await _locked(conn, _UnitState, units)
+    await _batches_live(conn, all_reads, units)
+    # the cases first, as a movement locks them (``logistics.movements.expand``): once a
+    # document holds a case nothing is packed into it, and an upload holding one is waited for
     case_state = await _locked(conn, _CaseState, cases)
+    unit_state = await _locked(conn, _UnitState, units)
     _hide_out_of_reach(ctx, all_reads, unit_state, case_state)
     held = await _child_counts(conn, [code for code in cases if code in case_state])
     rules = await _rules(conn, ctx.product_id)
     plan = _plan(ctx, scans, unit_state, case_state, held, rules)
     await _write(conn, ctx, scans, plan, unit_state, case_state)
+
+
+async def _batches_live(conn: Conn, reads: list[Read], units: list[int]) -> None:
+    """Lock the units' batches against a void (``FOR KEY SHARE``, which the void's ``FOR UPDATE``
+    waits for, and which waits for it; uploads do not wait for each other) and reject, ``void``,
+    the units of a batch voided since their codes were read. Without it a batch voided during
+    an upload kept the units the upload activated — active, shipped and stocked, while
+    verification called them void (probe I)."""
+    if not units:
+        return
+    rows = await (
+        await conn.execute(
+            """SELECT batch_no, state FROM code_batches WHERE batch_no = ANY(%s)
+               ORDER BY batch_no FOR KEY SHARE""",
+            (sorted({code >> 32 for code in units}),),
+        )
+    ).fetchall()
+    void = {row["batch_no"] for row in rows if row["state"] == "void"}
+    if void:
+        for read in reads:
+            if read.kind == "unit" and read.reason is None and read.code >> 32 in void:
+                read.reason = "void"
 
 
 def _hide_out_of_reach(
