@@ -604,3 +604,33 @@ async def test_a_unit_packed_into_a_case_as_it_ships_goes_with_it(
     assert confirmed.json()["units"] == 11
     state = await state_of(conn, app, extra)
     assert (state["transit_to"], state["parent_sscc"]) == (demo["AGENT-ZJ"], int(case))
+
+
+async def test_receiving_the_rest_leaves_what_another_receipt_took(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """Probe I: "receive the rest" looked at what was in transit, then waited for the locks
+    while a scanned receipt took part of it, and refused the whole (409 not_in_transit, naming
+    that receipt's units). Another receipt taking the first case is held open here."""
+    first, second = route["cases"][:2]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    order_id = await sales_order(client, login, demo, route, 20)
+    ship = await document(client, clerk, [first, second], kind="outbound", order_id=order_id)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    async with app.state.pool.connection() as other:
+        moved = {"agent": demo["AGENT-ZJ"], "case": int(first)}
+        await other.execute(
+            "UPDATE case_state SET holder_org_id = %(agent)s, transit_to = NULL WHERE sscc = %(case)s",
+            moved,
+        )
+        await other.execute(
+            """UPDATE unit_state SET holder_org_id = %(agent)s, transit_to = NULL
+               WHERE parent_sscc = %(case)s""",
+            moved,
+        )
+        rest = asyncio.create_task(client.post(f"/orders/{order_id}/receive", headers=agent))
+        assert await waiting_for_a_lock(conn)
+        await other.commit()
+    received = await rest
+    assert received.status_code == 200, received.text
+    assert received.json()["units"] == 10

@@ -228,18 +228,23 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     org, other = doc["org_id"], doc["counterparty_id"]
     units, cases = await _items(conn, doc["id"])
     discrepancies: dict[str, Any] = {}
+    rest = False  # receiving in one action: what is on its way here now
     if movement.sender == "in_transit":
         shipped_units, shipped_cases = await _shipped_items(conn, doc)
-        if not units and not cases:  # receiving in one action: what is on its way here now
+        if not units and not cases:
+            rest = True
             units, cases = await _in_transit(conn, org, shipped_units, shipped_cases)
-            if not units and not cases:
-                raise Conflict(
-                    "nothing of this shipment or order is in transit to this organisation",
-                    code="nothing_in_transit",
-                )
-    if not units and not cases:
+    if not units and not cases and not rest:
         raise Unprocessable("scan codes into the document first", code="empty_document")
     unit_rows, case_rows = await expand(conn, units, cases)
+    if rest:  # what another receipt took since the look, while this waited for the locks, stays
+        unit_rows = [u for u in unit_rows if u["transit_to"] == org and u["status"] == "active"]
+        case_rows = [c for c in case_rows if c["transit_to"] == org]
+        if not unit_rows:
+            raise Conflict(
+                "nothing of this shipment or order is in transit to this organisation",
+                code="nothing_in_transit",
+            )
     void = [u["code"] for u in unit_rows if u["status"] in VOID_STATES]
     if void:  # replaced, destroyed, or of a batch voided since they were scanned in
         raise await refuse(conn, scheme, "void", "codes that are void: goods no more", void)
