@@ -611,23 +611,22 @@ async def test_receiving_the_rest_leaves_what_another_receipt_took(
 ) -> None:
     """Probe I: "receive the rest" looked at what was in transit, then waited for the locks
     while a scanned receipt took part of it, and refused the whole (409 not_in_transit, naming
-    that receipt's units). Another receipt taking the first case is held open here."""
+    that receipt's units). The scanned receipt of the first case is held open here."""
+    from app.auth.service import load_user
+    from app.logistics.documents import confirm as confirm_document
+
     first, second = route["cases"][:2]
     clerk, agent = await login("clerk"), await login("agent_clerk")
     order_id = await sales_order(client, login, demo, route, 20)
     ship = await document(client, clerk, [first, second], kind="outbound", order_id=order_id)
     assert (await confirm(client, clerk, ship)).status_code == 200
-    async with app.state.pool.connection() as other:
-        moved = {"agent": demo["AGENT-ZJ"], "case": int(first)}
-        await other.execute(
-            "UPDATE case_state SET holder_org_id = %(agent)s, transit_to = NULL WHERE sscc = %(case)s",
-            moved,
-        )
-        await other.execute(
-            """UPDATE unit_state SET holder_org_id = %(agent)s, transit_to = NULL
-               WHERE parent_sscc = %(case)s""",
-            moved,
-        )
+    part = await document(client, agent, [first], kind="inbound", shipment_id=ship["id"])
+    async with app.state.pool.connection() as other:  # that receipt, confirmed, not committed
+        user = await (
+            await other.execute("SELECT id FROM users WHERE username = 'agent_clerk'")
+        ).fetchone()
+        actor = await load_user(other, user["id"])
+        await confirm_document(other, actor, app.state.scheme, part["id"])
         rest = asyncio.create_task(client.post(f"/orders/{order_id}/receive", headers=agent))
         assert await waiting_for_a_lock(conn)
         await other.commit()
