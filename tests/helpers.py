@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 
@@ -93,3 +94,25 @@ def epcis_conformance() -> Any:
         if (base / "epcis-conformance" / "manifest.json").is_file():
             return base / "epcis-conformance"
     raise FileNotFoundError("../shared/epcis-conformance (the EPCIS conformance documents)")
+
+
+_orders = itertools.count()
+
+
+async def sales_order(
+    client: Any, login: Any, demo: Any, product_id: int, quantity: int, to: str = "AGENT-ZJ"
+) -> int:
+    """A new sales order (by the ERP partner) from the factory to a demo organisation: its id."""
+    response = await client.post(
+        "/orders",
+        headers=await login("partner"),
+        json={
+            "erp_no": f"SO-T{next(_orders)}-{product_id}",
+            "kind": "sales",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo[to],
+            "lines": [{"product_id": product_id, "quantity": quantity}],
+        },
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])

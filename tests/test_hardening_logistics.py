@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 from app._core import gs1_check_digit
 from app.logistics.rollup import recount, rollup_alone
-from tests.helpers import assert_error, issue_cases, issue_units
+from tests.helpers import assert_error, issue_cases, issue_units, sales_order
 
 _ids = itertools.count()
 
@@ -70,22 +70,6 @@ async def move(client: Any, headers: Any, codes: list[str] | None, **fields: Any
     response = await client.post(f"/documents/{doc['id']}/confirm", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-async def order(client: Any, login: Any, demo: Any, product_id: int, quantity: int) -> int:
-    response = await client.post(
-        "/orders",
-        headers=await login("partner"),
-        json={
-            "erp_no": f"H13-{next(_ids)}-{product_id}-{quantity}",
-            "kind": "sales",
-            "from_org_id": demo["FACTORY-SZ"],
-            "to_org_id": demo["AGENT-ZJ"],
-            "lines": [{"product_id": product_id, "quantity": quantity}],
-        },
-    )
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
 
 
 async def order_state(client: Any, login: Any, order_id: int) -> tuple[str, int, int]:
@@ -343,7 +327,7 @@ async def test_receiving_against_a_shipment_counts_on_its_order(
     client: Any, login: Any, app: Any, demo: Any, settings: Any
 ) -> None:
     goods = await pack(client, login, app, demo, 3, f"H13R{next(_ids)}")
-    order_id = await order(client, login, demo, goods.product_id, 30)
+    order_id = await sales_order(client, login, demo, goods.product_id, 30)
     clerk, agent = await login("clerk"), await login("agent_clerk")
     shipment = await move(client, clerk, goods.cases[:3], kind="outbound", order_id=order_id)
     assert await order_state(client, login, order_id) == ("shipped", 30, 0)
@@ -357,7 +341,7 @@ async def test_receiving_against_a_shipment_counts_on_its_order(
     assert await order_state(client, login, order_id) == ("received", 30, 30)
     assert_error(await _receive_again(client, agent, shipment["id"]), 409, "nothing_in_transit")
     # a shipment of another order cannot be booked on this one
-    other = await order(client, login, demo, goods.product_id, 5)
+    other = await sales_order(client, login, demo, goods.product_id, 5)
     assert_error(
         await client.post(
             "/documents",
@@ -383,7 +367,7 @@ async def test_receive_order_takes_each_part_of_a_split_shipment(
 ) -> None:
     lot = f"H13P{next(_ids)}"
     goods = await pack(client, login, app, demo, 3, lot)
-    order_id = await order(client, login, demo, goods.product_id, 30)
+    order_id = await sales_order(client, login, demo, goods.product_id, 30)
     clerk, agent = await login("clerk"), await login("agent_clerk")
     await move(client, clerk, goods.cases[:2], kind="outbound", order_id=order_id)
     first = await client.post(f"/orders/{order_id}/receive", headers=agent)
@@ -479,7 +463,7 @@ async def test_two_shipments_against_one_order_confirmed_at_once_never_exceed_it
     goods = await pack(client, login, app, demo, 4, f"H13O{next(_ids)}")
     clerk = await login("clerk")
     for first, second in ((0, 1), (2, 3)):
-        order_id = await order(client, login, demo, goods.product_id, 15)
+        order_id = await sales_order(client, login, demo, goods.product_id, 15)
         docs = [
             await document(client, clerk, [goods.cases[i]], kind="outbound", order_id=order_id)
             for i in (first, second)

@@ -256,13 +256,7 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
             discrepancies["missing"] = await _listed(conn, scheme, missing)
     else:
         source = other if movement.sender == "counterparty" else org
-        bad = [
-            u["code"]
-            for u in unit_rows
-            if u["holder_org_id"] != source
-            or u["transit_to"] is not None
-            or u["status"] != "active"
-        ]
+        bad = [u["code"] for u in unit_rows if not _on_hand_at(u, source)]
         if bad:
             message = "codes not held (in stock) by the shipping organisation"
             raise await refuse(conn, scheme, "not_held", message, bad)
@@ -285,6 +279,11 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     )
 
 
+def _on_hand_at(row: UnitRow | CaseRow, org: int | None) -> bool:
+    """Whether a unit or case is in ``org``'s stock: held by it, active, not on its way."""
+    return row["holder_org_id"] == org and row["transit_to"] is None and row["status"] == "active"
+
+
 def _check_cases(movement: Movement, org: int, other: int | None, cases: list[CaseRow]) -> None:
     """The cases move from where their units do: held by the sender, on hand (409 ``not_held``),
     or, received, in transit to the receiver (409 ``not_in_transit``). A case emptied and
@@ -294,13 +293,7 @@ def _check_cases(movement: Movement, org: int, other: int | None, cases: list[Ca
         code, message = "not_in_transit", "cases not in transit to this organisation"
     else:
         source = other if movement.sender == "counterparty" else org
-        bad = [
-            c["sscc"]
-            for c in cases
-            if c["holder_org_id"] != source
-            or c["transit_to"] is not None
-            or c["status"] != "active"
-        ]
+        bad = [c["sscc"] for c in cases if not _on_hand_at(c, source)]
         code, message = "not_held", "cases not held (in stock) by the shipping organisation"
     if bad:
         labels = [sscc_label(sscc) for sscc in bad[:_MAX_LISTED]]
