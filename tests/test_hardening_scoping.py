@@ -20,8 +20,8 @@ import pytest
 
 from app._core import gs1_check_digit
 from app.logistics.movements import MOVEMENTS
-from tests.helpers import assert_error
-from tests.test_hardening_logistics import document, move, order, pack, stock_check
+from tests.helpers import assert_error, sales_order
+from tests.test_hardening_logistics import document, move, pack, stock_check
 
 _ids = itertools.count()
 
@@ -68,7 +68,7 @@ async def scene(client: Any, login: Any, app: Any, demo: Any) -> Scene:
     goods = await pack(client, login, app, demo, 4, lot, spare=6)
     clerk, agent = await login("clerk"), await login("agent_clerk")
     store = await login("store_clerk")
-    order_id = await order(client, login, demo, goods.product_id, 40)
+    order_id = await sales_order(client, login, demo, goods.product_id, 40)
     shipped = await move(client, clerk, goods.cases[:2], kind="outbound", order_id=order_id)
     await move(client, agent, None, kind="inbound", shipment_id=shipped["id"])
     to_store = await move(
