@@ -615,3 +615,78 @@ async def test_receiving_the_rest_leaves_what_another_receipt_took(
     received = await rest
     assert received.status_code == 200, received.text
     assert received.json()["units"] == 10
+
+
+async def _acting(conn: Any, username: str) -> Any:
+    from app.auth.service import load_user
+
+    user = await (
+        await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
+    ).fetchone()
+    return await load_user(conn, user["id"])
+
+
+async def test_a_unit_replaced_as_its_case_ships_goes_with_the_case(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """A replacement and an outbound of the unit's case at once: the replacement (done on
+    another connection, not yet committed) holds the case; the confirm waits for it, then ships
+    the new unit with the case. The old code stays void, out of the case."""
+    from app.packing.edits import replace
+    from app.packing.schemas import ReplaceIn
+
+    spare, _ = await issue_units(client, login, demo, 1)
+    case, old, new = route["cases"][0], route["units"][0], app.state.scheme.serial(spare, 0)
+    clerk = await login("clerk")
+    ship = await document(client, clerk, [case], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    async with app.state.pool.connection() as other:
+        actor = await _acting(other, "operator")
+        await replace(other, actor, app.state.scheme, ReplaceIn(old=old, new=new))
+        confirming = asyncio.create_task(confirm(client, clerk, ship))
+        assert await waiting_for_a_lock(conn)  # the confirm waits for the replacement
+        await other.commit()
+    confirmed = await confirming
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["units"] == 10
+    replaced = await state_of(conn, app, new)
+    assert (replaced["status"], replaced["transit_to"], replaced["parent_sscc"]) == (
+        "active",
+        demo["AGENT-ZJ"],
+        int(case),
+    )
+    gone = await state_of(conn, app, old)
+    assert (gone["status"], gone["transit_to"], gone["parent_sscc"]) == ("void", None, None)
+
+
+async def test_a_replacement_as_its_case_ships_waits_and_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """The other order: the confirm (on another connection, not yet committed) holds the case;
+    the replacement waits for it, then finds the unit in transit and is refused. Nothing else
+    changes: the old unit travels in its case, the new code stays inactive."""
+    from app.logistics.documents import confirm as confirm_document
+
+    spare, _ = await issue_units(client, login, demo, 1)
+    case, old, new = route["cases"][0], route["units"][0], app.state.scheme.serial(spare, 0)
+    clerk = await login("clerk")
+    ship = await document(client, clerk, [case], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    async with app.state.pool.connection() as other:
+        await confirm_document(other, await _acting(other, "clerk"), app.state.scheme, ship["id"])
+        replacing = asyncio.create_task(
+            client.post(
+                "/packing/replace", headers=await login("operator"), json={"old": old, "new": new}
+            )
+        )
+        assert await waiting_for_a_lock(conn)  # the replacement waits for the confirm
+        await other.commit()
+    assert_error(await replacing, 409, "not_on_hand")
+    kept = await state_of(conn, app, old)
+    assert (kept["status"], kept["transit_to"], kept["parent_sscc"]) == (
+        "active",
+        demo["AGENT-ZJ"],
+        int(case),
+    )
+    row = await (
+        await conn.execute("SELECT count(*) AS n FROM unit_state WHERE code >> 32 = %s", (spare,))
+    ).fetchone()
+    assert row["n"] == 0
