@@ -3,9 +3,10 @@ partners captured, with the standard's query parameters and paging.
 
 Two sources answer one query: Tracecode's events (``events`` / ``event_codes``, written by the
 line, logistics, inspection and claim services) and captured events (``epcis_events``). A page
-lists Tracecode's matching events in id order, then the captured ones in id order; the
-``nextPageToken`` names the source and the last id, so paging is stable while events are added
-(new ones appear on later pages, none twice).
+lists Tracecode's matching events, then the captured ones, each source in the order of the
+transactions that wrote them (``app.epcis.search``); the ``nextPageToken`` holds a position in
+each source, so paging never skips or repeats an event while events are added, even when the
+transactions that write them commit out of order (new ones appear on later pages).
 
 Scope: the caller's brand; below the brand, Tracecode's events at, from or to an organisation
 of the caller's subtree (``bizLocation``, source, destination) and the events captured by its
@@ -83,6 +84,20 @@ def cbv_word(value: str) -> str:
     return _CBV_URI.sub("", value)
 
 
+@dataclass(frozen=True)
+class Position:
+    """How far a paging run has come in one source: past every event up to ``(xact, id)`` in
+    ``(xact, id)`` order, and past ``extras``, the ``(xact, id)`` of events served beyond it
+    while their transactions were not yet below the horizon (``app.epcis.search``)."""
+
+    xact: int = 0
+    id: int = 0
+    extras: tuple[tuple[int, int], ...] = ()
+
+
+MAX_EXTRAS = 32  # per source: the token stays well within MAX_VALUE
+
+
 @dataclass
 class Query:
     """The parsed parameters. Lists are OR-ed within a parameter, parameters AND-ed."""
@@ -91,7 +106,7 @@ class Query:
     times: dict[str, datetime] = field(default_factory=dict)
     transactions: list[tuple[str, str]] = field(default_factory=list)  # (type, id)
     per_page: int = 30
-    after: tuple[str, int] = ("o", 0)  # (source, last id) of the previous page
+    after: tuple[Position, Position] = (Position(), Position())  # own, captured (the token)
     event_id: str | None = None  # one event (GET /epcis/events/{eventID})
 
 
@@ -149,20 +164,47 @@ def _time(name: str, value: str) -> datetime:
     return moment
 
 
-def _token(value: str) -> tuple[str, int]:
+_PART = r"(\d{1,20})\.(\d{1,19})\.([0-9a-z,-]{0,600})"  # xact.id.extras
+_TOKEN = re.compile(f"v2;{_PART};{_PART}")
+_EXTRA = re.compile(r"(\d{1,20})-([0-9a-z]{1,13})")
+
+
+def _token(value: str) -> tuple[Position, Position]:
     try:
-        source, _, last = (
-            base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().partition(":")
-        )
-        if source in ("o", "c") and last.isdigit():
-            return source, int(last)
-    except (ValueError, UnicodeDecodeError):
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+        if (m := _TOKEN.fullmatch(text)) is not None:
+            return _position(*m.group(1, 2, 3)), _position(*m.group(4, 5, 6))
+    except ValueError:  # binascii.Error, UnicodeDecodeError and a malformed extra are ValueErrors
         pass
     raise QueryError("nextPageToken is not one this server gave")
 
 
-def next_token(source: str, last: int) -> str:
-    return base64.urlsafe_b64encode(f"{source}:{last}".encode()).decode().rstrip("=")
+def _position(xact: str, last: str, extras: str) -> Position:
+    pairs = []
+    for extra in extras.split(",") if extras else ():
+        if (m := _EXTRA.fullmatch(extra)) is None or len(pairs) == MAX_EXTRAS:
+            raise ValueError(extra)
+        pairs.append((int(xact) + int(m.group(1)), int(m.group(2), 36)))
+    return Position(int(xact), int(last), tuple(pairs))
+
+
+def next_token(own: Position, captured: Position) -> str:
+    """The token of two positions: each extra as its transaction's distance from the
+    position's and its id in base 36, to keep the token short."""
+    parts = ["v2"]
+    for p in (own, captured):
+        extras = ",".join(f"{x - p.xact}-{_base36(i)}" for x, i in p.extras)
+        parts.append(f"{p.xact}.{p.id}.{extras}")
+    return base64.urlsafe_b64encode(";".join(parts).encode()).decode().rstrip("=")
+
+
+def _base36(n: int) -> str:
+    digits = ""
+    while True:
+        n, r = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+        if not n:
+            return digits
 
 
 # -- matching identifiers ----------------------------------------------------------------------

@@ -1,11 +1,25 @@
 """The SQL of the EPCIS query: one page of Tracecode's own events, then of captured ones (see
-``app.epcis.query`` for the parameters, the scope and the paging rule)."""
+``app.epcis.query`` for the parameters and the scope).
+
+Paging follows the ERP export's rule (``app.erp.export``). Event ids are taken when a
+transaction starts writing, and transactions commit in any order: a token naming the last id
+handed out skipped every event that committed after the page was read under a smaller id (probe
+M: a large outbound confirmed while a small one committed; two organisations capturing at once).
+So each source is read in the order of the transactions that wrote its events (``xact``, then
+id; migration 0046), and an event whose transaction is older than every transaction still
+running (``xact < pg_snapshot_xmin``, the horizon) is *settled*: nothing can come before it any
+more. A page hands out what is committed, settled or not, so a query sees an event as soon as it
+is committed; its token keeps, per source, the last settled event served (the position) and the
+few served beyond the horizon (``Position.extras``, at most ``MAX_EXTRAS``: past those a page
+stops early, and its token waits for the horizon). The next page reads after the position,
+without the extras: an event committed late, under an older transaction, comes after the
+position, so it is served then, once."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from itertools import takewhile
 from typing import Any
 
 import msgspec
@@ -17,8 +31,10 @@ from app.config import Settings
 from app.db import Conn
 from app.epcis.query import (
     CONTEXT,
+    MAX_EXTRAS,
     ORG_PREFIX,
     Match,
+    Position,
     Query,
     match_of,
     names_of,
@@ -51,28 +67,61 @@ async def search(
     """One page of the events the caller may see that match ``q``."""
     matches = {name: match_of(q.lists[name], scheme) for name in _ROLES if name in q.lists}
     orgs = None if actor.org_path.count("/") == 2 else await _subtree(conn, actor)
+    own, captured = q.after
+    rows = await _own_rows(conn, actor, orgs, q, matches, own)
+    page, own, more = _advance(rows, q.per_page, own)
     events: list[dict[str, Any]] = []
-    last: tuple[str, int] | None = None
-    if q.after[0] == "o":
-        rows = await _own_rows(conn, actor, orgs, q, matches)
-        page = rows[: q.per_page]
-        if page:
-            names = await names_of(conn, scheme, settings, page)
-            events += [own_event(r, names) for r in page]
-            last = ("o", page[-1]["id"])
-        if len(rows) > q.per_page:
-            return Page(_document(events, {}), next_token(*last) if last else None)
-    room = q.per_page - len(events)
-    after = q.after[1] if q.after[0] == "c" else 0
-    rows = await _captured_rows(conn, actor, orgs, q, matches, after, room)
-    page = list(takewhile(lambda r: r["body"] is not None, rows[:room]))
+    if page:
+        names = await names_of(conn, scheme, settings, page)
+        events += [own_event(r, names) for r in page]
     prefixes: dict[str, Any] = {}
-    for r in page:
-        events.append(_captured_event(r))
-        prefixes.update(r["context"] or {})
-        last = ("c", r["id"])
-    more = len(rows) > len(page)
-    return Page(_document(events, prefixes), next_token(*last) if more and last else None)
+    if not more:  # the own events are all served: fill the page with captured ones
+        room = q.per_page - len(events)
+        rows = await _captured_rows(conn, actor, orgs, q, matches, captured, room)
+        page, captured, more = _advance(rows, room, captured, lambda r: r["body"] is not None)
+        for r in page:
+            events.append(_captured_event(r))
+            prefixes.update(r["context"] or {})
+    return Page(_document(events, prefixes), next_token(own, captured) if more else None)
+
+
+def _advance(
+    rows: list[dict[str, Any]],
+    room: int,
+    at: Position,
+    fits: Callable[[dict[str, Any]], bool] = lambda r: True,
+) -> tuple[list[dict[str, Any]], Position, bool]:
+    """Serve ``rows`` (after ``at`` in ``(xact, id)`` order, one more than ``room`` asked;
+    each ``settled`` or not) while they fit: the rows served, the position after them, and
+    whether any are left (see the module)."""
+    served: list[dict[str, Any]] = []
+    xact, last, extras = at.xact, at.id, list(at.extras)
+    for r in rows[:room]:
+        key = (int(r["xact"]), r["id"])
+        if not fits(r):
+            break
+        if r["settled"]:
+            xact, last = key
+        elif len(extras) < MAX_EXTRAS:
+            extras.append(key)
+        else:
+            break
+        served.append(r)
+    kept = tuple(sorted(e for e in extras if e > (xact, last)))
+    return served, Position(xact, last, kept), len(served) < len(rows)
+
+
+# The page's reads: after a position, without its extras, with each row settled or not.
+_HORIZON = "WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) "
+
+
+def _after(alias: str, at: Position, conds: list[str], args: dict[str, Any]) -> None:
+    args["xact"], args["after"] = str(at.xact), at.id
+    args["extras"] = [i for _, i in at.extras]
+    conds += [
+        f"({alias}.xact, {alias}.id) > (%(xact)s::xid8, %(after)s)",
+        f"{alias}.id <> ALL(%(extras)s::bigint[])",
+    ]
 
 
 async def _subtree(conn: Conn, actor: Principal) -> list[int]:
@@ -115,9 +164,11 @@ async def _own_rows(
     orgs: list[int] | None,
     q: Query,
     matches: dict[str, Match],
+    at: Position,
 ) -> list[dict[str, Any]]:
-    conds = ["e.brand_id = %(brand)s", "e.id > %(after)s"]
-    args: dict[str, Any] = {"brand": actor.brand_id, "after": q.after[1], "limit": q.per_page + 1}
+    conds = ["e.brand_id = %(brand)s"]
+    args: dict[str, Any] = {"brand": actor.brand_id, "limit": q.per_page + 1}
+    _after("e", at, conds, args)
     if orgs is not None:
         args["orgs"] = orgs
         conds.append(
@@ -147,7 +198,11 @@ async def _own_rows(
         args["locations"] = [r["id"] for r in found]
         conds.append("e.biz_location = ANY(%(locations)s)")
     where = " AND ".join(conds)
-    sql = f"SELECT {_OWN_COLUMNS} FROM events e WHERE {where} ORDER BY e.id LIMIT %(limit)s"
+    sql = (
+        f"{_HORIZON}SELECT {_OWN_COLUMNS}, e.xact::text AS xact, "
+        f"e.xact < (SELECT x FROM horizon) AS settled FROM events e WHERE {where} "
+        "ORDER BY e.xact, e.id LIMIT %(limit)s"
+    )
     return await (await conn.execute(sql, args)).fetchall()
 
 
@@ -231,11 +286,12 @@ async def _captured_rows(
     orgs: list[int] | None,
     q: Query,
     matches: dict[str, Match],
-    after: int,
+    at: Position,
     room: int,
 ) -> list[dict[str, Any]]:
-    conds = ["ce.brand_id = %(brand)s", "ce.id > %(after)s"]
-    args: dict[str, Any] = {"brand": actor.brand_id, "after": after, "limit": room + 1}
+    conds = ["ce.brand_id = %(brand)s"]
+    args: dict[str, Any] = {"brand": actor.brand_id, "limit": room + 1}
+    _after("ce", at, conds, args)
     if orgs is not None:
         args["orgs"] = orgs
         conds.append("ce.org_id = ANY(%(orgs)s)")
@@ -267,12 +323,13 @@ async def _captured_rows(
     # budget a row comes without its body, which is then never read from TOAST.
     args["budget"] = PAGE_BYTES
     sql = (
-        "SELECT id, event_id, record_time, context, "
+        f"{_HORIZON}SELECT id, event_id, record_time, context, xact, settled, "
         "CASE WHEN before < %(budget)s THEN body END AS body FROM ("
-        "SELECT ce.id, ce.event_id, ce.record_time, ce.context, ce.body, "
-        "sum(octet_length(ce.body)) OVER (ORDER BY ce.id) - octet_length(ce.body) AS before "
-        f"FROM epcis_events ce WHERE {' AND '.join(conds)} ORDER BY ce.id LIMIT %(limit)s) s "
-        "ORDER BY id"
+        "SELECT ce.id, ce.event_id, ce.record_time, ce.context, ce.body, ce.xact::text AS xact, "
+        "ce.xact < (SELECT x FROM horizon) AS settled, "
+        "sum(octet_length(ce.body)) OVER (ORDER BY ce.xact, ce.id) - octet_length(ce.body) "
+        f"AS before FROM epcis_events ce WHERE {' AND '.join(conds)} "
+        "ORDER BY ce.xact, ce.id LIMIT %(limit)s) s ORDER BY xact::xid8, id"
     )
     return await (await conn.execute(sql, args)).fetchall()
 
