@@ -130,6 +130,14 @@ class WriterHandler(logging.Handler):
         writer.put(line, urgent=record.levelno >= logging.ERROR)
 
 
+def quiet_libraries() -> None:
+    """Libraries' own chatter down to warnings, in the API and in the workers: the pool's, and
+    httpx's line per request, which names the whole URL — a webhook endpoint's or the SMS
+    gateway's, query string and whatever credential it carries included (probe K)."""
+    for noisy in ("psycopg.pool", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def configure_logging(level: str = "INFO") -> None:
     writer.flush()  # what was gathered goes to the stream it was meant for
     writer.stream = sys.stderr
@@ -139,8 +147,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("psycopg.pool", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
     # What the formatter never writes, the logging module need not collect for every record
     # (the logging HOWTO's "Optimization"): the caller's frame, thread and process names.
     logging._srcfile = None

@@ -22,6 +22,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -98,10 +99,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def worker(client: Any, demo: Any, settings: Any) -> Iterator[None]:
+def worker(
+    client: Any, demo: Any, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """One real worker process (every actor and roll-up, the webhook sender among them). The
     verification records earlier tests of the session left queued are stored first: flushed by
-    this worker during a test, their counterfeit alerts would reach its subscriptions."""
+    this worker during a test, their counterfeit alerts would reach its subscriptions. Its
+    log, the path yielded."""
     import redis as redis_sync
 
     from app.verify import records
@@ -117,9 +121,9 @@ def worker(client: Any, demo: Any, settings: Any) -> Iterator[None]:
         cwd=ROOT,
         process_group=0,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(log := tmp_path_factory.mktemp("worker") / "worker.log").open("wb"),
     )
-    yield
+    yield log
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
@@ -366,15 +370,17 @@ async def test_bad_kinds_control_characters_and_permissions(
 
 
 async def test_500_then_timeout_then_success_delivers_once_signed(
-    wh: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: None
+    wh: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: Path
 ) -> None:
     admin = await login("admin")
-    receiver.plan("/flaky", ["500", "timeout"])
-    sub = await subscribe(wh, admin, receiver.url + "/flaky", ["alert.counterfeit"])
+    # a credential in the endpoint's query string is the receiver's; never logged (probe K)
+    flaky = "/flaky?token=RECEIVER-SECRET-77"
+    receiver.plan(flaky, ["500", "timeout"])
+    sub = await subscribe(wh, admin, receiver.url + flaky, ["alert.counterfeit"])
     serial = counterfeit(settings, demo["BRAND-LUMI"])
 
     def done() -> list[dict[str, Any]]:
-        got = receiver.log("/flaky")
+        got = receiver.log(flaky)
         return got if any(e["step"] == "ok" for e in got) else []
 
     got = await wait_for(done, "the third attempt")
@@ -395,7 +401,9 @@ async def test_500_then_timeout_then_success_delivers_once_signed(
     assert [a["status_code"] for a in attempts] == [500, None, 200]
     assert attempts[1]["error"] == "timed out" and attempts[1]["latency_ms"] >= 2400
     await asyncio.sleep(1)  # nothing more is sent for it
-    assert len(receiver.log("/flaky")) == 3
+    assert len(receiver.log(flaky)) == 3
+    logged = await asyncio.to_thread(worker.read_bytes)
+    assert b"webhook" in logged and b"RECEIVER-SECRET-77" not in logged
 
 
 async def test_scoping_shipments_alerts_and_another_organisation(
@@ -714,3 +722,70 @@ async def test_members_points_redemptions_and_rebates_are_announced(
     )
     for e in receiver.log("/loyalty"):
         assert verify(brand_sub["secret"], e["headers"], e["raw"]) == [True]
+
+
+async def test_an_attempt_connects_to_the_address_it_checked() -> None:
+    """Probe K: the check resolved Python's IDNA 2003 form of a name (``faß`` -> ``fass``)
+    while the HTTP client connected to its IDNA 2008 form (``xn--fa-hia``), and the client
+    resolved the name again after the check. Now the check resolves the name the client sends,
+    and the attempt goes to the address checked, with the URL's name in Host and in TLS."""
+    from app.webhooks.sender import _request
+    from app.webhooks.urls import UrlRefused, check_resolved
+
+    heads: list[bytes] = []
+
+    async def receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(receive, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, httpx.AsyncClient(trust_env=False) as client:
+        request = _request(
+            client, f"http://faß.partner.example:{port}/hook?x=1", "127.0.0.1", b"{}", {}
+        )
+        assert str(request.url) == f"http://127.0.0.1:{port}/hook?x=1"
+        assert request.extensions["sni_hostname"] == "xn--fa-hia.partner.example"
+        assert (await client.send(request)).status_code == 204
+        six = _request(client, "https://partner.example/hook", "2001:db8::1", b"{}", {})
+        assert str(six.url) == "https://[2001:db8::1]/hook"
+        assert six.headers["host"] == "partner.example"
+    assert heads[0].startswith(b"POST /hook?x=1 HTTP/1.1\r\n")
+    assert f"\r\nhost: xn--fa-hia.partner.example:{port}\r\n".encode() in heads[0].lower()
+    # what is checked: the address an attempt is to use, or why not
+    assert await check_resolved("http://8.8.8.8:9/hook", allow_private=False) == "8.8.8.8"
+    assert await check_resolved("http://127.0.0.1:9/hook", allow_private=True) is None
+    with pytest.raises(UrlRefused):
+        await check_resolved("http://127.0.0.1:9/hook", allow_private=False)
+
+
+async def test_a_subscription_deleted_while_its_delivery_is_sent_spoils_no_other_outcome(
+    wh: Any, login: Any, demo: Any, settings: Any, app: Any, receiver: Receiver
+) -> None:
+    """Probe K: the round's outcomes are written in one transaction, and the attempt of a
+    delivery whose subscription had been deleted meanwhile failed its foreign key: the whole
+    round rolled back, and the other deliveries were sent again after the lease."""
+    from app.webhooks import sender
+
+    admin = await login("admin")
+    gone = await subscribe(wh, admin, receiver.url + "/gone", ["alert.counterfeit"])
+    kept = await subscribe(wh, admin, receiver.url + "/kept", ["alert.counterfeit"])
+    counterfeit(settings, demo["BRAND-LUMI"])
+    async with app.state.pool.connection() as conn:
+        rows = [
+            r
+            for r in await sender.claim(conn, 1000)
+            if r.subscription_id in (gone["id"], kept["id"])
+        ]
+        await conn.commit()
+        assert sorted(r.subscription_id for r in rows) == sorted([gone["id"], kept["id"]])
+        deleted = await wh.delete(f"/webhooks/subscriptions/{gone['id']}", headers=admin)
+        assert deleted.status_code == 204
+        outcomes = [sender.Outcome(row=r, result="delivered", status=200) for r in rows]
+        stats = await sender.record(conn, settings, outcomes)
+        await conn.commit()
+    assert stats.delivered == 1
+    delivered = await newest(wh, admin, kept["id"], "delivered")
+    assert delivered["attempts"] == 1 and delivered["log"][0]["status_code"] == 200

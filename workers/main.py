@@ -16,6 +16,7 @@ from dramatiq.middleware import Middleware
 
 from app.embedded import start_redis
 from app.jobs import broker, settings
+from app.logs import quiet_libraries
 from workers import codes, epcis, ops, points, sms  # noqa: F401
 from workers.analytics import DashboardCounter, SalesRoller
 from workers.analytics_people import PeopleRoller
@@ -39,6 +40,7 @@ class EmbeddedRedis(Middleware):
             start_redis(settings.var_path)
 
 
+quiet_libraries()
 settings.check_serving()  # a bad key or table stops the worker now, not its first job
 broker.add_middleware(EmbeddedRedis())
 broker.add_middleware(Heartbeat(settings.redis_namespace))

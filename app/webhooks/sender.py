@@ -107,6 +107,10 @@ SELECT c.id, c.attempts, c.subscription_id, e.msg_id, e.kind, e.data, e.occurred
  ORDER BY c.id
 """
 
+# The delivery, held until the outcome is written (a subscription deleted meanwhile takes its
+# deliveries with it: its delete waits for this, or it is gone and its outcome is dropped).
+_HELD = "SELECT 1 FROM webhook_deliveries WHERE id = %s FOR KEY SHARE"
+
 _ATTEMPT = """INSERT INTO webhook_attempts (delivery_id, status_code, latency_ms, error)
               VALUES (%s, %s, %s, %s)"""
 
@@ -193,8 +197,8 @@ async def attempt(client: httpx.AsyncClient, settings: Settings, row: Claimed) -
         return Outcome(row=row, result="dead", error=f"bad delivery: {reason_of(exc)}"[:500])
     try:
         async with asyncio.timeout(settings.webhook_timeout_seconds):
-            await check_resolved(row.url, allow_private=settings.webhook_allow_private)
-            request = client.build_request("POST", row.url, content=body, headers=headers)
+            address = await check_resolved(row.url, allow_private=settings.webhook_allow_private)
+            request = _request(client, row.url, address, body, headers)
             response = await client.send(request, stream=True)
             await response.aclose()
     except UrlRefused as exc:
@@ -215,16 +219,38 @@ async def attempt(client: httpx.AsyncClient, settings: Settings, row: Claimed) -
     )
 
 
+def _request(
+    client: httpx.AsyncClient, url: str, address: str | None, body: bytes, headers: dict[str, str]
+) -> httpx.Request:
+    """The attempt's request; sent to ``address`` when given (the one ``check_resolved`` found
+    public), with the URL's own host in ``Host`` and in TLS (the name sent and the certificate
+    checked), so that what was checked is what is called."""
+    target = httpx.URL(url)
+    if address is None:
+        return client.build_request("POST", target, content=body, headers=headers)
+    return client.build_request(
+        "POST",
+        target.copy_with(host=address),
+        content=body,
+        headers={**headers, "host": target.netloc.decode("ascii")},
+        extensions={"sni_hostname": target.raw_host.decode("ascii")},
+    )
+
+
 def _error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
 
 
 async def record(conn: Conn, settings: Settings, outcomes: list[Outcome]) -> Stats:
-    """Write the outcomes and the attempts' log in one transaction (step 3)."""
+    """Write the outcomes and the attempts' log in one transaction (step 3). A delivery gone
+    meanwhile (its subscription deleted) is skipped: it failed the whole round's transaction
+    once, and every other delivery of the round was sent again after the lease."""
     stats = Stats(claimed=len(outcomes))
     async with conn.transaction():
         for o in outcomes:
+            if await (await conn.execute(_HELD, (o.row.id,))).fetchone() is None:
+                continue  # its subscription was deleted while it was sent (probe K)
             await conn.execute(_ATTEMPT, (o.row.id, o.status, o.latency_ms, o.error))
             if o.result == "delivered":
                 await conn.execute(_DELIVERED, (o.status, o.row.id, o.row.attempts))
@@ -284,12 +310,18 @@ async def send_rows(
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
-    """The HTTP client of a sender: no redirects, no proxy from the environment."""
+    """The HTTP client of a sender: no redirects, no proxy from the environment. Attempts
+    connect to checked addresses (``_request``), so no connection is kept for another: one kept
+    for a name at an address shared with other names (a CDN's) would carry their requests under
+    its own TLS identity."""
+    keep = settings.webhook_concurrency if settings.webhook_allow_private else 0
     return httpx.AsyncClient(
         timeout=settings.webhook_timeout_seconds,
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=settings.webhook_concurrency),
+        limits=httpx.Limits(
+            max_connections=settings.webhook_concurrency, max_keepalive_connections=keep
+        ),
     )
 
 

@@ -8,9 +8,8 @@ or resolves to, a loopback, private, link-local, multicast, reserved or unspecif
 (``private_address``): Tracecode must not be made to call into its own network. A name is
 resolved when it is subscribed (a name that does not resolve yet, or not within
 ``RESOLVE_SECONDS``, is accepted: its endpoint may not be live yet) and its addresses are checked
-again before every attempt (a name may change what it points to); a name resolved again by the
-HTTP client between the check and the connection is the remaining window (DNS rebinding),
-closed for good only by an egress proxy.
+again before every attempt (a name may change what it points to), and the attempt connects to
+an address so checked, not to whatever the name resolves to a moment later (DNS rebinding).
 
 A public address: IPv4 that ``ipaddress`` calls global; IPv6 in global unicast (``2000::/3``)
 that it calls global, or an IPv4 address carried in IPv6 (mapped, NAT64 ``64:ff9b::/96``, 6to4,
@@ -55,11 +54,10 @@ def check_url(url: str, *, allow_private: bool) -> str:
     if port == 0:
         raise UrlRefused("url: port 0", code="invalid_url")
     try:  # what the sender's HTTP client will make of it (IDNA, brackets, ...)
-        httpx.Request("POST", url)
+        host = httpx.Request("POST", url).url.raw_host.decode("ascii")
     except Exception:
         raise UrlRefused("url: not a valid URL", code="invalid_url") from None
     if not allow_private:
-        host = parts.hostname
         literal = _ip(host)
         name = host.lower().rstrip(".")
         if (
@@ -85,18 +83,27 @@ async def check_subscribed(url: str, *, allow_private: bool) -> str:
     return url
 
 
-async def check_resolved(url: str, *, allow_private: bool) -> None:
-    """Before an attempt: every address the host resolves to is public (``UrlRefused``)."""
+async def check_resolved(url: str, *, allow_private: bool) -> str | None:
+    """Before an attempt: every address the host resolves to is public (``UrlRefused``); the
+    first, for the attempt to connect to (``app.webhooks.sender``: the name cannot point
+    elsewhere between this check and the connection), or None when private addresses are
+    allowed (the HTTP client resolves the name itself). The name resolved is the one the HTTP
+    client sends: for a non-ASCII name its IDNA 2008 form (probe K: Python's own IDNA 2003 codec
+    made ``faß`` into ``fass``, another name than the ``xn--fa-hia`` httpx connects to)."""
     if allow_private:
-        return
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+        return None
+    target = httpx.URL(url)
+    host = target.raw_host.decode("ascii")
+    port = target.port or (443 if target.scheme == "https" else 80)
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    for info in infos:
-        address = _ip(str(info[4][0]))
+    addresses = [str(info[4][0]) for info in infos]
+    for text in addresses:
+        address = _ip(text)
         if address is None or not _public(address):
             raise UrlRefused(f"{host} resolves to a non-public address", code="private_address")
+    if not addresses:
+        raise OSError(f"{host} resolves to no address")
+    return addresses[0]
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
