@@ -29,7 +29,7 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.members import points
-from app.members.mask import READ_PHONE, shown_phone
+from app.members.mask import READ_PHONE, mask_phone, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
 from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
@@ -56,17 +56,25 @@ _SCAN_SOURCE = "verifications v LEFT JOIN products p ON p.id = v.product_id"
 class Filters(msgspec.Struct, frozen=True, kw_only=True):
     """Search of the member list; ``date_from``/``date_to`` are registration days, inclusive."""
 
-    phone: str | None = None  # a whole number, or its last 4 to 10 digits
+    phone: str | None = None  # a whole number, or its last 4 (to 10, for who sees phones whole)
     province: str | None = None
     status: MemberStatus | None = None
     date_from: date | None = None
     date_to: date | None = None
 
 
-def _where(brand_id: int, f: Filters) -> tuple[list[str], dict[str, Any]]:
-    where, params = ["m.brand_id = %(brand)s"], {"brand": brand_id}
+def _where(actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
+    where, params = ["m.brand_id = %(brand)s"], {"brand": brand_of_staff(actor)}
     if f.phone is not None:
         term = phone_query(f.phone)
+        if len(term) not in (4, 11) and not actor.has(READ_PHONE):
+            # staff who see phones masked (138****1234) search by a whole number or by the
+            # four digits they see: matching on 5 to 10 last digits told the hidden ones, one
+            # digit a few requests (probe N)
+            raise ValidationFailed(
+                "invalid request (phone): a whole number, or its last 4 digits",
+                details=[{"field": "phone", "message": "masked phones", "source": "query"}],
+            )
         if len(term) == 11:
             where.append("m.phone = %(phone)s")
             params["phone"] = term
@@ -119,7 +127,7 @@ async def list_members(
     conn: Conn, actor: Principal, f: Filters, page: int, per_page: int
 ) -> Page[MemberRow]:
     """The brand's members matching the filters, newest first."""
-    where, params = _where(brand_of_staff(actor), f)
+    where, params = _where(actor, f)
     return await fetch_page(
         conn,
         columns=_COLUMNS,
@@ -292,18 +300,25 @@ async def export_csv(
 ) -> AsyncIterator[bytes]:
     """Every matching member as CSV (``app.tabular``: BOM, formula guard), streamed from a
     server-side cursor; the export is audited in the request's transaction first."""
-    brand_id = brand_of_staff(actor)
-    where, params = _where(brand_id, f)
+    where, params = _where(actor, f)
     await audit.record(
         conn,
         actor,
         "export",
         "member",
         None,
-        after={"filters": msgspec.to_builtins(f), "phones": actor.has(READ_PHONE)},
+        # the audit is read by staff who may see phones masked only
+        after={"filters": _audited(f), "phones": actor.has(READ_PHONE)},
     )
     sql = f"SELECT {_COLUMNS} FROM members m WHERE {' AND '.join(where)} ORDER BY m.id"
     return tabular.csv_chunks(CSV_COLUMNS, _csv_batches(pool, actor, sql, params))
+
+
+def _audited(f: Filters) -> dict[str, Any]:
+    filters: dict[str, Any] = msgspec.to_builtins(f)
+    if f.phone is not None:
+        filters["phone"] = mask_phone(phone_query(f.phone))
+    return filters
 
 
 async def _csv_batches(

@@ -107,7 +107,10 @@ FromDate = Annotated[date | None, QueryParameter(name="from", description="regis
 ToDate = Annotated[date | None, QueryParameter(name="to", description="registered on or before")]
 PhoneQuery = Annotated[
     str | None,
-    Parameter(max_length=32, description="a whole phone number, or its last 4 to 10 digits"),
+    Parameter(
+        max_length=32,
+        description="a whole phone number, or its last 4 digits (4 to 10 with members.read_phone)",
+    ),
 ]
 
 

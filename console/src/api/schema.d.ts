@@ -15119,7 +15119,7 @@ export interface operations {
     MembersListMembers: {
         parameters: {
             query?: {
-                /** @description a whole phone number, or its last 4 to 10 digits */
+                /** @description a whole phone number, or its last 4 digits (4 to 10 with members.read_phone) */
                 phone?: string | null;
                 province?: string | null;
                 status?: "active" | "frozen" | null;
