@@ -19,7 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from app.sms import outbox, sender
-from app.sms.gateway import HttpGateway, gateway_from_settings
+from app.sms.gateway import HttpGateway, OutMessage, gateway_from_settings
 from app.sms.service import sign
 from tests.helpers import assert_error
 from tests.sms_gateway import ROOT, LocalGateway
@@ -291,8 +291,8 @@ async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_mes
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if any(m["phone"] == bad for m in body["messages"]):
-                status, answer = 400, {"error": "invalid phone in request"}
+            if any(m["phone"] == bad for m in body["messages"]):  # echoing the request
+                status, answer = 400, {"error": "invalid phone in request", "request": body}
             else:
                 status = 200
                 answer = {
@@ -309,7 +309,12 @@ async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_mes
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Strict)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(7)] + [bad])
+    ids = await _enqueue(
+        app,
+        demo["BRAND-LUMI"],
+        [phone() for _ in range(7)] + [bad],
+        variables={"code": "739154", "minutes": "5"},
+    )
     gw = HttpGateway(f"http://127.0.0.1:{server.server_address[1]}/send", batch=8)
     try:
         stats = await sender.drain(aconn, gw, settings, ids=ids)
@@ -319,7 +324,58 @@ async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_mes
     assert stats.sent == 7 and stats.failed == 1
     rows = await _rows(aconn, ids)
     assert rows[ids[-1]]["state"] == "failed"
-    assert "gateway answered 400" in rows[ids[-1]]["last_error"]
+    error = rows[ids[-1]]["last_error"]
+    assert "gateway answered 400" in error
+    # what the gateway echoed is kept without the one-time code or the whole phone (probe N)
+    assert "739154" not in error and bad not in error and bad[-4:] in error
+    letters = await (
+        await aconn.execute(
+            "SELECT reason, convert_from(payload, 'UTF8') AS p FROM dead_letters "
+            "WHERE queue = 'sms_outbox'"
+        )
+    ).fetchall()
+    assert not any("739154" in f"{x['reason']}{x['p']}" for x in letters)
+
+
+async def test_a_gateway_answer_over_the_cap_is_never_held() -> None:
+    """Probe K: the gateway's answer was read whole — 800 MB took the worker to 2.8 GB, once
+    per retry. Past MAX_ANSWER the answer is dropped and the message retried."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.sms.gateway import MAX_ANSWER
+
+    class Flood(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(4 * MAX_ANSWER))
+            self.end_headers()
+            try:
+                for _ in range(64):
+                    self.wfile.write(b" " * (MAX_ANSWER // 16))
+            except OSError:
+                pass  # the client stopped reading: as it should
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gw = HttpGateway(f"http://127.0.0.1:{server.server_address[1]}/send")
+    try:
+        [result] = await gw.send(
+            [
+                OutMessage(
+                    key="flood", phone=phone(), sign="s", template_id="t", params={}, text="x",
+                    masked_text="x",
+                )
+            ]
+        )  # fmt: skip
+    finally:
+        await gw.aclose()
+        server.shutdown()
+    assert result.status == "retry" and "more than" in (result.error or ""), result
 
 
 # -- the job after commit ---------------------------------------------------------------------

@@ -121,11 +121,13 @@ class HttpGateway:
         headers = {"Content-Type": "application/json"}
         if len(messages) == 1:
             headers["Idempotency-Key"] = messages[0].key
+        content = self._encode.encode({"messages": wire})
         try:
-            async with self._slots:
-                response = await self._client.post(
-                    self.url, content=self._encode.encode({"messages": wire}), headers=headers
-                )
+            async with (
+                self._slots,
+                self._client.stream("POST", self.url, content=content, headers=headers) as response,
+            ):
+                body = await _read_capped(response)
         except httpx.TimeoutException:
             return [Result("retry", error="gateway timeout")] * len(messages)
         except httpx.HTTPError as exc:
@@ -133,6 +135,9 @@ class HttpGateway:
                 messages
             )
         status = response.status_code
+        if body is None:
+            error = f"gateway answered {status} with more than {MAX_ANSWER} bytes"
+            return [Result("retry", error=error)] * len(messages)
         if status in (400, 422):
             if len(messages) > 1:  # find the message at fault: halves, down to one
                 middle = len(messages) // 2
@@ -140,31 +145,53 @@ class HttpGateway:
                     self._post(messages[:middle]), self._post(messages[middle:])
                 )
                 return first + second
-            return [Result("rejected", error=f"gateway answered {status}: {_snippet(response)}")]
+            snippet = _scrubbed(body[:200].decode(errors="replace"), messages[0])
+            return [Result("rejected", error=f"gateway answered {status}: {snippet}")]
         if status >= 500 or status in RETRY_STATUSES or not 200 <= status < 300:
             return [Result("retry", error=f"gateway answered {status}")] * len(messages)
         try:
-            answers = {a.key: a for a in self._decode.decode(response.content).results}
+            answers = {a.key: a for a in self._decode.decode(body).results}
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return [Result("retry", error=f"unreadable gateway answer: {exc}")] * len(messages)
-        return [_result(answers.get(m.key)) for m in messages]
+        return [_result(answers.get(m.key), m) for m in messages]
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-def _result(answer: _Answer | None) -> Result:
+def _result(answer: _Answer | None, m: OutMessage) -> Result:
     if answer is None:
         return Result("retry", error="the gateway's answer left the message out")
     if answer.status == "accepted" and answer.message_id:
         return Result("accepted", message_id=answer.message_id[:200])
     if answer.status == "rejected":
-        return Result("rejected", error=(answer.error or "rejected")[:500])
+        return Result("rejected", error=_scrubbed(answer.error or "rejected", m)[:500])
     return Result("retry", error=f"unexpected status {answer.status!r}"[:500])
 
 
-def _snippet(response: httpx.Response) -> str:
-    return response.text[:200].replace("\n", " ")
+MAX_ANSWER = 1024 * 1024  # a gateway's answer to one request: more is refused, never held
+
+
+async def _read_capped(response: httpx.Response) -> bytes | None:
+    """The answer's body, or None past ``MAX_ANSWER`` (probe K: an 800 MB answer took the
+    worker, which sends the webhooks too, to 2.8 GB, once per retry)."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _scrubbed(text: str, m: OutMessage) -> str:
+    """A gateway's words about a message, without what the message carries: its variables (a
+    one-time code, a redemption code) and the whole phone. Some gateways echo the request in
+    their errors, and the error is stored, dead-lettered and shown (probe N)."""
+    for value in m.params.values():
+        if len(value) >= 3:
+            text = text.replace(value, "***")
+    return text.replace(m.phone, mask_phone(m.phone)).replace("\n", " ")
 
 
 class DevGateway:
