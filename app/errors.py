@@ -18,7 +18,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.params import QueryParameter
 
 from app._core import ForgedSerial, Gs1Error, SerialError, UnknownKeyVersion
-from app.logs import request_id_var
+from app.logs import logged_path, request_id_var
 
 log = logging.getLogger("tracecode.errors")
 
@@ -275,7 +275,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
         exc_info=exc,
         extra={
             "method": scope.get("method"),
-            "path": scope.get("path"),
+            "path": logged_path(scope),
             "route": scope.get("path_template"),
         },
     )

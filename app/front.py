@@ -52,7 +52,7 @@ from litestar.utils.scope.state import ScopeState
 
 from app.edge import check_edge, refuse
 from app.errors import error_body, handle_http_exception
-from app.logs import request_id_var, requests, writer
+from app.logs import logged_path, request_id_var, requests, writer
 from app.textguard import InvalidCharacter
 
 _access_log = logging.getLogger("tracecode.access")
@@ -202,7 +202,7 @@ class Tracecode(Litestar):
             if requests.done(
                 rid,
                 scope["method"],
-                scope["path"],
+                logged_path(scope),
                 scope.get("path_template", "unmatched"),
                 status or 500,  # nothing answered: logged as the server's 500
                 perf_counter() - started,

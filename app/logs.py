@@ -130,6 +130,16 @@ class WriterHandler(logging.Handler):
         writer.put(line, urgent=record.levelno >= logging.ERROR)
 
 
+def logged_path(scope: Any) -> str:
+    """A request's path as the logs show it: its route's template where the path's parameters
+    are personal data (a route with ``opt={"private_path": True}``, as the phone of
+    ``/sms/opt-outs/{phone}``: probe N found whole phones in the access log)."""
+    handler = scope.get("route_handler")
+    if handler is not None and handler.opt.get("private_path"):
+        return str(scope.get("path_template", ""))
+    return str(scope["path"])
+
+
 def quiet_libraries() -> None:
     """Libraries' own chatter down to warnings, in the API and in the workers: the pool's, and
     httpx's line per request, which names the whole URL — a webhook endpoint's or the SMS

@@ -232,3 +232,21 @@ async def test_an_unexpected_error_is_logged_with_its_context() -> None:
     assert "the disk is on fire" in error["exc"]
     (line,) = lines(log)
     assert line["request_id"] == "boom-1" and line["status"] == 500
+
+
+async def test_a_phone_in_a_path_is_not_logged(client: Any, login: Any) -> None:
+    """Probe N: ``PUT /sms/opt-outs/{phone}`` wrote the whole phone into the access line, which
+    staff who see phones masked may read. Such a route's line shows its template."""
+    marketer = await login("marketer")
+    phone = f"139{int(time.time() * 1000) % 10**8:08d}"
+    with captured_log() as log:
+        answers = [
+            await client.put(f"/sms/opt-outs/{phone}", headers=marketer),
+            await client.delete(f"/sms/opt-outs/{phone}", headers=marketer),
+            await client.get("/sms/opt-outs", headers=marketer),
+        ]
+    assert [a.status_code for a in answers] == [204, 204, 200]
+    by_id = {line["request_id"]: line for line in lines(log)}
+    logged = [by_id[a.headers["x-request-id"]] for a in answers]
+    assert [line["path"] for line in logged] == ["/sms/opt-outs/{phone}"] * 2 + ["/sms/opt-outs"]
+    assert phone not in log.getvalue()

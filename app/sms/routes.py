@@ -95,12 +95,13 @@ class OptOutController(Controller):
         """Newest first; phones masked unless the caller holds ``members.read_phone``."""
         return await service.list_opt_outs(conn, principal, page, per_page)
 
-    @put("/{phone:str}", status_code=204)
+    # the phone in the path is not logged (app.logs.logged_path)
+    @put("/{phone:str}", status_code=204, opt={"private_path": True})
     async def opt_out(self, phone: str, conn: Conn, principal: Principal) -> None:
         """Stop the brand's reminders and campaigns to ``phone`` (idempotent)."""
         await service.put_opt_out(conn, principal, phone, True)
 
-    @delete("/{phone:str}", status_code=204)
+    @delete("/{phone:str}", status_code=204, opt={"private_path": True})
     async def opt_in(self, phone: str, conn: Conn, principal: Principal) -> None:
         """Let the brand's reminders and campaigns reach ``phone`` again (idempotent)."""
         await service.put_opt_out(conn, principal, phone, False)
