@@ -789,3 +789,61 @@ async def test_a_subscription_deleted_while_its_delivery_is_sent_spoils_no_other
     assert stats.delivered == 1
     delivered = await newest(wh, admin, kept["id"], "delivered")
     assert delivered["attempts"] == 1 and delivered["log"][0]["status_code"] == 200
+
+
+async def test_a_moved_or_deactivated_organisation_feeds_no_old_endpoint(
+    wh: Any, login: Any, demo: Any, app: Any, receiver: Receiver
+) -> None:
+    """Probe K: a subscription followed the organisation it names. A store moved to another
+    agent sent that agent's events to the old agent's endpoint, which the old agent could no
+    longer see or delete (the new one could); a deactivated organisation's feed went on."""
+    admin, zj, gd = await login("admin"), await login("agent_admin"), await login("gd_admin")
+    n = f"{os.getpid()}{time.time_ns() % 10**9}"
+    store = await wh.post(
+        "/orgs",
+        headers=admin,
+        json={"name": f"Moved {n}", "erp_code": f"WHM-{n}", "kind": "store",
+              "parent_id": demo["AGENT-ZJ"]},
+    )  # fmt: skip
+    assert store.status_code == 201, store.text
+    store_id = store.json()["id"]
+    old = await subscribe(wh, zj, receiver.url + "/old", ["alert.diversion"], org_id=store_id)
+
+    async def raised() -> dict[int, int]:
+        """An event of the store; each subscription's deliveries now."""
+        async with app.state.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+                "VALUES (%s, 'alert.diversion', ARRAY[%s::bigint], '{}')",
+                (demo["BRAND-LUMI"], store_id),
+            )
+            rows = await (
+                await conn.execute(
+                    "SELECT subscription_id AS s, count(*) AS n FROM webhook_deliveries "
+                    "WHERE subscription_id = ANY(%s) GROUP BY 1",
+                    ([old["id"], *([new["id"]] if new else [])],),
+                )
+            ).fetchall()
+        return {r["s"]: r["n"] for r in rows}
+
+    new: dict[str, Any] = {}
+    assert await raised() == {old["id"]: 1}
+    moved = await wh.post(
+        f"/orgs/{store_id}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+    )
+    assert moved.status_code == 200, moved.text
+    new = await subscribe(wh, gd, receiver.url + "/new", ["alert.diversion"], org_id=store_id)
+    assert await raised() == {old["id"]: 1, new["id"]: 1}  # the new agent's only
+    url = f"/webhooks/subscriptions/{old['id']}"
+    assert (await wh.get(url, headers=zj)).status_code == 200  # still the old agent's own
+    assert_error(await wh.get(url, headers=gd), 404)
+    assert_error(await wh.patch(url, headers=gd, json={"active": False}), 404)
+    gone = await wh.post(f"/orgs/{store_id}/deactivate", headers=admin)
+    assert gone.status_code == 200, gone.text
+    assert await raised() == {old["id"]: 1, new["id"]: 1}  # nothing for a deactivated one
+    async with app.state.pool.connection() as conn:  # nor is a delivery queued before sent
+        row = await (
+            await conn.execute("SELECT webhook_may_receive(%s) AS ok", (new["id"],))
+        ).fetchone()
+    assert row["ok"] is False
+    assert (await wh.delete(url, headers=zj)).status_code == 204

@@ -88,7 +88,7 @@ _CLAIM = """
 WITH due AS (
   SELECT d.id FROM webhook_deliveries d
    WHERE d.state = 'pending' AND d.next_attempt_at <= clock_timestamp()
-     AND EXISTS (SELECT 1 FROM webhook_subscriptions s WHERE s.id = d.subscription_id AND s.active)
+     AND webhook_may_receive(d.subscription_id)  -- migration 0047
    ORDER BY d.next_attempt_at LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED
 ), claimed AS (

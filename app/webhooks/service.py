@@ -74,7 +74,8 @@ async def _own(conn: Conn, actor: Principal, sub_id: int, lock: bool = False) ->
     actor.require(PERMISSION)
     row = await (
         await conn.execute(
-            f"SELECT {_SUB}, o.path FROM webhook_subscriptions s JOIN orgs o ON o.id = s.org_id "
+            f"SELECT {_SUB}, o.path FROM webhook_subscriptions s "
+            "JOIN orgs o ON o.id = s.owner_org_id "
             f"WHERE s.id = %s {'FOR UPDATE OF s' if lock else ''}",
             (sub_id,),
         )
@@ -113,11 +114,13 @@ async def create(
     row = await (
         await conn.execute(
             f"""INSERT INTO webhook_subscriptions AS s
-                    (brand_id, org_id, url, description, event_kinds, secret_sealed, created_by)
-                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_SUB}""",
+                    (brand_id, org_id, owner_org_id, url, description, event_kinds,
+                     secret_sealed, created_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_SUB}""",
             (
                 actor.brand_id,
                 org_id,
+                actor.org_id,
                 url,
                 data.description,
                 kinds,
@@ -140,7 +143,7 @@ async def list_subscriptions(
     return await fetch_page(
         conn,
         columns=_SUB,
-        source="webhook_subscriptions s JOIN orgs o ON o.id = s.org_id",
+        source="webhook_subscriptions s JOIN orgs o ON o.id = s.owner_org_id",
         where=["o.path LIKE %(prefix)s"],
         params={"prefix": actor.org_path + "%"},
         order="s.id DESC",
@@ -280,7 +283,7 @@ async def get_delivery(conn: Conn, actor: Principal, delivery_id: int) -> Delive
             f"""SELECT {_DELIVERY}, o.path FROM webhook_deliveries d
                   JOIN webhook_events e ON e.id = d.event_id
                   JOIN webhook_subscriptions s ON s.id = d.subscription_id
-                  JOIN orgs o ON o.id = s.org_id
+                  JOIN orgs o ON o.id = s.owner_org_id
                  WHERE d.id = %s""",
             (delivery_id,),
         )
