@@ -23,6 +23,8 @@ The worker heartbeat's keys are named here too: workers write them, ``/health`` 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import dramatiq
@@ -99,3 +101,21 @@ def send(actor_name: str, *args: Any, queue_name: str = "default") -> dramatiq.M
         queue_name=queue_name, actor_name=actor_name, args=args, kwargs={}, options={}
     )
     return broker.enqueue(message)
+
+
+HAND_OVER_SECONDS = 2.0  # to hand a job to the broker before leaving it to a sweeper
+
+
+async def hand_over(actor_name: str, *args: Any) -> bool:
+    """``send`` from a request: off the event loop (a hung broker stalled every request of the
+    process for seconds, probe J) and within ``HAND_OVER_SECONDS``; False, and a warning, when
+    the broker could not take it. Only for jobs a sweeper sends again from PostgreSQL (the SMS
+    outbox's, ``app.ops.orphans``'): the caller's answer stands either way."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(send, actor_name, *args), HAND_OVER_SECONDS)
+    except Exception as exc:
+        logging.getLogger("tracecode.jobs").warning(
+            "could not queue %s, a sweeper will send it: %s", actor_name, type(exc).__name__
+        )
+        return False
+    return True

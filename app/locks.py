@@ -52,6 +52,7 @@ class Lock(IntEnum):
     EPCIS_CAPTURE = 7_245_021  # transaction, per organisation: one EPCIS capture writer at a time
     ERP_IMPORT = 7_245_022  # transaction, brand:kind (text): one master-data import at a time
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id
+    ORPHAN_SWEEP = 7_245_023  # session, one key: one sweeper of jobs left without a runner
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -17,13 +17,14 @@ from dramatiq.middleware import Middleware
 from app.embedded import start_redis
 from app.jobs import broker, settings
 from app.logs import quiet_libraries
-from workers import codes, epcis, ops, points, sms  # noqa: F401
+from workers import codes, epcis, points, sms  # noqa: F401
 from workers.analytics import DashboardCounter, SalesRoller
 from workers.analytics_people import PeopleRoller
 from workers.deadletter import DeadLetters
 from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
 from workers.logistics import StockRoller
+from workers.ops import OrphanSweeper
 from workers.points import RedemptionExpirer
 from workers.rebates import RebateRoller
 from workers.sms import SmsSweeper
@@ -55,3 +56,4 @@ broker.add_middleware(DashboardCounter())
 broker.add_middleware(SmsSweeper())
 broker.add_middleware(RedemptionExpirer())
 broker.add_middleware(WebhookSender())
+broker.add_middleware(OrphanSweeper())

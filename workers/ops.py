@@ -1,12 +1,31 @@
-"""Operational actors."""
+"""Operational actors, and the sweeper of jobs left without a runner (``app.ops.orphans``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import dramatiq
 
-from app.jobs import redis_client, settings
+from app.db import Conn
+from app.jobs import redis_client, send, settings
+from app.locks import Lock, run_alone
+from app.ops.orphans import SWEEP_SECONDS, resend_orphans
+from workers.periodic import PeriodicRollup
+
+log = logging.getLogger("tracecode.orphans")
+
+
+class OrphanSweeper(PeriodicRollup):
+    def __init__(self) -> None:
+        super().__init__("orphans", _sweep, interval=SWEEP_SECONDS)
+
+
+async def _sweep(conn: Conn) -> None:
+    """One process at a time sends again the jobs left without a runner."""
+    sent = await run_alone(conn, Lock.ORPHAN_SWEEP, lambda: resend_orphans(conn, send))
+    if sent:
+        log.warning("sent again %d export or capture jobs left without a runner", sent)
 
 
 @dramatiq.actor(max_retries=0)

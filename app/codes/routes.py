@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
+import psycopg
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
@@ -39,7 +40,7 @@ from app.codes.scheme import Scheme
 from app.codes.trace import TraceOut, trace
 from app.config import Settings
 from app.db import Conn
-from app.errors import BadRequest, ServerError
+from app.errors import BadRequest, ServerError, ServiceUnavailable
 from app.paging import Page, PageNo, PerPage
 
 Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)(?!\n)$")]
@@ -60,10 +61,16 @@ async def _start(
     """Run a small export now (201, files ready); queue a large one as a job (202 + Location)."""
     await conn.commit()  # the runner (thread or worker) reads the export row on its own connection
     if export.total > settings.export_async_threshold:
-        jobs.send("run_export_job", export.id)  # workers/codes.py
+        # workers/codes.py; a job the broker cannot take now is sent by app.ops.orphans
+        await jobs.hand_over("run_export_job", export.id)
         return Response(export, status_code=202, headers={"Location": f"/exports/{export.id}"})
     try:
         await asyncio.to_thread(exports.run_export, state.db_url, settings, scheme, export.id)
+    except psycopg.OperationalError as exc:  # the export is left to app.ops.orphans
+        raise ServiceUnavailable(
+            "the database is unavailable; the export will be finished by a worker",
+            details={"export_id": export.id},
+        ) from exc
     except Exception as exc:
         raise ServerError(f"the export failed: {exc}", code="export_failed") from exc
     return Response(await exports.load_export(conn, export.id), status_code=201)

@@ -150,7 +150,8 @@ class CaptureController(Controller):
             await capture.run(conn, scheme, job.captureID)
             job = await capture.get(conn, principal, uuid.UUID(job.captureID))
         else:
-            jobs.send("capture_job", job.captureID)  # workers/epcis.py
+            # workers/epcis.py; a job the broker cannot take now is sent by app.ops.orphans
+            await jobs.hand_over("capture_job", job.captureID)
         location = f"/epcis/capture/{job.captureID}"
         return Response(job, status_code=202, headers={"Location": location, **_HEADERS})
 

@@ -24,9 +24,7 @@ Rules applied here, before the row exists:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import math
 import weakref
 from functools import cache
@@ -44,12 +42,9 @@ from app.members.phones import normalise_phone
 from app.sms.templates import BUILTIN, MARKETING, placeholders
 from app.textguard import check_text
 
-log = logging.getLogger("tracecode.sms")
-
 Purpose = Literal["otp", "redemption", "reminder", "campaign", "notice"]
 PURPOSES = ("otp", "redemption", "reminder", "campaign", "notice")
 SEND_ACTOR = "send_sms"  # workers/sms.py
-SEND_TIMEOUT = 2.0  # seconds to hand a job to Redis before leaving it to the sweeper
 
 _pending: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 
@@ -184,10 +179,7 @@ def discard(conn: Conn) -> None:
 
 async def dispatch(ids: list[int]) -> None:
     """Hand ``send_sms(ids)`` to the broker; on any failure leave the rows to the sweeper."""
-    try:
-        await asyncio.wait_for(asyncio.to_thread(jobs.send, SEND_ACTOR, ids), SEND_TIMEOUT)
-    except Exception as exc:
-        log.warning("could not queue the SMS job, the sweeper will send: %s", type(exc).__name__)
+    await jobs.hand_over(SEND_ACTOR, ids)
 
 
 async def pending_stats(conn: Conn) -> dict[str, float]:

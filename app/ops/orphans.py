@@ -1,0 +1,57 @@
+"""Jobs left without a runner (probe J), sent again by the workers' sweeper.
+
+An export or an EPCIS capture is a row first, then a job: a worker runs it from a broker
+message, or the API runs it inline (an export of up to ``TRACECODE_EXPORT_ASYNC_THRESHOLD``
+codes, a capture of up to ``TRACECODE_EPCIS_INLINE_EVENTS`` events). An API process killed
+mid-run, a database connection dropped under it, or a broker that could not take the message
+(``app.jobs.hand_over``) left the row queued, pending or running for ever, with nothing to run
+it but ``tracecode redis rebuild``.
+
+``resend_orphans`` (every ``SWEEP_SECONDS``, ``workers/ops.py``) sends the job again for each
+row older than ``ORPHAN_SECONDS`` that no runner holds:
+- an export queued or running whose runner's session lock (``Lock.EXPORT_RUN``, held for the
+  whole run by ``app.codes.exports.run_export``) is free;
+- a capture pending or running whose row no runner has locked (``app.epcis.capture.run`` holds
+  it ``FOR UPDATE`` for the whole run).
+A job still waiting in the broker's queue that long is sent a second time: both runners leave a
+finished job alone, so the cost is a message, never work done twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app import locks
+from app.db import Conn
+from app.locks import Lock
+
+SWEEP_SECONDS = 60.0
+ORPHAN_SECONDS = 300
+
+_EXPORTS = """SELECT id::text FROM code_exports
+               WHERE state IN ('queued', 'running')
+                 AND coalesce(started_at, created_at) < now() - make_interval(secs => %s)"""
+_CAPTURES = """SELECT id::text FROM epcis_captures
+                WHERE state IN ('pending', 'running')
+                  AND created_at < now() - make_interval(secs => %s)
+                  FOR UPDATE SKIP LOCKED"""
+
+
+async def resend_orphans(
+    conn: Conn, send: Callable[[str, str], object], age: float = ORPHAN_SECONDS
+) -> int:
+    """Send again the job of every export and capture left without a runner (see the module);
+    how many. ``conn`` in autocommit mode."""
+    sent = 0
+    for row in await (await conn.execute(_EXPORTS, (age,))).fetchall():
+        export_id = row["id"]
+        free = await (await conn.execute(*locks.try_acquire(Lock.EXPORT_RUN, export_id))).fetchone()
+        if free and free["ok"]:
+            await conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
+            send("run_export_job", export_id)
+            sent += 1
+    async with conn.transaction():
+        for row in await (await conn.execute(_CAPTURES, (age,))).fetchall():
+            send("capture_job", row["id"])
+            sent += 1
+    return sent
