@@ -255,3 +255,17 @@ async def test_the_export_is_scoped_and_answers_api_keys(
         assert_error(await client.get("/documents/export", headers=key, params=params), 400)
     assert_error(await client.get("/documents/export"), 401)
     assert cursor
+
+
+async def test_a_partners_cursor_tells_nothing_of_the_rest_of_the_brand(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe M: a page that was not full moved the cursor on to the brand's last confirmation,
+    so an agent learned when and how often the rest of the brand confirmed documents. Below the
+    brand the cursor stays at the caller's own last document; the brand's staff skip ahead."""
+    zj, admin = await login("agent_admin"), await login("admin")
+    before = await drain(client, zj)
+    brand_before = await drain(client, admin)
+    await shipped(client, login, app, demo)  # the factory's, to the Guangdong agent
+    assert await drain(client, admin, brand_before) != brand_before
+    assert await drain(client, zj, before) == before  # nothing of Zhejiang's: no move

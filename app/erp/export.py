@@ -22,9 +22,10 @@ the horizon back). So the order ``(confirm_xid, id)`` below the horizon is final
 ``(confirm_xid, id)`` of the last document handed out is exact. The cost is latency, never a
 loss: a long-running writing transaction anywhere in the cluster delays the export until it ends.
 
-A page that is not full moves the cursor on to the last confirmation below the horizon in the
-whole brand (the caller has seen all of its own up to there), so a small partner polling a busy
-brand does not re-scan the same foreign documents each time. The cursor is opaque (base64 of
+For the brand's own staff and keys, a page that is not full moves the cursor on to the last
+confirmation below the horizon (they have seen all up to there). Below the brand the cursor
+stays at the caller's own last document: moved on, it told a partner when and how often the
+rest of the brand confirmed documents (probe M). The cursor is opaque (base64 of
 ``v1.<xid>.<id>``); keep the same filters for one cursor.
 """
 
@@ -60,7 +61,7 @@ page AS (
      ORDER BY d.confirm_xid, d.id LIMIT %(limit)s),
 tail AS (
     SELECT d.id, d.confirm_xid FROM documents d
-     WHERE d.brand_id = %(brand)s AND d.confirm_xid IS NOT NULL
+     WHERE %(whole)s AND d.brand_id = %(brand)s AND d.confirm_xid IS NOT NULL
        AND d.confirm_xid < (SELECT x FROM horizon)
      ORDER BY d.confirm_xid DESC, d.id DESC LIMIT 1)
 SELECT 'page' AS part, id, confirm_xid::text AS xid FROM page
@@ -139,6 +140,7 @@ async def export_page(
                 **params,
                 "brand": actor.brand_id,
                 "scope": actor.org_path,
+                "whole": actor.org_path.count("/") == 2,  # the brand's own staff and keys
                 "xid": str(xid),
                 "id": doc_id,
                 "limit": limit + 1,
