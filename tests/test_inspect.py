@@ -239,7 +239,13 @@ async def test_diversion_alerts_for_brand_and_source_agent(
     ).json()["items"]
     warning = [a for a in everything if a["serial"] == unshipped]
     assert [(a["org_id"], a["severity"]) for a in warning] == [(demo["BRAND-LUMI"], "warning")]
-    fake = [a for a in everything if a["serial"] == forge(goods["units"][26])]
+    assert not [a for a in everything if a["serial"] == forge(goods["units"][26])]
+    fakes = (
+        await client.get(
+            "/alerts", headers=await login("admin"), params={"kind": "fake", "per_page": 200}
+        )
+    ).json()["items"]
+    fake = [a for a in fakes if a["serial"] == forge(goods["units"][26])]
     assert [(a["severity"], a["details"]["result"]) for a in fake] == [("critical", "counterfeit")]
 
 

@@ -479,7 +479,7 @@ async def _deltas(
 
 _ALERT = """
 INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details, dedup_key)
-VALUES (%(brand)s, %(org)s, 'diversion', %(severity)s, %(code)s, %(serial)s, %(message)s,
+VALUES (%(brand)s, %(org)s, %(kind)s, %(severity)s, %(code)s, %(serial)s, %(message)s,
         %(details)s, %(dedup)s)
 ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
 DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = EXCLUDED.severity,
@@ -526,6 +526,9 @@ async def _alerts(
             {
                 "brand": actor.brand_id,
                 "org": org,
+                # a counterfeit is a fake wherever it is found (alert.counterfeit to webhooks;
+                # probe K: inspections announced it as a diversion)
+                "kind": "fake" if result == "counterfeit" else "diversion",
                 "severity": SEVERITY[result],
                 "code": first.code if kind == "unit" else None,
                 "serial": label,
