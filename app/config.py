@@ -391,10 +391,13 @@ def _decode_key(text: str, where: str) -> bytes:
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` (or several joined by ";") with any password replaced by ``***``, for logs."""
+    """``url`` (or several joined by ";") with any password replaced by ``***``, for logs: in
+    the user information (up to its last ``@``, a password may hold one) and as a query
+    parameter (``?password=``, as libpq also takes it: probe N saw it printed)."""
     if url is None:
         return None
-    return re.sub(r"://([^:@/;]*):[^@/;]*@", r"://\1:***@", url)
+    url = re.sub(r"://([^:@/;]*):[^/;]*@", r"://\1:***@", url)
+    return re.sub(r"([?&](?:password|sslpassword)=)[^&;#]*", r"\1***", url, flags=re.I)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import SettingsError, load_settings
+from app.config import SettingsError, load_settings, redact_url
 
 KEY = "ab" * 32
 
@@ -67,6 +67,22 @@ def test_secrets_never_show_in_repr() -> None:
     )
     text = repr(settings) + str(settings)
     assert KEY not in text and "hunter2" not in text and "j" * 40 not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:hunter2@h/db", "postgresql://u:***@h/db"),
+        # probe N: a password holding an @, and one given as a query parameter
+        ("amqp://u:hunt@er2@h:5672/vh", "amqp://u:***@h:5672/vh"),
+        ("postgresql:///db?host=/tmp&user=u&password=hunter2", "postgresql:///db?host=/tmp&user=u&password=***"),
+        ("postgresql://h/db?sslpassword=hunter2&application_name=x", "postgresql://h/db?sslpassword=***&application_name=x"),
+        ("redis://:hunter2@a:6379/0;redis://:hunter2@b:6379/0", "redis://:***@a:6379/0;redis://:***@b:6379/0"),
+        ("redis://a:6379/0", "redis://a:6379/0"),
+    ],
+)  # fmt: skip
+def test_urls_are_shown_without_their_passwords(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_app_refuses_to_start_without_a_master_key() -> None:
