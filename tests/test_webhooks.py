@@ -847,3 +847,48 @@ async def test_a_moved_or_deactivated_organisation_feeds_no_old_endpoint(
         ).fetchone()
     assert row["ok"] is False
     assert (await wh.delete(url, headers=zj)).status_code == 204
+
+
+async def test_a_range_replay_past_its_cap_says_where_to_go_on(
+    wh: Any, login: Any, demo: Any, app: Any, receiver: Receiver, monkeypatch: Any
+) -> None:
+    """Probe M: a range of more than 10,000 deliveries replayed the first 10,000 and left the
+    rest out without a word; asked again, the same 10,000. The answer now names the time of the
+    first left out, and asking from there goes on (the cap is 2 here)."""
+    from app.webhooks import service
+
+    monkeypatch.setattr(service, "MAX_REPLAY", 2)
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/capped", ["alert.counterfeit"])
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    for i in range(5):  # five events, each its own transaction: five moments
+        async with app.state.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+                "VALUES (%s, 'alert.counterfeit', ARRAY[%s::bigint], %s)",
+                (demo["BRAND-LUMI"], demo["BRAND-LUMI"], json.dumps({"n": i})),
+            )
+    url = f"/webhooks/subscriptions/{sub['id']}/replay"
+    window = {
+        "from": start.isoformat(),
+        "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+    }
+    replayed: list[int] = []
+    counts = []
+    while True:
+        answer = await wh.post(url, headers=admin, json=window)
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        counts.append(body["replayed"])
+        replayed += body["delivery_ids"]
+        if body["next_from"] is None:
+            break
+        window["from"] = body["next_from"]
+    assert counts == [2, 2, 1]
+    async with app.state.pool.connection() as conn:
+        originals = await (
+            await conn.execute(
+                "SELECT replay_of FROM webhook_deliveries WHERE id = ANY(%s)", (replayed,)
+            )
+        ).fetchall()
+    assert len({r["replay_of"] for r in originals}) == 5

@@ -83,5 +83,9 @@ class DeliveryOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReplayOut(msgspec.Struct, frozen=True, kw_only=True):
+    """``next_from``: when the range held more than 10,000 deliveries, the time of the first
+    left out — replay again from there; null when the whole range was replayed."""
+
     replayed: int
     delivery_ids: list[int]
+    next_from: datetime | None = None

@@ -320,7 +320,8 @@ async def replay(conn: Conn, actor: Principal, delivery_id: int) -> ReplayOut:
 
 async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRangeIn) -> ReplayOut:
     """Send again every delivery of the subscription created in [from, to) (in ``state`` if
-    given; replays themselves are not replayed again), at most ``MAX_REPLAY``."""
+    given; replays themselves are not replayed again), at most ``MAX_REPLAY``: past that, those
+    made before the first one left out, whose time is ``next_from`` (ask again from there)."""
     await _own(conn, actor, sub_id)
     start, end = _aware(data.from_), _aware(data.to)
     if end <= start:
@@ -331,18 +332,26 @@ async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRa
     where += "AND d.created_at < %(end)s"
     if data.state is not None:
         where += " AND d.state = %(state)s"
-    rows = await (
+    params = {"sub": sub_id, "start": start, "end": end, "state": data.state, "limit": MAX_REPLAY}
+    # past MAX_REPLAY, the range ends where the first delivery left out was made: the answer
+    # says from where to go on (probe M: the rest was left out without a word)
+    beyond = await (
         await conn.execute(
-            _REPLAY.format(where=where),
-            {"sub": sub_id, "start": start, "end": end, "state": data.state, "limit": MAX_REPLAY},
+            f"SELECT d.created_at FROM webhook_deliveries d WHERE {where} "
+            "ORDER BY d.created_at, d.id OFFSET %(limit)s LIMIT 1",
+            params,
         )
-    ).fetchall()
+    ).fetchone()
+    next_from = beyond["created_at"] if beyond else None
+    if next_from is not None and next_from > start:
+        params["end"] = next_from
+    rows = await (await conn.execute(_REPLAY.format(where=where), params)).fetchall()
     ids = [r["id"] for r in rows]
     await audit.record(
         conn, actor, "replay", "webhook_subscription", sub_id,
-        after={"from": start, "to": end, "state": data.state, "deliveries": len(ids)},
+        after={"from": start, "to": params["end"], "state": data.state, "deliveries": len(ids)},
     )  # fmt: skip
-    return ReplayOut(replayed=len(ids), delivery_ids=ids)
+    return ReplayOut(replayed=len(ids), delivery_ids=ids, next_from=next_from)
 
 
 def _aware(moment: datetime) -> datetime:

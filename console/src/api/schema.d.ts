@@ -5215,6 +5215,7 @@ export interface components {
         /** ReplayOut */
         ReplayOut: {
             delivery_ids: number[];
+            next_from?: string | null;
             replayed: number;
         };
         /** ReplayRangeIn */
