@@ -307,6 +307,46 @@ async def test_with_redis_down_the_answer_comes_from_postgres_and_is_recorded(
     await dead.aclose()
 
 
+async def test_a_lock_made_while_redis_was_down_holds_once_it_is_back(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """Probe J: the answers PostgreSQL gave during an outage never reached Redis. A code locked
+    by wrong PINs then took the right PIN at once afterwards, with fresh tries. The first round
+    Redis answers hands the outage's codes to a worker, which sets their state from the records."""
+    from app.ops.rebuild import lock_key
+    from tests.servers import worker_process
+
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    live_settings = msgspec.structs.replace(
+        settings, verify_flag_never_shipped=False, pin_max_failures=2
+    )
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    verifier = Verifier(app.state.pool, dead, scheme, live_settings)
+    serial, other = scheme.serial(batch_no, 30), scheme.serial(batch_no, 31)
+    pin = scheme.pin(serial)
+    wrong = "000000" if pin != "000000" else "111111"
+    assert (await verifier.verify(VerifyIn(serial=serial, pin=wrong), None, None)).result == (
+        "wrong_pin"
+    )
+    assert (await verifier.verify(VerifyIn(serial=serial, pin=wrong), None, None)).result == (
+        "locked"
+    )
+    key = lock_key(settings.redis_namespace, (batch_no << 32) | 30)
+    assert not await app.state.redis.exists(key)
+    with worker_process():
+        verifier.redis = app.state.redis  # Redis is back
+        answer = await verifier.verify(VerifyIn(serial=other, pin=scheme.pin(other)), None, None)
+        assert answer.result == "genuine"
+        deadline = time.monotonic() + 30
+        while not await app.state.redis.exists(key):
+            assert time.monotonic() < deadline, "the outage's lock never reached Redis"
+            await asyncio.sleep(0.1)
+    again = await verifier.verify(VerifyIn(serial=serial, pin=pin), None, None)
+    assert again.result == "locked", again
+    await dead.aclose()
+
+
 def test_fallback_rules_match_the_redis_script_rules() -> None:
     """The Lua script and ``decide`` implement the same table; spot-check it from Python."""
     assert decide("ok", 1, "", "上海市", 5, False) == ("genuine", "first_query")

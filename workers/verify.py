@@ -21,6 +21,7 @@ from dramatiq.middleware import Middleware
 
 from app.embedded import start_postgres
 from app.jobs import redis_client, settings
+from app.ops.rebuild import restore_counters, restore_lockouts
 from app.verify.records import flush
 from workers.periodic import Failing
 
@@ -70,3 +71,17 @@ class VerificationFlusher(Middleware):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+@dramatiq.actor(max_retries=5, min_backoff=1000)
+def reconcile_codes(codes: list[int]) -> None:
+    """Raise the query counts and PIN state in Redis of codes an API process answered from
+    PostgreSQL while Redis was down, to what their records show (``app.verify.service``).
+    Idempotent: counts and lockouts are only ever raised to the records' figures."""
+    db_url = settings.database_url or start_postgres(settings.var_path)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        restore_counters(redis_client, conn, settings.redis_namespace, codes)
+        locks, fails = restore_lockouts(redis_client, conn, settings, codes)
+    log.info(
+        "after a Redis outage: %d codes reconciled, %d locks, %d counts", len(codes), locks, fails
+    )

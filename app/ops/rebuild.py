@@ -146,6 +146,7 @@ SELECT code_id, count(*) AS n, min(at) AS first_at,
        (array_agg(city ORDER BY at, id))[1] AS city
   FROM verifications
  WHERE code_id IS NOT NULL AND {COUNTED}
+   AND (%(codes)s::bigint[] IS NULL OR code_id = ANY(%(codes)s))
  GROUP BY code_id
 """
 
@@ -156,7 +157,8 @@ SELECT code_id, at, reason, ({COUNTED}) AS counted
   FROM verifications
  WHERE code_id IN (SELECT code_id FROM verifications
                     WHERE at > %(since)s AND reason IN ('wrong_pin', 'locked')
-                      AND code_id IS NOT NULL)
+                      AND code_id IS NOT NULL
+                      AND (%(codes)s::bigint[] IS NULL OR code_id = ANY(%(codes)s)))
    AND at > %(horizon)s
    AND (reason IN ('wrong_pin', 'locked') OR ({COUNTED}))
  ORDER BY code_id, at, id
@@ -238,10 +240,13 @@ def _utc_text(at: datetime) -> str:
     return _encode(at.astimezone(UTC))[1:-1].decode()
 
 
-def _count_rows(conn: psycopg.Connection[Any]) -> Iterator[list[tuple[Any, ...]]]:
-    """The counted verifications per code, ``BATCH`` codes at a time (a server-side cursor)."""
+def _count_rows(
+    conn: psycopg.Connection[Any], codes: list[int] | None
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The counted verifications per code (of ``codes``, or all), ``BATCH`` codes at a time (a
+    server-side cursor)."""
     with conn.transaction(), conn.cursor(name="tracecode_rebuild_counts") as cursor:
-        cursor.execute(_COUNTS)
+        cursor.execute(_COUNTS, {"codes": codes})
         while rows := cursor.fetchmany(BATCH):
             yield rows
 
@@ -267,12 +272,13 @@ class _ByTag:
 
 
 def restore_counters(
-    client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str
+    client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str, only: list[int] | None = None
 ) -> tuple[int, int]:
-    """Raise every code's query counter to PostgreSQL's count; return (codes, raised)."""
+    """Raise every code's (or ``only`` these codes') query counter to PostgreSQL's count;
+    return (codes, raised)."""
     script, cluster = client.register_script(_RAISE_COUNTS), is_cluster(client)
     codes = raised = 0
-    for rows in _count_rows(conn):
+    for rows in _count_rows(conn, only):
         batch = _ByTag(cluster)
         for code, n, first_at, province, city in rows:
             place = Place(province, city).label if province else ""
@@ -318,12 +324,12 @@ def _seconds(delta: timedelta) -> int:
 
 
 def _pin_histories(
-    conn: psycopg.Connection[Any], settings: Settings, now: datetime
+    conn: psycopg.Connection[Any], settings: Settings, now: datetime, only: list[int] | None
 ) -> Iterator[tuple[int, list[tuple[datetime, str, bool]]]]:
-    """(code, its records) of every code with a wrong PIN or a lock in the last lockout window,
-    from two windows back (a lock seen there began inside them)."""
+    """(code, its records) of every code (of ``only``, or all) with a wrong PIN or a lock in
+    the last lockout window, from two windows back (a lock seen there began inside them)."""
     window = timedelta(seconds=settings.pin_lockout_seconds)
-    params = {"since": now - window, "horizon": now - 2 * window}
+    params = {"since": now - window, "horizon": now - 2 * window, "codes": only}
     code: int | None = None
     history: list[tuple[datetime, str, bool]] = []
     for row_code, at, reason, counted in conn.execute(_PIN_HISTORY, params):
@@ -337,14 +343,18 @@ def _pin_histories(
 
 
 def restore_lockouts(
-    client: AnySyncRedis, conn: psycopg.Connection[Any], settings: Settings
+    client: AnySyncRedis,
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    only: list[int] | None = None,
 ) -> tuple[int, int]:
-    """Set the wrong-PIN counts and lockouts the records show live now; return (locks, counts)."""
+    """Set the wrong-PIN counts and lockouts the records show live now (of every code, or of
+    ``only`` these); return (locks, counts)."""
     ns = settings.redis_namespace
     script, cluster = client.register_script(_RAISE_LOCKS), is_cluster(client)
     now = datetime.now(UTC)
     batch, answers, queued = _ByTag(cluster), [], 0
-    for code, history in _pin_histories(conn, settings, now):
+    for code, history in _pin_histories(conn, settings, now, only):
         state = replay(history, settings, now)
         if state.lock_seconds or state.fails:
             batch.add(

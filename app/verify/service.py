@@ -26,6 +26,7 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from app import jobs
 from app.codes.batches import BatchRef, load_batches
 from app.codes.batches import code_id as make_code_id
 from app.codes.lookup import VOID_STATES
@@ -61,6 +62,9 @@ from app.verify.units import UnitInfo, load_units
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
 MAX_ROUND = 500  # verifications served by one round at most
 _REDIS_DOWN = UNAVAILABLE
+# Codes an API process remembers answering from PostgreSQL in an outage; past that many, the
+# rest are left to ``tracecode redis rebuild`` (README, "Durability").
+MAX_AFTER_OUTAGE = 100_000
 
 # One round. KEYS[1] = the record queue. ARGV = namespace, minute, rate_limit, max_fails,
 # lockout_s, threshold, then the round's verifications in TWO arguments: ARGV[7] their fields,
@@ -277,6 +281,8 @@ class Verifier:
         self._conn: AsyncConnection[Any] | None = None
         self._cursor: AsyncCursor[Any] | None = None
         self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
+        self._after_outage: set[int] = set()  # codes answered from PostgreSQL (``_reconcile``)
+        self._reconciling: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -365,13 +371,33 @@ class Verifier:
         try:
             await self._wait_for_round(pending)
         except _REDIS_DOWN:
+            if len(self._after_outage) < MAX_AFTER_OUTAGE:
+                self._after_outage.add(code)
             unit = await self._unit_from_db(code, batch)
             return await verify_without_redis(
                 self.pool, self.settings, unit, record, serial, code, pin_state, lang
             )
+        if self._after_outage:
+            self._reconcile()
         if pending.refusal is not None:  # never activated, or void: known after the round
             return self._not_genuine(pending.refusal, lang, serial)
         return self._answer(pending, serial, lang)
+
+    def _reconcile(self) -> None:
+        """Redis answers again after an outage: hand the codes answered from PostgreSQL
+        meanwhile to a worker (``workers.verify.reconcile_codes``), which raises their query
+        counts and PIN state in Redis to what their records show. Left as they were, they forgot
+        what the outage's answers counted and locked (probe J: a code locked by wrong PINs
+        during an outage took the right PIN at once after it, with five fresh tries)."""
+        codes, self._after_outage = sorted(self._after_outage), set()
+
+        async def hand_over() -> None:
+            if not await jobs.hand_over("reconcile_codes", codes):
+                self._after_outage.update(codes)  # the next answered round tries again
+
+        task = asyncio.get_running_loop().create_task(hand_over())
+        self._reconciling.add(task)
+        task.add_done_callback(self._reconciling.discard)
 
     async def _refuse(
         self, record: Record, reason: str, lang: str, serial: str, code: int | None = None
