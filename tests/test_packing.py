@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -295,6 +295,46 @@ async def test_every_rejection_reason(
     await set_line(client, login, lumi.product_id, "X1", lot="LOT2")
     other_lot = await upload(client, login, "X1", [scan(units[20])])
     assert other_lot["scans"][0]["reason"] == "already_active"
+
+
+async def test_a_scan_from_a_wrong_clock_is_rejected_and_the_rest_go_through(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """Probe L: a scan's time was taken as sent. One at 9999-12-31T23:59:59-12:00 (year 10000
+    in UTC) was stored, and every trace and EPCIS page holding it failed to read; one in 2099
+    made trace list its unpacking before its commissioning. Such a scan is rejected (the
+    scanner's clock is wrong), the others of the upload are applied."""
+    await set_line(client, login, lumi.product_id, "T9")
+    units = serials(app, lumi.batch_no, 40, 45)
+    ahead = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    body = await upload(
+        client,
+        login,
+        "T9",
+        [
+            scan(units[0], at="9999-12-31T23:59:59-12:00"),
+            scan(units[1], at="1999-12-31T23:59:59+00:00"),
+            scan(units[2], at=ahead),
+            scan(units[3]),
+        ],
+    )
+    assert [(s["result"], s.get("reason")) for s in body["scans"]] == [
+        ("rejected", "bad_time"),
+        ("rejected", "bad_time"),
+        ("rejected", "bad_time"),
+        ("ok", None),
+    ]
+    assert "clock" in body["scans"][0]["message"]
+    operator = await login("operator")
+    for serial in units[:4]:
+        assert (await client.get(f"/trace/{serial}", headers=operator)).status_code in (200, 404)
+    late = await upload(
+        client,
+        login,
+        "T9",
+        [scan(units[0], at=(datetime.now(UTC) - timedelta(days=20)).isoformat())],
+    )
+    assert late["scans"][0]["result"] == "ok"  # an offline scanner uploading late
 
 
 async def test_a_scan_id_reused_for_another_code_is_rejected_not_a_duplicate(

@@ -22,8 +22,9 @@ is not bound again.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 import msgspec
@@ -66,7 +67,13 @@ MESSAGES = {
     "short_case": "fewer items than the packing rule requires",
     "over_full_case": "more items than the packing rule allows",
     "child_rejected": "a named child cannot be packed",
+    "bad_time": "the scan's time is before 2000 or over a day ahead: the scanner's clock is wrong",
 }
+# A scan's time: an offline scanner uploads late, never from before the platform or the future
+# (probe L: a scan at 9999-12-31T23:59:59-12:00, year 10000 in UTC, was stored and every trace
+# and EPCIS page holding it failed to read; a scan of 2099 made trace list its unpacking first).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_AHEAD = timedelta(days=1)
 
 
 class _Race(Exception):
@@ -204,6 +211,7 @@ async def _read_scans(conn: Conn, scheme: Scheme, ctx: Context, data: ScanUpload
     for s in data.scans:
         texts.extend(s.children or ())
     reads = await read_codes(conn, scheme, ctx.brand_id, texts)
+    latest = datetime.now(UTC) + MAX_AHEAD
     scans: list[_Scan] = []
     extra = len(data.scans)
     for i, s in enumerate(data.scans):
@@ -211,7 +219,10 @@ async def _read_scans(conn: Conn, scheme: Scheme, ctx: Context, data: ScanUpload
         if s.children is not None:
             children = reads[extra : extra + len(s.children)]
             extra += len(s.children)
-        scans.append(_Scan(s, reads[i], children))
+        read = reads[i]
+        if not EARLIEST <= s.at <= latest and read.reason is None:
+            read = dataclasses.replace(read, reason="bad_time")
+        scans.append(_Scan(s, read, children))
     return scans
 
 
