@@ -147,6 +147,21 @@ async def test_gifts_are_the_brands_and_members_see_what_they_can_get(
         "valid_to": (now - timedelta(hours=1)).isoformat(),
     }
     assert_error(await client.post("/gifts", headers=admin, json=window), 422, "bad_window")
+    # a time without its offset is refused, never read as UTC (probe L: mixed with one that has
+    # an offset, it was a 500)
+    for naive in (
+        {**window, "valid_from": "2026-12-04T00:00:00", "valid_to": "2026-12-05T00:00:00+08:00"},
+        {**window, "valid_from": "2026-12-04T00:00:00+08:00", "valid_to": "2026-12-05T00:00:00"},
+    ):
+        error = assert_error(await client.post("/gifts", headers=admin, json=naive), 400)
+        assert error["details"][0]["field"] in ("valid_from", "valid_to")
+    assert_error(
+        await client.patch(
+            f"/gifts/{canton['id']}", headers=admin, json={"valid_to": "2027-01-01T00:00:00"}
+        ),
+        400,
+        "validation_failed",
+    )
     late = {
         "valid_to": (
             datetime.fromisoformat(canton["created_at"]) - timedelta(days=400)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.bodies import AwareTime
 from app.claims import ClientId
 from app.verify.schemas import Lang, ProductInfo, VerifyOut
 
@@ -105,8 +106,8 @@ class GiftIn(Input, kw_only=True):
     stock: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
     picture_url: Url | None = None
     description: Text | None = None
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
+    valid_from: AwareTime | None = None
+    valid_to: AwareTime | None = None
     provinces: Annotated[list[Province], msgspec.Meta(max_length=40)] = msgspec.field(
         default_factory=list
     )
@@ -124,8 +125,8 @@ class GiftPatch(Input, kw_only=True):
     stock: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] | msgspec.UnsetType = msgspec.UNSET
     picture_url: Url | msgspec.UnsetType | None = msgspec.UNSET
     description: Text | msgspec.UnsetType | None = msgspec.UNSET
-    valid_from: datetime | msgspec.UnsetType | None = msgspec.UNSET
-    valid_to: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    valid_from: AwareTime | msgspec.UnsetType | None = msgspec.UNSET
+    valid_to: AwareTime | msgspec.UnsetType | None = msgspec.UNSET
     provinces: Annotated[list[Province], msgspec.Meta(max_length=40)] | msgspec.UnsetType = (
         msgspec.UNSET
     )

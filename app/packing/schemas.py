@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.bodies import AwareTime
+
 Level = Literal["inner", "master", "pallet"]
 # printable ASCII without '"' and '\\' (a scanner's own ids: UUIDs, device + counter, …)
 ClientEventId = Annotated[
@@ -14,7 +16,6 @@ ClientEventId = Annotated[
 ]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[!-~]+(?!\n)$")]
-AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
 MAX_SCANS = 20_000  # items per upload
