@@ -690,3 +690,23 @@ async def test_a_replacement_as_its_case_ships_waits_and_is_refused(
         await conn.execute("SELECT count(*) AS n FROM unit_state WHERE code >> 32 = %s", (spare,))
     ).fetchone()
     assert row["n"] == 0
+
+
+async def test_a_documents_number_and_date_are_of_the_brands_calendar(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe L: a document made at 00:00:19 in Beijing was numbered and dated the day before
+    (the UTC date), so a day's filter missed it and a month's first hours went to the last."""
+    from app.localtime import today
+
+    clerk = await login("clerk")
+    doc = await document(client, clerk, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    day = today()
+    assert doc["doc_date"] == day.isoformat()
+    assert doc["doc_no"][2:10] == f"{day:%Y%m%d}"
+    found = await client.get(
+        "/center/documents",
+        headers=await login("admin"),
+        params={"doc_no": doc["doc_no"], "from": day.isoformat(), "to": day.isoformat()},
+    )
+    assert found.status_code == 200 and found.json()["total"] == 1, found.text

@@ -25,10 +25,11 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.analytics.sales import REPORT_TZ, today
+from app.analytics.sales import today
 from app.analytics.schemas_sales import Dashboard, Figure
 from app.auth.principal import Principal
 from app.db import Conn
+from app.localtime import REPORT_TZ
 
 DAYS = 14
 SETTLE = timedelta(hours=1)  # a closed day is counted again until this long after it ended

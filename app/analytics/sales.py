@@ -66,9 +66,9 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.deadletters import SALES_QUEUE, drain
 from app.errors import BadRequest, NotFound
+from app.localtime import REPORT_TZ
 from app.locks import Lock, run_alone
 
-REPORT_TZ = "Asia/Shanghai"
 _TZ = ZoneInfo(REPORT_TZ)
 MAX_DAYS = 3 * 366  # the longest period one report covers
 MAX_SERIES_DAYS = 366  # a day-by-day series covers at most a year

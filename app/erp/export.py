@@ -35,9 +35,9 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from datetime import date
 from typing import Any, Literal
 
+from app import localtime
 from app.auth.principal import Principal
 from app.db import Conn
 from app.erp.schemas import ExportDocument, ExportLine, ExportPage
@@ -205,4 +205,4 @@ def csv_rows(documents: Sequence[ExportDocument]) -> list[list[Any]]:
 
 
 def filename() -> str:
-    return f"documents-{date.today()}.csv"
+    return f"documents-{localtime.today()}.csv"

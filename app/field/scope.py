@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from app.auth.principal import Principal
 from app.errors import BadRequest
+from app.localtime import ZONE
 
 READERS = ("field.visit", "field.supervise", "field.read")
-SHANGHAI = ZoneInfo("Asia/Shanghai")  # the field force's days
+SHANGHAI = ZONE  # the field force's days
 LAST_DAY = date.max - timedelta(days=1)  # its next midnight is still a datetime
 
 

@@ -51,7 +51,8 @@ from app.inspect.schemas import (
     ProductRef,
     ScanOut,
 )
-from app.inspect.summaries import REPORT_TZ, require_reader
+from app.inspect.summaries import require_reader
+from app.localtime import REPORT_TZ
 from app.locks import Lock, xact_lock
 from app.paging import Page, fetch_page
 

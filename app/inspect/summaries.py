@@ -21,9 +21,9 @@ from app.db import Conn
 from app.deadletters import INSPECTION_DELTAS, drain
 from app.errors import ValidationFailed
 from app.inspect.schemas import AgentLeak, LeakPlace, OrgRef, StoreDay, SummaryOut
+from app.localtime import REPORT_TZ
 from app.locks import Lock, run_alone
 
-REPORT_TZ = "Asia/Shanghai"  # business days of the summaries (and of the ?from=&to= filters)
 MAX_DAYS = 366
 
 _BATCH_OF = """

@@ -11,7 +11,7 @@ from litestar import Controller, get
 from litestar.params import Parameter, QueryParameter
 from psycopg_pool import AsyncConnectionPool
 
-from app import tabular
+from app import localtime, tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.logistics import center
@@ -46,7 +46,7 @@ async def answer(
         chunks = center.xlsx_chunks(pool, query)
     else:
         chunks = center.csv_chunks(pool, query)
-    return tabular.download(chunks, fmt, f"{query.name}-{date.today()}.{fmt}")
+    return tabular.download(chunks, fmt, f"{query.name}-{localtime.today()}.{fmt}")
 
 
 class CenterController(Controller):

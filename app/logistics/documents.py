@@ -10,16 +10,16 @@ movements of the same table. Cases move with their contents.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, cast
 
-from app import audit, idempotency
+from app import audit, idempotency, localtime
 from app.auth.principal import Principal
 from app.codes.lookup import VOID_STATES, read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events.epcis import Disposition
+from app.localtime import TODAY_SQL
 from app.locks import Lock, xact_lock
 from app.logistics import movements
 from app.logistics.movements import MOVEMENTS, SHIPMENT_KINDS, Movement, Plan, UnitRow
@@ -242,10 +242,10 @@ async def _insert_document(
     doc_no = await _doc_no(conn, movement)
     row = await (
         await conn.execute(
-            """INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, counterparty_id,
+            f"""INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, counterparty_id,
                    order_id, shipment_id, doc_date, handler_id, signee, phone, customer,
                    customer_type, destination_city, salesperson_id, reason, note, created_by)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, current_date), %s, %s, %s,
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, {TODAY_SQL}), %s, %s, %s,
                        %s, %s, %s, %s, %s, %s, %s)
                RETURNING id""",
             (
@@ -279,7 +279,7 @@ async def _doc_no(conn: Conn, movement: Movement) -> str:
     """The next document number: the kind's prefix, the date, a sequence number."""
     seq = await (await conn.execute("SELECT nextval('document_no_seq') AS n")).fetchone()
     assert seq is not None
-    return f"{movement.prefix}{datetime.now(UTC):%Y%m%d}{seq['n']:07d}"
+    return f"{movement.prefix}{localtime.now():%Y%m%d}{seq['n']:07d}"
 
 
 async def _order_for(

@@ -10,6 +10,7 @@ from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
+from app.localtime import TODAY_SQL
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
@@ -153,9 +154,9 @@ async def _insert_order(
     """The order's row and its lines (numbered from 1); the new order's id."""
     row = await (
         await conn.execute(
-            """INSERT INTO orders (brand_id, erp_no, kind, from_org_id, to_org_id, order_date,
+            f"""INSERT INTO orders (brand_id, erp_no, kind, from_org_id, to_org_id, order_date,
                    note, source, created_by)
-               VALUES (%s, %s, %s, %s, %s, coalesce(%s, current_date), %s, %s, %s)
+               VALUES (%s, %s, %s, %s, %s, coalesce(%s, {TODAY_SQL}), %s, %s, %s)
                RETURNING id""",
             (
                 brand,

@@ -28,11 +28,12 @@ from app import audit, tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
+from app.localtime import REPORT_TZ
 from app.members import points
 from app.members.mask import READ_PHONE, mask_phone, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
-from app.members.profile import AGE_BAND_SQL, PROVINCES, REPORT_TZ
+from app.members.profile import AGE_BAND_SQL, PROVINCES
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.members.schemas_points import PointsOut
 from app.paging import Page, fetch_page

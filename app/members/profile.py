@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from app.db import Conn, changes_of, update_row
 from app.errors import Unprocessable, ValidationFailed
+from app.localtime import REPORT_TZ
 from app.members.principal import Member
 from app.members.schemas import MemberOut, ProfilePatch
 from app.verify.regions import CAPITALS
@@ -35,7 +36,6 @@ BANDS = [
     (55, "55_plus"),
 ]
 
-REPORT_TZ = "Asia/Shanghai"  # whose calendar "today" is: ages and registration days
 
 _TODAY_SQL = f"(now() AT TIME ZONE '{REPORT_TZ}')::date"
 AGE_BAND_SQL = (

@@ -15,7 +15,7 @@ from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 
-from app import tabular
+from app import localtime, tabular
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
@@ -147,7 +147,7 @@ class MemberAdminController(Controller):
         )
         if fmt == "csv":
             chunks = await admin.export_csv(conn, state.pool, principal, filters)
-            return tabular.download(chunks, "csv", f"members-{date.today()}.csv")  # type: ignore[return-value]
+            return tabular.download(chunks, "csv", f"members-{localtime.today()}.csv")  # type: ignore[return-value]
         return await admin.list_members(conn, principal, filters, page, per_page)
 
     @get("/{member_id:int}")

@@ -32,7 +32,7 @@ from app.codes.batches import split_code_id
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import BadRequest, Forbidden
-from app.inspect.summaries import REPORT_TZ
+from app.localtime import REPORT_TZ
 from app.logistics.center import Query
 from app.rebates.schemas import (
     ClaimRow,

@@ -35,10 +35,10 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.deadletters import REBATE_TALLY, drain
 from app.errors import BadRequest, NotFound
+from app.localtime import REPORT_TZ
 from app.locks import Lock, run_alone
 from app.rebates.schemas_ranking import ClerkRank, ClerkRanking, StoreRank, StoreRanking
 
-REPORT_TZ = "Asia/Shanghai"  # the months of the totals (as app.inspect.summaries)
 MONTH_OF = f"date_trunc('month', c.claimed_at AT TIME ZONE '{REPORT_TZ}')::date"
 MAX_MONTHS = 36  # the longest span one ranking sums (three years)
 

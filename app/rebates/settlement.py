@@ -45,7 +45,7 @@ from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
-from app.inspect.summaries import REPORT_TZ
+from app.localtime import REPORT_TZ
 from app.locks import Lock
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page

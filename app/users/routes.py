@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import QueryParameter
 
-from app import tabular
+from app import localtime, tabular
 from app.auth.limits import login_limiter
 from app.auth.principal import Principal
 from app.db import Conn
@@ -32,7 +31,7 @@ def _download(rows: list[list[Any]], fmt: str) -> tabular.Download:
         chunks = tabular.xlsx_chunks("users", service.EXPORT_COLUMNS, batches)
     else:
         chunks = tabular.csv_chunks(service.EXPORT_COLUMNS, batches)
-    return tabular.download(chunks, fmt, f"users-{date.today()}.{fmt}")
+    return tabular.download(chunks, fmt, f"users-{localtime.today()}.{fmt}")
 
 
 class UserController(Controller):

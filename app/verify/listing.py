@@ -32,7 +32,7 @@ from typing import Any
 
 from app.auth.principal import Principal
 from app.errors import BadRequest
-from app.inspect.summaries import REPORT_TZ
+from app.localtime import REPORT_TZ
 from app.logistics.center import Query
 from app.verify.schemas import Result
 from app.verify.schemas_records import VerificationRow

@@ -12,7 +12,7 @@ from litestar.params import Parameter, QueryParameter
 
 from app.auth.principal import Principal
 from app.db import Conn
-from app.inspect.summaries import REPORT_TZ
+from app.localtime import REPORT_TZ
 from app.logistics.center_routes import FormatParam, answer
 from app.paging import Page, PageNo, PerPage
 from app.verify import listing
