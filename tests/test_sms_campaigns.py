@@ -274,3 +274,47 @@ async def test_campaigns_sent_at_once_still_reach_a_phone_once_per_interval(
             )
         ).fetchall()
     assert sorted((r["phone"], r["n"]) for r in rows) == sorted((p, 1) for p in phones)
+
+
+async def test_last_claim_days_are_beijing_days(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Probe L: the audience's last-claim days were compared as UTC midnights: a member who
+    claimed at 00:30 in Beijing on 4 December was "before the 4th"."""
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    brand = demo["BRAND-LUMI"]
+    province = f"测试省{secrets.token_hex(2)}"
+    async with app.state.pool.connection() as conn:
+        product = await (
+            await conn.execute("SELECT id FROM products WHERE org_id = %s LIMIT 1", (brand,))
+        ).fetchone()
+        for at in ("2026-12-03T16:30:00Z", "2026-12-03T15:30:00Z"):  # 00:30 on the 4th, 23:30
+            member = await (
+                await conn.execute(
+                    "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s) "
+                    "RETURNING id",
+                    (brand, phone(), province),
+                )
+            ).fetchone()
+            await conn.execute(
+                "INSERT INTO point_claims (code_id, member_id, brand_id, product_id, points, "
+                "client_id, event_id, claimed_at) VALUES (%s, %s, %s, %s, 1, 'c', 0, %s)",
+                (secrets.randbelow(2**60) + 2**61, member["id"], brand, product["id"], at),
+            )
+
+    async def audience(**days: str) -> int:
+        body = {
+            "template_id": template_id,
+            "audience": "members",
+            "filter": {"provinces": [province], **days},
+            "variables": {"season": "春季", "discount": "8"},
+            "dry_run": True,
+        }
+        answer = await client.post("/sms/campaigns", headers=marketer, json=body)
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["recipients"])
+
+    assert await audience(last_claim_after="2026-12-04") == 1
+    assert await audience(last_claim_before="2026-12-04") == 1
+    assert await audience(last_claim_after="2026-12-03", last_claim_before="2026-12-05") == 2

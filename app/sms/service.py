@@ -31,6 +31,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from app.localtime import REPORT_TZ
 from app.locks import Lock
 from app.members.mask import mask_phone, shown_phone
 from app.members.profile import AGE_BAND_SQL
@@ -325,11 +326,14 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
             if f.last_claim_after or f.last_claim_before:
                 raise Unprocessable("never_claimed excludes a last-claim range", code="bad_filter")
             where.append(f"{last} IS NULL")
+        # days of the brands' calendar (probe L: compared as UTC midnights, a claim just after
+        # midnight in Beijing fell on the day before)
+        midnight = f"::date::timestamp AT TIME ZONE '{REPORT_TZ}'"
         if f.last_claim_after:
-            where.append(f"{last} >= %(after)s")
+            where.append(f"{last} >= (%(after)s{midnight})")
             params["after"] = f.last_claim_after
         if f.last_claim_before:
-            where.append(f"{last} < %(before)s")
+            where.append(f"{last} < (%(before)s{midnight})")
             params["before"] = f.last_claim_before
         sql = f"SELECT m.phone, m.id AS member_id FROM members m WHERE {' AND '.join(where)}"
         return sql, params
