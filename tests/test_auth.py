@@ -308,3 +308,25 @@ async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: 
     )
     as_key = {"X-API-Key": key.json()["key"]}
     assert_error(await client.post("/auth/password", headers=as_key, json=body), 403, "not_a_user")
+
+
+async def test_the_limits_keys_do_not_name_the_account(
+    client: Any, app: Any, settings: Any
+) -> None:
+    """Probe N: a log-in limit's Redis keys held a plain SHA-256 of the account — for a member
+    ``member:<brand>:<phone>``, which gives the phone back in seconds. The name is keyed now."""
+    import hashlib
+
+    from app.auth.limits import login_limiter
+
+    account = "member:1:13900001111"
+    plain = hashlib.sha256(account.encode()).hexdigest()[:32]
+    assert plain not in login_limiter(app.state)._keys(account, "192.0.2.1")[1]
+    wrong = await client.post("/auth/login", json={"username": "nobody-x", "password": "wrong"})
+    assert wrong.status_code == 401
+    names = [
+        k async for k in app.state.redis.scan_iter(match=f"{settings.redis_namespace}:login:*")
+    ]
+    assert names and not any(
+        hashlib.sha256(b"nobody-x").hexdigest()[:32].encode() in k for k in names
+    )

@@ -28,6 +28,7 @@ Cluster carry the account as their hash tag so that one script touches one slot
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import logging
 import time
@@ -120,11 +121,14 @@ class LoginLimiter:
         self._account = redis_client.register_script(_ACCOUNT)
         self._succeeded = redis_client.register_script(_SUCCEEDED)
         self._refund = redis_client.register_script(_REFUND)
+        # keyed: a member's account is ``member:<brand>:<phone>``, and a plain hash of it in a
+        # key name gave the phone back to anyone reading the keys (probe N)
+        self._name_key = settings.subkey("login-limits")
 
     def _keys(self, username: str, ip: str) -> tuple[str, str, str, str, str]:
         """ip counter, account failures, account locks, account counter, known clients (the
         account's four share the account as hash tag on a cluster)."""
-        account = hashlib.sha256(username.encode()).hexdigest()[:32]
+        account = hmac.digest(self._name_key, username.encode(), hashlib.sha256).hex()[:32]
         if self.cluster:
             account = f"{{{account}}}"
         return (
