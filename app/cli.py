@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import secrets
 import signal
@@ -40,6 +41,20 @@ def batch_scheduling() -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux, or not allowed here
         pass
+
+
+def _die_with(parent: int) -> None:
+    """In a supervised child, before it runs: SIGTERM when the supervisor dies (Linux's
+    parent-death signal). A supervisor killed with -9 left its API server and workers running,
+    in process groups of their own, and the next ``tracecode run`` found its port taken (probe
+    J). Elsewhere, or where the system refuses, the child runs as before."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        return
+    if os.getppid() != parent:  # the supervisor died before the signal was set
+        os._exit(1)
 
 
 def ensure_dev_master_key(settings: Settings, create: bool = True) -> Settings:
@@ -344,9 +359,14 @@ class _Child:
         self.restart_at: float | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.command, process_group=0, preexec_fn=batch_scheduling if self.batch else None
-        )
+        supervisor, batch = os.getpid(), self.batch
+
+        def prepare() -> None:
+            _die_with(supervisor)
+            if batch:
+                batch_scheduling()
+
+        self.process = subprocess.Popen(self.command, process_group=0, preexec_fn=prepare)
         self.started, self.restart_at = time.monotonic(), None
 
     def exited(self) -> int | None:

@@ -633,3 +633,34 @@ async def test_the_api_s_statements_and_idle_transactions_are_bounded(
     answer = handle_db_error(None, cancelled.value)  # type: ignore[arg-type]
     assert answer.status_code == 503
     assert answer.content["error"]["code"] == "query_timeout"
+
+
+def test_a_supervised_child_dies_with_its_supervisor() -> None:
+    """Probe J: ``tracecode run`` killed with -9 left its API server and workers running (each
+    in a process group of its own), and the next run found its port taken. A child now gets
+    SIGTERM when its supervisor dies."""
+    script = (
+        "import sys, time\n"
+        "from app.cli import _Child\n"
+        "child = _Child('sleeper', [sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "child.start()\n"
+        "print(child.process.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert supervisor.stdout is not None
+    child = int(supervisor.stdout.readline())
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait()
+
+    def gone() -> bool:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{child}/stat") as stat:  # a zombie of init's is gone too
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+    _wait_for("the child's end", gone, 10)
