@@ -9,6 +9,7 @@ import msgspec
 from litestar.params import Parameter
 
 from app.db import Conn
+from app.errors import BadRequest
 
 T = TypeVar("T")
 
@@ -71,3 +72,10 @@ def page_of(items: Sequence[T], page: int, per_page: int) -> Page[T]:
     """One page of a list held in memory (a fixed catalogue such as the permissions)."""
     start = (page - 1) * per_page
     return Page(list(items[start : start + per_page]), page, per_page, len(items))
+
+
+def check_period(start: Any, end: Any) -> None:
+    """400 ``bad_period`` for a filter whose end (``to``) comes before its start (``from``):
+    days or times alike. A list answered it with nothing (probe L), as if no row matched."""
+    if start is not None and end is not None and start > end:
+        raise BadRequest("the period ends before it starts", code="bad_period")

@@ -8,7 +8,7 @@ import csv
 import io
 import itertools
 import zipfile
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
@@ -241,7 +241,9 @@ async def test_center_lists_document_lines_with_filters_and_paging(
     }
     assert await numbers(status="draft") == {shipped["draft"]["doc_no"]}
     assert await numbers(product_id=shipped["product_id"]) == mine - {shipped["draft"]["doc_no"]}
-    today = date.today()
+    from app.localtime import today as brand_today
+
+    today = brand_today()  # documents are dated in the brands' calendar (Asia/Shanghai)
     assert await numbers(**{"from": str(today), "to": str(today)}) == mine
     assert await numbers(**{"from": str(today + timedelta(days=1))}) == set()
     assert await numbers(handler_id=ship["handler_id"]) == {
@@ -538,3 +540,26 @@ async def test_a_large_import_takes_a_bounded_number_of_locks(
     done = await upload
     assert done.status_code == 200 and done.json()["created"] == count, done.text
     assert locks["waiting"] and (locks["held"], locks["import_lock"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("user", "path"),
+    [
+        ("admin", "/inspections"),
+        ("admin", "/field/checkins"),
+        ("admin", "/field/reviews"),
+        ("planner", "/allocations"),
+        ("admin", "/members"),
+        ("admin", "/center/documents"),
+    ],
+)
+async def test_a_period_that_ends_before_it_starts_is_400_everywhere(
+    client: Any, login: Any, user: str, path: str
+) -> None:
+    """Probe L: some lists answered such a period with nothing (200), as if no row matched;
+    others with 400 under one code or another. Now 400 ``bad_period`` everywhere."""
+    backwards = {"from": "2026-03-10", "to": "2026-03-01"}
+    if path == "/allocations":
+        backwards = {"from": "2026-03-10T00:00:00+08:00", "to": "2026-03-01T00:00:00+08:00"}
+    answer = await client.get(path, headers=await login(user), params=backwards)
+    assert_error(answer, 400, "bad_period")

@@ -25,7 +25,7 @@ from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationO
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, NotFound
-from app.paging import Page, fetch_page
+from app.paging import Page, check_period, fetch_page
 
 Scope = Literal["brand", "printer", "partner"]
 
@@ -157,6 +157,7 @@ async def list_allocations(
     if client_id is not None:
         where.append("a.client_id = %(client)s")
         params["client"] = client_id
+    check_period(since and _aware(since), until and _aware(until))
     if since is not None:
         where.append("a.created_at >= %(since)s")
         params["since"] = _aware(since)

@@ -19,6 +19,7 @@ from typing import Any
 from app.auth.principal import Principal
 from app.errors import BadRequest
 from app.localtime import ZONE
+from app.paging import check_period
 
 READERS = ("field.visit", "field.supervise", "field.read")
 SHANGHAI = ZONE  # the field force's days
@@ -63,6 +64,7 @@ def filters(
     """The conditions of a list of check-ins or reviews (table ``alias``, its time ``at``): the
     caller's rule (``condition``, over ``o.path``), then rep, store and Asia/Shanghai days."""
     require_reader(actor)
+    check_period(date_from, date_to)
     where, params = condition(actor, f"{alias}.rep_id", "o.path")
     conditions = [where]
     if rep_id is not None:

@@ -54,7 +54,7 @@ from app.inspect.schemas import (
 from app.inspect.summaries import require_reader
 from app.localtime import REPORT_TZ
 from app.locks import Lock, xact_lock
-from app.paging import Page, fetch_page
+from app.paging import Page, check_period, fetch_page
 
 SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}
 _MAX_LISTED = 50  # serials named in an alert's details
@@ -719,6 +719,7 @@ def _where(actor: Principal, filters: Filters) -> tuple[list[str], dict[str, Any
             key = column.split(".")[1]
             where.append(f"{column} = %({key})s")
             params[key] = value
+    check_period(filters.date_from, filters.date_to)
     if filters.date_from is not None:
         where.append(f"i.at >= (%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')")
         params["date_from"] = filters.date_from

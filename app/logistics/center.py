@@ -26,10 +26,10 @@ from psycopg_pool import AsyncConnectionPool
 from app import tabular
 from app.auth.principal import Principal
 from app.db import Conn
-from app.errors import BadRequest, NotFound, Unprocessable
+from app.errors import NotFound, Unprocessable
 from app.logistics.schemas import DocKind, DocStatus
 from app.orgs.service import org_path
-from app.paging import Page, fetch_page
+from app.paging import Page, check_period, fetch_page
 
 READ = ("reports.read", "logistics.scan")
 OrgKind = Literal["factory", "warehouse", "branch", "agent", "distributor", "store"]
@@ -197,8 +197,7 @@ async def _scoped_path(conn: Conn, actor: Principal, org_id: int, visible: bool)
 
 async def document_query(conn: Conn, actor: Principal, f: DocumentFilters) -> Query:
     require_reader(actor)
-    if f.date_from and f.date_to and f.date_from > f.date_to:
-        raise BadRequest("the period ends before it starts", code="bad_period")
+    check_period(f.date_from, f.date_to)
     where = ["(o.path LIKE %(scope)s OR c.path LIKE %(scope)s)"]
     params: dict[str, Any] = {"scope": actor.org_path + "%"}
     if f.org_id is not None:

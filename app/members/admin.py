@@ -36,7 +36,7 @@ from app.members.principal import Member, brand_of_staff
 from app.members.profile import AGE_BAND_SQL, PROVINCES
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.members.schemas_points import PointsOut
-from app.paging import Page, fetch_page
+from app.paging import Page, check_period, fetch_page
 
 RECENT_SCANS = 20
 RECENT_LEDGER = 20
@@ -94,11 +94,7 @@ def _where(actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
     if f.status is not None:
         where.append("m.status = %(status)s")
         params["status"] = f.status
-    if f.date_from and f.date_to and f.date_from > f.date_to:
-        raise ValidationFailed(
-            "invalid request (from): after to",
-            details=[{"field": "from", "message": "after to", "source": "query"}],
-        )
+    check_period(f.date_from, f.date_to)
     if f.date_from is not None:
         where.append(f"m.created_at >= (%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')")
         params["date_from"] = f.date_from

@@ -31,9 +31,10 @@ from app.auth.principal import Principal
 from app.codes.batches import split_code_id
 from app.codes.scheme import Scheme
 from app.db import Conn
-from app.errors import BadRequest, Forbidden
+from app.errors import Forbidden
 from app.localtime import REPORT_TZ
 from app.logistics.center import Query
+from app.paging import check_period
 from app.rebates.schemas import (
     ClaimRow,
     ClaimsPage,
@@ -131,8 +132,7 @@ def _period(
     column: str, date_from: date | None, date_to: date | None, where: list[str], params: dict
 ) -> None:
     """``from``/``to``: inclusive Asia/Shanghai calendar days of ``column`` (a timestamptz)."""
-    if date_from and date_to and date_from > date_to:
-        raise BadRequest("the period ends before it starts", code="bad_period")
+    check_period(date_from, date_to)
     if date_from is not None:
         where.append(f"{column} >= (%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')")
         params["date_from"] = date_from

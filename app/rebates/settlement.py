@@ -48,7 +48,7 @@ from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from app.localtime import REPORT_TZ
 from app.locks import Lock
 from app.orgs.service import org_path
-from app.paging import Page, fetch_page
+from app.paging import Page, check_period, fetch_page
 from app.rebates.schemas_settlement import (
     ClaimLine,
     GenerateIn,
@@ -437,8 +437,7 @@ async def statement_query(conn: Conn, actor: Principal, f: Filters) -> Query:
     """The caller's statements (``rebates.read``, its subtree) matching ``f``: 400
     ``bad_period`` when ``to`` is before ``from``, 404 ``unknown_org`` for a store outside."""
     actor.require(READ)
-    if f.date_from and f.date_to and f.date_from > f.date_to:
-        raise BadRequest("the period ends before it starts", code="bad_period")
+    check_period(f.date_from, f.date_to)
     where = ["s.brand_id = %(brand)s", "o.path LIKE %(scope)s"]
     params: dict[str, Any] = {"brand": actor.brand_id, "scope": actor.org_path + "%"}
     if f.store_id is not None:
