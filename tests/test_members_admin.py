@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -478,3 +479,33 @@ async def test_a_members_detail_shows_the_points_balance_and_latest_ledger(
         assert (await client.get(f"{path}/points", headers=who)).status_code in (403, 404)
     assert_error(await client.get(f"{path}/points", headers=other_brand["admin"]), 404)
     assert_error(await client.get("/members/999999999/points", headers=admin), 404)
+
+
+async def test_the_audit_log_masks_personal_data_for_readers_who_cannot_see_it(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe N: an analyst (audit.read, no users.read) read staff phones and e-mails in the
+    before/after of users' audit rows. Masked for such readers; whole for those who may."""
+    admin, analyst = await login("admin"), await login("analyst")
+    name = f"audited-{secrets.token_hex(3)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["BRAND-LUMI"],
+            "username": name,
+            "password": secrets.token_urlsafe(16),
+            "roles": ["analyst"],
+            "phone": "13912345678",
+            "email": "wang.li@example.com",
+        },
+    )
+    assert made.status_code == 201, made.text
+    query = {"entity": "user", "entity_id": str(made.json()["id"])}
+    for_admin = (await client.get("/audit", headers=admin, params=query)).json()["items"]
+    assert for_admin[0]["after"]["phone"] == "13912345678"
+    for_analyst = await client.get("/audit", headers=analyst, params=query)
+    assert for_analyst.status_code == 200, for_analyst.text
+    row = for_analyst.json()["items"][0]
+    assert row["after"]["phone"] == "139****5678" and row["after"]["email"] == "w***@example.com"
+    assert "13912345678" not in for_analyst.text and "wang.li" not in for_analyst.text

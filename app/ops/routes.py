@@ -17,6 +17,7 @@ from app.config import Settings
 from app.db import Conn
 from app.head import GET_HEAD
 from app.jobs import WORKER_STALE_SECONDS, heartbeat_pattern
+from app.members.mask import READ_PHONE, mask_phone
 from app.ops.schemas import AuditOut, Check, HealthOut
 from app.paging import Page, PageNo, PerPage, fetch_page
 from app.sms.outbox import pending_stats
@@ -147,5 +148,40 @@ async def audit_log(
         order="a.id DESC",
         page=page,
         per_page=per_page,
-        make=lambda row: AuditOut(**row),
+        make=lambda row: AuditOut(**_shown(principal, row)),
     )
+
+
+# Whose personal data an audit row may hold, and the permission that shows it whole: the log
+# is read by staff who cannot read users or members otherwise (probe N: an analyst read staff
+# phones and e-mails in users' before/after).
+_PERSONAL = {"user": "users.read", "member": READ_PHONE}
+
+
+def _shown(principal: Principal, row: dict[str, Any]) -> dict[str, Any]:
+    """An audit row as the reader may see it: phones and e-mails masked without the entity's
+    read permission."""
+    needed = _PERSONAL.get(row["entity"])
+    if needed is not None and not principal.has(needed):
+        row["before"], row["after"] = _masked(row["before"]), _masked(row["after"])
+    return row
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: mask_phone(v)
+            if k == "phone" and isinstance(v, str)
+            else _masked_email(v)
+            if k == "email" and isinstance(v, str)
+            else _masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _masked_email(email: str) -> str:
+    name, at, domain = email.partition("@")
+    return f"{name[:1]}***{at}{domain}" if at else "***"
