@@ -57,6 +57,9 @@ from app.locks import Lock, xact_lock
 from app.paging import Page, check_period, fetch_page
 
 SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}
+# a counterfeit is a fake wherever it is found (alert.counterfeit to webhooks; probe K:
+# inspections announced it as a diversion)
+ALERT_KIND = {"diverted": "diversion", "unknown_route": "diversion", "counterfeit": "fake"}
 _MAX_LISTED = 50  # serials named in an alert's details
 _MAX_DEPTH = 4  # unit → inner → master → pallet
 
@@ -527,9 +530,7 @@ async def _alerts(
             {
                 "brand": actor.brand_id,
                 "org": org,
-                # a counterfeit is a fake wherever it is found (alert.counterfeit to webhooks;
-                # probe K: inspections announced it as a diversion)
-                "kind": "fake" if result == "counterfeit" else "diversion",
+                "kind": ALERT_KIND[result],
                 "severity": SEVERITY[result],
                 "code": first.code if kind == "unit" else None,
                 "serial": label,
