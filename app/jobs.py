@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import dramatiq
@@ -104,6 +105,9 @@ def send(actor_name: str, *args: Any, queue_name: str = "default") -> dramatiq.M
 
 
 HAND_OVER_SECONDS = 2.0  # to hand a job to the broker before leaving it to a sweeper
+# Threads a hung broker may hold at once: a timed-out hand-over's thread stays blocked, and
+# the event loop's default executor (argon2 log-ins, document parsing) must not fill with them.
+_HANDING = threading.BoundedSemaphore(2)
 
 
 async def hand_over(actor_name: str, *args: Any) -> bool:
@@ -111,8 +115,18 @@ async def hand_over(actor_name: str, *args: Any) -> bool:
     process for seconds, probe J) and within ``HAND_OVER_SECONDS``; False, and a warning, when
     the broker could not take it. Only for jobs a sweeper sends again from PostgreSQL (the SMS
     outbox's, ``app.ops.orphans``'): the caller's answer stands either way."""
+    if not _HANDING.acquire(blocking=False):  # hand-overs already stuck on a hung broker
+        logging.getLogger("tracecode.jobs").warning("broker hung: %s left to a sweeper", actor_name)
+        return False
+
+    def handed() -> None:
+        try:
+            send(actor_name, *args)
+        finally:
+            _HANDING.release()
+
     try:
-        await asyncio.wait_for(asyncio.to_thread(send, actor_name, *args), HAND_OVER_SECONDS)
+        await asyncio.wait_for(asyncio.to_thread(handed), HAND_OVER_SECONDS)
     except Exception as exc:
         logging.getLogger("tracecode.jobs").warning(
             "could not queue %s, a sweeper will send it: %s", actor_name, type(exc).__name__

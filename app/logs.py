@@ -135,9 +135,20 @@ def logged_path(scope: Any) -> str:
     are personal data (a route with ``opt={"private_path": True}``, as the phone of
     ``/sms/opt-outs/{phone}``: probe N found whole phones in the access log)."""
     handler = scope.get("route_handler")
-    if handler is not None and handler.opt.get("private_path"):
-        return str(scope.get("path_template", ""))
-    return str(scope["path"])
+    if handler is not None:
+        if handler.opt.get("private_path"):
+            return str(scope.get("path_template", ""))
+        return str(scope["path"])
+    path = str(scope["path"])  # not routed (405, a refused path): by the prefix
+    for prefix in PRIVATE_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "…"
+    return path
+
+
+#: Paths whose rest is personal data, for requests answered before routing (review R2: a 405
+#: on ``/sms/opt-outs/{phone}`` logged the phone).
+PRIVATE_PREFIXES = ("/sms/opt-outs/",)
 
 
 def quiet_libraries() -> None:

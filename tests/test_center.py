@@ -563,3 +563,18 @@ async def test_a_period_that_ends_before_it_starts_is_400_everywhere(
         backwards = {"from": "2026-03-10T00:00:00+08:00", "to": "2026-03-01T00:00:00+08:00"}
     answer = await client.get(path, headers=await login(user), params=backwards)
     assert_error(answer, 400, "bad_period")
+
+
+async def test_a_backwards_period_of_a_webhook_delivery_log_is_400(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    made = await client.post(
+        "/webhooks/subscriptions",
+        headers=admin,
+        json={"url": "https://partner.invalid/hook", "event_kinds": ["shipment.confirmed"]},
+    )
+    assert made.status_code == 201, made.text
+    backwards = {"from": "2026-03-10T00:00:00+08:00", "to": "2026-03-01T00:00:00+08:00"}
+    answer = await client.get(
+        f"/webhooks/subscriptions/{made.json()['id']}/deliveries", headers=admin, params=backwards
+    )
+    assert_error(answer, 400, "bad_period")

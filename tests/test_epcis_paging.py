@@ -151,8 +151,14 @@ def test_the_token_keeps_both_positions_and_refuses_what_it_did_not_give() -> No
     assert len(token) < 200
     crowded = Position(5, 5, tuple((6, i) for i in range(MAX_EXTRAS)))
     assert parse_query([("nextPageToken", next_token(crowded, captured))]).after[0] == crowded
+    # the largest a token can be (review R2: a position at xact 0 with extras of today's xids
+    # made a token this server then refused): still within a parameter's limit
+    big = Position(0, 2**63 - 1, tuple((2**64 - 1 - i, 2**63 - 1 - i) for i in range(MAX_EXTRAS)))
+    largest = next_token(big, big)
+    assert len(largest) < 2000 and parse_query([("nextPageToken", largest)]).after == (big, big)
+    past = next_token(Position(2**64, 1), captured)  # past xid8: 400, not the database's 500
     over = Position(5, 5, tuple((6, i) for i in range(MAX_EXTRAS + 1)))
     old = base64.urlsafe_b64encode(b"o:17").decode().rstrip("=")
-    for bad in (next_token(over, captured), old, "", "%%%", token[:-3]):
+    for bad in (next_token(over, captured), old, "", "%%%", token[:-3], past):
         with pytest.raises(QueryError):
             parse_query([("nextPageToken", bad)])

@@ -250,3 +250,8 @@ async def test_a_phone_in_a_path_is_not_logged(client: Any, login: Any) -> None:
     logged = [by_id[a.headers["x-request-id"]] for a in answers]
     assert [line["path"] for line in logged] == ["/sms/opt-outs/{phone}"] * 2 + ["/sms/opt-outs"]
     assert phone not in log.getvalue()
+    # answered before routing (a method no route has): by the prefix (review R2)
+    with captured_log() as log:
+        refused = await client.get(f"/sms/opt-outs/{phone}", headers=marketer)
+    assert refused.status_code == 405
+    assert phone not in log.getvalue()

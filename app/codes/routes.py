@@ -66,6 +66,8 @@ async def _start(
         return Response(export, status_code=202, headers={"Location": f"/exports/{export.id}"})
     try:
         await asyncio.to_thread(exports.run_export, state.db_url, settings, scheme, export.id)
+    except psycopg.errors.QueryCanceled as exc:  # a statement past its time: the export failed
+        raise ServerError(f"the export failed: {exc}", code="export_failed") from exc
     except psycopg.OperationalError as exc:  # the export is left to app.ops.orphans
         raise ServiceUnavailable(
             "the database is unavailable; the export will be finished by a worker",

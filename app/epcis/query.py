@@ -95,7 +95,7 @@ class Position:
     extras: tuple[tuple[int, int], ...] = ()
 
 
-MAX_EXTRAS = 32  # per source: the token stays well within MAX_VALUE
+MAX_EXTRAS = 16  # per source: the token stays within MAX_VALUE whatever the ids (review R2)
 
 
 @dataclass
@@ -164,9 +164,10 @@ def _time(name: str, value: str) -> datetime:
     return moment
 
 
-_PART = r"(\d{1,20})\.(\d{1,19})\.([0-9a-z,-]{0,600})"  # xact.id.extras
+_PART = r"(\d{1,20})\.(\d{1,19})\.([0-9a-z,-]{0,480})"  # xact.id.extras
 _TOKEN = re.compile(f"v2;{_PART};{_PART}")
-_EXTRA = re.compile(r"(\d{1,20})-([0-9a-z]{1,13})")
+_EXTRA = re.compile(r"([0-9a-z]{1,13})-([0-9a-z]{1,13})")  # distance-id, base 36
+_XID8, _BIGINT = 2**64, 2**63  # a position outside these is none this server gave
 
 
 def _token(value: str) -> tuple[Position, Position]:
@@ -184,16 +185,19 @@ def _position(xact: str, last: str, extras: str) -> Position:
     for extra in extras.split(",") if extras else ():
         if (m := _EXTRA.fullmatch(extra)) is None or len(pairs) == MAX_EXTRAS:
             raise ValueError(extra)
-        pairs.append((int(xact) + int(m.group(1)), int(m.group(2), 36)))
+        pairs.append((int(xact) + int(m.group(1), 36), int(m.group(2), 36)))
+    if any(x >= _XID8 or i >= _BIGINT for x, i in [(int(xact), int(last)), *pairs]):
+        raise ValueError(xact)
     return Position(int(xact), int(last), tuple(pairs))
 
 
 def next_token(own: Position, captured: Position) -> str:
     """The token of two positions: each extra as its transaction's distance from the
-    position's and its id in base 36, to keep the token short."""
+    position's and its id, both in base 36, to keep the token short (at most ~1,300 characters
+    with every extra at its largest)."""
     parts = ["v2"]
     for p in (own, captured):
-        extras = ",".join(f"{x - p.xact}-{_base36(i)}" for x, i in p.extras)
+        extras = ",".join(f"{_base36(x - p.xact)}-{_base36(i)}" for x, i in p.extras)
         parts.append(f"{p.xact}.{p.id}.{extras}")
     return base64.urlsafe_b64encode(";".join(parts).encode()).decode().rstrip("=")
 

@@ -13,8 +13,9 @@ row older than ``ORPHAN_SECONDS`` that no runner holds:
   whole run by ``app.codes.exports.run_export``) is free;
 - a capture pending or running whose row no runner has locked (``app.epcis.capture.run`` holds
   it ``FOR UPDATE`` for the whole run).
-A job still waiting in the broker's queue that long is sent a second time: both runners leave a
-finished job alone, so the cost is a message, never work done twice.
+A job still waiting in the broker's queue that long is sent a second time (at most once per
+sweep): both runners leave a finished job alone, so the cost is a message, never work done
+twice. An export whose runs keep dying (``MAX_RUNS`` started) is marked failed, not sent again.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ from app import locks
 from app.db import Conn
 from app.locks import Lock
 
-SWEEP_SECONDS = 60.0
 ORPHAN_SECONDS = 300
+SWEEP_SECONDS = float(ORPHAN_SECONDS)  # a job is sent again at most once per ORPHAN_SECONDS
+MAX_RUNS = 5  # an export whose runs keep dying (its worker killed, say) is left failed after
 
+_FAIL_EXPORTS = """UPDATE code_exports SET state = 'failed',
+                          error = 'its runner died ' || attempts || ' times'
+                    WHERE state IN ('queued', 'running') AND attempts >= %s
+                      AND coalesce(started_at, created_at) < now() - make_interval(secs => %s)"""
 _EXPORTS = """SELECT id::text FROM code_exports
                WHERE state IN ('queued', 'running')
                  AND coalesce(started_at, created_at) < now() - make_interval(secs => %s)"""
@@ -43,6 +49,7 @@ async def resend_orphans(
     """Send again the job of every export and capture left without a runner (see the module);
     how many. ``conn`` in autocommit mode."""
     sent = 0
+    await conn.execute(_FAIL_EXPORTS, (MAX_RUNS, age))
     for row in await (await conn.execute(_EXPORTS, (age,))).fetchall():
         export_id = row["id"]
         free = await (await conn.execute(*locks.try_acquire(Lock.EXPORT_RUN, export_id))).fetchone()

@@ -145,7 +145,7 @@ class HttpGateway:
                     self._post(messages[:middle]), self._post(messages[middle:])
                 )
                 return first + second
-            snippet = _scrubbed(body[:200].decode(errors="replace"), messages[0])
+            snippet = _scrubbed(body[:2000].decode(errors="replace"), messages[0])[:200]
             return [Result("rejected", error=f"gateway answered {status}: {snippet}")]
         if status >= 500 or status in RETRY_STATUSES or not 200 <= status < 300:
             return [Result("retry", error=f"gateway answered {status}")] * len(messages)

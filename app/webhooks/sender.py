@@ -337,19 +337,23 @@ async def recover(conn: Conn, settings: Settings) -> int:
 
 
 async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> Stats:
-    """Recover, then send every due delivery (step 2's slots). ``conn`` must be in autocommit
-    mode. A delivery is claimed only when a slot is free and sent at once, so it is out for at
-    most one attempt's time-out — well inside the lease (settings: lease > time-out), where
-    recover() would send it a second time."""
+    """Recover, then send every due delivery (step 2's slots) for up to half a lease, so that
+    the next sweep recovers again (review R2: under steady traffic a sweep never ended, and a
+    dead sender's claims were never recovered). A delivery is claimed only when a slot is free
+    and sent at once: out for at most one attempt's time-out, well inside the lease (settings:
+    lease > time-out). ``conn`` must be in autocommit mode."""
     total = Stats(recovered=await recover(conn, settings))
     slots = settings.webhook_concurrency
     share = max(1, slots // 2)  # one brand's slots at most
+    # a sweep ends (to recover again) within half a lease, its last attempts sent
+    until = time.monotonic() + settings.webhook_lease_seconds / 2
     flying: dict[asyncio.Task[Outcome], Claimed] = {}
     while True:
-        while len(flying) < slots:  # fill the free slots, a brand's share at a time
+        while len(flying) < slots and time.monotonic() < until:  # fill the free slots
             per_brand = Counter(row.brand_id for row in flying.values())
             busy = [brand for brand, n in per_brand.items() if n >= share]
-            rows = await claim(conn, min(slots - len(flying), share), busy)
+            most = share - max(per_brand.values(), default=0)  # no brand past its share
+            rows = await claim(conn, max(1, min(slots - len(flying), most)), busy)
             for row in rows:
                 flying[asyncio.create_task(attempt(client, settings, row))] = row
             if not rows:

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.db import Conn, changes_of, update_row
 from app.errors import BadRequest
 from app.orgs.service import org_path
-from app.paging import Page, fetch_page
+from app.paging import Page, check_period, fetch_page
 from app.textguard import check_text
 from app.webhooks import signing
 from app.webhooks.schemas import (
@@ -248,6 +248,7 @@ async def list_deliveries(
 ) -> Page[DeliveryOut]:
     """The subscription's deliveries, newest first, each with its attempts (the log)."""
     await _own(conn, actor, sub_id)
+    check_period(since and _aware(since), until and _aware(until))
     where = ["d.subscription_id = %(sub)s"]
     params: dict[str, Any] = {"sub": sub_id}
     if state is not None:
