@@ -37,8 +37,10 @@ async def test_the_sweeper_sends_again_only_the_jobs_no_runner_holds(
     from app.auth.service import load_user
     from app.epcis import capture
 
-    # two exports whose runner died (running, finished by nobody); one has a live runner
+    # two exports whose runner died (running, finished by nobody); one has a live runner; one
+    # whose runs died again and again (a poison job) is failed, not sent again
     dead, alive = await _export(client, login, demo), await _export(client, login, demo)
+    poison = await _export(client, login, demo)
     # two captures committed and never run; one is being run (its row locked)
     async with app.state.pool.connection() as conn:
         user = await (
@@ -51,8 +53,9 @@ async def test_the_sweeper_sends_again_only_the_jobs_no_runner_holds(
         await conn.execute(
             "UPDATE code_exports SET state = 'running', started_at = now() - interval '1 hour' "
             "WHERE id = ANY(%s::uuid[])",
-            ([dead, alive],),
+            ([dead, alive, poison],),
         )
+        await conn.execute("UPDATE code_exports SET attempts = 5 WHERE id = %s", (poison,))
         await conn.execute(
             "UPDATE epcis_captures SET created_at = now() - interval '1 hour' "
             "WHERE id = ANY(%s::uuid[])",
@@ -73,6 +76,12 @@ async def test_the_sweeper_sends_again_only_the_jobs_no_runner_holds(
         await sweeper.set_autocommit(False)
     assert ("run_export_job", dead) in sent and ("capture_job", left) in sent
     assert ("run_export_job", alive) not in sent and ("capture_job", running) not in sent
+    assert ("run_export_job", poison) not in sent
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT state, error FROM code_exports WHERE id = %s", (poison,))
+        ).fetchone()
+    assert row["state"] == "failed" and "5 times" in row["error"]
     # a young job is left to the runner it was handed to
     fresh: list[tuple[str, str]] = []
     async with app.state.pool.connection() as sweeper:

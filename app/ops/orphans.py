@@ -30,13 +30,12 @@ ORPHAN_SECONDS = 300
 SWEEP_SECONDS = float(ORPHAN_SECONDS)  # a job is sent again at most once per ORPHAN_SECONDS
 MAX_RUNS = 5  # an export whose runs keep dying (its worker killed, say) is left failed after
 
-_FAIL_EXPORTS = """UPDATE code_exports SET state = 'failed',
-                          error = 'its runner died ' || attempts || ' times'
-                    WHERE state IN ('queued', 'running') AND attempts >= %s
-                      AND coalesce(started_at, created_at) < now() - make_interval(secs => %s)"""
-_EXPORTS = """SELECT id::text FROM code_exports
+_EXPORTS = """SELECT id::text, attempts FROM code_exports
                WHERE state IN ('queued', 'running')
                  AND coalesce(started_at, created_at) < now() - make_interval(secs => %s)"""
+_FAILED = """UPDATE code_exports SET state = 'failed',
+                    error = 'its runs died ' || attempts || ' times'
+             WHERE id = %s AND state IN ('queued', 'running')"""
 _CAPTURES = """SELECT id::text FROM epcis_captures
                 WHERE state IN ('pending', 'running')
                   AND created_at < now() - make_interval(secs => %s)
@@ -49,14 +48,19 @@ async def resend_orphans(
     """Send again the job of every export and capture left without a runner (see the module);
     how many. ``conn`` in autocommit mode."""
     sent = 0
-    await conn.execute(_FAIL_EXPORTS, (MAX_RUNS, age))
     for row in await (await conn.execute(_EXPORTS, (age,))).fetchall():
         export_id = row["id"]
         free = await (await conn.execute(*locks.try_acquire(Lock.EXPORT_RUN, export_id))).fetchone()
-        if free and free["ok"]:
+        if not (free and free["ok"]):
+            continue  # a runner has it
+        try:
+            if row["attempts"] >= MAX_RUNS:
+                await conn.execute(_FAILED, (export_id,))
+                continue
+        finally:
             await conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
-            send("run_export_job", export_id)
-            sent += 1
+        send("run_export_job", export_id)
+        sent += 1
     async with conn.transaction():
         for row in await (await conn.execute(_CAPTURES, (age,))).fetchall():
             send("capture_job", row["id"])
