@@ -116,3 +116,14 @@ async def sales_order(
     )
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
+
+
+async def acting(conn: Any, username: str) -> Any:
+    """The principal of a demo user, loaded on ``conn``: for driving a service on a connection
+    of its own (a transaction held open while a request races it)."""
+    from app.auth.service import load_user
+
+    row = await (
+        await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
+    ).fetchone()
+    return await load_user(conn, row["id"])

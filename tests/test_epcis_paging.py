@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+from tests.helpers import acting
 from tests.test_epcis import captured, document, event_list, query, unit_link
 from tests.test_logistics import confirm, route  # noqa: F401  (route: a fixture)
 from tests.test_logistics import document as draft
@@ -34,15 +35,6 @@ def _observe(epc: str, minute: int) -> dict[str, Any]:
     }
 
 
-async def _acting(conn: Any, username: str) -> Any:
-    from app.auth.service import load_user
-
-    row = await (
-        await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
-    ).fetchone()
-    return await load_user(conn, row["id"])
-
-
 async def test_a_shipment_that_commits_late_is_not_paged_past(
     client: Any,
     login: Any,
@@ -62,9 +54,7 @@ async def test_a_shipment_that_commits_late_is_not_paged_past(
     ]
     advices = "|".join(f"urn:tracecode:bt:desadv:{quote(d['doc_no'], safe='')}" for d in docs)
     async with app.state.pool.connection() as other:
-        await confirm_document(
-            other, await _acting(other, "clerk"), app.state.scheme, docs[0]["id"]
-        )
+        await confirm_document(other, await acting(other, "clerk"), app.state.scheme, docs[0]["id"])
         for doc in docs[1:]:
             assert (await confirm(client, clerk, doc)).status_code == 200
         first = await query(client, admin, EQ_bizTransaction_desadv=advices, perPage="1")
@@ -95,7 +85,7 @@ async def test_a_capture_that_commits_late_is_not_paged_past(
     late = _observe(epc, 0)
     async with app.state.pool.connection() as other:
         job = await capture.accept(
-            other, await _acting(other, "factory_admin"), json.dumps(document([late])).encode()
+            other, await acting(other, "factory_admin"), json.dumps(document([late])).encode()
         )
         await other.commit()
         await other.execute("SELECT 1")  # a transaction open: the run's own is a savepoint in it

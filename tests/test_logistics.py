@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import assert_error, issue_cases, issue_units, sales_order
+from tests.helpers import acting, assert_error, issue_cases, issue_units, sales_order
 
 _ids = itertools.count()
 
@@ -594,7 +594,6 @@ async def test_receiving_the_rest_leaves_what_another_receipt_took(
     """Probe I: "receive the rest" looked at what was in transit, then waited for the locks
     while a scanned receipt took part of it, and refused the whole (409 not_in_transit, naming
     that receipt's units). The scanned receipt of the first case is held open here."""
-    from app.auth.service import load_user
     from app.logistics.documents import confirm as confirm_document
 
     first, second = route["cases"][:2]
@@ -604,10 +603,7 @@ async def test_receiving_the_rest_leaves_what_another_receipt_took(
     assert (await confirm(client, clerk, ship)).status_code == 200
     part = await document(client, agent, [first], kind="inbound", shipment_id=ship["id"])
     async with app.state.pool.connection() as other:  # that receipt, confirmed, not committed
-        user = await (
-            await other.execute("SELECT id FROM users WHERE username = 'agent_clerk'")
-        ).fetchone()
-        actor = await load_user(other, user["id"])
+        actor = await acting(other, "agent_clerk")
         await confirm_document(other, actor, app.state.scheme, part["id"])
         rest = asyncio.create_task(client.post(f"/orders/{order_id}/receive", headers=agent))
         assert await waiting_for_a_lock(conn)
@@ -615,15 +611,6 @@ async def test_receiving_the_rest_leaves_what_another_receipt_took(
     received = await rest
     assert received.status_code == 200, received.text
     assert received.json()["units"] == 10
-
-
-async def _acting(conn: Any, username: str) -> Any:
-    from app.auth.service import load_user
-
-    user = await (
-        await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
-    ).fetchone()
-    return await load_user(conn, user["id"])
 
 
 async def test_a_unit_replaced_as_its_case_ships_goes_with_the_case(
@@ -640,7 +627,7 @@ async def test_a_unit_replaced_as_its_case_ships_goes_with_the_case(
     clerk = await login("clerk")
     ship = await document(client, clerk, [case], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
     async with app.state.pool.connection() as other:
-        actor = await _acting(other, "operator")
+        actor = await acting(other, "operator")
         await replace(other, actor, app.state.scheme, ReplaceIn(old=old, new=new))
         confirming = asyncio.create_task(confirm(client, clerk, ship))
         assert await waiting_for_a_lock(conn)  # the confirm waits for the replacement
@@ -671,7 +658,7 @@ async def test_a_replacement_as_its_case_ships_waits_and_is_refused(
     clerk = await login("clerk")
     ship = await document(client, clerk, [case], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
     async with app.state.pool.connection() as other:
-        await confirm_document(other, await _acting(other, "clerk"), app.state.scheme, ship["id"])
+        await confirm_document(other, await acting(other, "clerk"), app.state.scheme, ship["id"])
         replacing = asyncio.create_task(
             client.post(
                 "/packing/replace", headers=await login("operator"), json={"old": old, "new": new}

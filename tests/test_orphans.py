@@ -10,7 +10,7 @@ from typing import Any
 from app import locks
 from app.locks import Lock
 from app.ops.orphans import resend_orphans
-from tests.helpers import issue_units
+from tests.helpers import acting, issue_units
 
 EXPORT = {"outer": {"passphrase": "a long passphrase"}, "inner": {"passphrase": "another one!"}}
 DOCUMENT = {
@@ -34,7 +34,6 @@ async def _export(client: Any, login: Any, demo: Any) -> str:
 async def test_the_sweeper_sends_again_only_the_jobs_no_runner_holds(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:
-    from app.auth.service import load_user
     from app.epcis import capture
 
     # two exports whose runner died (running, finished by nobody); one has a live runner; one
@@ -43,10 +42,7 @@ async def test_the_sweeper_sends_again_only_the_jobs_no_runner_holds(
     poison = await _export(client, login, demo)
     # two captures committed and never run; one is being run (its row locked)
     async with app.state.pool.connection() as conn:
-        user = await (
-            await conn.execute("SELECT id FROM users WHERE username = 'partner'")
-        ).fetchone()
-        partner = await load_user(conn, user["id"])
+        partner = await acting(conn, "partner")
         body = json.dumps(DOCUMENT).encode()
         left = (await capture.accept(conn, partner, body)).captureID
         running = (await capture.accept(conn, partner, body)).captureID

@@ -275,16 +275,22 @@ async def test_records_reach_postgres_and_raise_alerts(
     assert_error(await client.get("/alerts", headers=await login("operator")), 403)
 
 
+def _without_redis(app: Any, settings: Any) -> tuple[Verifier, Redis]:
+    """A verifier whose Redis is down (nothing listens on port 1), two wrong PINs to a lock;
+    and that Redis client, to close."""
+    live_settings = msgspec.structs.replace(
+        settings, verify_flag_never_shipped=False, pin_max_failures=2
+    )
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    return Verifier(app.state.pool, dead, app.state.scheme, live_settings), dead
+
+
 async def test_with_redis_down_the_answer_comes_from_postgres_and_is_recorded(
     client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
 ) -> None:
     scheme = app.state.scheme
     batch_no = await _activated_batch(client, login, demo, conn)
-    live_settings = msgspec.structs.replace(
-        settings, verify_flag_never_shipped=False, pin_max_failures=2
-    )
-    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    down = Verifier(app.state.pool, dead, scheme, live_settings)
+    down, dead = _without_redis(app, settings)
     serial = scheme.serial(batch_no, 20)
     pin = scheme.pin(serial)
     first = await down.verify(VerifyIn(serial=serial, pin=pin), "192.0.2.10", "test")
@@ -318,11 +324,7 @@ async def test_a_lock_made_while_redis_was_down_holds_once_it_is_back(
 
     scheme = app.state.scheme
     batch_no = await _activated_batch(client, login, demo, conn)
-    live_settings = msgspec.structs.replace(
-        settings, verify_flag_never_shipped=False, pin_max_failures=2
-    )
-    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-    verifier = Verifier(app.state.pool, dead, scheme, live_settings)
+    verifier, dead = _without_redis(app, settings)
     serial, other = scheme.serial(batch_no, 30), scheme.serial(batch_no, 31)
     pin = scheme.pin(serial)
     wrong = "000000" if pin != "000000" else "111111"
