@@ -578,3 +578,6 @@ async def test_a_backwards_period_of_a_webhook_delivery_log_is_400(client: Any, 
         f"/webhooks/subscriptions/{made.json()['id']}/deliveries", headers=admin, params=backwards
     )
     assert_error(answer, 400, "bad_period")
+    # gone again: later tests' shipments would queue deliveries to it for the session's senders
+    gone = await client.delete(f"/webhooks/subscriptions/{made.json()['id']}", headers=admin)
+    assert gone.status_code == 204, gone.text
