@@ -5,6 +5,7 @@ real PostgreSQL (confirmations held open on connections of their own)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import os
@@ -149,8 +150,10 @@ async def test_pages_hand_out_each_document_once_with_its_erp_codes(
 
 
 async def test_the_csv_export_has_one_row_per_line_and_the_cursor_in_headers(
-    client: Any, login: Any, app: Any, demo: Any
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
 ) -> None:
+    from app.erp.export import decode_cursor
+
     partner = await login("partner")
     start = await drain(client, partner)
     inbound, outbound = await shipped(client, login, app, demo)
@@ -163,7 +166,9 @@ async def test_the_csv_export_has_one_row_per_line_and_the_cursor_in_headers(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
     as_json = await page(client, partner, start, limit=1000)
-    assert response.headers["x-next-cursor"] == as_json["next_cursor"]
+    assert decode_cursor(settings, response.headers["x-next-cursor"]) == decode_cursor(
+        settings, as_json["next_cursor"]
+    )
     assert response.headers["x-has-more"] == "false"
     assert response.content.startswith("\ufeff".encode())
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
@@ -257,15 +262,40 @@ async def test_the_export_is_scoped_and_answers_api_keys(
     assert cursor
 
 
-async def test_a_partners_cursor_tells_nothing_of_the_rest_of_the_brand(
-    client: Any, login: Any, app: Any, demo: Any
+async def test_a_partners_cursor_is_sealed_and_skips_the_rest_of_the_brand(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
 ) -> None:
     """Probe M: a page that was not full moved the cursor on to the brand's last confirmation,
-    so an agent learned when and how often the rest of the brand confirmed documents. Below the
-    brand the cursor stays at the caller's own last document; the brand's staff skip ahead."""
-    zj, admin = await login("agent_admin"), await login("admin")
-    before = await drain(client, zj)
-    brand_before = await drain(client, admin)
-    await shipped(client, login, app, demo)  # the factory's, to the Guangdong agent
-    assert await drain(client, admin, brand_before) != brand_before
-    assert await drain(client, zj, before) == before  # nothing of Zhejiang's: no move
+    in plain text, so an agent learned when and how often the rest of the brand confirmed
+    documents. Kept at the agent's own last document instead, each poll read all the brand's
+    documents since then again (review R2). Now the cursor is sealed and moves on for all."""
+    from app.erp.export import decode_cursor
+
+    zj = await login("agent_admin")
+    cursor = await drain(client, zj)
+    _, outbound = await shipped(client, login, app, demo)  # to the Guangdong agent
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT confirm_xid::text AS xid FROM documents WHERE id = %s", (outbound["id"],)
+            )
+        ).fetchone()
+    past = (int(row["xid"]), outbound["id"])
+    deadline = time.monotonic() + PATIENCE
+    while decode_cursor(settings, cursor) < past:  # skipped once below the horizon
+        assert time.monotonic() < deadline, "the cursor never moved past the brand's documents"
+        body = await page(client, zj, cursor, limit=1000)
+        assert outbound["id"] not in [d["id"] for d in body["items"]]
+        cursor = body["next_cursor"]
+        await asyncio.sleep(0.05)
+
+    again = await page(client, zj, cursor)
+    assert again["items"] == [] and again["next_cursor"] != cursor  # a fresh nonce each page
+    assert decode_cursor(settings, again["next_cursor"]) == decode_cursor(settings, cursor)
+    assert row["xid"].encode() not in base64.urlsafe_b64decode(cursor + "==")
+    altered = cursor[:30] + ("A" if cursor[30] != "A" else "B") + cursor[31:]
+    response = await client.get("/documents/export", headers=zj, params={"cursor": altered})
+    assert_error(response, 400, "bad_cursor")
+    plain = base64.urlsafe_b64encode(f"v1.{past[0]}.{past[1]}".encode()).decode().rstrip("=")
+    old = await page(client, zj, plain)  # a cursor handed out before sealing is still taken
+    assert decode_cursor(settings, old["next_cursor"]) >= past

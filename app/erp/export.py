@@ -22,11 +22,13 @@ the horizon back). So the order ``(confirm_xid, id)`` below the horizon is final
 ``(confirm_xid, id)`` of the last document handed out is exact. The cost is latency, never a
 loss: a long-running writing transaction anywhere in the cluster delays the export until it ends.
 
-For the brand's own staff and keys, a page that is not full moves the cursor on to the last
-confirmation below the horizon (they have seen all up to there). Below the brand the cursor
-stays at the caller's own last document: moved on, it told a partner when and how often the
-rest of the brand confirmed documents (probe M). The cursor is opaque (base64 of
-``v1.<xid>.<id>``); keep the same filters for one cursor.
+A page that is not full moves the cursor on to the brand's last confirmation below the horizon
+(the caller has seen all of its own up to there), so that the next poll does not read again the
+rest of the brand's documents. The cursor is sealed (AES-256-GCM under a key of its own, a fresh
+nonce each page): a partner learns nothing from it of when or how often the rest of the brand
+confirmed documents (probe M), and cannot forge one. Cursors handed out before (base64 of
+``v1.<xid>.<id>``, a position among the caller's own documents) are still taken. Keep the same
+filters for one cursor.
 """
 
 from __future__ import annotations
@@ -34,18 +36,25 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import secrets
+import struct
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from Crypto.Cipher import AES
+
 from app import localtime
 from app.auth.principal import Principal
+from app.config import Settings
 from app.db import Conn
 from app.erp.schemas import ExportDocument, ExportLine, ExportPage
 from app.errors import BadRequest
 from app.logistics.orders import require_reader
 
 Direction = Literal["inbound", "outbound"]
-_CURSOR = re.compile(r"v1\.(\d{1,20})\.(\d{1,20})")
+_PLAIN = re.compile(r"v1\.(\d{1,20})\.(\d{1,20})")  # cursors handed out before sealing
+_SEALED = b"\x02"  # version byte, then nonce (12), the position sealed (16), tag (16)
+_POSITION = struct.Struct(">QQ")
 _START = (0, 0)
 
 # one statement, one snapshot: the page (one more than asked: is there more?) and the last
@@ -61,7 +70,7 @@ page AS (
      ORDER BY d.confirm_xid, d.id LIMIT %(limit)s),
 tail AS (
     SELECT d.id, d.confirm_xid FROM documents d
-     WHERE %(whole)s AND d.brand_id = %(brand)s AND d.confirm_xid IS NOT NULL
+     WHERE d.brand_id = %(brand)s AND d.confirm_xid IS NOT NULL
        AND d.confirm_xid < (SELECT x FROM horizon)
      ORDER BY d.confirm_xid DESC, d.id DESC LIMIT 1)
 SELECT 'page' AS part, id, confirm_xid::text AS xid FROM page
@@ -95,22 +104,31 @@ CSV_COLUMNS = [
 ]
 
 
-def encode_cursor(position: tuple[int, int]) -> str:
-    text = f"v1.{position[0]}.{position[1]}".encode()
-    return base64.urlsafe_b64encode(text).decode().rstrip("=")
+def encode_cursor(settings: Settings, position: tuple[int, int]) -> str:
+    nonce = secrets.token_bytes(12)
+    cipher = AES.new(settings.subkey("erp-export-cursor"), AES.MODE_GCM, nonce=nonce)
+    sealed, tag = cipher.encrypt_and_digest(_POSITION.pack(*position))
+    return base64.urlsafe_b64encode(_SEALED + nonce + sealed + tag).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> tuple[int, int]:
+def decode_cursor(settings: Settings, cursor: str | None) -> tuple[int, int]:
     """The position a cursor stands for; none: the start. 400 ``bad_cursor`` for anything that
     is not a cursor this export handed out."""
     if not cursor:
         return _START
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        text = ""
-    match = _CURSOR.fullmatch(text)
+        raw = b""
+    if len(raw) == 45 and raw[:1] == _SEALED:
+        cipher = AES.new(settings.subkey("erp-export-cursor"), AES.MODE_GCM, nonce=raw[1:13])
+        try:
+            xid, doc_id = _POSITION.unpack(cipher.decrypt_and_verify(raw[13:29], raw[29:]))
+        except ValueError:  # not sealed by this service's key, or altered
+            raise BadRequest("not a cursor of this export", code="bad_cursor") from None
+        if max(xid, doc_id) < 2**63:
+            return xid, doc_id
+    match = _PLAIN.fullmatch(raw.decode("ascii", "replace"))
     if match is None or max(int(match[1]), int(match[2])) >= 2**63:
         raise BadRequest("not a cursor of this export", code="bad_cursor")
     return int(match[1]), int(match[2])
@@ -119,6 +137,7 @@ def decode_cursor(cursor: str | None) -> tuple[int, int]:
 async def export_page(
     conn: Conn,
     actor: Principal,
+    settings: Settings,
     *,
     cursor: str | None,
     limit: int,
@@ -127,7 +146,7 @@ async def export_page(
 ) -> ExportPage:
     """The documents confirmed after ``cursor`` (at most ``limit``) and the cursor after them."""
     require_reader(actor)
-    xid, doc_id = decode_cursor(cursor)
+    xid, doc_id = decode_cursor(settings, cursor)
     filters, params = "", {"direction": direction, "kind": kind}
     if direction is not None:
         filters += " AND d.direction = %(direction)s"
@@ -140,7 +159,6 @@ async def export_page(
                 **params,
                 "brand": actor.brand_id,
                 "scope": actor.org_path,
-                "whole": actor.org_path.count("/") == 2,  # the brand's own staff and keys
                 "xid": str(xid),
                 "id": doc_id,
                 "limit": limit + 1,
@@ -156,7 +174,7 @@ async def export_page(
     else:  # every document of the caller's up to the horizon is on this page
         position = max([(xid, doc_id), *page, *tail])
     items = await _documents(conn, [d for _, d in page])
-    return ExportPage(items=items, next_cursor=encode_cursor(position), has_more=has_more)
+    return ExportPage(items=items, next_cursor=encode_cursor(settings, position), has_more=has_more)
 
 
 async def _documents(conn: Conn, ids: list[int]) -> list[ExportDocument]:

@@ -14,6 +14,7 @@ from litestar.params import Parameter, QueryParameter
 
 from app import tabular
 from app.auth.principal import Principal
+from app.config import Settings
 from app.csvread import MAX_BYTES, MEDIA_TYPES, read_body
 from app.db import Conn
 from app.edge import media_of, require_json
@@ -108,6 +109,7 @@ for _handler in (import_orgs, import_products, import_users):
 async def export_documents(
     conn: Conn,
     principal: Principal,
+    settings: Settings,
     cursor: Annotated[
         str | None, Parameter(max_length=200, description="next_cursor of the previous page")
     ] = None,
@@ -124,7 +126,7 @@ async def export_documents(
     ``X-Next-Cursor`` header (CSV; ``X-Has-More`` says whether more are ready now). Documents of
     the caller's subtree (its organisations or counterparties); API keys welcome."""
     page = await export.export_page(
-        conn, principal, cursor=cursor, limit=limit, direction=direction, kind=kind
+        conn, principal, settings, cursor=cursor, limit=limit, direction=direction, kind=kind
     )
     if fmt == "json":
         return page
