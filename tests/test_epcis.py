@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import time
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -462,6 +463,65 @@ async def test_partner_aggregation_then_a_tracecode_outbound_of_the_same_case(
 
 
 # -- races and the worker ----------------------------------------------------------------------
+
+
+async def test_identifiers_and_event_ids_in_capitals_name_the_same_things(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """Probe Q: an EPC URN, a Digital Link or a unit's QR URL with its scheme, URN prefix or
+    host in capitals (case-insensitive parts) was kept as a foreign URI: a shipment of the
+    brand's unit got through, a packing was acknowledged and never applied. A ``urn:uuid:``
+    eventID sent again in capitals was stored twice."""
+    batch_no, product_id = await issue_units(client, login, demo, 8)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(8)]
+    await activate(client, login, serials, product_id, line="EPQ")
+    operator = await login("operator")
+    for spelled in (
+        f"HTTPS://ID.GS1.ORG/01/{GTIN}/21/{serials[0]}",
+        f"HTTPS://tracecode.example/c/{serials[1]}",
+        f"https://tracecode.example/C/{serials[2]}",
+    ):
+        ship = _object("ADD", [spelled], bizStep="shipping")
+        refused = await captured(client, operator, document([ship]), state="failed")
+        assert "commission" in refused["errors"]["detail"], (spelled, refused)
+
+    cases = await issue_cases(client, login, demo, "inner", 1)
+    packing = {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-30T10:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "parentID": f"URN:EPC:id:sscc:{cases[0][1:8]}.{cases[0][0]}{cases[0][8:17]}",
+        "childEPCs": [f"Https://Id.Gs1.Org/01/{GTIN}/21/{s}" for s in serials[4:8]],
+        "action": "ADD",
+        "bizStep": "packing",
+        "disposition": "in_progress",
+        "readPoint": {"id": "urn:tracecode:line:EPQ"},
+    }
+    await captured(client, operator, document([packing]))
+    bound = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM unit_state WHERE parent_sscc = %s", (int(cases[0]),)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert bound["n"] == 4
+    found = event_list(await query(client, operator, MATCH_parentID=case_link(cases[0])))
+    # the captured event, found by the lower-case spelling, and Tracecode's own of its packing
+    assert [e["type"] for e in found] == ["AggregationEvent"] * 2
+
+    partner = await login("partner")
+    headers = {**partner, "Content-Type": "application/json"}
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    observe = _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.Q{next(_ids)}"])
+    first = await client.post(
+        "/epcis/events", headers=headers, content=json.dumps({**observe, "eventID": event_id})
+    )
+    assert first.status_code == 201, first.text
+    capitals = {**observe, "eventID": event_id.upper()}
+    again = await client.post("/epcis/events", headers=headers, content=json.dumps(capitals))
+    assert again.status_code == 409, again.text
+    back = await client.get(f"/epcis/events/{event_id.upper()}", headers=partner)
+    assert back.status_code == 200 and back.json()["eventID"] == event_id, back.text
 
 
 async def test_the_same_document_raced_is_stored_once(client: Any, login: Any, conn: Any) -> None:

@@ -121,6 +121,16 @@ PAIRS = [
         "https://id.gs1.org/01/00614141073467/21/2017",
     ),
     ("https://id.gs1.org/417/1234567890128", "https://id.gs1.org/417/1234567890128"),
+    # probe Q: a URN's "urn:epc:" and an HTTP URI's scheme and host are case-insensitive
+    (
+        "URN:EPC:id:sgtin:0614141.107346.2017",
+        "https://id.gs1.org/01/10614141073464/21/2017",
+    ),
+    (
+        "HTTPS://ID.GS1.ORG/01/00614141073467/21/2017",
+        "https://id.gs1.org/01/00614141073467/21/2017",
+    ),
+    ("Http://Example.COM/00/106141412345678908", "https://id.gs1.org/00/106141412345678908"),
 ]
 
 
@@ -181,6 +191,7 @@ MALFORMED = [
     "urn:epc:idpat:sgtin:4012345.01234.*",  # convertible shape, wrong digit count
     "urn:epc:sgtin:0614141.107346.2017",
     "urn:epc:id:SGTIN:0614141.107346.2017",
+    "URN:EPC:ID:SGTIN:0614141.107346.2017",  # once kept as a foreign URI (probe Q)
     "https://id.gs1.org/01/00614141073468/21/2017",  # bad check digit
     "https://example.com/01/0061414107346/21/2017",  # 13 digits with a bad check digit
     "https://example.com/01/006141410734671/21/2017",  # 15 digits

@@ -409,7 +409,7 @@ async def _brand_qr_units(
         epc
         for _, _, e in fresh
         for epc in [*e.epcs, *([e.parent_id] if e.parent_id else [])]
-        if "/c/" in epc and QR_URL.match(epc)
+        if ("/c/" in epc or "/C/" in epc) and QR_URL.match(epc)
     }
     if not urls:
         return set()

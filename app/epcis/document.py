@@ -48,7 +48,7 @@ from typing import Any
 
 import msgspec
 
-from app.epcis.identifiers import IdentifierError, canonical, known_sgtins
+from app.epcis.identifiers import IdentifierError, canonical, event_key, known_sgtins
 from app.textguard import InvalidCharacter, check_json_body
 
 MAX_DEPTH = 64
@@ -880,7 +880,7 @@ def _event(event: Any, index: int, scope: _Scope) -> CapturedEvent:
     return CapturedEvent(  # positional, in field order: half the cost of keywords
         event,
         scope.context,
-        event.get("eventID"),
+        event_key(event["eventID"]) if "eventID" in event else None,
         kind,
         action,
         step,

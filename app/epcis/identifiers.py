@@ -553,6 +553,29 @@ def known_sgtins(uris: Sequence[object]) -> list[str] | None:
     return found
 
 
+_URN_HEAD = re.compile(r"urn:epc:", re.IGNORECASE)
+_HTTP_HEAD = re.compile(r"https?://[^/?#]*", re.IGNORECASE)
+
+
+def _folded(uri: str) -> str:
+    """``uri`` with the parts that are case-insensitive in lower case: a URN's ``urn:`` and its
+    namespace ``epc:`` (RFC 8141; the rest of an EPC URN is case-sensitive, so ``ID:SGTIN`` is
+    then refused as malformed), an HTTP URI's scheme and host (RFC 3986). Probe Q:
+    ``URN:EPC:…`` and ``HTTPS://…`` were stored as foreign URIs, so events naming the brand's
+    units in those spellings escaped the line's rules and were never applied."""
+    head = _URN_HEAD.match(uri) or _HTTP_HEAD.match(uri)
+    if head is None:
+        return uri
+    return head.group().lower() + uri[head.end() :]
+
+
+def event_key(event_id: str) -> str:
+    """The stored form of an eventID: a ``urn:uuid:`` one in lower case (a UUID and the URN's
+    prefix are case-insensitive: a document sent again with its UUIDs in capitals repeats the
+    same events, probe Q), any other as sent."""
+    return event_id.lower() if event_id[:9].lower() == "urn:uuid:" else event_id
+
+
 def canonical(uri: str, check_digits: bool = True) -> str:
     """The canonical form of an EPCIS identifier (see the module docstring).
 
@@ -563,7 +586,7 @@ def canonical(uri: str, check_digits: bool = True) -> str:
     is always computed, never read).
     """
     fast = _fast(uri, check_digits)
-    return fast if fast is not None else _slow(uri, check_digits)
+    return fast if fast is not None else _slow(_folded(uri), check_digits)
 
 
 @lru_cache(maxsize=8192)

@@ -67,7 +67,8 @@ _CBV_URI = re.compile(
     r"^(?:https://ref\.gs1\.org/cbv/(?:BizStep|Disp|BTT)-|urn:epcglobal:cbv:(?:bizstep|disp|btt):"
     r"|cbv:(?:BizStep|Disp|BTT)-|urn:tracecode:bizstep:)"
 )
-QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$")
+# a unit's QR code as the verification reads it (``Scheme.serial_from_scan``), in any case
+QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$", re.IGNORECASE)
 
 
 class QueryError(Exception):

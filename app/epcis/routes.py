@@ -27,6 +27,7 @@ from app.edge import MAX_JSON_DEPTH, is_utf8, json_depth_ok, media_of
 from app.epcis import capture
 from app.epcis.document import DocumentError, parse_document
 from app.epcis.hashing import event_hash
+from app.epcis.identifiers import event_key
 from app.epcis.query import CONTEXT, QueryError, parse_query
 from app.epcis.search import search
 from app.errors import NotFound, UnsupportedMediaType, error_body
@@ -248,7 +249,7 @@ class EventController(Controller):
     ) -> Response[dict[str, Any]]:
         """One event by its eventID (``urn:uuid:…`` or a ``ni:///sha-256;…`` hash), URL-encoded."""
         q = parse_query([])
-        q.event_id = _raw_tail(request) or event_id.lstrip("/")
+        q.event_id = event_key(_raw_tail(request) or event_id.lstrip("/"))
         page = await search(read_conn, principal, scheme, settings, q)
         events = page.document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
         if not events:
