@@ -73,6 +73,44 @@ async def test_gtin_check_digit_and_uniqueness(client: Any, login: Any) -> None:
     assert gtin8.status_code == 201 and gtin8.json()["gtin"] == "00000096385074"
 
 
+async def test_look_alike_product_numbers_and_padded_category_names_are_refused(
+    client: Any, login: Any
+) -> None:
+    """Probe Q: "LM-HY-50" with a blank at either end, in full-width letters, with a zero-width
+    or no-break space were each a new product, and a CSV import (its cells trimmed) booked an
+    order line naming one of them against another. A product number is printable ASCII, words
+    one space apart; a category's name has no blank at either end."""
+    admin = await login("admin")
+    for number in (
+        " LM-HY-50",
+        "LM-HY-50 ",
+        "ＬＭ－ＨＹ－５０",
+        "LM-HY\u200b-50",
+        "LM-HY-50\xa0",
+        "LM  HY-50",
+    ):
+        made = await client.post(
+            "/products", headers=admin, json={"name": "x", "product_no": number}
+        )
+        assert_error(made, 400, "validation_failed")
+    spaced = await client.post(
+        "/products", headers=admin, json={"name": "x", "product_no": "LM HY 9"}
+    )
+    assert spaced.status_code == 201, spaced.text
+    for name in (" 护肤", "护肤 ", "护肤\u3000"):
+        assert_error(
+            await client.post("/categories", headers=admin, json={"name": name}),
+            400,
+            "validation_failed",
+        )
+    rows = await client.post(
+        "/products/import",
+        headers=admin,
+        json={"items": [{"erp_code": "LOOK-1", "product_no": "ＬＭ－ＨＹ－５０", "name": "x"}]},
+    )
+    assert rows.status_code == 200 and rows.json()["rejected"] == 1, rows.text
+
+
 async def test_filters_and_paging(client: Any, login: Any) -> None:
     admin = await login("admin")
     skincare = next(

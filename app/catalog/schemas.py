@@ -11,21 +11,28 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Short = Annotated[str, msgspec.Meta(max_length=100)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$")]
-ProductNo = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# Probe Q: numbers a clerk reads as one ("QDUP-1", " QDUP-1", "ＱＤＵＰ－１", "QDUP-1" with a
+# no-break space) were different products, and a CSV cell (trimmed) named none of them or another:
+# printable ASCII, words one space apart.
+ProductNo = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[!-~]+(?: [!-~]+)*(?!\n)$")
+]
+# no blank at either end: a CSV cell is trimmed, so such a name could never be named there
+CategoryName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^\S(?:.*\S)?(?!\n)$")
+]
 Gtin = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n)$")]
 Order = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 
 
 class CategoryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: CategoryName
     display_order: Order = 0
     org_id: int | None = None
 
 
 class CategoryPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | msgspec.UnsetType = (
-        msgspec.UNSET
-    )
+    name: CategoryName | msgspec.UnsetType = msgspec.UNSET
     display_order: Order | msgspec.UnsetType = msgspec.UNSET
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from app.catalog.schemas import CategoryName, ProductNo
 from app.orgs.schemas import (
     CityCode,
     ErpCode,
@@ -62,9 +63,9 @@ class ProductRow(_Row, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A product of the caller's organisation (the brand's catalogue). Required on create:
     ``product_no``, ``name``. ``category``: the name of one of the owner's categories."""
 
-    product_no: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    product_no: ProductNo | UnsetType = UNSET
     name: Name | UnsetType = UNSET
-    category: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | UnsetType | None = UNSET
+    category: CategoryName | UnsetType | None = UNSET
     spec: Short | UnsetType | None = UNSET
     product_type: Short | UnsetType | None = UNSET
     barcode: Annotated[str, msgspec.Meta(max_length=64)] | UnsetType | None = UNSET
