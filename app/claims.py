@@ -41,6 +41,7 @@ from app.edge import check_json, read_post_body
 from app.errors import AppError, TooManyRequests, Unauthorized, Unprocessable, invalid_body
 from app.events import log as event_log
 from app.rounds import serve_rounds
+from app.textguard import header_text
 from app.verify.schemas import Gps, Lang, VerifyIn, VerifyOut
 from app.verify.service import Verifier
 
@@ -370,7 +371,7 @@ async def read_claim(scope: Any, receive: Any) -> ClaimRequest:
         if name == b"authorization":
             authorization = value.decode("latin-1")
         elif name == b"user-agent":
-            user_agent = value.decode("latin-1")
+            user_agent = header_text(value)
     client = scope.get("client")
     return ClaimRequest(authorization, user_agent, client[0] if client else None, body)
 

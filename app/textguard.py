@@ -71,3 +71,12 @@ def check_text(value: str, field: str | None = None, what: str = "query") -> str
 
 def has_control(value: str) -> bool:
     return _TEXT_CONTROL.search(value) is not None
+
+
+def header_text(raw: bytes) -> str:
+    """A request header's value as text to store (a User-Agent): UTF-8, as Chinese apps send
+    theirs, a byte that is not UTF-8 as U+FFFD, control characters dropped. Read as Latin-1 it
+    was stored garbled, C1 controls and all (probe Q)."""
+    if raw.isascii():  # the server refused C0 controls and DEL already
+        return raw.decode("ascii")
+    return _TEXT_CONTROL.sub("", raw.decode("utf-8", "replace"))

@@ -818,3 +818,13 @@ async def test_a_worker_killed_mid_batch_never_doubles_a_message(
         dead = await _dead(aconn, failed)
         assert all(reason.startswith("not re-sent (at most once)") for reason in dead.values())
         assert all(r["state"] == "sent" for i, r in rows.items() if i not in failed)
+
+
+def test_an_opt_out_in_full_width_letters_counts() -> None:
+    """Probe Q: "ＴＤ" (a Chinese input method in full-width mode) was ignored."""
+    from app.sms.service import is_opt_out
+
+    for text in ("ＴＤ", "ｔｄ", "回复ＴＤ", "Ｎ", "TD。", " td "):
+        assert is_opt_out(text), text
+    for text in ("好的", "TDD", "ＯＫ", "T D X"):
+        assert not is_opt_out(text), text

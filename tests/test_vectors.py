@@ -151,3 +151,13 @@ def test_reference_ff1_matches_nist_samples(s: Ff1Sample):
     enc = reference.ff1_encrypt(s.key, s.radix, s.tweak, x)
     assert "".join(DIGITS[d] for d in enc) == s.ciphertext
     assert reference.ff1_decrypt(s.key, s.radix, s.tweak, enc) == x
+
+
+def test_a_serial_typed_in_full_width_or_with_zero_width_marks_reads_as_the_serial():
+    """Probe Q: a genuine code typed with a Chinese input method (full-width letters and digits,
+    or a zero-width space or byte-order mark picked up on the way) was "malformed"."""
+    serial = "TQXZF37NK6SPNRAH6005"
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in serial)
+    assert full_width != serial
+    for typed in (full_width, f"\ufeff{serial}\u200b", f"https://t.example/c/{full_width}"):
+        assert serial_from_scan(typed) == serial, typed

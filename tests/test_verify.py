@@ -215,6 +215,31 @@ async def test_rate_limit_counts_each_of_a_round(client: Any, app: Any, verifier
     assert 0 < await redis.ttl(counters[0]) <= 60
 
 
+async def test_a_user_agent_in_utf8_is_stored_as_written_without_controls(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """Probe Q: the User-Agent was read as Latin-1: a Chinese app's was stored garbled, and a
+    C1 control (U+0085 in UTF-8) went into the record as it came."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    serial = scheme.serial(batch_no, 13)
+    agent = "微信 MicroMessenger\u0085/8.0".encode()
+    response = await client.post(
+        "/v1/verify",
+        json={"serial": serial, "pin": scheme.pin(serial)},
+        headers={"User-Agent": agent},
+    )
+    assert response.status_code == 200, response.text
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+        stored = pg.execute(
+            "SELECT user_agent FROM verifications WHERE code_id = %s", ((batch_no << 32) | 13,)
+        ).fetchall()
+    assert stored == [("微信 MicroMessenger/8.0",)]
+
+
 async def test_concurrent_verifications_count_every_query_once(
     client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
 ) -> None:

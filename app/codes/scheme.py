@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import struct
+import unicodedata
 from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
@@ -130,11 +131,16 @@ def iter_verdicts(results: bytes) -> Iterator[tuple[int, int, int, int]]:
 _SSCC_TEXT = re.compile(r"^(?:\(00\)|00)?([0-9]{18})$")
 
 
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
 def serial_from_scan(text: str) -> str:
     """The serial in what a scanner read: a bare serial, a ``…/c/{serial}`` URL or a Digital Link.
 
     Not validated: ``Scheme.verify`` decides whether it is a serial at all.
     """
+    if not text.isascii():  # typed with a Chinese input method: full-width, or zero-width
+        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)  # marks (probe Q)
     text = text.strip()
     if "/" not in text:
         return text

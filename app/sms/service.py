@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 import time
+import unicodedata
 from typing import Any
 
 import msgspec
@@ -111,6 +112,9 @@ async def delivery_reports(
 
 
 def is_opt_out(text: str) -> bool:
+    """Whether a reply asks to opt out; in full-width letters too ("ＴＤ" from a Chinese input
+    method in full-width mode was ignored, probe Q)."""
+    text = unicodedata.normalize("NFKC", text)
     return _OPT_OUT.match(text) is not None or "退订" in text
 
 

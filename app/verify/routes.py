@@ -15,6 +15,7 @@ from app.db import Conn
 from app.edge import check_json, read_post_body
 from app.errors import invalid_body
 from app.paging import Page, PageNo, PerPage
+from app.textguard import header_text
 from app.verify import alerts
 from app.verify.schemas import AlertOut, VerifyIn, VerifyOut
 
@@ -43,7 +44,7 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
     user_agent = None
     for name, value in scope["headers"]:
         if name == b"user-agent":
-            user_agent = value.decode("latin-1")
+            user_agent = header_text(value)
             break
     client = scope.get("client")
     out = await scope["litestar_app"].state.verifier.verify(
