@@ -34,6 +34,7 @@ async def stock(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
     assert (await confirm(client, clerk, inbound)).status_code == 200
     serum = await client.get("/products", headers=clerk, params={"q": "LM-HY-50"})
     goods["serum_id"] = serum.json()["items"][0]["id"]
+    goods["inbound"] = inbound
     return goods
 
 
@@ -164,3 +165,31 @@ async def test_the_summary_is_scoped_like_the_document(
         answer = await client.get(f"/documents/{draft['id']}/summary", headers=await login(other))
         assert_error(answer, 404, "unknown_document")
     assert_error(await client.get("/documents/999999999/summary", headers=clerk), 404)
+
+
+async def test_a_receipt_counts_what_it_receives_and_a_confirmed_document_what_it_moved(
+    client: Any, login: Any, demo: Any, stock: dict[str, Any]
+) -> None:
+    """Probe P: a receipt that scanned nothing (confirming it takes the whole shipment) counted
+    nothing, and a confirmed document counted what its cases hold today, not what it moved."""
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    shipment = await document(
+        client, clerk, stock["cases"][:2], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, shipment)).status_code == 200
+    receipt = await document(client, agent, kind="inbound", shipment_id=shipment["id"])
+    body = await summary(client, agent, receipt)
+    assert (body["status"], body["cases"], body["units"]) == ("draft", 2, 20)
+    confirmed = await confirm(client, agent, receipt)
+    assert confirmed.status_code == 200 and confirmed.json()["units"] == 20, confirmed.text
+    assert (await summary(client, agent, receipt))["units"] == 20
+
+    emptied = await client.post(
+        "/packing/unpack",
+        headers=await login("operator"),
+        json={"parent": stock["cases"][3], "reason": "opened for the shelf"},
+    )
+    assert emptied.status_code == 200, emptied.text
+    body = await summary(client, clerk, stock["inbound"])  # the four cases it received: 40
+    assert (body["status"], body["units"]) == ("confirmed", 40)
+    assert [line["scanned"] for line in body["lines"]] == [40]

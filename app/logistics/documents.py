@@ -71,18 +71,22 @@ async def get_document(conn: Conn, actor: Principal, doc_id: int) -> DocumentOut
     return await _out(conn, await _row(conn, actor, doc_id))
 
 
-# a document's running count per product: its loose units and the units inside its cases (and
-# their inner cases), each unit once, beside the lines of its order (FULL JOIN: a product the
-# order does not name is a line of its own). ``done`` is what the movement's order column
-# (shipped or received) already counts; a draft's scanned units are still to be counted on it.
+# a draft's running count per product: its loose units and the units inside its cases (and
+# their inner cases), each unit once; a confirmed document's: the units it moved (its lines, fixed
+# at confirmation: its cases' contents move on later). Beside the lines of its order (FULL JOIN:
+# a product the order does not name is a line of its own). ``done`` is what the movement's order
+# column (shipped or received) already counts; a draft's units are still to be counted on it.
 _SUMMARY = """WITH RECURSIVE boxes (sscc) AS (
-        SELECT code FROM document_items WHERE document_id = %(doc)s AND kind = 'c'
+        SELECT unnest(%(cases)s::bigint[])
         UNION SELECT c.sscc FROM case_state c JOIN boxes b ON c.parent_sscc = b.sscc),
     units AS (
-        SELECT u.code, u.product_id FROM document_items i JOIN unit_state u ON u.code = i.code
-        WHERE i.document_id = %(doc)s AND i.kind = 'u'
+        SELECT code, product_id FROM unit_state WHERE code = ANY(%(units)s::bigint[])
         UNION SELECT u.code, u.product_id FROM boxes b JOIN unit_state u ON u.parent_sscc = b.sscc),
-    scanned AS (SELECT product_id, count(*) AS n FROM units GROUP BY product_id),
+    scanned AS (
+        SELECT product_id, count(*) AS n FROM units WHERE %(draft)s GROUP BY product_id
+        UNION ALL
+        SELECT product_id, sum(units) FROM document_lines
+         WHERE NOT %(draft)s AND document_id = %(doc)s GROUP BY product_id),
     ordered AS (
         SELECT line_no, product_id, quantity,
                CASE %(column)s::text WHEN 'shipped' THEN shipped WHEN 'received' THEN received
@@ -90,10 +94,8 @@ _SUMMARY = """WITH RECURSIVE boxes (sscc) AS (
         FROM order_lines WHERE order_id = %(order)s::bigint)
     SELECT p.id AS product_id, p.name AS product_name, o.line_no, o.quantity AS ordered, o.done,
            coalesce(s.n, 0)::int AS scanned,
-           o.quantity - o.done - CASE WHEN %(draft)s::boolean THEN coalesce(s.n, 0) ELSE 0 END
-               AS remaining,
-           (SELECT count(*) FROM document_items WHERE document_id = %(doc)s AND kind = 'c')::int
-               AS cases
+           o.quantity - o.done - CASE WHEN %(draft)s THEN coalesce(s.n, 0) ELSE 0 END
+               AS remaining
     FROM ordered o FULL JOIN scanned s ON s.product_id = o.product_id
     JOIN products p ON p.id = coalesce(o.product_id, s.product_id)
     ORDER BY o.line_no NULLS LAST, p.id"""
@@ -101,25 +103,32 @@ _SUMMARY = """WITH RECURSIVE boxes (sscc) AS (
 
 async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSummaryOut:
     """A document's running count per product against its order's lines (scoped like the
-    document: one the caller may not read answers 404 ``unknown_document``)."""
+    document: one the caller may not read answers 404 ``unknown_document``). A receipt that
+    scanned nothing counts what confirming it receives: its shipments' goods on their way to it
+    (probe P: it counted nothing, and a confirmed document what its cases hold today)."""
     require_reader(actor)
     row = await _row(conn, actor, doc_id)
     column = MOVEMENTS[row["kind"]].order_column if row["order_id"] is not None else None
+    draft = row["status"] == "draft"
+    units, cases = await movements.items_of(conn, doc_id)
+    if draft and not units and not cases and MOVEMENTS[row["kind"]].sender == "in_transit":
+        units, cases = await movements.on_its_way(conn, row)
     rows = await (
         await conn.execute(
             _SUMMARY,
             {
                 "doc": doc_id,
+                "units": units,
+                "cases": cases,
                 "order": row["order_id"],
                 "column": column,
-                "draft": row["status"] == "draft",
+                "draft": draft,
             },
         )
     ).fetchall()
-    cases = rows[0]["cases"] if rows else row["items"]  # no units: every item is a case
     lines = [
         SummaryLineOut(
-            **{k: v for k, v in r.items() if k != "cases"},
+            **r,
             over=row["order_id"] is not None
             and (r["ordered"] is None or (r["remaining"] is not None and r["remaining"] < 0)),
         )
@@ -129,7 +138,7 @@ async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSumm
         id=doc_id,
         status=row["status"],
         order_id=row["order_id"],
-        cases=cases,
+        cases=len(cases),
         units=sum(line.scanned for line in lines),
         lines=lines,
     )

@@ -226,7 +226,7 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     may not move; writes nothing."""
     movement = MOVEMENTS[doc["kind"]]
     org, other = doc["org_id"], doc["counterparty_id"]
-    units, cases = await _items(conn, doc["id"])
+    units, cases = await items_of(conn, doc["id"])
     discrepancies: dict[str, Any] = {}
     rest = False  # receiving in one action: what is on its way here now
     if movement.sender == "in_transit":
@@ -300,7 +300,8 @@ def _check_cases(movement: Movement, org: int, other: int | None, cases: list[Ca
         raise Conflict(message, code=code, details={"count": len(bad), "codes": labels})
 
 
-async def _items(conn: Conn, doc_id: int) -> tuple[list[int], list[int]]:
+async def items_of(conn: Conn, doc_id: int) -> tuple[list[int], list[int]]:
+    """A document's scanned (units, cases)."""
     rows = await (
         await conn.execute(
             "SELECT kind, code FROM document_items WHERE document_id = %s", (doc_id,)
@@ -319,7 +320,7 @@ def _units_and_cases(rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
 async def _shipped_items(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[int]]:
     """What the shipment(s) an inbound receives carried."""
     if doc["shipment_id"] is not None:
-        return await _items(conn, doc["shipment_id"])
+        return await items_of(conn, doc["shipment_id"])
     rows = await (
         await conn.execute(
             """SELECT i.kind, i.code FROM documents s JOIN document_items i ON i.document_id = s.id
@@ -329,6 +330,12 @@ async def _shipped_items(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], li
         )
     ).fetchall()
     return _units_and_cases(rows)
+
+
+async def on_its_way(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """The units and cases a receipt that scanned nothing takes when confirmed: what of the
+    shipment(s) it receives is in transit to its organisation now (``check``'s ``rest``)."""
+    return await _in_transit(conn, doc["org_id"], *await _shipped_items(conn, doc))
 
 
 async def _in_transit(
