@@ -16,6 +16,7 @@ from typing import Any
 
 from app import embedded
 from app.config import PREFIX, Settings, SettingsError, load_settings, redact_url
+from app.ops.restore import SEQUENCES as RESTORE_SEQUENCES
 from app.processes import server_command as server_command
 from app.processes import worker_command as worker_command
 
@@ -91,6 +92,21 @@ def cmd_migrate(settings: Settings) -> int:
     db_url, _ = _urls(settings)
     applied = migrate(db_url)
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+def cmd_after_restore(settings: Settings, margins: dict[str, int]) -> int:
+    """after-restore: move the sequences that name things outside the database (batch numbers,
+    SSCC serial references, document numbers) past whatever was issued after a restore's
+    target point (``app.ops.restore``)."""
+    import psycopg
+
+    from app.ops.restore import advance
+
+    db_url, _ = _urls(settings)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for moved in advance(conn, margins):
+            print(f"{moved.name}: last {moved.before} -> {moved.after}")
     return 0
 
 
@@ -894,7 +910,11 @@ def main(argv: list[str] | None = None) -> int:
     services = sub.add_parser("services", help="embedded PostgreSQL and Redis under var/")
     services.add_argument("action", choices=["up", "down"])
     db = sub.add_parser("db", help="database")
-    db.add_argument("action", choices=["migrate"])
+    db.add_argument("action", choices=["migrate", "after-restore"])
+    for name, (_, margin) in RESTORE_SEQUENCES.items():
+        db.add_argument(
+            f"--{name}", type=int, default=margin, help=f"after-restore: {name} skipped ({margin})"
+        )
     demo = sub.add_parser("demo", help="demo data")
     demo.add_argument(
         "action",
@@ -1026,6 +1046,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_rehearse(args.seconds, args.users, args.api_processes, args.codes)
         if args.command == "services":
             return cmd_services(settings, args.action)
+        if args.command == "db" and args.action == "after-restore":
+            margins = {name: getattr(args, name) for name in RESTORE_SEQUENCES}
+            return cmd_after_restore(settings, margins)
         if args.command == "db":
             return cmd_migrate(settings)
         if args.command == "demo" and args.action == "codes":

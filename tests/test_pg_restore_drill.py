@@ -20,6 +20,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -199,6 +200,9 @@ def test_a_base_backup_and_archived_wal_restore_to_a_named_point(drill: Drill) -
         conn.execute("SELECT pg_create_restore_point('drill')")
     _write_round(url, 3)  # after the restore point: not to be restored
     with psycopg.connect(url, autocommit=True) as conn:
+        lost = [  # batches issued after the restore point (their serials maybe printed)
+            conn.execute("SELECT nextval('code_batch_no_seq')").fetchone()[0] for _ in range(3)
+        ]
         row: Any = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
     _archived(drill, row[0])
     drill.stop(primary)  # the restore needs nothing of the primary
@@ -226,3 +230,19 @@ def test_a_base_backup_and_archived_wal_restore_to_a_named_point(drill: Drill) -
     assert _rounds(restored_url) == {"round-1": ROUND, "round-2": ROUND}
     _write_round(restored_url, 4)  # a primary again, on a timeline of its own
     assert _rounds(restored_url)["round-4"] == ROUND
+
+    # the batch numbers went back too: the next batch would get a lost batch's serials and PINs
+    # (probe O), until `tracecode db after-restore` moves them on
+    with psycopg.connect(restored_url, autocommit=True) as conn:
+        assert conn.execute("SELECT last_value FROM code_batch_no_seq").fetchone()[0] < max(lost)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "after-restore", "--batches", "1000"],
+        env={**os.environ, "TRACECODE_DATABASE_URL": restored_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "batches: last " in done.stdout, done.stdout
+    with psycopg.connect(restored_url, autocommit=True) as conn:
+        assert conn.execute("SELECT nextval('code_batch_no_seq')").fetchone()[0] > max(lost)

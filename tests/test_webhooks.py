@@ -908,3 +908,42 @@ async def test_a_range_replay_past_its_cap_says_where_to_go_on(
             )
         ).fetchall()
     assert len({r["replay_of"] for r in originals}) == 5
+
+
+async def test_an_upgrade_takes_a_subscriptions_owner_from_the_record_of_its_making(
+    wh: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe O: migration 0047 made the subscribed store the owner of a subscription the
+    agent's API key had made for it (the store could rotate the agent's secret, and the feed
+    followed the store to another agent). Migration 0049 takes the owner from the audit log's
+    record of the making: rerun here on a row set back to what 0047 left."""
+    agent = await login("agent_admin")
+    made = await wh.post(
+        "/api-keys", headers=agent, json={"name": "wh-owner", "permissions": ["webhooks.manage"]}
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    store = demo["STORE-HZ-01"]
+    sub = await subscribe(
+        wh, key, "https://partner.example/owner", ["rebate.claimed"], org_id=store
+    )
+    migration = (
+        Path(ROOT) / "app" / "migrations" / "0049_webhook_owner_from_audit.sql"
+    ).read_text()
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE webhook_subscriptions SET owner_org_id = org_id, created_by = NULL "
+            "WHERE id = %s",
+            (sub["id"],),
+        )
+        await conn.execute(migration)
+        row = await (
+            await conn.execute(
+                "SELECT owner_org_id FROM webhook_subscriptions WHERE id = %s", (sub["id"],)
+            )
+        ).fetchone()
+        await conn.commit()
+    assert row["owner_org_id"] == demo["AGENT-ZJ"]
+    manager = await login("store_manager")
+    rotate = await wh.post(f"/webhooks/subscriptions/{sub['id']}/rotate", headers=manager)
+    assert rotate.status_code == 404, rotate.text
