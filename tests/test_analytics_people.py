@@ -336,6 +336,16 @@ async def test_the_recount_finds_a_changed_cell_and_accounts_for_what_is_queued(
         (world.brand, world.brand),
     )
     assert await recount(auto) == []
+    # the birthdays' months, which GET /analytics/points/ages reads, were never recounted
+    # (probe O)
+    bump = (
+        "UPDATE analytics_points_ages_m SET balance = balance + %s WHERE brand_id = %s "
+        "AND month = (SELECT min(month) FROM analytics_points_ages_m WHERE brand_id = %s)"
+    )
+    await auto.execute(bump, (1000, world.brand, world.brand))
+    assert [m.table for m in await recount(auto)] == ["analytics_points_ages_m"]
+    await auto.execute(bump, (-1000, world.brand, world.brand))
+    assert await recount(auto) == []
 
 
 async def test_a_queue_row_that_cannot_be_folded_is_dead_lettered_and_the_rest_folded(
