@@ -16,9 +16,9 @@ from typing import Any
 
 from app import embedded
 from app.config import PREFIX, Settings, SettingsError, load_settings, redact_url
-from app.ops.restore import SEQUENCES as RESTORE_SEQUENCES
 from app.processes import server_command as server_command
 from app.processes import worker_command as worker_command
+from app.restore import SEQUENCES as RESTORE_SEQUENCES
 
 
 def _fail(message: str) -> int:
@@ -95,13 +95,25 @@ def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
+def _per_page(text: str) -> int:
+    """A page size as the API takes it: 1 to 200 (probe P: -1 printed PostgreSQL's error in
+    direct mode, past 2^63 "bigint out of range")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 200:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number from 1 to 200")
+    return value
+
+
 def cmd_after_restore(settings: Settings, margins: dict[str, int]) -> int:
     """after-restore: move the sequences that name things outside the database (batch numbers,
     SSCC serial references, document numbers) past whatever was issued after a restore's
-    target point (``app.ops.restore``)."""
+    target point (``app.restore``)."""
     import psycopg
 
-    from app.ops.restore import advance
+    from app.restore import advance
 
     db_url, _ = _urls(settings)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -1003,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--inner-passphrase-file", help="a different passphrase for the PIN file")
     auth_options(export)
     listing = codes_sub.add_parser("list", help="the newest batches of your brand")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_per_page, default=50, help="1 to 200 (50)")
     auth_options(listing)
     show = codes_sub.add_parser("show", help="one batch with its exports")
     show.add_argument("batch", type=int)

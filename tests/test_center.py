@@ -107,6 +107,29 @@ async def test_csv_import_keeps_valid_orders_and_names_bad_rows(
     assert stored["items"][0]["note"] == "春季补货"
 
 
+async def test_csv_quantities_and_dates_are_ascii_digits_only(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe P: a quantity was read by Python's int(): "1_000", "+5", full-width "１２" and
+    Arabic-Indic "٣" were numbers here and errors in the master-data imports. Dates alike."""
+    partner = await login("partner")
+    n = next(_ids)
+    cells = ["1_000", "+5", "１２", "٣", " 7", "1e3"]
+    text = HEADER + "".join(
+        f"CSV-Q-{n}-{i},sales,FACTORY-SZ,AGENT-ZJ,2026-11-10,LM-SC-30,,{cell},\n"
+        for i, cell in enumerate(cells)
+    )
+    text += f"CSV-Q-{n}-d,sales,FACTORY-SZ,AGENT-ZJ,２０２６-11-10,LM-SC-30,,5,\n"
+    response = await import_csv(client, partner, text)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    found = sorted((e["line"], e["column"], e["code"]) for e in body["errors"])
+    wanted = [(line, "quantity", "bad_quantity") for line in range(2, 2 + len(cells))]
+    # " 7": a CSV cell is trimmed, so it is 7
+    wanted.remove((6, "quantity", "bad_quantity"))
+    assert found == [*wanted, (8, "order_date", "bad_date")], body["errors"]
+
+
 async def test_csv_import_refuses_bad_files(client: Any, login: Any) -> None:
     partner = await login("partner")
     error = assert_error(

@@ -318,3 +318,14 @@ async def test_last_claim_days_are_beijing_days(
     assert await audience(last_claim_after="2026-12-04") == 1
     assert await audience(last_claim_before="2026-12-04") == 1
     assert await audience(last_claim_after="2026-12-03", last_claim_before="2026-12-05") == 2
+    # an empty or backwards range is a mistake, not an audience of none (probe P)
+    for after, before in (("2026-12-05", "2026-12-03"), ("2026-12-04", "2026-12-04")):
+        body = {
+            "template_id": template_id,
+            "audience": "members",
+            "filter": {"last_claim_after": after, "last_claim_before": before},
+            "variables": {"season": "春季", "discount": "8"},
+            "dry_run": True,
+        }
+        answer = await client.post("/sms/campaigns", headers=marketer, json=body)
+        assert_error(answer, 400, "bad_period")

@@ -60,7 +60,10 @@ _REQUIRED = (
 )
 KINDS = ("sales", "purchase", "transfer", "return")
 _ERP_NO = re.compile(r"^[!-~]{1,64}$")
-_DATE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
+_DATE = re.compile(r"^([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})$")
+# a quantity as the master-data imports read it: ASCII digits only (probe P: Python's int() took
+# "1_000", "+5", full-width and Arabic-Indic digits)
+_QUANTITY = re.compile(r"[0-9]{1,9}")
 
 
 class RowError(msgspec.Struct, frozen=True, kw_only=True):
@@ -308,11 +311,7 @@ def _check_lines(grouped: list[tuple[_Row, _Order]], refs: _References, errors: 
                 product = found[0]
         else:
             fail(order, row, "product_no", "missing_value", "product_no or gtin is required")
-        quantity: int | None = None
-        try:
-            quantity = int(row.quantity)
-        except ValueError:
-            pass
+        quantity = int(row.quantity) if _QUANTITY.fullmatch(row.quantity) else None
         if quantity is None or not 1 <= quantity <= 100_000_000:
             message = f"quantity {row.quantity!r}: a whole number of units from 1 to 100,000,000"
             fail(order, row, "quantity", "bad_quantity", message)
