@@ -357,6 +357,18 @@ E0 = "/epcisBody/eventList/0"
             },
             f"{E0}/quantityList/0/quantity",
         ),
+        (  # probe P: not exact as a double, so two such events had one hash eventID
+            {
+                "epcList": [],
+                "quantityList": [
+                    {
+                        "epcClass": "urn:epc:class:lgtin:4012345.012345.998877",
+                        "quantity": 9007199254740993,
+                    }
+                ],
+            },
+            f"{E0}/quantityList/0/quantity",
+        ),
         (
             {
                 "epcList": [],

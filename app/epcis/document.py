@@ -400,6 +400,10 @@ def _time(value: Any, at: str, name: str) -> datetime:
 def _number(value: Any, at: str, name: str) -> None:
     if type(value) not in (int, float):
         raise _bad(at, name, f"must be a number, not {_show(value)}")
+    if type(value) is int and not -(2**53) <= value <= 2**53:
+        # the CBV event hash reads numbers as doubles: two such events would share an eventID,
+        # and the second be dropped as a repeat (probe P)
+        raise _bad(at, name, "must be within ±2^53 (exact as a double)")
 
 
 def _object(value: Any, at: str, name: str | int) -> dict[str, Any]:
