@@ -330,3 +330,24 @@ async def test_the_limits_keys_do_not_name_the_account(
     assert names and not any(
         hashlib.sha256(b"nobody-x").hexdigest()[:32].encode() in k for k in names
     )
+
+
+def test_a_password_is_one_password_in_any_unicode_form() -> None:
+    """Probe Q: a password set with composed accents (NFC) was refused typed decomposed (NFD),
+    each try counted against the login limits. Hashes made before, of the password as typed,
+    still verify."""
+    import unicodedata
+
+    from app.auth.passwords import hash_password, verify_password
+
+    typed = "Pässwörd-密码-１"
+    composed, decomposed = (unicodedata.normalize(f, typed) for f in ("NFC", "NFD"))
+    assert composed != decomposed
+    stored = hash_password(composed)
+    assert verify_password(stored, decomposed) and verify_password(stored, composed)
+    assert verify_password(stored, "Pässwörd-密码-1")  # full-width digit: NFKC
+    assert not verify_password(stored, "Passwörd-密码-1")
+    from argon2 import PasswordHasher
+
+    older = PasswordHasher().hash(decomposed)  # a hash of before, of the raw text
+    assert verify_password(older, decomposed) and not verify_password(older, "x")

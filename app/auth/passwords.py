@@ -1,6 +1,10 @@
-"""Password hashing with argon2id."""
+"""Password hashing with argon2id, of the password in Unicode NFKC (NIST SP 800-63B 5.1.1.2):
+"Pässwörd" typed on a keyboard that composes the accents and on one that sends them apart is one
+password (probe Q: the second was refused, and counted against the login limits)."""
 
 from __future__ import annotations
+
+import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,7 +15,7 @@ _DUMMY_HASH = _hasher.hash("no such user: equalise timing")
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher.hash(unicodedata.normalize("NFKC", password))
 
 
 # A random one-time password (>= 96 bits: the ERP import's initial passwords) cannot be guessed
@@ -23,10 +27,18 @@ _random_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 def hash_random_password(password: str) -> str:
     """The hash of a machine-generated random password of at least 96 bits (only those)."""
-    return _random_hasher.hash(password)
+    return _random_hasher.hash(unicodedata.normalize("NFKC", password))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    normal = unicodedata.normalize("NFKC", password)
+    if _verified(password_hash, normal):
+        return True
+    # a hash made before passwords were normalised, of the password as it was typed then
+    return normal != password and _verified(password_hash, password)
+
+
+def _verified(password_hash: str | None, password: str) -> bool:
     try:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
