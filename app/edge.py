@@ -210,3 +210,20 @@ async def refuse(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _path_int(text: str) -> int:
+    """An ``{…:int}`` path segment: ASCII digits, no leading zero. Litestar reads them with
+    ``int()``, so ``１``, ``١``, ``1_0``, `` 1``, ``+1`` and ``01`` named org 1 or 10 (probe Q):
+    every resource had unlimited other URLs past any rule on paths. Anything else is 404."""
+    if not (text.isascii() and text.isdigit()) or (text[0] == "0" and text != "0"):
+        raise ValueError(text)  # the router answers 404
+    return int(text)
+
+
+def strict_path_ints() -> None:
+    """Routes made from now on read integer path segments with ``_path_int`` (Litestar takes
+    the parser when a route is made and has no setting for it)."""
+    from litestar.routes import base
+
+    base.parsers_map[int] = _path_int

@@ -38,7 +38,7 @@ from app.apidocs import document_errors, openapi_config
 from app.codes.scheme import scheme_from_settings
 from app.config import Settings, SettingsError, load_settings
 from app.deps import dependencies
-from app.edge import EdgeRequest
+from app.edge import EdgeRequest, strict_path_ints
 from app.embedded import resolve_urls
 from app.epcis.routes import edge_refusal as epcis_refusal
 from app.epcis.routes import router as epcis_router
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     configure_logging(settings.log_level)
+    strict_path_ints()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

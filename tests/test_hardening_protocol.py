@@ -570,3 +570,14 @@ async def test_summary_far_in_the_past_is_not_a_500(client: Any, login: Any) -> 
     )
     assert response.status_code == 200, response.text
     assert response.json()["date_from"] == "0001-01-01"
+
+
+async def test_an_integer_in_a_path_is_ascii_digits_only(client: Any, login: Any) -> None:
+    """Probe Q: Litestar read ``{…:int}`` segments with int(): ``/orgs/１``, ``/orgs/١``,
+    ``/orgs/+1`` and ``/orgs/%201`` were org 1, ``/orgs/1_0`` org 10 — unlimited other URLs for
+    every resource, past any rule on paths in front of the service."""
+    admin = await login("admin")
+    one = await client.get("/orgs/1", headers=admin)
+    assert one.status_code == 200, one.text
+    for other in ("１", "١", "+1", "%201", "1%20", "1_0", "01", "-1"):
+        assert_error(await client.get(f"/orgs/{other}", headers=admin), 404)
