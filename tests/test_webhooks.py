@@ -729,6 +729,7 @@ async def test_an_attempt_connects_to_the_address_it_checked() -> None:
     while the HTTP client connected to its IDNA 2008 form (``xn--fa-hia``), and the client
     resolved the name again after the check. Now the check resolves the name the client sends,
     and the attempt goes to the address checked, with the URL's name in Host and in TLS."""
+    from app.webhooks import sender
     from app.webhooks.sender import _request
     from app.webhooks.urls import UrlRefused, check_resolved
 
@@ -752,10 +753,17 @@ async def test_an_attempt_connects_to_the_address_it_checked() -> None:
         six = _request(client, "https://partner.example/hook", "2001:db8::1", b"{}", {})
         assert str(six.url) == "https://[2001:db8::1]/hook"
         assert six.headers["host"] == "partner.example"
+        # an address that refuses (nothing listens on 127.0.0.2): the next one (review R2)
+        url = f"http://partner.example:{port}/hook"
+        answered = await sender._send(client, url, ["127.0.0.2", "127.0.0.1"], b"{}", {})
+        assert answered.status_code == 204
+        await answered.aclose()
+        with pytest.raises(httpx.ConnectError):
+            await sender._send(client, url, ["127.0.0.1", "127.0.0.2"][1:], b"{}", {})
     assert heads[0].startswith(b"POST /hook?x=1 HTTP/1.1\r\n")
     assert f"\r\nhost: xn--fa-hia.partner.example:{port}\r\n".encode() in heads[0].lower()
     # what is checked: the address an attempt is to use, or why not
-    assert await check_resolved("http://8.8.8.8:9/hook", allow_private=False) == "8.8.8.8"
+    assert await check_resolved("http://8.8.8.8:9/hook", allow_private=False) == ["8.8.8.8"]
     assert await check_resolved("http://127.0.0.1:9/hook", allow_private=True) is None
     with pytest.raises(UrlRefused):
         await check_resolved("http://127.0.0.1:9/hook", allow_private=False)

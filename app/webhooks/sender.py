@@ -207,9 +207,8 @@ async def attempt(client: httpx.AsyncClient, settings: Settings, row: Claimed) -
         return Outcome(row=row, result="dead", error=f"bad delivery: {reason_of(exc)}"[:500])
     try:
         async with asyncio.timeout(settings.webhook_timeout_seconds):
-            address = await check_resolved(row.url, allow_private=settings.webhook_allow_private)
-            request = _request(client, row.url, address, body, headers)
-            response = await client.send(request, stream=True)
+            addresses = await check_resolved(row.url, allow_private=settings.webhook_allow_private)
+            response = await _send(client, row.url, addresses, body, headers)
             await response.aclose()
     except UrlRefused as exc:
         return Outcome(row=row, result="dead", latency_ms=took(), error=exc.message)
@@ -229,10 +228,29 @@ async def attempt(client: httpx.AsyncClient, settings: Settings, row: Claimed) -
     )
 
 
+async def _send(
+    client: httpx.AsyncClient,
+    url: str,
+    addresses: list[str] | None,
+    body: bytes,
+    headers: dict[str, str],
+) -> httpx.Response:
+    """The attempt's request, to each checked address in turn until one takes the connection
+    (review R2: only the first was tried, so a name with one address down failed every other
+    attempt), or, with None, to the URL as it is (the client resolves it)."""
+    *others, last = addresses or [None]
+    for address in others:
+        try:
+            return await client.send(_request(client, url, address, body, headers), stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            continue  # that address does not answer: the next one, in the time left
+    return await client.send(_request(client, url, last, body, headers), stream=True)
+
+
 def _request(
     client: httpx.AsyncClient, url: str, address: str | None, body: bytes, headers: dict[str, str]
 ) -> httpx.Request:
-    """The attempt's request; sent to ``address`` when given (the one ``check_resolved`` found
+    """The attempt's request; sent to ``address`` when given (one ``check_resolved`` found
     public), with the URL's own host in ``Host`` and in TLS (the name sent and the certificate
     checked), so that what was checked is what is called."""
     target = httpx.URL(url)

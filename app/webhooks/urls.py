@@ -83,10 +83,10 @@ async def check_subscribed(url: str, *, allow_private: bool) -> str:
     return url
 
 
-async def check_resolved(url: str, *, allow_private: bool) -> str | None:
-    """Before an attempt: every address the host resolves to is public (``UrlRefused``); the
-    first, for the attempt to connect to (``app.webhooks.sender``: the name cannot point
-    elsewhere between this check and the connection), or None when private addresses are
+async def check_resolved(url: str, *, allow_private: bool) -> list[str] | None:
+    """Before an attempt: every address the host resolves to is public (``UrlRefused``); those
+    addresses, for the attempt to connect to in turn (``app.webhooks.sender``: the name cannot
+    point elsewhere between this check and the connection), or None when private addresses are
     allowed (the HTTP client resolves the name itself). The name resolved is the one the HTTP
     client sends: for a non-ASCII name its IDNA 2008 form (probe K: Python's own IDNA 2003 codec
     made ``faß`` into ``fass``, another name than the ``xn--fa-hia`` httpx connects to)."""
@@ -103,7 +103,7 @@ async def check_resolved(url: str, *, allow_private: bool) -> str | None:
             raise UrlRefused(f"{host} resolves to a non-public address", code="private_address")
     if not addresses:
         raise OSError(f"{host} resolves to no address")
-    return addresses[0]
+    return list(dict.fromkeys(addresses))  # once each (an address per socket type and family)
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
