@@ -107,18 +107,31 @@ def _per_page(text: str) -> int:
     return value
 
 
+def _margin(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, 0 or more")
+    return value
+
+
 def cmd_after_restore(settings: Settings, margins: dict[str, int]) -> int:
     """after-restore: move the sequences that name things outside the database (batch numbers,
     SSCC serial references, document numbers) past whatever was issued after a restore's
     target point (``app.restore``)."""
     import psycopg
 
+    from app.codes.cases import sscc_capacity
     from app.restore import advance
 
     db_url, _ = _urls(settings)
+    limits = {"ssccs": sscc_capacity(settings.gs1_company_prefix)}
     with psycopg.connect(db_url, autocommit=True) as conn:
-        for moved in advance(conn, margins):
-            print(f"{moved.name}: last {moved.before} -> {moved.after}")
+        for moved in advance(conn, margins, limits):
+            capped = " (half of the room its range has left)" if moved.capped else ""
+            print(f"{moved.name}: last {moved.before} -> {moved.after}{capped}")
     return 0
 
 
@@ -925,7 +938,10 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=["migrate", "after-restore"])
     for name, (_, margin) in RESTORE_SEQUENCES.items():
         db.add_argument(
-            f"--{name}", type=int, default=margin, help=f"after-restore: {name} skipped ({margin})"
+            f"--{name}",
+            type=_margin,
+            default=margin,
+            help=f"after-restore: {name} skipped ({margin})",
         )
     demo = sub.add_parser("demo", help="demo data")
     demo.add_argument(

@@ -6,8 +6,10 @@ serial reference, a document's number from its sequence. A restore takes these s
 with the rest: the next batch after it got the number of a batch issued after the restore
 point — the same serials and PINs, maybe printed on goods already. Nothing in the restored
 database tells how far the lost work went, so each sequence moves on by a margin the operator
-may set (the defaults cover far more than a day's issuance of a large brand), and never past its
-own limit. Safe to run twice: it only moves forward, and a gap in numbers is harmless.
+may set (the defaults cover far more than a day's issuance of a large brand), and never by more
+than half of the room its range has left (review R3: SSCC serial references end where the
+company prefix leaves no digit, at 9,999,999 for a 9-digit prefix). Safe to run twice: it only
+moves forward, and a gap in numbers is harmless.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import msgspec
 # what each sequence names outside the database, and the default margin
 SEQUENCES = {
     "batches": ("code_batch_no_seq", 100_000),  # serials and PINs (a batch: up to 2^32 codes)
-    "ssccs": ("sscc_serial_ref_seq", 10_000_000),  # case labels
-    "documents": ("document_no_seq", 10_000_000),  # document numbers on paper
+    "ssccs": ("sscc_serial_ref_seq", 1_000_000),  # case labels
+    "documents": ("document_no_seq", 1_000_000),  # document numbers on paper (7 digits)
 }
 
 
@@ -28,25 +30,25 @@ class Moved(msgspec.Struct, frozen=True):
     name: str
     before: int
     after: int
+    capped: bool  # the margin was more than half of the room left
 
 
-def advance(conn: Any, margins: dict[str, int]) -> list[Moved]:
+def advance(conn: Any, margins: dict[str, int], limits: dict[str, int]) -> list[Moved]:
     """Move each sequence on by its margin (``margins`` by the keys of ``SEQUENCES``; a missing
-    key: its default), in one transaction of ``conn`` (a synchronous psycopg connection)."""
+    key: its default), within its limit (``limits``; a missing key: the sequence's maximum), in
+    one transaction of ``conn`` (a synchronous psycopg connection)."""
     moved = []
     with conn.transaction():
         for name, (sequence, default) in SEQUENCES.items():
-            margin = margins.get(name, default)
-            if margin < 0:
-                raise ValueError(f"--{name} must be 0 or more")
-            last, called, limit = conn.execute(
+            last, called, maximum = conn.execute(
                 f"SELECT s.last_value, s.is_called, q.seqmax FROM {sequence} s, pg_sequence q "
                 "WHERE q.seqrelid = %s::regclass",
                 (sequence,),
             ).fetchone()
             before = last if called else last - 1  # the last number handed out
-            after = min(before + margin, limit)
-            if after > before:
-                conn.execute("SELECT setval(%s::regclass, %s, true)", (sequence, after))
-            moved.append(Moved(name, before, after))
+            room = max(0, min(maximum, limits.get(name, maximum)) - before)
+            margin = min(margins.get(name, default), room // 2)
+            if margin > 0:
+                conn.execute("SELECT setval(%s::regclass, %s, true)", (sequence, before + margin))
+            moved.append(Moved(name, before, before + margin, margin < margins.get(name, default)))
     return moved

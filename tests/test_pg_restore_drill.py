@@ -235,14 +235,21 @@ def test_a_base_backup_and_archived_wal_restore_to_a_named_point(drill: Drill) -
     # (probe O), until `tracecode db after-restore` moves them on
     with psycopg.connect(restored_url, autocommit=True) as conn:
         assert conn.execute("SELECT last_value FROM code_batch_no_seq").fetchone()[0] < max(lost)
+    # a 12-digit company prefix leaves SSCC serial references up to 9,999: never more than
+    # half of the room left is taken (review R3: a default margin used up the whole range)
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "db", "after-restore", "--batches", "1000"],
-        env={**os.environ, "TRACECODE_DATABASE_URL": restored_url},
+        env={
+            **os.environ,
+            "TRACECODE_DATABASE_URL": restored_url,
+            "TRACECODE_GS1_COMPANY_PREFIX": "690123456789",
+        },
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "batches: last " in done.stdout, done.stdout
+    assert "ssccs: last 0 -> 4999 (half of the room" in done.stdout, done.stdout
     with psycopg.connect(restored_url, autocommit=True) as conn:
         assert conn.execute("SELECT nextval('code_batch_no_seq')").fetchone()[0] > max(lost)

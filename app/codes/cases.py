@@ -87,10 +87,16 @@ async def _requested_before(conn: Conn, brand_id: int, data: CaseBatchIn) -> Cas
     return _out(row)
 
 
+def sscc_capacity(company_prefix: str) -> int:
+    """The last serial reference an SSCC of this company prefix can hold: the digits the prefix
+    leaves of the 17-digit body, after the extension digit."""
+    return 10 ** (16 - len(company_prefix)) - 1
+
+
 async def _allocate_refs(conn: Conn, prefix: str, size: int) -> int:
     """The first of ``size`` consecutive serial references taken from the sequence (under the
     SSCC block lock); 422 ``sscc_range_exhausted`` past what the company prefix leaves."""
-    capacity = 10 ** (16 - len(prefix)) - 1  # serial reference digits left in the 17-digit body
+    capacity = sscc_capacity(prefix)
     await xact_lock(conn, Lock.SSCC_BLOCK, 0)
     first: int = (
         await (await conn.execute("SELECT nextval('sscc_serial_ref_seq') AS n")).fetchone()
