@@ -182,7 +182,14 @@ async def test_a_receipt_counts_what_it_receives_and_a_confirmed_document_what_i
     assert (body["status"], body["cases"], body["units"]) == ("draft", 2, 20)
     confirmed = await confirm(client, agent, receipt)
     assert confirmed.status_code == 200 and confirmed.json()["units"] == 20, confirmed.text
-    assert (await summary(client, agent, receipt))["units"] == 20
+    body = await summary(client, agent, receipt)
+    assert (body["cases"], body["units"]) == (2, 20)  # as its lines say (review R3)
+
+    # awaiting approval, a document still counts what it holds (review R3: it counted nothing)
+    gift = await document(client, clerk, stock["cases"][2:3], kind="exception", reason="gift")
+    pending = await confirm(client, clerk, gift)
+    assert pending.json()["status"] == "pending_approval", pending.text
+    assert (await summary(client, clerk, gift))["units"] == 10
 
     emptied = await client.post(
         "/packing/unpack",

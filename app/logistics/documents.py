@@ -38,6 +38,8 @@ from app.logistics.schemas import (
     SummaryLineOut,
 )
 
+OPEN = ("draft", "pending_approval")  # statuses whose goods are still to move
+
 _DOC = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.name AS org_name,
        d.counterparty_id, c.name AS counterparty_name, d.order_id, r.erp_no AS order_no,
        d.shipment_id, d.doc_date, d.handler_id, u.display_name AS handler_name, d.signee,
@@ -71,11 +73,12 @@ async def get_document(conn: Conn, actor: Principal, doc_id: int) -> DocumentOut
     return await _out(conn, await _row(conn, actor, doc_id))
 
 
-# a draft's running count per product: its loose units and the units inside its cases (and
+# a document's running count per product: its loose units and the units inside its cases (and
 # their inner cases), each unit once; a confirmed document's: the units it moved (its lines, fixed
 # at confirmation: its cases' contents move on later). Beside the lines of its order (FULL JOIN:
 # a product the order does not name is a line of its own). ``done`` is what the movement's order
-# column (shipped or received) already counts; a draft's units are still to be counted on it.
+# column (shipped or received) already counts; an open document's units (a draft's, or one
+# awaiting approval) are still to be counted on it.
 _SUMMARY = """WITH RECURSIVE boxes (sscc) AS (
         SELECT unnest(%(cases)s::bigint[])
         UNION SELECT c.sscc FROM case_state c JOIN boxes b ON c.parent_sscc = b.sscc),
@@ -83,10 +86,10 @@ _SUMMARY = """WITH RECURSIVE boxes (sscc) AS (
         SELECT code, product_id FROM unit_state WHERE code = ANY(%(units)s::bigint[])
         UNION SELECT u.code, u.product_id FROM boxes b JOIN unit_state u ON u.parent_sscc = b.sscc),
     scanned AS (
-        SELECT product_id, count(*) AS n FROM units WHERE %(draft)s GROUP BY product_id
+        SELECT product_id, count(*) AS n FROM units WHERE NOT %(moved)s GROUP BY product_id
         UNION ALL
         SELECT product_id, sum(units) FROM document_lines
-         WHERE NOT %(draft)s AND document_id = %(doc)s GROUP BY product_id),
+         WHERE %(moved)s AND document_id = %(doc)s GROUP BY product_id),
     ordered AS (
         SELECT line_no, product_id, quantity,
                CASE %(column)s::text WHEN 'shipped' THEN shipped WHEN 'received' THEN received
@@ -94,7 +97,7 @@ _SUMMARY = """WITH RECURSIVE boxes (sscc) AS (
         FROM order_lines WHERE order_id = %(order)s::bigint)
     SELECT p.id AS product_id, p.name AS product_name, o.line_no, o.quantity AS ordered, o.done,
            coalesce(s.n, 0)::int AS scanned,
-           o.quantity - o.done - CASE WHEN %(draft)s THEN coalesce(s.n, 0) ELSE 0 END
+           o.quantity - o.done - CASE WHEN %(open)s THEN coalesce(s.n, 0) ELSE 0 END
                AS remaining
     FROM ordered o FULL JOIN scanned s ON s.product_id = o.product_id
     JOIN products p ON p.id = coalesce(o.product_id, s.product_id)
@@ -109,9 +112,10 @@ async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSumm
     require_reader(actor)
     row = await _row(conn, actor, doc_id)
     column = MOVEMENTS[row["kind"]].order_column if row["order_id"] is not None else None
-    draft = row["status"] == "draft"
+    moved, still_open = row["status"] == "confirmed", row["status"] in OPEN
     units, cases = await movements.items_of(conn, doc_id)
-    if draft and not units and not cases and MOVEMENTS[row["kind"]].sender == "in_transit":
+    received_whole = not units and not cases and MOVEMENTS[row["kind"]].sender == "in_transit"
+    if still_open and received_whole:
         units, cases = await movements.on_its_way(conn, row)
     rows = await (
         await conn.execute(
@@ -122,7 +126,8 @@ async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSumm
                 "cases": cases,
                 "order": row["order_id"],
                 "column": column,
-                "draft": draft,
+                "moved": moved,
+                "open": still_open,
             },
         )
     ).fetchall()
@@ -138,10 +143,24 @@ async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSumm
         id=doc_id,
         status=row["status"],
         order_id=row["order_id"],
-        cases=len(cases),
+        cases=await _packages(conn, doc_id) if moved and received_whole else len(cases),
         units=sum(line.scanned for line in lines),
         lines=lines,
     )
+
+
+async def _packages(conn: Conn, doc_id: int) -> int:
+    """The cases a confirmed document moved by its lines (a receipt of a whole shipment scanned
+    none of its own)."""
+    row = await (
+        await conn.execute(
+            "SELECT coalesce(sum(packages), 0)::int AS n FROM document_lines "
+            "WHERE document_id = %s",
+            (doc_id,),
+        )
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
 
 
 async def _out(conn: Conn, row: dict[str, Any]) -> DocumentOut:
