@@ -230,6 +230,11 @@ async def test_a_user_agent_in_utf8_is_stored_as_written_without_controls(
         headers={"User-Agent": agent},
     )
     assert response.status_code == 200, response.text
+    # the H5 page a WeChat scan opens too (review R3: it read the header as Latin-1 still)
+    page = await client.post(
+        f"/c/{serial}", data={"pin": scheme.pin(serial)}, headers={"User-Agent": agent}
+    )
+    assert page.status_code == 200, page.text
     sync_redis = redis_sync.Redis.from_url(settings.redis_url)
     with psycopg.connect(settings.database_url, autocommit=True) as pg:
         while records.flush(sync_redis, pg, settings.redis_namespace):
@@ -237,7 +242,7 @@ async def test_a_user_agent_in_utf8_is_stored_as_written_without_controls(
         stored = pg.execute(
             "SELECT user_agent FROM verifications WHERE code_id = %s", ((batch_no << 32) | 13,)
         ).fetchall()
-    assert stored == [("微信 MicroMessenger/8.0",)]
+    assert stored == [("微信 MicroMessenger/8.0",)] * 2
 
 
 async def test_concurrent_verifications_count_every_query_once(

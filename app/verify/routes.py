@@ -15,7 +15,7 @@ from app.db import Conn
 from app.edge import check_json, read_post_body
 from app.errors import invalid_body
 from app.paging import Page, PageNo, PerPage
-from app.textguard import header_text
+from app.textguard import user_agent
 from app.verify import alerts
 from app.verify.schemas import AlertOut, VerifyIn, VerifyOut
 
@@ -41,14 +41,9 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
         data = msgspec.json.decode(body, type=VerifyIn)
     except msgspec.MsgspecError as exc:
         raise invalid_body(exc) from None
-    user_agent = None
-    for name, value in scope["headers"]:
-        if name == b"user-agent":
-            user_agent = header_text(value)
-            break
     client = scope.get("client")
     out = await scope["litestar_app"].state.verifier.verify(
-        data, client[0] if client else None, user_agent
+        data, client[0] if client else None, user_agent(scope)
     )
     payload = msgspec.json.encode(out)
     await send(

@@ -60,6 +60,7 @@ from app.db import Conn
 from app.errors import AppError, Unauthorized
 from app.paging import PageNo
 from app.rebates.queries import clerk_summary
+from app.textguard import user_agent
 from app.web import clerk_html, html, session
 from app.web.i18n import WORDS, Lang, choose, word
 from app.web.member_html import pager
@@ -492,7 +493,7 @@ async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[
     ip = request.client.host if request.client else None
     try:
         out, _ = await state.rebate_claimer.claim_rebate(
-            clerk.principal, data, ip, request.headers.get("user-agent")
+            clerk.principal, data, ip, user_agent(request.scope)
         )
     except AppError as exc:
         if exc.code == "wrong_pin":

@@ -42,6 +42,7 @@ from app.members.limits import member_limits
 from app.members.phones import normalise_phone
 from app.members.principal import Member
 from app.members.schemas_points import RedeemIn
+from app.textguard import user_agent
 from app.web import html, member_html, session
 from app.web.i18n import WORDS, Lang, choose, word
 from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, read_form, respond
@@ -281,9 +282,7 @@ async def _claim(
     data = ClaimIn(serial=ticket.serial, pin=ticket.pin, client_id=ticket.client_id, lang=lang)
     ip = request.client.host if request.client else None
     try:
-        out, _ = await state.claimer.claim_points(
-            member, data, ip, request.headers.get("user-agent")
-        )
+        out, _ = await state.claimer.claim_points(member, data, ip, user_agent(request.scope))
     except AppError as exc:
         return _refused(exc, lang, remember, "/member", back)
     message = word("claimed_message", lang, points=out.points, balance=out.balance)

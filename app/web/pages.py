@@ -23,6 +23,7 @@ from app.db import Conn
 from app.errors import AppError, BadRequest, TooManyRequests
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
+from app.textguard import user_agent
 from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
@@ -231,7 +232,7 @@ async def _verify(
     return await state.verifier.verify(  # type: ignore[no-any-return]
         VerifyIn(serial=serial[:MAX_SERIAL], pin=pin, lang=lang),
         client_ip(request),
-        request.headers.get("user-agent"),
+        user_agent(request.scope),
     )
 
 
