@@ -78,8 +78,9 @@ async def test_look_alike_product_numbers_and_padded_category_names_are_refused(
 ) -> None:
     """Probe Q: "LM-HY-50" with a blank at either end, in full-width letters, with a zero-width
     or no-break space were each a new product, and a CSV import (its cells trimmed) booked an
-    order line naming one of them against another. A product number is printable ASCII, words
-    one space apart; a category's name has no blank at either end."""
+    order line naming one of them against another. A product number's words are one space
+    apart, without other blanks, zero-width marks or full-width forms of ASCII characters; a
+    category's name has no blank at either end."""
     admin = await login("admin")
     for number in (
         " LM-HY-50",
@@ -93,10 +94,11 @@ async def test_look_alike_product_numbers_and_padded_category_names_are_refused(
             "/products", headers=admin, json={"name": "x", "product_no": number}
         )
         assert_error(made, 400, "validation_failed")
-    spaced = await client.post(
-        "/products", headers=admin, json={"name": "x", "product_no": "LM HY 9"}
-    )
-    assert spaced.status_code == 201, spaced.text
+    for number in ("LM HY 9", "水乳-01"):  # words one space apart; Chinese characters welcome
+        made = await client.post(
+            "/products", headers=admin, json={"name": "x", "product_no": number}
+        )
+        assert made.status_code == 201, made.text
     for name in (" 护肤", "护肤 ", "护肤\u3000"):
         assert_error(
             await client.post("/categories", headers=admin, json={"name": name}),

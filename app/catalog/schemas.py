@@ -13,9 +13,16 @@ Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$")]
 # Probe Q: numbers a clerk reads as one ("QDUP-1", " QDUP-1", "ＱＤＵＰ－１", "QDUP-1" with a
 # no-break space) were different products, and a CSV cell (trimmed) named none of them or another:
-# printable ASCII, words one space apart.
+# words one ASCII space apart, without other blanks, zero-width marks or full-width forms of ASCII
+# characters (Chinese characters are welcome: "水乳-01").
+_NO_LOOK_ALIKES = r"[^\s\u200b-\u200f\u2060\ufeff\uff01-\uff5e]+"
 ProductNo = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[!-~]+(?: [!-~]+)*(?!\n)$")
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=rf"^{_NO_LOOK_ALIKES}(?: {_NO_LOOK_ALIKES})*(?!\n)$",
+    ),
 ]
 # no blank at either end: a CSV cell is trimmed, so such a name could never be named there
 CategoryName = Annotated[
