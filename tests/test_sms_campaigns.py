@@ -319,7 +319,11 @@ async def test_last_claim_days_are_beijing_days(
     assert await audience(last_claim_before="2026-12-04") == 1
     assert await audience(last_claim_after="2026-12-03", last_claim_before="2026-12-05") == 2
     # an empty or backwards range is a mistake, not an audience of none (probe P)
-    for after, before in (("2026-12-05", "2026-12-03"), ("2026-12-04", "2026-12-04")):
+    for after, before in (
+        ("2026-12-05", "2026-12-03"),
+        ("2026-12-04", "2026-12-04"),
+        ("2026-12-04", "0001-01-01"),  # review R3: a day before the first: 500
+    ):
         body = {
             "template_id": template_id,
             "audience": "members",

@@ -22,7 +22,6 @@ import hmac
 import re
 import time
 import unicodedata
-from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -32,13 +31,13 @@ from app import audit, idempotency, locks
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn, changes_of, update_row
-from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from app.localtime import REPORT_TZ
 from app.locks import Lock
 from app.members.mask import mask_phone, shown_phone
 from app.members.profile import AGE_BAND_SQL
 from app.orgs.service import org_path
-from app.paging import Page, check_period, fetch_page
+from app.paging import Page, fetch_page
 from app.sms.schemas import (
     AudienceFilter,
     CampaignIn,
@@ -332,8 +331,8 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
                 raise Unprocessable("never_claimed excludes a last-claim range", code="bad_filter")
             where.append(f"{last} IS NULL")
         # [after, before): an empty range is a mistake, not an audience of none (probe P)
-        if f.last_claim_after and f.last_claim_before:
-            check_period(f.last_claim_after, f.last_claim_before - timedelta(days=1))
+        if f.last_claim_after and f.last_claim_before and f.last_claim_after >= f.last_claim_before:
+            raise BadRequest("the last-claim range is empty", code="bad_period")
         # days of the brands' calendar (probe L: compared as UTC midnights, a claim just after
         # midnight in Beijing fell on the day before)
         midnight = f"::date::timestamp AT TIME ZONE '{REPORT_TZ}'"
