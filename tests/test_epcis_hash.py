@@ -262,3 +262,20 @@ def test_odd_events_still_hash(event: dict[str, Any]) -> None:
 def test_a_non_object_event_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         event_hash(["ObjectEvent"], CONTEXT)  # type: ignore[arg-type]
+
+
+def test_identifiers_in_capitals_are_hashed_as_the_reference_does() -> None:
+    """Review R3: reading ``URN:EPC:`` and ``HTTPS://`` in any case (probe Q) changed the event
+    hash of such events; the reference matches them in lower case only, and keeps them."""
+    from app.epcis.hashing import pre_hash
+
+    event = {
+        "type": "ObjectEvent",
+        "eventTime": "2026-01-01T00:00:00Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": ["URN:EPC:id:sgtin:0614141.107346.2017", "HTTPS://Example.COM/x"],
+        "action": "OBSERVE",
+    }
+    text = pre_hash(event, "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld")
+    assert "epc=URN:EPC:id:sgtin:0614141.107346.2017" in text
+    assert "epc=HTTPS://Example.COM/x" in text

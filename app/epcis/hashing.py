@@ -429,7 +429,7 @@ def _canonical_value(text: str) -> str:
             text = text.replace(urn, web)
     text = _numeric(text)
     try:
-        return canonical(text, check_digits=False)
+        return canonical(text, check_digits=False, fold=False)
     except IdentifierError:
         return text
 
@@ -592,7 +592,7 @@ def _epc_value(text: str) -> str:
     its canonical form is left to compute."""
     if text.startswith("urn:epc:id:") and "urn:epcglobal:cbv:" not in text:
         try:
-            return canonical(text, check_digits=False)
+            return canonical(text, check_digits=False, fold=False)
         except IdentifierError:
             return text
     return _canonical_value(text)

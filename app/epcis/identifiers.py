@@ -576,17 +576,20 @@ def event_key(event_id: str) -> str:
     return event_id.lower() if event_id[:9].lower() == "urn:uuid:" else event_id
 
 
-def canonical(uri: str, check_digits: bool = True) -> str:
+def canonical(uri: str, check_digits: bool = True, fold: bool = True) -> str:
     """The canonical form of an EPCIS identifier (see the module docstring).
 
     EPC URNs and GS1-key-shaped Digital Link URIs become ``https://id.gs1.org/…``; any other
-    URI is returned unchanged. Raises ``IdentifierError`` for a malformed ``urn:epc:`` URN or
-    an invalid GS1-key-shaped Digital Link URI. ``check_digits=False`` accepts a Digital Link
-    whose key has a wrong check digit, as the event-hash reference does (a URN's check digit
-    is always computed, never read).
+    URI is returned unchanged but for the case of its case-insensitive parts (``_folded``).
+    Raises ``IdentifierError`` for a malformed ``urn:epc:`` URN or an invalid GS1-key-shaped
+    Digital Link URI. ``check_digits=False`` accepts a Digital Link whose key has a wrong check
+    digit, and ``fold=False`` reads ``urn:epc:`` and ``http(s)://`` in lower case only, as the
+    event-hash reference does (a URN's check digit is always computed, never read).
     """
     fast = _fast(uri, check_digits)
-    return fast if fast is not None else _slow(_folded(uri), check_digits)
+    if fast is not None:
+        return fast
+    return _slow(_folded(uri) if fold else uri, check_digits)
 
 
 @lru_cache(maxsize=8192)
