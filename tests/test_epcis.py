@@ -11,6 +11,7 @@ import itertools
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -522,6 +523,21 @@ async def test_identifiers_and_event_ids_in_capitals_name_the_same_things(
     assert again.status_code == 409, again.text
     back = await client.get(f"/epcis/events/{event_id.upper()}", headers=partner)
     assert back.status_code == 200 and back.json()["eventID"] == event_id, back.text
+
+    # one stored in capitals before (review R3): migration 0050 lowers it, so it is found again
+    # and a document sent again repeats it instead of storing it twice
+    await conn.execute(
+        "UPDATE epcis_events SET event_id = upper(event_id) WHERE event_id = %s", (event_id,)
+    )
+    await conn.commit()
+    assert (await client.get(f"/epcis/events/{event_id}", headers=partner)).status_code == 404
+    migration = Path(__file__).parent.parent / "app/migrations/0050_epcis_uuid_event_ids.sql"
+    await conn.execute(migration.read_text())
+    await conn.commit()
+    back = await client.get(f"/epcis/events/{event_id.upper()}", headers=partner)
+    assert back.status_code == 200 and back.json()["eventID"] == event_id, back.text
+    again = await client.post("/epcis/events", headers=headers, content=json.dumps(capitals))
+    assert again.status_code == 409, again.text
 
 
 async def test_the_same_document_raced_is_stored_once(client: Any, login: Any, conn: Any) -> None:
