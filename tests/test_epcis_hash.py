@@ -279,3 +279,27 @@ def test_identifiers_in_capitals_are_hashed_as_the_reference_does() -> None:
     text = pre_hash(event, "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld")
     assert "epc=URN:EPC:id:sgtin:0614141.107346.2017" in text
     assert "epc=HTTPS://Example.COM/x" in text
+
+
+def test_events_that_differ_past_a_doubles_precision_have_two_hashes() -> None:
+    """Review R3 (and probe P for quantities): the reference reads numbers as doubles, so two
+    events that differed only in a long order number or a count past 2^53 had one hash eventID
+    and the second was dropped as a repeat. Such numbers are written exact (a deviation)."""
+    from app.epcis.hashing import event_hash
+
+    context = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+
+    def event(value: object) -> dict[str, object]:
+        return {
+            "type": "ObjectEvent",
+            "eventTime": "2026-01-01T00:00:00Z",
+            "eventTimeZoneOffset": "+00:00",
+            "epcList": ["urn:epc:id:sgtin:0614141.107346.2017"],
+            "action": "OBSERVE",
+            "ilmd": {"example:order": value},
+        }
+
+    for a, b in ((2**53, 2**53 + 1), ("12345678901234567890", "12345678901234567891")):
+        assert event_hash(event(a), context) != event_hash(event(b), context), (a, b)
+    # numbers a double holds are written as the reference writes them
+    assert event_hash(event("0010.50"), context) == event_hash(event("10.5"), context)

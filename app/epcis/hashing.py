@@ -45,7 +45,8 @@ keeps prefixes from earlier documents of the same process (global state) — nev
 bizTransaction / source / destination with fewer or more than two members is hashed with
 all of them (the reference fails, or drops the extra ones); a context entry whose value is
 not a string is skipped (the reference fails); a Digital Link with percent-escapes or a
-fragment is canonicalised (the reference leaves it as it is).
+fragment is canonicalised (the reference leaves it as it is); a number a double cannot hold is
+written exact (``_numeric``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -409,17 +411,21 @@ def _zone(zone: str) -> timedelta:
 
 
 def _numeric(text: str) -> str:
-    """A number without leading/trailing zeros or '+'; any other text as it is."""
+    """A number without leading/trailing zeros or '+'; any other text as it is. The reference
+    reads numbers as doubles; one a double cannot hold (past 2^53, or past 17 digits) is written
+    exact instead — a deviation: two events that differed only there (a long order number, a
+    count) had one hash eventID, and the second was dropped as a repeat (review R3)."""
     first = text[:1]
     if not (first.isdigit() or first in "+-.") and text[:3].lower() not in ("nan", "inf"):
         return text  # what float() refuses anyway, without the cost of its exception
     try:
         number = float(text)
-        if int(number) == number:
-            return str(int(number))
-        return str(number)
+        written = str(int(number)) if int(number) == number else str(number)
     except (ValueError, OverflowError):
         return text
+    if len(text) > 15 and first != "n" and Decimal(written) != Decimal(text):
+        return format(Decimal(text).normalize(), "f")
+    return written
 
 
 def _canonical_value(text: str) -> str:
