@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from tests.field_support import other_brand_admin
 from tests.helpers import activate, assert_error, issue_units
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -166,9 +167,9 @@ async def test_the_csv_export_has_one_row_per_line_and_the_cursor_in_headers(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
     as_json = await page(client, partner, start, limit=1000)
-    assert decode_cursor(settings, response.headers["x-next-cursor"]) == decode_cursor(
-        settings, as_json["next_cursor"]
-    )
+    assert decode_cursor(
+        settings, demo["BRAND-LUMI"], response.headers["x-next-cursor"]
+    ) == decode_cursor(settings, demo["BRAND-LUMI"], as_json["next_cursor"])
     assert response.headers["x-has-more"] == "false"
     assert response.content.startswith("\ufeff".encode())
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
@@ -282,7 +283,9 @@ async def test_a_partners_cursor_is_sealed_and_skips_the_rest_of_the_brand(
         ).fetchone()
     past = (int(row["xid"]), outbound["id"])
     deadline = time.monotonic() + PATIENCE
-    while decode_cursor(settings, cursor) < past:  # skipped once below the horizon
+    while (
+        decode_cursor(settings, demo["BRAND-LUMI"], cursor) < past
+    ):  # skipped once below the horizon
         assert time.monotonic() < deadline, "the cursor never moved past the brand's documents"
         body = await page(client, zj, cursor, limit=1000)
         assert outbound["id"] not in [d["id"] for d in body["items"]]
@@ -291,11 +294,16 @@ async def test_a_partners_cursor_is_sealed_and_skips_the_rest_of_the_brand(
 
     again = await page(client, zj, cursor)
     assert again["items"] == [] and again["next_cursor"] != cursor  # a fresh nonce each page
-    assert decode_cursor(settings, again["next_cursor"]) == decode_cursor(settings, cursor)
+    assert decode_cursor(settings, demo["BRAND-LUMI"], again["next_cursor"]) == decode_cursor(
+        settings, demo["BRAND-LUMI"], cursor
+    )
     assert row["xid"].encode() not in base64.urlsafe_b64decode(cursor + "==")
     altered = cursor[:30] + ("A" if cursor[30] != "A" else "B") + cursor[31:]
     response = await client.get("/documents/export", headers=zj, params={"cursor": altered})
     assert_error(response, 400, "bad_cursor")
+    other = await other_brand_admin(client, login)  # bound to the brand (review R3)
+    response = await client.get("/documents/export", headers=other, params={"cursor": cursor})
+    assert_error(response, 400, "bad_cursor")
     plain = base64.urlsafe_b64encode(f"v1.{past[0]}.{past[1]}".encode()).decode().rstrip("=")
     old = await page(client, zj, plain)  # a cursor handed out before sealing is still taken
-    assert decode_cursor(settings, old["next_cursor"]) >= past
+    assert decode_cursor(settings, demo["BRAND-LUMI"], old["next_cursor"]) >= past

@@ -104,14 +104,20 @@ CSV_COLUMNS = [
 ]
 
 
-def encode_cursor(settings: Settings, position: tuple[int, int]) -> str:
-    nonce = secrets.token_bytes(12)
+def _cipher(settings: Settings, brand_id: int, nonce: bytes) -> Any:
+    """AES-256-GCM under the cursor's own key, bound to the brand (a cursor is no other's)."""
     cipher = AES.new(settings.subkey("erp-export-cursor"), AES.MODE_GCM, nonce=nonce)
-    sealed, tag = cipher.encrypt_and_digest(_POSITION.pack(*position))
+    cipher.update(str(brand_id).encode())
+    return cipher
+
+
+def encode_cursor(settings: Settings, brand_id: int, position: tuple[int, int]) -> str:
+    nonce = secrets.token_bytes(12)
+    sealed, tag = _cipher(settings, brand_id, nonce).encrypt_and_digest(_POSITION.pack(*position))
     return base64.urlsafe_b64encode(_SEALED + nonce + sealed + tag).decode().rstrip("=")
 
 
-def decode_cursor(settings: Settings, cursor: str | None) -> tuple[int, int]:
+def decode_cursor(settings: Settings, brand_id: int, cursor: str | None) -> tuple[int, int]:
     """The position a cursor stands for; none: the start. 400 ``bad_cursor`` for anything that
     is not a cursor this export handed out."""
     if not cursor:
@@ -121,10 +127,10 @@ def decode_cursor(settings: Settings, cursor: str | None) -> tuple[int, int]:
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) == 45 and raw[:1] == _SEALED:
-        cipher = AES.new(settings.subkey("erp-export-cursor"), AES.MODE_GCM, nonce=raw[1:13])
+        cipher = _cipher(settings, brand_id, raw[1:13])
         try:
             xid, doc_id = _POSITION.unpack(cipher.decrypt_and_verify(raw[13:29], raw[29:]))
-        except ValueError:  # not sealed by this service's key, or altered
+        except ValueError:  # not sealed by this service's key for this brand, or altered
             raise BadRequest("not a cursor of this export", code="bad_cursor") from None
         if max(xid, doc_id) < 2**63:
             return xid, doc_id
@@ -146,7 +152,7 @@ async def export_page(
 ) -> ExportPage:
     """The documents confirmed after ``cursor`` (at most ``limit``) and the cursor after them."""
     require_reader(actor)
-    xid, doc_id = decode_cursor(settings, cursor)
+    xid, doc_id = decode_cursor(settings, actor.brand_id, cursor)
     filters, params = "", {"direction": direction, "kind": kind}
     if direction is not None:
         filters += " AND d.direction = %(direction)s"
@@ -174,7 +180,11 @@ async def export_page(
     else:  # every document of the caller's up to the horizon is on this page
         position = max([(xid, doc_id), *page, *tail])
     items = await _documents(conn, [d for _, d in page])
-    return ExportPage(items=items, next_cursor=encode_cursor(settings, position), has_more=has_more)
+    return ExportPage(
+        items=items,
+        next_cursor=encode_cursor(settings, actor.brand_id, position),
+        has_more=has_more,
+    )
 
 
 async def _documents(conn: Conn, ids: list[int]) -> list[ExportDocument]:
