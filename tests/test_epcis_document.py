@@ -755,3 +755,13 @@ def test_mutated_documents_yield_events_or_document_error(raw: bytes) -> None:
             assert isinstance(event, CapturedEvent)
             assert event.event_time.tzinfo is UTC
             msgspec.json.encode(event.raw)  # storable as it came
+
+
+def test_one_event_twice_with_its_uuid_in_two_cases_is_a_repeat() -> None:
+    """Review R3: a urn:uuid: eventID is one in any case (probe Q), so the same event sent
+    twice in one document, the second time in capitals, is a repeat, not "other content"."""
+    uuid = "urn:uuid:6f9619ff-8b86-d011-b42d-00cf4fc964ff"
+    events = [minimal_event(eventID=uuid), minimal_event(eventID=uuid.upper())]
+    parsed = parse_document(encode(document(*events)))
+    assert [e.event_id for e in parsed] == [uuid, uuid]
+    refused(encode(document(events[0], minimal_event(eventID=uuid.upper(), action="ADD"))))
