@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 import dramatiq
@@ -88,8 +89,32 @@ def heartbeat_key(namespace: str, host: str, pid: int) -> str:
 
 
 def heartbeat_pattern(namespace: str) -> str:
-    """A ``SCAN`` pattern matching every worker's heartbeat key."""
+    """A ``SCAN`` pattern matching every worker's heartbeat key (and ``workers_key``)."""
     return f"{namespace}:worker:*"
+
+
+def workers_key(namespace: str) -> str:
+    """The sorted set of every worker's heartbeat key by its last beat (a Unix time), which
+    ``/health`` counts: in constant time, where a ``SCAN`` for the keys walked the whole
+    keyspace — one key per verified code — and took seconds (probe S)."""
+    return f"{namespace}:worker:all"
+
+
+def beat(client: Any, namespace: str, key: str) -> None:
+    """One heartbeat of the worker whose key is ``key`` (a synchronous Redis client)."""
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, str(now), ex=WORKER_STALE_SECONDS)
+    pipe.zadd(workers_key(namespace), {key: now})
+    pipe.zremrangebyscore(workers_key(namespace), "-inf", now - 10 * WORKER_STALE_SECONDS)
+    pipe.execute()
+
+
+def stop_beating(client: Any, namespace: str, key: str) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(key)
+    pipe.zrem(workers_key(namespace), key)
+    pipe.execute()
 
 
 def send(actor_name: str, *args: Any, queue_name: str = "default") -> dramatiq.Message[Any]:

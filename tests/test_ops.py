@@ -48,14 +48,26 @@ def test_worker_heartbeat_and_actor_round_trip(settings: Any) -> None:
 
 
 async def test_health_sees_a_live_worker_heartbeat(client: Any, app: Any, settings: Any) -> None:
-    key = f"{settings.redis_namespace}:worker:testhost:1"
-    await app.state.redis.set(key, str(time.time()), ex=30)
+    import redis as redis_sync
+
+    from app.jobs import beat, heartbeat_key, stop_beating
+
+    key = heartbeat_key(settings.redis_namespace, "testhost", 1)
+    sync = redis_sync.Redis.from_url(settings.redis_url)
+    beat(sync, settings.redis_namespace, key)
     try:
         body = (await client.get("/health")).json()
-        assert body["workers"]["status"] == "ok"
+        assert body["workers"] == {"status": "ok", "detail": "1 worker process(es)"}, body
     finally:
-        await app.state.redis.delete(key)
+        stop_beating(sync, settings.redis_namespace, key)
     assert (await client.get("/health")).json()["workers"]["status"] == "missing"
+    # a beat older than the stale time does not count
+    await app.state.redis.zadd(f"{settings.redis_namespace}:worker:all", {key: time.time() - 60})
+    try:
+        assert (await client.get("/health")).json()["workers"]["status"] == "missing"
+    finally:
+        stop_beating(sync, settings.redis_namespace, key)
+        sync.close()
 
 
 async def test_metrics_are_prometheus_text(client: Any) -> None:
@@ -97,3 +109,47 @@ def test_log_lines_are_json_with_the_request_id() -> None:
         request_id_var.reset(token)
     assert line["msg"] == "hello you" and line["request_id"] == "req-42" and line["status"] == 201
     assert line["level"] == "INFO"
+
+
+async def test_health_answers_within_seconds_when_postgres_stops_answering(settings: Any) -> None:
+    """Probe S: the 2 s limit covered only the wait for a pool slot; the pool's check of an
+    idle connection and ``SELECT 1`` to a server that went silent (frozen, partitioned) waited
+    as long as it was silent. A proxy in front of PostgreSQL stops forwarding here."""
+    import asyncio
+
+    import httpx
+    import msgspec
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from app.main import create_app
+
+    target = conninfo_to_dict(settings.database_url)
+    silent = asyncio.Event()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if silent.is_set():  # swallowed: a server that no longer answers
+                continue
+            writer.write(data)
+            await writer.drain()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(
+            target.get("host", "127.0.0.1"), int(target.get("port", 5432))
+        )
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    url = make_conninfo(settings.database_url, host="127.0.0.1", port=port)
+    app = create_app(msgspec.structs.replace(settings, database_url=url, db_pool_max=2))
+    async with app.lifespan(), proxy:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/health")).json()["postgres"]["status"] == "ok"
+            silent.set()
+            started = time.monotonic()
+            answer = await client.get("/health")
+            waited = time.monotonic() - started
+    assert answer.status_code == 503 and "postgres" in answer.json()["down"], answer.text
+    assert waited < 5, f"/health took {waited:.1f} s"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from app.jobs import WORKER_STALE_SECONDS, heartbeat_key, redis_client
+from app.jobs import beat as send_beat
+from app.jobs import heartbeat_key, redis_client, stop_beating
 
 BEAT_EVERY_SECONDS = 5
 
@@ -36,7 +36,7 @@ class Heartbeat(Middleware):
         def beat() -> None:
             while not self._stop.is_set():
                 try:
-                    client.set(self.key, str(time.time()), ex=WORKER_STALE_SECONDS)
+                    send_beat(client, self.namespace, self.key)
                 except Exception:  # a Redis hiccup must not kill the worker; try next beat
                     pass
                 self._stop.wait(BEAT_EVERY_SECONDS)
@@ -49,6 +49,6 @@ class Heartbeat(Middleware):
         if self._thread is not None:
             self._thread.join(timeout=2)
         try:
-            redis_client.delete(self.key)
+            stop_beating(redis_client, self.namespace, self.key)
         except Exception:
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.head import GET_HEAD
-from app.jobs import WORKER_STALE_SECONDS, heartbeat_pattern
+from app.jobs import WORKER_STALE_SECONDS, workers_key
 from app.members.mask import READ_PHONE, mask_phone
 from app.ops.schemas import AuditOut, Check, HealthOut
 from app.paging import Page, PageNo, PerPage, fetch_page
@@ -36,13 +37,7 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
     missing worker heartbeat or a replica that is down or lagging is listed in ``down`` but
     answers 200 (requests go on; write-behind and jobs wait for a worker, reads go to the
     primary). The replica's status is its last background check's, not a query of its own."""
-    try:
-        async with state.pool.connection(timeout=2) as conn:
-            await conn.execute("SELECT 1")
-            dead = await _dead_letters(conn)
-        pg = Check("ok")
-    except Exception as exc:  # any failure means "down": report it, do not raise
-        pg, dead = Check("down", type(exc).__name__), {}
+    pg, dead = await _postgres_check(state)
     redis: Redis = state.redis
     try:
         await redis.ping()
@@ -69,16 +64,39 @@ async def health(state: State, settings: Settings) -> Response[HealthOut]:
     return Response(body, status_code=200 if ok else 503)
 
 
+_PROBES: set[asyncio.Task[Any]] = set()  # PostgreSQL checks answered for, still running
+
+
+async def _postgres_check(state: State) -> tuple[Check, dict[str, int]]:
+    """PostgreSQL's check, answered within 2 s in all. The pool's limit covers only the wait
+    for a connection, not its check of an idle one nor the query, and cancelling a query waits
+    for the server to take the cancel: a server gone silent (frozen, cut off) held ``/health``
+    as long as it was silent (probe S). A check still running then is left to end by itself."""
+
+    async def check() -> tuple[Check, dict[str, int]]:
+        async with state.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+            return Check("ok"), await _dead_letters(conn)
+
+    probe = asyncio.ensure_future(check())
+    done, _ = await asyncio.wait({probe}, timeout=2)
+    if not done:
+        _PROBES.add(probe)
+        probe.add_done_callback(_PROBES.discard)
+        probe.add_done_callback(lambda task: task.cancelled() or task.exception())
+        probe.cancel()
+        return Check("down", "TimeoutError"), {}
+    if probe.exception() is not None:  # any failure means "down": report it, do not raise
+        return Check("down", type(probe.exception()).__name__), {}
+    return probe.result()
+
+
 async def _worker_check(redis: Redis, settings: Settings) -> Check:
-    beats = []
-    async for key in redis.scan_iter(match=heartbeat_pattern(settings.redis_namespace)):
-        value = await redis.get(key)
-        if value:
-            beats.append(float(value))
-    fresh = [b for b in beats if time.time() - b < WORKER_STALE_SECONDS]
+    since = time.time() - WORKER_STALE_SECONDS
+    fresh = await redis.zcount(workers_key(settings.redis_namespace), since, "+inf")
     if not fresh:
         return Check("missing", "no worker heartbeat")
-    return Check("ok", f"{len(fresh)} worker process(es)")
+    return Check("ok", f"{fresh} worker process(es)")
 
 
 async def _dead_letters(conn: Any) -> dict[str, int]:
