@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import secrets
 import types
@@ -581,3 +582,33 @@ async def test_an_integer_in_a_path_is_ascii_digits_only(client: Any, login: Any
     assert one.status_code == 200, one.text
     for other in ("１", "١", "+1", "%201", "1%20", "1_0", "01", "-1"):
         assert_error(await client.get(f"/orgs/{other}", headers=admin), 404)
+
+
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(client: Any, app: Any) -> None:
+    """Probe S: a request announcing a body whose client hung up before its end was a 500, an
+    ERROR line and a 5xx in the metrics — at will, on /auth/login, without a login."""
+    await client.get("/ping")  # the app's lifespan has started
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/auth/login", "raw_path": b"/auth/login",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 9), "server": ("t", 80),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+    }  # fmt: skip
+    messages = iter(
+        [{"type": "http.request", "body": b'{"username":', "more_body": True},
+         {"type": "http.disconnect"}]
+    )  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400, sent
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert json.loads(body)["error"]["code"] == "client_disconnected", body
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/auth/login",status="500"' not in metrics
