@@ -393,11 +393,16 @@ def _decode_key(text: str, where: str) -> bytes:
 def redact_url(url: str | None) -> str | None:
     """``url`` (or several joined by ";") with any password replaced by ``***``, for logs: in
     the user information (up to its last ``@``, a password may hold one) and as a query
-    parameter (``?password=``, as libpq also takes it: probe N saw it printed)."""
+    parameter (``?password=``, as libpq also takes it: probe N saw it printed), and in a libpq
+    key/value string (``password=…``)."""
     if url is None:
         return None
     url = re.sub(r"://([^:@/;]*):[^/;]*@", r"://\1:***@", url)
-    return re.sub(r"([?&](?:password|sslpassword)=)[^&;#]*", r"\1***", url, flags=re.I)
+    url = re.sub(r"([?&](?:password|sslpassword)=)[^&;#]*", r"\1***", url, flags=re.I)
+    # a libpq key/value string ("host=… password=…"; quoted values may hold blanks: probe S)
+    return re.sub(
+        r"(^|\s)((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", r"\1\2***", url, flags=re.I
+    )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -93,7 +93,9 @@ _ids = _Ids()
 
 def given_request_id(value: bytes) -> str | None:
     """The value of the caller's ``X-Request-ID`` header when it is acceptable, else None."""
-    candidate = value.decode("latin-1")[:64]
+    if len(value) > 64:  # replaced, not cut: two ids cut to one prefix were one (probe S)
+        return None
+    candidate = value.decode("latin-1")
     if candidate.isascii() and candidate.replace("-", "").isalnum():
         return candidate
     return None

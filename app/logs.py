@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import sys
 import threading
 from contextvars import ContextVar
@@ -139,9 +140,11 @@ def logged_path(scope: Any) -> str:
         if handler.opt.get("private_path"):
             return str(scope.get("path_template", ""))
         return str(scope["path"])
-    path = str(scope["path"])  # not routed (405, a refused path): by the prefix
+    path = str(scope["path"])  # not routed (405, a refused path): by the prefix, slashes
+    # run together as the router runs them (``/sms//opt-outs/…`` is routed there: probe S)
+    folded = re.sub("/{2,}", "/", path)
     for prefix in PRIVATE_PREFIXES:
-        if path.startswith(prefix):
+        if folded.startswith(prefix):
             return prefix + "…"
     return path
 

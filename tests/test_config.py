@@ -79,6 +79,10 @@ def test_secrets_never_show_in_repr() -> None:
         ("postgresql://h/db?sslpassword=hunter2&application_name=x", "postgresql://h/db?sslpassword=***&application_name=x"),
         ("redis://:hunter2@a:6379/0;redis://:hunter2@b:6379/0", "redis://:***@a:6379/0;redis://:***@b:6379/0"),
         ("redis://a:6379/0", "redis://a:6379/0"),
+        # probe S: a libpq key/value string, a quoted value with a blank and a quote in it
+        ("host=h user=u password=hunter2 dbname=db", "host=h user=u password=*** dbname=db"),
+        ("host=h password = 'hun ter\\'2' dbname=db", "host=h password = *** dbname=db"),
+        ("sslpassword=hunter2 host=h", "sslpassword=*** host=h"),
     ],
 )  # fmt: skip
 def test_urls_are_shown_without_their_passwords(url: str, shown: str) -> None:
