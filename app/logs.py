@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import sys
 import threading
@@ -107,11 +108,35 @@ class LogWriter:
             raw = getattr(stream, "buffer", None)  # sys.stderr: write the bytes underneath
             if raw is not None:
                 stream.flush()
-                raw.write(data)
                 raw.flush()
+                fd = raw.fileno()
+                for chunk in whole_lines(data):
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk) :]
             else:
                 stream.write(data.decode())
                 stream.flush()
+
+
+PIPE_BUF = 4096  # POSIX: a write to a pipe of at most this many bytes is never interleaved
+
+
+def whole_lines(data: bytes) -> list[bytes]:
+    """``data`` (whole lines) as writes of whole lines, each at most ``PIPE_BUF`` bytes where
+    its lines allow: the API's worker processes share one standard error, and a larger write
+    to a pipe can be split by another's — torn, invalid JSON lines under a slow reader (probe
+    S). A line longer than that is written alone."""
+    chunks, start = [], 0
+    while len(data) - start > PIPE_BUF:
+        cut = data.rfind(b"\n", start, start + PIPE_BUF)
+        if cut < start:  # one line longer than PIPE_BUF
+            cut = data.find(b"\n", start)
+            cut = len(data) - 1 if cut < 0 else cut
+        chunks.append(data[start : cut + 1])
+        start = cut + 1
+    if start < len(data):
+        chunks.append(data[start:])
+    return chunks
 
 
 writer = LogWriter()

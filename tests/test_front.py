@@ -269,3 +269,46 @@ async def test_a_phone_in_a_path_answered_before_routing_is_not_logged(client: A
     for answer in answers:
         line = by_id[answer.headers["x-request-id"]]
         assert "13800138003" not in line["path"], line
+
+
+def test_two_processes_logging_to_one_pipe_never_tear_a_line() -> None:
+    """Probe S: with two API workers on one standard error, each process's batch went out in
+    one write; a pipe takes a larger write in pieces, so under a slow reader the two processes'
+    lines were torn into each other (invalid JSON). Writes are now of whole lines, at most
+    PIPE_BUF bytes each where the lines allow."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from app.logs import PIPE_BUF, whole_lines
+
+    script = (
+        "import json, sys\n"
+        "from app.logs import writer\n"
+        "for i in range(3000):\n"
+        "    writer.put(json.dumps({'p': sys.argv[1], 'i': i, 'pad': 'x' * (i % 700)}))\n"
+        "writer.flush()\n"
+    )
+    read_end, write_end = os.pipe()
+    root = Path(__file__).resolve().parent.parent
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(n)], stderr=write_end, cwd=root)
+        for n in range(2)
+    ]
+    os.close(write_end)
+    out = bytearray()
+    with os.fdopen(read_end, "rb", buffering=0) as reader:
+        while chunk := reader.read(2048):  # a slow reader: the writers wait on a full pipe
+            out += chunk
+            time.sleep(0.0002)
+    for proc in procs:
+        assert proc.wait(timeout=30) == 0
+    lines = bytes(out).splitlines()
+    assert len(lines) == 6000
+    seen = {(entry["p"], entry["i"]) for entry in map(json.loads, lines)}  # each line whole
+    assert len(seen) == 6000
+    long_line = b"y" * (PIPE_BUF + 10) + b"\n"
+    assert whole_lines(b"a\n" + long_line + b"b\n") == [b"a\n", long_line, b"b\n"]
