@@ -470,6 +470,10 @@ async def test_poison_jobs_are_dead_lettered_and_the_other_jobs_run(
     assert reasons["job:no_such_actor"].startswith("ActorNotFound"), reasons
     assert len(found) == 2  # rejected once each: no retries of a poison
     assert lane.dead_lettered(poison) and lane.dead_lettered(unknown)
+    # the worker's lines about them are JSON, as the API's (probe S: dramatiq's plain text)
+    ids = (poison.message_id, unknown.message_id)
+    told = [line for line in log.read_text().splitlines() if any(i in line for i in ids)]
+    assert len(told) >= 2 and all(json.loads(line)["level"] for line in told), told
 
 
 async def test_the_middlewares_run_on_either_broker(

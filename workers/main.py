@@ -16,7 +16,7 @@ from dramatiq.middleware import Middleware
 
 from app.embedded import start_redis
 from app.jobs import broker, settings
-from app.logs import quiet_libraries
+from app.logs import configure_logging, quiet_libraries
 from workers import codes, epcis, points, sms  # noqa: F401
 from workers.analytics import DashboardCounter, SalesRoller
 from workers.analytics_people import PeopleRoller
@@ -41,8 +41,19 @@ class EmbeddedRedis(Middleware):
             start_redis(settings.var_path)
 
 
+class JsonLogs(Middleware):
+    """The worker process's logs as the API's: JSON lines (``app.logs``) at
+    ``TRACECODE_LOG_LEVEL``. dramatiq set up its own plain-text format, so dead letters and job
+    failures came out in lines a JSON pipeline drops, tracebacks over many (probe S). The
+    dramatiq parent process's few lines (boot, shutdown) stay in its own format."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        configure_logging(settings.log_level)
+
+
 quiet_libraries()
-settings.check_serving()  # a bad key or table stops the worker now, not its first job
+settings.check_serving()
+broker.add_middleware(JsonLogs())  # a bad key or table stops the worker now, not its first job
 broker.add_middleware(EmbeddedRedis())
 broker.add_middleware(Heartbeat(settings.redis_namespace))
 broker.add_middleware(DeadLetters())
