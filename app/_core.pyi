@@ -78,7 +78,8 @@ REQUEST_BUCKETS: Final[tuple[float, ...]]
 class RequestLog:
     """The request metrics and log lines of a process (``app.logs.requests``): counts per
     method, route and status with a latency histogram, and the log lines gathered, in order,
-    for the writer thread."""
+    for the writer thread. Past 32 MB gathered (a writer stuck on a stalled log stream), lines
+    are dropped and counted; the next ``take`` ends with a line saying how many."""
 
     def __new__(cls, wake_at: int = 262144) -> Self: ...
     def done(

@@ -80,7 +80,10 @@ mod tests {
 
     #[test]
     fn an_unterminated_string_hides_the_rest() {
-        assert!(depth_within(format!("[\"{}", "[".repeat(100)).as_bytes(), 64));
+        assert!(depth_within(
+            format!("[\"{}", "[".repeat(100)).as_bytes(),
+            64
+        ));
         assert!(depth_within(b"", 64) && depth_within(b"\\", 0));
     }
 }
