@@ -21,8 +21,8 @@ routing and handling:
   handlers for its errors: Litestar's routing and its scope copy are skipped, the answers
   (errors included) are the same;
 * afterwards, in one call to the Rust core (``app.logs.requests``), the request counted for
-  ``/metrics`` per method, route template and status (``app.ops.metrics``) and its access log
-  line written into the log writer's buffer: every answer of 400 or more, and
+  ``/metrics`` per method, route template and status (``app.ops.request_metrics``) and its
+  access log line written into the log writer's buffer: every answer of 400 or more, and
   ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others.
 
 Why one layer in front rather than Litestar middleware and a before-send hook: route middleware

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -49,6 +51,7 @@ from app.head import HeadForGet
 from app.logs import configure_logging
 from app.members import points
 from app.members.routes_points import document_claims
+from app.ops import request_metrics
 from app.rebates import claims as rebate_claims
 from app.rebates import routes_claims as rebate_routes
 from app.redisconn import connect
@@ -119,12 +122,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.verifier = Verifier(pool, redis, scheme, settings)
         app.state.claimer = points.Claimer(pool, app.state.verifier, scheme)  # points (M2)
         app.state.rebate_claimer = rebate_claims.Claimer(pool, app.state.verifier, scheme)  # R1
+        if (
+            "granian" in sys.modules
+        ):  # a worker of a server: one host's counts (app.ops.request_metrics)
+            request_metrics.snapshots = request_metrics.Snapshots(
+                settings.var_path / "metrics" / str(os.getppid())
+            )
+            request_metrics.snapshots.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # full collections, which otherwise walk it again and again under load (latency tails).
         gc.freeze()
         try:
             yield
         finally:
+            if request_metrics.snapshots is not None:
+                request_metrics.snapshots.stop()
             await app.state.claimer.close()
             await app.state.rebate_claimer.close()
             await app.state.verifier.close()

@@ -312,3 +312,36 @@ def test_two_processes_logging_to_one_pipe_never_tear_a_line() -> None:
     assert len(seen) == 6000
     long_line = b"y" * (PIPE_BUF + 10) + b"\n"
     assert whole_lines(b"a\n" + long_line + b"b\n") == [b"a\n", long_line, b"b\n"]
+
+
+async def test_metrics_add_the_counts_of_the_servers_other_workers(
+    client: Any, tmp_path: Any
+) -> None:
+    """Probe S: with several API workers, each scrape was answered by one of them with its
+    own counts (60, 40, 60: counters going backwards). A worker's /metrics adds the counts the
+    server's other workers wrote, and its own file is read back by them."""
+    import msgspec
+
+    from app._core import REQUEST_BUCKETS
+    from app.ops import request_metrics as metrics
+
+    directory = tmp_path / "metrics" / "1"
+    directory.mkdir(parents=True)
+    other = [("GET", "/ping", [(200, 5)], [5] + [0] * len(REQUEST_BUCKETS), 0.01)]
+    (directory / "99-1.json").write_bytes(msgspec.json.encode(other))
+    (directory / "98-1.json").write_bytes(b"{torn")  # one being replaced: skipped
+    total = "tracecode_http_requests_total"
+    before = sample(
+        (await client.get("/metrics")).text, total, method="GET", route="/ping", status="200"
+    )
+    metrics.snapshots = metrics.Snapshots(directory)
+    try:
+        text = (await client.get("/metrics")).text
+        metrics.snapshots.write()
+        mine = [s for s in metrics.Snapshots(directory).others() if s[1] == "/ping"]
+    finally:
+        metrics.snapshots = None
+    assert sample(text, total, method="GET", route="/ping", status="200") == before + 5
+    hist = "tracecode_http_request_seconds"
+    assert sample(text, f"{hist}_count", method="GET", route="/ping") >= 5
+    assert sum(n for s in mine for status, n in s[2] if status == 200) >= before + 5

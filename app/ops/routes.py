@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from redis.asyncio import Redis
 
-import app.ops.metrics  # noqa: F401  (registers the request counts' collector)
+import app.ops.request_metrics  # noqa: F401  (registers the request counts' collector)
 from app import _core, deadletters
 from app.auth.principal import Principal
 from app.config import Settings
