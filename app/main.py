@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -122,13 +123,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.verifier = Verifier(pool, redis, scheme, settings)
         app.state.claimer = points.Claimer(pool, app.state.verifier, scheme)  # points (M2)
         app.state.rebate_claimer = rebate_claims.Claimer(pool, app.state.verifier, scheme)  # R1
-        if (
-            "granian" in sys.modules
-        ):  # a worker of a server: one host's counts (app.ops.request_metrics)
-            request_metrics.snapshots = request_metrics.Snapshots(
-                settings.var_path / "metrics" / str(os.getppid())
-            )
-            request_metrics.snapshots.start()
+        if "granian" in sys.modules:  # a worker of a granian server: one host's counts
+            snapshots = request_metrics.Snapshots(settings.var_path / "metrics" / str(os.getppid()))
+            try:
+                snapshots.start()
+                request_metrics.snapshots = snapshots
+            except OSError as exc:  # a read-only var/: this worker's own counts only
+                logging.getLogger("tracecode").warning("metrics of this worker only: %s", exc)
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # full collections, which otherwise walk it again and again under load (latency tails).
         gc.freeze()

@@ -52,6 +52,7 @@ class Snapshots:
         self._stop = threading.Event()
 
     def start(self) -> None:
+        """Raises OSError when the directory cannot be made (the caller goes on without)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for server in self.directory.parent.iterdir():  # servers gone: their files
             if server != self.directory and server.name.isdigit() and not _alive(int(server.name)):
