@@ -89,15 +89,16 @@ def heartbeat_key(namespace: str, host: str, pid: int) -> str:
 
 
 def heartbeat_pattern(namespace: str) -> str:
-    """A ``SCAN`` pattern matching every worker's heartbeat key (and ``workers_key``)."""
+    """A ``SCAN`` pattern matching every worker's heartbeat key."""
     return f"{namespace}:worker:*"
 
 
 def workers_key(namespace: str) -> str:
-    """The sorted set of every worker's heartbeat key by its last beat (a Unix time), which
-    ``/health`` counts: in constant time, where a ``SCAN`` for the keys walked the whole
-    keyspace — one key per verified code — and took seconds (probe S)."""
-    return f"{namespace}:worker:all"
+    """The sorted set of every worker's heartbeat key by its last beat (a Unix time): the
+    index ``/health`` reads, then checks those keys, in time proportional to the workers, where
+    a ``SCAN`` for the keys walked the whole keyspace — one key per verified code — and took
+    seconds (probe S). A heartbeat is its key; the set only finds them."""
+    return f"{namespace}:workers"
 
 
 def beat(client: Any, namespace: str, key: str) -> None:

@@ -61,8 +61,11 @@ async def test_health_sees_a_live_worker_heartbeat(client: Any, app: Any, settin
     finally:
         stop_beating(sync, settings.redis_namespace, key)
     assert (await client.get("/health")).json()["workers"]["status"] == "missing"
+    beat(sync, settings.redis_namespace, key)  # its key gone (expired, deleted): not counted
+    await app.state.redis.delete(key)
+    assert (await client.get("/health")).json()["workers"]["status"] == "missing"
     # a beat older than the stale time does not count
-    await app.state.redis.zadd(f"{settings.redis_namespace}:worker:all", {key: time.time() - 60})
+    await app.state.redis.zadd(f"{settings.redis_namespace}:workers", {key: time.time() - 60})
     try:
         assert (await client.get("/health")).json()["workers"]["status"] == "missing"
     finally:
@@ -134,9 +137,11 @@ async def test_health_answers_within_seconds_when_postgres_stops_answering(setti
             await writer.drain()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(
-            target.get("host", "127.0.0.1"), int(target.get("port", 5432))
-        )
+        host, port = target.get("host") or "127.0.0.1", int(target.get("port") or 5432)
+        if host.startswith("/"):  # the embedded server's socket directory
+            up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        else:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     proxy = await asyncio.start_server(accept, "127.0.0.1", 0)

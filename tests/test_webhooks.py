@@ -38,6 +38,8 @@ from tests.test_logistics import confirm, document, pack
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER_ENV = {
     "TRACECODE_WEBHOOK_ALLOW_PRIVATE": "true",
+    # the worker's log is read for what it says of deliveries (and for no secret)
+    "TRACECODE_LOG_LEVEL": "INFO",
     # generous for a loaded machine: an answer slower than this is an attempt more, and the
     # tests count attempts exactly (the receiver holds a "timeout" request for HOLD seconds)
     "TRACECODE_WEBHOOK_TIMEOUT_SECONDS": "2.5",

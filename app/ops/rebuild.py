@@ -40,7 +40,7 @@ Every Redis key family, and what becomes of it (``{ns}`` is ``TRACECODE_REDIS_NA
 ``{ns}:member:code-guess:{u|k}{id}``            lost by design (a 15 min window)
 ``{ns}:line-uploads:{org}:{line}`` (list)       lost by design: a recent-activity view; the
                                                 uploads themselves are in the state and events
-``{ns}:worker:{host}:{pid}``, ``{ns}:worker:all``,
+``{ns}:worker:{host}:{pid}``, ``{ns}:workers``,
 ``{ns}:pong:…``                                 transient: rewritten by running workers
 ``{ns}-dramatiq:*`` (the job queues)            exports and EPCIS captures re-sent (step 4);
                                                 SMS rows are sent by the outbox's sweeper, expired

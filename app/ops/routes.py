@@ -93,7 +93,8 @@ async def _postgres_check(state: State) -> tuple[Check, dict[str, int]]:
 
 async def _worker_check(redis: Redis, settings: Settings) -> Check:
     since = time.time() - WORKER_STALE_SECONDS
-    fresh = await redis.zcount(workers_key(settings.redis_namespace), since, "+inf")
+    recent = await redis.zrangebyscore(workers_key(settings.redis_namespace), since, "+inf")
+    fresh = await redis.exists(*recent) if recent else 0  # their keys: a heartbeat each
     if not fresh:
         return Check("missing", "no worker heartbeat")
     return Check("ok", f"{fresh} worker process(es)")
