@@ -195,7 +195,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         return _response(400, "validation_failed", message, details)
     if status == 400 and isinstance(exc.__cause__, SerializationException):
         return _response(400, "malformed_json", f"the request body is not valid JSON: {exc.detail}")
-    if status == 500 and exc.detail == _CLIENT_GONE:
+    if client_gone(exc):
         # the client hung up before its body's end: its fault, not the server's, and an
         # anonymous caller repeating it raised the 5xx rate and the error log at will (probe S)
         log.info("client disconnected mid-body")
@@ -208,7 +208,16 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     return _response(status, code, exc.detail or code.replace("_", " "), exc.extra or None, headers)
 
 
-_CLIENT_GONE = "client disconnected prematurely"  # Litestar's InternalServerException, as read
+def client_gone(exc: BaseException) -> bool:
+    """Whether Litestar's error says the client hung up before its body's end (an
+    ``InternalServerException`` that only its text tells apart)."""
+    return (
+        isinstance(exc, HTTPException)
+        and exc.status_code == 500
+        and exc.detail == "client disconnected prematurely"
+    )
+
+
 _MISSING = re.compile(r"Missing required (query|header|cookie|path) parameter '([^']*)'")
 _FIELD_NAMED = re.compile(r"Object (?:missing required|contains unknown) field `([^`]*)`")
 

@@ -610,5 +610,20 @@ async def test_a_client_that_hangs_up_mid_body_is_no_server_error(client: Any, a
     assert sent[0]["status"] == 400, sent
     body = b"".join(m.get("body", b"") for m in sent[1:])
     assert json.loads(body)["error"]["code"] == "client_disconnected", body
+    # the consumer's PIN form too (review R4: its pages' own error handler)
+    messages = iter(
+        [{"type": "http.request", "body": b"pin=12", "more_body": True},
+         {"type": "http.disconnect"}]
+    )  # fmt: skip
+    form = (b"content-type", b"application/x-www-form-urlencoded")
+    path = "/c/TQXZF37NK6SPNRAH6005"
+    sent.clear()
+    await app(
+        {**scope, "path": path, "raw_path": path.encode(), "headers": [form, scope["headers"][1]]},
+        receive,
+        send,
+    )
+    assert sent[0]["status"] == 400, sent
     metrics = (await client.get("/metrics")).text
     assert 'route="/auth/login",status="500"' not in metrics
+    assert 'route="/c/{serial}",status="500"' not in metrics

@@ -16,7 +16,7 @@ from dramatiq.middleware import Middleware
 
 from app.embedded import start_redis
 from app.jobs import broker, settings
-from app.logs import configure_logging, quiet_libraries
+from app.logs import configure_logging, quiet_libraries, writer
 from workers import codes, epcis, points, sms  # noqa: F401
 from workers.analytics import DashboardCounter, SalesRoller
 from workers.analytics_people import PeopleRoller
@@ -50,10 +50,13 @@ class JsonLogs(Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         configure_logging(settings.log_level)
 
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        writer.flush()  # the last lines, before dramatiq closes the process's log pipe
+
 
 quiet_libraries()
-settings.check_serving()
-broker.add_middleware(JsonLogs())  # a bad key or table stops the worker now, not its first job
+settings.check_serving()  # a bad key or table stops the worker now, not its first job
+broker.add_middleware(JsonLogs())
 broker.add_middleware(EmbeddedRedis())
 broker.add_middleware(Heartbeat(settings.redis_namespace))
 broker.add_middleware(DeadLetters())

@@ -423,8 +423,11 @@ def _numeric(text: str) -> str:
         written = str(int(number)) if int(number) == number else str(number)
     except (ValueError, OverflowError):
         return text
-    if len(text) > 15 and first != "n" and Decimal(written) != Decimal(text):
-        return format(Decimal(text).normalize(), "f")
+    if len(text) > 15 and first != "n":
+        exact = Decimal(text)
+        # within ±400 digits of the point: "1e-999999" would be written out a million long
+        if exact.is_finite() and abs(exact.adjusted()) <= 400 and Decimal(written) != exact:
+            return format(exact.normalize(), "f")
     return written
 
 

@@ -20,7 +20,7 @@ from app._core import Gs1Error, normalize_gtin
 from app.claims import CLAIMABLE
 from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
 from app.db import Conn
-from app.errors import AppError, BadRequest, TooManyRequests
+from app.errors import AppError, BadRequest, TooManyRequests, client_gone
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
 from app.textguard import user_agent
@@ -153,7 +153,7 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
     if isinstance(exc, AppError):
         status = exc.status
     elif isinstance(exc, HTTPException):
-        status = exc.status_code
+        status = 400 if client_gone(exc) else exc.status_code  # no one is there to read it
     if status >= 500:
         log.exception("consumer page failed", exc_info=exc)
     headers = dict(exc.headers) if isinstance(exc, HTTPException) and exc.headers else None
