@@ -106,16 +106,27 @@ class LogWriter:
                 return
             stream = self.stream
             raw = getattr(stream, "buffer", None)  # sys.stderr: write the bytes underneath
-            if raw is not None:
+            fd = _fileno(raw)
+            if fd is not None:
                 stream.flush()
                 raw.flush()
-                fd = raw.fileno()
                 for chunk in whole_lines(data):
                     while chunk:
                         chunk = chunk[os.write(fd, chunk) :]
+            elif raw is not None:  # a stream in memory (a test's capture)
+                stream.flush()
+                raw.write(data)
+                raw.flush()
             else:
                 stream.write(data.decode())
                 stream.flush()
+
+
+def _fileno(raw: Any) -> int | None:
+    try:
+        return int(raw.fileno()) if raw is not None else None
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
 
 
 PIPE_BUF = 4096  # POSIX: a write to a pipe of at most this many bytes is never interleaved

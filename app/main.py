@@ -4,6 +4,7 @@ only, no logic."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -124,7 +125,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.claimer = points.Claimer(pool, app.state.verifier, scheme)  # points (M2)
         app.state.rebate_claimer = rebate_claims.Claimer(pool, app.state.verifier, scheme)  # R1
         if "granian" in sys.modules:  # a worker of a granian server: one host's counts
-            snapshots = request_metrics.Snapshots(settings.var_path / "metrics" / str(os.getppid()))
+            server = request_metrics.server_name(str(os.getppid())) or str(os.getppid())
+            snapshots = request_metrics.Snapshots(settings.var_path / "metrics" / server)
             try:
                 snapshots.start()
                 request_metrics.snapshots = snapshots
@@ -137,7 +139,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
         finally:
             if request_metrics.snapshots is not None:
-                request_metrics.snapshots.stop()
+                with contextlib.suppress(OSError):  # the rest of the shutdown goes on
+                    request_metrics.snapshots.stop()
             await app.state.claimer.close()
             await app.state.rebate_claimer.close()
             await app.state.verifier.close()

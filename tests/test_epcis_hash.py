@@ -303,3 +303,7 @@ def test_events_that_differ_past_a_doubles_precision_have_two_hashes() -> None:
         assert event_hash(event(a), context) != event_hash(event(b), context), (a, b)
     # numbers a double holds are written as the reference writes them
     assert event_hash(event("0010.50"), context) == event_hash(event("10.5"), context)
+    # and a tiny one is not written out in full (review R4: a million characters)
+    from app.epcis.hashing import pre_hash
+
+    assert len(pre_hash(event("1.0000000000000001e-999999"), context)) < 1000

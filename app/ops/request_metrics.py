@@ -55,7 +55,7 @@ class Snapshots:
         """Raises OSError when the directory cannot be made (the caller goes on without)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         for server in self.directory.parent.iterdir():  # servers gone: their files
-            if server != self.directory and server.name.isdigit() and not _alive(int(server.name)):
+            if server != self.directory and server_name(server.name) != server.name:
                 shutil.rmtree(server, ignore_errors=True)
         threading.Thread(target=self._run, name="metrics-snapshots", daemon=True).start()
 
@@ -71,6 +71,7 @@ class Snapshots:
                 pass
 
     def write(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)  # removed meanwhile: made again
         temporary = self.own.with_suffix(".tmp")
         temporary.write_bytes(msgspec.json.encode(requests.series()))
         os.replace(temporary, self.own)
@@ -79,19 +80,25 @@ class Snapshots:
         for path in self.directory.glob("*.json"):
             if path != self.own:
                 try:
-                    yield from _SERIES.decode(path.read_bytes())
+                    series = _SERIES.decode(path.read_bytes())
                 except (OSError, msgspec.DecodeError):  # gone, or being replaced: skipped
                     continue
+                # a release with other latency buckets: its files are not this one's
+                yield from (s for s in series if len(s[3]) == len(_LE))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's: alive
-        pass
-    return True
+def server_name(name: str) -> str | None:
+    """The directory name of the running server ``name`` names (``<pid>-<its start time>``),
+    or None when no such process runs now. A pid alone comes back after a restart (in a
+    container, the server is often pid 1 every time): its start time tells the runs apart."""
+    pid, _, _ = name.partition("-")
+    if not pid.isdigit():
+        return None
+    try:  # /proc/<pid>/stat: the start time (clock ticks since boot), field 22
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid}-{stat.rpartition(')')[2].split()[19]}"
 
 
 #: This process's, when it is a worker of a granian server (``app.main``); else None.
