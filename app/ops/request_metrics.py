@@ -13,8 +13,9 @@ One host's answer. granian spreads a host's requests, its scrapes too, over its 
 processes, each counting its own: scrapes answered by one worker, then another, went 60, 40, 60
 — counters going backwards, and ``rate()`` meaningless (probe S). So each worker of a granian
 server writes its counts every second to a file of its own (``Snapshots``: under
-``var/metrics/<the server's pid>/``), and ``/metrics`` adds those of the others to its own: of
-every worker the server has run, so that a worker replaced by granian takes nothing back.
+``var/metrics/<the server's pid>-<its start time>/``), and ``/metrics`` adds those of the
+others to its own: of every worker the server has run, so that a worker replaced by granian
+takes nothing back.
 """
 
 from __future__ import annotations
