@@ -360,6 +360,31 @@ async def state_of_unit(conn: Any, app: Any, serial: str) -> dict[str, Any]:
     return dict(row)
 
 
+def packing(parent: str, children: list[str], line: str) -> dict[str, Any]:
+    """A contract packer's aggregation: ``children`` into ``parent`` on ``line``."""
+    return {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-30T10:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "parentID": parent,
+        "childEPCs": children,
+        "action": "ADD",
+        "bizStep": "packing",
+        "disposition": "in_progress",
+        "readPoint": {"id": f"urn:tracecode:line:{line}"},
+    }
+
+
+async def units_in(conn: Any, sscc: str) -> int:
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM unit_state WHERE parent_sscc = %s", (int(sscc),)
+        )
+    ).fetchone()
+    await conn.commit()
+    return int(row["n"])
+
+
 async def test_partner_aggregation_then_a_tracecode_outbound_of_the_same_case(
     client: Any, login: Any, app: Any, demo: Any, conn: Any
 ) -> None:
@@ -368,25 +393,10 @@ async def test_partner_aggregation_then_a_tracecode_outbound_of_the_same_case(
     await activate(client, login, serials, product_id, line="EP1")
     cases = await issue_cases(client, login, demo, "inner", 2)
     operator = await login("operator")  # the contract packer's line operator
-    aggregation = {
-        "type": "AggregationEvent",
-        "eventTime": "2026-11-30T10:00:00.000+08:00",
-        "eventTimeZoneOffset": "+08:00",
-        "parentID": f"urn:epc:id:sscc:{cases[0][1:8]}.{cases[0][0]}{cases[0][8:17]}",
-        "childEPCs": [unit_link(s) for s in serials[:10]],
-        "action": "ADD",
-        "bizStep": "packing",
-        "disposition": "in_progress",
-        "readPoint": {"id": "urn:tracecode:line:EP1"},
-    }
+    parent = f"urn:epc:id:sscc:{cases[0][1:8]}.{cases[0][0]}{cases[0][8:17]}"
+    aggregation = packing(parent, [unit_link(s) for s in serials[:10]], "EP1")
     await captured(client, operator, document([aggregation]))
-    bound = await (
-        await conn.execute(
-            "SELECT count(*) AS n FROM unit_state WHERE parent_sscc = %s", (int(cases[0]),)
-        )
-    ).fetchone()
-    await conn.commit()
-    assert bound["n"] == 10
+    assert await units_in(conn, cases[0]) == 10
 
     # the same rules and rejections as the line: a unit already in a case is refused, whole
     observe = _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.W{next(_ids)}"])
@@ -487,25 +497,10 @@ async def test_identifiers_and_event_ids_in_capitals_name_the_same_things(
         assert "commission" in refused["errors"]["detail"], (spelled, refused)
 
     cases = await issue_cases(client, login, demo, "inner", 1)
-    packing = {
-        "type": "AggregationEvent",
-        "eventTime": "2026-11-30T10:00:00.000+08:00",
-        "eventTimeZoneOffset": "+08:00",
-        "parentID": f"URN:EPC:id:sscc:{cases[0][1:8]}.{cases[0][0]}{cases[0][8:17]}",
-        "childEPCs": [f"Https://Id.Gs1.Org/01/{GTIN}/21/{s}" for s in serials[4:8]],
-        "action": "ADD",
-        "bizStep": "packing",
-        "disposition": "in_progress",
-        "readPoint": {"id": "urn:tracecode:line:EPQ"},
-    }
-    await captured(client, operator, document([packing]))
-    bound = await (
-        await conn.execute(
-            "SELECT count(*) AS n FROM unit_state WHERE parent_sscc = %s", (int(cases[0]),)
-        )
-    ).fetchone()
-    await conn.commit()
-    assert bound["n"] == 4
+    parent = f"URN:EPC:id:sscc:{cases[0][1:8]}.{cases[0][0]}{cases[0][8:17]}"
+    children = [f"Https://Id.Gs1.Org/01/{GTIN}/21/{s}" for s in serials[4:8]]
+    await captured(client, operator, document([packing(parent, children, "EPQ")]))
+    assert await units_in(conn, cases[0]) == 4
     found = event_list(await query(client, operator, MATCH_parentID=case_link(cases[0])))
     # the captured event, found by the lower-case spelling, and Tracecode's own of its packing
     assert [e["type"] for e in found] == ["AggregationEvent"] * 2

@@ -99,10 +99,7 @@ impl RequestLog {
             return;
         }
         let out = &mut self.lines;
-        out.extend_from_slice(b"{\"ts\":");
-        push_decimal(out, (now_ms / 1000) as u64);
-        out.push(b'.');
-        push_digits(out, (now_ms % 1000) as u64, 3);
+        push_head(out, now_ms);
         out.extend_from_slice(
             b",\"level\":\"INFO\",\"logger\":\"tracecode.access\",\"msg\":\"request\",\"request_id\":",
         );
@@ -153,10 +150,7 @@ impl RequestLog {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
             let out = &mut self.lines;
-            out.extend_from_slice(b"{\"ts\":");
-            push_decimal(out, (now_ms / 1000) as u64);
-            out.push(b'.');
-            push_digits(out, (now_ms % 1000) as u64, 3);
+            push_head(out, now_ms);
             out.extend_from_slice(
                 b",\"level\":\"WARNING\",\"logger\":\"tracecode.logs\",\"msg\":\"log lines dropped: the log stream did not take them\",\"dropped\":",
             );
@@ -186,6 +180,14 @@ impl RequestLog {
 }
 
 /// `n` in decimal (the formatting machinery of `write!` cost more than the rest of a line).
+/// A log line's start: `{"ts":` and the time in seconds, to the ms.
+fn push_head(out: &mut Vec<u8>, now_ms: u128) {
+    out.extend_from_slice(b"{\"ts\":");
+    push_decimal(out, (now_ms / 1000) as u64);
+    out.push(b'.');
+    push_digits(out, (now_ms % 1000) as u64, 3);
+}
+
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = 1;
     while digits < 20 && n >= 10u64.pow(digits) {
