@@ -23,7 +23,8 @@ routing and handling:
 * afterwards, in one call to the Rust core (``app.logs.requests``), the request counted for
   ``/metrics`` per method, route template and status (``app.ops.request_metrics``) and its
   access log line written into the log writer's buffer: every answer of 400 or more, and
-  ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others.
+  ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others. An answer that started and never ended is
+  logged as 499 (``CUT_OFF``, the client hung up on it) or, after an error, 500.
 
 Why one layer in front rather than Litestar middleware and a before-send hook: route middleware
 makes Litestar put a second exception-handling layer between it and each handler, and a
@@ -56,6 +57,7 @@ from app.logs import logged_path, request_id_var, requests, writer
 from app.textguard import InvalidCharacter
 
 _access_log = logging.getLogger("tracecode.access")
+CUT_OFF = 499  # the status logged of an answer the client hung up on (nginx's convention)
 _INFO = logging.INFO
 
 
@@ -150,14 +152,17 @@ class Tracecode(Litestar):
         rid_header = (b"x-request-id", rid.encode())
         head = scope["method"] == "HEAD"
         status = 0  # the answer's, once it has started
+        ended = broken = False  # its last body message sent; an error raised after its start
 
         def front_send(message: Any) -> Any:  # returns send's awaitable: no coroutine of its own
-            nonlocal status
+            nonlocal status, ended
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), rid_header]
-            elif head and message["type"] == "http.response.body":
-                message["body"] = b""  # HEAD: the headers of GET (Content-Length too), no body
+            elif message["type"] == "http.response.body":
+                ended = not message.get("more_body", False)
+                if head:
+                    message["body"] = b""  # HEAD: the headers of GET (Content-Length too)
             return send(message)
 
         # Litestar's before-send hooks wrap it once more (create_app has none)
@@ -187,6 +192,7 @@ class Tracecode(Litestar):
                 await fn(scope, receive, out)
         except Exception as exc:
             if status:  # as Litestar's exception layer: too late for an error answer
+                broken = True
                 raise LitestarException("Exception caught after response started") from exc
             if isinstance(exc, HTTPException) and "route_handler" not in scope:  # no route
                 shaped = self._shape(scope["path"])
@@ -206,7 +212,10 @@ class Tracecode(Litestar):
                 scope["method"],
                 logged_path(scope),
                 scope.get("path_template", "unmatched"),
-                status or 500,  # nothing answered: logged as the server's 500
+                # nothing answered, or an error after the start: the server's 500; an answer
+                # started and never ended without one (a download the client hung up on:
+                # Litestar's stream stops at the disconnect): 499, "client closed request"
+                status if ended else 500 if broken or not status else CUT_OFF,
                 perf_counter() - started,
                 self.access_log_sample,
                 _access_log.isEnabledFor(_INFO),

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from litestar import get
+from litestar.response import Stream
 
 from app._core import RequestLog
 from app.config import SettingsError, load_settings
@@ -345,3 +346,73 @@ async def test_metrics_add_the_counts_of_the_servers_other_workers(
     hist = "tracecode_http_request_seconds"
     assert sample(text, f"{hist}_count", method="GET", route="/ping") >= 5
     assert sum(n for s in mine for status, n in s[2] if status == 200) >= before + 5
+
+
+async def _chunks(fail_after: int | None) -> Any:
+    for n in range(1000):
+        if n == fail_after:
+            raise RuntimeError("the export's query failed")
+        yield b"x" * 1024
+        await asyncio.sleep(0)
+
+
+@get("/download", sync_to_thread=False)
+def download(fail: bool = False) -> Stream:
+    return Stream(_chunks(3 if fail else None), media_type="text/csv")
+
+
+async def _drive(app: Tracecode, query: bytes, rid: bytes, hang_up_after: int | None) -> int:
+    """One GET through the app as a server calls it; the client hangs up after it has read
+    ``hang_up_after`` body messages. The body messages read."""
+    bodies, gone = 0, asyncio.Event()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/download",
+        "raw_path": b"/download",
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"t"), (b"x-request-id", rid)],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    asked = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal bodies
+        if message["type"] == "http.response.body":
+            bodies += 1
+            if bodies == hang_up_after or not message.get("more_body", False):
+                gone.set()  # a server's receive says so once the answer is whole, too
+
+    try:
+        await app(scope, receive, send)
+    except Exception:  # an error after the start goes to the server, as here
+        pass
+    return bodies
+
+
+async def test_a_download_the_client_hung_up_on_is_logged_as_499() -> None:
+    """Probe S L10: a streamed download cut off by its client was logged and counted as 200,
+    as if delivered. Now 499 (the client closed the request); a stream that fails after its
+    start is a 500; a whole one a 200."""
+    app = Tracecode(route_handlers=[download], exception_handlers=exception_handlers)
+    configure_logging("WARNING")
+    with captured_log() as log:
+        cut = await _drive(app, b"", b"cut-1", hang_up_after=5)
+        failed = await _drive(app, b"fail=true", b"failed-1", hang_up_after=None)
+        whole = await _drive(app, b"", b"whole-1", hang_up_after=None)
+    assert cut < 1000 and failed == 3 and whole == 1000 + 1  # the last: the end message
+    status = {line["request_id"]: line["status"] for line in lines(log)}
+    assert status == {"cut-1": 499, "failed-1": 500, "whole-1": 200}
