@@ -111,17 +111,18 @@ class Rounds:
 
 
 class _Asking:
-    __slots__ = ("done", "id", "jti")
+    __slots__ = ("done", "iat", "id", "jti", "sid")
 
-    def __init__(self, claimant_id: int, jti: uuid.UUID) -> None:
-        self.id, self.jti = claimant_id, jti
+    def __init__(self, claimant_id: int, jti: uuid.UUID, sid: uuid.UUID | None, iat: int) -> None:
+        self.id, self.jti, self.sid, self.iat = claimant_id, jti, sid, iat
         self.done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
 class Claimants(Rounds, Generic[Who]):
     """Who the claimants are, from their bearer tokens (see the module docstring). A kind sets
     ``token_type`` and ``sql`` — rows by ``ord`` for ``unnest(%(ord)s::int[], %(id)s::bigint[],
-    %(jti)s::uuid[])`` — and ``answer``."""
+    %(jti)s::uuid[])``, and the tokens' sessions and issue times in ``%(sid)s::uuid[]`` and
+    ``%(iat)s::bigint[]`` where the kind's tokens have them — and ``answer``."""
 
     token_type = ""
     sql = ""
@@ -129,18 +130,23 @@ class Claimants(Rounds, Generic[Who]):
     def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
         super().__init__(pool)
         self._key = settings.jwt_key()  # derived once (HKDF), not per request
-        self._tokens: dict[str, tuple[int, uuid.UUID, int]] = {}
+        self._tokens: dict[str, tuple[int, uuid.UUID, uuid.UUID | None, int, int]] = {}
 
-    def _read(self, token: str) -> tuple[int, uuid.UUID]:
+    def _read(self, token: str) -> _Asking:
         known = self._tokens.get(token)
-        if known is not None and time.time() < known[2]:
-            return known[0], known[1]
-        claims = tokens.decode(self._key, token, self.token_type)  # 401 invalid or expired
-        read = (int(claims["sub"]), tokens.token_id(claims), int(claims["exp"]))
-        if len(self._tokens) >= MAX_TOKENS:
-            self._tokens.clear()
-        self._tokens[token] = read
-        return read[0], read[1]
+        if known is None or time.time() >= known[4]:
+            claims = tokens.decode(self._key, token, self.token_type)  # 401 invalid or expired
+            known = (
+                int(claims["sub"]),
+                tokens.token_id(claims),
+                tokens.session_id(claims),
+                claims["iat"],
+                claims["exp"],
+            )
+            if len(self._tokens) >= MAX_TOKENS:
+                self._tokens.clear()
+            self._tokens[token] = known
+        return _Asking(*known[:4])
 
     async def lookup(self, authorization: str | None) -> Who:
         """The claimant of an ``Authorization: Bearer`` header (401 ``unauthorized``,
@@ -148,7 +154,7 @@ class Claimants(Rounds, Generic[Who]):
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("sign in first", code="unauthorized")
-        asking = _Asking(*self._read(token.strip()))
+        asking = self._read(token.strip())
         self._queue(asking)
         return await asking.done  # type: ignore[no-any-return]
 
@@ -161,6 +167,8 @@ class Claimants(Rounds, Generic[Who]):
             "ord": list(range(len(group))),
             "id": [a.id for a in group],
             "jti": [a.jti for a in group],
+            "sid": [a.sid for a in group],
+            "iat": [a.iat for a in group],
         }
         found = {row["ord"]: row for row in await (await conn.execute(self.sql, params)).fetchall()}
         for i, a in enumerate(group):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+import jwt
 
 from app.auth import tokens
 from app.demo import DEMO_PASSWORD
@@ -257,23 +258,29 @@ async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
 
 
 async def test_a_password_set_ends_the_access_tokens_issued_before(
-    client: Any, login: Any, demo: Any
+    client: Any, login: Any, demo: Any, settings: Any
 ) -> None:
     """Probe F: a reset revoked the refresh tokens, but a stolen access token kept working
-    until it expired."""
+    until it expired. Probes T and U: one issued in the same second as the reset still did
+    (the cut-off was in whole seconds); now a token lives as long as its session."""
     admin = await login("admin")
     name = f"reset_{id(client) % 100000}"
-    user_id, tokens = await new_staff(
+    user_id, issued = await new_staff(
         client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
     )
-    stolen = bearer(tokens)
-    assert (await client.get("/auth/me", headers=stolen)).status_code == 200
-    await asyncio.sleep(1.05)  # tokens carry whole seconds
-    reset = await client.patch(
+    stolen = bearer(issued)
+    # a token of a release before sessions (no sid), issued a while ago
+    old = tokens.issue(settings.jwt_key(), user_id, "access", 900)[0]
+    claims = tokens.decode(settings.jwt_key(), old, "access")
+    legacy = jwt.encode({**claims, "iat": claims["iat"] - 5}, settings.jwt_key(), "HS256")
+    for headers in (stolen, {"Authorization": f"Bearer {legacy}"}):
+        assert (await client.get("/auth/me", headers=headers)).status_code == 200
+    reset = await client.patch(  # at once: most often within the second of the log-in
         f"/users/{user_id}", headers=admin, json={"password": "password-456"}
     )
     assert reset.status_code == 200, reset.text
-    assert_error(await client.get("/auth/me", headers=stolen), 401, "token_revoked")
+    for headers in (stolen, {"Authorization": f"Bearer {legacy}"}):
+        assert_error(await client.get("/auth/me", headers=headers), 401, "token_revoked")
     new = await client.post("/auth/login", json={"username": name, "password": "password-456"})
     assert (await client.get("/auth/me", headers=bearer(new.json()))).status_code == 200
 
@@ -294,7 +301,6 @@ async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: 
     short = {"current_password": "initial-123", "new_password": "short"}
     assert_error(await client.post("/auth/password", headers=old, json=short), 400)
     body = {"current_password": "initial-123", "new_password": "mine-45678"}
-    await asyncio.sleep(1.05)  # tokens carry whole seconds: the old one from an earlier one
     changed = await client.post("/auth/password", headers=old, json=body)
     assert changed.status_code == 200, changed.text
     assert (await client.get("/auth/me", headers=bearer(changed.json()))).status_code == 200
@@ -351,3 +357,32 @@ def test_a_password_is_one_password_in_any_unicode_form() -> None:
 
     older = PasswordHasher().hash(decomposed)  # a hash of before, of the raw text
     assert verify_password(older, decomposed) and not verify_password(older, "x")
+
+
+async def test_a_sign_out_ends_its_own_session_at_once(client: Any, login: Any, demo: Any) -> None:
+    """Probe U: a sign-out revoked its refresh token only; its access token went on working
+    until it expired (15 minutes, on a handheld the next shift picks up). Now the session ends:
+    its access tokens with it, those of earlier refreshes too; another sign-in's go on."""
+    admin = await login("admin")
+    name = f"signout_{id(client) % 100000}"
+    _, first = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
+    )
+    other = await client.post("/auth/login", json={"username": name, "password": "password-123"})
+    renewed = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert other.status_code == 200 and renewed.status_code == 200, renewed.text
+
+    async def me(issued: dict[str, Any]) -> Any:
+        return await client.get("/auth/me", headers=bearer(issued))
+
+    for issued in (first, renewed.json(), other.json()):  # a refresh goes on with its session
+        assert (await me(issued)).status_code == 200
+    out = await client.post("/auth/logout", json={"refresh_token": renewed.json()["refresh_token"]})
+    assert out.status_code == 204
+    assert_error(await me(first), 401, "token_revoked")
+    assert_error(await me(renewed.json()), 401, "token_revoked")
+    assert (await me(other.json())).status_code == 200  # the other device is still signed in
+    again = await client.post(
+        "/auth/refresh", json={"refresh_token": renewed.json()["refresh_token"]}
+    )
+    assert_error(again, 401, "invalid_token")

@@ -265,6 +265,14 @@ async def test_void_no_rule_inactive_clerk_and_in_transit(
         clerk_id, headers = await new_clerk(client, login, demo["STORE-HZ-01"])
         made = await claim(units[6], headers)
         assert made.status_code == 201 and made.json()["amount"] == 1.5
+        # a password set ends the clerk's sessions: the old token claims no more (probe U:
+        # the claims' own look-up of the clerk did not ask, and paid a rebate)
+        reset_id, reset_clerk = await new_clerk(client, login, demo["STORE-HZ-01"])
+        reset = await client.patch(
+            f"/users/{reset_id}", headers=admin, json={"password": "Other-pass-2026"}
+        )
+        assert reset.status_code == 200, reset.text
+        assert_error(await claim(units[7], reset_clerk), 401, "token_revoked")
         off = await client.patch(f"/users/{clerk_id}", headers=admin, json={"status": "inactive"})
         assert off.status_code == 200, off.text
         assert_error(await claim(units[7], headers), 401, "account_inactive")

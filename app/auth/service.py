@@ -37,14 +37,29 @@ def org_status(alias: str) -> str:
 
 ORG_STATUS = org_status("o")  # of the organisation aliased ``o``
 
+
+def session_live(sid: str, iat: str) -> str:
+    """SQL: whether an access token of the user aliased ``u``, of session ``sid`` issued at
+    ``iat`` (epoch seconds), still works: its session has a live refresh token (a sign-out, a
+    password set, the account deactivated or moved revoke them). A token without a session
+    (issued before migration 0051): issued at or after the user's ``sessions_from``. Both NULL
+    (the user looked up without a token): true."""
+    return f"""CASE WHEN {sid} IS NOT NULL THEN EXISTS (
+    SELECT 1 FROM refresh_tokens t
+     WHERE t.session_id = {sid} AND t.user_id = u.id AND t.revoked_at IS NULL
+       AND t.expires_at > now())
+  ELSE {iat} IS NULL OR u.sessions_from IS NULL
+       OR {iat} >= extract(epoch FROM u.sessions_from) END"""
+
+
 _PRINCIPAL_SQL = f"""
 SELECT u.id, u.username, u.org_id, o.path, u.status, {ORG_STATUS} AS org_status,
-       extract(epoch FROM u.sessions_from)::bigint AS sessions_from,
+       {session_live("%(sid)s::uuid", "%(iat)s::bigint")} AS session_live,
        coalesce((SELECT array_agg(DISTINCT p)
                    FROM user_roles ur JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
                   WHERE ur.user_id = u.id), '{{}}') AS permissions
   FROM users u JOIN orgs o ON o.id = u.org_id
- WHERE u.id = %s
+ WHERE u.id = %(id)s
 """
 
 
@@ -110,16 +125,20 @@ async def change_password(
     return await _issue_pair(conn, settings, actor.user_id)
 
 
-async def _issue_pair(conn: Conn, settings: Settings, user_id: int) -> TokenOut:
-    key = settings.jwt_key()
-    access, expires = tokens.issue(key, user_id, "access", settings.access_token_ttl)
+async def _issue_pair(
+    conn: Conn, settings: Settings, user_id: int, session: uuid.UUID | None = None
+) -> TokenOut:
+    """A new pair of ``session`` (a refresh goes on with its token's), or of a new session."""
+    key, sid = settings.jwt_key(), (session or uuid.uuid4()).hex
+    access, expires = tokens.issue(key, user_id, "access", settings.access_token_ttl, sid=sid)
     jti = uuid.uuid4()
     refresh, refresh_expires = tokens.issue(
-        key, user_id, "refresh", settings.refresh_token_ttl, jti=jti.hex
+        key, user_id, "refresh", settings.refresh_token_ttl, jti=jti.hex, sid=sid
     )
     await conn.execute(
-        "INSERT INTO refresh_tokens (id, user_id, expires_at) VALUES (%s, %s, to_timestamp(%s))",
-        (jti, user_id, refresh_expires),
+        "INSERT INTO refresh_tokens (id, user_id, expires_at, session_id) "
+        "VALUES (%s, %s, to_timestamp(%s), %s)",
+        (jti, user_id, refresh_expires, uuid.UUID(hex=sid)),
     )
     return TokenOut(access, refresh, "Bearer", expires, refresh_expires)
 
@@ -130,7 +149,8 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
     spent = await (
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now() "
-            "WHERE id = %s AND revoked_at IS NULL AND expires_at > now() RETURNING user_id",
+            "WHERE id = %s AND revoked_at IS NULL AND expires_at > now() "
+            "RETURNING user_id, session_id",
             (tokens.token_id(claims),),
         )
     ).fetchone()
@@ -138,7 +158,7 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
         await _replayed(conn, tokens.token_id(claims))
         raise Unauthorized("refresh token already used or revoked", code="invalid_token")
     principal = await load_user(conn, tokens.user_id(claims))
-    return await _issue_pair(conn, settings, principal.user_id or 0)
+    return await _issue_pair(conn, settings, principal.user_id or 0, spent["session_id"])
 
 
 async def end_sessions(conn: Conn, user_id: int) -> None:
@@ -178,22 +198,26 @@ async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
 
 
 async def logout(conn: Conn, settings: Settings, refresh_token: str) -> None:
+    """End the refresh token's session: its access tokens stop working at once."""
     claims = tokens.decode(settings.jwt_key(), refresh_token, "refresh")
     await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
-        (tokens.token_id(claims),),
+        "UPDATE refresh_tokens SET revoked_at = now() "
+        "WHERE (id = %s OR session_id = %s) AND user_id = %s AND revoked_at IS NULL",
+        (tokens.token_id(claims), tokens.session_id(claims), tokens.user_id(claims)),
     )
 
 
-async def load_user(conn: Conn, user_id: int, issued_at: int | None = None) -> Principal:
-    """The user as a caller; with ``issued_at`` (an access token's ``iat``) 401
-    ``token_revoked`` for a token from before the user's sessions were ended."""
-    row = await (await conn.execute(_PRINCIPAL_SQL, (user_id,))).fetchone()
+async def load_user(
+    conn: Conn, user_id: int, issued_at: int | None = None, session: uuid.UUID | None = None
+) -> Principal:
+    """The user as a caller; with an access token's ``iat`` and session (``sid``), 401
+    ``token_revoked`` once that session has ended (``session_live``)."""
+    params = {"id": user_id, "sid": session, "iat": issued_at}
+    row = await (await conn.execute(_PRINCIPAL_SQL, params)).fetchone()
     if row is None or row["status"] != "active" or row["org_status"] != "active":
         raise Unauthorized("the account is inactive or gone", code="account_inactive")
-    if issued_at is not None and row["sessions_from"] is not None:
-        if issued_at < row["sessions_from"]:
-            raise Unauthorized("the session was ended: sign in again", code="token_revoked")
+    if not row["session_live"]:
+        raise Unauthorized("the session was ended: sign in again", code="token_revoked")
     return Principal(
         org_id=row["org_id"],
         org_path=row["path"],
@@ -214,7 +238,8 @@ async def principal_from_headers(
     credential = credential.strip()
     if scheme.lower() == "bearer" and credential:
         claims = tokens.decode(settings.jwt_key(), credential, "access")
-        return await load_user(conn, tokens.user_id(claims), int(claims["iat"]))
+        user = tokens.user_id(claims)
+        return await load_user(conn, user, claims["iat"], tokens.session_id(claims))
     if scheme.lower() == "apikey" and credential:
         return await load_api_key(conn, credential)
     raise Unauthorized("unsupported authorization scheme", code="unauthorized")

@@ -16,7 +16,11 @@ _SUB = re.compile(r"[1-9][0-9]{0,17}")  # a user id: a positive bigint, in decim
 _JTI = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
 
 
-def issue(key: bytes, user_id: int, kind: str, ttl: int, jti: str | None = None) -> tuple[str, int]:
+def issue(
+    key: bytes, user_id: int, kind: str, ttl: int, jti: str | None = None, sid: str | None = None
+) -> tuple[str, int]:
+    """A signed token and its expiry. ``sid``: a staff sign-in's session (``app.auth.service``),
+    in both tokens of its pairs; an access token lives only as long as its session."""
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -26,6 +30,8 @@ def issue(key: bytes, user_id: int, kind: str, ttl: int, jti: str | None = None)
         "exp": now + ttl,
         "jti": jti or uuid.uuid4().hex,
     }
+    if sid is not None:
+        claims["sid"] = sid
     return jwt.encode(claims, key, algorithm="HS256"), now + ttl
 
 
@@ -50,6 +56,9 @@ def decode(key: bytes, token: str, kind: str) -> dict[str, Any]:
         raise Unauthorized("invalid token subject", code="invalid_token")
     if not (isinstance(jti, str) and _JTI.fullmatch(jti)):
         raise Unauthorized("invalid token id", code="invalid_token")
+    sid = claims.get("sid")
+    if sid is not None and not (isinstance(sid, str) and _JTI.fullmatch(sid)):
+        raise Unauthorized("invalid token session", code="invalid_token")
     for name in ("exp", "iat"):
         if type(claims.get(name)) is not int:  # bool is no timestamp, and floats are not issued
             raise Unauthorized(f"invalid token claim {name}", code="invalid_token")
@@ -59,6 +68,13 @@ def decode(key: bytes, token: str, kind: str) -> dict[str, Any]:
 def user_id(claims: dict[str, Any]) -> int:
     """The user id of claims checked by ``decode``."""
     return int(claims["sub"])
+
+
+def session_id(claims: dict[str, Any]) -> uuid.UUID | None:
+    """The session (``sid``) of claims checked by ``decode``; None in a token issued before
+    sessions were (a release before migration 0051) and in members' tokens."""
+    sid = claims.get("sid")
+    return None if sid is None else uuid.UUID(hex=sid)
 
 
 def token_id(claims: dict[str, Any]) -> uuid.UUID:

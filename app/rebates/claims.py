@@ -42,7 +42,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth.principal import Principal
-from app.auth.service import ORG_STATUS
+from app.auth.service import ORG_STATUS, session_live
 from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
@@ -52,11 +52,13 @@ from app.verify.service import Verifier
 # The clerks of the claims in flight: the user, their organisation and permissions.
 _CLERKS = f"""
 SELECT r.ord, u.username, u.status, u.org_id, o.path, o.kind, {ORG_STATUS} AS org_status,
+       {session_live("r.sid", "r.iat")} AS session_live,
        coalesce((SELECT array_agg(DISTINCT p)
                    FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id,
                         unnest(ro.permissions) p
                   WHERE ur.user_id = u.id), '{{}}') AS permissions
-FROM unnest(%(ord)s::int[], %(id)s::bigint[], %(jti)s::uuid[]) AS r(ord, user_id, jti)
+FROM unnest(%(ord)s::int[], %(id)s::bigint[], %(jti)s::uuid[], %(sid)s::uuid[],
+            %(iat)s::bigint[]) AS r(ord, user_id, jti, sid, iat)
 JOIN users u ON u.id = r.user_id
 JOIN orgs o ON o.id = u.org_id
 """
@@ -211,6 +213,8 @@ class Clerks(Claimants[Principal]):
     def answer(self, claimant_id: int, row: dict[str, Any] | None) -> Principal:
         if row is None or row["status"] != "active" or row["org_status"] != "active":
             raise Unauthorized("the account is inactive or gone", code="account_inactive")
+        if not row["session_live"]:  # as ``load_user``: signed out, or a password set since
+            raise Unauthorized("the session was ended: sign in again", code="token_revoked")
         clerk = Principal(
             org_id=row["org_id"],
             org_path=row["path"],
