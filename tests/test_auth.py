@@ -226,6 +226,33 @@ async def test_an_api_key_never_outlives_or_outranks_its_creator(
     assert_error(back, 401, "api_key_revoked")
 
 
+async def test_a_revoked_key_takes_the_keys_it_made_with_it(client: Any, login: Any) -> None:
+    """Probe T: a key made by a key went on working after the maker key was revoked: whoever
+    held a leaked key with ``apikeys.write`` for a moment kept access."""
+    admin = await login("admin")
+
+    async def make(headers: dict[str, str], name: str, permissions: list[str]) -> Any:
+        made = await client.post(
+            "/api-keys", headers=headers, json={"name": name, "permissions": permissions}
+        )
+        assert made.status_code == 201, made.text
+        return made.json()
+
+    tag = id(client) % 100000
+    parent = await make(admin, f"parent_{tag}", ["apikeys.write", "orgs.read"])
+    child = await make({"X-API-Key": parent["key"]}, f"child_{tag}", ["apikeys.write", "orgs.read"])
+    grandchild = await make({"X-API-Key": child["key"]}, f"grandchild_{tag}", ["orgs.read"])
+    other = await make(admin, f"other_{tag}", ["orgs.read"])
+    for made in (child, grandchild, other):
+        assert (await client.get("/orgs", headers={"X-API-Key": made["key"]})).status_code == 200
+    revoked = await client.post(f"/api-keys/{parent['api_key']['id']}/revoke", headers=admin)
+    assert revoked.status_code == 200, revoked.text
+    for made in (parent, child, grandchild):
+        gone = await client.get("/orgs", headers={"X-API-Key": made["key"]})
+        assert_error(gone, 401, "api_key_revoked")
+    assert (await client.get("/orgs", headers={"X-API-Key": other["key"]})).status_code == 200
+
+
 async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

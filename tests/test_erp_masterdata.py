@@ -675,6 +675,36 @@ async def test_a_user_moved_by_import_leaves_the_old_organisations_roles_behind(
     assert moved["roles"] == ["field_rep"], moved
 
 
+async def test_a_user_moved_away_leaves_its_api_keys_behind_dead(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe U: a key made at the old agent kept working after its maker moved away — it read
+    the old agent's users and made new keys there — and the maker no longer saw it to revoke."""
+    admin = await login("admin")
+    username = f"km-{RUN}".lower()
+    user = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": username,
+            "password": "tracecode-demo",
+            "roles": ["org_admin"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    maker = await login(username)
+    made = await client.post(
+        "/api-keys", headers=maker, json={"name": username, "permissions": ["users.read"]}
+    )
+    assert made.status_code == 201, made.text
+    as_key = {"X-API-Key": made.json()["key"]}
+    assert (await client.get("/users", headers=as_key)).status_code == 200
+    rows = f"erp_code,username,org_erp_code\n{code('KM')},{username},AGENT-GD\n"
+    assert (await imported(client, admin, "users", rows))["updated"] == 1
+    assert_error(await client.get("/users", headers=as_key), 401, "api_key_revoked")
+
+
 async def test_an_import_adopts_no_account_stronger_than_the_importer(
     client: Any, login: Any
 ) -> None:

@@ -254,12 +254,15 @@ _API_KEY = re.compile(r"tck_([0-9a-f]{12})_([A-Za-z0-9-]{43})")
 
 
 # A key never outlives or outranks the user who made it: it works while that user is active
-# (and its organisations), with those of its permissions the user still holds.
+# (and its organisations) and its organisation is still in that user's subtree (a user moved
+# away leaves its keys behind, dead: probe U), with those of its permissions the user still
+# holds.
 _API_KEY_SQL = f"""
 SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path,
        {ORG_STATUS} AS status,
        k.created_by IS NULL
-           OR (c.status = 'active' AND {org_status("co")} = 'active') AS creator_active,
+           OR (c.status = 'active' AND {org_status("co")} = 'active'
+               AND starts_with(o.path, co.path)) AS creator_active,
        CASE WHEN k.created_by IS NOT NULL THEN
            coalesce((SELECT array_agg(DISTINCT p)
                        FROM user_roles ur JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
@@ -358,18 +361,21 @@ async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKey
     row = await (
         await conn.execute(
             # a key made by a key answers to the user who made that one
-            f"INSERT INTO api_keys (org_id, name, prefix, secret_hash, permissions, created_by) "
-            f"VALUES (%s, %s, %s, %s, %s, coalesce(%s, "
-            f"(SELECT created_by FROM api_keys WHERE id = %s))) RETURNING {_KEY_COLUMNS}",
-            (
-                org_id,
-                data.name,
-                prefix,
-                _hash_secret(secret),
-                sorted(set(data.permissions)),
-                actor.user_id,
-                actor.api_key_id,
-            ),
+            # (and is revoked with that key: ``revoke_api_key``)
+            f"INSERT INTO api_keys "
+            f"(org_id, name, prefix, secret_hash, permissions, created_by, made_by_key) "
+            f"VALUES (%(org)s, %(name)s, %(prefix)s, %(hash)s, %(permissions)s, "
+            f"coalesce(%(user)s, (SELECT created_by FROM api_keys WHERE id = %(key)s)), %(key)s) "
+            f"RETURNING {_KEY_COLUMNS}",
+            {
+                "org": org_id,
+                "name": data.name,
+                "prefix": prefix,
+                "hash": _hash_secret(secret),
+                "permissions": sorted(set(data.permissions)),
+                "user": actor.user_id,
+                "key": actor.api_key_id,
+            },
         )
     ).fetchone()
     assert row is not None
@@ -416,5 +422,25 @@ async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut
     if updated is None:
         raise NotFound("API key not found")
     out = ApiKeyOut(**updated)
-    await audit.record(conn, actor, "revoke", "api_key", key_id, after=out)
+    await audit.record(conn, actor, "revoke", "api_key", key_id, after=out, org_id=out.org_id)
+    made = await (
+        await conn.execute(  # the keys it made, and theirs: their holder had this one
+            """WITH RECURSIVE made AS (
+                   SELECT id FROM api_keys WHERE made_by_key = %(id)s
+                   UNION SELECT k.id FROM api_keys k JOIN made ON k.made_by_key = made.id)
+               UPDATE api_keys k SET revoked_at = now() FROM made
+                WHERE k.id = made.id AND k.revoked_at IS NULL RETURNING k.id, k.org_id""",
+            {"id": key_id},
+        )
+    ).fetchall()
+    for child in made:
+        await audit.record(
+            conn,
+            actor,
+            "revoke",
+            "api_key",
+            child["id"],
+            org_id=child["org_id"],
+            after={"revoked_with": key_id},
+        )
     return out
