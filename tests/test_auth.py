@@ -306,6 +306,12 @@ async def test_a_password_set_ends_the_access_tokens_issued_before(
         f"/users/{user_id}", headers=admin, json={"password": "password-456"}
     )
     assert reset.status_code == 200, reset.text
+    trail = await client.get(  # probe T: the update's rows show no password: this one does
+        "/audit",
+        headers=admin,
+        params={"entity": "user", "entity_id": str(user_id), "action": "set_password"},
+    )
+    assert trail.status_code == 200 and len(trail.json()["items"]) == 1, trail.text
     for headers in (stolen, {"Authorization": f"Bearer {legacy}"}):
         assert_error(await client.get("/auth/me", headers=headers), 401, "token_revoked")
     new = await client.post("/auth/login", json={"username": name, "password": "password-456"})
@@ -336,6 +342,13 @@ async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: 
     assert_error(again, 401, "invalid_credentials")
     mine = await client.post("/auth/login", json={"username": name, "password": "mine-45678"})
     assert mine.status_code == 200, mine.text
+    # probe T: one's own password is not set by PATCH /users (no current password asked, no
+    # log-in limits: a leaked access token of an admin took the account for good)
+    own = await client.get("/auth/me", headers=admin)
+    mine_patched = await client.patch(
+        f"/users/{own.json()['user_id']}", headers=admin, json={"password": "taken-over-1"}
+    )
+    assert_error(mine_patched, 422, "own_account")
     key = await client.post(
         "/api-keys", headers=admin, json={"name": f"{name}_k", "permissions": ["orgs.read"]}
     )
