@@ -197,6 +197,15 @@ async def test_hostile_and_wrong_requests(client: Any, login: Any) -> None:
         "/epcis/capture/00000000-0000-0000-0000-000000000000", headers=partner
     )
     assert_problem(unknown_job, 404, "capture_not_found")
+    # probe T: a key of the brand holding only catalog.read read every event and capture job
+    admin = await login("admin")
+    made = await client.post(
+        "/api-keys", headers=admin, json={"name": "catalog-only", "permissions": ["catalog.read"]}
+    )
+    assert made.status_code == 201, made.text
+    catalog_only = {"X-API-Key": made.json()["key"]}
+    for path in ("/epcis/events", "/epcis/capture", "/epcis/events/urn%3Auuid%3A0"):
+        assert_problem(await client.get(path, headers=catalog_only), 403, "permission_denied")
 
 
 def assert_problem(response: Any, status: int, code: str) -> None:

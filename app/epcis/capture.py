@@ -152,7 +152,8 @@ def _out(row: dict[str, Any]) -> CaptureOut:
 
 
 async def get(conn: Conn, actor: Principal, capture_id: uuid.UUID) -> CaptureOut:
-    """A capture job of the caller's subtree (404 otherwise)."""
+    """A capture job of the caller's subtree (404 otherwise), for its capturers and readers."""
+    actor.require_any("epcis.capture", "orgs.read")
     row = await (
         await conn.execute(
             f"SELECT {', '.join('c.' + c for c in _COLUMNS.split(', '))}, o.path "
@@ -167,6 +168,7 @@ async def get(conn: Conn, actor: Principal, capture_id: uuid.UUID) -> CaptureOut
 
 async def list_jobs(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[CaptureOut]:
     """The capture jobs of the caller's subtree, newest first."""
+    actor.require_any("epcis.capture", "orgs.read")
     return await fetch_page(
         conn,
         columns=", ".join("c." + c for c in _COLUMNS.split(", ")),

@@ -64,7 +64,9 @@ class Page(msgspec.Struct, frozen=True):
 async def search(
     conn: Conn, actor: Principal, scheme: Scheme, settings: Settings, q: Query
 ) -> Page:
-    """One page of the events the caller may see that match ``q``."""
+    """One page of the events the caller may see that match ``q`` (``orgs.read``, as a
+    unit's trace: probe T found a key holding only ``catalog.read`` reading every event)."""
+    actor.require("orgs.read")
     matches = {name: match_of(q.lists[name], scheme) for name in _ROLES if name in q.lists}
     orgs = None if actor.org_path.count("/") == 2 else await _subtree(conn, actor)
     own, captured = q.after
