@@ -224,6 +224,14 @@ async def test_rsa_wrapped_files_open_only_with_the_printers_key(
         json={"public_key_pem": key.public_key().export_key().decode()},
     )
     assert registered.status_code == 204, registered.text
+    # probe T: the ERP partner (orgs.write, no codes.export) re-keyed the printer to its own key
+    # and read the next printer files; a printer's key is set by the printer or code staff
+    stolen = await client.put(
+        f"/printers/{demo['PRINTER-SH']}/public-key",
+        headers=await login("partner"),
+        json={"public_key_pem": RSA.generate(2048).public_key().export_key().decode()},
+    )
+    assert_error(stolen, 403, "permission_denied")
     bad_key = await client.put(
         f"/printers/{demo['PRINTER-SH']}/public-key",
         headers=printer,

@@ -285,7 +285,9 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
 
 
 async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: str) -> None:
-    """Register a printer's RSA public key (admins of the tree, or the printer's own users)."""
+    """Register a printer's RSA public key: the printer's own users, or those of the tree who
+    may both manage organisations and export printer files (the key decides who reads the
+    files: probe T found an ERP partner's key, with ``orgs.write`` only, re-keying a printer)."""
     from app.codes.printfile import PrintFileError, public_key
 
     row = await (
@@ -293,7 +295,7 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
     ).fetchone()
     own = actor.org_id == printer_id and actor.has("codes.download")
     if not own:
-        actor.require("orgs.write")
+        actor.require("orgs.write", "codes.export")
         actor.ensure_sees(row["path"] if row else None, "printer organisation")
     if row is None or row["kind"] != "printer":
         raise NotFound("printer organisation not found", code="unknown_printer")
