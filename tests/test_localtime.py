@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +39,20 @@ def test_the_pattern_finds_the_ways_the_bug_was_written() -> None:
     ):
         assert UTC_DAYS.search(line), line
     assert not UTC_DAYS.search("coalesce(%s, (now() AT TIME ZONE 'Asia/Shanghai')::date)")
+
+
+async def test_no_column_defaults_to_the_servers_day(client: Any, conn: Any) -> None:
+    """Probe V: a sale (its insert names no date) took ``documents.doc_date``'s default,
+    ``current_date``: the database server's day, the day before in Beijing's early hours. The
+    source guard above reads Python only; this one asks the migrated database."""
+    rows = await (
+        await conn.execute(
+            """SELECT table_name, column_name, column_default
+                 FROM information_schema.columns
+                WHERE table_schema = current_schema()
+                  AND (column_default ILIKE '%current_date%'
+                       OR column_default ILIKE '%now()::date%'
+                       OR column_default ILIKE '%''now''::text)::date%')"""
+        )
+    ).fetchall()
+    assert not rows, rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from typing import Any
 
 import pytest
@@ -697,3 +698,40 @@ async def test_a_documents_number_and_date_are_of_the_brands_calendar(
         params={"doc_no": doc["doc_no"], "from": day.isoformat(), "to": day.isoformat()},
     )
     assert found.status_code == 200 and found.json()["total"] == 1, found.text
+
+
+async def test_nothing_is_shipped_to_an_inactive_organisation(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Probe U: goods were shipped to a deactivated agent and to its stores (drafts made
+    before and after), where nobody can sign in to receive them; the sender cannot recall a
+    confirmed shipment. Now 409 ``org_inactive`` at the draft and again at its confirmation."""
+    admin, agent, clerk = await login("admin"), await login("agent_clerk"), await login("clerk")
+    n = secrets.token_hex(3).upper()
+
+    async def org(kind: str, parent: int) -> int:
+        code = f"CLOSE-{kind}-{parent}-{n}"
+        body = {"kind": kind, "name": f"Closing {kind} {parent} {n}", "erp_code": code}
+        made = await client.post("/orgs", headers=admin, json={**body, "parent_id": parent})
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])
+
+    store = await org("store", demo["AGENT-ZJ"])
+    draft = await document(client, agent, kind="outbound", counterparty_id=store)
+    assert (await client.post(f"/orgs/{store}/deactivate", headers=admin)).status_code == 200
+    assert_error(await confirm(client, agent, draft), 409, "org_inactive")
+    again = await client.post(
+        "/documents", headers=agent, json={"kind": "outbound", "counterparty_id": store}
+    )
+    assert_error(again, 409, "org_inactive")
+    # a store of an inactive agent: nobody there can sign in either
+    other_agent = await org("agent", demo["BRAND-LUMI"])
+    under = await org("store", other_agent)
+    assert (await client.post(f"/orgs/{other_agent}/deactivate", headers=admin)).status_code == 200
+    below = await client.post(
+        "/documents", headers=clerk, json={"kind": "outbound", "counterparty_id": under}
+    )
+    assert_error(below, 409, "org_inactive")
+    # active again: the draft goes on to its own checks (it holds nothing)
+    assert (await client.post(f"/orgs/{store}/activate", headers=admin)).status_code == 200
+    assert_error(await confirm(client, agent, draft), 422, "empty_document")

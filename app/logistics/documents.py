@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from app import audit, idempotency, localtime
 from app.auth.principal import Principal
+from app.auth.service import org_status
 from app.codes.lookup import VOID_STATES, read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -196,6 +197,25 @@ async def _org(conn: Conn, org_id: int, actor: Principal | None = None) -> dict[
     return row
 
 
+async def _ensure_open(conn: Conn, movement: Movement, counterparty: int | None) -> None:
+    """A shipment's receiver is active, and every organisation above it (probe U: goods were
+    shipped to a deactivated agent and its stores, where nobody can sign in to receive them).
+    409 ``org_inactive`` when a draft is made and again when it is confirmed or approved."""
+    if movement.receiver != "counterparty" or counterparty is None:
+        return
+    row = await (
+        await conn.execute(
+            f"SELECT {org_status('o')} AS status FROM orgs o WHERE o.id = %s", (counterparty,)
+        )
+    ).fetchone()
+    if row is not None and row["status"] != "active":
+        raise Conflict(
+            f"organisation {counterparty} is inactive (or one above it): it cannot receive goods",
+            code="org_inactive",
+            details={"org_id": counterparty},
+        )
+
+
 def _unknown_org(org_id: int) -> Unprocessable:
     return Unprocessable(f"organisation {org_id} not found", code="unknown_org")
 
@@ -249,6 +269,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             )
     elif movement.sender == "counterparty":  # a factory inbound with no factory above
         raise Unprocessable("a factory inbound needs the factory it receives from", code="bad_org")
+    await _ensure_open(conn, movement, counterparty)
     if data.salesperson_id is not None:
         await _check_salesperson(conn, actor, data.salesperson_id, other)
     doc_id = await _insert_document(conn, actor, movement, data, org["id"], counterparty, order_id)
@@ -532,6 +553,7 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
     """Apply the document. One whose movement needs approval (an exception outbound) is only
     checked, and waits for an approver (L4)."""
     row = await _draft(conn, actor, doc_id)
+    await _ensure_open(conn, MOVEMENTS[row["kind"]], row["counterparty_id"])
     plan = await movements.check(conn, scheme, row)
     if plan.movement.approval:
         await conn.execute(
@@ -555,6 +577,7 @@ async def decide(
     if row["status"] != "pending_approval":
         raise Conflict(f"the document is {row['status']}", code="not_pending")
     if approve:
+        await _ensure_open(conn, MOVEMENTS[row["kind"]], row["counterparty_id"])
         await _move(conn, await movements.check(conn, scheme, row))
     else:
         await conn.execute("UPDATE documents SET status = 'rejected' WHERE id = %s", (doc_id,))
