@@ -307,6 +307,16 @@ async def test_exception_outbound_needs_approval(
         409,
         "not_pending",
     )
+    # probe T: an admin holding both permissions approved its own exception outbound
+    admin = await login("factory_admin")
+    own = await document(
+        client, admin, route["units"][3:4], kind="exception", reason="gift", org_id=demo["WH-SZ-01"]
+    )
+    assert (await confirm(client, admin, own)).json()["status"] == "pending_approval"
+    own_approval = await client.post(f"/documents/{own['id']}/approve", headers=admin, json={})
+    assert_error(own_approval, 403, "own_document")
+    withdrawn = await client.post(f"/documents/{own['id']}/reject", headers=admin, json={})
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "rejected"
     sample = await document(client, clerk, route["units"][2:3], kind="exception", reason="sample")
     await confirm(client, clerk, sample)
     rejected = await client.post(f"/documents/{sample['id']}/reject", headers=approver, json={})

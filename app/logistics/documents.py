@@ -576,6 +576,12 @@ async def decide(
         raise Forbidden("approve documents of your own organisations", code="not_your_org")
     if row["status"] != "pending_approval":
         raise Conflict(f"the document is {row['status']}", code="not_pending")
+    if approve and actor.user_id is not None and actor.user_id == row["handler_id"]:
+        # an approval is a second person's (probe T: an organisation's admin, who holds both
+        # permissions, drafted, confirmed and approved its own exception outbound)
+        raise Forbidden(
+            "a document is approved by someone other than its handler", code="own_document"
+        )
     if approve:
         await _ensure_open(conn, MOVEMENTS[row["kind"]], row["counterparty_id"])
         await _move(conn, await movements.check(conn, scheme, row))
