@@ -140,6 +140,12 @@ async def test_exports_are_every_match(client: Any, login: Any, seeded: dict[str
     assert [r[rows[0].index("serial")] for r in rows[1:]] == [f"{prefix}{i}" for i in range(5)]
     sheet = await client.get(PATH, headers=admin, params={"serial": prefix, "format": "xlsx"})
     assert sheet.status_code == 200 and sheet.content[:2] == b"PK"
+    # probe T: consumers' addresses and member ids left in files no audit row told of
+    trail = await client.get(
+        "/audit", headers=admin, params={"entity": "verification", "action": "export"}
+    )
+    mine = [r for r in trail.json()["items"] if r["after"]["filters"].get("serial") == prefix]
+    assert sorted(r["after"]["format"] for r in mine) == ["csv", "xlsx"], trail.text
 
 
 async def test_scoped_to_the_brand_and_the_subtree(

@@ -957,3 +957,24 @@ async def test_an_upgrade_takes_a_subscriptions_owner_from_the_record_of_its_mak
     manager = await login("store_manager")
     rotate = await wh.post(f"/webhooks/subscriptions/{sub['id']}/rotate", headers=manager)
     assert rotate.status_code == 404, rotate.text
+
+
+async def test_the_owners_audit_shows_what_others_above_did_to_its_subscription(
+    wh: Any, login: Any
+) -> None:
+    """Probe T: the brand admin's changes to an agent's subscription were audited under the
+    brand, where the agent's own auditors never see them."""
+    agent, admin = await login("agent_admin"), await login("admin")
+    sub = await subscribe(wh, agent, "https://partner.example/audited", ["rebate.claimed"])
+    url = f"/webhooks/subscriptions/{sub['id']}"
+    assert (await wh.patch(url, headers=admin, json={"active": False})).status_code == 200
+    assert (await wh.post(f"{url}/rotate", headers=admin)).status_code == 200
+    assert (await wh.delete(url, headers=admin)).status_code == 204
+    trail = await wh.get(
+        "/audit",
+        headers=agent,
+        params={"entity": "webhook_subscription", "entity_id": str(sub["id"])},
+    )
+    assert trail.status_code == 200, trail.text
+    actions = sorted(row["action"] for row in trail.json()["items"])
+    assert actions == ["create", "delete", "rotate_secret", "update"], actions

@@ -77,7 +77,8 @@ async def set_position(
 async def _user_row(conn: Conn, actor: Principal, user_id: int) -> dict[str, Any]:
     row = await (
         await conn.execute(
-            "SELECT u.id, u.supervisor_id, o.path FROM users u JOIN orgs o ON o.id = u.org_id "
+            "SELECT u.id, u.org_id, u.supervisor_id, o.path FROM users u "
+            "JOIN orgs o ON o.id = u.org_id "
             "WHERE u.id = %s",
             (user_id,),
         )
@@ -119,5 +120,6 @@ async def set_supervisor(
         user_id,
         before={"supervisor_id": rep["supervisor_id"]},
         after=out,
+        org_id=rep["org_id"],
     )
     return out

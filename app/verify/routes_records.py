@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from litestar import get
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 
+from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
 from app.localtime import REPORT_TZ
@@ -50,21 +52,23 @@ async def list_verifications(
     last 30 days by default, at most 366: 400 ``bad_period``). ``format=csv|xlsx``: every
     match as a file."""
     today = await _today(conn)
-    query = listing.records_query(
-        principal,
-        listing.RecordFilters(
-            date_from=date_from,
-            date_to=date_to,
-            result=result,
-            reason=reason,
-            product_id=product_id,
-            province=province,
-            city=city,
-            serial=serial,
-            member_id=member_id,
-        ),
-        today,
+    filters = listing.RecordFilters(
+        date_from=date_from,
+        date_to=date_to,
+        result=result,
+        reason=reason,
+        product_id=product_id,
+        province=province,
+        city=city,
+        serial=serial,
+        member_id=member_id,
     )
+    query = listing.records_query(principal, filters, today)
+    if fmt != "json":  # consumers' addresses and member ids leave in a file (probe T)
+        asked = {k: v for k, v in asdict(filters).items() if v is not None}
+        await audit.record(
+            conn, principal, "export", "verification", None, after={"filters": asked, "format": fmt}
+        )
     return await answer(  # type: ignore[no-any-return]
         conn, state.pool, query, fmt, listing.record_row, page, per_page
     )

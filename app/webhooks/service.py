@@ -74,7 +74,7 @@ async def _own(conn: Conn, actor: Principal, sub_id: int, lock: bool = False) ->
     actor.require(PERMISSION)
     row = await (
         await conn.execute(
-            f"SELECT {_SUB}, o.path FROM webhook_subscriptions s "
+            f"SELECT {_SUB}, s.owner_org_id, o.path FROM webhook_subscriptions s "
             "JOIN orgs o ON o.id = s.owner_org_id "
             f"WHERE s.id = %s {'FOR UPDATE OF s' if lock else ''}",
             (sub_id,),
@@ -161,7 +161,8 @@ async def update(
     conn: Conn, actor: Principal, settings: Settings, sub_id: int, data: SubscriptionPatch
 ) -> SubscriptionOut:
     """Change the URL, the kinds, the description or pause (``active: false``)."""
-    before = _out(await _own(conn, actor, sub_id, lock=True))
+    row = await _own(conn, actor, sub_id, lock=True)
+    before = _out(row)
     changes = changes_of(data)
     if "url" in changes:
         changes["url"] = await check_subscribed(
@@ -174,16 +175,20 @@ async def update(
     await update_row(conn, "webhook_subscriptions", sub_id, changes)
     after = await get(conn, actor, sub_id)
     await audit.record(
-        conn, actor, "update", "webhook_subscription", sub_id, before=before, after=after
-    )
+        conn, actor, "update", "webhook_subscription", sub_id, before=before, after=after,
+        org_id=row["owner_org_id"],  # under its owner's, whoever above acts (probe T)
+    )  # fmt: skip
     return after
 
 
 async def delete(conn: Conn, actor: Principal, sub_id: int) -> None:
     """Remove a subscription with its deliveries and their log."""
-    before = _out(await _own(conn, actor, sub_id, lock=True))
+    row = await _own(conn, actor, sub_id, lock=True)
     await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
-    await audit.record(conn, actor, "delete", "webhook_subscription", sub_id, before=before)
+    await audit.record(
+        conn, actor, "delete", "webhook_subscription", sub_id, before=_out(row),
+        org_id=row["owner_org_id"],
+    )  # fmt: skip
 
 
 async def rotate(
@@ -191,7 +196,7 @@ async def rotate(
 ) -> SubscriptionOut:
     """A new secret; the current one keeps signing beside it for the overlap (0: at once no
     more). The new secret is in this answer only."""
-    await _own(conn, actor, sub_id, lock=True)
+    sub = await _own(conn, actor, sub_id, lock=True)
     overlap = (
         data.overlap_seconds
         if data.overlap_seconds is not None
@@ -207,7 +212,7 @@ async def rotate(
     )
     await audit.record(
         conn, actor, "rotate_secret", "webhook_subscription", sub_id,
-        after={"overlap_seconds": overlap},
+        after={"overlap_seconds": overlap}, org_id=sub["owner_org_id"],
     )  # fmt: skip
     return _out(await _own(conn, actor, sub_id), secret)
 
