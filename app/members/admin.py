@@ -29,7 +29,7 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.localtime import REPORT_TZ
-from app.members import points
+from app.members import erasure, points
 from app.members.mask import READ_PHONE, mask_phone, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
@@ -94,6 +94,8 @@ def _where(actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
     if f.status is not None:
         where.append("m.status = %(status)s")
         params["status"] = f.status
+    else:  # an erased membership is nobody's: listed only when asked for
+        where.append("m.status <> 'erased'")
     check_period(f.date_from, f.date_to)
     if f.date_from is not None:
         where.append(f"m.created_at >= (%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')")
@@ -251,12 +253,22 @@ async def ledger(
     )
 
 
+async def erase(conn: Conn, actor: Principal, member_id: int) -> None:
+    """Erase a member on their request (``app.members.erasure``; ``members.write``, brand
+    staff)."""
+    brand_id = brand_of_staff(actor, "members.write")
+    await _member(conn, actor, member_id)  # 404 as for any member not of the caller's brand
+    await erasure.erase(conn, actor, brand_id, member_id)
+
+
 async def set_frozen(
     conn: Conn, actor: Principal, member_id: int, frozen: bool, reason: str | None
 ) -> MemberDetail:
     """Freeze (with a reason) or unfreeze a member; audited. 409 when it already is so."""
     brand_of_staff(actor, "members.write")
     row = await _member(conn, actor, member_id, lock=True)
+    if row["status"] == "erased":
+        raise Conflict("the member is erased", code="member_erased")
     if (row["status"] == "frozen") == frozen:
         raise Conflict(
             "the member is already frozen" if frozen else "the member is not frozen",

@@ -489,6 +489,8 @@ class Members(Claimants[Member]):
             raise Unauthorized("unknown member", code="invalid_token")
         if row["revoked"]:
             raise Unauthorized("signed out: sign in again", code="token_revoked")
+        if row["status"] == "erased":
+            raise Unauthorized("the membership was erased", code="member_erased")
         return Member(claimant_id, row["brand_id"], row["phone"], row["status"])
 
     async def member(self, authorization: str | None) -> Member:

@@ -26,7 +26,7 @@ class Member(msgspec.Struct, frozen=True):
     id: int
     brand_id: int
     phone: str
-    status: Literal["active", "frozen"]
+    status: Literal["active", "frozen", "erased"]
 
     def require_active(self) -> None:
         """403 ``member_frozen`` for a frozen member (who may still sign in and read)."""
@@ -52,6 +52,8 @@ async def member_from_token(conn: Conn, settings: Settings, token: str) -> Membe
         raise Unauthorized("unknown member", code="invalid_token")
     if row["revoked"]:  # signed out (app.members.auth.logout)
         raise Unauthorized("signed out: sign in again", code="token_revoked")
+    if row["status"] == "erased":  # closed for good (app.members.erasure)
+        raise Unauthorized("the membership was erased", code="member_erased")
     return Member(row["id"], row["brand_id"], row["phone"], row["status"])
 
 

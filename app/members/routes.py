@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 
@@ -19,7 +19,7 @@ from app import localtime, tabular
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
-from app.members import admin, auth, profile
+from app.members import admin, auth, erasure, profile
 from app.members.limits import member_limits
 from app.members.phones import normalise_phone
 from app.members.principal import Member
@@ -101,6 +101,22 @@ class MemberSelfController(Controller):
         """Change the profile; ``null`` clears a field. The phone cannot change. A birthday sets
         the age band (422 ``age_band_mismatch`` when both disagree); a city needs a province."""
         return await profile.update_profile(conn, member, data)
+
+    @get("/export")
+    async def export_me(self, member: Member, conn: Conn) -> dict[str, Any]:
+        """A copy of everything the brand holds about the signed-in member (PIPL): profile,
+        points balance and ledger, claims, redemptions, the verifications made signed in (at
+        most 10,000 of each, the newest scans)."""
+        return await erasure.export(conn, member.id)
+
+    @delete("/", status_code=204)
+    async def erase_me(self, member: Member, conn: Conn) -> None:
+        """Close the membership and erase the member's personal information (PIPL): the phone,
+        the profile, the verifications' link and client data, the SMS sent to the number; the
+        points are forfeited and open redemption codes expire. Claims and the ledger stay,
+        anonymous; the phone may sign up again, anew. Afterwards the token is 401
+        ``member_erased``."""
+        await erasure.erase(conn, None, member.brand_id, member.id)
 
 
 FromDate = Annotated[date | None, QueryParameter(name="from", description="registered on or after")]
@@ -204,6 +220,12 @@ class MemberAdminController(Controller):
     ) -> MemberDetail:
         """Freeze a member (``members.write``): no more claims or redemptions. Audited."""
         return await admin.set_frozen(conn, principal, member_id, True, data.reason)
+
+    @post("/{member_id:int}/erase", status_code=204)
+    async def erase(self, member_id: int, conn: Conn, principal: Principal) -> None:
+        """Erase a member on their request (as ``DELETE /members/me``; ``members.write``, brand
+        staff; audited). 409 ``member_erased`` when it is already."""
+        await admin.erase(conn, principal, member_id)
 
     @post("/{member_id:int}/unfreeze", status_code=200)
     async def unfreeze(

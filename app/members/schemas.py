@@ -15,7 +15,7 @@ from app.members.schemas_points import GiftKind, LedgerEntryOut, RedemptionStatu
 
 Gender = Literal["male", "female", "other"]
 AgeBand = Literal["under_18", "18_24", "25_34", "35_44", "45_54", "55_plus"]
-MemberStatus = Literal["active", "frozen"]
+MemberStatus = Literal["active", "frozen", "erased"]
 
 BrandId = Annotated[
     int, msgspec.Meta(ge=1, le=2**63 - 1, description="the brand's organisation id")

@@ -1501,7 +1501,8 @@ export interface paths {
         get: operations["MembersMe"];
         put?: never;
         post?: never;
-        delete?: never;
+        /** EraseMe */
+        delete: operations["MembersEraseMe"];
         options?: never;
         head?: never;
         /** UpdateMe */
@@ -1531,6 +1532,23 @@ export interface paths {
          *     body (``invalid_character`` for a control character); 413 over 16 KB.
          */
         post: operations["MembersMeClaimsClaim"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/members/me/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** ExportMe */
+        get: operations["MembersExportExportMe"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1617,6 +1635,23 @@ export interface paths {
         get: operations["MembersMemberIdGetMember"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/members/{member_id}/erase": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Erase */
+        post: operations["MembersMemberIdEraseErase"];
         delete?: never;
         options?: never;
         head?: never;
@@ -4190,7 +4225,7 @@ export interface components {
             scans: components["schemas"]["ScanRow"][];
             scans_total: number;
             /** @enum {string} */
-            status: "active" | "frozen";
+            status: "active" | "frozen" | "erased";
             wechat_id: string | null;
         };
         /** MemberOut */
@@ -4211,7 +4246,7 @@ export interface components {
             phone: string;
             province: string | null;
             /** @enum {string} */
-            status: "active" | "frozen";
+            status: "active" | "frozen" | "erased";
             wechat_id: string | null;
         };
         /** MemberRegions */
@@ -4239,7 +4274,7 @@ export interface components {
             phone: string;
             province: string | null;
             /** @enum {string} */
-            status: "active" | "frozen";
+            status: "active" | "frozen" | "erased";
         };
         /** MemberTokenOut */
         MemberTokenOut: {
@@ -15123,7 +15158,7 @@ export interface operations {
                 /** @description a whole phone number, or its last 4 digits (4 to 10 with members.read_phone) */
                 phone?: string | null;
                 province?: string | null;
-                status?: "active" | "frozen" | null;
+                status?: "active" | "frozen" | "erased" | null;
                 /** @description registered on or after */
                 from?: string | null;
                 /** @description registered on or before */
@@ -15431,6 +15466,69 @@ export interface operations {
             };
         };
     };
+    MembersEraseMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     MembersUpdateMe: {
         parameters: {
             query?: never;
@@ -15645,6 +15743,64 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    MembersExportExportMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -16136,6 +16292,89 @@ export interface operations {
             };
             /** @description not found, or not visible to the caller */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    MembersMemberIdEraseErase: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                member_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

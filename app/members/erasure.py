@@ -1,0 +1,129 @@
+"""A member's personal information: a copy of it, and its erasure (PIPL: the rights to access and
+copy one's personal information, and to have it deleted; probe U found neither).
+
+``export`` is everything the brand holds about the signed-in member, in one JSON document: the
+profile, the points (balance, ledger, claims), the redemptions and the verifications they made
+signed in. ``erase`` closes the membership, by the member (``DELETE /members/me``) or by member
+service on their request (``POST /members/{id}/erase``), in one transaction:
+
+* what goes: the phone (replaced by a tombstone that is no phone: 15 digits from 0, the id), the
+  profile (gender, birthday, age band, e-mail, WeChat id, province, city), the verifications'
+  link to the member and their client address and id, user agent and position, the phone and
+  variables of every SMS sent to the number (its one-time codes too; those not sent yet are
+  failed), open redemption codes (expired) and the points balance (forfeited by an ``expiry``
+  entry: the ledger is append-only);
+* what stays, anonymous: the row (status ``erased``), the claims, the ledger and the redemptions
+  under its id — a code claimed stays claimed — and the analytics' counts; the marketing
+  opt-out list (a number that asked not to be messaged stays so);
+* the same phone can sign up again: a new membership, with nothing of the old one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import Conflict, NotFound
+from app.members import points
+
+MAX_ROWS = 10_000  # of each kind in an export (a member's scans: the newest)
+
+
+def tombstone(member_id: int) -> str:
+    """The phone an erased member keeps: digits (the column's rule), unique, no phone's."""
+    return f"{member_id:015d}"
+
+
+async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: int) -> None:
+    """Erase a member of ``brand_id`` (see the module docstring); ``actor``: the staff member
+    who did it on the member's request, None for the member. 404 ``unknown_member``, 409
+    ``member_erased`` when it is already."""
+    row = await (
+        await conn.execute(
+            "SELECT phone, status FROM members WHERE id = %s AND brand_id = %s FOR UPDATE",
+            (member_id, brand_id),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("member not found", code="unknown_member")
+    if row["status"] == "erased":
+        raise Conflict("the member is erased already", code="member_erased")
+    phone, gone = row["phone"], tombstone(member_id)
+    await conn.execute(
+        """UPDATE redemptions SET status = 'expired', expired_at = now()
+            WHERE member_id = %s AND status = 'issued'""",
+        (member_id,),
+    )
+    balance = await points.balance(conn, member_id)
+    if balance > 0:
+        await points.post_entry(
+            conn,
+            member_id=member_id,
+            brand_id=brand_id,
+            kind="expiry",
+            points=-balance,
+            reason="membership erased",
+            recorded_by=actor.user_id if actor else None,
+        )
+    await conn.execute(
+        """UPDATE members SET status = 'erased', erased_at = now(), phone = %s, gender = NULL,
+                  birthday = NULL, age_band = NULL, email = NULL, wechat_id = NULL,
+                  province = NULL, city = NULL, marketing_opt_out = true, frozen_reason = NULL,
+                  updated_at = now()
+            WHERE id = %s""",
+        (gone, member_id),
+    )
+    await conn.execute(
+        """UPDATE verifications SET member_id = NULL, client_ip = NULL, client_id = NULL,
+                  user_agent = NULL, lat = NULL, lng = NULL
+            WHERE member_id = %s""",
+        (member_id,),
+    )
+    await conn.execute(
+        """UPDATE sms_outbox
+              SET phone = %(gone)s, variables = '{}',
+                  state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
+                  last_error = CASE WHEN state = 'pending' THEN 'membership erased'
+                                    ELSE last_error END
+            WHERE brand_id = %(brand)s AND (member_id = %(member)s OR phone = %(phone)s)""",
+        {"gone": gone, "brand": brand_id, "member": member_id, "phone": phone},
+    )
+    # the record names the member by id only: the audit log is read by staff
+    await audit.record(
+        conn, actor, "erase", "member", member_id, after={"points_forfeited": balance},
+        org_id=brand_id,
+    )  # fmt: skip
+
+
+_EXPORT = {
+    "profile": """SELECT id, phone, status, gender, birthday, age_band, email, wechat_id,
+                         province, city, marketing_opt_out, created_at, last_login_at
+                    FROM members WHERE id = %(member)s""",
+    "points_ledger": """SELECT id, kind, points, reason, at FROM points_ledger
+                         WHERE member_id = %(member)s ORDER BY id LIMIT %(limit)s""",
+    "point_claims": """SELECT c.id, c.claimed_at, c.points, p.name AS product, p.gtin
+                         FROM point_claims c JOIN products p ON p.id = c.product_id
+                        WHERE c.member_id = %(member)s ORDER BY c.id LIMIT %(limit)s""",
+    "redemptions": """SELECT r.id, g.name AS gift, r.gift_kind, r.points, r.status, r.created_at,
+                             r.expires_at, r.fulfilled_at, r.expired_at
+                        FROM redemptions r JOIN gifts g ON g.id = r.gift_id
+                       WHERE r.member_id = %(member)s ORDER BY r.id LIMIT %(limit)s""",
+    "verifications": """SELECT at, serial, result, reason, province, city,
+                               host(client_ip) AS client_ip, user_agent, lat, lng
+                          FROM verifications WHERE member_id = %(member)s
+                         ORDER BY at DESC LIMIT %(limit)s""",
+}
+
+
+async def export(conn: Conn, member_id: int) -> dict[str, Any]:
+    """Everything held about the member (``MAX_ROWS`` of each kind at most, the newest scans),
+    as JSON-ready rows."""
+    params = {"member": member_id, "limit": MAX_ROWS}
+    out: dict[str, Any] = {}
+    for name, sql in _EXPORT.items():
+        out[name] = await (await conn.execute(sql, params)).fetchall()
+    out["profile"] = out["profile"][0] if out["profile"] else None
+    out["points_balance"] = await points.balance(conn, member_id)
+    return out

@@ -1,0 +1,114 @@
+"""A member's copy of their data and the erasure of the membership (PIPL; probe U found neither):
+``GET /members/me/export``, ``DELETE /members/me`` and member service's ``POST
+/members/{id}/erase`` (``app.members.erasure``)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from tests.helpers import assert_error
+from tests.points_support import member_client
+from tests.test_members_auth import new_phone, sign_in
+from tests.test_redemptions import new_gift, redeem
+
+
+async def _one(app: Any, sql: str, *args: Any) -> Any:
+    async with app.state.pool.connection() as conn:
+        return await (await conn.execute(sql, args)).fetchone()
+
+
+async def test_a_member_takes_a_copy_then_erases_the_membership(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    brand, phone = demo["BRAND-LUMI"], new_phone("137")
+    headers, body = await sign_in(client, app, brand, phone)
+    member_id = body["member"]["id"]
+    profile = {"gender": "female", "email": "li@example.com", "province": "浙江省"}
+    assert (await client.patch("/members/me", headers=headers, json=profile)).status_code == 200
+    admin = await login("admin")
+    credit = {"member_id": member_id, "points": 100, "reason": "welcome"}
+    given = await client.post(
+        "/points/adjustments", headers=admin, json={**credit, "client_id": secrets.token_hex(8)}
+    )
+    assert given.status_code == 201, given.text
+    gift = await new_gift(client, login, points_cost=30)
+    redeemed = await redeem(app, headers, gift["id"])  # a code sent by SMS to the phone
+    assert redeemed.status_code == 201, redeemed.text
+    async with app.state.pool.connection() as conn:  # a scan made signed in (a claim's record)
+        await conn.execute(
+            """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
+                   client_ip, client_id, user_agent, lat, lng, member_id)
+               VALUES (now(), gen_random_uuid(), 'ERASE-ME', %s, 'genuine', 'first_query',
+                       '10.9.8.7', 'device-1', 'Phone/1.0', 30.27, 120.15, %s)""",
+            (brand, member_id),
+        )
+    # the copy: everything held about the member
+    copy = await client.get("/members/me/export", headers=headers)
+    assert copy.status_code == 200, copy.text
+    held = copy.json()
+    assert held["profile"]["phone"] == phone and held["profile"]["email"] == "li@example.com"
+    assert held["points_balance"] == 70
+    assert sorted(e["kind"] for e in held["points_ledger"]) == ["adjustment", "redemption"]
+    assert [r["status"] for r in held["redemptions"]] == ["issued"]
+    assert [(v["serial"], v["client_ip"]) for v in held["verifications"]] == [
+        ("ERASE-ME", "10.9.8.7")
+    ]
+    # the erasure
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+        assert_error(await mc.get("/members/me", headers=headers), 401, "member_erased")
+        assert_error(await mc.delete("/members/me", headers=headers), 401, "member_erased")
+    row = await _one(app, "SELECT * FROM members WHERE id = %s", member_id)
+    assert row["status"] == "erased" and row["erased_at"] is not None
+    assert row["phone"] != phone and row["phone"].startswith("0")
+    assert (row["gender"], row["email"], row["province"]) == (None, None, None)
+    scan = await _one(app, "SELECT * FROM verifications WHERE serial = 'ERASE-ME'")
+    assert scan["result"] == "genuine"  # the record stays, anonymous
+    gone = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng")
+    assert [scan[k] for k in gone] == [None] * len(gone)
+    sms = await _one(app, "SELECT count(*) AS n FROM sms_outbox WHERE phone = %s", phone)
+    assert sms["n"] == 0  # the code's message no longer names the number
+    redemption = await _one(app, "SELECT status FROM redemptions WHERE member_id = %s", member_id)
+    assert redemption["status"] == "expired"
+    balance = await _one(app, "SELECT balance FROM point_balances WHERE member_id = %s", member_id)
+    assert balance["balance"] == 0  # forfeited by an expiry entry: the ledger is append-only
+    # member service no longer finds the phone; the directory lists the erased only if asked
+    service = await login("service")
+    found = await client.get("/members", headers=service, params={"phone": phone})
+    assert found.status_code == 200 and found.json()["items"] == []
+    listed = await client.get("/members", headers=service, params={"per_page": 200})
+    assert member_id not in {m["id"] for m in listed.json()["items"]}
+    erased = await client.get(
+        "/members", headers=service, params={"status": "erased", "per_page": 200}
+    )
+    assert member_id in {m["id"] for m in erased.json()["items"]}
+    trail = await client.get(
+        "/audit",
+        headers=admin,
+        params={"entity": "member", "entity_id": str(member_id), "action": "erase"},
+    )
+    assert [r["after"] for r in trail.json()["items"]] == [{"points_forfeited": 70}]
+    assert phone not in trail.text
+    # the same phone signs up anew: a new membership, nothing of the old one
+    again, fresh = await sign_in(client, app, brand, phone)
+    assert fresh["signed_up"] and fresh["member"]["id"] != member_id
+    mine = await client.get("/members/me/export", headers=again)
+    assert mine.json()["points_balance"] == 0 and mine.json()["points_ledger"] == []
+
+
+async def test_member_service_erases_on_request(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    headers, body = await sign_in(client, app, brand)
+    member_id = body["member"]["id"]
+    url = f"/members/{member_id}"
+    marketer, service = await login("marketer"), await login("service")
+    assert_error(await client.post(f"{url}/erase", headers=marketer), 403, "permission_denied")
+    assert (await client.post(f"{url}/erase", headers=service)).status_code == 204
+    assert_error(await client.post(f"{url}/erase", headers=service), 409, "member_erased")
+    frozen = await client.post(f"{url}/freeze", headers=service, json={"reason": "abuse"})
+    assert_error(frozen, 409, "member_erased")
+    assert_error(await client.get("/members/me", headers=headers), 401, "member_erased")
+    assert_error(await client.post("/members/999999999/erase", headers=service), 404)
