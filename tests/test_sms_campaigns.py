@@ -333,3 +333,39 @@ async def test_last_claim_days_are_beijing_days(
         }
         answer = await client.post("/sms/campaigns", headers=marketer, json=body)
         assert_error(answer, 400, "bad_period")
+
+
+async def test_no_campaign_reaches_the_stores_of_an_inactive_agent(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Probe U: the store managers' audience checked the store's own status only; a store under
+    a deactivated agent, where nobody can sign in, still got the campaign."""
+    admin, marketer = await login("admin"), await login("marketer")
+    n = secrets.token_hex(3).upper()
+    brand = (await client.get("/auth/me", headers=admin)).json()["org_id"]
+
+    async def org(kind: str, parent: int) -> int:
+        body = {"kind": kind, "name": f"Quiet {kind} {n}", "erp_code": f"QUIET-{kind}-{n}"}
+        made = await client.post("/orgs", headers=admin, json={**body, "parent_id": parent})
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])
+
+    agent = await org("agent", brand)
+    store = await org("store", agent)
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO users (org_id, username, password_hash, phone) VALUES (%s, %s, 'x', %s)",
+            (store, f"quiet_{n}".lower(), phone()),
+        )
+    body = {
+        "template_id": await _template(client, marketer),
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "dry_run": True,
+        "filter": {"org_id": agent},
+    }
+    before = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert before.status_code == 201 and before.json()["recipients"] == 1, before.text
+    assert (await client.post(f"/orgs/{agent}/deactivate", headers=admin)).status_code == 200
+    after = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert after.status_code == 201 and after.json()["recipients"] == 0, after.text

@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from app import audit, idempotency, locks
 from app.auth.principal import Principal
+from app.auth.service import org_status
 from app.config import Settings
 from app.db import Conn, changes_of, update_row
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
@@ -351,7 +352,7 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
     where += [
         "o.path LIKE %(scope)s",
         "o.kind = 'store'",
-        "o.status = 'active'",
+        f"{org_status('o')} = 'active'",  # and every organisation above it (probe U)
         "u.status = 'active'",
         "u.phone ~ '^[0-9]{6,15}$'",
     ]
