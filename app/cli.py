@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from app import embedded
-from app.config import PREFIX, Settings, SettingsError, load_settings, redact_url
+from app.config import (
+    PREFIX,
+    Settings,
+    SettingsError,
+    load_settings,
+    redact_url,
+    unknown_variables,
+)
 from app.processes import server_command as server_command
 from app.processes import worker_command as worker_command
 from app.restore import SEQUENCES as RESTORE_SEQUENCES
@@ -1058,6 +1065,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return cmd_decrypt(args)
         settings = load_settings()
+        for name in unknown_variables() if args.command != "run" else ():  # the API logs them
+            print(f"warning: {name} is not a setting of Tracecode: ignored", file=sys.stderr)
         if args.command == "openapi":
             return cmd_openapi(settings, args.out)
         if args.command == "run":

@@ -405,6 +405,22 @@ def redact_url(url: str | None) -> str | None:
     )
 
 
+# Variables of the prefix that are no setting: the CLI's API password, the test suite's switches.
+OTHER_VARIABLES = frozenset(
+    {"API_PASSWORD", "FUZZ_EXAMPLES", "FUZZ_SECONDS", "FUZZ_SEED", "SCREENSHOTS"}
+    | {"TEST_RABBITMQ_URL"}
+)
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """The ``TRACECODE_…`` variables that name no setting, sorted: a typo (probe V:
+    ``TRACECODE_DB_URL`` for ``TRACECODE_DATABASE_URL``) is otherwise ignored in silence, and
+    the service runs on the default (the embedded database)."""
+    env = os.environ if env is None else env
+    fields = {f.name.upper() for f in msgspec.structs.fields(Settings)} | OTHER_VARIABLES
+    return sorted(k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :] not in fields)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from the environment, with an error naming the bad variable."""
     env = os.environ if env is None else env

@@ -40,7 +40,7 @@ from app import (
 )
 from app.apidocs import document_errors, openapi_config
 from app.codes.scheme import scheme_from_settings
-from app.config import Settings, SettingsError, load_settings
+from app.config import Settings, SettingsError, load_settings, unknown_variables
 from app.deps import dependencies
 from app.edge import EdgeRequest, strict_path_ints
 from app.embedded import resolve_urls
@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     configure_logging(settings.log_level)
+    for name in unknown_variables():  # a typo would leave a default in force (probe V)
+        logging.getLogger("tracecode").warning("%s is not a setting of Tracecode: ignored", name)
     strict_path_ints()
 
     @asynccontextmanager

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from app.config import SettingsError, load_settings, redact_url
+from app.config import SettingsError, load_settings, redact_url, unknown_variables
 
 KEY = "ab" * 32
 
@@ -94,3 +98,26 @@ def test_app_refuses_to_start_without_a_master_key() -> None:
 
     with pytest.raises(SettingsError, match="no master key"):
         create_app(load_settings({}))
+
+
+def test_a_variable_that_names_no_setting_is_reported() -> None:
+    """Probe V: ``TRACECODE_DB_URL`` (for ``TRACECODE_DATABASE_URL``) was ignored in silence,
+    and the service ran on the embedded database."""
+    env = {
+        "TRACECODE_DB_URL": "postgresql://db.internal/tracecode",
+        "TRACECODE_DATABASE_URL": "postgresql://db.internal/tracecode",
+        "TRACECODE_API_PASSWORD": "the CLI's, not a setting",
+        "OTHER_DB_URL": "not ours",
+    }
+    assert unknown_variables(env) == ["TRACECODE_DB_URL"]
+    run = subprocess.run(
+        [sys.executable, "-m", "app.cli", "openapi"],
+        env={**os.environ, "TRACECODE_MASTER_KEY": KEY, "TRACECODE_DB_URL": "x"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "warning: TRACECODE_DB_URL is not a setting of Tracecode: ignored" in run.stderr
+    assert json.loads(run.stdout)["openapi"]  # stdout stays the document
