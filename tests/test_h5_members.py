@@ -406,6 +406,29 @@ async def test_sign_out_revokes_the_session(h5: httpx.AsyncClient, demo: Any) ->
 
 
 @pytest.mark.usefixtures("sms_gateway")
+async def test_a_member_closes_the_membership_from_the_pages(
+    h5: httpx.AsyncClient, demo: Any, client: Any, login: Any, app: Any
+) -> None:
+    """Probe U: no way to have one's data erased (PIPL); the H5 pages are where consumers are."""
+    phone = await signed_in(h5, demo["BRAND-LUMI"])
+    member_id = await give(client, login, app, phone, 40)
+    home = assert_page(await h5.get("/member"))
+    assert 'href="/member/close"' in home
+    page = assert_page(await h5.get("/member/close"))
+    assert 'id="close-explain"' in page
+    refused = await h5.post("/member/close", data={"csrf": "forged"})
+    assert refused.status_code in (400, 403)
+    closed = await h5.post("/member/close", data={"csrf": field(page, "csrf")})
+    assert closed.status_code == 200 and "tc_member" not in h5.cookies, closed.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT status, phone FROM members WHERE id = %s", (member_id,))
+        ).fetchone()
+    assert row["status"] == "erased" and row["phone"] != phone
+    assert (await h5.get("/member")).status_code == 303  # signed out: to the sign-in page
+
+
+@pytest.mark.usefixtures("sms_gateway")
 async def test_a_frozen_member_reads_but_cannot_claim_or_redeem(
     h5: httpx.AsyncClient,
     client: Any,

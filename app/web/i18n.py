@@ -87,6 +87,20 @@ WORDS: dict[str, dict[Lang, str]] = {
     "other_phone": {"zh": "换一个手机号", "en": "Use another number"},
     "resend": {"zh": "重新获取验证码", "en": "Send a new code"},
     "sign_out": {"zh": "退出登录", "en": "Sign out"},
+    "close_title": {"zh": "注销会员", "en": "Close my membership"},
+    "close_explain": {
+        "zh": "注销后，您的手机号和个人资料将被删除，积分清零，未使用的兑换码作废，且无法恢复。"
+        "您可以随时用同一手机号重新注册，但不会保留原有记录。",
+        "en": "Your phone number and profile will be erased, your points forfeited and unused "
+        "gift codes cancelled, for good. You may sign up again with the same number later, "
+        "as a new member with nothing of this one.",
+    },
+    "close_confirm": {"zh": "确认注销", "en": "Close it for good"},
+    "closed_title": {"zh": "会员已注销", "en": "Membership closed"},
+    "closed_message": {
+        "zh": "您的个人信息已删除。感谢您的支持。",
+        "en": "Your personal information has been erased. Thank you.",
+    },
     "no_brand": {
         "zh": "请扫描产品包装上的二维码，在查询结果页登录会员。",
         "en": "Scan the QR code on a product and sign in from its result page.",

@@ -127,7 +127,18 @@ def home(lang: Lang, csrf: str, phone: str, frozen: bool, points: int) -> str:
         f"{facts([(word('phone', lang), mask_phone(phone))])}"
         f'<a class="button" href="/member/gifts">{esc(word("nav_gifts", lang))}</a></section>'
         f"<section class=card>{form('/member/logout', csrf, '', word('sign_out', lang), 'quiet')}"
+        f'<a class="quiet" id="close" href="/member/close">{esc(word("close_title", lang))}</a>'
         "</section>"
+    )
+
+
+def close(lang: Lang, csrf: str) -> str:
+    """The step before a membership's erasure: what it takes away, and the button."""
+    return (
+        f'<section class="card"><p class="alert" id="close-explain">'
+        f"{esc(word('close_explain', lang))}</p>"
+        f"{form('/member/close', csrf, '', word('close_confirm', lang))}"
+        f'<a href="/member">{esc(word("nav_home", lang))}</a></section>'
     )
 
 

@@ -37,7 +37,7 @@ from app.claims import ClaimIn
 from app.config import Settings
 from app.db import Conn
 from app.errors import AppError, BadRequest
-from app.members import admin, auth, gifts, points, redemptions
+from app.members import admin, auth, erasure, gifts, points, redemptions
 from app.members.limits import member_limits
 from app.members.phones import normalise_phone
 from app.members.principal import Member
@@ -261,6 +261,40 @@ async def logout_post(
     return _see_other(_login_url(_brand_hint(request)), [gone])
 
 
+@get("/member/close", **_PAGE)
+async def close_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """What closing the membership takes away, and the button (``app.members.erasure``)."""
+    lang, remember = choose(request)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    token, csrf_cookie = session.csrf(request, settings)
+    body = member_html.close(lang, token)
+    return _show(
+        lang, remember, word("close_title", lang), body, "/member/close", cookies=[csrf_cookie]
+    )
+
+
+@post("/member/close", **_POST)
+async def close_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """Close the membership: the member's personal information erased (PIPL), the cookie
+    dropped."""
+    form = await _form(request)
+    lang, remember = choose(request, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    await erasure.erase(conn, None, member.brand_id, member.id)
+    gone = session.expired(request, settings, session.MEMBER_COOKIE)
+    body = html.status("ok", word("closed_title", lang), word("closed_message", lang))
+    return _show(lang, remember, word("closed_title", lang), body, "/member", cookies=[gone])
+
+
 # -- claiming ----------------------------------------------------------------------------------
 
 
@@ -438,6 +472,8 @@ route_handlers = [
     otp_post,
     login_post,
     logout_post,
+    close_page,
+    close_post,
     claim_post,
     home_page,
     points_page,
