@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from tests.helpers import assert_error
@@ -143,6 +144,38 @@ async def test_custom_role_is_usable_in_the_subtree_and_enforced(
         409,
         "duplicate_role",
     )
+
+
+async def test_a_role_name_means_one_role_along_a_line_of_organisations(
+    client: Any, login: Any
+) -> None:
+    """Probe T: a store manager made its own "auditor" with its own permissions; the brand
+    admin's grant of the brand's read-only "auditor" to a store user gave the store's."""
+    admin, manager, gd = await login("admin"), await login("store_manager"), await login("gd_admin")
+    name = f"auditor_{secrets.token_hex(3)}"
+    brand_role = await client.post(
+        "/roles", headers=admin, json={"name": name, "permissions": ["orgs.read"]}
+    )
+    assert brand_role.status_code == 201, brand_role.text
+    shadow = await client.post(
+        "/roles", headers=manager, json={"name": name, "permissions": ["users.write"]}
+    )
+    assert_error(shadow, 409, "duplicate_role")
+    # below first, then above: the same
+    other = f"checker_{secrets.token_hex(3)}"
+    below = await client.post(
+        "/roles", headers=manager, json={"name": other, "permissions": ["orgs.read"]}
+    )
+    assert below.status_code == 201, below.text
+    above = await client.post(
+        "/roles", headers=admin, json={"name": other, "permissions": ["orgs.read"]}
+    )
+    assert_error(above, 409, "duplicate_role")
+    # another line of the tree may use the name
+    beside = await client.post(
+        "/roles", headers=gd, json={"name": other, "permissions": ["orgs.read"]}
+    )
+    assert beside.status_code == 201, beside.text
 
 
 async def test_deactivating_a_user_ends_access(client: Any, login: Any, demo: Any) -> None:

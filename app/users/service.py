@@ -307,13 +307,20 @@ async def create_role(conn: Conn, actor: Principal, data: RoleIn) -> RoleOut:
     if data.name in BUILTIN_ROLES:
         raise Conflict(f"{data.name} is a built-in role", code="duplicate_role")
     check_grantable(actor, data.permissions)
+    # one meaning per name along a line of organisations: a role of the same name above or
+    # below would shadow or be shadowed (``_resolve_roles`` takes the nearest; probe T: a store
+    # manager's "auditor" with its own permissions took the place of the brand's read-only one
+    # when the brand admin gave a store user "auditor")
     exists = await (
         await conn.execute(
-            "SELECT 1 FROM roles WHERE org_id = %s AND name = %s", (actor.org_id, data.name)
+            """SELECT 1 FROM roles r JOIN orgs o ON o.id = r.org_id
+                WHERE r.name = %(name)s
+                  AND (o.path LIKE %(path)s || '%%' OR %(path)s LIKE o.path || '%%')""",
+            {"name": data.name, "path": actor.org_path},
         )
     ).fetchone()
     if exists:
-        raise Conflict(f"role {data.name} exists", code="duplicate_role")
+        raise Conflict(f"role {data.name} exists here, above or below", code="duplicate_role")
     row = await (
         await conn.execute(
             "INSERT INTO roles (org_id, name, description, permissions) VALUES (%s, %s, %s, %s) "
