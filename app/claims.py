@@ -248,6 +248,7 @@ class Claims(Rounds, Generic[Out]):
             ip,
             user_agent,
             member_id=member_id,
+            retry=data.client_id,  # a claim sent again is not a new check of the code
         )
         refuse(answer)
         assert answer.serial is not None

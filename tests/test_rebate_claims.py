@@ -87,6 +87,12 @@ async def test_a_claim_pays_the_rule_in_force_and_records_the_sale(
         # another claim of the first code, by anyone: already claimed
         other_id = rebate_body(scheme, serial)
         assert_error(await mc.post("/rebates/claims", headers=clerk, json=other_id), 409)
+        # probe X: each retry was a new check of the code, and a few made it "probably copied"
+        # to its buyer; retries are checked (the PIN) but not counted
+        for _ in range(3):
+            assert (await mc.post("/rebates/claims", headers=clerk, json=body)).status_code == 200
+        buyer = await mc.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
+        assert (buyer.json()["result"], buyer.json()["queries"]) == ("genuine", 3), buyer.text
     code = code_of(app, serial)
     state = await one(conn, "SELECT status, sold_at FROM unit_state WHERE code = %s", code)
     assert state["status"] == "sold" and state["sold_at"] is not None

@@ -70,7 +70,10 @@ MAX_AFTER_OUTAGE = 100_000
 # lockout_s, threshold, then the round's verifications in TWO arguments: ARGV[7] their fields,
 # each verification ended by \x1e and each field by \x1f — pin_state (none|ok|bad, or "refuse"
 # for a not-genuine answer), the refusal's reason, the time (ISO 8601), place, never_shipped
-# (0|1), client ip, code id and the length of its record; ARGV[8] the records one after the
+# (0|1), client ip, code id, the retry key (a claim's client id, else empty: a claim sent
+# again with it within a day is checked but not counted again — probe X: five retries of one
+# rebate claim made the unit "probably copied" to its buyer) and the length of its record;
+# ARGV[8] the records one after the
 # other, each as JSON without the closing brace. The records are cut out by length, never
 # scanned: matching patterns over them was a third of the script's time. Two arguments keep the
 # command cheap to build and send; key names are made here from the namespace. Returns one reply
@@ -106,10 +109,11 @@ if done then
   if kept then return cmsgpack.unpack(kept) end
 end
 local items, per_ip, records_json, at = {}, {}, ARGV[8], 1
-local fields = string.rep('([^\\31]*)\\31', 7) .. '([^\\30]*)\\30'
-for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmatch(fields) do
+local fields = string.rep('([^\\31]*)\\31', 8) .. '([^\\30]*)\\30'
+for pin_state, refusal, now, place, never_shipped, ip, code, retry, len
+    in ARGV[7]:gmatch(fields) do
   local to = at + tonumber(len)
-  items[#items + 1] = {pin_state, refusal, now, place, never_shipped, ip, code,
+  items[#items + 1] = {pin_state, refusal, now, place, never_shipped, ip, code, retry,
                        records_json:sub(at, to - 1)}
   at = to
   per_ip[ip] = (per_ip[ip] or 0) + 1
@@ -125,8 +129,8 @@ if limit > 0 then
 end
 local replies, records = {}, {}
 for i, f in ipairs(items) do
-  local pin_state, refusal, now, place, never_shipped, ip, code, prefix =
-    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+  local pin_state, refusal, now, place, never_shipped, ip, code, retry, prefix =
+    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
   local lock, fails, qkey =
     ns .. ':lock:' .. code .. tag, ns .. ':pinfail:' .. code .. tag, ns .. ':q:' .. code .. tag
   local function record(result, reason, queries)
@@ -163,13 +167,18 @@ for i, f in ipairs(items) do
       end
     else
       local q, first_at, first_place
-      if pin_state == 'ok' then
-        redis.call('DEL', fails)
+      local counted = pin_state == 'ok'
+      if counted and retry ~= '' then  -- a claim sent again: checked, not counted again
+        counted = redis.call('SET', ns .. ':retry:' .. code .. ':' .. retry .. tag, '1',
+                             'NX', 'EX', 86400)
+      end
+      if pin_state == 'ok' then redis.call('DEL', fails) end
+      if counted then
         q = redis.call('HINCRBY', qkey, 'n', 1)
       else
         q = tonumber(redis.call('HGET', qkey, 'n') or '0')
       end
-      if q == 1 and pin_state == 'ok' then
+      if q == 1 and counted then
         redis.call('HSET', qkey, 'first_at', now, 'first_place', place)
         first_at, first_place = now, place
       else
@@ -226,7 +235,17 @@ return replies
 class _Pending:
     """One verification waiting for its round: what it asks, and its reply."""
 
-    __slots__ = ("batch", "code", "done", "pin_state", "record", "refusal", "reply", "unit")
+    __slots__ = (
+        "batch",
+        "code",
+        "done",
+        "pin_state",
+        "record",
+        "refusal",
+        "reply",
+        "retry",
+        "unit",
+    )
 
     def __init__(
         self,
@@ -235,9 +254,10 @@ class _Pending:
         batch: BatchRef | None,
         pin_state: str,
         refusal: str | None,
+        retry: str = "",
     ) -> None:
         self.record, self.code, self.batch = record, code, batch
-        self.pin_state, self.refusal = pin_state, refusal
+        self.pin_state, self.refusal, self.retry = pin_state, refusal, retry
         self.unit: UnitInfo | None = None
         self.reply: Any = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -335,9 +355,12 @@ class Verifier:
         ip: str | None,
         user_agent: str | None,
         member_id: int | None = None,
+        retry: str = "",
     ) -> VerifyOut:
         """The answer to one verification. ``member_id``: the signed-in member of a points
-        claim (``app.members.points``), recorded with the verification; None on /v1/verify."""
+        claim (``app.members.points``), recorded with the verification; None on /v1/verify.
+        ``retry``: a claim's client id (``app.claims``; ASCII letters, digits and ``._:-``): the
+        same claim sent again within a day is not counted again (``_SCRIPT``)."""
         gps = data.gps
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
@@ -367,7 +390,7 @@ class Verifier:
         if data.pin is not None:
             pin_state = "ok" if self.scheme.check_pin(serial, data.pin) else "bad"
         record.code_id, record.serial = code, serial
-        pending = _Pending(record, code, batch, pin_state, None)
+        pending = _Pending(record, code, batch, pin_state, None, retry)
         try:
             await self._wait_for_round(pending)
         except _REDIS_DOWN:
@@ -522,7 +545,7 @@ class Verifier:
             items.append(
                 f"{p.pin_state}\x1f{p.refusal or ''}\x1f{record.at_text}\x1f"
                 f"{place.label if place else ''}\x1f{1 if never_shipped else 0}"
-                f"\x1f{record.ip or '-'}\x1f{p.code or 0}\x1f{len(prefix)}\x1e"
+                f"\x1f{record.ip or '-'}\x1f{p.code or 0}\x1f{p.retry}\x1f{len(prefix)}\x1e"
             )
         if limits is not None:
             await self._serve_on_cluster(group, items, records, *limits)
