@@ -182,6 +182,15 @@ async def test_factory_to_agent_to_store_to_sale(
     assert shipping["destination"]["id"] == demo["AGENT-ZJ"]
     assert [t["type"] for t in shipping["biz_transactions"]] == ["po", "desadv"]
 
+    # probe X: a warehouse's "sale" ranked it among the stores; a unit exchanged for itself
+    # was sold twice
+    at_warehouse = await client.post(
+        "/sales", headers=await login("clerk"), json={"codes": [units[1]]}
+    )
+    assert_error(at_warehouse, 422, "not_a_store")
+    itself = {"code": units[1], "reason": "other", "exchange_for": units[1]}
+    assert_error(await client.post("/returns", headers=store, json=itself), 422, "same_unit")
+    assert (await state_of(conn, app, units[1]))["status"] == "sold"
     # a consumer returns it damaged and takes another unit instead
     returned = await client.post(
         "/returns",

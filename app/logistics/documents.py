@@ -624,6 +624,8 @@ async def sell(
     sale already made under the same ``client_id`` (answered with that sale)."""
     actor.require("logistics.scan")
     org = await _own_org(conn, actor, data.org_id or actor.org_id)
+    if org["kind"] != "store":  # probe X: a warehouse's "sale" ranked it among the stores
+        raise Unprocessable("only a store sells to consumers (L7)", code="not_a_store")
     if data.client_id is not None:
         earlier = await _earlier_sale(conn, actor, data.client_id)
         if earlier is not None:
@@ -696,6 +698,10 @@ async def consumer_return(
         raise NotFound(f"{read.label}: no such code here", code="unknown_code")
     if state["status"] != "sold":
         raise Conflict("only a sold unit can be returned by a consumer", code="not_sold")
+    if data.exchange_for is not None:
+        other = (await read_codes(conn, scheme, actor.brand_id, [data.exchange_for]))[0]
+        if other.kind == "unit" and other.code == read.code:  # probe X: sold twice, in no hands
+            raise Unprocessable("a unit is not exchanged for itself", code="same_unit")
     reasons: dict[str, Disposition] = {"damaged": "damaged", "expired": "expired"}
     disposition = reasons.get(data.reason, "returned")
     plan = Plan(
