@@ -75,6 +75,20 @@ async def test_cases_and_loose_units_are_counted_as_confirmation_counts_them(
     assert confirmed.json()["units"] == 24
 
 
+async def test_a_cancelled_document_counts_nothing(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe X: a cancelled draft's summary was recounted from its cases' contents of the day
+    (6 units, later 4, later 0). It moved nothing: it counts nothing, whatever happens next."""
+    goods = await pack(client, login, app, demo, 1)
+    clerk = await login("clerk")
+    draft = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await summary(client, clerk, draft))["units"] == 10
+    assert (await client.post(f"/documents/{draft['id']}/cancel", headers=clerk)).status_code == 200
+    body = await summary(client, clerk, draft)
+    assert (body["status"], body["cases"], body["units"]) == ("cancelled", 0, 0)
+
+
 async def test_running_counts_against_the_order_lines(
     client: Any, login: Any, demo: Any, stock: dict[str, Any]
 ) -> None:

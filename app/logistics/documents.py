@@ -115,6 +115,8 @@ async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSumm
     column = MOVEMENTS[row["kind"]].order_column if row["order_id"] is not None else None
     moved, still_open = row["status"] == "confirmed", row["status"] in OPEN
     units, cases = await movements.items_of(conn, doc_id)
+    if not moved and not still_open:  # cancelled or rejected: moved nothing, counts nothing
+        units, cases = [], []  # (probe X: recounted from its cases' contents of the day)
     received_whole = not units and not cases and MOVEMENTS[row["kind"]].sender == "in_transit"
     if still_open and received_whole:
         units, cases = await movements.on_its_way(conn, row)
