@@ -492,16 +492,27 @@ async def test_one_address_guessing_many_names_is_rate_limited(demo: Any, tight_
 async def test_guessing_from_many_addresses_locks_only_unknown_addresses(
     client: Any, login: Any, demo: Any, tight_app: Any
 ) -> None:
+    from app.auth.limits import KNOWN_CLIENT_SECONDS, login_limiter
+
     await _user(client, await login("admin"), demo["BRAND-LUMI"], "c8_target", ["analyst"])
     assert (await _try(tight_app, "192.0.2.10", "c8_target", PASSWORD)).status_code == 200
+    assert (await _try(tight_app, "192.0.2.11", "c8_target", PASSWORD)).status_code == 200
+    # probe W: an address last seen longer ago than it stays known stayed known for ever
+    limiter = login_limiter(tight_app.state)
+    known = limiter._keys("c8_target", "192.0.2.11")[4]
+    long_ago = int(time.time()) - KNOWN_CLIENT_SECONDS - 60
+    await limiter.redis.hset(known, "192.0.2.11", long_ago)
     attackers = [f"192.0.2.{100 + i}" for i in range(2)]
     for ip in attackers:
         for _ in range(TIGHT["login_max_failures"]):
             assert_error(await _try(tight_app, ip, "c8_target", "guess-guess"), 401)
     # 6 failures on the account from all over: a new address must wait …
     assert_error(await _try(tight_app, "192.0.2.200", "c8_target", PASSWORD), 429, "login_locked")
-    # … the address the user logged in from before still gets in
+    assert_error(await _try(tight_app, "192.0.2.11", "c8_target", PASSWORD), 429, "login_locked")
+    # … the address the user logged in from before still gets in, and the stale one is
+    # forgotten: the hash holds the addresses of the last 30 days only
     assert (await _try(tight_app, "192.0.2.10", "c8_target", PASSWORD)).status_code == 200
+    assert set(await limiter.redis.hkeys(known)) == {b"192.0.2.10"}
 
 
 async def test_guesses_sent_at_once_get_no_more_tries_than_one_by_one(

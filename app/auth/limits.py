@@ -55,9 +55,10 @@ end
 return {'ok', 0}
 """
 
-# KEYS: account locks (hash ip -> until), account counter, known clients (hash), account
-# failures (hash ip -> n). ARGV: ip, now, account max, max failures (account + ip), lockout
-# seconds, 1 to count an attempt (else 0: check only). Answers {verdict, seconds}. A counted
+# KEYS: account locks (hash ip -> until), account counter, known clients (hash ip -> last
+# success), account failures (hash ip -> n). ARGV: ip, now, account max, max failures (account
+# + ip), lockout seconds, 1 to count an attempt (else 0: check only), seconds an address stays
+# known. Answers {verdict, seconds}. A counted
 # attempt is a failure in advance: the address that reaches the max is locked out of the
 # account from now on (this attempt itself goes ahead).
 _ACCOUNT = """
@@ -65,8 +66,9 @@ local now, lockout = tonumber(ARGV[2]), tonumber(ARGV[5])
 local locked = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if locked > now then return {'locked', locked - now} end
 local a = tonumber(redis.call('GET', KEYS[2]) or '0')
-if a >= tonumber(ARGV[3]) and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
-  return {'locked', redis.call('TTL', KEYS[2])}
+if a >= tonumber(ARGV[3]) then
+  local seen = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+  if now - seen >= tonumber(ARGV[7]) then return {'locked', redis.call('TTL', KEYS[2])} end
 end
 if ARGV[6] ~= '1' then return {'ok', 0} end
 local f = redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
@@ -83,11 +85,18 @@ return {'ok', 0}
 # KEYS: account failures, account locks, account counter, known clients.
 # ARGV: ip, now, seconds an address stays known.
 # The attempt was right: its failure counted in advance is taken back, this address's
-# failures and lock are forgotten, and the address becomes a known client.
+# failures and lock are forgotten, and the address becomes a known client; addresses not
+# seen for that long are forgotten (probe W: they stayed known, and the hash grew, for as long
+# as any address logged in every 30 days).
 _SUCCEEDED = """
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+local now, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
+local known = redis.call('HGETALL', KEYS[4])
+for i = 1, #known, 2 do
+  if now - tonumber(known[i + 1]) >= keep then redis.call('HDEL', KEYS[4], known[i]) end
+end
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[4], ARGV[3])
 """
@@ -170,6 +179,7 @@ class LoginLimiter:
                         s.login_max_failures,
                         s.login_lockout_seconds,
                         flag,
+                        KNOWN_CLIENT_SECONDS,
                     ],
                 )
                 if count and verdict != b"ok":  # no attempt after all: the address's goes back
