@@ -426,3 +426,40 @@ async def test_a_sign_out_ends_its_own_session_at_once(client: Any, login: Any, 
         "/auth/refresh", json={"refresh_token": renewed.json()["refresh_token"]}
     )
     assert_error(again, 401, "invalid_token")
+
+
+async def test_dead_refresh_tokens_are_cleared_as_new_ones_are_issued(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Probe W: a row per log-in and per refresh, kept for ever (5 GB a year for 2,000 staff).
+    Expired rows and rows spent more than a week ago go when the user gets a new pair."""
+    admin = await login("admin")
+    name = f"tidy_{id(client) % 100000}"
+    user_id, first = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
+    )
+    second = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200, second.text
+    async with app.state.pool.connection() as conn:
+        await conn.execute(  # the first (spent) ages past the week; one more expired long ago
+            "UPDATE refresh_tokens SET revoked_at = now() - interval '8 days' "
+            "WHERE user_id = %s AND revoked_at IS NOT NULL",
+            (user_id,),
+        )
+        await conn.execute(
+            "INSERT INTO refresh_tokens (id, user_id, expires_at) "
+            "VALUES (gen_random_uuid(), %s, now() - interval '1 day')",
+            (user_id,),
+        )
+    third = await client.post("/auth/login", json={"username": name, "password": "password-123"})
+    assert third.status_code == 200, third.text
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT revoked_at IS NULL AS live FROM refresh_tokens WHERE user_id = %s",
+                (user_id,),
+            )
+        ).fetchall()
+    assert sorted(r["live"] for r in rows) == [True, True]  # the second's and the third's
+    for issued in (second.json(), third.json()):  # both sessions still work
+        assert (await client.get("/auth/me", headers=bearer(issued))).status_code == 200

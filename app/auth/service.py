@@ -140,6 +140,14 @@ async def _issue_pair(
         "VALUES (%s, %s, to_timestamp(%s), %s)",
         (jti, user_id, refresh_expires, uuid.UUID(hex=sid)),
     )
+    # the user's dead rows go as it gets new ones (probe W: a row per log-in and refresh, kept
+    # for ever): expired ones, and ones spent or revoked a week ago (one sent again later is
+    # refused all the same, without ending the user's sessions as a fresh replay does)
+    await conn.execute(
+        "DELETE FROM refresh_tokens WHERE user_id = %s "
+        "AND (expires_at < now() OR revoked_at < now() - make_interval(days => %s))",
+        (user_id, SPENT_KEPT_DAYS),
+    )
     return TokenOut(access, refresh, "Bearer", expires, refresh_expires)
 
 
@@ -175,6 +183,7 @@ async def end_sessions(conn: Conn, user_id: int) -> None:
 
 
 REPLAY_GRACE = 30  # seconds: a spent refresh token sent again this soon is a client's race
+SPENT_KEPT_DAYS = 7  # a spent or revoked refresh token's row is kept this long (replays)
 
 
 async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
