@@ -158,3 +158,36 @@ async def test_health_answers_within_seconds_when_postgres_stops_answering(setti
             waited = time.monotonic() - started
     assert answer.status_code == 503 and "postgres" in answer.json()["down"], answer.text
     assert waited < 3.5, f"/health took {waited:.1f} s"
+
+
+async def test_a_busy_pool_is_not_a_database_down(settings: Any) -> None:
+    """Probe W: a burst of log-ins (each holding a pooled connection through its password check)
+    made ``/health`` wait for a connection, time out and answer 503 "postgres down"."""
+    import asyncio
+
+    import httpx
+    import msgspec
+
+    from app.main import create_app
+
+    app = create_app(msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=2))
+    async with app.lifespan():
+        pool, held = app.state.pool, asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with pool.connection():
+                held.set()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await held.wait()
+        while pool.get_stats().get("pool_available", 0):  # both taken
+            await asyncio.sleep(0.01)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answer = await client.get("/health")
+        release.set()
+        await asyncio.gather(*holders)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["postgres"] == {"status": "ok", "detail": "every pooled connection busy"}

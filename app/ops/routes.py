@@ -9,6 +9,8 @@ from typing import Any
 from litestar import Response, get, route
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from psycopg import AsyncConnection
+from psycopg_pool import PoolTimeout
 from redis.asyncio import Redis
 
 import app.ops.request_metrics  # noqa: F401  (registers the request counts' collector)
@@ -66,12 +68,23 @@ async def _postgres_check(state: State) -> tuple[Check, dict[str, int]]:
     """PostgreSQL's check, answered within 2 s in all. The pool's limit covers only the wait
     for a connection, not its check of an idle one nor the query, and cancelling a query waits
     for the server to take the cancel: a server gone silent (frozen, cut off) held ``/health``
-    as long as it was silent (probe S). A check still running then is left to end by itself."""
+    as long as it was silent (probe S). A check still running then is left to end by itself.
+    With no pooled connection free within 1 s the check asks the server on a connection of its
+    own: a busy pool is not a database down."""
 
     async def check() -> tuple[Check, dict[str, int]]:
-        async with state.pool.connection(timeout=2) as conn:
+        try:
+            async with state.pool.connection(timeout=1) as conn:
+                await conn.execute("SELECT 1")
+                return Check("ok"), await _dead_letters(conn)
+        except PoolTimeout:  # every connection busy (probe W: a burst of log-ins, each holding
+            pass  # one through its password check, made /health say "down"): ask the server
+        conn = await AsyncConnection.connect(state.pool.conninfo, autocommit=True)
+        try:
             await conn.execute("SELECT 1")
-            return Check("ok"), await _dead_letters(conn)
+        finally:
+            await conn.close()
+        return Check("ok", "every pooled connection busy"), {}
 
     probe = asyncio.ensure_future(check())
     done, _ = await asyncio.wait({probe}, timeout=2)
