@@ -74,7 +74,7 @@ def block(
         keys = [f"bench:verif:queue{tag}".encode()]
         if keep:
             keys.append(f"bench:call:{start:x}.{n:x}{tag}".encode())
-        pipe.evalsha(sha, len(keys), *keys, *shared, items, records, tag.encode(), b"25")
+        pipe.evalsha(sha, len(keys), *keys, *shared, items, records, b"", tag.encode(), b"25")
         if len(pipe) >= args.depth:
             pipe.execute()
             master.delete(f"bench:verif:queue{tag}")

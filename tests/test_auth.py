@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import jwt
@@ -463,3 +464,55 @@ async def test_dead_refresh_tokens_are_cleared_as_new_ones_are_issued(
     assert sorted(r["live"] for r in rows) == [True, True]  # the second's and the third's
     for issued in (second.json(), third.json()):  # both sessions still work
         assert (await client.get("/auth/me", headers=bearer(issued))).status_code == 200
+
+
+async def test_a_refresh_at_the_moment_of_a_reset_does_not_outlive_it(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """Review R5: a refresh running while a user's sessions were ended spent its token and
+    inserted the next one, which the revocation (already past that row) never saw: a thief
+    refreshing in a loop kept a live session through a reset. Here the refresh's transaction
+    is held open while the sessions end: the end waits for it, then revokes its new token."""
+    from app.auth import service
+
+    admin = await login("admin")
+    name = f"race_{id(client) % 100000}"
+    user_id, issued = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
+    )
+    async with app.state.pool.connection() as refreshing, app.state.pool.connection() as ending:
+        renewed = await service.refresh(refreshing, settings, issued["refresh_token"])
+        end = asyncio.create_task(service.end_sessions(ending, user_id))
+        await asyncio.sleep(0.5)  # the end has started, and waits for the user's row
+        ended_early = end.done()
+        await refreshing.commit()
+        await end
+        await ending.commit()
+    assert not ended_early
+    assert_error(
+        await client.post("/auth/refresh", json={"refresh_token": renewed.refresh_token}),
+        401,
+        "invalid_token",
+    )
+    me = await client.get("/auth/me", headers={"Authorization": f"Bearer {renewed.access_token}"})
+    assert_error(me, 401, "token_revoked")
+
+
+async def test_a_key_its_maker_made_follows_the_makers_own_rules(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Review R5: through an API key it made, a user (a leaked access token is enough) set its
+    own password for good, around ``own_account``."""
+    admin = await login("admin")
+    me = (await client.get("/auth/me", headers=admin)).json()
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": f"own_{id(client) % 100000}", "permissions": me["permissions"]},
+    )
+    assert made.status_code == 201, made.text
+    as_key = {"X-API-Key": made.json()["key"]}
+    taken = await client.patch(
+        f"/users/{me['user_id']}", headers=as_key, json={"password": "taken-over-2"}
+    )
+    assert_error(taken, 422, "own_account")

@@ -187,7 +187,7 @@ async def test_factory_to_agent_to_store_to_sale(
     at_warehouse = await client.post(
         "/sales", headers=await login("clerk"), json={"codes": [units[1]]}
     )
-    assert_error(at_warehouse, 422, "not_a_store")
+    assert_error(at_warehouse, 422, "not_a_seller")
     itself = {"code": units[1], "reason": "other", "exchange_for": units[1]}
     assert_error(await client.post("/returns", headers=store, json=itself), 422, "same_unit")
     assert (await state_of(conn, app, units[1]))["status"] == "sold"
@@ -324,6 +324,16 @@ async def test_exception_outbound_needs_approval(
     assert (await confirm(client, admin, own)).json()["status"] == "pending_approval"
     own_approval = await client.post(f"/documents/{own['id']}/approve", headers=admin, json={})
     assert_error(own_approval, 403, "own_document")
+    key = await client.post(  # review R5: nor through a key of its own making
+        "/api-keys",
+        headers=admin,
+        json={"name": f"approve_{own['id']}", "permissions": ["logistics.approve"]},
+    )
+    assert key.status_code == 201, key.text
+    by_key = await client.post(
+        f"/documents/{own['id']}/approve", headers={"X-API-Key": key.json()["key"]}, json={}
+    )
+    assert_error(by_key, 403, "own_document")
     withdrawn = await client.post(f"/documents/{own['id']}/reject", headers=admin, json={})
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "rejected"
     sample = await document(client, clerk, route["units"][2:3], kind="exception", reason="sample")

@@ -71,6 +71,8 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
     assert sms["n"] == 0  # the code's message no longer names the number
     redemption = await _one(app, "SELECT status FROM redemptions WHERE member_id = %s", member_id)
     assert redemption["status"] == "expired"
+    stock = await _one(app, "SELECT stock FROM gifts WHERE id = %s", gift["id"])
+    assert stock["stock"] == 10  # the code's gift is back (review R5)
     balance = await _one(app, "SELECT balance FROM point_balances WHERE member_id = %s", member_id)
     assert balance["balance"] == 0  # forfeited by an expiry entry: the ledger is append-only
     # member service no longer finds the phone; the directory lists the erased only if asked
@@ -88,8 +90,11 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
         headers=admin,
         params={"entity": "member", "entity_id": str(member_id), "action": "erase"},
     )
-    assert [r["after"] for r in trail.json()["items"]] == [{"points_forfeited": 70}]
+    assert [r["after"] for r in trail.json()["items"]] == [{"points_forfeited": 100}]
     assert phone not in trail.text
+    again_credit = {**credit, "client_id": secrets.token_hex(8)}
+    refused = await client.post("/points/adjustments", headers=admin, json=again_credit)
+    assert_error(refused, 404)  # no points for an erased membership
     # the same phone signs up anew: a new membership, nothing of the old one
     again, fresh = await sign_in(client, app, brand, phone)
     assert fresh["signed_up"] and fresh["member"]["id"] != member_id

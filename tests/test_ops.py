@@ -172,18 +172,18 @@ async def test_a_busy_pool_is_not_a_database_down(settings: Any) -> None:
 
     app = create_app(msgspec.structs.replace(settings, db_pool_min=1, db_pool_max=2))
     async with app.lifespan():
-        pool, held = app.state.pool, asyncio.Event()
-        release = asyncio.Event()
+        pool, both_held, release = app.state.pool, asyncio.Event(), asyncio.Event()
+        holding: list[int] = []
 
         async def hold() -> None:
             async with pool.connection():
-                held.set()
+                holding.append(1)
+                if len(holding) == 2:  # every connection of the pool taken
+                    both_held.set()
                 await release.wait()
 
         holders = [asyncio.create_task(hold()) for _ in range(2)]
-        await held.wait()
-        while pool.get_stats().get("pool_available", 0):  # both taken
-            await asyncio.sleep(0.01)
+        await both_held.wait()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             answer = await client.get("/health")

@@ -93,6 +93,24 @@ async def test_a_claim_pays_the_rule_in_force_and_records_the_sale(
             assert (await mc.post("/rebates/claims", headers=clerk, json=body)).status_code == 200
         buyer = await mc.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
         assert (buyer.json()["result"], buyer.json()["queries"]) == ("genuine", 3), buyer.text
+    # review R5: PostgreSQL's counts (the outage path, ``tracecode redis rebuild``) agree
+    import redis as redis_sync
+
+    from app.verify import records
+    from app.verify.fallback import COUNTED
+
+    settings = app.state.settings
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        queue = redis_sync.Redis.from_url(settings.redis_url)
+        while records.flush(queue, pg, settings.redis_namespace):
+            pass
+        counted, retries = pg.execute(
+            f"""SELECT count(*) FILTER (WHERE {COUNTED}),
+                       count(*) FILTER (WHERE reason = 'claim_retry')
+                  FROM verifications WHERE code_id = %s""",
+            (code_of(app, serial),),
+        ).fetchone()
+    assert (counted, retries) == (3, 4)  # the first claim, the other id's, the buyer; retries
     code = code_of(app, serial)
     state = await one(conn, "SELECT status, sold_at FROM unit_state WHERE code = %s", code)
     assert state["status"] == "sold" and state["sold_at"] is not None

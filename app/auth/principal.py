@@ -21,6 +21,13 @@ class Principal(msgspec.Struct, frozen=True):
     user_id: int | None = None
     api_key_id: int | None = None
     username: str | None = None
+    key_maker: int | None = None  # an API key's: the user who made it (None: a system key)
+
+    @property
+    def person(self) -> int | None:
+        """The person behind the call: the user, or the user who made the API key (review R5:
+        a key its maker made skipped the rules on one's own password and approvals)."""
+        return self.user_id if self.user_id is not None else self.key_maker
 
     @property
     def brand_id(self) -> int:

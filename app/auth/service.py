@@ -89,7 +89,18 @@ async def login(
     if row["status"] != "active" or row["org_status"] != "active":
         raise Unauthorized("the account is inactive", code="account_inactive")
     await limiter.succeeded(username, client_ip)
-    await conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (row["id"],))
+    # the row as checked, locked to the end: a password set or the account deactivated during
+    # the check (argon2, ~0.1 s) refuses this log-in, and one after it waits for this one and
+    # then ends its session too (review R5)
+    still = await (
+        await conn.execute(
+            "UPDATE users SET last_login_at = now() "
+            "WHERE id = %s AND password_hash = %s AND status = 'active' RETURNING id",
+            (row["id"], row["password_hash"]),
+        )
+    ).fetchone()
+    if still is None:
+        raise Unauthorized("invalid username or password", code="invalid_credentials")
     return await _issue_pair(conn, settings, row["id"])
 
 
@@ -154,6 +165,7 @@ async def _issue_pair(
 async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOut:
     """Rotate: the presented refresh token is spent and a new pair issued."""
     claims = tokens.decode(settings.jwt_key(), refresh_token, "refresh")
+    await _hold(conn, tokens.user_id(claims), "FOR SHARE")
     spent = await (
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now() "
@@ -172,6 +184,7 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
 async def end_sessions(conn: Conn, user_id: int) -> None:
     """End every session of a user: its refresh tokens, and its access tokens issued so far
     (a password set, the account deactivated or moved)."""
+    await _hold(conn, user_id, "FOR UPDATE")
     await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
         (user_id,),
@@ -180,6 +193,13 @@ async def end_sessions(conn: Conn, user_id: int) -> None:
         "UPDATE users SET sessions_from = to_timestamp(%s) WHERE id = %s",
         (int(time.time()), user_id),
     )
+
+
+async def _hold(conn: Conn, user_id: int, mode: str) -> None:
+    """Lock the user's row to the end of the transaction: a refresh (``FOR SHARE``) and the end
+    of sessions (``FOR UPDATE``) go one after the other (review R5: a refresh at the moment of a
+    reset inserted a token the reset's revocation never saw, and the session lived on)."""
+    await conn.execute(f"SELECT 1 FROM users WHERE id = %s {mode}", (user_id,))
 
 
 REPLAY_GRACE = 30  # seconds: a spent refresh token sent again this soon is a client's race
@@ -209,6 +229,7 @@ async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
 async def logout(conn: Conn, settings: Settings, refresh_token: str) -> None:
     """End the refresh token's session: its access tokens stop working at once."""
     claims = tokens.decode(settings.jwt_key(), refresh_token, "refresh")
+    await _hold(conn, tokens.user_id(claims), "FOR UPDATE")  # after a refresh in flight
     await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() "
         "WHERE (id = %s OR session_id = %s) AND user_id = %s AND revoked_at IS NULL",
@@ -267,7 +288,7 @@ _API_KEY = re.compile(r"tck_([0-9a-f]{12})_([A-Za-z0-9-]{43})")
 # away leaves its keys behind, dead: probe U), with those of its permissions the user still
 # holds.
 _API_KEY_SQL = f"""
-SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path,
+SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, k.created_by,
        {ORG_STATUS} AS status,
        k.created_by IS NULL
            OR (c.status = 'active' AND {org_status("co")} = 'active'
@@ -306,7 +327,11 @@ async def load_api_key(conn: Conn, key: str) -> Principal:
     if row["creator_permissions"] is not None:
         held &= frozenset(row["creator_permissions"])
     return Principal(
-        org_id=row["org_id"], org_path=row["path"], permissions=held, api_key_id=row["id"]
+        org_id=row["org_id"],
+        org_path=row["path"],
+        permissions=held,
+        api_key_id=row["id"],
+        key_maker=row["created_by"],
     )
 
 

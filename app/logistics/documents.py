@@ -39,6 +39,8 @@ from app.logistics.schemas import (
     SummaryLineOut,
 )
 
+# who sells to consumers: the kinds a member's claim sells at too (``app.members.points``)
+RETAIL_KINDS = ("store", "agent", "distributor")
 OPEN = ("draft", "pending_approval")  # statuses whose goods are still to move
 
 _DOC = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.name AS org_name,
@@ -309,7 +311,7 @@ async def _insert_document(
                 order_id,
                 data.shipment_id,
                 data.doc_date,
-                actor.user_id,
+                actor.person,  # the handler: the user, or the maker of the key (four eyes)
                 data.signee,
                 data.phone,
                 data.customer,
@@ -578,7 +580,7 @@ async def decide(
         raise Forbidden("approve documents of your own organisations", code="not_your_org")
     if row["status"] != "pending_approval":
         raise Conflict(f"the document is {row['status']}", code="not_pending")
-    if approve and actor.user_id is not None and actor.user_id == row["handler_id"]:
+    if approve and actor.person is not None and actor.person == row["handler_id"]:
         # an approval is a second person's (probe T: an organisation's admin, who holds both
         # permissions, drafted, confirmed and approved its own exception outbound)
         raise Forbidden(
@@ -626,8 +628,11 @@ async def sell(
     sale already made under the same ``client_id`` (answered with that sale)."""
     actor.require("logistics.scan")
     org = await _own_org(conn, actor, data.org_id or actor.org_id)
-    if org["kind"] != "store":  # probe X: a warehouse's "sale" ranked it among the stores
-        raise Unprocessable("only a store sells to consumers (L7)", code="not_a_store")
+    if org["kind"] not in RETAIL_KINDS:  # probe X: a warehouse's "sale" ranked it as a store
+        raise Unprocessable(
+            "only the channel sells to consumers: a store, an agent or a distributor (L7)",
+            code="not_a_seller",
+        )
     if data.client_id is not None:
         earlier = await _earlier_sale(conn, actor, data.client_id)
         if earlier is not None:

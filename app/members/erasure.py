@@ -10,8 +10,9 @@ service on their request (``POST /members/{id}/erase``), in one transaction:
   profile (gender, birthday, age band, e-mail, WeChat id, province, city), the verifications'
   link to the member and their client address and id, user agent and position, the phone and
   variables of every SMS sent to the number (its one-time codes too; those not sent yet are
-  failed), open redemption codes (expired) and the points balance (forfeited by an ``expiry``
-  entry: the ledger is append-only);
+  failed), the one-time codes it asked for, open redemption codes (expired as at their date:
+  refunded, the gift back in stock) and the points balance (forfeited by an ``expiry`` entry:
+  the ledger is append-only);
 * what stays, anonymous: the row (status ``erased``), the claims, the ledger and the redemptions
   under its id — a code claimed stays claimed — and the analytics' counts; the marketing
   opt-out list (a number that asked not to be messaged stays so);
@@ -51,10 +52,30 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     if row["status"] == "erased":
         raise Conflict("the member is erased already", code="member_erased")
     phone, gone = row["phone"], tombstone(member_id)
-    await conn.execute(
-        """UPDATE redemptions SET status = 'expired', expired_at = now()
-            WHERE member_id = %s AND status = 'issued'""",
-        (member_id,),
+    # open codes expire as at their date (review R5: the gift goes back into stock, the points
+    # back to the balance), then the whole balance is forfeited
+    expired = await (
+        await conn.execute(
+            """UPDATE redemptions SET status = 'expired', expired_at = now()
+                WHERE member_id = %s AND status = 'issued' RETURNING id, points, gift_id""",
+            (member_id,),
+        )
+    ).fetchall()
+    for code in sorted(expired, key=lambda r: r["id"]):
+        await points.post_entry(
+            conn,
+            member_id=member_id,
+            brand_id=brand_id,
+            kind="refund",
+            points=code["points"],
+            redemption_id=code["id"],
+        )
+        await conn.execute(
+            "UPDATE gifts SET stock = stock + 1, updated_at = now() WHERE id = %s",
+            (code["gift_id"],),
+        )
+    await conn.execute(  # a credit in flight goes first, and is forfeited with the rest
+        "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
     )
     balance = await points.balance(conn, member_id)
     if balance > 0:
@@ -87,8 +108,11 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
                   state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
                   last_error = CASE WHEN state = 'pending' THEN 'membership erased'
                                     ELSE last_error END
-            WHERE brand_id = %(brand)s AND (member_id = %(member)s OR phone = %(phone)s)""",
-        {"gone": gone, "brand": brand_id, "member": member_id, "phone": phone},
+            WHERE phone = %(phone)s AND brand_id = %(brand)s""",  # by the phone's index: a
+        {"gone": gone, "brand": brand_id, "phone": phone},  # member's SMS go to its phone
+    )
+    await conn.execute(  # the one-time codes it asked for
+        "DELETE FROM member_otps WHERE brand_id = %s AND phone = %s", (brand_id, phone)
     )
     # the record names the member by id only: the audit log is read by staff
     await audit.record(

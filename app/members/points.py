@@ -191,7 +191,8 @@ async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[Adju
         )
     member = await (
         await conn.execute(
-            "SELECT id FROM members WHERE id = %s AND brand_id = %s FOR UPDATE",
+            "SELECT id FROM members WHERE id = %s AND brand_id = %s AND status <> 'erased' "
+            "FOR UPDATE",
             (data.member_id, actor.brand_id),
         )
     ).fetchone()

@@ -29,6 +29,9 @@ Every Redis key family, and what becomes of it (``{ns}`` is ``TRACECODE_REDIS_NA
 ``{ns}:verif:flush-lock``                       transient (30 s), taken by step 1 itself
 ``{ns}:q:{code}`` (hash: n, first_at, place)    rebuilt (step 2)
 ``{ns}:pinfail:{code}``, ``{ns}:lock:{code}``   rebuilt (step 3)
+``{ns}:retry:{code}:{client id}``               dropped safely: a claim's retry key (a day); the
+                                                records of retries say ``claim_retry`` and are
+                                                not counted by step 2
 ``{ns}:rl:{ip}:{minute}``                       dropped safely: a 60 s window; a lost one gives
                                                 an address at most one fresh minute
 ``{ns}:login:{ip|fail|lock|acct|known}:…``      lost by design: failed logins are not stored in

@@ -21,7 +21,9 @@ from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
 from app.verify.units import UnitInfo
 
-COUNTED = "pin_given AND result IN ('genuine', 'suspicious')"
+# a claim sent again is stored with reason claim_retry (``app.verify.service._SCRIPT``): not a
+# query of its own (review R5)
+COUNTED = "pin_given AND result IN ('genuine', 'suspicious') AND reason <> 'claim_retry'"
 
 INSERT = """INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,

@@ -17,6 +17,7 @@ import itertools
 import math
 import os
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,23 +71,24 @@ MAX_AFTER_OUTAGE = 100_000
 # lockout_s, threshold, then the round's verifications in TWO arguments: ARGV[7] their fields,
 # each verification ended by \x1e and each field by \x1f — pin_state (none|ok|bad, or "refuse"
 # for a not-genuine answer), the refusal's reason, the time (ISO 8601), place, never_shipped
-# (0|1), client ip, code id, the retry key (a claim's client id, else empty: a claim sent
-# again with it within a day is checked but not counted again — probe X: five retries of one
-# rebate claim made the unit "probably copied" to its buyer) and the length of its record;
-# ARGV[8] the records one after the
-# other, each as JSON without the closing brace. The records are cut out by length, never
+# (0|1), client ip, code id and the length of its record; ARGV[8] the records one after the
+# other, each as JSON without the closing brace; ARGV[9] the retry keys of the round's claims,
+# "n:client id\x1f" for its n-th verification (empty in most rounds): a claim sent again with
+# its client id within a day is checked but not counted again (probe X: five retries of one
+# rebate claim made the unit "probably copied" to its buyer; one more field per verification
+# cost the script ~5%). The records are cut out by length, never
 # scanned: matching patterns over them was a third of the script's time. Two arguments keep the
 # command cheap to build and send; key names are made here from the namespace. Returns one reply
 # per verification, in order.
 #
 # On a Redis Cluster (``app.redisconn``) a round is one script per shard of its codes, each in
-# one hash slot: ARGV[9] is the shard's hash tag, ended to every code key it makes (the round's
+# one hash slot: ARGV[10] is the shard's hash tag, ended to every code key it makes (the round's
 # queue, KEYS[1], is the shard's own), and ARGV[3] (the rate limit) is 0: the addresses' counters
 # live in other shards, so they were counted before, by ``_RATE``, and only the verifications
-# within the limit are sent here. On one server ARGV[9] is absent: the keys are untagged.
+# within the limit are sent here. On one server ARGV[10] is absent: the keys are untagged.
 # A call on a cluster may be sent again (``app.verify.shardcalls``: its reply lost with a
 # connection, a failover): KEYS[2] is the call's own key, where the script keeps its replies for
-# ARGV[10] seconds, and a call that finds them there returns them and does nothing else — a
+# ARGV[11] seconds, and a call that finds them there returns them and does nothing else — a
 # retried call is counted once, and answered as it was the first time.
 #
 # The script's cost is per verification (its Lua work, then its commands), so it makes few
@@ -102,22 +104,23 @@ _SCRIPT = """
 local ns, minute = ARGV[1], ARGV[2]
 local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local threshold = tonumber(ARGV[6])
-local tag = ARGV[9] or ''
+local tag = ARGV[10] or ''
 local done = KEYS[2]
 if done then
   local kept = redis.call('GET', done)
   if kept then return cmsgpack.unpack(kept) end
 end
 local items, per_ip, records_json, at = {}, {}, ARGV[8], 1
-local fields = string.rep('([^\\31]*)\\31', 8) .. '([^\\30]*)\\30'
-for pin_state, refusal, now, place, never_shipped, ip, code, retry, len
-    in ARGV[7]:gmatch(fields) do
+local fields = string.rep('([^\\31]*)\\31', 7) .. '([^\\30]*)\\30'
+for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmatch(fields) do
   local to = at + tonumber(len)
-  items[#items + 1] = {pin_state, refusal, now, place, never_shipped, ip, code, retry,
+  items[#items + 1] = {pin_state, refusal, now, place, never_shipped, ip, code,
                        records_json:sub(at, to - 1)}
   at = to
   per_ip[ip] = (per_ip[ip] or 0) + 1
 end
+local retries = {}  -- a claim's retry key by its verification's place in the call
+for n, retry in ARGV[9]:gmatch('(%d+):([^\\31]*)\\31') do retries[tonumber(n)] = retry end
 local seen = {}  -- per client address: the minute's count before this round's first of it
 if limit > 0 then
   for ip, n in pairs(per_ip) do
@@ -129,8 +132,8 @@ if limit > 0 then
 end
 local replies, records = {}, {}
 for i, f in ipairs(items) do
-  local pin_state, refusal, now, place, never_shipped, ip, code, retry, prefix =
-    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+  local pin_state, refusal, now, place, never_shipped, ip, code, prefix =
+    f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
   local lock, fails, qkey =
     ns .. ':lock:' .. code .. tag, ns .. ':pinfail:' .. code .. tag, ns .. ':q:' .. code .. tag
   local function record(result, reason, queries)
@@ -166,19 +169,21 @@ for i, f in ipairs(items) do
         replies[i] = {'wrong_pin', max_fails - failed}
       end
     else
-      local q, first_at, first_place
-      local counted = pin_state == 'ok'
-      if counted and retry ~= '' then  -- a claim sent again: checked, not counted again
-        counted = redis.call('SET', ns .. ':retry:' .. code .. ':' .. retry .. tag, '1',
-                             'NX', 'EX', 86400)
-      end
-      if pin_state == 'ok' then redis.call('DEL', fails) end
-      if counted then
-        q = redis.call('HINCRBY', qkey, 'n', 1)
+      local q, first_at, first_place, retried
+      if pin_state == 'ok' then
+        redis.call('DEL', fails)
+        local retry = retries[i]
+        if retry and not redis.call('SET', ns .. ':retry:' .. code .. ':' .. retry .. tag, '1',
+                                    'NX', 'EX', 86400) then
+          retried = true  -- a claim sent again: checked, not counted again
+          q = tonumber(redis.call('HGET', qkey, 'n') or '0')
+        else
+          q = redis.call('HINCRBY', qkey, 'n', 1)
+        end
       else
         q = tonumber(redis.call('HGET', qkey, 'n') or '0')
       end
-      if q == 1 and counted then
+      if q == 1 and pin_state == 'ok' and not retried then
         redis.call('HSET', qkey, 'first_at', now, 'first_place', place)
         first_at, first_place = now, place
       else
@@ -202,13 +207,14 @@ for i, f in ipairs(items) do
       elseif never_shipped == '1' then
         result, reason = 'suspicious', 'never_shipped'
       end
-      record(result, reason, q)
+      -- a retry's record says so: PostgreSQL's counts (fallback, rebuild) leave it out too
+      record(result, retried and 'claim_retry' or reason, q)
       replies[i] = {'ok', q, first_at, first_place, result, reason}
     end
   end
 end
 if #records > 0 then redis.call('LPUSH', KEYS[1], table.concat(records, '\\n')) end
-if done then redis.call('SET', done, cmsgpack.pack(replies), 'EX', ARGV[10]) end
+if done then redis.call('SET', done, cmsgpack.pack(replies), 'EX', ARGV[11]) end
 return replies
 """
 
@@ -545,7 +551,7 @@ class Verifier:
             items.append(
                 f"{p.pin_state}\x1f{p.refusal or ''}\x1f{record.at_text}\x1f"
                 f"{place.label if place else ''}\x1f{1 if never_shipped else 0}"
-                f"\x1f{record.ip or '-'}\x1f{p.code or 0}\x1f{p.retry}\x1f{len(prefix)}\x1e"
+                f"\x1f{record.ip or '-'}\x1f{p.code or 0}\x1f{len(prefix)}\x1e"
             )
         if limits is not None:
             await self._serve_on_cluster(group, items, records, *limits)
@@ -564,6 +570,7 @@ class Verifier:
             b"%d" % settings.verify_repeat_threshold,
             "".join(items).encode(),
             b"".join(records),
+            _retries(group, range(len(group))),
         )
         for p, reply in zip(group, replies, strict=True):
             p.reply = reply
@@ -648,6 +655,7 @@ class Verifier:
                 [
                     "".join([items[i] for i in members]).encode(),
                     b"".join([records[i] for i in members]),
+                    _retries(group, members),
                     tags[shard].encode(),
                     self._kept_for,
                 ],
@@ -710,6 +718,14 @@ class Verifier:
             if counter[0] > limit:
                 limited[i] = [b"rate", counter[1]]
         return limited
+
+
+def _retries(group: list[_Pending], members: Iterable[int]) -> bytes:
+    """``_SCRIPT``'s ARGV[9]: the retry keys of a call's verifications (``members``: their
+    places in ``group``, in the call's order), by their place in the call from 1."""
+    return "".join(
+        [f"{n}:{group[i].retry}\x1f" for n, i in enumerate(members, 1) if group[i].retry]
+    ).encode()
 
 
 def _seen(task: asyncio.Task[Any]) -> None:
