@@ -370,13 +370,18 @@ async def test_the_camera_reads_a_unit_code_and_shows_its_verdict(
         )
         driver.get(f"{server}/m/inspect")
         _find(driver, ".camera-button").click()
-        try:  # ZXing on a fake camera, under the whole suite's load on two cores: a minute
-            _wait(driver, 60).until(lambda d: "正常渠道" in _text(d, "[data-test=verdict]"))
-        except TimeoutException:
-            page = _text(driver, "body")[:600]
-            raise AssertionError(
-                f"no in-channel verdict on screen; the page says: {page}"
-            ) from None
+        for attempt in (1, 2):  # under the whole suite (two CI runs) the fake camera's stream
+            try:  # was once never read in 30 s, then 60 s: the camera is opened again once
+                _wait(driver, 45).until(lambda d: "正常渠道" in _text(d, "[data-test=verdict]"))
+                break
+            except TimeoutException:
+                page = _text(driver, "body")[:600]
+                if attempt == 2:
+                    message = f"no in-channel verdict on screen; the page says: {page}"
+                    raise AssertionError(message) from None
+                print(f"camera opened again after 45 s without a verdict; the page said: {page}")
+                _find(driver, ".camera-button").click()  # off
+                _find(driver, ".camera-button").click()  # on
         in_page_ms = int(_find(driver, "[data-test=verdict]").get_attribute("data-ms") or -1)
         assert 0 <= in_page_ms <= 1000, in_page_ms
         assert serial in _text(driver, "[data-test=verdict]")
