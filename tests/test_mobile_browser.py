@@ -334,6 +334,7 @@ def _y4m(text: str, path: Path, width: int = 640, height: int = 480, frames: int
     return path
 
 
+@pytest.mark.alone  # beside another xdist worker the fake camera's stream was never read
 async def test_the_camera_reads_a_unit_code_and_shows_its_verdict(
     server: str,
     settings: Any,
@@ -370,18 +371,13 @@ async def test_the_camera_reads_a_unit_code_and_shows_its_verdict(
         )
         driver.get(f"{server}/m/inspect")
         _find(driver, ".camera-button").click()
-        for attempt in (1, 2):  # under the whole suite (two CI runs) the fake camera's stream
-            try:  # was once never read in 30 s, then 60 s: the camera is opened again once
-                _wait(driver, 45).until(lambda d: "正常渠道" in _text(d, "[data-test=verdict]"))
-                break
-            except TimeoutException:
-                page = _text(driver, "body")[:600]
-                if attempt == 2:
-                    message = f"no in-channel verdict on screen; the page says: {page}"
-                    raise AssertionError(message) from None
-                print(f"camera opened again after 45 s without a verdict; the page said: {page}")
-                _find(driver, ".camera-button").click()  # off
-                _find(driver, ".camera-button").click()  # on
+        try:
+            _wait(driver, 60).until(lambda d: "正常渠道" in _text(d, "[data-test=verdict]"))
+        except TimeoutException:
+            page = _text(driver, "body")[:600]
+            raise AssertionError(
+                f"no in-channel verdict on screen; the page says: {page}"
+            ) from None
         in_page_ms = int(_find(driver, "[data-test=verdict]").get_attribute("data-ms") or -1)
         assert 0 <= in_page_ms <= 1000, in_page_ms
         assert serial in _text(driver, "[data-test=verdict]")
