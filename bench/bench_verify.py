@@ -105,6 +105,7 @@ def wrk(
     if cpu is not None:
         argv = ["taskset", "-c", cpu, *argv]
     before = cpu_times(server) if server else None
+    processes = process_cpu(server) if server else None
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr[-2000:]}")
@@ -112,6 +113,9 @@ def wrk(
     if before is not None and server:
         after = cpu_times(server)
         numbers.update({k: after[k] - before[k] for k in before})
+        if processes is not None:
+            now = process_cpu(server)
+            numbers.update({f"proc_{k}_s": now[k] - processes.get(k, 0.0) for k in now})
     for line in done.stdout.splitlines():
         if line.startswith(("wrk-summary ", "wrk-results ")):
             for key, value in re.findall(r"(\w+)=([\d.]+)", line):
@@ -150,6 +154,51 @@ def cpu_times(pid: int) -> dict[str, float]:
             times[f"{name}_busy_s"] = (user + nice + system + irq + softirq) / tick
             times[f"{name}_steal_s"] = steal / tick
     return times
+
+
+def process_cpu(api: int | None) -> dict[str, float]:
+    """Seconds of CPU used so far by every process on the machine, by kind: the API (``api``
+    and its descendants), wrk, PostgreSQL, Redis, the worker (the flusher) and the rest —
+    where a verification's CPU goes, all of it, not only the API's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, rest = (entry / "stat").read_text().rsplit(")", 1)
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = rest.split()
+        comm = head.split("(", 1)[1]
+        kind = (
+            "wrk"
+            if comm == "wrk"
+            else "postgres"
+            if comm.startswith("postgres") or "postgres" in cmd.split(" ", 1)[0]
+            else "redis"
+            if comm.startswith("redis")
+            else "worker"
+            if "dramatiq" in cmd
+            else "other"
+        )
+        stats[int(entry.name)] = (int(fields[1]), kind, (int(fields[11]) + int(fields[12])) / tick)
+    in_api = set()
+    if api:
+        in_api.add(api)
+        grew = True
+        while grew:
+            grew = False
+            for pid, (parent, _, _) in stats.items():
+                if parent in in_api and pid not in in_api:
+                    in_api.add(pid)
+                    grew = True
+    used: dict[str, float] = {}
+    for pid, (_, kind, seconds) in stats.items():
+        kind = "api" if pid in in_api else kind
+        used[kind] = used.get(kind, 0.0) + seconds
+    return used
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -245,6 +294,14 @@ def show(name: str, r: dict[str, float]) -> None:
                 f" (stolen {100 * r[f'cpu{n}_steal_s'] / r['seconds']:.0f}%)"
                 for n in cpus
             )
+        )
+    kinds = sorted(k[5:-2] for k in r if k.startswith("proc_") and k.endswith("_s"))
+    if kinds:
+        per = {k: 1e6 * r[f"proc_{k}_s"] / r["requests"] for k in kinds}
+        print(
+            f"  {'':<16} CPU per request, every process: {sum(per.values()):.0f} µs ("
+            + ", ".join(f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+            + ")"
         )
 
 

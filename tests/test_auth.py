@@ -285,6 +285,36 @@ async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
     assert_error(await refreshed(second), 401, "invalid_token")  # every session ended
 
 
+async def test_two_replays_of_one_spent_refresh_token_at_once_are_both_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Two copies of a token spent a while ago, sent at the same moment: each refresh held the
+    user's row to share and the replay's end of sessions then asked it exclusively, so the two
+    deadlocked (PostgreSQL ended one with an error). Both are refused, every session ends."""
+    admin = await login("admin")
+    name = f"replays_{id(client) % 100000}"
+    user_id, tokens_ = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
+    )
+    first = tokens_["refresh_token"]
+    second = (await client.post("/auth/refresh", json={"refresh_token": first})).json()
+    async with app.state.pool.connection() as conn:  # spent a minute ago
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() - interval '1 minute' "
+            "WHERE user_id = %s AND revoked_at IS NOT NULL",
+            (user_id,),
+        )
+    for _ in range(5):
+        answers = await asyncio.gather(
+            *(client.post("/auth/refresh", json={"refresh_token": first}) for _ in range(4))
+        )
+        for answer in answers:
+            assert_error(answer, 401, "invalid_token")
+    later = await client.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert_error(later, 401, "invalid_token")
+    assert_error(await client.get("/auth/me", headers=bearer(second)), 401, "token_revoked")
+
+
 async def test_a_password_set_ends_the_access_tokens_issued_before(
     client: Any, login: Any, demo: Any, settings: Any
 ) -> None:

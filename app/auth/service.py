@@ -175,6 +175,9 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
         )
     ).fetchone()
     if spent is None:
+        # the share of the user's row goes first: two replays at once, each asking for it
+        # exclusively while holding it shared, deadlocked (nothing was written yet)
+        await conn.rollback()
         await _replayed(conn, tokens.token_id(claims))
         raise Unauthorized("refresh token already used or revoked", code="invalid_token")
     principal = await load_user(conn, tokens.user_id(claims))
