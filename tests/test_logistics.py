@@ -334,6 +334,13 @@ async def test_exception_outbound_needs_approval(
         f"/documents/{own['id']}/approve", headers={"X-API-Key": key.json()["key"]}, json={}
     )
     assert_error(by_key, 403, "own_document")
+    # review R5: nor one it confirmed for a clerk who drafted it
+    sent_on = await document(client, clerk, route["units"][4:5], kind="exception", reason="gift")
+    assert (await confirm(client, admin, sent_on)).json()["status"] == "pending_approval"
+    confirmer = await client.post(f"/documents/{sent_on['id']}/approve", headers=admin, json={})
+    assert_error(confirmer, 403, "own_document")
+    third = await client.post(f"/documents/{sent_on['id']}/approve", headers=approver, json={})
+    assert third.status_code == 200 and third.json()["status"] == "confirmed", third.text
     withdrawn = await client.post(f"/documents/{own['id']}/reject", headers=admin, json={})
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "rejected"
     sample = await document(client, clerk, route["units"][2:3], kind="exception", reason="sample")

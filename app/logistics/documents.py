@@ -48,6 +48,7 @@ _DOC = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.name AS org_na
        d.shipment_id, d.doc_date, d.handler_id, u.display_name AS handler_name, d.signee,
        d.phone, d.customer, d.customer_type, d.destination_city, d.salesperson_id, d.reason,
        d.status, d.note, d.discrepancies, d.approved_by, d.approved_at, d.confirmed_at,
+       d.submitted_by,
        d.created_at, o.path AS org_path, c.path AS counterparty_path, d.brand_id,
        (SELECT count(*) FROM document_items i WHERE i.document_id = d.id) AS items
     FROM documents d JOIN orgs o ON o.id = d.org_id
@@ -561,7 +562,8 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
     plan = await movements.check(conn, scheme, row)
     if plan.movement.approval:
         await conn.execute(
-            "UPDATE documents SET status = 'pending_approval' WHERE id = %s", (doc_id,)
+            "UPDATE documents SET status = 'pending_approval', submitted_by = %s WHERE id = %s",
+            (actor.person, doc_id),
         )
     else:
         await _move(conn, plan)
@@ -580,11 +582,16 @@ async def decide(
         raise Forbidden("approve documents of your own organisations", code="not_your_org")
     if row["status"] != "pending_approval":
         raise Conflict(f"the document is {row['status']}", code="not_pending")
-    if approve and actor.person is not None and actor.person == row["handler_id"]:
-        # an approval is a second person's (probe T: an organisation's admin, who holds both
-        # permissions, drafted, confirmed and approved its own exception outbound)
+    if approve and actor.person is not None and actor.person in (
+        row["handler_id"],
+        row["submitted_by"],
+    ):
+        # an approval is another person's (probe T: an organisation's admin, who holds both
+        # permissions, drafted, confirmed and approved its own exception outbound; review R5:
+        # or confirmed a clerk's draft and approved it)
         raise Forbidden(
-            "a document is approved by someone other than its handler", code="own_document"
+            "a document is approved by someone other than its handler and its confirmer",
+            code="own_document",
         )
     if approve:
         await _ensure_open(conn, MOVEMENTS[row["kind"]], row["counterparty_id"])

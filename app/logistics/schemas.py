@@ -138,6 +138,8 @@ class DocumentOut(msgspec.Struct, frozen=True, kw_only=True):
     approved_by: int | None
     approved_at: datetime | None
     confirmed_at: datetime | None
+    #: who confirmed a document that waits for approval (its approver is someone else)
+    submitted_by: int | None
     created_at: datetime
     items: int
     units: int

@@ -3707,6 +3707,7 @@ export interface components {
             signee: string | null;
             /** @enum {string} */
             status: "draft" | "pending_approval" | "confirmed" | "rejected" | "cancelled";
+            submitted_by: number | null;
             units: number;
         };
         /** DocumentRow */
