@@ -582,9 +582,14 @@ async def decide(
         raise Forbidden("approve documents of your own organisations", code="not_your_org")
     if row["status"] != "pending_approval":
         raise Conflict(f"the document is {row['status']}", code="not_pending")
-    if approve and actor.person is not None and actor.person in (
-        row["handler_id"],
-        row["submitted_by"],
+    if (
+        approve
+        and actor.person is not None
+        and actor.person
+        in (
+            row["handler_id"],
+            row["submitted_by"],
+        )
     ):
         # an approval is another person's (probe T: an organisation's admin, who holds both
         # permissions, drafted, confirmed and approved its own exception outbound; review R5:
