@@ -201,6 +201,10 @@ async def test_factory_to_agent_to_store_to_sale(
     assert returned.json()["disposition"] == "damaged"
     assert (await state_of(conn, app, units[1]))["status"] == "active"
     assert (await state_of(conn, app, units[2]))["status"] == "sold"
+    # probe X: the damaged unit was sold on to the next consumer; it goes back upstream
+    again = await client.post("/sales", headers=store, json={"codes": [units[1]]})
+    assert_error(again, 409, "not_sellable")
+    assert (await state_of(conn, app, units[1]))["status"] == "active"
     assert_error(
         await client.post("/returns", headers=store, json={"code": units[3], "reason": "expired"}),
         409,

@@ -96,6 +96,8 @@ class Movement:
     reasons: tuple[str, ...] = ()  # the document must give one of these
     default_counterparty: Literal["parent"] | None = None  # when the draft names none
     names_route: bool = True  # the event names source and destination organisations
+    # to a consumer: not a unit a consumer brought back damaged or expired (``NOT_FOR_SALE``)
+    sellable_only: bool = False
 
 
 MOVEMENTS: dict[str, Movement] = {
@@ -148,6 +150,7 @@ MOVEMENTS: dict[str, Movement] = {
             stock=(("org", "on_hand", -1),),
             unit_sets=GONE_UNITS, case_sets=GONE_CASES,
             biz_step="retail_selling", disposition="retail_sold",
+            sellable_only=True,
         ),
         Movement(  # no document: POST /returns (documents.consumer_return)
             kind="consumer_return", prefix="", direction="inbound",
@@ -175,6 +178,7 @@ class UnitRow(TypedDict):
     transit_to: int | None
     parent_sscc: int | None
     channel_org_id: int | None
+    disposition: str | None
 
 
 class CaseRow(TypedDict):
@@ -260,6 +264,11 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
         if bad:
             message = "codes not held (in stock) by the shipping organisation"
             raise await refuse(conn, scheme, "not_held", message, bad)
+    if movement.sellable_only:  # probe X: a unit a consumer brought back damaged was sold again
+        spoilt = [u["code"] for u in unit_rows if u["disposition"] in NOT_FOR_SALE]
+        if spoilt:
+            message = "codes returned damaged or expired: back upstream, not to a consumer"
+            raise await refuse(conn, scheme, "not_sellable", message, spoilt)
     _check_cases(movement, org, other, case_rows)  # after their units, named by serial
     if movement.order_limit and doc["order_id"] is not None:
         short = await _check_order(conn, doc["order_id"], unit_rows)
@@ -277,6 +286,9 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
         salesperson=doc["salesperson_id"],
         discrepancies=discrepancies,
     )
+
+
+NOT_FOR_SALE = ("damaged", "expired")  # dispositions a store does not sell on (consumer returns)
 
 
 def _on_hand_at(row: UnitRow | CaseRow, org: int | None) -> bool:
@@ -391,7 +403,7 @@ async def expand(
     unit_rows = await (
         await conn.execute(
             """SELECT code, product_id, lot, status, holder_org_id, transit_to, parent_sscc,
-                      channel_org_id
+                      channel_org_id, disposition
                FROM unit_state WHERE code = ANY(%s) OR parent_sscc = ANY(%s)
                ORDER BY code FOR UPDATE""",
             (units, boxes),
