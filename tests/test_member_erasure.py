@@ -43,6 +43,13 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
                        '10.9.8.7', 'device-1', 'Phone/1.0', 30.27, 120.15, %s)""",
             (brand, member_id),
         )
+        # a message to the phone that failed for good: its copy kept for the operators
+        await conn.execute(
+            """INSERT INTO dead_letters (queue, payload, reason)
+               SELECT 'sms_outbox', convert_to(row_to_json(o)::text, 'UTF8'), 'out of attempts'
+                 FROM sms_outbox o WHERE phone = %s""",
+            (phone,),
+        )
     # the copy: everything held about the member
     copy = await client.get("/members/me/export", headers=headers)
     assert copy.status_code == 200, copy.text
@@ -69,6 +76,16 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
     assert [scan[k] for k in gone] == [None] * len(gone)
     sms = await _one(app, "SELECT count(*) AS n FROM sms_outbox WHERE phone = %s", phone)
     assert sms["n"] == 0  # the code's message no longer names the number
+    letters = await _one(  # nor its dead letter (probe U's review: the phone stayed there)
+        app,
+        """SELECT count(*) AS n, count(*) FILTER (WHERE position(convert_to(%s, 'UTF8')
+                                                         IN payload) > 0) AS naming
+             FROM dead_letters WHERE queue = 'sms_outbox'
+              AND convert_from(payload, 'UTF8')::jsonb ->> 'member_id' = %s""",
+        phone,
+        str(member_id),
+    )
+    assert (letters["n"], letters["naming"]) == (1, 0)
     redemption = await _one(app, "SELECT status FROM redemptions WHERE member_id = %s", member_id)
     assert redemption["status"] == "expired"
     stock = await _one(app, "SELECT stock FROM gifts WHERE id = %s", gift["id"])
@@ -117,3 +134,63 @@ async def test_member_service_erases_on_request(
     assert_error(frozen, 409, "member_erased")
     assert_error(await client.get("/members/me", headers=headers), 401, "member_erased")
     assert_error(await client.post("/members/999999999/erase", headers=service), 404)
+
+
+async def test_a_claim_still_queued_at_the_erasure_is_stored_anonymous(
+    client: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A points claim's verification record waits in the write-behind queue (Redis) for a
+    moment; one still there when its member erased the membership was stored with the member
+    and the phone's address, place and device, which the erasure had cleared from the others."""
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    brand = demo["BRAND-LUMI"]
+    leaving_headers, leaving = await sign_in(client, app, brand)
+    _, staying = await sign_in(client, app, brand)
+    queue = f"{settings.redis_namespace}:verif:queue"
+    token = secrets.token_hex(4)
+
+    def record(member: dict[str, Any], serial: str) -> bytes:
+        return json.dumps(
+            {
+                "at": datetime.now(UTC).isoformat(),
+                "record_key": str(uuid.uuid4()),
+                "serial": serial,
+                "brand_id": brand,
+                "result": "genuine",
+                "reason": "first_query",
+                "queries": 1,
+                "pin_given": True,
+                "client_ip": "10.9.8.7",
+                "client_id": "device-1",
+                "user_agent": "Phone/1.0",
+                "lat": 30.27,
+                "lng": 120.15,
+                "member_id": member["member"]["id"],
+            }
+        ).encode()
+
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):  # earlier tests' records
+            pass
+    sync_redis.lpush(
+        queue, b"\n".join([record(leaving, f"Q-{token}-1"), record(staying, f"Q-{token}-2")])
+    )
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=leaving_headers)).status_code == 204
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        assert records.flush(sync_redis, pg, settings.redis_namespace) == 2
+    kept = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng")
+    erased = await _one(app, "SELECT * FROM verifications WHERE serial = %s", f"Q-{token}-1")
+    assert [erased[k] for k in kept] == [None] * len(kept)
+    assert erased["result"] == "genuine"  # the record stays, anonymous
+    other = await _one(app, "SELECT * FROM verifications WHERE serial = %s", f"Q-{token}-2")
+    assert other["member_id"] == staying["member"]["id"] and str(other["client_ip"]) == "10.9.8.7"

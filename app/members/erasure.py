@@ -26,6 +26,7 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
+from app.deadletters import SMS_OUTBOX
 from app.errors import Conflict, NotFound
 from app.members import points
 
@@ -103,13 +104,24 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
         (member_id,),
     )
     await conn.execute(
-        """UPDATE sms_outbox
+        """WITH sms AS (
+           UPDATE sms_outbox
               SET phone = %(gone)s, variables = '{}',
                   state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
                   last_error = CASE WHEN state = 'pending' THEN 'membership erased'
                                     ELSE last_error END
-            WHERE phone = %(phone)s AND brand_id = %(brand)s""",  # by the phone's index: a
-        {"gone": gone, "brand": brand_id, "phone": phone},  # member's SMS go to its phone
+            WHERE phone = %(phone)s AND brand_id = %(brand)s
+            RETURNING id)
+           -- the copies of its failed messages kept for the operators (app.sms.sender)
+           UPDATE dead_letters d
+              SET payload = convert_to(jsonb_set(jsonb_set(
+                      convert_from(d.payload, 'UTF8')::jsonb,
+                      '{phone}', to_jsonb(%(gone)s::text)), '{variables}', '{}')::text, 'UTF8')
+             FROM sms
+            WHERE d.queue = %(queue)s  -- row_to_json: the id first; bytes, nothing decoded
+              AND position(convert_to('{"id":' || sms.id || ',', 'UTF8') IN d.payload) = 1""",
+        # by the phone's index: a member's SMS go to its phone
+        {"gone": gone, "brand": brand_id, "phone": phone, "queue": SMS_OUTBOX},
     )
     await conn.execute(  # the one-time codes it asked for
         "DELETE FROM member_otps WHERE brand_id = %s AND phone = %s", (brand_id, phone)

@@ -37,13 +37,23 @@ INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
      client_ip, client_id, user_agent, province, city, lat, lng, member_id)
 SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.result, r.reason,
-       r.queries, r.pin_given, r.client_ip, r.client_id, r.user_agent, r.province, r.city,
-       r.lat, r.lng, r.member_id
+       r.queries, r.pin_given,
+       CASE WHEN e.erased THEN NULL ELSE r.client_ip END,
+       CASE WHEN e.erased THEN NULL ELSE r.client_id END,
+       CASE WHEN e.erased THEN NULL ELSE r.user_agent END, r.province, r.city,
+       CASE WHEN e.erased THEN NULL ELSE r.lat END,
+       CASE WHEN e.erased THEN NULL ELSE r.lng END,
+       CASE WHEN e.erased THEN NULL ELSE r.member_id END
   FROM json_to_recordset(%s::json) AS r(
        at timestamptz, record_key uuid, code_id bigint, serial text, brand_id bigint,
        product_id bigint, result text, reason text, queries integer, pin_given boolean,
        client_ip inet, client_id text, user_agent text, province text, city text,
        lat double precision, lng double precision, member_id bigint)
+  -- a member's claim still queued when the member was erased is stored as erasure left the
+  -- member's earlier ones (app.members.erasure); a record without a member looks nothing up
+  LEFT JOIN LATERAL (SELECT true AS erased FROM members m
+                      WHERE r.member_id IS NOT NULL AND m.id = r.member_id
+                        AND m.status = 'erased') e ON true
 ON CONFLICT (at, record_key) DO NOTHING
 RETURNING code_id, serial, brand_id, result, reason, queries, province, city
 )
