@@ -176,6 +176,12 @@ async def test_a_role_name_means_one_role_along_a_line_of_organisations(
         "/roles", headers=gd, json={"name": other, "permissions": ["orgs.read"]}
     )
     assert beside.status_code == 201, beside.text
+    # review R5: nor may a move bring the two onto one line
+    store = (await client.get("/auth/me", headers=manager)).json()["org_id"]
+    gd_agent = (await client.get("/auth/me", headers=gd)).json()["org_id"]
+    moved = await client.post(f"/orgs/{store}/move", headers=admin, json={"parent_id": gd_agent})
+    assert_error(moved, 409, "duplicate_role")
+    assert moved.json()["error"]["details"] == {"roles": [other]}
 
 
 async def test_deactivating_a_user_ends_access(client: Any, login: Any, demo: Any) -> None:

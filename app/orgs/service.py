@@ -303,6 +303,7 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     before = await get_org(conn, None, org_id)
     old_path = row["path"]
     new_path = f"{parent['path']}{org_id}/"
+    await _ensure_role_names_apart(conn, old_path, parent["path"])
     await conn.execute(
         "UPDATE orgs SET path = %s || substr(path, %s), "
         "parent_id = CASE WHEN id = %s THEN %s ELSE parent_id END, updated_at = now() "
@@ -322,6 +323,29 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
         org_id=org_id,
     )
     return after
+
+
+async def _ensure_role_names_apart(conn: Conn, subtree: str, above: str) -> None:
+    """409 ``duplicate_role`` when a custom role of the moving ``subtree`` has the name of one
+    of the organisations it moves under (``above``: the new parent's path): a role name means
+    one role along a line (``app.users.service.create_role``; review R5: a move brought two)."""
+    rows = await (
+        await conn.execute(
+            """SELECT DISTINCT r.name FROM roles r JOIN orgs o ON o.id = r.org_id
+                WHERE o.path LIKE %(subtree)s || '%%'
+                  AND r.name IN (SELECT a.name FROM roles a JOIN orgs p ON p.id = a.org_id
+                                  WHERE %(above)s LIKE p.path || '%%')
+                ORDER BY r.name""",
+            {"subtree": subtree, "above": above},
+        )
+    ).fetchall()
+    if rows:
+        names = [row["name"] for row in rows]
+        raise Conflict(
+            "roles of the organisation's subtree have the names of roles above its new place",
+            code="duplicate_role",
+            details={"roles": names},
+        )
 
 
 async def drop_roles_out_of_reach(
