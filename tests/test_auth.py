@@ -254,6 +254,45 @@ async def test_a_revoked_key_takes_the_keys_it_made_with_it(client: Any, login: 
     assert (await client.get("/orgs", headers={"X-API-Key": other["key"]})).status_code == 200
 
 
+async def test_a_key_made_while_its_maker_is_revoked_is_revoked_too(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Review R5: a key making another at the moment it was revoked: the new key was not yet
+    there for the revocation of the keys it had made, and lived on."""
+    admin = await login("admin")
+    for attempt in range(12):
+        made = await client.post(
+            "/api-keys",
+            headers=admin,
+            json={
+                "name": f"maker_{id(client) % 100000}_{attempt}",
+                "permissions": ["apikeys.write"],
+            },
+        )
+        assert made.status_code == 201, made.text
+        maker = made.json()
+        child, revoked = await asyncio.gather(
+            client.post(
+                "/api-keys",
+                headers={"X-API-Key": maker["key"]},
+                json={"name": f"child_{attempt}", "permissions": ["apikeys.write"]},
+            ),
+            client.post(f"/api-keys/{maker['api_key']['id']}/revoke", headers=admin),
+        )
+        assert revoked.status_code == 200, revoked.text
+        if child.status_code != 201:
+            assert_error(child, 401, "api_key_revoked")
+            continue
+        async with app.state.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT revoked_at FROM api_keys WHERE id = %s",
+                    (child.json()["api_key"]["id"],),
+                )
+            ).fetchone()
+        assert row["revoked_at"] is not None, f"attempt {attempt}: the child outlived its maker"
+
+
 async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

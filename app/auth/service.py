@@ -393,6 +393,17 @@ async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKey
     org = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
     actor.ensure_sees(org["path"] if org else None)
     check_grantable(actor, data.permissions)
+    if actor.api_key_id is not None:  # its revocation waits, and then revokes this one too;
+        # one committed first leaves nothing to make keys with (review R5: a key made at the
+        # moment its maker was revoked escaped the revocation of the keys it had made)
+        live = await (
+            await conn.execute(
+                "SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL FOR SHARE",
+                (actor.api_key_id,),
+            )
+        ).fetchone()
+        if live is None:
+            raise Unauthorized("the API key is revoked", code="api_key_revoked")
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32).replace("_", "-")
     row = await (
