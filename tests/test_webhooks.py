@@ -978,3 +978,44 @@ async def test_the_owners_audit_shows_what_others_above_did_to_its_subscription(
     assert trail.status_code == 200, trail.text
     actions = sorted(row["action"] for row in trail.json()["items"])
     assert actions == ["create", "delete", "rotate_secret", "update"], actions
+
+
+async def test_sales_and_approved_exceptions_are_announced(
+    wh: Any, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe X: an ERP that books sales (and goods given away or destroyed) had to poll for
+    them. Sales and approved exception outbounds are events of their own kinds."""
+    from tests.rebates_support import store_goods
+
+    kinds = ["sale.confirmed", "exception.confirmed"]
+    made = await subscribe(wh, await login("admin"), "http://127.0.0.1:9/erp", kinds)
+    goods = await store_goods(client, login, app, demo)
+    sold = await client.post(
+        "/sales",
+        headers=await login("store_clerk"),
+        json={"codes": goods["units"][:2], "phone": "13900001111"},
+    )
+    assert sold.status_code == 201, sold.text
+    clerk = await login("clerk")
+    gift = await document(client, clerk, goods["cases"][2:], kind="exception", reason="gift")
+    assert (await confirm(client, clerk, gift)).json()["status"] == "pending_approval"
+    approved = await client.post(
+        f"/documents/{gift['id']}/approve", headers=await login("approver"), json={}
+    )
+    assert approved.status_code == 200, approved.text
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """SELECT e.kind, e.data, e.org_ids FROM webhook_deliveries d
+                     JOIN webhook_events e ON e.id = d.event_id
+                    WHERE d.subscription_id = %s ORDER BY e.id""",
+                (made["id"],),
+            )
+        ).fetchall()
+    assert [r["kind"] for r in rows] == kinds
+    sale, exception = rows[0]["data"], rows[1]["data"]
+    assert (sale["doc_no"], sale["org_id"]) == (sold.json()["doc_no"], demo["STORE-HZ-01"])
+    assert sale["lines"][0]["units"] == 2
+    assert "13900001111" not in json.dumps(sale)  # never a customer's phone
+    assert (exception["doc_no"], exception["reason"]) == (gift["doc_no"], "gift")
+    assert exception["lines"][0]["units"] == 10

@@ -44,6 +44,8 @@ EVENT_KINDS: dict[str, str] = {
     "shipment.confirmed": "an outbound document (shipment to a downstream organisation) confirmed",
     "receipt.confirmed": "an inbound document (receipt of a shipment, factory inbound) confirmed",
     "return.confirmed": "a return document (goods back upstream) confirmed",
+    "sale.confirmed": "a sale to consumers (a store's, an agent's or a distributor's) recorded",
+    "exception.confirmed": "an exception outbound (gift, sample, destruction…) approved",
     "alert.diversion": "a diversion (cross-region selling) alert raised",
     "alert.counterfeit": "a counterfeit alert raised (a code that is void, unknown, not active)",
     "rebate.claimed": "a store clerk's sales rebate claim",
