@@ -102,6 +102,26 @@ def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
+def cmd_db_status(settings: Settings) -> int:
+    """The database's migrations against this release's; 1 when they differ."""
+    from app.db import migration_status
+
+    db_url, _ = _urls(settings)
+    status = migration_status(db_url)
+    last = status.applied[-1] if status.applied else None
+    print(f"applied: {len(status.applied)}" + (f" (last {last[0]} at {last[1]})" if last else ""))
+    for label, names in (
+        ("pending (tracecode db migrate applies them)", status.pending),
+        ("unknown to this release (a newer release migrated the database)", status.unknown),
+        ("edited after they were applied (write a new migration instead)", status.changed),
+    ):
+        if names:
+            print(f"{label}: {', '.join(names)}")
+    differs = status.pending or status.unknown or status.changed
+    print("differs from this release" if differs else "up to date with this release")
+    return 1 if differs else 0
+
+
 def _per_page(text: str) -> int:
     """A page size as the API takes it: 1 to 200 (probe P: -1 printed PostgreSQL's error in
     direct mode, past 2^63 "bigint out of range")."""
@@ -942,7 +962,11 @@ def main(argv: list[str] | None = None) -> int:
     services = sub.add_parser("services", help="embedded PostgreSQL and Redis under var/")
     services.add_argument("action", choices=["up", "down"])
     db = sub.add_parser("db", help="database")
-    db.add_argument("action", choices=["migrate", "after-restore"])
+    db.add_argument(
+        "action",
+        choices=["migrate", "status", "after-restore"],
+        help="status: applied, pending and unknown migrations (exit 1 when any differ)",
+    )
     for name, (_, margin) in RESTORE_SEQUENCES.items():
         db.add_argument(
             f"--{name}",
@@ -1086,6 +1110,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "db" and args.action == "after-restore":
             margins = {name: getattr(args, name) for name in RESTORE_SEQUENCES}
             return cmd_after_restore(settings, margins)
+        if args.command == "db" and args.action == "status":
+            return cmd_db_status(settings)
         if args.command == "db":
             return cmd_migrate(settings)
         if args.command == "demo" and args.action == "codes":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 import weakref
@@ -21,6 +22,7 @@ from app.config import Settings
 from app.locks import Lock
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+log = logging.getLogger("tracecode.db")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -142,8 +144,48 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+class MigrationStatus(msgspec.Struct, frozen=True):
+    """What a database holds against the migrations this release ships (``tracecode db
+    status``): ``applied`` (name, when), ``pending`` (shipped, not applied), ``unknown``
+    (applied, not shipped: a newer release migrated the database, or a rollback happened) and
+    ``changed`` (applied, then edited in the release)."""
+
+    applied: list[tuple[str, str]]
+    pending: list[str]
+    unknown: list[str]
+    changed: list[str]
+
+
+def migration_status(url: str) -> MigrationStatus:
+    shipped = {version: (name, text) for version, name, text in migrations()}
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        rows = (
+            conn.execute(
+                "SELECT version, name, checksum, applied_at::text FROM schema_migrations "
+                "ORDER BY version"
+            ).fetchall()
+            if exists and exists[0]
+            else []
+        )
+    done = {version for version, *_ in rows}
+    return MigrationStatus(
+        applied=[(name, at) for _, name, _, at in rows],
+        pending=[name for version, (name, _) in shipped.items() if version not in done],
+        unknown=[name for version, name, _, _ in rows if version not in shipped],
+        changed=[
+            name
+            for version, name, checksum, _ in rows
+            if version in shipped
+            and hashlib.sha256(shipped[version][1].encode()).hexdigest() != checksum
+        ],
+    )
+
+
 def migrate(url: str) -> list[str]:
-    """Apply the migrations not yet applied; return their names. Safe to run concurrently."""
+    """Apply the migrations not yet applied; return their names. Safe to run concurrently.
+    A database that holds migrations this release does not ship (a newer release's: a rollback)
+    is logged as a warning, once per call; nothing is undone."""
     applied_now: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(*locks.acquire(Lock.MIGRATIONS))
@@ -157,7 +199,15 @@ def migrate(url: str) -> list[str]:
             )
             rows = conn.execute("SELECT version, name, checksum FROM schema_migrations").fetchall()
             done = {version: (name, checksum) for version, name, checksum in rows}
-            for version, name, text in migrations():
+            shipped = migrations()
+            unknown = sorted(set(done) - {version for version, _, _ in shipped})
+            if unknown:
+                log.warning(
+                    "the database holds migrations this release does not ship (%s): a newer "
+                    "release migrated it (a rollback?); this code may not fit its schema",
+                    ", ".join(done[v][0] for v in unknown),
+                )
+            for version, name, text in shipped:
                 checksum = hashlib.sha256(text.encode()).hexdigest()
                 if version in done:
                     if done[version][1] != checksum:

@@ -254,6 +254,36 @@ async def test_a_revoked_key_takes_the_keys_it_made_with_it(client: Any, login: 
     assert (await client.get("/orgs", headers={"X-API-Key": other["key"]})).status_code == 200
 
 
+async def test_keys_made_with_a_key_before_their_maker_was_recorded_get_it_from_the_audit_log(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Probe Y: a key made with a key before migration 0052 had no ``made_by_key``, and revoking
+    its maker left it working. Migration 0057 takes the maker from the audit log."""
+    from app.db import migrations
+
+    admin = await login("admin")
+    tag = id(client) % 100000
+
+    async def make(headers: dict[str, str], name: str) -> dict[str, Any]:
+        body = {"name": name, "permissions": ["apikeys.write", "orgs.read"]}
+        made = await client.post("/api-keys", headers=headers, json=body)
+        assert made.status_code == 201, made.text
+        return made.json()  # type: ignore[no-any-return]
+
+    parent = await make(admin, f"old_parent_{tag}")
+    child = await make({"X-API-Key": parent["key"]}, f"old_child_{tag}")
+    backfill = next(text for _, name, text in migrations() if name.startswith("0057_"))
+    async with app.state.pool.connection() as conn:  # as the release before 0052 left it
+        await conn.execute(
+            "UPDATE api_keys SET made_by_key = NULL WHERE id = %s", (child["api_key"]["id"],)
+        )
+        await conn.execute(backfill)
+    revoked = await client.post(f"/api-keys/{parent['api_key']['id']}/revoke", headers=admin)
+    assert revoked.status_code == 200, revoked.text
+    gone = await client.get("/orgs", headers={"X-API-Key": child["key"]})
+    assert_error(gone, 401, "api_key_revoked")
+
+
 async def test_a_key_made_while_its_maker_is_revoked_is_revoked_too(
     client: Any, login: Any, app: Any
 ) -> None:

@@ -345,6 +345,13 @@ async def test_exception_outbound_needs_approval(
     assert_error(confirmer, 403, "own_document")
     third = await client.post(f"/documents/{sent_on['id']}/approve", headers=approver, json={})
     assert third.status_code == 200 and third.json()["status"] == "confirmed", third.text
+    # probe Y: one an older release sent on (no submitted_by): the audit log says who did
+    older = await document(client, clerk, route["units"][5:6], kind="exception", reason="gift")
+    assert (await confirm(client, admin, older)).json()["status"] == "pending_approval"
+    async with app.state.pool.connection() as pg:
+        await pg.execute("UPDATE documents SET submitted_by = NULL WHERE id = %s", (older["id"],))
+    by_confirmer = await client.post(f"/documents/{older['id']}/approve", headers=admin, json={})
+    assert_error(by_confirmer, 403, "own_document")
     withdrawn = await client.post(f"/documents/{own['id']}/reject", headers=admin, json={})
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "rejected"
     sample = await document(client, clerk, route["units"][2:3], kind="exception", reason="sample")

@@ -76,3 +76,31 @@ def test_an_edited_applied_migration_is_refused(fresh_db: str) -> None:
         conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
     with pytest.raises(RuntimeError, match="changed after it was applied"):
         db.migrate(fresh_db)
+
+
+def test_the_status_of_a_database_against_the_release(
+    fresh_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Probe Y: an operator had no way to see what a release would apply, and old code started
+    against a newer schema said nothing (``tracecode db status``)."""
+    shipped = [name for _, name, _ in db.migrations()]
+    before = db.migration_status(fresh_db)
+    assert (before.applied, before.pending, before.unknown) == ([], shipped, [])
+    db.migrate(fresh_db)
+    now = db.migration_status(fresh_db)
+    assert [name for name, _ in now.applied] == shipped
+    assert (now.pending, now.unknown, now.changed) == ([], [], [])
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute("SELECT checksum FROM schema_migrations WHERE version = 1").fetchone()
+        before_sum = row[0] if row else ""
+        conn.execute("INSERT INTO schema_migrations VALUES (9999, '9999_next_release.sql', 'x')")
+        conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    later = db.migration_status(fresh_db)
+    assert (later.unknown, later.changed) == (["9999_next_release.sql"], [shipped[0]])
+    backfill = "0057_api_key_makers_from_audit.sql"  # an UPDATE: it may run again
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = %s WHERE version = 1", (before_sum,))
+        conn.execute("DELETE FROM schema_migrations WHERE name = %s", (backfill,))
+    with caplog.at_level("WARNING", logger="tracecode.db"):
+        assert db.migrate(fresh_db) == [backfill]
+    assert "9999_next_release.sql" in caplog.text
