@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.auth import tokens
 from app.codes.scheme import Scheme, serial_from_scan
 from app.config import Settings
+from app.db import round_connection
 from app.edge import check_json, read_post_body
 from app.errors import AppError, TooManyRequests, Unauthorized, Unprocessable, invalid_body
 from app.events import log as event_log
@@ -60,8 +61,8 @@ class Rounds:
 
     name = "tracecode"
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
+        self.pool, self.settings = pool, settings
         self._waiting: list[Any] = []
         self._round: asyncio.Task[None] | None = None
         self._conn: AsyncConnection[Any] | None = None
@@ -72,11 +73,8 @@ class Rounds:
 
     async def _connection(self) -> AsyncConnection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await AsyncConnection.connect(
-                self.pool.conninfo,
-                autocommit=True,
-                row_factory=dict_row,
-                application_name=self.name,
+            self._conn = await round_connection(
+                self.pool.conninfo, self.settings, self.name, dict_row
             )
         return self._conn
 
@@ -86,7 +84,9 @@ class Rounds:
         try:
             conn = await self._connection()
             await self._serve(conn, group)
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
+            if isinstance(exc, psycopg.errors.QueryCanceled):  # the round's time is up
+                raise
             await self.close()
             conn = await self._connection()
             await self._serve(conn, group)
@@ -128,7 +128,7 @@ class Claimants(Rounds, Generic[Who]):
     sql = ""
 
     def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
-        super().__init__(pool)
+        super().__init__(pool, settings)
         self._key = settings.jwt_key()  # derived once (HKDF), not per request
         self._tokens: dict[str, tuple[int, uuid.UUID, uuid.UUID | None, int, int]] = {}
 
@@ -222,7 +222,7 @@ class Claims(Rounds, Generic[Out]):
     ``explain`` (see the module docstring)."""
 
     def __init__(self, pool: AsyncConnectionPool, verifier: Verifier, scheme: Scheme) -> None:
-        super().__init__(pool)
+        super().__init__(pool, verifier.settings)
         self.verifier, self.scheme = verifier, scheme
 
     async def claim(

@@ -47,6 +47,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # limit. Workers, the CLI and migrations are not limited.
     db_statement_timeout: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 60.0
     db_idle_in_transaction_timeout: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
+    # The hot paths' rounds (a verification's or a claim's query, on connections of their own:
+    # app/verify/service.py, app/claims.py): every request of the process waits behind a round,
+    # so its statement is cancelled after this many seconds (503 query_timeout), and a
+    # verification round whose server does not answer at all is given up a second later (503
+    # service_unavailable; probe Z: a lock held 80 s held every verification 78 s).
+    db_round_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
     # A read replica (app/replica.py): a streaming standby of the primary, serving the reads that
     # tolerate a short lag (trace, management center, analytics, list reads, EPCIS query) with a
     # pool of the same size. It may hold a password: it is never logged or printed. A standby

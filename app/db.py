@@ -67,6 +67,19 @@ def _limits(settings: Settings) -> list[str]:
     return limits
 
 
+async def round_connection(
+    conninfo: str, settings: Settings, name: str, row_factory: Any
+) -> psycopg.AsyncConnection[Any]:
+    """A connection of its own for a hot path's rounds (verification, claims): autocommit (a
+    round's query is one round trip), its statements cancelled after
+    ``TRACECODE_DB_ROUND_TIMEOUT``."""
+    conn = await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, row_factory=row_factory, application_name=name
+    )
+    await conn.execute(f"SET statement_timeout = {int(settings.db_round_timeout * 1000)}")
+    return conn
+
+
 class Pool(AsyncConnectionPool):
     """The pool, failing fast while the database is unreachable (see above)."""
 

@@ -28,7 +28,7 @@ from app.embedded import start_redis
 from app.verify import records
 from app.verify.schemas import VerifyIn
 from app.verify.service import Verifier
-from tests.helpers import activate, issue_units
+from tests.helpers import activate, assert_error, issue_units
 
 
 class PrivateRedis:
@@ -177,3 +177,40 @@ async def test_redis_killed_during_verifications(
     finally:
         await verifier.close()
         await connection.aclose()
+
+
+async def test_a_verification_round_held_by_a_lock_gives_up_after_the_round_timeout(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """Probe Z: the verifier's own connection had no statement limit: a lock held on the unit
+    state for 80 s held every verification of the process 78 s. Now its query is cancelled after
+    ``TRACECODE_DB_ROUND_TIMEOUT`` (503 query_timeout), and the next round is answered."""
+    import httpx
+
+    from app.main import create_app
+    from tests.test_hardening_queues import _activated
+
+    serials = await _activated(client, login, demo, app, 2)
+    scheme = app.state.scheme
+    local = create_app(msgspec.structs.replace(settings, db_round_timeout=1.0))
+    async with local.lifespan():
+        transport = httpx.ASGITransport(app=local)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+            async def verify(serial: str) -> Any:
+                return await c.post(
+                    "/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)}
+                )
+
+            assert (await verify(serials[0])).status_code == 200  # the round's connection made
+            async with await psycopg.AsyncConnection.connect(settings.database_url) as locker:
+                await locker.execute("LOCK TABLE unit_state IN ACCESS EXCLUSIVE MODE")
+                started = time.monotonic()
+                held = await verify(serials[1])
+                waited = time.monotonic() - started
+                await locker.rollback()
+            assert_error(held, 503, "query_timeout")
+            assert waited < 4, f"held {waited:.1f} s"
+            again = await verify(serials[1])
+            assert again.status_code == 200, again.text
+            assert again.json()["serial"] == serials[1]

@@ -39,7 +39,8 @@ from app.codes.scheme import (
     serial_from_scan,
 )
 from app.config import Settings
-from app.errors import TooManyRequests
+from app.db import round_connection
+from app.errors import ServiceUnavailable, TooManyRequests
 from app.redisconn import (
     SHARDS,
     UNAVAILABLE,
@@ -322,18 +323,30 @@ class Verifier:
         trip (a pooled connection adds BEGIN and COMMIT), and rounds run one at a time, so every
         round uses the same cursor (making one per round cost ~36k instructions)."""
         if self._conn is None or self._conn.closed or self._cursor is None:
-            self._conn = await AsyncConnection.connect(
-                self.pool.conninfo, autocommit=True, application_name="tracecode-verify"
+            self._conn = await round_connection(
+                self.pool.conninfo, self.settings, "tracecode-verify", tuple_row
             )
-            self._cursor = self._conn.cursor(row_factory=tuple_row)
+            self._cursor = self._conn.cursor()
         return self._cursor
 
     async def _units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
+        """The round's units; PostgreSQL cancels a query past ``TRACECODE_DB_ROUND_TIMEOUT``
+        (503 query_timeout), and a server that does not answer at all is given up a second
+        later (503 service_unavailable): the process's other verifications wait behind it."""
         try:
-            return await load_units(await self._round_cursor(), codes, brands)
-        except psycopg.OperationalError:  # e.g. the server closed it: once more, on a new one
-            await self.close()
-            return await load_units(await self._round_cursor(), codes, brands)
+            async with asyncio.timeout(self.settings.db_round_timeout + 1):
+                try:
+                    return await load_units(await self._round_cursor(), codes, brands)
+                except psycopg.OperationalError as exc:
+                    if isinstance(exc, psycopg.errors.QueryCanceled):
+                        raise
+                    await self.close()  # e.g. the server closed it: once more, on a new one
+                    return await load_units(await self._round_cursor(), codes, brands)
+        except TimeoutError:
+            conn, self._conn, self._cursor = self._conn, None, None  # its state is unknown
+            if conn is not None:
+                await conn.close()
+            raise ServiceUnavailable("the database does not answer; retry shortly") from None
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
