@@ -38,6 +38,13 @@ from app.redisconn import AnySyncRedis, connect_sync
 
 settings = load_settings()
 
+# The retries of a job that failed for a passing reason (the database restarting, say): 1, 2, 4, …
+# seconds apart, at most a minute, ~3 minutes in all; a job still failing then is dead-lettered,
+# and one whose dead letter could not be written either (the database still down) is sent again
+# by the sweeper of unfinished jobs (``app.ops.orphans``). Three tries a second apart gave up
+# within 15 s of an outage (probe Z).
+RETRIES: dict[str, int] = {"max_retries": 8, "min_backoff": 1_000, "max_backoff": 60_000}
+
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """The broker ``settings`` name: RabbitMQ for ``broker_url``, else Redis. Connects to nothing.

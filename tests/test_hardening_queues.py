@@ -588,3 +588,23 @@ def test_a_failing_roll_up_backs_off_and_logs_its_traceback_once(
     assert len(lines) <= 1.5 / 0.3 + 1
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert 4 <= len(calls) <= 10 and gaps[-1] > 4 * gaps[0], gaps  # each wait longer
+
+
+def test_every_job_that_can_fail_for_a_passing_reason_rides_out_a_restart() -> None:
+    """Probe Z: a capture or an export job tried three times a second apart gave up within
+    15 s of a PostgreSQL restart, and its dead letter was lost with the database down: every
+    retried actor now backs off for minutes in all (``app.jobs.RETRIES``)."""
+    from app.jobs import broker
+    from workers import main  # noqa: F401 - every actor, as a worker loads them
+
+    covered = {}
+    for name in broker.get_declared_actors():
+        options = broker.get_actor(name).options
+        retries = options.get("max_retries", 20)  # dramatiq's default
+        if retries == 0:
+            continue  # a job that is never retried (a ping, the sweeper's own)
+        first, cap = options.get("min_backoff", 15_000), options.get("max_backoff", 604_800_000)
+        covered[name] = sum(min(first * 2**i, cap) for i in range(retries)) / 1000
+    assert {"capture_job", "run_export_job", "send_sms"} <= covered.keys()
+    short = {name: seconds for name, seconds in covered.items() if seconds < 120}
+    assert short == {}, f"retried for less than two minutes in all: {short}"

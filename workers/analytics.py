@@ -15,6 +15,7 @@ import dramatiq
 
 from app.analytics.dashboard import refresh
 from app.analytics.sales import rollup_alone
+from app.jobs import RETRIES
 from workers.periodic import PeriodicRollup, run_now
 
 log = logging.getLogger("tracecode.analytics")
@@ -31,7 +32,7 @@ class DashboardCounter(PeriodicRollup):
         super().__init__("dashboard", refresh, interval=60.0)
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000)
+@dramatiq.actor(**RETRIES)
 def rollup_sales() -> None:
     """Roll the sales summaries up now (waits for a roller already running). Idempotent:
     queued sales are consumed once, so a second run finds nothing left."""

@@ -13,6 +13,7 @@ import logging
 import dramatiq
 
 from app.analytics.people import rollup_count
+from app.jobs import RETRIES
 from workers.periodic import PeriodicRollup, run_now
 
 log = logging.getLogger("tracecode.analytics")
@@ -23,7 +24,7 @@ class PeopleRoller(PeriodicRollup):
         super().__init__("people", rollup_count)
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000)
+@dramatiq.actor(**RETRIES)
 def rollup_people() -> None:
     """Roll the people summaries up now (waits for a roller already running). Idempotent:
     queue rows are consumed once, so a second run finds nothing left."""

@@ -10,7 +10,7 @@ from app.codes.exports import run_export
 from app.codes.scheme import Scheme, scheme_from_settings
 from app.deadletters import POISON
 from app.embedded import start_postgres
-from app.jobs import settings
+from app.jobs import RETRIES, settings
 
 
 @cache
@@ -20,7 +20,7 @@ def _context() -> tuple[str, Scheme]:
     return db_url, scheme
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=6 * 3600 * 1000, throws=POISON)
+@dramatiq.actor(**RETRIES, time_limit=6 * 3600 * 1000, throws=POISON)
 def run_export_job(export_id: str) -> None:
     """Write an export's files. Idempotent under at-least-once delivery: a done export is left
     alone, a failed one redone, a second delivery while another runner writes it waits for that

@@ -13,7 +13,7 @@ from app.codes.scheme import Scheme, scheme_from_settings
 from app.deadletters import POISON
 from app.embedded import start_postgres
 from app.epcis import capture
-from app.jobs import settings
+from app.jobs import RETRIES, settings
 
 
 @cache
@@ -30,7 +30,7 @@ async def _run(capture_id: str) -> str:
         return state
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000, time_limit=3600 * 1000, throws=POISON)
+@dramatiq.actor(**RETRIES, time_limit=3600 * 1000, throws=POISON)
 def capture_job(capture_id: str) -> None:
     """Apply one capture job, all or nothing. Idempotent under at-least-once delivery: a
     finished job is left alone, a second delivery while it runs waits for the job row's lock

@@ -11,6 +11,7 @@ import logging
 import dramatiq
 
 from app.inspect.summaries import rollup_alone
+from app.jobs import RETRIES
 from workers.periodic import PeriodicRollup, run_now
 
 log = logging.getLogger("tracecode.inspect")
@@ -21,7 +22,7 @@ class InspectionRoller(PeriodicRollup):
         super().__init__("inspect", rollup_alone)
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000)
+@dramatiq.actor(**RETRIES)
 def rollup_inspections() -> None:
     """Roll inspection summaries up now (waits for a roller already running). Idempotent:
     deltas are consumed once, so a second run finds nothing left."""

@@ -10,6 +10,7 @@ import logging
 
 import dramatiq
 
+from app.jobs import RETRIES
 from app.logistics.rollup import rollup_alone
 from workers.periodic import PeriodicRollup, run_now
 
@@ -21,7 +22,7 @@ class StockRoller(PeriodicRollup):
         super().__init__("stock", rollup_alone)
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000)
+@dramatiq.actor(**RETRIES)
 def rollup_stock() -> None:
     """Roll stock up now (waits for a roller already running). Idempotent: deltas are consumed
     once, so a second run finds nothing left."""

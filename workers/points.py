@@ -13,6 +13,7 @@ import logging
 import dramatiq
 
 from app.db import Conn
+from app.jobs import RETRIES
 from app.members.redemptions import expire_due
 from workers.periodic import PeriodicRollup, connect
 
@@ -38,7 +39,7 @@ async def _expire_now() -> int:
         return await _expire(conn)
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000)
+@dramatiq.actor(**RETRIES)
 def expire_redemptions() -> None:
     """Expire the due redemptions now and refund them. Idempotent: each redemption moves from
     issued to expired once, in the transaction that refunds it, so a second delivery finds

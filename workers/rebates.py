@@ -11,6 +11,7 @@ import logging
 
 import dramatiq
 
+from app.jobs import RETRIES
 from app.rebates.ranking import rollup_alone
 from workers.periodic import PeriodicRollup, run_now
 
@@ -22,7 +23,7 @@ class RebateRoller(PeriodicRollup):
         super().__init__("rebates", rollup_alone)
 
 
-@dramatiq.actor(max_retries=3, min_backoff=1000)
+@dramatiq.actor(**RETRIES)
 def rollup_rebates() -> None:
     """Roll the rebate ranking totals up now (waits for a roller already running). Idempotent:
     queued claims are consumed once, so a second run finds nothing left."""

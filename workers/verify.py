@@ -20,7 +20,7 @@ import psycopg
 from dramatiq.middleware import Middleware
 
 from app.embedded import start_postgres
-from app.jobs import redis_client, settings
+from app.jobs import RETRIES, redis_client, settings
 from app.ops.rebuild import restore_counters, restore_lockouts
 from app.verify.records import flush
 from workers.periodic import Failing
@@ -73,7 +73,7 @@ class VerificationFlusher(Middleware):
             self._thread.join(timeout=10)
 
 
-@dramatiq.actor(max_retries=5, min_backoff=1000)
+@dramatiq.actor(**RETRIES)
 def reconcile_codes(codes: list[int]) -> None:
     """Raise the query counts and PIN state in Redis of codes an API process answered from
     PostgreSQL while Redis was down, to what their records show (``app.verify.service``).
