@@ -316,15 +316,24 @@ def _without_redis(app: Any, settings: Any) -> tuple[Verifier, Redis]:
 
 
 async def test_with_redis_down_the_answer_comes_from_postgres_and_is_recorded(
-    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    conn: Any,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     scheme = app.state.scheme
     batch_no = await _activated_batch(client, login, demo, conn)
     down, dead = _without_redis(app, settings)
     serial = scheme.serial(batch_no, 20)
     pin = scheme.pin(serial)
-    first = await down.verify(VerifyIn(serial=serial, pin=pin), "192.0.2.10", "test")
-    second = await down.verify(VerifyIn(serial=serial, pin=pin), "203.0.113.5", "test")
+    with caplog.at_level("WARNING", logger="tracecode.verify"):
+        first = await down.verify(VerifyIn(serial=serial, pin=pin), "192.0.2.10", "test")
+        second = await down.verify(VerifyIn(serial=serial, pin=pin), "203.0.113.5", "test")
+    said = [r.getMessage() for r in caplog.records if r.name == "tracecode.verify"]
+    assert said == ["Redis does not answer: verifications are answered from PostgreSQL"]
     assert (first.result, first.reason, first.queries) == ("genuine", "first_query", 1)
     assert (second.result, second.reason, second.queries) == ("suspicious", "region_jump", 2)
     assert second.first_query_place == "上海市"  # from the shipped IP table

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import os
 import time
@@ -64,6 +65,7 @@ from app.verify.units import UnitInfo, load_units
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
 MAX_ROUND = 500  # verifications served by one round at most
 _REDIS_DOWN = UNAVAILABLE
+log = logging.getLogger("tracecode.verify")
 # Codes an API process remembers answering from PostgreSQL in an outage; past that many, the
 # rest are left to ``tracecode redis rebuild`` (README, "Durability").
 MAX_AFTER_OUTAGE = 100_000
@@ -412,7 +414,12 @@ class Verifier:
         pending = _Pending(record, code, batch, pin_state, None, retry)
         try:
             await self._wait_for_round(pending)
-        except _REDIS_DOWN:
+        except _REDIS_DOWN as exc:
+            if not self._after_outage:  # once an outage (probe Z: nothing said so)
+                log.warning(
+                    "Redis does not answer: verifications are answered from PostgreSQL",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
+                )
             if len(self._after_outage) < MAX_AFTER_OUTAGE:
                 self._after_outage.add(code)
             unit = await self._unit_from_db(code, batch)
@@ -432,6 +439,10 @@ class Verifier:
         what the outage's answers counted and locked (probe J: a code locked by wrong PINs
         during an outage took the right PIN at once after it, with five fresh tries)."""
         codes, self._after_outage = sorted(self._after_outage), set()
+        log.warning(
+            "Redis answers again: the codes verified meanwhile go to reconcile_codes",
+            extra={"codes": len(codes)},
+        )
 
         async def hand_over() -> None:
             if not await jobs.hand_over("reconcile_codes", codes):
