@@ -481,3 +481,28 @@ async def test_json_endpoints_outside_litestar_refuse_other_media_types(
             fine = {**headers, "content-type": "Application/JSON; charset=UTF-8"}
             answer = await post(path, content=body, headers=fine)
             assert answer.status_code != 415, (path, answer.text)
+
+
+async def test_with_redis_down_an_address_is_still_limited(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """Probe Z: the per-address limit lives in Redis, so with Redis down one address sent 130
+    verifications in a second to PostgreSQL, all answered. Each process counts them meanwhile."""
+    from app.errors import TooManyRequests
+
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    down, dead = _without_redis(app, settings)
+    down.settings = msgspec.structs.replace(down.settings, verify_rate_limit=3)
+    serials = [scheme.serial(batch_no, 30 + i) for i in range(5)]
+    for serial in serials[:3]:
+        answer = await down.verify(VerifyIn(serial=serial), "192.0.2.77", "test")
+        assert answer.result == "unconfirmed", answer  # no PIN: counted all the same
+    with pytest.raises(TooManyRequests) as refused:
+        await down.verify(VerifyIn(serial=serials[3]), "192.0.2.77", "test")
+    assert refused.value.code == "rate_limited"
+    with pytest.raises(TooManyRequests):  # a refusal (a forged code) counts the same
+        await down.verify(VerifyIn(serial="ZZZZ"), "192.0.2.77", "test")
+    other = await down.verify(VerifyIn(serial=serials[4]), "192.0.2.78", "test")
+    assert other.result == "unconfirmed"  # another address is not held back
+    await dead.aclose()

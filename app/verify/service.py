@@ -312,6 +312,7 @@ class Verifier:
         self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
         self._after_outage: set[int] = set()  # codes answered from PostgreSQL (``_reconcile``)
         self._reconciling: set[asyncio.Task[None]] = set()
+        self._fallback_minute, self._fallback_counts = 0, dict[str, int]()  # Redis down
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -420,6 +421,7 @@ class Verifier:
                     "Redis does not answer: verifications are answered from PostgreSQL",
                     extra={"error": f"{type(exc).__name__}: {exc}"},
                 )
+            self._limit_without_redis(ip)
             if len(self._after_outage) < MAX_AFTER_OUTAGE:
                 self._after_outage.add(code)
             unit = await self._unit_from_db(code, batch)
@@ -462,8 +464,29 @@ class Verifier:
         try:
             await self._wait_for_round(_Pending(record, code, None, "refuse", reason))
         except _REDIS_DOWN:
+            self._limit_without_redis(record.ip)
             await insert_record(self.pool, record, "not_genuine", reason, 0)
         return self._not_genuine(reason, lang, serial)
+
+    def _limit_without_redis(self, ip: str | None) -> None:
+        """The per-address limit while Redis (which keeps it) is down: counted in this process
+        for the minute, so one address cannot send a flood to PostgreSQL meanwhile (probe Z:
+        130 in a second all answered). Each API process counts its own."""
+        minute = int(time.time() // 60)
+        if minute != self._fallback_minute:
+            self._fallback_minute, self._fallback_counts = minute, {}
+        key = ip or "-"
+        if key not in self._fallback_counts and len(self._fallback_counts) >= MAX_AFTER_OUTAGE:
+            return  # more addresses than the process keeps: the rest go unlimited this minute
+        count = self._fallback_counts[key] = self._fallback_counts.get(key, 0) + 1
+        if count > self.settings.verify_rate_limit:
+            retry = 60 - int(time.time()) % 60
+            raise TooManyRequests(
+                "too many verifications from this address; try again shortly",
+                code="rate_limited",
+                details={"retry_after": retry},
+                headers={"Retry-After": str(retry)},
+            )
 
     @staticmethod
     def _not_genuine(reason: str, lang: str, serial: str) -> VerifyOut:
