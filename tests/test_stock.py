@@ -338,12 +338,13 @@ async def test_rollup_equals_recount_after_10000_random_movements(
     kinds: Counter[str] = Counter()
     pending: list[tuple[int, int, set[int]]] = []  # (shipment id, receiver, codes in transit)
 
-    async def held(org: int, status: str = "active") -> list[int]:
+    async def held(org: int, status: str = "active", for_sale: bool = False) -> list[int]:
         rows = await (
             await conn.execute(
                 """SELECT code FROM unit_state WHERE code >= %s AND code < %s AND status = %s
-                   AND holder_org_id = %s AND transit_to IS NULL ORDER BY code""",
-                (batch_no << 32, (batch_no + 1) << 32, status, org),
+                   AND holder_org_id = %s AND transit_to IS NULL
+                   AND NOT (%s AND disposition IS NOT DISTINCT FROM 'damaged') ORDER BY code""",
+                (batch_no << 32, (batch_no + 1) << 32, status, org, for_sale),
             )
         ).fetchall()
         await conn.commit()
@@ -389,6 +390,10 @@ async def test_rollup_equals_recount_after_10000_random_movements(
                 continue
             picked = rng.sample(stock, k=rng.randint(1, min(len(stock), 120)))
             if org == store and step < 0.75:
+                sellable = await held(org, for_sale=True)  # not those returned damaged
+                if not sellable:
+                    continue
+                picked = rng.sample(sellable, k=rng.randint(1, min(len(sellable), 120)))
                 sold = await client.post(
                     "/sales", headers=users[store], json={"codes": [serial[c] for c in picked]}
                 )

@@ -16,7 +16,7 @@ Fetching the codes again needs ``codes.allocate`` besides, and is audited (``fet
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from app import audit
@@ -25,6 +25,7 @@ from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationO
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, NotFound
+from app.localtime import aware
 from app.paging import Page, check_period, fetch_page
 
 Scope = Literal["brand", "printer", "partner"]
@@ -125,10 +126,6 @@ async def get_allocation(conn: Conn, actor: Principal, allocation_id: str) -> Al
     return visible(actor, await load(conn, allocation_id))
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 async def list_allocations(
     conn: Conn,
     actor: Principal,
@@ -157,13 +154,13 @@ async def list_allocations(
     if client_id is not None:
         where.append("a.client_id = %(client)s")
         params["client"] = client_id
-    check_period(since and _aware(since), until and _aware(until))
+    check_period(since and aware(since), until and aware(until))
     if since is not None:
         where.append("a.created_at >= %(since)s")
-        params["since"] = _aware(since)
+        params["since"] = aware(since)
     if until is not None:
         where.append("a.created_at < %(until)s")
-        params["until"] = _aware(until)
+        params["until"] = aware(until)
     return await fetch_page(
         conn,
         columns=COLUMNS,

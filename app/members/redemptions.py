@@ -39,6 +39,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.localtime import aware
 from app.members.gifts import OFFERED
 from app.members.mask import READ_PHONE, mask_phone, shown_phone
 from app.members.points import post_entry
@@ -55,7 +56,7 @@ from app.members.schemas_points import (
     StaffRedemptionRow,
 )
 from app.orgs.service import org_path
-from app.paging import Page, fetch_page
+from app.paging import Page, check_period, fetch_page
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
 CODE_LENGTH = 10
@@ -479,8 +480,8 @@ def _settlement_query(
     actor: Principal, start: datetime, end: datetime, store_id: int | None
 ) -> tuple[list[str], dict[str, Any]]:
     actor.require("redemptions.read")
-    if end <= start:
-        raise Unprocessable("'to' must be after 'from'", code="bad_period")
+    start, end = aware(start), aware(end)
+    check_period(start, end)
     where = [
         "r.status = 'fulfilled'",
         "r.gift_kind = 'offline'",
@@ -589,8 +590,8 @@ async def _list_query(
     redemption of the brand (issued, fulfilled, expired); staff below it only those fulfilled
     at an organisation of their subtree — a store its own fulfilments, an agent its stores'."""
     actor.require("redemptions.read")
-    if f.start is not None and f.end is not None and f.end <= f.start:
-        raise Unprocessable("'to' must be after 'from'", code="bad_period")
+    f = msgspec.structs.replace(f, start=f.start and aware(f.start), end=f.end and aware(f.end))
+    check_period(f.start, f.end)
     where = ["r.brand_id = %(brand)s"]
     params: dict[str, Any] = {"brand": actor.brand_id, "path": actor.org_path + "%"}
     if actor.org_id != actor.brand_id:

@@ -14,7 +14,7 @@ status, latency, error) and replayed — a replay is a new delivery of the same 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from app import audit
@@ -22,6 +22,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn, changes_of, update_row
 from app.errors import BadRequest
+from app.localtime import aware
 from app.orgs.service import org_path
 from app.paging import Page, check_period, fetch_page
 from app.textguard import check_text
@@ -255,7 +256,7 @@ async def list_deliveries(
 ) -> Page[DeliveryOut]:
     """The subscription's deliveries, newest first, each with its attempts (the log)."""
     await _own(conn, actor, sub_id)
-    check_period(since and _aware(since), until and _aware(until))
+    check_period(since and aware(since), until and aware(until))
     where = ["d.subscription_id = %(sub)s"]
     params: dict[str, Any] = {"sub": sub_id}
     if state is not None:
@@ -331,7 +332,7 @@ async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRa
     given; replays themselves are not replayed again), at most ``MAX_REPLAY``: past that, those
     made before the first one left out, whose time is ``next_from`` (ask again from there)."""
     await _own(conn, actor, sub_id)
-    start, end = _aware(data.from_), _aware(data.to)
+    start, end = aware(data.from_), aware(data.to)
     if end <= start:
         raise BadRequest("to must be after from", code="bad_range")
     if end - start > timedelta(days=90):
@@ -360,7 +361,3 @@ async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRa
         after={"from": start, "to": params["end"], "state": data.state, "deliveries": len(ids)},
     )  # fmt: skip
     return ReplayOut(replayed=len(ids), delivery_ids=ids, next_from=next_from)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
