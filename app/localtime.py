@@ -4,7 +4,7 @@ file names are its days; a UTC date is the day before between midnight and 08:00
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 REPORT_TZ = "Asia/Shanghai"
@@ -26,3 +26,18 @@ def aware(moment: datetime) -> datetime:
     wall-clock time, as the brands' days are (probe AA: read in the database server's zone it
     missed a night's fulfilments, and compared with an offset one it was a 500)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZONE)
+
+
+EARLIEST_DAY = date(2000, 1, 1)
+
+
+def check_day(value: date | None, ahead_days: int, what: str) -> None:
+    """ValueError unless ``value`` is a business day that can be: from 2000-01-01 to
+    ``ahead_days`` after today (probe AA: a document dated 9999-12-31 came first in every list
+    for ever, a production date of year 1 was shown to consumers). For a Struct's
+    ``__post_init__``: msgspec makes the error a 400 ``validation_failed``."""
+    if value is None:
+        return
+    latest = today() + timedelta(days=ahead_days)
+    if not EARLIEST_DAY <= value <= latest:
+        raise ValueError(f"{what} must be a day from {EARLIEST_DAY} to {latest}")

@@ -120,6 +120,7 @@ async def test_csv_quantities_and_dates_are_ascii_digits_only(
         for i, cell in enumerate(cells)
     )
     text += f"CSV-Q-{n}-d,sales,FACTORY-SZ,AGENT-ZJ,２０２６-11-10,LM-SC-30,,5,\n"
+    text += f"CSV-Q-{n}-y,sales,FACTORY-SZ,AGENT-ZJ,9999-12-31,LM-SC-30,,5,\n"  # probe AA
     response = await import_csv(client, partner, text)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -127,7 +128,8 @@ async def test_csv_quantities_and_dates_are_ascii_digits_only(
     wanted = [(line, "quantity", "bad_quantity") for line in range(2, 2 + len(cells))]
     # " 7": a CSV cell is trimmed, so it is 7
     wanted.remove((6, "quantity", "bad_quantity"))
-    assert found == [*wanted, (8, "order_date", "bad_date")], body["errors"]
+    dates = [(8, "order_date", "bad_date"), (9, "order_date", "bad_date")]
+    assert found == [*wanted, *dates], body["errors"]
 
 
 async def test_csv_import_refuses_bad_files(client: Any, login: Any) -> None:

@@ -284,6 +284,8 @@ async def test_only_the_holder_moves_goods(
         "no_destination",
     )
     assert_error(await client.post("/documents", headers=clerk, json={"kind": "teleport"}), 400)
+    far = {"kind": "outbound", "counterparty_id": demo["AGENT-GD"], "doc_date": "9999-12-31"}
+    assert_error(await client.post("/documents", headers=clerk, json=far), 400, "validation_failed")
     assert_error(await client.get("/documents/999999", headers=clerk), 404, "unknown_document")
     empty = await document(client, clerk, kind="outbound", counterparty_id=demo["AGENT-GD"])
     assert_error(await confirm(client, clerk, empty), 422, "empty_document")

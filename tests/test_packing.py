@@ -474,6 +474,11 @@ async def test_bad_requests(client: Any, login: Any, app: Any, lumi: Any) -> Non
         404,
         "unknown_product",
     )
+    for day in ("9999-12-31", "0001-01-01"):  # probe AA: shown to consumers as they came
+        body = {"product_id": lumi.product_id, "lot": "L", "production_date": day}
+        answer = await client.put("/lines/B1/context", headers=operator, json=body)
+        assert_error(answer, 400, "validation_failed")
+        assert "production_date" in answer.text
     assert_error(
         await client.put(
             f"/packing/rules/{lumi.product_id}",

@@ -32,6 +32,7 @@ from app.csvread import decode, read_rows, refuse_control
 from app.csvread import read_body as read_body
 from app.db import Conn
 from app.errors import AppError, Conflict
+from app.localtime import check_day
 from app.locks import Lock
 from app.logistics.orders import create_order
 from app.logistics.schemas import OrderIn, OrderLineIn
@@ -269,9 +270,9 @@ def _group_orders(
         when = row.order_date
         if when:
             try:
-                _date(when)
+                check_day(_date(when), 366, "order_date")
             except ValueError:
-                message = f"order_date {when!r}: a date as YYYY-MM-DD"
+                message = f"order_date {when!r}: a date as YYYY-MM-DD, from 2000 to next year"
                 fail(order, row, "order_date", "bad_date", message)
         if len(row.note) > 500:
             fail(order, row, "note", "note_too_long", "note: at most 500 characters")

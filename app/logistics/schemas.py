@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.localtime import check_day
+
 OrderKind = Literal["sales", "purchase", "transfer", "return"]
 OrderStatus = Literal["open", "shipped", "received", "closed", "cancelled"]
 DocKind = Literal["factory_inbound", "outbound", "exception", "inbound", "sale", "return"]
@@ -33,6 +35,9 @@ class OrderIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     order_date: date | None = None
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
     lines: Annotated[list[OrderLineIn], msgspec.Meta(min_length=1, max_length=1000)]
+
+    def __post_init__(self) -> None:
+        check_day(self.order_date, 366, "order_date")
 
 
 class OrderLineOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +88,9 @@ class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     salesperson_id: int | None = None
     reason: Text | None = None
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+    def __post_init__(self) -> None:
+        check_day(self.doc_date, 366, "doc_date")
 
 
 class CodesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

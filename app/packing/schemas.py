@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.bodies import AwareTime
+from app.localtime import check_day
 
 Level = Literal["inner", "master", "pallet"]
 # printable ASCII without '"' and '\\' (a scanner's own ids: UUIDs, device + counter, …)
@@ -27,6 +28,9 @@ class LineContextIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     product_id: int
     lot: Lot
     production_date: date
+
+    def __post_init__(self) -> None:
+        check_day(self.production_date, 31, "production_date")  # printed ahead: a month
 
 
 class LineOut(msgspec.Struct, frozen=True, kw_only=True):
