@@ -64,7 +64,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "locked": {
         "zh": "验证码错误次数过多，该防伪码已暂时锁定，请 {minutes} 分钟后再试。",
-        "en": "Too many wrong PINs: this code is locked. Try again in {minutes} minutes.",
+        "en": "Too many wrong PINs: this code is locked. Try again in {minutes} min.",
     },
 }
 

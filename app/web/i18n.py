@@ -48,7 +48,7 @@ WORDS: dict[str, dict[Lang, str]] = {
     "first_at": {"zh": "首次查询时间", "en": "First checked"},
     "first_place": {"zh": "首次查询地点", "en": "First checked in"},
     "attempts_left": {"zh": "剩余尝试次数", "en": "Attempts left"},
-    "retry_after": {"zh": "请在 {minutes} 分钟后再试", "en": "Try again in {minutes} minutes"},
+    "retry_after": {"zh": "请在 {minutes} 分钟后再试", "en": "Try again in {minutes} min"},
     "rate_limited_title": {"zh": "查询过于频繁", "en": "Too many checks"},
     "rate_limited": {
         "zh": "您的查询过于频繁，请 {seconds} 秒后再试。",
@@ -81,7 +81,7 @@ WORDS: dict[str, dict[Lang, str]] = {
     "code_label": {"zh": "短信验证码", "en": "Code from the SMS"},
     "code_sent": {
         "zh": "验证码已发送至 {phone}，{minutes} 分钟内有效。",
-        "en": "A code was sent to {phone}; it is valid for {minutes} minutes.",
+        "en": "A code was sent to {phone}; it is valid for {minutes} min.",
     },
     "sign_in": {"zh": "登录", "en": "Sign in"},
     "other_phone": {"zh": "换一个手机号", "en": "Use another number"},
@@ -334,7 +334,7 @@ WORDS: dict[str, dict[Lang, str]] = {
     },
     "clerk_err_locked": {
         "zh": "验证码错误次数过多，此码已锁定，请 {minutes} 分钟后再试。",
-        "en": "Too many wrong PINs: this code is locked. Try again in {minutes} minutes.",
+        "en": "Too many wrong PINs: this code is locked. Try again in {minutes} min.",
     },
     "clerk_err_not_genuine": {
         "zh": "此码不是有效的正品防伪码，不能领取返利。",
