@@ -238,7 +238,7 @@ async def test_wrong_pins_then_lockout(
     bad = wrong_pin(pin)
     words = {
         "zh": ("验证码错误", "还可尝试 2 次", "还可尝试 1 次", "已暂时锁定", "10 分钟"),
-        "en": ("Wrong PIN", "2 attempts left", "1 attempts left", "locked", "10 minutes"),
+        "en": ("Wrong PIN", "attempts left: 2", "attempts left: 1", "locked", "10 min"),
     }[lang]
     first = assert_page(await post_pin(client, serial, bad, lang))
     assert result_of(first) == "wrong_pin" and words[0] in text_of(first)
@@ -272,7 +272,7 @@ async def test_a_badly_typed_pin_is_a_friendly_400_and_costs_no_attempt(
     assert "验证码应为 6 位数字" in text_of(assert_page(missing, 400))
     # none of those spent an attempt: the first wrong PIN still leaves two
     page = assert_page(await post_pin(client, serial, wrong_pin(pin), "en"))
-    assert "2 attempts left" in text_of(page)
+    assert "attempts left: 2" in text_of(page)
     # full-width digits and spaces, as some phone keyboards type them, are the PIN
     full_width = " ".join(pin).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     assert result_of(assert_page(await post_pin(client, serial, full_width))) == "genuine"
@@ -287,7 +287,7 @@ async def test_a_form_with_too_many_fields_is_a_400_page_and_costs_no_attempt(
     flood = {f"f{i}": "1" for i in range(30)} | {"pin": wrong_pin(pin), "lang": "en"}
     assert_page(await client.post(f"/c/{serial}", data=flood), 400)
     page = assert_page(await post_pin(client, serial, wrong_pin(pin), "en"))
-    assert "2 attempts left" in text_of(page)  # the flood spent none
+    assert "attempts left: 2" in text_of(page)  # the flood spent none
     # a repeated field counts its first value, as a browser sends one
     twice = await client.post(
         f"/c/{serial}",

@@ -60,7 +60,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "wrong_pin": {
         "zh": "验证码错误，请核对后重新输入（还可尝试 {left} 次）。",
-        "en": "Wrong PIN. Please check it and try again ({left} attempts left).",
+        "en": "Wrong PIN. Please check it and try again (attempts left: {left}).",
     },
     "locked": {
         "zh": "验证码错误次数过多，该防伪码已暂时锁定，请 {minutes} 分钟后再试。",

@@ -330,7 +330,7 @@ WORDS: dict[str, dict[Lang, str]] = {
     # refusals of the rebate claim and of signing in, by their stable error code
     "clerk_err_wrong_pin": {
         "zh": "验证码错误，还可尝试 {n} 次。",
-        "en": "Wrong PIN; {n} attempts left.",
+        "en": "Wrong PIN; attempts left: {n}.",
     },
     "clerk_err_locked": {
         "zh": "验证码错误次数过多，此码已锁定，请 {minutes} 分钟后再试。",
