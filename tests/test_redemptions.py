@@ -714,3 +714,36 @@ async def test_staff_list_redemptions_one_by_one_scoped(
         await client.get("/redemptions", headers=admin, params=backwards), 400, "bad_period"
     )
     assert_error(await client.get("/redemptions", headers=admin, params={"status": "lost"}), 400)
+
+
+async def test_adjustments_and_redemptions_of_one_member_at_once_never_deadlock(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probe AB: an adjustment locked the member's row FOR UPDATE, then the balance; a
+    redemption locked the balance, then its rows' foreign key took the member's row: one of
+    the two was refused 409 ``retry`` after PostgreSQL's deadlock timeout."""
+    import asyncio
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 1000)
+    gift = await new_gift(
+        client, login, name=f"Race {secrets.token_hex(2)}", points_cost=1, stock=50
+    )
+    admin = await login("admin")
+
+    async def adjust() -> Any:
+        body = {
+            "member_id": member_id,
+            "points": 1,
+            "reason": "race",
+            "client_id": secrets.token_hex(8),
+        }
+        return await client.post("/points/adjustments", headers=admin, json=body)
+
+    for _ in range(3):
+        answers = await asyncio.gather(
+            *(redeem(app, headers, gift["id"]) for _ in range(6)), *(adjust() for _ in range(6))
+        )
+        assert sorted({a.status_code for a in answers}) == [201], [
+            a.text for a in answers if a.status_code != 201
+        ]

@@ -147,7 +147,8 @@ async def _member(
     actor.require("members.read")
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM members m WHERE m.id = %s" + (" FOR UPDATE" if lock else ""),
+            f"SELECT {_COLUMNS} FROM members m WHERE m.id = %s"
+            + (" FOR NO KEY UPDATE" if lock else ""),
             (member_id,),
         )
     ).fetchone()

@@ -44,7 +44,8 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     ``member_erased`` when it is already."""
     row = await (
         await conn.execute(
-            "SELECT phone, status FROM members WHERE id = %s AND brand_id = %s FOR UPDATE",
+            "SELECT phone, status FROM members WHERE id = %s AND brand_id = %s "
+            "FOR NO KEY UPDATE",  # as points.adjust: a redemption refers to the row meanwhile
             (member_id, brand_id),
         )
     ).fetchone()

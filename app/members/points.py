@@ -192,7 +192,7 @@ async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[Adju
     member = await (
         await conn.execute(
             "SELECT id FROM members WHERE id = %s AND brand_id = %s AND status <> 'erased' "
-            "FOR UPDATE",
+            "FOR NO KEY UPDATE",  # not FOR UPDATE: a redemption's rows refer to the member
             (data.member_id, actor.brand_id),
         )
     ).fetchone()

@@ -88,7 +88,7 @@ def member_out(row: dict[str, Any]) -> MemberOut:
 
 
 async def _row(conn: Conn, member_id: int, lock: bool = False) -> dict[str, Any]:
-    sql = "SELECT * FROM members WHERE id = %s" + (" FOR UPDATE" if lock else "")
+    sql = "SELECT * FROM members WHERE id = %s" + (" FOR NO KEY UPDATE" if lock else "")
     row = await (await conn.execute(sql, (member_id,))).fetchone()
     assert row is not None  # the token's member was loaded in this request
     return row
