@@ -433,6 +433,8 @@ async def test_bad_input_is_a_clear_4xx(
     unit = goods["units"][12]
     assert_error(await scan(client, inspector, unit, 999_999_999), 422, "unknown_store")
     assert_error(await scan(client, inspector, unit, "NO-SUCH-STORE"), 422, "unknown_store")
+    huge = await scan(client, inspector, unit, 2**63)  # probe AB: PostgreSQL's bigint error
+    assert "store_id" in assert_error(huge, 400, "validation_failed")["message"]
     assert_error(await scan(client, inspector, unit, demo["AGENT-GD"]), 422, "not_a_store")
     no_store = await client.post("/inspections", headers=inspector, json={"code": unit, "gps": GPS})
     assert_error(no_store, 422, "no_store")

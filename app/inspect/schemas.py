@@ -37,7 +37,7 @@ class InspectionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
     code: ScannedCode
     gps: Gps
-    store_id: int | None = None
+    store_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)] | None = None
     store_code: ErpCode | None = None
     note: Note = ""
     photo_url: PhotoUrl | None = None
