@@ -64,9 +64,14 @@ async def csv_chunks(columns: Sequence[str], batches: AsyncIterable[Rows]) -> As
         yield buffer.getvalue().encode()
 
 
+EXACT_DIGITS = 15  # a spreadsheet number holds this many digits exactly (a double)
+
+
 def _xlsx_cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**EXACT_DIGITS:
+        return str(value)  # a code id of 17 digits came back with its last digits lost (probe AB)
     return value
 
 

@@ -627,3 +627,23 @@ async def test_a_client_that_hangs_up_mid_body_is_no_server_error(client: Any, a
     metrics = (await client.get("/metrics")).text
     assert 'route="/auth/login",status="500"' not in metrics
     assert 'route="/c/{serial}",status="500"' not in metrics
+
+
+async def test_xlsx_cells_keep_every_digit_of_long_ids() -> None:
+    """Probe AB: a code id of 17 digits was written as a number, and a spreadsheet (a double)
+    keeps 15: 12884923362836482 came back 12884923362836480. Such ids are text cells."""
+    from app.tabular import one_batch, xlsx_chunks
+
+    rows = [[12884923362836482, 999_999_999_999_999, -(10**16) - 1, 42, 2.5, True]]
+    content = b"".join([c async for c in xlsx_chunks("t", list("abcdef"), one_batch(rows))])
+    cells, _, _ = _xlsx(content)
+    assert [cells[f"{col}2"] for col in "ABCDEF"] == [
+        "12884923362836482",
+        "999999999999999",
+        "-10000000000000001",
+        "42",
+        "2.5",
+        "1",
+    ]
+    sheet = _xlsx(content)[2]
+    assert '<c r="D2"><v>42</v>' in sheet  # small numbers stay numbers
