@@ -1019,3 +1019,15 @@ async def test_sales_and_approved_exceptions_are_announced(
     assert "13900001111" not in json.dumps(sale)  # never a customer's phone
     assert (exception["doc_no"], exception["reason"]) == (gift["doc_no"], "gift")
     assert exception["lines"][0]["units"] == 10
+    # review R6: the log's bounds without an offset are Beijing times, in the check and the
+    # filter alike (the filter read them in the database server's zone)
+    from app.localtime import ZONE
+
+    beijing = datetime.now(ZONE).replace(tzinfo=None)
+    url = f"/webhooks/subscriptions/{made['id']}/deliveries"
+    for bounds, expected in (
+        ({"from": (beijing - timedelta(minutes=10)).isoformat()}, 2),
+        ({"to": (beijing - timedelta(minutes=10)).isoformat()}, 0),
+    ):
+        log = await wh.get(url, headers=await login("admin"), params=bounds)
+        assert log.status_code == 200 and log.json()["total"] == expected, (bounds, log.text)

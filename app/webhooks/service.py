@@ -256,7 +256,8 @@ async def list_deliveries(
 ) -> Page[DeliveryOut]:
     """The subscription's deliveries, newest first, each with its attempts (the log)."""
     await _own(conn, actor, sub_id)
-    check_period(since and aware(since), until and aware(until))
+    since, until = since and aware(since), until and aware(until)
+    check_period(since, until)
     where = ["d.subscription_id = %(sub)s"]
     params: dict[str, Any] = {"sub": sub_id}
     if state is not None:
