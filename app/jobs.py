@@ -38,12 +38,27 @@ from app.redisconn import AnySyncRedis, connect_sync
 
 settings = load_settings()
 
-# The retries of a job that failed for a passing reason (the database restarting, say): 1, 2, 4, …
-# seconds apart, at most a minute, ~3 minutes in all; a job still failing then is dead-lettered,
-# and one whose dead letter could not be written either (the database still down) is sent again
-# by the sweeper of unfinished jobs (``app.ops.orphans``). Three tries a second apart gave up
-# within 15 s of an outage (probe Z).
-RETRIES: dict[str, int] = {"max_retries": 8, "min_backoff": 1_000, "max_backoff": 60_000}
+TRANSIENT_RETRIES, OTHER_RETRIES = 8, 3
+
+
+def retry_when(retries: int, exc: BaseException) -> bool:
+    """Whether a failed job is tried again: one that failed for a passing reason (PostgreSQL or
+    Redis unreachable, restarting) up to TRANSIENT_RETRIES times — 1, 2, 4, … seconds apart, at
+    most a minute, ~3 minutes in all (three tries a second apart gave up within 15 s of a
+    restart, and their dead letters were lost with the database: probe Z) — any other failure
+    (a bug, a full disk, a time limit) OTHER_RETRIES times, as before (review R6: a 6-hour
+    export would have run nine times). A job still failing is dead-lettered; one whose dead
+    letter could not be written either is sent again by the sweeper (``app.ops.orphans``)."""
+    import psycopg
+    from redis.exceptions import ConnectionError as RedisDown
+    from redis.exceptions import TimeoutError as RedisSlow
+
+    passing = psycopg.OperationalError | RedisDown | RedisSlow
+    transient = isinstance(exc, passing) and not isinstance(exc, psycopg.errors.QueryCanceled)
+    return retries < (TRANSIENT_RETRIES if transient else OTHER_RETRIES)
+
+
+RETRIES: dict[str, Any] = {"retry_when": retry_when, "min_backoff": 1_000, "max_backoff": 60_000}
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:

@@ -593,18 +593,31 @@ def test_a_failing_roll_up_backs_off_and_logs_its_traceback_once(
 def test_every_job_that_can_fail_for_a_passing_reason_rides_out_a_restart() -> None:
     """Probe Z: a capture or an export job tried three times a second apart gave up within
     15 s of a PostgreSQL restart, and its dead letter was lost with the database down: every
-    retried actor now backs off for minutes in all (``app.jobs.RETRIES``)."""
+    retried actor now backs off for minutes when the database or Redis is unreachable — and
+    only then (review R6: a 6-hour export failing for a bug would have run nine times)."""
+    import psycopg
+    import redis.exceptions
+
     from app.jobs import broker
     from workers import main  # noqa: F401 - every actor, as a worker loads them
 
+    down = [psycopg.OperationalError("gone"), redis.exceptions.ConnectionError("gone")]
+    other = [ValueError("a bug"), psycopg.errors.QueryCanceled("too long"), OSError("disk")]
     covered = {}
     for name in broker.get_declared_actors():
         options = broker.get_actor(name).options
-        retries = options.get("max_retries", 20)  # dramatiq's default
-        if retries == 0:
-            continue  # a job that is never retried (a ping, the sweeper's own)
+        retry_when = options.get("retry_when")
+        if retry_when is None:
+            retries = options.get("max_retries", 20)  # dramatiq's default
+            if retries == 0:
+                continue  # a job that is never retried (a ping, the sweeper's own)
+            transient = other_tries = retries
+        else:
+            transient = next(n for n in range(100) if not all(retry_when(n, e) for e in down))
+            other_tries = next(n for n in range(100) if not any(retry_when(n, e) for e in other))
+            assert other_tries <= 3, (name, other_tries)
         first, cap = options.get("min_backoff", 15_000), options.get("max_backoff", 604_800_000)
-        covered[name] = sum(min(first * 2**i, cap) for i in range(retries)) / 1000
+        covered[name] = sum(min(first * 2**i, cap) for i in range(transient)) / 1000
     assert {"capture_job", "run_export_job", "send_sms"} <= covered.keys()
     short = {name: seconds for name, seconds in covered.items() if seconds < 120}
     assert short == {}, f"retried for less than two minutes in all: {short}"
