@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,33 @@ def worker_process(env: dict[str, str] | None = None, threads: int = 1) -> Itera
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@asynccontextmanager
+async def silent_proxy(database_url: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A TCP proxy in front of PostgreSQL: (its URL, an event that, set, makes it swallow
+    everything both ways — a server frozen or partitioned away — until cleared)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    target = conninfo_to_dict(database_url)
+    silent = asyncio.Event()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if silent.is_set():  # swallowed: a server that no longer answers
+                continue
+            writer.write(data)
+            await writer.drain()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = target.get("host") or "127.0.0.1", int(target.get("port") or 5432)
+        if host.startswith("/"):  # the embedded server's socket directory
+            up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        else:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    async with proxy:
+        yield make_conninfo(database_url, host="127.0.0.1", port=port), silent

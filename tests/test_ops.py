@@ -118,44 +118,22 @@ async def test_health_answers_within_seconds_when_postgres_stops_answering(setti
     """Probe S: the 2 s limit covered only the wait for a pool slot; the pool's check of an
     idle connection and ``SELECT 1`` to a server that went silent (frozen, partitioned) waited
     as long as it was silent. A proxy in front of PostgreSQL stops forwarding here."""
-    import asyncio
-
     import httpx
     import msgspec
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from app.main import create_app
+    from tests.servers import silent_proxy
 
-    target = conninfo_to_dict(settings.database_url)
-    silent = asyncio.Event()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            if silent.is_set():  # swallowed: a server that no longer answers
-                continue
-            writer.write(data)
-            await writer.drain()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, port = target.get("host") or "127.0.0.1", int(target.get("port") or 5432)
-        if host.startswith("/"):  # the embedded server's socket directory
-            up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
-        else:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    proxy = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = proxy.sockets[0].getsockname()[1]
-    url = make_conninfo(settings.database_url, host="127.0.0.1", port=port)
-    app = create_app(msgspec.structs.replace(settings, database_url=url, db_pool_max=2))
-    async with app.lifespan(), proxy:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            assert (await client.get("/health")).json()["postgres"]["status"] == "ok"
-            silent.set()
-            started = time.monotonic()
-            answer = await client.get("/health")
-            waited = time.monotonic() - started
+    async with silent_proxy(settings.database_url) as (url, silent):
+        app = create_app(msgspec.structs.replace(settings, database_url=url, db_pool_max=2))
+        async with app.lifespan():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/health")).json()["postgres"]["status"] == "ok"
+                silent.set()
+                started = time.monotonic()
+                answer = await client.get("/health")
+                waited = time.monotonic() - started
     assert answer.status_code == 503 and "postgres" in answer.json()["down"], answer.text
     assert waited < 3.5, f"/health took {waited:.1f} s"
 

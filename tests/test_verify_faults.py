@@ -214,3 +214,41 @@ async def test_a_verification_round_held_by_a_lock_gives_up_after_the_round_time
             again = await verify(serials[1])
             assert again.status_code == 200, again.text
             assert again.json()["serial"] == serials[1]
+
+
+async def test_a_verification_round_whose_server_goes_silent_is_given_up(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """Review R6: with a server that no longer answers at all (frozen, partitioned away), the
+    round's own cancel request kept every verification waiting for ~16 s. It is given up a
+    second after the round timeout (503), and the next round takes a new connection."""
+    import httpx
+
+    from app.main import create_app
+    from tests.servers import silent_proxy
+    from tests.test_hardening_queues import _activated
+
+    serials = await _activated(client, login, demo, app, 3)
+    scheme = app.state.scheme
+    async with silent_proxy(settings.database_url) as (url, silent):
+        local = create_app(
+            msgspec.structs.replace(settings, database_url=url, db_round_timeout=1.0)
+        )
+        async with local.lifespan():
+            transport = httpx.ASGITransport(app=local)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+                async def verify(serial: str) -> Any:
+                    body = {"serial": serial, "pin": scheme.pin(serial)}
+                    return await c.post("/v1/verify", json=body)
+
+                assert (await verify(serials[0])).status_code == 200  # the batch known
+                silent.set()
+                started = time.monotonic()
+                held = await verify(serials[1])
+                waited = time.monotonic() - started
+                silent.clear()
+                assert_error(held, 503, "service_unavailable")
+                assert waited < 4, f"held {waited:.1f} s"
+                again = await verify(serials[2])
+                assert again.status_code == 200, again.text

@@ -13,6 +13,7 @@ When Redis is down the answer comes from PostgreSQL and the record is inserted d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -311,7 +312,7 @@ class Verifier:
         self._cursor: AsyncCursor[Any] | None = None
         self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
         self._after_outage: set[int] = set()  # codes answered from PostgreSQL (``_reconcile``)
-        self._reconciling: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # reconciling, abandoned queries
         self._fallback_minute, self._fallback_counts = 0, dict[str, int]()  # Redis down
 
     async def close(self) -> None:
@@ -335,21 +336,27 @@ class Verifier:
     async def _units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
         """The round's units; PostgreSQL cancels a query past ``TRACECODE_DB_ROUND_TIMEOUT``
         (503 query_timeout), and a server that does not answer at all is given up a second
-        later (503 service_unavailable): the process's other verifications wait behind it."""
+        later (503 service_unavailable): the process's other verifications wait behind it. The
+        query given up is left to end in the background (psycopg's own cancel request can take
+        seconds more against such a server: review R6) and its connection closed after."""
+        query = asyncio.ensure_future(self._load_units(codes, brands))
+        done, _ = await asyncio.wait((query,), timeout=self.settings.db_round_timeout + 1)
+        if done:
+            return query.result()
+        conn, self._conn, self._cursor = self._conn, None, None  # its state is unknown
+        left = asyncio.get_running_loop().create_task(_abandon(query, conn))
+        self._background.add(left)
+        left.add_done_callback(self._background.discard)
+        raise ServiceUnavailable("the database does not answer; retry shortly")
+
+    async def _load_units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
         try:
-            async with asyncio.timeout(self.settings.db_round_timeout + 1):
-                try:
-                    return await load_units(await self._round_cursor(), codes, brands)
-                except psycopg.OperationalError as exc:
-                    if isinstance(exc, psycopg.errors.QueryCanceled):
-                        raise
-                    await self.close()  # e.g. the server closed it: once more, on a new one
-                    return await load_units(await self._round_cursor(), codes, brands)
-        except TimeoutError:
-            conn, self._conn, self._cursor = self._conn, None, None  # its state is unknown
-            if conn is not None:
-                await conn.close()
-            raise ServiceUnavailable("the database does not answer; retry shortly") from None
+            return await load_units(await self._round_cursor(), codes, brands)
+        except psycopg.OperationalError as exc:
+            if isinstance(exc, psycopg.errors.QueryCanceled):
+                raise
+            await self.close()  # e.g. the server closed it: once more, on a new one
+            return await load_units(await self._round_cursor(), codes, brands)
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
         now = time.monotonic()
@@ -451,8 +458,8 @@ class Verifier:
                 self._after_outage.update(codes)  # the next answered round tries again
 
         task = asyncio.get_running_loop().create_task(hand_over())
-        self._reconciling.add(task)
-        task.add_done_callback(self._reconciling.discard)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _refuse(
         self, record: Record, reason: str, lang: str, serial: str, code: int | None = None
@@ -773,6 +780,16 @@ def _retries(group: list[_Pending], members: Iterable[int]) -> bytes:
     return "".join(
         [f"{n}:{group[i].retry}\x1f" for n, i in enumerate(members, 1) if group[i].retry]
     ).encode()
+
+
+async def _abandon(query: asyncio.Future[Any], conn: AsyncConnection[Any] | None) -> None:
+    """End a round's query given up on, then close its connection."""
+    query.cancel()
+    with contextlib.suppress(BaseException):
+        await query
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
 
 
 def _seen(task: asyncio.Task[Any]) -> None:
