@@ -272,12 +272,20 @@ async def test_keys_made_with_a_key_before_their_maker_was_recorded_get_it_from_
 
     parent = await make(admin, f"old_parent_{tag}")
     child = await make({"X-API-Key": parent["key"]}, f"old_child_{tag}")
+    gone_parent = await make(admin, f"old_gone_parent_{tag}")  # revoked before the upgrade
+    orphan = await make({"X-API-Key": gone_parent["key"]}, f"old_orphan_{tag}")
     backfill = next(text for _, name, text in migrations() if name.startswith("0057_"))
     async with app.state.pool.connection() as conn:  # as the release before 0052 left it
         await conn.execute(
-            "UPDATE api_keys SET made_by_key = NULL WHERE id = %s", (child["api_key"]["id"],)
+            "UPDATE api_keys SET made_by_key = NULL WHERE id = ANY(%s)",
+            ([child["api_key"]["id"], orphan["api_key"]["id"]],),
+        )
+        await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = %s", (gone_parent["api_key"]["id"],)
         )
         await conn.execute(backfill)
+    still = await client.get("/orgs", headers={"X-API-Key": orphan["key"]})
+    assert_error(still, 401, "api_key_revoked")  # review R6: its maker was revoked already
     revoked = await client.post(f"/api-keys/{parent['api_key']['id']}/revoke", headers=admin)
     assert revoked.status_code == 200, revoked.text
     gone = await client.get("/orgs", headers={"X-API-Key": child["key"]})

@@ -79,13 +79,15 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
     letters = await _one(  # nor its dead letter (probe U's review: the phone stayed there)
         app,
         """SELECT count(*) AS n, count(*) FILTER (WHERE position(convert_to(%s, 'UTF8')
-                                                         IN payload) > 0) AS naming
+                                                         IN payload) > 0) AS naming,
+                  count(*) FILTER (WHERE convert_from(payload, 'UTF8')::jsonb -> 'variables'
+                                         = '{}'::jsonb) AS emptied
              FROM dead_letters WHERE queue = 'sms_outbox'
               AND convert_from(payload, 'UTF8')::jsonb ->> 'member_id' = %s""",
         phone,
         str(member_id),
     )
-    assert (letters["n"], letters["naming"]) == (1, 0)
+    assert (letters["n"], letters["naming"], letters["emptied"]) == (1, 0, 1)
     redemption = await _one(app, "SELECT status FROM redemptions WHERE member_id = %s", member_id)
     assert redemption["status"] == "expired"
     stock = await _one(app, "SELECT stock FROM gifts WHERE id = %s", gift["id"])

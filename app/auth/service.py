@@ -319,10 +319,13 @@ async def load_api_key(conn: Conn, key: str) -> Principal:
     ).fetchone()
     if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash_secret(secret)):
         raise Unauthorized("invalid API key", code="invalid_api_key")
-    if row["revoked_at"] is not None or not row["creator_active"]:
+    if row["revoked_at"] is not None:
         raise Unauthorized("the API key is revoked", code="api_key_revoked")
-    if row["status"] != "active":  # works again when the organisation does (probe Y)
+    if row["status"] != "active":  # works again when the organisation does (probe Y; review
+        # R6: before the maker's check, which a maker of that organisation fails as well)
         raise Unauthorized("the key's organisation is inactive", code="account_inactive")
+    if not row["creator_active"]:
+        raise Unauthorized("the API key is revoked", code="api_key_revoked")
     await conn.execute(
         "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
         "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",

@@ -54,6 +54,10 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     if row["status"] == "erased":
         raise Conflict("the member is erased already", code="member_erased")
     phone, gone = row["phone"], tombstone(member_id)
+    # the balance first, as a redemption takes it: one in flight is committed before the open
+    # codes are read, and expires with them (review R6: it stayed issued, and refunded the
+    # erased member later); a credit in flight goes first too, and is forfeited with the rest
+    await conn.execute("SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,))
     # open codes expire as at their date (review R5: the gift goes back into stock, the points
     # back to the balance), then the whole balance is forfeited
     expired = await (
@@ -76,9 +80,6 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
             "UPDATE gifts SET stock = stock + 1, updated_at = now() WHERE id = %s",
             (code["gift_id"],),
         )
-    await conn.execute(  # a credit in flight goes first, and is forfeited with the rest
-        "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
-    )
     balance = await points.balance(conn, member_id)
     if balance > 0:
         await points.post_entry(
@@ -104,26 +105,31 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
             WHERE member_id = %s""",
         (member_id,),
     )
-    await conn.execute(
-        """WITH sms AS (
-           UPDATE sms_outbox
-              SET phone = %(gone)s, variables = '{}',
-                  state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
-                  last_error = CASE WHEN state = 'pending' THEN 'membership erased'
-                                    ELSE last_error END
-            WHERE phone = %(phone)s AND brand_id = %(brand)s
-            RETURNING id)
-           -- the copies of its failed messages kept for the operators (app.sms.sender)
-           UPDATE dead_letters d
-              SET payload = convert_to(jsonb_set(jsonb_set(
-                      convert_from(d.payload, 'UTF8')::jsonb,
-                      '{phone}', to_jsonb(%(gone)s::text)), '{variables}', '{}')::text, 'UTF8')
-             FROM sms
-            WHERE d.queue = %(queue)s  -- row_to_json: the id first; bytes, nothing decoded
-              AND position(convert_to('{"id":' || sms.id || ',', 'UTF8') IN d.payload) = 1""",
-        # by the phone's index: a member's SMS go to its phone
-        {"gone": gone, "brand": brand_id, "phone": phone, "queue": SMS_OUTBOX},
-    )
+    sms = await (
+        await conn.execute(
+            """UPDATE sms_outbox
+                  SET phone = %(gone)s, variables = '{}',
+                      state = CASE WHEN state = 'pending' THEN 'failed' ELSE state END,
+                      last_error = CASE WHEN state = 'pending' THEN 'membership erased'
+                                        ELSE last_error END
+                WHERE phone = %(phone)s AND brand_id = %(brand)s
+                RETURNING id""",  # by the phone's index: a member's SMS go to its phone
+            {"gone": gone, "brand": brand_id, "phone": phone},
+        )
+    ).fetchall()
+    if sms:  # the copies of its failed messages kept for the operators (app.sms.sender): one
+        # pass over them, each read by its id (row_to_json writes it first), no byte decoded
+        await conn.execute(
+            """UPDATE dead_letters d
+                  SET payload = convert_to(jsonb_set(jsonb_set(
+                          convert_from(d.payload, 'UTF8')::jsonb,
+                          '{phone}', to_jsonb(%(gone)s::text)), '{variables}', '{}')::text,
+                          'UTF8')
+                WHERE d.queue = %(queue)s
+                  AND (regexp_match(encode(substring(d.payload FROM 1 FOR 32), 'escape'),
+                                    '^\\{"id":(\\d{1,18}),'))[1]::bigint = ANY(%(ids)s)""",
+            {"gone": gone, "queue": SMS_OUTBOX, "ids": [row["id"] for row in sms]},
+        )
     await conn.execute(  # the one-time codes it asked for
         "DELETE FROM member_otps WHERE brand_id = %s AND phone = %s", (brand_id, phone)
     )

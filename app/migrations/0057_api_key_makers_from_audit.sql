@@ -7,3 +7,11 @@ UPDATE api_keys k
   FROM audit_log l
  WHERE l.entity = 'api_key' AND l.action = 'create' AND l.entity_id = k.id::text
    AND l.actor_key IS NOT NULL AND l.actor_key <> k.id AND k.made_by_key IS NULL;
+-- The keys so found whose maker (or its maker) is revoked already are revoked with it, as a
+-- revocation does now (review R6).
+WITH RECURSIVE dead AS (
+    SELECT id FROM api_keys WHERE revoked_at IS NOT NULL
+    UNION SELECT k.id FROM api_keys k JOIN dead ON k.made_by_key = dead.id
+)
+UPDATE api_keys k SET revoked_at = now() FROM dead
+ WHERE k.id = dead.id AND k.revoked_at IS NULL;
