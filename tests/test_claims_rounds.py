@@ -26,8 +26,12 @@ from tests.points_support import claim_body, member_client, new_member, set_rule
 
 @pytest.fixture(scope="module")
 async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Seven points a unit, at the units' agent too: another module's agent rule for the same
+    product (tests/test_points.py sets 25) would otherwise win when it ran first."""
     goods = await shipped_goods(client, login, app, demo)
-    await set_rule(client, await login("admin"), goods["product_id"], 7)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 7)
+    await set_rule(client, admin, goods["product_id"], 7, demo["AGENT-ZJ"])
     return goods
 
 

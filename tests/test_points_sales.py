@@ -164,3 +164,37 @@ async def test_at_an_agent_the_agent_sells_at_the_factory_nobody_does(
     assert factory["status"] == "active"
     assert await claim_sale(conn, code_of(app, at_factory)) is None
     assert await sale_events(conn, code_of(app, at_factory)) == 0
+
+
+async def test_a_unit_returned_damaged_earns_neither_points_nor_a_rebate(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """Review R6: sold, brought back damaged, the unit is back in the store's stock but not for
+    sale (as ``POST /sales`` refuses it): a member's claim and a rebate claim of it are refused
+    too, and nothing is credited. A unit returned for another reason still earns both."""
+    clerk, units = await login("store_clerk"), goods["units"]
+    for serial, reason in ((units[7], "damaged"), (units[8], "wrong_goods")):
+        sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+        assert sold.status_code == 201, sold.text
+        back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": reason})
+        assert back.status_code == 200, back.text
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    scheme, damaged = app.state.scheme, units[7]
+    async with member_client(app) as mc:
+        points = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(scheme, damaged)
+        )
+        assert_error(points, 409, "not_sellable")
+        rebate = await mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, damaged))
+        assert_error(rebate, 409, "not_sellable")
+    code = code_of(app, damaged)
+    credited = await one(
+        conn,
+        """SELECT (SELECT count(*) FROM point_claims WHERE code_id = %s)
+                + (SELECT count(*) FROM rebate_claims WHERE code_id = %s) AS n""",
+        code,
+        code,
+    )
+    assert credited["n"] == 0
+    assert (await member_claim(app, demo, units[8]))["points"] > 0
+    assert (await rebate_claim(app, clerk, units[8]))["amount"] > 0

@@ -45,6 +45,7 @@ from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partit
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from app.logistics.movements import NOT_FOR_SALE
 from app.members.principal import MEMBER_TOKEN, Member, brand_of_staff
 from app.members.schemas_points import (
     AdjustmentIn,
@@ -360,6 +361,7 @@ WITH r AS (
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
                      AND u.status IN ('active', 'sold')
+                     AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
     LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0
@@ -453,6 +455,7 @@ FROM c JOIN b USING (member_id)
 _EXPLAIN = """
 SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_id, c.points,
        c.claimed_at, cc.code_id AS client_code, u.brand_id AS unit_brand, u.status AS unit_status,
+       u.disposition AS unit_disposition,
        coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance,
        m.status AS member_status
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
@@ -595,6 +598,11 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Unprocessable("this unit cannot earn points", code="not_claimable")
     if row["unit_brand"] != p.brand_id:
         raise Unprocessable("this product is not of your membership's brand", code="other_brand")
+    if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:
+        raise Conflict(  # review R6: returned to the store, it is no sale of the member's
+            "此产品已因损坏或过期被退回 / this unit was returned damaged or expired",
+            code="not_sellable",
+        )
     if not row["rule_points"]:
         raise Unprocessable("this product earns no points", code="no_points")
     raise Conflict("the claim met another one; try again", code="claim_conflict")

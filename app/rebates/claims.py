@@ -46,6 +46,7 @@ from app.auth.service import ORG_STATUS, session_live
 from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
+from app.logistics.movements import NOT_FOR_SALE
 from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
 
@@ -87,6 +88,7 @@ WITH r AS (
     LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
       AND u.status IN ('active', 'sold') AND coalesce(ra.amount, rp.amount) > 0
+      AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
       AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
     ORDER BY u.code
     FOR UPDATE OF u
@@ -163,7 +165,8 @@ _EXPLAIN = """
 SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c.product_id,
        c.amount, c.client_id, c.event_id, c.sale_event_id, c.claimed_at,
        cc.code_id AS client_code, k.status AS clerk_status,
-       u.brand_id AS unit_brand, u.status AS unit_status, u.holder_org_id, u.transit_to,
+       u.brand_id AS unit_brand, u.status AS unit_status, u.disposition AS unit_disposition,
+       u.holder_org_id, u.transit_to,
        u.store_org_id, u.channel_org_id, coalesce(ra.amount, rp.amount) AS rule_amount,
        h.name AS holder_name, ds.name AS store_name, ag.name AS agent_name,
        here.path AS here_path
@@ -334,6 +337,11 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
         raise Unprocessable("this unit cannot earn a rebate", code="not_claimable")
     if row["holder_org_id"] != p.org_id or row["transit_to"] is not None:
         _elsewhere(row, p)
+    if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:
+        raise Conflict(  # review R6: as a sale of it is (app.logistics.movements)
+            "此产品因损坏或过期被退回，不能再次销售 / returned damaged or expired: not sold again",
+            code="not_sellable",
+        )
     if not row["rule_amount"]:
         raise Unprocessable("此产品没有返利 / this product earns no rebate", code="no_rebate")
     raise Conflict("the claim met another one; try again", code="claim_conflict")
