@@ -196,3 +196,97 @@ async def test_a_claim_still_queued_at_the_erasure_is_stored_anonymous(
     assert erased["result"] == "genuine"  # the record stays, anonymous
     other = await _one(app, "SELECT * FROM verifications WHERE serial = %s", f"Q-{token}-2")
     assert other["member_id"] == staying["member"]["id"] and str(other["client_ip"]) == "10.9.8.7"
+
+
+async def test_an_erasure_under_way_holds_the_flush_of_its_member_s_records(
+    client: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """Review R6: the flusher read the member as not erased while an erasure was under way, and
+    stored the record whole after the erasure had cleared the others. It now waits for the
+    erasure's commit and stores the record anonymous."""
+    import asyncio
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.members import erasure
+    from app.verify import records
+
+    brand = demo["BRAND-LUMI"]
+    _, leaving = await sign_in(client, app, brand)
+    member_id, serial = leaving["member"]["id"], f"Q-{secrets.token_hex(4)}"
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+
+    def flush_all() -> int:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            n = 0
+            while taken := records.flush(sync_redis, pg, settings.redis_namespace):
+                n += taken
+            return n
+
+    await asyncio.to_thread(flush_all)  # earlier tests' records
+    row = {
+        "at": datetime.now(UTC).isoformat(), "record_key": str(uuid.uuid4()), "serial": serial,
+        "brand_id": brand, "result": "genuine", "reason": "first_query", "queries": 1,
+        "pin_given": True, "client_ip": "10.9.8.7", "client_id": "device-1",
+        "user_agent": "Phone/1.0", "lat": 30.27, "lng": 120.15, "member_id": member_id,
+    }  # fmt: skip
+    sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", json.dumps(row).encode())
+    async with app.state.pool.connection() as conn, conn.transaction():
+        await erasure.erase(conn, None, brand, member_id)  # under way: not committed
+        flushing = asyncio.create_task(asyncio.to_thread(flush_all))
+        await asyncio.sleep(1.0)
+        assert not flushing.done()  # it waits for the erasure
+    assert await asyncio.wait_for(flushing, 30) == 1
+    stored = await _one(app, "SELECT * FROM verifications WHERE serial = %s", serial)
+    kept = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng")
+    assert [stored[k] for k in kept] == [None] * len(kept)
+
+
+async def test_the_member_s_dead_verification_records_are_scrubbed(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """Review R6: a verification record PostgreSQL refused (a NUL in its client id) waits in
+    ``dead_letters`` for the operators; the erasure clears the member's there as it does the
+    stored ones. Another member's record — one whose id starts with the same digits too — and a
+    record that no longer reads as JSON of another member are left as they were."""
+    import msgspec
+
+    brand = demo["BRAND-LUMI"]
+    headers, leaving = await sign_in(client, app, brand)
+    member_id = leaving["member"]["id"]
+
+    def record(member: int | None, **extra: Any) -> bytes:
+        return msgspec.json.encode(
+            {"serial": "S-1", "client_ip": "10.9.8.7", "client_id": "dev\u0000ice",
+             "user_agent": "Phone/1.0", "lat": 30.27, "lng": 120.15, "member_id": member,
+             "result": "genuine", **extra}
+        )  # fmt: skip
+
+    mine, broken = record(member_id), record(member_id)[:-9]  # cut off: no JSON
+    others = [record(member_id * 10 + 7), record(member_id * 10 + 7)[:-9], record(None)]
+    ids = []
+    async with app.state.pool.connection() as conn:
+        for payload in [mine, broken, *others]:
+            row = await (
+                await conn.execute(
+                    """INSERT INTO dead_letters (queue, payload, reason)
+                       VALUES ('verifications', %s, 'DataError: NUL') RETURNING id""",
+                    (payload,),
+                )
+            ).fetchone()
+            ids.append(row["id"])
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    rows = []
+    for id_ in ids:
+        rows.append(await _one(app, "SELECT payload, reason FROM dead_letters WHERE id = %s", id_))
+    scrubbed = msgspec.json.decode(bytes(rows[0]["payload"]))
+    assert scrubbed["serial"] == "S-1" and scrubbed["result"] == "genuine"
+    for key in ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id"):
+        assert scrubbed[key] is None, key
+    assert bytes(rows[1]["payload"]) == b"" and "erased" in rows[1]["reason"]
+    assert [bytes(r["payload"]) for r in rows[2:]] == others

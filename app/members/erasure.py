@@ -10,7 +10,8 @@ service on their request (``POST /members/{id}/erase``), in one transaction:
   profile (gender, birthday, age band, e-mail, WeChat id, province, city), the verifications'
   link to the member and their client address and id, user agent and position, the phone and
   variables of every SMS sent to the number (its one-time codes too; those not sent yet are
-  failed), the one-time codes it asked for, open redemption codes (expired as at their date:
+  failed) and of their copies in ``dead_letters``, the same of its verification records kept
+  there, the one-time codes it asked for, open redemption codes (expired as at their date:
   refunded, the gift back in stock) and the points balance (forfeited by an ``expiry`` entry:
   the ledger is append-only);
 * what stays, anonymous: the row (status ``erased``), the claims, the ledger and the redemptions
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
-from app.deadletters import SMS_OUTBOX
+from app.deadletters import SMS_OUTBOX, VERIFICATIONS
 from app.errors import Conflict, NotFound
 from app.members import points
 
@@ -130,6 +133,7 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
                                     '^\\{"id":(\\d{1,18}),'))[1]::bigint = ANY(%(ids)s)""",
             {"gone": gone, "queue": SMS_OUTBOX, "ids": [row["id"] for row in sms]},
         )
+    await _scrub_dead_verifications(conn, member_id)
     await conn.execute(  # the one-time codes it asked for
         "DELETE FROM member_otps WHERE brand_id = %s AND phone = %s", (brand_id, phone)
     )
@@ -138,6 +142,43 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
         conn, actor, "erase", "member", member_id, after={"points_forfeited": balance},
         org_id=brand_id,
     )  # fmt: skip
+
+
+# what a verification record says of the phone and the member (``app.verify.record``)
+_PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id")
+
+
+async def _scrub_dead_verifications(conn: Conn, member_id: int) -> None:
+    """The member's verification records that PostgreSQL refused, kept for the operators in
+    ``dead_letters`` (``app.verify.records``; a NUL in a claim's client id, say), lose what the
+    stored ones lose (review R6). A record is JSON of one line, ``"member_id":<id>`` as msgspec
+    writes it; one that no longer reads as JSON and names the member loses its whole payload."""
+    mark = f'"member_id":{member_id}'.encode()
+    rows = await (
+        await conn.execute(
+            """SELECT id, payload FROM dead_letters
+                WHERE queue = %s AND position(%s::bytea IN payload) > 0 FOR UPDATE""",
+            (VERIFICATIONS, mark),
+        )
+    ).fetchall()
+    for row in rows:
+        payload: bytes = row["payload"]
+        try:
+            record = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            at = payload.index(mark) + len(mark)
+            if payload[at : at + 1].isdigit():  # another member's id that starts with this one
+                continue
+            scrubbed, note = b"", " (payload removed: its member was erased)"
+        else:
+            if not isinstance(record, dict) or record.get("member_id") != member_id:
+                continue
+            record.update(dict.fromkeys(_PERSONAL))
+            scrubbed, note = msgspec.json.encode(record), ""
+        await conn.execute(
+            "UPDATE dead_letters SET payload = %s, reason = left(reason || %s, 2000) WHERE id = %s",
+            (scrubbed, note, row["id"]),
+        )
 
 
 _EXPORT = {

@@ -360,8 +360,8 @@ WITH r AS (
     FROM r
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
-                     AND u.status IN ('active', 'sold')
-                     AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
+                     AND u.status IN ('active', 'sold')  -- and not returned as NOT_FOR_SALE:
+                     AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))
     LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0

@@ -50,10 +50,13 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
        client_ip inet, client_id text, user_agent text, province text, city text,
        lat double precision, lng double precision, member_id bigint)
   -- a member's claim still queued when the member was erased is stored as erasure left the
-  -- member's earlier ones (app.members.erasure); a record without a member looks nothing up
-  LEFT JOIN LATERAL (SELECT true AS erased FROM members m
+  -- member's earlier ones (app.members.erasure); a record without a member looks nothing up.
+  -- FOR SHARE waits for an erasure under way (it holds the member's row) and reads the row it
+  -- committed: read before, the record was stored whole after the erasure had cleared the
+  -- others (review R6)
+  LEFT JOIN LATERAL (SELECT m.status = 'erased' AS erased FROM members m
                       WHERE r.member_id IS NOT NULL AND m.id = r.member_id
-                        AND m.status = 'erased') e ON true
+                        FOR SHARE OF m) e ON true
 ON CONFLICT (at, record_key) DO NOTHING
 RETURNING code_id, serial, brand_id, result, reason, queries, province, city
 )
