@@ -53,6 +53,7 @@ class Lock(IntEnum):
     ERP_IMPORT = 7_245_022  # transaction, brand:kind (text): one master-data import at a time
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id
     ORPHAN_SWEEP = 7_245_023  # session, one key: one sweeper of jobs left without a runner
+    ROLE_NAMES = 7_245_024  # transaction, per brand: role names checked and written one at a time
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -182,6 +183,21 @@ async def test_a_role_name_means_one_role_along_a_line_of_organisations(
     moved = await client.post(f"/orgs/{store}/move", headers=admin, json={"parent_id": gd_agent})
     assert_error(moved, 409, "duplicate_role")
     assert moved.json()["error"]["details"] == {"roles": [other]}
+
+
+async def test_one_role_name_created_above_and_below_at_once_is_one_role(
+    client: Any, login: Any
+) -> None:
+    """Review R6: the brand admin and a store manager naming a role alike at the same moment both
+    passed the check along the line; under the brand's lock, one wins, the other is 409."""
+    admin, manager = await login("admin"), await login("store_manager")
+    for _ in range(8):
+        body = {"name": f"race_{secrets.token_hex(3)}", "permissions": ["orgs.read"]}
+        answers = await asyncio.gather(
+            client.post("/roles", headers=admin, json=body),
+            client.post("/roles", headers=manager, json=body),
+        )
+        assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
 
 
 async def test_deactivating_a_user_ends_access(client: Any, login: Any, demo: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from app import audit
+from app import audit, locks
 from app.auth.principal import Principal, brand_of
 from app.auth.service import ensure_not_stronger, permissions_held_below
 from app.db import Conn, changes_of, update_row
@@ -303,6 +303,7 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     before = await get_org(conn, None, org_id)
     old_path = row["path"]
     new_path = f"{parent['path']}{org_id}/"
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(old_path))  # as create_role
     await _ensure_role_names_apart(conn, old_path, parent["path"])
     await conn.execute(
         "UPDATE orgs SET path = %s || substr(path, %s), "

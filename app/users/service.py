@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 
-from app import audit
+from app import audit, locks
 from app.auth.limits import LoginLimiter
 from app.auth.passwords import hash_password
 from app.auth.permissions import BUILTIN_ROLES, PERMISSIONS
-from app.auth.principal import Principal
+from app.auth.principal import Principal, brand_of
 from app.auth.service import check_grantable, end_sessions, ensure_not_stronger
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
@@ -310,7 +310,9 @@ async def create_role(conn: Conn, actor: Principal, data: RoleIn) -> RoleOut:
     # one meaning per name along a line of organisations: a role of the same name above or
     # below would shadow or be shadowed (``_resolve_roles`` takes the nearest; probe T: a store
     # manager's "auditor" with its own permissions took the place of the brand's read-only one
-    # when the brand admin gave a store user "auditor")
+    # when the brand admin gave a store user "auditor"); checked and written under the brand's
+    # lock, as a move checks them (review R6: two at once, above and below, both passed)
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(actor.org_path))
     exists = await (
         await conn.execute(
             """SELECT 1 FROM roles r JOIN orgs o ON o.id = r.org_id
