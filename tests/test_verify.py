@@ -352,6 +352,46 @@ async def test_with_redis_down_the_answer_comes_from_postgres_and_is_recorded(
     await dead.aclose()
 
 
+async def test_each_outage_is_said_once_and_its_end_once(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    conn: Any,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review R6: the outage's warning was keyed on the codes remembered: an outage of forged
+    serials only said nothing, nor did its end; now each outage is said once, and its end."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    verifier, dead = _without_redis(app, settings)
+    serial = scheme.serial(batch_no, 40)
+    pin = scheme.pin(serial)
+    with caplog.at_level("WARNING", logger="tracecode.verify"):
+        for _ in range(2):
+            verifier.redis = dead
+            for forged in ("ZZZZ", "YYYY"):
+                assert (await verifier.verify(VerifyIn(serial=forged), None, None)).result == (
+                    "not_genuine"
+                )
+            verifier.redis = app.state.redis  # back
+            for _ in range(2):
+                answer = await verifier.verify(VerifyIn(serial=serial, pin=pin), None, None)
+                assert answer.result in ("genuine", "suspicious")
+            await verifier.close()  # its rounds' Redis connection too: the next ones go down
+    said = [r.getMessage() for r in caplog.records if r.name == "tracecode.verify"]
+    assert (
+        said
+        == [
+            "Redis does not answer: verifications are answered from PostgreSQL",
+            "Redis answers again: the codes verified meanwhile go to reconcile_codes",
+        ]
+        * 2
+    )
+    await dead.aclose()
+
+
 async def test_a_lock_made_while_redis_was_down_holds_once_it_is_back(
     client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
 ) -> None:

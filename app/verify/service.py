@@ -312,6 +312,7 @@ class Verifier:
         self._cursor: AsyncCursor[Any] | None = None
         self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
         self._after_outage: set[int] = set()  # codes answered from PostgreSQL (``_reconcile``)
+        self._redis_down = False  # said once an outage, and once it ends (probe Z, review R6)
         self._background: set[asyncio.Task[None]] = set()  # reconciling, abandoned queries
         self._fallback_minute, self._fallback_counts = 0, dict[str, int]()  # Redis down
 
@@ -423,11 +424,7 @@ class Verifier:
         try:
             await self._wait_for_round(pending)
         except _REDIS_DOWN as exc:
-            if not self._after_outage:  # once an outage (probe Z: nothing said so)
-                log.warning(
-                    "Redis does not answer: verifications are answered from PostgreSQL",
-                    extra={"error": f"{type(exc).__name__}: {exc}"},
-                )
+            self._redis_lost(exc)
             self._limit_without_redis(ip)
             if len(self._after_outage) < MAX_AFTER_OUTAGE:
                 self._after_outage.add(code)
@@ -435,11 +432,22 @@ class Verifier:
             return await verify_without_redis(
                 self.pool, self.settings, unit, record, serial, code, pin_state, lang
             )
-        if self._after_outage:
+        if self._redis_down or self._after_outage:
             self._reconcile()
         if pending.refusal is not None:  # never activated, or void: known after the round
             return self._not_genuine(pending.refusal, lang, serial)
         return self._answer(pending, serial, lang)
+
+    def _redis_lost(self, exc: BaseException) -> None:
+        """Said once an outage, whatever the outage's verifications were (probe Z: nothing
+        said so; review R6: keyed on the codes remembered, it said nothing when only forged
+        serials came, or the codes of the last outage were still waiting for a worker)."""
+        if not self._redis_down:
+            self._redis_down = True
+            log.warning(
+                "Redis does not answer: verifications are answered from PostgreSQL",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
 
     def _reconcile(self) -> None:
         """Redis answers again after an outage: hand the codes answered from PostgreSQL
@@ -447,11 +455,15 @@ class Verifier:
         counts and PIN state in Redis to what their records show. Left as they were, they forgot
         what the outage's answers counted and locked (probe J: a code locked by wrong PINs
         during an outage took the right PIN at once after it, with five fresh tries)."""
+        if self._redis_down:
+            self._redis_down = False
+            log.warning(
+                "Redis answers again: the codes verified meanwhile go to reconcile_codes",
+                extra={"codes": len(self._after_outage)},
+            )
+        if not self._after_outage:
+            return
         codes, self._after_outage = sorted(self._after_outage), set()
-        log.warning(
-            "Redis answers again: the codes verified meanwhile go to reconcile_codes",
-            extra={"codes": len(codes)},
-        )
 
         async def hand_over() -> None:
             if not await jobs.hand_over("reconcile_codes", codes):
@@ -470,7 +482,8 @@ class Verifier:
         record.code_id, record.serial = code, serial[:64]
         try:
             await self._wait_for_round(_Pending(record, code, None, "refuse", reason))
-        except _REDIS_DOWN:
+        except _REDIS_DOWN as exc:
+            self._redis_lost(exc)
             self._limit_without_redis(record.ip)
             await insert_record(self.pool, record, "not_genuine", reason, 0)
         return self._not_genuine(reason, lang, serial)
