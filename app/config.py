@@ -69,6 +69,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # master) is tried again before its verifications are answered from PostgreSQL
     # (app/verify/shardcalls.py). Tried again, a script call is never counted twice.
     redis_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    # A single Redis that timed out a verification round (it hangs) is not asked again by the
+    # rounds until it answers a PING, sent this many seconds apart (0: every round asks it, each
+    # waiting redis_timeout while it hangs). Meanwhile verifications come from PostgreSQL.
+    redis_retry_after: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     redis_failover_wait: Annotated[float, msgspec.Meta(ge=0, le=120)] = 5.0
     # A worker process silent this long is dead: the jobs it had taken are queued again
     # (dramatiq's heartbeat timeout, app/jobs.py). Live workers beat about every second.

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -107,13 +107,13 @@ def worker_process(env: dict[str, str] | None = None, threads: int = 1) -> Itera
             process.wait()
 
 
-@asynccontextmanager
-async def silent_proxy(database_url: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """A TCP proxy in front of PostgreSQL: (its URL, an event that, set, makes it swallow
-    everything both ways — a server frozen or partitioned away — until cleared)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+Upstream = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
-    target = conninfo_to_dict(database_url)
+
+@asynccontextmanager
+async def _silent(upstream: Upstream) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """A TCP proxy on 127.0.0.1 to what ``upstream`` opens: (its port, an event that, set, makes
+    it swallow everything both ways — a server frozen or partitioned away — until cleared)."""
     silent = asyncio.Event()
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -124,14 +124,43 @@ async def silent_proxy(database_url: str) -> AsyncIterator[tuple[str, asyncio.Ev
             await writer.drain()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        host, port = target.get("host") or "127.0.0.1", int(target.get("port") or 5432)
-        if host.startswith("/"):  # the embedded server's socket directory
-            up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
-        else:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
+        up_reader, up_writer = await upstream()
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     proxy = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = proxy.sockets[0].getsockname()[1]
     async with proxy:
-        yield make_conninfo(database_url, host="127.0.0.1", port=port), silent
+        yield proxy.sockets[0].getsockname()[1], silent
+
+
+@asynccontextmanager
+async def silent_proxy(database_url: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """``_silent`` in front of PostgreSQL: (the proxy's URL, the event)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    target = conninfo_to_dict(database_url)
+    host, port = target.get("host") or "127.0.0.1", int(target.get("port") or 5432)
+
+    async def upstream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if host.startswith("/"):  # the embedded server's socket directory
+            return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        return await asyncio.open_connection(host, port)
+
+    async with _silent(upstream) as (proxy_port, silent):
+        yield make_conninfo(database_url, host="127.0.0.1", port=proxy_port), silent
+
+
+@asynccontextmanager
+async def silent_redis_proxy(redis_url: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """``_silent`` in front of a single Redis (a unix socket or TCP): (the proxy's URL, with
+    the original's database number, and the event)."""
+    from redis.asyncio.connection import parse_url
+
+    target = parse_url(redis_url)
+
+    async def upstream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if "path" in target:
+            return await asyncio.open_unix_connection(target["path"])
+        return await asyncio.open_connection(target.get("host", "127.0.0.1"), target["port"])
+
+    async with _silent(upstream) as (proxy_port, silent):
+        yield f"redis://127.0.0.1:{proxy_port}/{target.get('db', 0)}", silent

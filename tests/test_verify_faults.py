@@ -252,3 +252,54 @@ async def test_a_verification_round_whose_server_goes_silent_is_given_up(
                 assert waited < 4, f"held {waited:.1f} s"
                 again = await verify(serials[2])
                 assert again.status_code == 200, again.text
+
+
+async def test_a_redis_that_hangs_costs_one_wait_then_postgres_answers_at_once(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """Probe Z: a Redis that hung (paused, partitioned away) held every verification for the
+    command timeout before PostgreSQL answered it. The round that times out opens a breaker:
+    the next verifications are answered from PostgreSQL at once, a PING every
+    ``TRACECODE_REDIS_RETRY_AFTER`` seconds finds Redis back, and the rounds use it again."""
+    from tests.servers import silent_redis_proxy
+    from tests.test_hardening_queues import _activated
+
+    serials = await _activated(client, login, demo, app, 14)
+    scheme = app.state.scheme
+    local = msgspec.structs.replace(
+        settings,
+        verify_flag_never_shipped=False,
+        verify_rate_limit=100_000,
+        redis_timeout=1.0,
+        redis_retry_after=0.3,
+    )
+    async with silent_redis_proxy(settings.redis_url) as (url, silent):
+        connection = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        verifier = Verifier(app.state.pool, connection, scheme, local)
+
+        async def verify(serial: str) -> tuple[str, float]:
+            started = time.monotonic()
+            body = VerifyIn(serial=serial, pin=scheme.pin(serial))
+            answer = await verifier.verify(body, "192.0.2.9", "hang-test")
+            return answer.result, time.monotonic() - started
+
+        try:
+            assert (await verify(serials[0]))[0] == "genuine"  # through the proxy
+            assert verifier._redis_conn is not None
+            silent.set()
+            result, waited = await verify(serials[1])  # the round that finds it hung
+            assert result == "genuine" and waited >= 0.9
+            answers = [await verify(serial) for serial in serials[2:12]]
+            assert [r for r, _ in answers] == ["genuine"] * 10
+            slowest = max(t for _, t in answers)
+            assert slowest < 0.5, f"a verification waited {slowest:.2f} s for a hung Redis"
+            silent.clear()
+            deadline = time.monotonic() + 10
+            while verifier._skip_redis:  # the next PING that gets through
+                assert time.monotonic() < deadline, "Redis back, still skipped"
+                await asyncio.sleep(0.05)
+            assert (await verify(serials[12]))[0] == "genuine"
+            assert not verifier._redis_down  # a round Redis answered
+        finally:
+            await verifier.close()
+            await connection.aclose()

@@ -66,6 +66,12 @@ from app.verify.units import UnitInfo, load_units
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
 MAX_ROUND = 500  # verifications served by one round at most
 _REDIS_DOWN = UNAVAILABLE
+
+
+class _Skipped(redis.exceptions.ConnectionError):
+    """Redis is not asked: it failed a moment ago and has not answered a PING since."""
+
+
 log = logging.getLogger("tracecode.verify")
 # Codes an API process remembers answering from PostgreSQL in an outage; past that many, the
 # rest are left to ``tracecode redis rebuild`` (README, "Durability").
@@ -313,10 +319,14 @@ class Verifier:
         self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
         self._after_outage: set[int] = set()  # codes answered from PostgreSQL (``_reconcile``)
         self._redis_down = False  # said once an outage, and once it ends (probe Z, review R6)
+        self._skip_redis = False  # a single Redis failed: not asked until it answers (_probe)
+        self._probing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()  # reconciling, abandoned queries
         self._fallback_minute, self._fallback_counts = 0, dict[str, int]()  # Redis down
 
     async def close(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
         if self._conn is not None:
             await self._conn.close()
         if self._redis_conn is not None:
@@ -448,6 +458,29 @@ class Verifier:
                 "Redis does not answer: verifications are answered from PostgreSQL",
                 extra={"error": f"{type(exc).__name__}: {exc}"},
             )
+        if (  # a Redis that hangs, not one that refuses at once: that costs no one a wait
+            isinstance(exc, redis.exceptions.TimeoutError)
+            and not self._skip_redis
+            and not self.cluster  # a cluster's shards fail over one by one (shardcalls)
+            and self.settings.redis_retry_after > 0
+        ):
+            self._skip_redis = True
+            self._probing = asyncio.get_running_loop().create_task(self._probe())
+
+    async def _probe(self) -> None:
+        """While a single Redis is skipped, a PING every ``TRACECODE_REDIS_RETRY_AFTER``
+        seconds; the first answer lets the rounds ask it again (probe Z: a Redis that hung held
+        every verification for the command timeout, 2 s, before PostgreSQL answered it)."""
+        while True:
+            await asyncio.sleep(self.settings.redis_retry_after)
+            try:
+                await self.redis.ping()
+            except _REDIS_DOWN:
+                continue
+            except redis.exceptions.RedisError:
+                pass  # it answers, if with an error: the rounds will tell
+            self._skip_redis = False
+            return
 
     def _reconcile(self) -> None:
         """Redis answers again after an outage: hand the codes answered from PostgreSQL
@@ -569,6 +602,8 @@ class Verifier:
     async def _wait_for_round(self, pending: _Pending) -> None:
         """Queue a verification, start a round if none is out, wait for the reply (429 when
         the caller is over the rate limit; Redis errors are raised to the caller)."""
+        if self._skip_redis:
+            raise _Skipped("Redis failed a moment ago: not asked until it answers a PING")
         self._waiting.append(pending)
         if self._round is None:
             self._round = asyncio.get_running_loop().create_task(self._rounds())
@@ -654,6 +689,8 @@ class Verifier:
         command = b"".join(
             [b"*%d\r\n" % len(parts)] + [b"$%d\r\n%s\r\n" % (len(part), part) for part in parts]
         )
+        if self._skip_redis:  # a round queued before Redis failed
+            raise _Skipped("Redis failed a moment ago: not asked until it answers a PING")
         for attempt in (1, 2):
             conn = self._redis_conn
             if conn is None:
