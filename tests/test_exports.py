@@ -475,6 +475,54 @@ async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(
         app.state.settings = settings
 
 
+async def test_a_batch_voided_while_its_export_runs_stops_the_run(
+    client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any
+) -> None:
+    """Probe AB: a batch voided during its export's run (hours, for tens of millions of codes)
+    left the run to write every file. The run checks the batch at every step: it stops,
+    removes what it wrote and fails with the reason."""
+    import threading
+
+    monkeypatch.setattr(exports, "STEP", 1000)
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, export_async_threshold=100)
+    try:
+        planner = await login("planner")
+        batch = await _batch(client, login, demo, 5000)
+        body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+        queued = await client.post(
+            f"/batches/{batch['batch_no']}/exports", headers=planner, json=body
+        )
+        assert queued.status_code == 202, queued.text
+        export_id = queued.json()["id"]
+        paused, resume = threading.Event(), threading.Event()
+
+        def pause(done: int, total: int) -> None:
+            if done == 2000:  # two steps written: the planner voids the batch now
+                paused.set()
+                assert resume.wait(30)
+
+        run = asyncio.create_task(
+            asyncio.to_thread(
+                exports.run_export, app.state.db_url, settings, app.state.scheme, export_id, pause
+            )
+        )
+        assert await asyncio.to_thread(paused.wait, 30)
+        voided = await client.post(
+            f"/batches/{batch['batch_no']}/void", headers=planner, json={"reason": "misprint"}
+        )
+        assert voided.status_code == 200, voided.text
+        resume.set()
+        assert await asyncio.wait_for(run, 60) == "failed"
+        failed = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+        assert failed["state"] == "failed" and failed["error"] == "the batch is void"
+        assert failed["progress"] < 5000
+        directory = settings.export_path / export_id
+        assert not directory.exists() or list(directory.iterdir()) == []
+    finally:
+        app.state.settings = settings
+
+
 async def test_case_code_batches_are_consecutive_valid_ssccs(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

@@ -445,19 +445,25 @@ def run_export(
             table, column = (
                 ("code_batches", "batch_no") if row["batch_no"] else ("case_batches", "id")
             )
-            batch = conn.execute(
-                f"SELECT state FROM {table} WHERE {column} = %s",
-                (row["batch_no"] or row["case_batch_id"],),
-            ).fetchone()
-            if batch is None or batch["state"] == "void":  # voided since it was queued
+            ref = row["batch_no"] or row["case_batch_id"]
+
+            def check_batch() -> None:
+                batch = conn.execute(
+                    f"SELECT state FROM {table} WHERE {column} = %s", (ref,)
+                ).fetchone()
+                if batch is None or batch["state"] == "void":
+                    raise BatchVoided
+
+            try:  # voided since it was queued, or while it runs: checked at every step
+                check_batch()
+                files = _write_files(conn, settings, scheme, row, on_progress, check_batch)
+            except BatchVoided:  # its labels are to be destroyed: no file (probe AB)
                 conn.execute(
                     "UPDATE code_exports SET state = 'failed', error = 'the batch is void' "
                     "WHERE id = %s",
                     (key,),
                 )
                 return "failed"
-            try:
-                files = _write_files(conn, settings, scheme, row, on_progress)
             except Exception as exc:
                 conn.execute(
                     "UPDATE code_exports SET state = 'failed', error = %s WHERE id = %s",
@@ -478,6 +484,10 @@ def run_export(
             return "done"
         finally:
             conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
+
+
+class BatchVoided(Exception):
+    """The export's batch was voided: its run stops (a 6-hour export ran on to the end)."""
 
 
 def _writers(
@@ -507,6 +517,7 @@ def _write_files(
     scheme: Scheme,
     row: dict[str, Any],
     on_progress: Callable[[int, int], None] | None,
+    check_batch: Callable[[], None],
 ) -> dict[str, Any]:
     start, end = row["range_start"], row["range_end"]
     case = None
@@ -534,6 +545,7 @@ def _write_files(
             conn.execute(
                 "UPDATE code_exports SET progress = %s WHERE id = %s", (e - start, row["id"])
             )
+            check_batch()
             if on_progress is not None:
                 on_progress(e - start, end - start)
         for name in names:
