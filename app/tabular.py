@@ -23,6 +23,8 @@ from typing import Any
 
 from litestar.response import Stream
 
+from app.localtime import ZONE
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_MEDIA = "text/csv"  # Litestar adds "; charset=utf-8" to text/* itself
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -35,12 +37,20 @@ def formula_safe(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
+def local_time(value: datetime) -> str:
+    """A moment as the brands' wall clock shows it, with its offset (``…+08:00``): a file read
+    in Beijing showed UTC times, eight hours off what the console shows (probe AA)."""
+    return (value.astimezone(ZONE) if value.tzinfo is not None else value).isoformat()
+
+
 def csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, str):
         return formula_safe(value)
-    if isinstance(value, date):  # datetime too
+    if isinstance(value, datetime):
+        return local_time(value)
+    if isinstance(value, date):
         return value.isoformat()
     return value
 
@@ -69,7 +79,7 @@ EXACT_DIGITS = 15  # a spreadsheet number holds this many digits exactly (a doub
 
 def _xlsx_cell(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return local_time(value)
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**EXACT_DIGITS:
         return str(value)  # a code id of 17 digits came back with its last digits lost (probe AB)
     return value

@@ -138,6 +138,14 @@ async def test_exports_are_every_match(client: Any, login: Any, seeded: dict[str
     rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"))))
     assert rows[0][:4] == ["id", "at", "result", "severity"]
     assert [r[rows[0].index("serial")] for r in rows[1:]] == [f"{prefix}{i}" for i in range(5)]
+    # probe AA: times as the console shows them, Beijing's, with the offset (they were UTC)
+    listed_at = (await listed(client, admin, serial=prefix))["items"]
+    at_column = rows[0].index("at")
+    for row in rows[1:]:
+        assert row[at_column].endswith("+08:00"), row[at_column]
+    assert {datetime.fromisoformat(r[at_column]) for r in rows[1:]} == {
+        datetime.fromisoformat(i["at"].replace("Z", "+00:00")) for i in listed_at
+    }
     sheet = await client.get(PATH, headers=admin, params={"serial": prefix, "format": "xlsx"})
     assert sheet.status_code == 200 and sheet.content[:2] == b"PK"
     # probe T: consumers' addresses and member ids left in files no audit row told of
