@@ -300,6 +300,14 @@ async def test_a_redis_that_hangs_costs_one_wait_then_postgres_answers_at_once(
                 await asyncio.sleep(0.05)
             assert (await verify(serials[12]))[0] == "genuine"
             assert not verifier._redis_down  # a round Redis answered
+            # hung again, then the verifier closed: the skip ends with its probe (review R6: a
+            # probe cancelled left the process skipping Redis for good)
+            silent.set()
+            assert (await verify(serials[13]))[0] == "genuine"
+            assert verifier._skip_redis
+            await verifier.close()
+            await asyncio.sleep(0.01)
+            assert not verifier._skip_redis
         finally:
             await verifier.close()
             await connection.aclose()

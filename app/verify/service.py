@@ -361,12 +361,20 @@ class Verifier:
         raise ServiceUnavailable("the database does not answer; retry shortly")
 
     async def _load_units(self, codes: list[int], brands: dict[int, int]) -> dict[int, UnitInfo]:
+        cursor = await self._round_cursor()
         try:
-            return await load_units(await self._round_cursor(), codes, brands)
+            return await load_units(cursor, codes, brands)
         except psycopg.OperationalError as exc:
             if isinstance(exc, psycopg.errors.QueryCanceled):
                 raise
-            await self.close()  # e.g. the server closed it: once more, on a new one
+            # e.g. the server closed it: once more, on a new one. Only this query's connection
+            # is closed, never the Redis one nor the next round's (review R6: a query given up
+            # on by ``_units`` closed them when it failed later)
+            with contextlib.suppress(Exception):
+                await cursor.connection.close()
+            if self._cursor is not cursor:  # given up on meanwhile: no one waits for it
+                raise
+            self._conn = self._cursor = None
             return await load_units(await self._round_cursor(), codes, brands)
 
     async def _batch(self, batch_no: int) -> BatchRef | None:
@@ -471,16 +479,18 @@ class Verifier:
         """While a single Redis is skipped, a PING every ``TRACECODE_REDIS_RETRY_AFTER``
         seconds; the first answer lets the rounds ask it again (probe Z: a Redis that hung held
         every verification for the command timeout, 2 s, before PostgreSQL answered it)."""
-        while True:
-            await asyncio.sleep(self.settings.redis_retry_after)
-            try:
-                await self.redis.ping()
-            except _REDIS_DOWN:
-                continue
-            except redis.exceptions.RedisError:
-                pass  # it answers, if with an error: the rounds will tell
+        try:
+            while True:
+                await asyncio.sleep(self.settings.redis_retry_after)
+                try:
+                    await self.redis.ping()
+                except _REDIS_DOWN:
+                    continue
+                except redis.exceptions.RedisError:
+                    pass  # it answers, if with an error: the rounds will tell
+                return
+        finally:  # answered, or the verifier closed (or this task failed): the rounds ask it
             self._skip_redis = False
-            return
 
     def _reconcile(self) -> None:
         """Redis answers again after an outage: hand the codes answered from PostgreSQL
