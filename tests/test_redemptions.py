@@ -370,6 +370,53 @@ async def _expire_now(app: Any, redemption_id: int) -> None:
         )
 
 
+async def test_the_expiry_sweep_and_an_erasure_of_the_member_do_not_deadlock(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Review: an erasure takes the member's balance, then its open codes; the sweep took a due
+    code, then the balance: the two deadlocked. The sweep now takes balances first: it waits
+    for the erasure, which expires the code itself, and the sweep finds nothing left."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 40)
+    gift = await new_gift(client, login, points_cost=40, stock=1)
+    red = (await redeem(app, headers, gift["id"])).json()
+    await _expire_now(app, red["id"])
+    url = app.state.pool.conninfo
+
+    async def sweep() -> int:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            return await expire_due(conn)
+
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as erasing:
+        # the erasure's order (app.members.erasure): the balance, then the open codes
+        await erasing.execute(
+            "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
+        )
+        swept = asyncio.create_task(sweep())
+        await asyncio.sleep(0.5)  # the sweep is under way, waiting for a lock
+        expired = await erasing.execute(
+            """UPDATE redemptions SET status = 'expired', expired_at = now()
+                WHERE member_id = %s AND status = 'issued' RETURNING id""",
+            (member_id,),
+        )
+        assert [r["id"] for r in await expired.fetchall()] == [red["id"]]
+        await erasing.commit()
+    await asyncio.wait_for(swept, 30)  # no DeadlockDetected
+    async with app.state.pool.connection() as conn:
+        refunds = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM points_ledger WHERE redemption_id = %s AND kind = 'refund'",
+                (red["id"],),
+            )
+        ).fetchone()
+    assert refunds["n"] == 0  # the erasure's to refund (it forfeits it), not the sweep's
+
+
 async def test_expired_codes_refund_once(client: Any, login: Any, app: Any, demo: Any) -> None:
     member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
     await give(client, login, member_id, 40)

@@ -418,11 +418,21 @@ def _fields(out: CheckOut) -> dict[str, Any]:
 
 # -- expiry ------------------------------------------------------------------------------------
 
+# The members' balances are locked before their codes, as a redemption and an erasure lock
+# them (review: the codes first, then the balances, deadlocked with an erasure).
+_DUE_BALANCES = """
+SELECT b.member_id FROM point_balances b
+WHERE b.member_id IN (SELECT member_id FROM redemptions
+                      WHERE status = 'issued' AND expires_at <= now()
+                      ORDER BY expires_at LIMIT %s)
+ORDER BY b.member_id
+FOR UPDATE OF b
+"""
+
 _EXPIRE = """
 WITH due AS (
     SELECT id FROM redemptions
-    WHERE status = 'issued' AND expires_at <= now()
-    ORDER BY expires_at LIMIT %s
+    WHERE status = 'issued' AND expires_at <= now() AND member_id = ANY(%s)
     FOR UPDATE SKIP LOCKED
 )
 UPDATE redemptions r SET status = 'expired', expired_at = now()
@@ -439,7 +449,13 @@ async def expire_due(conn: Conn, limit: int = 500) -> int:
     total = 0
     while True:
         async with conn.transaction():
-            rows = await (await conn.execute(_EXPIRE, (limit,))).fetchall()
+            members = [
+                r["member_id"]
+                for r in await (await conn.execute(_DUE_BALANCES, (limit,))).fetchall()
+            ]
+            if not members:
+                return total
+            rows = await (await conn.execute(_EXPIRE, (members,))).fetchall()
             for row in sorted(rows, key=lambda r: (r["member_id"], r["id"])):
                 refunded = await post_entry(
                     conn,
@@ -459,8 +475,8 @@ async def expire_due(conn: Conn, limit: int = 500) -> int:
                     (stock[gift_id], gift_id),
                 )
         total += len(rows)
-        if len(rows) < limit:
-            return total
+        if len(members) < limit:  # every due code's member taken (a code being fulfilled is
+            return total  # skipped: it is no longer due once fulfilled)
 
 
 # -- settlement --------------------------------------------------------------------------------
