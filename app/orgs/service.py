@@ -284,6 +284,9 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     """Re-parent an organisation and its whole subtree."""
     actor.require("orgs.write")
     row = await administered(conn, actor, org_id)
+    # role names are checked under the brand's lock, as create_role checks them; taken before
+    # any organisation's row lock, as create_role takes it before its row's key share (review)
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(row["path"]))
     if row["kind"] == "brand":
         raise Unprocessable("a brand cannot be moved", code="bad_hierarchy")
     if row["path"] == actor.org_path:
@@ -303,7 +306,6 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     before = await get_org(conn, None, org_id)
     old_path = row["path"]
     new_path = f"{parent['path']}{org_id}/"
-    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(old_path))  # as create_role
     await _ensure_role_names_apart(conn, old_path, parent["path"])
     await conn.execute(
         "UPDATE orgs SET path = %s || substr(path, %s), "

@@ -314,11 +314,11 @@ async def create_role(conn: Conn, actor: Principal, data: RoleIn) -> RoleOut:
     # lock, as a move checks them (review R6: two at once, above and below, both passed)
     await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(actor.org_path))
     exists = await (
-        await conn.execute(
-            """SELECT 1 FROM roles r JOIN orgs o ON o.id = r.org_id
-                WHERE r.name = %(name)s
-                  AND (o.path LIKE %(path)s || '%%' OR %(path)s LIKE o.path || '%%')""",
-            {"name": data.name, "path": actor.org_path},
+        await conn.execute(  # the organisation's path as it is now: moved, maybe, meanwhile
+            """SELECT 1 FROM orgs here, roles r JOIN orgs o ON o.id = r.org_id
+                WHERE here.id = %(org)s AND r.name = %(name)s
+                  AND (o.path LIKE here.path || '%%' OR here.path LIKE o.path || '%%')""",
+            {"name": data.name, "org": actor.org_id},
         )
     ).fetchone()
     if exists:
