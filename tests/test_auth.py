@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 import jwt
@@ -298,6 +299,7 @@ async def test_a_key_made_while_its_maker_is_revoked_is_revoked_too(
     """Review R5: a key making another at the moment it was revoked: the new key was not yet
     there for the revocation of the keys it had made, and lived on."""
     admin = await login("admin")
+    children = 0
     for attempt in range(12):
         made = await client.post(
             "/api-keys",
@@ -321,6 +323,7 @@ async def test_a_key_made_while_its_maker_is_revoked_is_revoked_too(
         if child.status_code != 201:
             assert_error(child, 401, "api_key_revoked")
             continue
+        children += 1
         async with app.state.pool.connection() as conn:
             row = await (
                 await conn.execute(
@@ -329,6 +332,49 @@ async def test_a_key_made_while_its_maker_is_revoked_is_revoked_too(
                 )
             ).fetchone()
         assert row["revoked_at"] is not None, f"attempt {attempt}: the child outlived its maker"
+    assert children >= 1  # the race was run: some child was made around its maker's revocation
+
+
+async def test_a_key_made_by_a_child_while_its_grandparent_is_revoked_is_revoked_too(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Review: K1 made K2; while K1's revocation waited for K2's row (K2 making K3 holds it
+    FOR SHARE), K3 was committed, out of the revocation's snapshot, and stayed valid. The
+    making is played by a transaction that holds K2 as a key creation does and links K3."""
+    import psycopg
+
+    admin = await login("admin")
+
+    async def new_key(headers: dict[str, str], name: str) -> dict[str, Any]:
+        made = await client.post(
+            "/api-keys", headers=headers, json={"name": name, "permissions": ["apikeys.write"]}
+        )
+        assert made.status_code == 201, made.text
+        return made.json()  # type: ignore[no-any-return]
+
+    tag = secrets.token_hex(3)
+    k1 = await new_key(admin, f"k1_{tag}")
+    k2 = await new_key({"X-API-Key": k1["key"]}, f"k2_{tag}")
+    k3 = await new_key(admin, f"k3_{tag}")
+    ids = [k["api_key"]["id"] for k in (k1, k2, k3)]
+    async with await psycopg.AsyncConnection.connect(app.state.pool.conninfo) as making:
+        await making.execute("SELECT 1 FROM api_keys WHERE id = %s FOR SHARE", (ids[1],))
+        revoking = asyncio.create_task(client.post(f"/api-keys/{ids[0]}/revoke", headers=admin))
+        await asyncio.sleep(0.5)  # the revocation waits for K2's row
+        await making.execute(  # K2 made K3
+            "UPDATE api_keys SET made_by_key = %s WHERE id = %s", (ids[1], ids[2])
+        )
+        await making.commit()
+    assert (await asyncio.wait_for(revoking, 30)).status_code == 200
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = ANY(%s)",
+                (ids,),
+            )
+        ).fetchall()
+    assert {r["id"]: r["revoked"] for r in rows} == dict.fromkeys(ids, True)
+    assert_error(await client.get("/auth/me", headers={"X-API-Key": k3["key"]}), 401)
 
 
 async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(

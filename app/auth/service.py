@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 import uuid
+from typing import Any
 
 from app import audit
 from app.auth import passwords, tokens
@@ -476,8 +477,12 @@ async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut
         raise NotFound("API key not found")
     out = ApiKeyOut(**updated)
     await audit.record(conn, actor, "revoke", "api_key", key_id, after=out, org_id=out.org_id)
-    made = await (
-        await conn.execute(  # the keys it made, and theirs: their holder had this one
+    # The keys it made, and theirs: their holder had this one. Again until none is left: a
+    # key made while this ran (its maker held FOR SHARE, so the update waited for it) was not in
+    # the statement's snapshot, and the next statement's sees it (review: it stayed valid).
+    made: list[dict[str, Any]] = []
+    while rows := await (
+        await conn.execute(
             """WITH RECURSIVE made AS (
                    SELECT id FROM api_keys WHERE made_by_key = %(id)s
                    UNION SELECT k.id FROM api_keys k JOIN made ON k.made_by_key = made.id)
@@ -485,7 +490,8 @@ async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut
                 WHERE k.id = made.id AND k.revoked_at IS NULL RETURNING k.id, k.org_id""",
             {"id": key_id},
         )
-    ).fetchall()
+    ).fetchall():
+        made.extend(rows)
     for child in made:
         await audit.record(
             conn,
