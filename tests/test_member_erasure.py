@@ -290,3 +290,52 @@ async def test_the_member_s_dead_verification_records_are_scrubbed(
         assert scrubbed[key] is None, key
     assert bytes(rows[1]["payload"]) == b"" and "erased" in rows[1]["reason"]
     assert [bytes(r["payload"]) for r in rows[2:]] == others
+
+
+async def test_a_claim_refused_by_postgres_after_the_erasure_is_set_aside_anonymous(
+    client: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """Review: a member's record still queued at the erasure and refused by PostgreSQL after it
+    (a NUL in its client id) was set aside in ``dead_letters`` whole, after the erasure had
+    scrubbed the others there."""
+    import asyncio
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    import msgspec
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    brand = demo["BRAND-LUMI"]
+    headers, leaving = await sign_in(client, app, brand)
+    member_id, serial = leaving["member"]["id"], f"Q-{secrets.token_hex(4)}"
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+
+    def flush_all() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(sync_redis, pg, settings.redis_namespace):
+                pass
+
+    await asyncio.to_thread(flush_all)  # earlier tests' records
+    row = {
+        "at": datetime.now(UTC).isoformat(), "record_key": str(uuid.uuid4()), "serial": serial,
+        "brand_id": brand, "result": "genuine", "reason": "first_query", "queries": 1,
+        "pin_given": True, "client_ip": "10.9.8.7", "client_id": "dev\u0000ice",
+        "user_agent": "Phone/1.0", "lat": 30.27, "lng": 120.15, "member_id": member_id,
+    }  # fmt: skip
+    sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", json.dumps(row).encode())
+    async with member_client(app) as mc:
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    await asyncio.to_thread(flush_all)
+    dead = await _one(
+        app,
+        "SELECT payload FROM dead_letters WHERE queue = 'verifications' AND position(%s IN payload) > 0",
+        serial.encode(),
+    )
+    kept = msgspec.json.decode(bytes(dead["payload"]))
+    assert kept["serial"] == serial and kept["result"] == "genuine"
+    for key in ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id"):
+        assert kept[key] is None, key

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn
 from app.deadletters import SMS_OUTBOX, VERIFICATIONS
 from app.errors import Conflict, NotFound
 from app.members import points
+from app.verify.record import anonymous, member_of
 
 MAX_ROWS = 10_000  # of each kind in an export (a member's scans: the newest)
 
@@ -144,10 +143,6 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     )  # fmt: skip
 
 
-# what a verification record says of the phone and the member (``app.verify.record``)
-_PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id")
-
-
 async def _scrub_dead_verifications(conn: Conn, member_id: int) -> None:
     """The member's verification records that PostgreSQL refused, kept for the operators in
     ``dead_letters`` (``app.verify.records``; a NUL in a claim's client id, say), lose what the
@@ -163,18 +158,16 @@ async def _scrub_dead_verifications(conn: Conn, member_id: int) -> None:
     ).fetchall()
     for row in rows:
         payload: bytes = row["payload"]
-        try:
-            record = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
+        found = member_of(payload)
+        if found is None:  # no JSON: what follows the member's id tells
             at = payload.index(mark) + len(mark)
             if payload[at : at + 1].isdigit():  # another member's id that starts with this one
                 continue
             scrubbed, note = b"", " (payload removed: its member was erased)"
+        elif found[1] != member_id:
+            continue
         else:
-            if not isinstance(record, dict) or record.get("member_id") != member_id:
-                continue
-            record.update(dict.fromkeys(_PERSONAL))
-            scrubbed, note = msgspec.json.encode(record), ""
+            scrubbed, note = anonymous(found[0]), ""
         await conn.execute(
             "UPDATE dead_letters SET payload = %s, reason = left(reason || %s, 2000) WHERE id = %s",
             (scrubbed, note, row["id"]),

@@ -37,6 +37,25 @@ class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
 
 _ENCODE = msgspec.json.Encoder().encode
 
+# what a record says of the phone and the member: cleared when the member is erased
+PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id")
+
+
+def member_of(payload: bytes) -> tuple[dict[str, Any], int] | None:
+    """A queued record's fields and member, when it is JSON and names one."""
+    try:
+        record = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("member_id"), int):
+        return None
+    return record, record["member_id"]
+
+
+def anonymous(record: dict[str, Any]) -> bytes:
+    """A record without what it says of the phone and the member (an erased member's)."""
+    return _ENCODE({**record, **dict.fromkeys(PERSONAL)})
+
 
 class Record:
     """One verification record; the round sends it to Redis as JSON (``prefix``)."""

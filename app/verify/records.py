@@ -24,6 +24,7 @@ import psycopg
 
 from app.deadletters import VERIFICATIONS, bisect, bury, reason_of
 from app.redisconn import AnySyncRedis, is_cluster, shard_tags
+from app.verify.record import anonymous, member_of
 
 FLUSH_LOCK_MS = 30_000
 WINDOW = 64  # queued elements (rounds) read at a time; a round holds up to 500 records
@@ -169,7 +170,17 @@ def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
 
 
 def _dead(conn: psycopg.Connection[Any], record: bytes, exc: BaseException) -> None:
+    """Set a record PostgreSQL refused aside; an erased member's without what it says of the
+    phone and the member, as ``_INSERT`` stores it (review: the erasure, done, never saw it)."""
     with conn.transaction():
+        found = member_of(record)
+        if found is not None:
+            erased = conn.execute(  # FOR SHARE: waits for an erasure under way, as _INSERT does
+                "SELECT status = 'erased' AS erased FROM members WHERE id = %s FOR SHARE",
+                (found[1],),
+            ).fetchone()
+            if erased is not None and erased[0]:
+                record = anonymous(found[0])
         bury(conn, VERIFICATIONS, record, reason_of(exc))
 
 
