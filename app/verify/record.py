@@ -45,7 +45,7 @@ def member_of(payload: bytes) -> tuple[dict[str, Any], int] | None:
     """A queued record's fields and member, when it is JSON and names one."""
     try:
         record = msgspec.json.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.MsgspecError, RecursionError):  # a poison record: no JSON, or too deep
         return None
     if not isinstance(record, dict) or not isinstance(record.get("member_id"), int):
         return None
