@@ -287,6 +287,17 @@ async def test_keys_made_with_a_key_before_their_maker_was_recorded_get_it_from_
         await conn.execute(backfill)
     still = await client.get("/orgs", headers={"X-API-Key": orphan["key"]})
     assert_error(still, 401, "api_key_revoked")  # review R6: its maker was revoked already
+    async with app.state.pool.connection() as conn:  # and the audit log says why (review)
+        said = await (
+            await conn.execute(
+                "SELECT action, actor_user, after FROM audit_log "
+                "WHERE entity = 'api_key' AND entity_id = %s AND action = 'revoke'",
+                (str(orphan["api_key"]["id"]),),
+            )
+        ).fetchall()
+    assert [(r["actor_user"], r["after"]["revoked_with"]) for r in said] == [
+        (None, gone_parent["api_key"]["id"])
+    ]
     revoked = await client.post(f"/api-keys/{parent['api_key']['id']}/revoke", headers=admin)
     assert revoked.status_code == 200, revoked.text
     gone = await client.get("/orgs", headers={"X-API-Key": child["key"]})
