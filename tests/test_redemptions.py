@@ -417,6 +417,40 @@ async def test_the_expiry_sweep_and_an_erasure_of_the_member_do_not_deadlock(
     assert refunds["n"] == 0  # the erasure's to refund (it forfeits it), not the sweep's
 
 
+async def test_the_expiry_sweep_goes_on_past_a_batch_of_one_member_s_codes(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """The sweep takes the members of the first due codes, then every due code of theirs: a
+    batch whose codes were one member's must not end the sweep before the others'."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    gift = await new_gift(client, login, points_cost=10, stock=3)
+    codes = []
+    for member_codes, age in ((2, "2 hours"), (1, "1 hour")):
+        member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+        await give(client, login, member_id, 10 * member_codes)
+        for _ in range(member_codes):
+            red = (await redeem(app, headers, gift["id"])).json()
+            codes.append(red["id"])
+            async with app.state.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE redemptions SET expires_at = now() - %s::interval WHERE id = %s",
+                    (age, red["id"]),
+                )
+    async with await psycopg.AsyncConnection.connect(
+        app.state.pool.conninfo, autocommit=True, row_factory=dict_row
+    ) as conn:
+        await expire_due(conn, limit=2)  # the first two due codes are the first member's
+        left = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM redemptions WHERE id = ANY(%s) AND status = 'issued'",
+                (codes,),
+            )
+        ).fetchone()
+    assert left["n"] == 0
+
+
 async def test_expired_codes_refund_once(client: Any, login: Any, app: Any, demo: Any) -> None:
     member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
     await give(client, login, member_id, 40)

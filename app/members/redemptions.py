@@ -445,7 +445,8 @@ async def expire_due(conn: Conn, limit: int = 500) -> int:
     """Expire the redemptions past their date that were never fulfilled: each one's points
     come back (a ``refund`` ledger row, once: the row moves from issued to expired once, and
     the ledger holds one refund per redemption) and its gift goes back into stock. Runs in
-    batches of ``limit`` until none is due; returns how many expired. ``conn`` autocommit."""
+    batches (every due code of the members of the ``limit`` first due) until none is due;
+    returns how many expired. ``conn`` autocommit."""
     total = 0
     while True:
         async with conn.transaction():
@@ -475,8 +476,8 @@ async def expire_due(conn: Conn, limit: int = 500) -> int:
                     (stock[gift_id], gift_id),
                 )
         total += len(rows)
-        if len(members) < limit:  # every due code's member taken (a code being fulfilled is
-            return total  # skipped: it is no longer due once fulfilled)
+        if not rows:  # what is due is being fulfilled (skipped): no longer due once it is
+            return total
 
 
 # -- settlement --------------------------------------------------------------------------------
