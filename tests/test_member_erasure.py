@@ -7,6 +7,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import pytest
+
 from tests.helpers import assert_error
 from tests.points_support import member_client
 from tests.test_members_auth import new_phone, sign_in
@@ -267,7 +269,12 @@ async def test_the_member_s_dead_verification_records_are_scrubbed(
         )  # fmt: skip
 
     mine, broken = record(member_id), record(member_id)[:-9]  # cut off: no JSON
-    others = [record(member_id * 10 + 7), record(member_id * 10 + 7)[:-9], record(None)]
+    others = [
+        record(member_id * 10 + 7),
+        record(member_id * 10 + 7)[:-9],
+        record(None),
+        record(None, nested={"member_id": member_id}),  # the mark, not the record's member
+    ]
     ids = []
     async with app.state.pool.connection() as conn:
         for payload in [mine, broken, *others]:
@@ -339,3 +346,84 @@ async def test_a_claim_refused_by_postgres_after_the_erasure_is_set_aside_anonym
     assert kept["serial"] == serial and kept["result"] == "genuine"
     for key in ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id"):
         assert kept[key] is None, key
+
+
+async def test_a_record_naming_no_member_a_bigint_holds_is_set_aside_as_it_is(
+    app: Any, settings: Any
+) -> None:
+    """Review: a poison record whose member is ``true`` (or past a bigint) made the dead
+    letter's own member lookup fail, and the flusher raised on every pass: the queue stopped."""
+    import asyncio
+    import json
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    tag = secrets.token_hex(4)
+
+    def flush_all() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(sync_redis, pg, settings.redis_namespace):
+                pass
+
+    await asyncio.to_thread(flush_all)  # earlier tests' records
+    for n, member in enumerate((True, 2**63, -1)):
+        bad = {"at": "2026-12-04T00:00:00Z", "serial": f"P-{tag}-{n}", "member_id": member}
+        sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", json.dumps(bad).encode())
+    await asyncio.to_thread(flush_all)  # raises if a record stops it
+    for n in range(3):
+        kept = await _one(
+            app,
+            "SELECT payload FROM dead_letters WHERE queue = 'verifications' "
+            "AND position(%s IN payload) > 0",
+            f"P-{tag}-{n}".encode(),
+        )
+        assert kept is not None, n
+
+
+async def test_a_member_row_held_long_fails_the_flush_pass_and_keeps_the_queue(
+    client: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """Review: the flusher's wait for a claim's member (FOR SHARE) had no bound: a row held for
+    minutes outlived the queue's 30-s lock, and a second flusher trimmed records never stored.
+    The wait is bounded (5 s): the pass fails as an outage does, the queue is left whole, and
+    the next pass stores the record."""
+    import asyncio
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    _, member = await sign_in(client, app, demo["BRAND-LUMI"])
+    member_id, serial = member["member"]["id"], f"Q-{secrets.token_hex(4)}"
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    queue = f"{settings.redis_namespace}:verif:queue"
+
+    def flush_all() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(sync_redis, pg, settings.redis_namespace):
+                pass
+
+    await asyncio.to_thread(flush_all)  # earlier tests' records
+    row = {
+        "at": datetime.now(UTC).isoformat(), "record_key": str(uuid.uuid4()), "serial": serial,
+        "brand_id": demo["BRAND-LUMI"], "result": "genuine", "reason": "first_query",
+        "queries": 1, "pin_given": True, "member_id": member_id,
+    }  # fmt: skip
+    sync_redis.lpush(queue, json.dumps(row).encode())
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as holder:
+        await holder.execute("SELECT 1 FROM members WHERE id = %s FOR UPDATE", (member_id,))
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            await asyncio.to_thread(flush_all)
+        assert sync_redis.llen(queue) >= 1  # nothing trimmed
+        await holder.rollback()
+    await asyncio.to_thread(flush_all)
+    stored = await _one(app, "SELECT member_id FROM verifications WHERE serial = %s", serial)
+    assert stored["member_id"] == member_id

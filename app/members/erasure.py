@@ -30,7 +30,7 @@ from app.db import Conn
 from app.deadletters import SMS_OUTBOX, VERIFICATIONS
 from app.errors import Conflict, NotFound
 from app.members import points
-from app.verify.record import anonymous, member_of
+from app.verify.record import anonymous, decoded, member_of
 
 MAX_ROWS = 10_000  # of each kind in an export (a member's scans: the newest)
 
@@ -158,16 +158,16 @@ async def _scrub_dead_verifications(conn: Conn, member_id: int) -> None:
     ).fetchall()
     for row in rows:
         payload: bytes = row["payload"]
-        found = member_of(payload)
-        if found is None:  # no JSON: what follows the member's id tells
+        fields = decoded(payload)
+        if fields is None:  # no JSON: what follows the member's id tells
             at = payload.index(mark) + len(mark)
             if payload[at : at + 1].isdigit():  # another member's id that starts with this one
                 continue
             scrubbed, note = b"", " (payload removed: its member was erased)"
-        elif found[1] != member_id:
+        elif member_of(fields) != member_id:  # another's, or the mark in another field
             continue
         else:
-            scrubbed, note = anonymous(found[0]), ""
+            scrubbed, note = anonymous(fields), ""
         await conn.execute(
             "UPDATE dead_letters SET payload = %s, reason = left(reason || %s, 2000) WHERE id = %s",
             (scrubbed, note, row["id"]),

@@ -41,15 +41,21 @@ _ENCODE = msgspec.json.Encoder().encode
 PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id")
 
 
-def member_of(payload: bytes) -> tuple[dict[str, Any], int] | None:
-    """A queued record's fields and member, when it is JSON and names one."""
+def decoded(payload: bytes) -> dict[str, Any] | None:
+    """A queued record's fields; None when it is no JSON object (a poison record: not JSON,
+    too deep for the decoder, or another value)."""
     try:
         record = msgspec.json.decode(payload)
-    except (msgspec.MsgspecError, RecursionError):  # a poison record: no JSON, or too deep
+    except (msgspec.MsgspecError, RecursionError):
         return None
-    if not isinstance(record, dict) or not isinstance(record.get("member_id"), int):
-        return None
-    return record, record["member_id"]
+    return record if isinstance(record, dict) else None
+
+
+def member_of(record: dict[str, Any]) -> int | None:
+    """The member a record names: an id PostgreSQL's bigint holds, else None (a poison record
+    may say ``true`` or a number out of range: review)."""
+    member = record.get("member_id")
+    return member if type(member) is int and 0 < member < 2**63 else None
 
 
 def anonymous(record: dict[str, Any]) -> bytes:

@@ -24,7 +24,7 @@ import psycopg
 
 from app.deadletters import VERIFICATIONS, bisect, bury, reason_of
 from app.redisconn import AnySyncRedis, is_cluster, shard_tags
-from app.verify.record import anonymous, member_of
+from app.verify.record import anonymous, decoded, member_of
 
 FLUSH_LOCK_MS = 30_000
 WINDOW = 64  # queued elements (rounds) read at a time; a round holds up to 500 records
@@ -161,10 +161,18 @@ def _take(
     return raw, taken
 
 
+# A claim's member is read FOR SHARE (an erasure under way holds it): a wait bounded well
+# inside the queue's lock (FLUSH_LOCK_MS), past which the pass fails as an outage does and is
+# tried again, the queue untrimmed (review: a row held for minutes outlived the lock, and a
+# second flusher trimmed records never stored)
+_LOCK_WAIT = "SET LOCAL lock_timeout = '5s'"
+
+
 def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
     """Insert records (and raise their alerts) in one transaction."""
     items = (b"[" + b",".join(raw) + b"]").decode()
     with conn.transaction():
+        conn.execute(_LOCK_WAIT)
         stored = conn.execute(_INSERT, (items, _ALERTING)).fetchall()
         raise_alerts(conn, stored)
 
@@ -173,14 +181,16 @@ def _dead(conn: psycopg.Connection[Any], record: bytes, exc: BaseException) -> N
     """Set a record PostgreSQL refused aside; an erased member's without what it says of the
     phone and the member, as ``_INSERT`` stores it (review: the erasure, done, never saw it)."""
     with conn.transaction():
-        found = member_of(record)
-        if found is not None:
+        fields = decoded(record)
+        member = member_of(fields) if fields is not None else None
+        if fields is not None and member is not None:
+            conn.execute(_LOCK_WAIT)
             erased = conn.execute(  # FOR SHARE: waits for an erasure under way, as _INSERT does
                 "SELECT status = 'erased' AS erased FROM members WHERE id = %s FOR SHARE",
-                (found[1],),
+                (member,),
             ).fetchone()
             if erased is not None and erased[0]:
-                record = anonymous(found[0])
+                record = anonymous(fields)
         bury(conn, VERIFICATIONS, record, reason_of(exc))
 
 
