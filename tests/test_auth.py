@@ -259,7 +259,8 @@ async def test_keys_made_with_a_key_before_their_maker_was_recorded_get_it_from_
     client: Any, login: Any, app: Any
 ) -> None:
     """Probe Y: a key made with a key before migration 0052 had no ``made_by_key``, and revoking
-    its maker left it working. Migration 0057 takes the maker from the audit log."""
+    its maker left it working. Migration 0057 takes the maker from the audit log; 0058 writes
+    the audit rows of the keys 0057 revoked."""
     from app.db import migrations
 
     admin = await login("admin")
@@ -275,7 +276,7 @@ async def test_keys_made_with_a_key_before_their_maker_was_recorded_get_it_from_
     child = await make({"X-API-Key": parent["key"]}, f"old_child_{tag}")
     gone_parent = await make(admin, f"old_gone_parent_{tag}")  # revoked before the upgrade
     orphan = await make({"X-API-Key": gone_parent["key"]}, f"old_orphan_{tag}")
-    backfill = next(text for _, name, text in migrations() if name.startswith("0057_"))
+    backfill = [text for _, name, text in migrations() if name.startswith(("0057_", "0058_"))]
     async with app.state.pool.connection() as conn:  # as the release before 0052 left it
         await conn.execute(
             "UPDATE api_keys SET made_by_key = NULL WHERE id = ANY(%s)",
@@ -284,7 +285,8 @@ async def test_keys_made_with_a_key_before_their_maker_was_recorded_get_it_from_
         await conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = %s", (gone_parent["api_key"]["id"],)
         )
-        await conn.execute(backfill)
+        for text in backfill:
+            await conn.execute(text)
     still = await client.get("/orgs", headers={"X-API-Key": orphan["key"]})
     assert_error(still, 401, "api_key_revoked")  # review R6: its maker was revoked already
     async with app.state.pool.connection() as conn:  # and the audit log says why (review)
