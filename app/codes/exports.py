@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -447,9 +448,9 @@ def run_export(
             )
             ref = row["batch_no"] or row["case_batch_id"]
 
-            def check_batch() -> None:
+            def check_batch(lock: str = "") -> None:
                 batch = conn.execute(
-                    f"SELECT state FROM {table} WHERE {column} = %s", (ref,)
+                    f"SELECT state FROM {table} WHERE {column} = %s {lock}", (ref,)
                 ).fetchone()
                 if batch is None or batch["state"] == "void":
                     raise BatchVoided
@@ -457,7 +458,21 @@ def run_export(
             try:  # voided since it was queued, or while it runs: checked at every step
                 check_batch()
                 files = _write_files(conn, settings, scheme, row, on_progress, check_batch)
+                with conn.transaction():
+                    # FOR SHARE: a void under way (it holds the batch) is waited for, and seen
+                    check_batch("FOR SHARE")
+                    conn.execute(
+                        "UPDATE code_exports SET state = 'done', files = %s, progress = %s, "
+                        "finished_at = now() WHERE id = %s",
+                        (Jsonb(files), row["range_end"] - row["range_start"], key),
+                    )
+                    conn.execute(
+                        f"UPDATE {table} SET state = 'exported' WHERE {column} = %s "
+                        "AND state = 'issued'",
+                        (ref,),
+                    )
             except BatchVoided:  # its labels are to be destroyed: no file (probe AB)
+                shutil.rmtree(settings.export_path / str(key), ignore_errors=True)
                 conn.execute(
                     "UPDATE code_exports SET state = 'failed', error = 'the batch is void' "
                     "WHERE id = %s",
@@ -470,17 +485,6 @@ def run_export(
                     (f"{type(exc).__name__}: {exc}"[:500], key),
                 )
                 raise
-            with conn.transaction():
-                conn.execute(
-                    "UPDATE code_exports SET state = 'done', files = %s, progress = %s, "
-                    "finished_at = now() WHERE id = %s",
-                    (Jsonb(files), row["range_end"] - row["range_start"], key),
-                )
-                conn.execute(
-                    f"UPDATE {table} SET state = 'exported' WHERE {column} = %s "
-                    "AND state = 'issued'",
-                    (row["batch_no"] or row["case_batch_id"],),
-                )
             return "done"
         finally:
             conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
