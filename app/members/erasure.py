@@ -69,6 +69,7 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
             (member_id,),
         )
     ).fetchall()
+    stock: dict[int, int] = {}
     for code in sorted(expired, key=lambda r: r["id"]):
         await points.post_entry(
             conn,
@@ -78,9 +79,11 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
             points=code["points"],
             redemption_id=code["id"],
         )
+        stock[code["gift_id"]] = stock.get(code["gift_id"], 0) + 1
+    for gift_id in sorted(stock):  # in the expiry sweep's order (review: a deadlock with it)
         await conn.execute(
-            "UPDATE gifts SET stock = stock + 1, updated_at = now() WHERE id = %s",
-            (code["gift_id"],),
+            "UPDATE gifts SET stock = stock + %s, updated_at = now() WHERE id = %s",
+            (stock[gift_id], gift_id),
         )
     balance = await points.balance(conn, member_id)
     if balance > 0:
