@@ -200,6 +200,46 @@ async def test_a_claim_still_queued_at_the_erasure_is_stored_anonymous(
     assert other["member_id"] == staying["member"]["id"] and str(other["client_ip"]) == "10.9.8.7"
 
 
+def _flush_all(settings: Any) -> int:
+    """Every queued verification record into PostgreSQL, as the worker's flusher writes them:
+    how many were taken."""
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    client = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        n = 0
+        while taken := records.flush(client, pg, settings.redis_namespace):
+            n += taken
+        return n
+
+
+async def _queue(settings: Any, **fields: Any) -> None:
+    """A claim's verification record in the write-behind queue (after the earlier tests' are
+    flushed): the phone's address, device and place, and ``fields``."""
+    import asyncio
+    import json
+    import uuid
+    from datetime import UTC, datetime
+
+    import redis as redis_sync
+
+    await asyncio.to_thread(_flush_all, settings)
+    row = {
+        "at": datetime.now(UTC).isoformat(), "record_key": str(uuid.uuid4()),
+        "result": "genuine", "reason": "first_query", "queries": 1, "pin_given": True,
+        "client_ip": "10.9.8.7", "client_id": "device-1", "user_agent": "Phone/1.0",
+        "lat": 30.27, "lng": 120.15, **fields,
+    }  # fmt: skip
+    queue = f"{settings.redis_namespace}:verif:queue"
+    redis_sync.Redis.from_url(settings.redis_url).lpush(queue, json.dumps(row).encode())
+
+
+PERSONAL = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng")
+
+
 async def test_an_erasure_under_way_holds_the_flush_of_its_member_s_records(
     client: Any, app: Any, demo: Any, settings: Any
 ) -> None:
@@ -207,45 +247,21 @@ async def test_an_erasure_under_way_holds_the_flush_of_its_member_s_records(
     stored the record whole after the erasure had cleared the others. It now waits for the
     erasure's commit and stores the record anonymous."""
     import asyncio
-    import json
-    import uuid
-    from datetime import UTC, datetime
-
-    import psycopg
-    import redis as redis_sync
 
     from app.members import erasure
-    from app.verify import records
 
     brand = demo["BRAND-LUMI"]
     _, leaving = await sign_in(client, app, brand)
     member_id, serial = leaving["member"]["id"], f"Q-{secrets.token_hex(4)}"
-    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
-
-    def flush_all() -> int:
-        with psycopg.connect(settings.database_url, autocommit=True) as pg:
-            n = 0
-            while taken := records.flush(sync_redis, pg, settings.redis_namespace):
-                n += taken
-            return n
-
-    await asyncio.to_thread(flush_all)  # earlier tests' records
-    row = {
-        "at": datetime.now(UTC).isoformat(), "record_key": str(uuid.uuid4()), "serial": serial,
-        "brand_id": brand, "result": "genuine", "reason": "first_query", "queries": 1,
-        "pin_given": True, "client_ip": "10.9.8.7", "client_id": "device-1",
-        "user_agent": "Phone/1.0", "lat": 30.27, "lng": 120.15, "member_id": member_id,
-    }  # fmt: skip
-    sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", json.dumps(row).encode())
+    await _queue(settings, serial=serial, brand_id=brand, member_id=member_id)
     async with app.state.pool.connection() as conn, conn.transaction():
         await erasure.erase(conn, None, brand, member_id)  # under way: not committed
-        flushing = asyncio.create_task(asyncio.to_thread(flush_all))
+        flushing = asyncio.create_task(asyncio.to_thread(_flush_all, settings))
         await asyncio.sleep(1.0)
         assert not flushing.done()  # it waits for the erasure
     assert await asyncio.wait_for(flushing, 30) == 1
     stored = await _one(app, "SELECT * FROM verifications WHERE serial = %s", serial)
-    kept = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng")
-    assert [stored[k] for k in kept] == [None] * len(kept)
+    assert [stored[k] for k in PERSONAL] == [None] * len(PERSONAL)
 
 
 async def test_the_member_s_dead_verification_records_are_scrubbed(
@@ -306,46 +322,27 @@ async def test_a_claim_refused_by_postgres_after_the_erasure_is_set_aside_anonym
     (a NUL in its client id) was set aside in ``dead_letters`` whole, after the erasure had
     scrubbed the others there."""
     import asyncio
-    import json
-    import uuid
-    from datetime import UTC, datetime
 
     import msgspec
-    import psycopg
-    import redis as redis_sync
-
-    from app.verify import records
 
     brand = demo["BRAND-LUMI"]
     headers, leaving = await sign_in(client, app, brand)
     member_id, serial = leaving["member"]["id"], f"Q-{secrets.token_hex(4)}"
-    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
-
-    def flush_all() -> None:
-        with psycopg.connect(settings.database_url, autocommit=True) as pg:
-            while records.flush(sync_redis, pg, settings.redis_namespace):
-                pass
-
-    await asyncio.to_thread(flush_all)  # earlier tests' records
-    row = {
-        "at": datetime.now(UTC).isoformat(), "record_key": str(uuid.uuid4()), "serial": serial,
-        "brand_id": brand, "result": "genuine", "reason": "first_query", "queries": 1,
-        "pin_given": True, "client_ip": "10.9.8.7", "client_id": "dev\u0000ice",
-        "user_agent": "Phone/1.0", "lat": 30.27, "lng": 120.15, "member_id": member_id,
-    }  # fmt: skip
-    sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", json.dumps(row).encode())
+    await _queue(
+        settings, serial=serial, brand_id=brand, member_id=member_id, client_id="dev\u0000ice"
+    )
     async with member_client(app) as mc:
         assert (await mc.delete("/members/me", headers=headers)).status_code == 204
-    await asyncio.to_thread(flush_all)
+    await asyncio.to_thread(_flush_all, settings)
     dead = await _one(
         app,
-        "SELECT payload FROM dead_letters WHERE queue = 'verifications' AND position(%s IN payload) > 0",
+        "SELECT payload FROM dead_letters WHERE queue = 'verifications' "
+        "AND position(%s IN payload) > 0",
         serial.encode(),
     )
     kept = msgspec.json.decode(bytes(dead["payload"]))
     assert kept["serial"] == serial and kept["result"] == "genuine"
-    for key in ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id"):
-        assert kept[key] is None, key
+    assert [kept[k] for k in PERSONAL] == [None] * len(PERSONAL)
 
 
 async def test_a_record_naming_no_member_a_bigint_holds_is_set_aside_as_it_is(
@@ -354,26 +351,11 @@ async def test_a_record_naming_no_member_a_bigint_holds_is_set_aside_as_it_is(
     """Review: a poison record whose member is ``true`` (or past a bigint) made the dead
     letter's own member lookup fail, and the flusher raised on every pass: the queue stopped."""
     import asyncio
-    import json
 
-    import psycopg
-    import redis as redis_sync
-
-    from app.verify import records
-
-    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
     tag = secrets.token_hex(4)
-
-    def flush_all() -> None:
-        with psycopg.connect(settings.database_url, autocommit=True) as pg:
-            while records.flush(sync_redis, pg, settings.redis_namespace):
-                pass
-
-    await asyncio.to_thread(flush_all)  # earlier tests' records
-    for n, member in enumerate((True, 2**63, -1)):
-        bad = {"at": "2026-12-04T00:00:00Z", "serial": f"P-{tag}-{n}", "member_id": member}
-        sync_redis.lpush(f"{settings.redis_namespace}:verif:queue", json.dumps(bad).encode())
-    await asyncio.to_thread(flush_all)  # raises if a record stops it
+    for n, member in enumerate((True, 2**63, -1)):  # and no record key: refused, every one
+        await _queue(settings, serial=f"P-{tag}-{n}", member_id=member, record_key=None)
+    await asyncio.to_thread(_flush_all, settings)  # raises if a record stops it
     for n in range(3):
         kept = await _one(
             app,
@@ -392,38 +374,20 @@ async def test_a_member_row_held_long_fails_the_flush_pass_and_keeps_the_queue(
     The wait is bounded (5 s): the pass fails as an outage does, the queue is left whole, and
     the next pass stores the record."""
     import asyncio
-    import json
-    import uuid
-    from datetime import UTC, datetime
 
     import psycopg
     import redis as redis_sync
 
-    from app.verify import records
-
     _, member = await sign_in(client, app, demo["BRAND-LUMI"])
     member_id, serial = member["member"]["id"], f"Q-{secrets.token_hex(4)}"
-    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    await _queue(settings, serial=serial, brand_id=demo["BRAND-LUMI"], member_id=member_id)
     queue = f"{settings.redis_namespace}:verif:queue"
-
-    def flush_all() -> None:
-        with psycopg.connect(settings.database_url, autocommit=True) as pg:
-            while records.flush(sync_redis, pg, settings.redis_namespace):
-                pass
-
-    await asyncio.to_thread(flush_all)  # earlier tests' records
-    row = {
-        "at": datetime.now(UTC).isoformat(), "record_key": str(uuid.uuid4()), "serial": serial,
-        "brand_id": demo["BRAND-LUMI"], "result": "genuine", "reason": "first_query",
-        "queries": 1, "pin_given": True, "member_id": member_id,
-    }  # fmt: skip
-    sync_redis.lpush(queue, json.dumps(row).encode())
     async with await psycopg.AsyncConnection.connect(settings.database_url) as holder:
         await holder.execute("SELECT 1 FROM members WHERE id = %s FOR UPDATE", (member_id,))
         with pytest.raises(psycopg.errors.LockNotAvailable):
-            await asyncio.to_thread(flush_all)
-        assert sync_redis.llen(queue) >= 1  # nothing trimmed
+            await asyncio.to_thread(_flush_all, settings)
+        assert redis_sync.Redis.from_url(settings.redis_url).llen(queue) >= 1  # not trimmed
         await holder.rollback()
-    await asyncio.to_thread(flush_all)
+    await asyncio.to_thread(_flush_all, settings)
     stored = await _one(app, "SELECT member_id FROM verifications WHERE serial = %s", serial)
     assert stored["member_id"] == member_id
