@@ -22,6 +22,7 @@ service on their request (``POST /members/{id}/erase``), in one transaction:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from app import audit
@@ -46,7 +47,7 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     ``member_erased`` when it is already."""
     row = await (
         await conn.execute(
-            "SELECT phone, status FROM members WHERE id = %s AND brand_id = %s "
+            "SELECT phone, status, created_at FROM members WHERE id = %s AND brand_id = %s "
             "FOR NO KEY UPDATE",  # as points.adjust: a redemption refers to the row meanwhile
             (member_id, brand_id),
         )
@@ -135,7 +136,7 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
                                     '^\\{"id":(\\d{1,18}),'))[1]::bigint = ANY(%(ids)s)""",
             {"gone": gone, "queue": SMS_OUTBOX, "ids": [row["id"] for row in sms]},
         )
-    await _scrub_dead_verifications(conn, member_id)
+    await _scrub_dead_verifications(conn, member_id, row["created_at"])
     await conn.execute(  # the one-time codes it asked for
         "DELETE FROM member_otps WHERE brand_id = %s AND phone = %s", (brand_id, phone)
     )
@@ -146,17 +147,19 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     )  # fmt: skip
 
 
-async def _scrub_dead_verifications(conn: Conn, member_id: int) -> None:
+async def _scrub_dead_verifications(conn: Conn, member_id: int, since: datetime) -> None:
     """The member's verification records that PostgreSQL refused, kept for the operators in
     ``dead_letters`` (``app.verify.records``; a NUL in a claim's client id, say), lose what the
     stored ones lose (review R6). A record is JSON of one line, ``"member_id":<id>`` as msgspec
-    writes it; one that no longer reads as JSON and names the member loses its whole payload."""
+    writes it; one that no longer reads as JSON and names the member loses its whole payload.
+    Only those set aside ``since`` the member signed up are read (the queue's index by time)."""
     mark = f'"member_id":{member_id}'.encode()
     rows = await (
         await conn.execute(
             """SELECT id, payload FROM dead_letters
-                WHERE queue = %s AND position(%s::bytea IN payload) > 0 FOR UPDATE""",
-            (VERIFICATIONS, mark),
+                WHERE queue = %s AND at >= %s AND position(%s::bytea IN payload) > 0
+                  FOR UPDATE""",
+            (VERIFICATIONS, since, mark),
         )
     ).fetchall()
     for row in rows:
