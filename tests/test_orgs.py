@@ -302,3 +302,59 @@ async def test_a_moved_organisations_users_leave_the_old_ancestors_roles(
     assert moved.status_code == 200, moved.text
     after = (await client.get(f"/users/{user.json()['id']}", headers=admin)).json()
     assert after["roles"] == ["store_clerk"], after
+
+
+async def test_a_move_that_waited_for_an_ancestor_s_move_moves_from_where_it_is_now(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Review: a move waits for the brand's role-name lock; one that waited behind a move of an
+    ancestor of its organisation used the path it had read before: its subtree update matched
+    nothing and it answered 200 with nothing moved. The ancestor's move is played by a
+    transaction holding the lock, as a move does, that re-parents the agent and commits."""
+    import asyncio
+    import secrets
+
+    import psycopg
+
+    from app import locks
+
+    admin, brand, tag = await login("admin"), demo["BRAND-LUMI"], secrets.token_hex(3).upper()
+
+    async def new(kind: str, erp: str, parent: int) -> int:
+        made = await client.post("/orgs", headers=admin, json=_org(kind, f"{erp}-{tag}", parent))
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])
+
+    branch, agent, other_agent = (
+        await new("branch", "W-BR", brand),
+        await new("agent", "W-AG", brand),
+        await new("agent", "W-AG2", brand),
+    )
+    store = await new("store", "W-ST", agent)
+
+    async def path(conn: Any, org: int) -> str:
+        return str(
+            (await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org,))).fetchone())[
+                0
+            ]
+        )
+
+    async with await psycopg.AsyncConnection.connect(app.state.pool.conninfo) as other:
+        await other.execute(*locks.xact(locks.Lock.ROLE_NAMES, brand))
+        moving = asyncio.create_task(
+            client.post(f"/orgs/{store}/move", headers=admin, json={"parent_id": other_agent})
+        )
+        await asyncio.sleep(0.5)  # it has read the store's path and waits for the lock
+        old = await path(other, agent)
+        await other.execute(  # the agent moves under the branch, with its store
+            """UPDATE orgs SET path = %s || substr(path, %s),
+                      parent_id = CASE WHEN id = %s THEN %s ELSE parent_id END
+                WHERE path LIKE %s""",
+            (f"{await path(other, branch)}{agent}/", len(old) + 1, agent, branch, old + "%"),
+        )
+        await other.commit()
+    moved = await asyncio.wait_for(moving, 30)
+    assert moved.status_code == 200, moved.text
+    async with await psycopg.AsyncConnection.connect(app.state.pool.conninfo) as conn:
+        assert await path(conn, store) == f"{await path(conn, other_agent)}{store}/"
+    assert (await client.get(f"/orgs/{store}", headers=admin)).json()["parent_id"] == other_agent
