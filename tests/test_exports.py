@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -404,8 +405,29 @@ async def test_printers_get_only_their_own_files(
     )
 
 
+@pytest.fixture
+def queued_exports(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Exports of 100 codes or more go to a job, written in steps of 1,000 codes; the app's
+    settings as they were."""
+    monkeypatch.setattr(exports, "STEP", 1000)
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, export_async_threshold=100)
+    yield settings
+    app.state.settings = settings
+
+
+async def _queue_export(client: Any, login: Any, demo: Any) -> tuple[Any, Any, Any]:
+    """A batch of 5,000 codes and its export, queued: (planner's headers, batch, response)."""
+    planner = await login("planner")
+    batch = await _batch(client, login, demo, 5000)
+    body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+    queued = await client.post(f"/batches/{batch['batch_no']}/exports", headers=planner, json=body)
+    assert queued.status_code == 202, queued.text
+    return planner, batch, queued
+
+
 async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(
-    client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any
+    client: Any, login: Any, demo: Any, app: Any, queued_exports: Any
 ) -> None:
     """The 202 job path on a real dramatiq worker; a run killed mid-way, then retried."""
     from dramatiq import Worker
@@ -413,71 +435,58 @@ async def test_a_killed_job_is_retried_to_the_same_content_and_one_batch(
     from app.jobs import broker
     from workers import codes  # noqa: F401 - declares run_export_job, as a worker does
 
-    monkeypatch.setattr(exports, "STEP", 1000)
-    settings = app.state.settings
-    app.state.settings = msgspec.structs.replace(settings, export_async_threshold=100)
+    settings = queued_exports
+    planner, batch, queued = await _queue_export(client, login, demo)
+    assert queued.headers["location"] == f"/exports/{queued.json()['id']}"
+    assert queued.json()["state"] == "queued"
+    export_id = queued.json()["id"]
+
+    # A first run dies after two steps (as if the worker were killed).
+    def die(done: int, total: int) -> None:
+        if done >= 2000:
+            raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        await asyncio.to_thread(
+            exports.run_export, app.state.db_url, settings, app.state.scheme, export_id, die
+        )
+    half = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert half["progress"] == 2000 and half["state"] != "done"
+    assert not exports.export_file(settings, export_id, "outer").exists()
+
+    # The queued job (the retry) now runs on a real worker and completes.
+    worker = Worker(broker, worker_threads=1)
+    worker.start()
     try:
-        planner = await login("planner")
-        batch = await _batch(client, login, demo, 5000)
-        body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
-        queued = await client.post(
-            f"/batches/{batch['batch_no']}/exports", headers=planner, json=body
-        )
-        assert queued.status_code == 202, queued.text
-        assert queued.headers["location"] == f"/exports/{queued.json()['id']}"
-        assert queued.json()["state"] == "queued"
-        export_id = queued.json()["id"]
-
-        # A first run dies after two steps (as if the worker were killed).
-        def die(done: int, total: int) -> None:
-            if done >= 2000:
-                raise KeyboardInterrupt("worker killed")
-
-        with pytest.raises(KeyboardInterrupt):
-            await asyncio.to_thread(
-                exports.run_export, app.state.db_url, settings, app.state.scheme, export_id, die
-            )
-        half = (await client.get(f"/exports/{export_id}", headers=planner)).json()
-        assert half["progress"] == 2000 and half["state"] != "done"
-        assert not exports.export_file(settings, export_id, "outer").exists()
-
-        # The queued job (the retry) now runs on a real worker and completes.
-        worker = Worker(broker, worker_threads=1)
-        worker.start()
-        try:
-            deadline = time.monotonic() + 60
-            done = half
-            while done["state"] != "done" and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                done = (await client.get(f"/exports/{export_id}", headers=planner)).json()
-        finally:
-            worker.stop()
-        assert done["state"] == "done" and done["progress"] == 5000 and done["attempts"] == 2
-
-        # Running it again changes nothing; the plain content equals a direct generation.
-        assert exports.run_export(app.state.db_url, settings, app.state.scheme, export_id) == "done"
-        outer = _plain(await _download(client, planner, export_id, "outer"), passphrase=PASS_OUT)
-        expected = app.state.scheme.print_lines(
-            batch["batch_no"], 0, 5000, "outer", f"{settings.public_url}/c/"
-        )
-        assert outer.encode() == expected
-        import hashlib
-
-        assert hashlib.sha256(expected).hexdigest() == done["files"]["outer"]["plain_sha256"]
-        batches = (await client.get("/batches", headers=planner, params={"per_page": 200})).json()
-        assert sum(1 for b in batches["items"] if b["batch_no"] == batch["batch_no"]) == 1
-        exported = (
-            await client.get(f"/batches/{batch['batch_no']}/exports", headers=planner)
-        ).json()
-        assert [e["id"] for e in exported["items"]] == [export_id]
-        assert exported["total"] == 1 and exported["page"] == 1
+        deadline = time.monotonic() + 60
+        done = half
+        while done["state"] != "done" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            done = (await client.get(f"/exports/{export_id}", headers=planner)).json()
     finally:
-        app.state.settings = settings
+        worker.stop()
+    assert done["state"] == "done" and done["progress"] == 5000 and done["attempts"] == 2
+
+    # Running it again changes nothing; the plain content equals a direct generation.
+    assert exports.run_export(app.state.db_url, settings, app.state.scheme, export_id) == "done"
+    outer = _plain(await _download(client, planner, export_id, "outer"), passphrase=PASS_OUT)
+    expected = app.state.scheme.print_lines(
+        batch["batch_no"], 0, 5000, "outer", f"{settings.public_url}/c/"
+    )
+    assert outer.encode() == expected
+    import hashlib
+
+    assert hashlib.sha256(expected).hexdigest() == done["files"]["outer"]["plain_sha256"]
+    batches = (await client.get("/batches", headers=planner, params={"per_page": 200})).json()
+    assert sum(1 for b in batches["items"] if b["batch_no"] == batch["batch_no"]) == 1
+    exported = (await client.get(f"/batches/{batch['batch_no']}/exports", headers=planner)).json()
+    assert [e["id"] for e in exported["items"]] == [export_id]
+    assert exported["total"] == 1 and exported["page"] == 1
 
 
 @pytest.mark.parametrize("pause_at", [2000, 5000])
 async def test_a_batch_voided_while_its_export_runs_stops_the_run(
-    client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any, pause_at: int
+    client: Any, login: Any, demo: Any, app: Any, queued_exports: Any, pause_at: int
 ) -> None:
     """Probe AB: a batch voided during its export's run (hours, for tens of millions of codes)
     left the run to write every file. The run checks the batch at every step, and once more as
@@ -485,44 +494,33 @@ async def test_a_batch_voided_while_its_export_runs_stops_the_run(
     with the reason."""
     import threading
 
-    monkeypatch.setattr(exports, "STEP", 1000)
-    settings = app.state.settings
-    app.state.settings = msgspec.structs.replace(settings, export_async_threshold=100)
-    try:
-        planner = await login("planner")
-        batch = await _batch(client, login, demo, 5000)
-        body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
-        queued = await client.post(
-            f"/batches/{batch['batch_no']}/exports", headers=planner, json=body
-        )
-        assert queued.status_code == 202, queued.text
-        export_id = queued.json()["id"]
-        paused, resume = threading.Event(), threading.Event()
+    settings = queued_exports
+    planner, batch, queued = await _queue_export(client, login, demo)
+    export_id = queued.json()["id"]
+    paused, resume = threading.Event(), threading.Event()
 
-        def pause(done: int, total: int) -> None:
-            if done == pause_at:  # steps written: the planner voids the batch now
-                paused.set()
-                assert resume.wait(30)
+    def pause(done: int, total: int) -> None:
+        if done == pause_at:  # steps written: the planner voids the batch now
+            paused.set()
+            assert resume.wait(30)
 
-        run = asyncio.create_task(
-            asyncio.to_thread(
-                exports.run_export, app.state.db_url, settings, app.state.scheme, export_id, pause
-            )
+    run = asyncio.create_task(
+        asyncio.to_thread(
+            exports.run_export, app.state.db_url, settings, app.state.scheme, export_id, pause
         )
-        assert await asyncio.to_thread(paused.wait, 30)
-        voided = await client.post(
-            f"/batches/{batch['batch_no']}/void", headers=planner, json={"reason": "misprint"}
-        )
-        assert voided.status_code == 200, voided.text
-        resume.set()
-        assert await asyncio.wait_for(run, 60) == "failed"
-        failed = (await client.get(f"/exports/{export_id}", headers=planner)).json()
-        assert failed["state"] == "failed" and failed["error"] == "the batch is void"
-        assert failed["progress"] == min(pause_at + 1000, 5000)
-        directory = settings.export_path / export_id
-        assert not directory.exists() or list(directory.iterdir()) == []
-    finally:
-        app.state.settings = settings
+    )
+    assert await asyncio.to_thread(paused.wait, 30)
+    voided = await client.post(
+        f"/batches/{batch['batch_no']}/void", headers=planner, json={"reason": "misprint"}
+    )
+    assert voided.status_code == 200, voided.text
+    resume.set()
+    assert await asyncio.wait_for(run, 60) == "failed"
+    failed = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert failed["state"] == "failed" and failed["error"] == "the batch is void"
+    assert failed["progress"] == min(pause_at + 1000, 5000)
+    directory = settings.export_path / export_id
+    assert not directory.exists() or list(directory.iterdir()) == []
 
 
 async def test_case_code_batches_are_consecutive_valid_ssccs(

@@ -370,6 +370,17 @@ async def _expire_now(app: Any, redemption_id: int) -> None:
         )
 
 
+async def _sweep(app: Any, limit: int = 500) -> int:
+    """The expiry sweep (the worker's job) on a connection of its own."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    async with await psycopg.AsyncConnection.connect(
+        app.state.pool.conninfo, autocommit=True, row_factory=dict_row
+    ) as conn:
+        return await expire_due(conn, limit)
+
+
 async def test_the_expiry_sweep_and_an_erasure_of_the_member_do_not_deadlock(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:
@@ -385,19 +396,12 @@ async def test_the_expiry_sweep_and_an_erasure_of_the_member_do_not_deadlock(
     red = (await redeem(app, headers, gift["id"])).json()
     await _expire_now(app, red["id"])
     url = app.state.pool.conninfo
-
-    async def sweep() -> int:
-        async with await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await expire_due(conn)
-
     async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as erasing:
         # the erasure's order (app.members.erasure): the balance, then the open codes
         await erasing.execute(
             "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
         )
-        swept = asyncio.create_task(sweep())
+        swept = asyncio.create_task(_sweep(app))
         await asyncio.sleep(0.5)  # the sweep is under way, waiting for a lock
         expired = await erasing.execute(
             """UPDATE redemptions SET status = 'expired', expired_at = now()
@@ -422,8 +426,6 @@ async def test_the_expiry_sweep_goes_on_past_a_batch_of_one_member_s_codes(
 ) -> None:
     """The sweep takes the members of the first due codes, then every due code of theirs: a
     batch whose codes were one member's must not end the sweep before the others'."""
-    import psycopg
-    from psycopg.rows import dict_row
 
     gift = await new_gift(client, login, points_cost=10, stock=3)
     codes = []
@@ -438,10 +440,8 @@ async def test_the_expiry_sweep_goes_on_past_a_batch_of_one_member_s_codes(
                     "UPDATE redemptions SET expires_at = now() - %s::interval WHERE id = %s",
                     (age, red["id"]),
                 )
-    async with await psycopg.AsyncConnection.connect(
-        app.state.pool.conninfo, autocommit=True, row_factory=dict_row
-    ) as conn:
-        await expire_due(conn, limit=2)  # the first two due codes are the first member's
+    await _sweep(app, limit=2)  # the first two due codes are the first member's
+    async with app.state.pool.connection() as conn:
         left = await (
             await conn.execute(
                 "SELECT count(*) AS n FROM redemptions WHERE id = ANY(%s) AND status = 'issued'",
@@ -469,18 +469,7 @@ async def test_expired_codes_refund_once(client: Any, login: Any, app: Any, demo
         "code_expired",
     )
     # the sweep (the worker's job), run three times at once, refunds once
-    import psycopg
-    from psycopg.rows import dict_row
-
-    url = app.state.pool.conninfo
-
-    async def sweep() -> int:
-        async with await psycopg.AsyncConnection.connect(
-            url, autocommit=True, row_factory=dict_row
-        ) as conn:
-            return await expire_due(conn)
-
-    counts = await asyncio.gather(sweep(), sweep(), sweep())
+    counts = await asyncio.gather(_sweep(app), _sweep(app), _sweep(app))
     assert sum(counts) >= 1
     from workers.points import _expire_now as worker_job
 
