@@ -287,7 +287,21 @@ class Claims(Rounds, Generic[Out]):
         first: dict[int, Pending[Out]] = {}
         for p in group:
             first.setdefault(p.code, p)
-        credited = await self.credit(conn, list(first.values()))
+        claims = list(first.values())
+        try:
+            credited = await self.credit(conn, claims)
+        except psycopg.errors.QueryCanceled as exc:
+            # The round waited its time out for a lock. Where other work holds units of the
+            # round (a long transaction on them), the claims of those units fail (503
+            # query_timeout, as the whole round did) and the others are credited without them
+            held = await held_units(conn, list(first)) if len(claims) > 1 else set()
+            free = [p for p in claims if p.code not in held]
+            if not held or not free:
+                raise
+            for p in group:
+                if p.code in held and not p.done.done():
+                    p.done.set_exception(exc)
+            credited = await self.credit(conn, free)
         for p in group:
             if id(p) in credited and not p.done.done():  # its request may have gone
                 p.done.set_result((credited[id(p)], True))
@@ -344,6 +358,20 @@ def settle(outcomes: list[tuple[Pending[Out], dict[str, Any], Any]]) -> None:
             p.done.set_exception(outcome)
         else:
             p.done.set_result(outcome)
+
+
+# The codes of a round whose unit another transaction holds: a row lock this statement cannot
+# take at once (its own locks end with it: a statement of an autocommit connection).
+_HELD = """
+WITH free AS (SELECT code FROM unit_state WHERE code = ANY(%(codes)s) FOR UPDATE SKIP LOCKED)
+SELECT code FROM unit_state WHERE code = ANY(%(codes)s)
+EXCEPT SELECT code FROM free
+"""
+
+
+async def held_units(conn: AsyncConnection[Any], codes: list[int]) -> set[int]:
+    """The units among ``codes`` that other transactions hold locked now."""
+    return {row["code"] for row in await fetch(conn, _HELD, {"codes": codes})}
 
 
 async def partitions(conn: AsyncConnection[Any], top: int) -> None:

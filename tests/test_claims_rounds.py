@@ -11,6 +11,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -122,6 +123,50 @@ async def test_a_member_frozen_in_flight_is_not_credited(
             )
         ).fetchone()
         assert row is not None and row["n"] == 0
+
+
+async def test_a_unit_held_by_other_work_fails_only_its_own_claim(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A round that waits out its time for a unit another transaction holds: that unit's claim
+    fails (503 query_timeout), the round's other claim is credited — the whole round failed
+    before. Once the holder lets go, the unit is claimed as usual."""
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    mine = await shipped_goods(client, login, app, demo)  # units of its own, at the agent
+    assert mine["product_id"] == goods["product_id"]  # seven points a unit (``goods``)
+    held, free = mine["units"][:2]
+    claimer = points.Claimer(app.state.pool, app.state.verifier, app.state.scheme)
+    claimer.settings = msgspec.structs.replace(claimer.settings, db_round_timeout=0.5)
+
+    def pending(serial: str) -> Pending[Any]:
+        return Pending(
+            member_id,
+            demo["BRAND-LUMI"],
+            None,
+            code_of(app, serial),
+            serial,
+            f"hd-{secrets.token_hex(4)}",
+            datetime.now(UTC),
+        )
+
+    group = [pending(held), pending(free)]
+    try:
+        async with await psycopg.AsyncConnection.connect(app.state.pool.conninfo) as holder:
+            await holder.execute(
+                "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code_of(app, held),)
+            )
+            await claimer._round_of(group)
+            await holder.rollback()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            await group[0].done
+        credited, created = await group[1].done
+        assert created and credited.serial == free and credited.points == 7
+        again = [pending(held)]
+        await claimer._round_of(again)
+        credited, created = await again[0].done
+        assert created and credited.serial == held
+    finally:
+        await claimer.close()
 
 
 async def test_the_claiming_event_is_the_builders_one(
