@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from app.auth import tokens
 from app.claims import Pending
 from app.errors import AppError
-from app.members import points
+from app.members import erasure, points
 from app.members.principal import MEMBER_TOKEN, issue_token
 from tests.helpers import assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
@@ -167,6 +167,52 @@ async def test_a_unit_held_by_other_work_fails_only_its_own_claim(
         assert created and credited.serial == held
     finally:
         await claimer.close()
+
+
+async def test_a_first_claim_in_flight_during_the_member_s_erasure_earns_nothing(
+    app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """An erasure under way (its transaction open) holds the member: the credit round of the
+    member's first claim waits for it, then finds the member erased — no claim, no balance.
+    Before, the round read the member as active and gave it points the erasure never saw (no
+    balance row yet for the erasure to wait on)."""
+    brand = demo["BRAND-LUMI"]
+    member_id, _, _ = await new_member(app, brand)
+    serial = goods["units"][26]
+    group = [
+        Pending(
+            member_id,
+            brand,
+            None,
+            code_of(app, serial),
+            serial,
+            f"er-{secrets.token_hex(4)}",
+            datetime.now(UTC),
+        )
+    ]
+    url = app.state.pool.conninfo
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        async with app.state.pool.connection() as eraser, eraser.transaction():
+            await erasure.erase(eraser, None, brand, member_id)
+            crediting = asyncio.ensure_future(points.credit(conn, group))
+            await asyncio.sleep(0.5)
+            assert not crediting.done()  # the member is held
+        assert await crediting == {}
+        await points.explain(conn, group)
+        with pytest.raises(AppError) as refused:
+            await group[0].done
+        assert refused.value.code == "member_erased"
+        row = await (
+            await conn.execute(
+                """SELECT (SELECT count(*) FROM point_claims WHERE member_id = %(m)s) AS claims,
+                          (SELECT coalesce(sum(balance), 0) FROM point_balances
+                            WHERE member_id = %(m)s) AS balance""",
+                {"m": member_id},
+            )
+        ).fetchone()
+    assert row == {"claims": 0, "balance": 0}
 
 
 async def test_the_claiming_event_is_the_builders_one(

@@ -366,6 +366,9 @@ WITH r AS (
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0
     ORDER BY r.ord
+    -- an erasure under way holds the member FOR UPDATE: wait, and read what it committed. KEY
+    -- SHARE costs nothing more: the claim's, ledger's and balance's foreign keys take it anyway
+    FOR KEY SHARE OF m
 ), sellable AS MATERIALIZED (
     SELECT ok.code_id, ok.brand_id, ok.at, u.holder_org_id AS seller_id, u.lot, u.parent_sscc
     FROM ok
@@ -585,6 +588,8 @@ async def explain(conn: AsyncConnection[Any], rest: list[Pending[ClaimOut]]) -> 
 def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
     if row["id"] is not None and row["member_id"] == p.claimant and row["client_id"] == p.client_id:
         return _claim_out(row, p.serial)  # the same claim again: answered as the first time
+    if row["member_status"] == "erased":  # erased while the claim was in flight
+        raise Unauthorized("the membership was erased", code="member_erased")
     if row["member_status"] != "active":  # frozen while the claim was in flight
         raise Forbidden("this membership is frozen", code="member_frozen")
     if row["client_code"] is not None and row["client_code"] != p.code:
