@@ -19,7 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from app.sms import outbox, sender
-from app.sms.gateway import HttpGateway, OutMessage, gateway_from_settings
+from app.sms.gateway import HttpGateway, OutMessage, Result, gateway_from_settings
 from app.sms.service import sign
 from tests.helpers import assert_error
 from tests.sms_gateway import ROOT, LocalGateway
@@ -273,6 +273,46 @@ async def test_poison_rows_are_dead_lettered_without_blocking_the_others(
                     "VALUES (%s, %s, 'otp', %s::jsonb, 'otp')",
                     (brand, phone(), variables),
                 )
+
+
+class _ControlGateway:
+    """A provider whose words carry control characters: the rejection of ``bad`` says why with
+    a NUL and a bell, the message ids of the others end in a NUL."""
+
+    name = "control"
+
+    def __init__(self, bad: str) -> None:
+        self.bad, self.sent = bad, 0
+
+    async def send(self, messages: Any) -> list[Result]:
+        self.sent += len(messages)
+        return [
+            Result("rejected", error="invalid number\x00\x07")
+            if m.phone == self.bad
+            else Result("accepted", message_id=f"id-{m.key}\x00")
+            for m in messages
+        ]
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_gateway_s_words_with_control_characters_are_stored_cleaned(
+    app: Any, demo: Any, settings: Any, aconn: Any
+) -> None:
+    """A NUL in a rejection's error (or in a message id) is stored as a space: the batch's
+    outcomes are recorded once — the others sent, the rejected one failed and dead-lettered with
+    its reason. Before, PostgreSQL refused the NUL, the whole batch stayed "sending" and was sent
+    again and again until out of attempts."""
+    bad = phone()
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone(), bad, phone()])
+    gw = _ControlGateway(bad)
+    stats = await sender.drain(aconn, gw, settings, ids=ids)
+    assert (stats.sent, stats.failed, gw.sent) == (2, 1, 3)
+    rows = await _rows(aconn, ids)
+    assert [rows[i]["state"] for i in ids] == ["sent", "failed", "sent"]
+    assert rows[ids[0]]["provider_message_id"].endswith(" ")
+    assert (await _dead(aconn, [ids[1]]))[ids[1]] == "invalid number  "
 
 
 async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_message(
