@@ -303,7 +303,6 @@ SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, k.cre
                       WHERE ur.user_id = k.created_by), '{{}}') END AS creator_permissions
   FROM api_keys k JOIN orgs o ON o.id = k.org_id
   LEFT JOIN users c ON c.id = k.created_by LEFT JOIN orgs co ON co.id = c.org_id
- WHERE k.prefix = %s
 """
 
 
@@ -312,14 +311,29 @@ async def load_api_key(conn: Conn, key: str) -> Principal:
     if match is None:  # checked before anything reaches the database
         raise Unauthorized("invalid API key", code="invalid_api_key")
     prefix, secret = match.groups()
-    row = await (
-        await conn.execute(
-            _API_KEY_SQL,
-            (prefix,),
-        )
-    ).fetchone()
+    row = await (await conn.execute(_API_KEY_SQL + " WHERE k.prefix = %s", (prefix,))).fetchone()
     if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash_secret(secret)):
         raise Unauthorized("invalid API key", code="invalid_api_key")
+    principal = _key_principal(row)
+    await conn.execute(
+        "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
+        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        (row["id"],),
+    )
+    return principal
+
+
+async def load_api_key_by_id(conn: Conn, key_id: int) -> Principal:
+    """The principal of an API key by its id, as ``load_api_key`` makes it now — 401 when it is
+    revoked, its organisation inactive, its maker gone — for work the key handed over (an EPCIS
+    capture job: probe, a job ran after its key had stopped working)."""
+    row = await (await conn.execute(_API_KEY_SQL + " WHERE k.id = %s", (key_id,))).fetchone()
+    if row is None:
+        raise Unauthorized("invalid API key", code="invalid_api_key")
+    return _key_principal(row)
+
+
+def _key_principal(row: dict[str, Any]) -> Principal:
     if row["revoked_at"] is not None:
         raise Unauthorized("the API key is revoked", code="api_key_revoked")
     if row["status"] != "active":  # works again when the organisation does (probe Y; review
@@ -327,11 +341,6 @@ async def load_api_key(conn: Conn, key: str) -> Principal:
         raise Unauthorized("the key's organisation is inactive", code="account_inactive")
     if not row["creator_active"]:
         raise Unauthorized("the API key is revoked", code="api_key_revoked")
-    await conn.execute(
-        "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
-        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        (row["id"],),
-    )
     held = frozenset(row["permissions"])
     if row["creator_permissions"] is not None:
         held &= frozenset(row["creator_permissions"])

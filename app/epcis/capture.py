@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import uuid
 from collections import OrderedDict
@@ -39,10 +40,11 @@ import psycopg.errors
 from psycopg.types.json import Jsonb
 
 from app.auth.principal import Principal
-from app.auth.service import load_user
+from app.auth.service import load_api_key_by_id, load_user
 from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
+from app.deadletters import POISON, reason_of
 from app.epcis.document import CapturedEvent, DocumentError, gc_paused, parse_document
 from app.epcis.hashing import event_hash
 from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, sscc
@@ -52,6 +54,8 @@ from app.locks import Lock, xact_lock
 from app.packing import edits, lines, scans
 from app.packing.schemas import LineContextIn, ScanIn, ScanUploadIn, UnpackIn
 from app.paging import Page, fetch_page
+
+log = logging.getLogger("tracecode.epcis")
 
 MAX_BYTES = 64 * 1024 * 1024
 # One document parsed at a time per process, off the event loop: a 64 MB document is ~600 MB of
@@ -197,10 +201,25 @@ async def last_event_id(conn: Conn, capture_id: str) -> str:
 # -- the worker's side -------------------------------------------------------------------------
 
 
+MAX_RUNS = 5  # runs of a job that keep failing for a reason not of its document: then failed
+
+
 async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
     """Apply one capture job; return its final state. Safe to run twice (a finished job is left
-    alone) and concurrently (the job row is locked while it runs)."""
+    alone) and concurrently (the job row is locked while it runs). Each run is counted first,
+    in a transaction of its own: a job whose runs keep failing for a reason that is not its
+    document's (its worker killed, an implementation error) is failed after ``MAX_RUNS`` with
+    the standard's ImplementationException — the orphan sweeper sent it again for ever — and
+    one that raises an error of its data is failed at once."""
     job_id = uuid.UUID(capture_id)
+    async with conn.transaction():
+        counted = await (
+            await conn.execute(
+                "UPDATE epcis_captures SET runs = runs + 1 "
+                "WHERE id = %s AND state IN ('pending', 'running') RETURNING runs",
+                (job_id,),
+            )
+        ).fetchone()
     async with conn.transaction():
         job = await (
             await conn.execute(
@@ -211,6 +230,10 @@ async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
         ).fetchone()
         if job is None or job["state"] in ("success", "failed"):
             return job["state"] if job else "missing"
+        if counted is not None and counted["runs"] > MAX_RUNS:
+            detail = f"the capture failed {MAX_RUNS} times; it is not tried again"
+            await _finish(conn, job["id"], "failed", None, _implementation(detail))
+            return "failed"
         try:
             async with conn.transaction():
                 stored = await _apply(conn, scheme, job)
@@ -229,8 +252,22 @@ async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
             }
             await _finish(conn, job["id"], "failed", None, body)
             return "failed"
+        except POISON as exc:  # an error of its data that no run will get past
+            log.error("capture %s failed: %s", capture_id, reason_of(exc))
+            detail = f"the document could not be stored ({type(exc).__name__})"
+            await _finish(conn, job["id"], "failed", None, _implementation(detail))
+            return "failed"
         await _finish(conn, job["id"], "success", stored, None)
         return "success"
+
+
+def _implementation(detail: str) -> dict[str, Any]:
+    return {
+        "type": "epcisException:ImplementationException",
+        "title": "implementation",
+        "status": 500,
+        "detail": detail,
+    }
 
 
 def _error_body(exc: Exception) -> dict[str, Any]:
@@ -332,24 +369,12 @@ async def _declare_errors(
 
 
 async def _capturer(conn: Conn, job: dict[str, Any]) -> Principal:
-    """The capturer as it is now (a revoked key or a disabled user captures nothing)."""
+    """The capturer as it is now: a disabled user, or a key that stopped working (revoked, its
+    organisation inactive, its maker gone), captures nothing; a key's permissions are those its
+    maker still holds."""
     if job["user_id"] is not None:
         return await load_user(conn, job["user_id"])
-    row = await (
-        await conn.execute(
-            "SELECT k.org_id, k.permissions, o.path FROM api_keys k JOIN orgs o ON o.id = k.org_id "
-            "WHERE k.id = %s AND k.revoked_at IS NULL AND o.status = 'active'",
-            (job["api_key_id"],),
-        )
-    ).fetchone()
-    if row is None:
-        raise Refused("the API key that sent the document is revoked", 0)
-    return Principal(
-        org_id=row["org_id"],
-        org_path=row["path"],
-        permissions=frozenset(row["permissions"]),
-        api_key_id=job["api_key_id"],
-    )
+    return await load_api_key_by_id(conn, job["api_key_id"])
 
 
 async def _known_ids(conn: Conn, brand_id: int, org_id: int, ids: list[str]) -> dict[str, bool]:

@@ -15,7 +15,8 @@ row older than ``ORPHAN_SECONDS`` that no runner holds:
   it ``FOR UPDATE`` for the whole run).
 A job still waiting in the broker's queue that long is sent a second time (at most once per
 sweep): both runners leave a finished job alone, so the cost is a message, never work done
-twice. An export whose runs keep dying (``MAX_RUNS`` started) is marked failed, not sent again.
+twice. An export whose runs keep dying (``MAX_RUNS`` started) is marked failed, not sent again;
+a capture counts its own runs and fails itself past ``app.epcis.capture.MAX_RUNS``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,146 @@
+"""EPCIS capture jobs that cannot succeed end, and end failed: runs that keep failing for a reason
+not of the document, an error of its data, a key that stopped working before its job ran
+(probes: such jobs stayed pending, sent again by the orphan sweeper for ever, or ran with a dead
+key's rights)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.auth.service import load_api_key
+from app.epcis import capture
+from tests.test_epcis import _object, document
+from tests.test_epcis import capture as send_document
+
+_tags = itertools.count()
+
+
+async def _queued_job(client: Any, login: Any, app: Any) -> str:
+    """A document of the partner's one event over the inline size: a job left for a worker."""
+    partner = await login("partner")
+    tag = f"R{next(_tags)}x{secrets.token_hex(3)}"
+    size = app.state.settings.epcis_inline_events + 1
+    events = [
+        _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.{tag}-{i}"]) for i in range(size)
+    ]
+    response = await send_document(client, partner, document(events))
+    assert response.status_code == 202 and response.json()["state"] == "pending", response.text
+    return str(response.json()["captureID"])
+
+
+async def _run(app: Any, capture_id: str) -> str:
+    """One run as the worker makes it (workers/epcis.py): a connection of its own, committed."""
+    url = app.state.pool.conninfo
+    async with await psycopg.AsyncConnection.connect(url, row_factory=dict_row) as conn:
+        state = await capture.run(conn, app.state.scheme, capture_id)
+        await conn.commit()
+        return state
+
+
+async def _job(app: Any, capture_id: str) -> dict[str, Any]:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT state, runs, errors FROM epcis_captures WHERE id = %s", (capture_id,)
+            )
+        ).fetchone()
+    assert row is not None
+    return dict(row)
+
+
+async def test_a_job_whose_runs_keep_failing_is_failed_after_max_runs(
+    client: Any, login: Any, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run counts itself before it applies the document: after ``MAX_RUNS`` runs that
+    failed for a reason not of the document (here an error of the implementation), the next run
+    fails the job with the standard's ImplementationException instead of trying again."""
+    capture_id = await _queued_job(client, login, app)
+
+    async def broken(*_: Any) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(capture, "_apply", broken)
+    for run in range(1, capture.MAX_RUNS + 1):
+        with pytest.raises(RuntimeError):
+            await _run(app, capture_id)
+        job = await _job(app, capture_id)
+        assert (job["state"], job["runs"]) == ("pending", run)
+    assert await _run(app, capture_id) == "failed"
+    job = await _job(app, capture_id)
+    assert job["state"] == "failed"
+    assert job["errors"]["type"] == "epcisException:ImplementationException"
+    assert await _run(app, capture_id) == "failed"  # a finished job is left alone
+    assert (await _job(app, capture_id))["runs"] == capture.MAX_RUNS + 1
+
+
+async def test_a_job_its_data_cannot_be_stored_is_failed_at_once(
+    client: Any, login: Any, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An integrity error (an error of the data that no run gets past) fails the job at its
+    first run; before, it was dead-lettered and the sweeper sent it again every five minutes."""
+    capture_id = await _queued_job(client, login, app)
+
+    async def clashing(*_: Any) -> int:
+        raise psycopg.errors.UniqueViolation("duplicate key value")
+
+    monkeypatch.setattr(capture, "_apply", clashing)
+    assert await _run(app, capture_id) == "failed"
+    job = await _job(app, capture_id)
+    assert (job["state"], job["runs"]) == ("failed", 1)
+    assert job["errors"]["type"] == "epcisException:ImplementationException"
+    assert "UniqueViolation" in job["errors"]["detail"]
+
+
+async def test_a_job_of_a_key_whose_maker_was_disabled_captures_nothing(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A key works while its maker is active (README, API keys): its job queued before the maker
+    was disabled fails with a SecurityException when it runs, and stores nothing. Before, the job
+    checked only the key's own revocation and organisation, and ran."""
+    admin = await login("admin")
+    username, password = f"cap{secrets.token_hex(3)}", "tracecode-demo-X1"
+    maker = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-GD"],
+            "username": username,
+            "password": password,
+            "roles": ["org_admin"],
+        },
+    )
+    assert maker.status_code == 201, maker.text
+    made = await client.post(
+        "/api-keys",
+        headers=await login(username, password),
+        json={"name": "capture", "permissions": ["epcis.capture", "orgs.read"]},
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    event_id = f"urn:uuid:{secrets.token_hex(4)}-0000-4000-8000-{secrets.token_hex(6)}"
+    event = _object("OBSERVE", ["urn:epc:id:sgtin:0614141.107346.2018"], eventID=event_id)
+    async with app.state.pool.connection() as conn:
+        job = await capture.accept(
+            conn, await load_api_key(conn, key), json.dumps(document([event])).encode()
+        )
+    gone = await client.patch(
+        f"/users/{maker.json()['id']}", headers=admin, json={"status": "inactive"}
+    )
+    assert gone.status_code == 200, gone.text
+    assert await _run(app, job.captureID) == "failed"
+    errors = (await _job(app, job.captureID))["errors"]
+    assert errors["type"] == "epcisException:SecurityException", errors
+    async with app.state.pool.connection() as conn:
+        stored = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM epcis_events WHERE event_id = %s", (event_id,)
+            )
+        ).fetchone()
+    assert stored is not None and stored["n"] == 0
