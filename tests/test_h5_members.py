@@ -490,6 +490,44 @@ async def test_redeem_refusals_write_nothing(
 
 
 @pytest.mark.usefixtures("sms_gateway")
+async def test_forms_not_sent_as_forms_and_bad_client_ids_are_refused(
+    h5: httpx.AsyncClient, client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A page reads any body as a form: a control character is 400 whatever the body's type (a
+    probe stored an escape character sent as text/plain, and had a NUL with no type answered
+    500), and the redemption's client id follows the API's rule (printable ASCII, 1 to 64)."""
+    phone = await signed_in(h5, demo["BRAND-LUMI"])
+    member_id = await give(client, login, app, phone, 10)
+    gift = await new_gift(client, login, points_cost=1, stock=5)
+    page = assert_page(await h5.get("/member/gifts"))
+    form = f"csrf={field(page, 'csrf')}&gift_id={gift['id']}&client_id="
+    for client_id, media in (
+        ("ab%1Bcd", "text/plain"),
+        ("ab%00cd", None),
+        ("x%C2%85y", None),
+        ("%E4%B8%AD%20x", "application/x-www-form-urlencoded"),
+        ("a" * 65, "application/x-www-form-urlencoded"),
+    ):
+        headers = {"content-type": media} if media else {}
+        sent = await h5.post("/member/redeem", content=(form + client_id).encode(), headers=headers)
+        assert sent.status_code == 400, (client_id, sent.status_code)
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM redemptions WHERE member_id = %s", (member_id,)
+            )
+        ).fetchone()
+    assert row["n"] == 0
+    async with member_client(app) as clerk:
+        login_page = assert_page(await clerk.get("/clerk/login"))
+        body = f"csrf={field(login_page, 'csrf')}&username=store_clerk%00&password=x"
+        refused = await clerk.post(
+            "/clerk/login", content=body.encode(), headers={"content-type": "text/plain"}
+        )
+        assert refused.status_code == 400, refused.status_code
+
+
+@pytest.mark.usefixtures("sms_gateway")
 async def test_a_member_sees_only_its_own_codes_points_and_scans(
     h5: httpx.AsyncClient, client: Any, login: Any, demo: Any, app: Any
 ) -> None:

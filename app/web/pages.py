@@ -20,6 +20,7 @@ from app._core import Gs1Error, normalize_gtin
 from app.claims import CLAIMABLE
 from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
 from app.db import Conn
+from app.edge import check_query
 from app.errors import AppError, BadRequest, TooManyRequests, client_gone
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
@@ -38,9 +39,14 @@ MAX_FORM = 4096
 
 
 async def read_form(request: Request[Any, Any, Any], max_fields: int) -> dict[str, str]:
-    """A url-encoded form, the first value of each field (control characters are refused at
-    the edge); more than ``max_fields`` fields is 400 ``malformed_form``, not a crash."""
-    body = (await request.body()).decode("utf-8", "replace")
+    """A url-encoded form, the first value of each field; more than ``max_fields`` fields is 400
+    ``malformed_form``, not a crash. A control character is 400 ``invalid_character`` whatever
+    the body says it is: the edge checks a body that says it is a form, and this reads any body
+    as one (a probe stored an escape character, and had a NUL answered 500, by sending the form
+    as text/plain or with no type)."""
+    raw = await request.body()
+    check_query(raw, what="form")
+    body = raw.decode("utf-8", "replace")
     try:
         pairs = parse_qsl(body, max_num_fields=max_fields)
     except ValueError:  # parse_qsl's "Max number of fields exceeded"
