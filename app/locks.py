@@ -48,7 +48,7 @@ class Lock(IntEnum):
     REBATE_STATEMENTS = 7_245_016  # transaction, per brand: one statement generator at a time
     SALES_ROLLUP = 7_245_017  # session, one key: one sales analytics roller across processes
     PEOPLE_ROLLUP = 7_245_018  # session, one key: one people analytics roller (members, points)
-    SALE_CLIENT_ID = 7_245_019  # transaction, org:user:client id: one store sale per client id
+    SALE_CLIENT_ID = 7_245_019  # transaction, org:user:key:client id: one store sale per client id
     EPCIS_CAPTURE = 7_245_021  # transaction, per organisation: one EPCIS capture writer at a time
     ERP_IMPORT = 7_245_022  # transaction, brand:kind (text): one master-data import at a time
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id

@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from tests.helpers import assert_error
+from tests.points_support import shipped_goods
 from tests.test_logistics import confirm, document, pack
 
 
@@ -67,3 +68,44 @@ async def test_a_resent_sale_answers_the_first(
     assert_error(
         await client.post("/sales", headers=store, json={**plain, "client_id": "has space"}), 400
     )
+
+
+async def test_an_api_key_s_client_id_is_its_own(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """Two agents' tills (API keys) number their sales alike: Guangdong's sale under the client
+    id Zhejiang's key used is a sale of its own (201), and a re-send answers each key its own
+    sale. Before, the id was looked up among every key's sales of the brand: Guangdong's sale
+    was 409 client_id_reused, and Zhejiang's body sent by Guangdong's key 404 (probe)."""
+    goods = await shipped_goods(client, login, app, demo)  # cases 0 and 1 at AGENT-ZJ
+
+    async def till(user: str, org: str) -> dict[str, str]:
+        made = await client.post(
+            "/api-keys",
+            headers=await login(user),
+            json={"name": "till", "permissions": ["logistics.scan"], "org_id": demo[org]},
+        )
+        assert made.status_code == 201, made.text
+        return {"X-API-Key": made.json()["key"]}
+
+    zj, gd = await till("agent_admin", "AGENT-ZJ"), await till("gd_admin", "AGENT-GD")
+    clerk, gd_admin = await login("clerk"), await login("gd_admin")
+    ship = await document(
+        client, clerk, goods["cases"][2:3], kind="outbound", counterparty_id=demo["AGENT-GD"]
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, gd_admin, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, gd_admin, received)).status_code == 200
+    cid = f"pos-{secrets.token_hex(4)}"
+    zj_body = {"codes": [goods["units"][0]], "client_id": cid}
+    gd_body = {"codes": [goods["units"][25]], "client_id": cid}
+    first = await client.post("/sales", headers=zj, json=zj_body)
+    assert first.status_code == 201, first.text
+    theirs = await client.post("/sales", headers=gd, json=gd_body)
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()["id"] != first.json()["id"]
+    again = await client.post("/sales", headers=zj, json=zj_body)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    again = await client.post("/sales", headers=gd, json=gd_body)
+    assert again.status_code == 200 and again.json()["id"] == theirs.json()["id"]
+    assert_error(await client.post("/sales", headers=gd, json=zj_body), 409, "client_id_reused")

@@ -664,8 +664,8 @@ async def sell(
     row = await (
         await conn.execute(
             """INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, handler_id,
-                   customer, phone, created_by, client_id, client_hash)
-               VALUES (%s, %s, 'outbound', 'sale', %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                   customer, phone, created_by, api_key_id, client_id, client_hash)
+               VALUES (%s, %s, 'outbound', 'sale', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
             (
                 actor.brand_id,
                 doc_no,
@@ -674,6 +674,7 @@ async def sell(
                 data.customer,
                 data.phone,
                 actor.user_id,
+                actor.api_key_id,
                 data.client_id,
                 idempotency.fingerprint(data) if data.client_id is not None else None,
             ),
@@ -688,15 +689,16 @@ async def sell(
 
 
 async def _earlier_sale(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
-    """The sale this user already made under ``client_id``; the client id stays locked until
-    the transaction ends, so a concurrent re-send waits and then finds it."""
-    await xact_lock(conn, Lock.SALE_CLIENT_ID, f"{actor.org_id}:{actor.user_id}:{client_id}")
+    """The sale this user (or API key) already made under ``client_id``; the client id stays
+    locked until the transaction ends, so a concurrent re-send waits and then finds it."""
+    who = f"{actor.user_id}:{actor.api_key_id}"
+    await xact_lock(conn, Lock.SALE_CLIENT_ID, f"{actor.org_id}:{who}:{client_id}")
     return await (
         await conn.execute(
             """SELECT id, client_hash FROM documents WHERE kind = 'sale' AND client_id = %s
-               AND created_by IS NOT DISTINCT FROM %s AND org_id IN (
-                   SELECT id FROM orgs WHERE path LIKE %s)""",
-            (client_id, actor.user_id, f"/{actor.brand_id}/%"),
+               AND created_by IS NOT DISTINCT FROM %s AND api_key_id IS NOT DISTINCT FROM %s
+               AND org_id IN (SELECT id FROM orgs WHERE path LIKE %s)""",
+            (client_id, actor.user_id, actor.api_key_id, f"/{actor.brand_id}/%"),
         )
     ).fetchone()
 
