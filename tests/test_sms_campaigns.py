@@ -369,3 +369,31 @@ async def test_no_campaign_reaches_the_stores_of_an_inactive_agent(
     assert (await client.post(f"/orgs/{agent}/deactivate", headers=admin)).status_code == 200
     after = await client.post("/sms/campaigns", headers=marketer, json=body)
     assert after.status_code == 201 and after.json()["recipients"] == 0, after.text
+
+
+async def test_a_campaign_s_client_id_is_its_organisation_s_own(
+    client: Any, login: Any, app: Any
+) -> None:
+    """Two agents number their campaigns alike: Guangdong's campaign under the client id
+    Zhejiang used is a campaign of its own (201), and a retry answers each its own. Before, the
+    id was the brand's: Guangdong's was answered 404 (the same body) or 409 (probe)."""
+    template_id = await _template(client, await login("marketer"))
+    body = {
+        "template_id": template_id,
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "client_id": f"c-{secrets.token_hex(4)}",
+    }
+    zj, gd = await login("agent_admin"), await login("gd_admin")
+    first = await client.post("/sms/campaigns", headers=zj, json=body)
+    assert first.status_code == 201, first.text
+    theirs = await client.post("/sms/campaigns", headers=gd, json=body)
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()["id"] != first.json()["id"]
+    for headers, made in ((zj, first), (gd, theirs)):
+        again = await client.post("/sms/campaigns", headers=headers, json=body)
+        assert again.status_code == 200 and again.json()["id"] == made.json()["id"], again.text
+    other = {**body, "variables": {"season": "冬季", "discount": "8"}}
+    assert_error(
+        await client.post("/sms/campaigns", headers=gd, json=other), 409, "client_id_reused"
+    )

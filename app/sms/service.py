@@ -429,8 +429,9 @@ async def create_campaign(
     await locks.xact_lock(conn, Lock.SMS_MARKETING, actor.brand_id)
     if data.client_id is not None:
         cur = await conn.execute(
-            "SELECT id, client_hash FROM sms_campaigns WHERE brand_id = %s AND client_id = %s",
-            (actor.brand_id, data.client_id),
+            # the organisation's own (migration 0061): a sibling's id is no retry of the caller's
+            "SELECT id, client_hash FROM sms_campaigns WHERE org_id = %s AND client_id = %s",
+            (actor.org_id, data.client_id),
         )
         found = await cur.fetchone()
         if found is not None:
