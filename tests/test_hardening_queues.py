@@ -402,6 +402,45 @@ async def test_a_round_of_verifications_is_one_queued_element_flushed_whole(
     assert (await _dead_letters(client))["verifications"] == before["verifications"] + 1
 
 
+async def test_a_pass_read_again_after_a_lost_trim_buries_its_bad_record_once(
+    client: Any, settings: Any, autocommit: Any
+) -> None:
+    """The flusher commits, then trims Redis: when the trim is lost (the connection dropped, the
+    worker killed between the two), the next pass reads the same element again. Its good record
+    is a no-op by its unique key, and its bad one is not set aside a second time (the probe found
+    it buried twice: the dead letters' count, and an operator's replay, doubled)."""
+    import json
+    import secrets
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    token = secrets.token_hex(4)
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    queue = f"{settings.redis_namespace}:verif:queue"
+    good = json.loads(_nul_record(token))
+    good.update(serial="ABCD", client_id=f"{token}-good")
+    nul = _nul_record(token)
+    element = b"\n".join([json.dumps(good).encode(), nul])
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):  # earlier tests' records
+            pass
+        for _ in range(2):  # the second time: the element the lost trim left in the queue
+            sync_redis.lpush(queue, element)
+            assert records.flush(sync_redis, pg, settings.redis_namespace) == 2
+    rows = await (
+        await autocommit.execute(
+            """SELECT (SELECT count(*) FROM verifications WHERE client_id = %s) AS stored,
+                      (SELECT count(*) FROM dead_letters
+                        WHERE queue = 'verifications' AND payload = %s) AS buried""",
+            (f"{token}-good", nul),
+        )
+    ).fetchone()
+    assert (rows["stored"], rows["buried"]) == (1, 1)
+
+
 async def test_a_poison_stock_delta_is_dead_lettered_and_the_others_folded(
     client: Any, autocommit: Any
 ) -> None:

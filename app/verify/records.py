@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from app.deadletters import VERIFICATIONS, bisect, bury, reason_of
+from app.deadletters import VERIFICATIONS, bisect, reason_of
 from app.redisconn import AnySyncRedis, is_cluster, shard_tags
 from app.verify.record import anonymous, decoded, member_of
 
@@ -177,9 +177,21 @@ def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
         raise_alerts(conn, stored)
 
 
+# Set aside once: a pass whose trim Redis lost (after PostgreSQL committed) is read again, and
+# its bad records were buried again (probe); the good ones are no-ops by their unique key.
+_BURY_ONCE = f"""
+INSERT INTO dead_letters (queue, payload, reason)
+SELECT '{VERIFICATIONS}', %(payload)s, %(reason)s
+ WHERE NOT EXISTS (SELECT 1 FROM dead_letters
+                    WHERE queue = '{VERIFICATIONS}' AND md5(payload) = md5(%(payload)s)
+                      AND payload = %(payload)s)
+"""
+
+
 def _dead(conn: psycopg.Connection[Any], record: bytes, exc: BaseException) -> None:
-    """Set a record PostgreSQL refused aside; an erased member's without what it says of the
-    phone and the member, as ``_INSERT`` stores it (review: the erasure, done, never saw it)."""
+    """Set a record PostgreSQL refused aside, once; an erased member's without what it says of
+    the phone and the member, as ``_INSERT`` stores it (review: the erasure, done, never saw
+    it)."""
     with conn.transaction():
         fields = decoded(record)
         member = member_of(fields) if fields is not None else None
@@ -191,7 +203,7 @@ def _dead(conn: psycopg.Connection[Any], record: bytes, exc: BaseException) -> N
             ).fetchone()
             if erased is not None and erased[0]:
                 record = anonymous(fields)
-        bury(conn, VERIFICATIONS, record, reason_of(exc))
+        conn.execute(_BURY_ONCE, {"payload": record, "reason": reason_of(exc)})
 
 
 def raise_alerts(conn: psycopg.Connection[Any], stored: list[Any]) -> None:
