@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -663,6 +664,43 @@ async def test_delivery_reports_update_sent_rows_once(
     # another provider's message ids are not ours
     other = await client.post("/sms/callbacks/dev", content=body, headers=_signed(body))
     assert other.json()["updated"] == 0
+
+
+async def test_delivery_reports_are_checked_like_any_body(
+    client: Any,
+    app: Any,
+    demo: Any,
+    settings: Any,
+    gateway: LocalGateway,
+    aconn: Any,
+    callback_secret: None,
+) -> None:
+    """Signed by the gateway or not, a report is checked at the edge: a control character is 400
+    invalid_character and changes nothing (a probe stored an ESC); a time no message can have —
+    the year 10000, which no client could read back — is the time the report came."""
+    [sent] = await _enqueue(app, demo["BRAND-LUMI"], [phone()])
+    config = gateway.settings(settings)
+    gw = gateway_from_settings(config)
+    try:
+        rows = await _drain_until_sent(aconn, gw, config, [sent])
+    finally:
+        await gw.aclose()
+    mid = rows[sent]["provider_message_id"]
+    escaped = (
+        b'{"reports": [{"message_id": "%s", "status": "undelivered", "error": "E\\u001b[31m"}]}'
+        % mid.encode()
+    )
+    refused = await client.post("/sms/callbacks/http", content=escaped, headers=_signed(escaped))
+    assert_error(refused, 400, "invalid_character")
+    assert (await _rows(aconn, [sent]))[sent]["state"] == "sent"
+    far = msgspec.json.encode(
+        {"reports": [{"message_id": mid, "status": "delivered", "at": "9999-12-31T23:59:59-12:00"}]}
+    )
+    answer = await client.post("/sms/callbacks/http", content=far, headers=_signed(far))
+    assert answer.json() == {"updated": 1, "unknown": 0}, answer.text
+    row = (await _rows(aconn, [sent]))[sent]
+    assert row["state"] == "delivered"
+    assert abs((row["status_at"] - datetime.now(UTC)).total_seconds()) < 60
 
 
 async def test_a_td_reply_opts_out_of_marketing_but_never_out_of_codes(

@@ -11,6 +11,7 @@ from litestar.params import Parameter
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
+from app.edge import check_json
 from app.errors import invalid_body
 from app.paging import Page, PageNo, PerPage
 from app.sms import service
@@ -40,6 +41,7 @@ async def _signed_body(request: Request[Any, Any, Any], settings: Settings, kind
         request.headers.get(service.SIGNATURE_HEADER),
         body,
     )
+    check_json(body)  # signed or not, what enters is checked (a probe stored an ESC)
     try:
         return msgspec.json.decode(body, type=kind, strict=True)
     except msgspec.MsgspecError as exc:

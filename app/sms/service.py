@@ -90,10 +90,15 @@ def verify_signature(
 async def delivery_reports(
     conn: Conn, provider: str, data: DeliveryReportsIn
 ) -> DeliveryReportsOut:
-    """Apply delivery reports of ``provider``: ``sent`` → ``delivered``/``undelivered``, once."""
+    """Apply delivery reports of ``provider``: ``sent`` → ``delivered``/``undelivered``, once.
+    A report's time is kept when it is plausible — from 2000 to a day ahead of this server's
+    clock — else the report is dated when it came (a probe's year 10000 was stored, and no
+    client could read the row back)."""
     cur = await conn.execute(
         """UPDATE sms_outbox o
-              SET state = r.status, status_at = coalesce(r.at, clock_timestamp()),
+              SET state = r.status,
+                  status_at = CASE WHEN r.at >= '2000-01-01' AND r.at <= now() + interval '1 day'
+                                   THEN r.at ELSE clock_timestamp() END,
                   last_error = r.error
              FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
                   AS r(mid, status, error, at)
