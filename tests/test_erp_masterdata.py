@@ -245,6 +245,30 @@ async def test_json_rows_get_the_same_checks(client: Any, login: Any, demo: Any)
     assert counts(await imported(client, admin, "orgs", body)) == (0, 0, 1, 5)
 
 
+async def test_a_number_past_a_float_s_range_is_its_row_s_error(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """1e400 (no float holds it) in a JSON row is that row's error (bad_coordinates, or
+    invalid_value in a text column); the file's other rows are imported. Before, the decoder's
+    "number out of range" refused the whole file with 400 (probe)."""
+    admin = await login("admin")
+    good, far, wide = code("JN"), code("JO"), code("JP")
+    body = (
+        '{"items": ['
+        f'{{"erp_code": "{good}", "kind": "store", "name": "ok", "parent_erp_code": "AGENT-ZJ"}},'
+        f'{{"erp_code": "{far}", "kind": "store", "name": "far", "parent_erp_code": "AGENT-ZJ",'
+        ' "latitude": 1e400, "longitude": 1},'
+        f'{{"erp_code": "{wide}", "kind": "store", "name": -1e400, "parent_erp_code": "AGENT-ZJ"}}'
+        "]}"
+    )
+    result = await imported(client, admin, "orgs", body.encode(), media="application/json")
+    assert counts(result) == (1, 0, 0, 2), result
+    assert errors(result) == [(2, "latitude", "bad_coordinates"), (3, "name", "invalid_value")]
+    assert list(ids(result)) == [good]
+    broken = await send(client, admin, "orgs", b'{"items": [1e400', media="application/json")
+    assert broken.status_code == 400, broken.text  # not JSON at all: still the file's error
+
+
 async def test_files_that_cannot_be_read_are_refused_whole(
     client: Any, login: Any, demo: Any
 ) -> None:

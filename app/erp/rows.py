@@ -157,6 +157,13 @@ def _no_passwords() -> BadRequest:
     )
 
 
+# Python's float() takes a number past a float's range (1e400) as infinity, where the decoder's
+# own refuses the whole file: the row's conversion then refuses it (``bad_coordinates`` past the
+# bounds, ``invalid_value`` where a text or an integer goes) and the file's other rows are
+# imported.
+_WIDE = msgspec.json.Decoder(MasterDataIn, strict=True, float_hook=float)
+
+
 def _from_json(raw: bytes, spec: Spec) -> list[Item]:
     if not json_depth_ok(raw):
         raise TooDeep(
@@ -166,7 +173,10 @@ def _from_json(raw: bytes, spec: Spec) -> list[Item]:
     try:
         body = msgspec.json.decode(raw, type=MasterDataIn, strict=True)
     except msgspec.MsgspecError as exc:
-        raise invalid_body(exc) from None
+        try:  # a number past a float's range is its row's error, not the file's (probe)
+            body = _WIDE.decode(raw)
+        except msgspec.MsgspecError:
+            raise invalid_body(exc) from None
     if len(body.items) > spec.max_rows:
         raise PayloadTooLarge(
             f"more than {spec.max_rows:,} rows; split the file",
