@@ -337,6 +337,23 @@ async def test_a_scan_from_a_wrong_clock_is_rejected_and_the_rest_go_through(
     assert late["scans"][0]["result"] == "ok"  # an offline scanner uploading late
 
 
+async def test_a_unit_scan_naming_children_is_rejected(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """Only a container closes over items: a unit's scan naming ``children`` is rejected
+    (``unit_with_children``) and neither it nor its children are activated; before, the children
+    were dropped without a word and the unit answered ok (probe)."""
+    await set_line(client, login, lumi.product_id, "X8")
+    units = serials(app, lumi.batch_no, 0, 3)
+    body = await upload(client, login, "X8", [scan(units[0], [units[1]]), scan(units[2], [])])
+    results = [(s["result"], s.get("reason")) for s in body["scans"]]
+    assert results == [("rejected", "unit_with_children"), ("ok", None)]
+    planner = await login("planner")
+    for serial in units[:2]:
+        status = await client.get(f"/codes/{serial}/status", headers=planner)
+        assert status.json()["status"] != "active", status.text
+
+
 async def test_a_scan_id_reused_for_another_code_is_rejected_not_a_duplicate(
     client: Any, login: Any, app: Any, lumi: Any
 ) -> None:

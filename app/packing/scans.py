@@ -67,6 +67,7 @@ MESSAGES = {
     "short_case": "fewer items than the packing rule requires",
     "over_full_case": "more items than the packing rule allows",
     "child_rejected": "a named child cannot be packed",
+    "unit_with_children": "a unit holds no items: only a container closes over children",
     "bad_time": "the scan's time is before 2000 or over a day ahead: the scanner's clock is wrong",
 }
 # A scan's time: an offline scanner uploads late, never from before the platform or the future
@@ -357,6 +358,9 @@ def _plan(
             continue
         seen_codes.add(key)
         if read.kind == "unit":
+            if s.scan.children:  # only a container closes over items (probe: dropped unsaid)
+                _reject(s, "unit_with_children")
+                continue
             _plan_unit(ctx, s, unit_state, plan)
             if s.result == "ok":
                 pending[0].append(("unit", read.code, 0, s, read.label))
