@@ -387,6 +387,33 @@ async def test_scoping(client: Any, login: Any, demo: Any, goods: dict[str, Any]
     assert {s["store"]["erp_code"] for s in zj_stores["stores"]} <= {"STORE-HZ-01", "STORE-NB-01"}
 
 
+async def test_a_source_agent_reads_only_its_own_goods_of_a_scan(
+    client: Any, login: Any, demo: Any, app: Any, goods: dict[str, Any]
+) -> None:
+    """A case scanned at a store whose units came through two agents: the agent that is only the
+    source of some reads, in the scan, the records of its own goods only — as the list shows
+    them —, counted and judged over those; the store's side reads them all. Before, it read every
+    record of the scan (probe)."""
+    whole = await scan(client, await login("inspector"), goods["cases"][1], "STORE-HZ-01")
+    assert whole.status_code == 201, whole.text
+    scan_id = whole.json()["id"]
+    serials = sorted(i["serial"] for i in whole.json()["items"])
+    theirs = serials[:4]  # as if these had come through the Guangdong agent
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE inspections SET source_org_id = %s WHERE scan_id = %s AND serial = ANY(%s)",
+            (demo["AGENT-GD"], scan_id, theirs),
+        )
+    gd = await client.get(f"/inspections/scans/{scan_id}", headers=await login("gd_admin"))
+    assert gd.status_code == 200, gd.text
+    assert sorted(i["serial"] for i in gd.json()["items"]) == theirs
+    assert (gd.json()["units"], sum(gd.json()["counts"].values())) == (4, 4)
+    store_side = await client.get(
+        f"/inspections/scans/{scan_id}", headers=await login("agent_admin")
+    )
+    assert store_side.json()["units"] == 10 and len(store_side.json()["items"]) == 10
+
+
 async def test_csv_export_and_replay(
     client: Any, login: Any, demo: Any, goods: dict[str, Any]
 ) -> None:
