@@ -248,7 +248,9 @@ class Claims(Rounds, Generic[Out]):
             ip,
             user_agent,
             member_id=member_id,
-            retry=data.client_id,  # a claim sent again is not a new check of the code
+            # a claim sent again is not a new check of the code: the claimant's own (a probe:
+            # another claimant's claim of the code under the same client id went uncounted)
+            retry=f"{self.name}:{claimant}:{data.client_id}",
         )
         refuse(answer)
         assert answer.serial is not None

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 from app.claims import Pending
 from tests.helpers import assert_error
-from tests.points_support import member_client
+from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
 from tests.test_inspect import forge
 from tests.test_logistics import confirm, document
@@ -515,3 +515,35 @@ async def test_a_clerk_of_another_brand_gets_nothing(
         code,
     )
     assert left == {"claims": 0, "refusals": 0, "status": before["status"]}
+
+
+async def test_a_claim_s_retry_key_is_its_claimant_s(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A claim sent again is checked but not counted as a new query of the code — the same
+    claimant's only: a member's claim of a unit under the client id a clerk's rebate claim of it
+    used is a query of its own (queries 2, then the buyer's scan 3). Before, the retry key was
+    the client id alone, and the member's check went uncounted (probe)."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    await set_rule(client, admin, goods["product_id"], 10)
+    serial, scheme = goods["units"][0], app.state.scheme
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        rebate = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(scheme, serial, "c-1")
+        )
+        assert rebate.status_code == 201, rebate.text
+        assert rebate.json()["verification"]["queries"] == 1
+        points = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(scheme, serial, "c-1")
+        )
+        assert points.status_code == 201, points.text
+        assert points.json()["verification"]["queries"] == 2
+        again = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(scheme, serial, "c-1")
+        )
+        assert again.status_code == 200  # the member's own retry: answered, not counted
+        scan = await mc.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
+    assert scan.json()["queries"] == 3

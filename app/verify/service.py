@@ -407,8 +407,9 @@ class Verifier:
     ) -> VerifyOut:
         """The answer to one verification. ``member_id``: the signed-in member of a points
         claim (``app.members.points``), recorded with the verification; None on /v1/verify.
-        ``retry``: a claim's client id (``app.claims``; ASCII letters, digits and ``._:-``): the
-        same claim sent again within a day is not counted again (``_SCRIPT``)."""
+        ``retry``: a claim's retry key (``app.claims``: its kind, its claimant and its client id;
+        ASCII letters, digits and ``._:-``): the same claim sent again within a day is not
+        counted again (``_SCRIPT``)."""
         gps = data.gps
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
