@@ -509,3 +509,22 @@ async def test_the_audit_log_masks_personal_data_for_readers_who_cannot_see_it(
     row = for_analyst.json()["items"][0]
     assert row["after"]["phone"] == "139****5678" and row["after"]["email"] == "w***@example.com"
     assert "13912345678" not in for_analyst.text and "wang.li" not in for_analyst.text
+
+
+async def test_an_adjustment_sent_again_with_another_reason_is_refused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """The same client id answers the first adjustment only for the same entry: another reason
+    (another adjustment of the same size) is 409 client_id_reused. Before, it answered the first
+    entry, and the second adjustment was lost without a word (probe)."""
+    member = await _member(app, demo["BRAND-LUMI"])
+    admin = await login("admin")
+    body = {"member_id": member["id"], "points": 10, "reason": "welcome", "client_id": "adj-1"}
+    first = await client.post("/points/adjustments", headers=admin, json=body)
+    assert first.status_code == 201, first.text
+    again = await client.post("/points/adjustments", headers=admin, json=body)
+    assert again.status_code == 200 and again.json()["entry_id"] == first.json()["entry_id"]
+    other = await client.post(
+        "/points/adjustments", headers=admin, json={**body, "reason": "refund of order 77"}
+    )
+    assert_error(other, 409, "client_id_reused")

@@ -201,12 +201,17 @@ async def adjust(conn: Conn, actor: Principal, data: AdjustmentIn) -> tuple[Adju
         raise NotFound("member not found")
     earlier = await (
         await conn.execute(
-            "SELECT id, kind, points FROM points_ledger WHERE member_id = %s AND client_id = %s",
+            "SELECT id, kind, points, reason FROM points_ledger "
+            "WHERE member_id = %s AND client_id = %s",
             (data.member_id, data.client_id),
         )
     ).fetchone()
-    if earlier is not None:
-        if (earlier["kind"], earlier["points"]) != (data.kind, data.points):
+    if earlier is not None:  # the reason too: another adjustment of the same size is no retry
+        if (earlier["kind"], earlier["points"], earlier["reason"]) != (
+            data.kind,
+            data.points,
+            data.reason,
+        ):
             raise Conflict("this client id was used for another entry", code="client_id_reused")
         out = AdjustmentOut(
             entry_id=earlier["id"],
