@@ -161,9 +161,13 @@ async def test_reviews_carry_scores_and_the_reps_own_photos_and_are_listed_per_s
     }
     made = await client.post("/field/reviews", headers=rep, json=body)
     assert made.status_code == 201, made.text
-    again = await client.post("/field/reviews", headers=rep, json={**body, "shelf_score": 5})
+    again = await client.post("/field/reviews", headers=rep, json=body)
     assert again.status_code == 200 and again.json()["id"] == made.json()["id"]
     assert again.json()["shelf_score"] == 2 and again.json()["replayed"] is True
+    # another review under the same client id: 409, not the first review's answer (a probe:
+    # the second review was lost without a word)
+    other = await client.post("/field/reviews", headers=rep, json={**body, "shelf_score": 5})
+    assert_error(other, 409, "client_id_reused")
     bad = [
         ({"photo_ids": [strangers]}, 422, "unknown_photo"),
         ({"shelf_score": 6}, 400, "validation_failed"),

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
-from app import tabular
+from app import idempotency, tabular
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
@@ -41,14 +41,19 @@ def _out(row: dict[str, Any], replayed: bool = False) -> ReviewOut:
     return ReviewOut(**row, replayed=replayed)
 
 
-async def _existing(conn: Conn, actor: Principal, client_id: str) -> ReviewOut | None:
+async def _existing(conn: Conn, actor: Principal, data: ReviewIn) -> ReviewOut | None:
+    """The review this rep made under ``data``'s client id, if any (409 if another)."""
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM {_SOURCE} WHERE r.rep_id = %s AND r.client_id = %s",
-            (actor.user_id, client_id),
+            f"SELECT {_COLUMNS}, r.client_hash FROM {_SOURCE} "
+            "WHERE r.rep_id = %s AND r.client_id = %s",
+            (actor.user_id, data.client_id),
         )
     ).fetchone()
-    return _out(row, replayed=True) if row else None
+    if row is None:
+        return None
+    idempotency.check(row.pop("client_hash"), data, "review")
+    return _out(row, replayed=True)
 
 
 async def _check(conn: Conn, actor: Principal, data: ReviewIn) -> None:
@@ -87,21 +92,22 @@ async def _check(conn: Conn, actor: Principal, data: ReviewIn) -> None:
 async def create_review(conn: Conn, actor: Principal, data: ReviewIn) -> ReviewOut:
     """Record a review; ``replayed`` when ``client_id`` was seen before."""
     scope.require_rep(actor)
-    if (found := await _existing(conn, actor, data.client_id)) is not None:
+    if (found := await _existing(conn, actor, data)) is not None:
         return found
     await _check(conn, actor, data)
     row = await (
         await conn.execute(
             """INSERT INTO field_reviews (rep_id, org_id, store_id, checkin_id, client_id,
-                   shelf_score, knowledge_score, comment, photo_ids)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   client_hash, shelf_score, knowledge_score, comment, photo_ids)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (rep_id, client_id) DO NOTHING RETURNING id""",
             (actor.user_id, actor.org_id, data.store_id, data.checkin_id, data.client_id,
-             data.shelf_score, data.knowledge_score, data.comment, list(data.photo_ids)),
+             idempotency.fingerprint(data), data.shelf_score, data.knowledge_score, data.comment,
+             list(data.photo_ids)),
         )
     ).fetchone()  # fmt: skip
     if row is None:
-        found = await _existing(conn, actor, data.client_id)
+        found = await _existing(conn, actor, data)
         assert found is not None
         return found
     made = await (
