@@ -215,6 +215,41 @@ async def test_a_first_claim_in_flight_during_the_member_s_erasure_earns_nothing
     assert row == {"claims": 0, "balance": 0}
 
 
+async def test_a_credit_waits_for_an_erasure_that_has_only_taken_its_member(
+    app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """The erasure's first step holds the member row (FOR NO KEY UPDATE, as ``erase`` takes it);
+    its balance is forfeited before the row changes. A credit round that came then must wait for
+    it — a lock that let it through (KEY SHARE) credited points the forfeit had not seen."""
+    brand = demo["BRAND-LUMI"]
+    member_id, _, _ = await new_member(app, brand)
+    serial = goods["units"][28]
+    group = [
+        Pending(
+            member_id,
+            brand,
+            None,
+            code_of(app, serial),
+            serial,
+            f"eh-{secrets.token_hex(4)}",
+            datetime.now(UTC),
+        )
+    ]
+    url = app.state.pool.conninfo
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        async with await psycopg.AsyncConnection.connect(url) as eraser:
+            await eraser.execute(
+                "SELECT 1 FROM members WHERE id = %s FOR NO KEY UPDATE", (member_id,)
+            )
+            crediting = asyncio.ensure_future(points.credit(conn, group))
+            await asyncio.sleep(0.5)
+            assert not crediting.done()  # held back by the erasure's first lock
+            await eraser.rollback()
+        assert list(await crediting) == [id(group[0])]  # an erasure that did not happen
+
+
 async def test_the_claiming_event_is_the_builders_one(
     app: Any, demo: Any, goods: dict[str, Any]
 ) -> None:

@@ -4,15 +4,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 import pytest
 
 from tests.helpers import assert_error
-from tests.points_support import member_client
+from tests.points_support import member_client, new_member
 from tests.test_members_auth import new_phone, sign_in
-from tests.test_redemptions import new_gift, redeem
+from tests.test_redemptions import give, new_gift, redeem
 
 
 async def _one(app: Any, sql: str, *args: Any) -> Any:
@@ -346,7 +347,7 @@ async def test_a_claim_refused_by_postgres_after_the_erasure_is_set_aside_anonym
 
 
 async def test_a_record_naming_no_member_a_bigint_holds_is_set_aside_as_it_is(
-    app: Any, settings: Any
+    client: Any, app: Any, settings: Any
 ) -> None:
     """Review: a poison record whose member is ``true`` (or past a bigint) made the dead
     letter's own member lookup fail, and the flusher raised on every pass: the queue stopped."""
@@ -391,3 +392,26 @@ async def test_a_member_row_held_long_fails_the_flush_pass_and_keeps_the_queue(
     await asyncio.to_thread(_flush_all, settings)
     stored = await _one(app, "SELECT member_id FROM verifications WHERE serial = %s", serial)
     assert stored["member_id"] == member_id
+
+
+async def test_a_redemption_and_the_erasure_of_its_member_at_once_never_deadlock(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A redemption holds the balance, then refers to the member; the erasure holds the member,
+    then the balance: with the erasure taking the member FOR UPDATE (a session's first fix of a
+    claim racing an erasure), the two deadlocked — 409 retry, and an erasure asked for refused
+    (probe). One waits for the other now, in every one of ten tries."""
+    service = await login("service")
+    refused = []
+    for _ in range(10):
+        member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+        await give(client, login, member_id, 100)
+        gift = await new_gift(client, login, name=f"E{secrets.token_hex(3)}", points_cost=10)
+        answers = await asyncio.gather(
+            redeem(app, headers, gift["id"]),
+            redeem(app, headers, gift["id"]),
+            client.post(f"/members/{member_id}/erase", headers=service, json={}),
+        )
+        refused += [a.json()["error"]["code"] for a in answers if a.status_code == 409]
+        assert answers[2].status_code == 204, answers[2].text
+    assert "retry" not in refused, refused

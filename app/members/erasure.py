@@ -47,11 +47,11 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     ``member_erased`` when it is already."""
     row = await (
         await conn.execute(
-            # FOR UPDATE, the lock the tombstone's UPDATE of the phone (a unique key) takes at
-            # the end anyway, taken first: it waits for a claim's credit under way (which holds
-            # the member FOR KEY SHARE) and holds back the credits that come later
+            # not FOR UPDATE: a redemption or the expiry sweep holds the balance and then refers
+            # to the member (a foreign key's KEY SHARE), which FOR UPDATE blocks — a deadlock
+            # (probe). A claim's credit reads the member FOR SHARE, which this waits for and holds
             "SELECT phone, status, created_at FROM members WHERE id = %s AND brand_id = %s "
-            "FOR UPDATE",
+            "FOR NO KEY UPDATE",
             (member_id, brand_id),
         )
     ).fetchone()
@@ -62,7 +62,7 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     phone, gone = row["phone"], tombstone(member_id)
     # the balance first, as a redemption takes it: one in flight is committed before the open
     # codes are read, and expires with them (review R6: it stayed issued, and refunded the
-    # erased member later). A claim's credit reads its member FOR KEY SHARE: one under way is
+    # erased member later). A claim's credit reads its member FOR SHARE: one under way is
     # committed before the member's row is taken above, and forfeited with the rest; one that
     # comes later waits for this transaction, then finds the member erased (before, a credit
     # that read the member as active while the erasure was under way was credited after it)

@@ -371,9 +371,10 @@ WITH r AS (
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0
     ORDER BY r.ord
-    -- an erasure under way holds the member FOR UPDATE: wait, and read what it committed. KEY
-    -- SHARE costs nothing more: the claim's, ledger's and balance's foreign keys take it anyway
-    FOR KEY SHARE OF m
+    -- an erasure under way holds the member (FOR NO KEY UPDATE): wait, and read what it
+    -- committed. Not KEY SHARE, which it would not wait for: the erasure cannot take the member
+    -- FOR UPDATE without deadlocking with redemptions (bench/RESULTS.md: claims/s, 2026-12-04)
+    FOR SHARE OF m
 ), sellable AS MATERIALIZED (
     SELECT ok.code_id, ok.brand_id, ok.at, u.holder_org_id AS seller_id, u.lot, u.parent_sscc
     FROM ok
