@@ -399,19 +399,21 @@ async def test_a_source_agent_reads_only_its_own_goods_of_a_scan(
     scan_id = whole.json()["id"]
     serials = sorted(i["serial"] for i in whole.json()["items"])
     theirs = serials[:4]  # as if these had come through the Guangdong agent
+    moved = "UPDATE inspections SET source_org_id = %s WHERE scan_id = %s AND serial = ANY(%s)"
     async with app.state.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE inspections SET source_org_id = %s WHERE scan_id = %s AND serial = ANY(%s)",
-            (demo["AGENT-GD"], scan_id, theirs),
+        await conn.execute(moved, (demo["AGENT-GD"], scan_id, theirs))
+    try:
+        gd = await client.get(f"/inspections/scans/{scan_id}", headers=await login("gd_admin"))
+        assert gd.status_code == 200, gd.text
+        assert sorted(i["serial"] for i in gd.json()["items"]) == theirs
+        assert (gd.json()["units"], sum(gd.json()["counts"].values())) == (4, 4)
+        store_side = await client.get(
+            f"/inspections/scans/{scan_id}", headers=await login("agent_admin")
         )
-    gd = await client.get(f"/inspections/scans/{scan_id}", headers=await login("gd_admin"))
-    assert gd.status_code == 200, gd.text
-    assert sorted(i["serial"] for i in gd.json()["items"]) == theirs
-    assert (gd.json()["units"], sum(gd.json()["counts"].values())) == (4, 4)
-    store_side = await client.get(
-        f"/inspections/scans/{scan_id}", headers=await login("agent_admin")
-    )
-    assert store_side.json()["units"] == 10 and len(store_side.json()["items"]) == 10
+        assert store_side.json()["units"] == 10 and len(store_side.json()["items"]) == 10
+    finally:  # as recorded again: the module's roll-up test recounts the records
+        async with app.state.pool.connection() as conn:
+            await conn.execute(moved, (demo["AGENT-ZJ"], scan_id, theirs))
 
 
 async def test_csv_export_and_replay(
@@ -535,3 +537,55 @@ async def test_the_worker_thread_rolls_up(
     assert row["n"] == 0
     assert await recount(conn) == []
     await conn.commit()
+
+
+async def test_an_api_key_s_inspection_client_ids_are_its_own(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Two keys of one organisation number their scans alike: the second key's scan under the
+    first key's client id is a scan of its own (single and batch), and each key's re-send answers
+    its own. Before, every key of the organisation shared the ids: the second key got the first
+    key's verdict, or 409 client_id_reused (probe)."""
+    admin = await login("admin")
+
+    async def key() -> dict[str, str]:
+        made = await client.post(
+            "/api-keys",
+            headers=admin,
+            json={
+                "name": f"scanner-{secrets.token_hex(3)}",
+                "permissions": ["inspect.scan", "reports.read"],
+                "org_id": demo["BRAND-LUMI"],
+            },
+        )
+        assert made.status_code == 201, made.text
+        return {"X-API-Key": made.json()["key"]}
+
+    first_key, second_key = await key(), await key()
+    cid = f"scan-{secrets.token_hex(4)}"
+    body = {"code": "NOTACODE1", "gps": GPS, "store_id": demo["STORE-HZ-01"], "client_id": cid}
+    first = await client.post("/inspections", headers=first_key, json=body)
+    assert first.status_code == 422, first.text  # a counterfeit: recorded, answered 422
+    mine = first.json()["error"]["details"]["id"]
+    other = await client.post(
+        "/inspections", headers=second_key, json={**body, "code": "NOTACODE2"}
+    )
+    assert other.status_code == 422, other.text
+    theirs = other.json()["error"]["details"]["id"]
+    assert theirs != mine
+    again = await client.post("/inspections", headers=first_key, json=body)
+    assert again.json()["error"]["details"]["id"] == mine
+    batch = await client.post(
+        "/inspections/batch",
+        headers=second_key,
+        json={"items": [{**body, "client_id": f"{cid}-b"}]},
+    )
+    assert batch.status_code == 200 and batch.json()["recorded"] == 1, batch.text
+    reused = await client.post(
+        "/inspections/batch",
+        headers=first_key,
+        json={"items": [{**body, "client_id": f"{cid}-b"}]},
+    )
+    assert reused.json()["recorded"] == 1, reused.text  # a scan of its own, not a replay
+    ids = {b.json()["items"][0]["scan"]["id"] for b in (batch, reused)}
+    assert len(ids) == 2

@@ -152,15 +152,16 @@ async def _earlier_scans(
     statement, in a stable order), so a concurrent re-send waits and then finds them."""
     if not client_ids:
         return {}
-    prefix = f"{actor.org_id}:{actor.user_id}:"
+    prefix = f"{actor.org_id}:{actor.user_id}:{actor.api_key_id}:"
     await conn.execute(
         *locks.xact_each(Lock.INSPECTION_CLIENT_ID, [prefix + c for c in client_ids])
     )
     rows = await (
         await conn.execute(
             """SELECT client_id, id, client_hash FROM inspection_scans WHERE inspector_org_id = %s
-               AND inspector_id IS NOT DISTINCT FROM %s AND client_id = ANY(%s)""",
-            (actor.org_id, actor.user_id, client_ids),
+               AND inspector_id IS NOT DISTINCT FROM %s AND api_key_id IS NOT DISTINCT FROM %s
+               AND client_id = ANY(%s)""",
+            (actor.org_id, actor.user_id, actor.api_key_id, client_ids),
         )
     ).fetchall()
     return {r["client_id"]: (int(r["id"]), r["client_hash"]) for r in rows}
@@ -258,11 +259,11 @@ async def _record(
     rows = await (
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
-                   inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note, photo_url,
-                   client_id, client_hash, result, units, event_id, photo_ids)
-               SELECT %(brand)s, %(at)s, s.store, %(user)s, %(org)s, s.scanned, s.kind, s.sscc,
-                      s.lat, s.lng, s.note, s.photo_url, s.client_id, s.client_hash, s.result,
-                      s.units, s.event_id, string_to_array(s.photos, ',')::uuid[]
+                   api_key_id, inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note,
+                   photo_url, client_id, client_hash, result, units, event_id, photo_ids)
+               SELECT %(brand)s, %(at)s, s.store, %(user)s, %(key)s, %(org)s, s.scanned, s.kind,
+                      s.sscc, s.lat, s.lng, s.note, s.photo_url, s.client_id, s.client_hash,
+                      s.result, s.units, s.event_id, string_to_array(s.photos, ',')::uuid[]
                FROM unnest(%(stores)s::bigint[], %(scanned)s::text[], %(kinds)s::text[],
                            %(ssccs)s::bigint[], %(lats)s::float8[], %(lngs)s::float8[],
                            %(notes)s::text[], %(urls)s::text[], %(cids)s::text[],
@@ -275,6 +276,7 @@ async def _record(
                 "brand": actor.brand_id,
                 "at": now,
                 "user": actor.user_id,
+                "key": actor.api_key_id,
                 "org": actor.org_id,
                 "stores": [store.id for _, store, _ in scanned],
                 "scanned": [s.label for _, _, s in scanned],

@@ -320,13 +320,14 @@ def unknown_photos(missing: set[str]) -> Unprocessable:
 async def _earlier_scan(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
     """The scan this inspector already recorded under ``client_id`` (id, client_hash), if any;
     locks the client id until the transaction ends, so a concurrent retry waits and finds it."""
-    client = f"{actor.org_id}:{actor.user_id}:{client_id}"
+    client = f"{actor.org_id}:{actor.user_id}:{actor.api_key_id}:{client_id}"
     await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, client)
     return await (
         await conn.execute(
             """SELECT id, client_hash FROM inspection_scans WHERE inspector_org_id = %s
-               AND inspector_id IS NOT DISTINCT FROM %s AND client_id = %s""",
-            (actor.org_id, actor.user_id, client_id),
+               AND inspector_id IS NOT DISTINCT FROM %s AND api_key_id IS NOT DISTINCT FROM %s
+               AND client_id = %s""",
+            (actor.org_id, actor.user_id, actor.api_key_id, client_id),
         )
     ).fetchone()
 
@@ -345,15 +346,17 @@ async def _record_scan(
     scan = await (
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
-                   inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note, photo_url,
-                   client_id, client_hash, result, units, event_id, photo_ids)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   api_key_id, inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note,
+                   photo_url, client_id, client_hash, result, units, event_id, photo_ids)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                       %s)
                RETURNING id""",
             (
                 actor.brand_id,
                 now,
                 store.id,
                 actor.user_id,
+                actor.api_key_id,
                 actor.org_id,
                 scanned.label,
                 scanned.kind,
