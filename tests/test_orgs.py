@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from typing import Any
 
 from tests.helpers import assert_error
@@ -358,3 +360,49 @@ async def test_a_move_that_waited_for_an_ancestor_s_move_moves_from_where_it_is_
     async with await psycopg.AsyncConnection.connect(app.state.pool.conninfo) as conn:
         assert await path(conn, store) == f"{await path(conn, other_agent)}{store}/"
     assert (await client.get(f"/orgs/{store}", headers=admin)).json()["parent_id"] == other_agent
+
+
+async def test_a_user_created_as_its_store_moves_keeps_no_role_out_of_reach(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A user created with an agent's custom role while its store moves to another agent: either
+    the move drops the role (it waits for the user) or the user is refused it (it waits for the
+    move, 400 unknown_role) — never a Guangdong user with the Zhejiang agent's role, which the
+    Zhejiang admin could then edit (race probe: 12 runs of 12)."""
+    admin, zj = await login("admin"), await login("agent_admin")
+    for _ in range(4):
+        role = f"zj{secrets.token_hex(3)}"
+        made = await client.post(
+            "/roles", headers=zj, json={"name": role, "permissions": ["reports.read"]}
+        )
+        assert made.status_code == 201, made.text
+        erp = f"ST-{secrets.token_hex(3)}"
+        store = await client.post(
+            "/orgs",
+            headers=admin,
+            json={"kind": "store", "name": erp, "erp_code": erp, "parent_id": demo["AGENT-ZJ"]},
+        )
+        assert store.status_code == 201, store.text
+        store_id, name = store.json()["id"], f"mv{secrets.token_hex(4)}"
+        created, moved = await asyncio.gather(
+            client.post(
+                "/users",
+                headers=admin,
+                json={
+                    "org_id": store_id,
+                    "username": name,
+                    "password": "Sufficiently-long-9",
+                    "roles": [role],
+                },
+            ),
+            client.post(
+                f"/orgs/{store_id}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+            ),
+        )
+        assert moved.status_code == 200, moved.text
+        if created.status_code == 400:
+            assert created.json()["error"]["code"] == "unknown_role"
+            continue
+        assert created.status_code == 201, created.text
+        user = await client.get(f"/users/{created.json()['id']}", headers=admin)
+        assert role not in user.json()["roles"], user.json()

@@ -55,10 +55,28 @@ async def _resolve_roles(conn: Conn, org_path: str, names: list[str]) -> list[di
     return rows
 
 
-async def _set_roles(
-    conn: Conn, actor: Principal, user_id: int, org_path: str, names: list[str]
-) -> None:
-    roles = await _resolve_roles(conn, org_path, sorted(set(names)))
+_USER_ORG_PATH = "SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s"
+
+
+async def _roles_path(conn: Conn, user_id: int) -> str:
+    """The path of the user's organisation, read under the brand's role-name lock: roles are
+    resolved against it as an organisation's move drops the roles out of reach, one at a time
+    (probe: a user created while its store moved to another agent kept the first agent's
+    custom role). A move committed meanwhile has changed it: read again under the lock."""
+    row = await (await conn.execute(_USER_ORG_PATH, (user_id,))).fetchone()
+    assert row is not None
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(row["path"]))
+    row = await (await conn.execute(_USER_ORG_PATH, (user_id,))).fetchone()
+    assert row is not None
+    return str(row["path"])
+
+
+async def _set_roles(conn: Conn, actor: Principal, user_id: int, names: list[str]) -> None:
+    roles = (
+        await _resolve_roles(conn, await _roles_path(conn, user_id), sorted(set(names)))
+        if names
+        else []
+    )
     check_grantable(actor, sorted({p for r in roles for p in r["permissions"]}))
     await conn.execute("DELETE FROM user_roles WHERE user_id = %s", (user_id,))
     if roles:
@@ -84,6 +102,10 @@ async def create_user(
             raise NotFound("organisation not found")
     if org["status"] != "active":
         raise Unprocessable("the organisation is inactive", code="org_inactive")
+    if data.roles:  # the brand's role-name lock (``_roles_path``), taken before the user's row
+        # refers to its organisation: a move takes it before the organisations' row locks, which
+        # that reference's key share would hold up (a deadlock otherwise)
+        await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(org["path"]))
     taken = await (
         await conn.execute(  # in any case: "ADMIN" beside "admin" reads as the same person
             "SELECT 1 FROM users WHERE lower(username) = lower(%s)", (data.username,)
@@ -102,13 +124,14 @@ async def create_user(
     ).fetchone()
     assert row is not None
     if actor is None:
-        roles = await _resolve_roles(conn, org["path"], sorted(set(data.roles)))
+        path = await _roles_path(conn, row["id"]) if data.roles else org["path"]
+        roles = await _resolve_roles(conn, path, sorted(set(data.roles)))
         await conn.execute(
             "INSERT INTO user_roles (user_id, role_id) SELECT %s, unnest(%s::bigint[])",
             (row["id"], [r["id"] for r in roles]),
         )
     else:
-        await _set_roles(conn, actor, row["id"], org["path"], data.roles)
+        await _set_roles(conn, actor, row["id"], data.roles)
     out = await _get(conn, row["id"])
     await audit.record(conn, actor, "create", "user", out.id, after=out, org_id=out.org_id)
     return out
@@ -262,7 +285,7 @@ async def update_user(
     if password is not None or changes.get("status") == "inactive":
         await end_sessions(conn, user_id)
     if roles is not None:
-        await _set_roles(conn, actor, user_id, row["path"], roles)
+        await _set_roles(conn, actor, user_id, roles)
     if password is not None and limiter is not None:
         await limiter.clear(row["username"])
     after = await _get(conn, user_id)
