@@ -248,10 +248,32 @@ def handle_msgspec_error(_: Request[Any, Any, Any], exc: msgspec.MsgspecError) -
     return handle_app_error(_, invalid_body(exc))
 
 
+# The unique keys a service checks before it writes, with the code it answers: two requests at
+# once both pass the check, and the loser meets the key — it answers what it would have one
+# after the other (race probe: a generic 409 conflict).
+UNIQUE_CONFLICTS: dict[str, tuple[str, str]] = {
+    "users_username_key": ("duplicate_username", "the username is taken"),
+    "users_username_lower_key": ("duplicate_username", "the username is taken"),
+    "orgs_erp_code_brand_uq": ("duplicate_erp_code", "the ERP code is taken"),
+    "orgs_brand_erp_code_uq": ("duplicate_erp_code", "the ERP code is taken"),
+    "products_org_id_product_no_key": ("duplicate_product_no", "the product number exists"),
+    "products_gtin_key": ("duplicate_gtin", "the GTIN is already used"),
+    "categories_org_id_name_key": ("duplicate_category", "the category exists"),
+    "code_pools_brand_id_name_key": ("pool_name_taken", "a pool of this name exists"),
+}
+
+
+def unique_conflict(exc: psycopg.errors.UniqueViolation) -> tuple[str, str]:
+    """The code and message of a unique key's violation (``UNIQUE_CONFLICTS``, else generic)."""
+    return UNIQUE_CONFLICTS.get(
+        exc.diag.constraint_name or "", ("conflict", "a record with the same unique value exists")
+    )
+
+
 def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:
     """A safety net for constraint and data errors that validation did not catch first."""
     if isinstance(exc, psycopg.errors.UniqueViolation):
-        return _response(409, "conflict", "a record with the same unique value exists")
+        return _response(409, *unique_conflict(exc))
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
         return _response(409, "in_use", "the record is referenced by, or refers to, another")
     if isinstance(exc, psycopg.errors.CheckViolation | psycopg.errors.NotNullViolation):

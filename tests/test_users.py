@@ -260,3 +260,31 @@ async def test_permissions_are_listed(client: Any, login: Any) -> None:
     names = {p["name"] for p in listed["items"]}
     assert {"orgs.read", "codes.issue", "catalog.write"} <= names
     assert listed["total"] == len(names) and listed["page"] == 1
+
+
+async def test_the_same_username_at_once_answers_duplicate_username(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Three creations of one username (in three cases) at once: one wins, the others answer
+    409 duplicate_username as they would one after the other — not the database safety net's
+    generic 409 conflict (race probe: every run)."""
+    admin = await login("admin")
+    name = f"racer{secrets.token_hex(3)}"
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/users",
+                headers=admin,
+                json={
+                    "org_id": demo["STORE-HZ-01"],
+                    "username": n,
+                    "password": "Sufficiently-long-9",
+                    "roles": [],  # no roles: nothing serialises the three (roles take a lock)
+                },
+            )
+            for n in (name, name.upper(), name.capitalize())
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409], [a.text for a in answers]
+    losers = [a.json()["error"]["code"] for a in answers if a.status_code == 409]
+    assert losers == ["duplicate_username"] * 2, losers

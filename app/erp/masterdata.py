@@ -38,7 +38,7 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.erp.rows import Format, Item, Spec, read_items
 from app.erp.schemas import MasterDataOut
-from app.errors import AppError
+from app.errors import UNIQUE_CONFLICTS, AppError, unique_conflict
 from app.locks import Lock
 
 T = TypeVar("T")
@@ -97,6 +97,11 @@ async def attempt(conn: Conn, item: Item, work: Callable[[], Awaitable[T]]) -> T
         column = details.get("field") if isinstance(details, dict) else None
         item.fail(column, exc.code, exc.message)
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+        if isinstance(exc, psycopg.errors.UniqueViolation) and (
+            exc.diag.constraint_name in UNIQUE_CONFLICTS  # another request took it meanwhile
+        ):
+            item.fail(None, *unique_conflict(exc))
+            return None
         diag = exc.diag.constraint_name or exc.diag.message_primary or ""
         item.fail(None, "rejected_by_database", f"a rule of the data model refused it ({diag})")
     return None
