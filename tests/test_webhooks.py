@@ -920,6 +920,56 @@ async def test_a_range_replay_past_its_cap_says_where_to_go_on(
     assert len({r["replay_of"] for r in originals}) == 5
 
 
+async def test_a_range_replay_of_one_moment_past_its_cap_replays_each_once(
+    wh: Any, login: Any, demo: Any, app: Any, receiver: Receiver, monkeypatch: Any
+) -> None:
+    """Five dead deliveries made at one moment, the cap 2: following ``next_from`` and
+    ``next_after_id`` as the README says, each is replayed once and the calls end. Before, the
+    same first two were replayed on every call and the rest never (a probe)."""
+    from app.webhooks import service
+
+    monkeypatch.setattr(service, "MAX_REPLAY", 2)
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/tied", ["alert.counterfeit"])
+    moment = datetime.now(UTC) - timedelta(seconds=5)
+    async with app.state.pool.connection() as conn:
+        for i in range(5):
+            await conn.execute(
+                "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+                "VALUES (%s, 'alert.counterfeit', ARRAY[%s::bigint], %s)",
+                (demo["BRAND-LUMI"], demo["BRAND-LUMI"], json.dumps({"n": i})),
+            )
+        await conn.execute(
+            "UPDATE webhook_deliveries SET created_at = %s, state = 'dead' "
+            "WHERE subscription_id = %s",
+            (moment, sub["id"]),
+        )
+    url = f"/webhooks/subscriptions/{sub['id']}/replay"
+    window: dict[str, Any] = {
+        "from": (moment - timedelta(seconds=1)).isoformat(),
+        "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+        "state": "dead",
+    }
+    replayed: list[int] = []
+    for _ in range(6):
+        body = (await wh.post(url, headers=admin, json=window)).json()
+        replayed += body["delivery_ids"]
+        if body["next_from"] is None:
+            break
+        window["from"] = body["next_from"]
+        window["after_id"] = body["next_after_id"]
+    else:
+        raise AssertionError("the calls never ended")
+    async with app.state.pool.connection() as conn:
+        originals = await (
+            await conn.execute(
+                "SELECT replay_of FROM webhook_deliveries WHERE id = ANY(%s)", (replayed,)
+            )
+        ).fetchall()
+    assert sorted(r["replay_of"] for r in originals) == sorted({r["replay_of"] for r in originals})
+    assert len(originals) == 5
+
+
 async def test_an_upgrade_takes_a_subscriptions_owner_from_the_record_of_its_making(
     wh: Any, login: Any, app: Any, demo: Any
 ) -> None:

@@ -43,6 +43,8 @@ class ReplayRangeIn(Input):
     from_: datetime = msgspec.field(name="from")
     to: datetime
     state: DeliveryState | None = None  # only deliveries in this state (e.g. dead)
+    # an answer's ``next_after_id``: of the deliveries made at ``from``, those after this one
+    after_id: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class SubscriptionOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,8 +86,11 @@ class DeliveryOut(msgspec.Struct, frozen=True, kw_only=True):
 
 class ReplayOut(msgspec.Struct, frozen=True, kw_only=True):
     """``next_from``: when the range held more than 10,000 deliveries, the time of the first
-    left out — replay again from there; null when the whole range was replayed."""
+    left out — replay again from there; null when the whole range was replayed.
+    ``next_after_id``: set when more than 10,000 were made at ``from`` itself — send it back
+    as ``after_id`` with the same ``from``."""
 
     replayed: int
     delivery_ids: list[int]
     next_from: datetime | None = None
+    next_after_id: int | None = None

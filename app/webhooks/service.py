@@ -308,9 +308,9 @@ _REPLAY = """
 INSERT INTO webhook_deliveries (subscription_id, event_id, replay_of)
 SELECT d.subscription_id, d.event_id, d.id FROM webhook_deliveries d
  WHERE {where}
- ORDER BY d.id
+ ORDER BY d.created_at, d.id
  LIMIT %(limit)s
-RETURNING id
+RETURNING id, replay_of
 """
 
 
@@ -338,13 +338,26 @@ async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRa
         raise BadRequest("to must be after from", code="bad_range")
     if end - start > timedelta(days=90):
         raise BadRequest("a replay covers at most 90 days", code="bad_range")
-    where = "d.subscription_id = %(sub)s AND d.replay_of IS NULL AND d.created_at >= %(start)s "
-    where += "AND d.created_at < %(end)s"
+    where = "d.subscription_id = %(sub)s AND d.replay_of IS NULL AND d.created_at < %(end)s AND "
+    where += (
+        "(d.created_at, d.id) > (%(start)s, %(after)s)"
+        if data.after_id is not None
+        else "d.created_at >= %(start)s"
+    )
     if data.state is not None:
         where += " AND d.state = %(state)s"
-    params = {"sub": sub_id, "start": start, "end": end, "state": data.state, "limit": MAX_REPLAY}
+    params = {
+        "sub": sub_id,
+        "start": start,
+        "end": end,
+        "after": data.after_id,
+        "state": data.state,
+        "limit": MAX_REPLAY,
+    }
     # past MAX_REPLAY, the range ends where the first delivery left out was made: the answer
-    # says from where to go on (probe M: the rest was left out without a word)
+    # says from where to go on (probe M: the rest was left out without a word); more than that
+    # made at ``from`` itself go 10,000 at a time, the answer saying after which one (a probe:
+    # the same first ones were replayed on every call, the rest never)
     beyond = await (
         await conn.execute(
             f"SELECT d.created_at FROM webhook_deliveries d WHERE {where} "
@@ -357,8 +370,10 @@ async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRa
         params["end"] = next_from
     rows = await (await conn.execute(_REPLAY.format(where=where), params)).fetchall()
     ids = [r["id"] for r in rows]
+    # all made at ``from`` then: the cursor is the last of them by id
+    after = max(r["replay_of"] for r in rows) if rows and next_from == start else None
     await audit.record(
         conn, actor, "replay", "webhook_subscription", sub_id,
         after={"from": start, "to": params["end"], "state": data.state, "deliveries": len(ids)},
     )  # fmt: skip
-    return ReplayOut(replayed=len(ids), delivery_ids=ids, next_from=next_from)
+    return ReplayOut(replayed=len(ids), delivery_ids=ids, next_from=next_from, next_after_id=after)
