@@ -3,8 +3,10 @@ by the rep's supervisor; every move audited, illegal moves 409 — on the real P
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
+from tests.field_support import check_in, nameplate
 from tests.helpers import assert_error
 
 
@@ -156,3 +158,39 @@ async def test_an_api_key_records_no_visits(client: Any, login: Any, demo: Any) 
     assert (await client.get("/field/plans", headers=key)).json()["total"] == 0
     # and has no track of its own: it names the rep
     assert_error(await client.get("/field/track", headers=key), 400, "rep_required")
+
+
+async def test_an_edit_keeps_the_items_it_keeps_and_their_visits(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A returned plan edited: an item of the same store and day keeps its id (and its note is
+    the new one), so a check-in made against it stays linked; a removed item's check-ins lose the
+    link, an added item is new. Before, every edit re-made every item and unlinked every visit
+    (probe)."""
+    monday = date(2031, 3, 3)  # a Monday no other test plans
+    plan = await _draft(client, login, demo, str(monday))
+    rep, boss = await login("fieldrep"), await login("fieldsup")
+    kept = next(i for i in plan["items"] if i["store_id"] == demo["STORE-HZ-01"])
+    plate = await nameplate(client, login, demo["STORE-HZ-01"])
+    visit = await check_in(client, rep, plate["code"], plan_item_id=kept["id"])
+    assert visit.status_code == 201 and visit.json()["plan_item_id"] == kept["id"], visit.text
+    assert (await client.post(f"/field/plans/{plan['id']}/submit", headers=rep)).status_code == 200
+    returned = await client.post(
+        f"/field/plans/{plan['id']}/return", headers=boss, json={"reason": "add a day"}
+    )
+    assert returned.status_code == 200, returned.text
+    items = [
+        {"store_id": demo["STORE-HZ-01"], "planned_on": str(monday), "note": "again"},
+        {"store_id": demo["STORE-HZ-01"], "planned_on": str(monday + timedelta(days=2))},
+    ]
+    edited = await client.put(
+        f"/field/plans/{plan['id']}", headers=rep, json={"title": "t2", "items": items}
+    )
+    assert edited.status_code == 200, edited.text
+    after = {(i["store_id"], i["planned_on"]): i for i in edited.json()["items"]}
+    assert after[(demo["STORE-HZ-01"], str(monday))]["id"] == kept["id"]
+    assert after[(demo["STORE-HZ-01"], str(monday))]["note"] == "again"
+    assert len(after) == 2
+    listed = await client.get("/field/checkins", headers=rep, params={"per_page": 200})
+    mine = next(c for c in listed.json()["items"] if c["id"] == visit.json()["id"])
+    assert mine["plan_item_id"] == kept["id"]

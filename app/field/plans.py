@@ -97,12 +97,21 @@ async def _check_items(
 
 
 async def _write_items(conn: Conn, plan_id: int, items: list[PlanItemIn]) -> None:
-    await conn.execute("DELETE FROM visit_plan_items WHERE plan_id = %s", (plan_id,))
-    seen = {(i.store_id, i.planned_on): i for i in items}  # one visit per store and day
+    """The plan's items as given, one visit per store and day: an item of the same store and
+    day as before keeps its id, so check-ins made against it stay linked (probe: every edit
+    deleted and re-made them, and ``ON DELETE SET NULL`` unlinked every visit); the others are
+    removed or added."""
+    seen = {(i.store_id, i.planned_on): i for i in items}
+    await conn.execute(
+        """DELETE FROM visit_plan_items WHERE plan_id = %s AND (store_id, planned_on) NOT IN (
+               SELECT * FROM unnest(%s::bigint[], %s::date[]))""",
+        (plan_id, [k[0] for k in seen], [k[1] for k in seen]),
+    )
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO visit_plan_items (plan_id, store_id, planned_on, note) "
-            "VALUES (%s, %s, %s, %s)",
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (plan_id, store_id, planned_on) "
+            "DO UPDATE SET note = EXCLUDED.note",
             [(plan_id, i.store_id, i.planned_on, i.note) for i in seen.values()],
         )
 
