@@ -354,3 +354,30 @@ async def test_the_plain_asgi_claim_handler_answers_like_the_others(
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ClaimIn"
     )
+
+
+async def test_a_member_of_a_deactivated_brand_claims_nothing(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A brand turned off turns its members off (README): a claim is 401 invalid_token, as
+    every other member endpoint answers. Before, the claims' own look-up of the member skipped
+    the brand's status and the claim went on (a probe had one credited)."""
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    brand = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"Off {tag}", "erp_code": f"OFF-{tag}"},
+    )
+    assert brand.status_code == 201, brand.text
+    _, member, _ = await new_member(app, brand.json()["id"])
+    off = await client.post(f"/orgs/{brand.json()['id']}/deactivate", headers=platform)
+    assert off.status_code == 200, off.text
+    assert_error(await client.get("/members/me", headers=member), 401, "invalid_token")
+    async with member_client(app) as mc:
+        claim = await mc.post(
+            "/members/me/claims",
+            headers=member,
+            json={"serial": "X", "pin": "0000", "client_id": "abcd1234"},
+        )
+    assert_error(claim, 401, "invalid_token")

@@ -483,6 +483,7 @@ _MEMBERS = """
 SELECT r.ord, m.brand_id, m.phone, m.status, v.jti IS NOT NULL AS revoked
 FROM unnest(%(ord)s::int[], %(id)s::bigint[], %(jti)s::uuid[]) AS r(ord, member_id, jti)
 JOIN members m ON m.id = r.member_id
+JOIN orgs b ON b.id = m.brand_id AND b.status = 'active'  -- as member_from_token (a probe)
 LEFT JOIN member_token_revocations v ON v.jti = r.jti
 """
 
