@@ -426,6 +426,51 @@ async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
     assert_error(await refreshed(second), 401, "invalid_token")  # every session ended
 
 
+async def test_a_signed_out_or_reset_refresh_token_sent_again_is_only_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Only a token spent by a refresh is a copy in other hands. One signed out (a stale tab's
+    retry) or revoked by a password change (an old stolen one) is refused a minute later, and
+    the user's other sessions go on. Before, both ended every session, the second after every
+    password change (auth probe)."""
+    admin = await login("admin")
+    name = f"signedout_{id(client) % 100000}"
+    user_id, laptop = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
+    )
+    phone = (
+        await client.post("/auth/login", json={"username": name, "password": "password-123"})
+    ).json()
+
+    async def a_minute_ago() -> None:
+        async with app.state.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE refresh_tokens SET revoked_at = now() - interval '1 minute' "
+                "WHERE user_id = %s AND revoked_at IS NOT NULL",
+                (user_id,),
+            )
+
+    out = await client.post("/auth/logout", json={"refresh_token": laptop["refresh_token"]})
+    assert out.status_code == 204, out.text
+    await a_minute_ago()
+    again = await client.post("/auth/refresh", json={"refresh_token": laptop["refresh_token"]})
+    assert_error(again, 401, "invalid_token")
+    assert (await client.get("/auth/me", headers=bearer(phone))).status_code == 200
+    changed = await client.post(
+        "/auth/password",
+        headers=bearer(phone),
+        json={"current_password": "password-123", "new_password": "brand-new-456"},
+    )
+    assert changed.status_code == 200, changed.text
+    fresh = (
+        await client.post("/auth/login", json={"username": name, "password": "brand-new-456"})
+    ).json()
+    await a_minute_ago()
+    stolen = await client.post("/auth/refresh", json={"refresh_token": phone["refresh_token"]})
+    assert_error(stolen, 401, "invalid_token")
+    assert (await client.get("/auth/me", headers=bearer(fresh))).status_code == 200
+
+
 async def test_two_replays_of_one_spent_refresh_token_at_once_are_both_refused(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

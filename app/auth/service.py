@@ -169,7 +169,7 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
     await _hold(conn, tokens.user_id(claims), "FOR SHARE")
     spent = await (
         await conn.execute(
-            "UPDATE refresh_tokens SET revoked_at = now() "
+            "UPDATE refresh_tokens SET revoked_at = now(), spent = true "
             "WHERE id = %s AND revoked_at IS NULL AND expires_at > now() "
             "RETURNING user_id, session_id",
             (tokens.token_id(claims),),
@@ -187,10 +187,13 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
 
 async def end_sessions(conn: Conn, user_id: int) -> None:
     """End every session of a user: its refresh tokens, and its access tokens issued so far
-    (a password set, the account deactivated or moved)."""
+    (a password set, the account deactivated or moved). A token of these sessions sent again
+    later is refused, and ends nothing more: spent ones are no longer told apart (an old
+    stolen token ended the sessions anew after every password change: probe)."""
     await _hold(conn, user_id, "FOR UPDATE")
     await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now()), spent = false "
+        "WHERE user_id = %s AND (revoked_at IS NULL OR spent)",
         (user_id,),
     )
     await conn.execute(  # by the clock that stamps the tokens' iat, in whole seconds
@@ -211,12 +214,14 @@ SPENT_KEPT_DAYS = 7  # a spent or revoked refresh token's row is kept this long 
 
 
 async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
-    """A refresh token spent (or revoked) a while ago came back: a copy of it is in other
+    """A refresh token spent by a refresh a while ago came back: a copy of it is in other
     hands, and whichever side refreshed since holds a live one. End every session of the user
-    (committed now: the request itself fails)."""
+    (committed now: the request itself fails). One revoked by a sign-out or by the end of the
+    user's sessions is only refused (a probe: a signed-out tab's retry ended every other
+    session)."""
     row = await (
         await conn.execute(
-            "SELECT user_id FROM refresh_tokens WHERE id = %s "
+            "SELECT user_id FROM refresh_tokens WHERE id = %s AND spent "
             "AND revoked_at < now() - make_interval(secs => %s)",
             (token_id, REPLAY_GRACE),
         )
