@@ -21,6 +21,7 @@ from app.demo import DEMO_PASSWORD
 from tests.h5_support import result_of, text_of, wrong_pin
 from tests.points_support import member_client
 from tests.rebates_support import set_rebate, store_goods
+from tests.test_auth import bearer, new_staff
 from tests.test_inspect import forge
 from tests.test_rebate_claims import code_of
 
@@ -66,8 +67,9 @@ async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def phone(app: Any, client: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A clerk's phone: its own address (limits) and cookie jar."""
+async def phone(app: Any, client: Any, demo: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A clerk's phone: its own address (limits) and cookie jar; the demo's clerks exist (a
+    test run alone found none)."""
     async with member_client(app) as mc:
         yield mc
 
@@ -469,3 +471,39 @@ def test_tickets_are_sealed_bound_and_expire(settings: Any) -> None:
         assert clerk_pages.open_ticket(settings, ticket) is None
     finally:
         time.time = real  # type: ignore[assignment]
+
+
+async def test_a_page_after_a_renewed_session_sends_the_new_cookies(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """The access cookie gone (expired), a claim page renews the session with the refresh
+    token: every answer sends the new pair back — the expired ticket's 410 too — so the next
+    page signs in with it, a minute later still, and the clerk's other sessions go on. Before,
+    that page left the pair out: the browser sent the spent refresh token next, and a minute
+    later that ended every session of the clerk (auth probe)."""
+    name = f"renew_{secrets.token_hex(3)}"
+    user_id, other_device = await new_staff(
+        client, await login("admin"), demo["STORE-HZ-01"], name, ["store_clerk"], "password-123"
+    )
+    async with member_client(app) as phone:
+        page = assert_page(await phone.get("/clerk/login"))
+        signed = await phone.post(
+            "/clerk/login",
+            data={"csrf": field(page, "csrf"), "username": name, "password": "password-123"},
+        )
+        assert signed.status_code == 303, signed.text
+        csrf = field(assert_page(await phone.get("/clerk")), "csrf")
+        phone.cookies.delete("tc_clerk", path="/clerk")  # the access cookie expired
+        expired = await phone.post("/clerk/claim", data={"csrf": csrf, "ticket": "", "pin": "1"})
+        assert expired.status_code == 410
+        sent = expired.headers.get_list("set-cookie")
+        assert any(c.startswith("tc_clerk_refresh=") for c in sent), sent
+        async with app.state.pool.connection() as conn:  # a minute later
+            await conn.execute(
+                "UPDATE refresh_tokens SET revoked_at = now() - interval '1 minute' "
+                "WHERE user_id = %s AND revoked_at IS NOT NULL",
+                (user_id,),
+            )
+        phone.cookies.delete("tc_clerk", path="/clerk")
+        assert_page(await phone.get("/clerk"))  # signed in by the renewed refresh token
+    assert (await client.get("/auth/me", headers=bearer(other_device))).status_code == 200

@@ -203,7 +203,18 @@ async def _clerk(request: Request[Any, Any, Any], state: State) -> Clerk:
     async with state.pool.connection() as conn:  # committed as the block ends
         pair = await service.refresh(conn, state.settings, refresh)
     cookies = _session_cookies(request, state.settings, pair)
-    return Clerk(await clerks.lookup("Bearer " + pair.access_token), cookies)
+    try:
+        return Clerk(await clerks.lookup("Bearer " + pair.access_token), cookies)
+    except AppError as exc:  # the old pair is spent: the page that refuses sends the new one
+        exc.renewed = cookies  # type: ignore[attr-defined]
+        raise
+
+
+def _renewed(exc: AppError) -> list[Cookie]:
+    """The renewed session's cookies a refusal of ``_clerk`` carries (a probe: a page that left
+    them out had the browser send the spent refresh token next, and a minute later that ended
+    every session of the clerk)."""
+    return list(getattr(exc, "renewed", []))
 
 
 def _relogin(
@@ -237,7 +248,7 @@ async def _clerk_or_page(
         body = html.status("error", word("error_title", lang), refusal(exc, lang))
         body += clerk_html.sign_out(lang, token, None)
         title = word("error_title", lang)
-        return _show(lang, remember, title, body, "/clerk", 403, [csrf_cookie])
+        return _show(lang, remember, title, body, "/clerk", 403, [csrf_cookie, *_renewed(exc)])
 
 
 # -- signing in and out ---------------------------------------------------------------------------
@@ -248,18 +259,19 @@ async def login_page(request: Request[Any, Any, Any], state: State) -> Response[
     """The sign-in form (signed in already: step 1, or step 2 of ``code``)."""
     lang, remember = choose(request)
     code = (request.query_params.get("code") or "")[:MAX_SERIAL]
+    renewed: list[Cookie] = []
     if request.cookies.get(ACCESS_COOKIE) or request.cookies.get(REFRESH_COOKIE):
         try:
             clerk = await _clerk(request, state)
-        except AppError:
-            pass  # signed out, or another kind of account: the form
+        except AppError as exc:  # signed out, or another kind of account: the form
+            renewed = _renewed(exc)
         else:
             return _see_other(_with_code("/clerk", code), clerk.cookies)
     token, csrf_cookie = session.csrf(request, state.settings)
     body = clerk_html.login_form(lang, token, code)
     title = word("clerk_login_title", lang)
     path = _with_code("/clerk/login", code)
-    return _show(lang, remember, title, body, path, cookies=[csrf_cookie])
+    return _show(lang, remember, title, body, path, cookies=[csrf_cookie, *renewed])
 
 
 @post("/clerk/login", **_POST)
@@ -441,19 +453,19 @@ def open_ticket(settings: Settings, text: str) -> Ticket | None:
 def _pin_again(
     request: Request[Any, Any, Any],
     state: State,
+    clerk: Clerk,
     ticket: str,
     lang: Lang,
     remember: bool,
     status: int,
     error: str,
-    headers: dict[str, str] | None = None,
 ) -> Response[str]:
     token, csrf_cookie = session.csrf(request, state.settings)
     body = clerk_html.nav(lang, "") + clerk_html.pin_step(
         lang, token, ticket, state.scheme.pin_length, error
     )
     title = word("clerk_step2", lang)
-    return _show(lang, remember, title, body, "/clerk", status, [csrf_cookie], headers)
+    return _show(lang, remember, title, body, "/clerk", status, [csrf_cookie, *clerk.cookies])
 
 
 def _refused(exc: AppError, lang: Lang, remember: bool, cookies: list[Cookie]) -> Response[str]:
@@ -482,13 +494,13 @@ async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[
     if not isinstance(scanned, Scanned) or ticket.user_id != clerk.principal.user_id:
         body = html.status("error", word("error_title", lang), word("clerk_ticket_expired", lang))
         body += f'<a class="button" href="/clerk">{html.esc(word("clerk_scan_next", lang))}</a>'
-        return _show(lang, remember, word("error_title", lang), body, "/clerk", 410)
+        title = word("error_title", lang)
+        return _show(lang, remember, title, body, "/clerk", 410, [*clerk.cookies])
     pin_length: int = state.scheme.pin_length
     pin = normalise_pin(form.get("pin", ""))[:16]
     if not (pin.isascii() and pin.isdigit() and len(pin) == pin_length):
-        return _pin_again(
-            request, state, text, lang, remember, 400, word("bad_pin", lang, n=pin_length)
-        )
+        bad = word("bad_pin", lang, n=pin_length)
+        return _pin_again(request, state, clerk, text, lang, remember, 400, bad)
     data = ClaimIn(serial=ticket.serial, pin=pin, client_id=ticket.client_id, lang=lang)
     ip = request.client.host if request.client else None
     try:
@@ -497,7 +509,8 @@ async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[
         )
     except AppError as exc:
         if exc.code == "wrong_pin":
-            return _pin_again(request, state, text, lang, remember, exc.status, refusal(exc, lang))
+            wrong = refusal(exc, lang)
+            return _pin_again(request, state, clerk, text, lang, remember, exc.status, wrong)
         if exc.status == 401:  # made inactive meanwhile
             return _relogin(request, settings, lang, remember)
         return _refused(exc, lang, remember, clerk.cookies)
