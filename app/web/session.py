@@ -11,10 +11,12 @@ browsers and from sibling subdomains, which count as same-site), so every form p
 carries a token and is refused without it (403): the signed double-submit pattern. A random
 ``tc_csrf`` cookie (HttpOnly, Lax) is set with the first form; the form's hidden ``csrf`` field is
 HMAC-SHA256(``Settings.subkey("h5-csrf")``, that cookie). A cross-site page can neither read the
-cookie nor compute the HMAC without the key, and a cookie planted by a sibling subdomain is useless
-without its HMAC. The sign-in forms carry it too (login CSRF would sign a victim into the
-attacker's membership and credit the victim's claims to it). As defence in depth a post whose
-``Origin`` names another host is refused. GET pages change nothing.
+cookie nor compute the HMAC without the key. A sibling subdomain can plant a cookie whose token it
+fetched itself (the server answers any cookie's token): what stops that post is the ``Origin``
+check — a post whose ``Origin`` names another host, or is opaque (``null``: a sandboxed frame,
+which a probe used to get past it), is refused; a browser's own form post names this host. The
+sign-in forms carry the token too (login CSRF would sign a victim into the attacker's membership
+and credit the victim's claims to it). GET pages change nothing.
 
 Claim tickets. The verification answer offers "claim the points" for the code just proved with its
 PIN; the form carries a ticket, not the PIN: serial, PIN, brand, a nonce (the claim's client id:
@@ -118,7 +120,7 @@ def csrf(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, Cook
 def check_csrf(request: Request[Any, Any, Any], settings: Settings, posted: str) -> None:
     """403 ``csrf_failed`` unless the post carries this visitor's token and comes from here."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin and (origin == "null" or urlsplit(origin).netloc != request.headers.get("host")):
         raise Forbidden("this form was sent from another site", code="csrf_failed")
     current = request.cookies.get(CSRF_COOKIE) or ""
     expected = _form_token(settings, current) if len(current) >= 32 else ""
