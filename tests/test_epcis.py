@@ -108,6 +108,8 @@ async def test_valid_documents_capture_and_query_back_equal(client: Any, login: 
         assert response.status_code == 200, (event_id, response.text)
         back = response.json()
         assert back.pop("recordTime")  # the capturing server's; a sent one is not kept
+        context = back.pop("@context")  # a JSON-LD document of its own: the standard's context
+        assert context == CONTEXT or CONTEXT in context, context
         assert back == {k: v for k, v in event.items() if k != "recordTime"}, event_id
     # events sent without an eventID get the CBV 2.0 event hash: the reference ones (but the
     # three the reference computed with prefixes leaked from other documents: test_epcis_hash)
@@ -648,3 +650,28 @@ async def test_a_document_over_a_megabyte_is_parsed_beside_the_event_loop(
     refused = await capture(client, partner, json.dumps(document(events)).encode())
     assert_problem(refused, 400, "epcis_validation")
     assert "eventList/49/action" in refused.json()["detail"]
+
+
+async def test_an_sgtin_matches_a_unit_only_under_its_product_s_gtin(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """An SGTIN is its GTIN and its serial together: ``MATCH_epc`` / ``MATCH_anyEPC`` with a
+    Tracecode serial under another company's GTIN match nothing (a probe: the serial alone
+    matched the unit's commissioning). And one event by its id is a JSON-LD document: its
+    ``@context`` with it (a probe found none)."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line=f"PG{next(_ids)}")
+    admin = await login("admin")
+    mine = event_list(
+        await query(client, admin, MATCH_epc=f"https://id.gs1.org/01/{GTIN}/21/{serials[0]}")
+    )
+    assert len(mine) == 1
+    other = f"https://id.gs1.org/01/10614141073464/21/{serials[0]}"
+    assert event_list(await query(client, admin, MATCH_epc=other)) == []
+    urn = f"urn:epc:id:sgtin:0614141.107346.{serials[0]}"
+    assert event_list(await query(client, admin, MATCH_anyEPC=urn)) == []
+    one = await client.get(f"/epcis/events/{quote(mine[0]['eventID'], safe='')}", headers=admin)
+    assert one.status_code == 200, one.text
+    assert one.json()["@context"] == CONTEXT or CONTEXT in one.json()["@context"]
+    assert one.json()["eventID"] == mine[0]["eventID"]

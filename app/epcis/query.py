@@ -224,6 +224,9 @@ class Match:
     prefixes: list[str] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
     cases: list[int] = field(default_factory=list)
+    # the GTIN an SGTIN asked for a unit with: the unit matches only under its product's GTIN
+    # (``of_their_gtins``; a probe: another company's SGTIN with the same serial matched it)
+    gtins: dict[int, str] = field(default_factory=dict)
 
 
 def match_of(values: list[str], scheme: Scheme) -> Match:
@@ -243,19 +246,33 @@ def match_of(values: list[str], scheme: Scheme) -> Match:
         m.epcs.append(uri)
         unit = gtin_serial(uri)
         if unit is not None:
-            _add_unit(m, scheme, unit[1])
+            _add_unit(m, scheme, unit[1], unit[0])
         number = sscc(uri)
         if number is not None:
             m.cases.append(int(number))
     return m
 
 
-def _add_unit(m: Match, scheme: Scheme, serial: str) -> None:
+def _add_unit(m: Match, scheme: Scheme, serial: str, gtin: str | None = None) -> None:
     try:
         batch_no, index, _ = scheme.verify(serial)
     except SerialError:
         return  # not one of Tracecode's serials: only captured events can name it
-    m.units.append(batch_no << 32 | index)
+    code = batch_no << 32 | index
+    m.units.append(code)
+    if gtin is not None:
+        m.gtins[code] = gtin
+
+
+async def of_their_gtins(conn: Any, matches: dict[str, Match]) -> None:
+    """Drop from ``matches`` the units asked for under another GTIN than their product's: an
+    SGTIN is one EPC, its GTIN and serial together."""
+    asked = {code for m in matches.values() for code in m.gtins}
+    if not asked:
+        return
+    theirs = await _gtins(conn, sorted(asked))
+    for m in matches.values():
+        m.units = [c for c in m.units if c not in m.gtins or theirs.get(c) == m.gtins[c]]
 
 
 # -- Tracecode's own events as EPCIS events ----------------------------------------------------

@@ -254,7 +254,9 @@ class EventController(Controller):
         events = page.document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
         if not events:
             raise NotFound("no such event", code="epcis_event_not_found")
-        return Response(events[0], media_type="application/ld+json", headers=_HEADERS)
+        # a JSON-LD document: the event with its context (a probe found none at all)
+        event = {"@context": page.document["@context"], **events[0]}
+        return Response(event, media_type="application/ld+json", headers=_HEADERS)
 
 
 def _as_document(raw: bytes) -> dict[str, Any] | str:

@@ -39,6 +39,7 @@ from app.epcis.query import (
     match_of,
     names_of,
     next_token,
+    of_their_gtins,
     own_event,
     read_point_of,
     transaction_of,
@@ -68,6 +69,7 @@ async def search(
     unit's trace: probe T found a key holding only ``catalog.read`` reading every event)."""
     actor.require("orgs.read")
     matches = {name: match_of(q.lists[name], scheme) for name in _ROLES if name in q.lists}
+    await of_their_gtins(conn, matches)
     orgs = None if actor.org_path.count("/") == 2 else await _subtree(conn, actor)
     own, captured = q.after
     rows = await _own_rows(conn, actor, orgs, q, matches, own)
