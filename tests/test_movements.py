@@ -217,9 +217,9 @@ def test_the_table_has_every_kind_and_only_known_vocabulary() -> None:
         assert m.biz_step in get_args(BizStep) and m.disposition in get_args(Disposition)
         assert len({column for _, column, _ in m.stock}) <= 2
         assert m.receiver is None or any(side == m.receiver and n > 0 for side, _, n in m.stock)
-        # only goods travelling along an order count on it: shipped to the counterparty, or
-        # received from a shipment (a factory inbound, exception, sale take no order)
-        along = m.receiver == "counterparty" or m.sender == "in_transit"
+        # only goods travelling along an order count on it: shipped down to the counterparty,
+        # or received from a shipment (a factory inbound, exception, sale, return take no order)
+        along = (m.receiver == "counterparty" and m.kind != "return") or m.sender == "in_transit"
         assert (m.order_column is not None) == along, m.kind
         assert not m.order_limit or m.order_column == "shipped"
 
@@ -349,3 +349,28 @@ async def test_only_a_movement_along_the_order_counts_on_it(
     ship = await document(client, clerk, units[2:5], kind="outbound", order_id=order_id)
     assert (await confirm(client, clerk, ship)).status_code == 200
     assert (await counted())[1:] == (3, 0)
+
+
+async def test_a_return_moves_no_order_s_goods(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A return goes back up the channel: against an order it is refused (422
+    order_not_allowed). Before, the order's seller could draft one, and it shipped down to the
+    buyer past the order's quantity, with no channel agent set (a probe: 20 shipped of 10)."""
+    goods = await pack(client, login, app, demo, 1)
+    clerk, partner = await login("clerk"), await login("partner")
+    created = await client.post(
+        "/orders",
+        headers=partner,
+        json={
+            "erp_no": f"SO-RT-{goods['batch_no']}",
+            "from_org_id": demo["FACTORY-SZ"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": goods["product_id"], "quantity": 10}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    refused = await client.post(
+        "/documents", headers=clerk, json={"kind": "return", "order_id": created.json()["id"]}
+    )
+    assert_error(refused, 422, "order_not_allowed")

@@ -133,8 +133,9 @@ MOVEMENTS: dict[str, Movement] = {
             sender="org", receiver="counterparty",
             stock=(("org", "on_hand", -1), ("counterparty", "in_transit", 1)),
             unit_sets=SHIP_UNITS, case_sets=SHIP_CASES,
-            biz_step="shipping", disposition="returned",
-            order_column="shipped", default_counterparty="parent",
+            # no order's goods: a return goes back up the channel, and one against an order
+            # shipped down it with neither the order's limit nor its channel (a probe)
+            biz_step="shipping", disposition="returned", default_counterparty="parent",
         ),
         Movement(
             kind="exception", prefix="CK", direction="outbound",

@@ -71,7 +71,8 @@ class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     ``order_id``); exception: goods leaving without an order, needs approval (``reason``; an
     ``order_id`` on either is refused, 422 ``order_not_allowed``); inbound: receiving
     ``shipment_id`` (an outbound document) or the shipments of ``order_id``; return: back to
-    ``counterparty_id`` (default: who shipped the goods to us).
+    ``counterparty_id`` (default: who shipped the goods to us; no order: 422
+    ``order_not_allowed``).
     """
 
     kind: Literal["factory_inbound", "outbound", "exception", "inbound", "return"]
