@@ -19,6 +19,7 @@ from app.logistics import documents, movements
 from app.logistics.movements import MOVEMENTS, Movement
 from app.logistics.schemas import DocKind, DocumentIn
 from tests.helpers import assert_error
+from tests.rebates_support import store_goods
 from tests.test_logistics import confirm, document, pack
 
 Side = str  # "org" (the organisation doing it) or "counterparty"
@@ -374,3 +375,24 @@ async def test_a_return_moves_no_order_s_goods(
         "/documents", headers=clerk, json={"kind": "return", "order_id": created.json()["id"]}
     )
     assert_error(refused, 422, "order_not_allowed")
+
+
+async def test_a_unit_returned_damaged_is_never_sold_again_after_it_moves(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A unit a consumer brought back damaged goes up the channel by a return document; the
+    agent that receives it cannot sell it either (409 not_sellable), nor a store it is shipped
+    on to. Before, the receipt's disposition replaced "damaged" and the agent sold it (a stock
+    probe)."""
+    goods = await store_goods(client, login, app, demo)
+    store, agent = await login("store_clerk"), await login("agent_clerk")
+    unit = goods["units"][0]
+    assert (await client.post("/sales", headers=store, json={"codes": [unit]})).status_code == 201
+    back = await client.post("/returns", headers=store, json={"code": unit, "reason": "damaged"})
+    assert back.status_code == 200, back.text
+    upstream = await document(client, store, [unit], kind="return")
+    assert (await confirm(client, store, upstream)).status_code == 200
+    received = await document(client, agent, kind="inbound", shipment_id=upstream["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    sale = await client.post("/sales", headers=agent, json={"codes": [unit]})
+    assert_error(sale, 409, "not_sellable")

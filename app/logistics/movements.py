@@ -573,9 +573,12 @@ async def move_state(
     boxes = [c["sscc"] for c in plan.cases]
     # units and inner cases moved without their case (or pallet) leave it
     parent = "parent_sscc = CASE WHEN parent_sscc = ANY(%(boxes)s) THEN parent_sscc END"
+    # a unit a consumer brought back damaged or expired stays so through every later move, up
+    # the channel and back down (a stock probe: a receipt made it sellable again)
     await conn.execute(
-        f"""UPDATE unit_state SET {unit_sets}, disposition = %(disp)s, last_event_id = %(event)s,
-                updated_at = %(now)s, {parent}
+        f"""UPDATE unit_state SET {unit_sets}, last_event_id = %(event)s, updated_at = %(now)s,
+                disposition = CASE WHEN disposition IN ('damaged', 'expired') THEN disposition
+                                   ELSE %(disp)s END, {parent}
             WHERE code = ANY(%(codes)s)""",
         {**params, "codes": [u["code"] for u in plan.units], "boxes": boxes},
     )
