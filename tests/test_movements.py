@@ -18,7 +18,7 @@ import pytest
 from app.logistics import documents, movements
 from app.logistics.movements import MOVEMENTS, Movement
 from app.logistics.schemas import DocKind, DocumentIn
-from tests.helpers import assert_error
+from tests.helpers import assert_error, sales_order
 from tests.rebates_support import store_goods
 from tests.test_logistics import confirm, document, pack
 
@@ -396,3 +396,40 @@ async def test_a_unit_returned_damaged_is_never_sold_again_after_it_moves(
     assert (await confirm(client, agent, received)).status_code == 200
     sale = await client.post("/sales", headers=agent, json={"codes": [unit]})
     assert_error(sale, 409, "not_sellable")
+
+
+async def test_goods_shipped_again_are_received_under_their_new_shipment_only(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Ten units shipped against an order and received; three go back to the factory warehouse
+    and are shipped again by an outbound that names no order. Receiving the order again finds
+    nothing in transit under it (409 nothing_in_transit) and the order stays at 10 of 10; the
+    three are received under their new shipment. Before, the order took them again: received 13
+    of 10 (a stock probe)."""
+    goods = await pack(client, login, app, demo, 1)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    order = await sales_order(client, login, demo, goods["product_id"], 10)
+    first = await document(client, clerk, goods["units"], kind="outbound", order_id=order)
+    assert (await confirm(client, clerk, first)).status_code == 200
+    assert (await client.post(f"/orders/{order}/receive", headers=agent)).status_code == 200
+    back = await document(
+        client, agent, goods["units"][:3], kind="return", counterparty_id=demo["WH-SZ-01"]
+    )
+    assert (await confirm(client, agent, back)).status_code == 200
+    home = await document(client, clerk, kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, clerk, home)).status_code == 200
+    again = await document(
+        client, clerk, goods["units"][:3], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, again)).status_code == 200
+    assert_error(
+        await client.post(f"/orders/{order}/receive", headers=agent), 409, "nothing_in_transit"
+    )
+    old = await document(client, agent, kind="inbound", shipment_id=first["id"])
+    assert_error(await confirm(client, agent, old), 409, "nothing_in_transit")
+    new = await document(client, agent, kind="inbound", shipment_id=again["id"])
+    assert (await confirm(client, agent, new)).status_code == 200
+    shown = await client.get(f"/orders/{order}", headers=agent)
+    assert [(line["shipped"], line["received"]) for line in shown.json()["lines"]] == [(10, 10)]

@@ -180,6 +180,7 @@ class UnitRow(TypedDict):
     parent_sscc: int | None
     channel_org_id: int | None
     disposition: str | None
+    last_event_id: int | None
 
 
 class CaseRow(TypedDict):
@@ -235,15 +236,21 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     discrepancies: dict[str, Any] = {}
     rest = False  # receiving in one action: what is on its way here now
     if movement.sender == "in_transit":
-        shipped_units, shipped_cases = await _shipped_items(conn, doc)
+        shipped_units, shipped_cases, shipments = await _shipped_items(conn, doc)
         if not units and not cases:
             rest = True
-            units, cases = await _in_transit(conn, org, shipped_units, shipped_cases)
+            units, cases = await _in_transit(conn, org, shipped_units, shipped_cases, shipments)
     if not units and not cases and not rest:
         raise Unprocessable("scan codes into the document first", code="empty_document")
     unit_rows, case_rows = await expand(conn, units, cases)
     if rest:  # what another receipt took since the look, while this waited for the locks, stays
-        unit_rows = [u for u in unit_rows if u["transit_to"] == org and u["status"] == "active"]
+        unit_rows = [
+            u
+            for u in unit_rows
+            if u["transit_to"] == org
+            and u["status"] == "active"
+            and u["last_event_id"] in shipments
+        ]
         case_rows = [c for c in case_rows if c["transit_to"] == org]
         if not unit_rows:
             raise Conflict(
@@ -256,7 +263,9 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     if not unit_rows:  # its cases were emptied since they were scanned in
         raise Unprocessable("the document's cases hold no units now", code="empty_document")
     if movement.sender == "in_transit":
-        missing = await _check_shipment(conn, scheme, org, unit_rows, shipped_units, shipped_cases)
+        missing = await _check_shipment(
+            conn, scheme, org, unit_rows, (shipped_units, shipped_cases, shipments)
+        )
         if missing:
             discrepancies["missing"] = await _listed(conn, scheme, missing)
     else:
@@ -330,19 +339,29 @@ def _units_and_cases(rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
     ]
 
 
-async def _shipped_items(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """What the shipment(s) an inbound receives carried."""
-    if doc["shipment_id"] is not None:
-        return await items_of(conn, doc["shipment_id"])
-    rows = await (
-        await conn.execute(
-            """SELECT i.kind, i.code FROM documents s JOIN document_items i ON i.document_id = s.id
-               WHERE s.order_id = %s AND s.counterparty_id = %s AND s.status = 'confirmed'
-                 AND s.kind = ANY(%s)""",
+async def _shipped_items(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[int], set[int]]:
+    """What the shipment(s) an inbound receives carried, and their moves' events: goods are in
+    transit under a shipment while its event is their last (a stock probe: goods a shipment once
+    carried, returned and shipped again by another, were received under the first, and counted
+    on its order twice)."""
+    where, args = (
+        ("s.id = %s", (doc["shipment_id"],))
+        if doc["shipment_id"] is not None
+        else (
+            "s.order_id = %s AND s.counterparty_id = %s AND s.status = 'confirmed' "
+            "AND s.kind = ANY(%s)",
             (doc["order_id"], doc["org_id"], SHIPMENT_KINDS),
         )
+    )
+    rows = await (
+        await conn.execute(
+            "SELECT s.event_id, i.kind, i.code FROM documents s "
+            f"JOIN document_items i ON i.document_id = s.id WHERE {where}",
+            args,
+        )
     ).fetchall()
-    return _units_and_cases(rows)
+    units, cases = _units_and_cases(rows)
+    return units, cases, {r["event_id"] for r in rows if r["event_id"] is not None}
 
 
 async def on_its_way(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[int]]:
@@ -352,20 +371,25 @@ async def on_its_way(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[i
 
 
 async def _in_transit(
-    conn: Conn, org: int, units: list[int], cases: list[int]
+    conn: Conn, org: int, units: list[int], cases: list[int], shipments: set[int]
 ) -> tuple[list[int], list[int]]:
-    """Those of these units and cases that are in transit to ``org`` now (an earlier part of a
-    split shipment, or part of a shipment, may have been received already)."""
+    """Those of these units and cases that are in transit to ``org`` now under these shipments'
+    moves (an earlier part of a split shipment, or part of a shipment, may have been received
+    already; goods shipped again since, by another shipment, are that one's)."""
+    events = sorted(shipments)
     unit_rows = await (
         await conn.execute(
             """SELECT code FROM unit_state
-               WHERE code = ANY(%s) AND transit_to = %s AND status = 'active'""",
-            (units, org),
+               WHERE code = ANY(%s) AND transit_to = %s AND status = 'active'
+                 AND last_event_id = ANY(%s)""",
+            (units, org, events),
         )
     ).fetchall()
     case_rows = await (
         await conn.execute(
-            "SELECT sscc FROM case_state WHERE sscc = ANY(%s) AND transit_to = %s", (cases, org)
+            "SELECT sscc FROM case_state WHERE sscc = ANY(%s) AND transit_to = %s "
+            "AND last_event_id = ANY(%s)",
+            (cases, org, events),
         )
     ).fetchall()
     return [r["code"] for r in unit_rows], [r["sscc"] for r in case_rows]
@@ -404,7 +428,7 @@ async def expand(
     unit_rows = await (
         await conn.execute(
             """SELECT code, product_id, lot, status, holder_org_id, transit_to, parent_sscc,
-                      channel_org_id, disposition
+                      channel_org_id, disposition, last_event_id
                FROM unit_state WHERE code = ANY(%s) OR parent_sscc = ANY(%s)
                ORDER BY code FOR UPDATE""",
             (units, boxes),
@@ -425,24 +449,31 @@ async def _check_shipment(
     scheme: Scheme,
     org: int,
     unit_rows: list[UnitRow],
-    shipped_units: list[int],
-    shipped_cases: list[int],
+    shipped: tuple[list[int], list[int], set[int]],
 ) -> list[int]:
-    """Receiving: every unit is in transit to ``org`` and was shipped to it; the shipped units
-    still in transit but not received are returned (reported missing)."""
+    """Receiving: every unit is in transit to ``org`` and was shipped to it by these shipments
+    (``_shipped_items``: their units, cases and events); the shipped units still in transit
+    under them but not received are returned (reported missing)."""
+    shipped_units, shipped_cases, shipments = shipped
     bad = [u["code"] for u in unit_rows if u["transit_to"] != org or u["status"] != "active"]
     if bad:
         message = "codes not in transit to this organisation"
         raise await refuse(conn, scheme, "not_in_transit", message, bad)
     expected_rows, _ = await expand(conn, shipped_units, shipped_cases)
     expected = {u["code"] for u in expected_rows}
-    unexpected = [u["code"] for u in unit_rows if u["code"] not in expected]
+    unexpected = [
+        u["code"]
+        for u in unit_rows
+        if u["code"] not in expected or u["last_event_id"] not in shipments
+    ]
     if unexpected:
         message = "codes that this shipment did not carry"
         raise await refuse(conn, scheme, "not_in_shipment", message, unexpected)
     received = {u["code"] for u in unit_rows}
     return [
-        u["code"] for u in expected_rows if u["code"] not in received and u["transit_to"] == org
+        u["code"]
+        for u in expected_rows
+        if u["code"] not in received and u["transit_to"] == org and u["last_event_id"] in shipments
     ]
 
 
