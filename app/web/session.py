@@ -11,10 +11,11 @@ browsers and from sibling subdomains, which count as same-site), so every form p
 carries a token and is refused without it (403): the signed double-submit pattern. A random
 ``tc_csrf`` cookie (HttpOnly, Lax) is set with the first form; the form's hidden ``csrf`` field is
 HMAC-SHA256(``Settings.subkey("h5-csrf")``, that cookie). A cross-site page can neither read the
-cookie nor compute the HMAC without the key. A sibling subdomain can plant a cookie whose token it
-fetched itself (the server answers any cookie's token): what stops that post is the ``Origin``
-check — a post whose ``Origin`` names another host, or is opaque (``null``: a sandboxed frame,
-which a probe used to get past it), is refused; a browser's own form post names this host. The
+cookie nor compute the HMAC without the key. A post whose ``Origin`` names another host is
+refused; an opaque one (``null``) passes, as the pages' own form posts send it under their
+``no-referrer`` policy. So a sibling subdomain that can set cookies for this host could plant a
+cookie whose token it fetched itself (the server answers any cookie's token) and post from a
+sandboxed frame (a probe): serve the pages from a host with no untrusted sibling subdomains. The
 sign-in forms carry the token too (login CSRF would sign a victim into the attacker's membership
 and credit the victim's claims to it). GET pages change nothing.
 
@@ -120,7 +121,7 @@ def csrf(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, Cook
 def check_csrf(request: Request[Any, Any, Any], settings: Settings, posted: str) -> None:
     """403 ``csrf_failed`` unless the post carries this visitor's token and comes from here."""
     origin = request.headers.get("origin")
-    if origin and (origin == "null" or urlsplit(origin).netloc != request.headers.get("host")):
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
         raise Forbidden("this form was sent from another site", code="csrf_failed")
     current = request.cookies.get(CSRF_COOKIE) or ""
     expected = _form_token(settings, current) if len(current) >= 32 else ""

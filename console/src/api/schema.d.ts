@@ -5251,11 +5251,13 @@ export interface components {
         /** ReplayOut */
         ReplayOut: {
             delivery_ids: number[];
+            next_after_id?: number | null;
             next_from?: string | null;
             replayed: number;
         };
         /** ReplayRangeIn */
         ReplayRangeIn: {
+            after_id?: number | null;
             /** Format: date-time */
             from: string;
             /** @enum {null|string} */
