@@ -244,19 +244,7 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
         raise Unprocessable("scan codes into the document first", code="empty_document")
     unit_rows, case_rows = await expand(conn, units, cases)
     if rest:  # what another receipt took since the look, while this waited for the locks, stays
-        unit_rows = [
-            u
-            for u in unit_rows
-            if u["transit_to"] == org
-            and u["status"] == "active"
-            and u["last_event_id"] in shipments
-        ]
-        case_rows = [c for c in case_rows if c["transit_to"] == org]
-        if not unit_rows:
-            raise Conflict(
-                "nothing of this shipment or order is in transit to this organisation",
-                code="nothing_in_transit",
-            )
+        unit_rows, case_rows = _still_coming(org, unit_rows, case_rows, shipments)
     void = [u["code"] for u in unit_rows if u["status"] in VOID_STATES]
     if void:  # replaced, destroyed, or of a batch voided since they were scanned in
         raise await refuse(conn, scheme, "void", "codes that are void: goods no more", void)
@@ -337,6 +325,24 @@ def _units_and_cases(rows: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
     return [r["code"] for r in rows if r["kind"] == "u"], [
         r["code"] for r in rows if r["kind"] == "c"
     ]
+
+
+def _still_coming(
+    org: int, unit_rows: list[UnitRow], case_rows: list[CaseRow], shipments: set[int]
+) -> tuple[list[UnitRow], list[CaseRow]]:
+    """Of the goods a receipt that scanned nothing takes, those still in transit to ``org``
+    under its shipments once locked; 409 ``nothing_in_transit`` when none are."""
+    units = [
+        u
+        for u in unit_rows
+        if u["transit_to"] == org and u["status"] == "active" and u["last_event_id"] in shipments
+    ]
+    if not units:
+        raise Conflict(
+            "nothing of this shipment or order is in transit to this organisation",
+            code="nothing_in_transit",
+        )
+    return units, [c for c in case_rows if c["transit_to"] == org]
 
 
 async def _shipped_items(conn: Conn, doc: dict[str, Any]) -> tuple[list[int], list[int], set[int]]:
