@@ -41,6 +41,14 @@ def code_of(app: Any, serial: str) -> int:
     return int(batch_no << 32 | index)
 
 
+def pending_claim(app: Any, member_id: int, brand: int, serial: str) -> Pending[Any]:
+    """A verified claim of ``serial`` by the member, as a round receives it."""
+    client_id = f"t-{secrets.token_hex(4)}"
+    return Pending(
+        member_id, brand, None, code_of(app, serial), serial, client_id, datetime.now(UTC)
+    )
+
+
 async def test_freeze_and_sign_out_hold_for_the_next_claim(
     client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
 ) -> None:
@@ -139,15 +147,7 @@ async def test_a_unit_held_by_other_work_fails_only_its_own_claim(
     claimer.settings = msgspec.structs.replace(claimer.settings, db_round_timeout=0.5)
 
     def pending(serial: str) -> Pending[Any]:
-        return Pending(
-            member_id,
-            demo["BRAND-LUMI"],
-            None,
-            code_of(app, serial),
-            serial,
-            f"hd-{secrets.token_hex(4)}",
-            datetime.now(UTC),
-        )
+        return pending_claim(app, member_id, demo["BRAND-LUMI"], serial)
 
     group = [pending(held), pending(free)]
     try:
@@ -179,17 +179,7 @@ async def test_a_first_claim_in_flight_during_the_member_s_erasure_earns_nothing
     brand = demo["BRAND-LUMI"]
     member_id, _, _ = await new_member(app, brand)
     serial = goods["units"][26]
-    group = [
-        Pending(
-            member_id,
-            brand,
-            None,
-            code_of(app, serial),
-            serial,
-            f"er-{secrets.token_hex(4)}",
-            datetime.now(UTC),
-        )
-    ]
+    group = [pending_claim(app, member_id, brand, serial)]
     url = app.state.pool.conninfo
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row
@@ -224,17 +214,7 @@ async def test_a_credit_waits_for_an_erasure_that_has_only_taken_its_member(
     brand = demo["BRAND-LUMI"]
     member_id, _, _ = await new_member(app, brand)
     serial = goods["units"][28]
-    group = [
-        Pending(
-            member_id,
-            brand,
-            None,
-            code_of(app, serial),
-            serial,
-            f"eh-{secrets.token_hex(4)}",
-            datetime.now(UTC),
-        )
-    ]
+    group = [pending_claim(app, member_id, brand, serial)]
     url = app.state.pool.conninfo
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row

@@ -627,6 +627,19 @@ async def test_the_callbacks_document_their_refusals(client: Any) -> None:
         assert error == {"$ref": "#/components/schemas/Error"}
 
 
+async def _sent(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any, n: int
+) -> tuple[list[int], dict[int, dict[str, Any]]]:
+    """``n`` notices queued and sent through the local gateway: their ids and rows."""
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(n)])
+    config = gateway.settings(settings)
+    gw = gateway_from_settings(config)
+    try:
+        return ids, await _drain_until_sent(aconn, gw, config, ids)
+    finally:
+        await gw.aclose()
+
+
 async def test_delivery_reports_update_sent_rows_once(
     client: Any,
     app: Any,
@@ -636,13 +649,7 @@ async def test_delivery_reports_update_sent_rows_once(
     aconn: Any,
     callback_secret: None,
 ) -> None:
-    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone(), phone()])
-    config = gateway.settings(settings)
-    gw = gateway_from_settings(config)
-    try:
-        rows = await _drain_until_sent(aconn, gw, config, ids)
-    finally:
-        await gw.aclose()
+    ids, rows = await _sent(app, demo, settings, gateway, aconn, 2)
     first, second = (rows[i]["provider_message_id"] for i in ids)
     body = msgspec.json.encode(
         {
@@ -678,13 +685,7 @@ async def test_delivery_reports_are_checked_like_any_body(
     """Signed by the gateway or not, a report is checked at the edge: a control character is 400
     invalid_character and changes nothing (a probe stored an ESC); a time no message can have —
     the year 10000, which no client could read back — is the time the report came."""
-    [sent] = await _enqueue(app, demo["BRAND-LUMI"], [phone()])
-    config = gateway.settings(settings)
-    gw = gateway_from_settings(config)
-    try:
-        rows = await _drain_until_sent(aconn, gw, config, [sent])
-    finally:
-        await gw.aclose()
+    [sent], rows = await _sent(app, demo, settings, gateway, aconn, 1)
     mid = rows[sent]["provider_message_id"]
     escaped = (
         b'{"reports": [{"message_id": "%s", "status": "undelivered", "error": "E\\u001b[31m"}]}'
