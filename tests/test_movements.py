@@ -359,20 +359,9 @@ async def test_a_return_moves_no_order_s_goods(
     order_not_allowed). Before, the order's seller could draft one, and it shipped down to the
     buyer past the order's quantity, with no channel agent set (a probe: 20 shipped of 10)."""
     goods = await pack(client, login, app, demo, 1)
-    clerk, partner = await login("clerk"), await login("partner")
-    created = await client.post(
-        "/orders",
-        headers=partner,
-        json={
-            "erp_no": f"SO-RT-{goods['batch_no']}",
-            "from_org_id": demo["FACTORY-SZ"],
-            "to_org_id": demo["AGENT-ZJ"],
-            "lines": [{"product_id": goods["product_id"], "quantity": 10}],
-        },
-    )
-    assert created.status_code == 201, created.text
+    order = await sales_order(client, login, demo, goods["product_id"], 10)
     refused = await client.post(
-        "/documents", headers=clerk, json={"kind": "return", "order_id": created.json()["id"]}
+        "/documents", headers=await login("clerk"), json={"kind": "return", "order_id": order}
     )
     assert_error(refused, 422, "order_not_allowed")
 
