@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
+from app.epcis.identifiers import canonical, place_key
 from tests.field_support import other_brand_admin
 from tests.helpers import activate, epcis_conformance, issue_cases, issue_units
 from tests.servers import worker_process
@@ -181,6 +182,13 @@ async def test_hostile_and_wrong_requests(client: Any, login: Any) -> None:
         {"EQ_bizLocation": "urn:tracecode:org:\x07"},
         {"MATCH_anyEPC": "|".join(f"urn:x:{i}" for i in range(1001))},
         {"EQ_readPoint": "urn:x:" + "a" * 3000},
+        # probes: forms past xsd:dateTime, and patterns not served, answered as if they matched
+        {"GE_eventTime": "20261201T080000+0800"},
+        {"GE_eventTime": "2026-12-01T08:00+08:00"},
+        {"LT_recordTime": "2026-12-01T08:00:00.5\u0663Z"},
+        {"MATCH_epc": "urn:epc:idpat:sgtin:0614141.*.*"},
+        {"MATCH_anyEPC": "urn:epc:idpat:sscc:0614141.*"},
+        {"MATCH_parentID": "urn:epc:idpat:sgln:0614141.00777.*"},
     ):
         response = await client.get("/epcis/events", headers=partner, params=params)
         assert response.status_code == 400, (params, response.text)
@@ -675,3 +683,74 @@ async def test_an_sgtin_matches_a_unit_only_under_its_product_s_gtin(
     assert one.status_code == 200, one.text
     assert one.json()["@context"] == CONTEXT or CONTEXT in one.json()["@context"]
     assert one.json()["eventID"] == mine[0]["eventID"]
+
+
+async def test_places_in_either_spelling_class_patterns_and_scalar_parameters(
+    client: Any, login: Any
+) -> None:
+    """Probes: EQ_readPoint / EQ_bizLocation compared the text as sent, so an SGLN URN did not
+    find its Digital Link; a GRAI class pattern matched nothing (its serial follows the key,
+    not ``/21/``); a repeated scalar parameter was taken silently (the last one won); a time
+    finer than a microsecond was cut, so GE_ took an event before it."""
+    partner = await login("partner")
+    tag = f"P{next(_ids)}x{id(client) % 10000}"
+    urn = f"urn:epc:id:sgln:0614141.00888.{tag}"
+    link = canonical(urn)
+    assert link.startswith("https://id.gs1.org/414/")
+    asset = f"urn:epc:id:grai:0614141.12345.{tag}"
+    events = [
+        _object(
+            "OBSERVE",
+            [asset],
+            eventTime="2026-11-29T10:00:00.000000+08:00",
+            readPoint={"id": urn},
+            bizLocation={"id": link},
+        )
+    ]
+    await captured(client, partner, document(events))
+    for params in (
+        {"EQ_readPoint": link},
+        {"EQ_readPoint": urn},
+        {"EQ_bizLocation": urn},
+        {"EQ_bizLocation": "HTTPS://ID.GS1.ORG" + link.removeprefix("https://id.gs1.org")},
+        {"MATCH_epc": "urn:epc:idpat:grai:0614141.12345.*", "EQ_readPoint": urn},
+        {"EQ_readPoint": urn, "GE_eventTime": "2026-11-29T09:59:59.9999995+08:00"},
+        {"EQ_readPoint": urn, "LT_eventTime": "2026-11-29T10:00:00.0000005+08:00"},
+    ):
+        found = event_list(await query(client, partner, **params))
+        assert [e["epcList"] for e in found] == [[asset]], params
+    for params in (
+        {"EQ_readPoint": urn, "GE_eventTime": "2026-11-29T10:00:00.0000005+08:00"},
+        {"EQ_readPoint": urn, "LT_eventTime": "2026-11-29T10:00:00+08:00"},
+        {"MATCH_epc": "urn:epc:idpat:grai:0614141.12346.*", "EQ_readPoint": urn},
+    ):
+        assert event_list(await query(client, partner, **params)) == [], params
+    for repeated in ("perPage", "GE_eventTime", "nextPageToken"):
+        value = {"perPage": "5", "GE_eventTime": "2026-11-29T10:00:00Z"}.get(repeated, "x")
+        response = await client.get(
+            "/epcis/events", headers=partner, params=[(repeated, value), (repeated, value)]
+        )
+        assert response.status_code == 400, (repeated, response.text)
+        assert response.json()["type"] == "epcisException:QueryParameterException"
+
+
+async def test_the_place_migration_writes_what_capture_stores(conn: Any) -> None:
+    """0066 brings stored SGLN URNs to the form ``place_key`` stores now: the same text for
+    every shape it converts, and the value itself for the ones it leaves."""
+    sql = Path(__file__).parent.parent / "app" / "migrations" / "0066_epcis_place_keys.sql"
+    create = sql.read_text().split("UPDATE")[0]
+    await conn.execute(create)
+    values = [
+        "urn:epc:id:sgln:0614141.00777.0",
+        "urn:epc:id:sgln:0614141.12345.400",
+        "urn:epc:id:sgln:4012345.00001.ab9",
+        "urn:epc:id:sgln:061414.123456.0",
+        "urn:epc:id:sgln:951234567890..X1",
+        "urn:epc:id:sgln:0614141.12345.a%2Fb",  # an escape: left as it was (still matched)
+        "urn:tracecode:line:L1",
+        "geo:22.5,114.0",
+    ]
+    for value in values:
+        cur = await conn.execute("SELECT pg_temp.sgln_key(%s) AS key", [value])
+        expected = place_key(value) if "%" not in value else value
+        assert (await cur.fetchone())["key"] == expected, value

@@ -89,8 +89,15 @@ async def test_captured_rows_hold_every_column(client: Any, login: Any, conn: An
     )
     assert first["event_time"] == datetime(2026, 3, 1, 0, 0, 1, 250000, tzinfo=UTC)
     assert first["record_time"] == second["record_time"]
-    assert (first["read_point"], first["biz_location"]) == (observe["readPoint"]["id"], None)
-    assert (second["read_point"], second["biz_location"]) == (None, pack["bizLocation"]["id"])
+    # places are stored canonical: an SGLN URN as its Digital Link (``place_key``)
+    assert (first["read_point"], first["biz_location"]) == (
+        "https://id.gs1.org/414/4012345000016",
+        None,
+    )
+    assert (second["read_point"], second["biz_location"]) == (
+        None,
+        "https://id.gs1.org/414/4012345000023",
+    )
     assert first["biz_transactions"] == [f"desadv urn:x:desadv:{tag}", f" urn:x:free:{tag}"]
     assert second["biz_transactions"] is None
     assert first["context"] == prefixes and second["context"] == prefixes

@@ -47,7 +47,7 @@ from app.db import Conn
 from app.deadletters import POISON, reason_of
 from app.epcis.document import CapturedEvent, DocumentError, gc_paused, parse_document
 from app.epcis.hashing import event_hash
-from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, sscc
+from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, place_key, sscc
 from app.epcis.query import QR_URL
 from app.errors import AppError, NotFound
 from app.locks import Lock, xact_lock
@@ -606,8 +606,8 @@ async def _write(
             rows.append(
                 f"{row_id}{head}{_text(event_id)}\t{_text(e.event_type)}\t"
                 f"{_nullable(e.action)}\t{_nullable(e.biz_step)}\t{_nullable(e.disposition)}\t"
-                f"{e.event_time.isoformat()}{now}{_nullable(e.read_point)}\t"
-                f"{_nullable(e.biz_location)}\t{_text_array(e.biz_transactions)}\t"
+                f"{e.event_time.isoformat()}{now}{_nullable(place_key(e.read_point))}\t"
+                f"{_nullable(place_key(e.biz_location))}\t{_text_array(e.biz_transactions)}\t"
                 f"{'t' if event_id in applied else 'f'}\t"
                 f"{'t' if 'errorDeclaration' in e.raw else 'f'}\t{context}\t"
                 f"\\\\x{encode(e.raw).hex()}\n"

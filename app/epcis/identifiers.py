@@ -604,6 +604,52 @@ def _slow(uri: str, check_digits: bool) -> str:
     return uri
 
 
+def place_key(uri: str | None) -> str | None:
+    """The stored and compared form of a readPoint or bizLocation id: canonical when it is a
+    GS1 key (``urn:epc:id:sgln:0614141.00777.0`` and ``https://id.gs1.org/414/0614141007772``
+    are one place — a probe: EQ_readPoint in the other spelling found nothing), else as sent."""
+    if uri is None:
+        return None
+    try:
+        return canonical(uri)
+    except IdentifierError:
+        return uri
+
+
+# What follows a class pattern's canonical form in each identifier of the class: the serial's
+# qualifier, or nothing where the serial is appended to the key (GRAI, GDTI, SGCN).
+_PATTERN_TAILS = {
+    "sgtin": "/21/",
+    "itip": "/21/",
+    "upui": "/235/",
+    "cpi": "/8011/",
+    "grai": "",
+    "gdti": "",
+    "sgcn": "",
+}
+
+
+def class_prefix(pattern: str) -> str:
+    """The canonical prefix of every identifier of an EPC class pattern:
+    ``urn:epc:idpat:sgtin:0614141.107346.*`` → ``https://id.gs1.org/01/10614141073467/21/``.
+    Raises ``IdentifierError`` for a malformed pattern and for the shapes not served: a
+    wildcard before the last field (``urn:epc:idpat:sgtin:0614141.*.*``), and schemes whose
+    keys have no class (SSCC, SGLN, …) — a probe: they answered no events instead of an
+    error."""
+    match = _URN.fullmatch(_folded(pattern))
+    if match is None or match.group(1) != "idpat":
+        raise _fail(pattern, "not an EPC class pattern (urn:epc:idpat:…)")
+    path = canonical(pattern)
+    tail = _PATTERN_TAILS.get(match.group(2))
+    if tail is None or not path.startswith(CANONICAL_ORIGIN):
+        raise _fail(
+            pattern,
+            "only the patterns of one item or asset type, every serial (the last field *), "
+            f"of {', '.join(sorted(_PATTERN_TAILS))}",
+        )
+    return path + tail
+
+
 def gtin_serial(canonical_uri: str) -> tuple[str, str] | None:
     """(GTIN-14, decoded serial) of an SGTIN's canonical Digital Link URI, else None."""
     match = _CANONICAL_SGTIN.fullmatch(canonical_uri)

@@ -17,7 +17,8 @@ Identifiers: Tracecode's units are served as canonical GS1 Digital Link URIs
 carries), cases as ``https://id.gs1.org/00/{sscc}``; organisations as
 ``urn:tracecode:org:{erp code}``, lines as ``urn:tracecode:line:{code}``. ``MATCH_*`` accept EPC
 URNs and Digital Link URIs alike (and class patterns ``urn:epc:idpat:sgtin:….*`` for captured
-events). Several values of one parameter are separated by ``|`` or given as repeated parameters.
+events). Several values of one parameter are separated by ``|`` or given as repeated parameters;
+the times, ``perPage`` and ``nextPageToken`` are given once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from app.codes.batches import serials_of
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
-from app.epcis.identifiers import IdentifierError, canonical, gtin_serial, sscc
+from app.epcis.identifiers import IdentifierError, canonical, class_prefix, gtin_serial, sscc
 from app.errors import SerialError
 from app.textguard import has_control
 
@@ -63,6 +64,7 @@ _LISTS = {
     "MATCH_anyEPC",
 }
 _TIMES = {"GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime"}
+_SCALARS = _TIMES | {"perPage", "nextPageToken"}
 _CBV_URI = re.compile(
     r"^(?:https://ref\.gs1\.org/cbv/(?:BizStep|Disp|BTT)-|urn:epcglobal:cbv:(?:bizstep|disp|btt):"
     r"|cbv:(?:BizStep|Disp|BTT)-|urn:tracecode:bizstep:)"
@@ -119,11 +121,16 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
     q = Query()
     if len(params) > MAX_VALUES or sum(v.count("|") + 1 for _, v in params) > MAX_VALUES:
         raise QueryError(f"at most {MAX_VALUES} values in one query")
+    scalars: set[str] = set()
     for name, value in params:
         if len(value) > MAX_VALUE or has_control(value) or has_control(name):
             raise QueryError(
                 f"{name[:60]!r}: a value of at most {MAX_VALUE} characters, no control characters"
             )
+        if name in _SCALARS:
+            if name in scalars:  # a probe: the last one won, silently
+                raise QueryError(f"{name} may be given once")
+            scalars.add(name)
         if name in _LISTS:
             q.lists.setdefault(name, []).extend(v for v in value.split("|") if v)
         elif name in _TIMES:
@@ -152,16 +159,35 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
     return q
 
 
+# xsd:dateTime with a time zone, as the standard's query parameters take it
+_DATE_TIME = re.compile(
+    r"(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)", re.ASCII
+)
+
+
 def _time(name: str, value: str) -> datetime:
+    """An xsd:dateTime with a time zone (a probe: forms such as ``20261201T0800+0800`` passed).
+    Stored times are whole microseconds, so a finer time is rounded up to the next one: an
+    event at or after (or before) it is one at or after (or before) the rounded time."""
+    match = _DATE_TIME.fullmatch(value)
+    if match is None:
+        raise QueryError(
+            f"{name} must be a date-time with a time zone, as 2026-12-01T08:00:00.000+08:00"
+        )
+    whole, fraction, zone = match.groups()
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(whole.upper() + ("+00:00" if zone in "Zz" else zone))
     except ValueError:
-        raise QueryError(f"{name} must be a date-time with a time zone") from None
+        raise QueryError(f"{name}: {value!r} is not a date and time") from None
     offset = moment.utcoffset()
-    if offset is None:
-        raise QueryError(f"{name} must be a date-time with a time zone")
-    if abs(offset) > timedelta(hours=14):
+    if offset is None or abs(offset) > timedelta(hours=14):
         raise QueryError(f"{name}: a time zone is -14:00 to +14:00")
+    if fraction:
+        micro = int(fraction[:6].ljust(6, "0")) + (fraction[6:].strip("0") != "")
+        try:
+            moment += timedelta(microseconds=micro)
+        except OverflowError:
+            raise QueryError(f"{name}: {value!r} is out of range") from None
     return moment
 
 
@@ -236,13 +262,16 @@ def match_of(values: list[str], scheme: Scheme) -> Match:
         if qr:
             _add_unit(m, scheme, qr.group(1))
             continue
+        if value[:14].lower() == "urn:epc:idpat:":
+            try:
+                m.prefixes.append(class_prefix(value))
+            except IdentifierError as exc:
+                raise QueryError(str(exc)) from None
+            continue
         try:
             uri = canonical(value)
         except IdentifierError as exc:
             raise QueryError(f"not an EPC URN or Digital Link URI: {value!r} ({exc})") from None
-        if value.startswith("urn:epc:idpat:") or value.endswith(".*"):
-            m.prefixes.append(uri.split("/21/")[0].rstrip("/") + "/21/")
-            continue
         m.epcs.append(uri)
         unit = gtin_serial(uri)
         if unit is not None:

@@ -29,6 +29,7 @@ from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
+from app.epcis.identifiers import place_key
 from app.epcis.query import (
     CONTEXT,
     MAX_EXTRAS,
@@ -54,6 +55,7 @@ _OWN_COLUMNS = (
 # Stored bodies of captured events on one page: events are up to 1 MiB each
 # (app.epcis.document.MAX_EVENT_BYTES), so a full page could otherwise be a gigabyte.
 PAGE_BYTES = 16 * 1024 * 1024
+_PLACES = {"ce.read_point", "ce.biz_location"}
 _ROLES = {"MATCH_epc": ["e"], "MATCH_parentID": ["p"], "MATCH_anyEPC": ["e", "p", "x"]}
 
 
@@ -310,6 +312,8 @@ async def _captured_rows(
     for name, column in plain.items():
         if name in q.lists:
             args[name] = q.lists[name]
+            if column in _PLACES:  # stored by place_key; rows of before 0066 as sent
+                args[name] = list(dict.fromkeys([*args[name], *map(place_key, args[name])]))
             conds.append(f"{column} = ANY(%({name})s)")
     _times(q, "ce", conds, args)
     if q.event_id is not None:
