@@ -415,3 +415,35 @@ async def test_a_redemption_and_the_erasure_of_its_member_at_once_never_deadlock
         refused += [a.json()["error"]["code"] for a in answers if a.status_code == 409]
         assert answers[2].status_code == 204, answers[2].text
     assert "retry" not in refused, refused
+
+
+async def test_a_balance_past_a_32_bit_entry_is_forfeited_whole(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the forfeiting entry of a balance over 2,147,483,647 points overflowed the
+    ledger's integer column, so the member could never be erased (400 on every try)."""
+    from app.members import points
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with app.state.pool.connection() as conn:  # ~2,200 adjustments' worth, made quicker
+        for _ in range(2):
+            await points.post_entry(
+                conn,
+                member_id=member_id,
+                brand_id=demo["BRAND-LUMI"],
+                kind="adjustment",
+                points=1_100_000_000,
+                reason="test",
+            )
+    async with member_client(app) as member:
+        gone = await member.delete("/members/me", headers=headers)
+    assert gone.status_code == 204, gone.text
+    row = await _one(
+        app,
+        """SELECT (SELECT balance FROM point_balances WHERE member_id = %s) AS balance,
+                  (SELECT points FROM points_ledger WHERE member_id = %s AND kind = 'expiry')
+                  AS forfeited""",
+        member_id,
+        member_id,
+    )
+    assert (row["balance"], row["forfeited"]) == (0, -2_200_000_000)

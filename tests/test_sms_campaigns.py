@@ -19,6 +19,17 @@ def phone() -> str:
     return "137" + "".join(secrets.choice("0123456789") for _ in range(8))
 
 
+async def _province_of_this_test(app: Any, brand: int, province: str) -> str:
+    """A real province (a campaign refuses unknown ones) emptied of the brand's members of
+    earlier tests in this database, so that the test's audience is its own members only."""
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE members SET province = NULL WHERE brand_id = %s AND province = %s",
+            (brand, province),
+        )
+    return province
+
+
 async def _template(client: Any, headers: dict[str, str]) -> int:
     name = f"promo_{secrets.token_hex(3)}"
     made = await client.post(
@@ -85,7 +96,7 @@ async def test_a_member_campaign_reaches_its_filtered_audience_once_skipping_opt
     marketer = await login("marketer")
     template_id = await _template(client, marketer)
     brand = demo["BRAND-LUMI"]
-    province = f"测试省{secrets.token_hex(2)}"  # a province of this test only
+    province = await _province_of_this_test(app, brand, "西藏自治区")
     zj = [phone() for _ in range(3)]
     async with app.state.pool.connection() as conn:
         for i, p in enumerate(zj):
@@ -160,7 +171,7 @@ async def test_campaign_messages_leave_at_the_configured_rate(
 ) -> None:
     marketer = await login("marketer")
     template_id = await _template(client, marketer)
-    province = f"速率省{secrets.token_hex(2)}"
+    province = await _province_of_this_test(app, demo["BRAND-LUMI"], "青海省")
     async with app.state.pool.connection() as conn:
         for _ in range(5):
             await conn.execute(
@@ -247,7 +258,7 @@ async def test_campaigns_sent_at_once_still_reach_a_phone_once_per_interval(
 
     marketer = await login("marketer")
     template_id = await _template(client, marketer)
-    province = f"并发省{secrets.token_hex(2)}"
+    province = await _province_of_this_test(app, demo["BRAND-LUMI"], "宁夏回族自治区")
     phones = [phone() for _ in range(4)]
     async with app.state.pool.connection() as conn:
         for p in phones:
@@ -284,7 +295,7 @@ async def test_last_claim_days_are_beijing_days(
     marketer = await login("marketer")
     template_id = await _template(client, marketer)
     brand = demo["BRAND-LUMI"]
-    province = f"测试省{secrets.token_hex(2)}"
+    province = await _province_of_this_test(app, brand, "澳门特别行政区")
     async with app.state.pool.connection() as conn:
         product = await (
             await conn.execute("SELECT id FROM products WHERE org_id = %s LIMIT 1", (brand,))
@@ -397,3 +408,37 @@ async def test_a_campaign_s_client_id_is_its_organisation_s_own(
     assert_error(
         await client.post("/sms/campaigns", headers=gd, json=other), 409, "client_id_reused"
     )
+
+
+async def test_a_campaign_names_provinces_as_the_member_list_does(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``Zhejiang`` (which the member list and the profile take for 浙江省) reached no
+    member, and a misspelt province a campaign of no one, without a word."""
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    brand = demo["BRAND-LUMI"]
+    province = await _province_of_this_test(app, brand, "甘肃省")
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s)",
+            (brand, phone(), province),
+        )
+    body = {
+        "template_id": template_id,
+        "audience": "members",
+        "variables": {"season": "春季", "discount": "8"},
+        "dry_run": True,
+    }
+    for name in ("甘肃省", "Gansu", " GANSU "):
+        dry = await client.post(
+            "/sms/campaigns", headers=marketer, json={**body, "filter": {"provinces": [name]}}
+        )
+        assert dry.status_code == 201, dry.text
+        assert dry.json()["recipients"] == 1, name
+    for name in ("甘肃", "Gansu Province"):
+        refused = await client.post(
+            "/sms/campaigns", headers=marketer, json={**body, "filter": {"provinces": [name]}}
+        )
+        assert_error(refused, 400, "validation_failed")
+        assert refused.json()["error"]["details"][0]["field"] == "filter.provinces[0]"

@@ -32,11 +32,19 @@ from app.auth.principal import Principal
 from app.auth.service import org_status
 from app.config import Settings
 from app.db import Conn, changes_of, update_row
-from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from app.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unprocessable,
+    ValidationFailed,
+)
 from app.localtime import REPORT_TZ
 from app.locks import Lock
 from app.members.mask import mask_phone, shown_phone
-from app.members.profile import AGE_BAND_SQL
+from app.members.profile import AGE_BAND_SQL, PROVINCES
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms.schemas import (
@@ -316,6 +324,29 @@ async def delete_template(conn: Conn, actor: Principal, template_id: int) -> Non
 # -- campaigns --------------------------------------------------------------------------------
 
 
+def _member_provinces(names: list[str]) -> list[str]:
+    """Members' provinces as stored (``app.members.profile``: the full Chinese name), named as
+    the member list takes them — ``浙江省`` or ``Zhejiang``; an unknown one is refused,
+    as there (a probe: ``Zhejiang`` reached no one, without a word)."""
+    found = []
+    for i, name in enumerate(names):
+        province = PROVINCES.get(name.strip().casefold())
+        if province is None:
+            raise ValidationFailed(
+                f"invalid request (filter.provinces): {name[:40]!r} is not a province-level "
+                "division of China",
+                details=[
+                    {
+                        "field": f"filter.provinces[{i}]",
+                        "message": "unknown province",
+                        "source": "body",
+                    }
+                ],
+            )
+        found.append(province)
+    return found
+
+
 def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, dict[str, Any]]:
     """``SELECT phone, member_id`` of the campaign's audience (distinct phones)."""
     f = data.filter
@@ -327,7 +358,7 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
         where += ["m.brand_id = %(brand)s", "m.status = 'active'"]
         if f.provinces:
             where.append("m.province = ANY(%(provinces)s)")
-            params["provinces"] = f.provinces
+            params["provinces"] = _member_provinces(f.provinces)
         if f.age_bands:
             where.append(f"({AGE_BAND_SQL.format(m='m')}) = ANY(%(bands)s)")
             params["bands"] = list(f.age_bands)
@@ -361,9 +392,10 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
         "u.status = 'active'",
         "u.phone ~ '^[0-9]{6,15}$'",
     ]
-    if f.provinces:
+    if f.provinces:  # organisations' names are as entered: as given, and as members' are
         where.append("o.province_name = ANY(%(provinces)s)")
-        params["provinces"] = f.provinces
+        known = [PROVINCES.get(name.strip().casefold()) for name in f.provinces]
+        params["provinces"] = list(dict.fromkeys([*f.provinces, *filter(None, known)]))
     sql = (
         "SELECT DISTINCT ON (u.phone) u.phone, NULL::bigint AS member_id "
         f"FROM users u JOIN orgs o ON o.id = u.org_id WHERE {' AND '.join(where)}"
