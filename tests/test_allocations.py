@@ -405,3 +405,51 @@ async def test_an_export_and_an_allocation_of_one_batch_at_once_never_both_succe
         assert statuses in ((201, 409), (409, 201)), (exported.text, allocated.text)
         loser = allocated if statuses == (201, 409) else exported
         assert_error(loser, 409, "batch_exported" if statuses == (201, 409) else "batch_allocated")
+
+
+async def test_retired_and_void_batches_give_out_no_codes(
+    client: httpx.AsyncClient, login: Any, demo: Any, conn: Any
+) -> None:
+    """Probes: a batch of a retired key version was allocated (its range counted as given out)
+    and the stream then broke after its 201; a pool took from it. A void batch's codes and PINs
+    were served again by a re-fetch and by a retry of the same client id."""
+    planner = await login("planner")
+    retired, _ = await issue_units(client, login, demo, 10)
+    live, _ = await issue_units(client, login, demo, 10)
+    pool = await client.post(
+        "/pools", headers=planner, json={"name": f"rot-{retired}", "batches": [retired, live]}
+    )
+    assert pool.status_code == 201, pool.text
+    await conn.execute("UPDATE code_batches SET key_version = 7 WHERE batch_no = %s", (retired,))
+    await conn.commit()
+    assert_error(
+        await _allocate(client, planner, batch_no=retired, count=3), 422, "key_version_retired"
+    )
+    shown = await client.get(f"/pools/{pool.json()['id']}", headers=planner)
+    assert shown.json()["remaining"] == 10  # the live batch's only
+    rolled = await _allocate(client, planner, pool_id=pool.json()["id"], count=4)
+    assert _codes(rolled) == [(live, i) for i in range(4)]
+    taken = await conn.execute(
+        "SELECT batch_no, allocated FROM code_batches WHERE batch_no = ANY(%s) ORDER BY batch_no",
+        ([retired, live],),
+    )
+    assert [(r["batch_no"], r["allocated"]) for r in await taken.fetchall()] == [
+        (retired, 0),
+        (live, 4),
+    ]
+    assert_error(
+        await client.post(
+            "/pools", headers=planner, json={"name": f"r2-{retired}", "batches": [retired]}
+        ),
+        422,
+        "key_version_retired",
+    )
+
+    body = {"batch_no": live, "count": 2, "client_id": f"run-{live}"}
+    given = await _allocate(client, planner, **body)
+    assert given.status_code == 201, given.text
+    voided = await client.post(f"/batches/{live}/void", headers=planner, json={"reason": "recall"})
+    assert voided.status_code == 200, voided.text
+    again = await client.get(f"{given.headers['location']}/codes", headers=planner)
+    assert_error(again, 422, "batch_void")
+    assert_error(await _allocate(client, planner, **body), 422, "batch_void")

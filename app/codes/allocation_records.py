@@ -24,7 +24,7 @@ from app.auth.principal import Principal
 from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationOut
 from app.codes.scheme import Scheme
 from app.db import Conn
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, Unprocessable
 from app.localtime import aware
 from app.paging import Page, check_period, fetch_page
 
@@ -177,16 +177,28 @@ async def list_allocations(
 async def again(conn: Conn, scheme: Scheme, out: AllocationOut) -> Allocated:
     """What streams ``out``'s codes once more: its ranges, and for a file the stored wrap and
     the derived data key (409 ``refetch_unavailable`` for a file made before keys were kept)."""
-    takes = [
-        Take(r["batch_no"], r["first_index"], r["last_index"] + 1, r["key_version"])
-        for r in await (
-            await conn.execute(
-                "SELECT r.batch_no, r.first_index, r.last_index, b.key_version "
-                "FROM code_allocation_ranges r JOIN code_batches b ON b.batch_no = r.batch_no "
-                "WHERE r.allocation_id = %s ORDER BY r.position",
-                (uuid.UUID(out.id),),
+    ranges = await (
+        await conn.execute(
+            "SELECT r.batch_no, r.first_index, r.last_index, b.key_version, b.state "
+            "FROM code_allocation_ranges r JOIN code_batches b ON b.batch_no = r.batch_no "
+            "WHERE r.allocation_id = %s ORDER BY r.position",
+            (uuid.UUID(out.id),),
+        )
+    ).fetchall()
+    for r in ranges:  # a probe: a void batch's codes and PINs were handed out again
+        if r["state"] == "void":
+            raise Unprocessable(
+                f"batch {r['batch_no']} is void: its labels are to be destroyed, not printed",
+                code="batch_void",
             )
-        ).fetchall()
+        if r["key_version"] not in scheme.versions:
+            raise Unprocessable(
+                f"batch {r['batch_no']}'s key version {r['key_version']} is retired "
+                "(TRACECODE_KEY_VERSIONS): its codes are no longer made",
+                code="key_version_retired",
+            )
+    takes = [
+        Take(r["batch_no"], r["first_index"], r["last_index"] + 1, r["key_version"]) for r in ranges
     ]
     if out.format != "file":
         return Allocated(out, takes, None, None)

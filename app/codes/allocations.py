@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -65,8 +66,13 @@ _BATCH_COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.size, b.allocated, b
          AND u.code < (b.batch_no::bigint << 32) + b.size) AS in_use"""
 
 
-def _left(row: dict[str, Any]) -> int:
+def _left(row: dict[str, Any], versions: Sequence[int]) -> int:
+    """Codes left to give out: none once void, printed from an export, active another way, or
+    made under a retired key version (its codes are no longer made: a probe — they were given
+    out, then the stream broke on them after its 201)."""
     if row["state"] == "void" or row["exported"] or row["in_use"]:
+        return 0
+    if row["key_version"] not in versions:
         return 0
     return int(row["size"] - row["allocated"])
 
@@ -74,7 +80,7 @@ def _left(row: dict[str, Any]) -> int:
 # Pools -------------------------------------------------------------------------------------
 
 
-async def _pool_out(conn: Conn, row: dict[str, Any]) -> PoolOut:
+async def _pool_out(conn: Conn, row: dict[str, Any], versions: Sequence[int]) -> PoolOut:
     batches = await (
         await conn.execute(
             f"SELECT {_BATCH_COLUMNS} FROM code_pool_batches pb "
@@ -88,7 +94,7 @@ async def _pool_out(conn: Conn, row: dict[str, Any]) -> PoolOut:
             batch_no=b["batch_no"],
             size=b["size"],
             allocated=b["allocated"],
-            remaining=_left(b),
+            remaining=_left(b, versions),
             state=b["state"],
         )
         for b in batches
@@ -111,7 +117,9 @@ async def _check_recipient(conn: Conn, actor: Principal, org_id: int) -> None:
         raise NotFound("recipient organisation not found", code="unknown_org")
 
 
-async def create_pool(conn: Conn, actor: Principal, data: PoolIn) -> PoolOut:
+async def create_pool(
+    conn: Conn, actor: Principal, data: PoolIn, versions: Sequence[int]
+) -> PoolOut:
     """A pool of the brand's batches, used up in the order given (planners: ``codes.issue``)."""
     actor.require("codes.issue", "codes.allocate")
     if len(set(data.batches)) != len(data.batches):
@@ -127,7 +135,7 @@ async def create_pool(conn: Conn, actor: Principal, data: PoolIn) -> PoolOut:
     ).fetchall()
     found = {r["batch_no"]: r for r in rows}
     for batch_no in data.batches:
-        _check_batch(found.get(batch_no), batch_no)
+        _check_batch(found.get(batch_no), batch_no, versions)
     existing = await (
         await conn.execute(
             "SELECT 1 FROM code_pools WHERE brand_id = %s AND name = %s",
@@ -149,16 +157,24 @@ async def create_pool(conn: Conn, actor: Principal, data: PoolIn) -> PoolOut:
         "SELECT %s, ord - 1, no FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(no, ord)",
         (row["id"], list(data.batches)),
     )
-    out = await get_pool(conn, actor, row["id"])
+    out = await get_pool(conn, actor, row["id"], versions)
     await audit.record(conn, actor, "create", "code_pool", out.id, after=out, org_id=out.brand_id)
     return out
 
 
-def _check_batch(row: dict[str, Any] | None, batch_no: int) -> dict[str, Any]:
+def _check_batch(
+    row: dict[str, Any] | None, batch_no: int, versions: Sequence[int]
+) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"batch {batch_no} not found", code="unknown_batch")
     if row["state"] == "void":
         raise Unprocessable(f"batch {batch_no} is void", code="batch_void")
+    if row["key_version"] not in versions:
+        raise Unprocessable(
+            f"batch {batch_no}'s key version {row['key_version']} is retired "
+            "(TRACECODE_KEY_VERSIONS): its codes are no longer made",
+            code="key_version_retired",
+        )
     if row["exported"]:
         raise Conflict(
             f"batch {batch_no} is printed from printer-file exports; it cannot be allocated",
@@ -173,7 +189,7 @@ def _check_batch(row: dict[str, Any] | None, batch_no: int) -> dict[str, Any]:
     return row
 
 
-async def get_pool(conn: Conn, actor: Principal, pool_id: int) -> PoolOut:
+async def get_pool(conn: Conn, actor: Principal, pool_id: int, versions: Sequence[int]) -> PoolOut:
     where, params = _pool_where(actor)
     row = await (
         await conn.execute(
@@ -184,10 +200,12 @@ async def get_pool(conn: Conn, actor: Principal, pool_id: int) -> PoolOut:
     ).fetchone()
     if row is None:
         raise NotFound("pool not found", code="unknown_pool")
-    return await _pool_out(conn, row)
+    return await _pool_out(conn, row, versions)
 
 
-async def list_pools(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[PoolOut]:
+async def list_pools(
+    conn: Conn, actor: Principal, page: int, per_page: int, versions: Sequence[int]
+) -> Page[PoolOut]:
     """The pools the caller may allocate from, newest first, each with what is left."""
     where, params = _pool_where(actor)
     listed = await fetch_page(
@@ -201,14 +219,16 @@ async def list_pools(conn: Conn, actor: Principal, page: int, per_page: int) -> 
         per_page=per_page,
         make=lambda row: row,
     )
-    items = [await _pool_out(conn, row) for row in listed.items]
+    items = [await _pool_out(conn, row, versions) for row in listed.items]
     return Page(items=items, total=listed.total, page=listed.page, per_page=listed.per_page)
 
 
 # Taking codes -------------------------------------------------------------------------------
 
 
-async def _lock_batch(conn: Conn, actor: Principal, batch_no: int) -> list[dict[str, Any]]:
+async def _lock_batch(
+    conn: Conn, actor: Principal, batch_no: int, versions: Sequence[int]
+) -> list[dict[str, Any]]:
     where = "b.batch_no = %(no)s AND b.brand_id = %(brand)s"
     kind = scope(actor)
     if kind == "partner":
@@ -224,7 +244,7 @@ async def _lock_batch(conn: Conn, actor: Principal, batch_no: int) -> list[dict[
     row = await (
         await conn.execute(f"SELECT {_BATCH_COLUMNS} FROM code_batches b WHERE {where}", params)
     ).fetchone()
-    return [_check_batch(row, batch_no)]
+    return [_check_batch(row, batch_no, versions)]
 
 
 async def _lock_pool(conn: Conn, pool_id: int) -> list[dict[str, Any]]:
@@ -241,9 +261,11 @@ async def _lock_pool(conn: Conn, pool_id: int) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["position"])
 
 
-def _plan(rows: list[dict[str, Any]], count: int, partial: bool) -> list[Take]:
+def _plan(
+    rows: list[dict[str, Any]], count: int, partial: bool, versions: Sequence[int]
+) -> list[Take]:
     """The ranges ``count`` codes take from ``rows`` in order (409 if too few are left)."""
-    remaining = sum(_left(r) for r in rows)
+    remaining = sum(_left(r, versions) for r in rows)
     if remaining == 0 or (remaining < count and not partial):
         raise Conflict(
             f"{remaining} codes are left, {count} asked for",
@@ -252,7 +274,7 @@ def _plan(rows: list[dict[str, Any]], count: int, partial: bool) -> list[Take]:
         )
     takes, wanted = [], count
     for row in rows:
-        n = min(_left(row), wanted)
+        n = min(_left(row, versions), wanted)
         if n:
             start = row["allocated"]
             takes.append(Take(row["batch_no"], start, start + n, row["key_version"]))
@@ -379,7 +401,8 @@ async def allocate(
         earlier = await _earlier(conn, actor, data.client_id)
         if earlier is not None:
             return await _replay(conn, actor, scheme, data, earlier)
-    pool = None if data.pool_id is None else await get_pool(conn, actor, data.pool_id)
+    versions = scheme.versions
+    pool = None if data.pool_id is None else await get_pool(conn, actor, data.pool_id, versions)
     recipient = actor.org_id
     if pool is not None and pool.recipient_org_id is not None and kind == "brand":
         recipient = pool.recipient_org_id  # brand staff fetching on the partner's behalf
@@ -390,8 +413,8 @@ async def allocate(
         rows = await _lock_pool(conn, pool.id)
     else:
         assert data.batch_no is not None
-        rows = await _lock_batch(conn, actor, data.batch_no)
-    takes = _plan(rows, data.count, data.partial)
+        rows = await _lock_batch(conn, actor, data.batch_no, versions)
+    takes = _plan(rows, data.count, data.partial, versions)
     for take in takes:
         await conn.execute(
             "UPDATE code_batches SET allocated = %s, "

@@ -262,20 +262,29 @@ class PoolController(Controller):
     tags = ["codes"]
 
     @post("/")
-    async def create(self, data: PoolIn, conn: Conn, principal: Principal) -> PoolOut:
+    async def create(
+        self, data: PoolIn, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> PoolOut:
         """A pool of batches used up in order, optionally shared with a partner organisation."""
-        return await allocations.create_pool(conn, principal, data)
+        return await allocations.create_pool(conn, principal, data, scheme.versions)
 
     @get("/")
     async def list_pools(
-        self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
+        self,
+        conn: Conn,
+        principal: Principal,
+        scheme: Scheme,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
     ) -> Page[PoolOut]:
         """The pools the caller may allocate from, each with the codes left."""
-        return await allocations.list_pools(conn, principal, page, per_page)
+        return await allocations.list_pools(conn, principal, page, per_page, scheme.versions)
 
     @get("/{pool_id:int}")
-    async def get_one(self, pool_id: int, conn: Conn, principal: Principal) -> PoolOut:
-        return await allocations.get_pool(conn, principal, pool_id)
+    async def get_one(
+        self, pool_id: int, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> PoolOut:
+        return await allocations.get_pool(conn, principal, pool_id, scheme.versions)
 
 
 def _codes(
