@@ -158,6 +158,13 @@ async def test_range_export_and_bad_ranges(client: Any, login: Any, demo: Any, a
         400,
         "no_wrapping_key",
     )
+    for not_an_id in (0, -3):  # a probe: 0 was taken for the batch's printer
+        zero = {**body, "inner": {"printer_id": not_an_id, "passphrase": PASS_IN}}
+        assert_error(
+            await client.post(f"/batches/{no}/exports", headers=planner, json=zero),
+            400,
+            "validation_failed",
+        )
     unknown = {**body, "inner": {"printer_id": 999999, "passphrase": PASS_IN}}
     assert_error(
         await client.post(f"/batches/{no}/exports", headers=planner, json=unknown),

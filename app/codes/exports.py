@@ -118,7 +118,7 @@ async def _wrap_parts(
     """Per file: its printer and the data key wrapped for it (passphrase or RSA public key)."""
     parts: dict[str, Any] = {}
     for name, part in requested.items():
-        printer_id = part.printer_id or default_printer
+        printer_id = default_printer if part.printer_id is None else part.printer_id
         public_key = await _printer_key(conn, actor, printer_id)
         key = data_key(scheme, export_id, name, version)
         if part.passphrase is not None:

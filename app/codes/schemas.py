@@ -58,7 +58,8 @@ class PartIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     public key. The passphrase is used once and never stored or logged.
     """
 
-    printer_id: int | None = None
+    # an organisation id (a probe: 0 was taken for "the batch's printer" without a word)
+    printer_id: Annotated[int, msgspec.Meta(ge=1)] | None = None
     passphrase: Passphrase | None = None
 
 
