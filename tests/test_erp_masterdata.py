@@ -742,3 +742,26 @@ async def test_an_import_adopts_no_account_stronger_than_the_importer(
     found = await client.get("/users", headers=platform, params={"q": "platform"})
     [row] = [u for u in found.json()["items"] if u["id"] == me["user_id"]]
     assert row.get("erp_code") is None, row
+
+
+async def test_a_blank_roles_cell_says_nothing(client: Any, login: Any, demo: Any) -> None:
+    """A probe: an empty roles cell (a spreadsheet's blank column) took every role of the user
+    it updated, and created a user with none."""
+    admin = await login("admin")
+    u1, u2 = code("BR1"), code("BR2")
+    name1, name2 = f"t{RUN.lower()}.br1", f"t{RUN.lower()}.br2"
+    first = await imported(
+        client, admin, "users", USER_HEADER + f"{u1},{name1},王芳,STORE-HZ-01,store_clerk,,\n"
+    )
+    assert counts(first) == (1, 0, 0, 0), first
+    blank = USER_HEADER + f"{u1},{name1},王芳芳,STORE-HZ-01, ,,\n"
+    second = await imported(client, admin, "users", blank)
+    assert counts(second) == (0, 1, 0, 0), second
+    assert second["results"][0]["changed"] == ["display_name"]
+    user = (await client.get(f"/users/{ids(first)[u1]}", headers=admin)).json()
+    assert (user["roles"], user["display_name"]) == (["store_clerk"], "王芳芳")
+    new = await imported(
+        client, admin, "users", USER_HEADER + f"{u2},{name2},李雷,STORE-HZ-01,,,\n"
+    )
+    assert counts(new) == (0, 0, 0, 1), new
+    assert errors(new) == [(1, "roles", "missing_value")]

@@ -141,7 +141,9 @@ def _from_csv(raw: bytes, spec: Spec) -> list[Item]:
             if has_control(value):
                 _control(item, column)
             elif column in spec.list_columns:
-                values[column] = [v for v in _LIST_SPLIT.split(value) if v]
+                names = [v for v in _LIST_SPLIT.split(value) if v.strip()]
+                if names or column in spec.nullable:  # a probe: a blank cell took every role
+                    values[column] = names
             elif value or column in spec.nullable:  # an empty cell clears, or says nothing
                 values[column] = value or None
         if item.ok:
