@@ -201,3 +201,22 @@ def test_head_routes_stay_out_of_the_openapi_document(app: Any) -> None:
     paths = app.openapi_schema.to_schema()["paths"]
     documented = sorted(p for p, item in paths.items() if "head" in item)
     assert documented == ["/.well-known/gs1resolver", "/00/{rest}", "/01/{rest}", "/health"]
+
+
+async def test_head_of_a_listing_s_file_is_no_export(client: Any, app: Any, login: Any) -> None:
+    """A probe: ``HEAD /verifications?format=csv`` (and of the member and redemption lists)
+    wrote an ``export`` audit row for consumers' data that never left."""
+    admin = await login("admin")
+    for path, fmt in (
+        ("/verifications", "csv"),
+        ("/verifications", "xlsx"),
+        ("/members", "csv"),
+        ("/redemptions", "csv"),
+    ):
+        before = await _audit_rows(app)
+        head = await client.head(path, headers=admin, params={"format": fmt})
+        assert head.status_code == 200 and head.content == b"", (path, fmt)
+        assert await _audit_rows(app) == before, f"HEAD {path}?format={fmt} wrote an audit row"
+        got = await client.get(path, headers=admin, params={"format": fmt})
+        assert got.status_code == 200, got.text
+        assert await _audit_rows(app) == before + 1, (path, fmt)  # the GET is an export

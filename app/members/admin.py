@@ -306,20 +306,22 @@ CSV_COLUMNS = [
 
 
 async def export_csv(
-    conn: Conn, pool: AsyncConnectionPool, actor: Principal, f: Filters
+    conn: Conn, pool: AsyncConnectionPool, actor: Principal, f: Filters, *, audited: bool = True
 ) -> AsyncIterator[bytes]:
     """Every matching member as CSV (``app.tabular``: BOM, formula guard), streamed from a
-    server-side cursor; the export is audited in the request's transaction first."""
+    server-side cursor; the export is audited in the request's transaction first
+    (``audited=False``: a HEAD, which sends nothing)."""
     where, params = _where(actor, f)
-    await audit.record(
-        conn,
-        actor,
-        "export",
-        "member",
-        None,
-        # the audit is read by staff who may see phones masked only
-        after={"filters": _audited(f), "phones": actor.has(READ_PHONE)},
-    )
+    if audited:
+        await audit.record(
+            conn,
+            actor,
+            "export",
+            "member",
+            None,
+            # the audit is read by staff who may see phones masked only
+            after={"filters": _audited(f), "phones": actor.has(READ_PHONE)},
+        )
     sql = f"SELECT {_COLUMNS} FROM members m WHERE {' AND '.join(where)} ORDER BY m.id"
     return tabular.csv_chunks(CSV_COLUMNS, _csv_batches(pool, actor, sql, params))
 

@@ -657,19 +657,21 @@ async def list_redemptions(
 
 
 async def list_csv(
-    conn: Conn, pool: AsyncConnectionPool, actor: Principal, f: ListFilters
+    conn: Conn, pool: AsyncConnectionPool, actor: Principal, f: ListFilters, *, audited: bool = True
 ) -> AsyncIterator[bytes]:
     """Every redemption of the list as CSV (``app.tabular``), streamed from a server-side
-    cursor; the export is audited in the request's transaction first."""
+    cursor; the export is audited in the request's transaction first (``audited=False``: a
+    HEAD, which sends nothing)."""
     where, params = await _list_query(conn, actor, f)
-    await audit.record(
-        conn,
-        actor,
-        "export",
-        "redemption",
-        None,
-        after={"filters": msgspec.to_builtins(f), "phones": actor.has(READ_PHONE)},
-    )
+    if audited:
+        await audit.record(
+            conn,
+            actor,
+            "export",
+            "redemption",
+            None,
+            after={"filters": msgspec.to_builtins(f), "phones": actor.has(READ_PHONE)},
+        )
     sql = (
         f"SELECT {_LIST_SELECT} FROM {_LIST_SOURCE} WHERE {' AND '.join(where)} "
         f"ORDER BY {_LIST_ORDER}"

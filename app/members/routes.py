@@ -137,6 +137,7 @@ class MemberAdminController(Controller):
     @get("/")
     async def list_members(
         self,
+        request: Request[Any, Any, Any],
         conn: Conn,
         principal: Principal,
         state: State,
@@ -162,7 +163,9 @@ class MemberAdminController(Controller):
             date_to=date_to,
         )
         if fmt == "csv":
-            chunks = await admin.export_csv(conn, state.pool, principal, filters)
+            chunks = await admin.export_csv(
+                conn, state.pool, principal, filters, audited=request.method != "HEAD"
+            )
             return tabular.download(chunks, "csv", f"members-{localtime.today()}.csv")  # type: ignore[return-value]
         return await admin.list_members(conn, principal, filters, page, per_page)
 

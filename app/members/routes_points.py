@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, asgi, delete, get, patch, post, put
+from litestar import Controller, Request, Response, asgi, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPI
 from litestar.params import QueryParameter
@@ -227,6 +227,7 @@ class RedemptionsController(Controller):
     @get("/")
     async def list_redemptions(
         self,
+        request: Request[Any, Any, Any],
         conn: Conn,
         principal: Principal,
         state: State,
@@ -253,7 +254,9 @@ class RedemptionsController(Controller):
             store_id=store_id, start=start, end=end, status=redemption_status, kind=kind
         )
         if fmt == "csv":
-            chunks = await redemptions.list_csv(conn, state.pool, principal, filters)
+            chunks = await redemptions.list_csv(
+                conn, state.pool, principal, filters, audited=request.method != "HEAD"
+            )
             return download(chunks, "csv", "redemptions.csv")  # type: ignore[return-value]
         return await redemptions.list_redemptions(conn, principal, filters, page, per_page)
 

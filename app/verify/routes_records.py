@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, get
 from litestar.datastructures import State
 from litestar.params import Parameter, QueryParameter
 
@@ -26,6 +26,7 @@ Text = Annotated[str | None, Parameter(min_length=1, max_length=64)]
 
 @get("/verifications", tags=["verify"])
 async def list_verifications(
+    request: Request[Any, Any, Any],
     conn: Conn,
     principal: Principal,
     state: State,
@@ -64,7 +65,8 @@ async def list_verifications(
         member_id=member_id,
     )
     query = listing.records_query(principal, filters, today)
-    if fmt != "json":  # consumers' addresses and member ids leave in a file (probe T)
+    # consumers' addresses and member ids leave in a file (probe T); a HEAD sends nothing
+    if fmt != "json" and request.method != "HEAD":
         asked = {k: v for k, v in asdict(filters).items() if v is not None}
         await audit.record(
             conn, principal, "export", "verification", None, after={"filters": asked, "format": fmt}
