@@ -384,3 +384,39 @@ async def test_points_check_command(app: Any, demo: Any, goods: dict[str, Any]) 
         with pytest.raises(psycopg.errors.RaiseException):
             await conn.execute("DELETE FROM points_ledger")
         await conn.rollback()
+
+
+async def test_a_frozen_member_s_retry_answers_the_first_claim(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a claim sent again with its client id after the member was frozen answered 403
+    ``member_frozen``, so a client that lost the first answer never learnt it was credited."""
+    goods = await shipped_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), goods["product_id"], 10)
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    scheme = app.state.scheme
+    body = claim_body(scheme, goods["units"][0])
+    async with member_client(app) as mc:
+        first = await mc.post("/members/me/claims", headers=headers, json=body)
+        assert first.status_code == 201, first.text
+        async with app.state.pool.connection() as conn:
+            await conn.execute("UPDATE members SET status = 'frozen' WHERE id = %s", (member_id,))
+        again = await mc.post("/members/me/claims", headers=headers, json=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["claim_id"] == first.json()["claim_id"]
+        other = claim_body(scheme, goods["units"][1])
+        refused = await mc.post("/members/me/claims", headers=headers, json=other)
+        assert_error(refused, 403, "member_frozen")
+        reused = {**other, "client_id": body["client_id"]}  # the first one's id, another code
+        assert_error(
+            await mc.post("/members/me/claims", headers=headers, json=reused),
+            403,
+            "member_frozen",
+        )
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM point_claims WHERE member_id = %s", (member_id,)
+            )
+        ).fetchone()
+    assert row["n"] == 1

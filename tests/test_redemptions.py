@@ -817,3 +817,22 @@ async def test_adjustments_and_redemptions_of_one_member_at_once_never_deadlock(
         assert sorted({a.status_code for a in answers}) == [201], [
             a.text for a in answers if a.status_code != 201
         ]
+
+
+async def test_a_frozen_member_s_retry_answers_the_first_redemption(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a redemption sent again with its client id after the member was frozen answered
+    403 ``member_frozen``, so a client that lost the first answer never got its code."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=30)
+    key = secrets.token_hex(8)
+    first = await redeem(app, headers, gift["id"], key)
+    assert first.status_code == 201, first.text
+    async with app.state.pool.connection() as conn:
+        await conn.execute("UPDATE members SET status = 'frozen' WHERE id = %s", (member_id,))
+    again = await redeem(app, headers, gift["id"], key)
+    assert again.status_code == 200, again.text
+    assert (again.json()["id"], again.json()["code"]) == (first.json()["id"], first.json()["code"])
+    assert_error(await redeem(app, headers, gift["id"]), 403, "member_frozen")

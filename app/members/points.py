@@ -529,12 +529,23 @@ class Claimer(Claims[ClaimOut]):
     async def claim_points(
         self, member: Member, data: ClaimIn, ip: str | None, user_agent: str | None
     ) -> tuple[ClaimOut, bool]:
-        """Verify, then credit; (the claim, created). Refusals raise ``AppError``s."""
-        member.require_active()
+        """Verify, then credit; (the claim, created). Refusals raise ``AppError``s. A frozen
+        member's claim sent again with its client id answers the first claim, as any retry does
+        (a probe: 403, so a client that lost the answer never learnt it had been credited)."""
+        if member.status != "active" and not await self._claimed(member.id, data.client_id):
+            member.require_active()
         out, answer, created = await self.claim(
             data, member.id, member.brand_id, None, ip, user_agent, member_id=member.id
         )
         return msgspec.structs.replace(out, verification=answer) if created else out, created
+
+    async def _claimed(self, member_id: int, client_id: str) -> bool:
+        async with self.pool.connection() as conn:
+            found = await conn.execute(
+                "SELECT 1 FROM point_claims WHERE member_id = %s AND client_id = %s",
+                (member_id, client_id),
+            )
+            return await found.fetchone() is not None
 
     async def credit(
         self, conn: AsyncConnection[Any], group: list[Pending[ClaimOut]]

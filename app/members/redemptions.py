@@ -144,8 +144,9 @@ async def redeem(
     conn: Conn, settings: Settings, member: Member, data: RedeemIn
 ) -> tuple[RedemptionOut, bool]:
     """Redeem a gift for the member; (redemption with its code, created). The same client id
-    again answers the first redemption."""
-    member.require_active()
+    again answers the first redemption, also once the member is frozen (a probe: a retry of a
+    redemption made before the freeze was refused, so a client that lost the answer never got
+    its code)."""
     locked = await (
         await conn.execute(
             "SELECT balance FROM point_balances WHERE member_id = %s FOR UPDATE", (member.id,)
@@ -164,6 +165,7 @@ async def redeem(
                 "this client id was used for another redemption", code="client_id_reused"
             )
         return _mine(settings, earlier), False
+    member.require_active()
     gift = await _take_one(conn, member, data.gift_id)
     if locked is None or locked["balance"] < gift["points_cost"]:
         raise Unprocessable(
