@@ -529,6 +529,18 @@ async def test_settlement_per_store_scoped(client: Any, login: Any, app: Any, de
     assert await rows("store_clerk") == {hz}
     assert await rows("gd_admin") == {gz}
     assert await rows("admin", store_id=demo["STORE-GZ-01"]) == {gz}
+    # a store outside the subtree is not found, as in the list (a probe: an empty 200)
+    for path, extra in (
+        ("/redemptions/settlement", {}),
+        ("/redemptions/settlement", {"format": "csv"}),
+        ("/redemptions", {}),
+    ):
+        outside = await client.get(
+            path,
+            headers=await login("agent_admin"),
+            params={**period, **extra, "store_id": demo["STORE-GZ-01"]},
+        )
+        assert outside.status_code == 404, (path, extra, outside.text)
     csv_answer = await client.get(
         "/redemptions/settlement",
         headers=await login("agent_admin"),

@@ -495,12 +495,14 @@ SETTLEMENT_COLUMNS = [
 ]
 
 
-def _settlement_query(
-    actor: Principal, start: datetime, end: datetime, store_id: int | None
+async def _settlement_query(
+    conn: Conn, actor: Principal, start: datetime, end: datetime, store_id: int | None
 ) -> tuple[list[str], dict[str, Any]]:
     actor.require("redemptions.read")
     start, end = aware(start), aware(end)
     check_period(start, end)
+    if store_id is not None:  # 404 outside the subtree, as the list (a probe: an empty 200)
+        actor.ensure_sees(await org_path(conn, store_id), "store")
     where = [
         "r.status = 'fulfilled'",
         "r.gift_kind = 'offline'",
@@ -541,7 +543,7 @@ async def settlement(
 ) -> Page[SettlementRow]:
     """Physical gifts fulfilled by the stores of the caller's subtree in [start, end), per
     store and gift: how many and their points."""
-    where, params = _settlement_query(actor, start, end, store_id)
+    where, params = await _settlement_query(conn, actor, start, end, store_id)
     return await fetch_page(
         conn,
         columns="*",
@@ -559,7 +561,7 @@ async def settlement_csv(
     conn: Conn, actor: Principal, start: datetime, end: datetime, store_id: int | None
 ) -> AsyncIterator[bytes]:
     """The whole settlement as CSV (``app.tabular``)."""
-    where, params = _settlement_query(actor, start, end, store_id)
+    where, params = await _settlement_query(conn, actor, start, end, store_id)
     rows = await (
         await conn.execute(
             f"SELECT * FROM {_SETTLEMENT_SOURCE.format(where=' AND '.join(where))} "
