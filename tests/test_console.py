@@ -87,6 +87,13 @@ async def test_a_missing_asset_is_a_404_and_nothing_outside_dist_is_served(
     for path in ("/console/../pyproject.toml", "/console/%2e%2e/%2e%2e/pyproject.toml"):
         answer = await client.get(path)
         assert "[project]" not in answer.text
+    # a probe: a name past the file system's 255 bytes was a 500 (ENAMETOOLONG), for anyone
+    long = "a" * 300
+    for path in (f"/console/{long}", f"/m/{long}", f"/console/{'b' * 200}/" * 30):
+        answer = await client.get(path)
+        assert answer.status_code == 200 and "<html" in answer.text.lower(), path  # the app
+    answer = await client.get(f"/console/assets/{long}.js")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
 
 
 async def test_without_a_build_the_console_is_a_503_page_saying_make_console(

@@ -66,8 +66,11 @@ def _file_in(dist: Path, path: str) -> Path | None:
     """The file ``path`` names inside ``dist``, or None (absent, a directory, or outside)."""
     if not path.strip("/"):
         return None
-    candidate = (dist / path.lstrip("/")).resolve()
-    if not candidate.is_relative_to(dist) or not candidate.is_file():
+    try:
+        candidate = (dist / path.lstrip("/")).resolve()
+        if not candidate.is_relative_to(dist) or not candidate.is_file():
+            return None
+    except (OSError, ValueError):  # a probe: a name past 255 bytes (ENAMETOOLONG) was a 500
         return None
     return candidate
 
