@@ -660,3 +660,102 @@ def test_every_job_that_can_fail_for_a_passing_reason_rides_out_a_restart() -> N
     assert {"capture_job", "run_export_job", "send_sms"} <= covered.keys()
     short = {name: seconds for name, seconds in covered.items() if seconds < 120}
     assert short == {}, f"retried for less than two minutes in all: {short}"
+
+
+def _good_record(token: str, n: int) -> bytes:
+    import json
+
+    record = json.loads(_nul_record(token))
+    record.update(serial=f"LOCK{n}", client_id=f"{token}-{n}")
+    return json.dumps(record).encode()
+
+
+async def test_a_flusher_whose_lock_was_taken_over_trims_nothing(
+    client: Any, settings: Any, autocommit: Any, monkeypatch: Any
+) -> None:
+    """A probe: a pass that outlived its lock trimmed by its own count after a second flusher
+    had taken the lock, read the same elements and trimmed them, so newer records nobody had
+    stored were cut from the queue, and it then deleted the other's lock. Here the lock is taken
+    over during the pass's write (as after its expiry)."""
+    import secrets
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    token = secrets.token_hex(4)
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    ns = settings.redis_namespace
+    queue, lock = f"{ns}:verif:queue", f"{ns}:verif:flush-lock"
+    real_store = records._store
+
+    def taken_over(conn: Any, raw: Any) -> None:
+        sync_redis.set(lock, "another flusher", px=60_000)  # the lock expired and was taken
+        real_store(conn, raw)
+
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, ns):  # earlier tests' records
+            pass
+        sync_redis.lpush(queue, _good_record(token, 1))
+        sync_redis.lpush(queue, _good_record(token, 2))
+        monkeypatch.setattr(records, "_store", taken_over)
+        with pytest.raises(records.LockLost):
+            records.flush(sync_redis, pg, ns)
+        assert sync_redis.llen(queue) == 2  # not trimmed: the lock is another's
+        assert sync_redis.get(lock) == b"another flusher"  # and not released by this pass
+        monkeypatch.setattr(records, "_store", real_store)
+        sync_redis.delete(lock)
+        assert records.flush(sync_redis, pg, ns) == 2  # read again: no-ops by their key
+        assert sync_redis.llen(queue) == 0
+    stored = await (
+        await autocommit.execute(
+            "SELECT count(*) AS n FROM verifications WHERE client_id LIKE %s", (f"{token}-%",)
+        )
+    ).fetchone()
+    assert stored["n"] == 2
+
+
+async def test_a_long_pass_keeps_its_lock_and_trims(
+    client: Any, settings: Any, autocommit: Any, monkeypatch: Any
+) -> None:
+    """A pass that writes for longer than the lock's time (here 0.6 s: a batch split down to
+    its bad records) renews the lock as it goes, so no other flusher comes in and the pass
+    trims what it stored."""
+    import secrets
+    import time
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+
+    token = secrets.token_hex(4)
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    ns = settings.redis_namespace
+    queue, lock = f"{ns}:verif:queue", f"{ns}:verif:flush-lock"
+    real_store = records._store
+    holders: list[bytes | None] = []
+
+    def slow(conn: Any, raw: Any) -> None:
+        time.sleep(0.25)
+        holders.append(sync_redis.get(lock))
+        real_store(conn, raw)
+
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, ns):  # earlier tests' records
+            pass
+        monkeypatch.setattr(records, "FLUSH_LOCK_MS", 600)
+        monkeypatch.setattr(records, "RENEW_S", 0.2)
+        monkeypatch.setattr(records, "_store", slow)
+        element = b"\n".join([_good_record(token, 1), _nul_record(token), _good_record(token, 2)])
+        sync_redis.lpush(queue, element)
+        assert records.flush(sync_redis, pg, ns) == 3  # ~5 writes of 0.25 s: past 0.6 s
+        assert len(holders) >= 4 and None not in holders and len(set(holders)) == 1
+        assert sync_redis.llen(queue) == 0 and sync_redis.get(lock) is None
+    stored = await (
+        await autocommit.execute(
+            "SELECT count(*) AS n FROM verifications WHERE client_id LIKE %s", (f"{token}-%",)
+        )
+    ).fetchone()
+    assert stored["n"] == 2

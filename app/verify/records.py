@@ -7,7 +7,10 @@ in one statement and only then trims those elements from the list, so a crash be
 re-flushes records, which the unique record key turns into no-ops.
 A Redis lock lets one flusher take a queue at a time. On a Redis Cluster each shard has its own
 queue and lock (``app.redisconn``): a flush takes every queue holding records whose lock it
-gets, in one statement, and several workers flush at once the shards the others left.
+gets, in one statement, and several workers flush at once the shards the others left. The lock
+holds the flusher's own token: it is renewed while a long pass writes, and the trim and the
+release happen only while the token is still there (a probe: a pass past the lock's time let a
+second flusher in, both trimmed by their own count, and records nobody had stored were lost).
 
 A record PostgreSQL refuses (a NUL in a string, a value out of range, not JSON at all) must not
 stop the others: when the batch fails for a reason of its data, it is written in halves down to
@@ -17,6 +20,8 @@ stored and the queue trimmed as usual. A database that is down raises, and the b
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +32,28 @@ from app.redisconn import AnySyncRedis, is_cluster, shard_tags
 from app.verify.record import anonymous, decoded, member_of
 
 FLUSH_LOCK_MS = 30_000
+RENEW_S = FLUSH_LOCK_MS / 3000  # a pass renews its locks after a third of their time
+
+# KEYS[1] the queue, KEYS[2] its lock; ARGV[1] the flusher's token, ARGV[2] the elements it
+# stored (trimmed from the tail: pushes at the head move none). Nothing without the token.
+_TRIM = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('LTRIM', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+return 1
+"""
+# KEYS[1] a lock; ARGV[1] the token; ARGV[2] its new time (ms), or 0 to release it.
+_KEEP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+class LockLost(Exception):
+    """A flush lock expired during the pass and is another's now: the pass stops untrimmed
+    (what it stored is a no-op when read again, by the unique record key)."""
+
+
 WINDOW = 64  # queued elements (rounds) read at a time; a round holds up to 500 records
 
 # json, not jsonb: the records are read once, field by field; building the jsonb value of a
@@ -110,29 +137,53 @@ def flush(
         pairs = [pair for pair, n in zip(pairs, pipe.execute(), strict=True) if n]
     if not pairs:
         return 0
+    token = os.urandom(8).hex()
     pipe = client.pipeline(transaction=False)
     for _, lock in pairs:
-        pipe.set(lock, "1", nx=True, px=FLUSH_LOCK_MS)
+        pipe.set(lock, token, nx=True, px=FLUSH_LOCK_MS)
     # a lock refused with an error (its master failing over) is not held; the others are
     # taken, used and released as usual
     locking = pipe.execute(raise_on_error=False)
     held = [pair for pair, locked in zip(pairs, locking, strict=True) if locked is True]
+    renewed = time.monotonic()
+
+    def keep() -> None:  # before each write of a pass: the locks for a while more
+        nonlocal renewed
+        if time.monotonic() - renewed >= RENEW_S:
+            if not all(_keep(client, held, token, FLUSH_LOCK_MS)):
+                raise LockLost("a flush lock expired during the pass")
+            renewed = time.monotonic()
+
+    def store(part: Sequence[bytes]) -> None:
+        keep()
+        _store(conn, part)
+
+    def dead(one: bytes, exc: BaseException) -> None:
+        keep()
+        _dead(conn, one, exc)
+
     try:
         raw, taken = _take(client, [queue for queue, _ in held], limit)
         if raw:
-            bisect(raw, lambda part: _store(conn, part), lambda one, exc: _dead(conn, one, exc))
+            bisect(raw, store, dead)
+            trimmed = [(queue, lock) for queue, lock in held if taken[queue]]
             pipe = client.pipeline(transaction=False)
-            for queue, elements in taken.items():
-                if elements:
-                    pipe.ltrim(queue, 0, -elements - 1)
-            pipe.execute()
+            for queue, lock in trimmed:
+                pipe.eval(_TRIM, 2, queue, lock, token, taken[queue])
+            if not all(pipe.execute()):
+                raise LockLost("a flush lock expired before the trim")
         return len(raw)
     finally:
         if held:
-            pipe = client.pipeline(transaction=False)
-            for _, lock in held:
-                pipe.delete(lock)
-            pipe.execute()
+            _keep(client, held, token, 0)
+
+
+def _keep(client: AnySyncRedis, held: list[tuple[str, str]], token: str, ms: int) -> list[Any]:
+    """Renew (``ms``) or release (0) the locks still holding ``token``; one reply each."""
+    pipe = client.pipeline(transaction=False)
+    for _, lock in held:
+        pipe.eval(_KEEP, 1, lock, token, ms)
+    return pipe.execute()  # type: ignore[no-any-return]
 
 
 def _take(
