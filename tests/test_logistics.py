@@ -322,6 +322,14 @@ async def test_exception_outbound_needs_approval(
         409,
         "not_pending",
     )
+    # a probe: the warehouse took the gift back as a consumer's return (an approved exception
+    # outbound undone with no document and no approval)
+    assert_error(
+        await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"}),
+        422,
+        "not_a_seller",
+    )
+    assert (await state_of(conn, app, serial))["status"] == "sold"
     # probe T: an admin holding both permissions approved its own exception outbound
     admin = await login("factory_admin")
     own = await document(

@@ -719,7 +719,7 @@ async def consumer_return(
         state = await (
             await conn.execute(
                 """SELECT u.code, u.product_id, u.lot, u.status, u.holder_org_id, u.transit_to,
-                          u.parent_sscc, u.channel_org_id, o.path
+                          u.parent_sscc, u.channel_org_id, o.path, o.kind AS holder_kind
                    FROM unit_state u JOIN orgs o ON o.id = u.holder_org_id
                    WHERE u.code = %s FOR UPDATE OF u""",
                 (read.code,),
@@ -729,6 +729,12 @@ async def consumer_return(
         raise NotFound(f"{read.label}: no such code here", code="unknown_code")
     if state["status"] != "sold":
         raise Conflict("only a sold unit can be returned by a consumer", code="not_sold")
+    if state["holder_kind"] not in RETAIL_KINDS:  # a probe: a warehouse's gift came back
+        raise Unprocessable(
+            "only the channel takes back what it sold to a consumer: a store, an agent or a "
+            "distributor (L7); goods that left otherwise come back by a return document",
+            code="not_a_seller",
+        )
     if data.exchange_for is not None:
         other = (await read_codes(conn, scheme, actor.brand_id, [data.exchange_for]))[0]
         if other.kind == "unit" and other.code == read.code:  # probe X: sold twice, in no hands
