@@ -535,3 +535,30 @@ async def test_code_status_is_for_who_sees_the_batch_or_holds_the_unit(
         assert await status(user, shipped) == "unknown", user
         assert await status(user, unused) == "unknown", user
     assert await status("planner", unused) == "issued_not_active"
+
+
+async def test_a_replacement_racing_a_void_of_the_new_code_s_batch_waits_and_is_refused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the replacement read the new code before the void committed and activated it,
+    an active unit in a void batch (stocked and shipped, while verification called it void)."""
+    from app.codes.service import void_batch
+    from tests.helpers import acting
+
+    goods = await pack(client, login, app, demo, 1, f"H13V{next(_ids)}", spare=0)
+    new_batch, _ = await issue_units(client, login, demo, 2)
+    new = app.state.scheme.serial(new_batch, 0)
+    brand = await login("factory_admin")
+    async with app.state.pool.connection() as hold:
+        planner = await acting(hold, "planner")
+        await hold.commit()
+        await void_batch(hold, planner, new_batch, "stolen labels")  # held open
+        racing = asyncio.create_task(
+            client.post("/packing/replace", headers=brand, json=replace(goods.units[0], new))
+        )
+        await asyncio.sleep(1)
+        assert not racing.done()  # it waits for the void
+        await hold.commit()
+    assert_error(await racing, 409, "void")
+    assert await state_of(app, new) is None
+    assert (await state_of(app, goods.units[0]))["status"] == "active"

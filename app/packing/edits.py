@@ -279,6 +279,15 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     new = await _one(conn, scheme, actor, data.new, "unit", target=False)
     if old.code == new.code:
         raise Unprocessable("the old and the new code are the same", code="same_code")
+    # the new code's batch against a void, first, as an upload locks it (``scans._batches_live``;
+    # a probe: a replacement racing the void left an active unit in a void batch)
+    batch = await (
+        await conn.execute(
+            "SELECT state FROM code_batches WHERE batch_no = %s FOR KEY SHARE", (new.code >> 32,)
+        )
+    ).fetchone()
+    if batch is None or batch["state"] == "void":
+        raise Conflict(f"{new.label} is void: it cannot replace a unit", code="void")
     parent = await _lock_case_of(conn, old.code)
     state = await _on_hand(conn, actor, _UnitHeld, old.code, old.label)
     if state.parent_sscc != parent:  # moved out of (or into) a case meanwhile: not this time
