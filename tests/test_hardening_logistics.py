@@ -562,3 +562,31 @@ async def test_a_replacement_racing_a_void_of_the_new_code_s_batch_waits_and_is_
     assert_error(await racing, 409, "void")
     assert await state_of(app, new) is None
     assert (await state_of(app, goods.units[0]))["status"] == "active"
+
+
+async def test_an_unpack_waits_for_a_document_holding_its_case_without_a_deadlock(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: the unpack locked the case's units, then the case; a confirm locks the case,
+    then its units — so the two deadlocked (one of them rolled back, 409 ``retry``). Here a
+    transaction takes the locks in a confirm's order while an unpack of the case is sent."""
+    goods = await pack(client, login, app, demo, 1, f"H13D{next(_ids)}", spare=0)
+    case = goods.cases[0]
+    brand = await login("factory_admin")
+    async with app.state.pool.connection() as hold:
+        await hold.execute("SELECT 1 FROM case_state WHERE sscc = %s FOR UPDATE", (int(case),))
+        racing = asyncio.create_task(
+            client.post("/packing/unpack", headers=brand, json={"parent": case, "reason": "x"})
+        )
+        await asyncio.sleep(1)
+        assert not racing.done()
+        await hold.execute("SET LOCAL lock_timeout = '5s'")
+        await hold.execute(  # the confirm's next step (movements.expand): the case's units
+            "SELECT 1 FROM unit_state WHERE parent_sscc = %s ORDER BY code FOR UPDATE",
+            (int(case),),
+        )
+        await hold.commit()
+    answer = await racing
+    assert answer.status_code == 200, answer.text
+    assert (await state_of(app, goods.units[0]))["parent_sscc"] is None
+    assert await stock_check(settings) == []

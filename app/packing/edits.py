@@ -119,22 +119,26 @@ async def _on_hand(conn: Conn, actor: Principal, row_type: type[_H], code: int, 
     return row
 
 
-async def _children(conn: Conn, sscc: int, event_id: int | None = None) -> list[tuple[str, int]]:
-    """What a container holds now (optionally only what one aggregation event put there),
-    locked until the correction commits."""
-    found: list[tuple[str, int]] = []
-    for kind, table, key in (("unit", "unit_state", "code"), ("case", "case_state", "sscc")):
+async def _children(
+    conn: Conn, sscc: int, event_id: int | None = None, lock: bool = True
+) -> list[tuple[str, int]]:
+    """What a container holds now (optionally only what one aggregation event put there): its
+    units, then its cases; locked until the correction commits (``lock``), the cases first, as a
+    document locks them (``logistics.movements.expand``) — the caller has locked the container
+    itself before (a probe: units first, then the container, deadlocked with a confirm)."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for kind, table, key in (("case", "case_state", "sscc"), ("unit", "unit_state", "code")):
         rows = await (
             await conn.execute(
                 f"""SELECT {key} AS code FROM {table}
                     WHERE parent_sscc = %(p)s
                       AND (%(e)s::bigint IS NULL OR last_event_id = %(e)s)
-                    ORDER BY {key} FOR UPDATE""",
+                    ORDER BY {key}{" FOR UPDATE" if lock else ""}""",
                 {"p": sscc, "e": event_id},
             )
         ).fetchall()
-        found += [(kind, row["code"]) for row in rows]
-    return found
+        found[kind] = [(kind, row["code"]) for row in rows]
+    return found["unit"] + found["case"]
 
 
 async def _all_on_hand(conn: Conn, children: list[tuple[str, int]]) -> None:
@@ -211,8 +215,8 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
     """Undo a binding: take the named children (default: all) out of the container."""
     actor.require("packing.scan")
     parent = await _one(conn, scheme, actor, data.parent, "case")
-    inside = await _children(conn, parent.code)  # units, then cases: the order documents lock in
     case = await _on_hand(conn, actor, _Held, parent.code, parent.label)
+    inside = await _children(conn, parent.code)
     if data.children is None:
         chosen = inside
     else:
@@ -249,10 +253,12 @@ async def undo_last(
         )
     ).fetchall()
     for row in rows:
+        if not await _children(conn, row["parent_code"], row["id"], lock=False):
+            continue
+        label = sscc_label(row["parent_code"])
+        case = await _on_hand(conn, actor, _Held, row["parent_code"], label)  # locked first
         children = await _children(conn, row["parent_code"], row["id"])
-        if children:
-            label = sscc_label(row["parent_code"])
-            case = await _on_hand(conn, actor, _Held, row["parent_code"], label)
+        if children:  # (none if taken out meanwhile)
             return await _take_out(
                 conn,
                 actor,
