@@ -743,3 +743,30 @@ async def test_a_line_packs_only_what_its_organisation_holds(
     named = await upload(client, login, "L9", [scan(case, children=units[:1])])
     assert named["scans"][0]["reason"] == "child_rejected"
     assert "not_held" in named["scans"][0]["message"]
+
+
+async def test_named_children_must_be_of_the_line_s_product_and_lot(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """A probe: a case naming its children took units of another product and lot, and was
+    recorded as the line's product (its package then lost on the warehouse's receipt)."""
+    units = serials(app, lumi.batch_no, 700, 703)
+    await set_line(client, login, lumi.product_id, "X6", lot="LOT-A")
+    assert [
+        s["result"] for s in (await upload(client, login, "X6", [scan(u) for u in units]))["scans"]
+    ] == ["ok"] * 3
+    clerk = await login("clerk")
+    serum = await client.get("/products", headers=clerk, params={"q": "LM-HY-50"})
+    serum_id = serum.json()["items"][0]["id"]
+    for product_id, lot, reason in (
+        (lumi.product_id, "LOT-B", "wrong_lot"),
+        (serum_id, "LOT-A", "wrong_product"),
+    ):
+        await set_line(client, login, product_id, "X6", lot=lot)
+        body = await upload(client, login, "X6", [scan(lumi.inner[70], children=units)])
+        (result,) = body["scans"]
+        assert (result["result"], result["reason"]) == ("rejected", "child_rejected"), result
+        assert reason in result["message"], result
+    await set_line(client, login, lumi.product_id, "X6", lot="LOT-A")
+    body = await upload(client, login, "X6", [scan(lumi.inner[70], children=units)])
+    assert body["scans"][0]["result"] == "ok", body

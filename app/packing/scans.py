@@ -374,7 +374,7 @@ def _plan(
         if s.children is None:
             children = _take(pending, rank)
         else:
-            children = _explicit(s, unit_state, case_state, plan)
+            children = _explicit(ctx, s, unit_state, case_state, plan)
             if children is None:
                 continue
         _close(ctx, s, rank, children, unit_state, case_state, held, rules, plan)
@@ -441,12 +441,15 @@ def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, _UnitState], plan: 
 
 
 def _explicit(
+    ctx: Context,
     s: _Scan,
     unit_state: dict[int, _UnitState],
     case_state: dict[int, _CaseState],
     plan: _Plan,
 ) -> list[_Child] | None:
-    """Named children must be active codes (activated before, or earlier in this upload)."""
+    """Named children must be active codes (activated before, or earlier in this upload), and
+    units of the line's product and lot, as scanned ones (a probe: a case named with another
+    product's units took them, and was recorded as the line's product)."""
     children: list[_Child] = []
     for child in s.children or ():
         reason = child.reason
@@ -457,6 +460,10 @@ def _explicit(
                 reason = "not_activated"
             elif state is not None and state.status != "active":
                 reason = "void"
+            elif state is not None and state.product_id != ctx.product_id:
+                reason = "wrong_product"
+            elif state is not None and state.lot != ctx.lot:
+                reason = "wrong_lot"
         elif reason is None:
             state = case_state.get(child.code)
             if state is None and child.code not in plan.new_cases:
