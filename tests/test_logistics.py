@@ -792,3 +792,29 @@ async def test_nothing_is_shipped_to_an_inactive_organisation(
     # active again: the draft goes on to its own checks (it holds nothing)
     assert (await client.post(f"/orgs/{store}/activate", headers=admin)).status_code == 200
     assert_error(await confirm(client, agent, draft), 422, "empty_document")
+
+
+async def test_a_pallet_and_a_case_of_it_scanned_together_are_one_package(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the pallet and one of its cases named in one document counted two packages,
+    and its event named the case beside its pallet."""
+    goods = await palletised(client, login, app, demo)
+    clerk = await login("clerk")
+    order_id = await sales_order(client, login, demo, goods["product_id"], 20)
+    ship = await document(
+        client, clerk, [goods["pallet"], goods["cases"][0]], kind="outbound", order_id=order_id
+    )
+    confirmed = await confirm(client, clerk, ship)
+    assert confirmed.status_code == 200, confirmed.text
+    assert (confirmed.json()["units"], confirmed.json()["packages"]) == (20, 1)
+    assert [line["packages"] for line in confirmed.json()["lines"]] == [1]
+    named = await (
+        await conn.execute(
+            """SELECT code FROM event_codes WHERE kind = 'c'
+                 AND event_id = (SELECT event_id FROM documents WHERE id = %s)""",
+            (ship["id"],),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [row["code"] for row in named] == [int(goods["pallet"])]

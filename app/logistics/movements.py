@@ -683,7 +683,7 @@ def _movement_event(
         biz_step=movement.biz_step,
         disposition=disposition,
         units=[u["code"] for u in plan.units if u["parent_sscc"] not in moved],
-        cases=[c["sscc"] for c in plan.cases if c["sscc"] in plan.scanned],
+        cases=[c["sscc"] for c in outermost(plan)],
         biz_location=plan.org,
         source_org=source,
         destination_org=destination,
@@ -727,13 +727,30 @@ def stock_deltas(plan: Plan) -> Deltas:
     return deltas
 
 
+def outermost(plan: Plan) -> list[CaseRow]:
+    """The scanned cases not inside another scanned one: the packages that moved (a probe: a
+    pallet and a case of it scanned into one document counted as two, and the event named the
+    case beside its pallet)."""
+    parent = {c["sscc"]: c["parent_sscc"] for c in plan.cases}
+    found = []
+    for case in plan.cases:
+        if case["sscc"] not in plan.scanned:
+            continue
+        up = case["parent_sscc"]
+        while up is not None and up not in plan.scanned:
+            up = parent.get(up)
+        if up is None:
+            found.append(case)
+    return found
+
+
 async def write_lines(conn: Conn, plan: Plan, event_id: int, now: datetime) -> None:
     """Step 5: the document's lines (units per product and lot; the packages named, on the
     product's first line) and its status: confirmed, with its event and discrepancies."""
     assert plan.doc is not None
     doc_id = plan.doc["id"]
     lines = Counter((u["product_id"], u["lot"]) for u in plan.units)
-    packages = Counter(c["product_id"] for c in plan.cases if c["sscc"] in plan.scanned)
+    packages = Counter(c["product_id"] for c in outermost(plan))
     for (product, lot), n in lines.items():
         await conn.execute(
             "INSERT INTO document_lines (document_id, product_id, lot, units, packages) "
