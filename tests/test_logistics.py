@@ -326,8 +326,8 @@ async def test_exception_outbound_needs_approval(
     # outbound undone with no document and no approval)
     assert_error(
         await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"}),
-        422,
-        "not_a_seller",
+        409,
+        "not_sold",
     )
     assert (await state_of(conn, app, serial))["status"] == "sold"
     # probe T: an admin holding both permissions approved its own exception outbound

@@ -547,3 +547,57 @@ async def test_a_claim_s_retry_key_is_its_claimant_s(
         assert again.status_code == 200  # the member's own retry: answered, not counted
         scan = await mc.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
     assert scan.json()["queries"] == 3
+
+
+async def test_a_gift_earns_no_rebate_and_a_refund_withdraws_the_rebate(
+    client: Any, app: Any, login: Any, demo: Any, settings: Any
+) -> None:
+    """Probes: a unit the store gave away (an approved staff-welfare outbound) earned a sale's
+    rebate and could be taken back as a consumer's return; and a sale refunded by a consumer's
+    return kept its rebate claim, settled at its full amount in the month's statement."""
+    from app.rebates.ranking import recount, rollup
+
+    autocommit = await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    )
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rebate(client, admin, goods["product_id"], 10)
+    scheme = app.state.scheme
+    given, folded, queued = goods["units"][3:6]
+    gift = await document(client, clerk, [given], kind="exception", reason="staff_welfare")
+    assert (await confirm(client, clerk, gift)).status_code == 200
+    approved = await client.post(
+        f"/documents/{gift['id']}/approve", headers=await login("store_manager"), json={}
+    )
+    assert approved.status_code == 200, approved.text
+    async with member_client(app) as mc:
+
+        async def claim(serial: str) -> Any:
+            return await mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, serial))
+
+        assert_error(await claim(given), 422, "not_a_sale")
+        back = await client.post("/returns", headers=clerk, json={"code": given, "reason": "other"})
+        assert_error(back, 409, "not_sold")
+        first = await claim(folded)
+        assert first.status_code == 201, first.text
+        await rollup(autocommit)  # folded into the rankings before its return
+        second = await claim(queued)
+        assert second.status_code == 201, second.text
+        for serial, made in ((folded, first), (queued, second)):
+            back = await client.post(
+                "/returns", headers=clerk, json={"code": serial, "reason": "other"}
+            )
+            assert back.status_code == 200, back.text
+            assert back.json()["rebate_withdrawn"] == made.json()["claim_id"]
+        left = await autocommit.execute(
+            "SELECT count(*) AS n FROM rebate_claims WHERE code_id = ANY(%s)",
+            ([made.json()["claim_id"] for made in (first, second)],),
+        )
+        assert (await left.fetchone())["n"] == 0
+        await rollup(autocommit)
+        assert await recount(autocommit) == []  # the rankings without them, exactly
+        again = await claim(folded)  # sold again, to another consumer: a rebate again
+        assert again.status_code == 201, again.text
+        assert again.json()["claim_id"] != first.json()["claim_id"]
+    await autocommit.close()

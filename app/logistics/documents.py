@@ -23,7 +23,14 @@ from app.events.epcis import Disposition
 from app.localtime import TODAY_SQL
 from app.locks import Lock, xact_lock
 from app.logistics import movements
-from app.logistics.movements import MOVEMENTS, SHIPMENT_KINDS, Movement, Plan, UnitRow
+from app.logistics.movements import (
+    GIVEN_AWAY,
+    MOVEMENTS,
+    SHIPMENT_KINDS,
+    Movement,
+    Plan,
+    UnitRow,
+)
 from app.logistics.orders import get_order, require_reader
 from app.logistics.schemas import (
     CodesIn,
@@ -719,7 +726,7 @@ async def consumer_return(
         state = await (
             await conn.execute(
                 """SELECT u.code, u.product_id, u.lot, u.status, u.holder_org_id, u.transit_to,
-                          u.parent_sscc, u.channel_org_id, o.path, o.kind AS holder_kind
+                          u.parent_sscc, u.channel_org_id, u.disposition, o.path
                    FROM unit_state u JOIN orgs o ON o.id = u.holder_org_id
                    WHERE u.code = %s FOR UPDATE OF u""",
                 (read.code,),
@@ -727,14 +734,9 @@ async def consumer_return(
         ).fetchone()
     if state is None or not actor.sees(state["path"]):
         raise NotFound(f"{read.label}: no such code here", code="unknown_code")
-    if state["status"] != "sold":
+    if state["status"] != "sold" or state["disposition"] == GIVEN_AWAY:
+        # a gift, a sample, staff welfare: not sold (a probe: a warehouse took its gift back)
         raise Conflict("only a sold unit can be returned by a consumer", code="not_sold")
-    if state["holder_kind"] not in RETAIL_KINDS:  # a probe: a warehouse's gift came back
-        raise Unprocessable(
-            "only the channel takes back what it sold to a consumer: a store, an agent or a "
-            "distributor (L7); goods that left otherwise come back by a return document",
-            code="not_a_seller",
-        )
     if data.exchange_for is not None:
         other = (await read_codes(conn, scheme, actor.brand_id, [data.exchange_for]))[0]
         if other.kind == "unit" and other.code == read.code:  # probe X: sold twice, in no hands
@@ -754,6 +756,10 @@ async def consumer_return(
     await movements.apply(
         conn, plan, recorded_by=actor.user_id, details=details, disposition=disposition
     )
+    # here, not at the top: app.rebates' routes import the claims, which import logistics
+    from app.rebates.returns import withdraw
+
+    withdrawn = await withdraw(conn, actor, read.code)  # a refunded sale earns no rebate
     documents: list[str] = []
     exchanged = None
     if data.exchange_for is not None:
@@ -767,7 +773,11 @@ async def consumer_return(
         after={"reason": data.reason, "exchange_for": exchanged}, org_id=state["holder_org_id"],
     )  # fmt: skip
     return ReturnOut(
-        returned=read.label, disposition=disposition, exchanged_for=exchanged, documents=documents
+        returned=read.label,
+        disposition=disposition,
+        exchanged_for=exchanged,
+        documents=documents,
+        rebate_withdrawn=withdrawn["id"] if withdrawn else None,
     )
 
 

@@ -71,6 +71,8 @@ SHIP_UNITS = SHIP_CASES + ", shipped_at = coalesce(shipped_at, %(now)s)"
 # into the market — shipped, if nothing shipped them before — and their cases stay where they are
 GONE_UNITS = "status = 'sold', sold_at = %(now)s, shipped_at = coalesce(shipped_at, %(now)s)"
 GONE_CASES = "holder_org_id = holder_org_id"
+# the disposition of units an approved exception outbound gave away: gone, but not sold
+GIVEN_AWAY: Disposition = "non_sellable_other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +144,7 @@ MOVEMENTS: dict[str, Movement] = {
             sender="org", receiver=None,
             stock=(("org", "on_hand", -1),),
             unit_sets=GONE_UNITS, case_sets=GONE_CASES,
-            biz_step="shipping", disposition="non_sellable_other",
+            biz_step="shipping", disposition=GIVEN_AWAY,
             approval=True, reasons=("staff_welfare", "gift", "sample", "other"),
         ),
         Movement(

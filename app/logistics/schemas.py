@@ -218,6 +218,8 @@ class ReturnOut(msgspec.Struct, frozen=True, kw_only=True):
     disposition: str
     exchanged_for: str | None
     documents: list[str]
+    # the unit's unsettled rebate claim, withdrawn by the return (``app.rebates.returns``)
+    rebate_withdrawn: int | None = None
 
 
 class StockOut(msgspec.Struct, frozen=True, kw_only=True):

@@ -46,7 +46,7 @@ from app.auth.service import ORG_STATUS, session_live
 from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
-from app.logistics.movements import NOT_FOR_SALE
+from app.logistics.movements import GIVEN_AWAY, NOT_FOR_SALE
 from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
 
@@ -87,7 +87,8 @@ WITH r AS (
     LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
     LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
-      AND u.status IN ('active', 'sold') AND coalesce(ra.amount, rp.amount) > 0
+      AND (u.status = 'active' OR u.disposition = 'retail_sold')  -- not a gift (GIVEN_AWAY)
+      AND coalesce(ra.amount, rp.amount) > 0
       AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
       AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
     ORDER BY u.code
@@ -335,6 +336,12 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
         raise Unprocessable("this product is not of your brand", code="other_brand")
     if row["unit_status"] not in ("active", "sold"):
         raise Unprocessable("this unit cannot earn a rebate", code="not_claimable")
+    if row["unit_status"] == "sold" and row["unit_disposition"] == GIVEN_AWAY:
+        raise Unprocessable(  # a probe: a staff-welfare unit earned the rebate of a sale
+            "此产品为赠品、样品或员工福利，不是销售 / given away (a gift, a sample, staff "
+            "welfare): not a sale, no rebate",
+            code="not_a_sale",
+        )
     if row["holder_org_id"] != p.org_id or row["transit_to"] is not None:
         _elsewhere(row, p)
     if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:

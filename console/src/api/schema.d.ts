@@ -5284,6 +5284,7 @@ export interface components {
             disposition: string;
             documents: string[];
             exchanged_for: string | null;
+            rebate_withdrawn?: number | null;
             returned: string;
         };
         /** ReviewIn */

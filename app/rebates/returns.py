@@ -1,0 +1,69 @@
+"""A consumer's return takes back the rebate of its sale (R1): the unit's claim, while no
+statement holds it, is withdrawn — deleted, with its count and amount taken out of the rankings
+(``rebate_totals``, ``rebate_store_totals``) if the roll-up folded it already, or its row taken
+out of the roll-up's queue if not — so a refunded sale is never settled, and the unit earns a
+rebate again when it is sold again (``rebate_claims.code_id`` is unique). A probe found the claim
+of a refunded sale settled at its full amount.
+
+A claim already in a statement stays as it is: the statement was computed (and perhaps paid) with
+it, and a deduction from a later one is the brand's finance's to make. The return says which.
+
+The caller holds the unit's state row locked (``FOR UPDATE``), as a claim's round locks it before
+it writes a claim, so the two never run at once for one unit. The queue row is deleted without
+``SKIP LOCKED``: while a roll-up folding it is uncommitted the delete waits, then finds nothing
+left, and the totals the roll-up has just raised are lowered. Totals are updated in the
+roll-up's order (clerk totals, then the store's), so the two never deadlock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.rebates.ranking import MONTH_OF
+
+_WITHDRAW = f"""
+WITH gone AS (
+    DELETE FROM rebate_claims c WHERE c.code_id = %(code)s AND c.statement_id IS NULL
+    RETURNING c.id, c.brand_id, c.store_id, c.clerk_id, c.amount, {MONTH_OF} AS month
+), unqueued AS (
+    DELETE FROM rebate_tally_queue q USING gone WHERE q.claim_id = gone.id RETURNING q.claim_id
+)
+SELECT gone.*, EXISTS (SELECT 1 FROM unqueued) AS was_queued FROM gone
+"""
+
+_UNCOUNT = """
+WITH clerk AS (
+    UPDATE rebate_totals SET claims = claims - 1, amount = amount - %(amount)s, updated_at = now()
+    WHERE brand_id = %(brand_id)s AND month = %(month)s AND store_id = %(store_id)s
+      AND clerk_id = %(clerk_id)s
+    RETURNING 1
+)
+UPDATE rebate_store_totals SET claims = claims - 1, amount = amount - %(amount)s,
+       updated_at = now()
+WHERE brand_id = %(brand_id)s AND month = %(month)s AND store_id = %(store_id)s
+  AND EXISTS (SELECT 1 FROM clerk)
+"""
+
+
+async def withdraw(conn: Conn, actor: Principal, code: int) -> dict[str, Any] | None:
+    """Withdraw the unsettled rebate claim of a returned unit; what was withdrawn (its id, store,
+    clerk and amount), or None when there was none (never claimed, or already settled)."""
+    claim = await (await conn.execute(_WITHDRAW, {"code": code})).fetchone()
+    if claim is None:
+        return None
+    if not claim["was_queued"]:  # folded into the rankings already: taken out again
+        await conn.execute(_UNCOUNT, claim)
+    withdrawn = {k: claim[k] for k in ("id", "store_id", "clerk_id", "amount")}
+    await audit.record(
+        conn,
+        actor,
+        "withdraw",
+        "rebate_claim",
+        claim["id"],
+        after={**withdrawn, "reason": "consumer_return"},
+        org_id=claim["store_id"],
+    )
+    return withdrawn
