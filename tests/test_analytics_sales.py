@@ -467,6 +467,13 @@ async def test_scopes_brand_agent_store_and_another_brand(
         400,
         "bad_period",
     )
+    # a probe: a period in the calendar's last month was a 500 (its month after is no date)
+    for path, extra in ((STORES, {}), (PRODUCTS, {"agent_id": demo["AGENT-ZJ"]}), (REGIONS, {})):
+        for start in ("9999-12-15", "9999-11-02"):
+            answer = await client.get(
+                path, headers=agent, params={"from": start, "to": "9999-12-29", **extra}
+            )
+            assert_error(answer, 400, "bad_period")
 
 
 async def test_a_row_that_cannot_be_folded_is_dead_lettered(auto: Any) -> None:

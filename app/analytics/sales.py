@@ -392,7 +392,8 @@ def period(f: Filters, now: date, longest: int = MAX_DAYS) -> tuple[date, date]:
     if (end - start).days + 1 > longest:
         raise BadRequest(f"a report covers at most {longest} days", code="bad_period",
                          details={"field": "from"})  # fmt: skip
-    if end >= date.max - timedelta(days=1):  # the day after the end must still be a date
+    # the month after the end's must still be a date (a probe: December 9999 was a 500)
+    if end >= date(date.max.year, 12, 1):
         raise BadRequest("the period ends after the calendar does", code="bad_period",
                          details={"field": "to"})  # fmt: skip
     if start <= date.min + timedelta(days=1):  # and the day before the start
