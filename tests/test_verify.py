@@ -465,6 +465,11 @@ async def test_bad_verification_input_is_a_clear_400(client: Any) -> None:
         400,
         "malformed_json",
     )
+    # a probe: a URL with a bracket in its host (no URL parser takes it) was a 500
+    for text in ("https://[x/c/ABC", "http://]/01/[/21/X", "https://[::1"):
+        answer = await client.post("/v1/verify", json={"serial": text})
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["result"], answer.json()["reason"]) == ("not_genuine", "malformed")
 
 
 async def test_verify_refuses_other_methods_and_large_bodies(client: Any) -> None:

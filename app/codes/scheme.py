@@ -11,7 +11,6 @@ import re
 import struct
 import unicodedata
 from collections.abc import Iterator, Sequence
-from urllib.parse import urlsplit
 
 from app._core import (
     MAX_BULK,
@@ -134,6 +133,16 @@ _SSCC_TEXT = re.compile(r"^(?:\(00\)|00)?([0-9]{18})$")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
+def _path(text: str) -> str:
+    """The path of a URL (``scheme://host`` cut, and the query and fragment), or the text; never
+    raises (``urlsplit`` raised on a bracket in the host — a probe: a 500 on /v1/verify)."""
+    if "://" not in text:
+        return text
+    rest = text.split("://", 1)[1]
+    slash = rest.find("/")
+    return "" if slash < 0 else rest[slash:].split("?", 1)[0].split("#", 1)[0]
+
+
 def serial_from_scan(text: str) -> str:
     """The serial in what a scanner read: a bare serial, a ``…/c/{serial}`` URL or a Digital Link.
 
@@ -144,8 +153,7 @@ def serial_from_scan(text: str) -> str:
     text = text.strip()
     if "/" not in text:
         return text
-    path = urlsplit(text).path if "://" in text else text
-    parts = [p for p in path.split("/") if p]
+    parts = [p for p in _path(text).split("/") if p]
     for i, part in enumerate(parts[:-1]):
         if part.lower() in ("c", "21"):
             return parts[i + 1]
@@ -157,8 +165,7 @@ def gtin_from_scan(text: str) -> str | None:
     unit's code is its serial, but the product the scan claims must be the unit's."""
     if "/01/" not in text:
         return None
-    path = urlsplit(text.strip()).path if "://" in text else text.strip()
-    parts = [p for p in path.split("/") if p]
+    parts = [p for p in _path(text.strip()).split("/") if p]
     for i, part in enumerate(parts[:-1]):
         if part == "01":
             gtin = parts[i + 1]
