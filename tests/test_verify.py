@@ -551,3 +551,50 @@ async def test_with_redis_down_an_address_is_still_limited(
     other = await down.verify(VerifyIn(serial=serials[4]), "192.0.2.78", "test")
     assert other.result == "unconfirmed"  # another address is not held back
     await dead.aclose()
+
+
+async def test_the_outage_answers_keep_the_lockout_of_the_redis_path(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """Probes: during an outage the attempt that locked a code (recorded ``locked``) was not
+    counted, so the right PIN answered genuine right after the lock — guesses without end — and
+    so did a code locked before the outage; and the wrong-PIN count did not slide with each
+    wrong PIN as Redis's does."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    down, dead = _without_redis(app, settings)  # two wrong PINs lock
+    live = Verifier(app.state.pool, app.state.redis, scheme, down.settings)
+
+    def ask(serial: str, pin: str) -> VerifyIn:
+        return VerifyIn(serial=serial, pin=pin)
+
+    for verifier, index in ((down, 40), (live, 41)):  # locked during the outage, or before it
+        serial = scheme.serial(batch_no, index)
+        pin = scheme.pin(serial)
+        wrong = "000000" if pin != "000000" else "111111"
+        assert (await verifier.verify(ask(serial, wrong), None, None)).result == "wrong_pin"
+        assert (await verifier.verify(ask(serial, wrong), None, None)).result == "locked"
+        if verifier is live:
+            sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+            with psycopg.connect(settings.database_url, autocommit=True) as pg:
+                while records.flush(sync_redis, pg, settings.redis_namespace):
+                    pass
+        answer = await down.verify(ask(serial, pin), None, None)
+        assert (answer.result, answer.retry_after is not None) == ("locked", True), index
+        assert 0 < answer.retry_after <= settings.pin_lockout_seconds
+    # the count slides: three wrong PINs each within the window of the one before lock the code
+    # on both paths, though the first is older than the window at the third
+    window = msgspec.structs.replace(down.settings, pin_max_failures=3, pin_lockout_seconds=2)
+    slide_down = Verifier(app.state.pool, down.redis, scheme, window)
+    slide_live = Verifier(app.state.pool, app.state.redis, scheme, window)
+    answers: dict[str, list[str]] = {"down": [], "live": []}
+    pairs = (("down", slide_down, 42), ("live", slide_live, 43))
+    for step in range(3):
+        for name, verifier, index in pairs:
+            serial = scheme.serial(batch_no, index)
+            wrong = "000000" if scheme.pin(serial) != "000000" else "111111"
+            answers[name].append((await verifier.verify(ask(serial, wrong), None, None)).result)
+        if step < 2:
+            await asyncio.sleep(1.2)
+    assert answers["down"] == answers["live"] == ["wrong_pin", "wrong_pin", "locked"]
+    await dead.aclose()

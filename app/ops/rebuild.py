@@ -64,7 +64,7 @@ The key builders below name the keys as the verification script (``app.verify.se
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,7 +74,7 @@ import psycopg
 from app.config import Settings
 from app.errors import ServiceUnavailable
 from app.redisconn import AnySyncRedis, code_tag, is_cluster
-from app.verify.fallback import COUNTED
+from app.verify.fallback import COUNTED, replay
 from app.verify.records import flush, queues
 from app.verify.regions import Place
 
@@ -196,14 +196,6 @@ class Report(msgspec.Struct, kw_only=True):
         ]
 
 
-class PinState(msgspec.Struct, frozen=True):
-    """A code's wrong-PIN state now: seconds locked (0: not), wrong PINs and their seconds left."""
-
-    lock_seconds: int
-    fails: int
-    fails_seconds: int
-
-
 # -- 1. drain ------------------------------------------------------------------------------
 
 
@@ -293,38 +285,6 @@ def restore_counters(
 
 
 # -- 3. wrong PINs and lockouts ------------------------------------------------------------
-
-
-def replay(
-    history: Iterable[tuple[datetime, str, bool]], settings: Settings, now: datetime
-) -> PinState:
-    """A code's wrong-PIN state now from its records (time, reason, counted) in time order, by
-    the verification script's rules."""
-    window = timedelta(seconds=settings.pin_lockout_seconds)
-    locked_until: datetime | None = None
-    fails, last_fail = 0, None
-    for at, reason, counted in history:
-        if locked_until is not None and at < locked_until:
-            continue  # during a lock every attempt answers "locked" and nothing counts
-        if reason == "locked":  # outside a lock: the attempt that locked the code
-            locked_until, fails = at + window, 0
-        elif reason == "wrong_pin":
-            if last_fail is None or at - last_fail > window:
-                fails = 0  # the count had expired
-            fails, last_fail = fails + 1, at
-            if fails >= settings.pin_max_failures:
-                locked_until, fails = at + window, 0
-        elif counted:
-            fails = 0  # a right PIN clears the count
-    if locked_until is not None and locked_until > now:
-        return PinState(_seconds(locked_until - now), 0, 0)
-    if fails and last_fail is not None and last_fail + window > now:
-        return PinState(0, fails, _seconds(last_fail + window - now))
-    return PinState(0, 0, 0)
-
-
-def _seconds(delta: timedelta) -> int:
-    return max(int(-(-delta.total_seconds() // 1)), 1)
 
 
 def _pin_histories(

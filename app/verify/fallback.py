@@ -6,11 +6,12 @@ is the one the Redis path would give (``decide`` mirrors the Lua script's rules)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from psycopg.rows import class_row
+from psycopg.rows import class_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.codes.lookup import VOID_STATES
@@ -59,13 +60,51 @@ async def insert_record(
         )
 
 
+class PinState(msgspec.Struct, frozen=True):
+    """A code's wrong-PIN state now: seconds locked (0: not), wrong PINs and their seconds left."""
+
+    lock_seconds: int
+    fails: int
+    fails_seconds: int
+
+
+def replay(
+    history: Iterable[tuple[datetime, str, bool]], settings: Settings, now: datetime
+) -> PinState:
+    """A code's wrong-PIN state now from its records (time, reason, counted) in time order, by
+    the verification script's rules."""
+    window = timedelta(seconds=settings.pin_lockout_seconds)
+    locked_until: datetime | None = None
+    fails, last_fail = 0, None
+    for at, reason, counted in history:
+        if locked_until is not None and at < locked_until:
+            continue  # during a lock every attempt answers "locked" and nothing counts
+        if reason == "locked":  # outside a lock: the attempt that locked the code
+            locked_until, fails = at + window, 0
+        elif reason == "wrong_pin":
+            if last_fail is None or at - last_fail > window:
+                fails = 0  # the count had expired
+            fails, last_fail = fails + 1, at
+            if fails >= settings.pin_max_failures:
+                locked_until, fails = at + window, 0
+        elif counted:
+            fails = 0  # a right PIN clears the count
+    if locked_until is not None and locked_until > now:
+        return PinState(_seconds(locked_until - now), 0, 0)
+    if fails and last_fail is not None and last_fail + window > now:
+        return PinState(0, fails, _seconds(last_fail + window - now))
+    return PinState(0, 0, 0)
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(int(-(-delta.total_seconds() // 1)), 1)
+
+
 class _History(msgspec.Struct, frozen=True, gc=False):
     """What the code's earlier verifications say (one row of ``_HISTORY``)."""
 
     queries: int  # counted verifications
     first_at: datetime | None  # the first counted one
-    fails: int  # wrong PINs since the lockout window opened and since the last counted one
-    last_fail: datetime | None  # the latest wrong PIN or refusal while locked
 
 
 class _FirstPlace(msgspec.Struct, frozen=True, gc=False):
@@ -79,15 +118,18 @@ class _FirstPlace(msgspec.Struct, frozen=True, gc=False):
         return Place(self.province, self.city).label if self.province else ""
 
 
-_HISTORY = f"""SELECT
-      count(*) FILTER (WHERE {COUNTED}) AS queries,
-      min(at) FILTER (WHERE {COUNTED}) AS first_at,
-      count(*) FILTER (WHERE reason = 'wrong_pin' AND at > %(since)s
-        AND at > coalesce((SELECT max(at) FROM verifications
-                            WHERE code_id = %(code)s AND {COUNTED}), '-infinity'))
-        AS fails,
-      max(at) FILTER (WHERE reason IN ('wrong_pin', 'locked')) AS last_fail
+_HISTORY = f"""SELECT count(*) FILTER (WHERE {COUNTED}) AS queries,
+      min(at) FILTER (WHERE {COUNTED}) AS first_at
     FROM verifications WHERE code_id = %(code)s"""
+
+# The records ``replay`` reads, from two lockout windows back (a lock seen there began inside
+# them): as ``tracecode redis rebuild`` restores the lockouts (a probe: counting wrong PINs
+# alone, the attempt that locked a code — recorded "locked" — was never counted, so during an
+# outage a locked code took the right PIN, and any number of guesses)
+PIN_RECORDS = f"""SELECT at, reason, ({COUNTED}) AS counted FROM verifications
+    WHERE code_id = %(code)s AND at > %(horizon)s
+      AND (reason IN ('wrong_pin', 'locked') OR ({COUNTED}))
+    ORDER BY at, id"""
 
 _FIRST_PLACE = (
     f"SELECT province, city FROM verifications WHERE code_id = %s AND {COUNTED} ORDER BY at LIMIT 1"
@@ -113,14 +155,13 @@ async def verify_without_redis(
         return await _not_genuine(pool, record, "void", serial, lang)
     record.product_id = unit.product.id if unit.product else None
     window = timedelta(seconds=settings.pin_lockout_seconds)
-    history, first = await _history(pool, code, record.at - window)
-    if history.fails >= settings.pin_max_failures:
-        last_fail = history.last_fail
-        assert last_fail is not None  # there were wrong PINs
-        retry = int((last_fail + window - datetime.now(UTC)).total_seconds()) + 1
-        return await _locked(pool, record, unit, serial, lang, max(retry, 1), -(-retry // 60))
+    history, first, pins = await _history(pool, code, record.at - 2 * window)
+    pin = replay(pins, settings, record.at)
+    if pin.lock_seconds:
+        retry = pin.lock_seconds
+        return await _locked(pool, record, unit, serial, lang, retry, -(-retry // 60))
     if pin_state == "bad":
-        left = settings.pin_max_failures - history.fails - 1
+        left = settings.pin_max_failures - pin.fails - 1
         if left <= 0:
             lockout = settings.pin_lockout_seconds
             return await _locked(pool, record, unit, serial, lang, lockout, -(-lockout // 60))
@@ -147,19 +188,22 @@ async def _not_genuine(
 
 
 async def _history(
-    pool: AsyncConnectionPool, code: int, since: datetime
-) -> tuple[_History, _FirstPlace | None]:
-    """The code's counted verifications, recent wrong PINs and the first place (two queries on
-    one connection)."""
+    pool: AsyncConnectionPool, code: int, horizon: datetime
+) -> tuple[_History, _FirstPlace | None, list[tuple[datetime, str, bool]]]:
+    """The code's counted verifications, the first place, and its PIN records since
+    ``horizon`` (three queries on one connection)."""
     async with pool.connection() as conn:
         counts = conn.cursor(row_factory=class_row(_History))
-        await counts.execute(_HISTORY, {"code": code, "since": since})
+        await counts.execute(_HISTORY, {"code": code})
         history = await counts.fetchone()
         places = conn.cursor(row_factory=class_row(_FirstPlace))
         await places.execute(_FIRST_PLACE, (code,))
         first = await places.fetchone()
+        pins = conn.cursor(row_factory=tuple_row)
+        await pins.execute(PIN_RECORDS, {"code": code, "horizon": horizon})
+        records = await pins.fetchall()
     assert history is not None
-    return history, first
+    return history, first, records
 
 
 async def _locked(
