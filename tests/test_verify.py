@@ -598,3 +598,33 @@ async def test_the_outage_answers_keep_the_lockout_of_the_redis_path(
             await asyncio.sleep(1.2)
     assert answers["down"] == answers["live"] == ["wrong_pin", "wrong_pin", "locked"]
     await dead.aclose()
+
+
+async def test_the_outage_answers_raise_the_alerts_of_the_redis_path(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """A probe: answers given from PostgreSQL raised no alert (the flusher raises them, and an
+    outage's records never pass through it): an over-threshold or fake code went unreported."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    idle, _ = await issue_units(client, login, demo, 2)  # issued, never activated
+    down, dead = _without_redis(app, settings)
+    down.settings = msgspec.structs.replace(down.settings, verify_repeat_threshold=1)
+    serial = scheme.serial(batch_no, 44)
+    for _ in range(2):
+        answer = await down.verify(VerifyIn(serial=serial, pin=scheme.pin(serial)), None, None)
+    assert answer.reason == "over_threshold"
+    fake = scheme.serial(idle, 0)
+    assert (await down.verify(VerifyIn(serial=fake), None, None)).reason == "not_activated"
+    rows = await (
+        await conn.execute(
+            "SELECT code_id, kind FROM alerts WHERE code_id = ANY(%s) ORDER BY kind",
+            ([(batch_no << 32) | 44, idle << 32],),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [(r["code_id"], r["kind"]) for r in rows] == [
+        (idle << 32, "fake"),
+        ((batch_no << 32) | 44, "repeat"),
+    ]
+    await dead.aclose()

@@ -18,6 +18,7 @@ from app.codes.lookup import VOID_STATES
 from app.config import Settings
 from app.verify import messages
 from app.verify.record import Record
+from app.verify.records import ALERT, alert_of
 from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
 from app.verify.units import UnitInfo
@@ -54,10 +55,23 @@ def decide(
 async def insert_record(
     pool: AsyncConnectionPool, record: Record, result: str, reason: str, queries: int
 ) -> None:
+    """The record, and the alert it raises as the flusher raises them (``records.alert_of``; a
+    probe: an outage's over-threshold, region-jump and fake answers raised none)."""
+    fields = {**record.fields(), "result": result, "reason": reason, "queries": queries}
+    alert = alert_of(
+        fields["code_id"],
+        fields["serial"],
+        fields["brand_id"],
+        result,
+        reason,
+        queries,
+        fields["province"],
+        fields["city"],
+    )
     async with pool.connection() as conn:
-        await conn.execute(
-            INSERT, {**record.fields(), "result": result, "reason": reason, "queries": queries}
-        )
+        inserted = await conn.execute(INSERT, fields)
+        if alert is not None and inserted.rowcount:
+            await conn.execute(ALERT, alert)
 
 
 class PinState(msgspec.Struct, frozen=True):

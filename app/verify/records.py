@@ -103,7 +103,7 @@ RULES: dict[str, tuple[str, str]] = {
 
 _ALERTING = list(RULES)
 
-_ALERT = """
+ALERT = """
 INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details, dedup_key)
 VALUES (%(brand)s, %(brand)s, %(kind)s, %(severity)s, %(code)s, %(serial)s, %(message)s,
         %(details)s, %(dedup)s)
@@ -259,28 +259,41 @@ def _dead(conn: psycopg.Connection[Any], record: bytes, exc: BaseException) -> N
 
 def raise_alerts(conn: psycopg.Connection[Any], stored: list[Any]) -> None:
     """Alerts for suspicious and not-genuine verifications, one open alert per code and kind."""
+    for row in stored:
+        params = alert_of(*row)
+        if params is not None:
+            conn.execute(ALERT, params)
+
+
+def alert_of(
+    code: int | None,
+    serial: str | None,
+    brand: int | None,
+    _result: str,
+    reason: str,
+    queries: int,
+    province: str | None,
+    city: str | None,
+) -> dict[str, Any] | None:
+    """The ``ALERT`` parameters a stored verification raises, or None (no rule, no brand)."""
     from psycopg.types.json import Jsonb
 
-    for code, serial, brand, _result, reason, queries, province, city in stored:
-        rule = RULES.get(reason)
-        if rule is None or brand is None:
-            continue
-        kind, severity = rule
-        conn.execute(
-            _ALERT,
-            {
-                "brand": brand,
-                "kind": kind,
-                "severity": severity,
-                "code": code,
-                "serial": serial,
-                "message": f"{kind}: code {serial or code} ({reason})",
-                "details": Jsonb(
-                    {"reason": reason, "queries": queries, "province": province, "city": city}
-                ),
-                "dedup": f"{kind}:{code}",
-            },
-        )
+    rule = RULES.get(reason)
+    if rule is None or brand is None:
+        return None
+    kind, severity = rule
+    return {
+        "brand": brand,
+        "kind": kind,
+        "severity": severity,
+        "code": code,
+        "serial": serial,
+        "message": f"{kind}: code {serial or code} ({reason})",
+        "details": Jsonb(
+            {"reason": reason, "queries": queries, "province": province, "city": city}
+        ),
+        "dedup": f"{kind}:{code}",
+    }
 
 
 def pending(client: AnySyncRedis, namespace: str) -> int:
