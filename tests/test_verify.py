@@ -628,3 +628,40 @@ async def test_the_outage_answers_raise_the_alerts_of_the_redis_path(
         ((batch_no << 32) | 44, "repeat"),
     ]
     await dead.aclose()
+
+
+async def test_a_claim_sent_again_during_an_outage_is_counted_once(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """A probe: the Redis script counts a claim sent again under its client id once (its
+    retry key), the outage path counted every retry as a new query of the code."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn)
+    down, dead = _without_redis(app, settings)
+    serial = scheme.serial(batch_no, 45)
+    body = VerifyIn(serial=serial, pin=scheme.pin(serial), client_id="till-7")
+    answers = [
+        await down.verify(body, None, None, retry="tracecode-claims:1:till-7") for _ in range(3)
+    ]
+    assert [(a.result, a.reason, a.queries) for a in answers] == [("genuine", "first_query", 1)] * 3
+    other = await down.verify(  # another claimant's client id: a new check
+        VerifyIn(serial=serial, pin=scheme.pin(serial), client_id="till-8"),
+        None,
+        None,
+        retry="tracecode-claims:2:till-8",
+    )
+    assert (other.reason, other.queries) == ("repeat_query", 2)
+    rows = await (
+        await conn.execute(
+            "SELECT reason FROM verifications WHERE code_id = %s ORDER BY at",
+            ((batch_no << 32) | 45,),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [r["reason"] for r in rows] == [
+        "first_query",
+        "claim_retry",
+        "claim_retry",
+        "repeat_query",
+    ]
+    await dead.aclose()

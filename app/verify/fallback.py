@@ -145,6 +145,15 @@ PIN_RECORDS = f"""SELECT at, reason, ({COUNTED}) AS counted FROM verifications
       AND (reason IN ('wrong_pin', 'locked') OR ({COUNTED}))
     ORDER BY at, id"""
 
+# A claim sent again (``retry``): the claimant's earlier check of the code under the same
+# client id within a day, as the Redis script keeps it (a probe: during an outage each retry of
+# a claim counted as a new query of the code)
+_RETRIED = f"""SELECT 1 FROM verifications
+    WHERE code_id = %(code)s AND client_id = %(client)s
+      AND member_id IS NOT DISTINCT FROM %(member)s AND at > %(since)s
+      AND (({COUNTED}) OR reason = 'claim_retry')
+    LIMIT 1"""
+
 _FIRST_PLACE = (
     f"SELECT province, city FROM verifications WHERE code_id = %s AND {COUNTED} ORDER BY at LIMIT 1"
 )
@@ -159,10 +168,11 @@ async def verify_without_redis(
     code: int,
     pin_state: str,
     lang: str,
+    retry: str = "",
 ) -> VerifyOut:
     """The answer and its record from PostgreSQL alone; ``unit`` is the code's unit as the
     database has it (None: never activated). The steps mirror the Redis script: not genuine,
-    locked out, wrong PIN, else counted."""
+    locked out, wrong PIN, else counted (a claim's ``retry``: once)."""
     if unit is None:
         return await _not_genuine(pool, record, "not_activated", serial, lang)
     if unit.status in VOID_STATES:
@@ -188,7 +198,24 @@ async def verify_without_redis(
             pin_attempts_left=left,
             message=messages.text("wrong_pin", lang, left=left),
         )
-    return await _counted(pool, settings, record, unit, serial, pin_state, lang, history, first)
+    retried = pin_state == "ok" and retry != "" and await _retried(pool, record, code)
+    return await _counted(
+        pool, settings, record, unit, serial, pin_state, lang, history, first, retried
+    )
+
+
+async def _retried(pool: AsyncConnectionPool, record: Record, code: int) -> bool:
+    async with pool.connection() as conn:
+        found = await conn.execute(
+            _RETRIED,
+            {
+                "code": code,
+                "client": record.data.client_id,
+                "member": record.member_id,
+                "since": record.at - timedelta(days=1),
+            },
+        )
+        return await found.fetchone() is not None
 
 
 async def _not_genuine(
@@ -252,10 +279,12 @@ async def _counted(
     lang: str,
     history: _History,
     first: _FirstPlace | None,
+    retried: bool,
 ) -> VerifyOut:
-    """A counted verification (right PIN or none): this one counts when its PIN is right;
+    """A counted verification (right PIN or none): this one counts when its PIN is right and it
+    is no claim sent again (``retried``: recorded ``claim_retry``, as the Redis script does);
     ``decide`` gives the result; recorded with the count."""
-    queries = history.queries + (1 if pin_state == "ok" else 0)
+    queries = history.queries + (1 if pin_state == "ok" and not retried else 0)
     first_at = history.first_at or (record.at if pin_state == "ok" else None)
     place = record.place.label if record.place else ""
     first_place = first.label if first else (place if pin_state == "ok" else "")
@@ -263,7 +292,7 @@ async def _counted(
     result, reason = decide(
         pin_state, queries, first_place, place, settings.verify_repeat_threshold, never_shipped
     )
-    await insert_record(pool, record, result, reason, queries)
+    await insert_record(pool, record, result, "claim_retry" if retried else reason, queries)
     first_place = place_name(first_place, lang)  # recorded in Chinese; named in the reader's
     return _about(
         unit,

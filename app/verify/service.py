@@ -449,7 +449,7 @@ class Verifier:
                 self._after_outage.add(code)
             unit = await self._unit_from_db(code, batch)
             return await verify_without_redis(
-                self.pool, self.settings, unit, record, serial, code, pin_state, lang
+                self.pool, self.settings, unit, record, serial, code, pin_state, lang, retry
             )
         if self._redis_down or self._after_outage:
             self._reconcile()
