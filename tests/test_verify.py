@@ -150,6 +150,12 @@ async def test_region_jump_and_never_shipped(
     jump = await _verify(client, other, scheme.pin(other), gps=GUANGZHOU)
     assert (jump["result"], jump["reason"]) == ("suspicious", "region_jump")
     assert "上海市" in jump["message"]
+    # a probe: 1 km apart, one fix placed in Hangzhou, the other in Zhejiang only — no jump
+    near = scheme.serial(batch_no, 4)
+    first = await _verify(client, near, scheme.pin(near), gps={"lat": 30.805, "lng": 120.15})
+    again = await _verify(client, near, scheme.pin(near), gps={"lat": 30.815, "lng": 120.15})
+    places = {first["first_query_place"], again["first_query_place"]}
+    assert (again["result"], again["reason"]) == ("genuine", "repeat_query"), (again, places)
 
 
 async def test_wrong_pins_lock_the_code_until_the_lockout_expires(
@@ -433,6 +439,13 @@ def test_fallback_rules_match_the_redis_script_rules() -> None:
     assert decide("ok", 1, "", "上海市", 5, False) == ("genuine", "first_query")
     assert decide("ok", 2, "上海市", "上海市", 5, False) == ("genuine", "repeat_query")
     assert decide("ok", 2, "上海市", "广东省广州市", 5, False) == ("suspicious", "region_jump")
+    # a province and a city of it: one region where both are known (a probe: a jump)
+    assert decide("ok", 2, "浙江省", "浙江省杭州市", 5, False) == ("genuine", "repeat_query")
+    assert decide("ok", 2, "浙江省杭州市", "浙江省", 5, False) == ("genuine", "repeat_query")
+    assert decide("ok", 2, "浙江省杭州市", "浙江省宁波市", 5, False) == (
+        "suspicious",
+        "region_jump",
+    )
     assert decide("ok", 6, "上海市", "上海市", 5, False) == ("suspicious", "over_threshold")
     assert decide("none", 0, "", "", 5, False) == ("unconfirmed", "pin_required")
     assert decide("none", 0, "", "", 5, True) == ("suspicious", "never_shipped")

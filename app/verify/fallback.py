@@ -45,11 +45,20 @@ def decide(
         result, reason = "genuine", "first_query" if queries == 1 else "repeat_query"
     if queries > threshold:
         return "suspicious", "over_threshold"
-    if pin_state == "ok" and queries > 1 and first_place and place and first_place != place:
+    if pin_state == "ok" and queries > 1 and first_place and place and not _same_region(
+        first_place, place
+    ):
         return "suspicious", "region_jump"
     if never_shipped:
         return "suspicious", "never_shipped"
     return result, reason
+
+
+def _same_region(a: str, b: str) -> bool:
+    """Two place labels of one region, compared where both are known: a province and a city
+    of it (``浙江省`` and ``浙江省杭州市``) are (a probe: two scans 1 km apart, one fix placed
+    in the city, the other in the province only, made a region jump)."""
+    return a.startswith(b) or b.startswith(a)
 
 
 async def insert_record(

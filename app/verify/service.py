@@ -212,7 +212,8 @@ for i, f in ipairs(items) do
       if q > threshold then
         result, reason = 'suspicious', 'over_threshold'
       elseif pin_state == 'ok' and q > 1 and first_place ~= '' and place ~= ''
-          and first_place ~= place then
+          and first_place:sub(1, #place) ~= place and place:sub(1, #first_place) ~= first_place
+          then
         result, reason = 'suspicious', 'region_jump'
       elseif never_shipped == '1' then
         result, reason = 'suspicious', 'never_shipped'
