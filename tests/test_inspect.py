@@ -247,6 +247,17 @@ async def test_diversion_alerts_for_brand_and_source_agent(
     ).json()["items"]
     fake = [a for a in fakes if a["serial"] == forge(goods["units"][26])]
     assert [(a["severity"], a["details"]["result"]) for a in fake] == [("critical", "counterfeit")]
+    # a probe: the same fake in other spellings opened an alert each; it bumps the open one
+    forged = forge(goods["units"][26])
+    for text in (forged.lower(), f"https://id.example.com/c/{forged}"):
+        await scan(client, inspector, text, "STORE-HZ-01")
+    fakes = (
+        await client.get(
+            "/alerts", headers=await login("admin"), params={"kind": "fake", "per_page": 200}
+        )
+    ).json()["items"]
+    same = [a for a in fakes if a["serial"] and a["serial"].upper().endswith(forged.upper())]
+    assert [a["occurrences"] for a in same] == [3], same
 
 
 async def test_summaries_equal_a_recount(

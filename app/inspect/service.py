@@ -37,7 +37,7 @@ from app import audit, idempotency, tabular
 from app.auth.principal import Principal
 from app.codes.batches import serials_of
 from app.codes.lookup import VOID_STATES, read_codes, sscc_label
-from app.codes.scheme import Scheme
+from app.codes.scheme import Scheme, serial_from_scan
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.events import builders
@@ -494,6 +494,13 @@ DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = 
 """
 
 
+def _subject(kind: str, label: str) -> str:
+    """The alert's subject of a code that is no unit of the brand: the serial as read from any
+    spelling of it — bare, in a QR URL, in lower case (a probe: one forged serial scanned three
+    ways opened three alerts, where a scan again bumps the open one)."""
+    return f"{kind[0]}:{serial_from_scan(label).upper() if kind == 'unit' else label}"
+
+
 async def _alerts(
     conn: Conn, actor: Principal, store: Store, scan_id: int, scanned: _Scanned
 ) -> None:
@@ -528,7 +535,7 @@ async def _alerts(
             message = f"Never shipped: {what} found at {where}"
         else:
             message = f"Counterfeit: {label} ({first.reason}) found at {where}"
-        subject = f"u{first.code}" if kind == "unit" and first.code else f"{kind[0]}:{label}"
+        subject = f"u{first.code}" if kind == "unit" and first.code else _subject(kind, label)
         params.append(
             {
                 "brand": actor.brand_id,
