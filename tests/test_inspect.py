@@ -600,3 +600,22 @@ async def test_an_api_key_s_inspection_client_ids_are_its_own(
     assert reused.json()["recorded"] == 1, reused.text  # a scan of its own, not a replay
     ids = {b.json()["items"][0]["scan"]["id"] for b in (batch, reused)}
     assert len(ids) == 2
+
+
+async def test_goods_the_agent_shipped_into_another_area_are_diverted_there(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: AGENT-ZJ shipped its goods to a Guangdong store itself; that store became the
+    units' "designated store", and the inspection there answered in channel (窜货 unseen)."""
+    agent, gz = await login("agent_clerk"), await login("gz_clerk")
+    cross = await document(
+        client, agent, goods["cases"][1:2], kind="outbound", counterparty_id=demo["STORE-GZ-01"]
+    )
+    assert (await confirm(client, agent, cross)).status_code == 200
+    received = await document(client, gz, kind="inbound", shipment_id=cross["id"])
+    assert (await confirm(client, gz, received)).status_code == 200
+    found = await scan(client, await login("inspector"), goods["units"][10], "STORE-GZ-01")
+    assert found.status_code == 201, found.text
+    item = found.json()["items"][0]
+    assert (item["result"], item["reason"]) == ("diverted", "outside_agent_area")
+    assert item["shipped_to"]["id"] == demo["AGENT-ZJ"]

@@ -165,10 +165,12 @@ def _judge(row: _Unit, serial: str, store: Store) -> Finding:
     elif row.channel_org_id is None:
         found.result = "unknown_route"
         found.reason = "never_shipped" if row.shipped_at is None else "no_channel"
+    elif not store.path.startswith(row.channel_path):  # type: ignore[arg-type]  # set: shipped
+        # first, whatever store a later shipment named: a probe — the agent shipped into another
+        # agent's area itself, and the store it named there was "designated" (窜货 unseen)
+        found.result, found.reason = "diverted", "outside_agent_area"
     elif row.store_org_id == store.id:
         found.reason = "designated_store"
-    elif not store.path.startswith(row.channel_path):  # type: ignore[arg-type]  # set: shipped
-        found.result, found.reason = "diverted", "outside_agent_area"
     return found
 
 
