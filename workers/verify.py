@@ -19,6 +19,7 @@ import dramatiq
 import psycopg
 from dramatiq.middleware import Middleware
 
+from app.deadletters import POISON
 from app.embedded import start_postgres
 from app.jobs import RETRIES, redis_client, settings
 from app.ops.rebuild import restore_counters, restore_lockouts
@@ -73,11 +74,14 @@ class VerificationFlusher(Middleware):
             self._thread.join(timeout=10)
 
 
-@dramatiq.actor(**RETRIES)
+@dramatiq.actor(**RETRIES, throws=POISON)
 def reconcile_codes(codes: list[int]) -> None:
     """Raise the query counts and PIN state in Redis of codes an API process answered from
     PostgreSQL while Redis was down, to what their records show (``app.verify.service``).
-    Idempotent: counts and lockouts are only ever raised to the records' figures."""
+    Idempotent: counts and lockouts are only ever raised to the records' figures. Arguments
+    that are no list of code ids are dead-lettered at once (a probe: retried three times)."""
+    if not isinstance(codes, list) or not all(type(code) is int for code in codes):
+        raise TypeError("reconcile_codes takes a list of code ids")
     db_url = settings.database_url or start_postgres(settings.var_path)
     with psycopg.connect(db_url, autocommit=True) as conn:
         restore_counters(redis_client, conn, settings.redis_namespace, codes)
