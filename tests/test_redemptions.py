@@ -247,6 +247,10 @@ async def test_redeem_then_fulfil_once_at_a_store(
     assert "already been used" in used_en["message"]
     rechecked = await client.post("/redemptions/check", headers=clerk, json={"code": red["code"]})
     assert not rechecked.json()["valid"] and rechecked.json()["status"] == "fulfilled"
+    # typed full-width by a Chinese input method (a probe: 400 malformed_code)
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in red["code"].lower())
+    typed = await client.post("/redemptions/check", headers=clerk, json={"code": wide})
+    assert typed.status_code == 200 and typed.json()["status"] == "fulfilled", typed.text
     # bad paths: unknown, malformed, no permission, another store of another agent
     assert_error(
         await client.post("/redemptions/check", headers=clerk, json={"code": "0000000000"}),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -89,8 +90,11 @@ def new_code() -> str:
 
 
 def normalise_code(text: str) -> str:
-    """The code as stored: upper case, without spaces or dashes, look-alikes mapped (400
-    ``malformed_code`` when it cannot be one)."""
+    """The code as stored: upper case, without spaces or dashes, look-alikes mapped, full-width
+    letters and digits (a Chinese input method's) as ASCII (400 ``malformed_code`` when it
+    cannot be one)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
     code = text.upper().replace(" ", "").replace("-", "").translate(_LOOKALIKE)
     if len(code) != CODE_LENGTH or any(c not in ALPHABET for c in code):
         raise BadRequest("a redemption code is 10 letters and digits", code="malformed_code")
