@@ -907,3 +907,51 @@ def test_an_opt_out_in_full_width_letters_counts() -> None:
         assert is_opt_out(text), text
     for text in ("好的", "TDD", "ＯＫ", "T D X"):
         assert not is_opt_out(text), text
+
+
+async def test_a_message_accepted_without_an_id_is_sent_once(
+    app: Any, demo: Any, settings: Any, aconn: Any
+) -> None:
+    """A probe: a gateway that accepted a message but gave no message id had it sent again, and
+    again, until out of attempts — then failed, though it had been delivered."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests: list[int] = []
+
+    class NoIds(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append(len(body["messages"]))
+            answer = {
+                "results": [{"key": m["key"], "status": "accepted"} for m in body["messages"]]
+            }
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NoIds)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ids = await _enqueue(
+        app,
+        demo["BRAND-LUMI"],
+        [phone() for _ in range(3)],
+        variables={"code": "1", "minutes": "5"},
+    )
+    gw = HttpGateway(f"http://127.0.0.1:{server.server_address[1]}/send", batch=8)
+    try:
+        stats = await sender.drain(aconn, gw, settings, ids=ids)
+        again = await sender.drain(aconn, gw, settings, ids=ids)
+    finally:
+        await gw.aclose()
+        server.shutdown()
+    assert (stats.sent, stats.failed, again.sent) == (3, 0, 0)
+    assert requests == [3]
+    rows = await _rows(aconn, ids)
+    assert {rows[i]["state"] for i in ids} == {"sent"}

@@ -162,8 +162,9 @@ class HttpGateway:
 def _result(answer: _Answer | None, m: OutMessage) -> Result:
     if answer is None:
         return Result("retry", error="the gateway's answer left the message out")
-    if answer.status == "accepted" and answer.message_id:
-        return Result("accepted", message_id=answer.message_id[:200])
+    if answer.status == "accepted":  # without an id too: it is sent (a probe: sent again,
+        # until out of attempts, then failed); only its delivery report cannot be matched
+        return Result("accepted", message_id=answer.message_id[:200] if answer.message_id else None)
     if answer.status == "rejected":
         return Result("rejected", error=_scrubbed(answer.error or "rejected", m)[:500])
     return Result("retry", error=f"unexpected status {answer.status!r}"[:500])
