@@ -249,7 +249,8 @@ async def code_status(
 
 @get("/trace/{code:str}", tags=["trace"])
 async def get_trace(code: str, read_conn: Conn, principal: Principal, scheme: Scheme) -> TraceOut:
-    """Trace of a unit serial (or its QR URL) or a case SSCC: product, batch, state, events,
+    """Trace of a unit serial or a case SSCC (of a QR URL, the serial: a path segment holds
+    no slash, so the whole URL cannot be given here): product, batch, state, events,
     containers and contents. 400 malformed, 422 forged, 404 not this brand's, or (below the
     brand) never in the caller's subtree; below the brand the history starts with the caller's
     part, and later movements of others come without their documents. Read from the read
