@@ -35,10 +35,13 @@ FLUSH_LOCK_MS = 30_000
 RENEW_S = FLUSH_LOCK_MS / 3000  # a pass renews its locks after a third of their time
 
 # KEYS[1] the queue, KEYS[2] its lock; ARGV[1] the flusher's token, ARGV[2] the elements it
-# stored (trimmed from the tail: pushes at the head move none). Nothing without the token.
+# stored (trimmed from the tail: pushes at the head move none). Trims and releases the lock, or
+# does nothing without the token. One call per queue: a cluster's pipelines take no EVAL.
 _TRIM = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('LTRIM', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('LTRIM', KEYS[1], 0, -n - 1) end
+redis.call('DEL', KEYS[2])
 return 1
 """
 # KEYS[1] a lock; ARGV[1] the token; ARGV[2] its new time (ms), or 0 to release it.
@@ -166,24 +169,21 @@ def flush(
         raw, taken = _take(client, [queue for queue, _ in held], limit)
         if raw:
             bisect(raw, store, dead)
-            trimmed = [(queue, lock) for queue, lock in held if taken[queue]]
-            pipe = client.pipeline(transaction=False)
-            for queue, lock in trimmed:
-                pipe.eval(_TRIM, 2, queue, lock, token, taken[queue])
-            if not all(pipe.execute()):
-                raise LockLost("a flush lock expired before the trim")
+        trim = client.register_script(_TRIM)
+        done = [trim(keys=[queue, lock], args=[token, taken[queue]]) for queue, lock in held]
+        held = []  # trimmed and released
+        if not all(done):
+            raise LockLost("a flush lock expired before the trim")
         return len(raw)
     finally:
-        if held:
+        if held:  # the pass failed: its locks go (the queues untrimmed)
             _keep(client, held, token, 0)
 
 
 def _keep(client: AnySyncRedis, held: list[tuple[str, str]], token: str, ms: int) -> list[Any]:
     """Renew (``ms``) or release (0) the locks still holding ``token``; one reply each."""
-    pipe = client.pipeline(transaction=False)
-    for _, lock in held:
-        pipe.eval(_KEEP, 1, lock, token, ms)
-    return pipe.execute()  # type: ignore[no-any-return]
+    keep = client.register_script(_KEEP)
+    return [keep(keys=[lock], args=[token, ms]) for _, lock in held]
 
 
 def _take(
