@@ -818,3 +818,53 @@ async def test_a_pallet_and_a_case_of_it_scanned_together_are_one_package(
     ).fetchall()
     await conn.commit()
     assert [row["code"] for row in named] == [int(goods["pallet"])]
+
+
+async def _received(client: Any, sender: Any, receiver: Any, codes: list[str], to: int) -> None:
+    shipped = await document(client, sender, codes, kind="outbound", counterparty_id=to)
+    assert (await confirm(client, sender, shipped)).status_code == 200
+    received = await document(client, receiver, kind="inbound", shipment_id=shipped["id"])
+    assert (await confirm(client, receiver, received)).status_code == 200
+
+
+async def test_a_trace_shows_a_case_s_history_only_from_when_the_unit_went_in(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Probes: a packing scan dated before the case's shipments (an offline scanner's clock)
+    gave the unit the case's earlier history — and its trace to an agent that never had the
+    unit; and a case's trace listed what another organisation packed into it since to anyone
+    who once held the case."""
+    from datetime import UTC, datetime
+
+    goods = await pack(client, login, app, demo, 2)
+    units, cases = goods["units"], goods["cases"]
+    clerk, zj, gd = await login("clerk"), await login("agent_admin"), await login("gd_admin")
+    inbound = await document(client, clerk, cases, kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    await _received(client, clerk, zj, [cases[0]], demo["AGENT-ZJ"])
+    await _received(client, zj, gd, [cases[0]], demo["AGENT-GD"])
+    await _received(client, clerk, gd, units[10:12], demo["AGENT-GD"])
+    assert (await client.get(f"/trace/{units[10]}", headers=zj)).status_code == 404
+    context = {"product_id": goods["product_id"], "lot": "LOG1", "production_date": "2026-11-10"}
+    assert (await client.put("/lines/GDT/context", headers=gd, json=context)).status_code == 200
+    late = [  # packed now, as the scanner's clock says: three weeks ago
+        {"id": f"bd-{units[10]}", "code": units[10], "at": "2026-11-11T08:00:00Z"},
+        {"id": f"bd-c-{units[10]}", "code": cases[0], "at": "2026-11-11T08:00:01Z"},
+    ]
+    up = await client.post("/lines/GDT/scans", headers=gd, json={"scans": late})
+    assert up.status_code == 200 and up.json()["rejected"] == 0, up.text
+    assert (await client.get(f"/trace/{units[10]}", headers=zj)).status_code == 404
+    traced = (await client.get(f"/trace/{units[10]}", headers=await login("admin"))).json()
+    shipped = [e for e in traced["events"] if e["biz_step"] == "shipping"]
+    assert [e["destination"]["id"] for e in shipped] == [demo["AGENT-GD"]], shipped
+    assert [c["code"] for c in traced["containers"]] == [cases[1], cases[0]]  # packed, repacked
+    now = datetime.now(UTC).isoformat()
+    more = [{"id": f"nw-{units[11]}", "code": units[11], "at": now}]
+    more.append({"id": f"nw-c-{units[11]}", "code": cases[0], "at": now})
+    assert (
+        await client.post("/lines/GDT/scans", headers=gd, json={"scans": more})
+    ).status_code == 200
+    held = (await client.get(f"/trace/{cases[0]}", headers=gd)).json()
+    assert {units[10], units[11]} <= {c["code"] for c in held["contents"]}
+    former = await client.get(f"/trace/{cases[0]}", headers=zj)
+    assert former.status_code == 200 and former.json()["contents"] == []

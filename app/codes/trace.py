@@ -156,6 +156,9 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
         rows, stays = _scope(actor, paths, state, rows, stays)
         if not actor.sees(paths.get(batch_row["printer_id"], "")):
             printer = None
+        if not (state and actor.sees(paths.get(state["holder_org_id"], ""))):
+            contents = []  # what a case holds now, for its holder only (a probe: a former
+            # holder read the serials another organisation packed into it since)
     product = None
     if state and state["product_id"] and state["product_name"] is not None:
         product = ProductRef(
@@ -197,12 +200,15 @@ async def _containers(
     conn: Conn, kind: CodeKind, code: int, label: str, own: list[dict[str, Any]], depth: int
 ) -> tuple[list[ContainerStay], list[tuple[dict[str, Any], str]]]:
     """The containers this code was put in (from its aggregation events) and, recursively, their
-    containers; with the containers' own events during each stay."""
+    containers; with the containers' own events during each stay. A stay is the events written
+    between its packing and its unpacking, by event id: the scanner's time of a packing may be
+    days behind (an offline scanner), and by time a unit packed today took in its case's earlier
+    shipments, and the organisations on them saw its trace (a probe)."""
     if depth >= _MAX_DEPTH:
         return [], []
-    opened: dict[int, datetime] = {}
-    spans: list[tuple[int, datetime, datetime | None]] = []
-    for e in own:
+    opened: dict[int, dict[str, Any]] = {}
+    spans: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
+    for e in sorted(own, key=lambda e: e["id"]):  # as written
         parent = e["parent_code"]
         if (
             e["event_type"] != "AggregationEvent"
@@ -211,10 +217,10 @@ async def _containers(
         ):
             continue
         if e["action"] == "ADD":
-            opened.setdefault(parent, e["event_time"])
+            opened.setdefault(parent, e)
         elif e["action"] == "DELETE" and parent in opened:
-            spans.append((parent, opened.pop(parent), e["event_time"]))
-    spans += [(parent, since, None) for parent, since in opened.items()]
+            spans.append((parent, opened.pop(parent), e))
+    spans += [(parent, packed, None) for parent, packed in opened.items()]
     stays: list[ContainerStay] = []
     foreign: list[tuple[dict[str, Any], str]] = []
     # a packing event says the level of the container it packed into; ask only when it does not
@@ -225,18 +231,20 @@ async def _containers(
     }
     missing = [s[0] for s in spans if s[0] not in levels]
     levels.update(await _levels(conn, missing))
-    for parent, since, until in sorted(spans, key=lambda s: s[1]):
+    for parent, packed, unpacked in sorted(spans, key=lambda s: s[1]["id"]):
         parent_label = sscc_label(parent)
         stays.append(
             ContainerStay(
                 code=parent_label,
                 level=levels.get(parent),
                 inside=label,
-                added_at=since,
-                removed_at=until,
+                added_at=packed["event_time"],
+                removed_at=unpacked["event_time"] if unpacked else None,
             )
         )
-        events = await events_of(conn, CASE, parent, since, until)
+        events = await events_of(
+            conn, CASE, parent, packed["id"] - 1, unpacked["id"] + 1 if unpacked else None
+        )
         # the container's own history while it held the code, not the packing of its other items
         mine = [e for e in events if e["parent_code"] != parent]
         foreign += [(e, parent_label) for e in mine]

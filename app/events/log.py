@@ -157,10 +157,12 @@ async def events_of(
     conn: Conn,
     kind: CodeKind,
     code: int,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    after: int | None = None,
+    before: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The events naming one code (as object, child or parent), in event-time order."""
+    """The events naming one code (as object, child or parent), in event-time order; with
+    ``after`` / ``before``, only those written after / before the events of these ids (event
+    ids are handed out as events are written: a scanner's clock cannot reorder them)."""
     return await (
         await conn.execute(
             """SELECT e.id, e.event_uuid, e.event_type, e.action, e.biz_step, e.disposition,
@@ -170,9 +172,9 @@ async def events_of(
                       e.error_declaration
                FROM event_codes ec JOIN events e ON e.id = ec.event_id
                WHERE ec.code = %(code)s AND ec.kind = %(kind)s
-                 AND (%(since)s::timestamptz IS NULL OR e.event_time >= %(since)s)
-                 AND (%(until)s::timestamptz IS NULL OR e.event_time <= %(until)s)
+                 AND (%(after)s::bigint IS NULL OR e.id > %(after)s)
+                 AND (%(before)s::bigint IS NULL OR e.id < %(before)s)
                ORDER BY e.event_time, e.id""",
-            {"code": code, "kind": kind, "since": since, "until": until},
+            {"code": code, "kind": kind, "after": after, "before": before},
         )
     ).fetchall()
