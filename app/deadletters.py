@@ -57,6 +57,7 @@ POISON: tuple[type[BaseException], ...] = (
     psycopg.errors.TooManyArguments,
     RecursionError,  # the same, on the decoder's side
     ValueError,  # includes UnicodeDecodeError and msgspec's decode errors
+    OverflowError,  # a date or a number past its type's range
     TypeError,
     KeyError,
 )

@@ -362,6 +362,39 @@ async def test_single_event_capture_201_then_409(client: Any, login: Any) -> Non
     )
     back = await client.get(first.headers["location"], headers=partner)
     assert back.status_code == 200 and back.json()["eventID"] == event_id
+    # a probe: a refusal for a permission answered 400 ValidationException (the 403 inside it)
+    commissioning = _object(
+        "ADD",
+        [unit_link(f"PZ{next(_ids)}")],
+        bizStep="commissioning",
+        readPoint={"id": "urn:tracecode:line:EP1"},
+    )
+    refused = await client.post("/epcis/events", headers=headers, content=json.dumps(commissioning))
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == "epcisException:SecurityException"
+    # probes: a time that rounds past the calendar was a 500 (and a job left pending); an
+    # aggregation ADD or DELETE without its parent was taken (EPCIS 2.0 7.4.3)
+    last = {**event, "eventTime": "9999-12-31T23:59:59.9999Z", "eventTimeZoneOffset": "+00:00"}
+    last.pop("eventID", None)
+    orphan = {
+        "@context": CONTEXT,
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-30T10:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "childEPCs": [f"urn:epc:id:sgtin:0614141.107346.PO{next(_ids)}"],
+        "action": "ADD",
+    }
+    for bad in (last, orphan, {**orphan, "action": "DELETE", "childEPCs": []}):
+        answer = await client.post("/epcis/events", headers=headers, content=json.dumps(bad))
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["type"] == "epcisException:ValidationException"
+    assert (
+        await client.post(
+            "/epcis/events",
+            headers=headers,
+            content=json.dumps({**orphan, "action": "OBSERVE"}),
+        )
+    ).status_code == 201
 
 
 # -- Tracecode's own codes -----------------------------------------------------------------------
@@ -698,10 +731,11 @@ async def test_places_in_either_spelling_class_patterns_and_scalar_parameters(
     link = canonical(urn)
     assert link.startswith("https://id.gs1.org/414/")
     asset = f"urn:epc:id:grai:0614141.12345.{tag}"
+    unchecked = f"https://id.gs1.org/01/10614141073460/21/{tag}"  # check digit 4, not 0
     events = [
         _object(
             "OBSERVE",
-            [asset],
+            [asset, unchecked],
             eventTime="2026-11-29T10:00:00.000000+08:00",
             readPoint={"id": urn},
             bizLocation={"id": link},
@@ -718,7 +752,10 @@ async def test_places_in_either_spelling_class_patterns_and_scalar_parameters(
         {"EQ_readPoint": urn, "LT_eventTime": "2026-11-29T10:00:00.0000005+08:00"},
     ):
         found = event_list(await query(client, partner, **params))
-        assert [e["epcList"] for e in found] == [[asset]], params
+        assert [e["epcList"] for e in found] == [[asset, unchecked]], params
+    # a probe: captured with a wrong check digit (capture does not check it), asked for: a 400
+    found = event_list(await query(client, partner, MATCH_epc=unchecked))
+    assert [e["epcList"] for e in found] == [[asset, unchecked]]
     for params in (
         {"EQ_readPoint": urn, "GE_eventTime": "2026-11-29T10:00:00.0000005+08:00"},
         {"EQ_readPoint": urn, "LT_eventTime": "2026-11-29T10:00:00+08:00"},

@@ -384,6 +384,9 @@ def _vocabulary(value: Any, table: dict[str, str], what: str, at: str, name: str
     return value
 
 
+_LAST = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
 def _time(value: Any, at: str, name: str) -> datetime:
     """An xsd:dateTimeStamp / RFC 3339 date-time (a zone is required), in UTC."""
     if type(value) is not str or not _DATE_TIME.fullmatch(value):
@@ -392,9 +395,12 @@ def _time(value: Any, at: str, name: str) -> datetime:
         )
     try:
         when = datetime.fromisoformat(value if value.isupper() else value.upper())
-        return when if when.tzinfo is UTC else when.astimezone(UTC)
+        when = when if when.tzinfo is UTC else when.astimezone(UTC)
     except (ValueError, OverflowError):
         raise _bad(at, name, f"{_show(value)} is not a valid date-time") from None
+    if when > _LAST:  # the event hash rounds to milliseconds: past this, no date (a probe: 500)
+        raise _bad(at, name, f"{_show(value)} is past the calendar's end")
+    return when
 
 
 def _number(value: Any, at: str, name: str) -> None:
@@ -739,7 +745,8 @@ def _needs(
         if "ilmd" in event and action != "ADD":
             raise _bad(at, "ilmd", "ILMD is only allowed when action is ADD")
     elif kind in ("AggregationEvent", "AssociationEvent"):
-        if kind == "AssociationEvent" and parent is None:
+        if parent is None and (kind == "AssociationEvent" or action != "OBSERVE"):
+            # EPCIS 2.0 7.4.3: an aggregation's parent is required for ADD and DELETE (a probe)
             raise _bad(at, "parentID", "required")
         if not (counts.get("childEPCs") or counts.get("childQuantityList") or action == "DELETE"):
             raise _bad(

@@ -268,8 +268,9 @@ def match_of(values: list[str], scheme: Scheme) -> Match:
             except IdentifierError as exc:
                 raise QueryError(str(exc)) from None
             continue
-        try:
-            uri = canonical(value)
+        try:  # as capture reads them: a Digital Link's check digit unchecked (a probe: an EPC
+            # captured with a wrong one could not be asked for)
+            uri = canonical(value, check_digits=False)
         except IdentifierError as exc:
             raise QueryError(f"not an EPC URN or Digital Link URI: {value!r} ({exc})") from None
         m.epcs.append(uri)

@@ -219,10 +219,14 @@ class EventController(Controller):
         await conn.commit()
         await capture.run(conn, scheme, job.captureID)
         done = await capture.get(conn, principal, uuid.UUID(job.captureID))
-        if done.errors:
-            return problem(
-                400, "ValidationException", "epcis_validation", done.errors["detail"], done.errors
-            )
+        if done.errors:  # with the failure's own type and status (a probe: a 403 was a 400)
+            errors = done.errors
+            status = int(errors.get("status") or 400)
+            kind = str(errors.get("type") or "").removeprefix("epcisException:")
+            if not kind or not 400 <= status < 500:  # a record PostgreSQL refused: its data
+                status, kind = 400, "ValidationException"
+            code = str(errors.get("title") or "") if status in (401, 403) else ""
+            return problem(status, kind, code or "epcis_validation", errors["detail"], errors)
         if not done.stored:
             return problem(
                 409,
