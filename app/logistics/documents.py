@@ -15,7 +15,7 @@ from typing import Any, cast
 from app import audit, idempotency, localtime
 from app.auth.principal import Principal
 from app.auth.service import org_status
-from app.codes.lookup import VOID_STATES, read_codes
+from app.codes.lookup import VOID_STATES, Read, read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -710,17 +710,14 @@ async def _earlier_sale(conn: Conn, actor: Principal, client_id: str) -> dict[st
     ).fetchone()
 
 
-async def consumer_return(
-    conn: Conn, actor: Principal, scheme: Scheme, data: ReturnIn
-) -> ReturnOut:
-    """A sold unit comes back to the store that sold it; optionally exchanged for another.
-
-    A unit not issued to this brand, never activated, or held outside the caller's subtree (sold
-    by another organisation) answers 404 ``unknown_code`` alike: as if it did not exist."""
-    actor.require("logistics.scan")
-    read = (await read_codes(conn, scheme, actor.brand_id, [data.code]))[0]
+async def _sold_unit(
+    conn: Conn, actor: Principal, scheme: Scheme, text: str
+) -> tuple[Read, dict[str, Any]]:
+    """The unit a consumer brings back, its state row locked: sold to a consumer in the caller's
+    subtree, else 404 ``unknown_code`` (as if it did not exist) or 409 ``not_sold``."""
+    read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
     if read.kind != "unit" or read.reason not in (None, "unknown"):
-        raise Unprocessable(f"{data.code}: {read.reason or 'not a unit code'}", code="bad_code")
+        raise Unprocessable(f"{text}: {read.reason or 'not a unit code'}", code="bad_code")
     state = None
     if read.reason is None:
         state = await (
@@ -737,6 +734,18 @@ async def consumer_return(
     if state["status"] != "sold" or state["disposition"] == GIVEN_AWAY:
         # a gift, a sample, staff welfare: not sold (a probe: a warehouse took its gift back)
         raise Conflict("only a sold unit can be returned by a consumer", code="not_sold")
+    return read, state
+
+
+async def consumer_return(
+    conn: Conn, actor: Principal, scheme: Scheme, data: ReturnIn
+) -> ReturnOut:
+    """A sold unit comes back to the store that sold it; optionally exchanged for another.
+
+    A unit not issued to this brand, never activated, or held outside the caller's subtree (sold
+    by another organisation) answers 404 ``unknown_code`` alike: as if it did not exist."""
+    actor.require("logistics.scan")
+    read, state = await _sold_unit(conn, actor, scheme, data.code)
     if data.exchange_for is not None:
         other = (await read_codes(conn, scheme, actor.brand_id, [data.exchange_for]))[0]
         if other.kind == "unit" and other.code == read.code:  # probe X: sold twice, in no hands
