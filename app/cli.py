@@ -78,7 +78,10 @@ def ensure_dev_master_key(settings: Settings, create: bool = True) -> Settings:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32) + "\n")
-        print(f"Created a development master key in {path} (keep it; printed codes depend on it)")
+        print(  # on stderr: stdout may be a file of codes (a probe: its first line was this)
+            f"Created a development master key in {path} (keep it; printed codes depend on it)",
+            file=sys.stderr,
+        )
     os.environ[PREFIX + "MASTER_KEY_FILE"] = str(path)
     return load_settings()
 
@@ -701,7 +704,11 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"{exc.filename or args.file}: {exc.strerror}")
     if target is not None:
-        os.replace(plain.name, target)
+        try:
+            os.replace(plain.name, target)
+        except OSError as exc:  # a probe: --out a folder left the whole plain text beside it
+            Path(plain.name).unlink(missing_ok=True)
+            return _fail(f"{args.out}: {exc.strerror}")
         return 0
     try:
         with open(plain.name, "rb") as done:

@@ -301,12 +301,12 @@ async def demo_codes(conn: Conn, scheme: Scheme, settings: Settings, count: int)
     await _ship_to_store(
         conn, scheme, org_ids, [_sscc(first_ref, c) for c in range(0, DEMO_PACKED // 10, 2)]
     )
-    host = settings.resolver_host
+    base = settings.public_url  # TRACECODE_PUBLIC_SCHEME, as printer files (a probe: http)
     out = []
     for index in range(count):
         serial = scheme.serial(batch.batch_no, index, batch.key_version)
         story = f"shipped:{DEMO_STORE}" if demo_shipped(index) else "never_shipped"
-        out.append(DemoCode(serial, scheme.pin(serial), f"http://{host}/c/{serial}", story))
+        out.append(DemoCode(serial, scheme.pin(serial), f"{base}/c/{serial}", story))
     return out
 
 

@@ -350,6 +350,24 @@ def test_codes_list_show_and_void(client: Any, demo: Any) -> None:
     assert denied.returncode == 2 and "permission_denied" in denied.stderr
 
 
+def test_the_development_key_is_announced_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A probe: the first `tracecode demo codes > codes.csv` put the key's announcement in the
+    file of codes, as its first line."""
+    from app.cli import ensure_dev_master_key
+    from app.config import load_settings
+
+    for name in ("TRACECODE_MASTER_KEY", "TRACECODE_MASTER_KEY_FILE"):
+        monkeypatch.setenv(name, "")  # recorded, so that the test's end puts back what was
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TRACECODE_VAR_DIR", str(tmp_path))
+    settings = ensure_dev_master_key(load_settings())
+    assert settings.master_key_file == str(tmp_path / "master.key")
+    said = capsys.readouterr()
+    assert said.out == "" and "Created a development master key" in said.err
+
+
 async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) -> None:
     """`tracecode demo codes` prints serial,pin,url,story of units a consumer can verify: the
     ones shipped to the demo store answer genuine on the first check, the ones that never left
@@ -377,6 +395,11 @@ async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) 
         assert answer["lot"] == "DEMO-LOT-1"
     again = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "3")
     assert again.stdout.splitlines() == [",".join(r) for r in rows[:3]]
+    public = {"TRACECODE_PUBLIC_SCHEME": "https", "TRACECODE_RESOLVER_HOST": "v.example.com"}
+    https = await asyncio.to_thread(
+        _tracecode, "demo", "codes", "--count", "1", env={**os.environ, **public}
+    )
+    assert https.stdout.split(",")[2] == f"https://v.example.com/c/{rows[0][0]}"  # a probe: http
     refused = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "0")
     assert refused.returncode != 0 and "--count" in refused.stderr
 
@@ -420,5 +443,11 @@ def test_decrypt_writes_plain_text_only_for_a_whole_file_and_never_over_another(
     assert done.returncode == 2 and sealed.read_bytes() == data, done.stderr
     damaged.write_bytes(data.replace(b'"nonce"', b'"nonce":"","x"', 1))  # an empty nonce
     done = _cli("export", "decrypt", str(damaged), "--passphrase-env", "PASS", **env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    folder = tmp_path / "a-folder"  # a probe: the whole plain text was left beside it
+    folder.mkdir()
+    done = _cli(
+        "export", "decrypt", str(sealed), "--passphrase-env", "PASS", "--out", str(folder), **env
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tracecode-")]
