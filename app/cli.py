@@ -816,9 +816,14 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
     import msgspec
 
     from app.codes import exports, service
-    from app.codes.schemas import BatchIn
+    from app.codes.schemas import BatchIn, VoidIn
     from app.errors import AppError
+    from app.textguard import has_control
 
+    for option in ("note", "reason", "request_key", "printer"):  # as the API's edge (a probe:
+        value = getattr(args, option, None)  # the direct path stored an escape sequence)
+        if isinstance(value, str) and has_control(value):
+            return _fail(f"invalid_character: --{option.replace('_', '-')} has a control character")
     if args.action == "export":
         try:
             return _export(settings, args)
@@ -880,7 +885,8 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
                     batch = await service.get_batch(conn, principal, args.batch)
                     found = await exports.list_exports(conn, principal, args.batch)
                     return {**msgspec.to_builtins(batch), "exports": msgspec.to_builtins(found)}
-                return await service.void_batch(conn, principal, args.batch, args.reason)
+                reason = msgspec.convert({"reason": args.reason}, VoidIn).reason  # as the API
+                return await service.void_batch(conn, principal, args.batch, reason)
 
             result = msgspec.to_builtins(asyncio.run(_direct(settings, args.as_user, work)))
     except AppError as exc:

@@ -340,6 +340,17 @@ def test_codes_list_show_and_void(client: Any, demo: Any) -> None:
     assert issued["batch_no"] in [b["batch_no"] for b in listed["items"]]
     shown = json.loads(_tracecode("codes", "show", str(issued["batch_no"])).stdout)
     assert shown["size"] == 7 and shown["exports"] == []
+    # a probe: directly, an empty reason voided the batch, and an escape sequence was stored
+    for bad in (
+        ("codes", "void", str(issued["batch_no"]), "--reason", ""),
+        ("codes", "void", str(issued["batch_no"]), "--reason", "x" * 501),
+        ("codes", "void", str(issued["batch_no"]), "--reason", "a\x1b[31mb"),
+        ("codes", "issue", "--size", "2", "--printer", "PRINTER-SH", "--note", "x\u202ey"),
+    ):
+        refused = _tracecode(*bad)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    shown = json.loads(_tracecode("codes", "show", str(issued["batch_no"])).stdout)
+    assert shown["state"] != "void"
     voided = json.loads(
         _tracecode("codes", "void", str(issued["batch_no"]), "--reason", "test").stdout
     )
