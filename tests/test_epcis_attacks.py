@@ -467,6 +467,18 @@ async def test_a_commissioning_events_ilmd_lot_is_the_units_lot(
         )
     ).fetchall()
     assert [(r["i"], r["lot"]) for r in rows] == [(0, "EVT-7"), (1, "LINE-LOT")]
+    # a probe: a case named among a commissioning event's EPCs packed the units before it
+    from tests.helpers import issue_cases
+    from tests.test_epcis import case_link
+
+    case = (await issue_cases(client, login, demo, "inner", 1))[0]
+    packed = {**commission(2), "epcList": [unit_link(serial(batch_no, 2)), case_link(case)]}
+    job = await captured(client, operator, document([packed]), "failed")
+    assert job["errors"]["reasons"] == {"cases": [case_link(case)]}, job
+    left = await conn.execute(
+        "SELECT count(*) AS n FROM unit_state WHERE code = %s", ((batch_no << 32) | 2,)
+    )
+    assert (await left.fetchone())["n"] == 0  # nothing of the document applied
     # and the OpenAPI document says so (probe A: it named application/json)
     doc = (await client.get("/schema/openapi.json")).json()
     for path, item in doc["paths"].items():

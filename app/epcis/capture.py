@@ -478,6 +478,13 @@ async def _apply_one(
     tag = "epcis:" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
     at = e.event_time
     if e.event_type == "ObjectEvent" and e.action == "ADD" and e.biz_step == "commissioning":
+        cases = [epc for epc in e.epcs if epc.startswith(_SSCC_LINK)]
+        if cases:  # on a line a case scan packs what came before it (a probe: silently packed)
+            raise Refused(
+                "a commissioning ObjectEvent names units; cases are packed by an AggregationEvent",
+                index,
+                {"cases": cases[:50]},
+            )
         units = [ScanIn(id=f"{tag}:{i}", code=epc, at=at) for i, epc in enumerate(e.epcs)]
         await _upload(conn, scheme, actor, index, e, units)
     elif e.event_type == "AggregationEvent" and e.action == "ADD" and e.parent_id and e.epcs:
