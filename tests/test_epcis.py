@@ -791,3 +791,25 @@ async def test_the_place_migration_writes_what_capture_stores(conn: Any) -> None
         cur = await conn.execute("SELECT pg_temp.sgln_key(%s) AS key", [value])
         expected = place_key(value) if "%" not in value else value
         assert (await cur.fetchone())["key"] == expected, value
+
+
+async def test_a_value_in_the_cbv_namespace_must_be_a_cbv_word(client: Any, login: Any) -> None:
+    """A probe: ``urn:epcglobal:cbv:bizstep:pz_unknown`` was stored as sent, and never found
+    again (a query reads the namespace's values as their CBV words)."""
+    partner = await login("partner")
+    epc = f"urn:epc:id:sgtin:0614141.107346.CB{next(_ids)}"
+    for field, value in (
+        ("bizStep", "urn:epcglobal:cbv:bizstep:pz_unknown"),
+        ("bizStep", "https://ref.gs1.org/cbv/BizStep-pz_unknown"),
+        ("bizStep", "cbv:BizStep-pz_unknown"),
+        ("bizStep", "https://ref.gs1.org/cbv/Disp-active"),  # a word, of another vocabulary
+        ("disposition", "urn:epcglobal:cbv:disp:pz_unknown"),
+    ):
+        response = await capture(
+            client, partner, document([_object("OBSERVE", [epc], **{field: value})])
+        )
+        assert response.status_code == 400, (value, response.text)
+        assert response.json()["type"] == "epcisException:ValidationException"
+    own = "https://example.com/steps/pz_unknown"  # an extension's own namespace: as sent
+    await captured(client, partner, document([_object("OBSERVE", [epc], bizStep=own)]))
+    assert len(event_list(await query(client, partner, MATCH_epc=epc, EQ_bizStep=own))) == 1

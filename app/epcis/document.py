@@ -49,6 +49,7 @@ from typing import Any
 import msgspec
 
 from app.epcis.identifiers import IdentifierError, canonical, event_key, known_sgtins
+from app.epcis.query import cbv_word
 from app.textguard import InvalidCharacter, check_json_body
 
 MAX_DEPTH = 64
@@ -381,6 +382,10 @@ def _vocabulary(value: Any, table: dict[str, str], what: str, at: str, name: str
         return word
     if ":" not in value or not _URI.fullmatch(value):
         raise _bad(at, name, f"{_show(value)} is neither a CBV 2.0 {what} nor a URI")
+    if cbv_word(value) != value and not value.startswith("urn:tracecode:"):
+        # the CBV's own namespace, no word of it (a probe: stored,
+        # and never found again: a query reads the namespace's values as its words)
+        raise _bad(at, name, f"{_show(value)} is in the CBV's namespace but no CBV 2.0 {what}")
     return value
 
 
