@@ -362,6 +362,10 @@ async def test_single_event_capture_201_then_409(client: Any, login: Any) -> Non
     )
     back = await client.get(first.headers["location"], headers=partner)
     assert back.status_code == 200 and back.json()["eventID"] == event_id
+    # a probe: the same event in a capture document was another event (another hash)
+    job = await captured(client, partner, document([event]))
+    assert job["stored"] == 0, job
+    assert len(event_list(await query(client, partner, MATCH_epc=event["epcList"][0]))) == 1
     # a probe: a refusal for a permission answered 400 ValidationException (the 403 inside it)
     commissioning = _object(
         "ADD",

@@ -277,8 +277,9 @@ def _as_document(raw: bytes) -> dict[str, Any] | str:
         return "not valid JSON"
     if not isinstance(event, dict):
         return "an event is a JSON object"
-    return {
-        "@context": event.pop("@context", CONTEXT),
+    return {  # the event keeps its own @context, as in a capture document: the event hash
+        # reads it as a member, so the same event had two ids by two endpoints (a probe)
+        "@context": event.get("@context", CONTEXT),
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": datetime.now(UTC).isoformat(),
