@@ -606,7 +606,7 @@ def _slow(uri: str, check_digits: bool) -> str:
 
 def place_key(uri: str | None) -> str | None:
     """The stored and compared form of a readPoint or bizLocation id: canonical when it is a
-    GS1 key (``urn:epc:id:sgln:0614141.00777.0`` and ``https://id.gs1.org/414/0614141007772``
+    GS1 key (``urn:epc:id:sgln:0614141.00777.0`` and ``https://id.gs1.org/414/0614141007776``
     are one place — a probe: EQ_readPoint in the other spelling found nothing), else as sent."""
     if uri is None:
         return None

@@ -16,8 +16,8 @@ Identifiers: Tracecode's units are served as canonical GS1 Digital Link URIs
 (``https://id.gs1.org/01/{gtin}/21/{serial}``; a product without a GTIN: the URL its QR code
 carries), cases as ``https://id.gs1.org/00/{sscc}``; organisations as
 ``urn:tracecode:org:{erp code}``, lines as ``urn:tracecode:line:{code}``. ``MATCH_*`` accept EPC
-URNs and Digital Link URIs alike (and class patterns ``urn:epc:idpat:sgtin:….*`` for captured
-events). Several values of one parameter are separated by ``|`` or given as repeated parameters;
+URNs and Digital Link URIs alike (and, for captured events, class patterns such as
+``urn:epc:idpat:sgtin:….*``: ``identifiers.class_prefix``). Several values of one parameter are separated by ``|`` or given as repeated parameters;
 the times, ``perPage`` and ``nextPageToken`` are given once.
 """
 

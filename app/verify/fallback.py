@@ -149,7 +149,7 @@ _HISTORY = f"""SELECT count(*) FILTER (WHERE {COUNTED}) AS queries,
 # them): as ``tracecode redis rebuild`` restores the lockouts (a probe: counting wrong PINs
 # alone, the attempt that locked a code — recorded "locked" — was never counted, so during an
 # outage a locked code took the right PIN, and any number of guesses)
-PIN_RECORDS = f"""SELECT at, reason, ({COUNTED}) AS counted FROM verifications
+_PIN_RECORDS = f"""SELECT at, reason, ({COUNTED}) AS counted FROM verifications
     WHERE code_id = %(code)s AND at > %(horizon)s
       AND (reason IN ('wrong_pin', 'locked') OR ({COUNTED}))
     ORDER BY at, id"""
@@ -191,8 +191,8 @@ async def verify_without_redis(
     history, first, pins = await _history(pool, code, record.at - 2 * window)
     pin = replay(pins, settings, record.at)
     if pin.lock_seconds:
-        retry = pin.lock_seconds
-        return await _locked(pool, record, unit, serial, lang, retry, -(-retry // 60))
+        seconds = pin.lock_seconds
+        return await _locked(pool, record, unit, serial, lang, seconds, -(-seconds // 60))
     if pin_state == "bad":
         left = settings.pin_max_failures - pin.fails - 1
         if left <= 0:
@@ -250,7 +250,7 @@ async def _history(
         await places.execute(_FIRST_PLACE, (code,))
         first = await places.fetchone()
         pins = conn.cursor(row_factory=tuple_row)
-        await pins.execute(PIN_RECORDS, {"code": code, "horizon": horizon})
+        await pins.execute(_PIN_RECORDS, {"code": code, "horizon": horizon})
         records = await pins.fetchall()
     assert history is not None
     return history, first, records
