@@ -17,8 +17,9 @@ Identifiers: Tracecode's units are served as canonical GS1 Digital Link URIs
 carries), cases as ``https://id.gs1.org/00/{sscc}``; organisations as
 ``urn:tracecode:org:{erp code}``, lines as ``urn:tracecode:line:{code}``. ``MATCH_*`` accept EPC
 URNs and Digital Link URIs alike (and, for captured events, class patterns such as
-``urn:epc:idpat:sgtin:….*``: ``identifiers.class_prefix``). Several values of one parameter are separated by ``|`` or given as repeated parameters;
-the times, ``perPage`` and ``nextPageToken`` are given once.
+``urn:epc:idpat:sgtin:….*``: ``identifiers.class_prefix``). Several values of one parameter
+are separated by ``|`` or given as repeated parameters; the times, ``perPage`` and
+``nextPageToken`` are given once.
 """
 
 from __future__ import annotations
