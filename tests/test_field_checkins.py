@@ -278,3 +278,31 @@ async def test_a_phone_time_in_the_future_too_old_or_without_a_zone_is_refused(
         assert error["details"][0]["field"] == "client_at"
     fine = await check_in(client, rep, plate["code"], (29.87, 121.553), client_at=soon)
     assert fine.status_code == 201, fine.text  # a phone's clock a little ahead
+
+
+async def test_no_visit_is_recorded_at_a_closed_store(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a plan refused a deactivated store, a check-in and a review there were taken."""
+    admin, rep = await login("admin"), await login("fieldrep")
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": "Closed store",
+            "erp_code": f"CL-{client_id()[:8]}",
+            "parent_id": demo["AGENT-ZJ"],
+            "latitude": 30.259,
+            "longitude": 120.155,
+        },
+    )
+    assert made.status_code == 201, made.text
+    store = made.json()["id"]
+    plate = await nameplate(client, login, store)
+    assert (await client.post(f"/orgs/{store}/deactivate", headers=admin)).status_code == 200
+    before = await _count(conn)
+    assert_error(await check_in(client, rep, plate["code"]), 422, "org_inactive")
+    review = {"client_id": client_id(), "store_id": store, "shelf_score": 3, "knowledge_score": 3}
+    assert_error(await client.post("/field/reviews", headers=rep, json=review), 422, "org_inactive")
+    assert await _count(conn) == before

@@ -286,6 +286,11 @@ def about(entries: list[dict[str, Any]], serial: str) -> list[dict[str, Any]]:
         # a trailing dot, and a name that resolves to a private address (/etc/hosts: localhost)
         ("http://localhost./hook", "private_address"),
         ("http://api.localhost./hook", "private_address"),
+        # no DNS name: an empty or over-long label (a probe: the resolver raised, a 500)
+        ("https://a..example.com/hook", "invalid_url"),
+        ("https://.example.com/hook", "invalid_url"),
+        ("https://" + "a" * 64 + ".example.com/hook", "invalid_url"),
+        ("https://" + "a." * 127 + "com/hook", "invalid_url"),
     ],
 )
 async def test_bad_urls_are_refused_with_stable_codes(
@@ -315,6 +320,19 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused_when_subscri
         f"/webhooks/subscriptions/{made.json()['id']}", headers=admin, json={"url": body["url"]}
     )
     assert_error(patched, 400, "private_address")
+    # a probe: the audit log showed a receiver's query-string token to every audit reader
+    secret = {"url": "https://93.184.216.34/hook?token=RECEIVER-SECRET", "description": "x"}
+    changed = await client.patch(
+        f"/webhooks/subscriptions/{made.json()['id']}", headers=admin, json=secret
+    )
+    assert changed.status_code == 200, changed.text
+    trail = await client.get(
+        "/audit",
+        headers=await login("analyst"),
+        params={"entity": "webhook_subscription", "entity_id": str(made.json()["id"])},
+    )
+    assert trail.status_code == 200 and "RECEIVER-SECRET" not in trail.text
+    assert "https://93.184.216.34/hook?" in trail.text
 
 
 async def test_bad_kinds_control_characters_and_permissions(

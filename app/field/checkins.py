@@ -26,6 +26,7 @@ from typing import Any
 
 from app import idempotency, tabular
 from app.auth.principal import Principal
+from app.auth.service import org_status
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unprocessable, ValidationFailed
@@ -84,12 +85,15 @@ async def _store(
         )
     row = await (
         await conn.execute(
-            "SELECT id, path, kind, status, latitude, longitude FROM orgs WHERE id = %s",
+            f"SELECT id, path, kind, {org_status('o')} AS status, latitude, longitude "
+            "FROM orgs o WHERE id = %s",
             (store_id,),
         )
     ).fetchone()
     if row is None or row["kind"] != "store" or not actor.sees(row["path"]):
         raise NotFound("store not found")
+    if row["status"] != "active":  # closed, or under a closed organisation (a probe: taken)
+        raise Unprocessable("the store is inactive", code="org_inactive")
     return row
 
 

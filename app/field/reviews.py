@@ -14,6 +14,7 @@ from typing import Any
 
 from app import idempotency, tabular
 from app.auth.principal import Principal
+from app.auth.service import org_status
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.field import scope
@@ -60,10 +61,15 @@ async def _check(conn: Conn, actor: Principal, data: ReviewIn) -> None:
     """The store is one the rep covers; the check-in, if named, the rep's at that store; the
     photos the rep's own."""
     store = await (
-        await conn.execute("SELECT kind, path FROM orgs WHERE id = %s", (data.store_id,))
+        await conn.execute(
+            f"SELECT kind, path, {org_status('o')} AS status FROM orgs o WHERE id = %s",
+            (data.store_id,),
+        )
     ).fetchone()
     if store is None or store["kind"] != "store" or not actor.sees(store["path"]):
         raise NotFound("store not found")
+    if store["status"] != "active":  # as a check-in there (a probe: taken at a closed store)
+        raise Unprocessable("the store is inactive", code="org_inactive")
     if data.checkin_id is not None:
         found = await (
             await conn.execute(

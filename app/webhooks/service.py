@@ -17,6 +17,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from app import audit
 from app.auth.principal import Principal
 from app.config import Settings
@@ -103,6 +105,16 @@ def _out(row: dict[str, Any], secret: str | None = None) -> SubscriptionOut:
     )
 
 
+def _audited(out: SubscriptionOut) -> dict[str, Any]:
+    """A subscription as the audit log keeps it: its URL without the query, where a receiver
+    may keep its token (a probe: every reader of the audit log, webhooks.manage or not, read
+    it there)."""
+    kept = msgspec.to_builtins(out)
+    if "?" in kept["url"]:
+        kept["url"] = kept["url"].split("?", 1)[0] + "?…"
+    return kept  # type: ignore[no-any-return]
+
+
 async def create(
     conn: Conn, actor: Principal, settings: Settings, data: SubscriptionIn
 ) -> SubscriptionOut:
@@ -134,7 +146,7 @@ async def create(
     ).fetchone()
     assert row is not None
     out = _out(row)
-    await audit.record(conn, actor, "create", "webhook_subscription", out.id, after=out)
+    await audit.record(conn, actor, "create", "webhook_subscription", out.id, after=_audited(out))
     return _out(row, secret)
 
 
@@ -178,7 +190,8 @@ async def update(
     await update_row(conn, "webhook_subscriptions", sub_id, changes)
     after = await get(conn, actor, sub_id)
     await audit.record(
-        conn, actor, "update", "webhook_subscription", sub_id, before=before, after=after,
+        conn, actor, "update", "webhook_subscription", sub_id,
+        before=_audited(before), after=_audited(after),
         org_id=row["owner_org_id"],  # under its owner's, whoever above acts (probe T)
     )  # fmt: skip
     return after
@@ -189,7 +202,7 @@ async def delete(conn: Conn, actor: Principal, sub_id: int) -> None:
     row = await _own(conn, actor, sub_id, lock=True)
     await conn.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (sub_id,))
     await audit.record(
-        conn, actor, "delete", "webhook_subscription", sub_id, before=_out(row),
+        conn, actor, "delete", "webhook_subscription", sub_id, before=_audited(_out(row)),
         org_id=row["owner_org_id"],
     )  # fmt: skip
 

@@ -57,6 +57,10 @@ def check_url(url: str, *, allow_private: bool) -> str:
         host = httpx.Request("POST", url).url.raw_host.decode("ascii")
     except Exception:
         raise UrlRefused("url: not a valid URL", code="invalid_url") from None
+    labels = host.removesuffix(".").split(".")
+    if _ip(host) is None and (len(host) > 253 or not all(0 < len(x) <= 63 for x in labels)):
+        # no DNS name (a probe: the resolver's IDNA codec raised on it, a 500)
+        raise UrlRefused("url: not a valid host name", code="invalid_url")
     if not allow_private:
         literal = _ip(host)
         name = host.lower().rstrip(".")
