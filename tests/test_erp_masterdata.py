@@ -765,3 +765,20 @@ async def test_a_blank_roles_cell_says_nothing(client: Any, login: Any, demo: An
     )
     assert counts(new) == (0, 0, 0, 1), new
     assert errors(new) == [(1, "roles", "missing_value")]
+
+
+async def test_a_key_cannot_move_the_user_who_made_it(client: Any, login: Any, demo: Any) -> None:
+    """A probe: the users import moved the key's own maker (its sessions ended), where the
+    maker's own token, and the key on PATCH /users, are refused 422 own_account."""
+    zj = await login("agent_admin")
+    me = (await client.get("/auth/me", headers=zj)).json()
+    made = await client.post(
+        "/api-keys", headers=zj, json={"name": f"own-{RUN}", "permissions": me["permissions"]}
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    row = {"erp_code": code("OWN"), "username": me["username"], "org_erp_code": "STORE-HZ-01"}
+    for headers in (zj, key):
+        result = await imported(client, headers, "users", {"items": [row]})
+        assert counts(result)[3] == 1 and result["errors"][0]["code"] == "own_account", result
+    assert (await client.get("/auth/me", headers=zj)).json()["org_id"] == demo["AGENT-ZJ"]

@@ -265,6 +265,25 @@ async def test_deactivating_an_organisation_turns_off_its_whole_subtree(
     assert_error(by_key, 401, "account_inactive")  # not revoked: back when active
     assert_error(member_me, 401, "invalid_token")
     assert_error(await client.post("/auth/login", json=credentials), 401, "account_inactive")
+    # probes: a move out of (or into) the deactivated subtree, a user moved out of it by an
+    # import, and a user or key made under it, each came alive without /activate's checks
+    for org, to in ((store["id"], demo["AGENT-ZJ"]), (demo["STORE-NB-01"], agent["id"])):
+        moved = await client.post(f"/orgs/{org}/move", headers=admin, json={"parent_id": to})
+        assert_error(moved, 422, "parent_inactive")
+    row = {"erp_code": f"{tag}-E", "username": credentials["username"], "org_erp_code": "AGENT-ZJ"}
+    imported = await client.post("/users/import", headers=admin, json={"items": [row]})
+    assert imported.status_code == 200 and imported.json()["rejected"] == 1, imported.text
+    assert imported.json()["errors"][0]["code"] == "org_inactive"
+    assert_error(await client.post("/auth/login", json=credentials), 401, "account_inactive")
+    another = {
+        "org_id": store["id"],
+        "username": f"{tag}-late".lower(),
+        "password": "password-123",
+        "roles": ["store_clerk"],
+    }
+    assert_error(await client.post("/users", headers=admin, json=another), 422, "org_inactive")
+    late_key = {"name": f"{tag}-late", "org_id": store["id"], "permissions": ["orgs.read"]}
+    assert_error(await client.post("/api-keys", headers=admin, json=late_key), 422, "org_inactive")
     for org, headers in ((agent["id"], admin), (brand.json()["id"], platform)):
         assert (await client.post(f"/orgs/{org}/activate", headers=headers)).status_code == 200
     for call in answers():

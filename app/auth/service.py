@@ -410,8 +410,14 @@ _KEY_COLUMNS = "id, org_id, name, prefix, permissions, created_at, last_used_at,
 async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKeyCreated:
     actor.require("apikeys.write")
     org_id = data.org_id or actor.org_id
-    org = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org_id,))).fetchone()
+    org = await (
+        await conn.execute(
+            f"SELECT path, {ORG_STATUS} AS status FROM orgs o WHERE id = %s", (org_id,)
+        )
+    ).fetchone()
     actor.ensure_sees(org["path"] if org else None)
+    if org["status"] != "active":  # a probe: made silently under a deactivated agent
+        raise Unprocessable("the organisation is inactive", code="org_inactive")
     check_grantable(actor, data.permissions)
     if actor.api_key_id is not None:  # its revocation waits, and then revokes this one too;
         # one committed first leaves nothing to make keys with (review R5: a key made at the

@@ -29,7 +29,7 @@ from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import UserRow
 from app.errors import Unprocessable
-from app.orgs.service import drop_roles_out_of_reach
+from app.orgs.service import drop_roles_out_of_reach, path_live
 from app.users.schemas import UserIn, UserPatch
 from app.users.service import create_user, update_user
 
@@ -228,11 +228,13 @@ async def _update(
 
 
 async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[str, Any]) -> None:
-    """Move a user to another organisation the caller administers: its sessions end."""
-    if user["id"] == actor.user_id:
+    """Move a user to another organisation the caller administers: its sessions end. Not one's
+    own account, by a key one made either (a probe); not out of, nor into, an inactive subtree:
+    a move is no activation (a probe: a user of a deactivated distributor signed in again)."""
+    if user["id"] == actor.person:
         raise Unprocessable("you cannot move your own account", code="own_account")
     ensure_not_stronger(actor, user["permissions"], "user")
-    if org["status"] != "active":
+    if not (await path_live(conn, org["path"]) and await path_live(conn, user["path"])):
         raise Unprocessable("the organisation is inactive", code="org_inactive")
     await conn.execute(
         "UPDATE users SET org_id = %s, updated_at = now() WHERE id = %s", (org["id"], user["id"])

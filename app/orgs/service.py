@@ -305,6 +305,15 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
         raise Unprocessable(
             f"a {row['kind']} cannot be placed under a {parent['kind']}", code="bad_hierarchy"
         )
+    old_parent_path = row["path"][: row["path"].rstrip("/").rfind("/") + 1]
+    if not (await path_live(conn, parent["path"]) and await path_live(conn, old_parent_path)):
+        # a move is no activation (a probe: out of a deactivated agent, its users signed in
+        # again without /activate and its stronger-account check; into one, they were turned
+        # off with no deactivation recorded)
+        raise Unprocessable(
+            "the old or the new parent organisation is inactive: activate it first",
+            code="parent_inactive",
+        )
     before = await get_org(conn, None, org_id)
     old_path = row["path"]
     new_path = f"{parent['path']}{org_id}/"
@@ -328,6 +337,18 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
         org_id=org_id,
     )
     return after
+
+
+async def path_live(conn: Conn, path: str) -> bool:
+    """Every organisation of ``path`` (an organisation and those above it) is active."""
+    row = await (
+        await conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM orgs WHERE status <> 'active' AND id = "
+            "ANY(string_to_array(trim(both '/' FROM %s), '/')::bigint[])) AS live",
+            (path,),
+        )
+    ).fetchone()
+    return bool(row["live"])
 
 
 async def _ensure_role_names_apart(conn: Conn, subtree: str, above: str) -> None:

@@ -12,7 +12,7 @@ from app.auth.limits import LoginLimiter
 from app.auth.passwords import hash_password
 from app.auth.permissions import BUILTIN_ROLES, PERMISSIONS
 from app.auth.principal import Principal, brand_of
-from app.auth.service import check_grantable, end_sessions, ensure_not_stronger
+from app.auth.service import ORG_STATUS, check_grantable, end_sessions, ensure_not_stronger
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import administered
@@ -100,7 +100,13 @@ async def create_user(
         ).fetchone()
         if org is None:
             raise NotFound("organisation not found")
-    if org["status"] != "active":
+    live = await (
+        await conn.execute(
+            f"SELECT {ORG_STATUS} AS status FROM orgs o WHERE id = %s", (data.org_id,)
+        )
+    ).fetchone()
+    if live["status"] != "active":  # itself, or one above it (a
+        # probe: a user made under a deactivated agent came alive with no check when moved)
         raise Unprocessable("the organisation is inactive", code="org_inactive")
     if data.roles:  # the brand's role-name lock (``_roles_path``), taken before the user's row
         # refers to its organisation: a move takes it before the organisations' row locks, which
