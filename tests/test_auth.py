@@ -424,6 +424,37 @@ async def test_a_replayed_spent_refresh_token_ends_every_session_of_its_user(
         )
     assert_error(await refreshed(first), 401, "invalid_token")
     assert_error(await refreshed(second), 401, "invalid_token")  # every session ended
+    # audited, as every security change (a probe: only logged)
+    trail = await client.get(
+        "/audit", headers=admin, params={"entity": "user", "entity_id": str(user_id)}
+    )
+    ended = [a for a in trail.json()["items"] if a["action"] == "end_sessions"]
+    assert [a["after"] for a in ended] == [{"reason": "refresh_token_replayed"}], trail.text
+
+
+def test_an_imported_account_s_login_costs_what_any_other_does(monkeypatch: Any) -> None:
+    """A probe: a wrong password for an account still on its (cheaply hashed) initial password
+    was answered in ~5 ms, against ~300 ms for any other account or an unknown name — a login
+    told those accounts apart. Their check spends the default cost too."""
+    from app.auth import passwords
+
+    cheap = passwords.hash_random_password("a-random-initial-password")
+    own = passwords.hash_password("own one")
+    spent: list[str] = []
+    real = passwords._hasher
+
+    class Counting:  # the real hasher, its verifications noted
+        def verify(self, password_hash: str, password: str) -> bool:
+            spent.append(password_hash)
+            return real.verify(password_hash, password)
+
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    assert not passwords.verify_password(cheap, "wrong-password")
+    assert passwords._DUMMY_HASH in spent  # the default cost, spent
+    assert passwords.verify_password(cheap, "a-random-initial-password")
+    spent.clear()
+    assert not passwords.verify_password(own, "wrong-password")
+    assert passwords._DUMMY_HASH not in spent  # an account at the default cost: once
 
 
 async def test_a_signed_out_or_reset_refresh_token_sent_again_is_only_refused(

@@ -221,13 +221,17 @@ async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
     session)."""
     row = await (
         await conn.execute(
-            "SELECT user_id FROM refresh_tokens WHERE id = %s AND spent "
-            "AND revoked_at < now() - make_interval(secs => %s)",
+            "SELECT t.user_id, u.org_id FROM refresh_tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE t.id = %s AND t.spent AND t.revoked_at < now() - make_interval(secs => %s)",
             (token_id, REPLAY_GRACE),
         )
     ).fetchone()
     if row is not None:
         await end_sessions(conn, row["user_id"])
+        await audit.record(  # a security change like any other (a probe: only logged)
+            conn, None, "end_sessions", "user", row["user_id"],
+            after={"reason": "refresh_token_replayed"}, org_id=row["org_id"],
+        )  # fmt: skip
         await conn.commit()
         log.warning(
             "a spent refresh token was replayed: every session of the user ended",
