@@ -180,10 +180,10 @@ def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
     """Activated demo units to try verification with: one ``serial,pin,url,story`` line each,
     the story ``shipped:STORE-HZ-01`` (genuine) or ``never_shipped`` (suspicious)."""
     from app.db import migrate
-    from app.demo import demo_codes
+    from app.demo import DEMO_BATCH_SIZE, demo_codes
 
-    if count < 1:
-        return _fail("--count must be at least 1")
+    if not 1 <= count <= DEMO_BATCH_SIZE:  # the demo batch's size (a probe: capped silently)
+        return _fail(f"--count must be from 1 to {DEMO_BATCH_SIZE:,}")
     settings = ensure_dev_master_key(settings)
     db_url, _ = _urls(settings)
     migrate(db_url)

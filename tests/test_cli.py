@@ -411,8 +411,9 @@ async def test_demo_codes_are_activated_and_verify(client: Any, tmp_path: Path) 
         _tracecode, "demo", "codes", "--count", "1", env={**os.environ, **public}
     )
     assert https.stdout.split(",")[2] == f"https://v.example.com/c/{rows[0][0]}"  # a probe: http
-    refused = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", "0")
-    assert refused.returncode != 0 and "--count" in refused.stderr
+    for count in ("0", "1000001"):  # a probe: past the demo batch it wrote fewer, said more
+        refused = await asyncio.to_thread(_tracecode, "demo", "codes", "--count", count)
+        assert refused.returncode != 0 and "--count" in refused.stderr
 
 
 def test_decrypt_writes_plain_text_only_for_a_whole_file_and_never_over_another(
