@@ -141,6 +141,12 @@ async def test_api_key_is_shown_once_scoped_and_revocable(client: Any, login: An
     revoked = await client.post(f"/api-keys/{key_id}/revoke", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     assert_error(await client.get("/products", headers=as_key), 401, "api_key_revoked")
+    again = await client.post(f"/api-keys/{key_id}/revoke", headers=admin)  # a retry: the same
+    assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
+    trail = await client.get(
+        "/audit", headers=admin, params={"entity": "api_key", "entity_id": str(key_id)}
+    )
+    assert [a["action"] for a in trail.json()["items"]].count("revoke") == 1  # a probe: two
 
 
 async def test_api_key_cannot_carry_more_than_its_creator_holds(client: Any, login: Any) -> None:

@@ -482,8 +482,8 @@ async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut
     actor.require("apikeys.write")
     row = await (
         await conn.execute(
-            "SELECT k.id, k.permissions, o.path FROM api_keys k JOIN orgs o ON o.id = k.org_id "
-            "WHERE k.id = %s",
+            "SELECT k.id, k.permissions, k.revoked_at, o.path FROM api_keys k "
+            "JOIN orgs o ON o.id = k.org_id WHERE k.id = %s",
             (key_id,),
         )
     ).fetchone()
@@ -500,7 +500,8 @@ async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut
     if updated is None:
         raise NotFound("API key not found")
     out = ApiKeyOut(**updated)
-    await audit.record(conn, actor, "revoke", "api_key", key_id, after=out, org_id=out.org_id)
+    if row["revoked_at"] is None:  # revoked once: a revocation again is no event (a probe)
+        await audit.record(conn, actor, "revoke", "api_key", key_id, after=out, org_id=out.org_id)
     # The keys it made, and theirs: their holder had this one. Again until none is left: a
     # key made while this ran (its maker held FOR SHARE, so the update waited for it) was not in
     # the statement's snapshot, and the next statement's sees it (review: it stayed valid).
