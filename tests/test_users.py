@@ -241,6 +241,19 @@ async def test_duplicate_username_conflicts(client: Any, login: Any, demo: Any) 
             },
         )
         assert_error(again, 409, "duplicate_username")
+    # a probe: a role out of reach answered 409 for a taken name and 400 otherwise — any holder
+    # of users.write, of any brand, could test names; now the grant is refused first
+    zj = await login("agent_admin")
+    for username in ("planner", f"free-{id(client) % 100000}"):
+        body = {
+            "org_id": demo["AGENT-ZJ"],
+            "username": username,
+            "password": "password-123",
+            "roles": ["brand_admin"],
+        }
+        assert_error(
+            await client.post("/users", headers=zj, json=body), 400, "permission_escalation"
+        )
     short = await client.post(
         "/users",
         headers=admin,

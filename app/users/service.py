@@ -112,6 +112,10 @@ async def create_user(
         # refers to its organisation: a move takes it before the organisations' row locks, which
         # that reference's key share would hold up (a deadlock otherwise)
         await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(org["path"]))
+    if actor is not None and data.roles:  # the roles first: a refused grant says nothing of
+        # the name (a probe: 409 for a name of any brand, 400 otherwise — a name test for all)
+        wanted = await _resolve_roles(conn, org["path"], sorted(set(data.roles)))
+        check_grantable(actor, sorted({p for r in wanted for p in r["permissions"]}))
     taken = await (
         await conn.execute(  # in any case: "ADMIN" beside "admin" reads as the same person
             "SELECT 1 FROM users WHERE lower(username) = lower(%s)", (data.username,)
