@@ -913,8 +913,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         "outer": {"passphrase": outer},
         "inner": {"passphrase": inner},
     }
-    target = Path(args.out)
-    target.mkdir(parents=True, exist_ok=True)
+    target = Path(args.out)  # made once there are files (a probe: a refusal left it empty)
     if args.api:
         api = _api(args)
         made = api.call("POST", f"/batches/{args.batch}/exports", json=body)
@@ -926,6 +925,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         bar.finish(made["progress"])  # type: ignore[index]
         if made["state"] != "done":  # type: ignore[index]
             return _fail(f"export {made['id']} {made['state']}: {made['error']}")  # type: ignore[index]
+        target.mkdir(parents=True, exist_ok=True)
         for part in made["parts"]:  # type: ignore[index]
             api.download(f"/exports/{made['id']}/files/{part}", target / f"{part}.tcpf")  # type: ignore[index]
     else:
@@ -942,6 +942,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         bar = Progress(made.total, "export")
         run_export(db_url, settings, scheme, made.id, on_progress=lambda d, t: bar.update(d, t))
         bar.finish()
+        target.mkdir(parents=True, exist_ok=True)
         for part in made.parts:
             source = export_file(settings, made.id, part)
             try:

@@ -314,7 +314,7 @@ def test_codes_issue_and_export_directly_on_the_database(
         "export",
         str(batch["batch_no"]),
         "--out",
-        str(tmp_path),
+        str(tmp_path / "refused"),
         "--passphrase-env",
         "PASS",
         "--end",
@@ -326,6 +326,7 @@ def test_codes_issue_and_export_directly_on_the_database(
         and "range_outside_batch" in bad.stderr
         and "Traceback" not in bad.stderr
     )
+    assert not (tmp_path / "refused").exists()  # a probe: a refused export left its folder
     unknown = _tracecode("codes", "issue", "--size", "5", "--printer", "NOPE", env=env)
     assert unknown.returncode == 2 and "NOPE" in unknown.stderr
 
