@@ -148,6 +148,23 @@ async def test_low_stock_threshold_raises_an_alert_the_store_sees(
     assert all(t["org_id"] != store for t in listed.json()["items"])
     listed = await client.get("/stock/thresholds", headers=zj, params={"org_id": store})
     assert [t["min_units"] for t in listed.json()["items"]] == [on_hand + 6]
+    # acknowledged, it holds while the stock does not fall further: the same minimum set again
+    # (a probe: a new alert each time, and after each roll-up under the minimum)
+    acked = await client.post(f"/alerts/{mine[0]['id']}/acknowledge", headers=manager)
+    assert acked.status_code == 200, acked.text
+
+    async def open_alerts() -> list[Any]:
+        found = await client.get("/alerts", headers=manager, params={"kind": "low_stock"})
+        return [
+            a
+            for a in found.json()["items"]
+            if a["details"].get("product_id") == units.product_id and not a["acknowledged_at"]
+        ]
+
+    await client.put(url, headers=manager, json={"min_units": on_hand + 6})
+    assert await open_alerts() == []
+    await client.put(url, headers=manager, json={"min_units": on_hand + 9})  # a new minimum
+    assert len(await open_alerts()) == 1
     await client.put(url, headers=manager, json={"min_units": 0})
     # Leave the agent's subtree without alerts for the tests that count them.
     await conn.execute(
@@ -178,22 +195,29 @@ async def test_rollup_raises_low_stock_for_the_organisations_it_touches(
     acked = await client.post(f"/alerts/{alert['id']}/acknowledge", headers=admin)
     assert acked.status_code == 200, acked.text
 
+    def open_here(listed: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in listed["items"]
+            if a["org_id"] == factory
+            and a["details"]["product_id"] == units.product_id
+            and a["acknowledged_at"] is None
+        ]
+
     lot = lot_name()
     await activate(client, login, units.serials[200:205], units.product_id, lot=lot)
-    await roll(app)  # still 5 below the minimum: a new alert opens
+    await roll(app)  # risen, still 5 below: the acknowledged alert holds (a probe: a new one)
     listed = (await client.get("/alerts", headers=admin, params={"kind": "low_stock"})).json()
-    fresh = [
-        a
-        for a in listed["items"]
-        if a["org_id"] == factory
-        and a["details"]["product_id"] == units.product_id
-        and a["acknowledged_at"] is None
-    ]
-    assert len(fresh) == 1 and fresh[0]["details"]["on_hand"] == on_hand + 5
+    assert open_here(listed) == []
     await activate(client, login, units.serials[205:215], units.product_id, lot=lot)
-    await roll(app)  # now above it: the open alert is left alone, not bumped
-    after = (await client.get("/alerts", headers=admin, params={"kind": "low_stock"})).json()
-    assert [a["occurrences"] for a in after["items"] if a["id"] == fresh[0]["id"]] == [1]
+    await roll(app)  # now above it: nothing opens
+    listed = (await client.get("/alerts", headers=admin, params={"kind": "low_stock"})).json()
+    assert open_here(listed) == []
+    back = await client.put(url, headers=admin, json={"min_units": on_hand + 20})  # under again
+    assert back.json()["below"] is True
+    listed = (await client.get("/alerts", headers=admin, params={"kind": "low_stock"})).json()
+    fresh = open_here(listed)
+    assert len(fresh) == 1 and fresh[0]["details"]["on_hand"] == on_hand + 15
     await client.put(url, headers=admin, json={"min_units": 0})  # leave other tests alone
 
 

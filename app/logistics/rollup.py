@@ -70,12 +70,32 @@ JOIN orgs o ON o.id = t.org_id
 JOIN products p ON p.id = t.product_id
 """
 
+# Raised when no acknowledged alert holds: one acknowledged at this minimum and at no more
+# than the units on hand now, with the stock not back at its minimum since (``_RECOVERED``) —
+# a probe: each roll-up under the minimum raised the acknowledged alert again, though the stock
+# had not fallen (it had risen, or the same minimum was set again).
 _ALERT = """
 INSERT INTO alerts (brand_id, org_id, kind, severity, message, details, dedup_key)
-VALUES (%(brand)s, %(org)s, 'low_stock', %(severity)s, %(message)s, %(details)s, %(dedup)s)
+SELECT %(brand)s, %(org)s, 'low_stock', %(severity)s, %(message)s, %(details)s, %(dedup)s
+WHERE NOT EXISTS (
+    SELECT 1 FROM (SELECT acknowledged_at, details FROM alerts
+                    WHERE org_id = %(org)s AND dedup_key = %(dedup)s
+                    ORDER BY at DESC, id DESC LIMIT 1) AS last
+     WHERE last.acknowledged_at IS NOT NULL AND NOT last.details ? 'recovered'
+       AND (last.details ->> 'min_units')::bigint = %(min_units)s
+       AND (last.details ->> 'on_hand')::bigint <= %(on_hand)s)
 ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
 DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = EXCLUDED.severity,
               message = EXCLUDED.message, details = EXCLUDED.details
+"""
+
+
+# The stock is back at its minimum: an acknowledged alert holds no more (the next fall raises)
+_RECOVERED = """
+UPDATE alerts SET details = details || '{"recovered": true}'
+WHERE id = (SELECT id FROM alerts WHERE org_id = %(org)s AND dedup_key = %(dedup)s
+             ORDER BY at DESC, id DESC LIMIT 1)
+  AND acknowledged_at IS NOT NULL AND NOT details ? 'recovered'
 """
 
 
@@ -127,6 +147,13 @@ async def check_thresholds(conn: Conn, pairs: list[tuple[int, int]]) -> int:
     below = [r for r in rows if r["on_hand"] < r["min_units"]]
     if below:
         await conn.cursor().executemany(_ALERT, [_alert(r) for r in below])
+    back = [
+        {"org": r["org_id"], "dedup": f"low_stock:{r['org_id']}:{r['product_id']}"}
+        for r in rows
+        if r["on_hand"] >= r["min_units"]
+    ]
+    if back:
+        await conn.cursor().executemany(_RECOVERED, back)
     return len(below)
 
 
@@ -147,6 +174,8 @@ def _alert(row: dict[str, Any]) -> dict[str, Any]:
             {"org_id": org, "product_id": product, "on_hand": on_hand, "min_units": minimum}
         ),
         "dedup": f"low_stock:{org}:{product}",
+        "on_hand": on_hand,
+        "min_units": minimum,
     }
 
 
