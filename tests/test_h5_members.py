@@ -178,7 +178,12 @@ async def test_wrong_expired_and_used_up_codes(h5: httpx.AsyncClient, demo: Any,
     body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "code": wrong}
     answer = text_of(assert_page(await h5.post("/member/login", data=body), 401))
     assert "验证码错误，还可尝试 4 次" in answer
-    for _ in range(4):
+    # a probe: an empty or malformed code cost a try too; now it costs none
+    for malformed in ("", "12ab56", "1234567"):
+        assert_page(await h5.post("/member/login", data=body | {"code": malformed}), 400)
+    answer = text_of(assert_page(await h5.post("/member/login", data=body), 401))
+    assert "验证码错误，还可尝试 3 次" in answer
+    for _ in range(3):
         await h5.post("/member/login", data=body)
     used_up = text_of(assert_page(await h5.post("/member/login", data=body | {"code": code}), 401))
     assert "错误次数过多" in used_up
@@ -624,3 +629,16 @@ async def test_the_language_switch_keeps_the_pages_own_query(app: Any, demo: Any
         assert href == f"/member/login?brand={brand}&lang=en", href
         english = await h.get(href)
         assert english.status_code == 200 and 'name="phone"' in english.text
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_a_code_typed_full_width_signs_in(h5: httpx.AsyncClient, demo: Any) -> None:
+    """A probe: the right code typed by a Chinese input method (full-width digits) was refused
+    as wrong, and cost a try."""
+    brand, phone = demo["BRAND-LUMI"], random_phone()
+    page = await send_code(h5, brand, phone)
+    code = await code_for(phone)
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in code)
+    body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "code": f" {wide} "}
+    signed = await h5.post("/member/login", data=body)
+    assert signed.status_code == 303 and signed.headers["location"] == "/member", signed.text

@@ -374,6 +374,7 @@ TIGHT = {
     "login_lockout_seconds": 600,
     "login_ip_max_failures": 10,
     "login_ip_window_seconds": 600,
+    "login_account_max_failures": 20,  # a staff account's lock over all addresses (not members')
 }
 
 
@@ -476,6 +477,53 @@ async def test_guessing_codes_is_locked_per_phone_and_limited_per_address(
         429,
         "rate_limited",
     )
+
+
+async def test_wrong_codes_from_many_addresses_lock_no_phone_out_everywhere(
+    tight_app: Any, demo: Any
+) -> None:
+    """A probe: wrong codes for a phone, from enough addresses, locked it out of every address
+    (the staff limiter's per-account lock): anyone could shut a member out, without a code ever
+    sent. A code dies after its tries; the phone stays open to other addresses."""
+    brand, victim = demo["BRAND-LUMI"], new_phone()
+    tries = 3 * TIGHT["member_otp_max_tries"]
+    for n in range(8):  # 48 wrong codes: past the staff limiter's account-wide lock (20)
+        for _ in range(tries):
+            await _from(
+                tight_app,
+                f"198.18.0.{n + 1}",
+                "/members/login",
+                login_body(brand, victim, "000001"),
+            )
+    sent = await _from(
+        tight_app, "198.18.1.1", "/members/otp", {"brand_id": brand, "phone": victim}
+    )
+    assert sent.status_code == 202, sent.text
+    code = await plant(tight_app, brand, victim, "919191")
+    ok = await _from(tight_app, "198.18.1.1", "/members/login", login_body(brand, victim, code))
+    assert ok.status_code == 200, ok.text
+
+
+async def test_a_deactivated_brand_signs_no_member_up(client: Any, app: Any, login: Any) -> None:
+    """A probe: the log-in with a code of a brand deactivated since wrote its sign-up and
+    answered a token."""
+    platform = await login("platform")
+    made = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": "Shut", "erp_code": f"SH-{new_phone()[-6:]}"},
+    )
+    assert made.status_code == 201, made.text
+    brand, phone = made.json()["id"], new_phone()
+    code = await plant(app, brand, phone)
+    assert (await client.post(f"/orgs/{brand}/deactivate", headers=platform)).status_code == 200
+    refused = await client.post("/members/login", json=login_body(brand, phone, code))
+    assert_error(refused, 404)
+    async with app.state.pool.connection() as conn:
+        found = await (
+            await conn.execute("SELECT count(*) AS n FROM members WHERE brand_id = %s", (brand,))
+        ).fetchone()
+    assert found["n"] == 0
 
 
 # -- phones are never logged --------------------------------------------------------------------

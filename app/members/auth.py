@@ -164,6 +164,7 @@ async def login(
     if failure is None and otp is not None:
         given = code_hash(settings, brand_id, phone, code)
         if hmac.compare_digest(given, bytes(otp["code_hash"])):
+            await _require_brand(conn, brand_id)  # a probe: a deactivated brand's sign-up
             return await _signed_in(conn, settings, limits, ip, otp["id"], brand_id, phone)
         await conn.execute("UPDATE member_otps SET tries = tries + 1 WHERE id = %s", (otp["id"],))
         await conn.commit()  # the try counts although the answer is an error

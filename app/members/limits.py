@@ -6,8 +6,11 @@
 * Failed log-ins: the staff log-in limiter of ``app.auth.limits`` on counters of their own, the
   account being the brand and phone: per IP over all phones (``login_ip_max_failures``,
   ``rate_limited``), per phone and IP (three times ``member_otp_max_tries``, ``login_locked``
-  for ``login_lockout_seconds``; a locked address gets no new code either), per phone over all
-  IPs (``login_account_max_failures``).
+  for ``login_lockout_seconds``; a locked address gets no new code either). No lock per phone
+  over all IPs, as staff accounts have: wrong codes cost nothing to send, so anyone could lock a
+  phone out everywhere (a probe: 110 posts from 11 addresses locked a member out, who had never
+  been sent a code); a guess needs a live code, and each dies after ``member_otp_max_tries``
+  wrong tries, at most 10 sent to a phone a day.
 
 The client IP is the socket's peer (an IPv6 client counts by its /64); forwarded headers are never
 trusted. With Redis unreachable the limits are skipped (logged): a code still dies after
@@ -65,7 +68,12 @@ class MemberLimits:
         # asks for a new one and goes on.
         per_phone = 3 * settings.member_otp_max_tries
         self.login = LoginLimiter(
-            redis_client, msgspec.structs.replace(settings, login_max_failures=per_phone)
+            redis_client,
+            msgspec.structs.replace(
+                settings,
+                login_max_failures=per_phone,
+                login_account_max_failures=2**31,  # none (see the module docstring)
+            ),
         )
         self.login.ns = f"{self.ns}:login"
         self._count = redis_client.register_script(_COUNT)
