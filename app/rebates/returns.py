@@ -6,7 +6,8 @@ rebate again when it is sold again (``rebate_claims.code_id`` is unique). A prob
 of a refunded sale settled at its full amount.
 
 A claim already in a statement stays as it is: the statement was computed (and perhaps paid) with
-it, and a deduction from a later one is the brand's finance's to make. The return says which.
+it, and a deduction from a later one is the brand's finance's to make (the return's answer
+names a withdrawn claim only).
 
 The caller holds the unit's state row locked (``FOR UPDATE``), as a claim's round locks it before
 it writes a claim, so the two never run at once for one unit. The queue row is deleted without
