@@ -4,13 +4,14 @@ outages, timeouts, 5xx, poison rows, throttling, opt-out, callbacks, a worker ki
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -316,52 +317,61 @@ async def test_a_gateway_s_words_with_control_characters_are_stored_cleaned(
     assert (await _dead(aconn, [ids[1]]))[ids[1]] == "invalid number  "
 
 
-async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_message(
-    app: Any, demo: Any, settings: Any, aconn: Any
-) -> None:
-    """A gateway that answers 400 for the whole request: halves, down to the one at fault."""
+@contextlib.contextmanager
+def _answering(answer: Callable[[dict[str, Any]], tuple[int, Any]]) -> Iterator[str]:
+    """A gateway of the test's own, in a thread: ``answer`` gives the status and JSON body for
+    each request's body; the URL to send to."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    bad = phone()
-
-    class Strict(BaseHTTPRequestHandler):
+    class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
             return None
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if any(m["phone"] == bad for m in body["messages"]):  # echoing the request
-                status, answer = 400, {"error": "invalid phone in request", "request": body}
-            else:
-                status = 200
-                answer = {
-                    "results": [
-                        {"key": m["key"], "status": "accepted", "message_id": "s-" + m["key"]}
-                        for m in body["messages"]
-                    ]
-                }
-            data = json.dumps(answer).encode()
+            status, reply = answer(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            data = json.dumps(reply).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Strict)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/send"
+    finally:
+        server.shutdown()
+
+
+async def test_a_batch_the_gateway_refuses_with_400_is_split_to_find_the_bad_message(
+    app: Any, demo: Any, settings: Any, aconn: Any
+) -> None:
+    """A gateway that answers 400 for the whole request: halves, down to the one at fault."""
+    bad = phone()
+
+    def strict(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if any(m["phone"] == bad for m in body["messages"]):  # echoing the request
+            return 400, {"error": "invalid phone in request", "request": body}
+        results = [
+            {"key": m["key"], "status": "accepted", "message_id": "s-" + m["key"]}
+            for m in body["messages"]
+        ]
+        return 200, {"results": results}
+
     ids = await _enqueue(
         app,
         demo["BRAND-LUMI"],
         [phone() for _ in range(7)] + [bad],
         variables={"code": "739154", "minutes": "5"},
     )
-    gw = HttpGateway(f"http://127.0.0.1:{server.server_address[1]}/send", batch=8)
-    try:
-        stats = await sender.drain(aconn, gw, settings, ids=ids)
-    finally:
-        await gw.aclose()
-        server.shutdown()
+    with _answering(strict) as url:
+        gw = HttpGateway(url, batch=8)
+        try:
+            stats = await sender.drain(aconn, gw, settings, ids=ids)
+        finally:
+            await gw.aclose()
     assert stats.sent == 7 and stats.failed == 1
     rows = await _rows(aconn, ids)
     assert rows[ids[-1]]["state"] == "failed"
@@ -914,43 +924,25 @@ async def test_a_message_accepted_without_an_id_is_sent_once(
 ) -> None:
     """A probe: a gateway that accepted a message but gave no message id had it sent again, and
     again, until out of attempts — then failed, though it had been delivered."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     requests: list[int] = []
 
-    class NoIds(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            return None
+    def no_ids(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        requests.append(len(body["messages"]))
+        return 200, {"results": [{"key": m["key"], "status": "accepted"} for m in body["messages"]]}
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            requests.append(len(body["messages"]))
-            answer = {
-                "results": [{"key": m["key"], "status": "accepted"} for m in body["messages"]]
-            }
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NoIds)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     ids = await _enqueue(
         app,
         demo["BRAND-LUMI"],
         [phone() for _ in range(3)],
         variables={"code": "1", "minutes": "5"},
     )
-    gw = HttpGateway(f"http://127.0.0.1:{server.server_address[1]}/send", batch=8)
-    try:
-        stats = await sender.drain(aconn, gw, settings, ids=ids)
-        again = await sender.drain(aconn, gw, settings, ids=ids)
-    finally:
-        await gw.aclose()
-        server.shutdown()
+    with _answering(no_ids) as url:
+        gw = HttpGateway(url, batch=8)
+        try:
+            stats = await sender.drain(aconn, gw, settings, ids=ids)
+            again = await sender.drain(aconn, gw, settings, ids=ids)
+        finally:
+            await gw.aclose()
     assert (stats.sent, stats.failed, again.sent) == (3, 0, 0)
     assert requests == [3]
     rows = await _rows(aconn, ids)
