@@ -20,12 +20,14 @@ stored and the queue trimmed as usual. A database that is down raises, and the b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from redis.exceptions import NoScriptError
 
 from app.deadletters import VERIFICATIONS, bisect, reason_of
 from app.redisconn import AnySyncRedis, is_cluster, shard_tags
@@ -36,7 +38,7 @@ RENEW_S = FLUSH_LOCK_MS / 3000  # a pass renews its locks after a third of their
 
 # KEYS[1] the queue, KEYS[2] its lock; ARGV[1] the flusher's token, ARGV[2] the elements it
 # stored (trimmed from the tail: pushes at the head move none). Trims and releases the lock, or
-# does nothing without the token. One call per queue: a cluster's pipelines take no EVAL.
+# does nothing without the token.
 _TRIM = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[2])
@@ -169,8 +171,9 @@ def flush(
         raw, taken = _take(client, [queue for queue, _ in held], limit)
         if raw:
             bisect(raw, store, dead)
-        trim = client.register_script(_TRIM)
-        done = [trim(keys=[queue, lock], args=[token, taken[queue]]) for queue, lock in held]
+        done = _scripts(
+            client, _TRIM, [([queue, lock], [token, taken[queue]]) for queue, lock in held]
+        )
         held = []  # trimmed and released
         if not all(done):
             raise LockLost("a flush lock expired before the trim")
@@ -182,8 +185,29 @@ def flush(
 
 def _keep(client: AnySyncRedis, held: list[tuple[str, str]], token: str, ms: int) -> list[Any]:
     """Renew (``ms``) or release (0) the locks still holding ``token``; one reply each."""
-    keep = client.register_script(_KEEP)
-    return [keep(keys=[lock], args=[token, ms]) for _, lock in held]
+    return _scripts(client, _KEEP, [([lock], [token, ms]) for _, lock in held])
+
+
+def _scripts(
+    client: AnySyncRedis, script: str, calls: list[tuple[list[str], list[Any]]]
+) -> list[Any]:
+    """``script`` once per call, in one pipeline (per master on a cluster): EVALSHA, which a
+    cluster's pipeline takes (it takes no EVAL); a server without the script (restarted) gets
+    it loaded and the pipeline is sent again: a round trip per master, not one per queue."""
+    sha = hashlib.sha1(script.encode()).hexdigest()
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        replies = pipe.execute(raise_on_error=False)
+        if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+            client.script_load(script)  # on every master of a cluster
+            continue
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies  # type: ignore[no-any-return]
+    raise AssertionError("unreachable")
 
 
 def _take(
