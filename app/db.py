@@ -91,9 +91,12 @@ class Pool(AsyncConnectionPool):
         return await super().getconn(timeout)
 
 
-def create_pool(url: str, settings: Settings, name: str = "tracecode") -> AsyncConnectionPool:
+def create_pool(
+    url: str, settings: Settings, name: str = "tracecode", check_idle: float = CHECK_IDLE_SECONDS
+) -> AsyncConnectionPool:
     """The pool of ``url``; ``name`` is its name in logs and the connections'
-    ``application_name`` (``tracecode-replica`` for the read replica's, app/replica.py)."""
+    ``application_name`` (``tracecode-replica`` for the read replica's, app/replica.py). A
+    connection idle for ``check_idle`` seconds or more is checked before it is handed out."""
     last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
     limits = _limits(settings)
 
@@ -112,7 +115,7 @@ def create_pool(url: str, settings: Settings, name: str = "tracecode") -> AsyncC
         pool.unreachable = True
 
     async def check(conn: Conn) -> None:
-        if time.monotonic() - last_used.get(conn, 0.0) < CHECK_IDLE_SECONDS:
+        if time.monotonic() - last_used.get(conn, 0.0) < check_idle:
             return
         try:
             await AsyncConnectionPool.check_connection(conn)

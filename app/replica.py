@@ -12,8 +12,9 @@ standby when all of these hold, else from the primary (then ``read_conn`` *is* t
    or mistaken primary) and at most ``TRACECODE_REPLICA_MAX_LAG_SECONDS`` behind;
 2. the caller has not changed anything in the last ``TRACECODE_REPLICA_STICKY_SECONDS``
    (read-your-writes, below);
-3. a standby connection is free within ``ACQUIRE_SECONDS`` (a busy or just-died standby sends
-   the read to the primary rather than failing it).
+3. a standby connection is free within ``ACQUIRE_SECONDS`` and answers an empty query as it
+   is handed out (a busy or just-died standby sends the read to the primary rather than
+   failing it).
 
 Lag, as the standby sees it: 0 while its WAL receiver is streaming and it has replayed all it
 received; otherwise the age of the last transaction it replayed
@@ -26,8 +27,9 @@ Read-your-writes: every request other than GET/HEAD made by a principal (a user 
 whose transaction committed sets the Redis key ``{namespace}:rw:u<user id>`` (or ``k<key id>``)
 for STICKY seconds, before the answer is sent; while it lives, that principal's reads go to the
 primary. Per principal, not per client: the same user's other tabs and devices see the change
-too. STICKY is at least MAX_LAG (settings refuse less), so by the time the key expires the standby
-has either replayed the write or is too far behind to be used. Not covered: writes made outside a
+too. STICKY is at least MAX_LAG (settings refuse less), and a check's ``ok`` counts only while the
+lag it measured plus its age stays within MAX_LAG, so by the time the key expires the standby has
+either replayed the write or is no longer used. Not covered: writes made outside a
 request's transaction (worker jobs, the ASGI fast paths of verification and claims) — those are
 read with the standby's lag, at most MAX_LAG. When Redis cannot answer, reads go to the primary.
 
@@ -94,7 +96,9 @@ class Replica:
     """The standby's pool and its health, checked in the background while the app runs."""
 
     def __init__(self, url: str, settings: Settings) -> None:
-        self.pool = db.create_pool(url, settings, name="tracecode-replica")
+        # every standby connection checked as it is handed out (one empty query): a standby
+        # that died since the last check sends the read to the primary instead of failing it
+        self.pool = db.create_pool(url, settings, name="tracecode-replica", check_idle=0.0)
         self.conninfo = db.pool_conninfo(url, settings)
         self.max_lag = settings.replica_max_lag_seconds
         self.sticky_ms = int(settings.replica_sticky_seconds * 1000)
@@ -107,7 +111,14 @@ class Replica:
 
     @property
     def usable(self) -> bool:
-        return self.status == "ok"
+        """The last check found the standby ``ok``, and its lag then plus the time since is
+        still within MAX_LAG: a status is up to a check's interval (and its timeout) old, and
+        the standby may have stopped replaying right after it (a probe: a lag measured just
+        under the limit a second ago served a writer's read, its sticky key just expired, from a
+        standby that had not replayed the write)."""
+        if self.status != "ok" or self.checked_at is None:
+            return False
+        return (self.lag or 0.0) + time.monotonic() - self.checked_at <= self.max_lag
 
     async def start(self) -> None:
         """Open the pool without waiting (a standby that is down must not stop the API from

@@ -410,6 +410,56 @@ async def test_a_stopped_replica_leaves_reads_to_the_primary_until_it_is_back(
     assert (await reads(r.client))["replica"] > after["replica"]
 
 
+async def test_a_standby_dying_between_two_checks_leaves_reads_to_the_primary(
+    replicated: Replicated,
+) -> None:
+    """A standby stopped right after a check (its status still ``ok``): the reads on its pooled
+    connections go to the primary, none fails (a probe: the first was a 503)."""
+    r = replicated
+    await until_replica(r.client, "ok")
+    for _ in range(3):  # standby connections in steady use
+        ok = await r.client.get("/center/stock", headers=r.headers["admin"])
+        assert ok.status_code == 200, ok.text
+    await asyncio.to_thread(r.cluster.stop, r.cluster.standby_dir, "immediate")
+    try:
+        assert r.app.state.replica.status == "ok"  # not noticed yet by the 1 s check
+        answers = [
+            (await r.client.get("/center/stock", headers=r.headers["admin"])).status_code
+            for _ in range(3)
+        ]
+        assert answers == [200, 200, 200], answers
+    finally:
+        await asyncio.to_thread(r.cluster.start_standby)
+        await until_replica(r.client, "ok")
+
+
+async def test_a_writer_reads_its_write_when_sticky_equals_the_lag_limit(
+    replicated: Replicated,
+) -> None:
+    """STICKY = MAX_LAG (the least the settings take): the moment the writer's key expires, the
+    last check's ``ok`` (its lag just under the limit, up to a second old) no longer sends the
+    writer's read to a standby that has not replayed the write (a probe: it did, 3 runs of 4)."""
+    r = replicated
+    standby = r.app.state.replica
+    standby.sticky_ms = int(LAG_LIMIT * 1000)
+    await until_replica(r.client, "ok")
+    await asyncio.to_thread(r.cluster.caught_up_then_paused)
+    try:
+        epc = new_epc()
+        await capture(r, epc)  # the partner's own write; replay paused on the standby
+        redis = r.app.state.redis
+        keys = [key async for key in redis.scan_iter(f"{standby.namespace}:rw:*")]
+        assert keys
+        deadline = time.monotonic() + 10
+        while any([await redis.exists(key) for key in keys]):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert await sees(r, "partner", epc), standby.report()
+    finally:
+        await asyncio.to_thread(r.cluster.resume)
+        standby.sticky_ms = int(STICKY * 1000)
+
+
 def test_the_replica_settings() -> None:
     settings = load_settings(
         {
