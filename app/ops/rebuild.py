@@ -17,6 +17,8 @@ back everything the records can give, in four steps, each safe to run while the 
    one is less than ``pin_lockout_seconds`` old; the ``pin_max_failures``-th locks the code for
    ``pin_lockout_seconds``; a right PIN clears the count; nothing counts during a lock). A lock
    or count is only raised, never shortened.
+   Claims' **retry keys** come back too, from the counted records that carry one (``retry``):
+   a claim sent again within the day is checked, not counted again.
 4. **Jobs**: the queued jobs whose work PostgreSQL still shows unfinished are sent again (printer
    file exports ``queued``/``running``, EPCIS captures ``pending``/``running``); both jobs are
    idempotent and lock their row, so a job that was not lost runs once all the same.
@@ -29,9 +31,10 @@ Every Redis key family, and what becomes of it (``{ns}`` is ``TRACECODE_REDIS_NA
 ``{ns}:verif:flush-lock``                       transient (30 s), taken by step 1 itself
 ``{ns}:q:{code}`` (hash: n, first_at, place)    rebuilt (step 2)
 ``{ns}:pinfail:{code}``, ``{ns}:lock:{code}``   rebuilt (step 3)
-``{ns}:retry:{code}:{client id}``               dropped safely: a claim's retry key (a day); the
-                                                records of retries say ``claim_retry`` and are
-                                                not counted by step 2
+``{ns}:retry:{code}:{retry key}``               rebuilt (step 3): a claim's retry key, for a day
+                                                from the counted record that set it; the records
+                                                of retries say ``claim_retry`` and are not
+                                                counted by step 2
 ``{ns}:rl:{ip}:{minute}``                       dropped safely: a 60 s window; a lost one gives
                                                 an address at most one fresh minute
 ``{ns}:login:{ip|fail|lock|acct|known}:…``      lost by design: failed logins are not stored in
@@ -74,7 +77,7 @@ import psycopg
 from app.config import Settings
 from app.errors import ServiceUnavailable
 from app.redisconn import AnySyncRedis, code_tag, is_cluster
-from app.verify.fallback import COUNTED, replay
+from app.verify.fallback import COUNTED, RIGHT_PIN, replay
 from app.verify.records import flush, queues
 from app.verify.regions import Place
 
@@ -103,6 +106,10 @@ def fails_key(ns: str, code: int, cluster: bool = False) -> str:
 
 def lock_key(ns: str, code: int, cluster: bool = False) -> str:
     return f"{ns}:lock:{code}{_tag(code, cluster)}"
+
+
+def retry_key(ns: str, code: int, retry: str, cluster: bool = False) -> str:
+    return f"{ns}:retry:{code}:{retry}{_tag(code, cluster)}"
 
 
 # Both scripts take many codes at once, all of one hash tag on a cluster (one slot per call).
@@ -157,15 +164,35 @@ SELECT code_id, count(*) AS n, min(at) AS first_at,
 # The records that decide the PIN state of every code with a wrong PIN or a lock since ``since``
 # (only those can hold a live count or lock), from ``horizon`` on, in the order they were made.
 _PIN_HISTORY = f"""
-SELECT code_id, at, reason, ({COUNTED}) AS counted
+SELECT code_id, at, reason, ({RIGHT_PIN}) AS right_pin
   FROM verifications
  WHERE code_id IN (SELECT code_id FROM verifications
                     WHERE at > %(since)s AND reason IN ('wrong_pin', 'locked')
                       AND code_id IS NOT NULL
                       AND (%(codes)s::bigint[] IS NULL OR code_id = ANY(%(codes)s)))
    AND at > %(horizon)s
-   AND (reason IN ('wrong_pin', 'locked') OR ({COUNTED}))
+   AND (reason IN ('wrong_pin', 'locked') OR ({RIGHT_PIN}))
  ORDER BY code_id, at, id
+"""
+
+# The claims' retry keys live now: each set by a counted verification with its key (the
+# script's SET NX EX 86400; later ones with the key are ``claim_retry``), for a day from it.
+_RETRY_KEYS = f"""
+SELECT code_id, retry,
+       ceil(EXTRACT(EPOCH FROM max(at) + interval '1 day' - now()))::integer AS seconds
+  FROM verifications
+ WHERE retry IS NOT NULL AND code_id IS NOT NULL AND at > now() - interval '1 day'
+   AND {COUNTED} AND (%(codes)s::bigint[] IS NULL OR code_id = ANY(%(codes)s))
+ GROUP BY code_id, retry
+"""
+
+# KEYS: retry keys; ARGV: the seconds each has left. Sets the missing ones; answers how many.
+_SET_RETRIES = """
+local set = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, '1', 'NX', 'EX', ARGV[i]) then set = set + 1 end
+end
+return set
 """
 
 _UNFINISHED_JOBS = """
@@ -183,6 +210,7 @@ class Report(msgspec.Struct, kw_only=True):
     counters_raised: int = 0  # of them, the query counters set from PostgreSQL
     locks_set: int = 0  # wrong-PIN lockouts set
     fails_set: int = 0  # wrong-PIN counts set
+    retries_set: int = 0  # claims' retry keys set
     jobs_sent: int = 0  # unfinished exports and EPCIS captures whose job was sent again
 
     def lines(self) -> list[str]:
@@ -190,6 +218,7 @@ class Report(msgspec.Struct, kw_only=True):
             f"drained {self.drained} queued verification records into PostgreSQL",
             f"query counters: {self.codes} codes, {self.counters_raised} restored from PostgreSQL",
             f"PIN lockouts restored: {self.locks_set}; wrong-PIN counts restored: {self.fails_set}",
+            f"claims' retry keys restored: {self.retries_set}",
             f"jobs sent again: {self.jobs_sent}",
             "not rebuilt (see app/ops/rebuild.py): rate limits, login and member limits, "
             "packing upload logs, worker heartbeats",
@@ -296,12 +325,12 @@ def _pin_histories(
     params = {"since": now - window, "horizon": now - 2 * window, "codes": only}
     code: int | None = None
     history: list[tuple[datetime, str, bool]] = []
-    for row_code, at, reason, counted in conn.execute(_PIN_HISTORY, params):
+    for row_code, at, reason, right_pin in conn.execute(_PIN_HISTORY, params):
         if row_code != code:
             if code is not None:
                 yield code, history
             code, history = row_code, []
-        history.append((at, reason, counted))
+        history.append((at, reason, right_pin))
     if code is not None:
         yield code, history
 
@@ -333,6 +362,23 @@ def restore_lockouts(
     return sum(int(a[0]) for a in answers), sum(int(a[1]) for a in answers)
 
 
+def restore_retries(
+    client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str, only: list[int] | None = None
+) -> int:
+    """Set the claims' retry keys the last day's records show live (of every code, or of
+    ``only`` these), for the time each has left; return how many were missing and set."""
+    script, cluster = client.register_script(_SET_RETRIES), is_cluster(client)
+    batch, answers = _ByTag(cluster), []
+    rows = conn.execute(_RETRY_KEYS, {"codes": only}).fetchall()
+    for n, (code, retry, seconds) in enumerate(rows, 1):
+        if seconds > 0:
+            batch.add(code, [retry_key(ns, code, retry, cluster)], [seconds])
+        if n % BATCH == 0:
+            answers += batch.run(script)
+    answers += batch.run(script)
+    return sum(int(a) for a in answers)
+
+
 # -- 4. jobs -------------------------------------------------------------------------------
 
 
@@ -357,6 +403,7 @@ def rebuild(
     report = Report(drained=drain(client, conn, ns, drain_timeout))
     report.codes, report.counters_raised = restore_counters(client, conn, ns)
     report.locks_set, report.fails_set = restore_lockouts(client, conn, settings)
+    report.retries_set = restore_retries(client, conn, ns)
     if send is not None:
         report.jobs_sent = resend_jobs(conn, send)
     return report

@@ -23,16 +23,20 @@ from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
 from app.verify.units import UnitInfo
 
+# a verification with the right PIN: it clears the code's wrong-PIN count (the script's ``DEL
+# fails``), a claim sent again too (a probe: a rebuild or an outage that left claim retries out
+# brought back a count the script had cleared)
+RIGHT_PIN = "pin_given AND result IN ('genuine', 'suspicious')"
 # a claim sent again is stored with reason claim_retry (``app.verify.service._SCRIPT``): not a
 # query of its own (review R5)
-COUNTED = "pin_given AND result IN ('genuine', 'suspicious') AND reason <> 'claim_retry'"
+COUNTED = f"{RIGHT_PIN} AND reason <> 'claim_retry'"
 
 INSERT = """INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
-     client_ip, client_id, user_agent, province, city, lat, lng, member_id)
+     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry)
     VALUES (%(at)s, %(record_key)s, %(code_id)s, %(serial)s, %(brand_id)s, %(product_id)s,
      %(result)s, %(reason)s, %(queries)s, %(pin_given)s, %(client_ip)s, %(client_id)s,
-     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s, %(member_id)s)
+     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s, %(member_id)s, %(retry)s)
     ON CONFLICT (at, record_key) DO NOTHING"""
 
 
@@ -45,8 +49,12 @@ def decide(
         result, reason = "genuine", "first_query" if queries == 1 else "repeat_query"
     if queries > threshold:
         return "suspicious", "over_threshold"
-    if pin_state == "ok" and queries > 1 and first_place and place and not _same_region(
-        first_place, place
+    if (
+        pin_state == "ok"
+        and queries > 1
+        and first_place
+        and place
+        and not _same_region(first_place, place)
     ):
         return "suspicious", "region_jump"
     if never_shipped:
@@ -94,12 +102,12 @@ class PinState(msgspec.Struct, frozen=True):
 def replay(
     history: Iterable[tuple[datetime, str, bool]], settings: Settings, now: datetime
 ) -> PinState:
-    """A code's wrong-PIN state now from its records (time, reason, counted) in time order, by
-    the verification script's rules."""
+    """A code's wrong-PIN state now from its records (time, reason, right PIN) in time order,
+    by the verification script's rules."""
     window = timedelta(seconds=settings.pin_lockout_seconds)
     locked_until: datetime | None = None
     fails, last_fail = 0, None
-    for at, reason, counted in history:
+    for at, reason, right_pin in history:
         if locked_until is not None and at < locked_until:
             continue  # during a lock every attempt answers "locked" and nothing counts
         if reason == "locked":  # outside a lock: the attempt that locked the code
@@ -110,7 +118,7 @@ def replay(
             fails, last_fail = fails + 1, at
             if fails >= settings.pin_max_failures:
                 locked_until, fails = at + window, 0
-        elif counted:
+        elif right_pin:
             fails = 0  # a right PIN clears the count
     if locked_until is not None and locked_until > now:
         return PinState(_seconds(locked_until - now), 0, 0)
@@ -149,18 +157,16 @@ _HISTORY = f"""SELECT count(*) FILTER (WHERE {COUNTED}) AS queries,
 # them): as ``tracecode redis rebuild`` restores the lockouts (a probe: counting wrong PINs
 # alone, the attempt that locked a code — recorded "locked" — was never counted, so during an
 # outage a locked code took the right PIN, and any number of guesses)
-_PIN_RECORDS = f"""SELECT at, reason, ({COUNTED}) AS counted FROM verifications
+_PIN_RECORDS = f"""SELECT at, reason, ({RIGHT_PIN}) AS right_pin FROM verifications
     WHERE code_id = %(code)s AND at > %(horizon)s
-      AND (reason IN ('wrong_pin', 'locked') OR ({COUNTED}))
+      AND (reason IN ('wrong_pin', 'locked') OR ({RIGHT_PIN}))
     ORDER BY at, id"""
 
-# A claim sent again (``retry``): the claimant's earlier check of the code under the same
-# client id within a day, as the Redis script keeps it (a probe: during an outage each retry of
-# a claim counted as a new query of the code)
+# A claim sent again (``retry``): an earlier check of the code with the same retry key within a
+# day, as the Redis script keeps it (a probe: during an outage each retry of a claim counted as
+# a new query of the code)
 _RETRIED = f"""SELECT 1 FROM verifications
-    WHERE code_id = %(code)s AND client_id = %(client)s
-      AND member_id IS NOT DISTINCT FROM %(member)s AND at > %(since)s
-      AND (({COUNTED}) OR reason = 'claim_retry')
+    WHERE code_id = %(code)s AND retry = %(retry)s AND at > %(since)s AND {RIGHT_PIN}
     LIMIT 1"""
 
 _FIRST_PLACE = (
@@ -177,11 +183,10 @@ async def verify_without_redis(
     code: int,
     pin_state: str,
     lang: str,
-    retry: str = "",
 ) -> VerifyOut:
     """The answer and its record from PostgreSQL alone; ``unit`` is the code's unit as the
     database has it (None: never activated). The steps mirror the Redis script: not genuine,
-    locked out, wrong PIN, else counted (a claim's ``retry``: once)."""
+    locked out, wrong PIN, else counted (a claim, ``record.retry``: once)."""
     if unit is None:
         return await _not_genuine(pool, record, "not_activated", serial, lang)
     if unit.status in VOID_STATES:
@@ -207,7 +212,7 @@ async def verify_without_redis(
             pin_attempts_left=left,
             message=messages.text("wrong_pin", lang, left=left),
         )
-    retried = pin_state == "ok" and retry != "" and await _retried(pool, record, code)
+    retried = pin_state == "ok" and record.retry is not None and await _retried(pool, record, code)
     return await _counted(
         pool, settings, record, unit, serial, pin_state, lang, history, first, retried
     )
@@ -217,12 +222,7 @@ async def _retried(pool: AsyncConnectionPool, record: Record, code: int) -> bool
     async with pool.connection() as conn:
         found = await conn.execute(
             _RETRIED,
-            {
-                "code": code,
-                "client": record.data.client_id,
-                "member": record.member_id,
-                "since": record.at - timedelta(days=1),
-            },
+            {"code": code, "retry": record.retry, "since": record.at - timedelta(days=1)},
         )
         return await found.fetchone() is not None
 

@@ -15,8 +15,9 @@ from app.verify.schemas import VerifyIn
 class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
     """A verification record as the flusher stores it (``records.py``), less the outcome.
 
-    ``member_id`` names the signed-in member of a points claim; an anonymous verification leaves
-    it out of the JSON altogether (``omit_defaults``), so the hot path's records are unchanged."""
+    ``member_id`` names the signed-in member of a points claim, ``retry`` a claim's retry key; a
+    verification of neither leaves them out of the JSON altogether (``omit_defaults``), so the
+    hot path's records are unchanged."""
 
     at: str
     record_key: str
@@ -33,12 +34,13 @@ class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
     lat: float | None
     lng: float | None
     member_id: int | None = None
+    retry: str | None = None  # a claim's retry key (``app.claims``)
 
 
 _ENCODE = msgspec.json.Encoder().encode
 
 # what a record says of the phone and the member: cleared when the member is erased
-PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id")
+PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id", "retry")
 
 
 def decoded(payload: bytes) -> dict[str, Any] | None:
@@ -77,6 +79,7 @@ class Record:
         "member_id",
         "place",
         "product_id",
+        "retry",
         "serial",
         "ua",
     )
@@ -97,6 +100,7 @@ class Record:
         self.brand_id: int | None = None
         self.product_id: int | None = None
         self.member_id: int | None = None  # a member's claim (app.members), else None
+        self.retry: str | None = None  # a claim's retry key (app.claims), else None
 
     def row(self) -> RecordRow:
         place = self.place
@@ -116,6 +120,7 @@ class Record:
             place.lat if place else None,
             place.lng if place else None,
             self.member_id,
+            self.retry,
         )
 
     def fields(self) -> dict[str, Any]:

@@ -68,7 +68,7 @@ _INSERT = """
 WITH stored AS (
 INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
-     client_ip, client_id, user_agent, province, city, lat, lng, member_id)
+     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry)
 SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.result, r.reason,
        r.queries, r.pin_given,
        CASE WHEN e.erased THEN NULL ELSE r.client_ip END,
@@ -76,12 +76,13 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
        CASE WHEN e.erased THEN NULL ELSE r.user_agent END, r.province, r.city,
        CASE WHEN e.erased THEN NULL ELSE r.lat END,
        CASE WHEN e.erased THEN NULL ELSE r.lng END,
-       CASE WHEN e.erased THEN NULL ELSE r.member_id END
+       CASE WHEN e.erased THEN NULL ELSE r.member_id END,
+       CASE WHEN e.erased THEN NULL ELSE r.retry END
   FROM json_to_recordset(%s::json) AS r(
        at timestamptz, record_key uuid, code_id bigint, serial text, brand_id bigint,
        product_id bigint, result text, reason text, queries integer, pin_given boolean,
        client_ip inet, client_id text, user_agent text, province text, city text,
-       lat double precision, lng double precision, member_id bigint)
+       lat double precision, lng double precision, member_id bigint, retry text)
   -- a member's claim still queued when the member was erased is stored as erasure left the
   -- member's earlier ones (app.members.erasure); a record without a member looks nothing up.
   -- FOR SHARE waits for an erasure under way (it holds the member's row) and reads the row it

@@ -418,7 +418,7 @@ class Verifier:
         serial_text = serial_from_scan(data.serial)
         key = f"{self._key_prefix}{next(self._keys):016x}"
         record = Record(datetime.now(UTC), key, data, ip, user_agent, place)
-        record.member_id = member_id
+        record.member_id, record.retry = member_id, retry or None
         lang = data.lang
         try:
             batch_no, index, version = self.scheme.verify(serial_text)
@@ -450,7 +450,7 @@ class Verifier:
                 self._after_outage.add(code)
             unit = await self._unit_from_db(code, batch)
             return await verify_without_redis(
-                self.pool, self.settings, unit, record, serial, code, pin_state, lang, retry
+                self.pool, self.settings, unit, record, serial, code, pin_state, lang
             )
         if self._redis_down or self._after_outage:
             self._reconcile()
