@@ -770,3 +770,31 @@ async def test_named_children_must_be_of_the_line_s_product_and_lot(
     await set_line(client, login, lumi.product_id, "X6", lot="LOT-A")
     body = await upload(client, login, "X6", [scan(lumi.inner[70], children=units)])
     assert body["scans"][0]["result"] == "ok", body
+
+
+async def test_rules_replaced_at_once_are_one_of_the_two(client: Any, login: Any) -> None:
+    """Two replacements of one product's rules at once: the rules are one of the two sets, and
+    the same set twice is answered 200 twice (a probe: the sets were mixed, or the second was a
+    409 unique-key conflict)."""
+    admin = await login("admin")
+    ids = []
+    for n in (1, 2):
+        made = await client.post(
+            "/products",
+            headers=admin,
+            json={"name": f"Rules race {n}", "product_no": f"RULES-RACE-{n}"},
+        )
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    mixed, same = ids
+    inner, master = {"level": "inner", "quantity": 10}, {"level": "master", "quantity": 4}
+    answers = await asyncio.gather(
+        *(client.put(f"/packing/rules/{mixed}", headers=admin, json=[r]) for r in (inner, master))
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    now = (await client.get(f"/packing/rules/{mixed}", headers=admin)).json()
+    assert [r["level"] for r in now] in (["inner"], ["master"]), now
+    answers = await asyncio.gather(
+        *(client.put(f"/packing/rules/{same}", headers=admin, json=[inner, master]) for _ in "ab")
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]

@@ -104,11 +104,14 @@ async def get_rules(conn: Conn, actor: Principal, product_id: int) -> list[Packi
 async def set_rules(
     conn: Conn, actor: Principal, product_id: int, rules: list[PackingRuleIn]
 ) -> list[PackingRuleOut]:
-    """Replace a product's packing rules (one per level); audited."""
+    """Replace a product's packing rules (one per level); audited. Replacements of one product's
+    rules run one after the other (its row locked): two at once mixed their rules, or refused
+    the same set with a unique-key conflict (a probe)."""
     actor.require("catalog.write")
     levels = [rule.level for rule in rules]
     if len(set(levels)) != len(levels):
         raise Unprocessable("one rule per level", code="duplicate_level")
+    await conn.execute("SELECT 1 FROM products WHERE id = %s FOR NO KEY UPDATE", (product_id,))
     before = await get_rules(conn, actor, product_id)
     await conn.execute("DELETE FROM packing_rules WHERE product_id = %s", (product_id,))
     for rule in rules:
