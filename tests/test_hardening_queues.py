@@ -765,3 +765,38 @@ async def test_a_long_pass_keeps_its_lock_and_trims(
         )
     ).fetchone()
     assert stored["n"] == 2
+
+
+@pytest.mark.parametrize("actor", ["run_export_job", "capture_job"])
+@pytest.mark.parametrize("argument", [123, ["x"], {"a": 1}])
+def test_a_job_whose_id_is_no_text_is_dead_lettered_at_once(
+    app: Any, actor: str, argument: Any
+) -> None:
+    """A probe: ``uuid.UUID(123)`` raises AttributeError, which the actors retried three times
+    before the dead letter."""
+    from app.jobs import broker
+    from workers import main  # noqa: F401 - every actor, as a worker loads them
+
+    job = broker.get_actor(actor)
+    with pytest.raises(BaseException) as raised:
+        job.fn(argument)
+    assert isinstance(raised.value, job.options["throws"]), repr(raised.value)
+
+
+def test_the_job_of_an_export_or_capture_that_is_gone_is_dropped_with_a_warning(
+    app: Any, caplog: Any
+) -> None:
+    """A probe: acknowledged without a word."""
+    import logging
+    import uuid
+
+    from workers.codes import run_export_job
+    from workers.epcis import capture_job
+
+    for job in (run_export_job, capture_job):
+        missing = str(uuid.uuid4())
+        with caplog.at_level(logging.WARNING):
+            job.fn(missing)
+        assert any(
+            missing in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
+        ), job

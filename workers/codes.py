@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 
 import dramatiq
@@ -11,6 +12,8 @@ from app.codes.scheme import Scheme, scheme_from_settings
 from app.deadletters import POISON
 from app.embedded import start_postgres
 from app.jobs import RETRIES, settings
+
+log = logging.getLogger("tracecode.exports")
 
 
 @cache
@@ -26,6 +29,10 @@ def run_export_job(export_id: str) -> None:
     alone, a failed one redone, a second delivery while another runner writes it waits for that
     runner (a session lock on the export), and a run killed midway leaves only ``*.partial``
     files that the next run writes again from the start. A job whose data is wrong (not an
-    export id, say) is not retried but dead-lettered."""
+    export id, say) is not retried but dead-lettered; the job of an export that no longer exists
+    is dropped with a warning."""
+    if not isinstance(export_id, str):  # uuid.UUID(123) raises AttributeError: retried (a probe)
+        raise TypeError("run_export_job takes an export id")
     db_url, scheme = _context()
-    run_export(db_url, settings, scheme, export_id)
+    if run_export(db_url, settings, scheme, export_id) == "missing":
+        log.warning("export job dropped: no export %s", export_id)

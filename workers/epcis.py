@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import cache
 
 import dramatiq
@@ -14,6 +15,8 @@ from app.deadletters import POISON
 from app.embedded import start_postgres
 from app.epcis import capture
 from app.jobs import RETRIES, settings
+
+log = logging.getLogger("tracecode.epcis")
 
 
 @cache
@@ -35,5 +38,10 @@ def capture_job(capture_id: str) -> None:
     """Apply one capture job, all or nothing. Idempotent under at-least-once delivery: a
     finished job is left alone, a second delivery while it runs waits for the job row's lock
     and then finds it finished, and a job whose worker died runs again from the start (its
-    transaction was never committed); events are stored once by eventID in any case."""
-    asyncio.run(_run(capture_id))
+    transaction was never committed); events are stored once by eventID in any case. A job
+    whose id is no text is dead-lettered, one of a capture that no longer exists dropped with a
+    warning."""
+    if not isinstance(capture_id, str):  # uuid.UUID(123) raises AttributeError: retried (a probe)
+        raise TypeError("capture_job takes a capture id")
+    if asyncio.run(_run(capture_id)) == "missing":
+        log.warning("capture job dropped: no capture %s", capture_id)
