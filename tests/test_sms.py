@@ -683,6 +683,43 @@ async def test_delivery_reports_update_sent_rows_once(
     assert other.json()["updated"] == 0
 
 
+async def test_a_report_that_comes_before_the_send_is_recorded_is_applied_then(
+    client: Any, app: Any, demo: Any, settings: Any, aconn: Any, callback_secret: None
+) -> None:
+    """The sender records a batch's messages sent only once the gateway answered for all of it;
+    a report of one of them that comes meanwhile is held and applied then, whichever of the two
+    commits first (a probe: answered "unknown" and dropped, the message stayed ``sent``)."""
+    first, second = await _enqueue(app, demo["BRAND-LUMI"], [phone(), phone()])
+    claimed = {row.id: row for row in await sender.claim(aconn, ids=[first, second])}
+    mids = {first: f"gw-early-{secrets.token_hex(4)}", second: f"gw-early-{secrets.token_hex(4)}"}
+
+    async def report(mid: str, status: str) -> Any:
+        body = msgspec.json.encode({"reports": [{"message_id": mid, "status": status}]})
+        answer = await client.post("/sms/callbacks/http", content=body, headers=_signed(body))
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    assert await report(mids[first], "undelivered") == {"updated": 0, "unknown": 1}
+    outcomes = [(claimed[i], Result("accepted", mids[i])) for i in (first, second)]
+    await sender.record(aconn, "http", settings, outcomes)
+    rows = await _rows(aconn, [first, second])
+    assert [rows[i]["state"] for i in (first, second)] == ["undelivered", "sent"]
+    # held after the send was recorded (its transaction had not committed when the report
+    # looked): applied by the next sweep
+    await aconn.execute(
+        "INSERT INTO sms_early_reports (provider, message_id, status, at) "
+        "VALUES ('http', %s, 'delivered', now())",
+        (mids[second],),
+    )
+    assert await sender.apply_held_reports(aconn) == 1
+    assert (await _rows(aconn, [second]))[second]["state"] == "delivered"
+    held = await aconn.execute(
+        "SELECT count(*) AS n FROM sms_early_reports WHERE message_id = ANY(%s)",
+        (list(mids.values()),),
+    )
+    assert (await held.fetchone())["n"] == 0
+
+
 async def test_delivery_reports_are_checked_like_any_body(
     client: Any,
     app: Any,

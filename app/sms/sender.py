@@ -89,6 +89,25 @@ UPDATE sms_outbox o
  WHERE o.id = r.id AND o.state = 'sending' AND o.attempts = r.attempts
 """
 
+# Delivery reports that came before their message was recorded sent (held by
+# ``service.delivery_reports``), applied to the rows sent since; run after every record of sent
+# messages, every report call and every sweep, so that none is left whichever commits first.
+_APPLY_HELD = """
+WITH applied AS (
+  DELETE FROM sms_early_reports e USING sms_outbox o
+   WHERE o.provider = e.provider AND o.provider_message_id = e.message_id AND o.state = 'sent'
+  RETURNING e.provider, e.message_id, e.status, e.error, e.at
+)
+UPDATE sms_outbox o SET state = a.status, status_at = a.at, last_error = a.error
+  FROM applied a
+ WHERE o.provider = a.provider AND o.provider_message_id = a.message_id AND o.state = 'sent'"""
+
+
+async def apply_held_reports(conn: Conn) -> int:
+    """Apply the held delivery reports whose message is now recorded sent; how many."""
+    return (await conn.execute(_APPLY_HELD)).rowcount
+
+
 _RETRY = f"""
 WITH r AS (
   SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::text[])
@@ -243,6 +262,7 @@ async def record(
                     "secrets": secrets,
                 },
             )
+            await apply_held_reports(conn)
         if retry:
             await conn.execute(
                 _RETRY,
@@ -308,8 +328,10 @@ async def recover(conn: Conn, settings: Settings) -> int:
 
 
 async def sweep(conn: Conn, gateway: Gateway, settings: Settings) -> Stats:
-    """What the workers run periodically: recover dead senders' rows, then drain."""
+    """What the workers run periodically: recover dead senders' rows, apply the delivery
+    reports held for rows sent since, then drain."""
     recovered = await recover(conn, settings)
+    await apply_held_reports(conn)
     stats = await drain(conn, gateway, settings)
     stats.recovered = recovered
     return stats

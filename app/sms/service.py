@@ -47,6 +47,7 @@ from app.members.mask import mask_phone, shown_phone
 from app.members.profile import AGE_BAND_SQL, PROVINCES
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
+from app.sms import sender
 from app.sms.schemas import (
     AudienceFilter,
     CampaignIn,
@@ -101,28 +102,50 @@ async def delivery_reports(
     """Apply delivery reports of ``provider``: ``sent`` → ``delivered``/``undelivered``, once.
     A report's time is kept when it is plausible — from 2000 to a day ahead of this server's
     clock — else the report is dated when it came (a probe's year 10000 was stored, and no
-    client could read the row back)."""
+    client could read the row back). A report of a message id no row has yet is held for a day
+    (``sms_early_reports``): the sender records a message sent only once the gateway has
+    answered for its whole batch, and applies a report held for it then
+    (``sender.apply_held_reports``)."""
+    params = {
+        "provider": provider,
+        "mids": [r.message_id for r in data.reports],
+        "statuses": [r.status for r in data.reports],
+        "errors": [r.error for r in data.reports],
+        "ats": [r.at for r in data.reports],
+    }
     cur = await conn.execute(
-        """UPDATE sms_outbox o
-              SET state = r.status,
-                  status_at = CASE WHEN r.at >= '2000-01-01' AND r.at <= now() + interval '1 day'
-                                   THEN r.at ELSE clock_timestamp() END,
-                  last_error = r.error
-             FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])
-                  AS r(mid, status, error, at)
-            WHERE o.provider = %s AND o.provider_message_id = r.mid AND o.state = 'sent'
+        f"""UPDATE sms_outbox o
+              SET state = r.status, status_at = r.at, last_error = r.error
+             FROM ({_REPORTS}) r
+            WHERE o.provider = %(provider)s AND o.provider_message_id = r.mid
+              AND o.state = 'sent'
            RETURNING o.provider_message_id""",
-        (
-            [r.message_id for r in data.reports],
-            [r.status for r in data.reports],
-            [r.error for r in data.reports],
-            [r.at for r in data.reports],
-            provider,
-        ),
+        params,
     )
     matched = {row["provider_message_id"] for row in await cur.fetchall()}
+    await conn.execute("DELETE FROM sms_early_reports WHERE received_at < now() - interval '1 day'")
+    await conn.execute(
+        f"""INSERT INTO sms_early_reports (provider, message_id, status, error, at)
+            SELECT %(provider)s, r.mid, r.status, r.error, r.at FROM ({_REPORTS}) r
+             WHERE NOT EXISTS (SELECT 1 FROM sms_outbox o
+                                WHERE o.provider = %(provider)s AND o.provider_message_id = r.mid)
+            ON CONFLICT (provider, message_id) DO UPDATE
+               SET status = EXCLUDED.status, error = EXCLUDED.error, at = EXCLUDED.at""",
+        params,
+    )
+    await sender.apply_held_reports(conn)  # a send committed since the update above
     unknown = sum(1 for r in data.reports if r.message_id not in matched)
     return DeliveryReportsOut(updated=len(matched), unknown=unknown)
+
+
+# The reports of one call, one row per message id (its last report), dated.
+_REPORTS = """
+SELECT DISTINCT ON (mid) mid, status, error,
+       CASE WHEN at >= '2000-01-01' AND at <= now() + interval '1 day'
+            THEN at ELSE clock_timestamp() END AS at
+  FROM unnest(%(mids)s::text[], %(statuses)s::text[], %(errors)s::text[], %(ats)s::timestamptz[])
+       WITH ORDINALITY AS r(mid, status, error, at, n)
+ ORDER BY mid, n DESC"""
 
 
 def is_opt_out(text: str) -> bool:
