@@ -20,6 +20,12 @@ _AMQP_URLS = r"^amqps?://[^;\s]+(;amqps?://[^;\s]+)*\Z"
 REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 
+# The largest TRACECODE_MEDIA_MAX_BYTES taken: the photo route's own body limit (above it, a
+# body is refused before the setting is asked; a probe: 12 MB photos failed at Litestar's 10 MB
+# default while the setting took 100 MB).
+MEDIA_MAX_BYTES_CAP = 16 * 1024 * 1024
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
 
@@ -199,7 +205,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # "local" (a directory; unset: $VAR_DIR/media) or "s3" (a bucket of an S3-compatible server,
     # app/media/s3.py: endpoint, bucket, region, access key id and secret, an optional key prefix;
     # the secret from the environment or a file, never the database).
-    media_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=100 * 1024 * 1024)] = 5 * 1024 * 1024
+    media_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=MEDIA_MAX_BYTES_CAP)] = 5 * 1024 * 1024
     # what one user may upload in 24 hours (429 photo_quota beyond): a rep's day of photos, not
     # a disk filled at 140 MB/s (probe G)
     media_daily_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 40)] = 200 * 1024 * 1024

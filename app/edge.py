@@ -166,7 +166,12 @@ class EdgeRequest(Request[Any, Any, Any]):
     async def body(self) -> bytes:
         fresh = self._body is Empty and self._connection_state.body is Empty
         body = await super().body()
-        if fresh and body and self.content_type[0] == _FORM:
+        if (
+            fresh
+            and body
+            and self.content_type[0] == _FORM
+            and not self.route_handler.opt.get("raw_body")  # its bytes are no form (a photo)
+        ):
             check_query(body, what="form")
         return body
 

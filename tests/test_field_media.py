@@ -289,3 +289,54 @@ async def test_a_caller_without_credentials_is_refused_before_its_body_is_read(
             10,
         )
         assert response.status_code == 401, response.text
+
+
+async def test_a_declared_oversized_photo_is_refused_before_its_body_is_read(
+    client: Any, login: Any
+) -> None:
+    """A probe: the body was read whole (up to 10 MB) before the 413."""
+    rep = await login("fieldrep")
+    rest = asyncio.Event()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield JPEG[:16]
+        await rest.wait()  # never set: the answer must not need the rest
+        yield b"x"
+
+    headers = {**rep, "Content-Type": "image/jpeg", "Content-Length": str(8 * 1024 * 1024)}
+    response = await asyncio.wait_for(
+        client.post("/media/photos", headers=headers, content=trickle()), 10
+    )
+    assert_error(response, 413, "photo_too_large")
+
+
+async def test_a_photo_limit_up_to_its_cap_is_honoured_and_bytes_are_no_form(
+    client: Any, login: Any, app: Any, conn: Any
+) -> None:
+    """A probe: a limit above Litestar's 10 MB default refused 12 MB photos with its generic
+    413, and a photo sent as a form (curl's default type) was read as one: 400
+    invalid_character. The setting is capped at the route's own limit."""
+    from app.config import MEDIA_MAX_BYTES_CAP, SettingsError, load_settings
+
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(
+        settings, media_max_bytes=MEDIA_MAX_BYTES_CAP, media_daily_bytes=1 << 40
+    )
+    try:
+        rep = await login("fieldrep")
+        big = await _upload(client, rep, JPEG[:3] + b"\x00" * (12 * 1024 * 1024))
+        assert big.status_code == 201, big.text
+        form = {**rep, "Content-Type": "application/x-www-form-urlencoded"}
+        png = await client.post("/media/photos", headers=form, content=PNG)
+        assert png.status_code == 201, png.text
+    finally:
+        app.state.settings = settings
+    key = await (
+        await conn.execute(
+            "SELECT storage_key FROM media_photos WHERE id = %s", (big.json()["id"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    await LocalStore(settings.media_path).delete(key["storage_key"])
+    with pytest.raises(SettingsError, match="MEDIA_MAX_BYTES"):
+        load_settings({"TRACECODE_MEDIA_MAX_BYTES": str(MEDIA_MAX_BYTES_CAP + 1)})
