@@ -158,3 +158,45 @@ async def test_an_admin_names_a_reps_supervisor_who_then_sees_the_reps_records(
         403,
         "stronger_account",
     )
+
+
+async def test_an_inactive_rep_or_supervisor_is_no_401_for_the_admin(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the supervisor endpoint loaded the rep and the supervisor as callers, so a
+    departed rep's supervisor could not be cleared (401 account_inactive: to a client, the
+    admin's own session was over), and a deactivated supervisor was a 401 too."""
+    admin = await login("admin")
+    made = {}
+    for name, role in (("rep", "field_rep"), ("boss", "field_supervisor"), ("rep2", "field_rep")):
+        created = await client.post(
+            "/users",
+            headers=admin,
+            json={
+                "org_id": demo["AGENT-ZJ"],
+                "username": f"gone-{name}-{id(client)}",
+                "password": "tracecode-demo",
+                "roles": [role],
+            },
+        )
+        assert created.status_code == 201, created.text
+        made[name] = created.json()["id"]
+    for name in ("rep", "boss"):
+        gone = await client.patch(
+            f"/users/{made[name]}", headers=admin, json={"status": "inactive"}
+        )
+        assert gone.status_code == 200, gone.text
+    cleared = await client.put(
+        f"/field/reps/{made['rep']}/supervisor", headers=admin, json={"supervisor_id": None}
+    )
+    assert cleared.status_code == 200, cleared.text
+    error = assert_error(
+        await client.put(
+            f"/field/reps/{made['rep2']}/supervisor",
+            headers=admin,
+            json={"supervisor_id": made["boss"]},
+        ),
+        422,
+        "bad_supervisor",
+    )
+    assert "inactive" in error["message"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal, brand_of
-from app.auth.service import ensure_not_stronger, load_user
+from app.auth.service import ORG_STATUS, ensure_not_stronger
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
@@ -75,11 +75,19 @@ async def set_position(
 
 
 async def _user_row(conn: Conn, actor: Principal, user_id: int) -> dict[str, Any]:
+    """A user the caller administers, with status and permissions (an inactive one too: not
+    as a caller, ``load_user``, whose 401 told an admin clearing a departed rep's supervisor
+    that the admin's own session was over — a probe)."""
     row = await (
         await conn.execute(
-            "SELECT u.id, u.org_id, u.supervisor_id, o.path FROM users u "
-            "JOIN orgs o ON o.id = u.org_id "
-            "WHERE u.id = %s",
+            f"""SELECT u.id, u.org_id, u.supervisor_id, u.status, {ORG_STATUS} AS org_status,
+                      o.path,
+                      coalesce((SELECT array_agg(DISTINCT p)
+                                  FROM user_roles ur JOIN roles r ON r.id = ur.role_id,
+                                       unnest(r.permissions) p
+                                 WHERE ur.user_id = u.id), '{{}}') AS permissions
+                 FROM users u JOIN orgs o ON o.id = u.org_id
+                WHERE u.id = %s""",
             (user_id,),
         )
     ).fetchone()
@@ -96,14 +104,16 @@ async def set_supervisor(
     ``stronger_account``), as every other edit of a user."""
     actor.require("users.write")
     rep = await _user_row(conn, actor, user_id)
-    ensure_not_stronger(actor, sorted((await load_user(conn, rep["id"])).permissions), "user")
+    ensure_not_stronger(actor, sorted(rep["permissions"]), "user")
     if data.supervisor_id is not None:
         boss = await _user_row(conn, actor, data.supervisor_id)
         if boss["id"] == rep["id"]:
             raise Unprocessable("a rep cannot supervise itself", code="own_supervisor")
         if brand_of(boss["path"]) != brand_of(rep["path"]):
             raise Unprocessable("the supervisor is of another brand", code="bad_supervisor")
-        if not (await load_user(conn, boss["id"])).has("field.supervise"):
+        if boss["status"] != "active" or boss["org_status"] != "active":
+            raise Unprocessable("the supervisor's account is inactive", code="bad_supervisor")
+        if "field.supervise" not in boss["permissions"]:
             raise Unprocessable(
                 "the supervisor lacks the permission field.supervise", code="bad_supervisor"
             )
