@@ -619,3 +619,51 @@ async def test_dashboard_figures_match_what_was_done(
     shown = await get(client, admin, "/analytics/dashboard")
     assert shown["verifications"]["trend"][-2] == kept["verifications"]
     assert_error(await client.get("/analytics/dashboard", headers=await login("store_clerk")), 403)
+
+
+async def test_a_product_that_nets_nothing_is_listed_by_no_path(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: brand-wide (no store condition) the product report listed a product sold and
+    given back, with 0 units; the stores' path (the agent's) did not. 2088 is this test's own
+    year."""
+    brand = demo["BRAND-LUMI"]
+    store = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    p1, p2 = [p["id"] for p in list((await products(auto, brand)).values())[:2]]
+    at = datetime(2088, 5, 5, 4, tzinfo=UTC)
+    await sell(auto, await stock_units(auto, brand, store, p1, 2), at)
+    back = await stock_units(auto, brand, store, p2, 1)
+    await sell(auto, back, at)
+    await give_back(auto, back)
+    await roll_all()
+    when = {"from": "2088-05-01", "to": "2088-05-31"}
+    for user in ("agent_admin", "admin"):
+        for granularity in ("day", "month"):
+            shown = await get(client, await login(user), PRODUCTS, granularity=granularity, **when)
+            assert {p["product_id"]: p["units"] for p in shown["products"]} == {p1: 2}, user
+            assert [s["units"] for s in shown["series"]] == [2], (user, shown["series"])
+
+
+async def test_the_dashboard_counts_units_an_offline_line_uploads_days_late(
+    client: Any, login: Any, app: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: a closed day settled an hour after it ended, and the units an offline scanner
+    activated on it and uploaded days later were never counted."""
+    from tests.helpers import issue_units
+    from tests.test_packing import scan, set_line, upload
+
+    admin = await login("admin")
+    first = await get(client, admin, "/analytics/dashboard")
+    day = date.fromisoformat(first["days"][-4])
+    assert await dashboard.refresh(auto) >= 0  # every closed day counted and kept
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    await set_line(client, login, product_id, "LATE1")
+    codes = [app.state.scheme.serial(batch_no, i) for i in range(5)]
+    body = await upload(
+        client, login, "LATE1", [scan(c, at=f"{day}T12:00:00+08:00") for c in codes]
+    )
+    assert [s["result"] for s in body["scans"]] == ["ok"] * 5
+    counted = (await dashboard.count_day(auto, demo["BRAND-LUMI"], day))["activations"]
+    assert counted >= 5
+    shown = await get(client, admin, "/analytics/dashboard")
+    assert shown["activations"]["trend"][-4] == counted

@@ -495,3 +495,29 @@ async def test_bad_ranking_parameters_are_a_clear_400(client: Any, login: Any) -
             assert_error(await client.get(path, headers=admin, params=params), 400, code)
     span = await rank(client, admin, from_month="2030-01", to_month="2032-12")
     assert (span["from_month"], span["to_month"]) == ("2030-01", "2032-12")
+
+
+async def test_a_store_whose_claims_were_all_withdrawn_is_not_ranked(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: a consumer's return withdraws the store's only claim and empties its cells, and
+    the store was still ranked, with 0 claims and 0.0 (within ``limit`` too)."""
+    from app.auth.service import load_user
+    from app.rebates.returns import withdraw
+
+    store = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    clerk = await new_clerk(auto, store)
+    await claims(auto, demo, store, clerk, [2.0], datetime(2046, 6, 10, tzinfo=UTC))
+    await roll_all()
+    admin = await login("admin")
+    ranked = await rank(client, admin, month="2046-06")
+    assert [i["claims"] for i in ranked["items"] if i["store_id"] == store] == [1]
+    row = await (
+        await auto.execute("SELECT code_id FROM rebate_claims WHERE store_id = %s", (store,))
+    ).fetchone()
+    user = await (await auto.execute("SELECT id FROM users WHERE username = 'admin'")).fetchone()
+    assert await withdraw(auto, await load_user(auto, user["id"]), row["code_id"]) is not None
+    for path in (STORES, CLERKS):
+        for by in ("amount", "count"):
+            items = (await rank(client, admin, path, month="2046-06", by=by))["items"]
+            assert [i for i in items if i["store_id"] == store] == [], (path, by)

@@ -14,9 +14,11 @@ The first three are brand-wide (a consumer's scan and a factory's line belong to
 store), so only the brand's own staff see them; the others count the caller's subtree.
 Closed days of the brand-wide figures are kept in ``dashboard_days``: counted once from their
 sources when first asked (or by the worker), and counted again by the worker until an hour
-after the day ended, so records written late (the verification write-behind, offline scanners)
-are in; today is counted live. The subtree figures are counted live over the 14 days: their
-sources are small next to verifications and events.
+after the day ended, so records written late (the verification write-behind) are in; units
+activated on a closed day that are written later still (an offline scanner's upload, days
+late) send their day to be counted again (``app.events.log``, the one event writer, drops the
+day's row); today is counted live. The subtree figures are counted live over the 14 days:
+their sources are small next to verifications and events.
 """
 
 from __future__ import annotations

@@ -796,7 +796,9 @@ async def product_report(
     by day or month (of the products asked, at the stores asked)."""
     longest = MAX_SERIES_DAYS if granularity == "day" else MAX_DAYS
     asked = await resolve(conn, actor, f, longest)
-    rows = await _product_rows(conn, asked, granularity)
+    # what nets to nothing is left out, by every path alike (a probe: the brand-wide one listed
+    # a product sold and given back with 0 units, the stores' path did not)
+    rows = [r for r in await _product_rows(conn, asked, granularity) if r["units"]]
     series = sorted((r["bucket"], r["units"]) for r in rows if r["product_id"] is None)
     products = sorted(
         (

@@ -10,12 +10,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 from psycopg.types.json import Jsonb
 
 from app.db import Conn
 from app.events.epcis import Action, BizStep, Disposition, EventType
+from app.localtime import REPORT_TZ
 from app.locks import Lock, xact_lock
 
 UNIT: Literal["u"] = "u"
@@ -124,7 +126,33 @@ async def write_events(conn: Conn, events: list[NewEvent]) -> list[int]:
             lines.append(f"{e.parent}\tc\t{event_id}\n")
     async with conn.cursor().copy("COPY event_codes (code, kind, event_id) FROM STDIN") as copy:
         await copy.write("".join(lines).encode())
+    await _late_activations(conn, events)
     return ids
+
+
+_CHINA = ZoneInfo(REPORT_TZ)
+
+
+async def _late_activations(conn: Conn, events: list[NewEvent]) -> None:
+    """Units activated on a closed day and written only now (an offline scanner's upload, days
+    late): the dashboard's row of that day (``app.analytics.dashboard``, settled an hour after
+    the day ended) is dropped, to be counted again (a probe: they were never counted). Most
+    uploads are of today: nothing to do."""
+    today = datetime.now(_CHINA).date()
+    late = sorted(
+        {
+            (e.brand_id, day)
+            for e in events
+            if e.biz_step == "commissioning"
+            and (day := e.event_time.astimezone(_CHINA).date()) < today
+        }
+    )
+    if late:
+        await conn.execute(
+            "DELETE FROM dashboard_days WHERE (brand_id, day) IN "
+            "(SELECT * FROM unnest(%s::bigint[], %s::date[]))",
+            ([b for b, _ in late], [d for _, d in late]),
+        )
 
 
 async def ensure_partitions(conn: Conn) -> None:

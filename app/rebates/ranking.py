@@ -335,7 +335,9 @@ async def _ranked(
     sql = _RANKED.format(
         by=measure,
         other=other,
-        where=" AND ".join(where) or "true",
+        # a store (or clerk) whose claims were all withdrawn (returns) keeps its emptied cells:
+        # not ranked (a probe: ranked with 0 claims, in the first ``limit`` rows too)
+        where=" AND ".join([*where, "t.claims <> 0"]),
         source=source,
         limit=int(f.limit) if f.limit is not None else "ALL",  # a literal: planned for it
         **shape,
