@@ -817,3 +817,106 @@ async def test_a_value_in_the_cbv_namespace_must_be_a_cbv_word(client: Any, logi
     own = "https://example.com/steps/pz_unknown"  # an extension's own namespace: as sent
     await captured(client, partner, document([_object("OBSERVE", [epc], bizStep=own)]))
     assert len(event_list(await query(client, partner, MATCH_epc=epc, EQ_bizStep=own))) == 1
+
+
+async def _unit(conn: Any, app: Any, serial: str) -> dict[str, Any] | None:
+    batch, index, _ = app.state.scheme.verify(serial)
+    row = await (
+        await conn.execute(
+            "SELECT u.status, u.lot, o.erp_code AS holder FROM unit_state u "
+            "JOIN orgs o ON o.id = u.holder_org_id WHERE code = %s",
+            ((batch << 32) | index,),
+        )
+    ).fetchone()
+    await conn.commit()
+    return row  # type: ignore[no-any-return]
+
+
+async def test_an_observation_of_tracecode_codes_changes_nothing_or_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: OBSERVE shipping, receiving, selling and decommissioning events on the brand's
+    units were stored as mere observations (by an agent, of units it never held, too) and
+    served back beside the brand's own events; unit state unchanged, no rule checked. An
+    observation that changes nothing Tracecode keeps still goes in."""
+    from tests.helpers import activate, issue_units
+
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line="OB1")
+    for user in ("operator", "agent_admin"):
+        headers = await login(user)
+        for step, disposition in (
+            ("shipping", "in_transit"),
+            ("receiving", "in_progress"),
+            ("retail_selling", "retail_sold"),
+            ("decommissioning", "inactive"),
+            ("inspecting", "retail_sold"),
+            (None, "destroyed"),
+        ):
+            fields = {"bizStep": step} if step else {}
+            event = _object("OBSERVE", [unit_link(serials[0])], disposition=disposition, **fields)
+            job = await captured(client, headers, document([event]), state="failed")
+            assert "may only observe" in json.dumps(job["errors"]), job
+    before = await _unit(conn, app, serials[0])
+    assert before is not None and (before["status"], before["holder"]) == ("active", "FACTORY-SZ")
+    fine = _object(
+        "OBSERVE", [unit_link(serials[1])], bizStep="inspecting", disposition="conformant"
+    )
+    await captured(client, await login("operator"), document([fine]))
+    shown = event_list(await query(client, await login("admin"), MATCH_epc=unit_link(serials[0])))
+    assert [e.get("bizStep") for e in shown] == ["commissioning"], shown
+
+
+async def test_a_units_qr_url_in_any_scanned_spelling_is_applied(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a unit named by its QR URL with a query string (or a trailing slash) was stored
+    as a foreign event, its commissioning applied to nothing; the line API reads it."""
+    from tests.helpers import issue_units
+
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    operator = await login("operator")
+    set_line = await client.put(
+        "/lines/QR1/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": "L-QR", "production_date": "2026-11-30"},
+    )
+    assert set_line.status_code == 200, set_line.text
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    urls = [f"https://tracecode.example/c/{serials[0]}?src=qr", f"http://x.example/c/{serials[1]}/"]
+    event = _object(
+        "ADD", urls, bizStep="commissioning", readPoint={"id": "urn:tracecode:line:QR1"}
+    )
+    await captured(client, operator, document([event]))
+    for serial in serials:
+        row = await _unit(conn, app, serial)
+        assert row is not None and row["status"] == "active", (serial, row)
+
+
+async def test_the_ilmd_lot_is_read_by_its_expanded_key(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the lot under the document's own prefix for the CBV master data was ignored
+    (the line's lot taken instead), and ``cbvmda:lotNumber`` under a rebound ``cbvmda`` taken."""
+    from tests.helpers import issue_units
+
+    operator = await login("operator")
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    context = {"product_id": product_id, "lot": "LINE-LOT", "production_date": "2026-11-30"}
+    assert (await client.put("/lines/LOT1/context", headers=operator, json=context)).is_success
+    for index, (prefixes, key, lot) in enumerate(
+        (
+            ({"mda": "urn:epcglobal:cbv:mda#"}, "mda:lotNumber", "EVT-9"),
+            ({"cbvmda": "https://example.com/other#"}, "cbvmda:lotNumber", "LINE-LOT"),
+        )
+    ):
+        serial = app.state.scheme.serial(batch_no, index)
+        event = {
+            **_object("ADD", [unit_link(serial)], bizStep="commissioning"),
+            "readPoint": {"id": "urn:tracecode:line:LOT1"},
+            "ilmd": {key: "EVT-9"},
+        }
+        await captured(client, operator, document([event], context=[CONTEXT, prefixes]))
+        row = await _unit(conn, app, serial)
+        assert row is not None and row["lot"] == lot, (key, row)

@@ -46,9 +46,8 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.deadletters import POISON, reason_of
 from app.epcis.document import CapturedEvent, DocumentError, gc_paused, parse_document
-from app.epcis.hashing import event_hash
+from app.epcis.hashing import active_prefixes, event_hash
 from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, place_key, sscc
-from app.epcis.query import QR_URL
 from app.errors import AppError, NotFound
 from app.locks import Lock, xact_lock
 from app.packing import edits, lines, scans
@@ -63,8 +62,25 @@ MAX_BYTES = 64 * 1024 * 1024
 # (probe G: four at once took an API process to 2.5 GB and /ping to 1 s).
 _PARSING = asyncio.Semaphore(1)
 LINE_PREFIX = "urn:tracecode:line:"
-# The ILMD lot of a commissioning event (CBV master data), as a CURIE or the whole IRI.
-LOT_KEYS = ("cbvmda:lotNumber", "urn:epcglobal:cbv:mda#lotNumber")
+# The ILMD lot of a commissioning event (CBV master data): its key as an IRI, once its prefix
+# is expanded by the document's and the event's @context (``cbvmda`` is the standard context's).
+MDA = "urn:epcglobal:cbv:mda#"
+LOT_IRI = MDA + "lotNumber"
+
+# What an OBSERVE event on Tracecode's own codes may say: an observation that changes nothing
+# Tracecode keeps (where a unit is, who holds it, whether it is sold or gone). A shipping,
+# receiving, selling or decommissioning step, or a disposition such as in_transit or
+# retail_sold, is refused as the ADD form is (a probe: stored as a mere observation and served
+# back to the brand beside its own events, by anyone of the brand, with no rule checked).
+OBSERVING_STEPS = frozenset(
+    {"inspecting", "cycle_counting", "stock_taking", "sensor_reporting", "sampling", "other"}
+)
+OBSERVED_DISPOSITIONS = frozenset(
+    "active available conformant non_conformant in_progress sellable_accessible "
+    "sellable_not_accessible damaged needs_replacement unknown container_closed container_open "
+    "completeness_inferred completeness_verified mismatch_class mismatch_instance "
+    "mismatch_quantity".split()
+)
 
 
 class CaptureOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -405,15 +421,32 @@ async def _apply_to_codes(
     cases |= await _brand_qr_units(conn, scheme, actor.brand_id, fresh)
     applied: set[str] = set()
     for index, event_id, event in fresh:
-        if event.action == "OBSERVE" or "errorDeclaration" in event.raw:
-            continue  # an observation, or an event declared erroneous: stored, changes nothing
+        if "errorDeclaration" in event.raw:
+            continue  # an event declared erroneous: stored, changes nothing
         if not any(_is_ours(epc, units, cases) for epc in event.epcs) and not (
             event.parent_id and _is_ours(event.parent_id, units, cases)
         ):
             continue
+        if event.action == "OBSERVE":
+            _observation(index, event)  # stored, changes nothing
+            continue
         await _apply_one(conn, scheme, actor, index, event_id, event)
         applied.add(event_id)
     return applied
+
+
+def _observation(index: int, e: CapturedEvent) -> None:
+    """Refuse an OBSERVE event on Tracecode's codes that tells of more than an observation."""
+    if (e.biz_step is not None and e.biz_step not in OBSERVING_STEPS) or (
+        e.disposition is not None and e.disposition not in OBSERVED_DISPOSITIONS
+    ):
+        raise Refused(
+            "an OBSERVE event on Tracecode codes may only observe them (bizStep "
+            f"{', '.join(sorted(OBSERVING_STEPS))}, or none; a disposition that changes no "
+            "state); shipments, receipts, sales and decommissioning go through Tracecode's API",
+            index,
+            {"bizStep": e.biz_step, "disposition": e.disposition},
+        )
 
 
 def _is_ours(epc: str, units: set[str], others: set[str]) -> bool:
@@ -432,11 +465,14 @@ async def _brand_qr_units(
 ) -> set[str]:
     """The QR-code URLs (``…/c/{serial}``) of the document that name the brand's units: the
     identifier of a unit whose product has no GTIN, which must obey the same rules."""
+    # any URL with a /c/ segment: read as the line API reads a scan (``serial_from_scan``: a
+    # query string, a trailing slash, a path before /c/ — a probe: such a unit's commissioning
+    # was stored as a foreign event and activated nothing)
     urls = {
         epc
         for _, _, e in fresh
         for epc in [*e.epcs, *([e.parent_id] if e.parent_id else [])]
-        if ("/c/" in epc or "/C/" in epc) and QR_URL.match(epc)
+        if epc.lower().startswith(("https://", "http://")) and "/c/" in epc.lower()
     }
     if not urls:
         return set()
@@ -544,11 +580,21 @@ async def _upload(
         raise Refused("the line's rules refused codes of the event", index, rejected)
 
 
+def _expanded(key: str, prefixes: dict[str, str]) -> str:
+    """A JSON-LD key as an IRI: ``prefix:local`` with a known prefix expanded, else as it is
+    (a probe: ``mda:lotNumber`` under the document's own prefix for the CBV master data was no
+    lot, and ``cbvmda:lotNumber`` under a rebound ``cbvmda`` was one)."""
+    prefix, colon, local = key.partition(":")
+    namespace = prefixes.get(prefix) if colon else None
+    return namespace + local if namespace is not None else key
+
+
 async def _lot_context(
     conn: Conn, actor: Principal, line: str, e: CapturedEvent, index: int
 ) -> LineContextIn | None:
     ilmd = e.raw.get("ilmd") or {}
-    lot = next((ilmd[key] for key in LOT_KEYS if key in ilmd), None)
+    prefixes = {"cbvmda": MDA, **active_prefixes(e.context)}
+    lot = next((v for key, v in ilmd.items() if _expanded(key, prefixes) == LOT_IRI), None)
     if lot is None:
         return None
     current = await lines.get_line(conn, actor, line)

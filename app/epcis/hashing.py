@@ -607,7 +607,7 @@ def _epc_value(text: str) -> str:
     return _canonical_value(text)
 
 
-def _active_prefixes(context: object) -> dict[str, str]:
+def active_prefixes(context: object) -> dict[str, str]:
     """The prefixes ``_Tree.scalar`` can apply to a value: those without a colon (a value's
     prefix is the text before its first colon)."""
     return {k: v for k, v in _namespaces(context).items() if ":" not in k}
@@ -663,7 +663,7 @@ def _plain_pre_hash(event: dict[str, Any], context: object) -> str | None:
     suffixes = _suffix_table(frozenset(found)) if found else None
     if suffixes and event["type"] in suffixes:
         return None  # the event's type itself would be replaced
-    prefixes = _active_prefixes(context) if isinstance(context, list) else None
+    prefixes = active_prefixes(context) if isinstance(context, list) else None
 
     def text_of(value: str) -> str:
         """A value as a node's text: bare words replaced, prefixes applied, stripped."""
