@@ -234,9 +234,12 @@ class Claims(Rounds, Generic[Out]):
         ip: str | None,
         user_agent: str | None,
         member_id: int | None = None,
+        checked: str = "",
     ) -> tuple[Out, VerifyOut, bool]:
         """Verify, then credit; (the claim, its verification, created). Refusals raise
-        ``AppError``s. ``member_id`` is recorded with the verification."""
+        ``AppError``s. ``member_id`` is recorded with the verification. ``checked``: the retry
+        key of a verification that checked this code for the claimant already (the H5 answer
+        page's, whose ticket this claim is), so that the claim's own is not counted again."""
         answer = await self.verifier.verify(
             VerifyIn(
                 serial=data.serial,
@@ -250,7 +253,7 @@ class Claims(Rounds, Generic[Out]):
             member_id=member_id,
             # a claim sent again is not a new check of the code: the claimant's own (a probe:
             # another claimant's claim of the code under the same client id went uncounted)
-            retry=f"{self.name}:{claimant}:{data.client_id}",
+            retry=checked or f"{self.name}:{claimant}:{data.client_id}",
         )
         refuse(answer)
         assert answer.serial is not None

@@ -453,3 +453,36 @@ async def test_an_oversized_form_is_a_friendly_413_page(client: Any, app: Any, b
     response = await client.post(f"/c/{serial}", data={"pin": "1" * 5000, "lang": "en"})
     page = assert_page(response, 413)
     assert result_of(page) == "error" and "请求无法处理" in text_of(page)  # the form went unread
+
+
+async def test_the_pin_form_sent_again_is_not_counted_again(
+    client: Any, app: Any, batch: int, settings: Any
+) -> None:
+    """A probe: a browser's retry or a reload of the answer counted the consumer's one check
+    twice ("queried 2 times … beware"), a few more "probably copied". The form's own check is
+    the verification's retry key, for ten minutes; a new form is a new check."""
+    from app.ops.rebuild import retry_key
+
+    serial, pin = unit(app, batch, 2)
+    page = assert_page(await client.get(f"/c/{serial}"))
+    check = re.search(r'name="check" value="([0-9a-f]{24})"', page)
+    assert check is not None, page
+    form = {"pin": pin, "lang": "zh", "check": check.group(1)}
+    first = assert_page(await client.post(f"/c/{serial}", data=form))
+    assert result_of(first) == "genuine" and "第一次被查询" in text_of(first)
+    for _ in range(3):
+        again = assert_page(await client.post(f"/c/{serial}", data=form))
+        assert result_of(again) == "genuine" and "查询次数 1" in text_of(again)
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    key = retry_key(settings.redis_namespace, (batch_no << 32) | index, f"h5:{check.group(1)}")
+    assert 590 < await app.state.redis.ttl(key) <= 600
+    fresh = re.search(r'name="check" value="([0-9a-f]{24})"', page_of_new_form := first)
+    assert fresh is None  # the genuine answer has no form: the next check is a new page
+    page_of_new_form = assert_page(await client.get(f"/c/{serial}"))
+    new = re.search(r'name="check" value="([0-9a-f]{24})"', page_of_new_form)
+    assert new is not None and new.group(1) != check.group(1)
+    later = assert_page(await client.post(f"/c/{serial}", data={**form, "check": new.group(1)}))
+    assert "查询次数 2" in text_of(later)
+    # a check that is none of ours is no retry key: counted
+    odd = assert_page(await client.post(f"/c/{serial}", data={**form, "check": "x" * 24}))
+    assert "查询次数 3" in text_of(odd)

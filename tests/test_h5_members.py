@@ -642,3 +642,25 @@ async def test_a_code_typed_full_width_signs_in(h5: httpx.AsyncClient, demo: Any
     body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "code": f" {wide} "}
     signed = await h5.post("/member/login", data=body)
     assert signed.status_code == 303 and signed.headers["location"] == "/member", signed.text
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_the_points_claimed_from_the_answer_are_not_another_check(
+    h5: httpx.AsyncClient, demo: Any, goods: list[tuple[str, str]]
+) -> None:
+    """A probe: the claim under the answer verified the code again and counted it, so the next
+    check read "queried 3 times … beware" after two checks."""
+    await signed_in(h5, demo["BRAND-LUMI"])
+    serial, pin = goods[5]
+    form = assert_page(await h5.get(f"/c/{serial}"))
+    answer = assert_page(
+        await h5.post(f"/c/{serial}", data={"pin": pin, "check": field(form, "check")})
+    )
+    assert "查询次数 1" in text_of(answer)
+    claim = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+    assert result_of(assert_page(await h5.post("/member/claim", data=claim))) == "ok"
+    form = assert_page(await h5.get(f"/c/{serial}"))
+    later = assert_page(
+        await h5.post(f"/c/{serial}", data={"pin": pin, "check": field(form, "check")})
+    )
+    assert "查询次数 2" in text_of(later)

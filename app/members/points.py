@@ -527,15 +527,21 @@ class Claimer(Claims[ClaimOut]):
         await self.members.close()
 
     async def claim_points(
-        self, member: Member, data: ClaimIn, ip: str | None, user_agent: str | None
+        self,
+        member: Member,
+        data: ClaimIn,
+        ip: str | None,
+        user_agent: str | None,
+        checked: str = "",
     ) -> tuple[ClaimOut, bool]:
         """Verify, then credit; (the claim, created). Refusals raise ``AppError``s. A frozen
         member's claim sent again with its client id answers the first claim, as any retry does
-        (a probe: 403, so a client that lost the answer never learnt it had been credited)."""
+        (a probe: 403, so a client that lost the answer never learnt it had been credited).
+        ``checked``: as ``Claims.claim``'s."""
         if member.status != "active" and not await self._claimed(member.id, data.client_id):
             member.require_active()
         out, answer, created = await self.claim(
-            data, member.id, member.brand_id, None, ip, user_agent, member_id=member.id
+            data, member.id, member.brand_id, None, ip, user_agent, member.id, checked
         )
         return msgspec.structs.replace(out, verification=answer) if created else out, created
 

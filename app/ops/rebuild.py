@@ -32,6 +32,7 @@ Every Redis key family, and what becomes of it (``{ns}`` is ``TRACECODE_REDIS_NA
 ``{ns}:q:{code}`` (hash: n, first_at, place)    rebuilt (step 2)
 ``{ns}:pinfail:{code}``, ``{ns}:lock:{code}``   rebuilt (step 3)
 ``{ns}:retry:{code}:{retry key}``               rebuilt (step 3): a claim's retry key, for a day
+                                                (an H5 answer form's check: ten minutes)
                                                 from the counted record that set it; the records
                                                 of retries say ``claim_retry`` and are not
                                                 counted by step 2
@@ -66,6 +67,7 @@ The key builders below name the keys as the verification script (``app.verify.se
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -78,6 +80,7 @@ from app.config import Settings
 from app.errors import ServiceUnavailable
 from app.redisconn import AnySyncRedis, code_tag, is_cluster
 from app.verify.fallback import COUNTED, RIGHT_PIN, replay
+from app.verify.record import retry_seconds
 from app.verify.records import flush, queues
 from app.verify.regions import Place
 
@@ -175,11 +178,11 @@ SELECT code_id, at, reason, ({RIGHT_PIN}) AS right_pin
  ORDER BY code_id, at, id
 """
 
-# The claims' retry keys live now: each set by a counted verification with its key (the
-# script's SET NX EX 86400; later ones with the key are ``claim_retry``), for a day from it.
+# The retry keys that may live now: each set by a counted verification with its key (the
+# script's SET NX EX, ``record.retry_seconds``: a day at most; later ones with the key are
+# ``claim_retry``), with how long ago the last was made.
 _RETRY_KEYS = f"""
-SELECT code_id, retry,
-       ceil(EXTRACT(EPOCH FROM max(at) + interval '1 day' - now()))::integer AS seconds
+SELECT code_id, retry, EXTRACT(EPOCH FROM now() - max(at))::float8 AS age
   FROM verifications
  WHERE retry IS NOT NULL AND code_id IS NOT NULL AND at > now() - interval '1 day'
    AND {COUNTED} AND (%(codes)s::bigint[] IS NULL OR code_id = ANY(%(codes)s))
@@ -370,8 +373,8 @@ def restore_retries(
     script, cluster = client.register_script(_SET_RETRIES), is_cluster(client)
     batch, answers = _ByTag(cluster), []
     rows = conn.execute(_RETRY_KEYS, {"codes": only}).fetchall()
-    for n, (code, retry, seconds) in enumerate(rows, 1):
-        if seconds > 0:
+    for n, (code, retry, age) in enumerate(rows, 1):
+        if (seconds := math.ceil(retry_seconds(retry) - age)) > 0:
             batch.add(code, [retry_key(ns, code, retry, cluster)], [seconds])
         if n % BATCH == 0:
             answers += batch.run(script)

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.codes.lookup import VOID_STATES
 from app.config import Settings
 from app.verify import messages
-from app.verify.record import Record
+from app.verify.record import Record, retry_seconds
 from app.verify.records import ALERT, alert_of
 from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
@@ -162,9 +162,9 @@ _PIN_RECORDS = f"""SELECT at, reason, ({RIGHT_PIN}) AS right_pin FROM verificati
       AND (reason IN ('wrong_pin', 'locked') OR ({RIGHT_PIN}))
     ORDER BY at, id"""
 
-# A claim sent again (``retry``): an earlier check of the code with the same retry key within a
-# day, as the Redis script keeps it (a probe: during an outage each retry of a claim counted as
-# a new query of the code)
+# A claim sent again (``retry``): an earlier check of the code with the same retry key within
+# the key's time (``retry_seconds``), as the Redis script keeps it (a probe: during an outage
+# each retry of a claim counted as a new query of the code)
 _RETRIED = f"""SELECT 1 FROM verifications
     WHERE code_id = %(code)s AND retry = %(retry)s AND at > %(since)s AND {RIGHT_PIN}
     LIMIT 1"""
@@ -222,7 +222,11 @@ async def _retried(pool: AsyncConnectionPool, record: Record, code: int) -> bool
     async with pool.connection() as conn:
         found = await conn.execute(
             _RETRIED,
-            {"code": code, "retry": record.retry, "since": record.at - timedelta(days=1)},
+            {
+                "code": code,
+                "retry": record.retry,
+                "since": record.at - timedelta(seconds=retry_seconds(record.retry or "")),
+            },
         )
         return await found.fetchone() is not None
 

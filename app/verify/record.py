@@ -39,6 +39,19 @@ class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
 
 _ENCODE = msgspec.json.Encoder().encode
 
+# How long a verification's retry key holds (the script's SET NX EX): a claim's a day (a till's
+# or an app's retries of one claim); the H5 answer page's check (``h5:``: the form sent again,
+# a reload, the points claimed from the answer) ten minutes — one key per consumer check at a
+# peak of tens of thousands a second: kept a day, they would fill Redis.
+CLAIM_RETRY_SECONDS = 86_400
+CHECK_RETRY_SECONDS = 600
+
+
+def retry_seconds(retry: str) -> int:
+    """How long the retry key ``retry`` holds."""
+    return CHECK_RETRY_SECONDS if retry.startswith("h5:") else CLAIM_RETRY_SECONDS
+
+
 # what a record says of the phone and the member: cleared when the member is erased
 PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id", "retry")
 

@@ -57,7 +57,7 @@ from app.rounds import serve_rounds
 from app.textguard import has_control
 from app.verify import messages
 from app.verify.fallback import insert_record, verify_without_redis
-from app.verify.record import Record
+from app.verify.record import Record, retry_seconds
 from app.verify.regions import locate, place_name
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.verify.shardcalls import Call, ShardCalls
@@ -82,11 +82,12 @@ MAX_AFTER_OUTAGE = 100_000
 # each verification ended by \x1e and each field by \x1f — pin_state (none|ok|bad, or "refuse"
 # for a not-genuine answer), the refusal's reason, the time (ISO 8601), place, never_shipped
 # (0|1), client ip, code id and the length of its record; ARGV[8] the records one after the
-# other, each as JSON without the closing brace; ARGV[9] the retry keys of the round's claims,
-# "n:client id\x1f" for its n-th verification (empty in most rounds): a claim sent again with
-# its client id within a day is checked but not counted again (probe X: five retries of one
-# rebate claim made the unit "probably copied" to its buyer; one more field per verification
-# cost the script ~5%). The records are cut out by length, never
+# other, each as JSON without the closing brace; ARGV[9] the retry keys of the round's
+# verifications that have one, "n:seconds:key\x1f" for its n-th verification (empty in most
+# rounds): a claim sent again with its client id within a day (an H5 page's form: ten
+# minutes, ``record.retry_seconds``) is checked but not counted again (probe X:
+# five retries of one rebate claim made the unit "probably copied" to its buyer; one more field
+# per verification cost the script ~5%). The records are cut out by length, never
 # scanned: matching patterns over them was a third of the script's time. Two arguments keep the
 # command cheap to build and send; key names are made here from the namespace. Returns one reply
 # per verification, in order.
@@ -130,7 +131,9 @@ for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmat
   per_ip[ip] = (per_ip[ip] or 0) + 1
 end
 local retries = {}  -- a claim's retry key by its verification's place in the call
-for n, retry in ARGV[9]:gmatch('(%d+):([^\\31]*)\\31') do retries[tonumber(n)] = retry end
+for n, seconds, retry in ARGV[9]:gmatch('(%d+):(%d+):([^\\31]*)\\31') do
+  retries[tonumber(n)] = {retry, seconds}
+end
 local seen = {}  -- per client address: the minute's count before this round's first of it
 if limit > 0 then
   for ip, n in pairs(per_ip) do
@@ -183,8 +186,8 @@ for i, f in ipairs(items) do
       if pin_state == 'ok' then
         redis.call('DEL', fails)
         local retry = retries[i]
-        if retry and not redis.call('SET', ns .. ':retry:' .. code .. ':' .. retry .. tag, '1',
-                                    'NX', 'EX', 86400) then
+        if retry and not redis.call('SET', ns .. ':retry:' .. code .. ':' .. retry[1] .. tag, '1',
+                                    'NX', 'EX', retry[2]) then
           retried = true  -- a claim sent again: checked, not counted again
           q = tonumber(redis.call('HGET', qkey, 'n') or '0')
         else
@@ -409,8 +412,9 @@ class Verifier:
         """The answer to one verification. ``member_id``: the signed-in member of a points
         claim (``app.members.points``), recorded with the verification; None on /v1/verify.
         ``retry``: a claim's retry key (``app.claims``: its kind, its claimant and its client id;
-        ASCII letters, digits and ``._:-``): the same claim sent again within a day is not
-        counted again (``_SCRIPT``)."""
+        ASCII letters, digits and ``._:-``) or an H5 answer form's check: the same claim sent
+        again within a day (a form within ten minutes: ``record.retry_seconds``) is not counted
+        again (``_SCRIPT``)."""
         gps = data.gps
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
@@ -840,7 +844,11 @@ def _retries(group: list[_Pending], members: Iterable[int]) -> bytes:
     """``_SCRIPT``'s ARGV[9]: the retry keys of a call's verifications (``members``: their
     places in ``group``, in the call's order), by their place in the call from 1."""
     return "".join(
-        [f"{n}:{group[i].retry}\x1f" for n, i in enumerate(members, 1) if group[i].retry]
+        [
+            f"{n}:{retry_seconds(retry)}:{retry}\x1f"
+            for n, i in enumerate(members, 1)
+            if (retry := group[i].retry)
+        ]
     ).encode()
 
 

@@ -152,8 +152,11 @@ def product_card(
     )
 
 
-def pin_form(action: str, lang: Lang, pin_length: int, error: str = "", again: bool = False) -> str:
-    """The PIN entry: a plain POST form (works without JavaScript)."""
+def pin_form(
+    action: str, lang: Lang, pin_length: int, check: str, error: str = "", again: bool = False
+) -> str:
+    """The PIN entry: a plain POST form (works without JavaScript). ``check``: this form's
+    own random id, so that the form sent again (a retry, a reload) is not counted again."""
     alert = f'<p class="alert" id="form-error">{esc(error)}</p>' if error else ""
     label = word("again" if again else "pin_label", lang)
     return (
@@ -163,5 +166,6 @@ def pin_form(action: str, lang: Lang, pin_length: int, error: str = "", again: b
         f'maxlength="{pin_length + 8}" required autofocus>'
         f'<p class="hint">{esc(word("pin_hint", lang, n=pin_length))}</p>'
         f'<input type="hidden" name="lang" value="{esc(lang)}">'
+        f'<input type="hidden" name="check" value="{esc(check)}">'
         f'<button type="submit">{esc(word("submit", lang))}</button></form></section>'
     )

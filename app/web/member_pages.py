@@ -47,7 +47,7 @@ from app.members.schemas_points import RedeemIn
 from app.textguard import user_agent
 from app.web import html, member_html, session
 from app.web.i18n import WORDS, Lang, choose, word
-from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, read_form, respond
+from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, page_retry, read_form, respond
 
 PER_PAGE = 20
 _PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
@@ -325,7 +325,11 @@ async def _claim(
     data = ClaimIn(serial=ticket.serial, pin=ticket.pin, client_id=ticket.client_id, lang=lang)
     ip = request.client.host if request.client else None
     try:
-        out, _ = await state.claimer.claim_points(member, data, ip, user_agent(request.scope))
+        # the answer page's check of the code (its ticket's nonce) is not counted again
+        checked = page_retry(ticket.nonce)
+        out, _ = await state.claimer.claim_points(
+            member, data, ip, user_agent(request.scope), checked
+        )
     except AppError as exc:
         return _refused(exc, lang, remember, "/member", back)
     message = word("claimed_message", lang, points=out.points, balance=out.balance)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -228,17 +229,36 @@ def _verification_page(
         body += _product_box(out, lang)
     if form:
         again = out.result == "wrong_pin"
-        body += html.pin_form(_scan_path(serial), lang, pin_length, form_error, again)
+        check = secrets.token_hex(12)
+        body += html.pin_form(_scan_path(serial), lang, pin_length, check, form_error, again)
     return html.page(lang, word("verify_title", lang), body, lang_switch(_scan_path(serial), lang))
 
 
+# A PIN form's own id (``html.pin_form``): the form sent again — a browser's retry on a slow
+# network, a reload of the answer — is checked and not counted again, as a claim's retry is,
+# nor is the points claim made from its answer (its ticket carries it). A probe: the consumer's
+# one check read "queried 2 times … beware", and a few reloads "probably copied".
+PAGE_CHECK = re.compile(r"[0-9a-f]{16,32}")
+
+
+def page_retry(check: str) -> str:
+    """The verifier's retry key of a form's check (none for anything else)."""
+    return f"h5:{check}" if PAGE_CHECK.fullmatch(check) else ""
+
+
 async def _verify(
-    request: Request[Any, Any, Any], state: State, serial: str, lang: Lang, pin: str | None
+    request: Request[Any, Any, Any],
+    state: State,
+    serial: str,
+    lang: Lang,
+    pin: str | None,
+    check: str = "",
 ) -> VerifyOut:
     return await state.verifier.verify(  # type: ignore[no-any-return]
         VerifyIn(serial=serial[:MAX_SERIAL], pin=pin, lang=lang),
         client_ip(request),
         user_agent(request.scope),
+        retry=page_retry(check),
     )
 
 
@@ -306,8 +326,9 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
             out, lang, out.serial or serial, pin_length, form=usable, form_error=error
         )
         return respond(page, lang, remember, 400 if usable else _status_of(out))
-    out = await _verify(request, state, serial, lang, pin)
-    offer, cookies = await _claim_offer(request, state, out, pin, lang)
+    check = form.get("check", "")
+    out = await _verify(request, state, serial, lang, pin, check)
+    offer, cookies = await _claim_offer(request, state, out, pin, lang, check)
     page = _verification_page(
         out, lang, out.serial or serial, pin_length, form=out.result == "wrong_pin", extra=offer
     )
@@ -316,7 +337,12 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
 
 
 async def _claim_offer(
-    request: Request[Any, Any, Any], state: State, out: VerifyOut, pin: str, lang: Lang
+    request: Request[Any, Any, Any],
+    state: State,
+    out: VerifyOut,
+    pin: str,
+    lang: Lang,
+    check: str,
 ) -> tuple[str, list[Cookie]]:
     """Under an answer the PIN proved (the claimable ones): "claim the points", when the unit
     earns points not yet claimed (item 9 of issue 15; ``app/web/member_pages.py``)."""
@@ -331,7 +357,9 @@ async def _claim_offer(
         return "", []
     brand_id, points = offer
     token, csrf_cookie = session.csrf(request, settings)
-    ticket = session.issue_ticket(settings, out.serial, pin, brand_id)
+    ticket = session.issue_ticket(
+        settings, out.serial, pin, brand_id, check if PAGE_CHECK.fullmatch(check) else None
+    )
     signed_in = member is not None and member.brand_id == brand_id
     box = member_html.claim_offer(lang, token, ticket, signed_in, brand_id, points)
     return box, [csrf_cookie] if csrf_cookie else []

@@ -144,10 +144,13 @@ class Ticket(msgspec.Struct, frozen=True):
         return f"h5-{self.nonce}"
 
 
-def issue_ticket(settings: Settings, serial: str, pin: str, brand_id: int) -> str:
-    body = json.dumps(
-        [serial, pin, brand_id, secrets.token_hex(8), int(time.time()) + TICKET_TTL]
-    ).encode()
+def issue_ticket(
+    settings: Settings, serial: str, pin: str, brand_id: int, check: str | None = None
+) -> str:
+    """A sealed claim ticket; its nonce is the answer page's ``check`` (``pages.PAGE_CHECK``),
+    whose verification the claim then does not count again, or a fresh one."""
+    claim = check or secrets.token_hex(8)
+    body = json.dumps([serial, pin, brand_id, claim, int(time.time()) + TICKET_TTL]).encode()
     nonce = secrets.token_bytes(12)
     sealed, tag = AES.new(
         settings.subkey("h5-claim"), AES.MODE_GCM, nonce=nonce
