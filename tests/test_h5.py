@@ -486,3 +486,22 @@ async def test_the_pin_form_sent_again_is_not_counted_again(
     # a check that is none of ours is no retry key: counted
     odd = assert_page(await client.post(f"/c/{serial}", data={**form, "check": "x" * 24}))
     assert "查询次数 3" in text_of(odd)
+
+
+async def test_a_database_out_of_reach_is_a_503_page_as_it_is_a_503_answer(
+    client: Any, app: Any, monkeypatch: Any
+) -> None:
+    """A probe: the pages answered 500 ("consumer page failed") where the JSON API answers 503
+    to try again shortly (the pool out of connections, a query cancelled)."""
+    from psycopg_pool import PoolTimeout
+
+    async def busy(*_: Any, **__: Any) -> Any:  # every connection of the pool taken
+        raise PoolTimeout("couldn't get a connection after 5.00 sec")
+
+    monkeypatch.setattr(app.state.pool, "getconn", busy)
+    page = await client.get("/p/6901234000023")
+    api = await client.get("/products")
+    monkeypatch.undo()
+    assert api.status_code == 503, api.text
+    assert_page(page, 503)
+    assert page.headers["retry-after"] == "5"

@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+import psycopg
 from litestar import MediaType, Request, Response, post, route
 from litestar.datastructures import Cookie, State
 from litestar.exceptions import HTTPException
@@ -22,7 +23,7 @@ from app.claims import CLAIMABLE
 from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
 from app.db import Conn
 from app.edge import check_query
-from app.errors import AppError, BadRequest, TooManyRequests, client_gone
+from app.errors import AppError, BadRequest, TooManyRequests, client_gone, handle_db_error
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
 from app.textguard import user_agent
@@ -157,13 +158,19 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
             {"Retry-After": retry},
         )
     status = 500
+    headers = dict(exc.headers) if isinstance(exc, HTTPException) and exc.headers else None
     if isinstance(exc, AppError):
         status = exc.status
     elif isinstance(exc, HTTPException):
         status = 400 if client_gone(exc) else exc.status_code  # no one is there to read it
-    if status >= 500:
+    elif isinstance(exc, psycopg.Error):
+        # the JSON answer's status, logged as it logs it: a slow query or a database out of
+        # reach is a 503 to try again shortly, not a 500 (a probe)
+        status = handle_db_error(request, exc).status_code
+        if status == 503:
+            headers = {"Retry-After": "5"}
+    if status >= 500 and not isinstance(exc, psycopg.Error):
         log.exception("consumer page failed", exc_info=exc)
-    headers = dict(exc.headers) if isinstance(exc, HTTPException) and exc.headers else None
     message = word("error", lang)
     if isinstance(exc, AppError) and f"err_{exc.code}" in WORDS:  # e.g. csrf_failed
         message = word(f"err_{exc.code}", lang, tries_left=0, seconds=60)
