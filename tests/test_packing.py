@@ -798,3 +798,50 @@ async def test_rules_replaced_at_once_are_one_of_the_two(client: Any, login: Any
         *(client.put(f"/packing/rules/{same}", headers=admin, json=[inner, master]) for _ in "ab")
     )
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+
+
+async def _to_the_agent(client: Any, login: Any, demo: Any, codes: list[str]) -> None:
+    """Taken into the factory warehouse, shipped to the Zhejiang agent, received there."""
+    from tests.test_logistics import confirm, document
+
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    for fields in ({"kind": "factory_inbound"}, {"kind": "outbound"}):
+        if fields["kind"] == "outbound":
+            fields["counterparty_id"] = demo["AGENT-ZJ"]
+        doc = await document(client, clerk, codes, **fields)
+        assert (await confirm(client, clerk, doc)).status_code == 200
+    received = await document(client, agent, None, kind="inbound", shipment_id=doc["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+
+
+async def test_a_unit_out_of_its_case_takes_in_nothing_of_the_cases_later_route(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Two probes (model-based): a unit taken out of a case that stood on a pallet, and a unit
+    replaced (voided) in its case, kept the pallet's or the case's later shipments in their
+    trace, and the agent that received the pallet or case could read it (200, not 404)."""
+    batch_no, product_id = await issue_units(client, login, demo, 5)
+    await set_line(client, login, product_id, "TR1")
+    units = serials(app, batch_no, 0, 5)
+    (case,) = await issue_cases(client, login, demo, "inner", 1)
+    (pallet,) = await issue_cases(client, login, demo, "pallet", 1)
+    (case2,) = await issue_cases(client, login, demo, "inner", 1)
+    await upload(client, login, "TR1", [scan(u) for u in units[:4]])
+    await upload(client, login, "TR1", [scan(case, units[:2]), scan(pallet, [case])])
+    await upload(client, login, "TR1", [scan(case2, units[2:4])])
+    operator = await login("operator")
+    body = {"parent": case, "children": [units[0]], "reason": "mistake"}
+    assert (await client.post("/packing/unpack", headers=operator, json=body)).status_code == 200
+    body = {"old": units[2], "new": units[4], "reason": "QC"}
+    assert (await client.post("/packing/replace", headers=operator, json=body)).status_code == 200
+    await _to_the_agent(client, login, demo, [pallet, case2])
+    admin, agent = await login("admin"), await login("agent_clerk")
+    for unit, expected in ((units[0], ["packing"]), (units[2], [])):
+        trace = (await client.get(f"/trace/{unit}", headers=admin)).json()
+        assert [e["biz_step"] for e in trace["events"] if e["via"]] == expected, trace["events"]
+        assert all(stay["removed_at"] is not None for stay in trace["containers"]), trace
+        assert_error(await client.get(f"/trace/{unit}", headers=agent), 404)
+    # the units still inside: the route is theirs, and the agent reads it
+    for unit in (units[1], units[3]):
+        trace = (await client.get(f"/trace/{unit}", headers=agent)).json()
+        assert "receiving" in [e["biz_step"] for e in trace["events"] if e["via"]], trace

@@ -197,19 +197,32 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
 
 
 async def _containers(
-    conn: Conn, kind: CodeKind, code: int, label: str, own: list[dict[str, Any]], depth: int
+    conn: Conn,
+    kind: CodeKind,
+    code: int,
+    label: str,
+    own: list[dict[str, Any]],
+    depth: int,
+    until: dict[str, Any] | None = None,
 ) -> tuple[list[ContainerStay], list[tuple[dict[str, Any], str]]]:
     """The containers this code was put in (from its aggregation events) and, recursively, their
     containers; with the containers' own events during each stay. A stay is the events written
     between its packing and its unpacking, by event id: the scanner's time of a packing may be
     days behind (an offline scanner), and by time a unit packed today took in its case's earlier
-    shipments, and the organisations on them saw its trace (a probe)."""
+    shipments, and the organisations on them saw its trace (a probe). A code decommissioned (a
+    replaced unit) left its containers then; a container's own stay in another ends, for the code
+    inside it, when the code left the container (``until``): a unit taken out of a case on a
+    pallet took in the pallet's later shipments, and its receivers saw its trace (a probe)."""
     if depth >= _MAX_DEPTH:
         return [], []
     opened: dict[int, dict[str, Any]] = {}
     spans: list[tuple[int, dict[str, Any], dict[str, Any] | None]] = []
     for e in sorted(own, key=lambda e: e["id"]):  # as written
         parent = e["parent_code"]
+        if e["event_type"] == "ObjectEvent" and e["action"] == "DELETE":  # decommissioned
+            spans += [(parent, packed, e) for parent, packed in opened.items()]
+            opened.clear()
+            continue
         if (
             e["event_type"] != "AggregationEvent"
             or parent is None
@@ -220,7 +233,12 @@ async def _containers(
             opened.setdefault(parent, e)
         elif e["action"] == "DELETE" and parent in opened:
             spans.append((parent, opened.pop(parent), e))
-    spans += [(parent, packed, None) for parent, packed in opened.items()]
+    spans += [(parent, packed, until) for parent, packed in opened.items()]
+    if until is not None:  # within the outer stay: ended by it at the latest
+        spans = [
+            (p, packed, end if end is not None and end["id"] < until["id"] else until)
+            for p, packed, end in spans
+        ]
     stays: list[ContainerStay] = []
     foreign: list[tuple[dict[str, Any], str]] = []
     # a packing event says the level of the container it packed into; ask only when it does not
@@ -248,7 +266,9 @@ async def _containers(
         # the container's own history while it held the code, not the packing of its other items
         mine = [e for e in events if e["parent_code"] != parent]
         foreign += [(e, parent_label) for e in mine]
-        deeper_stays, deeper = await _containers(conn, CASE, parent, parent_label, mine, depth + 1)
+        deeper_stays, deeper = await _containers(
+            conn, CASE, parent, parent_label, mine, depth + 1, unpacked
+        )
         stays += deeper_stays
         foreign += deeper
     return stays, foreign
