@@ -26,6 +26,13 @@ async def test_login_with_the_right_password_gives_tokens_that_work(client: Any,
     assert "codes.issue" in me.json()["permissions"]
 
 
+async def test_me_says_whether_the_caller_is_the_brands_own_staff(client: Any, login: Any) -> None:
+    """The console hides what only the brand's own staff may open (403 ``brand_staff_only``)."""
+    staff = {u: (await client.get("/auth/me", headers=await login(u))).json()["brand_staff"]
+             for u in ("admin", "analyst", "agent_admin", "store_manager")}  # fmt: skip
+    assert staff == {"admin": True, "analyst": True, "agent_admin": False, "store_manager": False}
+
+
 async def test_wrong_password_and_unknown_user_get_the_same_answer(client: Any, demo: Any) -> None:
     wrong = await client.post("/auth/login", json={"username": "analyst", "password": "nope-nope"})
     unknown = await client.post("/auth/login", json={"username": "ghost", "password": "nope-nope"})

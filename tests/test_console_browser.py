@@ -195,6 +195,81 @@ async def test_a_store_clerk_sees_only_the_pages_it_may_open(
     _sign_out(browser)
 
 
+BRAND_ONLY = {
+    "analytics-members",
+    "analytics-cycle",
+    "analytics-points",
+    "analytics-verifications",
+    "members",
+    "gifts",
+}
+
+
+async def test_an_agent_sees_no_page_only_the_brands_staff_may_open(
+    server: str, browser: WebDriver, demo: Any
+) -> None:
+    """A probe: four analytics entries were in an agent's menu (``reports.read``) and every one
+    answered 403 ``brand_staff_only`` (member and verification statistics are the brand's)."""
+    _sign_in(browser, server, "agent_admin")
+    menus = _menus(browser)
+    assert "analytics-stores" in menus and not menus & BRAND_ONLY, menus
+    browser.get(f"{server}/console/analytics/members")
+    _find(browser, "#forbidden")
+    _sign_out(browser)
+    _sign_in(browser, server, "admin")
+    assert BRAND_ONLY <= _menus(browser)
+    _sign_out(browser)
+
+
+def _row_of(driver: WebDriver, username: str) -> WebElement:
+    rows = driver.find_elements(By.CSS_SELECTOR, ".el-table__body tr.el-table__row")
+    found = [
+        r for r in rows if r.find_element(By.CSS_SELECTOR, "td:first-child .cell").text == username
+    ]
+    assert found, username
+    return found[0]
+
+
+async def test_an_admin_edits_its_own_contact_and_resets_no_own_password(
+    server: str, browser: WebDriver, demo: Any, app: Any
+) -> None:
+    """A probe: editing one's own row always failed (422 ``own_account``: the dialog sent the
+    unchanged roles and status, which the API refuses for one's own account), and "reset
+    password" was offered on one's own row, where it always fails too."""
+    async with app.state.pool.connection() as conn:
+        before = await (
+            await conn.execute("SELECT phone FROM users WHERE username = 'admin'")
+        ).fetchone()
+    _sign_in(browser, server, "admin")
+    browser.get(f"{server}/console/users?q=admin")
+    _wait(browser).until(lambda d: "admin" in _usernames(d))
+    mine = _row_of(browser, "admin")
+    buttons = [b.text for b in mine.find_elements(By.CSS_SELECTOR, "td:last-child button")]
+    assert buttons == ["编辑"], buttons
+    browser.execute_script(
+        "arguments[0].click()", mine.find_element(By.CSS_SELECTOR, "td:last-child button")
+    )
+    dialog = _find(browser, ".el-dialog")
+    phone = dialog.find_elements(By.CSS_SELECTOR, "input.el-input__inner")[1]
+    phone.clear()
+    phone.send_keys("13800000001")
+    dialog.find_element(By.CSS_SELECTOR, '[data-action="save"]').click()
+    message = _find(browser, ".el-message")
+    assert "success" in (message.get_attribute("class") or ""), message.text
+    try:
+        async with app.state.pool.connection() as conn:
+            after = await (
+                await conn.execute("SELECT phone FROM users WHERE username = 'admin'")
+            ).fetchone()
+        assert after["phone"] == "13800000001"
+    finally:
+        async with app.state.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE users SET phone = %s WHERE username = 'admin'", (before["phone"],)
+            )
+    _sign_out(browser)
+
+
 async def test_a_wrong_password_is_shown_on_the_login_page(
     server: str, browser: WebDriver, demo: Any
 ) -> None:

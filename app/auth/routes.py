@@ -71,6 +71,7 @@ class AuthController(Controller):
             user_id=principal.user_id,
             username=principal.username,
             api_key_id=principal.api_key_id,
+            brand_staff=principal.org_id == principal.brand_id,
         )
 
 

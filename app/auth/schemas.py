@@ -43,6 +43,9 @@ class MeOut(msgspec.Struct, frozen=True):
     user_id: int | None
     username: str | None
     api_key_id: int | None
+    # of the brand organisation itself: what only the brand's own staff read (member and
+    # verification statistics, members, SMS) is open to it, whatever the permissions say
+    brand_staff: bool = False
 
 
 class ApiKeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -4184,6 +4184,8 @@ export interface components {
         /** MeOut */
         MeOut: {
             api_key_id: number | null;
+            /** @default false */
+            brand_staff: boolean;
             org_id: number;
             permissions: string[];
             user_id: number | null;

@@ -11,6 +11,7 @@ declare module 'vue-router' {
     public?: boolean
     title?: string
     permission?: string | readonly string[]
+    brandStaff?: boolean
   }
 }
 
@@ -24,7 +25,7 @@ const routes: RouteRecordRaw[] = [
         path: page.path,
         name: page.name,
         component: page.component,
-        meta: { title: page.title, permission: page.permission },
+        meta: { title: page.title, permission: page.permission, brandStaff: page.brandStaff },
       })),
       { path: 'forbidden', name: 'forbidden', component: () => import('@/pages/errors/ForbiddenPage.vue') },
       { path: ':rest(.*)*', name: 'not-found', component: () => import('@/pages/errors/NotFoundPage.vue') },
@@ -46,6 +47,6 @@ router.beforeEach(async (to) => {
       return { name: 'login', query: { redirect: to.fullPath } }
     }
   }
-  if (!auth.can(to.meta.permission)) return { name: 'forbidden' }
+  if (!auth.can(to.meta.permission) || (to.meta.brandStaff && !auth.me?.brand_staff)) return { name: 'forbidden' }
   return true
 })

@@ -32,6 +32,9 @@ export interface PageDef {
   permission?: string | readonly string[]
   group?: Group
   icon?: Component
+  /** true: only the brand organisation's own staff may open it (the API answers 403
+   * ``brand_staff_only`` below the brand, whatever the permissions). */
+  brandStaff?: boolean
   /** false: a route without a menu entry (a detail page). */
   menu?: boolean
   component: () => Promise<unknown>
@@ -56,18 +59,18 @@ export const PAGES: PageDef[] = [
   { path: 'analytics/stores', name: 'analytics-stores', title: 'analytics.menu.stores', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/SalesStoresPage.vue') },
   { path: 'analytics/products', name: 'analytics-products', title: 'analytics.menu.products', group: 'analytics', permission: 'reports.read', icon: TrendCharts, component: () => import('@/pages/analytics/SalesProductsPage.vue') },
   { path: 'analytics/regions', name: 'analytics-regions', title: 'analytics.menu.regions', group: 'analytics', permission: 'reports.read', icon: DataAnalysis, component: () => import('@/pages/analytics/SalesRegionsPage.vue') },
-  { path: 'analytics/members', name: 'analytics-members', title: 'analytics.menu.memberRegions', group: 'analytics', permission: 'reports.read', icon: PieChart, component: () => import('@/pages/analytics/MemberRegionsPage.vue') },
-  { path: 'analytics/cycle', name: 'analytics-cycle', title: 'analytics.menu.memberCycle', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/MemberCyclePage.vue') },
-  { path: 'analytics/points', name: 'analytics-points', title: 'analytics.menu.pointsAges', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/PointsAgesPage.vue') },
-  { path: 'analytics/verifications', name: 'analytics-verifications', title: 'analytics.menu.verifications', group: 'analytics', permission: 'reports.read', icon: TrendCharts, component: () => import('@/pages/analytics/VerificationsPage.vue') },
+  { path: 'analytics/members', name: 'analytics-members', brandStaff: true, title: 'analytics.menu.memberRegions', group: 'analytics', permission: 'reports.read', icon: PieChart, component: () => import('@/pages/analytics/MemberRegionsPage.vue') },
+  { path: 'analytics/cycle', name: 'analytics-cycle', brandStaff: true, title: 'analytics.menu.memberCycle', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/MemberCyclePage.vue') },
+  { path: 'analytics/points', name: 'analytics-points', brandStaff: true, title: 'analytics.menu.pointsAges', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/PointsAgesPage.vue') },
+  { path: 'analytics/verifications', name: 'analytics-verifications', brandStaff: true, title: 'analytics.menu.verifications', group: 'analytics', permission: 'reports.read', icon: TrendCharts, component: () => import('@/pages/analytics/VerificationsPage.vue') },
   { path: 'analytics/inspections', name: 'analytics-inspections', title: 'analytics.menu.inspections', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/InspectionsPage.vue') },
   { path: 'rebates/rules', name: 'rebates-rules', title: 'rebates.menu.rules', group: 'members', permission: 'rebates.rules', icon: Coin, component: () => import('@/pages/rebates/RulesPage.vue') },
   { path: 'rebates/claims', name: 'rebates-claims', title: 'rebates.menu.claims', group: 'members', permission: 'rebates.read', icon: TicketsIcon, component: () => import('@/pages/rebates/ClaimsPage.vue') },
   { path: 'rebates/rankings', name: 'rebates-rankings', title: 'rebates.menu.rankings', group: 'members', permission: 'rebates.read', icon: Medal, component: () => import('@/pages/rebates/RankingsPage.vue') },
   { path: 'rebates/statements', name: 'rebates-statements', title: 'rebates.menu.statements', group: 'members', permission: 'rebates.read', icon: Money, component: () => import('@/pages/rebates/StatementsPage.vue') },
   { path: 'rebates/refusals', name: 'rebates-refusals', title: 'rebates.menu.refusals', group: 'members', permission: 'rebates.read', icon: Warning, component: () => import('@/pages/rebates/RefusalsPage.vue') },
-  { path: 'members', name: 'members', title: 'members.menu.members', group: 'members', permission: 'members.read', icon: Avatar, component: () => import('@/pages/members/MembersPage.vue') },
-  { path: 'gifts', name: 'gifts', title: 'members.menu.gifts', group: 'members', permission: 'gifts.write', icon: Present, component: () => import('@/pages/members/GiftsPage.vue') },
+  { path: 'members', name: 'members', brandStaff: true, title: 'members.menu.members', group: 'members', permission: 'members.read', icon: Avatar, component: () => import('@/pages/members/MembersPage.vue') },
+  { path: 'gifts', name: 'gifts', brandStaff: true, title: 'members.menu.gifts', group: 'members', permission: 'gifts.write', icon: Present, component: () => import('@/pages/members/GiftsPage.vue') },
   { path: 'field/nameplates', name: 'field-nameplates', title: 'fieldforce.menu.nameplates', group: 'field', permission: 'field.nameplates', icon: Postcard, component: () => import('@/pages/field/NameplatesPage.vue') },
   { path: 'field/plans', name: 'field-plans', title: 'fieldforce.menu.plans', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Calendar, component: () => import('@/pages/field/PlansPage.vue') },
   { path: 'field/checkins', name: 'field-checkins', title: 'fieldforce.menu.checkins', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Location, component: () => import('@/pages/field/CheckinsPage.vue') },
