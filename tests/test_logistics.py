@@ -868,3 +868,82 @@ async def test_a_trace_shows_a_case_s_history_only_from_when_the_unit_went_in(
     assert {units[10], units[11]} <= {c["code"] for c in held["contents"]}
     former = await client.get(f"/trace/{cases[0]}", headers=zj)
     assert former.status_code == 200 and former.json()["contents"] == []
+
+
+async def _pallet_in_the_warehouse(
+    client: Any, login: Any, app: Any, demo: Any
+) -> tuple[str, list[str]]:
+    """A pallet of two inner cases of three units each, taken into the factory warehouse."""
+    batch_no, product_id = await issue_units(client, login, demo, 6)
+    inner = await issue_cases(client, login, demo, "inner", 2)
+    (pallet,) = await issue_cases(client, login, demo, "pallet", 1)
+    units = [app.state.scheme.serial(batch_no, i) for i in range(6)]
+    operator = await login("operator")
+    context = {"product_id": product_id, "lot": "TRK", "production_date": "2026-11-10"}
+    assert (await client.put("/lines/TRK/context", headers=operator, json=context)).is_success
+    scans = [{"id": f"trk-{u}", "code": u, "at": "2026-11-10T08:00:00Z"} for u in units]
+    scans.insert(3, {"id": f"trk-{inner[0]}", "code": inner[0], "at": "2026-11-10T08:00:00Z"})
+    scans.append({"id": f"trk-{inner[1]}", "code": inner[1], "at": "2026-11-10T08:00:00Z"})
+    scans.append(
+        {"id": f"trk-{pallet}", "code": pallet, "at": "2026-11-10T08:00:00Z", "children": inner}
+    )
+    uploaded = await client.post("/lines/TRK/scans", headers=operator, json={"scans": scans})
+    assert uploaded.status_code == 200 and uploaded.json()["rejected"] == 0, uploaded.text
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, [pallet], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    return pallet, inner
+
+
+async def test_a_draft_counts_packages_and_gives_codes_back_before_it_ships(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Two probes (a truck of 2,000 cases): a draft counted a case inside a pallet it held too
+    as a package of its own (2,008 against the confirm's 1,908), and a draft holding a case
+    that could no longer ship (confirmed on another document meanwhile) could only be
+    cancelled and scanned again."""
+    pallet, inner = await _pallet_in_the_warehouse(client, login, app, demo)
+    clerk = await login("clerk")
+    big = await document(
+        client, clerk, [pallet, *inner], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    summary = (await client.get(f"/documents/{big['id']}/summary", headers=clerk)).json()
+    assert (summary["cases"], summary["units"]) == (1, 6)
+    other = await document(
+        client, clerk, [inner[1]], kind="outbound", counterparty_id=demo["AGENT-GD"]
+    )
+    # the pallet taken off the big draft, the inner cases stay: two packages now
+    gone = await client.post(
+        f"/documents/{big['id']}/codes/remove", headers=clerk, json={"codes": [pallet, pallet]}
+    )
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {
+        "removed": 1,
+        "items": [
+            {"code": pallet, "result": "removed", "kind": "case"},
+            {"code": pallet, "result": "not_on_document", "kind": "case"},
+        ],
+    }
+    summary = (await client.get(f"/documents/{big['id']}/summary", headers=clerk)).json()
+    assert (summary["cases"], summary["units"]) == (2, 6)
+    assert (await confirm(client, clerk, other)).status_code == 200
+    refused = await confirm(client, clerk, big)
+    assert_error(refused, 409, "not_held")
+    taken = await client.post(
+        f"/documents/{big['id']}/codes/remove",
+        headers=clerk,
+        json={"codes": [inner[1], "NOT-A-CODE"]},
+    )
+    assert [i["result"] for i in taken.json()["items"]] == ["removed", "rejected"], taken.text
+    shipped = await confirm(client, clerk, big)
+    assert shipped.status_code == 200 and shipped.json()["units"] == 3, shipped.text
+    after = (await client.get(f"/documents/{big['id']}/summary", headers=clerk)).json()
+    assert (after["cases"], after["units"]) == (1, 3)
+    # a confirmed document is no draft: nothing comes off it
+    assert_error(
+        await client.post(
+            f"/documents/{big['id']}/codes/remove", headers=clerk, json={"codes": [inner[0]]}
+        ),
+        409,
+        "not_draft",
+    )

@@ -10,7 +10,7 @@ movements of the same table. Cases move with their contents.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from app import audit, idempotency, localtime
 from app.auth.principal import Principal
@@ -40,6 +40,8 @@ from app.logistics.schemas import (
     DocumentSummaryOut,
     ItemResult,
     ItemsOut,
+    RemovedOut,
+    RemovedResult,
     ReturnIn,
     ReturnOut,
     SaleIn,
@@ -156,10 +158,34 @@ async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSumm
         id=doc_id,
         status=row["status"],
         order_id=row["order_id"],
-        cases=await _packages(conn, doc_id) if moved and received_whole else len(cases),
+        # the packages: a case inside a pallet scanned too is no package of its own (a probe:
+        # a draft of 2,000 cases and 10 pallets of 100 of them said 2,008, its confirm 1,908)
+        cases=await _packages(conn, doc_id) if moved else await _outermost(conn, cases),
         units=sum(line.scanned for line in lines),
         lines=lines,
     )
+
+
+async def _outermost(conn: Conn, cases: list[int]) -> int:
+    """How many of these scanned cases are inside no other of them (``movements.outermost``'s
+    rule, on the cases' state now)."""
+    if not cases:
+        return 0
+    row = await (
+        await conn.execute(
+            """WITH RECURSIVE up (sscc, above, depth) AS (
+                   SELECT sscc, parent_sscc, 1 FROM case_state
+                    WHERE sscc = ANY(%(cases)s) AND parent_sscc IS NOT NULL
+                   UNION ALL
+                   SELECT up.sscc, s.parent_sscc, up.depth + 1
+                     FROM up JOIN case_state s ON s.sscc = up.above
+                    WHERE s.parent_sscc IS NOT NULL AND up.depth < 8)
+               SELECT count(DISTINCT sscc)::int AS n FROM up WHERE above = ANY(%(cases)s)""",
+            {"cases": cases},
+        )
+    ).fetchone()
+    assert row is not None
+    return len(set(cases)) - int(row["n"])
 
 
 async def _packages(conn: Conn, doc_id: int) -> int:
@@ -527,6 +553,39 @@ async def add_codes(
         rejected=sum(i.result == "rejected" for i in final),
         items=final,
     )
+
+
+async def remove_codes(
+    conn: Conn, actor: Principal, scheme: Scheme, doc_id: int, data: CodesIn
+) -> RemovedOut:
+    """Take codes off a draft, as they were scanned (a unit serial, a case SSCC): per-code
+    results. A case that can no longer ship (confirmed on another document meanwhile, one too
+    many for the order) is taken off, and the rest confirmed (a probe: the clerk had to cancel
+    a draft of 2,000 cases and scan them all again)."""
+    await _draft(conn, actor, doc_id)
+    reads = await read_codes(conn, scheme, actor.brand_id, data.codes)
+    keys = [("u" if r.kind == "unit" else "c", r.code) for r in reads if r.reason is None]
+    rows = await (
+        await conn.execute(
+            """DELETE FROM document_items WHERE document_id = %s AND (kind, code) IN
+                   (SELECT * FROM unnest(%s::"char"[], %s::bigint[])) RETURNING kind, code""",
+            (doc_id, [k for k, _ in keys], [c for _, c in keys]),
+        )
+    ).fetchall()
+    removed = {(row["kind"], row["code"]) for row in rows}
+    items = []
+    for read in reads:
+        key = ("u" if read.kind == "unit" else "c", read.code)
+        result: Literal["removed", "not_on_document", "rejected"] = "not_on_document"
+        if read.reason is not None:
+            result = "rejected"
+        elif key in removed:
+            removed.discard(key)  # the same code twice in one request: removed once
+            result = "removed"
+        items.append(
+            RemovedResult(code=read.label, result=result, kind=read.kind, reason=read.reason)
+        )
+    return RemovedOut(removed=sum(i.result == "removed" for i in items), items=items)
 
 
 async def _in_reach(

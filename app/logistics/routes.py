@@ -26,6 +26,7 @@ from app.logistics.schemas import (
     OrderKind,
     OrderOut,
     OrderStatus,
+    RemovedOut,
     ReturnIn,
     ReturnOut,
     SaleIn,
@@ -153,6 +154,14 @@ class DocumentController(Controller):
     ) -> ItemsOut:
         """Scan unit serials or case SSCCs into a draft; per-code results."""
         return await documents.add_codes(conn, principal, scheme, doc_id, data)
+
+    @post("/{doc_id:int}/codes/remove", status_code=200)
+    async def remove_codes(
+        self, doc_id: int, data: CodesIn, conn: Conn, principal: Principal, scheme: Scheme
+    ) -> RemovedOut:
+        """Take scanned codes off a draft (a case that can no longer ship, a code scanned by
+        mistake): per code ``removed``, ``not_on_document`` or ``rejected`` (malformed)."""
+        return await documents.remove_codes(conn, principal, scheme, doc_id, data)
 
     @post("/{doc_id:int}/confirm", status_code=200)
     async def confirm(

@@ -111,6 +111,18 @@ class ItemsOut(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ItemResult]
 
 
+class RemovedResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    code: str
+    result: Literal["removed", "not_on_document", "rejected"]
+    kind: Literal["unit", "case"] | None = None
+    reason: str | None = None
+
+
+class RemovedOut(msgspec.Struct, frozen=True, kw_only=True):
+    removed: int
+    items: list[RemovedResult]
+
+
 class DocumentLineOut(msgspec.Struct, frozen=True, kw_only=True):
     product_id: int
     product_name: str
