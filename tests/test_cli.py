@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import ROOT
@@ -309,6 +310,15 @@ def test_codes_issue_and_export_directly_on_the_database(
         scheme.serial(batch["batch_no"], 50),
     ]
     assert inner[0] == f"51,{scheme.pin(scheme.serial(batch['batch_no'], 50))}"
+    # the files were taken as the API's downloads are: audited (a probe: no download rows)
+    export_id = exported.stdout.split()[1].rstrip(":")
+    with psycopg.connect(os.environ["TRACECODE_DATABASE_URL"]) as conn:
+        actions = conn.execute(
+            "SELECT action FROM audit_log WHERE entity = 'code_export' AND entity_id = %s "
+            "ORDER BY action",
+            (export_id,),
+        ).fetchall()
+    assert [a for (a,) in actions] == ["create", "download", "download"], actions
     bad = _tracecode(
         "codes",
         "export",

@@ -691,3 +691,27 @@ async def test_a_queued_export_of_a_batch_voided_since_writes_nothing(
     with pytest.raises(TypeError):
         await asyncio.to_thread(run, app.state.db_url, settings, app.state.scheme, broken)
     assert not list((settings.export_path / broken).glob("*.partial"))
+
+
+async def test_the_files_of_a_retired_key_version_are_not_handed_out(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: after the key version was retired an export of the batch was refused, but the
+    printer still downloaded its earlier files — labels whose codes no longer verify."""
+    planner, printer = await login("planner"), await login("printer")
+    batch = await _batch(client, login, demo, 10)  # key version 1
+    made = await client.post(
+        f"/batches/{batch['batch_no']}/exports",
+        headers=planner,
+        json={"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}},
+    )
+    assert made.status_code == 201, made.text
+    url = f"/exports/{made.json()['id']}/files/outer"
+    assert (await client.get(url, headers=printer)).status_code == 200
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, key_versions="2", current_key_version=2)
+    try:
+        assert_error(await client.get(url, headers=printer), 422, "key_version_retired")
+        assert (await client.head(url, headers=printer)).status_code == 422
+    finally:
+        app.state.settings = settings

@@ -357,6 +357,13 @@ async def file_for_download(
         raise Conflict(f"the export is {row['state']}, not done", code="export_not_ready")
     if row["batch_state"] == "void":  # its labels are to be destroyed, not printed
         raise Unprocessable("the batch is void", code="batch_void")
+    if row["batch_no"] is not None and row["key_version"] not in settings.active_key_versions:
+        # its codes no longer verify: labels printed from it would read "not genuine" (a probe:
+        # an export of the batch was refused, its earlier files still handed to the printer)
+        raise Unprocessable(
+            f"the batch's key version {row['key_version']} is retired (TRACECODE_KEY_VERSIONS)",
+            code="key_version_retired",
+        )
     path = export_file(settings, row["id"], part)
     if not path.exists():
         raise Conflict("the export file is no longer on disk", code="export_file_missing")
