@@ -852,3 +852,51 @@ async def test_a_frozen_member_s_retry_answers_the_first_redemption(
     assert again.status_code == 200, again.text
     assert (again.json()["id"], again.json()["code"]) == (first.json()["id"], first.json()["code"])
     assert_error(await redeem(app, headers, gift["id"]), 403, "member_frozen")
+
+
+async def test_a_gifts_provinces_are_read_as_members_are(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a gift for "Zhejiang" was stored as typed and offered to no member (their
+    provinces are the full Chinese names); an unknown province is refused."""
+    admin = await login("admin")
+    name = f"ZJ only {secrets.token_hex(3)}"
+    gift = await new_gift(client, login, name=name, provinces=[" Zhejiang "])
+    assert gift["provinces"] == ["浙江省"]
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"], province="浙江省")
+    async with member_client(app) as mc:
+        listed = await mc.get("/members/me/gifts", headers=headers, params={"per_page": 200})
+    assert name in [g["name"] for g in listed.json()["items"]]
+    changed = await client.patch(
+        f"/gifts/{gift['id']}", headers=admin, json={"provinces": ["guangdong", "浙江省"]}
+    )
+    assert changed.json()["provinces"] == ["广东省", "浙江省"], changed.text
+    for bad in (["Atlantis"], ["浙江"]):
+        refused = await client.patch(f"/gifts/{gift['id']}", headers=admin, json={"provinces": bad})
+        assert_error(refused, 400, "validation_failed")
+
+
+async def test_a_freeze_that_commits_while_a_redemption_waits_holds(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a redemption checked the member read with its token, before a freeze that
+    committed while it waited, and debited the points after the freeze."""
+    import psycopg
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=30, stock=5)
+    async with await psycopg.AsyncConnection.connect(app.state.pool.conninfo) as freezer:
+        # a freeze under way (as the admin's: the member row locked, then its status set)
+        await freezer.execute("SELECT 1 FROM members WHERE id = %s FOR NO KEY UPDATE", (member_id,))
+        await freezer.execute(
+            "UPDATE members SET status = 'frozen', frozen_reason = 'fraud' WHERE id = %s",
+            (member_id,),
+        )
+        pending = asyncio.create_task(redeem(app, headers, gift["id"]))
+        await asyncio.sleep(0.5)
+        assert not pending.done()  # it waits for the freeze
+        await freezer.commit()
+    assert_error(await asyncio.wait_for(pending, 30), 403, "member_frozen")
+    async with app.state.pool.connection() as conn:
+        assert not await check_balances(conn)

@@ -17,6 +17,7 @@ from app.db import Conn, changes_of, update_row
 from app.errors import NotFound, Unprocessable
 from app.members.points import balance
 from app.members.principal import Member, brand_of_staff
+from app.members.profile import member_provinces
 from app.members.schemas_points import Gift, GiftIn, GiftOut, GiftPatch
 from app.paging import Page, fetch_page
 
@@ -71,7 +72,7 @@ async def create_gift(conn: Conn, actor: Principal, data: GiftIn) -> GiftOut:
                 data.stock,
                 data.valid_from,
                 data.valid_to,
-                sorted(set(data.provinces)),
+                sorted(set(member_provinces(data.provinces, "provinces"))),
                 data.display_order,
                 data.collect_days,
                 data.how_to_collect,
@@ -90,7 +91,7 @@ async def update_gift(conn: Conn, actor: Principal, gift_id: int, patch: GiftPat
     before = await _get(conn, actor, gift_id, lock=True)
     changes = changes_of(patch)
     if "provinces" in changes:
-        changes["provinces"] = sorted(set(changes["provinces"]))
+        changes["provinces"] = sorted(set(member_provinces(changes["provinces"], "provinces")))
     _window(changes.get("valid_from", before.valid_from), changes.get("valid_to", before.valid_to))
     await update_row(conn, "gifts", gift_id, changes)
     after = await _get(conn, actor, gift_id)

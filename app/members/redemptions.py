@@ -151,6 +151,12 @@ async def redeem(
     again answers the first redemption, also once the member is frozen (a probe: a retry of a
     redemption made before the freeze was refused, so a client that lost the answer never got
     its code)."""
+    # the member as it is now (FOR SHARE waits for a freeze or an erasure under way), before
+    # the balance, in the erasure's order: the one read with the token may be from before a
+    # freeze that committed since (a probe: a redemption waiting on the balance went through)
+    now = await (
+        await conn.execute("SELECT status FROM members WHERE id = %s FOR SHARE", (member.id,))
+    ).fetchone()
     locked = await (
         await conn.execute(
             "SELECT balance FROM point_balances WHERE member_id = %s FOR UPDATE", (member.id,)
@@ -169,7 +175,7 @@ async def redeem(
                 "this client id was used for another redemption", code="client_id_reused"
             )
         return _mine(settings, earlier), False
-    member.require_active()
+    msgspec.structs.replace(member, status=now["status"] if now else "erased").require_active()
     gift = await _take_one(conn, member, data.gift_id)
     if locked is None or locked["balance"] < gift["points_cost"]:
         raise Unprocessable(

@@ -39,12 +39,11 @@ from app.errors import (
     NotFound,
     Unauthorized,
     Unprocessable,
-    ValidationFailed,
 )
 from app.localtime import REPORT_TZ
 from app.locks import Lock
 from app.members.mask import mask_phone, shown_phone
-from app.members.profile import AGE_BAND_SQL, PROVINCES
+from app.members.profile import AGE_BAND_SQL, PROVINCES, member_provinces
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms import sender
@@ -347,29 +346,6 @@ async def delete_template(conn: Conn, actor: Principal, template_id: int) -> Non
 # -- campaigns --------------------------------------------------------------------------------
 
 
-def _member_provinces(names: list[str]) -> list[str]:
-    """Members' provinces as stored (``app.members.profile``: the full Chinese name), named as
-    the member list takes them — ``浙江省`` or ``Zhejiang``; an unknown one is refused,
-    as there (a probe: ``Zhejiang`` reached no one, without a word)."""
-    found = []
-    for i, name in enumerate(names):
-        province = PROVINCES.get(name.strip().casefold())
-        if province is None:
-            raise ValidationFailed(
-                f"invalid request (filter.provinces): {name[:40]!r} is not a province-level "
-                "division of China",
-                details=[
-                    {
-                        "field": f"filter.provinces[{i}]",
-                        "message": "unknown province",
-                        "source": "body",
-                    }
-                ],
-            )
-        found.append(province)
-    return found
-
-
 def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, dict[str, Any]]:
     """``SELECT phone, member_id`` of the campaign's audience (distinct phones)."""
     f = data.filter
@@ -381,7 +357,7 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
         where += ["m.brand_id = %(brand)s", "m.status = 'active'"]
         if f.provinces:
             where.append("m.province = ANY(%(provinces)s)")
-            params["provinces"] = _member_provinces(f.provinces)
+            params["provinces"] = member_provinces(f.provinces, "filter.provinces")
         if f.age_bands:
             where.append(f"({AGE_BAND_SQL.format(m='m')}) = ANY(%(bands)s)")
             params["bands"] = list(f.age_bands)
