@@ -198,3 +198,52 @@ async def test_a_unit_returned_damaged_earns_neither_points_nor_a_rebate(
     assert credited["n"] == 0
     assert (await member_claim(app, demo, units[8]))["points"] > 0
     assert (await rebate_claim(app, clerk, units[8]))["amount"] > 0
+
+
+async def test_a_return_takes_the_points_back_and_the_unit_earns_them_again(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], conn: Any
+) -> None:
+    """A probe: a consumer's return withdrew the rebate but not the points: the refunded buyer
+    kept them, and the next buyer's claim of the unit sold again was 409 already_claimed (buy,
+    claim, return, again). What the balance no longer holds (spent) stays spent."""
+    from app.members.points import balance, check_balances
+
+    clerk, serial = await login("store_clerk"), goods["units"][5]
+    first_id, first, _ = await new_member(app, demo["BRAND-LUMI"])
+    scheme = app.state.scheme
+    async with member_client(app) as mc:
+        made = await mc.post("/members/me/claims", headers=first, json=claim_body(scheme, serial))
+    assert made.status_code == 201, made.text
+    points = made.json()["points"]
+    spent = await client.post(  # two of them spent meanwhile
+        "/points/adjustments",
+        headers=await login("admin"),
+        json={"member_id": first_id, "points": -2, "reason": "spent", "client_id": "ret-1"},
+    )
+    assert spent.status_code == 201, spent.text
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200, back.text
+    assert back.json()["points_withdrawn"] == made.json()["claim_id"]
+    assert await balance(conn, first_id) == 0
+    taken = await (
+        await conn.execute(
+            "SELECT points FROM points_ledger WHERE member_id = %s ORDER BY id DESC LIMIT 1",
+            (first_id,),
+        )
+    ).fetchone()
+    assert taken["points"] == -(points - 2)
+    await conn.commit()
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code == 201, sold.text
+    second_id, second, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        again = await mc.post("/members/me/claims", headers=second, json=claim_body(scheme, serial))
+        assert again.status_code == 201, again.text
+        # the first buyer claims again: the unit is the second buyer's now
+        refused = await mc.post(
+            "/members/me/claims", headers=first, json=claim_body(scheme, serial)
+        )
+    assert_error(refused, 409, "already_claimed")
+    assert await balance(conn, second_id) == points
+    assert not await check_balances(conn)
+    await conn.commit()

@@ -825,9 +825,11 @@ async def consumer_return(
         conn, plan, recorded_by=actor.user_id, details=details, disposition=disposition
     )
     # here, not at the top: app.rebates' routes import the claims, which import logistics
+    from app.members.returns import withdraw_points
     from app.rebates.returns import withdraw
 
     withdrawn = await withdraw(conn, actor, read.code)  # a refunded sale earns no rebate
+    points = await withdraw_points(conn, actor, read.code)  # nor points
     documents: list[str] = []
     exchanged = None
     if data.exchange_for is not None:
@@ -846,6 +848,7 @@ async def consumer_return(
         exchanged_for=exchanged,
         documents=documents,
         rebate_withdrawn=withdrawn["id"] if withdrawn else None,
+        points_withdrawn=points["id"] if points else None,
     )
 
 

@@ -232,6 +232,8 @@ class ReturnOut(msgspec.Struct, frozen=True, kw_only=True):
     documents: list[str]
     # the unit's unsettled rebate claim, withdrawn by the return (``app.rebates.returns``)
     rebate_withdrawn: int | None = None
+    # the unit's points claim, withdrawn by the return (``app.members.returns``)
+    points_withdrawn: int | None = None
 
 
 class StockOut(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,8 +8,9 @@ Claims (``app.claims``, the mechanism rebates share). The member comes first, lo
 ``Members`` with the other claims in flight: a frozen member is refused (403) and a signed-out
 token (401) before anything is verified. The claim is then verified (``member_id`` on the
 record) and credited by ``Claimer`` in rounds; a round is ONE statement, so one transaction —
-the claims inserted with ``ON CONFLICT DO NOTHING`` (``point_claims.code_id`` is unique: a code
-is credited once, ever), their ledger rows, the balances, and one ``claiming`` ObjectEvent per
+the claims inserted with ``ON CONFLICT DO NOTHING`` (``point_claims.code_id`` is unique among
+claims not withdrawn: a code is credited once, unless a consumer's return withdrew its claim,
+``app.members.returns``), their ledger rows, the balances, and one ``claiming`` ObjectEvent per
 credited unit; only members still active when the round runs are credited, so a freeze
 committed while a claim is in flight holds too. A claim the round did not insert is then
 explained: the same client id again (a replay, answered as the first time), a frozen member, a
@@ -381,7 +382,8 @@ WITH r AS (
     JOIN unit_state u ON u.code = ok.code_id AND u.status = 'active' AND u.transit_to IS NULL
     JOIN orgs h ON h.id = u.holder_org_id AND h.kind IN ('store', 'agent', 'distributor')
     WHERE ok.status = 'active'
-      AND NOT EXISTS (SELECT 1 FROM point_claims pc WHERE pc.code_id = ok.code_id)
+      AND NOT EXISTS (SELECT 1 FROM point_claims pc
+                       WHERE pc.code_id = ok.code_id AND pc.withdrawn_at IS NULL)
     ORDER BY u.code
     FOR UPDATE OF u
 ), sales AS MATERIALIZED (
@@ -470,7 +472,7 @@ SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_i
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
      AS r(ord, member_id, code_id, client_id)
 LEFT JOIN members m ON m.id = r.member_id
-LEFT JOIN point_claims c ON c.code_id = r.code_id
+LEFT JOIN point_claims c ON c.code_id = r.code_id AND c.withdrawn_at IS NULL
 LEFT JOIN point_claims cc ON cc.member_id = r.member_id AND cc.client_id = r.client_id
 LEFT JOIN unit_state u ON u.code = r.code_id
 LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id

@@ -23,7 +23,8 @@ async def published_product(conn: Conn, gtin14: str) -> dict[str, Any] | None:
 
 _CLAIMABLE = """
 SELECT u.brand_id, coalesce(ra.points, rp.points) AS points,
-       EXISTS (SELECT 1 FROM point_claims c WHERE c.code_id = u.code) AS claimed
+       EXISTS (SELECT 1 FROM point_claims c
+                WHERE c.code_id = u.code AND c.withdrawn_at IS NULL) AS claimed
   FROM unit_state u
   LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
   LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL

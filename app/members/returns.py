@@ -1,0 +1,54 @@
+"""A consumer's return takes back the points of its sale (M2), as it takes back the store's
+rebate (``app.rebates.returns``): the unit's points claim is withdrawn (kept, with the time,
+for its ledger entry refers to it), the unit may be claimed again when it is sold again, and the
+member's balance gives back the claim's points — what it still holds of them: points already
+spent on gifts stay spent (the balance never goes below zero), and the audit row says how many
+were taken. A probe found the refunded buyer kept the points and the next buyer refused
+(``already_claimed``): buy, claim, return, and the points of one sale paid again and again.
+
+The caller holds the unit's state row locked (``FOR UPDATE``), as a claim's round reads it; the
+member's balance is locked after the claim row, then debited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.members.points import post_entry
+
+_WITHDRAW = """
+UPDATE point_claims SET withdrawn_at = now() WHERE code_id = %s AND withdrawn_at IS NULL
+RETURNING id, member_id, brand_id, points
+"""
+
+
+async def withdraw_points(conn: Conn, actor: Principal, code: int) -> dict[str, Any] | None:
+    """Withdraw the points claim of a returned unit; what was withdrawn (the claim's id, the
+    member, the points taken back), or None when the unit's points were never claimed."""
+    claim = await (await conn.execute(_WITHDRAW, (code,))).fetchone()
+    if claim is None:
+        return None
+    held = await (  # locked: the debit below is of what it holds now
+        await conn.execute(
+            "SELECT balance FROM point_balances WHERE member_id = %s FOR UPDATE",
+            (claim["member_id"],),
+        )
+    ).fetchone()
+    taken = min(int(claim["points"]), int(held["balance"]) if held else 0)
+    if taken > 0:
+        await post_entry(
+            conn,
+            member_id=claim["member_id"],
+            brand_id=claim["brand_id"],
+            kind="adjustment",
+            points=-taken,
+            reason="consumer return: the returned unit's points claim withdrawn",
+            recorded_by=actor.user_id,
+        )
+    withdrawn = {"id": claim["id"], "member_id": claim["member_id"], "points": taken}
+    after = {**withdrawn, "claimed": claim["points"], "reason": "consumer_return"}
+    await audit.record(conn, actor, "withdraw", "point_claim", claim["id"], after=after)
+    return withdrawn
