@@ -1163,7 +1163,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # a server or a file that is not there, a value the API's schema refuses: one line
         if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError, msgspec.ValidationError)):
-            return _fail(f"{type(exc).__name__}: {exc}")
+            # libpq's words may quote a connection string whole, its password too
+            return _fail(f"{type(exc).__name__}: {redact_url(str(exc))}")
         raise
     return _fail(f"unknown command {args.command}")
 

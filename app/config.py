@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -242,10 +243,35 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{PREFIX}REPLICA_STICKY_SECONDS must be at least {PREFIX}REPLICA_MAX_LAG_SECONDS"
             )
-        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
-            raise SettingsError(
-                f"{PREFIX}WEBHOOK_LEASE_SECONDS must exceed {PREFIX}WEBHOOK_TIMEOUT_SECONDS"
-            )
+        # a lease that ends before its sender's call has: the row sent again meanwhile
+        for outbox, lease, limit, limit_name in (
+            (
+                "WEBHOOK",
+                self.webhook_lease_seconds,
+                self.webhook_timeout_seconds,
+                "TIMEOUT_SECONDS",
+            ),
+            ("SMS", self.sms_lease_seconds, self.sms_gateway_timeout, "GATEWAY_TIMEOUT"),
+        ):
+            if lease <= limit:
+                raise SettingsError(
+                    f"{PREFIX}{outbox}_LEASE_SECONDS must exceed {PREFIX}{outbox}_{limit_name}"
+                )
+        for outbox, base, cap in (
+            ("WEBHOOK", self.webhook_backoff_seconds, self.webhook_backoff_max_seconds),
+            ("SMS", self.sms_backoff_seconds, self.sms_backoff_max_seconds),
+        ):
+            if base > cap:
+                raise SettingsError(
+                    f"{PREFIX}{outbox}_BACKOFF_SECONDS must not exceed "
+                    f"{PREFIX}{outbox}_BACKOFF_MAX_SECONDS"
+                )
+        for name in ("database_url", "database_replica_url"):
+            _check_postgres_url(name, getattr(self, name))
+        _check_redis_url(self.redis_url)
+        port = self.resolver_host.rpartition("]")[2].partition(":")[2]
+        if port and not 1 <= int(port) <= 65535:
+            raise SettingsError(f"{PREFIX}RESOLVER_HOST: the port must be from 1 to 65535")
         if self.media_store == "s3":
             self.media_s3_secret()
         if self.ip_regions_file and not os.access(self.ip_regions_file, os.R_OK):
@@ -406,6 +432,46 @@ def _decode_key(text: str, where: str) -> bytes:
         raise SettingsError(f"{where} must hold 32 bytes as 64 hex characters or base64") from None
 
 
+def _check_postgres_url(name: str, url: str | None) -> None:
+    """A PostgreSQL URL (``postgresql://`` or ``postgres://``) or a libpq key/value string; the
+    value is never echoed (libpq's own error quotes it whole, password included: a probe)."""
+    if url is None:
+        return
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    var = f"{PREFIX}{name.upper()}"
+    scheme, sep, _ = url.partition("://")
+    if not url.strip() or (sep and scheme.lower() not in ("postgresql", "postgres")):
+        raise SettingsError(f"{var} must be a postgresql:// URL or a libpq connection string")
+    try:
+        conninfo_to_dict(url)
+    except ProgrammingError:
+        raise SettingsError(
+            f"{var} is no valid PostgreSQL URL or libpq connection string"
+        ) from None
+
+
+def _check_redis_url(url: str | None) -> None:
+    """A Redis URL redis-py takes (``redis://``, ``rediss://``, ``unix://``) or a cluster's
+    (``redis+cluster://``); its port a number (a bad one failed every entry point with a
+    traceback naming no variable: a probe)."""
+    if url is None:
+        return
+    var = f"{PREFIX}REDIS_URL"
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+        raise SettingsError(
+            f"{var} must start with redis://, rediss://, unix:// or redis+cluster://"
+        )
+    if "+cluster" in scheme or scheme == "unix":
+        return
+    try:
+        urlsplit(url).port  # noqa: B018 - raises on a port that is no number
+    except ValueError:
+        raise SettingsError(f"{var}: the port must be a number from 0 to 65535") from None
+
+
 def redact_url(url: str | None) -> str | None:
     """``url`` (or several joined by ";") with any password replaced by ``***``, for logs: in
     the user information (up to its last ``@``, a password may hold one) and as a query
@@ -443,7 +509,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     fields = {f.name for f in msgspec.structs.fields(Settings)}
     raw: dict[str, str] = {}
     for key, value in env.items():
-        if key.startswith(PREFIX):
+        # upper case only, as ``unknown_variables`` reads them (a probe: TRACECODE_port, warned
+        # as ignored, was used, and won over TRACECODE_PORT)
+        if key.startswith(PREFIX) and key[len(PREFIX) :].isupper():
             name = key[len(PREFIX) :].lower()
             if name in fields and value != "":
                 raw[name] = value

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -36,7 +37,11 @@ from app.config import Settings, SettingsError, check_broker, load_settings, red
 from app.embedded import redis_url
 from app.redisconn import AnySyncRedis, connect_sync
 
-settings = load_settings()
+try:
+    settings = load_settings()
+except SettingsError as exc:  # the worker's and the API server's imports: one line, no traceback
+    sys.stderr.write(f"tracecode: configuration error: {exc}\n")
+    raise SystemExit(2) from None
 
 TRANSIENT_RETRIES, OTHER_RETRIES = 8, 3
 

@@ -121,3 +121,77 @@ def test_a_variable_that_names_no_setting_is_reported() -> None:
     assert run.returncode == 0, run.stderr
     assert "warning: TRACECODE_DB_URL is not a setting of Tracecode: ignored" in run.stderr
     assert json.loads(run.stdout)["openapi"]  # stdout stays the document
+
+
+def _run(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        env={**os.environ, "TRACECODE_MASTER_KEY": "ab" * 32, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "postgress://u:s3cretpw@127.0.0.1:5432/db"),
+        ("DATABASE_URL", "   "),
+        ("DATABASE_REPLICA_URL", "host=127.0.0.1 password=s3cretpw dbname"),
+        ("REDIS_URL", "http://127.0.0.1:6379/0"),
+        ("REDIS_URL", "redis://:s3cretpw@127.0.0.1:notaport/0"),
+    ],
+)
+def test_a_malformed_server_url_is_one_line_naming_it_without_its_password(
+    variable: str, value: str
+) -> None:
+    """Probes: libpq quoted a mistyped URL whole, password included, in the CLI's error and the
+    API's start-up traceback; a malformed Redis URL failed every entry point with a traceback
+    naming no variable; a blank database URL connected with libpq's defaults."""
+    with pytest.raises(SettingsError, match=f"TRACECODE_{variable}") as refused:
+        load_settings({f"TRACECODE_{variable}": value})
+    assert "s3cretpw" not in str(refused.value)
+    run = _run(sys.executable, "-m", "app.cli", "openapi", **{f"TRACECODE_{variable}": value})
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert f"TRACECODE_{variable}" in run.stderr and "s3cretpw" not in run.stderr + run.stdout
+
+
+def test_settings_that_contradict_each_other_or_are_out_of_range_are_refused() -> None:
+    """Probes: an SMS lease shorter than the gateway's timeout (rows sent twice), a back-off
+    above its maximum, a resolver port past 65535 (printed on codes for years), and a variable
+    warned as ignored that was used, over the right one."""
+    for env, name in (
+        ({"TRACECODE_SMS_LEASE_SECONDS": "2", "TRACECODE_SMS_GATEWAY_TIMEOUT": "100"}, "SMS_LEASE"),
+        (
+            {"TRACECODE_SMS_BACKOFF_SECONDS": "100", "TRACECODE_SMS_BACKOFF_MAX_SECONDS": "10"},
+            "SMS_BACKOFF_SECONDS",
+        ),
+        (
+            {
+                "TRACECODE_WEBHOOK_BACKOFF_SECONDS": "100",
+                "TRACECODE_WEBHOOK_BACKOFF_MAX_SECONDS": "10",
+            },
+            "WEBHOOK_BACKOFF_SECONDS",
+        ),
+        ({"TRACECODE_RESOLVER_HOST": "verify.example.com:99999"}, "RESOLVER_HOST"),
+        ({"TRACECODE_RESOLVER_HOST": "verify.example.com:0"}, "RESOLVER_HOST"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            load_settings(env)
+    assert load_settings({"TRACECODE_RESOLVER_HOST": "verify.example.com:8443"}).resolver_host
+    env = {"TRACECODE_PORT": "8000", "TRACECODE_port": "9001"}
+    assert unknown_variables(env) == ["TRACECODE_port"]
+    assert load_settings(env).port == 8000
+
+
+def test_the_worker_with_a_bad_setting_says_one_line() -> None:
+    """A probe: the worker host's command printed a traceback."""
+    run = _run(
+        sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "1",
+        TRACECODE_PORT="abc",
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "configuration error: TRACECODE_PORT" in run.stderr
