@@ -447,6 +447,13 @@ async def test_bad_bodies_are_refused_with_clear_codes(
         error = assert_error(response, status, code)
         if code != "invalid_character" and "extra" not in body:  # the field is named
             assert "payment_ref" in str(error) or "paid_on" in str(error), error
+    # who may pay and which statement come before the date (a probe: 422 for all three)
+    future = {"payment_ref": "ok", "paid_on": (today + timedelta(days=3)).isoformat()}
+    clerk = await client.post(f"{url}/pay", headers=await login("store_clerk"), json=future)
+    assert_error(clerk, 403)
+    assert_error(
+        await client.post(f"{STATEMENTS}/999999999/pay", headers=finance, json=future), 404
+    )
     for body in ({"reason": ""}, {"reason": " \n "}, {"reason": "x" * 501}, {}):
         assert_error(await client.post(f"{url}/reject", headers=finance, json=body), 400)
     assert_error(

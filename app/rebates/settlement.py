@@ -381,13 +381,15 @@ async def approve(conn: Conn, actor: Principal, statement_id: int) -> StatementO
 
 async def pay(conn: Conn, actor: Principal, statement_id: int, data: PayIn) -> StatementOut:
     """approved → paid, with the payment's reference and date: not in the future (422
-    ``paid_on_in_future``) and not before the period starts (422 ``paid_on_before_period``)."""
-    if data.paid_on > shanghai_today():
-        raise Unprocessable(
-            "paid_on is in the future", code="paid_on_in_future", details={"field": "paid_on"}
-        )
+    ``paid_on_in_future``) and not before the period starts (422 ``paid_on_before_period``).
+    The date is checked once the caller may pay and the statement is found (a probe: a store
+    clerk's or a missing statement's payment answered 422, not 403 or 404)."""
 
-    def not_before_period(statement: StatementOut) -> None:
+    def payable(statement: StatementOut) -> None:
+        if data.paid_on > shanghai_today():
+            raise Unprocessable(
+                "paid_on is in the future", code="paid_on_in_future", details={"field": "paid_on"}
+            )
         if data.paid_on < statement.period_from:
             raise Unprocessable(
                 f"paid_on is before the statement's period ({statement.period_from})",
@@ -396,7 +398,7 @@ async def pay(conn: Conn, actor: Principal, statement_id: int, data: PayIn) -> S
             )
 
     params = {"ref": data.payment_ref.strip(), "paid_on": data.paid_on}
-    return await _transition(conn, actor, statement_id, "pay", params, not_before_period)
+    return await _transition(conn, actor, statement_id, "pay", params, payable)
 
 
 async def reject(conn: Conn, actor: Principal, statement_id: int, data: RejectIn) -> StatementOut:
