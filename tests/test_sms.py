@@ -885,6 +885,7 @@ async def test_a_worker_killed_mid_batch_never_doubles_a_message(
         "TRACECODE_SMS_GATEWAY_BATCH": "5",
         "TRACECODE_SMS_CONCURRENCY": "4",
         "TRACECODE_SMS_LEASE_SECONDS": "4",
+        "TRACECODE_SMS_GATEWAY_TIMEOUT": "3",  # the lease must outlast a gateway call
         "TRACECODE_SMS_SWEEP_SECONDS": "0.5",
         "TRACECODE_SMS_BACKOFF_SECONDS": "0.2",
         "TRACECODE_SMS_RESEND_UNCONFIRMED": "true" if resend else "false",

@@ -765,6 +765,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/documents/{doc_id}/codes/remove": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** RemoveCodes */
+        post: operations["DocumentsDocIdCodesRemoveRemoveCodes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/documents/{doc_id}/confirm": {
         parameters: {
             query?: never;
@@ -5243,6 +5260,20 @@ export interface components {
             message?: string | null;
             reason?: string | null;
         };
+        /** RemovedOut */
+        RemovedOut: {
+            items: components["schemas"]["RemovedResult"][];
+            removed: number;
+        };
+        /** RemovedResult */
+        RemovedResult: {
+            code: string;
+            /** @enum {null|string} */
+            kind?: "unit" | "case" | null;
+            reason?: string | null;
+            /** @enum {string} */
+            result: "removed" | "not_on_document" | "rejected";
+        };
         /** ReplaceIn */
         ReplaceIn: {
             new: string;
@@ -5286,6 +5317,7 @@ export interface components {
             disposition: string;
             documents: string[];
             exchanged_for: string | null;
+            points_withdrawn?: number | null;
             rebate_withdrawn?: number | null;
             returned: string;
         };
@@ -10745,6 +10777,113 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ItemsOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    DocumentsDocIdCodesRemoveRemoveCodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                doc_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodesIn"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemovedOut"];
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
