@@ -432,6 +432,9 @@ def _decode_key(text: str, where: str) -> bytes:
         raise SettingsError(f"{where} must hold 32 bytes as 64 hex characters or base64") from None
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 def _check_postgres_url(name: str, url: str | None) -> None:
     """A PostgreSQL URL (``postgresql://`` or ``postgres://``) or a libpq key/value string; the
     value is never echoed (libpq's own error quotes it whole, password included: a probe)."""
@@ -441,9 +444,12 @@ def _check_postgres_url(name: str, url: str | None) -> None:
     from psycopg.conninfo import conninfo_to_dict
 
     var = f"{PREFIX}{name.upper()}"
-    scheme, sep, _ = url.partition("://")
-    if not url.strip() or (sep and scheme.lower() not in ("postgresql", "postgres")):
-        raise SettingsError(f"{var} must be a postgresql:// URL or a libpq connection string")
+    url_form = _SCHEME.match(url)  # a URL, not a key/value string whose value holds "://"
+    if not url.strip() or (url_form and url_form.group(1) not in ("postgresql", "postgres")):
+        raise SettingsError(
+            f"{var} must be a postgresql:// URL (the scheme in lower case) or a libpq "
+            "connection string"
+        )
     try:
         conninfo_to_dict(url)
     except ProgrammingError:
@@ -459,17 +465,26 @@ def _check_redis_url(url: str | None) -> None:
     if url is None:
         return
     var = f"{PREFIX}REDIS_URL"
-    scheme = url.partition("://")[0].lower()
+    found = _SCHEME.match(url)
+    scheme = found.group(1) if found else ""
     if scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         raise SettingsError(
-            f"{var} must start with redis://, rediss://, unix:// or redis+cluster://"
+            f"{var} must start with redis://, rediss://, unix:// or redis+cluster:// (in lower "
+            "case)"
         )
     if "+cluster" in scheme or scheme == "unix":
         return
     try:
-        urlsplit(url).port  # noqa: B018 - raises on a port that is no number
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is no number from 0 to 65535
+        bad = bool(parts.fragment)
     except ValueError:
-        raise SettingsError(f"{var}: the port must be a number from 0 to 65535") from None
+        bad = True
+    if bad:
+        raise SettingsError(
+            f"{var} is no valid URL: a port that is no number from 0 to 65535, or a password "
+            "with #, /, ? or @ not percent-encoded"
+        )
 
 
 def redact_url(url: str | None) -> str | None:

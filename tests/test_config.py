@@ -195,3 +195,31 @@ def test_the_worker_with_a_bad_setting_says_one_line() -> None:
     assert run.returncode != 0
     assert "Traceback" not in run.stderr, run.stderr
     assert "configuration error: TRACECODE_PORT" in run.stderr
+
+
+def test_server_urls_in_every_valid_form_are_taken_and_the_refusals_say_why() -> None:
+    """A probe of the URL checks: a libpq string whose value holds "://" was refused as a URL
+    of another scheme; an upper-case cluster scheme passed the checks and then failed the
+    worker; a password's unencoded "#" was blamed on the port."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    encoded = conninfo_to_dict("postgresql://u:ab%3A%2F%2Fcd@127.0.0.1:5432/db")
+    for url in (
+        "host=127.0.0.1 user=postgres dbname=postgres password='ab://cd'",
+        "host=127.0.0.1 dbname=postgres options='-c app.origin=https://x.example'",
+        make_conninfo("", **encoded),
+        "postgresql://u:p%40ss@[::1]:5432/db",
+        "postgresql:///db?host=/var/run/postgresql",
+        "postgres://h1:5432,h2:5432/db?target_session_attrs=read-write",
+    ):
+        assert load_settings({"TRACECODE_DATABASE_URL": url}).database_url == url
+    for url in ("redis://:p%40ss@[::1]:6379/0", "rediss://h:6380", "unix:///tmp/r.sock?db=1"):
+        assert load_settings({"TRACECODE_REDIS_URL": url}).redis_url == url
+    for variable, url, says in (
+        ("DATABASE_URL", "POSTGRESQL://u@127.0.0.1/db", "lower case"),
+        ("REDIS_URL", "REDIS+CLUSTER://127.0.0.1:6379", "lower case"),
+        ("REDIS_URL", "redis://:pa#ss@127.0.0.1:6379/0", "percent-encoded"),
+        ("REDIS_URL", "redis://[::1/0", "no valid URL"),
+    ):
+        with pytest.raises(SettingsError, match=says):
+            load_settings({f"TRACECODE_{variable}": url})
