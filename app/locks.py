@@ -54,6 +54,9 @@ class Lock(IntEnum):
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id
     ORPHAN_SWEEP = 7_245_023  # session, one key: one sweeper of jobs left without a runner
     ROLE_NAMES = 7_245_024  # transaction, per brand: role names checked and written one at a time
+    # transaction, brand:day (text): a closed dashboard day counted and kept, or dropped by units
+    # activated on it late, one at a time (app.analytics.dashboard, app.events.log)
+    DASHBOARD_DAY = 7_245_025
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -667,3 +667,40 @@ async def test_the_dashboard_counts_units_an_offline_line_uploads_days_late(
     assert counted >= 5
     shown = await get(client, admin, "/analytics/dashboard")
     assert shown["activations"]["trend"][-4] == counted
+
+
+async def test_a_recount_of_a_day_and_units_activated_late_on_it_take_turns(
+    client: Any, login: Any, app: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: a recount of a closed day counted, then a late upload of that day committed
+    and dropped no row (none yet), then the recount kept its count: the units were never
+    counted. The recount holds the day's lock from before it counts to its commit (another
+    transaction cannot take it meanwhile), and a late upload takes it before it drops the row:
+    it waits, and the units are counted after."""
+    from app.locks import Lock, xact
+    from tests.helpers import issue_units
+    from tests.test_packing import scan, set_line, upload
+
+    admin, brand = await login("admin"), demo["BRAND-LUMI"]
+    day = date.fromisoformat((await get(client, admin, "/analytics/dashboard"))["days"][-5])
+    statement, params = xact(Lock.DASHBOARD_DAY, f"{brand}:{day}")
+    taken = statement.replace("pg_advisory_xact_lock", "pg_try_advisory_xact_lock")
+    async with await psycopg.AsyncConnection.connect(
+        os.environ["TRACECODE_DATABASE_URL"], row_factory=dict_row
+    ) as recount:
+        await recount.execute("SELECT 1")  # a transaction open, as a dashboard request's is
+        await dashboard.save_day(recount, brand, day)
+        assert not (await (await auto.execute(taken, params)).fetchone())["ok"]
+        batch_no, product_id = await issue_units(client, login, demo, 5)
+        await set_line(client, login, product_id, "LATE9")
+        late = [scan(app.state.scheme.serial(batch_no, i), at=f"{day}T12:00:00+08:00")
+                for i in range(5)]  # fmt: skip
+        uploading = asyncio.create_task(upload(client, login, "LATE9", late))
+        await asyncio.sleep(0.5)
+        assert not uploading.done()  # it waits for the day's recount
+        await recount.commit()
+        body = await asyncio.wait_for(uploading, 30)
+    assert [s["result"] for s in body["scans"]] == ["ok"] * 5
+    truth = (await dashboard.count_day(auto, brand, day))["activations"]
+    shown = await get(client, admin, "/analytics/dashboard")
+    assert shown["activations"]["trend"][-5] == truth >= 5

@@ -947,3 +947,58 @@ async def test_a_draft_counts_packages_and_gives_codes_back_before_it_ships(
         409,
         "not_draft",
     )
+
+
+async def test_a_void_code_comes_off_a_draft_and_a_mixed_pallet_is_one_package(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Two probes of the draft's removal and package count: codes of a batch voided after they
+    were scanned could not be taken off (rejected ``void``), though the confirm refuses them;
+    a pallet of another product's cases counted no package once confirmed (0 against the
+    draft's 1)."""
+    from tests.helpers import activate
+
+    batch_no, product_b = await issue_units(client, login, demo, 5)
+    units = [app.state.scheme.serial(batch_no, i) for i in range(5)]
+    await activate(client, login, units[3:], product_b)
+    clerk = await login("clerk")
+    draft = await document(client, clerk, units[3:], kind="factory_inbound")
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "misprint"}
+    )
+    assert voided.status_code == 200, voided.text
+    assert_error(await confirm(client, clerk, draft), 409, "void")
+    gone = await client.post(
+        f"/documents/{draft['id']}/codes/remove", headers=clerk, json={"codes": units[3:4]}
+    )
+    assert gone.json()["items"] == [{"code": units[3], "result": "removed", "kind": "unit"}]
+
+    batch_no, product_b = await issue_units(client, login, demo, 2)
+    units = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    (inner,) = await issue_cases(client, login, demo, "inner", 1)
+    (pallet,) = await issue_cases(client, login, demo, "pallet", 1)
+    found = await client.get("/products", headers=await login("planner"), params={"q": "LM-HY-50"})
+    product_a = found.json()["items"][0]["id"]
+    assert product_a != product_b
+    operator, at = await login("operator"), "2026-11-10T08:00:00Z"
+    for line, product, scans in (
+        ("MX1", product_b, [*units, inner]),
+        ("MX2", product_a, [pallet]),
+    ):
+        context = {"product_id": product, "lot": "MX", "production_date": "2026-11-10"}
+        assert (
+            await client.put(f"/lines/{line}/context", headers=operator, json=context)
+        ).is_success
+        body = [
+            {"id": f"mx-{c}", "code": c, "at": at, **({"children": [inner]} if c == pallet else {})}
+            for c in scans
+        ]
+        up = await client.post(f"/lines/{line}/scans", headers=operator, json={"scans": body})
+        assert up.status_code == 200 and up.json()["rejected"] == 0, up.text
+    inbound = await document(client, clerk, [pallet], kind="factory_inbound")
+    summary = (await client.get(f"/documents/{inbound['id']}/summary", headers=clerk)).json()
+    assert summary["cases"] == 1
+    done = await confirm(client, clerk, inbound)
+    assert done.status_code == 200 and done.json()["packages"] == 1, done.text
+    after = (await client.get(f"/documents/{inbound['id']}/summary", headers=clerk)).json()
+    assert (after["cases"], after["units"]) == (1, 2), after

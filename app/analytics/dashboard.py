@@ -32,6 +32,7 @@ from app.analytics.schemas_sales import Dashboard, Figure
 from app.auth.principal import Principal
 from app.db import Conn
 from app.localtime import REPORT_TZ
+from app.locks import Lock, xact_lock
 
 DAYS = 14
 SETTLE = timedelta(hours=1)  # a closed day is counted again until this long after it ended
@@ -94,12 +95,16 @@ async def count_day(conn: Conn, brand_id: int, day: date) -> dict[str, int]:
 
 
 async def save_day(conn: Conn, brand_id: int, day: date) -> dict[str, int]:
-    """Count a closed day and keep it in ``dashboard_days``."""
-    counts = await count_day(conn, brand_id, day)
-    await conn.execute(
-        _SAVE_DAY,
-        {"brand": brand_id, "day": day, "at": await _now(conn), **counts},
-    )
+    """Count a closed day and keep it in ``dashboard_days``, under the day's lock: units
+    activated on it late, written meanwhile, would drop a row not yet committed, and the
+    count kept would miss them for good (a probe)."""
+    async with conn.transaction():
+        await xact_lock(conn, Lock.DASHBOARD_DAY, f"{brand_id}:{day}")
+        counts = await count_day(conn, brand_id, day)
+        await conn.execute(
+            _SAVE_DAY,
+            {"brand": brand_id, "day": day, "at": await _now(conn), **counts},
+        )
     return counts
 
 

@@ -147,6 +147,8 @@ async def _late_activations(conn: Conn, events: list[NewEvent]) -> None:
             and (day := e.event_time.astimezone(_CHINA).date()) < today
         }
     )
+    for brand, day in late:  # a recount of the day under way counts after this commits
+        await xact_lock(conn, Lock.DASHBOARD_DAY, f"{brand}:{day}")
     if late:
         await conn.execute(
             "DELETE FROM dashboard_days WHERE (brand_id, day) IN "

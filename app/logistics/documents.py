@@ -555,6 +555,9 @@ async def add_codes(
     )
 
 
+_IDENTIFIED = (None, "void", "case_void", "wrong_product")  # read_codes' reasons of a known code
+
+
 async def remove_codes(
     conn: Conn, actor: Principal, scheme: Scheme, doc_id: int, data: CodesIn
 ) -> RemovedOut:
@@ -564,7 +567,10 @@ async def remove_codes(
     a draft of 2,000 cases and scan them all again)."""
     await _draft(conn, actor, doc_id)
     reads = await read_codes(conn, scheme, actor.brand_id, data.codes)
-    keys = [("u" if r.kind == "unit" else "c", r.code) for r in reads if r.reason is None]
+    # a code read whole: a void one too (its batch voided since it was scanned: a probe), which
+    # the confirm refuses and must therefore come off
+    known = [r for r in reads if r.reason in _IDENTIFIED]
+    keys = [("u" if r.kind == "unit" else "c", r.code) for r in known]
     rows = await (
         await conn.execute(
             """DELETE FROM document_items WHERE document_id = %s AND (kind, code) IN
@@ -577,13 +583,18 @@ async def remove_codes(
     for read in reads:
         key = ("u" if read.kind == "unit" else "c", read.code)
         result: Literal["removed", "not_on_document", "rejected"] = "not_on_document"
-        if read.reason is not None:
+        if read.reason not in _IDENTIFIED:
             result = "rejected"
         elif key in removed:
             removed.discard(key)  # the same code twice in one request: removed once
             result = "removed"
         items.append(
-            RemovedResult(code=read.label, result=result, kind=read.kind, reason=read.reason)
+            RemovedResult(
+                code=read.label,
+                result=result,
+                kind=read.kind,
+                reason=read.reason if result == "rejected" else None,
+            )
         )
     return RemovedOut(removed=sum(i.result == "removed" for i in items), items=items)
 

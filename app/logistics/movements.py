@@ -753,11 +753,14 @@ async def write_lines(conn: Conn, plan: Plan, event_id: int, now: datetime) -> N
     doc_id = plan.doc["id"]
     lines = Counter((u["product_id"], u["lot"]) for u in plan.units)
     packages = Counter(c["product_id"] for c in outermost(plan))
-    for (product, lot), n in lines.items():
+    # a package of a product no unit line has (a pallet of another product's cases) goes on
+    # the first line: dropped, a confirmed document counted no package for it (a probe)
+    stray = sum(n for product, n in packages.items() if not any(p == product for p, _ in lines))
+    for i, ((product, lot), n) in enumerate(lines.items()):
         await conn.execute(
             "INSERT INTO document_lines (document_id, product_id, lot, units, packages) "
             "VALUES (%s, %s, %s, %s, %s)",
-            (doc_id, product, lot, n, packages.pop(product, 0)),
+            (doc_id, product, lot, n, packages.pop(product, 0) + (stray if i == 0 else 0)),
         )
     await conn.execute(
         """UPDATE documents SET status = 'confirmed', confirmed_at = %s, event_id = %s,
