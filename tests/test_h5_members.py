@@ -646,7 +646,7 @@ async def test_a_code_typed_full_width_signs_in(h5: httpx.AsyncClient, demo: Any
 
 @pytest.mark.usefixtures("sms_gateway")
 async def test_the_points_claimed_from_the_answer_are_not_another_check(
-    h5: httpx.AsyncClient, demo: Any, goods: list[tuple[str, str]]
+    h5: httpx.AsyncClient, demo: Any, goods: list[tuple[str, str]], app: Any
 ) -> None:
     """A probe: the claim under the answer verified the code again and counted it, so the next
     check read "queried 3 times … beware" after two checks."""
@@ -658,6 +658,20 @@ async def test_the_points_claimed_from_the_answer_are_not_another_check(
     )
     assert "查询次数 1" in text_of(answer)
     claim = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+    # the ticket lives no longer than the check's key: its claim, made or sent again, is never
+    # another check (a probe: a 30-minute ticket outlived the check's ten minutes)
+    import time
+
+    from app.ops.rebuild import retry_key
+    from app.web import session
+
+    ticket = session.open_ticket(app.state.settings, claim["ticket"])
+    assert ticket is not None
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    key = retry_key(
+        app.state.settings.redis_namespace, (batch_no << 32) | index, f"h5:{ticket.nonce}"
+    )
+    assert ticket.expires - time.time() <= await app.state.redis.ttl(key) + 2
     assert result_of(assert_page(await h5.post("/member/claim", data=claim))) == "ok"
     form = assert_page(await h5.get(f"/c/{serial}"))
     later = assert_page(

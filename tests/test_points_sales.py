@@ -196,8 +196,16 @@ async def test_a_unit_returned_damaged_earns_neither_points_nor_a_rebate(
         code,
     )
     assert credited["n"] == 0
-    assert (await member_claim(app, demo, units[8]))["points"] > 0
+    # returned for another reason: back on the shelf, its PIN known to the refunded buyer; a
+    # member's claim waits for the store to sell it again (a probe: the refunded buyer claimed
+    # its points again at once), which a rebate claim does
+    async with member_client(app) as mc:
+        early = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(scheme, units[8])
+        )
+    assert_error(early, 409, "not_sold_again")
     assert (await rebate_claim(app, clerk, units[8]))["amount"] > 0
+    assert (await member_claim(app, demo, units[8]))["points"] > 0
 
 
 async def test_a_return_takes_the_points_back_and_the_unit_earns_them_again(
@@ -211,8 +219,9 @@ async def test_a_return_takes_the_points_back_and_the_unit_earns_them_again(
     clerk, serial = await login("store_clerk"), goods["units"][5]
     first_id, first, _ = await new_member(app, demo["BRAND-LUMI"])
     scheme = app.state.scheme
+    made_body = claim_body(scheme, serial)
     async with member_client(app) as mc:
-        made = await mc.post("/members/me/claims", headers=first, json=claim_body(scheme, serial))
+        made = await mc.post("/members/me/claims", headers=first, json=made_body)
     assert made.status_code == 201, made.text
     points = made.json()["points"]
     spent = await client.post(  # two of them spent meanwhile
@@ -233,6 +242,16 @@ async def test_a_return_takes_the_points_back_and_the_unit_earns_them_again(
     ).fetchone()
     assert taken["points"] == -(points - 2)
     await conn.commit()
+    async with member_client(app) as mc:
+        # the refunded buyer: the claim sent again is withdrawn (a probe: "try again", for
+        # ever), and a new one waits for the unit to be sold again
+        resent = await mc.post(
+            "/members/me/claims", headers=first, json={**claim_body(scheme, serial),
+                                                       "client_id": made_body["client_id"]}
+        )  # fmt: skip
+        assert_error(resent, 409, "claim_withdrawn")
+        early = await mc.post("/members/me/claims", headers=first, json=claim_body(scheme, serial))
+        assert_error(early, 409, "not_sold_again")
     sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
     assert sold.status_code == 201, sold.text
     second_id, second, _ = await new_member(app, demo["BRAND-LUMI"])

@@ -366,8 +366,11 @@ WITH r AS (
     FROM r
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
-                     AND u.status IN ('active', 'sold')  -- and not returned as NOT_FOR_SALE:
-                     AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))
+                     AND u.status IN ('active', 'sold')  -- and not returned as NOT_FOR_SALE,
+                     -- nor back from a consumer and not sold since (its PIN is the refunded
+                     -- buyer's: a probe claimed the points again at once, and "sold" the unit)
+                     AND NOT (u.status = 'active'
+                              AND u.disposition IN ('damaged', 'expired', 'returned'))
     LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0
@@ -465,7 +468,8 @@ FROM c JOIN b USING (member_id)
 # same client id, the unit and its rule.
 _EXPLAIN = """
 SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_id, c.points,
-       c.claimed_at, cc.code_id AS client_code, u.brand_id AS unit_brand, u.status AS unit_status,
+       c.claimed_at, cc.code_id AS client_code, cc.withdrawn_at IS NOT NULL AS client_withdrawn,
+       u.brand_id AS unit_brand, u.status AS unit_status,
        u.disposition AS unit_disposition,
        coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance,
        m.status AS member_status
@@ -620,6 +624,11 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Forbidden("this membership is frozen", code="member_frozen")
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another claim", code="client_id_reused")
+    if row["client_code"] == p.code and row["client_withdrawn"]:  # (a probe: "try again")
+        raise Conflict(
+            "此积分已因退货撤回 / this claim was withdrawn: the unit was returned",
+            code="claim_withdrawn",
+        )
     if row["id"] is not None:
         raise Conflict(
             "此防伪码的积分已被领取 / the points of this code have already been claimed",
@@ -629,6 +638,12 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Unprocessable("this unit cannot earn points", code="not_claimable")
     if row["unit_brand"] != p.brand_id:
         raise Unprocessable("this product is not of your membership's brand", code="other_brand")
+    if row["unit_status"] == "active" and row["unit_disposition"] == "returned":
+        raise Conflict(
+            "此产品已被退回，门店再次售出后方可领取积分 / this unit was returned: it earns points "
+            "once the store sells it again",
+            code="not_sold_again",
+        )
     if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:
         raise Conflict(  # review R6: returned to the store, it is no sale of the member's
             "此产品已因损坏或过期被退回 / this unit was returned damaged or expired",

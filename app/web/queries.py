@@ -29,6 +29,9 @@ SELECT u.brand_id, coalesce(ra.points, rp.points) AS points,
   LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
   LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
  WHERE u.code = %s
+   -- as the claim decides (``app.members.points``): nothing to offer for a unit returned by a
+   -- consumer and not sold since, or returned damaged or expired
+   AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired', 'returned'))
 """
 
 

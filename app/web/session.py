@@ -44,11 +44,16 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import AppError, Forbidden
 from app.members.principal import Member, member_from_token
+from app.verify.record import CHECK_RETRY_SECONDS
 
 MEMBER_COOKIE = "tc_member"
 CSRF_COOKIE = "tc_csrf"
 BRAND_COOKIE = "tc_brand"  # the brand of the last sign-in: where "sign in" leads once signed out
-TICKET_TTL = 30 * 60  # seconds: long enough to sign up between the PIN and the claim
+# seconds: long enough to sign up between the PIN and the claim, and as long as the answer
+# page's check holds (``record.CHECK_RETRY_SECONDS``): a claim made, or sent again, with a
+# ticket is never counted as another check of the code (a probe: past the check's ten minutes,
+# a 30-minute ticket's claim counted again)
+TICKET_TTL = CHECK_RETRY_SECONDS
 
 
 def _b64(data: bytes) -> str:
