@@ -80,7 +80,7 @@ from app.config import Settings
 from app.errors import ServiceUnavailable
 from app.redisconn import AnySyncRedis, code_tag, is_cluster
 from app.verify.fallback import COUNTED, RIGHT_PIN, replay
-from app.verify.record import retry_seconds
+from app.verify.record import CHECK_RETRY_SECONDS, retry_seconds
 from app.verify.records import flush, queues
 from app.verify.regions import Place
 
@@ -185,6 +185,7 @@ _RETRY_KEYS = f"""
 SELECT code_id, retry, EXTRACT(EPOCH FROM now() - max(at))::float8 AS age
   FROM verifications
  WHERE retry IS NOT NULL AND code_id IS NOT NULL AND at > now() - interval '1 day'
+   AND (retry NOT LIKE 'h5:%%' OR at > now() - make_interval(secs => %(check)s))
    AND {COUNTED} AND (%(codes)s::bigint[] IS NULL OR code_id = ANY(%(codes)s))
  GROUP BY code_id, retry
 """
@@ -372,13 +373,15 @@ def restore_retries(
     ``only`` these), for the time each has left; return how many were missing and set."""
     script, cluster = client.register_script(_SET_RETRIES), is_cluster(client)
     batch, answers = _ByTag(cluster), []
-    rows = conn.execute(_RETRY_KEYS, {"codes": only}).fetchall()
-    for n, (code, retry, age) in enumerate(rows, 1):
-        if (seconds := math.ceil(retry_seconds(retry) - age)) > 0:
-            batch.add(code, [retry_key(ns, code, retry, cluster)], [seconds])
-        if n % BATCH == 0:
+    params = {"codes": only, "check": CHECK_RETRY_SECONDS}
+    # a server-side cursor: a day of claims, and ten minutes of H5 checks at a peak
+    with conn.transaction(), conn.cursor(name="tracecode_rebuild_retries") as cursor:
+        cursor.execute(_RETRY_KEYS, params)
+        while rows := cursor.fetchmany(BATCH):
+            for code, retry, age in rows:
+                if (seconds := math.ceil(retry_seconds(retry) - age)) > 0:
+                    batch.add(code, [retry_key(ns, code, retry, cluster)], [seconds])
             answers += batch.run(script)
-    answers += batch.run(script)
     return sum(int(a) for a in answers)
 
 
