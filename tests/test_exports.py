@@ -715,3 +715,29 @@ async def test_the_files_of_a_retired_key_version_are_not_handed_out(
         assert (await client.head(url, headers=printer)).status_code == 422
     finally:
         app.state.settings = settings
+
+
+async def test_an_export_that_cannot_write_its_files_names_no_server_path(
+    client: Any, login: Any, demo: Any, app: Any, tmp_path: Any
+) -> None:
+    """A probe: an unwritable export folder answered (and kept, for the printer to read) the
+    OS error with the server's absolute path."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    planner = await login("planner")
+    batch = await _batch(client, login, demo, 10)
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, export_dir=str(blocker / "sub"))
+    try:
+        made = await client.post(
+            f"/batches/{batch['batch_no']}/exports",
+            headers=planner,
+            json={"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}},
+        )
+    finally:
+        app.state.settings = settings
+    error = assert_error(made, 500, "export_failed")
+    assert str(tmp_path) not in made.text and "NotADirectoryError" in error["message"], made.text
+    listed = await client.get(f"/batches/{batch['batch_no']}/exports", headers=planner)
+    failed = [e for e in listed.json()["items"] if e["state"] == "failed"]
+    assert failed and str(tmp_path) not in str(failed), failed

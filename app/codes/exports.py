@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import shutil
 import uuid
@@ -40,6 +41,8 @@ from app.paging import Page, fetch_page
 STEP = 1 << 18  # codes per formatting/encryption step: bounds memory whatever the batch size
 UNIT_PARTS = ("outer", "inner")
 CASE_PARTS = ("cases",)
+
+log = logging.getLogger("tracecode.exports")
 
 _COLUMNS = """e.id, e.brand_id, e.batch_no, e.case_batch_id, e.range_start, e.range_end,
     e.key_version, e.url_prefix, e.parts, e.state, e.progress, e.files, e.error, e.attempts,
@@ -487,14 +490,24 @@ def run_export(
                 )
                 return "failed"
             except Exception as exc:
+                log.exception("export %s failed", export_id)  # the whole error, paths too
                 conn.execute(
                     "UPDATE code_exports SET state = 'failed', error = %s WHERE id = %s",
-                    (f"{type(exc).__name__}: {exc}"[:500], key),
+                    (failure_text(exc)[:500], key),
                 )
                 raise
             return "done"
         finally:
             conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
+
+
+def failure_text(exc: BaseException) -> str:
+    """What an export's failure tells its readers (the export's ``error``, the API's answer):
+    an OS error without its path — the printer reads it, and the server's folders are the
+    operator's (a probe) —, anything else as raised."""
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or 'the files could not be written'}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class BatchVoided(Exception):

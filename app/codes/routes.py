@@ -67,14 +67,18 @@ async def _start(
     try:
         await asyncio.to_thread(exports.run_export, state.db_url, settings, scheme, export.id)
     except psycopg.errors.QueryCanceled as exc:  # a statement past its time: the export failed
-        raise ServerError(f"the export failed: {exc}", code="export_failed") from exc
+        raise ServerError(
+            f"the export failed: {exports.failure_text(exc)}", code="export_failed"
+        ) from exc
     except psycopg.OperationalError as exc:  # the export is left to app.ops.orphans
         raise ServiceUnavailable(
             "the database is unavailable; the export will be finished by a worker",
             details={"export_id": export.id},
         ) from exc
     except Exception as exc:
-        raise ServerError(f"the export failed: {exc}", code="export_failed") from exc
+        raise ServerError(
+            f"the export failed: {exports.failure_text(exc)}", code="export_failed"
+        ) from exc
     return Response(await exports.load_export(conn, export.id), status_code=201)
 
 
