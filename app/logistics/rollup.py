@@ -90,12 +90,15 @@ DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = 
 """
 
 
-# The stock is back at its minimum: an acknowledged alert holds no more (the next fall raises)
+# The stock is back at its minimum: an open alert is closed (acknowledged by no one, its details
+# say ``recovered``; a probe: it stayed open, and the dashboard counted it, after the store was
+# restocked), and an acknowledged one holds no more (the next fall raises)
 _RECOVERED = """
-UPDATE alerts SET details = details || '{"recovered": true}'
+UPDATE alerts SET details = details || '{"recovered": true}',
+                  acknowledged_at = coalesce(acknowledged_at, now())
 WHERE id = (SELECT id FROM alerts WHERE org_id = %(org)s AND dedup_key = %(dedup)s
              ORDER BY at DESC, id DESC LIMIT 1)
-  AND acknowledged_at IS NOT NULL AND NOT details ? 'recovered'
+  AND NOT details ? 'recovered'
 """
 
 
@@ -138,7 +141,7 @@ async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
 
 async def check_thresholds(conn: Conn, pairs: list[tuple[int, int]]) -> int:
     """Open (or bump) one low_stock alert per (organisation, product) below its threshold;
-    return how many pairs are below. Alerts are acknowledged by people, never closed here."""
+    return how many pairs are below; close those of pairs back at their minimum."""
     if not pairs:
         return 0
     rows = await (
