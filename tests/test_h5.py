@@ -476,8 +476,9 @@ async def test_the_pin_form_sent_again_is_not_counted_again(
     batch_no, index, _ = app.state.scheme.verify(serial)
     key = retry_key(settings.redis_namespace, (batch_no << 32) | index, f"h5:{check.group(1)}")
     assert 590 < await app.state.redis.ttl(key) <= 600
-    fresh = re.search(r'name="check" value="([0-9a-f]{24})"', page_of_new_form := first)
-    assert fresh is None  # the genuine answer has no form: the next check is a new page
+    # the genuine answer has no PIN form (its language switch sends this one again): the next
+    # check is a new page
+    assert 'class="pin"' not in first
     page_of_new_form = assert_page(await client.get(f"/c/{serial}"))
     new = re.search(r'name="check" value="([0-9a-f]{24})"', page_of_new_form)
     assert new is not None and new.group(1) != check.group(1)
@@ -486,6 +487,14 @@ async def test_the_pin_form_sent_again_is_not_counted_again(
     # a check that is none of ours is no retry key: counted
     odd = assert_page(await client.post(f"/c/{serial}", data={**form, "check": "x" * 24}))
     assert "查询次数 3" in text_of(odd)
+    # the language switch of an answer sends its form again; of a wrong PIN, never
+    switch = re.search(r'<form class="switch" method="post" action="([^"]*)">(.*?)</form>', later)
+    assert switch is not None and switch.group(1) == f"/c/{serial}"
+    sent = dict(re.findall(r'name="(\w+)" value="([^"]*)"', switch.group(2)))
+    assert sent == {"pin": pin, "check": new.group(1), "lang": "en"}
+    assert 'id="lang-switch" href' in odd  # no check of ours: the plain link
+    wrong = assert_page(await client.post(f"/c/{serial}", data={**form, "pin": wrong_pin(pin)}))
+    assert '<form class="switch"' not in wrong and 'id="lang-switch" href' in wrong
 
 
 async def test_a_database_out_of_reach_is_a_503_page_as_it_is_a_503_answer(

@@ -32,7 +32,9 @@ color:#1f2933;background:#f3f5f7}
 header{display:flex;justify-content:space-between;align-items:center;padding:0 16px;
 min-height:52px;background:#12355b;color:#fff}
 header b{font-size:17px}
-header a{color:#fff;padding:12px 4px;min-height:48px;display:inline-flex;align-items:center}
+header a,header button{color:#fff;padding:12px 4px;min-height:48px;display:inline-flex;
+align-items:center}
+header button{width:auto;margin:0;background:none;font:inherit;text-decoration:underline}
 main{max-width:560px;margin:0 auto;padding:16px;overflow-wrap:anywhere}
 .card{background:#fff;border-radius:12px;padding:16px;margin:0 0 16px;
 box-shadow:0 1px 3px rgba(0,0,0,.08)}
@@ -96,10 +98,32 @@ def esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def page(lang: Lang, title: str, body: str, switch_href: str, site: str = "site") -> str:
+def page(
+    lang: Lang,
+    title: str,
+    body: str,
+    switch_href: str,
+    site: str = "site",
+    switch_form: Mapping[str, str] | None = None,
+) -> str:
     """The document around ``body``: head, the header (``site``: the word naming the pages)
-    with the language switch, the footer."""
+    with the language switch, the footer. ``switch_form``: the switch posts these fields to
+    ``switch_href`` instead of linking to it (an answer the PIN proved, shown again in the other
+    language: ``app.web.pages``)."""
     other = "en" if lang == "zh" else "zh"
+    switch = (
+        f'<a id="lang-switch" href="{esc(switch_href)}" hreflang="{other}">'
+        f"{esc(word('switch', lang))}</a>"
+    )
+    if switch_form is not None:
+        fields = "".join(
+            f'<input type="hidden" name="{esc(k)}" value="{esc(v)}">'
+            for k, v in {**switch_form, "lang": other}.items()
+        )
+        switch = (
+            f'<form class="switch" method="post" action="{esc(switch_href)}">{fields}'
+            f'<button id="lang-switch" type="submit">{esc(word("switch", lang))}</button></form>'
+        )
     return (
         "<!doctype html>"
         f'<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
@@ -107,9 +131,7 @@ def page(lang: Lang, title: str, body: str, switch_href: str, site: str = "site"
         '<meta name="robots" content="noindex"><link rel="icon" href="data:,">'
         f"<title>{esc(title)} · {esc(word(site, lang))}</title>"
         f"<style>{CSS}</style></head><body>"
-        f"<header><b>{esc(word(site, lang))}</b>"
-        f'<a id="lang-switch" href="{esc(switch_href)}" hreflang="{other}">'
-        f"{esc(word('switch', lang))}</a></header>"
+        f"<header><b>{esc(word(site, lang))}</b>{switch}</header>"
         f"<main>{body}</main>"
         f"<footer>{esc(word('footer', lang))}</footer>"
         f"<script>{SCRIPT}</script></body></html>"

@@ -230,7 +230,9 @@ def _verification_page(
     form: bool,
     form_error: str = "",
     extra: str = "",
+    resend: dict[str, str] | None = None,
 ) -> str:
+    """``resend``: the PIN form's fields the language switch sends again (``html.page``)."""
     body = _answer_box(out, lang) + extra
     if out.result != "not_genuine":
         body += _product_box(out, lang)
@@ -238,6 +240,8 @@ def _verification_page(
         again = out.result == "wrong_pin"
         check = secrets.token_hex(12)
         body += html.pin_form(_scan_path(serial), lang, pin_length, check, form_error, again)
+    if resend is not None:  # posted back to the scan page, so no ?lang= in it
+        return html.page(lang, word("verify_title", lang), body, _scan_path(serial), "site", resend)
     return html.page(lang, word("verify_title", lang), body, lang_switch(_scan_path(serial), lang))
 
 
@@ -336,8 +340,18 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
     check = form.get("check", "")
     out = await _verify(request, state, serial, lang, pin, check)
     offer, cookies = await _claim_offer(request, state, out, pin, lang, check)
+    # The answer the PIN proved, in the other language: the same form sent again, its check
+    # keeping it from counting again (a probe: the switch led back to the PIN form, and the
+    # PIN typed again read "checked 2 times"). A wrong PIN is never sent again.
+    proved = out.result in CLAIMABLE and PAGE_CHECK.fullmatch(check)
     page = _verification_page(
-        out, lang, out.serial or serial, pin_length, form=out.result == "wrong_pin", extra=offer
+        out,
+        lang,
+        out.serial or serial,
+        pin_length,
+        form=out.result == "wrong_pin",
+        extra=offer,
+        resend={"pin": pin, "check": check} if proved else None,
     )
     retry = {"Retry-After": str(out.retry_after)} if out.retry_after else None
     return respond(page, lang, remember, _status_of(out), headers=retry, cookies=cookies)
