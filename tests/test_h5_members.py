@@ -297,6 +297,16 @@ async def test_scan_pin_sign_up_claim_redeem_and_the_lists(
     assert "tc_member" in h5.cookies
     assert result_of(page) == "ok"
     assert f"You earned {POINTS} points; your balance is {POINTS} points." in text_of(page)
+    # the page reloaded (its form sent again, the code spent): the same answer, the claim once
+    # (a probe: "invalid code")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    sent = claimed.request.content
+    reloaded = assert_page(await h5.post("/member/login", content=sent, headers=form))
+    assert result_of(reloaded) == "ok"
+    assert f"You earned {POINTS} points; your balance is {POINTS} points." in text_of(reloaded)
+    # another phone's form, though: its code is checked
+    other = sent.replace(phone.encode(), random_phone().encode())
+    assert_page(await h5.post("/member/login", content=other, headers=form), 401)
 
     points = text_of(assert_page(await h5.get("/member/points")))
     assert f"+{POINTS}" in points and "Sun Cream" in points and "Claimed" in points

@@ -219,6 +219,14 @@ async def login_post(
         raise BadRequest("no brand")
     try:
         phone = normalise_phone(form.get("phone", ""))
+        signed_in = await session.member_of(request, conn, settings)
+        if signed_in is not None and (signed_in.brand_id, signed_in.phone) == (brand_id, phone):
+            # the form sent again by the member it signed in (a reload of the page it answered,
+            # a double tap): its code is spent, the member is in. The same answer, not "invalid
+            # code" (a probe); a claim sent again is claimed once (``Claimer``: its client id)
+            if claim:
+                return await _claim(request, state, settings, signed_in, claim, lang, remember)
+            return _see_other("/member")
         ip = request.client.host if request.client else "unknown"
         limits = member_limits(request.app.state)
         # typed full-width by a Chinese input method, or not six digits at all: read as the
