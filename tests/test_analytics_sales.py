@@ -704,3 +704,37 @@ async def test_a_recount_of_a_day_and_units_activated_late_on_it_take_turns(
     truth = (await dashboard.count_day(auto, brand, day))["activations"]
     shown = await get(client, admin, "/analytics/dashboard")
     assert shown["activations"]["trend"][-5] == truth >= 5
+
+
+async def test_verifications_stored_after_their_day_closed_are_counted(
+    client: Any, login: Any, app: Any, demo: Any, auto: Any, settings: Any
+) -> None:
+    """A probe: the worker (the only flusher of the verification records Redis queues) down
+    over midnight, the closed day counted meanwhile and kept as final: the records stored
+    after it, of that day, never reached the dashboard (late activations were counted)."""
+    import json
+
+    import redis
+
+    from tests.helpers import issue_units
+    from tests.test_h5_members import flush_records
+
+    await asyncio.to_thread(flush_records, settings)
+    admin, brand = await login("admin"), demo["BRAND-LUMI"]
+    batch_no, _ = await issue_units(client, login, demo, 3)
+    answer = await client.post("/v1/verify", json={"serial": app.state.scheme.serial(batch_no, 0)})
+    assert answer.status_code == 200, answer.text
+    before = await get(client, admin, "/analytics/dashboard")  # the closed days counted, kept
+    day = date.fromisoformat(before["days"][-3])
+    queue = f"{settings.redis_namespace}:verif:queue"
+    r = redis.Redis.from_url(settings.redis_url)
+    try:  # the record waited in the queue since 23:59 that day (Beijing)
+        [element] = r.lrange(queue, 0, -1)
+        record = json.loads(element) | {"at": f"{day}T23:59:00+08:00"}
+        r.lset(queue, 0, json.dumps(record))
+    finally:
+        r.close()
+    await asyncio.to_thread(flush_records, settings)
+    truth = (await dashboard.count_day(auto, brand, day))["verifications"]
+    after = await get(client, admin, "/analytics/dashboard")
+    assert after["verifications"]["trend"][-3] == truth == before["verifications"]["trend"][-3] + 1

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from app.db import Conn
 from app.events.epcis import Action, BizStep, Disposition, EventType
 from app.localtime import REPORT_TZ
-from app.locks import Lock, xact_lock
+from app.locks import Lock, xact_each, xact_lock
 
 UNIT: Literal["u"] = "u"
 CASE: Literal["c"] = "c"
@@ -147,9 +147,9 @@ async def _late_activations(conn: Conn, events: list[NewEvent]) -> None:
             and (day := e.event_time.astimezone(_CHINA).date()) < today
         }
     )
-    for brand, day in late:  # a recount of the day under way counts after this commits
-        await xact_lock(conn, Lock.DASHBOARD_DAY, f"{brand}:{day}")
-    if late:
+    if late:  # a recount of the day under way counts after this commits
+        keys = [f"{brand}:{day}" for brand, day in late]
+        await conn.execute(*xact_each(Lock.DASHBOARD_DAY, keys))  # as the records' flusher
         await conn.execute(
             "DELETE FROM dashboard_days WHERE (brand_id, day) IN "
             "(SELECT * FROM unnest(%s::bigint[], %s::date[]))",

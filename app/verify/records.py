@@ -30,6 +30,8 @@ import psycopg
 from redis.exceptions import NoScriptError
 
 from app.deadletters import VERIFICATIONS, bisect, reason_of
+from app.localtime import REPORT_TZ
+from app.locks import Lock, xact_each
 from app.redisconn import AnySyncRedis, is_cluster, shard_tags
 from app.verify.record import anonymous, decoded, member_of
 
@@ -64,7 +66,7 @@ WINDOW = 64  # queued elements (rounds) read at a time; a round holds up to 500 
 # json, not jsonb: the records are read once, field by field; building the jsonb value of a
 # batch first cost PostgreSQL ~10 µs a record, json_to_recordset ~7 (of ~20 for the insert).
 # Only the stored rows that raise an alert (``RULES``) come back: most verifications raise none.
-_INSERT = """
+_INSERT = f"""
 WITH stored AS (
 INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
@@ -92,9 +94,16 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
                       WHERE r.member_id IS NOT NULL AND m.id = r.member_id
                         FOR SHARE OF m) e ON true
 ON CONFLICT (at, record_key) DO NOTHING
-RETURNING code_id, serial, brand_id, result, reason, queries, province, city
+RETURNING at, code_id, serial, brand_id, result, reason, queries, province, city
 )
-SELECT * FROM stored WHERE reason = ANY(%s) AND brand_id IS NOT NULL
+SELECT code_id, serial, brand_id, result, reason, queries, province, city, NULL::date AS late
+  FROM stored WHERE reason = ANY(%s) AND brand_id IS NOT NULL
+UNION ALL  -- the closed days (Beijing) of the records stored late: their dashboard rows go
+SELECT DISTINCT NULL::bigint, NULL, brand_id, NULL, NULL, NULL::integer, NULL, NULL,
+       (at AT TIME ZONE '{REPORT_TZ}')::date
+  FROM stored
+ WHERE brand_id IS NOT NULL
+   AND (at AT TIME ZONE '{REPORT_TZ}')::date < (now() AT TIME ZONE '{REPORT_TZ}')::date
 """
 
 # reason → (alert kind, severity)
@@ -250,7 +259,21 @@ def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
     with conn.transaction():
         conn.execute(_LOCK_WAIT)
         stored = conn.execute(_INSERT, (items, _ALERTING)).fetchall()
-        raise_alerts(conn, stored)
+        late = sorted(f"{row[2]}:{row[8]}" for row in stored if row[8] is not None)
+        if late:
+            drop_dashboard_days(conn, late)
+        raise_alerts(conn, [row[:8] for row in stored if row[8] is None])
+
+
+def drop_dashboard_days(conn: psycopg.Connection[Any], days: list[str]) -> None:
+    """Records of a closed day stored only now (a worker back after an outage, a backlog past
+    midnight): the dashboard's rows of those days (``app.analytics.dashboard``, final an hour
+    after the day) go, to be counted again, under the days' locks (a probe: they were never
+    counted). ``days``: "brand:YYYY-MM-DD" keys."""
+    conn.execute(*xact_each(Lock.DASHBOARD_DAY, days))
+    conn.execute(
+        "DELETE FROM dashboard_days WHERE brand_id::text || ':' || day::text = ANY(%s)", (days,)
+    )
 
 
 # Set aside once: a pass whose trim Redis lost (after PostgreSQL committed) is read again, and
