@@ -6,7 +6,10 @@ import asyncio
 import secrets
 from typing import Any
 
-from tests.helpers import assert_error
+import psycopg
+from psycopg.rows import dict_row
+
+from tests.helpers import acting, assert_error
 
 
 def _org(kind: str, erp: str, parent: int, **extra: Any) -> dict[str, Any]:
@@ -425,3 +428,70 @@ async def test_a_user_created_as_its_store_moves_keeps_no_role_out_of_reach(
         assert created.status_code == 201, created.text
         user = await client.get(f"/users/{created.json()['id']}", headers=admin)
         assert role not in user.json()["roles"], user.json()
+
+
+async def _new_org(client: Any, headers: Any, kind: str, parent: int, **extra: Any) -> int:
+    erp = f"PZ-{kind[:3]}-{secrets.token_hex(4)}".upper()
+    made = await client.post("/orgs", headers=headers, json=_org(kind, erp, parent, **extra))
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def _path(conn: Any, org: int) -> str:
+    row = await (await conn.execute("SELECT path FROM orgs WHERE id = %s", (org,))).fetchone()
+    return str(row["path"] if isinstance(row, dict) else row[0])
+
+
+async def test_a_store_created_while_its_distributor_moves_lands_under_the_new_place(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: two admins at once, one creating a store under a distributor, the other moving
+    the distributor to another agent. The store kept the old path: seen by the old agent's
+    staff, not by the new's. It follows its parent."""
+    from app.orgs import service
+
+    admin = await login("admin")
+    brand = demo["BRAND-LUMI"]
+    agent1 = await _new_org(client, admin, "agent", brand)
+    agent2 = await _new_org(client, admin, "agent", brand)
+    dist = await _new_org(client, admin, "distributor", agent1)
+    async with await psycopg.AsyncConnection.connect(
+        app.state.pool.conninfo, row_factory=dict_row
+    ) as mover:
+        actor = await acting(mover, "admin")
+        await service.move_org(mover, actor, dist, agent2)  # not committed yet
+        erp = f"PZ-ST-{secrets.token_hex(4)}".upper()
+        creating = asyncio.create_task(
+            client.post("/orgs", headers=admin, json=_org("store", erp, dist))
+        )
+        await asyncio.wait([creating], timeout=2)  # a create that waits for the move is fine
+        await mover.commit()
+    created = await asyncio.wait_for(creating, 30)
+    assert created.status_code == 201, created.text
+    store = created.json()["id"]
+    async with app.state.pool.connection() as conn:
+        dist_path, store_path = await _path(conn, dist), await _path(conn, store)
+    assert store_path == f"{dist_path}{store}/", (dist_path, store_path)
+    gd = await client.get("/orgs", headers=admin, params={"root_id": agent2, "per_page": 200})
+    assert store in {o["id"] for o in gd.json()["items"]}
+
+
+async def test_no_organisation_is_created_inside_a_deactivated_subtree(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: under a deactivated agent's distributor (itself still 'active') a store was
+    created, looking active, in a subtree no one can sign in to; a user there, or a move into
+    it, is refused."""
+    admin = await login("admin")
+    agent = await _new_org(client, admin, "agent", demo["BRAND-LUMI"])
+    dist = await _new_org(client, admin, "distributor", agent)
+    off = await client.post(f"/orgs/{agent}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    direct = await client.post(
+        "/orgs", headers=admin, json=_org("store", f"PZ-D-{secrets.token_hex(3)}", agent)
+    )
+    assert_error(direct, 422, "parent_inactive")
+    below = await client.post(
+        "/orgs", headers=admin, json=_org("store", f"PZ-B-{secrets.token_hex(3)}", dist)
+    )
+    assert_error(below, 422, "parent_inactive")

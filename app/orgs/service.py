@@ -138,12 +138,20 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
             actor.ensure_administers(parent["path"] if parent else None, "parent organisation")
         if parent is None:
             raise NotFound("parent organisation not found")
+        # a move of the parent (or above) in flight holds the brand's lock to its commit: the
+        # parent read again after it (a probe: created meanwhile, the store kept the old path,
+        # seen by the old agent and not by the new)
+        await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(parent["path"]))
+        parent = await _get_row(conn, data.parent_id)
+        assert parent is not None  # organisations are deactivated, never deleted
         if data.kind not in CHILD_KINDS[parent["kind"]]:
             raise Unprocessable(
                 f"a {data.kind} cannot be placed under a {parent['kind']}", code="bad_hierarchy"
             )
-        if parent["status"] != "active":
-            raise Unprocessable("the parent organisation is inactive", code="parent_inactive")
+        if not await path_live(conn, parent["path"]):  # a probe: under a deactivated agent
+            raise Unprocessable(
+                "the parent organisation (or one above it) is inactive", code="parent_inactive"
+            )
         parent_path = parent["path"]
     await _check_erp_code(conn, data.erp_code, parent_path, data.kind == "brand")
     fields = msgspec.structs.asdict(data)
