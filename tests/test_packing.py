@@ -845,3 +845,33 @@ async def test_a_unit_out_of_its_case_takes_in_nothing_of_the_cases_later_route(
     for unit in (units[1], units[3]):
         trace = (await client.get(f"/trace/{unit}", headers=agent)).json()
         assert "receiving" in [e["biz_step"] for e in trace["events"] if e["via"]], trace
+
+
+async def test_a_gs1_128_case_label_read_as_00_and_18_digits_packs_the_case(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a GS1-128 case label as a scanner sends it, ``00`` and the 18-digit SSCC (20
+    digits, no brackets), was taken for a unit serial and refused as forged, here, in trace and
+    in an inspection (recorded as a counterfeit)."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    [sscc] = await issue_cases(client, login, demo, "inner", 1)
+    scheme = app.state.scheme
+    operator = await login("operator")
+    line = f"PQ{batch_no}"
+    context = await client.put(
+        f"/lines/{line}/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": "LQ1", "production_date": "2026-11-01"},
+    )
+    assert context.status_code == 200, context.text
+    at = "2026-11-01T08:00:00+08:00"
+    scans = [
+        {"id": f"pq-{batch_no}-{i}", "code": scheme.serial(batch_no, i), "at": at} for i in range(2)
+    ]
+    scans.append({"id": f"pq-{batch_no}-case", "code": "00" + sscc, "at": at})
+    response = await client.post(f"/lines/{line}/scans", headers=operator, json={"scans": scans})
+    assert response.status_code == 200, response.text
+    case = response.json()["scans"][2]
+    assert (case["result"], case["kind"]) == ("ok", "case"), case
+    trace = await client.get(f"/trace/00{sscc}", headers=await login("planner"))
+    assert trace.status_code == 200, trace.text
