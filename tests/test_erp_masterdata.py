@@ -570,10 +570,11 @@ async def test_passwords_are_never_imported_and_bad_user_rows_are_named(
         f"{code('A7')},t{RUN.lower()}.a7,,NB-{RUN},store_clerk,,\n"
         f"{code('A8')},t{RUN.lower()}.a8,Good,STORE-HZ-01,store_clerk,,\n"
         f"{code('A9')},t{RUN.lower()}.a8,Same username,STORE-HZ-01,store_clerk,,\n"
-        f"{code('A10')},Admin,,STORE-HZ-01,store_clerk,,\n"  # the brand admin's, in another case
+        f"{code('A10')},Clerk,,STORE-HZ-01,store_clerk,,\n"  # a user's name, in another case
+        f"{code('A11')},T{RUN.upper()}.A8,,STORE-HZ-01,store_clerk,,\n"  # rows 8 and 9's (a probe)
     )
     result = await imported(client, agent_admin, "users", rows)
-    assert counts(result) == (0, 0, 0, 10), result
+    assert counts(result) == (0, 0, 0, 11), result
     assert errors(result) == [
         (1, "org_erp_code", "unknown_org"),
         (2, None, "permission_escalation"),
@@ -585,6 +586,7 @@ async def test_passwords_are_never_imported_and_bad_user_rows_are_named(
         (8, "username", "duplicate_in_file"),
         (9, "username", "duplicate_in_file"),
         (10, "username", "username_taken"),
+        (11, "username", "duplicate_in_file"),
     ]
     # a user of the brand (outside the agent's subtree) is not the agent's to change
     staff = await imported(

@@ -48,6 +48,7 @@ class Spec:
     text_columns: frozenset[str]
     list_columns: frozenset[str] = frozenset()
     unique: tuple[str, ...] = ("erp_code",)
+    caseless: frozenset[str] = frozenset()  # unique columns whose case does not tell apart
     max_rows: int = 50_000
     takes_passwords: bool = False  # a password column is refused as such, not as unknown
 
@@ -115,7 +116,7 @@ def read_items(raw: bytes, fmt: Format, spec: Spec) -> list[Item]:
     """Every row of the body as an ``Item``; rows sharing a unique value are all rejected."""
     items = _from_csv(raw, spec) if fmt == "csv" else _from_json(raw, spec)
     for column in spec.unique:
-        _reject_repeats(items, column)
+        _reject_repeats(items, column, column in spec.caseless)
     return items
 
 
@@ -242,14 +243,14 @@ def explain(message: str, values: dict[str, Any]) -> tuple[str | None, str, str]
     return column, "invalid_value", f"{column}: {text}"
 
 
-def _reject_repeats(items: Sequence[Item], column: str) -> None:
-    """Rows that share a value of a unique column are all rejected: which one is meant cannot
-    be told."""
+def _reject_repeats(items: Sequence[Item], column: str, caseless: bool) -> None:
+    """Rows that share a value of a unique column (``caseless``: in any case) are all rejected:
+    which one is meant cannot be told."""
     rows: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         value = getattr(item.data, column, None) if item.ok else None
         if isinstance(value, str):
-            rows[value].append(item)
+            rows[value.lower() if caseless else value].append(item)
     for value, same in rows.items():
         if len(same) > 1:
             numbers = ", ".join(str(i.row) for i in same)

@@ -39,6 +39,7 @@ SPEC = Spec(
     text_columns=frozenset({"display_name", "email"}),
     list_columns=frozenset({"roles"}),
     unique=("erp_code", "username"),
+    caseless=frozenset({"username"}),  # one name in any case (migration 0041; a probe)
     max_rows=20_000,
     takes_passwords=True,
 )
