@@ -579,7 +579,8 @@ async def test_a_gift_earns_no_rebate_and_a_refund_withdraws_the_rebate(
         assert_error(await claim(given), 422, "not_a_sale")
         back = await client.post("/returns", headers=clerk, json={"code": given, "reason": "other"})
         assert_error(back, 409, "not_sold")
-        first = await claim(folded)
+        first_body = rebate_body(scheme, folded)
+        first = await mc.post("/rebates/claims", headers=clerk, json=first_body)
         assert first.status_code == 201, first.text
         await rollup(autocommit)  # folded into the rankings before its return
         second = await claim(queued)
@@ -595,9 +596,19 @@ async def test_a_gift_earns_no_rebate_and_a_refund_withdraws_the_rebate(
             ([made.json()["claim_id"] for made in (first, second)],),
         )
         assert (await left.fetchone())["n"] == 0
+        # the till's retry of the withdrawn claim (its answer lost): refused, nothing sold (a
+        # probe: a second rebate, and the returned unit "sold" again)
+        retried = await mc.post("/rebates/claims", headers=clerk, json=first_body)
+        assert_error(retried, 409, "claim_withdrawn")
+        shelf = await autocommit.execute(
+            "SELECT status FROM unit_state WHERE code = %s", (code_of(app, folded),)
+        )
+        assert (await shelf.fetchone())["status"] == "active"
         await rollup(autocommit)
         assert await recount(autocommit) == []  # the rankings without them, exactly
         again = await claim(folded)  # sold again, to another consumer: a rebate again
         assert again.status_code == 201, again.text
         assert again.json()["claim_id"] != first.json()["claim_id"]
+        retried = await mc.post("/rebates/claims", headers=clerk, json=first_body)
+        assert_error(retried, 409, "claim_withdrawn")
     await autocommit.close()

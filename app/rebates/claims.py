@@ -91,6 +91,8 @@ WITH r AS (
       AND coalesce(ra.amount, rp.amount) > 0
       AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
       AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
+      AND NOT EXISTS (SELECT 1 FROM rebate_claims_withdrawn w  -- a withdrawn claim's retry
+                       WHERE w.clerk_id = r.clerk_id AND w.client_id = r.client_id)
     ORDER BY u.code
     FOR UPDATE OF u
 ), sales AS MATERIALIZED (
@@ -165,7 +167,8 @@ SELECT * FROM c
 _EXPLAIN = """
 SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c.product_id,
        c.amount, c.client_id, c.event_id, c.sale_event_id, c.claimed_at,
-       cc.code_id AS client_code, k.status AS clerk_status,
+       coalesce(cc.code_id, w.code_id) AS client_code, w.code_id IS NOT NULL AS client_withdrawn,
+       k.status AS clerk_status,
        u.brand_id AS unit_brand, u.status AS unit_status, u.disposition AS unit_disposition,
        u.holder_org_id, u.transit_to,
        u.store_org_id, u.channel_org_id, coalesce(ra.amount, rp.amount) AS rule_amount,
@@ -177,6 +180,7 @@ LEFT JOIN users k ON k.id = r.clerk_id
 LEFT JOIN orgs here ON here.id = r.store_id
 LEFT JOIN rebate_claims c ON c.code_id = r.code_id
 LEFT JOIN rebate_claims cc ON cc.clerk_id = r.clerk_id AND cc.client_id = r.client_id
+LEFT JOIN rebate_claims_withdrawn w ON w.clerk_id = r.clerk_id AND w.client_id = r.client_id
 LEFT JOIN unit_state u ON u.code = r.code_id
 LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
 LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
@@ -327,6 +331,11 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
         raise Unauthorized("the account is inactive or gone", code="account_inactive")
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another claim", code="client_id_reused")
+    if row["client_withdrawn"]:  # a probe: credited again, a second rebate
+        raise Conflict(
+            "此返利已因退货撤回 / this claim was withdrawn: the unit was returned",
+            code="claim_withdrawn",
+        )
     if row["id"] is not None:
         raise Conflict(
             "此防伪码的返利已被领取 / the rebate of this code has already been claimed",

@@ -3,7 +3,8 @@ statement holds it, is withdrawn — deleted, with its count and amount taken ou
 (``rebate_totals``, ``rebate_store_totals``) if the roll-up folded it already, or its row taken
 out of the roll-up's queue if not — so a refunded sale is never settled, and the unit earns a
 rebate again when it is sold again (``rebate_claims.code_id`` is unique). A probe found the claim
-of a refunded sale settled at its full amount.
+of a refunded sale settled at its full amount. The claim's client id is kept
+(``rebate_claims_withdrawn``): the till's retry of the withdrawn claim is 409 ``claim_withdrawn``.
 
 A claim already in a statement stays as it is: the statement was computed (and perhaps paid) with
 it, and a deduction from a later one is the brand's finance's to make (the return's answer
@@ -28,9 +29,13 @@ from app.rebates.ranking import MONTH_OF
 _WITHDRAW = f"""
 WITH gone AS (
     DELETE FROM rebate_claims c WHERE c.code_id = %(code)s AND c.statement_id IS NULL
-    RETURNING c.id, c.brand_id, c.store_id, c.clerk_id, c.amount, {MONTH_OF} AS month
+    RETURNING c.id, c.brand_id, c.store_id, c.clerk_id, c.amount, c.client_id, c.code_id,
+              {MONTH_OF} AS month
 ), unqueued AS (
     DELETE FROM rebate_tally_queue q USING gone WHERE q.claim_id = gone.id RETURNING q.claim_id
+), kept AS (  -- its client id: the till's retry of it is refused (migration 0071)
+    INSERT INTO rebate_claims_withdrawn (clerk_id, client_id, code_id, claim_id)
+    SELECT clerk_id, client_id, code_id, id FROM gone
 )
 SELECT gone.*, EXISTS (SELECT 1 FROM unqueued) AS was_queued FROM gone
 """
