@@ -266,3 +266,85 @@ async def test_a_return_takes_the_points_back_and_the_unit_earns_them_again(
     assert await balance(conn, second_id) == points
     assert not await check_balances(conn)
     await conn.commit()
+
+
+async def test_a_refunded_buyer_claims_the_points_again_once_the_unit_went_back_upstream(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: bought, claimed, returned for a refund (points withdrawn), sent back to the
+    agent and received there: the refunded buyer's claim was credited again, and "sold" the
+    unit at the agent. It waits for a sale (409 not_sold_again)."""
+    from tests.test_logistics import confirm, document
+    from tests.test_redemptions import balance_of
+
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk, agent = (
+        await login("admin"),
+        await login("store_clerk"),
+        await login("agent_clerk"),
+    )
+    await set_rule(client, admin, goods["product_id"], 30)
+    serial = goods["units"][6]
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code == 201, sold.text
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    scheme = app.state.scheme
+    async with member_client(app) as mc:
+        made = await mc.post("/members/me/claims", headers=headers, json=claim_body(scheme, serial))
+    assert made.status_code == 201, made.text
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200, back.text
+    assert await balance_of(app, member_id) == 0
+    upstream = await document(client, clerk, [serial], kind="return")
+    assert (await confirm(client, clerk, upstream)).status_code == 200, upstream
+    received = await document(client, agent, kind="inbound", shipment_id=upstream["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    async with member_client(app) as mc:
+        again = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, serial)
+        )
+    assert_error(again, 409, "not_sold_again")
+    assert await balance_of(app, member_id) == 0
+
+
+async def test_a_points_claim_meeting_a_consumer_return_waits_for_it(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: a buyer claimed the points on the phone while the unit was being returned at
+    the till. The return withdrew "its" claim (none yet); the claim read the sold unit unlocked
+    and was credited: the points of a refunded sale kept for good. The claim waits for the
+    return (the audit table is held a moment to keep the return's transaction open)."""
+    import asyncio
+
+    import psycopg
+
+    from tests.test_redemptions import balance_of
+
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rule(client, admin, goods["product_id"], 25)
+    serial = goods["units"][8]
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code == 201, sold.text
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    hold = await psycopg.AsyncConnection.connect(settings.database_url)
+    await hold.execute("BEGIN")
+    await hold.execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+    returning = asyncio.create_task(
+        client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    )
+    await asyncio.sleep(1.0)  # the unit locked, nothing withdrawn, its audit row waiting
+    async with member_client(app) as mc:
+        claiming = asyncio.create_task(
+            mc.post(
+                "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+            )
+        )
+        await asyncio.sleep(1.0)
+        assert not claiming.done()  # it waits for the return
+        await hold.execute("ROLLBACK")
+        await hold.close()
+        back, made = await returning, await asyncio.wait_for(claiming, 20)
+    assert back.status_code == 200, back.text
+    assert_error(made, 409, "not_sold_again")
+    assert await balance_of(app, member_id) == 0

@@ -329,6 +329,13 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 
 # -- claims ------------------------------------------------------------------------------------
 
+# A unit back from a consumer and not sold since: its PIN is the refunded buyer's (a probe
+# claimed the points again at once, and "sold" the unit). The disposition says so while the
+# unit is in the store; a withdrawn claim of it says so wherever it went since (sent back to its
+# agent, a probe: claimed again). ``u`` is the unit's ``unit_state`` row.
+RETURNED_UNSOLD = """(u.status = 'active' AND (u.disposition = 'returned' OR EXISTS (
+    SELECT 1 FROM point_claims w WHERE w.code_id = u.code AND w.withdrawn_at IS NOT NULL)))"""
+
 # One round: the claims in, credited where the member is (still) active and the unit is this
 # brand's and earns points; the code's unique key drops every claim of a code claimed before (in
 # this round or ever). ONE statement — one round trip, one transaction: the claims, their ledger
@@ -355,7 +362,8 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 # the units it sells (in code order) and re-reads their status under the lock, so a concurrent
 # till sale or rebate claim of the same unit sells it once; it sells only for a code never
 # claimed before, and ``sold`` only the units whose claim this round inserted.
-_CREDIT = """
+_CREDIT = (
+    """
 WITH r AS (
     SELECT * FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(brand)s::bigint[],
                          %(code)s::bigint[], %(client)s::text[], %(at)s::timestamptz[])
@@ -367,18 +375,23 @@ WITH r AS (
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
                      AND u.status IN ('active', 'sold')  -- and not returned as NOT_FOR_SALE,
-                     -- nor back from a consumer and not sold since (its PIN is the refunded
-                     -- buyer's: a probe claimed the points again at once, and "sold" the unit)
-                     AND NOT (u.status = 'active'
-                              AND u.disposition IN ('damaged', 'expired', 'returned'))
+                     -- nor back from a consumer and not sold since (``RETURNED_UNSOLD``)
+                     AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))
+                     AND NOT """
+    + RETURNED_UNSOLD
+    + """
     LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0
-    ORDER BY r.ord
+    ORDER BY u.code
     -- an erasure under way holds the member (FOR NO KEY UPDATE): wait, and read what it
     -- committed. Not KEY SHARE, which it would not wait for: the erasure cannot take the member
-    -- FOR UPDATE without deadlocking with redemptions (bench/RESULTS.md: claims/s, 2026-12-04)
-    FOR SHARE OF m
+    -- FOR UPDATE without deadlocking with redemptions (bench/RESULTS.md: claims/s, 2026-12-04).
+    -- A consumer's return holds the unit (FOR UPDATE, ``app.members.returns``): wait, and read
+    -- it returned (a probe: a sold unit read unlocked was claimed as the return withdrew "its"
+    -- claim, none yet, and kept the refunded points). In code order, as ``sellable`` and the
+    -- rebates' claims lock units.
+    FOR SHARE OF m FOR UPDATE OF u
 ), sellable AS MATERIALIZED (
     SELECT ok.code_id, ok.brand_id, ok.at, u.holder_org_id AS seller_id, u.lot, u.parent_sscc
     FROM ok
@@ -463,14 +476,18 @@ WITH r AS (
 SELECT c.*, b.balance, (SELECT max(event_id) FROM loose) AS top_event_id
 FROM c JOIN b USING (member_id)
 """
+)
 
 # Why claims were not credited: the member's status, the code's claim, the claim made under the
 # same client id, the unit and its rule.
-_EXPLAIN = """
+_EXPLAIN = (
+    """
 SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_id, c.points,
        c.claimed_at, cc.code_id AS client_code, cc.withdrawn_at IS NOT NULL AS client_withdrawn,
        u.brand_id AS unit_brand, u.status AS unit_status,
-       u.disposition AS unit_disposition,
+       u.disposition AS unit_disposition, """
+    + RETURNED_UNSOLD
+    + """ AS returned_unsold,
        coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance,
        m.status AS member_status
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
@@ -483,6 +500,7 @@ LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.cha
 LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
 LEFT JOIN point_balances pb ON pb.member_id = r.member_id
 """
+)
 
 # The members of the claims in flight, and whether their tokens were revoked (signed out).
 _MEMBERS = """
@@ -638,7 +656,7 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Unprocessable("this unit cannot earn points", code="not_claimable")
     if row["unit_brand"] != p.brand_id:
         raise Unprocessable("this product is not of your membership's brand", code="other_brand")
-    if row["unit_status"] == "active" and row["unit_disposition"] == "returned":
+    if row["returned_unsold"]:
         raise Conflict(
             "此产品已被退回，门店再次售出后方可领取积分 / this unit was returned: it earns points "
             "once the store sells it again",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db import Conn
+from app.members.points import RETURNED_UNSOLD
 
 _PRODUCT_BY_GTIN = """
 SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.efficacy,
@@ -21,7 +22,8 @@ async def published_product(conn: Conn, gtin14: str) -> dict[str, Any] | None:
     return await (await conn.execute(_PRODUCT_BY_GTIN, (gtin14,))).fetchone()
 
 
-_CLAIMABLE = """
+_CLAIMABLE = (
+    """
 SELECT u.brand_id, coalesce(ra.points, rp.points) AS points,
        EXISTS (SELECT 1 FROM point_claims c
                 WHERE c.code_id = u.code AND c.withdrawn_at IS NULL) AS claimed
@@ -31,8 +33,10 @@ SELECT u.brand_id, coalesce(ra.points, rp.points) AS points,
  WHERE u.code = %s
    -- as the claim decides (``app.members.points``): nothing to offer for a unit returned by a
    -- consumer and not sold since, or returned damaged or expired
-   AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired', 'returned'))
-"""
+   AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))
+   AND NOT """
+    + RETURNED_UNSOLD
+)
 
 
 async def claimable(conn: Conn, code: int) -> tuple[int, int] | None:
