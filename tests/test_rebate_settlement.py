@@ -648,3 +648,57 @@ async def test_csv_and_xlsx_exports_open_and_add_up(
         404,
     )
     assert datetime.fromisoformat(parsed[0]["claimed_at"]) == datetime(2005, 3, 1, tzinfo=SH)
+
+
+async def test_a_generation_meeting_a_consumer_return_settles_the_claims_left(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: finance generated the month's statements while a store took back a unit whose
+    claim was unsettled; the generation counted the claim, found it withdrawn as it assigned
+    it, and answered 409 ``retry``, documented nowhere. It waits, and settles the others."""
+    from app.rebates.settlement import shanghai_today
+    from tests.points_support import member_client
+    from tests.rebates_support import rebate_body, set_rebate, store_goods
+
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rebate(client, admin, goods["product_id"], 10)
+    scheme = app.state.scheme
+    kept, returned = goods["units"][0], goods["units"][1]
+    async with member_client(app) as mc:
+        made = [
+            await mc.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, serial))
+            for serial in (kept, returned)
+        ]
+    assert [m.status_code for m in made] == [201, 201], made[1].text
+    kept_id, returned_id = (m.json()["claim_id"] for m in made)
+    hold = await psycopg.AsyncConnection.connect(settings.database_url)
+    await hold.execute("BEGIN")
+    await hold.execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+    back_task = asyncio.create_task(
+        client.post("/returns", headers=clerk, json={"code": returned, "reason": "other"})
+    )
+    await asyncio.sleep(1.0)  # the claim is deleted, the return not committed yet
+    gen_task = asyncio.create_task(
+        client.post(
+            "/rebates/statements",
+            headers=await login("finance"),
+            json={"period": shanghai_today().strftime("%Y-%m"), "store_id": demo["STORE-HZ-01"]},
+        )
+    )
+    await asyncio.sleep(1.0)
+    await hold.execute("ROLLBACK")
+    await hold.close()
+    back, gen = await back_task, await gen_task
+    assert back.status_code == 200, back.text
+    assert gen.status_code == 201, gen.text
+    [statement] = gen.json()["statements"]
+    claims = await client.get(
+        f"/rebates/statements/{statement['id']}/claims",
+        headers=await login("finance"),
+        params={"per_page": 200},
+    )
+    assert claims.status_code == 200, claims.text
+    listed = {c["claim_id"] for c in claims.json()["items"]}  # other tests' claims may be in it
+    assert kept_id in listed and returned_id not in listed
+    assert len(listed) == statement["claims"] == claims.json()["total"]

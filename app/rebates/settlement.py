@@ -221,8 +221,8 @@ async def visible_statement(conn: Conn, actor: Principal, statement_id: int) -> 
 # -- generation -------------------------------------------------------------------------------
 
 # One statement (one snapshot): the unsettled claims of the period, one statement per store,
-# the claims assigned to it. ``linked`` is checked against the totals: a claim assigned by
-# anyone else meanwhile would show as a shortfall (and roll the whole generation back).
+# the claims assigned to it, locked. ``linked`` is checked against the totals: a claim assigned
+# by anyone else meanwhile would show as a shortfall (and roll the whole generation back).
 _GENERATE = f"""
 WITH claims AS (
     SELECT c.id, c.store_id, c.amount FROM rebate_claims c
@@ -230,6 +230,10 @@ WITH claims AS (
       AND c.claimed_at >= (%(start)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')
       AND c.claimed_at < (%(end)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')
       AND (%(store)s::bigint IS NULL OR c.store_id = %(store)s::bigint)
+    ORDER BY c.id
+    -- a consumer's return withdrawing one (deleting it, ``app.rebates.returns``) is waited
+    -- for: a claim it deleted is left out (a probe: counted, then not linked, 409 "retry")
+    FOR UPDATE OF c
 ), made AS (
     INSERT INTO rebate_statements (brand_id, store_id, period_start, period_end, claims, amount,
                                    created_by)
