@@ -6,6 +6,7 @@ claim after them. A unit at an agent is sold there; one still at the factory is 
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -348,3 +349,41 @@ async def test_a_points_claim_meeting_a_consumer_return_waits_for_it(
     assert back.status_code == 200, back.text
     assert_error(made, 409, "not_sold_again")
     assert await balance_of(app, member_id) == 0
+
+
+async def test_points_withdrawn_at_a_return_come_back_when_the_spent_code_expires(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: buy, claim 50 points, redeem them for a gift at once, return the product for a
+    refund (nothing to take back: spent), never collect the gift: the code expired and its
+    refund left the member 50 points of a refunded purchase (and again, and again). The points
+    owed are taken from the refund."""
+    from tests.test_redemptions import _expire_now, _sweep, balance_of, new_gift, redeem
+
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rule(client, admin, goods["product_id"], 50)
+    serial = goods["units"][4]
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code == 201, sold.text
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+        )
+    assert made.status_code == 201, made.text
+    gift = await new_gift(client, login, points_cost=50, stock=5, name=f"g-{secrets.token_hex(3)}")
+    red = await redeem(app, headers, gift["id"])
+    assert red.status_code == 201, red.text
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200, back.text
+    assert back.json()["points_withdrawn"] == made.json()["claim_id"]
+    await _expire_now(app, red.json()["id"])
+    await _sweep(app)
+    # the only points this member ever earned were of a refunded purchase
+    assert await balance_of(app, member_id) == 0
+    async with app.state.pool.connection() as conn:
+        owed = await (
+            await conn.execute("SELECT owed FROM point_balances WHERE member_id = %s", (member_id,))
+        ).fetchone()
+    assert owed["owed"] == 0  # paid

@@ -479,6 +479,7 @@ async def expire_due(conn: Conn, limit: int = 500) -> int:
                     redemption_id=row["id"],
                 )
                 assert refunded is not None  # a credit never fails the balance check
+                await _repay_owed(conn, row["member_id"], row["brand_id"], row["points"])
             stock: dict[int, int] = {}
             for row in rows:
                 stock[row["gift_id"]] = stock.get(row["gift_id"], 0) + 1
@@ -490,6 +491,29 @@ async def expire_due(conn: Conn, limit: int = 500) -> int:
         total += len(rows)
         if not rows:  # what is due is being fulfilled (skipped): no longer due once it is
             return total
+
+
+async def _repay_owed(conn: Conn, member_id: int, brand_id: int, refunded: int) -> None:
+    """Take the points a consumer's return could not take back (``returns.withdraw_points``)
+    from a refund just credited, up to its points (the balance row is locked)."""
+    row = await (
+        await conn.execute("SELECT owed FROM point_balances WHERE member_id = %s", (member_id,))
+    ).fetchone()
+    paid = min(int(row["owed"]), refunded) if row else 0
+    if paid <= 0:
+        return
+    taken = await post_entry(
+        conn,
+        member_id=member_id,
+        brand_id=brand_id,
+        kind="adjustment",
+        points=-paid,
+        reason="consumer return: points the return could not take back, taken from a refund",
+    )
+    assert taken is not None  # the refund just credited covers it
+    await conn.execute(
+        "UPDATE point_balances SET owed = owed - %s WHERE member_id = %s", (paid, member_id)
+    )
 
 
 # -- settlement --------------------------------------------------------------------------------

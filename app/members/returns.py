@@ -1,10 +1,12 @@
 """A consumer's return takes back the points of its sale (M2), as it takes back the store's
 rebate (``app.rebates.returns``): the unit's points claim is withdrawn (kept, with the time,
 for its ledger entry refers to it), the unit may be claimed again when it is sold again, and the
-member's balance gives back the claim's points — what it still holds of them: points already
-spent on gifts stay spent (the balance never goes below zero), and the audit row says how many
-were taken. A probe found the refunded buyer kept the points and the next buyer refused
-(``already_claimed``): buy, claim, return, and the points of one sale paid again and again.
+member's balance gives back the claim's points — what it still holds of them: the balance never
+goes below zero; points already spent on gifts are owed (``point_balances.owed``) and taken from
+the next refund of a gift code (``redemptions.expire_due``: a probe let the code expire and kept
+its refund), and the audit row says how many were taken and owed. A probe found the refunded
+buyer kept the points and the next buyer refused (``already_claimed``): buy, claim, return, and
+the points of one sale paid again and again.
 
 The caller holds the unit's state row locked (``FOR UPDATE``), as a claim's round reads it; the
 member's balance is locked after the claim row, then debited.
@@ -38,6 +40,11 @@ async def withdraw_points(conn: Conn, actor: Principal, code: int) -> dict[str, 
         )
     ).fetchone()
     taken = min(int(claim["points"]), int(held["balance"]) if held else 0)
+    if held is not None and taken < claim["points"]:  # spent: owed (migration 0073)
+        await conn.execute(
+            "UPDATE point_balances SET owed = owed + %s WHERE member_id = %s",
+            (claim["points"] - taken, claim["member_id"]),
+        )
     if taken > 0:
         await post_entry(
             conn,
@@ -49,6 +56,8 @@ async def withdraw_points(conn: Conn, actor: Principal, code: int) -> dict[str, 
             recorded_by=actor.user_id,
         )
     withdrawn = {"id": claim["id"], "member_id": claim["member_id"], "points": taken}
+    if taken < claim["points"]:
+        withdrawn["owed"] = claim["points"] - taken
     after = {**withdrawn, "claimed": claim["points"], "reason": "consumer_return"}
     await audit.record(conn, actor, "withdraw", "point_claim", claim["id"], after=after)
     return withdrawn
