@@ -25,11 +25,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app import audit
+from app import audit, locks
 from app.auth.principal import Principal
 from app.db import Conn
 from app.deadletters import SMS_OUTBOX, VERIFICATIONS
 from app.errors import Conflict, NotFound
+from app.locks import Lock
 from app.members import points
 from app.verify.record import anonymous, decoded, member_of
 
@@ -117,6 +118,10 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
             WHERE member_id = %s""",
         (member_id,),
     )
+    # a campaign or a reminder queued meanwhile commits first, its row rewritten here, or
+    # sees the member erased (a probe: queued during the erasure, it kept the whole phone and
+    # went out)
+    await locks.xact_lock(conn, Lock.SMS_MARKETING, brand_id)
     sms = await (
         await conn.execute(
             """UPDATE sms_outbox

@@ -162,4 +162,8 @@ async def update_profile(conn: Conn, member: Member, patch: ProfilePatch) -> Mem
     row = await _row(conn, member.id, lock=True)
     changes = _checked(patch, row)
     await update_row(conn, "members", member.id, changes)
+    if changes.get("marketing_opt_out"):  # its queued campaign messages stay unsent
+        from app.sms.outbox import drop_marketing  # here: app.sms imports this module
+
+        await drop_marketing(conn, member.brand_id, member.phone, "opted out of marketing")
     return member_out(await _row(conn, member.id))

@@ -137,6 +137,19 @@ async def _throttle_otp(conn: Conn, phone: str, settings: Settings) -> None:
         )
 
 
+async def drop_marketing(conn: Conn, brand_id: int, phone: str, why: str) -> None:
+    """Fail the brand's marketing messages to ``phone`` still waiting to leave (an opt-out, an
+    erasure: a probe, a campaign's queued message went out after the opt-out), under the
+    brand's marketing lock: a campaign queued at the same moment commits first, or sees it."""
+    await locks.xact_lock(conn, Lock.SMS_MARKETING, brand_id)
+    await conn.execute(
+        """UPDATE sms_outbox SET state = 'failed', last_error = %(why)s
+            WHERE phone = %(p)s AND brand_id = %(b)s AND state = 'pending'
+              AND purpose IN ('reminder', 'campaign')""",
+        {"b": brand_id, "p": phone, "why": why},
+    )
+
+
 async def _skip_marketing(conn: Conn, brand_id: int, phone: str, settings: Settings) -> bool:
     """Whether a marketing message to ``phone`` must be skipped (opted out, or one queued within
     the interval). The brand's marketing lock is held until the caller commits, so that a

@@ -47,6 +47,7 @@ from app.members.profile import AGE_BAND_SQL, PROVINCES, member_provinces
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms import sender
+from app.sms.outbox import drop_marketing
 from app.sms.schemas import (
     AudienceFilter,
     CampaignIn,
@@ -200,6 +201,8 @@ async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, so
             (brand_id, phone),
         )
     changed = len(await cur.fetchall())
+    if opted_out:
+        await drop_marketing(conn, brand_id, phone, "opted out of marketing")
     members = await conn.execute(
         """UPDATE members SET marketing_opt_out = %s, updated_at = now()
             WHERE brand_id = %s AND phone = %s AND marketing_opt_out <> %s RETURNING id""",

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from app.codes.lookup import VOID_STATES
 from app.config import Settings
 from app.verify import messages
-from app.verify.record import Record, retry_seconds
+from app.verify.record import PERSONAL, Record, retry_seconds
 from app.verify.records import ALERT, alert_of
 from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
@@ -86,6 +86,15 @@ async def insert_record(
         fields["city"],
     )
     async with pool.connection() as conn:
+        if fields["member_id"] is not None:  # a claim's: stored as the flusher stores it
+            erased = await (
+                await conn.execute(  # FOR SHARE: waits for an erasure under way, as _INSERT does
+                    "SELECT status = 'erased' AS erased FROM members WHERE id = %s FOR SHARE",
+                    (fields["member_id"],),
+                )
+            ).fetchone()
+            if erased is not None and erased["erased"]:  # a probe: stored whole
+                fields |= dict.fromkeys(PERSONAL)
         inserted = await conn.execute(INSERT, fields)
         if alert is not None and inserted.rowcount:
             await conn.execute(ALERT, alert)

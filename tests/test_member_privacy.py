@@ -1,0 +1,216 @@
+"""Members' personal data across the domains: opt-outs and queued campaigns, erasure against
+what is queued or recorded meanwhile, the audit log (probes)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from app.sms import sender
+from app.sms.gateway import gateway_from_settings
+from tests.points_support import new_member
+from tests.sms_gateway import LocalGateway
+from tests.test_redemptions import give, new_gift, redeem
+
+
+def _phone() -> str:
+    return "136" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+async def _one(app: Any, sql: str, *args: Any) -> Any:
+    async with app.state.pool.connection() as conn:
+        return await (await conn.execute(sql, args)).fetchone()
+
+
+async def _template(client: Any, headers: dict[str, str]) -> int:
+    made = await client.post(
+        "/sms/templates",
+        headers=headers,
+        json={"name": f"pp_{secrets.token_hex(3)}", "body": "新品上市{x}"},
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def _lonely_province(app: Any, brand: int, province: str) -> str:
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE members SET province = NULL WHERE brand_id = %s AND province = %s",
+            (brand, province),
+        )
+    return province
+
+
+async def test_an_opt_out_after_a_campaign_was_queued_stops_its_unsent_message(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: a campaign's messages leave over minutes or hours (SMS_CAMPAIGN_RATE,
+    back-offs); a member opted out (TD, staff, or their own switch) before theirs left still got
+    it. The opt-out fails the queued marketing messages."""
+    marketer = await login("marketer")
+    brand = demo["BRAND-LUMI"]
+    province = await _lonely_province(app, brand, "宁夏回族自治区")
+    phone = _phone()
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s)",
+            (brand, phone, province),
+        )
+    made = await client.post(
+        "/sms/campaigns",
+        headers=marketer,
+        json={
+            "template_id": await _template(client, marketer),
+            "audience": "members",
+            "filter": {"provinces": [province]},
+            "variables": {"x": "!"},
+        },
+    )
+    assert made.status_code == 201 and made.json()["recipients"] == 1, made.text
+    # the member opts out before the message left
+    stop = await client.put(f"/sms/opt-outs/{phone}", headers=marketer)
+    assert stop.status_code == 204, stop.text
+    gateway = LocalGateway().start()
+    try:
+        config = gateway.settings(settings)
+        gw = gateway_from_settings(config)
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            await conn.execute(
+                "UPDATE sms_outbox SET next_attempt_at = now() WHERE campaign_id = %s",
+                (made.json()["id"],),
+            )
+            await sender.drain(conn, gw, config)
+        await gw.aclose()
+        reached = {m["phone"] for m in gateway.messages()}
+    finally:
+        gateway.stop()
+    assert phone not in reached  # opted out before it left: not sent
+
+
+async def test_a_campaign_queued_during_an_erasure_leaves_no_phone_of_the_member(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a campaign queued while an erasure was under way (it read the member before the
+    erasure committed) added a message to the erased member's whole phone after the erasure's
+    rewrite of the outbox, and it was sent."""
+    from app.members import erasure
+
+    marketer = await login("marketer")
+    brand = demo["BRAND-LUMI"]
+    province = await _lonely_province(app, brand, "海南省")
+    template_id = await _template(client, marketer)
+    member_id, _, phone = await new_member(app, brand, province=province)
+    body = {
+        "template_id": template_id,
+        "audience": "members",
+        "filter": {"provinces": [province]},
+        "variables": {"x": "?"},
+    }
+    async with app.state.pool.connection() as conn:
+        async with conn.transaction():
+            await erasure.erase(conn, None, brand, member_id)  # under way
+            queued = client.post("/sms/campaigns", headers=marketer, json=body)
+            campaign = asyncio.create_task(queued)
+            await asyncio.sleep(1.5)
+        # the erasure commits
+    made = await asyncio.wait_for(campaign, 30)
+    assert made.status_code == 201, made.text
+    row = await _one(app, "SELECT count(*) AS n FROM sms_outbox WHERE phone = %s", phone)
+    assert row["n"] == 0  # no message to (or naming) the erased member's number
+
+
+async def test_the_fulfilment_audit_keeps_no_phone_of_an_erased_member(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``POST /redemptions/fulfil`` audited its whole answer, the member's masked phone
+    (138****1234) with it, and the erasure left it: 7 of its 11 digits, beside the redemption."""
+    member_id, headers, phone = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, name=f"P{secrets.token_hex(3)}", points_cost=10)
+    made = await redeem(app, headers, gift["id"])
+    assert made.status_code == 201, made.text
+    clerk = await login("store_clerk")
+    code = {"code": made.json()["code"]}
+    done = await client.post("/redemptions/fulfil", headers=clerk, json=code)
+    assert done.status_code == 200, done.text
+    service = await login("service")
+    assert (await client.post(f"/members/{member_id}/erase", headers=service)).status_code == 204
+    trail = await client.get(
+        "/audit",
+        headers=await login("admin"),
+        params={"entity": "redemption", "entity_id": str(made.json()["id"])},
+    )
+    assert trail.status_code == 200 and trail.json()["items"], trail.text
+    masked = phone[:3] + "****" + phone[-4:]
+    assert masked not in trail.text and phone not in trail.text
+
+
+async def test_a_claim_recorded_without_redis_after_its_member_was_erased_is_anonymous(
+    client: Any, demo: Any, app: Any
+) -> None:
+    """A probe: with Redis down a claim's record is inserted directly
+    (``app.verify.fallback.insert_record``); a member erased while the claim was in flight had it
+    stored whole (member, address, device, GPS), as the flusher's path does not (review R6)."""
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from app.members import erasure
+    from app.verify.fallback import insert_record
+    from app.verify.record import Record
+    from app.verify.regions import Place
+    from app.verify.schemas import VerifyIn
+
+    brand = demo["BRAND-LUMI"]
+    member_id, _, _ = await new_member(app, brand)
+    async with app.state.pool.connection() as conn:  # the erasure commits mid-claim
+        await erasure.erase(conn, None, brand, member_id)
+    serial = f"FB-{secrets.token_hex(4)}"
+    record = Record(
+        datetime.now(UTC),
+        str(uuid4()),
+        VerifyIn(serial=serial, pin="1234", client_id="device-9"),
+        "10.9.8.7",
+        "Phone/1.0",
+        Place("浙江省", "杭州市", 30.27, 120.15),
+    )
+    record.serial, record.brand_id, record.member_id = serial, brand, member_id
+    record.retry = f"tracecode-points:{member_id}:device-9"
+    await insert_record(app.state.pool, record, "genuine", "first_query", 1)
+    stored = await _one(app, "SELECT * FROM verifications WHERE serial = %s", serial)
+    personal = ("member_id", "client_ip", "client_id", "user_agent", "lat", "lng", "retry")
+    assert [stored[k] for k in personal] == [None] * len(personal)
+
+
+async def test_a_members_own_opt_out_fails_its_queued_campaign_messages(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """The member's own switch (``PATCH /members/me``) fails what is queued to it, as staff's
+    opt-out does."""
+    marketer = await login("marketer")
+    brand = demo["BRAND-LUMI"]
+    province = await _lonely_province(app, brand, "青海省")
+    member_id, headers, phone = await new_member(app, brand, province=province)
+    made = await client.post(
+        "/sms/campaigns",
+        headers=marketer,
+        json={
+            "template_id": await _template(client, marketer),
+            "audience": "members",
+            "filter": {"provinces": [province]},
+            "variables": {"x": "!"},
+        },
+    )
+    assert made.status_code == 201 and made.json()["recipients"] == 1, made.text
+    off = await client.patch("/members/me", headers=headers, json={"marketing_opt_out": True})
+    assert off.status_code == 200, off.text
+    row = await _one(
+        app, "SELECT state, last_error FROM sms_outbox WHERE member_id = %s", member_id
+    )
+    assert (row["state"], row["last_error"]) == ("failed", "opted out of marketing")
+    assert phone not in str(row)
