@@ -33,6 +33,14 @@ async def _member(conn: Any, brand: int, points: int, opted_out: bool = False) -
 
 
 async def _set_balance(conn: Any, member_id: int, points: int) -> None:
+    """The balance, with its ledger entry: ``check_balances`` of tests run alongside agrees."""
+    await conn.execute(
+        """INSERT INTO points_ledger (member_id, brand_id, kind, points, reason)
+           SELECT m.id, m.brand_id, 'adjustment', %(p)s - coalesce(b.balance, 0), 'test'
+             FROM members m LEFT JOIN point_balances b ON b.member_id = m.id
+            WHERE m.id = %(m)s AND %(p)s <> coalesce(b.balance, 0)""",
+        {"m": member_id, "p": points},
+    )
     await conn.execute(
         """INSERT INTO point_balances (member_id, balance, updated_at) VALUES (%s, %s, clock_timestamp())
            ON CONFLICT (member_id) DO UPDATE
