@@ -491,7 +491,7 @@ async def test_the_pin_form_sent_again_is_not_counted_again(
     switch = re.search(r'<form class="switch" method="post" action="([^"]*)">(.*?)</form>', later)
     assert switch is not None and switch.group(1) == f"/c/{serial}"
     sent = dict(re.findall(r'name="(\w+)" value="([^"]*)"', switch.group(2)))
-    assert sent == {"pin": pin, "check": new.group(1), "lang": "en"}
+    assert sent == {"pin": pin, "check": new.group(1), "switch": "1", "lang": "en"}
     assert 'id="lang-switch" href' in odd  # no check of ours: the plain link
     wrong = assert_page(await client.post(f"/c/{serial}", data={**form, "pin": wrong_pin(pin)}))
     assert '<form class="switch"' not in wrong and 'id="lang-switch" href' in wrong
@@ -514,3 +514,33 @@ async def test_a_database_out_of_reach_is_a_503_page_as_it_is_a_503_answer(
     assert api.status_code == 503, api.text
     assert_page(page, 503)
     assert page.headers["retry-after"] == "5"
+
+
+async def test_the_language_switch_of_an_answer_read_after_its_check_expired_counts_nothing(
+    client: Any, app: Any, batch: int, settings: Any
+) -> None:
+    """A probe: the switch of an answer left open past its check's ten minutes sent the PIN
+    again, its retry key gone: "checked 2 times". Past them (the check carries its time) the
+    switch leads to the scan page, as the plain link did, and counts nothing."""
+    import time
+
+    from app.ops.rebuild import retry_key
+
+    serial, pin = unit(app, batch, 3)
+    check = f"{int(time.time()) - 700:08x}{'ab' * 8}"  # a form made eleven minutes ago
+    first = assert_page(
+        await client.post(f"/c/{serial}", data={"pin": pin, "lang": "zh", "check": check})
+    )
+    assert result_of(first) == "genuine" and "第一次被查询" in text_of(first)
+    switch = re.search(r'<form class="switch" method="post" action="([^"]*)">(.*?)</form>', first)
+    assert switch is not None
+    sent = dict(re.findall(r'name="(\w+)" value="([^"]*)"', switch.group(2)))
+    assert sent == {"pin": pin, "check": check, "switch": "1", "lang": "en"}
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    key = retry_key(settings.redis_namespace, (batch_no << 32) | index, f"h5:{check}")
+    assert await app.state.redis.delete(key) == 1  # its ten minutes are over
+    later = assert_page(await client.post(switch.group(1), data=sent))
+    assert result_of(later) == "pin_required" and 'class="pin"' in later  # the scan page
+    assert 'lang="en"' in later
+    again = assert_page(await post_pin(client, serial, pin, "en"))
+    assert "checked 2 times" in text_of(again)  # the next check is the second, no more

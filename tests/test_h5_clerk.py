@@ -507,3 +507,13 @@ async def test_a_page_after_a_renewed_session_sends_the_new_cookies(
         phone.cookies.delete("tc_clerk", path="/clerk")
         assert_page(await phone.get("/clerk"))  # signed in by the renewed refresh token
     assert (await client.get("/auth/me", headers=bearer(other_device))).status_code == 200
+
+
+async def test_clerk_scanning_a_gs1_128_case_label_as_00_and_18_digits_is_told_it_is_a_case(
+    phone: httpx.AsyncClient, app: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a clerk's scanner reads a case's GS1-128 label as ``00`` and the SSCC (no
+    brackets): "forged". The page says it is a case code, as for ``(00)SSCC``."""
+    await signed_in(phone)
+    case = text_of(await scan(phone, "00" + goods["cases"][0], 400))
+    assert "这是箱码" in case

@@ -495,3 +495,72 @@ async def test_no_organisation_is_created_inside_a_deactivated_subtree(
         "/orgs", headers=admin, json=_org("store", f"PZ-B-{secrets.token_hex(3)}", dist)
     )
     assert_error(below, 422, "parent_inactive")
+
+
+async def test_an_agent_admin_cannot_create_under_a_distributor_moved_away_meanwhile(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the Zhejiang agent's admin created a store under its distributor while the brand
+    moved the distributor to the Guangdong agent: its reach was checked before the move, and the
+    store landed in Guangdong's subtree. Checked again after it."""
+    import asyncio
+    import secrets
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.orgs import service
+    from tests.helpers import acting
+
+    admin, zj = await login("admin"), await login("agent_admin")
+    dist = await _new_org(client, admin, "distributor", demo["AGENT-ZJ"])
+    async with await psycopg.AsyncConnection.connect(
+        app.state.pool.conninfo, row_factory=dict_row
+    ) as mover:
+        actor = await acting(mover, "admin")
+        await service.move_org(mover, actor, dist, demo["AGENT-GD"])  # not committed yet
+        erp = f"RG-ST-{secrets.token_hex(4)}".upper()
+        creating = asyncio.create_task(
+            client.post("/orgs", headers=zj, json=_org("store", erp, dist))
+        )
+        await asyncio.wait([creating], timeout=2)
+        await mover.commit()
+    created = await asyncio.wait_for(creating, 30)
+    assert created.status_code in (403, 404), (created.status_code, created.text)
+
+
+async def test_no_organisation_is_created_under_an_agent_deactivated_meanwhile(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a store created while its agent's deactivation was in flight came out active
+    under an inactive agent. The deactivation takes the brand's lock, as a creation does."""
+    import asyncio
+    import secrets
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.orgs import service
+    from tests.helpers import acting
+
+    admin = await login("admin")
+    agent = await _new_org(client, admin, "agent", demo["BRAND-LUMI"])
+    async with await psycopg.AsyncConnection.connect(
+        app.state.pool.conninfo, row_factory=dict_row
+    ) as other:
+        actor = await acting(other, "admin")
+        await service.set_status(other, actor, agent, "inactive")  # not committed yet
+        erp = f"RG-ST-{secrets.token_hex(4)}".upper()
+        creating = asyncio.create_task(
+            client.post("/orgs", headers=admin, json=_org("store", erp, agent))
+        )
+        await asyncio.wait([creating], timeout=2)
+        await other.commit()
+    created = await asyncio.wait_for(creating, 30)
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id FROM orgs WHERE parent_id = %s AND status = 'active'", (agent,)
+            )
+        ).fetchall()
+    assert rows == [], (created.status_code, created.text)

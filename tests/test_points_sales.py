@@ -387,3 +387,81 @@ async def test_points_withdrawn_at_a_return_come_back_when_the_spent_code_expire
             await conn.execute("SELECT owed FROM point_balances WHERE member_id = %s", (member_id,))
         ).fetchone()
     assert owed["owed"] == 0  # paid
+
+
+async def test_a_return_with_exchange_and_a_claim_round_of_both_units_do_not_deadlock(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: a claim round locks its units in code order, sold ones too; a consumer's return
+    of unit A exchanged for unit B locked A, then sold B. A round of B's and A's claims (B's code
+    below A's) held B and waited for A, the return waited for B: a deadlock. The return locks
+    both units at once, in code order."""
+    import asyncio
+
+    import psycopg
+
+    from tests.points_support import claim_body, member_client, new_member, set_rule
+    from tests.rebates_support import store_goods
+
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rule(client, admin, goods["product_id"], 10)
+    scheme = app.state.scheme
+
+    def code(serial: str) -> int:
+        b, i, _ = scheme.verify(serial)
+        return (b << 32) | i
+
+    units = sorted(goods["units"][:10], key=code)
+    b_unit, c_unit, a_unit = units[1], units[2], units[6]  # code(B) < code(A)
+    sold = await client.post("/sales", headers=clerk, json={"codes": [a_unit]})
+    assert sold.status_code == 201, sold.text
+    brand = demo["BRAND-LUMI"]
+    (_, m1, _), (_, m2, _), (_, m3, _) = [await new_member(app, brand) for _ in range(3)]
+    async with member_client(app) as mc:
+        made = await mc.post("/members/me/claims", headers=m1, json=claim_body(scheme, a_unit))
+    assert made.status_code == 201, made.text
+
+    hold = await psycopg.AsyncConnection.connect(settings.database_url)
+    blocker = await psycopg.AsyncConnection.connect(settings.database_url)
+    try:
+        await hold.execute("BEGIN")
+        await hold.execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+        returning = asyncio.create_task(
+            client.post(
+                "/returns",
+                headers=clerk,
+                json={"code": a_unit, "reason": "other", "exchange_for": b_unit},
+            )
+        )
+        await asyncio.sleep(1.0)  # A locked, its audit row waiting
+        await blocker.execute("BEGIN")
+        await blocker.execute(
+            "SELECT 1 FROM unit_state WHERE code = %s FOR UPDATE", (code(c_unit),)
+        )
+        async with member_client(app) as mc1, member_client(app) as mc2, member_client(app) as mc3:
+            first = asyncio.create_task(
+                mc3.post("/members/me/claims", headers=m3, json=claim_body(scheme, c_unit))
+            )
+            await asyncio.sleep(0.5)  # round 1 waits for C
+            claims = [
+                asyncio.create_task(
+                    mc1.post("/members/me/claims", headers=m1, json=claim_body(scheme, a_unit))
+                ),
+                asyncio.create_task(
+                    mc2.post("/members/me/claims", headers=m2, json=claim_body(scheme, b_unit))
+                ),
+            ]
+            await asyncio.sleep(1.0)  # both queued for the next round
+            await blocker.execute("ROLLBACK")
+            await asyncio.sleep(1.0)  # round 2: B locked, A waited for
+            await hold.execute("ROLLBACK")
+            back = await asyncio.wait_for(returning, 30)
+            answers = [await asyncio.wait_for(t, 30) for t in [first, *claims]]
+    finally:
+        await hold.close()
+        await blocker.close()
+    summary = [(r.status_code, r.text[:100]) for r in [back, *answers]]
+    assert back.status_code == 200, summary
+    assert all(r.status_code != 409 or "retry" not in r.text for r in answers), summary
+    assert all(r.status_code < 500 for r in answers), summary

@@ -40,7 +40,7 @@ class Read:
     gtin: str | None = None  # the product a Digital Link scan names (checked against the code's)
 
 
-def _case_label(text: str) -> bool:
+def case_label(text: str) -> bool:
     """20 characters that are a GS1-128 case label as a scanner sends it: ``00`` and a valid
     SSCC, no brackets (a probe: taken for a unit serial, a genuine case was "forged"). A unit
     serial of that shape is a chance of about one in 10^10 (digits only, then the check digit)."""
@@ -54,7 +54,7 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
     serials: list[str] = []
     case_at: list[int] = []
     for i, text in enumerate(texts):
-        if len(text) == 20 and text.isalnum() and not _case_label(text):  # a bare serial
+        if len(text) == 20 and text.isalnum() and not case_label(text):  # a bare serial
             reads.append(Read("unit", text))
             unit_at.append(i)
             serials.append(text)

@@ -815,9 +815,16 @@ async def consumer_return(
     A unit not issued to this brand, never activated, or held outside the caller's subtree (sold
     by another organisation) answers 404 ``unknown_code`` alike: as if it did not exist."""
     actor.require("logistics.scan")
+    if data.exchange_for is not None:  # both units locked at once, in code order, as a claim
+        # round locks them (a probe: the return held one, the round the other: a deadlock)
+        both = await read_codes(conn, scheme, actor.brand_id, [data.code, data.exchange_for])
+        units = sorted({r.code for r in both if r.kind == "unit" and r.reason is None})
+        await conn.execute(
+            "SELECT code FROM unit_state WHERE code = ANY(%s) ORDER BY code FOR UPDATE", (units,)
+        )
     read, state = await _sold_unit(conn, actor, scheme, data.code)
     if data.exchange_for is not None:
-        other = (await read_codes(conn, scheme, actor.brand_id, [data.exchange_for]))[0]
+        other = both[1]
         if other.kind == "unit" and other.code == read.code:  # probe X: sold twice, in no hands
             raise Unprocessable("a unit is not exchanged for itself", code="same_unit")
     reasons: dict[str, Disposition] = {"damaged": "damaged", "expired": "expired"}

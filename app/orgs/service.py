@@ -143,6 +143,8 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
         # seen by the old agent and not by the new)
         await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(parent["path"]))
         parent = await _get_row(conn, data.parent_id)
+        if actor is not None:  # moved meanwhile, perhaps out of the caller's reach (a probe)
+            actor.ensure_administers(parent["path"] if parent else None, "parent organisation")
         assert parent is not None  # organisations are deactivated, never deleted
         if data.kind not in CHILD_KINDS[parent["kind"]]:
             raise Unprocessable(
@@ -272,6 +274,10 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
 async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> OrgOut:
     """Deactivate or reactivate an organisation strictly below the caller's own."""
     actor.require("orgs.write")
+    row = await administered(conn, actor, org_id)
+    # under the brand's lock, as a creation below it checks the line is live (a probe: a store
+    # created under an agent whose deactivation was in flight came out active); read again
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(row["path"]))
     row = await administered(conn, actor, org_id)
     if row["path"] == actor.org_path:
         raise Unprocessable("you cannot change the status of your own organisation", code="own_org")

@@ -54,6 +54,7 @@ from app.auth.limits import login_limiter
 from app.auth.principal import Principal
 from app.auth.schemas import TokenOut
 from app.claims import ClaimIn
+from app.codes.lookup import case_label
 from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan, sscc_from_scan
 from app.config import Settings
 from app.db import Conn
@@ -326,6 +327,8 @@ def read_code(state: State, text: str) -> Scanned | tuple[int, str]:
     """The unit a scanned or typed code names, checked by the scheme alone (no database); else
     (status, the word of why not)."""
     text = text.strip()[:MAX_SERIAL]
+    if case_label(text):  # a case's GS1-128 label without brackets (a probe: "forged")
+        return 400, "clerk_case_code"
     serial = serial_from_scan(text)
     try:
         batch_no, index, _ = state.scheme.verify(serial)

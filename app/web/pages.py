@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -28,6 +29,7 @@ from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
 from app.textguard import user_agent
 from app.verify.messages import UNKNOWN_PLACE, when
+from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.web import html, member_html, session
@@ -238,7 +240,7 @@ def _verification_page(
         body += _product_box(out, lang)
     if form:
         again = out.result == "wrong_pin"
-        check = secrets.token_hex(12)
+        check = f"{int(time.time()):08x}{secrets.token_hex(8)}"  # its time, then 64 random bits
         body += html.pin_form(_scan_path(serial), lang, pin_length, check, form_error, again)
     if resend is not None:  # posted back to the scan page, so no ?lang= in it
         return html.page(lang, word("verify_title", lang), body, _scan_path(serial), "site", resend)
@@ -250,6 +252,15 @@ def _verification_page(
 # nor is the points claim made from its answer (its ticket carries it). A probe: the consumer's
 # one check read "queried 2 times … beware", and a few reloads "probably copied".
 PAGE_CHECK = re.compile(r"[0-9a-f]{16,32}")
+
+
+def _fresh(check: str) -> bool:
+    """A form's check made within its retry key's time (``record.CHECK_RETRY_SECONDS``, less a
+    minute for the page's round trips): its first eight hex digits are when."""
+    if not PAGE_CHECK.fullmatch(check):
+        return False
+    age = time.time() - int(check[:8], 16)
+    return -60 < age < CHECK_RETRY_SECONDS - 60
 
 
 def page_retry(check: str) -> str:
@@ -338,6 +349,13 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
         )
         return respond(page, lang, remember, 400 if usable else _status_of(out))
     check = form.get("check", "")
+    if form.get("switch") and not _fresh(check):
+        # the language switch of an answer older than its check's retry key: sent again, it
+        # would count again (a probe: "checked 2 times"); the scan page instead, as a link is
+        out = await _verify(request, state, serial, lang, None)
+        again = out.result in ("genuine", "unconfirmed", "suspicious")
+        page = _verification_page(out, lang, out.serial or serial, pin_length, form=again)
+        return respond(page, lang, remember, _status_of(out))
     out = await _verify(request, state, serial, lang, pin, check)
     offer, cookies = await _claim_offer(request, state, out, pin, lang, check)
     # The answer the PIN proved, in the other language: the same form sent again, its check
@@ -351,7 +369,7 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
         pin_length,
         form=out.result == "wrong_pin",
         extra=offer,
-        resend={"pin": pin, "check": check} if proved else None,
+        resend={"pin": pin, "check": check, "switch": "1"} if proved else None,
     )
     retry = {"Retry-After": str(out.retry_after)} if out.retry_after else None
     return respond(page, lang, remember, _status_of(out), headers=retry, cookies=cookies)
