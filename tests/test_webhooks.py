@@ -710,10 +710,12 @@ async def test_members_points_redemptions_and_rebates_are_announced(
                 )
             ).fetchone()
         )["id"]
-        await conn.execute(
-            """INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, agent_id,
-                   product_id, amount, client_id, event_id) VALUES (%s, %s, %s, %s, %s, %s,
-                   2.5, %s, 1)""",
+        await conn.execute(  # queued for the rankings, as a claim is (the rebate tests that
+            # recount them after this one in a process found it in neither)
+            """WITH c AS (INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id,
+                   agent_id, product_id, amount, client_id, event_id) VALUES (%s, %s, %s, %s,
+                   %s, %s, 2.5, %s, 1) RETURNING id)
+               INSERT INTO rebate_tally_queue (claim_id) SELECT id FROM c""",
             (code, brand, store, clerk, demo["AGENT-ZJ"], product, f"wh{code}"),
         )
         await conn.execute(

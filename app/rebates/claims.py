@@ -200,13 +200,16 @@ WITH f AS (
     RETURNING id
 )
 INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details,
-                    dedup_key)
-SELECT brand, brand, 'diversion', 'warning', code, serial, message, details,
-       'diversion:rebate:' || code
+                    dedup_key, occurrences)
+SELECT DISTINCT ON (code) brand, brand, 'diversion', 'warning', code, serial, message, details,
+       'diversion:rebate:' || code, count(*) OVER (PARTITION BY code)
 FROM unnest(%(brand)s::bigint[], %(code)s::bigint[], %(serial)s::text[], %(message)s::text[],
-            %(details)s::jsonb[]) AS a(brand, code, serial, message, details)
+            %(details)s::jsonb[]) WITH ORDINALITY AS a(brand, code, serial, message, details, n)
+ORDER BY code, n DESC  -- one row per code (a probe: a round's repeats of one code were a 500,
+                       -- "ON CONFLICT DO UPDATE command cannot affect row a second time")
 ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
-DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), details = EXCLUDED.details
+DO UPDATE SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_at = now(),
+              details = EXCLUDED.details
 """
 
 

@@ -1,0 +1,160 @@
+"""Rebates' webhook events and refusals (probes): what each announces, to whom, once. Deliveries
+are read from the outbox (``webhook_deliveries`` / ``webhook_events``), which the database
+triggers write with the change itself; no sender runs."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.points_support import member_client
+from tests.rebates_support import rebate_body, set_rebate, store_goods
+from tests.test_logistics import confirm, document
+
+URL = "https://93.184.216.34/rebate-events/"
+
+
+@pytest.fixture(autouse=True)
+async def _pause_mine(app: Any) -> AsyncIterator[None]:
+    yield
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE webhook_subscriptions SET active = false WHERE url LIKE %s", (URL + "%",)
+        )
+
+
+async def subscribe(client: Any, headers: dict[str, str], kinds: list[str], **extra: Any) -> int:
+    body = {"url": URL + secrets.token_hex(4), "event_kinds": kinds, **extra}
+    made = await client.post("/webhooks/subscriptions", headers=headers, json=body)
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def got(app: Any, sub: int, kind: str | None = None) -> list[dict[str, Any]]:
+    """The events queued for subscription ``sub`` (of ``kind``), oldest first."""
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """SELECT e.kind, e.data, e.org_ids FROM webhook_deliveries d
+                     JOIN webhook_events e ON e.id = d.event_id
+                    WHERE d.subscription_id = %s AND d.replay_of IS NULL
+                      AND (%s::text IS NULL OR e.kind = %s) ORDER BY e.id""",
+                (sub, kind, kind),
+            )
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+async def three_subs(client: Any, login: Any, kinds: list[str]) -> tuple[int, int, int]:
+    return (
+        await subscribe(client, await login("admin"), kinds),
+        await subscribe(client, await login("agent_admin"), kinds),
+        await subscribe(client, await login("gd_admin"), kinds),
+    )
+
+
+async def test_statement_events_carry_the_period_the_statement_covers(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A statement for January 2003 is announced with January's last day as its end, as the API
+    shows it (period_to), not the first day of February."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from tests.rebates_support import insert_claims, user_id
+
+    brand = await subscribe(client, await login("admin"), ["rebate.statement"])
+    async with app.state.pool.connection() as conn:
+        product = (await (await conn.execute("SELECT id FROM products LIMIT 1")).fetchone())["id"]
+        await insert_claims(
+            conn,
+            brand_id=demo["BRAND-LUMI"],
+            store_id=demo["STORE-HZ-01"],
+            clerk_id=await user_id(conn, "store_clerk"),
+            product_id=product,
+            amounts=[3, 4],
+            at=datetime(2003, 1, 15, 12, tzinfo=ZoneInfo("Asia/Shanghai")),
+            agent_id=demo["AGENT-ZJ"],
+        )
+        await conn.commit()
+    made = await client.post(
+        "/rebates/statements", headers=await login("finance"), json={"period": "2003-01"}
+    )
+    assert made.status_code == 201, made.text
+    [statement] = made.json()["statements"]
+    assert statement["period_to"] == "2003-01-31"
+    mine = [e for e in await got(app, brand) if e["data"]["statement_id"] == statement["id"]]
+    assert len(mine) == 1 and mine[0]["data"]["claims"] == 2
+    assert mine[0]["data"]["period_start"] == "2003-01-01"
+    assert mine[0]["data"]["period_end"] == statement["period_to"]
+
+
+async def test_concurrent_claims_of_an_undelivered_unit_are_refused_and_alerted_once(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A clerk's app re-sends a rebate claim of a unit never delivered to the store (or two
+    clerks scan it at once): every claim is refused 422 not_delivered and the brand hears of
+    the diversion once. The claims of one round were kept in ONE upsert of alerts with the
+    same dedup key twice: CardinalityViolation, 500 for all of them."""
+    import asyncio
+
+    brand = await subscribe(client, await login("admin"), ["alert.diversion"])
+    goods = await store_goods(client, login, app, demo)
+    await set_rebate(client, await login("admin"), goods["product_id"], 2.5)
+    clerk = await login("store_clerk")
+    serial = goods["units"][12]  # case 1: at AGENT-ZJ, never delivered to the store
+    async with member_client(app) as mc:
+        answers = await asyncio.gather(
+            *[
+                mc.post(
+                    "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, serial)
+                )
+                for _ in range(10)
+            ]
+        )
+    assert sorted(a.status_code for a in answers) == [422] * 10, [a.text for a in answers]
+    mine = [e for e in await got(app, brand) if e["data"]["serial"] == serial]
+    assert len(mine) == 1
+
+
+async def test_a_rebate_claim_goes_to_the_stores_agent_not_to_another_agent(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Goods of AGENT-ZJ's channel passed on to a store of AGENT-GD and claimed there: the
+    claim is GD's store's. ZJ cannot list it (GET /rebates: "an agent its stores'"),
+    yet its webhook received it, with the other agent's store, clerk and amount."""
+    from tests.points_support import shipped_goods
+
+    brand, zj, gd = await three_subs(client, login, ["rebate.claimed"])
+    goods = await shipped_goods(client, login, app, demo)  # cases 0, 1 at AGENT-ZJ
+    agent = await login("agent_clerk")
+    ship = await document(
+        client, agent, goods["cases"][1:2], kind="outbound", counterparty_id=demo["STORE-GZ-01"]
+    )
+    assert (await confirm(client, agent, ship)).status_code == 200
+    gz = await login("gz_clerk")
+    received = await document(client, gz, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, gz, received)).status_code == 200
+    await set_rebate(client, await login("admin"), goods["product_id"], 2.5)
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/rebates/claims", headers=gz, json=rebate_body(app.state.scheme, goods["units"][15])
+        )
+    assert made.status_code == 201, made.text
+    claim = made.json()["claim_id"]
+    listed = await client.get(
+        "/rebates",
+        headers=await login("agent_admin"),
+        params={"per_page": 200, "store_id": demo["STORE-GZ-01"]},
+    )
+    assert listed.status_code == 200, listed.text
+    assert claim not in {c["id"] for c in listed.json()["items"]}  # not ZJ's to see
+
+    def mine(events: list[dict[str, Any]]) -> int:
+        return sum(e["data"]["claim_id"] == claim for e in events)
+
+    assert (mine(await got(app, brand)), mine(await got(app, gd))) == (1, 1)
+    assert mine(await got(app, zj)) == 0
