@@ -590,3 +590,39 @@ async def test_an_unpack_waits_for_a_document_holding_its_case_without_a_deadloc
     assert answer.status_code == 200, answer.text
     assert (await state_of(app, goods.units[0]))["parent_sscc"] is None
     assert await stock_check(settings) == []
+
+
+_return_ids = itertools.count()
+
+
+async def test_a_factory_warehouse_clerk_sees_the_orders_it_ships(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the clerk of WH-SZ-01 ships the factory's orders (a draft takes them), but GET
+    /orders listed none and GET /orders/{id} was 404: the staff app's order picker was empty."""
+    goods = await pack(client, login, app, demo, 1, f"ORD{next(_return_ids)}")
+    order_id = await sales_order(client, login, demo, goods.product_id, 10)
+    clerk = await login("clerk")
+    doc = await document(client, clerk, goods.cases[:1], kind="outbound", order_id=order_id)
+    assert doc["order_id"] == order_id  # the clerk may ship against it
+    listed = await client.get("/orders", headers=clerk, params={"per_page": 200})
+    assert listed.status_code == 200, listed.text
+    assert order_id in [o["id"] for o in listed.json()["items"]], listed.json()["total"]
+    shown = await client.get(f"/orders/{order_id}", headers=clerk)
+    assert shown.status_code == 200, shown.text
+
+
+async def test_a_return_without_counterparty_goes_back_to_who_shipped_the_goods(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an agent's ``{"kind": "return"}`` of goods the factory warehouse shipped it went
+    to its parent, the brand's head office, which never shipped them. It goes back to the last
+    shipper (``DocumentIn``: "default: who shipped the goods to us")."""
+    goods = await pack(client, login, app, demo, 1, f"RET{next(_return_ids)}")
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    ship = await move(
+        client, clerk, goods.cases[:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    await move(client, agent, None, kind="inbound", shipment_id=ship["id"])
+    back = await document(client, agent, goods.cases[:1], kind="return")
+    assert back["counterparty_id"] == demo["WH-SZ-01"], back["counterparty_name"]

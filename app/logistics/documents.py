@@ -411,7 +411,9 @@ async def _counterparty(
             if order["status"] in ("closed", "cancelled"):
                 raise Conflict(f"the order is {order['status']}", code="order_closed")
             counterparty = order["to_org_id"]
-        if movement.default_counterparty == "parent":
+        if counterparty is None and movement.default_counterparty == "shipper":
+            counterparty = await _last_shipper(conn, org["id"])
+        if movement.default_counterparty is not None:
             counterparty = counterparty or org["parent_id"]
         if counterparty is None:
             raise Unprocessable("an outbound needs a destination", code="no_destination")
@@ -423,6 +425,19 @@ async def _counterparty(
     elif movement.sender == "in_transit":  # receiving a shipment, or an order's shipments
         counterparty, order_id = await _shipment_sender(conn, data, org, order)
     return counterparty, order_id
+
+
+async def _last_shipper(conn: Conn, org_id: int) -> int | None:
+    """Who last shipped goods to ``org_id`` (its latest confirmed outbound to it), if anyone."""
+    row = await (
+        await conn.execute(
+            """SELECT org_id FROM documents
+                WHERE kind = 'outbound' AND status = 'confirmed' AND counterparty_id = %s
+                ORDER BY confirmed_at DESC, id DESC LIMIT 1""",
+            (org_id,),
+        )
+    ).fetchone()
+    return int(row["org_id"]) if row else None
 
 
 async def _shipment_sender(

@@ -96,7 +96,9 @@ class Movement:
     order_limit: bool = False  # may not ship more than the order's lines
     approval: bool = False  # confirmed → pending_approval; moves when approved
     reasons: tuple[str, ...] = ()  # the document must give one of these
-    default_counterparty: Literal["parent"] | None = None  # when the draft names none
+    # when the draft names none: the parent, or who last shipped to the organisation (else the
+    # parent)
+    default_counterparty: Literal["parent", "shipper"] | None = None
     names_route: bool = True  # the event names source and destination organisations
     # to a consumer: not a unit a consumer brought back damaged or expired (``NOT_FOR_SALE``)
     sellable_only: bool = False
@@ -137,7 +139,9 @@ MOVEMENTS: dict[str, Movement] = {
             unit_sets=SHIP_UNITS, case_sets=SHIP_CASES,
             # no order's goods: a return goes back up the channel, and one against an order
             # shipped down it with neither the order's limit nor its channel (a probe)
-            biz_step="shipping", disposition="returned", default_counterparty="parent",
+            # back to who shipped the goods (a probe: an agent's went to the brand's head office,
+            # its parent, which never shipped them)
+            biz_step="shipping", disposition="returned", default_counterparty="shipper",
         ),
         Movement(
             kind="exception", prefix="CK", direction="outbound",

@@ -41,20 +41,33 @@ async def _lines(conn: Conn, order_ids: list[int]) -> dict[int, list[OrderLineOu
 
 
 async def get_order(conn: Conn, actor: Principal, order_id: int) -> OrderOut:
-    """An order is visible when either of its organisations is in the caller's subtree."""
+    """An order is visible when either of its organisations is in the caller's subtree, or it
+    is the caller's to ship (``_SHIPPED_BY_ME``)."""
     require_reader(actor)
     row = await (
         await conn.execute(
-            f"""SELECT {_COLUMNS}, f.path AS from_path, t.path AS to_path FROM orders o
+            f"""SELECT {_COLUMNS}, f.path AS from_path, t.path AS to_path,
+                       {_SHIPPED_BY_ME} AS mine
+                FROM orders o
                 JOIN orgs f ON f.id = o.from_org_id JOIN orgs t ON t.id = o.to_org_id
-                WHERE o.id = %s""",
-            (order_id,),
+                WHERE o.id = %(id)s""",
+            {"id": order_id, "me": actor.org_id},
         )
     ).fetchone()
-    if row is None or not (actor.sees(row.pop("from_path")) or actor.sees(row.pop("to_path"))):
+    if row is None or not (
+        actor.sees(row.pop("from_path")) or actor.sees(row.pop("to_path")) or row.pop("mine")
+    ):
         raise NotFound("order not found", code="unknown_order")
     row.pop("to_path", None)
+    row.pop("mine", None)
     return OrderOut(**row, lines=(await _lines(conn, [order_id]))[order_id])
+
+
+# The orders a warehouse ships: those its parent sends (a factory's, an agent's: a probe, the
+# factory warehouse's clerk could draft against them, ``documents._order_for``, but neither
+# list nor read them). ``%(me)s``: the caller's organisation.
+_SHIPPED_BY_ME = """o.from_org_id = (SELECT w.parent_id FROM orgs w
+                                    WHERE w.id = %(me)s AND w.kind = 'warehouse')"""
 
 
 def _reused(erp_no: str) -> Conflict:
@@ -193,8 +206,8 @@ async def list_orders(
     per_page: int,
 ) -> Page[OrderOut]:
     require_reader(actor)
-    where = ["(f.path LIKE %(prefix)s OR t.path LIKE %(prefix)s)"]
-    params: dict[str, Any] = {"prefix": actor.org_path + "%"}
+    where = [f"(f.path LIKE %(prefix)s OR t.path LIKE %(prefix)s OR {_SHIPPED_BY_ME})"]
+    params: dict[str, Any] = {"prefix": actor.org_path + "%", "me": actor.org_id}
     for column, value in (("o.kind", kind), ("o.status", status), ("o.erp_no", erp_no)):
         if value is not None:
             key = column.split(".")[1]
