@@ -626,3 +626,42 @@ async def test_a_return_without_counterparty_goes_back_to_who_shipped_the_goods(
     await move(client, agent, None, kind="inbound", shipment_id=ship["id"])
     back = await document(client, agent, goods.cases[:1], kind="return")
     assert back["counterparty_id"] == demo["WH-SZ-01"], back["counterparty_name"]
+
+
+async def test_a_return_whose_last_shipper_was_deactivated_goes_to_the_parent(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the warehouse that last supplied the store was closed, and the store's default
+    return was 409 ``org_inactive``. It goes to the parent, active."""
+    import secrets
+
+    admin, clerk = await login("admin"), await login("clerk")
+    agent, store = await login("agent_clerk"), await login("store_clerk")
+    tag = secrets.token_hex(3).upper()
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "warehouse",
+            "name": f"ZJ warehouse {tag}",
+            "erp_code": f"WZ-{tag}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    depot = int(made.json()["id"])
+    goods = await pack(client, login, app, demo, 1, f"RG{tag}")
+    case = goods.cases[:1]
+    ship = await move(client, clerk, case, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    await move(client, agent, None, kind="inbound", shipment_id=ship["id"])
+    ship = await move(client, agent, case, kind="outbound", counterparty_id=depot)
+    await move(client, agent, None, kind="inbound", shipment_id=ship["id"], org_id=depot)
+    ship = await move(
+        client, agent, case, kind="outbound", org_id=depot, counterparty_id=demo["STORE-HZ-01"]
+    )
+    await move(client, store, None, kind="inbound", shipment_id=ship["id"])
+    closed = await client.post(f"/orgs/{depot}/deactivate", headers=admin)
+    assert closed.status_code == 200, closed.text
+    back = await client.post("/documents", headers=store, json={"kind": "return"})
+    assert back.status_code == 201, back.text
+    assert back.json()["counterparty_id"] == demo["AGENT-ZJ"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 from psycopg.rows import dict_row
@@ -214,3 +216,155 @@ async def test_a_members_own_opt_out_fails_its_queued_campaign_messages(
     )
     assert (row["state"], row["last_error"]) == ("failed", "opted out of marketing")
     assert phone not in str(row)
+
+
+async def _a_verification_of(app: Any, brand: int, member_id: int) -> None:
+    """A stored verification linked to the member (what an erasure unlinks)."""
+    from app.verify.fallback import insert_record
+    from app.verify.record import Record
+    from app.verify.regions import Place
+    from app.verify.schemas import VerifyIn
+
+    serial = f"RG-{secrets.token_hex(4)}"
+    record = Record(
+        datetime.now(UTC),
+        str(uuid4()),
+        VerifyIn(serial=serial, pin="1234", client_id="device-rg"),
+        "10.9.8.7",
+        "Phone/1.0",
+        Place("浙江省", "杭州市", 30.27, 120.15),
+    )
+    record.serial, record.brand_id, record.member_id = serial, brand, member_id
+    await insert_record(app.state.pool, record, "genuine", "first_query", 1)
+
+
+async def _blocked(app: Any, needle: str) -> None:
+    """Wait (up to 10 s) until a backend running a statement containing ``needle`` waits for a
+    lock."""
+    for _ in range(200):
+        row = await _one(
+            app,
+            """SELECT count(*) AS n FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND query ILIKE %s
+                  AND datname = current_database()""",
+            f"%{needle}%",
+        )
+        if row["n"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing blocked on {needle!r}")
+
+
+async def _erasure_held_after_its_member_update(
+    app: Any, settings: Any, client: Any, service: dict[str, str], member_id: int
+) -> tuple[Any, asyncio.Task[Any]]:
+    """Start the member's erasure and hold it after it rewrote the member's row (its phone, a
+    key) and before it takes the brand's marketing lock: a third transaction holds the member's
+    verification row, which the erasure unlinks in between. Returns (blocker conn, task)."""
+    blocker = await psycopg.AsyncConnection.connect(settings.database_url, row_factory=dict_row)
+    await blocker.execute(
+        "SELECT 1 FROM verifications WHERE member_id = %s FOR UPDATE", (member_id,)
+    )
+    erase = asyncio.create_task(client.post(f"/members/{member_id}/erase", headers=service))
+    await _blocked(app, "UPDATE verifications SET member_id = NULL")
+    return blocker, erase
+
+
+async def test_an_erasure_and_a_staff_opt_out_of_its_phone_at_once_do_not_deadlock(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: the erasure takes the brand's marketing lock after the member's row, and an
+    opt-out took the lock before the phone's members: staff opting the number out while the
+    member was being erased deadlocked (409 ``retry``). Member row, then the lock, everywhere."""
+    brand = demo["BRAND-LUMI"]
+    member_id, _, phone = await new_member(app, brand)
+    await _a_verification_of(app, brand, member_id)
+    service, marketer = await login("service"), await login("marketer")
+    blocker, erase = await _erasure_held_after_its_member_update(
+        app, settings, client, service, member_id
+    )
+    try:
+        stop = asyncio.create_task(client.put(f"/sms/opt-outs/{phone}", headers=marketer))
+        await _blocked(app, "UPDATE members SET marketing_opt_out")
+        await blocker.rollback()  # the erasure goes on, to the marketing lock
+        erased, stopped = await asyncio.wait_for(asyncio.gather(erase, stop), 30)
+    finally:
+        await blocker.close()
+    assert (erased.status_code, stopped.status_code) == (204, 204), (erased.text, stopped.text)
+
+
+def _phone() -> str:
+    return "137" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+async def test_two_batches_of_td_replies_naming_two_brands_in_either_order_do_not_deadlock(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: each reply's opt-out takes its brand's marketing lock to the callback's end, in
+    the order the gateway listed them; two batches at once, A then B and B then A, deadlocked
+    (409 ``retry``, nothing opted out). They go in one order."""
+    import msgspec
+
+    from app.sms.service import sign
+
+    secret = "regress2-callback-secret"
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    other = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"RG brand {tag}", "erp_code": f"RG-{tag}"},
+    )
+    assert other.status_code == 201, other.text
+    one, two = demo["BRAND-LUMI"], int(other.json()["id"])
+    x, y, z, w = (_phone() for _ in range(4))
+
+    def signed(body: bytes) -> dict[str, str]:
+        stamp = str(int(datetime.now(UTC).timestamp()))
+        return {
+            "Content-Type": "application/json",
+            "X-Tracecode-Timestamp": stamp,
+            "X-Tracecode-Signature": sign(secret, stamp, body),
+        }
+
+    def batch(*pairs: tuple[str, int]) -> Any:
+        body = msgspec.json.encode(
+            {"replies": [{"phone": p, "text": "TD", "brand_id": b} for p, b in pairs]}
+        )
+        return client.post("/sms/callbacks/http/replies", content=body, headers=signed(body))
+
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, sms_callback_secret=secret)
+    blocker = await psycopg.AsyncConnection.connect(settings.database_url, row_factory=dict_row)
+    try:
+        # y's opt-out of brand two is being written elsewhere (a staff opt-out, uncommitted)
+        await blocker.execute(
+            "INSERT INTO sms_opt_outs (brand_id, phone, source) VALUES (%s, %s, 'api')", (two, y)
+        )
+        first = asyncio.create_task(batch((x, one), (y, two)))  # holds brand one's lock
+        await _blocked(app, "INSERT INTO sms_opt_outs")
+        second = asyncio.create_task(batch((z, two), (w, one)))  # holds two's, waits for one's
+        await _blocked(app, "pg_advisory_xact_lock")
+        await blocker.rollback()
+        answers = await asyncio.wait_for(asyncio.gather(first, second), 30)
+    finally:
+        app.state.settings = settings
+        await blocker.close()
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+
+
+async def test_a_members_own_opt_out_and_staffs_opt_out_of_its_phone_at_once_do_not_deadlock(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the member's own switch (member row, then the marketing lock) and staff's opt-out
+    of its phone (the other way round) at once deadlocked, about one pair in five."""
+    marketer = await login("marketer")
+    failed = []
+    for _ in range(40):
+        _, headers, phone = await new_member(app, demo["BRAND-LUMI"])
+        answers = await asyncio.gather(
+            client.patch("/members/me", headers=headers, json={"marketing_opt_out": True}),
+            client.put(f"/sms/opt-outs/{phone}", headers=marketer),
+        )
+        failed += [a.text for a in answers if a.status_code >= 300]
+    assert failed == [], (len(failed), failed[:1])

@@ -428,16 +428,18 @@ async def _counterparty(
 
 
 async def _last_shipper(conn: Conn, org_id: int) -> int | None:
-    """Who last shipped goods to ``org_id`` (its latest confirmed outbound to it), if anyone."""
+    """Who last shipped goods to ``org_id`` (its latest confirmed outbound to it), if it is
+    still active (a probe: a closed warehouse's made every default return 409 org_inactive)."""
     row = await (
         await conn.execute(
-            """SELECT org_id FROM documents
-                WHERE kind = 'outbound' AND status = 'confirmed' AND counterparty_id = %s
-                ORDER BY confirmed_at DESC, id DESC LIMIT 1""",
+            f"""SELECT d.org_id, {org_status("o")} AS status FROM documents d
+                 JOIN orgs o ON o.id = d.org_id
+                WHERE d.kind = 'outbound' AND d.status = 'confirmed' AND d.counterparty_id = %s
+                ORDER BY d.confirmed_at DESC, d.id DESC LIMIT 1""",
             (org_id,),
         )
     ).fetchone()
-    return int(row["org_id"]) if row else None
+    return int(row["org_id"]) if row and row["status"] == "active" else None
 
 
 async def _shipment_sender(

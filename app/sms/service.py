@@ -160,6 +160,7 @@ async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
     from app.sms.outbox import outbox_phone
 
     opted = ignored = 0
+    pairs: set[tuple[int, str]] = set()
     for reply in data.replies:
         try:
             phone = outbox_phone(reply.phone)
@@ -178,8 +179,11 @@ async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
             brands = [int(r["brand_id"]) for r in await cur.fetchall()]
         if not brands:
             ignored += 1
-        for brand_id in brands:
-            opted += await set_opt_out(conn, brand_id, phone, True, "reply")
+        pairs.update((brand_id, phone) for brand_id in brands)
+    # in one order, whatever the batch's: two batches at once lock brands and members alike
+    # (a probe: listed the other way round, they deadlocked)
+    for brand_id, phone in sorted(pairs):
+        opted += await set_opt_out(conn, brand_id, phone, True, "reply")
     return RepliesOut(opted_out=opted, ignored=ignored)
 
 
@@ -201,14 +205,15 @@ async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, so
             (brand_id, phone),
         )
     changed = len(await cur.fetchall())
-    if opted_out:
-        await drop_marketing(conn, brand_id, phone, "opted out of marketing")
     members = await conn.execute(
         """UPDATE members SET marketing_opt_out = %s, updated_at = now()
             WHERE brand_id = %s AND phone = %s AND marketing_opt_out <> %s RETURNING id""",
         (opted_out, brand_id, phone, opted_out),
     )
-    return 1 if changed or await members.fetchall() else 0
+    switched = await members.fetchall()
+    if opted_out:  # after the member's row, as an erasure and the member's own switch lock them
+        await drop_marketing(conn, brand_id, phone, "opted out of marketing")
+    return 1 if changed or switched else 0
 
 
 async def put_opt_out(conn: Conn, actor: Principal, phone: str, opted_out: bool) -> None:
