@@ -315,6 +315,13 @@ async def scan_page(request: Request[Any, Any, Any], serial: str, state: State) 
     lang, remember = choose(request)
     if request.method == "HEAD":
         return _scan_head(state, serial, lang, remember)
+    return await _scanned(request, state, serial, lang, remember)
+
+
+async def _scanned(
+    request: Request[Any, Any, Any], state: State, serial: str, lang: Lang, remember: bool
+) -> Response[str]:
+    """The scan page: the code checked without its PIN, and the PIN form."""
     out = await _verify(request, state, serial, lang, None)
     form = out.result in ("genuine", "unconfirmed", "suspicious")
     page = _verification_page(out, lang, out.serial or serial, state.scheme.pin_length, form=form)
@@ -352,10 +359,7 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
     if form.get("switch") and not _fresh(check):
         # the language switch of an answer older than its check's retry key: sent again, it
         # would count again (a probe: "checked 2 times"); the scan page instead, as a link is
-        out = await _verify(request, state, serial, lang, None)
-        again = out.result in ("genuine", "unconfirmed", "suspicious")
-        page = _verification_page(out, lang, out.serial or serial, pin_length, form=again)
-        return respond(page, lang, remember, _status_of(out))
+        return await _scanned(request, state, serial, lang, remember)
     out = await _verify(request, state, serial, lang, pin, check)
     offer, cookies = await _claim_offer(request, state, out, pin, lang, check)
     # The answer the PIN proved, in the other language: the same form sent again, its check
