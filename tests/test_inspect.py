@@ -619,3 +619,75 @@ async def test_goods_the_agent_shipped_into_another_area_are_diverted_there(
     item = found.json()["items"][0]
     assert (item["result"], item["reason"]) == ("diverted", "outside_agent_area")
     assert item["shipped_to"]["id"] == demo["AGENT-ZJ"]
+
+
+FULL_WIDTH = str.maketrans(
+    "0123456789ABCDEFGHJKMNPQRSTVWXYZ",
+    "０１２３４５６７８９ＡＢＣＤＥＦＧＨＪＫＭＮＰＱＲＳＴＶＷＸＹＺ",
+)
+
+
+async def test_a_full_width_serial_is_read_as_the_unit_not_as_a_counterfeit(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a scanner behind a Chinese input method in full-width mode typed a genuine
+    serial, read by /v1/verify but recorded here as a counterfeit (and /trace answered 400)."""
+    serial = goods["units"][1]  # shipped to AGENT-ZJ: in channel at STORE-HZ-01
+    typed = serial.translate(FULL_WIDTH)
+    assert (await client.post("/v1/verify", json={"serial": typed})).json()["serial"] == serial
+    inspector = await login("inspector")
+    response = await scan(client, inspector, typed, "STORE-HZ-01")
+    assert response.status_code == 201, response.text
+    assert response.json()["result"] == "in_channel"
+    assert response.json()["items"][0]["serial"] == serial
+    traced = await client.get(f"/trace/{typed}", headers=await login("admin"))
+    assert traced.status_code == 200, traced.text
+
+
+async def test_an_sscc_in_full_width_digits_or_after_a_bom_is_read_as_the_case(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a case code in full-width digits, or after a BOM, was recorded as one
+    counterfeit code with a fake alert instead of the case and its 10 units."""
+    case = goods["cases"][1]  # at AGENT-ZJ: its 10 units in channel at STORE-HZ-01
+    inspector = await login("inspector")
+    for text in (
+        case.translate(FULL_WIDTH),
+        "（００）" + case.translate(FULL_WIDTH),
+        "\ufeff" + case,
+    ):
+        response = await scan(client, inspector, text, "STORE-HZ-01")
+        assert response.status_code == 201, (text, response.text)
+        body = response.json()
+        assert (body["kind"], body["units"], body["result"]) == ("case", 10, "in_channel"), text
+
+
+async def test_a_diverted_unit_names_its_own_shipment_not_one_of_a_case_it_had_left(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a unit taken out of its case at the factory and shipped alone later was
+    reported (record, alert, CSV) as shipped by the case's document, which never held it."""
+    goods = await pack(client, login, app, demo, 1)
+    units, cases = goods["units"], goods["cases"]
+    clerk, operator = await login("clerk"), await login("operator")
+    inbound = await document(client, clerk, cases, kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    out = await client.post(
+        "/packing/unpack",
+        headers=operator,
+        json={"parent": cases[0], "children": [units[0]], "reason": "rework"},
+    )
+    assert out.status_code == 200, out.text
+    the_case = await document(
+        client, clerk, cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, the_case)).status_code == 200
+    the_unit = await document(
+        client, clerk, [units[0]], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, the_unit)).status_code == 200
+    found = await scan(client, await login("inspector"), units[0], "STORE-GZ-01")
+    assert found.status_code == 201, found.text
+    item = found.json()["items"][0]
+    assert item["result"] == "diverted"
+    assert item["document_no"] == the_unit["doc_no"], (the_case["doc_no"], the_unit["doc_no"])

@@ -17,6 +17,7 @@ from app.codes.scheme import (
     Scheme,
     gtin_from_scan,
     is_valid_sscc,
+    scanned,
     serial_from_scan,
     sscc_from_scan,
 )
@@ -54,6 +55,8 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
     serials: list[str] = []
     case_at: list[int] = []
     for i, text in enumerate(texts):
+        if not text.isascii():  # typed full-width, or with a BOM (a probe: "counterfeit")
+            text = scanned(text)
         if len(text) == 20 and text.isalnum() and not case_label(text):  # a bare serial
             reads.append(Read("unit", text))
             unit_at.append(i)

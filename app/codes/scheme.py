@@ -143,14 +143,20 @@ def _path(text: str) -> str:
     return "" if slash < 0 else rest[slash:].split("?", 1)[0].split("#", 1)[0]
 
 
+def scanned(text: str) -> str:
+    """What a scanner read, as ASCII where it was typed with a Chinese input method (full-width
+    characters, zero-width marks, a BOM: probe Q), without surrounding blanks."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    return text.strip()
+
+
 def serial_from_scan(text: str) -> str:
     """The serial in what a scanner read: a bare serial, a ``…/c/{serial}`` URL or a Digital Link.
 
     Not validated: ``Scheme.verify`` decides whether it is a serial at all.
     """
-    if not text.isascii():  # typed with a Chinese input method: full-width, or zero-width
-        text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)  # marks (probe Q)
-    text = text.strip()
+    text = scanned(text)
     if "/" not in text:
         return text
     parts = [p for p in _path(text).split("/") if p]
@@ -178,7 +184,7 @@ def sscc_from_scan(text: str) -> str | None:
 
     None when the text is not shaped like a case code; the check digit is not checked here.
     """
-    text = text.strip()
+    text = scanned(text)  # a probe: full-width digits, a BOM, read as a unit's serial
     if "/00/" in text:
         text = text.rsplit("/00/", 1)[1].split("?", 1)[0].strip("/")
     match = _SSCC_TEXT.match(text.replace(" ", ""))

@@ -222,24 +222,41 @@ async def _findings(
     return _Scanned("case", read.label, read.code, found)
 
 
-# The shipping events of each unit: its own, and those of every case it was ever packed in (a
-# shipment lists the cases scanned, not their contents). Oldest first.
-_SHIPMENTS = """
-WITH RECURSIVE anc (unit, kind, code, depth) AS (
-    SELECT u, 'u'::"char", u, 0 FROM unnest(%(units)s::bigint[]) AS u
+# The shipping events of each unit: its own, and those of every case it was packed in while it
+# was in it (a shipment lists the cases scanned, not their contents), by event id as the trace's
+# stays (``app.codes.trace._containers``): a stay in a case runs from the packing to the next
+# unpacking of the code from it or its decommissioning, and a stay in a case's case within both
+# (a probe: a unit taken out of its case at the factory was blamed on the case's later
+# shipment). Oldest first.
+_FOREVER = 9_223_372_036_854_775_807
+_SHIPMENTS = f"""
+WITH RECURSIVE anc (unit, kind, code, depth, lo, hi) AS (
+    SELECT u, 'u'::"char", u, 0, 0::bigint, {_FOREVER}::bigint
+    FROM unnest(%(units)s::bigint[]) AS u
     UNION
-    SELECT a.unit, 'c'::"char", e.parent_code, a.depth + 1
+    SELECT a.unit, 'c'::"char", e.parent_code, a.depth + 1, greatest(a.lo, e.id),
+           least(a.hi, coalesce((SELECT min(x.id) FROM event_codes xc
+                                   JOIN events x ON x.id = xc.event_id
+                                  WHERE xc.code = a.code AND xc.kind = a.kind AND x.id > e.id
+                                    AND x.action = 'DELETE'
+                                    AND (x.event_type = 'ObjectEvent'
+                                         OR (x.event_type = 'AggregationEvent'
+                                             AND x.parent_code = e.parent_code))),
+                                {_FOREVER}))
     FROM anc a
     JOIN event_codes ec ON ec.code = a.code AND ec.kind = a.kind
     JOIN events e ON e.id = ec.event_id
     WHERE e.event_type = 'AggregationEvent' AND e.action = 'ADD'
       AND e.parent_code IS NOT NULL AND e.parent_code <> a.code AND a.depth < %(depth)s
-), held AS (SELECT DISTINCT unit, kind, code FROM anc)
-SELECT h.unit, e.destination_org, e.details ->> 'document' AS document_no
-FROM held h
+      AND e.id < a.hi
+)
+SELECT DISTINCT h.unit, e.destination_org, e.details ->> 'document' AS document_no,
+       e.event_time, e.id
+FROM anc h
 JOIN event_codes ec ON ec.code = h.code AND ec.kind = h.kind
 JOIN events e ON e.id = ec.event_id
 WHERE e.biz_step = 'shipping' AND e.destination_org IS NOT NULL
+  AND e.id >= h.lo AND e.id < h.hi
 ORDER BY e.event_time, e.id
 """
 
