@@ -468,3 +468,54 @@ async def test_a_return_with_exchange_and_a_claim_round_of_both_units_do_not_dea
     assert back.status_code == 200, summary
     assert all(r.status_code != 409 or "retry" not in r.text for r in answers), summary
     assert all(r.status_code < 500 for r in answers), summary
+
+
+async def test_points_a_return_before_the_upgrade_could_not_take_back_are_owed_after_it(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: returns made before migration 0073 that could not take points back (spent on a
+    gift) left nothing owed once migrated, and an expiring gift code gave the points back. The
+    database as the code before 0073 left it is rebuilt in a transaction (the column dropped,
+    the audit row in its old form) and 0073 run on it: the shortfall is owed."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.db import migrations
+    from tests.test_redemptions import new_gift, redeem
+
+    def _migration(number: int) -> str:
+        return next(text for version, _, text in migrations() if version == number)
+
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rule(client, admin, goods["product_id"], 40)
+    serial = goods["units"][3]
+    assert (await client.post("/sales", headers=clerk, json={"codes": [serial]})).status_code == 201
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+        )
+    assert made.status_code == 201, made.text
+    points = made.json()["points"]
+    gift = await new_gift(client, login, points_cost=points, name=f"g-{secrets.token_hex(3)}")
+    assert (await redeem(app, headers, gift["id"])).status_code == 201
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200, back.text
+
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, row_factory=dict_row
+    ) as conn:
+        # what the code before 0073 wrote: no owed column, the audit row without "owed"
+        await conn.execute(
+            "UPDATE audit_log SET after = after - 'owed' "
+            "WHERE entity = 'point_claim' AND entity_id = %s AND action = 'withdraw'",
+            (str(made.json()["claim_id"]),),
+        )
+        await conn.execute("ALTER TABLE point_balances DROP COLUMN owed")
+        await conn.execute(_migration(73))  # type: ignore[arg-type]
+        row = await (
+            await conn.execute("SELECT owed FROM point_balances WHERE member_id = %s", (member_id,))
+        ).fetchone()
+        await conn.rollback()
+    assert row is not None and row["owed"] == points

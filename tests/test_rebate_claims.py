@@ -612,3 +612,30 @@ async def test_a_gift_earns_no_rebate_and_a_refund_withdraws_the_rebate(
         retried = await mc.post("/rebates/claims", headers=clerk, json=first_body)
         assert_error(retried, 409, "claim_withdrawn")
     await autocommit.close()
+
+
+async def test_a_claim_under_a_kept_client_id_can_still_be_returned(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a claim made under a client id already kept as withdrawn (a till's claim of
+    another unit under it while that unit's return was committing; a rollback to the code
+    before migration 0071 and forward again) made its own unit's return 409 for ever: the
+    withdrawal kept the client id a second time."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rebate(client, admin, goods["product_id"], 3)
+    serial, key = goods["units"][1], f"k-{secrets.token_hex(4)}"
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, serial, key)
+        )
+    assert made.status_code == 201, made.text
+    async with app.state.pool.connection() as conn:  # the client id kept for another claim
+        await conn.execute(
+            """INSERT INTO rebate_claims_withdrawn (clerk_id, client_id, code_id, claim_id)
+               VALUES (%s, %s, 1, 1)""",
+            (await user_id(conn, "store_clerk"), key),
+        )
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200, back.text
+    assert back.json()["rebate_withdrawn"] == made.json()["claim_id"]

@@ -36,6 +36,8 @@ WITH gone AS (
 ), kept AS (  -- its client id: the till's retry of it is refused (migration 0071)
     INSERT INTO rebate_claims_withdrawn (clerk_id, client_id, code_id, claim_id)
     SELECT clerk_id, client_id, code_id, id FROM gone
+    ON CONFLICT DO NOTHING  -- kept already: a claim made under it meanwhile (a probe: this
+                            -- unit's return was 409 for ever)
 )
 SELECT gone.*, EXISTS (SELECT 1 FROM unqueued) AS was_queued FROM gone
 """
