@@ -517,3 +517,19 @@ async def test_clerk_scanning_a_gs1_128_case_label_as_00_and_18_digits_is_told_i
     await signed_in(phone)
     case = text_of(await scan(phone, "00" + goods["cases"][0], 400))
     assert "这是箱码" in case
+
+
+FULL_WIDTH_DIGITS = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+async def test_clerk_page_reads_a_gs1_128_case_label_after_a_bom_or_in_full_width_as_a_case(
+    phone: Any,
+    goods: dict[str, Any],
+) -> None:
+    """A probe: a case's GS1-128 label (``00`` + SSCC) read after a BOM or typed full-width was
+    "not genuine" (422) on the clerk's page."""
+    await signed_in(phone)
+    case = goods["cases"][0]
+    for text in ("\ufeff00" + case, ("00" + case).translate(FULL_WIDTH_DIGITS)):
+        page = text_of(await scan(phone, text, 400))
+        assert "这是箱码" in page, (text, page[:200])

@@ -691,3 +691,37 @@ async def test_a_diverted_unit_names_its_own_shipment_not_one_of_a_case_it_had_l
     item = found.json()["items"][0]
     assert item["result"] == "diverted"
     assert item["document_no"] == the_unit["doc_no"], (the_case["doc_no"], the_unit["doc_no"])
+
+
+async def test_a_unit_relabelled_in_its_case_at_the_agent_names_the_cases_shipment(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a replacement takes over the old unit's state and its stay in the case; found
+    diverted, it named no document (its stay began at the replacing)."""
+    from tests.helpers import issue_units
+
+    packed = await pack(client, login, app, demo, 1)
+    units, cases = packed["units"], packed["cases"]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    inbound = await document(client, clerk, cases, kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(client, clerk, cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    new = app.state.scheme.serial(batch_no, 0)
+    relabelled = await client.post(
+        "/packing/replace",
+        headers=await login("admin"),
+        json={"old": units[0], "new": new, "reason": "label torn"},
+    )
+    assert relabelled.status_code == 200, relabelled.text
+    inspector = await login("inspector")
+    sibling = (await scan(client, inspector, units[1], "STORE-GZ-01")).json()["items"][0]
+    assert sibling["document_no"] == ship["doc_no"]
+    found = await scan(client, inspector, new, "STORE-GZ-01")
+    assert found.status_code == 201, found.text
+    item = found.json()["items"][0]
+    assert (item["result"], item["shipped_to"]["id"]) == ("diverted", demo["AGENT-ZJ"])
+    assert item["document_no"] == ship["doc_no"], item

@@ -476,7 +476,7 @@ async def test_points_a_return_before_the_upgrade_could_not_take_back_are_owed_a
     """A probe: returns made before migration 0073 that could not take points back (spent on a
     gift) left nothing owed once migrated, and an expiring gift code gave the points back. The
     database as the code before 0073 left it is rebuilt in a transaction (the column dropped,
-    the audit row in its old form) and 0073 run on it: the shortfall is owed."""
+    the audit row in its old form) and 0073 and 0075 run on it: the shortfall is owed."""
     import psycopg
     from psycopg.rows import dict_row
 
@@ -514,6 +514,7 @@ async def test_points_a_return_before_the_upgrade_could_not_take_back_are_owed_a
         )
         await conn.execute("ALTER TABLE point_balances DROP COLUMN owed")
         await conn.execute(_migration(73))  # type: ignore[arg-type]
+        await conn.execute(_migration(75))  # type: ignore[arg-type]
         row = await (
             await conn.execute("SELECT owed FROM point_balances WHERE member_id = %s", (member_id,))
         ).fetchone()

@@ -234,7 +234,10 @@ WITH RECURSIVE anc (unit, kind, code, depth, lo, hi) AS (
     SELECT u, 'u'::"char", u, 0, 0::bigint, {_FOREVER}::bigint
     FROM unnest(%(units)s::bigint[]) AS u
     UNION
-    SELECT a.unit, 'c'::"char", e.parent_code, a.depth + 1, greatest(a.lo, e.id),
+    SELECT a.unit, 'c'::"char", e.parent_code, a.depth + 1,
+           -- a replacement takes over the replaced unit's stay (a probe: a unit relabelled in
+           -- its case at the agent named no shipment)
+           CASE WHEN e.biz_step = 'replacing' THEN a.lo ELSE greatest(a.lo, e.id) END,
            least(a.hi, coalesce((SELECT min(x.id) FROM event_codes xc
                                    JOIN events x ON x.id = xc.event_id
                                   WHERE xc.code = a.code AND xc.kind = a.kind AND x.id > e.id

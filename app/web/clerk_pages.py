@@ -55,7 +55,13 @@ from app.auth.principal import Principal
 from app.auth.schemas import TokenOut
 from app.claims import ClaimIn
 from app.codes.lookup import case_label
-from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan, sscc_from_scan
+from app.codes.scheme import (
+    MalformedSerial,
+    SerialError,
+    scanned,
+    serial_from_scan,
+    sscc_from_scan,
+)
 from app.config import Settings
 from app.db import Conn
 from app.errors import AppError, Unauthorized
@@ -326,7 +332,7 @@ class Scanned(NamedTuple):
 def read_code(state: State, text: str) -> Scanned | tuple[int, str]:
     """The unit a scanned or typed code names, checked by the scheme alone (no database); else
     (status, the word of why not)."""
-    text = text.strip()[:MAX_SERIAL]
+    text = scanned(text)[:MAX_SERIAL]  # full-width, a BOM (a probe: a case label "forged")
     if case_label(text):  # a case's GS1-128 label without brackets (a probe: "forged")
         return 400, "clerk_case_code"
     serial = serial_from_scan(text)
