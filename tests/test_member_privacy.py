@@ -38,6 +38,16 @@ async def _template(client: Any, headers: dict[str, str]) -> int:
     return int(made.json()["id"])
 
 
+async def _to_province(client: Any, marketer: dict[str, str], province: str) -> dict[str, Any]:
+    """A members campaign's body, to the members of ``province``, with a template of its own."""
+    return {
+        "template_id": await _template(client, marketer),
+        "audience": "members",
+        "filter": {"provinces": [province]},
+        "variables": {"x": "!"},
+    }
+
+
 async def _lonely_province(app: Any, brand: int, province: str) -> str:
     async with app.state.pool.connection() as conn:
         await conn.execute(
@@ -63,14 +73,7 @@ async def test_an_opt_out_after_a_campaign_was_queued_stops_its_unsent_message(
             (brand, phone, province),
         )
     made = await client.post(
-        "/sms/campaigns",
-        headers=marketer,
-        json={
-            "template_id": await _template(client, marketer),
-            "audience": "members",
-            "filter": {"provinces": [province]},
-            "variables": {"x": "!"},
-        },
+        "/sms/campaigns", headers=marketer, json=await _to_province(client, marketer, province)
     )
     assert made.status_code == 201 and made.json()["recipients"] == 1, made.text
     # the member opts out before the message left
@@ -106,14 +109,8 @@ async def test_a_campaign_queued_during_an_erasure_leaves_no_phone_of_the_member
     marketer = await login("marketer")
     brand = demo["BRAND-LUMI"]
     province = await _lonely_province(app, brand, "海南省")
-    template_id = await _template(client, marketer)
+    body = await _to_province(client, marketer, province)
     member_id, _, phone = await new_member(app, brand, province=province)
-    body = {
-        "template_id": template_id,
-        "audience": "members",
-        "filter": {"provinces": [province]},
-        "variables": {"x": "?"},
-    }
     async with app.state.pool.connection() as conn:
         async with conn.transaction():
             await erasure.erase(conn, None, brand, member_id)  # under way
@@ -199,14 +196,7 @@ async def test_a_members_own_opt_out_fails_its_queued_campaign_messages(
     province = await _lonely_province(app, brand, "青海省")
     member_id, headers, phone = await new_member(app, brand, province=province)
     made = await client.post(
-        "/sms/campaigns",
-        headers=marketer,
-        json={
-            "template_id": await _template(client, marketer),
-            "audience": "members",
-            "filter": {"provinces": [province]},
-            "variables": {"x": "!"},
-        },
+        "/sms/campaigns", headers=marketer, json=await _to_province(client, marketer, province)
     )
     assert made.status_code == 201 and made.json()["recipients"] == 1, made.text
     off = await client.patch("/members/me", headers=headers, json={"marketing_opt_out": True})
@@ -291,10 +281,6 @@ async def test_an_erasure_and_a_staff_opt_out_of_its_phone_at_once_do_not_deadlo
     finally:
         await blocker.close()
     assert (erased.status_code, stopped.status_code) == (204, 204), (erased.text, stopped.text)
-
-
-def _phone() -> str:
-    return "137" + "".join(secrets.choice("0123456789") for _ in range(8))
 
 
 async def test_two_batches_of_td_replies_naming_two_brands_in_either_order_do_not_deadlock(
