@@ -660,6 +660,41 @@ async def test_a_retry_racing_its_original_counts_once(
     assert await counts(conn, lumi.batch_no) == {"units": 10, "bound": 10, "unit_events": 20}
 
 
+async def test_a_retry_whose_original_commits_between_its_reads_is_all_duplicates(
+    client: Any, login: Any, app: Any, conn: Any, lumi: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CI flake of the test above, made to happen: the retry reads the case (not packed
+    yet), its original commits, then the retry reads the units (active, in that case). It
+    answered 10 duplicates and the case ``rejected`` (``empty_case``): a scanner retrying a slow
+    upload showed the operator an error for a case its own upload had packed."""
+    from app.packing import scans as scans_module
+
+    await set_line(client, login, lumi.product_id, "Between")
+    units = serials(app, lumi.batch_no, 20, 30)
+    sent = [scan(s) for s in units] + [scan(lumi.inner[1])]
+    read_cases, original_done = asyncio.Event(), asyncio.Event()
+    locked = scans_module._locked
+    paused: list[bool] = []
+
+    async def pausing(conn: Any, row: Any, codes: list[int]) -> Any:
+        found = await locked(conn, row, codes)
+        if row is scans_module._CaseState and not paused:
+            paused.append(True)
+            read_cases.set()
+            await original_done.wait()
+        return found
+
+    monkeypatch.setattr(scans_module, "_locked", pausing)
+    retry = asyncio.create_task(upload(client, login, "Between", sent))
+    await read_cases.wait()
+    original = await upload(client, login, "Between", sent)
+    original_done.set()
+    second = await retry
+    assert (original["accepted"], original["duplicates"]) == (11, 0), original
+    assert [(s["result"], s.get("reason")) for s in second["scans"]] == [("duplicate", None)] * 11
+    assert await counts(conn, lumi.batch_no) == {"units": 10, "bound": 10, "unit_events": 20}
+
+
 async def test_activation_gates_verification(client: Any, login: Any, demo: Any, app: Any) -> None:
     scheme = app.state.scheme
     batch_no, product_id = await issue_units(client, login, demo, 3)

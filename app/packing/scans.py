@@ -264,6 +264,12 @@ async def _apply(conn: Conn, ctx: Context, scans: list[_Scan]) -> None:
     # document holds a case nothing is packed into it, and an upload holding one is waited for
     case_state = await _locked(conn, _CaseState, cases)
     unit_state = await _locked(conn, _UnitState, units)
+    unseen = set(cases).difference(case_state)
+    if unseen and any(u.parent_sscc in unseen for u in unit_state.values()):
+        # an upload packing them committed between the two reads: the cases were read before
+        # it, the units after (a retry racing its original answered its own case "rejected",
+        # empty_case). Read both again.
+        raise _Race
     _hide_out_of_reach(ctx, all_reads, unit_state, case_state)
     held = await _child_counts(conn, [code for code in cases if code in case_state])
     rules = await _rules(conn, ctx.product_id)
