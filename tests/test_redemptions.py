@@ -901,3 +901,52 @@ async def test_a_freeze_that_commits_while_a_redemption_waits_holds(
     assert_error(await asyncio.wait_for(pending, 30), 403, "member_frozen")
     async with app.state.pool.connection() as conn:
         assert not await check_balances(conn)
+
+
+async def test_a_gift_restocked_during_a_redemption_is_taken_not_called_not_offered(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: a member redeems a gift that is out of stock while the brand restocks it.
+    Served before the restock the answer is 409 ``out_of_stock``; after it, the gift is theirs.
+    The take missed (stock 0), the restock committed, and the second statement, reading why,
+    saw stock: the member was told 422 ``gift_not_offered``. The reason is now read from the
+    locked row, and a gift offered there is taken."""
+    import psycopg
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 50)
+    gift = await new_gift(client, login, points_cost=10, stock=0)
+    reached, go = asyncio.Event(), asyncio.Event()
+    execute = psycopg.AsyncConnection.execute
+    taking: list[Any] = []  # the connection whose take of the gift missed
+
+    async def pausing(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if taking == [self] and not reached.is_set():  # the statement after the missed take
+            reached.set()
+            await go.wait()
+        result = await execute(self, query, *args, **kwargs)
+        if isinstance(query, str) and query.lstrip().startswith("UPDATE gifts g SET stock"):
+            taking.append(self)
+        return result
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", pausing)
+
+    async def redeem() -> Any:
+        async with member_client(app) as mc:
+            return await mc.post(
+                "/members/me/redemptions",
+                headers=headers,
+                json={"gift_id": gift["id"], "client_id": secrets.token_hex(8)},
+            )
+
+    redemption = asyncio.create_task(redeem())
+    await asyncio.wait_for(reached.wait(), 30)
+    restocked = await client.patch(
+        f"/gifts/{gift['id']}", headers=await login("admin"), json={"stock": 5}
+    )
+    assert restocked.status_code == 200, restocked.text
+    go.set()
+    answer = await asyncio.wait_for(redemption, 30)
+    assert answer.status_code == 201, answer.text
+    listed = await client.get("/gifts", headers=await login("admin"))
+    assert [g["stock"] for g in listed.json()["items"] if g["id"] == gift["id"]] == [4]

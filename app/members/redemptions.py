@@ -236,32 +236,41 @@ async def redeem(
 
 async def _take_one(conn: Conn, member: Member, gift_id: int) -> dict[str, Any]:
     """Take one of the gift's stock while it is offered to the member (its row stays locked
-    to the end of the transaction); 404 / 409 ``out_of_stock`` / 422 ``gift_not_offered``."""
+    to the end of the transaction); 404 / 409 ``out_of_stock`` / 422 ``gift_not_offered``.
+    When the take misses, the reason is read from the row locked (its latest version): a gift
+    restocked between the two statements was answered "not offered to you" (probe skew); it is
+    taken then."""
     province = await (
         await conn.execute("SELECT province FROM members WHERE id = %s", (member.id,))
     ).fetchone()
     params = {"gift": gift_id, "brand": member.brand_id, "province": province["province"]}
-    taken = await (
-        await conn.execute(
-            f"""UPDATE gifts g SET stock = g.stock - 1, updated_at = now()
-                WHERE g.id = %(gift)s AND {OFFERED}
-                RETURNING g.id, g.name, g.kind, g.points_cost, g.collect_days, g.how_to_collect""",
-            params,
-        )
-    ).fetchone()
-    if taken is not None:
-        return taken
-    gift = await (
-        await conn.execute(
-            "SELECT stock FROM gifts WHERE id = %s AND brand_id = %s AND deleted_at IS NULL",
-            (gift_id, member.brand_id),
-        )
-    ).fetchone()
-    if gift is None:
-        raise NotFound("gift not found")
-    if gift["stock"] <= 0:
-        raise Conflict("this gift is out of stock", code="out_of_stock")
-    raise Unprocessable("this gift is not offered to you now", code="gift_not_offered")
+    for _ in range(2):
+        taken = await (
+            await conn.execute(
+                f"""UPDATE gifts g SET stock = g.stock - 1, updated_at = now()
+                    WHERE g.id = %(gift)s AND {OFFERED}
+                    RETURNING g.id, g.name, g.kind, g.points_cost, g.collect_days,
+                              g.how_to_collect""",
+                params,
+            )
+        ).fetchone()
+        if taken is not None:
+            return taken  # type: ignore[no-any-return]
+        gift = await (
+            await conn.execute(
+                f"""SELECT g.stock, {OFFERED} AS offered FROM gifts g
+                    WHERE g.id = %(gift)s AND g.brand_id = %(brand)s AND g.deleted_at IS NULL
+                    FOR UPDATE""",
+                params,
+            )
+        ).fetchone()
+        if gift is None:
+            raise NotFound("gift not found")
+        if gift["stock"] <= 0:
+            raise Conflict("this gift is out of stock", code="out_of_stock")
+        if not gift["offered"]:
+            raise Unprocessable("this gift is not offered to you now", code="gift_not_offered")
+    raise AssertionError("a gift offered on its locked row is taken")
 
 
 async def _send_code(
