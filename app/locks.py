@@ -57,6 +57,10 @@ class Lock(IntEnum):
     # transaction, brand:day (text): a closed dashboard day counted and kept, or dropped by units
     # activated on it late, one at a time (app.analytics.dashboard, app.events.log)
     DASHBOARD_DAY = 7_245_025
+    # transaction, one key: low-stock thresholds evaluated one transaction at a time (a threshold
+    # set while the roll-up folded evaluated stock the fold had not committed, and the fold a
+    # threshold not committed yet: an alert left open above the minimum)
+    STOCK_THRESHOLDS = 7_245_026
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -475,3 +475,97 @@ async def test_rollup_equals_recount_after_10000_random_movements(
         if r["lot"] in lots and (r["on_hand"] or r["in_transit"])
     }
     assert got == expected and len({org for org, _ in got}) >= 4
+
+
+async def test_a_threshold_set_while_the_rollup_folds_leaves_no_false_alert(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: a warehouse sets its minimum stock while the roll-up folds new stock in. Either
+    order ends with the stock above the minimum and no low-stock alert open. The request
+    evaluated the stock the fold had not committed (an alert opened) and the fold the threshold
+    not yet committed (nothing closed it): an alert stayed open above the minimum. Threshold
+    checks now take turns (``Lock.STOCK_THRESHOLDS``); the request is held between its check
+    and its commit here while the roll-up runs."""
+    from app.logistics import stock as stock_module
+    from app.logistics.rollup import rollup_alone
+
+    factory, admin = demo["FACTORY-SZ"], await login("factory_admin")
+    batch_no, product_id = await issue_units(client, login, demo, 30)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(30)]
+    await activate(client, login, serials[:5], product_id, lot="SKEW-A")
+
+    async def roll() -> None:
+        async with app.state.pool.connection() as roll_conn:
+            await roll_conn.set_autocommit(True)
+            await rollup_alone(roll_conn, wait=True)
+
+    await roll()
+    url = f"/stock/thresholds/{factory}/{product_id}"
+    first = await client.put(url, headers=admin, json={"min_units": 0})
+    assert first.status_code == 200, first.text
+    on_hand = first.json()["on_hand"]
+    await activate(client, login, serials[5:25], product_id, lot="SKEW-B")  # not rolled up yet
+
+    checked, go = asyncio.Event(), asyncio.Event()
+    original = stock_module.check_thresholds
+
+    async def pausing(conn: Any, pairs: Any) -> Any:
+        assert conn.info.transaction_status  # the request's transaction, open
+        below = await original(conn, pairs)
+        checked.set()
+        await go.wait()
+        return below
+
+    monkeypatch.setattr(stock_module, "check_thresholds", pausing)
+    setting = asyncio.create_task(client.put(url, headers=admin, json={"min_units": on_hand + 10}))
+    await asyncio.wait_for(checked.wait(), 30)
+    rolling = asyncio.create_task(roll())
+    async with app.state.pool.connection() as conn:  # the fold done, or waiting for its turn
+        for _ in range(300):
+            waiting = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event = 'advisory'"
+                )
+            ).fetchone()
+            if rolling.done() or waiting["n"]:
+                break
+            await asyncio.sleep(0.02)
+    go.set()
+    response = await asyncio.wait_for(setting, 30)
+    await asyncio.wait_for(rolling, 30)
+    assert response.status_code == 200, response.text
+    assert response.json()["on_hand"] == on_hand  # it read the stock before the fold
+    monkeypatch.undo()
+    async with app.state.pool.connection() as conn:
+        stock = await (
+            await conn.execute(
+                "SELECT coalesce(sum(on_hand), 0) AS n FROM stock "
+                "WHERE org_id = %s AND product_id = %s",
+                (factory, product_id),
+            )
+        ).fetchone()
+        alerts = await (
+            await conn.execute(
+                "SELECT details FROM alerts WHERE dedup_key = %s AND acknowledged_at IS NULL",
+                (f"low_stock:{factory}:{product_id}",),
+            )
+        ).fetchall()
+    await client.put(url, headers=admin, json={"min_units": 0})
+    assert stock["n"] == on_hand + 20
+    assert [a["details"] for a in alerts] == []
+
+
+async def test_a_connection_given_back_in_autocommit_serves_the_next_request_in_a_transaction(
+    client: Any, app: Any
+) -> None:
+    """A roller's connection set to autocommit went back to the pool as it was, and the next
+    request on it committed statement by statement: a failed request kept its first writes."""
+    async with app.state.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        used = conn
+    for _ in range(250):  # the pool resets a returned connection in a task of its own
+        if not used.autocommit:
+            break
+        await asyncio.sleep(0.02)
+    assert not used.autocommit

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from app.auth.principal import brand_of
 from app.db import Conn
 from app.deadletters import STOCK_DELTAS, drain
-from app.locks import Lock, run_alone
+from app.locks import Lock, run_alone, xact
 
 # One batch: take, delete and sum delta rows, add the sums to stock. Stock rows are upserted in key
 # order so two roll-ups touching the same rows wait for each other instead of deadlocking.
@@ -141,9 +141,12 @@ async def _fold(conn: Conn, sql: str, params: dict[str, Any]) -> int:
 
 async def check_thresholds(conn: Conn, pairs: list[tuple[int, int]]) -> int:
     """Open (or bump) one low_stock alert per (organisation, product) below its threshold;
-    return how many pairs are below; close those of pairs back at their minimum."""
+    return how many pairs are below; close those of pairs back at their minimum. Evaluated one
+    transaction at a time (``Lock.STOCK_THRESHOLDS``, held to its commit): the threshold set and
+    the stock folded by another transaction are read once it has committed (probe skew)."""
     if not pairs:
         return 0
+    await conn.execute(*xact(Lock.STOCK_THRESHOLDS))
     rows = await (
         await conn.execute(_BELOW, ([o for o, _ in pairs], [p for _, p in pairs]))
     ).fetchall()
