@@ -110,7 +110,7 @@ def create_pool(
 
     async def returned(conn: Conn) -> None:
         last_used[conn] = time.monotonic()
-        if conn.autocommit:  # set by its last user (a roller's): every request runs in a transaction
+        if conn.autocommit:  # set by its last user (a roller): a request runs in a transaction
             await conn.set_autocommit(False)
 
     def reconnect_failed(_: object) -> None:
