@@ -269,6 +269,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name in ("database_url", "database_replica_url"):
             _check_postgres_url(name, getattr(self, name))
         _check_redis_url(self.redis_url)
+        _check_broker_url(self.broker_url)
         port = self.resolver_host.rpartition("]")[2].partition(":")[2]
         if port and not 1 <= int(port) <= 65535:
             raise SettingsError(f"{PREFIX}RESOLVER_HOST: the port must be from 1 to 65535")
@@ -472,7 +473,12 @@ def _check_redis_url(url: str | None) -> None:
             f"{var} must start with redis://, rediss://, unix:// or redis+cluster:// (in lower "
             "case)"
         )
-    if "+cluster" in scheme or scheme == "unix":
+    if "+cluster" in scheme:
+        from app.redisconn import cluster_nodes  # it raises SettingsError naming what is wrong
+
+        cluster_nodes(url)
+        return
+    if scheme == "unix":
         return
     try:
         parts = urlsplit(url)
@@ -485,6 +491,23 @@ def _check_redis_url(url: str | None) -> None:
             f"{var} is no valid URL: a port that is no number from 0 to 65535, or a password "
             "with #, /, ? or @ not percent-encoded"
         )
+
+
+def _check_broker_url(url: str | None) -> None:
+    """Each AMQP URL as the RabbitMQ broker's parser (pika's) takes it: a bad port or option
+    failed the API and the worker at import with a traceback, past ``tracecode run``'s checks (a
+    probe)."""
+    if url is None:
+        return
+    import pika
+
+    for part in url.split(";"):
+        try:
+            pika.URLParameters(part)
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(
+                f"{PREFIX}BROKER_URL is not a valid AMQP URL: {redact_url(str(exc))}"
+            ) from None
 
 
 def redact_url(url: str | None) -> str | None:

@@ -223,3 +223,46 @@ def test_server_urls_in_every_valid_form_are_taken_and_the_refusals_say_why() ->
     ):
         with pytest.raises(SettingsError, match=says):
             load_settings({f"TRACECODE_{variable}": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://redis-1",  # no port
+        "redis+cluster://",  # no node at all
+        "redis+cluster://redis-1:6379/2",  # a cluster has only database 0
+        "redis+cluster://redis-1:99999",  # no such port
+    ],
+)
+def test_a_malformed_redis_cluster_url_is_refused_by_the_settings(url: str) -> None:
+    """A probe: a malformed cluster URL passed the settings, and the API server and the
+    worker died at import with a traceback instead of the one-line configuration error."""
+    env = {"TRACECODE_REDIS_URL": url, "TRACECODE_BROKER_URL": "amqp://u:p@rabbit:5672/tc"}
+    with pytest.raises(SettingsError, match="TRACECODE_REDIS_URL"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:guest@rabbit:notaport/tc",
+        "amqp://guest:guest@rabbit:99999/tc",
+        "amqp://guest:guest@rabbit:5672/tc?heartbeat=abc",
+        "amqp://guest:guest@rabbit:5672/tc;amqp://guest:guest@rabbit-2:0x/tc",
+    ],
+)
+def test_a_malformed_broker_url_is_refused_by_the_settings(url: str) -> None:
+    """A probe: the same for TRACECODE_BROKER_URL (pika's parser refused it only when the broker
+    was built, at import, after ``tracecode run``'s checks had passed)."""
+    with pytest.raises(SettingsError, match="TRACECODE_BROKER_URL"):
+        load_settings({"TRACECODE_BROKER_URL": url})
+
+
+def test_well_formed_cluster_and_broker_urls_pass_the_settings() -> None:
+    settings = load_settings(
+        {
+            "TRACECODE_REDIS_URL": "redis+cluster://r1:7000,r2:7001",
+            "TRACECODE_BROKER_URL": "amqp://u:p@rabbit:5672/tc;amqps://u:p@rabbit-2/tc?heartbeat=30",
+        }
+    )
+    assert settings.broker_url and settings.redis_url

@@ -77,7 +77,8 @@ async def test_metrics_are_prometheus_text(client: Any) -> None:
     await client.get("/ping")
     response = await client.get("/metrics")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
+    # a probe: the charset was named twice, which Prometheus (Go's mime parser) refuses
+    assert response.headers["content-type"] == "text/plain; version=1.0.0; charset=utf-8"
     assert "tracecode_http_requests_total" in response.text
     assert 'route="/ping"' in response.text
 

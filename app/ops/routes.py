@@ -25,6 +25,10 @@ from app.ops.schemas import AuditOut, Check, HealthOut
 from app.paging import Page, PageNo, PerPage, fetch_page
 from app.sms.outbox import pending_stats
 
+# Litestar adds the charset of every text/* answer: prometheus_client's type names it already,
+# and a scraper parsing the header (Go's mime.ParseMediaType) refuses a parameter given twice
+_METRICS_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+
 
 @route("/ping", http_method=GET_HEAD, include_in_schema=False)
 async def ping() -> dict[str, str]:
@@ -154,7 +158,7 @@ async def metrics(state: State) -> Response[bytes]:
         DEAD_LETTERS.clear()  # a queue whose dead letters were all deleted reads 0, not stale
     for queue, n in dead.items():
         DEAD_LETTERS.labels(queue).set(n)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), media_type=_METRICS_TYPE)
 
 
 @get("/audit")
