@@ -3,6 +3,7 @@ reps', brand and organisation admins their subtree's, another brand nothing."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from tests.field_support import check_in, client_id, nameplate, other_brand_admin, user_id
@@ -200,3 +201,114 @@ async def test_an_inactive_rep_or_supervisor_is_no_401_for_the_admin(
         "bad_supervisor",
     )
     assert "inactive" in error["message"]
+
+
+PASSWORD = "moved-rep-pass-1"
+
+
+async def _user(
+    client: Any, admin: dict[str, str], org_id: int, roles: list[str]
+) -> tuple[int, dict[str, str]]:
+    name = f"pz{secrets.token_hex(4)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={"org_id": org_id, "username": name, "password": PASSWORD, "roles": roles},
+    )
+    assert made.status_code == 201, made.text
+    token = await client.post("/auth/login", json={"username": name, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return made.json()["id"], {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def _user_id(app: Any, username: str) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
+        ).fetchone()
+    return int(row["id"])
+
+
+async def _moved_rep(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """A store of AGENT-ZJ with a field rep supervised by AGENT-ZJ's supervisor (fieldsup);
+    the brand then moves the store (with its rep) to AGENT-GD."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3).upper()
+    store = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": f"Moving store {tag}",
+            "erp_code": f"MV-{tag}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert store.status_code == 201, store.text
+    store_id = store.json()["id"]
+    rep_id, rep = await _user(client, admin, store_id, ["field_rep"])
+    boss = await client.put(
+        f"/field/reps/{rep_id}/supervisor",
+        headers=await login("agent_admin"),
+        json={"supervisor_id": await _user_id(app, "fieldsup")},
+    )
+    assert boss.status_code == 200, boss.text
+    moved = await client.post(
+        f"/orgs/{store_id}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+    )
+    assert moved.status_code == 200, moved.text
+    return {"store_id": store_id, "rep_id": rep_id, "rep": rep}
+
+
+async def test_supervisor_of_another_agent_loses_a_moved_reps_new_reviews(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a rep whose store the brand moved from AGENT-ZJ to AGENT-GD is GD's now: the
+    reviews the rep writes afterwards, at GD's store, are no business of AGENT-ZJ's field
+    supervisor (he cannot read GD's stores, users or field records otherwise). The move clears
+    a supervisor left behind."""
+    moved = await _moved_rep(client, login, app, demo)
+    review = await client.post(
+        "/field/reviews",
+        headers=moved["rep"],
+        json={
+            "client_id": secrets.token_hex(6),
+            "store_id": moved["store_id"],
+            "shelf_score": 2,
+            "knowledge_score": 1,
+            "comment": "GD internal: staff untrained",
+        },
+    )
+    assert review.status_code == 201, review.text
+    fieldsup = await login("fieldsup")
+    # the store is out of his reach now
+    assert_error(await client.get(f"/orgs/{moved['store_id']}", headers=fieldsup), 404)
+    seen = await client.get(
+        "/field/reviews", headers=fieldsup, params={"store_id": moved["store_id"]}
+    )
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["items"] == [], seen.json()
+
+
+async def test_supervisor_of_another_agent_cannot_decide_a_moved_reps_plans(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: after the move, AGENT-ZJ's supervisor must not read, approve or return the
+    visit plans a rep of AGENT-GD makes for GD's stores (404, as for any other agent's rep)."""
+    moved = await _moved_rep(client, login, app, demo)
+    plan = await client.post(
+        "/field/plans",
+        headers=moved["rep"],
+        json={
+            "period": "week",
+            "starts_on": "2026-11-16",
+            "items": [{"store_id": moved["store_id"], "planned_on": "2026-11-17"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    plan_id = plan.json()["id"]
+    submitted = await client.post(f"/field/plans/{plan_id}/submit", headers=moved["rep"])
+    assert submitted.status_code == 200, submitted.text
+    fieldsup = await login("fieldsup")
+    assert_error(await client.post(f"/field/plans/{plan_id}/approve", headers=fieldsup), 404)
+    assert_error(await client.get(f"/field/plans/{plan_id}", headers=fieldsup), 404)

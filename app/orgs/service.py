@@ -339,6 +339,7 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
         (new_path, len(old_path) + 1, org_id, parent_id, old_path + "%"),
     )
     dropped = await drop_roles_out_of_reach(conn, new_path)
+    unsupervised = await _drop_supervisors_left_behind(conn, old_path, new_path)
     after = await get_org(conn, None, org_id)
     await audit.record(
         conn,
@@ -347,10 +348,38 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
         "org",
         org_id,
         before={"parent_id": before.parent_id},
-        after={"parent_id": parent_id, "roles_dropped": dropped},
+        after={
+            "parent_id": parent_id,
+            "roles_dropped": dropped,
+            "supervisors_dropped": unsupervised,
+        },
         org_id=org_id,
     )
     return after
+
+
+async def _drop_supervisors_left_behind(
+    conn: Conn, old_path: str, new_path: str
+) -> list[dict[str, int]]:
+    """Clear the supervisor of each rep of the moved subtree (``new_path``, moved from
+    ``old_path``) whose supervisor's organisation was above the rep's and no longer is: a field
+    supervisor of the old agent kept reading, approving and returning the plans of a rep now of
+    another agent (a probe). A supervision named across agents by the brand (the supervisor
+    never above the rep) stays, as does one within the subtree or from above both places."""
+    rows = await (
+        await conn.execute(
+            """UPDATE users u SET supervisor_id = NULL, updated_at = now()
+                FROM orgs ro, users s, orgs so
+                WHERE ro.id = u.org_id AND ro.path LIKE %(new)s || '%%'
+                  AND s.id = u.supervisor_id AND so.id = s.org_id
+                  AND so.path NOT LIKE %(new)s || '%%'
+                  AND %(old)s || substr(ro.path, %(cut)s) LIKE so.path || '%%'
+                  AND ro.path NOT LIKE so.path || '%%'
+                RETURNING u.id AS user_id, s.id AS supervisor_id""",
+            {"new": new_path, "old": old_path, "cut": len(new_path) + 1},
+        )
+    ).fetchall()
+    return sorted((dict(r) for r in rows), key=lambda r: r["user_id"])
 
 
 async def path_live(conn: Conn, path: str) -> bool:
