@@ -28,6 +28,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
+from app.logistics.movements import NOT_FOR_SALE
 from app.packing.lines import commissions, get_line
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
 
@@ -341,7 +342,9 @@ async def _take_over(conn: Conn, state: _UnitHeld, new: Read, event_id: int, now
     (one active unit out, one in, same organisation, product and lot). 409 ``already_active``
     if the new code is active already, ``void`` if it was voided (replaced itself)."""
     disposition = state.disposition
-    if state.parent_sscc:
+    if disposition in NOT_FOR_SALE:
+        pass  # returned damaged or expired: the new label is not for sale either (a stock probe)
+    elif state.parent_sscc:
         disposition = "in_progress"
     elif disposition not in ("sellable_accessible", "sellable_not_accessible"):
         disposition = "active"

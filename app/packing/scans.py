@@ -747,7 +747,11 @@ async def _pack_existing(
         if moved:
             updated = await (
                 await conn.execute(
-                    f"""UPDATE {table} t SET parent_sscc = d.parent, disposition = 'in_progress',
+                    # a unit returned damaged or expired stays so (NOT_FOR_SALE; a stock probe:
+                    # packed into a case, it was sold again)
+                    f"""UPDATE {table} t SET parent_sscc = d.parent,
+                            disposition = CASE WHEN t.disposition IN ('damaged', 'expired')
+                                               THEN t.disposition ELSE 'in_progress' END,
                             last_event_id = d.event, updated_at = now()
                         FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])
                              AS d (code, parent, event)
