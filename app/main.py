@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         async with pool.connection() as conn:
             await sync_builtin_roles(conn)
         if settings.database_replica_url:  # lag-tolerant reads on a standby (app/replica.py)
-            app.state.replica = replica.Replica(settings.database_replica_url, settings)
+            app.state.replica = replica.Replica(settings.database_replica_url, settings, pool)
             await app.state.replica.start()
         # one server or a Redis Cluster (app/redisconn.py)
         redis = connect(

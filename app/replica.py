@@ -16,12 +16,19 @@ standby when all of these hold, else from the primary (then ``read_conn`` *is* t
    is handed out (a busy or just-died standby sends the read to the primary rather than
    failing it).
 
-Lag, as the standby sees it: 0 while its WAL receiver is streaming and it has replayed all it
-received; otherwise the age of the last transaction it replayed
-(``pg_last_xact_replay_timestamp``). That over-estimates after an idle spell of the primary (the
-first write then reads as the whole idle time until it is replayed, usually within one check),
-never under-estimates; and a standby cut off from its primary (no WAL receiver) ages visibly
-instead of reading as caught up.
+Lag, measured against the primary: each check reads the primary's WAL position
+(``pg_current_wal_lsn``) and then the standby's replayed one. The standby is 0 behind when it has
+replayed the position just read; otherwise as far behind as the newest earlier check whose
+primary position it has replayed (everything committed before that check is on the standby), or
+of unknown lag (``lagging``) when it has replayed none of them. That never under-estimates: a
+standby whose WAL stopped arriving while its connection stayed open (a hung sender, a network
+that drops packets) ages visibly — measured on the standby alone, it had replayed all it had
+received and read as caught up for the minute its receiver took to time out (a probe).
+
+The standby must replicate this primary's database: the check compares the two servers' system
+identifiers (``pg_control_system``) and database names, and a standby of another cluster (a
+URL pointing at another deployment's, or at another database) is ``wrong_standby`` and serves
+nothing (a probe: its reads failed, or would have answered another deployment's data).
 
 Read-your-writes: every request other than GET/HEAD made by a principal (a user or an API key)
 whose transaction committed sets the Redis key ``{namespace}:rw:u<user id>`` (or ``k<key id>``)
@@ -46,6 +53,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -70,14 +78,19 @@ CHECK_SECONDS = 1.0  # how often each API process checks the standby
 CHECK_TIMEOUT = 2.0  # a check (connect included) taking longer: the standby is down
 ACQUIRE_SECONDS = 1.0  # the longest a read waits for a standby connection before the primary
 
-Status = Literal["starting", "ok", "lagging", "down", "not_standby"]
+Status = Literal["starting", "ok", "lagging", "down", "not_standby", "wrong_standby"]
 
+# Run on the primary, then on the standby: which cluster and database each is, where its WAL is
+_PRIMARY_SQL = """
+SELECT (SELECT system_identifier FROM pg_control_system()) AS system, current_database() AS db,
+       pg_current_wal_lsn()::text AS lsn
+"""
 _CHECK_SQL = """
 SELECT pg_is_in_recovery() AS standby,
-       EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS receiving,
-       pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() AS caught_up,
-       EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 AS behind
+       (SELECT system_identifier FROM pg_control_system()) AS system, current_database() AS db,
+       pg_last_wal_replay_lsn()::text AS lsn
 """
+SAMPLES = 600  # the primary's positions kept (one a check): lags up to ten minutes are measured
 
 REPLICA_LAG = Gauge(
     "tracecode_replica_lag_seconds", "The read replica's lag at its last check (NaN: unknown)"
@@ -95,7 +108,7 @@ CLOSE_SECONDS = 5.0  # each step of closing the standby's connections at shutdow
 class Replica:
     """The standby's pool and its health, checked in the background while the app runs."""
 
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, primary: AsyncConnectionPool) -> None:
         # every standby connection checked as it is handed out (one empty query): a standby
         # that died since the last check sends the read to the primary instead of failing it
         self.pool = db.create_pool(url, settings, name="tracecode-replica", check_idle=0.0)
@@ -108,6 +121,8 @@ class Replica:
         self.checked_at: float | None = None  # time.monotonic() of the last check
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.primary = primary
+        self._positions: deque[tuple[float, int]] = deque(maxlen=SAMPLES)  # (time, primary LSN)
 
     @property
     def usable(self) -> bool:
@@ -150,28 +165,50 @@ class Replica:
     async def check(self) -> Status:
         """Measure the standby once and record its status (``ok`` only when usable)."""
         try:
-            row = await asyncio.wait_for(self._measure(), CHECK_TIMEOUT)
+            main, row = await asyncio.wait_for(self._measure(), CHECK_TIMEOUT)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             if self.status != "down":
                 log.warning("read replica down (%s): reads go to the primary", type(exc).__name__)
             await self._drop()
             self._record("down", None)
             return self.status
+        if (row["system"], row["db"]) != (main["system"], main["db"]):
+            if self.status != "wrong_standby":
+                log.error(
+                    "TRACECODE_DATABASE_REPLICA_URL names a server of another cluster or "
+                    "database (system %s, database %s; the primary's: %s, %s): not used",
+                    row["system"], row["db"], main["system"], main["db"],
+                )  # fmt: skip
+            self._record("wrong_standby", None)
+            return self.status
         if not row["standby"]:
             self._record("not_standby", None)
             return self.status
-        lag = 0.0 if row["receiving"] and row["caught_up"] else row["behind"]
+        lag = self._lag(_lsn(main["lsn"]), _lsn(row["lsn"]))
         if lag is None or lag > self.max_lag:
             self._record("lagging", lag)
         else:
-            if self.status in ("down", "not_standby"):
+            if self.status in ("down", "not_standby", "wrong_standby"):
                 # back after a restart: rid the pool of its dead connections before reads come
                 # (connections in steady use are handed out unchecked, app/db.py)
                 await self.pool.check()
             self._record("ok", lag)
         return self.status
 
-    async def _measure(self) -> dict[str, Any]:
+    def _lag(self, primary: int, replayed: int) -> float | None:
+        """Seconds the standby is behind at most: 0 when it has replayed ``primary`` (the
+        primary's position just read), else the age of the newest earlier check whose position
+        it has replayed; None when it has replayed none of them."""
+        now = time.monotonic()
+        self._positions.append((now, primary))
+        if replayed >= primary:
+            return 0.0
+        return next((now - at for at, lsn in reversed(self._positions) if lsn <= replayed), None)
+
+    async def _measure(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The primary's row, then the standby's (``_PRIMARY_SQL``, ``_CHECK_SQL``)."""
+        async with self.primary.connection() as conn:
+            main = await (await conn.execute(_PRIMARY_SQL)).fetchone()
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
                 self.conninfo,
@@ -180,8 +217,8 @@ class Replica:
                 application_name="tracecode-replica-check",
             )
         row = await (await self._conn.execute(_CHECK_SQL)).fetchone()
-        assert row is not None
-        return row  # type: ignore[no-any-return]
+        assert main is not None and row is not None
+        return main, row
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -231,6 +268,14 @@ class Replica:
         except _REDIS_ERRORS:  # cannot tell whether the caller just wrote: the primary is right
             return None
         return self.pool
+
+
+def _lsn(text: str | None) -> int:
+    """A WAL position (``16/B374D848``) as a number; none (a standby not yet replaying): 0."""
+    if not text:
+        return 0
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 @contextlib.asynccontextmanager

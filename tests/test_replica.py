@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -478,3 +479,99 @@ def test_the_replica_settings() -> None:
     for name, value in (("MAX_LAG", "0"), ("MAX_LAG", "soon"), ("STICKY", "-1")):
         with pytest.raises(SettingsError, match=f"TRACECODE_REPLICA_{name}_SECONDS"):
             load_settings({f"TRACECODE_REPLICA_{name}_SECONDS": value})
+
+
+@pytest.fixture
+async def foreign(cluster: Cluster, settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An app on the session's database whose TRACECODE_DATABASE_REPLICA_URL was set, by
+    mistake, to a standby of ANOTHER primary (another deployment's, staging's...)."""
+    from app.main import create_app
+
+    app: Any = create_app(
+        msgspec.structs.replace(
+            settings,
+            database_replica_url=cluster.url(cluster.standby_port),
+            replica_max_lag_seconds=LAG_LIMIT,
+            replica_sticky_seconds=STICKY,
+            redis_namespace=settings.redis_namespace + "wrongrep",
+            db_pool_min=1,
+            db_pool_max=4,
+        )
+    )
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run_lifespan() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run_lifespan())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", timeout=60
+        ) as client:
+            yield client
+    finally:
+        stop.set()
+        await task
+
+
+async def test_a_replica_url_naming_another_clusters_standby_is_not_used(
+    foreign: httpx.AsyncClient, login: Any
+) -> None:
+    """A probe: an operator points TRACECODE_DATABASE_REPLICA_URL at the wrong standby (of
+    another primary). The check only asked "in recovery, caught up", found it ``ok``, and sent
+    the lag-tolerant reads there: they failed (500: the other database has no such tables), or
+    would have answered another deployment's data. Now the standby's system identifier and
+    database are compared with the primary's: ``wrong_standby``, and reads go to the primary."""
+    await until_replica(foreign, "wrong_standby")
+    admin = await login("admin")
+    answers = {
+        path: (await foreign.get(path, headers=admin)).status_code
+        for path in ("/center/stock", "/analytics/sales/stores", "/rebates", "/epcis/events")
+    }
+    assert answers == dict.fromkeys(answers, 200), answers
+
+
+def _walsender_pids(c: Cluster) -> list[int]:
+    with psycopg.connect(c.url(c.primary_port), autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_replication").fetchall()]
+
+
+async def test_a_standby_that_stops_receiving_is_not_reported_caught_up(
+    replicated: Replicated,
+) -> None:
+    """A probe: the primary's WAL stops reaching the standby while its connection stays open
+    (a hung sender or a network black hole: SIGSTOP of the walsender here). The README says the
+    lag "can overstate ... never understate": within MAX_LAG plus a check the standby is
+    ``lagging`` and the writer, once its sticky key expired, reads its own event (from the
+    primary). Measured on the standby alone, replay equalled receive: the lag read 0.0 and the
+    writer's own event was missing from its read until the receiver timed out (60 s). The lag is
+    now measured against the primary's WAL position."""
+    r = replicated
+    await until_replica(r.client, "ok")
+    warm = new_epc()
+    await capture(r, warm)
+    await until_seen(r, "analyst", warm)
+    pids = _walsender_pids(r.cluster)
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        epc = new_epc()
+        await capture(r, epc)  # the partner's own write, committed on the primary
+        await asyncio.sleep(STICKY + 2)  # the writer's sticky key is gone
+        status = (await replica_health(r.client))["replica"]
+        seen = await sees(r, "partner", epc)
+        assert (status["status"], seen) == ("lagging", True), status
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while not await sees(r, "analyst", epc):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)

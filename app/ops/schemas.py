@@ -23,8 +23,8 @@ class HealthOut(msgspec.Struct, frozen=True):
     # records set aside per queue (app/deadletters.py): reported, but health stays 200
     dead_letters: dict[str, int] = msgspec.field(default_factory=dict)
     # the read replica (TRACECODE_DATABASE_REPLICA_URL, app/replica.py), when there is one:
-    # ok, lagging, down, not_standby or starting. Not ok: listed in down, but health stays 200
-    # (its reads go to the primary).
+    # ok, lagging, down, not_standby, wrong_standby or starting. Not ok: listed in down, but
+    # health stays 200 (its reads go to the primary).
     replica: Check | None = None
 
 
