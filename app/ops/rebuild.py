@@ -8,10 +8,15 @@ back everything the records can give, in four steps, each safe to run while the 
    the flusher's own function and lock), until every record queued when the command started has
    been stored: the records are then the whole truth the counters are rebuilt from.
 2. **Query counters** (per code: ``n``, ``first_at``, ``first_place``) from the counted
-   verifications (``COUNTED``: right PIN, genuine or suspicious — the fallback path's own rule),
-   in one pass over ``verifications``. A counter is only ever raised: Redis keeps its own when it
-   counts at least as many (it has seen everything PostgreSQL has, or more since the drain);
-   otherwise it is missing history, and PostgreSQL's count and first query replace it.
+   verifications (``COUNTED``: right PIN, genuine or suspicious — the fallback path's own rule).
+   What Redis counts now stays, and what it never counted is added: the records from before its
+   first query (``first_at``: history it lost; its first query then becomes PostgreSQL's) and
+   those the Redis-down path stored (``fallback``) after the last one added (``fb_at``, kept in
+   the hash). Each code's addition is made only if its ``first_at`` and ``fb_at`` are still
+   what the records were counted against (a verification that made the hash meanwhile: read
+   again), so a query made while the command runs is never lost, and a second run adds nothing.
+   (Setting the counter to the larger of Redis's and PostgreSQL's counts lost the queries Redis
+   counted since the loss: a probe.)
 3. **Wrong-PIN counters and lockouts**, replayed per code from the recent wrong-PIN, locked and
    counted records, with the verification script's rules (a wrong PIN counts while the previous
    one is less than ``pin_lockout_seconds`` old; the ``pin_max_failures``-th locks the code for
@@ -29,7 +34,8 @@ Every Redis key family, and what becomes of it (``{ns}`` is ``TRACECODE_REDIS_NA
 ``{ns}:verif:queue`` (list)                     drained (step 1); records Redis lost before
                                                 they were flushed are lost (the loss window)
 ``{ns}:verif:flush-lock``                       transient (30 s), taken by step 1 itself
-``{ns}:q:{code}`` (hash: n, first_at, place)    rebuilt (step 2)
+``{ns}:q:{code}`` (hash: n, first_at,         rebuilt (step 2)
+first_place, fb_at)
 ``{ns}:pinfail:{code}``, ``{ns}:lock:{code}``   rebuilt (step 3)
 ``{ns}:retry:{code}:{retry key}``               rebuilt (step 3): a claim's retry key, for a day
                                                 (an H5 answer form's check: ten minutes)
@@ -86,6 +92,7 @@ from app.verify.regions import Place
 
 BATCH = 2000  # codes per fetch from the server-side cursor and per script call at most
 DRAIN_TIMEOUT = 120.0  # seconds the drain may wait for another flusher's lock
+ADD_ATTEMPTS = 5  # tries of a code whose counter a verification changes while it is restored
 
 _encode = msgspec.json.Encoder().encode
 
@@ -115,19 +122,41 @@ def retry_key(ns: str, code: int, retry: str, cluster: bool = False) -> str:
     return f"{ns}:retry:{code}:{retry}{_tag(code, cluster)}"
 
 
-# Both scripts take many codes at once, all of one hash tag on a cluster (one slot per call).
-# KEYS: the codes' query hashes. ARGV: n, first_at, first_place of each. Raises, never lowers:
-# answers how many were set.
-_RAISE_COUNTS = """
-local set = 0
+# The scripts take many codes at once, all of one hash tag on a cluster (one slot per call).
+# KEYS: the codes' query hashes. Answers each one's first_at and fb_at ('' when absent).
+_READ_COUNTS = """
+local seen = {}
 for i, key in ipairs(KEYS) do
-  local n = ARGV[3 * i - 2]
-  if tonumber(redis.call('HGET', key, 'n') or '0') < tonumber(n) then
-    redis.call('HSET', key, 'n', n, 'first_at', ARGV[3 * i - 1], 'first_place', ARGV[3 * i])
-    set = set + 1
+  local v = redis.call('HMGET', key, 'first_at', 'fb_at')
+  seen[i] = {v[1] or '', v[2] or ''}
+end
+return seen
+"""
+
+# KEYS: the codes' query hashes. ARGV, six per code: the first_at and fb_at the records were
+# counted against, the queries to add, the first query to set ('' keeps Redis's) and its place,
+# the fb_at to set ('' keeps it). A code whose first_at or fb_at changed since is left alone and
+# named in the answer: {codes raised, the places in KEYS of those left}.
+_ADD_COUNTS = """
+local raised, left = 0, {}
+for i, key in ipairs(KEYS) do
+  local a = (i - 1) * 6
+  local v = redis.call('HMGET', key, 'first_at', 'fb_at')
+  if (v[1] or '') ~= ARGV[a + 1] or (v[2] or '') ~= ARGV[a + 2] then
+    left[#left + 1] = i
+  else
+    local add = tonumber(ARGV[a + 3])
+    if add > 0 then
+      redis.call('HINCRBY', key, 'n', add)
+      raised = raised + 1
+    end
+    if ARGV[a + 4] ~= '' then
+      redis.call('HSET', key, 'first_at', ARGV[a + 4], 'first_place', ARGV[a + 5])
+    end
+    if ARGV[a + 6] ~= '' then redis.call('HSET', key, 'fb_at', ARGV[a + 6]) end
   end
 end
-return set
+return {raised, left}
 """
 
 # KEYS: each code's lock and wrong-PIN count. ARGV: lock seconds (0: not locked), wrong PINs and
@@ -154,14 +183,27 @@ end
 return {locks, counts}
 """
 
-_COUNTS = f"""
-SELECT code_id, count(*) AS n, min(at) AS first_at,
-       (array_agg(province ORDER BY at, id))[1] AS province,
-       (array_agg(city ORDER BY at, id))[1] AS city
-  FROM verifications
+# The codes with counted verifications (of %(codes)s, or all), for a server-side cursor.
+_COUNTED_CODES = f"""
+SELECT DISTINCT code_id FROM verifications
  WHERE code_id IS NOT NULL AND {COUNTED}
    AND (%(codes)s::bigint[] IS NULL OR code_id = ANY(%(codes)s))
- GROUP BY code_id
+"""
+
+# Per code, against Redis's first_at and fb_at (NULL: none): the counted records Redis never
+# counted — its own from before its first query, the Redis-down path's after fb_at — the last of
+# the latter, and the first query.
+_TO_ADD = f"""
+SELECT k.code,
+       count(*) FILTER (WHERE NOT v.fallback AND (k.first IS NULL OR v.at < k.first)) AS lost,
+       count(*) FILTER (WHERE v.fallback AND (k.fb IS NULL OR v.at > k.fb)) AS fallback,
+       max(v.at) FILTER (WHERE v.fallback) AS fallback_at,
+       min(v.at) AS first_at,
+       (array_agg(v.province ORDER BY v.at, v.id))[1] AS province,
+       (array_agg(v.city ORDER BY v.at, v.id))[1] AS city
+  FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS k (code, first, fb)
+  JOIN verifications v ON v.code_id = k.code AND {COUNTED}
+ GROUP BY k.code
 """
 
 # The records that decide the PIN state of every code with a wrong PIN or a lock since ``since``
@@ -269,15 +311,13 @@ def _utc_text(at: datetime) -> str:
     return _encode(at.astimezone(UTC))[1:-1].decode()
 
 
-def _count_rows(
-    conn: psycopg.Connection[Any], codes: list[int] | None
-) -> Iterator[list[tuple[Any, ...]]]:
-    """The counted verifications per code (of ``codes``, or all), ``BATCH`` codes at a time (a
+def _counted_codes(conn: psycopg.Connection[Any], codes: list[int] | None) -> Iterator[list[int]]:
+    """The codes with counted verifications (of ``codes``, or all), ``BATCH`` at a time (a
     server-side cursor)."""
     with conn.transaction(), conn.cursor(name="tracecode_rebuild_counts") as cursor:
-        cursor.execute(_COUNTS, {"codes": codes})
+        cursor.execute(_COUNTED_CODES, {"codes": codes})
         while rows := cursor.fetchmany(BATCH):
-            yield rows
+            yield [row[0] for row in rows]
 
 
 class _ByTag:
@@ -303,18 +343,80 @@ class _ByTag:
 def restore_counters(
     client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str, only: list[int] | None = None
 ) -> tuple[int, int]:
-    """Raise every code's (or ``only`` these codes') query counter to PostgreSQL's count;
-    return (codes, raised)."""
-    script, cluster = client.register_script(_RAISE_COUNTS), is_cluster(client)
+    """Add to every code's (or ``only`` these codes') query counter the counted records Redis
+    never counted (the module's step 2); return (codes, raised)."""
+    read, add = client.register_script(_READ_COUNTS), client.register_script(_ADD_COUNTS)
+    cluster = is_cluster(client)
     codes = raised = 0
-    for rows in _count_rows(conn, only):
-        batch = _ByTag(cluster)
-        for code, n, first_at, province, city in rows:
-            place = Place(province, city).label if province else ""
-            batch.add(code, [count_key(ns, code, cluster)], [n, _utc_text(first_at), place])
-        raised += sum(int(r) for r in batch.run(script))
-        codes += len(rows)
+    for batch in _counted_codes(conn, only):
+        codes += len(batch)
+        pending = batch
+        for _ in range(ADD_ATTEMPTS):
+            counted, pending = _add_counts(conn, read, add, ns, cluster, pending)
+            raised += counted
+            if not pending:
+                break
+        else:
+            raise ServiceUnavailable(
+                f"{len(pending)} codes' counters kept changing while they were restored: run the "
+                "command again"
+            )
     return codes, raised
+
+
+def _add_counts(
+    conn: psycopg.Connection[Any], read: Any, add: Any, ns: str, cluster: bool, codes: list[int]
+) -> tuple[int, list[int]]:
+    """One attempt for ``codes``: Redis's first_at and fb_at, the records it never counted
+    against them, added where they are unchanged. (codes raised, codes left to try again)."""
+    seen: dict[int, tuple[str, str]] = {}
+    for group, answer in _by_tag(ns, cluster, codes, lambda code: [], read):
+        for code, (first, fb) in zip(group, answer, strict=True):
+            seen[code] = (_text(first), _text(fb))
+    rows = conn.execute(
+        _TO_ADD,
+        (
+            codes,
+            [seen[code][0] or None for code in codes],
+            [seen[code][1] or None for code in codes],
+        ),
+    ).fetchall()
+    args: dict[int, list[Any]] = {}
+    for code, lost, fallback, fallback_at, first_at, province, city in rows:
+        first, fb = seen[code]
+        reset = lost > 0 or not first  # history Redis lost: the first query is PostgreSQL's
+        if not (reset or fallback):
+            continue  # Redis counted them all
+        place = Place(province, city).label if reset and province else ""
+        args[code] = [
+            first,
+            fb,
+            lost + fallback,
+            _utc_text(first_at) if reset else "",
+            place,
+            _utc_text(fallback_at) if fallback else "",
+        ]
+    raised, left = 0, []
+    for group, (counted, places) in _by_tag(ns, cluster, list(args), args.__getitem__, add):
+        raised += counted
+        left += [group[i - 1] for i in places]
+    return raised, left
+
+
+def _by_tag(
+    ns: str, cluster: bool, codes: list[int], args: Callable[[int], list[Any]], script: Any
+) -> Iterator[tuple[list[int], Any]]:
+    """``script`` over the codes' query hashes (``args`` of each), one call per hash tag: each
+    call's codes and answer."""
+    batch, groups = _ByTag(cluster), dict[str, list[int]]()
+    for code in codes:
+        batch.add(code, [count_key(ns, code, cluster)], args(code))
+        groups.setdefault(_tag(code, cluster), []).append(code)
+    yield from zip(groups.values(), batch.run(script), strict=True)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 # -- 3. wrong PINs and lockouts ------------------------------------------------------------

@@ -33,10 +33,10 @@ COUNTED = f"{RIGHT_PIN} AND reason <> 'claim_retry'"
 
 INSERT = """INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
-     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry)
+     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry, fallback)
     VALUES (%(at)s, %(record_key)s, %(code_id)s, %(serial)s, %(brand_id)s, %(product_id)s,
      %(result)s, %(reason)s, %(queries)s, %(pin_given)s, %(client_ip)s, %(client_id)s,
-     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s, %(member_id)s, %(retry)s)
+     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s, %(member_id)s, %(retry)s, true)
     ON CONFLICT (at, record_key) DO NOTHING"""
 
 
