@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -306,3 +307,51 @@ async def test_no_visit_is_recorded_at_a_closed_store(
     review = {"client_id": client_id(), "store_id": store, "shelf_score": 3, "knowledge_score": 3}
     assert_error(await client.post("/field/reviews", headers=rep, json=review), 422, "org_inactive")
     assert await _count(conn) == before
+
+
+def _drawn_names(pdf: bytes) -> list[tuple[float, float, str]]:
+    """Each line of the store's name a nameplate PDF draws: its size, its right edge by the
+    widths the PDF declares for its CID font (``/DW``, ``/W``), and its text."""
+    font = pdf.split(b"/Subtype /CIDFontType0", 1)[1].split(b"endobj", 1)[0].decode()
+    default = int(re.search(r"/DW (\d+)", font).group(1))  # type: ignore[union-attr]
+    first, last, width = map(int, re.search(r"/W \[(\d+) (\d+) (\d+)\]", font).groups())  # type: ignore[union-attr]
+    stream = pdf.split(b"stream\n", 1)[1].split(b"\nendstream", 1)[0].decode()
+    lines = []
+    for size, x, hexed in re.findall(
+        r"BT /F2 ([0-9.]+) Tf ([0-9.]+) [0-9.]+ Td <([0-9A-F]*)> Tj", stream
+    ):
+        text = "".join(chr(int(hexed[i : i + 4], 16)) for i in range(0, len(hexed), 4))
+        # UniGB-UCS2-H: the ASCII characters are CIDs 1-95 (space = 1)
+        ems = sum(
+            (width if first <= ord(c) - 31 <= last and ord(c) < 127 else default) / 1000
+            for c in text
+        )
+        lines.append((float(size), float(x) + ems * float(size), text))
+    return lines
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Hangzhou West Lake Store 杭州西湖店",
+        "杭州西湖店",
+        "浙江省杭州市西湖区文三路数码广场一楼东侧专柜旗舰体验店第二分店",
+        "Zhejiang Hangzhou Xihu District Wensan Road Digital Plaza First Floor East Counter",
+    ],
+)
+def test_a_nameplate_prints_the_whole_store_name_on_the_page(name: str) -> None:
+    """A probe: the name was drawn at 14 pt in a font with no widths (every glyph a full em):
+    the demo store's name of 30 characters ran ~150 pt off the A6 page, and any name past 40
+    characters was cut silently. It is now one or two lines at the largest size that fits."""
+    pdf = nameplates.pdf("https://t.example/m/n/N1.X", name, "ST-1")
+    lines = _drawn_names(pdf)
+    assert 1 <= len(lines) <= 2
+    assert all(7 <= size <= 14 and edge <= 298 - 30 + 0.01 for size, edge, _ in lines), lines
+    drawn = "".join(text for _, _, text in lines)
+    assert drawn.replace(" ", "") == name.replace(" ", "")  # all of it, in order
+
+
+def test_a_name_too_long_for_two_lines_ends_in_an_ellipsis() -> None:
+    lines = _drawn_names(nameplates.pdf("https://t.example/m/n/N1.X", "杭州" * 80, "ST-1"))
+    assert len(lines) == 2 and lines[1][2].endswith("…")
+    assert all(edge <= 298 - 30 + 0.01 for _, edge, _ in lines)

@@ -98,9 +98,52 @@ def _page(url: str, name: str, erp_code: str) -> bytes:
                 ops.append(f"{x:.3f} {y:.3f} {unit:.3f} {unit:.3f} re")
     ops.append("f")
     y = top - size - 36
-    ops.append(f"BT /F2 14 Tf 30 {y:.1f} Td <{_utf16_hex(name[:40])}> Tj ET")
-    ops.append(f"BT /F1 11 Tf 30 {y - 22:.1f} Td ({_ascii(erp_code)}) Tj ET")
+    font, lines = _name_lines(name)
+    for line in lines:
+        ops.append(f"BT /F2 {font:.1f} Tf {_MARGIN} {y:.1f} Td <{_utf16_hex(line)}> Tj ET")
+        y -= font * 1.25
+    ops.append(f"BT /F1 11 Tf {_MARGIN} {y - 8:.1f} Td ({_ascii(erp_code)}) Tj ET")
     return "\n".join(ops).encode()
+
+
+_MARGIN = 30  # points, left and right
+_NAME_SIZES = (14.0, 7.0)  # the name's font size: at most, at least
+
+
+def _ems(text: str) -> float:
+    """The width of ``text`` in ems, as the PDF's font declares it (``/W``: ASCII half)."""
+    return sum(0.5 if " " <= c <= "~" else 1.0 for c in text)
+
+
+def _name_lines(name: str) -> tuple[float, list[str]]:
+    """The font size and the one or two lines that fit the store's name across the page, the
+    largest size that does (a probe: every glyph a full em at 14 pt ran a name of 30 characters
+    off the page, and names past 40 characters were cut silently). A name too long for two
+    lines at the least size ends in an ellipsis."""
+    largest, least = _NAME_SIZES
+    size = largest
+    while True:
+        lines = _wrap(name, (_A6[0] - 2 * _MARGIN) / size)
+        if len(lines) <= 2:
+            return size, lines
+        if size <= least:
+            second = lines[1]
+            while _ems(second + "…") * size > _A6[0] - 2 * _MARGIN:
+                second = second[:-1]
+            return size, [lines[0], second.rstrip() + "…"]
+        size = max(least, size - 0.5)
+
+
+def _wrap(text: str, ems: float) -> list[str]:
+    """``text`` in lines of at most ``ems``, broken after a space where a line has one."""
+    lines, line = [], ""
+    for c in text:
+        if line and _ems(line + c) > ems:
+            cut = line.rfind(" ") + 1 if " " in line.strip() else len(line)
+            lines.append(line[:cut].rstrip())
+            line = line[cut:].lstrip()
+        line += c
+    return [*lines, line] if line else lines
 
 
 def pdf(url: str, name: str, erp_code: str) -> bytes:
@@ -116,9 +159,10 @@ def pdf(url: str, name: str, erp_code: str) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Type /Font /Subtype /Type0 /BaseFont /STSong-Light /Encoding /UniGB-UCS2-H "
         b"/DescendantFonts [7 0 R] >>",
+        # CIDs 1-95 are the ASCII characters in Adobe-GB1: half an em; the rest a full one
         b"<< /Type /Font /Subtype /CIDFontType0 /BaseFont /STSong-Light "
         b"/CIDSystemInfo << /Registry (Adobe) /Ordering (GB1) /Supplement 2 >> "
-        b"/FontDescriptor 8 0 R >>",
+        b"/DW 1000 /W [1 95 500] /FontDescriptor 8 0 R >>",
         b"<< /Type /FontDescriptor /FontName /STSong-Light /Flags 6 "
         b"/FontBBox [-25 -254 1000 880] /ItalicAngle 0 /Ascent 880 /Descent -120 "
         b"/CapHeight 880 /StemV 93 >>",
