@@ -391,7 +391,7 @@ async def test_each_outage_is_said_once_and_its_end_once(
         said
         == [
             "Redis does not answer: verifications are answered from PostgreSQL",
-            "Redis answers again: the codes verified meanwhile go to reconcile_codes",
+            "Redis answers again: the codes verified meanwhile are reconciled",
         ]
         * 2
     )
@@ -403,9 +403,9 @@ async def test_a_lock_made_while_redis_was_down_holds_once_it_is_back(
 ) -> None:
     """Probe J: the answers PostgreSQL gave during an outage never reached Redis. A code locked
     by wrong PINs then took the right PIN at once afterwards, with fresh tries. The first round
-    Redis answers hands the outage's codes to a worker, which sets their state from the records."""
+    Redis answers starts the reconcile of the outage's codes, which sets their state in Redis
+    from the records."""
     from app.ops.rebuild import lock_key
-    from tests.servers import worker_process
 
     scheme = app.state.scheme
     batch_no = await _activated_batch(client, login, demo, conn)
@@ -421,14 +421,13 @@ async def test_a_lock_made_while_redis_was_down_holds_once_it_is_back(
     )
     key = lock_key(settings.redis_namespace, (batch_no << 32) | 30)
     assert not await app.state.redis.exists(key)
-    with worker_process():
-        verifier.redis = app.state.redis  # Redis is back
-        answer = await verifier.verify(VerifyIn(serial=other, pin=scheme.pin(other)), None, None)
-        assert answer.result == "genuine"
-        deadline = time.monotonic() + 30
-        while not await app.state.redis.exists(key):
-            assert time.monotonic() < deadline, "the outage's lock never reached Redis"
-            await asyncio.sleep(0.1)
+    verifier.redis = app.state.redis  # Redis is back
+    answer = await verifier.verify(VerifyIn(serial=other, pin=scheme.pin(other)), None, None)
+    assert answer.result == "genuine"
+    deadline = time.monotonic() + 30
+    while not await app.state.redis.exists(key):
+        assert time.monotonic() < deadline, "the outage's lock never reached Redis"
+        await asyncio.sleep(0.1)
     again = await verifier.verify(VerifyIn(serial=serial, pin=pin), None, None)
     assert again.result == "locked", again
     await dead.aclose()
@@ -679,3 +678,25 @@ async def test_a_claim_sent_again_during_an_outage_is_counted_once(
         ("repeat_query", "tracecode-claims:2:till-7"),
     ]
     await dead.aclose()
+
+
+async def test_a_digital_link_with_a_lot_is_read_as_the_unit_s_serial(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A probe: a partner sends the whole QR content, as the README allows. A GS1 Digital Link may carry
+    the lot (``/01/{gtin}/10/{lot}/21/{serial}``, the SPEC's path order); a lot spelled ``21``
+    or ``C`` is an ordinary lot. The consumer of that genuine pack must not be told "not a
+    valid code" — the resolver (``/01/…``) reads the very same URI correctly."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 5)
+    serial = scheme.serial(batch_no, 1)
+    gtin = "06901234000023"  # the demo sun cream's
+    for lot in ("21", "C"):
+        uri = f"https://id.example.com/01/{gtin}/10/{lot}/21/{serial}"
+        # the resolver sends a phone to the right page
+        redirect = await client.get(f"/01/{gtin}/10/{lot}/21/{serial}")
+        assert redirect.status_code == 307 and redirect.headers["location"].endswith(f"/c/{serial}")
+        answer = (await client.post("/v1/verify", json={"serial": uri})).json()
+        # a real code without its PIN (never shipped, in this test's batch): not "malformed"
+        assert (answer["result"], answer.get("serial")) == ("suspicious", serial), (lot, answer)
+        assert answer["reason"] == "never_shipped", (lot, answer)

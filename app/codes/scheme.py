@@ -160,8 +160,13 @@ def serial_from_scan(text: str) -> str:
     if "/" not in text:
         return text
     parts = [p for p in _path(text).split("/") if p]
+    if "01" in parts[:-1]:  # a Digital Link: AI and value in pairs from /01/ on (a probe: a lot
+        pairs = parts[parts.index("01") :]  # of "21" or "C" was read as the serial's key)
+        found = dict(zip(pairs[::2], pairs[1::2], strict=False))
+        if "21" in found:
+            return found["21"]
     for i, part in enumerate(parts[:-1]):
-        if part.lower() in ("c", "21"):
+        if part.lower() == "c":
             return parts[i + 1]
     return text
 
