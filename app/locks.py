@@ -61,6 +61,9 @@ class Lock(IntEnum):
     # set while the roll-up folded evaluated stock the fold had not committed, and the fold a
     # threshold not committed yet: an alert left open above the minimum)
     STOCK_THRESHOLDS = 7_245_026
+    # transaction, per code (text): a code's verifications answered from PostgreSQL while Redis is
+    # down, one at a time (app.verify.fallback), as the Redis script counts them
+    VERIFY_WITHOUT_REDIS = 7_245_027
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -14,8 +14,10 @@ import msgspec
 from psycopg.rows import class_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from app import locks
 from app.codes.lookup import VOID_STATES
 from app.config import Settings
+from app.db import Conn
 from app.verify import messages
 from app.verify.record import PERSONAL, Record, retry_seconds
 from app.verify.records import ALERT, alert_of
@@ -74,6 +76,12 @@ async def insert_record(
 ) -> None:
     """The record, and the alert it raises as the flusher raises them (``records.alert_of``; a
     probe: an outage's over-threshold, region-jump and fake answers raised none)."""
+    async with pool.connection() as conn:
+        await _insert(conn, record, result, reason, queries)
+
+
+async def _insert(conn: Conn, record: Record, result: str, reason: str, queries: int) -> None:
+    """``insert_record`` on ``conn``, in its transaction."""
     fields = {**record.fields(), "result": result, "reason": reason, "queries": queries}
     alert = alert_of(
         fields["code_id"],
@@ -85,19 +93,18 @@ async def insert_record(
         fields["province"],
         fields["city"],
     )
-    async with pool.connection() as conn:
-        if fields["member_id"] is not None:  # a claim's: stored as the flusher stores it
-            erased = await (
-                await conn.execute(  # FOR SHARE: waits for an erasure under way, as _INSERT does
-                    "SELECT status = 'erased' AS erased FROM members WHERE id = %s FOR SHARE",
-                    (fields["member_id"],),
-                )
-            ).fetchone()
-            if erased is not None and erased["erased"]:  # a probe: stored whole
-                fields |= dict.fromkeys(PERSONAL)
-        inserted = await conn.execute(INSERT, fields)
-        if alert is not None and inserted.rowcount:
-            await conn.execute(ALERT, alert)
+    if fields["member_id"] is not None:  # a claim's: stored as the flusher stores it
+        erased = await (
+            await conn.execute(  # FOR SHARE: waits for an erasure under way, as _INSERT does
+                "SELECT status = 'erased' AS erased FROM members WHERE id = %s FOR SHARE",
+                (fields["member_id"],),
+            )
+        ).fetchone()
+        if erased is not None and erased["erased"]:  # a probe: stored whole
+            fields |= dict.fromkeys(PERSONAL)
+    inserted = await conn.execute(INSERT, fields)
+    if alert is not None and inserted.rowcount:
+        await conn.execute(ALERT, alert)
 
 
 class PinState(msgspec.Struct, frozen=True):
@@ -196,23 +203,42 @@ async def verify_without_redis(
     """The answer and its record from PostgreSQL alone; ``unit`` is the code's unit as the
     database has it (None: never activated). The steps mirror the Redis script: not genuine,
     locked out, wrong PIN, else counted (a claim, ``record.retry``: once)."""
+    async with pool.connection() as conn:  # one transaction, under the code's lock
+        return await _verify(conn, settings, unit, record, serial, code, pin_state, lang)
+
+
+async def _verify(
+    conn: Conn,
+    settings: Settings,
+    unit: UnitInfo | None,
+    record: Record,
+    serial: str,
+    code: int,
+    pin_state: str,
+    lang: str,
+) -> VerifyOut:
+    """``verify_without_redis`` in one transaction: the code's records are read and its new one
+    written under the code's lock (``Lock.VERIFY_WITHOUT_REDIS``), as the Redis script runs one
+    call at a time (a probe: twenty right PINs at once were all "first query", and twenty wrong
+    ones at once nineteen "2 attempts left" — no lockout)."""
     if unit is None:
-        return await _not_genuine(pool, record, "not_activated", serial, lang)
+        return await _not_genuine(conn, record, "not_activated", serial, lang)
     if unit.status in VOID_STATES:
-        return await _not_genuine(pool, record, "void", serial, lang)
+        return await _not_genuine(conn, record, "void", serial, lang)
     record.product_id = unit.product.id if unit.product else None
+    await conn.execute(*locks.xact(locks.Lock.VERIFY_WITHOUT_REDIS, str(code)))
     window = timedelta(seconds=settings.pin_lockout_seconds)
-    history, first, pins = await _history(pool, code, record.at - 2 * window)
+    history, first, pins = await _history(conn, code, record.at - 2 * window)
     pin = replay(pins, settings, record.at)
     if pin.lock_seconds:
         seconds = pin.lock_seconds
-        return await _locked(pool, record, unit, serial, lang, seconds, -(-seconds // 60))
+        return await _locked(conn, record, unit, serial, lang, seconds, -(-seconds // 60))
     if pin_state == "bad":
         left = settings.pin_max_failures - pin.fails - 1
         if left <= 0:
             lockout = settings.pin_lockout_seconds
-            return await _locked(pool, record, unit, serial, lang, lockout, -(-lockout // 60))
-        await insert_record(pool, record, "wrong_pin", "wrong_pin", 0)
+            return await _locked(conn, record, unit, serial, lang, lockout, -(-lockout // 60))
+        await _insert(conn, record, "wrong_pin", "wrong_pin", 0)
         return _about(
             unit,
             serial,
@@ -221,56 +247,54 @@ async def verify_without_redis(
             pin_attempts_left=left,
             message=messages.text("wrong_pin", lang, left=left),
         )
-    retried = pin_state == "ok" and record.retry is not None and await _retried(pool, record, code)
+    retried = pin_state == "ok" and record.retry is not None and await _retried(conn, record, code)
     return await _counted(
-        pool, settings, record, unit, serial, pin_state, lang, history, first, retried
+        conn, settings, record, unit, serial, pin_state, lang, history, first, retried
     )
 
 
-async def _retried(pool: AsyncConnectionPool, record: Record, code: int) -> bool:
-    async with pool.connection() as conn:
-        found = await conn.execute(
-            _RETRIED,
-            {
-                "code": code,
-                "retry": record.retry,
-                "since": record.at - timedelta(seconds=retry_seconds(record.retry or "")),
-            },
-        )
-        return await found.fetchone() is not None
+async def _retried(conn: Conn, record: Record, code: int) -> bool:
+    found = await conn.execute(
+        _RETRIED,
+        {
+            "code": code,
+            "retry": record.retry,
+            "since": record.at - timedelta(seconds=retry_seconds(record.retry or "")),
+        },
+    )
+    return await found.fetchone() is not None
 
 
 async def _not_genuine(
-    pool: AsyncConnectionPool, record: Record, reason: str, serial: str, lang: str
+    conn: Conn, record: Record, reason: str, serial: str, lang: str
 ) -> VerifyOut:
     """Never activated or void: recorded and answered ``not_genuine``, nothing counted."""
-    await insert_record(pool, record, "not_genuine", reason, 0)
+    await _insert(conn, record, "not_genuine", reason, 0)
     return VerifyOut(
         result="not_genuine", reason=reason, serial=serial, message=messages.text(reason, lang)
     )
 
 
 async def _history(
-    pool: AsyncConnectionPool, code: int, horizon: datetime
+    conn: Conn, code: int, horizon: datetime
 ) -> tuple[_History, _FirstPlace | None, list[tuple[datetime, str, bool]]]:
     """The code's counted verifications, the first place, and its PIN records since
-    ``horizon`` (three queries on one connection)."""
-    async with pool.connection() as conn:
-        counts = conn.cursor(row_factory=class_row(_History))
-        await counts.execute(_HISTORY, {"code": code})
-        history = await counts.fetchone()
-        places = conn.cursor(row_factory=class_row(_FirstPlace))
-        await places.execute(_FIRST_PLACE, (code,))
-        first = await places.fetchone()
-        pins = conn.cursor(row_factory=tuple_row)
-        await pins.execute(_PIN_RECORDS, {"code": code, "horizon": horizon})
-        records = await pins.fetchall()
+    ``horizon`` (three queries)."""
+    counts = conn.cursor(row_factory=class_row(_History))
+    await counts.execute(_HISTORY, {"code": code})
+    history = await counts.fetchone()
+    places = conn.cursor(row_factory=class_row(_FirstPlace))
+    await places.execute(_FIRST_PLACE, (code,))
+    first = await places.fetchone()
+    pins = conn.cursor(row_factory=tuple_row)
+    await pins.execute(_PIN_RECORDS, {"code": code, "horizon": horizon})
+    records = await pins.fetchall()
     assert history is not None
     return history, first, records
 
 
 async def _locked(
-    pool: AsyncConnectionPool,
+    conn: Conn,
     record: Record,
     unit: UnitInfo,
     serial: str,
@@ -280,7 +304,7 @@ async def _locked(
 ) -> VerifyOut:
     """Too many wrong PINs: recorded and answered ``locked`` for ``retry_after`` seconds
     (``minutes`` in the message)."""
-    await insert_record(pool, record, "locked", "locked", 0)
+    await _insert(conn, record, "locked", "locked", 0)
     return _about(
         unit,
         serial,
@@ -292,7 +316,7 @@ async def _locked(
 
 
 async def _counted(
-    pool: AsyncConnectionPool,
+    conn: Conn,
     settings: Settings,
     record: Record,
     unit: UnitInfo,
@@ -314,7 +338,7 @@ async def _counted(
     result, reason = decide(
         pin_state, queries, first_place, place, settings.verify_repeat_threshold, never_shipped
     )
-    await insert_record(pool, record, result, "claim_retry" if retried else reason, queries)
+    await _insert(conn, record, result, "claim_retry" if retried else reason, queries)
     first_place = place_name(first_place, lang)  # recorded in Chinese; named in the reader's
     return _about(
         unit,
