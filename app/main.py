@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.pool = pool
         app.state.db_url = db_url
         app.state.redis = redis
-        app.state.verifier = Verifier(pool, redis, scheme, settings)
+        app.state.verifier = Verifier(pool, redis, scheme, settings, redis_url)
         app.state.claimer = points.Claimer(pool, app.state.verifier, scheme)  # points (M2)
         app.state.rebate_claimer = rebate_claims.Claimer(pool, app.state.verifier, scheme)  # R1
         if "granian" in sys.modules:  # a worker of a granian server: one host's counts

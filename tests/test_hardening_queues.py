@@ -537,14 +537,14 @@ async def test_a_poison_job_is_dead_lettered_and_the_other_jobs_run(
     from app.jobs import broker
     from workers import main  # noqa: F401 - every actor and middleware, as a worker loads them
     from workers.codes import run_export_job
+    from workers.epcis import capture_job
     from workers.ops import ping
-    from workers.verify import reconcile_codes
 
     before = await _dead_letters(client)
     token = secrets.token_hex(4)
     run_export_job.send("not-an-export-id")  # not a uuid: its data is wrong, no retry helps
     run_export_job.send_with_options(args=("a", "b"))  # wrong arguments
-    reconcile_codes.send(["x"])  # a probe: retried three times before its dead letter
+    capture_job.send(["x"])  # not a capture id: dead-lettered at once, no retry
     ping.send(token)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.start()
@@ -554,8 +554,8 @@ async def test_a_poison_job_is_dead_lettered_and_the_other_jobs_run(
         while True:
             jobs = await _buried(autocommit, "job:run_export_job")
             done = len(jobs) >= before.get("job:run_export_job", 0) + 2
-            codes = await _buried(autocommit, "job:reconcile_codes")
-            done = done and len(codes) >= before.get("job:reconcile_codes", 0) + 1
+            codes = await _buried(autocommit, "job:capture_job")
+            done = done and len(codes) >= before.get("job:capture_job", 0) + 1
             if done and broker.client.get(pong):
                 break
             assert time.monotonic() < deadline, (jobs, broker.client.get(pong))

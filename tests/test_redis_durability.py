@@ -507,6 +507,12 @@ def _flush_all(settings: Any) -> None:
             pass
 
 
+def _reconcile(settings: Any, code: int) -> None:
+    client = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        rebuild.reconcile(client, pg, settings, [code])
+
+
 def _counted_in_postgres(settings: Any, code: int) -> int:
     with psycopg.connect(settings.database_url, autocommit=True) as pg:
         row = pg.execute(
@@ -557,11 +563,9 @@ async def test_a_verification_right_after_a_redis_outage_keeps_its_count(
     """A probe: a Redis outage (no data lost): a unit verified twice before it, twice during it
     (answered from PostgreSQL), and once right after it has been queried 5 times; the reconcile
     job the verifier hands over then runs (before the flusher's next pass stored that last
-    record). The next consumer reads "6 times". reconcile_codes set Redis's counter to the
+    record). The next consumer reads "6 times". The reconcile set Redis's counter to the
     larger of Redis's 3 and PostgreSQL's 4: one query was lost. Now the two records of the
     Redis-down path are added once (a second reconcile adds nothing)."""
-    from workers.verify import reconcile_codes
-
     serial, code = await _activated(client, login, demo, app)
     live = app.state.verifier
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
@@ -575,10 +579,10 @@ async def test_a_verification_right_after_a_redis_outage_keeps_its_count(
         during = [(await down.verify(ask, None, None)).queries for _ in range(2)]
         assert during == [3, 4]
         await live.verify(ask, None, None)  # Redis answers again (its record still queued)
-        await asyncio.to_thread(reconcile_codes.fn, [code])  # the job handed over meanwhile
+        await asyncio.to_thread(_reconcile, settings, code)  # the outage's reconcile, meanwhile
         await asyncio.to_thread(_flush_all, settings)
         sixth = await live.verify(ask, None, None)
-        await asyncio.to_thread(reconcile_codes.fn, [code])  # delivered twice: nothing more
+        await asyncio.to_thread(_reconcile, settings, code)  # once more: nothing more
         await asyncio.to_thread(_flush_all, settings)
         seventh = await live.verify(ask, None, None)
         await asyncio.to_thread(_flush_all, settings)

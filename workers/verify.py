@@ -19,10 +19,8 @@ import dramatiq
 import psycopg
 from dramatiq.middleware import Middleware
 
-from app.deadletters import POISON
 from app.embedded import start_postgres
-from app.jobs import RETRIES, redis_client, settings
-from app.ops.rebuild import restore_counters, restore_lockouts, restore_retries
+from app.jobs import redis_client, settings
 from app.verify.records import flush
 from workers.periodic import Failing
 
@@ -72,22 +70,3 @@ class VerificationFlusher(Middleware):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-
-@dramatiq.actor(**RETRIES, throws=POISON)
-def reconcile_codes(codes: list[int]) -> None:
-    """Raise the query counts and PIN state in Redis of codes an API process answered from
-    PostgreSQL while Redis was down, to what their records show (``app.verify.service``), and
-    set their claims' retry keys. Idempotent: counts and lockouts are only ever raised to the
-    records' figures, retry keys only set where missing. Arguments
-    that are no list of code ids are dead-lettered at once (a probe: retried three times)."""
-    if not isinstance(codes, list) or not all(type(code) is int for code in codes):
-        raise TypeError("reconcile_codes takes a list of code ids")
-    db_url = settings.database_url or start_postgres(settings.var_path)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        restore_counters(redis_client, conn, settings.redis_namespace, codes)
-        locks, fails = restore_lockouts(redis_client, conn, settings, codes)
-        restore_retries(redis_client, conn, settings.redis_namespace, codes)
-    log.info(
-        "after a Redis outage: %d codes reconciled, %d locks, %d counts", len(codes), locks, fails
-    )

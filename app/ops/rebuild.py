@@ -384,7 +384,9 @@ def _add_counts(
     args: dict[int, list[Any]] = {}
     for code, lost, fallback, fallback_at, first_at, province, city in rows:
         first, fb = seen[code]
-        reset = lost > 0 or not first  # history Redis lost: the first query is PostgreSQL's
+        # history Redis lost, or queries it never saw before its first (an outage's: a probe):
+        # the first query is PostgreSQL's
+        reset = lost > 0 or not first or first_at < datetime.fromisoformat(first)
         if not (reset or fallback):
             continue  # Redis counted them all
         place = Place(province, city).label if reset and province else ""
@@ -515,3 +517,16 @@ def rebuild(
     if send is not None:
         report.jobs_sent = resend_jobs(conn, send)
     return report
+
+
+def reconcile(
+    client: AnySyncRedis, conn: psycopg.Connection[Any], settings: Settings, codes: list[int]
+) -> tuple[int, int, int]:
+    """Steps 2 and 3 for the codes an API process answered from PostgreSQL while Redis was down
+    (``app.verify.service``): their counts, PIN state and claims' retry keys set in Redis as
+    their records show. Idempotent. (counters raised, locks set, wrong-PIN counts set)."""
+    ns = settings.redis_namespace
+    _, raised = restore_counters(client, conn, ns, codes)
+    locks, fails = restore_lockouts(client, conn, settings, codes)
+    restore_retries(client, conn, ns, codes)
+    return raised, locks, fails

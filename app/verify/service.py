@@ -29,7 +29,6 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from app import jobs
 from app.codes.batches import BatchRef, load_batches
 from app.codes.batches import code_id as make_code_id
 from app.codes.lookup import VOID_STATES
@@ -48,6 +47,7 @@ from app.redisconn import (
     UNAVAILABLE,
     AnyRedis,
     code_shard,
+    connect_sync,
     is_cluster,
     plain,
     shard_tags,
@@ -287,10 +287,18 @@ class Verifier:
     """Everything the hot path needs, built once per process."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, redis_client: AnyRedis, scheme: Scheme, settings: Settings
+        self,
+        pool: AsyncConnectionPool,
+        redis_client: AnyRedis,
+        scheme: Scheme,
+        settings: Settings,
+        redis_url: str | None = None,
     ) -> None:
         self.pool = pool
         self.redis = redis_client
+        # the same Redis for the outage's reconcile, on a blocking client in a thread (its steps
+        # are the rebuild's, ``app.ops.rebuild.reconcile``)
+        self.redis_url = redis_url or settings.redis_url
         self.scheme = scheme
         self.settings = settings
         self.ns = settings.redis_namespace
@@ -322,6 +330,8 @@ class Verifier:
         self._cursor: AsyncCursor[Any] | None = None
         self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
         self._after_outage: set[int] = set()  # codes answered from PostgreSQL (``_reconcile``)
+        self._reconciling: asyncio.Task[None] | None = None
+        self._reconcile_after = 0.0  # time.monotonic() before which no reconcile is tried again
         self._redis_down = False  # said once an outage, and once it ends (probe Z, review R6)
         self._skip_redis = False  # a single Redis failed: not asked until it answers (_probe)
         self._probing: asyncio.Task[None] | None = None
@@ -446,9 +456,12 @@ class Verifier:
         record.code_id, record.serial = code, serial
         pending = _Pending(record, code, batch, pin_state, None, retry)
         try:
+            if code in self._after_outage and not await self._reconciled(code):
+                raise _Skipped("answered from PostgreSQL in an outage, not reconciled yet")
             await self._wait_for_round(pending)
         except _REDIS_DOWN as exc:
-            self._redis_lost(exc)
+            if not isinstance(exc, _Skipped):
+                self._redis_lost(exc)
             self._limit_without_redis(ip)
             if len(self._after_outage) < MAX_AFTER_OUTAGE:
                 self._after_outage.add(code)
@@ -499,28 +512,69 @@ class Verifier:
             self._skip_redis = False
 
     def _reconcile(self) -> None:
-        """Redis answers again after an outage: hand the codes answered from PostgreSQL
-        meanwhile to a worker (``workers.verify.reconcile_codes``), which raises their query
-        counts and PIN state in Redis to what their records show. Left as they were, they forgot
-        what the outage's answers counted and locked (probe J: a code locked by wrong PINs
-        during an outage took the right PIN at once after it, with five fresh tries)."""
+        """Redis answers again after an outage: the codes answered from PostgreSQL meanwhile are
+        set in Redis as their records show (``_reconciling``), at once, in the background."""
         if self._redis_down:
             self._redis_down = False
             log.warning(
-                "Redis answers again: the codes verified meanwhile go to reconcile_codes",
+                "Redis answers again: the codes verified meanwhile are reconciled",
                 extra={"codes": len(self._after_outage)},
             )
-        if not self._after_outage:
-            return
-        codes, self._after_outage = sorted(self._after_outage), set()
+        if self._after_outage and self._reconciling is None:
+            self._reconciling = asyncio.get_running_loop().create_task(self._reconcile_codes())
+            self._reconciling.add_done_callback(_seen)
 
-        async def hand_over() -> None:
-            if not await jobs.hand_over("reconcile_codes", codes):
-                self._after_outage.update(codes)  # the next answered round tries again
+    async def _reconciled(self, code: int) -> bool:
+        """Whether ``code``, answered from PostgreSQL in an outage, may be asked of Redis now:
+        once its counts, PIN state and retry keys are set there (waiting for that, or starting
+        it, at most once a ``TRACECODE_REDIS_RETRY_AFTER``). Until then it is answered from
+        PostgreSQL still: asked of Redis at once, the first answer after an outage forgot what
+        the outage's answers counted and locked (probe J; a probe: handed to a worker, the
+        first right PIN after the outage took a code locked during it, and a code first checked
+        during it was "first query" again)."""
+        task = self._reconciling
+        if task is None:
+            if self._skip_redis or time.monotonic() < self._reconcile_after:
+                return False
+            task = self._reconciling = asyncio.get_running_loop().create_task(
+                self._reconcile_codes()
+            )
+            task.add_done_callback(_seen)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)
+        return code not in self._after_outage
 
-        task = asyncio.get_running_loop().create_task(hand_over())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    async def _reconcile_codes(self) -> None:
+        """Reconcile the outage's codes until none are left (``app.ops.rebuild.reconcile``, on
+        blocking clients in a thread; those codes wait, answered from PostgreSQL meanwhile)."""
+        try:
+            while self._after_outage:
+                codes = sorted(self._after_outage)
+                raised, locks, fails = await asyncio.to_thread(self._reconcile_now, codes)
+                self._after_outage.difference_update(codes)
+                log.info(
+                    "after a Redis outage: %d codes reconciled, %d counts raised, %d locks, "
+                    "%d wrong-PIN counts", len(codes), raised, locks, fails,
+                )  # fmt: skip
+        except BaseException:
+            self._reconcile_after = time.monotonic() + self.settings.redis_retry_after
+            raise
+        finally:
+            self._reconciling = None
+
+    def _reconcile_now(self, codes: list[int]) -> tuple[int, int, int]:
+        from app.ops.rebuild import reconcile  # app.ops's package imports the routes
+
+        client = connect_sync(
+            self.redis_url or "",
+            socket_timeout=self.settings.redis_timeout,
+            socket_connect_timeout=self.settings.redis_timeout,
+        )
+        try:
+            with psycopg.connect(self.pool.conninfo, autocommit=True) as conn:
+                return reconcile(client, conn, self.settings, codes)
+        finally:
+            client.close()
 
     async def _refuse(
         self, record: Record, reason: str, lang: str, serial: str, code: int | None = None
