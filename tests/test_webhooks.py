@@ -31,6 +31,7 @@ import psycopg
 import pytest
 
 from app.verify.records import raise_alerts
+from tests.field_support import other_brand_admin
 from tests.helpers import assert_error
 from tests.servers import free_port
 from tests.test_logistics import confirm, document, pack
@@ -1101,3 +1102,161 @@ async def test_sales_and_approved_exceptions_are_announced(
     ):
         log = await wh.get(url, headers=await login("admin"), params=bounds)
         assert log.status_code == 200 and log.json()["total"] == expected, (bounds, log.text)
+
+
+async def _event(conn: Any, brand: int, data: str = "{}") -> None:
+    await conn.execute(
+        "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+        "VALUES (%s, 'alert.counterfeit', ARRAY[%s::bigint], %s)",
+        (brand, brand, data),
+    )
+    await conn.commit()
+
+
+async def _brand_of(conn: Any, sub_id: int) -> int:
+    row = await (
+        await conn.execute("SELECT brand_id FROM webhook_subscriptions WHERE id = %s", (sub_id,))
+    ).fetchone()
+    return int(row["brand_id"])
+
+
+async def test_free_slots_take_a_new_delivery_while_another_brands_attempt_hangs(
+    wh: Any,
+    login: Any,
+    settings: Any,
+    app: Any,
+    receiver: Receiver,
+) -> None:
+    """A probe: README: 'each slot taking the next delivery as soon as its attempt ends, ... so that one
+    tenant's silent endpoints hold no other tenant back'. One brand's endpoint hangs (one slot
+    of four busy until its 4 s time-out); another brand's event that becomes due a moment later
+    should go out at once through one of the three idle slots; it waited for the hanging
+    attempt to time out."""
+    from app.webhooks import sender
+
+    theirs, ours = await other_brand_admin(wh, login), await other_brand_admin(wh, login)
+    receiver.plan("/hang-a", ["timeout"])
+    slow = await subscribe(wh, theirs, receiver.url + "/hang-a", ["alert.counterfeit"])
+    quick = await subscribe(wh, ours, receiver.url + "/quick-b", ["alert.counterfeit"])
+    tight = msgspec.structs.replace(
+        settings, webhook_allow_private=True, webhook_concurrency=4, webhook_timeout_seconds=4
+    )
+    async with app.state.pool.connection() as conn:
+        await _event(conn, await _brand_of(conn, slow["id"]))
+        quick_brand = await _brand_of(conn, quick["id"])
+    async with app.state.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        client = sender.make_client(tight)
+        sweeping = asyncio.create_task(sender.sweep(conn, client, tight))
+        deadline = time.monotonic() + 5
+        while not receiver.log("/hang-a"):  # the hanging attempt is in flight
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        async with app.state.pool.connection() as other:
+            await _event(other, quick_brand)
+        started = time.monotonic()
+        while True:
+            waited = time.monotonic() - started
+            if receiver.log("/quick-b") or waited >= 10:
+                break
+            await asyncio.sleep(0.05)
+        await sweeping
+        await client.aclose()
+        await conn.set_autocommit(False)
+    assert waited < 2, f"a due delivery waited {waited:.1f} s with three slots idle"
+
+
+async def test_the_back_off_never_exceeds_its_documented_maximum(
+    wh: Any,
+    login: Any,
+    settings: Any,
+    app: Any,
+) -> None:
+    """A probe: README: a failed attempt is retried after 'WEBHOOK_BACKOFF_SECONDS doubled per attempt,
+    ±20 % jitter, at most WEBHOOK_BACKOFF_MAX_SECONDS'. An operator who caps the back-off at
+    an hour expects no retry later than an hour; the jitter was applied after the cap, so a
+    retry came up to 20 % later than the maximum."""
+    from app.webhooks import sender
+
+    admin = await other_brand_admin(wh, login)
+    sub = await subscribe(wh, admin, "http://127.0.0.1:9/never", ["alert.counterfeit"])
+    capped = msgspec.structs.replace(
+        settings,
+        webhook_allow_private=True,
+        webhook_backoff_seconds=100.0,
+        webhook_backoff_max_seconds=100.0,
+        webhook_max_attempts=10,
+    )
+    async with app.state.pool.connection() as conn:
+        brand = await _brand_of(conn, sub["id"])
+        for _ in range(24):
+            await _event(conn, brand)
+        await conn.set_autocommit(True)
+        claimed = await sender.claim(conn, 1000)
+        mine = [c for c in claimed if c.subscription_id == sub["id"]]
+        assert len(mine) == 24
+        outcomes = [
+            sender.Outcome(row=c, result="retry", status=500, error="HTTP 500") for c in claimed
+        ]
+        await sender.record(conn, capped, outcomes)
+        rows = await (
+            await conn.execute(
+                "SELECT extract(epoch FROM d.next_attempt_at - a.at)::float8 AS delay "
+                "FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id "
+                "WHERE d.subscription_id = %s",
+                (sub["id"],),
+            )
+        ).fetchall()
+        await conn.set_autocommit(False)
+    delays = sorted(r["delay"] for r in rows)
+    assert len(delays) == 24
+    assert delays[-1] <= 100.5, f"retries scheduled up to {delays[-1]:.0f} s after a failure"
+
+
+async def test_an_address_that_never_answers_does_not_keep_the_next_one_from_being_tried(
+    client: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """A probe: README: an attempt 'connects to the addresses checked, in turn until one answers'. A
+    partner's name resolves to two addresses; the first silently drops connections (a
+    firewalled or blackholed address — the common broken AAAA record), the second answers at
+    once. The attempt reaches the second address within its time-out; the first address's
+    connect took the whole time-out, every attempt, and the delivery died after its retries
+    although the endpoint was up."""
+    import socket
+
+    from app.webhooks import sender, signing
+
+    async def receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(receive, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # 127.0.0.2:port accepts no connection: its backlog is full, SYNs are dropped
+    hole = socket.socket()
+    hole.bind(("127.0.0.2", port))
+    hole.listen(0)
+    filler = socket.create_connection(("127.0.0.2", port))
+
+    async def resolved(url: str, *, allow_private: bool) -> list[str]:
+        return ["127.0.0.2", "127.0.0.1"]  # as a public name with two addresses would resolve
+
+    monkeypatch.setattr(sender, "check_resolved", resolved)
+    tight = msgspec.structs.replace(settings, webhook_timeout_seconds=3.0)
+    row = sender.Claimed(
+        id=1, attempts=1, subscription_id=1, brand_id=1, msg_id="msg_probe",
+        kind="alert.counterfeit", data={}, occurred_at="2026-01-01T00:00:00Z",
+        url=f"http://partner.example:{port}/hook",
+        secret_sealed=signing.seal(settings, signing.new_secret()), previous_sealed=None,
+    )  # fmt: skip
+    try:
+        async with server:
+            client = sender.make_client(tight)
+            outcome = await sender.attempt(client, tight, row)
+            await client.aclose()
+    finally:
+        filler.close()
+        hole.close()
+    assert outcome.result == "delivered", (outcome.result, outcome.error, outcome.latency_ms)

@@ -133,9 +133,10 @@ _FAILED = """UPDATE webhook_deliveries
                 SET state = CASE WHEN %(dead)s OR attempts >= %(max)s THEN 'dead'
                                  ELSE 'pending' END,
                     last_status = %(status)s, last_error = %(error)s,
+                    -- the jitter within the cap (a probe: applied after it, up to 20%% over)
                     next_attempt_at = clock_timestamp() + make_interval(secs =>
-                        least(%(cap)s::float8, %(base)s::float8 * 2 ^ (attempts - 1))
-                        * (0.8 + random() * 0.4))
+                        least(%(cap)s::float8,
+                              %(base)s::float8 * 2 ^ (attempts - 1) * (0.8 + random() * 0.4)))
               WHERE id = %(id)s AND state = 'sending' AND attempts = %(attempts)s
           RETURNING state"""
 
@@ -237,11 +238,17 @@ async def _send(
 ) -> httpx.Response:
     """The attempt's request, to each checked address in turn until one takes the connection
     (review R2: only the first was tried, so a name with one address down failed every other
-    attempt), or, with None, to the URL as it is (the client resolves it)."""
+    attempt), or, with None, to the URL as it is (the client resolves it). Each address but the
+    last may take its share of the time-out to connect (a probe: one that dropped connection
+    attempts silently took the whole attempt's, and the next was never tried)."""
     *others, last = addresses or [None]
+    limits = client.timeout.as_dict()
+    share = {**limits, "connect": (limits["connect"] or 0) / (len(others) + 1) or None}
     for address in others:
+        request = _request(client, url, address, body, headers)
+        request.extensions["timeout"] = share
         try:
-            return await client.send(_request(client, url, address, body, headers), stream=True)
+            return await client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             continue  # that address does not answer: the next one, in the time left
     return await client.send(_request(client, url, last, body, headers), stream=True)
@@ -378,7 +385,17 @@ async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> St
                 break
         if not flying:
             return total
-        done, _ = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+        # with a slot free, claim again every sweep interval: waiting for an attempt to end
+        # left new deliveries behind a hanging endpoint's time-out (a probe: 4 s late, three
+        # slots idle)
+        free = len(flying) < slots and time.monotonic() < until
+        done, _ = await asyncio.wait(
+            flying,
+            timeout=settings.webhook_sweep_seconds if free else None,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if not done:
+            continue
         for task in done:
             del flying[task]
         stats = await record(conn, settings, [task.result() for task in done])
