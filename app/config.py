@@ -9,8 +9,8 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -474,9 +474,7 @@ def _check_redis_url(url: str | None) -> None:
             "case)"
         )
     if "+cluster" in scheme:
-        from app.redisconn import cluster_nodes  # it raises SettingsError naming what is wrong
-
-        cluster_nodes(url)
+        cluster_nodes(url)  # it raises SettingsError naming what is wrong
         return
     if scheme == "unix":
         return
@@ -491,6 +489,31 @@ def _check_redis_url(url: str | None) -> None:
             f"{var} is no valid URL: a port that is no number from 0 to 65535, or a password "
             "with #, /, ? or @ not percent-encoded"
         )
+
+
+def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The ``(host, port)`` seed nodes of a cluster URL and the client options it names
+    (username, password, ssl). Raises ``SettingsError`` naming what is wrong (password hidden)."""
+    scheme, _, rest = url.partition("://")
+    rest = rest.split("?", 1)[0]
+    netloc, _, path = rest.partition("/")
+    where = f"TRACECODE_REDIS_URL={redact_url(url)}"
+    if path not in ("", "0"):
+        raise SettingsError(f"{where}: a Redis Cluster has only database 0")
+    options: dict[str, Any] = {"ssl": scheme == "rediss+cluster"}
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        options["username"] = unquote(user) or None
+        options["password"] = unquote(password) or None
+    nodes = []
+    for part in netloc.split(","):
+        host, _, port = part.strip().rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{where}: each node must be host:port, comma-separated")
+        nodes.append((host, int(port)))
+    return nodes, options
 
 
 def _check_broker_url(url: str | None) -> None:

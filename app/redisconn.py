@@ -32,7 +32,6 @@ import threading
 import zlib
 from functools import cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import redis
 import redis.asyncio
@@ -41,7 +40,7 @@ import redis.cluster
 import redis.exceptions
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from app.config import REDIS_CLUSTER_SCHEMES, SettingsError, redact_url
+from app.config import REDIS_CLUSTER_SCHEMES, cluster_nodes
 
 #: Hash tags the per-code and per-address keys are spread over on a cluster. Changing it moves
 #: every such key (counters start again; ``tracecode redis rebuild`` gives them back).
@@ -119,31 +118,6 @@ def is_cluster(client: Any) -> bool:
         | redis.cluster.RedisCluster
         | SyncCluster,
     )
-
-
-def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """The ``(host, port)`` seed nodes of a cluster URL and the client options it names
-    (username, password, ssl). Raises ``SettingsError`` naming what is wrong (password hidden)."""
-    scheme, _, rest = url.partition("://")
-    rest = rest.split("?", 1)[0]
-    netloc, _, path = rest.partition("/")
-    where = f"TRACECODE_REDIS_URL={redact_url(url)}"
-    if path not in ("", "0"):
-        raise SettingsError(f"{where}: a Redis Cluster has only database 0")
-    options: dict[str, Any] = {"ssl": scheme == "rediss+cluster"}
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        options["username"] = unquote(user) or None
-        options["password"] = unquote(password) or None
-    nodes = []
-    for part in netloc.split(","):
-        host, _, port = part.strip().rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingsError(f"{where}: each node must be host:port, comma-separated")
-        nodes.append((host, int(port)))
-    return nodes, options
 
 
 def connect(url: str, **options: Any) -> AnyRedis:
