@@ -883,7 +883,11 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
                     return page
                 if args.action == "show":
                     batch = await service.get_batch(conn, principal, args.batch)
-                    found = await exports.list_exports(conn, principal, args.batch)
+                    found = (  # as GET /batches/{no}: printers see no exports (a probe: refused)
+                        await exports.list_exports(conn, principal, args.batch)
+                        if principal.has("codes.export")
+                        else []
+                    )
                     return {**msgspec.to_builtins(batch), "exports": msgspec.to_builtins(found)}
                 reason = msgspec.convert({"reason": args.reason}, VoidIn).reason  # as the API
                 return await service.void_batch(conn, principal, args.batch, reason)

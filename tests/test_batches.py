@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.helpers import assert_error
+from app._core import gs1_check_digit
+from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
 
 
 async def test_issue_show_list_and_void_a_batch(client: Any, login: Any, demo: Any) -> None:
@@ -117,3 +118,74 @@ async def test_only_planners_issue_and_printers_see_only_their_batches(
     assert_error(
         await client.get(f"/batches/{batch['batch_no']}", headers=await login("agent_admin")), 403
     )
+
+
+async def test_a_request_key_sent_again_with_another_note_is_another_request(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a planner reusing last night's request key for tonight's batch was answered 200
+    with last night's batch, tonight's note dropped. The note is part of the request, for unit
+    and case batches alike."""
+    planner = await login("planner")
+    body = {"size": 50, "printer_id": demo["PRINTER-SH"], "request_key": "night-run-note",
+            "note": "run of 2026-11-24"}  # fmt: skip
+    assert (await client.post("/batches", headers=planner, json=body)).status_code == 201
+    again = await client.post("/batches", headers=planner, json=body)
+    assert again.status_code == 200, again.text  # the same request: a retry
+    other = await client.post("/batches", headers=planner, json={**body, "note": "2026-11-25"})
+    assert_error(other, 409, "request_key_reused")
+    cases = {"level": "inner", "size": 5, "printer_id": demo["PRINTER-SH"],
+             "request_key": "night-run-cases", "note": "run of 2026-11-24"}  # fmt: skip
+    assert (await client.post("/case-batches", headers=planner, json=cases)).status_code == 201
+    other = await client.post("/case-batches", headers=planner, json={**cases, "note": "later"})
+    assert_error(other, 409, "request_key_reused")
+
+
+async def test_a_case_batch_is_voided_unless_a_case_of_it_holds_goods(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a case batch had a void state that scans and exports honour but no way to reach
+    it (a planner with misprinted or stolen pallet labels). Voided, its codes are refused on
+    the line; one of its cases holding goods makes the void 409 until it is unpacked."""
+    planner, operator = await login("planner"), await login("operator")
+    batch_no, product_id = await issue_units(client, login, demo, 4)
+    scheme = scheme_for_tests()
+    units = [scheme.serial(batch_no, i) for i in range(4)]
+    await activate(client, login, units, product_id, line="CV1")
+    made = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 3, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert made.status_code == 201, made.text
+    batch = made.json()["id"]
+    first = int(made.json()["first_sscc"][:-1])
+    boxes = [f"{first + i:017d}{gs1_check_digit(f'{first + i:017d}')}" for i in range(3)]
+
+    async def pack(box: str, children: list[str]) -> dict[str, Any]:
+        scan = {"id": f"cv-{box}", "code": box, "at": "2026-11-01T09:00:00+08:00",
+                "children": children}  # fmt: skip
+        answer = await client.post("/lines/CV1/scans", headers=operator, json={"scans": [scan]})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["scans"][0]  # type: ignore[no-any-return]
+
+    assert (await pack(boxes[0], units[:2]))["result"] == "ok"
+    url = f"/case-batches/{batch}/void"
+    held = assert_error(
+        await client.post(url, headers=planner, json={"reason": "stolen"}),
+        409,
+        "case_batch_in_use",
+    )
+    assert held["details"] == {"cases": 1}
+    unpacked = await client.post(
+        "/packing/unpack",
+        headers=operator,
+        json={"parent": boxes[0], "children": units[:2], "reason": "relabel"},
+    )
+    assert unpacked.status_code == 200, unpacked.text
+    voided = await client.post(url, headers=planner, json={"reason": "stolen"})
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["state"] == "void"
+    refused = await pack(boxes[1], units[2:])
+    assert (refused["result"], refused["reason"]) == ("rejected", "case_void")
+    assert (await client.post(url, headers=planner, json={"reason": "again"})).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -474,3 +475,23 @@ def test_decrypt_writes_plain_text_only_for_a_whole_file_and_never_over_another(
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tracecode-")]
+
+
+def test_a_printer_shows_its_batch_with_the_cli_as_through_the_api(client: Any, demo: Any) -> None:
+    """A probe: README: every ``codes`` subcommand works directly on the database (``--as USER``) or
+    through the API. ``GET /batches/{no}`` shows a printer its batch (without exports);
+    ``tracecode codes show N --as printer`` failed with ``permission_denied``."""
+    issued = subprocess.run(
+        [sys.executable, "-m", "app.cli", "codes", "issue", "--size", "4",
+         "--printer", "PRINTER-SH"],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=120,
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    batch_no = json.loads(issued.stdout)["batch_no"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "app.cli", "codes", "show", str(batch_no), "--as", "printer"],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["batch_no"] == batch_no
+    assert json.loads(shown.stdout)["exports"] == []

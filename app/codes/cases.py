@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from app import audit
 from app._core import build_sscc
 from app.auth.principal import Principal
@@ -73,7 +75,7 @@ async def create_case_batch(
 
 async def _requested_before(conn: Conn, brand_id: int, data: CaseBatchIn) -> CaseBatchOut | None:
     """The batch issued earlier under this request key, if any; 409 ``request_key_reused`` if
-    it was issued for another level, size or printer."""
+    it was issued for another level, size, printer or note."""
     row = await (
         await conn.execute(
             f"SELECT {_COLUMNS} FROM case_batches c WHERE c.brand_id = %s AND c.request_key = %s",
@@ -82,7 +84,8 @@ async def _requested_before(conn: Conn, brand_id: int, data: CaseBatchIn) -> Cas
     ).fetchone()
     if row is None:
         return None
-    if (row["level"], row["size"], row["printer_id"]) != (data.level, data.size, data.printer_id):
+    asked = (data.level, data.size, data.printer_id, data.note)
+    if (row["level"], row["size"], row["printer_id"], row["note"]) != asked:
         raise Conflict("this request key was used for a different batch", code="request_key_reused")
     return _out(row)
 
@@ -122,6 +125,50 @@ async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBat
     if row is None:
         raise NotFound("case batch not found")
     return _out(row)
+
+
+async def void_case_batch(conn: Conn, actor: Principal, batch_id: int, reason: str) -> CaseBatchOut:
+    """Void a case batch whose codes are not in use (labels misprinted or stolen): scans refuse
+    its codes from now on (``case_void``), and so do exports (a probe: no way to void one).
+    409 ``case_batch_in_use`` while a case of it holds goods (unpack those first). An upload
+    packing a new case holds its batch (``FOR KEY SHARE``, ``app.packing.scans``): the void
+    waits for it, or it for the void."""
+    actor.require("codes.issue")
+    await conn.execute(
+        "SELECT 1 FROM case_batches WHERE id = %s AND brand_id = %s FOR UPDATE",
+        (batch_id, actor.brand_id),
+    )
+    before = await get_case_batch(conn, actor, batch_id)
+    if before.state == "void":
+        return before
+    used = await (
+        await conn.execute(
+            """SELECT count(*) AS n FROM case_state c
+                WHERE c.case_batch_id = %(id)s AND c.status = 'active'
+                  AND (EXISTS (SELECT 1 FROM unit_state u WHERE u.parent_sscc = c.sscc)
+                       OR EXISTS (SELECT 1 FROM case_state k WHERE k.parent_sscc = c.sscc))""",
+            {"id": batch_id},
+        )
+    ).fetchone()
+    if used is not None and used["n"]:
+        raise Conflict(
+            f"{used['n']} cases of this batch are packed: unpack them before voiding it",
+            code="case_batch_in_use",
+            details={"cases": used["n"]},
+        )
+    await conn.execute("UPDATE case_batches SET state = 'void' WHERE id = %s", (batch_id,))
+    after = await get_case_batch(conn, actor, batch_id)
+    await audit.record(
+        conn,
+        actor,
+        "void",
+        "case_batch",
+        batch_id,
+        before=before,
+        after={**msgspec.to_builtins(after), "reason": reason},
+        org_id=actor.brand_id,
+    )
+    return after
 
 
 async def list_case_batches(

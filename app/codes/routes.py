@@ -181,6 +181,14 @@ class CaseBatchController(Controller):
     async def get_one(self, batch_id: int, conn: Conn, principal: Principal) -> CaseBatchOut:
         return await cases.get_case_batch(conn, principal, batch_id)
 
+    @post("/{batch_id:int}/void", status_code=200)
+    async def void(
+        self, batch_id: int, data: VoidIn, conn: Conn, principal: Principal
+    ) -> CaseBatchOut:
+        """Void a case batch (labels misprinted or stolen): its codes are refused from now on.
+        409 ``case_batch_in_use`` while a case of it holds goods."""
+        return await cases.void_case_batch(conn, principal, batch_id, data.reason)
+
     @post("/{batch_id:int}/exports")
     async def export(
         self,

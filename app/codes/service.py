@@ -70,10 +70,13 @@ async def create_batch(
         ).fetchone()
         if existing is not None:
             out = BatchOut(**existing)
-            if (out.size, out.printer_id, out.product_id) != (
+            # the note too (a probe: a retry with another note was answered with the first
+            # batch, the new note dropped)
+            if (out.size, out.printer_id, out.product_id, out.note) != (
                 data.size,
                 data.printer_id,
                 data.product_id,
+                data.note,
             ):
                 raise Conflict(
                     "this request key was used for a different batch", code="request_key_reused"

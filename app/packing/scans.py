@@ -282,21 +282,33 @@ async def _batches_live(conn: Conn, reads: list[Read], units: list[int]) -> None
     waits for, and which waits for it; uploads do not wait for each other) and reject, ``void``,
     the units of a batch voided since their codes were read. Without it a batch voided during
     an upload kept the units the upload activated — active, shipped and stocked, while
-    verification called them void (probe I)."""
-    if not units:
-        return
-    rows = await (
-        await conn.execute(
-            """SELECT batch_no, state FROM code_batches WHERE batch_no = ANY(%s)
-               ORDER BY batch_no FOR KEY SHARE""",
-            (sorted({code >> 32 for code in units}),),
-        )
-    ).fetchall()
-    void = {row["batch_no"] for row in rows if row["state"] == "void"}
-    if void:
+    verification called them void (probe I). The cases' batches likewise (``case_void``), against
+    ``codes.cases.void_case_batch``."""
+    if units:
+        rows = await (
+            await conn.execute(
+                """SELECT batch_no, state FROM code_batches WHERE batch_no = ANY(%s)
+                   ORDER BY batch_no FOR KEY SHARE""",
+                (sorted({code >> 32 for code in units}),),
+            )
+        ).fetchall()
+        void = {row["batch_no"] for row in rows if row["state"] == "void"}
         for read in reads:
             if read.kind == "unit" and read.reason is None and read.code >> 32 in void:
                 read.reason = "void"
+    case_batches = sorted({r.batch for r in reads if r.kind == "case" and r.reason is None})
+    if case_batches:
+        rows = await (
+            await conn.execute(
+                """SELECT id, state FROM case_batches WHERE id = ANY(%s)
+                   ORDER BY id FOR KEY SHARE""",
+                (case_batches,),
+            )
+        ).fetchall()
+        void = {row["id"] for row in rows if row["state"] == "void"}
+        for read in reads:
+            if read.kind == "case" and read.reason is None and read.batch in void:
+                read.reason = "case_void"
 
 
 def _hide_out_of_reach(
