@@ -724,3 +724,49 @@ async def test_periods_cut_anywhere_equal_a_count(client: Any, world: World) -> 
         assert {r["province"]: r["members"] for r in regions["regions"]} == Counter(
             m["province"] or None for m in members
         ), span
+
+
+async def test_a_product_moved_to_another_category_takes_its_verifications_along(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: A7 by ``category_id`` is documented as "the products of one category of the brand"
+    (and A2 sales by category follow a product to its new category). After a product is moved
+    from category A to category B, the verifications of "category B's products" over a period
+    equal those of the product itself, A shows none of them, and ``tracecode analytics
+    recount`` finds nothing to report. Cells kept per category stayed with the old one."""
+    admin, brand = await login("admin"), demo["BRAND-LUMI"]
+    tag = uuid.uuid4().hex[:8]
+    cats = []
+    for n in range(2):
+        made = await client.post("/categories", headers=admin, json={"name": f"probe {tag} {n}"})
+        assert made.status_code == 201, made.text
+        cats.append(made.json()["id"])
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"probe {tag}", "product_no": f"PRB-{tag}", "category_id": cats[0]},
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()["id"]
+    await auto.execute(
+        """INSERT INTO verifications (at, record_key, brand_id, product_id, result, reason,
+                                      province, city)
+           SELECT '2093-03-10T04:00:00Z', gen_random_uuid(), %s, %s, 'genuine', 'test',
+                  '浙江省', '杭州市'
+           FROM generate_series(1, 3)""",
+        (brand, product),
+    )
+    await roll()
+    moved = await client.patch(f"/products/{product}", headers=admin, json={"category_id": cats[1]})
+    assert moved.status_code == 200, moved.text
+    await roll()
+    span = {"from": "2093-03-01", "to": "2093-03-31"}
+    by_product = await get(client, admin, "/analytics/verifications", product_id=product, **span)
+    assert by_product["totals"]["total"] == 3
+    new_cat = await get(client, admin, "/analytics/verifications", category_id=cats[1], **span)
+    old_cat = await get(client, admin, "/analytics/verifications", category_id=cats[0], **span)
+    drift = [m for m in await recount(auto) if m.table.startswith("analytics_verifications")]
+    assert (new_cat["totals"]["total"], old_cat["totals"]["total"], drift) == (3, 0, []), (
+        f"category B {new_cat['totals']['total']}, category A {old_cat['totals']['total']}, "
+        f"recount {drift[:3]}"
+    )

@@ -536,13 +536,7 @@ async def verifications(conn: Conn, actor: Principal, f: Filters) -> Verificatio
     products = await _product_ids(conn, actor, f)
     params: dict[str, Any] = {
         "brand": actor.brand_id,
-        "products": (
-            [0]
-            if products is None
-            else [-f.category_id]
-            if f.product_id is None and f.category_id is not None
-            else products
-        ),
+        "products": [0] if products is None else products,  # a category: its products now
         "province": province,
         "from": start,
         "to": end,
