@@ -556,8 +556,10 @@ class Verifier:
                     "after a Redis outage: %d codes reconciled, %d counts raised, %d locks, "
                     "%d wrong-PIN counts", len(codes), raised, locks, fails,
                 )  # fmt: skip
-        except BaseException:
+        except BaseException as exc:
             self._reconcile_after = time.monotonic() + self.settings.redis_retry_after
+            if isinstance(exc, Exception) and not isinstance(exc, _REDIS_DOWN):
+                log.exception("reconciling the outage's codes failed: tried again shortly")
             raise
         finally:
             self._reconciling = None
