@@ -68,6 +68,7 @@ from app.deadletters import SALES_QUEUE, drain
 from app.errors import BadRequest, NotFound
 from app.localtime import REPORT_TZ
 from app.locks import Lock, run_alone
+from app.members.profile import PROVINCES
 
 _TZ = ZoneInfo(REPORT_TZ)
 MAX_DAYS = 3 * 366  # the longest period one report covers
@@ -458,6 +459,8 @@ async def scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], di
     for level, value in (("province", f.province), ("city", f.city)):
         if value is not None:
             column = f"{level}_code" if value.isdigit() and len(value) == 6 else f"{level}_name"
+            if level == "province" and column == "province_name":  # Zhejiang, as A4-A7 take it
+                value = PROVINCES.get(value.strip().casefold(), value)  # (a probe: none found)
             where.append(f"o.{column} = %({level})s")
             params[level] = value
     return where, params

@@ -52,7 +52,7 @@ WORDS: dict[str, dict[Lang, str]] = {
     "rate_limited_title": {"zh": "查询过于频繁", "en": "Too many checks"},
     "rate_limited": {
         "zh": "您的查询过于频繁，请 {seconds} 秒后再试。",
-        "en": "Too many checks from your network. Please try again in {seconds} seconds.",
+        "en": "Too many checks from your network. Please try again in {seconds} s.",
     },
     "not_found_title": {"zh": "未找到", "en": "Not found"},
     "no_product": {
@@ -200,15 +200,15 @@ WORDS: dict[str, dict[Lang, str]] = {
     },
     "err_sms_throttled": {
         "zh": "验证码发送过于频繁，请 {seconds} 秒后再试。",
-        "en": "A code was sent very recently. Try again in {seconds} seconds.",
+        "en": "A code was sent very recently. Try again in {seconds} s.",
     },
     "err_rate_limited": {
         "zh": "操作过于频繁，请 {seconds} 秒后再试。",
-        "en": "Too many attempts. Please try again in {seconds} seconds.",
+        "en": "Too many attempts. Please try again in {seconds} s.",
     },
     "err_login_locked": {
         "zh": "错误次数过多，请 {seconds} 秒后再试。",
-        "en": "Too many wrong codes. Try again in {seconds} seconds.",
+        "en": "Too many wrong codes. Try again in {seconds} s.",
     },
     "err_member_frozen": {
         "zh": "您的会员账户已被冻结，暂不能领取积分或兑换礼品。",
@@ -387,11 +387,11 @@ WORDS: dict[str, dict[Lang, str]] = {
     },
     "clerk_err_login_locked": {
         "zh": "密码错误次数过多，请 {seconds} 秒后再试。",
-        "en": "Too many wrong passwords. Try again in {seconds} seconds.",
+        "en": "Too many wrong passwords. Try again in {seconds} s.",
     },
     "clerk_err_rate_limited": {
         "zh": "操作过于频繁，请 {seconds} 秒后再试。",
-        "en": "Too many attempts. Please try again in {seconds} seconds.",
+        "en": "Too many attempts. Please try again in {seconds} s.",
     },
     "clerk_err_retry": {
         "zh": "请重新扫码后再试。",
