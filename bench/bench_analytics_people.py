@@ -204,7 +204,7 @@ def paths(categories: list[int], products: list[int]) -> dict[str, list[str]]:
             ),
         ],
         "GET /analytics/points/ages": ["/analytics/points/ages"],
-        "GET /analytics/verifications (30 days; 366 days by month; Zhejiang; a product)": [
+        "GET /analytics/verifications (30 days; a year by month; Zhejiang; products; a category)": [
             "/analytics/verifications?from=2026-06-01&to=2026-06-30",
             "/analytics/verifications?from=2026-01-01&to=2026-12-31&granularity=month",
             f"/analytics/verifications?from=2026-01-01&to=2026-12-31&{zj}",
