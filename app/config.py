@@ -527,7 +527,7 @@ def _check_broker_url(url: str | None) -> None:
     for part in url.split(";"):
         try:
             pika.URLParameters(part)
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # ValueError, TypeError; SyntaxError of an option's literal
             raise SettingsError(
                 f"{PREFIX}BROKER_URL is not a valid AMQP URL: {redact_url(str(exc))}"
             ) from None

@@ -266,3 +266,15 @@ def test_well_formed_cluster_and_broker_urls_pass_the_settings() -> None:
         }
     )
     assert settings.broker_url and settings.redis_url
+
+
+def test_a_broker_url_with_a_malformed_option_value_is_a_settings_error() -> None:
+    """A regression probe: an operator's typo in an option pika reads as a Python
+    literal (``tcp_options``, ``ssl_options``, ``client_properties``) must be a SettingsError
+    naming TRACECODE_BROKER_URL, like a bad port or heartbeat is — not a SyntaxError traceback
+    out of ``load_settings``."""
+    key = "00" * 32
+    for option in ("tcp_options=%7B'TCP_KEEPIDLE':60", "ssl_options=%7B", "client_properties=("):
+        url = f"amqp://tracecode:secret@rabbitmq:5672/tracecode?{option}"
+        with pytest.raises(SettingsError, match="TRACECODE_BROKER_URL"):
+            load_settings({"TRACECODE_MASTER_KEY": key, "TRACECODE_BROKER_URL": url})

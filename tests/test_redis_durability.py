@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -590,3 +591,143 @@ async def test_a_verification_right_after_a_redis_outage_keeps_its_count(
         assert (sixth.queries, seventh.queries) == (6, 7), seventh
     finally:
         await dead.aclose()
+
+
+_BUSY = """
+local t = redis.call('TIME')
+local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
+while true do
+  local n = redis.call('TIME')
+  if tonumber(n[1]) * 1000000 + tonumber(n[2]) - start > tonumber(ARGV[1]) then break end
+end
+return 1
+"""
+
+
+def _flush_into(url: str, settings: Any) -> None:
+    client = redis_sync.Redis.from_url(url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(client, pg, settings.redis_namespace):
+            pass
+
+
+async def _activated_codes(client: Any, login: Any, demo: Any, app: Any, size: int) -> int:
+    batch_no, product_id = await issue_units(client, login, demo, size)
+    scheme = app.state.scheme
+    await activate(client, login, [scheme.serial(batch_no, i) for i in range(size)], product_id)
+    return batch_no
+
+
+async def test_a_verification_that_timed_out_on_a_hanging_redis_is_counted_once(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    settings: Any,
+    redis_server: RedisServer,
+) -> None:
+    """A regression probe: Redis hangs for a moment (a slow fsync, a long script): a verification's round times out,
+    the Redis-down path answers it from PostgreSQL and stores its record (marked fallback); the
+    round's script, already sent, then runs in Redis and counts it too (its queued copy of the
+    record is a no-op: same record key). The consumer scanned the pack twice in all, so the
+    third scan says "3 times", as PostgreSQL's records do. The reconcile added the fallback
+    record on top of Redis's own count of the same verification: "4 times". The flush now
+    takes a record it finds stored as Redis's own, and the reconcile drains the queue first."""
+    batch_no = await _activated_codes(client, login, demo, app, 1)
+    scheme = app.state.scheme
+    serial = scheme.serial(batch_no, 0)
+    code = code_id(batch_no, 0)
+    local = msgspec.structs.replace(
+        settings,
+        redis_url=redis_server.url,
+        verify_flag_never_shipped=False,
+        redis_retry_after=0.2,
+    )
+    hanging = Redis.from_url(redis_server.url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    verifier = Verifier(app.state.pool, hanging, scheme, local, redis_server.url)
+    ask = VerifyIn(serial=serial, pin=scheme.pin(serial))
+    try:
+        first = await verifier.verify(ask, None, None)
+        assert first.queries == 1, first
+        await asyncio.to_thread(_flush_into, redis_server.url, settings)
+
+        blocker = redis_server.client()
+        busy = threading.Thread(target=blocker.eval, args=(_BUSY, 0, 1_200_000))
+        busy.start()
+        await asyncio.sleep(0.1)  # the script runs: Redis reads nothing else until it ends
+        second = await verifier.verify(ask, None, None)  # times out: answered from PostgreSQL
+        assert second.queries == 2, second
+        await asyncio.to_thread(busy.join)
+        await asyncio.sleep(0.6)  # the verifier's PING answers again
+        await asyncio.to_thread(_flush_into, redis_server.url, settings)
+        assert _counted_in_postgres(settings, code) == 2
+
+        third = await verifier.verify(ask, None, None)
+        await asyncio.to_thread(_flush_into, redis_server.url, settings)
+        assert _counted_in_postgres(settings, code) == 3
+        assert third.queries == 3, third
+    finally:
+        await verifier.close()
+        await hanging.aclose()
+
+
+async def test_an_outage_verification_in_flight_when_redis_returns_is_counted_in_redis(
+    client: Any,
+    login: Any,
+    demo: Any,
+    app: Any,
+    settings: Any,
+    redis_server: RedisServer,
+) -> None:
+    """A regression probe: a code verified once through Redis; Redis goes down and a second scan of it is answered
+    from PostgreSQL (its transaction still running: another scan of the code holds its lock);
+    Redis comes back and the API process reconciles the outage's codes while that answer is in
+    flight. Once it has committed, the consumer's third scan must say "3 times", as the records
+    do. The reconcile read the records before that one committed and then dropped the code
+    from the codes to reconcile: Redis never counted the second scan — "2 times"."""
+    from app import locks
+
+    batch_no = await _activated_codes(client, login, demo, app, 2)
+    scheme = app.state.scheme
+    serial, other = scheme.serial(batch_no, 0), scheme.serial(batch_no, 1)
+    code = code_id(batch_no, 0)
+    local = msgspec.structs.replace(
+        settings, redis_url=redis_server.url, verify_flag_never_shipped=False
+    )
+    redis = Redis.from_url(redis_server.url, socket_timeout=2, socket_connect_timeout=0.5)
+    verifier = Verifier(app.state.pool, redis, scheme, local, redis_server.url)
+    ask = VerifyIn(serial=serial, pin=scheme.pin(serial))
+    holder = await psycopg.AsyncConnection.connect(settings.database_url)
+    try:
+        assert (await verifier.verify(ask, None, None)).queries == 1
+        await asyncio.to_thread(_flush_into, redis_server.url, settings)
+
+        await holder.execute(*locks.xact(locks.Lock.VERIFY_WITHOUT_REDIS, str(code)))
+        redis_server.kill()
+        second = asyncio.create_task(verifier.verify(ask, None, None))  # waits for the lock
+        for _ in range(100):
+            if code in verifier._after_outage:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert not second.done()
+        await asyncio.to_thread(redis_server.start)  # Redis is back (its append-only file)
+
+        # another code's scan: Redis answers, and the outage's codes are reconciled
+        await verifier.verify(VerifyIn(serial=other, pin=scheme.pin(other)), None, None)
+        for _ in range(100):  # the reconcile has read the records at least once
+            if verifier._reconciling is not None:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        await holder.commit()  # the second scan's answer commits now
+        assert (await second).queries == 2
+
+        third = await verifier.verify(ask, None, None)
+        await asyncio.to_thread(_flush_into, redis_server.url, settings)
+        assert _counted_in_postgres(settings, code) == 3
+        assert third.queries == 3, third
+    finally:
+        await holder.close()
+        await verifier.close()
+        await redis.aclose()

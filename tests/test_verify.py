@@ -14,6 +14,8 @@ import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
 
+from app._core import parse_digital_link
+from app.codes.scheme import serial_from_scan
 from app.verify import records
 from app.verify.fallback import decide
 from app.verify.schemas import VerifyIn
@@ -700,3 +702,34 @@ async def test_a_digital_link_with_a_lot_is_read_as_the_unit_s_serial(
         # a real code without its PIN (never shipped, in this test's batch): not "malformed"
         assert (answer["result"], answer.get("serial")) == ("suspicious", serial), (lot, answer)
         assert answer["reason"] == "never_shipped", (lot, answer)
+
+
+DL_GTIN = "06901234000023"  # the demo sun cream's
+
+
+def test_a_digital_link_whose_custom_path_prefix_ends_in_01_is_read_as_its_serial() -> None:
+    """A regression probe: SPEC I4: "A custom path prefix before the primary key is allowed". A brand's QR with a
+    prefix such as ``/campaign/01`` (or ``/2024/01``) before ``/01/{gtin}/21/{serial}`` names the
+    serial just as the one without a prefix does (the Rust parser and the resolver read it so;
+    read from the first /01/, the pairs shifted and the serial was lost)."""
+    serial = "TQXZF37NK6SPNRAH6005"
+    for prefix in ("/campaign/01", "/2024/01", "/01/a/b"):
+        uri = f"https://brand.example{prefix}/01/{DL_GTIN}/21/{serial}"
+        assert serial_from_scan(uri) == serial, uri
+
+
+async def test_verify_answers_a_digital_link_with_a_prefix_ending_in_01_for_its_unit(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A regression probe: a consumer scanning a genuine pack whose Digital Link has a custom path prefix ending in
+    ``01`` is answered about the pack, never "malformed" (the Rust core's ``parse_digital_link``
+    reads the very same URI's 21 as the serial)."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 2)
+    serial = scheme.serial(batch_no, 1)
+    path = f"/campaign/01/01/{DL_GTIN}/21/{serial}"
+    assert parse_digital_link(f"https://id.example.com{path}")["21"] == serial
+    answer = (
+        await client.post("/v1/verify", json={"serial": f"https://id.example.com{path}"})
+    ).json()
+    assert answer.get("serial") == serial and answer["reason"] != "malformed", answer

@@ -160,8 +160,9 @@ def serial_from_scan(text: str) -> str:
     if "/" not in text:
         return text
     parts = [p for p in _path(text).split("/") if p]
-    if "01" in parts[:-1]:  # a Digital Link: AI and value in pairs from /01/ on (a probe: a lot
-        pairs = parts[parts.index("01") :]  # of "21" or "C" was read as the serial's key)
+    start = _gtin_at(parts)
+    if start is not None:  # a Digital Link: AI and value in pairs from /01/{gtin} on (a probe: a
+        pairs = parts[start:]  # lot of "21" or "C" was read as the serial's key)
         found = dict(zip(pairs[::2], pairs[1::2], strict=False))
         if "21" in found:
             return found["21"]
@@ -177,10 +178,18 @@ def gtin_from_scan(text: str) -> str | None:
     if "/01/" not in text:
         return None
     parts = [p for p in _path(text.strip()).split("/") if p]
+    start = _gtin_at(parts)
+    return None if start is None else parts[start + 1].zfill(14)
+
+
+def _gtin_at(parts: list[str]) -> int | None:
+    """Where a Digital Link's ``01/{gtin}`` starts among a path's segments: the first ``01``
+    followed by 8, 12, 13 or 14 digits (a custom path prefix may hold an ``01`` of its own: a
+    regression probe, ``/campaign/01/01/{gtin}/21/{serial}`` answered malformed)."""
     for i, part in enumerate(parts[:-1]):
-        if part == "01":
-            gtin = parts[i + 1]
-            return gtin.zfill(14) if gtin.isdigit() and len(gtin) <= 14 else gtin
+        value = parts[i + 1]
+        if part == "01" and value.isdigit() and len(value) in (8, 12, 13, 14):
+            return i
     return None
 
 

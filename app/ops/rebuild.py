@@ -524,8 +524,12 @@ def reconcile(
 ) -> tuple[int, int, int]:
     """Steps 2 and 3 for the codes an API process answered from PostgreSQL while Redis was down
     (``app.verify.service``): their counts, PIN state and claims' retry keys set in Redis as
-    their records show. Idempotent. (counters raised, locks set, wrong-PIN counts set)."""
+    their records show. Idempotent. (counters raised, locks set, wrong-PIN counts set). The
+    record queue is drained first: a round whose call timed out may have run all the same, and
+    its records, stored by the Redis-down path too, are Redis's own once the flush has seen them
+    (``app.verify.records``)."""
     ns = settings.redis_namespace
+    drain(client, conn, ns)
     _, raised = restore_counters(client, conn, ns, codes)
     locks, fails = restore_lockouts(client, conn, settings, codes)
     restore_retries(client, conn, ns, codes)

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +77,7 @@ log = logging.getLogger("tracecode.verify")
 # Codes an API process remembers answering from PostgreSQL in an outage; past that many, the
 # rest are left to ``tracecode redis rebuild`` (README, "Durability").
 MAX_AFTER_OUTAGE = 100_000
+RECONCILE_AGAIN = 0.05  # seconds before a code answered from PostgreSQL meanwhile is retried
 
 # One round. KEYS[1] = the record queue. ARGV = namespace, minute, rate_limit, max_fails,
 # lockout_s, threshold, then the round's verifications in TWO arguments: ARGV[7] their fields,
@@ -331,6 +333,7 @@ class Verifier:
         self._redis_conn: Any = None  # the rounds' own Redis connection (``_call``)
         self._after_outage: set[int] = set()  # codes answered from PostgreSQL (``_reconcile``)
         self._reconciling: asyncio.Task[None] | None = None
+        self._answering: Counter[int] = Counter()  # codes being answered from PostgreSQL now
         self._reconcile_after = 0.0  # time.monotonic() before which no reconcile is tried again
         self._redis_down = False  # said once an outage, and once it ends (probe Z, review R6)
         self._skip_redis = False  # a single Redis failed: not asked until it answers (_probe)
@@ -465,10 +468,16 @@ class Verifier:
             self._limit_without_redis(ip)
             if len(self._after_outage) < MAX_AFTER_OUTAGE:
                 self._after_outage.add(code)
-            unit = await self._unit_from_db(code, batch)
-            return await verify_without_redis(
-                self.pool, self.settings, unit, record, serial, code, pin_state, lang
-            )
+            self._answering[code] += 1  # not reconciled before its record is stored
+            try:
+                unit = await self._unit_from_db(code, batch)
+                return await verify_without_redis(
+                    self.pool, self.settings, unit, record, serial, code, pin_state, lang
+                )
+            finally:
+                self._answering[code] -= 1
+                if not self._answering[code]:
+                    del self._answering[code]
         if self._redis_down or self._after_outage:
             self._reconcile()
         if pending.refusal is not None:  # never activated, or void: known after the round
@@ -550,8 +559,14 @@ class Verifier:
         try:
             while self._after_outage:
                 codes = sorted(self._after_outage)
+                # a code being answered from PostgreSQL when the records are read (its record
+                # not stored yet: a regression probe) is reconciled again after
+                busy = set(self._answering)
                 raised, locks, fails = await asyncio.to_thread(self._reconcile_now, codes)
-                self._after_outage.difference_update(codes)
+                done = [code for code in codes if code not in busy]
+                self._after_outage.difference_update(done)
+                if len(done) < len(codes):
+                    await asyncio.sleep(RECONCILE_AGAIN)
                 log.info(
                     "after a Redis outage: %d codes reconciled, %d counts raised, %d locks, "
                     "%d wrong-PIN counts", len(codes), raised, locks, fails,
