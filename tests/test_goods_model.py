@@ -956,3 +956,49 @@ async def test_a_unit_returned_damaged_stays_unsellable_after_packing_it(
     assert up.status_code == 200 and up.json()["rejected"] == 0, up.text
     sold = await client.post("/sales", headers=store, json={"codes": [box]})
     assert_error(sold, 409, "not_sellable")  # was 201: sold in its case
+
+
+async def test_a_scanned_receipt_holding_its_units_does_not_deadlock_a_whole_receipt(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe (the race above failed once in a full run: 409 ``retry``): a scanned receipt of
+    part of a shipment locked its own units, then the shipment's cases; a receipt of the whole
+    shipment locks the cases, then the units. Held after the scanned receipt's first locks, the
+    whole receipt now waits for it, and both answer: every unit received once."""
+    from app.logistics import movements
+
+    w, cases, _ = await setup_world(client, login, app, demo, n_cases=2, per_case=5)
+    ship = await w.doc("clerk", cases, kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    assert (await w.confirm("clerk", ship)).status_code == 200
+    w.model.ship(cases, "AGENT-ZJ")
+    part = sorted(w.model.contents(cases[0]))[:2]
+    whole = await w.doc("agent_admin", kind="inbound", shipment_id=ship)
+    scanned = await w.doc("agent_clerk", part, kind="inbound", shipment_id=ship)
+    expand, locked, go = movements.expand, asyncio.Event(), asyncio.Event()
+
+    async def pausing(conn: Any, units: list[int], boxes: list[int]) -> Any:
+        found = await expand(conn, units, boxes)
+        if not locked.is_set():  # the first locks of the first receipt
+            locked.set()
+            await go.wait()
+        return found
+
+    monkeypatch.setattr(movements, "expand", pausing)
+    first = asyncio.create_task(w.confirm("agent_clerk", scanned))
+    await asyncio.wait_for(locked.wait(), 30)
+    second = asyncio.create_task(w.confirm("agent_admin", whole))
+    async with app.state.pool.connection() as conn:  # the whole receipt waits for a lock
+        for _ in range(250):
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            ).fetchone()
+            if row["n"]:
+                break
+            await asyncio.sleep(0.02)
+    go.set()
+    r1, r2 = await asyncio.wait_for(asyncio.gather(first, second), 60)
+    assert (r1.status_code, r2.status_code) == (200, 200), (r1.text, r2.text)
+    assert r1.json()["units"] + r2.json()["units"] == 10, (r1.text, r2.text)

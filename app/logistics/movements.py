@@ -248,6 +248,12 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
             units, cases = await _in_transit(conn, org, shipped_units, shipped_cases, shipments)
     if not units and not cases and not rest:
         raise Unprocessable("scan codes into the document first", code="empty_document")
+    expected_rows: list[UnitRow] = []
+    if movement.sender == "in_transit":
+        # the shipment's goods locked first, cases before units, as a receipt of all of it locks
+        # them: locked after the document's own units, a scanned receipt of part of a shipment
+        # deadlocked with a receipt of the whole (a probe: 409 retry)
+        expected_rows, _ = await expand(conn, shipped_units, shipped_cases)
     unit_rows, case_rows = await expand(conn, units, cases)
     if rest:  # what another receipt took since the look, while this waited for the locks, stays
         unit_rows, case_rows = _still_coming(org, unit_rows, case_rows, shipments)
@@ -257,9 +263,7 @@ async def check(conn: Conn, scheme: Scheme, doc: dict[str, Any]) -> Plan:
     if not unit_rows:  # its cases were emptied since they were scanned in
         raise Unprocessable("the document's cases hold no units now", code="empty_document")
     if movement.sender == "in_transit":
-        missing = await _check_shipment(
-            conn, scheme, org, unit_rows, (shipped_units, shipped_cases, shipments)
-        )
+        missing = await _check_shipment(conn, scheme, org, unit_rows, expected_rows, shipments)
         if missing:
             discrepancies["missing"] = await _listed(conn, scheme, missing)
     else:
@@ -461,17 +465,17 @@ async def _check_shipment(
     scheme: Scheme,
     org: int,
     unit_rows: list[UnitRow],
-    shipped: tuple[list[int], list[int], set[int]],
+    expected_rows: list[UnitRow],
+    shipments: set[int],
 ) -> list[int]:
     """Receiving: every unit is in transit to ``org`` and was shipped to it by these shipments
-    (``_shipped_items``: their units, cases and events); the shipped units still in transit
-    under them but not received are returned (reported missing)."""
-    shipped_units, shipped_cases, shipments = shipped
+    (``expected_rows``: the units of their goods, locked; ``shipments``: their events); the
+    shipped units still in transit under them but not received are returned (reported
+    missing)."""
     bad = [u["code"] for u in unit_rows if u["transit_to"] != org or u["status"] != "active"]
     if bad:
         message = "codes not in transit to this organisation"
         raise await refuse(conn, scheme, "not_in_transit", message, bad)
-    expected_rows, _ = await expand(conn, shipped_units, shipped_cases)
     expected = {u["code"] for u in expected_rows}
     unexpected = [
         u["code"]
