@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 
@@ -127,3 +130,29 @@ async def acting(conn: Any, username: str) -> Any:
         await conn.execute("SELECT id FROM users WHERE username = %s", (username,))
     ).fetchone()
     return await load_user(conn, row["id"])
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[Any]:
+    """An app of its own, its lifespan run by this task, and an httpx client calling it."""
+    import httpx
+
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run_lifespan() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run_lifespan())
+    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=60
+        ) as client:
+            yield client
+    finally:
+        stop.set()
+        await task

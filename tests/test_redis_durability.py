@@ -42,7 +42,7 @@ from app.verify.fallback import COUNTED
 from app.verify.schemas import VerifyIn
 from app.verify.service import Verifier
 from tests.conftest import ROOT
-from tests.helpers import activate, issue_units
+from tests.helpers import activate, issue_units, served
 from tests.servers import free_port
 
 HANGZHOU = {"lat": 30.27, "lng": 120.15}
@@ -127,26 +127,8 @@ async def app_on(settings: Any, redis_url: str) -> AsyncIterator[httpx.AsyncClie
             verify_flag_never_shipped=False,
         )
     )
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run_lifespan() -> None:
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run_lifespan())
-    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
-    if task.done():
-        task.result()
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", timeout=60
-        ) as client:
-            yield client
-    finally:
-        stop.set()
-        await task
+    async with served(app) as client:
+        yield client
 
 
 async def _units(client: Any, login: Any, demo: Any, app: Any, size: int) -> list[str]:

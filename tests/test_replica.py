@@ -29,6 +29,7 @@ import psycopg
 import pytest
 
 from app.config import Settings, SettingsError, load_settings
+from tests.helpers import served
 
 LAG_LIMIT = 4.0  # TRACECODE_REPLICA_MAX_LAG_SECONDS of the app under test
 STICKY = 8.0  # TRACECODE_REPLICA_STICKY_SECONDS
@@ -498,26 +499,8 @@ async def foreign(cluster: Cluster, settings: Any) -> AsyncIterator[httpx.AsyncC
             db_pool_max=4,
         )
     )
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run_lifespan() -> None:
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run_lifespan())
-    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
-    if task.done():
-        task.result()
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", timeout=60
-        ) as client:
-            yield client
-    finally:
-        stop.set()
-        await task
+    async with served(app) as client:
+        yield client
 
 
 async def test_a_replica_url_naming_another_clusters_standby_is_not_used(
