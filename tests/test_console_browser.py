@@ -79,6 +79,12 @@ def _find(driver: WebDriver, css: str) -> WebElement:
     return _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css))
 
 
+def _click(driver: WebDriver, css: str) -> None:
+    """Click ``css`` once it takes the click (an Element Plus menu may still be sliding in: the
+    click is tried again until it lands)."""
+    _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True)
+
+
 def _choose_language(driver: WebDriver, locale: str, users: str) -> None:
     """Pick ``locale`` in the language menu until the users menu reads ``users``: the menu's
     item, once shown, else the switch that shows it (a click on the switch while the last menu
