@@ -1193,8 +1193,9 @@ async def test_the_back_off_never_exceeds_its_documented_maximum(
             await _event(conn, brand)
         await conn.set_autocommit(True)
         claimed = await sender.claim(conn, 1000)
-        mine = [c for c in claimed if c.subscription_id == sub["id"]]
-        assert len(mine) == 24
+        # a sender of the suite's other tests may take some of them meanwhile: ours are judged
+        mine = [c.id for c in claimed if c.subscription_id == sub["id"]]
+        assert len(mine) >= 8, len(mine)  # half were above the cap: all under by chance 1 in 256
         outcomes = [
             sender.Outcome(row=c, result="retry", status=500, error="HTTP 500") for c in claimed
         ]
@@ -1203,13 +1204,13 @@ async def test_the_back_off_never_exceeds_its_documented_maximum(
             await conn.execute(
                 "SELECT extract(epoch FROM d.next_attempt_at - a.at)::float8 AS delay "
                 "FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id "
-                "WHERE d.subscription_id = %s",
-                (sub["id"],),
+                "WHERE d.id = ANY(%s)",
+                (mine,),
             )
         ).fetchall()
         await conn.set_autocommit(False)
     delays = sorted(r["delay"] for r in rows)
-    assert len(delays) == 24
+    assert len(delays) == len(mine)
     assert delays[-1] <= 100.5, f"retries scheduled up to {delays[-1]:.0f} s after a failure"
 
 
