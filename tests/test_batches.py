@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from app._core import gs1_check_digit
+from tests.field_support import other_brand_admin
 from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
 
 
@@ -189,3 +190,7 @@ async def test_a_case_batch_is_voided_unless_a_case_of_it_holds_goods(
     refused = await pack(boxes[1], units[2:])
     assert (refused["result"], refused["reason"]) == ("rejected", "case_void")
     assert (await client.post(url, headers=planner, json={"reason": "again"})).status_code == 200
+    # another brand's admin: no such batch; a reason with a control character: refused
+    other = await other_brand_admin(client, login)
+    assert_error(await client.post(url, headers=other, json={"reason": "x"}), 404)
+    assert_error(await client.post(url, headers=planner, json={"reason": "a\u0000b"}), 400)
