@@ -64,6 +64,9 @@ class Lock(IntEnum):
     # transaction, per code (text): a code's verifications answered from PostgreSQL while Redis is
     # down, one at a time (app.verify.fallback), as the Redis script counts them
     VERIFY_WITHOUT_REDIS = 7_245_027
+    # transaction, per product: a rebate rule's "before" read and its write one at a time (two
+    # first settings at once both read "no rule" and audited two creations: a probe)
+    REBATE_RULES = 7_245_028
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -13,13 +13,14 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
    the clerk still active, the unit the clerk's brand's, active or sold, held by the clerk's store
    and not in transit, not claimed before, with a rule amount above 0 — the rule of the unit's
    channel agent, else the product's default (``rebate_rules``);
-2. units not yet sold are sold now (L7), as the ``sale`` movement of ``app.logistics.movements``
-   sells them (its state change, events, unpacking and stock delta; a test holds the two
-   equal), per store and clerk;
-3. the claims are written (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is unique, so a
-   code earns one rebate, ever), with one ``claiming`` ObjectEvent per claim and the claims' rows
-   in ``rebate_tally_queue``, which the workers' periodic roll-up folds into the rankings
-   (``app.rebates.ranking``).
+2. the claims are written (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is unique, so a
+   code earns one rebate, ever, and so is a clerk's client id), with one ``claiming`` ObjectEvent
+   per claim and the claims' rows in ``rebate_tally_queue``, which the workers' periodic roll-up
+   folds into the rankings (``app.rebates.ranking``);
+3. the units of the claims written that were not yet sold are sold now (L7), as the ``sale``
+   movement of ``app.logistics.movements`` sells them (its state change, events, unpacking and
+   stock delta; a test holds the two equal), per store and clerk. A claim the unique keys
+   dropped sells nothing.
 
 A concurrent round of another process claiming the same unit waits for the unit's lock and then
 sees it sold: it sells nothing and its claim is dropped by the unique key.
@@ -65,13 +66,13 @@ JOIN orgs o ON o.id = u.org_id
 """
 
 # A round, ONE statement (one round trip, one transaction): step 1 locks the units that can
-# earn their rebate; step 2 sells those not yet sold, as the ``sale`` movement of
-# ``app.logistics.movements`` does (one ObjectEvent OBSERVE retail_selling / retail_sold per
-# store and clerk, at the store; the units leave their cases, one AggregationEvent DELETE
-# unpacking per case; the store's stock delta per product and lot; tests/test_rebate_claims.py
-# checks the rows equal those of ``POST /sales``); step 3 writes the claims, their claiming
-# events and their rows in the roll-up's queue. Event ids come from the events' sequence;
-# ``partitions`` keeps the partitions ahead of them.
+# earn their rebate; step 2 writes the claims, their claiming events and their rows in the
+# roll-up's queue; step 3 sells the units of the claims written that were not yet sold, as the
+# ``sale`` movement of ``app.logistics.movements`` does (one ObjectEvent OBSERVE retail_selling /
+# retail_sold per store and clerk, at the store; the units leave their cases, one
+# AggregationEvent DELETE unpacking per case; the store's stock delta per product and lot;
+# tests/test_rebate_claims.py checks the rows equal those of ``POST /sales``). Event ids come
+# from the events' sequence; ``partitions`` keeps the partitions ahead of them.
 _CREDIT = """
 WITH r AS (
     SELECT * FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(brand)s::bigint[],
@@ -96,13 +97,24 @@ WITH r AS (
     ORDER BY u.code
     FOR UPDATE OF u
 ), sales AS MATERIALIZED (
-    SELECT store_id, clerk_id, brand_id, min(at) AS at, count(*) AS n,
-           nextval('events_id_seq') AS event_id
+    SELECT store_id, clerk_id, brand_id, nextval('events_id_seq') AS event_id
     FROM u WHERE status = 'active' GROUP BY store_id, clerk_id, brand_id
-), sold AS MATERIALIZED (
-    SELECT u.code_id, u.store_id, u.clerk_id, u.brand_id, u.product_id, u.lot, u.parent_sscc,
-           s.event_id AS sale_event_id, s.at AS sold_at
-    FROM u JOIN sales s USING (store_id, clerk_id, brand_id) WHERE u.status = 'active'
+), c AS (
+    INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount,
+                               client_id, event_id, sale_event_id, claimed_at)
+    SELECT u.code_id, u.brand_id, u.store_id, u.clerk_id, u.agent_id, u.product_id, u.amount,
+           u.client_id, nextval('events_id_seq'), s.event_id, u.at
+    FROM u LEFT JOIN sales s ON u.status = 'active' AND s.store_id = u.store_id
+                            AND s.clerk_id = u.clerk_id AND s.brand_id = u.brand_id
+    ORDER BY u.code_id
+    ON CONFLICT DO NOTHING
+    RETURNING id, code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
+              event_id, sale_event_id, claimed_at
+), sold AS MATERIALIZED (  -- only the units whose claim was written (a probe: a claim refused
+    -- as client_id_reused by the unique key still sold its unit, with no claim behind the sale)
+    SELECT c.code_id, c.store_id, c.clerk_id, c.brand_id, c.product_id, u.lot, u.parent_sscc,
+           c.sale_event_id, c.claimed_at AS sold_at
+    FROM c JOIN u USING (code_id) WHERE c.sale_event_id IS NOT NULL
 ), loose AS MATERIALIZED (
     SELECT parent_sscc, store_id, clerk_id, brand_id, min(sold_at) AS at, count(*) AS n,
            nextval('events_id_seq') AS event_id
@@ -116,10 +128,10 @@ WITH r AS (
     INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step, disposition,
                         event_time, tz_offset, biz_location, source_org, parent_kind,
                         parent_code, child_count, recorded_by, details)
-    SELECT event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE', 'retail_selling',
-           'retail_sold', at, '+00:00', store_id, store_id, NULL, NULL, n, clerk_id,
-           '{"rebate_claim": true}'::jsonb
-    FROM sales
+    SELECT sale_event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE',
+           'retail_selling', 'retail_sold', min(sold_at), '+00:00', store_id, store_id, NULL,
+           NULL, count(*), clerk_id, '{"rebate_claim": true}'::jsonb
+    FROM sold GROUP BY sale_event_id, brand_id, store_id, clerk_id
     UNION ALL
     SELECT event_id, gen_random_uuid(), brand_id, 'AggregationEvent', 'DELETE', 'unpacking',
            NULL, at, '+00:00', store_id, NULL, 'c', parent_sscc, n, clerk_id, NULL
@@ -136,16 +148,6 @@ WITH r AS (
     INSERT INTO stock_deltas (org_id, product_id, lot, on_hand, in_transit, event_id)
     SELECT store_id, product_id, lot, -count(*), 0, sale_event_id
     FROM sold GROUP BY store_id, product_id, lot, sale_event_id
-), c AS (
-    INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount,
-                               client_id, event_id, sale_event_id, claimed_at)
-    SELECT u.code_id, u.brand_id, u.store_id, u.clerk_id, u.agent_id, u.product_id, u.amount,
-           u.client_id, nextval('events_id_seq'), s.sale_event_id, u.at
-    FROM u LEFT JOIN sold s USING (code_id)
-    ORDER BY u.code_id
-    ON CONFLICT DO NOTHING
-    RETURNING id, code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
-              event_id, sale_event_id, claimed_at
 ), e AS (
     INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step, disposition,
                         event_time, tz_offset, child_count, details)

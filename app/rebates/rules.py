@@ -25,6 +25,7 @@ from app.auth.principal import Principal
 from app.catalog.service import check_rule_target
 from app.db import Conn
 from app.errors import NotFound
+from app.locks import Lock, xact_lock
 from app.paging import Page, fetch_page
 from app.rebates.schemas import RuleIn, RuleOut
 
@@ -48,6 +49,7 @@ async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut,
     in place before is locked and audited as ``before``."""
     actor.require(PERMISSION)
     await check_rule_target(conn, actor, data.product_id, data.agent_id)
+    await xact_lock(conn, Lock.REBATE_RULES, data.product_id)  # FOR UPDATE locks no rule yet
     before = await _rule(
         conn,
         "r.product_id = %s AND r.agent_id IS NOT DISTINCT FROM %s FOR UPDATE OF r",
