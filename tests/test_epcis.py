@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -920,3 +921,151 @@ async def test_the_ilmd_lot_is_read_by_its_expanded_key(
         await captured(client, operator, document([event], context=[CONTEXT, prefixes]))
         row = await _unit(conn, app, serial)
         assert row is not None and row["lot"] == lot, (key, row)
+
+
+def _epc(tag: str) -> str:
+    return f"urn:epc:id:sgtin:0614141.107346.{tag}{secrets.token_hex(4)}"
+
+
+async def test_an_event_is_found_by_ge_its_own_sub_microsecond_event_time(
+    client: Any, login: Any
+) -> None:
+    """A probe: capture kept eventTime truncated to whole microseconds (``document._time`` via
+    ``datetime.fromisoformat``), while the query rounds a finer GE_/LT_ time *up*
+    (``query._time``): an event was not found by GE_eventTime equal to its own eventTime, and
+    was found by LT_eventTime equal to it. Both now round up."""
+    partner = await login("partner")
+    epc = _epc("T7")
+    when = "2026-11-20T10:00:00.1234567+08:00"
+    await captured(client, partner, document([_object("OBSERVE", [epc], eventTime=when)]))
+    at_or_after = event_list(await query(client, partner, MATCH_epc=epc, GE_eventTime=when))
+    before = event_list(await query(client, partner, MATCH_epc=epc, LT_eventTime=when))
+    # the event's time is its time: GE finds it, LT does not
+    assert (len(at_or_after), len(before)) == (1, 0), (at_or_after, before)
+
+
+async def _sub_org_product(client: Any, login: Any, demo: Any) -> tuple[int, str]:
+    """A product of the brand owned by its factory (as the catalogue allows), with a GTIN."""
+    from app._core import gs1_check_digit
+
+    admin = await login("admin")
+    body13 = f"0690{secrets.randbelow(10**9):09d}"
+    gtin = body13 + str(gs1_check_digit(body13))
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={
+            "name": f"Factory product {gtin}",
+            "product_no": f"FP-{gtin[-6:]}",
+            "gtin": gtin,
+            "org_id": demo["FACTORY-SZ"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"]), gtin
+
+
+async def test_a_shipment_of_a_unit_of_a_factory_owned_product_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: ``capture._brand_gtins`` took only products whose ``org_id`` is the brand
+    itself, but the catalogue, batches and lines treat every product owned in the brand's tree
+    as the brand's (``lines.brand_product``): a shipping event on such a unit's SGTIN was
+    stored as a foreign event, past the documents API's rules. It is refused now."""
+    product_id, gtin = await _sub_org_product(client, login, demo)
+    planner = await login("planner")
+    batch = await client.post(
+        "/batches",
+        headers=planner,
+        json={"size": 3, "printer_id": demo["PRINTER-SH"], "product_id": product_id},
+    )
+    assert batch.status_code == 201, batch.text
+    batch_no = int(batch.json()["batch_no"])
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(3)]
+    await activate(client, login, serials[:1], product_id, line="EPF1")
+    operator = await login("operator")
+    link = f"https://id.gs1.org/01/{gtin}/21/{serials[0]}"
+    # the unit is the brand's own code: a shipment by EPCIS bypasses the documents API
+    ship = _object("ADD", [link], bizStep="shipping", disposition="in_transit")
+    job = await captured(client, operator, document([ship]), state="failed")
+    assert "commission" in job["errors"]["detail"], job
+
+
+async def test_commissioning_a_unit_of_a_factory_owned_product_activates_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe, the same cause: the commissioning job answered success, the event was stored
+    as a foreign one, and the unit was never activated."""
+    product_id, gtin = await _sub_org_product(client, login, demo)
+    planner = await login("planner")
+    batch = await client.post(
+        "/batches",
+        headers=planner,
+        json={"size": 2, "printer_id": demo["PRINTER-SH"], "product_id": product_id},
+    )
+    assert batch.status_code == 201, batch.text
+    batch_no = int(batch.json()["batch_no"])
+    serial = app.state.scheme.serial(batch_no, 0)
+    operator = await login("operator")
+    context = await client.put(
+        "/lines/EPF2/context",
+        headers=operator,
+        json={"product_id": product_id, "lot": "L1", "production_date": "2026-11-01"},
+    )
+    assert context.status_code == 200, context.text
+    link = f"https://id.gs1.org/01/{gtin}/21/{serial}"
+    commission = _object(
+        "ADD", [link], bizStep="commissioning", readPoint={"id": "urn:tracecode:line:EPF2"}
+    )
+    await captured(client, operator, document([commission]))
+    row = await (
+        await conn.execute("SELECT status FROM unit_state WHERE code = %s", (batch_no << 32 | 0,))
+    ).fetchone()
+    await conn.commit()
+    # acknowledged as success: the unit must be active, as the line would have made it
+    assert row is not None and row["status"] == "active", row
+
+
+async def test_accept_xml_only_is_not_acceptable(client: Any, login: Any) -> None:
+    """A probe: a client accepting only XML got a 200 JSON-LD body; the binding answers 406
+    NotAcceptableException. A wildcard or JSON still gets the events."""
+    partner = await login("partner")
+    response = await client.get("/epcis/events", headers={**partner, "Accept": "application/xml"})
+    assert response.status_code == 406, (response.status_code, response.text[:200])
+    assert response.json()["type"] == "epcisException:NotAcceptableException"
+    for accept in ("application/xml, */*;q=0.1", "application/json", "application/ld+json"):
+        answer = await client.get("/epcis/events", headers={**partner, "Accept": accept})
+        assert answer.status_code == 200, (accept, answer.text[:200])
+
+
+def _prefix_map(context: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for part in context if isinstance(context, list) else [context]:
+        if isinstance(part, dict):
+            found.update({k: v for k, v in part.items() if isinstance(v, str)})
+    return found
+
+
+async def test_one_prefix_bound_to_two_namespaces_by_two_documents_keeps_each_meaning(
+    client: Any, login: Any
+) -> None:
+    """A probe: two partners' documents both use the prefix ``ex``, for their own namespaces.
+    Queried back on one page, each event's ``ex:temperature`` must still name its own IRI (the
+    page's context took the last document's binding for all)."""
+    zj, admin = await login("agent_admin"), await login("admin")
+    gd = await login("gd_admin")
+    shared = _epc("NS")
+    for who, namespace in ((zj, "https://zj.example.com/ns/"), (gd, "https://gd.example.com/ns/")):
+        event = _object("OBSERVE", [shared], **{"ex:temperature": "5"})
+        await captured(client, who, document([event], [CONTEXT, {"ex": namespace}]))
+    body = (await query(client, admin, MATCH_epc=shared)).json()
+    events = body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert len(events) == 2
+    iris = set()
+    for event in events:
+        prefixes = {**_prefix_map(body["@context"]), **_prefix_map(event.get("@context"))}
+        iris.add(prefixes["ex"] + "temperature")
+    assert iris == {
+        "https://zj.example.com/ns/temperature",
+        "https://gd.example.com/ns/temperature",
+    }, (body["@context"], events)

@@ -484,9 +484,14 @@ _SSCC_LINK = f"{CANONICAL_ORIGIN}/00/"
 
 
 async def _brand_gtins(conn: Conn, brand_id: int) -> set[str]:
+    """The GTINs of the brand's products: those owned anywhere in its tree, as the catalogue,
+    batches and lines take them (a probe: a factory's product's units were foreign here, their
+    shipments stored past the documents' rules and their commissioning never activating them)."""
     rows = await (
         await conn.execute(
-            "SELECT gtin FROM products WHERE org_id = %s AND gtin IS NOT NULL", (brand_id,)
+            """SELECT p.gtin FROM products p JOIN orgs o ON o.id = p.org_id
+               WHERE o.path LIKE %s AND p.gtin IS NOT NULL""",
+            (f"/{brand_id}/%",),
         )
     ).fetchall()
     return {r["gtin"] for r in rows}

@@ -42,7 +42,7 @@ import gc
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -390,16 +390,23 @@ def _vocabulary(value: Any, table: dict[str, str], what: str, at: str, name: str
 
 
 _LAST = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+_FRACTION = re.compile(r"\.(\d+)")  # of a time that matched _DATE_TIME (only its seconds have one)
 
 
 def _time(value: Any, at: str, name: str) -> datetime:
-    """An xsd:dateTimeStamp / RFC 3339 date-time (a zone is required), in UTC."""
+    """An xsd:dateTimeStamp / RFC 3339 date-time (a zone is required), in UTC. A time finer than
+    a microsecond is rounded up to the next, as a query's time is (``app.epcis.query``): an
+    event is found by ``GE_eventTime`` at its own time and not by ``LT_eventTime`` (a probe: it
+    was cut down here and rounded up there, so it was the other way round)."""
     if type(value) is not str or not _DATE_TIME.fullmatch(value):
         raise _bad(
             at, name, f"{_show(value)} is not a date-time with a time zone (-14:00 to +14:00)"
         )
     try:
         when = datetime.fromisoformat(value if value.isupper() else value.upper())
+        fraction = _FRACTION.search(value)
+        if fraction is not None and fraction.group(1)[6:].strip("0"):
+            when += timedelta(microseconds=1)
         when = when if when.tzinfo is UTC else when.astimezone(UTC)
     except (ValueError, OverflowError):
         raise _bad(at, name, f"{_show(value)} is not a valid date-time") from None

@@ -30,7 +30,7 @@ from app.epcis.hashing import event_hash
 from app.epcis.identifiers import event_key
 from app.epcis.query import CONTEXT, QueryError, parse_query
 from app.epcis.search import search
-from app.errors import NotFound, UnsupportedMediaType, error_body
+from app.errors import NotAcceptable, NotFound, UnsupportedMediaType, error_body
 from app.paging import Page, PageNo, PerPage
 
 MEDIA_TYPES = ("application/json", "application/ld+json")
@@ -96,6 +96,31 @@ def as_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     status, error = plain.status_code, plain.content["error"]
     kind = _kind(status, request.method in ("GET", "HEAD"))
     return problem(status, kind, error["code"], error["message"], error["details"], plain.headers)
+
+
+_ANSWERED_AS = {"*/*", "application/*", *MEDIA_TYPES}
+
+
+def _acceptable(request: Request[Any, Any, Any]) -> None:
+    """406 ``NotAcceptableException`` when an ``Accept`` header names no media type a query is
+    answered in (JSON-LD, JSON, or a wildcard), as the binding answers it (a probe: a client
+    asking for XML only got 200 and a JSON-LD body)."""
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return
+    for part in accept.split(","):
+        media, *params = part.split(";")
+        weight = next((p.strip()[2:] for p in params if p.strip().lower().startswith("q=")), "1")
+        try:
+            wanted = float(weight) > 0
+        except ValueError:
+            wanted = True  # a weight that is no number: as if none were given
+        if wanted and media.strip().lower() in _ANSWERED_AS:
+            return
+    raise NotAcceptable(
+        "events are answered as application/ld+json (or application/json)",
+        details={"accept": accept[:200], "available": list(MEDIA_TYPES)},
+    )
 
 
 def _kind(status: int, querying: bool) -> str:
@@ -192,7 +217,9 @@ class EventController(Controller):
         GE_/LT_recordTime, EQ_action, EQ_bizStep, EQ_disposition, EQ_readPoint,
         EQ_bizLocation, MATCH_epc, MATCH_parentID, MATCH_anyEPC, EQ_bizTransaction_{type},
         perPage (1–1000, default 30), nextPageToken; several values with ``|``. 400
-        ``epcisException:QueryParameterException`` for others."""
+        ``epcisException:QueryParameterException`` for others; 406 for an ``Accept`` of
+        neither JSON-LD nor JSON."""
+        _acceptable(request)
         params = [(k, v) for k, vs in request.query_params.dict().items() for v in vs]
         page = await search(read_conn, principal, scheme, settings, parse_query(params))
         headers = dict(_HEADERS)
@@ -252,6 +279,7 @@ class EventController(Controller):
         settings: Settings,
     ) -> Response[dict[str, Any]]:
         """One event by its eventID (``urn:uuid:…`` or a ``ni:///sha-256;…`` hash), URL-encoded."""
+        _acceptable(request)
         q = parse_query([])
         q.event_id = event_key(_raw_tail(request) or event_id.lstrip("/"))
         page = await search(read_conn, principal, scheme, settings, q)

@@ -86,8 +86,15 @@ async def search(
         rows = await _captured_rows(conn, actor, orgs, q, matches, captured, room)
         page, captured, more = _advance(rows, room, captured, lambda r: r["body"] is not None)
         for r in page:
-            events.append(_captured_event(r))
-            prefixes.update(r["context"] or {})
+            event, context = _captured_event(r), r["context"] or {}
+            if any(prefixes.get(name, iri) != iri for name, iri in context.items()):
+                # a prefix this page binds to another namespace (two partners' "ex:"): the
+                # event keeps its own context (a probe: the last document's binding won, and
+                # the other events' extension fields named another namespace's terms)
+                event = {"@context": context, **event}
+            else:
+                prefixes.update(context)
+            events.append(event)
     return Page(_document(events, prefixes), next_token(own, captured) if more else None)
 
 
