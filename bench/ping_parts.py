@@ -9,6 +9,10 @@ service, each in a process of its own, then runs ``wrk -t1 -c64`` on CPU 1 again
 and its ratio to the bare framework's:
 
 * ``service``: the service as ``tracecode run`` starts it;
+* ``service, after a full GC``: the service as it is once it has run a while — the app
+  calls ``gc.freeze()`` at start-up, and the first full collection of the cyclic GC after it
+  (verification traffic makes one within its first seconds: every ``bench_verify`` ``/ping``
+  slice comes after one) leaves every later request a few percent dearer (bench/RESULTS.md);
 * ``service, no access log``: ``TRACECODE_ACCESS_LOG_SAMPLE=0`` (no line for an answer < 400);
 * ``service, no request layer``: the same app entered through Litestar's own ``__call__``,
   without ``app/front.py`` (no request id, metrics, access log, edge check) — what the request
@@ -18,6 +22,7 @@ and its ratio to the bare framework's:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -32,6 +37,7 @@ from loadtests.stack import Stack  # noqa: E402
 VARIANTS = {
     "bare framework": "bench.bare_app:create_app",
     "service": "bench.ping_parts:service",
+    "service, after a full GC": "bench.ping_parts:service_after_full_collection",
     "service, no access log": "bench.ping_parts:service_without_access_log",
     "service, no request layer": "bench.ping_parts:service_without_front",
 }
@@ -41,6 +47,12 @@ def service() -> Any:
     from app.main import create_app
 
     return create_app()
+
+
+def service_after_full_collection() -> Any:
+    app = service()
+    app.on_startup.append(lambda: gc.collect())  # after the lifespan's gc.freeze()
+    return app
 
 
 def service_without_access_log() -> Any:
