@@ -639,3 +639,35 @@ async def test_a_claim_under_a_kept_client_id_can_still_be_returned(
     back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
     assert back.status_code == 200, back.text
     assert back.json()["rebate_withdrawn"] == made.json()["claim_id"]
+
+
+async def test_goods_moved_store_to_store_into_another_agents_area_are_a_diversion(
+    client: Any, app: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: AGENT-ZJ's goods shipped by STORE-HZ-01 on to STORE-GZ-01 (AGENT-GD's area) and
+    received there earned the GZ clerk the rebate at ZJ's rule, with no refusal and no alert,
+    while an inspection at GZ calls them diverted. Refused now as ``wrong_agent``, kept."""
+    goods = await store_goods(client, login, app, demo)
+    admin, hz, gz = await login("admin"), await login("store_clerk"), await login("gz_clerk")
+    await set_rebate(client, admin, goods["product_id"], 2)
+    moved = await document(
+        client, hz, goods["cases"][:1], kind="outbound", counterparty_id=demo["STORE-GZ-01"]
+    )
+    assert (await confirm(client, hz, moved)).status_code == 200
+    received = await document(client, gz, kind="inbound", shipment_id=moved["id"])
+    assert (await confirm(client, gz, received)).status_code == 200
+    serial = goods["units"][0]
+    async with member_client(app) as mc:
+        away = await mc.post(
+            "/rebates/claims", headers=gz, json=rebate_body(app.state.scheme, serial)
+        )
+    assert_error(away, 422, "wrong_agent")
+    assert away.json()["error"]["details"]["expected_agent"]["id"] == demo["AGENT-ZJ"]
+    kept = await one(
+        conn,
+        """SELECT (SELECT reason FROM rebate_refusals WHERE code_id = %s) AS reason,
+                  (SELECT count(*) FROM rebate_claims WHERE code_id = %s) AS claims""",
+        code_of(app, serial),
+        code_of(app, serial),
+    )
+    assert (kept["reason"], kept["claims"]) == ("wrong_agent", 0)

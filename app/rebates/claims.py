@@ -11,8 +11,9 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
 
 1. the round's units are locked (``FOR UPDATE``, in code order) where they can earn a rebate:
    the clerk still active, the unit the clerk's brand's, active or sold, held by the clerk's store
-   and not in transit, not claimed before, with a rule amount above 0 — the rule of the unit's
-   channel agent, else the product's default (``rebate_rules``);
+   and not in transit, the store in the area of the unit's channel agent (as an inspection
+   judges it), not claimed before, with a rule amount above 0 — the rule of the unit's channel
+   agent, else the product's default (``rebate_rules``);
 2. the claims are written (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is unique, so a
    code earns one rebate, ever, and so is a clerk's client id), with one ``claiming`` ObjectEvent
    per claim and the claims' rows in ``rebate_tally_queue``, which the workers' periodic roll-up
@@ -28,9 +29,10 @@ sees it sold: it sells nothing and its claim is dropped by the unique key.
 A claim a round did not credit is explained: a replay of the same client id (answered as the
 first time), a clerk made inactive meanwhile, a client id used for another code, a code claimed
 before, another brand's unit, a void or destroyed unit, and — the anti-diversion signal — a unit
-not delivered to the clerk's store: refused with where it was supposed to be (its designated
-store, or its channel agent), and kept in ``rebate_refusals`` with an open ``diversion`` alert
-for the brand. No rule (or 0): 422 ``no_rebate``.
+not delivered to the clerk's store, or on hand at a store outside its channel agent's area:
+refused with where it was supposed to be (its designated store, or its channel agent), and kept
+in ``rebate_refusals`` with an open ``diversion`` alert for the brand. No rule (or 0): 422
+``no_rebate``.
 """
 
 from __future__ import annotations
@@ -85,9 +87,12 @@ WITH r AS (
     FROM r
     JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
+    JOIN orgs here ON here.id = r.store_id
+    LEFT JOIN orgs ch ON ch.id = u.channel_org_id
     LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
     LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
+      AND (ch.path IS NULL OR here.path LIKE ch.path || '%%')  -- in its agent's area
       AND (u.status = 'active' OR u.disposition = 'retail_sold')  -- not a gift (GIVEN_AWAY)
       AND coalesce(ra.amount, rp.amount) > 0
       AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
@@ -358,6 +363,7 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
         )
     if row["holder_org_id"] != p.org_id or row["transit_to"] is not None:
         _elsewhere(row, p)
+    _outside_agent_area(row, p)  # on hand here, moved in from another agent's area
     if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:
         raise Conflict(  # review R6: as a sale of it is (app.logistics.movements)
             "此产品因损坏或过期被退回，不能再次销售 / returned damaged or expired: not sold again",
@@ -379,10 +385,7 @@ def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
             "此产品已从本店退回 / this unit is on its way back from your store",
             code="not_on_hand",
         )
-    details: dict[str, Any] = {
-        "expected_store": _named(row["store_org_id"], row["store_name"]),
-        "expected_agent": _named(row["channel_org_id"], row["agent_name"]),
-    }
+    details = _expected(row)
     if row["store_org_id"] is not None and row["store_org_id"] != p.org_id:
         name = row["store_name"]
         raise Diverted(
@@ -390,14 +393,7 @@ def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
             "wrong_store",
             details,
         )
-    agent = row["channel_org_id"]
-    if agent is not None and f"/{agent}/" not in (row["here_path"] or ""):
-        name = row["agent_name"]
-        raise Diverted(
-            f"此产品应由{name}的门店销售 / this unit was supposed to be sold by {name}'s stores",
-            "wrong_agent",
-            details,
-        )
+    _outside_agent_area(row, p)
     held = row["holder_name"]
     raise Diverted(
         f"此产品未发往您的门店(现在{held}) / this unit was not delivered to your store (it is"
@@ -405,6 +401,28 @@ def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
         "not_delivered",
         {**details, "held_by": _named(row["holder_org_id"], held)},
     )
+
+
+def _outside_agent_area(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
+    """``wrong_agent``: the clerk's store is outside the area of the unit's channel agent,
+    wherever the unit is now — as an inspection judges it (a probe: goods moved store to store
+    into another agent's area were received there and earned its clerk the rebate, no alert,
+    while an inspection at that store called them diverted)."""
+    agent = row["channel_org_id"]
+    if agent is not None and f"/{agent}/" not in (row["here_path"] or ""):
+        name = row["agent_name"]
+        raise Diverted(
+            f"此产品应由{name}的门店销售 / this unit was supposed to be sold by {name}'s stores",
+            "wrong_agent",
+            _expected(row),
+        )
+
+
+def _expected(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "expected_store": _named(row["store_org_id"], row["store_name"]),
+        "expected_agent": _named(row["channel_org_id"], row["agent_name"]),
+    }
 
 
 def _named(org_id: int | None, name: str | None) -> dict[str, Any] | None:
