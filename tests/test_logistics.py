@@ -1002,3 +1002,120 @@ async def test_a_void_code_comes_off_a_draft_and_a_mixed_pallet_is_one_package(
     assert done.status_code == 200 and done.json()["packages"] == 1, done.text
     after = (await client.get(f"/documents/{inbound['id']}/summary", headers=clerk)).json()
     assert (after["cases"], after["units"]) == (1, 2), after
+
+
+async def test_an_exchange_is_for_another_unit_not_a_whole_case(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """A probe: a consumer returning one unit with ``exchange_for`` naming a case code (SSCC)
+    was answered 200, and the whole case of ten was sold in the unit's place."""
+    units, cases = route["units"], route["cases"]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    store = await login("store_clerk")
+    await _received(client, clerk, agent, cases[:2], demo["AGENT-ZJ"])
+    await _received(client, agent, store, cases[:2], demo["STORE-HZ-01"])
+    sold = await client.post("/sales", headers=store, json={"codes": [units[0]]})
+    assert sold.status_code == 201, sold.text
+    whole = {"code": units[0], "reason": "other", "exchange_for": cases[1]}
+    assert_error(await client.post("/returns", headers=store, json=whole), 422, "not_a_unit")
+    assert (await state_of(conn, app, units[0]))["status"] == "sold"  # not returned either
+    assert (await state_of(conn, app, units[10]))["status"] == "active"
+    one = {"code": units[0], "reason": "other", "exchange_for": units[10]}
+    exchanged = await client.post("/returns", headers=store, json=one)
+    assert exchanged.status_code == 200, exchanged.text
+    assert (await state_of(conn, app, units[10]))["status"] == "sold"
+
+
+async def case_state_of(conn: Any, sscc: str) -> dict[str, Any]:
+    row = await (
+        await conn.execute(
+            "SELECT channel_org_id, shipped_at FROM case_state WHERE sscc = %s", (int(sscc),)
+        )
+    ).fetchone()
+    await conn.commit()
+    return dict(row)
+
+
+async def test_a_shipped_case_has_its_units_shipment_and_channel(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: after a case (and the pallet around it) was shipped to an agent, its trace said
+    it was never shipped and named no channel, while its units' said both: only the units'
+    state rows were set. A case follows its units' rules: shipped once, its channel designated
+    out of the brand's own stock and kept when shipped on."""
+    goods = await palletised(client, login, app, demo)
+    pallet, (first, second), unit = goods["pallet"], goods["cases"], goods["units"][0]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    await _received(client, clerk, agent, [pallet], demo["AGENT-ZJ"])
+    admin = await login("admin")
+    shown = (await client.get(f"/trace/{unit}", headers=admin)).json()["state"]
+    assert shown["shipped_at"] is not None and shown["channel"]["id"] == demo["AGENT-ZJ"]
+    for code in (pallet, first):
+        trace = await client.get(f"/trace/{code}", headers=admin)
+        assert trace.status_code == 200, trace.text
+        state = trace.json()["state"]
+        assert (state["shipped_at"], state["channel"]) == (shown["shipped_at"], shown["channel"])
+    shipped = await case_state_of(conn, second)
+    await _received(client, agent, await login("store_clerk"), [second], demo["STORE-HZ-01"])
+    assert await case_state_of(conn, second) == shipped  # shipped on: the first of both stays
+
+
+async def test_a_case_and_a_unit_of_it_shipped_together_are_received_apart(
+    client: Any, login: Any, app: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """A regression guard (a probe found it held): a case and a unit inside it named in one
+    shipment move the unit once; the unit received alone leaves the case, whose other units
+    stay on their way until the rest is received, and stock recounts to what was rolled up."""
+    from app.logistics.rollup import recount, rollup
+
+    cases, units = route["cases"], route["units"]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    ship = await document(
+        client, clerk, [cases[0], units[0], units[17]], kind="outbound",
+        counterparty_id=demo["AGENT-ZJ"],
+    )  # fmt: skip
+    shipped = await confirm(client, clerk, ship)
+    assert shipped.status_code == 200, shipped.text
+    assert (shipped.json()["units"], shipped.json()["packages"]) == (11, 1)
+    alone = await document(client, agent, [units[0]], kind="inbound", shipment_id=ship["id"])
+    first = await confirm(client, agent, alone)
+    assert first.status_code == 200, first.text
+    assert first.json()["units"] == 1
+    assert first.json()["discrepancies"]["missing"]["count"] == 10
+    rest = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    received = await confirm(client, agent, rest)
+    assert received.status_code == 200, received.text
+    assert received.json()["units"] == 10
+    async with app.state.pool.connection() as conn:
+        await rollup(conn)
+        assert await recount(conn) == []
+
+
+async def test_goods_moved_to_another_agents_store_stay_of_their_first_agent(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """A regression guard (a probe found it held): a case a Zhejiang store ships to a Guangdong
+    store is that store's, but its units and the case keep Zhejiang as their channel, so an
+    inspection there finds them diverted; its other case at home is in channel."""
+    cases, units = route["cases"], route["units"]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    store, gz = await login("store_clerk"), await login("gz_clerk")
+    await _received(client, clerk, agent, cases[:2], demo["AGENT-ZJ"])
+    await _received(client, agent, store, cases[:2], demo["STORE-HZ-01"])
+    await _received(client, store, gz, [cases[0]], demo["STORE-GZ-01"])
+    state = await state_of(conn, app, units[0])
+    assert (state["holder_org_id"], state["channel_org_id"], state["store_org_id"]) == (
+        demo["STORE-GZ-01"], demo["AGENT-ZJ"], demo["STORE-GZ-01"],
+    )  # fmt: skip
+    assert (await case_state_of(conn, cases[0]))["channel_org_id"] == demo["AGENT-ZJ"]
+    inspector, gps = await login("inspector"), {"lat": 23.13, "lng": 113.33}
+    for unit, at, verdict in (
+        (units[0], "STORE-GZ-01", "diverted"),
+        (units[10], "STORE-HZ-01", "in_channel"),
+    ):
+        seen = await client.post(
+            "/inspections", headers=inspector,
+            json={"code": unit, "gps": gps, "store_id": demo[at]},
+        )  # fmt: skip
+        assert seen.status_code == 201, seen.text
+        assert seen.json()["items"][0]["result"] == verdict, seen.json()

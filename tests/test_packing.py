@@ -911,3 +911,43 @@ async def test_a_gs1_128_case_label_read_as_00_and_18_digits_packs_the_case(
     assert (case["result"], case["kind"]) == ("ok", "case"), case
     trace = await client.get(f"/trace/00{sscc}", headers=await login("planner"))
     assert trace.status_code == 200, trace.text
+
+
+async def test_a_scan_id_reused_after_a_replay_in_the_same_upload_is_id_reused(
+    client: Any, login: Any, app: Any, conn: Any, demo: Any
+) -> None:
+    """A probe: an upload whose first scan with an id was the retry of an accepted one (X,
+    ``duplicate``) took the next scan with that id and another code (Y) for a new scan: Y was
+    activated under the id that activated X. A retry sent twice in one upload is a duplicate
+    each time, and the case after it closes over X once."""
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    [case] = await issue_cases(client, login, demo, "inner", 1)
+    line = f"RP{batch_no}"
+    await set_line(client, login, product_id, line)
+    x, y, z = serials(app, batch_no, 0, 3)
+    assert (await upload(client, login, line, [scan(x, cid=f"rp{batch_no}")]))["accepted"] == 1
+    again = await upload(
+        client,
+        login,
+        line,
+        [
+            scan(x, cid=f"rp{batch_no}"),  # the retry of that scan
+            scan(y, cid=f"rp{batch_no}"),  # the scanner reusing its id
+            scan(x, cid=f"rp{batch_no}"),  # the retry again
+            scan(z),
+            scan(case),
+        ],
+    )
+    results = [(s["result"], s.get("reason")) for s in again["scans"]]
+    assert results == [
+        ("duplicate", None),
+        ("rejected", "id_reused"),
+        ("duplicate", None),
+        ("ok", None),
+        ("ok", None),
+    ], again
+    assert (await counts(conn, batch_no))["units"] == 2  # x and z: y never activated
+    trace = (await client.get(f"/trace/{case}", headers=await login("admin"))).json()
+    assert sorted(c["code"] for c in trace["contents"]) == sorted([x, z])
+    [packing] = [e for e in trace["events"] if e["biz_step"] == "packing"]
+    assert packing["child_count"] == 2

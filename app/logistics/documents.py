@@ -842,7 +842,12 @@ async def consumer_return(
     read, state = await _sold_unit(conn, actor, scheme, data.code)
     if data.exchange_for is not None:
         other = both[1]
-        if other.kind == "unit" and other.code == read.code:  # probe X: sold twice, in no hands
+        if other.kind != "unit":  # a probe: one unit brought back sold a whole case in its place
+            raise Unprocessable(
+                f"{data.exchange_for}: a unit is exchanged for another unit, not a case",
+                code="not_a_unit",
+            )
+        if other.code == read.code:  # probe X: sold twice, in no hands
             raise Unprocessable("a unit is not exchanged for itself", code="same_unit")
     reasons: dict[str, Disposition] = {"damaged": "damaged", "expired": "expired"}
     disposition = reasons.get(data.reason, "returned")

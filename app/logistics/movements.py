@@ -64,9 +64,11 @@ _MAX_LISTED = 50  # codes named in an error's details
 # first shipped it to (a transfer between agents keeps the first agent)
 CHANNEL_KINDS = ("branch", "agent", "distributor", "store")
 
-# the state columns set by a shipment (the goods are in transit to the counterparty)
-SHIP_CASES = "transit_to = %(other)s"
-SHIP_UNITS = SHIP_CASES + ", shipped_at = coalesce(shipped_at, %(now)s)"
+# the state columns set by a shipment (the goods are in transit to the counterparty; shipped,
+# if nothing shipped them before — a case like its units: a probe's trace of a shipped case
+# showed it never shipped)
+SHIP_CASES = "transit_to = %(other)s, shipped_at = coalesce(shipped_at, %(now)s)"
+SHIP_UNITS = SHIP_CASES
 # … by goods leaving the supply chain (a sale, an approved gift or sample): the units are gone
 # into the market — shipped, if nothing shipped them before — and their cases stay where they are
 GONE_UNITS = "status = 'sold', sold_at = %(now)s, shipped_at = coalesce(shipped_at, %(now)s)"
@@ -602,18 +604,22 @@ async def move_state(
 ) -> None:
     """Step 2: the units' and cases' state rows, as the movement sets them."""
     movement = plan.movement
-    unit_sets = movement.unit_sets
+    unit_sets, case_sets = movement.unit_sets, movement.case_sets
     params: dict[str, Any] = {
         "org": plan.org, "other": plan.other, "now": now, "event": event_id, "disp": disposition
     }  # fmt: skip
     if movement.designates and plan.other is not None:
         to_store = await _org_kind(conn, plan.other) == "store"
+        # the cases moved are designated as their units are (a probe: a shipped case's trace
+        # named no channel); a case has no store of its own
         if await _in_channel(conn, plan.org):  # shipped on: the first designation stays
-            unit_sets += ", channel_org_id = coalesce(channel_org_id, %(other)s)"
+            channel = ", channel_org_id = coalesce(channel_org_id, %(other)s)"
         else:  # out of the brand's own stock: designated anew, even when back from a first one
-            unit_sets += ", channel_org_id = %(other)s"
+            channel = ", channel_org_id = %(other)s"
             if not to_store:
                 unit_sets += ", store_org_id = NULL, salesperson_id = NULL"
+        unit_sets += channel
+        case_sets += channel
         if to_store:
             unit_sets += ", store_org_id = %(other)s, salesperson_id = %(salesperson)s"
             params["salesperson"] = plan.salesperson
@@ -631,7 +637,7 @@ async def move_state(
     )
     if boxes:
         await conn.execute(
-            f"""UPDATE case_state SET {movement.case_sets}, disposition = %(disp)s,
+            f"""UPDATE case_state SET {case_sets}, disposition = %(disp)s,
                     last_event_id = %(event)s, updated_at = %(now)s, {parent}
                 WHERE sscc = ANY(%(boxes)s)""",
             {**params, "boxes": boxes},

@@ -363,10 +363,10 @@ def _plan(
             else:  # or a scanner reusing an id: never a duplicate of another code's scan
                 _reject(s, "id_reused")
             continue
+        seen_ids[s.scan.id] = scanned  # a replay's too (a probe: a:Y after a retried a:X was ok)
         if state is not None and state.client_event_id == s.scan.id:
             _replayed(s, state, pending)
             continue
-        seen_ids[s.scan.id] = scanned
         if read.reason is not None:
             _reject(s, read.reason)
             continue
