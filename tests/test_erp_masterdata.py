@@ -784,3 +784,162 @@ async def test_a_key_cannot_move_the_user_who_made_it(client: Any, login: Any, d
         result = await imported(client, headers, "users", {"items": [row]})
         assert counts(result)[3] == 1 and result["errors"][0]["code"] == "own_account", result
     assert (await client.get("/auth/me", headers=zj)).json()["org_id"] == demo["AGENT-ZJ"]
+
+
+async def test_a_closed_agent_loads_with_its_closed_stores(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an ERP's first full load held a closed agent and its closed store. The import
+    applied the agent's ``status: inactive`` as soon as it created it, so the store (a row of
+    the same file, applied after its parent) was refused ``parent_inactive`` — on every import
+    again: the file never converged. Deactivations now wait for the file's other rows."""
+    admin = await login("admin")
+    agent, store = code("NA"), code("NS")
+    rows = (
+        "erp_code,kind,name,parent_erp_code,status\n"
+        f"{agent},agent,Closed agent,BRAND-LUMI,inactive\n"
+        f"{store},store,Closed store,{agent},inactive\n"
+    )
+    first = await imported(client, admin, "orgs", rows)
+    assert errors(first) == [] and counts(first) == (2, 0, 0, 0), first["errors"]
+    for made in ids(first).values():
+        found = await client.get(f"/orgs/{made}", headers=admin)
+        assert found.json()["status"] == "inactive", found.text
+    again = await imported(client, admin, "orgs", rows)
+    assert counts(again) == (0, 0, 2, 0), again["errors"]
+
+
+async def test_a_store_moves_out_of_the_agent_the_same_file_closes(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a sync file closes agent A and hands its store to agent B. Whether the store
+    moved hung on the rows' order: listed after A (as a file sorted by level lists it) it was
+    refused ``parent_inactive`` (A deactivated a row earlier), on every re-import; listed
+    before A it moved."""
+    admin = await login("admin")
+    a, b, s = code("CA"), code("CB"), code("CS")
+    setup = (
+        "erp_code,kind,name,parent_erp_code\n"
+        f"{a},agent,Closing agent,BRAND-LUMI\n"
+        f"{b},agent,Taking agent,BRAND-LUMI\n"
+        f"{s},store,Store,{a}\n"
+    )
+    made = await imported(client, admin, "orgs", setup)
+    assert counts(made) == (3, 0, 0, 0)
+    head = "erp_code,kind,name,parent_erp_code,status\n"
+    close = f"{a},agent,Closing agent,BRAND-LUMI,inactive\n"
+    move = f"{s},store,Store,{b},active\n"
+    store_first = await imported(client, admin, "orgs", head + move + close, dry_run=True)
+    assert counts(store_first) == (0, 2, 0, 0), store_first["errors"]
+    agent_first = await imported(client, admin, "orgs", head + close + move)
+    assert errors(agent_first) == [], agent_first["errors"]
+    assert counts(agent_first) == (0, 2, 0, 0)
+    store = (await client.get(f"/orgs/{ids(made)[s]}", headers=admin)).json()
+    assert store["parent_id"] == ids(made)[b], store
+    closed = (await client.get(f"/orgs/{ids(made)[a]}", headers=admin)).json()
+    assert closed["status"] == "inactive", closed
+    # and back: the agent reopened, the store returned to it, whatever the order
+    reopen = f"{a},agent,Closing agent,BRAND-LUMI,active\n"
+    back = f"{s},store,Store,{a},active\n"
+    returned = await imported(client, admin, "orgs", head + back + reopen)
+    assert errors(returned) == [] and counts(returned) == (0, 2, 0, 0), returned["errors"]
+    # a store leaving an agent a row further down reopens: activations come first
+    assert counts(await imported(client, admin, "orgs", head + close)) == (0, 1, 0, 0)
+    reopened = await imported(client, admin, "orgs", head + move + reopen)
+    assert errors(reopened) == [] and counts(reopened) == (0, 2, 0, 0), reopened["errors"]
+
+
+async def test_a_deactivation_the_service_refuses_rejects_its_whole_row(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """Deactivations wait for the file's other rows, but are tried with their own: an agent's
+    administrator closing its own organisation (``own_org``) changes nothing of that row,
+    not even the name it gives."""
+    zj = await login("agent_admin")
+    row = "erp_code,name,status\nAGENT-ZJ,Renamed while closing,inactive\n"
+    result = await imported(client, zj, "orgs", row)
+    assert errors(result) == [(1, None, "own_org")], result["errors"]
+    found = (await client.get(f"/orgs/{demo['AGENT-ZJ']}", headers=zj)).json()
+    assert found["name"] != "Renamed while closing" and found["status"] == "active", found
+
+
+async def test_a_row_sharing_its_code_with_a_bad_row_is_not_applied(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: README says ``duplicate_in_file`` rejects *every* row sharing an erp_code
+    (product number, username): which one is meant cannot be told. A repeat was only looked for
+    among the rows that passed their own checks, so when one of two rows with the same code
+    failed (here a formula), the other was applied as if it were the only one."""
+    admin = await login("admin")
+    store = code("DUP")
+    rows = (
+        "erp_code,kind,name,parent_erp_code\n"
+        f"{store},store,=HYPERLINK(1),AGENT-ZJ\n"
+        f"{store},store,Second,AGENT-ZJ\n"
+    )
+    result = await imported(client, admin, "orgs", rows, dry_run=True)
+    assert (2, "erp_code", "duplicate_in_file") in errors(result), errors(result)
+    assert counts(result) == (0, 0, 0, 2), result["results"]
+
+    p = code("PD")
+    products = (
+        "erp_code,product_no,name\n"
+        f"{p},NO-{p},@bad\n"
+        f"{p},NO2-{p},Same code\n"
+        f"{code('PD2')},NO-{p},Same number\n"
+    )
+    result = await imported(client, admin, "products", products, dry_run=True)
+    assert counts(result) == (0, 0, 0, 3), (result["results"], result["errors"])
+
+
+async def test_a_user_moved_by_import_keeps_the_roles_its_row_lists_or_is_refused(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a row moved a user from a store of agent ZJ to one of agent GD listing its
+    roles, a custom role of ZJ among them. The import answered ``updated`` (changed:
+    org_erp_code) yet the user no longer held the listed role (dropped by the move); the same
+    row creating a user at GD is ``unknown_role``, and so is the moving row now, nothing of it
+    applied."""
+    admin, zj = await login("admin"), await login("agent_admin")
+    role = f"zj_listed_{RUN}".lower()
+    made = await client.post(
+        "/roles", headers=zj, json={"name": role, "permissions": ["orgs.read"]}
+    )
+    assert made.status_code == 201, made.text
+    user, name = code("RD"), f"t{RUN.lower()}.rd"
+    head = "erp_code,username,org_erp_code,roles\n"
+    created = await imported(
+        client, admin, "users", head + f"{user},{name},STORE-HZ-01,store_clerk {role}\n"
+    )
+    assert counts(created) == (1, 0, 0, 0), created["errors"]
+    moved = await imported(
+        client, admin, "users", head + f"{user},{name},STORE-GZ-01,store_clerk {role}\n"
+    )
+    assert errors(moved) == [(1, None, "unknown_role")], moved
+    found = (await client.get(f"/users/{created['results'][0]['id']}", headers=admin)).json()
+    assert found["org_id"] == demo["STORE-HZ-01"], found
+    assert sorted(found["roles"]) == sorted(["store_clerk", role]), found
+    # without the role the row moves it
+    plain = await imported(
+        client, admin, "users", head + f"{user},{name},STORE-GZ-01,store_clerk\n"
+    )
+    assert errors(plain) == [] and counts(plain) == (0, 1, 0, 0), plain
+
+
+async def test_an_agent_s_own_record_with_its_own_parent_is_unchanged(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the agent's administrator imports its own organisation's row as the ERP holds
+    it, parent included (the brand, unchanged). Nothing differed, yet the row was rejected
+    ``unknown_parent`` ("no organisation BRAND-LUMI among those you administer"): an unchanged
+    parent was judged as if it were a move. A move there is still refused."""
+    zj = await login("agent_admin")
+    name = "Zhejiang Agent 浙江代理"
+    without = await imported(client, zj, "orgs", f"erp_code,name\nAGENT-ZJ,{name}\n", dry_run=True)
+    assert counts(without) == (0, 0, 1, 0), without["errors"]
+    row = f"erp_code,kind,name,parent_erp_code\nAGENT-ZJ,agent,{name},BRAND-LUMI\n"
+    result = await imported(client, zj, "orgs", row, dry_run=True)
+    assert counts(result) == (0, 0, 1, 0), result["errors"]
+    elsewhere = f"erp_code,kind,name,parent_erp_code\nAGENT-ZJ,agent,{name},AGENT-GD\n"
+    result = await imported(client, zj, "orgs", elsewhere, dry_run=True)
+    assert errors(result) == [(1, "parent_erp_code", "unknown_parent")], result["errors"]

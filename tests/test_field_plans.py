@@ -3,10 +3,11 @@ by the rep's supervisor; every move audited, illegal moves 409 — on the real P
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, timedelta
 from typing import Any
 
-from tests.field_support import check_in, nameplate
+from tests.field_support import check_in, client_id, nameplate
 from tests.helpers import assert_error
 
 
@@ -194,3 +195,60 @@ async def test_an_edit_keeps_the_items_it_keeps_and_their_visits(
     listed = await client.get("/field/checkins", headers=rep, params={"per_page": 200})
     mine = next(c for c in listed.json()["items"] if c["id"] == visit.json()["id"])
     assert mine["plan_item_id"] == kept["id"]
+
+
+async def test_a_plan_takes_no_store_under_a_deactivated_distributor(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a check-in or a review at a store under a deactivated distributor is 422
+    ``org_inactive`` (the status as far as access goes: the store and every organisation above
+    it), yet a visit plan took the store: only the store's own row was looked at."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3).upper()
+    dist = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "distributor",
+            "name": f"Plan dist {tag}",
+            "erp_code": f"PLD-{tag}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert dist.status_code == 201, dist.text
+    store = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": f"Plan store {tag}",
+            "erp_code": f"PLS-{tag}",
+            "parent_id": dist.json()["id"],
+        },
+    )
+    assert store.status_code == 201, store.text
+    store_id = store.json()["id"]
+    off = await client.post(f"/orgs/{dist.json()['id']}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    rep = await login("fieldrep")
+    review = await client.post(
+        "/field/reviews",
+        headers=rep,
+        json={
+            "client_id": client_id(),
+            "store_id": store_id,
+            "shelf_score": 3,
+            "knowledge_score": 3,
+        },
+    )
+    assert_error(review, 422, "org_inactive")
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2027-05-03",
+            "items": [{"store_id": store_id, "planned_on": "2027-05-04"}],
+        },
+    )
+    assert_error(plan, 422, "unknown_store")

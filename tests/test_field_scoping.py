@@ -207,18 +207,22 @@ PASSWORD = "moved-rep-pass-1"
 
 
 async def _user(
-    client: Any, admin: dict[str, str], org_id: int, roles: list[str]
+    client: Any, admin: dict[str, str], org_id: int, roles: list[str], name: str | None = None
 ) -> tuple[int, dict[str, str]]:
-    name = f"pz{secrets.token_hex(4)}"
+    name = name or f"pz{secrets.token_hex(4)}"
     made = await client.post(
         "/users",
         headers=admin,
         json={"org_id": org_id, "username": name, "password": PASSWORD, "roles": roles},
     )
     assert made.status_code == 201, made.text
+    return made.json()["id"], await _login(client, name)
+
+
+async def _login(client: Any, name: str) -> dict[str, str]:
     token = await client.post("/auth/login", json={"username": name, "password": PASSWORD})
     assert token.status_code == 200, token.text
-    return made.json()["id"], {"Authorization": f"Bearer {token.json()['access_token']}"}
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 async def _user_id(app: Any, username: str) -> int:
@@ -312,3 +316,94 @@ async def test_supervisor_of_another_agent_cannot_decide_a_moved_reps_plans(
     fieldsup = await login("fieldsup")
     assert_error(await client.post(f"/field/plans/{plan_id}/approve", headers=fieldsup), 404)
     assert_error(await client.get(f"/field/plans/{plan_id}", headers=fieldsup), 404)
+
+
+async def test_a_rep_moved_to_another_agent_by_import_loses_the_old_agents_supervisor(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a rep of AGENT-ZJ supervised by AGENT-ZJ's fieldsup was moved to AGENT-GD by
+    the brand's user import (README: an import's new organisation moves the user). A store's
+    move cleared such a supervisor left behind, the user's move did not: fieldsup kept reading
+    the rep's reviews at GD's stores and approved its GD plans."""
+    admin = await login("admin")
+    rep_name = f"pz{secrets.token_hex(4)}"
+    rep_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"], rep_name)
+    boss = await client.put(
+        f"/field/reps/{rep_id}/supervisor",
+        headers=await login("agent_admin"),
+        json={"supervisor_id": await _user_id(app, "fieldsup")},
+    )
+    assert boss.status_code == 200, boss.text
+    row = {"erp_code": f"PZ-{secrets.token_hex(3)}", "username": rep_name}
+    imported = await client.post(
+        "/users/import", headers=admin, json={"items": [{**row, "org_erp_code": "AGENT-GD"}]}
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["rejected"] == 0, imported.text
+    rep = await _login(client, rep_name)  # the move ended its sessions
+    review = await client.post(
+        "/field/reviews",
+        headers=rep,
+        json={
+            "client_id": client_id(),
+            "store_id": demo["STORE-GZ-01"],
+            "shelf_score": 2,
+            "knowledge_score": 1,
+            "comment": "GD internal",
+        },
+    )
+    assert review.status_code == 201, review.text
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2027-03-01",
+            "items": [{"store_id": demo["STORE-GZ-01"], "planned_on": "2027-03-02"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    plan_id = plan.json()["id"]
+    assert (await client.post(f"/field/plans/{plan_id}/submit", headers=rep)).status_code == 200
+    fieldsup = await login("fieldsup")
+    assert_error(await client.get(f"/orgs/{demo['STORE-GZ-01']}", headers=fieldsup), 404)
+    assert_error(await client.post(f"/field/plans/{plan_id}/approve", headers=fieldsup), 404)
+    seen = await client.get("/field/reviews", headers=fieldsup, params={"rep_id": rep_id})
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["items"] == [], "AGENT-ZJ's supervisor reads a GD rep's reviews"
+
+
+async def test_a_supervisor_moved_to_another_agent_by_import_leaves_its_reps_behind(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """The mirror case: a supervisor of AGENT-ZJ moved to AGENT-GD by import supervises the
+    ZJ reps it left behind no more; a supervision from above both places stays."""
+    admin = await login("admin")
+    sup_name = f"pz{secrets.token_hex(4)}"
+    sup_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"], sup_name)
+    rep_id, rep = await _user(client, admin, demo["STORE-HZ-01"], ["field_rep"])
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": sup_id}
+    )
+    assert named.status_code == 200, named.text
+    review = await client.post(
+        "/field/reviews",
+        headers=rep,
+        json={
+            "client_id": client_id(),
+            "store_id": demo["STORE-HZ-01"],
+            "shelf_score": 3,
+            "knowledge_score": 3,
+        },
+    )
+    assert review.status_code == 201, review.text
+    row = {"erp_code": f"PZ-{secrets.token_hex(3)}", "username": sup_name}
+    imported = await client.post(
+        "/users/import", headers=admin, json={"items": [{**row, "org_erp_code": "AGENT-GD"}]}
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["rejected"] == 0, imported.text
+    sup = await _login(client, sup_name)
+    seen = await client.get("/field/reviews", headers=sup, params={"rep_id": rep_id})
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["items"] == [], "a GD supervisor reads a ZJ rep's reviews"

@@ -236,3 +236,26 @@ async def test_the_same_batch_sent_twice_at_once_counts_once(
     assert await count_scans(conn, [i["client_id"] for i in items]) == {
         i["client_id"]: 1 for i in items
     }
+
+
+async def test_a_batch_retry_of_a_recorded_scan_is_replayed_behind_an_item_reusing_its_id(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: scan X was recorded under client id c; a batch carries first another scan Y
+    under c (409 ``client_id_reused``, right), then X itself again (a retry of the recorded
+    scan). X was answered 409 too, compared with the batch's first item carrying c rather than
+    with the scan recorded under it, and the app dropped from its queue as refused a scan the
+    server holds. README: a client id already recorded is replayed, never counted twice."""
+    inspector = await login("inspector")
+    cid = f"rr-{secrets.token_hex(4)}"
+    x = item(goods["units"][0], demo["STORE-NB-01"], cid)
+    y = {**x, "code": goods["units"][1]}
+    first = await client.post("/inspections", headers=inspector, json=x)
+    assert first.status_code == 201, first.text
+    batch = await client.post("/inspections/batch", headers=inspector, json={"items": [y, x, y]})
+    assert batch.status_code == 200, batch.text
+    answers = batch.json()["items"]
+    assert [a["status"] for a in answers] == [409, 200, 409], answers
+    assert answers[1]["scan"]["id"] == first.json()["id"]
+    assert answers[1]["scan"]["replayed"] is True
+    assert await count_scans(conn, [cid]) == {cid: 1}

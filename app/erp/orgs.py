@@ -6,9 +6,13 @@ same file — rows are applied parents first (whatever their order in the file),
 new parent was rejected is rejected too (``parent_rejected``); rows whose parents name each other
 in a ring are rejected (``parent_cycle``). A changed parent moves the organisation with its
 subtree (``move_org``: same brand, allowed kinds, no cycle); a changed ``status`` (de)activates it
-(``set_status``). An ERP code held by an organisation of the brand that the caller does not
-administer is ``erp_code_taken``; codes are per brand (migration 0045), so other brands' codes
-are never looked at.
+(``set_status``): activations before the file's other rows, deactivations after them, so a file
+that closes an agent can still create or move its stores (a probe: a closed agent's closed store
+was refused ``parent_inactive`` on every import, and a store moved out of an agent the same file
+closed moved or not by the rows' order). A deactivation's rules are tried with the rest of its
+row, which is rejected whole if they refuse it. An ERP code held by an organisation of the brand
+that the caller does not administer is ``erp_code_taken``; codes are per brand (migration 0045),
+so other brands' codes are never looked at.
 """
 
 from __future__ import annotations
@@ -50,20 +54,22 @@ _KNOWN = """SELECT o.id, o.parent_id, o.kind, o.path, o.status, o.erp_code, o.na
 @dataclass(slots=True)
 class _Run:
     """What one import knows: the organisations its codes name (before it), the ERP codes of
-    the file's rows (good or not), and the ids of the rows applied so far."""
+    the file's rows (good or not), the ids of the rows applied so far and the rows whose
+    deactivation waits for the file's other rows."""
 
     conn: Conn
     actor: Principal
     known: dict[str, dict[str, Any]]
     in_file: set[str]
     applied: dict[str, int] = field(default_factory=dict)
+    closing: list[Item] = field(default_factory=list)
 
     def administers(self, row: dict[str, Any] | None) -> bool:
         return row is not None and row["path"].startswith(self.actor.admin_scope)
 
 
 async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
-    """Apply the good rows, parents first."""
+    """Apply the good rows, parents first (activations first of all), then the deactivations."""
     good = {item.data.erp_code: item for item in items if item.ok}
     codes = set(good) | {
         item.data.parent_erp_code for item in good.values() if given(item.data, "parent_erp_code")
@@ -72,8 +78,10 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
     rows = await (await conn.execute(_KNOWN, (sorted(codes), brand))).fetchall()
     in_file = {item.erp_code for item in items if item.erp_code}
     run = _Run(conn, actor, {row["erp_code"]: row for row in rows}, in_file)
-    for item in _parents_first(good):
+    for item in _parents_first(good, run.known):
         await _apply_row(run, item)
+    for item in run.closing:
+        await _close(run, item)
 
 
 def _parent_code(item: Item) -> str | None:
@@ -81,9 +89,17 @@ def _parent_code(item: Item) -> str | None:
     return data.parent_erp_code if given(data, "parent_erp_code") else None
 
 
-def _parents_first(good: dict[str, Item]) -> list[Item]:
+def _activates(item: Item, known: dict[str, dict[str, Any]]) -> bool:
+    """Whether the row reactivates an organisation that is inactive."""
+    current = known.get(item.data.erp_code)
+    return current is not None and item.data.status == "active" and current["status"] != "active"
+
+
+def _parents_first(good: dict[str, Item], known: dict[str, dict[str, Any]]) -> list[Item]:
     """The rows ordered by their depth within the file (a row whose parent is not in the file
-    is at depth 0); rows on a ring of parents, or below one, are rejected."""
+    is at depth 0), those reactivating an organisation (below none but such rows of the file)
+    before all others: a store may move out of an agent a row further down reopens. Rows on a
+    ring of parents, or below one, are rejected."""
     depth: dict[str, int | None] = {}
     for start in good:
         chain: dict[str, int] = {}
@@ -110,14 +126,24 @@ def _parents_first(good: dict[str, Item]) -> list[Item]:
             item.fail("parent_erp_code", "parent_cycle", message)
         else:
             ordered.append(item)
-    return sorted(ordered, key=lambda item: (depth[item.data.erp_code], item.row))
+    ordered.sort(key=lambda item: (depth[item.data.erp_code], item.row))
+    early: set[str] = set()
+    for item in ordered:  # parents first: a parent's row of the file is judged before its own
+        parent = _parent_code(item)
+        if _activates(item, known) and (parent not in good or parent in early):
+            early.add(item.data.erp_code)
+    return sorted(ordered, key=lambda item: item.data.erp_code not in early)  # stable
 
 
-def _parent_id(run: _Run, item: Item, code: str) -> int | None:
-    """The id of the row's parent, or ``None`` with the row rejected."""
+def _parent_id(run: _Run, item: Item, code: str, current: dict[str, Any] | None) -> int | None:
+    """The id of the row's parent, or ``None`` with the row rejected. The parent it already has
+    is no move: one the caller does not administer too (a probe: an agent's administrator
+    importing its own record with its brand as parent was ``unknown_parent``)."""
     if code in run.applied:
         return run.applied[code]
     row = run.known.get(code)
+    if row is not None and current is not None and row["id"] == current["parent_id"]:
+        return int(row["id"])
     if row is None and code in run.in_file:
         message = f"the parent {code} is a row of this file that was rejected"
         item.fail("parent_erp_code", "parent_rejected", message)
@@ -140,7 +166,7 @@ async def _apply_row(run: _Run, item: Item) -> None:
         item.fail("erp_code", "erp_code_taken", message)
         return
     parent = _parent_code(item)
-    parent_id = _parent_id(run, item, parent) if parent is not None else None
+    parent_id = _parent_id(run, item, parent, current) if parent is not None else None
     if not item.ok:
         return
     if current is None:
@@ -165,12 +191,14 @@ async def _create(run: _Run, item: Item, parent_id: int | None) -> None:
     async def work() -> int:
         out = await create_org(run.conn, run.actor, org)
         if data.status == "inactive":
-            await set_status(run.conn, run.actor, out.id, "inactive")
+            await _try_closing(run, out.id)
         return out.id
 
     org_id = await attempt(run.conn, item, work)
     if org_id is not None:
         item.result, item.id = "created", org_id
+        if data.status == "inactive":
+            run.closing.append(item)
 
 
 async def _update(run: _Run, item: Item, current: dict[str, Any], parent_id: int | None) -> None:
@@ -187,23 +215,49 @@ async def _update(run: _Run, item: Item, current: dict[str, Any], parent_id: int
         item.result = "unchanged"
         return
 
+    closing = status and data.status == "inactive"
+
     async def work() -> bool:
+        if status and not closing:
+            await set_status(run.conn, run.actor, current["id"], data.status)  # type: ignore[arg-type]
         if changes:
             await update_org(run.conn, run.actor, current["id"], OrgPatch(**changes))
         if move:
             assert parent_id is not None
             await move_org(run.conn, run.actor, current["id"], parent_id)
-        if status:
-            await set_status(run.conn, run.actor, current["id"], data.status)  # type: ignore[arg-type]
+        if closing:
+            await _try_closing(run, current["id"])
         return True
 
     if await attempt(run.conn, item, work):
+        if closing:
+            run.closing.append(item)
         item.result = "updated"
         item.changed = list(changes)
         if move:
             item.changed.append("parent_erp_code")
         if status:
             item.changed.append("status")
+
+
+async def _try_closing(run: _Run, org_id: int) -> None:
+    """Raise what ``set_status`` would refuse a deactivation with (``own_org``,
+    ``stronger_account`` …), trying it now and undoing it: the row it belongs to is rejected
+    whole rather than applied but for its status."""
+    async with run.conn.transaction(force_rollback=True):
+        await set_status(run.conn, run.actor, org_id, "inactive")
+
+
+async def _close(run: _Run, item: Item) -> None:
+    """Deactivate a row's organisation after the file's other rows (tried with its row)."""
+    assert item.id is not None
+    org_id = item.id
+
+    async def work() -> bool:
+        await set_status(run.conn, run.actor, org_id, "inactive")
+        return True
+
+    await attempt(run.conn, item, work)
 
 
 IMPORTER = Importer(spec=SPEC, permission="orgs.write", apply=apply)

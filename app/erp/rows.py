@@ -71,12 +71,14 @@ class Spec:
 @dataclass(slots=True)
 class Item:
     """One row on its way through an import: its place, its data (``None`` once rejected or
-    when unreadable), its errors and what became of it."""
+    when unreadable), the values of its unique columns as read (``keys``: kept when the row is
+    rejected), its errors and what became of it."""
 
     row: int
     line: int | None
     erp_code: str | None
     data: Any = None
+    keys: dict[str, str] = field(default_factory=dict)
     errors: list[MasterDataError] = field(default_factory=list)
     result: Literal["created", "updated", "unchanged"] | None = None
     id: int | None = None
@@ -135,6 +137,7 @@ def _from_csv(raw: bytes, spec: Spec) -> list[Item]:
     items = []
     for n, record in enumerate(records, start=1):
         item = Item(n, record.line, record.values.get("erp_code") or None)
+        _keep_keys(item, record.values, spec)
         if record.extra:
             item.fail(None, "extra_values", "more values than header columns")
         values: dict[str, Any] = {}
@@ -190,6 +193,7 @@ def _from_json(raw: bytes, spec: Spec) -> list[Item]:
     for n, values in enumerate(body.items, start=1):
         code = values.get("erp_code")
         item = Item(n, None, code if isinstance(code, str) and not has_control(code) else None)
+        _keep_keys(item, values, spec)
         if spec.takes_passwords and "password" in values:
             item.fail("password", "password_not_imported", _no_passwords().message)
         for column, value in values.items():
@@ -200,6 +204,14 @@ def _from_json(raw: bytes, spec: Spec) -> list[Item]:
             _convert(item, values, spec, strict=True)
         items.append(item)
     return items
+
+
+def _keep_keys(item: Item, values: dict[str, Any], spec: Spec) -> None:
+    """Keep the row's values of the unique columns as read, for ``_reject_repeats``."""
+    for column in spec.unique:
+        value = values.get(column)
+        if isinstance(value, str) and value:
+            item.keys[column] = value
 
 
 def _control(item: Item, column: str | None) -> None:
@@ -245,11 +257,12 @@ def explain(message: str, values: dict[str, Any]) -> tuple[str | None, str, str]
 
 def _reject_repeats(items: Sequence[Item], column: str, caseless: bool) -> None:
     """Rows that share a value of a unique column (``caseless``: in any case) are all rejected:
-    which one is meant cannot be told."""
+    which one is meant cannot be told. Compared as read, a rejected row's too (a probe: a row
+    sharing its code with a bad row was applied as if it were the only one)."""
     rows: dict[str, list[Item]] = defaultdict(list)
     for item in items:
-        value = getattr(item.data, column, None) if item.ok else None
-        if isinstance(value, str):
+        value = item.keys.get(column)
+        if value is not None:
             rows[value.lower() if caseless else value].append(item)
     for value, same in rows.items():
         if len(same) > 1:

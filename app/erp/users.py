@@ -11,7 +11,10 @@ one-time initial password (144 bits), answered once in the import's result and s
 hash; the user changes it after the first login, or an administrator resets it (PATCH
 /users/{id}). A user without an ERP code but with the row's username, in the caller's reach, is
 adopted; the username of a known user never changes by import (``username_changed``). A changed
-organisation moves the user (its sessions end, as on a password reset).
+organisation moves the user (its sessions end, as on a password reset): the custom roles out of
+the new place's reach are dropped — unless the row lists one, then the row is ``unknown_role``,
+as it would be creating the user there — and so is a field supervision the move leaves across
+agents (``_drop_supervisors_left_behind``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from app.db import Conn
 from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import UserRow
-from app.errors import Unprocessable
+from app.errors import Unprocessable, ValidationFailed
 from app.orgs.service import drop_roles_out_of_reach, path_live
 from app.users.schemas import UserIn, UserPatch
 from app.users.service import create_user, update_user
@@ -214,7 +217,14 @@ async def _update(
             await _link(conn, actor, current["id"], data.erp_code)
         if move:
             assert org is not None
-            await _move(conn, actor, current, org)
+            dropped = await _move(conn, actor, current, org)
+            lost = sorted(dropped & set(data.roles)) if isinstance(data.roles, list) else []
+            if lost:  # a probe: answered ``updated``, the role its row lists gone with the move
+                raise ValidationFailed(
+                    "unknown role: not a role of the new organisation's",
+                    code="unknown_role",
+                    details={"unknown": lost},
+                )
         if changes:
             await update_user(conn, actor, current["id"], UserPatch(**changes))
         return True
@@ -228,10 +238,13 @@ async def _update(
         ]
 
 
-async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[str, Any]) -> None:
+async def _move(
+    conn: Conn, actor: Principal, user: dict[str, Any], org: dict[str, Any]
+) -> set[str]:
     """Move a user to another organisation the caller administers: its sessions end. Not one's
     own account, by a key one made either (a probe); not out of, nor into, an inactive subtree:
-    a move is no activation (a probe: a user of a deactivated distributor signed in again)."""
+    a move is no activation (a probe: a user of a deactivated distributor signed in again).
+    The names of the custom roles it lost (out of the new place's reach)."""
     if user["id"] == actor.person:
         raise Unprocessable("you cannot move your own account", code="own_account")
     ensure_not_stronger(actor, user["permissions"], "user")
@@ -242,6 +255,7 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
     )
     await end_sessions(conn, user["id"])
     dropped = await drop_roles_out_of_reach(conn, org["path"], user["id"])
+    unsupervised = await _drop_supervisors_left_behind(conn, user["id"], user["path"], org["path"])
     await audit.record(
         conn,
         actor,
@@ -249,9 +263,40 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
         "user",
         user["id"],
         before={"org_id": user["org_id"]},
-        after={"org_id": org["id"], "roles_dropped": sorted(r["role"] for r in dropped)},
+        after={
+            "org_id": org["id"],
+            "roles_dropped": sorted(r["role"] for r in dropped),
+            "supervisors_dropped": unsupervised,
+        },
         org_id=org["id"],
     )
+    return {r["role"] for r in dropped}
+
+
+async def _drop_supervisors_left_behind(
+    conn: Conn, user_id: int, old_path: str, new_path: str
+) -> list[dict[str, int]]:
+    """Clear the supervisions a user's move (from the organisation at ``old_path`` to the one at
+    ``new_path``) leaves across agents, as an organisation's move does
+    (``app.orgs.service._drop_supervisors_left_behind``): the user's own supervisor, when its
+    organisation was above the user's and no longer is, and the user's as the supervisor of
+    the reps below its old place and not below its new one (a probe: moved to another agent,
+    a rep was still read and approved by the old agent's field supervisor). A supervision
+    named across agents by the brand (the supervisor never above the rep) stays."""
+    rows = await (
+        await conn.execute(
+            """UPDATE users u SET supervisor_id = NULL, updated_at = now()
+                FROM users s, orgs so, orgs ro
+                WHERE s.id = u.supervisor_id AND so.id = s.org_id AND ro.id = u.org_id
+                  AND ((u.id = %(user)s AND %(old)s LIKE so.path || '%%'
+                        AND %(new)s NOT LIKE so.path || '%%')
+                    OR (s.id = %(user)s AND ro.path LIKE %(old)s || '%%'
+                        AND ro.path NOT LIKE %(new)s || '%%'))
+                RETURNING u.id AS user_id, s.id AS supervisor_id""",
+            {"user": user_id, "old": old_path, "new": new_path},
+        )
+    ).fetchall()
+    return sorted((dict(r) for r in rows), key=lambda r: r["user_id"])
 
 
 IMPORTER = Importer(spec=SPEC, permission="users.write", apply=apply)

@@ -19,6 +19,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
+from app.auth.service import ORG_STATUS
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable, ValidationFailed
 from app.field import scope
@@ -73,7 +74,10 @@ def period_end(period: Period, starts_on: date) -> date:
 async def _check_items(
     conn: Conn, actor: Principal, items: list[PlanItemIn], starts_on: date, ends_on: date
 ) -> None:
-    """Every item's store is an active store in the rep's subtree and its day in the period."""
+    """Every item's store is an active store in the rep's subtree and its day in the period.
+    Active as far as access goes (``ORG_STATUS``: the store and every organisation above it), as
+    a check-in or a review there judges it (a probe: a store under a deactivated distributor was
+    taken into a plan, its own row being active)."""
     outside = [i.planned_on.isoformat() for i in items if not starts_on <= i.planned_on <= ends_on]
     if outside:
         raise Unprocessable(
@@ -84,8 +88,8 @@ async def _check_items(
     ids = sorted({i.store_id for i in items})
     rows = await (
         await conn.execute(
-            "SELECT id FROM orgs WHERE id = ANY(%s) AND kind = 'store' AND status = 'active' "
-            "AND path LIKE %s",
+            f"SELECT id FROM orgs o WHERE id = ANY(%s) AND kind = 'store' "
+            f"AND {ORG_STATUS} = 'active' AND path LIKE %s",
             (ids, actor.org_path + "%"),
         )
     ).fetchall()
