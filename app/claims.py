@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth import tokens
-from app.codes.scheme import Scheme, serial_from_scan
+from app.codes.scheme import Scheme, SerialError, serial_from_scan
 from app.config import Settings
 from app.db import round_connection
 from app.edge import check_json, read_post_body
@@ -237,9 +237,18 @@ class Claims(Rounds, Generic[Out]):
         checked: str = "",
     ) -> tuple[Out, VerifyOut, bool]:
         """Verify, then credit; (the claim, its verification, created). Refusals raise
-        ``AppError``s. ``member_id`` is recorded with the verification. ``checked``: the retry
-        key of a verification that checked this code for the claimant already (the H5 answer
-        page's, whose ticket this claim is), so that the claim's own is not counted again."""
+        ``AppError``s. ``member_id`` is recorded with the verification of a code of the
+        claimant's brand (``brand_id``), not with another brand's. ``checked``: the retry key of
+        a verification that checked this code for the claimant already (the H5 answer page's,
+        whose ticket this claim is), so that the claim's own is not counted again."""
+        batch_no: int | None = None
+        index: int | None = None
+        try:
+            batch_no, index, _ = self.scheme.verify(serial_from_scan(data.serial))
+        except SerialError:  # the verification refuses it, as /v1/verify does
+            pass
+        if member_id is not None and batch_no is not None:
+            member_id = await self._member_recorded(batch_no, brand_id, member_id)
         answer = await self.verifier.verify(
             VerifyIn(
                 serial=data.serial,
@@ -256,8 +265,7 @@ class Claims(Rounds, Generic[Out]):
             retry=checked or f"{self.name}:{claimant}:{data.client_id}",
         )
         refuse(answer)
-        assert answer.serial is not None
-        batch_no, index, _ = self.scheme.verify(serial_from_scan(answer.serial))
+        assert answer.serial is not None and batch_no is not None and index is not None
         pending: Pending[Out] = Pending(
             claimant,
             brand_id,
@@ -271,6 +279,15 @@ class Claims(Rounds, Generic[Out]):
         out, created = await pending.done
         return out, answer, created
 
+    async def _member_recorded(self, batch_no: int, brand_id: int, member_id: int) -> int | None:
+        """The member recorded with the verification of a code of batch ``batch_no``: None for
+        another brand's code (a probe: a member's refused claim of another brand's unit was
+        recorded under the member, so the member's brand read that brand's serial and product in
+        the member's scans, and that brand read the other brand's member id on its own
+        verification). A batch nobody issued has no brand and its record none to leak."""
+        batch = await self.verifier.batch(batch_no)  # cached: the verification reads it too
+        return member_id if batch is None or batch.brand_id == brand_id else None
+
     async def credit(self, conn: AsyncConnection[Any], group: list[Pending[Out]]) -> dict[int, Out]:
         """Credit a round of verified claims (one per code): the credited ones by ``id()`` of
         their pending claim."""
@@ -282,16 +299,31 @@ class Claims(Rounds, Generic[Out]):
 
     async def _round_of(self, group: list[Pending[Out]]) -> None:
         conn = await self._on_connection(group)
-        rest = [p for p in group if not p.done.done()]
+        first = _first_claims(group)
+        rest: list[Pending[Out]] = []
+        again: list[Pending[Out]] = []
+        for p in group:
+            if p.done.done():
+                continue
+            # A code whose first claim the round did not credit (its claimant frozen meanwhile,
+            # another brand's code, a client id used for another code) is still to be won: its
+            # other claims go to the next round, not explained as a conflict (a probe: the
+            # valid second claimant got 409 claim_conflict and nobody won the code). Every
+            # round settles the first claim of each code, so a code's claims run out.
+            leader = first[p.code]
+            if leader is not p and (not leader.done.done() or leader.done.cancelled()):
+                again.append(p)
+            else:
+                rest.append(p)
         if rest:
             await self.explain(conn, rest)
+        self._waiting[:0] = again  # served next, before the claims that came meanwhile
 
     async def _serve(self, conn: AsyncConnection[Any], group: list[Pending[Out]]) -> None:
         # One claim per code goes to the round; a second claim of the same code in flight is
-        # explained after it (a replay of the first, or already claimed).
-        first: dict[int, Pending[Out]] = {}
-        for p in group:
-            first.setdefault(p.code, p)
+        # explained after it (a replay of the first, or already claimed), or goes to the next
+        # round when the first was not credited (``_round_of``).
+        first = _first_claims(group)
         claims = list(first.values())
         try:
             credited = await self.credit(conn, claims)
@@ -310,6 +342,14 @@ class Claims(Rounds, Generic[Out]):
         for p in group:
             if id(p) in credited and not p.done.done():  # its request may have gone
                 p.done.set_result((credited[id(p)], True))
+
+
+def _first_claims(group: list[Pending[Out]]) -> dict[int, Pending[Out]]:
+    """The first claim of each code in ``group``, by code: the one a round credits."""
+    first: dict[int, Pending[Out]] = {}
+    for p in group:
+        first.setdefault(p.code, p)
+    return first
 
 
 def refuse(answer: VerifyOut) -> None:

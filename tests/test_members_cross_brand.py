@@ -119,3 +119,48 @@ async def test_another_brand_finds_none_of_the_brands_members_gifts_and_template
     assert_error(await client.get(f"/gifts/{gift_id}", headers=other_member), 401)
     assert_error(await client.get("/members/me", headers=admin), 401)
     assert (await client.get("/members/me", headers=member_headers)).status_code == 200
+
+
+async def test_another_brands_code_claimed_by_a_member_stays_out_of_its_brands_view(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: a member of brand B claimed the points of a LUMI unit (422 other_brand), and
+    the claim's verification was recorded with the member's id whatever the code's brand
+    (``Claims.claim`` passed the member to ``Verifier.verify``): brand B's staff read LUMI's
+    serial and product in their member's scans (``GET /members/{id}/scans``), and LUMI's staff
+    read brand B's member id on their own verification (``GET /verifications``). Another
+    organisation's record answers as if it did not exist: no member is recorded with it."""
+    import asyncio
+
+    import psycopg
+    import redis as redis_sync
+
+    from app.verify import records
+    from tests.points_support import claim_body, member_client, set_rule, shipped_goods
+
+    def flush_all() -> None:
+        queue = redis_sync.Redis.from_url(settings.redis_url)
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            while records.flush(queue, pg, settings.redis_namespace):
+                pass
+
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    other_brand, other_admin = await _other_brand_admin(client, login)
+    member_id, headers, _ = await new_member(app, other_brand)
+    serial = goods["units"][2]
+    async with member_client(app) as mc:
+        refused = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+        )
+    assert_error(refused, 422, "other_brand")
+    await asyncio.to_thread(flush_all)
+    scans = await client.get(f"/members/{member_id}/scans", headers=other_admin)
+    assert scans.status_code == 200, scans.text
+    seen = [s["serial"] for s in scans.json()["items"]]
+    lumi = await client.get("/verifications", headers=admin, params={"serial": serial})
+    assert lumi.status_code == 200, lumi.text
+    foreign = [v["member_id"] for v in lumi.json()["items"] if v["member_id"] is not None]
+    assert lumi.json()["items"]  # the verification is LUMI's, recorded without the member
+    assert (seen, foreign) == ([], []), (scans.json()["items"], lumi.json()["items"])

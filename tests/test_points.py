@@ -420,3 +420,78 @@ async def test_a_frozen_member_s_retry_answers_the_first_claim(
             )
         ).fetchone()
     assert row["n"] == 1
+
+
+async def test_a_claim_refused_in_a_round_does_not_cost_the_other_claimant_the_code(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: two members claim one code at once (exactly one must win). A round sends only
+    the first claim of each code to ``credit`` and explained the second afterwards; when the
+    first was not credited — its member frozen while the claim was in flight (as for another
+    brand's member, or a reused client id) — nothing had credited the code and the second,
+    valid claim was 409 ``claim_conflict``: nobody won the code. The second claim goes to the
+    next round now. Made deterministic by holding a first round (a third member's claim) at
+    ``credit`` while both claims queue for the next round."""
+    from tests.rebates_support import store_goods
+
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    scheme, claimer = app.state.scheme, app.state.claimer
+    blocker_serial, serial = goods["units"][11], goods["units"][12]
+    _, blocker, _ = await new_member(app, demo["BRAND-LUMI"])
+    first_id, first, _ = await new_member(app, demo["BRAND-LUMI"])
+    second_id, second, _ = await new_member(app, demo["BRAND-LUMI"])
+
+    entered, gate = asyncio.Event(), asyncio.Event()
+    original = claimer.credit
+    calls = 0
+
+    async def held_credit(conn: Any, group: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the blocker's round waits here, holding no lock
+            entered.set()
+            await gate.wait()
+        return await original(conn, group)
+
+    monkeypatch.setattr(claimer, "credit", held_credit)
+
+    async def waiting(n: int) -> None:
+        for _ in range(400):
+            if len(claimer._waiting) >= n:
+                return
+            await asyncio.sleep(0.025)
+        raise AssertionError("the claim never queued")
+
+    async with member_client(app) as mc:
+
+        def post(headers: dict[str, str], unit: str) -> Any:
+            return asyncio.create_task(
+                mc.post("/members/me/claims", headers=headers, json=claim_body(scheme, unit))
+            )
+
+        held = post(blocker, blocker_serial)
+        await asyncio.wait_for(entered.wait(), 20)
+        a = post(first, serial)
+        await waiting(1)
+        b = post(second, serial)
+        await waiting(2)
+        frozen = await client.post(
+            f"/members/{first_id}/freeze", headers=admin, json={"reason": "probe"}
+        )
+        assert frozen.status_code == 200, frozen.text
+        gate.set()
+        answers = await asyncio.wait_for(asyncio.gather(held, a, b), 30)
+    assert answers[0].status_code == 201, answers[0].text
+    assert_error(answers[1], 403, "member_frozen")
+    # the valid claimant of the code wins it
+    assert answers[2].status_code == 201, answers[2].text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT member_id FROM point_claims WHERE member_id IN (%s, %s)",
+                (first_id, second_id),
+            )
+        ).fetchall()
+    assert [r["member_id"] for r in row] == [second_id]

@@ -520,3 +520,39 @@ async def test_points_a_return_before_the_upgrade_could_not_take_back_are_owed_a
         ).fetchone()
         await conn.rollback()
     assert row is not None and row["owed"] == points
+
+
+async def test_a_refunded_unit_never_claimed_waits_for_a_sale_after_going_back_upstream(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: sold at the till, never claimed, returned by the consumer for a refund, sent
+    back to the agent and received there. The refunded buyer's claim was credited (and "sold"
+    the unit at the agent): ``RETURNED_UNSOLD`` knew the return only by the store's
+    ``returned`` disposition, which the agent's receipt replaced, or by a withdrawn claim, and
+    there was none. The unit's consumer-return event says so now: 409 not_sold_again."""
+    from tests.test_logistics import confirm, document
+    from tests.test_redemptions import balance_of
+
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk, agent = (
+        await login("admin"),
+        await login("store_clerk"),
+        await login("agent_clerk"),
+    )
+    await set_rule(client, admin, goods["product_id"], 30)
+    serial = goods["units"][3]
+    sold = await client.post("/sales", headers=clerk, json={"codes": [serial]})
+    assert sold.status_code == 201, sold.text
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200, back.text
+    upstream = await document(client, clerk, [serial], kind="return")
+    assert (await confirm(client, clerk, upstream)).status_code == 200, upstream
+    received = await document(client, agent, kind="inbound", shipment_id=upstream["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])  # the refunded buyer
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+        )
+    assert_error(made, 409, "not_sold_again")
+    assert await balance_of(app, member_id) == 0

@@ -985,3 +985,72 @@ async def test_a_message_accepted_without_an_id_is_sent_once(
     assert requests == [3]
     rows = await _rows(aconn, ids)
     assert {rows[i]["state"] for i in ids} == {"sent"}
+
+
+async def test_a_td_reply_naming_an_unknown_brand_does_not_refuse_the_whole_batch(
+    client: Any, app: Any, demo: Any, callback_secret: None
+) -> None:
+    """A probe: one "TD" reply of a batch (the gateway posts up to 1,000) named a
+    ``brand_id`` that is no organisation (a number the gateway maps wrongly, another
+    deployment's brand): its opt-out broke the foreign key of ``sms_opt_outs`` and the whole
+    batch was 409 ``in_use`` — the other members' valid "TD" lost, and the gateway's every retry
+    refused the same way. It is ignored now, as a report of an unknown message id is."""
+    good = phone()
+    body = msgspec.json.encode(
+        {
+            "replies": [
+                {"phone": good, "text": "TD", "brand_id": demo["BRAND-LUMI"]},
+                {"phone": phone(), "text": "TD", "brand_id": 999_999_999},
+            ]
+        }
+    )
+    answer = await client.post("/sms/callbacks/http/replies", content=body, headers=_signed(body))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"opted_out": 1, "ignored": 1}
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT 1 FROM sms_opt_outs WHERE brand_id = %s AND phone = %s",
+                (demo["BRAND-LUMI"], good),
+            )
+        ).fetchone()
+    assert row is not None  # the valid opt-out was applied
+
+
+async def test_a_foreign_numbers_opt_out_is_not_a_chinese_members(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``outbox_phone`` stored a number that is no mainland mobile as its bare digits,
+    country code included, so every North American number ``+1 NXX …`` (N = 3…9) became
+    ``1NXXXXXXXXX`` — exactly a mainland mobile. A staff opt-out of ``+1 (395) 555-0142`` opted
+    the brand's member of ``139 5555 0142`` out of marketing (and its DELETE would take the
+    member back in): two phones were one. The foreign number keeps its international prefix
+    (``0013955550142``)."""
+    from urllib.parse import quote
+
+    chinese = phone()
+    foreign = f"+1 ({chinese[1:4]}) {chinese[4:7]}-{chinese[7:]}"
+    assert outbox.outbox_phone(foreign) == "00" + chinese
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO members (brand_id, phone) VALUES (%s, %s)", (demo["BRAND-LUMI"], chinese)
+        )
+    marketer = await login("marketer")
+    put = await client.put(f"/sms/opt-outs/{quote(foreign, safe='')}", headers=marketer)
+    assert put.status_code == 204, put.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT marketing_opt_out FROM members WHERE brand_id = %s AND phone = %s",
+                (demo["BRAND-LUMI"], chinese),
+            )
+        ).fetchone()
+        opted = await (
+            await conn.execute(
+                "SELECT phone FROM sms_opt_outs WHERE brand_id = %s AND phone IN (%s, %s)",
+                (demo["BRAND-LUMI"], chinese, "00" + chinese),
+            )
+        ).fetchall()
+    assert (row["marketing_opt_out"], [r["phone"] for r in opted]) == (False, ["00" + chinese])
+    # a mainland mobile is stored as members store it, whichever way it is written
+    assert outbox.outbox_phone(f"+86 {chinese[:3]}-{chinese[3:7]}-{chinese[7:]}") == chinese

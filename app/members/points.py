@@ -331,10 +331,16 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 
 # A unit back from a consumer and not sold since: its PIN is the refunded buyer's (a probe
 # claimed the points again at once, and "sold" the unit). The disposition says so while the
-# unit is in the store; a withdrawn claim of it says so wherever it went since (sent back to its
-# agent, a probe: claimed again). ``u`` is the unit's ``unit_state`` row.
+# unit is in the store; wherever it went since, its consumer-return event does (``POST
+# /returns``: receiving, details ``return: consumer``). Only such a return makes a sold unit
+# active again and every sale makes it sold, so an active unit with one was not sold since. Not
+# a withdrawn claim of it (a probe: a unit returned before anyone claimed it, sent back to its
+# agent and received there, had none, and the refunded buyer's claim was credited and "sold"
+# it at the agent). ``u`` is the unit's ``unit_state`` row.
 RETURNED_UNSOLD = """(u.status = 'active' AND (u.disposition = 'returned' OR EXISTS (
-    SELECT 1 FROM point_claims w WHERE w.code_id = u.code AND w.withdrawn_at IS NOT NULL)))"""
+    SELECT 1 FROM event_codes x JOIN events e ON e.id = x.event_id
+    WHERE x.code = u.code AND x.kind = 'u' AND e.biz_step = 'receiving'
+      AND e.details ->> 'return' = 'consumer')))"""
 
 # One round: the claims in, credited where the member is (still) active and the unit is this
 # brand's and earns points; the code's unique key drops every claim of a code claimed before (in
@@ -656,16 +662,16 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Unprocessable("this unit cannot earn points", code="not_claimable")
     if row["unit_brand"] != p.brand_id:
         raise Unprocessable("this product is not of your membership's brand", code="other_brand")
-    if row["returned_unsold"]:
-        raise Conflict(
-            "此产品已被退回，门店再次售出后方可领取积分 / this unit was returned: it earns points "
-            "once the store sells it again",
-            code="not_sold_again",
-        )
     if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:
         raise Conflict(  # review R6: returned to the store, it is no sale of the member's
             "此产品已因损坏或过期被退回 / this unit was returned damaged or expired",
             code="not_sellable",
+        )
+    if row["returned_unsold"]:  # after not_sellable: a unit returned damaged is never sold again
+        raise Conflict(
+            "此产品已被退回，门店再次售出后方可领取积分 / this unit was returned: it earns points "
+            "once the store sells it again",
+            code="not_sold_again",
         )
     if not row["rule_points"]:
         raise Unprocessable("this product earns no points", code="no_points")

@@ -57,14 +57,27 @@ def _default_settings() -> Settings:
 def outbox_phone(phone: str) -> str:
     """The stored form of a phone: a mainland mobile as members store it (``+86 138-1234-1234``
     → ``13812341234``, ``app.members.phones``), any other number as its 6–15 digits; 400
-    ``invalid_phone`` otherwise."""
+    ``invalid_phone`` otherwise. A number of another country whose digits alone would read as a
+    mainland mobile keeps its international prefix, as ``00`` (the stored forms are digits
+    only): ``+1 (395) 555-0142`` → ``0013955550142``, never ``13955550142`` (a probe: an
+    opt-out of the foreign number opted the Chinese member of that mobile out of marketing)."""
     try:
         return normalise_phone(phone)
     except ValidationFailed:
         digits = "".join(c for c in phone if c in "0123456789")
         if not 6 <= len(digits) <= 15 or any(c not in "0123456789 +-()" for c in phone):
             raise
+        if phone.strip().startswith("+") and _reads_as_mobile(digits):
+            return "00" + digits
         return digits
+
+
+def _reads_as_mobile(digits: str) -> bool:
+    """Whether ``digits`` as they are would be stored as a mainland mobile (11 digits)."""
+    try:
+        return normalise_phone(digits) == digits
+    except ValidationFailed:
+        return False
 
 
 async def enqueue(

@@ -6,7 +6,8 @@ HMAC-SHA256 of ``<timestamp>.<body>`` with ``TRACECODE_SMS_CALLBACK_SECRET``, th
 within five minutes) and refused without a configured secret. A delivery report moves a ``sent``
 row of that provider to ``delivered`` or ``undelivered`` once (a repeated or late report changes
 nothing). A reply saying "TD" (or 退订, "T", "N", "回复TD退订") opts its phone out of the
-marketing of the brand named in the reply, or else of every brand that has written to it.
+marketing of the brand named in the reply (a reply naming no brand is ignored, as a report of
+an unknown message id is), or else of every brand that has written to it.
 
 Templates and campaigns belong to the caller's brand (permission ``sms.campaigns``); a campaign
 reaches the brand's members, or the store managers of the caller's own subtree, and is queued in
@@ -161,6 +162,14 @@ async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
 
     opted = ignored = 0
     pairs: set[tuple[int, str]] = set()
+    # the brands the replies name, as an unknown message id of a delivery report: a reply naming
+    # no brand is ignored and the others applied (a probe: its opt-out broke the foreign key and
+    # the whole batch was 409 in_use, the gateway's every retry too)
+    named = list({r.brand_id for r in data.replies if r.brand_id and 0 < r.brand_id < 2**63})
+    cur = await conn.execute(
+        "SELECT id FROM orgs WHERE id = ANY(%s::bigint[]) AND kind = 'brand'", (named,)
+    )
+    known = {int(r["id"]) for r in await cur.fetchall()}
     for reply in data.replies:
         try:
             phone = outbox_phone(reply.phone)
@@ -171,7 +180,7 @@ async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
             ignored += 1
             continue
         if reply.brand_id is not None:
-            brands = [reply.brand_id]
+            brands = [reply.brand_id] if reply.brand_id in known else []
         else:
             cur = await conn.execute(
                 "SELECT DISTINCT brand_id FROM sms_outbox WHERE phone = %s", (phone,)

@@ -394,7 +394,8 @@ class Verifier:
             self._conn = self._cursor = None
             return await load_units(await self._round_cursor(), codes, brands)
 
-    async def _batch(self, batch_no: int) -> BatchRef | None:
+    async def batch(self, batch_no: int) -> BatchRef | None:
+        """The batch's brand, size and state, from a short in-process cache (``BATCH_TTL``)."""
         now = time.monotonic()
         cached = self._batches.get(batch_no)
         if cached and now - cached[0] < BATCH_TTL:
@@ -445,7 +446,7 @@ class Verifier:
             return await self._refuse(record, "forged", lang, serial_text)
         serial = self.scheme.serial(batch_no, index, version)
         code = make_code_id(batch_no, index)
-        batch = await self._batch(batch_no)
+        batch = await self.batch(batch_no)
         if batch is None:  # a tag that verifies but no batch: store the serial, not an id
             return await self._refuse(record, "unknown", lang, serial)
         if index >= batch.size:
