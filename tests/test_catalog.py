@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from tests.helpers import assert_error
@@ -190,3 +191,47 @@ async def test_another_brand_cannot_see_or_touch_this_catalogue(
         "/products", headers=rival, json={"name": "Rival cream", "product_no": "LM-HY-50"}
     )
     assert mine.status_code == 201  # product numbers are unique per brand, not globally
+
+
+async def test_deleting_a_product_whose_units_are_active_is_refused(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: DELETE /products/{id} relied on foreign keys alone to refuse a product in use,
+    and ``unit_state.product_id`` has none. A product whose codes were activated from a batch
+    issued without a product (the line's context named it, since moved on to another product)
+    was deleted with 204, and its genuine, activated units then verified as never activated.
+    409 ``in_use`` now, and the units still verify with their product."""
+    from tests.helpers import activate, scheme_for_tests
+
+    admin, planner = await login("admin"), await login("planner")
+    n = secrets.token_hex(3).upper()
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"Probe serum {n}", "product_no": f"PRB-{n}", "published": True},
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()["id"]
+    batch = await client.post(
+        "/batches", headers=planner, json={"size": 3, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert batch.status_code == 201, batch.text
+    batch_no = int(batch.json()["batch_no"])
+    scheme = scheme_for_tests()
+    serials = [scheme.serial(batch_no, i) for i in range(3)]
+    line = f"PRB{n}"
+    await activate(client, login, serials, product, line=line)
+    # the line moves on to the next product
+    other = (await client.get("/products", headers=admin, params={"q": "LM-SC-30"})).json()
+    moved = await client.put(
+        f"/lines/{line}/context",
+        headers=await login("operator"),
+        json={"product_id": other["items"][0]["id"], "lot": "L2", "production_date": "2026-11-02"},
+    )
+    assert moved.status_code == 200, moved.text
+    before = await client.post("/v1/verify", json={"serial": serials[0]})
+    assert before.status_code == 200, before.text
+    gone = await client.delete(f"/products/{product}", headers=admin)
+    after = await client.post("/v1/verify", json={"serial": serials[1]})
+    assert_error(gone, 409, "in_use")
+    assert after.json()["product"]["id"] == product, after.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from tests.helpers import assert_error
@@ -102,3 +103,50 @@ async def test_well_known_description(client: Any) -> None:
     body = (await client.get("/.well-known/gs1resolver")).json()
     assert body["supportedPrimaryKeys"] == ["gtin", "sscc"]
     assert "gs1:verificationService" in body["linkTypes"]
+
+
+def _gtin13() -> str:
+    from app._core import gs1_check_digit
+
+    data = "69" + "".join(secrets.choice("0123456789") for _ in range(10))
+    return data + str(gs1_check_digit(data))
+
+
+async def test_the_printed_qr_of_a_unit_of_an_unpublished_product_verifies_it(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the outer print of a batch whose product has a GTIN carries the Digital Link
+    ``/01/{GTIN-14}/21/{serial}`` (README "printer files"); the resolver's default link for a
+    URI naming a serial is the verification page ``/c/{serial}`` (README "GS1 resolver"). But
+    the resolver only looked at *published* products (``published`` defaults to false, and a
+    brand unpublishes a product to take it off the H5 list), so the QR printed on a genuine,
+    activated unit answered 404 ``unknown_gtin`` while ``/c/{serial}`` verified it. The
+    product's own page stays unlisted: no ``gs1:pip`` link, and the bare GTIN is 404."""
+    from tests.helpers import activate, scheme_for_tests
+
+    admin, planner = await login("admin"), await login("planner")
+    n = secrets.token_hex(3).upper()
+    gtin = _gtin13()
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"Probe toner {n}", "product_no": f"PRT-{n}", "gtin": gtin},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["published"] is False
+    product = made.json()["id"]
+    batch = await client.post(
+        "/batches",
+        headers=planner,
+        json={"size": 2, "printer_id": demo["PRINTER-SH"], "product_id": product},
+    )
+    assert batch.status_code == 201, batch.text
+    serial = scheme_for_tests().serial(int(batch.json()["batch_no"]), 0)
+    await activate(client, login, [serial], product, line=f"PRT{n}")
+    page = await client.get(f"/c/{serial}")
+    assert page.status_code == 200, page.text
+    qr = await client.get(f"/01/0{gtin}/21/{serial}")
+    assert qr.status_code == 307, f"{qr.status_code} {qr.text}"
+    assert qr.headers["location"].endswith(f"/c/{serial}")
+    assert "/p/" not in qr.headers["link"]  # no product page of an unpublished product
+    assert (await client.get(f"/01/0{gtin}")).status_code == 404

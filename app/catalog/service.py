@@ -314,8 +314,27 @@ async def update_product(
 
 
 async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
+    """Delete a product no record uses: 409 ``in_use`` when a batch, a line or a rule names it
+    (their foreign keys) or when units of it were ever activated. Units name their product
+    without a foreign key (the hot tables keep none), so stock tells: every activation writes
+    the product's stock delta, and ``stock`` keeps a row for each product that ever had stock
+    (a probe: a product whose units were activated from a batch issued without one, by a line
+    since moved on, was deleted, and its genuine units then verified as never activated)."""
     await _writable(conn, actor, "products", product_id, "product")
     before = await _product(conn, product_id)
+    used = await (
+        await conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM stock WHERE product_id = %(p)s)
+                   OR EXISTS (SELECT 1 FROM stock_deltas WHERE product_id = %(p)s) AS used""",
+            {"p": product_id},
+        )
+    ).fetchone()
+    if used is not None and used["used"]:
+        raise Conflict(
+            "units of this product were activated: it stays in the catalogue (unpublish it to "
+            "take it off the consumer pages)",
+            code="in_use",
+        )
     await conn.execute("DELETE FROM products WHERE id = %s", (product_id,))
     await audit.record(
         conn, actor, "delete", "product", product_id, before=before, org_id=before.org_id

@@ -112,22 +112,23 @@ def canonical_path(ais: dict[str, str]) -> str:
 
 
 def _links(base: str, ais: dict[str, str], product: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """The links of one product (and serial), by GS1 link type."""
+    """The links of one product (and serial), by GS1 link type: an unpublished product's only
+    the verification of its serial."""
     gtin = ais["01"]
-    links = {
-        "gs1:pip": {
+    links: dict[str, dict[str, str]] = {}
+    if product["published"]:
+        links["gs1:pip"] = {
             "href": f"{base}/p/{gtin}",
             "title": f"{product['name']} — product information",
             "type": "text/html",
         }
-    }
     if "21" in ais:
         links["gs1:verificationService"] = {
             "href": f"{base}/c/{quote(ais['21'], safe='')}",
             "title": "Verify this item (enter the PIN) — 验证真伪",
             "type": "text/html",
         }
-    if product.get("video_url"):
+    if product["published"] and product.get("video_url"):
         links["gs1:instructions"] = {
             "href": product["video_url"],
             "title": f"{product['name']} — video",
@@ -185,11 +186,12 @@ async def resolve(
         raise NotFound("no public links for logistic units (SSCC)", code="no_links", headers=CORS)
     product = await (
         await conn.execute(
-            "SELECT id, name, video_url FROM products WHERE gtin = %s AND published",
-            (ais["01"],),
+            "SELECT id, name, video_url, published FROM products WHERE gtin = %s", (ais["01"],)
         )
     ).fetchone()
-    if product is None:
+    # an unpublished product has no public page, but its units' printed QR still verifies them
+    # (a probe: the QR on a genuine unit answered 404 while /c/{serial} verified it)
+    if product is None or not (product["published"] or "21" in ais):
         raise NotFound(f"no product with GTIN {ais['01']}", code="unknown_gtin", headers=CORS)
     base = settings.public_url  # never the request's Host
     anchor = base + canonical_path(ais)
