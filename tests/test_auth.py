@@ -452,7 +452,7 @@ def test_an_imported_account_s_login_costs_what_any_other_does(monkeypatch: Any)
     from app.auth import passwords
 
     cheap = passwords.hash_random_password("a-random-initial-password")
-    own = passwords.hash_password("own one")
+    own = passwords.hash_password("my own one")
     spent: list[str] = []
     real = passwords._hasher
 

@@ -301,3 +301,75 @@ async def test_the_same_username_at_once_answers_duplicate_username(
     assert sorted(a.status_code for a in answers) == [201, 409, 409], [a.text for a in answers]
     losers = [a.json()["error"]["code"] for a in answers if a.status_code == 409]
     assert losers == ["duplicate_username"] * 2, losers
+
+
+async def test_the_minimum_password_length_holds_for_the_password_as_stored(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: passwords are 8 to 256 characters and a password is compared in Unicode NFKC,
+    but the length was checked on the text as sent: "e" + U+0301 four times passed as 8
+    characters, and the account's password was "éééé", which signed in. 400 now."""
+    admin = await login("admin")
+    for password in ("e\u0301" * 4, "\u00e9" * 4):  # 8 code points as sent, 4 as compared
+        made = await client.post(
+            "/users",
+            headers=admin,
+            json={
+                "org_id": demo["BRAND-LUMI"],
+                "username": f"pl_{secrets.token_hex(4)}",
+                "password": password,
+                "roles": ["analyst"],
+            },
+        )
+        assert_error(made, 400, "validation_failed")
+
+
+async def test_a_reset_and_a_promotion_of_one_user_are_checked_one_at_a_time(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: an agent's administrator reset a store clerk's password; between the
+    stronger-account check (its read of the clerk's permissions) and the write, the brand admin
+    made the clerk a planner (``codes.issue``, which the agent's administrator lacks), and the
+    reset went through: the agent's administrator held a planner's account. The user's row is
+    locked first now: the promotion waits for the reset, or the reset sees the promotion."""
+    from app.users import service as users
+
+    admin, agent = await login("admin"), await login("agent_admin")
+    name = f"race_{secrets.token_hex(4)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "probe-password-1",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    target = made.json()["id"]
+    paused, go = asyncio.Event(), asyncio.Event()
+    original = users._visible_user
+
+    async def visible(conn: Any, actor: Any, user_id: int) -> Any:
+        row = await original(conn, actor, user_id)
+        if actor.username == "agent_admin" and user_id == target:
+            paused.set()
+            await go.wait()  # between the check's read and the write
+        return row
+
+    monkeypatch.setattr(users, "_visible_user", visible)
+    reset = asyncio.ensure_future(
+        client.patch(f"/users/{target}", headers=agent, json={"password": "taken-over-1"})
+    )
+    await asyncio.wait_for(paused.wait(), 10)
+    promote = asyncio.ensure_future(
+        client.patch(f"/users/{target}", headers=admin, json={"roles": ["store_clerk", "planner"]})
+    )
+    done, _ = await asyncio.wait([promote], timeout=1)
+    assert not done  # it waits for the reset's lock (before: it committed here)
+    go.set()
+    assert (await reset).status_code == 200  # checked against the clerk's roles of before
+    assert (await promote).status_code == 200
+    taken = await client.post("/auth/login", json={"username": name, "password": "taken-over-1"})
+    assert taken.status_code == 200  # reset, then promoted: the order the locks gave

@@ -269,6 +269,10 @@ async def update_user(
 ) -> UserOut:
     """Change a user no stronger than the caller; a password reset lifts its login locks."""
     actor.require("users.write")
+    # the user's row first, then its permissions read anew: two changes of one user (a reset, a
+    # promotion) are checked and written one at a time (a probe: a reset checked against the
+    # roles before a promotion committed between its check and its write took over the account)
+    await conn.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (user_id,))
     row = await _visible_user(conn, actor, user_id)
     # resetting the password of, editing or disabling someone stronger would take them over
     ensure_not_stronger(actor, row["permissions"], "user")
