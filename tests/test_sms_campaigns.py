@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from app.sms import sender
-from app.sms.gateway import gateway_from_settings
+from app.sms.gateway import Result, gateway_from_settings
 from tests.helpers import assert_error
 from tests.sms_gateway import LocalGateway
 
@@ -442,3 +442,163 @@ async def test_a_campaign_names_provinces_as_the_member_list_does(
         )
         assert_error(refused, 400, "validation_failed")
         assert refused.json()["error"]["details"][0]["field"] == "filter.provinces[0]"
+
+
+async def _store_with_manager(client: Any, admin: dict[str, str], manager_phone: str) -> int:
+    """A fresh agent and store of the demo brand, the store with one active user of the phone
+    as entered; the agent's id (a campaign's ``filter.org_id``)."""
+    n = secrets.token_hex(3).upper()
+    brand = (await client.get("/auth/me", headers=admin)).json()["org_id"]
+    agent = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "agent", "name": f"Agent {n}", "erp_code": f"AG-{n}", "parent_id": brand},
+    )
+    assert agent.status_code == 201, agent.text
+    store = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": f"Store {n}",
+            "erp_code": f"ST-{n}",
+            "parent_id": agent.json()["id"],
+        },
+    )
+    assert store.status_code == 201, store.text
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": store.json()["id"],
+            "username": f"mgr_{n}".lower(),
+            "password": "Manager-pass-12345",
+            "roles": ["store_clerk"],
+            "phone": manager_phone,
+        },
+    )
+    assert made.status_code == 201, made.text
+    return int(agent.json()["id"])
+
+
+async def test_a_store_manager_s_opt_out_counts_whatever_form_their_phone_was_saved_in(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: a store manager saved with the country code (``86137…``, as POST /users takes
+    it) opted out (PUT /sms/opt-outs, stored ``137…``); the audience compared the raw user's
+    phone, and the next campaign still texted the phone that said stop."""
+    admin, marketer = await login("admin"), await login("marketer")
+    for form in ("86{0}", "+86 {1}-{2}-{3}"):
+        mobile = phone()
+        saved = form.format(mobile, mobile[:3], mobile[3:7], mobile[7:])
+        agent = await _store_with_manager(client, admin, saved)
+        body = {
+            "template_id": await _template(client, marketer),
+            "audience": "store_managers",
+            "variables": {"season": "秋季", "discount": "7"},
+            "filter": {"org_id": agent},
+            "dry_run": True,
+        }
+        reached = await client.post("/sms/campaigns", headers=marketer, json=body)
+        assert reached.status_code == 201 and reached.json()["recipients"] == 1, reached.text
+        assert (await client.put(f"/sms/opt-outs/{mobile}", headers=marketer)).status_code == 204
+        made = await client.post(
+            "/sms/campaigns", headers=marketer, json={**body, "dry_run": False}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["recipients"] == 0 and made.json()["skipped"] == 1, made.text
+        async with app.state.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT phone FROM sms_outbox WHERE campaign_id = %s", (made.json()["id"],)
+            )
+            assert await cur.fetchall() == [], saved
+
+
+async def test_a_store_manager_s_td_reply_finds_the_brands_that_wrote_to_them(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: the store manager above (saved ``86137…``) got a campaign and replied "TD",
+    naming no brand; the reply looked up the brands that wrote to ``137…`` while the outbox
+    held ``86137…``, and was ignored. The outbox holds the phone as opt-outs do now."""
+    from app.sms.schemas import RepliesIn, Reply
+    from app.sms.service import replies
+
+    admin, marketer = await login("admin"), await login("marketer")
+    mobile = phone()
+    agent = await _store_with_manager(client, admin, "86" + mobile)
+    body = {
+        "template_id": await _template(client, marketer),
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "filter": {"org_id": agent},
+    }
+    made = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert made.status_code == 201 and made.json()["recipients"] == 1, made.text
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT phone FROM sms_outbox WHERE campaign_id = %s", (made.json()["id"],)
+        )
+        assert [r["phone"] for r in await cur.fetchall()] == [mobile]
+        out = await replies(conn, RepliesIn(replies=[Reply(phone=f"+86 {mobile}", text="TD")]))
+    assert out.opted_out == 1, out
+
+
+async def test_an_opt_out_while_a_message_is_in_flight_stops_its_retry(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: a campaign message was claimed (``sending``) when its member opted out;
+    ``drop_marketing`` fails pending rows only, the gateway answered 5xx, the row went back to
+    ``pending`` and the next attempt delivered it to the phone that had said stop. The sender
+    now fails such a row when it claims it again, as the opt-out fails a pending one."""
+    marketer = await login("marketer")
+    brand = demo["BRAND-LUMI"]
+    mobile = phone()
+    province = await _province_of_this_test(app, brand, "西藏自治区")
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s)",
+            (brand, mobile, province),
+        )
+    made = await client.post(
+        "/sms/campaigns",
+        headers=marketer,
+        json={
+            "template_id": await _template(client, marketer),
+            "audience": "members",
+            "filter": {"provinces": [province]},
+            "variables": {"season": "冬季", "discount": "8"},
+        },
+    )
+    assert made.status_code == 201 and made.json()["recipients"] == 1, made.text
+    gateway = LocalGateway().start()
+    try:
+        config = gateway.settings(settings)
+        gw = gateway_from_settings(config)
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            cur = await conn.execute(
+                "UPDATE sms_outbox SET next_attempt_at = now() WHERE campaign_id = %s RETURNING id",
+                (made.json()["id"],),
+            )
+            ids = [r["id"] for r in await cur.fetchall()]
+            [row] = await sender.claim(conn, ids=ids)  # a sender has it in flight
+            opted = await client.put(f"/sms/opt-outs/{mobile}", headers=marketer)
+            assert opted.status_code == 204
+            # the gateway answered 5xx for this attempt: a retry
+            await sender.record(conn, "http", config, [(row, Result("retry", error="503"))])
+            await conn.execute(
+                "UPDATE sms_outbox SET next_attempt_at = now() WHERE id = ANY(%s)", (ids,)
+            )
+            stats = await sender.drain(conn, gw, config, ids=ids)
+            cur = await conn.execute(
+                "SELECT state, last_error, attempts FROM sms_outbox WHERE id = ANY(%s)", (ids,)
+            )
+            rows = await cur.fetchall()
+        await gw.aclose()
+        delivered = [m for m in gateway.messages() if m["phone"] == mobile]
+    finally:
+        gateway.stop()
+    assert delivered == [], "a campaign message reached a phone after it opted out"
+    assert stats.claimed == 0
+    assert rows == [{"state": "failed", "last_error": "opted out of marketing", "attempts": 1}]

@@ -45,6 +45,7 @@ from app.textguard import check_text
 Purpose = Literal["otp", "redemption", "reminder", "campaign", "notice"]
 PURPOSES = ("otp", "redemption", "reminder", "campaign", "notice")
 SEND_ACTOR = "send_sms"  # workers/sms.py
+OPTED_OUT = "opted out of marketing"  # the error of a marketing row failed by an opt-out
 
 _pending: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
 
@@ -153,7 +154,9 @@ async def _throttle_otp(conn: Conn, phone: str, settings: Settings) -> None:
 async def drop_marketing(conn: Conn, brand_id: int, phone: str, why: str) -> None:
     """Fail the brand's marketing messages to ``phone`` still waiting to leave (an opt-out, an
     erasure: a probe, a campaign's queued message went out after the opt-out), under the
-    brand's marketing lock: a campaign queued at the same moment commits first, or sees it."""
+    brand's marketing lock: a campaign queued at the same moment commits first, or sees it.
+    A row in flight (``sending``) is not here to fail: the sender fails it when it claims it
+    again, after a retry or a recovery (``app.sms.sender.claim``)."""
     await locks.xact_lock(conn, Lock.SMS_MARKETING, brand_id)
     await conn.execute(
         """UPDATE sms_outbox SET state = 'failed', last_error = %(why)s

@@ -5,7 +5,11 @@ Each row is sent by one sender at a time and its outcome recorded once:
 1. **Claim** (one short transaction): ``pending`` rows that are due move to ``sending``,
    ``attempts + 1``, ``claimed_at`` now — ``FOR UPDATE SKIP LOCKED``, so concurrent senders (the
    ``send_sms`` jobs of every worker thread, every worker's sweeper, a benchmark) take disjoint
-   rows and never wait for each other.
+   rows and never wait for each other. A marketing row whose phone has opted out of the brand's
+   marketing since it was queued is failed instead, as ``outbox.drop_marketing`` fails the rows
+   still pending at the opt-out: that one cannot see a row in flight, which a retry (3) or a
+   recovery (4) puts back to ``pending`` (a probe: a campaign message ``sending`` when its
+   member opted out was answered 5xx, retried, and delivered to the phone that said stop).
 2. **Send**, outside any transaction: render each row (a row that cannot be rendered is failed
    at once), pass them to the gateway in batches, ``SMS_CONCURRENCY`` requests in flight.
 3. **Record** (one transaction): ``accepted`` → ``sent`` with the provider's message id;
@@ -38,7 +42,9 @@ from app.config import Settings
 from app.db import Conn
 from app.deadletters import SMS_OUTBOX, reason_of
 from app.sms.gateway import Gateway, OutMessage, Result, template_ids
+from app.sms.outbox import OPTED_OUT
 from app.sms.templates import (
+    MARKETING,
     SECRET_VARIABLES,
     RenderError,
     body_of,
@@ -167,27 +173,53 @@ SELECT count(*) AS n FROM moved
 
 
 async def claim(conn: Conn, limit: int = BATCH, ids: Sequence[int] | None = None) -> list[Claimed]:
-    """Claim up to ``limit`` due pending rows (only those of ``ids`` when given)."""
+    """Claim up to ``limit`` due pending rows (only those of ``ids`` when given); marketing rows
+    to a phone opted out of the brand's marketing are failed, not claimed (step 1)."""
+    return (await _claim(conn, limit, ids))[0]
+
+
+async def _claim(conn: Conn, limit: int, ids: Sequence[int] | None) -> tuple[list[Claimed], int]:
+    """The claimed rows, and how many due rows were taken (claimed, or failed as opted out)."""
     only = "AND id = ANY(%(ids)s::bigint[])" if ids is not None else ""
+    params = {
+        "limit": limit,
+        "ids": list(ids or []),
+        "marketing": sorted(MARKETING),
+        "opted_out": OPTED_OUT,
+    }
     async with conn.transaction():
-        cur = await conn.execute(_claim_sql(only), {"limit": limit, "ids": list(ids or [])})
+        cur = await conn.execute(_claim_sql(only), params)
         rows = await cur.fetchall()
-    return [msgspec.convert(row, Claimed) for row in rows]
+    claimed = [msgspec.convert(row, Claimed) for row in rows if not row["dropped"]]
+    return claimed, len(rows)
 
 
 def _claim_sql(only: str) -> str:
+    # The opt-out check reads two primary-key/unique lookups per marketing row of the batch.
     return f"""
 WITH due AS (
   SELECT id FROM sms_outbox
    WHERE state = 'pending' AND next_attempt_at <= clock_timestamp() {only}
    ORDER BY next_attempt_at LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED
+), checked AS (
+  SELECT o.id,
+         o.purpose = ANY(%(marketing)s::text[])
+         AND (EXISTS (SELECT 1 FROM sms_opt_outs x
+                       WHERE x.brand_id = o.brand_id AND x.phone = o.phone)
+              OR EXISTS (SELECT 1 FROM members x
+                          WHERE x.brand_id = o.brand_id AND x.phone = o.phone
+                            AND x.marketing_opt_out)) AS dropped
+    FROM due JOIN sms_outbox o ON o.id = due.id
 ), claimed AS (
   UPDATE sms_outbox o
-     SET state = 'sending', attempts = o.attempts + 1, claimed_at = clock_timestamp()
-    FROM due WHERE o.id = due.id
+     SET state = CASE WHEN k.dropped THEN 'failed' ELSE 'sending' END,
+         attempts = o.attempts + CASE WHEN k.dropped THEN 0 ELSE 1 END,
+         claimed_at = CASE WHEN k.dropped THEN o.claimed_at ELSE clock_timestamp() END,
+         last_error = CASE WHEN k.dropped THEN %(opted_out)s ELSE o.last_error END
+    FROM checked k WHERE o.id = k.id
   RETURNING o.id, o.brand_id, o.phone, o.template, o.variables, o.purpose, o.attempts,
-            o.idem_key::text AS idem_key
+            o.idem_key::text AS idem_key, k.dropped
 )
 SELECT c.*, b.name AS brand_name, t.body AS brand_body, t.provider_template_id
   FROM claimed c
@@ -303,11 +335,10 @@ async def drain(
     in autocommit mode (each claim and each record is a transaction of its own)."""
     total = Stats()
     while True:
-        rows = await claim(conn, limit, ids)
-        if not rows:
-            return total
-        total.add(await send_rows(conn, gateway, settings, rows))
-        if len(rows) < limit:
+        rows, taken = await _claim(conn, limit, ids)
+        if rows:
+            total.add(await send_rows(conn, gateway, settings, rows))
+        if taken < limit:  # a batch of opted-out rows only is no sign that none is left
             return total
 
 

@@ -18,6 +18,7 @@ campaign leaves at ``SMS_CAMPAIGN_RATE`` messages per second at most.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -40,6 +41,7 @@ from app.errors import (
     NotFound,
     Unauthorized,
     Unprocessable,
+    ValidationFailed,
 )
 from app.localtime import REPORT_TZ
 from app.locks import Lock
@@ -48,7 +50,7 @@ from app.members.profile import AGE_BAND_SQL, PROVINCES, member_provinces
 from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 from app.sms import sender
-from app.sms.outbox import drop_marketing
+from app.sms.outbox import OPTED_OUT, drop_marketing, outbox_phone
 from app.sms.schemas import (
     AudienceFilter,
     CampaignIn,
@@ -158,8 +160,6 @@ def is_opt_out(text: str) -> bool:
 
 async def replies(conn: Conn, data: RepliesIn) -> RepliesOut:
     """Opt the phones that answered "TD" out of marketing (see the module's docstring)."""
-    from app.sms.outbox import outbox_phone
-
     opted = ignored = 0
     pairs: set[tuple[int, str]] = set()
     # the brands the replies name, as an unknown message id of a delivery report: a reply naming
@@ -221,14 +221,12 @@ async def set_opt_out(conn: Conn, brand_id: int, phone: str, opted_out: bool, so
     )
     switched = await members.fetchall()
     if opted_out:  # after the member's row, as an erasure and the member's own switch lock them
-        await drop_marketing(conn, brand_id, phone, "opted out of marketing")
+        await drop_marketing(conn, brand_id, phone, OPTED_OUT)
     return 1 if changed or switched else 0
 
 
 async def put_opt_out(conn: Conn, actor: Principal, phone: str, opted_out: bool) -> None:
     """Staff opt a phone out of (or back into) the caller's brand's marketing (audited)."""
-    from app.sms.outbox import outbox_phone
-
     actor.require(PERMISSION)
     if not opted_out:  # taking back a member's "stop": the brand's decision, not a branch's
         _brand_staff(actor, "only the brand's own staff take a phone back into its marketing")
@@ -363,8 +361,30 @@ async def delete_template(conn: Conn, actor: Principal, template_id: int) -> Non
 # -- campaigns --------------------------------------------------------------------------------
 
 
+async def _audience(
+    conn: Conn, actor: Principal, data: CampaignIn, scope: str
+) -> tuple[str, dict[str, Any]]:
+    """``SELECT phone, member_id`` of the campaign's audience (distinct phones), every phone in
+    the outbox's form (``outbox_phone``), the form opt-outs are stored and replies looked up in.
+    Members' phones are stored so; staff users' phones are as entered (``8613912345678``,
+    ``+86 139-1234-5678``) and are made so here, a few per store (a probe: compared raw, a store
+    manager's opt-out never matched their ``86…`` phone, the campaign still texted it, and their
+    "TD" reply found no brand that had written to them)."""
+    sql, params = _audience_sql(actor, data, scope)
+    if data.audience == "members":
+        return sql, params
+    cur = await conn.execute(sql, params)
+    phones: set[str] = set()
+    for row in await cur.fetchall():
+        with contextlib.suppress(ValidationFailed):  # not a phone: no message, as before
+            phones.add(outbox_phone(row["phone"]))
+    sql = "SELECT a.phone, NULL::bigint AS member_id FROM unnest(%(phones)s::text[]) AS a(phone)"
+    return sql, params | {"phones": sorted(phones)}
+
+
 def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, dict[str, Any]]:
-    """``SELECT phone, member_id`` of the campaign's audience (distinct phones)."""
+    """``SELECT phone, member_id`` of the campaign's members (distinct phones), or ``SELECT
+    phone`` of its store managers as their users were saved (``_audience`` normalises them)."""
     f = data.filter
     params: dict[str, Any] = {"brand": actor.brand_id, "scope": scope + "%"}
     where: list[str] = []
@@ -406,17 +426,14 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
         "o.kind = 'store'",
         f"{org_status('o')} = 'active'",  # and every organisation above it (probe U)
         "u.status = 'active'",
-        "u.phone ~ '^[0-9]{6,15}$'",
+        "u.phone IS NOT NULL",
     ]
     if f.provinces:  # organisations' names are as entered: as given, and as members' are
         where.append("o.province_name = ANY(%(provinces)s)")
         known = [PROVINCES.get(name.strip().casefold()) for name in f.provinces]
         params["provinces"] = list(dict.fromkeys([*f.provinces, *filter(None, known)]))
-    sql = (
-        "SELECT DISTINCT ON (u.phone) u.phone, NULL::bigint AS member_id "
-        f"FROM users u JOIN orgs o ON o.id = u.org_id WHERE {' AND '.join(where)}"
-    )
-    return sql, params
+    users = "users u JOIN orgs o ON o.id = u.org_id"
+    return f"SELECT DISTINCT u.phone FROM {users} WHERE {' AND '.join(where)}", params
 
 
 async def _scope(conn: Conn, actor: Principal, org_id: int | None) -> str:
@@ -457,7 +474,7 @@ async def create_campaign(
     if data.audience == "members":
         _brand_staff(actor, "only the brand's own staff message its members")
     scope = await _scope(conn, actor, data.filter.org_id)
-    audience, params = _audience_sql(actor, data, scope)
+    audience, params = await _audience(conn, actor, data, scope)
     params |= {"hours": settings.sms_marketing_interval_hours}
     if data.dry_run:
         cur = await conn.execute(
