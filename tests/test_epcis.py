@@ -1069,3 +1069,81 @@ async def test_one_prefix_bound_to_two_namespaces_by_two_documents_keeps_each_me
         "https://zj.example.com/ns/temperature",
         "https://gd.example.com/ns/temperature",
     }, (body["@context"], events)
+
+
+async def test_an_event_with_its_own_context_keeps_its_document_prefix_on_a_page(
+    client: Any, login: Any
+) -> None:
+    """A probe: two documents bind ``ex`` to two namespaces; the second's event also has an
+    @context of its own (declaring ``ey``). Queried back on one page, that event's own @context
+    replaced its document's, so its ``ex:t`` named the page's ``ex`` (the first document's
+    namespace). README: events whose documents bind one prefix to different namespaces keep
+    their own @context — the document's bindings, then the event's."""
+    zj, gd, admin = await login("agent_admin"), await login("gd_admin"), await login("admin")
+    shared = _epc("CX")
+    first = _object("OBSERVE", [shared], **{"ex:t": "1"})
+    await captured(client, zj, document([first], [CONTEXT, {"ex": "https://a.example/ns/"}]))
+    second = _object("OBSERVE", [shared], **{"ex:t": "2", "ey:u": "3"})
+    second = {"@context": {"ey": "https://c.example/ns/"}, **second}
+    await captured(client, gd, document([second], [CONTEXT, {"ex": "https://b.example/ns/"}]))
+    body = (await query(client, admin, MATCH_epc=shared)).json()
+    events = body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert len(events) == 2
+    meaning = {}
+    for event in events:
+        prefixes = {**_prefix_map(body["@context"]), **_prefix_map(event.get("@context"))}
+        meaning[event["ex:t"]] = (prefixes.get("ex"), prefixes.get("ey"))
+    assert meaning == {
+        "1": ("https://a.example/ns/", None),
+        "2": ("https://b.example/ns/", "https://c.example/ns/"),
+    }, (body["@context"], events)
+
+
+async def test_capture_a_valid_time_near_the_calendar_end_with_an_offset(
+    client: Any, login: Any
+) -> None:
+    """A probe: 9999-12-31T23:59:59.9999999+14:00 is 9999-12-31T10:00:00Z (rounded up), a valid
+    time inside the calendar, yet the document was refused: the sub-microsecond rounding was
+    applied before the offset, in local time, and overflowed past year 9999."""
+    partner = await login("partner")
+    when = "9999-12-31T23:59:59.9999999+14:00"
+    event = _object("OBSERVE", [_epc("EE")], eventTime=when, eventTimeZoneOffset="+14:00")
+    await captured(client, partner, document([event]))
+
+
+async def test_accept_headers(client: Any, login: Any) -> None:
+    """Accept: a browser's, JSON-LD, a wildcard or weighted JSON is 200; JSON refused is 406."""
+    partner = await login("partner")
+    ok = [
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8",
+        'application/ld+json;profile="https://gs1.org/voc/"',
+        "APPLICATION/JSON",
+        "application/json ; q=0.5",
+        "application/*",
+        "application/xml;q=0, application/json",
+    ]
+    for accept in ok:
+        answer = await client.get("/epcis/events", headers={**partner, "Accept": accept})
+        assert answer.status_code == 200, (accept, answer.status_code, answer.text[:200])
+    bad = ["application/json;q=0", "*/*;q=0", "text/html", "application/json;q=0.0, text/xml"]
+    for accept in bad:
+        answer = await client.get("/epcis/events", headers={**partner, "Accept": accept})
+        assert answer.status_code == 406, (accept, answer.status_code, answer.text[:200])
+        assert answer.json()["type"] == "epcisException:NotAcceptableException"
+
+
+async def test_sub_microsecond_edges(client: Any, login: Any) -> None:
+    """.9999999 rolls into the next second/day: found by GE at its own time, with offsets too."""
+    partner = await login("partner")
+    for when in (
+        "2026-12-31T23:59:59.9999999Z",
+        "2026-12-31T23:59:59.99999951+08:00",
+        "2026-06-30T10:00:00.0000000001-05:30",
+    ):
+        epc = _epc("SM")
+        await captured(client, partner, document([_object("OBSERVE", [epc], eventTime=when)]))
+        ge = event_list(await query(client, partner, MATCH_epc=epc, GE_eventTime=when))
+        lt = event_list(await query(client, partner, MATCH_epc=epc, LT_eventTime=when))
+        assert (len(ge), len(lt)) == (1, 0), (when, ge, lt)
+        got = await client.get(f"/epcis/events/{quote(ge[0]['eventID'], safe='')}", headers=partner)
+        assert got.status_code == 200, got.text

@@ -943,3 +943,90 @@ async def test_an_agent_s_own_record_with_its_own_parent_is_unchanged(
     elsewhere = f"erp_code,kind,name,parent_erp_code\nAGENT-ZJ,agent,{name},AGENT-GD\n"
     result = await imported(client, zj, "orgs", elsewhere, dry_run=True)
     assert errors(result) == [(1, "parent_erp_code", "unknown_parent")], result["errors"]
+
+
+async def test_user_moved_keeps_a_listed_role_its_new_place_also_defines(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: agents ZJ and GD each have a custom role of the same name (names are unique
+    along a line, not across siblings). A user row moving a user from a ZJ store to a GD store
+    and listing that name means GD's role, yet the row was refused ``unknown_role``: a listed
+    name among the roles the move dropped (ZJ's) was refused, GD's of that name never looked
+    up, although it IS the new organisation's (creating the user at GD with that row was fine)."""
+    admin, zj, gd = await login("admin"), await login("agent_admin"), await login("gd_admin")
+    role = f"promo_{secrets.token_hex(3)}"
+    for who in (zj, gd):
+        made = await client.post(
+            "/roles", headers=who, json={"name": role, "permissions": ["orgs.read"]}
+        )
+        assert made.status_code == 201, made.text
+    head = "erp_code,username,org_erp_code,roles\n"
+    fresh, fname = code("RX"), f"rx{secrets.token_hex(3)}"
+    at_gd = await imported(
+        client,
+        admin,
+        "users",
+        head + f"{fresh},{fname},STORE-GZ-01,store_clerk {role}\n",
+        dry_run=True,
+    )
+    assert counts(at_gd) == (1, 0, 0, 0), at_gd["errors"]  # the role is GD's too
+    user, name = code("RM"), f"rm{secrets.token_hex(3)}"
+    created = await imported(
+        client, admin, "users", head + f"{user},{name},STORE-HZ-01,store_clerk {role}\n"
+    )
+    assert counts(created) == (1, 0, 0, 0), created["errors"]
+    moved = await imported(
+        client, admin, "users", head + f"{user},{name},STORE-GZ-01,store_clerk {role}\n"
+    )
+    assert errors(moved) == [] and counts(moved) == (0, 1, 0, 0), moved
+    found = (await client.get(f"/users/{created['results'][0]['id']}", headers=admin)).json()
+    assert found["org_id"] == demo["STORE-GZ-01"] and role in found["roles"], found
+
+
+async def test_org_reactivation_and_move_out_of_a_reopened_agent_in_any_order(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: README (ERP import) applies a reactivation "before them, so a file can close an
+    agent together with its stores, or move a store out of it, in any order". Agent A and its
+    store S both closed, a file reopening both and moving S to AGENT-GD worked with A's row
+    first but refused S ``parent_inactive`` with S's row first: ``orgs._parents_first`` ordered
+    reactivations by the rows' new parent only, never by the inactive old parent a move out of
+    it needs live (``move_org``). Before that, a dry run of the closing (with a store created
+    under the closing agent) changes nothing and answers what the real run does."""
+    admin = await login("admin")
+    a, s, t = code("DA"), code("DS"), code("DT")
+    setup = (
+        "erp_code,kind,name,parent_erp_code\n"
+        f"{a},agent,Dry agent,BRAND-LUMI\n"
+        f"{s},store,Dry store,{a}\n"
+    )
+    made = await imported(client, admin, "orgs", setup)
+    assert counts(made) == (2, 0, 0, 0), made["errors"]
+    head = "erp_code,kind,name,parent_erp_code,status\n"
+    body = (
+        head
+        + f"{a},agent,Dry agent renamed,BRAND-LUMI,inactive\n"
+        + f"{t},store,New under closing,{a},active\n"
+        + f"{s},store,Dry store,{a},inactive\n"
+    )
+    dry = await imported(client, admin, "orgs", body, dry_run=True)
+    assert errors(dry) == [] and counts(dry) == (1, 2, 0, 0), dry
+    for org_id in ids(made).values():
+        found = (await client.get(f"/orgs/{org_id}", headers=admin)).json()
+        assert found["status"] == "active" and "renamed" not in found["name"], found
+    listed = (await client.get("/orgs", headers=admin, params={"per_page": 200})).json()
+    assert t not in {o.get("erp_code") for o in listed["items"]}
+    real = await imported(client, admin, "orgs", body)
+    assert counts(real) == counts(dry) and errors(real) == []
+    # a reactivation and a move in one file: the closed store reopens and moves to GD while
+    # its closed agent reopens — README: "in any order"
+    reopen_store = f"{s},store,Dry store,AGENT-GD,active\n"
+    reopen_agent = f"{a},agent,Dry agent,BRAND-LUMI,active\n"
+    agent_first = await imported(
+        client, admin, "orgs", head + reopen_agent + reopen_store, dry_run=True
+    )
+    assert errors(agent_first) == [] and counts(agent_first) == (0, 2, 0, 0), agent_first
+    store_first = await imported(client, admin, "orgs", head + reopen_store + reopen_agent)
+    assert errors(store_first) == [] and counts(store_first) == (0, 2, 0, 0), store_first
+    store = (await client.get(f"/orgs/{ids(made)[s]}", headers=admin)).json()
+    assert store["parent_id"] == demo["AGENT-GD"] and store["status"] == "active", store

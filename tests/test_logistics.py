@@ -1119,3 +1119,86 @@ async def test_goods_moved_to_another_agents_store_stay_of_their_first_agent(
         )  # fmt: skip
         assert seen.status_code == 201, seen.text
         assert seen.json()["items"][0]["result"] == verdict, seen.json()
+
+
+async def test_exchange_for_pallet_unknown_void_forged(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """An exchange for a pallet, an unknown, void or forged code is a 4xx; the sold unit stays."""
+    goods = await palletised(client, login, app, demo)
+    clerk, agent, store = (
+        await login("clerk"),
+        await login("agent_clerk"),
+        await login("store_clerk"),
+    )
+    operator = await login("operator")
+    units = goods["units"]
+    # a void unit: replaced at the factory before anything ships
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    fresh = app.state.scheme.serial(batch_no, 0)
+    await _received(client, clerk, agent, [goods["pallet"]], demo["AGENT-ZJ"])
+    await _received(client, agent, store, [goods["pallet"]], demo["STORE-HZ-01"])
+    sold = await client.post("/sales", headers=store, json={"codes": [units[0]]})
+    assert sold.status_code == 201, sold.text
+    other = await pack(client, login, app, demo, 1)
+    replaced = await client.post(
+        "/packing/replace",
+        headers=operator,
+        json={"old": other["units"][0], "new": fresh, "reason": "QC"},
+    )
+    assert replaced.status_code == 200, replaced.text
+    forged = units[1][:-1] + ("A" if units[1][-1] != "A" else "B")
+    for bad, status in (
+        (goods["pallet"], 422),
+        ("ZZZZ", None),
+        (other["units"][0], None),
+        (forged, None),
+        ("00" + "1" * 18, None),
+    ):
+        answer = await client.post(
+            "/returns",
+            headers=store,
+            json={"code": units[0], "reason": "other", "exchange_for": bad},
+        )
+        assert 400 <= answer.status_code < 500, (bad, answer.status_code, answer.text)
+        assert set(answer.json()) == {"error"}, answer.text
+        if status is not None:
+            assert answer.status_code == status
+        assert (await state_of(conn, app, units[0]))["status"] == "sold", bad
+
+
+async def test_case_channel_through_return_and_transfers(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A case's channel, as its units': designated anew after a return, kept through a transfer."""
+    from app.logistics.rollup import recount, rollup
+    from tests.test_rebate_claims import new_clerk  # it imports this module
+
+    goods = await palletised(client, login, app, demo)
+    pallet, (first, second), units = goods["pallet"], goods["cases"], goods["units"]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    _, gd = await new_clerk(client, login, demo["AGENT-GD"], ["warehouse_clerk"])
+    await _received(client, clerk, agent, [pallet], demo["AGENT-ZJ"])
+    shipped_at = (await case_state_of(conn, first))["shipped_at"]
+    # ZJ returns the first case upstream; the brand ships it to GD: designated anew
+    back = await document(client, agent, [first], kind="return")
+    assert (await confirm(client, agent, back)).status_code == 200
+    got = await document(client, clerk, kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, clerk, got)).status_code == 200
+    assert (await case_state_of(conn, first))["channel_org_id"] == demo["AGENT-ZJ"]
+    await _received(client, clerk, gd, [first], demo["AGENT-GD"])
+    row, unit = await case_state_of(conn, first), await state_of(conn, app, units[0])
+    assert row["channel_org_id"] == unit["channel_org_id"] == demo["AGENT-GD"], (row, unit)
+    assert row["shipped_at"] == shipped_at
+    # ZJ transfers the second case to GD: the first agent stays, for the case as its units
+    await _received(client, agent, gd, [second], demo["AGENT-GD"])
+    row, unit = await case_state_of(conn, second), await state_of(conn, app, units[10])
+    assert row["channel_org_id"] == unit["channel_org_id"] == demo["AGENT-ZJ"], (row, unit)
+    # trace of the case and of a unit, as GD sees them
+    for code in (second, units[10], first, units[0]):
+        trace = await client.get(f"/trace/{code}", headers=gd)
+        assert trace.status_code == 200, (code, trace.text)
+        assert trace.json()["state"]["shipped_at"] is not None
+    async with app.state.pool.connection() as c:
+        await rollup(c)
+        assert await recount(c) == []

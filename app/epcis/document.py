@@ -404,10 +404,10 @@ def _time(value: Any, at: str, name: str) -> datetime:
         )
     try:
         when = datetime.fromisoformat(value if value.isupper() else value.upper())
+        when = when if when.tzinfo is UTC else when.astimezone(UTC)
         fraction = _FRACTION.search(value)
         if fraction is not None and fraction.group(1)[6:].strip("0"):
-            when += timedelta(microseconds=1)
-        when = when if when.tzinfo is UTC else when.astimezone(UTC)
+            when += timedelta(microseconds=1)  # in UTC: +14:00 at the calendar's end fits
     except (ValueError, OverflowError):
         raise _bad(at, name, f"{_show(value)} is not a valid date-time") from None
     if when > _LAST:  # the event hash rounds to milliseconds: past this, no date (a probe: 500)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -185,8 +185,8 @@ def _time(name: str, value: str) -> datetime:
         raise QueryError(f"{name}: a time zone is -14:00 to +14:00")
     if fraction:
         micro = int(fraction[:6].ljust(6, "0")) + (fraction[6:].strip("0") != "")
-        try:
-            moment += timedelta(microseconds=micro)
+        try:  # in UTC: a time at the calendar's end with an offset fits there
+            moment = moment.astimezone(UTC) + timedelta(microseconds=micro)
         except OverflowError:
             raise QueryError(f"{name}: {value!r} is out of range") from None
     return moment

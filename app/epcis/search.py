@@ -91,7 +91,9 @@ async def search(
                 # a prefix this page binds to another namespace (two partners' "ex:"): the
                 # event keeps its own context (a probe: the last document's binding won, and
                 # the other events' extension fields named another namespace's terms)
-                event = {"@context": context, **event}
+                inner = event.pop("@context", None)  # the event's own, after its document's
+                parts = inner if isinstance(inner, list) else [inner] if inner else []
+                event = {"@context": [context, *parts] if parts else context, **event}
             else:
                 prefixes.update(context)
             events.append(event)

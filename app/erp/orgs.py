@@ -132,7 +132,17 @@ def _parents_first(good: dict[str, Item], known: dict[str, dict[str, Any]]) -> l
         parent = _parent_code(item)
         if _activates(item, known) and (parent not in good or parent in early):
             early.add(item.data.erp_code)
-    return sorted(ordered, key=lambda item: item.data.erp_code not in early)  # stable
+
+    # the reactivations first, parents first, then each after those of the organisations above
+    # it now (a store reopened and moved out of an agent the file reopens: a probe, refused
+    # parent_inactive when its row came first); the other rows keep their order
+    def order(item: Item) -> tuple[int, int, int]:
+        code = item.data.erp_code
+        if code not in early:
+            return (1, 0, 0)
+        return (0, depth[code] or 0, known[code]["path"].count("/"))
+
+    return sorted(ordered, key=order)
 
 
 def _parent_id(run: _Run, item: Item, code: str, current: dict[str, Any] | None) -> int | None:

@@ -31,7 +31,7 @@ from app.db import Conn
 from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import UserRow
-from app.errors import Unprocessable, ValidationFailed
+from app.errors import Unprocessable
 from app.orgs.service import drop_roles_out_of_reach, path_live
 from app.users.schemas import UserIn, UserPatch
 from app.users.service import create_user, update_user
@@ -215,18 +215,18 @@ async def _update(
         if adopting:  # an edit of the account: not of one stronger than the caller
             ensure_not_stronger(actor, current["permissions"], "user")
             await _link(conn, actor, current["id"], data.erp_code)
+        patch = dict(changes)
         if move:
             assert org is not None
-            dropped = await _move(conn, actor, current, org)
-            lost = sorted(dropped & set(data.roles)) if isinstance(data.roles, list) else []
-            if lost:  # a probe: answered ``updated``, the role its row lists gone with the move
-                raise ValidationFailed(
-                    "unknown role: not a role of the new organisation's",
-                    code="unknown_role",
-                    details={"unknown": lost},
-                )
-        if changes:
-            await update_user(conn, actor, current["id"], UserPatch(**changes))
+            await _move(conn, actor, current, org)
+            if isinstance(data.roles, list):
+                # the row's roles, found anew at the new place: a name it has not is
+                # unknown_role, as creating the user there (a probe: a custom role of the old
+                # place, listed, was dropped by the move while the row answered updated), and a
+                # name it has is its role (a sibling agent's role of the same name)
+                patch["roles"] = sorted(set(data.roles))
+        if patch:
+            await update_user(conn, actor, current["id"], UserPatch(**patch))
         return True
 
     if await attempt(conn, item, work):
@@ -238,13 +238,10 @@ async def _update(
         ]
 
 
-async def _move(
-    conn: Conn, actor: Principal, user: dict[str, Any], org: dict[str, Any]
-) -> set[str]:
+async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[str, Any]) -> None:
     """Move a user to another organisation the caller administers: its sessions end. Not one's
     own account, by a key one made either (a probe); not out of, nor into, an inactive subtree:
-    a move is no activation (a probe: a user of a deactivated distributor signed in again).
-    The names of the custom roles it lost (out of the new place's reach)."""
+    a move is no activation (a probe: a user of a deactivated distributor signed in again)."""
     if user["id"] == actor.person:
         raise Unprocessable("you cannot move your own account", code="own_account")
     ensure_not_stronger(actor, user["permissions"], "user")
@@ -270,7 +267,6 @@ async def _move(
         },
         org_id=org["id"],
     )
-    return {r["role"] for r in dropped}
 
 
 async def _drop_supervisors_left_behind(
