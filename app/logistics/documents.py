@@ -372,9 +372,12 @@ async def _doc_no(conn: Conn, movement: Movement) -> str:
 async def _order_for(
     conn: Conn, actor: Principal, org: dict[str, Any], order_id: int | None
 ) -> dict[str, Any] | None:
-    """The order a draft is made against. One that neither involves the caller's subtree nor
-    the organisations the document works for (its own and those above it: a warehouse ships its
-    factory's orders) is one that does not exist (422 ``unknown_order``)."""
+    """The order a draft is made against: one the caller may read (``orders.get_order``: either
+    end in the caller's subtree, or the order of the warehouse's parent the document's
+    warehouse ships); any other does not exist (422 ``unknown_order``). A probe: every order
+    from or to an organisation above the document's was taken — a store drafted against the
+    brand's order to another agent, read its ERP number and lines through the draft (``GET
+    /orders/{id}`` 404), and shipped its own goods under it."""
     if order_id is None:
         return None
     order = await (
@@ -386,8 +389,11 @@ async def _order_for(
             (order_id,),
         )
     ).fetchone()
-    ends = (order["from_path"], order["to_path"]) if order else ()
-    if not any(actor.sees(end) or org["path"].startswith(end) for end in ends):
+    if order is None or not (
+        actor.sees(order["from_path"])
+        or actor.sees(order["to_path"])
+        or (org["kind"] == "warehouse" and org["parent_id"] == order["from_org_id"])
+    ):
         raise Unprocessable("no such order", code="unknown_order")
     return order
 
@@ -442,6 +448,23 @@ async def _last_shipper(conn: Conn, org_id: int) -> int | None:
     return int(row["org_id"]) if row and row["status"] == "active" else None
 
 
+async def _order_shipper(conn: Conn, order: dict[str, Any]) -> int:
+    """Who shipped an order's goods to its receiver: the sender of its latest confirmed shipment
+    (a warehouse shipping its factory's order), else the order's sender (a probe: a receipt by
+    order named the factory, where a receipt of the same shipment by its id names the
+    warehouse, as the shipping event does)."""
+    row = await (
+        await conn.execute(
+            """SELECT org_id FROM documents
+               WHERE order_id = %s AND counterparty_id = %s AND kind = ANY(%s)
+                 AND status = 'confirmed'
+               ORDER BY confirmed_at DESC, id DESC LIMIT 1""",
+            (order["id"], order["to_org_id"], SHIPMENT_KINDS),
+        )
+    ).fetchone()
+    return int(row["org_id"]) if row else int(order["from_org_id"])
+
+
 async def _shipment_sender(
     conn: Conn, data: DocumentIn, org: dict[str, Any], order: dict[str, Any] | None
 ) -> tuple[int | None, int | None]:
@@ -451,9 +474,9 @@ async def _shipment_sender(
         raise Unprocessable("receive a shipment_id or an order_id", code="no_shipment")
     if order is not None and order["to_org_id"] != org["id"]:
         raise Unprocessable("the order goes to another organisation", code="wrong_order")
-    if data.shipment_id is None:
+    if data.shipment_id is None:  # the order's shipments: the sender is who shipped them
         assert order is not None
-        return order["from_org_id"], data.order_id
+        return await _order_shipper(conn, order), data.order_id
     shipment = await (
         await conn.execute(
             """SELECT org_id, counterparty_id, status, kind, order_id
