@@ -194,3 +194,51 @@ async def test_a_case_batch_is_voided_unless_a_case_of_it_holds_goods(
     other = await other_brand_admin(client, login)
     assert_error(await client.post(url, headers=other, json={"reason": "x"}), 404)
     assert_error(await client.post(url, headers=planner, json={"reason": "a\u0000b"}), 400)
+
+
+async def test_a_case_batch_voided_while_an_upload_packs_a_case_of_it_waits_for_it(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe's check that held: the upload, paused after it locked its case batch (``FOR KEY
+    SHARE``, ``scans._batches_live``) and before it reads the cases' state, is waited for by the
+    case batch's void, which then finds the new case holding goods (409
+    ``case_batch_in_use``)."""
+    from app.packing import scans as scans_module
+    from tests.test_logistics import waiting_for_a_lock
+    from tests.test_packing import scan, set_line, upload
+
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    scheme = scheme_for_tests()
+    units = [scheme.serial(batch_no, i) for i in range(3)]
+    planner = await login("planner")
+    made = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 1, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert made.status_code == 201, made.text
+    batch = made.json()
+    await set_line(client, login, product_id, "CVR")
+    paused, go = asyncio.Event(), asyncio.Event()
+    locked = scans_module._locked
+
+    async def pausing(conn: Any, row: Any, codes: list[int]) -> Any:
+        if not paused.is_set():
+            paused.set()
+            await go.wait()
+        return await locked(conn, row, codes)
+
+    monkeypatch.setattr(scans_module, "_locked", pausing)
+    packing = asyncio.create_task(
+        upload(client, login, "CVR", [scan(u) for u in units] + [scan(batch["first_sscc"])])
+    )
+    await paused.wait()
+    void = asyncio.create_task(
+        client.post(f"/case-batches/{batch['id']}/void", headers=planner, json={"reason": "x"})
+    )
+    async with app.state.pool.connection() as conn:
+        assert await waiting_for_a_lock(conn)
+    go.set()
+    body, voided = await packing, await void
+    assert body["rejected"] == 0, body
+    assert_error(voided, 409, "case_batch_in_use")

@@ -951,3 +951,181 @@ async def test_a_scan_id_reused_after_a_replay_in_the_same_upload_is_id_reused(
     assert sorted(c["code"] for c in trace["contents"]) == sorted([x, z])
     [packing] = [e for e in trace["events"] if e["biz_step"] == "packing"]
     assert packing["child_count"] == 2
+
+
+async def _mixed_case(client: Any, login: Any, app: Any, demo: Any, line: str) -> dict[str, Any]:
+    """One inner case of 10 sun-cream units: 5 of batch A, 5 of batch B (same product, lot)."""
+    batch_a, product_id = await issue_units(client, login, demo, 5)
+    batch_b, _ = await issue_units(client, login, demo, 5)
+    a, b = serials(app, batch_a, 0, 5), serials(app, batch_b, 0, 5)
+    (case,) = await issue_cases(client, login, demo, "inner", 1)
+    await set_line(client, login, product_id, line)
+    body = await upload(client, login, line, [scan(u) for u in a + b] + [scan(case)])
+    assert body["rejected"] == 0, body
+    return {"a": a, "b": b, "batch_b": batch_b, "case": case}
+
+
+async def _void_batch(client: Any, login: Any, batch_no: int) -> None:
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "stolen"}
+    )
+    assert voided.status_code == 200, voided.text
+
+
+async def _recount(app: Any) -> list[Any]:
+    from app.logistics.rollup import recount, rollup_alone
+
+    async with app.state.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        await rollup_alone(conn, wait=True)
+        return await recount(conn)
+
+
+async def test_voiding_a_batch_takes_its_units_out_of_their_cases(
+    client: Any, login: Any, app: Any, conn: Any, demo: Any
+) -> None:
+    """A probe: a batch's void (``codes.service._decommission``) left its void units inside
+    their case, unlike a replacement, and the case could then not be unpacked, whole (409
+    ``not_on_hand``) or by naming them (422 ``not_in_container``), nor shipped (409 ``void``),
+    its good units stuck. Now they leave it, with an unpacking event; and void units a void
+    before this fix left inside are taken out by name or with the rest."""
+    goods = await _mixed_case(client, login, app, demo, "VC1")
+    await _void_batch(client, login, goods["batch_b"])
+    admin, operator = await login("admin"), await login("operator")
+    trace = (await client.get(f"/trace/{goods['case']}", headers=admin)).json()
+    assert sorted(c["code"] for c in trace["contents"]) == sorted(goods["a"])
+    [out] = [e for e in trace["events"] if e["biz_step"] == "unpacking"]
+    assert (out["action"], out["child_count"]) == ("DELETE", 5), out
+    assert out["details"] == {"batch_no": goods["batch_b"], "reason": "stolen"}
+    assert await _recount(app) == []
+    # as a void before this fix left them: back inside the case
+    lo = goods["batch_b"] << 32
+    await conn.execute(
+        """UPDATE unit_state SET parent_sscc = (SELECT parent_sscc FROM unit_state
+                                                WHERE code = %s AND parent_sscc IS NOT NULL)
+           WHERE code >= %s AND code < %s""",
+        (app.state.scheme.verify(goods["a"][0])[0] << 32, lo, lo + 5),
+    )
+    await conn.commit()
+    named = await client.post(
+        "/packing/unpack",
+        headers=operator,
+        json={"parent": goods["case"], "children": goods["b"][:2], "reason": "void labels out"},
+    )
+    assert named.status_code == 200, named.text
+    whole = await client.post(
+        "/packing/unpack", headers=operator, json={"parent": goods["case"], "reason": "all out"}
+    )
+    assert whole.status_code == 200, whole.text
+    assert sorted(whole.json()["codes"]) == sorted(goods["a"] + goods["b"][2:])
+    assert await _recount(app) == []
+
+
+async def test_a_shipment_whose_batch_was_voided_in_transit_is_received_and_shipped_on(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a case in transit to an agent, half its units' batch voided on the way, was
+    received with its good units — and its void ones, which the void had left inside: the
+    agent could neither unpack the case (409 ``not_on_hand``) nor ship it to a store (409
+    ``void``). The void takes them out now; the case ships on with its 5 good units."""
+    from tests.test_logistics import confirm, document
+
+    goods = await _mixed_case(client, login, app, demo, "VC2")
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    inbound = await document(client, clerk, [goods["case"]], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    outbound = await document(
+        client, clerk, [goods["case"]], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, outbound)).status_code == 200
+    await _void_batch(client, login, goods["batch_b"])
+    assert await _recount(app) == []
+    receipt = await document(client, agent, None, kind="inbound", shipment_id=outbound["id"])
+    received = await confirm(client, agent, receipt)
+    assert received.status_code == 200, received.text
+    assert await _recount(app) == []
+    onward = await document(
+        client, agent, [goods["case"]], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    shipped = await confirm(client, agent, onward)
+    assert shipped.status_code == 200, shipped.text
+    assert [line["units"] for line in shipped.json()["lines"]] == [5], shipped.json()
+    assert await _recount(app) == []
+
+
+async def _given_away(client: Any, login: Any, codes: list[str]) -> None:
+    """An approved exception outbound (a gift) of these codes from the factory."""
+    from tests.test_logistics import confirm, document
+
+    factory = await login("factory_admin")
+    gift = await document(client, factory, codes, kind="exception", reason="gift")
+    assert (await confirm(client, factory, gift)).status_code == 200
+    approved = await client.post(
+        f"/documents/{gift['id']}/approve", headers=await login("approver"), json={}
+    )
+    assert approved.status_code == 200, approved.text
+
+
+async def test_a_case_given_away_is_not_packed_again(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a case given away from the factory (its units ``sold``, the case row ``active``
+    where it was: a case is never sold) was packed onto a new pallet by the factory's line,
+    ``ok`` — stock-less goods nobody could ship. A case gone with its units (its disposition
+    says so) is ``not_held`` on the line, named or scanned before its container."""
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    units = serials(app, batch_no, 0, 10)
+    (case,) = await issue_cases(client, login, demo, "inner", 1)
+    pallets = await issue_cases(client, login, demo, "pallet", 2)
+    await set_line(client, login, product_id, "GA1")
+    assert (await upload(client, login, "GA1", [scan(u) for u in units] + [scan(case)]))[
+        "rejected"
+    ] == 0
+    await _given_away(client, login, [case])
+    named = await upload(client, login, "GA1", [scan(pallets[0], children=[case])])
+    [result] = [(s["result"], s["reason"], s["message"]) for s in named["scans"]]
+    assert result == ("rejected", "child_rejected", f"child {case}: not_held"), named
+    scanned = await upload(client, login, "GA1", [scan(case), scan(pallets[1])])
+    results = [(s["result"], s.get("reason")) for s in scanned["scans"]]
+    assert results == [("rejected", "not_held"), ("rejected", "empty_case")], scanned
+
+
+async def test_a_unit_given_away_is_not_called_void_on_the_line(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a unit given away (status ``sold``) scanned on the factory's line was rejected
+    ``void`` — "the code or its batch is void" — which it is not (it verifies genuine in its
+    receiver's hands). It is ``not_held`` now, alone or named in a case, as a movement says."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    unit, other = serials(app, batch_no, 0, 2)
+    (case,) = await issue_cases(client, login, demo, "inner", 1)
+    await set_line(client, login, product_id, "GA2")
+    assert (await upload(client, login, "GA2", [scan(unit), scan(other)]))["rejected"] == 0
+    await _given_away(client, login, [unit])
+    status = await client.get(f"/codes/{unit}/status", headers=await login("planner"))
+    assert status.json()["status"] == "active", status.text
+    body = await upload(client, login, "GA2", [scan(unit), scan(case, children=[unit, other])])
+    results = [(s["result"], s.get("reason"), s["message"]) for s in body["scans"]]
+    assert results[0][:2] == ("rejected", "not_held"), results
+    assert results[1] == ("rejected", "child_rejected", f"child {unit}: not_held"), results
+
+
+async def test_a_replacement_makes_the_new_codes_batch_active(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe (SPEC C2: issued → exported → active): a line's upload activating a code moves
+    its batch to ``active``; a replacement activating its new code left the new label's batch
+    ``issued``, with an active unit, and ``GET /batches?state=active`` did not list it."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    labels, _ = await issue_units(client, login, demo, 1)
+    [old], [new] = serials(app, batch_no, 0, 1), serials(app, labels, 0, 1)
+    await set_line(client, login, product_id, "RB1")
+    assert (await upload(client, login, "RB1", [scan(old)]))["rejected"] == 0
+    planner = await login("planner")
+    assert (await client.get(f"/batches/{labels}", headers=planner)).json()["state"] == "issued"
+    replaced = await client.post(
+        "/packing/replace", headers=await login("operator"), json={"old": old, "new": new}
+    )
+    assert replaced.status_code == 200, replaced.text
+    batch = (await client.get(f"/batches/{labels}", headers=planner)).json()
+    assert batch["state"] == "active", batch

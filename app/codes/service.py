@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.events import builders
-from app.events.log import allocate_ids, write_events
+from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import StockColumn, new_deltas, write_deltas
 from app.locks import Lock, xact_lock
 from app.paging import Page, fetch_page
@@ -207,15 +207,22 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
 
 async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str) -> None:
     """The batch's activated units become void too: one decommissioning event, their state,
-    and the stock they leave (the same transaction as the batch's void)."""
-    [event_id] = await allocate_ids(conn, 1)
+    and the stock they leave (the same transaction as the batch's void). A void unit leaves its
+    case, as a replaced one does (``packing.edits.replace``), with an unpacking event per case
+    (``_unpackings``): a probe found the void units left inside, and their case could then be
+    neither unpacked (409 ``not_on_hand``) nor shipped (409 ``void``), its good units stuck."""
+    ids = await allocate_ids(conn, 1)
+    # the old parent from the row as locked (RETURNING gives the new one, NULL)
     rows = await (
         await conn.execute(
-            """UPDATE unit_state SET status = 'void', disposition = 'inactive',
-                   last_event_id = %s, updated_at = now()
-               WHERE code >= %s AND code < %s AND status = 'active'
-               RETURNING code, holder_org_id, transit_to, product_id, lot""",
-            (event_id, code_id(batch_no, 0), code_id(batch_no + 1, 0)),
+            """UPDATE unit_state u SET status = 'void', disposition = 'inactive',
+                   parent_sscc = NULL, last_event_id = %s, updated_at = now()
+               FROM (SELECT code, parent_sscc FROM unit_state
+                     WHERE code >= %s AND code < %s AND status = 'active' FOR UPDATE) old
+               WHERE u.code = old.code
+               RETURNING u.code, u.holder_org_id, u.transit_to, u.product_id, u.lot,
+                         old.parent_sscc""",
+            (ids[0], code_id(batch_no, 0), code_id(batch_no + 1, 0)),
         )
     ).fetchall()
     if not rows:
@@ -225,21 +232,50 @@ async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str
         where = row["transit_to"] or row["holder_org_id"]
         column: StockColumn = "in_transit" if row["transit_to"] else "on_hand"
         deltas[(where, row["product_id"], row["lot"], column)] -= 1
-    await write_events(
-        conn,
-        [
-            builders.decommission(
-                id=event_id,
-                brand_id=actor.brand_id,
-                at=datetime.now(UTC),
-                units=[row["code"] for row in rows],
-                biz_location=actor.org_id,
-                recorded_by=actor.user_id,
-                details={"batch_no": batch_no, "reason": reason},
-            )
-        ],
-    )
-    await write_deltas(conn, deltas, event_id)
+    now = datetime.now(UTC)
+    events = [
+        builders.decommission(
+            id=ids[0],
+            brand_id=actor.brand_id,
+            at=now,
+            units=[row["code"] for row in rows],
+            biz_location=actor.org_id,
+            recorded_by=actor.user_id,
+            details={"batch_no": batch_no, "reason": reason},
+        )
+    ]
+    events += await _unpackings(conn, actor, rows, now, {"batch_no": batch_no, "reason": reason})
+    await write_events(conn, events)
+    await write_deltas(conn, deltas, ids[0])
+
+
+async def _unpackings(
+    conn: Conn, actor: Principal, rows: list[dict[str, Any]], at: datetime, details: dict[str, Any]
+) -> list[NewEvent]:
+    """One AggregationEvent DELETE per case the voided units (``rows``) left, at its holder —
+    the implicit unpacking a movement writes for goods that leave their case
+    (``logistics.movements``, which numbers them after its movement's event too); the case keeps
+    the rest."""
+    inside: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["parent_sscc"] is not None:
+            inside.setdefault(row["parent_sscc"], []).append(row)
+    if not inside:
+        return []
+    ids = await allocate_ids(conn, len(inside))
+    return [
+        builders.disaggregate(
+            id=event_id,
+            brand_id=actor.brand_id,
+            at=at,
+            parent=parent,
+            units=[row["code"] for row in units],
+            biz_location=units[0]["holder_org_id"],
+            recorded_by=actor.user_id,
+            details=details,
+        )
+        for event_id, (parent, units) in zip(ids, sorted(inside.items()), strict=True)
+    ]
 
 
 async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str) -> CodeStatusOut:

@@ -172,6 +172,13 @@ MOVEMENTS: dict[str, Movement] = {
     )
 }  # fmt: skip
 
+# the dispositions of goods that left the supply chain (a sale, an approved gift or sample): a
+# case given away or sold whole stays ``active`` where it was (``GONE_CASES``; a case is never
+# ``sold``), its units sold inside it; this disposition says it is gone with them, and a line
+# packs it no more (``packing.scans._not_here``; a probe: a factory packed a case it had
+# given away onto a new pallet)
+GONE_DISPOSITIONS = tuple(sorted({m.disposition for m in MOVEMENTS.values() if not m.receiver}))
+
 # kinds whose goods travel to the counterparty: an inbound receives their documents
 SHIPMENT_KINDS = [m.kind for m in MOVEMENTS.values() if m.receiver == "counterparty"]
 

@@ -30,6 +30,7 @@ from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.logistics.movements import NOT_FOR_SALE
 from app.packing.lines import commissions, get_line
+from app.packing.scans import batches_in_use
 from app.packing.schemas import EditOut, ReplaceIn, UnpackIn
 
 
@@ -144,16 +145,20 @@ async def _children(
 
 async def _all_on_hand(conn: Conn, children: list[tuple[str, int]]) -> None:
     """Children leave their container only while on hand (a sold unit stays where it was sold;
-    its container's other children share its place, so they are checked with the container)."""
+    its container's other children share its place, so they are checked with the container).
+    A void unit is goods no more and may always leave: a batch's void left its units inside
+    their cases until a probe found those cases stuck (``codes.service._decommission`` takes
+    them out now; a case voided before still holds them)."""
     units = [code for kind, code in children if kind == "unit"]
     cases = [code for kind, code in children if kind == "case"]
     row = await (
         await conn.execute(
             """SELECT (SELECT count(*) FROM unit_state WHERE code = ANY(%(u)s)
+                         AND status <> ALL(%(void)s)
                          AND (status <> 'active' OR transit_to IS NOT NULL))
                     + (SELECT count(*) FROM case_state WHERE sscc = ANY(%(c)s)
                          AND (status <> 'active' OR transit_to IS NOT NULL)) AS n""",
-            {"u": units, "c": cases},
+            {"u": units, "c": cases, "void": list(VOID_STATES)},
         )
     ).fetchone()
     if row is not None and row["n"]:
@@ -222,7 +227,12 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
         chosen = inside
     else:
         reads = await read_codes(conn, scheme, actor.brand_id, data.children)
-        bad = [r.label for r in reads if r.reason is not None or (r.kind, r.code) not in inside]
+        # a void unit still inside (see ``_all_on_hand``) is named to take it out
+        bad = [
+            r.label
+            for r in reads
+            if r.reason not in (None, "void") or (r.kind, r.code) not in inside
+        ]
         if bad:
             raise Unprocessable(
                 "these codes are not in the container",
@@ -304,6 +314,7 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     ids = await allocate_ids(conn, 3 if state.parent_sscc else 2)
     now = datetime.now(UTC)
     await _take_over(conn, state, new, ids[-1], now)
+    await batches_in_use(conn, [new.code >> 32])  # as an upload's activation does (a probe)
     await conn.execute(
         """UPDATE unit_state SET status = 'void', disposition = 'inactive', parent_sscc = NULL,
                last_event_id = %s, updated_at = now() WHERE code = %s""",

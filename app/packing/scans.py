@@ -31,13 +31,14 @@ import msgspec
 from psycopg.rows import args_row
 
 from app.auth.principal import Principal
-from app.codes.lookup import LEVEL_RANK, Read, read_codes, sscc_label
+from app.codes.lookup import LEVEL_RANK, VOID_STATES, Read, read_codes, sscc_label
 from app.codes.scheme import Scheme
 from app.db import Conn, array
 from app.errors import Conflict, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import new_deltas, write_deltas
+from app.logistics.movements import GONE_DISPOSITIONS
 from app.packing.lines import brand_product, commissions, get_line
 from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
 
@@ -57,7 +58,8 @@ MESSAGES = {
     "duplicate_scan": "the code was scanned twice in this upload",
     "id_reused": "the scan id was already used for another code in this upload",
     "in_transit": "the goods are on their way to an organisation: packed only once received",
-    "not_held": "the goods are held by another organisation: only their holder packs them",
+    "not_held": "the goods are held by another organisation (or were sold or given away): "
+    "only their holder packs them",
     "not_a_factory": "only a factory's line activates new codes; this one packs active ones",
     "invalid_sscc": "not a valid SSCC (check digit)",
     "unknown_case": "no such case code was issued to this brand",
@@ -129,6 +131,7 @@ class _CaseState(msgspec.Struct, frozen=True, gc=False):
     status: str
     parent_sscc: int | None
     level: str
+    disposition: str
     client_event_id: str | None
     holder_path: str
     transit_path: str | None
@@ -408,13 +411,27 @@ def _plan(
 
 
 def _not_here(ctx: Context, state: _UnitState | _CaseState) -> str | None:
-    """Why an existing code may not be packed on this line: void, on its way somewhere, or
-    held by another organisation (one below the line's, say); None when it may."""
-    if state.status != "active":
-        return "case_void" if isinstance(state, _CaseState) else "void"
+    """Why an existing code may not be packed on this line: void, gone (a unit sold or given
+    away, a case gone with its units: ``GONE_DISPOSITIONS``), on its way somewhere, or held by
+    another organisation (one below the line's, say); None when it may."""
+    if isinstance(state, _CaseState):
+        if state.status != "active":
+            return "case_void"
+        if state.disposition in GONE_DISPOSITIONS:
+            return "not_held"
+    elif state.status != "active":
+        return _inactive(state.status)
     if state.transit_path is not None:
         return "in_transit"
     return "not_held" if state.holder_path != ctx.scope else None
+
+
+def _inactive(status: str) -> str:
+    """The reason a unit that is not active is refused: ``void`` (replaced, of a voided batch,
+    destroyed), else ``not_held`` — sold or given away, its holder is its buyer now, as a
+    movement answers (a probe: a unit given away was refused "the code or its batch is
+    void", which verification does not call it)."""
+    return "void" if status in VOID_STATES else "not_held"
 
 
 def _replayed(s: _Scan, state: _UnitState | _CaseState, pending: list[list[_Child]]) -> None:
@@ -451,7 +468,7 @@ def _plan_unit(ctx: Context, s: _Scan, unit_state: dict[int, _UnitState], plan: 
     elif state is None:
         plan.activate[read.code] = s
     elif state.status != "active":
-        _reject(s, "void")
+        _reject(s, _inactive(state.status))
     elif (state.product_id, state.lot) != (ctx.product_id, ctx.lot):
         _reject(s, "already_active")
     else:
@@ -477,7 +494,7 @@ def _explicit(
             if state is None and child.code not in plan.activate:
                 reason = "not_activated"
             elif state is not None and state.status != "active":
-                reason = "void"
+                reason = _inactive(state.status)
             elif state is not None and state.product_id != ctx.product_id:
                 reason = "wrong_product"
             elif state is not None and state.lot != ctx.lot:
@@ -594,7 +611,13 @@ async def _write(
         deltas[(ctx.org_id, ctx.product_id, ctx.lot, "on_hand")] = len(plan.activate)
         await write_deltas(conn, deltas, ids[0])
     _fill_parents(scans, plan, unit_state, case_state)
-    batches = sorted({s.read.batch for s in plan.activate.values()})
+    await batches_in_use(conn, sorted({s.read.batch for s in plan.activate.values()}))
+
+
+async def batches_in_use(conn: Conn, batches: list[int]) -> None:
+    """Batches whose codes were just activated (by an upload, or a replacement's new code)
+    are ``active`` (SPEC C2: issued → exported → active); the caller holds them ``FOR KEY
+    SHARE`` against a void (``_batches_live``), which this update does not conflict with."""
     if batches:
         await conn.execute(
             "UPDATE code_batches SET state = 'active' "
@@ -806,7 +829,7 @@ async def _locked(conn: Conn, row: type[_S], codes: list[int]) -> dict[int, _S]:
     if not codes:
         return {}
     table, key = ("unit_state", "code") if row is _UnitState else ("case_state", "sscc")
-    extra = ", s.product_id, s.lot" if table == "unit_state" else ", s.level"
+    extra = ", s.product_id, s.lot" if table == "unit_state" else ", s.level, s.disposition"
     extra += ", s.client_event_id, h.path AS holder_path, t.path AS transit_path"
     cur = conn.cursor(row_factory=args_row(row))  # positional: the SELECT is in field order
     await cur.execute(
