@@ -8,7 +8,10 @@ records are alone (``bisect``), so one bad record costs a few extra statements, 
 
 Which failures are the record's fault (``is_poison``): PostgreSQL data and integrity errors (a
 NUL in text, a value out of range, a broken constraint) and the Python errors of decoding a
-record. Connection losses, lock and serialization conflicts (OperationalError), and errors of
+record; and an upsert that meets one key twice (CardinalityViolation, a ProgrammingError by its
+SQLSTATE class but made by the batch's rows: a probe, two ledger rows of one member under two
+brands stopped the people roll-up for ever) — bisecting parts the rows, so none is lost for it.
+Connection losses, lock and serialization conflicts (OperationalError), and other errors of
 the statement itself (ProgrammingError: a bug of ours, not of the record) are NOT: the batch is
 retried as it is, so an outage or a bad deployment never moves good records aside.
 
@@ -55,6 +58,9 @@ POISON: tuple[type[BaseException], ...] = (
     psycopg.errors.StatementTooComplex,
     psycopg.errors.TooManyColumns,
     psycopg.errors.TooManyArguments,
+    # two rows of the batch for one key of an upsert ("ON CONFLICT DO UPDATE command cannot
+    # affect row a second time"): the rows' fault, and apart each folds
+    psycopg.errors.CardinalityViolation,
     RecursionError,  # the same, on the decoder's side
     ValueError,  # includes UnicodeDecodeError and msgspec's decode errors
     OverflowError,  # a date or a number past its type's range

@@ -770,3 +770,69 @@ async def test_a_product_moved_to_another_category_takes_its_verifications_along
         f"category B {new_cat['totals']['total']}, category A {old_cat['totals']['total']}, "
         f"recount {drift[:3]}"
     )
+
+
+async def test_a_ledger_row_naming_another_brand_is_folded_for_its_member(
+    app: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: two ledger rows of one member under two brand ids (one row of a brand that is
+    not its member's, put in by SQL) in one batch: the fold's upsert of the member's facts
+    affected the member's row twice, PostgreSQL raised CardinalityViolation — a
+    ProgrammingError, which ``app.deadletters.is_poison`` took for a bug of ours, so the batch
+    was retried as it was, for ever: the people roll-up stopped for every brand. Now a ledger
+    row is folded under its member's brand, as ``recount`` counts it."""
+    from tests.points_support import new_member
+
+    brand = demo["BRAND-LUMI"]
+    other = demo["AGENT-ZJ"]  # an organisation that is not the member's brand
+    await roll()  # earlier rows out of the way
+    bad_member, _, _ = await new_member(app, brand)
+    good_member, _, _ = await new_member(app, brand)
+    insert = (
+        "INSERT INTO points_ledger (member_id, brand_id, kind, points, reason) "
+        "VALUES (%s, %s, 'adjustment', %s, 'probe') RETURNING id"
+    )
+    ledger = []
+    for member, org, points in (
+        (good_member, brand, 7),
+        (bad_member, brand, 5),
+        (bad_member, other, 3),  # the row of another brand
+        (good_member, brand, 4),
+    ):
+        ledger.append((await (await auto.execute(insert, (member, org, points))).fetchone())["id"])
+        await auto.execute(  # the balance with its ledger: ``check_balances`` of others agrees
+            "INSERT INTO point_balances (member_id, balance) VALUES (%s, %s) ON CONFLICT "
+            "(member_id) DO UPDATE SET balance = point_balances.balance + EXCLUDED.balance",
+            (member, points),
+        )
+    try:
+        errors = []
+        for _ in range(2):  # what the periodic roller does each second
+            try:
+                await roll()
+            except Exception as exc:
+                errors.append(exc)
+        facts = {
+            r["member_id"]: (r["brand_id"], r["balance"])
+            for r in await (
+                await auto.execute(
+                    "SELECT member_id, brand_id, balance FROM analytics_member_facts "
+                    "WHERE member_id = ANY(%s)",
+                    ([good_member, bad_member],),
+                )
+            ).fetchall()
+        }
+        queued = await (
+            await auto.execute(
+                "SELECT count(*) AS n FROM analytics_ledger_queue WHERE ledger_id = ANY(%s)",
+                (ledger,),
+            )
+        ).fetchone()
+    finally:  # the queue freed of these rows, so later roll-ups are not held
+        await auto.execute(
+            "DELETE FROM analytics_ledger_queue WHERE ledger_id = ANY(%s)", (ledger,)
+        )
+    assert errors == [], f"the people roll-up fails on every pass: {errors[0]!r}"
+    assert facts == {good_member: (brand, 11), bad_member: (brand, 8)}, facts
+    assert queued["n"] == 0
+    assert await recount(auto) == []

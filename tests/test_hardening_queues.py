@@ -800,3 +800,70 @@ def test_the_job_of_an_export_or_capture_that_is_gone_is_dropped_with_a_warning(
         assert any(
             missing in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
         ), job
+
+
+async def test_every_kind_of_poison_verification_record_is_set_aside_alone(
+    settings: Any, autocommit: Any, demo: Any
+) -> None:
+    """A probe (it held): records the flusher cannot store in every way a record can fail — an
+    alert of a brand that is no organisation, numbers past integer and bigint, JSON that is no
+    object, a record key that is no UUID, a time of -infinity — queued inside rounds of good
+    ones (one queued element, records one per line), are each either stored or dead-lettered,
+    and the good records around them are all stored."""
+    import json
+    import secrets
+
+    import redis as redis_sync
+
+    from app.verify import records
+
+    token = secrets.token_hex(4)
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    ns = settings.redis_namespace
+    queue = f"{ns}:verif:queue"
+
+    def rec(n: str, **extra: Any) -> bytes:
+        base = {
+            "at": "2026-11-30T10:00:00Z",
+            "record_key": secrets.token_hex(16),
+            "serial": f"PQ{n}",
+            "client_id": f"{token}-{n}",
+            "pin_given": False,
+            "result": "not_genuine",
+            "reason": "malformed",
+            "queries": 0,
+        }
+        base.update(extra)
+        return json.dumps(base).encode()
+
+    bad = [
+        rec("b1", brand_id=-5, reason="unknown"),  # an alert of a brand that is no org
+        rec("b2", queries=3_000_000_000),  # past integer
+        rec("b3", member_id=2**63 + 5),  # past bigint
+        b"null",
+        b"[1]",
+        rec("b5", record_key="not-a-uuid"),
+        rec("b6", brand_id=demo["BRAND-LUMI"], at="-infinity"),
+    ]
+    good = [rec(f"g{i}") for i in range(4)]
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, ns):
+            pass
+        sync_redis.lpush(queue, b"\n".join([good[0], *bad[:4], good[1]]))
+        sync_redis.lpush(queue, b"\n".join([good[2], *bad[4:], good[3]]))
+        while records.flush(sync_redis, pg, ns):
+            pass
+    stored = await (
+        await autocommit.execute(
+            "SELECT client_id FROM verifications WHERE client_id LIKE %s", (f"{token}-%",)
+        )
+    ).fetchall()
+    got = sorted(r["client_id"] for r in stored)
+    assert all(f"{token}-g{i}" in got for i in range(4)), got
+    buried = await (
+        await autocommit.execute(
+            "SELECT payload FROM dead_letters WHERE queue = 'verifications' AND payload = ANY(%s)",
+            (bad,),
+        )
+    ).fetchall()
+    assert len(buried) + len([g for g in got if "-b" in g]) == len(bad), (got, len(buried))

@@ -950,3 +950,78 @@ async def test_a_gift_restocked_during_a_redemption_is_taken_not_called_not_offe
     assert answer.status_code == 201, answer.text
     listed = await client.get("/gifts", headers=await login("admin"))
     assert [g["stock"] for g in listed.json()["items"] if g["id"] == gift["id"]] == [4]
+
+
+async def test_the_expiry_sweep_sets_aside_a_code_it_cannot_expire_and_goes_on(
+    app: Any, demo: Any
+) -> None:
+    """A probe: a due code whose gift's stock could not take it back (the stock at the top of
+    its integer column) made every sweep raise "integer out of range": the sweep's transaction
+    rolled back and no other member's due code ever expired or was refunded (the poison code is
+    the first due, so it was in every batch), and nothing was dead-lettered or reported. Now
+    the code is set aside, once, and the code beside it expires."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    async def one(sql: str, params: Any = ()) -> Any:
+        return await (await conn.execute(sql, params)).fetchone()
+
+    brand = demo["BRAND-LUMI"]
+    async with await psycopg.AsyncConnection.connect(
+        app.state.pool.conninfo, autocommit=True, row_factory=dict_row
+    ) as conn:
+        gifts, members, codes = [], [], []
+        for stock in (2_147_483_647, 0):  # the poison's gift, then the good code's gift
+            row = await one(
+                "INSERT INTO gifts (brand_id, name, points_cost, kind, stock) "
+                "VALUES (%s, 'full gift', 10, 'offline', %s) RETURNING id",
+                (brand, stock),
+            )
+            gifts.append(int(row["id"]))
+            member, _, _ = await new_member(app, brand)
+            await conn.execute(
+                "INSERT INTO point_balances (member_id, balance) VALUES (%s, 0)", (member,)
+            )
+            members.append(member)
+        for member, gift, age in zip(members, gifts, ("2 hours", "1 hour"), strict=True):
+            row = await one(  # an issued code of 10 points, expired ``age`` ago
+                """INSERT INTO redemptions (brand_id, member_id, gift_id, gift_kind, points,
+                       code_digest, code_sealed, client_id, expires_at)
+                   VALUES (%s, %s, %s, 'offline', 10, %s, 'sealed', %s, now() - %s::interval)
+                   RETURNING id""",
+                (brand, member, gift, secrets.token_bytes(32), secrets.token_hex(8), age),
+            )
+            codes.append(int(row["id"]))
+        poison, good = codes
+        try:
+            errors = []
+            for _ in range(2):  # two sweeps
+                try:
+                    await expire_due(conn)
+                except Exception as exc:
+                    errors.append(exc)
+            state = await one(
+                "SELECT status, (SELECT balance FROM point_balances WHERE member_id = %s) AS balance,"
+                " (SELECT stock FROM gifts WHERE id = %s) AS stock FROM redemptions WHERE id = %s",
+                (members[1], gifts[1], good),
+            )
+            buried = await (
+                await conn.execute(
+                    "SELECT reason FROM dead_letters WHERE queue = 'redemption_expiry' "
+                    "AND convert_from(payload, 'UTF8')::jsonb ->> 'redemption_id' = %s",
+                    (str(poison),),
+                )
+            ).fetchall()
+            left = await one("SELECT status FROM redemptions WHERE id = %s", (poison,))
+        finally:  # leave nothing due that would stop the sweep of other tests
+            await conn.execute(
+                "UPDATE redemptions SET status = 'expired', expired_at = now() "
+                "WHERE id = ANY(%s) AND status = 'issued'",
+                (codes,),
+            )
+    assert errors == [], f"the expiry sweep crashed on one bad code: {errors[0]!r}"
+    # the good code beside it is expired, refunded and its gift restocked
+    assert (state["status"], state["balance"], state["stock"]) == ("expired", 10, 1), state
+    # the bad one is set aside once (not at every sweep), and left as it was
+    assert [b["reason"].split(":")[0] for b in buried] == ["NumericValueOutOfRange"], buried
+    assert left["status"] == "issued"

@@ -109,3 +109,47 @@ async def test_a_member_is_reminded_once_per_period_when_a_gift_is_within_reach(
     await _set_balance(aconn, poor, cost)
     await reminders.scan(aconn, settings)
     assert len(await _reminders(aconn, poor)) == 1
+
+
+async def test_a_reminder_the_outbox_refuses_is_set_aside_and_the_others_are_sent(
+    aconn: Any, client: Any, login: Any, settings: Any
+) -> None:
+    """A probe: a gift whose name holds a character the outbox refuses (U+202E, a bidirectional
+    override: refused at the edge only since a probe, so a gift named before, or written by
+    SQL, keeps it) is a reminder ``enqueue`` refuses with 400 invalid_character. The scan's
+    batch transaction rolled back, and its member was the oldest candidate, so it was in every
+    batch: no member of any brand was reminded again, each scan failed the same way, and
+    nothing was set aside or reported. Now that one reminder is dead-lettered, once."""
+    poisoned, fine = await _own_brand(client, login), await _own_brand(client, login)
+    cost = 800_000 + secrets.randbelow(1000)
+    for brand, name in ((poisoned, "Gift \u202eevil"), (fine, "Good gift")):
+        await aconn.execute(
+            "INSERT INTO gifts (brand_id, name, points_cost, kind, stock) "
+            "VALUES (%s, %s, %s, 'offline', 5)",
+            (brand, name, cost),
+        )
+    bad = await _member(aconn, poisoned, cost + 1)  # the older candidate of the two
+    good = await _member(aconn, fine, cost + 1)
+    try:
+        errors = []
+        for _ in range(2):  # two sweeps
+            try:
+                await reminders.scan(aconn, settings)
+            except Exception as exc:
+                errors.append(exc)
+        buried = await (
+            await aconn.execute(
+                "SELECT convert_from(payload, 'UTF8')::jsonb AS what, reason FROM dead_letters "
+                "WHERE queue = 'sms_reminders' AND convert_from(payload, 'UTF8')::jsonb "
+                "->> 'member_id' = %s",
+                (str(bad),),
+            )
+        ).fetchall()
+        assert errors == [], f"every reminder scan fails on one member: {errors[0]!r}"
+        assert len(await _reminders(aconn, good)) == 1  # the good member beside it is reminded
+        assert await _reminders(aconn, bad) == []
+        assert len(buried) == 1, buried  # set aside once, not at every scan
+        assert buried[0]["what"]["brand_id"] == poisoned
+        assert "U+202E" in buried[0]["reason"], buried
+    finally:  # the poison member is no candidate for later scans
+        await aconn.execute("UPDATE gifts SET deleted_at = now() WHERE brand_id = %s", (poisoned,))

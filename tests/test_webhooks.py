@@ -1261,3 +1261,69 @@ async def test_an_address_that_never_answers_does_not_keep_the_next_one_from_bei
         filler.close()
         hole.close()
     assert outcome.result == "delivered", (outcome.result, outcome.error, outcome.latency_ms)
+
+
+async def test_a_sweep_sets_aside_an_event_whose_time_it_cannot_read(
+    wh: Any, login: Any, settings: Any, app: Any, receiver: Receiver
+) -> None:
+    """A probe: an outbox event whose time psycopg cannot load (``occurred_at`` 'infinity',
+    written by SQL) made ``claim`` raise DataError while fetching its batch: the claim's
+    transaction rolled back, the bad delivery stayed first due, and every sweep of every worker
+    failed on it — no delivery of any tenant went out again, none was dead-lettered. Now the
+    bad delivery is dead at once and the good one beside it is delivered."""
+    from app.webhooks import sender
+
+    admin = await other_brand_admin(wh, login)
+    sub = await subscribe(wh, admin, receiver.url + "/infinite", ["alert.counterfeit"])
+    event = (
+        "INSERT INTO webhook_events (brand_id, kind, org_ids, data, occurred_at) "
+        "VALUES (%s, 'alert.counterfeit', ARRAY[%s::bigint], %s, {at}) RETURNING id"
+    )
+    tight = msgspec.structs.replace(settings, webhook_allow_private=True, webhook_concurrency=4)
+    client = sender.make_client(tight)
+    async with app.state.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        brand = await _brand_of(conn, sub["id"])
+        ids = []
+        for at, n in (("'infinity'", 0), ("DEFAULT", 1)):  # the poison first, then a good one
+            row = await (
+                await conn.execute(event.format(at=at), (brand, brand, f'{{"n": {n}}}'))
+            ).fetchone()
+            ids.append(row["id"])
+        poison, good = ids
+        try:
+            errors = []
+            for _ in range(2):  # two sweeps
+                try:
+                    await sender.sweep(conn, client, tight)
+                except Exception as exc:
+                    errors.append(exc)
+            rows = await (
+                await conn.execute(
+                    "SELECT event_id, state, id FROM webhook_deliveries WHERE event_id = ANY(%s)",
+                    ([poison, good],),
+                )
+            ).fetchall()
+            states = {r["event_id"]: r["state"] for r in rows}
+            buried = await (
+                await conn.execute(
+                    "SELECT reason FROM dead_letters WHERE queue = 'webhook_deliveries' "
+                    "AND convert_from(payload, 'UTF8')::jsonb ->> 'delivery_id' = %s",
+                    (str(next(r["id"] for r in rows if r["event_id"] == poison)),),
+                )
+            ).fetchall()
+            # and the delivery log lists it, its time unknown (it answered 500)
+            listed = await wh.get(f"/webhooks/subscriptions/{sub['id']}/deliveries", headers=admin)
+        finally:
+            await client.aclose()
+            await wh.delete(f"/webhooks/subscriptions/{sub['id']}", headers=admin)
+            await conn.execute(
+                "UPDATE webhook_deliveries SET state = 'dead' WHERE event_id = %s", (poison,)
+            )
+            await conn.set_autocommit(False)
+    assert errors == [], f"every webhook sweep fails on one event: {errors[0]!r}"
+    assert states == {good: "delivered", poison: "dead"}, states
+    assert [b["reason"][:12] for b in buried] == ["bad delivery"], buried
+    assert listed.status_code == 200, listed.text
+    unknown = sorted(d["occurred_at"] is None for d in listed.json()["items"])
+    assert unknown == [False, True], listed.json()  # the good one's time, the poison's none

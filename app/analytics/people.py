@@ -40,7 +40,8 @@ connection, verifications fold on it while members and points fold on the first.
 A queue row that cannot be folded (its ledger row is missing, a sum out of range) is
 dead-lettered by halves (``app.deadletters.drain``) and the others are folded. ``recount``
 compares every summary cell with a count of the source rows, taking what is still queued into
-account, in one statement (one snapshot) per summary.
+account, in one statement (one snapshot) per summary. A ledger row counts for its member's brand
+(the one the member's facts and ``recount`` use), whatever brand the row itself names.
 """
 
 from __future__ import annotations
@@ -181,10 +182,15 @@ _CYCLE_DELTA = """sum(sign) AS pairs, sum(sign * n) AS purchases, sum(sign * spa
 # subject) in SQL, merged with the unnested old state, and the merged arrays rewrite the row
 # (one row per member, not per subject). Each changed (member, subject) pair moves its old
 # contribution out of the cell of its old last day and its new one in (day and month cells).
+# A ledger row is folded under its member's brand, as ``recount`` counts it (a probe: a row
+# naming another brand, written by SQL, made two ``pts`` rows of one member, the facts' upsert
+# raised CardinalityViolation, and the batch was retried as it was, for ever: no member of any
+# brand was rolled up again). Members never change brand: the join is a primary-key look-up.
 _FOLD_LEDGER = f"""
 WITH l AS (
-    SELECT id, member_id, brand_id, kind, points, claim_id
-    FROM points_ledger WHERE id = ANY(%(ids)s)
+    SELECT pl.id, pl.member_id, m.brand_id, pl.kind, pl.points, pl.claim_id
+    FROM points_ledger pl JOIN members m ON m.id = pl.member_id
+    WHERE pl.id = ANY(%(ids)s)
 ), pts AS (
     SELECT member_id, brand_id,
            coalesce(sum(points) FILTER (WHERE kind = 'claim'), 0) AS claimed,

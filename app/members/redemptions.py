@@ -16,14 +16,16 @@ fulfil it: e-shop vouchers (online) by customer-service staff above the stores, 
 (offline) by a store's staff at their store, recorded with who, where and when. A code is
 fulfilled once (409 ``code_used``: 您的兑换码已使用，请勿重复兑换); after its expiry it cannot
 be (409 ``code_expired``) and the worker job ``expire_redemptions`` gives its points and stock
-back, once (``expire_due``). Stores' fulfilled physical gifts are summed per store and gift over
-a period for settlement with the brand, within the caller's subtree.
+back, once (``expire_due``; a code it cannot expire is set aside in the dead letters, queue
+``redemption_expiry``, and the others go on). Stores' fulfilled physical gifts are summed per
+store and gift over a period for settlement with the brand, within the caller's subtree.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import unicodedata
 import uuid
@@ -39,6 +41,7 @@ from app import audit, tabular
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
+from app.deadletters import is_poison, reason_of
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.localtime import aware
 from app.members.gifts import OFFERED
@@ -62,6 +65,8 @@ from app.paging import Page, check_period, fetch_page
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
 CODE_LENGTH = 10
 CHINA = timezone(timedelta(hours=8))  # the SMS tells the date of expiry in Beijing time
+log = logging.getLogger("tracecode.members")
+
 _LOOKALIKE = str.maketrans({"I": "1", "L": "1", "O": "0"})
 
 USED = {
@@ -442,21 +447,34 @@ def _fields(out: CheckOut) -> dict[str, Any]:
 
 # -- expiry ------------------------------------------------------------------------------------
 
+# A code the sweep could not expire, alone, is set aside: a dead letter (queue ``QUEUE``, payload
+# ``{"redemption_id":<id>}``, the reason) that also keeps it out of every later sweep — it stays
+# issued, past its date (not fulfillable), until an operator fixes the cause and deletes the
+# letter: the next sweep expires it then.
+QUEUE = "redemption_expiry"
+_NOT_SET_ASIDE = """NOT EXISTS (
+    SELECT 1 FROM dead_letters d
+     WHERE d.queue = %(queue)s
+       AND d.payload = convert_to(format('{"redemption_id":%%s}', redemptions.id), 'UTF8'))"""
+
+_DUE = f"""status = 'issued' AND expires_at <= now() AND {_NOT_SET_ASIDE}
+   AND (%(only)s::bigint IS NULL OR id = %(only)s)"""
+
 # The members' balances are locked before their codes, as a redemption and an erasure lock
 # them (review: the codes first, then the balances, deadlocked with an erasure).
-_DUE_BALANCES = """
+_DUE_BALANCES = f"""
 SELECT b.member_id FROM point_balances b
 WHERE b.member_id IN (SELECT member_id FROM redemptions
-                      WHERE status = 'issued' AND expires_at <= now()
-                      ORDER BY expires_at LIMIT %s)
+                      WHERE {_DUE}
+                      ORDER BY expires_at LIMIT %(limit)s)
 ORDER BY b.member_id
 FOR UPDATE OF b
 """
 
-_EXPIRE = """
+_EXPIRE = f"""
 WITH due AS (
     SELECT id FROM redemptions
-    WHERE status = 'issued' AND expires_at <= now() AND member_id = ANY(%s)
+    WHERE {_DUE} AND member_id = ANY(%(members)s)
     FOR UPDATE SKIP LOCKED
 )
 UPDATE redemptions r SET status = 'expired', expired_at = now()
@@ -464,45 +482,93 @@ FROM due WHERE r.id = due.id
 RETURNING r.id, r.member_id, r.brand_id, r.points, r.gift_id
 """
 
+_DUE_IDS = f"""SELECT id FROM redemptions WHERE {_DUE}
+               ORDER BY expires_at, id LIMIT %(limit)s"""
+
+_SET_ASIDE = """INSERT INTO dead_letters (queue, payload, reason)
+                VALUES (%(queue)s, convert_to(format('{"redemption_id":%%s}', %(id)s::bigint),
+                                              'UTF8'), %(reason)s)"""
+
 
 async def expire_due(conn: Conn, limit: int = 500) -> int:
     """Expire the redemptions past their date that were never fulfilled: each one's points
     come back (a ``refund`` ledger row, once: the row moves from issued to expired once, and
     the ledger holds one refund per redemption) and its gift goes back into stock. Runs in
     batches (every due code of the members of the ``limit`` first due) until none is due;
-    returns how many expired. ``conn`` autocommit."""
+    returns how many expired. A batch that fails for a reason of its data is done again code
+    by code, and a code that fails alone is set aside (``_expire_alone``): one bad code stops
+    no other (a probe: a gift whose stock was at the top of its integer column failed every
+    sweep, and no member's code expired again). ``conn`` autocommit."""
     total = 0
     while True:
-        async with conn.transaction():
-            members = [
-                r["member_id"]
-                for r in await (await conn.execute(_DUE_BALANCES, (limit,))).fetchall()
-            ]
-            if not members:
-                return total
-            rows = await (await conn.execute(_EXPIRE, (members,))).fetchall()
-            for row in sorted(rows, key=lambda r: (r["member_id"], r["id"])):
-                refunded = await post_entry(
-                    conn,
-                    member_id=row["member_id"],
-                    brand_id=row["brand_id"],
-                    kind="refund",
-                    points=row["points"],
-                    redemption_id=row["id"],
-                )
-                assert refunded is not None  # a credit never fails the balance check
-                await _repay_owed(conn, row["member_id"], row["brand_id"], row["points"])
-            stock: dict[int, int] = {}
-            for row in rows:
-                stock[row["gift_id"]] = stock.get(row["gift_id"], 0) + 1
-            for gift_id in sorted(stock):
-                await conn.execute(
-                    "UPDATE gifts SET stock = stock + %s, updated_at = now() WHERE id = %s",
-                    (stock[gift_id], gift_id),
-                )
-        total += len(rows)
-        if not rows:  # what is due is being fulfilled (skipped): no longer due once it is
+        try:
+            async with conn.transaction():
+                expired = await _expire(conn, limit)
+        except Exception as exc:
+            if not is_poison(exc):
+                raise  # the database is down, say: the batch is tried again as it is
+            expired, set_aside = await _expire_alone(conn, limit)
+            total += expired
+            if expired or set_aside:
+                continue
+            return total  # what failed is being fulfilled (skipped): the next sweep sees
+        if expired is None:
             return total
+        total += expired
+        if not expired:  # what is due is being fulfilled (skipped): no longer due once it is
+            return total
+
+
+async def _expire(conn: Conn, limit: int, only: int | None = None) -> int | None:
+    """One batch, in the caller's transaction: the due codes of the members of the ``limit``
+    first due (or the code ``only``) expired, refunded and restocked; how many, or None when
+    none is due."""
+    due = {"limit": limit, "only": only, "queue": QUEUE}
+    members = [r["member_id"] for r in await (await conn.execute(_DUE_BALANCES, due)).fetchall()]
+    if not members:
+        return None
+    rows = await (await conn.execute(_EXPIRE, {**due, "members": members})).fetchall()
+    for row in sorted(rows, key=lambda r: (r["member_id"], r["id"])):
+        refunded = await post_entry(
+            conn,
+            member_id=row["member_id"],
+            brand_id=row["brand_id"],
+            kind="refund",
+            points=row["points"],
+            redemption_id=row["id"],
+        )
+        assert refunded is not None  # a credit never fails the balance check
+        await _repay_owed(conn, row["member_id"], row["brand_id"], row["points"])
+    stock: dict[int, int] = {}
+    for row in rows:
+        stock[row["gift_id"]] = stock.get(row["gift_id"], 0) + 1
+    for gift_id in sorted(stock):
+        await conn.execute(
+            "UPDATE gifts SET stock = stock + %s, updated_at = now() WHERE id = %s",
+            (stock[gift_id], gift_id),
+        )
+    return len(rows)
+
+
+async def _expire_alone(conn: Conn, limit: int) -> tuple[int, int]:
+    """After a batch failed for a reason of its data: the ``limit`` first due codes, each in a
+    transaction of its own; one that still fails for a reason of its data is set aside in the
+    dead letters and logged. Returns how many expired and how many were set aside."""
+    due = {"limit": limit, "only": None, "queue": QUEUE}
+    ids = [r["id"] for r in await (await conn.execute(_DUE_IDS, due)).fetchall()]
+    expired = set_aside = 0
+    for redemption_id in ids:
+        try:
+            async with conn.transaction():
+                expired += await _expire(conn, limit, redemption_id) or 0
+        except Exception as exc:
+            if not is_poison(exc):
+                raise
+            reason = reason_of(exc)
+            await conn.execute(_SET_ASIDE, {"queue": QUEUE, "id": redemption_id, "reason": reason})
+            log.warning("redemption %d set aside, its expiry failed: %s", redemption_id, reason)
+            set_aside += 1
+    return expired, set_aside
 
 
 async def _repay_owed(conn: Conn, member_id: int, brand_id: int, refunded: int) -> None:

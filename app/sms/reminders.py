@@ -9,16 +9,34 @@ the member's province, in stock, in its window); the reminder goes through the o
 marketing message (so opt-out and the marketing interval apply: ``enqueue`` may skip it), and
 ``sms_reminders`` records the check and, when queued, the reminder — in the same transaction,
 so a member is never reminded twice for one change, nor lost when the scan stops midway.
+
+A reminder the outbox refuses for a reason of its data (a gift's name with a character it does
+not send, a member's phone it cannot read) is one member's, never the batch's: each member is
+reminded in a savepoint, and a refused one is set aside in the dead letters (queue
+``sms_reminders``: its member, brand and gift ids — nothing personal — and the reason) and
+recorded as checked, so it is not looked at again before its balance changes (a probe: a gift
+named with U+202E rolled every scan's batch back, and no member of any brand was reminded again).
+Any other failure (the database is down) rolls the batch back, to be scanned again.
 """
 
 from __future__ import annotations
 
+import logging
+
+import msgspec
+
 from app.config import Settings
 from app.db import Conn
+from app.deadletters import abury, is_poison, reason_of
+from app.errors import BadRequest, ValidationFailed
 from app.members.principal import Member
+from app.members.schemas_points import Gift
+
+log = logging.getLogger("tracecode.sms")
 
 SCAN_SECONDS = 30.0
 BATCH = 200
+QUEUE = "sms_reminders"  # the dead-letter queue of reminders the outbox refused
 
 _CANDIDATES = """
 SELECT m.id, m.brand_id, m.phone, m.status
@@ -36,12 +54,19 @@ SELECT m.id, m.brand_id, m.phone, m.status
 """
 
 
+_CHECKED = """
+INSERT INTO sms_reminders (member_id, checked_at, sent_at, outbox_id)
+VALUES (%(m)s, now(), CASE WHEN %(o)s > 0 THEN now() END, nullif(%(o)s, 0))
+ON CONFLICT (member_id) DO UPDATE SET checked_at = now(),
+  sent_at = coalesce(CASE WHEN %(o)s > 0 THEN now() END, sms_reminders.sent_at),
+  outbox_id = coalesce(nullif(%(o)s, 0), sms_reminders.outbox_id)
+"""
+
+
 async def scan(conn: Conn, settings: Settings, limit: int = BATCH) -> int:
     """Queue the reminders due now (one transaction per batch); how many were queued.
     ``conn`` must be in autocommit mode."""
-    from app.members.gifts import cheapest_affordable
-    from app.members.points import balance
-    from app.sms.outbox import after_commit, enqueue
+    from app.sms.outbox import after_commit
 
     queued = 0
     while True:
@@ -51,33 +76,43 @@ async def scan(conn: Conn, settings: Settings, limit: int = BATCH) -> int:
             )
             members = [Member(**row) for row in await cur.fetchall()]
             for member in members:
-                gift = await cheapest_affordable(conn, member)
-                outbox_id = 0
-                if gift is not None:
-                    outbox_id = await enqueue(
-                        conn,
-                        brand_id=member.brand_id,
-                        phone=member.phone,
-                        template="reminder",
-                        variables={
-                            "gift": gift.name,
-                            "points": str(await balance(conn, member.id)),
-                        },
-                        purpose="reminder",
-                        member_id=member.id,
-                        settings=settings,
-                    )
-                await conn.execute(
-                    """INSERT INTO sms_reminders (member_id, checked_at, sent_at, outbox_id)
-                       VALUES (%(m)s, now(), CASE WHEN %(o)s > 0 THEN now() END,
-                               nullif(%(o)s, 0))
-                       ON CONFLICT (member_id) DO UPDATE SET checked_at = now(),
-                         sent_at = coalesce(CASE WHEN %(o)s > 0 THEN now() END,
-                                            sms_reminders.sent_at),
-                         outbox_id = coalesce(nullif(%(o)s, 0), sms_reminders.outbox_id)""",
-                    {"m": member.id, "o": outbox_id},
-                )
+                outbox_id = await _remind_or_set_aside(conn, member, settings)
+                await conn.execute(_CHECKED, {"m": member.id, "o": outbox_id})
                 queued += outbox_id > 0
         await after_commit(conn)
         if len(members) < limit:
             return queued
+
+
+async def _remind_or_set_aside(conn: Conn, member: Member, settings: Settings) -> int:
+    """The member's reminder queued, in a savepoint of the batch: its outbox id, or 0 when none
+    is due (no gift it can afford, a marketing message skipped) or the outbox refused it for a
+    reason of its data — then it is dead-lettered, and the batch goes on."""
+    from app.members.gifts import cheapest_affordable
+    from app.members.points import balance
+    from app.sms.outbox import enqueue
+
+    gift: Gift | None = None
+    try:
+        async with conn.transaction():
+            gift = await cheapest_affordable(conn, member)
+            if gift is None:
+                return 0
+            return await enqueue(
+                conn,
+                brand_id=member.brand_id,
+                phone=member.phone,
+                template="reminder",
+                variables={"gift": gift.name, "points": str(await balance(conn, member.id))},
+                purpose="reminder",
+                member_id=member.id,
+                settings=settings,
+            )
+    except Exception as exc:
+        if not (is_poison(exc) or isinstance(exc, BadRequest | ValidationFailed)):
+            raise
+        what: dict[str, int | None] = {"member_id": member.id, "brand_id": member.brand_id}
+        what["gift_id"] = gift.id if gift else None
+        await abury(conn, QUEUE, msgspec.json.encode(what), reason_of(exc))
+        log.warning("reminder of member %d set aside: %s", member.id, reason_of(exc))
+        return 0

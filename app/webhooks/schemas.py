@@ -72,7 +72,7 @@ class DeliveryOut(msgspec.Struct, frozen=True, kw_only=True):
     subscription_id: int
     webhook_id: str  # the webhook-id header (the same for every attempt and replay)
     event_kind: str
-    occurred_at: datetime
+    occurred_at: datetime | None  # None: a time no client could read (set aside by the sender)
     state: DeliveryState
     attempts: int
     next_attempt_at: datetime | None

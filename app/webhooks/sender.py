@@ -25,11 +25,12 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
    (``WEBHOOK_BACKOFF_SECONDS`` doubled per attempt, ±20 % jitter, at most
    ``WEBHOOK_BACKOFF_MAX_SECONDS``), or ``dead`` (the dead-letter state) once
    ``WEBHOOK_MAX_ATTEMPTS`` are spent. A delivery that cannot be made at all — a bad row (its
-   secret cannot be unsealed, its data cannot be encoded) or an endpoint that resolves to a
-   non-public address — is ``dead`` at once; the sender goes on with the others. Every attempt
-   is a row of ``webhook_attempts`` (time, status code, latency, error): the delivery log. A
-   dead delivery is also set aside in ``dead_letters`` (queue ``webhook_deliveries``: its ids,
-   kind, URL and attempts; ``GET /health`` counts them), replayable by the API.
+   secret cannot be unsealed, its data or its time cannot be encoded) or an endpoint that
+   resolves to a non-public address — is ``dead`` at once; the sender goes on with the others.
+   Every attempt is a row of ``webhook_attempts`` (time, status code, latency, error): the
+   delivery log. A dead delivery is also set aside in ``dead_letters`` (queue
+   ``webhook_deliveries``: its ids, kind, URL and attempts; ``GET /health`` counts them),
+   replayable by the API.
    Updates are fenced on ``state = 'sending' AND attempts = <the claim's>``.
 4. **Recover**: a delivery ``sending`` for longer than ``WEBHOOK_LEASE_SECONDS`` was claimed by
    a sender that died; it goes back to ``pending``. Delivery is therefore at least once; the
@@ -91,7 +92,13 @@ class Stats(msgspec.Struct, kw_only=True):
     recovered: int = 0
 
 
-_CLAIM = """
+# An event's time as Python can hold it, else NULL (a probe: an event at 'infinity', written by
+# SQL, failed the fetch of every claim, and no delivery of any tenant went out again): years
+# kept clear of datetime's limits in any time zone.
+READABLE_TIME = (
+    "CASE WHEN e.occurred_at BETWEEN '0002-01-01 UTC' AND '9998-12-31 UTC' THEN e.occurred_at END"
+)
+_CLAIM = f"""
 WITH due AS (
   SELECT d.id FROM webhook_deliveries d
    WHERE d.state = 'pending' AND d.next_attempt_at <= clock_timestamp()
@@ -107,7 +114,9 @@ WITH due AS (
   RETURNING d.id, d.attempts, d.subscription_id, d.event_id
 )
 SELECT c.id, c.attempts, c.subscription_id, s.brand_id, e.msg_id, e.kind, e.data,
-       e.occurred_at, s.url,
+       -- ``request_of`` refuses a NULL time: the delivery is dead at once, the others go on
+       {READABLE_TIME} AS occurred_at,
+       s.url,
        s.secret_sealed,
        CASE WHEN s.previous_until > clock_timestamp() THEN s.previous_sealed END
          AS previous_sealed
@@ -181,6 +190,8 @@ async def claim(conn: Conn, limit: int, busy: Sequence[int] = ()) -> list[Claime
 
 def request_of(row: Claimed, settings: Settings, now: int) -> tuple[bytes, dict[str, str]]:
     """The body and headers of one attempt (raises on a bad row)."""
+    if row.occurred_at is None:  # the claim could not read the event's time (_CLAIM)
+        raise ValueError("the event's time cannot be read (infinite or out of range)")
     body = msgspec.json.encode({"type": row.kind, "timestamp": row.occurred_at, "data": row.data})
     secrets_ = [signing.unseal(settings, row.secret_sealed)]
     if row.previous_sealed is not None:

@@ -39,6 +39,7 @@ from app.webhooks.schemas import (
     SubscriptionOut,
     SubscriptionPatch,
 )
+from app.webhooks.sender import READABLE_TIME
 from app.webhooks.urls import check_subscribed
 
 PERMISSION = "webhooks.manage"
@@ -235,8 +236,8 @@ async def rotate(
 
 # -- the delivery log -------------------------------------------------------------------------
 
-_DELIVERY = """d.id, d.subscription_id, e.msg_id AS webhook_id, e.kind AS event_kind,
-               e.occurred_at, d.state, d.attempts,
+_DELIVERY = f"""d.id, d.subscription_id, e.msg_id AS webhook_id, e.kind AS event_kind,
+               {READABLE_TIME} AS occurred_at, d.state, d.attempts,
                CASE WHEN d.state IN ('pending', 'sending') THEN d.next_attempt_at END
                  AS next_attempt_at,
                d.last_status, d.last_error, d.delivered_at, d.replay_of, d.created_at"""

@@ -3661,8 +3661,7 @@ export interface components {
             last_status: number | null;
             log?: components["schemas"]["AttemptOut"][];
             next_attempt_at: string | null;
-            /** Format: date-time */
-            occurred_at: string;
+            occurred_at: string | null;
             replay_of: number | null;
             /** @enum {string} */
             state: "pending" | "sending" | "delivered" | "dead";
