@@ -165,7 +165,7 @@ MOVEMENTS: dict[str, Movement] = {
             kind="consumer_return", prefix="", direction="inbound",
             sender="consumer", receiver="org",
             stock=(("org", "on_hand", 1),),
-            unit_sets="status = 'active', sold_at = NULL", case_sets="",
+            unit_sets="status = 'active', sold_at = NULL, returned_at = %(now)s", case_sets="",
             biz_step="receiving", disposition="returned",
             names_route=False,  # it comes back alone: out of a case it was sold in
         ),

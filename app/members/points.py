@@ -330,17 +330,13 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 # -- claims ------------------------------------------------------------------------------------
 
 # A unit back from a consumer and not sold since: its PIN is the refunded buyer's (a probe
-# claimed the points again at once, and "sold" the unit). The disposition says so while the
-# unit is in the store; wherever it went since, its consumer-return event does (``POST
-# /returns``: receiving, details ``return: consumer``). Only such a return makes a sold unit
-# active again and every sale makes it sold, so an active unit with one was not sold since. Not
-# a withdrawn claim of it (a probe: a unit returned before anyone claimed it, sent back to its
-# agent and received there, had none, and the refunded buyer's claim was credited and "sold"
-# it at the agent). ``u`` is the unit's ``unit_state`` row.
-RETURNED_UNSOLD = """(u.status = 'active' AND (u.disposition = 'returned' OR EXISTS (
-    SELECT 1 FROM event_codes x JOIN events e ON e.id = x.event_id
-    WHERE x.code = u.code AND x.kind = 'u' AND e.biz_step = 'receiving'
-      AND e.details ->> 'return' = 'consumer')))"""
+# claimed the points again at once, and "sold" the unit). Only a consumer's return (``POST
+# /returns``, which sets ``returned_at``) makes a sold unit active again and every sale makes it
+# sold, so an active unit with a ``returned_at`` was not sold since, wherever it went (a probe:
+# one returned before anyone claimed it, sent back to its agent and received there, kept no
+# other mark, and the refunded buyer's claim was credited and "sold" it at the agent; migration
+# 0078). ``u`` is the unit's ``unit_state`` row.
+RETURNED_UNSOLD = "(u.status = 'active' AND u.returned_at IS NOT NULL)"
 
 # One round: the claims in, credited where the member is (still) active and the unit is this
 # brand's and earns points; the code's unique key drops every claim of a code claimed before (in
