@@ -102,29 +102,10 @@ async def app(settings: Any) -> Any:
 @pytest.fixture(scope="session")
 async def client(app: Any) -> AsyncIterator[Any]:
     """An HTTP client calling the ASGI app in the test's own event loop (lifespan included)."""
-    import asyncio
+    from tests.helpers import served
 
-    import httpx
-
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run_lifespan() -> None:
-        # The lifespan's task group must be entered and left by the same task.
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run_lifespan())
-    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
-    if task.done():
-        task.result()  # start-up failed: raise its error
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", timeout=60
-    ) as test_client:
+    async with served(app) as test_client:
         yield test_client
-    stop.set()
-    await task
 
 
 @pytest.fixture(scope="session")

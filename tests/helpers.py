@@ -133,10 +133,9 @@ async def acting(conn: Any, username: str) -> Any:
 
 
 @asynccontextmanager
-async def served(app: Any) -> AsyncIterator[Any]:
-    """An app of its own, its lifespan run by this task, and an httpx client calling it."""
-    import httpx
-
+async def lifespan_of(app: Any) -> AsyncIterator[None]:
+    """``app``'s lifespan, run by a task of its own (the lifespan's task group must be entered
+    and left by one task): a start-up error is raised here; shut down on leaving."""
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def run_lifespan() -> None:
@@ -147,12 +146,24 @@ async def served(app: Any) -> AsyncIterator[Any]:
     task = asyncio.create_task(run_lifespan())
     await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
     if task.done():
-        task.result()
+        task.result()  # start-up failed: raise its error
     try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=60
-        ) as client:
-            yield client
+        yield
     finally:
         stop.set()
         await task
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[Any]:
+    """An app of its own, its lifespan running (``lifespan_of``), and an httpx client calling
+    it."""
+    import httpx
+
+    async with (
+        lifespan_of(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=60
+        ) as client,
+    ):
+        yield client

@@ -47,7 +47,7 @@ from app.redisconn import (
 from app.verify import records
 from tests import test_verify
 from tests.conftest import ROOT
-from tests.helpers import activate, issue_units
+from tests.helpers import activate, issue_units, served
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.rebates_support import rebate_body, set_rebate, store_goods
 from tests.redis_cluster_support import LocalCluster
@@ -159,26 +159,8 @@ async def app_on(cluster: LocalCluster, settings: Any, **changes: Any) -> AsyncI
     from app.main import create_app
 
     app: Any = create_app(msgspec.structs.replace(settings, redis_url=cluster.url, **changes))
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run_lifespan() -> None:
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run_lifespan())
-    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
-    if task.done():
-        task.result()
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", timeout=60
-        ) as client:
-            yield OnCluster(app, client)
-    finally:
-        stop.set()
-        await task
+    async with served(app) as client:
+        yield OnCluster(app, client)
 
 
 @asynccontextmanager

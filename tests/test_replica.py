@@ -195,30 +195,16 @@ async def replicated(cluster: Cluster) -> AsyncIterator[Replicated]:
         db_pool_max=6,
     )
     app: Any = create_app(settings)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run_lifespan() -> None:
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run_lifespan())
-    await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")
-    if task.done():
-        task.result()
-    with pytest.MonkeyPatch.context() as patch:  # throwaway users: argon2's cheapest profile
-        patch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
-        async with app.state.pool.connection() as conn:
-            codes = await demo_codes(conn, app.state.scheme, settings, 1)
-            row = await (
-                await conn.execute(
-                    "SELECT batch_no FROM code_batches WHERE request_key = 'demo-units'"
-                )
-            ).fetchone()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", timeout=60
-    ) as client:
+    async with served(app) as client:
+        with pytest.MonkeyPatch.context() as patch:  # throwaway users: argon2's cheapest profile
+            patch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
+            async with app.state.pool.connection() as conn:
+                codes = await demo_codes(conn, app.state.scheme, settings, 1)
+                row = await (
+                    await conn.execute(
+                        "SELECT batch_no FROM code_batches WHERE request_key = 'demo-units'"
+                    )
+                ).fetchone()
         headers = {}
         for user in ("admin", "partner", "analyst"):
             answer = await client.post(
@@ -227,8 +213,6 @@ async def replicated(cluster: Cluster) -> AsyncIterator[Replicated]:
             assert answer.status_code == 200, answer.text
             headers[user] = {"Authorization": f"Bearer {answer.json()['access_token']}"}
         yield Replicated(client, app, cluster, headers, codes[0].serial, int(row["batch_no"]))
-    stop.set()
-    await task
 
 
 # -- helpers -----------------------------------------------------------------------------------
