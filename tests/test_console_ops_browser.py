@@ -307,3 +307,51 @@ async def test_admin_traces_a_shipped_unit(
     browser.find_element(By.CSS_SELECTOR, '[data-action="trace"]').click()
     assert "(malformed_code)" in _find(browser, "#trace-error").text  # the API's error shown
     _sign_out(browser)
+
+
+async def test_admin_closes_one_order_and_cancels_another(
+    server: str, browser: WebDriver, app: Any, demo: Any
+) -> None:
+    """The orders page's buttons (orders.write): close an open order, cancel an untouched one;
+    an ended order shows neither."""
+    from app.logistics.orders import create_order
+    from app.logistics.schemas import OrderIn, OrderLineIn
+    from tests.helpers import acting
+
+    tag = uuid.uuid4().hex[:8].upper()
+    async with app.state.pool.connection() as conn:
+        actor = await acting(conn, "partner")
+        found = await conn.execute("SELECT id FROM products WHERE product_no = 'LM-SC-30'")
+        product = (await found.fetchone())["id"]
+        for end in ("CLOSE", "CANCEL"):
+            data = OrderIn(
+                erp_no=f"UI-{tag}-{end}",
+                from_org_id=demo["FACTORY-SZ"],
+                to_org_id=demo["AGENT-ZJ"],
+                lines=[OrderLineIn(product_id=product, quantity=5)],
+            )
+            await create_order(conn, actor, data)
+    _start(browser, server, "admin")
+    for end, button, shown in (
+        ("CLOSE", "close-order", "已关闭"),
+        ("CANCEL", "cancel-order", "已取消"),
+    ):
+        browser.get(f"{server}/console/orders?erp_no=UI-{tag}-{end}")
+        row = _row(browser, f"UI-{tag}-{end}")
+        row.find_element(By.CSS_SELECTOR, f".{button}").click()
+        _click(browser, ".el-message-box__btns .el-button--primary")
+        number = f"UI-{tag}-{end}"
+        _wait(browser).until(lambda d, n=number, s=shown: s in _row(d, n).text)
+        assert not _row(browser, number).find_elements(By.CSS_SELECTOR, ".close-order")
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT erp_no, status FROM orders WHERE erp_no LIKE %s", (f"UI-{tag}-%",)
+            )
+        ).fetchall()
+    assert {r["erp_no"]: r["status"] for r in rows} == {
+        f"UI-{tag}-CLOSE": "closed",
+        f"UI-{tag}-CANCEL": "cancelled",
+    }
+    assert not _console_errors(browser)
+    _sign_out(browser)

@@ -311,3 +311,106 @@ async def test_huge_ids_answer_like_unknown_ones(client: Any, login: Any, demo: 
     )
     over = {**base, "lines": [{"product_id": sun, "quantity": 2**31}]}
     assert_error(await client.post("/orders", headers=partner, json=over), 400)
+
+
+async def test_a_closed_order_ships_no_more_and_what_is_on_its_way_is_still_received(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """``POST /orders/{id}/close``: a draft made before is refused at its confirm, a new draft
+    at once (409 ``order_closed``); the goods shipped before are received; the counts go on
+    while the order stays closed. Closing again answers the order (a retry); cancelling it
+    after is 409."""
+    goods = await pack(client, login, app, demo, 2)
+    order_id = await sales_order(client, login, demo, goods.product_id, 20)
+    clerk, agent, partner = await login("clerk"), await login("agent_clerk"), await login("partner")
+    await move(client, clerk, goods.cases[:1], kind="outbound", order_id=order_id)
+    late = await document(client, clerk, goods.cases[1:], kind="outbound", order_id=order_id)
+
+    closed = await client.post(f"/orders/{order_id}/close", headers=partner)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed", closed.text
+    again = await client.post(f"/orders/{order_id}/close", headers=partner)
+    assert again.status_code == 200 and again.json() == closed.json()
+    assert_error(
+        await client.post(f"/documents/{late['id']}/confirm", headers=clerk), 409, "order_closed"
+    )
+    assert_error(
+        await client.post(
+            "/documents", headers=clerk, json={"kind": "outbound", "order_id": order_id}
+        ),
+        409,
+        "order_closed",
+    )
+    received = await client.post(f"/orders/{order_id}/receive", headers=agent)
+    assert received.status_code == 200, received.text
+    after = (await client.get(f"/orders/{order_id}", headers=partner)).json()
+    assert after["status"] == "closed"
+    assert [(ln["shipped"], ln["received"]) for ln in after["lines"]] == [(10, 10)]
+    assert_error(
+        await client.post(f"/orders/{order_id}/cancel", headers=partner), 409, "order_closed"
+    )
+    # the case of the refused draft is still at the warehouse: shipped without the order
+    await move(client, clerk, goods.cases[1:], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+
+
+async def test_an_order_is_cancelled_only_before_goods_move_and_only_by_its_parties(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    goods = await pack(client, login, app, demo, 1)
+    partner, clerk = await login("partner"), await login("clerk")
+    untouched = await sales_order(client, login, demo, goods.product_id, 5)
+    assert_error(
+        await client.post(f"/orders/{untouched}/cancel", headers=await login("gd_admin")),
+        404,
+        "unknown_order",
+    )
+    assert_error(await client.post(f"/orders/{untouched}/cancel", headers=clerk), 403)
+    assert_error(await client.post(f"/orders/{2**63}/close", headers=partner), 404)
+    cancelled = await client.post(f"/orders/{untouched}/cancel", headers=partner)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert (await client.post(f"/orders/{untouched}/cancel", headers=partner)).status_code == 200
+    assert_error(
+        await client.post(f"/orders/{untouched}/close", headers=partner), 409, "order_closed"
+    )
+    listed = await client.get("/orders", headers=partner, params={"status": "cancelled"})
+    assert untouched in {o["id"] for o in listed.json()["items"]}
+
+    shipped = await sales_order(client, login, demo, goods.product_id, 20)
+    await move(client, clerk, goods.cases, kind="outbound", order_id=shipped)
+    assert_error(
+        await client.post(f"/orders/{shipped}/cancel", headers=partner), 409, "order_shipped"
+    )
+    assert (await client.get(f"/orders/{shipped}", headers=partner)).json()["status"] == "open"
+    audit = await client.get(
+        "/audit", headers=await login("admin"), params={"entity": "order", "entity_id": untouched}
+    )
+    assert audit.status_code == 200, audit.text
+    assert "cancel" in {row["action"] for row in audit.json()["items"]}, audit.text
+
+
+async def test_a_cancel_racing_a_confirm_one_wins(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Either the shipment is confirmed and the cancel refused (``order_shipped``), or the
+    order is cancelled and the shipment refused (``order_closed``): never both through."""
+    import asyncio
+
+    partner, clerk = await login("partner"), await login("clerk")
+    goods = await pack(client, login, app, demo, 3)
+    outcomes = set()
+    for case in goods.cases:
+        order_id = await sales_order(client, login, demo, goods.product_id, 10)
+        doc = await document(client, clerk, [case], kind="outbound", order_id=order_id)
+        confirm, cancel = await asyncio.gather(
+            client.post(f"/documents/{doc['id']}/confirm", headers=clerk),
+            client.post(f"/orders/{order_id}/cancel", headers=partner),
+        )
+        state = (await client.get(f"/orders/{order_id}", headers=partner)).json()
+        if confirm.status_code == 200:
+            assert_error(cancel, 409, "order_shipped")
+            assert (state["status"], state["lines"][0]["shipped"]) == ("shipped", 10)
+        else:
+            assert_error(confirm, 409, "order_closed")
+            assert cancel.status_code == 200, cancel.text
+            assert (state["status"], state["lines"][0]["shipped"]) == ("cancelled", 0)
+        outcomes.add(confirm.status_code)
+    assert outcomes <= {200, 409}

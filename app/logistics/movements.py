@@ -518,6 +518,14 @@ async def _check_order(conn: Conn, order_id: int, unit_rows: list[UnitRow]) -> d
             )
         ).fetchall()
     }
+    order = await (
+        await conn.execute(  # after its lines, as ``count_order`` updates them
+            "SELECT status FROM orders WHERE id = %s FOR UPDATE", (order_id,)
+        )
+    ).fetchone()
+    if order is not None and order["status"] in ("closed", "cancelled"):
+        # a draft made before the order ended (``orders.end_order``): its goods stay
+        raise Conflict(f"the order is {order['status']}", code="order_closed")
     over = {
         str(p): {"ordered": lines[p]["quantity"] if p in lines else 0,
                  "shipped": lines[p]["shipped"] if p in lines else 0, "now": n}

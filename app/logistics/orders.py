@@ -70,6 +70,50 @@ _SHIPPED_BY_ME = """o.from_org_id = (SELECT w.parent_id FROM orgs w
                                     WHERE w.id = %(me)s AND w.kind = 'warehouse')"""
 
 
+async def end_order(conn: Conn, actor: Principal, order_id: int, to: str) -> OrderOut:
+    """Close an order (``to`` = ``closed``: no more shipped under it, what is on its way is
+    still received) or cancel it (``cancelled``: only while nothing has been shipped or
+    received under it, else 409 ``order_shipped``: close it instead). Either end of the order
+    in the caller's subtree, with ``orders.write``; the same request again answers the order as
+    it is (a retry); the other ending after one answers 409 ``order_closed``.
+
+    The order's row is locked first, then its lines are read in a statement of their own: an
+    outbound confirmed meanwhile (which locks the order after its lines,
+    ``movements._check_order``) has either committed its counts, read here, or waits and then
+    finds the order ended (409 ``order_closed``)."""
+    actor.require("orders.write")
+    row = await (
+        await conn.execute(
+            """SELECT o.status, f.path AS from_path, t.path AS to_path
+               FROM orders o JOIN orgs f ON f.id = o.from_org_id
+               JOIN orgs t ON t.id = o.to_org_id
+               WHERE o.id = %s FOR UPDATE OF o""",
+            (order_id,),
+        )
+    ).fetchone()
+    if row is None or not (actor.sees(row["from_path"]) or actor.sees(row["to_path"])):
+        raise NotFound("order not found", code="unknown_order")
+    before = await get_order(conn, actor, order_id)
+    if row["status"] == to:
+        return before
+    if row["status"] in ("closed", "cancelled"):
+        raise Conflict(f"the order is {row['status']}", code="order_closed")
+    if to == "cancelled" and any(line.shipped or line.received for line in before.lines):
+        raise Conflict(
+            "goods have moved under this order: close it instead of cancelling it",
+            code="order_shipped",
+        )
+    await conn.execute(
+        "UPDATE orders SET status = %s, updated_at = now() WHERE id = %s", (to, order_id)
+    )
+    after = await get_order(conn, actor, order_id)
+    await audit.record(
+        conn, actor, "close" if to == "closed" else "cancel", "order", order_id,
+        before=before, after=after,
+    )  # fmt: skip
+    return after
+
+
 def _reused(erp_no: str) -> Conflict:
     return Conflict(f"order {erp_no} exists with other content", code="order_no_reused")
 

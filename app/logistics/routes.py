@@ -95,6 +95,17 @@ class OrderController(Controller):
     async def get_order(self, order_id: int, conn: Conn, principal: Principal) -> OrderOut:
         return await orders.get_order(conn, principal, order_id)
 
+    @post("/{order_id:int}/close", status_code=200)
+    async def close(self, order_id: int, conn: Conn, principal: Principal) -> OrderOut:
+        """End the order: nothing more is shipped under it (a draft against it is refused
+        409 ``order_closed`` when confirmed); what is on its way is still received."""
+        return await orders.end_order(conn, principal, order_id, "closed")
+
+    @post("/{order_id:int}/cancel", status_code=200)
+    async def cancel(self, order_id: int, conn: Conn, principal: Principal) -> OrderOut:
+        """Cancel the order while nothing has moved under it (409 ``order_shipped`` after)."""
+        return await orders.end_order(conn, principal, order_id, "cancelled")
+
     @post("/{order_id:int}/receive", status_code=200)
     async def receive(
         self, order_id: int, conn: Conn, principal: Principal, scheme: Scheme

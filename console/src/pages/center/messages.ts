@@ -47,6 +47,10 @@ export default {
       orgKinds: { factory: '工厂', warehouse: '仓库', branch: '分公司', agent: '代理商', distributor: '经销商', store: '门店' },
       orderKinds: { sales: '销售', purchase: '采购', transfer: '调拨', return: '退货' },
       orderStatuses: { open: '未发货', shipped: '已发货', received: '已收货', closed: '已关闭', cancelled: '已取消' },
+      close: '关闭',
+      cancel: '取消订单',
+      closeOrder: '关闭订单 {no}？此后不能再按此订单出库，在途货物仍可收货。',
+      cancelOrder: '取消订单 {no}？',
     },
   },
   en: {
@@ -97,6 +101,10 @@ export default {
       orgKinds: { factory: 'Factory', warehouse: 'Warehouse', branch: 'Branch', agent: 'Agent', distributor: 'Distributor', store: 'Store' },
       orderKinds: { sales: 'Sales', purchase: 'Purchase', transfer: 'Transfer', return: 'Return' },
       orderStatuses: { open: 'Open', shipped: 'Shipped', received: 'Received', closed: 'Closed', cancelled: 'Cancelled' },
+      close: 'Close',
+      cancel: 'Cancel order',
+      closeOrder: 'Close order {no}? Nothing more can be shipped under it; goods on their way can still be received.',
+      cancelOrder: 'Cancel order {no}?',
     },
   },
 }
