@@ -27,6 +27,26 @@ log = logging.getLogger("tracecode.db")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
+# The transaction horizon of this database, as a CTE ``horizon(x)`` for paging in commit-safe
+# order (the EPCIS query, the ERP export): every transaction below ``x`` has ended, so a row
+# written with ``pg_current_xact_id() < x`` and not visible now never will be. It is the
+# snapshot's ``pg_snapshot_xmin`` without the transactions of OTHER databases of the cluster
+# (xids are cluster-wide, and a transaction of another database never writes here): a long
+# transaction of another tenant's database, or another test session's, held every page back.
+# A running xid is left out only when ``pg_stat_activity`` shows it is another database's; one
+# ended or unseen meanwhile (or hidden: a role without ``pg_read_all_stats`` sees other roles'
+# xids as NULL) stays in: the horizon is never later than it may be, only sometimes earlier.
+HORIZON_CTE = """horizon AS MATERIALIZED (
+    SELECT coalesce(
+        (SELECT min(r) FROM pg_snapshot_xip(s) r
+         WHERE NOT EXISTS (
+             SELECT 1 FROM pg_stat_activity a
+             WHERE a.backend_xid = r::xid
+               AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
+        pg_snapshot_xmax(s)) AS x
+    FROM pg_current_snapshot() s)"""
+
+
 # How the pool behaves when PostgreSQL goes away and comes back (issue 13, item 20):
 # - a request waits at most ``TRACECODE_DB_POOL_TIMEOUT`` seconds for a connection, then 503;
 #   once the pool has failed to reconnect for RECONNECT_TIMEOUT seconds (the server is down),

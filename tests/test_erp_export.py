@@ -16,14 +16,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from tests.field_support import other_brand_admin
 from tests.helpers import activate, assert_error, issue_units
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-# the export waits for every older writing transaction of the cluster (the test server is
-# shared): what must appear is polled for, up to this long
+# the export waits for every older writing transaction of the database (another test session
+# may write meanwhile): what must appear is polled for, up to this long
 PATIENCE = 60.0
 
 
@@ -199,6 +200,37 @@ async def test_a_confirmation_that_commits_late_is_not_skipped(
     await slow.commit()
     seen, _ = await collect(client, partner, between["next_cursor"], {first, second})
     assert [i for i in seen if i in (first, second)] == [first, second]
+
+
+async def test_a_transaction_of_another_database_does_not_hold_the_export_back(
+    client: Any, login: Any, raw: tuple[Conn, Conn]
+) -> None:
+    """A session's left-out: transaction ids are the cluster's, and the horizon was the
+    snapshot's whole ``pg_snapshot_xmin``, so a transaction open in ANOTHER database of the
+    server (another tenant's, another test session's) held every export page back until it
+    ended. Now only this database's transactions do (``app.db.HORIZON_CTE``); one of this
+    database still does."""
+    held, fast = raw
+    partner, clerk = await login("partner"), await login("clerk")
+    elsewhere_doc, here_doc = await draft(client, clerk), await draft(client, clerk)
+    start = await drain(client, partner)
+    url = os.environ["TRACECODE_DATABASE_URL"]
+    assert conninfo_to_dict(url).get("dbname") != "postgres"
+    elsewhere = await psycopg.AsyncConnection.connect(make_conninfo(url, dbname="postgres"))
+    try:
+        await elsewhere.execute("SELECT pg_current_xact_id()")  # an xid, held open
+        await fast.execute(_CONFIRM, (elsewhere_doc,))
+        now = await page(client, partner, start, limit=1000)
+        assert elsewhere_doc in [d["id"] for d in now["items"]], now
+    finally:
+        await elsewhere.close()
+    await held.execute("SELECT pg_current_xact_id()")  # this database's: holds it back
+    await fast.execute(_CONFIRM, (here_doc,))
+    later = await page(client, partner, now["next_cursor"], limit=1000)
+    assert here_doc not in [d["id"] for d in later["items"]]
+    await held.rollback()
+    seen, _ = await collect(client, partner, later["next_cursor"], {here_doc})
+    assert here_doc in seen
 
 
 async def test_concurrent_confirmations_are_each_exported_once(

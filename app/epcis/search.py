@@ -6,14 +6,14 @@ transaction starts writing, and transactions commit in any order: a token naming
 handed out skipped every event that committed after the page was read under a smaller id (probe
 M: a large outbound confirmed while a small one committed; two organisations capturing at once).
 So each source is read in the order of the transactions that wrote its events (``xact``, then
-id; migration 0046), and an event whose transaction is older than every transaction still
-running (``xact < pg_snapshot_xmin``, the horizon) is *settled*: nothing can come before it any
-more. A page hands out what is committed, settled or not, so a query sees an event as soon as it
-is committed; its token keeps, per source, the last settled event served (the position) and the
-few served beyond the horizon (``Position.extras``, at most ``MAX_EXTRAS``: past those a page
-stops early, and its token waits for the horizon). The next page reads after the position,
-without the extras: an event committed late, under an older transaction, comes after the
-position, so it is served then, once."""
+id; migration 0046), and an event whose transaction is older than every transaction of this
+database still running (``xact <`` the horizon, ``app.db.HORIZON_CTE``) is *settled*: nothing
+can come before it any more. A page hands out what is committed, settled or not, so a query sees
+an event as soon as it is committed; its token keeps, per source, the last settled event served
+(the position) and the few served beyond the horizon (``Position.extras``, at most
+``MAX_EXTRAS``: past those a page stops early, and its token waits for the horizon). The next
+page reads after the position, without the extras: an event committed late, under an older
+transaction, comes after the position, so it is served then, once."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.config import Settings
-from app.db import Conn
+from app.db import HORIZON_CTE, Conn
 from app.epcis.identifiers import place_key
 from app.epcis.query import (
     CONTEXT,
@@ -127,7 +127,7 @@ def _advance(
 
 
 # The page's reads: after a position, without its extras, with each row settled or not.
-_HORIZON = "WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) "
+_HORIZON = f"WITH {HORIZON_CTE} "
 
 
 def _after(alias: str, at: Position, conds: list[str], args: dict[str, Any]) -> None:

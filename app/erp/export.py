@@ -14,13 +14,14 @@ number has the same flaw; a "safety lag" only makes it rarer.
 
 The order used instead (migration 0031): each document records the id of the transaction that
 confirmed it (``confirm_xid``, set by a trigger), and a page only reads documents whose
-transaction is older than every transaction still running — ``confirm_xid <
-pg_snapshot_xmin(pg_current_snapshot())``, the horizon, taken in the page's own statement. Below
+transaction is older than every transaction of this database still running — ``confirm_xid <
+horizon`` (``app.db.HORIZON_CTE``: the snapshot's ``pg_snapshot_xmin`` without other databases'
+transactions), taken in the page's own statement. Below
 the horizon nothing can change any more: every such transaction has committed or rolled back,
 and a new confirmation gets a newer transaction id (or runs in one that is still open, which holds
 the horizon back). So the order ``(confirm_xid, id)`` below the horizon is final, and the cursor
 ``(confirm_xid, id)`` of the last document handed out is exact. The cost is latency, never a
-loss: a long-running writing transaction anywhere in the cluster delays the export until it ends.
+loss: a long-running writing transaction of this database delays the export until it ends.
 
 A page that is not full moves the cursor on to the brand's last confirmation below the horizon
 (the caller has seen all of its own up to there), so that the next poll does not read again the
@@ -46,7 +47,7 @@ from Crypto.Cipher import AES
 from app import localtime
 from app.auth.principal import Principal
 from app.config import Settings
-from app.db import Conn
+from app.db import HORIZON_CTE, Conn
 from app.erp.schemas import ExportDocument, ExportLine, ExportPage
 from app.errors import BadRequest
 from app.logistics.orders import require_reader
@@ -59,7 +60,9 @@ _START = (0, 0)
 
 # one statement, one snapshot: the page (one more than asked: is there more?) and the last
 # confirmation below the same horizon in the whole brand
-_PAGE = """WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x),
+_PAGE = (
+    f"WITH {HORIZON_CTE},"
+    + """
 page AS (
     SELECT d.id, d.confirm_xid FROM documents d
       JOIN orgs o ON o.id = d.org_id LEFT JOIN orgs c ON c.id = d.counterparty_id
@@ -75,6 +78,7 @@ tail AS (
      ORDER BY d.confirm_xid DESC, d.id DESC LIMIT 1)
 SELECT 'page' AS part, id, confirm_xid::text AS xid FROM page
 UNION ALL SELECT 'tail', id, confirm_xid::text FROM tail"""
+)
 
 _DOCUMENTS = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.erp_code AS org_erp_code,
        o.name AS org_name, d.counterparty_id, c.erp_code AS counterparty_erp_code,
