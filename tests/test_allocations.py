@@ -282,6 +282,48 @@ async def test_another_brand_and_callers_without_the_permission_get_nothing(
     )
 
 
+async def test_a_pool_is_made_by_a_role_holding_codes_issue_and_codes_allocate(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: the README said ``POST /pools`` needs ``codes.issue``, while ``create_pool``
+    has always asked for ``codes.allocate`` too (a pool is made to be allocated from). The
+    README now says both: a role of ``codes.issue`` alone issues batches but is refused the
+    pool, 403 naming ``codes.allocate``; the same role given ``codes.allocate`` makes it."""
+    admin = await login("admin")
+    name = f"issuer{secrets.token_hex(3)}"
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": name, "permissions": ["orgs.read", "catalog.read", "codes.issue"]},
+    )
+    assert role.status_code == 201, role.text
+    password = secrets.token_urlsafe(16)
+    user = await client.post(
+        "/users",
+        headers=admin,
+        json={"org_id": demo["BRAND-LUMI"], "username": name, "password": password,
+              "roles": [name]},
+    )  # fmt: skip
+    assert user.status_code == 201, user.text
+    token = await client.post("/auth/login", json={"username": name, "password": password})
+    issuer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    batch = await client.post(
+        "/batches", headers=issuer, json={"size": 10, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert batch.status_code == 201, batch.text
+    pool = {"name": f"pool-{name}", "batches": [batch.json()["batch_no"]]}
+    refused = assert_error(
+        await client.post("/pools", headers=issuer, json=pool), 403, "permission_denied"
+    )
+    assert refused["details"] == {"missing": ["codes.allocate"]}, refused
+    both = {"permissions": ["orgs.read", "catalog.read", "codes.issue", "codes.allocate"]}
+    granted = await client.patch(f"/roles/{role.json()['id']}", headers=admin, json=both)
+    assert granted.status_code == 200, granted.text
+    made = await client.post("/pools", headers=issuer, json=pool)
+    assert made.status_code == 201, made.text
+    assert made.json()["remaining"] == 10
+
+
 async def test_bad_requests_are_refused_with_stable_codes(
     client: httpx.AsyncClient, login: Any, demo: Any, settings: Any
 ) -> None:

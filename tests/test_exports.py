@@ -530,6 +530,62 @@ async def test_a_batch_voided_while_its_export_runs_stops_the_run(
     assert not directory.exists() or list(directory.iterdir()) == []
 
 
+@pytest.mark.parametrize("kind", ["batches", "case-batches"])
+async def test_an_export_whose_batch_is_voided_during_its_inline_run_is_not_answered_201(
+    client: Any, login: Any, demo: Any, app: Any, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A probe: a small export runs inside its request; a void committed during that run
+    stopped it (``failed``, "the batch is void"), and the request still answered 201 Created
+    with the failed export, as if the printer files had been made. It is refused as an export
+    asked after the void is: 422 ``batch_void``. Here the run (steps of 1,000 codes) pauses
+    after its first step, the void is made through the API, and the run goes on."""
+    import threading
+
+    monkeypatch.setattr(exports, "STEP", 1000)
+    planner = await login("planner")
+    made = await client.post(
+        f"/{kind}",
+        headers=planner,
+        json={"size": 3000, "printer_id": demo["PRINTER-SH"]}
+        | ({"level": "inner"} if kind == "case-batches" else {}),
+    )
+    assert made.status_code == 201, made.text
+    batch = made.json()["batch_no" if kind == "batches" else "id"]
+    body = (
+        {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+        if kind == "batches"
+        else {"cases": {"passphrase": PASS_OUT}}
+    )
+    paused, resume = threading.Event(), threading.Event()
+    steps = exports._steps
+
+    def pausing(start: int, end: int) -> Iterator[tuple[int, int]]:
+        for n, step in enumerate(steps(start, end)):
+            if n == 1:  # the first step is written: the batch is voided now
+                paused.set()
+                assert resume.wait(30)
+            yield step
+
+    monkeypatch.setattr(exports, "_steps", pausing)
+    exporting = asyncio.create_task(
+        client.post(f"/{kind}/{batch}/exports", headers=planner, json=body)
+    )
+    assert await asyncio.to_thread(paused.wait, 30)  # the export runs inline, not as a job
+    voided = await client.post(f"/{kind}/{batch}/void", headers=planner, json={"reason": "lost"})
+    assert voided.status_code == 200, voided.text
+    resume.set()
+    refused = assert_error(await asyncio.wait_for(exporting, 60), 422, "batch_void")
+    export_id = refused["details"]["export_id"]
+    failed = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+    assert failed["state"] == "failed" and failed["error"] == "the batch is void", failed
+    assert failed["progress"] == 2000 and not failed["files"]
+    directory = app.state.settings.export_path / export_id
+    assert not directory.exists() or list(directory.iterdir()) == []
+    # and as when the void lands before the request
+    again = await client.post(f"/{kind}/{batch}/exports", headers=planner, json=body)
+    assert_error(again, 422, "batch_void")
+
+
 async def test_case_code_batches_are_consecutive_valid_ssccs(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

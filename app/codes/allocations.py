@@ -120,7 +120,9 @@ async def _check_recipient(conn: Conn, actor: Principal, org_id: int) -> None:
 async def create_pool(
     conn: Conn, actor: Principal, data: PoolIn, versions: Sequence[int]
 ) -> PoolOut:
-    """A pool of the brand's batches, used up in the order given (planners: ``codes.issue``)."""
+    """A pool of the brand's batches, used up in the order given. Needs both ``codes.issue`` and
+    ``codes.allocate`` (planners and brand admins hold both; a role of ``codes.issue`` alone is
+    refused: 403 naming ``codes.allocate``)."""
     actor.require("codes.issue", "codes.allocate")
     if len(set(data.batches)) != len(data.batches):
         raise ValidationFailed("a batch is listed twice", code="duplicate_batch")

@@ -40,7 +40,7 @@ from app.codes.scheme import Scheme
 from app.codes.trace import TraceOut, trace
 from app.config import Settings
 from app.db import Conn
-from app.errors import BadRequest, ServerError, ServiceUnavailable
+from app.errors import BadRequest, ServerError, ServiceUnavailable, Unprocessable
 from app.paging import Page, PageNo, PerPage
 
 Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)(?!\n)$")]
@@ -58,14 +58,19 @@ MAX_SERIAL = 64
 async def _start(
     conn: Conn, state: State, settings: Settings, scheme: Scheme, export: ExportOut
 ) -> Response[ExportOut]:
-    """Run a small export now (201, files ready); queue a large one as a job (202 + Location)."""
+    """Run a small export now (201, files ready); queue a large one as a job (202 + Location).
+
+    A batch voided during the run stops it (``failed``): 422 ``batch_void``, as for a batch void
+    before the request, never a 201 without files."""
     await conn.commit()  # the runner (thread or worker) reads the export row on its own connection
     if export.total > settings.export_async_threshold:
         # workers/codes.py; a job the broker cannot take now is sent by app.ops.orphans
         await jobs.hand_over("run_export_job", export.id)
         return Response(export, status_code=202, headers={"Location": f"/exports/{export.id}"})
     try:
-        await asyncio.to_thread(exports.run_export, state.db_url, settings, scheme, export.id)
+        ended = await asyncio.to_thread(
+            exports.run_export, state.db_url, settings, scheme, export.id
+        )
     except psycopg.errors.QueryCanceled as exc:  # a statement past its time: the export failed
         raise ServerError(
             f"the export failed: {exports.failure_text(exc)}", code="export_failed"
@@ -79,6 +84,11 @@ async def _start(
         raise ServerError(
             f"the export failed: {exports.failure_text(exc)}", code="export_failed"
         ) from exc
+    if ended != "done":  # returned "failed": its batch was voided during the run (a probe: a
+        # 201 Created with that failed export, no files); other failures raise
+        raise Unprocessable(
+            "the batch is void", code="batch_void", details={"export_id": export.id}
+        )
     return Response(await exports.load_export(conn, export.id), status_code=201)
 
 
