@@ -602,3 +602,67 @@ async def test_an_opt_out_while_a_message_is_in_flight_stops_its_retry(
     assert delivered == [], "a campaign message reached a phone after it opted out"
     assert stats.claimed == 0
     assert rows == [{"state": "failed", "last_error": "opted out of marketing", "attempts": 1}]
+
+
+async def test_editing_a_template_does_not_spoil_a_campaign_already_queued(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: the marketer queued a campaign (it leaves at SMS_CAMPAIGN_RATE per second, so a
+    big one takes a while), then edited its template for next month's campaign, adding a
+    placeholder. The sender rendered the queued messages with the template as edited, and every
+    one failed as not renderable. A campaign now goes out with the body it was accepted with."""
+    marketer = await login("marketer")
+    made = await client.post(
+        "/sms/templates",
+        headers=marketer,
+        json={"name": f"edited_{secrets.token_hex(3)}", "body": "{season}新品上市。"},
+    )
+    assert made.status_code == 201, made.text
+    template_id = made.json()["id"]
+    brand = demo["BRAND-LUMI"]
+    province = await _province_of_this_test(app, brand, "江西省")
+    phones = [phone() for _ in range(2)]
+    async with app.state.pool.connection() as conn:
+        for p in phones:
+            await conn.execute(
+                "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s)",
+                (brand, p, province),
+            )
+    campaign = await client.post(
+        "/sms/campaigns",
+        headers=marketer,
+        json={
+            "template_id": template_id,
+            "audience": "members",
+            "filter": {"provinces": [province]},
+            "variables": {"season": "春季"},
+        },
+    )
+    assert campaign.status_code == 201, campaign.text
+    assert campaign.json()["recipients"] == 2
+    edited = await client.patch(
+        f"/sms/templates/{template_id}",
+        headers=marketer,
+        json={"body": "{season}新品上市，凭{code_word}到店领取。"},
+    )
+    assert edited.status_code == 200, edited.text
+    gateway = LocalGateway().start()
+    try:
+        config = gateway.settings(settings)
+        gw = gateway_from_settings(config)
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            await conn.execute(
+                "UPDATE sms_outbox SET next_attempt_at = now() WHERE campaign_id = %s",
+                (campaign.json()["id"],),
+            )
+            await sender.drain(conn, gw, config)
+        await gw.aclose()
+        texts = {m["phone"]: m["text"] for m in gateway.messages() if m["phone"] in phones}
+    finally:
+        gateway.stop()
+    shown = await client.get(f"/sms/campaigns/{campaign.json()['id']}", headers=marketer)
+    assert shown.json()["states"] == {"sent": 2}, shown.json()["states"]
+    assert set(texts) == set(phones)
+    assert all("春季新品上市。" in t and "领取" not in t for t in texts.values()), texts

@@ -534,7 +534,8 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap(
     assert len(got["headers"]["webhook-signature"].split(" ")) == 2
     assert verify(new["secret"], got["headers"], got["raw"]) == [True, False]
     assert verify(sub["secret"], got["headers"], got["raw"]) == [False, True]
-    # no overlap: the old secret stops signing at once
+    # no overlap: the secret rotated out stops signing at once; the first one keeps the hour
+    # its rotation promised
     last = (
         await wh.post(
             f"/webhooks/subscriptions/{sub['id']}/rotate",
@@ -542,10 +543,12 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap(
             json={"overlap_seconds": 0},
         )
     ).json()
+    assert last["previous_secrets_until"] == [new["previous_secret_until"]], last
     serial = counterfeit(settings, demo["BRAND-LUMI"])
     [got] = await wait_for(lambda: about(receiver.log("/rotate"), serial), "the second delivery")
-    assert verify(last["secret"], got["headers"], got["raw"]) == [True]
-    assert verify(new["secret"], got["headers"], got["raw"]) == [False]
+    assert verify(last["secret"], got["headers"], got["raw"]) == [True, False]
+    assert verify(new["secret"], got["headers"], got["raw"]) == [False, False]
+    assert verify(sub["secret"], got["headers"], got["raw"]) == [False, True]
 
 
 async def test_dead_letter_after_n_failures_and_a_bad_row_does_not_stop_the_others(
@@ -823,7 +826,7 @@ async def test_a_subscription_deleted_while_its_delivery_is_sent_spoils_no_other
         rows = [
             sender.Claimed(
                 id=r["id"], attempts=1, subscription_id=0, brand_id=0, msg_id="m", kind="k",
-                data={}, occurred_at=None, url="", secret_sealed=b"", previous_sealed=None,
+                data={}, occurred_at=None, url="", secret_sealed=b"", previous_sealed=[],
             )
             for r in claimed
         ]  # fmt: skip
@@ -1250,7 +1253,7 @@ async def test_an_address_that_never_answers_does_not_keep_the_next_one_from_bei
         id=1, attempts=1, subscription_id=1, brand_id=1, msg_id="msg_probe",
         kind="alert.counterfeit", data={}, occurred_at="2026-01-01T00:00:00Z",
         url=f"http://partner.example:{port}/hook",
-        secret_sealed=signing.seal(settings, signing.new_secret()), previous_sealed=None,
+        secret_sealed=signing.seal(settings, signing.new_secret()), previous_sealed=[],
     )  # fmt: skip
     try:
         async with server:
@@ -1327,3 +1330,212 @@ async def test_a_sweep_sets_aside_an_event_whose_time_it_cannot_read(
     assert listed.status_code == 200, listed.text
     unknown = sorted(d["occurred_at"] is None for d in listed.json()["items"])
     assert unknown == [False, True], listed.json()  # the good one's time, the poison's none
+
+
+async def test_redirects_are_retried_and_another_brand_sees_nothing(
+    wh: Any, client: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: Any
+) -> None:
+    """A 3xx answer is no delivery (redirects are not followed): retried until a 2xx. Another
+    brand's admin gets 404 from every endpoint of the subscription and its deliveries. Bounds
+    of the URL's length and of a rotation's overlap."""
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/explore", ["alert.counterfeit"])
+    receiver.plan("/explore", ["302", "301"])
+    serial = counterfeit(settings, demo["BRAND-LUMI"])
+    got = await wait_for(
+        lambda: (
+            [e for e in about(receiver.log("/explore"), serial) if e["step"] == "ok"]
+            and about(receiver.log("/explore"), serial)
+        ),
+        "delivered after two redirects",
+    )
+    assert [e["step"] for e in got] == ["302", "301", "ok"]
+    delivered = await newest(wh, admin, sub["id"], "delivered")
+    assert [a["status_code"] for a in delivered["log"]] == [302, 301, 200]
+
+    other = await other_brand_admin(wh, login)
+    base = f"/webhooks/subscriptions/{sub['id']}"
+    for answer in (
+        await wh.get(base, headers=other),
+        await wh.patch(base, headers=other, json={"active": False}),
+        await wh.post(base + "/rotate", headers=other),
+        await wh.get(base + "/deliveries", headers=other),
+        await wh.post(
+            base + "/replay",
+            headers=other,
+            json={"from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z"},
+        ),
+        await wh.get(f"/webhooks/deliveries/{delivered['id']}", headers=other),
+        await wh.post(f"/webhooks/deliveries/{delivered['id']}/replay", headers=other),
+        await wh.delete(base, headers=other),
+    ):
+        assert_error(answer, 404)
+    listed = await wh.get("/webhooks/subscriptions", headers=other)
+    assert listed.json()["total"] == 0
+
+    assert (await wh.patch(base, headers=admin, json={})).status_code == 200
+    assert_error(await wh.get(base + "/deliveries", headers=admin, params={"state": "bogus"}), 400)
+    assert_error(
+        await wh.get(
+            base + "/deliveries",
+            headers=admin,
+            params={"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        ),
+        400,
+    )
+    long_url = "https://partner.example.com/" + "a" * 1972
+    assert len(long_url) == 2000
+    made = await wh.post(
+        "/webhooks/subscriptions",
+        headers=admin,
+        json={"url": long_url, "event_kinds": ["alert.counterfeit"]},
+    )
+    assert made.status_code == 201, made.text
+    too_long = await wh.post(
+        "/webhooks/subscriptions",
+        headers=admin,
+        json={"url": long_url + "a", "event_kinds": ["alert.counterfeit"]},
+    )
+    assert_error(too_long, 400)
+    padded = await wh.post(
+        "/webhooks/subscriptions",
+        headers=admin,
+        json={"url": "  " + long_url[:1990] + "\n", "event_kinds": ["alert.counterfeit"]},
+    )
+    assert padded.status_code == 201, padded.text
+    for body in (
+        {"overlap_seconds": -1},
+        {"overlap_seconds": 31 * 86400},
+        {"overlap_seconds": "5"},
+    ):
+        assert_error(await wh.post(base + "/rotate", headers=admin, json=body), 400)
+    assert (await wh.post(base + "/rotate", headers=admin)).status_code == 200
+    assert (await wh.delete(base, headers=admin)).status_code == 204
+    assert_error(await wh.get(f"/webhooks/deliveries/{delivered['id']}", headers=admin), 404)
+
+
+async def test_rotating_twice_quickly_keeps_the_first_secrets_promised_overlap(
+    wh: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: Any
+) -> None:
+    """A probe: a partner rotated (overlap one hour: the answer promised the original secret
+    signs until ``previous_secret_until``) and rotated again a moment later (a double click, a
+    retried request); the subscription kept one previous secret, so the original one stopped
+    signing at once and the receiver, still holding it, refused every delivery. Each secret
+    rotated out now signs until its own end."""
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/twice", ["alert.counterfeit"])
+    url = f"/webhooks/subscriptions/{sub['id']}/rotate"
+    first = await wh.post(url, headers=admin, json={"overlap_seconds": 3600})
+    assert first.status_code == 200, first.text
+    promised = datetime.fromisoformat(first.json()["previous_secret_until"])
+    assert promised > datetime.now(UTC) + timedelta(minutes=59)
+    second = await wh.post(url, headers=admin, json={"overlap_seconds": 3600})
+    assert second.status_code == 200, second.text
+    untils = [datetime.fromisoformat(t) for t in second.json()["previous_secrets_until"]]
+    assert len(untils) == 2 and untils[1] == promised, second.json()
+    serial = counterfeit(settings, demo["BRAND-LUMI"])
+    [got] = await wait_for(lambda: about(receiver.log("/twice"), serial), "the delivery")
+    # the newest secret signs first, then the one rotated out last, then the original
+    assert verify(second.json()["secret"], got["headers"], got["raw"]) == [True, False, False]
+    assert verify(first.json()["secret"], got["headers"], got["raw"]) == [False, True, False]
+    assert verify(sub["secret"], got["headers"], got["raw"]) == [False, False, True]
+
+
+async def test_at_most_three_secrets_rotated_out_sign_at_once(
+    wh: Any, login: Any, app: Any
+) -> None:
+    """Every secret rotated out signs until its own end, three at most: a fourth rotation with
+    an overlap is 409 ``too_many_secrets`` (it would break a promise) until one's overlap runs
+    out; a rotation without overlap takes no place and is always possible."""
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, "https://partner.example/rotated", ["alert.counterfeit"])
+    url = f"/webhooks/subscriptions/{sub['id']}/rotate"
+    for _ in range(3):
+        answer = await wh.post(url, headers=admin, json={"overlap_seconds": 600})
+        assert answer.status_code == 200, answer.text
+    assert len(answer.json()["previous_secrets_until"]) == 3
+    full = await wh.post(url, headers=admin, json={"overlap_seconds": 600})
+    assert_error(full, 409, "too_many_secrets")
+    assert full.json()["error"]["details"]["free_at"]
+    now = await wh.post(url, headers=admin, json={"overlap_seconds": 0})
+    assert now.status_code == 200, now.text
+    assert len(now.json()["previous_secrets_until"]) == 3
+    async with app.state.pool.connection() as conn:  # the oldest one's overlap runs out
+        await conn.execute(
+            """UPDATE webhook_previous_secrets SET valid_until = now() - interval '1 second'
+                WHERE id = (SELECT min(id) FROM webhook_previous_secrets
+                             WHERE subscription_id = %s)""",
+            (sub["id"],),
+        )
+    again = await wh.post(url, headers=admin, json={"overlap_seconds": 600})
+    assert again.status_code == 200, again.text
+    assert len(again.json()["previous_secrets_until"]) == 3
+    async with app.state.pool.connection() as conn:  # the run-out one is gone, not kept
+        kept = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM webhook_previous_secrets WHERE subscription_id = %s",
+                (sub["id"],),
+            )
+        ).fetchone()
+    assert kept["n"] == 3
+
+
+async def test_a_replay_by_those_above_is_in_the_owners_audit(
+    wh: Any, login: Any, app: Any
+) -> None:
+    """A probe: the brand admin replayed an agent's delivery (the event sent again to the
+    agent's endpoint) and a range of them; unlike its update, rotation and deletion (probe T),
+    the replays were audited under the brand, where the agent's own auditors never see them."""
+    agent, admin = await login("agent_admin"), await login("admin")
+    sub = await subscribe(wh, agent, "https://partner.example/replayed", ["alert.diversion"])
+    async with app.state.pool.connection() as conn:
+        brand = (
+            await (
+                await conn.execute(
+                    "SELECT brand_id FROM webhook_subscriptions WHERE id = %s", (sub["id"],)
+                )
+            ).fetchone()
+        )["brand_id"]
+        await conn.execute(
+            "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+            "VALUES (%s, 'alert.diversion', ARRAY[%s::bigint], '{}')",
+            (brand, sub["org_id"]),
+        )
+        delivery = (
+            await (
+                await conn.execute(
+                    "UPDATE webhook_deliveries SET state = 'dead', created_at = now() "
+                    "WHERE subscription_id = %s RETURNING id",
+                    (sub["id"],),
+                )
+            ).fetchone()
+        )["id"]
+    one = await wh.post(f"/webhooks/deliveries/{delivery}/replay", headers=admin)
+    assert one.status_code == 202, one.text
+    now = datetime.now(UTC)
+    ranged = await wh.post(
+        f"/webhooks/subscriptions/{sub['id']}/replay",
+        headers=admin,
+        json={"from": (now - timedelta(hours=1)).isoformat(), "to": now.isoformat()},
+    )
+    assert ranged.status_code == 202, ranged.text
+    trail = await wh.get("/audit", headers=agent, params={"action": "replay"})
+    assert trail.status_code == 200, trail.text
+    mine = [
+        r
+        for r in trail.json()["items"]
+        if (r["entity"], r["entity_id"])
+        in {("webhook_delivery", str(delivery)), ("webhook_subscription", str(sub["id"]))}
+    ]
+    assert len(mine) == 2, trail.json()["items"][:5]
+
+
+async def test_a_private_address_with_a_trailing_dot_is_refused(client: Any, login: Any) -> None:
+    """A probe: a name with a trailing dot (``localhost.``) was refused, but the literal
+    ``127.0.0.1.`` (the same address, fully qualified) was taken for a name that did not
+    resolve yet: 201, instead of 400 ``private_address``."""
+    admin = await login("admin")
+    for url in ("http://127.0.0.1./hook", "http://10.0.0.1./hook", "http://169.254.169.254./x"):
+        body = {"url": url, "event_kinds": ["shipment.confirmed"]}
+        answer = await client.post("/webhooks/subscriptions", headers=admin, json=body)
+        assert_error(answer, 400, "private_address")

@@ -10,8 +10,10 @@ Each row is sent by one sender at a time and its outcome recorded once:
    still pending at the opt-out: that one cannot see a row in flight, which a retry (3) or a
    recovery (4) puts back to ``pending`` (a probe: a campaign message ``sending`` when its
    member opted out was answered 5xx, retried, and delivered to the phone that said stop).
-2. **Send**, outside any transaction: render each row (a row that cannot be rendered is failed
-   at once), pass them to the gateway in batches, ``SMS_CONCURRENCY`` requests in flight.
+2. **Send**, outside any transaction: render each row — a campaign's with the body the
+   campaign was accepted with, not its template's as edited since — (a row that cannot be
+   rendered is failed at once), pass them to the gateway in batches, ``SMS_CONCURRENCY``
+   requests in flight.
 3. **Record** (one transaction): ``accepted`` → ``sent`` with the provider's message id;
    ``rejected`` → ``failed``; ``retry`` → back to ``pending`` with ``next_attempt_at`` after an
    exponential back-off (``SMS_BACKOFF_SECONDS`` doubled per attempt, ±20 % jitter, at most
@@ -219,11 +221,18 @@ WITH due AS (
          last_error = CASE WHEN k.dropped THEN %(opted_out)s ELSE o.last_error END
     FROM checked k WHERE o.id = k.id
   RETURNING o.id, o.brand_id, o.phone, o.template, o.variables, o.purpose, o.attempts,
-            o.idem_key::text AS idem_key, k.dropped
+            o.idem_key::text AS idem_key, k.dropped, o.campaign_id
 )
-SELECT c.*, b.name AS brand_name, t.body AS brand_body, t.provider_template_id
+SELECT c.id, c.brand_id, c.phone, c.template, c.variables, c.purpose, c.attempts, c.idem_key,
+       c.dropped, b.name AS brand_name,
+       -- a campaign's message as the campaign was accepted (migration 0080), whatever its
+       -- template says now; others with the brand's template of that name
+       CASE WHEN m.id IS NULL THEN t.body ELSE m.body END AS brand_body,
+       CASE WHEN m.id IS NULL THEN t.provider_template_id ELSE m.provider_template_id END
+         AS provider_template_id
   FROM claimed c
   JOIN orgs b ON b.id = c.brand_id
+  LEFT JOIN sms_campaigns m ON m.id = c.campaign_id
   LEFT JOIN sms_templates t ON t.brand_id = c.brand_id AND t.name = c.template
  ORDER BY c.id
 """

@@ -81,7 +81,9 @@ class SubscriptionController(Controller):
         data: RotateIn | None = None,
     ) -> SubscriptionOut:
         """A new secret (in this answer only); the old one also signs for ``overlap_seconds``
-        (default ``WEBHOOK_ROTATION_OVERLAP_SECONDS``)."""
+        (default ``WEBHOOK_ROTATION_OVERLAP_SECONDS``), as every one rotated out before does
+        until its own overlap ends; 409 ``too_many_secrets`` when three sign beside the current
+        one already (a rotation with ``overlap_seconds`` 0 is always possible)."""
         return await service.rotate(conn, principal, settings, sub_id, data or RotateIn())
 
     @get("/{sub_id:int}/deliveries")

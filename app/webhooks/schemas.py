@@ -54,7 +54,10 @@ class SubscriptionOut(msgspec.Struct, frozen=True, kw_only=True):
     description: str
     event_kinds: list[str]
     active: bool
-    previous_secret_until: datetime | None  # the old secret still signs until then
+    # the last time a rotated-out secret signs (the latest of ``previous_secrets_until``)
+    previous_secret_until: datetime | None
+    # each rotated-out secret still signing beside the current one: until when, newest first
+    previous_secrets_until: list[datetime]
     created_at: datetime
     updated_at: datetime
     secret: str | None = None  # only in the answer of a creation or a rotation

@@ -17,9 +17,9 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
    endpoints that never answer held every other tenant's deliveries back, 50 s in a test with
    3 s time-outs): the body is
    ``{"type", "timestamp", "data"}`` (the same bytes at every attempt), signed as
-   ``app.webhooks.signing`` says with the current secret and, during a rotation's overlap, the
-   previous one. Each attempt has ``WEBHOOK_TIMEOUT_SECONDS`` in all (connect, send, answer);
-   redirects are not followed; the answer's body is not read.
+   ``app.webhooks.signing`` says with the current secret and every rotated-out one still in
+   its overlap (newest first). Each attempt has ``WEBHOOK_TIMEOUT_SECONDS`` in all (connect,
+   send, answer); redirects are not followed; the answer's body is not read.
 3. **Record** (one transaction): a 2xx answer → ``delivered``; anything else (a status, a
    time-out, a refused connection) → back to ``pending`` after an exponential back-off
    (``WEBHOOK_BACKOFF_SECONDS`` doubled per attempt, ±20 % jitter, at most
@@ -73,7 +73,7 @@ class Claimed(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: Any
     url: str
     secret_sealed: bytes
-    previous_sealed: bytes | None
+    previous_sealed: list[bytes]  # rotated-out secrets still in their overlap, newest first
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,8 +118,9 @@ SELECT c.id, c.attempts, c.subscription_id, s.brand_id, e.msg_id, e.kind, e.data
        {READABLE_TIME} AS occurred_at,
        s.url,
        s.secret_sealed,
-       CASE WHEN s.previous_until > clock_timestamp() THEN s.previous_sealed END
-         AS previous_sealed
+       ARRAY(SELECT p.sealed FROM webhook_previous_secrets p  -- migration 0080
+              WHERE p.subscription_id = s.id AND p.valid_until > clock_timestamp()
+              ORDER BY p.id DESC) AS previous_sealed
   FROM claimed c
   JOIN webhook_events e ON e.id = c.event_id
   JOIN webhook_subscriptions s ON s.id = c.subscription_id
@@ -194,8 +195,7 @@ def request_of(row: Claimed, settings: Settings, now: int) -> tuple[bytes, dict[
         raise ValueError("the event's time cannot be read (infinite or out of range)")
     body = msgspec.json.encode({"type": row.kind, "timestamp": row.occurred_at, "data": row.data})
     secrets_ = [signing.unseal(settings, row.secret_sealed)]
-    if row.previous_sealed is not None:
-        secrets_.append(signing.unseal(settings, row.previous_sealed))
+    secrets_ += [signing.unseal(settings, sealed) for sealed in row.previous_sealed]
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,

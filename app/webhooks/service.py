@@ -23,7 +23,7 @@ from app import audit
 from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn, changes_of, update_row
-from app.errors import BadRequest
+from app.errors import BadRequest, Conflict
 from app.localtime import aware
 from app.orgs.service import org_path
 from app.paging import Page, check_period, fetch_page
@@ -59,10 +59,14 @@ EVENT_KINDS: dict[str, str] = {
     "redemption.fulfilled": "a member's gift redemption fulfilled",
 }
 MAX_REPLAY = 10_000  # deliveries one range replay may queue
+#: rotated-out secrets signing at once, each until its own overlap ends (migration 0080)
+MAX_PREVIOUS_SECRETS = 3
 
 _SUB = """s.id, s.org_id, s.url, s.description, s.event_kinds, s.active, s.created_at,
           s.updated_at,
-          CASE WHEN s.previous_until > now() THEN s.previous_until END AS previous_secret_until"""
+          ARRAY(SELECT p.valid_until FROM webhook_previous_secrets p
+                 WHERE p.subscription_id = s.id AND p.valid_until > now()
+                 ORDER BY p.id DESC) AS previous_secrets_until"""
 
 
 def _check_kinds(kinds: list[str]) -> list[str]:
@@ -99,7 +103,8 @@ def _out(row: dict[str, Any], secret: str | None = None) -> SubscriptionOut:
         description=row["description"],
         event_kinds=list(row["event_kinds"]),
         active=row["active"],
-        previous_secret_until=row["previous_secret_until"],
+        previous_secret_until=max(row["previous_secrets_until"], default=None),
+        previous_secrets_until=list(row["previous_secrets_until"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         secret=secret,
@@ -212,20 +217,51 @@ async def rotate(
     conn: Conn, actor: Principal, settings: Settings, sub_id: int, data: RotateIn
 ) -> SubscriptionOut:
     """A new secret; the current one keeps signing beside it for the overlap (0: at once no
-    more). The new secret is in this answer only."""
+    more), and so does every secret rotated out before, until its own overlap ends (a probe: a
+    second rotation within the first's overlap dropped the original secret before the time the
+    first answer promised). At most ``MAX_PREVIOUS_SECRETS`` sign beside the current one: one
+    more is 409 ``too_many_secrets`` (a rotation without overlap is always possible). The new
+    secret is in this answer only."""
     sub = await _own(conn, actor, sub_id, lock=True)
     overlap = (
         data.overlap_seconds
         if data.overlap_seconds is not None
         else settings.webhook_rotation_overlap_seconds
     )
+    # read after the lock (the answer of ``_own`` may predate a rotation it waited for)
+    signing_until = [
+        r["valid_until"]
+        for r in await (
+            await conn.execute(
+                """SELECT valid_until FROM webhook_previous_secrets
+                    WHERE subscription_id = %s AND valid_until > now()""",
+                (sub_id,),
+            )
+        ).fetchall()
+    ]
+    if overlap > 0 and len(signing_until) >= MAX_PREVIOUS_SECRETS:
+        first_free = min(signing_until)
+        raise Conflict(
+            f"{len(signing_until)} earlier secrets still sign, the most kept; rotate with "
+            f"overlap_seconds 0, or after {first_free.isoformat()}",
+            code="too_many_secrets",
+            details={"free_at": first_free.isoformat()},
+        )
+    await conn.execute(
+        "DELETE FROM webhook_previous_secrets WHERE subscription_id = %s AND valid_until <= now()",
+        (sub_id,),
+    )
+    if overlap > 0:
+        await conn.execute(
+            """INSERT INTO webhook_previous_secrets (subscription_id, sealed, valid_until)
+               SELECT id, secret_sealed, now() + make_interval(secs => %s)
+                 FROM webhook_subscriptions WHERE id = %s""",
+            (overlap, sub_id),
+        )
     secret = signing.new_secret()
     await conn.execute(
-        """UPDATE webhook_subscriptions
-              SET previous_sealed = secret_sealed, secret_sealed = %s,
-                  previous_until = now() + make_interval(secs => %s), updated_at = now()
-            WHERE id = %s""",
-        (signing.seal(settings, secret), overlap, sub_id),
+        "UPDATE webhook_subscriptions SET secret_sealed = %s, updated_at = now() WHERE id = %s",
+        (signing.seal(settings, secret), sub_id),
     )
     await audit.record(
         conn, actor, "rotate_secret", "webhook_subscription", sub_id,
@@ -331,6 +367,13 @@ RETURNING id, replay_of
 async def replay(conn: Conn, actor: Principal, delivery_id: int) -> ReplayOut:
     """Send the delivery's event again, now (a new delivery, same ``webhook-id``)."""
     original = await get_delivery(conn, actor, delivery_id)
+    owner = await (
+        await conn.execute(
+            "SELECT owner_org_id FROM webhook_subscriptions WHERE id = %s",
+            (original.subscription_id,),
+        )
+    ).fetchone()
+    assert owner is not None
     rows = await (
         await conn.execute(_REPLAY.format(where="d.id = %(id)s"), {"id": delivery_id, "limit": 1})
     ).fetchall()
@@ -338,6 +381,7 @@ async def replay(conn: Conn, actor: Principal, delivery_id: int) -> ReplayOut:
     await audit.record(
         conn, actor, "replay", "webhook_delivery", delivery_id,
         after={"subscription_id": original.subscription_id, "deliveries": ids},
+        org_id=owner["owner_org_id"],  # under its owner's, as an update (a probe)
     )  # fmt: skip
     return ReplayOut(replayed=len(ids), delivery_ids=ids)
 
@@ -346,7 +390,7 @@ async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRa
     """Send again every delivery of the subscription created in [from, to) (in ``state`` if
     given; replays themselves are not replayed again), at most ``MAX_REPLAY``: past that, those
     made before the first one left out, whose time is ``next_from`` (ask again from there)."""
-    await _own(conn, actor, sub_id)
+    sub = await _own(conn, actor, sub_id)
     start, end = aware(data.from_), aware(data.to)
     if end <= start:
         raise BadRequest("to must be after from", code="bad_range")
@@ -389,5 +433,6 @@ async def replay_range(conn: Conn, actor: Principal, sub_id: int, data: ReplayRa
     await audit.record(
         conn, actor, "replay", "webhook_subscription", sub_id,
         after={"from": start, "to": params["end"], "state": data.state, "deliveries": len(ids)},
+        org_id=sub["owner_org_id"],  # under its owner's, as an update (a probe)
     )  # fmt: skip
     return ReplayOut(replayed=len(ids), delivery_ids=ids, next_from=next_from, next_after_id=after)

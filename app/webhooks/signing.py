@@ -8,7 +8,8 @@ Every request carries three headers:
 * ``webhook-signature``: ``v1,<base64 of HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``, where
   ``key`` is the base64-decoded part of the secret after ``whsec_``. While a rotated-out secret
   is still in its overlap window, its signature follows the new one, separated by a space
-  (``v1,<new> v1,<old>``); a receiver accepts the request when any one of them verifies.
+  (``v1,<new> v1,<old>``; several rotated out, each until its own end: newest first); a
+  receiver accepts the request when any one of them verifies.
 
 Secrets are ``whsec_`` + base64 of 24 random bytes. They are stored sealed (AES-256-GCM under a
 key derived from the master key, ``Settings.subkey("webhook-secret")``), shown once when made

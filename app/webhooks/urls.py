@@ -112,8 +112,10 @@ async def check_resolved(url: str, *, allow_private: bool) -> list[str] | None:
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address a host names literally: an IP literal, or an IPv4 address in any form the
-    C library's resolver takes as one (``127.1``, ``2130706433``, ``0x7f000001``)."""
-    host = host.strip("[]").split("%")[0]
+    C library's resolver takes as one (``127.1``, ``2130706433``, ``0x7f000001``), with one
+    trailing dot too (a probe: ``127.0.0.1.``, the same address fully qualified, passed as a
+    name that did not resolve yet)."""
+    host = host.strip("[]").split("%")[0].removesuffix(".")
     try:
         return ipaddress.ip_address(host)
     except ValueError:
