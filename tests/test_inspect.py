@@ -725,3 +725,100 @@ async def test_a_unit_relabelled_in_its_case_at_the_agent_names_the_cases_shipme
     item = found.json()["items"][0]
     assert (item["result"], item["shipped_to"]["id"]) == ("diverted", demo["AGENT-ZJ"])
     assert item["document_no"] == ship["doc_no"], item
+
+
+async def _one_case_in_stock(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """One case of 10 units, received in the factory warehouse."""
+    goods = await pack(client, login, app, demo, 1)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    return goods
+
+
+async def _ship(client: Any, login: Any, demo: Any, case: str, to: str, receiver: str) -> str:
+    """The factory warehouse ships ``case`` to ``to``, whose ``receiver`` receives it; the
+    shipment's number."""
+    clerk, who = await login("clerk"), await login(receiver)
+    ship = await document(client, clerk, [case], kind="outbound", counterparty_id=demo[to])
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, who, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, who, received)).status_code == 200
+    return str(ship["doc_no"])
+
+
+async def _return(client: Any, login: Any, demo: Any, case: str, sender: str) -> None:
+    """``sender`` returns ``case`` to the factory warehouse, which receives it."""
+    clerk, who = await login("clerk"), await login(sender)
+    back = await document(client, who, [case], kind="return", counterparty_id=demo["WH-SZ-01"])
+    assert (await confirm(client, who, back)).status_code == 200
+    home = await document(client, clerk, kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, clerk, home)).status_code == 200
+
+
+async def test_a_diverted_unit_names_the_shipment_that_gave_it_to_the_agent_now(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the factory ships a case to the Zhejiang agent (A); it comes back; it goes to
+    the Guangdong agent (B) and comes back; it goes to the Zhejiang agent again (C). A unit of
+    it found at a Guangdong store is diverted, shipped to Zhejiang by C — the shipment that
+    designated it to Zhejiang now. The answer (record, alert, CSV) named A, a closed shipment
+    whose goods the factory had received back: ``_documents`` kept the unit's first shipment to
+    the agent, where it now keeps the latest one from the brand's stock."""
+    goods = await _one_case_in_stock(client, login, app, demo)
+    case, unit = goods["cases"][0], goods["units"][0]
+    a = await _ship(client, login, demo, case, "AGENT-ZJ", "agent_clerk")
+    await _return(client, login, demo, case, "agent_clerk")
+    await _ship(client, login, demo, case, "AGENT-GD", "gd_admin")
+    await _return(client, login, demo, case, "gd_admin")
+    c = await _ship(client, login, demo, case, "AGENT-ZJ", "agent_clerk")
+    found = await scan(client, await login("inspector"), unit, "STORE-GZ-01")
+    assert found.status_code == 201, found.text
+    record = found.json()["items"][0]
+    assert (record["result"], record["shipped_to"]["erp_code"]) == ("diverted", "AGENT-ZJ")
+    assert record["document_no"] == c, f"named {record['document_no']}: A={a}, C={c}"
+
+
+async def test_goods_the_agent_returned_to_the_factory_are_not_its_leak(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the Zhejiang agent receives a case (A) and returns it to the factory warehouse,
+    which receives it: the brand's own stock again. A unit of it turns up on a Guangdong store's
+    shelf. The inspection called it diverted from Zhejiang (document A), raised a critical
+    diversion alert to Zhejiang and counted it in Zhejiang's leak report, blaming the agent for
+    goods the factory has held since. It is ``unknown_route`` (``returned_to_stock``): no agent
+    named, alerted or counted, as for goods that left the brand's stock without a shipment."""
+    goods = await _one_case_in_stock(client, login, app, demo)
+    case, units = goods["cases"][0], goods["units"]
+    await _ship(client, login, demo, case, "AGENT-ZJ", "agent_clerk")
+    inspector = await login("inspector")
+    # while the return is on its way back the agent still holds the goods: its leak
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    back = await document(client, agent, [case], kind="return", counterparty_id=demo["WH-SZ-01"])
+    assert (await confirm(client, agent, back)).status_code == 200
+    on_the_way = (await scan(client, inspector, units[1], "STORE-GZ-01")).json()["items"][0]
+    assert (on_the_way["result"], on_the_way["shipped_to"]["erp_code"]) == (
+        "diverted",
+        "AGENT-ZJ",
+    )
+    home = await document(client, clerk, kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, clerk, home)).status_code == 200
+    for store in ("STORE-GZ-01", "STORE-HZ-01"):  # anywhere: the brand holds them
+        found = await scan(client, inspector, units[0], store)
+        assert found.status_code == 201, found.text
+        record = found.json()["items"][0]
+        assert (record["result"], record["reason"]) == ("unknown_route", "returned_to_stock")
+        assert record["shipped_to"] is None and record["document_no"] is None, record
+        assert record["designated_store"] is None, record
+        alerted = await (
+            await conn.execute(
+                "SELECT org_id, message FROM alerts WHERE (details ->> 'inspection')::bigint = %s",
+                (found.json()["id"],),
+            )
+        ).fetchall()
+        assert [a["org_id"] for a in alerted] == [demo["BRAND-LUMI"]], alerted
+        assert alerted[0]["message"].startswith("Returned to the brand's stock"), alerted
+    # shipped out again, it is the new agent's
+    await _ship(client, login, demo, case, "AGENT-GD", "gd_admin")
+    again = (await scan(client, inspector, units[0], "STORE-GZ-01")).json()["items"][0]
+    assert (again["result"], again["shipped_to"]["erp_code"]) == ("in_channel", "AGENT-GD")

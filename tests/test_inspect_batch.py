@@ -259,3 +259,119 @@ async def test_a_batch_retry_of_a_recorded_scan_is_replayed_behind_an_item_reusi
     assert answers[1]["scan"]["id"] == first.json()["id"]
     assert answers[1]["scan"]["replayed"] is True
     assert await count_scans(conn, [cid]) == {cid: 1}
+
+
+async def _new_store(client: Any, admin: Any, parent_id: int) -> int:
+    tag = secrets.token_hex(3).upper()
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "store", "name": f"Inspected store {tag}", "erp_code": f"IS-{tag}",
+              "parent_id": parent_id},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def _zj_inspector(client: Any, login: Any, demo: Any) -> Any:
+    """An inspector of the Zhejiang agent (it inspects the agent's stores only)."""
+    name = f"zjinsp_{secrets.token_hex(3)}"
+    created = await client.post(
+        "/users",
+        headers=await login("agent_admin"),
+        json={"org_id": demo["AGENT-ZJ"], "username": name, "password": "inspect-pass-1",
+              "roles": ["inspector"]},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    return await login(name, "inspect-pass-1")
+
+
+async def test_a_retried_scan_is_replayed_after_its_store_moved_to_another_agent(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: the Zhejiang agent's inspector scans at one of its stores (recorded, the answer
+    lost); before the app re-sends it, the brand moves the store under the Guangdong agent. The
+    re-send (same client id, same body) was 422 ``unknown_store``, single or batched — the store
+    was looked up before the client id — and the app dropped as refused a scan the server
+    holds. It answers the recorded scan (200, replayed, whole), counted once."""
+    admin = await login("admin")
+    store = await _new_store(client, admin, demo["AGENT-ZJ"])
+    inspector = await _zj_inspector(client, login, demo)
+    tag = secrets.token_hex(3)
+    single = item(goods["units"][5], store, f"mv-{tag}-1")
+    batched = item(goods["units"][6], store, f"mv-{tag}-2")
+    first = await client.post("/inspections", headers=inspector, json=single)
+    assert first.status_code == 201, first.text
+    first_batch = await client.post(
+        "/inspections/batch", headers=inspector, json={"items": [batched]}
+    )
+    assert first_batch.json()["items"][0]["status"] == 201, first_batch.text
+    moved = await client.post(
+        f"/orgs/{store}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+    )
+    assert moved.status_code == 200, moved.text
+
+    again = await client.post("/inspections", headers=inspector, json=single)
+    assert again.status_code == 200, again.text
+    assert (again.json()["id"], again.json()["replayed"]) == (first.json()["id"], True)
+    assert again.json()["items"] == first.json()["items"]
+    resent = await client.post(
+        "/inspections/batch", headers=inspector, json={"items": [single, batched]}
+    )
+    answers = resent.json()["items"]
+    assert [a["status"] for a in answers] == [200, 200], answers
+    assert answers[1]["scan"]["id"] == first_batch.json()["items"][0]["scan"]["id"]
+    # a new scan there is refused: the store is no longer in the inspector's area
+    fresh = item(goods["units"][7], store, f"mv-{tag}-3")
+    assert_error(
+        await client.post("/inspections", headers=inspector, json=fresh), 422, "unknown_store"
+    )
+    cids = [single["client_id"], batched["client_id"]]
+    assert await count_scans(conn, cids) == {c: 1 for c in cids}
+
+
+async def test_no_inspection_is_recorded_at_a_closed_store(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A closed store — or one under a closed distributor — is 422 ``org_inactive`` to an
+    inspection, single or batched, as to a field check-in (before, a scan there was recorded);
+    a re-send of a scan recorded there before it closed still answers that scan."""
+    admin, inspector = await login("admin"), await login("inspector")
+    store = await _new_store(client, admin, demo["AGENT-ZJ"])
+    dist = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "distributor", "name": f"Closed dist {secrets.token_hex(3)}",
+              "erp_code": f"CD-{secrets.token_hex(3)}", "parent_id": demo["AGENT-ZJ"]},
+    )  # fmt: skip
+    assert dist.status_code == 201, dist.text
+    under = await _new_store(client, admin, dist.json()["id"])
+    tag = secrets.token_hex(3)
+    recorded = item(goods["units"][3], store, f"cl-{tag}-0")
+    first = await client.post("/inspections", headers=inspector, json=recorded)
+    assert first.status_code == 201, first.text
+    off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    off = await client.post(f"/orgs/{dist.json()['id']}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+
+    for n, where in enumerate((store, under), start=1):
+        single = item(goods["units"][4], where, f"cl-{tag}-{n}")
+        assert_error(
+            await client.post("/inspections", headers=inspector, json=single), 422, "org_inactive"
+        )
+    batch = await client.post(
+        "/inspections/batch",
+        headers=inspector,
+        json={"items": [item(goods["units"][4], store, f"cl-{tag}-3"),
+                        item(goods["units"][4], under, f"cl-{tag}-4"), recorded]},
+    )  # fmt: skip
+    assert batch.status_code == 200, batch.text
+    answers = batch.json()["items"]
+    assert [a["status"] for a in answers] == [422, 422, 200], answers
+    assert [a["error"]["code"] for a in answers[:2]] == ["org_inactive"] * 2
+    assert answers[2]["scan"]["id"] == first.json()["id"]
+    again = await client.post("/inspections", headers=inspector, json=recorded)
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"]), again.text
+    cids = [f"cl-{tag}-{n}" for n in range(5)]
+    assert await count_scans(conn, cids) == {cids[0]: 1}

@@ -89,6 +89,11 @@ async def inspect_batch(
     stores: dict[tuple[int | None, str | None], Store | AppError] = {}
     fresh: list[tuple[int, Store]] = []
     for cid, i in first.items():
+        # answered already: its client id was used for another scan; or recorded before: the
+        # first answer, whatever became of its store since (a probe: one moved to another
+        # agent's area was 422 unknown_store, and the app dropped a scan the server holds)
+        if answers[i] is not None or cid in earlier:
+            continue
         item = items[i]
         key = (item.store_id, item.store_code)
         if key not in stores:
@@ -97,11 +102,9 @@ async def inspect_batch(
             except AppError as error:
                 stores[key] = error
         store = stores[key]
-        if answers[i] is not None:  # its client id was used for another scan
-            continue
         if isinstance(store, AppError):
             answers[i] = _error(item, store)
-        elif cid not in earlier:
+        else:
             fresh.append((i, store))
     fresh = await _with_photos(conn, actor, items, fresh, answers)
     scanned = await _scan_all(conn, actor, scheme, items, fresh, answers)

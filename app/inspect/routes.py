@@ -47,7 +47,8 @@ class InspectionController(Controller):
         the document that shipped it), unknown_route (never shipped), counterfeit. A code that is
         not genuine at all is recorded (and alerted) too, and answered 422 ``counterfeit`` with
         the recorded scan in ``details``. The same ``client_id`` again answers the first scan
-        (200, ``replayed``).
+        (200, ``replayed``), even after its store left the caller's area or closed. A closed
+        store (or one under a closed organisation) is 422 ``org_inactive``.
         """
         out = await service.inspect(conn, principal, scheme, data)
         if out.result == "counterfeit" and all(i.result == "counterfeit" for i in out.items):
@@ -69,7 +70,7 @@ class InspectionController(Controller):
         ``status`` 201 recorded, 200 its client id was recorded before (the first scan's answer;
         never counted twice, also when repeated within the batch), 422 ``counterfeit``
         (recorded), or another 4xx ``error`` (``unknown_store``, ``not_a_store``,
-        ``unknown_photo``, ``empty_case``, ``client_id_required``; not
+        ``org_inactive``, ``unknown_photo``, ``empty_case``, ``client_id_required``; not
         recorded). One transaction. 400 ``empty_batch``; 413 ``batch_too_large`` over
         1000 scans.
         """

@@ -62,8 +62,9 @@ class InspectionOut(msgspec.Struct, frozen=True, kw_only=True):
     """One unit inspected (one record of the log).
 
     ``reason`` says why: designated_store, agent_area (in channel); outside_agent_area
-    (diverted); never_shipped, no_channel (unknown route); forged, malformed, unknown, void,
-    destroyed, not_activated, unknown_case, case_void, not_packed, invalid_sscc (counterfeit).
+    (diverted); never_shipped, no_channel, returned_to_stock (unknown route: no agent answers
+    for it); forged, malformed, unknown, void, destroyed, not_activated, unknown_case,
+    case_void, not_packed, invalid_sscc (counterfeit).
     """
 
     id: int

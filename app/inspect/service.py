@@ -11,7 +11,10 @@ found at store Z is
 - ``diverted`` when Z lies outside that subtree (another agent's store, a store elsewhere);
 - ``unknown_route`` when it was activated but never shipped through a channel (``shipped_at``
   NULL — e.g. still "at the factory", or given away by exception outbound — or shipped without a
-  designated channel);
+  designated channel), or when it is back in the brand's own stock (``returned_to_stock``: a
+  return the factory received — its holder is outside the channel's subtree, under no channel
+  organisation, and it is not on its way anywhere): the channel it keeps is no longer the
+  agent's to answer for, so no agent is blamed, alerted or counted;
 - ``counterfeit`` when the code is not a genuine unit of the brand in circulation: forged tag,
   malformed, unknown batch or index, void batch or unit, destroyed, printed but never activated;
   for a case scan, an unknown, void or never packed SSCC.
@@ -35,6 +38,7 @@ from psycopg.types.json import Jsonb
 
 from app import audit, idempotency, tabular
 from app.auth.principal import Principal
+from app.auth.service import org_status
 from app.codes.batches import serials_of
 from app.codes.lookup import VOID_STATES, read_codes, sscc_label
 from app.codes.scheme import Scheme, serial_from_scan
@@ -54,6 +58,7 @@ from app.inspect.schemas import (
 from app.inspect.summaries import require_reader
 from app.localtime import REPORT_TZ
 from app.locks import Lock, xact_lock
+from app.logistics.movements import CHANNEL_KINDS
 from app.paging import Page, check_period, fetch_page
 
 SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}
@@ -106,6 +111,7 @@ class _Unit(msgspec.Struct, frozen=True, gc=False):
     store_org_id: int | None
     shipped_at: datetime | None
     channel_path: str | None
+    in_stock: bool  # back in the brand's own stock (see ``_UNITS``)
 
 
 class _Scanned(msgspec.Struct, frozen=True, gc=False):
@@ -121,14 +127,16 @@ class _Scanned(msgspec.Struct, frozen=True, gc=False):
 
 
 async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> Store:
-    """The store inspected, by id or nameplate (ERP) code; only stores in the caller's area."""
+    """The store inspected, by id or nameplate (ERP) code; only active stores in the caller's
+    area (an inactive one — closed, or under a closed organisation — is 422 ``org_inactive``, as
+    for a field check-in there)."""
     if data.store_id is None and data.store_code is None:
         raise Unprocessable("name the store: store_id or store_code", code="no_store")
     cur = conn.cursor(row_factory=class_row(Store))
     await cur.execute(
-        """SELECT id, kind, path, name, erp_code, province_code, province_name, city_code,
-                  city_name, status
-           FROM orgs
+        f"""SELECT id, kind, path, name, erp_code, province_code, province_name, city_code,
+                  city_name, {org_status("o")} AS status
+           FROM orgs o
            WHERE (%(id)s::bigint IS NULL OR id = %(id)s)
              AND (%(code)s::text IS NULL OR erp_code = %(code)s) AND path LIKE %(brand)s""",
         {"id": data.store_id, "code": data.store_code, "brand": f"/{actor.brand_id}/%"},
@@ -139,14 +147,34 @@ async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> Store:
         raise Unprocessable("no such store in your area", code="unknown_store")
     if row.kind != "store":
         raise Unprocessable(f"{row.name} is a {row.kind}, not a store", code="not_a_store")
+    if row.status != "active":
+        raise Unprocessable(f"{row.name} is inactive", code="org_inactive")
     return row
 
 
 # -- the verdict --------------------------------------------------------------------------------
 
-_UNITS = """SELECT u.code, u.product_id, u.lot, u.status, u.channel_org_id, u.store_org_id,
-       u.shipped_at, c.path AS channel_path
-    FROM unit_state u LEFT JOIN orgs c ON c.id = u.channel_org_id"""
+
+def _in_channel(alias: str) -> str:
+    """SQL: whether the organisation aliased ``alias`` is in the sales channel — it or one above
+    it a branch, agent, distributor or store (``app.logistics.movements``' rule) — rather than
+    the brand's own stock (the brand, its factories and their warehouses)."""
+    kinds = ", ".join(f"'{k}'" for k in CHANNEL_KINDS)
+    return f"""EXISTS (SELECT 1 FROM orgs a
+        WHERE a.id = ANY(string_to_array(trim(both '/' FROM {alias}.path), '/')::bigint[])
+          AND a.kind IN ({kinds}))"""
+
+
+# ``in_stock``: the unit is back in the brand's own stock — held, and not on its way anywhere,
+# outside its channel's subtree and in no organisation of the sales channel (an agent's return
+# the factory received; a return still in transit is the agent's yet). Its channel stays (the
+# logistics keep it through a return), but the agent no longer answers for it.
+_UNITS = f"""SELECT u.code, u.product_id, u.lot, u.status, u.channel_org_id, u.store_org_id,
+       u.shipped_at, c.path AS channel_path,
+       coalesce(u.transit_to IS NULL AND h.path NOT LIKE c.path || '%%'
+                AND NOT {_in_channel("h")}, false) AS in_stock
+    FROM unit_state u LEFT JOIN orgs c ON c.id = u.channel_org_id
+    JOIN orgs h ON h.id = u.holder_org_id"""
 
 
 def _judge(row: _Unit, serial: str, store: Store) -> Finding:
@@ -165,6 +193,9 @@ def _judge(row: _Unit, serial: str, store: Store) -> Finding:
     elif row.channel_org_id is None:
         found.result = "unknown_route"
         found.reason = "never_shipped" if row.shipped_at is None else "no_channel"
+    elif row.in_stock:  # returned to the brand: not the agent's leak (a probe blamed it)
+        found.result, found.reason = "unknown_route", "returned_to_stock"
+        found.source = found.store = None
     elif not store.path.startswith(row.channel_path):  # type: ignore[arg-type]  # set: shipped
         # first, whatever store a later shipment named: a probe — the agent shipped into another
         # agent's area itself, and the store it named there was "designated" (窜货 unseen)
@@ -254,7 +285,7 @@ WITH RECURSIVE anc (unit, kind, code, depth, lo, hi) AS (
       AND e.id < a.hi
 )
 SELECT DISTINCT h.unit, e.destination_org, e.details ->> 'document' AS document_no,
-       e.event_time, e.id
+       e.source_org, e.disposition, e.event_time, e.id
 FROM anc h
 JOIN event_codes ec ON ec.code = h.code AND ec.kind = h.kind
 JOIN events e ON e.id = ec.event_id
@@ -265,19 +296,40 @@ ORDER BY e.event_time, e.id
 
 
 async def _documents(conn: Conn, findings: list[Finding]) -> None:
-    """Name the outbound that shipped each unit to its agent, and the one to its store."""
+    """Name the outbound that shipped each unit to its agent, and the one to its store.
+
+    To the agent: the shipment that gave it the unit's current designation — the latest
+    outbound to it from the brand's own stock (an outbound from there designates anew, so after
+    a return and another shipment the first one is a closed matter: a probe named it), else
+    the latest outbound to it from within the channel. A return to the agent (from its store)
+    designates nothing and is never named."""
     shipped = {f.code: f for f in findings if f.source is not None and f.code is not None}
     if not shipped:
         return
     rows = await (
         await conn.execute(_SHIPMENTS, {"units": list(shipped), "depth": _MAX_DEPTH})
     ).fetchall()
-    for row in rows:
+    senders = sorted({r["source_org"] for r in rows if r["source_org"] is not None})
+    channel = {
+        r["id"]
+        for r in await (
+            await conn.execute(
+                f"SELECT o.id FROM orgs o WHERE o.id = ANY(%s) AND {_in_channel('o')}",
+                (senders,),
+            )
+        ).fetchall()
+    }
+    from_stock: dict[int, str | None] = {}
+    for row in rows:  # oldest first: the latest of each kind wins
         found = shipped[row["unit"]]
-        if row["destination_org"] == found.source and found.document_no is None:
-            found.document_no = row["document_no"]  # the first shipment to the agent
+        if row["destination_org"] == found.source and row["disposition"] != "returned":
+            found.document_no = row["document_no"]
+            if row["source_org"] is not None and row["source_org"] not in channel:
+                from_stock[row["unit"]] = row["document_no"]
         if row["destination_org"] == found.store and found.store is not None:
             found.store_document_no = row["document_no"]  # the latest to the store
+    for unit, document_no in from_stock.items():
+        shipped[unit].document_no = document_no
 
 
 # -- recording ----------------------------------------------------------------------------------
@@ -285,14 +337,16 @@ async def _documents(conn: Conn, findings: list[Finding]) -> None:
 
 async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: InspectionIn) -> ScanOut:
     """Inspect a unit or a case at a store: verdicts, log, event, summary deltas and alerts.
-    A retried upload (same ``client_id``) answers the first scan's result."""
+    A retried upload (same ``client_id``) answers the first scan's result, before the store is
+    looked at again: one moved out of the caller's area or closed since still replays (a probe:
+    422 ``unknown_store``, and the app dropped a scan the server holds)."""
     actor.require("inspect.scan")
-    store = await store_for(conn, actor, data)
     if data.client_id is not None:
         earlier = await _earlier_scan(conn, actor, data.client_id)
         if earlier is not None:
             idempotency.check(earlier["client_hash"], data, "scan")
             return await get_scan(conn, actor, earlier["id"], replayed=True)
+    store = await store_for(conn, actor, data)
     if data.photo_ids:
         missing = await missing_photos(conn, actor, [str(p) for p in data.photo_ids])
         if missing:
@@ -523,6 +577,20 @@ def _subject(kind: str, label: str) -> str:
     return f"{kind[0]}:{serial_from_scan(label).upper() if kind == 'unit' else label}"
 
 
+def _message(
+    result: str, first: Finding, what: str, agent: str | None, where: str, label: str
+) -> str:
+    """An alert's message: what was found where, and whose it was."""
+    if result == "diverted":
+        shipped = f" ({first.document_no})" if first.document_no else ""
+        return f"Diverted: {what} shipped to {agent}{shipped} found at {where}"
+    if result == "unknown_route" and first.reason == "returned_to_stock":
+        return f"Returned to the brand's stock: {what} found at {where}"
+    if result == "unknown_route":
+        return f"Never shipped: {what} found at {where}"
+    return f"Counterfeit: {label} ({first.reason}) found at {where}"
+
+
 async def _alerts(
     conn: Conn, actor: Principal, store: Store, scan_id: int, scanned: _Scanned
 ) -> None:
@@ -549,14 +617,7 @@ async def _alerts(
         if product:
             what += f" of {product}"
         agent = names["orgs"].get(first.source)
-        if result == "diverted":
-            message = f"Diverted: {what} shipped to {agent}"
-            message += f" ({first.document_no})" if first.document_no else ""
-            message += f" found at {where}"
-        elif result == "unknown_route":
-            message = f"Never shipped: {what} found at {where}"
-        else:
-            message = f"Counterfeit: {label} ({first.reason}) found at {where}"
+        message = _message(result, first, what, agent, where, label)
         subject = f"u{first.code}" if kind == "unit" and first.code else _subject(kind, label)
         params.append(
             {
@@ -668,6 +729,8 @@ def record_out(row: dict[str, Any]) -> InspectionOut:
 
 
 async def get_scan(conn: Conn, actor: Principal, scan_id: int, replayed: bool = False) -> ScanOut:
+    """One scan with its records, as the caller may see it; ``replayed``: the caller's own scan
+    answered again, whole, as first answered (its store may have left the caller's area)."""
     require_reader(actor)
     scan = await (
         await conn.execute(
@@ -685,7 +748,7 @@ async def get_scan(conn: Conn, actor: Principal, scan_id: int, replayed: bool = 
             (scan_id,),
         )
     ).fetchall()
-    whole = scan is not None and actor.sees(scan["path"])
+    whole = scan is not None and (replayed or actor.sees(scan["path"]))
     if not whole:  # the source agent of some of its goods: the records of those only, as the
         # list shows them (probe: a case mixing two agents' goods showed one the other's)
         rows = [r for r in rows if r["a_path"] and actor.sees(r["a_path"])]
