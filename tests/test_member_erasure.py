@@ -448,3 +448,125 @@ async def test_a_balance_past_a_32_bit_entry_is_forfeited_whole(
         member_id,
     )
     assert (row["balance"], row["forfeited"]) == (0, -2_200_000_000)
+
+
+async def test_a_number_that_opted_out_stays_opted_out_after_erasure_and_sign_up_again(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the member's own opt-out (``marketing_opt_out``) went with the profile at the
+    erasure, and the number signed up again was messaged, though the opt-out list was to stay
+    ("a number that asked not to be messaged stays so"). The erasure puts it on the brand's
+    list (``sms_opt_outs``, source ``member``)."""
+    from app.sms.outbox import _skip_marketing
+
+    brand, phone = demo["BRAND-LUMI"], new_phone()
+    headers, _ = await sign_in(client, app, brand, phone)
+    patched = await client.patch("/members/me", headers=headers, json={"marketing_opt_out": True})
+    assert patched.status_code == 200, patched.text
+    assert (await client.delete("/members/me", headers=headers)).status_code == 204
+    _, again = await sign_in(client, app, brand, phone)
+    assert again["signed_up"] is True
+    assert again["member"]["marketing_opt_out"] is False  # a new membership: a new profile
+    listed = await _one(
+        app, "SELECT source FROM sms_opt_outs WHERE brand_id = %s AND phone = %s", brand, phone
+    )
+    assert listed is not None and listed["source"] == "member"
+    async with app.state.pool.connection() as conn:
+        assert await _skip_marketing(conn, brand, phone, app.state.settings)
+
+
+async def test_a_frozen_member_does_not_shed_the_freeze_by_erasure_and_sign_up_again(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: frozen for fraud, a member closed the membership and signed up again with the
+    same phone a minute later, active: the erasure shed the freeze. The erasure stays allowed
+    and keeps the freeze by a keyed hash of the phone (never the phone): the new membership
+    starts frozen with the reason, staff see it carried over, and unfreezing it forgets it."""
+    brand, phone, admin = demo["BRAND-LUMI"], new_phone(), await login("admin")
+    headers, first = await sign_in(client, app, brand, phone)
+    member_id = first["member"]["id"]
+    frozen = await client.post(
+        f"/members/{member_id}/freeze", headers=admin, json={"reason": "fraud"}
+    )
+    assert frozen.status_code == 200, frozen.text
+    assert frozen.json()["freeze_carried_over"] is False
+    assert (await client.delete("/members/me", headers=headers)).status_code == 204
+    kept = await _one(
+        app, "SELECT count(*) AS n FROM member_phone_freezes WHERE brand_id = %s", brand
+    )
+    assert kept["n"] >= 1
+    headers, again = await sign_in(client, app, brand, phone)
+    assert (again["signed_up"], again["member"]["status"]) == (True, "frozen")
+    new_id = again["member"]["id"]
+    await give(client, login, new_id, 100)
+    gift = await new_gift(client, login, points_cost=30)
+    assert_error(await redeem(app, headers, gift["id"]), 403, "member_frozen")
+    await client.delete(f"/gifts/{gift['id']}", headers=admin)  # offered to no later test
+    seen = (await client.get(f"/members/{new_id}", headers=admin)).json()
+    assert (seen["status"], seen["frozen_reason"], seen["freeze_carried_over"]) == (
+        "frozen",
+        "fraud",
+        True,
+    )
+    row = await _one(
+        app, "SELECT phone_hash, reason FROM member_phone_freezes WHERE member_id = %s", new_id
+    )
+    assert row["reason"] == "fraud" and phone.encode() not in bytes(row["phone_hash"])
+    lifted = await client.post(f"/members/{new_id}/unfreeze", headers=admin, json={})
+    assert lifted.status_code == 200, lifted.text
+    assert (lifted.json()["status"], lifted.json()["freeze_carried_over"]) == ("active", False)
+    assert (
+        await _one(app, "SELECT 1 FROM member_phone_freezes WHERE member_id = %s", new_id) is None
+    )
+    assert (await client.delete("/members/me", headers=headers)).status_code == 204
+    _, third = await sign_in(client, app, brand, phone)  # unfrozen, then erased: nothing kept
+    assert third["member"]["status"] == "active"
+
+
+async def test_a_sign_in_racing_the_member_s_own_erasure_does_not_deadlock(
+    client: Any, app: Any, login: Any, demo: Any, settings: Any
+) -> None:
+    """A probe's note, reproduced: a sign-in locks the phone's code, then the member's row; the
+    erasure locked the member's row, then deleted the phone's codes — the two at once
+    deadlocked (409 ``retry``). The erasure takes the phone's codes before the member's row now:
+    the sign-in waits for it, then finds no code."""
+    from tests.test_member_privacy import _a_verification_of, _erasure_held_after_its_member_update
+    from tests.test_members_auth import login_body, plant
+
+    brand = demo["BRAND-LUMI"]
+    _, body = await sign_in(client, app, brand)
+    member_id, phone = body["member"]["id"], body["member"]["phone"]
+    await _a_verification_of(app, brand, member_id)
+    code = await plant(app, brand, phone)
+    blocker, erase = await _erasure_held_after_its_member_update(
+        app, settings, client, await login("service"), member_id
+    )
+    try:
+        signing = asyncio.create_task(
+            client.post("/members/login", json=login_body(brand, phone, code))
+        )
+        await _waiting(app, "INSERT INTO members", "FROM member_otps")
+        await blocker.rollback()  # the erasure goes on, to the phone's codes (before: a deadlock)
+        erased, signed = await asyncio.wait_for(asyncio.gather(erase, signing), 30)
+    finally:
+        await blocker.close()
+    assert erased.status_code == 204, erased.text
+    assert_error(signed, 401, "otp_invalid")
+
+
+async def _waiting(app: Any, *needles: str) -> None:
+    """Wait (up to 10 s) until a backend running a statement containing one of ``needles``
+    waits for a lock."""
+    for _ in range(200):
+        for needle in needles:
+            row = await _one(
+                app,
+                """SELECT count(*) AS n FROM pg_stat_activity
+                    WHERE wait_event_type = 'Lock' AND query ILIKE %s
+                      AND datname = current_database()""",
+                f"%{needle}%",
+            )
+            if row["n"]:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing blocked on {needles!r}")

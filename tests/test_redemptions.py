@@ -1025,3 +1025,41 @@ async def test_the_expiry_sweep_sets_aside_a_code_it_cannot_expire_and_goes_on(
     # the bad one is set aside once (not at every sweep), and left as it was
     assert [b["reason"].split(":")[0] for b in buried] == ["NumericValueOutOfRange"], buried
     assert left["status"] == "issued"
+
+
+async def test_a_frozen_member_s_code_is_not_handed_out(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a member frozen (for fraud) after redeeming still had its outstanding code
+    checked "valid" and fulfilled — the gift handed out all the same. The code is not valid
+    while the member is frozen (``refusal: member_frozen``), its fulfilment is 409
+    ``member_frozen``, and it is fulfilled once the member is unfrozen."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=30, kind="online")
+    first = await redeem(app, headers, gift["id"])
+    assert first.status_code == 201, first.text
+    code, admin, eshop = first.json()["code"], await login("admin"), await login("eshop")
+    checked = await client.post("/redemptions/check", headers=eshop, json={"code": code})
+    assert (checked.json()["valid"], checked.json().get("refusal")) == (True, None), checked.text
+    frozen = await client.post(
+        f"/members/{member_id}/freeze", headers=admin, json={"reason": "fraud"}
+    )
+    assert frozen.status_code == 200, frozen.text
+    checked = await client.post("/redemptions/check", headers=eshop, json={"code": code})
+    assert checked.status_code == 200, checked.text
+    assert (checked.json()["valid"], checked.json()["status"], checked.json().get("refusal")) == (
+        False,
+        "issued",
+        "member_frozen",
+    )
+    fulfil = {"code": code, "lang": "en"}
+    refused = await client.post("/redemptions/fulfil", headers=eshop, json=fulfil)
+    assert_error(refused, 409, "member_frozen")
+    assert "frozen" in refused.json()["error"]["message"]
+    lifted = await client.post(f"/members/{member_id}/unfreeze", headers=admin, json={})
+    assert lifted.status_code == 200, lifted.text
+    done = await client.post("/redemptions/fulfil", headers=eshop, json=fulfil)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "fulfilled"
+    await client.delete(f"/gifts/{gift['id']}", headers=admin)  # offered to no later test

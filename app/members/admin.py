@@ -10,8 +10,11 @@ the redemption endpoints (``app.members.redemptions``), with masked phones, not 
 
 Phones are masked (``138****1234``, ``app.members.mask``) unless the caller holds
 ``members.read_phone``, in the JSON and in the CSV alike. Freezing (``members.write``) takes a
-reason, is audited, and stops the member from claiming and redeeming (``Member.require_active``);
-the member may still sign in and read. Every CSV export is audited (who, which filters).
+reason, is audited, and stops the member from claiming and redeeming (``Member.require_active``)
+and its codes issued already from being handed out (``app.members.redemptions``); the member
+may still sign in and read. A freeze outlives the erasure of the membership: the phone signed
+up again starts frozen (``app.members.freezes``), and unfreezing it forgets the kept freeze.
+Every CSV export is audited (who, which filters).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import audit, tabular
 from app.auth.principal import Principal
+from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.localtime import REPORT_TZ
-from app.members import erasure, points
+from app.members import erasure, freezes, points
 from app.members.mask import READ_PHONE, mask_phone, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
@@ -236,6 +240,7 @@ async def detail(conn: Conn, actor: Principal, member_id: int) -> MemberDetail:
         points_balance=await points.balance(conn, member_id),
         ledger=entries.items,
         ledger_total=entries.total,
+        freeze_carried_over=await freezes.carried_over(conn, member_id),
     )
 
 
@@ -254,12 +259,12 @@ async def ledger(
     )
 
 
-async def erase(conn: Conn, actor: Principal, member_id: int) -> None:
+async def erase(conn: Conn, actor: Principal, member_id: int, settings: Settings) -> None:
     """Erase a member on their request (``app.members.erasure``; ``members.write``, brand
     staff)."""
     brand_id = brand_of_staff(actor, "members.write")
     await _member(conn, actor, member_id)  # 404 as for any member not of the caller's brand
-    await erasure.erase(conn, actor, brand_id, member_id)
+    await erasure.erase(conn, actor, brand_id, member_id, settings)
 
 
 async def set_frozen(
@@ -287,13 +292,16 @@ async def set_frozen(
                       frozen_at = NULL, updated_at = now() WHERE id = %s""",
             (member_id,),
         )
+    before = {"status": row["status"], "reason": row["frozen_reason"]}
+    if not frozen and await freezes.release(conn, member_id):  # the phone's kept freeze too
+        before["carried_over"] = True
     await audit.record(
         conn,
         actor,
         "freeze" if frozen else "unfreeze",
         "member",
         member_id,
-        before={"status": row["status"], "reason": row["frozen_reason"]},
+        before=before,
         after={"status": "frozen" if frozen else "active", "reason": reason},
     )
     return await detail(conn, actor, member_id)

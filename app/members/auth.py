@@ -8,7 +8,8 @@ of the database alone does not give the codes away) and hands the SMS to the out
 ``login`` checks a code against the phone's newest one. A code works once, for
 ``member_otp_ttl`` seconds, and dies after ``member_otp_max_tries`` wrong tries (counted under a
 row lock, so parallel guesses get exactly that many). The first successful log-in of a phone
-creates the member: sign-up and log-in are one step. A frozen member may still sign in (to read
+creates the member: sign-up and log-in are one step; a phone whose membership was erased while
+frozen signs up frozen (``app.members.freezes``). A frozen member may still sign in (to read
 its points and codes); claiming and redeeming refuse it (``Member.require_active``).
 
 Log-out revokes the presented member token (its ``jti``) until it would have expired.
@@ -29,6 +30,7 @@ from app.auth import tokens
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound, Unauthorized
+from app.members import freezes
 from app.members.limits import MemberLimits
 from app.members.mask import mask_phone
 from app.members.principal import MEMBER_TOKEN, issue_token
@@ -211,6 +213,9 @@ async def _signed_in(
         )
     ).fetchone()
     assert row is not None
+    if row["signed_up"]:  # a freeze kept from an erased membership of the phone holds
+        frozen = await freezes.carry_over(conn, settings, brand_id, phone, row["id"])
+        row = {**frozen, "signed_up": True} if frozen is not None else row
     await limits.login.succeeded(_account(brand_id, phone), ip)
     token, expires = issue_token(settings, row["id"])
     return MemberTokenOut(

@@ -16,8 +16,17 @@ service on their request (``POST /members/{id}/erase``), in one transaction:
   the ledger is append-only);
 * what stays, anonymous: the row (status ``erased``), the claims, the ledger and the redemptions
   under its id — a code claimed stays claimed — and the analytics' counts; the marketing
-  opt-out list (a number that asked not to be messaged stays so);
-* the same phone can sign up again: a new membership, with nothing of the old one.
+  opt-out list (a number that asked not to be messaged stays so: the member's own switch,
+  ``marketing_opt_out``, goes onto the brand's list, ``sms_opt_outs``, source ``member`` — a
+  probe: it went with the profile, and the number signed up again was messaged); a freeze, by a
+  keyed hash of the phone (``app.members.freezes``);
+* the same phone can sign up again: a new membership, with nothing of the old one but the
+  opt-out and the freeze.
+
+Locks: what is the phone's before the member's row — its one-time codes (deleted) and its
+opt-out (written), in the order a sign-in (the code, then the member) and a staff opt-out (the
+list, then the member) take them (a probe: a sign-in racing the member's own erasure deadlocked,
+409 ``retry``) —, then the member's row, its balance, its codes, the brand's marketing lock.
 """
 
 from __future__ import annotations
@@ -27,11 +36,12 @@ from typing import Any
 
 from app import audit, locks
 from app.auth.principal import Principal
+from app.config import Settings, load_settings
 from app.db import Conn
 from app.deadletters import SMS_OUTBOX, VERIFICATIONS
 from app.errors import Conflict, NotFound
 from app.locks import Lock
-from app.members import points
+from app.members import freezes, points
 from app.verify.record import anonymous, decoded, member_of
 
 MAX_ROWS = 10_000  # of each kind in an export (a member's scans: the newest)
@@ -42,25 +52,29 @@ def tombstone(member_id: int) -> str:
     return f"{member_id:015d}"
 
 
-async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: int) -> None:
+async def erase(
+    conn: Conn,
+    actor: Principal | None,
+    brand_id: int,
+    member_id: int,
+    settings: Settings | None = None,
+) -> None:
     """Erase a member of ``brand_id`` (see the module docstring); ``actor``: the staff member
-    who did it on the member's request, None for the member. 404 ``unknown_member``, 409
-    ``member_erased`` when it is already."""
-    row = await (
-        await conn.execute(
-            # not FOR UPDATE: a redemption or the expiry sweep holds the balance and then refers
-            # to the member (a foreign key's KEY SHARE), which FOR UPDATE blocks — a deadlock
-            # (probe). A claim's credit reads the member FOR SHARE, which this waits for and holds
-            "SELECT phone, status, created_at FROM members WHERE id = %s AND brand_id = %s "
-            "FOR NO KEY UPDATE",
-            (member_id, brand_id),
-        )
-    ).fetchone()
-    if row is None:
-        raise NotFound("member not found", code="unknown_member")
-    if row["status"] == "erased":
-        raise Conflict("the member is erased already", code="member_erased")
+    who did it on the member's request, None for the member; ``settings``: the service's (None:
+    the process's, ``load_settings``). 404 ``unknown_member``, 409 ``member_erased`` when it is
+    already."""
+    seen = await _member(conn, brand_id, member_id, lock=False)
+    opted_out = seen["marketing_opt_out"]
+    await _before_the_member(conn, brand_id, seen["phone"], opted_out)
+    # not FOR UPDATE: a redemption or the expiry sweep holds the balance and then refers to the
+    # member (a foreign key's KEY SHARE), which FOR UPDATE blocks — a deadlock (probe). A
+    # claim's credit reads the member FOR SHARE, which this waits for and holds
+    row = await _member(conn, brand_id, member_id, lock=True)
     phone, gone = row["phone"], tombstone(member_id)
+    if row["marketing_opt_out"] and not opted_out:  # switched on meanwhile
+        await _opt_out(conn, brand_id, phone)
+    if row["status"] == "frozen":  # the freeze outlives the membership (app.members.freezes)
+        await freezes.keep(conn, settings or load_settings(), brand_id, phone, row["frozen_reason"])
     # the balance first, as a redemption takes it: one in flight is committed before the open
     # codes are read, and expires with them (review R6: it stayed issued, and refunded the
     # erased member later). A claim's credit reads its member FOR SHARE: one under way is
@@ -148,14 +162,50 @@ async def erase(conn: Conn, actor: Principal | None, brand_id: int, member_id: i
             {"gone": gone, "queue": SMS_OUTBOX, "ids": [row["id"] for row in sms]},
         )
     await _scrub_dead_verifications(conn, member_id, row["created_at"])
-    await conn.execute(  # the one-time codes it asked for
-        "DELETE FROM member_otps WHERE brand_id = %s AND phone = %s", (brand_id, phone)
-    )
     # the record names the member by id only: the audit log is read by staff
     await audit.record(
         conn, actor, "erase", "member", member_id, after={"points_forfeited": balance},
         org_id=brand_id,
     )  # fmt: skip
+
+
+async def _member(conn: Conn, brand_id: int, member_id: int, *, lock: bool) -> dict[str, Any]:
+    """The member's row (``FOR NO KEY UPDATE`` with ``lock``); 404 ``unknown_member``, 409
+    ``member_erased`` (also for an erasure that committed while this one waited)."""
+    row = await (
+        await conn.execute(
+            """SELECT phone, status, created_at, marketing_opt_out, frozen_reason FROM members
+                WHERE id = %s AND brand_id = %s"""
+            + (" FOR NO KEY UPDATE" if lock else ""),
+            (member_id, brand_id),
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("member not found", code="unknown_member")
+    if row["status"] == "erased":
+        raise Conflict("the member is erased already", code="member_erased")
+    return row  # type: ignore[no-any-return]
+
+
+async def _before_the_member(conn: Conn, brand_id: int, phone: str, opted_out: bool) -> None:
+    """Before the member's row (see the module's locks): the one-time codes the phone asked
+    for go; its opt-out, when the member had switched marketing off, goes onto the brand's list.
+    The phone cannot change but by an erasure, which the member's row, taken next, tells."""
+    await conn.execute(
+        "DELETE FROM member_otps WHERE brand_id = %s AND phone = %s", (brand_id, phone)
+    )
+    if opted_out:
+        await _opt_out(conn, brand_id, phone)
+
+
+async def _opt_out(conn: Conn, brand_id: int, phone: str) -> None:
+    """The phone on the brand's opt-out list (``sms_opt_outs``; a member's phone is stored in
+    the form the list takes, ``app.sms.outbox.outbox_phone``)."""
+    await conn.execute(
+        """INSERT INTO sms_opt_outs (brand_id, phone, source) VALUES (%s, %s, 'member')
+           ON CONFLICT DO NOTHING""",
+        (brand_id, phone),
+    )
 
 
 async def _scrub_dead_verifications(conn: Conn, member_id: int, since: datetime) -> None:

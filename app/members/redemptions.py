@@ -14,11 +14,14 @@ the member's own list); both keys are derived from the master key, which never e
 Staff holding ``redemptions.fulfil`` check a code (the gift and the member's masked phone) and
 fulfil it: e-shop vouchers (online) by customer-service staff above the stores, physical gifts
 (offline) by a store's staff at their store, recorded with who, where and when. A code is
-fulfilled once (409 ``code_used``: 您的兑换码已使用，请勿重复兑换); after its expiry it cannot
-be (409 ``code_expired``) and the worker job ``expire_redemptions`` gives its points and stock
-back, once (``expire_due``; a code it cannot expire is set aside in the dead letters, queue
-``redemption_expiry``, and the others go on). Stores' fulfilled physical gifts are summed per
-store and gift over a period for settlement with the brand, within the caller's subtree.
+fulfilled once (409 ``code_used``: 您的兑换码已使用，请勿重复兑换); nor while its member is
+frozen (not valid, ``refusal: member_frozen``; 409 ``member_frozen``: the fulfil takes the
+member's row FOR SHARE before the code's, as a redemption and an erasure take the member first);
+after its expiry it cannot be (409 ``code_expired``) and the worker job
+``expire_redemptions`` gives its points and stock back, once (``expire_due``; a code it cannot
+expire is set aside in the dead letters, queue ``redemption_expiry``, and the others go on).
+Stores' fulfilled physical gifts are summed per store and gift over a period for settlement
+with the brand, within the caller's subtree.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from Crypto.Cipher import AES
@@ -78,6 +81,10 @@ EXPIRED = {
     "en": "This redemption code has expired; its points are (or will shortly be) refunded.",
 }
 VALID = {"zh": "兑换码有效", "en": "The redemption code is valid."}
+FROZEN = {
+    "zh": "该会员已被冻结，兑换码暂不能兑换",
+    "en": "This member is frozen: the redemption code cannot be redeemed now.",
+}
 FULFILLED = {"zh": "已兑换", "en": "Redeemed."}
 HOW = {
     ("online", "zh"): "请联系天猫旗舰店客服，出示手机号和兑换码领取代金券",
@@ -330,17 +337,30 @@ async def member_redemptions(
 async def _by_code(
     conn: Conn, settings: Settings, actor: Principal, text: str, lock: bool = False
 ) -> dict[str, Any]:
+    """The code's redemption with its member's phone and status; with ``lock``, the member's
+    row FOR SHARE (a freeze or an erasure under way commits first, or waits for this), then the
+    code's FOR UPDATE: the member before what is the member's, as a redemption and an erasure
+    take them."""
     actor.require("redemptions.fulfil")
+    key = (digest(settings, normalise_code(text)), actor.brand_id)
+    if lock:
+        await conn.execute(
+            """SELECT 1 FROM members WHERE id = (SELECT member_id FROM redemptions
+                                                 WHERE code_digest = %s AND brand_id = %s)
+               FOR SHARE""",
+            key,
+        )
     row = await (
         await conn.execute(
             """SELECT r.id, r.gift_id, g.name AS gift_name, r.gift_kind AS kind, r.points,
                       r.status, r.created_at, r.expires_at, r.fulfilled_at, r.fulfilled_by,
-                      r.fulfilled_org_id, m.phone, r.expires_at <= now() AS due
+                      r.fulfilled_org_id, m.phone, m.status AS member_status,
+                      r.expires_at <= now() AS due
                FROM redemptions r JOIN gifts g ON g.id = r.gift_id
                     JOIN members m ON m.id = r.member_id
                WHERE r.code_digest = %s AND r.brand_id = %s"""
             + (" FOR UPDATE OF r" if lock else ""),
-            (digest(settings, normalise_code(text)), actor.brand_id),
+            key,
         )
     ).fetchone()
     if row is None:
@@ -350,12 +370,20 @@ async def _by_code(
 
 def _check_out(row: dict[str, Any], lang: str) -> CheckOut:
     status = "expired" if row["status"] == "issued" and row["due"] else row["status"]
-    valid = status == "issued"
-    message = {"issued": VALID, "fulfilled": USED, "expired": EXPIRED}[status][lang]
+    # a frozen member's code is handed out to nobody (a probe: it checked valid and was
+    # fulfilled after the freeze); an erased member's expired with the erasure
+    refusal: Literal["member_frozen"] | None = None
+    if status == "issued" and row["member_status"] != "active":
+        refusal = "member_frozen"
+    valid = status == "issued" and refusal is None
+    message = (
+        FROZEN if refusal else {"issued": VALID, "fulfilled": USED, "expired": EXPIRED}[status]
+    )[lang]
     return CheckOut(
         redemption_id=row["id"],
         valid=valid,
         status=status,
+        refusal=refusal,
         message=message,
         gift_id=row["gift_id"],
         gift_name=row["gift_name"],
@@ -414,6 +442,10 @@ async def fulfil(conn: Conn, settings: Settings, actor: Principal, data: FulfilI
             jobs.send("expire_redemptions")
         raise Conflict(
             EXPIRED[data.lang], code="code_expired", details={"message_en": EXPIRED["en"]}
+        )
+    if row["member_status"] != "active":  # frozen (locked FOR SHARE: it stays so meanwhile)
+        raise Conflict(
+            FROZEN[data.lang], code="member_frozen", details={"message_en": FROZEN["en"]}
         )
     where = await _where(conn, actor, row["kind"], data.store_id)
     done = await (

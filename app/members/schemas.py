@@ -164,6 +164,9 @@ class MemberDetail(msgspec.Struct, frozen=True, kw_only=True):
     points_balance: int
     ledger: list[LedgerEntryOut]  # the latest 20; GET /members/{id}/points pages through all
     ledger_total: int
+    # frozen at sign-up: a membership of the same phone was erased while frozen
+    # (app.members.freezes); unfreezing forgets it
+    freeze_carried_over: bool
 
 
 class RedemptionRow(msgspec.Struct, frozen=True, kw_only=True):

@@ -217,11 +217,14 @@ class FulfilIn(Input, kw_only=True):
 
 
 class CheckOut(msgspec.Struct, frozen=True, kw_only=True):
-    """What staff see of a code: valid or not, the gift and the member's masked phone."""
+    """What staff see of a code: valid or not, the gift and the member's masked phone;
+    ``refusal`` names why an issued code is not valid (its member is frozen: nothing is handed
+    out to it), ``status`` being the code's own."""
 
     redemption_id: int
     valid: bool
     status: RedemptionStatus
+    refusal: Literal["member_frozen"] | None
     message: str
     gift_id: int
     gift_name: str
