@@ -17,10 +17,19 @@ from app.errors import Conflict
 
 
 def fingerprint(data: Any) -> bytes:
-    """SHA-256 of a request struct (with a ``client_id`` field) without its client id."""
-    return hashlib.sha256(
-        msgspec.json.encode(msgspec.structs.replace(data, client_id=None))
-    ).digest()
+    """SHA-256 of a request struct (with a ``client_id`` field) without its client id.
+
+    Optional fields added to a struct after its requests were first fingerprinted are named in
+    its ``fingerprint_late`` class variable and left out while None: a request recorded before
+    the field existed, retried as it was, still has its first fingerprint."""
+    plain = msgspec.structs.replace(data, client_id=None)
+    late = [f for f in getattr(data, "fingerprint_late", ()) if getattr(data, f) is None]
+    if late:
+        fields = msgspec.to_builtins(plain)
+        for name in late:
+            del fields[name]
+        return hashlib.sha256(msgspec.json.encode(fields)).digest()
+    return hashlib.sha256(msgspec.json.encode(plain)).digest()
 
 
 def check(stored: bytes | None, data: Any, what: str) -> None:

@@ -4,13 +4,17 @@ recount, the leak report, alerts, scoping and bad input (SPEC D1–D5)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import msgspec
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -20,6 +24,7 @@ from tests.test_logistics import confirm, document, pack
 
 _ids = itertools.count()
 GPS = {"lat": 30.2592, "lng": 120.1303}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -287,9 +292,11 @@ async def test_summaries_equal_a_recount(
     assert by_store.status_code == 200, by_store.text
     raw = await (
         await conn.execute(
-            """SELECT (at AT TIME ZONE 'Asia/Shanghai')::date::text AS day, store_org_id,
-                      result, count(*) AS n
-               FROM inspections WHERE brand_id = %s GROUP BY 1, 2, 3""",
+            """SELECT (coalesce(sc.client_at, i.at) AT TIME ZONE 'Asia/Shanghai')::date::text
+                          AS day, i.store_org_id AS store_org_id, i.result AS result,
+                      count(*) AS n
+               FROM inspections i JOIN inspection_scans sc ON sc.id = i.scan_id
+               WHERE i.brand_id = %s GROUP BY 1, 2, 3""",
             (demo["BRAND-LUMI"],),
         )
     ).fetchall()
@@ -464,6 +471,172 @@ async def test_csv_export_and_replay(
     assert len(rows) == total and total >= 1
     assert goods["units"][11] in {r["serial"] for r in rows}
     assert {r["shipped_to_code"] for r in rows} >= {"AGENT-ZJ"}
+
+
+async def _store(client: Any, admin: dict[str, str], parent: int) -> int:
+    """A store of its own (its records are the test's only)."""
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": f"Shelf {secrets.token_hex(3)}",
+            "erp_code": f"IT-{secrets.token_hex(4)}",
+            "parent_id": parent,
+        },
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def test_an_offline_scan_is_listed_exported_and_evented_at_its_scan_time(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A scan queued offline carries the phone's time (``client_at``): it is shown beside the
+    upload time, orders and filters the list, is a column of the export, is the event's
+    eventTime (recordTime stays the server's) and puts the units on its business day in the
+    summary. Before, an inspection had the upload time only."""
+    inspector, admin = await login("inspector"), await login("admin")
+    store = await _store(client, admin, demo["AGENT-GD"])
+    now = datetime.now(SHANGHAI).replace(microsecond=0)
+    hour_ago = now - timedelta(hours=1)
+    day = (now - timedelta(days=2)).date()
+    days_ago = datetime.combine(day, time(12), SHANGHAI)
+    units = goods["units"][17:20]
+    live = await scan(client, inspector, units[0], store)
+    queued = await scan(client, inspector, units[1], store, client_at=hour_ago.isoformat())
+    older = await scan(client, inspector, units[2], store, client_at=days_ago.isoformat())
+    for made in (live, queued, older):
+        assert made.status_code == 201, made.text
+    body = queued.json()
+    assert datetime.fromisoformat(body["client_at"]) == hour_ago
+    assert datetime.fromisoformat(body["at"]) >= now  # the upload's
+    assert datetime.fromisoformat(body["items"][0]["client_at"]) == hour_ago
+    assert live.json()["client_at"] is None and live.json()["items"][0]["client_at"] is None
+    again = await client.get(f"/inspections/scans/{body['id']}", headers=inspector)
+    assert datetime.fromisoformat(again.json()["client_at"]) == hour_ago
+
+    # newest first by the scan's time: uploaded last, the two days old scan is listed last
+    listed = await client.get("/inspections", headers=inspector, params={"store_id": store})
+    assert [r["serial"] for r in listed.json()["items"]] == units
+    record = listed.json()["items"][1]
+    assert datetime.fromisoformat(record["client_at"]) == hour_ago
+    that_day = await client.get(
+        "/inspections", headers=inspector, params={"store_id": store, "from": day, "to": day}
+    )
+    assert [r["serial"] for r in that_day.json()["items"]] == [units[2]]
+    today = now.date().isoformat()
+    recent = await client.get(
+        "/inspections", headers=inspector, params={"store_id": store, "from": today}
+    )
+    assert units[2] not in {r["serial"] for r in recent.json()["items"]}
+
+    # the export has the column
+    exported = await client.get(
+        "/inspections", headers=inspector, params={"store_id": store, "format": "csv"}
+    )
+    assert exported.status_code == 200, exported.text
+    rows = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
+    assert [r["serial"] for r in rows] == units
+    assert rows[0]["client_at"] == ""
+    assert datetime.fromisoformat(rows[1]["client_at"]) == hour_ago
+    assert datetime.fromisoformat(rows[2]["client_at"]) == days_ago
+
+    # the event happened when the unit was scanned; it was recorded on upload
+    event = await (
+        await conn.execute(
+            "SELECT event_uuid, event_time, tz_offset, record_time FROM events WHERE id = %s",
+            (body["event_id"],),
+        )
+    ).fetchone()
+    await conn.commit()
+    assert event["event_time"] == hour_ago and event["tz_offset"] == "+08:00"
+    assert event["record_time"] >= now
+    epcis = await client.get(f"/epcis/events/urn:uuid:{event['event_uuid']}", headers=admin)
+    assert epcis.status_code == 200, epcis.text
+    assert datetime.fromisoformat(epcis.json()["eventTime"]) == hour_ago
+    assert datetime.fromisoformat(epcis.json()["recordTime"]) >= now
+
+    # the summary counts the units on the day they were scanned
+    await rollup(app)
+    summary = await client.get(
+        "/inspections/summary", headers=admin, params={"by": "store", "from": day, "to": day}
+    )
+    cells = [
+        (c["day"], c["inspections"]) for c in summary.json()["stores"] if c["store"]["id"] == store
+    ]
+    assert cells == [(day.isoformat(), 1)]
+    from app.inspect.summaries import recount
+
+    assert await recount(conn) == []
+    await conn.commit()
+
+
+async def test_a_scan_time_ahead_of_the_clock_or_too_old_is_refused(
+    client: Any, login: Any, conn: Any, goods: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``client_at`` is checked by the field check-ins' rule (at most 10 minutes ahead, 30 days
+    old, with its zone): 400 ``invalid_client_at``, nothing recorded — but only after a retry
+    of a recorded scan is answered: its replay stands whatever the clock says now."""
+    inspector = await login("inspector")
+    unit, other = goods["units"][16], goods["units"][15]
+    now = datetime.now(UTC)
+    for bad in (now + timedelta(minutes=20), now - timedelta(days=31), "2026-12-01T10:00:00"):
+        when = bad if isinstance(bad, str) else bad.isoformat()
+        refused = await scan(client, inspector, unit, "STORE-HZ-01", client_at=when)
+        error = assert_error(refused, 400, "invalid_client_at")
+        assert error["details"][0]["field"] == "client_at"
+    counted = await (
+        await conn.execute("SELECT count(*) AS n FROM inspections WHERE serial = %s", (unit,))
+    ).fetchone()
+    await conn.commit()
+    assert counted["n"] == 0
+    ahead = (now + timedelta(minutes=5)).isoformat()  # a phone's clock a little ahead: fine
+    cid = f"ahead-{next(_ids)}-{goods['batch_no']}"
+    made = await scan(client, inspector, unit, "STORE-HZ-01", client_id=cid, client_at=ahead)
+    assert made.status_code == 201, made.text
+
+    from app.field import checkins
+
+    monkeypatch.setattr(checkins, "CLOCK_SKEW", timedelta(0))  # now that time is too far ahead
+    again = await scan(client, inspector, unit, "STORE-HZ-01", client_id=cid, client_at=ahead)
+    assert again.status_code == 200 and again.json()["id"] == made.json()["id"], again.text
+    fresh = await scan(
+        client, inspector, other, "STORE-HZ-01", client_id=cid + "-2", client_at=ahead
+    )
+    assert_error(fresh, 400, "invalid_client_at")
+
+
+async def test_a_scan_recorded_before_client_at_existed_still_replays(
+    client: Any, login: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """The request's fingerprint leaves ``client_at`` out when it is not sent: a scan recorded
+    (and fingerprinted) before the field existed, retried as it was, is answered, not 409."""
+    inspector = await login("inspector")
+    cid = f"old-{next(_ids)}-{goods['batch_no']}"
+    body = {"code": goods["units"][14], "gps": GPS, "store_code": "STORE-HZ-01", "client_id": cid}
+    made = await client.post("/inspections", headers=inspector, json=body)
+    assert made.status_code == 201, made.text
+
+    from app.inspect.schemas import InspectionIn
+
+    def spec(f: Any) -> Any:
+        if f.default is not msgspec.NODEFAULT:
+            return (f.name, f.type, f.default)
+        if f.default_factory is not msgspec.NODEFAULT:
+            return (f.name, f.type, msgspec.field(default_factory=f.default_factory))
+        return (f.name, f.type)
+
+    fields = [spec(f) for f in msgspec.structs.fields(InspectionIn) if f.name != "client_at"]
+    before = msgspec.defstruct("InspectionIn", fields, kw_only=True)  # the request's old shape
+    old = msgspec.json.encode(msgspec.convert({**body, "client_id": None}, before))
+    await conn.execute(
+        "UPDATE inspection_scans SET client_hash = %s WHERE id = %s",
+        (hashlib.sha256(old).digest(), made.json()["id"]),
+    )
+    await conn.commit()
+    again = await client.post("/inspections", headers=inspector, json=body)
+    assert again.status_code == 200 and again.json()["id"] == made.json()["id"], again.text
 
 
 async def test_bad_input_is_a_clear_4xx(

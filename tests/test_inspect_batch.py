@@ -6,7 +6,10 @@ photos on an inspection."""
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from tests.field_support import other_brand_admin
 from tests.helpers import assert_error
@@ -259,6 +262,68 @@ async def test_a_batch_retry_of_a_recorded_scan_is_replayed_behind_an_item_reusi
     assert answers[1]["scan"]["id"] == first.json()["id"]
     assert answers[1]["scan"]["replayed"] is True
     assert await count_scans(conn, [cid]) == {cid: 1}
+
+
+async def test_a_batched_scan_time_is_checked_per_item_and_replays(
+    client: Any,
+    login: Any,
+    demo: Any,
+    conn: Any,
+    goods: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each queued scan carries its phone time (``client_at``): a bad one (ahead of the clock)
+    is that item's 400 ``invalid_client_at`` only; the others are recorded with theirs (the
+    event's eventTime too), and the re-sent batch, same client ids and times, replays — also
+    when those times have grown too old since (the replay comes before the check)."""
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    now = datetime.now(UTC).replace(microsecond=0)
+    hour_ago = now - timedelta(hours=1)
+    store = demo["STORE-NB-01"]
+    items = [
+        item(goods["units"][0], store, f"t-{tag}-0", client_at=hour_ago.isoformat()),
+        item(
+            goods["units"][1], store, f"t-{tag}-1", client_at=(now + timedelta(hours=1)).isoformat()
+        ),
+        item(goods["units"][2], store, f"t-{tag}-2"),
+    ]
+    first = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert [a["status"] for a in body["items"]] == [201, 400, 201], body["items"]
+    assert body["items"][1]["error"]["code"] == "invalid_client_at"
+    assert (body["recorded"], body["refused"]) == (2, 1)
+    scan = body["items"][0]["scan"]
+    assert datetime.fromisoformat(scan["client_at"]) == hour_ago
+    assert datetime.fromisoformat(scan["items"][0]["client_at"]) == hour_ago
+    assert body["items"][2]["scan"]["client_at"] is None
+    assert await count_scans(conn, [i["client_id"] for i in items]) == {
+        f"t-{tag}-0": 1,
+        f"t-{tag}-2": 1,
+    }
+    event = await (
+        await conn.execute("SELECT event_time FROM events WHERE id = %s", (scan["event_id"],))
+    ).fetchone()
+    await conn.commit()
+    assert event["event_time"] == hour_ago
+
+    from app.field import checkins
+
+    monkeypatch.setattr(checkins, "OFFLINE_DAYS", 0)  # an hour ago is too old now
+    kept = [items[0], items[2]]
+    again = await client.post("/inspections/batch", headers=inspector, json={"items": kept})
+    replay = again.json()
+    assert [a["status"] for a in replay["items"]] == [200, 200], replay["items"]
+    assert [a["scan"]["id"] for a in replay["items"]] == [
+        body["items"][0]["scan"]["id"],
+        body["items"][2]["scan"]["id"],
+    ]
+    assert datetime.fromisoformat(replay["items"][0]["scan"]["client_at"]) == hour_ago
+    # the same id with another scan time is another scan: 409, as for a single scan
+    moved = {**items[0], "client_at": (now - timedelta(hours=2)).isoformat()}
+    refused = await client.post("/inspections/batch", headers=inspector, json={"items": [moved]})
+    assert refused.json()["items"][0]["error"]["code"] == "client_id_reused"
 
 
 async def _new_store(client: Any, admin: Any, parent_id: int) -> int:

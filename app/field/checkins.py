@@ -112,14 +112,17 @@ async def _existing(conn: Conn, actor: Principal, data: CheckinIn) -> CheckinOut
     return _out(row, replayed=True)
 
 
-# How far a phone's clock may run ahead, and how long a check-in may wait in an offline queue:
-# the track, the lists and the CSV order and filter by the phone's time, so a time outside these
-# would put a visit on another day (a planned one) or on top of every list for years.
+# How far a phone's clock may run ahead, and how long a scan may wait in an offline queue: the
+# track, the lists and the CSV order and filter by the phone's time, so a time outside these
+# would put a visit on another day (a planned one) or on top of every list for years. The same
+# rule holds for an inspection's ``client_at`` (``app.inspect``).
 CLOCK_SKEW = timedelta(minutes=10)
 OFFLINE_DAYS = 30
 
 
-def _check_client_at(client_at: datetime | None) -> None:
+def check_client_at(client_at: datetime | None) -> None:
+    """400 ``invalid_client_at`` unless a phone's scan time (None: not sent) has its zone, is
+    at most ``CLOCK_SKEW`` ahead of the server's clock and at most ``OFFLINE_DAYS`` old."""
     if client_at is None:
         return
     now = datetime.now(UTC)
@@ -128,7 +131,7 @@ def _check_client_at(client_at: datetime | None) -> None:
     elif client_at > now + CLOCK_SKEW:
         reason = "not in the future"
     elif client_at < now - timedelta(days=OFFLINE_DAYS):
-        reason = f"at most {OFFLINE_DAYS} days ago (a check-in queued offline longer is stale)"
+        reason = f"at most {OFFLINE_DAYS} days ago (a scan queued offline longer is stale)"
     else:
         return
     raise ValidationFailed(
@@ -144,7 +147,7 @@ async def check_in(conn: Conn, actor: Principal, settings: Settings, data: Check
     scope.require_rep(actor)
     if (found := await _existing(conn, actor, data)) is not None:
         return found
-    _check_client_at(data.client_at)
+    check_client_at(data.client_at)
     store = await _store(conn, actor, settings, data)
     distance = None
     if store["latitude"] is not None:

@@ -29,6 +29,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import AppError, BadRequest, PayloadTooLarge
 from app.events.log import allocate_ids, write_events
+from app.field.checkins import check_client_at
 from app.inspect import service
 from app.inspect.schemas import (
     BATCH_MAX,
@@ -95,6 +96,11 @@ async def inspect_batch(
         if answers[i] is not None or cid in earlier:
             continue
         item = items[i]
+        try:  # the phone's scan time: checked as a single scan's, after a replay
+            check_client_at(item.client_at)
+        except AppError as error:
+            answers[i] = _error(item, error)
+            continue
         key = (item.store_id, item.store_code)
         if key not in stores:
             try:
@@ -273,17 +279,19 @@ async def _record(
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
                    api_key_id, inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note,
-                   photo_url, client_id, client_hash, result, units, event_id, photo_ids)
+                   photo_url, client_id, client_hash, result, units, event_id, photo_ids,
+                   client_at)
                SELECT %(brand)s, %(at)s, s.store, %(user)s, %(key)s, %(org)s, s.scanned, s.kind,
                       s.sscc, s.lat, s.lng, s.note, s.photo_url, s.client_id, s.client_hash,
-                      s.result, s.units, s.event_id, string_to_array(s.photos, ',')::uuid[]
+                      s.result, s.units, s.event_id, string_to_array(s.photos, ',')::uuid[],
+                      s.client_at
                FROM unnest(%(stores)s::bigint[], %(scanned)s::text[], %(kinds)s::text[],
                            %(ssccs)s::bigint[], %(lats)s::float8[], %(lngs)s::float8[],
                            %(notes)s::text[], %(urls)s::text[], %(cids)s::text[],
                            %(hashes)s::bytea[], %(results)s::text[], %(units)s::int[],
-                           %(events)s::bigint[], %(photos)s::text[])
+                           %(events)s::bigint[], %(photos)s::text[], %(ats)s::timestamptz[])
                     AS s (store, scanned, kind, sscc, lat, lng, note, photo_url, client_id,
-                          client_hash, result, units, event_id, photos)
+                          client_hash, result, units, event_id, photos, client_at)
                RETURNING id, event_id""",
             {
                 "brand": actor.brand_id,
@@ -305,6 +313,7 @@ async def _record(
                 "units": [len(s.findings) for _, _, s in scanned],
                 "events": event_ids,
                 "photos": [",".join(str(p) for p in items[i].photo_ids) for i, _, _ in scanned],
+                "ats": [items[i].client_at for i, _, _ in scanned],
             },
         )
     ).fetchall()
@@ -329,11 +338,11 @@ async def _record(
             )
         ],
     )
-    by_store: dict[int, list[Finding]] = defaultdict(list)
-    for _, store, s in scanned:
-        by_store[store.id] += s.findings
-    for store_id, findings in sorted(by_store.items()):
-        await service._deltas(conn, actor.brand_id, now, store_id, findings)
+    await service.deltas(
+        conn,
+        actor.brand_id,
+        [(service.scan_time(items[i], now), store.id, s.findings) for i, store, s in scanned],
+    )
     for (_, store, s), sid in zip(scanned, scan_ids, strict=True):
         if any(f.result != "in_channel" for f in s.findings):
             await service._alerts(conn, actor, store, sid, s)
@@ -354,7 +363,7 @@ async def scans_out(conn: Conn, scan_ids: list[int]) -> dict[int, ScanOut]:
         return {}
     heads = await (
         await conn.execute(
-            """SELECT id, at, scanned, scan_kind, result, units, event_id
+            """SELECT id, at, client_at, scanned, scan_kind, result, units, event_id
                FROM inspection_scans WHERE id = ANY(%s)""",
             (scan_ids,),
         )
@@ -376,6 +385,7 @@ async def scans_out(conn: Conn, scan_ids: list[int]) -> dict[int, ScanOut]:
         out[head["id"]] = ScanOut(
             id=head["id"],
             at=head["at"],
+            client_at=head["client_at"],
             store=items[0].store,
             scanned=head["scanned"],
             kind=head["scan_kind"],

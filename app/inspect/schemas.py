@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -33,7 +33,13 @@ class InspectionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
     The store by ``store_id`` or by its nameplate code (the store's ERP code, ``store_code``).
     ``client_id``: the app's own id of this scan; sending it again answers the first result.
+    ``client_at``: when the phone scanned (a scan queued offline arrives later), with its zone;
+    at most 10 minutes ahead of the server's clock and 30 days old, as a field check-in's.
     """
+
+    # added after scans were fingerprinted: left out of the fingerprint when not sent, so a
+    # scan recorded before it existed still replays (``app.idempotency``)
+    fingerprint_late: ClassVar[tuple[str, ...]] = ("client_at",)
 
     code: ScannedCode
     gps: Gps
@@ -43,6 +49,7 @@ class InspectionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     photo_url: PhotoUrl | None = None
     photo_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=10)] = []
     client_id: ClientId | None = None
+    client_at: datetime | None = None
 
 
 class OrgRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +76,8 @@ class InspectionOut(msgspec.Struct, frozen=True, kw_only=True):
 
     id: int
     scan_id: int
-    at: datetime
+    at: datetime  # when the server recorded it
+    client_at: datetime | None  # when the phone scanned, if it said (a scan queued offline)
     store: OrgRef
     inspector_id: int | None
     inspector: str | None
@@ -93,7 +101,8 @@ class ScanOut(msgspec.Struct, frozen=True, kw_only=True):
     """The answer to a scan: its overall (worst) result, counts and one record per unit."""
 
     id: int
-    at: datetime
+    at: datetime  # when the server recorded it
+    client_at: datetime | None  # when the phone scanned, if it said
     store: OrgRef
     scanned: str
     kind: Literal["unit", "case"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -46,6 +46,7 @@ from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
+from app.field.checkins import CLOCK_SKEW, OFFLINE_DAYS, check_client_at
 from app.inspect.schemas import (
     RESULTS,
     Gps,
@@ -56,7 +57,7 @@ from app.inspect.schemas import (
     ScanOut,
 )
 from app.inspect.summaries import require_reader
-from app.localtime import REPORT_TZ
+from app.localtime import REPORT_TZ, ZONE
 from app.locks import Lock, xact_lock
 from app.logistics.movements import CHANNEL_KINDS
 from app.paging import Page, check_period, fetch_page
@@ -339,13 +340,15 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
     """Inspect a unit or a case at a store: verdicts, log, event, summary deltas and alerts.
     A retried upload (same ``client_id``) answers the first scan's result, before the store is
     looked at again: one moved out of the caller's area or closed since still replays (a probe:
-    422 ``unknown_store``, and the app dropped a scan the server holds)."""
+    422 ``unknown_store``, and the app dropped a scan the server holds) — and before its
+    ``client_at`` is checked (a replay of a scan queued long ago is still its answer)."""
     actor.require("inspect.scan")
     if data.client_id is not None:
         earlier = await _earlier_scan(conn, actor, data.client_id)
         if earlier is not None:
             idempotency.check(earlier["client_hash"], data, "scan")
             return await get_scan(conn, actor, earlier["id"], replayed=True)
+    check_client_at(data.client_at)
     store = await store_for(conn, actor, data)
     if data.photo_ids:
         missing = await missing_photos(conn, actor, [str(p) for p in data.photo_ids])
@@ -362,7 +365,7 @@ async def inspect(conn: Conn, actor: Principal, scheme: Scheme, data: Inspection
     await write_events(
         conn, [_event(actor, data, store, scanned, scan_id, overall, counts, event_id, now)]
     )
-    await _deltas(conn, actor.brand_id, now, store.id, scanned.findings)
+    await deltas(conn, actor.brand_id, [(scan_time(data, now), store.id, scanned.findings)])
     await _alerts(conn, actor, store, scan_id, scanned)
     await audit.record(
         conn, actor, "inspect", "inspection", scan_id,
@@ -423,9 +426,10 @@ async def _record_scan(
         await conn.execute(
             """INSERT INTO inspection_scans (brand_id, at, store_org_id, inspector_id,
                    api_key_id, inspector_org_id, scanned, scan_kind, case_sscc, lat, lng, note,
-                   photo_url, client_id, client_hash, result, units, event_id, photo_ids)
+                   photo_url, client_id, client_hash, result, units, event_id, photo_ids,
+                   client_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                       %s)
+                       %s, %s)
                RETURNING id""",
             (
                 actor.brand_id,
@@ -447,6 +451,7 @@ async def _record_scan(
                 len(scanned.findings),
                 event_id,
                 list(data.photo_ids),
+                data.client_at,
             ),
         )
     ).fetchone()
@@ -511,12 +516,13 @@ def _event(
     now: datetime,
 ) -> NewEvent:
     """The inspection's ObjectEvent (bizStep inspecting) at the store: the unit scanned, or the
-    case."""
+    case. Its eventTime is the scan's time (``scan_time``: the phone's, when it sent one, with
+    its offset); its recordTime the server's."""
     findings, case_sscc = scanned.findings, scanned.case_sscc
     return builders.observe(
         id=event_id,
         brand_id=actor.brand_id,
-        at=now,
+        at=scan_time(data, now),
         biz_step="inspecting",
         disposition=None,
         units=[f.code for f in findings if f.code is not None] if scanned.kind == "unit" else [],
@@ -536,25 +542,34 @@ def _event(
     )
 
 
-async def _deltas(
-    conn: Conn, brand: int, at: datetime, store: int, findings: list[Finding]
-) -> None:
-    """Units per (source agent, result) of this scan, for the summary roll-up (D4)."""
-    groups = Counter((f.source or 0, f.result) for f in findings)
+def scan_time(data: InspectionIn, now: datetime) -> datetime:
+    """When the scan was made: the phone's time when it sent one (a scan queued offline), else
+    the server's. The event's eventTime and the summary's business day are this time."""
+    return data.client_at if data.client_at is not None else now
+
+
+async def deltas(conn: Conn, brand: int, scans: list[tuple[datetime, int, list[Finding]]]) -> None:
+    """Units per (business day of the scan time, store, source agent, result) of these scans
+    (scan time, store, findings), for the summary roll-up (D4): one statement."""
+    groups = Counter(
+        (at.astimezone(ZONE).date(), store, f.source or 0, f.result)
+        for at, store, findings in scans
+        for f in findings
+    )
     keys = sorted(groups)
     await conn.execute(
-        f"""INSERT INTO inspection_deltas (brand_id, day, store_org_id, source_org_id, result,
-                units)
-            SELECT %(brand)s, (%(at)s::timestamptz AT TIME ZONE '{REPORT_TZ}')::date, %(store)s,
-                   k.source, k.result, k.units
-            FROM unnest(%(sources)s::bigint[], %(results)s::text[], %(units)s::int[])
-                 AS k (source, result, units)""",
+        """INSERT INTO inspection_deltas (brand_id, day, store_org_id, source_org_id, result,
+               units)
+           SELECT %(brand)s, k.day, k.store, k.source, k.result, k.units
+           FROM unnest(%(days)s::date[], %(stores)s::bigint[], %(sources)s::bigint[],
+                       %(results)s::text[], %(units)s::int[])
+                AS k (day, store, source, result, units)""",
         {
             "brand": brand,
-            "at": at,
-            "store": store,
-            "sources": [s for s, _ in keys],
-            "results": [r for _, r in keys],
+            "days": [k[0] for k in keys],
+            "stores": [k[1] for k in keys],
+            "sources": [k[2] for k in keys],
+            "results": [k[3] for k in keys],
             "units": [groups[k] for k in keys],
         },
     )
@@ -667,8 +682,8 @@ async def _names(conn: Conn, ids: set[int | None]) -> dict[str, dict[int, str]]:
 
 # -- reading ------------------------------------------------------------------------------------
 
-RECORD_COLUMNS = """i.id, i.scan_id, i.at, i.inspector_id, us.username AS inspector, i.serial,
-    i.product_id, p.name AS product_name, i.lot, i.result, i.reason, i.document_no,
+RECORD_COLUMNS = """i.id, i.scan_id, i.at, sc.client_at, i.inspector_id, us.username AS inspector,
+    i.serial, i.product_id, p.name AS product_name, i.lot, i.result, i.reason, i.document_no,
     i.store_document_no, sc.case_sscc, sc.lat, sc.lng, sc.note, sc.photo_url, sc.photo_ids,
     s.id AS s_id, s.name AS s_name, s.erp_code AS s_erp_code, s.province_name AS s_province_name,
     s.city_name AS s_city_name,
@@ -684,6 +699,8 @@ RECORD_SOURCE = """inspections i
     LEFT JOIN products p ON p.id = i.product_id
     LEFT JOIN users us ON us.id = i.inspector_id"""
 # Visible: inspections at the caller's stores, and of the caller's goods found anywhere.
+# The time of a record in the lists: its scan's on the phone when it sent one, else the upload's.
+SCAN_AT = "coalesce(sc.client_at, i.at)"
 VISIBLE = "(s.path LIKE %(prefix)s OR a.path LIKE %(prefix)s)"
 
 
@@ -706,6 +723,7 @@ def record_out(row: dict[str, Any]) -> InspectionOut:
         id=row["id"],
         scan_id=row["scan_id"],
         at=row["at"],
+        client_at=row["client_at"],
         store=store,
         inspector_id=row["inspector_id"],
         inspector=row["inspector"],
@@ -734,8 +752,8 @@ async def get_scan(conn: Conn, actor: Principal, scan_id: int, replayed: bool = 
     require_reader(actor)
     scan = await (
         await conn.execute(
-            """SELECT sc.id, sc.at, sc.scanned, sc.scan_kind, sc.result, sc.units, sc.event_id,
-                      s.path
+            """SELECT sc.id, sc.at, sc.client_at, sc.scanned, sc.scan_kind, sc.result, sc.units,
+                      sc.event_id, s.path
                FROM inspection_scans sc JOIN orgs s ON s.id = sc.store_org_id
                WHERE sc.id = %s""",
             (scan_id,),
@@ -759,6 +777,7 @@ async def get_scan(conn: Conn, actor: Principal, scan_id: int, replayed: bool = 
     return ScanOut(
         id=scan["id"],
         at=scan["at"],
+        client_at=scan["client_at"],
         store=items[0].store,
         scanned=scan["scanned"],
         kind=scan["scan_kind"],
@@ -816,12 +835,19 @@ def _where(actor: Principal, filters: Filters) -> tuple[list[str], dict[str, Any
             where.append(f"{column} = %({key})s")
             params[key] = value
     check_period(filters.date_from, filters.date_to)
+    # by the scan's time (the phone's when it sent one), as check-ins are; the bounds on the
+    # upload time ``i.at`` follow from ``check_client_at`` (at most CLOCK_SKEW before, at most
+    # OFFLINE_DAYS after the scan's time) and keep the range on the indexes of ``at``
     if filters.date_from is not None:
-        where.append(f"i.at >= (%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')")
-        params["date_from"] = filters.date_from
+        start = f"(%(date_from)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')"
+        where.append(f"{SCAN_AT} >= {start}")
+        where.append(f"i.at >= {start} - %(skew)s")
+        params["date_from"], params["skew"] = filters.date_from, CLOCK_SKEW
     if filters.date_to is not None:
-        where.append(f"i.at < ((%(date_to)s::date + 1)::timestamp AT TIME ZONE '{REPORT_TZ}')")
-        params["date_to"] = filters.date_to
+        end = f"((%(date_to)s::date + 1)::timestamp AT TIME ZONE '{REPORT_TZ}')"
+        where.append(f"{SCAN_AT} < {end}")
+        where.append(f"i.at < {end} + %(queued)s")
+        params["date_to"], params["queued"] = filters.date_to, timedelta(days=OFFLINE_DAYS + 1)
     return where, params
 
 
@@ -837,7 +863,7 @@ async def list_records(
         source=RECORD_SOURCE,
         where=where,
         params=params,
-        order="i.at DESC, i.id DESC",
+        order=f"{SCAN_AT} DESC, i.id DESC",
         page=page,
         per_page=per_page,
         make=record_out,
@@ -846,9 +872,10 @@ async def list_records(
 
 CSV_MAX_ROWS = 100_000
 CSV_COLUMNS = [
-    "id", "scan_id", "at", "store_code", "store", "province", "city", "inspector", "serial",
-    "product", "lot", "result", "reason", "shipped_to_code", "shipped_to", "designated_store",
-    "document_no", "store_document_no", "case", "lat", "lng", "note", "photo_url",
+    "id", "scan_id", "at", "client_at", "store_code", "store", "province", "city", "inspector",
+    "serial", "product", "lot", "result", "reason", "shipped_to_code", "shipped_to",
+    "designated_store", "document_no", "store_document_no", "case", "lat", "lng", "note",
+    "photo_url",
 ]  # fmt: skip
 
 
@@ -860,7 +887,7 @@ async def records_csv(conn: Conn, actor: Principal, filters: Filters) -> AsyncIt
     rows = await (
         await conn.execute(
             f"SELECT {RECORD_COLUMNS} FROM {RECORD_SOURCE} WHERE {' AND '.join(where)} "
-            "ORDER BY i.at DESC, i.id DESC LIMIT %(limit__)s",
+            f"ORDER BY {SCAN_AT} DESC, i.id DESC LIMIT %(limit__)s",
             {**params, "limit__": CSV_MAX_ROWS + 1},
         )
     ).fetchall()
@@ -875,7 +902,7 @@ async def records_csv(conn: Conn, actor: Principal, filters: Filters) -> AsyncIt
 def _csv_row(row: dict[str, Any]) -> list[Any]:
     r = record_out(row)
     return [
-        r.id, r.scan_id, r.at, r.store.erp_code, r.store.name,
+        r.id, r.scan_id, r.at, r.client_at, r.store.erp_code, r.store.name,
         r.store.province_name, r.store.city_name, r.inspector,
         r.serial, r.product.name if r.product else None, r.lot, r.result, r.reason,
         r.shipped_to.erp_code if r.shipped_to else None,

@@ -1,10 +1,12 @@
 """Inspection summaries (SPEC D4): rolled up by a worker, served from one small table.
 
 Every inspection writes ``inspection_deltas`` rows (units per business day, store, source agent
-and result) in its own transaction. The roll-up takes delta rows under ``FOR UPDATE SKIP LOCKED``
-and deletes them in the statement that adds them to ``inspection_summary``, so a row is counted
-exactly once however many roll-ups run. ``recount`` proves the summary (plus the deltas not yet
-rolled up) equals a count of the raw inspection records. A delta that cannot be folded goes to
+and result) in its own transaction; the day is the scan's (the phone's time when it sent one: a
+scan queued offline counts on the day it was made, ``app.inspect.service.scan_time``). The
+roll-up takes delta rows under ``FOR UPDATE SKIP LOCKED`` and deletes them in the statement that
+adds them to ``inspection_summary``, so a row is counted exactly once however many roll-ups run.
+``recount`` proves the summary (plus the deltas not yet rolled up) equals a count of the raw
+inspection records, by the same day. A delta that cannot be folded goes to
 ``dead_letters`` and the others are folded (``app.deadletters``).
 """
 
@@ -97,9 +99,10 @@ class Mismatch(msgspec.Struct, frozen=True, kw_only=True):
 # One statement, one snapshot: an inspection's records and its deltas are both visible or not.
 _RECOUNT = f"""
 WITH expected AS (
-    SELECT brand_id, (at AT TIME ZONE '{REPORT_TZ}')::date AS day, store_org_id,
-           coalesce(source_org_id, 0) AS source_org_id, result, count(*) AS units
-    FROM inspections GROUP BY 1, 2, 3, 4, 5
+    SELECT i.brand_id, (coalesce(sc.client_at, i.at) AT TIME ZONE '{REPORT_TZ}')::date AS day,
+           i.store_org_id, coalesce(i.source_org_id, 0) AS source_org_id, i.result,
+           count(*) AS units
+    FROM inspections i JOIN inspection_scans sc ON sc.id = i.scan_id GROUP BY 1, 2, 3, 4, 5
 ), recorded AS (
     SELECT brand_id, day, store_org_id, source_org_id, result, sum(units) AS units
     FROM (SELECT brand_id, day, store_org_id, source_org_id, result, units

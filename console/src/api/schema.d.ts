@@ -3459,6 +3459,8 @@ export interface components {
             phone: string;
             points: number;
             redemption_id: number;
+            /** @enum {null|string} */
+            refusal: "member_frozen" | null;
             /** @enum {string} */
             status: "issued" | "fulfilled" | "expired";
             valid: boolean;
@@ -4095,6 +4097,7 @@ export interface components {
         };
         /** InspectionIn */
         InspectionIn: {
+            client_at?: string | null;
             client_id?: string | null;
             code: string;
             gps: components["schemas"]["Gps"];
@@ -4110,6 +4113,7 @@ export interface components {
             /** Format: date-time */
             at: string;
             case: string | null;
+            client_at: string | null;
             designated_store: components["schemas"]["inspect_schemas_OrgRef"] | null;
             document_no: string | null;
             gps: components["schemas"]["Gps"];
@@ -4279,6 +4283,7 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             email: string | null;
+            freeze_carried_over: boolean;
             frozen_at: string | null;
             frozen_by: number | null;
             frozen_reason: string | null;
@@ -5678,6 +5683,7 @@ export interface components {
             id: number;
             org_id: number;
             previous_secret_until: string | null;
+            previous_secrets_until: string[];
             secret?: string | null;
             /** Format: date-time */
             updated_at: string;
@@ -5957,7 +5963,9 @@ export interface components {
          *     may be a copy; reason pin_required), suspicious, not_genuine, wrong_pin, locked.
          *
          *     reasons: first_query, repeat_query, over_threshold, region_jump, never_shipped,
-         *     not_activated, forged, unknown, void, malformed, wrong_pin, locked, pin_required.
+         *     not_activated, forged, unknown, void, malformed, wrong_product (a Digital Link naming
+         *     another product's GTIN than the unit's), wrong_pin, locked (the code), client_locked (too
+         *     many wrong PINs from the client over all codes), pin_required.
          */
         VerifyOut: {
             first_query_at?: string | null;
@@ -6024,6 +6032,7 @@ export interface components {
         inspect_schemas_ScanOut: {
             /** Format: date-time */
             at: string;
+            client_at: string | null;
             counts: {
                 [key: string]: number;
             };
