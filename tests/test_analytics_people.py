@@ -79,7 +79,8 @@ class World:
         self.store = 0
         self.admin: dict[str, str] = {}
         self.products: list[int] = []
-        self.category_of: dict[int, int] = {}
+        self.categories: list[int] = []
+        self.category_of: dict[int, int] = {}  # as the products are now
         self.members: dict[int, dict[str, Any]] = {}
         self.claims: list[tuple[int, int, datetime]] = []  # member, product, at
         self.points: dict[int, Counter[str]] = defaultdict(Counter)
@@ -110,6 +111,7 @@ async def world(client: Any, login: Any, app: Any) -> World:
                     (w.brand, f"cat {c}"),
                 )
             ).fetchone()
+            w.categories.append(cat["id"])
             for p in range(2):
                 row = await (
                     await conn.execute(
@@ -238,6 +240,15 @@ async def add_claims(conn: Any, w: World, rng: random.Random, n: int) -> None:
         )
 
 
+async def move_products(conn: Any, w: World, rng: random.Random, n: int) -> None:
+    """``n`` moves of a product to the other category (a product may move there and back)."""
+    for _ in range(n):
+        product = rng.choice(w.products)
+        other = next(c for c in w.categories if c != w.category_of[product])
+        await conn.execute("UPDATE products SET category_id = %s WHERE id = %s", (other, product))
+        w.category_of[product] = other
+
+
 async def add_verifications(conn: Any, w: World, rng: random.Random, n: int) -> None:
     rows = []
     for _ in range(n):
@@ -275,8 +286,9 @@ async def test_rollup_equals_recount_after_random_streams_with_concurrent_roller
     world: World, auto: Any
 ) -> None:
     """40 rounds of members, member changes (region, birthday, band), claims, adjustments,
-    expiries and verifications, each round its own transaction, while four rollers run at the
-    same time: every summary equals the recount, and the queues are empty."""
+    expiries, verifications and products moved to the other category (some there and back in
+    one round), each round its own transaction, while four rollers run at the same time: every
+    summary equals the recount, and the queues are empty."""
     rng = random.Random(17)
     stop = asyncio.Event()
     folds: list[Folded] = []
@@ -298,13 +310,20 @@ async def test_rollup_equals_recount_after_random_streams_with_concurrent_roller
                     await change_members(auto, world, rng, 6)
                 await add_claims(auto, world, rng, 25)
                 await add_verifications(auto, world, rng, 60)
+                if round_no % 4 == 1:
+                    await move_products(auto, world, rng, 1 + round_no % 3)
             await asyncio.sleep(0)
     finally:
         stop.set()
         await asyncio.gather(*rollers)
     assert any(f.members or f.ledger or f.verifications for f in folds)
     await roll()
-    for queue in ("analytics_member_queue", "analytics_ledger_queue", "analytics_verify_queue"):
+    for queue in (
+        "analytics_member_queue",
+        "analytics_ledger_queue",
+        "analytics_verify_queue",
+        "analytics_product_queue",
+    ):
         row = await (await auto.execute(f"SELECT count(*) AS n FROM {queue}")).fetchone()
         assert row["n"] == 0, queue
     assert await recount(auto) == []
@@ -615,6 +634,49 @@ async def test_exports_csv_and_xlsx(client: Any, world: World) -> None:
     assert response.status_code == 200 and b"age_band" in response.content
 
 
+def _xlsx_header(content: bytes) -> list[str]:
+    """The first row of an XLSX file's first sheet (inline or shared strings)."""
+    from tests.test_center import _sheet_cells
+
+    cells = _sheet_cells(content)
+    row = sorted(
+        (k for k in cells if k[-1:] == "1" and k[:-1].isalpha()), key=lambda k: (len(k), k)
+    )
+    return [cells[k] for k in row]
+
+
+async def test_a4_a7_files_of_an_empty_period_keep_their_columns(client: Any, login: Any) -> None:
+    """A probe: a brand analyst exports ``GET /analytics/verifications?format=csv`` (and the
+    members', inspections' files) for a period with nothing in it — next week's, a quiet region
+    — to feed a spreadsheet or an ETL job. The sales files keep their header row whatever the
+    period holds; these answered a one-column file whose only header was the list's name
+    (``periods``, ``regions``, ``stores``, ``items``), so the file's columns changed with the
+    data (``people_stats.table_of``: ``if not items: return [table], []``). Now the columns are
+    the list's fields, in CSV and XLSX alike."""
+    admin = await login("admin")
+    quiet = {"from": "2099-01-01", "to": "2099-01-02"}
+    cases = (
+        ("/analytics/verifications", {"table": "periods"}, "total"),
+        ("/analytics/verifications", {"table": "regions"}, "province"),
+        ("/analytics/inspections", {"table": "stores"}, "store_id"),
+        ("/analytics/members/regions", {"table": "regions"}, "members"),
+        ("/analytics/members/cycle", {}, "purchases"),
+    )
+    headers = {}
+    for path, extra, column in cases:
+        for fmt in ("csv", "xlsx"):
+            answer = await client.get(path, headers=admin, params={**quiet, **extra, "format": fmt})
+            assert answer.status_code == 200, answer.text
+            if fmt == "csv":
+                lines = answer.content.decode("utf-8-sig").splitlines()
+                assert len(lines) == 1, lines  # the header alone
+                first = lines[0].split(",")
+            else:
+                first = _xlsx_header(answer.content)
+            headers[f"{path} {extra} {fmt}"] = (column in first and len(first) > 1, first)
+    assert all(ok for ok, _ in headers.values()), headers
+
+
 # -- through the API -----------------------------------------------------------------------------
 
 
@@ -687,7 +749,12 @@ async def test_a_rollup_folds_verifications_on_a_second_connection_meanwhile(
         folded = await rollup_alone(a, wait=True, limit=53, other=b)
     assert folded is not None
     assert folded.members >= 20 and folded.ledger >= 60 and folded.verifications > 0
-    for queue in ("analytics_member_queue", "analytics_ledger_queue", "analytics_verify_queue"):
+    for queue in (
+        "analytics_member_queue",
+        "analytics_ledger_queue",
+        "analytics_verify_queue",
+        "analytics_product_queue",
+    ):
         row = await (await auto.execute(f"SELECT count(*) AS n FROM {queue}")).fetchone()
         assert row["n"] == 0, queue
     assert await recount(auto) == []
@@ -769,6 +836,88 @@ async def test_a_product_moved_to_another_category_takes_its_verifications_along
     assert (new_cat["totals"]["total"], old_cat["totals"]["total"], drift) == (3, 0, []), (
         f"category B {new_cat['totals']['total']}, category A {old_cat['totals']['total']}, "
         f"recount {drift[:3]}"
+    )
+
+
+async def claim_one(conn: Any, brand: int, member: int, product: int, at: str) -> None:
+    """A member's points claim of a (made-up) unit of ``product`` at ``at``, with its ledger row
+    and balance, as ``add_claims`` writes them (codes of their own: 7 × 10⁸ above its)."""
+    code = -(os.getpid() * 10**9 + 7 * 10**8 + next(_codes))
+    await conn.execute(
+        """WITH c AS (INSERT INTO point_claims (code_id, member_id, brand_id, product_id, points,
+                                               client_id, event_id, claimed_at)
+                      VALUES (%(code)s, %(m)s, %(b)s, %(p)s, 5, 'one-' || %(code)s, 0, %(at)s)
+                      RETURNING id, member_id, points, claimed_at),
+                b AS (INSERT INTO point_balances AS b (member_id, balance)
+                      SELECT member_id, points FROM c
+                      ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance)
+           INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
+           SELECT member_id, %(b)s, 'claim', points, id, claimed_at FROM c""",
+        {"code": code, "m": member, "b": brand, "p": product, "at": at},
+    )
+
+
+async def test_a5_purchases_follow_a_product_moved_to_another_category(
+    client: Any, login: Any, app: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: ``GET /analytics/members/cycle?by=category`` kept a purchase under the category
+    its product had when the claim was folded (a member's state per category was folded from
+    each claim), so after ``PATCH /products/{id}`` moved the product to another category, its
+    past purchases stayed under the old one and ``tracecode analytics recount`` (which counts
+    by the product's category now) reported them for ever; A2 sales and A7 verifications follow
+    a product to its new category. Now a member's categories are derived from its products,
+    again for every member of a moved product: a member who bought X and Y of category A is one
+    member with two purchases of A; X moved to B, A keeps Y's purchase, and B holds X's, of the
+    members who bought X before the move too (without buying again), and the recount agrees —
+    while the move is still queued as well."""
+    from tests.points_support import new_member
+
+    admin, brand = await login("admin"), demo["BRAND-LUMI"]
+    await roll()  # earlier rows out of the way
+    tag = uuid.uuid4().hex[:8]
+    cats = []
+    for n in range(2):
+        made = await client.post("/categories", headers=admin, json={"name": f"cyc {tag} {n}"})
+        assert made.status_code == 201, made.text
+        cats.append(made.json()["id"])
+    products = []
+    for n in range(2):
+        made = await client.post(
+            "/products",
+            headers=admin,
+            json={"name": f"cyc {tag} {n}", "product_no": f"CYC-{tag}-{n}", "category_id": cats[0]},
+        )
+        assert made.status_code == 201, made.text
+        products.append(made.json()["id"])
+    moved_product, kept_product = products
+    buyer, earlier = (await new_member(app, brand))[0], (await new_member(app, brand))[0]
+    await claim_one(auto, brand, buyer, moved_product, "2093-03-10T04:00:00Z")
+    await claim_one(auto, brand, buyer, kept_product, "2093-03-20T04:00:00Z")
+    await claim_one(auto, brand, earlier, moved_product, "2093-03-15T04:00:00Z")
+    await roll()
+
+    span = {"from": "2093-01-01", "to": "2093-12-31", "by": "category"}
+    path = "/analytics/members/cycle"
+
+    async def shown(category: int) -> list[tuple[int, int]]:
+        out = await get(client, admin, path, category_id=category, **span)
+        return [(i["members"], i["purchases"]) for i in out["items"]]
+
+    async def drift() -> list[Any]:
+        return [m for m in await recount(auto) if m.table.startswith("analytics_cycle")]
+
+    assert (await shown(cats[0]), await shown(cats[1])) == ([(2, 3)], [])
+    moved = await client.patch(
+        f"/products/{moved_product}", headers=admin, json={"category_id": cats[1]}
+    )
+    assert moved.status_code == 200, moved.text
+    assert await drift() == []  # the move queued: counted as before until it is folded
+    await claim_one(auto, brand, buyer, moved_product, "2093-04-10T04:00:00Z")
+    await roll()
+
+    found = (await shown(cats[1]), await shown(cats[0]), await drift())
+    assert found == ([(2, 3)], [(1, 1)], []), (
+        f"category B {found[0]}, category A {found[1]}, recount {found[2][:4]}"
     )
 
 

@@ -1,12 +1,14 @@
 """People analytics (A4–A7): the roll-up of members, points and verifications into summary
 tables, and the recount that proves them. ``app.analytics.people_stats`` serves them.
 
-Queues (migration 0023). Triggers fill three queues in the transaction that writes the source
+Queues (migration 0023). Triggers fill four queues in the transaction that writes the source
 rows, whoever writes them (the API, the verify flusher and its no-Redis fallback, bulk SQL):
 a member registered or changed its region, birthday or band (``analytics_member_queue``, one
 row per member); a points ledger row (``analytics_ledger_queue``); verifications, counted per
 inserting statement by brand, day, product, region and result (``analytics_verify_queue``: a
-flush of 5,000 records adds a few dozen rows, bench/RESULTS.md).
+flush of 5,000 records adds a few dozen rows, bench/RESULTS.md); and a product moved to another
+category (``analytics_product_queue``, migration 0079, with the category its purchases are
+still counted under).
 
 Exactly once. A roll-up batch takes queue rows with ``DELETE … WHERE … IN (SELECT … ORDER BY …
 LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``, and folds them in the same transaction: a row is
@@ -23,8 +25,12 @@ read — or skipped by it and left queued.
 Summaries: ``analytics_member_regions`` (A4: members by registration day and region, at three
 levels: brand, province, city), ``analytics_cycle`` (A5: (member, subject) pairs by the day of
 their last purchase — count, purchases, span, frequency buckets — so any range of last purchases
-and the days since it are sums), ``analytics_points_ages`` (A6: members and points by birthday,
-the band being computed when read as the members' own pages do, or by the chosen band),
+and the days since it are sums; a category's pairs count each member once, which its products'
+pairs cannot give, so they are cells of their own, and a member's state per category is derived
+from its state per product with the products' categories: a product moved takes its purchases
+along when its move is folded, ``_FOLD_MOVES``), ``analytics_points_ages`` (A6: members and
+points by birthday, the band being computed when read as the members' own pages do, or by the
+chosen band),
 ``analytics_verifications`` (A7: by day, product or all, brand/province/city; a category is its
 products' cells, so a product moved to another category takes its verifications along). Each
 has a month twin (``…_m``, the same cells summed by month, moved by the same statement) so a
@@ -176,12 +182,78 @@ _CYCLE_DELTA = """sum(sign) AS pairs, sum(sign * n) AS purchases, sum(sign * spa
            coalesce(sum(sign) FILTER (WHERE n BETWEEN 6 AND 10), 0) AS f6_10,
            coalesce(sum(sign) FILTER (WHERE n > 10), 0) AS f11"""
 
+# The category a product's purchases are counted under: its own, or — while its move to another
+# waits in ``analytics_product_queue`` (migration 0079) — the one it had when that move was
+# queued, which the members' facts and the cells still hold. The ledger fold, the move fold and
+# ``recount`` all read a category through it, so each sees one mapping in its snapshot.
+_COUNTED = """(SELECT p.id AS product_id,
+           CASE WHEN q.product_id IS NULL THEN p.category_id ELSE q.category_id END AS category_id
+    FROM products p LEFT JOIN analytics_product_queue q ON q.product_id = p.id)"""
+
+# A member's state per category is not kept from the claims but derived from its state per
+# product (purchases summed, the first day the least, the last the greatest), through
+# ``_COUNTED``: a product moved to another category takes its members' purchases along when the
+# move is folded. Given ``kept`` (the members' product and all-products entries as they are to
+# be), ``held`` (their entries as last counted, categories with minus the category's id) and
+# ``who`` (member, brand), ``cpair`` pairs each category entry held with the one derived where
+# they differ, ``cmoves`` moves those out of their old cell and into their new one, and
+# ``state`` is the members' arrays as they are to be (``kept`` and the derived categories).
+_CATEGORIES = f"""
+cnew AS (
+    SELECT k.member_id, -c.category_id AS subject, sum(k.n)::int AS n,
+           min(k.first_day) AS first_day, max(k.last_day) AS last_day
+    FROM kept k JOIN {_COUNTED} c ON c.product_id = k.subject
+    WHERE k.subject > 0 AND c.category_id IS NOT NULL
+    GROUP BY 1, 2
+), cpair AS (
+    SELECT member_id, subject, h.n AS o_n, h.first_day AS o_first, h.last_day AS o_last,
+           c.n AS new_n, c.first_day AS new_first, c.last_day AS new_last
+    FROM cnew c FULL JOIN (SELECT * FROM held WHERE subject < 0) h USING (member_id, subject)
+    WHERE (h.n, h.first_day, h.last_day) IS DISTINCT FROM (c.n, c.first_day, c.last_day)
+), cmoves AS (
+    SELECT p.member_id, w.brand_id, p.subject, p.o_last AS last_day, -1 AS sign, p.o_n AS n,
+           p.o_last - p.o_first AS span
+    FROM cpair p JOIN who w USING (member_id) WHERE p.o_n IS NOT NULL
+    UNION ALL
+    SELECT p.member_id, w.brand_id, p.subject, p.new_last, 1, p.new_n, p.new_last - p.new_first
+    FROM cpair p JOIN who w USING (member_id) WHERE p.new_n IS NOT NULL
+), state AS (  -- the arrays of one aggregation take the rows in one order: aligned
+    SELECT member_id, array_agg(subject) AS subjects, array_agg(n) AS purchases,
+           array_agg(first_day) AS first_days, array_agg(last_day) AS last_days
+    FROM (SELECT member_id, subject, n, first_day, last_day FROM kept
+          UNION ALL
+          SELECT member_id, subject, n, first_day, last_day FROM cnew) x
+    GROUP BY member_id
+)"""
+
+# The (member, subject) moves of ``moves`` summed into the cycle cells and their months.
+_CYCLE_CELLS = f"""
+delta AS (
+    SELECT brand_id,
+           CASE WHEN subject = 0 THEN 'a' WHEN subject > 0 THEN 'p' ELSE 'c' END::"char" AS kind,
+           abs(subject) AS subject_id, last_day, {_CYCLE_DELTA}
+    FROM moves GROUP BY 1, 2, 3, 4
+), cells AS (
+    INSERT INTO analytics_cycle AS c (brand_id, kind, subject_id, last_day, {_CYCLE_COLUMNS})
+    SELECT brand_id, kind, subject_id, last_day, {_CYCLE_COLUMNS}
+    FROM delta ORDER BY 1, 2, 3, 4
+    ON CONFLICT (brand_id, kind, subject_id, last_day) DO UPDATE SET {_CYCLE_ADD}
+    RETURNING 1
+), months AS (
+    INSERT INTO analytics_cycle_m AS c (brand_id, kind, subject_id, month, {_CYCLE_COLUMNS})
+    SELECT brand_id, kind, subject_id, date_trunc('month', last_day)::date, {_CYCLE_SUMS}
+    FROM delta GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (brand_id, kind, subject_id, month) DO UPDATE SET {_CYCLE_ADD}
+    RETURNING 1
+)"""
+
 # Points are added to the member's facts and, when the member is counted in a cell already, to
 # that cell. The member's purchase state (per subject: 0 all products, a product id, minus a
 # category id) lives in arrays of its facts row: the batch's claims are summed per (member,
-# subject) in SQL, merged with the unnested old state, and the merged arrays rewrite the row
-# (one row per member, not per subject). Each changed (member, subject) pair moves its old
-# contribution out of the cell of its old last day and its new one in (day and month cells).
+# product) and in all in SQL, merged with the unnested old state, the categories derived from
+# the merged products (``_CATEGORIES``), and the merged arrays rewrite the row (one row per
+# member, not per subject). Each changed (member, subject) pair moves its old contribution out
+# of the cell of its old last day and its new one in (day and month cells).
 # A ledger row is folded under its member's brand, as ``recount`` counts it (a probe: a row
 # naming another brand, written by SQL, made two ``pts`` rows of one member, the facts' upsert
 # raised CardinalityViolation, and the batch was retried as it was, for ever: no member of any
@@ -200,14 +272,14 @@ WITH l AS (
            sum(points) AS balance
     FROM l GROUP BY 1, 2
 ), bought AS (
-    SELECT l.member_id, l.brand_id, c.product_id, p.category_id,
+    SELECT l.member_id, l.brand_id, c.product_id,
            (c.claimed_at AT TIME ZONE '{TZ}')::date AS day
-    FROM l JOIN point_claims c ON c.id = l.claim_id JOIN products p ON p.id = c.product_id
+    FROM l JOIN point_claims c ON c.id = l.claim_id
     WHERE l.kind = 'claim'
 ), subj AS (
     SELECT b.member_id, b.brand_id, s.subject, count(*)::int AS n,
            min(b.day) AS first_day, max(b.day) AS last_day
-    FROM bought b, LATERAL (VALUES (0::bigint), (b.product_id), (-b.category_id)) AS s(subject)
+    FROM bought b, LATERAL (VALUES (0::bigint), (b.product_id)) AS s(subject)
     WHERE s.subject IS NOT NULL
     GROUP BY 1, 2, 3
 ), held AS (
@@ -221,12 +293,13 @@ WITH l AS (
            h.last_day AS o_last, coalesce(s.n, 0) + coalesce(h.n, 0) AS new_n,
            least(s.first_day, h.first_day) AS new_first,
            greatest(s.last_day, h.last_day) AS new_last
-    FROM subj s FULL JOIN held h USING (member_id, subject)
-), state AS (  -- the arrays of one aggregation take the rows in one order: aligned
-    SELECT member_id, array_agg(subject) AS subjects, array_agg(new_n) AS purchases,
-           array_agg(new_first) AS first_days, array_agg(new_last) AS last_days
-    FROM pair GROUP BY member_id
-), facts AS (
+    FROM subj s FULL JOIN (SELECT * FROM held WHERE subject >= 0) h USING (member_id, subject)
+), kept AS (
+    SELECT member_id, subject, new_n AS n, new_first AS first_day, new_last AS last_day
+    FROM pair
+), who AS (
+    SELECT member_id, brand_id FROM pts
+), {_CATEGORIES}, facts AS (
     INSERT INTO analytics_member_facts AS f
         (member_id, brand_id, claimed, redeemed, expired, adjusted, balance,
          subjects, purchases, first_days, last_days)
@@ -261,28 +334,49 @@ WITH l AS (
     UNION ALL
     SELECT brand_id, subject, new_last, 1, new_n, new_last - new_first
     FROM pair WHERE add_n IS NOT NULL
-), delta AS (
-    SELECT brand_id,
-           CASE WHEN subject = 0 THEN 'a' WHEN subject > 0 THEN 'p' ELSE 'c' END::"char" AS kind,
-           abs(subject) AS subject_id, last_day, {_CYCLE_DELTA}
-    FROM moves GROUP BY 1, 2, 3, 4
-), cells AS (
-    INSERT INTO analytics_cycle AS c (brand_id, kind, subject_id, last_day, {_CYCLE_COLUMNS})
-    SELECT brand_id, kind, subject_id, last_day, {_CYCLE_COLUMNS}
-    FROM delta ORDER BY 1, 2, 3, 4
-    ON CONFLICT (brand_id, kind, subject_id, last_day) DO UPDATE SET {_CYCLE_ADD}
-    RETURNING 1
-), months AS (
-    INSERT INTO analytics_cycle_m AS c (brand_id, kind, subject_id, month, {_CYCLE_COLUMNS})
-    SELECT brand_id, kind, subject_id, date_trunc('month', last_day)::date, {_CYCLE_SUMS}
-    FROM delta GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (brand_id, kind, subject_id, month) DO UPDATE SET {_CYCLE_ADD}
-    RETURNING 1
-)
+    UNION ALL
+    SELECT brand_id, subject, last_day, sign, n, span FROM cmoves
+), {_CYCLE_CELLS}
 SELECT (SELECT count(*) FROM l) AS folded, (SELECT count(*) FROM ages) AS ages,
        (SELECT count(*) FROM ages_m) AS ages_m,
        (SELECT count(*) FROM facts) AS facts, (SELECT count(*) FROM cells) AS cells,
        (SELECT count(*) FROM months) AS months
+"""
+
+# -- products moved to another category (A5) ----------------------------------------------------
+
+PRODUCT_QUEUE = "analytics_product_queue"
+
+# A product moved to another category (``analytics_product_queue``, filled by a trigger on
+# ``products``, migration 0079): the members whose facts hold the moved products have their
+# category entries derived again with the products' categories now, and the differences move
+# the category cells. The members are found by their facts (a scan of the facts, no index kept
+# for it: a move is rare, and an index on the subjects would slow every claim's fold), which
+# are what the cells count. Run alone, beside no ledger fold: both rewrite members' facts.
+_FOLD_MOVES = f"""
+WITH f AS (
+    SELECT f.member_id, f.brand_id, f.subjects, f.purchases, f.first_days, f.last_days
+    FROM analytics_member_facts f WHERE f.subjects && %(ids)s::bigint[]
+), held AS (
+    SELECT f.member_id, u.subject, u.n, u.first_day, u.last_day
+    FROM f, unnest(f.subjects, f.purchases, f.first_days, f.last_days)
+                AS u(subject, n, first_day, last_day)
+), kept AS (
+    SELECT * FROM held WHERE subject >= 0
+), who AS (
+    SELECT member_id, brand_id FROM f
+), {_CATEGORIES}, facts AS (
+    UPDATE analytics_member_facts f
+    SET subjects = s.subjects, purchases = s.purchases, first_days = s.first_days,
+        last_days = s.last_days
+    FROM state s
+    WHERE f.member_id = s.member_id AND s.member_id IN (SELECT member_id FROM cmoves)
+    RETURNING 1
+), moves AS (
+    SELECT brand_id, subject, last_day, sign, n, span FROM cmoves
+), {_CYCLE_CELLS}
+SELECT cardinality(%(ids)s::bigint[]) AS folded, (SELECT count(*) FROM facts) AS facts,
+       (SELECT count(*) FROM cells) AS cells, (SELECT count(*) FROM months) AS months
 """
 
 # -- verifications (A7) ------------------------------------------------------------------------
@@ -354,6 +448,7 @@ _VERIFY_IDS = _VERIFY_OF.replace(
 # -- running the roll-up -------------------------------------------------------------------------
 
 BATCH = 200_000  # queue rows per transaction: a batch's sums merge more cells the larger it is
+MOVES_BATCH = 1_000  # moved products per transaction (each a scan of the members' facts)
 # A batch sums and sorts its rows in memory (the default 4 MB spills them to disk).
 _WORK_MEM = "SET LOCAL work_mem = '256MB'"
 
@@ -397,11 +492,13 @@ async def _fold_verifications(conn: Conn, sql: str, params: dict[str, Any]) -> i
 
 
 class Folded(msgspec.Struct, frozen=True, kw_only=True):
-    """Queue rows consumed by one roll-up: members, ledger rows, verification counts."""
+    """Queue rows consumed by one roll-up: members, ledger rows, verification counts, products
+    moved to another category."""
 
     members: int
     ledger: int
     verifications: int
+    moves: int = 0
 
 
 def _drainer(
@@ -432,8 +529,10 @@ async def _verifications(conn: Conn, limit: int) -> int:
 async def rollup(conn: Conn, limit: int = BATCH, *, other: Conn | None = None) -> Folded:
     """Fold every queue into its summaries, ``limit`` rows per transaction, until they are
     empty. Members first, so a ledger row's member is usually counted already (it need not be:
-    its points wait in the member's facts). ``conn`` must not be inside a transaction; run it
-    alone (``rollup_alone``): the member folds read and write per-member state.
+    its points wait in the member's facts); then the products moved to another category (their
+    members' category state), before any ledger fold. ``conn`` must not be inside a
+    transaction; run it alone (``rollup_alone``): the member and move folds read and write
+    per-member state.
 
     Given ``other`` (a second connection, autocommit): verifications (additive, apart from
     members and points) fold on it while the members fold on ``conn``; then each connection
@@ -441,18 +540,23 @@ async def rollup(conn: Conn, limit: int = BATCH, *, other: Conn | None = None) -
     only; the summary cells they share are added to), and ``conn`` what is left (rows queued
     meanwhile, rows whose ledger row is missing: dead-lettered)."""
     ledger = LEDGER_QUEUE, "ledger_id", _FOLD_LEDGER, limit
+    moves = _drainer(conn, PRODUCT_QUEUE, "product_id", _FOLD_MOVES, MOVES_BATCH)
     if other is None:
         members = await _drainer(conn, MEMBER_QUEUE, "member_id", _FOLD_MEMBERS, limit)()
+        moved = await moves()
         points = await _drainer(conn, *ledger)()
         verifications = await _verifications(conn, limit)
-        return Folded(members=members, ledger=points, verifications=verifications)
+        return Folded(members=members, ledger=points, verifications=verifications, moves=moved)
     members_done = asyncio.Event()
+    moved = 0
 
     async def first() -> tuple[int, int]:
+        nonlocal moved
         try:
             members = await _drainer(conn, MEMBER_QUEUE, "member_id", _FOLD_MEMBERS, limit)()
+            moved = await moves()
         finally:
-            members_done.set()  # the ledger folds never run beside a member fold
+            members_done.set()  # the ledger folds never run beside a member or a move fold
         return members, await _drainer(conn, *ledger, half=0)()
 
     async def second(other: Conn) -> tuple[int, int]:
@@ -462,7 +566,9 @@ async def rollup(conn: Conn, limit: int = BATCH, *, other: Conn | None = None) -
 
     (members, even), (verifications, odd) = await asyncio.gather(first(), second(other))
     rest = await _drainer(conn, *ledger)()
-    return Folded(members=members, ledger=even + odd + rest, verifications=verifications)
+    return Folded(
+        members=members, ledger=even + odd + rest, verifications=verifications, moves=moved
+    )
 
 
 async def rollup_alone(
@@ -478,7 +584,9 @@ async def rollup_alone(
 async def rollup_count(conn: Conn, *, wait: bool = False) -> int | None:
     """``rollup_alone`` for the periodic worker and the CLI: the queue rows consumed."""
     folded = await rollup_alone(conn, wait=wait)
-    return None if folded is None else folded.members + folded.ledger + folded.verifications
+    if folded is None:
+        return None
+    return folded.members + folded.ledger + folded.verifications + folded.moves
 
 
 # -- recount -------------------------------------------------------------------------------------
@@ -583,7 +691,8 @@ _RECOUNT_CYCLE = f"""
 WITH {_FOLDED_LEDGER}, bought AS (
     SELECT c.member_id, c.brand_id, c.product_id, p.category_id,
            (c.claimed_at AT TIME ZONE '{TZ}')::date AS day
-    FROM folded l JOIN point_claims c ON c.id = l.claim_id JOIN products p ON p.id = c.product_id
+    FROM folded l JOIN point_claims c ON c.id = l.claim_id
+         JOIN {_COUNTED} p ON p.product_id = c.product_id
     WHERE l.kind = 'claim'
 ), pair AS (
     SELECT b.member_id, b.brand_id, s.kind, s.subject_id, count(*) AS n,

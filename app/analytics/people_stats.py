@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from functools import cache
 from typing import Any, Literal
 
 import msgspec
+import msgspec.inspect
 
 from app.analytics.schemas_people import (
     BandPoints,
@@ -690,13 +692,34 @@ def _counts(r: dict[str, Any]) -> dict[str, int]:
 
 
 def table_of(out: msgspec.Struct, table: str) -> tuple[list[str], list[Sequence[Any]]]:
-    """One list of an answer as a header and rows (nested counts flattened), for CSV/XLSX."""
-    items: list[Any] = getattr(out, table)
-    if not items:
-        return [table], []
-    flat = [_flatten(msgspec.to_builtins(item)) for item in items]
-    columns = list(flat[0])
+    """One list of an answer as a header and rows (nested counts flattened), for CSV/XLSX. The
+    columns are the list's item fields, whatever the list holds (a probe: an empty list's file
+    had one column, the list's name, so a job reading the file broke on a quiet period)."""
+    columns = list(_columns_of(type(out), table))
+    flat = [_flatten(msgspec.to_builtins(item)) for item in getattr(out, table)]
     return columns, [[row.get(c) for c in columns] for row in flat]
+
+
+@cache
+def _columns_of(answer: type[msgspec.Struct], table: str) -> tuple[str, ...]:
+    """The flattened columns of the items of ``answer``'s list ``table``, as ``_flatten``
+    names them."""
+    info = msgspec.inspect.type_info(answer)
+    assert isinstance(info, msgspec.inspect.StructType)
+    listed = next(f.type for f in info.fields if f.name == table)
+    assert isinstance(listed, msgspec.inspect.ListType)
+    assert isinstance(listed.item_type, msgspec.inspect.StructType)
+    return tuple(_field_names(listed.item_type))
+
+
+def _field_names(struct: msgspec.inspect.StructType, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for field in struct.fields:
+        if isinstance(field.type, msgspec.inspect.StructType):
+            out.extend(_field_names(field.type, f"{prefix}{field.encode_name}_"))
+        else:
+            out.append(f"{prefix}{field.encode_name}")
+    return out
 
 
 def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
