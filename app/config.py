@@ -115,9 +115,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     epcis_inline_events: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 1000
 
     # Consumer verification (SPEC V2, V4).
-    verify_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 120  # per client IP per minute
-    pin_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    # per client per minute; a client is an IPv4 address or an IPv6 /64 (``client_bucket``)
+    verify_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 120
+    pin_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5  # of one code
     pin_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
+    # Wrong PINs of one client over all codes within ``pin_lockout_seconds`` (from its first)
+    # after which its PIN checks answer ``locked`` (``client_locked``) for ``pin_lockout_seconds``
+    # (SPEC V2: one guesser spreading guesses over many codes, below each code's lockout). A
+    # family checking its purchases never comes near 20; a shared address (a carrier's NAT)
+    # shares the count.
+    pin_client_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
     verify_repeat_threshold: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     verify_flag_never_shipped: bool = True
     ip_regions_file: str | None = None

@@ -65,7 +65,7 @@ def call_args(first: int, per_call: int) -> tuple[bytes, bytes]:
 def block(
     master: redis.Redis, sha: str, tag: str, start: int, args: argparse.Namespace, keep: bool
 ) -> None:
-    shared = [b"bench", b"1", b"0", b"5", b"900", b"5"]
+    shared = [b"bench", b"1", b"0", b"5", b"900", b"5", b"0"]  # as a cluster's shard calls
     pipe = master.pipeline(transaction=False)
     code = start
     for n in range(args.calls):

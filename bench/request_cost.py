@@ -125,7 +125,7 @@ def reset_counters() -> None:
     ns = os.environ.get("TRACECODE_REDIS_NAMESPACE", "tracecode")
     step = 1 if is_cluster(client) else 5000  # a cluster's DEL takes keys of one slot
     try:
-        for part in ("q", "lock", "pinfail", "rl", "verif:queue"):
+        for part in ("q", "lock", "pinfail", "rl", "clientlock", "clientfail", "verif:queue"):
             keys = list(client.scan_iter(match=f"{ns}:{part}*", count=5000))
             for i in range(0, len(keys), step):
                 client.delete(*keys[i : i + step])

@@ -11,8 +11,9 @@ counters (query counts, PIN lockouts, rate limits; never the record queue), star
 one worker on 127.0.0.1 and a dramatiq worker (the verification flusher), runs COMMAND with
 ``LOADTEST_URL`` and ``LOADTEST_CODES`` in its environment, then stops everything it started.
 
-The server gets a verification rate limit high enough for a load test
-(``TRACECODE_VERIFY_RATE_LIMIT``), its own Redis namespace (``loadtest``) and, unless set,
+The server gets a verification rate limit and a client wrong-PIN lockout high enough for a load
+test from one address (``TRACECODE_VERIFY_RATE_LIMIT``, ``TRACECODE_PIN_CLIENT_MAX_FAILURES``),
+its own Redis namespace (``loadtest``) and, unless set,
 ``TRACECODE_VERIFY_FLAG_NEVER_SHIPPED=false``: demo units are never shipped, and a genuine code
 should answer ``genuine`` here.
 
@@ -38,6 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOST = "127.0.0.1"  # load tests only ever target this machine's loopback
 LOADTEST_RATE_LIMIT = 1_000_000_000  # per IP per minute: effectively off for the load test
+# wrong PINs of one client over all codes (default 20 in 15 min): every user's come from
+# 127.0.0.1, so the scenario's wrong PINs would lock the right ones out
+LOADTEST_PIN_CLIENT_MAX = 100_000
 NAMESPACE = "loadtest"
 
 
@@ -48,6 +52,7 @@ def loadtest_env(port: int, base: dict[str, str] | None = None) -> dict[str, str
     if not env.get("TRACECODE_MASTER_KEY") and not env.get("TRACECODE_MASTER_KEY_FILE"):
         env["TRACECODE_MASTER_KEY"] = "5a" * 32  # a fixed key for load-test data only
     env["TRACECODE_VERIFY_RATE_LIMIT"] = str(LOADTEST_RATE_LIMIT)
+    env["TRACECODE_PIN_CLIENT_MAX_FAILURES"] = str(LOADTEST_PIN_CLIENT_MAX)
     env.setdefault("TRACECODE_VERIFY_FLAG_NEVER_SHIPPED", "false")
     env.setdefault("TRACECODE_REDIS_NAMESPACE", NAMESPACE)
     env["TRACECODE_HOST"] = HOST
@@ -166,7 +171,7 @@ class Stack:
         ns = self.env["TRACECODE_REDIS_NAMESPACE"]
         removed = 0
         try:
-            for part in ("q", "lock", "pinfail", "rl", "unit"):
+            for part in ("q", "lock", "pinfail", "rl", "unit", "clientlock", "clientfail"):
                 batch = list(client.scan_iter(match=f"{ns}:{part}:*", count=5000))
                 for i in range(0, len(batch), 5000):
                     removed += int(client.delete(*batch[i : i + 5000]))

@@ -67,7 +67,7 @@ async def test_a_forged_host_header_never_reaches_a_redirect_or_a_linkset(
     assert redirect.status_code == 307
     assert "evil" not in redirect.headers["location"]  # was http://evil.example/c/…
     root = app.state.settings.public_url
-    assert redirect.headers["location"] == f"{root}/c/{SERIAL}"
+    assert redirect.headers["location"] == f"{root}/c/{SERIAL}?gtin={GTIN}"
     assert "evil" not in redirect.headers["link"]
     for uri in (f"/01/{GTIN}/21/{SERIAL}?linkType=all", f"/01/{GTIN}?linkType=gs1:pip"):
         response = await client.get(uri, headers=EVIL)
@@ -228,12 +228,14 @@ async def test_a_link_type_uri_is_honoured_like_its_curie(client: Any, demo: Any
     default = await client.get(
         f"/01/{GTIN}/21/{SERIAL}", params={"linkType": "https://gs1.org/voc/defaultLink"}
     )
-    assert default.headers["location"].endswith(f"/c/{SERIAL}")
+    assert default.headers["location"].endswith(f"/c/{SERIAL}?gtin={GTIN}")
 
 
 async def test_the_query_string_is_passed_on_without_link_type(client: Any, demo: Any) -> None:
     response = await client.get(f"/01/{GTIN}/21/{SERIAL}?17=271231&foo=bar%20baz&lang=en")
-    assert response.headers["location"].endswith(f"/c/{SERIAL}?17=271231&foo=bar%20baz&lang=en")
+    assert response.headers["location"].endswith(
+        f"/c/{SERIAL}?gtin={GTIN}&17=271231&foo=bar%20baz&lang=en"
+    )
     typed = await client.get(f"/01/{GTIN}?foo=bar&linkType=https%3A%2F%2Fgs1.org%2Fvoc%2Fpip&x=1")
     assert typed.headers["location"].endswith(f"/p/{GTIN}?foo=bar&x=1")
     lower = await client.get(f"/01/{GTIN}?linktype=gs1:pip")

@@ -43,6 +43,7 @@ from app.redisconn import (
     connect_sync,
     is_cluster_url,
     shard_tags,
+    text_tag,
 )
 from app.verify import records
 from tests import test_verify
@@ -111,6 +112,10 @@ def test_tags_spread_over_the_slots_and_each_operation_is_one_slot(settings: Any
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert key_slot(keys[0].encode()) == key_slot(code_tag(code).encode())
     assert rebuild.count_key(ns, code) == f"{ns}:q:{code}"  # one server: untagged, as before
+    who = "2001:db8:1:2::/64"  # a client's PIN keys (``_RATE``'s), in its rate counter's slot
+    client_keys = [rebuild.client_lock_key(ns, who, True), rebuild.client_fails_key(ns, who, True)]
+    assert {key_slot(k.encode()) for k in client_keys} == {key_slot(text_tag(who).encode())}
+    assert rebuild.client_lock_key(ns, who) == f"{ns}:clientlock:{who}"
 
     cluster_client = connect_sync("redis+cluster://127.0.0.1:1")  # connects on first use only
     pairs = records.queues(cluster_client, ns)
@@ -202,8 +207,9 @@ async def test_verification_answers_on_the_cluster(
 ) -> None:
     """``tests/test_verify.py``'s answers against the cluster app: first query and repeat counts
     up to over-threshold, region jump and never shipped, the wrong-PIN lockout and its expiry,
-    rate limits counted one by one within a round, 100 concurrent queries of one code counted
-    once each. Nothing lands outside its slot; /health sees the cluster."""
+    a client's lockout over many codes, rate limits counted one by one within a round and by an
+    IPv6 client's /64, 100 concurrent queries of one code counted once each. Nothing lands
+    outside its slot; /health sees the cluster."""
     app, client = on_cluster.app, on_cluster.client
     assert app.state.verifier.cluster
     for answers in (
@@ -211,12 +217,14 @@ async def test_verification_answers_on_the_cluster(
         test_verify.test_region_jump_and_never_shipped,
         test_verify.test_wrong_pins_lock_the_code_until_the_lockout_expires,
         test_verify.test_concurrent_verifications_count_every_query_once,
+        test_verify.test_one_client_guessing_pins_across_many_codes_is_locked_out,
     ):
         async with verifier_with(app) as swap:
             await answers(client, login, demo, app, conn, swap)
     for limits in (
         test_verify.test_rate_limit_per_client_ip,
         test_verify.test_rate_limit_counts_each_of_a_round,
+        test_verify.test_verify_rate_limit_is_not_bypassed_by_rotating_ipv6_addresses_of_one_slash64,
     ):
         async with verifier_with(app) as swap:
             await limits(client, app, swap)
@@ -247,6 +255,7 @@ async def test_a_script_call_sent_twice_changes_nothing_the_second_time(
         test_verify.test_genuine_first_then_repeat_then_over_threshold,
         test_verify.test_wrong_pins_lock_the_code_until_the_lockout_expires,
         test_verify.test_concurrent_verifications_count_every_query_once,
+        test_verify.test_one_client_guessing_pins_across_many_codes_is_locked_out,
     ):
         async with verifier_with(app) as swap:
             await answers(client, login, demo, app, conn, swap)

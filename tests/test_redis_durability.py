@@ -467,6 +467,85 @@ def test_replay_follows_the_verification_scripts_pin_rules(settings: Any) -> Non
     assert state(*[(9 - i, wrong, False) for i in range(5)]) == (600, 0, 0)
 
 
+async def test_rebuild_gives_back_a_clients_pin_lockout_and_count(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A client locked out of PIN checks over all codes (``client_locked``), and another
+    client's wrong PINs so far, come back from the records after Redis lost their keys."""
+    local = msgspec.structs.replace(
+        settings, pin_client_max_failures=3, verify_flag_never_shipped=False
+    )
+    verifier = Verifier(app.state.pool, app.state.redis, app.state.scheme, local)
+    serials = await _units(client, login, demo, app, 4)
+    pin = app.state.scheme.pin
+    guesser, counting = f"198.51.100.{secrets.randbelow(250) + 1}", "2001:db8:5:6::1"
+
+    async def check(serial: str, code: str, ip: str) -> Any:
+        return await verifier.verify(VerifyIn(serial=serial, pin=code), ip, None)
+
+    for serial in serials[:3]:
+        assert (await check(serial, _wrong(pin(serial)), guesser)).reason == "wrong_pin"
+    locked = await check(serials[3], pin(serials[3]), guesser)
+    assert locked.reason == "client_locked"
+    for serial in serials[:2]:
+        assert (await check(serial, _wrong(pin(serial)), counting)).reason == "wrong_pin"
+    ns = settings.redis_namespace
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, ns):
+            pass
+        lost = [
+            rebuild.client_lock_key(ns, guesser),
+            rebuild.client_fails_key(ns, "2001:db8:5:6::/64"),
+        ]
+        assert sync_redis.delete(*lost) == 2  # the script's keys by the rebuild's names
+        report = rebuild.rebuild(sync_redis, pg, local)
+    try:
+        assert report.client_locks_set >= 1 and report.client_fails_set >= 1
+        still = await check(serials[3], pin(serials[3]), guesser)
+        assert still.reason == "client_locked"
+        assert locked.retry_after is not None and still.retry_after is not None
+        assert locked.retry_after - 120 < still.retry_after <= locked.retry_after
+        third = await check(serials[2], _wrong(pin(serials[2])), "2001:db8:5:6::2")  # its /64
+        assert third.reason == "wrong_pin"
+        after = await check(serials[3], pin(serials[3]), counting)
+        assert after.reason == "client_locked"
+    finally:
+        # replayed with a limit of 3, the session's other wrong PINs (the test client's one
+        # address) locked it too: not for the tests after this one
+        await verifier.close()
+        for family in ("clientlock", "clientfail"):
+            keys = list(sync_redis.scan_iter(f"{ns}:{family}:*"))
+            if keys:
+                sync_redis.delete(*keys)
+
+
+def test_replay_client_follows_the_verification_scripts_client_rules(settings: Any) -> None:
+    """A client's wrong-PIN state from its records, by the script's rules (3 wrong PINs within
+    900 s of the first lock its PIN checks for 900 s)."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.verify.fallback import replay_client
+
+    local = msgspec.structs.replace(settings, pin_client_max_failures=3, pin_lockout_seconds=900)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    def state(*history: tuple[float, str]) -> tuple[int, int, int]:
+        got = replay_client([(now - timedelta(minutes=m), r) for m, r in history], local, now)
+        return got.lock_seconds, got.fails, got.fails_seconds
+
+    wrong, client_locked = "wrong_pin", "client_locked"
+    assert state() == (0, 0, 0)
+    assert state((10, wrong), (5, wrong)) == (0, 2, 300)  # the count ends 900 s after its first
+    assert state((20, wrong), (10, wrong)) == (0, 0, 0)  # one count, over 5 min ago
+    assert state((20, wrong), (4, wrong)) == (0, 1, 660)  # the first count had ended
+    assert state((12, wrong), (11, wrong), (10, wrong)) == (300, 0, 0)  # the third locks
+    assert state((12, wrong), (11, wrong), (10, wrong), (5, client_locked)) == (300, 0, 0)
+    assert state((30, wrong), (29, wrong), (28, wrong), (4, wrong)) == (0, 1, 660)  # lock over
+    # a lock whose wrong PINs the records call a code's "locked": taken from its first record
+    assert state((8, client_locked), (2, client_locked)) == (420, 0, 0)
+
+
 def test_rebuild_reports_an_unreachable_redis_and_bad_options(
     monkeypatch: Any, capsys: Any
 ) -> None:

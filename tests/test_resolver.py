@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.helpers import assert_error
 
@@ -16,7 +17,8 @@ async def test_a_serial_uri_redirects_to_the_verification_page(
 ) -> None:
     response = await client.get(f"/01/{GTIN}/21/{SERIAL}")
     assert response.status_code == 307
-    assert response.headers["location"] == f"{settings.public_url}/c/{SERIAL}"
+    # the page checks the unit is of this GTIN's product (a unit of another is not genuine)
+    assert response.headers["location"] == f"{settings.public_url}/c/{SERIAL}?gtin={GTIN}"
     assert response.headers["access-control-allow-origin"] == "*"
     # GTIN-13 form, lot qualifier, data attribute and trailing slash are all accepted
     for uri in (
@@ -41,7 +43,8 @@ async def test_link_type_is_honoured_and_unknown_types_fall_back(client: Any, de
     pip = await client.get(f"/01/{GTIN}/21/{SERIAL}", params={"linkType": "gs1:pip"})
     assert pip.status_code == 307 and pip.headers["location"].endswith(f"/p/{GTIN}")
     unknown = await client.get(f"/01/{GTIN}/21/{SERIAL}", params={"linkType": "gs1:recipeInfo"})
-    assert unknown.status_code == 307 and unknown.headers["location"].endswith(f"/c/{SERIAL}")
+    assert unknown.status_code == 307
+    assert unknown.headers["location"].endswith(f"/c/{SERIAL}?gtin={GTIN}")
 
 
 async def test_linkset_lists_every_link(client: Any, demo: Any, login: Any) -> None:
@@ -60,12 +63,13 @@ async def test_linkset_lists_every_link(client: Any, demo: Any, login: Any) -> N
     entry = response.json()["linkset"][0]
     assert entry["anchor"].endswith(f"/01/{GTIN}/21/{SERIAL}")
     assert entry["https://gs1.org/voc/pip"][0]["href"].endswith(f"/p/{GTIN}")
-    assert entry["https://gs1.org/voc/verificationService"][0]["href"].endswith(f"/c/{SERIAL}")
+    verification = entry["https://gs1.org/voc/verificationService"][0]["href"]
+    assert verification.endswith(f"/c/{SERIAL}?gtin={GTIN}")
     assert (
         entry["https://gs1.org/voc/instructions"][0]["href"]
         == "https://video.example.com/serum.mp4"
     )
-    assert entry["https://gs1.org/voc/defaultLink"][0]["href"].endswith(f"/c/{SERIAL}")
+    assert entry["https://gs1.org/voc/defaultLink"][0]["href"].endswith(f"/c/{SERIAL}?gtin={GTIN}")
     negotiated = await client.get(f"/01/{GTIN}", headers={"Accept": "application/linkset+json"})
     assert negotiated.status_code == 200 and "linkset" in negotiated.json()
     instructions = await client.get(f"/01/{GTIN}", params={"linkType": "gs1:instructions"})
@@ -147,6 +151,9 @@ async def test_the_printed_qr_of_a_unit_of_an_unpublished_product_verifies_it(
     assert page.status_code == 200, page.text
     qr = await client.get(f"/01/0{gtin}/21/{serial}")
     assert qr.status_code == 307, f"{qr.status_code} {qr.text}"
-    assert qr.headers["location"].endswith(f"/c/{serial}")
+    assert qr.headers["location"].endswith(f"/c/{serial}?gtin=0{gtin}")
+    target = urlsplit(qr.headers["location"])
+    followed = await client.get(f"{target.path}?{target.query}")  # the unit's own GTIN: its form
+    assert followed.status_code == 200 and 'name="pin"' in followed.text, followed.text
     assert "/p/" not in qr.headers["link"]  # no product page of an unpublished product
     assert (await client.get(f"/01/0{gtin}")).status_code == 404

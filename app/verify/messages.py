@@ -58,6 +58,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "该防伪码已作废，不是有效的正品码。",
         "en": "This code has been voided by the brand. It is not a valid genuine code.",
     },
+    "wrong_product": {
+        "zh": "该防伪码属于另一款产品，与包装上的商品条码不符，不是正品，谨防假冒！",
+        "en": "This code belongs to another product than the one its label names. It is not "
+        "genuine; beware of a counterfeit.",
+    },
     "wrong_pin": {
         "zh": "验证码错误，请核对后重新输入（还可尝试 {left} 次）。",
         "en": "Wrong PIN. Please check it and try again (attempts left: {left}).",
@@ -65,6 +70,11 @@ TEXTS: dict[str, dict[str, str]] = {
     "locked": {
         "zh": "验证码错误次数过多，该防伪码已暂时锁定，请 {minutes} 分钟后再试。",
         "en": "Too many wrong PINs: this code is locked. Try again in {minutes} min.",
+    },
+    "client_locked": {
+        "zh": "您的网络输入错误验证码的次数过多，验证已暂停，请 {minutes} 分钟后再试。",
+        "en": "Too many wrong PINs from your network: PIN checks are paused. Try again in "
+        "{minutes} min.",
     },
 }
 

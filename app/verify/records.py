@@ -120,7 +120,10 @@ UPDATE verifications v SET fallback = false
  WHERE v.at = r.at AND v.record_key = r.record_key AND v.fallback
 """
 
-# reason → (alert kind, severity)
+# reason → (alert kind, severity). SPEC V3's "alerts for fakes": a code never activated, void
+# or unknown, a forged one whose scan named one of the brand's GTINs (a Digital Link: without a
+# GTIN it has no brand, and no alert), and a genuine code in a Digital Link of another product
+# (``wrong_product``: its serial and PIN copied onto another product's pack).
 RULES: dict[str, tuple[str, str]] = {
     "over_threshold": ("repeat", "critical"),
     "region_jump": ("region_jump", "warning"),
@@ -128,6 +131,8 @@ RULES: dict[str, tuple[str, str]] = {
     "not_activated": ("fake", "warning"),
     "void": ("fake", "warning"),
     "unknown": ("fake", "info"),
+    "forged": ("fake", "warning"),
+    "wrong_product": ("fake", "warning"),
 }
 
 _ALERTING = list(RULES)
@@ -339,24 +344,36 @@ def alert_of(
     province: str | None,
     city: str | None,
 ) -> dict[str, Any] | None:
-    """The ``ALERT`` parameters a stored verification raises, or None (no rule, no brand)."""
+    """The ``ALERT`` parameters a stored verification raises, or None (no rule, no brand). One
+    open alert per code and kind; a code naming no unit (forged, of no batch) has one per brand,
+    kind and reason, its details naming the latest serial: made-up serials, each scanned once,
+    would open an alert apiece (and one key for every brand's, ``fake:None``, bumped another
+    brand's alert)."""
     from psycopg.types.json import Jsonb
 
     rule = RULES.get(reason)
     if rule is None or brand is None:
         return None
     kind, severity = rule
+    details: dict[str, Any] = {
+        "reason": reason,
+        "queries": queries,
+        "province": province,
+        "city": city,
+    }
+    if code is None:
+        details["serial"] = serial
     return {
         "brand": brand,
         "kind": kind,
         "severity": severity,
         "code": code,
         "serial": serial,
-        "message": f"{kind}: code {serial or code} ({reason})",
-        "details": Jsonb(
-            {"reason": reason, "queries": queries, "province": province, "city": city}
-        ),
-        "dedup": f"{kind}:{code}",
+        "message": f"{kind}: code {serial or code} ({reason})"
+        if code is not None
+        else f"{kind}: {reason} codes scanned (the first: {serial})",
+        "details": Jsonb(details),
+        "dedup": f"{kind}:{code}" if code is not None else f"{kind}:{reason}:brand:{brand}",
     }
 
 

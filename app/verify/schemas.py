@@ -46,7 +46,9 @@ class VerifyOut(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     may be a copy; reason pin_required), suspicious, not_genuine, wrong_pin, locked.
 
     reasons: first_query, repeat_query, over_threshold, region_jump, never_shipped,
-    not_activated, forged, unknown, void, malformed, wrong_pin, locked, pin_required.
+    not_activated, forged, unknown, void, malformed, wrong_product (a Digital Link naming
+    another product's GTIN than the unit's), wrong_pin, locked (the code), client_locked (too
+    many wrong PINs from the client over all codes), pin_required.
     """
 
     result: Result

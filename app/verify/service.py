@@ -30,6 +30,7 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from app.auth.limits import client_bucket
 from app.codes.batches import BatchRef, load_batches
 from app.codes.batches import code_id as make_code_id
 from app.codes.lookup import VOID_STATES
@@ -38,6 +39,8 @@ from app.codes.scheme import (
     MalformedSerial,
     Scheme,
     UnknownKeyVersion,
+    gtin_from_scan,
+    scanned,
     serial_from_scan,
 )
 from app.config import Settings
@@ -57,15 +60,19 @@ from app.redisconn import (
 from app.rounds import serve_rounds
 from app.textguard import has_control
 from app.verify import messages
-from app.verify.fallback import insert_record, verify_without_redis
+from app.verify.fallback import ClientPins, insert_record, verify_without_redis
 from app.verify.record import Record, retry_seconds
 from app.verify.regions import locate, place_name
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.verify.shardcalls import Call, ShardCalls
-from app.verify.units import UnitInfo, load_units
+from app.verify.units import UnitInfo, gtin_brands, load_units
 
 BATCH_TTL = 5.0  # seconds a batch row (size, state) is trusted before it is read again
 MAX_ROUND = 500  # verifications served by one round at most
+#: On a cluster, ``Verifier._rate_limits``'s answer: the rate limit's replies and the seconds
+#: left of the PIN checks whose client is locked out, by place in the round.
+_Limits = tuple[dict[int, list[Any]], dict[int, int]]
+_PIN_LETTER = {"ok": "o", "bad": "b"}  # ``_RATE``'s letters of PIN states; any other is "n"
 _REDIS_DOWN = UNAVAILABLE
 
 
@@ -80,11 +87,13 @@ MAX_AFTER_OUTAGE = 100_000
 RECONCILE_AGAIN = 0.05  # seconds before a code answered from PostgreSQL meanwhile is retried
 
 # One round. KEYS[1] = the record queue. ARGV = namespace, minute, rate_limit, max_fails,
-# lockout_s, threshold, then the round's verifications in TWO arguments: ARGV[7] their fields,
-# each verification ended by \x1e and each field by \x1f — pin_state (none|ok|bad, or "refuse"
-# for a not-genuine answer), the refusal's reason, the time (ISO 8601), place, never_shipped
-# (0|1), client ip, code id and the length of its record; ARGV[8] the records one after the
-# other, each as JSON without the closing brace; ARGV[9] the retry keys of the round's
+# lockout_s, threshold, client_max_fails, then the round's verifications in TWO arguments:
+# ARGV[8] their fields, each verification ended by \x1e and each field by \x1f — pin_state
+# (none|ok|bad, "refuse" for a not-genuine answer, or on a cluster "client" for a PIN check of
+# a client locked out, its seconds left as the refusal), the refusal's reason, the time (ISO
+# 8601), place, never_shipped (0|1), client (its address, an IPv6 one's /64:
+# ``client_bucket``), code id and the length of its record; ARGV[9] the records one after the
+# other, each as JSON without the closing brace; ARGV[10] the retry keys of the round's
 # verifications that have one, "n:seconds:key\x1f" for its n-th verification (empty in most
 # rounds): a claim sent again with its client id within a day (an H5 page's form: ten
 # minutes, ``record.retry_seconds``) is checked but not counted again (probe X:
@@ -94,46 +103,58 @@ RECONCILE_AGAIN = 0.05  # seconds before a code answered from PostgreSQL meanwhi
 # command cheap to build and send; key names are made here from the namespace. Returns one reply
 # per verification, in order.
 #
+# Wrong PINs per client (SPEC V2: per code and per client; a probe: sixty wrong PINs from one
+# address, two on each of thirty codes, were each answered "wrong PIN, 3 left"): a client's PIN
+# checks (right or wrong) answer locked ({'locked', seconds, 'client'}; recorded reason
+# ``client_locked``, which no code's PIN state reads) while ``{ns}:clientlock:{client}`` lives;
+# every wrong PIN of a client not locked out adds one to ``{ns}:clientfail:{client}`` (from its
+# first for lockout_s seconds), and the client_max_fails-th locks the client for lockout_s
+# (that one still answers for its code). A right PIN never clears the count (a guesser's own
+# genuine pack would). Checks without a PIN are not held.
+#
 # On a Redis Cluster (``app.redisconn``) a round is one script per shard of its codes, each in
-# one hash slot: ARGV[10] is the shard's hash tag, ended to every code key it makes (the round's
-# queue, KEYS[1], is the shard's own), and ARGV[3] (the rate limit) is 0: the addresses' counters
-# live in other shards, so they were counted before, by ``_RATE``, and only the verifications
-# within the limit are sent here. On one server ARGV[10] is absent: the keys are untagged.
+# one hash slot: ARGV[11] is the shard's hash tag, ended to every code key it makes (the round's
+# queue, KEYS[1], is the shard's own), and ARGV[3] (the rate limit) and ARGV[7] (the client's
+# wrong PINs) are 0: the addresses' keys live in other shards, so they were counted before, by
+# ``_RATE``, and only the verifications within the limit are sent here, a client's locked out
+# PIN checks as "client". On one server ARGV[11] is absent: the keys are untagged.
 # A call on a cluster may be sent again (``app.verify.shardcalls``: its reply lost with a
 # connection, a failover): KEYS[2] is the call's own key, where the script keeps its replies for
-# ARGV[11] seconds, and a call that finds them there returns them and does nothing else — a
+# ARGV[12] seconds, and a call that finds them there returns them and does nothing else — a
 # retried call is counted once, and answered as it was the first time.
 #
 # The script's cost is per verification (its Lua work, then its commands), so it makes few
 # commands: the rate-limit counter of each client address once per round (INCRBY by the
-# round's verifications from it; the n-th of them counts as the n-th of the minute), the query
+# round's verifications from it; the n-th of them counts as the n-th of the minute), the
+# client's PIN lock once per round of each address with a PIN check (TTL), the query
 # counter and the first query in one hash (HINCRBY, then HSET on the first query or HMGET on a
 # repeat), and the round's records as ONE list element at the end, one record per line
 # (``app.verify.records`` splits them; JSON text has no raw newline): an element per record
 # cost ~10% of the script's time in the list's inserts and the append-only file's copy of a
 # 40-argument LPUSH. A genuine first query: TTL, DEL, HINCRBY, HSET, plus its share of one
-# INCRBY and one LPUSH.
+# INCRBY, one TTL (with its PIN) and one LPUSH.
 _SCRIPT = """
 local ns, minute = ARGV[1], ARGV[2]
 local limit, max_fails, lockout = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local threshold = tonumber(ARGV[6])
-local tag = ARGV[10] or ''
+local threshold, client_max = tonumber(ARGV[6]), tonumber(ARGV[7])
+local tag = ARGV[11] or ''
 local done = KEYS[2]
 if done then
   local kept = redis.call('GET', done)
   if kept then return cmsgpack.unpack(kept) end
 end
-local items, per_ip, records_json, at = {}, {}, ARGV[8], 1
+local items, per_ip, pin_ips, records_json, at = {}, {}, {}, ARGV[9], 1
 local fields = string.rep('([^\\31]*)\\31', 7) .. '([^\\30]*)\\30'
-for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[7]:gmatch(fields) do
+for pin_state, refusal, now, place, never_shipped, ip, code, len in ARGV[8]:gmatch(fields) do
   local to = at + tonumber(len)
   items[#items + 1] = {pin_state, refusal, now, place, never_shipped, ip, code,
                        records_json:sub(at, to - 1)}
   at = to
   per_ip[ip] = (per_ip[ip] or 0) + 1
+  if pin_state == 'ok' or pin_state == 'bad' then pin_ips[ip] = true end
 end
 local retries = {}  -- a claim's retry key by its verification's place in the call
-for n, seconds, retry in ARGV[9]:gmatch('(%d+):(%d+):([^\\31]*)\\31') do
+for n, seconds, retry in ARGV[10]:gmatch('(%d+):(%d+):([^\\31]*)\\31') do
   retries[tonumber(n)] = {retry, seconds}
 end
 local seen = {}  -- per client address: the minute's count before this round's first of it
@@ -143,6 +164,13 @@ if limit > 0 then
     local total = redis.call('INCRBY', rate, n)
     if total == n then redis.call('EXPIRE', rate, 60) end
     seen[ip] = total - n
+  end
+end
+local client_lock = {}  -- per client address locked out of PIN checks: its seconds left
+if client_max > 0 then
+  for ip in pairs(pin_ips) do
+    local left = redis.call('TTL', ns .. ':clientlock:' .. ip)
+    if left > 0 then client_lock[ip] = left end
   end
 end
 local replies, records = {}, {}
@@ -166,7 +194,20 @@ for i, f in ipairs(items) do
   elseif pin_state == 'refuse' then
     record('not_genuine', refusal, 0)
     replies[i] = {'recorded'}
+  elseif pin_state == 'client' or (pin_state ~= 'none' and client_lock[ip]) then
+    record('locked', 'client_locked', 0)
+    replies[i] = {'locked', client_lock[ip] or tonumber(refusal), 'client'}
   else
+    if pin_state == 'bad' and client_max > 0 then  -- whatever its code answers
+      local client_fails = ns .. ':clientfail:' .. ip
+      local n = redis.call('INCR', client_fails)
+      if n == 1 then redis.call('EXPIRE', client_fails, lockout) end
+      if n >= client_max then
+        redis.call('SET', ns .. ':clientlock:' .. ip, '1', 'EX', lockout)
+        redis.call('DEL', client_fails)
+        client_lock[ip] = lockout  -- its later PIN checks, this round's too
+      end
+    end
     local locked = redis.call('TTL', lock)
     if locked > 0 then
       record('locked', 'locked', 0)
@@ -230,26 +271,66 @@ for i, f in ipairs(items) do
   end
 end
 if #records > 0 then redis.call('LPUSH', KEYS[1], table.concat(records, '\\n')) end
-if done then redis.call('SET', done, cmsgpack.pack(replies), 'EX', ARGV[11]) end
+if done then redis.call('SET', done, cmsgpack.pack(replies), 'EX', ARGV[12]) end
 return replies
 """
 
-# On a Redis Cluster, a round's rate limits, counted before its codes' scripts: one call per
-# shard of the client addresses. KEYS[1]: the call's own key (its replies kept for ARGV[1]
-# seconds, as ``_SCRIPT`` keeps them), then the minute's counters of the shard's addresses;
-# ARGV[2…]: the round's verifications from each. Returns per counter {its count before them,
-# its TTL}.
+# On a Redis Cluster, a round's rate limits and clients' wrong PINs, counted before its codes'
+# scripts: one call per shard of the client addresses. KEYS[1]: the call's own key (its replies
+# kept for ARGV[4] seconds, as ``_SCRIPT`` keeps them), then three keys per address of the
+# shard: the minute's counter, the client's PIN lock and its wrong PINs (``_SCRIPT``'s). ARGV[1]
+# the rate limit, ARGV[2] client_max_fails, ARGV[3] lockout_s (the calls' shared arguments,
+# ``ShardCalls.run``); ARGV[5…]: per address, the
+# round's verifications from it in order, a letter each: o (right PIN), b (wrong PIN), n (no
+# PIN, or refused before the round). Returns per address {its count before them, the counter's
+# TTL, the seconds its PIN checks are locked (0: not), the first of its verifications (from 1)
+# whose PIN check is locked (0: none)}. A PIN check of the round within the rate limit is
+# counted as on one server (a wrong one of a client not locked out adds one, the
+# client_max_fails-th locks it from the next on), with one difference: the round's codes are not
+# known yet, so a wrong PIN of a code the round refuses (never activated, void, another
+# product's GTIN) counts too, where one server's script never sees it.
 _RATE = """
 local kept = redis.call('GET', KEYS[1])
 if kept then return cmsgpack.unpack(kept) end
+local limit, client_max, lockout = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local replies = {}
-for i = 2, #KEYS do
-  local key, n = KEYS[i], tonumber(ARGV[i])
-  local total = redis.call('INCRBY', key, n)
-  if total == n then redis.call('EXPIRE', key, 60) end
-  replies[i - 1] = {total - n, redis.call('TTL', key)}
+for a = 1, (#KEYS - 1) / 3 do
+  local rate, lock, fails, pins = KEYS[3 * a - 1], KEYS[3 * a], KEYS[3 * a + 1], ARGV[4 + a]
+  local n = #pins
+  local total = redis.call('INCRBY', rate, n)
+  if total == n then redis.call('EXPIRE', rate, 60) end
+  local left, from = 0, 0
+  if pins:find('[ob]') then
+    left = redis.call('TTL', lock)
+    if left > 0 then
+      from = 1
+    else
+      left = 0
+      local within, bad = math.max(0, math.min(n, limit - (total - n))), 0
+      for k = 1, within do
+        if pins:byte(k) == 98 then bad = bad + 1 end  -- b
+      end
+      if bad > 0 then
+        local failed = redis.call('INCRBY', fails, bad)
+        if failed == bad then redis.call('EXPIRE', fails, lockout) end
+        if failed >= client_max then  -- locked from the one after the client_max-th on
+          local count = failed - bad
+          for k = 1, within do
+            if pins:byte(k) == 98 then
+              count = count + 1
+              if count >= client_max then from = k + 1; break end
+            end
+          end
+          redis.call('SET', lock, '1', 'EX', lockout)
+          redis.call('DEL', fails)
+          left = lockout
+        end
+      end
+    end
+  end
+  replies[a] = {total - n, redis.call('TTL', rate), left, from}
 end
-redis.call('SET', KEYS[1], cmsgpack.pack(replies), 'EX', ARGV[1])
+redis.call('SET', KEYS[1], cmsgpack.pack(replies), 'EX', ARGV[4])
 return replies
 """
 
@@ -261,6 +342,7 @@ class _Pending:
         "batch",
         "code",
         "done",
+        "gtin",
         "pin_state",
         "record",
         "refusal",
@@ -277,9 +359,11 @@ class _Pending:
         pin_state: str,
         refusal: str | None,
         retry: str = "",
+        gtin: str | None = None,
     ) -> None:
         self.record, self.code, self.batch = record, code, batch
         self.pin_state, self.refusal, self.retry = pin_state, refusal, retry
+        self.gtin = gtin  # the GTIN the scan names (a Digital Link), checked against the unit's
         self.unit: UnitInfo | None = None
         self.reply: Any = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -322,6 +406,7 @@ class Verifier:
         )
         self._codeless = itertools.count()  # spreads refusals without a code over the shards
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
+        self._gtins: dict[str, tuple[float, int | None]] = {}  # GTIN -> brand, for refusals
         self._waiting: list[_Pending] = []
         self._round: asyncio.Task[None] | None = None
         # Record keys: 64 random bits of this process, then a counter (unique, and cheaper
@@ -340,6 +425,7 @@ class Verifier:
         self._probing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()  # reconciling, abandoned queries
         self._fallback_minute, self._fallback_counts = 0, dict[str, int]()  # Redis down
+        self._client_pins = ClientPins()  # clients' wrong PINs while Redis is down
 
     async def close(self) -> None:
         if self._probing is not None:
@@ -422,18 +508,25 @@ class Verifier:
         user_agent: str | None,
         member_id: int | None = None,
         retry: str = "",
+        gtin: str | None = None,
     ) -> VerifyOut:
         """The answer to one verification. ``member_id``: the signed-in member of a points
         claim (``app.members.points``), recorded with the verification; None on /v1/verify.
         ``retry``: a claim's retry key (``app.claims``: its kind, its claimant and its client id;
         ASCII letters, digits and ``._:-``) or an H5 answer form's check: the same claim sent
         again within a day (a form within ten minutes: ``record.retry_seconds``) is not counted
-        again (``_SCRIPT``)."""
+        again (``_SCRIPT``). ``gtin``: the GTIN-14 the scan named when ``data.serial`` is the
+        serial alone (the H5 page a Digital Link led to); else the one a Digital Link in
+        ``data.serial`` names, if any: a unit of another product is not genuine
+        (``wrong_product``), and a code naming no unit is recorded for the GTIN's brand."""
         gps = data.gps
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
         )
-        serial_text = serial_from_scan(data.serial)
+        scan = data.serial
+        serial_text = serial_from_scan(scan)
+        if gtin is None:  # the one a Digital Link names (a bare serial costs one ``in``)
+            gtin = gtin_from_scan(scan if scan.isascii() else scanned(scan))
         key = f"{self._key_prefix}{next(self._keys):016x}"
         record = Record(datetime.now(UTC), key, data, ip, user_agent, place)
         record.member_id, record.retry = member_id, retry or None
@@ -441,24 +534,24 @@ class Verifier:
         try:
             batch_no, index, version = self.scheme.verify(serial_text)
         except MalformedSerial:
-            return await self._refuse(record, "malformed", lang, serial_text)
+            return await self._refuse(record, "malformed", lang, serial_text, gtin=gtin)
         except (ForgedSerial, UnknownKeyVersion):
-            return await self._refuse(record, "forged", lang, serial_text)
+            return await self._refuse(record, "forged", lang, serial_text, gtin=gtin)
         serial = self.scheme.serial(batch_no, index, version)
         code = make_code_id(batch_no, index)
         batch = await self.batch(batch_no)
         if batch is None:  # a tag that verifies but no batch: store the serial, not an id
-            return await self._refuse(record, "unknown", lang, serial)
+            return await self._refuse(record, "unknown", lang, serial, gtin=gtin)
+        record.brand_id = batch.brand_id  # the brand sees a code of its batch past its size too
         if index >= batch.size:
             return await self._refuse(record, "unknown", lang, serial, code)
-        record.brand_id = batch.brand_id
         if batch.state == "void":
             return await self._refuse(record, "void", lang, serial, code)
         pin_state = "none"
         if data.pin is not None:
             pin_state = "ok" if self.scheme.check_pin(serial, data.pin) else "bad"
         record.code_id, record.serial = code, serial
-        pending = _Pending(record, code, batch, pin_state, None, retry)
+        pending = _Pending(record, code, batch, pin_state, None, retry, gtin)
         try:
             if code in self._after_outage and not await self._reconciled(code):
                 raise _Skipped("answered from PostgreSQL in an outage, not reconciled yet")
@@ -466,24 +559,45 @@ class Verifier:
         except _REDIS_DOWN as exc:
             if not isinstance(exc, _Skipped):
                 self._redis_lost(exc)
-            self._limit_without_redis(ip)
-            if len(self._after_outage) < MAX_AFTER_OUTAGE:
-                self._after_outage.add(code)
-            self._answering[code] += 1  # not reconciled before its record is stored
-            try:
-                unit = await self._unit_from_db(code, batch)
-                return await verify_without_redis(
-                    self.pool, self.settings, unit, record, serial, code, pin_state, lang
-                )
-            finally:
-                self._answering[code] -= 1
-                if not self._answering[code]:
-                    del self._answering[code]
+            return await self._without_redis(pending, pin_state, serial, lang)
         if self._redis_down or self._after_outage:
             self._reconcile()
         if pending.refusal is not None:  # never activated, or void: known after the round
             return self._not_genuine(pending.refusal, lang, serial)
         return self._answer(pending, serial, lang)
+
+    async def _without_redis(
+        self, pending: _Pending, pin_state: str, serial: str, lang: str
+    ) -> VerifyOut:
+        """A verification of an issued code answered from PostgreSQL (Redis down, or the code
+        answered so in an outage and not reconciled yet): the per-client rate limit and wrong
+        PINs counted in this process, the rest from the records (``verify_without_redis``).
+        ``pin_state``: as asked (a round that failed may have set the pending's)."""
+        record, code = pending.record, pending.code
+        assert code is not None and pending.batch is not None
+        client = self._limit_without_redis(record.ip)
+        if len(self._after_outage) < MAX_AFTER_OUTAGE:
+            self._after_outage.add(code)
+        self._answering[code] += 1  # not reconciled before its record is stored
+        try:
+            unit = await self._unit_from_db(code, pending.batch)
+            return await verify_without_redis(
+                self.pool,
+                self.settings,
+                unit,
+                record,
+                serial,
+                code,
+                pin_state,
+                lang,
+                gtin=pending.gtin,
+                clients=self._client_pins,
+                client=client,
+            )
+        finally:
+            self._answering[code] -= 1
+            if not self._answering[code]:
+                del self._answering[code]
 
     def _redis_lost(self, exc: BaseException) -> None:
         """Said once an outage, whatever the outage's verifications were (probe Z: nothing
@@ -595,30 +709,73 @@ class Verifier:
             client.close()
 
     async def _refuse(
-        self, record: Record, reason: str, lang: str, serial: str, code: int | None = None
+        self,
+        record: Record,
+        reason: str,
+        lang: str,
+        serial: str,
+        code: int | None = None,
+        gtin: str | None = None,
     ) -> VerifyOut:
-        """Not genuine: rate-limited and recorded like any other verification."""
+        """Not genuine: rate-limited and recorded like any other verification. A code naming
+        no batch is recorded for the brand whose product the scan's GTIN (``gtin``) names, if
+        any (``_gtin_brands``, in the round): the brand's fake (a probe: a forged serial in a
+        Digital Link of the brand's GTIN was stored with no brand, seen by nobody); without one
+        it has no brand."""
         if has_control(serial):  # what a caller typed (a page's path): never record a NUL
             serial = "".join(c for c in serial if not has_control(c))
         record.code_id, record.serial = code, serial[:64]
+        pending = _Pending(record, code, None, "refuse", reason, gtin=gtin)
         try:
-            await self._wait_for_round(_Pending(record, code, None, "refuse", reason))
+            await self._wait_for_round(pending)
         except _REDIS_DOWN as exc:
             self._redis_lost(exc)
             self._limit_without_redis(record.ip)
+            await self._gtin_brands([pending])
             await insert_record(self.pool, record, "not_genuine", reason, 0)
         return self._not_genuine(reason, lang, serial)
 
-    def _limit_without_redis(self, ip: str | None) -> None:
-        """The per-address limit while Redis (which keeps it) is down: counted in this process
-        for the minute, so one address cannot send a flood to PostgreSQL meanwhile (probe Z:
-        130 in a second all answered). Each API process counts its own."""
+    async def _gtin_brands(self, group: list[_Pending]) -> None:
+        """The brand of the GTIN each refusal of ``group`` without a brand names, if a product
+        has it: from a short in-process cache (``BATCH_TTL``), the others in one query. In the
+        round, not before it: the rate limit holds a flood of forged codes naming new GTINs to
+        one query a round (asked before, each one cost a query)."""
+        named = [p for p in group if p.gtin is not None and p.record.brand_id is None]
+        if not named:
+            return
+        now, cache = time.monotonic(), self._gtins
+        wanted = set()
+        for p in named:
+            cached = cache.get(p.gtin)  # type: ignore[arg-type]
+            if cached is None or now - cached[0] >= BATCH_TTL:
+                wanted.add(p.gtin)
+        gtins = sorted(g for g in wanted if g is not None and len(g) == 14 and g.isdigit())
+        if gtins:  # (anything else names no product: the H5 page's query, as typed)
+            try:
+                async with self.pool.connection() as conn:
+                    found = await gtin_brands(conn.cursor(row_factory=tuple_row), gtins)
+            except psycopg.Error as exc:  # the records go without a brand, never unanswered
+                log.warning("the brands of scanned GTINs not read", extra={"error": str(exc)})
+                return
+            if len(cache) > 10_000:
+                cache.clear()
+            for gtin in gtins:
+                cache[gtin] = (now, found.get(gtin))
+        for p in named:
+            cached = cache.get(p.gtin)  # type: ignore[arg-type]
+            p.record.brand_id = cached[1] if cached else None
+
+    def _limit_without_redis(self, ip: str | None) -> str:
+        """The per-client limit while Redis (which keeps it) is down: counted in this process
+        for the minute, so one client cannot send a flood to PostgreSQL meanwhile (probe Z:
+        130 in a second all answered). Each API process counts its own. The client: its
+        address, an IPv6 one's /64 (``client_bucket``), returned."""
         minute = int(time.time() // 60)
         if minute != self._fallback_minute:
             self._fallback_minute, self._fallback_counts = minute, {}
-        key = ip or "-"
+        key = client_bucket(ip or "-")
         if key not in self._fallback_counts and len(self._fallback_counts) >= MAX_AFTER_OUTAGE:
-            return  # more addresses than the process keeps: the rest go unlimited this minute
+            return key  # more clients than the process keeps: the rest go unlimited this minute
         count = self._fallback_counts[key] = self._fallback_counts.get(key, 0) + 1
         if count > self.settings.verify_rate_limit:
             retry = 60 - int(time.time()) % 60
@@ -628,6 +785,7 @@ class Verifier:
                 details={"retry_after": retry},
                 headers={"Retry-After": str(retry)},
             )
+        return key
 
     @staticmethod
     def _not_genuine(reason: str, lang: str, serial: str) -> VerifyOut:
@@ -644,11 +802,12 @@ class Verifier:
         status = answer[0]
         if status == b"locked":
             retry = int(answer[1])
+            reason = "client_locked" if len(answer) > 2 else "locked"  # the client's, or the code's
             return VerifyOut(
                 result="locked",
-                reason="locked",
+                reason=reason,
                 retry_after=retry,
-                message=messages.text("locked", lang, minutes=-(-retry // 60)),
+                message=messages.text(reason, lang, minutes=-(-retry // 60)),
                 serial=serial,
                 product=unit.product,
                 lot=unit.lot,
@@ -713,35 +872,58 @@ class Verifier:
         finally:
             self._round = None
 
-    async def _serve(self, group: list[_Pending]) -> None:
-        limits = self._limits(group) if self.cluster else None  # meanwhile, on a cluster
-        flag = self.settings.verify_flag_never_shipped
+    async def _judge(self, group: list[_Pending]) -> None:
+        """A round's first step: its codes' units (one query) and the refusals only they show —
+        never activated, void, a Digital Link naming another product's GTIN than the unit's; the
+        brand of the GTIN a refusal without one names (``_gtin_brands``)."""
         counted = [p for p in group if p.refusal is None]
-        if counted:
-            units = await self._units(
-                [p.code for p in counted],  # type: ignore[misc]
-                {p.code: p.batch.brand_id for p in counted},  # type: ignore[union-attr,misc]
-            )
-            for p in counted:
-                unit = units.get(p.code)  # type: ignore[arg-type]
-                if unit is None:  # issued, never activated: not a genuine item on a shelf
-                    p.refusal, p.pin_state = "not_activated", "refuse"
-                elif unit.status in VOID_STATES:
-                    p.refusal, p.pin_state = "void", "refuse"
-                else:
-                    p.unit = unit
-                    p.record.product_id = unit.product.id if unit.product else None
+        if len(counted) < len(group):  # refusals: one naming a GTIN is its brand's
+            await self._gtin_brands(group)
+        if not counted:
+            return
+        units = await self._units(
+            [p.code for p in counted],  # type: ignore[misc]
+            {p.code: p.batch.brand_id for p in counted},  # type: ignore[union-attr,misc]
+        )
+        for p in counted:
+            unit = units.get(p.code)  # type: ignore[arg-type]
+            if unit is None:  # issued, never activated: not a genuine item on a shelf
+                p.refusal, p.pin_state = "not_activated", "refuse"
+            elif unit.status in VOID_STATES:
+                p.refusal, p.pin_state = "void", "refuse"
+            elif p.gtin is not None and (unit.product is None or unit.product.gtin != p.gtin):
+                # a genuine serial (and PIN) on another product's pack (a probe: genuine)
+                p.refusal, p.pin_state = "wrong_product", "refuse"
+                p.record.product_id = unit.product.id if unit.product else None
+            else:
+                p.unit = unit
+                p.record.product_id = unit.product.id if unit.product else None
+
+    async def _serve(self, group: list[_Pending]) -> None:
+        """A round: its units (``_judge``), then ONE script call (on a cluster, the rate limits
+        and then one per shard of the codes: ``_serve_on_cluster``) with each verification's
+        fields and record; the replies set."""
+        limits = self._limits(group) if self.cluster else None  # meanwhile, on a cluster
+        await self._judge(group)
+        flag = self.settings.verify_flag_never_shipped
         items, records = [], []
+        v6: dict[str, str] = {}  # an IPv6 address's client (its /64), once per address a round
         for p in group:
             record = p.record
             never_shipped = p.unit is not None and flag and not p.unit.shipped
             place = record.place
             prefix = record.prefix()
             records.append(prefix)
+            client = record.ip or "-"
+            if ":" in client:
+                bucket = v6.get(client)
+                if bucket is None:
+                    bucket = v6[client] = client_bucket(client)
+                client = bucket
             items.append(
                 f"{p.pin_state}\x1f{p.refusal or ''}\x1f{record.at_text}\x1f"
                 f"{place.label if place else ''}\x1f{1 if never_shipped else 0}"
-                f"\x1f{record.ip or '-'}\x1f{p.code or 0}\x1f{len(prefix)}\x1e"
+                f"\x1f{client}\x1f{p.code or 0}\x1f{len(prefix)}\x1e"
             )
         if limits is not None:
             await self._serve_on_cluster(group, items, records, *limits)
@@ -758,6 +940,7 @@ class Verifier:
             b"%d" % settings.pin_max_failures,
             b"%d" % settings.pin_lockout_seconds,
             b"%d" % settings.verify_repeat_threshold,
+            b"%d" % settings.pin_client_max_failures,
             "".join(items).encode(),
             b"".join(records),
             _retries(group, range(len(group))),
@@ -801,11 +984,12 @@ class Verifier:
 
     # -- rounds on a Redis Cluster: the same script, once per shard ---------------------------
 
-    def _limits(self, group: list[_Pending]) -> tuple[int, asyncio.Task[dict[int, list[Any]]]]:
-        """On a cluster: the round's rate limits (``_rate_limits``) started at once, counted
-        while PostgreSQL answers the round's unit query (they do not depend on it): one round
-        trip fewer in the round's time. The minute, and the task. A round whose query fails
-        fails its verifications, and their counts stay (they were asked)."""
+    def _limits(self, group: list[_Pending]) -> tuple[int, asyncio.Task[_Limits]]:
+        """On a cluster: the round's rate limits and clients' wrong PINs (``_rate_limits``)
+        started at once, counted while PostgreSQL answers the round's unit query (they do not
+        depend on it): one round trip fewer in the round's time. The minute, and the task. A
+        round whose query fails fails its verifications, and their counts stay (they were
+        asked)."""
         minute = int(time.time() // 60)
         task = asyncio.get_running_loop().create_task(self._rate_limits(group, minute))
         task.add_done_callback(_seen)  # an error not awaited (the query failed) is not logged
@@ -817,19 +1001,22 @@ class Verifier:
         items: list[str],
         records: list[bytes],
         minute: int,
-        limits: asyncio.Task[dict[int, list[Any]]],
+        limits: asyncio.Task[_Limits],
     ) -> None:
         """A round on a Redis Cluster: the rate limits first (``limits``, of ``minute``), then
         the round's script once per shard of the codes within them, each in its shard's slot,
         the shards of a master in one write (``ShardCalls``). A shard whose call fails fails its
         own verifications only (answered from PostgreSQL); ``items`` and ``records`` are the
         script's fields and records of each verification."""
-        limited = await limits
+        limited, locked_out = await limits
         shards: dict[int, list[int]] = {}
         for i, p in enumerate(group):
             if i in limited:
                 p.reply = limited[i]
                 continue
+            if i in locked_out and p.pin_state in ("ok", "bad"):  # recorded by its code's call
+                rest = items[i].split("\x1f", 2)[2]  # after its PIN state and refusal
+                items[i] = f"client\x1f{locked_out[i]}\x1f{rest}"
             shard = code_shard(p.code) if p.code else next(self._codeless) % SHARDS
             shards.setdefault(shard, []).append(i)
         s, tags = self.settings, shard_tags()
@@ -840,6 +1027,7 @@ class Verifier:
             b"%d" % s.pin_max_failures,
             b"%d" % s.pin_lockout_seconds,
             b"%d" % s.verify_repeat_threshold,
+            b"0",  # clients' wrong PINs counted above
         )
         calls: dict[int, Call] = {
             shard: (
@@ -872,44 +1060,61 @@ class Verifier:
         """A new script call's own key on a cluster, in ``tag``'s slot (``_SCRIPT``)."""
         return f"{self.ns}:call:{self._key_prefix}{next(self._calls):x}{tag}".encode()
 
-    async def _rate_limits(self, group: list[_Pending], minute: int) -> dict[int, list[Any]]:
-        """On a cluster: add the round's verifications to their addresses' counters of the
-        minute (one call per shard of the addresses, packed per master) and return the replies
-        of those over the limit, by their place in the round. The n-th of an address in the
-        minute counts as the n-th, as on one server."""
-        per_ip: dict[str, int] = {}
+    async def _rate_limits(self, group: list[_Pending], minute: int) -> _Limits:
+        """On a cluster: add the round's verifications to their clients' counters of the
+        minute, and their wrong PINs to the clients' (``_RATE``; one call per shard of the
+        clients, packed per master). The replies of those over the rate limit, and the seconds
+        left of the PIN checks whose client is locked out, by their place in the round. The
+        n-th of a client in the minute counts as the n-th, as on one server; a client is an
+        address, an IPv6 one's /64 (``client_bucket``, once per address)."""
+        of: dict[str, str] = {}  # address -> client
+        pins: dict[str, list[str]] = {}  # client -> its verifications' PIN letters, in order
         for p in group:
             ip = p.record.ip or "-"
-            per_ip[ip] = per_ip.get(ip, 0) + 1
+            client = of.get(ip)
+            if client is None:
+                client = of[ip] = client_bucket(ip)
+            pins.setdefault(client, []).append(_PIN_LETTER.get(p.pin_state, "n"))
         shards: dict[int, list[str]] = {}
-        for ip in per_ip:
-            shards.setdefault(text_shard(ip), []).append(ip)
-        tags = shard_tags()
-        calls: dict[int, Call] = {
-            shard: (
-                [
-                    self._call_key(tags[shard]),
-                    *[f"{self.ns}:rl:{plain(ip)}:{minute}{tags[shard]}".encode() for ip in ips],
-                ],
-                [self._kept_for, *[b"%d" % per_ip[ip] for ip in ips]],
-            )
-            for shard, ips in shards.items()
-        }
-        results = await self._shards.run(self._rate, calls)  # type: ignore[union-attr]
+        for client in pins:
+            shards.setdefault(text_shard(client), []).append(client)
+        s, tags = self.settings, shard_tags()
+        ns = self.ns
+        calls: dict[int, Call] = {}
+        for shard, clients in shards.items():
+            tag, keys = tags[shard], [self._call_key(tags[shard])]
+            for client in clients:
+                name = plain(client)
+                keys += [
+                    f"{ns}:rl:{name}:{minute}{tag}".encode(),
+                    f"{ns}:clientlock:{name}{tag}".encode(),
+                    f"{ns}:clientfail:{name}{tag}".encode(),
+                ]
+            calls[shard] = (keys, [self._kept_for, *["".join(pins[c]).encode() for c in clients]])
+        shared = (
+            b"%d" % s.verify_rate_limit,
+            b"%d" % s.pin_client_max_failures,
+            b"%d" % s.pin_lockout_seconds,
+        )
+        results = await self._shards.run(self._rate, calls, shared)  # type: ignore[union-attr]
         counters: dict[str, list[int]] = {}
-        for shard, ips in shards.items():
+        for shard, clients in shards.items():
             replies = results[shard]
             if isinstance(replies, BaseException):
                 raise replies  # the round fails: its verifications are answered from PostgreSQL
-            for ip, (before, ttl) in zip(ips, replies, strict=True):
-                counters[ip] = [int(before), int(ttl)]
-        limit, limited = self.settings.verify_rate_limit, {}
+            for client, (before, ttl, left, start) in zip(clients, replies, strict=True):
+                # its count so far, the counter's TTL, PIN lock seconds, first locked (n-th: 0)
+                counters[client] = [int(before), int(ttl), int(left), int(start), 0]
+        limit, limited, locked_out = s.verify_rate_limit, {}, {}
         for i, p in enumerate(group):
-            counter = counters[p.record.ip or "-"]
+            counter = counters[of[p.record.ip or "-"]]
             counter[0] += 1
+            counter[4] += 1
             if counter[0] > limit:
                 limited[i] = [b"rate", counter[1]]
-        return limited
+            elif counter[3] and counter[4] >= counter[3]:
+                locked_out[i] = counter[2]
+        return limited, locked_out
 
 
 def _retries(group: list[_Pending], members: Iterable[int]) -> bytes:

@@ -67,3 +67,15 @@ async def load_units(
             shipped=shipped,
         )
     return units
+
+
+# The brands of the products some GTINs name: the root of each owner's tree (``/brand/…/``).
+_GTIN_BRANDS = """SELECT p.gtin, split_part(o.path, '/', 2)::bigint FROM products p
+                    JOIN orgs o ON o.id = p.org_id WHERE p.gtin = ANY(%s::char(14)[])"""
+
+
+async def gtin_brands(cur: AsyncCursor[Any], gtins: list[str]) -> dict[str, int]:
+    """GTIN -> the brand whose product has it (GTIN-14s; GTINs are unique), for those a
+    product has."""
+    await cur.execute(_GTIN_BRANDS, (gtins,))
+    return {gtin: int(brand) for gtin, brand in await cur.fetchall()}

@@ -120,8 +120,23 @@ def lang_switch(path: str, lang: Lang) -> str:
     return f"{base}?{urlencode([*kept, ('lang', 'en' if lang == 'zh' else 'zh')])}"
 
 
-def _scan_path(serial: str) -> str:
-    return f"/c/{quote(serial, safe='')}"
+def _scan_path(serial: str, gtin: str | None = None) -> str:
+    """The scan page of ``serial``; with the GTIN a Digital Link named (the resolver's
+    ``?gtin=``), which its forms and language switch keep."""
+    path = f"/c/{quote(serial, safe='')}"
+    return f"{path}?gtin={quote(gtin, safe='')}" if gtin else path
+
+
+def scanned_gtin(request: Request[Any, Any, Any]) -> str | None:
+    """The GTIN the scan named (``?gtin=``, from the resolver's redirect of a Digital Link) as
+    GTIN-14; one that is no GTIN as given (it names no product: never the unit's)."""
+    given = request.query_params.get("gtin")
+    if not given:
+        return None
+    try:
+        return normalize_gtin(given)
+    except Gs1Error:
+        return given[:32]
 
 
 # -- friendly error pages ----------------------------------------------------------------------
@@ -233,18 +248,21 @@ def _verification_page(
     form_error: str = "",
     extra: str = "",
     resend: dict[str, str] | None = None,
+    gtin: str | None = None,
 ) -> str:
-    """``resend``: the PIN form's fields the language switch sends again (``html.page``)."""
+    """``resend``: the PIN form's fields the language switch sends again (``html.page``);
+    ``gtin``: the scan's (``scanned_gtin``), kept by the form and the switch."""
     body = _answer_box(out, lang) + extra
     if out.result != "not_genuine":
         body += _product_box(out, lang)
+    here = _scan_path(serial, gtin)
     if form:
         again = out.result == "wrong_pin"
         check = f"{int(time.time()):08x}{secrets.token_hex(8)}"  # its time, then 64 random bits
-        body += html.pin_form(_scan_path(serial), lang, pin_length, check, form_error, again)
+        body += html.pin_form(here, lang, pin_length, check, form_error, again)
     if resend is not None:  # posted back to the scan page, so no ?lang= in it
-        return html.page(lang, word("verify_title", lang), body, _scan_path(serial), "site", resend)
-    return html.page(lang, word("verify_title", lang), body, lang_switch(_scan_path(serial), lang))
+        return html.page(lang, word("verify_title", lang), body, here, "site", resend)
+    return html.page(lang, word("verify_title", lang), body, lang_switch(here, lang))
 
 
 # A PIN form's own id (``html.pin_form``): the form sent again — a browser's retry on a slow
@@ -281,6 +299,7 @@ async def _verify(
         client_ip(request),
         user_agent(request.scope),
         retry=page_retry(check),
+        gtin=scanned_gtin(request),  # a probe: a Digital Link of another product's was genuine
     )
 
 
@@ -324,7 +343,14 @@ async def _scanned(
     """The scan page: the code checked without its PIN, and the PIN form."""
     out = await _verify(request, state, serial, lang, None)
     form = out.result in ("genuine", "unconfirmed", "suspicious")
-    page = _verification_page(out, lang, out.serial or serial, state.scheme.pin_length, form=form)
+    page = _verification_page(
+        out,
+        lang,
+        out.serial or serial,
+        state.scheme.pin_length,
+        form=form,
+        gtin=scanned_gtin(request),
+    )
     return respond(page, lang, remember, _status_of(out))
 
 
@@ -352,7 +378,13 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
         usable = out.result in ("genuine", "unconfirmed", "suspicious")
         error = word("bad_pin", lang, n=pin_length) if usable else ""
         page = _verification_page(
-            out, lang, out.serial or serial, pin_length, form=usable, form_error=error
+            out,
+            lang,
+            out.serial or serial,
+            pin_length,
+            form=usable,
+            form_error=error,
+            gtin=scanned_gtin(request),
         )
         return respond(page, lang, remember, 400 if usable else _status_of(out))
     check = form.get("check", "")
@@ -374,6 +406,7 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
         form=out.result == "wrong_pin",
         extra=offer,
         resend={"pin": pin, "check": check, "switch": "1"} if proved else None,
+        gtin=scanned_gtin(request),
     )
     retry = {"Retry-After": str(out.retry_after)} if out.retry_after else None
     return respond(page, lang, remember, _status_of(out), headers=retry, cookies=cookies)

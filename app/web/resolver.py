@@ -7,7 +7,9 @@ What the GS1-Conformant resolver standard asks, and how it is met here:
 - The URI syntax is validated (check digits included): 400 on a bad URI, never a 200 error page;
   a trailing slash is tolerated.
 - The default link is a 307 redirect with an empty body: the verification page when the URI
-  names a serial, else the product information page. ``Link`` lists every link (full GS1 link
+  names a serial (``/c/{serial}?gtin={gtin}``: the page refuses a unit of another product than
+  the URI's GTIN names, as ``POST /v1/verify`` refuses the whole URI), else the product
+  information page. ``Link`` lists every link (full GS1 link
   type URIs, a title each) and the linkset.
 - ``?linkType=`` picks a link by CURIE (``gs1:pip``) or URI (``https://gs1.org/voc/pip``); an
   unknown type gets the default link. ``linkType=linkset`` (and the older ``all``) or
@@ -87,11 +89,12 @@ def link_type(value: str | None) -> str | None:
 
 
 def passed_on(query: str) -> str:
-    """The request's query string for the redirect target: all of it except ``linkType``."""
+    """The request's query string for the redirect target: all of it except ``linkType`` and
+    ``gtin`` (the verification page's is the URI's own GTIN, never one added to the query)."""
     kept = [
         part
         for part in query.split("&")
-        if part and unquote_plus(part.split("=", 1)[0]).lower() != "linktype"
+        if part and unquote_plus(part.split("=", 1)[0]).lower() not in ("linktype", "gtin")
     ]
     return "&".join(kept)
 
@@ -122,9 +125,9 @@ def _links(base: str, ais: dict[str, str], product: dict[str, Any]) -> dict[str,
             "title": f"{product['name']} — product information",
             "type": "text/html",
         }
-    if "21" in ais:
+    if "21" in ais:  # the page checks the unit is of the GTIN's product (``wrong_product``)
         links["gs1:verificationService"] = {
-            "href": f"{base}/c/{quote(ais['21'], safe='')}",
+            "href": f"{base}/c/{quote(ais['21'], safe='')}?gtin={gtin}",
             "title": "Verify this item (enter the PIN) — 验证真伪",
             "type": "text/html",
         }
