@@ -655,7 +655,10 @@ def cmd_run(
 def _secret(path: str | None, env: str | None) -> str | None:
     """A passphrase from a file or an environment variable, never from the command line."""
     if path:
-        return Path(path).read_text().strip()
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:  # a probe: a traceback for a binary file
+            raise SettingsError(f"{path}: not a text file (a passphrase in UTF-8)") from None
     if env:
         value = os.environ.get(env)
         if not value:

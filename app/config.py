@@ -341,12 +341,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.media_s3_secret_access_key:
             return self.media_s3_secret_access_key
         path = Path(self.media_s3_secret_access_key_file or "")
-        try:
-            secret = path.read_text().strip()
-        except OSError as exc:
-            raise SettingsError(
-                f"{PREFIX}MEDIA_S3_SECRET_ACCESS_KEY_FILE={path} cannot be read: {exc.strerror}"
-            ) from None
+        secret = _secret_file(path, f"{PREFIX}MEDIA_S3_SECRET_ACCESS_KEY_FILE")
         if not secret:
             raise SettingsError(f"{PREFIX}MEDIA_S3_SECRET_ACCESS_KEY_FILE={path} is empty")
         return secret
@@ -359,12 +354,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return _decode_key(self.master_key, f"{PREFIX}MASTER_KEY")
         if self.master_key_file:
             path = Path(self.master_key_file)
-            try:
-                text = path.read_text().strip()
-            except OSError as exc:
-                raise SettingsError(
-                    f"{PREFIX}MASTER_KEY_FILE={path} cannot be read: {exc.strerror}"
-                ) from None
+            text = _secret_file(path, f"{PREFIX}MASTER_KEY_FILE")
             return _decode_key(text, f"the key file {path}")
         raise SettingsError(
             f"no master key: set {PREFIX}MASTER_KEY (64 hex characters or base64 of 32 bytes) "
@@ -466,6 +456,21 @@ def _check_postgres_url(name: str, url: str | None) -> None:
         ) from None
 
 
+def _secret_file(path: Path, var: str) -> str:
+    """The text of a file a secret setting names, stripped; unreadable or not UTF-8 text (32
+    raw bytes where hex or base64 belongs: a probe, a traceback naming no setting) is a
+    ``SettingsError`` naming the variable."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"{var}={path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{var}={path} is not text: it must hold the secret as text (a key as 64 hex "
+            "characters or base64 of 32 bytes)"
+        ) from None
+
+
 def _check_redis_url(url: str | None) -> None:
     """A Redis URL redis-py takes (``redis://``, ``rediss://``, ``unix://``) or a cluster's
     (``redis+cluster://``); its port a number (a bad one failed every entry point with a
@@ -496,6 +501,12 @@ def _check_redis_url(url: str | None) -> None:
             f"{var} is no valid URL: a port that is no number from 0 to 65535, or a password "
             "with #, /, ? or @ not percent-encoded"
         )
+    from redis.connection import parse_url  # the client's own reading of the query's options
+
+    try:
+        parse_url(url)
+    except ValueError as exc:  # a probe: ?socket_timeout=abc failed every entry point later
+        raise SettingsError(f"{var}: {exc}") from None
 
 
 def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:

@@ -495,3 +495,71 @@ def test_a_printer_shows_its_batch_with_the_cli_as_through_the_api(client: Any, 
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["batch_no"] == batch_no
     assert json.loads(shown.stdout)["exports"] == []
+
+
+# 32 random-looking bytes that are not UTF-8: what `head -c 32 /dev/urandom > master.key` writes
+RAW_KEY = bytes.fromhex("aa" * 16 + "ff" * 16)
+
+
+def _refused_cleanly(done: subprocess.CompletedProcess[str], named: str) -> None:
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert named in done.stderr, done.stderr
+
+
+def test_a_binary_master_key_file_is_a_configuration_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """A probe: an operator writes 32 raw bytes into the key file (instead of hex or base64);
+    every command died with a UnicodeDecodeError traceback naming no setting."""
+    key = tmp_path / "master.key"
+    key.write_bytes(RAW_KEY)
+    env = {"TRACECODE_MASTER_KEY": "", "TRACECODE_MASTER_KEY_FILE": str(key)}  # "" is unset
+    for argv in (
+        ("codes", "list"),
+        (
+            "run",
+            "--no-demo",
+            "--no-worker",
+        ),
+    ):
+        done = _cli(
+            *argv,
+            **env,
+            TRACECODE_VAR_DIR=str(tmp_path / "var"),
+            TRACECODE_PORT=str(free_port()),
+        )
+        _refused_cleanly(done, "TRACECODE_MASTER_KEY_FILE")
+
+
+def test_a_passphrase_or_password_file_that_is_not_text_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """A probe: `--passphrase-file` / `--password-file` naming a binary file (a .tcpf, a key in
+    DER) gave a traceback."""
+    binary = tmp_path / "secret.bin"
+    binary.write_bytes(RAW_KEY)
+    printer_file = tmp_path / "outer.tcpf"
+    printer_file.write_bytes(b"TCPF" + RAW_KEY)
+    for argv in (
+        ("export", "decrypt", str(printer_file), "--passphrase-file", str(binary)),
+        ("codes", "export", "1", "--out", str(tmp_path / "out"), "--passphrase-file", str(binary)),
+        ("codes", "list", "--api", "http://127.0.0.1:1", "--user", "planner",
+         "--password-file", str(binary)),
+    ):  # fmt: skip
+        done = _cli(*argv)
+        _refused_cleanly(done, str(binary))
+
+
+def test_a_redis_url_with_a_bad_option_is_a_configuration_error(tmp_path: Path) -> None:
+    """A probe: TRACECODE_REDIS_URL passed the start-up check, then redis-py refused its query option:
+    `tracecode run` and `tracecode redis rebuild` die with a traceback naming no variable."""
+    url = os.environ["TRACECODE_REDIS_URL"].split("?")[0] + "?socket_timeout=abc"
+    for argv in (("redis", "rebuild", "--no-jobs"), ("run", "--no-demo", "--no-worker")):
+        done = _cli(
+            *argv,
+            TRACECODE_REDIS_URL=url,
+            TRACECODE_VAR_DIR=str(tmp_path / "var"),
+            TRACECODE_PORT=str(free_port()),
+        )
+        _refused_cleanly(done, "TRACECODE_REDIS_URL")
