@@ -797,7 +797,9 @@ async def test_one_client_guessing_pins_across_many_codes_is_locked_out(
     )
     scheme = app.state.scheme
     batch_no = await _activated_batch(client, login, demo, conn, 33)
-    guesser = f"198.51.100.{secrets.randbelow(250) + 1}"
+    # an address of its own (a random /64 of the documentation prefix): never a client another
+    # test of the session locked out
+    guesser = f"2001:db8:{secrets.randbelow(0xFFFF):x}:{secrets.randbelow(0xFFFF):x}::1"
     answers = []
     for i in range(30):
         serial = scheme.serial(batch_no, i)
