@@ -3,6 +3,7 @@ nameplate is refused), the distance rule, idempotent retries, the daily track, C
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
@@ -340,9 +341,9 @@ def _drawn_names(pdf: bytes) -> list[tuple[float, float, str]]:
     ],
 )
 def test_a_nameplate_prints_the_whole_store_name_on_the_page(name: str) -> None:
-    """A probe: the name was drawn at 14 pt in a font with no widths (every glyph a full em):
-    the demo store's name of 30 characters ran ~150 pt off the A6 page, and any name past 40
-    characters was cut silently. It is now one or two lines at the largest size that fits."""
+    """A probe: the name was drawn at 14 pt in a font with no widths (every glyph a full em): the
+    demo store's name of 30 characters ran ~150 pt off the A6 page, and any name past 40 characters
+    was cut silently. It is now one or two lines at the largest size that fits."""
     pdf = nameplates.pdf("https://t.example/m/n/N1.X", name, "ST-1")
     lines = _drawn_names(pdf)
     assert 1 <= len(lines) <= 2
@@ -355,3 +356,48 @@ def test_a_name_too_long_for_two_lines_ends_in_an_ellipsis() -> None:
     lines = _drawn_names(nameplates.pdf("https://t.example/m/n/N1.X", "杭州" * 80, "ST-1"))
     assert len(lines) == 2 and lines[1][2].endswith("…")
     assert all(edge <= 298 - 30 + 0.01 for _, edge, _ in lines)
+
+
+async def test_a_check_in_synced_while_its_rep_edits_the_plan_is_not_lost(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the phone's offline queue sends a check-in linked to a plan item (``plan_item_id``)
+    while the rep, on the console or the app, moves that visit to another day (PUT of the plan: the
+    old item is deleted). The check-in's INSERT reads the item (still committed), then its foreign-
+    key check waits for the edit and fails once it commits: 409 ``in_use``, and the queue drops a
+    409 as final, so the visit is lost. It is kept (201): the item is read ``FOR KEY SHARE``, so
+    the check-in waits for the edit and finds the item gone. The edit's transaction is held open at
+    its audit write (a table lock from a second connection) so the interleaving happens every
+    time."""
+    rep = await login("fieldrep")
+    store = demo["STORE-HZ-01"]
+    plate = await nameplate(client, login, store)
+    made = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2030-06-03",
+            "items": [{"store_id": store, "planned_on": "2030-06-04"}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    plan = made.json()
+    item = plan["items"][0]["id"]
+    async with app.state.pool.connection() as blocker:
+        await blocker.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+        edit = asyncio.create_task(
+            client.put(
+                f"/field/plans/{plan['id']}",
+                headers=rep,
+                json={"items": [{"store_id": store, "planned_on": "2030-06-05"}]},
+            )
+        )
+        await asyncio.sleep(0.8)  # the edit has deleted the item and waits at its audit row
+        visit = asyncio.create_task(check_in(client, rep, plate["code"], plan_item_id=item))
+        await asyncio.sleep(0.8)  # the check-in waits on the deleted item's row
+        await blocker.rollback()
+    edited, checked = await edit, await visit
+    assert edited.status_code == 200, edited.text
+    assert checked.status_code == 201, checked.text
+    assert checked.json()["plan_item_id"] is None  # the item it named is gone: kept unlinked

@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.field_support import check_in, client_id, nameplate
 from tests.helpers import assert_error
+from tests.test_field_scoping import _login, _user
 
 
 async def _draft(
@@ -201,8 +202,8 @@ async def test_a_plan_takes_no_store_under_a_deactivated_distributor(
     client: Any, login: Any, demo: Any
 ) -> None:
     """A probe: a check-in or a review at a store under a deactivated distributor is 422
-    ``org_inactive`` (the status as far as access goes: the store and every organisation above
-    it), yet a visit plan took the store: only the store's own row was looked at."""
+    ``org_inactive`` (the status as far as access goes: the store and every organisation above it),
+    yet a visit plan took the store: only the store's own row was looked at."""
     admin = await login("admin")
     tag = secrets.token_hex(3).upper()
     dist = await client.post(
@@ -252,3 +253,129 @@ async def test_a_plan_takes_no_store_under_a_deactivated_distributor(
         },
     )
     assert_error(plan, 422, "unknown_store")
+
+
+async def test_a_plan_with_a_store_closed_since_its_draft_is_not_submitted(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a rep drafts a plan with a store; the brand then closes the store. The rep submits
+    the plan and the supervisor approves it: an approved plan of visits the rep cannot make (a
+    check-in there is 422 ``org_inactive``). Items are checked (active store of the rep's subtree)
+    on create and edit only; submit (and approve) check them again (422 ``unknown_store``)."""
+    admin, rep, sup = await login("admin"), await login("fieldrep"), await login("fieldsup")
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": "Soon closed",
+            "erp_code": f"SC-{secrets.token_hex(4)}",
+            "parent_id": demo["AGENT-ZJ"],
+            "latitude": 30.259,
+            "longitude": 120.155,
+        },
+    )
+    assert made.status_code == 201, made.text
+    store = made.json()["id"]
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2030-07-01",
+            "items": [{"store_id": store, "planned_on": "2030-07-02"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    plan_id = plan.json()["id"]
+    assert (await client.post(f"/orgs/{store}/deactivate", headers=admin)).status_code == 200
+    submitted = await client.post(f"/field/plans/{plan_id}/submit", headers=rep)
+    if submitted.status_code == 200:  # then the supervisor approves it as well
+        approved = await client.post(f"/field/plans/{plan_id}/approve", headers=sup)
+        assert approved.json()["status"] != "approved", approved.text
+    assert_error(submitted, 422, "unknown_store")
+
+
+async def test_a_rep_moved_to_another_agent_cannot_submit_the_old_agents_stores(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a rep of AGENT-ZJ drafts a week at STORE-HZ-01, then is moved to AGENT-GD by the
+    user import. Editing the plan now refuses the store (422 ``unknown_store``), but submitting it
+    as it is passes, and the rep's new GD supervisor approves visits at a ZJ store (and reads its
+    name) that the rep can no longer check in at (404). Submit checks the items again, against the
+    rep's organisation of now."""
+    admin = await login("admin")
+    rep_name = f"pz{secrets.token_hex(4)}"
+    _, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"], rep_name)
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2030-08-05",
+            "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2030-08-06"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    plan_id = plan.json()["id"]
+    row = {"erp_code": f"PZ-{secrets.token_hex(3)}", "username": rep_name}
+    imported = await client.post(
+        "/users/import", headers=admin, json={"items": [{**row, "org_erp_code": "AGENT-GD"}]}
+    )
+    assert imported.status_code == 200 and imported.json()["rejected"] == 0, imported.text
+    rep = await _login(client, rep_name)
+    same = {"items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2030-08-06"}]}
+    edited = await client.put(f"/field/plans/{plan_id}", headers=rep, json=same)
+    assert_error(edited, 422, "unknown_store")
+    plate = await nameplate(client, login, demo["STORE-HZ-01"])
+    assert_error(await check_in(client, rep, plate["code"]), 404)
+    assert_error(
+        await client.post(f"/field/plans/{plan_id}/submit", headers=rep), 422, "unknown_store"
+    )
+
+
+async def test_a_store_closed_after_the_submit_is_not_approved(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe (with the two above): approval took a submitted plan as it was, so a store closed
+    between the submit and the decision was approved as a visit the rep cannot make. The
+    supervisor's approval checks the items again (422 ``unknown_store``); returning the plan
+    still works."""
+    admin, rep, sup = await login("admin"), await login("fieldrep"), await login("fieldsup")
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": "Closed before approval",
+            "erp_code": f"SA-{secrets.token_hex(4)}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    store = made.json()["id"]
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2030-09-02",
+            "items": [{"store_id": store, "planned_on": "2030-09-03"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    plan_id = plan.json()["id"]
+    submitted = await client.post(f"/field/plans/{plan_id}/submit", headers=rep)
+    assert submitted.status_code == 200, submitted.text
+    assert (await client.post(f"/orgs/{store}/deactivate", headers=admin)).status_code == 200
+    refused = assert_error(
+        await client.post(f"/field/plans/{plan_id}/approve", headers=sup), 422, "unknown_store"
+    )
+    assert refused["details"] == {"store_ids": [store]}
+    assert (await client.get(f"/field/plans/{plan_id}", headers=sup)).json()["status"] == (
+        "submitted"
+    )
+    returned = await client.post(
+        f"/field/plans/{plan_id}/return", headers=sup, json={"reason": "the store closed"}
+    )
+    assert returned.status_code == 200, returned.text

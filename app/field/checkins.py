@@ -112,6 +112,28 @@ async def _existing(conn: Conn, actor: Principal, data: CheckinIn) -> CheckinOut
     return _out(row, replayed=True)
 
 
+async def _plan_item(
+    conn: Conn, actor: Principal, store_id: int, item_id: int | None
+) -> int | None:
+    """The rep's plan item ``item_id`` at this store, held (``FOR KEY SHARE``) until the
+    check-in commits; None (the check-in is kept unlinked) when there is none. A probe: a plan
+    edit deleting the item between the read and the INSERT failed the foreign key, 409
+    ``in_use``, and the phone's queue dropped the visit as final. Now an edit that deleted it
+    first is waited for (the item is then gone), one that comes later waits for the check-in
+    (``ON DELETE SET NULL`` unlinks it). Only the item is locked, never its plan: an edit holds
+    its plan row, then deletes items, so no cycle can form."""
+    if item_id is None:
+        return None
+    row = await (
+        await conn.execute(
+            "SELECT i.id FROM visit_plan_items i JOIN visit_plans p ON p.id = i.plan_id "
+            "WHERE i.id = %s AND p.rep_id = %s AND i.store_id = %s FOR KEY SHARE OF i",
+            (item_id, actor.user_id, store_id),
+        )
+    ).fetchone()
+    return None if row is None else int(row["id"])
+
+
 # How far a phone's clock may run ahead, and how long a scan may wait in an offline queue: the
 # track, the lists and the CSV order and filter by the phone's time, so a time outside these
 # would put a visit on another day (a planned one) or on top of every list for years. The same
@@ -153,18 +175,17 @@ async def check_in(conn: Conn, actor: Principal, settings: Settings, data: Check
     if store["latitude"] is not None:
         distance = distance_m(data.lat, data.lng, store["latitude"], store["longitude"])
     radius = settings.field_checkin_radius_m
+    item_id = await _plan_item(conn, actor, store["id"], data.plan_item_id)
     row = await (
         await conn.execute(
             """INSERT INTO field_checkins (rep_id, org_id, store_id, client_id, client_hash,
                    client_at, lat, lng, accuracy_m, distance_m, radius_m, flag, plan_item_id, note)
-               SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                      (SELECT i.id FROM visit_plan_items i JOIN visit_plans p ON p.id = i.plan_id
-                        WHERE i.id = %s AND p.rep_id = %s AND i.store_id = %s), %s
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (rep_id, client_id) DO NOTHING RETURNING id""",
             (actor.user_id, actor.org_id, store["id"], data.client_id,
              idempotency.fingerprint(data), data.client_at,
              data.lat, data.lng, data.accuracy, distance, radius, judge(distance, radius),
-             data.plan_item_id, actor.user_id, store["id"], data.note),
+             item_id, data.note),
         )
     ).fetchone()  # fmt: skip
     if row is None:  # a concurrent retry won: answer its check-in

@@ -85,12 +85,18 @@ async def _check_items(
             code="date_outside_period",
             details={"dates": outside, "starts_on": starts_on, "ends_on": ends_on},
         )
-    ids = sorted({i.store_id for i in items})
+    await _check_stores(conn, actor.org_path, {i.store_id for i in items})
+
+
+async def _check_stores(conn: Conn, rep_path: str, store_ids: set[int]) -> None:
+    """422 ``unknown_store`` (details: ``store_ids``) unless every store is an active store
+    (``ORG_STATUS``) within the rep's subtree ``rep_path``."""
+    ids = sorted(store_ids)
     rows = await (
         await conn.execute(
             f"SELECT id FROM orgs o WHERE id = ANY(%s) AND kind = 'store' "
             f"AND {ORG_STATUS} = 'active' AND path LIKE %s",
-            (ids, actor.org_path + "%"),
+            (ids, rep_path + "%"),
         )
     ).fetchall()
     unknown = sorted(set(ids) - {r["id"] for r in rows})
@@ -206,6 +212,23 @@ async def edit_plan(conn: Conn, actor: Principal, plan_id: int, data: PlanEditIn
     return after
 
 
+async def _recheck_items(conn: Conn, plan_id: int, rep_id: int) -> None:
+    """The plan's stores checked again at submit and approval, against the rep's organisation
+    of now: a probe found a plan submitted and approved with a store closed since its draft,
+    and one of a rep since moved to another agent (the old agent's stores, which the rep can
+    no longer check in at). The days need no second look: the period never changes."""
+    row = await (
+        await conn.execute(
+            "SELECT o.path, array(SELECT DISTINCT i.store_id FROM visit_plan_items i "
+            "WHERE i.plan_id = %s) AS store_ids "
+            "FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s",
+            (plan_id, rep_id),
+        )
+    ).fetchone()
+    assert row is not None  # the plan's rep: a user is never deleted
+    await _check_stores(conn, row["path"], set(row["store_ids"]))
+
+
 def _check_actor(actor: Principal, action: str, row: dict[str, Any]) -> None:
     """The rep submits; the rep's supervisor approves and returns."""
     if action == "submit":
@@ -222,7 +245,8 @@ async def transition(
     conn: Conn, actor: Principal, plan_id: int, action: str, reason: str | None = None
 ) -> PlanOut:
     """Move a plan by ``action`` (submit, approve, return); 409 ``illegal_transition`` from a
-    state the action does not leave from."""
+    state the action does not leave from; submit and approve check the items' stores again
+    (422 ``unknown_store``, as an edit)."""
     row = await _row(conn, actor, plan_id, lock=True)
     _check_actor(actor, action, row)
     sources, target = TRANSITIONS[action]
@@ -232,6 +256,8 @@ async def transition(
             code="illegal_transition",
             details={"from": row["status"], "action": action, "allowed_from": sorted(sources)},
         )
+    if action != "return":  # nobody submits or approves visits the rep can no longer make
+        await _recheck_items(conn, plan_id, row["rep_id"])
     stamp = "submitted_at = now(), decided_at = NULL, decided_by = NULL"
     if action != "submit":
         stamp = "decided_at = now(), decided_by = %(me)s"

@@ -12,6 +12,8 @@ export const gpsError = ref('')
 /** the last fix's accuracy in metres (the field check-in sends it) */
 export const accuracy = ref<number | null>(null)
 let fixedAt = 0
+/** how old a fix may be and still be used */
+export const MAX_AGE_MS = 120_000
 let watching: number | null = null
 
 export function watchGps(): void {
@@ -35,20 +37,29 @@ export function stopGps(): void {
   watching = null
 }
 
-/** The current position, waiting up to `ms` for one; null when there is none. */
+/** The last fix when it is at most `MAX_AGE_MS` old, else null. */
+function freshFix(): Fix | null {
+  return fix.value && Date.now() - fixedAt < MAX_AGE_MS ? fix.value : null
+}
+
+/** The current position, waiting up to `ms` for one; null when there is none. A fresh request
+ * that fails or times out falls back on the last fix only while it is at most two minutes old
+ * (a probe: it answered the session's last fix however old, a check-in hours and kilometres
+ * away from where the phone was). */
 export function currentFix(ms = 5000): Promise<Fix | null> {
-  if (fix.value && Date.now() - fixedAt < 120_000) return Promise.resolve(fix.value)
+  const last = freshFix()
+  if (last) return Promise.resolve(last)
   if (!('geolocation' in navigator)) return Promise.resolve(null)
   return new Promise((resolve) => {
     navigator.geolocation.getCurrentPosition(
       (p) => {
         fix.value = { lat: p.coords.latitude, lng: p.coords.longitude }
-      accuracy.value = p.coords.accuracy
+        accuracy.value = p.coords.accuracy
         fixedAt = Date.now()
         resolve(fix.value)
       },
-      () => resolve(fix.value),
-      { enableHighAccuracy: true, maximumAge: 120_000, timeout: ms },
+      () => resolve(freshFix()),
+      { enableHighAccuracy: true, maximumAge: MAX_AGE_MS, timeout: ms },
     )
   })
 }
