@@ -488,15 +488,13 @@ def _check_redis_url(url: str | None) -> None:
     if "+cluster" in scheme:
         cluster_nodes(url)  # it raises SettingsError naming what is wrong
         return
-    if scheme == "unix":
-        return
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is no number from 0 to 65535
         bad = bool(parts.fragment)
     except ValueError:
         bad = True
-    if bad:
+    if bad and scheme != "unix":
         raise SettingsError(
             f"{var} is no valid URL: a port that is no number from 0 to 65535, or a password "
             "with #, /, ? or @ not percent-encoded"
