@@ -503,6 +503,7 @@ async def test_an_offline_scan_is_listed_exported_and_evented_at_its_scan_time(
     day = (now - timedelta(days=2)).date()
     days_ago = datetime.combine(day, time(12), SHANGHAI)
     units = goods["units"][17:20]
+    shown = (await client.get("/analytics/dashboard", headers=admin)).json()
     live = await scan(client, inspector, units[0], store)
     queued = await scan(client, inspector, units[1], store, client_at=hour_ago.isoformat())
     older = await scan(client, inspector, units[2], store, client_at=days_ago.isoformat())
@@ -566,6 +567,22 @@ async def test_an_offline_scan_is_listed_exported_and_evented_at_its_scan_time(
         (c["day"], c["inspections"]) for c in summary.json()["stores"] if c["store"]["id"] == store
     ]
     assert cells == [(day.isoformat(), 1)]
+    # and so does the dashboard's count of diversions (it counted them on the upload's day)
+    dashboard = (await client.get("/analytics/dashboard", headers=admin)).json()
+    assert dashboard["days"] == shown["days"]  # not across midnight
+    scanned = {day.isoformat(): 1, hour_ago.date().isoformat(): 1}
+    scanned[now.date().isoformat()] = scanned.get(now.date().isoformat(), 0) + 1
+    grew = {
+        d: after - before
+        for d, before, after in zip(
+            shown["days"],
+            shown["diversions"]["trend"],
+            dashboard["diversions"]["trend"],
+            strict=True,
+        )
+        if after != before
+    }
+    assert grew == scanned, grew
     from app.inspect.summaries import recount
 
     assert await recount(conn) == []

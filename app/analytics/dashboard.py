@@ -6,7 +6,8 @@ Figures and where they come from — each an indexed range count, or a small tab
 - counterfeits: those answered ``not_genuine`` (a serial that is no code of the brand, a
   destroyed unit and the like — ``app.verify``);
 - activations: units activated on the packing lines (``commissioning`` events, their units);
-- diversions: store inspections that found a unit ``diverted`` (``inspections``);
+- diversions: store inspections that found a unit ``diverted`` (``inspections``), on the day
+  the phone scanned it (a scan queued offline is uploaded later);
 - shipments: outbound documents confirmed (``documents``);
 - low stock: today the low-stock alerts open now, per day those raised (``alerts``).
 
@@ -31,6 +32,8 @@ from app.analytics.sales import today
 from app.analytics.schemas_sales import Dashboard, Figure
 from app.auth.principal import Principal
 from app.db import Conn
+from app.field.checkins import CLOCK_SKEW
+from app.inspect.service import SCAN_AT
 from app.localtime import REPORT_TZ
 from app.locks import Lock, xact_lock
 
@@ -64,9 +67,12 @@ _FINAL = f"counted_at >= ((day + 1)::timestamp AT TIME ZONE '{REPORT_TZ}') + int
 
 # The subtree figures per day over the window (``{scope}``: a condition on the org ``o``).
 _LIVE = f"""
-SELECT 'diversions' AS figure, (i.at AT TIME ZONE '{REPORT_TZ}')::date AS day, count(*) AS n
-FROM inspections i JOIN orgs o ON o.id = i.store_org_id
-WHERE i.brand_id = %(brand)s AND i.at >= %(since)s AND i.result = 'diverted' AND {{scope}}
+SELECT 'diversions' AS figure, ({SCAN_AT} AT TIME ZONE '{REPORT_TZ}')::date AS day, count(*) AS n
+FROM inspections i JOIN inspection_scans sc ON sc.id = i.scan_id
+  JOIN orgs o ON o.id = i.store_org_id
+WHERE i.brand_id = %(brand)s AND {SCAN_AT} >= %(since)s
+  AND i.at >= %(since)s - interval '{CLOCK_SKEW.total_seconds():.0f} seconds' -- the index's range
+  AND i.result = 'diverted' AND {{scope}}
 GROUP BY 2
 UNION ALL
 SELECT 'shipments', (d.confirmed_at AT TIME ZONE '{REPORT_TZ}')::date, count(*)
