@@ -870,6 +870,42 @@ async def test_a_trace_shows_a_case_s_history_only_from_when_the_unit_went_in(
     assert former.status_code == 200 and former.json()["contents"] == []
 
 
+async def test_a_back_dated_packing_scan_does_not_widen_a_trace_to_the_history_before(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: goods went factory → WH-SZ-01 → AGENT-GD, whose trace of a unit starts at the
+    shipment to it. The agent repacked the units into a case of its own, its scanner dating
+    the scans 2001-01-01 (accepted: only before 2000 or over a day ahead is ``bad_time``); that
+    packing became the oldest event, and the trace, scoped from the first event the agent took
+    part in by event time, then showed it the commissioning, the factory's packing and the
+    warehouse's receipt. The first event of the caller's part is the first in record order."""
+    goods = await pack(client, login, app, demo, 1)
+    units, [case] = goods["units"], goods["cases"]
+    clerk, gd = await login("clerk"), await login("gd_admin")
+    inbound = await document(client, clerk, [case], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    await _received(client, clerk, gd, [case], demo["AGENT-GD"])
+    before = (await client.get(f"/trace/{units[0]}", headers=gd)).json()
+    assert [e["biz_step"] for e in before["events"]] == ["shipping", "receiving"], before
+    unpacked = await client.post(
+        "/packing/unpack", headers=gd, json={"parent": case, "reason": "repack"}
+    )
+    assert unpacked.status_code == 200, unpacked.text
+    [own] = await issue_cases(client, login, demo, "inner", 1)
+    context = {"product_id": goods["product_id"], "lot": "LOG1", "production_date": "2026-11-10"}
+    assert (await client.put("/lines/GDT/context", headers=gd, json=context)).status_code == 200
+    at = "2001-01-01T00:00:00Z"
+    scans = [{"id": f"bk-{next(_ids)}", "code": code, "at": at} for code in [*units, own]]
+    up = await client.post("/lines/GDT/scans", headers=gd, json={"scans": scans})
+    assert up.status_code == 200 and up.json()["rejected"] == 0, up.text
+    after = (await client.get(f"/trace/{units[0]}", headers=gd)).json()
+    steps = [e["biz_step"] for e in after["events"]]
+    assert steps == ["packing", "shipping", "receiving", "unpacking"], after["events"]
+    assert after["events"][0]["location"]["id"] == demo["AGENT-GD"]  # its own, back-dated
+    whole = (await client.get(f"/trace/{units[0]}", headers=await login("admin"))).json()
+    assert [e["biz_step"] for e in whole["events"]][:2] == ["packing", "commissioning"]
+
+
 async def _pallet_in_the_warehouse(
     client: Any, login: Any, app: Any, demo: Any
 ) -> tuple[str, list[str]]:

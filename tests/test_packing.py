@@ -1129,3 +1129,32 @@ async def test_a_replacement_makes_the_new_codes_batch_active(
     assert replaced.status_code == 200, replaced.text
     batch = (await client.get(f"/batches/{labels}", headers=planner)).json()
     assert batch["state"] == "active", batch
+
+
+async def test_a_replacement_label_naming_another_products_gtin_is_wrong_product(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a replacement's new code read as a Digital Link naming the serum's GTIN, of a
+    batch issued without a product, became an active sun-cream unit (its printed link and its
+    product disagreeing from then on); an upload refuses that label ``wrong_product``, and so
+    does a replacement now, replacing nothing."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    [old] = serials(app, batch_no, 0, 1)
+    await set_line(client, login, product_id, "RG1")
+    assert (await upload(client, login, "RG1", [scan(old)]))["rejected"] == 0
+    response = await client.post(
+        "/batches",
+        headers=await login("planner"),
+        json={"size": 1, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert response.status_code == 201, response.text
+    [new] = serials(app, int(response.json()["batch_no"]), 0, 1)
+    operator = await login("operator")
+    serum = f"https://id.gs1.org/01/06901234000016/21/{new}"
+    replaced = await client.post(
+        "/packing/replace", headers=operator, json={"old": old, "new": serum}
+    )
+    assert_error(replaced, 422, "wrong_product")
+    assert (await client.get(f"/trace/{old}", headers=operator)).json()["state"][
+        "status"
+    ] == "active"

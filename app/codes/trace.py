@@ -347,7 +347,12 @@ def _scope(
     """What an organisation below the brand sees of a trace: the history from the first event
     in which its subtree took part (the goods shipped to, received, held or sold there) on;
     later events it took no part in without their documents (business transactions, details).
-    A code that never was in its subtree is unknown to it (404, as if it did not exist)."""
+    A code that never was in its subtree is unknown to it (404, as if it did not exist).
+
+    "First" and "from … on" are in record order (event id), not by the scanner-given event
+    time: a packing scan of its own dated years back made it the oldest event, and the history
+    before its part (commissioning, the factory's packing, a warehouse's receipt) was shown (a
+    probe)."""
 
     def ours(org_id: int | None) -> bool:
         return org_id is not None and actor.sees(paths.get(org_id, ""))
@@ -355,15 +360,15 @@ def _scope(
     def party(event: dict[str, Any]) -> bool:
         return any(ours(event[k]) for k in _PARTIES)
 
-    start = next((i for i, (e, _) in enumerate(rows) if party(e)), None)
-    if start is None:
+    first = min((e for e, _ in rows if party(e)), key=lambda e: e["id"], default=None)
+    if first is None:
         if state is None or not (ours(state["holder_org_id"]) or ours(state["channel_org_id"])):
             raise NotFound("no such code was issued to this brand", code="unknown_code")
-        start = len(rows)
-    since = rows[start][0]["event_time"] if start < len(rows) else None
+    since = first["event_time"] if first is not None else None
     shown = [
         (e if party(e) else {**e, "biz_transactions": None, "details": None}, via)
-        for e, via in rows[start:]
+        for e, via in rows
+        if first is not None and e["id"] >= first["id"]
     ]
     kept = [
         s for s in stays if s.removed_at is None or (since is not None and s.removed_at >= since)

@@ -309,8 +309,7 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     state = await _on_hand(conn, actor, _UnitHeld, old.code, old.label)
     if state.parent_sscc != parent:  # moved out of (or into) a case meanwhile: not this time
         raise Conflict("the unit was just moved; try again", code="retry")
-    if new.batch_product is not None and new.batch_product != state.product_id:
-        raise Unprocessable(f"{new.label}: wrong_product", code="wrong_product")
+    await _same_product(conn, new, state.product_id)
     ids = await allocate_ids(conn, 3 if state.parent_sscc else 2)
     now = datetime.now(UTC)
     await _take_over(conn, state, new, ids[-1], now)
@@ -332,6 +331,21 @@ async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn)
     )
     parent = sscc_label(state.parent_sscc) if state.parent_sscc else None
     return EditOut(event_ids=ids, parent=parent, codes=[old.label, new.label])
+
+
+async def _same_product(conn: Conn, new: Read, product_id: int) -> None:
+    """422 ``wrong_product`` unless the new code may be a unit of the old one's product: its
+    batch assigned to no other product and, read as a Digital Link, naming the product's GTIN —
+    as an upload checks a line's scan (``scans._plan_unit``; a probe: a label naming the
+    serum's GTIN, of a batch issued without a product, became an active sun-cream unit)."""
+    wrong = new.batch_product is not None and new.batch_product != product_id
+    if not wrong and new.gtin is not None:
+        row = await (
+            await conn.execute("SELECT gtin FROM products WHERE id = %s", (product_id,))
+        ).fetchone()
+        wrong = row is None or row["gtin"] != new.gtin
+    if wrong:
+        raise Unprocessable(f"{new.label}: wrong_product", code="wrong_product")
 
 
 async def _lock_case_of(conn: Conn, code: int) -> int | None:
