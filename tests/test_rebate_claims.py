@@ -13,11 +13,12 @@ import pytest
 from psycopg.rows import dict_row
 
 from app.claims import Pending
+from app.logistics.rollup import rollup as stock_rollup
 from tests.helpers import assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
 from tests.test_inspect import forge
-from tests.test_logistics import confirm, document
+from tests.test_logistics import confirm, document, pack
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,51 @@ async def test_a_claim_pays_the_rule_in_force_and_records_the_sale(
     )
     assert (events["sales"], events["claims"]) == (1, 1)
     assert rule["amount"] == 4.0
+
+
+async def test_a_store_supplied_directly_is_paid_its_agents_rebate_as_its_stock_shows(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a claim is paid the amount in force at the clerk's store (SPEC R1: "the
+    product's rule for the store's agent"), the very amount the store's stock row shows (the
+    nearest agent's rule, else the default). Goods the factory shipped straight to STORE-HZ-01
+    (under AGENT-ZJ) showed AGENT-ZJ's override (20) on the store's stock row, but the claim
+    looked the override up by the unit's channel organisation only — here the store itself —
+    and paid the default (5)."""
+    goods = await pack(client, login, app, demo, 1)
+    admin, fclerk = await login("admin"), await login("clerk")
+    store_clerk = await login("store_clerk")
+    product = goods["product_id"]
+    await set_rebate(client, admin, product, 5)
+    await set_rebate(client, admin, product, 20, agent_id=demo["AGENT-ZJ"])
+    inbound = await document(client, fclerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, fclerk, inbound)).status_code == 200
+    ship = await document(
+        client, fclerk, goods["cases"], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, fclerk, ship)).status_code == 200
+    got = await document(client, store_clerk, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, store_clerk, got)).status_code == 200
+    async with await psycopg.AsyncConnection.connect(
+        app.state.settings.database_url, autocommit=True, row_factory=dict_row
+    ) as c:
+        await stock_rollup(c)
+    stock = await client.get(
+        "/center/stock",
+        headers=admin,
+        params={"org_id": demo["STORE-HZ-01"], "product_id": product, "lot": "LOG1"},
+    )
+    assert stock.status_code == 200, stock.text
+    shown = {row["rebate"] for row in stock.json()["items"] if row["org_id"] == demo["STORE-HZ-01"]}
+    assert shown == {20.0}, stock.json()
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/rebates/claims",
+            headers=store_clerk,
+            json=rebate_body(app.state.scheme, goods["units"][0]),
+        )
+    assert made.status_code == 201, made.text
+    assert made.json()["amount"] == 20.0, made.json()
 
 
 async def test_a_unit_sold_before_keeps_its_sale(

@@ -10,6 +10,7 @@ from typing import Any
 from app._core import gs1_check_digit
 from tests.helpers import assert_error
 from tests.rebates_support import set_rebate
+from tests.test_members_admin import _staff
 from tests.test_members_cross_brand import _other_brand_admin
 
 
@@ -160,6 +161,38 @@ async def test_only_the_brand_sets_rules_and_another_brand_sees_none(
     still = await client.get("/rebates/rules", headers=admin, params={"product_id": product})
     assert [r["amount"] for r in still.json()["items"]] == [8.0]
     assert other_brand != demo["BRAND-LUMI"]
+
+
+async def test_staff_below_the_brand_are_refused_rules_whatever_their_role(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: rebate rules are the brand's own staff's, as points rules are (403
+    ``brand_staff_only`` below the brand whatever role grants ``rebates.rules``). A user of the
+    Zhejiang agent given the permission by a custom role listed the rules, set the product's
+    brand-wide default (it pays every agent's stores) and deleted the Guangdong agent's
+    override: ``app/rebates/rules.py`` only checked the permission."""
+    admin = await login("admin")
+    product = (await new_product(client, admin))["id"]
+    gd_rule = await set_rebate(client, admin, product, 30, agent_id=demo["AGENT-GD"])
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": f"rebate_rules_{secrets.token_hex(4)}", "permissions": ["rebates.rules"]},
+    )
+    assert role.status_code == 201, role.text
+    below = await _staff(client, admin, demo["AGENT-ZJ"], [role.json()["name"]])
+    for answer in (
+        await client.get("/rebates/rules", headers=below, params={"product_id": product}),
+        await client.put(
+            "/rebates/rules", headers=below, json={"product_id": product, "amount": 99999}
+        ),
+        await client.delete(f"/rebates/rules/{gd_rule['id']}", headers=below),
+    ):
+        assert_error(answer, 403, "brand_staff_only")
+    still = await client.get("/rebates/rules", headers=admin, params={"product_id": product})
+    assert [(r["agent_id"], r["amount"]) for r in still.json()["items"]] == [
+        (demo["AGENT-GD"], 30.0)
+    ]
 
 
 # -- the stock rows' rebate (seed 1.3.3 库存管理) ----------------------------------------------

@@ -112,18 +112,32 @@ _DOC_SOURCE = """documents d JOIN orgs o ON o.id = d.org_id
     LEFT JOIN categories g ON g.id = p.category_id"""
 _DOC_ORDER = "d.doc_date DESC, d.id DESC, l.product_id, l.lot"
 
-_STOCK_SELECT = """s.org_id, o.name AS org_name, o.kind AS org_kind, o.city_name AS org_city,
+
+def rebate_in_force(product: str, path: str) -> str:
+    """The SQL expression of a product's rebate in force at an organisation (numeric; NULL: no
+    rule), given the SQL of the product's id and of the organisation's path: the rule of the
+    nearest agent on the path (itself when it is one), else the product's default
+    (``app.rebates.rules``). The stock rows' ``rebate`` and the amount a rebate claim at a store
+    is paid (``app.rebates.claims``) are this one expression, so they cannot disagree. Its cost:
+    a primary-key probe of ``orgs`` per level of the path and at most two probes of
+    ``rebate_rules``' unique (product_id, agent_id) index."""
+    return f"""coalesce((
+        SELECT rule_agent.amount FROM rebate_rules rule_agent
+        WHERE rule_agent.product_id = {product} AND rule_agent.agent_id = (
+            SELECT near.id FROM orgs near
+            WHERE near.kind = 'agent'
+              AND near.id = ANY (string_to_array(trim(both '/' FROM {path}), '/')::bigint[])
+            ORDER BY length(near.path) DESC LIMIT 1)
+    ), (
+        SELECT rule_default.amount FROM rebate_rules rule_default
+        WHERE rule_default.product_id = {product} AND rule_default.agent_id IS NULL
+    ))"""
+
+
+_STOCK_SELECT = f"""s.org_id, o.name AS org_name, o.kind AS org_kind, o.city_name AS org_city,
     s.product_id, p.product_no, p.name AS product_name, g.name AS category, p.gtin, p.spec,
-    p.colour_no, s.lot, s.on_hand, s.in_transit, s.updated_at, (
-        -- the rebate in force (app.rebates.rules): the rule of the nearest agent on the
-        -- organisation's path (itself when it is one), else the product's default
-        SELECT r.amount::float8 FROM rebate_rules r
-        WHERE r.product_id = s.product_id AND (r.agent_id IS NULL OR r.agent_id = (
-            SELECT a.id FROM orgs a
-            WHERE a.kind = 'agent'
-              AND a.id = ANY (string_to_array(trim(both '/' FROM o.path), '/')::bigint[])
-            ORDER BY length(a.path) DESC LIMIT 1))
-        ORDER BY r.agent_id NULLS LAST LIMIT 1) AS rebate"""
+    p.colour_no, s.lot, s.on_hand, s.in_transit, s.updated_at,
+    {rebate_in_force("s.product_id", "o.path")}::float8 AS rebate"""
 _STOCK_SOURCE = """stock s JOIN orgs o ON o.id = s.org_id JOIN products p ON p.id = s.product_id
     LEFT JOIN categories g ON g.id = p.category_id"""
 _STOCK_ORDER = "o.path, s.org_id, p.name, s.product_id, s.lot"

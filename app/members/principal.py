@@ -65,13 +65,14 @@ async def provide_member(request: Request[Any, Any, Any], conn: Conn, settings: 
     return await member_from_token(conn, settings, token.strip())
 
 
-def brand_of_staff(actor: Principal, permission: str = "members.read") -> int:
+def brand_of_staff(
+    actor: Principal, permission: str = "members.read", what: str = "members are administered"
+) -> int:
     """The brand whose members the caller administers: its own, if it is the brand's staff
     (members, their points and the gifts they redeem are the brand head office's; 403
-    ``brand_staff_only`` below it, whatever role grants the permission)."""
+    ``brand_staff_only`` below it, whatever role grants the permission). ``what``: the
+    refusal's subject."""
     actor.require(permission)
     if actor.org_id != actor.brand_id:
-        raise Forbidden(
-            "members are administered by the brand's own staff", code="brand_staff_only"
-        )
+        raise Forbidden(f"{what} by the brand's own staff", code="brand_staff_only")
     return actor.brand_id

@@ -12,8 +12,10 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
 1. the round's units are locked (``FOR UPDATE``, in code order) where they can earn a rebate:
    the clerk still active, the unit the clerk's brand's, active or sold, held by the clerk's store
    and not in transit, the store in the area of the unit's channel agent (as an inspection
-   judges it), not claimed before, with a rule amount above 0 — the rule of the unit's channel
-   agent, else the product's default (``rebate_rules``);
+   judges it), not claimed before, with a rule amount above 0 — the amount in force at the
+   clerk's store (SPEC R1: "the product's rule for the store's agent"): the rule of the nearest
+   agent on the store's path, else the product's default, the very expression of the stock
+   rows' ``rebate`` (``app.logistics.center.rebate_in_force``);
 2. the claims are written (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is unique, so a
    code earns one rebate, ever, and so is a clerk's client id), with one ``claiming`` ObjectEvent
    per claim and the claims' rows in ``rebate_tally_queue``, which the workers' periodic roll-up
@@ -49,6 +51,7 @@ from app.auth.service import ORG_STATUS, session_live
 from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
+from app.logistics.center import rebate_in_force
 from app.logistics.movements import GIVEN_AWAY, NOT_FOR_SALE
 from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
@@ -74,8 +77,12 @@ JOIN orgs o ON o.id = u.org_id
 # retail_sold per store and clerk, at the store; the units leave their cases, one
 # AggregationEvent DELETE unpacking per case; the store's stock delta per product and lot;
 # tests/test_rebate_claims.py checks the rows equal those of ``POST /sales``). Event ids come
-# from the events' sequence; ``partitions`` keeps the partitions ahead of them.
-_CREDIT = """
+# from the events' sequence; ``partitions`` keeps the partitions ahead of them. The amount is
+# the one in force at the clerk's store, as its stock rows show it (``rebate_in_force``; a
+# probe: the override was looked up by the unit's channel organisation only, so goods shipped
+# straight to a store were paid the default while its stock rows showed its agent's rule),
+# computed once per unit (OFFSET 0: not inlined into both the WHERE and the SELECT list).
+_CREDIT = f"""
 WITH r AS (
     SELECT * FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(brand)s::bigint[],
                          %(store)s::bigint[], %(code)s::bigint[], %(client)s::text[],
@@ -83,18 +90,19 @@ WITH r AS (
            AS r(ord, clerk_id, brand_id, store_id, code_id, client_id, at)
 ), u AS MATERIALIZED (
     SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, u.channel_org_id AS agent_id,
-           coalesce(ra.amount, rp.amount) AS amount
+           in_force.amount
     FROM r
     JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
     JOIN orgs here ON here.id = r.store_id
     LEFT JOIN orgs ch ON ch.id = u.channel_org_id
-    LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
-    LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
+    CROSS JOIN LATERAL (
+        SELECT {rebate_in_force("u.product_id", "here.path")} AS amount OFFSET 0
+    ) in_force
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
       AND (ch.path IS NULL OR here.path LIKE ch.path || '%%')  -- in its agent's area
       AND (u.status = 'active' OR u.disposition = 'retail_sold')  -- not a gift (GIVEN_AWAY)
-      AND coalesce(ra.amount, rp.amount) > 0
+      AND in_force.amount > 0
       AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
       AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
       AND NOT EXISTS (SELECT 1 FROM rebate_claims_withdrawn w  -- a withdrawn claim's retry
@@ -135,7 +143,7 @@ WITH r AS (
                         parent_code, child_count, recorded_by, details)
     SELECT sale_event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE',
            'retail_selling', 'retail_sold', min(sold_at), '+00:00', store_id, store_id, NULL,
-           NULL, count(*), clerk_id, '{"rebate_claim": true}'::jsonb
+           NULL, count(*), clerk_id, '{{"rebate_claim": true}}'::jsonb
     FROM sold GROUP BY sale_event_id, brand_id, store_id, clerk_id
     UNION ALL
     SELECT event_id, gen_random_uuid(), brand_id, 'AggregationEvent', 'DELETE', 'unpacking',
@@ -170,15 +178,16 @@ SELECT * FROM c
 """
 
 # Why claims were not credited: the code's claim, the claim made under the same client id, the
-# clerk, the unit, where it was supposed to be, and its rule.
-_EXPLAIN = """
+# clerk, the unit, where it was supposed to be, and its rule (the amount in force at the store).
+_EXPLAIN = f"""
 SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c.product_id,
        c.amount, c.client_id, c.event_id, c.sale_event_id, c.claimed_at,
        coalesce(cc.code_id, w.code_id) AS client_code, w.code_id IS NOT NULL AS client_withdrawn,
        k.status AS clerk_status,
        u.brand_id AS unit_brand, u.status AS unit_status, u.disposition AS unit_disposition,
        u.holder_org_id, u.transit_to,
-       u.store_org_id, u.channel_org_id, coalesce(ra.amount, rp.amount) AS rule_amount,
+       u.store_org_id, u.channel_org_id,
+       {rebate_in_force("u.product_id", "here.path")} AS rule_amount,
        h.name AS holder_name, ds.name AS store_name, ag.name AS agent_name,
        here.path AS here_path
 FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(store)s::bigint[], %(code)s::bigint[],
@@ -189,8 +198,6 @@ LEFT JOIN rebate_claims c ON c.code_id = r.code_id
 LEFT JOIN rebate_claims cc ON cc.clerk_id = r.clerk_id AND cc.client_id = r.client_id
 LEFT JOIN rebate_claims_withdrawn w ON w.clerk_id = r.clerk_id AND w.client_id = r.client_id
 LEFT JOIN unit_state u ON u.code = r.code_id
-LEFT JOIN rebate_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
-LEFT JOIN rebate_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
 LEFT JOIN orgs h ON h.id = u.holder_org_id
 LEFT JOIN orgs ds ON ds.id = u.store_org_id
 LEFT JOIN orgs ag ON ag.id = u.channel_org_id

@@ -52,16 +52,18 @@ class RebateRulesController(Controller):
         per_page: PerPage = 50,
     ) -> Page[RuleOut]:
         """The brand's rebate rules (``rebates.rules``): per product, the default (``agent_id``
-        null) first, then the overrides for units designated to an agent. Their history is
-        the audit log (entity ``rebate_rule``)."""
+        null) first, then the overrides for an agent's stores (a claim at a store is paid its
+        nearest agent's rule, else the default). Their history is the audit log (entity
+        ``rebate_rule``)."""
         return await rules.list_rules(conn, principal, product_id, agent_id, page, per_page)
 
     @put("/")
     async def put_rule(self, data: RuleIn, conn: Conn, principal: Principal) -> RuleOut:
-        """Set the rebate (yuan) of a product (``agent_id`` null) or of its units designated to
-        one channel agent; created or updated, audited. ``amount``: a multiple of 0.5 from 0 to
-        100000 (else 400 ``validation_failed`` naming ``amount``); 0 earns nothing. Claims made
-        before keep their amount. 422 ``unknown_product``, ``unknown_org``."""
+        """Set the rebate (yuan) of a product (``agent_id`` null) or its override at the stores
+        whose nearest agent is ``agent_id``; created or updated, audited. ``amount``: a
+        multiple of 0.5 from 0 to 100000 (else 400 ``validation_failed`` naming ``amount``); 0
+        earns nothing. Claims made before keep their amount. 422 ``unknown_product``,
+        ``unknown_org``; 403 ``brand_staff_only`` below the brand."""
         out, _ = await rules.put_rule(conn, principal, data)
         return out
 

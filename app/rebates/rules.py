@@ -1,19 +1,21 @@
 """Rebate rules (K2 rebates): the rebate of each product in yuan, overridable per channel agent.
 
-A rule with ``agent_id`` NULL is the product's default; a rule for the unit's channel agent (the
-organisation it was first shipped to, ``unit_state.channel_org_id``) overrides it. Amounts are
-multiples of 0.5 from 0 to 100,000 (the schema refuses anything else with 400 naming
-``amount``; the table's CHECK says the same); 0 or no rule earns nothing. A claim copies the
-amount in force when it is made, so a change applies to later claims only; every change is
-audited with its before and after, and the audit log (entity ``rebate_rule``) is the rules'
-history.
+A rule with ``agent_id`` NULL is the product's default; a rule for an agent overrides it for the
+organisations under it. The amount in force at an organisation is the rule of the nearest agent
+on its path (itself when it is one), else the default (``app.logistics.center.rebate_in_force``,
+one SQL expression): a claim is paid the amount in force at the claiming store (SPEC R1: "the
+product's rule for the store's agent"), which the management center's stock rows show at each
+organisation. Amounts are multiples of 0.5 from 0 to 100,000 (the schema refuses anything else
+with 400 naming ``amount``; the table's CHECK says the same); 0 or no rule earns nothing. A
+claim copies the amount in force when it is made, so a change applies to later claims only;
+every change is audited with its before and after, and the audit log (entity ``rebate_rule``)
+is the rules' history.
 
-Rules are the brand's (``rebates.rules``): the product must be one of the brand's (422
-``unknown_product``) and the agent an organisation of the caller's tree other than the brand
-(422 ``unknown_org``); another brand's rule answers as if it did not exist.
-
-The management center's stock rows show the amount in force at each organisation
-(``app.logistics.center``: the rule of the nearest agent on its path, else the default).
+Rules are the brand's own staff's (``rebates.rules``, held at brand level; 403
+``brand_staff_only`` below the brand whatever role grants it, as points rules): the product must
+be one of the brand's (422 ``unknown_product``) and the agent an organisation of the caller's
+tree other than the brand (422 ``unknown_org``); another brand's rule answers as if it did not
+exist.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app.catalog.service import check_rule_target
 from app.db import Conn
 from app.errors import NotFound
 from app.locks import Lock, xact_lock
+from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
 from app.rebates.schemas import RuleIn, RuleOut
 
@@ -47,7 +50,7 @@ async def _rule(conn: Conn, where: str, params: tuple[Any, ...]) -> RuleOut | No
 async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
     """Set the rebate of a product (for one agent, or its default); (rule, created). The rule
     in place before is locked and audited as ``before``."""
-    actor.require(PERMISSION)
+    brand_of_staff(actor, PERMISSION, "rebate rules are set")
     await check_rule_target(conn, actor, data.product_id, data.agent_id)
     await xact_lock(conn, Lock.REBATE_RULES, data.product_id)  # FOR UPDATE locks no rule yet
     before = await _rule(
@@ -91,7 +94,7 @@ async def list_rules(
     per_page: int,
 ) -> Page[RuleOut]:
     """The brand's rules by product, each product's default first, then its overrides."""
-    actor.require(PERMISSION)
+    brand_of_staff(actor, PERMISSION, "rebate rules are set")
     where = ["r.brand_id = %(brand)s"]
     if product_id is not None:
         where.append("r.product_id = %(product)s")
@@ -112,7 +115,7 @@ async def list_rules(
 
 async def delete_rule(conn: Conn, actor: Principal, rule_id: int) -> None:
     """Remove a rule: an override's units fall back to the default, a default's earn nothing."""
-    actor.require(PERMISSION)
+    brand_of_staff(actor, PERMISSION, "rebate rules are set")
     before = await _rule(
         conn, "r.id = %s AND r.brand_id = %s FOR UPDATE OF r", (rule_id, actor.brand_id)
     )

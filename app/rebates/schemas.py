@@ -22,7 +22,8 @@ class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
 
 class RuleIn(Input, kw_only=True):
-    """The rebate of a product in yuan; with ``agent_id``, for units designated to that agent."""
+    """The rebate of a product in yuan; with ``agent_id``, at the stores whose nearest agent
+    it is."""
 
     product_id: int
     agent_id: int | None = None
