@@ -21,6 +21,7 @@ from tests.h5_support import (
     unit,
     wrong_pin,
 )
+from tests.points_support import member_client
 
 MAX_PAGE = 100 * 1024
 TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
@@ -544,3 +545,51 @@ async def test_the_language_switch_of_an_answer_read_after_its_check_expired_cou
     assert 'lang="en"' in later
     again = assert_page(await post_pin(client, serial, pin, "en"))
     assert "checked 2 times" in text_of(again)  # the next check is the second, no more
+
+
+async def test_the_pin_form_refuses_a_post_from_another_site(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``POST /c/{serial}`` took a form posted from any site, so a hostile page could
+    have each visitor's browser spend wrong PINs on a brand's codes from the visitor's own
+    address, locking genuine packs. A post whose ``Origin`` names another host is a 403 page
+    and spends no attempt; an opaque ``null`` Origin (the pages' own, under ``no-referrer``)
+    passes, as on the member and clerk forms (``session.check_origin``)."""
+    batch_no = await activated_batch(client, login, demo, size=2)
+    serial, pin = unit(app, batch_no, 0)
+    async with member_client(app) as phone:  # an address of its own: the per-client lockout
+        evil = {"Origin": "https://evil.example"}
+        posted = await phone.post(
+            f"/c/{serial}", data={"pin": wrong_pin(pin), "lang": "en"}, headers=evil
+        )
+        own = await phone.post(
+            f"/c/{serial}", data={"pin": wrong_pin(pin), "lang": "en"}, headers={"Origin": "null"}
+        )
+    assert "页面已过期" in text_of(assert_page(posted, 403))  # the page, not the JSON error
+    left = re.search(r"attempts left: (\d)", text_of(own.text))
+    assert left is not None, text_of(own.text)
+    assert int(left.group(1)) == app.state.settings.pin_max_failures - 1
+
+
+async def test_the_scan_page_of_an_unpublished_product_links_to_no_missing_page(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the scan page linked "Product details" to ``/p/{gtin}`` for an unpublished
+    product too, whose page is 404 (README "GS1 resolver": an unpublished product has no public
+    page). The answer links a published product's page only, and the link opens a page."""
+    hidden = await new_product(client, login, name="Unlisted 未上架", published=False)
+    batch_no = await activated_batch(client, login, demo, product_id=hidden["id"], size=1)
+    serial, pin = unit(app, batch_no, 0)
+    for response in (
+        await client.get(f"/c/{serial}", params={"lang": "en"}),
+        await post_pin(client, serial, pin, "en"),
+    ):
+        page = assert_page(response)
+        assert "Unlisted" in text_of(page) and 'href="/p/' not in page
+    shown = await new_product(client, login, name="Listed 已上架")
+    batch_no = await activated_batch(client, login, demo, product_id=shown["id"], size=1)
+    serial, pin = unit(app, batch_no, 0)
+    page = assert_page(await post_pin(client, serial, pin, "en"))
+    link = re.search(r'href="(/p/[^"]*)"', page)
+    assert link is not None, text_of(page)
+    assert_page(await client.get(link.group(1), params={"lang": "en"}))

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from app.demo import DEMO_PASSWORD
-from tests.h5_support import result_of, text_of, wrong_pin
+from tests.h5_support import new_product, result_of, text_of, wrong_pin
 from tests.points_support import member_client
 from tests.rebates_support import set_rebate, store_goods
 from tests.test_auth import bearer, new_staff
@@ -533,3 +533,95 @@ async def test_clerk_page_reads_a_gs1_128_case_label_after_a_bom_or_in_full_widt
     for text in ("\ufeff00" + case, ("00" + case).translate(FULL_WIDTH_DIGITS)):
         page = text_of(await scan(phone, text, 400))
         assert "这是箱码" in page, (text, page[:200])
+
+
+async def test_clerk_page_refuses_a_digital_link_naming_another_products_gtin(
+    phone: httpx.AsyncClient, client: Any, login: Any, app: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: the clerk's page kept only the serial of a scanned Digital Link, so a genuine
+    serial and PIN copied onto another product's pack earned the rebate (the sale recorded),
+    where ``POST /rebates/claims`` refuses it (422 ``not_genuine``, ``wrong_product``). The
+    ticket carries the code as scanned and the claim's verification checks its GTIN: the page
+    answers the refusal, and no claim is made."""
+    other = await new_product(client, login, name="Other product 其他")
+    serial = goods["units"][8]
+    pin = app.state.scheme.pin(serial)
+    link = f"http://testserver/01/{other['gtin'].zfill(14)}/21/{serial}"
+    api = await client.post(
+        "/rebates/claims",
+        headers=await login("store_clerk"),
+        json={"serial": link, "pin": pin, "client_id": "h5-clerk-dl-api"},
+    )
+    assert api.status_code == 422 and api.json()["error"]["code"] == "not_genuine", api.text
+    await signed_in(phone)
+    answer = await claim(phone, await scan(phone, link), pin)
+    assert "不是有效的正品防伪码" in text_of(assert_page(answer, 422))
+    assert await claims_of(app, code_of(app, serial)) == 0
+
+
+async def test_head_of_a_clerk_page_does_not_spend_the_refresh_token(
+    phone: httpx.AsyncClient, app: Any
+) -> None:
+    """A probe: ``HEAD /clerk`` with an expired access token renewed the pair, spending the
+    refresh token (README: a HEAD has no side effect of its GET) — a link checker or a chat
+    preview replaying the cookies spent the session, and its owner's next page, sending the
+    spent token later, ended every session of the clerk. HEAD answers GET's status without
+    renewing (the token only read), and the token still renews GET's pair."""
+    from app.auth import tokens
+
+    await signed_in(phone)
+    key = app.state.settings.jwt_key()
+    refresh = phone.cookies["tc_clerk_refresh"]
+    claims = tokens.decode(key, phone.cookies["tc_clerk"], "access")
+    expired, _ = tokens.issue(key, int(claims["sub"]), "access", -60, sid=claims.get("sid"))
+    phone.cookies.set("tc_clerk", expired, path="/clerk")
+    for path in ("/clerk", "/clerk/claims", "/clerk/login"):
+        head = await phone.head(path)
+        assert head.status_code == (303 if path == "/clerk/login" else 200), path
+        assert not head.headers.get_list("set-cookie"), (path, head.headers)
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT revoked_at IS NOT NULL AS spent FROM refresh_tokens WHERE id = %s",
+                (tokens.token_id(tokens.decode(key, refresh, "refresh")),),
+            )
+        ).fetchone()
+    assert not row["spent"]
+    renewed = await phone.get("/clerk")
+    assert_page(renewed)
+    assert any(c.startswith("tc_clerk_refresh=") for c in renewed.headers.get_list("set-cookie"))
+
+
+async def test_a_refresh_race_between_two_clerk_pages_does_not_sign_the_clerk_out(
+    phone: httpx.AsyncClient, app: Any
+) -> None:
+    """A probe: two pages of the clerk opened at once after the access token expired (tabs
+    restored after a break) both send the same refresh token: one renews the pair, the other
+    is refused as a race (``service.REPLAY_GRACE``) — and that one answered a 303 that deleted
+    both session cookies, signing the clerk out whichever answer the browser applied last. The
+    refused one asks again (307 to itself) and sets no cookie: the browser keeps the new pair."""
+    from app.auth import tokens
+
+    await signed_in(phone)
+    key = app.state.settings.jwt_key()
+    refresh = phone.cookies["tc_clerk_refresh"]
+    claims = tokens.decode(key, phone.cookies["tc_clerk"], "access")
+    expired, _ = tokens.issue(key, int(claims["sub"]), "access", -60, sid=claims.get("sid"))
+    transport = phone._transport  # the same phone, two requests with the cookies of the moment
+
+    async def page(path: str, cookies: dict[str, str]) -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as tab:
+            for name, value in cookies.items():
+                tab.cookies.set(name, value, path="/clerk")
+            return await tab.get(path)
+
+    stale = {"tc_clerk": expired, "tc_clerk_refresh": refresh}
+    first = await page("/clerk", stale)
+    second = await page("/clerk/claims?page=1", stale)  # in flight with them, answered after
+    assert first.status_code == 200
+    assert second.status_code == 307 and second.headers["location"] == "/clerk/claims?page=1"
+    assert not second.headers.get_list("set-cookie")
+    # asked again with the pair the browser holds by then (the first page's): signed in
+    pair = dict(c.split(";")[0].split("=", 1) for c in first.headers.get_list("set-cookie"))
+    again = await page("/clerk/claims?page=1", {k: pair[k] for k in stale})
+    assert_page(again)

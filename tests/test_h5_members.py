@@ -688,3 +688,18 @@ async def test_the_points_claimed_from_the_answer_are_not_another_check(
         await h5.post(f"/c/{serial}", data={"pin": pin, "check": field(form, "check")})
     )
     assert "查询次数 2" in text_of(later)
+
+
+async def test_the_sign_in_pages_language_switch_keeps_the_claim(
+    h5: httpx.AsyncClient, demo: Any
+) -> None:
+    """A probe: the sign-in page's language switch (``login_page``) dropped the ``claim`` of
+    "sign in to claim": a consumer who tapped English there signed up and landed on the home
+    page with the points never claimed. The switch keeps the page's own query, claim too."""
+    brand = demo["BRAND-LUMI"]
+    ticket = "T" * 40  # any ticket: the page carries it to the claim
+    page = assert_page(await h5.get("/member/login", params={"brand": brand, "claim": ticket}))
+    assert field(page, "claim") == ticket
+    switch = re.search(r'id="lang-switch" href="([^"]*)"', page)
+    assert switch is not None
+    assert f"claim={ticket}" in unescape(switch.group(1)), unescape(switch.group(1))

@@ -179,10 +179,41 @@ async def refresh(conn: Conn, settings: Settings, refresh_token: str) -> TokenOu
         # the share of the user's row goes first: two replays at once, each asking for it
         # exclusively while holding it shared, deadlocked (nothing was written yet)
         await conn.rollback()
-        await _replayed(conn, tokens.token_id(claims))
-        raise Unauthorized("refresh token already used or revoked", code="invalid_token")
+        raced = await _replayed(conn, tokens.token_id(claims))
+        refused = RefreshRaced if raced else Unauthorized
+        raise refused("refresh token already used or revoked", code="invalid_token")
     principal = await load_user(conn, tokens.user_id(claims))
     return await _issue_pair(conn, settings, principal.user_id or 0, spent["session_id"])
+
+
+class RefreshRaced(Unauthorized):
+    """A refresh token spent by a refresh less than ``REPLAY_GRACE`` ago, sent again: a client's
+    race (two requests with the same token), only refused. The same 401 ``invalid_token`` as any
+    spent token; told apart for the clerk's pages, whose other request holds the new pair (a
+    probe: the refused one dropped the session cookies, signing the clerk out)."""
+
+
+_TOKEN_STATE = """
+SELECT revoked_at IS NULL AND expires_at > now() AS live,
+       spent AND revoked_at >= now() - make_interval(secs => %s) AS raced
+  FROM refresh_tokens WHERE id = %s
+"""
+
+
+async def session_access(conn: Conn, settings: Settings, refresh_token: str) -> str:
+    """An access token, never sent, of a live refresh token's session, nothing written: what the
+    HEAD of a page that would renew the pair looks its user up by (a HEAD has no side effect of
+    its GET: a probe's spent the token). 401 ``invalid_token`` as ``refresh`` refuses it."""
+    claims = tokens.decode(settings.jwt_key(), refresh_token, "refresh")
+    row = await (
+        await conn.execute(_TOKEN_STATE, (REPLAY_GRACE, tokens.token_id(claims)))
+    ).fetchone()
+    if row is None or not row["live"]:
+        refused = RefreshRaced if row is not None and row["raced"] else Unauthorized
+        raise refused("refresh token already used or revoked", code="invalid_token")
+    key, user_id, sid = settings.jwt_key(), tokens.user_id(claims), claims.get("sid")
+    access, _ = tokens.issue(key, user_id, "access", settings.access_token_ttl, sid=sid)
+    return access
 
 
 async def end_sessions(conn: Conn, user_id: int) -> None:
@@ -213,19 +244,22 @@ REPLAY_GRACE = 30  # seconds: a spent refresh token sent again this soon is a cl
 SPENT_KEPT_DAYS = 7  # a spent or revoked refresh token's row is kept this long (replays)
 
 
-async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
+async def _replayed(conn: Conn, token_id: uuid.UUID) -> bool:
     """A refresh token spent by a refresh a while ago came back: a copy of it is in other
     hands, and whichever side refreshed since holds a live one. End every session of the user
     (committed now: the request itself fails). One revoked by a sign-out or by the end of the
     user's sessions is only refused (a probe: a signed-out tab's retry ended every other
-    session)."""
+    session), and so is one spent within ``REPLAY_GRACE``: a client's race, told by True."""
     row = await (
         await conn.execute(
-            "SELECT t.user_id, u.org_id FROM refresh_tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.id = %s AND t.spent AND t.revoked_at < now() - make_interval(secs => %s)",
-            (token_id, REPLAY_GRACE),
+            "SELECT t.user_id, u.org_id, "
+            "t.revoked_at >= now() - make_interval(secs => %s) AS raced "
+            "FROM refresh_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = %s AND t.spent",
+            (REPLAY_GRACE, token_id),
         )
     ).fetchone()
+    if row is not None and row["raced"]:
+        return True
     if row is not None:
         await end_sessions(conn, row["user_id"])
         await audit.record(  # a security change like any other (a probe: only logged)
@@ -237,6 +271,7 @@ async def _replayed(conn: Conn, token_id: uuid.UUID) -> None:
             "a spent refresh token was replayed: every session of the user ended",
             extra={"user_id": row["user_id"]},
         )
+    return False
 
 
 async def logout(conn: Conn, settings: Settings, refresh_token: str) -> None:

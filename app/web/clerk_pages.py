@@ -20,9 +20,10 @@ Signing out revokes the refresh token and drops both cookies. Every post carries
 Two steps. Step 1 (``GET /clerk``, ``POST /clerk/scan``, or ``GET /clerk?code=`` from a link)
 reads the code — a bare serial, a ``/c/{serial}`` URL or a Digital Link — and checks it with the
 scheme alone: malformed and forged codes are answered at once, without the database. Step 2 shows
-the product and the PIN form, which carries a ticket, not the serial alone: serial, the clerk, a
-nonce (the claim's ``client_id``: pressing twice is one claim) and an expiry, sealed with AES-GCM
-under ``Settings.subkey("h5-clerk-claim")``. A refusal is a page with its status and a sentence
+the product and the PIN form, which carries a ticket, not the serial alone: the code as scanned (a
+Digital Link's GTIN is verified against the unit's product, as by the API), the clerk, a nonce (the
+claim's ``client_id``: pressing twice is one claim) and an expiry, sealed with AES-GCM under
+``Settings.subkey("h5-clerk-claim")``. A refusal is a page with its status and a sentence
 in the page's language (``clerk_err_<code>`` words); a wrong PIN shows the form again.
 
 | URL | |
@@ -194,8 +195,10 @@ class Clerk(NamedTuple):
 
 async def _clerk(request: Request[Any, Any, Any], state: State) -> Clerk:
     """The signed-in clerk (``Clerks.lookup``: active, ``sales.claim``, of a store), the pair
-    renewed by the refresh token when the access token has expired. 401 when signed out, 403
-    when the account may not claim."""
+    renewed by the refresh token when the access token has expired — but not by a HEAD, which
+    has no side effect of its GET (a probe: a link checker's HEAD spent the refresh token): it
+    only reads whether the token is live. 401 when signed out (``service.RefreshRaced`` when
+    another page of the clerk renewed the pair just now), 403 when the account may not claim."""
     clerks = state.rebate_claimer.clerks
     token = request.cookies.get(ACCESS_COOKIE) or ""
     refresh = request.cookies.get(REFRESH_COOKIE) or ""
@@ -207,6 +210,10 @@ async def _clerk(request: Request[Any, Any, Any], state: State) -> Clerk:
                 raise
     elif not refresh:
         raise Unauthorized("sign in first", code="unauthorized")
+    if request.method == "HEAD":
+        async with state.pool.connection() as conn:
+            access = await service.session_access(conn, state.settings, refresh)
+        return Clerk(await clerks.lookup("Bearer " + access), [])
     async with state.pool.connection() as conn:  # committed as the block ends
         pair = await service.refresh(conn, state.settings, refresh)
     cookies = _session_cookies(request, state.settings, pair)
@@ -235,14 +242,30 @@ def _relogin(
     return _show(lang, remember, title, body, "/clerk/login", 401, cookies)
 
 
+def _again(request: Request[Any, Any, Any]) -> Response[str]:
+    """The same request once more (307: a post is sent again as it was, its ticket making a
+    claim one claim), no cookie set: the browser sends the pair it holds by then."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    location = quote(request.url.path, safe="/") + (f"?{query}" if query else "")
+    return Response(
+        "",
+        status_code=307,
+        headers={"Location": location, "Cache-Control": "no-store"},
+    )
+
+
 async def _clerk_or_page(
     request: Request[Any, Any, Any], state: State, lang: Lang, remember: bool, code: str = ""
 ) -> Clerk | Response[str]:
     """The clerk; else, signed out, the sign-in page (303 from a GET, 401 from a post), or the
-    refusal (403) with a way to sign out."""
+    refusal (403) with a way to sign out. A refresh refused as a race with another page of the
+    clerk (``service.RefreshRaced``) asks again, the cookies kept: that page set the new pair
+    (a probe: dropping them here signed the clerk out)."""
     try:
         return await _clerk(request, state)
     except AppError as exc:
+        if isinstance(exc, service.RefreshRaced):
+            return _again(request)
         if exc.status == 401:
             if request.method == "POST":
                 return _relogin(request, state.settings, lang, remember)
@@ -270,6 +293,8 @@ async def login_page(request: Request[Any, Any, Any], state: State) -> Response[
     if request.cookies.get(ACCESS_COOKIE) or request.cookies.get(REFRESH_COOKIE):
         try:
             clerk = await _clerk(request, state)
+        except service.RefreshRaced:  # another page of the clerk renewed the pair just now
+            return _again(request)
         except AppError as exc:  # signed out, or another kind of account: the form
             renewed = _renewed(exc)
         else:
@@ -327,6 +352,7 @@ async def logout_post(
 class Scanned(NamedTuple):
     serial: str
     code: int  # the unit's code id
+    text: str  # the code as scanned: a Digital Link's GTIN is checked by the claim's verification
 
 
 def read_code(state: State, text: str) -> Scanned | tuple[int, str]:
@@ -342,7 +368,7 @@ def read_code(state: State, text: str) -> Scanned | tuple[int, str]:
         return 400, "clerk_case_code" if sscc_from_scan(text) else "clerk_bad_code"
     except SerialError:  # forged, or a key we never had
         return 422, "clerk_forged"
-    return Scanned(serial, batch_no << 32 | index)
+    return Scanned(serial, batch_no << 32 | index, text)
 
 
 async def _home(
@@ -381,14 +407,16 @@ async def _step_two(
         return await _home(request, conn, state, clerk, lang, remember, scanned, text[:MAX_SERIAL])
     product = await _unit(conn, scanned.code, clerk.principal.brand_id)
     token, csrf_cookie = session.csrf(request, state.settings)
-    ticket = issue_ticket(state.settings, scanned.serial, clerk.principal.user_id or 0)
+    # the code as scanned, not its serial alone: the claim verifies a Digital Link's GTIN as
+    # ``POST /rebates/claims`` does (a probe: another product's label earned the rebate)
+    ticket = issue_ticket(state.settings, scanned.text, clerk.principal.user_id or 0)
     body = (
         clerk_html.nav(lang, "")
         + clerk_html.product_box(lang, scanned.serial, product)
         + clerk_html.pin_step(lang, token, ticket, state.scheme.pin_length)
     )
     title = word("clerk_step2", lang)
-    path = _with_code("/clerk", scanned.serial)  # the switch of language keeps the code
+    path = _with_code("/clerk", scanned.text)  # the switch of language keeps the code
     return _show(lang, remember, title, body, path, 200, [csrf_cookie, *clerk.cookies])
 
 
@@ -421,7 +449,7 @@ async def scan_post(request: Request[Any, Any, Any], conn: Conn, state: State) -
 
 
 class Ticket(msgspec.Struct, frozen=True):
-    serial: str
+    serial: str  # the code as scanned, as ``ClaimIn.serial`` (a Digital Link whole)
     user_id: int
     nonce: str
     expires: int
@@ -436,7 +464,8 @@ def _b64(data: bytes) -> str:
 
 
 def issue_ticket(settings: Settings, serial: str, user_id: int) -> str:
-    """The sealed ticket of step 2's form (see the module docstring)."""
+    """The sealed ticket of step 2's form (see the module docstring); ``serial``: the code as
+    scanned."""
     body = json.dumps(
         [serial, user_id, secrets.token_hex(8), int(time.time()) + TICKET_TTL]
     ).encode()

@@ -108,7 +108,9 @@ def _refused(
     exc: AppError, lang: Lang, remember: bool, path: str, back: tuple[str, str] | None = None
 ) -> Response[str]:
     """The refusal page: the status of the error, its sentence, a way back."""
-    link = f'<p><a href="{back[0]}">{html.esc(word(back[1], lang))}</a></p>' if back else ""
+    link = (
+        f'<p><a href="{html.esc(back[0])}">{html.esc(word(back[1], lang))}</a></p>' if back else ""
+    )
     body = html.status("error", word("error_title", lang), refusal(exc, lang), link)
     headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
     return _show(lang, remember, word("error_title", lang), body, path, exc.status, headers=headers)
@@ -164,7 +166,7 @@ async def login_page(
         body = html.status("pin_required", word("login_title", lang), word("no_brand", lang))
         return _show(lang, remember, word("login_title", lang), body, "/member/login")
     body = member_html.phone_form(lang, token, brand_id, claim)
-    path = _login_url(brand_id)
+    path = _login_url(brand_id, claim)  # the language switch keeps the claim (a probe lost it)
     return _show(lang, remember, word("login_title", lang), body, path, cookies=[csrf_cookie])
 
 
@@ -197,11 +199,12 @@ async def otp_post(
         else:
             body = member_html.phone_form(lang, token, brand_id, claim, refusal(exc, lang), typed)
         headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
-        return _show(lang, remember, title, body, _login_url(brand_id), exc.status, headers=headers)
+        path = _login_url(brand_id, claim)
+        return _show(lang, remember, title, body, path, exc.status, headers=headers)
     minutes = max(settings.member_otp_ttl // 60, 1)
     notice = word("code_sent", lang, phone=sent.phone, minutes=minutes)
     body = member_html.code_form(lang, token, brand_id, phone, claim, notice=notice)
-    return _show(lang, remember, title, body, _login_url(brand_id))
+    return _show(lang, remember, title, body, _login_url(brand_id, claim))
 
 
 @post("/member/login", **_POST)
@@ -239,12 +242,13 @@ async def login_post(
             )
         signed = await auth.login(conn, settings, limits, ip, brand_id, phone, code)
     except AppError as exc:
+        again = _login_url(brand_id, claim)
         if exc.code == "invalid_phone":
-            return _refused(exc, lang, remember, "/member/login", (_login_url(brand_id), "sign_in"))
+            return _refused(exc, lang, remember, "/member/login", (again, "sign_in"))
         body = member_html.code_form(lang, token, brand_id, phone, claim, error=refusal(exc, lang))
         headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
         title = word("login_title", lang)
-        return _show(lang, remember, title, body, _login_url(brand_id), exc.status, headers=headers)
+        return _show(lang, remember, title, body, again, exc.status, headers=headers)
     await conn.commit()  # the new member must exist for the claim's own connection
     cookies = [
         session.cookie(

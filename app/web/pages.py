@@ -34,7 +34,7 @@ from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.web import html, member_html, session
 from app.web.i18n import COOKIE, WORDS, Lang, choose, word
-from app.web.queries import claimable, published_product
+from app.web.queries import claimable, is_published, published_product
 
 log = logging.getLogger("tracecode.web")
 
@@ -220,7 +220,8 @@ def _answer_box(out: VerifyOut, lang: Lang) -> str:
     return html.status(out.result, word(out.result, lang), out.message, html.facts(rows))
 
 
-def _product_box(out: VerifyOut, lang: Lang) -> str:
+def _product_box(out: VerifyOut, lang: Lang, link: str) -> str:
+    """The product under the answer; ``link``: its page's (``_product_link``), or none."""
     rows: list[tuple[str, object]] = [
         (word("spec", lang), out.product.spec if out.product else ""),
         (word("lot", lang), out.lot),
@@ -234,8 +235,19 @@ def _product_box(out: VerifyOut, lang: Lang) -> str:
         "image_url": out.product.image_url,
         "video_url": out.product.video_url,
     }
-    link = f"/p/{out.product.gtin}" if out.product.gtin else ""
     return html.product_card(product, lang, rows, link)
+
+
+async def _product_link(state: State, out: VerifyOut) -> str:
+    """The product page under an answer that shows the product: a published product's only (a
+    probe: an unpublished one's linked to its 404). One query of the page, none of the
+    verification (whose ``ProductInfo`` is the API's answer)."""
+    product = out.product
+    if product is None or product.gtin is None or out.result == "not_genuine":
+        return ""
+    async with state.pool.connection() as conn:
+        published = await is_published(conn, product.id)
+    return f"/p/{product.gtin}" if published else ""
 
 
 def _verification_page(
@@ -249,12 +261,14 @@ def _verification_page(
     extra: str = "",
     resend: dict[str, str] | None = None,
     gtin: str | None = None,
+    link: str = "",
 ) -> str:
     """``resend``: the PIN form's fields the language switch sends again (``html.page``);
-    ``gtin``: the scan's (``scanned_gtin``), kept by the form and the switch."""
+    ``gtin``: the scan's (``scanned_gtin``), kept by the form and the switch; ``link``: the
+    product page's (``_product_link``)."""
     body = _answer_box(out, lang) + extra
     if out.result != "not_genuine":
-        body += _product_box(out, lang)
+        body += _product_box(out, lang, link)
     here = _scan_path(serial, gtin)
     if form:
         again = out.result == "wrong_pin"
@@ -350,6 +364,7 @@ async def _scanned(
         state.scheme.pin_length,
         form=form,
         gtin=scanned_gtin(request),
+        link=await _product_link(state, out),
     )
     return respond(page, lang, remember, _status_of(out))
 
@@ -367,7 +382,10 @@ def normalise_pin(text: str) -> str:
     exception_handlers=PAGE_ERRORS,
 )
 async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -> Response[str]:
-    """The answer to the PIN form (``application/x-www-form-urlencoded``: pin, lang)."""
+    """The answer to the PIN form (``application/x-www-form-urlencoded``: pin, lang). A post
+    from another site is a 403 page and spends no attempt (``session.check_origin``; a probe: a
+    hostile page had its visitors spend wrong PINs on a brand's codes)."""
+    session.check_origin(request)
     form = await read_form(request, 10)
     lang, remember = choose(request, form.get("lang"))
     pin_length: int = state.scheme.pin_length
@@ -385,6 +403,7 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
             form=usable,
             form_error=error,
             gtin=scanned_gtin(request),
+            link=await _product_link(state, out),
         )
         return respond(page, lang, remember, 400 if usable else _status_of(out))
     check = form.get("check", "")
@@ -407,6 +426,7 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
         extra=offer,
         resend={"pin": pin, "check": check, "switch": "1"} if proved else None,
         gtin=scanned_gtin(request),
+        link=await _product_link(state, out),
     )
     retry = {"Retry-After": str(out.retry_after)} if out.retry_after else None
     return respond(page, lang, remember, _status_of(out), headers=retry, cookies=cookies)

@@ -1,4 +1,5 @@
-"""The SQL of the consumer pages: a published product by GTIN, with its brand and category."""
+"""The SQL of the consumer pages: a published product by GTIN, with its brand and category;
+whether a product is published; what a unit's points claim offers."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.effic
 async def published_product(conn: Conn, gtin14: str) -> dict[str, Any] | None:
     """The public face of a product; None when unknown or not published."""
     return await (await conn.execute(_PRODUCT_BY_GTIN, (gtin14,))).fetchone()
+
+
+async def is_published(conn: Conn, product_id: int) -> bool:
+    """Whether the product has a public page (``/p/{gtin}``: an unpublished one's is 404)."""
+    sql = "SELECT published FROM products WHERE id = %s"
+    row = await (await conn.execute(sql, (product_id,))).fetchone()
+    return bool(row and row["published"])
 
 
 _CLAIMABLE = (

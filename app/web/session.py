@@ -123,11 +123,17 @@ def csrf(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, Cook
     return _form_token(settings, fresh), cookie(request, settings, CSRF_COOKIE, fresh, 30 * 86400)
 
 
-def check_csrf(request: Request[Any, Any, Any], settings: Settings, posted: str) -> None:
-    """403 ``csrf_failed`` unless the post carries this visitor's token and comes from here."""
+def check_origin(request: Request[Any, Any, Any]) -> None:
+    """403 ``csrf_failed`` when the post's ``Origin`` names another host; none, or an opaque
+    ``null`` (the pages' own posts under ``no-referrer``), passes."""
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
         raise Forbidden("this form was sent from another site", code="csrf_failed")
+
+
+def check_csrf(request: Request[Any, Any, Any], settings: Settings, posted: str) -> None:
+    """403 ``csrf_failed`` unless the post carries this visitor's token and comes from here."""
+    check_origin(request)
     current = request.cookies.get(CSRF_COOKIE) or ""
     expected = _form_token(settings, current) if len(current) >= 32 else ""
     if not expected or not hmac.compare_digest(expected.encode(), posted.encode()):
