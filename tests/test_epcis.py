@@ -1099,6 +1099,43 @@ async def test_an_event_with_its_own_context_keeps_its_document_prefix_on_a_page
     }, (body["@context"], events)
 
 
+async def test_a_context_cannot_redefine_the_standards_terms_for_other_events(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a document's @context object may bind prefixes, and it bound ``bizStep`` (or
+    ``@vocab``) too; the query lifted it into the page's @context, where it redefined the
+    bizStep of every event of the page — Tracecode's own commissioning of the unit included.
+    A @context (the document's or an event's) holding a JSON-LD keyword or a term of the EPCIS
+    2.0 context is refused, 400 naming it, nothing stored; namespace prefixes stay free."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line="EP1")
+    partner = await login("partner")
+    observe = _object("OBSERVE", [unit_link(serial)], bizStep="inspecting")
+    evil = "https://evil.example/step"
+    for context, pointer, event in (
+        ([CONTEXT, {"bizStep": evil, "ex": "https://ex.example/"}], "/@context/1/bizStep", observe),
+        ({"@vocab": evil}, "/@context/@vocab", observe),
+        (
+            [CONTEXT, {"ex": "https://ex.example/", "@version": 1.1}],
+            "/@context/1/@version",
+            observe,
+        ),
+        (CONTEXT, "/epcisBody/eventList/0/@context/type", {"@context": {"type": evil}, **observe}),
+    ):
+        response = await capture(client, partner, document([event], context))
+        assert response.status_code == 400, (context, response.text)
+        body = response.json()
+        assert body["type"] == "epcisException:ValidationException", body
+        assert body["detail"].startswith(pointer + ":"), (pointer, body["detail"])
+    page = (await query(client, partner, MATCH_epc=unit_link(serial))).json()
+    assert page["@context"] == CONTEXT, page["@context"]
+    events = page["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert [e["bizStep"] for e in events] == ["commissioning"], events
+    prefix = [CONTEXT, {"example": "http://ns.example.com/epcis/"}]
+    await captured(client, partner, document([observe], prefix))
+
+
 async def test_capture_a_valid_time_near_the_calendar_end_with_an_offset(
     client: Any, login: Any
 ) -> None:

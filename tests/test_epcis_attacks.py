@@ -279,6 +279,131 @@ async def test_one_eventid_twice_in_a_document_with_other_content_is_refused(
     assert stored["errorDeclaration"]["reason"] == DECLARATION["reason"]
 
 
+async def test_an_eventid_equal_to_another_events_hash_in_a_document_is_refused(
+    client: Any, login: Any
+) -> None:
+    """A probe: an event without an eventID is identified by its CBV 2.0 event hash; another
+    event of the same document given that hash as its eventID, with other content, was dropped
+    without a word (the job a success, ``stored`` 1). It is the same eventID twice: 400 at the
+    later one's eventID, nothing stored. The same event with and without its hash is one."""
+    from app.epcis.document import parse_document
+    from app.epcis.hashing import event_hash
+
+    partner = await login("partner")
+    first = _object("OBSERVE", [_epc("H1")])
+    (parsed,) = parse_document(json.dumps(document([first])).encode())
+    hashed = event_hash(parsed.raw, parsed.context)
+    other = _object("OBSERVE", [_epc("H2")], eventID=hashed)
+    for events in ([first, other], [other, first]):
+        response = await capture(client, partner, document(events))
+        assert response.status_code == 400, response.text
+        assert response.json()["type"] == "epcisException:ValidationException"
+        assert response.json()["detail"].startswith("/epcisBody/eventList/1/eventID")
+    for event in (first, other):
+        assert event_list(await query(client, partner, MATCH_epc=event["epcList"][0])) == []
+    job = await captured(client, partner, document([first, {**first, "eventID": hashed}]))
+    assert job["stored"] == 1
+
+
+async def _tracecode_event_id(client: Any, login: Any, app: Any, demo: Any) -> str:
+    """The eventID of one of Tracecode's own events, as the query serves it: a unit's
+    commissioning on a line."""
+    from tests.helpers import activate, issue_units
+    from tests.test_epcis import unit_link
+
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line="EP1")
+    events = event_list(await query(client, await login("partner"), MATCH_epc=unit_link(serial)))
+    assert [e["bizStep"] for e in events] == ["commissioning"], events
+    return str(events[0]["eventID"])
+
+
+async def test_an_event_under_the_eventid_of_a_tracecode_event_is_not_stored(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: only captured events were looked up for an eventID the brand holds, so an event
+    sent under the eventID of one of Tracecode's own events (a unit's commissioning, seen in
+    the query) was stored, and the query served two different events under one eventID. Sent
+    alone it is 409 ResourceAlreadyExistsException; in a document it is not stored, as an
+    eventID the brand holds (in any spelling of the UUID)."""
+    own_id = await _tracecode_event_id(client, login, app, demo)
+    partner = await login("partner")
+    event = _object("OBSERVE", [_epc("TC")], eventID=own_id)
+    answer = await _single(client, partner, event)
+    _problem(answer, 409, "ResourceAlreadyExistsException", "epcis_event_exists")
+    spellings = [own_id.upper().replace("URN:UUID:", "urn:uuid:"), own_id.replace("-", "")]
+    events = [event, *({**event, "eventID": i} for i in spellings)]
+    fresh = _object("OBSERVE", [_epc("TF")])
+    job = await captured(client, partner, document([*events, fresh]))
+    assert job["stored"] == 1
+    assert event_list(await query(client, partner, MATCH_epc=event["epcList"][0])) == []
+    served = (await _event(client, partner, own_id)).json()
+    assert served["bizStep"] == "commissioning", served
+
+
+async def test_a_tracecode_event_cannot_be_declared_erroneous_by_epcis(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an event carrying the eventID of one of Tracecode's own events and an
+    errorDeclaration was stored as a fresh captured event, served by the query beside
+    Tracecode's under the same eventID — to an EPCIS consumer a retraction of Tracecode's
+    record, by someone who may not make one. It is refused (400, Tracecode's events are
+    corrected through its API), alone or in a document, and nothing is stored."""
+    own_id = await _tracecode_event_id(client, login, app, demo)
+    partner = await login("partner")
+    declared = {**_object("OBSERVE", [_epc("TE")], eventID=own_id), "errorDeclaration": DECLARATION}
+    answer = await _single(client, partner, declared)
+    _problem(answer, 400, "ValidationException", "epcis_validation")
+    assert "Tracecode's own events" in answer.json()["detail"], answer.json()
+    fresh = _object("OBSERVE", [_epc("TG")])
+    job = await captured(client, partner, document([fresh, declared]), "failed")
+    assert job["errors"]["pointer"] == "/epcisBody/eventList/1", job
+    for event in (declared, fresh):
+        assert event_list(await query(client, partner, MATCH_epc=event["epcList"][0])) == []
+    served = (await _event(client, partner, own_id)).json()
+    assert "errorDeclaration" not in served, served
+
+
+async def test_an_observation_of_tracecode_codes_needs_the_goods_held(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the Guangdong agent captured an OBSERVE (inspecting, damaged) of a unit still
+    at the factory, which it never held, and the brand's query served it as a fact about the
+    unit. Every write is scoped to who holds the goods: an observation of Tracecode codes is
+    refused (the job failed, nothing stored) unless the capturer's subtree holds them or has
+    them on their way; the brand's own organisation observes any of the brand's."""
+    from tests.helpers import activate, issue_units
+    from tests.test_epcis import unit_link
+
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line="EP1")
+    at_factory = unit_link(serial)
+    _, outbound = await shipped(client, login, app, demo)  # two units on their way to Guangdong
+    admin = await login("admin")
+    advice = f"urn:tracecode:bt:desadv:{quote(outbound['doc_no'], safe='')}"
+    (shipping,) = event_list(await query(client, admin, EQ_bizTransaction_desadv=advice))
+    on_their_way = shipping["epcList"]
+    gd, zj = await login("gd_admin"), await login("agent_admin")
+
+    def damaged(epcs: list[str]) -> dict[str, Any]:
+        return _object("OBSERVE", epcs, bizStep="inspecting", disposition="damaged")
+
+    ok = damaged(on_their_way)
+    job = await captured(client, gd, document([ok, damaged([at_factory])]), "failed")
+    assert job["errors"]["pointer"] == "/epcisBody/eventList/1", job
+    assert job["errors"]["reasons"] == [{"code": at_factory, "reason": "not_held"}], job
+    job = await captured(client, zj, document([damaged(on_their_way[:1])]), "failed")
+    assert job["errors"]["reasons"][0]["reason"] == "not_held", job
+    for epc in (at_factory, *on_their_way):
+        served = event_list(await query(client, admin, MATCH_epc=epc, eventType="ObjectEvent"))
+        assert [e for e in served if e.get("disposition") == "damaged"] == [], served
+    assert (await captured(client, gd, document([ok])))["stored"] == 1
+    partner = await login("partner")
+    assert (await captured(client, partner, document([damaged([at_factory])])))["stored"] == 1
+
+
 async def test_an_unknown_action_in_a_query_is_a_query_parameter_exception(
     client: Any, login: Any
 ) -> None:

@@ -784,9 +784,10 @@ def test_a_job_whose_id_is_no_text_is_dead_lettered_at_once(
 
 
 def test_the_job_of_an_export_or_capture_that_is_gone_is_dropped_with_a_warning(
-    app: Any, caplog: Any
+    client: Any, caplog: Any
 ) -> None:
-    """A probe: acknowledged without a word."""
+    """A probe: acknowledged without a word. (``client``: the app started, so the database is
+    migrated when this test runs alone.)"""
     import logging
     import uuid
 

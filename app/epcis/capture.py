@@ -10,13 +10,17 @@ nothing is kept) and stores it as a capture job. The route applies a document of
 ``run`` applies one job in one transaction, all or nothing:
 
 1. every event gets its eventID: the one sent, else the CBV 2.0 event hash; events whose
-   eventID the brand already holds are skipped (a retried document stores nothing twice);
+   eventID the capturing organisation already holds, or that is one of Tracecode's own events
+   of the brand, are skipped (a retried document stores nothing twice; no eventID names two
+   events), and declaring one of Tracecode's events erroneous is refused;
 2. events that name Tracecode's own codes (an SGTIN of one of the brand's products, an SSCC of
    one of its case batches) change code state through the same services as the line API, with
    the same rules and rejections: commissioning (ObjectEvent ADD) and packing (AggregationEvent
    ADD) on the line named by the readPoint ``urn:tracecode:line:{code}``, unpacking
-   (AggregationEvent DELETE); observations (OBSERVE) change nothing. Any other event on
-   Tracecode codes is refused: its effect would bypass the rules of the API that owns it;
+   (AggregationEvent DELETE); observations (OBSERVE) change nothing, and are refused unless
+   the capturer's subtree holds the goods or has them on their way (the brand's own
+   organisation observes any). Any other event on Tracecode codes is refused: its effect would
+   bypass the rules of the API that owns it;
 3. the events are written as sent, with the fields the query filters on and their identifiers.
 
 A refused job is ``failed`` with the exception and the event it concerns; a job whose worker
@@ -327,6 +331,10 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
         ids = [e.event_id or event_hash(e.raw, e.context) for e in events]
     await xact_lock(conn, Lock.EPCIS_CAPTURE, job["org_id"])
     known = await _known_ids(conn, job["brand_id"], job["org_id"], ids)
+    theirs = await _tracecode_ids(conn, job["brand_id"], ids)
+    if theirs:
+        _refuse_declarations(ids, events, theirs)
+        known.update(dict.fromkeys(theirs, True))  # held by the brand: never stored again
     fresh: list[tuple[int, str, CapturedEvent]] = []
     declared: list[tuple[str, CapturedEvent]] = []
     for index, (event_id, event) in enumerate(zip(ids, events, strict=True)):
@@ -407,6 +415,56 @@ async def _known_ids(conn: Conn, brand_id: int, org_id: int, ids: list[str]) -> 
     return {r["event_id"]: r["error_declared"] for r in rows}
 
 
+# A ``urn:uuid:`` eventID (in the lower case ``event_key`` gives it) whose UUID PostgreSQL reads:
+# only such an eventID can be the uuid of one of Tracecode's events.
+_UUID_ID = re.compile(r"urn:uuid:[0-9a-f]{8}(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12}")
+
+
+async def _tracecode_ids(conn: Conn, brand_id: int, ids: list[str]) -> set[str]:
+    """The eventIDs of the document that are Tracecode's own events of the brand
+    (``urn:uuid:{events.event_uuid}``, as the query serves them beside the captured ones): the
+    brand holds each already, so none is stored again under it (a probe: an event captured
+    under the eventID of a unit's commissioning was served beside it, and GET
+    /epcis/events/{eventID} answered one of the two). One read per document, on the index of
+    ``events.event_uuid`` (the UUIDs as an array of unknown length: a literal one of thousands
+    was planned as a scan of the whole table)."""
+    uuids = [i[9:] for i in ids if _UUID_ID.fullmatch(i)]
+    if not uuids:
+        return set()
+    rows = await (
+        await conn.execute(
+            "SELECT e.event_uuid FROM events e WHERE e.brand_id = %s "
+            "AND e.event_uuid = ANY(ARRAY(SELECT u::uuid FROM unnest(%s::text[]) u))",
+            (brand_id, uuids),
+        )
+    ).fetchall()
+    if not rows:
+        return set()
+    found = {r["event_uuid"] for r in rows}
+    return {i for i in ids if _UUID_ID.fullmatch(i) and _as_uuid(i[9:]) in found}
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _refuse_declarations(ids: list[str], events: list[CapturedEvent], theirs: set[str]) -> None:
+    """An ``errorDeclaration`` under the eventID of one of Tracecode's own events: refused (the
+    query served it beside that event, a retraction of Tracecode's record by anyone who sent
+    it; Tracecode's events are corrected through its API, by a corrective event)."""
+    for index, (event_id, event) in enumerate(zip(ids, events, strict=True)):
+        if event_id in theirs and "errorDeclaration" in event.raw:
+            raise Refused(
+                "the eventID is one of Tracecode's own events, which only Tracecode's API "
+                "corrects: it cannot be declared erroneous by EPCIS",
+                index,
+                {"eventID": event_id},
+            )
+
+
 # -- Tracecode's own codes ---------------------------------------------------------------------
 
 
@@ -420,19 +478,83 @@ async def _apply_to_codes(
     cases = await _brand_cases(conn, scheme, actor.brand_id, fresh)
     cases |= await _brand_qr_units(conn, scheme, actor.brand_id, fresh)
     applied: set[str] = set()
+    observed: list[tuple[int, list[str]]] = []  # the observations: their Tracecode codes
     for index, event_id, event in fresh:
         if "errorDeclaration" in event.raw:
             continue  # an event declared erroneous: stored, changes nothing
-        if not any(_is_ours(epc, units, cases) for epc in event.epcs) and not (
-            event.parent_id and _is_ours(event.parent_id, units, cases)
-        ):
+        named = [epc for epc in _codes_of(event) if _is_ours(epc, units, cases)]
+        if not named:
             continue
         if event.action == "OBSERVE":
             _observation(index, event)  # stored, changes nothing
+            observed.append((index, named))
             continue
         await _apply_one(conn, scheme, actor, index, event_id, event)
         applied.add(event_id)
+    await _held(conn, scheme, actor, observed)
     return applied
+
+
+def _codes_of(e: CapturedEvent) -> list[str]:
+    return [*e.epcs, e.parent_id] if e.parent_id else e.epcs
+
+
+async def _held(
+    conn: Conn, scheme: Scheme, actor: Principal, named: list[tuple[int, list[str]]]
+) -> None:
+    """Refuse an observation (OBSERVE) naming Tracecode codes the capturer's subtree neither
+    holds nor has on their way to it, as the line's corrections do
+    (``app.packing.edits._on_hand``): every write is scoped to who holds the goods (a probe: an
+    agent recorded a unit still at the factory as damaged, and the brand's query served it as a
+    fact about the unit). The brand's own organisation observes anything of the brand. One read
+    for the document, after its events are applied (a unit it commissions is held by the line's
+    organisation then)."""
+    if not named or actor.org_path == f"/{actor.brand_id}/":
+        return
+    texts = sorted({epc for _, codes in named for epc in codes})
+    reads = await read_codes(conn, scheme, actor.brand_id, texts)
+    keys = {text: (r.kind, r.code) for text, r in zip(texts, reads, strict=True) if r.code}
+    held = await _held_codes(conn, actor, list(keys.values()))
+    for index, codes in named:
+        missing = [epc for epc in codes if keys.get(epc) not in held]
+        if missing:
+            raise Refused(
+                "an OBSERVE event may name only Tracecode codes the capturing organisation "
+                "holds or has on their way to it",
+                index,
+                [{"code": epc, "reason": "not_held"} for epc in missing[:50]],
+            )
+
+
+async def _held_codes(
+    conn: Conn, actor: Principal, codes: list[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Which of the units and cases (kind, code) are held by the actor's subtree or in transit
+    to it."""
+    units = [code for kind, code in codes if kind == "unit"]
+    cases = [code for kind, code in codes if kind == "case"]
+    if not units and not cases:
+        return set()
+    rows = await (
+        await conn.execute(
+            """SELECT 'unit' AS kind, s.code, h.path AS holder_path, t.path AS transit_path
+               FROM unit_state s JOIN orgs h ON h.id = s.holder_org_id
+               LEFT JOIN orgs t ON t.id = s.transit_to
+               WHERE s.code = ANY(%(units)s) AND s.brand_id = %(brand)s
+               UNION ALL
+               SELECT 'case', s.sscc, h.path, t.path
+               FROM case_state s JOIN orgs h ON h.id = s.holder_org_id
+               LEFT JOIN orgs t ON t.id = s.transit_to
+               WHERE s.sscc = ANY(%(cases)s) AND s.brand_id = %(brand)s""",
+            {"units": units, "cases": cases, "brand": actor.brand_id},
+        )
+    ).fetchall()
+    return {
+        (r["kind"], r["code"])
+        for r in rows
+        if actor.sees(r["holder_path"])
+        or (r["transit_path"] is not None and actor.sees(r["transit_path"]))
+    }
 
 
 def _observation(index: int, e: CapturedEvent) -> None:

@@ -48,6 +48,7 @@ from typing import Any
 
 import msgspec
 
+from app.epcis.hashing import event_hash
 from app.epcis.identifiers import IdentifierError, canonical, event_key, known_sgtins
 from app.epcis.query import cbv_word
 from app.textguard import InvalidCharacter, check_json_body
@@ -224,6 +225,27 @@ _STANDARD_CONTEXTS = frozenset(
         "https://ref.gs1.org/standards/epcis/epcis-context.jsonld",
         "https://gs1.github.io/EPCIS/epcis-context.jsonld",
     }
+)
+
+# The terms the EPCIS 2.0 context defines besides its prefixes, all ``@protected`` there: a
+# document's @context may bind prefixes, not redefine these (nor hold a JSON-LD keyword). A probe:
+# a partner's {"bizStep": …} was lifted into a query page's @context and redefined the bizStep
+# of every event on the page, Tracecode's own included.
+_STANDARD_TERMS = frozenset(
+    """id type isA EPCISDocument EPCISQueryDocument EPCISMasterDataDocument ObjectEvent
+    AggregationEvent TransactionEvent TransformationEvent AssociationEvent schemaVersion
+    creationDate epcisHeader epcisBody eventList queryResults queryName subscriptionID
+    resultsBody epcisMasterData vocabularyList vocabularyElementList attributes children
+    eventID eventTime recordTime eventTimeZoneOffset errorDeclaration declarationTime reason
+    correctiveEventIDs certificationInfo action bizStep disposition persistentDisposition set
+    unset readPoint bizLocation bizTransactionList bizTransaction sourceList source
+    destinationList destination epcList childEPCs inputEPCList outputEPCList quantityList
+    childQuantityList inputQuantityList outputQuantityList epcClass quantity uom parentID ilmd
+    transformationID sensorElementList sensorMetadata sensorReport time startTime endTime
+    deviceID deviceMetadata rawData dataProcessingMethod bizRules microorganism
+    chemicalSubstance value component stringValue booleanValue hexBinaryValue uriValue
+    minValue maxValue meanValue sDev percRank percValue exception coordinateReferenceSystem
+    """.split()
 )
 
 # -- syntax ----------------------------------------------------------------------------------------
@@ -462,11 +484,22 @@ def _declared(context: Any, depth: int, at: str) -> tuple[frozenset[str], bool]:
             _uri(item, where, name)
             open_ = open_ or item not in _STANDARD_CONTEXTS
         elif type(item) is dict:
-            names.update(k for k in item if not k.startswith("@"))
+            _own_terms(item, f"{at}/{j}" if listed else at)
+            names.update(item)
             _free(item, depth + listed, where, name)
         else:
             raise _bad(where, name, f"must be a URI or an object, not {_show(item)}")
     return frozenset(names), open_
+
+
+def _own_terms(item: dict[str, Any], at: str) -> None:
+    """Refuse a @context object (at pointer ``at``) that holds a JSON-LD keyword or redefines a
+    term of the EPCIS 2.0 context: the query serves captured events under one page context, so
+    such a binding would change what every other event of the page says."""
+    for key in item:
+        if key[:1] == "@" or key in _STANDARD_TERMS:
+            what = "a JSON-LD keyword" if key[:1] == "@" else "a term of the EPCIS 2.0 context"
+            raise _bad(at, key, f"{key!r} is {what}: a @context declares prefixes and new terms")
 
 
 def _event_scope(context: Any, scope: _Scope, at: str) -> _Scope:
@@ -1028,16 +1061,34 @@ def _unique_ids(events: list[CapturedEvent]) -> None:
         if event.event_id is None:
             continue
         was = first.setdefault(event.event_id, index)
-        if (
-            was != index
-            and _other(events[was].raw, event.raw)
-            and "errorDeclaration" not in event.raw
-        ):
-            raise _bad(
-                f"{EVENT_LIST}/{index}",
-                "eventID",
-                f"event {was} of this document has this eventID, with other content",
-            )
+        if was != index:
+            _same_id(events, was, index)
+    if any(event_id[:3] == "ni:" for event_id in first):
+        _unique_hashes(events, first)
+
+
+def _unique_hashes(events: list[CapturedEvent], first: dict[str, int]) -> None:
+    """An event sent without an eventID is identified by its CBV 2.0 event hash: another event
+    of the document given that hash as its eventID is the same eventID twice (a probe: the
+    second one, with other content, was dropped without a word). Hashed only for a document
+    that gives a hash as an eventID."""
+    for index, event in enumerate(events):
+        if event.event_id is not None:
+            continue
+        given = first.get(event_hash(event.raw, event.context))
+        if given is not None:
+            _same_id(events, min(given, index), max(given, index))
+
+
+def _same_id(events: list[CapturedEvent], was: int, index: int) -> None:
+    """Refuse event ``index`` when it has event ``was``'s eventID with other content (but for an
+    ``errorDeclaration``: the eventID again with one declares the first erroneous)."""
+    if _other(events[was].raw, events[index].raw) and "errorDeclaration" not in events[index].raw:
+        raise _bad(
+            f"{EVENT_LIST}/{index}",
+            "eventID",
+            f"event {was} of this document has this eventID, with other content",
+        )
 
 
 def _other(a: dict[str, Any], b: dict[str, Any]) -> bool:
