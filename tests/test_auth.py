@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 from typing import Any
 
 import jwt
@@ -776,3 +777,143 @@ async def test_a_key_its_maker_made_follows_the_makers_own_rules(
         f"/users/{me['user_id']}", headers=as_key, json={"password": "taken-over-2"}
     )
     assert_error(taken, 422, "own_account")
+
+
+async def _change_paused_while(
+    client: Any, monkeypatch: Any, tokens_of: dict[str, Any], meanwhile: Any
+) -> Any:
+    """``POST /auth/password`` from ``original-pass-1`` to ``changed-pass-1``, with ``meanwhile``
+    awaited after the current password was checked and before the change is written: its
+    answer."""
+    from app.auth import passwords
+
+    paused, go = threading.Event(), threading.Event()
+    original = passwords.hash_password
+
+    def slow_hash(password: str) -> str:
+        if password == "changed-pass-1":  # the current password was verified
+            paused.set()
+            go.wait(20)
+        return original(password)
+
+    monkeypatch.setattr(passwords, "hash_password", slow_hash)
+    change = asyncio.ensure_future(
+        client.post(
+            "/auth/password",
+            headers=bearer(tokens_of),
+            json={"current_password": "original-pass-1", "new_password": "changed-pass-1"},
+        )
+    )
+    for _ in range(200):
+        if paused.is_set():
+            break
+        await asyncio.sleep(0.05)
+    assert paused.is_set()
+    try:
+        await meanwhile()
+    finally:
+        go.set()
+    return await change
+
+
+async def test_an_admin_reset_during_a_password_change_is_not_overwritten(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: an administrator's reset of a compromised account, committed while the
+    intruder's own ``POST /auth/password`` was between its check of the current password and its
+    write (the argon2 hash, ~0.1 s), was overwritten by the intruder's password, and the intruder
+    got a fresh token pair. The change writes only the row it checked (as ``login``, review R5):
+    the reset wins, and the change is refused (401 ``token_revoked``: the reset ended its
+    session)."""
+    admin = await login("admin")
+    name = f"pwrace_{secrets.token_hex(4)}"
+    user_id, issued = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "original-pass-1"
+    )
+
+    async def reset() -> None:
+        done = await client.patch(
+            f"/users/{user_id}", headers=admin, json={"password": "admin-reset-pass-1"}
+        )
+        assert done.status_code == 200, done.text
+
+    answer = await _change_paused_while(client, monkeypatch, issued, reset)
+    assert_error(answer, 401, "token_revoked")
+    for password, status in (("admin-reset-pass-1", 200), ("changed-pass-1", 401)):
+        got = await client.post("/auth/login", json={"username": name, "password": password})
+        assert got.status_code == status, got.text
+
+
+async def test_a_password_change_whose_sessions_ended_meanwhile_issues_no_pair(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: the user's sessions ended (here: the account deactivated and activated again)
+    while its password change was being hashed; the change went on, set the password and
+    issued a new pair to the session that had been ended. It is refused (401 ``token_revoked``)
+    and the password stays."""
+    admin = await login("admin")
+    name = f"pwend_{secrets.token_hex(4)}"
+    user_id, issued = await new_staff(
+        client, admin, demo["STORE-HZ-01"], name, ["store_clerk"], "original-pass-1"
+    )
+
+    async def off_and_on() -> None:
+        for status in ("inactive", "active"):
+            done = await client.patch(f"/users/{user_id}", headers=admin, json={"status": status})
+            assert done.status_code == 200, done.text
+
+    answer = await _change_paused_while(client, monkeypatch, issued, off_and_on)
+    assert_error(answer, 401, "token_revoked")
+    got = await client.post("/auth/login", json={"username": name, "password": "original-pass-1"})
+    assert got.status_code == 200, got.text
+
+
+async def test_an_api_key_for_org_zero_is_not_made_for_the_caller_s_own_organisation(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``POST /api-keys`` with ``"org_id": 0`` (an unset form field sent as 0, say)
+    made, silently, a key for the caller's own organisation (``data.org_id or actor.org_id``):
+    for a brand admin a brand-wide key. 0 names no organisation: 404 as any other such id."""
+    admin = await login("admin")
+    for org_id in (-1, 0):
+        made = await client.post(
+            "/api-keys",
+            headers=admin,
+            json={"name": "k", "permissions": ["orgs.read"], "org_id": org_id},
+        )
+        assert_error(made, 404)
+
+
+async def test_a_key_revoked_twice_at_once_is_revoked_once(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two revocations of one key at once (a double click, a retried request) both
+    read it live before either wrote, and both wrote a ``revoke`` audit row. Only the one whose
+    update changed it is audited; both answer the revoked key."""
+    admin = await login("admin")
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "twice", "permissions": ["orgs.read"], "org_id": demo["AGENT-ZJ"]},
+    )
+    assert made.status_code == 201, made.text
+    key_id = made.json()["api_key"]["id"]
+    async with app.state.pool.connection() as holder:
+        # a third transaction holds the key's row: both revocations read it and then queue up
+        await holder.execute("SELECT 1 FROM api_keys WHERE id = %s FOR UPDATE", (key_id,))
+        first = asyncio.ensure_future(client.post(f"/api-keys/{key_id}/revoke", headers=admin))
+        second = asyncio.ensure_future(client.post(f"/api-keys/{key_id}/revoke", headers=admin))
+        await asyncio.sleep(1.0)
+        await holder.commit()
+    answers = [await first, await second]
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert answers[0].json()["revoked_at"] == answers[1].json()["revoked_at"] is not None
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM audit_log "
+                "WHERE entity = 'api_key' AND action = 'revoke' AND entity_id = %s",
+                (str(key_id),),
+            )
+        ).fetchone()
+    assert row["n"] == 1, f"{row['n']} revoke rows for one revocation"

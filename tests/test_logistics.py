@@ -1238,3 +1238,23 @@ async def test_case_channel_through_return_and_transfers(
     async with app.state.pool.connection() as c:
         await rollup(c)
         assert await recount(c) == []
+
+
+async def test_an_org_or_counterparty_id_of_zero_names_no_organisation(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``"org_id": 0`` on a document or a sale (``data.org_id or actor.org_id``), and
+    ``"counterparty_id": 0`` where the movement has a default counterparty, were read as unset:
+    the document was made for the caller's own organisation, or to its parent, where the
+    client named something else (an unset form field sent as 0). 0 names no organisation:
+    422 ``unknown_org`` as any other such id."""
+    clerk, store = await login("clerk"), await login("store_clerk")
+    for fields in (
+        {"kind": "outbound", "org_id": 0, "counterparty_id": demo["AGENT-GD"]},
+        {"kind": "return", "counterparty_id": 0},
+        {"kind": "factory_inbound", "counterparty_id": 0},
+    ):
+        made = await client.post("/documents", headers=clerk, json=fields)
+        assert_error(made, 422, "unknown_org")
+    sold = await client.post("/sales", headers=store, json={"codes": ["X"], "org_id": 0})
+    assert_error(sold, 422, "unknown_org")

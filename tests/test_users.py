@@ -373,3 +373,28 @@ async def test_a_reset_and_a_promotion_of_one_user_are_checked_one_at_a_time(
     assert (await promote).status_code == 200
     taken = await client.post("/auth/login", json={"username": name, "password": "taken-over-1"})
     assert taken.status_code == 200  # reset, then promoted: the order the locks gave
+
+
+async def test_head_of_the_users_file_is_no_export(client: Any, app: Any, login: Any) -> None:
+    """A probe: ``HEAD /users?format=csv|xlsx`` (a link checker's, a browser's) wrote a
+    ``users.export`` audit row for a staff directory that never left. A HEAD has no side effect
+    of its GET: 200, nothing sent, nothing audited; the GET is."""
+
+    async def exports() -> int:
+        async with app.state.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM audit_log WHERE action = 'users.export'"
+                )
+            ).fetchone()
+        return int(row["n"])
+
+    admin = await login("admin")
+    for fmt in ("csv", "xlsx"):
+        before = await exports()
+        head = await client.head("/users", headers=admin, params={"format": fmt})
+        assert head.status_code == 200 and head.content == b""
+        assert await exports() == before, f"HEAD ?format={fmt} audited"
+        got = await client.get("/users", headers=admin, params={"format": fmt})
+        assert got.status_code == 200 and got.content
+        assert await exports() == before + 1

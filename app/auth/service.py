@@ -10,7 +10,8 @@ import re
 import secrets
 import time
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, NoReturn
 
 from app import audit
 from app.auth import passwords, tokens
@@ -115,26 +116,53 @@ async def change_password(
 ) -> TokenOut:
     """The caller's own password (an imported user's initial one, say): the current one is
     checked under the log-in limits (422 ``wrong_password``), every session of the user ends,
-    and this one goes on with a new pair."""
+    and this one goes on with a new pair. A reset or the end of the user's sessions while it
+    runs wins: the change is refused (``_changed_meanwhile``)."""
     if actor.user_id is None or actor.username is None:
         raise Forbidden("an API key has no password", code="not_a_user")
     await limiter.attempt(actor.username, client_ip)
     row = await (
-        await conn.execute("SELECT password_hash FROM users WHERE id = %s", (actor.user_id,))
+        await conn.execute(
+            "SELECT password_hash, sessions_from FROM users WHERE id = %s", (actor.user_id,)
+        )
     ).fetchone()
     current = row["password_hash"] if row else None
     if not await asyncio.to_thread(passwords.verify_password, current, data.current_password):
         raise Unprocessable("the current password is wrong", code="wrong_password")
+    assert row is not None
     await limiter.succeeded(actor.username, client_ip)
     new_hash = await asyncio.to_thread(passwords.hash_password, data.new_password)
-    await conn.execute(
-        "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL, "
-        "updated_at = now() WHERE id = %s",
-        (new_hash, actor.user_id),
-    )
+    # the row as checked, locked from here to the end (not during the hashes): a reset, or the
+    # sessions ended (the account deactivated or moved), committed during the checks refuses
+    # this change, and one after it waits for this one and then ends the new session too
+    # (a probe: an intruder's change overwrote the administrator's reset and got a new pair;
+    # review R5, as ``login``)
+    changed = await (
+        await conn.execute(
+            "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL, "
+            "updated_at = now() WHERE id = %s AND password_hash = %s AND status = 'active' "
+            "AND sessions_from IS NOT DISTINCT FROM %s RETURNING id",
+            (new_hash, actor.user_id, current, row["sessions_from"]),
+        )
+    ).fetchone()
+    if changed is None:
+        await _changed_meanwhile(conn, actor.user_id, row["sessions_from"])
     await end_sessions(conn, actor.user_id)
     await audit.record(conn, actor, "change_password", "user", actor.user_id)
     return await _issue_pair(conn, settings, actor.user_id)
+
+
+async def _changed_meanwhile(conn: Conn, user_id: int, sessions_from: datetime | None) -> NoReturn:
+    """Refuse a password change whose user changed between its check and its write: 401 as
+    ``load_user`` once the account is inactive or its sessions were ended (a reset does), else
+    422 ``wrong_password`` (the password checked is no longer the current one)."""
+    await load_user(conn, user_id)  # 401 account_inactive
+    row = await (
+        await conn.execute("SELECT sessions_from FROM users WHERE id = %s", (user_id,))
+    ).fetchone()
+    if row is None or row["sessions_from"] != sessions_from:
+        raise Unauthorized("the session was ended: sign in again", code="token_revoked")
+    raise Unprocessable("the current password is wrong", code="wrong_password")
 
 
 async def _issue_pair(
@@ -448,7 +476,8 @@ _KEY_COLUMNS = "id, org_id, name, prefix, permissions, created_at, last_used_at,
 
 async def create_api_key(conn: Conn, actor: Principal, data: ApiKeyIn) -> ApiKeyCreated:
     actor.require("apikeys.write")
-    org_id = data.org_id or actor.org_id
+    # 0 names no organisation (404 as any other), not the caller's own (a probe: brand-wide)
+    org_id = actor.org_id if data.org_id is None else data.org_id
     org = await (
         await conn.execute(
             f"SELECT path, {ORG_STATUS} AS status FROM orgs o WHERE id = %s", (org_id,)
@@ -513,11 +542,20 @@ async def list_api_keys(conn: Conn, actor: Principal, page: int, per_page: int) 
     )
 
 
+async def _api_key(conn: Conn, key_id: int) -> ApiKeyOut:
+    row = await (
+        await conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFound("API key not found")
+    return ApiKeyOut(**row)
+
+
 async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut:
     actor.require("apikeys.write")
     row = await (
         await conn.execute(
-            "SELECT k.id, k.permissions, k.revoked_at, o.path FROM api_keys k "
+            "SELECT k.id, k.permissions, o.path FROM api_keys k "
             "JOIN orgs o ON o.id = k.org_id WHERE k.id = %s",
             (key_id,),
         )
@@ -525,18 +563,21 @@ async def revoke_api_key(conn: Conn, actor: Principal, key_id: int) -> ApiKeyOut
     actor.ensure_sees(row["path"] if row else None, "API key")
     assert row is not None
     ensure_not_stronger(actor, row["permissions"], "API key")
+    # revoked once: a revocation again is no event (a probe), nor is one that waited for
+    # another's at once (a double click: both read it live, a probe): only the statement that
+    # changed it from NULL is audited
     updated = await (
         await conn.execute(
-            f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "
+            f"UPDATE api_keys SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL "
             f"RETURNING {_KEY_COLUMNS}",
             (key_id,),
         )
     ).fetchone()
-    if updated is None:
-        raise NotFound("API key not found")
-    out = ApiKeyOut(**updated)
-    if row["revoked_at"] is None:  # revoked once: a revocation again is no event (a probe)
+    if updated is not None:
+        out = ApiKeyOut(**updated)
         await audit.record(conn, actor, "revoke", "api_key", key_id, after=out, org_id=out.org_id)
+    else:
+        out = await _api_key(conn, key_id)
     # The keys it made, and theirs: their holder had this one. Again until none is left: a
     # key made while this ran (its maker held FOR SHARE, so the update waited for it) was not in
     # the statement's snapshot, and the next statement's sees it (review: it stayed valid).

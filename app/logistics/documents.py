@@ -283,7 +283,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             f"a {data.kind} document moves no order's goods: no order_id (use note)",
             code="order_not_allowed",
         )
-    org = await _own_org(conn, actor, data.org_id or actor.org_id)
+    org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     order = await _order_for(conn, actor, org, data.order_id)
     counterparty, order_id = await _counterparty(conn, movement, data, org, order)
     other = None
@@ -409,7 +409,7 @@ async def _counterparty(
     counterparty, order_id = data.counterparty_id, data.order_id
     if movement.sender == "counterparty":  # taking goods from it (factory inbound)
         if movement.default_counterparty == "parent":
-            counterparty = counterparty or org["parent_id"]
+            counterparty = org["parent_id"] if counterparty is None else counterparty
     elif movement.receiver == "counterparty":  # shipping to it (outbound, return)
         if order is not None:
             if not org["path"].startswith(order["from_path"]):
@@ -420,7 +420,7 @@ async def _counterparty(
         if counterparty is None and movement.default_counterparty == "shipper":
             counterparty = await _last_shipper(conn, org["id"])
         if movement.default_counterparty is not None:
-            counterparty = counterparty or org["parent_id"]
+            counterparty = org["parent_id"] if counterparty is None else counterparty
         if counterparty is None:
             raise Unprocessable("an outbound needs a destination", code="no_destination")
     elif movement.reasons:  # goods leaving the chain for a reason (exception)
@@ -766,7 +766,7 @@ async def sell(
     """A store sells units by scanning them (retail_selling); with whether it is a re-send of a
     sale already made under the same ``client_id`` (answered with that sale)."""
     actor.require("logistics.scan")
-    org = await _own_org(conn, actor, data.org_id or actor.org_id)
+    org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     if org["kind"] not in RETAIL_KINDS:  # probe X: a warehouse's "sale" ranked it as a store
         raise Unprocessable(
             "only the channel sells to consumers: a store, an agent or a distributor (L7)",

@@ -44,6 +44,7 @@ class UserController(Controller):
     @get("/")
     async def list_users(
         self,
+        request: Request[Any, Any, Any],
         conn: Conn,
         principal: Principal,
         org_id: int | None = None,
@@ -57,9 +58,17 @@ class UserController(Controller):
         per_page: PerPage = 50,
     ) -> Page[UserOut]:
         """Users of the caller's subtree (``users.read``) by organisation, status and a keyword
-        in the username or name. ``?format=csv|xlsx`` exports every match (audited)."""
+        in the username or name. ``?format=csv|xlsx`` exports every match (audited; its HEAD,
+        which sends nothing, is not)."""
         if fmt != "json":
-            rows = await service.export_users(conn, principal, org_id=org_id, status=status, q=q)
+            rows = await service.export_users(
+                conn,
+                principal,
+                org_id=org_id,
+                status=status,
+                q=q,
+                audited=request.method != "HEAD",
+            )
             return _download(rows, fmt)  # type: ignore[return-value]
         return await service.list_users(
             conn, principal, org_id=org_id, status=status, q=q, page=page, per_page=per_page
