@@ -688,7 +688,12 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     target = Path(args.out) if args.out else None
     if target is not None and target.exists() and source.exists() and target.samefile(source):
         return _fail("--out is the encrypted file itself: name another file")
-    folder = target.resolve().parent if target is not None else None
+    # --out a symlink: its file is replaced, the link kept; a device or a pipe (/dev/null, say):
+    # written into, never replaced by a file (a probe's --out /dev/null, run as root, left the
+    # machine's /dev/null a regular file, and every program writing to it failed)
+    real = target.resolve() if target is not None else None
+    special = real is not None and real.exists() and not real.is_file() and not real.is_dir()
+    folder = real.parent if real is not None and not special else None
     try:
         with (
             open(source, "rb") as src,
@@ -706,16 +711,22 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         return _fail(f"cannot decrypt {args.file}: {exc}")
     except OSError as exc:
         return _fail(f"{exc.filename or args.file}: {exc.strerror}")
-    if target is not None:
+    if real is not None and not special:
         try:
-            os.replace(plain.name, target)
+            os.replace(plain.name, real)
         except OSError as exc:  # a probe: --out a folder left the whole plain text beside it
             Path(plain.name).unlink(missing_ok=True)
             return _fail(f"{args.out}: {exc.strerror}")
         return 0
     try:
         with open(plain.name, "rb") as done:
-            shutil.copyfileobj(done, sys.stdout.buffer)
+            if real is None:
+                shutil.copyfileobj(done, sys.stdout.buffer)
+            else:
+                with open(real, "wb") as device:
+                    shutil.copyfileobj(done, device)
+    except OSError as exc:
+        return _fail(f"{args.out}: {exc.strerror}")
     finally:
         Path(plain.name).unlink(missing_ok=True)
     return 0

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -475,6 +476,42 @@ def test_decrypt_writes_plain_text_only_for_a_whole_file_and_never_over_another(
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tracecode-")]
+
+
+def test_decrypt_out_a_pipe_or_a_symlink_writes_through_it(tmp_path: Path) -> None:
+    """A probe's ``--out /dev/null``, run as root, renamed the plain file onto the device: the
+    machine's /dev/null became a regular file (and every later ``> /dev/null`` failed). A pipe
+    or a device is written into and stays what it was; a symlink stays a link, its file
+    replaced. (A FIFO stands in for the device: no test makes device nodes.)"""
+    import threading
+
+    from app.codes import printfile
+
+    lines = [f"{i},{i:06d}\n".encode() for i in range(20_000)]
+    sealed = tmp_path / "inner.tcpf"
+    with sealed.open("wb") as out:
+        printfile.write_file(out, lines, {"part": "inner"}, passphrase="a long passphrase")
+    env = {"PASS": "a long passphrase"}
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    done = _cli(
+        "export", "decrypt", str(sealed), "--passphrase-env", "PASS", "--out", str(pipe), **env
+    )
+    reader.join(30)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(pipe.stat().st_mode) and got == [b"".join(lines)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inner.tcpf", "pipe"]
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("old\n")
+    link.symlink_to(real)
+    done = _cli(
+        "export", "decrypt", str(sealed), "--passphrase-env", "PASS", "--out", str(link), **env
+    )
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and real.read_bytes() == b"".join(lines)
 
 
 def test_a_printer_shows_its_batch_with_the_cli_as_through_the_api(client: Any, demo: Any) -> None:
