@@ -495,3 +495,135 @@ async def test_retired_and_void_batches_give_out_no_codes(
     again = await client.get(f"{given.headers['location']}/codes", headers=planner)
     assert_error(again, 422, "batch_void")
     assert_error(await _allocate(client, planner, **body), 422, "batch_void")
+
+
+async def _contract_printer(client: httpx.AsyncClient, admin: dict[str, str], demo: Any) -> int:
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": f"Contract printer {secrets.token_hex(3)}",
+            "erp_code": f"CP-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    return int(org.json()["id"])
+
+
+async def _issuing_key(
+    client: httpx.AsyncClient, admin: dict[str, str], org_id: int
+) -> dict[str, str]:
+    """A contract printer's serialization server: it issues the batches it then allocates."""
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "serialbox", "permissions": ["codes.allocate", "codes.issue"],
+              "org_id": org_id},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    return {"X-API-Key": made.json()["key"]}
+
+
+async def test_a_partner_key_holding_codes_issue_sees_only_what_its_organisation_received(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: who sees an allocation was decided by the caller's permissions, not where it
+    sits: every holder of ``codes.issue`` counted as brand staff, so a contract printer's API
+    key with ``codes.allocate`` and ``codes.issue`` read, listed and traced another partner's
+    allocation and streamed its SERIAL,PIN lines again (200), while ``GET /pools/{id}`` of the
+    same pool answered it 404. A partner's key sees only what its organisation received:
+    404 ``unknown_allocation`` for the allocation and its codes, ``not_allocated`` for the
+    serial, and the list without it."""
+    admin, planner = await login("admin"), await login("planner")
+    ours = await _contract_printer(client, admin, demo)
+    theirs = await _contract_printer(client, admin, demo)
+    key = await _issuing_key(client, admin, ours)
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    pool = await client.post(
+        "/pools",
+        headers=planner,
+        json={"name": f"theirs-{batch_no}", "batches": [batch_no], "recipient_org_id": theirs},
+    )
+    assert pool.status_code == 201, pool.text
+    given = await _allocate(client, planner, pool_id=pool.json()["id"], count=3)
+    assert given.status_code == 201, given.text
+    assert_error(await client.get(f"/pools/{pool.json()['id']}", headers=key), 404, "unknown_pool")
+
+    location = given.headers["location"]
+    assert_error(await client.get(f"{location}/codes", headers=key), 404, "unknown_allocation")
+    assert_error(await client.get(location, headers=key), 404, "unknown_allocation")
+    serial = SCHEME.serial(batch_no, 0)
+    assert_error(await client.get(f"/codes/{serial}/allocation", headers=key), 404, "not_allocated")
+    listed = await client.get("/allocations", headers=key, params={"per_page": 200})
+    assert given.headers["x-allocation-id"] not in [a["id"] for a in listed.json()["items"]]
+    # the brand's planner still sees it
+    assert (await client.get(location, headers=planner)).status_code == 200
+
+
+async def test_a_printer_user_allocating_without_download_reaches_only_its_printer(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: a user counted as a printer's only when its role held ``codes.download``, so a
+    contract printer's line-system account given a role of ``codes.allocate`` alone counted as
+    brand staff: it allocated from a batch addressed to another printer (201, codes and PINs
+    streamed) and fetched again the codes the brand's planner allocated. A user at a printer
+    organisation is that printer's whatever its role: 404 ``unknown_batch`` for the other
+    printer's batch, 404 ``unknown_allocation`` for the planner's allocation."""
+    admin, planner = await login("admin"), await login("planner")
+    printer = await _contract_printer(client, admin, demo)
+    name = f"linesys{secrets.token_hex(3)}"
+    role = await client.post(
+        "/roles", headers=admin, json={"name": name, "permissions": ["codes.allocate"]}
+    )
+    assert role.status_code == 201, role.text
+    password = secrets.token_urlsafe(16)
+    user = await client.post(
+        "/users",
+        headers=admin,
+        json={"org_id": printer, "username": name, "password": password, "roles": [name]},
+    )
+    assert user.status_code == 201, user.text
+    token = await client.post("/auth/login", json={"username": name, "password": password})
+    line_system = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    batch_no, _ = await issue_units(client, login, demo, 10)  # addressed to PRINTER-SH
+    given = await _allocate(client, planner, batch_no=batch_no, count=2)
+    assert given.status_code == 201, given.text
+    assert_error(
+        await client.get(f"{given.headers['location']}/codes", headers=line_system),
+        404,
+        "unknown_allocation",
+    )
+    assert_error(
+        await _allocate(client, line_system, batch_no=batch_no, count=2), 404, "unknown_batch"
+    )
+
+
+async def test_a_partner_pools_only_the_batches_addressed_to_its_organisation(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe (found fixing the two above): ``POST /pools`` took any batch of the brand from
+    whoever held ``codes.issue`` and ``codes.allocate``, so a contract printer's key pooled a
+    batch addressed to another printer, shared the pool with itself and took its codes and
+    PINs (201). A printer or partner pools only the batches addressed to its organisation
+    (another: 404 ``unknown_batch``), shared with its own organisation (another recipient: 404
+    ``unknown_org``; none: its own), and allocates from that pool."""
+    admin = await login("admin")
+    ours = await _contract_printer(client, admin, demo)
+    key = await _issuing_key(client, admin, ours)
+    theirs, _ = await issue_units(client, login, demo, 10)  # addressed to PRINTER-SH
+    grab = {"name": f"grab-{theirs}", "batches": [theirs], "recipient_org_id": ours}
+    assert_error(await client.post("/pools", headers=key, json=grab), 404, "unknown_batch")
+
+    batch = await client.post("/batches", headers=key, json={"size": 10, "printer_id": ours})
+    assert batch.status_code == 201, batch.text
+    own = batch.json()["batch_no"]
+    elsewhere = {"name": f"away-{own}", "batches": [own], "recipient_org_id": demo["PRINTER-SH"]}
+    assert_error(await client.post("/pools", headers=key, json=elsewhere), 404, "unknown_org")
+    pool = await client.post("/pools", headers=key, json={"name": f"own-{own}", "batches": [own]})
+    assert pool.status_code == 201, pool.text
+    assert pool.json()["recipient_org_id"] == ours
+    taken = await _allocate(client, key, pool_id=pool.json()["id"], count=2)
+    assert _codes(taken) == [(own, 0), (own, 1)]

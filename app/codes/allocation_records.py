@@ -6,11 +6,18 @@ codes: they are made again from the ranges whenever they are asked for, the same
 the allocation id (``Scheme.derive``, as exports' keys are) and only its wrap is stored, so the
 file made again opens with the same passphrase or RSA private key as the first one.
 
+Where the caller sits decides what it reaches (``place``), never the shape of its permissions
+(a probe: a contract printer's API key holding ``codes.issue`` read every partner's codes and
+PINs, and a printer's user without ``codes.download`` allocated from every batch): brand staff
+are the users of the brand's own organisation and of its production side (a factory and what
+lies below it: planners, line systems); a user at a printer organisation is that printer's; an
+API key, and a user anywhere else (a branch, an agent, a store…), is a partner.
+
 Who sees an allocation (``visible``/``_visible_where``, one rule for reading, listing, tracing
-and fetching the codes again): brand staff (``codes.issue``, or ``codes.allocate`` at brand
-scope) every allocation of the brand; a printer's users and a partner's API key the
-allocations their organisation received. Anything else answers 404, as if it did not exist.
-Fetching the codes again needs ``codes.allocate`` besides, and is audited (``fetch_codes``).
+and fetching the codes again): brand staff every allocation of the brand; a printer's users and
+a partner the allocations their organisation received. Reading needs ``codes.allocate`` or
+``codes.issue``; anything else answers 404, as if it did not exist. Fetching the codes again
+needs ``codes.allocate``, and is audited (``fetch_codes``).
 """
 
 from __future__ import annotations
@@ -66,14 +73,35 @@ class Allocated:
         self.replayed = replayed
 
 
-def scope(actor: Principal) -> Scope:
-    """Which batches and pools the caller may allocate from (``app.codes.allocations``)."""
-    actor.require("codes.allocate")
+async def place(conn: Conn, actor: Principal) -> Scope:
+    """Where the caller sits (module docstring): an API key is a partner; a user at a printer
+    organisation that printer's; at the brand itself, a factory or below one brand staff; a
+    user anywhere else a partner. One primary-key read of the caller's path for a user."""
     if actor.api_key_id is not None:
         return "partner"
-    if actor.has("codes.download") and not actor.has("codes.export"):
+    path = [int(org) for org in actor.org_path.strip("/").split("/")]
+    rows = await (
+        await conn.execute("SELECT id, kind FROM orgs WHERE id = ANY(%s)", (path,))
+    ).fetchall()
+    kinds = {row["id"]: row["kind"] for row in rows}
+    if kinds.get(actor.org_id) == "printer":
         return "printer"
-    return "brand"
+    if kinds.get(actor.org_id) == "brand" or "factory" in kinds.values():
+        return "brand"
+    return "partner"
+
+
+async def scope(conn: Conn, actor: Principal) -> Scope:
+    """Which batches and pools the caller may allocate from (``app.codes.allocations``): 403
+    without ``codes.allocate``, then where the caller sits (``place``)."""
+    actor.require("codes.allocate")
+    return await place(conn, actor)
+
+
+async def reader_scope(conn: Conn, actor: Principal) -> Scope:
+    """Where a reader of allocations sits: 403 without ``codes.allocate`` or ``codes.issue``."""
+    actor.require_any("codes.allocate", "codes.issue")
+    return await place(conn, actor)
 
 
 def data_key(scheme: Scheme, allocation_id: uuid.UUID | str, version: int) -> bytes:
@@ -98,32 +126,32 @@ async def load(conn: Conn, allocation_id: str) -> AllocationOut | None:
     return None if row is None else _out(row)
 
 
-def _sees_all(actor: Principal) -> bool:
+def _sees_all(kind: Scope) -> bool:
     """Brand staff see every allocation of the brand; others those their organisation got."""
-    actor.require_any("codes.allocate", "codes.issue")
-    return actor.has("codes.issue") or scope(actor) == "brand"
+    return kind == "brand"
 
 
-def visible(actor: Principal, out: AllocationOut | None) -> AllocationOut:
-    """``out`` if the caller may see it (module docstring), else 404 ``unknown_allocation``."""
-    sees_all = _sees_all(actor)  # 403 first for a caller who may see none
+def visible(actor: Principal, kind: Scope, out: AllocationOut | None) -> AllocationOut:
+    """``out`` if the caller (sitting at ``kind``: ``place``) may see it (module docstring),
+    else 404 ``unknown_allocation``."""
     if out is not None and out.brand_id == actor.brand_id:
-        if sees_all or out.recipient_org_id == actor.org_id:
+        if _sees_all(kind) or out.recipient_org_id == actor.org_id:
             return out
     raise NotFound("allocation not found", code="unknown_allocation")
 
 
-def _visible_where(actor: Principal) -> tuple[list[str], dict[str, Any]]:
+def _visible_where(actor: Principal, kind: Scope) -> tuple[list[str], dict[str, Any]]:
     where = ["a.brand_id = %(brand)s"]
     params: dict[str, Any] = {"brand": actor.brand_id}
-    if not _sees_all(actor):
+    if not _sees_all(kind):
         where.append("a.recipient_org_id = %(org)s")
         params["org"] = actor.org_id
     return where, params
 
 
 async def get_allocation(conn: Conn, actor: Principal, allocation_id: str) -> AllocationOut:
-    return visible(actor, await load(conn, allocation_id))
+    kind = await reader_scope(conn, actor)  # 403 first for a caller who may see none
+    return visible(actor, kind, await load(conn, allocation_id))
 
 
 async def list_allocations(
@@ -141,7 +169,7 @@ async def list_allocations(
     """The allocations the caller sees, newest first, each with its ranges. Filters: a batch
     (any range of it), a pool, a client id, made at or after ``since`` and before ``until``
     (a time without zone is UTC)."""
-    where, params = _visible_where(actor)
+    where, params = _visible_where(actor, await reader_scope(conn, actor))
     if batch_no is not None:
         where.append(
             "EXISTS (SELECT 1 FROM code_allocation_ranges r "
@@ -220,8 +248,9 @@ async def fetch_codes(
 ) -> Allocated:
     """The codes of an allocation again, as first given (lines or the file for the same key);
     audited (``audited=False``: the same checks for a HEAD, which streams nothing)."""
-    scope(actor)  # 403 without codes.allocate: the codes (and PINs) are for those who allocate
-    out = visible(actor, await load(conn, allocation_id))
+    # 403 without codes.allocate: the codes (and PINs) are for those who allocate
+    kind = await scope(conn, actor)
+    out = visible(actor, kind, await load(conn, allocation_id))
     made = await again(conn, scheme, out)
     if audited:
         await audit.record(
@@ -238,6 +267,7 @@ async def allocation_of(
 
     400 for a malformed serial and 422 for a forged one, as everywhere (``scheme.verify``)."""
     batch_no, index, version = scheme.verify(serial)
+    kind = await reader_scope(conn, actor)  # 403 first for a caller who may see none
     row = await (
         await conn.execute(
             "SELECT allocation_id, last_index FROM code_allocation_ranges "
@@ -249,7 +279,7 @@ async def allocation_of(
     if row is not None and row["last_index"] >= index:
         out = await load(conn, str(row["allocation_id"]))
     try:
-        found = visible(actor, out)
+        found = visible(actor, kind, out)
     except NotFound:
         raise NotFound("no allocation gave out this code", code="not_allocated") from None
     return CodeAllocationOut(

@@ -18,11 +18,13 @@ answer was lost, even racing the first, finds the first allocation and streams i
 (``_replay``); the same id with another request is 409 ``client_id_reused``. An API key's ids
 are its own; a user's are shared by the user's organisation (``caller_org_id``).
 
-Who allocates (``codes.allocate``, held at brand level only):
-- brand staff (planner, line operator, brand admin): every batch and pool of the brand;
-- a printer's users (``codes.download`` without ``codes.export``): the batches addressed to their
-  printer and the pools shared with it;
-- an API key (a partner system): only the pools shared with its organisation.
+Who allocates (``codes.allocate``, held at brand level only), by where the caller sits
+(``allocation_records.place``), whatever else its role holds:
+- brand staff (users of the brand's organisation, of a factory or below one: planners, line
+  systems, brand admins): every batch and pool of the brand;
+- a printer's users (at a printer organisation): the batches addressed to their printer and
+  the pools shared with it;
+- a partner (an API key, or a user anywhere else): only the pools shared with its organisation.
 
 A batch is either printed from exports or allocated, never both: allocation refuses a batch with
 a printer-file export, and an export refuses a batch with allocated codes. Nor does allocation
@@ -45,7 +47,17 @@ from psycopg.types.json import Jsonb
 from app import audit
 from app.auth.principal import Principal
 from app.codes import printfile
-from app.codes.allocation_records import Allocated, Take, again, data_key, load, scope, visible
+from app.codes.allocation_records import (
+    Allocated,
+    Scope,
+    Take,
+    again,
+    data_key,
+    load,
+    place,
+    scope,
+    visible,
+)
 from app.codes.schemas import AllocationIn, AllocationOut, PoolBatchOut, PoolIn, PoolOut
 from app.codes.scheme import Scheme
 from app.config import Settings
@@ -102,10 +114,10 @@ async def _pool_out(conn: Conn, row: dict[str, Any], versions: Sequence[int]) ->
     return PoolOut(**row, batches=items, remaining=sum(b.remaining for b in items))
 
 
-def _pool_where(actor: Principal) -> tuple[list[str], dict[str, Any]]:
+def _pool_where(actor: Principal, kind: Scope) -> tuple[list[str], dict[str, Any]]:
     where = ["p.brand_id = %(brand)s"]
     params: dict[str, Any] = {"brand": actor.brand_id}
-    if scope(actor) != "brand":
+    if kind != "brand":
         where.append("p.recipient_org_id = %(org)s")
         params["org"] = actor.org_id
     return where, params
@@ -117,17 +129,37 @@ async def _check_recipient(conn: Conn, actor: Principal, org_id: int) -> None:
         raise NotFound("recipient organisation not found", code="unknown_org")
 
 
+async def _pool_recipient(
+    conn: Conn, actor: Principal, kind: Scope, org_id: int | None
+) -> int | None:
+    """Whom a new pool is shared with: brand staff choose any organisation of the brand (or
+    none); a printer or partner only its own organisation (given or not; another: 404
+    ``unknown_org``)."""
+    if kind != "brand":
+        if org_id not in (None, actor.org_id):
+            raise NotFound("recipient organisation not found", code="unknown_org")
+        return actor.org_id
+    if org_id is not None:
+        await _check_recipient(conn, actor, org_id)
+    return org_id
+
+
 async def create_pool(
     conn: Conn, actor: Principal, data: PoolIn, versions: Sequence[int]
 ) -> PoolOut:
     """A pool of the brand's batches, used up in the order given. Needs both ``codes.issue`` and
     ``codes.allocate`` (planners and brand admins hold both; a role of ``codes.issue`` alone is
-    refused: 403 naming ``codes.allocate``)."""
+    refused: 403 naming ``codes.allocate``).
+
+    Brand staff pool any batch of the brand; a printer or partner (``place``) only the batches
+    addressed to its organisation, shared with its organisation (a probe: a contract printer's
+    key holding ``codes.issue`` pooled another printer's batch for itself and took its codes):
+    another batch is 404 ``unknown_batch``, as when allocating from it directly."""
     actor.require("codes.issue", "codes.allocate")
+    kind = await place(conn, actor)
     if len(set(data.batches)) != len(data.batches):
         raise ValidationFailed("a batch is listed twice", code="duplicate_batch")
-    if data.recipient_org_id is not None:
-        await _check_recipient(conn, actor, data.recipient_org_id)
+    recipient = await _pool_recipient(conn, actor, kind, data.recipient_org_id)
     rows = await (
         await conn.execute(
             f"SELECT {_BATCH_COLUMNS} FROM code_batches b "
@@ -135,7 +167,7 @@ async def create_pool(
             (list(data.batches), actor.brand_id),
         )
     ).fetchall()
-    found = {r["batch_no"]: r for r in rows}
+    found = {r["batch_no"]: r for r in rows if kind == "brand" or r["printer_id"] == actor.org_id}
     for batch_no in data.batches:
         _check_batch(found.get(batch_no), batch_no, versions)
     existing = await (
@@ -150,7 +182,7 @@ async def create_pool(
         await conn.execute(
             "INSERT INTO code_pools (brand_id, name, recipient_org_id, created_by) "
             "VALUES (%s, %s, %s, %s) RETURNING id",
-            (actor.brand_id, data.name, data.recipient_org_id, actor.user_id),
+            (actor.brand_id, data.name, recipient, actor.user_id),
         )
     ).fetchone()
     assert row is not None
@@ -159,7 +191,7 @@ async def create_pool(
         "SELECT %s, ord - 1, no FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(no, ord)",
         (row["id"], list(data.batches)),
     )
-    out = await get_pool(conn, actor, row["id"], versions)
+    out = await _get_pool(conn, actor, kind, row["id"], versions)
     await audit.record(conn, actor, "create", "code_pool", out.id, after=out, org_id=out.brand_id)
     return out
 
@@ -192,7 +224,13 @@ def _check_batch(
 
 
 async def get_pool(conn: Conn, actor: Principal, pool_id: int, versions: Sequence[int]) -> PoolOut:
-    where, params = _pool_where(actor)
+    return await _get_pool(conn, actor, await scope(conn, actor), pool_id, versions)
+
+
+async def _get_pool(
+    conn: Conn, actor: Principal, kind: Scope, pool_id: int, versions: Sequence[int]
+) -> PoolOut:
+    where, params = _pool_where(actor, kind)
     row = await (
         await conn.execute(
             f"SELECT {_POOL_COLUMNS} FROM code_pools p WHERE p.id = %(id)s AND "
@@ -209,7 +247,7 @@ async def list_pools(
     conn: Conn, actor: Principal, page: int, per_page: int, versions: Sequence[int]
 ) -> Page[PoolOut]:
     """The pools the caller may allocate from, newest first, each with what is left."""
-    where, params = _pool_where(actor)
+    where, params = _pool_where(actor, await scope(conn, actor))
     listed = await fetch_page(
         conn,
         columns=_POOL_COLUMNS,
@@ -229,12 +267,14 @@ async def list_pools(
 
 
 async def _lock_batch(
-    conn: Conn, actor: Principal, batch_no: int, versions: Sequence[int]
+    conn: Conn, actor: Principal, kind: Scope, batch_no: int, versions: Sequence[int]
 ) -> list[dict[str, Any]]:
     where = "b.batch_no = %(no)s AND b.brand_id = %(brand)s"
-    kind = scope(actor)
     if kind == "partner":
-        raise Forbidden("an API key allocates from the pools shared with it", code="pool_required")
+        raise Forbidden(
+            "a partner allocates from the pools shared with its organisation",
+            code="pool_required",
+        )
     if kind == "printer":
         where += " AND b.printer_id = %(org)s"
     params = {"no": batch_no, "brand": actor.brand_id, "org": actor.org_id}
@@ -368,7 +408,12 @@ async def _same_passphrase(wrap: dict[str, Any] | None, passphrase: str | None) 
 
 
 async def _replay(
-    conn: Conn, actor: Principal, scheme: Scheme, data: AllocationIn, earlier: dict[str, Any]
+    conn: Conn,
+    actor: Principal,
+    kind: Scope,
+    scheme: Scheme,
+    data: AllocationIn,
+    earlier: dict[str, Any],
 ) -> Allocated:
     """The first allocation again for a retry of the same request (audited ``replay``)."""
     same = bytes(earlier["client_hash"]) == _fingerprint(data)
@@ -378,7 +423,7 @@ async def _replay(
             code="client_id_reused",
             details={"allocation_id": str(earlier["id"])},
         )
-    out = visible(actor, await load(conn, str(earlier["id"])))
+    out = visible(actor, kind, await load(conn, str(earlier["id"])))
     made = await again(conn, scheme, out)
     await audit.record(
         conn, actor, "replay", "code_allocation", out.id, after={"client_id": data.client_id}
@@ -397,14 +442,16 @@ async def allocate(
     a client id already used by the caller for the same request, the first allocation again.
 
     The caller commits before streaming the codes: the batch rows stay locked until then."""
-    kind = scope(actor)
+    kind = await scope(conn, actor)
     _check_request(settings, data)
     if data.client_id is not None:
         earlier = await _earlier(conn, actor, data.client_id)
         if earlier is not None:
-            return await _replay(conn, actor, scheme, data, earlier)
+            return await _replay(conn, actor, kind, scheme, data, earlier)
     versions = scheme.versions
-    pool = None if data.pool_id is None else await get_pool(conn, actor, data.pool_id, versions)
+    pool = None
+    if data.pool_id is not None:
+        pool = await _get_pool(conn, actor, kind, data.pool_id, versions)
     recipient = actor.org_id
     if pool is not None and pool.recipient_org_id is not None and kind == "brand":
         recipient = pool.recipient_org_id  # brand staff fetching on the partner's behalf
@@ -415,7 +462,7 @@ async def allocate(
         rows = await _lock_pool(conn, pool.id)
     else:
         assert data.batch_no is not None
-        rows = await _lock_batch(conn, actor, data.batch_no, versions)
+        rows = await _lock_batch(conn, actor, kind, data.batch_no, versions)
     takes = _plan(rows, data.count, data.partial, versions)
     for take in takes:
         await conn.execute(
