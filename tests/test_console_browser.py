@@ -9,9 +9,11 @@ measures the first load (JavaScript bytes, time to the first page).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
@@ -278,6 +281,161 @@ async def test_an_admin_edits_its_own_contact_and_resets_no_own_password(
             await conn.execute(
                 "UPDATE users SET phone = %s WHERE username = 'admin'", (before["phone"],)
             )
+    _sign_out(browser)
+
+
+def _tree_text(driver: WebDriver) -> str:
+    return " ".join(
+        e.get_attribute("textContent") or ""
+        for e in driver.find_elements(By.CSS_SELECTOR, ".el-tree .el-tree-node__label")
+    )
+
+
+def _first_column(driver: WebDriver) -> list[str]:
+    cells = driver.find_elements(
+        By.CSS_SELECTOR, ".el-table__body tr.el-table__row td:first-child .cell"
+    )
+    return [(c.get_attribute("textContent") or "").strip() for c in cells]
+
+
+def _settled(driver: WebDriver) -> None:
+    """Wait until no list is loading."""
+    time.sleep(0.3)
+    _wait(driver).until(
+        lambda d: (
+            not [
+                e for e in d.find_elements(By.CSS_SELECTOR, ".el-loading-mask") if e.is_displayed()
+            ]
+        )
+    )
+
+
+def _row_named(driver: WebDriver, text: str) -> WebElement:
+    """The table row holding ``text`` in one of its cells."""
+    return _wait(driver).until(
+        lambda d: d.find_element(
+            By.XPATH,
+            f"//tr[contains(@class, 'el-table__row')][.//td[contains(., '{text}')]]",
+        )
+    )
+
+
+def _buttons(row: WebElement) -> list[str]:
+    """The texts of a row's buttons (the expand arrow has none)."""
+    texts = [
+        (b.get_attribute("textContent") or "").strip()
+        for b in row.find_elements(By.CSS_SELECTOR, "button")
+    ]
+    return [t for t in texts if t]
+
+
+async def test_the_next_user_in_the_same_tab_sees_only_its_own_organisations(
+    server: str, browser: WebDriver, demo: Any
+) -> None:
+    """A probe: a brand admin signs out (the header's button, no reload) and a store clerk signs
+    in at the same tab (a shared till PC): the clerk's organisation tree holds its own subtree
+    only. The organisations and roles stores (loaded once) were never reset on sign-out, so the
+    clerk's tree (and every organisation picker) still showed the admin's whole brand."""
+    _sign_in(browser, server, "admin")
+    _click(browser, '[data-menu="orgs"]')
+    _wait(browser).until(lambda d: "Guangdong Agent" in _tree_text(d))
+
+    browser.find_element(By.ID, "logout").click()  # the console's own sign-out, no reload
+    _find(browser, "#username").send_keys("store_clerk")
+    browser.find_element(By.CSS_SELECTOR, "#password").send_keys(DEMO_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "#login-submit").click()
+    _wait(browser).until(lambda d: d.find_element(By.ID, "current-user").text == "store_clerk")
+    _click(browser, '[data-menu="orgs"]')
+    _wait(browser).until(lambda d: any("Hangzhou West Lake" in c for c in _first_column(d)))
+    _wait(browser).until(lambda d: "Hangzhou West Lake" in _tree_text(d))
+    _settled(browser)
+    assert not any("Guangdong" in c for c in _first_column(browser))  # GET /orgs as the clerk
+    tree = _tree_text(browser)
+    assert "Guangdong" not in tree and "Lumière" not in tree, tree
+    _sign_out(browser)
+
+
+async def test_an_agent_admin_is_offered_no_action_the_api_always_refuses(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """A probe: the Zhejiang agent's administrator was offered Edit and Delete on the brand's
+    custom roles (listed as usable below; the API answers any change 404) and Deactivate on its
+    own organisation (always 422 ``own_org``). Both are now offered only where they work: on a
+    role of its own subtree, and on an organisation below its own."""
+    admin, agent = await login("admin"), await login("agent_admin")
+    tag = uuid.uuid4().hex[:6]
+    brand_role = await client.post(
+        "/roles",
+        json={"name": f"brand_{tag}", "description": "", "permissions": ["orgs.read"]},
+        headers=admin,
+    )
+    own_role = await client.post(
+        "/roles",
+        json={"name": f"zj_{tag}", "description": "", "permissions": ["orgs.read"]},
+        headers=agent,
+    )
+    assert brand_role.status_code == own_role.status_code == 201, (brand_role.text, own_role.text)
+    try:
+        # what the API says to the agent's admin
+        refused = await client.delete(f"/roles/{brand_role.json()['id']}", headers=agent)
+        assert refused.status_code == 404, refused.text
+        own = await client.post(f"/orgs/{demo['AGENT-ZJ']}/deactivate", headers=agent)
+        assert own.status_code == 422 and own.json()["error"]["code"] == "own_org", own.text
+
+        _sign_in(browser, server, "agent_admin")
+        browser.get(f"{server}/console/roles?per_page=200")
+        # its own role: Edit and Delete (编辑, 删除) once its subtree is known; the brand's: none
+        _wait(browser).until(lambda d: _buttons(_row_named(d, f"zj_{tag}")) == ["编辑", "删除"])
+        assert _buttons(_row_named(browser, f"brand_{tag}")) == []
+
+        browser.get(f"{server}/console/orgs")
+        _wait(browser).until(
+            lambda d: {"停用", "启用"} & set(_buttons(_row_named(d, "Hangzhou West Lake")))
+        )
+        own_buttons = _buttons(_row_named(browser, "Zhejiang Agent"))
+        assert own_buttons == ["编辑"], own_buttons  # no Deactivate (停用) of its own
+        _sign_out(browser)
+    finally:
+        await client.delete(f"/roles/{own_role.json()['id']}", headers=agent)
+        await client.delete(f"/roles/{brand_role.json()['id']}", headers=admin)
+
+
+async def test_a_slow_answer_for_an_earlier_filter_never_replaces_the_current_list(
+    server: str, browser: WebDriver, demo: Any
+) -> None:
+    """A probe: users searched for "admin", then at once for "clerk" (a corrected keyword), the
+    first answer arriving last (a slow network): the table showed the admins under the keyword
+    "clerk" (every answer was applied in arrival order). Only the latest query's answer counts."""
+    _sign_in(browser, server, "admin")
+    browser.get(f"{server}/console/users")
+    _wait(browser).until(lambda d: "admin" in _usernames(d))
+    # the network: answers to ?q=admin take 2.5 s, the rest come at once
+    browser.execute_script(
+        """
+        const original = window.fetch;
+        window.fetch = function (input, init) {
+          const url = typeof input === 'string' ? input : input.url;
+          const answer = original.call(this, input, init);
+          if (url.includes('/users?') && url.includes('q=admin')) {
+            return answer.then(r => new Promise(ok => setTimeout(() => ok(r), 2500)));
+          }
+          return answer;
+        };
+        """
+    )
+    field = browser.find_element(By.CSS_SELECTOR, 'input[name="q"]')
+    field.send_keys("admin")
+    browser.find_element(By.CSS_SELECTOR, '[data-action="search"]').click()
+    await asyncio.sleep(0.3)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.BACKSPACE)
+    field.send_keys("clerk")
+    browser.find_element(By.CSS_SELECTOR, '[data-action="search"]').click()
+    _wait(browser).until(lambda d: "store_clerk" in _usernames(d))
+    await asyncio.sleep(3.5)  # the slow answer has come by now
+    assert "q=clerk" in browser.current_url
+    shown = _usernames(browser)
+    assert shown and all("clerk" in name for name in shown), shown
     _sign_out(browser)
 
 

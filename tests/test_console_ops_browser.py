@@ -356,3 +356,51 @@ async def test_admin_closes_one_order_and_cancels_another(
     }
     assert not _console_errors(browser)
     _sign_out(browser)
+
+
+def _plan_actions(driver: WebDriver, server: str, plan_id: int) -> list[str]:
+    """The actions the plans page's drawer offers on the plan (after its answer has come)."""
+    driver.get(f"{server}/console/field/plans?status=submitted&per_page=200")
+    _click(driver, f'[data-plan="{plan_id}"]')
+    _find(driver, '[data-test="plan-status"]')
+    time.sleep(0.5)
+    return [
+        e.get_attribute("data-action") or ""
+        for e in driver.find_elements(By.CSS_SELECTOR, ".el-drawer [data-action]")
+        if e.is_displayed()
+    ]
+
+
+async def test_only_the_reps_supervisor_is_offered_to_decide_a_plan(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """A probe: a plan submitted by ``fieldrep`` (supervisor ``fieldsup``) opened by the Zhejiang
+    agent's administrator (``org_admin``: field.supervise and field.read) showed Approve and
+    Return, which always fail (403 ``not_supervisor``): the drawer offered them to any holder of
+    field.supervise. The plan now names its rep's supervisor, and only that user is offered them."""
+    monday = "2038-06-07"  # a Monday no other test plans
+    rep = await login("fieldrep")
+    made = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": monday,
+            "title": f"ui {uuid.uuid4().hex[:6]}",
+            "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": monday}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    plan_id = made.json()["id"]
+    submitted = await client.post(f"/field/plans/{plan_id}/submit", headers=rep)
+    assert submitted.status_code == 200, submitted.text
+    refused = await client.post(
+        f"/field/plans/{plan_id}/approve", headers=await login("agent_admin")
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "not_supervisor"
+
+    _start(browser, server, "agent_admin")
+    assert _plan_actions(browser, server, plan_id) == []
+    _start(browser, server, "fieldsup")  # the drawer stays open over the header: a new session
+    assert _plan_actions(browser, server, plan_id) == ["approve", "return"]

@@ -39,6 +39,12 @@ async def test_a_plan_goes_draft_submitted_returned_submitted_approved_and_each_
     plan = await _draft(client, login, demo, "2027-03-01")
     assert (plan["status"], plan["ends_on"], len(plan["items"])) == ("draft", "2027-03-07", 2)
     url = f"/field/plans/{plan['id']}"
+    # the plan names its rep's supervisor, the one user who decides it (a probe: the console
+    # offered Approve and Return to every holder of field.supervise, refused 403 not_supervisor)
+    boss_id = (await client.get("/auth/me", headers=boss)).json()["user_id"]
+    assert plan["supervisor_id"] == boss_id
+    listed = await client.get("/field/plans", headers=admin, params={"rep_id": plan["rep_id"]})
+    assert {p["supervisor_id"] for p in listed.json()["items"]} == {boss_id}
 
     # a draft is neither approved nor returned; only its rep submits it
     assert_error(await client.post(f"{url}/approve", headers=boss), 409, "illegal_transition")

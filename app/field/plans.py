@@ -45,9 +45,9 @@ EDITABLE = frozenset({"draft", "returned"})
 FIRST_START, LAST_START = date(2000, 1, 1), date(2099, 12, 31)
 
 _COLUMNS = (
-    "p.id, p.rep_id, coalesce(nullif(u.display_name, ''), u.username) AS rep, p.period, "
-    "p.starts_on, p.ends_on, p.title, p.status, p.return_reason, p.submitted_at, p.decided_at, "
-    "p.decided_by, p.created_at, p.updated_at"
+    "p.id, p.rep_id, coalesce(nullif(u.display_name, ''), u.username) AS rep, u.supervisor_id, "
+    "p.period, p.starts_on, p.ends_on, p.title, p.status, p.return_reason, p.submitted_at, "
+    "p.decided_at, p.decided_by, p.created_at, p.updated_at"
 )
 _SOURCE = "visit_plans p JOIN users u ON u.id = p.rep_id JOIN orgs o ON o.id = p.org_id"
 
@@ -139,12 +139,13 @@ async def _items(conn: Conn, plan_id: int) -> list[PlanItemOut]:
 
 
 async def _row(conn: Conn, actor: Principal, plan_id: int, lock: bool = False) -> dict[str, Any]:
-    """The plan's row (with its rep's supervisor) when the caller sees it; 404 otherwise."""
+    """The plan's row (with its rep's supervisor, ``supervisor_id``) when the caller sees it;
+    404 otherwise."""
     scope.require_reader(actor)
     where, params = scope.condition(actor, "p.rep_id", "o.path")
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS}, u.supervisor_id FROM {_SOURCE} WHERE p.id = %(id)s AND {where}"
+            f"SELECT {_COLUMNS} FROM {_SOURCE} WHERE p.id = %(id)s AND {where}"
             + (" FOR UPDATE OF p" if lock else ""),
             {**params, "id": plan_id},
         )
@@ -155,8 +156,7 @@ async def _row(conn: Conn, actor: Principal, plan_id: int, lock: bool = False) -
 
 
 async def _out(conn: Conn, row: dict[str, Any]) -> PlanOut:
-    fields = {k: v for k, v in row.items() if k != "supervisor_id"}
-    return PlanOut(**fields, items=await _items(conn, row["id"]))
+    return PlanOut(**row, items=await _items(conn, row["id"]))
 
 
 async def get_plan(conn: Conn, actor: Principal, plan_id: int) -> PlanOut:

@@ -67,9 +67,13 @@ class PlanItemOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PlanOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A plan; ``supervisor_id`` is its rep's supervisor now, the one user who approves or
+    returns it (so a client offers the decision to that user only)."""
+
     id: int
     rep_id: int
     rep: str
+    supervisor_id: int | None
     period: Period
     starts_on: date
     ends_on: date

@@ -4979,6 +4979,7 @@ export interface components {
             /** @enum {string} */
             status: "draft" | "submitted" | "approved" | "returned";
             submitted_at: string | null;
+            supervisor_id: number | null;
             title: string;
             /** Format: date-time */
             updated_at: string;

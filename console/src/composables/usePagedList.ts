@@ -1,5 +1,6 @@
 // One server-paged list: filters bound to the URL query, the page fetched from a GET endpoint
 // answering the API's Page shape ({items, page, per_page, total}), exports of the same query.
+// Only the latest load's answer is shown: an earlier query's answer arriving late is dropped.
 import { reactive, ref, shallowRef, watch } from 'vue'
 import { useRoute, useRouter } from 'vue-router'
 
@@ -26,19 +27,22 @@ export function usePagedList<T>(path: string, defaults: Filters, defaultPerPage 
   const page = ref(1)
   const perPage = ref(defaultPerPage)
   const loading = ref(false)
+  let latest = 0 // the number of the last load begun: only its answer is applied
 
   async function load(): Promise<void> {
+    const mine = ++latest
     loading.value = true
     try {
       const get = api.GET as unknown as LooseGet
       const query = { ...apiQuery(model), page: page.value, per_page: perPage.value }
       const data = await unwrap<Page<T>>((await get(path, { params: { query } })) as never)
+      if (mine !== latest) return // a later query was asked meanwhile: its answer counts
       rows.value = data.items
       total.value = data.total
     } catch (e) {
-      notifyError(e)
+      if (mine === latest) notifyError(e)
     } finally {
-      loading.value = false
+      if (mine === latest) loading.value = false
     }
   }
 

@@ -6,7 +6,7 @@
 // rotates it: each works once) and retry the request once with the new access token; concurrent
 // requests share one refresh. A failed refresh, or any other 401, signs the user out.
 import { defineStore } from 'pinia'
-import { computed, ref } from 'vue'
+import { computed, ref, watch } from 'vue'
 
 import { apiBase } from '@/api/base'
 import { failureOf } from '@/api/errors'
@@ -144,3 +144,17 @@ export const useAuthStore = defineStore('auth', () => {
 
   return { tokens, me, loggedIn, permissions, can, login, refresh, send, loadMe, logout }
 })
+
+/** Call `reset` when the signed-in user signs out (or is signed out) or another user takes their
+ * place: a store of what one user may see (organisations, roles) forgets it then, so the next user
+ * of the tab (a shared till PC) sees only its own. Call it in the store's setup. */
+export function onUserChange(reset: () => void): void {
+  const auth = useAuthStore()
+  watch(
+    () => auth.me?.user_id ?? null,
+    (now, before) => {
+      if (before !== null && now !== before) reset()
+    },
+    { flush: 'sync' },
+  )
+}

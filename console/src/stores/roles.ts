@@ -1,22 +1,27 @@
-// Roles the user can assign (GET /roles) and every permission (GET /permissions), loaded once.
+// Roles the user can assign (GET /roles) and every permission (GET /permissions), loaded once;
+// forgotten when the signed-in user signs out or changes (roles are those of the user's line).
 import { defineStore } from 'pinia'
 import { shallowRef } from 'vue'
 
 import { api } from '@/api/client'
 import { unwrap } from '@/api/errors'
 import type { Role, Schemas } from '@/api/types'
+import { onUserChange } from '@/stores/auth'
 
 type Permission = Schemas['PermissionOut']
 
 export const useRolesStore = defineStore('roles', () => {
   const roles = shallowRef<Role[]>([])
   const permissions = shallowRef<Permission[]>([])
+  let generation = 0 // bumped by reset: an answer for the previous user is not kept
 
   async function loadRoles(force = false): Promise<Role[]> {
     if (roles.value.length && !force) return roles.value
+    const mine = generation
     const found: Role[] = []
     for (let page = 1; page <= 10; page++) {
       const data = await unwrap(await api.GET('/roles', { params: { query: { page, per_page: 200 } } }))
+      if (mine !== generation) return roles.value
       found.push(...data.items)
       if (page * 200 >= data.total) break
     }
@@ -26,10 +31,21 @@ export const useRolesStore = defineStore('roles', () => {
 
   async function loadPermissions(): Promise<Permission[]> {
     if (permissions.value.length) return permissions.value
+    const mine = generation
     const data = await unwrap(await api.GET('/permissions', { params: { query: { page: 1, per_page: 200 } } }))
+    if (mine !== generation) return permissions.value
     permissions.value = data.items
     return data.items
   }
 
-  return { roles, permissions, loadRoles, loadPermissions }
+  /** Forget the roles and permissions (another user signs in next). */
+  function reset(): void {
+    generation++
+    roles.value = []
+    permissions.value = []
+  }
+
+  onUserChange(reset)
+
+  return { roles, permissions, loadRoles, loadPermissions, reset }
 })

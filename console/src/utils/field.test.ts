@@ -54,15 +54,21 @@ describe('plan actions', () => {
     expect(planEditable('returned')).toBe(true)
     expect(planEditable('submitted')).toBe(false)
     expect(planEditable('approved')).toBe(false)
-    expect(planActions({ rep_id: 7, status: 'returned' }, 7, false)).toEqual({ edit: true, submit: true, decide: false })
-    expect(planActions({ rep_id: 7, status: 'submitted' }, 7, true)).toEqual({ edit: false, submit: false, decide: false })
+    expect(planActions({ rep_id: 7, supervisor_id: 9, status: 'returned' }, 7, false)).toEqual({ edit: true, submit: true, decide: false })
+    expect(planActions({ rep_id: 7, supervisor_id: 9, status: 'submitted' }, 7, true)).toEqual({ edit: false, submit: false, decide: false })
   })
 
-  it('lets a supervisor decide another rep\'s submitted plan, not a draft', () => {
-    expect(planActions({ rep_id: 7, status: 'submitted' }, 9, true).decide).toBe(true)
-    expect(planActions({ rep_id: 7, status: 'draft' }, 9, true).decide).toBe(false)
-    expect(planActions({ rep_id: 7, status: 'submitted' }, 9, false).decide).toBe(false)
-    expect(planActions({ rep_id: 7, status: 'draft' }, null, true).edit).toBe(false)
+  it('lets the rep\'s supervisor decide a submitted plan, not a draft', () => {
+    expect(planActions({ rep_id: 7, supervisor_id: 9, status: 'submitted' }, 9, true).decide).toBe(true)
+    expect(planActions({ rep_id: 7, supervisor_id: 9, status: 'draft' }, 9, true).decide).toBe(false)
+    expect(planActions({ rep_id: 7, supervisor_id: 9, status: 'submitted' }, 9, false).decide).toBe(false)
+    expect(planActions({ rep_id: 7, supervisor_id: 9, status: 'draft' }, null, true).edit).toBe(false)
+  })
+
+  it('offers the decision to no other holder of field.supervise (a probe: an org admin was offered it, 403)', () => {
+    expect(planActions({ rep_id: 7, supervisor_id: 9, status: 'submitted' }, 11, true).decide).toBe(false)
+    expect(planActions({ rep_id: 7, supervisor_id: null, status: 'submitted' }, 11, true).decide).toBe(false)
+    expect(planActions({ rep_id: 7, supervisor_id: null, status: 'submitted' }, null, true).decide).toBe(false)
   })
 })
 

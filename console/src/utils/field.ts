@@ -49,17 +49,20 @@ export function planEditable(status: PlanStatus): boolean {
   return status === 'draft' || status === 'returned'
 }
 
-/** What the user may do with a plan: its rep edits and submits, a supervisor of others decides. */
+/** What the user may do with a plan: its rep edits and submits; the rep's supervisor
+ * (`supervisor_id`, holding field.supervise) decides a submitted plan, nobody else (the API
+ * answers anyone else 403 not_supervisor, an org admin reading the plan too). */
 export function planActions(
-  plan: { rep_id: number; status: PlanStatus },
+  plan: { rep_id: number; supervisor_id: number | null; status: PlanStatus },
   userId: number | null | undefined,
   supervises: boolean,
 ): { edit: boolean; submit: boolean; decide: boolean } {
-  const own = userId !== null && userId !== undefined && plan.rep_id === userId
+  const known = userId !== null && userId !== undefined
+  const own = known && plan.rep_id === userId
   return {
     edit: own && planEditable(plan.status),
     submit: own && planEditable(plan.status),
-    decide: !own && supervises && plan.status === 'submitted',
+    decide: known && supervises && plan.supervisor_id === userId && plan.status === 'submitted',
   }
 }
 

@@ -1,5 +1,6 @@
 // One analytics report: its filters bound to the URL query (shareable, kept on reload), the
 // JSON answer of a GET endpoint for them, and exports of the same query (?format=csv|xlsx).
+// Only the latest load's answer is shown: an earlier query's answer arriving late is dropped.
 import { reactive, ref, shallowRef, watch } from 'vue'
 import { useRoute, useRouter } from 'vue-router'
 
@@ -21,17 +22,21 @@ export function useReport<T>(path: string | ((filters: Filters) => string), defa
   const data = shallowRef<T | null>(null)
   const loading = ref(false)
   const endpoint = (): string => (typeof path === 'string' ? path : path(model))
+  let latest = 0 // the number of the last load begun: only its answer is applied
 
   async function load(): Promise<void> {
+    const mine = ++latest
     loading.value = true
     try {
       const response = await auth.send(new Request(`${apiBase()}${endpoint()}${queryString(apiQuery(model))}`))
       if (!response.ok) throw await failureOf(response)
-      data.value = (await response.json()) as T
+      const answer = (await response.json()) as T
+      if (mine !== latest) return // a later query was asked meanwhile: its answer counts
+      data.value = answer
     } catch (e) {
-      notifyError(e)
+      if (mine === latest) notifyError(e)
     } finally {
-      loading.value = false
+      if (mine === latest) loading.value = false
     }
   }
 
