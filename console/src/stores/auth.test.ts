@@ -143,6 +143,29 @@ describe('refresh', () => {
     expect(auth.loggedIn).toBe(true)
   })
 
+  it("signs out rather than take another user's tokens another tab saved", async () => {
+    const jwt = (sub: string, n: number) => {
+      const part = (o: object) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_')
+      return { ...tokens(n), access_token: `${part({ alg: 'HS256' })}.${part({ sub, n })}.sig` }
+    }
+    const server = fakeServer({
+      'POST /auth/login': () => json(200, jwt('7', 1)),
+      'GET /auth/me': () => json(200, me),
+      'GET /users': () => error(401, 'token_expired'),
+      'POST /auth/refresh': () => {
+        storage.set(TOKENS_KEY, JSON.stringify(jwt('8', 9))) // another user signed in in a tab
+        return error(401, 'invalid_token')
+      },
+    })
+    const auth = useAuthStore()
+    await auth.login('admin', 'secret')
+    const response = await auth.send(new Request('http://localhost/users'))
+    expect(response.status).toBe(401)
+    expect(auth.loggedIn).toBe(false)
+    expect(server.seen.filter((s) => s.path === '/users')).toHaveLength(1) // not sent as user 8
+    expect(JSON.parse(storage.get(TOKENS_KEY)!).refresh_token).toBe('refresh-9') // its tab's own
+  })
+
   it('signs out on any other 401 (revoked, deactivated)', async () => {
     const { auth, server } = await signedIn({ 'GET /users': () => error(401, 'token_revoked') })
     const response = await auth.send(new Request('http://localhost/users'))

@@ -32,6 +32,18 @@ function post(path: string, body: unknown): Promise<Response> {
   })
 }
 
+/** The user a token was issued to (its JWT's `sub`), or null when it cannot be read. */
+export function subject(token: string | undefined): string | null {
+  const payload = token?.split('.')[1]
+  if (!payload) return null
+  try {
+    const text = atob(payload.replace(/-/g, '+').replace(/_/g, '/'))
+    return String((JSON.parse(text) as { sub?: unknown }).sub ?? '') || null
+  } catch {
+    return null
+  }
+}
+
 async function errorCode(response: Response): Promise<string> {
   return (await failureOf(response)).code
 }
@@ -82,11 +94,18 @@ export const useAuthStore = defineStore('auth', () => {
       keep((await response.json()) as Tokens)
       return true
     }
-    // Another tab of the console may have spent this refresh token first and kept the new pair.
+    // Another tab of the console may have spent this refresh token first and kept the new pair
+    // — taken only when it is the same user's: a tab signed in as someone else meanwhile left
+    // another user's pair, and this tab's request would have been sent as that user (a probe)
     const other = stored()
-    if (other && other.refresh_token !== used) {
+    const sameUser = subject(other?.access_token) === subject(tokens.value?.access_token)
+    if (other && other.refresh_token !== used && sameUser) {
       tokens.value = other
       return true
+    }
+    if (other && !sameUser) {
+      tokens.value = me.value = null // signed out here; the other user's tab keeps its pair
+      return false
     }
     forget()
     return false
