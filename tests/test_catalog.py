@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from tests.helpers import assert_error
+from tests.race_support import audit_rows, deleted_once, twice_held
 
 
 async def test_product_crud_with_every_field(client: Any, login: Any) -> None:
@@ -238,3 +239,88 @@ async def test_deleting_a_product_whose_units_are_active_is_refused(
     after = await client.post("/v1/verify", json={"serial": serials[1]})
     assert_error(gone, 409, "in_use")
     assert after.json()["product"]["id"] == product, after.text
+
+
+# -- races: a row read before another request's write of it (check-then-act) ----------------------
+
+
+async def _new_product(client: Any, admin: dict[str, str]) -> int:
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": "race", "product_no": f"RACE-{secrets.token_hex(3)}"},
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def test_a_category_deleted_twice_at_once_is_deleted_once(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two deletions of one category at once (a double click, a retry) both read it
+    and found it empty before either deleted it, and both answered 204 with a ``delete`` audit
+    row each. The category's row is locked before the check now: one 204, one 404, one audit
+    row — as one after the other."""
+    admin = await login("admin")
+    made = await client.post(
+        "/categories", headers=admin, json={"name": f"Race {secrets.token_hex(3)}"}
+    )
+    assert made.status_code == 201, made.text
+    cid = made.json()["id"]
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM categories WHERE id = %s FOR UPDATE",
+        (cid,),
+        "DELETE",
+        f"/categories/{cid}",
+        admin,
+    )
+    await deleted_once(app, answers, "category", cid, "delete")
+
+
+async def test_a_product_deleted_twice_at_once_is_deleted_once(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two deletions of one unused product at once both passed the in-use check and
+    both answered 204 with a ``delete`` audit row each. The product's row is locked first now:
+    one 204, one 404, one audit row."""
+    admin = await login("admin")
+    pid = await _new_product(client, admin)
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM products WHERE id = %s FOR UPDATE",
+        (pid,),
+        "DELETE",
+        f"/products/{pid}",
+        admin,
+    )
+    await deleted_once(app, answers, "product", pid, "delete")
+
+
+async def test_two_changes_of_a_product_at_once_are_audited_one_after_the_other(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the audit log is a product's history. Two ``PATCH /products/{id}`` at once both
+    read the product as it was before either wrote, so both rows' ``before`` named the old
+    name and the history never showed the one the second change replaced. The row is locked
+    where ``before`` is read now: the second row's ``before`` is the first's ``after``."""
+    admin = await login("admin")
+    pid = await _new_product(client, admin)
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM products WHERE id = %s FOR UPDATE",
+        (pid,),
+        "PATCH",
+        f"/products/{pid}",
+        admin,
+        bodies=({"name": "race one"}, {"name": "race two"}),
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    first, second = await audit_rows(app, "product", pid, "update")
+    assert second["before"]["name"] == first["after"]["name"], (
+        f"history: {first['before']['name']} -> {first['after']['name']}, then "
+        f"{second['before']['name']} -> {second['after']['name']}: a change is missing"
+    )

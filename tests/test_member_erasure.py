@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import assert_error
 from tests.points_support import member_client, new_member
+from tests.race_support import lock_waiters
 from tests.test_members_auth import new_phone, sign_in
 from tests.test_redemptions import give, new_gift, redeem
 
@@ -570,3 +571,36 @@ async def _waiting(app: Any, *needles: str) -> None:
                 return
         await asyncio.sleep(0.05)
     raise AssertionError(f"nothing blocked on {needles!r}")
+
+
+async def test_a_profile_edit_waiting_on_an_erasure_writes_nothing_into_the_erased_row(
+    client: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: the erasure sets the profile (gender, birthday, e-mail, WeChat id, province,
+    city) to NULL. A ``PATCH /members/me`` sent while it runs (the member's other tab, an app
+    retry) loaded the member as active, waited for the member's row and, once the erasure
+    committed, wrote the new e-mail, province and city into the erased row: personal data back
+    on a closed membership nobody could erase again. The edit checks the status of the row it
+    locked now: 401 ``member_erased`` (as the token answers from then on), nothing written."""
+    from app.members import erasure
+
+    brand = demo["BRAND-LUMI"]
+    headers, body = await sign_in(client, app, brand)
+    member_id = body["member"]["id"]
+    profile = {"email": "after@example.com", "province": "浙江省", "city": "杭州市"}
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await erasure.erase(holder, None, brand, member_id, settings)  # not committed yet
+        async with member_client(app) as mc:
+            editing = asyncio.ensure_future(mc.patch("/members/me", headers=headers, json=profile))
+            assert await lock_waiters(watch, 1), "the edit should wait for the member's row"
+            await holder.commit()
+            edited = await editing
+    row = await _one(
+        app, "SELECT status, email, province, city FROM members WHERE id = %s", member_id
+    )
+    assert row["status"] == "erased"
+    assert (row["email"], row["province"], row["city"]) == (None, None, None), (
+        f"personal data written into the erased member's row: {dict(row)} "
+        f"(the edit answered {edited.status_code} {edited.text})"
+    )
+    assert_error(edited, 401, "member_erased")

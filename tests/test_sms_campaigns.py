@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 from app.sms import sender
 from app.sms.gateway import Result, gateway_from_settings
 from tests.helpers import assert_error
+from tests.race_support import deleted_once, twice_held
 from tests.sms_gateway import LocalGateway
 
 
@@ -666,3 +667,29 @@ async def test_editing_a_template_does_not_spoil_a_campaign_already_queued(
     assert shown.json()["states"] == {"sent": 2}, shown.json()["states"]
     assert set(texts) == set(phones)
     assert all("春季新品上市。" in t and "领取" not in t for t in texts.values()), texts
+
+
+async def test_an_sms_template_deleted_twice_at_once_is_deleted_once(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two deletions of one SMS template at once both read it before either deleted
+    it, and both answered 204 with an ``sms.template.delete`` audit row each. The template's
+    row is locked before the in-use check now: one 204, one 404, one audit row."""
+    marketer = await login("marketer")
+    made = await client.post(
+        "/sms/templates",
+        headers=marketer,
+        json={"name": f"race_{secrets.token_hex(3)}", "body": "hello {x}"},
+    )
+    assert made.status_code == 201, made.text
+    tid = made.json()["id"]
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM sms_templates WHERE id = %s FOR UPDATE",
+        (tid,),
+        "DELETE",
+        f"/sms/templates/{tid}",
+        marketer,
+    )
+    await deleted_once(app, answers, "sms_template", tid, "sms.template.delete")

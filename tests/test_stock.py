@@ -16,6 +16,7 @@ import pytest
 from app.logistics.rollup import recount, rollup
 from tests.conftest import ROOT
 from tests.helpers import activate, assert_error, issue_units
+from tests.race_support import audit_rows, twice_held
 
 _lots = itertools.count()
 
@@ -569,3 +570,47 @@ async def test_a_connection_given_back_in_autocommit_serves_the_next_request_in_
             break
         await asyncio.sleep(0.02)
     assert not used.autocommit
+
+
+async def test_two_thresholds_set_at_once_are_audited_one_after_the_other(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the audit log is the thresholds' only history. Two ``PUT
+    /stock/thresholds/{org}/{product}`` at once (two managers, a retry with another value)
+    both read the minimum in place before either wrote, so both rows said ``before: 5``: the
+    history read 5→10 and 5→20 and never showed the 10 the second change replaced. Thresholds
+    are set one at a time now, taken before ``before`` is read: the second row's ``before`` is
+    the first's ``after``."""
+    admin = await login("admin")
+    found = await client.get("/products", headers=admin, params={"q": "LM-HY-50"})
+    product = found.json()["items"][0]["id"]
+    org = demo["STORE-HZ-01"]
+    url = f"/stock/thresholds/{org}/{product}"
+    async with app.state.pool.connection() as conn:
+        kept = await (
+            await conn.execute(
+                "SELECT min_units FROM stock_thresholds WHERE org_id = %s AND product_id = %s",
+                (org, product),
+            )
+        ).fetchone()
+    try:
+        assert (await client.put(url, headers=admin, json={"min_units": 5})).status_code == 200
+        answers = await twice_held(
+            app,
+            client,
+            "SELECT 1 FROM stock_thresholds WHERE org_id = %s AND product_id = %s FOR UPDATE",
+            (org, product),
+            "PUT",
+            url,
+            admin,
+            bodies=({"min_units": 10}, {"min_units": 20}),
+        )
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        *_, first, second = await audit_rows(app, "stock_threshold", f"{org}:{product}", "set")
+        assert second["before"]["min_units"] == first["after"]["min_units"], (
+            f"history: {first['before']} -> {first['after']}, then {second['before']} -> "
+            f"{second['after']}: the change in between is missing"
+        )
+    finally:  # the store's threshold as it was (0: never below)
+        restore = {"min_units": kept["min_units"] if kept else 0}
+        assert (await client.put(url, headers=admin, json=restore)).status_code == 200

@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from tests.helpers import assert_error
+from tests.race_support import deleted_once, twice_held
 
 
 async def test_org_admin_manages_users_of_its_own_subtree_only(
@@ -398,3 +399,30 @@ async def test_head_of_the_users_file_is_no_export(client: Any, app: Any, login:
         got = await client.get("/users", headers=admin, params={"format": fmt})
         assert got.status_code == 200 and got.content
         assert await exports() == before + 1
+
+
+async def test_a_role_deleted_twice_at_once_is_deleted_once(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two deletions of one unassigned custom role at once both read the role and its
+    holders before either deleted it, and both answered 204 with a ``delete`` audit row each.
+    The role's row is locked before the in-use check now (which also keeps an assignment from
+    slipping in between): one 204, one 404, one audit row."""
+    admin = await login("admin")
+    made = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": f"race_{secrets.token_hex(3)}", "permissions": ["orgs.read"]},
+    )
+    assert made.status_code == 201, made.text
+    rid = made.json()["id"]
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM roles WHERE id = %s FOR UPDATE",
+        (rid,),
+        "DELETE",
+        f"/roles/{rid}",
+        admin,
+    )
+    await deleted_once(app, answers, "role", rid, "delete")

@@ -22,6 +22,7 @@ from app.verify.fallback import decide
 from app.verify.schemas import VerifyIn
 from app.verify.service import Verifier
 from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
+from tests.race_support import audit_rows, twice_held
 
 SHANGHAI = {"lat": 31.2, "lng": 121.5}
 GUANGZHOU = {"lat": 23.1, "lng": 113.3}
@@ -974,3 +975,40 @@ async def test_a_forged_code_scanned_from_the_brands_digital_link_is_listed_for_
     assert len(forged_alerts) == 1 and forged_alerts[0]["code_id"] is None
     assert forged_alerts[0]["details"]["serial"] == forged
     assert forged_alerts[0]["severity"] == "warning"
+
+
+async def test_an_alert_acknowledged_twice_is_audited_once(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two acknowledgements of one alert (a double click, two analysts at once, a
+    retry) kept the first acknowledger but wrote an ``acknowledge`` audit row for every call,
+    so the log said the second user acknowledged an alert whose ``acknowledged_by`` is the
+    first. Only the call whose update acknowledged the alert is audited now; every call
+    answers the acknowledged alert."""
+    admin, analyst = await login("admin"), await login("analyst")
+    serial = "RACE" + secrets.token_hex(6).upper()
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """INSERT INTO alerts (brand_id, org_id, kind, severity, serial, message,
+                                       dedup_key)
+                   VALUES (%s, %s, 'diversion', 'warning', %s, 'race probe', %s) RETURNING id""",
+                (demo["BRAND-LUMI"], demo["BRAND-LUMI"], serial, f"diversion:race:{serial}"),
+            )
+        ).fetchone()
+        await conn.commit()
+    alert_id = row["id"]
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM alerts WHERE id = %s FOR UPDATE",
+        (alert_id,),
+        "POST",
+        f"/alerts/{alert_id}/acknowledge",
+        admin,
+    )
+    again = await client.post(f"/alerts/{alert_id}/acknowledge", headers=analyst)
+    assert [a.status_code for a in [*answers, again]] == [200, 200, 200], again.text
+    assert answers[0].json() == answers[1].json() == again.json()
+    audited = await audit_rows(app, "alert", alert_id, "acknowledge")
+    assert len(audited) == 1, f"{len(audited)} acknowledge audit rows for one acknowledgement"

@@ -63,9 +63,13 @@ async def _writable(conn: Conn, actor: Principal, table: str, entity_id: int, wh
 _CAT = "c.id, c.org_id, c.name, c.display_order, c.created_at, c.updated_at"
 
 
-async def _category(conn: Conn, category_id: int) -> CategoryOut:
+async def _category(conn: Conn, category_id: int, lock: str = "") -> CategoryOut:
+    """The category; with ``lock`` (``FOR UPDATE``, ``FOR NO KEY UPDATE``) its row held to the
+    end of the transaction, so a concurrent change or deletion goes before or after this one."""
     row = await (
-        await conn.execute(f"SELECT {_CAT} FROM categories c WHERE c.id = %s", (category_id,))
+        await conn.execute(
+            f"SELECT {_CAT} FROM categories c WHERE c.id = %s {lock}", (category_id,)
+        )
     ).fetchone()
     if row is None:
         raise NotFound("category not found")
@@ -113,7 +117,8 @@ async def update_category(
     conn: Conn, actor: Principal, category_id: int, patch: CategoryPatch
 ) -> CategoryOut:
     await _writable(conn, actor, "categories", category_id, "category")
-    before = await _category(conn, category_id)
+    # locked: a concurrent change is audited before or after this one, never skipped (a probe)
+    before = await _category(conn, category_id, "FOR NO KEY UPDATE")
     changes = changes_of(patch)
     if (
         "name" in changes
@@ -141,8 +146,11 @@ async def update_category(
 
 
 async def delete_category(conn: Conn, actor: Principal, category_id: int) -> None:
+    """Delete an empty category: 409 ``category_in_use`` while products name it. Its row is
+    locked first, so of two deletions at once the second finds it gone (404) — a probe: both
+    answered 204 and both were audited."""
     await _writable(conn, actor, "categories", category_id, "category")
-    before = await _category(conn, category_id)
+    before = await _category(conn, category_id, "FOR UPDATE")
     if await (
         await conn.execute("SELECT 1 FROM products WHERE category_id = %s LIMIT 1", (category_id,))
     ).fetchone():
@@ -160,9 +168,11 @@ _PROD = """p.id, p.org_id, p.category_id, p.name, p.spec, p.product_type, p.prod
     p.erp_code, p.created_at, p.updated_at"""
 
 
-async def _product(conn: Conn, product_id: int) -> ProductOut:
+async def _product(conn: Conn, product_id: int, lock: str = "") -> ProductOut:
+    """The product; with ``lock`` (``FOR UPDATE``, ``FOR NO KEY UPDATE``) its row held to the
+    end of the transaction, so a concurrent change or deletion goes before or after this one."""
     row = await (
-        await conn.execute(f"SELECT {_PROD} FROM products p WHERE p.id = %s", (product_id,))
+        await conn.execute(f"SELECT {_PROD} FROM products p WHERE p.id = %s {lock}", (product_id,))
     ).fetchone()
     if row is None:
         raise NotFound("product not found")
@@ -289,7 +299,8 @@ async def update_product(
     conn: Conn, actor: Principal, product_id: int, patch: ProductPatch
 ) -> ProductOut:
     await _writable(conn, actor, "products", product_id, "product")
-    before = await _product(conn, product_id)
+    # locked: a concurrent change is audited before or after this one, never skipped (a probe)
+    before = await _product(conn, product_id, "FOR NO KEY UPDATE")
     changes = changes_of(patch)
     if "gtin" in changes:
         changes["gtin"] = _gtin14(changes["gtin"])
@@ -319,9 +330,11 @@ async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
     without a foreign key (the hot tables keep none), so stock tells: every activation writes
     the product's stock delta, and ``stock`` keeps a row for each product that ever had stock
     (a probe: a product whose units were activated from a batch issued without one, by a line
-    since moved on, was deleted, and its genuine units then verified as never activated)."""
+    since moved on, was deleted, and its genuine units then verified as never activated). Its
+    row is locked first, so of two deletions at once the second finds it gone (404) — a probe:
+    both answered 204 and both were audited."""
     await _writable(conn, actor, "products", product_id, "product")
-    before = await _product(conn, product_id)
+    before = await _product(conn, product_id, "FOR UPDATE")
     used = await (
         await conn.execute(
             """SELECT EXISTS (SELECT 1 FROM stock WHERE product_id = %(p)s)

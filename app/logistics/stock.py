@@ -10,6 +10,7 @@ from app import audit
 from app.auth.principal import Principal, brand_of
 from app.db import Conn
 from app.errors import NotFound
+from app.locks import Lock, xact_lock
 from app.logistics.rollup import check_thresholds
 from app.logistics.schemas import StockOut, ThresholdIn, ThresholdOut
 from app.orgs.service import org_path
@@ -101,7 +102,11 @@ async def list_thresholds(
 async def set_threshold(
     conn: Conn, actor: Principal, org_id: int, product_id: int, data: ThresholdIn
 ) -> ThresholdOut:
-    """Set the threshold and evaluate it at once against the rolled-up stock."""
+    """Set the threshold and evaluate it at once against the rolled-up stock. Thresholds are
+    set one transaction at a time (``Lock.STOCK_THRESHOLDS``, which their evaluation takes
+    anyway), taken before ``before`` is read: the audit log, their only history, shows each
+    change's predecessor (a probe: two changes at once both read 5, and the 10 that the second
+    replaced was never seen; a row lock would not do, a first setting has no row yet)."""
     actor.require_any(*WRITE)
     path = await org_path(conn, org_id)
     actor.ensure_sees(path)
@@ -114,6 +119,7 @@ async def set_threshold(
     ).fetchone()
     if product is None:
         raise NotFound("product not found")
+    await xact_lock(conn, Lock.STOCK_THRESHOLDS)
     before = await (
         await conn.execute(
             "SELECT min_units FROM stock_thresholds WHERE org_id = %s AND product_id = %s",

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.db import Conn, changes_of, update_row
-from app.errors import Unprocessable, ValidationFailed
+from app.errors import Unauthorized, Unprocessable, ValidationFailed
 from app.localtime import REPORT_TZ
 from app.members.principal import Member
 from app.members.schemas import MemberOut, ProfilePatch
@@ -158,8 +158,12 @@ def _checked(patch: ProfilePatch, row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def update_profile(conn: Conn, member: Member, patch: ProfilePatch) -> MemberOut:
-    """Change the member's own profile (a frozen member may too: it is their data)."""
+    """Change the member's own profile (a frozen member may too: it is their data). An erasure
+    that committed while this waited for the row is 401 ``member_erased`` and writes nothing (a
+    probe: the edit put personal data back into the erased row)."""
     row = await _row(conn, member.id, lock=True)
+    if row["status"] == "erased":
+        raise Unauthorized("the membership was erased", code="member_erased")
     changes = _checked(patch, row)
     await update_row(conn, "members", member.id, changes)
     if changes.get("marketing_opt_out"):  # its queued campaign messages stay unsent

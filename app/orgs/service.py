@@ -246,6 +246,9 @@ async def list_orgs(
 async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:
     actor.require("orgs.write")
     await administered(conn, actor, org_id)
+    # the row held before its "before" is read: a concurrent change is audited before or after
+    # this one, never skipped (a probe); NO KEY: references to the organisation are not held up
+    await conn.execute("SELECT 1 FROM orgs WHERE id = %s FOR NO KEY UPDATE", (org_id,))
     before = await get_org(conn, None, org_id)
     changes = changes_of(patch)
     if not changes:

@@ -310,9 +310,13 @@ async def list_templates(
     )
 
 
-async def _own_template(conn: Conn, actor: Principal, template_id: int) -> dict[str, Any]:
+async def _own_template(
+    conn: Conn, actor: Principal, template_id: int, lock: str = ""
+) -> dict[str, Any]:
+    """The brand's template; with ``lock`` (``FOR UPDATE``, ``FOR NO KEY UPDATE``) its row held
+    to the end of the transaction, so a concurrent change or deletion goes before or after."""
     cur = await conn.execute(
-        f"SELECT {_TEMPLATE_COLUMNS} FROM sms_templates WHERE id = %s AND brand_id = %s",
+        f"SELECT {_TEMPLATE_COLUMNS} FROM sms_templates WHERE id = %s AND brand_id = %s {lock}",
         (template_id, actor.brand_id),
     )
     row = await cur.fetchone()
@@ -326,7 +330,8 @@ async def update_template(
 ) -> TemplateOut:
     actor.require(PERMISSION)
     _brand_staff(actor, "only the brand's own staff write its templates")
-    before = await _own_template(conn, actor, template_id)
+    # locked: a concurrent change is audited before or after this one, never skipped (a probe)
+    before = await _own_template(conn, actor, template_id, "FOR NO KEY UPDATE")
     changes = changes_of(data)
     if changes:
         await update_row(conn, "sms_templates", template_id, changes)
@@ -343,10 +348,12 @@ async def update_template(
 
 
 async def delete_template(conn: Conn, actor: Principal, template_id: int) -> None:
-    """Delete a template no campaign used (409 ``in_use`` otherwise)."""
+    """Delete a template no campaign used (409 ``in_use`` otherwise). Its row is locked before
+    the check: of two deletions at once the second finds it gone (404; a probe: both answered
+    204 and both were audited), and a campaign cannot name it in between (its foreign key)."""
     actor.require(PERMISSION)
     _brand_staff(actor, "only the brand's own staff write its templates")
-    before = await _own_template(conn, actor, template_id)
+    before = await _own_template(conn, actor, template_id, "FOR UPDATE")
     used = await conn.execute(
         "SELECT 1 FROM sms_campaigns WHERE template_id = %s LIMIT 1", (template_id,)
     )

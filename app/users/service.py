@@ -390,12 +390,15 @@ async def _get_role(conn: Conn, role_id: int) -> RoleOut:
     return RoleOut(**row)
 
 
-async def _managed_role(conn: Conn, actor: Principal, role_id: int) -> RoleOut:
+async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -> RoleOut:
+    """A custom role the caller may change, its row locked first (``lock``: ``FOR UPDATE`` to
+    delete it, ``FOR NO KEY UPDATE`` to change it): two changes or deletions at once go one
+    after the other (a probe: two deletions both answered 204 and both were audited)."""
     actor.require("roles.write")
     row = await (
         await conn.execute(
             "SELECT r.org_id, o.path FROM roles r LEFT JOIN orgs o ON o.id = r.org_id "
-            "WHERE r.id = %s",
+            f"WHERE r.id = %s {lock} OF r",
             (role_id,),
         )
     ).fetchone()
@@ -420,7 +423,7 @@ async def _managed_role(conn: Conn, actor: Principal, role_id: int) -> RoleOut:
 
 
 async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePatch) -> RoleOut:
-    before = await _managed_role(conn, actor, role_id)
+    before = await _managed_role(conn, actor, role_id, "FOR NO KEY UPDATE")
     if patch.permissions is not msgspec.UNSET:
         check_grantable(actor, patch.permissions)
         await conn.execute(
@@ -438,7 +441,9 @@ async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePat
 
 
 async def delete_role(conn: Conn, actor: Principal, role_id: int) -> None:
-    before = await _managed_role(conn, actor, role_id)
+    """Delete a custom role no user holds (409 ``role_in_use``). Its row is locked before the
+    check, which also keeps an assignment (its foreign key) from slipping in between."""
+    before = await _managed_role(conn, actor, role_id, "FOR UPDATE")
     used = await (
         await conn.execute("SELECT 1 FROM user_roles WHERE role_id = %s LIMIT 1", (role_id,))
     ).fetchone()

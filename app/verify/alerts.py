@@ -48,6 +48,9 @@ async def list_alerts(
 
 
 async def acknowledge(conn: Conn, actor: Principal, alert_id: int) -> AlertOut:
+    """Acknowledge the alert, once: the first acknowledger stays, and only the call that
+    acknowledged it is audited; a later one answers the alert as it is (a probe: every call
+    was audited, so the log named users who acknowledged nothing)."""
     actor.require("alerts.read")
     row = await (
         await conn.execute(
@@ -58,13 +61,22 @@ async def acknowledge(conn: Conn, actor: Principal, alert_id: int) -> AlertOut:
     actor.ensure_sees(row["path"] if row else None, "alert")
     updated = await (
         await conn.execute(
-            f"UPDATE alerts a SET acknowledged_at = coalesce(acknowledged_at, now()), "
-            f"acknowledged_by = coalesce(acknowledged_by, %s) WHERE id = %s RETURNING {_COLUMNS}",
+            "UPDATE alerts a SET acknowledged_at = now(), acknowledged_by = %s "
+            f"WHERE id = %s AND acknowledged_at IS NULL RETURNING {_COLUMNS}",
             (actor.user_id, alert_id),
         )
     ).fetchone()
-    if updated is None:
-        raise NotFound("alert not found")
+    if updated is None:  # acknowledged already (or meanwhile): answered as it is
+        return await _alert(conn, alert_id)
     out = AlertOut(**updated)
     await audit.record(conn, actor, "acknowledge", "alert", alert_id, after=out, org_id=out.org_id)
     return out
+
+
+async def _alert(conn: Conn, alert_id: int) -> AlertOut:
+    row = await (
+        await conn.execute(f"SELECT {_COLUMNS} FROM alerts a WHERE a.id = %s", (alert_id,))
+    ).fetchone()
+    if row is None:
+        raise NotFound("alert not found")
+    return AlertOut(**row)
