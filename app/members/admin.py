@@ -126,6 +126,10 @@ def _row(actor: Principal, r: dict[str, Any]) -> MemberRow:
     )
 
 
+# The list's order, and its file's (a probe: the CSV came out oldest first, the page newest first).
+_ORDER = "m.created_at DESC, m.id DESC"
+
+
 async def list_members(
     conn: Conn, actor: Principal, f: Filters, page: int, per_page: int
 ) -> Page[MemberRow]:
@@ -137,7 +141,7 @@ async def list_members(
         source="members m",
         where=where,
         params=params,
-        order="m.created_at DESC, m.id DESC",
+        order=_ORDER,
         page=page,
         per_page=per_page,
         make=lambda r: _row(actor, r),
@@ -330,7 +334,7 @@ async def export_csv(
             # the audit is read by staff who may see phones masked only
             after={"filters": _audited(f), "phones": actor.has(READ_PHONE)},
         )
-    sql = f"SELECT {_COLUMNS} FROM members m WHERE {' AND '.join(where)} ORDER BY m.id"
+    sql = f"SELECT {_COLUMNS} FROM members m WHERE {' AND '.join(where)} ORDER BY {_ORDER}"
     return tabular.csv_chunks(CSV_COLUMNS, _csv_batches(pool, actor, sql, params))
 
 
