@@ -625,6 +625,22 @@ async def test_dashboard_figures_match_what_was_done(
     assert_error(await client.get("/analytics/dashboard", headers=await login("store_clerk")), 403)
 
 
+async def test_head_of_the_dashboard_keeps_no_day(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: HEAD /analytics/dashboard counted the closed days it had not kept and stored
+    them, as its GET does (README: a HEAD has no side effect of its GET). It answers GET's
+    status from a count it does not keep."""
+    admin, brand = await login("admin"), demo["BRAND-LUMI"]
+    kept = "SELECT count(*) AS n FROM dashboard_days WHERE brand_id = %s"
+    await auto.execute("DELETE FROM dashboard_days WHERE brand_id = %s", (brand,))
+    head = await client.head("/analytics/dashboard", headers=admin)
+    assert head.status_code == 200 and head.content == b""
+    assert (await (await auto.execute(kept, (brand,))).fetchone())["n"] == 0
+    assert (await client.get("/analytics/dashboard", headers=admin)).status_code == 200
+    assert (await (await auto.execute(kept, (brand,))).fetchone())["n"] == 13
+
+
 async def test_a_product_that_nets_nothing_is_listed_by_no_path(
     client: Any, login: Any, demo: Any, auto: Any
 ) -> None:

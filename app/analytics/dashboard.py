@@ -142,9 +142,9 @@ async def refresh(conn: Conn) -> int:
     return counted
 
 
-async def _brand_wide(conn: Conn, brand_id: int, days: list[date]) -> dict[str, Figure]:
-    """The brand-wide figures: closed days from ``dashboard_days`` (those missing counted and
-    kept), today live."""
+async def _brand_wide(conn: Conn, brand_id: int, days: list[date], keep: bool) -> dict[str, Figure]:
+    """The brand-wide figures: closed days from ``dashboard_days`` (those missing counted, and
+    kept unless ``keep`` is false: a HEAD has no side effect of its GET), today live."""
     rows = await (
         await conn.execute(
             "SELECT * FROM dashboard_days WHERE brand_id = %s AND day BETWEEN %s AND %s",
@@ -154,7 +154,7 @@ async def _brand_wide(conn: Conn, brand_id: int, days: list[date]) -> dict[str, 
     by_day: dict[date, dict[str, int]] = {r["day"]: r for r in rows}
     for day in days[:-1]:
         if day not in by_day:
-            by_day[day] = await save_day(conn, brand_id, day)
+            by_day[day] = await (save_day if keep else count_day)(conn, brand_id, day)
     by_day[days[-1]] = await count_day(conn, brand_id, days[-1])
     return {
         name: Figure(today=by_day[days[-1]][name], trend=[by_day[d][name] for d in days])
@@ -162,13 +162,14 @@ async def _brand_wide(conn: Conn, brand_id: int, days: list[date]) -> dict[str, 
     }
 
 
-async def dashboard(conn: Conn, actor: Principal) -> Dashboard:
-    """Today's figures and their 14 days, for the caller (``reports.read``)."""
+async def dashboard(conn: Conn, actor: Principal, keep: bool = True) -> Dashboard:
+    """Today's figures and their 14 days, for the caller (``reports.read``); ``keep``: the
+    closed days counted are kept (``_brand_wide``)."""
     actor.require("reports.read")
     now = await today(conn)
     days = [now - timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
     brand_staff = actor.org_path == f"/{actor.brand_id}/"
-    wide = await _brand_wide(conn, actor.brand_id, days) if brand_staff else {}
+    wide = await _brand_wide(conn, actor.brand_id, days, keep) if brand_staff else {}
     scope = "true" if brand_staff else "o.path LIKE %(scope)s"
     since = datetime.combine(days[0], time(), ZoneInfo(REPORT_TZ))  # the first day's midnight
     rows = await (
