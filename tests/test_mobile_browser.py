@@ -12,6 +12,7 @@ the app is asked to send again.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from app.web.mobile import mobile_dir
 from tests.browser import Browser, start_chromium
 from tests.servers import granian_server
 from tests.test_inspect import _close_diversion_alerts, goods  # noqa: F401 (fixtures)
+from tests.test_logistics import confirm, document, pack
 
 GPS = {"latitude": 29.8683, "longitude": 121.5440, "accuracy": 10}
 
@@ -88,6 +90,18 @@ def _network(driver: WebDriver, offline: bool) -> None:
 def _scan(driver: WebDriver, code: str) -> None:
     field = _find(driver, "[data-test=scan-input] input")
     field.send_keys(code + Keys.ENTER)
+
+
+def _choose_store(driver: WebDriver, store: dict[str, Any] | None) -> None:
+    """The inspection page's store as if chosen before (kept per user: the signed-in one's), or
+    none."""
+    driver.execute_script(
+        """const key = 'tracecode.m.inspect.store.'
+            + JSON.parse(localStorage.getItem('tracecode.m.me')).me.user_id;
+        if (arguments[0] === null) localStorage.removeItem(key);
+        else localStorage.setItem(key, JSON.stringify(arguments[0]));""",
+        store,
+    )
 
 
 def _errors(driver: WebDriver) -> list[str]:
@@ -152,7 +166,7 @@ async def test_an_inspector_scans_online_and_offline_and_each_scan_is_sent_once(
 
     # the store by its nameplate (the field force's signed QR code: {public_url}/m/n/N<id>.<tag>)
     plate = nameplates.code_for(settings, demo["STORE-NB-01"])
-    driver.execute_script("localStorage.removeItem('tracecode.m.inspect.store')")
+    _choose_store(driver, None)
     driver.get(f"{server}/m/inspect")
     _scan(driver, f"{server}/m/n/{plate}")
     org = (
@@ -364,11 +378,7 @@ async def test_the_camera_reads_a_unit_code_and_shows_its_verdict(
         driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
         driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
         _wait(driver).until(lambda d: "inspector" in _text(d, "[data-test=hello]"))
-        store = {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"}
-        driver.execute_script(
-            "localStorage.setItem('tracecode.m.inspect.store', JSON.stringify(arguments[0]))",
-            store,
-        )
+        _choose_store(driver, {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"})
         driver.get(f"{server}/m/inspect")
         _find(driver, ".camera-button").click()
         try:
@@ -408,10 +418,7 @@ async def test_an_inspection_carries_a_photo_taken_on_the_page(
     driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
     _wait(driver).until(lambda d: "inspector" in _text(d, "[data-test=hello]"))
-    driver.execute_script(
-        "localStorage.setItem('tracecode.m.inspect.store', JSON.stringify(arguments[0]))",
-        {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"},
-    )
+    _choose_store(driver, {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"})
     driver.get(f"{server}/m/inspect")
     _find(driver, "[data-test=inspect-photo-input]").send_keys(str(picture))
     _find(driver, "[data-test=inspect-photo]")
@@ -430,3 +437,292 @@ async def test_an_inspection_carries_a_photo_taken_on_the_page(
     await conn.commit()
     assert row is not None and len(row["photo_ids"]) == 1 and row["username"] == "inspector"
     assert _errors(driver) == []
+
+
+def _sign_in(driver: WebDriver, server: str, username: str, clear: bool = True) -> None:
+    driver.get(f"{server}/m/login")
+    if clear:
+        driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+        driver.get(f"{server}/m/login")
+    _find(driver, "[data-test=username] input").send_keys(username)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
+    _wait(driver).until(lambda d: username in _text(d, "[data-test=hello]"))
+
+
+def _sscc(body17: str) -> str:
+    total = sum(int(c) * (3 if i % 2 == 0 else 1) for i, c in enumerate(reversed(body17)))
+    return body17 + str((10 - total % 10) % 10)
+
+
+async def _draft(client: Any, login: Any) -> int:
+    doc = await document(client, await login("clerk"), kind="factory_inbound")
+    return int(doc["id"])
+
+
+def _to_queue_page(driver: WebDriver) -> None:
+    """The queue page opened in the app (not reloaded: the latest answers are in memory)."""
+    driver.execute_script(
+        "document.querySelector('#app').__vue_app__.config.globalProperties.$router.push('/queue')"
+    )
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=send-now]"))
+
+
+async def test_a_document_code_refused_after_an_offline_scan_is_shown_and_kept(
+    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a clerk scans two cases into a factory inbound offline, one packed and one never
+    packed (a well-formed SSCC); back online the queue sends both in one request, answered 200
+    with the second `rejected` (`unknown_case`). The document's tally counts 1 added and 1
+    rejected with the reason on screen; the queue page says the refused code's reason (not a
+    bare "200") and keeps it, also over a reload, until the clerk dismisses it (the status bar
+    counts it meanwhile)."""
+    packed = await pack(client, login, app, demo, 1)
+    doc_id = await _draft(client, login)
+    never_packed = _sscc("0" + str(secrets.randbelow(10**16)).zfill(16))
+    driver = browser
+    _sign_in(driver, server, "clerk")
+    driver.get(f"{server}/m/documents/{doc_id}")
+    _find(driver, "[data-test=doc-counts]")
+    _network(driver, offline=True)
+    try:
+        _wait(driver).until(lambda d: "离线" in _text(d, "[data-test=net-status]"))
+        _scan(driver, packed["cases"][0])
+        _wait(driver).until(lambda d: "1 条待发送" in _text(d, "[data-test=pending-count]"))
+        _scan(driver, never_packed)
+        _wait(driver).until(lambda d: "2 条待发送" in _text(d, "[data-test=pending-count]"))
+    finally:
+        _network(driver, offline=False)
+    _wait(driver, 45).until(lambda d: not _text(d, "[data-test=pending-count]"))
+    _wait(driver).until(lambda d: "已扫 1 个码" in _text(d, "[data-test=doc-counts]"))
+    _wait(driver).until(lambda d: "拒绝： 1" in _text(d, "[data-test=tally]"))
+    assert "已添加 1" in _text(driver, "[data-test=tally]")
+    assert "unknown_case" in _text(driver, "[data-test=verdict]")
+    assert "1 条被拒绝" in _text(driver, "[data-test=refused-count]")
+
+    _to_queue_page(driver)
+    refused = _text(driver, "[data-test=refused]")
+    assert "unknown_case" in refused and never_packed in refused, refused
+    recent = _text(driver, "[data-test=recent]")
+    assert "unknown_case" in recent and "已添加" in recent, recent
+    driver.refresh()  # kept over a reload, until dismissed
+    _wait(driver).until(lambda d: "unknown_case" in _text(d, "[data-test=refused]"))
+    driver.find_element(By.CSS_SELECTOR, "[data-test=dismiss-refused]").click()
+    _wait(driver).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-test=refused]"))
+    assert not _text(driver, "[data-test=refused-count]")
+    driver.refresh()
+    _find(driver, "[data-test=send-now]")
+    assert not driver.find_elements(By.CSS_SELECTOR, "[data-test=refused]")
+
+
+async def test_a_scan_with_a_malformed_percent_escape_gets_a_verdict(
+    browser: WebDriver,
+    server: str,
+    demo: Any,
+    goods: dict[str, Any],  # noqa: F811 (the fixture imported above)
+) -> None:
+    """A probe: a QR whose URL holds a malformed percent escape (a damaged or hostile label:
+    `https://…/c/%zz`) is answered on screen as not a code (it made the parser throw and the
+    scan was dropped without a verdict or a sound)."""
+    driver = browser
+    _sign_in(driver, server, "inspector")
+    _choose_store(driver, {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"})
+    driver.get(f"{server}/m/inspect")
+    _find(driver, "[data-test=scan-input] input")
+    _scan(driver, "https://t.example.cn/c/%zz")
+    _wait(driver).until(lambda d: "不是追溯码" in _text(d, "[data-test=verdict]"))
+
+
+async def test_queued_scans_are_never_sent_with_another_users_token(
+    browser: WebDriver,
+    server: str,
+    demo: Any,
+    goods: dict[str, Any],  # noqa: F811 (the fixture imported above)
+    conn: Any,
+) -> None:
+    """A probe: on one shared phone the inspector queues a shelf scan (the API unreachable);
+    the brand admin signs in on /console in the same browser (the shared auth store now holds
+    the admin's tokens); the app opened offline does not take the inspector's copy of /auth/me
+    for the admin's tokens (it greeted the inspector and, the network back, sent the
+    inspector's scan with the admin's token: recorded as the admin's inspection). The scan
+    waits in the queue until the inspector signs in again, and is then recorded as theirs."""
+    serial = goods["units"][12]
+    driver = browser
+    _sign_in(driver, server, "inspector")
+    _choose_store(driver, {"id": demo["STORE-NB-01"], "name": "STORE-NB-01"})
+    driver.get(f"{server}/m/inspect")
+    _find(driver, "[data-test=scan-input] input")
+    # a dead spot: the API is blocked rather than the network emulated offline (leaving a page
+    # under offline emulation let it send its queue as it went)
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/inspections*"]})
+    try:
+        await _queue_then_switch_user(driver, server, conn, serial)
+    finally:
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        _network(driver, offline=False)
+    await asyncio.sleep(4)
+    assert await _inspector_of(conn, serial) is None  # kept: not the admin's to send
+    _sign_in(driver, server, "inspector", clear=False)
+    for _ in range(60):  # sent once the inspector is back
+        if await _inspector_of(conn, serial) is not None:
+            break
+        await asyncio.sleep(0.5)
+    assert await _inspector_of(conn, serial) == "inspector"
+
+
+async def _inspector_of(conn: Any, serial: str) -> str | None:
+    row = await (
+        await conn.execute(
+            """SELECT u.username FROM inspections i JOIN users u ON u.id = i.inspector_id
+               WHERE i.serial = %s""",
+            (serial,),
+        )
+    ).fetchone()
+    await conn.commit()
+    return row["username"] if row else None
+
+
+async def _queue_then_switch_user(driver: WebDriver, server: str, conn: Any, serial: str) -> None:
+    _scan(driver, serial)
+    _wait(driver).until(lambda d: "1 条待发送" in _text(d, "[data-test=pending-count]"))
+    driver.get("about:blank")
+    await asyncio.sleep(1)
+    assert await _inspector_of(conn, serial) is None
+    # the brand admin signs in on the console of the same browser
+    driver.get(f"{server}/console/login")
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#username, #logout"))
+    if driver.find_elements(By.CSS_SELECTOR, "#logout"):
+        driver.find_element(By.ID, "logout").click()
+    _find(driver, "#username").send_keys("admin")
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login-submit").click()
+    _wait(driver).until(lambda d: d.find_element(By.ID, "current-user").text == "admin")
+    # the staff app opened offline knows nobody: the copy of /auth/me is the inspector's
+    _network(driver, offline=True)
+    driver.get(f"{server}/m/")
+    _wait(driver).until(lambda d: "离线" in _text(d, "[data-test=net-status]"))
+    _wait(driver).until(lambda d: "/m/login" in d.current_url or _text(d, "[data-test=hello]"))
+    assert "inspector" not in _text(driver, "[data-test=hello]")
+
+
+async def test_the_next_user_does_not_see_the_previous_users_store(
+    browser: WebDriver, server: str, demo: Any, client: Any, login: Any
+) -> None:
+    """A probe: a phone passed on. The brand inspector picks the Ningbo store and signs out; the
+    Guangdong agent's administrator (may inspect, only within AGENT-GD, where the Ningbo store
+    answers 404) signs in and opens the inspection page: no store is chosen (the first user's
+    was kept for whoever signed in next, so their scans went against it)."""
+    gd = await login("gd_admin")
+    hidden = await client.get(f"/orgs/{demo['STORE-NB-01']}", headers=gd)
+    assert hidden.status_code == 404, hidden.text  # outside the agent's subtree
+    admin = await login("admin")
+    name = (await client.get(f"/orgs/{demo['STORE-NB-01']}", headers=admin)).json()["name"]
+    me = (await client.get("/auth/me", headers=gd)).json()
+    assert "inspect.scan" in me["permissions"], me
+    driver = browser
+    _sign_in(driver, server, "inspector")
+    driver.get(f"{server}/m/inspect")
+    _find(driver, "[data-test=store]").click()
+    _wait(driver).until(lambda d: name in _text(d, ".van-popup"))
+    for cell in driver.find_elements(By.CSS_SELECTOR, ".van-popup .van-cell"):
+        if name in cell.text:
+            cell.click()
+            break
+    _wait(driver).until(lambda d: name in _text(d, "[data-test=store]"))
+    driver.get(f"{server}/m/")
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".out"))
+    driver.find_element(By.CSS_SELECTOR, ".out").click()
+    _wait(driver).until(lambda d: "/m/login" in d.current_url)
+    _sign_in(driver, server, "gd_admin", clear=False)
+    driver.get(f"{server}/m/inspect")
+    _find(driver, "[data-test=store]")
+    shown = _text(driver, "[data-test=store]")
+    assert name not in shown and "选择或扫描门店" in shown, shown
+
+
+async def test_a_document_code_resent_after_a_lost_answer_counts_as_added(
+    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a clerk scans case 1; the request reaches the server but its answer is lost (a
+    mobile network time-out); the app re-sends it at once, and the server, holding it, answers
+    `duplicate` (document codes carry no client id). A re-sent code not yet counted on this page
+    counts as this phone's addition: with case 2, 2 cases added and no duplicate (the phone said
+    "duplicate" for the clerk's first scan and counted 1 case)."""
+    packed = await pack(client, login, app, demo, 2)
+    doc_id = await _draft(client, login)
+    driver = browser
+    _sign_in(driver, server, "clerk")
+    driver.get(f"{server}/m/documents/{doc_id}")
+    _find(driver, "[data-test=doc-counts]")
+    # the first request for the document's codes reaches the server, its answer is lost
+    driver.execute_script(
+        """const real = window.fetch;
+        let armed = true;
+        window.fetch = async function (input, init) {
+          const url = input instanceof Request ? input.url : String(input);
+          const method = input instanceof Request ? input.method : (init && init.method) || 'GET';
+          if (armed && method === 'POST' && /\\/documents\\/\\d+\\/codes$/.test(url)) {
+            armed = false;
+            await real(input, init);
+            throw new TypeError('Failed to fetch');
+          }
+          return real(input, init);
+        };"""
+    )
+    _scan(driver, packed["cases"][0])
+    _wait(driver).until(lambda d: packed["cases"][0] in _text(d, "[data-test=verdict]"))
+    assert "已添加" in _text(driver, "[data-test=verdict]")
+    _scan(driver, packed["cases"][1])
+    _wait(driver).until(lambda d: packed["cases"][1] in _text(d, "[data-test=verdict]"))
+    _wait(driver).until(lambda d: "已扫 2 个码" in _text(d, "[data-test=doc-counts]"))
+    await asyncio.sleep(1)
+    counts = _text(driver, "[data-test=doc-counts]")
+    tally = _text(driver, "[data-test=tally]")
+    assert "本机：2 箱" in counts and "已添加 2" in tally and "重复扫码 0" in tally, (counts, tally)
+    _scan(driver, packed["cases"][0])  # scanned again by the clerk: a duplicate, not counted
+    _wait(driver).until(lambda d: "重复扫码 1" in _text(d, "[data-test=tally]"))
+    assert "本机：2 箱" in _text(driver, "[data-test=doc-counts]")
+
+
+async def test_a_refused_sale_names_the_codes_that_cannot_be_sold(
+    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a store clerk sells a basket of two units, one in the store's stock, one never
+    shipped to the store. POST /sales answers 422 `bad_codes` with `details.codes`: the phone
+    names the refused code and marks it in the basket (it said only "codes that cannot be
+    sold")."""
+    goods_ = await pack(client, login, app, demo, 2)
+    units = goods_["units"]
+    clerk, agent, store = (
+        await login("clerk"),
+        await login("agent_clerk"),
+        await login("store_clerk"),
+    )
+    inbound = await document(client, clerk, goods_["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(
+        client, clerk, goods_["cases"][:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, agent, received)).status_code == 200
+    to_store = await document(
+        client, agent, goods_["cases"][:1], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, to_store)).status_code == 200
+    store_in = await document(client, store, units[:10], kind="inbound", shipment_id=to_store["id"])
+    assert (await confirm(client, store, store_in)).status_code == 200
+    good, bad = units[0], units[15]  # the second case never left the factory warehouse
+
+    driver = browser
+    _sign_in(driver, server, "store_clerk")
+    driver.get(f"{server}/m/sale")
+    _scan(driver, good)
+    _scan(driver, bad)
+    _wait(driver).until(lambda d: "本单 2 件" in _text(d, "body"))
+    driver.find_element(By.CSS_SELECTOR, "[data-test=sell]").click()
+    _wait(driver).until(lambda d: "不能售出" in _text(d, "[data-test=verdict]"))
+    verdict = _text(driver, "[data-test=verdict]")
+    assert bad in verdict and good not in verdict, verdict
+    marked = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-test=basket-refused]")]
+    assert len(marked) == 1 and bad in marked[0], marked

@@ -1,20 +1,42 @@
 // The signed-in staff user, shared with the console (the same auth store and tokens: signing in
 // on one signs in on the other, on this origin). Who the user is (GET /auth/me) is also kept in
-// localStorage, so the app opened offline still knows the user's tasks and queues their scans.
+// localStorage, so the app opened offline still knows the user's tasks and queues their scans —
+// kept with the user its tokens were issued to (the access token's JWT `sub`), and taken only
+// while the stored tokens are still that user's: another user signed in on the console of the
+// same browser must not be greeted, nor have the first user's queue sent, as the first (a probe).
 import { ApiFailure } from '@/api/errors'
 import type { Me } from '@/api/types'
-import { useAuthStore } from '@/stores/auth'
+import { subject, useAuthStore } from '@/stores/auth'
 import { storage } from '@/utils/storage'
 
 const ME_KEY = 'tracecode.m.me'
 
+interface CachedMe {
+  /** the subject of the access token /auth/me was answered for */
+  sub: string
+  me: Me
+}
+
+function tokenSubject(): string | null {
+  return subject(useAuthStore().tokens?.access_token)
+}
+
+/** The last known user, if it is the one whose tokens are stored now; else null. */
 export function cachedMe(): Me | null {
   try {
     const raw = storage.get(ME_KEY)
-    return raw ? (JSON.parse(raw) as Me) : null
+    const cached = raw ? (JSON.parse(raw) as Partial<CachedMe>) : null
+    const sub = tokenSubject()
+    return cached?.me && sub !== null && cached.sub === sub ? cached.me : null
   } catch {
     return null
   }
+}
+
+function keepMe(me: Me): void {
+  const sub = tokenSubject()
+  if (sub === null) storage.remove(ME_KEY)
+  else storage.set(ME_KEY, JSON.stringify({ sub, me } satisfies CachedMe))
 }
 
 /** Who the user is: from the server when reachable, else the copy of the last sign-in. */
@@ -24,7 +46,7 @@ export async function ensureMe(): Promise<Me | null> {
   if (auth.me) return auth.me
   try {
     const me = await auth.loadMe()
-    storage.set(ME_KEY, JSON.stringify(me))
+    keepMe(me)
     return me
   } catch (error) {
     if (error instanceof ApiFailure) {
@@ -42,7 +64,7 @@ export async function ensureMe(): Promise<Me | null> {
 export async function signIn(username: string, password: string): Promise<void> {
   const auth = useAuthStore()
   await auth.login(username, password)
-  if (auth.me) storage.set(ME_KEY, JSON.stringify(auth.me))
+  if (auth.me) keepMe(auth.me)
 }
 
 export async function signOut(): Promise<void> {

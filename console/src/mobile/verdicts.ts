@@ -1,6 +1,15 @@
 // How an answer reads on the phone: a tone (colour, sound) and a message.
 import type { Tone } from './scan/feedback'
 import type { ScanOut } from './api'
+import type { Outcome } from './offline/queue'
+
+/** One code's answer in a 200 of POST /documents/{id}/codes. */
+export interface ItemResult {
+  code: string
+  result: 'added' | 'duplicate' | 'rejected'
+  kind?: string
+  reason?: string
+}
 
 export const TONE_OF_RESULT: Record<string, Tone> = {
   in_channel: 'ok',
@@ -17,7 +26,26 @@ export function scanOutOf(status: number, body: unknown): ScanOut | null {
   return null
 }
 
+/** The codes an error names in `details.codes` (a sale's 422 `bad_codes`, a movement's refused
+ * cases): what the user has to take out. */
+export function errorCodes(body: unknown): string[] {
+  const codes = (body as { error?: { details?: { codes?: unknown } | null } } | null)?.error?.details?.codes
+  return Array.isArray(codes) ? codes.filter((c): c is string => typeof c === 'string') : []
+}
+
+/** An error answer's message, with the codes it names. */
 export function errorMessage(body: unknown, status: number): string {
   const error = (body as { error?: { message?: string; code?: string } } | null)?.error
-  return error?.message ?? error?.code ?? `HTTP ${status}`
+  const text = error?.message ?? error?.code ?? `HTTP ${status}`
+  const codes = errorCodes(body)
+  return codes.length ? `${text}: ${codes.join(', ')}` : text
+}
+
+/** Why the server refused an action that has left the queue: a 4xx's message, or a document
+ * code's reason when it was `rejected` inside a 200 (`not_packed`, …); null when it was taken. */
+export function refusalOf(outcome: Outcome): string | null {
+  if (!outcome.ok) return errorMessage(outcome.body, outcome.status)
+  if (outcome.action.kind !== 'doc_codes') return null
+  const item = outcome.body as ItemResult | undefined
+  return item?.result === 'rejected' ? (item.reason ?? 'rejected') : null
 }

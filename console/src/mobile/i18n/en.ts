@@ -1,6 +1,6 @@
 // The staff app's words (English).
 export default {
-  app: { title: 'Tracecode mobile', offline: 'Offline', online: 'Online', pending: '{n} pending' },
+  app: { title: 'Tracecode mobile', offline: 'Offline', online: 'Online', pending: '{n} pending', refused: '{n} refused' },
   common: {
     back: 'Back',
     confirm: 'OK',
@@ -127,6 +127,8 @@ export default {
     submit: 'Record the sale',
     done: 'Sold, document {no}',
     clear: 'Clear',
+    refused: 'These codes cannot be sold: {codes}',
+    refusedMark: 'cannot be sold',
   },
   claim: {
     title: 'Rebate claim',
@@ -142,5 +144,8 @@ export default {
     sent: '{n} sent',
     attempts: '{n} attempts',
     recent: 'Recent results',
+    refused: 'Refused (kept until dismissed)',
+    dismiss: 'Dismiss',
+    dismissAll: 'Dismiss all',
   },
 }

@@ -1,6 +1,6 @@
 // The staff app's words (zh-CN, the default).
 export default {
-  app: { title: 'Tracecode 移动端', offline: '离线', online: '在线', pending: '{n} 条待发送' },
+  app: { title: 'Tracecode 移动端', offline: '离线', online: '在线', pending: '{n} 条待发送', refused: '{n} 条被拒绝' },
   common: {
     back: '返回',
     confirm: '确定',
@@ -121,6 +121,8 @@ export default {
     submit: '登记售出',
     done: '已售出，单号 {no}',
     clear: '清空',
+    refused: '以下码不能售出：{codes}',
+    refusedMark: '不能售出',
   },
   claim: {
     title: '返利申领',
@@ -136,5 +138,8 @@ export default {
     sent: '已发送 {n} 条',
     attempts: '已尝试 {n} 次',
     recent: '最近结果',
+    refused: '被拒绝（确认后移除）',
+    dismiss: '移除',
+    dismissAll: '全部移除',
   },
 }

@@ -1,7 +1,9 @@
 // The app's one queue and the way its actions reach the API. Every scan is queued (IndexedDB,
 // client id) and then sent; online, at once, and the page gets the answer; offline (or on a
 // network error), it waits, shown as pending, and the whole queue goes out in bulk when the
-// browser says it is online again (and every 30 s while anything is pending).
+// browser says it is online again (and every 30 s while anything is pending). What the server
+// refused is kept (refused.ts) until the user dismisses it. A user's actions are sent with that
+// user's token only.
 import { reactive } from 'vue'
 
 import {
@@ -13,13 +15,20 @@ import {
   type QueuedAction,
   type Sender,
 } from './queue'
+import { dismissRefusals, keepRefusals, refusals, type Refusal } from './refused'
 import { request } from '../api'
+import { refusalOf } from '../verdicts'
+import { subject, useAuthStore } from '@/stores/auth'
 
 export const state = reactive({
   online: typeof navigator === 'undefined' ? true : navigator.onLine,
   pending: 0,
+  /** refusals kept for the user to see (the queue page), until dismissed */
+  refused: 0,
   syncing: false,
   recent: [] as Outcome[],
+  /** the answers of the last pass that no page waited for (actions sent from the queue) */
+  arrived: [] as Outcome[],
 })
 
 let queue: OfflineQueue | null = null
@@ -97,8 +106,49 @@ async function sendGroup(post: Post, group: QueuedAction[]): Promise<Outcome[]> 
   return [{ action: first, ok: response.ok, status: response.status, body: await answerOf(response) }]
 }
 
-/** The app's sender: through the auth store (token, silent refresh). */
-export const send = sender(request)
+const viaAuth = sender(request)
+
+/** Is the signed-in token the user's (its JWT's subject)? */
+function tokenOf(userId: number): boolean {
+  return subject(useAuthStore().tokens?.access_token) === String(userId)
+}
+
+/** The app's sender: through the auth store (token, silent refresh), and only with the token of
+ * the user who queued the actions — another user signed in meanwhile (the console of the same
+ * browser) keeps them queued until theirs is back (a probe: an inspector's scan was recorded as
+ * the admin's). */
+export const send: Sender = async (group) => {
+  if (!tokenOf(group[0]!.user)) throw new Error('signed in as another user')
+  return viaAuth(group)
+}
+
+/** The refusals among these outcomes, as kept for the user to see (those of actions sent from
+ * the queue: a page that waited for its answer has shown it already). */
+function refused(outcomes: Outcome[]): Refusal[] {
+  const out: Refusal[] = []
+  for (const o of outcomes) {
+    const message = refusalOf(o)
+    if (message === null) continue
+    const { id, kind, label } = o.action
+    out.push({ id, kind, label, status: o.status, message, at: Date.now() })
+  }
+  return out
+}
+
+function refreshRefused(): void {
+  state.refused = user === null ? 0 : refusals(user).length
+}
+
+/** The signed-in user's refusals, newest first. */
+export function refusedActions(): Refusal[] {
+  return user === null ? [] : refusals(user)
+}
+
+/** Dismiss the given refusals (or all of them). */
+export function dismissRefused(ids?: readonly string[]): void {
+  if (user !== null) dismissRefusals(user, ids)
+  refreshRefused()
+}
 
 async function refreshCount(): Promise<void> {
   state.pending = user === null ? 0 : await theQueue().count(user)
@@ -125,11 +175,14 @@ async function pass(user: number): Promise<Outcome[]> {
   state.syncing = true
   try {
     const outcomes: Outcome[] = []
+    const unattended: Outcome[] = [] // answers no page waits for: sent from the queue
     do {
       rerun = false
       const got = await theQueue().flush(user, send)
       for (const outcome of got) {
-        waiting.get(outcome.action.id)?.(outcome)
+        const answer = waiting.get(outcome.action.id)
+        if (answer) answer(outcome)
+        else unattended.push(outcome)
         waiting.delete(outcome.action.id)
       }
       outcomes.push(...got)
@@ -137,7 +190,11 @@ async function pass(user: number): Promise<Outcome[]> {
       // of the pass, or an action queued then would wait for the next flush
       await refreshCount()
     } while (rerun)
-    if (outcomes.length) state.recent = [...outcomes.reverse(), ...state.recent].slice(0, 50)
+    outcomes.reverse() // newest first
+    if (outcomes.length) state.recent = [...outcomes, ...state.recent].slice(0, 50)
+    if (unattended.length) state.arrived = unattended
+    keepRefusals(user, refused([...unattended].reverse()))
+    refreshRefused()
     return outcomes
   } finally {
     state.syncing = false
@@ -179,6 +236,7 @@ let timer: ReturnType<typeof setInterval> | null = null
 /** Start syncing for the signed-in user (call after sign-in and at start). */
 export function startSync(userId: number): void {
   user = userId
+  refreshRefused()
   void refreshCount().then(() => (state.online && state.pending ? flush() : undefined))
   if (timer !== null) return
   window.addEventListener('online', () => {
@@ -196,5 +254,7 @@ export function startSync(userId: number): void {
 export function stopSync(): void {
   user = null
   state.pending = 0
+  state.refused = 0
   state.recent = []
+  state.arrived = []
 }

@@ -86,3 +86,11 @@ describe('parseScan', () => {
     expect(parseScan('https://example.com/about').kind).toBe('invalid')
   })
 })
+
+describe('parseScan of a malformed percent escape', () => {
+  it('answers not a code instead of throwing (a damaged or hostile label)', () => {
+    for (const text of ['https://t.example.cn/c/%zz', 'https://t.example.cn/n/%E0%A4%A', '/01/%zz/21/AB12']) {
+      expect(parseScan(text), text).toMatchObject({ kind: 'invalid', reason: 'not_a_code' })
+    }
+  })
+})

@@ -76,8 +76,18 @@ function caseOf(raw: string, sscc: string): ParsedScan {
     : { kind: 'invalid', code: sscc, raw, sscc, reason: 'bad_check_digit' }
 }
 
-/** Parse one scan (camera, keyboard wedge or typed). */
+/** Parse one scan (camera, keyboard wedge or typed). A malformed percent escape in a URL's path
+ * (`…/c/%zz`: a damaged or hostile label) is not a code: answered, never thrown (a probe). */
 export function parseScan(input: string): ParsedScan {
+  try {
+    return parse(input)
+  } catch (error) {
+    if (!(error instanceof URIError)) throw error
+    return { kind: 'invalid', code: clean(input), raw: input, reason: 'not_a_code' }
+  }
+}
+
+function parse(input: string): ParsedScan {
   const raw = input
   const text = clean(input)
   if (!text) return { kind: 'invalid', code: '', raw, reason: 'empty' }

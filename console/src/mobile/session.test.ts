@@ -1,0 +1,107 @@
+// Who the app thinks the user is offline, and whose token their queue goes with: the copy of
+// GET /auth/me is taken only while the stored tokens are that user's (another user signed in on
+// the console of the same browser), and a user's queued actions are never sent with another
+// user's token (a probe).
+import { createPinia, setActivePinia } from 'pinia'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+
+import type { QueuedAction } from './offline/queue'
+import { send } from './offline/sync'
+import { cachedMe, ensureMe, signIn } from './session'
+import { TOKENS_KEY, useAuthStore } from '@/stores/auth'
+import { storage } from '@/utils/storage'
+
+const json = (status: number, body: unknown): Response =>
+  new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
+
+/** A token pair of the user (a JWT-shaped access token whose `sub` is the user's id). */
+function tokensOf(user: number, n = 1) {
+  const payload = btoa(JSON.stringify({ sub: String(user), n })).replace(/=+$/, '')
+  return {
+    access_token: `eyJhbGciOiJIUzI1NiJ9.${payload}.sig`,
+    refresh_token: `refresh-${user}-${n}`,
+    token_type: 'bearer',
+    expires_at: 0,
+    refresh_expires_at: 0,
+  }
+}
+
+const meOf = (user: number, username: string) => ({
+  org_id: 1,
+  permissions: ['inspect.scan'],
+  user_id: user,
+  username,
+  api_key_id: null,
+})
+
+/** Signed in as the inspector (user 7) while online; then the network is gone. */
+async function inspectorThenOffline(): Promise<void> {
+  vi.stubGlobal(
+    'fetch',
+    vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+      const path = new URL(new Request(input, init).url).pathname
+      return path === '/auth/login' ? json(200, tokensOf(7)) : json(200, meOf(7, 'inspector'))
+    }),
+  )
+  await signIn('inspector', 'secret')
+  vi.stubGlobal('fetch', vi.fn(async () => Promise.reject(new TypeError('Failed to fetch'))))
+}
+
+/** The app opened anew (a new page) with these tokens stored. */
+function reopenedWith(tokens: ReturnType<typeof tokensOf>): void {
+  storage.set(TOKENS_KEY, JSON.stringify(tokens))
+  setActivePinia(createPinia())
+}
+
+beforeEach(() => {
+  storage.remove(TOKENS_KEY)
+  storage.remove('tracecode.m.me')
+  setActivePinia(createPinia())
+})
+afterEach(() => vi.unstubAllGlobals())
+
+describe('the user known offline', () => {
+  it('is the last signed-in user while the stored tokens are theirs (also refreshed)', async () => {
+    await inspectorThenOffline()
+    reopenedWith(tokensOf(7, 2))
+    expect((await ensureMe())?.username).toBe('inspector')
+  })
+
+  it('is nobody when another user signed in since (the console of the same browser)', async () => {
+    await inspectorThenOffline()
+    reopenedWith(tokensOf(9))
+    expect(cachedMe()).toBeNull()
+    expect(await ensureMe()).toBeNull()
+    expect(useAuthStore().me).toBeNull()
+    expect(useAuthStore().loggedIn).toBe(true) // the admin's session is not ended by the phone
+  })
+
+  it('ignores a copy kept without its user (as the app kept it before)', () => {
+    storage.set('tracecode.m.me', JSON.stringify(meOf(7, 'inspector')))
+    reopenedWith(tokensOf(7))
+    expect(cachedMe()).toBeNull()
+  })
+})
+
+describe('the queue’s sender', () => {
+  it('never sends a user’s actions with another user’s token', async () => {
+    reopenedWith(tokensOf(9))
+    const fetch = vi.fn(async () => json(201, {}))
+    vi.stubGlobal('fetch', fetch)
+    const action: QueuedAction = {
+      id: 'm-1',
+      kind: 'inspection',
+      user: 7,
+      body: { code: 'A' },
+      label: 'A',
+      created: 0,
+      n: 0,
+      attempts: 0,
+    }
+    await expect(send([action])).rejects.toThrow('another user')
+    expect(fetch).not.toHaveBeenCalled()
+    reopenedWith(tokensOf(7))
+    expect((await send([action]))[0]!.status).toBe(201)
+    expect(fetch).toHaveBeenCalledOnce()
+  })
+})
