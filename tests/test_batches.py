@@ -242,3 +242,32 @@ async def test_a_case_batch_voided_while_an_upload_packs_a_case_of_it_waits_for_
     body, voided = await packing, await void
     assert body["rejected"] == 0, body
     assert_error(voided, 409, "case_batch_in_use")
+
+
+async def test_a_void_is_read_at_once_by_this_process_s_verifications(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the verifier keeps each batch (its state) in a per-process cache for
+    ``BATCH_TTL`` (5 s), and ``POST /batches/{no}/void`` did not clear it: a code of a batch
+    verified in the seconds before its void still answered as live after it, and a claim
+    right after the void was verified as genuine. The void drops the batch from this process's
+    verifiers' caches now: the next verification answers ``not_genuine`` / ``void``."""
+    from tests.points_support import member_client
+
+    planner = await login("planner")
+    batch = await client.post(
+        "/batches", headers=planner, json={"size": 2, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert batch.status_code == 201, batch.text
+    scheme = app.state.scheme
+    serials = [scheme.serial(batch.json()["batch_no"], i) for i in range(2)]
+    async with member_client(app) as mc:
+        before = await mc.post("/v1/verify", json={"serial": serials[0]})
+        assert before.status_code == 200 and before.json()["reason"] != "void", before.text
+        voided = await client.post(
+            f"/batches/{batch.json()['batch_no']}/void", headers=planner, json={"reason": "leak"}
+        )
+        assert voided.status_code == 200, voided.text
+        after = await mc.post("/v1/verify", json={"serial": serials[1]})
+    assert after.status_code == 200, after.text
+    assert (after.json()["result"], after.json()["reason"]) == ("not_genuine", "void"), after.json()

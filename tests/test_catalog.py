@@ -241,6 +241,88 @@ async def test_deleting_a_product_whose_units_are_active_is_refused(
     assert after.json()["product"]["id"] == product, after.text
 
 
+def _gtin(base: str) -> str:
+    from app._core import gs1_check_digit
+
+    return f"{base}{gs1_check_digit(base)}"
+
+
+async def test_a_products_gtin_stays_once_its_codes_are_issued(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a product's GTIN is printed into its batches' labels (the outer print's url is
+    ``{public URL}/01/{GTIN-14}/21/{serial}``), and a Digital Link naming another GTIN than the
+    unit's product is ``not_genuine`` / ``wrong_product``. ``PATCH /products/{id}`` changed the
+    GTIN of a product whose units were printed and activated, and from then on every genuine
+    pack answered "not a genuine code" (a fake alert) and its resolver route 404. The GTIN of a
+    product with codes issued or units activated stays now (409 ``in_use``, as its deletion)
+    and its printed labels keep verifying; a GTIN given to a product that had none, or changed
+    on a product no batch names yet, is taken."""
+    from tests.helpers import activate
+
+    admin, planner = await login("admin"), await login("planner")
+    tag = secrets.token_hex(3).upper()
+    gtin = _gtin(f"69012341{secrets.randbelow(10_000):04d}")
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"GTIN {tag}", "product_no": f"GT-{tag}", "gtin": gtin, "published": True},
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()
+    # no codes yet: the GTIN may still change (and back)
+    free = await client.patch(f"/products/{product['id']}", headers=admin, json={"gtin": None})
+    assert free.status_code == 200 and free.json()["gtin"] is None, free.text
+    given = await client.patch(f"/products/{product['id']}", headers=admin, json={"gtin": gtin})
+    assert given.status_code == 200 and given.json()["gtin"] == product["gtin"], given.text
+    batch = await client.post(
+        "/batches",
+        headers=planner,
+        json={"size": 2, "printer_id": demo["PRINTER-SH"], "product_id": product["id"]},
+    )
+    assert batch.status_code == 201, batch.text
+    scheme = app.state.scheme
+    serials = [scheme.serial(batch.json()["batch_no"], i) for i in range(2)]
+    other = _gtin(f"69012342{secrets.randbelow(10_000):04d}")
+    issued = await client.patch(f"/products/{product['id']}", headers=admin, json={"gtin": other})
+    assert_error(issued, 409, "in_use")  # issued, maybe printed: not activated yet
+    await activate(client, login, serials, product["id"], line=f"GT{tag}")
+    for change in ({"gtin": other}, {"gtin": None}):
+        refused = await client.patch(f"/products/{product['id']}", headers=admin, json=change)
+        assert_error(refused, 409, "in_use")
+    same = await client.patch(
+        f"/products/{product['id']}", headers=admin, json={"gtin": gtin, "name": f"GTIN {tag} 2"}
+    )
+    assert same.status_code == 200, same.text  # its own GTIN again: no change
+    host = app.state.settings.resolver_host
+    printed = f"https://{host}/01/{product['gtin']}/21/{serials[0]}"  # as exported
+    answer = await client.post(
+        "/v1/verify", json={"serial": printed, "pin": scheme.pin(serials[0])}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["reason"] != "wrong_product", answer.json()
+    assert answer.json()["result"] != "not_genuine", answer.json()
+    resolved = await client.get(f"/01/{product['gtin']}/21/{serials[1]}")
+    assert resolved.status_code == 307, (resolved.status_code, resolved.text[:200])
+
+    # a product that had no GTIN, its codes printed without one (``/c/{serial}``): one is given
+    bare = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"Bare {tag}", "product_no": f"BR-{tag}", "published": True},
+    )
+    assert bare.status_code == 201, bare.text
+    bare_batch = await client.post(
+        "/batches",
+        headers=planner,
+        json={"size": 1, "printer_id": demo["PRINTER-SH"], "product_id": bare.json()["id"]},
+    )
+    assert bare_batch.status_code == 201, bare_batch.text
+    late = _gtin(f"69012343{secrets.randbelow(10_000):04d}")
+    named = await client.patch(f"/products/{bare.json()['id']}", headers=admin, json={"gtin": late})
+    assert named.status_code == 200 and named.json()["gtin"] == late.zfill(14), named.text
+
+
 # -- races: a row read before another request's write of it (check-then-act) ----------------------
 
 

@@ -1012,3 +1012,61 @@ async def test_goods_the_agent_returned_to_the_factory_are_not_its_leak(
     await _ship(client, login, demo, case, "AGENT-GD", "gd_admin")
     again = (await scan(client, inspector, units[0], "STORE-GZ-01")).json()["items"][0]
     assert (again["result"], again["shipped_to"]["erp_code"]) == ("in_channel", "AGENT-GD")
+
+
+async def test_goods_the_factory_ships_to_an_agents_warehouse_are_in_that_agents_area(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: an agent may have warehouses (SPEC U1) and any organisation of the brand may be
+    a counterparty; a unit's designated channel is the organisation the factory first shipped it
+    to: the agent. The outbound designated the counterparty itself, so goods the factory
+    shipped to AGENT-ZJ's own warehouse had the warehouse as their "agent" — a subtree holding
+    no store —, and once the agent shipped them on to its own store STORE-HZ-01, the inspection
+    there answered ``diverted`` / ``outside_agent_area`` (a diversion alert against the agent,
+    and its rebate claims refused alike). A shipment designates the nearest organisation of the
+    sales channel at or above its receiver now: the agent, ``in_channel``."""
+    admin = await login("admin")
+    tag = f"{secrets.token_hex(3)}{next(_ids)}"
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "warehouse",
+            "name": f"Agent warehouse {tag}",
+            "erp_code": f"AWH-{tag}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    warehouse = made.json()["id"]
+    goods = await pack(client, login, app, demo, 1)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    store = await login("store_clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(client, clerk, goods["cases"], kind="outbound", counterparty_id=warehouse)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(
+        client, agent, kind="inbound", org_id=warehouse, shipment_id=ship["id"]
+    )
+    assert (await confirm(client, agent, received)).status_code == 200
+    on = await document(
+        client,
+        agent,
+        goods["cases"],
+        kind="outbound",
+        org_id=warehouse,
+        counterparty_id=demo["STORE-HZ-01"],
+    )
+    assert (await confirm(client, agent, on)).status_code == 200
+    at_store = await document(client, store, kind="inbound", shipment_id=on["id"])
+    assert (await confirm(client, store, at_store)).status_code == 200
+    scan = await client.post(
+        "/inspections",
+        headers=await login("inspector"),
+        json={"code": goods["units"][0], "store_id": demo["STORE-HZ-01"], "gps": GPS},
+    )
+    assert scan.status_code == 201, scan.text
+    item = scan.json()["items"][0]
+    assert (item["result"], item["reason"]) == ("in_channel", "designated_store"), item
+    assert item["shipped_to"]["id"] == demo["AGENT-ZJ"], item["shipped_to"]

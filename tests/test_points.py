@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 import redis as redis_sync
 
 from app.verify import records
-from tests.helpers import activate, assert_error, issue_units
+from tests.helpers import acting, activate, assert_error, issue_units
 from tests.points_support import (
     claim_body,
     member_client,
@@ -27,6 +28,8 @@ from tests.points_support import (
     set_rule,
     shipped_goods,
 )
+from tests.race_support import lock_waiters
+from tests.rebates_support import store_goods
 from tests.servers import granian_server
 from tests.test_inspect import forge
 
@@ -495,3 +498,70 @@ async def test_a_claim_refused_in_a_round_does_not_cost_the_other_claimant_the_c
             )
         ).fetchall()
     assert [r["member_id"] for r in row] == [second_id]
+
+
+async def test_a_points_claim_right_after_a_void_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a void voids only a batch's ``active`` units, and a unit sold at the till keeps
+    ``status = 'sold'``; the points round (``u.status IN ('active', 'sold')``) never looked at
+    the batch, and the verification read it from the verifier's per-process cache
+    (``BATCH_TTL``, 5 s), which the void did not clear: a member's claim of a sold unit in the
+    seconds after the void (or on any other API process) was credited — points only on good
+    codes (SPEC B4). Refused now, 422 ``not_genuine`` / ``void``: this process's verification
+    reads the void at once, and the round itself checks the batch (a process whose cache still
+    calls the batch live)."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    planner, scheme, batch_no = await login("planner"), app.state.scheme, goods["batch_no"]
+    await set_rule(client, admin, goods["product_id"], 10)
+    sold = await client.post("/sales", headers=clerk, json={"codes": goods["units"][:2]})
+    assert sold.status_code == 201, sold.text
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        assert (await mc.post("/v1/verify", json={"serial": goods["units"][5]})).status_code == 200
+        live = app.state.verifier._batches[batch_no]
+        void = await client.post(
+            f"/batches/{batch_no}/void", headers=planner, json={"reason": "leaked labels"}
+        )
+        assert void.status_code == 200, void.text
+        here = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(scheme, goods["units"][0])
+        )
+        # another API process's verifier: the batch still live in its cache
+        app.state.verifier._batches[batch_no] = (time.monotonic(), live[1])
+        elsewhere = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(scheme, goods["units"][1])
+        )
+    for claim in (here, elsewhere):
+        refused = assert_error(claim, 422, "not_genuine")
+        assert refused["details"]["reason"] == "void", claim.text
+
+
+async def test_a_points_claim_racing_a_void_waits_for_it_and_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe (the void's other side): a claim of an active unit verified while the void runs
+    reaches its round as the void holds the batch's units; the round waits for them and, once
+    the void commits, reads them again (void): no points, 422 ``not_genuine`` / ``void`` (not
+    ``not_claimable``: as the verification answers a void code)."""
+    from app.codes.service import void_batch
+
+    goods = await store_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), goods["product_id"], 10)
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    scheme = app.state.scheme
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        planner = await acting(holder, "planner")
+        await void_batch(holder, planner, goods["batch_no"], "leaked labels")  # not committed
+        async with member_client(app) as mc:
+            claiming = asyncio.ensure_future(
+                mc.post(
+                    "/members/me/claims", headers=member, json=claim_body(scheme, goods["units"][3])
+                )
+            )
+            assert await lock_waiters(watch, 1), "the claim's round should wait for the void"
+            await holder.commit()
+            claim = await claiming
+    refused = assert_error(claim, 422, "not_genuine")
+    assert refused["details"]["reason"] == "void", claim.text

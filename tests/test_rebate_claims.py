@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,8 +15,9 @@ from psycopg.rows import dict_row
 
 from app.claims import Pending
 from app.logistics.rollup import rollup as stock_rollup
-from tests.helpers import assert_error
+from tests.helpers import acting, assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
+from tests.race_support import lock_waiters
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
 from tests.test_inspect import forge
 from tests.test_logistics import confirm, document, pack
@@ -717,3 +719,74 @@ async def test_goods_moved_store_to_store_into_another_agents_area_are_a_diversi
         code_of(app, serial),
     )
     assert (kept["reason"], kept["claims"]) == ("wrong_agent", 0)
+
+
+async def test_a_rebate_claim_right_after_a_void_is_refused(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A probe: a void voids only a batch's ``active`` units, and a unit sold at the till keeps
+    ``status = 'sold'``; the claim round never looked at the batch, and the verification read
+    it from the verifier's per-process cache (``BATCH_TTL``, 5 s), which the void did not clear.
+    A clerk's claim in the seconds after the void (or on any other API process) was verified
+    "genuine" and paid — no reward on a void code (SPEC B4). Refused now, 422 ``not_genuine`` /
+    ``void``: this process's verification reads the void at once, and the round itself checks
+    the batch (a process whose cache still calls the batch live)."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    planner, scheme, batch_no = await login("planner"), app.state.scheme, goods["batch_no"]
+    await set_rebate(client, admin, goods["product_id"], 3)
+    sold = await client.post("/sales", headers=clerk, json={"codes": goods["units"][:2]})
+    assert sold.status_code == 201, sold.text
+    async with member_client(app) as mc:
+        # anyone's scan of the batch in the seconds before (a consumer, another claim)
+        assert (await mc.post("/v1/verify", json={"serial": goods["units"][5]})).status_code == 200
+        live = app.state.verifier._batches[batch_no]
+        void = await client.post(
+            f"/batches/{batch_no}/void", headers=planner, json={"reason": "leaked labels"}
+        )
+        assert void.status_code == 200 and void.json()["state"] == "void", void.text
+        here = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][0])
+        )
+        # another API process's verifier: the batch still live in its cache
+        app.state.verifier._batches[batch_no] = (time.monotonic(), live[1])
+        elsewhere = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][1])
+        )
+    for claim in (here, elsewhere):
+        refused = assert_error(claim, 422, "not_genuine")
+        assert refused["details"]["reason"] == "void", claim.text
+    paid = await one(
+        conn,
+        "SELECT count(*) AS n FROM rebate_claims WHERE code_id = ANY(%s)",
+        [code_of(app, s) for s in goods["units"][:2]],
+    )
+    assert paid["n"] == 0
+
+
+async def test_a_rebate_claim_racing_a_void_waits_for_it_and_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe (the void's other side): a claim of an active unit verified while the void runs
+    reaches its round as the void holds the batch's units; the round waits for them and, once
+    the void commits, reads them again (void): nothing paid, 422 ``not_genuine`` / ``void``
+    (not ``not_claimable``: as the verification answers a void code)."""
+    from app.codes.service import void_batch
+
+    goods = await store_goods(client, login, app, demo)
+    await set_rebate(client, await login("admin"), goods["product_id"], 3)
+    clerk, scheme = await login("store_clerk"), app.state.scheme
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        planner = await acting(holder, "planner")
+        await void_batch(holder, planner, goods["batch_no"], "leaked labels")  # not committed
+        async with member_client(app) as mc:
+            claiming = asyncio.ensure_future(
+                mc.post(
+                    "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][3])
+                )
+            )
+            assert await lock_waiters(watch, 1), "the claim's round should wait for the void"
+            await holder.commit()
+            claim = await claiming
+    refused = assert_error(claim, 422, "not_genuine")
+    assert refused["details"]["reason"] == "void", claim.text

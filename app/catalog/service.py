@@ -304,6 +304,7 @@ async def update_product(
     changes = changes_of(patch)
     if "gtin" in changes:
         changes["gtin"] = _gtin14(changes["gtin"])
+        await _check_gtin_change(conn, before, changes["gtin"])
     if "category_id" in changes:
         await _check_category(conn, changes["category_id"], before.org_id)
     await _check_unique(
@@ -335,14 +336,7 @@ async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
     both answered 204 and both were audited."""
     await _writable(conn, actor, "products", product_id, "product")
     before = await _product(conn, product_id, "FOR UPDATE")
-    used = await (
-        await conn.execute(
-            """SELECT EXISTS (SELECT 1 FROM stock WHERE product_id = %(p)s)
-                   OR EXISTS (SELECT 1 FROM stock_deltas WHERE product_id = %(p)s) AS used""",
-            {"p": product_id},
-        )
-    ).fetchone()
-    if used is not None and used["used"]:
+    if await _activated(conn, product_id):
         raise Conflict(
             "units of this product were activated: it stays in the catalogue (unpublish it to "
             "take it off the consumer pages)",
@@ -352,6 +346,41 @@ async def delete_product(conn: Conn, actor: Principal, product_id: int) -> None:
     await audit.record(
         conn, actor, "delete", "product", product_id, before=before, org_id=before.org_id
     )
+
+
+async def _activated(conn: Conn, product_id: int) -> bool:
+    """Whether units of the product were ever activated: its stock rows tell (every activation
+    writes the product's stock delta, and ``stock`` keeps a row for each product that ever had
+    stock)."""
+    row = await (
+        await conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM stock WHERE product_id = %(p)s)
+                   OR EXISTS (SELECT 1 FROM stock_deltas WHERE product_id = %(p)s) AS used""",
+            {"p": product_id},
+        )
+    ).fetchone()
+    return row is not None and bool(row["used"])
+
+
+async def _check_gtin_change(conn: Conn, before: ProductOut, gtin: str | None) -> None:
+    """A product's GTIN is printed into its batches' labels (``…/01/{GTIN}/21/{serial}``, the
+    printer files of ``app.codes.exports``), and a Digital Link naming another GTIN than its
+    product's is ``wrong_product``: once codes were issued for the product (a batch names it) or
+    units of it activated, its GTIN stays (409 ``in_use``, as its deletion) — a probe: changed,
+    every printed label answered "not genuine" and the resolver route on it 404. A GTIN given
+    to a product that had none changes no printed label (they carry none): allowed."""
+    if gtin == before.gtin or before.gtin is None:
+        return
+    issued = await (
+        await conn.execute("SELECT 1 FROM code_batches WHERE product_id = %s LIMIT 1", (before.id,))
+    ).fetchone()
+    if issued is not None or await _activated(conn, before.id):
+        raise Conflict(
+            "codes were issued for this product and its GTIN is printed on their labels: it "
+            "cannot change (create a new product for a new GTIN)",
+            code="in_use",
+            details={"field": "gtin"},
+        )
 
 
 async def check_rule_target(

@@ -601,6 +601,28 @@ async def _in_channel(conn: Conn, org_id: int) -> bool:
     return bool(row["in_channel"])
 
 
+async def _channel_of(conn: Conn, org_id: int) -> int:
+    """The channel a shipment to the organisation designates: the nearest organisation of the
+    sales channel at or above it (a store, distributor, agent or branch) — the agent itself for
+    goods received at its own warehouse (a probe: the warehouse was designated, a subtree with
+    no store, and the agent's own stores' inspections called the goods diverted and their
+    rebate claims were refused) —, else the organisation itself (the brand's own stock, which
+    designates anew when it ships them on)."""
+    row = await (
+        await conn.execute(
+            """SELECT coalesce((SELECT a.id FROM orgs a  -- the path's organisations, by id
+                                WHERE a.id = ANY(string_to_array(trim(both '/' FROM o.path),
+                                                                 '/')::bigint[])
+                                  AND a.kind = ANY(%s)
+                                ORDER BY length(a.path) DESC LIMIT 1), o.id) AS channel
+               FROM orgs o WHERE o.id = %s""",
+            (list(CHANNEL_KINDS), org_id),
+        )
+    ).fetchone()
+    assert row is not None
+    return int(row["channel"])
+
+
 def _receiver(plan: Plan) -> int | None:
     side = plan.movement.receiver
     return plan.org if side == "org" else plan.other if side == "counterparty" else None
@@ -625,12 +647,13 @@ async def move_state(
     }  # fmt: skip
     if movement.designates and plan.other is not None:
         to_store = await _org_kind(conn, plan.other) == "store"
+        params["channel"] = await _channel_of(conn, plan.other)
         # the cases moved are designated as their units are (a probe: a shipped case's trace
         # named no channel); a case has no store of its own
         if await _in_channel(conn, plan.org):  # shipped on: the first designation stays
-            channel = ", channel_org_id = coalesce(channel_org_id, %(other)s)"
+            channel = ", channel_org_id = coalesce(channel_org_id, %(channel)s)"
         else:  # out of the brand's own stock: designated anew, even when back from a first one
-            channel = ", channel_org_id = %(other)s"
+            channel = ", channel_org_id = %(channel)s"
             if not to_store:
                 unit_sets += ", store_org_id = NULL, salesperson_id = NULL"
         unit_sets += channel

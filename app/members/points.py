@@ -14,7 +14,8 @@ claims not withdrawn: a code is credited once, unless a consumer's return withdr
 credited unit; only members still active when the round runs are credited, so a freeze
 committed while a claim is in flight holds too. A claim the round did not insert is then
 explained: the same client id again (a replay, answered as the first time), a frozen member, a
-client id used for another code, a code already claimed, another brand's code, no points.
+code of a batch voided since its verification (422 ``not_genuine``, reason ``void``), a client
+id used for another code, a code already claimed, another brand's code, no points.
 
 Sales (issue 17). A member's claim is a sale when nothing recorded one yet: a credited claim of
 a unit not yet sold that a store holds (or an agent or a distributor, the retail channel) sells
@@ -42,7 +43,17 @@ from psycopg_pool import AsyncConnectionPool
 from app import audit
 from app.auth.principal import Principal
 from app.catalog.service import check_rule_target
-from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
+from app.claims import (
+    Claimants,
+    ClaimIn,
+    Claims,
+    Pending,
+    fetch,
+    judge,
+    partitions,
+    refuse,
+    settle,
+)
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
@@ -58,7 +69,8 @@ from app.members.schemas_points import (
     RuleOut,
 )
 from app.paging import Page, fetch_page
-from app.verify.schemas import ProductInfo
+from app.verify import messages
+from app.verify.schemas import ProductInfo, VerifyOut
 from app.verify.service import Verifier
 
 # -- rules -----------------------------------------------------------------------------------
@@ -339,14 +351,17 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 RETURNED_UNSOLD = "(u.status = 'active' AND u.returned_at IS NOT NULL)"
 
 # One round: the claims in, credited where the member is (still) active and the unit is this
-# brand's and earns points; the code's unique key drops every claim of a code claimed before (in
-# this round or ever). ONE statement — one round trip, one transaction: the claims, their ledger
-# rows, the balances (upserted in member order, so concurrent rounds lock them in the same
-# order) and one ``claiming`` ObjectEvent per credited unit with its code row, the event
-# ``app.events.builders.observe`` makes (OBSERVE, no disposition, details member_id, claim_id,
-# points, product_id, agent_id; claim times are UTC, so the offset is +00:00). Event ids come
-# from the events' sequence; ``partitions`` keeps the partitions ahead of them as
-# ``allocate_ids`` does.
+# brand's, of a batch not void, and earns points (a void leaves a sold unit sold: a probe's claim
+# right after the void, verified from a process's batch cache, was credited; the void's active
+# units are voided under their locks, so a round waiting for them reads them void, and a claim
+# refused so is answered ``not_genuine`` / ``void`` as the verification answers it); the code's
+# unique key drops every claim of a code claimed before (in this round or ever). ONE statement —
+# one round trip, one transaction: the claims, their ledger rows, the balances (upserted in
+# member order, so concurrent rounds lock them in the same order) and one ``claiming``
+# ObjectEvent per credited unit with its code row, the event ``app.events.builders.observe``
+# makes (OBSERVE, no disposition, details member_id, claim_id, points, product_id, agent_id;
+# claim times are UTC, so the offset is +00:00). Event ids come from the events' sequence;
+# ``partitions`` keeps the partitions ahead of them as ``allocate_ids`` does.
 #
 # The sale (issue 17: member claims count as sales, once). A credited claim of a unit not yet
 # sold that a store holds (or an agent or a distributor: the retail channel, which may sell to
@@ -385,6 +400,8 @@ WITH r AS (
     LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
     LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
     WHERE coalesce(ra.points, rp.points) > 0
+      AND NOT EXISTS (SELECT 1 FROM code_batches b  -- no void batch's (its sold units stay sold)
+                       WHERE b.batch_no = r.code_id >> 32 AND b.state = 'void')
     ORDER BY u.code
     -- an erasure under way holds the member (FOR NO KEY UPDATE): wait, and read what it
     -- committed. Not KEY SHARE, which it would not wait for: the erasure cannot take the member
@@ -491,7 +508,7 @@ SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_i
     + RETURNED_UNSOLD
     + """ AS returned_unsold,
        coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance,
-       m.status AS member_status
+       m.status AS member_status, b.state = 'void' AS batch_void
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
      AS r(ord, member_id, code_id, client_id)
 LEFT JOIN members m ON m.id = r.member_id
@@ -501,6 +518,7 @@ LEFT JOIN unit_state u ON u.code = r.code_id
 LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
 LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
 LEFT JOIN point_balances pb ON pb.member_id = r.member_id
+LEFT JOIN code_batches b ON b.batch_no = r.code_id >> 32
 """
 )
 
@@ -611,6 +629,13 @@ async def credit(conn: AsyncConnection[Any], group: list[Pending[ClaimOut]]) -> 
     }
 
 
+def _void(serial: str) -> VerifyOut:
+    """The verification's answer for a code of a void batch, as ``/v1/verify`` gives it."""
+    return VerifyOut(
+        result="not_genuine", reason="void", message=messages.text("void", "zh"), serial=serial
+    )
+
+
 def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
     return ClaimOut(
         claim_id=row["id"],
@@ -642,6 +667,8 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Unauthorized("the membership was erased", code="member_erased")
     if row["member_status"] != "active":  # frozen while the claim was in flight
         raise Forbidden("this membership is frozen", code="member_frozen")
+    if row["batch_void"]:  # voided since the verification (or its process's batch cache)
+        refuse(_void(p.serial))
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another claim", code="client_id_reused")
     if row["client_code"] == p.code and row["client_withdrawn"]:  # (a probe: "try again")

@@ -10,12 +10,15 @@ Rounds. The claim is verified (void, forged, wrong PIN and lockout answer as ``/
 then credited in a round that is ONE statement (``_CREDIT``: one round trip, one transaction):
 
 1. the round's units are locked (``FOR UPDATE``, in code order) where they can earn a rebate:
-   the clerk still active, the unit the clerk's brand's, active or sold, held by the clerk's store
-   and not in transit, the store in the area of the unit's channel agent (as an inspection
-   judges it), not claimed before, with a rule amount above 0 — the amount in force at the
-   clerk's store (SPEC R1: "the product's rule for the store's agent"): the rule of the nearest
-   agent on the store's path, else the product's default, the very expression of the stock
-   rows' ``rebate`` (``app.logistics.center.rebate_in_force``);
+   the clerk still active, the unit the clerk's brand's, active or sold, of a batch not void
+   (a void leaves a sold unit sold: a probe's claim right after the void, verified from a
+   process's batch cache, was paid; the void's active units are voided under their locks, so
+   a round waiting for them reads them void), held by the clerk's store and not in transit,
+   the store in the area of the unit's channel agent (as an inspection judges it), not claimed
+   before, with a rule amount above 0 — the amount in force at the clerk's store (SPEC R1:
+   "the product's rule for the store's agent"): the rule of the nearest agent on the store's
+   path, else the product's default, the very expression of the stock rows' ``rebate``
+   (``app.logistics.center.rebate_in_force``);
 2. the claims are written (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is unique, so a
    code earns one rebate, ever, and so is a clerk's client id), with one ``claiming`` ObjectEvent
    per claim and the claims' rows in ``rebate_tally_queue``, which the workers' periodic roll-up
@@ -30,11 +33,12 @@ sees it sold: it sells nothing and its claim is dropped by the unique key.
 
 A claim a round did not credit is explained: a replay of the same client id (answered as the
 first time), a clerk made inactive meanwhile, a client id used for another code, a code claimed
-before, another brand's unit, a void or destroyed unit, and — the anti-diversion signal — a unit
-not delivered to the clerk's store, or on hand at a store outside its channel agent's area:
-refused with where it was supposed to be (its designated store, or its channel agent), and kept
-in ``rebate_refusals`` with an open ``diversion`` alert for the brand. No rule (or 0): 422
-``no_rebate``.
+before, another brand's unit, a void or destroyed unit, a unit of a batch voided since its
+verification (422 ``not_genuine``, reason ``void``, as ``/v1/verify`` answers it), and — the
+anti-diversion signal — a unit not delivered to the clerk's store, or on hand at a store outside
+its channel agent's area: refused with where it was supposed to be (its designated store, or
+its channel agent), and kept in ``rebate_refusals`` with an open ``diversion`` alert for the
+brand. No rule (or 0): 422 ``no_rebate``.
 """
 
 from __future__ import annotations
@@ -48,12 +52,24 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.auth.principal import Principal
 from app.auth.service import ORG_STATUS, session_live
-from app.claims import Claimants, ClaimIn, Claims, Pending, fetch, judge, partitions, settle
+from app.claims import (
+    Claimants,
+    ClaimIn,
+    Claims,
+    Pending,
+    fetch,
+    judge,
+    partitions,
+    refuse,
+    settle,
+)
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from app.logistics.center import rebate_in_force
 from app.logistics.movements import GIVEN_AWAY, NOT_FOR_SALE
 from app.rebates.schemas_claims import RebateClaimOut
+from app.verify import messages
+from app.verify.schemas import VerifyOut
 from app.verify.service import Verifier
 
 # The clerks of the claims in flight: the user, their organisation and permissions.
@@ -105,6 +121,8 @@ WITH r AS (
       AND in_force.amount > 0
       AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
       AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
+      AND NOT EXISTS (SELECT 1 FROM code_batches b  -- no void batch's (its sold units stay sold)
+                       WHERE b.batch_no = r.code_id >> 32 AND b.state = 'void')
       AND NOT EXISTS (SELECT 1 FROM rebate_claims_withdrawn w  -- a withdrawn claim's retry
                        WHERE w.clerk_id = r.clerk_id AND w.client_id = r.client_id)
     ORDER BY u.code
@@ -189,7 +207,7 @@ SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c
        u.store_org_id, u.channel_org_id,
        {rebate_in_force("u.product_id", "here.path")} AS rule_amount,
        h.name AS holder_name, ds.name AS store_name, ag.name AS agent_name,
-       here.path AS here_path
+       here.path AS here_path, b.state = 'void' AS batch_void
 FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(store)s::bigint[], %(code)s::bigint[],
             %(client)s::text[]) AS r(ord, clerk_id, store_id, code_id, client_id)
 LEFT JOIN users k ON k.id = r.clerk_id
@@ -201,6 +219,7 @@ LEFT JOIN unit_state u ON u.code = r.code_id
 LEFT JOIN orgs h ON h.id = u.holder_org_id
 LEFT JOIN orgs ds ON ds.id = u.store_org_id
 LEFT JOIN orgs ag ON ag.id = u.channel_org_id
+LEFT JOIN code_batches b ON b.batch_no = r.code_id >> 32
 """
 
 _REFUSALS = """
@@ -315,6 +334,13 @@ class Claimer(Claims[RebateClaimOut]):
         settle(outcomes)
 
 
+def _void(serial: str) -> VerifyOut:
+    """The verification's answer for a code of a void batch, as ``/v1/verify`` gives it."""
+    return VerifyOut(
+        result="not_genuine", reason="void", message=messages.text("void", "zh"), serial=serial
+    )
+
+
 def _claim_out(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
     return RebateClaimOut(
         claim_id=row["id"],
@@ -346,6 +372,8 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
         return _claim_out(row, p)  # the same claim again: answered as the first time
     if row["clerk_status"] != "active":  # made inactive while the claim was in flight
         raise Unauthorized("the account is inactive or gone", code="account_inactive")
+    if row["batch_void"]:  # voided since the verification (or its process's batch cache)
+        refuse(_void(p.serial))
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another claim", code="client_id_reused")
     if row["client_withdrawn"]:  # a probe: credited again, a second rebate

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -369,6 +370,20 @@ class _Pending:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
+# The verifiers of this process (one, the app's; more in tests), for ``forget_batch``.
+_VERIFIERS: weakref.WeakSet[Verifier] = weakref.WeakSet()
+
+
+def forget_batch(batch_no: int) -> None:
+    """Drop the batch from this process's verifiers' batch caches (``BATCH_TTL``): a void
+    (``app.codes.service.void_batch``) is read at the next verification, not up to
+    ``BATCH_TTL`` later. Only this process's: another process reads it within ``BATCH_TTL``
+    (the claim rounds check the batch themselves). Called before the void commits, so a
+    verification in between may cache the batch live once more, for ``BATCH_TTL`` at most."""
+    for verifier in _VERIFIERS:
+        verifier._batches.pop(batch_no, None)
+
+
 class Verifier:
     """Everything the hot path needs, built once per process."""
 
@@ -406,6 +421,7 @@ class Verifier:
         )
         self._codeless = itertools.count()  # spreads refusals without a code over the shards
         self._batches: dict[int, tuple[float, BatchRef | None]] = {}
+        _VERIFIERS.add(self)  # a void forgets its batch (``forget_batch``)
         self._gtins: dict[str, tuple[float, int | None]] = {}  # GTIN -> brand, for refusals
         self._waiting: list[_Pending] = []
         self._round: asyncio.Task[None] | None = None
