@@ -1070,3 +1070,5 @@ async def test_goods_the_factory_ships_to_an_agents_warehouse_are_in_that_agents
     item = scan.json()["items"][0]
     assert (item["result"], item["reason"]) == ("in_channel", "designated_store"), item
     assert item["shipped_to"]["id"] == demo["AGENT-ZJ"], item["shipped_to"]
+    # the shipment that brought them into the agent's area, and the one to the store
+    assert (item["document_no"], item["store_document_no"]) == (ship["doc_no"], on["doc_no"])

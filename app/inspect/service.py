@@ -286,10 +286,13 @@ WITH RECURSIVE anc (unit, kind, code, depth, lo, hi) AS (
       AND e.id < a.hi
 )
 SELECT DISTINCT h.unit, e.destination_org, e.details ->> 'document' AS document_no,
-       e.source_org, e.disposition, e.event_time, e.id
+       e.source_org, e.disposition, e.event_time, e.id, d.path AS destination_path,
+       s.path AS source_path
 FROM anc h
 JOIN event_codes ec ON ec.code = h.code AND ec.kind = h.kind
 JOIN events e ON e.id = ec.event_id
+JOIN orgs d ON d.id = e.destination_org
+LEFT JOIN orgs s ON s.id = e.source_org
 WHERE e.biz_step = 'shipping' AND e.destination_org IS NOT NULL
   AND e.id >= h.lo AND e.id < h.hi
 ORDER BY e.event_time, e.id
@@ -300,16 +303,34 @@ async def _documents(conn: Conn, findings: list[Finding]) -> None:
     """Name the outbound that shipped each unit to its agent, and the one to its store.
 
     To the agent: the shipment that gave it the unit's current designation — the latest
-    outbound to it from the brand's own stock (an outbound from there designates anew, so after
-    a return and another shipment the first one is a closed matter: a probe named it), else
-    the latest outbound to it from within the channel. A return to the agent (from its store)
-    designates nothing and is never named."""
+    outbound into the agent's area (to the agent or one of its warehouses: a probe found none
+    named for goods the factory shipped to the agent's own warehouse) from outside it, from the
+    brand's own stock (an outbound from there designates anew, so after a return and another
+    shipment the first one is a closed matter: a probe named it), else the latest from within
+    the channel. A return to the agent (from its store) designates nothing and is never named."""
     shipped = {f.code: f for f in findings if f.source is not None and f.code is not None}
     if not shipped:
         return
     rows = await (
         await conn.execute(_SHIPMENTS, {"units": list(shipped), "depth": _MAX_DEPTH})
     ).fetchall()
+    agents = sorted({f.source for f in shipped.values() if f.source is not None})
+    area = {
+        r["id"]: r["path"]
+        for r in await (
+            await conn.execute("SELECT id, path FROM orgs WHERE id = ANY(%s)", (agents,))
+        ).fetchall()
+    }
+
+    def into_area(row: dict[str, Any], agent: int | None) -> bool:
+        path = area.get(agent) if agent is not None else None
+        if path is None:
+            return False
+        if row["destination_org"] == agent:
+            return True
+        inside = (row["source_path"] or "").startswith(path)
+        return row["destination_path"].startswith(path) and not inside
+
     senders = sorted({r["source_org"] for r in rows if r["source_org"] is not None})
     channel = {
         r["id"]
@@ -323,7 +344,7 @@ async def _documents(conn: Conn, findings: list[Finding]) -> None:
     from_stock: dict[int, str | None] = {}
     for row in rows:  # oldest first: the latest of each kind wins
         found = shipped[row["unit"]]
-        if row["destination_org"] == found.source and row["disposition"] != "returned":
+        if into_area(row, found.source) and row["disposition"] != "returned":
             found.document_no = row["document_no"]
             if row["source_org"] is not None and row["source_org"] not in channel:
                 from_stock[row["unit"]] = row["document_no"]
