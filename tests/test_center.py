@@ -156,6 +156,41 @@ async def test_csv_import_refuses_bad_files(client: Any, login: Any) -> None:
     assert_error(await import_csv(client, clerk, HEADER), 403, "permission_denied")
 
 
+async def test_csv_import_honours_a_declared_charset_and_refuses_a_stray_byte(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe (the master-data imports' too, ``app.csvread``): the charset of ``Content-Type``
+    was ignored — a GBK file declared ``charset=gbk`` whose bytes happen to be UTF-8 ("一品山庄"
+    is the UTF-8 of "һƷɽׯ") was read as that mojibake, a Big5 file as GB18030 — and a UTF-8
+    file with one stray Latin-1 byte was read as GB18030, its Chinese notes as mojibake. A
+    declared GBK is read as GB18030, another charset than UTF-8 or GB18030 is 415, and the
+    UTF-8 file with a bad byte is 400 ``bad_encoding`` naming its line."""
+    partner = await login("partner")
+    n = next(_ids)
+    gbk = HEADER + f"CSV-CS-{n},sales,FACTORY-SZ,STORE-HZ-01,,LM-SC-30,,1,一品山庄\n"
+    response = await client.post(
+        "/orders/import",
+        headers={**partner, "Content-Type": "text/csv; charset=gbk"},
+        content=gbk.encode("gbk"),
+    )
+    assert response.status_code == 200 and response.json()["created"] == 1, response.text
+    stored = (await client.get("/orders", headers=partner, params={"erp_no": f"CSV-CS-{n}"})).json()
+    assert stored["items"][0]["note"] == "一品山庄"
+    big5 = await client.post(
+        "/orders/import",
+        headers={**partner, "Content-Type": "text/csv; charset=big5"},
+        content=gbk.replace("一品山庄", "台北").encode("big5"),
+    )
+    assert_error(big5, 415, "unsupported_media_type")
+    stray = HEADER + (
+        f"CSV-CT-{n},sales,FACTORY-SZ,STORE-HZ-01,,LM-SC-30,,1,春季补货\n"
+        f"CSV-CT-{n},sales,FACTORY-SZ,STORE-HZ-01,,LM-LS-01,,1,Cafés\n"
+    )
+    raw = stray.encode().replace("é".encode(), b"\xe9")
+    error = assert_error(await import_csv(client, partner, raw), 400, "bad_encoding")
+    assert error["details"] == {"line": 3}, error
+
+
 @pytest.fixture(scope="module")
 async def shipped(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
     """Three cases packed, into the factory warehouse, shipped to the Zhejiang agent against an

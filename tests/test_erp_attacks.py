@@ -3,9 +3,11 @@ a spreadsheet would run, and the like — each refused per row, on real PostgreS
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.test_erp_masterdata import RUN, code, counts, errors, imported
+from tests.race_support import lock_waiters
+from tests.test_erp_masterdata import RUN, code, counts, errors, ids, imported, send
 
 
 async def test_a_value_ending_in_a_line_break_is_refused_not_a_second_record(
@@ -97,3 +99,57 @@ async def test_formula_cells_are_refused_in_every_column_a_spreadsheet_shows(
     result = await imported(client, admin, "users", users, dry_run=True)
     assert counts(result) == (1, 0, 0, 1), result
     assert errors(result) == [(1, "email", "formula_value")]
+
+
+async def test_a_user_moved_by_import_into_a_moving_org_keeps_no_stale_role(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: README: "A user moved by import loses the custom roles and the field supervisor
+    its old place gave it"; an organisation's move drops the custom roles of organisations no
+    longer above its users. The users import read the target store's path at its start and
+    moved the user without the brand's role-name lock (``Lock.ROLE_NAMES``) that ``move_org``,
+    ``create_user`` and ``_set_roles`` take: the store, moved to AGENT-GD while the import
+    waited for the user's row, took the user in under Guangdong, and the roles were dropped
+    against the store's old path — a Guangdong user kept a custom role of the Zhejiang agent,
+    which neither order of the two moves gives. ``_move`` takes the lock first and reads both
+    paths again under it."""
+    admin, agent = await login("admin"), await login("agent_admin")
+    role = f"zzr{RUN.lower()}"
+    made = await client.post(
+        "/roles", headers=agent, json={"name": role, "permissions": ["orgs.read"]}
+    )
+    assert made.status_code == 201, made.text
+    s, t, u = code("MVS"), code("MVT"), code("MVU")
+    orgs = await imported(client, admin, "orgs", {"items": [
+        {"erp_code": s, "kind": "store", "name": "Move S", "parent_erp_code": "AGENT-ZJ"},
+        {"erp_code": t, "kind": "store", "name": "Move T", "parent_erp_code": "AGENT-ZJ"},
+    ]})  # fmt: skip
+    store_t = ids(orgs)[t]
+    users = await imported(client, admin, "users", {"items": [
+        {"erp_code": u, "username": f"mvu{RUN.lower()}", "org_erp_code": s,
+         "roles": ["store_clerk", role]},
+    ]})  # fmt: skip
+    user_id = ids(users)[u]
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (user_id,))
+        moving_user = asyncio.ensure_future(
+            send(client, admin, "users", {"items": [{"erp_code": u, "org_erp_code": t}]})
+        )
+        assert await lock_waiters(watch, 1), "the import should wait for the user's row"
+        moving_store = asyncio.ensure_future(
+            client.post(
+                f"/orgs/{store_t}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+            )
+        )
+        await asyncio.wait([moving_store], timeout=2)  # done now, or waiting for the import
+        await holder.rollback()
+        user_answer, store_answer = await asyncio.gather(moving_user, moving_store)
+    assert user_answer.status_code == 200 and store_answer.status_code == 200, (
+        user_answer.text,
+        store_answer.text,
+    )
+    store = (await client.get(f"/orgs/{store_t}", headers=admin)).json()
+    got = (await client.get(f"/users/{user_id}", headers=admin)).json()
+    assert store["parent_id"] == demo["AGENT-GD"], store
+    assert got["org_id"] == store_t, got  # the import waited for nothing but the user's row
+    assert role not in got["roles"], got  # under Guangdong now, without Zhejiang's role

@@ -1030,3 +1030,60 @@ async def test_org_reactivation_and_move_out_of_a_reopened_agent_in_any_order(
     assert errors(store_first) == [] and counts(store_first) == (0, 2, 0, 0), store_first
     store = (await client.get(f"/orgs/{ids(made)[s]}", headers=admin)).json()
     assert store["parent_id"] == demo["AGENT-GD"] and store["status"] == "active", store
+
+
+async def test_a_utf8_file_with_a_stray_byte_is_refused_naming_its_line(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a UTF-8 file whose Chinese text reads fine but which holds one stray byte of
+    another encoding (a Windows-1252 "é" pasted in) was read as GB18030, which takes almost any
+    byte pair: 200 ``created`` with every Chinese name stored as mojibake ("温州鹿城" as
+    "娓╁窞楣垮煄"). Such a file — more well-formed UTF-8 sequences of three bytes than bad
+    bytes — is 400 ``bad_encoding`` naming the line of the bad byte. A GB18030 file whose first
+    characters happen to be UTF-8 too ("台" in GB18030 is the UTF-8 of U+0328) is still read
+    as GB18030."""
+    x1, x2, x3 = code("ENC1"), code("ENC2"), code("ENC5")
+    text = (
+        "erp_code,kind,name,parent_erp_code\n"
+        f"{x1},store,温州鹿城,AGENT-ZJ\n"
+        f"{x2},store,Cafés Milano,AGENT-ZJ\n"
+    )
+    raw = text.encode("utf-8").replace("é".encode(), b"\xe9")  # one Latin-1 byte
+    admin = await login("admin")
+    error = assert_error(await send(client, admin, "orgs", raw, dry_run=True), 400, "bad_encoding")
+    assert error["details"] == {"line": 3}, error
+
+    gb = f"erp_code,kind,name,parent_erp_code\n{x3},store,台州椒江店,AGENT-ZJ\n"
+    got = await imported(client, admin, "orgs", gb.encode("gb18030"))
+    stored = (await client.get(f"/orgs/{ids(got)[x3]}", headers=admin)).json()
+    assert stored["name"] == "台州椒江店", stored
+
+
+async def test_a_declared_csv_charset_is_honoured_or_refused(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the CSV imports ignored the ``charset`` of ``Content-Type`` (the JSON body's is
+    checked) and guessed UTF-8, else GB18030. A GBK file declared ``text/csv; charset=gbk``
+    whose bytes happen to be valid UTF-8 ("一品山庄" in GBK is the UTF-8 of "һƷɽׯ") was
+    stored as that mojibake, and a Big5 file declared ``charset=big5`` as GB18030 mojibake.
+    A declared GBK, GB2312 or GB18030 is read as GB18030, a declared UTF-8 as UTF-8 only (400
+    ``bad_encoding`` naming the line otherwise), any other charset is 415 before the body is
+    read, as for a JSON body."""
+    admin = await login("admin")
+    x1, x2, x3 = code("ENC3"), code("ENC4"), code("ENC6")
+    gbk = f"erp_code,kind,name,parent_erp_code\n{x1},store,一品山庄,AGENT-ZJ\n".encode("gbk")
+    got = await imported(client, admin, "orgs", gbk, media="text/csv; charset=GBK")
+    stored = (await client.get(f"/orgs/{ids(got)[x1]}", headers=admin)).json()
+    assert stored["name"] == "一品山庄", stored
+
+    big5 = f"erp_code,kind,name,parent_erp_code\n{x2},store,台北信義店,AGENT-ZJ\n".encode("big5")
+    for charset in ("big5", "latin-1", "utf-16", ""):
+        response = await send(
+            client, admin, "orgs", big5, media=f"text/csv; charset={charset}", dry_run=True
+        )
+        assert_error(response, 415, "unsupported_media_type")
+    gb = f"erp_code,kind,name,parent_erp_code\n{x3},store,温州鹿城,AGENT-ZJ\n".encode("gb18030")
+    response = await send(client, admin, "orgs", gb, media='text/csv; charset="utf-8"')
+    assert assert_error(response, 400, "bad_encoding")["details"] == {"line": 2}
+    utf8 = await imported(client, admin, "orgs", gb.decode("gb18030").encode(), media="text/csv")
+    assert counts(utf8) == (1, 0, 0, 0), utf8

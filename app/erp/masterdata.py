@@ -35,6 +35,7 @@ import psycopg
 
 from app import audit, locks
 from app.auth.principal import Principal
+from app.csvread import Encoding
 from app.db import Conn
 from app.erp.rows import Format, Item, Spec, read_items
 from app.erp.schemas import MasterDataOut
@@ -57,13 +58,19 @@ class Importer:
 
 
 async def run(
-    conn: Conn, actor: Principal, importer: Importer, raw: bytes, fmt: Format, dry_run: bool
+    conn: Conn,
+    actor: Principal,
+    importer: Importer,
+    raw: bytes,
+    fmt: Format,
+    dry_run: bool,
+    encoding: Encoding | None = None,
 ) -> MasterDataOut:
     """Read, check and apply an import (rolled back on a dry run); the counts and every row's
-    result and errors."""
+    result and errors. ``encoding``: the one a CSV body's ``Content-Type`` declares."""
     actor.require(importer.permission)
     spec = importer.spec
-    items = read_items(raw, fmt, spec)
+    items = read_items(raw, fmt, spec, encoding)
     await locks.xact_lock(conn, Lock.ERP_IMPORT, f"{actor.brand_id}:{spec.entity}")
     async with conn.transaction(force_rollback=dry_run):
         await importer.apply(conn, actor, items, dry_run)

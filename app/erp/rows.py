@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from app.csvread import decode, read_rows
+from app.csvread import Encoding, decode, read_rows
 from app.edge import MAX_JSON_DEPTH, TooDeep, json_depth_ok
 from app.erp.schemas import Entity, MasterDataError, MasterDataIn, MasterDataResult
 from app.errors import BadRequest, PayloadTooLarge, invalid_body
@@ -114,16 +114,17 @@ class Item:
         )
 
 
-def read_items(raw: bytes, fmt: Format, spec: Spec) -> list[Item]:
-    """Every row of the body as an ``Item``; rows sharing a unique value are all rejected."""
-    items = _from_csv(raw, spec) if fmt == "csv" else _from_json(raw, spec)
+def read_items(raw: bytes, fmt: Format, spec: Spec, encoding: Encoding | None = None) -> list[Item]:
+    """Every row of the body as an ``Item``; rows sharing a unique value are all rejected.
+    ``encoding``: the one a CSV body declares (``app.csvread.decode``)."""
+    items = _from_csv(raw, spec, encoding) if fmt == "csv" else _from_json(raw, spec)
     for column in spec.unique:
         _reject_repeats(items, column, column in spec.caseless)
     return items
 
 
-def _from_csv(raw: bytes, spec: Spec) -> list[Item]:
-    text = decode(raw)
+def _from_csv(raw: bytes, spec: Spec, encoding: Encoding | None) -> list[Item]:
+    text = decode(raw, encoding)
     try:
         _, records = read_rows(text, spec.columns, (("erp_code",),), spec.max_rows)
     except BadRequest as exc:

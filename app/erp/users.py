@@ -23,7 +23,7 @@ import asyncio
 import secrets
 from typing import Any
 
-from app import audit
+from app import audit, locks
 from app.auth.passwords import hash_random_password
 from app.auth.principal import Principal
 from app.auth.service import end_sessions, ensure_not_stronger
@@ -31,7 +31,7 @@ from app.db import Conn
 from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import UserRow
-from app.errors import Unprocessable
+from app.errors import NotFound, Unprocessable
 from app.orgs.service import drop_roles_out_of_reach, path_live
 from app.users.schemas import UserIn, UserPatch
 from app.users.service import create_user, update_user
@@ -245,14 +245,15 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
     if user["id"] == actor.person:
         raise Unprocessable("you cannot move your own account", code="own_account")
     ensure_not_stronger(actor, user["permissions"], "user")
-    if not (await path_live(conn, org["path"]) and await path_live(conn, user["path"])):
+    old_path, new_path = await _paths_now(conn, actor, user["id"], org["id"], org["erp_code"])
+    if not (await path_live(conn, new_path) and await path_live(conn, old_path)):
         raise Unprocessable("the organisation is inactive", code="org_inactive")
     await conn.execute(
         "UPDATE users SET org_id = %s, updated_at = now() WHERE id = %s", (org["id"], user["id"])
     )
     await end_sessions(conn, user["id"])
-    dropped = await drop_roles_out_of_reach(conn, org["path"], user["id"])
-    unsupervised = await _drop_supervisors_left_behind(conn, user["id"], user["path"], org["path"])
+    dropped = await drop_roles_out_of_reach(conn, new_path, user["id"])
+    unsupervised = await _drop_supervisors_left_behind(conn, user["id"], old_path, new_path)
     await audit.record(
         conn,
         actor,
@@ -267,6 +268,36 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
         },
         org_id=org["id"],
     )
+
+
+async def _paths_now(
+    conn: Conn, actor: Principal, user_id: int, org_id: int, org_code: str
+) -> tuple[str, str]:
+    """The paths of a moving user's organisation and of the one it moves to, read under the
+    brand's role-name lock, which an organisation's move, ``create_user`` and ``_set_roles``
+    take: roles out of reach are dropped against them one move at a time. The paths read at the
+    start of the import may be stale by now (a probe: the store moved to another agent while
+    the import waited for the user's row, and the user kept the first agent's custom role).
+    Taken before the user's row refers to the new organisation (its key share on that row), as
+    ``create_user`` takes it: a move takes it before the organisations' row locks. Either
+    organisation moved out of the caller's reach meanwhile rejects the row."""
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, actor.brand_id)
+    row = await (
+        await conn.execute(
+            """SELECT uo.path AS old_path, o.path AS new_path
+                 FROM users u JOIN orgs uo ON uo.id = u.org_id, orgs o
+                WHERE u.id = %s AND o.id = %s""",
+            (user_id, org_id),
+        )
+    ).fetchone()
+    assert row is not None
+    if not _administered(actor, row["old_path"]):
+        message = "the user moved meanwhile to an organisation you do not administer"
+        raise NotFound(message, code="erp_code_taken", details={"field": "erp_code"})
+    if not _administered(actor, row["new_path"]):
+        message = f"no organisation {org_code} among those you administer"
+        raise NotFound(message, code="unknown_org", details={"field": "org_erp_code"})
+    return str(row["old_path"]), str(row["new_path"])
 
 
 async def _drop_supervisors_left_behind(

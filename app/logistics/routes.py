@@ -9,6 +9,7 @@ from litestar.params import Parameter, QueryParameter
 
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
+from app.csvread import declared_encoding
 from app.db import Conn
 from app.edge import media_of
 from app.errors import UnsupportedMediaType
@@ -82,14 +83,15 @@ class OrderController(Controller):
         line and column; an order with a bad row is rejected, the others are created (existing
         ones, same ERP number and content, are left as they are)."""
         principal.require("orders.write")
-        media = media_of(request.headers.get("content-type", ""))[0]
-        if media not in imports.MEDIA_TYPES:
+        content_type = request.headers.get("content-type", "")
+        if media_of(content_type)[0] not in imports.MEDIA_TYPES:
             raise UnsupportedMediaType(
                 "send the CSV file as the body with Content-Type: text/csv",
                 details={"accepted": list(imports.MEDIA_TYPES)},
             )
+        encoding = declared_encoding(content_type)  # UTF-8 or GB18030; another charset is 415
         raw = await imports.read_body(request.stream())
-        return await imports.import_orders(conn, principal, raw)
+        return await imports.import_orders(conn, principal, raw, encoding)
 
     @get("/{order_id:int}")
     async def get_order(self, order_id: int, conn: Conn, principal: Principal) -> OrderOut:

@@ -1915,7 +1915,8 @@ export interface paths {
          *     contact_phone, latitude, longitude, status.
          *
          *     The body is a CSV file (``Content-Type: text/csv``; UTF-8 with or without a BOM, or GB18030 as
-         *     Excel writes it on Chinese Windows; a header row naming the columns, ``erp_code`` required) or
+         *     Excel writes it on Chinese Windows — a declared ``charset`` is honoured: utf-8, or gb18030, gbk or
+         *     gb2312 read as GB18030; another is 415; a header row naming the columns, ``erp_code`` required) or
          *     JSON (``application/json``: ``{"items": [{…}, …]}``, the same names as keys). Per row: good rows
          *     are applied, bad rows are listed in ``errors`` (row, CSV line, column, stable code) and not
          *     applied; ``?dry_run=true`` checks and rolls back. Importing the same file again changes nothing
@@ -2222,7 +2223,8 @@ export interface paths {
          *     efficacy, video_url, display_order, published.
          *
          *     The body is a CSV file (``Content-Type: text/csv``; UTF-8 with or without a BOM, or GB18030 as
-         *     Excel writes it on Chinese Windows; a header row naming the columns, ``erp_code`` required) or
+         *     Excel writes it on Chinese Windows — a declared ``charset`` is honoured: utf-8, or gb18030, gbk or
+         *     gb2312 read as GB18030; another is 415; a header row naming the columns, ``erp_code`` required) or
          *     JSON (``application/json``: ``{"items": [{…}, …]}``, the same names as keys). Per row: good rows
          *     are applied, bad rows are listed in ``errors`` (row, CSV line, column, stable code) and not
          *     applied; ``?dry_run=true`` checks and rolls back. Importing the same file again changes nothing
@@ -2892,7 +2894,8 @@ export interface paths {
          *     one-time initial password is in this answer (``results[].initial_password``) and only here.
          *
          *     The body is a CSV file (``Content-Type: text/csv``; UTF-8 with or without a BOM, or GB18030 as
-         *     Excel writes it on Chinese Windows; a header row naming the columns, ``erp_code`` required) or
+         *     Excel writes it on Chinese Windows — a declared ``charset`` is honoured: utf-8, or gb18030, gbk or
+         *     gb2312 read as GB18030; another is 415; a header row naming the columns, ``erp_code`` required) or
          *     JSON (``application/json``: ``{"items": [{…}, …]}``, the same names as keys). Per row: good rows
          *     are applied, bad rows are listed in ``errors`` (row, CSV line, column, stable code) and not
          *     applied; ``?dry_run=true`` checks and rolls back. Importing the same file again changes nothing
