@@ -211,7 +211,10 @@ def exactly_once_rebates(stack: Stack, clerk_ids: list[int]) -> dict[str, int]:
     with psycopg.connect(stack.env["TRACECODE_DATABASE_URL"], autocommit=True) as conn:
         row = conn.execute(
             """SELECT count(*) AS claims, count(DISTINCT c.code_id) AS codes,
-                      count(DISTINCT c.sale_event_id) AS sale_events,
+                      -- claims whose sale event is recorded (a round writes one sale event
+                      -- per store and clerk: two claims of a clerk in one round share it)
+                      count(*) FILTER (WHERE EXISTS (SELECT 1 FROM events e
+                                       WHERE e.id = c.sale_event_id)) AS sale_events,
                       count(*) FILTER (WHERE u.status = 'sold') AS sold,
                       (SELECT count(*) FROM rebate_tally_queue q
                         JOIN rebate_claims k ON k.id = q.claim_id
