@@ -545,6 +545,47 @@ async def test_void_codes_are_named_void(
     assert_error(await replace(units[2], units[0]), 409, "void")
 
 
+async def test_a_request_resent_under_its_client_id_answers_added_for_its_codes(
+    client: Any, login: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """A probe: the staff app re-sends a document's codes when their answer was lost; the server,
+    holding them, answered `duplicate` and the clerk's tally was wrong (the app guessed, wrongly
+    when another phone had added the code). With the request's ``client_id``, a code that the
+    same id added answers ``added`` again (counted in ``added``; a code twice in the request
+    still once), one another request added — or one added without a client id — stays
+    ``duplicate``, and nothing is added twice. Without a client id, as before."""
+    cases, units, clerk = route["cases"], route["units"], await login("clerk")
+    draft = await document(client, clerk, kind="outbound", counterparty_id=demo["AGENT-GD"])
+
+    async def add(codes: list[str], client_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"codes": codes}
+        if client_id is not None:
+            body["client_id"] = client_id
+        response = await client.post(f"/documents/{draft['id']}/codes", headers=clerk, json=body)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def results(answer: dict[str, Any]) -> list[str]:
+        return [i["result"] for i in answer["items"]]
+
+    assert results(await add(cases[:2], "m-first")) == ["added", "added"]  # its answer lost
+    assert results(await add(cases[2:3], "m-other")) == ["added"]  # another phone's
+    assert results(await add(units[:1])) == ["added"]  # without a client id
+    again = await add([cases[0], cases[1], cases[2], cases[0], units[0]], "m-first")
+    assert results(again) == ["added", "added", "duplicate", "duplicate", "duplicate"]
+    assert (again["added"], again["rejected"]) == (2, 0)
+    assert results(await add(cases[:1])) == ["duplicate"]  # without a client id: as before
+    assert results(await add(cases[:1], "m-later")) == ["duplicate"]
+    doc = (await client.get(f"/documents/{draft['id']}", headers=clerk)).json()
+    assert doc["items"] == 4  # nothing added twice
+    bad = await client.post(
+        f"/documents/{draft['id']}/codes",
+        headers=clerk,
+        json={"codes": cases[:1], "client_id": "m-1\n"},
+    )
+    assert_error(bad, 400, "validation_failed")
+
+
 async def test_an_emptied_case_ships_nothing(
     client: Any, login: Any, app: Any, demo: Any, route: dict[str, Any]
 ) -> None:

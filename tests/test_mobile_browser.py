@@ -644,10 +644,11 @@ async def test_a_document_code_resent_after_a_lost_answer_counts_as_added(
     browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
 ) -> None:
     """A probe: a clerk scans case 1; the request reaches the server but its answer is lost (a
-    mobile network time-out); the app re-sends it at once, and the server, holding it, answers
-    `duplicate` (document codes carry no client id). A re-sent code not yet counted on this page
-    counts as this phone's addition: with case 2, 2 cases added and no duplicate (the phone said
-    "duplicate" for the clerk's first scan and counted 1 case)."""
+    mobile network time-out); the app re-sends it at once under the same `client_id` (the queued
+    action's id), and the server, holding the code under that id, answers `added` again — the
+    phone counts the server's answer as is: with case 2, 2 cases added and no duplicate (the
+    phone said "duplicate" for the clerk's first scan and counted 1 case). Case 1 scanned again
+    (a new action, another client id) is a duplicate."""
     packed = await pack(client, login, app, demo, 2)
     doc_id = await _draft(client, login)
     driver = browser

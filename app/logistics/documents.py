@@ -40,6 +40,7 @@ from app.logistics.schemas import (
     DocumentSummaryOut,
     ItemResult,
     ItemsOut,
+    RemoveCodesIn,
     RemovedOut,
     RemovedResult,
     ReturnIn,
@@ -537,7 +538,9 @@ async def _draft(conn: Conn, actor: Principal, doc_id: int) -> dict[str, Any]:
 async def add_codes(
     conn: Conn, actor: Principal, scheme: Scheme, doc_id: int, data: CodesIn
 ) -> ItemsOut:
-    """Scan codes into a draft: per-code results (a code that is not active is rejected).
+    """Scan codes into a draft: per-code results (a code that is not active is rejected; one on
+    the draft already is ``duplicate``, unless this request's ``client_id`` added it: a re-send
+    whose answer was lost answers ``added`` again, see ``_resent``).
 
     Scoping: only goods within the caller's reach are known here — held by or on their way to
     the caller's subtree, or, for a factory inbound, held by the factory it receives from. Any
@@ -571,13 +574,15 @@ async def add_codes(
     if new:
         rows = await (
             await conn.execute(
-                """INSERT INTO document_items (document_id, kind, code)
-                   SELECT %s, k, c FROM unnest(%s::"char"[], %s::bigint[]) AS d (k, c)
+                """INSERT INTO document_items (document_id, kind, code, client_id)
+                   SELECT %s, k, c, %s FROM unnest(%s::"char"[], %s::bigint[]) AS d (k, c)
                    ON CONFLICT DO NOTHING RETURNING kind, code""",
-                (doc_id, [k for k, _ in new], [c for _, c in new]),
+                (doc_id, data.client_id, [k for k, _ in new], [c for _, c in new]),
             )
         ).fetchall()
         inserted = {(row["kind"], row["code"]) for row in rows}
+        if data.client_id is not None:
+            inserted |= await _resent(conn, doc_id, data.client_id, set(new) - inserted)
     added = iter(new)
     final = []
     for item in results:
@@ -595,11 +600,30 @@ async def add_codes(
     )
 
 
+async def _resent(
+    conn: Conn, doc_id: int, client_id: str, duplicates: set[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Those of a request's duplicates that the same ``client_id`` added: the request sent again,
+    its first answer lost (the staff app's queue re-sends after a time-out); they answer
+    ``added`` again. One added under another client id, or none, stays a duplicate."""
+    if not duplicates:
+        return set()
+    rows = await (
+        await conn.execute(
+            """SELECT kind, code FROM document_items
+               WHERE document_id = %s AND client_id = %s AND (kind, code) IN
+                   (SELECT * FROM unnest(%s::"char"[], %s::bigint[]))""",
+            (doc_id, client_id, [k for k, _ in duplicates], [c for _, c in duplicates]),
+        )
+    ).fetchall()
+    return {(row["kind"], row["code"]) for row in rows}
+
+
 _IDENTIFIED = (None, "void", "case_void", "wrong_product")  # read_codes' reasons of a known code
 
 
 async def remove_codes(
-    conn: Conn, actor: Principal, scheme: Scheme, doc_id: int, data: CodesIn
+    conn: Conn, actor: Principal, scheme: Scheme, doc_id: int, data: RemoveCodesIn
 ) -> RemovedOut:
     """Take codes off a draft, as they were scanned (a unit serial, a case SSCC): per-code
     results. A case that can no longer ship (confirmed on another document meanwhile, one too

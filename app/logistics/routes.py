@@ -27,6 +27,7 @@ from app.logistics.schemas import (
     OrderKind,
     OrderOut,
     OrderStatus,
+    RemoveCodesIn,
     RemovedOut,
     ReturnIn,
     ReturnOut,
@@ -165,12 +166,15 @@ class DocumentController(Controller):
     async def add_codes(
         self, doc_id: int, data: CodesIn, conn: Conn, principal: Principal, scheme: Scheme
     ) -> ItemsOut:
-        """Scan unit serials or case SSCCs into a draft; per-code results."""
+        """Scan unit serials or case SSCCs into a draft; per code ``added``, ``duplicate`` (on
+        the draft already) or ``rejected``. With ``client_id`` (the app's id of this request),
+        the same request sent again (its answer lost) answers ``added`` again for the codes it
+        added; a code another request added stays ``duplicate``."""
         return await documents.add_codes(conn, principal, scheme, doc_id, data)
 
     @post("/{doc_id:int}/codes/remove", status_code=200)
     async def remove_codes(
-        self, doc_id: int, data: CodesIn, conn: Conn, principal: Principal, scheme: Scheme
+        self, doc_id: int, data: RemoveCodesIn, conn: Conn, principal: Principal, scheme: Scheme
     ) -> RemovedOut:
         """Take scanned codes off a draft (a case that can no longer ship, a code scanned by
         mistake): per code ``removed``, ``not_on_document`` or ``rejected`` (malformed)."""

@@ -18,6 +18,11 @@ ReturnReason = Literal["damaged", "expired", "wrong_goods", "other"]
 Text = Annotated[str, msgspec.Meta(max_length=200)]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MAX_CODES = 200_000
+# the app's own id of a request (printable ASCII, as the staff app's client ids; ``(?!\n)``: a
+# pattern's ``$`` also matches before a final line feed)
+ClientId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")
+]
 
 
 class OrderLineIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -94,8 +99,22 @@ class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
         check_day(self.doc_date, 366, "doc_date")
 
 
+Codes = Annotated[list[ScanCode], msgspec.Meta(min_length=1, max_length=MAX_CODES)]
+
+
 class CodesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    codes: Annotated[list[ScanCode], msgspec.Meta(min_length=1, max_length=MAX_CODES)]
+    """Codes scanned into a draft. ``client_id``: the app's id of this request, stored with each
+    code it adds; sent again (its answer lost), a code it added answers ``added`` again, not
+    ``duplicate`` (one added by another request stays ``duplicate``)."""
+
+    codes: Codes
+    client_id: ClientId | None = None
+
+
+class RemoveCodesIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Codes taken off a draft."""
+
+    codes: Codes
 
 
 class ItemResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -208,10 +227,7 @@ class SaleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     customer: Text | None = None
     phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")] | None = None
     # the app's id of this sale: sent again with the same body, the first sale is answered
-    client_id: (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")]
-        | None
-    ) = None
+    client_id: ClientId | None = None
 
 
 class ReturnIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -3642,6 +3642,7 @@ export interface components {
         };
         /** CodesIn */
         CodesIn: {
+            client_id?: string | null;
             codes: string[];
         };
         /** ContainerStay */
@@ -5318,6 +5319,10 @@ export interface components {
             kind?: "unit" | "case" | null;
             message?: string | null;
             reason?: string | null;
+        };
+        /** RemoveCodesIn */
+        RemoveCodesIn: {
+            codes: string[];
         };
         /** RemovedOut */
         RemovedOut: {
@@ -11043,7 +11048,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["CodesIn"];
+                "application/json": components["schemas"]["RemoveCodesIn"];
             };
         };
         responses: {

@@ -1,8 +1,9 @@
 // The offline queue: every scan or action the app sends goes through it. It is written to
 // IndexedDB first (with a client id of its own), then sent: at once when online, in bulk when the
 // network returns. The server's idempotency makes a re-send safe: inspections and rebate claims
-// answer the first result for the same client_id; a code scanned into a document twice is a
-// `duplicate`, never a second unit. An action leaves the queue when the server has answered it
+// answer the first result for the same client_id; a document's codes sent again under the same
+// client_id answer `added` for the codes that request added, and a code scanned into a document
+// twice is a `duplicate`, never a second unit. An action leaves the queue when the server has answered it
 // (2xx, or a refusal that a re-send would only repeat); network errors, 5xx, 408, 429 and 401
 // (signed out: it goes once the user signs in again) keep it pending for the next flush.
 

@@ -55,6 +55,22 @@ describe('sender', () => {
     expect(outcomes[0]!.body).toEqual({ code: 'U1', result: 'added' })
   })
 
+  it('sends a document’s codes under their first action’s id, the same on a re-send', async () => {
+    const bodies: unknown[] = []
+    const send = sender(async (_method, _path, body) => {
+      bodies.push(body)
+      const codes = (body as { codes: string[] }).codes
+      return json(200, { items: codes.map((code) => ({ code, result: 'added' })) })
+    })
+    const group = [action('doc_codes', { code: 'U1' }, 7), action('doc_codes', { code: 'U2' }, 7)]
+    await send(group)
+    await send([...group, action('doc_codes', { code: 'U3' }, 7)]) // its answer was lost
+    expect(bodies).toEqual([
+      { codes: ['U1', 'U2'], client_id: group[0]!.id },
+      { codes: ['U1', 'U2', 'U3'], client_id: group[0]!.id },
+    ])
+  })
+
   it('keeps a whole-request failure that a re-send could change (5xx) without splitting', async () => {
     let calls = 0
     const send = sender(async () => {

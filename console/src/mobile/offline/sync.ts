@@ -76,8 +76,11 @@ export function sender(post: Post): Sender {
 async function sendGroup(post: Post, group: QueuedAction[]): Promise<Outcome[]> {
   const first = group[0]!
   if (first.kind === 'doc_codes') {
+    // the request's client id is its first action's: a group re-sent after a lost answer starts
+    // with the same action (actions leave the queue in order, a group's all at once), so the
+    // codes it added answer `added` again rather than `duplicate`
     const codes = group.map((a) => String(a.body.code))
-    const response = await post('POST', `/documents/${first.target}/codes`, { codes })
+    const response = await post('POST', `/documents/${first.target}/codes`, { codes, client_id: first.id })
     const body = await answerOf(response)
     const items = (body as { items?: { code: string }[] } | null)?.items ?? []
     return group.map((action, i) => ({
