@@ -627,3 +627,49 @@ async def test_a_partner_pools_only_the_batches_addressed_to_its_organisation(
     assert pool.json()["recipient_org_id"] == ours
     taken = await _allocate(client, key, pool_id=pool.json()["id"], count=2)
     assert _codes(taken) == [(own, 0), (own, 1)]
+
+
+async def test_the_brands_own_warehouse_is_brand_staff_and_an_agent_a_partner(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A review: the first rule of where a caller sits counted the brand's organisation and
+    anything below a factory as brand staff, so a line system at a warehouse right under the
+    brand was a partner (403 ``pool_required``). The brand's own side is everything with no
+    organisation of the sales channel on its path; a user below an agent is a partner."""
+    admin = await login("admin")
+    name = f"whline{secrets.token_hex(3)}"
+    role = await client.post(
+        "/roles", headers=admin, json={"name": name, "permissions": ["codes.allocate"]}
+    )
+    assert role.status_code == 201, role.text
+
+    async def user_at(parent: int, kind: str) -> dict[str, str]:
+        tag = secrets.token_hex(3)
+        org = await client.post(
+            "/orgs",
+            headers=admin,
+            json={
+                "kind": kind,
+                "name": f"Site {tag}",
+                "erp_code": f"ST-{tag}",
+                "parent_id": parent,
+            },
+        )
+        assert org.status_code == 201, org.text
+        username, password = f"{name}{tag}", secrets.token_urlsafe(16)
+        made = await client.post(
+            "/users",
+            headers=admin,
+            json={"org_id": org.json()["id"], "username": username, "password": password,
+                  "roles": [name]},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        token = await client.post("/auth/login", json={"username": username, "password": password})
+        return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    own_side = await user_at(demo["BRAND-LUMI"], "warehouse")
+    given = await _allocate(client, own_side, batch_no=batch_no, count=2)
+    assert given.status_code == 201, given.text
+    channel = await user_at(demo["AGENT-ZJ"], "warehouse")
+    assert_error(await _allocate(client, channel, batch_no=batch_no, count=2), 403, "pool_required")

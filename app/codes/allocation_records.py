@@ -9,9 +9,10 @@ file made again opens with the same passphrase or RSA private key as the first o
 Where the caller sits decides what it reaches (``place``), never the shape of its permissions
 (a probe: a contract printer's API key holding ``codes.issue`` read every partner's codes and
 PINs, and a printer's user without ``codes.download`` allocated from every batch): brand staff
-are the users of the brand's own organisation and of its production side (a factory and what
-lies below it: planners, line systems); a user at a printer organisation is that printer's; an
-API key, and a user anywhere else (a branch, an agent, a store…), is a partner.
+are the users of the brand's own side (the brand's organisation, its factories and warehouses,
+with no organisation of the sales channel above them: planners, line systems); a user at a
+printer organisation is that printer's; an API key, and a user in the sales channel (a branch,
+an agent, a distributor, a store, or below one), is a partner.
 
 Who sees an allocation (``visible``/``_visible_where``, one rule for reading, listing, tracing
 and fetching the codes again): brand staff every allocation of the brand; a printer's users and
@@ -33,6 +34,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.localtime import aware
+from app.orgs.schemas import CHANNEL_KINDS
 from app.paging import Page, check_period, fetch_page
 
 Scope = Literal["brand", "printer", "partner"]
@@ -75,8 +77,9 @@ class Allocated:
 
 async def place(conn: Conn, actor: Principal) -> Scope:
     """Where the caller sits (module docstring): an API key is a partner; a user at a printer
-    organisation that printer's; at the brand itself, a factory or below one brand staff; a
-    user anywhere else a partner. One primary-key read of the caller's path for a user."""
+    organisation that printer's; on the brand's own side (the brand, its factories and
+    warehouses: no organisation of the sales channel on its path) brand staff; a user in the
+    sales channel a partner. One primary-key read of the caller's path for a user."""
     if actor.api_key_id is not None:
         return "partner"
     path = [int(org) for org in actor.org_path.strip("/").split("/")]
@@ -86,9 +89,9 @@ async def place(conn: Conn, actor: Principal) -> Scope:
     kinds = {row["id"]: row["kind"] for row in rows}
     if kinds.get(actor.org_id) == "printer":
         return "printer"
-    if kinds.get(actor.org_id) == "brand" or "factory" in kinds.values():
-        return "brand"
-    return "partner"
+    if any(kind in CHANNEL_KINDS for kind in kinds.values()):
+        return "partner"
+    return "brand"
 
 
 async def scope(conn: Conn, actor: Principal) -> Scope:

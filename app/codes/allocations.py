@@ -20,11 +20,13 @@ are its own; a user's are shared by the user's organisation (``caller_org_id``).
 
 Who allocates (``codes.allocate``, held at brand level only), by where the caller sits
 (``allocation_records.place``), whatever else its role holds:
-- brand staff (users of the brand's organisation, of a factory or below one: planners, line
-  systems, brand admins): every batch and pool of the brand;
+- brand staff (users of the brand's own side — the brand's organisation, its factories and
+  warehouses, no sales channel organisation above them: planners, line systems, brand admins):
+  every batch and pool of the brand;
 - a printer's users (at a printer organisation): the batches addressed to their printer and
   the pools shared with it;
-- a partner (an API key, or a user anywhere else): only the pools shared with its organisation.
+- a partner (an API key, or a user in the sales channel): only the pools shared with its
+  organisation.
 
 A batch is either printed from exports or allocated, never both: allocation refuses a batch with
 a printer-file export, and an export refuses a batch with allocated codes. Nor does allocation

@@ -59,7 +59,7 @@ from app.inspect.schemas import (
 from app.inspect.summaries import require_reader
 from app.localtime import REPORT_TZ, ZONE
 from app.locks import Lock, xact_lock
-from app.logistics.movements import CHANNEL_KINDS
+from app.orgs.schemas import CHANNEL_KINDS
 from app.paging import Page, check_period, fetch_page
 
 SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}

@@ -55,14 +55,14 @@ from app.events import builders
 from app.events.epcis import BizStep, Disposition
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import Deltas, StockColumn, new_deltas, write_deltas
+from app.orgs.schemas import CHANNEL_KINDS
 
 Side = Literal["org", "counterparty"]
 Sender = Literal["org", "counterparty", "in_transit", "consumer"]
 
 _MAX_LISTED = 50  # codes named in an error's details
-# organisations of the sales channel: what they ship on keeps the channel the brand's own stock
-# first shipped it to (a transfer between agents keeps the first agent)
-CHANNEL_KINDS = ("branch", "agent", "distributor", "store")
+# organisations of the sales channel (``CHANNEL_KINDS``): what they ship on keeps the channel the
+# brand's own stock first shipped it to (a transfer between agents keeps the first agent)
 
 # the state columns set by a shipment (the goods are in transit to the counterparty; shipped,
 # if nothing shipped them before — a case like its units: a probe's trace of a shipped case

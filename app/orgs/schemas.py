@@ -10,6 +10,9 @@ import msgspec
 Kind = Literal[
     "brand", "factory", "warehouse", "branch", "agent", "distributor", "store", "printer"
 ]
+# The sales channel's kinds: the brand's own side is the rest (the brand, its factories and
+# warehouses), printers aside.
+CHANNEL_KINDS = ("branch", "agent", "distributor", "store")
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ErpCode = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+(?!\n)$")
