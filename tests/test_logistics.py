@@ -921,7 +921,19 @@ async def test_a_back_dated_packing_scan_does_not_widen_a_trace_to_the_history_b
     part in by event time, then showed it the commissioning, the factory's packing and the
     warehouse's receipt. The first event of the caller's part is the first in record order."""
     goods = await pack(client, login, app, demo, 1)
-    units, [case] = goods["units"], goods["cases"]
+    units, [first_case] = goods["units"], goods["cases"]
+    operator = await login("operator")  # repacked at the factory: a stay over before it shipped
+    unpacked = await client.post(
+        "/packing/unpack", headers=operator, json={"parent": first_case, "reason": "repack"}
+    )
+    assert unpacked.status_code == 200, unpacked.text
+    [case] = await issue_cases(client, login, demo, "inner", 1)
+    repack = [
+        {"id": f"rp-{next(_ids)}", "code": code, "at": "2026-11-10T09:00:00Z"}
+        for code in [*units, case]
+    ]
+    up = await client.post("/lines/L9/scans", headers=operator, json={"scans": repack})
+    assert up.status_code == 200 and up.json()["rejected"] == 0, up.text
     clerk, gd = await login("clerk"), await login("gd_admin")
     inbound = await document(client, clerk, [case], kind="factory_inbound")
     assert (await confirm(client, clerk, inbound)).status_code == 200
@@ -943,7 +955,10 @@ async def test_a_back_dated_packing_scan_does_not_widen_a_trace_to_the_history_b
     steps = [e["biz_step"] for e in after["events"]]
     assert steps == ["packing", "shipping", "receiving", "unpacking"], after["events"]
     assert after["events"][0]["location"]["id"] == demo["AGENT-GD"]  # its own, back-dated
+    # nor the container stays ended before its part: the factory's first case is not shown
+    assert [c["code"] for c in after["containers"]] == [case, own], after["containers"]
     whole = (await client.get(f"/trace/{units[0]}", headers=await login("admin"))).json()
+    assert first_case in [c["code"] for c in whole["containers"]]
     assert [e["biz_step"] for e in whole["events"]][:2] == ["packing", "commissioning"]
 
 

@@ -61,6 +61,10 @@ class ContainerStay(msgspec.Struct, frozen=True, kw_only=True):
     removed_at: datetime | None
 
 
+# A container stay and the id of the event that ended it (None: the code is still inside).
+Stay = tuple[ContainerStay, int | None]
+
+
 class Content(msgspec.Struct, frozen=True):
     kind: Literal["unit", "case"]
     code: str
@@ -190,7 +194,7 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
         )
         if state
         else None,
-        containers=stays,
+        containers=[stay for stay, _ in stays],
         contents=contents,
         events=[_event(e, via, orgs) for e, via in rows],
     )
@@ -204,9 +208,10 @@ async def _containers(
     own: list[dict[str, Any]],
     depth: int,
     until: dict[str, Any] | None = None,
-) -> tuple[list[ContainerStay], list[tuple[dict[str, Any], str]]]:
+) -> tuple[list[Stay], list[tuple[dict[str, Any], str]]]:
     """The containers this code was put in (from its aggregation events) and, recursively, their
-    containers; with the containers' own events during each stay. A stay is the events written
+    containers, each stay with the id of the event that ended it (None: not ended); with the
+    containers' own events during each stay. A stay is the events written
     between its packing and its unpacking, by event id: the scanner's time of a packing may be
     days behind (an offline scanner), and by time a unit packed today took in its case's earlier
     shipments, and the organisations on them saw its trace (a probe). A code decommissioned (a
@@ -239,7 +244,7 @@ async def _containers(
             (p, packed, end if end is not None and end["id"] < until["id"] else until)
             for p, packed, end in spans
         ]
-    stays: list[ContainerStay] = []
+    stays: list[Stay] = []
     foreign: list[tuple[dict[str, Any], str]] = []
     # a packing event says the level of the container it packed into; ask only when it does not
     levels = {
@@ -251,15 +256,14 @@ async def _containers(
     levels.update(await _levels(conn, missing))
     for parent, packed, unpacked in sorted(spans, key=lambda s: s[1]["id"]):
         parent_label = sscc_label(parent)
-        stays.append(
-            ContainerStay(
-                code=parent_label,
-                level=levels.get(parent),
-                inside=label,
-                added_at=packed["event_time"],
-                removed_at=unpacked["event_time"] if unpacked else None,
-            )
+        stay = ContainerStay(
+            code=parent_label,
+            level=levels.get(parent),
+            inside=label,
+            added_at=packed["event_time"],
+            removed_at=unpacked["event_time"] if unpacked else None,
         )
+        stays.append((stay, unpacked["id"] if unpacked else None))
         events = await events_of(
             conn, CASE, parent, packed["id"] - 1, unpacked["id"] + 1 if unpacked else None
         )
@@ -342,8 +346,8 @@ def _scope(
     paths: dict[int, str],
     state: dict[str, Any] | None,
     rows: list[tuple[dict[str, Any], str | None]],
-    stays: list[ContainerStay],
-) -> tuple[list[tuple[dict[str, Any], str | None]], list[ContainerStay]]:
+    stays: list[Stay],
+) -> tuple[list[tuple[dict[str, Any], str | None]], list[Stay]]:
     """What an organisation below the brand sees of a trace: the history from the first event
     in which its subtree took part (the goods shipped to, received, held or sold there) on;
     later events it took no part in without their documents (business transactions, details).
@@ -352,7 +356,8 @@ def _scope(
     "First" and "from … on" are in record order (event id), not by the scanner-given event
     time: a packing scan of its own dated years back made it the oldest event, and the history
     before its part (commissioning, the factory's packing, a warehouse's receipt) was shown (a
-    probe)."""
+    probe); so are the container stays: those ended before that event are not shown (by its
+    scanner-given time, the back-dated scan kept the factory's case stays)."""
 
     def ours(org_id: int | None) -> bool:
         return org_id is not None and actor.sees(paths.get(org_id, ""))
@@ -364,14 +369,15 @@ def _scope(
     if first is None:
         if state is None or not (ours(state["holder_org_id"]) or ours(state["channel_org_id"])):
             raise NotFound("no such code was issued to this brand", code="unknown_code")
-    since = first["event_time"] if first is not None else None
     shown = [
         (e if party(e) else {**e, "biz_transactions": None, "details": None}, via)
         for e, via in rows
         if first is not None and e["id"] >= first["id"]
     ]
     kept = [
-        s for s in stays if s.removed_at is None or (since is not None and s.removed_at >= since)
+        (stay, ended)
+        for stay, ended in stays
+        if ended is None or (first is not None and ended >= first["id"])
     ]
     return shown, kept
 
