@@ -43,6 +43,7 @@ from app.errors import AppError, TooManyRequests, Unauthorized, Unprocessable, i
 from app.events import log as event_log
 from app.rounds import serve_rounds
 from app.textguard import header_text
+from app.verify import messages
 from app.verify.schemas import Gps, Lang, VerifyIn, VerifyOut
 from app.verify.service import Verifier
 
@@ -182,9 +183,19 @@ class Claimants(Rounds, Generic[Who]):
 
 class Pending(Generic[Out]):
     """A verified claim waiting for its round: who claims (a member, or a clerk and the store),
-    the code and the time."""
+    the code, the time and the claim's language (its refusals' messages)."""
 
-    __slots__ = ("at", "brand_id", "claimant", "client_id", "code", "done", "org_id", "serial")
+    __slots__ = (
+        "at",
+        "brand_id",
+        "claimant",
+        "client_id",
+        "code",
+        "done",
+        "lang",
+        "org_id",
+        "serial",
+    )
 
     def __init__(
         self,
@@ -195,9 +206,11 @@ class Pending(Generic[Out]):
         serial: str,
         client_id: str,
         at: datetime,
+        lang: Lang = "zh",
     ) -> None:
         self.claimant, self.brand_id, self.org_id = claimant, brand_id, org_id
         self.code, self.serial, self.client_id, self.at = code, serial, client_id, at
+        self.lang = lang
         self.done: asyncio.Future[tuple[Out, bool]] = asyncio.get_running_loop().create_future()
 
 
@@ -274,6 +287,7 @@ class Claims(Rounds, Generic[Out]):
             answer.serial,
             data.client_id,
             datetime.now(UTC),
+            data.lang,
         )
         self._queue(pending)
         out, created = await pending.done
@@ -364,6 +378,15 @@ def refuse(answer: VerifyOut) -> None:
         )
     code = answer.result if answer.result in ("wrong_pin", "not_genuine") else "not_genuine"
     raise Unprocessable(answer.message, code=code, details=details)
+
+
+def void_answer(serial: str, lang: Lang) -> VerifyOut:
+    """The verification's answer for a code of a void batch, as ``/v1/verify`` gives it in the
+    claim's language: a round's refusal of a batch voided since the claim's verification (a
+    probe: it was always in Chinese, an English claim's too)."""
+    return VerifyOut(
+        result="not_genuine", reason="void", message=messages.text("void", lang), serial=serial
+    )
 
 
 async def fetch(conn: AsyncConnection[Any], sql: str, params: dict[str, Any]) -> list[Any]:

@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from app.claims import Pending
 from app.logistics.rollup import rollup as stock_rollup
+from app.verify import messages
 from tests.helpers import acting, assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.race_support import lock_waiters
@@ -143,6 +144,24 @@ async def test_a_claim_pays_the_rule_in_force_and_records_the_sale(
     assert rule["amount"] == 4.0
 
 
+async def straight_to_the_store(
+    client: Any, app: Any, login: Any, demo: Any, cases: int
+) -> dict[str, Any]:
+    """Fresh goods (``cases`` cases of 10 units) the factory shipped straight to STORE-HZ-01
+    (under AGENT-ZJ), received by its clerk: the units' channel organisation is the store."""
+    goods = await pack(client, login, app, demo, cases)
+    fclerk, store_clerk = await login("clerk"), await login("store_clerk")
+    inbound = await document(client, fclerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, fclerk, inbound)).status_code == 200
+    ship = await document(
+        client, fclerk, goods["cases"], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, fclerk, ship)).status_code == 200
+    got = await document(client, store_clerk, kind="inbound", shipment_id=ship["id"])
+    assert (await confirm(client, store_clerk, got)).status_code == 200
+    return goods
+
+
 async def test_a_store_supplied_directly_is_paid_its_agents_rebate_as_its_stock_shows(
     client: Any, app: Any, login: Any, demo: Any
 ) -> None:
@@ -152,20 +171,11 @@ async def test_a_store_supplied_directly_is_paid_its_agents_rebate_as_its_stock_
     (under AGENT-ZJ) showed AGENT-ZJ's override (20) on the store's stock row, but the claim
     looked the override up by the unit's channel organisation only — here the store itself —
     and paid the default (5)."""
-    goods = await pack(client, login, app, demo, 1)
-    admin, fclerk = await login("admin"), await login("clerk")
-    store_clerk = await login("store_clerk")
+    admin, store_clerk = await login("admin"), await login("store_clerk")
+    goods = await straight_to_the_store(client, app, login, demo, 1)
     product = goods["product_id"]
     await set_rebate(client, admin, product, 5)
     await set_rebate(client, admin, product, 20, agent_id=demo["AGENT-ZJ"])
-    inbound = await document(client, fclerk, goods["cases"], kind="factory_inbound")
-    assert (await confirm(client, fclerk, inbound)).status_code == 200
-    ship = await document(
-        client, fclerk, goods["cases"], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
-    )
-    assert (await confirm(client, fclerk, ship)).status_code == 200
-    got = await document(client, store_clerk, kind="inbound", shipment_id=ship["id"])
-    assert (await confirm(client, store_clerk, got)).status_code == 200
     async with await psycopg.AsyncConnection.connect(
         app.state.settings.database_url, autocommit=True, row_factory=dict_row
     ) as c:
@@ -186,6 +196,65 @@ async def test_a_store_supplied_directly_is_paid_its_agents_rebate_as_its_stock_
         )
     assert made.status_code == 201, made.text
     assert made.json()["amount"] == 20.0, made.json()
+
+
+async def test_a_claim_names_the_agent_whose_rule_it_was_paid(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a claim's ``agent_id`` is the store's nearest agent, whose rule it was paid
+    (NULL when no agent is above the store). Goods the factory shipped straight to STORE-HZ-01
+    were paid AGENT-ZJ's override, but the claim stored the units' channel organisation — the
+    store itself — as its agent, so ``GET /rebates?agent_id=`` of AGENT-ZJ, the statements'
+    lines and the claims list's agent column missed or misnamed what AGENT-ZJ's rule paid."""
+    admin, store_clerk = await login("admin"), await login("store_clerk")
+    goods = await straight_to_the_store(client, app, login, demo, 1)
+    product, agent = goods["product_id"], demo["AGENT-ZJ"]
+    await set_rebate(client, admin, product, 5)
+    await set_rebate(client, admin, product, 20, agent_id=agent)
+    body = rebate_body(app.state.scheme, goods["units"][0])
+    async with member_client(app) as mc:
+        made = await mc.post("/rebates/claims", headers=store_clerk, json=body)
+        assert made.status_code == 201, made.text
+        assert (made.json()["amount"], made.json()["agent_id"]) == (20.0, agent), made.json()
+        again = await mc.post("/rebates/claims", headers=store_clerk, json=body)
+        assert again.status_code == 200 and again.json()["agent_id"] == agent, again.text
+    listed = await client.get(
+        "/rebates", headers=admin, params={"agent_id": agent, "product_id": product}
+    )
+    assert listed.status_code == 200, listed.text
+    rows = [(r["claim_id"], r["agent_id"], r["agent_name"]) for r in listed.json()["items"]]
+    assert (made.json()["claim_id"], agent, "Zhejiang Agent 浙江代理") in rows, rows
+
+
+async def test_an_english_claim_of_a_batch_voided_since_its_verification_is_refused_in_english(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the round's refusal of a unit whose batch was voided since the claim's
+    verification (a process whose batch cache still called it live) answers in the claim's
+    language, as ``/v1/verify`` does; it was always Chinese, an English claim's too."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    planner, scheme, batch_no = await login("planner"), app.state.scheme, goods["batch_no"]
+    await set_rebate(client, admin, goods["product_id"], 3)
+    sold = await client.post("/sales", headers=clerk, json={"codes": goods["units"][:1]})
+    assert sold.status_code == 201, sold.text
+    async with member_client(app) as mc:
+        assert (await mc.post("/v1/verify", json={"serial": goods["units"][5]})).status_code == 200
+        live = app.state.verifier._batches[batch_no]
+        void = await client.post(
+            f"/batches/{batch_no}/void", headers=planner, json={"reason": "leaked labels"}
+        )
+        assert void.status_code == 200, void.text
+        app.state.verifier._batches[batch_no] = (time.monotonic(), live[1])  # still live here
+        claim = await mc.post(
+            "/rebates/claims",
+            headers=clerk,
+            json=rebate_body(scheme, goods["units"][0], lang="en"),
+        )
+    refused = assert_error(claim, 422, "not_genuine")
+    assert refused["details"]["reason"] == "void", claim.text
+    assert refused["message"] == messages.text("void", "en") != messages.text("void", "zh")
+    assert refused["details"]["message"] == refused["message"]
 
 
 async def test_a_unit_sold_before_keeps_its_sale(

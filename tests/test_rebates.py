@@ -9,6 +9,7 @@ from typing import Any
 
 from app._core import gs1_check_digit
 from tests.helpers import assert_error
+from tests.points_support import set_rule
 from tests.rebates_support import set_rebate
 from tests.test_members_admin import _staff
 from tests.test_members_cross_brand import _other_brand_admin
@@ -131,6 +132,28 @@ async def test_product_and_agent_must_be_the_brands(client: Any, login: Any, dem
         ({"product_id": product, "agent_id": demo["BRAND-LUMI"], "amount": 1}, "unknown_org"),
     ):
         assert_error(await client.put("/rebates/rules", headers=admin, json=body), 422, code)
+
+
+async def test_an_override_is_an_agents_and_points_rules_keep_any_organisation(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a rebate override must name an agent (422 ``unknown_org``, details
+    ``agent_id``). The amount in force at a store is its nearest AGENT's rule, but a rule for a
+    distributor, a store, a factory or a warehouse was accepted (the check shared with points
+    rules took any organisation but the brand) and never paid. Points rules still take them."""
+    admin = await login("admin")
+    product = (await new_product(client, admin))["id"]
+    for erp in ("DIST-NB", "STORE-HZ-01", "FACTORY-SZ", "WH-SZ-01"):
+        body = {"product_id": product, "agent_id": demo[erp], "amount": 3}
+        error = assert_error(
+            await client.put("/rebates/rules", headers=admin, json=body), 422, "unknown_org"
+        )
+        assert error["details"] == {"field": "agent_id"}, (erp, error)
+    listed = await client.get("/rebates/rules", headers=admin, params={"product_id": product})
+    assert listed.json()["total"] == 0  # nothing was written
+    assert (await set_rebate(client, admin, product, 3, demo["AGENT-GD"]))["amount"] == 3.0
+    points = await set_rule(client, admin, product, 7, agent_id=demo["DIST-NB"])
+    assert (points["agent_id"], points["points"]) == (demo["DIST-NB"], 7)
 
 
 async def test_only_the_brand_sets_rules_and_another_brand_sees_none(

@@ -113,25 +113,40 @@ _DOC_SOURCE = """documents d JOIN orgs o ON o.id = d.org_id
 _DOC_ORDER = "d.doc_date DESC, d.id DESC, l.product_id, l.lot"
 
 
-def rebate_in_force(product: str, path: str) -> str:
-    """The SQL expression of a product's rebate in force at an organisation (numeric; NULL: no
-    rule), given the SQL of the product's id and of the organisation's path: the rule of the
-    nearest agent on the path (itself when it is one), else the product's default
-    (``app.rebates.rules``). The stock rows' ``rebate`` and the amount a rebate claim at a store
-    is paid (``app.rebates.claims``) are this one expression, so they cannot disagree. Its cost:
-    a primary-key probe of ``orgs`` per level of the path and at most two probes of
+def nearest_agent(path: str) -> str:
+    """The SQL expression of the nearest agent on an organisation's path (itself when it is
+    one; NULL: none), given the SQL of the path: the agent whose rebate rule is in force there
+    and whom a rebate claim at a store names (``app.rebates.claims``). Its cost: a primary-key
+    probe of ``orgs`` per level of the path."""
+    return f"""(SELECT near.id FROM orgs near
+            WHERE near.kind = 'agent'
+              AND near.id = ANY (string_to_array(trim(both '/' FROM {path}), '/')::bigint[])
+            ORDER BY length(near.path) DESC LIMIT 1)"""
+
+
+def agents_rebate(product: str, agent: str) -> str:
+    """The SQL expression of a product's rebate in force under an agent (numeric; NULL: no
+    rule), given the SQL of the product's id and of the agent's id (NULL: no agent): the agent's
+    rule, else the product's default (``app.rebates.rules``). At most two probes of
     ``rebate_rules``' unique (product_id, agent_id) index."""
     return f"""coalesce((
         SELECT rule_agent.amount FROM rebate_rules rule_agent
-        WHERE rule_agent.product_id = {product} AND rule_agent.agent_id = (
-            SELECT near.id FROM orgs near
-            WHERE near.kind = 'agent'
-              AND near.id = ANY (string_to_array(trim(both '/' FROM {path}), '/')::bigint[])
-            ORDER BY length(near.path) DESC LIMIT 1)
+        WHERE rule_agent.product_id = {product} AND rule_agent.agent_id = {agent}
     ), (
         SELECT rule_default.amount FROM rebate_rules rule_default
         WHERE rule_default.product_id = {product} AND rule_default.agent_id IS NULL
     ))"""
+
+
+def rebate_in_force(product: str, path: str) -> str:
+    """The SQL expression of a product's rebate in force at an organisation (numeric; NULL: no
+    rule), given the SQL of the product's id and of the organisation's path: the rule of the
+    nearest agent on the path (``nearest_agent``), else the product's default
+    (``agents_rebate``). The stock rows' ``rebate`` is this expression; a rebate claim at a
+    store (``app.rebates.claims``) is paid ``agents_rebate`` of the store's ``nearest_agent``,
+    computed once and stored as the claim's agent: the same two parts, so the amounts cannot
+    disagree."""
+    return agents_rebate(product, nearest_agent(path))
 
 
 _STOCK_SELECT = f"""s.org_id, o.name AS org_name, o.kind AS org_kind, o.city_name AS org_city,

@@ -53,6 +53,7 @@ from app.claims import (
     partitions,
     refuse,
     settle,
+    void_answer,
 )
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -69,8 +70,7 @@ from app.members.schemas_points import (
     RuleOut,
 )
 from app.paging import Page, fetch_page
-from app.verify import messages
-from app.verify.schemas import ProductInfo, VerifyOut
+from app.verify.schemas import ProductInfo
 from app.verify.service import Verifier
 
 # -- rules -----------------------------------------------------------------------------------
@@ -629,13 +629,6 @@ async def credit(conn: AsyncConnection[Any], group: list[Pending[ClaimOut]]) -> 
     }
 
 
-def _void(serial: str) -> VerifyOut:
-    """The verification's answer for a code of a void batch, as ``/v1/verify`` gives it."""
-    return VerifyOut(
-        result="not_genuine", reason="void", message=messages.text("void", "zh"), serial=serial
-    )
-
-
 def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
     return ClaimOut(
         claim_id=row["id"],
@@ -668,7 +661,7 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
     if row["member_status"] != "active":  # frozen while the claim was in flight
         raise Forbidden("this membership is frozen", code="member_frozen")
     if row["batch_void"]:  # voided since the verification (or its process's batch cache)
-        refuse(_void(p.serial))
+        refuse(void_answer(p.serial, p.lang))
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another claim", code="client_id_reused")
     if row["client_code"] == p.code and row["client_withdrawn"]:  # (a probe: "try again")

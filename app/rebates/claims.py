@@ -18,7 +18,9 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
    before, with a rule amount above 0 — the amount in force at the clerk's store (SPEC R1:
    "the product's rule for the store's agent"): the rule of the nearest agent on the store's
    path, else the product's default, the very expression of the stock rows' ``rebate``
-   (``app.logistics.center.rebate_in_force``);
+   (``app.logistics.center.rebate_in_force``); that agent (NULL: none above the store) is the
+   claim's ``agent_id``, the agent whose rule applied, as the claims list, settlement lines and
+   rankings show it;
 2. the claims are written (``ON CONFLICT DO NOTHING``: ``rebate_claims.code_id`` is unique, so a
    code earns one rebate, ever, and so is a clerk's client id), with one ``claiming`` ObjectEvent
    per claim and the claims' rows in ``rebate_tally_queue``, which the workers' periodic roll-up
@@ -62,14 +64,13 @@ from app.claims import (
     partitions,
     refuse,
     settle,
+    void_answer,
 )
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
-from app.logistics.center import rebate_in_force
+from app.logistics.center import agents_rebate, nearest_agent, rebate_in_force
 from app.logistics.movements import GIVEN_AWAY, NOT_FOR_SALE
 from app.rebates.schemas_claims import RebateClaimOut
-from app.verify import messages
-from app.verify.schemas import VerifyOut
 from app.verify.service import Verifier
 
 # The clerks of the claims in flight: the user, their organisation and permissions.
@@ -94,9 +95,13 @@ JOIN orgs o ON o.id = u.org_id
 # AggregationEvent DELETE unpacking per case; the store's stock delta per product and lot;
 # tests/test_rebate_claims.py checks the rows equal those of ``POST /sales``). Event ids come
 # from the events' sequence; ``partitions`` keeps the partitions ahead of them. The amount is
-# the one in force at the clerk's store, as its stock rows show it (``rebate_in_force``; a
-# probe: the override was looked up by the unit's channel organisation only, so goods shipped
-# straight to a store were paid the default while its stock rows showed its agent's rule),
+# the one in force at the clerk's store, as its stock rows show it (``rebate_in_force``'s two
+# parts; a probe: the override was looked up by the unit's channel organisation only, so goods
+# shipped straight to a store were paid the default while its stock rows showed its agent's
+# rule), and the claim's agent is the agent whose rule that is: the store's nearest agent,
+# looked up once per unit in the same LATERAL (a probe: the claim stored the unit's channel
+# organisation, so goods shipped straight to a store under AGENT-ZJ named the store as the
+# agent, and ``GET /rebates?agent_id=`` of AGENT-ZJ missed the claim its rule paid). Each
 # computed once per unit (OFFSET 0: not inlined into both the WHERE and the SELECT list).
 _CREDIT = f"""
 WITH r AS (
@@ -105,7 +110,7 @@ WITH r AS (
                          %(at)s::timestamptz[])
            AS r(ord, clerk_id, brand_id, store_id, code_id, client_id, at)
 ), u AS MATERIALIZED (
-    SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, u.channel_org_id AS agent_id,
+    SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, in_force.agent_id,
            in_force.amount
     FROM r
     JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
@@ -113,7 +118,9 @@ WITH r AS (
     JOIN orgs here ON here.id = r.store_id
     LEFT JOIN orgs ch ON ch.id = u.channel_org_id
     CROSS JOIN LATERAL (
-        SELECT {rebate_in_force("u.product_id", "here.path")} AS amount OFFSET 0
+        SELECT near.agent_id, {agents_rebate("u.product_id", "near.agent_id")} AS amount
+        FROM (SELECT {nearest_agent("here.path")} AS agent_id OFFSET 0) near
+        OFFSET 0
     ) in_force
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
       AND (ch.path IS NULL OR here.path LIKE ch.path || '%%')  -- in its agent's area
@@ -334,13 +341,6 @@ class Claimer(Claims[RebateClaimOut]):
         settle(outcomes)
 
 
-def _void(serial: str) -> VerifyOut:
-    """The verification's answer for a code of a void batch, as ``/v1/verify`` gives it."""
-    return VerifyOut(
-        result="not_genuine", reason="void", message=messages.text("void", "zh"), serial=serial
-    )
-
-
 def _claim_out(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
     return RebateClaimOut(
         claim_id=row["id"],
@@ -373,7 +373,7 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
     if row["clerk_status"] != "active":  # made inactive while the claim was in flight
         raise Unauthorized("the account is inactive or gone", code="account_inactive")
     if row["batch_void"]:  # voided since the verification (or its process's batch cache)
-        refuse(_void(p.serial))
+        refuse(void_answer(p.serial, p.lang))
     if row["client_code"] is not None and row["client_code"] != p.code:
         raise Conflict("this client id was used for another claim", code="client_id_reused")
     if row["client_withdrawn"]:  # a probe: credited again, a second rebate

@@ -3,13 +3,13 @@ the kept refusals (anti-diversion signals).
 
 Claims. One row per claim with what the seed's 门店返利查询 (1.3.2) and 销售返利查询 (1.3.3) show:
 product, category, barcode (GTIN), colour number, store, clerk, the unit's serial, the amount
-copied at claim time, the channel agent, and the settlement status (``unsettled`` while the
-claim is on no statement, else its statement's status). A caller (``rebates.read``) sees the
-claims of the stores of its subtree: the brand all of them, an agent its stores', a store its
-own; a filter naming an organisation, clerk or product outside that answers an empty result,
-never another subtree's rows. Periods are Asia/Shanghai calendar days, ``from`` and ``to``
-inclusive. A page comes with the count and amount of every matching claim (one aggregate
-query beside the page's).
+copied at claim time, the agent (the store's nearest agent, whose rule applied), and the
+settlement status (``unsettled`` while the claim is on no statement, else its statement's
+status). A caller (``rebates.read``) sees the claims of the stores of its subtree: the brand
+all of them, an agent its stores', a store its own; a filter naming an organisation, clerk or
+product outside that answers an empty result, never another subtree's rows. Periods are
+Asia/Shanghai calendar days, ``from`` and ``to`` inclusive. A page comes with the count and
+amount of every matching claim (one aggregate query beside the page's).
 
 Exports run the same query (``app.logistics.center.Query``) on a server-side cursor of a
 connection of their own and stream it through ``app.tabular`` (CSV or XLSX, formula guard);

@@ -13,9 +13,11 @@ is the rules' history.
 
 Rules are the brand's own staff's (``rebates.rules``, held at brand level; 403
 ``brand_staff_only`` below the brand whatever role grants it, as points rules): the product must
-be one of the brand's (422 ``unknown_product``) and the agent an organisation of the caller's
-tree other than the brand (422 ``unknown_org``); another brand's rule answers as if it did not
-exist.
+be one of the brand's (422 ``unknown_product``) and the agent an organisation of kind ``agent``
+in the caller's tree (422 ``unknown_org``: a rule for a distributor, a branch, a store or a
+warehouse would never be paid, as the amount in force is the nearest AGENT's rule — a probe:
+such a rule was accepted; points rules still take any organisation but the brand); another
+brand's rule answers as if it did not exist.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from app import audit
 from app.auth.principal import Principal
 from app.catalog.service import check_rule_target
 from app.db import Conn
-from app.errors import NotFound
+from app.errors import NotFound, Unprocessable
 from app.locks import Lock, xact_lock
 from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
@@ -47,11 +49,26 @@ async def _rule(conn: Conn, where: str, params: tuple[Any, ...]) -> RuleOut | No
     return RuleOut(**row) if row else None
 
 
+async def _check_agent(conn: Conn, org_id: int) -> None:
+    """An override's organisation (in the caller's tree: ``check_rule_target``) is an agent
+    (422 ``unknown_org``): the amount in force is the nearest agent's rule
+    (``app.logistics.center.rebate_in_force``), so any other's would never be paid."""
+    row = await (await conn.execute("SELECT kind FROM orgs WHERE id = %s", (org_id,))).fetchone()
+    if row is None or row["kind"] != "agent":
+        raise Unprocessable(
+            "no such agent in your tree: a rebate override is an agent's",
+            code="unknown_org",
+            details={"field": "agent_id"},
+        )
+
+
 async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
     """Set the rebate of a product (for one agent, or its default); (rule, created). The rule
     in place before is locked and audited as ``before``."""
     brand_of_staff(actor, PERMISSION, "rebate rules are set")
     await check_rule_target(conn, actor, data.product_id, data.agent_id)
+    if data.agent_id is not None:
+        await _check_agent(conn, data.agent_id)
     await xact_lock(conn, Lock.REBATE_RULES, data.product_id)  # FOR UPDATE locks no rule yet
     before = await _rule(
         conn,

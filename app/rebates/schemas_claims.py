@@ -15,7 +15,7 @@ class RebateClaimOut(msgspec.Struct, frozen=True, kw_only=True):
     amount: float  # yuan, a multiple of 0.5: the rule in force when the claim was made
     product_id: int
     store_id: int
-    agent_id: int | None  # the unit's channel organisation (the first it was shipped to), if any
+    agent_id: int | None  # the store's nearest agent, whose rule applied, if any
     clerk_id: int
     claimed_at: datetime
     sale_recorded: bool  # the claim recorded the unit's sale (it had not been scanned as sold)
