@@ -2,14 +2,14 @@
 
 An upload is the request body itself (``Content-Type: text/csv``). It is read with a size limit
 (``read_body``: 413 ``payload_too_large`` as soon as it passes), decoded in the charset its
-``Content-Type`` declares — UTF-8, or GB18030 for a declared GB18030, GBK or GB2312; any other is
-415 (``declared_encoding``) — or, when it declares none, as UTF-8 (a BOM is fine) or else GB18030,
-what Excel writes on Chinese Windows, unless the file is UTF-8 with a bad byte (``decode``: 400
-``bad_encoding`` naming the line of the first byte that does not read; Excel's "Unicode text",
-UTF-16, is named as such), and read as rows under a header row naming the
-columns (``read_rows``: 400 ``empty_file``, ``bad_header``, ``malformed_csv``; 413
-``too_many_rows``). Each row keeps the file line it starts on (the header is line 1), so errors
-point where a spreadsheet user looks.
+``Content-Type`` declares — UTF-8 for a declared UTF-8 or US-ASCII (ASCII is UTF-8), GB18030 for
+a declared GB18030, GBK or GB2312; any other is 415 (``declared_encoding``) — or, when it
+declares none, as UTF-8 (a BOM is fine) or else GB18030, what Excel writes on Chinese Windows,
+unless the file is UTF-8 with a bad byte (``decode``: 400 ``bad_encoding`` naming the line of
+the first byte that does not read; Excel's "Unicode text", UTF-16, is named as such), and read
+as rows under a header row naming the columns (``read_rows``: 400 ``empty_file``,
+``bad_header``, ``malformed_csv``; 413 ``too_many_rows``). Each row keeps the file line it
+starts on (the header is line 1), so errors point where a spreadsheet user looks.
 
 Control characters are the caller's call: the orders import refuses the whole file and names its
 first bad line (``refuse_control``), the master-data import rejects only the rows holding one.
@@ -37,10 +37,13 @@ Encoding = Literal["utf-8", "gb18030"]
 CHARSETS: dict[str, Encoding] = {
     "utf-8": "utf-8",
     "utf8": "utf-8",
+    "us-ascii": "utf-8",  # ASCII is UTF-8's subset: read as UTF-8, strictly (never GB18030)
+    "ascii": "utf-8",
     "gb18030": "gb18030",
     "gbk": "gb18030",
     "gb2312": "gb18030",
 }
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 # decoded with "surrogateescape": a byte UTF-8 cannot read, and a character of a well-formed
 # sequence of three or four bytes (U+0800 and up: every Chinese character in UTF-8 is one)
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
@@ -83,7 +86,7 @@ def declared_encoding(content_type: str) -> Encoding | None:
     if encoding is None:
         raise UnsupportedMediaType(
             "send the CSV file in UTF-8 or GB18030 (Content-Type: text/csv; charset=utf-8, "
-            "gb18030, gbk or gb2312), or name no charset",
+            "us-ascii, gb18030, gbk or gb2312), or name no charset",
             details={"content_type": content_type[:200], "charsets": list(CHARSETS)},
         )
     return encoding
@@ -98,19 +101,20 @@ def decode(raw: bytes, encoding: Encoding | None = None) -> str:
         return _decoded(raw, "gb18030", "the file is not GB18030 (GBK) text, as its type says")
     try:
         return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        utf8_error = exc
+    except UnicodeDecodeError as exc:  # its offset in the text after a BOM: the file's is past
+        # it (a review: a bad byte on line 2 of a file with a BOM was named on line 1)
+        bad_at = exc.start + (len(_BOM) if raw.startswith(_BOM) else 0)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise BadRequest(
             "the file is UTF-16 (Excel's Unicode text): save it as CSV UTF-8",
             code="bad_encoding",
         )
     if encoding == "utf-8":
-        raise _bad_encoding(raw, utf8_error.start, "the file is not UTF-8 text, as its type says")
+        raise _bad_encoding(raw, bad_at, "the file is not UTF-8 text, as its type says")
     if _utf8_with_bad_bytes(raw):
         raise _bad_encoding(
             raw,
-            utf8_error.start,
+            bad_at,
             "the file is UTF-8 but holds a byte of another encoding (text pasted in from "
             "another system?): correct it and save the file as CSV UTF-8",
         )

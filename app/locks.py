@@ -53,7 +53,11 @@ class Lock(IntEnum):
     ERP_IMPORT = 7_245_022  # transaction, brand:kind (text): one master-data import at a time
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id
     ORPHAN_SWEEP = 7_245_023  # session, one key: one sweeper of jobs left without a runner
-    ROLE_NAMES = 7_245_024  # transaction, per brand: role names checked and written one at a time
+    # transaction, per brand: role names checked and written one at a time; taken before any
+    # user's or organisation's row lock of the transaction (a move, by ERP import or of an
+    # organisation, locks the users it moves or unsupervises under it: PATCH /users/{id} of a
+    # role and an ERP users import take it first too, or each waits for the other — a deadlock)
+    ROLE_NAMES = 7_245_024
     # transaction, brand:day (text): a closed dashboard day counted and kept, or dropped by units
     # activated on it late, one at a time (app.analytics.dashboard, app.events.log)
     DASHBOARD_DAY = 7_245_025

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.race_support import lock_waiters
 from tests.test_erp_masterdata import RUN, code, counts, errors, ids, imported, send
 
@@ -153,3 +155,46 @@ async def test_a_user_moved_by_import_into_a_moving_org_keeps_no_stale_role(
     assert store["parent_id"] == demo["AGENT-GD"], store
     assert got["org_id"] == store_t, got  # the import waited for nothing but the user's row
     assert role not in got["roles"], got  # under Guangdong now, without Zhejiang's role
+
+
+@pytest.mark.parametrize("patched", [0, 1])
+async def test_a_users_import_moving_users_and_a_patch_of_one_s_roles_both_go_through(
+    client: Any, login: Any, demo: Any, app: Any, patched: int
+) -> None:
+    """A probe (review): an ERP users import moving a user took the brand's role-name lock
+    (``Lock.ROLE_NAMES``) and then the user's row; ``PATCH /users/{id}`` of the user's roles
+    took the row and then the lock: each waited for the other, and PostgreSQL ended one of them
+    (409 ``retry``). Both take the lock first now — the import before any user's row, so also
+    when the PATCH is of the second row's user, whose row the import locks after the first
+    row's move took the lock (``patched=1``): the PATCH and then the import, both applied."""
+    admin = await login("admin")
+    s, t = code(f"DLS{patched}"), code(f"DLT{patched}")
+    a, b = code(f"DLA{patched}"), code(f"DLB{patched}")
+    orgs = await imported(client, admin, "orgs", {"items": [
+        {"erp_code": s, "kind": "store", "name": "Lock S", "parent_erp_code": "AGENT-ZJ"},
+        {"erp_code": t, "kind": "store", "name": "Lock T", "parent_erp_code": "AGENT-ZJ"},
+    ]})  # fmt: skip
+    users = await imported(client, admin, "users", {"items": [
+        {"erp_code": c, "username": f"dl{n}{patched}{RUN.lower()}", "org_erp_code": s,
+         "roles": ["store_clerk"]}
+        for n, c in enumerate((a, b))
+    ]})  # fmt: skip
+    target = ids(users)[(a, b)[patched]]
+    moves = {"items": [{"erp_code": a, "org_erp_code": t}, {"erp_code": b, "org_erp_code": t}]}
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (target,))
+        patch = asyncio.ensure_future(
+            client.patch(
+                f"/users/{target}", headers=admin, json={"roles": ["analyst", "store_clerk"]}
+            )
+        )
+        assert await lock_waiters(watch, 1), "the PATCH should wait for the user's row"
+        moving = asyncio.ensure_future(send(client, admin, "users", moves))
+        assert await lock_waiters(watch, 2), "the import should wait too"
+        await holder.rollback()
+        patch_answer, import_answer = await asyncio.gather(patch, moving)
+    assert patch_answer.status_code == 200, patch_answer.text
+    assert import_answer.status_code == 200, import_answer.text
+    assert counts(import_answer.json()) == (0, 2, 0, 0), import_answer.text
+    got = (await client.get(f"/users/{target}", headers=admin)).json()
+    assert got["org_id"] == ids(orgs)[t] and got["roles"] == ["analyst", "store_clerk"], got

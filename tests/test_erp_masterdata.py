@@ -1087,3 +1087,51 @@ async def test_a_declared_csv_charset_is_honoured_or_refused(
     assert assert_error(response, 400, "bad_encoding")["details"] == {"line": 2}
     utf8 = await imported(client, admin, "orgs", gb.decode("gb18030").encode(), media="text/csv")
     assert counts(utf8) == (1, 0, 0, 0), utf8
+
+
+async def test_a_bad_byte_after_a_bom_is_named_on_its_own_line(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe (review): the line of a UTF-8 file's bad byte was counted from the decoder's
+    offset, which leaves out the 3 bytes of a BOM it dropped: a bad byte starting line 2 of a
+    file saved with a BOM was named on line 1. The file's offset counts them now."""
+    from app.csvread import decode
+    from app.errors import BadRequest
+
+    for declared in ("utf-8", None):
+        try:
+            decode(b"\xef\xbb\xbfab\n\xffc", declared)  # type: ignore[arg-type]
+        except BadRequest as exc:
+            assert exc.details == {"line": 2}, (declared, exc.details)
+        else:
+            raise AssertionError("a bad byte was read")
+    admin = await login("admin")
+    header = "\ufefferp_code,kind,name,parent_erp_code\n".encode()
+    row = f"{code('BOM1')},store,温州鹿城,AGENT-ZJ\n".encode()
+    for media in ("text/csv; charset=utf-8", "text/csv"):  # declared, and told from GB18030
+        response = await send(client, admin, "orgs", header + b"\xe9" + row, media=media)
+        assert assert_error(response, 400, "bad_encoding")["details"] == {"line": 2}, media
+
+
+async def test_a_csv_declared_us_ascii_is_read_as_utf8(client: Any, login: Any, demo: Any) -> None:
+    """A probe (review): a CSV body declared ``charset=us-ascii`` (or ``ascii``) — ASCII, a
+    subset of UTF-8, what some ERP exports name — was refused 415 ``unsupported_media_type``. It
+    is read as UTF-8, strictly (a GB18030 byte is 400 ``bad_encoding``, never guessed); Latin-1
+    and the other charsets are still 415."""
+    admin = await login("admin")
+    for n, charset in enumerate(("us-ascii", "US-ASCII", "ascii")):
+        body = f"erp_code,kind,name,parent_erp_code\n{code(f'ASC{n}')},store,Ascii,AGENT-ZJ\n"
+        got = await imported(
+            client, admin, "orgs", body, media=f"text/csv; charset={charset}", dry_run=True
+        )
+        assert counts(got) == (1, 0, 0, 0), (charset, got)
+    gb = f"erp_code,kind,name,parent_erp_code\n{code('ASC9')},store,温州,AGENT-ZJ\n"
+    response = await send(
+        client, admin, "orgs", gb.encode("gb18030"), media="text/csv; charset=us-ascii"
+    )
+    assert assert_error(response, 400, "bad_encoding")["details"] == {"line": 2}
+    for charset in ("iso-8859-1", "latin-1", "windows-1252"):
+        response = await send(
+            client, admin, "orgs", "erp_code\n", media=f"text/csv; charset={charset}"
+        )
+        assert_error(response, 415, "unsupported_media_type")

@@ -599,7 +599,8 @@ async def test_a_refresh_race_between_two_clerk_pages_does_not_sign_the_clerk_ou
     restored after a break) both send the same refresh token: one renews the pair, the other
     is refused as a race (``service.REPLAY_GRACE``) — and that one answered a 303 that deleted
     both session cookies, signing the clerk out whichever answer the browser applied last. The
-    refused one asks again (307 to itself) and sets no cookie: the browser keeps the new pair."""
+    refused one asks again (307 to itself, marked ``again=1``) and sets no cookie: the browser
+    keeps the new pair."""
     from app.auth import tokens
 
     await signed_in(phone)
@@ -619,9 +620,64 @@ async def test_a_refresh_race_between_two_clerk_pages_does_not_sign_the_clerk_ou
     first = await page("/clerk", stale)
     second = await page("/clerk/claims?page=1", stale)  # in flight with them, answered after
     assert first.status_code == 200
-    assert second.status_code == 307 and second.headers["location"] == "/clerk/claims?page=1"
+    assert second.status_code == 307
+    assert second.headers["location"] == "/clerk/claims?page=1&again=1"
     assert not second.headers.get_list("set-cookie")
     # asked again with the pair the browser holds by then (the first page's): signed in
     pair = dict(c.split(";")[0].split("=", 1) for c in first.headers.get_list("set-cookie"))
-    again = await page("/clerk/claims?page=1", {k: pair[k] for k in stale})
+    again = await page("/clerk/claims?page=1&again=1", {k: pair[k] for k in stale})
     assert_page(again)
+
+
+def _session_set(response: httpx.Response) -> list[str]:
+    """The session cookies (``tc_clerk``, ``tc_clerk_refresh``) a response sets or deletes."""
+    return [c for c in response.headers.get_list("set-cookie") if c.startswith("tc_clerk")]
+
+
+async def test_a_refresh_race_asks_again_once_then_signs_in_keeping_the_cookies(
+    phone: httpx.AsyncClient, app: Any
+) -> None:
+    """A probe (review): a page refused as a refresh race asked again (307 to itself) with no
+    limit: when the other page's new pair never landed (its answer lost), the browser asked
+    again with the spent token until "too many redirects" — and past ``service.REPLAY_GRACE``
+    the token sent again was a replay that ended every session of the clerk. It asks again
+    once (``again=1``); raced again, a GET is sent to the sign-in page (which shows its form)
+    and a post is the 401 sign-in page — neither deleting the cookies: the new pair may land."""
+    from app.auth import tokens
+
+    await signed_in(phone)
+    token = field(assert_page(await phone.get("/clerk")), "csrf")  # the form's, for a post
+    key = app.state.settings.jwt_key()
+    claims = tokens.decode(key, phone.cookies["tc_clerk"], "access")
+    expired, _ = tokens.issue(key, int(claims["sub"]), "access", -60, sid=claims.get("sid"))
+    stale = {
+        "tc_clerk": expired,
+        "tc_clerk_refresh": phone.cookies["tc_clerk_refresh"],
+        "tc_csrf": phone.cookies["tc_csrf"],
+    }
+
+    async def tab(path: str, cookies: dict[str, str], form: Any = None) -> httpx.Response:
+        transport = phone._transport  # the same phone, the cookies of the moment
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as t:
+            for name, value in cookies.items():
+                t.cookies.set(name, value, path="/" if name == "tc_csrf" else "/clerk")
+            return await (t.post(path, data=form) if form else t.get(path))
+
+    first = await tab("/clerk", stale)  # renews the pair; its answer never reaches the browser
+    assert first.status_code == 200 and _session_set(first)
+    asked = await tab("/clerk/claims?page=1", stale)
+    assert asked.status_code == 307
+    assert asked.headers["location"] == "/clerk/claims?page=1&again=1"
+    twice = await tab(asked.headers["location"], stale)
+    assert twice.status_code == 303 and twice.headers["location"] == "/clerk/login?again=1"
+    assert not _session_set(twice)
+    login = await tab(twice.headers["location"], stale)
+    assert 'name="username"' in assert_page(login) and not _session_set(login)
+
+    posted = await tab("/clerk/scan", stale, {"csrf": token, "code": "x"})
+    assert posted.status_code == 307 and posted.headers["location"] == "/clerk/scan?again=1"
+    reposted = await tab(posted.headers["location"], stale, {"csrf": token, "code": "x"})
+    assert 'href="/clerk/login"' in assert_page(reposted, 401) and not _session_set(reposted)
+
+    pair = {c.split("=", 1)[0]: c.split(";")[0].split("=", 1)[1] for c in _session_set(first)}
+    assert_page(await tab("/clerk", {**stale, **pair}))  # the new pair: signed in all along

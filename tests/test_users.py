@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from tests.helpers import assert_error
-from tests.race_support import deleted_once, twice_held
+from tests.race_support import deleted_once, lock_waiters, twice_held
 
 
 async def test_org_admin_manages_users_of_its_own_subtree_only(
@@ -426,3 +426,68 @@ async def test_a_role_deleted_twice_at_once_is_deleted_once(
         admin,
     )
     await deleted_once(app, answers, "role", rid, "delete")
+
+
+async def test_an_organisation_s_move_and_a_patch_of_a_moved_user_s_roles_both_go_through(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe (review): an organisation's move takes the brand's role-name lock
+    (``Lock.ROLE_NAMES``) and then the rows of the users whose field supervisor it leaves
+    behind; ``PATCH /users/{id}`` of such a user's roles took the user's row and then the lock:
+    each waited for the other, and PostgreSQL ended one of them (409 ``retry``). The PATCH takes
+    the lock first now: the PATCH and then the move, both applied (the supervision dropped)."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3)
+    store = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": f"Moving {tag}",
+            "erp_code": f"S-MV-{tag}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert store.status_code == 201, store.text
+    store_id = store.json()["id"]
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": store_id,
+            "username": f"mvrep_{tag}",
+            "password": "probe-password-1",
+            "roles": ["field_rep"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    rep = made.json()["id"]
+    async with app.state.pool.connection() as conn:  # the Zhejiang agent's field supervisor
+        await conn.execute(
+            "UPDATE users SET supervisor_id = (SELECT id FROM users WHERE username = 'fieldsup') "
+            "WHERE id = %s",
+            (rep,),
+        )
+    async with app.state.pool.connection() as holder, app.state.pool.connection() as watch:
+        await holder.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (rep,))
+        patch = asyncio.ensure_future(
+            client.patch(f"/users/{rep}", headers=admin, json={"roles": ["analyst", "field_rep"]})
+        )
+        assert await lock_waiters(watch, 1), "the PATCH should wait for the user's row"
+        move = asyncio.ensure_future(
+            client.post(
+                f"/orgs/{store_id}/move", headers=admin, json={"parent_id": demo["AGENT-GD"]}
+            )
+        )
+        assert await lock_waiters(watch, 2), "the move should wait too"
+        await holder.rollback()
+        patch_answer, move_answer = await asyncio.gather(patch, move)
+    assert patch_answer.status_code == 200, patch_answer.text
+    assert move_answer.status_code == 200, move_answer.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT supervisor_id FROM users WHERE id = %s", (rep,))
+        ).fetchone()
+    assert row["supervisor_id"] is None  # left behind in Zhejiang
+    got = (await client.get(f"/users/{rep}", headers=admin)).json()
+    assert got["roles"] == ["analyst", "field_rep"], got

@@ -9,6 +9,11 @@ import msgspec
 from app.errors import Forbidden, NotFound
 
 
+def path_ids(org_path: str) -> list[int]:
+    """The organisations of a path, the brand first: ``/7/12/30/`` -> [7, 12, 30]."""
+    return [int(org) for org in org_path.strip("/").split("/")]
+
+
 def brand_of(org_path: str) -> int:
     """The brand of an organisation path (``/brand/…/``): the root of its tree."""
     return int(org_path.strip("/").split("/")[0])

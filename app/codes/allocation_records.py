@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from app import audit
-from app.auth.principal import Principal
+from app.auth.principal import Principal, path_ids
 from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationOut
 from app.codes.scheme import Scheme
 from app.db import Conn
@@ -82,9 +82,10 @@ async def place(conn: Conn, actor: Principal) -> Scope:
     sales channel a partner. One primary-key read of the caller's path for a user."""
     if actor.api_key_id is not None:
         return "partner"
-    path = [int(org) for org in actor.org_path.strip("/").split("/")]
     rows = await (
-        await conn.execute("SELECT id, kind FROM orgs WHERE id = ANY(%s)", (path,))
+        await conn.execute(
+            "SELECT id, kind FROM orgs WHERE id = ANY(%s)", (path_ids(actor.org_path),)
+        )
     ).fetchall()
     kinds = {row["id"]: row["kind"] for row in rows}
     if kinds.get(actor.org_id) == "printer":

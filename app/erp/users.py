@@ -59,7 +59,14 @@ _USERS = """SELECT u.id, u.org_id, u.username, u.display_name, u.phone, u.email,
 
 
 async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
-    """Apply the good rows: update (or adopt) the user the ERP code names, else create one."""
+    """Apply the good rows: update (or adopt) the user the ERP code names, else create one.
+
+    The brand's role-name lock first, before any user's row (``Lock.ROLE_NAMES``: its order):
+    rows moving users, setting roles and creating users take it, and the rows before them
+    lock their users' rows; taken by the first of them, it came after those locks, and a
+    ``PATCH /users/{id}`` of such a user, its roles changed, waited for it holding the lock
+    while the import waited for the user — a deadlock, 409 ``retry`` (review)."""
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, actor.brand_id)
     good = [item for item in items if item.ok]
     codes = sorted({i.data.erp_code for i in good})
     usernames = sorted({i.data.username for i in good if given(i.data, "username")})
@@ -278,9 +285,12 @@ async def _paths_now(
     take: roles out of reach are dropped against them one move at a time. The paths read at the
     start of the import may be stale by now (a probe: the store moved to another agent while
     the import waited for the user's row, and the user kept the first agent's custom role).
-    Taken before the user's row refers to the new organisation (its key share on that row), as
-    ``create_user`` takes it: a move takes it before the organisations' row locks. Either
-    organisation moved out of the caller's reach meanwhile rejects the row."""
+    ``apply`` holds the lock already (taken again here, a no-op), as it must: before the user's
+    row and the rows of the users it supervises or is supervised by (``PATCH /users/{id}`` of
+    roles takes it before the user's row: ``Lock.ROLE_NAMES``), and before the user's row refers
+    to the new organisation (its key share on that row), as ``create_user`` takes it: a move
+    takes it before the organisations' row locks. Either organisation moved out of the caller's
+    reach meanwhile rejects the row."""
     await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, actor.brand_id)
     row = await (
         await conn.execute(

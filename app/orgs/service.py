@@ -302,7 +302,8 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     actor.require("orgs.write")
     row = await administered(conn, actor, org_id)
     # role names are checked under the brand's lock, as create_role checks them; taken before
-    # any organisation's row lock, as create_role takes it before its row's key share (review);
+    # any organisation's row lock, as create_role takes it before its row's key share (review),
+    # and before the rows of the users it unsupervises (``Lock.ROLE_NAMES``: its order);
     # the row read again under it: a move of an ancestor committed meanwhile changed its path
     await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(row["path"]))
     row = await administered(conn, actor, org_id)

@@ -277,6 +277,12 @@ async def update_user(
 ) -> UserOut:
     """Change a user no stronger than the caller; a password reset lifts its login locks."""
     actor.require("users.write")
+    if patch.roles is not msgspec.UNSET:  # the brand's role-name lock (``_set_roles``) before
+        # the user's row, its order (``Lock.ROLE_NAMES``): a user's move by ERP import and an
+        # organisation's move take it, then the rows of the users they move or unsupervise (a
+        # review: the row first here, each waited for the other — a deadlock, 409 ``retry``)
+        seen = await _visible_user(conn, actor, user_id)
+        await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(seen["path"]))
     # the user's row first, then its permissions read anew: two changes of one user (a reset, a
     # promotion) are checked and written one at a time (a probe: a reset checked against the
     # roles before a promotion committed between its check and its write took over the account)

@@ -231,26 +231,39 @@ def _renewed(exc: AppError) -> list[Cookie]:
     return list(getattr(exc, "renewed", []))
 
 
-def _relogin(
-    request: Request[Any, Any, Any], settings: Settings, lang: Lang, remember: bool
-) -> Response[str]:
-    """A post of a signed-out clerk: 401, sign in again (the cookies dropped)."""
+def _relogin(lang: Lang, remember: bool, cookies: list[Cookie]) -> Response[str]:
+    """A post of a signed-out clerk: 401, sign in again (``cookies``: those dropped, if any)."""
     title = word("clerk_login_title", lang)
     body = html.status("error", title, word("clerk_relogin", lang))
     body += f'<a class="button" href="/clerk/login">{html.esc(word("sign_in", lang))}</a>'
-    cookies: list[Cookie | None] = [*_signed_out(request, settings)]
-    return _show(lang, remember, title, body, "/clerk/login", 401, cookies)
+    return _show(lang, remember, title, body, "/clerk/login", 401, [*cookies])
+
+
+AGAIN = "again"  # the query parameter of a request asked again (``_again``): once, never twice
+
+
+def _asked_again(request: Request[Any, Any, Any]) -> bool:
+    """Whether this request is the one ``_again`` asked for (a refresh race answered once)."""
+    return request.query_params.get(AGAIN) == "1"
+
+
+def _marked(location: str) -> str:
+    """``location`` with ``again=1`` added to its query."""
+    return f"{location}{'&' if '?' in location else '?'}{AGAIN}=1"
 
 
 def _again(request: Request[Any, Any, Any]) -> Response[str]:
     """The same request once more (307: a post is sent again as it was, its ticket making a
-    claim one claim), no cookie set: the browser sends the pair it holds by then."""
+    claim one claim), marked ``again=1``, no cookie set: the browser sends the pair it holds by
+    then. Once only: a second race is the sign-in page (``_clerk_or_page``), not a loop until
+    the browser's "too many redirects" — and, past ``service.REPLAY_GRACE``, a replay of the
+    spent token that ends every session of the clerk (review)."""
     query = request.scope.get("query_string", b"").decode("latin-1")
     location = quote(request.url.path, safe="/") + (f"?{query}" if query else "")
     return Response(
         "",
         status_code=307,
-        headers={"Location": location, "Cache-Control": "no-store"},
+        headers={"Location": _marked(location), "Cache-Control": "no-store"},
     )
 
 
@@ -259,19 +272,22 @@ async def _clerk_or_page(
 ) -> Clerk | Response[str]:
     """The clerk; else, signed out, the sign-in page (303 from a GET, 401 from a post), or the
     refusal (403) with a way to sign out. A refresh refused as a race with another page of the
-    clerk (``service.RefreshRaced``) asks again, the cookies kept: that page set the new pair
-    (a probe: dropping them here signed the clerk out)."""
+    clerk (``service.RefreshRaced``) asks again once (``_again``), the cookies kept: that page
+    set the new pair (a probe: dropping them here signed the clerk out); raced again, it is the
+    sign-in page, the cookies kept all the same (the new pair may land yet)."""
     try:
         return await _clerk(request, state)
     except AppError as exc:
-        if isinstance(exc, service.RefreshRaced):
+        raced = isinstance(exc, service.RefreshRaced)
+        if raced and not _asked_again(request):
             return _again(request)
         if exc.status == 401:
+            cookies = [] if raced else _signed_out(request, state.settings)
             if request.method == "POST":
-                return _relogin(request, state.settings, lang, remember)
-            cookies = _signed_out(request, state.settings)
+                return _relogin(lang, remember, cookies)
             chosen = lang if remember else None  # ?lang= on the way in: kept through sign-in
-            return _see_other(_with_code("/clerk/login", code, chosen), cookies)
+            location = _with_code("/clerk/login", code, chosen)
+            return _see_other(_marked(location) if raced else location, cookies)
         if exc.status != 403:
             raise
         token, csrf_cookie = session.csrf(request, state.settings)
@@ -293,8 +309,9 @@ async def login_page(request: Request[Any, Any, Any], state: State) -> Response[
     if request.cookies.get(ACCESS_COOKIE) or request.cookies.get(REFRESH_COOKIE):
         try:
             clerk = await _clerk(request, state)
-        except service.RefreshRaced:  # another page of the clerk renewed the pair just now
-            return _again(request)
+        except service.RefreshRaced:  # another page of the clerk renewed the pair just now:
+            if not _asked_again(request):  # asked again once, then the form (cookies kept)
+                return _again(request)
         except AppError as exc:  # signed out, or another kind of account: the form
             renewed = _renewed(exc)
         else:
@@ -550,7 +567,7 @@ async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[
             wrong = refusal(exc, lang)
             return _pin_again(request, state, clerk, text, lang, remember, exc.status, wrong)
         if exc.status == 401:  # made inactive meanwhile
-            return _relogin(request, settings, lang, remember)
+            return _relogin(lang, remember, _signed_out(request, settings))
         return _refused(exc, lang, remember, clerk.cookies)
     async with state.pool.connection() as conn:
         product = await _unit(conn, scanned.code, clerk.principal.brand_id)
