@@ -25,6 +25,7 @@ from app.db import Conn
 from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import OrgRow
+from app.locks import Lock, xact_lock
 from app.orgs.schemas import OrgIn, OrgPatch
 from app.orgs.service import create_org, move_org, set_status, update_org
 
@@ -69,7 +70,13 @@ class _Run:
 
 
 async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
-    """Apply the good rows, parents first (activations first of all), then the deactivations."""
+    """Apply the good rows, parents first (activations first of all), then the deactivations.
+
+    The brand's role-name lock first (``Lock.ROLE_NAMES``: before any organisation's or user's
+    row): moves, creations and status changes of later rows take it, and an earlier row's update
+    has locked its organisation's row by then — a move into that organisation elsewhere, holding
+    the lock and waiting for the row, could deadlock with it (a review; not reproduced)."""
+    await xact_lock(conn, Lock.ROLE_NAMES, actor.brand_id)
     good = {item.data.erp_code: item for item in items if item.ok}
     codes = set(good) | {
         item.data.parent_erp_code for item in good.values() if given(item.data, "parent_erp_code")
