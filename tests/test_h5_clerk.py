@@ -679,5 +679,10 @@ async def test_a_refresh_race_asks_again_once_then_signs_in_keeping_the_cookies(
     reposted = await tab(posted.headers["location"], stale, {"csrf": token, "code": "x"})
     assert 'href="/clerk/login"' in assert_page(reposted, 401) and not _session_set(reposted)
 
+    odd = await tab("/clerk/claims?again=0&page=1", stale)  # a link with an odd marker: asked
+    assert odd.status_code == 303 and odd.headers["location"] == "/clerk/login?again=1"  # once
+    asked = await tab("/clerk/claims?again=&page=2", stale)
+    assert asked.status_code == 303, asked.headers  # its marker counts, whatever its value
+
     pair = {c.split("=", 1)[0]: c.split(";")[0].split("=", 1)[1] for c in _session_set(first)}
     assert_page(await tab("/clerk", {**stale, **pair}))  # the new pair: signed in all along

@@ -243,13 +243,17 @@ AGAIN = "again"  # the query parameter of a request asked again (``_again``): on
 
 
 def _asked_again(request: Request[Any, Any, Any]) -> bool:
-    """Whether this request is the one ``_again`` asked for (a refresh race answered once)."""
-    return request.query_params.get(AGAIN) == "1"
+    """Whether this request is the one ``_again`` asked for (a refresh race answered once):
+    ``again`` in its query, whatever its value (``again=0&again=1`` read as its first value
+    looped on, a review)."""
+    return AGAIN in request.query_params
 
 
 def _marked(location: str) -> str:
-    """``location`` with ``again=1`` added to its query."""
-    return f"{location}{'&' if '?' in location else '?'}{AGAIN}=1"
+    """``location`` with ``again=1`` as its query's one ``again``."""
+    path, _, query = location.partition("?")
+    kept = [p for p in query.split("&") if p and p.partition("=")[0] != AGAIN]
+    return f"{path}?{'&'.join([*kept, f'{AGAIN}=1'])}"
 
 
 def _again(request: Request[Any, Any, Any]) -> Response[str]:
