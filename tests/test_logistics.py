@@ -576,6 +576,14 @@ async def test_a_request_resent_under_its_client_id_answers_added_for_its_codes(
     assert (again["added"], again["rejected"]) == (2, 0)
     assert results(await add(cases[:1])) == ["duplicate"]  # without a client id: as before
     assert results(await add(cases[:1], "m-later")) == ["duplicate"]
+    # the id is the caller's own: another user sending "m-first" re-sends nothing of the clerk's
+    theirs = await client.post(
+        f"/documents/{draft['id']}/codes",
+        headers=await login("factory_admin"),
+        json={"codes": cases[:1], "client_id": "m-first"},
+    )
+    assert theirs.status_code == 200, theirs.text
+    assert results(theirs.json()) == ["duplicate"]
     doc = (await client.get(f"/documents/{draft['id']}", headers=clerk)).json()
     assert doc["items"] == 4  # nothing added twice
     bad = await client.post(

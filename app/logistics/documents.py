@@ -571,18 +571,25 @@ async def add_codes(
             new.append(("u" if read.kind == "unit" else "c", read.code))
             results.append(ItemResult(code=read.label, result="added", kind=read.kind))
     inserted: set[tuple[str, int]] = set()
+    # the client id as the caller's own: another user's (or key's) request under the same id,
+    # or a client sending one fixed id, never turns a real duplicate into "added" (a review)
+    client = (
+        None
+        if data.client_id is None
+        else f"{actor.user_id or ''}:{actor.api_key_id or ''}:{data.client_id}"
+    )
     if new:
         rows = await (
             await conn.execute(
                 """INSERT INTO document_items (document_id, kind, code, client_id)
                    SELECT %s, k, c, %s FROM unnest(%s::"char"[], %s::bigint[]) AS d (k, c)
                    ON CONFLICT DO NOTHING RETURNING kind, code""",
-                (doc_id, data.client_id, [k for k, _ in new], [c for _, c in new]),
+                (doc_id, client, [k for k, _ in new], [c for _, c in new]),
             )
         ).fetchall()
         inserted = {(row["kind"], row["code"]) for row in rows}
-        if data.client_id is not None:
-            inserted |= await _resent(conn, doc_id, data.client_id, set(new) - inserted)
+        if client is not None:
+            inserted |= await _resent(conn, doc_id, client, set(new) - inserted)
     added = iter(new)
     final = []
     for item in results:
@@ -603,9 +610,10 @@ async def add_codes(
 async def _resent(
     conn: Conn, doc_id: int, client_id: str, duplicates: set[tuple[str, int]]
 ) -> set[tuple[str, int]]:
-    """Those of a request's duplicates that the same ``client_id`` added: the request sent again,
-    its first answer lost (the staff app's queue re-sends after a time-out); they answer
-    ``added`` again. One added under another client id, or none, stays a duplicate."""
+    """Those of a request's duplicates that the same caller's ``client_id`` added (``client``:
+    user, API key and client id): the request sent again, its first answer lost (the staff
+    app's queue re-sends after a time-out); they answer ``added`` again. One added under another
+    client id, by another caller, or under none, stays a duplicate."""
     if not duplicates:
         return set()
     rows = await (
