@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 from tests.helpers import assert_error
-from tests.race_support import audit_rows, deleted_once, twice_held
+from tests.race_support import audit_rows, deleted_once, lock_waiters, twice_held
 
 
 async def test_product_crud_with_every_field(client: Any, login: Any) -> None:
@@ -406,3 +407,47 @@ async def test_two_changes_of_a_product_at_once_are_audited_one_after_the_other(
         f"history: {first['before']['name']} -> {first['after']['name']}, then "
         f"{second['before']['name']} -> {second['after']['name']}: a change is missing"
     )
+
+
+async def test_a_gtin_change_racing_a_batch_issue_of_its_product_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: README (catalogue K1): a product's GTIN, printed on its batches' labels, "stays once a
+    batch names it" (409 ``in_use``). ``catalog.service._check_gtin_change`` checks for a batch
+    with a plain read while the product row is held only ``FOR NO KEY UPDATE``, which does not
+    conflict with the ``FOR KEY SHARE`` lock that a batch insert's foreign key takes on the
+    product. A ``POST /batches`` for the product whose transaction is still open when the PATCH
+    checks is not seen: both commit, and a batch names the product whose GTIN then changed —
+    its labels print the new GTIN or, if exported meanwhile, the old one answers
+    ``wrong_product``. Expected: the PATCH waits for the issuing transaction and answers 409
+    ``in_use`` (e.g. lock the product ``FOR UPDATE`` when the GTIN changes, or take
+    ``FOR SHARE`` on the product in ``codes.service.create_batch``)."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3).upper()
+    gtin = _gtin(f"69012343{secrets.randbelow(10_000):04d}")
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"GTR {tag}", "product_no": f"GTR-{tag}", "gtin": gtin},
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()
+    other = _gtin(f"69012344{secrets.randbelow(10_000):04d}")
+    async with app.state.pool.connection() as issuing, app.state.pool.connection() as watch:
+        # a batch issued for the product, its transaction not yet committed (as
+        # codes.service.create_batch's INSERT between its statement and its commit)
+        await issuing.execute(
+            """INSERT INTO code_batches (batch_no, brand_id, printer_id, product_id, size,
+                   key_version, note, created_by)
+               VALUES (nextval('code_batch_no_seq'), %s, %s, %s, 1, 1, 'race', NULL)""",
+            (demo["BRAND-LUMI"], demo["PRINTER-SH"], product["id"]),
+        )
+        patch = asyncio.ensure_future(
+            client.patch(f"/products/{product['id']}", headers=admin, json={"gtin": other})
+        )
+        done, _ = await asyncio.wait({patch}, timeout=2)
+        if not done:
+            assert await lock_waiters(watch, 1)
+        await issuing.commit()
+        answer = await patch
+    assert_error(answer, 409, "in_use")

@@ -299,9 +299,14 @@ async def update_product(
     conn: Conn, actor: Principal, product_id: int, patch: ProductPatch
 ) -> ProductOut:
     await _writable(conn, actor, "products", product_id, "product")
-    # locked: a concurrent change is audited before or after this one, never skipped (a probe)
-    before = await _product(conn, product_id, "FOR NO KEY UPDATE")
+    # locked: a concurrent change is audited before or after this one, never skipped (a probe);
+    # a GTIN change also waits for a batch being issued for the product (its foreign key holds
+    # the row FOR KEY SHARE until it commits) and then sees it (a probe: the GTIN changed under a
+    # batch issued meanwhile)
     changes = changes_of(patch)
+    before = await _product(
+        conn, product_id, "FOR UPDATE" if "gtin" in changes else "FOR NO KEY UPDATE"
+    )
     if "gtin" in changes:
         changes["gtin"] = _gtin14(changes["gtin"])
         await _check_gtin_change(conn, before, changes["gtin"])
