@@ -1063,3 +1063,45 @@ async def test_a_frozen_member_s_code_is_not_handed_out(
     assert done.status_code == 200, done.text
     assert done.json()["status"] == "fulfilled"
     await client.delete(f"/gifts/{gift['id']}", headers=admin)  # offered to no later test
+
+
+async def test_a_physical_gift_is_not_fulfilled_at_a_closed_store(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: staff above the stores fulfilling a physical gift at a closed store — or an
+    active one under a closed agent — booked the hand-out there (200), and the settlement owed a
+    closed store for it. 422 ``org_inactive`` now, as documents, inspections and check-ins
+    answer; the code stays issued and is fulfilled at an open store."""
+    admin = await login("admin")
+
+    async def org(kind: str, parent: int) -> int:
+        tag = secrets.token_hex(3).upper()
+        made = await client.post(
+            "/orgs",
+            headers=admin,
+            json={"kind": kind, "name": f"Gift {kind} {tag}", "erp_code": f"GF-{tag}",
+                  "parent_id": parent},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"])
+
+    closed_store = await org("store", demo["AGENT-ZJ"])
+    agent = await org("agent", demo["BRAND-LUMI"])
+    under_closed = await org("store", agent)
+    for closing in (closed_store, agent):
+        closed = await client.post(f"/orgs/{closing}/deactivate", headers=admin)
+        assert closed.status_code == 200, closed.text
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 30)
+    made = await redeem(app, headers, (await new_gift(client, login, points_cost=30))["id"])
+    assert made.status_code == 201, made.text
+    code = made.json()["code"]
+    for store in (closed_store, under_closed):
+        refused = await client.post(
+            "/redemptions/fulfil", headers=admin, json={"code": code, "store_id": store}
+        )
+        assert_error(refused, 422, "org_inactive")
+    done = await client.post(
+        "/redemptions/fulfil", headers=admin, json={"code": code, "store_id": demo["STORE-HZ-01"]}
+    )
+    assert done.status_code == 200, done.text

@@ -62,7 +62,7 @@ from app.members.schemas_points import (
     SettlementRow,
     StaffRedemptionRow,
 )
-from app.orgs.service import org_path
+from app.orgs.service import org_path, path_live
 from app.paging import Page, check_period, fetch_page
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
@@ -405,7 +405,8 @@ async def check(conn: Conn, settings: Settings, actor: Principal, data: CodeIn) 
 
 async def _where(conn: Conn, actor: Principal, kind: str, store_id: int | None) -> int:
     """The organisation a gift is handed out at: the caller's own for an e-shop voucher (staff
-    above the stores); for a physical gift the caller's store, or a store of its subtree."""
+    above the stores); for a physical gift the caller's store, or a store of its subtree — an
+    active one under active organisations (422 ``org_inactive``)."""
     own = await (
         await conn.execute("SELECT kind FROM orgs WHERE id = %s", (actor.org_id,))
     ).fetchone()
@@ -426,6 +427,10 @@ async def _where(conn: Conn, actor: Principal, kind: str, store_id: int | None) 
     if row is None or row["kind"] != "store":
         raise Unprocessable(
             "a physical gift is handed out at a store: give store_id", code="store_required"
+        )
+    if not await path_live(conn, row["path"]):  # as documents and inspections (a probe)
+        raise Unprocessable(
+            "the store is closed, or under a closed organisation", code="org_inactive"
         )
     return store
 
