@@ -703,3 +703,48 @@ async def test_the_sign_in_pages_language_switch_keeps_the_claim(
     switch = re.search(r'id="lang-switch" href="([^"]*)"', page)
     assert switch is not None
     assert f"claim={ticket}" in unescape(switch.group(1)), unescape(switch.group(1))
+
+
+def _switch_of(page: str) -> str:
+    found = re.search(r'id="lang-switch" href="([^"]*)"', page)
+    assert found is not None, "no language switch"
+    return unescape(found.group(1))
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_language_switch_of_a_paged_list_keeps_its_page(
+    h5: httpx.AsyncClient, demo: Any
+) -> None:
+    """A probe: README (member pages): the lists take ``?page=`` and the pages' language switch keeps the
+    page's own query (``pages.lang_switch``: "``path``'s own query kept, its ``lang``
+    replaced"). ``points_page``, ``gifts_page``, ``codes_page`` and ``scans_page`` pass the bare
+    path (``"/member/points"``) to ``_show``, so on page 2 of the ledger the switch to English
+    leads back to page 1. Expected: ``/member/points?page=2&lang=en`` (pass the path with the
+    page, as ``login_page`` does with ``_login_url``)."""
+    await signed_in(h5, demo["BRAND-LUMI"])
+    for path in ("/member/points", "/member/gifts", "/member/codes", "/member/scans"):
+        page = assert_page(await h5.get(path, params={"page": 2}))
+        assert _switch_of(page) == f"{path}?page=2&lang=en", (path, _switch_of(page))
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_language_switch_of_the_signed_in_claim_offer_keeps_the_claim(
+    h5: httpx.AsyncClient, demo: Any, goods: list[tuple[str, str]]
+) -> None:
+    """A probe: "Sign in to claim" opened by a member who is signed in already (``login_page`` with
+    ``claim``: the page offering the one-tap claim) shows a language switch to ``/member`` —
+    ``_show(..., "/member", ...)`` — so tapping English drops the claim ticket and the consumer
+    lands on the home page with the points never claimed (the same defect a probe fixed on the
+    phone form: tests/test_h5_members.py::test_the_sign_in_pages_language_switch_keeps_the_claim).
+    Expected: the switch keeps ``brand`` and ``claim`` (``_login_url(brand_id, claim)``)."""
+    brand = demo["BRAND-LUMI"]
+    await signed_in(h5, brand)
+    serial, pin = goods[0]
+    answer = assert_page(await h5.post(f"/c/{serial}", data={"pin": pin}))
+    ticket = field(answer, "ticket")
+    page = assert_page(await h5.get("/member/login", params={"brand": brand, "claim": ticket}))
+    assert 'action="/member/claim"' in page  # the claim offer
+    href = _switch_of(page)
+    assert f"claim={ticket}" in href, href
+    english = assert_page(await h5.get(href))
+    assert 'action="/member/claim"' in english and field(english, "ticket") == ticket

@@ -123,6 +123,11 @@ def _login_url(brand_id: int | None, claim: str = "") -> str:
     return "/member/login" + ("?" + "&".join(query) if query else "")
 
 
+def _paged(path: str, page: int) -> str:
+    """A list page's own address: the language switch keeps its page (a probe: page 1)."""
+    return f"{path}?page={page}" if page > 1 else path
+
+
 def _brand_hint(request: Request[Any, Any, Any]) -> int | None:
     value = request.cookies.get(session.BRAND_COOKIE) or ""
     return int(value) if value.isascii() and value.isdigit() and len(value) < 16 else None
@@ -159,9 +164,8 @@ async def login_page(
         if not claim:
             return _see_other("/member")
         body = member_html.claim_offer(lang, token, claim, True, member.brand_id)
-        return _show(
-            lang, remember, word("claim_title", lang), body, "/member", cookies=[csrf_cookie]
-        )
+        path = _login_url(member.brand_id, claim)  # the switch keeps the claim (a probe)
+        return _show(lang, remember, word("claim_title", lang), body, path, cookies=[csrf_cookie])
     if brand_id is None:
         body = html.status("pin_required", word("login_title", lang), word("no_brand", lang))
         return _show(lang, remember, word("login_title", lang), body, "/member/login")
@@ -407,7 +411,7 @@ async def points_page(
     out = await points.history(conn, member, page, PER_PAGE)
     body = member_html.points_list(lang, out.balance, out.items)
     body += member_html.pager("/member/points", page, PER_PAGE, out.total, lang)
-    return _show(lang, remember, word("nav_points", lang), body, "/member/points")
+    return _show(lang, remember, word("nav_points", lang), body, _paged("/member/points", page))
 
 
 @get("/member/gifts", **_PAGE)
@@ -427,7 +431,8 @@ async def gifts_page(
     body = member_html.gift_list(lang, token, balance, offered.items, nonce)
     body += member_html.pager("/member/gifts", page, PER_PAGE, offered.total, lang)
     title = word("gifts_title", lang)
-    return _show(lang, remember, title, body, "/member/gifts", cookies=[csrf_cookie])
+    path = _paged("/member/gifts", page)
+    return _show(lang, remember, title, body, path, cookies=[csrf_cookie])
 
 
 def redeem_in(gift_id: int, client_id: str, lang: Lang) -> RedeemIn:
@@ -483,7 +488,7 @@ async def codes_page(
     out = await redemptions.member_redemptions(conn, settings, member, None, page, PER_PAGE)
     body = member_html.code_list(lang, out.items)
     body += member_html.pager("/member/codes", page, PER_PAGE, out.total, lang)
-    return _show(lang, remember, word("codes_title", lang), body, "/member/codes")
+    return _show(lang, remember, word("codes_title", lang), body, _paged("/member/codes", page))
 
 
 @get("/member/scans", **_PAGE)
@@ -499,7 +504,7 @@ async def scans_page(
     out = await admin.own_scans(conn, member, page, PER_PAGE)
     body = member_html.scan_list(lang, out.items)
     body += member_html.pager("/member/scans", page, PER_PAGE, out.total, lang)
-    return _show(lang, remember, word("scans_title", lang), body, "/member/scans")
+    return _show(lang, remember, word("scans_title", lang), body, _paged("/member/scans", page))
 
 
 route_handlers = [
