@@ -808,6 +808,48 @@ async def test_named_children_must_be_of_the_line_s_product_and_lot(
     assert body["scans"][0]["result"] == "ok", body
 
 
+async def test_a_packed_case_takes_only_units_of_its_product_and_lot(
+    client: Any, login: Any, app: Any, conn: Any, demo: Any
+) -> None:
+    """A probe: a case packed with product A, lot A, rescanned after the line switched to lot B
+    (or product B), closed over the new units and was answered ``ok``: the case held two lots
+    (or products) while ``case_state`` said A. Now it is rejected — ``already_active`` for
+    another lot (as a unit of another lot is), ``wrong_product`` for another product — and the
+    new units stay unpacked; on the line's own context again it takes more."""
+    batch_a, product_a = await issue_units(client, login, demo, 20)
+    products = (await client.get("/products", headers=await login("planner"))).json()["items"]
+    other = next(p for p in products if p["id"] != product_a)
+    batch_b, product_b = await issue_units(client, login, demo, 5, other["product_no"])
+    await set_rules(client, login, product_a, [])
+    await set_rules(client, login, product_b, [])
+    [case] = await issue_cases(client, login, demo, "inner", 1)
+    ua = serials(app, batch_a, 0, 20)
+    await set_line(client, login, product_a, "PZ2", lot="LOTA")
+    first = await upload(client, login, "PZ2", [scan(s) for s in ua[:5]] + [scan(case)])
+    assert first["accepted"] == 6, first
+    for product_id, lot, units, reason in (
+        (product_a, "LOTB", ua[5:10], "already_active"),
+        (product_b, "LOTA", serials(app, batch_b, 0, 5), "wrong_product"),
+    ):
+        await set_line(client, login, product_id, "PZ2", lot=lot)
+        body = await upload(client, login, "PZ2", [scan(s) for s in units] + [scan(case)])
+        assert [s["result"] for s in body["scans"]] == ["ok"] * 5 + ["rejected"], body
+        assert body["scans"][-1]["reason"] == reason, body
+        assert all("parent" not in s for s in body["scans"][:5]), body
+    await set_line(client, login, product_a, "PZ2", lot="LOTA")
+    again = await upload(client, login, "PZ2", [scan(s) for s in ua[10:12]] + [scan(case)])
+    assert again["accepted"] == 3, again
+    held = await (
+        await conn.execute(
+            "SELECT product_id, lot, count(*) FROM unit_state WHERE parent_sscc = %s"
+            " GROUP BY product_id, lot",
+            (int(case),),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert [tuple(r.values()) for r in held] == [(product_a, "LOTA", 7)], held
+
+
 async def test_rules_replaced_at_once_are_one_of_the_two(client: Any, login: Any) -> None:
     """Two replacements of one product's rules at once: the rules are one of the two sets, and
     the same set twice is answered 200 twice (a probe: the sets were mixed, or the second was a

@@ -130,6 +130,8 @@ class _CaseState(msgspec.Struct, frozen=True, gc=False):
     code: int
     status: str
     parent_sscc: int | None
+    product_id: int | None  # None until the case is first packed (with the line's product)
+    lot: str | None
     level: str
     disposition: str
     client_event_id: str | None
@@ -512,6 +514,20 @@ def _explicit(
     return children
 
 
+def _other_context(ctx: Context, state: _CaseState | None) -> tuple[str, str] | None:
+    """Why an existing case may not take the line's units: it was packed with another product
+    (``wrong_product``) or lot (``already_active``, as a unit of another lot is), and holds one
+    product and lot (a probe: a lot-A case rescanned after the line switched to lot B closed over
+    the lot-B units). None for a new or never packed case, or one of the line's context."""
+    if state is None or state.product_id is None:
+        return None
+    if state.product_id != ctx.product_id:
+        return "wrong_product", "the case was packed with another product"
+    if state.lot != ctx.lot:
+        return "already_active", f"the case was packed with lot {state.lot}"
+    return None
+
+
 def _close(
     ctx: Context,
     s: _Scan,
@@ -525,6 +541,9 @@ def _close(
 ) -> None:
     """Decide a container: which children it takes, whether the packing rule holds."""
     sscc = s.read.code
+    if problem := _other_context(ctx, case_state.get(sscc)):
+        _reject(s, *problem)
+        return
     new: list[tuple[str, int]] = []
     inside = held.get(sscc, 0)
     taken: set[tuple[str, int]] = set()
@@ -829,7 +848,7 @@ async def _locked(conn: Conn, row: type[_S], codes: list[int]) -> dict[int, _S]:
     if not codes:
         return {}
     table, key = ("unit_state", "code") if row is _UnitState else ("case_state", "sscc")
-    extra = ", s.product_id, s.lot" if table == "unit_state" else ", s.level, s.disposition"
+    extra = ", s.product_id, s.lot" + ("" if table == "unit_state" else ", s.level, s.disposition")
     extra += ", s.client_event_id, h.path AS holder_path, t.path AS transit_path"
     cur = conn.cursor(row_factory=args_row(row))  # positional: the SELECT is in field order
     await cur.execute(
