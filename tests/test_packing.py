@@ -808,34 +808,6 @@ async def test_named_children_must_be_of_the_line_s_product_and_lot(
     assert body["scans"][0]["result"] == "ok", body
 
 
-async def test_a_named_case_must_be_of_the_line_s_product_and_lot(
-    client: Any, login: Any, app: Any, lumi: Any, demo: Any
-) -> None:
-    """A review: a case packed with lot A, named as a child of a master case on the line after it
-    switched to lot B (or another product), went into it: the master recorded as lot B held lot
-    A. Named cases are held to the line's product and lot as named units are."""
-    units = serials(app, lumi.batch_no, 705, 708)
-    [inner] = await issue_cases(client, login, demo, "inner", 1)
-    [master] = await issue_cases(client, login, demo, "master", 1)
-    await set_line(client, login, lumi.product_id, "X7", lot="LOT-A")
-    body = await upload(client, login, "X7", [scan(u) for u in units] + [scan(inner)])
-    assert [s["result"] for s in body["scans"]] == ["ok"] * 4, body
-    serum = await client.get("/products", headers=await login("clerk"), params={"q": "LM-HY-50"})
-    serum_id = serum.json()["items"][0]["id"]
-    for product_id, lot, reason in (
-        (lumi.product_id, "LOT-B", "wrong_lot"),
-        (serum_id, "LOT-A", "wrong_product"),
-    ):
-        await set_line(client, login, product_id, "X7", lot=lot)
-        body = await upload(client, login, "X7", [scan(master, children=[inner])])
-        (result,) = body["scans"]
-        assert (result["result"], result["reason"]) == ("rejected", "child_rejected"), result
-        assert reason in result["message"], result
-    await set_line(client, login, lumi.product_id, "X7", lot="LOT-A")
-    body = await upload(client, login, "X7", [scan(master, children=[inner])])
-    assert body["scans"][0]["result"] == "ok", body
-
-
 async def test_a_packed_case_takes_only_units_of_its_product_and_lot(
     client: Any, login: Any, app: Any, conn: Any, demo: Any
 ) -> None:

@@ -485,8 +485,8 @@ def _explicit(
     plan: _Plan,
 ) -> list[_Child] | None:
     """Named children must be active codes (activated before, or earlier in this upload), and
-    units and cases of the line's product and lot, as scanned ones (a probe: a case named with
-    another product's units took them, and was recorded as the line's product)."""
+    units of the line's product and lot, as scanned ones (a probe: a case named with another
+    product's units took them, and was recorded as the line's product)."""
     children: list[_Child] = []
     for child in s.children or ():
         reason = child.reason
@@ -507,12 +507,6 @@ def _explicit(
                 reason = "not_packed"
             elif state is not None and state.status != "active":
                 reason = "case_void"
-            # a packed case of another product or lot, named into a container of the line's
-            # (a review: a lot-A case went into a master case recorded as lot B)
-            elif state is not None and state.product_id not in (None, ctx.product_id):
-                reason = "wrong_product"
-            elif state is not None and state.product_id is not None and state.lot != ctx.lot:
-                reason = "wrong_lot"
         if reason is not None:
             _reject(s, "child_rejected", f"child {child.label}: {reason}")
             return None
