@@ -625,8 +625,9 @@ async def test_the_next_user_does_not_see_the_previous_users_store(
     _find(driver, "[data-test=store]").click()
     _wait(driver).until(lambda d: name in _text(d, ".van-popup"))
     for cell in driver.find_elements(By.CSS_SELECTOR, ".van-popup .van-cell"):
-        if name in cell.text:
-            cell.click()
+        if name in cell.text:  # scrolled to and clicked by script: the popup may still slide in
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
+            driver.execute_script("arguments[0].click();", cell)
             break
     _wait(driver).until(lambda d: name in _text(d, "[data-test=store]"))
     driver.get(f"{server}/m/")

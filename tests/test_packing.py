@@ -848,6 +848,12 @@ async def test_a_packed_case_takes_only_units_of_its_product_and_lot(
     ).fetchall()
     await conn.commit()
     assert [tuple(r.values()) for r in held] == [(product_a, "LOTA", 7)], held
+    # closed again over no new unit, on another product's line, it goes onto a (mixed) pallet
+    [pallet] = await issue_cases(client, login, demo, "pallet", 1)
+    await set_line(client, login, product_b, "PZ2", lot="LOTB")
+    mixed = await upload(client, login, "PZ2", [scan(case), scan(pallet)])
+    assert [s["result"] for s in mixed["scans"]] == ["ok", "ok"], mixed
+    assert mixed["scans"][0]["parent"] == pallet, mixed
 
 
 async def test_rules_replaced_at_once_are_one_of_the_two(client: Any, login: Any) -> None:

@@ -518,7 +518,8 @@ def _other_context(ctx: Context, state: _CaseState | None) -> tuple[str, str] | 
     """Why an existing case may not take the line's units: it was packed with another product
     (``wrong_product``) or lot (``already_active``, as a unit of another lot is), and holds one
     product and lot (a probe: a lot-A case rescanned after the line switched to lot B closed over
-    the lot-B units). None for a new or never packed case, or one of the line's context."""
+    the lot-B units). None for a new or never packed case, or one of the line's context. A case
+    rescanned to close over cases only (a mixed pallet's) is not asked."""
     if state is None or state.product_id is None:
         return None
     if state.product_id != ctx.product_id:
@@ -541,9 +542,6 @@ def _close(
 ) -> None:
     """Decide a container: which children it takes, whether the packing rule holds."""
     sscc = s.read.code
-    if problem := _other_context(ctx, case_state.get(sscc)):
-        _reject(s, *problem)
-        return
     new: list[tuple[str, int]] = []
     inside = held.get(sscc, 0)
     taken: set[tuple[str, int]] = set()
@@ -574,6 +572,11 @@ def _close(
             _reject(child_scan, "already_bound", f"already in container {sscc_label(current)}")
             continue
         new.append((kind, code))
+    if any(kind == "unit" for kind, _ in new) and (
+        problem := _other_context(ctx, case_state.get(sscc))
+    ):  # new units of the line's: only into a case of its product and lot (cases may mix)
+        _reject(s, *problem)
+        return
     count = inside + len(new)
     if count == 0:
         _reject(s, "empty_case")
