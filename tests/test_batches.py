@@ -271,3 +271,35 @@ async def test_a_void_is_read_at_once_by_this_process_s_verifications(
         after = await mc.post("/v1/verify", json={"serial": serials[1]})
     assert after.status_code == 200, after.text
     assert (after.json()["result"], after.json()["reason"]) == ("not_genuine", "void"), after.json()
+
+
+async def test_a_verification_while_the_void_commits_does_not_keep_the_batch_live(
+    client: Any, login: Any, demo: Any, app: Any, monkeypatch: Any
+) -> None:
+    """The void forgot the batch in the verifiers' caches before its transaction committed: a
+    verification in between read the batch as still live and cached it so for ``BATCH_TTL``
+    (5 s). The cache is emptied once the void has committed (the in-between read is made
+    here by wrapping the service call the route makes, on its own connection as the verifier
+    reads)."""
+    from app.codes import routes, service
+
+    planner = await login("planner")
+    batch = await client.post(
+        "/batches", headers=planner, json={"size": 1, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert batch.status_code == 201, batch.text
+    batch_no = batch.json()["batch_no"]
+    verifier = app.state.verifier
+    real = service.void_batch
+
+    async def void_then_read(*args: Any) -> Any:
+        voided = await real(*args)
+        seen = await verifier.batch(batch_no)  # another connection: the void is not committed
+        assert seen is not None and seen.state != "void"
+        return voided
+
+    monkeypatch.setattr(routes.service, "void_batch", void_then_read)
+    voided = await client.post(f"/batches/{batch_no}/void", headers=planner, json={"reason": "x"})
+    assert voided.status_code == 200, voided.text
+    cached = await verifier.batch(batch_no)
+    assert cached is not None and cached.state == "void"

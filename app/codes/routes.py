@@ -42,6 +42,7 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import BadRequest, ServerError, ServiceUnavailable, Unprocessable
 from app.paging import Page, PageNo, PerPage
+from app.verify.service import forget_batch
 
 Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)(?!\n)$")]
 Since = Annotated[datetime | None, QueryParameter(name="from", description="made at or after")]
@@ -138,7 +139,12 @@ class BatchController(Controller):
 
     @post("/{batch_no:int}/void", status_code=200)
     async def void(self, batch_no: int, data: VoidIn, conn: Conn, principal: Principal) -> BatchOut:
-        return await service.void_batch(conn, principal, batch_no, data.reason)
+        voided = await service.void_batch(conn, principal, batch_no, data.reason)
+        await conn.commit()
+        # this process's verifications read the void now, not after ``BATCH_TTL``; forgotten
+        # only once committed (before, a verification in between cached the batch as live)
+        forget_batch(batch_no)
+        return voided
 
     @post("/{batch_no:int}/exports")
     async def export(

@@ -19,7 +19,6 @@ from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import StockColumn, new_deltas, write_deltas
 from app.locks import Lock, xact_lock
 from app.paging import Page, fetch_page
-from app.verify.service import forget_batch
 
 _COLUMNS = """b.batch_no, b.brand_id, b.printer_id, b.product_id, b.size, b.key_version, b.state,
     b.note, b.request_key, b.created_by, b.created_at, b.voided_at, b.void_reason"""
@@ -203,7 +202,6 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
         after=after,
         org_id=before.brand_id,
     )
-    forget_batch(batch_no)  # this process's verifications read the void now, not after 5 s
     return after
 
 

@@ -376,10 +376,10 @@ _VERIFIERS: weakref.WeakSet[Verifier] = weakref.WeakSet()
 
 def forget_batch(batch_no: int) -> None:
     """Drop the batch from this process's verifiers' batch caches (``BATCH_TTL``): a void
-    (``app.codes.service.void_batch``) is read at the next verification, not up to
-    ``BATCH_TTL`` later. Only this process's: another process reads it within ``BATCH_TTL``
-    (the claim rounds check the batch themselves). Called before the void commits, so a
-    verification in between may cache the batch live once more, for ``BATCH_TTL`` at most."""
+    (``POST /batches/{no}/void``) is read at the next verification, not up to ``BATCH_TTL``
+    later. Only this process's: another process reads it within ``BATCH_TTL`` (the claim
+    rounds check the batch themselves). Called once the void has committed: before, a
+    verification in between cached the batch as live again."""
     for verifier in _VERIFIERS:
         verifier._batches.pop(batch_no, None)
 
