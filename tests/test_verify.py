@@ -162,6 +162,45 @@ async def test_region_jump_and_never_shipped(
     assert (again["result"], again["reason"]) == ("genuine", "repeat_query"), (again, places)
 
 
+async def test_a_check_in_shenzhen_after_one_in_guangzhou_is_no_region_jump(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
+) -> None:
+    """A probe: a pack checked with its PIN in Guangzhou, then by its buyer in Shenzhen's
+    Futian, was answered ``region_jump``: the nearest provincial capital to Shenzhen is Hong
+    Kong's centre (27 km), so the scan was recorded in Hong Kong. Hong Kong and Macao now name
+    only points inside their outlines; Shenzhen and Zhuhai are Guangdong."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, size=5)
+    verifier_with(verify_flag_never_shipped=False)
+    serial = scheme.serial(batch_no, 3)
+    await _verify(client, serial, scheme.pin(serial), gps={"lat": 23.13, "lng": 113.26})
+    again = await _verify(client, serial, scheme.pin(serial), gps={"lat": 22.54, "lng": 114.06})
+    assert (again["result"], again["reason"]) == ("genuine", "repeat_query"), again
+
+
+@pytest.mark.parametrize(
+    ("lat", "lng", "province"),
+    [
+        (22.54, 114.06, "广东省"),  # Shenzhen, Futian
+        (22.48, 113.915, "广东省"),  # Shekou, across Deep Bay from Hong Kong
+        (22.27, 113.58, "广东省"),  # Zhuhai
+        (22.13, 113.52, "广东省"),  # Hengqin, beside Cotai
+        (22.28, 114.16, "香港特别行政区"),  # Central
+        (22.50, 114.13, "香港特别行政区"),  # Sheung Shui, by the border
+        (22.31, 113.92, "香港特别行政区"),  # the airport
+        (22.19, 113.54, "澳门特别行政区"),  # the Macao peninsula
+        (22.12, 113.565, "澳门特别行政区"),  # Coloane
+    ],
+)
+def test_gps_fixes_by_hong_kong_and_macao(lat: float, lng: float, province: str) -> None:
+    """A probe's follow-up: a fix is placed in a special administrative region only inside
+    its outline, and a mainland fix beside one in Guangdong."""
+    from app.verify.regions import from_gps
+
+    place = from_gps(lat, lng)
+    assert place is not None and place.province == province, place
+
+
 async def test_wrong_pins_lock_the_code_until_the_lockout_expires(
     client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any
 ) -> None:

@@ -1,6 +1,8 @@
 """Coarse location of a verification: province (and city) from client GPS or the client's IP.
 
-GPS wins: the nearest provincial capital within 600 km names the province. Without GPS the IP is
+GPS wins: the nearest provincial capital within 600 km names the province, except that Hong Kong
+and Macao name only a point inside their own outlines (``SAR_OUTLINES``): Shenzhen and Zhuhai,
+nearer Hong Kong's and Macao's centres than Guangzhou, are Guangdong. Without GPS the IP is
 looked up in a CIDR table; the shipped ``ip_regions.csv`` is a small demonstration table (the
 documentation ranges of RFC 5737 and a few others). A deployment points
 ``TRACECODE_IP_REGIONS_FILE`` at a full table of the same format: ``cidr,province,city`` and,
@@ -60,6 +62,39 @@ CAPITALS: list[tuple[str, str, float, float, str, str]] = [
 ]
 
 MAX_KM = 600.0
+
+# The two special administrative regions' rough outlines (lat, lng), drawn along the land and
+# sea boundaries with Shenzhen and Zhuhai (within ~1 km): a mainland point nearest their
+# centres is not in them (a probe: a scan in Shenzhen's Futian was recorded in Hong Kong, and a
+# buyer's check there after one in Guangzhou answered ``region_jump``).
+SAR_OUTLINES: dict[str, list[tuple[float, float]]] = {
+    "香港特别行政区": [
+        (22.46, 113.90),  # Urmston Road, west of Tuen Mun
+        (22.505, 113.96),  # Deep Bay, east of Shekou
+        (22.515, 114.03),  # Lok Ma Chau, then the Shenzhen River
+        (22.52, 114.08),
+        (22.535, 114.11),  # Lo Wu
+        (22.54, 114.15),
+        (22.555, 114.22),  # Sha Tau Kok
+        (22.50, 114.30),  # Mirs Bay
+        (22.52, 114.45),
+        (22.35, 114.50),
+        (22.15, 114.35),
+        (22.13, 113.90),
+        (22.20, 113.82),  # west of Lantau
+        (22.40, 113.84),
+    ],
+    "澳门特别行政区": [
+        (22.217, 113.528),  # the Barrier Gate, Gongbei to the north
+        (22.218, 113.555),
+        (22.20, 113.565),
+        (22.16, 113.60),
+        (22.11, 113.60),
+        (22.11, 113.55),  # Coloane; Hengqin to the west
+        (22.15, 113.545),
+        (22.18, 113.533),
+    ],
+}
 
 
 class Place(msgspec.Struct, frozen=True):
@@ -124,8 +159,26 @@ def _km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 12742.0 * math.asin(math.sqrt(a))
 
 
+def _inside(lat: float, lng: float, outline: list[tuple[float, float]]) -> bool:
+    """Whether the point is inside the polygon (even-odd rule)."""
+    inside = False
+    j = len(outline) - 1
+    for i, (lat_i, lng_i) in enumerate(outline):
+        lat_j, lng_j = outline[j]
+        if (lat_i > lat) != (lat_j > lat) and lng < lng_i + (lat - lat_i) * (lng_j - lng_i) / (
+            lat_j - lat_i
+        ):
+            inside = not inside
+        j = i
+    return inside
+
+
 def from_gps(lat: float, lng: float) -> Place | None:
     distance, province, city = min((_km(lat, lng, la, ln), p, c) for p, c, la, ln, *_ in CAPITALS)
+    if province in SAR_OUTLINES and not _inside(lat, lng, SAR_OUTLINES[province]):
+        distance, province, city = min(  # near Hong Kong or Macao, outside: the mainland's
+            (_km(lat, lng, la, ln), p, c) for p, c, la, ln, *_ in CAPITALS if p not in SAR_OUTLINES
+        )
     if distance > MAX_KM:
         return None
     return Place(province, city if distance < 60 else None, round(lat, 3), round(lng, 3))
