@@ -186,7 +186,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sms_otp_interval_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 60
     sms_otp_daily_limit: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 10
     # Marketing (reminders, campaigns): at most one per phone and brand in this many hours,
-    # campaigns sent at most this many messages per second, a member reminded once per period.
+    # a brand's campaigns sent at most this many messages per second in all, a member reminded
+    # once per period.
     sms_marketing_interval_hours: Annotated[int, msgspec.Meta(ge=0, le=8760)] = 24
     sms_campaign_rate: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 200
     sms_reminder_period_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 30

@@ -200,6 +200,34 @@ async def test_5xx_answers_are_retried_with_exponential_back_off(
     _delivered_once(gateway, rows)
 
 
+async def test_an_sms_retry_is_never_scheduled_past_the_back_off_maximum(
+    app: Any, demo: Any, settings: Any, aconn: Any
+) -> None:
+    """A probe: an operator caps the SMS back-off (SMS_BACKOFF_MAX_SECONDS = 100). The sender's
+    docstring: a retried row goes back to pending 'after an exponential back-off
+    (SMS_BACKOFF_SECONDS doubled per attempt, ±20 % jitter, at most SMS_BACKOFF_MAX_SECONDS)'
+    (README: 'doubled per attempt, ±20 %, capped'). ``_RETRY`` applied the jitter after the
+    cap, so about half the retries were scheduled up to 120 s later (the webhook sender's
+    defect, fixed before: tests/test_webhooks.py::test_the_back_off_never_exceeds_...)."""
+    capped = msgspec.structs.replace(
+        settings, sms_backoff_seconds=100.0, sms_backoff_max_seconds=100.0, sms_max_attempts=10
+    )
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(24)])
+    rows = await sender.claim(aconn, 100, ids)
+    assert len(rows) == len(ids)
+    await sender.record(aconn, "http", capped, [(r, Result("retry", error="503")) for r in rows])
+    cur = await aconn.execute(
+        "SELECT extract(epoch FROM next_attempt_at - clock_timestamp())::float8 AS delay "
+        "FROM sms_outbox WHERE id = ANY(%s)",
+        (ids,),
+    )
+    delays = sorted(r["delay"] for r in await cur.fetchall())
+    await aconn.execute("UPDATE sms_outbox SET state = 'failed' WHERE id = ANY(%s)", (ids,))
+    # half were above the cap: all under by chance 1 in 2**24
+    assert delays[-1] <= 100.5, f"retries scheduled up to {delays[-1]:.0f} s after a failure"
+    assert delays[0] >= 100 * 0.8 - 1, delays  # the jitter still spreads them below the cap
+
+
 async def _dead(conn: Any, ids: list[int]) -> dict[int, str]:
     cur = await conn.execute(
         """SELECT (convert_from(payload, 'UTF8')::jsonb ->> 'id')::bigint AS id, reason

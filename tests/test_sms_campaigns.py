@@ -3,6 +3,7 @@ interval, the send rate, idempotent client ids, permissions and scoping."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from typing import Any
 
@@ -198,6 +199,57 @@ async def test_campaign_messages_leave_at_the_configured_rate(
         span = (await cur.fetchone())["span"]
     rate = app.state.settings.sms_campaign_rate
     assert abs(span - 4 / rate) < 0.005, span  # five messages, 1/rate seconds apart
+
+
+async def test_two_campaigns_queued_together_still_leave_at_the_configured_rate(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the marketer queues two campaigns a moment apart (two provinces, each its own
+    audience). README "SMS": messages leave at most SMS_CAMPAIGN_RATE per second, the brand's
+    rate (its gateway account's throughput). Each campaign spaced its rows from *now*, whatever
+    the brand already had queued, so two campaigns left side by side at twice the rate. Now the
+    second is queued after the first: 80 messages, 1/rate seconds apart."""
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    brand = demo["BRAND-LUMI"]
+    campaigns = []
+    for province in ("甘肃省", "宁夏回族自治区"):
+        await _province_of_this_test(app, brand, province)
+        async with app.state.pool.connection() as conn:
+            for _ in range(40):
+                await conn.execute(
+                    "INSERT INTO members (brand_id, phone, province) VALUES (%s, %s, %s)",
+                    (brand, phone(), province),
+                )
+    for province in ("甘肃省", "宁夏回族自治区"):
+        made = await client.post(
+            "/sms/campaigns",
+            headers=marketer,
+            json={
+                "template_id": template_id,
+                "audience": "members",
+                "filter": {"provinces": [province]},
+                "variables": {"season": "秋季", "discount": "8"},
+            },
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["recipients"] == 40
+        campaigns.append(made.json()["id"])
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT campaign_id, extract(epoch FROM next_attempt_at)::float8 AS t FROM sms_outbox "
+            "WHERE campaign_id = ANY(%s) ORDER BY next_attempt_at",
+            (campaigns,),
+        )
+        rows = await cur.fetchall()
+        await conn.execute(
+            "UPDATE sms_outbox SET state = 'failed' WHERE campaign_id = ANY(%s)", (campaigns,)
+        )
+    rate = app.state.settings.sms_campaign_rate
+    times = [r["t"] for r in rows]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 1 / rate - 0.000_01, f"two messages {min(gaps):.6f} s apart at {rate}/s"
+    assert [r["campaign_id"] for r in rows] == [campaigns[0]] * 40 + [campaigns[1]] * 40
 
 
 async def test_store_manager_campaigns_stay_in_the_callers_subtree(

@@ -1332,6 +1332,65 @@ async def test_a_sweep_sets_aside_an_event_whose_time_it_cannot_read(
     assert unknown == [False, True], listed.json()  # the good one's time, the poison's none
 
 
+async def test_a_delivery_claimed_long_ago_does_not_stop_every_sweep(
+    wh: Any, login: Any, settings: Any, app: Any, receiver: Receiver
+) -> None:
+    """A probe: a worker is killed mid-send and no worker runs again for a month (a stopped
+    system, or a backup taken while a delivery was in flight restored weeks later). README: 'A
+    sender killed mid-send leaves its deliveries sending; after WEBHOOK_LEASE_SECONDS they are
+    sent again'. The recovery logged the attempt with a latency of (now - claimed_at) in ms cast
+    to a 32-bit integer: past 24.8 days the cast overflowed, ``recover`` raised, and as every
+    sweep starts with it, no webhook of any tenant was ever sent again. Now the latency logged
+    is capped at the column's maximum and both deliveries go out."""
+    from app.webhooks import sender
+
+    admin = await other_brand_admin(wh, login)
+    sub = await subscribe(wh, admin, receiver.url + "/stale", ["alert.counterfeit"])
+    tight = msgspec.structs.replace(settings, webhook_allow_private=True, webhook_concurrency=2)
+    async with app.state.pool.connection() as conn:
+        brand = await _brand_of(conn, sub["id"])
+        await _event(conn, brand, '{"n": "stale"}')
+        await conn.execute(
+            "UPDATE webhook_deliveries SET state = 'sending', attempts = 1, "
+            "claimed_at = now() - interval '30 days' WHERE subscription_id = %s",
+            (sub["id"],),
+        )
+        await conn.commit()
+        await _event(conn, brand, '{"n": "fresh"}')
+        await conn.set_autocommit(True)
+        client = sender.make_client(tight)
+        error = None
+        try:
+            await sender.sweep(conn, client, tight)
+        except Exception as exc:
+            error = exc
+        finally:
+            await client.aclose()
+            rows = await (
+                await conn.execute(
+                    "SELECT state FROM webhook_deliveries WHERE subscription_id = %s ORDER BY id",
+                    (sub["id"],),
+                )
+            ).fetchall()
+            logged = await (
+                await conn.execute(
+                    "SELECT a.latency_ms FROM webhook_attempts a "
+                    "JOIN webhook_deliveries d ON d.id = a.delivery_id "
+                    "WHERE d.subscription_id = %s AND a.error LIKE 'outcome unknown%%'",
+                    (sub["id"],),
+                )
+            ).fetchall()
+            await conn.execute(
+                "UPDATE webhook_deliveries SET state = 'dead' WHERE subscription_id = %s "
+                "AND state IN ('sending', 'pending')",
+                (sub["id"],),
+            )
+            await conn.set_autocommit(False)
+    assert error is None, f"every webhook sweep fails: {error!r}"
+    assert [r["state"] for r in rows] == ["delivered", "delivered"], rows
+    assert [r["latency_ms"] for r in logged] == [2147483647], logged
+
+
 async def test_redirects_are_retried_and_another_brand_sees_nothing(
     wh: Any, client: Any, login: Any, demo: Any, settings: Any, receiver: Receiver, worker: Any
 ) -> None:

@@ -124,9 +124,10 @@ WITH r AS (
   UPDATE sms_outbox o
      SET state = CASE WHEN o.attempts >= %(max)s THEN 'failed' ELSE 'pending' END,
          last_error = r.error,
+         -- the jitter within the cap (a probe: applied after it, up to 20%% over)
          next_attempt_at = clock_timestamp() + make_interval(secs =>
-             least(%(cap)s::float8, %(base)s::float8 * 2 ^ (o.attempts - 1))
-             * (0.8 + random() * 0.4)),
+             least(%(cap)s::float8,
+                   %(base)s::float8 * 2 ^ (o.attempts - 1) * (0.8 + random() * 0.4))),
          variables = CASE WHEN o.attempts >= %(max)s THEN {_WIPE} ELSE o.variables END
     FROM r
    WHERE o.id = r.id AND o.state = 'sending' AND o.attempts = r.attempts

@@ -12,8 +12,9 @@ an unknown message id is), or else of every brand that has written to it.
 Templates and campaigns belong to the caller's brand (permission ``sms.campaigns``); a campaign
 reaches the brand's members, or the store managers of the caller's own subtree, and is queued in
 one statement: opted-out phones and phones that had marketing in the last
-``SMS_MARKETING_INTERVAL_HOURS`` are skipped, and the rows are spread over time so that the
-campaign leaves at ``SMS_CAMPAIGN_RATE`` messages per second at most.
+``SMS_MARKETING_INTERVAL_HOURS`` are skipped, and the rows are spread over time, after the
+brand's campaign messages already waiting, so that the brand's campaigns together leave at
+``SMS_CAMPAIGN_RATE`` messages per second at most.
 """
 
 from __future__ import annotations
@@ -538,18 +539,28 @@ async def create_campaign(
     row = await cur.fetchone()
     assert row is not None
     campaign_id = int(row["id"])
-    # One statement queues the whole audience; row n leaves n / rate seconds from now.
+    # One statement queues the whole audience; row n leaves n / rate seconds after the start:
+    # now, or 1 / rate after the last of the brand's campaign messages already waiting (the rate
+    # is the brand's, its gateway account's: a probe queued two campaigns side by side, leaving
+    # at twice the rate). The marketing lock above keeps the brand's campaigns in turn.
     cur = await conn.execute(
         f"""WITH a AS ({audience}),
                  kept AS (SELECT a.phone, a.member_id, {_SKIP} AS skip FROM a),
+                 start AS (
+                   SELECT greatest(clock_timestamp(),
+                                   max(next_attempt_at) + make_interval(secs => 1.0 / %(rate)s))
+                            AS at
+                     FROM sms_outbox
+                    WHERE brand_id = %(brand)s AND purpose = 'campaign' AND state = 'pending'
+                      AND attempts = 0),  -- a retry waits its back-off, off the schedule
                  queued AS (
                    INSERT INTO sms_outbox (brand_id, member_id, campaign_id, phone, template,
                                            variables, purpose, next_attempt_at)
                    SELECT %(brand)s, k.member_id, %(campaign)s, k.phone, %(template)s,
                           %(variables)s, 'campaign',
-                          clock_timestamp() + make_interval(
+                          s.at + make_interval(
                             secs => (row_number() OVER (ORDER BY k.phone) - 1)::float8 / %(rate)s)
-                     FROM kept k WHERE NOT k.skip
+                     FROM kept k CROSS JOIN start s WHERE NOT k.skip
                    RETURNING 1)
             SELECT (SELECT count(*) FROM queued) AS recipients,
                    (SELECT count(*) FROM kept WHERE skip) AS skipped""",

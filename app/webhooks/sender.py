@@ -166,7 +166,10 @@ WITH moved AS (
   RETURNING d.id, d.state, d.attempts, d.subscription_id, d.event_id, d.last_error, d.claimed_at
 ), logged AS (
   INSERT INTO webhook_attempts (delivery_id, latency_ms, error)
-  SELECT id, (extract(epoch FROM clock_timestamp() - claimed_at) * 1000)::int, last_error
+  -- capped to the integer column (a probe: a delivery claimed more than 24.8 days ago
+  -- overflowed it, and as every sweep starts here, no webhook of any tenant went out again)
+  SELECT id, least(extract(epoch FROM clock_timestamp() - claimed_at) * 1000, 2147483647)::int,
+         last_error
     FROM moved
 ), buried AS (
   INSERT INTO dead_letters (queue, payload, reason)
