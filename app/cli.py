@@ -915,8 +915,32 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _put_files(folder: Path, writers: dict[str, Any]) -> None:
+    """Write each file by ``writers[name](temporary path)`` under a temporary name in
+    ``folder``, then rename them all onto their names: a file already there is replaced, never
+    written into — it may be another export's, or a link to the server's stored file (a probe:
+    a second export into the same folder wrote batch B2's codes through the first export's
+    hard link into the server's file of export 1) — and a failure leaves the folder's files as
+    they were."""
+    import tempfile
+
+    staged: list[tuple[str, str]] = []
+    try:
+        for name, write in writers.items():
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+            os.close(fd)
+            staged.append((tmp, name))
+            write(Path(tmp))
+        for tmp, name in staged:
+            os.replace(tmp, folder / name)
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+
+
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     import shutil
+    from functools import partial
 
     import msgspec
 
@@ -944,8 +968,13 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         if made["state"] != "done":  # type: ignore[index]
             return _fail(f"export {made['id']} {made['state']}: {made['error']}")  # type: ignore[index]
         target.mkdir(parents=True, exist_ok=True)
-        for part in made["parts"]:  # type: ignore[index]
-            api.download(f"/exports/{made['id']}/files/{part}", target / f"{part}.tcpf")  # type: ignore[index]
+        _put_files(
+            target,
+            {
+                f"{part}.tcpf": partial(api.download, f"/exports/{made['id']}/files/{part}")  # type: ignore[index]
+                for part in made["parts"]  # type: ignore[index]
+            },
+        )
     else:
         from app.codes.exports import create_unit_export, file_for_download, run_export
 
@@ -970,11 +999,15 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
         ready = asyncio.run(_direct(settings, args.as_user, files))
         target.mkdir(parents=True, exist_ok=True)
-        for part, source in ready:  # type: ignore[attr-defined]
-            try:
-                os.link(source, target / f"{part}.tcpf")
-            except OSError:
-                shutil.copyfile(source, target / f"{part}.tcpf")
+        # copies, never hard links to the server's stored files: anything later written into
+        # the folder's file would change the stored export every printer downloads
+        _put_files(
+            target,
+            {
+                f"{part}.tcpf": partial(shutil.copyfile, source)
+                for part, source in ready  # type: ignore[attr-defined]
+            },
+        )
         made = {"id": made.id}  # type: ignore[assignment]
     print(f"export {made['id']}: files in {target}")  # type: ignore[index]
     return 0

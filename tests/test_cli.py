@@ -343,6 +343,53 @@ def test_codes_issue_and_export_directly_on_the_database(
     assert unknown.returncode == 2 and "NOPE" in unknown.stderr
 
 
+async def test_a_second_cli_export_into_the_same_folder_never_writes_into_the_first(
+    client: Any, login: Any, demo: Any, tmp_path: Path
+) -> None:
+    """A probe: ``tracecode codes export B1 --out DIR`` hard-linked DIR/outer.tcpf to the
+    server's stored file of export 1; ``tracecode codes export B2 --out DIR`` (the same names)
+    found the name taken and its ``shutil.copyfile`` fallback wrote export 2's bytes through the
+    link INTO export 1's stored file: the printer downloading export 1 through the API got
+    batch B2's labels (same passphrase: it opened) and the recorded digest no longer matched.
+    The CLI copies the files and renames them onto their names: the folder holds the latest
+    export, the server's files are untouched, and nothing is left beside them."""
+    import asyncio
+    import io
+
+    from app.codes import printfile
+
+    planner = await login("planner")
+    batches = []
+    for size in (5, 6):
+        made = await client.post(
+            "/batches", headers=planner, json={"size": size, "printer_id": demo["PRINTER-SH"]}
+        )
+        assert made.status_code == 201, made.text
+        batches.append(made.json()["batch_no"])
+    out = tmp_path / "out"
+    env = {**os.environ, "PASS": "a-long-passphrase"}
+    ids = []
+    for batch_no in batches:
+        done = await asyncio.to_thread(
+            _tracecode,
+            "codes", "export", str(batch_no), "--out", str(out), "--passphrase-env", "PASS",
+            env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        ids.append(done.stdout.split()[1].rstrip(":"))
+    printer = await login("printer")
+    for export_id, size in zip(ids, (5, 6), strict=True):
+        got = await client.get(f"/exports/{export_id}/files/outer", headers=printer)
+        assert got.status_code == 200, got.text
+        header, _ = printfile.read_header(io.BytesIO(got.content))
+        assert header["export_id"] == export_id, header  # 1: export 2's file under its name
+        plain = printfile.decrypt(io.BytesIO(got.content), passphrase="a-long-passphrase")
+        assert len(b"".join(plain).decode().splitlines()) == size
+    assert len(_decrypt(out / "outer.tcpf", env)) == 6  # the folder: the latest export
+    assert (out / "outer.tcpf").stat().st_nlink == 1  # a copy, not the server's file
+    assert sorted(p.name for p in out.iterdir()) == ["inner.tcpf", "outer.csv", "outer.tcpf"]
+
+
 def test_codes_list_show_and_void(client: Any, demo: Any) -> None:
     import json
 
