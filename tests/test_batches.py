@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 from app._core import gs1_check_digit
@@ -119,6 +120,86 @@ async def test_only_planners_issue_and_printers_see_only_their_batches(
     assert_error(
         await client.get(f"/batches/{batch['batch_no']}", headers=await login("agent_admin")), 403
     )
+
+
+async def _contract_printer_key(
+    client: Any, admin: dict[str, str], demo: Any, permissions: list[str]
+) -> tuple[int, dict[str, str]]:
+    """A new printer organisation of the brand and an API key at it (its serialization server)."""
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": f"Contract printer {secrets.token_hex(3)}",
+            "erp_code": f"CP-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "serialbox", "permissions": permissions, "org_id": org.json()["id"]},
+    )
+    assert made.status_code == 201, made.text
+    return int(org.json()["id"]), {"X-API-Key": made.json()["key"]}
+
+
+async def test_a_contract_printers_issuing_key_cannot_void_or_list_another_printers_batch(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a contract printer's serialization server holds ``codes.issue`` and
+    ``codes.allocate`` (the set-up tests/test_allocations.py uses: "it issues the batches it then
+    allocates"). Allocation scoped it by where it sits, but the batch endpoints scoped by the
+    shape of its permissions (``_visible_sql``: any ``codes.issue`` holder was brand staff): the
+    key listed every batch of the brand, read another printer's batch and VOIDED it (200) —
+    every label that printer printed then verified as void. Now, by where its organisation sits
+    (``allocation_records.seat``), a caller at a printer reaches only the batches addressed to
+    it: another printer's batch is 404 to read or void, unlisted, and not issued (404
+    ``unknown_printer``); its own it still issues, reads and lists. A key of the brand itself
+    is brand staff."""
+    admin = await login("admin")
+    ours, key = await _contract_printer_key(client, admin, demo, ["codes.allocate", "codes.issue"])
+    batch_no, _ = await issue_units(client, login, demo, 10)  # addressed to PRINTER-SH
+    listed = await client.get("/batches", headers=key, params={"per_page": 200})
+    assert listed.status_code == 200, listed.text
+    seen = [b["batch_no"] for b in listed.json()["items"]]
+    shown = await client.get(f"/batches/{batch_no}", headers=key)
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=key, json={"reason": "not mine"}
+    )
+    state = (await client.get(f"/batches/{batch_no}", headers=await login("planner"))).json()
+    assert voided.status_code == 404, voided.text  # 200: the other printer's batch is void
+    assert state["state"] != "void"
+    assert shown.status_code == 404, shown.text
+    assert batch_no not in seen, "another printer's batch is listed"
+    assert_error(
+        await client.post(
+            "/batches", headers=key, json={"size": 5, "printer_id": demo["PRINTER-SH"]}
+        ),
+        404,
+        "unknown_printer",
+    )
+    own = await client.post("/batches", headers=key, json={"size": 5, "printer_id": ours})
+    assert own.status_code == 201, own.text
+    mine = own.json()["batch_no"]
+    assert (await client.get(f"/batches/{mine}", headers=key)).status_code == 200
+    listed = await client.get("/batches", headers=key, params={"per_page": 200})
+    assert [b["batch_no"] for b in listed.json()["items"]] == [mine]
+    # the brand's own key (its ERP) sits where its organisation sits: brand staff
+    erp = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "erp", "permissions": ["codes.issue"], "org_id": demo["BRAND-LUMI"]},
+    )
+    assert erp.status_code == 201, erp.text
+    brand_key = {"X-API-Key": erp.json()["key"]}
+    issued = await client.post(
+        "/batches", headers=brand_key, json={"size": 5, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert issued.status_code == 201, issued.text
+    assert (await client.get(f"/batches/{batch_no}", headers=brand_key)).status_code == 200
 
 
 async def test_a_request_key_sent_again_with_another_note_is_another_request(

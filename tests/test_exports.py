@@ -412,6 +412,66 @@ async def test_printers_get_only_their_own_files(
     )
 
 
+async def test_a_contract_printers_exporting_key_gets_no_file_of_another_printers_batch(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a contract printer's key with ``codes.export`` and ``codes.download`` (a
+    printer that makes its own files) was scoped by the shape of its permissions, not by where
+    it sits (``exports._visible``, ``file_for_download``, ``create_unit_export``: any
+    ``codes.export`` holder was brand staff): it exported a batch addressed to ANOTHER printer,
+    both parts to itself under its own passphrase, and downloaded the serials and their PINs
+    (SPEC C3: "no single printer holds both"; README: printers get "only the files addressed to
+    them"); it also downloaded the PIN file the planner addressed to the other printer. Now a
+    printer's caller reaches only its own printer's batches and files, as allocation
+    (``allocation_records.place``) decides: 404 for the other's, and the other's exports are
+    not listed to it."""
+    admin, planner = await login("admin"), await login("planner")
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": f"Contract printer {secrets.token_hex(3)}",
+            "erp_code": f"CP-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    ours = org.json()["id"]
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={
+            "name": "serialbox",
+            "permissions": ["codes.download", "codes.export"],
+            "org_id": ours,
+        },
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    batch_no = (await _batch(client, login, demo, 10))["batch_no"]  # addressed to PRINTER-SH
+    theirs = await client.post(
+        f"/batches/{batch_no}/exports",
+        headers=planner,
+        json={"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}},
+    )
+    assert theirs.status_code == 201, theirs.text
+    pins = await client.get(f"/exports/{theirs.json()['id']}/files/inner", headers=key)
+    mine = await client.post(
+        f"/batches/{batch_no}/exports",
+        headers=key,
+        json={
+            "outer": {"printer_id": ours, "passphrase": PASS_OUT},
+            "inner": {"printer_id": ours, "passphrase": PASS_OUT},
+        },
+    )
+    assert mine.status_code == 404, mine.text  # 201: the other printer's codes and PINs
+    assert pins.status_code == 404, pins.text
+    assert_error(await client.get(f"/exports/{theirs.json()['id']}", headers=key), 404)
+    listed = await client.get(f"/batches/{batch_no}/exports", headers=key)
+    assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+
+
 @pytest.fixture
 def queued_exports(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Exports of 100 codes or more go to a job, written in steps of 1,000 codes; the app's

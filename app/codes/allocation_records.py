@@ -76,12 +76,18 @@ class Allocated:
 
 
 async def place(conn: Conn, actor: Principal) -> Scope:
-    """Where the caller sits (module docstring): an API key is a partner; a user at a printer
-    organisation that printer's; on the brand's own side (the brand, its factories and
-    warehouses: no organisation of the sales channel on its path) brand staff; a user in the
-    sales channel a partner. One primary-key read of the caller's path for a user."""
+    """Where the caller sits for allocations (module docstring): an API key is a partner (a
+    line system's or a partner's server), a user where its organisation sits (``seat``)."""
     if actor.api_key_id is not None:
         return "partner"
+    return await seat(conn, actor)
+
+
+async def seat(conn: Conn, actor: Principal) -> Scope:
+    """Where the caller's organisation sits: a printer organisation that printer's; on the
+    brand's own side (the brand, its factories and warehouses: no organisation of the sales
+    channel on its path) brand staff; in the sales channel a partner. One primary-key read of
+    the caller's path."""
     rows = await (
         await conn.execute(
             "SELECT id, kind FROM orgs WHERE id = ANY(%s)", (path_ids(actor.org_path),)

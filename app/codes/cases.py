@@ -34,17 +34,22 @@ def _out(row: dict[str, Any]) -> CaseBatchOut:
 async def create_case_batch(
     conn: Conn, actor: Principal, settings: Settings, data: CaseBatchIn
 ) -> tuple[CaseBatchOut, bool]:
-    """Allocate ``size`` consecutive SSCC serial references from the database sequence."""
+    """Allocate ``size`` consecutive SSCC serial references from the database sequence. A
+    printer's caller (``own_printer``) issues them to its own organisation only (else 404
+    ``unknown_printer``), as unit batches."""
+    from app.codes.service import check_printer, own_printer
+
     actor.require("codes.issue")
     brand_id = actor.brand_id
+    own = await own_printer(conn, actor)
+    if own is not None and data.printer_id != own:
+        raise NotFound("printer organisation not found", code="unknown_printer")
     # One allocator at a time, so a block of the sequence is contiguous and keys are idempotent.
     await xact_lock(conn, Lock.CASE_ALLOCATION, brand_id)
     if data.request_key is not None:
         earlier = await _requested_before(conn, brand_id, data)
         if earlier is not None:
             return earlier, False
-    from app.codes.service import check_printer
-
     await check_printer(conn, actor, data.printer_id)
     prefix = settings.gs1_company_prefix
     first = await _allocate_refs(conn, prefix, data.size)
@@ -114,12 +119,26 @@ async def _allocate_refs(conn: Conn, prefix: str, size: int) -> int:
     return first
 
 
+async def _visible_where(conn: Conn, actor: Principal) -> tuple[list[str], dict[str, Any]]:
+    """Brand staff see the brand's case batches; a printer's caller, whatever its permissions,
+    those addressed to its organisation (``own_printer``, as unit batches)."""
+    from app.codes.service import own_printer
+
+    where, params = ["c.brand_id = %(brand)s"], {"brand": actor.brand_id}
+    own = await own_printer(conn, actor)
+    if own is not None:
+        where.append("c.printer_id = %(org)s")
+        params["org"] = own
+    return where, params
+
+
 async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBatchOut:
     actor.require("codes.export")
+    where, params = await _visible_where(conn, actor)
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.id = %s AND c.brand_id = %s",
-            (batch_id, actor.brand_id),
+            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.id = %(id)s AND " + " AND ".join(where),
+            {**params, "id": batch_id},
         )
     ).fetchone()
     if row is None:
@@ -175,12 +194,13 @@ async def list_case_batches(
     conn: Conn, actor: Principal, page: int, per_page: int
 ) -> Page[CaseBatchOut]:
     actor.require("codes.export")
+    where, params = await _visible_where(conn, actor)
     return await fetch_page(
         conn,
         columns=_COLUMNS,
         source="case_batches c",
-        where=["c.brand_id = %(brand)s"],
-        params={"brand": actor.brand_id},
+        where=where,
+        params=params,
         order="c.id DESC",
         page=page,
         per_page=per_page,

@@ -32,6 +32,7 @@ from app.auth.principal import Principal
 from app.codes import printfile
 from app.codes.schemas import CaseExportIn, ExportIn, ExportOut, PartIn, PartOut
 from app.codes.scheme import Scheme
+from app.codes.service import own_printer
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
@@ -142,7 +143,10 @@ async def _wrap_parts(
 async def create_unit_export(
     conn: Conn, actor: Principal, settings: Settings, scheme: Scheme, batch_no: int, data: ExportIn
 ) -> ExportOut:
+    """An export of a unit batch's range: brand staff export any batch of the brand, a printer's
+    caller only the batches addressed to it (``own_printer``; another is 404)."""
     actor.require("codes.export")
+    own = await own_printer(conn, actor)
     batch = await (
         await conn.execute(
             "SELECT b.batch_no, b.brand_id, b.printer_id, b.size, b.state, b.key_version, "
@@ -151,7 +155,7 @@ async def create_unit_export(
             (batch_no, actor.brand_id),
         )
     ).fetchone()
-    if batch is None:
+    if batch is None or own not in (None, batch["printer_id"]):
         raise NotFound("batch not found")
     if batch["state"] == "void":
         raise Unprocessable("the batch is void", code="batch_void")
@@ -204,14 +208,17 @@ async def create_case_export(
     case_batch_id: int,
     data: CaseExportIn,
 ) -> ExportOut:
+    """The file of a case batch (brand staff: any of the brand; a printer's caller: only the
+    case batches addressed to it, ``own_printer``)."""
     actor.require("codes.export")
+    own = await own_printer(conn, actor)
     batch = await (
         await conn.execute(
             "SELECT id, printer_id, size, state FROM case_batches WHERE id = %s AND brand_id = %s",
             (case_batch_id, actor.brand_id),
         )
     ).fetchone()
-    if batch is None:
+    if batch is None or own not in (None, batch["printer_id"]):
         raise NotFound("case batch not found")
     if batch["state"] == "void":
         raise Unprocessable("the case batch is void", code="batch_void")
@@ -272,16 +279,22 @@ async def _insert(
     return out
 
 
-def _visible(actor: Principal, row: dict[str, Any] | None) -> dict[str, Any]:
-    """Planners see their brand's exports; a printer sees exports with a file addressed to it."""
-    if row is not None:
-        if actor.has("codes.export") and row["brand_id"] == actor.brand_id:
-            return row
-        if actor.has("codes.download") and any(
-            p["printer_id"] == actor.org_id for p in row["parts"].values()
-        ):
-            return row
+async def _all_files(conn: Conn, actor: Principal) -> bool:
+    """Whether the caller sees every export and file of its brand: brand staff holding
+    ``codes.export`` (``own_printer``); anyone else (a printer's caller, whatever its
+    permissions) only the files addressed to its organisation (README: "only the files
+    addressed to them")."""
+    return actor.has("codes.export") and await own_printer(conn, actor) is None
+
+
+def _visible(actor: Principal, row: dict[str, Any] | None, all_files: bool) -> dict[str, Any]:
+    """Brand staff with ``codes.export`` (``all_files``: ``_all_files``) see their brand's
+    exports; a printer's caller (with ``codes.export`` or ``codes.download``) the exports with a
+    file addressed to it."""
     actor.require_any("codes.export", "codes.download")
+    if row is not None and row["brand_id"] == actor.brand_id:
+        if all_files or any(p["printer_id"] == actor.org_id for p in row["parts"].values()):
+            return row
     raise NotFound("export not found")
 
 
@@ -304,39 +317,59 @@ async def load_export(conn: Conn, export_id: str) -> ExportOut:
 
 
 async def get_export(conn: Conn, actor: Principal, export_id: str) -> ExportOut:
-    row = _visible(actor, await _row(conn, export_id))
-    return _out(row, None if actor.has("codes.export") else actor.org_id)
+    all_files = await _all_files(conn, actor)
+    row = _visible(actor, await _row(conn, export_id), all_files)
+    return _out(row, None if all_files else actor.org_id)
 
 
 async def page_exports(
     conn: Conn, actor: Principal, batch_no: int, page: int, per_page: int
 ) -> Page[ExportOut]:
-    """One page of a batch's exports, oldest first (an unknown batch has none)."""
+    """One page of a batch's exports, oldest first (an unknown batch has none; a printer's
+    caller sees those with a file addressed to it, and only its own files: ``_mine``)."""
     actor.require("codes.export")
+    where, params, printer = await _mine(conn, actor)
     return await fetch_page(
         conn,
         columns=_COLUMNS,
         source="code_exports e",
-        where=["e.batch_no = %(batch_no)s", "e.brand_id = %(brand_id)s"],
-        params={"batch_no": batch_no, "brand_id": actor.brand_id},
+        where=["e.batch_no = %(batch_no)s", *where],
+        params={**params, "batch_no": batch_no},
         order="e.created_at, e.id",
         page=page,
         per_page=per_page,
-        make=_out,
+        make=lambda row: _out(row, printer),
     )
 
 
 async def list_exports(conn: Conn, actor: Principal, batch_no: int) -> list[ExportOut]:
-    """All of a batch's exports (the batch's detail shows them)."""
+    """All of a batch's exports the caller sees (the batch's detail shows them: ``_mine``)."""
     actor.require("codes.export")
+    where, params, printer = await _mine(conn, actor)
     rows = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM code_exports e WHERE e.batch_no = %s AND e.brand_id = %s "
-            "ORDER BY e.created_at",
-            (batch_no, actor.brand_id),
+            f"SELECT {_COLUMNS} FROM code_exports e WHERE e.batch_no = %(batch_no)s AND "
+            + " AND ".join(where)
+            + " ORDER BY e.created_at",
+            {**params, "batch_no": batch_no},
         )
     ).fetchall()
-    return [_out(r) for r in rows]
+    return [_out(r, printer) for r in rows]
+
+
+async def _mine(conn: Conn, actor: Principal) -> tuple[list[str], dict[str, Any], int | None]:
+    """The exports a caller lists, as ``_visible`` reads one (brand staff: every one of the
+    brand; a printer's caller: those with a file addressed to it), and whose files it is shown
+    (``None``: all; else its organisation's)."""
+    where = ["e.brand_id = %(brand_id)s"]
+    params: dict[str, Any] = {"brand_id": actor.brand_id}
+    if await _all_files(conn, actor):
+        return where, params, None
+    where.append(
+        "EXISTS (SELECT 1 FROM jsonb_each(e.parts) p "
+        "WHERE (p.value->>'printer_id')::bigint = %(org)s)"
+    )
+    return where, {**params, "org": actor.org_id}, actor.org_id
 
 
 async def file_for_download(
@@ -350,11 +383,12 @@ async def file_for_download(
 ) -> Path:
     """The encrypted file of one part, after checking who asks; every download is audited
     (``audited=False``: the same checks for a HEAD, which downloads nothing)."""
-    row = _visible(actor, await _row(conn, export_id))
+    all_files = await _all_files(conn, actor)
+    row = _visible(actor, await _row(conn, export_id), all_files)
     info = row["parts"].get(part)
     if info is None:
         raise NotFound(f"this export has no {part} file")
-    if not actor.has("codes.export") and info["printer_id"] != actor.org_id:
+    if not all_files and info["printer_id"] != actor.org_id:
         raise NotFound(f"this export has no {part} file for you")
     if row["state"] != "done":
         raise Conflict(f"the export is {row['state']}, not done", code="export_not_ready")

@@ -7,6 +7,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
+from app.codes.allocation_records import seat
 from app.codes.batches import code_id, load_batches
 from app.codes.lookup import VOID_STATES
 from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut, PrinterOut
@@ -52,12 +53,28 @@ async def _product(conn: Conn, actor: Principal, product_id: int) -> None:
         raise NotFound("product not found", code="unknown_product")
 
 
+async def own_printer(conn: Conn, actor: Principal) -> int | None:
+    """Whose batches the caller reaches, by where its organisation sits
+    (``allocation_records.seat``; an API key as its organisation's user), never by the shape of
+    its permissions: ``None`` for brand staff (every batch of the brand), else its organisation
+    — a printer's (or a partner's) caller reaches only the batches addressed to it (a probe: a
+    contract printer's key holding ``codes.issue`` listed, read and voided every printer's
+    batches, and with ``codes.export`` exported them to itself)."""
+    return None if await seat(conn, actor) == "brand" else actor.org_id
+
+
 async def create_batch(
     conn: Conn, actor: Principal, settings: Settings, data: BatchIn
 ) -> tuple[BatchOut, bool]:
-    """Issue a batch; returns (batch, created). A repeated request key returns the first batch."""
+    """Issue a batch; returns (batch, created). A repeated request key returns the first batch.
+
+    A caller that is not brand staff (``own_printer``) issues batches addressed to its own
+    organisation only: another printer is 404 ``unknown_printer``."""
     actor.require("codes.issue")
     brand_id = actor.brand_id
+    own = await own_printer(conn, actor)
+    if own is not None and data.printer_id != own:
+        raise NotFound("printer organisation not found", code="unknown_printer")
     if data.request_key is not None:
         # Serialise creates of one brand so two retries of one request cannot both insert.
         await xact_lock(conn, Lock.BATCH_REQUEST, brand_id)
@@ -121,18 +138,20 @@ async def _get(conn: Conn, batch_no: int) -> BatchOut:
     return BatchOut(**row)
 
 
-def _visible_sql(actor: Principal) -> tuple[str, dict[str, Any]]:
-    """Planners see their brand's batches; a printer sees the batches addressed to it."""
-    if actor.has("codes.issue") or actor.has("codes.export"):
-        return "b.brand_id = %(brand)s", {"brand": actor.brand_id}
-    if actor.has("codes.download"):
-        return "b.printer_id = %(org)s", {"org": actor.org_id}
-    actor.require("codes.issue")
-    return "false", {}
+async def _visible_sql(conn: Conn, actor: Principal) -> tuple[str, dict[str, Any]]:
+    """Brand staff holding ``codes.issue`` or ``codes.export`` see their brand's batches; any
+    other caller with one of those or ``codes.download`` (a printer's, wherever its permissions
+    say otherwise: ``own_printer``) the batches addressed to its organisation."""
+    if not actor.has_any("codes.issue", "codes.export", "codes.download"):
+        actor.require("codes.issue")
+    brand = {"brand": actor.brand_id}
+    if actor.has_any("codes.issue", "codes.export") and await own_printer(conn, actor) is None:
+        return "b.brand_id = %(brand)s", brand
+    return "b.brand_id = %(brand)s AND b.printer_id = %(org)s", {**brand, "org": actor.org_id}
 
 
 async def get_batch(conn: Conn, actor: Principal, batch_no: int) -> BatchOut:
-    where, params = _visible_sql(actor)
+    where, params = await _visible_sql(conn, actor)
     row = await (
         await conn.execute(
             f"SELECT {_COLUMNS} FROM code_batches b WHERE b.batch_no = %(no)s AND {where}",
@@ -154,7 +173,7 @@ async def list_batches(
     page: int,
     per_page: int,
 ) -> Page[BatchOut]:
-    where, params = _visible_sql(actor)
+    where, params = await _visible_sql(conn, actor)
     clauses = [where]
     for column, value in (("state", state), ("printer_id", printer_id), ("product_id", product_id)):
         if value is not None:
@@ -285,9 +304,10 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
     serials); then the batch (void, never issued) and the unit's state row (activated on a line,
     voided by a replacement) decide. ``GET /trace/{serial}`` has the whole history.
 
-    Who may ask is who sees the batch (its brand's planners) or the unit (held by, or on its
-    way to, the caller's subtree); to anyone else the code is ``unknown``, as ``/trace``
-    answers 404."""
+    Who may ask is who sees the batch (its brand's planners; a printer's caller holding
+    ``codes.issue`` or ``codes.export`` the batches addressed to it: ``own_printer``) or the
+    unit (held by, or on its way to, the caller's subtree); to anyone else the code is
+    ``unknown``, as ``/trace`` answers 404."""
     actor.require("orgs.read")
     batch_no, index, version = scheme.verify(serial)
     canonical = scheme.serial(batch_no, index, version)
@@ -305,7 +325,9 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
             (code_id(batch_no, index),),
         )
     ).fetchone()
-    sees_batch = actor.has("codes.issue") or actor.has("codes.export")
+    sees_batch = actor.has_any("codes.issue", "codes.export") and (
+        await own_printer(conn, actor) in (None, batch.printer_id)
+    )
     sees_unit = row is not None and (
         actor.sees(row["holder_path"])
         or (row["transit_path"] is not None and actor.sees(row["transit_path"]))
