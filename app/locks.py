@@ -41,7 +41,8 @@ class Lock(IntEnum):
     ORDER_IMPORT = 7_245_008  # transaction, per brand: one order import at a time, never waited for
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes
     INSPECTION_ROLLUP = 7_245_011  # session, one key: one inspection roller across processes
-    INSPECTION_CLIENT_ID = 7_245_012  # transaction, org:user:key:client id: one scan per client id
+    # transaction, user:<id>:client id or org:key:<id>:client id (app.inspect.service.client_scope)
+    INSPECTION_CLIENT_ID = 7_245_012
     SMS_PHONE = 7_245_013  # transaction, per phone (text): one-time-code throttle
     SMS_MARKETING = 7_245_014  # transaction, per brand: marketing queued one writer at a time
     REBATE_ROLLUP = 7_245_015  # session, one key: one rebate ranking roller across processes

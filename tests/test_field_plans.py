@@ -347,6 +347,80 @@ async def test_a_rep_moved_to_another_agent_cannot_submit_the_old_agents_stores(
     )
 
 
+async def _moved(client: Any, admin: dict[str, str], name: str, org_erp: str) -> dict[str, str]:
+    """The brand moves user ``name`` to ``org_erp`` by the user import; the user's new headers
+    (the move ends its sessions)."""
+    row = {"erp_code": f"PZ-{secrets.token_hex(3)}", "username": name, "org_erp_code": org_erp}
+    imported = await client.post("/users/import", headers=admin, json={"items": [row]})
+    assert imported.status_code == 200 and imported.json()["rejected"] == 0, imported.text
+    return await _login(client, name)
+
+
+async def test_a_moved_reps_plan_edited_for_the_new_agent_is_not_read_by_the_old_one(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a rep of AGENT-ZJ drafts a week; the brand moves the rep to AGENT-GD by the user
+    import; the rep edits the same draft for GD's store STORE-GZ-01 (with a note) and submits it.
+    AGENT-ZJ's admin read the plan with GD's store and note, AGENT-GD's admin got 404: plans are
+    scoped by ``visit_plans.org_id``, the rep's organisation when the draft was made, which an
+    edit never changed. An edit (and a submit) puts the plan in the rep's organisation of now,
+    whose stores it was checked against: GD's admin reads it, ZJ's does not."""
+    admin = await login("admin")
+    name = f"pz{secrets.token_hex(4)}"
+    _, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"], name)
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2027-06-07",
+            "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2027-06-08"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    url = f"/field/plans/{plan.json()['id']}"
+    rep = await _moved(client, admin, name, "AGENT-GD")
+    item = {"store_id": demo["STORE-GZ-01"], "planned_on": "2027-06-08", "note": "GD internal"}
+    edited = await client.put(url, headers=rep, json={"title": "GD plan", "items": [item]})
+    assert edited.status_code == 200, edited.text
+    old_admin, new_admin = await login("agent_admin"), await login("gd_admin")
+    assert (await client.get(url, headers=old_admin)).status_code == 404
+    assert (await client.get(url, headers=new_admin)).json()["title"] == "GD plan"
+    submitted = await client.post(f"{url}/submit", headers=rep)
+    assert submitted.status_code == 200, submitted.text
+    old, new = await client.get(url, headers=old_admin), await client.get(url, headers=new_admin)
+    assert (old.status_code, new.status_code) == (404, 200), old.text
+
+
+async def test_a_plan_submitted_after_its_reps_move_is_the_new_organisations(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe (with the one above): a rep of AGENT-ZJ moved up to the brand submits the draft
+    made under ZJ as it is (its ZJ store still within the rep's subtree): the submitted plan is
+    the brand-level rep's, as the rep's check-ins from now on are, not AGENT-ZJ's to read."""
+    admin = await login("admin")
+    name = f"pz{secrets.token_hex(4)}"
+    _, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"], name)
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2027-06-14",
+            "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2027-06-15"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    url = f"/field/plans/{plan.json()['id']}"
+    old_admin = await login("agent_admin")
+    assert (await client.get(url, headers=old_admin)).status_code == 200
+    rep = await _moved(client, admin, name, "BRAND-LUMI")
+    submitted = await client.post(f"{url}/submit", headers=rep)
+    assert submitted.status_code == 200, submitted.text
+    assert (await client.get(url, headers=old_admin)).status_code == 404
+    assert (await client.get(url, headers=admin)).json()["status"] == "submitted"
+
+
 async def test_a_store_closed_after_the_submit_is_not_approved(
     client: Any, login: Any, demo: Any
 ) -> None:

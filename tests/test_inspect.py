@@ -20,6 +20,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.helpers import assert_error
+from tests.test_field_scoping import _login, _user
 from tests.test_logistics import confirm, document, pack
 
 _ids = itertools.count()
@@ -790,6 +791,50 @@ async def test_an_api_key_s_inspection_client_ids_are_its_own(
     assert reused.json()["recorded"] == 1, reused.text  # a scan of its own, not a replay
     ids = {b.json()["items"][0]["scan"]["id"] for b in (batch, reused)}
     assert len(ids) == 2
+
+
+async def moved_by_import(client: Any, admin: dict[str, str], name: str, org_erp: str) -> None:
+    """The brand moves user ``name`` to organisation ``org_erp`` by the user import (which ends
+    the user's sessions); the user's ERP code is ``MV-<name>``, so a second move updates it."""
+    row = {"erp_code": f"MV-{name}", "username": name, "org_erp_code": org_erp}
+    imported = await client.post("/users/import", headers=admin, json={"items": [row]})
+    assert imported.status_code == 200 and imported.json()["rejected"] == 0, imported.text
+
+
+async def test_a_moved_inspectors_retried_scan_is_replayed_not_recorded_twice(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: an inspector of AGENT-ZJ scans at STORE-NB-01 under client id c, the answer
+    lost; the brand moves the inspector by the user import, and the app, signed in again,
+    re-sends the queued scan under c. Moved to the brand's own organisation, the re-send was
+    recorded a second time (201: the unit counted twice in the records, the summary and the
+    audit); moved to AGENT-GD, it was 422 ``unknown_store`` and the app dropped a scan the server
+    holds. The replay lookup, its lock and the unique key were the inspector's *current*
+    organisation's. An inspector's client ids are the inspector's own: the re-send answers the
+    first scan (200, replayed), recorded once, after either move."""
+    admin = await login("admin")
+    name = f"pi{secrets.token_hex(4)}"
+    _, inspector = await _user(client, admin, demo["AGENT-ZJ"], ["inspector"], name)
+    body = {
+        "code": goods["units"][3],
+        "gps": GPS,
+        "store_id": demo["STORE-NB-01"],
+        "client_id": f"mv-{secrets.token_hex(4)}",
+    }
+    first = await client.post("/inspections", headers=inspector, json=body)
+    assert first.status_code == 201, first.text
+    for org in ("BRAND-LUMI", "AGENT-GD"):
+        await moved_by_import(client, admin, name, org)
+        inspector = await _login(client, name)
+        again = await client.post("/inspections", headers=inspector, json=body)
+        assert again.status_code == 200, (org, again.text)
+        assert (again.json()["id"], again.json()["replayed"]) == (first.json()["id"], True)
+    rows = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM inspection_scans WHERE client_id = %s", (body["client_id"],)
+        )
+    ).fetchone()
+    assert rows["n"] == 1, f"the retried scan was recorded {rows['n']} times"
 
 
 async def test_goods_the_agent_shipped_into_another_area_are_diverted_there(

@@ -13,7 +13,14 @@ import pytest
 
 from tests.field_support import other_brand_admin
 from tests.helpers import assert_error
-from tests.test_inspect import GPS, _close_diversion_alerts, forge, goods  # noqa: F401
+from tests.test_field_scoping import _login, _user
+from tests.test_inspect import (  # noqa: F401
+    GPS,
+    _close_diversion_alerts,
+    forge,
+    goods,
+    moved_by_import,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -392,6 +399,32 @@ async def test_a_retried_scan_is_replayed_after_its_store_moved_to_another_agent
         await client.post("/inspections", headers=inspector, json=fresh), 422, "unknown_store"
     )
     cids = [single["client_id"], batched["client_id"]]
+    assert await count_scans(conn, cids) == {c: 1 for c in cids}
+
+
+async def test_a_moved_inspectors_batch_is_replayed_not_recorded_twice(
+    client: Any, login: Any, demo: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A probe (with its single-scan twin in test_inspect): a batch of a Zhejiang agent's
+    inspector, the answer lost, re-sent after the brand moved the inspector to its own
+    organisation by the user import, was recorded a second time (the client ids were looked up
+    and locked by the inspector's organisation of now). It answers the recorded scans (200,
+    replayed), counted once."""
+    admin = await login("admin")
+    name = f"pi{secrets.token_hex(4)}"
+    _, inspector = await _user(client, admin, demo["AGENT-ZJ"], ["inspector"], name)
+    tag = secrets.token_hex(3)
+    items = [item(goods["units"][n], demo["STORE-NB-01"], f"mvb-{tag}-{n}") for n in (1, 2)]
+    first = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert first.json()["recorded"] == 2, first.text
+    await moved_by_import(client, admin, name, "BRAND-LUMI")
+    inspector = await _login(client, name)
+    again = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert again.status_code == 200, again.text
+    assert [a["status"] for a in again.json()["items"]] == [200, 200], again.text
+    ids = [a["scan"]["id"] for a in again.json()["items"]]
+    assert ids == [a["scan"]["id"] for a in first.json()["items"]]
+    cids = [i["client_id"] for i in items]
     assert await count_scans(conn, cids) == {c: 1 for c in cids}
 
 

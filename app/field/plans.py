@@ -189,7 +189,10 @@ async def create_plan(conn: Conn, actor: Principal, data: PlanIn) -> PlanOut:
 
 
 async def edit_plan(conn: Conn, actor: Principal, plan_id: int, data: PlanEditIn) -> PlanOut:
-    """Replace a draft or returned plan's title and items (its rep only)."""
+    """Replace a draft or returned plan's title and items (its rep only). The plan moves to the
+    rep's organisation of now, whose stores the items are checked against: a probe found a rep
+    moved to another agent edit the draft for the new agent's stores and submit it, read by the
+    old agent's admin and not by the new one's (plans are scoped by ``visit_plans.org_id``)."""
     actor.require("field.visit")
     row = await _row(conn, actor, plan_id, lock=True)
     if row["rep_id"] != actor.user_id:
@@ -203,8 +206,8 @@ async def edit_plan(conn: Conn, actor: Principal, plan_id: int, data: PlanEditIn
     before = await _out(conn, row)
     await _check_items(conn, actor, data.items, row["starts_on"], row["ends_on"])
     await conn.execute(
-        "UPDATE visit_plans SET title = %s, updated_at = now() WHERE id = %s",
-        (data.title, plan_id),
+        "UPDATE visit_plans SET title = %s, org_id = %s, updated_at = now() WHERE id = %s",
+        (data.title, actor.org_id, plan_id),
     )
     await _write_items(conn, plan_id, data.items)
     after = await get_plan(conn, actor, plan_id)
@@ -246,7 +249,8 @@ async def transition(
 ) -> PlanOut:
     """Move a plan by ``action`` (submit, approve, return); 409 ``illegal_transition`` from a
     state the action does not leave from; submit and approve check the items' stores again
-    (422 ``unknown_store``, as an edit)."""
+    (422 ``unknown_store``, as an edit); a submitted plan is the rep's organisation's of now,
+    as an edited one (``edit_plan``)."""
     row = await _row(conn, actor, plan_id, lock=True)
     _check_actor(actor, action, row)
     sources, target = TRANSITIONS[action]
@@ -258,13 +262,14 @@ async def transition(
         )
     if action != "return":  # nobody submits or approves visits the rep can no longer make
         await _recheck_items(conn, plan_id, row["rep_id"])
-    stamp = "submitted_at = now(), decided_at = NULL, decided_by = NULL"
+    # a submit is the rep's (``_check_actor``): the plan becomes its organisation's of now
+    stamp = "submitted_at = now(), decided_at = NULL, decided_by = NULL, org_id = %(org)s"
     if action != "submit":
         stamp = "decided_at = now(), decided_by = %(me)s"
     await conn.execute(
         f"UPDATE visit_plans SET status = %(to)s, return_reason = %(reason)s, {stamp}, "
         "updated_at = now() WHERE id = %(id)s",
-        {"to": target, "reason": reason, "me": actor.user_id, "id": plan_id},
+        {"to": target, "reason": reason, "me": actor.user_id, "org": actor.org_id, "id": plan_id},
     )
     after = await get_plan(conn, actor, plan_id)
     await audit.record(

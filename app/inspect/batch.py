@@ -171,16 +171,15 @@ async def _earlier_scans(
     statement, in a stable order), so a concurrent re-send waits and then finds them."""
     if not client_ids:
         return {}
-    prefix = f"{actor.org_id}:{actor.user_id}:{actor.api_key_id}:"
+    prefix, owner, params = service.client_scope(actor)
     await conn.execute(
         *locks.xact_each(Lock.INSPECTION_CLIENT_ID, [prefix + c for c in client_ids])
     )
     rows = await (
         await conn.execute(
-            """SELECT client_id, id, client_hash FROM inspection_scans WHERE inspector_org_id = %s
-               AND inspector_id IS NOT DISTINCT FROM %s AND api_key_id IS NOT DISTINCT FROM %s
-               AND client_id = ANY(%s)""",
-            (actor.org_id, actor.user_id, actor.api_key_id, client_ids),
+            "SELECT client_id, id, client_hash FROM inspection_scans "
+            f"WHERE {owner} AND client_id = ANY(%s)",
+            (*params, client_ids),
         )
     ).fetchall()
     return {r["client_id"]: (int(r["id"]), r["client_hash"]) for r in rows}

@@ -417,17 +417,30 @@ def unknown_photos(missing: set[str]) -> Unprocessable:
     )
 
 
+def client_scope(actor: Principal) -> tuple[str, str, tuple[Any, ...]]:
+    """Whose client ids a scan's ``client_id`` is among: the lock key's prefix, the SQL condition
+    on ``inspection_scans`` and its parameters. A user's are the user's own, whatever
+    organisation the user is in now (a probe: one moved to another organisation by the user
+    import re-sent a queued scan and it was recorded twice, or refused 422 ``unknown_store``);
+    an API key's are the key's, within its organisation (a key has no inspector)."""
+    if actor.user_id is not None:
+        return f"user:{actor.user_id}:", "inspector_id = %s", (actor.user_id,)
+    return (
+        f"{actor.org_id}:key:{actor.api_key_id}:",
+        "inspector_id IS NULL AND inspector_org_id = %s AND api_key_id = %s",
+        (actor.org_id, actor.api_key_id),
+    )
+
+
 async def _earlier_scan(conn: Conn, actor: Principal, client_id: str) -> dict[str, Any] | None:
     """The scan this inspector already recorded under ``client_id`` (id, client_hash), if any;
     locks the client id until the transaction ends, so a concurrent retry waits and finds it."""
-    client = f"{actor.org_id}:{actor.user_id}:{actor.api_key_id}:{client_id}"
-    await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, client)
+    prefix, owner, params = client_scope(actor)
+    await xact_lock(conn, Lock.INSPECTION_CLIENT_ID, prefix + client_id)
     return await (
         await conn.execute(
-            """SELECT id, client_hash FROM inspection_scans WHERE inspector_org_id = %s
-               AND inspector_id IS NOT DISTINCT FROM %s AND api_key_id IS NOT DISTINCT FROM %s
-               AND client_id = %s""",
-            (actor.org_id, actor.user_id, actor.api_key_id, client_id),
+            f"SELECT id, client_hash FROM inspection_scans WHERE {owner} AND client_id = %s",
+            (*params, client_id),
         )
     ).fetchone()
 
