@@ -16,6 +16,7 @@ import os
 import random
 import subprocess
 import sys
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -758,3 +759,64 @@ async def test_verifications_stored_after_their_day_closed_are_counted(
     truth = (await dashboard.count_day(auto, brand, day))["verifications"]
     after = await get(client, admin, "/analytics/dashboard")
     assert after["verifications"]["trend"][-3] == truth == before["verifications"]["trend"][-3] + 1
+
+
+async def test_sales_of_a_product_kept_under_the_factory_are_reported_and_filterable(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """A probe: the brand keeps a product of its catalogue under its factory (``org_id`` of
+    ``POST /products``, as ``app.catalog.service._owner`` allows) and issues codes for it like
+    any other (a product of the brand's tree); 3 units sold at a Zhejiang store. The brand-wide
+    product report listed them, but the sales analytics took "the brand's products" to be those
+    whose ``org_id`` is the brand itself (``products_of``, ``_PRODUCT_FOUND``, the ``every``
+    list of ``_product_rows``): ``?product_id=`` of it answered 404 ``product not found`` on
+    all three reports (``?category_id=`` of its category, kept under the factory too,
+    ``category not found``), ``?type=`` of its type found nothing, and the agent's product report
+    left its units out while the agent's store ranking counted them. 2087 is this test's own
+    year."""
+    admin, tag = await login("admin"), uuid.uuid4().hex[:6]
+    kept = await client.post(
+        "/categories", headers=admin, json={"name": f"Factory {tag}", "org_id": demo["FACTORY-SZ"]}
+    )
+    assert kept.status_code == 201, kept.text
+    category = int(kept.json()["id"])
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={
+            "name": f"Factory range {tag}",
+            "product_no": f"FR-{tag}",
+            "product_type": f"fr{tag}",
+            "category_id": category,
+            "org_id": demo["FACTORY-SZ"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    product = int(made.json()["id"])
+    batch = await client.post(
+        "/batches",
+        headers=await login("planner"),
+        json={"size": 3, "printer_id": demo["PRINTER-SH"], "product_id": product},
+    )
+    assert batch.status_code == 201, batch.text  # the brand's product, for issuing codes
+    store = await new_store(auto, demo["AGENT-ZJ"], ZJ)
+    codes = await stock_units(auto, demo["BRAND-LUMI"], store, product, 3)
+    await sell(auto, codes, datetime(2087, 6, 10, 4, tzinfo=UTC))
+    await roll_all()
+    when = {"from": "2087-06-01", "to": "2087-06-30"}
+    brand_wide = await get(client, admin, PRODUCTS, **when)
+    assert {p["product_id"]: p["units"] for p in brand_wide["products"]} == {product: 3}
+    problems = []
+    for user in ("admin", "agent_admin"):
+        headers = await login(user)
+        for path in (STORES, PRODUCTS, REGIONS):
+            for extra in ({"product_id": product}, {"type": f"fr{tag}"}, {"category_id": category}):
+                answer = await client.get(path, headers=headers, params={**when, **extra})
+                units = answer.json().get("units") if answer.status_code == 200 else None
+                if units != 3:
+                    problems.append((user, path, extra, answer.status_code, units))
+        ranking = await get(client, headers, STORES, **when)
+        report = await get(client, headers, PRODUCTS, **when)
+        if ranking["units"] != report["units"]:
+            problems.append((user, "A1 units != A2 units", ranking["units"], report["units"]))
+    assert problems == []

@@ -8,6 +8,7 @@ import itertools
 import random
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -614,3 +615,28 @@ async def test_two_thresholds_set_at_once_are_audited_one_after_the_other(
     finally:  # the store's threshold as it was (0: never below)
         restore = {"min_units": kept["min_units"] if kept else 0}
         assert (await client.put(url, headers=admin, json=restore)).status_code == 200
+
+
+async def test_a_low_stock_threshold_can_be_set_for_a_product_kept_under_the_factory(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the brand keeps a product of its catalogue under its factory (``org_id`` of
+    ``POST /products``, as ``app.catalog.service._owner`` allows; the codes take it as the
+    brand's). The brand admin's ``PUT /stock/thresholds/{store}/{product}`` for it answered 404
+    ``product not found``: ``set_threshold`` looked the product up with ``org_id = brand``
+    instead of the brand's tree, so no low-stock alert could ever be raised for it and the
+    dashboard never showed its shortage."""
+    admin, tag = await login("admin"), uuid.uuid4().hex[:6]
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"Factory {tag}", "product_no": f"FR-{tag}", "org_id": demo["FACTORY-SZ"]},
+    )
+    assert made.status_code == 201, made.text
+    url = f"/stock/thresholds/{demo['STORE-HZ-01']}/{made.json()['id']}"
+    try:
+        answer = await client.put(url, headers=admin, json={"min_units": 5})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["below"] is True  # none on hand: the alert is raised
+    finally:  # 0: never below (the alert, if raised, recovered)
+        await client.put(url, headers=admin, json={"min_units": 0})

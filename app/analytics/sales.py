@@ -403,26 +403,35 @@ def period(f: Filters, now: date, longest: int = MAX_DAYS) -> tuple[date, date]:
     return start, end
 
 
+def brand_tree(actor: Principal) -> str:
+    """The ``LIKE`` pattern of the caller's brand's tree (``orgs_path_idx``): the brand's
+    products and categories are those of its organisations (``%(tree)s`` below)."""
+    return f"/{actor.brand_id}/%"
+
+
 async def products_of(conn: Conn, actor: Principal, f: Filters) -> list[int] | None:
     """The product ids the product, category and type filters leave (None: no such filter).
-    A product or category not of the caller's brand is 404."""
+    A product or category not of the caller's brand is 404: the brand's are those of any
+    organisation of its tree (``brand_tree``: one may be kept under its factory, as the
+    catalogue allows and the codes take; a probe: ``org_id = brand`` answered 404 for it)."""
     if f.product_id is None and f.category_id is None and f.product_type is None:
         return None
     row = await (
         await conn.execute(
             """SELECT
                  (%(product)s::bigint IS NULL OR EXISTS (
-                    SELECT 1 FROM products WHERE id = %(product)s AND org_id = %(brand)s))
-                   AS product_found,
+                    SELECT 1 FROM products p JOIN orgs o ON o.id = p.org_id
+                    WHERE p.id = %(product)s AND o.path LIKE %(tree)s)) AS product_found,
                  (%(category)s::bigint IS NULL OR EXISTS (
-                    SELECT 1 FROM categories WHERE id = %(category)s AND org_id = %(brand)s))
-                   AS category_found,
-                 ARRAY(SELECT id FROM products WHERE org_id = %(brand)s
-                         AND (%(product)s::bigint IS NULL OR id = %(product)s)
-                         AND (%(category)s::bigint IS NULL OR category_id = %(category)s)
-                         AND (%(type)s::text IS NULL OR product_type = %(type)s)) AS ids""",
+                    SELECT 1 FROM categories c JOIN orgs o ON o.id = c.org_id
+                    WHERE c.id = %(category)s AND o.path LIKE %(tree)s)) AS category_found,
+                 ARRAY(SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id
+                       WHERE o.path LIKE %(tree)s
+                         AND (%(product)s::bigint IS NULL OR p.id = %(product)s)
+                         AND (%(category)s::bigint IS NULL OR p.category_id = %(category)s)
+                         AND (%(type)s::text IS NULL OR p.product_type = %(type)s)) AS ids""",
             {
-                "brand": actor.brand_id,
+                "tree": brand_tree(actor),
                 "product": f.product_id,
                 "category": f.category_id,
                 "type": f.product_type,
@@ -569,6 +578,7 @@ async def resolve(
         products = await products_of(conn, actor, f)
     where, params = await scope(conn, actor, f)
     params |= {"brand": actor.brand_id, "products": products, "product": f.product_id}
+    params["tree"] = brand_tree(actor)
     return Asked(start, end, products, where, params)
 
 
@@ -653,8 +663,8 @@ WITH total AS (
 
 
 # The ranking with the check that the product asked (``resolve(defer=True)``) is the brand's.
-_PRODUCT_FOUND = """EXISTS (SELECT 1 FROM products WHERE id = %(product)s AND org_id = %(brand)s)
-       AS product_found, """
+_PRODUCT_FOUND = """EXISTS (SELECT 1 FROM products p JOIN orgs po ON po.id = p.org_id
+           WHERE p.id = %(product)s AND po.path LIKE %(tree)s) AS product_found, """
 _RANKING_PRODUCT = _RANKING.replace(
     "SELECT total.total,", "SELECT " + _PRODUCT_FOUND + "total.total,"
 )
@@ -780,7 +790,8 @@ async def _product_rows(conn: Conn, asked: Asked, granularity: Granularity) -> l
         params |= _period_params(split(asked.start, asked.end))
     else:
         # the cells are keyed product first: every product of the brand when none is asked
-        every = " AND product_id = ANY(ARRAY(SELECT id FROM products WHERE org_id = %(brand)s))"
+        every = """ AND product_id = ANY(ARRAY(SELECT p.id FROM products p
+            JOIN orgs po ON po.id = p.org_id WHERE po.path LIKE %(tree)s))"""
         where = " AND ".join(asked.where)
         if granularity == "day":
             sql = _PRODUCTS_STORES_DAYS.format(where=where, only=only or every)

@@ -111,10 +111,13 @@ async def set_threshold(
     path = await org_path(conn, org_id)
     actor.ensure_sees(path)
     assert path is not None
-    brand = brand_of(path)
+    # the brand's product: of any organisation of its tree (one may be kept under its factory;
+    # a probe: ``org_id = brand`` answered 404 for it, so no alert could ever be raised)
     product = await (
         await conn.execute(
-            "SELECT id FROM products WHERE id = %s AND org_id = %s", (product_id, brand)
+            "SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
+            "WHERE p.id = %s AND o.path LIKE %s",
+            (product_id, f"/{brand_of(path)}/%"),
         )
     ).fetchone()
     if product is None:
