@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import msgspec
+import psycopg
+import pytest
+import redis as redis_sync
 from redis.asyncio import Redis
 
+from app.ops import rebuild
 from app.verify.schemas import Gps, VerifyIn
 from app.verify.service import Verifier
 from tests.helpers import activate, issue_units, scheme_for_tests
@@ -39,6 +44,18 @@ def _dead_verifier(app: Any, **changes: Any) -> tuple[Verifier, Redis]:
 
 def _wrong(pin: str) -> str:
     return "000000" if pin != "000000" else "111111"
+
+
+# A code's wrong PINs (reason, seconds ago) sent 500 s apart: the script counts 4
+# (``pin_max_failures`` 5, ``pin_lockout_seconds`` 900)
+PACED = [("wrong_pin", 2000), ("wrong_pin", 1500), ("wrong_pin", 1000), ("wrong_pin", 500)]
+# A lock (1860 s ago), an attempt during it (1000 s ago), then 4 wrong PINs after its end
+AFTER_A_LOCK = [
+    *[("wrong_pin", ago) for ago in (1900, 1890, 1880, 1870)],
+    ("locked", 1860),
+    ("locked", 1000),
+    *[("wrong_pin", ago) for ago in (950, 700, 400, 150)],
+]
 
 
 async def test_with_redis_down_concurrent_right_pins_have_one_first_query(
@@ -178,3 +195,134 @@ async def test_after_reconcile_the_first_query_is_still_the_outage_s_one(
         third.first_query_place,
         first.first_query_at,
     )
+
+
+async def test_paced_wrong_pins_during_an_outage_still_lock_the_code(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a guesser, while Redis is down, sends one wrong PIN of a code every 500 s (each
+    within ``pin_lockout_seconds`` = 900 s of the one before). The Redis script renews the
+    code's wrong-PIN count's time at every wrong PIN (``INCR fails; EXPIRE fails lockout``), so
+    the 5th (``pin_max_failures``) locks the code. The fallback read the records of two lockout
+    windows back only: the 4 wrong PINs before (-2000, -1500, -1000, -500 s) were seen as 3, the
+    5th was answered "wrong PIN, 1 left" — paced so, no guess ever locked the code."""
+    scheme = app.state.scheme
+    batch_no, _ = await _batch(client, login, demo, 5)
+    verifier, dead = _dead_verifier(app, pin_max_failures=5, pin_lockout_seconds=900)
+    serial = scheme.serial(batch_no, 1)
+    code = (batch_no << 32) | 1
+    wrong = _wrong(scheme.pin(serial))
+    try:
+        for i in range(4):
+            answer = await verifier.verify(
+                VerifyIn(serial=serial, pin=wrong), f"198.51.100.{i + 1}", None
+            )
+            assert answer.result == "wrong_pin", answer
+        # the four wrong PINs as a paced guesser sent them: 500 s apart, the last 500 s ago
+        async with app.state.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT id FROM verifications WHERE code_id = %s ORDER BY at DESC", (code,)
+                )
+            ).fetchall()
+            for k, row in enumerate(rows, start=1):
+                await conn.execute(
+                    "UPDATE verifications SET at = at - %s WHERE id = %s",
+                    (timedelta(seconds=500 * k), row["id"]),
+                )
+        fifth = await verifier.verify(VerifyIn(serial=serial, pin=wrong), "198.51.100.9", None)
+    finally:
+        await verifier.close()
+        await dead.aclose()
+    assert fifth.result == "locked", (fifth.result, fifth.pin_attempts_left)
+
+
+async def _pin_records(app: Any, code: int, history: list[tuple[str, int]]) -> None:
+    """Make the code's only records ``history`` — (reason, seconds ago) — wrong PINs
+    (``wrong_pin``) and attempts answered ``locked``, from its one record made for real."""
+    async with app.state.pool.connection() as conn:
+        (template,) = await (
+            await conn.execute("SELECT id FROM verifications WHERE code_id = %s", (code,))
+        ).fetchall()
+        for reason, ago in history:
+            await conn.execute(
+                """INSERT INTO verifications (at, record_key, code_id, serial, brand_id,
+                       product_id, result, reason, queries, pin_given, client_ip, fallback)
+                   SELECT now() - make_interval(secs => %s), gen_random_uuid(), code_id, serial,
+                       brand_id, product_id, %s, %s, 0, true, client_ip, true
+                     FROM verifications WHERE id = %s""",
+                (ago, "locked" if reason == "locked" else "wrong_pin", reason, template["id"]),
+            )
+        await conn.execute("DELETE FROM verifications WHERE id = %s", (template["id"],))
+
+
+async def test_an_attempt_during_a_lock_does_not_hide_the_wrong_pins_after_it(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: with Redis down, a guesser locks a code (5 wrong PINs, the 5th answered
+    "locked", 1860 s ago), tries once more near the lock's end (answered "locked", 1000 s ago),
+    then, the lock over (it ended 960 s ago), sends 4 more wrong PINs (950, 700, 400, 150 s
+    ago: each within 900 s of the one before). By the script's rules (``INCR fails; EXPIRE
+    fails lockout``; nothing counts during a lock) those 4 count and the next wrong PIN locks
+    the code again. The fallback replayed only the last two windows' records (1800 s): the
+    lock's start was out of them, the attempt 1000 s ago was taken for a lock's start, and the
+    4 wrong PINs after the real lock's end fell inside that phantom lock: the next guess was
+    answered "wrong PIN, 4 attempts left"."""
+    scheme = app.state.scheme
+    batch_no, _ = await _batch(client, login, demo, 5)
+    verifier, dead = _dead_verifier(app, pin_max_failures=5, pin_lockout_seconds=900)
+    serial = scheme.serial(batch_no, 2)
+    code = (batch_no << 32) | 2
+    wrong = _wrong(scheme.pin(serial))
+    try:
+        first = await verifier.verify(VerifyIn(serial=serial, pin=wrong), "198.51.100.20", None)
+        assert first.result == "wrong_pin"
+        await _pin_records(app, code, AFTER_A_LOCK)
+        answer = await verifier.verify(VerifyIn(serial=serial, pin=wrong), "198.51.100.21", None)
+    finally:
+        await verifier.close()
+        await dead.aclose()
+    assert answer.result == "locked", (answer.result, answer.pin_attempts_left)
+
+
+def _reconcile(settings: Any, code: int) -> tuple[int, int, int]:
+    """``tracecode redis rebuild``'s steps for ``code`` (the outage's reconcile)."""
+    client = redis_sync.Redis.from_url(settings.redis_url)
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            return rebuild.reconcile(client, pg, settings, [code])
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "history",
+    [PACED, AFTER_A_LOCK],
+    ids=["paced", "attempt-during-a-lock"],
+)
+async def test_the_reconcile_restores_the_whole_wrong_pin_count(
+    client: Any, login: Any, demo: Any, app: Any, history: list[tuple[str, int]]
+) -> None:
+    """A probe: the outage's reconcile (and ``tracecode redis rebuild``) replayed the last two
+    lockout windows' records only, as the Redis-down path did: 4 wrong PINs paced 500 s apart
+    came back as 3, and 4 made after a lock whose start was out of reach as none (an attempt
+    during the lock taken for a new lock's start). Redis's script holds 4 in both."""
+    scheme = app.state.scheme
+    batch_no, _ = await _batch(client, login, demo, 5)
+    verifier, dead = _dead_verifier(app)
+    serial = scheme.serial(batch_no, 3)
+    code = (batch_no << 32) | 3
+    try:
+        await verifier.verify(VerifyIn(serial=serial, pin=_wrong(scheme.pin(serial))), None, None)
+    finally:
+        await verifier.close()
+        await dead.aclose()
+    await _pin_records(app, code, history)
+    settings = msgspec.structs.replace(
+        app.state.settings, pin_max_failures=5, pin_lockout_seconds=900
+    )
+    _, locks, fails = await asyncio.to_thread(_reconcile, settings, code)
+    ns = settings.redis_namespace
+    assert (locks, fails) == (0, 1)
+    assert await app.state.redis.get(rebuild.fails_key(ns, code)) == b"4"
+    assert 0 < await app.state.redis.ttl(rebuild.fails_key(ns, code)) <= 900 - 150

@@ -94,7 +94,18 @@ from app.auth.limits import client_bucket
 from app.config import Settings
 from app.errors import ServiceUnavailable
 from app.redisconn import AnySyncRedis, code_tag, is_cluster, plain, text_tag
-from app.verify.fallback import COUNTED, RIGHT_PIN, replay, replay_client
+from app.verify.fallback import (
+    COUNTED,
+    PIN_PAGE,
+    PIN_RECORDS_BEFORE,
+    RIGHT_PIN,
+    PinRecord,
+    pin_history,
+    pin_start,
+    pins_before,
+    replay,
+    replay_client,
+)
 from app.verify.record import CHECK_RETRY_SECONDS, retry_seconds
 from app.verify.records import flush, queues
 from app.verify.regions import Place
@@ -230,9 +241,10 @@ SELECT k.code,
 """
 
 # The records that decide the PIN state of every code with a wrong PIN or a lock since ``since``
-# (only those can hold a live count or lock), from ``horizon`` on, in the order they were made.
+# (only those can hold a live count or lock), from ``horizon`` on, in the order they were made
+# (older ones: ``fallback.PIN_RECORDS_BEFORE``).
 _PIN_HISTORY = f"""
-SELECT code_id, at, reason, ({RIGHT_PIN}) AS right_pin
+SELECT code_id, at, reason, ({RIGHT_PIN}) AS right_pin, id
   FROM verifications
  WHERE code_id IN (SELECT code_id FROM verifications
                     WHERE at > %(since)s AND reason IN ('wrong_pin', 'locked')
@@ -458,20 +470,41 @@ def _text(value: bytes | str) -> str:
 def _pin_histories(
     conn: psycopg.Connection[Any], settings: Settings, now: datetime, only: list[int] | None
 ) -> Iterator[tuple[int, list[tuple[datetime, str, bool]]]]:
-    """(code, its records) of every code (of ``only``, or all) with a wrong PIN or a lock in
-    the last lockout window, from two windows back (a lock seen there began inside them)."""
+    """(code, the records ``replay`` needs) of every code (of ``only``, or all) with a wrong PIN
+    or a lock in the last lockout window: those of the last two windows, and older ones of a
+    code where they do not settle its state (``fallback.pin_start``; a probe: a fixed two
+    windows lost wrong PINs paced just under a window apart, and took an attempt during a lock
+    for a new lock's start)."""
     window = timedelta(seconds=settings.pin_lockout_seconds)
-    params = {"since": now - window, "horizon": now - 2 * window, "codes": only}
+    horizon = now - 2 * window
+    params = {"since": now - window, "horizon": horizon, "codes": only}
     code: int | None = None
-    history: list[tuple[datetime, str, bool]] = []
-    for row_code, at, reason, right_pin in conn.execute(_PIN_HISTORY, params):
-        if row_code != code:
+    history: list[PinRecord] = []
+    for row in conn.execute(_PIN_HISTORY, params):
+        if row[0] != code:
             if code is not None:
-                yield code, history
-            code, history = row_code, []
-        history.append((at, reason, right_pin))
+                yield code, _settled(conn, code, history, window, now, horizon)
+            code, history = row[0], []
+        history.append(row[1:])
     if code is not None:
-        yield code, history
+        yield code, _settled(conn, code, history, window, now, horizon)
+
+
+def _settled(
+    conn: psycopg.Connection[Any],
+    code: int,
+    records: list[PinRecord],
+    window: timedelta,
+    now: datetime,
+    since: datetime | None,
+) -> list[tuple[datetime, str, bool]]:
+    """``replay``'s history of ``code`` from its PIN ``records`` since ``since``, older pages
+    read while they do not settle its state (``fallback.pin_start``)."""
+    while (start := pin_start(records, window, now, since)) is None:
+        page = conn.execute(PIN_RECORDS_BEFORE, pins_before(code, records, since)).fetchall()
+        records[:0] = reversed(page)
+        since = page[-1][0] if len(page) == PIN_PAGE else None  # None: none older
+    return pin_history(records, start)
 
 
 def restore_lockouts(

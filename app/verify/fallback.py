@@ -202,14 +202,63 @@ _HISTORY = f"""SELECT count(*) FILTER (WHERE {COUNTED}) AS queries,
       min(at) FILTER (WHERE {COUNTED}) AS first_at
     FROM verifications WHERE code_id = %(code)s"""
 
-# The records ``replay`` reads, from two lockout windows back (a lock seen there began inside
-# them): as ``tracecode redis rebuild`` restores the lockouts (a probe: counting wrong PINs
-# alone, the attempt that locked a code — recorded "locked" — was never counted, so during an
-# outage a locked code took the right PIN, and any number of guesses)
-_PIN_RECORDS = f"""SELECT at, reason, ({RIGHT_PIN}) AS right_pin FROM verifications
+# The records ``replay`` reads (wrong PINs, attempts answered "locked" — the one that locked a
+# code is one: a probe, counting wrong PINs alone let a locked code take any number of guesses
+# during an outage — and right PINs), with their ids: first those of the last two lockout
+# windows, then, while ``pin_start`` finds no point of a known state in them, older ones by
+# pages (``PIN_RECORDS_BEFORE``), as ``tracecode redis rebuild`` reads them
+_PIN_RECORDS = f"""SELECT at, reason, ({RIGHT_PIN}) AS right_pin, id FROM verifications
     WHERE code_id = %(code)s AND at > %(horizon)s
       AND (reason IN ('wrong_pin', 'locked') OR ({RIGHT_PIN}))
     ORDER BY at, id"""
+
+# The code's ``PIN_PAGE`` PIN records before (at, id), the newest first (``pins_before``)
+PIN_RECORDS_BEFORE = f"""SELECT at, reason, ({RIGHT_PIN}) AS right_pin, id FROM verifications
+    WHERE code_id = %(code)s AND at <= %(at)s AND (at < %(at)s OR id < %(id)s)
+      AND (reason IN ('wrong_pin', 'locked') OR ({RIGHT_PIN}))
+    ORDER BY at DESC, id DESC LIMIT %(limit)s"""
+PIN_PAGE = 500
+PinRecord = tuple[datetime, str, bool, int]  # a PIN record: time, reason, right PIN, id
+
+
+def pin_start(
+    records: list[PinRecord], window: timedelta, now: datetime, since: datetime | None
+) -> int | None:
+    """Where in ``records`` (a code's PIN records in time order: all it has from ``since`` on,
+    None: all it has) ``replay`` may start and give the answer of the code's whole history;
+    None when an older record may still matter (read further back).
+
+    ``replay`` from the start gives what the Redis script holds (``INCR fails; EXPIRE fails
+    lockout``: each wrong PIN renews the count; nothing counts during a lock). A start must be a
+    point of known state: a right PIN (never answered during a lock; it clears the count); an
+    attempt answered "locked" just after a wrong PIN (not during a lock, so the one that locked
+    the code); the first wrong PIN or "locked" after more than a window without one (any lock
+    over, any count expired; ``now`` ends one such window). Reading only a fixed time back
+    missed both: wrong PINs paced just under a window apart never locked the code, and an
+    attempt during a lock whose start was out of reach was taken for a new lock's start,
+    hiding the wrong PINs after it (probes). With ``pin_max_failures`` above 1 the records read
+    go back to the last lock's start at most."""
+    later, later_locked = now, False  # the next wrong PIN or "locked" after the one looked at
+    for i in range(len(records) - 1, -1, -1):
+        at, reason, right_pin, _ = records[i]
+        if right_pin:
+            return i
+        if later - at > window or (later_locked and reason == "wrong_pin"):
+            return i + 1
+        later, later_locked = at, reason == "locked"
+    return 0 if since is None or later - since > window else None
+
+
+def pins_before(code: int, records: list[PinRecord], since: datetime | None) -> dict[str, Any]:
+    """``PIN_RECORDS_BEFORE``'s parameters: the page before ``records`` (read from ``since``)."""
+    at, key = (records[0][0], records[0][3]) if records else (since, 2**63 - 1)
+    return {"code": code, "at": at, "id": key, "limit": PIN_PAGE}
+
+
+def pin_history(records: list[PinRecord], start: int) -> list[tuple[datetime, str, bool]]:
+    """``replay``'s history: ``records`` from ``start`` on."""
+    return [(at, reason, right_pin) for at, reason, right_pin, _ in records[start:]]
+
 
 # A claim sent again (``retry``): an earlier check of the code with the same retry key within
 # the key's time (``retry_seconds``), as the Redis script keeps it (a probe: during an outage
@@ -325,7 +374,7 @@ async def _verify(
         return await _locked(conn, record, unit, serial, lang, seconds, "client_locked")
     await conn.execute(*locks.xact(locks.Lock.VERIFY_WITHOUT_REDIS, str(code)))
     window = timedelta(seconds=settings.pin_lockout_seconds)
-    history, first, pins = await _history(conn, code, record.at - 2 * window)
+    history, first, pins = await _history(conn, code, record.at, window)
     pin = replay(pins, settings, record.at)
     if pin.lock_seconds:
         return await _locked(conn, record, unit, serial, lang, pin.lock_seconds)
@@ -371,10 +420,11 @@ async def _not_genuine(
 
 
 async def _history(
-    conn: Conn, code: int, horizon: datetime
+    conn: Conn, code: int, now: datetime, window: timedelta
 ) -> tuple[_History, _FirstPlace | None, list[tuple[datetime, str, bool]]]:
-    """The code's counted verifications, the first place, and its PIN records since
-    ``horizon`` (three queries)."""
+    """The code's counted verifications, the first place, and the PIN records ``replay`` needs
+    at ``now`` (three queries; more pages of PIN records where the last two windows' do not
+    settle its state: ``pin_start``)."""
     counts = conn.cursor(row_factory=class_row(_History))
     await counts.execute(_HISTORY, {"code": code})
     history = await counts.fetchone()
@@ -382,10 +432,16 @@ async def _history(
     await places.execute(_FIRST_PLACE, (code,))
     first = await places.fetchone()
     pins = conn.cursor(row_factory=tuple_row)
-    await pins.execute(_PIN_RECORDS, {"code": code, "horizon": horizon})
+    since: datetime | None = now - 2 * window
+    await pins.execute(_PIN_RECORDS, {"code": code, "horizon": since})
     records = await pins.fetchall()
+    while (start := pin_start(records, window, now, since)) is None:
+        await pins.execute(PIN_RECORDS_BEFORE, pins_before(code, records, since))
+        page = await pins.fetchall()
+        records[:0] = reversed(page)
+        since = page[-1][0] if len(page) == PIN_PAGE else None  # None: none older
     assert history is not None
-    return history, first, records
+    return history, first, pin_history(records, start)
 
 
 async def _locked(
