@@ -966,6 +966,63 @@ async def test_a_digital_link_naming_another_products_gtin_is_not_genuine(
     assert alert == [("fake", "wrong_product")]
 
 
+async def test_a_genuine_code_on_a_pack_naming_another_brands_gtin_alerts_that_brand_too(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, verifier_with: Any, settings: Any
+) -> None:
+    """A left-out closed: a Digital Link naming another BRAND's GTIN over a genuine serial and
+    PIN (that brand's product faked with this brand's copied code) alerted only the serial's
+    brand; the GTIN's brand never heard of it. Its brand now gets a ``fake`` alert of its own,
+    naming the serial and the GTIN (code-less, one per brand and reason), on the Redis path
+    and with Redis down; the serial's brand keeps its alert of the code, and only it lists
+    the records."""
+    from app._core import gs1_check_digit
+    from tests.field_support import other_brand_admin
+
+    verifier_with(verify_flag_never_shipped=False)
+    other_admin = await other_brand_admin(client, login)
+    body = f"0{secrets.randbelow(10**12):012d}"
+    gtin = body + str(gs1_check_digit(body))
+    product = await client.post(
+        "/products",
+        headers=other_admin,
+        json={"name": "faked", "product_no": f"F-{gtin}", "gtin": gtin},
+    )
+    assert product.status_code == 201, product.text
+    other_brand = (await client.get("/auth/me", headers=other_admin)).json()["org_id"]
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 3)
+    serials = [scheme.serial(batch_no, i) for i in (1, 2)]
+    answer = await _verify(
+        client, f"https://id.example.com/01/{gtin}/21/{serials[0]}", scheme.pin(serials[0])
+    )
+    assert (answer["result"], answer["reason"]) == ("not_genuine", "wrong_product"), answer
+    down, dead = _without_redis(app, settings)
+    link = f"https://id.example.com/01/{gtin}/21/{serials[1]}"
+    outage = await down.verify(VerifyIn(serial=link, pin=scheme.pin(serials[1])), None, None)
+    assert (outage.result, outage.reason) == ("not_genuine", "wrong_product")
+    await dead.aclose()
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+        theirs = pg.execute(
+            "SELECT kind, code_id, occurrences, details->>'reason', details->>'gtin',"
+            " details->>'serial' FROM alerts WHERE brand_id = %s",
+            (other_brand,),
+        ).fetchall()
+        ours = pg.execute(
+            "SELECT code_id, details->>'gtin' FROM alerts WHERE brand_id = %s AND code_id"
+            " = ANY(%s) ORDER BY code_id",
+            (demo["BRAND-LUMI"], [(batch_no << 32) | 1, (batch_no << 32) | 2]),
+        ).fetchall()
+    assert len(theirs) == 1, theirs
+    assert theirs[0][:5] == ("fake", None, 2, "wrong_product", gtin), theirs
+    assert theirs[0][5] in serials
+    assert ours == [((batch_no << 32) | 1, gtin), ((batch_no << 32) | 2, gtin)], ours
+    listed = await client.get("/verifications", headers=other_admin)
+    assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+
+
 async def test_a_forged_code_scanned_from_the_brands_digital_link_is_listed_for_the_brand(
     client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any
 ) -> None:

@@ -25,7 +25,7 @@ from app.verify.record import PERSONAL, Record, retry_seconds
 from app.verify.records import ALERT, alert_of
 from app.verify.regions import Place, place_name
 from app.verify.schemas import VerifyOut
-from app.verify.units import UnitInfo
+from app.verify.units import UnitInfo, gtin_brands
 
 # a verification with the right PIN: it clears the code's wrong-PIN count (the script's ``DEL
 # fails``), a claim sent again too (a probe: a rebuild or an outage that left claim retries out
@@ -37,10 +37,12 @@ COUNTED = f"{RIGHT_PIN} AND reason <> 'claim_retry'"
 
 INSERT = """INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
-     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry, fallback)
+     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry, gtin,
+     fallback)
     VALUES (%(at)s, %(record_key)s, %(code_id)s, %(serial)s, %(brand_id)s, %(product_id)s,
      %(result)s, %(reason)s, %(queries)s, %(pin_given)s, %(client_ip)s, %(client_id)s,
-     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s, %(member_id)s, %(retry)s, true)
+     %(user_agent)s, %(province)s, %(city)s, %(lat)s, %(lng)s, %(member_id)s, %(retry)s,
+     %(gtin)s, true)
     ON CONFLICT (at, record_key) DO NOTHING"""
 
 
@@ -94,6 +96,7 @@ async def _insert(conn: Conn, record: Record, result: str, reason: str, queries:
         queries,
         fields["province"],
         fields["city"],
+        fields["gtin"],
     )
     if fields["member_id"] is not None:  # a claim's: stored as the flusher stores it
         erased = await (
@@ -105,8 +108,26 @@ async def _insert(conn: Conn, record: Record, result: str, reason: str, queries:
         if erased is not None and erased["erased"]:  # a probe: stored whole
             fields |= dict.fromkeys(PERSONAL)
     inserted = await conn.execute(INSERT, fields)
-    if alert is not None and inserted.rowcount:
+    if not inserted.rowcount:
+        return
+    if alert is not None:
         await conn.execute(ALERT, alert)
+    if fields["gtin"] is not None:  # another brand's GTIN named: that brand's alert too
+        cur = conn.cursor(row_factory=tuple_row)
+        owner = (await gtin_brands(cur, [fields["gtin"]])).get(fields["gtin"])
+        if owner is not None and owner != fields["brand_id"]:
+            theirs = alert_of(
+                None,
+                fields["serial"],
+                owner,
+                result,
+                reason,
+                queries,
+                fields["province"],
+                fields["city"],
+                fields["gtin"],
+            )
+            await conn.execute(ALERT, theirs)
 
 
 class PinState(msgspec.Struct, frozen=True):
@@ -369,6 +390,8 @@ async def _verify(
         return await _not_genuine(conn, record, "void", serial, lang)
     record.product_id = unit.product.id if unit.product else None
     if gtin is not None and (unit.product is None or unit.product.gtin != gtin):
+        if len(gtin) == 14 and gtin.isdigit():  # its brand is alerted too (``_insert``)
+            record.gtin = gtin
         return await _not_genuine(conn, record, "wrong_product", serial, lang)
     if clients is not None and (seconds := clients.attempt(client, pin_state, settings)):
         return await _locked(conn, record, unit, serial, lang, seconds, "client_locked")

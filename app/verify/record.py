@@ -35,6 +35,7 @@ class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
     lng: float | None
     member_id: int | None = None
     retry: str | None = None  # a claim's retry key (``app.claims``)
+    gtin: str | None = None  # the GTIN a ``wrong_product`` scan named (another product's)
 
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -87,6 +88,7 @@ class Record:
         "brand_id",
         "code_id",
         "data",
+        "gtin",
         "ip",
         "key",
         "member_id",
@@ -114,6 +116,7 @@ class Record:
         self.product_id: int | None = None
         self.member_id: int | None = None  # a member's claim (app.members), else None
         self.retry: str | None = None  # a claim's retry key (app.claims), else None
+        self.gtin: str | None = None  # a wrong_product scan's GTIN, else None
 
     def row(self) -> RecordRow:
         place = self.place
@@ -134,6 +137,7 @@ class Record:
             place.lng if place else None,
             self.member_id,
             self.retry,
+            self.gtin,
         )
 
     def fields(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ _INSERT = f"""
 WITH stored AS (
 INSERT INTO verifications
     (at, record_key, code_id, serial, brand_id, product_id, result, reason, queries, pin_given,
-     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry)
+     client_ip, client_id, user_agent, province, city, lat, lng, member_id, retry, gtin)
 SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.result, r.reason,
        r.queries, r.pin_given,
        CASE WHEN e.erased THEN NULL ELSE r.client_ip END,
@@ -79,12 +79,12 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
        CASE WHEN e.erased THEN NULL ELSE r.lat END,
        CASE WHEN e.erased THEN NULL ELSE r.lng END,
        CASE WHEN e.erased THEN NULL ELSE r.member_id END,
-       CASE WHEN e.erased THEN NULL ELSE r.retry END
+       CASE WHEN e.erased THEN NULL ELSE r.retry END, r.gtin
   FROM json_to_recordset(%s::json) AS r(
        at timestamptz, record_key uuid, code_id bigint, serial text, brand_id bigint,
        product_id bigint, result text, reason text, queries integer, pin_given boolean,
        client_ip inet, client_id text, user_agent text, province text, city text,
-       lat double precision, lng double precision, member_id bigint, retry text)
+       lat double precision, lng double precision, member_id bigint, retry text, gtin text)
   -- a member's claim still queued when the member was erased is stored as erasure left the
   -- member's earlier ones (app.members.erasure); a record without a member looks nothing up.
   -- FOR SHARE waits for an erasure under way (it holds the member's row) and reads the row it
@@ -94,20 +94,25 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
                       WHERE r.member_id IS NOT NULL AND m.id = r.member_id
                         FOR SHARE OF m) e ON true
 ON CONFLICT (at, record_key) DO NOTHING
-RETURNING at, code_id, serial, brand_id, result, reason, queries, province, city
+RETURNING at, code_id, serial, brand_id, result, reason, queries, province, city, gtin
 )
 SELECT code_id, serial, brand_id, result, reason, queries, province, city, NULL::date AS late,
-       NULL::bigint AS stored
+       NULL::bigint AS stored, gtin
   FROM stored WHERE reason = ANY(%s) AND brand_id IS NOT NULL
+UNION ALL  -- a genuine code in a Digital Link of another brand's GTIN: that brand's alert too
+SELECT NULL::bigint, s.serial, split_part(o.path, '/', 2)::bigint, s.result, s.reason, s.queries,
+       s.province, s.city, NULL::date, NULL::bigint, s.gtin
+  FROM stored s JOIN products p ON p.gtin = s.gtin::char(14) JOIN orgs o ON o.id = p.org_id
+ WHERE s.gtin IS NOT NULL AND split_part(o.path, '/', 2)::bigint IS DISTINCT FROM s.brand_id
 UNION ALL  -- the closed days (Beijing) of the records stored late: their dashboard rows go
 SELECT DISTINCT NULL::bigint, NULL, brand_id, NULL, NULL, NULL::integer, NULL, NULL,
-       (at AT TIME ZONE '{REPORT_TZ}')::date, NULL::bigint
+       (at AT TIME ZONE '{REPORT_TZ}')::date, NULL::bigint, NULL
   FROM stored
  WHERE brand_id IS NOT NULL
    AND (at AT TIME ZONE '{REPORT_TZ}')::date < (now() AT TIME ZONE '{REPORT_TZ}')::date
 UNION ALL  -- how many were new
 SELECT NULL::bigint, NULL, NULL::bigint, NULL, NULL, NULL::integer, NULL, NULL, NULL::date,
-       count(*)
+       count(*), NULL
   FROM stored
 """
 
@@ -283,7 +288,9 @@ def _store(conn: psycopg.Connection[Any], raw: Sequence[bytes]) -> None:
         late = sorted(f"{row[2]}:{row[8]}" for row in stored if row[8] is not None)
         if late:
             drop_dashboard_days(conn, late)
-        raise_alerts(conn, [row[:8] for row in stored if row[8] is None and row[9] is None])
+        raise_alerts(
+            conn, [(*row[:8], row[10]) for row in stored if row[8] is None and row[9] is None]
+        )
 
 
 def drop_dashboard_days(conn: psycopg.Connection[Any], days: list[str]) -> None:
@@ -327,7 +334,8 @@ def _dead(conn: psycopg.Connection[Any], record: bytes, exc: BaseException) -> N
 
 
 def raise_alerts(conn: psycopg.Connection[Any], stored: list[Any]) -> None:
-    """Alerts for suspicious and not-genuine verifications, one open alert per code and kind."""
+    """Alerts for suspicious and not-genuine verifications, one open alert per code and kind
+    (``alert_of``'s arguments)."""
     for row in stored:
         params = alert_of(*row)
         if params is not None:
@@ -343,12 +351,15 @@ def alert_of(
     queries: int,
     province: str | None,
     city: str | None,
+    gtin: str | None = None,
 ) -> dict[str, Any] | None:
     """The ``ALERT`` parameters a stored verification raises, or None (no rule, no brand). One
     open alert per code and kind; a code naming no unit (forged, of no batch) has one per brand,
     kind and reason, its details naming the latest serial: made-up serials, each scanned once,
     would open an alert apiece (and one key for every brand's, ``fake:None``, bumped another
-    brand's alert)."""
+    brand's alert). A ``wrong_product`` scan alerts the serial's brand (its code) and, when the
+    Digital Link's GTIN (``gtin``) is another brand's, that brand as a code-less alert naming
+    the GTIN (``_INSERT`` finds it)."""
     from psycopg.types.json import Jsonb
 
     rule = RULES.get(reason)
@@ -363,6 +374,8 @@ def alert_of(
     }
     if code is None:
         details["serial"] = serial
+    if gtin is not None:
+        details["gtin"] = gtin
     return {
         "brand": brand,
         "kind": kind,

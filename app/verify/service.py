@@ -911,6 +911,8 @@ class Verifier:
                 # a genuine serial (and PIN) on another product's pack (a probe: genuine)
                 p.refusal, p.pin_state = "wrong_product", "refuse"
                 p.record.product_id = unit.product.id if unit.product else None
+                if len(p.gtin) == 14 and p.gtin.isdigit():  # its brand is alerted too
+                    p.record.gtin = p.gtin
             else:
                 p.unit = unit
                 p.record.product_id = unit.product.id if unit.product else None
