@@ -354,6 +354,8 @@ def _token(settings: Any, **claims: Any) -> str:
         {"iat": "yesterday"},
         {"exp": "tomorrow"},
         {"org": {"$ne": None}, "sub": "1.0"},
+        {"iat": -(10**20)},  # a probe: beyond bigint, 400 from the session look-up
+        {"exp": 10**12},  # a probe: past year 9999, no datetime holds it
     ],
 )
 async def test_signed_tokens_with_hostile_claims_are_401(
@@ -364,6 +366,25 @@ async def test_signed_tokens_with_hostile_claims_are_401(
     refresh = _token(settings, **{"typ": "refresh", **claims})
     for path in ("/auth/refresh", "/auth/logout"):
         assert_error(await client.post(path, json={"refresh_token": refresh}), 401)
+
+
+async def test_a_member_token_whose_exp_is_past_9999_signs_out_with_a_401(
+    client: Any, settings: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a member token signed with the key whose ``exp`` lies past year 9999 opened
+    ``GET /members/me`` (200), and ``POST /members/logout`` with it answered 500 (the logout
+    turns ``exp`` into a datetime). ``tokens.decode`` refuses times no datetime holds: 401."""
+    row = await (
+        await conn.execute(
+            "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
+            (demo["BRAND-LUMI"], f"139{uuid.uuid4().int % 10**8:08d}"),
+        )
+    ).fetchone()
+    await conn.commit()
+    token = _token(settings, sub=str(row["id"]), typ="member", exp=10**12)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert_error(await client.get("/members/me", headers=headers), 401)
+    assert_error(await client.post("/members/logout", headers=headers), 401)
 
 
 async def test_refresh_token_with_a_hostile_id_is_401(client: Any, settings: Any) -> None:

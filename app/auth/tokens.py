@@ -14,6 +14,7 @@ from app.errors import Unauthorized
 ISSUER = "tracecode"
 _SUB = re.compile(r"[1-9][0-9]{0,17}")  # a user id: a positive bigint, in decimal
 _JTI = re.compile(r"[0-9a-f]{32}")  # uuid4().hex
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def issue(
@@ -60,7 +61,10 @@ def decode(key: bytes, token: str, kind: str) -> dict[str, Any]:
     if sid is not None and not (isinstance(sid, str) and _JTI.fullmatch(sid)):
         raise Unauthorized("invalid token session", code="invalid_token")
     for name in ("exp", "iat"):
-        if type(claims.get(name)) is not int:  # bool is no timestamp, and floats are not issued
+        value = claims.get(name)
+        # bool is no timestamp, floats are not issued, and a time past 9999 (or before 1970) is
+        # none a datetime or a bigint holds (a probe: 500 on logout, 400 on the session look-up)
+        if type(value) is not int or not 0 <= value <= _LAST_SECOND:
             raise Unauthorized(f"invalid token claim {name}", code="invalid_token")
     return claims
 
