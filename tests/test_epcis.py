@@ -723,6 +723,43 @@ async def test_an_sgtin_matches_a_unit_only_under_its_product_s_gtin(
     assert one.json()["eventID"] == mine[0]["eventID"]
 
 
+async def test_two_sgtins_of_one_serial_or_ed_match_the_unit_in_either_order(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``MATCH_epc=A|B`` is an OR, yet with A the unit's own SGTIN and B another
+    company's SGTIN of the same serial the unit's events vanished: ``match_of`` kept one GTIN
+    per unit (the last value's) and ``of_their_gtins`` then dropped the unit. Asked in the
+    other order, they were found."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line=f"PO{next(_ids)}")
+    admin = await login("admin")
+    mine = unit_link(serial)
+    other = f"urn:epc:id:sgtin:0614141.107346.{serial}"
+    for asked in (f"{other}|{mine}", f"{mine}|{other}"):
+        assert len(event_list(await query(client, admin, MATCH_epc=asked))) == 1, asked
+
+
+async def test_match_epc_with_another_spelling_of_a_serial_matches_nothing(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an SGTIN's serial is case-sensitive (README: "the rest of an EPC URN is
+    case-sensitive"; GS1 AI 21), so ``…/21/bfyx…`` and ``…/21/BFYX…`` are two EPCs; yet
+    MATCH_epc with the unit's serial in lower case (or with the look-alikes O for 0, L for 1)
+    returned the unit's events, which list only the printed EPC: ``match_of`` read the serial
+    through ``scheme.verify``, which folds case and look-alikes."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line=f"PL{next(_ids)}")
+    admin = await login("admin")
+    assert len(event_list(await query(client, admin, MATCH_epc=unit_link(serial)))) == 1
+    spellings = {serial.lower(), serial.replace("0", "O").replace("1", "L")} - {serial}
+    assert spellings
+    for spelled in spellings:
+        asked = unit_link(spelled)
+        assert event_list(await query(client, admin, MATCH_epc=asked)) == [], asked
+
+
 async def test_places_in_either_spelling_class_patterns_and_scalar_parameters(
     client: Any, login: Any
 ) -> None:
@@ -820,6 +857,50 @@ async def test_a_value_in_the_cbv_namespace_must_be_a_cbv_word(client: Any, logi
     assert len(event_list(await query(client, partner, MATCH_epc=epc, EQ_bizStep=own))) == 1
 
 
+async def test_a_tracecode_bizstep_captured_is_found_by_its_own_value(
+    client: Any, login: Any
+) -> None:
+    """A probe: a partner captured an event whose bizStep is in Tracecode's namespace
+    (``urn:tracecode:bizstep:claiming``, kept as sent by ``document._vocabulary``); asking
+    ``EQ_bizStep`` with exactly that value found nothing: the query cut it to ``claiming``
+    (``query.cbv_word``) and compared that with the stored URI."""
+    partner = await login("partner")
+    epc = _epc("TB")
+    step = "urn:tracecode:bizstep:claiming"
+    await captured(client, partner, document([_object("OBSERVE", [epc], bizStep=step)]))
+    everything = event_list(await query(client, partner, MATCH_epc=epc))
+    assert [e["bizStep"] for e in everything] == [step]
+    assert len(event_list(await query(client, partner, MATCH_epc=epc, EQ_bizStep=step))) == 1
+
+
+async def test_a_gs1_curie_capture_reads_as_a_cbv_word_is_read_so_by_the_query(
+    client: Any, login: Any
+) -> None:
+    """A probe: capture reads ``gs1:BizStep-shipping``, ``gs1:Disp-in_transit`` and
+    ``gs1:BTT-po`` as the CBV words (``document._spellings``) and stores ``shipping``; the query
+    read ``cbv:`` CURIEs but not ``gs1:`` ones (``query._CBV_URI``), so the very spelling the
+    partner captured with found nothing. The query now reads capture's own tables."""
+    partner = await login("partner")
+    epc = _epc("GC")
+    event = _object(
+        "OBSERVE",
+        [epc],
+        bizStep="gs1:BizStep-shipping",
+        disposition="gs1:Disp-in_transit",
+        bizTransactionList=[{"type": "gs1:BTT-po", "bizTransaction": "urn:x:po:GC1"}],
+    )
+    await captured(client, partner, document([event]))
+    for params in (
+        {"EQ_bizStep": "shipping"},
+        {"EQ_bizStep": "gs1:BizStep-shipping"},
+        {"EQ_disposition": "gs1:Disp-in_transit"},
+        {"EQ_bizTransaction_gs1:BTT-po": "urn:x:po:GC1"},
+        {"EQ_bizTransaction_po": "urn:x:po:GC1"},
+    ):
+        found = event_list(await query(client, partner, MATCH_epc=epc, **params))
+        assert len(found) == 1, params
+
+
 async def _unit(conn: Any, app: Any, serial: str) -> dict[str, Any] | None:
     batch, index, _ = app.state.scheme.verify(serial)
     row = await (
@@ -893,6 +974,39 @@ async def test_a_units_qr_url_in_any_scanned_spelling_is_applied(
     for serial in serials:
         row = await _unit(conn, app, serial)
         assert row is not None and row["status"] == "active", (serial, row)
+
+
+async def test_a_unit_observed_by_its_qr_url_is_found_by_match_epc(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the brand observed one of its units naming it by its QR URL (README: capture
+    reads it as the brand's unit); the observation was stored, but MATCH_epc found it neither
+    by that URL nor by the unit's SGTIN: ``match_of`` turned a QR URL into the unit only (no
+    captured EPC to compare) and the captured event kept the URL only. Tracecode's own events
+    of the unit were found both ways (and a URL of that shape naming another system's item
+    was never found). Capture now stores the event under the unit's SGTIN too, and a query by
+    a QR URL asks for the URL as captured and for the unit's SGTIN."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line=f"PQ{next(_ids)}")
+    admin = await login("admin")
+    url = f"https://tracecode.example/c/{serials[0]}"
+    seen = _object("OBSERVE", [url], bizStep="inspecting", disposition="conformant")
+    job = await captured(client, admin, document([seen]))
+    assert job["stored"] == 1, job
+    for asked in (url, unit_link(serials[0])):
+        steps = [e["bizStep"] for e in event_list(await query(client, admin, MATCH_epc=asked))]
+        assert sorted(steps) == ["commissioning", "inspecting"], (asked, steps)
+    # and the other way round: an observation by the SGTIN is found by the QR URL
+    sampled = _object("OBSERVE", [unit_link(serials[1])], bizStep="sampling")
+    await captured(client, admin, document([sampled]))
+    asked = f"https://tracecode.example/c/{serials[1]}"
+    steps = [e["bizStep"] for e in event_list(await query(client, admin, MATCH_epc=asked))]
+    assert sorted(steps) == ["commissioning", "sampling"], steps
+    # a URL of that shape naming no Tracecode unit is a foreign URI: found as captured
+    foreign = f"https://other.example/c/{secrets.token_hex(10).upper()}"
+    await captured(client, admin, document([_object("OBSERVE", [foreign])]))
+    assert len(event_list(await query(client, admin, MATCH_epc=foreign))) == 1
 
 
 async def test_the_ilmd_lot_is_read_by_its_expanded_key(
@@ -1148,6 +1262,26 @@ async def test_capture_a_valid_time_near_the_calendar_end_with_an_offset(
     await captured(client, partner, document([event]))
 
 
+async def test_a_query_time_at_the_calendar_start_with_a_fraction_is_taken(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``GE_eventTime=0001-01-01T00:00:00+14:00`` was answered, but the same time with
+    a fraction, ``…00.5+14:00``, was 400: ``query._time`` moved a time with a fraction to UTC
+    (year 0, outside Python's calendar) before adding the fraction. Both are valid
+    xsd:dateTime values; the calendar's end with an offset is still taken too."""
+    partner = await login("partner")
+    for when in (
+        "0001-01-01T00:00:00+14:00",
+        "0001-01-01T00:00:00.5+14:00",
+        "0001-01-01T00:00:00.0000001+14:00",
+        "9999-12-31T23:59:59.9999999+14:00",
+    ):
+        answer = await client.get("/epcis/events", headers=partner, params={"GE_eventTime": when})
+        assert answer.status_code == 200, (when, answer.text)
+    late = {"GE_eventTime": "9999-12-31T23:59:59.9999999-01:00"}  # past the calendar in UTC
+    assert (await client.get("/epcis/events", headers=partner, params=late)).status_code == 400
+
+
 async def test_accept_headers(client: Any, login: Any) -> None:
     """Accept: a browser's, JSON-LD, a wildcard or weighted JSON is 200; JSON refused is 406."""
     partner = await login("partner")
@@ -1184,3 +1318,35 @@ async def test_sub_microsecond_edges(client: Any, login: Any) -> None:
         assert (len(ge), len(lt)) == (1, 0), (when, ge, lt)
         got = await client.get(f"/epcis/events/{quote(ge[0]['eventID'], safe='')}", headers=partner)
         assert got.status_code == 200, got.text
+
+
+async def test_an_own_events_served_time_satisfies_the_time_filter_that_returned_it(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: Tracecode's own event at 08:00:00.123456+08:00 (a scan time kept whole) was
+    served with its eventTime cut to milliseconds (``query._iso``): ``GE_eventTime=….1234Z``
+    returned it though the time it was served with, .123, is before the bound. Own and
+    captured events' times are now served to the microsecond, as stored and compared."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    operator = await login("operator")
+    line = f"PT{next(_ids)}"
+    ctx = {"product_id": product_id, "lot": "LOT1", "production_date": "2026-11-01"}
+    assert (await client.put(f"/lines/{line}/context", headers=operator, json=ctx)).is_success
+    scan = {"id": f"t-{serial}", "code": serial, "at": "2026-11-01T08:00:00.123456+08:00"}
+    done = await client.post(f"/lines/{line}/scans", headers=operator, json={"scans": [scan]})
+    assert done.status_code == 200 and done.json()["rejected"] == 0, done.text
+    admin = await login("admin")
+    bound = "2026-11-01T00:00:00.1234Z"
+    found = event_list(await query(client, admin, MATCH_epc=unit_link(serial), GE_eventTime=bound))
+    assert [e["eventTime"] for e in found] == ["2026-11-01T00:00:00.123456Z"], found
+    assert found[0]["recordTime"].endswith("Z") and len(found[0]["recordTime"]) == 27
+    partner = await login("partner")
+    epc = _epc("RT")
+    await captured(client, partner, document([_object("OBSERVE", [epc])]))
+    (event,) = event_list(await query(client, partner, MATCH_epc=epc))
+    recorded = event["recordTime"]
+    assert len(recorded) == 27, recorded  # 2026-12-01T08:00:00.123456Z
+    at = event_list(await query(client, partner, MATCH_epc=epc, GE_recordTime=recorded))
+    after = event_list(await query(client, partner, MATCH_epc=epc, LT_recordTime=recorded))
+    assert (len(at), len(after)) == (1, 0), (at, after)

@@ -344,8 +344,8 @@ async def _apply(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
         elif "errorDeclaration" in event.raw and not known[event_id]:
             known[event_id] = True
             declared.append((event_id, event))
-    applied = await _apply_to_codes(conn, scheme, actor, fresh)
-    await _write(conn, job, fresh, applied)
+    applied, sgtins = await _apply_to_codes(conn, scheme, actor, fresh)
+    await _write(conn, job, fresh, applied, sgtins)
     await _declare_errors(conn, job["org_id"], declared)
     return len(fresh) + len(declared)
 
@@ -470,13 +470,15 @@ def _refuse_declarations(ids: list[str], events: list[CapturedEvent], theirs: se
 
 async def _apply_to_codes(
     conn: Conn, scheme: Scheme, actor: Principal, fresh: list[tuple[int, str, CapturedEvent]]
-) -> set[str]:
-    """Apply the events naming Tracecode codes, in document order; return their eventIDs."""
+) -> tuple[set[str], dict[str, str]]:
+    """Apply the events naming Tracecode codes, in document order; return their eventIDs, and
+    the SGTIN of each unit of the brand the document names by its QR URL."""
     units = {
         f"{CANONICAL_ORIGIN}/01/{gtin}/21/" for gtin in await _brand_gtins(conn, actor.brand_id)
     }
     cases = await _brand_cases(conn, scheme, actor.brand_id, fresh)
-    cases |= await _brand_qr_units(conn, scheme, actor.brand_id, fresh)
+    qr_units = await _brand_qr_units(conn, scheme, actor.brand_id, fresh)
+    cases.update(qr_units)
     applied: set[str] = set()
     observed: list[tuple[int, list[str]]] = []  # the observations: their Tracecode codes
     for index, event_id, event in fresh:
@@ -492,7 +494,7 @@ async def _apply_to_codes(
         await _apply_one(conn, scheme, actor, index, event_id, event)
         applied.add(event_id)
     await _held(conn, scheme, actor, observed)
-    return applied
+    return applied, {url: sgtin for url, sgtin in qr_units.items() if sgtin is not None}
 
 
 def _codes_of(e: CapturedEvent) -> list[str]:
@@ -584,9 +586,12 @@ def _is_ours(epc: str, units: set[str], others: set[str]) -> bool:
 
 async def _brand_qr_units(
     conn: Conn, scheme: Scheme, brand_id: int, fresh: list[tuple[int, str, CapturedEvent]]
-) -> set[str]:
+) -> dict[str, str | None]:
     """The QR-code URLs (``…/c/{serial}``) of the document that name the brand's units: the
-    identifier of a unit whose product has no GTIN, which must obey the same rules."""
+    identifier of a unit whose product has no GTIN, which must obey the same rules. Each with
+    the unit's SGTIN (Digital Link), when its product has a GTIN: the event is stored under
+    both (``_write``), so ``MATCH_epc`` finds it by the SGTIN, as the unit's own events (a
+    probe: an observation by the QR URL was found by neither)."""
     # any URL with a /c/ segment: read as the line API reads a scan (``serial_from_scan``: a
     # query string, a trailing slash, a path before /c/ — a probe: such a unit's commissioning
     # was stored as a foreign event and activated nothing)
@@ -597,9 +602,23 @@ async def _brand_qr_units(
         if epc.lower().startswith(("https://", "http://")) and "/c/" in epc.lower()
     }
     if not urls:
-        return set()
-    reads = await read_codes(conn, scheme, brand_id, sorted(urls))
-    return {url for url, r in zip(sorted(urls), reads, strict=True) if r.reason is None}
+        return {}
+    ordered = sorted(urls)
+    reads = await read_codes(conn, scheme, brand_id, ordered)
+    ours = {url: r for url, r in zip(ordered, reads, strict=True) if r.reason is None}
+    products = sorted({r.batch_product for r in ours.values() if r.batch_product is not None})
+    rows = await (
+        await conn.execute(
+            "SELECT id, gtin FROM products WHERE id = ANY(%s) AND gtin IS NOT NULL", (products,)
+        )
+    ).fetchall()
+    gtins = {row["id"]: row["gtin"] for row in rows}
+    return {
+        url: f"{CANONICAL_ORIGIN}/01/{gtins[r.batch_product]}/21/{r.label}"
+        if r.batch_product in gtins
+        else None
+        for url, r in ours.items()
+    }
 
 
 _SSCC_LINK = f"{CANONICAL_ORIGIN}/00/"
@@ -752,10 +771,12 @@ async def _write(
     job: dict[str, Any],
     fresh: list[tuple[int, str, CapturedEvent]],
     applied: set[str],
+    sgtins: dict[str, str],
 ) -> None:
     """COPY the fresh events and their identifiers, in COPY's text format built by hand (one
     string per event, one per event's identifiers), sent in chunks so that PostgreSQL parses
-    a chunk while the next one is built."""
+    a chunk while the next one is built. A unit of the brand named by its QR URL is one of the
+    event's identifiers under its SGTIN too (``sgtins``: only documents naming such URLs)."""
     if not fresh:
         return
     row = await (
@@ -805,8 +826,12 @@ async def _write(
                 tail = f"\t{role}\t{row_id}\n"
                 epcs = map(_text, e.epcs) if _SPECIAL.search("".join(e.epcs)) else e.epcs
                 lines.append(tail.join(epcs) + tail)
+                if sgtins:
+                    lines += [f"{sgtins[epc]}{tail}" for epc in e.epcs if epc in sgtins]
             if e.parent_id:
                 lines.append(f"{_text(e.parent_id)}\tp\t{row_id}\n")
+                if sgtins and e.parent_id in sgtins:
+                    lines.append(f"{sgtins[e.parent_id]}\tp\t{row_id}\n")
             if count % _CHUNK == 0:
                 await copy.write("".join(lines).encode())
                 lines.clear()

@@ -191,6 +191,9 @@ _ER = _spellings(ERROR_REASONS, "ER", "er")
 _ALERT = _spellings(SENSOR_ALERTS, "SensorAlertType", None)
 _COMPONENT = _spellings(COMPONENTS, "Comp", None)
 _MEASUREMENT = _spellings(MEASUREMENT_TYPES, "MT", None)
+# the query reads the values of EQ_bizStep, EQ_disposition and EQ_bizTransaction_{type} by these
+# (``app.epcis.query``): a value is found in the spelling it was captured in
+BIZ_STEP_SPELLINGS, DISPOSITION_SPELLINGS, BTT_SPELLINGS = _BIZ_STEP, _DISPOSITION, _BTT
 
 EVENT_TYPES = (
     "ObjectEvent",

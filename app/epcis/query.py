@@ -35,7 +35,14 @@ from app.codes.batches import serials_of
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
-from app.epcis.identifiers import IdentifierError, canonical, class_prefix, gtin_serial, sscc
+from app.epcis.identifiers import (
+    CANONICAL_ORIGIN,
+    IdentifierError,
+    canonical,
+    class_prefix,
+    gtin_serial,
+    sscc,
+)
 from app.errors import SerialError
 from app.textguard import has_control
 
@@ -68,7 +75,7 @@ _TIMES = {"GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime"}
 _SCALARS = _TIMES | {"perPage", "nextPageToken"}
 _CBV_URI = re.compile(
     r"^(?:https://ref\.gs1\.org/cbv/(?:BizStep|Disp|BTT)-|urn:epcglobal:cbv:(?:bizstep|disp|btt):"
-    r"|cbv:(?:BizStep|Disp|BTT)-|urn:tracecode:bizstep:)"
+    r"|cbv:(?:BizStep|Disp|BTT)-)"
 )
 # a unit's QR code as the verification reads it (``Scheme.serial_from_scan``), in any case
 QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$", re.IGNORECASE)
@@ -86,6 +93,28 @@ class QueryError(Exception):
 def cbv_word(value: str) -> str:
     """A CBV value as its bare word (``shipping``) whether sent bare, as a URI or a CURIE."""
     return _CBV_URI.sub("", value)
+
+
+def _spellings() -> dict[str, dict[str, str]]:
+    """Capture's own tables of the spellings of a CBV value (``app.epcis.document``, which
+    imports this module: read here when a query is parsed), by the parameter they read: a value
+    is asked for in any spelling capture stores as its word (a probe: ``gs1:BizStep-shipping``
+    was captured as ``shipping`` and found nothing)."""
+    from app.epcis.document import BIZ_STEP_SPELLINGS, BTT_SPELLINGS, DISPOSITION_SPELLINGS
+
+    return {
+        "EQ_bizStep": BIZ_STEP_SPELLINGS,
+        "EQ_disposition": DISPOSITION_SPELLINGS,
+        "bizTransaction": BTT_SPELLINGS,
+    }
+
+
+def _word(value: str, spellings: dict[str, str]) -> str:
+    """A CBV value as capture stores it: its word in any spelling, else a URI as sent (one in
+    the CBV's namespace but of no word, which capture refuses, as its bare last part).
+    Tracecode's own ``urn:tracecode:bizstep:claiming`` stays whole: captured events keep it so
+    (a probe: it was cut to ``claiming`` and found no captured event)."""
+    return spellings.get(value) or cbv_word(value)
 
 
 @dataclass(frozen=True)
@@ -123,6 +152,7 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
     if len(params) > MAX_VALUES or sum(v.count("|") + 1 for _, v in params) > MAX_VALUES:
         raise QueryError(f"at most {MAX_VALUES} values in one query")
     scalars: set[str] = set()
+    spellings = _spellings()
     for name, value in params:
         if len(value) > MAX_VALUE or has_control(value) or has_control(name):
             raise QueryError(
@@ -138,7 +168,7 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
             q.times[name] = _time(name, value)
         elif name.startswith("EQ_bizTransaction_") and len(name) > 18:
             # the name is decoded already: a type URI's own %-escapes stay as sent
-            kind = cbv_word(name[18:])
+            kind = _word(name[18:], spellings["bizTransaction"])
             q.transactions += [(kind, v) for v in value.split("|") if v]
         elif name == "perPage":
             # ASCII digits: str.isdigit() also takes "²", which int() refuses
@@ -151,7 +181,7 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
             raise QueryError(f"unknown or unsupported query parameter {name!r}")
     for name in ("EQ_bizStep", "EQ_disposition"):
         if name in q.lists:
-            q.lists[name] = [cbv_word(v) for v in q.lists[name]]
+            q.lists[name] = [_word(v, spellings[name]) for v in q.lists[name]]
     bad = set(q.lists.get("eventType", [])) - _EVENT_TYPES
     if bad:
         raise QueryError(f"eventType must be one of {sorted(_EVENT_TYPES)}")
@@ -184,11 +214,17 @@ def _time(name: str, value: str) -> datetime:
     if offset is None or abs(offset) > timedelta(hours=14):
         raise QueryError(f"{name}: a time zone is -14:00 to +14:00")
     if fraction:
-        micro = int(fraction[:6].ljust(6, "0")) + (fraction[6:].strip("0") != "")
-        try:  # in UTC: a time at the calendar's end with an offset fits there
-            moment = moment.astimezone(UTC) + timedelta(microseconds=micro)
+        micro = timedelta(
+            microseconds=int(fraction[:6].ljust(6, "0")) + (fraction[6:].strip("0") != "")
+        )
+        try:  # in its own zone: at the calendar's start, east of UTC, it is year 0 in UTC (a
+            # probe: 0001-01-01T00:00:00.5+14:00 was refused)
+            moment += micro
         except OverflowError:
-            raise QueryError(f"{name}: {value!r} is out of range") from None
+            try:  # in UTC: a time at the calendar's end with an offset east of UTC fits there
+                moment = moment.astimezone(UTC) + micro
+            except OverflowError:
+                raise QueryError(f"{name}: {value!r} is out of range") from None
     return moment
 
 
@@ -251,18 +287,18 @@ class Match:
     prefixes: list[str] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
     cases: list[int] = field(default_factory=list)
-    # the GTIN an SGTIN asked for a unit with: the unit matches only under its product's GTIN
-    # (``of_their_gtins``; a probe: another company's SGTIN with the same serial matched it)
-    gtins: dict[int, str] = field(default_factory=dict)
+    # the GTINs a unit was asked for under (None: by its QR URL, under none): it matches only
+    # under its product's GTIN (``of_their_gtins``; a probe: another company's SGTIN with the
+    # same serial matched it), whichever of the values named it (a probe: of two SGTINs of one
+    # serial OR-ed, the last one's GTIN alone was kept)
+    gtins: dict[int, set[str | None]] = field(default_factory=dict)
+    # the units asked for by their QR URL, with their serials: their SGTIN is asked for too
+    by_url: dict[int, str] = field(default_factory=dict)
 
 
 def match_of(values: list[str], scheme: Scheme) -> Match:
     m = Match()
     for value in values:
-        qr = QR_URL.match(value)
-        if qr:
-            _add_unit(m, scheme, qr.group(1))
-            continue
         if value[:14].lower() == "urn:epc:idpat:":
             try:
                 m.prefixes.append(class_prefix(value))
@@ -274,7 +310,11 @@ def match_of(values: list[str], scheme: Scheme) -> Match:
             uri = canonical(value, check_digits=False)
         except IdentifierError as exc:
             raise QueryError(f"not an EPC URN or Digital Link URI: {value!r} ({exc})") from None
-        m.epcs.append(uri)
+        m.epcs.append(uri)  # a QR URL too: captured events name a unit by it (a probe)
+        qr = QR_URL.match(value)
+        if qr:
+            _add_unit(m, scheme, qr.group(1), None)
+            continue
         unit = gtin_serial(uri)
         if unit is not None:
             _add_unit(m, scheme, unit[1], unit[0])
@@ -284,26 +324,42 @@ def match_of(values: list[str], scheme: Scheme) -> Match:
     return m
 
 
-def _add_unit(m: Match, scheme: Scheme, serial: str, gtin: str | None = None) -> None:
+def _add_unit(m: Match, scheme: Scheme, serial: str, gtin: str | None) -> None:
+    """The unit of a serial asked for in an SGTIN (``gtin``), only in the spelling it is
+    printed in: an EPC's serial is case-sensitive, so another spelling (lower case, O for 0,
+    L for 1, which ``verify`` folds) is another EPC (a probe: it matched the unit, whose events
+    do not carry it); or in a QR URL (``gtin`` None), read as a scan is."""
     try:
-        batch_no, index, _ = scheme.verify(serial)
+        batch_no, index, version = scheme.verify(serial)
     except SerialError:
         return  # not one of Tracecode's serials: only captured events can name it
+    printed = scheme.serial(batch_no, index, version)
+    if gtin is not None and printed != serial:
+        return
     code = batch_no << 32 | index
     m.units.append(code)
-    if gtin is not None:
-        m.gtins[code] = gtin
+    m.gtins.setdefault(code, set()).add(gtin)
+    if gtin is None:
+        m.by_url[code] = printed
 
 
 async def of_their_gtins(conn: Any, matches: dict[str, Match]) -> None:
-    """Drop from ``matches`` the units asked for under another GTIN than their product's: an
-    SGTIN is one EPC, its GTIN and serial together."""
-    asked = {code for m in matches.values() for code in m.gtins}
+    """Drop from ``matches`` the units asked for under another GTIN than their product's (an
+    SGTIN is one EPC, its GTIN and serial together), and ask for the SGTIN of each unit asked
+    for by its QR URL: a captured event may name it either way (capture adds the SGTIN of a
+    unit it names by its QR URL, ``app.epcis.capture._write``)."""
+    asked = {c for m in matches.values() for c, wanted in m.gtins.items() if wanted != {None}}
+    asked.update(c for m in matches.values() for c in m.by_url)
     if not asked:
         return
     theirs = await _gtins(conn, sorted(asked))
     for m in matches.values():
-        m.units = [c for c in m.units if c not in m.gtins or theirs.get(c) == m.gtins[c]]
+        m.units = [c for c in m.units if None in m.gtins[c] or theirs.get(c) in m.gtins[c]]
+        m.epcs += [
+            f"{CANONICAL_ORIGIN}/01/{theirs[c]}/21/{serial}"
+            for c, serial in m.by_url.items()
+            if c in theirs
+        ]
 
 
 # -- Tracecode's own events as EPCIS events ----------------------------------------------------
@@ -391,8 +447,8 @@ def own_event(e: dict[str, Any], names: Names) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": e["event_type"],
         "eventID": f"urn:uuid:{e['event_uuid']}",
-        "eventTime": _iso(e["event_time"]),
-        "recordTime": _iso(e["record_time"]),
+        "eventTime": iso_time(e["event_time"]),
+        "recordTime": iso_time(e["record_time"]),
         "eventTimeZoneOffset": e["tz_offset"],
     }
     parent = e["parent_code"]
@@ -432,5 +488,8 @@ def own_event(e: dict[str, Any], names: Names) -> dict[str, Any]:
     return out
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso_time(moment: datetime) -> str:
+    """A stored time as served: to the microsecond, as it is stored and as the time filters
+    compare it (a probe: cut to milliseconds, an event at .123456 was served as .123
+    by ``GE_eventTime=….1234Z``; RFC 3339 allows any number of fraction digits)."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")

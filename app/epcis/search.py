@@ -37,6 +37,7 @@ from app.epcis.query import (
     Match,
     Position,
     Query,
+    iso_time,
     match_of,
     names_of,
     next_token,
@@ -164,9 +165,7 @@ def _document(events: list[dict[str, Any]], prefixes: dict[str, Any]) -> dict[st
 def _captured_event(row: dict[str, Any]) -> dict[str, Any]:
     event: dict[str, Any] = msgspec.json.decode(bytes(row["body"]))
     event["eventID"] = row["event_id"]
-    event["recordTime"] = (
-        row["record_time"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    event["recordTime"] = iso_time(row["record_time"])  # eventTime: as sent
     return event
 
 
