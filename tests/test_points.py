@@ -32,6 +32,7 @@ from tests.race_support import lock_waiters
 from tests.rebates_support import store_goods
 from tests.servers import granian_server
 from tests.test_inspect import forge
+from tests.test_members_admin import _staff
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -569,3 +570,39 @@ async def test_a_points_claim_racing_a_void_waits_for_it_and_is_refused(
             claim = await claiming
     refused = assert_error(claim, 422, "not_genuine")
     assert refused["details"]["reason"] == "void", claim.text
+
+
+async def test_staff_below_the_brand_do_not_read_the_brands_points_rules(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the brand admin gives an agent's user a role holding ``points.rules`` (probe F's set-up).
+    That user cannot set or delete a rule (403 ``brand_staff_only``) but ``GET /points/rules``
+    answers 200 with every rule of the brand, the overrides of every other agent included
+    (what the brand pays through each competitor channel). README (Points): rules are
+    "``points.rules``, brand staff"; adjustments are "403 ``brand_staff_only`` below the brand,
+    as for rules and gifts"; the rebates' rules list does refuse it (``app.rebates.rules
+    .list_rules``). Should: 403 ``brand_staff_only`` for the list as for the writes."""
+    admin = await login("admin")
+    async with app.state.pool.connection() as conn:
+        product = await (
+            await conn.execute(
+                "SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
+                "WHERE o.path LIKE %s ORDER BY p.id LIMIT 1",
+                (f"/{demo['BRAND-LUMI']}/%",),
+            )
+        ).fetchone()
+    await set_rule(client, admin, product["id"], 7, demo["AGENT-GD"])  # another agent's price
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": f"pr_reader_{secrets.token_hex(3)}", "permissions": ["points.rules"]},
+    )
+    assert role.status_code == 201, role.text
+    below = await _staff(client, admin, demo["AGENT-ZJ"], [role.json()["name"]])
+    assert_error(
+        await client.put("/points/rules", headers=below, json={"product_id": 1, "points": 3}),
+        403,
+        "brand_staff_only",
+    )
+    listed = await client.get("/points/rules", headers=below)
+    assert_error(listed, 403, "brand_staff_only")

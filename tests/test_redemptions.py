@@ -1105,3 +1105,29 @@ async def test_a_physical_gift_is_not_fulfilled_at_a_closed_store(
         "/redemptions/fulfil", headers=admin, json={"code": code, "store_id": demo["STORE-HZ-01"]}
     )
     assert done.status_code == 200, done.text
+
+
+async def test_a_redemption_sent_again_answers_the_first_how_to_collect(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a member redeems a gift that has no ``how_to_collect`` of its own: the 201 answer tells
+    how to collect it (the default sentence, 请到门店向店员出示手机号和兑换码领取礼品). The
+    app lost that answer and sends the same ``client_id`` again: the 200 says
+    ``how_to_collect: null``, and so does the member's list of codes (``GET
+    /members/me/redemptions``, the H5 "my codes" page shows no "how"). README (Redeem): "the
+    same ``client_id`` again → 200 with the first"; the member who lost the answer (and the
+    SMS) is never told how to collect the gift. Should: the replay and the list carry the same
+    ``how_to_collect`` as the first answer."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=10, stock=5)
+    client_id = f"how-{secrets.token_hex(4)}"
+    first = await redeem(app, headers, gift["id"], client_id)
+    assert first.status_code == 201, first.text
+    how = first.json()["how_to_collect"]
+    assert how  # the default sentence for a physical gift
+    again = await redeem(app, headers, gift["id"], client_id)
+    assert again.status_code == 200, again.text
+    async with member_client(app) as mc:
+        mine = (await mc.get("/members/me/redemptions", headers=headers)).json()["items"]
+    assert (again.json()["how_to_collect"], mine[0]["how_to_collect"]) == (how, how)

@@ -111,7 +111,9 @@ async def list_rules(
     page: int,
     per_page: int,
 ) -> Page[RuleOut]:
-    actor.require("points.rules")
+    """The brand's points rules: its own staff's, as their changes (a probe: an agent's user
+    holding ``points.rules``, refused a change, read every agent's overrides)."""
+    brand_of_staff(actor, "points.rules")
     where = ["brand_id = %(brand)s"]
     if product_id is not None:
         where.append("product_id = %(product)s")

@@ -139,7 +139,12 @@ _MINE = """r.id, r.code_sealed, r.gift_id, g.name AS gift_name, r.gift_kind AS k
            r.status, r.created_at, r.expires_at, r.fulfilled_at, g.how_to_collect"""
 
 
-def _mine(settings: Settings, row: dict[str, Any], balance: int | None = None) -> RedemptionOut:
+def _mine(
+    settings: Settings, row: dict[str, Any], lang: str, balance: int | None = None
+) -> RedemptionOut:
+    """A member's redemption as the member reads it; a gift without collection instructions of
+    its own shows the default ones in ``lang``, as its first answer did (a probe: a retry, the
+    list and the H5 page showed none)."""
     return RedemptionOut(
         id=row["id"],
         code=unseal(settings, bytes(row["code_sealed"])),
@@ -151,7 +156,7 @@ def _mine(settings: Settings, row: dict[str, Any], balance: int | None = None) -
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         fulfilled_at=row["fulfilled_at"],
-        how_to_collect=row["how_to_collect"],
+        how_to_collect=row["how_to_collect"] or HOW[(row["kind"], lang)],
         balance=balance,
     )
 
@@ -186,7 +191,7 @@ async def redeem(
             raise Conflict(
                 "this client id was used for another redemption", code="client_id_reused"
             )
-        return _mine(settings, earlier), False
+        return _mine(settings, earlier, data.lang), False
     msgspec.structs.replace(member, status=now["status"] if now else "erased").require_active()
     gift = await _take_one(conn, member, data.gift_id)
     if locked is None or locked["balance"] < gift["points_cost"]:
@@ -312,9 +317,16 @@ async def _send_code(
 
 
 async def member_redemptions(
-    conn: Conn, settings: Settings, member: Member, status: str | None, page: int, per_page: int
+    conn: Conn,
+    settings: Settings,
+    member: Member,
+    status: str | None,
+    page: int,
+    per_page: int,
+    lang: str = "zh",
 ) -> Page[RedemptionOut]:
-    """The member's own redemptions with their codes, newest first."""
+    """The member's own redemptions with their codes, newest first (the default collection
+    instructions in ``lang``)."""
     where = ["r.member_id = %(member)s"]
     if status is not None:
         where.append("r.status = %(status)s")
@@ -327,7 +339,7 @@ async def member_redemptions(
         order="r.id DESC",
         page=page,
         per_page=per_page,
-        make=lambda row: _mine(settings, row),
+        make=lambda row: _mine(settings, row, lang),
     )
 
 

@@ -44,6 +44,7 @@ from app.members.schemas_points import (
 )
 from app.paging import Page, PageNo, PerPage
 from app.tabular import download
+from app.verify.schemas import Lang
 
 
 @asgi("/members/me/claims", copy_scope=False)
@@ -121,10 +122,12 @@ class MyPointsController(Controller):
         ] = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
+        lang: Lang = "zh",
     ) -> Page[RedemptionOut]:
-        """The member's redemption codes, newest first: issued, fulfilled or expired."""
+        """The member's redemption codes, newest first: issued, fulfilled or expired (``lang``:
+        of the default collection instructions of a gift that has none of its own)."""
         return await redemptions.member_redemptions(
-            conn, settings, member, redemption_status, page, per_page
+            conn, settings, member, redemption_status, page, per_page, lang
         )
 
 

@@ -485,7 +485,7 @@ async def codes_page(
     if isinstance(member, Response):
         return member
     page = _page_no(request)
-    out = await redemptions.member_redemptions(conn, settings, member, None, page, PER_PAGE)
+    out = await redemptions.member_redemptions(conn, settings, member, None, page, PER_PAGE, lang)
     body = member_html.code_list(lang, out.items)
     body += member_html.pager("/member/codes", page, PER_PAGE, out.total, lang)
     return _show(lang, remember, word("codes_title", lang), body, _paged("/member/codes", page))
