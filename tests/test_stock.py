@@ -640,3 +640,37 @@ async def test_a_low_stock_threshold_can_be_set_for_a_product_kept_under_the_fac
         assert answer.json()["below"] is True  # none on hand: the alert is raised
     finally:  # 0: never below (the alert, if raised, recovered)
         await client.put(url, headers=admin, json={"min_units": 0})
+
+
+async def test_stock_org_filter_outside_the_subtree_answers_unknown_org_as_the_center_does(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an agent asks for the stock of another agent's organisation, or of one that does not
+    exist, through the stock endpoints: ``GET /stock?org_id=``, ``GET /stock/thresholds?org_id=``
+    and ``PUT /stock/thresholds/{org}/{product}``. They answer 404 ``not_found``, while
+    ``GET /center/stock?org_id=`` (the same stock, the same organisation) answers 404
+    ``unknown_org``. README (Logistics, scoping): "an organisation outside the subtree as the
+    organisation a document, sale or report is for (422 / 404 ``unknown_org``)": the stock
+    report's organisation filter should answer that one stable code, as the center does, so a
+    client handling ``unknown_org`` handles both endpoints."""
+    gd = await login("gd_admin")
+    product = (await client.get("/products", headers=gd, params={"q": "LM-SC-30"})).json()
+    product_id = product["items"][0]["id"]
+    for org in (demo["STORE-HZ-01"], 999_999_999):
+        center = await client.get("/center/stock", headers=gd, params={"org_id": org})
+        assert_error(center, 404, "unknown_org")
+        assert_error(
+            await client.get("/stock", headers=gd, params={"org_id": org}), 404, "unknown_org"
+        )
+        assert_error(
+            await client.get("/stock/thresholds", headers=gd, params={"org_id": org}),
+            404,
+            "unknown_org",
+        )
+        assert_error(
+            await client.put(
+                f"/stock/thresholds/{org}/{product_id}", headers=gd, json={"min_units": 1}
+            ),
+            404,
+            "unknown_org",
+        )

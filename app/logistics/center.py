@@ -211,7 +211,7 @@ def require_reader(actor: Principal) -> None:
     actor.require_any(*READ)
 
 
-async def _scoped_path(conn: Conn, actor: Principal, org_id: int, visible: bool) -> str:
+async def scoped_org_path(conn: Conn, actor: Principal, org_id: int, visible: bool) -> str:
     """The path of an organisation of the caller's brand (of its subtree when ``visible``)."""
     path = await org_path(conn, org_id)
     # one outside the brand (or the subtree) answers exactly like one that does not exist
@@ -231,10 +231,10 @@ async def document_query(conn: Conn, actor: Principal, f: DocumentFilters) -> Qu
     params: dict[str, Any] = {"scope": actor.org_path + "%"}
     if f.org_id is not None:
         where.append("o.path LIKE %(org)s")
-        params["org"] = await _scoped_path(conn, actor, f.org_id, visible=True) + "%"
+        params["org"] = await scoped_org_path(conn, actor, f.org_id, visible=True) + "%"
     if f.counterparty_id is not None:
         where.append("c.path LIKE %(counterparty)s")
-        params["counterparty"] = await _scoped_path(conn, actor, f.counterparty_id, False) + "%"
+        params["counterparty"] = await scoped_org_path(conn, actor, f.counterparty_id, False) + "%"
     for column, key, value in (
         ("l.product_id", "product", f.product_id),
         ("p.category_id", "category", f.category_id),
@@ -265,7 +265,7 @@ async def stock_query(conn: Conn, actor: Principal, f: StockFilters) -> Query:
     params: dict[str, Any] = {"scope": actor.org_path + "%"}
     if f.org_id is not None:
         where.append("o.path LIKE %(org)s")
-        params["org"] = await _scoped_path(conn, actor, f.org_id, visible=True) + "%"
+        params["org"] = await scoped_org_path(conn, actor, f.org_id, visible=True) + "%"
     for column, key, value in (
         ("s.product_id", "product", f.product_id),
         ("p.category_id", "category", f.category_id),

@@ -11,9 +11,9 @@ from app.auth.principal import Principal, brand_of
 from app.db import Conn
 from app.errors import NotFound
 from app.locks import Lock, xact_lock
+from app.logistics.center import scoped_org_path
 from app.logistics.rollup import check_thresholds
 from app.logistics.schemas import StockOut, ThresholdIn, ThresholdOut
-from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
 READ = ("reports.read", "logistics.scan")
@@ -32,7 +32,7 @@ async def list_stock(
 ) -> Page[StockOut]:
     actor.require_any(*READ)
     if org_id is not None:
-        actor.ensure_sees(await org_path(conn, org_id))
+        await scoped_org_path(conn, actor, org_id, visible=True)  # 404 unknown_org
     where = ["o.path LIKE %(prefix)s"]
     params: dict[str, Any] = {"prefix": actor.org_path + "%", "org": org_id}
     params.update(product=product_id, lot=lot)
@@ -79,7 +79,7 @@ async def list_thresholds(
 ) -> Page[ThresholdOut]:
     actor.require_any(*READ)
     if org_id is not None:
-        actor.ensure_sees(await org_path(conn, org_id))
+        await scoped_org_path(conn, actor, org_id, visible=True)  # 404 unknown_org
     where = ["o.path LIKE %(prefix)s"]
     params: dict[str, Any] = {"prefix": actor.org_path + "%", "org": org_id, "product": product_id}
     if org_id is not None:
@@ -108,9 +108,7 @@ async def set_threshold(
     change's predecessor (a probe: two changes at once both read 5, and the 10 that the second
     replaced was never seen; a row lock would not do, a first setting has no row yet)."""
     actor.require_any(*WRITE)
-    path = await org_path(conn, org_id)
-    actor.ensure_sees(path)
-    assert path is not None
+    path = await scoped_org_path(conn, actor, org_id, visible=True)  # 404 unknown_org
     # the brand's product: of any organisation of its tree (one may be kept under its factory;
     # a probe: ``org_id = brand`` answered 404 for it, so no alert could ever be raised)
     product = await (
