@@ -25,6 +25,7 @@ from app.config import (
 )
 from app.processes import server_command as server_command
 from app.processes import worker_command as worker_command
+from app.restore import ALLOCATIONS as RESTORE_ALLOCATIONS
 from app.restore import SEQUENCES as RESTORE_SEQUENCES
 
 
@@ -147,14 +148,17 @@ def _margin(text: str) -> int:
     return value
 
 
-def cmd_after_restore(settings: Settings, margins: dict[str, int]) -> int:
+def cmd_after_restore(
+    settings: Settings, margins: dict[str, int], allocations: int = RESTORE_ALLOCATIONS
+) -> int:
     """after-restore: move the sequences that name things outside the database (batch numbers,
-    SSCC serial references, document numbers) past whatever was issued after a restore's
-    target point (``app.restore``)."""
+    SSCC serial references, document numbers, member and organisation ids) and every batch's
+    allocation cursor past whatever was issued after a restore's target point, and list the
+    printer files whose export the restore lost (``app.restore``)."""
     import psycopg
 
     from app.codes.cases import sscc_capacity
-    from app.restore import advance
+    from app.restore import advance, advance_allocations, lost_exports
 
     db_url, _ = _urls(settings)
     limits = {"ssccs": sscc_capacity(settings.gs1_company_prefix)}
@@ -162,6 +166,25 @@ def cmd_after_restore(settings: Settings, margins: dict[str, int]) -> int:
         for moved in advance(conn, margins, limits):
             capped = " (half of the room its range has left)" if moved.capped else ""
             print(f"{moved.name}: last {moved.before} -> {moved.after}{capped}")
+        batches = advance_allocations(conn, allocations)
+        for batch in batches:
+            full = " (the whole batch: nothing left)" if batch.after == batch.size else ""
+            print(
+                f"batch {batch.batch_no}: allocated {batch.before} -> {batch.after} "
+                f"of {batch.size}{full}"
+            )
+        print(f"allocations: {len(batches)} batches moved on by up to {allocations}")
+        for lost in lost_exports(conn, settings.export_path):
+            if lost.start is None:
+                what = "no readable printer file in it"
+            elif lost.batch_no is not None:
+                what = f"batch {lost.batch_no} codes [{lost.start}, {lost.end})"
+            else:
+                what = f"case batch {lost.case_batch_id} cases [{lost.start}, {lost.end})"
+            print(
+                f"export {lost.export_id}: {what}: its files are on disk, its record was lost "
+                "by the restore; maybe printed: do not export these codes again"
+            )
     return 0
 
 
@@ -1047,6 +1070,13 @@ def main(argv: list[str] | None = None) -> int:
             default=margin,
             help=f"after-restore: {name} skipped ({margin})",
         )
+    db.add_argument(
+        "--allocations",
+        type=_margin,
+        default=RESTORE_ALLOCATIONS,
+        help="after-restore: codes each batch not exported skips before its next allocation, "
+        f"at most its size ({RESTORE_ALLOCATIONS})",
+    )
     demo = sub.add_parser("demo", help="demo data")
     demo.add_argument(
         "action",
@@ -1182,7 +1212,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_services(settings, args.action)
         if args.command == "db" and args.action == "after-restore":
             margins = {name: getattr(args, name) for name in RESTORE_SEQUENCES}
-            return cmd_after_restore(settings, margins)
+            return cmd_after_restore(settings, margins, args.allocations)
         if args.command == "db" and args.action == "status":
             return cmd_db_status(settings)
         if args.command == "db":

@@ -11,11 +11,15 @@ checked against its manifest, and started with ``restore_command`` and ``recover
 it replays the archive to the restore point and is promoted. Rounds one and two are there, round
 three is not, and the restored server takes writes.
 
+Below the drill, ``tracecode db after-restore`` on the test database, a restore simulated by the
+rows it gives back: what was handed out after the restore point is not handed out again.
+
 As root (this machine), the server commands run as pgserver's own system user, as pgserver does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -32,6 +36,7 @@ import psycopg
 import pytest
 
 from app.db import migrate
+from tests.helpers import issue_units
 from tests.servers import free_port
 
 ROUND = 500  # verifications written per round
@@ -253,3 +258,119 @@ def test_a_base_backup_and_archived_wal_restore_to_a_named_point(drill: Drill) -
     assert "ssccs: last 0 -> 4999 (half of the room" in done.stdout, done.stdout
     with psycopg.connect(restored_url, autocommit=True) as conn:
         assert conn.execute("SELECT nextval('code_batch_no_seq')").fetchone()[0] > max(lost)
+
+
+# after-restore on the test database (a restore simulated by the rows it gives back) -----------
+
+# small margins: the command moves every batch and sequence of the session's database
+SMALL = ("--batches", "10", "--ssccs", "10", "--documents", "10", "--members", "10", "--orgs", "10")
+
+
+def _after_restore(database_url: str, *margins: str) -> str:
+    """``tracecode db after-restore`` on ``database_url``, as the README tells an operator; its
+    output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "after-restore", *margins],
+        env={**os.environ, "TRACECODE_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_after_restore_keeps_allocated_serials_from_being_handed_out_again(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: an operator restores PostgreSQL to a point in time and runs ``tracecode db
+    after-restore``. Serials a partner was allocated after that point (``POST /allocations``,
+    streamed and maybe printed already) were handed out again by the next allocation of the
+    batch: the restore took ``code_batches.allocated`` back, and after-restore moved only the
+    sequences. Now every batch that may be allocated has its cursor moved on by a margin (at
+    most to its size), reported per batch. (The restore is simulated by the rows a restore to
+    the point between the two allocations gives back.)"""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 30)
+
+    async def allocate() -> tuple[str, set[str]]:
+        answer = await client.post(
+            "/allocations", headers=planner, json={"batch_no": batch_no, "count": 5}
+        )
+        assert answer.status_code == 201, answer.text
+        serials = {line.split(",")[0] for line in answer.text.splitlines()}
+        return answer.headers["x-allocation-id"], serials
+
+    await allocate()  # before the restore point
+    lost_id, lost = await allocate()  # after it: streamed to the partner, lost by the restore
+    async with app.state.pool.connection() as conn:  # what the restore to the point gives back
+        await conn.execute(
+            "DELETE FROM code_allocation_ranges WHERE allocation_id = %s", (lost_id,)
+        )
+        await conn.execute("DELETE FROM code_allocations WHERE id = %s", (lost_id,))
+        await conn.execute("UPDATE code_batches SET allocated = 5 WHERE batch_no = %s", (batch_no,))
+        # the command moves every batch of the session's database: the others are put back
+        # after (this session's tests run one at a time)
+        others = await (
+            await conn.execute(
+                "SELECT batch_no, allocated FROM code_batches WHERE batch_no <> %s", (batch_no,)
+            )
+        ).fetchall()
+    try:
+        said = await asyncio.to_thread(
+            _after_restore, settings.database_url, *SMALL, "--allocations", "10"
+        )
+        assert f"batch {batch_no}: allocated 5 -> 15 of 30\n" in said, said
+        _, again = await allocate()
+        assert not (again & lost), f"{len(again & lost)} serials given out a second time"
+        # run twice: only forward, and never past the batch's size
+        said = await asyncio.to_thread(
+            _after_restore, settings.database_url, *SMALL, "--allocations", "100"
+        )
+        whole = f"batch {batch_no}: allocated 20 -> 30 of 30 (the whole batch: nothing left)"
+        assert whole in said, said
+    finally:
+        async with app.state.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE code_batches b SET allocated = o.allocated FROM unnest(%s::bigint[],"
+                " %s::bigint[]) AS o(batch_no, allocated) WHERE b.batch_no = o.batch_no",
+                ([r["batch_no"] for r in others], [r["allocated"] for r in others]),
+            )
+
+
+async def test_after_restore_a_lost_members_token_does_not_open_a_new_members_account(
+    client: Any, app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: a consumer signs up after the point PostgreSQL is later restored to and keeps
+    the member token (30 days), whose only claim is the member's id. The restore took the member
+    and ``members_id_seq`` back, and after-restore did not move that sequence: the next consumer
+    to sign up got the lost member's id, and the first consumer's token opened their account
+    (``GET /members/me``: their phone number; their points). Now member ids (and organisation
+    ids, signed on stores' printed nameplates) move on like the other sequences. (The restore is
+    simulated by what it gives back: the member's row gone, the sequence at its value before
+    the sign-up.)"""
+    from tests.test_members_auth import new_phone, sign_in
+
+    brand = demo["BRAND-LUMI"]
+    async with app.state.pool.connection() as conn:
+        seq = await (
+            await conn.execute("SELECT last_value, is_called FROM members_id_seq")
+        ).fetchone()
+    lost_headers, lost = await sign_in(client, app, brand)
+    lost_id = lost["member"]["id"]
+    async with app.state.pool.connection() as conn:  # the restore to the point before it
+        await conn.execute("DELETE FROM members WHERE id = %s", (lost_id,))
+        await conn.execute(
+            "SELECT setval('members_id_seq', %s, %s)", (seq["last_value"], seq["is_called"])
+        )
+    said = await asyncio.to_thread(
+        _after_restore, settings.database_url, *SMALL, "--allocations", "0"
+    )
+    assert "members: last " in said and "orgs: last " in said, said
+    _, newcomer = await sign_in(client, app, brand, new_phone())
+    assert newcomer["member"]["id"] > lost_id
+    seen = await client.get("/members/me", headers=lost_headers)
+    assert seen.status_code == 401, (
+        f"the lost member's token (member {lost_id}) opens member {newcomer['member']['id']}'s "
+        f"account: {seen.status_code} {seen.text[:200]}"
+    )

@@ -623,6 +623,41 @@ async def test_a_verification_made_during_redis_rebuild_keeps_its_count(
     assert fifth.queries == 5, fifth
 
 
+async def test_rebuild_gives_back_queries_a_redis_behind_its_records_lost(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: a unit is verified 4 times and the records are stored; Redis then fails over to
+    a replica that was behind its master (or restarts on a truncated append-only file): the
+    code's hash came through with its first query but only 2 of the 4 increments. `tracecode
+    redis rebuild` added nothing — only records from before Redis's ``first_at`` and Redis-down
+    records — so the next consumer read "queried 3 times" while PostgreSQL held 5 counted
+    queries. Now a count still below PostgreSQL's counted records is raised to them (only while
+    ``n``, ``first_at`` and ``fb_at`` are as read; never lowered)."""
+    serial, code = await _activated(client, login, demo, app)
+    verifier, ns = app.state.verifier, settings.redis_namespace
+    ask = VerifyIn(serial=serial, pin=app.state.scheme.pin(serial))
+    for _ in range(4):
+        await verifier.verify(ask, None, None)
+    await asyncio.to_thread(_flush_all, settings)
+    sync = redis_sync.Redis.from_url(settings.redis_url)
+    key = rebuild.count_key(ns, code)
+    assert int(sync.hget(key, "n")) == 4
+    sync.hset(key, "n", 2)  # the promoted replica had seen the first two queries only
+
+    def run_rebuild() -> rebuild.Report:
+        with psycopg.connect(settings.database_url, autocommit=True) as pg:
+            return rebuild.rebuild(sync, pg, settings)
+
+    assert (await asyncio.to_thread(run_rebuild)).counters_raised >= 1
+    fifth = await verifier.verify(ask, None, None)
+    await asyncio.to_thread(_flush_all, settings)
+    assert _counted_in_postgres(settings, code) == 5
+    assert fifth.queries == 5, f"queried {fifth.queries} times by Redis, 5 by PostgreSQL"
+    sync.hset(key, "n", 9)  # Redis ahead of the records (a PostgreSQL restore): kept
+    await asyncio.to_thread(run_rebuild)
+    assert int(sync.hget(key, "n")) == 9
+
+
 async def test_a_verification_right_after_a_redis_outage_keeps_its_count(
     client: Any, login: Any, demo: Any, app: Any, settings: Any
 ) -> None:

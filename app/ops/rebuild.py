@@ -12,11 +12,16 @@ back everything the records can give, in four steps, each safe to run while the 
    What Redis counts now stays, and what it never counted is added: the records from before its
    first query (``first_at``: history it lost; its first query then becomes PostgreSQL's) and
    those the Redis-down path stored (``fallback``) after the last one added (``fb_at``, kept in
-   the hash). Each code's addition is made only if its ``first_at`` and ``fb_at`` are still
-   what the records were counted against (a verification that made the hash meanwhile: read
-   again), so a query made while the command runs is never lost, and a second run adds nothing.
-   (Setting the counter to the larger of Redis's and PostgreSQL's counts lost the queries Redis
-   counted since the loss: a probe.)
+   the hash). A count that is still below PostgreSQL's counted records then (a replica promoted
+   behind its master, a truncated append-only file: the hash came through with its first query
+   but not all its increments) is raised to PostgreSQL's count; a count is never lowered (after
+   a PostgreSQL restore to an earlier time Redis's counts are ahead of the records, and kept).
+   Each code's change is made only if its ``n``, ``first_at`` and ``fb_at`` are still what the
+   records were counted against (a verification that counted meanwhile: read again), so a query
+   made while the command runs is never lost, and a second run adds nothing.
+   (Setting the counter to the larger of Redis's and PostgreSQL's counts alone lost the queries
+   Redis counted since the loss: a probe; adding alone never raised a count whose increments
+   were lost: another.)
 3. **Wrong-PIN counters and lockouts**, replayed per code from the recent wrong-PIN, locked and
    counted records, with the verification script's rules (a wrong PIN counts while the previous
    one is less than ``pin_lockout_seconds`` old; the ``pin_max_failures``-th locks the code for
@@ -157,37 +162,39 @@ def _text_tag(client: str, cluster: bool) -> str:
 
 
 # The scripts take many codes at once, all of one hash tag on a cluster (one slot per call).
-# KEYS: the codes' query hashes. Answers each one's first_at and fb_at ('' when absent).
+# KEYS: the codes' query hashes. Answers each one's first_at, fb_at and n ('' when absent).
 _READ_COUNTS = """
 local seen = {}
 for i, key in ipairs(KEYS) do
-  local v = redis.call('HMGET', key, 'first_at', 'fb_at')
-  seen[i] = {v[1] or '', v[2] or ''}
+  local v = redis.call('HMGET', key, 'first_at', 'fb_at', 'n')
+  seen[i] = {v[1] or '', v[2] or '', v[3] or ''}
 end
 return seen
 """
 
-# KEYS: the codes' query hashes. ARGV, six per code: the first_at and fb_at the records were
-# counted against, the queries to add, the first query to set ('' keeps Redis's) and its place,
-# the fb_at to set ('' keeps it). A code whose first_at or fb_at changed since is left alone and
-# named in the answer: {codes raised, the places in KEYS of those left}.
+# KEYS: the codes' query hashes. ARGV, seven per code: the first_at, fb_at and n the records were
+# counted against, the count to set (only ever raised), the first query to set ('' keeps
+# Redis's) and its place, the fb_at to set ('' keeps it). A code whose first_at, fb_at or n
+# changed since is left alone and named in the answer: {codes raised, the places in KEYS of
+# those left}.
 _ADD_COUNTS = """
 local raised, left = 0, {}
 for i, key in ipairs(KEYS) do
-  local a = (i - 1) * 6
-  local v = redis.call('HMGET', key, 'first_at', 'fb_at')
-  if (v[1] or '') ~= ARGV[a + 1] or (v[2] or '') ~= ARGV[a + 2] then
+  local a = (i - 1) * 7
+  local v = redis.call('HMGET', key, 'first_at', 'fb_at', 'n')
+  if (v[1] or '') ~= ARGV[a + 1] or (v[2] or '') ~= ARGV[a + 2]
+      or (v[3] or '') ~= ARGV[a + 3] then
     left[#left + 1] = i
   else
-    local add = tonumber(ARGV[a + 3])
-    if add > 0 then
-      redis.call('HINCRBY', key, 'n', add)
+    local n = tonumber(ARGV[a + 4])
+    if n > (tonumber(v[3]) or 0) then
+      redis.call('HSET', key, 'n', n)
       raised = raised + 1
     end
-    if ARGV[a + 4] ~= '' then
-      redis.call('HSET', key, 'first_at', ARGV[a + 4], 'first_place', ARGV[a + 5])
+    if ARGV[a + 5] ~= '' then
+      redis.call('HSET', key, 'first_at', ARGV[a + 5], 'first_place', ARGV[a + 6])
     end
-    if ARGV[a + 6] ~= '' then redis.call('HSET', key, 'fb_at', ARGV[a + 6]) end
+    if ARGV[a + 7] ~= '' then redis.call('HSET', key, 'fb_at', ARGV[a + 7]) end
   end
 end
 return {raised, left}
@@ -226,7 +233,7 @@ SELECT DISTINCT code_id FROM verifications
 
 # Per code, against Redis's first_at and fb_at (NULL: none): the counted records Redis never
 # counted — its own from before its first query, the Redis-down path's after fb_at — the last of
-# the latter, and the first query.
+# the latter, the first query, and all the counted records.
 _TO_ADD = f"""
 SELECT k.code,
        count(*) FILTER (WHERE NOT v.fallback AND (k.first IS NULL OR v.at < k.first)) AS lost,
@@ -234,7 +241,8 @@ SELECT k.code,
        max(v.at) FILTER (WHERE v.fallback) AS fallback_at,
        min(v.at) AS first_at,
        (array_agg(v.province ORDER BY v.at, v.id))[1] AS province,
-       (array_agg(v.city ORDER BY v.at, v.id))[1] AS city
+       (array_agg(v.city ORDER BY v.at, v.id))[1] AS city,
+       count(*) AS total
   FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS k (code, first, fb)
   JOIN verifications v ON v.code_id = k.code AND {COUNTED}
  GROUP BY k.code
@@ -387,7 +395,8 @@ def restore_counters(
     client: AnySyncRedis, conn: psycopg.Connection[Any], ns: str, only: list[int] | None = None
 ) -> tuple[int, int]:
     """Add to every code's (or ``only`` these codes') query counter the counted records Redis
-    never counted (the module's step 2); return (codes, raised)."""
+    never counted, and raise one still below PostgreSQL's counted records to them (the module's
+    step 2); return (codes, raised)."""
     read, add = client.register_script(_READ_COUNTS), client.register_script(_ADD_COUNTS)
     cluster = is_cluster(client)
     codes = raised = 0
@@ -410,12 +419,13 @@ def restore_counters(
 def _add_counts(
     conn: psycopg.Connection[Any], read: Any, add: Any, ns: str, cluster: bool, codes: list[int]
 ) -> tuple[int, list[int]]:
-    """One attempt for ``codes``: Redis's first_at and fb_at, the records it never counted
-    against them, added where they are unchanged. (codes raised, codes left to try again)."""
-    seen: dict[int, tuple[str, str]] = {}
+    """One attempt for ``codes``: Redis's first_at, fb_at and n, the records it never counted
+    against them added, and a count still below PostgreSQL's counted records raised to it, where
+    they are unchanged. (codes raised, codes left to try again)."""
+    seen: dict[int, tuple[str, str, str]] = {}
     for group, answer in _by_tag(ns, cluster, codes, lambda code: [], read):
-        for code, (first, fb) in zip(group, answer, strict=True):
-            seen[code] = (_text(first), _text(fb))
+        for code, (first, fb, n) in zip(group, answer, strict=True):
+            seen[code] = (_text(first), _text(fb), _text(n))
     rows = conn.execute(
         _TO_ADD,
         (
@@ -425,18 +435,22 @@ def _add_counts(
         ),
     ).fetchall()
     args: dict[int, list[Any]] = {}
-    for code, lost, fallback, fallback_at, first_at, province, city in rows:
-        first, fb = seen[code]
+    for code, lost, fallback, fallback_at, first_at, province, city, total in rows:
+        first, fb, n = seen[code]
         # history Redis lost, or queries it never saw before its first (an outage's: a probe):
         # the first query is PostgreSQL's
         reset = lost > 0 or not first or first_at < datetime.fromisoformat(first)
-        if not (reset or fallback):
+        # what Redis never counted added; a count still below the records' (increments lost
+        # behind a first query that came through: a probe) raised to them; never lowered
+        count = max(int(n or 0) + lost + fallback, total)
+        if not (reset or count > int(n or 0)):
             continue  # Redis counted them all
         place = Place(province, city).label if reset and province else ""
         args[code] = [
             first,
             fb,
-            lost + fallback,
+            n,
+            count,
             _utc_text(first_at) if reset else "",
             place,
             _utc_text(fallback_at) if fallback else "",
