@@ -665,3 +665,100 @@ async def test_a_return_whose_last_shipper_was_deactivated_goes_to_the_parent(
     back = await client.post("/documents", headers=store, json={"kind": "return"})
     assert back.status_code == 201, back.text
     assert back.json()["counterparty_id"] == demo["AGENT-ZJ"]
+
+
+async def _export_all(client: Any, headers: Any) -> list[dict[str, Any]]:
+    """Every document of ``GET /documents/export`` the caller may read, page by page."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(50):
+        params: dict[str, Any] = {"limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        page = await client.get("/documents/export", headers=headers, params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if not body["has_more"]:
+            break
+    return items
+
+
+async def test_a_shipment_id_on_an_outbound_names_any_document_unchecked(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a clerk drafts an outbound with a ``shipment_id`` — a field only an inbound uses.
+    It was stored unchecked: the id of the Guangdong agent's own draft (404 ``unknown_document``
+    to the clerk) was accepted (201), and once confirmed the clerk's ERP export (``GET
+    /documents/export``) named that foreign document's number as its ``shipment_doc_no``; an id
+    that does not exist answered 409 ``in_use`` (a foreign-key violation): an existence oracle
+    for every document id. A ``shipment_id`` on any kind but an inbound is refused, 422
+    ``shipment_not_allowed``, as an ``order_id`` where it does not belong is."""
+    clerk, gd = await login("clerk"), await login("gd_admin")
+    foreign = await document(client, gd, None, kind="outbound", counterparty_id=demo["STORE-GZ-01"])
+    assert_error(
+        await client.get(f"/documents/{foreign['id']}", headers=clerk), 404, "unknown_document"
+    )
+    goods = await pack(client, login, app, demo, 1, f"PDS{next(_ids)}")
+    made = await client.post(
+        "/documents",
+        headers=clerk,
+        json={
+            "kind": "outbound",
+            "counterparty_id": demo["AGENT-ZJ"],
+            "shipment_id": foreign["id"],
+        },
+    )
+    if made.status_code == 201:  # accepted: see what leaks once it is confirmed
+        doc = made.json()
+        added = await client.post(
+            f"/documents/{doc['id']}/codes", headers=clerk, json={"codes": goods.cases[:1]}
+        )
+        assert added.status_code == 200, added.text
+        confirmed = await client.post(f"/documents/{doc['id']}/confirm", headers=clerk)
+        assert confirmed.status_code == 200, confirmed.text
+        exported = [d for d in await _export_all(client, clerk) if d["id"] == doc["id"]]
+        assert exported and exported[0]["shipment_doc_no"] != foreign["doc_no"], (
+            "the clerk's export names another agent's document number",
+            exported[0]["shipment_doc_no"] if exported else None,
+        )
+    assert_error(made, 422, "shipment_not_allowed")
+    for fields in (
+        {"kind": "outbound", "counterparty_id": demo["AGENT-ZJ"]},
+        {"kind": "return"},
+        {"kind": "exception", "reason": "gift"},
+        {"kind": "factory_inbound"},
+    ):  # an id that does not exist answers the same: no oracle
+        for shipment_id in (10**12, foreign["id"]):
+            missing = await client.post(
+                "/documents", headers=clerk, json={**fields, "shipment_id": shipment_id}
+            )
+            assert_error(missing, 422, "shipment_not_allowed")
+
+
+async def test_a_counterparty_on_an_inbound_or_an_exception_is_refused_not_dropped(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """An inbound's sender is who shipped what it receives and an exception outbound has no
+    counterparty: a ``counterparty_id`` on either was silently dropped (the draft named another
+    organisation than the one sent). Refused, 422 ``counterparty_not_allowed``."""
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    goods = await pack(client, login, app, demo, 1, f"PDC{next(_ids)}")
+    ship = await move(
+        client, clerk, goods.cases[:1], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    inbound = await client.post(
+        "/documents",
+        headers=agent,
+        json={"kind": "inbound", "shipment_id": ship["id"], "counterparty_id": demo["AGENT-GD"]},
+    )
+    assert_error(inbound, 422, "counterparty_not_allowed")
+    gift = await client.post(
+        "/documents",
+        headers=clerk,
+        json={"kind": "exception", "reason": "gift", "counterparty_id": demo["AGENT-ZJ"]},
+    )
+    assert_error(gift, 422, "counterparty_not_allowed")
+    received = await move(client, agent, None, kind="inbound", shipment_id=ship["id"])
+    assert received["counterparty_id"] == demo["WH-SZ-01"]

@@ -414,3 +414,31 @@ async def test_a_cancel_racing_a_confirm_one_wins(
             assert (state["status"], state["lines"][0]["shipped"]) == ("cancelled", 0)
         outcomes.add(confirm.status_code)
     assert outcomes <= {200, 409}
+
+
+async def test_an_outbound_against_an_order_to_another_counterparty_is_refused(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a clerk drafts an outbound to the Guangdong agent (``counterparty_id``) against
+    an order to the Zhejiang agent. The draft was made (201) to the Zhejiang agent: the
+    counterparty named was silently replaced by the order's receiver, and the goods scanned for
+    Guangdong shipped to Zhejiang on confirmation. Two contradicting fields are refused, 422
+    ``wrong_order``, as an inbound naming a shipment of another order is; the order's own
+    receiver named (as the staff app sends it) is taken."""
+    clerk = await login("clerk")
+    _, product_id = await issue_units(client, login, demo, 1)
+    order_id = await sales_order(client, login, demo, product_id, 5, to="AGENT-ZJ")
+    made = await client.post(
+        "/documents",
+        headers=clerk,
+        json={"kind": "outbound", "order_id": order_id, "counterparty_id": demo["AGENT-GD"]},
+    )
+    assert made.status_code != 201 or made.json()["counterparty_id"] == demo["AGENT-GD"], (
+        "the draft ships to the order's receiver, not the counterparty named",
+        made.json()["counterparty_name"],
+    )
+    assert_error(made, 422, "wrong_order")
+    same = await document(
+        client, clerk, kind="outbound", order_id=order_id, counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert same["counterparty_id"] == demo["AGENT-ZJ"] and same["order_id"] == order_id

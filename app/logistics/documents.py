@@ -284,6 +284,24 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
             f"a {data.kind} document moves no order's goods: no order_id (use note)",
             code="order_not_allowed",
         )
+    if data.shipment_id is not None and movement.sender != "in_transit":
+        # only an inbound receives a shipment (a probe: an outbound stored any document's id
+        # unchecked — another agent's draft, whose number the ERP export then gave as its
+        # shipment — and a missing one answered 409 ``in_use``, telling which ids exist)
+        raise Unprocessable(
+            f"a {data.kind} document receives no shipment: no shipment_id",
+            code="shipment_not_allowed",
+        )
+    if data.counterparty_id is not None and "counterparty" not in (
+        movement.sender,
+        movement.receiver,
+    ):
+        # an inbound's sender is who shipped what it receives, an exception outbound has none:
+        # a counterparty named was dropped silently
+        raise Unprocessable(
+            f"a {data.kind} document names no counterparty: no counterparty_id",
+            code="counterparty_not_allowed",
+        )
     org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     order = await _order_for(conn, actor, org, data.order_id)
     counterparty, order_id = await _counterparty(conn, movement, data, org, order)
@@ -417,6 +435,12 @@ async def _counterparty(
                 raise Unprocessable("the order ships from another organisation", code="wrong_order")
             if order["status"] in ("closed", "cancelled"):
                 raise Conflict(f"the order is {order['status']}", code="order_closed")
+            if counterparty is not None and counterparty != order["to_org_id"]:
+                # a probe: the order's receiver silently replaced the one the draft named
+                raise Unprocessable(
+                    "the order goes to another organisation than counterparty_id",
+                    code="wrong_order",
+                )
             counterparty = order["to_org_id"]
         if counterparty is None and movement.default_counterparty == "shipper":
             counterparty = await _last_shipper(conn, org["id"])
@@ -428,7 +452,6 @@ async def _counterparty(
         if data.reason not in movement.reasons:
             *first, last = movement.reasons
             raise Unprocessable(f"reason: {', '.join(first)} or {last}", code="bad_reason")
-        counterparty = None
     elif movement.sender == "in_transit":  # receiving a shipment, or an order's shipments
         counterparty, order_id = await _shipment_sender(conn, data, org, order)
     return counterparty, order_id

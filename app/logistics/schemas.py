@@ -73,11 +73,14 @@ class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
 
     factory_inbound: into a factory warehouse from the factory (``counterparty_id``, default the
     warehouse's parent; no order); outbound: to ``counterparty_id`` (optionally against
-    ``order_id``); exception: goods leaving without an order, needs approval (``reason``; an
-    ``order_id`` on either is refused, 422 ``order_not_allowed``); inbound: receiving
-    ``shipment_id`` (an outbound document) or the shipments of ``order_id``; return: back to
-    ``counterparty_id`` (default: who shipped the goods to us; no order: 422
-    ``order_not_allowed``).
+    ``order_id``: then to the order's receiver, another ``counterparty_id`` is 422
+    ``wrong_order``); exception: goods leaving without an order or a counterparty, needs
+    approval (``reason``; an ``order_id`` on either is refused, 422 ``order_not_allowed``);
+    inbound: receiving ``shipment_id`` (an outbound document) or the shipments of ``order_id``,
+    from who shipped them (a ``counterparty_id`` on it or on an exception is refused, 422
+    ``counterparty_not_allowed``); return: back to ``counterparty_id`` (default: who shipped the
+    goods to us; no order: 422 ``order_not_allowed``). A ``shipment_id`` on any kind but an
+    inbound is refused, 422 ``shipment_not_allowed``.
     """
 
     kind: Literal["factory_inbound", "outbound", "exception", "inbound", "return"]

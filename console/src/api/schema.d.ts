@@ -16290,6 +16290,7 @@ export interface operations {
                 page?: number;
                 /** @description items per page (max 200) */
                 per_page?: number;
+                lang?: "zh" | "en";
             };
             header?: never;
             path?: never;
