@@ -863,7 +863,7 @@ async def test_a_tracecode_bizstep_captured_is_found_by_its_own_value(
     """A probe: a partner captured an event whose bizStep is in Tracecode's namespace
     (``urn:tracecode:bizstep:claiming``, kept as sent by ``document._vocabulary``); asking
     ``EQ_bizStep`` with exactly that value found nothing: the query cut it to ``claiming``
-    (``query.cbv_word``) and compared that with the stored URI."""
+    (``document.cbv_word``) and compared that with the stored URI."""
     partner = await login("partner")
     epc = _epc("TB")
     step = "urn:tracecode:bizstep:claiming"
@@ -878,7 +878,7 @@ async def test_a_gs1_curie_capture_reads_as_a_cbv_word_is_read_so_by_the_query(
 ) -> None:
     """A probe: capture reads ``gs1:BizStep-shipping``, ``gs1:Disp-in_transit`` and
     ``gs1:BTT-po`` as the CBV words (``document._spellings``) and stores ``shipping``; the query
-    read ``cbv:`` CURIEs but not ``gs1:`` ones (``query._CBV_URI``), so the very spelling the
+    read ``cbv:`` CURIEs but not ``gs1:`` ones (``document._CBV_URI``), so the very spelling the
     partner captured with found nothing. The query now reads capture's own tables."""
     partner = await login("partner")
     epc = _epc("GC")

@@ -50,7 +50,6 @@ import msgspec
 
 from app.epcis.hashing import event_hash
 from app.epcis.identifiers import IdentifierError, canonical, event_key, known_sgtins
-from app.epcis.query import cbv_word
 from app.textguard import InvalidCharacter, check_json_body
 
 MAX_DEPTH = 64
@@ -191,6 +190,17 @@ _ER = _spellings(ERROR_REASONS, "ER", "er")
 _ALERT = _spellings(SENSOR_ALERTS, "SensorAlertType", None)
 _COMPONENT = _spellings(COMPONENTS, "Comp", None)
 _MEASUREMENT = _spellings(MEASUREMENT_TYPES, "MT", None)
+_CBV_URI = re.compile(
+    r"^(?:https://ref\.gs1\.org/cbv/(?:BizStep|Disp|BTT)-|urn:epcglobal:cbv:(?:bizstep|disp|btt):"
+    r"|cbv:(?:BizStep|Disp|BTT)-)"
+)
+
+
+def cbv_word(value: str) -> str:
+    """A CBV value as its bare word (``shipping``) whether sent bare, as a URI or a CURIE."""
+    return _CBV_URI.sub("", value)
+
+
 # the query reads the values of EQ_bizStep, EQ_disposition and EQ_bizTransaction_{type} by these
 # (``app.epcis.query``): a value is found in the spelling it was captured in
 BIZ_STEP_SPELLINGS, DISPOSITION_SPELLINGS, BTT_SPELLINGS = _BIZ_STEP, _DISPOSITION, _BTT

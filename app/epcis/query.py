@@ -35,6 +35,12 @@ from app.codes.batches import serials_of
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
+from app.epcis.document import (
+    BIZ_STEP_SPELLINGS,
+    BTT_SPELLINGS,
+    DISPOSITION_SPELLINGS,
+    cbv_word,
+)
 from app.epcis.identifiers import (
     CANONICAL_ORIGIN,
     IdentifierError,
@@ -73,10 +79,6 @@ _LISTS = {
 }
 _TIMES = {"GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime"}
 _SCALARS = _TIMES | {"perPage", "nextPageToken"}
-_CBV_URI = re.compile(
-    r"^(?:https://ref\.gs1\.org/cbv/(?:BizStep|Disp|BTT)-|urn:epcglobal:cbv:(?:bizstep|disp|btt):"
-    r"|cbv:(?:BizStep|Disp|BTT)-)"
-)
 # a unit's QR code as the verification reads it (``Scheme.serial_from_scan``), in any case
 QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$", re.IGNORECASE)
 
@@ -90,23 +92,14 @@ class QueryError(Exception):
         self.detail = detail
 
 
-def cbv_word(value: str) -> str:
-    """A CBV value as its bare word (``shipping``) whether sent bare, as a URI or a CURIE."""
-    return _CBV_URI.sub("", value)
-
-
-def _spellings() -> dict[str, dict[str, str]]:
-    """Capture's own tables of the spellings of a CBV value (``app.epcis.document``, which
-    imports this module: read here when a query is parsed), by the parameter they read: a value
-    is asked for in any spelling capture stores as its word (a probe: ``gs1:BizStep-shipping``
-    was captured as ``shipping`` and found nothing)."""
-    from app.epcis.document import BIZ_STEP_SPELLINGS, BTT_SPELLINGS, DISPOSITION_SPELLINGS
-
-    return {
-        "EQ_bizStep": BIZ_STEP_SPELLINGS,
-        "EQ_disposition": DISPOSITION_SPELLINGS,
-        "bizTransaction": BTT_SPELLINGS,
-    }
+# Capture's own tables of the spellings of a CBV value, by the parameter they read: a value is
+# asked for in any spelling capture stores as its word (a probe: ``gs1:BizStep-shipping`` was
+# captured as ``shipping`` and found nothing).
+_SPELLINGS = {
+    "EQ_bizStep": BIZ_STEP_SPELLINGS,
+    "EQ_disposition": DISPOSITION_SPELLINGS,
+    "bizTransaction": BTT_SPELLINGS,
+}
 
 
 def _word(value: str, spellings: dict[str, str]) -> str:
@@ -152,7 +145,7 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
     if len(params) > MAX_VALUES or sum(v.count("|") + 1 for _, v in params) > MAX_VALUES:
         raise QueryError(f"at most {MAX_VALUES} values in one query")
     scalars: set[str] = set()
-    spellings = _spellings()
+    spellings = _SPELLINGS
     for name, value in params:
         if len(value) > MAX_VALUE or has_control(value) or has_control(name):
             raise QueryError(
