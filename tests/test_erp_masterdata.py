@@ -499,6 +499,91 @@ async def test_a_product_kept_by_hand_is_adopted_by_its_number(
     assert counts(await imported(client, admin, "products", rows)) == (0, 0, 1, 0)
 
 
+def a_gtin() -> str:
+    """A GTIN-13 of this test session, new at each call."""
+    body12 = f"68{RUN[:4].translate(str.maketrans('ABCDEF', '123456'))}{next(_n):06d}"
+    return body12 + str(gs1_check_digit(body12))
+
+
+def outcome(result: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(r["erp_code"], r["result"]) for r in result["results"]]
+
+
+async def test_a_product_file_gives_freed_numbers_and_gtins_whatever_its_order(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the ERP renumbers a product (P1: A → B) and gives the freed number A to a new
+    product (P2), listed first in its file. Rows ran in file order: the first import rejected
+    P2 (``duplicate_product_no``: A was still P1's) and the very same file sent again created
+    it — against "importing the same file twice changes nothing the second time", and its dry
+    run reported refused a row the file makes valid. A row taking a number or GTIN another row
+    gives up now runs after it (along chains too); rows giving each other their values in a
+    ring (a swap) are refused, each ``product_no_cycle`` / ``gtin_cycle``, every time."""
+    admin = await login("admin")
+    header = "erp_code,product_no,name,gtin\n"
+    p1, p2 = code("RN1"), code("RN2")
+    a, b = f"A-{RUN}", f"B-{RUN}"
+    first = await imported(client, admin, "products", f"{header}{p1},{a},One,\n")
+    assert outcome(first) == [(p1, "created")], first
+    renumbered = f"erp_code,product_no,name\n{p2},{a},Two\n{p1},{b},One\n"
+    dry = await imported(client, admin, "products", renumbered, dry_run=True)
+    once = await imported(client, admin, "products", renumbered)
+    twice = await imported(client, admin, "products", renumbered)
+    assert outcome(once) == outcome(dry) == [(p2, "created"), (p1, "updated")], once["errors"]
+    assert counts(twice) == (0, 0, 2, 0), twice
+
+    # a chain: P5 (new) takes P3's GTIN, P4 takes P3's number, P3 a new number and GTIN
+    p3, p4, p5 = code("RN3"), code("RN4"), code("RN5")
+    g1, g2 = a_gtin(), a_gtin()
+    c, d, e, f = (f"{x}-{RUN}" for x in "CDEF")
+    setup = f"{header}{p3},{c},Three,{g1}\n{p4},{d},Four,\n"
+    assert counts(await imported(client, admin, "products", setup)) == (2, 0, 0, 0)
+    chain = f"{header}{p5},{f},Five,{g1}\n{p4},{c},Four,\n{p3},{e},Three,{g2}\n"
+    dry = await imported(client, admin, "products", chain, dry_run=True)
+    once = await imported(client, admin, "products", chain)
+    expected = [(p5, "created"), (p4, "updated"), (p3, "updated")]
+    assert outcome(once) == outcome(dry) == expected, once["errors"]
+    assert [r["changed"] for r in once["results"][1:]] == [["product_no"], ["product_no", "gtin"]]
+    assert counts(await imported(client, admin, "products", chain)) == (0, 0, 3, 0)
+
+    # a swap of numbers, then of GTINs: no order frees either value first; refused, every time
+    s1, s2 = code("SW1"), code("SW2")
+    g3, g4 = a_gtin(), a_gtin()
+    x, y = f"X-{RUN}", f"Y-{RUN}"
+    setup = f"{header}{s1},{x},S1,{g3}\n{s2},{y},S2,{g4}\n"
+    assert counts(await imported(client, admin, "products", setup)) == (2, 0, 0, 0)
+    for swap, column in (
+        (f"{header}{s1},{y},S1,{g3}\n{s2},{x},S2,{g4}\n", "product_no"),
+        (f"{header}{s1},{x},S1,{g4}\n{s2},{y},S2,{g3}\n", "gtin"),
+    ):
+        for dry_run in (True, False, False):
+            result = await imported(client, admin, "products", swap, dry_run=dry_run)
+            assert errors(result) == [
+                (1, column, f"{column}_cycle"),
+                (2, column, f"{column}_cycle"),
+            ]
+            assert counts(result) == (0, 0, 0, 2), result
+    assert counts(await imported(client, admin, "products", setup)) == (0, 0, 2, 0)
+
+
+async def test_a_product_s_changed_category_is_named_by_its_column(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a product moved to another category (``category`` column) answered
+    ``changed: ["category_id"]`` — no column of the import, where the other imports name
+    theirs (``parent_erp_code``, ``org_erp_code``). The column's name is reported."""
+    admin = await login("admin")
+    made = await client.post("/categories", headers=admin, json={"name": f"Cat {RUN}"})
+    assert made.status_code == 201, made.text
+    p = code("CAT")
+    made = await imported(client, admin, "products", f"erp_code,product_no,name\n{p},CAT-{RUN},C\n")
+    assert outcome(made) == [(p, "created")], made
+    moved = f"erp_code,category,spec\n{p},Cat {RUN},10 ml\n"
+    result = await imported(client, admin, "products", moved)
+    assert outcome(result) == [(p, "updated")], result
+    assert result["results"][0]["changed"] == ["spec", "category"], result["results"]
+
+
 # -- users -------------------------------------------------------------------------------------
 
 USER_HEADER = "erp_code,username,display_name,org_erp_code,roles,phone,email\n"

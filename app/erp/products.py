@@ -6,10 +6,20 @@ held at brand level). A product without an ERP code but with the row's product n
 the caller's organisation, is adopted: its ERP code is set and the row's other fields applied —
 the first sync of a catalogue that was kept by hand. ``category`` names one of the owner's
 categories (``unknown_category`` otherwise); a GTIN-8/12/13/14 is compared and stored as GTIN-14.
+
+No two products share a GTIN, nor a product number within their owner, so a row taking a number
+or a GTIN that another row of the file takes from its product is applied after that row,
+whatever their order in the file (``_freed_first``; a probe: a new product listed before the
+renumbered one whose old number it takes was ``duplicate_product_no`` on the first import and
+created on the second). Rows that would take each other's numbers or GTINs in a ring (a swap:
+no order frees a value for the first of them) are rejected, each ``product_no_cycle`` or
+``gtin_cycle``, each time the file is sent (its dry run too): a swap takes two files, the first
+giving one of the products a value no product has.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app import audit
@@ -46,13 +56,39 @@ _FIELDS = (
     "published",
 )
 _NOT_NULL_TEXT = ("spec", "product_type")  # an empty cell is ""
+_UNIQUE = ("product_no", "gtin")  # no two products share one (a number: within its owner)
+_COLUMN = {"category_id": "category"}  # a field as the file names it (``changed``)
 _COLUMNS = """p.id, p.org_id, p.category_id, p.erp_code, p.product_no, p.name, p.spec,
     p.product_type, p.barcode, p.gtin, p.image_url, p.colour_no, p.efficacy, p.video_url,
     p.display_order, p.published, o.path"""
 
 
+@dataclass(slots=True)
+class _Plan:
+    """A good row's product (``current``; ``None``: a new one, of ``owner``), whether the row
+    adopts it, and the row's values as the catalogue stores them."""
+
+    item: Item
+    current: dict[str, Any] | None
+    adopting: bool
+    owner: int
+    values: dict[str, Any]
+
+    def moves(self, column: str) -> tuple[Any, Any] | None:
+        """The product's value of a unique ``column`` and the row's new one, when they differ."""
+        old = self.current[column] if self.current is not None else None
+        if column not in self.values or self.values[column] == old:
+            return None
+        return old, self.values[column]
+
+    def key(self, column: str, value: str) -> tuple[str, int, str]:
+        """What no two products share: a GTIN, a product number within its owner."""
+        return column, self.owner if column == "product_no" else 0, value
+
+
 async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) -> None:
-    """Apply the good rows: update (or adopt) the product the ERP code names, else create one."""
+    """Apply the good rows: update (or adopt) the product the ERP code names, else create one;
+    a row taking a number or GTIN another row gives up after that row (``_freed_first``)."""
     good = [item for item in items if item.ok]
     brand, owner = actor.brand_id, actor.org_id
     codes = {i.data.erp_code for i in good}
@@ -60,6 +96,7 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
     numbers = {i.data.product_no for i in good if given(i.data, "product_no")}
     unlinked = await _by(conn, "product_no", "p.org_id = %s AND p.erp_code IS NULL", owner, numbers)
     categories = await _categories(conn, {owner} | {row["org_id"] for row in known.values()})
+    plans = []
     for item in good:
         data: ProductRow = item.data
         current, adopting = known.get(data.erp_code), False
@@ -69,13 +106,102 @@ async def apply(conn: Conn, actor: Principal, items: list[Item], dry_run: bool) 
             message = f"ERP code {data.erp_code} belongs to a product outside your organisation"
             item.fail("erp_code", "erp_code_taken", message)
             continue
-        values = _values(item, current["org_id"] if current else owner, categories)
-        if not item.ok:
-            continue
-        if current is None:
-            await _create(conn, actor, item, values)
+        held_by = current["org_id"] if current else owner
+        values = _values(item, held_by, categories)
+        if item.ok:
+            plans.append(_Plan(item, current, adopting, held_by, values))
+    for plan in _freed_first(plans):
+        if plan.current is None:
+            await _create(conn, actor, plan.item, plan.values)
         else:
-            await _update(conn, actor, item, current, values, adopting)
+            await _update(conn, actor, plan.item, plan.current, plan.values, plan.adopting)
+
+
+def _freed_first(plans: list[_Plan]) -> list[_Plan]:
+    """The rows in file order, but each row taking a product number or GTIN that another row
+    takes from its product after that row (and so on, along chains). Rows in a ring of such
+    rows (a swap) are rejected, each naming the column it waits on the ring by."""
+    frees: dict[tuple[str, int, str], int] = {}
+    for n, plan in enumerate(plans):
+        for column in _UNIQUE:
+            moved = plan.moves(column)
+            if moved is not None and moved[0] is not None:
+                frees[plan.key(column, moved[0])] = n
+    waits: list[list[tuple[int, str]]] = []  # the rows each row waits for, and by which column
+    for plan in plans:
+        edges = []
+        for column in _UNIQUE:
+            moved = plan.moves(column)
+            if moved is not None and moved[1] is not None:
+                other = frees.get(plan.key(column, moved[1]))
+                if other is not None:
+                    edges.append((other, column))
+        waits.append(edges)
+    ordered = []
+    for ring in _components([[other for other, _ in edges] for edges in waits]):
+        if len(ring) == 1:
+            ordered.append(plans[ring[0]])
+            continue
+        codes = ", ".join(sorted(str(plans[n].item.erp_code) for n in ring))
+        for n in sorted(ring):
+            for other, column in waits[n]:
+                if other in ring:
+                    label = "product number" if column == "product_no" else "GTIN"
+                    value, taken_from = plans[n].values[column], plans[other].item.erp_code
+                    message = (
+                        f"{label} {value} is {taken_from}'s until its row runs, and that row "
+                        f"waits for this one's (a ring of rows of this file: {codes}): give one "
+                        f"of them a {label} no product has, in a file of its own, first"
+                    )
+                    plans[n].item.fail(column, f"{column}_cycle", message)
+    return ordered
+
+
+def _components(waits: list[list[int]]) -> list[list[int]]:
+    """The strongly connected components of the graph (``waits[n]``: the nodes ``n`` waits
+    for), each after those it waits for, in the nodes' order otherwise (Tarjan, iterative: a
+    chain may be as long as the file)."""
+    index = [-1] * len(waits)  # -1: not reached yet
+    low = [0] * len(waits)
+    stack: list[int] = []
+    on_stack = [False] * len(waits)
+    found: list[list[int]] = []
+    counter = 0
+    for root in range(len(waits)):
+        if index[root] >= 0:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = True
+        path = [(root, iter(waits[root]))]
+        while path:
+            node, edges = path[-1]
+            for other in edges:
+                if index[other] < 0:
+                    index[other] = low[other] = counter
+                    counter += 1
+                    stack.append(other)
+                    on_stack[other] = True
+                    path.append((other, iter(waits[other])))
+                    break
+                if on_stack[other]:
+                    low[node] = min(low[node], index[other])
+            else:
+                path.pop()
+                if path:
+                    parent = path[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack[member] = False
+                        component.append(member)
+                        if member == node:
+                            break
+                    found.append(component)
+    return found
 
 
 async def _by(
@@ -176,7 +302,7 @@ async def _update(
 
     if await attempt(conn, item, work):
         item.result = "updated"
-        item.changed = (["erp_code"] if adopting else []) + list(changes)
+        item.changed = (["erp_code"] if adopting else []) + [_COLUMN.get(c, c) for c in changes]
 
 
 IMPORTER = Importer(spec=SPEC, permission="catalog.write", apply=apply)
