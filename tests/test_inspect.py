@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import assert_error
+from tests.helpers import activate, assert_error, issue_units
 from tests.test_field_scoping import _login, _user
 from tests.test_logistics import confirm, document, pack
 
@@ -895,6 +895,44 @@ async def test_an_sscc_in_full_width_digits_or_after_a_bom_is_read_as_the_case(
         assert response.status_code == 201, (text, response.text)
         body = response.json()
         assert (body["kind"], body["units"], body["result"]) == ("case", 10, "in_channel"), text
+
+
+async def test_a_digital_link_with_another_products_gtin_is_wrong_product_for_any_unit(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a counterfeiter printed the serum's GTIN with the genuine serial of a sun-cream
+    unit whose batch was issued without a product (the product given on the line). /v1/verify
+    called it ``wrong_product``, but every read through ``read_codes`` — an inspection, a
+    document — took it for the genuine unit: the GTIN was compared with the batch's product
+    only. The unit's activated product decides (its batch's when it was never activated)."""
+    scheme = app.state.scheme
+    planner, inspector = await login("planner"), await login("inspector")
+    clerk = await login("clerk")
+    with_product, product_id = await issue_units(client, login, demo, 1)
+    bare = await client.post(
+        "/batches", headers=planner, json={"size": 1, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert bare.status_code == 201, bare.text
+    control, unit = scheme.serial(with_product, 0), scheme.serial(bare.json()["batch_no"], 0)
+    await activate(client, login, [control, unit], product_id, line="ZG1")  # both sun cream
+    serum = "06901234000016"  # the demo serum's GTIN (another product)
+
+    async def reads(serial: str) -> tuple[Any, ...]:
+        link = f"https://qr.example.com/01/{serum}/21/{serial}"
+        verified = await client.post("/v1/verify", json={"serial": link, "pin": scheme.pin(serial)})
+        inspected = await scan(client, inspector, link, "STORE-HZ-01")
+        doc = await document(client, clerk, kind="factory_inbound")
+        added = await client.post(
+            f"/documents/{doc['id']}/codes", headers=clerk, json={"codes": [link]}
+        )
+        return (
+            verified.json()["reason"],
+            inspected.status_code,
+            added.json()["items"][0].get("reason"),
+        )
+
+    assert await reads(control) == ("wrong_product", 422, "wrong_product")
+    assert await reads(unit) == ("wrong_product", 422, "wrong_product")
 
 
 async def test_a_diverted_unit_names_its_own_shipment_not_one_of_a_case_it_had_left(

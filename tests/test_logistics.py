@@ -970,6 +970,75 @@ async def test_a_back_dated_packing_scan_does_not_widen_a_trace_to_the_history_b
     assert [e["biz_step"] for e in whole["events"]][:2] == ["packing", "commissioning"]
 
 
+async def test_a_case_of_a_voided_case_batch_is_still_traced(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the brand admin traced the SSCC of a case packed and emptied, after the planner
+    voided its case batch: a 500 (``read_codes`` answered ``case_void`` without the case batch,
+    and the trace looked up case batch 0). A void case's history is traced, as a void unit's."""
+    goods = await pack(client, login, app, demo, 1)
+    [case] = goods["cases"]
+    admin, operator = await login("admin"), await login("operator")
+    batch_id = (await client.get(f"/trace/{case}", headers=admin)).json()["batch"]["case_batch_id"]
+    unpacked = await client.post(
+        "/packing/unpack", headers=operator, json={"parent": case, "reason": "relabel"}
+    )
+    assert unpacked.status_code == 200, unpacked.text
+    voided = await client.post(
+        f"/case-batches/{batch_id}/void", headers=await login("planner"), json={"reason": "stolen"}
+    )
+    assert voided.status_code == 200, voided.text
+    traced = await client.get(f"/trace/{case}", headers=admin)
+    assert traced.status_code == 200, traced.text
+    body = traced.json()
+    assert (body["batch"]["case_batch_id"], body["batch"]["level"]) == (batch_id, "inner")
+    assert [e["biz_step"] for e in body["events"]][-1] == "unpacking", body["events"]
+
+
+async def test_a_unit_added_to_a_case_already_on_a_pallet_travels_in_the_pallet(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the line packed a case onto a pallet, then closed the case again over one more
+    unit (a case takes more units of its product and lot wherever it sits); the pallet was
+    received and shipped to AGENT-ZJ. The late unit's trace had neither the pallet nor the
+    shipment, and AGENT-ZJ, to which it was on its way, got a 200 trace with no event at all:
+    the trace followed only the containers its case entered *during* the unit's stay, not the
+    one the case was already in. The pallet's stay, for the unit, starts at its packing."""
+    goods = await pack(client, login, app, demo, 1)
+    [case] = goods["cases"]
+    [pallet] = await issue_cases(client, login, demo, "pallet", 1)
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    late = app.state.scheme.serial(batch_no, 0)
+    at = "2026-11-10T09:00:00Z", "2026-11-10T09:05:00Z"
+    scans = [
+        {"id": f"lp{next(_ids)}", "code": pallet, "at": at[0], "children": [case]},
+        {"id": f"lp{next(_ids)}", "code": late, "at": at[1]},
+        {"id": f"lp{next(_ids)}", "code": case, "at": at[1], "children": [late]},
+    ]
+    operator, clerk = await login("operator"), await login("clerk")
+    up = await client.post("/lines/L9/scans", headers=operator, json={"scans": scans})
+    assert up.status_code == 200 and up.json()["rejected"] == 0, up.text
+    inbound = await document(client, clerk, [pallet], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    out = await document(client, clerk, [pallet], kind="outbound", counterparty_id=demo["AGENT-ZJ"])
+    assert (await confirm(client, clerk, out)).status_code == 200
+    whole = (await client.get(f"/trace/{late}", headers=await login("admin"))).json()
+    assert whole["state"]["parent"] == case
+    stays = [(c["code"], c["inside"], c["added_at"]) for c in whole["containers"]]
+    assert stays == [(case, late, "2026-11-10T09:05:00Z"), (pallet, case, "2026-11-10T09:05:00Z")]
+    # the pallet's history from the unit's packing on: not the packing of the case onto it
+    steps = [(e["biz_step"], e["via"]) for e in whole["events"]]
+    assert steps == [
+        ("commissioning", None),
+        ("packing", None),
+        ("receiving", pallet),
+        ("shipping", pallet),
+    ], steps
+    agent = (await client.get(f"/trace/{late}", headers=await login("agent_admin"))).json()
+    assert [e["biz_step"] for e in agent["events"]] == ["shipping"], agent["events"]
+    assert pallet in [c["code"] for c in agent["containers"]]
+
+
 async def _pallet_in_the_warehouse(
     client: Any, login: Any, app: Any, demo: Any
 ) -> tuple[str, list[str]]:

@@ -101,28 +101,33 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
             row = found.get(read.label)
             if row is None:
                 read.reason = "unknown_case"
-            elif row["state"] == "void":
+                continue
+            read.level, read.batch = row["level"], row["id"]  # a void one's too, as a unit's
+            if row["state"] == "void":  # (a probe: the trace of a case of a void batch: a 500)
                 read.reason = "case_void"
-            else:
-                read.level, read.batch = row["level"], row["id"]
     return reads
 
 
 async def _check_gtins(conn: Conn, reads: list[Read]) -> None:
-    """A Digital Link naming another product's GTIN than its batch's is ``wrong_product`` (the
-    serial alone found the unit; a unit of one product never answers to another's GTIN)."""
-    named = [r for r in reads if r.gtin is not None and r.reason is None and r.batch_product]
+    """A Digital Link naming another product's GTIN than the unit's is ``wrong_product`` (the
+    serial alone found the unit; a unit of one product never answers to another's GTIN). The
+    unit's product is the one it was activated as, else its batch's (a probe: a unit of a batch
+    issued without a product took any GTIN); one query, and only when a scan names a GTIN."""
+    named = [r for r in reads if r.gtin is not None and r.reason is None]
     if not named:
         return
     rows = await (
         await conn.execute(
-            "SELECT id, gtin FROM products WHERE id = ANY(%s)",
-            (sorted({r.batch_product for r in named}),),
+            """SELECT q.code, p.gtin
+               FROM unnest(%s::bigint[], %s::bigint[]) AS q (code, batch_product)
+               LEFT JOIN unit_state u ON u.code = q.code
+               JOIN products p ON p.id = coalesce(u.product_id, q.batch_product)""",
+            (array([r.code for r in named]), array([r.batch_product for r in named])),
         )
     ).fetchall()
-    gtins = {row["id"]: row["gtin"] for row in rows}
+    gtins = {row["code"]: row["gtin"] for row in rows}
     for read in named:
-        if gtins.get(read.batch_product) != read.gtin:
+        if read.code in gtins and gtins[read.code] != read.gtin:
             read.reason = "wrong_product"
 
 

@@ -208,6 +208,7 @@ async def _containers(
     own: list[dict[str, Any]],
     depth: int,
     until: dict[str, Any] | None = None,
+    since: dict[str, Any] | None = None,
 ) -> tuple[list[Stay], list[tuple[dict[str, Any], str]]]:
     """The containers this code was put in (from its aggregation events) and, recursively, their
     containers, each stay with the id of the event that ended it (None: not ended); with the
@@ -217,7 +218,11 @@ async def _containers(
     shipments, and the organisations on them saw its trace (a probe). A code decommissioned (a
     replaced unit) left its containers then; a container's own stay in another ends, for the code
     inside it, when the code left the container (``until``): a unit taken out of a case on a
-    pallet took in the pallet's later shipments, and its receivers saw its trace (a probe)."""
+    pallet took in the pallet's later shipments, and its receivers saw its trace (a probe); and
+    it starts, for the code inside, when the code entered the container (``since``): a unit
+    packed into a case already on a pallet travelled in the pallet from then on (a probe: its
+    trace had neither the pallet nor its shipment). ``own`` is the code's history up to the end
+    of the stay, so that the stays still open at ``since`` are known."""
     if depth >= _MAX_DEPTH:
         return [], []
     opened: dict[int, dict[str, Any]] = {}
@@ -244,6 +249,12 @@ async def _containers(
             (p, packed, end if end is not None and end["id"] < until["id"] else until)
             for p, packed, end in spans
         ]
+    if since is not None:  # within the outer stay: begun by it at the earliest
+        spans = [
+            (p, packed if packed["id"] > since["id"] else since, end)
+            for p, packed, end in spans
+            if end is None or end["id"] > since["id"]
+        ]
     stays: list[Stay] = []
     foreign: list[tuple[dict[str, Any], str]] = []
     # a packing event says the level of the container it packed into; ask only when it does not
@@ -264,14 +275,13 @@ async def _containers(
             removed_at=unpacked["event_time"] if unpacked else None,
         )
         stays.append((stay, unpacked["id"] if unpacked else None))
-        events = await events_of(
-            conn, CASE, parent, packed["id"] - 1, unpacked["id"] + 1 if unpacked else None
-        )
-        # the container's own history while it held the code, not the packing of its other items
-        mine = [e for e in events if e["parent_code"] != parent]
-        foreign += [(e, parent_label) for e in mine]
+        # the container's own history until it let the code go (one query), not the packing of
+        # its other items; its events while it held the code are the trace's
+        events = await events_of(conn, CASE, parent, None, unpacked["id"] + 1 if unpacked else None)
+        history = [e for e in events if e["parent_code"] != parent]
+        foreign += [(e, parent_label) for e in history if e["id"] >= packed["id"]]
         deeper_stays, deeper = await _containers(
-            conn, CASE, parent, parent_label, mine, depth + 1, unpacked
+            conn, CASE, parent, parent_label, history, depth + 1, unpacked, packed
         )
         stays += deeper_stays
         foreign += deeper
