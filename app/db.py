@@ -36,14 +36,20 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # A running xid is left out only when ``pg_stat_activity`` shows it is another database's; one
 # ended or unseen meanwhile (or hidden: a role without ``pg_read_all_stats`` sees other roles'
 # xids as NULL) stays in: the horizon is never later than it may be, only sometimes earlier.
+# On a hot standby (the read replica, app/replica.py) a snapshot keeps the primary's running
+# xids in its subxip, which ``pg_snapshot_xip`` does not return (its xip is empty: the xmax
+# fallback counted a still-running writer as ended, probe): there the horizon is
+# ``pg_snapshot_xmin``, the oldest xid still running as far as the standby has replayed (one
+# not yet in the WAL counts as running once a later xid is), every xid below it ended there.
+# Other databases' transactions hold it back too: the standby cannot tell them apart.
 HORIZON_CTE = """horizon AS MATERIALIZED (
-    SELECT coalesce(
+    SELECT CASE WHEN pg_is_in_recovery() THEN pg_snapshot_xmin(s) ELSE coalesce(
         (SELECT min(r) FROM pg_snapshot_xip(s) r
          WHERE NOT EXISTS (
              SELECT 1 FROM pg_stat_activity a
              WHERE a.backend_xid = r::xid
                AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
-        pg_snapshot_xmax(s)) AS x
+        pg_snapshot_xmax(s)) END AS x
     FROM pg_current_snapshot() s)"""
 
 

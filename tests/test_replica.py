@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import msgspec
@@ -542,3 +543,75 @@ async def test_a_standby_that_stops_receiving_is_not_reported_caught_up(
     while not await sees(r, "analyst", epc):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.2)
+
+
+async def _events_page(
+    r: Replicated, epcs: list[str], token: str | None
+) -> tuple[list[str], str | None]:
+    """One page (perPage=1) of the analyst's EPCIS query naming ``epcs``: its events' EPCs and
+    the next page's token (None on the last page)."""
+    params = {"MATCH_epc": "|".join(epcs), "perPage": "1"}
+    if token:
+        params["nextPageToken"] = token
+    answer = await r.client.get("/epcis/events", headers=r.headers["analyst"], params=params)
+    assert answer.status_code == 200, answer.text
+    events = answer.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    link = answer.headers.get("link", "")
+    after = None
+    if "nextPageToken=" in link:
+        after = unquote(link.split("nextPageToken=", 1)[1].split(">", 1)[0].split("&", 1)[0])
+    return [e["epcList"][0] for e in events], after
+
+
+async def test_epcis_paging_on_the_standby_waits_for_a_long_writer(replicated: Replicated) -> None:
+    """A probe: a long writer (the admin's capture, in a transaction that took its id first)
+    has not committed; two later captures (newer transactions) commit, and the analyst's
+    ``GET /epcis/events`` paging (perPage=1) is served by the standby. A token's position only
+    moves past events older than the horizon (``app.db.HORIZON_CTE``: every older transaction
+    has ended). On a hot standby ``pg_current_snapshot()`` keeps the primary's running xids in
+    its subxip, which ``pg_snapshot_xip`` does not return: the horizon fell back to the
+    snapshot's xmax, the later events counted as settled, the token moved past the long
+    writer's transaction, and its event, once committed and replayed, was never served by this
+    paging run. On a standby the horizon is now the snapshot's ``pg_snapshot_xmin``."""
+    from app.auth.service import principal_from_headers
+    from app.epcis import capture as epcis_capture
+
+    r = replicated
+    await until_replica(r.client, "ok")
+    late, first, second = new_epc(), new_epc(), new_epc()
+    document = {
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-11-30T10:00:00.000+08:00",
+        "epcisBody": {
+            "eventList": [
+                {
+                    "type": "ObjectEvent",
+                    "eventTime": "2026-11-30T10:00:00.000+08:00",
+                    "eventTimeZoneOffset": "+08:00",
+                    "epcList": [late],
+                    "action": "OBSERVE",
+                }
+            ]
+        },
+    }
+    async with r.app.state.pool.connection() as long:
+        admin = await principal_from_headers(
+            long, r.app.state.settings, r.headers["admin"]["Authorization"], None
+        )
+        await long.execute("SELECT pg_current_xact_id()")  # the long writer's transaction id
+        await capture(r, first)  # two later captures commit, each in a newer transaction
+        await capture(r, second)
+        job = await epcis_capture.accept(long, admin, msgspec.json.encode(document))
+        assert await epcis_capture.run(long, r.app.state.scheme, job.captureID) == "success"
+        await until_seen(r, "analyst", second)  # replayed on the standby
+        seen, token = await _events_page(r, [late, first, second], None)
+        assert seen == [first] and token, (seen, token)
+        await long.commit()  # the long writer commits its (older) event
+    await until_seen(r, "analyst", late)  # replayed on the standby
+    served: list[str] = []
+    while token:
+        page, token = await _events_page(r, [late, first, second], token)
+        served += page
+    assert sorted(served) == sorted([late, second]), served
