@@ -87,16 +87,9 @@ async def insert_record(
 async def _insert(conn: Conn, record: Record, result: str, reason: str, queries: int) -> None:
     """``insert_record`` on ``conn``, in its transaction."""
     fields = {**record.fields(), "result": result, "reason": reason, "queries": queries}
+    serial, place, gtin = fields["serial"], (fields["province"], fields["city"]), fields["gtin"]
     alert = alert_of(
-        fields["code_id"],
-        fields["serial"],
-        fields["brand_id"],
-        result,
-        reason,
-        queries,
-        fields["province"],
-        fields["city"],
-        fields["gtin"],
+        fields["code_id"], serial, fields["brand_id"], result, reason, queries, *place, gtin
     )
     if fields["member_id"] is not None:  # a claim's: stored as the flusher stores it
         erased = await (
@@ -112,21 +105,10 @@ async def _insert(conn: Conn, record: Record, result: str, reason: str, queries:
         return
     if alert is not None:
         await conn.execute(ALERT, alert)
-    if fields["gtin"] is not None:  # another brand's GTIN named: that brand's alert too
-        cur = conn.cursor(row_factory=tuple_row)
-        owner = (await gtin_brands(cur, [fields["gtin"]])).get(fields["gtin"])
+    if gtin is not None:  # another brand's GTIN named: that brand's alert too (code-less)
+        owner = (await gtin_brands(conn.cursor(row_factory=tuple_row), [gtin])).get(gtin)
         if owner is not None and owner != fields["brand_id"]:
-            theirs = alert_of(
-                None,
-                fields["serial"],
-                owner,
-                result,
-                reason,
-                queries,
-                fields["province"],
-                fields["city"],
-                fields["gtin"],
-            )
+            theirs = alert_of(None, serial, owner, result, reason, queries, *place, gtin)
             await conn.execute(ALERT, theirs)
 
 
