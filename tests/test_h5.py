@@ -571,6 +571,49 @@ async def test_the_pin_form_refuses_a_post_from_another_site(
     assert int(left.group(1)) == app.state.settings.pin_max_failures - 1
 
 
+async def test_a_form_posted_from_a_hostile_page_with_an_opaque_origin_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a hostile page under ``<meta name="referrer" content="no-referrer">`` (or in a
+    sandboxed frame) has its visitors' browsers post wrong PINs to ``POST /c/{serial}`` with
+    ``Origin: null``, which ``session.check_origin`` let through as the pages' own: a wrong PIN
+    was answered and an attempt spent. The browser says where the post comes from,
+    ``Sec-Fetch-Site: cross-site`` (``same-site``: a sibling host, none of the pages' own either):
+    a 403 page, no attempt spent; the pages' own ``null`` (``same-origin``) passes. The member
+    and clerk forms follow the same rule."""
+    batch_no = await activated_batch(client, login, demo, size=2)
+    serial, pin = unit(app, batch_no, 0)
+    hostile = {"Origin": "null", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    sibling = {"Origin": "null", "Sec-Fetch-Site": "same-site"}
+    own = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    wrong = {"pin": wrong_pin(pin), "lang": "en"}
+    async with member_client(app) as phone:  # an address of its own: the per-client lockout
+        posted = await phone.post(f"/c/{serial}", data=wrong, headers=hostile)
+        from_sibling = await phone.post(f"/c/{serial}", data=wrong, headers=sibling)
+        answered = await phone.post(f"/c/{serial}", data=wrong, headers=own)
+        sign_in = await phone.get("/member/login", params={"brand": demo["BRAND-LUMI"]})
+        token = re.search(r'name="csrf" value="([^"]*)"', sign_in.text)
+        assert token is not None
+        otp = {"csrf": token.group(1), "brand": demo["BRAND-LUMI"], "phone": "13800000000"}
+        member_posts = [
+            await phone.post("/member/otp", data=otp, headers=headers)
+            for headers in (hostile, sibling)
+        ]
+        clerk = {"csrf": token.group(1), "username": "store_clerk", "password": "not-it"}
+        clerk_posts = [
+            await phone.post("/clerk/login", data=clerk, headers=headers)
+            for headers in (hostile, sibling, own)
+        ]
+    expired = re.compile("页面已过期|This page has expired")
+    assert not expired.search(text_of(answered.text))
+    for refused in (posted, from_sibling, *member_posts, *clerk_posts[:2]):
+        assert expired.search(text_of(assert_page(refused, 403)))
+    left = re.search(r"attempts left: (\d)", text_of(answered.text))
+    assert left is not None, text_of(answered.text)
+    assert int(left.group(1)) == app.state.settings.pin_max_failures - 1  # only its own spent
+    assert clerk_posts[2].status_code == 401  # the clerk's own post: a wrong password
+
+
 async def test_the_scan_page_of_an_unpublished_product_links_to_no_missing_page(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

@@ -705,6 +705,58 @@ async def test_the_sign_in_pages_language_switch_keeps_the_claim(
     assert f"claim={ticket}" in unescape(switch.group(1)), unescape(switch.group(1))
 
 
+def _claim_box(page: str) -> str:
+    found = re.search(r'<section class="card" id="claim">(.*?)</section>', page)
+    assert found is not None, text_of(page)
+    return found.group(1)
+
+
+def _fields(block: str) -> dict[str, str]:
+    return {k: unescape(v) for k, v in re.findall(r'name="(\w+)" value="([^"]*)"', block)}
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_english_chosen_on_the_answer_stays_on_the_way_to_claim_the_points(
+    h5: httpx.AsyncClient, demo: Any, goods: list[tuple[str, str]]
+) -> None:
+    """A probe: a consumer on a Chinese phone proved a pack with its PIN, tapped "English" on the
+    genuine answer (the switch posts the same form again, ``switch=1``), and tapped "sign in to
+    claim": the sign-in page was Chinese again. ``pages.pin_page`` took the switch's ``lang`` for
+    one already remembered (no ``tc_lang`` cookie), and ``member_html.claim_offer``'s forms
+    carried no ``lang``. The switch sets the cookie, both offer forms carry the page's language,
+    and the sign-in, the claim and the next answer's offer are in English."""
+    brand = demo["BRAND-LUMI"]
+    h5.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    serial, pin = goods[0]
+    scan = assert_page(await h5.get(f"/c/{serial}"))
+    answer = assert_page(
+        await h5.post(
+            f"/c/{serial}", data={"pin": pin, "lang": "zh", "check": field(scan, "check")}
+        )
+    )
+    assert result_of(answer) == "genuine" and "tc_lang" not in h5.cookies
+    switch = re.search(r'<form class="switch" method="post" action="([^"]*)">(.*?)</form>', answer)
+    assert switch is not None
+    english = assert_page(await h5.post(unescape(switch.group(1)), data=_fields(switch.group(2))))
+    assert '<html lang="en">' in english
+    assert h5.cookies.get("tc_lang") == "en"  # the switch is a choice: remembered
+    offer = _claim_box(english)
+    assert _fields(offer)["lang"] == "en", offer
+    del h5.cookies["tc_lang"]  # the offer's own field carries the language too
+    sign_in_page = assert_page(await h5.get("/member/login", params=_fields(offer)))
+    assert '<html lang="en">' in sign_in_page, text_of(sign_in_page)[:200]
+
+    claimed = assert_page(await sign_in(h5, brand, random_phone(), claim=_fields(offer)["claim"]))
+    assert '<html lang="en">' in claimed and "You earned" in text_of(claimed)
+    other, other_pin = goods[1]
+    del h5.cookies["tc_lang"]  # signed in: the one-tap claim form carries the language
+    scan = assert_page(await h5.get(f"/c/{other}"))
+    data = {"pin": other_pin, "lang": "en", "check": field(scan, "check")}
+    signed_in_offer = _claim_box(assert_page(await h5.post(f"/c/{other}", data=data)))
+    assert 'action="/member/claim"' in signed_in_offer
+    assert _fields(signed_in_offer)["lang"] == "en", signed_in_offer
+
+
 def _switch_of(page: str) -> str:
     found = re.search(r'id="lang-switch" href="([^"]*)"', page)
     assert found is not None, "no language switch"

@@ -100,13 +100,16 @@ def code_form(
 def claim_offer(
     lang: Lang, csrf: str, ticket: str, signed_in: bool, brand_id: int, points: int | None = None
 ) -> str:
-    """Under a proved answer: one tap claims the code's points (signing in first if need be)."""
+    """Under a proved answer: one tap claims the code's points (signing in first if need be).
+    Both forms carry the page's ``lang``: the claim, or the sign-in on the way to it, is in the
+    language of the answer (a probe: English chosen on the answer was Chinese again)."""
     if signed_in:
-        action = form("/member/claim", csrf, hidden("ticket", ticket), word("claim_button", lang))
+        fields = hidden("ticket", ticket) + hidden("lang", lang)
+        action = form("/member/claim", csrf, fields, word("claim_button", lang))
     else:  # a GET to the sign-in page, which carries the ticket through to the claim
         action = (
             f'<form method="get" action="/member/login">{hidden("brand", brand_id)}'
-            f"{hidden('claim', ticket)}"
+            f"{hidden('claim', ticket)}{hidden('lang', lang)}"
             f'<button type="submit">{esc(word("claim_sign_in", lang))}</button></form>'
         )
     earn = f'<p class="big" id="claim-points">+{points}</p>' if points else ""

@@ -33,7 +33,7 @@ from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.web import html, member_html, session
-from app.web.i18n import COOKIE, WORDS, Lang, choose, word
+from app.web.i18n import COOKIE, WORDS, Lang, choose, pick, word
 from app.web.queries import claimable, is_published, published_product
 
 log = logging.getLogger("tracecode.web")
@@ -383,11 +383,16 @@ def normalise_pin(text: str) -> str:
 )
 async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -> Response[str]:
     """The answer to the PIN form (``application/x-www-form-urlencoded``: pin, lang). A post
-    from another site is a 403 page and spends no attempt (``session.check_origin``; a probe: a
-    hostile page had its visitors spend wrong PINs on a brand's codes)."""
+    from another site is a 403 page and spends no attempt (``session.check_origin``; probes: a
+    hostile page had its visitors spend wrong PINs on a brand's codes, then did so again under
+    ``no-referrer``, whose ``Origin: null`` passed). The language switch of an answer
+    (``switch=1``) is a choice, remembered in the cookie as the switch link's ``?lang=`` is (a
+    probe: English chosen on the answer was Chinese again on the way to the claim)."""
     session.check_origin(request)
     form = await read_form(request, 10)
     lang, remember = choose(request, form.get("lang"))
+    if form.get("switch") and pick(form.get("lang")) == lang:
+        remember = True
     pin_length: int = state.scheme.pin_length
     pin = normalise_pin(form.get("pin", ""))
     if not re.fullmatch(rf"[0-9]{{{pin_length}}}", pin):

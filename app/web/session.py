@@ -11,13 +11,18 @@ browsers and from sibling subdomains, which count as same-site), so every form p
 carries a token and is refused without it (403): the signed double-submit pattern. A random
 ``tc_csrf`` cookie (HttpOnly, Lax) is set with the first form; the form's hidden ``csrf`` field is
 HMAC-SHA256(``Settings.subkey("h5-csrf")``, that cookie). A cross-site page can neither read the
-cookie nor compute the HMAC without the key. A post whose ``Origin`` names another host is
-refused; an opaque one (``null``) passes, as the pages' own form posts send it under their
-``no-referrer`` policy. So a sibling subdomain that can set cookies for this host could plant a
-cookie whose token it fetched itself (the server answers any cookie's token) and post from a
-sandboxed frame (a probe): serve the pages from a host with no untrusted sibling subdomains. The
-sign-in forms carry the token too (login CSRF would sign a victim into the attacker's membership
-and credit the victim's claims to it). GET pages change nothing.
+cookie nor compute the HMAC without the key. A post is refused when it comes from another host:
+its ``Sec-Fetch-Site`` is ``cross-site`` or ``same-site`` (the pages' forms post to their own
+paths, so their posts are ``same-origin``; a sibling host's post is none of theirs), or its
+``Origin`` names another host. An opaque ``Origin: null`` alone passes: the pages' own posts send
+it under their ``no-referrer`` policy. A hostile page sends it too (its own ``no-referrer``, a
+sandboxed frame: a probe spent wrong PINs so), but a browser then says ``Sec-Fetch-Site:
+cross-site``; only a browser too old to send that header cannot be told from the pages' own.
+There a sibling subdomain that can set cookies for this host could plant a cookie whose token it
+fetched itself (the server answers any cookie's token) and post from a sandboxed frame (a probe):
+serve the pages from a host with no untrusted sibling subdomains. The sign-in forms carry the
+token too (login CSRF would sign a victim into the attacker's membership and credit the victim's
+claims to it). GET pages change nothing.
 
 Claim tickets. The verification answer offers "claim the points" for the code just proved with its
 PIN; the form carries a ticket, not the PIN: serial, PIN, brand, a nonce (the claim's client id:
@@ -123,9 +128,17 @@ def csrf(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, Cook
     return _form_token(settings, fresh), cookie(request, settings, CSRF_COOKIE, fresh, 30 * 86400)
 
 
+FOREIGN_SITES = frozenset({"cross-site", "same-site"})  # ``Sec-Fetch-Site`` of another host
+
+
 def check_origin(request: Request[Any, Any, Any]) -> None:
-    """403 ``csrf_failed`` when the post's ``Origin`` names another host; none, or an opaque
-    ``null`` (the pages' own posts under ``no-referrer``), passes."""
+    """403 ``csrf_failed`` when the post comes from another host: its ``Sec-Fetch-Site`` says so
+    (``cross-site``; ``same-site``, a sibling host: the pages post only to themselves), or its
+    ``Origin`` names one. An opaque ``null`` Origin (the pages' own posts under ``no-referrer``)
+    passes unless ``Sec-Fetch-Site`` says another site sent it (a probe: a hostile page under
+    ``no-referrer`` sends ``null`` too); no ``Sec-Fetch-Site`` (an old browser) passes."""
+    if request.headers.get("sec-fetch-site", "").strip().lower() in FOREIGN_SITES:
+        raise Forbidden("this form was sent from another site", code="csrf_failed")
     origin = request.headers.get("origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
         raise Forbidden("this form was sent from another site", code="csrf_failed")
