@@ -6,7 +6,9 @@ import asyncio
 import secrets
 from typing import Any
 
-from tests.helpers import assert_error
+import pytest
+
+from tests.helpers import acting, assert_error
 from tests.race_support import audit_rows, deleted_once, lock_waiters, twice_held
 
 
@@ -160,6 +162,37 @@ async def test_agents_read_the_brand_catalogue_but_cannot_write_it(client: Any, 
         403,
         "permission_denied",
     )
+
+
+async def test_an_agent_cannot_write_the_brand_products_packing_rules(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an API key made at an agent holding ``catalog.write`` may not change the
+    brand's product (``PATCH /products/{id}``: 404, the owner is outside its subtree), yet
+    ``PUT /packing/rules/{id}`` replaced that product's packing rules (200) — which then
+    reject the factory's cases (``strict``): it checked only that the product is the brand's.
+    It is written as the product is now (404), and the rules stay."""
+    admin = await login("admin")
+    product_id = await _new_product(client, admin)
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={
+            "name": "agent-" + secrets.token_hex(3),
+            "org_id": demo["AGENT-ZJ"],
+            "permissions": ["catalog.read", "catalog.write"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    assert_error(
+        await client.patch(f"/products/{product_id}", headers=key, json={"spec": "30 ml"}), 404
+    )
+    rules = await client.put(
+        f"/packing/rules/{product_id}", headers=key, json=[{"level": "inner", "quantity": 7}]
+    )
+    assert_error(rules, 404, "not_found")
+    assert (await client.get(f"/packing/rules/{product_id}", headers=key)).json() == []
 
 
 async def test_another_brand_cannot_see_or_touch_this_catalogue(
@@ -451,3 +484,39 @@ async def test_a_gtin_change_racing_a_batch_issue_of_its_product_is_refused(
         await issuing.commit()
         answer = await patch
     assert_error(answer, 409, "in_use")
+
+
+@pytest.mark.parametrize("join", ["create", "patch"])
+async def test_a_category_deleted_while_a_product_joins_it_answers_unknown_category(
+    client: Any, app: Any, login: Any, join: str
+) -> None:
+    """A probe: a product is created in (or moved to) a category while another admin deletes
+    that empty category. One after the other, the request is 400 ``unknown_category``; at
+    once, it read the category before the deletion committed and its write met the foreign
+    key: 409 ``in_use``, a code that names no reason a client can act on. The category is read
+    ``FOR KEY SHARE`` now: the request waits for the deletion and finds the category gone."""
+    from app.catalog import service as catalog
+
+    admin = await login("admin")
+    cat = await client.post(
+        "/categories", headers=admin, json={"name": f"Doomed {secrets.token_hex(3)}"}
+    )
+    assert cat.status_code == 201, cat.text
+    cid = cat.json()["id"]
+    body = {"name": "doomed product", "product_no": f"PP-{secrets.token_hex(3)}"}
+    if join == "patch":
+        made = await client.post("/products", headers=admin, json=body)
+        assert made.status_code == 201, made.text
+        request = client.patch(
+            f"/products/{made.json()['id']}", headers=admin, json={"category_id": cid}
+        )
+    else:
+        request = client.post("/products", headers=admin, json={**body, "category_id": cid})
+    async with app.state.pool.connection() as deleter, app.state.pool.connection() as watch:
+        actor = await acting(deleter, "admin")
+        await catalog.delete_category(deleter, actor, cid)  # not committed yet
+        racing = asyncio.ensure_future(request)
+        assert await lock_waiters(watch, 1), "the request should wait for the category's row"
+        await deleter.commit()
+        answer = await racing
+    assert_error(answer, 400, "unknown_category")

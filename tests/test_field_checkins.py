@@ -19,6 +19,7 @@ from app.field import nameplates
 from app.field.checkins import distance_m, judge
 from tests.field_support import HZ, check_in, client_id, nameplate, user_id
 from tests.helpers import assert_error
+from tests.race_support import audit_rows, twice_held
 
 
 def test_the_distance_is_the_great_circle_distance_and_the_radius_is_inclusive() -> None:
@@ -401,3 +402,38 @@ async def test_a_check_in_synced_while_its_rep_edits_the_plan_is_not_lost(
     assert edited.status_code == 200, edited.text
     assert checked.status_code == 201, checked.text
     assert checked.json()["plan_item_id"] is None  # the item it named is gone: kept unlinked
+
+
+async def test_two_store_positions_set_at_once_are_audited_one_after_the_other(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two ``PUT /field/stores/{id}/position`` at once (a supervisor and the brand
+    correcting a store's coordinates) both read the old position before either wrote: both
+    audit rows' ``before`` named the original position, and the history never showed the one
+    the second change replaced. The store's row is held where ``before`` is read now, as
+    ``app.orgs.service.update_org`` holds it."""
+    admin = await login("admin")
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "store", "name": "Twice placed", "erp_code": f"STORE-TP-{client_id()}",
+              "parent_id": demo["AGENT-ZJ"]},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    store = made.json()["id"]
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM orgs WHERE id = %s FOR UPDATE",
+        (store,),
+        "PUT",
+        f"/field/stores/{store}/position",
+        admin,
+        bodies=({"lat": 30.1, "lng": 120.1}, {"lat": 30.2, "lng": 120.2}),
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    first, second = await audit_rows(app, "org", store, "set_position")
+    assert second["before"] == {"lat": first["after"]["lat"], "lng": first["after"]["lng"]}, (
+        f"history: {first['before']} -> {first['after']}, then "
+        f"{second['before']} -> {second['after']}: a change is missing"
+    )

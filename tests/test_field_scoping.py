@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.field_support import check_in, client_id, nameplate, other_brand_admin, user_id
 from tests.helpers import assert_error
+from tests.race_support import audit_rows, twice_held
 
 
 async def _records(client: Any, login: Any, demo: Any, rep_name: str, store: str) -> dict[str, int]:
@@ -407,3 +408,43 @@ async def test_a_supervisor_moved_to_another_agent_by_import_leaves_its_reps_beh
     seen = await client.get("/field/reviews", headers=sup, params={"rep_id": rep_id})
     assert seen.status_code == 200, seen.text
     assert seen.json()["items"] == [], "a GD supervisor reads a ZJ rep's reviews"
+
+
+async def test_two_supervisors_named_at_once_are_audited_one_after_the_other(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two ``PUT /field/reps/{id}/supervisor`` at once (two admins naming a rep's
+    supervisor) both read the rep's old supervisor: both ``set_supervisor`` audit rows said
+    ``before: {supervisor_id: <old>}``, and the supervision the second replaced was missing
+    from the history. The rep's row is held before it is read now, as ``update_user`` holds
+    it."""
+    admin = await login("admin")
+
+    async def made(prefix: str, role: str) -> int:
+        user = await client.post(
+            "/users",
+            headers=admin,
+            json={"org_id": demo["AGENT-ZJ"], "username": f"{prefix}_{secrets.token_hex(3)}",
+                  "password": "probe-password-1", "roles": [role]},
+        )  # fmt: skip
+        assert user.status_code == 201, user.text
+        return int(user.json()["id"])
+
+    rep = await made("rep", "field_rep")
+    bosses = [await made("sup", "field_supervisor") for _ in range(2)]
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM users WHERE id = %s FOR UPDATE",
+        (rep,),
+        "PUT",
+        f"/field/reps/{rep}/supervisor",
+        admin,
+        bodies=({"supervisor_id": bosses[0]}, {"supervisor_id": bosses[1]}),
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    first, second = await audit_rows(app, "user", rep, "set_supervisor")
+    assert second["before"]["supervisor_id"] == first["after"]["supervisor_id"], (
+        f"history: {first['before']} -> {first['after']}, then "
+        f"{second['before']} -> {second['after']}: a change is missing"
+    )

@@ -564,3 +564,17 @@ async def test_no_organisation_is_created_under_an_agent_deactivated_meanwhile(
             )
         ).fetchall()
     assert rows == [], (created.status_code, created.text)
+
+
+async def test_an_unknown_org_status_filter_is_refused(client: Any, login: Any) -> None:
+    """A probe: ``GET /orgs?status=inactiv`` (a typo) answered 200 with an empty list — "no
+    closed organisations" — where ``GET /users?status=inactiv`` answers 400
+    ``validation_failed``: the org route took any text. Its ``status`` is the users'
+    ``active``/``inactive`` literal now."""
+    admin = await login("admin")
+    users = await client.get("/users", headers=admin, params={"status": "inactiv"})
+    assert_error(users, 400, "validation_failed")
+    orgs = await client.get("/orgs", headers=admin, params={"status": "inactiv"})
+    assert_error(orgs, 400, "validation_failed")
+    fine = await client.get("/orgs", headers=admin, params={"status": "active"})
+    assert fine.status_code == 200 and fine.json()["items"], fine.text

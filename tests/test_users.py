@@ -6,7 +6,9 @@ import asyncio
 import secrets
 from typing import Any
 
-from tests.helpers import assert_error
+import pytest
+
+from tests.helpers import acting, assert_error
 from tests.race_support import deleted_once, lock_waiters, twice_held
 
 
@@ -491,3 +493,93 @@ async def test_an_organisation_s_move_and_a_patch_of_a_moved_user_s_roles_both_g
     assert row["supervisor_id"] is None  # left behind in Zhejiang
     got = (await client.get(f"/users/{rep}", headers=admin)).json()
     assert got["roles"] == ["analyst", "field_rep"], got
+
+
+@pytest.mark.parametrize("grant", ["create", "patch"])
+async def test_a_role_deleted_while_granted_answers_unknown_role(
+    client: Any, app: Any, login: Any, demo: Any, grant: str
+) -> None:
+    """A probe: a brand admin creates a user with a custom role (or gives an existing user
+    that role) while another admin deletes the role. One after the other, the grant answers
+    400 ``unknown_role``; at once, the grant resolved the role before the deletion committed,
+    then its ``INSERT INTO user_roles`` met the foreign key: 409 ``in_use``, another code for
+    the same request. The roles are read ``FOR KEY SHARE`` now: the grant waits for the
+    deletion and finds the role gone."""
+    from app.users import service as users
+
+    admin = await login("admin")
+    name = f"zz_doomed_{secrets.token_hex(3)}"
+    role = await client.post(
+        "/roles", headers=admin, json={"name": name, "permissions": ["orgs.read"]}
+    )
+    assert role.status_code == 201, role.text
+    body = {
+        "org_id": demo["AGENT-ZJ"],
+        "username": f"doomed_{secrets.token_hex(3)}",
+        "password": "probe-password-1",
+        "roles": ["analyst"],
+    }
+    if grant == "patch":
+        made = await client.post("/users", headers=admin, json=body)
+        assert made.status_code == 201, made.text
+        request = client.patch(
+            f"/users/{made.json()['id']}", headers=admin, json={"roles": ["analyst", name]}
+        )
+    else:
+        request = client.post("/users", headers=admin, json={**body, "roles": [name]})
+    async with app.state.pool.connection() as deleter, app.state.pool.connection() as watch:
+        actor = await acting(deleter, "admin")
+        await users.delete_role(deleter, actor, role.json()["id"])  # not committed yet
+        racing = asyncio.ensure_future(request)
+        assert await lock_waiters(watch, 1), "the grant should wait for the role's row"
+        await deleter.commit()
+        answer = await racing
+    assert_error(answer, 400, "unknown_role")
+
+
+async def test_a_brand_admins_change_of_a_stores_role_is_in_the_stores_audit_log(
+    client: Any, login: Any
+) -> None:
+    """A probe: a store manager (``org_admin``: ``audit.read`` of its subtree) creates a custom
+    role of its store; the brand admin then changes and deletes it. The store's audit log
+    showed the creation only: ``update_role`` and ``delete_role`` audited under the *actor's*
+    organisation (the brand), so the change of a role of the store was missing from the
+    store's history. They audit under the role's organisation now, as its creation."""
+    manager, admin = await login("store_manager"), await login("admin")
+    name = f"zz_shelf_{secrets.token_hex(3)}"
+    made = await client.post(
+        "/roles", headers=manager, json={"name": name, "permissions": ["orgs.read"]}
+    )
+    assert made.status_code == 201, made.text
+    role_id = made.json()["id"]
+    changed = await client.patch(
+        f"/roles/{role_id}", headers=admin, json={"permissions": ["orgs.read", "catalog.read"]}
+    )
+    assert changed.status_code == 200, changed.text
+    gone = await client.delete(f"/roles/{role_id}", headers=admin)
+    assert gone.status_code == 204, gone.text
+    seen = await client.get(
+        "/audit", headers=manager, params={"entity": "role", "entity_id": str(role_id)}
+    )
+    assert seen.status_code == 200, seen.text
+    actions = [row["action"] for row in seen.json()["items"]]
+    assert actions == ["delete", "update", "create"], actions
+
+
+async def test_a_users_erp_link_is_in_its_organisations_audit_log(client: Any, login: Any) -> None:
+    """A probe: the users import's ``erp_link`` (a user given its ERP code, created or adopted)
+    was audited under the importer's organisation, the only change of a user not under the
+    user's own: a store manager read the user's creation in the store's log, not its link."""
+    manager, admin = await login("store_manager"), await login("admin")
+    tag = secrets.token_hex(3)
+    body = {"items": [{"erp_code": f"LNK-{tag}", "username": f"lnk_{tag}",
+                       "org_erp_code": "STORE-HZ-01", "roles": ["store_clerk"]}]}  # fmt: skip
+    done = await client.post("/users/import", headers=admin, json=body)
+    assert done.status_code == 200, done.text
+    user = done.json()["results"][0]["id"]
+    seen = await client.get(
+        "/audit", headers=manager, params={"entity": "user", "entity_id": str(user)}
+    )
+    assert seen.status_code == 200, seen.text
+    actions = [row["action"] for row in seen.json()["items"]]
+    assert actions == ["erp_link", "create"], actions

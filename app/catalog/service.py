@@ -58,6 +58,13 @@ async def _writable(conn: Conn, actor: Principal, table: str, entity_id: int, wh
     actor.ensure_sees(row["path"] if row else None, what)
 
 
+async def writable_product(conn: Conn, actor: Principal, product_id: int) -> None:
+    """The catalogue's write check of a product, for what another domain writes per product
+    (its packing rules): ``catalog.write`` and the owner in the caller's subtree, else 404 as
+    ``PATCH /products/{id}`` answers."""
+    await _writable(conn, actor, "products", product_id, "product")
+
+
 # Categories ----------------------------------------------------------------------------------
 
 _CAT = "c.id, c.org_id, c.name, c.display_order, c.created_at, c.updated_at"
@@ -180,10 +187,16 @@ async def _product(conn: Conn, product_id: int, lock: str = "") -> ProductOut:
 
 
 async def _check_category(conn: Conn, category_id: int | None, owner: int) -> None:
+    """400 ``unknown_category`` unless the category is the owner's. Its row held ``FOR KEY
+    SHARE`` to the end of the transaction: a deletion in flight is waited for and the category
+    then found gone, as one after the other (a probe: the product's foreign key met it, 409
+    ``in_use``); an edit of the category (``FOR NO KEY UPDATE``) is not held up."""
     if category_id is None:
         return
     row = await (
-        await conn.execute("SELECT org_id FROM categories WHERE id = %s", (category_id,))
+        await conn.execute(
+            "SELECT org_id FROM categories WHERE id = %s FOR KEY SHARE", (category_id,)
+        )
     ).fetchone()
     if row is None or row["org_id"] != owner:
         raise ValidationFailed(

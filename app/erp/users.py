@@ -157,12 +157,25 @@ def _administered(actor: Principal, path: str) -> bool:
 
 
 async def _link(conn: Conn, actor: Principal, user_id: int, erp_code: str) -> None:
-    """Give a user its ERP code (audited)."""
-    await conn.execute(
-        "UPDATE users SET erp_brand_id = %s, erp_code = %s, updated_at = now() WHERE id = %s",
-        (actor.brand_id, erp_code, user_id),
+    """Give a user its ERP code (audited under the user's organisation, as every change of a
+    user: under the importer's, the link was missing from the user's organisation's log)."""
+    row = await (
+        await conn.execute(
+            "UPDATE users SET erp_brand_id = %s, erp_code = %s, updated_at = now() WHERE id = %s "
+            "RETURNING org_id",
+            (actor.brand_id, erp_code, user_id),
+        )
+    ).fetchone()
+    assert row is not None
+    await audit.record(
+        conn,
+        actor,
+        "erp_link",
+        "user",
+        user_id,
+        after={"erp_code": erp_code},
+        org_id=row["org_id"],
     )
-    await audit.record(conn, actor, "erp_link", "user", user_id, after={"erp_code": erp_code})
 
 
 async def _create(

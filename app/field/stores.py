@@ -23,11 +23,13 @@ from app.field import nameplates
 from app.field.schemas import NameplateOut, PositionIn, PositionOut, SupervisorIn, SupervisorOut
 
 
-async def _store(conn: Conn, actor: Principal, store_id: int) -> dict[str, Any]:
-    """A store in the caller's subtree (404 otherwise, other kinds of organisation too)."""
+async def _store(conn: Conn, actor: Principal, store_id: int, lock: str = "") -> dict[str, Any]:
+    """A store in the caller's subtree (404 otherwise, other kinds of organisation too); with
+    ``lock`` (``FOR NO KEY UPDATE``) its row held to the end of the transaction."""
     row = await (
         await conn.execute(
-            "SELECT id, name, erp_code, kind, path, latitude, longitude FROM orgs WHERE id = %s",
+            "SELECT id, name, erp_code, kind, path, latitude, longitude FROM orgs WHERE id = %s "
+            + lock,
             (store_id,),
         )
     ).fetchone()
@@ -55,7 +57,10 @@ async def set_position(
     conn: Conn, actor: Principal, store_id: int, data: PositionIn
 ) -> PositionOut:
     actor.require("field.nameplates")
-    store = await _store(conn, actor, store_id)
+    # the row held where its "before" is read, as ``app.orgs.service.update_org`` holds it: a
+    # concurrent change is audited before or after this one, never skipped (a probe: two at once
+    # both audited the original position); NO KEY: references to the store are not held up
+    store = await _store(conn, actor, store_id, "FOR NO KEY UPDATE")
     await conn.execute(
         "UPDATE orgs SET latitude = %s, longitude = %s, updated_at = now() WHERE id = %s",
         (data.lat, data.lng, store_id),
@@ -103,6 +108,13 @@ async def set_supervisor(
     an edit of the rep's account, so not of one stronger than the caller (403
     ``stronger_account``), as every other edit of a user."""
     actor.require("users.write")
+    # the rep's row held before its supervisor (the audit's "before") is read, as ``update_user``
+    # holds it: two namings at once are audited one after the other (a probe: both audited the
+    # original supervisor). NO KEY: the new supervisor's row is then key-shared by the foreign
+    # key; two reps naming each other at once would otherwise deadlock. No role-name lock is
+    # taken after it (``Lock.ROLE_NAMES``: before any user's row), as ``update_user`` takes none
+    # for a change that is not of roles.
+    await conn.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
     rep = await _user_row(conn, actor, user_id)
     ensure_not_stronger(actor, sorted(rep["permissions"]), "user")
     if data.supervisor_id is not None:

@@ -9,6 +9,7 @@ from app.db import Conn
 from app.orgs import service
 from app.orgs.schemas import Kind, MoveIn, OrgIn, OrgOut, OrgPatch
 from app.paging import Page, PageNo, PerPage
+from app.users.schemas import Status
 
 
 class OrgController(Controller):
@@ -25,7 +26,7 @@ class OrgController(Controller):
         principal: Principal,
         root_id: int | None = None,
         kind: Kind | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         q: str | None = None,
         page: PageNo = 1,
         per_page: PerPage = 50,

@@ -39,13 +39,22 @@ async def sync_builtin_roles(conn: Conn) -> None:
 
 
 async def _resolve_roles(conn: Conn, org_path: str, names: list[str]) -> list[dict[str, Any]]:
-    """Role rows by name as seen from an organisation: built-in, or custom of an ancestor."""
+    """Role rows by name as seen from an organisation: built-in, or custom of an ancestor.
+
+    Held ``FOR KEY SHARE`` to the end of the transaction: a deletion of one in flight is waited
+    for and the role then found gone, 400 ``unknown_role`` as one after the other (a probe: the
+    grant's ``INSERT INTO user_roles`` met the foreign key, 409 ``in_use``). An edit of the role
+    (``FOR NO KEY UPDATE``) is not held up. Taken under the brand's role-name lock, as every
+    caller holds it (``Lock.ROLE_NAMES``); ``delete_role`` takes no lock after the role's row."""
     rows = await (
         await conn.execute(
-            """SELECT DISTINCT ON (r.name) r.id, r.name, r.permissions
-                 FROM roles r LEFT JOIN orgs o ON o.id = r.org_id
-                WHERE r.name = ANY(%s) AND (r.org_id IS NULL OR %s LIKE o.path || '%%')
-                ORDER BY r.name, length(o.path) DESC NULLS LAST""",
+            """SELECT r.id, r.name, r.permissions FROM roles r
+                WHERE r.id IN (SELECT DISTINCT ON (n.name) n.id
+                                 FROM roles n LEFT JOIN orgs o ON o.id = n.org_id
+                                WHERE n.name = ANY(%s)
+                                  AND (n.org_id IS NULL OR %s LIKE o.path || '%%')
+                                ORDER BY n.name, length(o.path) DESC NULLS LAST)
+                ORDER BY r.id FOR KEY SHARE""",
             (names, org_path),
         )
     ).fetchall()
@@ -442,7 +451,12 @@ async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePat
             (patch.description, role_id),
         )
     after = await _get_role(conn, role_id)
-    await audit.record(conn, actor, "update", "role", role_id, before=before, after=after)
+    # under the role's organisation, as its creation (a probe: a brand admin's change of a
+    # store's role was in the brand's log only, not the store's)
+    org_id = after.org_id
+    await audit.record(
+        conn, actor, "update", "role", role_id, before=before, after=after, org_id=org_id
+    )
     return after
 
 
@@ -456,4 +470,4 @@ async def delete_role(conn: Conn, actor: Principal, role_id: int) -> None:
     if used:
         raise Conflict("the role is assigned to users", code="role_in_use")
     await conn.execute("DELETE FROM roles WHERE id = %s", (role_id,))
-    await audit.record(conn, actor, "delete", "role", role_id, before=before)
+    await audit.record(conn, actor, "delete", "role", role_id, before=before, org_id=before.org_id)

@@ -17797,7 +17797,7 @@ export interface operations {
             query?: {
                 root_id?: number | null;
                 kind?: "brand" | "factory" | "warehouse" | "branch" | "agent" | "distributor" | "store" | "printer" | null;
-                status?: string | null;
+                status?: "active" | "inactive" | null;
                 q?: string | null;
                 /** @description page number, from 1 */
                 page?: number;
