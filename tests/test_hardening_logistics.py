@@ -155,11 +155,12 @@ async def test_goods_in_transit_or_sold_are_not_corrected_and_stock_stays_right(
     assert await state_of(app, new) is None
     assert (await state_of(app, old))["status"] == "active"  # type: ignore[index]
     assert await stock_check(settings) == []
-    # nothing that the line packed is in place any more: undo touches none of it
+    # the line's newest packing was moved (taken into the warehouse): undo refuses it, and
+    # undoes no older packing instead
     assert_error(
         await client.post("/lines/H13/undo", headers=operator, json={"reason": "x"}),
-        404,
-        "nothing_to_undo",
+        409,
+        "packing_moved",
     )
 
     # received: the agent holds it, but a replacement activates a new code, which only a

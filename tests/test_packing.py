@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -215,6 +216,77 @@ async def test_uploads_arriving_out_of_order(
     assert await counts(conn, lumi.batch_no) == {"units": 20, "bound": 20, "unit_events": 40}
     trace = (await client.get(f"/trace/{units[15]}", headers=await login("operator"))).json()
     assert [c["code"] for c in trace["containers"]] == [lumi.inner[1], lumi.master[0]]
+
+
+async def test_a_retried_upload_packing_units_active_before_is_all_duplicates(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a line packs 5 units activated earlier (loose, as after an undo) into a case;
+    the same upload sent again answered the 5 unit scans ``ok`` (``already_active``), counted
+    accepted twice, the line's upload log too: a scan was a replay only if its id activated the
+    unit, not if it packed it."""
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    await set_rules(client, login, product_id, [])
+    cases = await issue_cases(client, login, demo, "inner", 1)
+    line = f"ZR{batch_no}"
+    units = serials(app, batch_no, 0, 5)
+    await activate(client, login, units, product_id, line=line)  # active and loose
+    now = datetime.now(UTC).isoformat()
+    sent = [scan(s, at=now) for s in units] + [scan(cases[0], at=now)]
+    first = await upload(client, login, line, sent)
+    assert (first["accepted"], first["duplicates"]) == (6, 0), first
+    again = await upload(client, login, line, sent)
+    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 6, 0), [
+        (s["result"], s.get("warning")) for s in again["scans"]
+    ]
+    assert [s.get("parent") for s in again["scans"]] == [s.get("parent") for s in first["scans"]]
+
+
+async def test_a_retried_upload_closing_a_case_again_is_all_duplicates(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: upload 1 packs 5 units into case C, upload 2 packs 5 more into C; retried,
+    upload 2's case scan answered ``ok`` again (accepted 1): only the id of C's first packing was
+    kept on its state row. A retry of upload 2 after upload 3 packed still more is a replay too."""
+    batch_no, product_id = await issue_units(client, login, demo, 15)
+    await set_rules(client, login, product_id, [])
+    cases = await issue_cases(client, login, demo, "inner", 1)
+    line = f"ZC{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 15)
+    one, two, three = ([scan(s) for s in units[i : i + 5]] + [scan(cases[0])] for i in (0, 5, 10))
+    assert (await upload(client, login, line, one))["accepted"] == 6
+    assert (await upload(client, login, line, two))["accepted"] == 6
+    for sent in (two, one):
+        again = await upload(client, login, line, sent)
+        assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 6, 0), [
+            (s["result"], s.get("kind")) for s in again["scans"]
+        ]
+    assert (await upload(client, login, line, three))["accepted"] == 6
+    for sent in (two, three):
+        again = await upload(client, login, line, sent)
+        assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 6, 0), again
+    trace = (await client.get(f"/trace/{cases[0]}", headers=await login("admin"))).json()
+    assert sorted(c["code"] for c in trace["contents"]) == sorted(units)
+
+
+async def test_a_scan_sent_twice_in_one_upload_answers_as_its_first_copy(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a scanner's buffer sends one scan twice in an upload and the first copy is
+    rejected (``malformed``); the second copy answered ``duplicate``, counted in
+    ``duplicates``, though nothing was accepted (README: ``duplicate`` = this client event id
+    was already accepted). It is rejected alike, with the first copy's reason."""
+    _, product_id = await issue_units(client, login, demo, 1)
+    line = "ZD-" + secrets.token_hex(3)
+    await set_line(client, login, product_id, line)
+    body = await upload(
+        client, login, line, [scan("NOT-A-CODE", cid="zd-1"), scan("NOT-A-CODE", cid="zd-1")]
+    )
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (0, 0, 2), body
+    assert [(s["result"], s.get("reason")) for s in body["scans"]] == [
+        ("rejected", "malformed")
+    ] * 2
 
 
 async def test_every_rejection_reason(
@@ -569,6 +641,43 @@ async def test_undo_then_rebind(client: Any, login: Any, app: Any, conn: Any, lu
     audit = await client.get("/audit", headers=await login("admin"), params={"action": "unpack"})
     assert audit.status_code == 200, audit.text
     assert audit.json()["total"] >= 3
+
+
+async def test_undo_never_unpacks_an_older_case_when_the_newest_packing_was_moved(
+    client: Any, login: Any, app: Any, conn: Any, demo: Any
+) -> None:
+    """A probe: the line packed case A (09:00), then case B (10:00); B was taken into the
+    factory warehouse (factory inbound), its units still inside. ``POST /lines/{line}/undo``
+    then unpacked A, an older case the operator never meant: a packing's children were found
+    by their last event = the aggregation, which the receipt had overwritten, so B looked
+    undone already. The newest packing, moved, cannot be undone (409 ``packing_moved``), and
+    no older one is undone instead."""
+    from tests.test_logistics import confirm, document
+
+    batch_no, product_id = await issue_units(client, login, demo, 20)
+    await set_rules(client, login, product_id, [])
+    cases = await issue_cases(client, login, demo, "inner", 2)
+    await set_line(client, login, product_id, "UM1")
+    units = serials(app, batch_no, 0, 20)
+    later = "2026-11-20T10:00:00+08:00"
+    body = await upload(
+        client,
+        login,
+        "UM1",
+        [scan(s) for s in units[:10]]
+        + [scan(cases[0])]
+        + [scan(s, at=later) for s in units[10:]]
+        + [scan(cases[1], at=later)],
+    )
+    assert body["accepted"] == 22, body
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, [cases[1]], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    undone = await client.post(
+        "/lines/UM1/undo", headers=await login("operator"), json={"reason": "wrong case"}
+    )
+    assert_error(undone, 409, "packing_moved")
+    assert (await counts(conn, batch_no))["bound"] == 20
 
 
 async def test_replace_a_unit_that_failed_qc(

@@ -121,25 +121,33 @@ async def _on_hand(conn: Conn, actor: Principal, row_type: type[_H], code: int, 
     return row
 
 
-async def _children(
-    conn: Conn, sscc: int, event_id: int | None = None, lock: bool = True
-) -> list[tuple[str, int]]:
-    """What a container holds now (optionally only what one aggregation event put there): its
-    units, then its cases; locked until the correction commits (``lock``), the cases first, as a
-    document locks them (``logistics.movements.expand``) — the caller has locked the container
-    itself before (a probe: units first, then the container, deadlocked with a confirm)."""
-    found: dict[str, list[tuple[str, int]]] = {}
+async def _children(conn: Conn, sscc: int) -> list[tuple[str, int]]:
+    """What a container holds now: its units, then its cases; locked until the correction
+    commits, the cases first, as a document locks them (``logistics.movements.expand``) — the
+    caller has locked the container itself before (a probe: units first, then the container,
+    deadlocked with a confirm)."""
+    return [(kind, code) for kind, code, _ in await _inside(conn, sscc)]
+
+
+async def _inside(
+    conn: Conn, sscc: int, packing: int | None = None, lock: bool = True
+) -> list[tuple[str, int, int]]:
+    """``_children`` with each one's last event; with ``packing`` (an aggregation event) only
+    the children it put there — those it lists (``event_codes``, by its key) — still inside."""
+    found: dict[str, list[tuple[str, int, int]]] = {}
     for kind, table, key in (("case", "case_state", "sscc"), ("unit", "unit_state", "code")):
         rows = await (
             await conn.execute(
-                f"""SELECT {key} AS code FROM {table}
-                    WHERE parent_sscc = %(p)s
-                      AND (%(e)s::bigint IS NULL OR last_event_id = %(e)s)
-                    ORDER BY {key}{" FOR UPDATE" if lock else ""}""",
-                {"p": sscc, "e": event_id},
+                f"""SELECT t.{key} AS code, t.last_event_id FROM {table} t
+                    WHERE t.parent_sscc = %(p)s
+                      AND (%(e)s::bigint IS NULL OR EXISTS (
+                          SELECT 1 FROM event_codes x WHERE x.code = t.{key}
+                            AND x.kind = '{kind[0]}' AND x.event_id = %(e)s))
+                    ORDER BY t.{key}{" FOR UPDATE OF t" if lock else ""}""",
+                {"p": sscc, "e": packing},
             )
         ).fetchall()
-        found[kind] = [(kind, row["code"]) for row in rows]
+        found[kind] = [(kind, row["code"], row["last_event_id"]) for row in rows]
     return found["unit"] + found["case"]
 
 
@@ -250,7 +258,8 @@ async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -
 async def undo_last(
     conn: Conn, actor: Principal, scheme: Scheme, line_code: str, reason: str
 ) -> EditOut:
-    """Undo the line's newest packing whose children are still in their container."""
+    """Undo the line's newest packing whose children are still in their container; 409
+    ``packing_moved`` if that packing was moved since (``_in_place``), never an older one."""
     actor.require("packing.scan")
     line = await get_line(conn, actor, line_code)
     read_point = f"line:{line.code}"
@@ -264,23 +273,47 @@ async def undo_last(
         )
     ).fetchall()
     for row in rows:
-        if not await _children(conn, row["parent_code"], row["id"], lock=False):
-            continue
-        label = sscc_label(row["parent_code"])
-        case = await _on_hand(conn, actor, _Held, row["parent_code"], label)  # locked first
-        children = await _children(conn, row["parent_code"], row["id"])
+        sscc, packing = row["parent_code"], row["id"]
+        label = sscc_label(sscc)
+        if not await _in_place(conn, actor, sscc, packing, label, lock=False):
+            continue  # undone or unpacked at the line already: the packing before it
+        case = await _on_hand(conn, actor, _Held, sscc, label)  # locked first
+        children = await _in_place(conn, actor, sscc, packing, label)
         if children:  # (none if taken out meanwhile)
             return await _take_out(
-                conn,
-                actor,
-                scheme,
-                row["parent_code"],
-                children,
-                reason,
-                read_point,
-                case.holder_org_id,
+                conn, actor, scheme, sscc, children, reason, read_point, case.holder_org_id
             )
     raise NotFound("nothing packed on this line to undo", code="nothing_to_undo")
+
+
+async def _in_place(
+    conn: Conn, actor: Principal, sscc: int, packing: int, label: str, lock: bool = True
+) -> list[tuple[str, int]]:
+    """The children a packing of the caller's line put into the container that are in it
+    still (none: undone or unpacked there), while the packing is where the line left it —
+    else 409 ``packing_moved``: its children's last event is another (a movement — received
+    into a warehouse, shipped, given away — is the last event of every unit and case it moves,
+    inside their containers too), or the container left the caller's organisation. Found by
+    the container and the packing's own list of codes: a later event on a child hid it, and
+    the undo took an older case instead (a probe)."""
+    found = await _inside(conn, sscc, packing, lock)
+    held = await (
+        await conn.execute(
+            "SELECT holder_org_id, transit_to FROM case_state WHERE sscc = %s", (sscc,)
+        )
+    ).fetchone()
+    if (
+        any(last != packing for _, _, last in found)
+        or held is None
+        or held["holder_org_id"] != actor.org_id
+        or held["transit_to"] is not None
+    ):
+        raise Conflict(
+            f"{label}, the line's newest packing, was moved since: it cannot be undone here "
+            "(its holder unpacks it: POST /packing/unpack)",
+            code="packing_moved",
+        )
+    return [(kind, code) for kind, code, _ in found]
 
 
 async def replace(conn: Conn, actor: Principal, scheme: Scheme, data: ReplaceIn) -> EditOut:

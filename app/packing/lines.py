@@ -6,6 +6,7 @@ from typing import Any
 
 from app import audit
 from app.auth.principal import Principal
+from app.catalog.service import writable_product
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.packing.schemas import LineContextIn, LineOut, PackingRuleIn, PackingRuleOut
@@ -106,11 +107,15 @@ async def set_rules(
 ) -> list[PackingRuleOut]:
     """Replace a product's packing rules (one per level); audited. Replacements of one product's
     rules run one after the other (its row locked): two at once mixed their rules, or refused
-    the same set with a unique-key conflict (a probe)."""
+    the same set with a unique-key conflict (a probe). Written as the product is
+    (``catalog.service.writable_product``: 404 outside the caller's subtree; a probe: an
+    agent's key replaced the brand's product's rules)."""
     actor.require("catalog.write")
     levels = [rule.level for rule in rules]
     if len(set(levels)) != len(levels):
         raise Unprocessable("one rule per level", code="duplicate_level")
+    await brand_product(conn, actor, product_id)  # 404 unknown_product: not the brand's
+    await writable_product(conn, actor, product_id)
     await conn.execute("SELECT 1 FROM products WHERE id = %s FOR NO KEY UPDATE", (product_id,))
     before = await get_rules(conn, actor, product_id)
     await conn.execute("DELETE FROM packing_rules WHERE product_id = %s", (product_id,))

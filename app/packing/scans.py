@@ -13,11 +13,13 @@ scanner's client event id. One upload is one transaction:
    plan made again against the now committed state: exactly one upload wins each code.
 
 Retried, partially retried or reordered uploads never count twice: a scan whose client event id
-is the one that activated its unit or first packed its case answers ``duplicate`` (the state
-row keeps that id, so no separate receipt is written or looked up), and so does an id repeated
-with the same code within one upload (with another code it is rejected, ``id_reused``); a unit
-already active with the same product and lot is not activated again; a child already in its case
-is not bound again.
+is the one that activated its unit or first packed its case, or one of the later scans accepted
+for the code (a unit active before, packed; a case closed again: the last 16), answers
+``duplicate`` (the state row keeps those ids, so no separate receipt is written or looked up).
+An id repeated with the same code within one upload answers as its first copy did: ``duplicate``
+if that one was accepted or a replay, else rejected alike (with another code it is rejected,
+``id_reused``). A unit already active with the same product and lot is not activated again; a
+child already in its case is not bound again.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ class _UnitState(msgspec.Struct, frozen=True, gc=False):
     parent_sscc: int | None
     product_id: int
     lot: str
-    client_event_id: str | None
+    client_event_id: str | None  # the scan's that activated the unit
+    rescans: list[str] | None  # the later accepted scans' (``_update_existing``), newest first
     holder_path: str
     transit_path: str | None
 
@@ -134,7 +137,8 @@ class _CaseState(msgspec.Struct, frozen=True, gc=False):
     lot: str | None
     level: str
     disposition: str
-    client_event_id: str | None
+    client_event_id: str | None  # the scan's that first packed the case
+    rescans: list[str] | None  # the later accepted scans' (``_update_existing``), newest first
     holder_path: str
     transit_path: str | None
 
@@ -354,7 +358,9 @@ def _plan(
     plan = _Plan()
     # what the next container closes over, by packing rank
     pending: list[list[_Child]] = [[] for _ in LEVEL_RANK]
-    seen_ids: dict[str, object] = {}  # scan id -> the code it carried first in this upload
+    # scan id -> the code it carried first in this upload, and that first scan
+    seen_ids: dict[str, tuple[object, _Scan]] = {}
+    copies: list[tuple[_Scan, _Scan]] = []  # a scan sent again in this upload, and its first copy
     seen_codes: set[tuple[str, int]] = set()
     for s in scans:
         read = s.read
@@ -363,13 +369,17 @@ def _plan(
             state = (unit_state if read.kind == "unit" else case_state).get(read.code)
         scanned = (read.kind, read.code) if read.reason is None else s.scan.code
         if s.scan.id in seen_ids:  # the id came before in this upload: the same scan again,
-            if seen_ids[s.scan.id] == scanned:  # already planned (and pending) once
-                s.result = "duplicate"
+            first_scanned, first = seen_ids[s.scan.id]
+            if first_scanned == scanned:  # already planned (and pending) once: answered below
+                copies.append((s, first))
             else:  # or a scanner reusing an id: never a duplicate of another code's scan
                 _reject(s, "id_reused")
             continue
-        seen_ids[s.scan.id] = scanned  # a replay's too (a probe: a:Y after a retried a:X was ok)
-        if state is not None and state.client_event_id == s.scan.id:
+        seen_ids[s.scan.id] = (scanned, s)  # a replay's too (a probe: a:Y after a retried a:X)
+        if state is not None and (
+            state.client_event_id == s.scan.id
+            or (state.rescans is not None and s.scan.id in state.rescans)
+        ):
             _replayed(s, state, pending)
             continue
         if read.reason is not None:
@@ -409,6 +419,13 @@ def _plan(
             pending[rank].append(("case", read.code, rank, s, read.label))
             if state is None:
                 plan.new_cases[read.code] = s
+    # a copy answers as its first copy finally did (a container may reject a unit accepted at
+    # first): ``duplicate`` means accepted before, never the copy of a rejected scan (a probe)
+    for copy, first in copies:
+        if first.result == "rejected":
+            copy.result, copy.reason, copy.message = "rejected", first.reason, first.message
+        else:
+            copy.result = "duplicate"
     return plan
 
 
@@ -626,7 +643,7 @@ async def _write(
         await _insert_units(conn, ctx, unit_rows)
     if plan.new_cases:
         await _insert_cases(conn, ctx, plan, agg_id)
-    await _pack_existing(conn, plan, agg_id, unit_state, case_state)
+    await _update_existing(conn, scans, plan, agg_id, unit_state, case_state)
     await write_events(conn, events)
     if plan.activate:  # new units are stock of the line's organisation
         deltas = new_deltas()
@@ -783,45 +800,63 @@ async def _insert_cases(conn: Conn, ctx: Context, plan: _Plan, agg_id: dict[int,
         raise _Race
 
 
-async def _pack_existing(
+_UPDATE_EXISTING = """UPDATE {table} t SET parent_sscc = coalesce(d.parent, t.parent_sscc),
+        -- a unit returned damaged or expired stays so (NOT_FOR_SALE; a stock probe: packed
+        -- into a case, it was sold again)
+        disposition = CASE WHEN d.parent IS NULL OR t.disposition IN ('damaged', 'expired')
+                           THEN t.disposition ELSE 'in_progress' END,
+        last_event_id = coalesce(d.event, t.last_event_id),
+        rescan_client_event_ids = CASE WHEN d.client IS NULL THEN t.rescan_client_event_ids
+            ELSE (array_prepend(d.client, t.rescan_client_event_ids))[1:16] END,
+        updated_at = now()
+    FROM unnest(%({kind}_codes)s::bigint[], %({kind}_parents)s::bigint[],
+                %({kind}_events)s::bigint[], %({kind}_clients)s::text[])
+         AS d (code, parent, event, client)
+    WHERE t.{key} = d.code AND (d.parent IS NULL OR t.parent_sscc IS NULL) RETURNING 1"""
+
+
+async def _update_existing(
     conn: Conn,
+    scans: list[_Scan],
     plan: _Plan,
     agg_id: dict[int, int],
     unit_state: dict[int, _UnitState],
     case_state: dict[int, _CaseState],
 ) -> None:
-    """Codes that existed before this upload and are now packed: one UPDATE per table, which
-    binds only codes still unpacked (``_Race`` otherwise)."""
-    for kind, table, key, states in (
-        ("unit", "unit_state", "code", unit_state),
-        ("case", "case_state", "sscc", case_state),
-    ):
-        moved = [
-            (code, parent)
-            for (k, code), parent in plan.parent_of.items()
-            if k == kind and code in states
-        ]
-        if moved:
-            updated = await (
-                await conn.execute(
-                    # a unit returned damaged or expired stays so (NOT_FOR_SALE; a stock probe:
-                    # packed into a case, it was sold again)
-                    f"""UPDATE {table} t SET parent_sscc = d.parent,
-                            disposition = CASE WHEN t.disposition IN ('damaged', 'expired')
-                                               THEN t.disposition ELSE 'in_progress' END,
-                            last_event_id = d.event, updated_at = now()
-                        FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])
-                             AS d (code, parent, event)
-                        WHERE t.{key} = d.code AND t.parent_sscc IS NULL RETURNING t.{key}""",
-                    (
-                        array([m[0] for m in moved]),
-                        array([m[1] for m in moved]),
-                        array([agg_id[m[1]] for m in moved]),
-                    ),
-                )
-            ).fetchall()
-            if len(updated) != len(moved):
-                raise _Race
+    """Codes that existed before this upload, in one statement for both tables: those now packed
+    get their container (only codes still unpacked are bound: ``_Race`` otherwise), and those
+    whose scan was accepted keep the scan's client event id among their ``rescans``, so that a
+    retry of the upload answers ``duplicate`` (a probe: a unit active before and packed, or a
+    case closed again over more units, answered ``ok`` again)."""
+    if not unit_state and not case_state:  # a line's new codes only: the hot path
+        return
+    rows: dict[str, dict[int, list[int | str | None]]] = {"unit": {}, "case": {}}
+    for (kind, code), parent in plan.parent_of.items():
+        if code in (unit_state if kind == "unit" else case_state):
+            rows[kind][code] = [parent, agg_id[parent], None]
+    for s in scans:
+        read = s.read
+        if s.result == "ok" and read.code in (unit_state if read.kind == "unit" else case_state):
+            rows[read.kind].setdefault(read.code, [None, None, None])[2] = s.scan.id
+    if not rows["unit"] and not rows["case"]:
+        return
+    params = {}
+    for kind, by_code in rows.items():
+        params[f"{kind}_codes"] = array(list(by_code))
+        for i, column in enumerate(("parents", "events", "clients")):
+            params[f"{kind}_{column}"] = array([row[i] for row in by_code.values()])
+    unit_sql = _UPDATE_EXISTING.format(table="unit_state", key="code", kind="unit")
+    case_sql = _UPDATE_EXISTING.format(table="case_state", key="sscc", kind="case")
+    row = await (
+        await conn.execute(
+            f"""WITH u AS ({unit_sql}), c AS ({case_sql})
+                SELECT (SELECT count(*) FROM u) AS units, (SELECT count(*) FROM c) AS cases""",
+            params,
+        )
+    ).fetchone()
+    assert row is not None
+    if (row["units"], row["cases"]) != (len(rows["unit"]), len(rows["case"])):
+        raise _Race
 
 
 def _fill_parents(
@@ -852,7 +887,8 @@ async def _locked(conn: Conn, row: type[_S], codes: list[int]) -> dict[int, _S]:
         return {}
     table, key = ("unit_state", "code") if row is _UnitState else ("case_state", "sscc")
     extra = ", s.product_id, s.lot" + ("" if table == "unit_state" else ", s.level, s.disposition")
-    extra += ", s.client_event_id, h.path AS holder_path, t.path AS transit_path"
+    extra += ", s.client_event_id, s.rescan_client_event_ids"
+    extra += ", h.path AS holder_path, t.path AS transit_path"
     cur = conn.cursor(row_factory=args_row(row))  # positional: the SELECT is in field order
     await cur.execute(
         f"SELECT s.{key} AS code, s.status, s.parent_sscc{extra} FROM {table} s "

@@ -85,6 +85,11 @@ ScanResult = Literal["ok", "duplicate", "rejected"]
 class ScanOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Per-item result. ``reason`` (rejected) and ``warning`` (accepted) are stable codes.
 
+    ``duplicate``: this client event id was accepted before, by an earlier upload (the scan that
+    activated the unit or first packed the case, or one of the code's last 16 later accepted
+    scans) or earlier in this upload; a scan sent twice in one upload answers as its first copy,
+    so the copy of a rejected scan is rejected alike.
+
     reasons: malformed, forged, unknown, void, not_activated, wrong_brand, wrong_product,
     already_active, already_bound, duplicate_scan, id_reused, in_transit, not_held, not_a_factory,
     invalid_sscc, unknown_case, case_void, bad_level, empty_case, short_case, over_full_case,
