@@ -1131,3 +1131,53 @@ async def test_a_redemption_sent_again_answers_the_first_how_to_collect(
     async with member_client(app) as mc:
         mine = (await mc.get("/members/me/redemptions", headers=headers)).json()["items"]
     assert (again.json()["how_to_collect"], mine[0]["how_to_collect"]) == (how, how)
+
+
+async def test_a_store_given_members_read_phone_still_sees_its_redemptions_phones_masked(
+    client: Any, app: Any, demo: Any, login: Any
+) -> None:
+    """A probe: the brand admin gives a store user a custom role with ``redemptions.read`` and
+    ``members.read_phone``. ``GET /redemptions`` (and its CSV) then shows that store user the
+    WHOLE phone of every member whose gift the store handed out.
+
+    ``members.read_phone`` is one of the brand-level member permissions (README "Member admin":
+    "They are brand-level permissions"; ``app/auth/permissions.py`` lists it among
+    ``_BRAND_ONLY``), and consumers' personal data stays with the brand head office: staff
+    below it "see no member even if a role grants ``members.read``" — and
+    ``app/members/admin.py`` says "A store sees the redemptions it fulfilled through the
+    redemption endpoints …, with masked phones, not the members". A grant below the brand
+    should widen nothing, as ``members.read`` does not (``brand_of_staff``); it unmasked. Phones
+    are whole only to the brand's own staff holding it (``mask.sees_phones``)."""
+    from tests.test_members_admin import _staff
+
+    brand = demo["BRAND-LUMI"]
+    member_id, headers, phone = await new_member(app, brand)
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=30)
+    redeemed = await redeem(app, headers, gift["id"])
+    assert redeemed.status_code == 201, redeemed.text
+    fulfilled = await client.post(
+        "/redemptions/fulfil", headers=await login("store_clerk"),
+        json={"code": redeemed.json()["code"]},
+    )  # fmt: skip
+    assert fulfilled.status_code == 200, fulfilled.text
+
+    admin = await login("admin")
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={
+            "name": f"store_phones_{secrets.token_hex(3)}",
+            "permissions": ["redemptions.read", "members.read_phone"],
+        },
+    )
+    assert role.status_code == 201, role.text
+    store_user = await _staff(client, admin, demo["STORE-HZ-01"], [role.json()["name"]])
+    listed = await client.get("/redemptions", headers=store_user, params={"per_page": 200})
+    assert listed.status_code == 200, listed.text
+    mine = [r for r in listed.json()["items"] if r["member_id"] == member_id]
+    assert mine, listed.text  # the store sees the redemption it fulfilled
+    assert mine[0]["phone"] == phone[:3] + "****" + phone[-4:], mine[0]
+    exported = await client.get("/redemptions", headers=store_user, params={"format": "csv"})
+    assert exported.status_code == 200, exported.text
+    assert phone not in exported.text

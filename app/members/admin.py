@@ -34,7 +34,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.localtime import REPORT_TZ
 from app.members import erasure, freezes, points
-from app.members.mask import READ_PHONE, mask_phone, shown_phone
+from app.members.mask import mask_phone, sees_phones, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
 from app.members.profile import AGE_BAND_SQL, PROVINCES
@@ -72,7 +72,7 @@ def _where(actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
     where, params = ["m.brand_id = %(brand)s"], {"brand": brand_of_staff(actor)}
     if f.phone is not None:
         term = phone_query(f.phone)
-        if len(term) not in (4, 11) and not actor.has(READ_PHONE):
+        if len(term) not in (4, 11) and not sees_phones(actor):
             # staff who see phones masked (138****1234) search by a whole number or by the
             # four digits they see: matching on 5 to 10 last digits told the hidden ones, one
             # digit a few requests (probe N)
@@ -332,7 +332,7 @@ async def export_csv(
             "member",
             None,
             # the audit is read by staff who may see phones masked only
-            after={"filters": _audited(f), "phones": actor.has(READ_PHONE)},
+            after={"filters": _audited(f), "phones": sees_phones(actor)},
         )
     sql = f"SELECT {_COLUMNS} FROM members m WHERE {' AND '.join(where)} ORDER BY {_ORDER}"
     return tabular.csv_chunks(CSV_COLUMNS, _csv_batches(pool, actor, sql, params))

@@ -3,7 +3,9 @@
 ``mask_phone`` is the one masking rule (the members admin, redemption checks, SMS logs and exports
 all call it): the first three and the last four digits stay, the rest become ``*`` —
 ``13812341234`` → ``138****1234``. Shorter numbers keep less so that at least half is hidden.
-``shown_phone`` is the one rule of who sees it whole: staff holding ``members.read_phone``.
+``sees_phones`` is the one rule of who sees it whole: the brand's own staff (members are the
+brand head office's) holding ``members.read_phone`` — a role below the brand granting it shows
+nothing more (a probe: a store's user given it read every redeeming member's whole phone).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ def mask_phone(phone: str | None) -> str:
     return phone[:head] + "*" * (n - head - tail) + phone[n - tail :]
 
 
+def sees_phones(actor: Principal) -> bool:
+    """Whether ``actor`` sees members' phones whole: brand staff holding ``members.read_phone``."""
+    return actor.org_id == actor.brand_id and actor.has(READ_PHONE)
+
+
 def shown_phone(actor: Principal, phone: str) -> str:
-    """The phone as ``actor`` may see it: whole with ``members.read_phone``, else masked."""
-    return phone if actor.has(READ_PHONE) else mask_phone(phone)
+    """The phone as ``actor`` may see it: whole to ``sees_phones``, else masked."""
+    return phone if sees_phones(actor) else mask_phone(phone)

@@ -48,7 +48,7 @@ from app.deadletters import is_poison, reason_of
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable
 from app.localtime import aware
 from app.members.gifts import OFFERED
-from app.members.mask import READ_PHONE, mask_phone, shown_phone
+from app.members.mask import mask_phone, sees_phones, shown_phone
 from app.members.points import post_entry
 from app.members.principal import Member
 from app.members.schemas_points import (
@@ -835,7 +835,7 @@ async def list_csv(
             "export",
             "redemption",
             None,
-            after={"filters": msgspec.to_builtins(f), "phones": actor.has(READ_PHONE)},
+            after={"filters": msgspec.to_builtins(f), "phones": sees_phones(actor)},
         )
     sql = (
         f"SELECT {_LIST_SELECT} FROM {_LIST_SOURCE} WHERE {' AND '.join(where)} "

@@ -20,7 +20,7 @@ from app.config import Settings
 from app.db import Conn
 from app.head import GET_HEAD
 from app.jobs import WORKER_STALE_SECONDS, workers_key
-from app.members.mask import READ_PHONE, mask_phone
+from app.members.mask import READ_PHONE, mask_phone, sees_phones
 from app.ops.schemas import AuditOut, Check, HealthOut
 from app.paging import Page, PageNo, PerPage, fetch_page
 from app.sms.outbox import pending_stats
@@ -201,9 +201,10 @@ _PERSONAL = {"user": "users.read", "member": READ_PHONE}
 
 def _shown(principal: Principal, row: dict[str, Any]) -> dict[str, Any]:
     """An audit row as the reader may see it: phones and e-mails masked without the entity's
-    read permission."""
+    read permission (a member's: ``sees_phones``, brand staff only)."""
     needed = _PERSONAL.get(row["entity"])
-    if needed is not None and not principal.has(needed):
+    allowed = sees_phones(principal) if needed == READ_PHONE else principal.has(needed or "")
+    if needed is not None and not allowed:
         row["before"], row["after"] = _masked(row["before"]), _masked(row["after"])
     return row
 
