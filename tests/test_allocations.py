@@ -673,3 +673,33 @@ async def test_the_brands_own_warehouse_is_brand_staff_and_an_agent_a_partner(
     assert given.status_code == 201, given.text
     channel = await user_at(demo["AGENT-ZJ"], "warehouse")
     assert_error(await _allocate(client, channel, batch_no=batch_no, count=2), 403, "pool_required")
+
+
+async def test_a_count_over_2_pow_32_is_count_over_maximum_like_any_count_over_the_maximum(
+    client: httpx.AsyncClient, login: Any, demo: Any, settings: Any
+) -> None:
+    """A probe: a line system asks ``POST /allocations`` for more codes than the deployment allows.
+    Just over ``TRACECODE_ALLOCATION_MAX`` it gets 400 ``count_over_maximum`` with
+    ``details.maximum`` (the documented code a client reacts to by splitting its request); a
+    count above 4,294,967,296 (5 billion, say) gets 400 ``validation_failed`` ("Expected `int`
+    <= 4294967296") instead, with no maximum, although it is over the maximum just the same
+    (``allocation_max`` is at most 2**32 by config). README "Serial allocation": "over
+    ``TRACECODE_ALLOCATION_MAX`` (400 ``count_over_maximum``)" — one refusal, one code, whatever
+    the size (with or without ``partial``)."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 10)
+    just_over = await client.post(
+        "/allocations",
+        headers=planner,
+        json={"batch_no": batch_no, "count": settings.allocation_max + 1},
+    )
+    error = assert_error(just_over, 400, "count_over_maximum")
+    assert error["details"]["maximum"] == settings.allocation_max
+    for partial in (False, True):
+        far_over = await client.post(
+            "/allocations",
+            headers=planner,
+            json={"batch_no": batch_no, "count": 5_000_000_000, "partial": partial},
+        )
+        error = assert_error(far_over, 400, "count_over_maximum")
+        assert error["details"]["maximum"] == settings.allocation_max

@@ -178,7 +178,7 @@ async def list_allocations(
 ) -> Page[AllocationOut]:
     """The allocations the caller sees, newest first, each with its ranges. Filters: a batch
     (any range of it), a pool, a client id, made at or after ``since`` and before ``until``
-    (a time without zone is UTC)."""
+    (a time without zone is Beijing time, as every listed time filter)."""
     where, params = _visible_where(actor, await reader_scope(conn, actor))
     if batch_no is not None:
         where.append(

@@ -207,7 +207,8 @@ class AllocationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     key's client ids are its own; a user's are shared by the user's organisation.
     """
 
-    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)]
+    # over TRACECODE_ALLOCATION_MAX (at most 2**32): 400 count_over_maximum, whatever the size
+    count: Annotated[int, msgspec.Meta(ge=1)]
     batch_no: int | None = None
     pool_id: int | None = None
     partial: bool = False
