@@ -376,10 +376,7 @@ def _plan(
                 _reject(s, "id_reused")
             continue
         seen_ids[s.scan.id] = (scanned, s)  # a replay's too (a probe: a:Y after a retried a:X)
-        if state is not None and (
-            state.client_event_id == s.scan.id
-            or (state.rescans is not None and s.scan.id in state.rescans)
-        ):
+        if state is not None and _is_replay(state, s.scan.id):
             _replayed(s, state, pending)
             continue
         if read.reason is not None:
@@ -398,27 +395,7 @@ def _plan(
             if s.result == "ok":
                 pending[0].append(("unit", read.code, 0, s, read.label))
             continue
-        state = case_state.get(read.code)
-        if state is not None and (problem := _not_here(ctx, state)):
-            _reject(s, problem)
-            continue
-        rank = LEVEL_RANK[read.level]
-        children: list[_Child] | None
-        if s.children is None:
-            children = _take(pending, rank)
-        else:
-            children = _explicit(ctx, s, unit_state, case_state, plan)
-            if children is None:
-                continue
-        _close(ctx, s, rank, children, unit_state, case_state, held, rules, plan)
-        if s.children is not None:  # named children are not left for the next container
-            pending = [
-                [p for p in level if (p[0], p[1]) not in plan.parent_of] for level in pending
-            ]
-        if s.result == "ok":
-            pending[rank].append(("case", read.code, rank, s, read.label))
-            if state is None:
-                plan.new_cases[read.code] = s
+        pending = _plan_case(ctx, s, pending, unit_state, case_state, held, rules, plan)
     # a copy answers as its first copy finally did (a container may reject a unit accepted at
     # first): ``duplicate`` means accepted before, never the copy of a rejected scan (a probe)
     for copy, first in copies:
@@ -427,6 +404,49 @@ def _plan(
         else:
             copy.result = "duplicate"
     return plan
+
+
+def _is_replay(state: _UnitState | _CaseState, scan_id: str) -> bool:
+    """Whether the scan's id was accepted for this code before: the one that activated the unit
+    or first packed the case, or one of its later accepted scans (``rescans``)."""
+    return state.client_event_id == scan_id or (
+        state.rescans is not None and scan_id in state.rescans
+    )
+
+
+def _plan_case(
+    ctx: Context,
+    s: _Scan,
+    pending: list[list[_Child]],
+    unit_state: dict[int, _UnitState],
+    case_state: dict[int, _CaseState],
+    held: dict[int, int],
+    rules: dict[str, _Rule],
+    plan: _Plan,
+) -> list[list[_Child]]:
+    """A container's scan in ``_plan``: it closes over the pending items of lower levels (or
+    its named children); returns what is pending after it."""
+    read = s.read
+    state = case_state.get(read.code)
+    if state is not None and (problem := _not_here(ctx, state)):
+        _reject(s, problem)
+        return pending
+    rank = LEVEL_RANK[read.level]
+    children: list[_Child] | None
+    if s.children is None:
+        children = _take(pending, rank)
+    else:
+        children = _explicit(ctx, s, unit_state, case_state, plan)
+        if children is None:
+            return pending
+    _close(ctx, s, rank, children, unit_state, case_state, held, rules, plan)
+    if s.children is not None:  # named children are not left for the next container
+        pending = [[p for p in level if (p[0], p[1]) not in plan.parent_of] for level in pending]
+    if s.result == "ok":
+        pending[rank].append(("case", read.code, rank, s, read.label))
+        if state is None:
+            plan.new_cases[read.code] = s
+    return pending
 
 
 def _not_here(ctx: Context, state: _UnitState | _CaseState) -> str | None:
