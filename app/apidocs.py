@@ -174,6 +174,7 @@ RATE_LIMITED = {
     ("/members/me/claims", "post"),  # the verification's rate limit and PIN lockout
     ("/redemptions/check", "post"),  # unknown codes per staff account (code guessing)
     ("/redemptions/fulfil", "post"),
+    ("/members", "get"),  # whole-number phone searches finding none, per masked staff account
 }
 # Sign-in operations without a caller: a code or credentials (401), a brand looked up (404).
 SIGN_IN = {("/members/login", "post"): {"401"}, ("/members/otp", "post"): {"404"}}

@@ -569,3 +569,93 @@ async def test_members_csv_lists_the_rows_in_the_order_of_the_json_list(
     csv_ids = [int(r["id"]) for r in rows]
     assert json_ids == list(reversed(made))  # newest first, as documented
     assert csv_ids == json_ids, (csv_ids, json_ids)
+
+
+async def test_staff_who_see_phones_masked_cannot_unmask_one_by_whole_number_searches(
+    client: Any, app: Any, demo: Any, login: Any
+) -> None:
+    """A probe: member service (``members.read``, not ``members.read_phone``) sees a member as
+    ``139****1234`` and asked ``GET /members?phone=`` with every whole number
+    ``139<0000…9999>1234`` — nothing limited them — and the one search answering ``total: 1``
+    named the hidden digits: the whole phone was unmasked (the 5-to-10-digit search refused for
+    that reason was the same oracle). Now the whole-number searches of such staff finding no
+    member count per account (``MemberLimits.check_phone_misses``), and past the limit every
+    whole-number search is refused, the right number's too, the CSV's too; searches that find
+    the member do not count."""
+    from app.members.limits import PHONE_MISS_MAX, PHONE_MISS_WINDOW_SECONDS
+
+    brand = demo["BRAND-LUMI"]
+    member = await _member(app, brand)
+    phone = member["phone"]
+    admin = await login("admin")
+    service = await _staff(client, admin, brand, ["member_service"])
+    shown = await client.get(f"/members/{member['id']}", headers=service)
+    assert shown.status_code == 200, shown.text
+    masked = shown.json()["phone"]
+    assert masked == phone[:3] + "****" + phone[-4:]  # what member service is allowed to see
+    # the service desk finding a caller by their number is no miss, however often
+    for _ in range(3):
+        found = await client.get("/members", headers=service, params={"phone": phone})
+        assert found.status_code == 200 and found.json()["total"] == 1, found.text
+    head, tail = masked[:3], masked[-4:]
+    misses = 0
+    for hidden in range(10_000):
+        guess = f"{head}{hidden:04d}{tail}"
+        if guess == phone:
+            continue  # the walk's lucky guess is tried last, below
+        answer = await client.get("/members", headers=service, params={"phone": guess})
+        if answer.status_code == 429:  # the walk was stopped: nothing learnt
+            break
+        assert answer.status_code == 200 and answer.json()["total"] == 0, answer.text
+        misses += 1
+    assert misses == PHONE_MISS_MAX
+    for params in ({"phone": phone}, {"phone": phone, "format": "csv"}):
+        refused = await client.get("/members", headers=service, params=params)
+        assert_error(refused, 429, "rate_limited")
+        assert 0 < int(refused.headers["Retry-After"]) <= PHONE_MISS_WINDOW_SECONDS
+    # the digits the account sees still search; staff who see phones whole are not counted
+    by_tail = await client.get("/members", headers=service, params={"phone": tail})
+    assert member["id"] in [m["id"] for m in by_tail.json()["items"]]
+    whole = await client.get("/members", headers=admin, params={"phone": f"{head}99999999"})
+    assert whole.status_code == 200 and whole.json()["total"] == 0
+
+
+async def test_csv_phone_searches_count_and_a_phone_search_fails_closed_without_redis(
+    client: Any, app: Any, demo: Any, login: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSV export of a whole-number search by masked staff counts its misses as the list
+    does (the file is empty or not: the same oracle); with Redis unreachable such searches are
+    refused (503), not let through uncounted; the last 4 digits still search."""
+    from app.members import limits as member_limits_module
+
+    monkeypatch.setattr(member_limits_module, "PHONE_MISS_MAX", 2)
+    brand = demo["BRAND-LUMI"]
+    member = await _member(app, brand)
+    admin = await login("admin")
+    service = await _staff(client, admin, brand, ["member_service"])
+    csv_of = {"format": "csv"}
+    hit = await client.get("/members", headers=service, params={**csv_of, "phone": member["phone"]})
+    assert hit.status_code == 200 and str(member["id"]) in hit.text  # a hit: not counted
+    for params in ({"phone": "13999999998"}, {**csv_of, "phone": "13999999997"}):
+        answer = await client.get("/members", headers=service, params=params)
+        assert answer.status_code == 200, answer.text
+    assert_error(
+        await client.get("/members", headers=service, params={**csv_of, "phone": member["phone"]}),
+        429,
+        "rate_limited",
+    )
+
+    async def unreachable(*_: Any, **__: Any) -> Any:
+        raise redis_sync.exceptions.ConnectionError("Redis is down")
+
+    limits = member_limits_module.member_limits(app.state)
+    monkeypatch.setattr(limits, "_guess", unreachable)
+    fresh = await _staff(client, admin, brand, ["member_service"])
+    for params in ({"phone": member["phone"]}, {**csv_of, "phone": member["phone"]}):
+        assert_error(
+            await client.get("/members", headers=fresh, params=params), 503, "service_unavailable"
+        )
+    tail = await client.get("/members", headers=fresh, params={"phone": member["phone"][-4:]})
+    assert tail.status_code == 200, tail.text
+    whole = await client.get("/members", headers=admin, params={"phone": member["phone"]})
+    assert whole.status_code == 200 and whole.json()["total"] == 1

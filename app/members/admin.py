@@ -15,6 +15,11 @@ and its codes issued already from being handed out (``app.members.redemptions``)
 may still sign in and read. A freeze outlives the erasure of the membership: the phone signed
 up again starts frozen (``app.members.freezes``), and unfreezing it forgets the kept freeze.
 Every CSV export is audited (who, which filters).
+
+A whole-number phone search tells whether that number is a member's, and staff who see
+``138****1234`` could walk the 10,000 numbers it leaves (a probe did): for them such searches,
+JSON and CSV alike, count the ones finding no member per staff account, and past the limit are
+refused (429 ``rate_limited``, ``MemberLimits.check_phone_misses``; 503 while Redis is down).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from app.db import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.localtime import REPORT_TZ
 from app.members import erasure, freezes, points
+from app.members.limits import MemberLimits
 from app.members.mask import mask_phone, sees_phones, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
@@ -112,6 +118,13 @@ def _where(actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
     return where, params
 
 
+def _masked_whole_number(actor: Principal, f: Filters) -> bool:
+    """A whole-number phone search by staff who see phones masked: whether it finds a member
+    names a masked phone's hidden digits, so its misses are limited (``_where`` has checked the
+    term)."""
+    return f.phone is not None and not sees_phones(actor) and len(phone_query(f.phone)) == 11
+
+
 def _row(actor: Principal, r: dict[str, Any]) -> MemberRow:
     return MemberRow(
         id=r["id"],
@@ -131,11 +144,21 @@ _ORDER = "m.created_at DESC, m.id DESC"
 
 
 async def list_members(
-    conn: Conn, actor: Principal, f: Filters, page: int, per_page: int
+    conn: Conn,
+    actor: Principal,
+    f: Filters,
+    page: int,
+    per_page: int,
+    *,
+    limits: MemberLimits,
 ) -> Page[MemberRow]:
-    """The brand's members matching the filters, newest first."""
+    """The brand's members matching the filters, newest first (a masked whole-number search
+    finding none counts against ``limits``)."""
     where, params = _where(actor, f)
-    return await fetch_page(
+    limited = _masked_whole_number(actor, f)
+    if limited:
+        await limits.check_phone_misses(actor)
+    found = await fetch_page(
         conn,
         columns=_COLUMNS,
         source="members m",
@@ -146,6 +169,9 @@ async def list_members(
         per_page=per_page,
         make=lambda r: _row(actor, r),
     )
+    if limited and not found.total:
+        await limits.check_phone_misses(actor, failed=True)
+    return found
 
 
 async def _member(
@@ -318,12 +344,29 @@ CSV_COLUMNS = [
 
 
 async def export_csv(
-    conn: Conn, pool: AsyncConnectionPool, actor: Principal, f: Filters, *, audited: bool = True
+    conn: Conn,
+    pool: AsyncConnectionPool,
+    actor: Principal,
+    f: Filters,
+    *,
+    limits: MemberLimits,
+    audited: bool = True,
 ) -> AsyncIterator[bytes]:
     """Every matching member as CSV (``app.tabular``: BOM, formula guard), streamed from a
     server-side cursor; the export is audited in the request's transaction first
-    (``audited=False``: a HEAD, which sends nothing)."""
+    (``audited=False``: a HEAD, which sends nothing). A masked whole-number search finding none
+    counts against ``limits``, as the list's."""
     where, params = _where(actor, f)
+    if _masked_whole_number(actor, f):
+        await limits.check_phone_misses(actor)
+        found = await (
+            await conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM members m WHERE {' AND '.join(where)}) AS found",
+                params,
+            )
+        ).fetchone()
+        if not (found and found["found"]):
+            await limits.check_phone_misses(actor, failed=True)
     if audited:
         await audit.record(
             conn,

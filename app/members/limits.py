@@ -12,9 +12,19 @@
   been sent a code); a guess needs a live code, and each dies after ``member_otp_max_tries``
   wrong tries, at most 10 sent to a phone a day.
 
+Staff accounts (a user, or an API key) are counted too where a lookup by a guessed value would tell
+what they may not see: unknown redemption codes (``check_code_guesses``), and whole-number phone
+searches finding no member by staff who see phones masked (``check_phone_misses``: ``138****1234``
+leaves 10,000 candidates, and the one search finding a member names the hidden digits; a probe
+walked them). Over the limit an account's lookups are refused (429 ``rate_limited``, a lucky
+guess too) until the window ends; lookups that find something do not count.
+
 The client IP is the socket's peer (an IPv6 client counts by its /64); forwarded headers are never
 trusted. With Redis unreachable the limits are skipped (logged): a code still dies after
-``member_otp_max_tries`` wrong tries, and the outbox still throttles each phone.
+``member_otp_max_tries`` wrong tries, and the outbox still throttles each phone — except the
+phone-search limit, which fails closed: whole-number searches by masked staff answer 503
+``service_unavailable`` until Redis is back (nothing else would stop the walk; the last 4 digits
+still search).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from litestar.datastructures import State
 from app.auth.limits import _REDIS_DOWN, LoginLimiter, client_bucket
 from app.auth.principal import Principal
 from app.config import Settings
-from app.errors import TooManyRequests
+from app.errors import ServiceUnavailable, TooManyRequests
 from app.redisconn import AnyRedis
 
 log = logging.getLogger("tracecode.members")
@@ -35,6 +45,10 @@ log = logging.getLogger("tracecode.members")
 # Unknown redemption codes one staff account may try per window (a typo now and then is fine).
 CODE_GUESS_MAX = 30
 CODE_GUESS_WINDOW_SECONDS = 15 * 60
+# Whole-number phone searches finding no member, per staff account seeing phones masked, per
+# window (the service desk finds callers by their number; a walk of the hidden digits misses).
+PHONE_MISS_MAX = 30
+PHONE_MISS_WINDOW_SECONDS = 15 * 60
 
 # KEYS: the IP's counter. ARGV: window seconds, max. Answers 0, or the seconds left when over.
 _COUNT = """
@@ -100,34 +114,65 @@ class MemberLimits:
                 headers={"Retry-After": str(retry)},
             )
 
-    # -- staff guessing redemption codes ---------------------------------------------------
+    # -- staff guessing: redemption codes, masked phones' hidden digits -------------------
 
-    def _guess_key(self, actor: Principal) -> str:
+    def _guess_key(self, actor: Principal, family: str) -> str:
         who = f"u{actor.user_id}" if actor.user_id is not None else f"k{actor.api_key_id}"
-        return f"{self.ns}:code-guess:{who}"
+        return f"{self.ns}:{family}:{who}"
 
-    async def _guess_count(self, actor: Principal, add: int) -> tuple[int, int]:
+    async def _guess_count(
+        self, actor: Principal, family: str, window: int, failed: bool
+    ) -> tuple[int, int]:
+        """The account's count in ``family`` (one more first when ``failed``) and the seconds
+        left of its window."""
         answer = await self._guess(
-            keys=[self._guess_key(actor)], args=[CODE_GUESS_WINDOW_SECONDS, add]
+            keys=[self._guess_key(actor, family)], args=[window, 1 if failed else 0]
         )
         return int(answer[0]), max(int(answer[1]), 1)
+
+    @staticmethod
+    def _refuse_over(count: int, most: int, failed: bool, retry: int, message: str) -> None:
+        """429 ``rate_limited`` once ``count`` is over ``most`` (one more when ``failed`` has
+        just been counted: the lookup that reached the limit still answers)."""
+        if count >= most + (1 if failed else 0):
+            raise TooManyRequests(
+                message,
+                code="rate_limited",
+                details={"retry_after": retry},
+                headers={"Retry-After": str(retry)},
+            )
 
     async def check_code_guesses(self, actor: Principal, failed: bool = False) -> None:
         """429 ``rate_limited`` once a staff account has tried ``CODE_GUESS_MAX`` unknown
         redemption codes within ``CODE_GUESS_WINDOW_SECONDS``: a clerk (or a stolen API key)
         cannot walk the code space. ``failed`` counts one more unknown code first."""
         try:
-            count, retry = await self._guess_count(actor, 1 if failed else 0)
+            count, retry = await self._guess_count(
+                actor, "code-guess", CODE_GUESS_WINDOW_SECONDS, failed
+            )
         except _REDIS_DOWN as exc:
             log.warning("code guess limit skipped: Redis unavailable", extra={"error": str(exc)})
             return
-        if count >= CODE_GUESS_MAX + (1 if failed else 0):
-            raise TooManyRequests(
-                "too many unknown redemption codes tried; try again later",
-                code="rate_limited",
-                details={"retry_after": retry},
-                headers={"Retry-After": str(retry)},
+        message = "too many unknown redemption codes tried; try again later"
+        self._refuse_over(count, CODE_GUESS_MAX, failed, retry, message)
+
+    async def check_phone_misses(self, actor: Principal, failed: bool = False) -> None:
+        """429 ``rate_limited`` once a staff account seeing phones masked has searched
+        ``PHONE_MISS_MAX`` whole numbers finding no member within ``PHONE_MISS_WINDOW_SECONDS``:
+        it cannot walk a masked phone's hidden digits. ``failed`` counts one more miss first.
+        Redis unreachable: 503 ``service_unavailable`` (fails closed, see the module docstring)."""
+        try:
+            count, retry = await self._guess_count(
+                actor, "phone-miss", PHONE_MISS_WINDOW_SECONDS, failed
             )
+        except _REDIS_DOWN as exc:
+            log.warning("phone search refused: Redis unavailable", extra={"error": str(exc)})
+            raise ServiceUnavailable(
+                "searching by a whole phone number is unavailable now; search by its last 4 "
+                "digits, or retry shortly",
+            ) from exc
+        message = "too many phone numbers searched that are no member's; try again later"
+        self._refuse_over(count, PHONE_MISS_MAX, failed, retry, message)
 
 
 def member_limits(state: State) -> MemberLimits:

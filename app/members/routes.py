@@ -164,10 +164,17 @@ class MemberAdminController(Controller):
         )
         if fmt == "csv":
             chunks = await admin.export_csv(
-                conn, state.pool, principal, filters, audited=request.method != "HEAD"
+                conn,
+                state.pool,
+                principal,
+                filters,
+                limits=member_limits(state),
+                audited=request.method != "HEAD",
             )
             return tabular.download(chunks, "csv", f"members-{localtime.today()}.csv")  # type: ignore[return-value]
-        return await admin.list_members(conn, principal, filters, page, per_page)
+        return await admin.list_members(
+            conn, principal, filters, page, per_page, limits=member_limits(state)
+        )
 
     @get("/{member_id:int}")
     async def get_member(self, member_id: int, conn: Conn, principal: Principal) -> MemberDetail:

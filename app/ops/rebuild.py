@@ -64,6 +64,7 @@ first_place, fb_at)
 ``{ns}:member:otp-ip:…``, ``{ns}:member:login:…``  lost by design, as the staff log-in limits;
                                                 the SMS outbox still throttles each phone
 ``{ns}:member:code-guess:{u|k}{id}``            lost by design (a 15 min window)
+``{ns}:member:phone-miss:{u|k}{id}``            lost by design (a 15 min window)
 ``{ns}:line-uploads:{org}:{line}`` (list)       lost by design: a recent-activity view; the
                                                 uploads themselves are in the state and events
 ``{ns}:worker:{host}:{pid}``, ``{ns}:workers``,
