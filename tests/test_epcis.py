@@ -950,6 +950,60 @@ async def test_an_observation_of_tracecode_codes_changes_nothing_or_is_refused(
     assert [e.get("bizStep") for e in shown] == ["commissioning"], shown
 
 
+async def test_an_observation_setting_a_persistent_disposition_is_refused_like_a_disposition(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an OBSERVE of one of the brand's active units carrying
+    ``persistentDisposition: {"set": ["destroyed"]}`` was stored and served to the brand as a
+    fact about the unit, while the same event with ``disposition: "destroyed"`` was refused. A
+    persistent disposition is the same statement (EPCIS 2.0 §7.3.3: it holds until unset), so
+    it is refused the same way, set or unset; one that changes no state goes in."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line="PZ1")
+    partner = await login("partner")
+    plain = _object("OBSERVE", [unit_link(serial)], disposition="destroyed")
+    await captured(client, partner, document([plain]), "failed")
+    for persistent in ({"set": ["destroyed"]}, {"unset": ["cbv:Disp-active", "recalled"]}):
+        event = _object("OBSERVE", [unit_link(serial)], persistentDisposition=persistent)
+        job = await captured(client, partner, document([event]), "failed")
+        assert job["errors"]["reasons"]["persistentDisposition"] == persistent, job
+    served = event_list(await query(client, partner, MATCH_epc=unit_link(serial)))
+    assert [e for e in served if "persistentDisposition" in e] == [], served
+    fine = _object(
+        "OBSERVE", [unit_link(serial)], persistentDisposition={"set": ["non_conformant"]}
+    )
+    await captured(client, partner, document([fine]))
+
+
+async def test_a_commissioning_event_calling_its_units_sold_is_refused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an ObjectEvent ADD, bizStep commissioning, with ``disposition: "retail_sold"``
+    activated the brand's fresh units and was stored as sent, so the brand's query
+    ``EQ_disposition=retail_sold`` listed units Tracecode holds as active at the factory. The
+    events Tracecode applies (commissioning, packing, unpacking) may state only a disposition
+    that changes no state (``active``, ``in_progress``, ``container_closed``, …), as an
+    OBSERVE."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials[:1], product_id, line="PZ2")  # sets the context
+    operator = await login("operator")
+    line = {"readPoint": {"id": "urn:tracecode:line:PZ2"}}
+    for said in ({"disposition": "retail_sold"}, {"persistentDisposition": {"set": ["stolen"]}}):
+        event = _object("ADD", [unit_link(serials[1])], bizStep="commissioning", **said, **line)
+        job = await captured(client, operator, document([event]), "failed")
+        assert "leaves them active" in job["errors"]["detail"], job
+    sold = event_list(
+        await query(client, operator, MATCH_epc=unit_link(serials[1]), EQ_disposition="retail_sold")
+    )
+    assert sold == []
+    event = _object(
+        "ADD", [unit_link(serials[1])], bizStep="commissioning", disposition="active", **line
+    )
+    await captured(client, operator, document([event]))
+
+
 async def test_a_units_qr_url_in_any_scanned_spelling_is_applied(
     client: Any, login: Any, app: Any, demo: Any, conn: Any
 ) -> None:

@@ -5,6 +5,7 @@ key's rights)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import secrets
@@ -16,7 +17,16 @@ from psycopg.rows import dict_row
 
 from app.auth.service import load_api_key
 from app.epcis import capture
-from tests.test_epcis import _object, document
+from tests.helpers import activate, issue_cases, issue_units
+from tests.test_epcis import (
+    _object,
+    captured,
+    case_link,
+    document,
+    packing,
+    unit_link,
+    units_in,
+)
 from tests.test_epcis import capture as send_document
 
 _tags = itertools.count()
@@ -144,3 +154,90 @@ async def test_a_job_of_a_key_whose_maker_was_disabled_captures_nothing(
             )
         ).fetchone()
     assert stored is not None and stored["n"] == 0
+
+
+def _unpack(sscc: str) -> dict[str, Any]:
+    return {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-30T11:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "parentID": case_link(sscc),
+        "action": "DELETE",
+        "bizStep": "unpacking",
+    }
+
+
+async def test_two_documents_unpacking_the_same_cases_in_crossed_order_each_answer_a_job(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the line operator and the brand administrator (two organisations: the
+    per-organisation capture lock does not order them) each captured a document unpacking the
+    same 30 cases, in opposite orders. Each event locked its own case, the two transactions
+    deadlocked, and PostgreSQL's DeadlockDetected escaped ``capture.run``: the route answered
+    409 ``ResourceAlreadyExistsException`` (the binding's "eventID exists") with no
+    ``Location``, the accepted job left pending for the orphan sweeper. A document's cases are
+    locked in key order before its events apply: exactly one applies each, the other's job
+    fails with the line's reason."""
+    n = 30
+    batch_no, product_id = await issue_units(client, login, demo, n)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(n)]
+    await activate(client, login, serials, product_id, line="PZ9")
+    operator, admin = await login("operator"), await login("admin")
+    for _ in range(3):
+        cases = await issue_cases(client, login, demo, "inner", n)
+        packed = [
+            packing(case_link(c), [unit_link(s)], "PZ9")
+            for c, s in zip(cases, serials, strict=True)
+        ]
+        await captured(client, operator, document(packed))
+        answers = await asyncio.gather(
+            send_document(client, operator, document([_unpack(c) for c in cases])),
+            send_document(client, admin, document([_unpack(c) for c in reversed(cases)])),
+        )
+        assert [a.status_code for a in answers] == [202, 202], [a.text[:300] for a in answers]
+        jobs = sorted((a.json() for a in answers), key=lambda job: job["state"])
+        assert [job["state"] for job in jobs] == ["failed", "success"], jobs
+        assert "empty_case" in json.dumps(jobs[0]["errors"]), jobs[0]
+        assert [await units_in(conn, c) for c in cases] == [0] * n
+
+
+async def test_a_deadlocked_capture_is_applied_again_and_answers_a_job_when_it_keeps_failing(
+    client: Any, login: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deadlock or serialization failure while a job applies (codes locked by another
+    transaction in another order) rolls back that attempt only and applies the events again;
+    past ``APPLY_ATTEMPTS`` the job fails with a 503 ImplementationException ("send it again",
+    nothing stored) — never the binding's 409 "eventID exists" the error handler made of it,
+    nor a job left pending for the sweeper."""
+    partner = await login("partner")
+    real, calls = capture._apply, []
+
+    async def deadlocking(*args: Any) -> int:
+        calls.append(1)
+        if len(calls) < capture.APPLY_ATTEMPTS:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return await real(*args)
+
+    monkeypatch.setattr(capture, "_apply", deadlocking)
+    tag = f"D{next(_tags)}x{secrets.token_hex(3)}"
+    event = _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.{tag}"])
+    job = await captured(client, partner, document([event]))
+    assert (job["stored"], len(calls)) == (1, capture.APPLY_ATTEMPTS)
+
+    async def always(*_: Any) -> int:
+        raise psycopg.errors.SerializationFailure("could not serialize access")
+
+    monkeypatch.setattr(capture, "_apply", always)
+    event = _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.{tag}-2"])
+    job = await captured(client, partner, document([event]), "failed")
+    assert (job["errors"]["type"], job["errors"]["status"]) == (
+        "epcisException:ImplementationException",
+        503,
+    ), job
+    one = await client.post(
+        "/epcis/events",
+        headers={**partner, "Content-Type": "application/ld+json"},
+        content=json.dumps(event),
+    )
+    assert one.status_code == 503, one.text
+    assert one.json()["type"] == "epcisException:ImplementationException", one.text

@@ -19,8 +19,11 @@ nothing is kept) and stores it as a capture job. The route applies a document of
    ADD) on the line named by the readPoint ``urn:tracecode:line:{code}``, unpacking
    (AggregationEvent DELETE); observations (OBSERVE) change nothing, and are refused unless
    the capturer's subtree holds the goods or has them on their way (the brand's own
-   organisation observes any). Any other event on Tracecode codes is refused: its effect would
-   bypass the rules of the API that owns it;
+   organisation observes any). None of them may state a disposition (or persistent one) of a
+   state Tracecode keeps (``OBSERVED_DISPOSITIONS``). Any other event on Tracecode codes is
+   refused: its effect would bypass the rules of the API that owns it. The document's cases
+   are locked in key order first, and an attempt that deadlocks anyway is applied again
+   (``APPLY_ATTEMPTS``);
 3. the events are written as sent, with the fields the query filters on and their identifiers.
 
 A refused job is ``failed`` with the exception and the event it concerns; a job whose worker
@@ -49,7 +52,13 @@ from app.codes.lookup import read_codes
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.deadletters import POISON, reason_of
-from app.epcis.document import CapturedEvent, DocumentError, gc_paused, parse_document
+from app.epcis.document import (
+    DISPOSITION_SPELLINGS,
+    CapturedEvent,
+    DocumentError,
+    gc_paused,
+    parse_document,
+)
 from app.epcis.hashing import active_prefixes, event_hash
 from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, place_key, sscc
 from app.errors import AppError, NotFound
@@ -76,6 +85,18 @@ LOT_IRI = MDA + "lotNumber"
 # receiving, selling or decommissioning step, or a disposition such as in_transit or
 # retail_sold, is refused as the ADD form is (a probe: stored as a mere observation and served
 # back to the brand beside its own events, by anyone of the brand, with no rule checked).
+# A disposition is its ``disposition`` and each one its ``persistentDisposition`` sets or unsets
+# (EPCIS 2.0 §7.3.3: the same statement, held until unset; a probe: ``set: destroyed`` was
+# stored as a mere observation). The events Tracecode applies — commissioning, packing,
+# unpacking — leave their codes active and on hand where they are, so they may state only these
+# too (a probe: a commissioning sent ``retail_sold`` activated the units and the query served
+# them as sold): ``active`` (CBV: a commissioned object just created, usable), ``in_progress``
+# (proceeding through its life cycle), ``container_closed`` / ``container_open`` (packed and
+# closed, or opened), ``available`` and the words of a quality or count that Tracecode keeps no
+# state for. Refused: ``encoded`` (not yet commissioned), and every disposition of a shipment,
+# sale, return, recall, reservation or end of life (in_transit, retail_sold, returned, recalled,
+# reserved, unavailable, non_sellable_other, inactive, expired, destroyed, disposed, dispensed,
+# partially_dispensed, stolen, no_pedigree_match): Tracecode's API changes those states.
 OBSERVING_STEPS = frozenset(
     {"inspecting", "cycle_counting", "stock_taking", "sensor_reporting", "sampling", "other"}
 )
@@ -255,8 +276,10 @@ async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
             await _finish(conn, job["id"], "failed", None, _implementation(detail))
             return "failed"
         try:
-            async with conn.transaction():
-                stored = await _apply(conn, scheme, job)
+            stored = await _apply_retrying(conn, scheme, job)
+        except Contended as exc:
+            await _finish(conn, job["id"], "failed", None, exc.body())
+            return "failed"
         except (Refused, DocumentError, AppError) as exc:
             await _finish(conn, job["id"], "failed", None, _error_body(exc))
             return "failed"
@@ -279,6 +302,46 @@ async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
             return "failed"
         await _finish(conn, job["id"], "success", stored, None)
         return "success"
+
+
+# Attempts of a job's events against concurrent writers of the same codes: a deadlock or a
+# serialization failure rolls back the attempt's savepoint (its locks with it) and the events are
+# applied again, after the other transaction, as they would be had it committed first (a probe:
+# two documents unpacking the same cases in crossed order deadlocked, and the error escaped as
+# the binding's 409 "eventID exists", the job left pending for the sweeper).
+APPLY_ATTEMPTS = 3
+# SQLSTATE class 40 (psycopg's DeadlockDetected and SerializationFailure are no subclasses of
+# its TransactionRollback)
+_ROLLED_BACK = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.TransactionRollback,
+)
+
+
+class Contended(Exception):
+    """A job whose events kept conflicting with concurrent writers of the same codes."""
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": "epcisException:ImplementationException",
+            "title": "retry",
+            "status": 503,
+            "detail": f"the document's codes were changed concurrently {APPLY_ATTEMPTS} times "
+            "while it was applied; nothing was stored: send it again",
+        }
+
+
+async def _apply_retrying(conn: Conn, scheme: Scheme, job: dict[str, Any]) -> int:
+    """``_apply`` in a savepoint, again on a deadlock or serialization failure; ``Contended``
+    after ``APPLY_ATTEMPTS``."""
+    for attempt in range(1, APPLY_ATTEMPTS + 1):
+        try:
+            async with conn.transaction():
+                return await _apply(conn, scheme, job)
+        except _ROLLED_BACK as exc:
+            log.warning("capture %s attempt %d: %s", job["id"], attempt, type(exc).__name__)
+    raise Contended
 
 
 def _implementation(detail: str) -> dict[str, Any]:
@@ -481,6 +544,7 @@ async def _apply_to_codes(
     cases.update(qr_units)
     applied: set[str] = set()
     observed: list[tuple[int, list[str]]] = []  # the observations: their Tracecode codes
+    await _lock_cases(conn, fresh, cases)
     for index, event_id, event in fresh:
         if "errorDeclaration" in event.raw:
             continue  # an event declared erroneous: stored, changes nothing
@@ -495,6 +559,29 @@ async def _apply_to_codes(
         applied.add(event_id)
     await _held(conn, scheme, actor, observed)
     return applied, {url: sgtin for url, sgtin in qr_units.items() if sgtin is not None}
+
+
+async def _lock_cases(
+    conn: Conn, fresh: list[tuple[int, str, CapturedEvent]], cases: set[str]
+) -> None:
+    """Lock the brand's cases the document's aggregations name, in key order, before applying
+    them: each event locks its own case first (``edits.unpack``, ``scans.upload``), so two
+    documents naming the same cases in crossed order deadlocked (a probe). Cases before units,
+    as the line and the documents lock them; one read, only for a document naming two or more."""
+    numbers = {
+        int(number)
+        for _, _, e in fresh
+        if e.event_type == "AggregationEvent"
+        and e.action != "OBSERVE"
+        and "errorDeclaration" not in e.raw
+        for epc in _codes_of(e)
+        if epc.startswith(_SSCC_LINK) and (number := sscc(epc)) is not None and number in cases
+    }
+    if len(numbers) > 1:
+        await conn.execute(
+            "SELECT 1 FROM case_state WHERE sscc = ANY(%s::bigint[]) ORDER BY sscc FOR UPDATE",
+            (sorted(numbers),),
+        )
 
 
 def _codes_of(e: CapturedEvent) -> list[str]:
@@ -561,15 +648,52 @@ async def _held_codes(
 
 def _observation(index: int, e: CapturedEvent) -> None:
     """Refuse an OBSERVE event on Tracecode's codes that tells of more than an observation."""
-    if (e.biz_step is not None and e.biz_step not in OBSERVING_STEPS) or (
-        e.disposition is not None and e.disposition not in OBSERVED_DISPOSITIONS
-    ):
+    if (e.biz_step is not None and e.biz_step not in OBSERVING_STEPS) or _changes_state(e):
         raise Refused(
             "an OBSERVE event on Tracecode codes may only observe them (bizStep "
-            f"{', '.join(sorted(OBSERVING_STEPS))}, or none; a disposition that changes no "
-            "state); shipments, receipts, sales and decommissioning go through Tracecode's API",
+            f"{', '.join(sorted(OBSERVING_STEPS))}, or none; a disposition or persistent "
+            "disposition that changes no state); shipments, receipts, sales and decommissioning "
+            "go through Tracecode's API",
             index,
-            {"bizStep": e.biz_step, "disposition": e.disposition},
+            _said(e, {"bizStep": e.biz_step}),
+        )
+
+
+def _changes_state(e: CapturedEvent) -> bool:
+    """Whether the event states a disposition (its own, or one its ``persistentDisposition``
+    sets or unsets) of a state Tracecode keeps (``OBSERVED_DISPOSITIONS``)."""
+    if e.disposition is not None and e.disposition not in OBSERVED_DISPOSITIONS:
+        return True
+    persistent = e.raw.get("persistentDisposition")
+    if not persistent:
+        return False
+    # checked by the document: arrays of CBV dispositions in any spelling, or URIs
+    return any(
+        DISPOSITION_SPELLINGS.get(value, value) not in OBSERVED_DISPOSITIONS
+        for field in ("set", "unset")
+        for value in persistent.get(field, ())
+    )
+
+
+def _said(e: CapturedEvent, reasons: dict[str, Any]) -> dict[str, Any]:
+    """The dispositions an event states, for the reasons of its refusal."""
+    reasons["disposition"] = e.disposition
+    if "persistentDisposition" in e.raw:
+        reasons["persistentDisposition"] = e.raw["persistentDisposition"]
+    return reasons
+
+
+def _applied_disposition(index: int, e: CapturedEvent) -> None:
+    """Refuse a commissioning, packing or unpacking event whose disposition says its codes are
+    anything but active and on hand where they are (``OBSERVED_DISPOSITIONS``)."""
+    if _changes_state(e):
+        raise Refused(
+            "a commissioning, packing or unpacking event on Tracecode codes leaves them active "
+            "and on hand: its disposition (and persistent disposition) may only say so (active, "
+            "in_progress, container_closed, container_open, or another that changes no state); "
+            "shipments, sales, recalls and decommissioning go through Tracecode's API",
+            index,
+            _said(e, {"bizStep": e.biz_step}),
         )
 
 
@@ -667,12 +791,15 @@ async def _apply_one(
                 index,
                 {"cases": cases[:50]},
             )
+        _applied_disposition(index, e)
         units = [ScanIn(id=f"{tag}:{i}", code=epc, at=at) for i, epc in enumerate(e.epcs)]
         await _upload(conn, scheme, actor, index, e, units)
     elif e.event_type == "AggregationEvent" and e.action == "ADD" and e.parent_id and e.epcs:
+        _applied_disposition(index, e)
         parent = ScanIn(id=f"{tag}:p", code=e.parent_id, at=at, children=list(e.epcs))
         await _upload(conn, scheme, actor, index, e, [parent])
     elif e.event_type == "AggregationEvent" and e.action == "DELETE" and e.parent_id:
+        _applied_disposition(index, e)
         data = UnpackIn(
             parent=e.parent_id, children=list(e.epcs) or None, reason=f"EPCIS event {event_id}"
         )

@@ -250,6 +250,8 @@ class EventController(Controller):
             errors = done.errors
             status = int(errors.get("status") or 400)
             kind = str(errors.get("type") or "").removeprefix("epcisException:")
+            if status == 503:  # concurrent captures of the same codes (capture.Contended)
+                return problem(503, kind, "retry", errors["detail"], errors, {"Retry-After": "1"})
             if not kind or not 400 <= status < 500:  # a record PostgreSQL refused: its data
                 status, kind = 400, "ValidationException"
             code = str(errors.get("title") or "") if status in (401, 403) else ""
