@@ -31,7 +31,8 @@ import time
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import DecodeError
 
 from app.config import Settings, SettingsError, check_broker, load_settings, redact_url
 from app.embedded import redis_url
@@ -66,6 +67,60 @@ def retry_when(retries: int, exc: BaseException) -> bool:
 RETRIES: dict[str, Any] = {"retry_when": retry_when, "min_backoff": 1_000, "max_backoff": 60_000}
 
 
+class _Consumer(_RedisConsumer):
+    """dramatiq's Redis consumer, but a message that does not decode is set aside
+    (``JobBroker.set_aside``) and the next one taken: dramatiq's raised out of the consumer, which
+    dropped the jobs fetched with it (each sat unacknowledged until the worker died) and took
+    the bad message again after every worker's death."""
+
+    def __next__(self) -> dramatiq.MessageProxy | None:
+        while True:
+            try:
+                return super().__next__()  # type: ignore[no-any-return]
+            except DecodeError as exc:  # the rest of the fetched messages stay in the cache
+                self.broker.set_aside(self.queue_name, exc.data, exc.error)
+
+
+class JobBroker(RedisBroker):
+    """The Redis broker of the jobs (``build_broker``), burying what it cannot decode."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self.settings = settings
+
+    @property
+    def consumer_class(self) -> type[_Consumer]:
+        return _Consumer
+
+    def set_aside(self, queue_name: str, data: bytes, error: BaseException) -> None:
+        """A fetched message that does not decode: buried as it is, with the reason, in the
+        dead letters (queue ``job:undecodable``), then removed from Redis. Its id, which only
+        the message names, is that of the fetched and unacknowledged message holding ``data``:
+        a set of at most the prefetch's size. Left unacknowledged when it cannot be buried
+        (PostgreSQL down: it is delivered again once this worker is gone)."""
+        import psycopg
+
+        from app.deadletters import UNDECODABLE_JOBS, bury, reason_of
+        from app.embedded import start_postgres
+
+        reason = f"the job message does not decode: {reason_of(error)}"
+        log = logging.getLogger("tracecode.deadletters")
+        try:
+            ids = list(
+                self.client.smembers(f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}")
+            )
+            held = self.client.hmget(f"{self.namespace}:{queue_name}.msgs", ids) if ids else []
+            message_id = next(i for i, d in zip(ids, held, strict=True) if d == data)
+            url = self.settings.database_url or start_postgres(self.settings.var_path)
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                bury(conn, UNDECODABLE_JOBS, data, reason)
+            self.do_ack(queue_name, message_id.decode())
+        except Exception:
+            log.exception("could not set aside a job message of %s (%s)", queue_name, reason)
+        else:
+            log.warning("job message %s of %s dead-lettered: %s", message_id, queue_name, reason)
+
+
 def build_broker(settings: Settings) -> dramatiq.Broker:
     """The broker ``settings`` name: RabbitMQ for ``broker_url``, else Redis. Connects to nothing.
 
@@ -75,6 +130,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     On RabbitMQ, the server itself delivers a dead consumer's unacknowledged jobs again, and
     ``confirm_delivery`` makes each publish wait for the server's acknowledgement. A Redis
     Cluster cannot carry jobs: with one, ``broker_url`` is required (``SettingsError``).
+    A Redis message that does not decode is dead-lettered and removed (``JobBroker``); RabbitMQ
+    moves one to its own dead-letter queue (dramatiq's consumer), not to ``dead_letters``.
     """
     check_broker(settings)
     if settings.broker_url:
@@ -86,7 +143,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
             raise SettingsError(
                 f"TRACECODE_BROKER_URL is not a valid AMQP URL: {redact_url(str(exc))}"
             ) from None
-    return RedisBroker(
+    return JobBroker(
+        settings,
         url=settings.redis_url or redis_url(settings.var_path),
         namespace=f"{settings.redis_namespace}-dramatiq",
         heartbeat_timeout=settings.job_requeue_seconds * 1000,

@@ -857,3 +857,61 @@ async def test_an_export_that_cannot_write_its_files_names_no_server_path(
     listed = await client.get(f"/batches/{batch['batch_no']}/exports", headers=planner)
     failed = [e for e in listed.json()["items"] if e["state"] == "failed"]
     assert failed and str(tmp_path) not in str(failed), failed
+
+
+async def test_an_export_whose_runs_keep_killing_their_worker_is_not_run_for_ever(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: an export whose run kills its worker every time (OOM-killed, a crash in the
+    core) is delivered again by the broker each time (README "At least once"), and
+    ``run_export`` started it again whatever its count of runs — the 6th, the 7th, … for ever:
+    the ``MAX_RUNS`` bound of ``app.ops.orphans`` held only for the sweeper's copies, and the
+    next delivery even turned the sweeper's ``failed`` back into ``running``. Past ``MAX_RUNS``
+    runs a delivery fails the export with the sweeper's error and starts nothing."""
+    from app.ops.orphans import MAX_RUNS
+
+    batch = await _batch(client, login, demo, 3)
+    made = await client.post(
+        f"/batches/{batch['batch_no']}/exports",
+        headers=await login("planner"),
+        json={"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}},
+    )
+    assert made.status_code == 201, made.text
+    export_id = made.json()["id"]
+    settings, scheme, db_url = app.state.settings, app.state.scheme, app.state.db_url
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE code_exports SET state = 'queued', attempts = 0 WHERE id = %s", (export_id,)
+        )
+    runs = 0
+
+    def killed(done: int, total: int) -> None:  # the worker dies mid-run
+        nonlocal runs
+        runs += 1
+        raise KeyboardInterrupt("worker killed")
+
+    for _ in range(MAX_RUNS):  # MAX_RUNS deliveries, each run killing its worker
+        with pytest.raises(KeyboardInterrupt):
+            await asyncio.to_thread(exports.run_export, db_url, settings, scheme, export_id, killed)
+    assert runs == MAX_RUNS
+    try:  # the broker delivers the job once more: the export is not started again
+        again = await asyncio.to_thread(
+            exports.run_export, db_url, settings, scheme, export_id, killed
+        )
+    except KeyboardInterrupt:
+        again = "started"
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT state, attempts, error FROM code_exports WHERE id = %s", (export_id,)
+            )
+        ).fetchone()
+        # leave no export 'running' for later tests' orphan sweepers
+        await conn.execute(
+            "UPDATE code_exports SET state = 'failed', error = 'probe' "
+            "WHERE id = %s AND state <> 'failed'",
+            (export_id,),
+        )
+    assert runs == MAX_RUNS and again == "failed", f"run {runs + 1} started: {row}"
+    assert row["state"] == "failed" and row["attempts"] == MAX_RUNS, row
+    assert row["error"] == f"its runs died {MAX_RUNS} times", row

@@ -571,6 +571,58 @@ async def test_a_poison_job_is_dead_lettered_and_the_other_jobs_run(
     assert after["job:run_export_job"] == before.get("job:run_export_job", 0) + 2
 
 
+async def test_a_job_message_that_does_not_decode_is_set_aside_and_the_next_job_runs(
+    client: Any, settings: Any, autocommit: Any
+) -> None:
+    """A probe: a message on the job queue that no longer decodes (written by another version,
+    cut short, corrupted) made dramatiq's Redis consumer raise: the jobs fetched with it (a
+    ``ping`` queued right after it) were dropped and sat unacknowledged while that worker
+    lived, the bad message was taken again after every worker's death, and it was in no dead
+    letter (README "Dead letters"). It is buried (queue ``job:undecodable``, with the reason),
+    removed from Redis, and the next job runs."""
+    import asyncio
+    import secrets
+    import uuid
+
+    import dramatiq
+
+    from app.deadletters import UNDECODABLE_JOBS
+    from app.jobs import broker
+    from workers import main  # noqa: F401 - every actor and middleware, as a worker loads them
+    from workers.ops import ping
+
+    token = secrets.token_hex(4)
+    poison = b'{"queue_name": "default", "actor_name": "ping", "args": ["' + token.encode()
+    poison_id = str(uuid.uuid4())
+    broker.do_enqueue("default", poison_id, poison)
+    ping_id = ping.send(token).options["redis_message_id"]
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    pong = f"{settings.redis_namespace}:pong:{token}"
+    ns = broker.namespace
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            answered = broker.client.get(pong) is not None
+            if answered or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        kept = broker.client.hexists(f"{ns}:default.msgs", poison_id)
+    finally:
+        worker.stop(timeout=10_000)
+        # leave neither message behind for later tests' workers
+        broker.client.hdel(f"{ns}:default.msgs", poison_id, ping_id)
+        for key in broker.client.scan_iter(f"{ns}:__acks__.*"):
+            if broker.client.type(key) == b"set":
+                broker.client.srem(key, poison_id, ping_id)
+        broker.client.lrem(f"{ns}:default", 0, poison_id)
+        broker.client.lrem(f"{ns}:default", 0, ping_id)
+    buried = [r for p, r in await _buried(autocommit, UNDECODABLE_JOBS) if p == poison]
+    assert answered, "the job queued after a message that does not decode never ran"
+    assert len(buried) == 1 and "does not decode" in buried[0], buried
+    assert not kept, "the message set aside is still in Redis"
+
+
 async def test_a_control_character_that_reaches_the_verifier_is_not_recorded(
     app: Any, settings: Any, lenient_verifier: Any, autocommit: Any
 ) -> None:

@@ -471,8 +471,13 @@ def run_export(
     give up: the runner holding it may be one that just died, whose session PostgreSQL has not
     closed yet (RabbitMQ delivers a dead worker's job again at once), and a run that gave up
     would leave the export running for ever. Once it has the lock it finds the export done and
-    leaves it, or redoes it if the other runner failed or died.
+    leaves it, or redoes it if the other runner failed or died — at most ``MAX_RUNS`` times in
+    all: a delivery of an export whose runs keep killing their worker (the broker delivers an
+    unacknowledged job again each time) fails it as the orphan sweeper does, writing nothing.
     """
+    from app.ops.orphans import _FAILED as RUNS_DIED  # app.ops imports this module
+    from app.ops.orphans import MAX_RUNS
+
     key = uuid.UUID(export_id)
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
         conn.execute(*locks.acquire(Lock.EXPORT_RUN, export_id))
@@ -480,10 +485,11 @@ def run_export(
             row = conn.execute(
                 f"UPDATE code_exports e SET state = 'running', attempts = attempts + 1, "
                 f"started_at = now(), progress = 0, error = NULL "
-                f"WHERE id = %s AND state <> 'done' RETURNING {_COLUMNS}",
-                (key,),
+                f"WHERE id = %s AND state <> 'done' AND attempts < %s RETURNING {_COLUMNS}",
+                (key, MAX_RUNS),
             ).fetchone()
-            if row is None:
+            if row is None:  # done, missing, or MAX_RUNS runs died: failed as by the sweeper
+                conn.execute(RUNS_DIED, (key,))
                 done = conn.execute("SELECT state FROM code_exports WHERE id = %s", (key,))
                 found = done.fetchone()
                 return found["state"] if found else "missing"
