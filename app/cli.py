@@ -979,6 +979,8 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         "inner": {"passphrase": inner},
     }
     target = Path(args.out)  # made once there are files (a probe: a refusal left it empty)
+    if target.exists() and not target.is_dir():  # a probe: found after the downloads were audited
+        return _fail(f"--out {target}: not a folder (the files are put in a folder)")
     if args.api:
         api = _api(args)
         made = api.call("POST", f"/batches/{args.batch}/exports", json=body)

@@ -6,11 +6,13 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 
@@ -29,6 +31,20 @@ MEDIA_MAX_BYTES_CAP = 16 * 1024 * 1024
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A ``SettingsError`` inside as README "Configuration" promises: the one line
+    ``tracecode: configuration error: …`` on stderr and exit code 2 — for the entry points that
+    another program imports (the worker's ``dramatiq workers.main``, granian's
+    ``app.main:create_app``), where it was a traceback through that program's machinery (a
+    probe: a mistyped master key)."""
+    try:
+        yield
+    except SettingsError as exc:
+        sys.stderr.write(f"tracecode: configuration error: {exc}\n")
+        raise SystemExit(2) from None
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -506,15 +522,49 @@ def _check_redis_url(url: str | None) -> None:
         parse_url(url)
     except ValueError as exc:  # a probe: ?socket_timeout=abc failed every entry point later
         raise SettingsError(f"{var}: {exc}") from None
+    # parse_url passes an option it does not know on to the connection, which refused it at the
+    # first connection: a TypeError naming no variable, a worker restarting for ever (a probe).
+    unknown = sorted(set(parse_qs(urlsplit(url).query)) - _redis_url_options(scheme))
+    if unknown:
+        raise SettingsError(
+            f"{var}: {', '.join(unknown)} is not an option of a {scheme}:// connection"
+        )
+
+
+@lru_cache(maxsize=4)
+def _redis_url_options(scheme: str) -> frozenset[str]:
+    """What a ``scheme://`` URL's query may name: the keyword arguments that both redis-py's
+    blocking and asyncio connection classes of the scheme take (the CLI and the workers use one,
+    the API the other), and the pool's ``max_connections``."""
+    import inspect
+
+    import redis.asyncio.connection as aio
+    import redis.connection as sync
+
+    def accepted(cls: type) -> set[str]:
+        return {
+            name
+            for klass in cls.__mro__
+            if "__init__" in vars(klass)
+            for name, p in inspect.signature(vars(klass)["__init__"]).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"
+        }
+
+    kind = {"rediss": "SSLConnection", "unix": "UnixDomainSocketConnection"}
+    name = kind.get(scheme, "Connection")
+    both = accepted(getattr(sync, name)) & accepted(getattr(aio, name))
+    return frozenset(both | {"max_connections"})
 
 
 def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     """The ``(host, port)`` seed nodes of a cluster URL and the client options it names
     (username, password, ssl). Raises ``SettingsError`` naming what is wrong (password hidden)."""
     scheme, _, rest = url.partition("://")
-    rest = rest.split("?", 1)[0]
+    rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     where = f"TRACECODE_REDIS_URL={redact_url(url)}"
+    if query:  # a probe: options here were dropped in silence (a typo as much as a real one)
+        raise SettingsError(f"{where}: a Redis Cluster URL takes no ?options")
     if path not in ("", "0"):
         raise SettingsError(f"{where}: a Redis Cluster has only database 0")
     options: dict[str, Any] = {"ssl": scheme == "rediss+cluster"}

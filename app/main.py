@@ -40,7 +40,13 @@ from app import (
 )
 from app.apidocs import document_errors, openapi_config
 from app.codes.scheme import scheme_from_settings
-from app.config import Settings, SettingsError, load_settings, unknown_variables
+from app.config import (
+    Settings,
+    SettingsError,
+    load_settings,
+    one_line_errors,
+    unknown_variables,
+)
 from app.deps import dependencies
 from app.edge import EdgeRequest, strict_path_ints
 from app.embedded import resolve_urls
@@ -88,7 +94,9 @@ ROUTERS = [
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or load_settings()
+    if settings is None:  # the API server's factory (granian): a bad setting is one line, exit 2
+        with one_line_errors():
+            return create_app(load_settings())
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
     settings.check_serving()
     scheme = scheme_from_settings(settings)

@@ -647,3 +647,51 @@ def test_a_redis_url_with_a_bad_option_is_a_configuration_error(tmp_path: Path) 
             TRACECODE_PORT=str(free_port()),
         )
         _refused_cleanly(done, "TRACECODE_REDIS_URL")
+
+
+def test_a_redis_url_with_an_option_redis_py_does_not_take_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    """A probe: TRACECODE_REDIS_URL with an option redis-py's connection does not take (a typo,
+    `?socket_timout=5`; a TLS option on `redis://`, `?ssl_cert_reqs=none`) passed the settings
+    (`parse_url` passes unknown options on); `tracecode redis rebuild` then died with a
+    TypeError naming no variable, and a worker restarted its consumer for ever."""
+    base = os.environ["TRACECODE_REDIS_URL"].split("?")[0]
+    for option in ("socket_timout=5", "ssl_cert_reqs=none"):
+        done = _cli(
+            "redis",
+            "rebuild",
+            "--no-jobs",
+            TRACECODE_REDIS_URL=f"{base}?{option}",
+            TRACECODE_VAR_DIR=str(tmp_path / "var"),
+        )
+        assert done.returncode == 2, (option, done.stderr)
+        _refused_cleanly(done, "TRACECODE_REDIS_URL")
+
+
+def test_codes_export_to_an_out_that_is_not_a_folder_is_refused_before_any_work(
+    client: Any, demo: Any, tmp_path: Path
+) -> None:
+    """A probe: `tracecode codes export B --out FILE` (an existing file, /dev/null) created the
+    export, encrypted every code and audited both files as downloaded, and only then failed
+    with "FileExistsError" — the audit log said the planner held the printer files, though no
+    copy had left the server. An `--out` that exists and is not a folder is now refused before
+    any database work, as a passphrase the schema refuses is."""
+    env = {"PASS": "a-long-passphrase-for-probe"}
+    issued = _cli("codes", "issue", "--size", "20", "--printer", "PRINTER-SH", **env)
+    assert issued.returncode == 0, issued.stderr
+    batch_no = json.loads(issued.stdout.strip().splitlines()[-1])["batch_no"]
+    not_a_folder = tmp_path / "codes.txt"
+    not_a_folder.write_text("a file, not a folder\n")
+    for out in (str(not_a_folder), "/dev/null"):
+        done = _cli(
+            "codes", "export", str(batch_no), "--out", out, "--passphrase-env", "PASS", **env
+        )
+        assert done.returncode == 2, done.stderr
+        _refused_cleanly(done, out)
+    assert not_a_folder.read_text() == "a file, not a folder\n"
+    with psycopg.connect(os.environ["TRACECODE_DATABASE_URL"]) as conn:
+        made = conn.execute(
+            "SELECT count(*) FROM code_exports WHERE batch_no = %s", (batch_no,)
+        ).fetchone()
+    assert made == (0,)  # no export made, so no download audited

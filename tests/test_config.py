@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.config import SettingsError, load_settings, redact_url, unknown_variables
+from tests.servers import free_port
 
 KEY = "ab" * 32
 
@@ -195,6 +196,60 @@ def test_the_worker_with_a_bad_setting_says_one_line() -> None:
     assert run.returncode != 0
     assert "Traceback" not in run.stderr, run.stderr
     assert "configuration error: TRACECODE_PORT" in run.stderr
+
+
+BAD_KEY = "58e9be44f7d8cd647b05d48c9c2bfa4f08aa8724be5cfadaf6d5645885005c2"  # 63 hex digits
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dramatiq", "workers.main", "--processes", "1", "--threads", "1"],
+        ["granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--workers", "1"],
+    ],
+    ids=["worker", "api"],
+)  # fmt: skip
+def test_a_malformed_master_key_stops_the_worker_and_the_api_in_one_line(
+    command: list[str], tmp_path: Path
+) -> None:
+    """A probe: with a mistyped TRACECODE_MASTER_KEY (63 hex digits) the worker host
+    (`python -m dramatiq workers.main`) and the API server (granian on `app.main:create_app`)
+    died with a 30-line traceback, exit 1, while any other bad setting is one line, exit 2
+    (README "Configuration"): `check_serving()` raised outside the one-line handler."""
+    if command[0] == "granian":
+        command = [*command, "--port", str(free_port()), "app.main:create_app"]
+    run = _run(
+        sys.executable, "-m", *command,
+        TRACECODE_MASTER_KEY=BAD_KEY,
+        TRACECODE_VAR_DIR=str(tmp_path / "var"),
+        TRACECODE_REDIS_NAMESPACE="probesecrets",
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert BAD_KEY not in out  # the value is never echoed
+    assert "configuration error: TRACECODE_MASTER_KEY" in run.stderr, out[-2000:]
+    assert "Traceback" not in out, out[-2000:]
+    assert run.returncode != 0
+
+
+def test_a_redis_url_option_no_connection_takes_is_refused_by_the_settings() -> None:
+    """A probe: `parse_url` passes an option it does not know on to the connection, so a typo
+    (`?socket_timout=5`) or a TLS option on `redis://` passed the settings and failed every
+    entry point at the first connection; a cluster URL's options were dropped in silence."""
+    for url in (
+        "redis://127.0.0.1:6379/0?socket_timout=5",
+        "redis://127.0.0.1:6379/0?ssl_cert_reqs=none",
+        "unix:///tmp/r.sock?ssl_cert_reqs=none",
+        "redis+cluster://r1:7000,r2:7001?socket_timeout=5",
+    ):
+        env = {"TRACECODE_REDIS_URL": url, "TRACECODE_BROKER_URL": "amqp://u:p@rabbit/tc"}
+        with pytest.raises(SettingsError, match="TRACECODE_REDIS_URL"):
+            load_settings(env)
+    for url in (
+        "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none&ssl_ca_certs=/etc/ca.pem",
+        "redis://127.0.0.1:6379/0?socket_timeout=5&health_check_interval=10&max_connections=50",
+        "unix:///tmp/r.sock?db=1&client_name=tracecode",
+    ):
+        assert load_settings({"TRACECODE_REDIS_URL": url}).redis_url == url
 
 
 def test_server_urls_in_every_valid_form_are_taken_and_the_refusals_say_why() -> None:

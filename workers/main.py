@@ -14,6 +14,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from app.config import one_line_errors
 from app.embedded import start_redis
 from app.jobs import broker, settings
 from app.logs import configure_logging, quiet_libraries, writer
@@ -55,7 +56,8 @@ class JsonLogs(Middleware):
 
 
 quiet_libraries()
-settings.check_serving()  # a bad key or table stops the worker now, not its first job
+with one_line_errors():  # a bad key stops the worker now, not its first job: one line, exit 2
+    settings.check_serving()
 broker.add_middleware(JsonLogs())
 broker.add_middleware(EmbeddedRedis())
 broker.add_middleware(Heartbeat(settings.redis_namespace))
