@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import time
 from typing import Any
@@ -34,15 +33,19 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import DecodeError
 
-from app.config import Settings, SettingsError, check_broker, load_settings, redact_url
+from app.config import (
+    Settings,
+    SettingsError,
+    check_broker,
+    load_settings,
+    one_line_errors,
+    redact_url,
+)
 from app.embedded import redis_url
 from app.redisconn import AnySyncRedis, connect_sync
 
-try:
+with one_line_errors():  # the worker's and the API server's imports: one line, no traceback
     settings = load_settings()
-except SettingsError as exc:  # the worker's and the API server's imports: one line, no traceback
-    sys.stderr.write(f"tracecode: configuration error: {exc}\n")
-    raise SystemExit(2) from None
 
 TRANSIENT_RETRIES, OTHER_RETRIES = 8, 3
 
