@@ -422,3 +422,26 @@ async def test_goods_shipped_again_are_received_under_their_new_shipment_only(
     assert (await confirm(client, agent, new)).status_code == 200
     shown = await client.get(f"/orders/{order}", headers=agent)
     assert [(line["shipped"], line["received"]) for line in shown.json()["lines"]] == [(10, 10)]
+
+
+async def test_a_damaged_unit_given_away_is_not_returned_by_a_consumer(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a consumer brings a unit back `damaged`; the store then gives it away by an approved
+    exception outbound (a sample). A second POST /returns of it is accepted (200): the given-away
+    unit goes back into the store's stock as `active`. SPEC (README `POST /returns`): a return
+    is "only of a unit sold to a consumer — a gift or sample given away is 409 not_sold". The
+    check in `_sold_unit` looks at disposition == non_sellable_other only, but move_state keeps
+    'damaged'/'expired' through every later move, so a damaged gift looks like a sale."""
+    goods = await store_goods(client, login, app, demo)
+    store, admin = await login("store_clerk"), await login("admin")
+    unit = goods["units"][8]
+    assert (await client.post("/sales", headers=store, json={"codes": [unit]})).status_code == 201
+    back = await client.post("/returns", headers=store, json={"code": unit, "reason": "damaged"})
+    assert back.status_code == 200, back.text
+    gift = await document(client, store, [unit], kind="exception", reason="sample")
+    assert (await confirm(client, store, gift)).json()["status"] == "pending_approval"
+    approved = await client.post(f"/documents/{gift['id']}/approve", headers=admin, json={})
+    assert approved.status_code == 200, approved.text
+    again = await client.post("/returns", headers=store, json={"code": unit, "reason": "other"})
+    assert_error(again, 409, "not_sold")

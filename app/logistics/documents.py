@@ -26,6 +26,7 @@ from app.logistics import movements
 from app.logistics.movements import (
     GIVEN_AWAY,
     MOVEMENTS,
+    NOT_FOR_SALE,
     SHIPMENT_KINDS,
     Movement,
     Plan,
@@ -896,8 +897,10 @@ async def _sold_unit(
         ).fetchone()
     if state is None or not actor.sees(state["path"]):
         raise NotFound(f"{read.label}: no such code here", code="unknown_code")
-    if state["status"] != "sold" or state["disposition"] == GIVEN_AWAY:
-        # a gift, a sample, staff welfare: not sold (a probe: a warehouse took its gift back)
+    if state["status"] != "sold" or state["disposition"] in (GIVEN_AWAY, *NOT_FOR_SALE):
+        # a gift, a sample, staff welfare: not sold (a probe: a warehouse took its gift back);
+        # a damaged or expired unit is never sold, so "sold" with one is a gift that kept it
+        # (a probe: a damaged unit given away as a sample came back into stock as a return)
         raise Conflict("only a sold unit can be returned by a consumer", code="not_sold")
     return read, state
 
