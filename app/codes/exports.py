@@ -455,6 +455,25 @@ def _steps(start: int, end: int) -> Iterator[tuple[int, int]]:
         yield s, min(s + STEP, end)
 
 
+def _claim(conn: psycopg.Connection[Any], key: uuid.UUID) -> dict[str, Any] | str:
+    """The export claimed for a run (its row), or its state when no run may start: done,
+    missing, or failed once ``MAX_RUNS`` runs died (as the orphan sweeper fails it)."""
+    from app.ops.orphans import _FAILED as RUNS_DIED  # app.ops imports this module
+    from app.ops.orphans import MAX_RUNS
+
+    row = conn.execute(
+        f"UPDATE code_exports e SET state = 'running', attempts = attempts + 1, "
+        f"started_at = now(), progress = 0, error = NULL "
+        f"WHERE id = %s AND state <> 'done' AND attempts < %s RETURNING {_COLUMNS}",
+        (key, MAX_RUNS),
+    ).fetchone()
+    if row is not None:
+        return row
+    conn.execute(RUNS_DIED, (key,))
+    found = conn.execute("SELECT state FROM code_exports WHERE id = %s", (key,)).fetchone()
+    return found["state"] if found else "missing"
+
+
 def run_export(
     db_url: str,
     settings: Settings,
@@ -475,24 +494,13 @@ def run_export(
     all: a delivery of an export whose runs keep killing their worker (the broker delivers an
     unacknowledged job again each time) fails it as the orphan sweeper does, writing nothing.
     """
-    from app.ops.orphans import _FAILED as RUNS_DIED  # app.ops imports this module
-    from app.ops.orphans import MAX_RUNS
-
     key = uuid.UUID(export_id)
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
         conn.execute(*locks.acquire(Lock.EXPORT_RUN, export_id))
         try:
-            row = conn.execute(
-                f"UPDATE code_exports e SET state = 'running', attempts = attempts + 1, "
-                f"started_at = now(), progress = 0, error = NULL "
-                f"WHERE id = %s AND state <> 'done' AND attempts < %s RETURNING {_COLUMNS}",
-                (key, MAX_RUNS),
-            ).fetchone()
-            if row is None:  # done, missing, or MAX_RUNS runs died: failed as by the sweeper
-                conn.execute(RUNS_DIED, (key,))
-                done = conn.execute("SELECT state FROM code_exports WHERE id = %s", (key,))
-                found = done.fetchone()
-                return found["state"] if found else "missing"
+            row = _claim(conn, key)
+            if isinstance(row, str):  # no run may start
+                return row
             table, column = (
                 ("code_batches", "batch_no") if row["batch_no"] else ("case_batches", "id")
             )
