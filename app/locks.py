@@ -55,9 +55,10 @@ class Lock(IntEnum):
     ALLOCATION_CLIENT_ID = 7_245_020  # transaction, caller:client id: one code allocation per id
     ORPHAN_SWEEP = 7_245_023  # session, one key: one sweeper of jobs left without a runner
     # transaction, per brand: role names checked and written one at a time; taken before any
-    # user's or organisation's row lock of the transaction (a move, by ERP import or of an
-    # organisation, locks the users it moves or unsupervises under it: PATCH /users/{id} of a
-    # role and an ERP users import take it first too, or each waits for the other — a deadlock)
+    # user's, organisation's or role's row lock of the transaction (a move, by ERP import or of
+    # an organisation, locks the users it moves or unsupervises under it: PATCH /users/{id} of a
+    # role and an ERP users import take it first too, or each waits for the other — a deadlock;
+    # PATCH and DELETE /roles/{id} take it, then the role's row, then its holders')
     ROLE_NAMES = 7_245_024
     # transaction, brand:day (text): a closed dashboard day counted and kept, or dropped by units
     # activated on it late, one at a time (app.analytics.dashboard, app.events.log)

@@ -1173,6 +1173,37 @@ async def test_a_void_code_comes_off_a_draft_and_a_mixed_pallet_is_one_package(
     assert (after["cases"], after["units"]) == (1, 2), after
 
 
+async def test_a_case_of_another_lot_counts_as_a_package_of_its_own_lot_line(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an outbound of two cases of one product, one of lot A and one of lot B, showed
+    lot A: 10 units, 2 packages; lot B: 10 units, 0 packages — on the document's lines, the
+    management center's rows and its export — lot B's case counted on lot A's line."""
+    from tests.test_hardening_logistics import move
+    from tests.test_hardening_logistics import pack as stocked
+
+    lot_a, lot_b = f"PLA{next(_ids)}", f"PLB{next(_ids)}"
+    first = await stocked(client, login, app, demo, 1, lot_a)
+    second = await stocked(client, login, app, demo, 1, lot_b)
+    clerk = await login("clerk")
+    shipped = await move(
+        client,
+        clerk,
+        [first.cases[0], second.cases[0]],
+        kind="outbound",
+        counterparty_id=demo["AGENT-ZJ"],
+    )
+    assert shipped["packages"] == 2
+    lines = {line["lot"]: (line["units"], line["packages"]) for line in shipped["lines"]}
+    center = await client.get(
+        "/center/documents", headers=clerk, params={"doc_no": shipped["doc_no"]}
+    )
+    assert center.status_code == 200, center.text
+    rows = {row["lot"]: (row["units"], row["packages"]) for row in center.json()["items"]}
+    expected = {lot_a: (10, 1), lot_b: (10, 1)}
+    assert (lines, rows) == (expected, expected)
+
+
 async def test_an_exchange_is_for_another_unit_not_a_whole_case(
     client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
 ) -> None:

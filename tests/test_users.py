@@ -378,6 +378,67 @@ async def test_a_reset_and_a_promotion_of_one_user_are_checked_one_at_a_time(
     assert taken.status_code == 200  # reset, then promoted: the order the locks gave
 
 
+async def test_a_reset_and_a_promotion_through_the_users_role_are_checked_one_at_a_time(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: the Zhejiang agent's administrator (no ``codes.issue``) reset the password of a
+    store clerk whose only role is a custom role of the brand; between the stronger-account
+    check and the write, the brand admin added ``codes.issue`` to that role (``PATCH
+    /roles/{id}``). Both answered 200, and the agent's administrator held, by the password it
+    chose, an account that issues code batches. The role's edit now locks its holders' rows:
+    it waits for the reset, as a promotion by ``PATCH /users/{id}`` does."""
+    from app.users import service as users
+
+    admin, agent = await login("admin"), await login("agent_admin")
+    role_name = f"rr_{secrets.token_hex(3)}"
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": role_name, "permissions": ["orgs.read", "logistics.scan"]},
+    )
+    assert role.status_code == 201, role.text
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": f"rr_race_{secrets.token_hex(4)}",
+            "password": "probe-password-1",
+            "roles": [role_name],
+        },
+    )
+    assert made.status_code == 201, made.text
+    target = made.json()["id"]
+    paused, go = asyncio.Event(), asyncio.Event()
+    original = users._visible_user
+
+    async def visible(conn: Any, actor: Any, user_id: int) -> Any:
+        row = await original(conn, actor, user_id)
+        if actor.username == "agent_admin" and user_id == target:
+            paused.set()
+            await go.wait()  # between the check's read and the write
+        return row
+
+    monkeypatch.setattr(users, "_visible_user", visible)
+    reset = asyncio.ensure_future(
+        client.patch(f"/users/{target}", headers=agent, json={"password": "taken-over-1"})
+    )
+    await asyncio.wait_for(paused.wait(), 10)
+    promote = asyncio.ensure_future(
+        client.patch(
+            f"/roles/{role.json()['id']}",
+            headers=admin,
+            json={"permissions": ["orgs.read", "logistics.scan", "codes.issue"]},
+        )
+    )
+    done, _ = await asyncio.wait([promote], timeout=1.5)
+    assert not done  # it waits for the reset's lock of the holder (before: it committed here)
+    go.set()
+    assert (await reset).status_code == 200  # checked against the role as it was
+    promoted = await promote
+    assert promoted.status_code == 200, promoted.text
+
+
 async def test_head_of_the_users_file_is_no_export(client: Any, app: Any, login: Any) -> None:
     """A probe: ``HEAD /users?format=csv|xlsx`` (a link checker's, a browser's) wrote a
     ``users.export`` audit row for a staff directory that never left. A HEAD has no side effect

@@ -798,21 +798,50 @@ def outermost(plan: Plan) -> list[CaseRow]:
     return found
 
 
+def _packages(plan: Plan, lines: Counter[tuple[int, str]]) -> Counter[tuple[int, str]]:
+    """The packages that moved (``outermost``), per line: each on the line (product, lot) of
+    the units inside it (a probe: a case of lot B counted on lot A's line, lot B's showing 0);
+    one matching no single line (a pallet of mixed lots) on its product's first line, else on
+    the document's first (a pallet of another product's cases: dropped, a confirmed document
+    counted no package for it — a probe)."""
+    parent = {c["sscc"]: c["parent_sscc"] for c in plan.cases}
+    outer = outermost(plan)
+    inside: dict[int, set[tuple[int, str]]] = {c["sscc"]: set() for c in outer}
+    top: dict[int | None, int | None] = {}  # each case moved: the package it is in
+    for sscc in parent:
+        up: int | None = sscc
+        while up is not None and up not in inside:
+            up = parent.get(up)
+        top[sscc] = up
+    for unit in plan.units:
+        package = top.get(unit["parent_sscc"])
+        if package is not None:
+            inside[package].add((unit["product_id"], unit["lot"]))
+    first: dict[int, tuple[int, str]] = {}
+    for key in lines:
+        first.setdefault(key[0], key)
+    packages: Counter[tuple[int, str]] = Counter()
+    for case in outer:
+        held = inside[case["sscc"]]
+        if len(held) == 1:
+            packages[next(iter(held))] += 1
+        elif home := first.get(case["product_id"]) or next(iter(lines), None):
+            packages[home] += 1  # no line at all: no unit moved, nothing to count it on
+    return packages
+
+
 async def write_lines(conn: Conn, plan: Plan, event_id: int, now: datetime) -> None:
-    """Step 5: the document's lines (units per product and lot; the packages named, on the
-    product's first line) and its status: confirmed, with its event and discrepancies."""
+    """Step 5: the document's lines (units and packages per product and lot, ``_packages``)
+    and its status: confirmed, with its event and discrepancies."""
     assert plan.doc is not None
     doc_id = plan.doc["id"]
     lines = Counter((u["product_id"], u["lot"]) for u in plan.units)
-    packages = Counter(c["product_id"] for c in outermost(plan))
-    # a package of a product no unit line has (a pallet of another product's cases) goes on
-    # the first line: dropped, a confirmed document counted no package for it (a probe)
-    stray = sum(n for product, n in packages.items() if not any(p == product for p, _ in lines))
-    for i, ((product, lot), n) in enumerate(lines.items()):
+    packages = _packages(plan, lines)
+    for (product, lot), n in lines.items():
         await conn.execute(
             "INSERT INTO document_lines (document_id, product_id, lot, units, packages) "
             "VALUES (%s, %s, %s, %s, %s)",
-            (doc_id, product, lot, n, packages.pop(product, 0) + (stray if i == 0 else 0)),
+            (doc_id, product, lot, n, packages[(product, lot)]),
         )
     await conn.execute(
         """UPDATE documents SET status = 'confirmed', confirmed_at = %s, event_id = %s,

@@ -45,7 +45,7 @@ async def _resolve_roles(conn: Conn, org_path: str, names: list[str]) -> list[di
     for and the role then found gone, 400 ``unknown_role`` as one after the other (a probe: the
     grant's ``INSERT INTO user_roles`` met the foreign key, 409 ``in_use``). An edit of the role
     (``FOR NO KEY UPDATE``) is not held up. Taken under the brand's role-name lock, as every
-    caller holds it (``Lock.ROLE_NAMES``); ``delete_role`` takes no lock after the role's row."""
+    caller holds it (``Lock.ROLE_NAMES``), as ``delete_role`` does before the role's row."""
     rows = await (
         await conn.execute(
             """SELECT r.id, r.name, r.permissions FROM roles r
@@ -408,8 +408,17 @@ async def _get_role(conn: Conn, role_id: int) -> RoleOut:
 async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -> RoleOut:
     """A custom role the caller may change, its row locked first (``lock``: ``FOR UPDATE`` to
     delete it, ``FOR NO KEY UPDATE`` to change it): two changes or deletions at once go one
-    after the other (a probe: two deletions both answered 204 and both were audited)."""
+    after the other (a probe: two deletions both answered 204 and both were audited).
+
+    The brand's role-name lock comes first (``Lock.ROLE_NAMES``: before the role's row), and
+    the holders' rows after the role's: a promotion of a holder (``update_user`` of roles takes
+    the lock), a deactivation or move of a holder's organisation (``set_status``, ``move_org``:
+    who holds what below) and a reset or edit of a holder (its row) are each checked one at a
+    time with the role's change (a probe: a weaker administrator's password reset was checked
+    against the role as it was before a permission added to it, and took over an account that
+    issues codes). The caller's brand: a role outside its subtree is not found."""
     actor.require("roles.write")
+    await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, actor.brand_id)
     row = await (
         await conn.execute(
             "SELECT r.org_id, o.path FROM roles r LEFT JOIN orgs o ON o.id = r.org_id "
@@ -421,6 +430,12 @@ async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -
         raise Unprocessable("built-in roles cannot be changed", code="builtin_role")
     actor.ensure_sees(row["path"] if row else None, "role")
     role = await _get_role(conn, role_id)
+    # NO KEY: what refers to a holder (its sessions, its records) is not held up
+    await conn.execute(
+        "SELECT 1 FROM users WHERE id IN (SELECT user_id FROM user_roles WHERE role_id = %s) "
+        "ORDER BY id FOR NO KEY UPDATE",
+        (role_id,),
+    )
     # changing a role changes every holder: the role and its holders are no stronger than you
     held = await (
         await conn.execute(
