@@ -4,12 +4,21 @@ workers' sweeper sends again exactly those no runner holds."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+import msgspec
+import pytest
 
 from app import locks
 from app.locks import Lock
 from app.ops.orphans import resend_orphans
+from tests.conftest import ROOT
 from tests.helpers import acting, issue_units
 
 EXPORT = {"outer": {"passphrase": "a long passphrase"}, "inner": {"passphrase": "another one!"}}
@@ -66,7 +75,12 @@ async def test_the_sweeper_sends_again_only_the_jobs_no_runner_holds(
             await runner.execute(
                 "SELECT 1 FROM epcis_captures WHERE id = %s FOR UPDATE", (running,)
             )
-            assert await resend_orphans(sweeper, lambda *job: sent.append(job), age=60) >= 2
+            assert (
+                await resend_orphans(
+                    sweeper, lambda *job: sent.append(job), app.state.settings.export_path, age=60
+                )
+                >= 2
+            )
         await runner.execute(*locks.release(Lock.EXPORT_RUN, alive))
         await runner.set_autocommit(False)
         await sweeper.set_autocommit(False)
@@ -82,6 +96,97 @@ async def test_the_sweeper_sends_again_only_the_jobs_no_runner_holds(
     fresh: list[tuple[str, str]] = []
     async with app.state.pool.connection() as sweeper:
         await sweeper.set_autocommit(True)
-        await resend_orphans(sweeper, lambda *job: fresh.append(job), age=3600 * 24)
+        await resend_orphans(
+            sweeper, lambda *job: fresh.append(job), app.state.settings.export_path, age=3600 * 24
+        )
         await sweeper.set_autocommit(False)
     assert ("capture_job", left) not in fresh
+
+
+# A run of the export in a process of its own that SIGKILLs itself after its first step (a
+# worker OOM-killed or crashing in the core mid-export).
+_KILLED_RUN = """
+import os, signal, sys
+from app.codes import exports
+from app.codes.scheme import scheme_from_settings
+from app.config import load_settings
+exports.STEP = 1000
+settings = load_settings()
+def die(done, total):
+    os.kill(os.getpid(), signal.SIGKILL)
+exports.run_export(settings.database_url, settings, scheme_from_settings(settings), sys.argv[1], die)
+"""
+
+
+@pytest.mark.parametrize("ends_it", ["sweeper", "delivery"])
+async def test_an_export_failed_after_its_runs_died_leaves_no_partial_files(
+    client: Any, login: Any, demo: Any, app: Any, tmp_path: Path, ends_it: str
+) -> None:
+    """A probe: a worker SIGKILLed mid-export leaves ``outer.tcpf.partial`` and ``inner.tcpf.partial``
+    (README: "a killed run leaves only *.partial files, rewritten from the start"). Once the
+    runs have died ``MAX_RUNS`` times the export is failed — by the orphan sweeper
+    (``app.ops.orphans.resend_orphans``) or by the next delivery (``exports._claim``) — and
+    nothing will ever rewrite those files: they stay on the export disk for ever (a
+    100,000,000-code export's are gigabytes), whereas every other way an export fails (an
+    error of the run, its batch voided) removes its files. What the operator should see: a
+    failed export holds no file on disk."""
+    from app.auth.service import load_user
+    from app.codes import exports
+    from app.codes.exports import create_unit_export
+    from app.codes.schemas import ExportIn
+    from app.ops.orphans import MAX_RUNS, resend_orphans
+
+    made = await client.post(
+        "/batches",
+        headers=await login("planner"),
+        json={"size": 5000, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert made.status_code == 201, made.text
+    batch_no = made.json()["batch_no"]
+    export_dir = tmp_path / "exports"
+    settings = msgspec.structs.replace(app.state.settings, export_dir=str(export_dir))
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT id FROM users WHERE username = 'planner'")
+        ).fetchone()
+        planner = await load_user(conn, row["id"])
+        export = await create_unit_export(
+            conn, planner, settings, app.state.scheme, batch_no,
+            msgspec.convert(EXPORT, ExportIn),
+        )  # fmt: skip
+        await conn.commit()
+
+    env = {**os.environ, "TRACECODE_EXPORT_DIR": str(export_dir)}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _KILLED_RUN, export.id],
+        cwd=ROOT, env=env, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    folder = export_dir / export.id
+    assert sorted(p.name for p in folder.iterdir()) == ["inner.tcpf.partial", "outer.tcpf.partial"]
+
+    async with app.state.pool.connection() as conn:  # the runs died MAX_RUNS times in all
+        await conn.execute(
+            "UPDATE code_exports SET attempts = %s, started_at = now() - interval '1 hour' "
+            "WHERE id = %s",
+            (MAX_RUNS, export.id),
+        )
+        await conn.commit()
+    if ends_it == "sweeper":
+        async with app.state.pool.connection() as conn:
+            await conn.set_autocommit(True)
+            await resend_orphans(conn, lambda *job: None, settings.export_path, age=60)
+            await conn.set_autocommit(False)
+    else:
+        ended = await asyncio.to_thread(
+            exports.run_export, app.state.db_url, settings, app.state.scheme, export.id
+        )
+        assert ended == "failed"
+    async with app.state.pool.connection() as conn:
+        state = await (
+            await conn.execute("SELECT state, error FROM code_exports WHERE id = %s", (export.id,))
+        ).fetchone()
+    assert state["state"] == "failed", state
+    left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert left == [], f"the failed export {export.id} still holds {left} on disk"

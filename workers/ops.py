@@ -23,7 +23,9 @@ class OrphanSweeper(PeriodicRollup):
 
 async def _sweep(conn: Conn) -> None:
     """One process at a time sends again the jobs left without a runner."""
-    sent = await run_alone(conn, Lock.ORPHAN_SWEEP, lambda: resend_orphans(conn, send))
+    sent = await run_alone(
+        conn, Lock.ORPHAN_SWEEP, lambda: resend_orphans(conn, send, settings.export_path)
+    )
     if sent:
         log.warning("sent again %d export or capture jobs left without a runner", sent)
 

@@ -500,6 +500,8 @@ def run_export(
         try:
             row = _claim(conn, key)
             if isinstance(row, str):  # no run may start
+                if row == "failed":  # its runs died: their partial files go (a probe)
+                    shutil.rmtree(settings.export_path / export_id, ignore_errors=True)
                 return row
             table, column = (
                 ("code_batches", "batch_no") if row["batch_no"] else ("case_batches", "id")

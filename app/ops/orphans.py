@@ -15,13 +15,18 @@ row older than ``ORPHAN_SECONDS`` that no runner holds:
   it ``FOR UPDATE`` for the whole run).
 A job still waiting in the broker's queue that long is sent a second time (at most once per
 sweep): both runners leave a finished job alone, so the cost is a message, never work done
-twice. An export whose runs keep dying (``MAX_RUNS`` started) is marked failed, not sent again;
-a capture counts its own runs and fails itself past ``app.epcis.capture.MAX_RUNS``.
+twice. An export whose runs keep dying (``MAX_RUNS`` started) is marked failed, not sent again,
+and the last killed run's ``*.partial`` files removed (a probe: they stayed on the export disk
+for good; every other failed export holds no file); a capture counts its own runs and fails
+itself past ``app.epcis.capture.MAX_RUNS``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 from app import locks
 from app.db import Conn
@@ -44,10 +49,10 @@ _CAPTURES = """SELECT id::text FROM epcis_captures
 
 
 async def resend_orphans(
-    conn: Conn, send: Callable[[str, str], object], age: float = ORPHAN_SECONDS
+    conn: Conn, send: Callable[[str, str], object], export_path: Path, age: float = ORPHAN_SECONDS
 ) -> int:
     """Send again the job of every export and capture left without a runner (see the module);
-    how many. ``conn`` in autocommit mode."""
+    how many. ``conn`` in autocommit mode; ``export_path`` holds the exports' folders."""
     sent = 0
     for row in await (await conn.execute(_EXPORTS, (age,))).fetchall():
         export_id = row["id"]
@@ -57,6 +62,7 @@ async def resend_orphans(
         try:
             if row["attempts"] >= MAX_RUNS:
                 await conn.execute(_FAILED, (export_id,))
+                await asyncio.to_thread(shutil.rmtree, export_path / export_id, True)
                 continue
         finally:
             await conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
