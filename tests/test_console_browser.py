@@ -402,6 +402,77 @@ async def test_an_agent_admin_is_offered_no_action_the_api_always_refuses(
         await client.delete(f"/roles/{brand_role.json()['id']}", headers=admin)
 
 
+def _shown_options(driver: WebDriver) -> set[str]:
+    return {
+        (o.get_attribute("textContent") or "").strip()
+        for o in driver.find_elements(By.CSS_SELECTOR, ".el-select-dropdown__item")
+    }
+
+
+async def test_an_agent_admin_is_offered_no_role_it_may_not_grant(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """A probe: an agent's administrator (org_admin) creating a user was offered every built-in
+    role in the roles select, brand_admin and platform_admin among them, and saving with one
+    always failed (400 ``permission_escalation``: nobody grants a permission they do not hold).
+    The select offers only the roles whose permissions the user holds."""
+    agent = await login("agent_admin")
+    refused = await client.post(
+        "/users",
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": f"probe_{uuid.uuid4().hex[:8]}",
+            "password": "Probe-pass-1234",
+            "roles": ["brand_admin"],
+        },
+        headers=agent,
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "permission_escalation", refused.text
+
+    _sign_in(browser, server, "agent_admin")
+    browser.get(f"{server}/console/users")
+    _click(browser, '[data-action="create"]')
+    dialog = _find(browser, ".el-dialog")
+    _wait(browser).until(lambda d: dialog.find_elements(By.CSS_SELECTOR, ".el-select"))
+    dialog.find_elements(By.CSS_SELECTOR, ".el-select")[0].click()
+    _wait(browser).until(lambda d: "org_admin" in " ".join(_shown_options(d)))
+    offered = " ".join(_shown_options(browser))
+    assert "brand_admin" not in offered and "platform_admin" not in offered, offered
+
+
+async def test_an_agent_admin_is_offered_no_permission_it_may_not_grant(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """A probe: an agent's administrator creating a custom role (or an API key) was offered the
+    whole permission catalogue, brand-only ones such as ``codes.issue`` and ``members.read``
+    among them; ticking one always failed (400 ``permission_escalation``). The picker offers
+    only the permissions the user holds (GET /auth/me)."""
+    agent = await login("agent_admin")
+    refused = await client.post(
+        "/roles",
+        json={
+            "name": f"p_{uuid.uuid4().hex[:8]}",
+            "description": "",
+            "permissions": ["codes.issue"],
+        },
+        headers=agent,
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "permission_escalation", refused.text
+
+    _sign_in(browser, server, "agent_admin")
+    browser.get(f"{server}/console/roles")
+    _click(browser, '[data-action="create"]')
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".el-dialog .permissions code"))
+    offered = {
+        (c.get_attribute("textContent") or "").strip()
+        for c in browser.find_elements(By.CSS_SELECTOR, ".el-dialog .permissions code")
+    }
+    assert "orgs.read" in offered, sorted(offered)
+    assert not offered & {"codes.issue", "members.read", "platform.admin"}, sorted(offered)
+
+
 async def test_a_slow_answer_for_an_earlier_filter_never_replaces_the_current_list(
     server: str, browser: WebDriver, demo: Any
 ) -> None:

@@ -10,6 +10,26 @@ import { onUserChange } from '@/stores/auth'
 
 type Permission = Schemas['PermissionOut']
 
+/** May a user holding `held` grant every one of `permissions`? The API's rule (check_grantable in
+ * app/auth/service.py): nobody hands out a permission they do not hold, each one by name (none
+ * implies another, platform.admin included: held by a platform operator only). */
+export function mayGrant(permissions: readonly string[], held: ReadonlySet<string>): boolean {
+  return permissions.every((p) => held.has(p))
+}
+
+/** The roles to offer a user holding `held` (a probe: an agent's administrator was offered
+ * brand_admin, and saving was 400 permission_escalation): those whose permissions they hold,
+ * and the `kept` ones (the edited user's roles, shown so they are not silently dropped). */
+export function grantableRoles(roles: readonly Role[], held: ReadonlySet<string>, kept: readonly string[] = []): Role[] {
+  return roles.filter((r) => kept.includes(r.name) || mayGrant(r.permissions, held))
+}
+
+/** The permissions to offer a user holding `held` for a role or an API key: those they hold, and
+ * the `kept` ones (already ticked on the role being edited). */
+export function grantablePermissions(permissions: readonly Permission[], held: ReadonlySet<string>, kept: readonly string[] = []): Permission[] {
+  return permissions.filter((p) => held.has(p.name) || kept.includes(p.name))
+}
+
 export const useRolesStore = defineStore('roles', () => {
   const roles = shallowRef<Role[]>([])
   const permissions = shallowRef<Permission[]>([])
