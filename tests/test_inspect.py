@@ -1155,3 +1155,61 @@ async def test_goods_the_factory_ships_to_an_agents_warehouse_are_in_that_agents
     assert item["shipped_to"]["id"] == demo["AGENT-ZJ"], item["shipped_to"]
     # the shipment that brought them into the agent's area, and the one to the store
     assert (item["document_no"], item["store_document_no"]) == (ship["doc_no"], on["doc_no"])
+
+
+async def test_one_diverted_scan_reaches_the_brands_webhook_once(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a brand's ERP subscribed to ``alert.diversion`` got TWO deliveries for one
+    diverted unit found on a Guangdong shelf — the brand's alert and the twin raised for
+    AGENT-ZJ, each an event fanned out to every subscription above its organisation — and opened
+    two tickets. Now each subscription gets one per finding: the brand its own alert, the agent
+    its own; and after the agent acknowledged its alert, a scan again (the brand's open alert
+    counted, the agent's raised anew) sends the agent its new one and the brand nothing."""
+    admin, agent = await login("admin"), await login("agent_admin")
+    subs: dict[int, int] = {}
+    for headers, org in ((admin, demo["BRAND-LUMI"]), (agent, demo["AGENT-ZJ"])):
+        made = await client.post(
+            "/webhooks/subscriptions",
+            headers=headers,
+            json={"url": "https://hooks.example.com/tc", "event_kinds": ["alert.diversion"]},
+        )
+        assert made.status_code == 201 and made.json()["org_id"] == org, made.text
+        subs[org] = made.json()["id"]
+    serial = goods["units"][12]  # case 1, at AGENT-ZJ
+
+    async def delivered() -> dict[int, list[int]]:
+        """The organisation of the alert of each delivery, by the subscription's organisation."""
+        async with app.state.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    """SELECT d.subscription_id, (e.data ->> 'org_id')::bigint AS org_id
+                         FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+                        WHERE d.subscription_id = ANY(%s) AND e.data ->> 'serial' = %s
+                        ORDER BY d.id""",
+                    (list(subs.values()), serial),
+                )
+            ).fetchall()
+        return {
+            org: [r["org_id"] for r in rows if r["subscription_id"] == sub]
+            for org, sub in subs.items()
+        }
+
+    try:
+        inspector = await login("inspector")
+        found = await scan(client, inspector, serial, "STORE-GZ-01")
+        assert found.status_code == 201 and found.json()["result"] == "diverted", found.text
+        brand, zj = demo["BRAND-LUMI"], demo["AGENT-ZJ"]
+        assert await delivered() == {brand: [brand], zj: [zj]}
+        alerts = (await client.get("/alerts", headers=agent, params={"per_page": 200})).json()
+        mine = [a for a in alerts["items"] if a["serial"] == serial]
+        assert len(mine) == 1
+        acked = await client.post(f"/alerts/{mine[0]['id']}/acknowledge", headers=agent)
+        assert acked.status_code == 200, acked.text
+        assert (await scan(client, inspector, serial, "STORE-SZ-01")).status_code == 201
+        assert await delivered() == {brand: [brand], zj: [zj, zj]}
+    finally:
+        async with app.state.pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM webhook_subscriptions WHERE id = ANY(%s)", (list(subs.values()),)
+            )

@@ -834,3 +834,39 @@ async def test_a_rebate_claim_racing_a_void_waits_for_it_and_is_refused(
             claim = await claiming
     refused = assert_error(claim, 422, "not_genuine")
     assert refused["details"]["reason"] == "void", claim.text
+
+
+async def test_a_tills_retried_refused_claim_does_not_count_the_diversion_again(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a Guangdong store's till claimed the rebate of a unit meant for a Hangzhou store
+    (422 ``wrong_store``, a refusal kept, a ``diversion`` alert for the brand); its network
+    dropped the answer and it sent the very same claim, same ``client_id``, twice more. The
+    brand's anti-diversion officer saw three refusals and the alert at ``occurrences`` 3, as if
+    the store had tried three times. Now a retry is answered again and neither kept nor counted;
+    a new attempt (another ``client_id``) still counts."""
+    goods = await store_goods(client, login, app, demo)
+    await set_rebate(client, await login("admin"), goods["product_id"], 2)
+    gz, serial = await login("gz_clerk"), goods["units"][5]  # case 0: at STORE-HZ-01
+    body = rebate_body(app.state.scheme, serial, client_id="till-" + secrets.token_hex(6))
+    code = code_of(app, serial)
+
+    async def kept() -> tuple[int, int]:
+        refusals = await one(
+            conn, "SELECT count(*) AS n FROM rebate_refusals WHERE code_id = %s", code
+        )
+        alert = await one(
+            conn,
+            "SELECT occurrences FROM alerts WHERE dedup_key = %s",
+            f"diversion:rebate:{code}",
+        )
+        return refusals["n"], alert["occurrences"]
+
+    async with member_client(app) as mc:
+        for _ in range(3):
+            refused = await mc.post("/rebates/claims", headers=gz, json=body)
+            assert_error(refused, 422, "wrong_store")
+        assert await kept() == (1, 1)
+        again = {**body, "client_id": "till-" + secrets.token_hex(6)}  # the clerk tries again
+        assert_error(await mc.post("/rebates/claims", headers=gz, json=again), 422, "wrong_store")
+    assert await kept() == (2, 2)

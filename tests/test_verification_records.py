@@ -182,3 +182,49 @@ async def test_refusals(client: Any, login: Any, seeded: dict[str, Any]) -> None
         assert_error(await client.get(PATH, headers=analyst, params=params), 400, "bad_period")
     for params in ({"result": "fake"}, {"per_page": 500}, {"format": "pdf"}):
         assert_error(await client.get(PATH, headers=analyst, params=params), 400)
+
+
+async def test_an_agents_staff_see_no_members_in_the_verification_records(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: README says staff below the brand "see no member even if a role grants
+    members.read" (the member list 403 ``brand_staff_only``, a member's scans 403/404), yet
+    AGENT-ZJ's administrator read the ``member_id`` and the consumer's IP address of every
+    record of its units in ``GET /verifications`` and its CSV, and ``?member_id=`` gave it a
+    member's scan history. Below the brand both are null, and the filter is 403
+    ``brand_staff_only``; the brand's own staff see them as before."""
+    goods = await shipped_goods(client, login, app, demo)
+    serial = goods["units"][0]
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    member = 800_000_000 + secrets.randbelow(100_000)
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            """INSERT INTO verifications (at, record_key, code_id, serial, brand_id, product_id,
+                   result, reason, queries, pin_given, client_ip, province, city, member_id)
+               VALUES (%s, %s, %s, %s, %s, %s, 'genuine', 'first_query', 1, true,
+                       '198.51.100.7', '浙江省', '杭州市', %s)""",
+            (
+                datetime.now(UTC),
+                uuid.uuid4(),
+                batch_no << 32 | index,
+                serial,
+                demo["BRAND-LUMI"],
+                goods["product_id"],
+                member,
+            ),
+        )
+    agent, admin = await login("agent_admin"), await login("admin")
+    assert (await client.get(f"/members/{member}/scans", headers=agent)).status_code in (403, 404)
+    mine = (await listed(client, agent, serial=serial))["items"]
+    assert [(i["member_id"], i["client_ip"]) for i in mine] == [(None, None)], mine
+    got = await client.get(PATH, headers=agent, params={"serial": serial, "format": "csv"})
+    assert got.status_code == 200, got.text
+    rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"))))
+    head = rows[0]
+    assert [(r[head.index("member_id")], r[head.index("client_ip")]) for r in rows[1:]] == [
+        ("", "")
+    ]
+    refused = await client.get(PATH, headers=agent, params={"member_id": member})
+    assert_error(refused, 403, "brand_staff_only")
+    brand = (await listed(client, admin, member_id=member))["items"]
+    assert [(i["member_id"], i["client_ip"]) for i in brand] == [(member, "198.51.100.7")]

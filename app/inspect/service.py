@@ -609,10 +609,13 @@ async def deltas(conn: Conn, brand: int, scans: list[tuple[datetime, int, list[F
     )
 
 
+# The agent's alert is the brand alert's twin: webhooks send the brand's subscriptions the
+# brand's one only (migration 0087; a probe: two deliveries for one diverted unit).
 _ALERT = """
-INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details, dedup_key)
+INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details, dedup_key,
+                    brand_twin)
 VALUES (%(brand)s, %(org)s, %(kind)s, %(severity)s, %(code)s, %(serial)s, %(message)s,
-        %(details)s, %(dedup)s)
+        %(details)s, %(dedup)s, %(org)s <> %(brand)s)
 ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
 DO UPDATE SET occurrences = alerts.occurrences + 1, last_at = now(), severity = EXCLUDED.severity,
               message = EXCLUDED.message, details = EXCLUDED.details
@@ -643,7 +646,8 @@ def _message(
 async def _alerts(
     conn: Conn, actor: Principal, store: Store, scan_id: int, scanned: _Scanned
 ) -> None:
-    """D5: at once, for the brand and for the agent the goods were shipped to. One open alert per
+    """D5: at once, for the brand and for the agent the goods were shipped to (the brand's
+    twin: one webhook delivery per finding to the brand, migration 0087). One open alert per
     (result, organisation, scanned code): scanning the same unit or case again bumps it."""
     kind, label, findings = scanned.kind, scanned.label, scanned.findings
     groups: dict[tuple[str, int], list[Finding]] = defaultdict(list)

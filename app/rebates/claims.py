@@ -40,7 +40,8 @@ verification (422 ``not_genuine``, reason ``void``, as ``/v1/verify`` answers it
 anti-diversion signal — a unit not delivered to the clerk's store, or on hand at a store outside
 its channel agent's area: refused with where it was supposed to be (its designated store, or
 its channel agent), and kept in ``rebate_refusals`` with an open ``diversion`` alert for the
-brand. No rule (or 0): 422 ``no_rebate``.
+brand — once per attempt: the till's retry of it (same clerk, client id and code) is answered
+again, neither kept nor counted again. No rule (or 0): 422 ``no_rebate``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ from collections import defaultdict
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth.principal import Principal
@@ -229,24 +229,33 @@ LEFT JOIN orgs ag ON ag.id = u.channel_org_id
 LEFT JOIN code_batches b ON b.batch_no = r.code_id >> 32
 """
 
+# The refusals, and an open ``diversion`` alert per unit for the brand counting those kept now:
+# a refusal the till sends again (same clerk, client id and code) is the same attempt, neither
+# kept again nor counted (migration 0088; a probe: a till's retries counted the diversion thrice).
 _REFUSALS = """
 WITH f AS (
-    INSERT INTO rebate_refusals (brand_id, code_id, serial, clerk_id, store_id, reason,
+    INSERT INTO rebate_refusals (brand_id, code_id, serial, clerk_id, client_id, store_id, reason,
                                  expected_store_id, expected_agent_id, holder_org_id)
     SELECT * FROM unnest(%(brand)s::bigint[], %(code)s::bigint[], %(serial)s::text[],
-                         %(clerk)s::bigint[], %(store)s::bigint[], %(reason)s::text[],
-                         %(expected_store)s::bigint[], %(expected_agent)s::bigint[],
-                         %(holder)s::bigint[])
-    RETURNING id
+                         %(clerk)s::bigint[], %(client)s::text[], %(store)s::bigint[],
+                         %(reason)s::text[], %(expected_store)s::bigint[],
+                         %(expected_agent)s::bigint[], %(holder)s::bigint[])
+    ON CONFLICT (clerk_id, client_id, code_id) WHERE client_id IS NOT NULL DO NOTHING
+    RETURNING *
 )
 INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message, details,
                     dedup_key, occurrences)
-SELECT DISTINCT ON (code) brand, brand, 'diversion', 'warning', code, serial, message, details,
-       'diversion:rebate:' || code, count(*) OVER (PARTITION BY code)
-FROM unnest(%(brand)s::bigint[], %(code)s::bigint[], %(serial)s::text[], %(message)s::text[],
-            %(details)s::jsonb[]) WITH ORDINALITY AS a(brand, code, serial, message, details, n)
-ORDER BY code, n DESC  -- one row per code (a probe: a round's repeats of one code were a 500,
-                       -- "ON CONFLICT DO UPDATE command cannot affect row a second time")
+SELECT DISTINCT ON (code_id) brand_id, brand_id, 'diversion', 'warning', code_id, serial,
+       'Rebate claim refused (' || reason || '): ' || serial
+           || ' claimed at a store it was not delivered to',
+       jsonb_build_object('reason', reason, 'store_id', store_id, 'clerk_id', clerk_id,
+                          'holder_org_id', holder_org_id, 'expected_store_id', expected_store_id,
+                          'expected_agent_id', expected_agent_id),
+       'diversion:rebate:' || code_id, count(*) OVER (PARTITION BY code_id)
+FROM f
+ORDER BY code_id, id DESC  -- one row per code, the latest (a probe: a round's repeats of one
+                           -- code were a 500, "ON CONFLICT DO UPDATE command cannot affect row
+                           -- a second time")
 ON CONFLICT (dedup_key) WHERE acknowledged_at IS NULL
 DO UPDATE SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_at = now(),
               details = EXCLUDED.details
@@ -468,32 +477,17 @@ async def _keep_refusals(
     conn: AsyncConnection[Any], diverted: list[tuple[Pending[RebateClaimOut], dict[str, Any], Any]]
 ) -> None:
     """The refused claims of units not delivered to the clerk's store, and an open
-    ``diversion`` alert per unit for the brand."""
+    ``diversion`` alert per unit for the brand (``_REFUSALS``: a till's retry counts once)."""
     params: dict[str, list[Any]] = defaultdict(list)
     for p, row, refusal in diverted:
         params["brand"].append(p.brand_id)
         params["code"].append(p.code)
         params["serial"].append(p.serial)
         params["clerk"].append(p.claimant)
+        params["client"].append(p.client_id)
         params["store"].append(p.org_id)
         params["reason"].append(refusal.code)
         params["expected_store"].append(row["store_org_id"])
         params["expected_agent"].append(row["channel_org_id"])
         params["holder"].append(row["holder_org_id"])
-        params["message"].append(
-            f"Rebate claim refused ({refusal.code}): {p.serial} claimed at a store it was not"
-            " delivered to"
-        )
-        params["details"].append(
-            Jsonb(
-                {
-                    "reason": refusal.code,
-                    "store_id": p.org_id,
-                    "clerk_id": p.claimant,
-                    "holder_org_id": row["holder_org_id"],
-                    "expected_store_id": row["store_org_id"],
-                    "expected_agent_id": row["channel_org_id"],
-                }
-            )
-        )
     await fetch(conn, _REFUSALS, params)

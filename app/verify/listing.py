@@ -8,7 +8,12 @@ Who sees what. ``alerts.read`` or ``reports.read``. A brand's own staff see ever
 brand. Staff of an organisation below it (a factory, an agent, a store) see the records of the
 units of their subtree: units whose designated channel agent, designated store or current holder
 lies in it; a scan of a code that names no unit (forged, malformed) is the brand's alone. Another
-brand's records are never read: every query is bounded by the caller's brand.
+brand's records are never read: every query is bounded by the caller's brand. The consumer's
+data of a record — the client address and the member of a claim, what a member's erasure
+clears (``app.verify.record.PERSONAL``) — is the brand head office's, as the members are
+(``app.members.admin``): below the brand both are null, and the ``member_id`` filter answers 403
+``brand_staff_only`` (a probe: an agent's administrator read each record's member and IP, and a
+member's scan history through the filter).
 
 Filters. A period of Asia/Shanghai days (``from``/``to`` inclusive; without ``from`` the last
 30 days, at most 366 days: ``verifications`` is partitioned by month and read through its
@@ -31,7 +36,7 @@ from datetime import date
 from typing import Any
 
 from app.auth.principal import Principal
-from app.errors import BadRequest
+from app.errors import BadRequest, Forbidden
 from app.localtime import REPORT_TZ
 from app.logistics.center import Query
 from app.verify.schemas import Result
@@ -45,10 +50,12 @@ COLUMNS = list(VerificationRow.__struct_fields__)
 SEVERITY_SQL = """CASE v.result WHEN 'genuine' THEN 'ok' WHEN 'unconfirmed' THEN 'info'
     WHEN 'wrong_pin' THEN 'warning' WHEN 'suspicious' THEN 'warning' ELSE 'critical' END"""
 
-# The column order is VerificationRow's, which the exports' header follows.
+# The column order is VerificationRow's, which the exports' header follows. The consumer's
+# address and member (``_PERSONAL``, last) are the brand's alone: NULL below it.
 _SELECT = f"""v.id, v.at, v.result, {SEVERITY_SQL} AS severity, v.reason, v.serial, v.code_id,
-    v.product_id, p.name AS product_name, v.queries, v.pin_given, v.province, v.city,
-    host(v.client_ip) AS client_ip, v.member_id"""
+    v.product_id, p.name AS product_name, v.queries, v.pin_given, v.province, v.city"""
+_PERSONAL = "host(v.client_ip) AS client_ip, v.member_id"
+_PERSONAL_BELOW = "NULL::text AS client_ip, NULL::bigint AS member_id"
 _SOURCE = "verifications v LEFT JOIN products p ON p.id = v.product_id"
 _ORDER = "v.at DESC, v.id DESC"
 # below the brand: the units of the caller's subtree (channel agent, designated store, holder)
@@ -94,9 +101,15 @@ def records_query(actor: Principal, f: RecordFilters, today: date) -> Query:
         f"v.at < ((%(end)s::date + 1)::timestamp AT TIME ZONE '{REPORT_TZ}')",
     ]
     params: dict[str, Any] = {"brand": actor.brand_id, "start": start, "end": end}
+    personal = _PERSONAL
     if actor.org_id != actor.brand_id:
         where.append(_SUBTREE)
         params["scope"] = actor.org_path + "%"
+        personal = _PERSONAL_BELOW
+        if f.member_id is not None:  # a member's scan history, as GET /members/{id}/scans
+            raise Forbidden(
+                "members' scans are read by the brand's own staff", code="brand_staff_only"
+            )
     for column, key, value in (
         ("v.result", "result", f.result),
         ("v.reason", "reason", f.reason),
@@ -111,7 +124,8 @@ def records_query(actor: Principal, f: RecordFilters, today: date) -> Query:
     if f.serial:
         where.append("upper(v.serial) LIKE %(serial)s")
         params["serial"] = _like_prefix(f.serial.strip().upper())
-    return Query(_SELECT, _SOURCE, where, params, _ORDER, COLUMNS, "verifications")
+    select = f"{_SELECT}, {personal}"
+    return Query(select, _SOURCE, where, params, _ORDER, COLUMNS, "verifications")
 
 
 def _like_prefix(text: str) -> str:

@@ -48,7 +48,8 @@ async def list_verifications(
     per_page: PerPage = 50,
 ) -> Page[VerificationRow]:
     """Verification records of the caller's brand (``alerts.read`` or ``reports.read``), newest
-    first; staff below the brand see those of their subtree's units. Each with its ``severity``
+    first; staff below the brand see those of their subtree's units, without the client address
+    and the member (null; ``member_id`` is 403 ``brand_staff_only``). Each with its ``severity``
     (ok, info, warning, critical) by result. Period: ``from``/``to`` (Asia/Shanghai days; the
     last 30 days by default, at most 366: 400 ``bad_period``). ``format=csv|xlsx``: every
     match as a file."""
