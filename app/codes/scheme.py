@@ -129,6 +129,12 @@ def iter_verdicts(results: bytes) -> Iterator[tuple[int, int, int, int]]:
 
 _SSCC_TEXT = re.compile(r"^(?:\(00\)|00)?([0-9]{18})$")
 
+# An SSCC EPC URN: company prefix (6-12 digits) . extension digit + serial reference, 17 digits
+# in all. Parsed here, not by app.epcis.identifiers: importing that package imports its routes,
+# which import this module (a cycle at run time).
+_SSCC_URNS = ("urn:epc:id:sscc:", "URN:EPC:ID:SSCC:")
+_SSCC_URN_TEXT = re.compile(r"urn:epc:id:sscc:([0-9]{6,12})\.([0-9]{5,11})", re.IGNORECASE)
+
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
@@ -193,12 +199,27 @@ def _gtin_at(parts: list[str]) -> int | None:
     return None
 
 
-def sscc_from_scan(text: str) -> str | None:
-    """The 18 digits of a case code read as ``SSCC``, ``00SSCC``, ``(00)SSCC`` or ``…/00/SSCC``.
+def _sscc_of_urn(text: str) -> str | None:
+    """The SSCC an EPC URN names (``urn:epc:id:sscc:0614141.1123456789`` → extension digit,
+    company prefix, serial reference, check digit), or None when it is not a well-formed one."""
+    match = _SSCC_URN_TEXT.fullmatch(text)
+    if match is None or len(match[1]) + len(match[2]) != 17:
+        return None
+    data = match[2][0] + match[1] + match[2][1:]
+    return f"{data}{gs1_check_digit(data)}"
 
-    None when the text is not shaped like a case code; the check digit is not checked here.
+
+def sscc_from_scan(text: str) -> str | None:
+    """The 18 digits of a case code read as ``SSCC``, ``00SSCC``, ``(00)SSCC``, ``…/00/SSCC`` or
+    ``urn:epc:id:sscc:{company}.{ref}`` (an RFID reader's EPC URI, the brand's EPCIS documents'
+    name of a case: a probe, refused as a malformed serial).
+
+    None when the text is not shaped like a case code; the check digit is not checked here (a
+    URN carries none: it is computed).
     """
     text = scanned(text)  # a probe: full-width digits, a BOM, read as a unit's serial
+    if text.startswith(_SSCC_URNS):  # one check for every other scan (packing's hot path)
+        return _sscc_of_urn(text)
     if "/00/" in text:
         text = text.rsplit("/00/", 1)[1].split("?", 1)[0].strip("/")
     match = _SSCC_TEXT.match(text.replace(" ", ""))

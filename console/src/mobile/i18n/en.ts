@@ -110,6 +110,7 @@ export default {
     confirm: 'Confirm the document',
     confirmed: 'Document confirmed',
     confirmAsk: 'The goods move when you confirm. Go on?',
+    stillQueued: '{n} codes of this document are still waiting to be sent: not confirmed. Confirm once they are sent.',
     added: 'Added',
     duplicate: 'Already scanned',
     rejected: 'Refused: {reason}',

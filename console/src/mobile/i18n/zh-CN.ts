@@ -110,6 +110,7 @@ export default {
     confirm: '确认单据',
     confirmed: '单据已确认',
     confirmAsk: '确认后货物将移动，是否继续？',
+    stillQueued: '本单还有 {n} 个码等待发送，未确认。请待发送完成后再确认。',
     added: '已添加',
     duplicate: '重复扫码',
     rejected: '拒绝：{reason}',

@@ -1,6 +1,6 @@
 import 'fake-indexeddb/auto'
 import { IDBFactory } from 'fake-indexeddb'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 
 import {
   batchOutcomes,
@@ -11,6 +11,7 @@ import {
   type Outcome,
   type QueuedAction,
 } from './queue'
+import { sender } from './sync'
 
 function fresh(): OfflineQueue {
   return new OfflineQueue('test', new IDBFactory())
@@ -19,6 +20,43 @@ function fresh(): OfflineQueue {
 function answer(actions: QueuedAction[], status: number, body: unknown = {}): Outcome[] {
   return actions.map((action) => ({ action, ok: status < 300, status, body }))
 }
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
+}
+
+/** The server of POST /documents/{id}/codes: a code added once; a code it holds answers `added`
+ * again only to the client id that added it (app/logistics/documents.py add_codes). */
+function documentServer() {
+  const held = new Map<string, string>()
+  return async (_method: string, _path: string, body?: unknown): Promise<Response> => {
+    const { codes, client_id } = body as { codes: string[]; client_id: string }
+    const items = codes.map((code) => {
+      const owner = held.get(code)
+      if (owner === undefined) held.set(code, client_id)
+      return { code, result: owner === undefined || owner === client_id ? 'added' : 'duplicate', kind: 'case' }
+    })
+    return json(200, { added: items.filter((i) => i.result === 'added').length, rejected: 0, items })
+  }
+}
+
+/** A queue as the app stored it before its order became the database's counter (version 1:
+ * ordered by the phone's clock, `created`, then a per-page counter `n`). */
+async function version1(name: string, factory: IDBFactory, actions: QueuedAction[]): Promise<void> {
+  const open = factory.open(name, 1)
+  open.onupgradeneeded = () => {
+    const store = open.result.createObjectStore('queue', { keyPath: 'id' })
+    store.createIndex('order', ['created', 'n'])
+    for (const action of actions) store.put(action)
+  }
+  const db = await new Promise<IDBDatabase>((resolve, reject) => {
+    open.onsuccess = () => resolve(open.result)
+    open.onerror = () => reject(open.error)
+  })
+  db.close()
+}
+
+afterEach(() => vi.restoreAllMocks())
 
 describe('OfflineQueue', () => {
   it('keeps actions in IndexedDB oldest first, each with its own client id', async () => {
@@ -81,8 +119,55 @@ describe('OfflineQueue', () => {
   })
 
   it('keeps an action the server could not take (401, 429, 5xx) and drops a refused one', () => {
-    expect([0, 401, 408, 429, 500, 503].every(retryable)).toBe(true)
-    expect([200, 201, 400, 403, 404, 409, 422].some(retryable)).toBe(false)
+    expect([0, 401, 408, 429, 500, 503].every((status) => retryable(status))).toBe(true)
+    expect([200, 201, 400, 403, 404, 409, 422].some((status) => retryable(status))).toBe(false)
+    expect(retryable(429, { error: { code: 'rate_limited' } })).toBe(true)
+  })
+
+  it('drops a 429 `locked` (a code locked after wrong PINs): a re-send would not change it', () => {
+    /** A probe: a rebate claim refused 429 `locked` was kept and re-sent every 30 s, nobody
+     * looking; the page said "queued". */
+    expect(retryable(429, { error: { code: 'locked', message: 'try again in 15 minutes' } })).toBe(false)
+  })
+
+  it('orders the queue by its own counter: a re-sent document request keeps its client id when the clock is put back', async () => {
+    /** A probe: two cases scanned, the request times out after the server added them; the
+     * phone's clock is corrected 10 minutes back (NTP, once the network returns); a third case
+     * is scanned; the queue re-sends. The queue was ordered by Date.now(): the third scan came
+     * first, the re-sent request went under its client id, and the server answered the first
+     * two `duplicate` (the phone counted 1 case added of 3). */
+    const q = fresh()
+    const now = vi.spyOn(Date, 'now')
+    now.mockReturnValue(1_800_000_000_000)
+    await q.add({ kind: 'doc_codes', user: 1, target: 7, body: { code: 'CASE-1' }, label: '1' })
+    now.mockReturnValue(1_800_000_000_500)
+    await q.add({ kind: 'doc_codes', user: 1, target: 7, body: { code: 'CASE-2' }, label: '2' })
+    const send = sender(documentServer())
+    await q.flush(1, async (group) => {
+      await send(group) // it reaches the server; its answer is lost
+      throw new TypeError('Failed to fetch')
+    })
+    expect(await q.count(1)).toBe(2)
+
+    now.mockReturnValue(1_800_000_000_000 - 600_000)
+    await q.add({ kind: 'doc_codes', user: 1, target: 7, body: { code: 'CASE-3' }, label: '3' })
+    expect((await q.all(1)).map((a) => a.label)).toEqual(['1', '2', '3'])
+    const outcomes = await q.flush(1, send)
+    const results = outcomes.map((o) => [o.action.body.code, (o.body as { result: string }).result])
+    expect(results).toEqual([['CASE-1', 'added'], ['CASE-2', 'added'], ['CASE-3', 'added']])
+  })
+
+  it('reads a queue stored by the previous version in its order, and queues after it', async () => {
+    const factory = new IDBFactory()
+    const stored = (label: string, created: number, n: number): QueuedAction => ({
+      id: `m-${label}`, kind: 'inspection', user: 1, body: { code: label }, label, created, n, attempts: 0,
+    })
+    // n restarted at 1 with each page: the order was (created, n)
+    await version1('old', factory, [stored('B', 2000, 1), stored('A', 1000, 5), stored('C', 2000, 2)])
+    const q = new OfflineQueue('old', factory)
+    expect((await q.all(1)).map((a) => [a.label, a.n])).toEqual([['A', 1], ['B', 2], ['C', 3]])
+    await q.add({ kind: 'inspection', user: 1, body: { code: 'D' }, label: 'D' })
+    expect((await q.all(1)).map((a) => a.label)).toEqual(['A', 'B', 'C', 'D'])
   })
 
   it('drops a refused action (4xx) with its outcome but keeps a 5xx or 429 for later', async () => {

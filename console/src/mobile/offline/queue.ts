@@ -5,7 +5,10 @@
 // client_id answer `added` for the codes that request added, and a code scanned into a document
 // twice is a `duplicate`, never a second unit. An action leaves the queue when the server has answered it
 // (2xx, or a refusal that a re-send would only repeat); network errors, 5xx, 408, 429 and 401
-// (signed out: it goes once the user signs in again) keep it pending for the next flush.
+// (signed out: it goes once the user signs in again) keep it pending for the next flush — but
+// not a 429 `locked` (a code locked after wrong PINs: a re-send is no use, the user must see it).
+// The queue's order is a counter kept in the database, never the phone's clock: a group re-sent
+// after a lost answer starts with the same action however the clock was set meanwhile.
 
 export type ActionKind = 'inspection' | 'doc_codes' | 'sale' | 'claim' | 'checkin' | 'review'
 
@@ -20,8 +23,9 @@ export interface QueuedAction {
   body: Record<string, unknown>
   /** what the list of pending actions shows */
   label: string
+  /** when it was queued (the phone's clock: shown, never used to order the queue) */
   created: number
-  /** the order of actions queued in the same millisecond */
+  /** its place in the queue: one more than the last action queued (the database's counter) */
   n: number
   attempts: number
   error?: string
@@ -37,13 +41,17 @@ export interface Outcome {
 /** Send a group of actions (one kind, one target); one outcome per action, or throw to retry. */
 export type Sender = (actions: QueuedAction[]) => Promise<Outcome[]>
 
-/** An answer that a re-send could change: keep the action pending. */
-export function retryable(status: number): boolean {
-  return status === 0 || status === 401 || status === 408 || status === 429 || status >= 500
+/** An answer that a re-send could change: keep the action pending. A 429 `locked` (a code
+ * locked after too many wrong PINs) is not one: re-sent every 30 s nobody would see it (a probe). */
+export function retryable(status: number, body?: unknown): boolean {
+  if (status === 429) return (body as { error?: { code?: string } } | null)?.error?.code !== 'locked'
+  return status === 0 || status === 401 || status === 408 || status >= 500
 }
 
 const DB_NAME = 'tracecode-m'
 const STORE = 'queue'
+/** 1: ordered by (created, n), n a per-page counter; 2: ordered by n, the database's counter */
+const DB_VERSION = 2
 
 function request<T>(req: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -95,7 +103,19 @@ export function clientId(): string {
   return 'm-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
-let counter = 0
+/** Renumber a version 1 queue in its order (created, n) and order it by n alone. */
+function upgradeFrom1(store: IDBObjectStore): void {
+  const old = store.index('order').getAll()
+  old.onsuccess = () => {
+    const actions = old.result as QueuedAction[]
+    actions.forEach((action, i) => store.put({ ...action, n: i + 1 }))
+    store.deleteIndex('order')
+    store.createIndex('order', 'n')
+  }
+}
+
+/** Called with a group's answers that leave the queue, before they are removed from it. */
+export type Answered = (outcomes: Outcome[]) => void
 
 export class OfflineQueue {
   private db: Promise<IDBDatabase>
@@ -103,28 +123,42 @@ export class OfflineQueue {
   private again = false
 
   constructor(name = DB_NAME, factory: IDBFactory = globalThis.indexedDB) {
-    const open = factory.open(name, 1)
-    open.onupgradeneeded = () => {
-      const store = open.result.createObjectStore(STORE, { keyPath: 'id' })
-      store.createIndex('order', ['created', 'n'])
+    const open = factory.open(name, DB_VERSION)
+    open.onupgradeneeded = (event) => {
+      if (event.oldVersion < 1) {
+        open.result.createObjectStore(STORE, { keyPath: 'id' }).createIndex('order', 'n')
+      } else if (event.oldVersion < 2) {
+        upgradeFrom1(open.transaction!.objectStore(STORE))
+      }
     }
-    this.db = request(open)
+    this.db = request(open).then((db) => {
+      db.onversionchange = () => db.close() // a newer app in another tab upgrades the database
+      return db
+    })
   }
 
-  /** Queue an action (written before anything is sent); returns it with its client id. */
+  /** Queue an action (written before anything is sent); returns it with its client id and its
+   * place: one after the last queued, read and written in one transaction. */
   async add(
     action: Omit<QueuedAction, 'id' | 'created' | 'n' | 'attempts'> & { id?: string },
   ): Promise<QueuedAction> {
     const full: QueuedAction = {
       id: clientId(),
       created: Date.now(),
-      n: ++counter,
+      n: 0,
       attempts: 0,
       ...action,
       // a plain copy: IndexedDB cannot clone Vue's reactive proxies (a GPS fix, a form)
       body: JSON.parse(JSON.stringify(action.body)) as Record<string, unknown>,
     }
-    await this.put([full])
+    const tx = (await this.db).transaction(STORE, 'readwrite')
+    const store = tx.objectStore(STORE)
+    const last = store.index('order').openCursor(null, 'prev')
+    last.onsuccess = () => {
+      full.n = ((last.result?.value as QueuedAction | undefined)?.n ?? 0) + 1
+      store.put(full)
+    }
+    await done(tx)
     return full
   }
 
@@ -158,9 +192,16 @@ export class OfflineQueue {
    * Send the user's queued actions, grouped by kind and target (a document's codes go in one
    * request; inspections in batches of `batchSize`, POST /inspections/batch), a few groups at a
    * time. Concurrent calls share one flush; a call during a flush makes
-   * it run once more for what was queued meanwhile. Returns the outcomes of this flush.
+   * it run once more for what was queued meanwhile. Returns the outcomes of this flush;
+   * `answered` gets each group's as it leaves the queue (to keep its refusals at once).
    */
-  flush(user: number, send: Sender, concurrency = 4, batchSize = INSPECTION_BATCH): Promise<Outcome[]> {
+  flush(
+    user: number,
+    send: Sender,
+    concurrency = 4,
+    batchSize = INSPECTION_BATCH,
+    answered?: Answered,
+  ): Promise<Outcome[]> {
     if (this.flushing) {
       this.again = true
       return this.flushing
@@ -171,7 +212,7 @@ export class OfflineQueue {
         this.again = false
         const pending = await this.all(user)
         if (pending.length === 0) break
-        const sent = await this.sendAll(pending, send, concurrency, batchSize)
+        const sent = await this.sendAll(pending, send, concurrency, batchSize, answered)
         outcomes.push(...sent.outcomes)
         if (sent.stalled) break // offline or the server is down: try on the next flush
       } while (this.again)
@@ -187,6 +228,7 @@ export class OfflineQueue {
     send: Sender,
     concurrency: number,
     batchSize: number,
+    answered?: Answered,
   ): Promise<{ outcomes: Outcome[]; stalled: boolean }> {
     const groups = new Map<string, QueuedAction[]>()
     let inspections = 0
@@ -217,8 +259,10 @@ export class OfflineQueue {
           await this.put(group.map((a) => ({ ...a, attempts: a.attempts + 1, error: message })))
           return
         }
-        const finished = results.filter((r) => !retryable(r.status))
-        const kept = results.filter((r) => retryable(r.status))
+        const finished = results.filter((r) => !retryable(r.status, r.body))
+        const kept = results.filter((r) => retryable(r.status, r.body))
+        // told before they leave: a reload in between must not lose a refusal (a probe)
+        if (finished.length) answered?.(finished)
         await this.remove(finished.map((r) => r.action.id))
         if (kept.length) {
           stalled = true

@@ -1,7 +1,12 @@
-import { describe, expect, it } from 'vitest'
+import 'fake-indexeddb/auto'
+import { createPinia, setActivePinia } from 'pinia'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 
-import type { QueuedAction } from './queue'
-import { sender } from './sync'
+import { OfflineQueue, type QueuedAction } from './queue'
+import { refusals } from './refused'
+import { enqueue, flush, sender, startSync, stopSync } from './sync'
+import { TOKENS_KEY } from '@/stores/auth'
+import { storage } from '@/utils/storage'
 
 function action(kind: QueuedAction['kind'], body: Record<string, unknown>, target?: number): QueuedAction {
   const id = `m-${Math.random().toString(16).slice(2)}`
@@ -11,6 +16,31 @@ function action(kind: QueuedAction['kind'], body: Record<string, unknown>, targe
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
 }
+
+/** A token pair of the user (a JWT-shaped access token whose `sub` is the user's id). */
+function tokensOf(user: number) {
+  const payload = btoa(JSON.stringify({ sub: String(user) })).replace(/=+$/, '')
+  return {
+    access_token: `eyJhbGciOiJIUzI1NiJ9.${payload}.sig`,
+    refresh_token: `refresh-${user}`,
+    token_type: 'bearer',
+    expires_at: 0,
+    refresh_expires_at: 0,
+  }
+}
+
+/** The app signed in as the user and syncing (its own queue, the database tracecode-m). */
+function signedIn(user: number): void {
+  storage.set(TOKENS_KEY, JSON.stringify(tokensOf(user)))
+  setActivePinia(createPinia())
+  vi.stubGlobal('window', { addEventListener() {} })
+  startSync(user)
+}
+
+afterEach(() => {
+  stopSync()
+  vi.unstubAllGlobals()
+})
 
 describe('sender', () => {
   it('sends each scan of a batch the server refused as a whole alone: only the bad one is refused', async () => {
@@ -80,5 +110,69 @@ describe('sender', () => {
     const outcomes = await send([action('inspection', { code: 'A' }), action('inspection', { code: 'B' })])
     expect(calls).toBe(1)
     expect(outcomes.every((o) => o.status === 503)).toBe(true)
+  })
+})
+
+describe('the sync pass', () => {
+  it('keeps a refusal the moment its action leaves the queue, not when the whole pass is over', async () => {
+    /** A probe: codes scanned offline into two documents; back online the first document's
+     * request is answered at once (one code `rejected`, not_packed) while the second's stalls on
+     * the flaky network (up to 30 s). The clerk closes the app: reopened, the refused code was
+     * nowhere — not pending, not among the queue page's refusals (they were written when the
+     * pass ended). It is kept as soon as its group is answered. */
+    const user = 7
+    const queue = new OfflineQueue() // the app's own database
+    const refused = await queue.add({ kind: 'doc_codes', user, target: 1, body: { code: '000000000000000017' }, label: 'case 17' })
+    const stalled = await queue.add({ kind: 'doc_codes', user, target: 2, body: { code: '000000000000000024' }, label: 'case 24' })
+    let firstAnswered!: () => void
+    const answered = new Promise<void>((resolve) => (firstAnswered = resolve))
+    const stalls: ((error: Error) => void)[] = []
+    let down = false
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL) => {
+        if (new URL(new Request(input).url).pathname === '/documents/1/codes') {
+          setTimeout(firstAnswered, 50)
+          const item = { code: '000000000000000017', result: 'rejected', kind: 'case', reason: 'not_packed' }
+          return json(200, { added: 0, rejected: 1, items: [item] })
+        }
+        if (down) throw new TypeError('Failed to fetch')
+        return new Promise<Response>((_resolve, reject) => stalls.push(reject)) // stalls
+      }),
+    )
+    signedIn(user)
+    const pass = flush()
+    await answered
+
+    // the app is closed here: what is left is IndexedDB and localStorage
+    const queued = (await queue.all(user)).map((a) => a.id)
+    expect(queued).toEqual([stalled.id])
+    expect(refusals(user).map((r) => [r.id, r.message])).toEqual([[refused.id, 'not_packed']])
+
+    down = true // the stalled request fails at last
+    for (const reject of stalls) reject(new TypeError('Failed to fetch'))
+    await pass
+    expect(refusals(user).map((r) => r.id)).toEqual([refused.id]) // kept once
+    expect((await queue.all(user)).map((a) => a.id)).toEqual([stalled.id])
+  })
+
+  it('answers a claim refused 429 `locked` to the page instead of queueing it', async () => {
+    /** A probe: a store clerk's rebate claim whose code is locked after too many wrong PINs
+     * (POST /rebates/claims answers 429 `locked`, app/claims.py). The queue kept every 429 for a
+     * re-send: the page said "queued", cleared the serial and the PIN, and the claim was sent
+     * again every 30 s, nobody looking. The page gets the answer (the lock and its wait). */
+    const user = 11
+    const locked = {
+      error: {
+        code: 'locked',
+        message: 'too many wrong PINs for this code: try again in 15 minutes',
+        details: { result: 'locked', retry_after: 900 },
+      },
+    }
+    vi.stubGlobal('fetch', vi.fn(async () => json(429, locked)))
+    signedIn(user)
+    const { outcome } = await enqueue('claim', { serial: 'K7P2M9Q4X8R3ABCDEFGH', pin: '123456', lang: 'zh' }, 'K7P2')
+    expect(outcome).toMatchObject({ ok: false, status: 429, body: locked })
+    expect(await new OfflineQueue().count(user)).toBe(0)
   })
 })

@@ -2,8 +2,9 @@
 // client id) and then sent; online, at once, and the page gets the answer; offline (or on a
 // network error), it waits, shown as pending, and the whole queue goes out in bulk when the
 // browser says it is online again (and every 30 s while anything is pending). What the server
-// refused is kept (refused.ts) until the user dismisses it. A user's actions are sent with that
-// user's token only.
+// refused is kept (refused.ts) until the user dismisses it, from the moment it leaves the queue
+// (a group at a time, not at the end of the pass: a reload in between lost it — a probe). A
+// user's actions are sent with that user's token only.
 import { reactive } from 'vue'
 
 import {
@@ -52,8 +53,8 @@ type Post = (method: string, path: string, body?: unknown) => Promise<Response>
 
 /** A request of many actions refused as a whole (a 4xx a re-send would repeat): one malformed
  * action can do that, so each goes again on its own and only the bad one is refused. */
-function refusedWhole(status: number): boolean {
-  return status >= 400 && !retryable(status)
+function refusedWhole(outcome: Outcome): boolean {
+  return outcome.status >= 400 && !retryable(outcome.status, outcome.body)
 }
 
 /**
@@ -63,7 +64,7 @@ function refusedWhole(status: number): boolean {
 export function sender(post: Post): Sender {
   const send = async (group: QueuedAction[]): Promise<Outcome[]> => {
     const outcomes = await sendGroup(post, group)
-    if (group.length > 1 && outcomes.every((o) => !o.ok && refusedWhole(o.status) && o.status === outcomes[0]!.status)) {
+    if (group.length > 1 && outcomes.every((o) => !o.ok && refusedWhole(o) && o.status === outcomes[0]!.status)) {
       const alone: Outcome[] = []
       for (const action of group) alone.push(...(await send([action])))
       return alone
@@ -138,6 +139,14 @@ function refused(outcomes: Outcome[]): Refusal[] {
   return out
 }
 
+/** Keep the refusals of a group that left the queue, but those a page waits for (it shows
+ * them): called before the group is removed from the queue. */
+function keepAnswered(user: number, outcomes: Outcome[]): void {
+  const unattended = outcomes.filter((o) => !waiting.has(o.action.id))
+  keepRefusals(user, refused(unattended.reverse()))
+  refreshRefused()
+}
+
 function refreshRefused(): void {
   state.refused = user === null ? 0 : refusals(user).length
 }
@@ -181,7 +190,7 @@ async function pass(user: number): Promise<Outcome[]> {
     const unattended: Outcome[] = [] // answers no page waits for: sent from the queue
     do {
       rerun = false
-      const got = await theQueue().flush(user, send)
+      const got = await theQueue().flush(user, send, undefined, undefined, (group) => keepAnswered(user, group))
       for (const outcome of got) {
         const answer = waiting.get(outcome.action.id)
         if (answer) answer(outcome)
@@ -196,8 +205,6 @@ async function pass(user: number): Promise<Outcome[]> {
     outcomes.reverse() // newest first
     if (outcomes.length) state.recent = [...outcomes, ...state.recent].slice(0, 50)
     if (unattended.length) state.arrived = unattended
-    keepRefusals(user, refused([...unattended].reverse()))
-    refreshRefused()
     return outcomes
   } finally {
     state.syncing = false

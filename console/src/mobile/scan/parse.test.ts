@@ -60,6 +60,41 @@ describe('parseScan', () => {
     }
   })
 
+  it('reads a combined case label a keyboard wedge typed without ]C1 and GS: (00) (02) (37)', () => {
+    /** A probe: most wedge scanners send no symbology identifier and a browser field drops the
+     * FNC1 (GS): `00{SSCC}02{GTIN}37{count}` came as digits only and was taken for a unit
+     * serial — "rejected · malformed" for a genuine case (on a shelf: a counterfeit). */
+    for (const text of [
+      `00${SSCC}02095011015300033712`,
+      `00${SSCC}0209501101530003`,
+      `00${SSCC}0209501101530003151231103712345`,
+    ]) {
+      expect(parseScan(text), text).toMatchObject({ kind: 'case', code: SSCC, sscc: SSCC })
+    }
+  })
+
+  it('does not read digits after 00 + SSCC as a case unless every AI after it reads', () => {
+    for (const text of [
+      `00${SSCC}0209501101530004` + '3712', // the GTIN's check digit is wrong
+      `00${SSCC}99123`, // an AI a case label does not carry
+      `00${SSCC}020950110153`, // (02) cut short
+      `00${SSCC}37123456789`, // a count of 9 digits
+      `00${SSCC.slice(0, 17)}0` + '02095011015300033712', // the SSCC's check digit is wrong
+    ]) {
+      expect(parseScan(text).kind, text).not.toBe('case')
+    }
+  })
+
+  it('reads an SSCC EPC URN (an RFID reader, the EPCIS documents) as the case', () => {
+    /** A probe: an RFID sled typing the tag's EPC URI, `urn:epc:id:sscc:{company}.{ext+ref}`,
+     * was sent as a unit serial and refused as malformed. The 18 digits are sent. */
+    expect(parseScan('urn:epc:id:sscc:0614141.1123456789')).toMatchObject({ kind: 'case', code: SSCC, sscc: SSCC })
+    expect(parseScan('URN:EPC:ID:SSCC:061414112.13456789')).toMatchObject({ kind: 'case', code: '106141411234567897' })
+    for (const text of ['urn:epc:id:sscc:0614141.123456789', 'urn:epc:id:sscc:0614141.12345678901', 'urn:epc:id:sscc:0614141']) {
+      expect(parseScan(text).kind, text).not.toBe('case')
+    }
+  })
+
   it('refuses an SSCC with a wrong check digit', () => {
     const read = parseScan(`(00)${SSCC.slice(0, 17)}0`)
     expect(read).toMatchObject({ kind: 'invalid', reason: 'bad_check_digit' })

@@ -1,7 +1,8 @@
 // What a scan read, as the app shows it before (or without) asking the server: a unit (a bare
 // serial, a …/c/{serial} URL or a GS1 Digital Link …/01/{GTIN}/…/21/{serial}), a case (an SSCC
-// as 18 digits, 00…, (00)…, a GS1-128 element string with FNC1 or a symbology prefix, or a
-// Digital Link …/00/{SSCC}), or a store nameplate. The server parses again (app/codes/scheme.py
+// as 18 digits, 00…, (00)…, a GS1-128 element string with FNC1 or a symbology prefix or, typed
+// by a keyboard wedge without either, digits only whose AIs after (00) all read, a Digital Link
+// …/00/{SSCC} or an EPC URN urn:epc:id:sscc:{company}.{ref}), or a store nameplate. The server parses again (app/codes/scheme.py
 // serial_from_scan, sscc_from_scan); `code` is what the app sends it.
 
 export type ScanKind = 'unit' | 'case' | 'store' | 'invalid'
@@ -70,6 +71,46 @@ function nameplate(text: string, path: string | null): string | null {
   return match?.[1] ? decodeURIComponent(match[1]) : null
 }
 
+/** An SSCC EPC URN (what an RFID reader or an EPCIS document names a case by):
+ * urn:epc:id:sscc:{company prefix}.{extension digit + serial reference}, 17 digits in all; the
+ * SSCC puts the extension digit first and adds the check digit. */
+function ssccOfUrn(text: string): string | null {
+  const match = /^urn:epc:id:sscc:(\d{6,12})\.(\d{5,11})$/i.exec(text)
+  if (!match || match[1]!.length + match[2]!.length !== 17) return null
+  const body = match[2]![0]! + match[1]! + match[2]!.slice(1)
+  return body + String(gs1CheckDigit(body))
+}
+
+/** The AIs that may follow (00) on a case label, by their data's length: fixed (a number), or
+ * variable up to a most (a pair), which can only come last when nothing separates the AIs. */
+const LABEL_AIS: Record<string, number | [number, number]> = {
+  '01': 14, '02': 14, '11': 6, '12': 6, '13': 6, '15': 6, '16': 6, '17': 6, '20': 2,
+  '10': [1, 20], '21': [1, 20], '30': [1, 8], '37': [1, 8],
+}
+
+/** Do these digits (what followed 00 + SSCC) read as AIs and their data, a GTIN with its check
+ * digit? Strict: a unit serial is never all digits past 20 characters, but nothing is guessed. */
+function labelTail(digits: string): boolean {
+  let at = 0
+  while (at < digits.length) {
+    const ai = digits.slice(at, at + 2)
+    const size = LABEL_AIS[ai]
+    const data = digits.slice(at + 2)
+    if (size === undefined) return false
+    if (Array.isArray(size)) return data.length >= size[0] && data.length <= size[1]
+    if (data.length < size) return false
+    if ((ai === '01' || ai === '02') && !validGs1(data.slice(0, size))) return false
+    at += 2 + size
+  }
+  return true
+}
+
+/** A GS1-128 case label typed without its symbology prefix and FNC1 (a keyboard wedge's
+ * default): 00, a valid SSCC, then AIs that all read (a probe: taken for a unit serial). */
+function bareLabel(compact: string): boolean {
+  return /^00\d{19,}$/.test(compact) && validGs1(compact.slice(2, 20)) && labelTail(compact.slice(20))
+}
+
 function caseOf(raw: string, sscc: string): ParsedScan {
   return validGs1(sscc)
     ? { kind: 'case', code: sscc, raw, sscc }
@@ -92,6 +133,8 @@ function parse(input: string): ParsedScan {
   const text = clean(input)
   if (!text) return { kind: 'invalid', code: '', raw, reason: 'empty' }
   if (text.length > MAX_CODE) return { kind: 'invalid', code: text, raw, reason: 'too_long' }
+  const urn = ssccOfUrn(text)
+  if (urn) return caseOf(raw, urn)
   const path = pathOf(text)
   const store = nameplate(text, path)
   if (store) {
@@ -122,7 +165,7 @@ function parse(input: string): ParsedScan {
   const bracketed = /^\(00\)(\d{18})/.exec(compact)
   if (bracketed?.[1]) return caseOf(raw, bracketed[1])
   if (/^\d{18}$/.test(compact)) return caseOf(raw, compact)
-  if (/^00\d{18}/.test(compact) && (compact.length === 20 || gs1)) {
+  if (/^00\d{18}/.test(compact) && (compact.length === 20 || gs1 || bareLabel(compact))) {
     return caseOf(raw, compact.slice(2, 20))
   }
   if (/\s/.test(text)) return { kind: 'invalid', code: text, raw, reason: 'not_a_code' }
