@@ -387,6 +387,30 @@ async def test_bad_requests_are_refused_with_stable_codes(
     )
 
 
+async def test_a_number_in_a_time_filter_is_refused(client: httpx.AsyncClient, login: Any) -> None:
+    """A probe: a filter ``from=20261201`` (the compact date of the document numbers) or
+    ``from=2026`` listed the allocations from 1970-08-23 (or 1970-01-01T00:33:46Z): the number was
+    read as Unix seconds. ``from`` and ``to`` are ISO 8601 date-times (``app.bodies.QueryTime``),
+    documented as before: anything else is a 400 ``validation_failed``."""
+    planner = await login("planner")
+    period = {"from": "2026-12-01T00:00:00+08:00", "to": "2027-01-01T00:00:00"}
+    assert (await client.get("/allocations", headers=planner, params=period)).status_code == 200
+    for name in ("from", "to"):
+        for value in ("20261201", "2026", "-5", "1.8e9", "2026-12-01"):
+            answer = await client.get(
+                "/allocations", headers=planner, params={**period, name: value}
+            )
+            assert_error(answer, 400, "validation_failed")
+            assert answer.json()["error"]["details"][0]["field"] == name, answer.text
+    doc = (await client.get("/schema/openapi.json")).json()
+    for p in doc["paths"]["/allocations"]["get"]["parameters"]:
+        if p["name"] in ("from", "to"):
+            assert p["schema"]["oneOf"] == [
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ], p
+
+
 async def test_a_batch_whose_codes_reached_a_line_another_way_is_not_allocated(
     client: httpx.AsyncClient, login: Any, demo: Any
 ) -> None:

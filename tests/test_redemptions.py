@@ -588,6 +588,52 @@ async def test_settlement_per_store_scoped(client: Any, login: Any, app: Any, de
         assert await rows("admin", **params) == {hz, gz}, params
 
 
+async def test_a_settlement_file_is_named_by_the_first_and_last_beijing_day(
+    client: Any, login: Any
+) -> None:
+    """A probe: finance downloaded the gift settlement of December 2026 in Beijing, its bounds
+    given in UTC as the API allows, and saw ``settlement-2026-11-30-2026-12-31.csv``: the UTC
+    dates of the bounds, a month that looks like November's. The name gives the period's first
+    and last Beijing day, however its bounds are written (the end, ``to``, is excluded)."""
+    admin = await login("admin")
+    december = [
+        ("2026-11-30T16:00:00Z", "2026-12-31T16:00:00Z"),
+        ("2026-12-01T00:00:00+08:00", "2027-01-01T00:00:00+08:00"),
+        ("2026-12-01T00:00:00", "2027-01-01T00:00:00"),  # Beijing wall clock
+    ]
+    for start, end in [*december, ("2026-12-05T09:00:00+08:00", "2026-12-05T09:00:00+08:00")]:
+        answer = await client.get(
+            "/redemptions/settlement",
+            headers=admin,
+            params={"from": start, "to": end, "format": "csv"},
+        )
+        assert answer.status_code == 200, answer.text
+        name = "2026-12-05-2026-12-05" if start == end else "2026-12-01-2026-12-31"
+        disposition = answer.headers["content-disposition"]
+        assert disposition == f'attachment; filename="settlement-{name}.csv"', disposition
+
+
+async def test_a_number_in_a_date_time_filter_is_refused(client: Any, login: Any) -> None:
+    """A probe: staff filtered redemptions ``from=20261201`` (the compact date of the document
+    numbers) and saw a 200 list filtered from 1970-08-23: the number was read as Unix seconds.
+    ``from`` and ``to`` are ISO 8601 date-times (``app.bodies.QueryTime``): anything else is a
+    400 ``validation_failed``."""
+    admin = await login("admin")
+    period = {"from": "2026-12-01T00:00:00+08:00", "to": "2027-01-01T00:00:00+08:00"}
+    for path in ("/redemptions", "/redemptions/settlement"):
+        assert (await client.get(path, headers=admin, params=period)).status_code == 200
+        for name in ("from", "to"):
+            for value in ("20261201", "2026", "-5", "1.8e9", "2026-12-01"):
+                answer = await client.get(path, headers=admin, params={**period, name: value})
+                assert_error(answer, 400, "validation_failed")
+                assert answer.json()["error"]["details"][0]["field"] == name, answer.text
+    # documented as before (the console's typed client is generated from the document)
+    doc = (await client.get("/schema/openapi.json")).json()
+    for p in doc["paths"]["/redemptions/settlement"]["get"]["parameters"]:
+        if p["name"] in ("from", "to"):
+            assert p["schema"] == {"type": "string", "format": "date-time"}, p
+
+
 @pytest.fixture(scope="module")
 async def claimable(client: Any, login: Any, app: Any, demo: Any) -> list[str]:
     goods = await shipped_goods(client, login, app, demo)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from app import localtime
 from app.sms import outbox, sender
 from app.sms.gateway import HttpGateway, OutMessage, Result, gateway_from_settings
 from app.sms.service import sign
@@ -777,6 +778,31 @@ async def test_delivery_reports_are_checked_like_any_body(
     row = (await _rows(aconn, [sent]))[sent]
     assert row["state"] == "delivered"
     assert abs((row["status_at"] - datetime.now(UTC)).total_seconds()) < 60
+
+
+async def test_a_delivery_time_without_an_offset_is_beijing_time(
+    client: Any,
+    app: Any,
+    demo: Any,
+    settings: Any,
+    gateway: LocalGateway,
+    aconn: Any,
+    callback_secret: None,
+) -> None:
+    """A probe: a gateway reported a delivery "at" its Beijing wall clock without an offset (as
+    Chinese gateways do), and the user saw the message delivered 8 hours in the future: the time
+    was read in the database session's zone (UTC). It is Beijing time (``app.localtime``)."""
+    [sent], rows = await _sent(app, demo, settings, gateway, aconn, 1)
+    mid = rows[sent]["provider_message_id"]
+    a_minute_ago = (localtime.now() - timedelta(minutes=1)).replace(microsecond=0)
+    wall_clock = a_minute_ago.replace(tzinfo=None).isoformat()
+    body = msgspec.json.encode(
+        {"reports": [{"message_id": mid, "status": "delivered", "at": wall_clock}]}
+    )
+    answer = await client.post("/sms/callbacks/http", content=body, headers=_signed(body))
+    assert answer.json() == {"updated": 1, "unknown": 0}, answer.text
+    row = (await _rows(aconn, [sent]))[sent]
+    assert row["state"] == "delivered" and row["status_at"] == a_minute_ago, row["status_at"]
 
 
 async def test_a_td_reply_opts_out_of_marketing_but_never_out_of_codes(

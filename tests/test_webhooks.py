@@ -1598,3 +1598,30 @@ async def test_a_private_address_with_a_trailing_dot_is_refused(client: Any, log
         body = {"url": url, "event_kinds": ["shipment.confirmed"]}
         answer = await client.post("/webhooks/subscriptions", headers=admin, json=body)
         assert_error(answer, 400, "private_address")
+
+
+async def test_a_number_in_the_delivery_log_s_time_filter_is_refused(
+    wh: httpx.AsyncClient, login: Any, receiver: Receiver
+) -> None:
+    """A probe: a filter ``from=20261201`` (the compact date of the document numbers) listed the
+    deliveries from 1970-08-23: the number was read as Unix seconds. ``from`` and ``to`` are
+    ISO 8601 date-times (``app.bodies.QueryTime``), documented as before: anything else is a
+    400 ``validation_failed``."""
+    admin = await login("admin")
+    sub = await subscribe(wh, admin, receiver.url + "/numbers", ["alert.counterfeit"])
+    url = f"/webhooks/subscriptions/{sub['id']}/deliveries"
+    period = {"from": "2026-12-01T00:00:00+08:00", "to": "2027-01-01T00:00:00"}
+    assert (await wh.get(url, headers=admin, params=period)).status_code == 200
+    for name in ("from", "to"):
+        for value in ("20261201", "2026", "-5", "1.8e9", "2026-12-01"):
+            answer = await wh.get(url, headers=admin, params={**period, name: value})
+            assert_error(answer, 400, "validation_failed")
+            assert answer.json()["error"]["details"][0]["field"] == name, answer.text
+    doc = (await wh.get("/schema/openapi.json")).json()
+    parameters = doc["paths"]["/webhooks/subscriptions/{sub_id}/deliveries"]["get"]["parameters"]
+    for p in parameters:
+        if p["name"] in ("from", "to"):
+            assert p["schema"]["oneOf"] == [
+                {"type": "string", "format": "date-time"},
+                {"type": "null"},
+            ], p

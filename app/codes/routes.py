@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -15,6 +14,7 @@ from litestar.response import File, Stream
 
 from app import jobs
 from app.auth.principal import Principal
+from app.bodies import QueryTime
 from app.codes import allocation_records, allocation_stream, allocations, cases, exports, service
 from app.codes.schemas import (
     AllocationIn,
@@ -45,8 +45,8 @@ from app.paging import Page, PageNo, PerPage
 from app.verify.service import forget_batch
 
 Part = Annotated[str, Parameter(pattern=r"^(outer|inner|cases)(?!\n)$")]
-Since = Annotated[datetime | None, QueryParameter(name="from", description="made at or after")]
-Until = Annotated[datetime | None, QueryParameter(name="to", description="made before")]
+Since = Annotated[QueryTime | None, QueryParameter(name="from", description="made at or after")]
+Until = Annotated[QueryTime | None, QueryParameter(name="to", description="made before")]
 ClientIdParam = Annotated[
     str | None,
     QueryParameter(

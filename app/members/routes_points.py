@@ -4,7 +4,7 @@ token) and the brand's and stores' (a staff token or API key)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, asgi, delete, get, patch, post, put
@@ -14,10 +14,12 @@ from litestar.params import QueryParameter
 from litestar.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
+from app.bodies import QueryTime
 from app.claims import answer_claim, decode_claim, document_claim_route, read_claim
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound
+from app.localtime import ZONE, aware
 from app.members import gifts, points, redemptions
 from app.members.limits import member_limits
 from app.members.principal import Member
@@ -224,6 +226,15 @@ async def _guarded(
         raise
 
 
+def _days(start: datetime, end: datetime) -> str:
+    """The first and the last Beijing day of the period [start, end) in a file's name: December
+    reads ``2026-12-01-2026-12-31`` however its bounds were given (a probe: given in UTC, the
+    UTC dates of the bounds named it ``2026-11-30-2026-12-31``)."""
+    first = aware(start).astimezone(ZONE).date()
+    last = (aware(end) - timedelta(microseconds=1)).astimezone(ZONE).date()
+    return f"{first}-{max(first, last)}"
+
+
 class RedemptionsController(Controller):
     path = "/redemptions"
 
@@ -235,8 +246,8 @@ class RedemptionsController(Controller):
         principal: Principal,
         state: State,
         store_id: int | None = None,
-        start: Annotated[datetime | None, QueryParameter(name="from", required=False)] = None,
-        end: Annotated[datetime | None, QueryParameter(name="to", required=False)] = None,
+        start: Annotated[QueryTime | None, QueryParameter(name="from", required=False)] = None,
+        end: Annotated[QueryTime | None, QueryParameter(name="to", required=False)] = None,
         redemption_status: Annotated[
             RedemptionStatus | None, QueryParameter(name="status", required=False)
         ] = None,
@@ -291,8 +302,8 @@ class RedemptionsController(Controller):
         self,
         conn: Conn,
         principal: Principal,
-        start: Annotated[datetime, QueryParameter(name="from")],
-        end: Annotated[datetime, QueryParameter(name="to")],
+        start: Annotated[QueryTime, QueryParameter(name="from")],
+        end: Annotated[QueryTime, QueryParameter(name="to")],
         store_id: int | None = None,
         fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
         page: PageNo = 1,
@@ -303,7 +314,7 @@ class RedemptionsController(Controller):
         its stores', the brand all. ``format=csv``: the whole period as a file."""
         if fmt == "csv":
             chunks = await redemptions.settlement_csv(conn, principal, start, end, store_id)
-            name = f"settlement-{start.date()}-{end.date()}.csv"
+            name = f"settlement-{_days(start, end)}.csv"
             return download(chunks, "csv", name)  # type: ignore[return-value]
         return await redemptions.settlement(conn, principal, start, end, store_id, page, per_page)
 

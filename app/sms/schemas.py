@@ -26,6 +26,7 @@ class DeliveryReport(Input):
     message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     status: Literal["delivered", "undelivered"]
     error: Text | None = None
+    # when it was delivered; without an offset (as Chinese gateways send it): Beijing time
     at: datetime | None = None
 
 

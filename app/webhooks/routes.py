@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
 from litestar.params import QueryParameter
 
 from app.auth.principal import Principal
+from app.bodies import QueryTime
 from app.config import Settings
 from app.db import Conn
 from app.paging import Page, PageNo, PerPage
@@ -25,8 +25,8 @@ from app.webhooks.schemas import (
 )
 
 StateParam = Annotated[DeliveryState | None, QueryParameter(name="state", description="only these")]
-Since = Annotated[datetime | None, QueryParameter(name="from", description="made at or after")]
-Until = Annotated[datetime | None, QueryParameter(name="to", description="made before")]
+Since = Annotated[QueryTime | None, QueryParameter(name="from", description="made at or after")]
+Until = Annotated[QueryTime | None, QueryParameter(name="to", description="made before")]
 
 
 class SubscriptionController(Controller):
