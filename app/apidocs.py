@@ -4,9 +4,11 @@
   files are those of npm's ``swagger-ui-dist``), served under ``/schema/assets/``; nothing loads
   from a CDN, and the pages carry a strict CSP, ``nosniff`` and ``no-referrer`` like the consumer
   pages. There is no Scalar page: no package ships its assets, and a CDN is not an option.
-* ``document_errors``: every 4xx answer is ``{"error": {"code", "message", "details"}}`` (the
-  ``Error`` component) and each operation lists the codes it can answer, worked out once from its
-  handler (authenticated, ids in the path, a body, a mutation) instead of by hand on each route.
+* ``document_errors``: every 4xx and 5xx answer is ``{"error": {"code", "message", "details"}}``
+  (the ``Error`` component), those written by hand (``/v1/verify``, the claims) included, and each
+  operation lists the codes it can answer, worked out once from its handler (authenticated, ids in
+  the path, a body, a mutation) instead of by hand on each route; the tables below add what a
+  handler does not show (a replay's 200, a queued job's 202, a rate limit, the photo store).
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ _WHY = {
     "415": "the body is not of a media type this operation reads",
     "422": "well-formed but breaks a rule",
     "429": "too many requests; see Retry-After",
+    "502": "the photo store (S3) refused the request (`media_store_failed`); retry later",
     "503": "a store (PostgreSQL or Redis) is unavailable; retry shortly",
 }
 
@@ -160,7 +163,17 @@ REPLAYS = {
     ("/points/adjustments", "post"): "the same client_id again: the first entry",
     ("/field/checkins", "post"): "the same client_id again: the first check-in (`replayed`)",
     ("/field/reviews", "post"): "the same client_id again: the first review (`replayed`)",
+    ("/allocations", "post"): "the same client_id and request again: the same codes",
+    ("/sales", "post"): "the same client_id again: the first sale",
 }
+# Operations that may hand their work to a job: 202 with the job and its Location to poll (the
+# export's 201 is an export run at once; EPCIS capture is always 202, applied already when small).
+QUEUED = {
+    ("/batches/{batch_no}/exports", "post"): "a large export, queued: poll Location",
+    ("/case-batches/{batch_id}/exports", "post"): "a large export, queued: poll Location",
+    ("/epcis/capture", "post"): "the capture job (done already when small): poll Location",
+}
+_LOCATION = {"Location": {"description": "the job to poll", "schema": {"type": "string"}}}
 # Operations whose body is a file's bytes, not JSON (the handler reads the stream itself).
 UPLOADS = {("/media/photos", "post"): ("image/jpeg", "image/png", "image/webp")}
 # Answers that are not errors but not the generated 200 either.
@@ -175,7 +188,11 @@ RATE_LIMITED = {
     ("/redemptions/check", "post"),  # unknown codes per staff account (code guessing)
     ("/redemptions/fulfil", "post"),
     ("/members", "get"),  # whole-number phone searches finding none, per masked staff account
+    ("/auth/password", "post"),  # wrong current passwords, under the log-in limits (login_locked)
+    ("/media/photos", "post"),  # bytes per user in 24 hours (photo_quota)
 }
+# Operations on the photo store (app/media/s3.py): 502 when it refuses (`media_store_failed`).
+PHOTO_STORE = {("/media/photos", "post"), ("/media/photos/{photo_id}", "get")}
 # Sign-in operations without a caller: a code or credentials (401), a brand looked up (404).
 SIGN_IN = {("/members/login", "post"): {"401"}, ("/members/otp", "post"): {"404"}}
 # Called by the SMS gateway, signed with a shared secret instead of a token (app/sms/routes.py).
@@ -223,6 +240,8 @@ def _codes(path: str, method: str, op: dict[str, Any], params: set[str]) -> set[
         codes |= {"413", "415"}
     if (path, method) in RATE_LIMITED:
         codes.add("429")
+    if (path, method) in PHOTO_STORE:
+        codes.add("502")
     if params & _STORES:
         codes.add("503")
     return codes
@@ -299,9 +318,9 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
             handler = handlers.get((path, method))
             params = set(handler.parsed_fn_signature.parameters) if handler else set()
             responses = op["responses"]
-            for status in list(responses):
-                if status.startswith("4"):
-                    responses[status] = _error(status) if status in _WHY else responses[status]
+            for status in list(responses):  # the generated ones and those written by hand
+                if status[0] in "45" and status in _WHY:
+                    responses[status] = _error(status)
             if "principal" in params:
                 op["security"] = [{"bearer": []}, {"apiKey": []}]
             elif "member" in params:  # a member token (POST /members/login)
@@ -311,6 +330,11 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
             replay = REPLAYS.get((path, method))
             if replay and "201" in responses:
                 responses["200"] = {**responses["201"], "description": replay}
+            queued = QUEUED.get((path, method))
+            if queued:
+                answer = responses.get("202") or responses["201"]
+                headers = {**answer.get("headers", {}), **_LOCATION}
+                responses["202"] = {**answer, "description": queued, "headers": headers}
             _file_formats(op)
             _upload_body(path, method, op)
             _special(path, method, responses)

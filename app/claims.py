@@ -508,7 +508,7 @@ def document_claim_route(
     openapi: OpenAPI, path: str, tag: str, operation_id: str, description: str, out: type
 ) -> None:
     """Add a claim route, an ASGI handler Litestar does not document, to the schema
-    (``app.apidocs.document_errors`` then adds the error responses every operation has)."""
+    (``app.apidocs.document_errors`` then makes each error listed here the ``Error`` schema)."""
     refs, components = msgspec.json.schema_components(
         (ClaimIn, out), ref_template="#/components/schemas/{name}"
     )

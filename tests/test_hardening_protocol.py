@@ -562,6 +562,114 @@ async def test_health_503_is_documented_with_its_body(client: Any) -> None:
     assert responses["503"]["content"] == responses["200"]["content"]
 
 
+async def _paths(client: Any) -> dict[str, Any]:
+    answer = await client.get("/schema/openapi.json")
+    assert answer.status_code == 200
+    return answer.json()["paths"]  # type: ignore[no-any-return]
+
+
+async def test_the_replay_200_of_post_allocations_and_post_sales_is_documented(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a line system resending `POST /allocations` with its `client_id` got 200 (the
+    same codes), and a till resending `POST /sales` likewise (tests/test_sales_client_id.py), but
+    neither operation listed 200: a client generated from the document saw an undocumented
+    status (app/apidocs.py: REPLAYS)."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 50)
+    body = {"batch_no": batch_no, "count": 5, "client_id": f"probe-{secrets.token_hex(4)}"}
+    first = await client.post("/allocations", headers=planner, json=body)
+    assert first.status_code == 201, first.text
+    again = await client.post("/allocations", headers=planner, json=body)
+    assert again.status_code == 200, again.text
+    paths = await _paths(client)
+    assert "200" in paths["/allocations"]["post"]["responses"], "POST /allocations: 200 missing"
+    assert "200" in paths["/sales"]["post"]["responses"], "POST /sales: 200 missing"
+
+
+async def test_a_queued_job_202_is_documented_with_its_location(client: Any) -> None:
+    """A probe: `POST /batches/{no}/exports` answers 202 + Location for an export over
+    TRACECODE_EXPORT_ASYNC_THRESHOLD (app/codes/routes.py: _start), as does `POST
+    /case-batches/{id}/exports`, but both listed only 201; EPCIS capture listed its 202 without
+    the Location to poll (app/apidocs.py: QUEUED)."""
+    paths = await _paths(client)
+    exports = [
+        p
+        for p in paths
+        if p.startswith(("/batches/{", "/case-batches/{")) and p.endswith("/exports")
+    ]
+    assert len(exports) == 2, exports
+    for path in [*exports, "/epcis/capture"]:
+        responses = paths[path]["post"]["responses"]
+        assert "202" in responses, path
+        assert "Location" in responses["202"]["headers"], path
+
+
+async def test_the_429_of_post_auth_password_is_documented(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: `POST /auth/password` checks the current password under the log-in limits: after
+    5 wrong ones it answers 429 `login_locked` with Retry-After, but it listed no 429
+    (app/apidocs.py: RATE_LIMITED)."""
+    admin = await login("admin")
+    username = f"probe_pw_{secrets.token_hex(3)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": username,
+            "password": "probe-password-1",
+            "roles": ["analyst"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    own = await login(username, "probe-password-1")
+    wrong = {"current_password": "not-it-at-all", "new_password": "probe-password-2"}
+    statuses = [
+        (await client.post("/auth/password", headers=own, json=wrong)).status_code for _ in range(6)
+    ]
+    assert 429 in statuses, statuses
+    paths = await _paths(client)
+    assert "429" in paths["/auth/password"]["post"]["responses"], "POST /auth/password: 429"
+
+
+async def test_the_429_and_502_of_photos_are_documented(client: Any) -> None:
+    """A probe: `POST /media/photos` answers 429 `photo_quota` past TRACECODE_MEDIA_DAILY_BYTES
+    and 502 `media_store_failed` when the S3 store refuses (app/media/s3.py, which a download
+    reaches too), but listed neither (app/apidocs.py: RATE_LIMITED, PHOTO_STORE)."""
+    paths = await _paths(client)
+    upload = paths["/media/photos"]["post"]["responses"]
+    assert {"429", "502"} <= set(upload), sorted(upload)
+    assert "502" in paths["/media/photos/{photo_id}"]["get"]["responses"]
+
+
+async def test_the_503_of_v1_verify_is_documented(client: Any) -> None:
+    """A probe: `POST /v1/verify` answers 503 `query_timeout` past TRACECODE_DB_ROUND_TIMEOUT and
+    503 `service_unavailable` when PostgreSQL does not answer, but its hand-written entry
+    (app/verify/routes.py: document_verify) listed no 503."""
+    responses = (await _paths(client))["/v1/verify"]["post"]["responses"]
+    assert "503" in responses, sorted(responses)
+
+
+async def test_every_documented_error_is_the_error_schema(client: Any) -> None:
+    """A probe: the 503 of `POST /rebates/claims` and `POST /members/me/claims` (entries written
+    by hand in app/claims.py) had no content at all: app/apidocs.document_errors made only the
+    4xx answers the `Error` schema. Every 4xx and 5xx of every operation is (but /health's 503,
+    its own status page)."""
+    bare = []
+    for path, item in (await _paths(client)).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or path == "/health":
+                continue
+            for status, response in op.get("responses", {}).items():
+                if status[0] in "45":
+                    schemas = [c.get("schema", {}) for c in response.get("content", {}).values()]
+                    if {"$ref": "#/components/schemas/Error"} not in schemas:
+                        bare.append(f"{method.upper()} {path} {status}")
+    assert not bare, bare
+
+
 async def test_summary_far_in_the_past_is_not_a_500(client: Any, login: Any) -> None:
     """Found by schemathesis: ``to=0001-01-01`` overflowed the default 30-day period."""
     response = await client.get(

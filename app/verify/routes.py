@@ -64,7 +64,8 @@ its PIN, reason ``pin_required``: the label could be a copy — never show it as
 ready to show (``lang`` zh or en; places are named in that language). 400 ``validation_failed``
 or ``malformed_json`` on a bad body, ``invalid_character`` for a control character in a string;
 413 ``payload_too_large`` over 16 KB (the connection is then closed); 429 ``rate_limited`` past
-the per-IP limit."""
+the per-IP limit; 503 ``query_timeout`` past ``TRACECODE_DB_ROUND_TIMEOUT`` or
+``service_unavailable`` when a store does not answer."""
 
 
 def document_verify(openapi: OpenAPI) -> None:
@@ -95,6 +96,7 @@ def document_verify(openapi: OpenAPI) -> None:
                 "400": error,
                 "413": error,
                 "429": error,
+                "503": error,
             },
         }
     }

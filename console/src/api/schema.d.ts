@@ -2946,7 +2946,8 @@ export interface paths {
          *     ready to show (``lang`` zh or en; places are named in that language). 400 ``validation_failed``
          *     or ``malformed_json`` on a bad body, ``invalid_character`` for a control character in a string;
          *     413 ``payload_too_large`` over 16 KB (the connection is then closed); 429 ``rate_limited`` past
-         *     the per-IP limit.
+         *     the per-IP limit; 503 ``query_timeout`` past ``TRACECODE_DB_ROUND_TIMEOUT`` or
+         *     ``service_unavailable`` when a store does not answer.
          */
         post: operations["V1VerifyVerify"];
         delete?: never;
@@ -6842,6 +6843,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description the same client_id and request again: the same codes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
             /** @description the codes: SERIAL,PIN lines, or a TCPF1 file (format=file) */
             201: {
                 headers: {
@@ -8538,6 +8548,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description too many requests; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
             503: {
                 headers: {
@@ -8998,6 +9017,17 @@ export interface operations {
             /** @description Document created, URL follows */
             201: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportOut"];
+                };
+            };
+            /** @description a large export, queued: poll Location */
+            202: {
+                headers: {
+                    /** @description the job to poll */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -9481,6 +9511,17 @@ export interface operations {
             /** @description Document created, URL follows */
             201: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportOut"];
+                };
+            };
+            /** @description a large export, queued: poll Location */
+            202: {
+                headers: {
+                    /** @description the job to poll */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -11500,9 +11541,11 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Request accepted, processing continues off-line */
+            /** @description the capture job (done already when small): poll Location */
             202: {
                 headers: {
+                    /** @description the job to poll */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -15385,6 +15428,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description too many requests; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the photo store (S3) refused the request (`media_store_failed`); retry later */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
             503: {
                 headers: {
@@ -15454,6 +15515,15 @@ export interface operations {
             };
             /** @description well-formed but breaks a rule */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the photo store (S3) refused the request (`media_store_failed`); retry later */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -16066,12 +16136,14 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description error: {"error": {"code", "message", "details"}} */
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -20617,12 +20689,14 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description error: {"error": {"code", "message", "details"}} */
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
             };
         };
     };
@@ -22805,6 +22879,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description the same client_id again: the first sale */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentOut"];
+                };
+            };
             /** @description Document created, URL follows */
             201: {
                 headers: {
@@ -24856,6 +24939,15 @@ export interface operations {
             };
             /** @description too many requests; see Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
