@@ -101,6 +101,14 @@ class SwaggerPage(OpenAPIRenderPlugin):
         ).encode()
 
 
+def _not_found_as_json(response: Response[Any]) -> Response[Any]:
+    """An unknown page under ``/schema`` is the JSON 404 of every other unknown path (a probe:
+    Litestar's schema router answered ``/schema/redoc`` with an HTML page)."""
+    if response.status_code == 404:
+        raise NotFoundException
+    return response
+
+
 def openapi_config(version: str) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Tracecode API",
@@ -112,6 +120,7 @@ def openapi_config(version: str) -> OpenAPIConfig:
             route_handlers=[swagger_asset],
             include_in_schema=False,
             response_headers=SECURITY_HEADERS,
+            after_request=_not_found_as_json,
         ),
     )
 

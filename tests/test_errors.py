@@ -175,3 +175,20 @@ async def test_a_bad_query_value_is_named_as_the_client_sent_it(client: Any, log
                 wrong.append((path, p["name"], response.status_code, body))
     assert checked >= 30
     assert not wrong, [(*w[:3], w[3]["error"]) for w in wrong]
+
+
+async def test_an_unknown_page_under_schema_is_a_json_404(client: Any) -> None:
+    """A probe: a partner's tool probes ``/schema/redoc`` or ``/schema/openapi.yaml``-like paths for the
+    API description. What it sees under ``/schema/<anything>`` (not a known page): a 404 HTML
+    page (Litestar's OpenAPI controller), while every other unknown path is the JSON error.
+    What it should see: 404 ``{"error": {"code": "not_found", …}}`` as application/json."""
+    for path in ("/schema/redoc", "/schema/elements", "/schema/nothing"):
+        response = await client.get(path)
+        assert response.headers["content-type"].startswith("application/json"), (
+            path,
+            response.headers["content-type"],
+            response.text[:80],
+        )
+        assert_error(response, 404, "not_found")
+    for path in ("/schema", "/schema/swagger", "/schema/openapi.json"):  # the known pages stay
+        assert (await client.get(path)).status_code == 200, path
