@@ -244,7 +244,8 @@ def gs1_check_digit(data: str) -> int:
     """GS1 mod-10 check digit of 1-17 data digits; raises ``Gs1Error``."""
 
 def normalize_gtin(gtin: str) -> str:
-    """A GTIN-8/12/13/14 checked (digits, length, check digit) and left-padded to 14 digits.
+    """A GTIN-8/12/13/14 checked (digits, length, check digit; all zeros is no GTIN) and
+    left-padded to 14 digits.
 
     Raises ``Gs1Error``.
     """

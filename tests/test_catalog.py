@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import acting, assert_error
+from tests.helpers import acting, assert_error, sales_order
 from tests.race_support import audit_rows, deleted_once, lock_waiters, twice_held
 
 
@@ -78,6 +78,29 @@ async def test_gtin_check_digit_and_uniqueness(client: Any, login: Any) -> None:
     assert gtin8.status_code == 201 and gtin8.json()["gtin"] == "00000096385074"
 
 
+async def test_the_all_zero_gtin_is_not_a_gtin(client: Any, login: Any) -> None:
+    """A probe: an ERP that writes "no barcode" as 0000000000000 (or 00000000) got its first
+    product stored with GTIN 00000000000000 (its check digit happens to be 0) and a Digital
+    Link ``/01/00000000000000``, and every later product was ``duplicate_gtin``. GS1 allocates
+    no all-zero GTIN: 400 ``invalid_gtin``, as a wrong check digit is, on create, on change
+    and as a catalogue filter."""
+    admin = await login("admin")
+    for gtin in ("00000000", "000000000000", "0000000000000", "00000000000000"):
+        made = await client.post(
+            "/products",
+            headers=admin,
+            json={"name": "No barcode", "product_no": f"ZERO-{secrets.token_hex(3)}", "gtin": gtin},
+        )
+        assert_error(made, 400, "invalid_gtin")
+    product_id = await _new_product(client, admin)
+    changed = await client.patch(
+        f"/products/{product_id}", headers=admin, json={"gtin": "0000000000000"}
+    )
+    assert_error(changed, 400, "invalid_gtin")
+    listed = await client.get("/products", headers=admin, params={"gtin": "00000000000000"})
+    assert_error(listed, 400, "invalid_gtin")
+
+
 async def test_look_alike_product_numbers_and_padded_category_names_are_refused(
     client: Any, login: Any
 ) -> None:
@@ -116,6 +139,50 @@ async def test_look_alike_product_numbers_and_padded_category_names_are_refused(
         json={"items": [{"erp_code": "LOOK-1", "product_no": "ＬＭ－ＨＹ－５０", "name": "x"}]},
     )
     assert rows.status_code == 200 and rows.json()["rejected"] == 1, rows.text
+
+
+async def test_a_name_of_only_blanks_or_invisible_marks_is_refused(client: Any, login: Any) -> None:
+    """A probe: a master-data manager who cleared a product's name (or pasted an ideographic
+    space, a zero-width space, a BOM or a no-break space) got 201, and the product showed with
+    no name on the consumer page, in the catalogue and in every report; a category could be
+    named by a zero-width mark alone. A name needs one visible character, and a category's
+    name is one with no blank — a zero-width mark included — at either end: 400
+    ``validation_failed``."""
+    admin = await login("admin")
+    for name in ("   ", "\u3000", "\u200b", "\ufeff", "\u00a0", " \u2060\t"):
+        made = await client.post(
+            "/products",
+            headers=admin,
+            json={"name": name, "product_no": f"BLANK-{secrets.token_hex(3)}"},
+        )
+        assert_error(made, 400, "validation_failed")
+    product = (
+        await client.post(
+            "/products",
+            headers=admin,
+            json={"name": " 晚霜 ", "product_no": f"BLANK-{secrets.token_hex(3)}"},
+        )
+    ).json()
+    assert product["name"] == " 晚霜 "  # a visible character is enough: no CSV names it
+    cleared = await client.patch(f"/products/{product['id']}", headers=admin, json={"name": "  "})
+    assert_error(cleared, 400, "validation_failed")
+    category = await client.post(
+        "/categories", headers=admin, json={"name": f"Masks {secrets.token_hex(3)}"}
+    )
+    assert category.status_code == 201, category.text
+    for name in ("\u200b", "\ufeff护肤", "护肤\u200d"):
+        assert_error(
+            await client.post("/categories", headers=admin, json={"name": name}),
+            400,
+            "validation_failed",
+        )
+        assert_error(
+            await client.patch(
+                f"/categories/{category.json()['id']}", headers=admin, json={"name": name}
+            ),
+            400,
+            "validation_failed",
+        )
 
 
 async def test_filters_and_paging(client: Any, login: Any) -> None:
@@ -161,6 +228,52 @@ async def test_agents_read_the_brand_catalogue_but_cannot_write_it(client: Any, 
         await client.patch(f"/products/{product_id}", headers=clerk, json={"name": "hacked"}),
         403,
         "permission_denied",
+    )
+
+
+async def test_a_store_reads_the_catalogue_entries_its_brand_keeps_elsewhere(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: README, "A brand's catalogue is readable by its whole tree". A product the brand
+    keeps under its factory (``POST /products`` with ``org_id`` the factory) was ordered to a
+    store, shipped and sold there, yet the store's staff got 404 for it (``GET /products/{id}``)
+    and did not find it in the catalogue list, nor the factory's category — while its order
+    line and its packing rules named it. The store reads every product and category of its
+    brand (another brand's stay unseen: ``test_another_brand_cannot_see_or_touch_this_catalogue``)
+    and still writes none."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3).upper()
+    category = await client.post(
+        "/categories",
+        headers=admin,
+        json={"name": f"Factory line {tag}", "org_id": demo["FACTORY-SZ"]},
+    )
+    assert category.status_code == 201, category.text
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={
+            "name": f"Factory line cream {tag}",
+            "product_no": f"FAC-{tag}",
+            "org_id": demo["FACTORY-SZ"],
+            "category_id": category.json()["id"],
+            "published": True,
+        },
+    )
+    assert made.status_code == 201, made.text
+    product_id = made.json()["id"]
+    order_id = await sales_order(client, login, demo, product_id, 12, to="STORE-HZ-01")
+    manager = await login("store_manager")
+    order = await client.get(f"/orders/{order_id}", headers=manager)
+    assert product_id in {line["product_id"] for line in order.json()["lines"]}, order.text
+    one = await client.get(f"/products/{product_id}", headers=manager)
+    assert one.status_code == 200 and one.json() == made.json(), one.text
+    listed = await client.get("/products", headers=manager, params={"q": f"FAC-{tag}"})
+    assert [p["id"] for p in listed.json()["items"]] == [product_id], listed.text
+    categories = await client.get("/categories", headers=manager, params={"per_page": 200})
+    assert category.json()["id"] in {c["id"] for c in categories.json()["items"]}
+    assert_error(
+        await client.patch(f"/products/{product_id}", headers=manager, json={"name": "x"}), 403
     )
 
 

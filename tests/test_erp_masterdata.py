@@ -499,6 +499,41 @@ async def test_a_product_kept_by_hand_is_adopted_by_its_number(
     assert counts(await imported(client, admin, "products", rows)) == (0, 0, 1, 0)
 
 
+async def test_an_all_zero_gtin_is_each_row_s_invalid_gtin(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an ERP writing "no barcode" as 0000000000000 got its file's first product
+    stored with GTIN 00000000000000 (the check digit of zeros is 0) and every later row of the
+    file refused as ``duplicate_gtin`` ("GTIN 00000000000000 is already used"). Zeros are no
+    GTIN: each such row is ``invalid_gtin``, the others of the file applied."""
+    admin = await login("admin")
+    rows = PRODUCT_HEADER + "".join(
+        f"{code(f'Z{n}')},NO-{code(f'Z{n}')},No barcode {n},,,{gtin},\n"
+        for n, gtin in enumerate(("0000000000000", "00000000", "00000000000000"))
+    )
+    rows += f"{code('Z3')},NO-{code('Z3')},With barcode,,,{a_gtin()},\n"
+    result = await imported(client, admin, "products", rows)
+    assert counts(result) == (1, 0, 0, 3), result
+    assert errors(result) == [(n, "gtin", "invalid_gtin") for n in (1, 2, 3)]
+
+
+async def test_a_product_name_of_only_invisible_marks_is_each_row_s_error(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``POST /products`` refuses a name of only blanks or invisible marks, but the
+    import created products named U+200B or U+3000 (shown as nothing on the consumer page and in
+    every list): each such row is refused on its ``name``, the others of the file applied."""
+    admin = await login("admin")
+    rows = PRODUCT_HEADER + "".join(
+        f"{code(f'B{n}')},NO-{code(f'B{n}')},{name},,,,\n"
+        for n, name in enumerate(("\u200b", "\u3000", "\ufeff\u00a0"))
+    )
+    rows += f"{code('B3')},NO-{code('B3')},A name,,,,\n"
+    result = await imported(client, admin, "products", rows)
+    assert counts(result) == (1, 0, 0, 3), result
+    assert [(n, field) for n, field, _ in errors(result)] == [(n, "name") for n in (1, 2, 3)]
+
+
 def a_gtin() -> str:
     """A GTIN-13 of this test session, new at each call."""
     body12 = f"68{RUN[:4].translate(str.maketrans('ABCDEF', '123456'))}{next(_n):06d}"

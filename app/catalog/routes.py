@@ -29,7 +29,7 @@ class CategoryController(Controller):
     async def list_categories(
         self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
     ) -> Page[CategoryOut]:
-        """The categories the caller's brand tree shares with it, in display order."""
+        """The categories of the caller's brand (of any of its organisations), in display order."""
         return await service.list_categories(conn, principal, page, per_page)
 
     @patch("/{category_id:int}")

@@ -1,7 +1,8 @@
 """Catalogue: categories and products of a brand (SPEC K1).
 
-A brand's catalogue is read by everyone in its tree (agents and stores sell its products) and
-written by holders of ``catalog.write`` whose subtree contains the owning organisation.
+A brand's catalogue is read by everyone in its tree (agents and stores sell its products),
+whichever of its organisations owns an entry, and written by holders of ``catalog.write`` whose
+subtree contains the owning organisation.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import visible
 from app.paging import Page, contains, fetch_page
 
-# Owner path is an ancestor-or-self of the caller, or lies in the caller's subtree.
-_READABLE = "(%(path)s LIKE o.path || '%%' OR o.path LIKE %(path)s || '%%')"
+# The owner is an organisation of the caller's brand (``brand`` from ``_brand``): a product
+# the brand keeps under its factory is read by a store of another branch, which receives and
+# sells it (a probe: 404, its order line and stock row named a product it could not look up).
+_READABLE = "o.path LIKE %(brand)s"
+
+
+def _brand(actor: Principal) -> str:
+    """The ``brand`` parameter of ``_READABLE``: every path of the caller's brand's tree."""
+    return f"/{actor.brand_id}/%"
 
 
 def _gtin14(value: str | None) -> str | None:
@@ -112,7 +120,7 @@ async def list_categories(
         columns=_CAT,
         source="categories c JOIN orgs o ON o.id = c.org_id",
         where=[_READABLE],
-        params={"path": actor.org_path},
+        params={"brand": _brand(actor)},
         order="c.display_order, c.id",
         page=page,
         per_page=per_page,
@@ -257,7 +265,7 @@ async def get_product(conn: Conn, actor: Principal, product_id: int) -> ProductO
         await conn.execute(
             f"SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
             f"WHERE p.id = %(id)s AND {_READABLE}",
-            {"id": product_id, "path": actor.org_path},
+            {"id": product_id, "brand": _brand(actor)},
         )
     ).fetchone()
     if row is None:
@@ -279,7 +287,7 @@ async def list_products(
 ) -> Page[ProductOut]:
     actor.require("catalog.read")
     where = [_READABLE]
-    params: dict[str, Any] = {"path": actor.org_path}
+    params: dict[str, Any] = {"brand": _brand(actor)}
     if category_id is not None:
         where.append("p.category_id = %(category_id)s")
         params["category_id"] = category_id

@@ -16,6 +16,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from app.catalog.schemas import CategoryName, ProductNo
+from app.catalog.schemas import Name as ProductName  # one visible character (a probe)
 from app.orgs.schemas import (
     CityCode,
     ErpCode,
@@ -64,7 +65,7 @@ class ProductRow(_Row, frozen=True, forbid_unknown_fields=True, kw_only=True):
     ``product_no``, ``name``. ``category``: the name of one of the owner's categories."""
 
     product_no: ProductNo | UnsetType = UNSET
-    name: Name | UnsetType = UNSET
+    name: ProductName | UnsetType = UNSET
     category: CategoryName | UnsetType | None = UNSET
     spec: Short | UnsetType | None = UNSET
     product_type: Short | UnsetType | None = UNSET

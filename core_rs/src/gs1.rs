@@ -48,7 +48,8 @@ fn check_ok(digits: &str) -> bool {
     check_digit_of(data) == check[0] - b'0'
 }
 
-/// Validates a GTIN-8/12/13/14 and returns it as 14 digits.
+/// Validates a GTIN-8/12/13/14 (digits, length, check digit, not all zeros) and returns it as
+/// 14 digits.
 pub fn normalize_gtin(gtin: &str) -> Result<String, Gs1Error> {
     if !all_digits(gtin) {
         return err("GTIN must be digits only");
@@ -58,6 +59,11 @@ pub fn normalize_gtin(gtin: &str) -> Result<String, Gs1Error> {
     }
     if !check_ok(gtin) {
         return err("GTIN check digit is wrong");
+    }
+    // all zeros passes the check digit but GS1 allocates no such GTIN: ERPs write it for "no
+    // barcode", and stored it became every such product's (a probe: duplicate_gtin thereafter)
+    if gtin.bytes().all(|b| b == b'0') {
+        return err("GTIN must not be all zeros");
     }
     Ok(format!("{gtin:0>14}"))
 }
@@ -457,6 +463,27 @@ mod tests {
         assert!(normalize_gtin("1234567").is_err());
         assert!(normalize_gtin("").is_err());
         assert!(normalize_gtin("１２３４５６７８").is_err());
+    }
+
+    #[test]
+    fn the_all_zero_gtin_is_refused() {
+        for zeros in [
+            "00000000",
+            "000000000000",
+            "0000000000000",
+            "00000000000000",
+        ] {
+            assert_eq!(check_digit(&zeros[1..]), Ok(0));
+            assert_eq!(
+                normalize_gtin(zeros),
+                Err(Gs1Error("GTIN must not be all zeros".into()))
+            );
+            assert!(!is_valid_gtin(zeros));
+        }
+        assert!(parse_digital_link("/01/00000000000000").is_err());
+        assert!(digital_link("h", "00000000000000", LinkParts::default()).is_err());
+        assert!(sgtin_urn("00000000000000", "1", 7).is_err());
+        assert_eq!(normalize_gtin("00000017").unwrap(), "00000000000017");
     }
 
     #[test]
