@@ -158,6 +158,12 @@ def _downloaded(folder: Path, pattern: str, timeout: float = 15) -> Path:
     pytest.fail(f"no {pattern} downloaded into {folder}: {list(folder.iterdir())}")
 
 
+def _forget_downloads(folder: Path, pattern: str) -> None:
+    """Delete the earlier downloads matching ``pattern`` (the next one is then the one found)."""
+    for earlier in folder.glob(pattern):
+        earlier.unlink()
+
+
 async def test_admin_lists_filters_exports_users_and_signs_out(
     server: str, browser: WebDriver, downloads: Path, demo: Any
 ) -> None:
@@ -510,6 +516,159 @@ async def test_a_slow_answer_for_an_earlier_filter_never_replaces_the_current_li
     shown = _usernames(browser)
     assert shown and all("clerk" in name for name in shown), shown
     _sign_out(browser)
+
+
+async def test_export_carries_the_filters_of_the_list_shown(
+    server: str, browser: WebDriver, downloads: Path, demo: Any
+) -> None:
+    """A probe: the users page searched for "clerk" (the list and the address show it), then
+    "admin" typed into the keyword box without pressing Search, then Export CSV: the file held
+    the admins, not the clerks listed (the export took the filter form, not the list's filters).
+    The export carries the filters of the list shown."""
+    _sign_in(browser, server, "admin")
+    browser.get(f"{server}/console/users?q=clerk")
+    _wait(browser).until(lambda d: "store_clerk" in _first_column(d))
+    _settled(browser)
+    shown = set(_first_column(browser))
+    field = browser.find_element(By.CSS_SELECTOR, 'input[name="q"]')
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("admin")
+    assert field.get_attribute("value") == "admin"
+    _forget_downloads(downloads, "users-*.csv")  # another test's export of the clerks
+    browser.find_element(By.CSS_SELECTOR, '[data-export="csv"]').click()
+    exported = _downloaded(downloads, "users-*.csv")
+    rows = list(csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig"))))
+    assert set(_first_column(browser)) == shown
+    assert {row["username"] for row in rows} == shown, sorted(r["username"] for r in rows)
+
+
+async def _batch(client: Any, login: Any, note: str, size: int = 50) -> int:
+    """A new code batch of the demo's first printer (``note`` names it), by the brand admin."""
+    admin = await login("admin")
+    printers = await client.get("/printers", headers=admin)
+    made = await client.post(
+        "/batches",
+        headers=admin,
+        json={
+            "size": size,
+            "printer_id": printers.json()["items"][0]["id"],
+            "note": note,
+            "request_key": f"test-{note}",
+        },
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["batch_no"])
+
+
+async def test_enter_twice_in_the_passphrase_starts_one_export(
+    server: str, browser: WebDriver, demo: Any, app: Any, client: Any, login: Any
+) -> None:
+    """A probe: a code batch's printer-files dialog, the passphrase typed and Enter pressed (the
+    form's one field submits it) and, nothing visible happening yet, Enter again: two exports of
+    the same codes were made (two sets of printer files, the labels printed twice). The busy
+    Export button stopped a second click, but the form's submit started an export however busy.
+    One export is started."""
+    note = f"enter-{uuid.uuid4().hex[:8]}"
+    batch_no = await _batch(client, login, note)
+    _sign_in(browser, server, "admin")
+    browser.get(f"{server}/console/batches?per_page=200")
+    row = _row_named(browser, note)
+    row.find_element(By.CSS_SELECTOR, '[data-action="export"]').click()
+    field = _find(browser, 'input[name="passphrase"]')
+    field.send_keys("probe passphrase 1234")
+    field.send_keys(Keys.ENTER)
+    field.send_keys(Keys.ENTER)
+    _find(browser, '[data-job-state="done"]')
+    await asyncio.sleep(2)  # a second export, if any, is made by now
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM code_exports WHERE batch_no = %s", (batch_no,)
+        )
+        n = (await cur.fetchone())["n"]
+    assert n == 1, n
+
+
+async def test_an_agent_admin_is_offered_no_revoke_of_a_key_it_may_not_revoke(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """A probe: the brand admin made an ERP key for the Zhejiang agent holding ``catalog.write``
+    (a brand-only permission); the agent's administrator saw it on the API keys page with Revoke,
+    which always fails (403 ``stronger_account``: nobody revokes a key holding a permission they
+    lack). Revoke is offered only on keys whose permissions the user holds."""
+    admin, agent = await login("admin"), await login("agent_admin")
+    name = f"erp-{uuid.uuid4().hex[:6]}"
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={
+            "name": name,
+            "org_id": demo["AGENT-ZJ"],
+            "permissions": ["orgs.read", "catalog.write"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    key_id = made.json()["api_key"]["id"]
+    refused = await client.post(f"/api-keys/{key_id}/revoke", headers=agent)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "stronger_account", refused.text
+
+    _sign_in(browser, server, "agent_admin")
+    browser.get(f"{server}/console/api-keys?per_page=200")
+    row = _row_named(browser, name)
+    _settled(browser)
+    assert _buttons(row) == [], _buttons(row)
+
+
+async def test_an_agent_admin_is_offered_no_edit_of_a_user_it_may_not_change(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """A probe: a user of the Zhejiang agent holds a brand custom role with ``catalog.write``
+    (brand-only); the agent's administrator saw Edit and Reset password on that user's row, and
+    saving either always fails (403 ``stronger_account``: nobody edits or resets someone
+    stronger). They are offered only on users whose permissions the signed-in user holds."""
+    admin, agent = await login("admin"), await login("agent_admin")
+    tag = uuid.uuid4().hex[:6]
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={
+            "name": f"catalog_{tag}",
+            "description": "",
+            "permissions": ["orgs.read", "catalog.write"],
+        },
+    )
+    assert role.status_code == 201, role.text
+    user = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": f"probe_{tag}",
+            "password": "Probe-pass-1234",
+            "roles": [f"catalog_{tag}"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    refused = await client.patch(
+        f"/users/{user.json()['id']}", headers=agent, json={"password": "Other-pass-98765"}
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "stronger_account", refused.text
+    edit = await client.patch(
+        f"/users/{user.json()['id']}", headers=agent, json={"display_name": "x"}
+    )
+    assert edit.status_code == 403, edit.text
+
+    _sign_in(browser, server, "agent_admin")
+    browser.get(f"{server}/console/users?q=probe_{tag}")
+    row = _row_named(browser, f"probe_{tag}")
+    _settled(browser)
+    assert _buttons(row) == [], _buttons(row)
+    # a user of the agent with the agent's own roles keeps both (the rule hides no more)
+    browser.get(f"{server}/console/users?q=agent_admin")
+    row = _row_named(browser, "agent_admin")
+    _settled(browser)
+    assert _buttons(row) != [], _buttons(row)
 
 
 async def test_a_wrong_password_is_shown_on_the_login_page(

@@ -1,5 +1,6 @@
 // usePagedList against a fake route and a fake API whose answers arrive in the order the test
-// chooses: only the latest query's answer is shown (a slow answer of an earlier filter is dropped).
+// chooses: only the latest query's answer is shown (a slow answer of an earlier filter is dropped),
+// and an export carries the filters of the list shown.
 import { effectScope, nextTick, reactive, type EffectScope } from 'vue'
 import type { LocationQuery, LocationQueryRaw } from 'vue-router'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -39,8 +40,9 @@ vi.mock('@/api/client', () => ({
         })
       }),
   },
-  downloadExport: vi.fn(),
+  downloadExport: (...args: unknown[]) => downloadExport(...args),
 }))
+const downloadExport = vi.fn()
 const notifyError = vi.fn()
 vi.mock('./notify', () => ({ notifyError: (e: unknown) => notifyError(e) }))
 
@@ -66,6 +68,7 @@ beforeEach(() => {
   route.query = {}
   calls.length = 0
   notifyError.mockReset()
+  downloadExport.mockReset()
 })
 afterEach(() => scope.stop())
 
@@ -115,5 +118,24 @@ describe('usePagedList', () => {
     expect(notifyError).toHaveBeenCalledTimes(1)
     expect(list.rows.value).toEqual(['admin'])
     expect(list.loading.value).toBe(false)
+  })
+
+  it('exports the filters of the list shown, not those typed and not searched', async () => {
+    route.query = { q: 'clerk' }
+    const list = usersList()
+    calls[0]!.answer(['store_clerk'])
+    await settle()
+    list.model.q = 'admin' // typed, Search not pressed: the clerks are still listed
+    await list.exportAs('csv')
+    expect(downloadExport).toHaveBeenLastCalledWith('/users', { q: 'clerk' }, 'csv')
+
+    list.search()
+    await settle()
+    await list.exportAs('xlsx') // asked, not answered yet: the clerks are still listed
+    expect(downloadExport).toHaveBeenLastCalledWith('/users', { q: 'clerk' }, 'xlsx')
+    calls[1]!.answer(['admin'])
+    await settle()
+    await list.exportAs('csv')
+    expect(downloadExport).toHaveBeenLastCalledWith('/users', { q: 'admin' }, 'csv')
   })
 })

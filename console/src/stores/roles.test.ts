@@ -1,7 +1,7 @@
 // What the console offers a user to grant: roles and permissions (the API's check_grantable).
 import { describe, expect, it } from 'vitest'
 
-import { grantablePermissions, grantableRoles, mayGrant } from './roles'
+import { grantablePermissions, grantableRoles, mayChangeHolder, mayGrant } from './roles'
 import type { Role, Schemas } from '@/api/types'
 
 const role = (name: string, permissions: string[]): Role => ({ id: name.length, name, description: '', builtin: true, org_id: null, permissions })
@@ -35,5 +35,16 @@ describe('granting', () => {
     const all = ['platform.admin', 'codes.issue', 'orgs.read', 'users.write', 'members.read'].map(permission)
     expect(grantablePermissions(all, AGENT_ADMIN).map((p) => p.name)).toEqual(['orgs.read', 'users.write'])
     expect(grantablePermissions(all, AGENT_ADMIN, ['members.read']).map((p) => p.name)).toEqual(['orgs.read', 'users.write', 'members.read'])
+  })
+
+  // A probe: an agent's administrator was offered Edit and Reset password on a user holding a
+  // brand role with a brand-only permission; saving either was 403 stronger_account.
+  it('changes only holders of roles whose every permission the user holds, and known roles only', () => {
+    expect(mayChangeHolder(['org_admin', 'nothing'], ROLES, AGENT_ADMIN)).toBe(true)
+    expect(mayChangeHolder([], ROLES, AGENT_ADMIN)).toBe(true)
+    expect(mayChangeHolder(['org_admin', 'brand_admin'], ROLES, AGENT_ADMIN)).toBe(false)
+    expect(mayChangeHolder(['org_admin'], [], AGENT_ADMIN)).toBe(false) // the roles not loaded yet
+    const twice = [...ROLES, role('org_admin', ['codes.issue'])] // two organisations' roles of one name
+    expect(mayChangeHolder(['org_admin'], twice, AGENT_ADMIN)).toBe(false)
   })
 })

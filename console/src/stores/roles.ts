@@ -17,6 +17,18 @@ export function mayGrant(permissions: readonly string[], held: ReadonlySet<strin
   return permissions.every((p) => held.has(p))
 }
 
+/** May a user holding `held` change (edit, reset the password of) a user holding the roles named
+ * `names`? The API's rule (ensure_not_stronger in app/auth/service.py): only when every
+ * permission of those roles is held (a probe: an agent's administrator was offered Edit on a user
+ * with a brand role, and saving was 403 stronger_account). A name not among `roles` (not loaded
+ * yet) cannot be judged: no. A name that roles of two organisations share counts both. */
+export function mayChangeHolder(names: readonly string[], roles: readonly Role[], held: ReadonlySet<string>): boolean {
+  return names.every((name) => {
+    const named = roles.filter((r) => r.name === name)
+    return named.length > 0 && named.every((r) => mayGrant(r.permissions, held))
+  })
+}
+
 /** The roles to offer a user holding `held` (a probe: an agent's administrator was offered
  * brand_admin, and saving was 400 permission_escalation): those whose permissions they hold,
  * and the `kept` ones (the edited user's roles, shown so they are not silently dropped). */
