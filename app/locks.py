@@ -73,6 +73,9 @@ class Lock(IntEnum):
     # transaction, per product: a rebate rule's "before" read and its write one at a time (two
     # first settings at once both read "no rule" and audited two creations: a probe)
     REBATE_RULES = 7_245_028
+    # transaction, per product: a points rule's "before" read and its write one at a time (its
+    # audit row keeps the points it had: a probe)
+    POINT_RULES = 7_245_029
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

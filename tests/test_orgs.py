@@ -578,3 +578,43 @@ async def test_an_unknown_org_status_filter_is_refused(client: Any, login: Any) 
     assert_error(orgs, 400, "validation_failed")
     fine = await client.get("/orgs", headers=admin, params={"status": "active"})
     assert fine.status_code == 200 and fine.json()["items"], fine.text
+
+
+async def _org_actions(client: Any, headers: Any, org: int) -> list[str]:
+    """The organisation's audit rows' actions, newest first."""
+    seen = await client.get("/audit", headers=headers, params={"entity": "org", "entity_id": org})
+    assert seen.status_code == 200, seen.text
+    return [row["action"] for row in seen.json()["items"]]
+
+
+async def test_a_repeated_deactivation_or_activation_is_audited_once(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an administrator's double click (or a client's retry) on "deactivate" of a
+    store answered 200 and wrote a second ``deactivate`` row, its before already inactive: the
+    log named someone who deactivated nothing (the same for ``activate`` of an active one).
+    Only the call that changed the status is audited; the other answers the store as it is."""
+    admin = await login("admin")
+    store = await _new_org(client, admin, "store", demo["AGENT-ZJ"])
+    for action, status in (
+        ("deactivate", "inactive"),
+        ("deactivate", "inactive"),
+        ("activate", "active"),
+        ("activate", "active"),
+    ):
+        done = await client.post(f"/orgs/{store}/{action}", headers=admin)
+        assert done.status_code == 200 and done.json()["status"] == status, done.text
+    assert await _org_actions(client, admin, store) == ["activate", "deactivate", "create"]
+
+
+async def test_a_move_to_its_own_parent_is_no_move(client: Any, login: Any, demo: Any) -> None:
+    """A probe: ``POST /orgs/{id}/move`` to the parent the organisation has already answered
+    200 and wrote a ``move`` row from that parent to itself. Nothing moves: 200 with the
+    organisation as it is, no row."""
+    admin = await login("admin")
+    store = await _new_org(client, admin, "store", demo["AGENT-ZJ"])
+    stay = await client.post(
+        f"/orgs/{store}/move", headers=admin, json={"parent_id": demo["AGENT-ZJ"]}
+    )
+    assert stay.status_code == 200 and stay.json()["parent_id"] == demo["AGENT-ZJ"], stay.text
+    assert await _org_actions(client, admin, store) == ["create"]

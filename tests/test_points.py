@@ -606,3 +606,33 @@ async def test_staff_below_the_brand_do_not_read_the_brands_points_rules(
     )
     listed = await client.get("/points/rules", headers=below)
     assert_error(listed, 403, "brand_staff_only")
+
+
+async def test_a_points_rule_change_keeps_the_old_points_in_the_audit_row(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``PUT /points/rules`` changing a product's points from 5 to 8 wrote an
+    ``update`` row of ``point_rule`` with ``before: null``: the log could not tell what the rule
+    had been (a rebate rule's change kept it). ``before`` is the rule as it was; the same points
+    again change nothing and write no row (a form saved unchanged)."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3)
+    product = await client.post(
+        "/products", headers=admin, json={"product_no": f"PR{tag}", "name": f"rule {tag}"}
+    )
+    assert product.status_code == 201, product.text
+    pid = product.json()["id"]
+    made = await set_rule(client, admin, pid, 5)
+    assert (await set_rule(client, admin, pid, 8))["id"] == made["id"]
+    assert (await set_rule(client, admin, pid, 8))["points"] == 8
+    shown = await client.get(
+        "/audit", headers=admin, params={"entity": "point_rule", "entity_id": made["id"]}
+    )
+    assert shown.status_code == 200, shown.text
+    rows = [(r["action"], r["before"], r["after"]) for r in shown.json()["items"]]
+    assert [
+        (action, (before or {}).get("points"), after["points"]) for action, before, after in rows
+    ] == [
+        ("update", 5, 8),
+        ("create", None, 5),
+    ]

@@ -556,3 +556,35 @@ async def test_a_refunded_unit_never_claimed_waits_for_a_sale_after_going_back_u
         )
     assert_error(made, 409, "not_sold_again")
     assert await balance_of(app, member_id) == 0
+
+
+async def test_a_returns_withdrawal_is_audited_under_the_brand_not_the_store(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a consumer returned a unit a member had claimed points for; the store clerk's
+    ``POST /returns`` wrote the ``withdraw`` row of the ``point_claim`` under the store, and the
+    store's manager (``org_admin``: ``audit.read``, no ``members.read``) read the member's id in
+    it through ``GET /audit``: below the brand nobody sees members. The row is the brand's, as
+    a member's other rows: its staff read it whole."""
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 5)
+    serial = goods["units"][3]
+    member_id, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        claimed = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(app.state.scheme, serial)
+        )
+    assert claimed.status_code == 201, claimed.text
+    claim_id = claimed.json()["claim_id"]
+    clerk = await login("store_clerk")
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
+    assert back.status_code == 200 and back.json()["points_withdrawn"] == claim_id, back.text
+    params = {"entity": "point_claim", "entity_id": claim_id}
+    store = await client.get("/audit", headers=await login("store_manager"), params=params)
+    assert store.status_code == 200 and store.json()["items"] == [], store.text
+    brand = await client.get("/audit", headers=admin, params=params)
+    assert brand.status_code == 200, brand.text
+    [row] = brand.json()["items"]
+    assert (row["action"], row["org_id"]) == ("withdraw", demo["BRAND-LUMI"])
+    assert row["after"]["member_id"] == member_id

@@ -262,3 +262,21 @@ async def test_stock_rows_show_the_rebate_in_force_at_each_organisation(
     finally:
         async with app.state.pool.connection() as conn:
             await conn.execute("DELETE FROM stock WHERE product_id = %s", (product,))
+
+
+async def test_a_rebate_rule_saved_unchanged_writes_no_audit_row(
+    client: Any, login: Any, conn: Any
+) -> None:
+    """A probe: ``PUT /rebates/rules`` with the amount the rule has already answered 200 and
+    wrote another ``update`` row, before and after the same. Nothing changes: the rule as it
+    is, no row."""
+    admin = await login("admin")
+    product = (await new_product(client, admin))["id"]
+    made = await set_rebate(client, admin, product, 12.5)
+    again = await set_rebate(client, admin, product, 12.5)
+    assert (again["id"], again["amount"], again["updated_at"]) == (
+        made["id"],
+        12.5,
+        made["updated_at"],
+    )
+    assert [action for action, _, _ in await _audit(conn, made["id"])] == ["create"]

@@ -644,3 +644,72 @@ async def test_a_users_erp_link_is_in_its_organisations_audit_log(client: Any, l
     assert seen.status_code == 200, seen.text
     actions = [row["action"] for row in seen.json()["items"]]
     assert actions == ["erp_link", "create"], actions
+
+
+async def _actions(client: Any, headers: Any, entity: str, entity_id: int) -> list[str]:
+    """The audit rows' actions of one user or role, newest first."""
+    seen = await client.get(
+        "/audit", headers=headers, params={"entity": entity, "entity_id": entity_id}
+    )
+    assert seen.status_code == 200, seen.text
+    return [row["action"] for row in seen.json()["items"]]
+
+
+async def test_a_user_saved_unchanged_writes_no_audit_row(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``PATCH /users/{id}`` with ``{}`` (a form saved unchanged), or a second
+    ``status: inactive`` of an inactive user (a double click), answered 200 and wrote an
+    ``update`` row whose before and after were the same. Only a change is written and audited;
+    a password set is its own ``set_password`` row (the user's rows show no password)."""
+    admin = await login("admin")
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": f"same_{secrets.token_hex(3)}",
+            "password": "password-123",
+            "roles": ["store_clerk"],
+            "display_name": "Same",
+        },
+    )
+    assert made.status_code == 201, made.text
+    user = made.json()["id"]
+    for body in (
+        {},
+        {"status": "inactive"},
+        {"status": "inactive"},
+        {"display_name": "Same", "roles": ["store_clerk"], "status": "inactive"},
+        {"password": "password-456"},
+    ):
+        saved = await client.patch(f"/users/{user}", headers=admin, json=body)
+        assert saved.status_code == 200, saved.text
+    assert (saved.json()["status"], saved.json()["roles"]) == ("inactive", ["store_clerk"])
+    assert await _actions(client, admin, "user", user) == ["set_password", "update", "create"]
+
+
+async def test_a_role_saved_unchanged_writes_no_audit_row(client: Any, login: Any) -> None:
+    """A probe: ``PATCH /roles/{id}`` with ``{}``, or with the permissions and description the
+    role has, answered 200 and wrote an ``update`` row whose before and after were the same.
+    Only a change is written and audited."""
+    admin = await login("admin")
+    made = await client.post(
+        "/roles",
+        headers=admin,
+        json={
+            "name": f"same_{secrets.token_hex(3)}",
+            "permissions": ["orgs.read", "catalog.read"],
+            "description": "unchanged",
+        },
+    )
+    assert made.status_code == 201, made.text
+    role = made.json()["id"]
+    for body in (
+        {},
+        {"permissions": ["catalog.read", "orgs.read"], "description": "unchanged"},
+        {"permissions": ["catalog.read"]},
+    ):
+        saved = await client.patch(f"/roles/{role}", headers=admin, json=body)
+        assert saved.status_code == 200, saved.text
+    assert await _actions(client, admin, "role", role) == ["update", "create"]

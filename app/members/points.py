@@ -58,6 +58,7 @@ from app.claims import (
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from app.locks import Lock, xact_lock
 from app.logistics.movements import NOT_FOR_SALE
 from app.members.principal import MEMBER_TOKEN, Member, brand_of_staff
 from app.members.schemas_points import (
@@ -80,9 +81,25 @@ _RULE = "id, product_id, agent_id, points, updated_at"
 
 
 async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
-    """Set the points of a product (for one agent, or its default); (rule, created)."""
+    """Set the points of a product (for one agent, or its default); (rule, created). The rule
+    in place before is locked and audited as ``before`` (a probe: ``null``, the log could not
+    tell what the points had been), as a rebate rule's (``app.rebates.rules.put_rule``); the
+    points it has already change nothing."""
     brand_of_staff(actor, "points.rules")
     await check_rule_target(conn, actor, data.product_id, data.agent_id)
+    # the product's points rules' lock (FOR UPDATE locks no rule yet): two first
+    # settings at once would both read "no rule" and audit two creations
+    await xact_lock(conn, Lock.POINT_RULES, data.product_id)
+    found = await (
+        await conn.execute(
+            f"SELECT {_RULE} FROM point_rules "
+            "WHERE product_id = %s AND agent_id IS NOT DISTINCT FROM %s FOR UPDATE",
+            (data.product_id, data.agent_id),
+        )
+    ).fetchone()
+    before = RuleOut(**found) if found else None
+    if before is not None and before.points == data.points:  # saved unchanged: no write, no row
+        return before, False
     row = await (
         await conn.execute(
             f"""INSERT INTO point_rules (brand_id, product_id, agent_id, points, updated_by)
@@ -90,15 +107,21 @@ async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut,
                 ON CONFLICT (product_id, agent_id) DO UPDATE
                    SET points = EXCLUDED.points, updated_by = EXCLUDED.updated_by,
                        updated_at = now()
-                RETURNING {_RULE}, (xmax = 0) AS created""",
+                RETURNING {_RULE}""",
             (actor.brand_id, data.product_id, data.agent_id, data.points, actor.user_id),
         )
     ).fetchone()
     assert row is not None
-    created = row.pop("created")
     out = RuleOut(**row)
+    created = before is None
     await audit.record(
-        conn, actor, "create" if created else "update", "point_rule", out.id, after=out
+        conn,
+        actor,
+        "create" if created else "update",
+        "point_rule",
+        out.id,
+        before=before,
+        after=out,
     )
     return out, created
 

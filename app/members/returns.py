@@ -59,5 +59,9 @@ async def withdraw_points(conn: Conn, actor: Principal, code: int) -> dict[str, 
     if taken < claim["points"]:
         withdrawn["owed"] = claim["points"] - taken
     after = {**withdrawn, "claimed": claim["points"], "reason": "consumer_return"}
-    await audit.record(conn, actor, "withdraw", "point_claim", claim["id"], after=after)
+    # under the brand, as a member's other rows (its erasure, a kept freeze): below it nobody
+    # reads members (a probe: the store's org_admin read the member's id through GET /audit)
+    await audit.record(
+        conn, actor, "withdraw", "point_claim", claim["id"], after=after, org_id=claim["brand_id"]
+    )
     return withdrawn

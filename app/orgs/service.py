@@ -286,6 +286,9 @@ async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> 
         raise Unprocessable("you cannot change the status of your own organisation", code="own_org")
     await _ensure_not_stronger(conn, actor, row["path"])
     before = await get_org(conn, None, org_id)
+    if before.status == status:  # a double click or a retry changes nothing: not audited, as
+        # a revoked key's revocation again (a probe: a second row named who deactivated nothing)
+        return before
     await conn.execute(
         "UPDATE orgs SET status = %s, updated_at = now() WHERE id = %s", (status, org_id)
     )
@@ -317,6 +320,8 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     if brand_of(parent["path"]) != brand_of(row["path"]):
         raise Unprocessable("an organisation cannot move to another brand", code="bad_hierarchy")
     await _ensure_not_stronger(conn, actor, row["path"])
+    if row["parent_id"] == parent_id:  # where it is already: no move, no row (a probe)
+        return await get_org(conn, None, org_id)
     if parent["path"].startswith(row["path"]):
         raise Unprocessable("an organisation cannot move below itself", code="cycle")
     if row["kind"] not in CHILD_KINDS[parent["kind"]]:

@@ -64,7 +64,8 @@ async def _check_agent(conn: Conn, org_id: int) -> None:
 
 async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
     """Set the rebate of a product (for one agent, or its default); (rule, created). The rule
-    in place before is locked and audited as ``before``."""
+    in place before is locked and audited as ``before``; the amount it has already changes
+    nothing."""
     brand_of_staff(actor, PERMISSION, "rebate rules are set")
     await check_rule_target(conn, actor, data.product_id, data.agent_id)
     if data.agent_id is not None:
@@ -75,6 +76,9 @@ async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut,
         "r.product_id = %s AND r.agent_id IS NOT DISTINCT FROM %s FOR UPDATE OF r",
         (data.product_id, data.agent_id),
     )
+    if before is not None and before.amount == data.amount:  # saved unchanged: no write and
+        # no row, as a PATCH {} (a probe: another ``update`` row, before and after the same)
+        return before, False
     row = await (
         await conn.execute(
             """INSERT INTO rebate_rules (brand_id, product_id, agent_id, amount, updated_by)

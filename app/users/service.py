@@ -277,6 +277,18 @@ async def export_users(
     return rows
 
 
+def _user_changes(before: UserOut, patch: UserPatch) -> dict[str, Any]:
+    """The fields of ``patch`` that change the user: a value it has already is no change (its
+    roles by name: a user's roles are always those its organisation reaches, and one name there
+    is one role). A password always is: it is not shown, and its setting is audited alone."""
+    current = msgspec.structs.asdict(before)
+    return {
+        k: v
+        for k, v in changes_of(patch).items()
+        if k == "password" or (set(v) != set(before.roles) if k == "roles" else v != current[k])
+    }
+
+
 async def update_user(
     conn: Conn,
     actor: Principal,
@@ -311,9 +323,14 @@ async def update_user(
             code="own_account",
         )
     before = await _get(conn, user_id)
-    changes = changes_of(patch)
+    changes = _user_changes(before, patch)
     roles = changes.pop("roles", None)
     password = changes.pop("password", None)
+    shown = bool(changes) or roles is not None  # what the update's row would show changed
+    if not shown and password is None:  # saved unchanged (a form, a retry, an inactive user
+        # deactivated again): no write and no row, as PATCH /orgs/{id} {} (a probe: an
+        # ``update`` row whose before and after were the same)
+        return before
     if password is not None:
         changes["password_hash"] = await asyncio.to_thread(hash_password, password)
         changes["failed_logins"] = 0
@@ -326,9 +343,10 @@ async def update_user(
     if password is not None and limiter is not None:
         await limiter.clear(row["username"])
     after = await _get(conn, user_id)
-    await audit.record(
-        conn, actor, "update", "user", user_id, before=before, after=after, org_id=after.org_id
-    )
+    if shown:  # a password alone is its own row, below
+        await audit.record(
+            conn, actor, "update", "user", user_id, before=before, after=after, org_id=after.org_id
+        )
     if password is not None:  # the rows above show no password: say it was set (probe T)
         await audit.record(conn, actor, "set_password", "user", user_id, org_id=after.org_id)
     return after
@@ -347,7 +365,10 @@ def list_permissions(page: int, per_page: int) -> Page[PermissionOut]:
 
 
 async def list_roles(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[RoleOut]:
-    """Built-in roles, custom roles of the caller's ancestors (usable) and subtree (managed)."""
+    """Built-in roles, custom roles of the caller's ancestors (usable) and subtree (managed): for
+    those who see users or manage them or roles (a probe: a line system's key holding only
+    ``sales.claim`` read every role of its brand line, names and permission sets)."""
+    actor.require_any("users.read", "users.write", "roles.write")
     return await fetch_page(
         conn,
         columns=_ROLE_COLUMNS,
@@ -454,18 +475,23 @@ async def _managed_role(conn: Conn, actor: Principal, role_id: int, lock: str) -
 
 async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePatch) -> RoleOut:
     before = await _managed_role(conn, actor, role_id, "FOR NO KEY UPDATE")
+    # a value it has already is no change: saved unchanged, no write and no row, as PATCH
+    # /orgs/{id} {} (a probe: an ``update`` row whose before and after were the same)
     if patch.permissions is not msgspec.UNSET:
         check_grantable(actor, patch.permissions)
-        await conn.execute(
-            "UPDATE roles SET permissions = %s, updated_at = now() WHERE id = %s",
-            (sorted(set(patch.permissions)), role_id),
-        )
-    if patch.description is not msgspec.UNSET:
+        if set(patch.permissions) != set(before.permissions):
+            await conn.execute(
+                "UPDATE roles SET permissions = %s, updated_at = now() WHERE id = %s",
+                (sorted(set(patch.permissions)), role_id),
+            )
+    if patch.description is not msgspec.UNSET and patch.description != before.description:
         await conn.execute(
             "UPDATE roles SET description = %s, updated_at = now() WHERE id = %s",
             (patch.description, role_id),
         )
     after = await _get_role(conn, role_id)
+    if after == before:
+        return after
     # under the role's organisation, as its creation (a probe: a brand admin's change of a
     # store's role was in the brand's log only, not the store's)
     org_id = after.org_id
