@@ -1,5 +1,6 @@
-"""Litestar dependencies: settings, a database connection per request, the caller, and the
-connection of lag-tolerant reads (``read_conn``: the read replica's or the request's own, decided
+"""Litestar dependencies: settings, a database connection per request, the caller (loaded
+before the body by the app's ``before_request`` hook, ``caller_first``), and the connection of
+lag-tolerant reads (``read_conn``: the read replica's or the request's own, decided
 in one place, ``app.replica``)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import replica
 from app.auth.principal import Principal
-from app.auth.service import principal_from_headers
+from app.auth.service import principal_from_headers, require_credentials
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
@@ -38,28 +39,20 @@ def provide_redis(state: State) -> RedisClient:
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-async def provide_conn(
-    state: State, request: Request[Any, Any, Any], settings: Settings
-) -> AsyncIterator[Conn]:
+async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
     """One pooled connection and one transaction per request; rolled back on any error.
 
     The request's body is read first (within its route's size limit; the handler gets it from
     Litestar's cache): a client trickling a body in holds no connection while it does. Taken
     before, the connection sat idle in its transaction for as long as the upload took, and a
     handful of slow uploads left every other request 503 (probe G). For a route that takes the
-    caller, the caller comes first, on a connection of its own given back at once: a request
-    without valid credentials is refused before its body is read (review R: 64 MB buffered per
-    anonymous capture).
+    caller, the caller came before, in ``caller_first``.
 
     SMS messages the request put into the outbox are handed to the workers after the commit
     (``app.sms.outbox``), never before: a rolled-back request sends nothing. With a read
     replica, a committed change (any method but GET/HEAD) sends its author's reads to the
     primary for a while (read-your-writes, ``app.replica``)."""
     if request.method in _WITH_BODY:
-        wants = request.route_handler.parsed_fn_signature.parameters
-        if "principal" in wants and request.state.get("principal") is None:
-            async with state.pool.connection() as first:
-                await _caller(request, first, settings)
         await request.body()
     async with state.pool.connection() as conn:
         try:
@@ -81,6 +74,27 @@ async def provide_conn(
             await standby.note_write(state.redis, principal)
 
 
+async def caller_first(request: Request[Any, Any, Any]) -> None:
+    """The app's ``before_request`` hook: for a request with a body to a route that takes the
+    caller, the caller comes first — before Litestar reads and decodes the body into the
+    handler's ``data``, which it does before any dependency. Without credentials it is 401
+    ``unauthorized`` at once, whatever its body (a probe: an anonymous bad body was 400, and an
+    anonymous client trickling 9 MB in was waited for); with bad ones, 401 too, the caller
+    loaded on a connection of its own given back at once (review R: 64 MB buffered per
+    anonymous capture). Any other request pays a set and a dict look-up; its caller is loaded
+    by ``provide_principal``, on the request's connection."""
+    if (
+        request.method not in _WITH_BODY
+        or "principal" not in request.route_handler.parsed_fn_signature.parameters
+    ):
+        return
+    headers = request.headers
+    require_credentials(headers.get("authorization"), headers.get("x-api-key"))
+    state = request.app.state
+    async with state.pool.connection() as first:
+        await _caller(request, first, state.settings)
+
+
 async def provide_principal(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Principal:
@@ -94,6 +108,7 @@ async def _caller(request: Request[Any, Any, Any], conn: Conn, settings: Setting
         settings,
         request.headers.get("authorization"),
         request.headers.get("x-api-key"),
+        request.app.state.pool,  # an API key's last use: written on a connection of its own
     )
     request.state.principal = principal  # whose change a commit is (read-your-writes)
     return principal

@@ -11,6 +11,10 @@
 * Media types: a JSON body must say so (``application/json`` or ``application/…+json``, UTF-8
   if it names a charset), else 415 ``unsupported_media_type`` before decoding; ``media_of``
   reads the header for the routes that take other bodies (CSV, EPCIS documents).
+* Content codings: a body is taken as sent, never decompressed; one in a coding (``Content-Encoding:
+  gzip``, …) is 415 ``unsupported_media_type`` naming it before a byte of it is read
+  (``require_identity``: in ``EdgeRequest.stream()``, which every body read of a route goes
+  through, and in ``read_post_body``), never 400 ``malformed_json`` for valid JSON compressed.
 
 The checks are single passes in C (regular expressions) or in the Rust core (the JSON depth)
 that bulk uploads of megabytes pay a few milliseconds for; small bodies pay microseconds.
@@ -19,6 +23,7 @@ that bulk uploads of megabytes pay a few milliseconds for; small bodies pay micr
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -98,6 +103,20 @@ def require_json(content_type: str) -> None:
         )
 
 
+def require_identity(content_encoding: str | None) -> None:
+    """415 ``unsupported_media_type`` for a body in a content coding other than ``identity``
+    (RFC 9110 8.4.1; ``Accept-Encoding`` says which one is accepted, RFC 7694)."""
+    if content_encoding and any(
+        coding.strip().lower() not in ("identity", "") for coding in content_encoding.split(",")
+    ):
+        raise UnsupportedMediaType(
+            f"the body is sent with Content-Encoding: {content_encoding[:50]}; "
+            "send it uncompressed, without a Content-Encoding",
+            details={"content_encoding": content_encoding[:200], "accepted": ["identity"]},
+            headers={"Accept-Encoding": "identity"},
+        )
+
+
 def check_json(body: bytes) -> None:
     """400 ``invalid_character`` or ``too_deep`` for a JSON body that must not be decoded."""
     check_json_body(body)
@@ -109,21 +128,25 @@ async def read_post_body(scope: Any, receive: Any, max_bytes: int, what: str) ->
     """The JSON body of a POST to a plain ASGI handler (``/v1/verify``, claims): 405 with
     ``Allow`` for another method; 415 unless it is ``application/json`` in UTF-8 (as every other
     route answers: a form or ``text/plain`` POST, which a browser sends cross-site without
-    asking, never gets in); past ``max_bytes`` 413 without reading the rest, with
-    ``Connection: close`` so the client's next request goes on a new connection instead of
-    failing on this.
+    asking, never gets in) in no content coding (``require_identity``); past ``max_bytes`` 413
+    without reading the rest, with ``Connection: close`` so the client's next request goes on a
+    new connection instead of failing on this.
 
     Reading stops once ``Content-Length`` bytes are in, even when the message says more may
     come: granian gives a whole small body with ``more_body`` true and the end in a message of
     its own, a second round trip through the event loop for nothing."""
     if scope["method"] != "POST":
         raise MethodNotAllowed("use POST", headers={"Allow": "POST"})
-    length, media = -1, b""
+    length, media, coding = -1, b"", b""
     for name, value in scope["headers"]:
         if name == b"content-length":
             length = int(value) if value.isdigit() else -1
         elif name == b"content-type":
             media = value
+        elif name == b"content-encoding":
+            coding = value
+    if coding:
+        require_identity(coding.decode("latin-1"))
     if media != b"application/json" and not _json_media(media):
         raise UnsupportedMediaType(
             f"send {what} as application/json (UTF-8)",
@@ -162,6 +185,12 @@ def check_query(raw: bytes, what: str = "query") -> None:
 
 class EdgeRequest(Request[Any, Any, Any]):
     """Litestar's request, with the edge checks on the bodies it decodes."""
+
+    def stream(self) -> AsyncGenerator[bytes, None]:
+        """Litestar's, once the body is known to be in no content coding (``body()``, ``json()``,
+        ``form()`` and the routes that stream a file all read through here)."""
+        require_identity(self.headers.get("content-encoding"))
+        return super().stream()
 
     async def body(self) -> bytes:
         fresh = self._body is Empty and self._connection_state.body is Empty

@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Router
 
 from app import (
     _core,
@@ -47,7 +47,7 @@ from app.config import (
     one_line_errors,
     unknown_variables,
 )
-from app.deps import dependencies
+from app.deps import caller_first, dependencies
 from app.edge import EdgeRequest, strict_path_ints
 from app.embedded import resolve_urls
 from app.epcis.routes import edge_refusal as epcis_refusal
@@ -91,6 +91,8 @@ ROUTERS = [
     erp.router,
     web.router,
 ]
+
+_OPEN = (ops.router, web.router)  # no route of theirs takes a body from a caller
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -161,7 +163,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     # Tracecode: Litestar behind the request layer (request id, edge check, metrics, access log)
     app = Tracecode(
-        route_handlers=ROUTERS,
+        route_handlers=[
+            *_OPEN,
+            # the caller before the body (app/deps.py); not on /ping and the consumer pages,
+            # whose requests would pay the hook's call for nothing (issue 21)
+            Router(
+                "/",
+                route_handlers=[r for r in ROUTERS if r not in _OPEN],
+                before_request=caller_first,
+            ),
+        ],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         request_class=EdgeRequest,

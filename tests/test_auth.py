@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import threading
+import time
 from typing import Any
 
 import jwt
+import psycopg
 
 from app.auth import tokens
 from app.demo import DEMO_PASSWORD
@@ -917,3 +920,74 @@ async def test_a_key_revoked_twice_at_once_is_revoked_once(
             )
         ).fetchone()
     assert row["n"] == 1, f"{row['n']} revoke rows for one revocation"
+
+
+async def test_one_slow_request_of_a_key_stalls_no_other_request_of_that_key(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a partner's key ran a long GET (a big export; here one held up by a lock on
+    ``documents``) while its other calls went on, and those calls (``GET /orgs``) with the same
+    key hung until the long request ended — ``load_api_key`` wrote ``last_used_at`` in the
+    request's own transaction, so the first request of a minute held the key's row lock to its
+    end and every other request of the key (and its revocation) waited on it. The last use is
+    now written on a connection of its own: the second call answers at once, and the last use
+    is recorded all the same."""
+    admin = await login("admin")
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": f"slow-{time.monotonic_ns()}", "permissions": ["orgs.read", "reports.read"]},
+    )
+    assert made.status_code == 201, made.text
+    key, key_id = {"X-API-Key": made.json()["key"]}, made.json()["api_key"]["id"]
+    url = os.environ["TRACECODE_DATABASE_URL"]
+    async with await psycopg.AsyncConnection.connect(url) as blocker:
+        await blocker.execute("LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
+        slow = asyncio.create_task(client.get("/documents/export", headers=key))
+        await asyncio.sleep(1.0)  # the export has loaded its key and waits on documents
+        started = time.monotonic()
+        try:
+            other = await asyncio.wait_for(client.get("/orgs", headers=key), timeout=5)
+            waited = time.monotonic() - started
+        except TimeoutError:
+            waited = None
+        finally:
+            await blocker.rollback()
+        await slow
+    assert waited is not None and waited < 2, f"GET /orgs with the key waited {waited} s"
+    assert other.status_code == 200
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for _ in range(20):  # written in the background, at once
+            used = await (
+                await conn.execute("SELECT last_used_at FROM api_keys WHERE id = %s", (key_id,))
+            ).fetchone()
+            if used is not None and used[0] is not None:
+                break
+            await asyncio.sleep(0.1)
+    assert used is not None and used[0] is not None, "the key's last use was not written"
+
+
+async def test_a_key_without_a_user_permission_reads_no_roles(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a line system's key holding only ``sales.claim`` called ``GET /roles`` and got
+    200 with every built-in and custom role of its brand line — names, descriptions and
+    permission sets — while every other list answered 403. It takes ``users.read``,
+    ``users.write`` or ``roles.write`` (those of the console's pages that load the roles)."""
+    admin = await login("admin")
+    made = await client.post(
+        "/roles", headers=admin, json={"name": "probe_partner_role", "permissions": ["orgs.read"]}
+    )
+    assert made.status_code in (201, 409), made.text
+    for permissions, status in ((["sales.claim"], 403), (["users.read"], 200)):
+        created = await client.post(
+            "/api-keys",
+            headers=admin,
+            json={"name": f"roles-{time.monotonic_ns()}", "permissions": permissions},
+        )
+        assert created.status_code == 201, created.text
+        response = await client.get("/roles", headers={"X-API-Key": created.json()["key"]})
+        if status == 403:
+            assert_error(response, 403, "permission_denied")
+        else:
+            assert response.status_code == 200, response.text

@@ -5,10 +5,12 @@ an OpenAPI document that tells the real errors (16)."""
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
 import secrets
+import socket
 import types
 import zipfile
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -20,6 +22,7 @@ from litestar.params import KwargDefinition
 from litestar.routes import HTTPRoute
 
 from tests.helpers import assert_error, issue_units
+from tests.servers import granian_server
 
 FORMULAS = ["=1+2", "+SUM(A1)", "-3+4", "@cmd", "\tTAB", "\rCR"]
 
@@ -271,6 +274,89 @@ async def test_json_media_types_and_utf8_pass(client: Any, login: Any, content_t
     )
     assert response.status_code == 201, response.text
     assert response.json()["name"] == name
+
+
+async def test_a_gzip_encoded_body_is_415_not_malformed_json(client: Any, login: Any) -> None:
+    """A probe: a partner's HTTP client compressed its request bodies (``Content-Encoding:
+    gzip``), which the API does not decode, and got 400 ``malformed_json`` ("invalid character
+    (byte 0)") for a body that is valid JSON once decoded — a JSON bug hunted that was not
+    there. A body in any content coding but ``identity`` is 415 ``unsupported_media_type``
+    naming it (RFC 9110 8.4.1, RFC 7694), on every route that reads one."""
+    body = gzip.compress(b'{"name": "gz", "permissions": ["orgs.read"]}')
+    admin = await login("admin")
+    json_gzip = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = await client.post("/api-keys", headers={**admin, **json_gzip}, content=body)
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert error["details"]["content_encoding"] == "gzip", error
+    assert response.headers["accept-encoding"] == "identity"
+    csv_br = {"Content-Type": "text/csv", "Content-Encoding": "br"}
+    imported = await client.post("/orgs/import", headers={**admin, **csv_br}, content=b"\x8b")
+    assert_error(imported, 415, "unsupported_media_type")
+    verify = await client.post("/v1/verify", headers=json_gzip, content=gzip.compress(b"{}"))
+    assert_error(verify, 415, "unsupported_media_type")
+    plain = await client.post(
+        "/api-keys",
+        headers={**admin, "Content-Type": "application/json", "Content-Encoding": "identity"},
+        json={"name": f"identity-{secrets.token_hex(3)}", "permissions": ["orgs.read"]},
+    )
+    assert plain.status_code == 201, plain.text
+
+
+# --- anonymous calls: the caller before the body ---------------------------------------------
+
+
+def _raw(port: int, data: bytes, timeout: float) -> bytes:
+    """Send ``data`` on a new connection and read what comes back within ``timeout``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def test_an_anonymous_json_body_is_refused_before_it_is_read(tmp_path: Any) -> None:
+    """A probe: an anonymous client started a 9 MB JSON POST to an authenticated route (``POST
+    /orgs``, ``POST /documents/{id}/codes``, ``POST /lines/{line}/scans``) and trickled it, and
+    the server waited for, and buffered, the whole body (up to Litestar's 10 MB) before it
+    answered 401: Litestar decodes the handler's ``data`` before any dependency, so the caller's
+    check came after the body. The app's ``before_request`` hook (``app.deps.caller_first``)
+    answers 401 at once, without the body — for no credentials, and for bad ones."""
+    with granian_server(tmp_path) as server:
+        for path, credentials in (
+            ("/orgs", ""),
+            ("/documents/1/codes", ""),
+            ("/lines/L1/scans", ""),
+            ("/orgs", "Authorization: Bearer not-a-token\r\n"),
+            ("/orgs", "X-API-Key: tck_000000000000_" + "a" * 43 + "\r\n"),
+        ):
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"{credentials}Content-Length: 9000000\r\nConnection: close\r\n\r\n"
+            ).encode()
+            out = _raw(server.port, head + b'{"name": "' + b"a" * 1000, timeout=3)
+            assert out.startswith(b"HTTP/1.1 401"), (path, credentials, out[:200])
+
+
+async def test_an_anonymous_call_with_a_bad_body_is_401_not_400(client: Any) -> None:
+    """A probe: a partner's key expired or was mistyped, and its body had a field the API does
+    not know (or was not JSON); it got 400 ``validation_failed`` / ``malformed_json`` — the
+    anonymous body was decoded and validated before the caller was looked at — and fixed its
+    JSON only to meet the 401 next. A request without credentials is 401 ``unauthorized``
+    first, whatever its body; public routes are not affected."""
+    for path in ("/orgs", "/documents", "/orders", "/api-keys"):
+        assert_error(await client.post(path, json={"unknown": 1}), 401, "unauthorized")
+        response = await client.post(
+            path, content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert_error(response, 401, "unauthorized")
+    login = await client.post(
+        "/auth/login", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert_error(login, 400, "malformed_json")
 
 
 # --- 13 and 14: one CSV/XLSX writer with the formula guard, one charset ----------------------

@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime
 from typing import Any, NoReturn
 
+from psycopg_pool import AsyncConnectionPool
+
 from app import audit
 from app.auth import passwords, tokens
 from app.auth.limits import LoginLimiter
@@ -333,21 +335,34 @@ async def load_user(
     )
 
 
-async def principal_from_headers(
-    conn: Conn, settings: Settings, authorization: str | None, api_key: str | None
-) -> Principal:
-    if api_key:
-        return await load_api_key(conn, api_key)
-    if not authorization:
+def require_credentials(authorization: str | None, api_key: str | None) -> None:
+    """401 ``unauthorized`` for a request that carries no credentials at all: neither
+    ``Authorization`` nor ``X-API-Key``. Cheap (no database, no signature): ``app.deps`` asks it
+    before a route that takes the caller reads the body."""
+    if not api_key and not authorization:
         raise Unauthorized("authentication required", code="unauthorized")
-    scheme, _, credential = authorization.partition(" ")
+
+
+async def principal_from_headers(
+    conn: Conn,
+    settings: Settings,
+    authorization: str | None,
+    api_key: str | None,
+    pool: AsyncConnectionPool | None = None,
+) -> Principal:
+    """The caller of a request's headers (401 without valid credentials). With ``pool``, an API
+    key's last use is written on a connection of its own (``load_api_key``)."""
+    require_credentials(authorization, api_key)
+    if api_key:
+        return await load_api_key(conn, api_key, pool)
+    scheme, _, credential = (authorization or "").partition(" ")
     credential = credential.strip()
     if scheme.lower() == "bearer" and credential:
         claims = tokens.decode(settings.jwt_key(), credential, "access")
         user = tokens.user_id(claims)
         return await load_user(conn, user, claims["iat"], tokens.session_id(claims))
     if scheme.lower() == "apikey" and credential:
-        return await load_api_key(conn, credential)
+        return await load_api_key(conn, credential, pool)
     raise Unauthorized("unsupported authorization scheme", code="unauthorized")
 
 
@@ -359,13 +374,16 @@ def _hash_secret(secret: str) -> bytes:
 _API_KEY = re.compile(r"tck_([0-9a-f]{12})_([A-Za-z0-9-]{43})")
 
 
+# the last use of a key is written at most once a minute (``_note_use``)
+_USE_DUE = "(k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')"
+
 # A key never outlives or outranks the user who made it: it works while that user is active
 # (and its organisations) and its organisation is still in that user's subtree (a user moved
 # away leaves its keys behind, dead: probe U), with those of its permissions the user still
 # holds.
 _API_KEY_SQL = f"""
 SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, k.created_by,
-       {ORG_STATUS} AS status,
+       {ORG_STATUS} AS status, {_USE_DUE} AS use_due,
        k.created_by IS NULL
            OR (c.status = 'active' AND {org_status("co")} = 'active'
                AND starts_with(o.path, co.path)) AS creator_active,
@@ -378,7 +396,10 @@ SELECT k.id, k.org_id, k.secret_hash, k.permissions, k.revoked_at, o.path, k.cre
 """
 
 
-async def load_api_key(conn: Conn, key: str) -> Principal:
+async def load_api_key(conn: Conn, key: str, pool: AsyncConnectionPool | None = None) -> Principal:
+    """The caller of an API key, read as it is now (a revoked key is refused at once). Its last
+    use is written once a minute, never in ``conn``'s transaction: with ``pool``, after this, on
+    a connection of its own (``_note_use``); without, not at all."""
     match = _API_KEY.fullmatch(key)
     if match is None:  # checked before anything reaches the database
         raise Unauthorized("invalid API key", code="invalid_api_key")
@@ -387,12 +408,45 @@ async def load_api_key(conn: Conn, key: str) -> Principal:
     if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash_secret(secret)):
         raise Unauthorized("invalid API key", code="invalid_api_key")
     principal = _key_principal(row)
-    await conn.execute(
-        "UPDATE api_keys SET last_used_at = now() WHERE id = %s "
-        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        (row["id"],),
-    )
+    if pool is not None and row["use_due"]:
+        _note_use(pool, row["id"])
     return principal
+
+
+_noted: dict[int, float] = {}  # key id -> when this process last wrote its use (monotonic)
+_writes: set[asyncio.Task[None]] = set()  # the writes under way (a task needs a reference)
+
+
+def _note_use(pool: AsyncConnectionPool, key_id: int) -> None:
+    """Write the key's ``last_used_at`` in the background, once a minute per process at most.
+
+    Bookkeeping never holds up a request: written in the request's transaction, the first
+    request of a minute held the key's row lock to its end, and every other request of the key
+    (and its revocation) waited for it (a probe: one slow export stalled a partner's every
+    call). Here the statement commits on its own (autocommit) and skips a row another
+    transaction holds (a revocation, a key being made with it): that use goes unwritten, the
+    next minute's is."""
+    now = time.monotonic()
+    if now - _noted.get(key_id, float("-inf")) < 60:
+        return
+    _noted[key_id] = now
+    task = asyncio.get_running_loop().create_task(_write_use(pool, key_id))
+    _writes.add(task)
+    task.add_done_callback(_writes.discard)
+
+
+async def _write_use(pool: AsyncConnectionPool, key_id: int) -> None:
+    try:
+        async with pool.connection() as conn:
+            await conn.set_autocommit(True)  # the pool turns it off again as it is given back
+            await conn.execute(
+                f"UPDATE api_keys SET last_used_at = now() WHERE id = ("
+                f"SELECT k.id FROM api_keys k WHERE k.id = %s AND {_USE_DUE} "
+                f"FOR UPDATE SKIP LOCKED)",
+                (key_id,),
+            )
+    except Exception as exc:  # a stale last use, never an error of anyone's request
+        log.warning("the last use of API key %s was not written: %r", key_id, exc)
 
 
 async def load_api_key_by_id(conn: Conn, key_id: int) -> Principal:
