@@ -1227,3 +1227,50 @@ async def test_a_store_given_members_read_phone_still_sees_its_redemptions_phone
     exported = await client.get("/redemptions", headers=store_user, params={"format": "csv"})
     assert exported.status_code == 200, exported.text
     assert phone not in exported.text
+
+
+async def test_a_settlement_csv_ending_at_the_end_of_the_calendar_is_no_500(
+    client: Any, login: Any
+) -> None:
+    """A probe: a finance user asking for "everything up to the end of time" as a settlement file,
+    ``GET /redemptions/settlement?from=2026-01-01T00:00:00Z&to=9999-12-31T23:59:59Z&format=csv``
+    (or a period at the very start of the calendar, from = to = 0001-01-01T00:00:00Z), gets a
+    500 (OverflowError while naming the file by its Beijing days). The JSON report and
+    ``GET /redemptions`` answer these periods fine; the file should too (or a 400 ``bad_period``),
+    never a 500."""
+    admin = await login("admin")
+    for start, end in (
+        ("2026-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+    ):
+        answer = await client.get(
+            "/redemptions/settlement",
+            headers=admin,
+            params={"from": start, "to": end, "format": "csv"},
+        )
+        assert answer.status_code == 200, (start, end, answer.text)
+        assert f"settlement-{start[:10]}-{end[:10]}.csv" in answer.headers["content-disposition"]
+
+
+async def test_a_redemption_that_waited_for_the_member_s_erasure_says_erased_not_frozen(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: A member taps "redeem" while their erasure (``DELETE /members/me`` on another device, or
+    member service's ``POST /members/{id}/erase``) is committing: the redemption waits for the
+    erasure (FOR SHARE on the member) and is then refused 403 ``member_frozen``, "this
+    membership is frozen" — the member was never frozen. It should be refused as an erased
+    membership is everywhere else (a points claim or a profile edit that waited for the
+    erasure, or any later request with the token): 401 ``member_erased``."""
+    from app.members import erasure
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=10, stock=5)
+    async with app.state.pool.connection() as conn:
+        async with conn.transaction():  # the erasure under way
+            await erasure.erase(conn, None, demo["BRAND-LUMI"], member_id, app.state.settings)
+            pending = asyncio.ensure_future(redeem(app, headers, gift["id"]))
+            await asyncio.sleep(1.0)
+            assert not pending.done(), pending.result().text  # it waits for the erasure
+    answer = await asyncio.wait_for(pending, 30)
+    assert_error(answer, 401, "member_erased")

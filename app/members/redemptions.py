@@ -45,7 +45,7 @@ from app.auth.principal import Principal
 from app.config import Settings
 from app.db import Conn
 from app.deadletters import is_poison, reason_of
-from app.errors import BadRequest, Conflict, NotFound, Unprocessable
+from app.errors import BadRequest, Conflict, NotFound, Unauthorized, Unprocessable
 from app.localtime import aware
 from app.members.gifts import OFFERED
 from app.members.mask import mask_phone, sees_phones, shown_phone
@@ -192,7 +192,9 @@ async def redeem(
                 "this client id was used for another redemption", code="client_id_reused"
             )
         return _mine(settings, earlier, data.lang), False
-    msgspec.structs.replace(member, status=now["status"] if now else "erased").require_active()
+    if now is None or now["status"] == "erased":  # erased while this waited (a probe: "frozen")
+        raise Unauthorized("the membership was erased", code="member_erased")
+    msgspec.structs.replace(member, status=now["status"]).require_active()
     gift = await _take_one(conn, member, data.gift_id)
     if locked is None or locked["balance"] < gift["points_cost"]:
         raise Unprocessable(

@@ -4,7 +4,7 @@ token) and the brand's and stores' (a staff token or API key)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, asgi, delete, get, patch, post, put
@@ -230,9 +230,17 @@ def _days(start: datetime, end: datetime) -> str:
     """The first and the last Beijing day of the period [start, end) in a file's name: December
     reads ``2026-12-01-2026-12-31`` however its bounds were given (a probe: given in UTC, the
     UTC dates of the bounds named it ``2026-11-30-2026-12-31``)."""
-    first = aware(start).astimezone(ZONE).date()
-    last = (aware(end) - timedelta(microseconds=1)).astimezone(ZONE).date()
+    first, last = _day(start, timedelta(0)), _day(end, timedelta(microseconds=1))
     return f"{first}-{max(first, last)}"
+
+
+def _day(moment: datetime, before: timedelta) -> date:
+    """The Beijing day of ``moment - before``; the calendar's first or last day past its ends
+    (a probe: a period to 9999-12-31T23:59:59Z was a 500)."""
+    try:
+        return (aware(moment) - before).astimezone(ZONE).date()
+    except OverflowError:
+        return date.min if moment.year == 1 else date.max
 
 
 class RedemptionsController(Controller):
