@@ -4,9 +4,11 @@ languages, escaping, page weight and friendly error pages — over HTTP on real 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 
@@ -21,7 +23,7 @@ from tests.h5_support import (
     unit,
     wrong_pin,
 )
-from tests.points_support import member_client
+from tests.points_support import member_client, new_ip
 
 MAX_PAGE = 100 * 1024
 TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
@@ -636,3 +638,115 @@ async def test_the_scan_page_of_an_unpublished_product_links_to_no_missing_page(
     link = re.search(r'href="(/p/[^"]*)"', page)
     assert link is not None, text_of(page)
     assert_page(await client.get(link.group(1), params={"lang": "en"}))
+
+
+# -- browser-facing security of the pages ------------------------------------------------------
+
+
+@contextmanager
+def configured(app: Any, **changes: Any) -> Iterator[None]:
+    """The app's settings with ``changes`` (``TRACECODE_…``) for the length of a block."""
+    original = app.state.settings
+    app.state.settings = msgspec.structs.replace(original, **changes)
+    try:
+        yield
+    finally:
+        app.state.settings = original
+
+
+def browser(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    """A client with an address and cookies of its own (``base_url``: its scheme and Host)."""
+    transport = httpx.ASGITransport(app=app, client=(new_ip(), 40000))
+    return httpx.AsyncClient(transport=transport, base_url=base_url, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/p/6901234000023?lang=en", "/clerk/login?lang=en", "/c/ABC?lang=en", "/member/login?lang=en"],
+)
+async def test_the_language_cookie_is_secure_over_https(
+    app: Any, client: Any, demo: Any, path: str
+) -> None:
+    """A probe: a visitor on https who tapped the language switch (``?lang=en``) got the
+    ``tc_lang`` cookie without ``Secure``, while every other cookie of the pages is Secure over
+    https (``session.secure``: an https request, or ``TRACECODE_PUBLIC_SCHEME=https`` behind a
+    proxy that speaks http to us); a network attacker could plant or read it over plain http."""
+    async with browser(app, "https://testserver") as h:
+        over_https = await h.get(path)
+    with configured(app, public_scheme="https"):
+        async with browser(app) as h:
+            behind_proxy = await h.get(path)
+    async with browser(app) as h:
+        plain = await h.get(path)
+    for response in (over_https, behind_proxy, plain):
+        lang = [c for c in response.headers.get_list("set-cookie") if c.startswith("tc_lang=en;")]
+        assert len(lang) == 1, response.headers
+        assert "HttpOnly" in lang[0] and "samesite=lax" in lang[0].lower()
+        assert ("Secure" in lang[0]) is (response is not plain), lang[0]
+
+
+async def test_forms_posted_through_a_proxy_that_rewrites_host_are_accepted(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: behind a TLS proxy that passes its upstream as ``Host`` (nginx's default
+    ``proxy_set_header Host $proxy_host``: ``127.0.0.1:8000``), a browser's post from the
+    public page says ``Origin: https://{public host}``, which ``session.check_origin`` compared
+    with ``Host`` alone: every PIN, member and clerk form was a 403 "this page has expired".
+    The configured public host (``TRACECODE_RESOLVER_HOST``) is ours too; any other host, or
+    the public host on another port, is still refused."""
+    batch_no = await activated_batch(client, login, demo, size=2)
+    serial, pin = unit(app, batch_no, 0)
+    public = {"Origin": "https://id.tracecode.example", "Sec-Fetch-Site": "same-origin"}
+    others = [
+        {"Origin": "https://evil.example"},
+        {"Origin": "https://id.tracecode.example:8443"},
+        {"Origin": "https://tracecode.example"},
+    ]
+    with configured(app, resolver_host="id.tracecode.example"):
+        async with browser(app, "http://127.0.0.1:8000") as phone:  # the proxy's upstream
+            answered = await post_pin(phone, serial, wrong_pin(pin), "en", headers=public)
+            sign_in = await phone.get("/clerk/login")
+            token = re.search(r'name="csrf" value="([^"]*)"', sign_in.text)
+            assert token is not None
+            clerk = {"csrf": token.group(1), "username": "store_clerk", "password": "not-it"}
+            member = {"csrf": token.group(1)}
+            accepted = [
+                await phone.post("/clerk/login", data=clerk, headers=public),
+                await phone.post("/member/logout", data=member, headers=public),
+            ]
+            refused = [
+                await phone.post(path, data=form, headers=headers)
+                for headers in others
+                for path, form in (("/clerk/login", clerk), ("/member/logout", member))
+            ]
+            refused.append(await post_pin(phone, serial, wrong_pin(pin), "en", headers=others[0]))
+    left = re.search(r"attempts left: (\d)", text_of(assert_page(answered)))
+    assert left is not None, text_of(answered.text)
+    assert int(left.group(1)) == app.state.settings.pin_max_failures - 1  # only its own spent
+    assert [r.status_code for r in accepted] == [401, 303]  # a wrong password; signed out
+    for response in refused:
+        assert "页面已过期" in text_of(assert_page(response, 403))
+
+
+async def test_the_pages_may_not_be_framed_even_by_old_webviews(
+    client: Any, app: Any, batch: int, demo: Any
+) -> None:
+    """A probe: the scan, product, member and clerk pages forbade framing by CSP's
+    ``frame-ancestors 'none'`` alone, which old WebViews ignore (clickjacking the PIN and claim
+    forms); they send ``X-Frame-Options: DENY`` too, as ``/schema`` does, error pages included."""
+    serial, pin = unit(app, batch, 4)
+    async with browser(app) as phone:
+        pages = [
+            await phone.get(f"/c/{serial}"),
+            await post_pin(phone, serial, pin),
+            await phone.get("/p/06901234000023"),
+            await phone.get("/p/6901234999990"),  # 404
+            await phone.head(f"/c/{serial}"),
+            await phone.get("/member/login", params={"brand": demo["BRAND-LUMI"]}),
+            await phone.get("/clerk/login"),
+            await phone.post("/clerk/login", data={}),  # 403, no token
+        ]
+    for page in pages:
+        assert page.headers["content-type"].startswith("text/html"), page.request.url
+        assert page.headers.get("x-frame-options") == "DENY", page.request.url
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]

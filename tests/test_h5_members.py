@@ -20,6 +20,7 @@ import pytest
 from app.verify.service import Verifier
 from tests.h5_support import activated_batch, result_of, text_of, unit
 from tests.points_support import member_client, random_phone, set_rule
+from tests.rebates_support import store_goods
 from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
 
 POINTS = 40
@@ -800,3 +801,107 @@ async def test_language_switch_of_the_signed_in_claim_offer_keeps_the_claim(
     assert f"claim={ticket}" in href, href
     english = assert_page(await h5.get(href))
     assert 'action="/member/claim"' in english and field(english, "ticket") == ticket
+
+
+# -- in the page's language ----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_english_scans_page_names_places_in_english(
+    demo: Any, app: Any, goods: list[tuple[str, str]]
+) -> None:
+    """A probe: a member whose phone is in Shanghai (192.0.2.0/24 in the shipped IP table) claimed
+    a code and opened "My scans" in English: the place read "上海市 上海市" (the province and city
+    columns joined as recorded), while the verification answer of the same code said "Shanghai".
+    The list names the place as the verifier does (``regions.place_name``): Shanghai in English,
+    上海市 once in Chinese."""
+    async with member_client(app, ip="192.0.2.77") as mc:
+        await signed_in(mc, demo["BRAND-LUMI"])
+        serial, pin = goods[3]
+        answer = assert_page(await mc.post(f"/c/{serial}?lang=en", data={"pin": pin}))
+        form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+        assert result_of(assert_page(await mc.post("/member/claim", data=form))) == "ok"
+        await asyncio.to_thread(flush_records, app.state.settings)
+        english = text_of(assert_page(await mc.get("/member/scans?lang=en")))
+        chinese = text_of(assert_page(await mc.get("/member/scans?lang=zh")))
+    assert "genuine" in english
+    assert "上海市" not in english and "Shanghai" in english, english
+    assert chinese.count("上海市") == 1, chinese
+
+
+@pytest.fixture(scope="module")
+async def store_units(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """Case 0 (units 0-9) received at STORE-HZ-01 (``store_goods``); the product earns points."""
+    units = await store_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), units["product_id"], 7)
+    return units
+
+
+@pytest.mark.usefixtures("sms_gateway")
+@pytest.mark.parametrize("lang", ["zh", "en"])
+async def test_claim_pressed_again_after_a_return_says_why(
+    client: Any, login: Any, demo: Any, app: Any, store_units: dict[str, Any], lang: str
+) -> None:
+    """A probe: a member claimed a code's points from the answer page, the unit was returned at
+    the store (``POST /returns`` withdraws the claim), and the claim form was sent again (a
+    reload): the 409 page read "Something went wrong — The request could not be handled. Please
+    try again later." — it never will work, and the service's reason (claim_withdrawn) was
+    dropped, as for ``not_sellable``, ``not_sold_again``, ``client_id_reused`` and
+    ``claim_conflict``. ``member_pages.refusal`` has words for each, and splits any other
+    "中文 / English" message of a service as the clerk pages do."""
+    serial = store_units["units"][1 if lang == "zh" else 2]
+    pin = app.state.scheme.pin(serial)
+    async with member_client(app) as mc:
+        await signed_in(mc, demo["BRAND-LUMI"])
+        answer = assert_page(await mc.post(f"/c/{serial}?lang={lang}", data={"pin": pin}))
+        form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+        assert result_of(assert_page(await mc.post("/member/claim", data=form))) == "ok"
+        back = await client.post(
+            "/returns", headers=await login("store_clerk"), json={"code": serial, "reason": "other"}
+        )
+        assert back.status_code == 200, back.text
+        again = await mc.post("/member/claim", data=form)
+    assert again.status_code == 409
+    page = text_of(again.text)
+    assert ("退货" if lang == "zh" else "returned") in page, page
+    assert ("稍后再试" if lang == "zh" else "try again later") not in page, page
+
+
+def test_every_refusal_a_service_explains_is_explained() -> None:
+    """A probe (with the test above): refusals the member pages had no words for read
+    "Something went wrong". A code of the claim has its words; an unknown code with a
+    "中文 / English" message is that message in the page's language; only a refusal that says
+    nothing in both languages is the general sentence."""
+    from app.errors import Conflict
+    from app.web.i18n import Lang
+    from app.web.member_pages import refusal
+
+    langs: tuple[Lang, ...] = ("zh", "en")
+    for code in ("not_sellable", "not_sold_again", "client_id_reused", "claim_conflict"):
+        for lang in langs:
+            said = refusal(Conflict("x", code=code), lang)
+            assert said and "稍后再试" not in said and "try again later" not in said, (code, said)
+    split = Conflict("此码已停用 / this code is out of use", code="something_new")
+    assert refusal(split, "zh") == "此码已停用"
+    assert refusal(split, "en") == "this code is out of use"
+    assert "try again later" in refusal(Conflict("no reason", code="something_new"), "en")
+
+
+async def test_english_sign_in_page_sends_the_code_sms_in_english(
+    demo: Any,
+    app: Any,
+    sms_gateway: LocalGateway,  # noqa: F811
+) -> None:
+    """A probe: on the sign-in page in English, "Send me a code" answered "A code was sent to
+    139****…", but the SMS read 【…】您的验证码为…，5分钟内有效，请勿泄露给他人。 — the English
+    ``otp`` template was never used, though the redemption SMS follows the page's language. The
+    page passes its language to ``auth.request_code``."""
+    brand, phone = demo["BRAND-LUMI"], random_phone()
+    async with member_client(app) as mc:
+        page = assert_page(await mc.get("/member/login", params={"brand": brand, "lang": "en"}))
+        body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone, "lang": "en"}
+        sent = assert_page(await mc.post("/member/otp", data=body))
+    assert "A code was sent to" in text_of(sent)
+    code = await code_for(phone)
+    text = (await asyncio.to_thread(sms_gateway.messages, phone))[-1]["text"]
+    assert f"Your verification code is {code}" in text, text

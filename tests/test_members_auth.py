@@ -22,7 +22,7 @@ import pytest
 
 from app.members.profile import business_today
 from tests.helpers import assert_error
-from tests.sms_gateway import last_code, sms_gateway  # noqa: F401 - the fixture
+from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
 
 _numbers = itertools.count(random.randrange(10_000_000, 90_000_000, 1000))
 
@@ -253,6 +253,27 @@ async def test_typed_forms_of_one_number_are_one_member(client: Any, app: Any, d
         again = await client.post("/members/login", json=login_body(brand, typed, code))
         assert again.status_code == 200, (typed, again.text)
         assert again.json()["member"]["id"] == first["member"]["id"]
+
+
+async def test_the_code_sms_is_in_the_language_asked_for(
+    client: Any,
+    demo: Any,
+    sms_gateway: LocalGateway,  # noqa: F811
+) -> None:
+    """A probe: the code SMS was always Chinese, though an English ``otp`` template exists (the
+    redemption SMS follows ``lang``). ``POST /members/otp`` takes ``lang`` (``zh``, the
+    default, or ``en``) as the other member bodies do."""
+    brand = demo["BRAND-LUMI"]
+    for lang, words in (("en", "Your verification code is {}"), (None, "您的验证码为{}")):
+        phone = new_phone()
+        body = {"brand_id": brand, "phone": phone, **({"lang": lang} if lang else {})}
+        sent = await client.post("/members/otp", json=body)
+        assert sent.status_code == 202, sent.text
+        code = await sent_code(phone)
+        text = (await asyncio.to_thread(sms_gateway.messages, phone))[-1]["text"]
+        assert words.format(code) in text, text
+    wrong = {"brand_id": brand, "phone": new_phone(), "lang": "fr"}
+    assert_error(await client.post("/members/otp", json=wrong), 400)
 
 
 async def test_bad_sign_in_requests(client: Any, app: Any, demo: Any) -> None:

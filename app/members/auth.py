@@ -101,9 +101,16 @@ def _inet(ip: str | None) -> str | None:
 
 
 async def request_code(
-    conn: Conn, settings: Settings, limits: MemberLimits, ip: str, brand_id: int, phone: str
+    conn: Conn,
+    settings: Settings,
+    limits: MemberLimits,
+    ip: str,
+    brand_id: int,
+    phone: str,
+    lang: str = "zh",
 ) -> OtpSent:
-    """Send a one-time code to ``phone`` (a normalised mobile number) for ``brand_id``."""
+    """Send a one-time code to ``phone`` (a normalised mobile number) for ``brand_id``, the SMS
+    in ``lang`` (the page's or the caller's: a probe got Chinese on the English page)."""
     from app.sms.outbox import enqueue  # the SMS domain sits beside members, not below it
 
     await limits.code_requested(ip)
@@ -116,12 +123,15 @@ async def request_code(
     ).fetchone()
     code = new_code()
     expires_at = await store_code(conn, settings, brand_id, phone, code, ip)
+    variables = {"code": code, "minutes": str(max(settings.member_otp_ttl // 60, 1))}
+    if lang == "en":
+        variables["lang"] = "en"  # the outbox's English template
     await enqueue(
         conn,
         brand_id=brand_id,
         phone=phone,
         template="otp",
-        variables={"code": code, "minutes": str(max(settings.member_otp_ttl // 60, 1))},
+        variables=variables,
         purpose="otp",
         member_id=member["id"] if member else None,
         settings=settings,

@@ -58,10 +58,13 @@ class MemberSignInController(Controller):
 
         A new code replaces the phone's earlier ones. 429 ``sms_throttled`` when a code was sent
         to the phone less than a minute ago or ten times today; 429 ``rate_limited`` when this
-        address asked for too many codes; 404 for an unknown brand; 400 ``invalid_phone``."""
+        address asked for too many codes; 404 for an unknown brand; 400 ``invalid_phone``.
+        ``lang`` (``zh``, the default, or ``en``) is the language of the SMS."""
         limits = member_limits(request.app.state)
         phone = normalise_phone(data.phone)
-        return await auth.request_code(conn, settings, limits, _ip(request), data.brand_id, phone)
+        return await auth.request_code(
+            conn, settings, limits, _ip(request), data.brand_id, phone, data.lang
+        )
 
     @post("/login", status_code=200)
     async def login(

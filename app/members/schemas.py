@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.members.schemas_points import GiftKind, LedgerEntryOut, RedemptionStatus
+from app.verify.schemas import Lang
 
 Gender = Literal["male", "female", "other"]
 AgeBand = Literal["under_18", "18_24", "25_34", "35_44", "45_54", "55_plus"]
@@ -58,6 +59,7 @@ class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
 class OtpIn(_In):
     brand_id: BrandId
     phone: PhoneIn
+    lang: Lang = "zh"  # the SMS's language (built-in template ``otp``), as the pages' ``lang``
 
 
 class OtpSent(msgspec.Struct, frozen=True, kw_only=True):

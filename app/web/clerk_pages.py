@@ -70,7 +70,7 @@ from app.paging import PageNo
 from app.rebates.queries import clerk_summary
 from app.textguard import user_agent
 from app.web import clerk_html, html, session
-from app.web.i18n import WORDS, Lang, choose, word
+from app.web.i18n import WORDS, Lang, word
 from app.web.member_html import pager
 from app.web.member_pages import _form, _retry, _see_other  # the pages' shared helpers
 from app.web.pages import MAX_FORM, MAX_SERIAL, PAGE_ERRORS, lang_switch, normalise_pin, respond
@@ -102,7 +102,7 @@ async def _unit(conn: Conn, code: int, brand_id: int) -> dict[str, Any] | None:
 
 def _show(
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
     title: str,
     body: str,
     path: str,
@@ -164,15 +164,7 @@ def refusal(exc: AppError, lang: Lang) -> str:
 def _cookie(
     request: Request[Any, Any, Any], settings: Settings, key: str, value: str, max_age: int
 ) -> Cookie:
-    return Cookie(
-        key=key,
-        value=value,
-        max_age=max_age,
-        path=COOKIE_PATH,
-        httponly=True,
-        secure=session.secure(request, settings),
-        samesite="lax",
-    )
+    return session.cookie(request, settings, key, value, max_age, COOKIE_PATH)
 
 
 def _session_cookies(
@@ -231,7 +223,7 @@ def _renewed(exc: AppError) -> list[Cookie]:
     return list(getattr(exc, "renewed", []))
 
 
-def _relogin(lang: Lang, remember: bool, cookies: list[Cookie]) -> Response[str]:
+def _relogin(lang: Lang, remember: Cookie | None, cookies: list[Cookie]) -> Response[str]:
     """A post of a signed-out clerk: 401, sign in again (``cookies``: those dropped, if any)."""
     title = word("clerk_login_title", lang)
     body = html.status("error", title, word("clerk_relogin", lang))
@@ -272,7 +264,11 @@ def _again(request: Request[Any, Any, Any]) -> Response[str]:
 
 
 async def _clerk_or_page(
-    request: Request[Any, Any, Any], state: State, lang: Lang, remember: bool, code: str = ""
+    request: Request[Any, Any, Any],
+    state: State,
+    lang: Lang,
+    remember: Cookie | None,
+    code: str = "",
 ) -> Clerk | Response[str]:
     """The clerk; else, signed out, the sign-in page (303 from a GET, 401 from a post), or the
     refusal (403) with a way to sign out. A refresh refused as a race with another page of the
@@ -307,7 +303,7 @@ async def _clerk_or_page(
 @get("/clerk/login", **_PAGE)
 async def login_page(request: Request[Any, Any, Any], state: State) -> Response[str]:
     """The sign-in form (signed in already: step 1, or step 2 of ``code``)."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, state.settings)
     code = (request.query_params.get("code") or "")[:MAX_SERIAL]
     renewed: list[Cookie] = []
     if request.cookies.get(ACCESS_COOKIE) or request.cookies.get(REFRESH_COOKIE):
@@ -333,7 +329,7 @@ async def login_post(
 ) -> Response[str]:
     """Sign in (``app.auth.service.login``: its limits, 401/429 on the form); then step 1 or 2."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     code = form.get("code", "")[:MAX_SERIAL]
     username = form.get("username", "").strip()[:64]
@@ -398,7 +394,7 @@ async def _home(
     state: State,
     clerk: Clerk,
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
     error: tuple[int, str] | None = None,
     typed: str = "",
 ) -> Response[str]:
@@ -420,7 +416,7 @@ async def _step_two(
     clerk: Clerk,
     text: str,
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
 ) -> Response[str]:
     """The product of the code and the PIN form (or step 1 again with why not)."""
     scanned = read_code(state, text)
@@ -444,7 +440,7 @@ async def _step_two(
 @get("/clerk", **_PAGE)
 async def home_page(request: Request[Any, Any, Any], conn: Conn, state: State) -> Response[str]:
     """Step 1, the totals and the latest claims; with ``?code=`` (a scan), step 2."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, state.settings)
     code = (request.query_params.get("code") or "")[:MAX_SERIAL]
     clerk = await _clerk_or_page(request, state, lang, remember, code)
     if isinstance(clerk, Response):
@@ -458,7 +454,7 @@ async def home_page(request: Request[Any, Any, Any], conn: Conn, state: State) -
 async def scan_post(request: Request[Any, Any, Any], conn: Conn, state: State) -> Response[str]:
     """Step 1's form: the code scanned or typed; step 2."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, state.settings, form.get("lang"))
     session.check_csrf(request, state.settings, form.get("csrf", ""))
     clerk = await _clerk_or_page(request, state, lang, remember)
     if isinstance(clerk, Response):
@@ -515,7 +511,7 @@ def _pin_again(
     clerk: Clerk,
     ticket: str,
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
     status: int,
     error: str,
 ) -> Response[str]:
@@ -527,7 +523,9 @@ def _pin_again(
     return _show(lang, remember, title, body, "/clerk", status, [csrf_cookie, *clerk.cookies])
 
 
-def _refused(exc: AppError, lang: Lang, remember: bool, cookies: list[Cookie]) -> Response[str]:
+def _refused(
+    exc: AppError, lang: Lang, remember: Cookie | None, cookies: list[Cookie]
+) -> Response[str]:
     """A refused claim: the status of the error, its sentence, the way to the next scan."""
     link = f'<a class="button" href="/clerk">{html.esc(word("clerk_scan_next", lang))}</a>'
     body = html.status("error", word("error_title", lang), refusal(exc, lang), link)
@@ -541,8 +539,8 @@ async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[
     """The PIN form: the claim (``Claimer.claim_rebate``), no pooled connection held while it
     waits for its round; the amount, or why not."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
     settings: Settings = state.settings
+    lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     clerk = await _clerk_or_page(request, state, lang, remember)
     if isinstance(clerk, Response):
@@ -589,7 +587,7 @@ async def claims_page(
     request: Request[Any, Any, Any], conn: Conn, state: State, page: PageNo = 1
 ) -> Response[str]:
     """The clerk's own claims, newest first, with the totals (``clerk_summary``)."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, state.settings)
     clerk = await _clerk_or_page(request, state, lang, remember)
     if isinstance(clerk, Response):
         return clerk

@@ -236,6 +236,30 @@ WORDS: dict[str, dict[Lang, str]] = {
         "en": "This gift is not offered to you now.",
     },
     "err_out_of_stock": {"zh": "该礼品已兑完。", "en": "This gift is out of stock."},
+    "err_claim_withdrawn": {
+        "zh": "此防伪码的积分已因退货撤回。",
+        "en": "The points of this code were withdrawn: the unit was returned.",
+    },
+    "err_not_sellable": {
+        "zh": "此产品已因损坏或过期被退回，不能领取积分。",
+        "en": "This unit was returned damaged or expired: it earns no points.",
+    },
+    "err_not_sold_again": {
+        "zh": "此产品已被退回，门店再次售出后方可领取积分。",
+        "en": "This unit was returned: it earns points once the store sells it again.",
+    },
+    "err_client_id_reused": {
+        "zh": "此页面已用于另一次操作，请返回重新操作。",
+        "en": "This page was already used for another request. Please go back and start again.",
+    },
+    "err_claim_conflict": {
+        "zh": "此防伪码正在被同时领取，请重新领取。",
+        "en": "This code was being claimed at the same moment. Please claim it again.",
+    },
+    "err_member_erased": {
+        "zh": "此会员账户已注销。",
+        "en": "This membership was closed.",
+    },
     "err_not_found": {"zh": "未找到。", "en": "Not found."},
     # -- the clerk's rebate pages (app/web/clerk_pages.py) --
     "clerk_site": {"zh": "销售返利", "en": "Sales rebates"},

@@ -13,6 +13,7 @@ from app.members.mask import mask_phone
 from app.members.schemas import ScanRow
 from app.members.schemas_points import Gift, LedgerEntryOut, RedemptionOut
 from app.verify.messages import when
+from app.verify.regions import Place, place_name
 from app.web.html import esc, facts, safe_url
 from app.web.i18n import Lang, word
 
@@ -228,10 +229,18 @@ def code_list(lang: Lang, items: Sequence[RedemptionOut]) -> str:
     return f'{nav(lang, "/member/codes")}<section class="card" id="codes">{listing}</section>'
 
 
+def _place(s: ScanRow, lang: Lang) -> str:
+    """Where a scan was made, named as the verification answer names it: once in Chinese
+    (上海市, not 上海市 上海市), in English for an English reader (Shanghai)."""
+    if not s.province:
+        return s.city or ""
+    return place_name(Place(s.province, s.city).label, lang)
+
+
 def scan_list(lang: Lang, items: Sequence[ScanRow]) -> str:
     rows = []
     for s in items:
-        place = " ".join(p for p in (s.province, s.city) if p)
+        place = _place(s, lang)
         name = " ".join(p for p in (s.product_name, s.spec) if p) or (s.serial or "")
         result = word("result_" + s.result, lang) if "result_" + s.result in _RESULTS else s.result
         rows.append(

@@ -46,7 +46,7 @@ from app.members.principal import Member
 from app.members.schemas_points import RedeemIn
 from app.textguard import user_agent
 from app.web import html, member_html, session
-from app.web.i18n import WORDS, Lang, choose, word
+from app.web.i18n import WORDS, Lang, word
 from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, page_retry, read_form, respond
 
 PER_PAGE = 20
@@ -64,7 +64,7 @@ async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 def _show(
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
     title: str,
     body: str,
     path: str,
@@ -101,11 +101,18 @@ def refusal(exc: AppError, lang: Lang) -> str:
         return word(key, lang, tries_left=details.get("tries_left", 0), seconds=_retry(exc))
     if exc.code in ("not_genuine", "wrong_pin", "locked"):
         return exc.message  # the verification's own answer, already in the page's language
+    if " / " in exc.message:  # a service's own "中文 / English" message (as the clerk pages)
+        zh, _, en = exc.message.partition(" / ")
+        return zh if lang == "zh" else en
     return word("err_not_found" if exc.status == 404 else "error", lang)
 
 
 def _refused(
-    exc: AppError, lang: Lang, remember: bool, path: str, back: tuple[str, str] | None = None
+    exc: AppError,
+    lang: Lang,
+    remember: Cookie | None,
+    path: str,
+    back: tuple[str, str] | None = None,
 ) -> Response[str]:
     """The refusal page: the status of the error, its sentence, a way back."""
     link = (
@@ -155,7 +162,7 @@ async def login_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
     """The phone form; signed in already: the member's home (or, with a claim, the claim)."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     claim = request.query_params.get("claim") or ""
     brand_id = _brand_param(request.query_params.get("brand")) or _brand_hint(request)
     member = await session.member_of(request, conn, settings)
@@ -180,7 +187,7 @@ async def otp_post(
 ) -> Response[str]:
     """Send a code to the phone (``app.members.auth.request_code``); the code form."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     token, _ = session.csrf(request, settings)
     brand_id = _brand_param(form.get("brand"))
@@ -194,7 +201,7 @@ async def otp_post(
         async with conn.transaction():  # the stored code goes if the SMS is refused
             ip = request.client.host if request.client else "unknown"
             limits = member_limits(request.app.state)
-            sent = await auth.request_code(conn, settings, limits, ip, brand_id, phone)
+            sent = await auth.request_code(conn, settings, limits, ip, brand_id, phone, lang)
     except AppError as exc:
         if exc.code == "sms_throttled":  # a code went out a moment ago: it may still be used
             body = member_html.code_form(
@@ -217,7 +224,7 @@ async def login_post(
 ) -> Response[str]:
     """Sign in with the code (the first time signs up); the cookie; then home, or the claim."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     token, _ = session.csrf(request, settings)
     brand_id = _brand_param(form.get("brand"))
@@ -291,7 +298,7 @@ async def close_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
     """What closing the membership takes away, and the button (``app.members.erasure``)."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member
@@ -309,7 +316,7 @@ async def close_post(
     """Close the membership: the member's personal information erased (PIPL), the cookie
     dropped."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
@@ -330,7 +337,7 @@ async def _claim(
     member: Member,
     ticket_text: str,
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
 ) -> Response[str]:
     """Claim the ticket's code for the member (``Claimer.claim``: a verification, then credit)."""
     ticket = session.open_ticket(settings, ticket_text)
@@ -360,7 +367,7 @@ async def claim_post(
 ) -> Response[str]:
     """One tap under the verification answer: the code's points (signed out: sign in first)."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     ticket = form.get("ticket", "")
     async with state.pool.connection() as conn:  # not held while the claim waits for its round
@@ -388,7 +395,7 @@ async def home_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
     """The member's home: balance, phone (masked on screen), the way to everything else."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member
@@ -403,7 +410,7 @@ async def points_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
     """The balance and the ledger, newest first."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member
@@ -419,7 +426,7 @@ async def gifts_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
     """The gifts offered to the member now; a redeem button under each affordable one."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member
@@ -451,7 +458,7 @@ async def redeem_post(
 ) -> Response[str]:
     """Redeem a gift (``app.members.redemptions.redeem``); the code, also sent by SMS."""
     form = await _form(request)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, settings, form.get("lang"))
     session.check_csrf(request, settings, form.get("csrf", ""))
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
@@ -480,7 +487,7 @@ async def codes_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
     """The member's redemption codes, newest first, with their state."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member
@@ -496,7 +503,7 @@ async def scans_page(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Response[str]:
     """What the member scanned (verifications made signed in: the claims), newest first."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     member = await _signed_in(request, conn, settings)
     if isinstance(member, Response):
         return member

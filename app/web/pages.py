@@ -22,6 +22,7 @@ from litestar.exceptions import HTTPException
 from app._core import Gs1Error, normalize_gtin
 from app.claims import CLAIMABLE
 from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
+from app.config import Settings
 from app.db import Conn
 from app.edge import check_query
 from app.errors import AppError, BadRequest, TooManyRequests, client_gone, handle_db_error
@@ -33,7 +34,7 @@ from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.web import html, member_html, session
-from app.web.i18n import COOKIE, WORDS, Lang, choose, pick, word
+from app.web.i18n import WORDS, Lang, pick, word
 from app.web.queries import claimable, is_published, published_product
 
 log = logging.getLogger("tracecode.web")
@@ -77,7 +78,7 @@ class _WithoutLength(Response[str]):
 def respond(
     body: str,
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
     status: int = 200,
     *,
     no_store: bool = True,
@@ -85,21 +86,19 @@ def respond(
     length: bool = True,
     cookies: list[Cookie] | None = None,
 ) -> Response[str]:
-    """An HTML page with the pages' headers (CSP, no-store…), the language cookie if chosen
-    now, and ``cookies``."""
+    """An HTML page with the pages' headers (CSP, no framing, no-store…), ``remember`` (the
+    language cookie of ``session.language``, when the language was chosen now) and ``cookies``.
+    """
     all_headers = {
         "Content-Language": "zh-CN" if lang == "zh" else "en",
         "Content-Security-Policy": html.CSP,
+        "X-Frame-Options": "DENY",  # CSP's frame-ancestors, for WebViews too old to read it
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",  # the serial is in the URL
         "Vary": "Accept-Language, Cookie",
         **(headers or {}),
     }
-    cookies = list(cookies or [])
-    if remember:
-        cookies.append(
-            Cookie(key=COOKIE, value=lang, max_age=365 * 86400, httponly=True, samesite="lax")
-        )
+    cookies = [*(cookies or []), *([remember] if remember else [])]
     # a shared cache must not hand one visitor's Set-Cookie to the next
     cache = "no-store" if no_store else "private, max-age=300" if cookies else "public, max-age=300"
     all_headers.setdefault("Cache-Control", cache)
@@ -144,7 +143,7 @@ def scanned_gtin(request: Request[Any, Any, Any]) -> str | None:
 
 def _message_page(
     lang: Lang,
-    remember: bool,
+    remember: Cookie | None,
     path: str,
     status: int,
     title_key: str,
@@ -158,8 +157,9 @@ def _message_page(
 
 
 def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
-    """Errors of the consumer pages as pages: 429 with Retry-After, others with their status."""
-    lang, remember = choose(request)
+    """Errors of the consumer pages as pages: 429 with Retry-After, others with their status.
+    (An exception handler has no dependencies: the settings are the app's.)"""
+    lang, remember = session.language(request, request.app.state.settings)
     path = quote(request.url.path, safe="/")
     if isinstance(exc, TooManyRequests):
         retry = (exc.headers or {}).get("Retry-After", "60")
@@ -321,7 +321,7 @@ def _status_of(out: VerifyOut) -> int:
     return 400 if out.reason == "malformed" else 200
 
 
-def _scan_head(state: State, serial: str, lang: Lang, remember: bool) -> Response[str]:
+def _scan_head(state: State, serial: str, lang: Lang, remember: Cookie | None) -> Response[str]:
     """HEAD of the scan page: its status and headers, without a verification.
 
     Link checkers and chat-app previews send HEAD; a verification would count them as consumer
@@ -345,14 +345,18 @@ def _scan_head(state: State, serial: str, lang: Lang, remember: bool) -> Respons
 )
 async def scan_page(request: Request[Any, Any, Any], serial: str, state: State) -> Response[str]:
     """The page a QR code opens: product information and the PIN form (or why it is not genuine)."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, state.settings)
     if request.method == "HEAD":
         return _scan_head(state, serial, lang, remember)
     return await _scanned(request, state, serial, lang, remember)
 
 
 async def _scanned(
-    request: Request[Any, Any, Any], state: State, serial: str, lang: Lang, remember: bool
+    request: Request[Any, Any, Any],
+    state: State,
+    serial: str,
+    lang: Lang,
+    remember: Cookie | None,
 ) -> Response[str]:
     """The scan page: the code checked without its PIN, and the PIN form."""
     out = await _verify(request, state, serial, lang, None)
@@ -388,11 +392,11 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
     ``no-referrer``, whose ``Origin: null`` passed). The language switch of an answer
     (``switch=1``) is a choice, remembered in the cookie as the switch link's ``?lang=`` is (a
     probe: English chosen on the answer was Chinese again on the way to the claim)."""
-    session.check_origin(request)
+    session.check_origin(request, state.settings)
     form = await read_form(request, 10)
-    lang, remember = choose(request, form.get("lang"))
+    lang, remember = session.language(request, state.settings, form.get("lang"))
     if form.get("switch") and pick(form.get("lang")) == lang:
-        remember = True
+        remember = session.remembered(request, state.settings, lang)
     pin_length: int = state.scheme.pin_length
     pin = normalise_pin(form.get("pin", ""))
     if not re.fullmatch(rf"[0-9]{{{pin_length}}}", pin):
@@ -472,9 +476,11 @@ async def _claim_offer(
 @route(
     "/p/{gtin:str}", http_method=GET_HEAD, include_in_schema=False, exception_handlers=PAGE_ERRORS
 )
-async def product_page(request: Request[Any, Any, Any], gtin: str, conn: Conn) -> Response[str]:
+async def product_page(
+    request: Request[Any, Any, Any], gtin: str, conn: Conn, settings: Settings
+) -> Response[str]:
     """A published product's information page (the GS1 ``gs1:pip`` link)."""
-    lang, remember = choose(request)
+    lang, remember = session.language(request, settings)
     path = f"/p/{quote(gtin, safe='')}"
     try:
         gtin14 = normalize_gtin(gtin)

@@ -5,6 +5,9 @@ Bearer; only the pages read the cookie): HttpOnly (no script reads it), Secure w
 served over https (the request's scheme or ``TRACECODE_PUBLIC_SCHEME``), SameSite=Lax, path ``/``.
 Lax, not Strict: a consumer arrives from a QR scan or a chat link, a cross-site top-level
 navigation, and Strict would hide the session on that first GET (signed in, yet shown signed out).
+Every cookie of the pages is built by ``cookie`` (the clerk's with their ``/clerk`` path), the
+language switch's ``tc_lang`` too (``language``): a probe found it the one cookie without
+``Secure`` over https.
 
 CSRF. Lax still sends the cookie on some cross-site requests (top-level GETs; POSTs in old
 browsers and from sibling subdomains, which count as same-site), so every form post of these pages
@@ -14,10 +17,13 @@ HMAC-SHA256(``Settings.subkey("h5-csrf")``, that cookie). A cross-site page can 
 cookie nor compute the HMAC without the key. A post is refused when it comes from another host:
 its ``Sec-Fetch-Site`` is ``cross-site`` or ``same-site`` (the pages' forms post to their own
 paths, so their posts are ``same-origin``; a sibling host's post is none of theirs), or its
-``Origin`` names another host. An opaque ``Origin: null`` alone passes: the pages' own posts send
-it under their ``no-referrer`` policy. A hostile page sends it too (its own ``no-referrer``, a
-sandboxed frame: a probe spent wrong PINs so), but a browser then says ``Sec-Fetch-Site:
-cross-site``; only a browser too old to send that header cannot be told from the pages' own.
+``Origin`` names another host: neither the request's ``Host`` nor the public one
+(``Settings.resolver_host``; a probe: behind a TLS proxy that passes its upstream's address as
+``Host``, nginx's default, every post of a real browser was refused). An opaque ``Origin: null``
+alone passes: the pages' own posts send it under their ``no-referrer`` policy. A hostile page
+sends it too (its own ``no-referrer``, a sandboxed frame: a probe spent wrong PINs so), but a
+browser then says ``Sec-Fetch-Site: cross-site``; only a browser too old to send that header
+cannot be told from the pages' own.
 There a sibling subdomain that can set cookies for this host could plant a cookie whose token it
 fetched itself (the server answers any cookie's token) and post from a sandboxed frame (a probe):
 serve the pages from a host with no untrusted sibling subdomains. The sign-in forms carry the
@@ -50,6 +56,8 @@ from app.db import Conn
 from app.errors import AppError, Forbidden
 from app.members.principal import Member, member_from_token
 from app.verify.record import CHECK_RETRY_SECONDS
+from app.web.i18n import COOKIE as LANG_COOKIE
+from app.web.i18n import Lang, choose
 
 MEMBER_COOKIE = "tc_member"
 CSRF_COOKIE = "tc_csrf"
@@ -59,6 +67,7 @@ BRAND_COOKIE = "tc_brand"  # the brand of the last sign-in: where "sign in" lead
 # ticket is never counted as another check of the code (a probe: past the check's ten minutes,
 # a 30-minute ticket's claim counted again)
 TICKET_TTL = CHECK_RETRY_SECONDS
+LANG_AGE = 365 * 86400  # seconds a language chosen by the switch is remembered
 
 
 def _b64(data: bytes) -> str:
@@ -75,13 +84,19 @@ def secure(request: Request[Any, Any, Any], settings: Settings) -> bool:
 
 
 def cookie(
-    request: Request[Any, Any, Any], settings: Settings, key: str, value: str, max_age: int
+    request: Request[Any, Any, Any],
+    settings: Settings,
+    key: str,
+    value: str,
+    max_age: int,
+    path: str = "/",
 ) -> Cookie:
+    """A cookie of the pages: HttpOnly, SameSite=Lax, Secure over https (``secure``)."""
     return Cookie(
         key=key,
         value=value,
         max_age=max_age,
-        path="/",
+        path=path,
         httponly=True,
         secure=secure(request, settings),
         samesite="lax",
@@ -91,6 +106,20 @@ def cookie(
 def expired(request: Request[Any, Any, Any], settings: Settings, key: str) -> Cookie:
     """A cookie that removes ``key`` from the browser."""
     return cookie(request, settings, key, "", 0)
+
+
+def remembered(request: Request[Any, Any, Any], settings: Settings, lang: Lang) -> Cookie:
+    """The ``tc_lang`` cookie that keeps ``lang`` (the language switch)."""
+    return cookie(request, settings, LANG_COOKIE, lang, LANG_AGE)
+
+
+def language(
+    request: Request[Any, Any, Any], settings: Settings, override: str | None = None
+) -> tuple[Lang, Cookie | None]:
+    """The page's language (``i18n.choose``) and, when the visitor chose it now, the cookie that
+    remembers it (for ``pages.respond``)."""
+    lang, chosen = choose(request, override)
+    return lang, remembered(request, settings, lang) if chosen else None
 
 
 # -- the member ------------------------------------------------------------------------------
@@ -131,22 +160,26 @@ def csrf(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, Cook
 FOREIGN_SITES = frozenset({"cross-site", "same-site"})  # ``Sec-Fetch-Site`` of another host
 
 
-def check_origin(request: Request[Any, Any, Any]) -> None:
+def check_origin(request: Request[Any, Any, Any], settings: Settings) -> None:
     """403 ``csrf_failed`` when the post comes from another host: its ``Sec-Fetch-Site`` says so
     (``cross-site``; ``same-site``, a sibling host: the pages post only to themselves), or its
-    ``Origin`` names one. An opaque ``null`` Origin (the pages' own posts under ``no-referrer``)
-    passes unless ``Sec-Fetch-Site`` says another site sent it (a probe: a hostile page under
-    ``no-referrer`` sends ``null`` too); no ``Sec-Fetch-Site`` (an old browser) passes."""
+    ``Origin`` names one — a ``host[:port]`` that is neither the request's ``Host`` nor the
+    public one (``settings.resolver_host``; a probe: behind a TLS proxy that sends its upstream
+    as ``Host`` every browser's post was refused). An opaque ``null`` Origin (the pages' own
+    posts under ``no-referrer``) passes unless ``Sec-Fetch-Site`` says another site sent it (a
+    probe: a hostile page under ``no-referrer`` sends ``null`` too); no ``Sec-Fetch-Site`` (an
+    old browser) passes."""
     if request.headers.get("sec-fetch-site", "").strip().lower() in FOREIGN_SITES:
         raise Forbidden("this form was sent from another site", code="csrf_failed")
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    ours = (request.headers.get("host"), settings.resolver_host)
+    if origin and origin != "null" and urlsplit(origin).netloc not in ours:
         raise Forbidden("this form was sent from another site", code="csrf_failed")
 
 
 def check_csrf(request: Request[Any, Any, Any], settings: Settings, posted: str) -> None:
     """403 ``csrf_failed`` unless the post carries this visitor's token and comes from here."""
-    check_origin(request)
+    check_origin(request, settings)
     current = request.cookies.get(CSRF_COOKIE) or ""
     expected = _form_token(settings, current) if len(current) >= 32 else ""
     if not expected or not hmac.compare_digest(expected.encode(), posted.encode()):

@@ -4490,6 +4490,11 @@ export interface components {
             /** @description the brand's organisation id */
             brand_id: number;
             /**
+             * @default zh
+             * @enum {string}
+             */
+            lang: "zh" | "en";
+            /**
              * @description mainland China mobile number; spaces, hyphens and +86/0086 are accepted
              * @example 13812341234
              * @example +86 138 1234 1234
