@@ -8,6 +8,11 @@ return would be run as a formula by a spreadsheet program. In CSV it gets a lead
 (``'=1+1``), as OWASP advises; in XLSX the cell is written as text with Excel's "quote prefix"
 style, so it shows unchanged and stays text even when edited. Numbers, dates and empty cells are
 never touched (a negative stock level stays a number).
+
+Text stays text (``_plain_text_sheet``): XlsxWriter in constant-memory mode takes a string that
+starts with ``<r>`` and ends with ``</r>`` for rich-string XML made by ``write_rich_string`` and
+copies it into the sheet unescaped, so text another organisation typed (a customer, a display
+name) broke the sheet or planted a ``<f>`` formula cell the guard above never sees (probe).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from litestar.response import Stream
@@ -85,6 +91,27 @@ def _xlsx_cell(value: Any) -> Any:
     return value
 
 
+@cache
+def _plain_text_sheet() -> type:
+    """A worksheet class whose every string cell is escaped text (made on first use: XlsxWriter
+    is imported by the first XLSX export, not at start-up).
+
+    XlsxWriter 3.3 (``Worksheet._write_cell``, constant memory) hands a string shaped
+    ``<r>…</r>`` to ``_xml_rich_inline_string``, which writes it raw; its public way round,
+    ``write_rich_string``, escapes ``_xHHHH_`` and control characters twice (the text would not
+    read back as typed). We never write rich strings, so that path writes an inline string like
+    any other, escaped (control characters are already escaped by then). Checked against the
+    installed XlsxWriter by ``tests/test_tabular.py``: a renamed hook fails it."""
+    from xlsxwriter.worksheet import Worksheet
+
+    class PlainTextSheet(Worksheet):
+        def _xml_rich_inline_string(self, string: str, attributes: Any = ()) -> None:
+            # ``string`` starts with "<" and ends with ">": no edge whitespace to preserve
+            self._xml_inline_string(string, False, list(attributes))
+
+    return PlainTextSheet
+
+
 async def xlsx_chunks(
     sheet_name: str, columns: Sequence[str], batches: AsyncIterable[Rows]
 ) -> AsyncIterator[bytes]:
@@ -104,7 +131,7 @@ async def xlsx_chunks(
                 "default_date_format": "yyyy-mm-dd",
             },
         )
-        sheet = book.add_worksheet(sheet_name[:31])
+        sheet = book.add_worksheet(sheet_name[:31], worksheet_class=_plain_text_sheet())
         bold = book.add_format({"bold": True})
         quoted = book.add_format({"quote_prefix": True})
         sheet.write_row(0, 0, list(columns), bold)

@@ -19,7 +19,7 @@ from Crypto.PublicKey import RSA
 from app._core import is_valid_sscc
 from app.codes import exports, printfile
 from tests.conftest import ROOT
-from tests.helpers import assert_error
+from tests.helpers import activate, assert_error, issue_cases, issue_units, scheme_for_tests
 
 PASS_OUT = "outer-passphrase-1"
 PASS_IN = "inner-passphrase-2"
@@ -915,3 +915,50 @@ async def test_an_export_whose_runs_keep_killing_their_worker_is_not_run_for_eve
     assert runs == MAX_RUNS and again == "failed", f"run {runs + 1} started: {row}"
     assert row["state"] == "failed" and row["attempts"] == MAX_RUNS, row
     assert row["error"] == f"its runs died {MAX_RUNS} times", row
+
+
+async def test_a_case_of_units_of_a_retired_key_version_is_traced_and_unpacked(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: once a key rotation retired the version that made a case's units, the case's
+    trace (``GET /trace/{sscc}``) and its unpacking answered 422 ``not_genuine`` ("not a genuine
+    code"), as did an EPCIS query of its events (and a movement refusing them would have): their serials were rendered from the code ids
+    (``serials_of``), and the scheme no longer holds that key. Now such units are named by
+    their code ids."""
+    from app.codes.scheme import load_scheme
+    from app.logistics.movements import refuse
+
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    units = [scheme_for_tests().serial(batch_no, i) for i in range(2)]
+    await activate(client, login, units, product_id, line="RK1")
+    box = (await issue_cases(client, login, demo, "inner", 1))[0]
+    operator = await login("operator")
+    scan = {"id": f"rk-{box}", "code": box, "at": "2026-11-01T09:00:00+08:00", "children": units}
+    packed = await client.post("/lines/RK1/scans", headers=operator, json={"scans": [scan]})
+    assert packed.status_code == 200 and packed.json()["scans"][0]["result"] == "ok", packed.text
+    ids = [str(batch_no << 32 | i) for i in range(2)]
+    kept, s = app.state.scheme, app.state.settings
+    version = kept.current_version
+    app.state.scheme = load_scheme(s.master_key_bytes(), [version + 1], version + 1, s.pin_length)
+    try:
+        traced = await client.get(f"/trace/{box}", headers=await login("admin"))
+        assert traced.status_code == 200, traced.text
+        assert sorted(c["code"] for c in traced.json()["contents"]) == ids
+        events = await client.get(
+            "/epcis/events",
+            headers=await login("admin"),
+            params={"MATCH_parentID": f"https://id.gs1.org/00/{box}"},
+        )
+        assert events.status_code == 200, events.text
+        body = events.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        assert any(e.get("childEPCs") for e in body), body
+        unpacked = await client.post(
+            "/packing/unpack", headers=operator, json={"parent": box, "reason": "relabel"}
+        )
+        assert unpacked.status_code == 200, unpacked.text
+        assert sorted(unpacked.json()["codes"]) == ids
+        async with app.state.pool.connection() as conn:  # a movement's refusal names them too
+            refused = await refuse(conn, app.state.scheme, "not_held", "-", [int(i) for i in ids])
+        assert refused.details == {"count": 2, "codes": ids}
+    finally:
+        app.state.scheme = kept

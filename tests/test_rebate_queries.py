@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.auth.principal import Principal
+from app.codes.scheme import load_scheme
 from app.rebates.queries import CLAIM_COLUMNS, REFUSAL_COLUMNS, clerk_summary
 from tests.helpers import assert_error, issue_units, scheme_for_tests
 from tests.rebates_support import insert_claims, user_id
@@ -263,12 +264,14 @@ async def test_csv_and_xlsx_exports_hold_every_match_add_up_and_guard_formulas(
     ]
 
 
-async def test_a_real_code_shows_its_serial_in_pages_and_exports(
+async def _claim_of_a_real_code(
     client: Any, login: Any, demo: Any, app: Any
-) -> None:
+) -> tuple[int, int, int, int]:
+    """A claim at STORE-HZ-01 by store_clerk of unit 2 of a new batch (the current key version),
+    with its tally-queue row as a claim writes it, of a new product of its own: (batch_no, key
+    version, product id, claim id)."""
     batch_no, _ = await issue_units(client, login, demo, 3)
-    admin = await login("admin")
-    product = (await new_product(client, admin))["id"]
+    product = (await new_product(client, await login("admin")))["id"]
     async with app.state.pool.connection() as conn:
         version = (
             await (
@@ -277,22 +280,34 @@ async def test_a_real_code_shows_its_serial_in_pages_and_exports(
                 )
             ).fetchone()
         )["key_version"]
-        await conn.execute(  # with its tally-queue row, as a claim writes it
-            """WITH c AS (
-                   INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, product_id,
-                       amount, client_id, event_id)
-                   VALUES (%s, %s, %s, %s, %s, 2.5, %s, 0) RETURNING id
-               )
-               INSERT INTO rebate_tally_queue (claim_id) SELECT id FROM c""",
-            (
-                (batch_no << 32) | 2,
-                demo["BRAND-LUMI"],
-                demo["STORE-HZ-01"],
-                await user_id(conn, "store_clerk"),
-                product,
-                secrets.token_hex(6),
-            ),
-        )
+        claim = await (
+            await conn.execute(
+                """WITH c AS (
+                       INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id,
+                           product_id, amount, client_id, event_id)
+                       VALUES (%s, %s, %s, %s, %s, 2.5, %s, 0) RETURNING id
+                   )
+                   INSERT INTO rebate_tally_queue (claim_id) SELECT id FROM c
+                   RETURNING claim_id""",
+                (
+                    (batch_no << 32) | 2,
+                    demo["BRAND-LUMI"],
+                    demo["STORE-HZ-01"],
+                    await user_id(conn, "store_clerk"),
+                    product,
+                    secrets.token_hex(6),
+                ),
+            )
+        ).fetchone()
+    assert claim is not None
+    return batch_no, version, product, claim["claim_id"]
+
+
+async def test_a_real_code_shows_its_serial_in_pages_and_exports(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    batch_no, version, product, _ = await _claim_of_a_real_code(client, login, demo, app)
+    admin = await login("admin")
     serial = scheme_for_tests().serial(batch_no, 2, version)
     body = await _claims(client, admin, product_id=product)
     assert [(r["serial"], r["code_id"]) for r in body["items"]] == [(serial, (batch_no << 32) | 2)]
@@ -300,6 +315,39 @@ async def test_a_real_code_shows_its_serial_in_pages_and_exports(
         await client.get("/rebates", headers=admin, params={"product_id": product, "format": "csv"})
     )
     assert [r["serial"] for r in rows] == [serial]
+
+
+async def test_the_claims_list_and_its_files_survive_a_retired_key_version(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: once a key rotation retired version 1 (``TRACECODE_KEY_VERSIONS=2``), ``GET
+    /rebates`` answered the brand's finance staff 422 ``not_genuine`` for any list holding a
+    claim of an old unit, ``format=csv``/``xlsx`` a 200 whose body broke off after the header,
+    and the clerk's ``GET /rebates/me`` 422 too. Now such a claim is listed and exported with
+    its serial null, as a statement's claims show it."""
+    _, version, product, claim = await _claim_of_a_real_code(client, login, demo, app)
+    admin = await login("admin")
+    kept = app.state.scheme
+    s = app.state.settings
+    app.state.scheme = load_scheme(s.master_key_bytes(), [version + 1], version + 1, s.pin_length)
+    try:
+        body = await _claims(client, admin, product_id=product)
+        assert [(r["claim_id"], r["serial"]) for r in body["items"]] == [(claim, None)]
+        mine = {"product_id": product}
+        rows = _csv_rows(
+            await client.get("/rebates", headers=admin, params={**mine, "format": "csv"})
+        )
+        assert [(r["serial"], r["amount"]) for r in rows] == [("", "2.5")]
+        xlsx = await client.get("/rebates", headers=admin, params={**mine, "format": "xlsx"})
+        assert xlsx.status_code == 200, xlsx.text
+        cells, _, _ = _xlsx(xlsx.content)
+        assert f"{_column(cells, 'amount')}2" in cells  # the row written, not broken off
+        assert f"{_column(cells, 'serial')}2" not in cells  # an empty cell
+        me = await client.get("/rebates/me", headers=await login("store_clerk"))
+        assert me.status_code == 200, me.text
+        assert {r["claim_id"]: r["serial"] for r in me.json()["items"]}[claim] is None
+    finally:
+        app.state.scheme = kept
 
 
 async def test_the_clerk_sees_their_own_totals_and_claims(

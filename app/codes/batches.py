@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from app.codes.scheme import Scheme
+from app.codes.scheme import Scheme, UnknownKeyVersion
 from app.db import Conn
 
 
@@ -45,11 +45,19 @@ async def load_batches(conn: Conn, batch_nos: Iterable[int]) -> dict[int, BatchR
 
 
 async def serials_of(conn: Conn, scheme: Scheme, codes: Iterable[int]) -> dict[int, str]:
-    """The printed serials of unit code ids (the batch row says which key version made them)."""
+    """The printed serials of unit code ids (the batch row says which key version made them).
+    A code without its batch, or of a key version this deployment no longer holds, is left out
+    (callers name it by its code id): a retired version answered a case's trace, its unpacking
+    or an EPCIS query 422 ``not_genuine`` (probe)."""
     codes = list(codes)
     batches = await load_batches(conn, (code >> 32 for code in codes))
-    return {
-        code: scheme.serial(code >> 32, code & 0xFFFFFFFF, batches[code >> 32].key_version)
-        for code in codes
-        if code >> 32 in batches
-    }
+    serials: dict[int, str] = {}
+    for code in codes:
+        batch = batches.get(code >> 32)
+        if batch is None:
+            continue
+        try:
+            serials[code] = scheme.serial(code >> 32, code & 0xFFFFFFFF, batch.key_version)
+        except UnknownKeyVersion:
+            continue
+    return serials

@@ -298,10 +298,11 @@ async def _contents(conn: Conn, scheme: Scheme, sscc: int) -> list[Content]:
         )
     ).fetchall()
     serials = await serials_of(conn, scheme, [r["code"] for r in rows if r["kind"] == "unit"])
-    return [
-        Content(r["kind"], serials[r["code"]] if r["kind"] == "unit" else sscc_label(r["code"]))
-        for r in rows
-    ]
+
+    def label(kind: str, code: int) -> str:  # a unit of a retired key version: its code id
+        return serials.get(code, str(code)) if kind == "unit" else sscc_label(code)
+
+    return [Content(r["kind"], label(r["kind"], r["code"])) for r in rows]
 
 
 def _event(e: dict[str, Any], via: str | None, orgs: dict[int, OrgRef]) -> TraceEvent:

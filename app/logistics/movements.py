@@ -230,7 +230,7 @@ class Plan:
 async def _listed(conn: Conn, scheme: Scheme, units: list[int]) -> dict[str, Any]:
     """How many units, and the first of them by their printed serials."""
     serials = await serials_of(conn, scheme, units[:_MAX_LISTED])
-    return {"count": len(units), "codes": [serials[unit] for unit in units[:_MAX_LISTED]]}
+    return {"count": len(units), "codes": [serials.get(u, str(u)) for u in units[:_MAX_LISTED]]}
 
 
 async def refuse(conn: Conn, scheme: Scheme, code: str, message: str, bad: list[int]) -> Conflict:

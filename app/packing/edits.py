@@ -218,7 +218,7 @@ async def _take_out(
         ],
     )
     serials = await serials_of(conn, scheme, units)
-    labels = [serials[code] for code in units] + [sscc_label(c) for c in cases]
+    labels = [serials.get(code, str(code)) for code in units] + [sscc_label(c) for c in cases]
     out = EditOut(event_ids=[event_id], parent=sscc_label(sscc), codes=labels)
     after = {"reason": reason, "codes": labels}
     await audit.record(conn, actor, "unpack", "case", sscc_label(sscc), after=after, org_id=holder)

@@ -14,7 +14,7 @@ amount of every matching claim (one aggregate query beside the page's).
 Exports run the same query (``app.logistics.center.Query``) on a server-side cursor of a
 connection of their own and stream it through ``app.tabular`` (CSV or XLSX, formula guard);
 the serial is rendered from the code id and its batch's key version as the rows stream
-(``Query.convert``).
+(``Query.convert``), null when that key version is retired (as on a statement).
 
 The clerk's summary (``clerk_summary``, ``GET /rebates/me`` and the clerk's H5 page): today's,
 this month's and all-time count and amount of the signed-in clerk's claims, and a page of them,
@@ -29,7 +29,7 @@ from typing import Any
 
 from app.auth.principal import Principal
 from app.codes.batches import split_code_id
-from app.codes.scheme import Scheme
+from app.codes.scheme import Scheme, UnknownKeyVersion
 from app.db import Conn
 from app.errors import Forbidden
 from app.localtime import REPORT_TZ
@@ -101,11 +101,16 @@ class ClaimFilters:
 
 
 def _serial(scheme: Scheme | None, code: int, key_version: int | None) -> str | None:
-    """The printed serial of a unit code (None without its batch, or without a scheme)."""
+    """The printed serial of a unit code: None without its batch, without a scheme, or of a
+    key version this deployment no longer holds (a retired one broke the list with 422
+    ``not_genuine`` and its files mid-stream, probe), as a statement's claims show it."""
     if scheme is None or key_version is None:
         return None
     batch_no, index = split_code_id(code)
-    return scheme.serial(batch_no, index, key_version)
+    try:
+        return scheme.serial(batch_no, index, key_version)
+    except UnknownKeyVersion:
+        return None
 
 
 def claim_maker(scheme: Scheme | None) -> Any:

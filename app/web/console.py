@@ -39,6 +39,7 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # frame-ancestors for old WebViews, as the pages (a probe)
     "Referrer-Policy": "same-origin",
 }
 IMMUTABLE = "public, max-age=31536000, immutable"
