@@ -750,3 +750,39 @@ async def test_the_pages_may_not_be_framed_even_by_old_webviews(
         assert page.headers["content-type"].startswith("text/html"), page.request.url
         assert page.headers.get("x-frame-options") == "DENY", page.request.url
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+async def _clerk_login_post(phone: Any, headers: dict[str, str]) -> Any:
+    sign_in = await phone.get("/clerk/login")
+    token = re.search(r'name="csrf" value="([^"]*)"', sign_in.text)
+    assert token is not None
+    form = {"csrf": token.group(1), "username": "store_clerk", "password": "not-it"}
+    return await phone.post("/clerk/login", data=form, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("configured_host", "origin"),
+    [
+        # the QR codes read https://id.tracecode.example:443/c/…; a browser's Origin never
+        # names the scheme's default port (RFC 6454 4: the default port is omitted)
+        ("id.tracecode.example:443", "https://id.tracecode.example"),
+        # host names are case-insensitive; a browser's Origin is always lower case
+        ("ID.Tracecode.Example", "https://id.tracecode.example"),
+    ],
+)
+async def test_a_post_from_the_public_host_is_ours_however_the_host_setting_is_spelt(
+    client: Any, demo: Any, app: Any, configured_host: str, origin: str
+) -> None:
+    """A probe: behind a proxy that rewrites ``Host`` (the case ``check_origin``'s new
+    ``resolver_host`` comparison was made for), a clerk's sign-in posted from the public page
+    is refused 403 "this page has expired" when ``TRACECODE_RESOLVER_HOST`` names the host with
+    its scheme's default port (``…:443`` with https) or in capitals: the browser's ``Origin``
+    is ``https://id.tracecode.example`` (lower case, no default port), compared as a raw string
+    with the setting. The user should get the sign-in's own answer (401, a wrong password)."""
+    headers = {"Origin": origin, "Sec-Fetch-Site": "same-origin"}
+    # (public_scheme stays http: this client talks http to us, and Secure cookies would not
+    # come back; the browser talks https to the proxy)
+    with configured(app, resolver_host=configured_host):
+        async with browser(app, "http://127.0.0.1:8000") as phone:  # the proxy's upstream
+            answered = await _clerk_login_post(phone, headers)
+    assert answered.status_code == 401, answered.text[-400:]

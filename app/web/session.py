@@ -158,6 +158,7 @@ def csrf(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, Cook
 
 
 FOREIGN_SITES = frozenset({"cross-site", "same-site"})  # ``Sec-Fetch-Site`` of another host
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def check_origin(request: Request[Any, Any, Any], settings: Settings) -> None:
@@ -172,9 +173,27 @@ def check_origin(request: Request[Any, Any, Any], settings: Settings) -> None:
     if request.headers.get("sec-fetch-site", "").strip().lower() in FOREIGN_SITES:
         raise Forbidden("this form was sent from another site", code="csrf_failed")
     origin = request.headers.get("origin")
-    ours = (request.headers.get("host"), settings.resolver_host)
-    if origin and origin != "null" and urlsplit(origin).netloc not in ours:
+    if not origin or origin == "null":
+        return
+    scheme = urlsplit(origin).scheme
+    site = _site(scheme, origin.partition("://")[2])
+    host = _site(scheme, request.headers.get("host", ""))
+    if site[0] is None or site not in (host, _site(scheme, settings.resolver_host)):
         raise Forbidden("this form was sent from another site", code="csrf_failed")
+
+
+def _site(scheme: str, netloc: str) -> tuple[str | None, int | None]:
+    """(host in lower case, port) of ``netloc``, the scheme's default port filled in: a browser's
+    Origin leaves out a default port and writes its host in lower case, the setting and a
+    ``Host`` header may not (a probe: ``TRACECODE_RESOLVER_HOST=id.example:443`` or with
+    capitals refused every post behind a proxy). (None, None) when it is no host[:port]."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        if parts.path or parts.query or parts.fragment or parts.username is not None:
+            return None, None
+        return parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None, None
 
 
 def check_csrf(request: Request[Any, Any, Any], settings: Settings, posted: str) -> None:
