@@ -33,6 +33,7 @@ from tests.helpers import assert_error
 from tests.points_support import member_client
 from tests.rebates_support import rebate_body, set_rebate, store_goods
 from tests.test_center import _sheet_cells
+from tests.test_inspect import _close_diversion_alerts, goods, scan  # noqa: F401 (fixtures)
 from tests.test_members_cross_brand import _other_brand_admin
 
 STORES = "/analytics/sales/stores"
@@ -176,7 +177,7 @@ async def test_store_sales_returns_and_rebate_claims_count_once(
 ) -> None:
     """Two units sold by scanning, one of them returned, a rebate claim that sells a third and
     a rebate claim of a unit already sold: the store has sold 2 more units today."""
-    goods = await store_goods(client, login, app, demo)
+    stocked = await store_goods(client, login, app, demo)
     store, admin = demo["STORE-HZ-01"], await login("admin")
     manager = await login("store_manager")
     await roll_all()
@@ -188,12 +189,12 @@ async def test_store_sales_returns_and_rebate_claims_count_once(
 
     before = await sold_here()
     clerk = await login("store_clerk")
-    units = goods["units"]
+    units = stocked["units"]
     sold = await client.post("/sales", headers=clerk, json={"codes": units[:2]})
     assert sold.status_code == 201, sold.text
     back = await client.post("/returns", headers=clerk, json={"code": units[1], "reason": "other"})
     assert back.status_code == 200, back.text
-    await set_rebate(client, admin, goods["product_id"], 2.0)
+    await set_rebate(client, admin, stocked["product_id"], 2.0)
     async with member_client(app) as mc:
         for serial in (units[2], units[0]):
             made = await mc.post(
@@ -640,6 +641,47 @@ async def test_head_of_the_dashboard_keeps_no_day(
     assert (await (await auto.execute(kept, (brand,))).fetchone())["n"] == 0
     assert (await client.get("/analytics/dashboard", headers=admin)).status_code == 200
     assert (await (await auto.execute(kept, (brand,))).fetchone())["n"] == 13
+
+
+async def test_an_agent_s_diversions_count_its_goods_diverted_as_its_alerts_and_records_do(
+    client: Any,
+    login: Any,
+    goods: dict[str, Any],  # noqa: F811
+) -> None:
+    """A probe: AGENT-ZJ's goods were found at a Guangdong store (another agent's): AGENT-ZJ's
+    administrator got a critical diversion alert and the record in ``GET
+    /inspections?result=diverted`` for today, but the dashboard's diversions for AGENT-ZJ stayed
+    0: they counted only inspections at the caller's stores. They count the records' scope now:
+    at the caller's stores or of its goods found anywhere."""
+    agent = await login("agent_admin")
+    before = await get(client, agent, "/analytics/dashboard")
+    today = before["today"]
+
+    async def diverted_today() -> int:
+        listed = await get(
+            client,
+            agent,
+            "/inspections",
+            result="diverted",
+            per_page=1,
+            to=today,
+            **{"from": today},
+        )
+        return int(listed["total"])
+
+    listed_before = await diverted_today()
+    away = await scan(client, await login("inspector"), goods["units"][3], "STORE-GZ-01")
+    assert away.status_code == 201, away.text
+    assert away.json()["items"][0]["result"] == "diverted"
+    alerts = await get(client, agent, "/alerts", kind="diversion", open=True)
+    assert goods["units"][3] in {a["serial"] for a in alerts["items"]}
+    assert await diverted_today() == listed_before + 1
+    after = await get(client, agent, "/analytics/dashboard")
+    assert after["today"] == today  # not across midnight
+    assert after["diversions"]["today"] == before["diversions"]["today"] + 1, (
+        before["diversions"],
+        after["diversions"],
+    )
 
 
 async def test_a_product_that_nets_nothing_is_listed_by_no_path(

@@ -1315,3 +1315,55 @@ async def test_a_replacement_label_naming_another_products_gtin_is_wrong_product
     assert (await client.get(f"/trace/{old}", headers=operator)).json()["state"][
         "status"
     ] == "active"
+
+
+async def test_an_upload_spanning_midnight_counts_each_unit_on_the_day_it_was_activated(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a night shift's offline scanner uploaded once, 2 units scanned at 23:50 one day
+    and 3 at 00:10 the next (Beijing). Each unit's activation time (``unit_state.activated_at``,
+    what the trace shows) was its own scan's, but the dashboard's activations put all 5 on the
+    first day and none on the second: the upload wrote one commissioning event timed at its
+    first scan, and the dashboard counts the event's units on the event's day. Now one
+    commissioning event per day of the scans, each at its day's first scan; a replay of the
+    upload still answers duplicate and writes nothing."""
+    from zoneinfo import ZoneInfo
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    admin = await login("admin")
+    before = (await client.get("/analytics/dashboard", headers=admin)).json()
+    first, second = before["days"][-3], before["days"][-2]
+    batch_no, product_id = await issue_units(client, login, demo, 5)
+    await set_line(client, login, product_id, "NIGHT1")
+    codes = serials(app, batch_no, 0, 5)
+    times = [f"{first}T23:50:0{i}+08:00" for i in range(2)]
+    times += [f"{second}T00:10:0{i}+08:00" for i in range(3)]
+    scans = [scan(c, at=t) for c, t in zip(codes, times, strict=True)]
+    body = await upload(client, login, "NIGHT1", scans)
+    assert [s["result"] for s in body["scans"]] == ["ok"] * 5, body
+    lo, hi = batch_no << 32, (batch_no + 1) << 32
+    events = await (
+        await conn.execute(
+            """SELECT e.event_time, array_agg(c.code ORDER BY c.code) AS units
+               FROM events e JOIN event_codes c ON c.event_id = e.id
+               WHERE c.code >= %s AND c.code < %s AND c.kind = 'u'
+                 AND e.biz_step = 'commissioning'
+               GROUP BY e.id, e.event_time ORDER BY e.event_time""",
+            (lo, hi),
+        )
+    ).fetchall()
+    assert [
+        (e["event_time"].astimezone(shanghai).isoformat(), len(e["units"])) for e in events
+    ] == [
+        (times[0], 2),
+        (times[2], 3),
+    ]
+    before_replay = await counts(conn, batch_no)
+    again = await upload(client, login, "NIGHT1", scans)
+    assert [s["result"] for s in again["scans"]] == ["duplicate"] * 5, again
+    assert await counts(conn, batch_no) == before_replay
+    after = (await client.get("/analytics/dashboard", headers=admin)).json()
+    assert after["days"] == before["days"]  # not across midnight
+    trends = zip(after["activations"]["trend"], before["activations"]["trend"], strict=True)
+    grew = [a - b for a, b in trends]
+    assert (grew[-3], grew[-2]) == (2, 3), grew

@@ -7,7 +7,9 @@ Figures and where they come from — each an indexed range count, or a small tab
   destroyed unit and the like — ``app.verify``);
 - activations: units activated on the packing lines (``commissioning`` events, their units);
 - diversions: store inspections that found a unit ``diverted`` (``inspections``), on the day
-  the phone scanned it (a scan queued offline is uploaded later);
+  the phone scanned it (a scan queued offline is uploaded later); below the brand, those at the
+  caller's stores and those of its goods found anywhere (``VISIBLE``, the scope of
+  ``GET /inspections`` and of the diversion alerts);
 - shipments: outbound documents confirmed (``documents``);
 - low stock: today the low-stock alerts open now, per day those raised (``alerts``).
 
@@ -33,7 +35,7 @@ from app.analytics.schemas_sales import Dashboard, Figure
 from app.auth.principal import Principal
 from app.db import Conn
 from app.field.checkins import CLOCK_SKEW
-from app.inspect.service import SCAN_AT
+from app.inspect.service import SCAN_AT, VISIBLE
 from app.localtime import REPORT_TZ
 from app.locks import Lock, xact_lock
 
@@ -65,14 +67,15 @@ ON CONFLICT (brand_id, day) DO UPDATE
 # When a closed day's row is final: counted more than SETTLE after the day ended.
 _FINAL = f"counted_at >= ((day + 1)::timestamp AT TIME ZONE '{REPORT_TZ}') + interval '1 hour'"
 
-# The subtree figures per day over the window (``{scope}``: a condition on the org ``o``).
+# The subtree figures per day over the window (``{scope}``: a condition on the org ``o``;
+# ``{visible}``: on the inspection's store ``s`` and source agent ``a``, as the records' list).
 _LIVE = f"""
 SELECT 'diversions' AS figure, ({SCAN_AT} AT TIME ZONE '{REPORT_TZ}')::date AS day, count(*) AS n
 FROM inspections i JOIN inspection_scans sc ON sc.id = i.scan_id
-  JOIN orgs o ON o.id = i.store_org_id
+  JOIN orgs s ON s.id = i.store_org_id LEFT JOIN orgs a ON a.id = i.source_org_id
 WHERE i.brand_id = %(brand)s AND {SCAN_AT} >= %(since)s
   AND i.at >= %(since)s - interval '{CLOCK_SKEW.total_seconds():.0f} seconds' -- the index's range
-  AND i.result = 'diverted' AND {{scope}}
+  AND i.result = 'diverted' AND {{visible}}
 GROUP BY 2
 UNION ALL
 SELECT 'shipments', (d.confirmed_at AT TIME ZONE '{REPORT_TZ}')::date, count(*)
@@ -171,11 +174,13 @@ async def dashboard(conn: Conn, actor: Principal, keep: bool = True) -> Dashboar
     brand_staff = actor.org_path == f"/{actor.brand_id}/"
     wide = await _brand_wide(conn, actor.brand_id, days, keep) if brand_staff else {}
     scope = "true" if brand_staff else "o.path LIKE %(scope)s"
+    visible = "true" if brand_staff else VISIBLE
     since = datetime.combine(days[0], time(), ZoneInfo(REPORT_TZ))  # the first day's midnight
+    prefix = actor.org_path + "%"
     rows = await (
         await conn.execute(
-            _LIVE.format(scope=scope),
-            {"brand": actor.brand_id, "since": since, "scope": actor.org_path + "%"},
+            _LIVE.format(scope=scope, visible=visible),
+            {"brand": actor.brand_id, "since": since, "scope": prefix, "prefix": prefix},
         )
     ).fetchall()
     live: dict[str, dict[Any, int]] = {}

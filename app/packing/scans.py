@@ -12,6 +12,12 @@ scanner's client event id. One upload is one transaction:
    upload activated or packed one of the same codes first, the savepoint is rolled back and the
    plan made again against the now committed state: exactly one upload wins each code.
 
+The events: one aggregation per container that takes new children, and one commissioning event
+of the units activated on each Beijing day of their scans, timed at that day's first scan — the
+dashboard counts activations by the event's day. An upload is nearly always of one day (its
+first and last scans' days are compared: no grouping); only an offline scanner's upload across
+midnight is split. A replay never looks for these events: a scan's id is kept on its code's state.
+
 Retried, partially retried or reordered uploads never count twice: a scan whose client event id
 is the one that activated its unit or first packed its case, or one of the later scans accepted
 for the code (a unit active before, packed; a case closed again: the last 16), answers
@@ -40,6 +46,7 @@ from app.errors import Conflict, Unprocessable
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import new_deltas, write_deltas
+from app.localtime import ZONE
 from app.logistics.movements import GONE_DISPOSITIONS
 from app.packing.lines import brand_product, commissions, get_line
 from app.packing.schemas import LineOut, ScanIn, ScanOut, ScanUploadIn, ScanUploadOut
@@ -647,17 +654,17 @@ async def _write(
     new units, each result's container and the batches now in use. Raises ``_Race`` when a
     concurrent upload activated or packed one of the same codes first.
 
-    Events: one commissioning event for the units this upload activates (they share the line's
-    context; its time is the first scan's), one aggregation event per container that takes new
-    children."""
+    Events: one commissioning event for the units this upload activates on each Beijing day of
+    their scans (one in all but an upload spanning midnight: ``_by_day``), one aggregation event
+    per container that takes new children."""
     aggregations = [s for s in plan.closed if plan.children_of[s.read.code]]
-    commissioning = 1 if plan.activate else 0
-    ids = await allocate_ids(conn, commissioning + len(aggregations))
-    agg_id = {s.read.code: ids[commissioning + i] for i, s in enumerate(aggregations)}
+    days = _by_day(list(plan.activate.values())) if plan.activate else []
+    ids = await allocate_ids(conn, len(days) + len(aggregations))
+    agg_id = {s.read.code: ids[len(days) + i] for i, s in enumerate(aggregations)}
     events: list[NewEvent] = []
     unit_rows: list[_UnitRow] = []
-    if plan.activate:
-        events.append(_commission(ctx, plan, ids[0], agg_id, unit_rows))
+    for i, (first, members) in enumerate(days):  # the ids before the aggregations'
+        events.append(_commission(ctx, plan, first, members, ids[i], agg_id, unit_rows))
     events += _aggregations(ctx, plan, aggregations, agg_id)
     if unit_rows:
         await _insert_units(conn, ctx, unit_rows)
@@ -665,7 +672,7 @@ async def _write(
         await _insert_cases(conn, ctx, plan, agg_id)
     await _update_existing(conn, scans, plan, agg_id, unit_state, case_state)
     await write_events(conn, events)
-    if plan.activate:  # new units are stock of the line's organisation
+    if plan.activate:  # new units are stock of the line's organisation (the first event's)
         deltas = new_deltas()
         deltas[(ctx.org_id, ctx.product_id, ctx.lot, "on_hand")] = len(plan.activate)
         await write_deltas(conn, deltas, ids[0])
@@ -685,13 +692,34 @@ async def batches_in_use(conn: Conn, batches: list[int]) -> None:
         )
 
 
+def _by_day(members: list[_Scan]) -> list[tuple[datetime, list[_Scan]]]:
+    """The units this upload activates by the Beijing day of their scans, each day's with its
+    first scan's time, in day order: the day of a commissioning event is the day the dashboard
+    counts its units on (``app.analytics.dashboard``), which must be each unit's own (a probe:
+    a night shift's upload scanned at 23:50 and 00:10 put every unit on the first day). Nearly
+    every upload is of one day: its first and last scans tell, and it is one group."""
+    first = min(m.scan.at for m in members)
+    last = max(m.scan.at for m in members)
+    if first.astimezone(ZONE).date() == last.astimezone(ZONE).date():
+        return [(first, members)]
+    days: dict[date, list[_Scan]] = {}
+    for m in members:
+        days.setdefault(m.scan.at.astimezone(ZONE).date(), []).append(m)
+    return [(min(m.scan.at for m in group), group) for _, group in sorted(days.items())]
+
+
 def _commission(
-    ctx: Context, plan: _Plan, event_id: int, agg_id: dict[int, int], unit_rows: list[_UnitRow]
+    ctx: Context,
+    plan: _Plan,
+    at: datetime,
+    members: list[_Scan],
+    event_id: int,
+    agg_id: dict[int, int],
+    unit_rows: list[_UnitRow],
 ) -> NewEvent:
-    """The commissioning event of the units this upload activates; appends their state rows to
-    ``unit_rows`` (last event: their container's aggregation, if packed) and sets each one's
-    result container."""
-    members = list(plan.activate.values())
+    """The commissioning event of ``members``, units this upload activates on one day, timed
+    ``at`` (the day's first scan); appends their state rows to ``unit_rows`` (last event:
+    their container's aggregation, if packed) and sets each one's result container."""
     for m in members:
         parent = plan.parent_of.get(("unit", m.read.code))
         m.parent = parent
@@ -701,7 +729,7 @@ def _commission(
     return builders.commission(
         id=event_id,
         brand_id=ctx.brand_id,
-        at=min(m.scan.at for m in members),
+        at=at,
         units=[m.read.code for m in members],
         recorded_by=ctx.user_id,
         details={
