@@ -108,7 +108,11 @@ async def test_a_product_not_of_the_brand_is_not_found_and_one_without_sales_ran
     the period is an empty ranking."""
     admin, brand = await login("admin"), demo["BRAND-LUMI"]
     other = await (
-        await auto.execute("SELECT id FROM products WHERE org_id <> %s LIMIT 1", (brand,))
+        await auto.execute(  # of another brand's tree: one of the brand's factory is the brand's
+            "SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
+            "WHERE o.path NOT LIKE %s LIMIT 1",
+            (f"/{brand}/%",),
+        )
     ).fetchone()
     span = {"from": "2093-03-01", "to": "2093-03-31"}
     for product in [9_000_000_000] + ([other["id"]] if other else []):
