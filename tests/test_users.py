@@ -327,30 +327,13 @@ async def test_the_minimum_password_length_holds_for_the_password_as_stored(
         assert_error(made, 400, "validation_failed")
 
 
-async def test_a_reset_and_a_promotion_of_one_user_are_checked_one_at_a_time(
-    client: Any, login: Any, demo: Any, monkeypatch: Any
-) -> None:
-    """A probe: an agent's administrator reset a store clerk's password; between the
-    stronger-account check (its read of the clerk's permissions) and the write, the brand admin
-    made the clerk a planner (``codes.issue``, which the agent's administrator lacks), and the
-    reset went through: the agent's administrator held a planner's account. The user's row is
-    locked first now: the promotion waits for the reset, or the reset sees the promotion."""
+async def _paused_reset(
+    client: Any, agent: dict[str, str], target: int, monkeypatch: Any
+) -> tuple[asyncio.Future[Any], asyncio.Event]:
+    """The agent's administrator's password reset of ``target``, held between its
+    stronger-account check's read and its write until the returned event is set."""
     from app.users import service as users
 
-    admin, agent = await login("admin"), await login("agent_admin")
-    name = f"race_{secrets.token_hex(4)}"
-    made = await client.post(
-        "/users",
-        headers=admin,
-        json={
-            "org_id": demo["STORE-HZ-01"],
-            "username": name,
-            "password": "probe-password-1",
-            "roles": ["store_clerk"],
-        },
-    )
-    assert made.status_code == 201, made.text
-    target = made.json()["id"]
     paused, go = asyncio.Event(), asyncio.Event()
     original = users._visible_user
 
@@ -366,6 +349,33 @@ async def test_a_reset_and_a_promotion_of_one_user_are_checked_one_at_a_time(
         client.patch(f"/users/{target}", headers=agent, json={"password": "taken-over-1"})
     )
     await asyncio.wait_for(paused.wait(), 10)
+    return reset, go
+
+
+async def test_a_reset_and_a_promotion_of_one_user_are_checked_one_at_a_time(
+    client: Any, login: Any, demo: Any, monkeypatch: Any
+) -> None:
+    """A probe: an agent's administrator reset a store clerk's password; between the
+    stronger-account check (its read of the clerk's permissions) and the write, the brand admin
+    made the clerk a planner (``codes.issue``, which the agent's administrator lacks), and the
+    reset went through: the agent's administrator held a planner's account. The user's row is
+    locked first now: the promotion waits for the reset, or the reset sees the promotion."""
+
+    admin, agent = await login("admin"), await login("agent_admin")
+    name = f"race_{secrets.token_hex(4)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "probe-password-1",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    target = made.json()["id"]
+    reset, go = await _paused_reset(client, agent, target, monkeypatch)
     promote = asyncio.ensure_future(
         client.patch(f"/users/{target}", headers=admin, json={"roles": ["store_clerk", "planner"]})
     )
@@ -387,7 +397,6 @@ async def test_a_reset_and_a_promotion_through_the_users_role_are_checked_one_at
     /roles/{id}``). Both answered 200, and the agent's administrator held, by the password it
     chose, an account that issues code batches. The role's edit now locks its holders' rows:
     it waits for the reset, as a promotion by ``PATCH /users/{id}`` does."""
-    from app.users import service as users
 
     admin, agent = await login("admin"), await login("agent_admin")
     role_name = f"rr_{secrets.token_hex(3)}"
@@ -409,21 +418,7 @@ async def test_a_reset_and_a_promotion_through_the_users_role_are_checked_one_at
     )
     assert made.status_code == 201, made.text
     target = made.json()["id"]
-    paused, go = asyncio.Event(), asyncio.Event()
-    original = users._visible_user
-
-    async def visible(conn: Any, actor: Any, user_id: int) -> Any:
-        row = await original(conn, actor, user_id)
-        if actor.username == "agent_admin" and user_id == target:
-            paused.set()
-            await go.wait()  # between the check's read and the write
-        return row
-
-    monkeypatch.setattr(users, "_visible_user", visible)
-    reset = asyncio.ensure_future(
-        client.patch(f"/users/{target}", headers=agent, json={"password": "taken-over-1"})
-    )
-    await asyncio.wait_for(paused.wait(), 10)
+    reset, go = await _paused_reset(client, agent, target, monkeypatch)
     promote = asyncio.ensure_future(
         client.patch(
             f"/roles/{role.json()['id']}",
