@@ -27,6 +27,7 @@ from tests.test_mobile_browser import (  # noqa: F401 (fixtures)
     _errors,
     _find,
     _scan,
+    _sign_in,
     _text,
     _wait,
     browser,
@@ -129,3 +130,46 @@ async def test_a_field_rep_checks_in_by_the_nameplate_and_reviews_the_store(
     driver.get(f"{server}/m/field/track")
     _wait(driver).until(lambda d: checkin["store_name"] in _text(d, "[data-test=track]"))
     assert _errors(driver) == []
+
+
+async def test_my_reps_lists_only_plans_the_user_can_decide(
+    browser: WebDriver,  # noqa: F811
+    server: str,  # noqa: F811
+    client: Any,
+    login: Any,
+    demo: dict[str, int],
+) -> None:
+    """A probe: the Zhejiang agent's administrator (org_admin: field.supervise and field.read) opens
+    "我的业务员" (My reps) on the phone: the plans tab, "waiting for approval", lists fieldrep's
+    submitted plan although fieldsup is its supervisor, and opening it offers no approve or
+    return (the server would answer 403 not_supervisor). The list should hold the plans of the
+    user's own reps (plan.supervisor_id == me), as the page's own comment says."""
+    import random
+
+    monday = datetime(2031, 1, 6).date() + timedelta(weeks=random.randrange(0, 400))
+    rep = await login("fieldrep")
+    made = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": monday.isoformat(),
+            "title": f"probe round {monday}",
+            "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": monday.isoformat()}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    plan = made.json()
+    submitted = await client.post(f"/field/plans/{plan['id']}/submit", headers=rep)
+    assert submitted.status_code == 200, submitted.text
+    driver = browser
+    _sign_in(driver, server, "agent_admin")
+    driver.get(f"{server}/m/field/supervise")
+    _wait(driver).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=sup-plans], .van-empty")
+    )
+    listed = _text(driver, "[data-test=sup-plans]")
+    assert plan["title"] not in listed, listed
+    _sign_in(driver, server, "fieldsup")  # its rep's supervisor decides it
+    driver.get(f"{server}/m/field/supervise")
+    _wait(driver).until(lambda d: plan["title"] in _text(d, "[data-test=sup-plans]"))

@@ -16,13 +16,20 @@ let fixedAt = 0
 export const MAX_AGE_MS = 120_000
 let watching: number | null = null
 
+/** When a position was taken: its own `timestamp` (a position from the browser's cache, as
+ * `maximumAge` allows, is that old already: a probe dated it on arrival, and a fix ~2 minutes old
+ * was used for two minutes more), the arrival only when it has none. */
+function takenAt(p: GeolocationPosition): number {
+  return Number.isFinite(p.timestamp) && p.timestamp > 0 ? Math.min(p.timestamp, Date.now()) : Date.now()
+}
+
 export function watchGps(): void {
   if (watching !== null || !('geolocation' in navigator)) return
   watching = navigator.geolocation.watchPosition(
     (p) => {
       fix.value = { lat: p.coords.latitude, lng: p.coords.longitude }
       accuracy.value = p.coords.accuracy
-      fixedAt = Date.now()
+      fixedAt = takenAt(p)
       gpsError.value = ''
     },
     (e) => {
@@ -55,7 +62,7 @@ export function currentFix(ms = 5000): Promise<Fix | null> {
       (p) => {
         fix.value = { lat: p.coords.latitude, lng: p.coords.longitude }
         accuracy.value = p.coords.accuracy
-        fixedAt = Date.now()
+        fixedAt = takenAt(p)
         resolve(fix.value)
       },
       () => resolve(freshFix()),
