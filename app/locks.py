@@ -33,7 +33,6 @@ class Lock(IntEnum):
     """The lock numbers (the class of a two-key lock). A new lock takes the next free number."""
 
     MIGRATIONS = 7_245_001  # session, one key: one migrator at a time
-    BATCH_REQUEST = 7_245_002  # transaction, per brand: a batch request key issues one batch
     EXPORT_RUN = 7_245_003  # session, per export id: one runner per export, the next waits
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
     SSCC_BLOCK = 7_245_005  # transaction, 0: a contiguous block of the SSCC sequence
@@ -76,6 +75,10 @@ class Lock(IntEnum):
     # transaction, per product: a points rule's "before" read and its write one at a time (its
     # audit row keeps the points it had: a probe)
     POINT_RULES = 7_245_029
+    # transaction, key:<id>:request key or org:<id>:request key (app.codes.service
+    # .request_key_owner): a caller's batch request key issues one batch (per brand before, as
+    # 7_245_002: two printers' keys alike collided — a probe)
+    BATCH_REQUEST_KEY = 7_245_030
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

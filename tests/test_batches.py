@@ -223,6 +223,43 @@ async def test_a_request_key_sent_again_with_another_note_is_another_request(
     assert_error(other, 409, "request_key_reused")
 
 
+async def test_a_printers_request_key_is_not_another_printers(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: two contract printers' serialization servers (API keys at their own printer
+    organisations) both number their requests ``run-1``. Request keys were the brand's, so
+    printer B's first batch and case batch under ``run-1`` were refused 409
+    ``request_key_reused`` for printer A's, which B cannot see — B's request never made, and B
+    learned which keys A used. A key is the caller's, as a client id (an API key's its own, a
+    user's its organisation's): B gets batches of its own, A's retry still gets A's."""
+    admin = await login("admin")
+    a_org, a_key = await _contract_printer_key(client, admin, demo, ["codes.issue"])
+    b_org, b_key = await _contract_printer_key(client, admin, demo, ["codes.issue"])
+    rk = f"run-{secrets.token_hex(3)}"
+    body = {"size": 5, "request_key": rk}
+    cases = {"level": "inner", "size": 2, "request_key": rk}
+    a = await client.post("/batches", headers=a_key, json={**body, "printer_id": a_org})
+    ca = await client.post("/case-batches", headers=a_key, json={**cases, "printer_id": a_org})
+    assert a.status_code == 201 and ca.status_code == 201, (a.text, ca.text)
+
+    b = await client.post("/batches", headers=b_key, json={**body, "printer_id": b_org})
+    cb = await client.post("/case-batches", headers=b_key, json={**cases, "printer_id": b_org})
+    assert b.status_code == 201, b.text  # was 409 request_key_reused
+    assert b.json()["printer_id"] == b_org and b.json()["batch_no"] != a.json()["batch_no"]
+    assert cb.status_code == 201, cb.text  # was 409 request_key_reused
+    assert cb.json()["printer_id"] == b_org
+
+    again = await client.post("/batches", headers=a_key, json={**body, "printer_id": a_org})
+    assert again.status_code == 200 and again.json()["batch_no"] == a.json()["batch_no"]
+    cagain = await client.post("/case-batches", headers=a_key, json={**cases, "printer_id": a_org})
+    assert cagain.status_code == 200 and cagain.json()["id"] == ca.json()["id"]
+    # the brand's planner (a user: its organisation's keys) with the same key: another request
+    planner = await login("planner")
+    mine = {**body, "printer_id": demo["PRINTER-SH"]}
+    assert (await client.post("/batches", headers=planner, json=mine)).status_code == 201
+    assert (await client.post("/batches", headers=planner, json=mine)).status_code == 200
+
+
 async def test_a_case_batch_is_voided_unless_a_case_of_it_holds_goods(
     client: Any, login: Any, demo: Any
 ) -> None:

@@ -238,6 +238,54 @@ async def test_resent_with_other_lines_is_refused_by_api_and_csv(
     assert [(ln["product_id"], ln["quantity"]) for ln in got["lines"]] == [(sun, 7)]
 
 
+async def test_an_order_sent_again_with_another_date_or_note_is_not_a_retry(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``POST /orders`` is idempotent by ``erp_no`` (the same order again: 200; other
+    content: 409 ``order_no_reused``), but the date and note were not compared: an ERP sending
+    order SO-… again with a corrected ``order_date`` (or note "deliver Friday") got 200 with the
+    first order, its old date and note, the change silently dropped. So did a CSV import of it.
+    A date not sent is the stored one (it defaulted to the day the order was made)."""
+    partner = await login("partner")
+    found = await client.get("/products", headers=partner, params={"q": "LM-SC-30"})
+    pid = found.json()["items"][0]["id"]
+    body = {
+        "erp_no": f"SO-P{next(_ids)}-{pid}",
+        "kind": "sales",
+        "from_org_id": demo["FACTORY-SZ"],
+        "to_org_id": demo["AGENT-ZJ"],
+        "order_date": "2026-12-01",
+        "note": "deliver Monday",
+        "lines": [{"product_id": pid, "quantity": 5}],
+    }
+    first = await client.post("/orders", headers=partner, json=body)
+    assert first.status_code == 201, first.text
+    for same in (body, {k: v for k, v in body.items() if k != "order_date"}):
+        again = await client.post("/orders", headers=partner, json=same)
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"], again.text
+    other_date = await client.post(
+        "/orders", headers=partner, json={**body, "order_date": "2026-12-03"}
+    )
+    assert_error(other_date, 409, "order_no_reused")  # was 200, order_date still 2026-12-01
+    other_note = await client.post(
+        "/orders", headers=partner, json={**body, "note": "deliver Friday"}
+    )
+    assert_error(other_note, 409, "order_no_reused")  # was 200, note still "deliver Monday"
+
+    head = "erp_no,from_erp_code,to_erp_code,order_date,product_no,quantity,note\n"
+    row = f"{body['erp_no']},FACTORY-SZ,AGENT-ZJ,{{}},LM-SC-30,5,deliver Monday\n"
+    for day, result in (("2026-12-01", "existing"), ("2026-12-03", "rejected")):
+        imported = await client.post(
+            "/orders/import",
+            headers={**partner, "Content-Type": "text/csv"},
+            content=(head + row.format(day)).encode(),
+        )
+        assert imported.status_code == 200, imported.text
+        assert imported.json()[result] == 1, imported.text
+    got = (await client.get(f"/orders/{first.json()['id']}", headers=partner)).json()
+    assert (got["order_date"], got["note"]) == ("2026-12-01", "deliver Monday")
+
+
 async def test_a_number_taken_while_the_first_creator_commits_answers_409(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

@@ -44,10 +44,11 @@ async def create_case_batch(
     own = await own_printer(conn, actor)
     if own is not None and data.printer_id != own:
         raise NotFound("printer organisation not found", code="unknown_printer")
-    # One allocator at a time, so a block of the sequence is contiguous and keys are idempotent.
+    # One allocator of the brand at a time, so a block of the sequence is contiguous and keys
+    # are idempotent (a caller, whose keys they are, is of one brand: the lock covers its key).
     await xact_lock(conn, Lock.CASE_ALLOCATION, brand_id)
     if data.request_key is not None:
-        earlier = await _requested_before(conn, brand_id, data)
+        earlier = await _requested_before(conn, actor, data)
         if earlier is not None:
             return earlier, False
     await check_printer(conn, actor, data.printer_id)
@@ -56,8 +57,9 @@ async def create_case_batch(
     row = await (
         await conn.execute(
             f"""INSERT INTO case_batches AS c (brand_id, printer_id, level, extension_digit,
-                    company_prefix, first_ref, size, note, request_key, created_by)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+                    company_prefix, first_ref, size, note, request_key, created_by, api_key_id,
+                    caller_org_id)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
             (
                 brand_id,
                 data.printer_id,
@@ -69,6 +71,8 @@ async def create_case_batch(
                 data.note,
                 data.request_key,
                 actor.user_id,
+                actor.api_key_id,
+                actor.org_id,
             ),
         )
     ).fetchone()
@@ -78,13 +82,19 @@ async def create_case_batch(
     return out, True
 
 
-async def _requested_before(conn: Conn, brand_id: int, data: CaseBatchIn) -> CaseBatchOut | None:
-    """The batch issued earlier under this request key, if any; 409 ``request_key_reused`` if
-    it was issued for another level, size, printer or note."""
+async def _requested_before(conn: Conn, actor: Principal, data: CaseBatchIn) -> CaseBatchOut | None:
+    """The batch the caller issued earlier under this request key (its key, as for unit
+    batches: ``request_key_owner``), if any; 409 ``request_key_reused`` if it was issued for
+    another level, size, printer or note."""
+    from app.codes.service import request_key_owner, request_key_params
+
+    assert data.request_key is not None
+    _, where = request_key_owner(actor, "c")
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.brand_id = %s AND c.request_key = %s",
-            (brand_id, data.request_key),
+            f"SELECT {_COLUMNS} FROM case_batches c WHERE {where} "
+            "ORDER BY c.caller_org_id IS NULL LIMIT 1",
+            request_key_params(actor, data.request_key),
         )
     ).fetchone()
     if row is None:

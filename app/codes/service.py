@@ -63,10 +63,67 @@ async def own_printer(conn: Conn, actor: Principal) -> int | None:
     return None if await seat(conn, actor) == "brand" else actor.org_id
 
 
+def request_key_owner(actor: Principal, alias: str) -> tuple[str, str]:
+    """Whose request key it is, as an allocation's client id (``allocations._earlier``): an API
+    key's keys are its own, a user's are shared by the user's organisation. Returns the lock's
+    owner text and the condition matching the caller's batches under ``%(rk)s`` — or one kept
+    from before keys were the caller's that could not be attributed (no ``caller_org_id``:
+    migration 0090), which stays the brand's (``%(brand)s``). A probe: keys were the brand's,
+    so two contract printers' servers both numbering ``run-1`` collided (409 for the second, of
+    a batch it cannot see)."""
+    if actor.api_key_id is not None:
+        owner, mine = f"key:{actor.api_key_id}", f"{alias}.api_key_id = %(key)s"
+    else:
+        owner = f"org:{actor.org_id}"
+        mine = f"{alias}.api_key_id IS NULL AND {alias}.caller_org_id = %(org)s"
+    where = (
+        f"(({mine} AND {alias}.request_key = %(rk)s) OR ({alias}.caller_org_id IS NULL "
+        f"AND {alias}.brand_id = %(brand)s AND {alias}.request_key = %(rk)s))"
+    )
+    return owner, where
+
+
+def request_key_params(actor: Principal, request_key: str) -> dict[str, Any]:
+    """The parameters of ``request_key_owner``'s condition."""
+    return {
+        "key": actor.api_key_id,
+        "org": actor.org_id,
+        "brand": actor.brand_id,
+        "rk": request_key,
+    }
+
+
+async def _requested_before(conn: Conn, actor: Principal, data: BatchIn) -> BatchOut | None:
+    """The batch the caller issued earlier under this request key, if any; 409
+    ``request_key_reused`` if it was issued for another size, printer, product or note. The
+    caller's key stays locked until the transaction ends, so a concurrent retry waits and then
+    finds the first batch."""
+    assert data.request_key is not None
+    owner, where = request_key_owner(actor, "b")
+    await xact_lock(conn, Lock.BATCH_REQUEST_KEY, f"{owner}:{data.request_key}")
+    existing = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM code_batches b WHERE {where} "
+            "ORDER BY b.caller_org_id IS NULL LIMIT 1",
+            request_key_params(actor, data.request_key),
+        )
+    ).fetchone()
+    if existing is None:
+        return None
+    out = BatchOut(**existing)
+    # the note too (a probe: a retry with another note was answered with the first batch, the
+    # new note dropped)
+    asked = (data.size, data.printer_id, data.product_id, data.note)
+    if (out.size, out.printer_id, out.product_id, out.note) != asked:
+        raise Conflict("this request key was used for a different batch", code="request_key_reused")
+    return out
+
+
 async def create_batch(
     conn: Conn, actor: Principal, settings: Settings, data: BatchIn
 ) -> tuple[BatchOut, bool]:
-    """Issue a batch; returns (batch, created). A repeated request key returns the first batch.
+    """Issue a batch; returns (batch, created). The caller's request key sent again returns the
+    first batch (``_requested_before``); another caller's same key is another request.
 
     A caller that is not brand staff (``own_printer``) issues batches addressed to its own
     organisation only: another printer is 404 ``unknown_printer``."""
@@ -76,29 +133,9 @@ async def create_batch(
     if own is not None and data.printer_id != own:
         raise NotFound("printer organisation not found", code="unknown_printer")
     if data.request_key is not None:
-        # Serialise creates of one brand so two retries of one request cannot both insert.
-        await xact_lock(conn, Lock.BATCH_REQUEST, brand_id)
-        existing = await (
-            await conn.execute(
-                f"SELECT {_COLUMNS} FROM code_batches b "
-                "WHERE b.brand_id = %s AND b.request_key = %s",
-                (brand_id, data.request_key),
-            )
-        ).fetchone()
-        if existing is not None:
-            out = BatchOut(**existing)
-            # the note too (a probe: a retry with another note was answered with the first
-            # batch, the new note dropped)
-            if (out.size, out.printer_id, out.product_id, out.note) != (
-                data.size,
-                data.printer_id,
-                data.product_id,
-                data.note,
-            ):
-                raise Conflict(
-                    "this request key was used for a different batch", code="request_key_reused"
-                )
-            return out, False
+        earlier = await _requested_before(conn, actor, data)
+        if earlier is not None:
+            return earlier, False
     await check_printer(conn, actor, data.printer_id)
     if data.product_id is not None:
         await _product(conn, actor, data.product_id)
@@ -106,8 +143,8 @@ async def create_batch(
         await conn.execute(
             """INSERT INTO code_batches
                    (batch_no, brand_id, printer_id, product_id, size, key_version, note,
-                    request_key, created_by)
-               VALUES (nextval('code_batch_no_seq'), %s, %s, %s, %s, %s, %s, %s, %s)
+                    request_key, created_by, api_key_id, caller_org_id)
+               VALUES (nextval('code_batch_no_seq'), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                RETURNING batch_no""",
             (
                 brand_id,
@@ -118,6 +155,8 @@ async def create_batch(
                 data.note,
                 data.request_key,
                 actor.user_id,
+                actor.api_key_id,
+                actor.org_id,
             ),
         )
     ).fetchone()

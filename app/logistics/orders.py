@@ -148,7 +148,10 @@ async def create_order(
 
 async def _same_order(conn: Conn, actor: Principal, brand: int, data: OrderIn) -> OrderOut | None:
     """The brand's order with this ERP number, if any and it is the same order (kind, the two
-    organisations, products and quantities); 409 ``order_no_reused`` if it is another."""
+    organisations, products and quantities, note, and the order date when one is sent — one not
+    sent is the stored one, the day the order was made); 409 ``order_no_reused`` if it is
+    another (a probe: an order sent again with a corrected date or note was answered 200 with
+    the first, the change dropped)."""
     existing = await (
         await conn.execute(
             "SELECT id FROM orders WHERE brand_id = %s AND erp_no = %s", (brand, data.erp_no)
@@ -161,10 +164,13 @@ async def _same_order(conn: Conn, actor: Principal, brand: int, data: OrderIn) -
     except NotFound:
         # an ERP number is one per brand; another party's order with it is not shown
         raise _reused(data.erp_no) from None
-    same = (order.kind, order.from_org_id, order.to_org_id) == (
+    when = order.order_date if data.order_date is None else data.order_date
+    same = (order.kind, order.from_org_id, order.to_org_id, order.order_date, order.note) == (
         data.kind,
         data.from_org_id,
         data.to_org_id,
+        when,
+        data.note,
     ) and sorted((ln.product_id, ln.quantity) for ln in order.lines) == sorted(
         (ln.product_id, ln.quantity) for ln in data.lines
     )
