@@ -17,6 +17,11 @@ its own Redis namespace (``loadtest``) and, unless set,
 ``TRACECODE_VERIFY_FLAG_NEVER_SHIPPED=false``: demo units are never shipped, and a genuine code
 should answer ``genuine`` here.
 
+The demo data (its users share the public demo password) never goes into the database a
+``TRACECODE_DATABASE_URL`` names, which may be a production one: on that server the stack makes a
+database of its own (``tracecode_loadtest_<random>``, as the test suite does) and drops it when it
+stops. A failure to start prints one line (``stack.py: ...``) and exits 1.
+
 ``bench/bench_verify.py`` uses the same ``Stack`` class.
 """
 
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -43,6 +50,27 @@ LOADTEST_RATE_LIMIT = 1_000_000_000  # per IP per minute: effectively off for th
 # 127.0.0.1, so the scenario's wrong PINs would lock the right ones out
 LOADTEST_PIN_CLIENT_MAX = 100_000
 NAMESPACE = "loadtest"
+
+
+class StackError(RuntimeError):
+    """The stack could not start: a ``tracecode`` command failed, a process exited, the API
+    never answered. Its message is one line, passwords in URLs redacted."""
+
+
+def _redacted(text: str) -> str:
+    from app.config import redact_url
+
+    return redact_url(text) or ""
+
+
+def _last_line(text: str) -> str:
+    """The line that says what went wrong: the last exception line (a Rust backtrace may follow
+    a Python one, as granian prints them), else the last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"[\w.]*(Error|Exception)\b", line):
+            return line
+    return lines[-1] if lines else "no output"
 
 
 def loadtest_env(port: int, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -89,6 +117,7 @@ class Stack:
         services_cpus: str | None = None,
         log_dir: Path | None = None,
         sched_batch: bool = False,
+        own_database: bool | None = None,
     ) -> None:
         self.port = port or free_port()
         self.count = count
@@ -103,6 +132,13 @@ class Stack:
         self.url = f"http://{HOST}:{self.port}"
         self.children: list[subprocess.Popen[bytes]] = []
         self._logs: list[IO[bytes]] = []
+        self._names: dict[int, str] = {}  # child pid -> its name (its log: log_dir/NAME.log)
+        # A database of its own on the server (default: when TRACECODE_DATABASE_URL names one),
+        # made by services() and dropped by stop(): (admin URL, name) once made.
+        self.own_database = (
+            bool(self.env.get("TRACECODE_DATABASE_URL")) if own_database is None else own_database
+        )
+        self._database: tuple[str, str] | None = None
         self._stop_embedded = False
         self.make_codes = True  # False: codes_file already holds the codes
 
@@ -118,7 +154,8 @@ class Stack:
             text=True,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"tracecode {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+            why = _redacted(_last_line(done.stderr))
+            raise StackError(f"tracecode {' '.join(args)} failed: {why}")
         return done.stdout
 
     def services(self) -> None:
@@ -133,11 +170,49 @@ class Stack:
             self._stop_embedded = not running  # stop at the end only what this run started
         for line in self.tracecode("services", "up").splitlines():
             key, _, value = line.partition("=")
-            if key in ("TRACECODE_DATABASE_URL", "TRACECODE_REDIS_URL"):
+            # a URL given stays as it is (services up prints its password as ***)
+            if key in ("TRACECODE_DATABASE_URL", "TRACECODE_REDIS_URL") and not self.env.get(key):
                 self.env[key] = value.strip()
+        if self.own_database:
+            self.make_database()
         self.tracecode("db", "migrate")
         if embedded and self.services_cpus:
             self.pin_services(self.services_cpus)
+
+    def make_database(self) -> str:
+        """A database of the stack's own on the server of ``TRACECODE_DATABASE_URL``, which every
+        child then uses (the demo data never lands in the named one); dropped by stop()."""
+        import psycopg
+
+        from app import embedded
+
+        admin = self.env["TRACECODE_DATABASE_URL"]
+        name = f"tracecode_loadtest_{secrets.token_hex(4)}"
+        try:
+            url = embedded.ensure_database(admin, name)
+        except psycopg.Error as exc:
+            why = _redacted(" ".join(str(exc).split()))
+            raise StackError(f"could not create a database: {why}") from None
+        self._database = (admin, name)
+        self.env["TRACECODE_DATABASE_URL"] = url
+        return url
+
+    def drop_database(self) -> None:
+        """Drop the database of make_database(), if made (a warning when the server refuses)."""
+        if self._database is None:
+            return
+        import psycopg
+
+        from app import embedded
+
+        admin, name = self._database
+        try:
+            embedded.drop_database(admin, name)
+        except psycopg.Error as exc:
+            why = _redacted(" ".join(str(exc).split()))
+            print(f"warning: could not drop database {name}: {why}", file=sys.stderr)
+        self._database = None
+        self.env["TRACECODE_DATABASE_URL"] = admin
 
     def pin_services(self, cpus: str) -> None:
         """Move the embedded PostgreSQL (postmaster, its processes and so every later backend)
@@ -175,6 +250,8 @@ class Stack:
                 batch = list(client.scan_iter(match=f"{ns}:{part}:*", count=5000))
                 for i in range(0, len(batch), 5000):
                     removed += int(client.delete(*batch[i : i + 5000]))
+        except redis.RedisError as exc:
+            raise StackError(f"Redis: {_redacted(str(exc))}") from None
         finally:
             client.close()
         return removed
@@ -201,7 +278,20 @@ class Stack:
             preexec_fn=preexec_fn,
         )
         self.children.append(child)
+        self._names[child.pid] = name
         return child
+
+    def exited(self, child: subprocess.Popen[bytes]) -> StackError:
+        """The error for a child that exited: its name, exit code and the last line it logged."""
+        name = self._names.get(child.pid, "a stack")
+        log = self.log_dir / f"{name}.log"
+        try:
+            last = _last_line(log.read_text(errors="replace")[-65536:])
+        except OSError:
+            last = "no log"
+        return StackError(
+            f"the {name} process exited (code {child.returncode}): {_redacted(last)}; see {log}"
+        )
 
     def start_api(self) -> None:
         """granian with exactly one worker process, as ``tracecode run`` starts it."""
@@ -234,7 +324,7 @@ class Stack:
         while time.monotonic() < deadline:
             for child in self.children:
                 if child.poll() is not None:
-                    raise RuntimeError(f"a stack process exited; see {self.log_dir}")
+                    raise self.exited(child)
             try:
                 with urllib.request.urlopen(url + "/ping", timeout=2) as response:
                     if response.status == 200:
@@ -242,7 +332,7 @@ class Stack:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"the API did not answer /ping within {timeout:.0f} s")
+        raise StackError(f"the API at {url} did not answer /ping within {timeout:.0f} s")
 
     def start(self) -> Stack:
         self.services()
@@ -274,6 +364,7 @@ class Stack:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        self.drop_database()
         if self._stop_embedded:
             from app import embedded
 
@@ -296,9 +387,27 @@ class Stack:
         self.stop()
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=2000, help="activated demo codes to write")
+    parser.add_argument(
+        "--count", type=_at_least_one, default=2000, help="activated demo codes to write"
+    )
     parser.add_argument("--port", type=int, help="API port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--api-cpus", help="taskset CPU list for granian, e.g. 0")
     parser.add_argument(
@@ -313,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
+    if args.port is not None and not 1 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: not a port")
+    if args.port is not None and not _port_free(args.port):
+        print(f"stack.py: port {args.port} is in use on {HOST}", file=sys.stderr)
+        return 1
     sys.path.insert(0, str(ROOT))
     stack = Stack(
         port=args.port,
@@ -324,14 +438,24 @@ def main(argv: list[str] | None = None) -> int:
         sched_batch=args.sched_batch,
     )
     stack.make_codes = args.codes is None
-    with stack:
-        env = {**stack.env, "LOADTEST_URL": stack.url, "LOADTEST_CODES": str(stack.codes_file)}
-        codes = sum(1 for _ in stack.codes_file.open())
-        print(f"stack: API {stack.url}, {codes} codes in {stack.codes_file}", flush=True)
-        try:
+    if args.codes is not None and stack.own_database:
+        # its codes were written into another (dropped) database: none would verify here
+        parser.error(
+            "--codes needs the embedded database: with TRACECODE_DATABASE_URL set the stack "
+            "makes a new database each run"
+        )
+    try:
+        with stack:
+            env = {**stack.env, "LOADTEST_URL": stack.url, "LOADTEST_CODES": str(stack.codes_file)}
+            codes = sum(1 for _ in stack.codes_file.open())
+            print(f"stack: API {stack.url}, {codes} codes in {stack.codes_file}", flush=True)
             return subprocess.run(command, env=env, cwd=ROOT).returncode
-        except KeyboardInterrupt:
-            return 130
+    except StackError as exc:
+        print(f"stack.py: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stack.py: interrupted; stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -50,10 +50,30 @@ if [ -z "$URL" ]; then
   exec "$ROOT/.venv/bin/python" "$ROOT/loadtests/stack.py" --count "$COUNT" -- "$0" "${ARGS[@]}"
 fi
 
-case "$URL" in
-  http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*) ;;
-  *) echo "wrk_verify.sh: refusing $URL: load tests target 127.0.0.1 only" >&2; exit 2 ;;
-esac
+# The URL's host as a URL parser reads it (a shell pattern let http://127.0.0.1:80@other:8000
+# through: wrk takes "127.0.0.1:80" for user information and loads "other"): loopback only, no
+# user information, nothing after the host but an optional "/".
+if ! python3 - "$URL" <<'PY'
+import re, sys, urllib.parse
+url = sys.argv[1]
+parts = urllib.parse.urlsplit(url)
+try:
+    parts.port  # a port that is not a number raises
+except ValueError:
+    sys.exit(1)
+ok = (
+    re.fullmatch(r"[A-Za-z0-9.:/\[\]-]+", url) is not None  # no "@", no blanks or escapes
+    and parts.scheme == "http"
+    and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    and parts.username is None
+    and parts.path in ("", "/")
+)
+sys.exit(0 if ok else 1)
+PY
+then
+  echo "wrk_verify.sh: refusing $URL: load tests target 127.0.0.1 only" >&2
+  exit 2
+fi
 if [ -z "$CODES" ] || [ ! -s "$CODES" ]; then
   echo "wrk_verify.sh: give --codes FILE (serial,pin,url lines from 'tracecode demo codes')" >&2
   exit 2

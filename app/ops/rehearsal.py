@@ -13,6 +13,13 @@ to what locust saw answered 200, and once the write-behind queue is flushed the
 ``verifications`` table grew by exactly that many rows. A load balancer is not started: each
 load generator targets one API, as a balancer spreading evenly would.
 
+The demo data the rehearsal loads (users with the public demo password, demo orgs, a demo batch)
+never goes into the database ``TRACECODE_DATABASE_URL`` names, which may be production's: every
+process of the run uses a database of the rehearsal's own on that server, made at the start and
+dropped at the end (``Stack(own_database=True)``). Every process it starts, the locust load
+generators too, runs in a process group of its own and is stopped when it returns, on Ctrl-C or
+SIGINT as well; a failure to start is one ``tracecode: ...`` line.
+
 Not rehearsed here: a Redis Cluster, RabbitMQ and a streaming replica are not started by this
 command (their own tests start them: tests/test_redis_cluster.py, tests/test_broker_rabbitmq.py,
 tests/test_replica.py); point the variables above at running ones to include them.
@@ -28,7 +35,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -130,8 +136,8 @@ def locust_totals(prefix: Path) -> tuple[int, int, int]:
     return requests, requests - min(non_200, failures), failures
 
 
-def _locust(env: dict[str, str], url: str, codes: Path, prefix: Path, seconds: int, users: int):
-    argv = [
+def _locust_argv(url: str, codes: Path, prefix: Path, seconds: int, users: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "locust",
@@ -158,19 +164,25 @@ def _locust(env: dict[str, str], url: str, codes: Path, prefix: Path, seconds: i
         "--exit-code-on-error",
         "0",
     ]  # fmt: skip (--json-file: locust adds ".json")
-    log = open(prefix.with_suffix(".log"), "wb")
-    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def _import_stack() -> None:
+    """``loadtests`` (beside ``app`` in the source tree) importable."""
+    root = str(LOCUST_FILE.parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def rehearse(
     seconds: int = 20, users: int = 10, api_processes: int = 2, count: int = 400
 ) -> RehearsalReport:
-    """Start the layout, load it for ``seconds``, stop it; the counts (see the module doc)."""
-    sys.path.insert(0, str(LOCUST_FILE.parents[1]))
+    """Start the layout, load it for ``seconds``, stop it; the counts (see the module doc).
+    Raises ``loadtests.stack.StackError`` when the layout does not start."""
+    _import_stack()
     from app.processes import server_command
     from loadtests.stack import HOST, Stack, free_port
 
-    stack = Stack(count=count)
+    stack = Stack(count=count, own_database=True)  # never the named database: the demo data
     # Counters apart from the load test's and the developer's (reset_counters clears them).
     namespace = os.environ.get("TRACECODE_REDIS_NAMESPACE")
     stack.env["TRACECODE_REDIS_NAMESPACE"] = f"{namespace}.rehearsal" if namespace else "rehearsal"
@@ -191,15 +203,16 @@ def rehearse(
             stack.wait_ready(url=url)
         db_url = stack.env["TRACECODE_DATABASE_URL"]
         before = verification_rows(db_url)
-        runs: list[tuple[Any, Any, Path]] = []
+        runs: list[tuple[subprocess.Popen[bytes], Path]] = []
         shares = split_codes(stack.codes_file, len(urls))
         for i, (url, codes) in enumerate(zip(urls, shares, strict=True)):
             prefix = stack.log_dir / f"rehearsal-{i}"
-            runs.append((*_locust(stack.env, url, codes, prefix, seconds, users), prefix))
+            # a child of the stack: its own process group, stopped by stack.stop() whatever ends
+            argv = _locust_argv(url, codes, prefix, seconds, users)
+            runs.append((stack._spawn(prefix.name, argv, None), prefix))
         totals = [0, 0, 0]
-        for process, log, prefix in runs:
+        for process, prefix in runs:
             process.wait(timeout=seconds + 60)
-            log.close()
             for k, n in enumerate(locust_totals(prefix)):
                 totals[k] += n
         apis = [ApiCount(url, metrics_count(url)) for url in urls]
@@ -220,6 +233,16 @@ def cmd_rehearse(seconds: int, users: int, api_processes: int, count: int) -> in
     if count < 30 * api_processes:
         print(f"tracecode: --codes must be at least {30 * api_processes}", file=sys.stderr)
         return 2
-    report = rehearse(seconds, users, api_processes, count)
+    _import_stack()
+    from loadtests.stack import StackError
+
+    try:
+        report = rehearse(seconds, users, api_processes, count)
+    except StackError as exc:
+        print(f"tracecode: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # the processes were stopped (rehearse's finally)
+        print("tracecode: rehearsal interrupted", file=sys.stderr)
+        return 130
     print("rehearsal:\n" + "\n".join(report.lines()))
     return 0 if report.adds_up and report.requests > 0 else 1
