@@ -351,6 +351,8 @@ def main() -> int:
     stack = Stack(
         count=args.count,
         codes_file=args.codes,
+        # codes of an earlier run are in the named database: use it (else one of its own)
+        own_database=False if args.codes else None,
         api_cpus=args.api_cpu,
         worker_cpus=services,
         services_cpus=services,
