@@ -50,6 +50,7 @@ LOADTEST_RATE_LIMIT = 1_000_000_000  # per IP per minute: effectively off for th
 # 127.0.0.1, so the scenario's wrong PINs would lock the right ones out
 LOADTEST_PIN_CLIENT_MAX = 100_000
 NAMESPACE = "loadtest"
+STOP_SECONDS = 15  # after SIGINT to every process of the stack, those still running are killed
 
 
 class StackError(RuntimeError):
@@ -351,9 +352,10 @@ class Stack:
                     os.killpg(child.pid, signal.SIGINT)
                 except ProcessLookupError:
                     pass
+        deadline = time.monotonic() + STOP_SECONDS  # one for all: not one per child in turn
         for child in self.children:
             try:
-                child.wait(timeout=20)
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(child.pid, signal.SIGKILL)

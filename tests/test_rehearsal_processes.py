@@ -78,6 +78,9 @@ def _start_until_locust(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], d
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group: the test's "terminal"
+        # SIGINT as a terminal's foreground job has it: a shell's background job (CI's, say)
+        # ignores it, and an ignored signal is inherited through exec
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen: dict[int, str] = {}
     deadline = time.monotonic() + 45
@@ -144,7 +147,7 @@ def test_rehearse_sigint_leaves_no_load_generator_running(tmp_path: Path) -> Non
     process, seen = _start_until_locust(_env(tmp_path))
     try:
         os.kill(process.pid, signal.SIGINT)
-        process.communicate(timeout=40)
+        process.communicate(timeout=90)
         time.sleep(1)
     finally:
         if process.poll() is None:
@@ -160,7 +163,7 @@ def test_rehearse_ctrl_c_ends_without_a_traceback(tmp_path: Path) -> None:
     process, seen = _start_until_locust(_env(tmp_path))
     try:
         os.killpg(process.pid, signal.SIGINT)
-        _, err = process.communicate(timeout=40)
+        _, err = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
