@@ -826,7 +826,7 @@ async def test_a_subscription_deleted_while_its_delivery_is_sent_spoils_no_other
         rows = [
             sender.Claimed(
                 id=r["id"], attempts=1, subscription_id=0, brand_id=0, msg_id="m", kind="k",
-                data={}, occurred_at=None, url="", secret_sealed=b"", previous_sealed=[],
+                data="{}", occurred_at=None, url="", secret_sealed=b"", previous_sealed=[],
             )
             for r in claimed
         ]  # fmt: skip
@@ -1251,7 +1251,7 @@ async def test_an_address_that_never_answers_does_not_keep_the_next_one_from_bei
     tight = msgspec.structs.replace(settings, webhook_timeout_seconds=3.0)
     row = sender.Claimed(
         id=1, attempts=1, subscription_id=1, brand_id=1, msg_id="msg_probe",
-        kind="alert.counterfeit", data={}, occurred_at="2026-01-01T00:00:00Z",
+        kind="alert.counterfeit", data="{}", occurred_at="2026-01-01T00:00:00Z",
         url=f"http://partner.example:{port}/hook",
         secret_sealed=signing.seal(settings, signing.new_secret()), previous_sealed=[],
     )  # fmt: skip
@@ -1330,6 +1330,87 @@ async def test_a_sweep_sets_aside_an_event_whose_time_it_cannot_read(
     assert listed.status_code == 200, listed.text
     unknown = sorted(d["occurred_at"] is None for d in listed.json()["items"])
     assert unknown == [False, True], listed.json()  # the good one's time, the poison's none
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        # an array nested 3,000 deep: PostgreSQL stores it, Python's json module cannot load it
+        "(repeat('[', 3000) || repeat(']', 3000))::jsonb",
+        # a 5,000-digit integer: jsonb keeps it, int() refuses more than 4,300 digits
+        "('{\"n\": ' || repeat('9', 5000) || '}')::jsonb",
+    ],
+    ids=["deep-array", "long-integer"],
+)
+async def test_a_sweep_sets_aside_an_event_whose_data_it_cannot_load(
+    wh: Any, login: Any, settings: Any, app: Any, receiver: Receiver, poison: str
+) -> None:
+    """A probe: README "Delivery": 'A delivery that cannot be made at all (a bad row ...) is dead
+    at once and the sender goes on'. An outbox event whose ``data`` Python's json cannot load (a
+    jsonb nested deeper than the recursion limit, an integer of more than 4,300 digits — both
+    valid jsonb) made ``claim`` raise (RecursionError / ValueError) while psycopg loaded its
+    batch: the claim rolled back, the bad delivery stayed first due, and every sweep of every
+    worker failed on it — no webhook of any tenant went out again, none was dead-lettered. Now
+    the data is fetched as text and decoded per delivery: the bad one is dead (with a dead
+    letter), the good one beside it is delivered with the body it always had."""
+    from app.webhooks import sender
+
+    path = f"/poison-data-{secrets.token_hex(4)}"  # the receiver is shared by both cases
+    admin = await other_brand_admin(wh, login)
+    sub = await subscribe(wh, admin, receiver.url + path, ["alert.counterfeit"])
+    tight = msgspec.structs.replace(settings, webhook_allow_private=True, webhook_concurrency=4)
+    client = sender.make_client(tight)
+    # keys in jsonb's order (shorter first), so that json.loads of this text is the stored value
+    good_data = '{"n": "good", "s": "中", "x": 1.50, "big": 123456789012345678901234567890}'
+    async with app.state.pool.connection() as conn:
+        await conn.set_autocommit(True)
+        brand = await _brand_of(conn, sub["id"])
+        ids = []
+        for data in (poison, "%s::jsonb"):  # the poison first, then a good one
+            row = await (
+                await conn.execute(
+                    "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+                    f"VALUES (%s, 'alert.counterfeit', ARRAY[%s::bigint], {data}) RETURNING id",
+                    (brand, brand) if data == poison else (brand, brand, good_data),
+                )
+            ).fetchone()
+            ids.append(row["id"])
+        bad, good = ids
+        errors: list[BaseException] = []
+        try:
+            for _ in range(2):  # two sweeps, as two rounds of a worker
+                try:
+                    await sender.sweep(conn, client, tight)
+                except Exception as exc:
+                    errors.append(exc)
+            rows = await (
+                await conn.execute(
+                    "SELECT id, event_id, state FROM webhook_deliveries WHERE event_id = ANY(%s)",
+                    ([bad, good],),
+                )
+            ).fetchall()
+            buried = await (
+                await conn.execute(
+                    "SELECT reason FROM dead_letters WHERE queue = 'webhook_deliveries' "
+                    "AND convert_from(payload, 'UTF8')::jsonb ->> 'delivery_id' = ANY(%s)",
+                    ([str(r["id"]) for r in rows if r["event_id"] == bad],),
+                )
+            ).fetchall()
+        finally:
+            await client.aclose()
+            # never leave the poison due for the rest of the session
+            await conn.execute(
+                "UPDATE webhook_deliveries SET state = 'dead' WHERE event_id = %s", (bad,)
+            )
+            await conn.set_autocommit(False)
+            await wh.delete(f"/webhooks/subscriptions/{sub['id']}", headers=admin)
+    states = {r["event_id"]: r["state"] for r in rows}
+    assert errors == [], f"every webhook sweep fails on one event: {errors[0]!r}"
+    assert states == {good: "delivered", bad: "dead"}, states
+    assert [b["reason"][:12] for b in buried] == ["bad delivery"], buried
+    [received] = receiver.log(path)
+    # the body as before: the data as json.loads reads the jsonb, encoded compactly by msgspec
+    assert b'"data":' + msgspec.json.encode(json.loads(good_data)) + b"}" in received["raw"]
 
 
 async def test_a_delivery_claimed_long_ago_does_not_stop_every_sweep(
