@@ -905,3 +905,52 @@ async def test_english_sign_in_page_sends_the_code_sms_in_english(
     code = await code_for(phone)
     text = (await asyncio.to_thread(sms_gateway.messages, phone))[-1]["text"]
     assert f"Your verification code is {code}" in text, text
+
+
+@pytest.mark.usefixtures("sms_gateway")
+async def test_a_withdrawn_claim_reads_in_the_pages_language_on_the_points_page(
+    client: Any, login: Any, demo: Any, app: Any, store_units: dict[str, Any]
+) -> None:
+    """A probe: a member claimed a unit's points from the answer page and the store took the
+    unit back (``POST /returns`` withdraws the claim); the points history, a Chinese page, then
+    read "积分调整 -7 consumer return: the returned unit's points claim withdrawn" — the
+    system's own English reason (``returns.withdraw_points``, also ``redemptions._repay_owed``)
+    printed as stored by ``member_html.points_list``. A return's reasons are known texts
+    (``returns.SYSTEM_REASONS``) the page shows in its language; a staff adjustment's reason
+    stays as typed."""
+    serial = store_units["units"][5]
+    pin = app.state.scheme.pin(serial)
+    async with member_client(app) as mc:
+        phone = await signed_in(mc, demo["BRAND-LUMI"])
+        answer = assert_page(await mc.post(f"/c/{serial}", data={"pin": pin}))
+        form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+        assert result_of(assert_page(await mc.post("/member/claim", data=form))) == "ok"
+        back = await client.post(
+            "/returns", headers=await login("store_clerk"), json={"code": serial, "reason": "other"}
+        )
+        assert back.status_code == 200, back.text
+        await give(client, login, app, phone, 3)  # a staff adjustment, reason "test"
+        page = text_of(assert_page(await mc.get("/member/points")))
+        english = text_of(assert_page(await mc.get("/member/points?lang=en")))
+    assert "-7" in page and "退货" in page, page
+    assert "consumer return" not in page, page
+    assert "test ·" in page, page  # typed by the staff: as typed
+    assert "-7" in english and "Returned" in english, english
+    assert "consumer return" not in english, english
+
+
+async def test_the_sign_in_page_of_a_brand_that_does_not_exist_is_not_found(
+    demo: Any, app: Any
+) -> None:
+    """A probe: ``GET /member/login?brand={id}`` for an id that is no active brand — a store's
+    organisation, or a number no organisation has (a stale or mistyped link) — answered 200
+    with the phone form and "首次登录即注册为会员"; the visitor typed a phone and only then got
+    404 (``POST /member/otp``), while the API refuses the same brand at once. ``login_page``
+    never looked the brand up; it now asks ``auth.require_brand``: the 404 page, no form."""
+    async with member_client(app) as mc:
+        for brand in (demo["STORE-HZ-01"], 987_654_321):
+            page = await mc.get("/member/login", params={"brand": brand})
+            assert page.status_code == 404, (brand, page.status_code, text_of(page.text)[:200])
+            assert page.headers["content-type"].startswith("text/html")
+            assert 'name="phone"' not in page.text
+            assert "未找到" in text_of(page.text)

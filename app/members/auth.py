@@ -50,7 +50,9 @@ def new_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
-async def _require_brand(conn: Conn, brand_id: int) -> None:
+async def require_brand(conn: Conn, brand_id: int) -> None:
+    """404 unless ``brand_id`` is an active brand (one a consumer can join); the sign-in page
+    asks it too."""
     row = await (
         await conn.execute(
             "SELECT 1 FROM orgs WHERE id = %s AND kind = 'brand' AND status = 'active'",
@@ -115,7 +117,7 @@ async def request_code(
 
     await limits.code_requested(ip)
     await limits.login.check(_account(brand_id, phone), ip)  # a locked address gets no code
-    await _require_brand(conn, brand_id)
+    await require_brand(conn, brand_id)
     member = await (
         await conn.execute(
             "SELECT id FROM members WHERE brand_id = %s AND phone = %s", (brand_id, phone)
@@ -176,7 +178,7 @@ async def login(
     if failure is None and otp is not None:
         given = code_hash(settings, brand_id, phone, code)
         if hmac.compare_digest(given, bytes(otp["code_hash"])):
-            await _require_brand(conn, brand_id)  # a probe: a deactivated brand's sign-up
+            await require_brand(conn, brand_id)  # a probe: a deactivated brand's sign-up
             return await _signed_in(conn, settings, limits, ip, otp["id"], brand_id, phone)
         await conn.execute("UPDATE member_otps SET tries = tries + 1 WHERE id = %s", (otp["id"],))
         await conn.commit()  # the try counts although the answer is an error

@@ -51,6 +51,7 @@ from app.members.gifts import OFFERED
 from app.members.mask import mask_phone, sees_phones, shown_phone
 from app.members.points import post_entry
 from app.members.principal import Member
+from app.members.returns import REPAID
 from app.members.schemas_points import (
     CheckOut,
     CodeIn,
@@ -637,7 +638,7 @@ async def _repay_owed(conn: Conn, member_id: int, brand_id: int, refunded: int) 
         brand_id=brand_id,
         kind="adjustment",
         points=-paid,
-        reason="consumer return: points the return could not take back, taken from a refund",
+        reason=REPAID,
     )
     assert taken is not None  # the refund just credited covers it
     await conn.execute(

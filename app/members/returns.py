@@ -21,6 +21,13 @@ from app.auth.principal import Principal
 from app.db import Conn
 from app.members.points import post_entry
 
+# The reasons of the ledger entries a return makes (kind ``adjustment``, reason as text), and the
+# stable key of each: the member pages show these in their own language (``app.web.i18n``,
+# ``reason_<key>``), while a staff adjustment's reason is shown as typed.
+WITHDRAWN = "consumer return: the returned unit's points claim withdrawn"
+REPAID = "consumer return: points the return could not take back, taken from a refund"
+SYSTEM_REASONS: dict[str, str] = {WITHDRAWN: "return_withdrawn", REPAID: "return_repaid"}
+
 _WITHDRAW = """
 UPDATE point_claims SET withdrawn_at = now() WHERE code_id = %s AND withdrawn_at IS NULL
 RETURNING id, member_id, brand_id, points
@@ -52,7 +59,7 @@ async def withdraw_points(conn: Conn, actor: Principal, code: int) -> dict[str, 
             brand_id=claim["brand_id"],
             kind="adjustment",
             points=-taken,
-            reason="consumer return: the returned unit's points claim withdrawn",
+            reason=WITHDRAWN,
             recorded_by=actor.user_id,
         )
     withdrawn = {"id": claim["id"], "member_id": claim["member_id"], "points": taken}

@@ -140,6 +140,14 @@ WORDS: dict[str, dict[Lang, str]] = {
     "kind_refund": {"zh": "过期退回", "en": "Refunded"},
     "kind_expiry": {"zh": "积分过期", "en": "Expired"},
     "kind_adjustment": {"zh": "积分调整", "en": "Adjustment"},
+    "reason_return_withdrawn": {
+        "zh": "退货：该商品领取的积分已收回",
+        "en": "Returned: the points claimed for this product were taken back",
+    },
+    "reason_return_repaid": {
+        "zh": "退货：当时未能收回的积分，从退回的积分中扣除",
+        "en": "Returned: points a return could not take back, taken from a refund",
+    },
     "gifts_title": {"zh": "积分换礼", "en": "Gifts for points"},
     "gift_cost": {"zh": "所需积分", "en": "Points"},
     "gift_stock": {"zh": "库存", "en": "In stock"},

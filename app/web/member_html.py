@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.members.mask import mask_phone
+from app.members.returns import SYSTEM_REASONS
 from app.members.schemas import ScanRow
 from app.members.schemas_points import Gift, LedgerEntryOut, RedemptionOut
 from app.verify.messages import when
@@ -159,10 +160,17 @@ def _empty(lang: Lang) -> str:
     return f'<p class="hint" id="empty">{esc(word("history_empty", lang))}</p>'
 
 
+def _reason(reason: str | None, lang: Lang) -> str:
+    """A ledger entry's reason: the system's own (a return's) in the page's language, a staff
+    adjustment's as typed (a probe: the English sentence on the Chinese page)."""
+    key = SYSTEM_REASONS.get(reason or "")
+    return word("reason_" + key, lang) if key else reason or ""
+
+
 def points_list(lang: Lang, balance: int, items: Sequence[LedgerEntryOut]) -> str:
     rows = []
     for e in items:
-        what = e.product.name if e.product else (e.gift_name or e.reason or "")
+        what = e.product.name if e.product else (e.gift_name or _reason(e.reason, lang))
         sign = "plus" if e.points > 0 else "minus"
         rows.append(
             f'<li class="entry"><div class="line"><span>{esc(word("kind_" + e.kind, lang))}</span>'

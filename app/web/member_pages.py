@@ -176,6 +176,9 @@ async def login_page(
     if brand_id is None:
         body = html.status("pin_required", word("login_title", lang), word("no_brand", lang))
         return _show(lang, remember, word("login_title", lang), body, "/member/login")
+    # no sign-up form for a brand nobody can join (a probe: a store's id, a stale link): the
+    # 404 page, as POST /member/otp answers it
+    await auth.require_brand(conn, brand_id)
     body = member_html.phone_form(lang, token, brand_id, claim)
     path = _login_url(brand_id, claim)  # the language switch keeps the claim (a probe lost it)
     return _show(lang, remember, word("login_title", lang), body, path, cookies=[csrf_cookie])
