@@ -306,6 +306,39 @@ async def test_poison_rows_are_dead_lettered_without_blocking_the_others(
                 )
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 3000 + "]" * 3000, "1" * 5000],
+    ids=["deep-array", "long-integer"],
+)
+async def test_a_row_whose_variables_python_cannot_load_is_dead_alone(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any, value: str
+) -> None:
+    """A variable PostgreSQL holds but Python's json cannot load (an array nested 3,000 deep, a
+    5,000-digit integer) failed the claim's fetch of its whole batch, and every sweep after it:
+    no SMS went out again for any brand (as a probe found for the webhook outbox). Now that row
+    alone is dead and the others are sent."""
+    brand = demo["BRAND-LUMI"]
+    good = await _enqueue(app, brand, [phone() for _ in range(3)])
+    cur = await aconn.execute(
+        "INSERT INTO sms_outbox (brand_id, phone, template, variables, purpose) "
+        """VALUES (%s, %s, 'otp', ('{"minutes": "5", "code": ' || %s || '}')::jsonb, 'notice') """
+        "RETURNING id",
+        (brand, phone(), value),
+    )
+    [bad] = [r["id"] for r in await cur.fetchall()]
+    gw = gateway_from_settings(gateway.settings(settings))
+    try:
+        stats = await sender.drain(aconn, gw, settings, ids=[*good, bad])
+    finally:
+        await gw.aclose()
+    assert stats.sent == 3 and stats.failed == 1, stats
+    rows = await _rows(aconn, [*good, bad])
+    assert [rows[i]["state"] for i in good] == ["sent"] * 3
+    assert rows[bad]["state"] == "failed"
+    assert "must be text" in (await _dead(aconn, [bad]))[bad]
+
+
 class _ControlGateway:
     """A provider whose words carry control characters: the rejection of ``bad`` says why with
     a NUL and a bell, the message ids of the others end in a NUL."""
@@ -456,6 +489,49 @@ async def test_a_gateway_answer_over_the_cap_is_never_held() -> None:
         await gw.aclose()
         server.shutdown()
     assert result.status == "retry" and "more than" in (result.error or ""), result
+
+
+async def test_a_gateway_trickling_its_answer_is_cut_off_at_the_configured_timeout() -> None:
+    """A probe: ``TRACECODE_SMS_GATEWAY_TIMEOUT`` is "seconds per request", but ``HttpGateway``
+    gave httpx ``Timeout(timeout)``, which bounds each read, not the request: a gateway (or a
+    proxy in front of it) answering a byte every half second kept one send going as long as it
+    liked — the sweeper sent nothing else meanwhile, and after ``SMS_LEASE_SECONDS`` another
+    sender re-sent the rows. The whole request is bounded now (as the webhook sender's
+    attempt is): it gives up after about the timeout and answers ``retry``."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
+            )
+            await writer.drain()
+            for _ in range(40):  # 20 s, a byte every 0.5 s
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.5)
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gateway = HttpGateway(f"http://127.0.0.1:{port}/send", timeout=1.0)
+    message = OutMessage(
+        key=secrets.token_hex(8), phone=phone(), sign="【P】", template_id="t",
+        params={}, text="【P】hello", masked_text="【P】hello",
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        results = await asyncio.wait_for(gateway.send([message]), timeout=12)
+    except TimeoutError:
+        results = None
+    finally:
+        took = time.monotonic() - started
+        await gateway.aclose()
+        server.close()
+    assert results is not None and took < 4, (
+        f"a 1 s gateway timeout: the send took {took:.1f} s (cut off by the test at 12 s)"
+    )
+    assert results[0] == Result("retry", error="gateway timeout")
 
 
 # -- the job after commit ---------------------------------------------------------------------

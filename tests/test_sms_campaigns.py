@@ -567,6 +567,43 @@ async def test_a_store_manager_s_opt_out_counts_whatever_form_their_phone_was_sa
             assert await cur.fetchall() == [], saved
 
 
+async def test_a_store_manager_saved_with_brackets_who_opted_out_is_not_texted(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: a store manager's phone saved as ``+86 (137) 1234-5678`` (POST /users takes
+    brackets) was made ``8613712345678`` by ``outbox_phone`` — brackets, ``(+86)`` or a spaced
+    ``+ 86`` kept the country code — not the mobile ``137…``: the manager's opt-out of the mobile
+    (stored ``137…``) missed it and the next campaign still texted the phone that said stop.
+    Every spelling of a mainland mobile is the mobile now."""
+    from app.sms.outbox import outbox_phone
+
+    admin, marketer = await login("admin"), await login("marketer")
+    mobile = phone()
+    a, b, c = mobile[:3], mobile[3:7], mobile[7:]
+    for form in (f"+86 ({a}) {b}-{c}", f"+ 86 {mobile}", f"(+86){mobile}", f"0086 {a}.{b}.{c}"):
+        assert outbox_phone(form) == mobile, form
+    saved = f"+86 ({a}) {b}-{c}"
+    agent = await _store_with_manager(client, admin, saved)
+    body = {
+        "template_id": await _template(client, marketer),
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "filter": {"org_id": agent},
+    }
+    dry = await client.post("/sms/campaigns", headers=marketer, json={**body, "dry_run": True})
+    assert dry.status_code == 201 and dry.json()["recipients"] == 1, dry.text
+    assert (await client.put(f"/sms/opt-outs/{mobile}", headers=marketer)).status_code == 204
+    made = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert made.status_code == 201, made.text
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT phone FROM sms_outbox WHERE campaign_id = %s", (made.json()["id"],)
+        )
+        queued = [r["phone"] for r in await cur.fetchall()]
+    assert queued == [], f"{saved!r} opted out as {mobile} but was queued as {queued}"
+    assert (made.json()["recipients"], made.json()["skipped"]) == (0, 1), made.text
+
+
 async def test_a_store_manager_s_td_reply_finds_the_brands_that_wrote_to_them(
     client: Any, login: Any, app: Any
 ) -> None:

@@ -14,8 +14,9 @@ the row: a gateway that deduplicates on it delivers a re-sent attempt once (READ
   ``Idempotency-Key`` header (the key of a single message; for a batch, each message's key is in
   the body), up to ``SMS_GATEWAY_BATCH`` messages per request; it expects
   ``{"results": [{"key", "status": "accepted"|"rejected", "message_id", "error"}]}``. 5xx, 408,
-  429, 401/403 (credentials being rotated), a timeout or a broken connection mean "retry"; a
-  400/422 for a batch is split in halves to find the message at fault.
+  429, 401/403 (credentials being rotated), a timeout (``SMS_GATEWAY_TIMEOUT`` bounds each
+  request as a whole, connecting to the last byte of the answer) or a broken connection mean
+  "retry"; a 400/422 for a batch is split in halves to find the message at fault.
 * ``DevGateway`` (development) accepts everything: the log gets the masked phone and the text
   with its code masked; ``var/sms/messages.jsonl`` gets the whole message, to read codes from.
 """
@@ -101,6 +102,7 @@ class HttpGateway:
     ) -> None:
         self.url = url
         self.batch = batch
+        self.timeout = timeout  # seconds per request, the whole of it (see ``_post``)
         auth = httpx.BasicAuth(key, secret or "") if key else None
         self._client = httpx.AsyncClient(
             auth=auth,
@@ -122,13 +124,16 @@ class HttpGateway:
         if len(messages) == 1:
             headers["Idempotency-Key"] = messages[0].key
         content = self._encode.encode({"messages": wire})
-        try:
+        try:  # httpx bounds each connect and read; a gateway trickling its answer a byte at a
+            # time would hold the send (and the sweeper) for ever: the request as a whole is
+            # bounded too, from the moment it has a slot (a probe)
             async with (
                 self._slots,
+                asyncio.timeout(self.timeout),
                 self._client.stream("POST", self.url, content=content, headers=headers) as response,
             ):
                 body = await _read_capped(response)
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return [Result("retry", error="gateway timeout")] * len(messages)
         except httpx.HTTPError as exc:
             return [Result("retry", error=f"gateway unreachable: {type(exc).__name__}")] * len(

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
+import unicodedata
 import weakref
 from functools import cache
 from typing import Any, Literal
@@ -55,20 +57,30 @@ def _default_settings() -> Settings:
     return load_settings()
 
 
+_SEPARATORS = str.maketrans("", "", " -().")  # what people put between a phone's digits
+_NUMBER = re.compile(r"\+?[0-9]{6,15}")
+
+
 def outbox_phone(phone: str) -> str:
-    """The stored form of a phone: a mainland mobile as members store it (``+86 138-1234-1234``
-    → ``13812341234``, ``app.members.phones``), any other number as its 6–15 digits; 400
-    ``invalid_phone`` otherwise. A number of another country whose digits alone would read as a
-    mainland mobile keeps its international prefix, as ``00`` (the stored forms are digits
-    only): ``+1 (395) 555-0142`` → ``0013955550142``, never ``13955550142`` (a probe: an
-    opt-out of the foreign number opted the Chinese member of that mobile out of marketing)."""
+    """The one form of a phone wherever SMS match phones (the outbox, opt-outs, "TD" replies,
+    campaign audiences); 400 ``invalid_phone`` for what is no phone. Spaces, dashes, brackets
+    and dots between the digits (full-width ones too) are dropped first, so that every spelling
+    of a mainland mobile is the mobile as members store it (``app.members.phones``):
+    ``+86 (138) 1234-5678``, ``(+86)138…``, ``+ 86 138…``, ``0086…``, ``86138…`` →
+    ``13812345678`` (a probe: brackets or a spaced ``+ 86`` kept the ``86``, so a store
+    manager's opt-out of the mobile missed the phone saved on their user). Any other number is
+    its 6–15 digits. A number of another country whose digits alone would read as a mainland
+    mobile keeps its international prefix, as ``00`` (the stored forms are digits only):
+    ``+1 (395) 555-0142`` → ``0013955550142``, never ``13955550142`` (a probe: an opt-out of the
+    foreign number opted the Chinese member of that mobile out of marketing)."""
+    bare = unicodedata.normalize("NFKC", phone).strip().translate(_SEPARATORS)
     try:
-        return normalise_phone(phone)
+        return normalise_phone(bare)
     except ValidationFailed:
-        digits = "".join(c for c in phone if c in "0123456789")
-        if not 6 <= len(digits) <= 15 or any(c not in "0123456789 +-()" for c in phone):
+        if not _NUMBER.fullmatch(bare):
             raise
-        if phone.strip().startswith("+") and _reads_as_mobile(digits):
+        digits = bare.removeprefix("+")
+        if bare.startswith("+") and _reads_as_mobile(digits):
             return "00" + digits
         return digits
 
