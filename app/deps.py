@@ -81,8 +81,8 @@ async def caller_first(request: Request[Any, Any, Any]) -> None:
     ``unauthorized`` at once, whatever its body (a probe: an anonymous bad body was 400, and an
     anonymous client trickling 9 MB in was waited for); with bad ones, 401 too, the caller
     loaded on a connection of its own given back at once (review R: 64 MB buffered per
-    anonymous capture). Any other request pays a set and a dict look-up; its caller is loaded
-    by ``provide_principal``, on the request's connection."""
+    anonymous capture). ``provide_principal`` loads the caller again once the body is in; any
+    other request pays a set and a dict look-up here."""
     if (
         request.method not in _WITH_BODY
         or "principal" not in request.route_handler.parsed_fn_signature.parameters
@@ -98,8 +98,12 @@ async def caller_first(request: Request[Any, Any, Any]) -> None:
 async def provide_principal(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings
 ) -> Principal:
-    principal: Principal | None = request.state.get("principal")  # found before the body
-    return principal or await _caller(request, conn, settings)
+    """The caller, loaded on the request's connection once its body is in — again, for a request
+    ``caller_first`` let in: a client can hold its body back for as long as it likes, and a
+    caller found before it ran the request as it was then (a probe: a token deactivated, a key
+    revoked meanwhile still created an administrator). One more look-up per request with a
+    body; the hot ones (verification, claims) do not take a ``principal``."""
+    return await _caller(request, conn, settings)
 
 
 async def _caller(request: Request[Any, Any, Any], conn: Conn, settings: Settings) -> Principal:

@@ -4,6 +4,7 @@ an OpenAPI document that tells the real errors (16)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import io
@@ -357,6 +358,109 @@ async def test_an_anonymous_call_with_a_bad_body_is_401_not_400(client: Any) -> 
         "/auth/login", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert_error(login, 400, "malformed_json")
+
+
+async def _post_body_later(
+    app: Any, path: str, headers: dict[str, str], body: bytes, release: asyncio.Event
+) -> tuple[int, Any]:
+    """POST ``path`` through the app's ASGI callable: the headers at once, the body once
+    ``release`` is set (a client uploading slowly). The status and the decoded answer."""
+    raw = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": raw,
+        "client": ("127.0.0.1", 40001),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    bodies = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if bodies:
+            await release.wait()
+            return bodies.pop()
+        await asyncio.sleep(3600)  # no disconnect before the answer is out
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    payload = b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], msgspec.json.decode(payload) if payload else None
+
+
+@pytest.mark.parametrize("credential", ["token", "api_key"])
+async def test_a_caller_cut_off_while_its_body_was_on_the_way_writes_nothing(
+    client: Any, app: Any, login: Any, demo: Any, credential: str
+) -> None:
+    """A probe: a stolen access token, or a leaked API key, sent the headers of ``POST /users``
+    and held the body back; the administrator deactivated the account (or revoked the key), and
+    ``/auth/me`` with it already answered 401 — then the body came, and an administrator
+    account was created: the caller found before the body (``app.deps.caller_first``) was used
+    after it as it had been. The caller is loaded again once the body is in: 401, nothing
+    written."""
+    admin = await login("admin")
+    agent = demo["AGENT-ZJ"]
+    name = f"cut_{secrets.token_hex(4)}"
+    if credential == "token":
+        made = await client.post(
+            "/users",
+            headers=admin,
+            json={
+                "org_id": agent,
+                "username": name,
+                "password": "cut-off-pass-1",
+                "roles": ["org_admin"],
+            },
+        )
+        assert made.status_code == 201, made.text
+        pair = await client.post(
+            "/auth/login", json={"username": name, "password": "cut-off-pass-1"}
+        )
+        headers = {"Authorization": f"Bearer {pair.json()['access_token']}"}
+        cut = client.patch(
+            f"/users/{made.json()['id']}", headers=admin, json={"status": "inactive"}
+        )
+    else:
+        made = await client.post(
+            "/api-keys",
+            headers=admin,
+            json={"name": name, "permissions": ["users.write", "users.read"], "org_id": agent},
+        )
+        assert made.status_code == 201, made.text
+        headers = {"X-API-Key": made.json()["key"]}
+        cut = client.post(f"/api-keys/{made.json()['api_key']['id']}/revoke", headers=admin)
+    backdoor = f"bd_{secrets.token_hex(4)}"
+    body = msgspec.json.encode(
+        {
+            "org_id": agent,
+            "username": backdoor,
+            "password": "backdoor-pass-1",
+            "roles": ["org_admin"],
+        }
+    )
+    release = asyncio.Event()
+    upload = asyncio.create_task(_post_body_later(app, "/users", headers, body, release))
+    await asyncio.sleep(0.3)  # the headers are in and the caller let in; the body is not
+    assert (await cut).status_code == 200
+    assert_error(await client.get("/auth/me", headers=headers), 401)
+    release.set()
+    status, answer = await asyncio.wait_for(upload, 30)
+    assert status == 401, (status, answer)
+    found = await client.get("/users", headers=admin, params={"q": backdoor})
+    assert found.json()["total"] == 0, found.json()
 
 
 # --- 13 and 14: one CSV/XLSX writer with the formula guard, one charset ----------------------
