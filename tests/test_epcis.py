@@ -1067,17 +1067,21 @@ async def test_the_ilmd_lot_is_read_by_its_expanded_key(
     client: Any, login: Any, app: Any, demo: Any, conn: Any
 ) -> None:
     """A probe: the lot under the document's own prefix for the CBV master data was ignored
-    (the line's lot taken instead), and ``cbvmda:lotNumber`` under a rebound ``cbvmda`` taken."""
+    (the line's lot taken instead), and ``cbvmda:lotNumber`` under a rebound ``cbvmda`` taken.
+    ``cbvmda`` may be declared again only as the standard context binds it (a rebinding is
+    refused at capture: ``test_a_rebound_standard_prefix_does_not_change_other_events_on_a_page``),
+    and its lot is then read as the lot."""
     from tests.helpers import issue_units
 
     operator = await login("operator")
-    batch_no, product_id = await issue_units(client, login, demo, 2)
+    batch_no, product_id = await issue_units(client, login, demo, 3)
     context = {"product_id": product_id, "lot": "LINE-LOT", "production_date": "2026-11-30"}
     assert (await client.put("/lines/LOT1/context", headers=operator, json=context)).is_success
     for index, (prefixes, key, lot) in enumerate(
         (
             ({"mda": "urn:epcglobal:cbv:mda#"}, "mda:lotNumber", "EVT-9"),
-            ({"cbvmda": "https://example.com/other#"}, "cbvmda:lotNumber", "LINE-LOT"),
+            ({"cbvmda": "https://example.com/other#"}, "cbvmda:lotNumber", None),
+            ({"cbvmda": "urn:epcglobal:cbv:mda:"}, "cbvmda:lotNumber", "EVT-9"),
         )
     ):
         serial = app.state.scheme.serial(batch_no, index)
@@ -1086,7 +1090,13 @@ async def test_the_ilmd_lot_is_read_by_its_expanded_key(
             "readPoint": {"id": "urn:tracecode:line:LOT1"},
             "ilmd": {key: "EVT-9"},
         }
-        await captured(client, operator, document([event], context=[CONTEXT, prefixes]))
+        body = document([event], context=[CONTEXT, prefixes])
+        if lot is None:
+            refused = await capture(client, operator, body)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["detail"].startswith("/@context/1/cbvmda"), refused.json()
+            continue
+        await captured(client, operator, body)
         row = await _unit(conn, app, serial)
         assert row is not None and row["lot"] == lot, (key, row)
 
@@ -1302,6 +1312,128 @@ async def test_a_context_cannot_redefine_the_standards_terms_for_other_events(
     assert [e["bizStep"] for e in events] == ["commissioning"], events
     prefix = [CONTEXT, {"example": "http://ns.example.com/epcis/"}]
     await captured(client, partner, document([observe], prefix))
+
+
+MDA = "urn:epcglobal:cbv:mda#"  # the CBV master data namespace, as Tracecode reads cbvmda
+
+
+def _contexts(context: Any) -> list[Any]:
+    return context if isinstance(context, list) else [context]
+
+
+async def test_a_rebound_standard_prefix_does_not_change_other_events_on_a_page(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``cbvmda`` (like ``gs1``, ``cbv``, ``epcis``) is a prefix of the EPCIS 2.0
+    context, ``@protected`` there. A document's @context binding it to its own namespace was
+    stored (``document._own_terms`` refused the standard's other terms only) and the query
+    lifted that binding into the page's @context (``search.search`` compared a captured context
+    only with the other captured ones), so another partner's commissioning event on the same
+    page said its ``cbvmda:lotNumber`` was ``https://evil.example/mda#lotNumber``. Such a
+    binding is refused at capture now (400 naming it), as the standard's terms are."""
+    zj, gd, admin = await login("agent_admin"), await login("gd_admin"), await login("admin")
+    theirs, mine = _epc("RB"), _epc("LT")
+    rebinding = [CONTEXT, {"cbvmda": "https://evil.example/mda#"}]
+    sent = await capture(client, zj, document([_object("OBSERVE", [theirs])], rebinding))
+    assert sent.status_code == 400, sent.text
+    assert sent.json()["type"] == "epcisException:ValidationException", sent.json()
+    assert sent.json()["detail"].startswith("/@context/1/cbvmda:"), sent.json()
+    await captured(client, zj, document([_object("OBSERVE", [theirs])]))
+    lot = _object("ADD", [mine], bizStep="commissioning", ilmd={"cbvmda:lotNumber": "LOT-9"})
+    await captured(client, gd, document([lot]))
+    body = (await query(client, admin, MATCH_epc=f"{theirs}|{mine}")).json()
+    events = body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert len(events) == 2, events
+    event = next(e for e in events if "ilmd" in e)
+    bindings = {**_prefix_map(body["@context"]), **_prefix_map(event.get("@context"))}
+    assert bindings.get("cbvmda", MDA) == MDA, (body["@context"], event)
+
+
+async def test_a_prefix_named_urn_does_not_rewrite_tracecodes_own_identifiers(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a document's @context could bind any prefix name, ``urn`` included, and the
+    query lifted ``{"urn": "https://evil.example/"}`` into the page's @context, where, as a
+    JSON-LD prefix, it rewrote every ``urn:`` IRI of the page: Tracecode's own commissioning of
+    the unit, served beside the partner's observation, had the eventID
+    ``https://evil.example/uuid:…`` and the readPoint ``https://evil.example/tracecode:line:EP1``.
+    A prefix named like a URI scheme (urn, http, https, ni, geo, …, in any case) is refused at
+    capture now (400 naming it); one stored before stays with its event, off the page."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line="EP1")
+    partner = await login("partner")
+    observe = _object("OBSERVE", [unit_link(serial)], bizStep="inspecting")
+    for name in ("urn", "URN", "https"):
+        context = [CONTEXT, {name: "https://evil.example/"}]
+        sent = await capture(client, partner, document([observe], context))
+        assert sent.status_code == 400, (name, sent.text)
+        assert sent.json()["detail"].startswith(f"/@context/1/{name}:"), sent.json()
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    await captured(client, partner, document([{**observe, "eventID": event_id}]))
+    await conn.execute(  # as a capture before the rule stored it
+        "UPDATE epcis_events SET context = %s::jsonb WHERE event_id = %s",
+        ('{"urn": "https://evil.example/"}', event_id),
+    )
+    await conn.commit()
+    page = (await query(client, partner, MATCH_epc=unit_link(serial))).json()
+    events = page["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert len(events) == 2, events
+    own = next(e for e in events if e["bizStep"] == "commissioning")
+    assert own["eventID"].startswith("urn:uuid:")
+    bindings = {**_prefix_map(page["@context"]), **_prefix_map(own.get("@context"))}
+    assert "urn" not in bindings, page["@context"]
+    theirs = next(e for e in events if e["eventID"] == event_id)
+    assert theirs["@context"] == {"urn": "https://evil.example/"}, theirs
+
+
+async def test_one_event_with_its_own_context_is_served_with_the_standard_context(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``GET /epcis/events/{eventID}`` built its answer as
+    ``{"@context": <the page's context>, **event}`` (``routes.get_event``), so the @context of
+    an event sent with one of its own overwrote the page's: the answer's only context was
+    ``{"ey": …}`` — no EPCIS 2.0 context and no binding of ``ex``, which the event's document
+    declared. One event is served now as the list serves it: the page's context (the standard
+    one, the document's prefixes), then the event's own (``search.one_event``)."""
+    partner = await login("partner")
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    event = {
+        "@context": {"ey": "https://c.example/ns/"},
+        **_object("OBSERVE", [_epc("OC")], eventID=event_id, **{"ex:t": "2", "ey:u": "3"}),
+    }
+    await captured(client, partner, document([event], [CONTEXT, {"ex": "https://b.example/ns/"}]))
+    response = await client.get(f"/epcis/events/{quote(event_id, safe='')}", headers=partner)
+    assert response.status_code == 200, response.text
+    context = response.json()["@context"]
+    assert CONTEXT in _contexts(context), context
+    bindings = _prefix_map(context)
+    assert bindings.get("ex") == "https://b.example/ns/", context
+    assert bindings.get("ey") == "https://c.example/ns/", context
+
+
+async def test_a_documents_remote_context_is_served_with_its_events(
+    client: Any, login: Any
+) -> None:
+    """A probe: a partner's document named its own remote context beside the EPCIS one
+    (``[epcis-context, "https://partner.example/ctx.jsonld"]``) and its events used a prefix
+    that context declares (``ex:t``), which capture takes (a remote context may declare any
+    prefix). Capture kept only a context's object entries (``capture._prefixes``), so the remote
+    context was dropped: the query and ``GET /epcis/events/{eventID}`` served the event with
+    ``ex`` bound to nothing. The remote context is kept now and served in the event's own
+    @context (never the page's: it may declare anything)."""
+    partner = await login("partner")
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    remote = "https://partner.example/ctx.jsonld"
+    event = _object("OBSERVE", [_epc("RC")], eventID=event_id, **{"ex:t": "2"})
+    await captured(client, partner, document([event], [CONTEXT, remote, {"ey": "urn:ey:"}]))
+    one = await client.get(f"/epcis/events/{quote(event_id, safe='')}", headers=partner)
+    assert one.status_code == 200, one.text
+    assert _contexts(one.json()["@context"]) == [CONTEXT, remote, {"ey": "urn:ey:"}], one.json()
+    body = (await query(client, partner, MATCH_epc=event["epcList"][0])).json()
+    (served,) = body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert body["@context"] == CONTEXT, body["@context"]
+    assert served["@context"] == [remote, {"ey": "urn:ey:"}], served
 
 
 async def test_capture_a_valid_time_near_the_calendar_end_with_an_offset(

@@ -26,6 +26,7 @@ from app.epcis.document import (
     CapturedEvent,
     DocumentError,
     parse_document,
+    served_context,
 )
 from tests.helpers import epcis_conformance
 
@@ -313,6 +314,44 @@ def test_a_remote_context_may_declare_any_prefix() -> None:
     assert len(parse_document(encode(doc))) == 1
     doc = document(minimal_event(**{"acme:batch": "B-1", "@context": {"acme": "urn:acme:"}}))
     assert len(parse_document(encode(doc))) == 1
+
+
+def test_a_context_binds_no_standard_prefix_anew_nor_a_uri_scheme() -> None:
+    """A probe: a @context object bound ``cbvmda`` or ``urn`` to a namespace of its own, and
+    the query page lifted the binding for every event (see ``test_epcis.py``,
+    ``…rebound_standard_prefix…`` and ``…prefix_named_urn…``). A prefix of the EPCIS 2.0
+    context may be declared again with the IRI it has there only (as GS1's examples do); a
+    prefix named like a URI scheme, in any case, not at all; in the document's or an event's."""
+    for name, iri in (("cbvmda", "urn:epcglobal:cbv:mda:"), ("gs1", "https://gs1.org/voc/")):
+        doc = document(**{"@context": [CONTEXT, {name: iri}]})
+        assert len(parse_document(encode(doc))) == 1
+    for context in (
+        {"cbvmda": "https://evil.example/mda#"},
+        {"gs1": {"@id": "https://gs1.org/voc/"}},
+        {"urn": "https://evil.example/"},
+        {"Https": "https://evil.example/"},
+        {"geo": "https://evil.example/"},
+    ):
+        (name,) = context
+        assert refused(encode(document(**{"@context": [CONTEXT, context]}))).pointer == (
+            f"/@context/1/{name}"
+        )
+        event = minimal_event(**{"@context": context})
+        assert refused(encode(document(event))).pointer == (
+            f"/epcisBody/eventList/0/@context/{name}"
+        )
+
+
+def test_the_served_context_keeps_a_remote_context_and_drops_the_standard() -> None:
+    """What capture stores of an event's @context for the query (``served_context``): the
+    declared prefixes as one object, the standard context's URLs and prefixes left out; with a
+    remote context (a probe: it was dropped), every entry in order."""
+    remote = "https://partner.example/ctx.jsonld"
+    assert served_context(CONTEXT) is None
+    assert served_context([CONTEXT, {"gs1": "https://gs1.org/voc/"}]) is None
+    declared = [CONTEXT, {"ex": "urn:ex:", "gs1": "https://gs1.org/voc/"}, {"ey": "urn:ey:"}]
+    assert served_context(declared) == {"ex": "urn:ex:", "ey": "urn:ey:"}
+    assert served_context([CONTEXT, remote, {"ex": "urn:ex:"}]) == [remote, {"ex": "urn:ex:"}]
 
 
 def test_a_byte_order_mark_and_str_input_are_accepted() -> None:

@@ -58,6 +58,7 @@ from app.epcis.document import (
     DocumentError,
     gc_paused,
     parse_document,
+    served_context,
 )
 from app.epcis.hashing import active_prefixes, event_hash
 from app.epcis.identifiers import CANONICAL_ORIGIN, gtin_serial, place_key, sscc
@@ -866,7 +867,9 @@ async def _lot_context(
     conn: Conn, actor: Principal, line: str, e: CapturedEvent, index: int
 ) -> LineContextIn | None:
     ilmd = e.raw.get("ilmd") or {}
-    prefixes = {"cbvmda": MDA, **active_prefixes(e.context)}
+    # cbvmda is the standard context's prefix: a @context may declare it again with the IRI it
+    # has there (urn:epcglobal:cbv:mda:), never with another (app.epcis.document._own_terms)
+    prefixes = {**active_prefixes(e.context), "cbvmda": MDA}
     lot = next((v for key, v in ilmd.items() if _expanded(key, prefixes) == LOT_IRI), None)
     if lot is None:
         return None
@@ -928,8 +931,8 @@ async def _write(
         for row_id, (_, event_id, e) in zip(ids, fresh, strict=True):
             context = contexts.get(id(e.context))
             if context is None:
-                prefixes = _prefixes(e.context)
-                context = _text(encode(prefixes).decode()) if prefixes else NULL
+                served = served_context(e.context)
+                context = NULL if served is None else _text(encode(served).decode())
                 contexts[id(e.context)] = context
             rows.append(
                 f"{row_id}{head}{_text(event_id)}\t{_text(e.event_type)}\t"
@@ -988,12 +991,3 @@ def _text_array(pairs: list[tuple[str, str]]) -> str:
         return NULL
     items = (f"{t} {v}".replace("\\", "\\\\").replace('"', '\\"') for t, v in pairs)
     return _text("{" + ",".join(f'"{item}"' for item in items) + "}")
-
-
-def _prefixes(context: object) -> dict[str, Any]:
-    """The namespace prefixes a context declares (its dict entries), for the query's context."""
-    found: dict[str, Any] = {}
-    for part in context if isinstance(context, list) else [context]:
-        if isinstance(part, dict):
-            found.update(part)
-    return found

@@ -228,10 +228,25 @@ _FIELDS: dict[str, frozenset[str]] = {
 }
 _ACTIONS = frozenset({"ADD", "OBSERVE", "DELETE"})
 
-# The prefixes the EPCIS 2.0 context itself declares, and the URLs of that context.
-_STANDARD_PREFIXES = frozenset(
-    "epcis cbv cbvmda gs1 xsd rdf rdfs owl dcterms dc schema sdo skos sh".split()
-)
+# The prefixes the EPCIS 2.0 context itself declares (``@protected`` there, with these IRIs), and
+# the URLs of that context.
+STANDARD_NAMESPACES = {
+    "epcis": "https://ref.gs1.org/epcis/",
+    "cbv": "https://ref.gs1.org/cbv/",
+    "cbvmda": "urn:epcglobal:cbv:mda:",
+    "gs1": "https://gs1.org/voc/",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "owl": "http://www.w3.org/2002/07/owl#",
+    "dcterms": "http://purl.org/dc/terms/",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "schema": "http://schema.org/",
+    "sdo": "https://schema.org/",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "sh": "http://www.w3.org/ns/shacl#",
+}
+_STANDARD_PREFIXES = frozenset(STANDARD_NAMESPACES)
 _STANDARD_CONTEXTS = frozenset(
     {
         "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
@@ -260,6 +275,11 @@ _STANDARD_TERMS = frozenset(
     minValue maxValue meanValue sDev percRank percValue exception coordinateReferenceSystem
     """.split()
 )
+# URI schemes of the identifiers events carry (Tracecode's own: urn:uuid:, urn:epc:,
+# urn:tracecode:, https://id.gs1.org/…, ni:///…; partners' geo:, tag:, …). Bound as a prefix, such
+# a name rewrites every IRI of its scheme (``urn:uuid:…`` read as the compact IRI ``urn`` +
+# ``uuid:…``), on the whole query page (a probe: ``{"urn": "https://evil.example/"}``).
+_URI_SCHEMES = frozenset("urn http https ni nih tag geo mailto tel data did file ftp".split())
 
 # -- syntax ----------------------------------------------------------------------------------------
 
@@ -506,13 +526,54 @@ def _declared(context: Any, depth: int, at: str) -> tuple[frozenset[str], bool]:
 
 
 def _own_terms(item: dict[str, Any], at: str) -> None:
-    """Refuse a @context object (at pointer ``at``) that holds a JSON-LD keyword or redefines a
-    term of the EPCIS 2.0 context: the query serves captured events under one page context, so
-    such a binding would change what every other event of the page says."""
-    for key in item:
-        if key[:1] == "@" or key in _STANDARD_TERMS:
-            what = "a JSON-LD keyword" if key[:1] == "@" else "a term of the EPCIS 2.0 context"
+    """Refuse a @context object (at pointer ``at``) that holds a JSON-LD keyword, redefines a
+    term or prefix of the EPCIS 2.0 context (a prefix may be declared again with the IRI it has
+    there) or binds a URI scheme's name: the query serves captured events under one page
+    context, so such a binding would change what every other event of the page says (probes:
+    ``bizStep``, ``cbvmda`` and ``urn`` rebound by one partner for everyone)."""
+    for key, value in item.items():
+        what = _refused_name(key, value)
+        if what is not None:
             raise _bad(at, key, f"{key!r} is {what}: a @context declares prefixes and new terms")
+
+
+def _refused_name(key: str, value: Any) -> str | None:
+    """What a @context object's entry is when it may not be declared (see ``_own_terms``)."""
+    if key[:1] == "@":
+        return "a JSON-LD keyword"
+    if key in _STANDARD_TERMS:
+        return "a term of the EPCIS 2.0 context"
+    if key in _STANDARD_PREFIXES and value != STANDARD_NAMESPACES[key]:
+        return f"a prefix of the EPCIS 2.0 context ({STANDARD_NAMESPACES[key]})"
+    if key.lower() in _URI_SCHEMES:
+        return f"a URI scheme (it would rewrite every {key}: IRI)"
+    return None
+
+
+def page_safe(declared: dict[str, Any]) -> bool:
+    """Whether a stored prefix object (``served_context``) may join a query page's @context:
+    capture refuses what would not, but rows captured before it refused them may hold it."""
+    return all(_refused_name(k, v) is None for k, v in declared.items())
+
+
+def served_context(context: Any) -> dict[str, Any] | list[Any] | None:
+    """What the query serves of a captured event's @context (the document's, then the event's
+    own) beside the EPCIS 2.0 context: ``None`` when it adds nothing; the declared prefixes
+    and terms as one object; or, when it names a remote context, its entries in order (the
+    remote context's URL kept: a probe found it dropped, its prefixes served unbound) — the
+    standard context's URLs and its prefixes (declared again with their own IRIs) left out."""
+    parts: list[Any] = []
+    for part in context if type(context) is list else [context]:
+        if type(part) is dict:
+            own = {k: v for k, v in part.items() if k not in _STANDARD_PREFIXES}
+            if own:
+                parts.append(own)
+        elif type(part) is str and part not in _STANDARD_CONTEXTS:
+            parts.append(part)
+    if any(type(part) is str for part in parts):
+        return parts
+    merged = {k: v for part in parts for k, v in part.items()}
+    return merged or None
 
 
 def _event_scope(context: Any, scope: _Scope, at: str) -> _Scope:

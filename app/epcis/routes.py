@@ -29,7 +29,7 @@ from app.epcis.document import DocumentError, parse_document
 from app.epcis.hashing import event_hash
 from app.epcis.identifiers import event_key
 from app.epcis.query import CONTEXT, QueryError, parse_query
-from app.epcis.search import search
+from app.epcis.search import one_event, search
 from app.errors import NotAcceptable, NotFound, UnsupportedMediaType, error_body
 from app.paging import Page, PageNo, PerPage
 
@@ -284,12 +284,10 @@ class EventController(Controller):
         _acceptable(request)
         q = parse_query([])
         q.event_id = event_key(_raw_tail(request) or event_id.lstrip("/"))
-        page = await search(read_conn, principal, scheme, settings, q)
-        events = page.document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
-        if not events:
-            raise NotFound("no such event", code="epcis_event_not_found")
         # a JSON-LD document: the event with its context (a probe found none at all)
-        event = {"@context": page.document["@context"], **events[0]}
+        event = one_event(await search(read_conn, principal, scheme, settings, q))
+        if event is None:
+            raise NotFound("no such event", code="epcis_event_not_found")
         return Response(event, media_type="application/ld+json", headers=_HEADERS)
 
 

@@ -29,6 +29,7 @@ from app.auth.principal import Principal
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import HORIZON_CTE, Conn
+from app.epcis.document import page_safe
 from app.epcis.identifiers import place_key
 from app.epcis.query import (
     CONTEXT,
@@ -86,19 +87,48 @@ async def search(
         room = q.per_page - len(events)
         rows = await _captured_rows(conn, actor, orgs, q, matches, captured, room)
         page, captured, more = _advance(rows, room, captured, lambda r: r["body"] is not None)
-        for r in page:
-            event, context = _captured_event(r), r["context"] or {}
-            if any(prefixes.get(name, iri) != iri for name, iri in context.items()):
-                # a prefix this page binds to another namespace (two partners' "ex:"): the
-                # event keeps its own context (a probe: the last document's binding won, and
-                # the other events' extension fields named another namespace's terms)
-                inner = event.pop("@context", None)  # the event's own, after its document's
-                parts = inner if isinstance(inner, list) else [inner] if inner else []
-                event = {"@context": [context, *parts] if parts else context, **event}
-            else:
-                prefixes.update(context)
-            events.append(event)
+        events += [_in_context(_captured_event(r), r["context"], prefixes) for r in page]
     return Page(_document(events, prefixes), next_token(own, captured) if more else None)
+
+
+def _in_context(
+    event: dict[str, Any], context: dict[str, Any] | list[Any] | None, prefixes: dict[str, Any]
+) -> dict[str, Any]:
+    """A captured event with its stored context (``app.epcis.document.served_context``):
+    its prefixes join the page's (``prefixes``) when they change no other event's meaning,
+    else the event keeps its whole context."""
+    if isinstance(context, list):
+        # it names a remote context, which may declare anything: the event keeps it, never the
+        # page (the list holds the event's own entries too)
+        event.pop("@context", None)
+        return {"@context": context, **event}
+    context = context or {}
+    if page_safe(context) and all(prefixes.get(k, v) == v for k, v in context.items()):
+        prefixes.update(context)
+        return event
+    # a prefix this page binds to another namespace (two partners' "ex:"): the event keeps its
+    # own context (a probe: the last document's binding won, and the other events' extension
+    # fields named another namespace's terms); so does a binding capture refuses now (``urn``,
+    # ``cbvmda``) that was stored before
+    inner = event.pop("@context", None)  # the event's own, after its document's
+    parts = inner if isinstance(inner, list) else [inner] if inner else []
+    return {"@context": [context, *parts] if parts else context, **event}
+
+
+def one_event(page: Page) -> dict[str, Any] | None:
+    """The page's first event as a JSON-LD document of its own (``GET /epcis/events/{id}``):
+    the page's @context, then the event's own — the event's replaced the page's (a probe: no
+    EPCIS context, no prefix of its document)."""
+    events = page.document["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    if not events:
+        return None
+    event = dict(events[0])
+    parts = [*_parts(page.document["@context"]), *_parts(event.pop("@context", None))]
+    return {"@context": parts[0] if len(parts) == 1 else parts, **event}
+
+
+def _parts(context: Any) -> list[Any]:
+    return context if type(context) is list else [] if context is None else [context]
 
 
 def _advance(
