@@ -604,6 +604,48 @@ async def test_a_store_manager_saved_with_brackets_who_opted_out_is_not_texted(
     assert (made.json()["recipients"], made.json()["skipped"]) == (0, 1), made.text
 
 
+async def test_phones_kept_with_their_country_code_become_the_mobile(
+    app: Any, demo: Any, settings: Any
+) -> None:
+    """Rows the SMS code kept before the fix above (``86`` or ``0086`` + a mobile) are rewritten
+    by migration 0091: an opt-out of the mobile matches them again, kept once per brand (the
+    first) when two forms, or the mobile itself, were there; a foreign number is left alone."""
+    from app.db import migrations
+
+    [sql] = [text for version, _, text in migrations() if version == 91]
+    brand = demo["BRAND-LUMI"]
+    one, two, three, foreign = phone(), phone(), phone(), "4915112345678"
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, row_factory=dict_row
+    ) as conn:
+        await conn.execute(
+            "INSERT INTO sms_opt_outs (brand_id, phone, source, at) VALUES "
+            "(%(b)s, '86' || %(one)s, 'api', now() - interval '1 day'), "
+            "(%(b)s, '0086' || %(one)s, 'reply', now()), (%(b)s, '86' || %(two)s, 'api', now()), "
+            "(%(b)s, %(two)s, 'member', now()), (%(b)s, %(f)s, 'api', now())",
+            {"b": brand, "one": one, "two": two, "f": foreign},
+        )
+        cur = await conn.execute(
+            "INSERT INTO sms_outbox (brand_id, phone, template, variables, purpose) "
+            "VALUES (%s, '86' || %s, 'otp', '{}', 'notice') RETURNING id",
+            (brand, three),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        await conn.execute(sql)  # type: ignore[arg-type]
+        cur = await conn.execute(
+            "SELECT phone, source FROM sms_opt_outs WHERE brand_id = %s AND phone = ANY(%s) "
+            "ORDER BY phone",
+            (brand, [one, two, foreign, "86" + one, "0086" + one, "86" + two]),
+        )
+        kept = {r["phone"]: r["source"] for r in await cur.fetchall()}
+        cur = await conn.execute("SELECT phone FROM sms_outbox WHERE id = %s", (row["id"],))
+        outbox = await cur.fetchone()
+        await conn.rollback()
+    assert kept == {one: "api", two: "member", foreign: "api"}, kept
+    assert outbox == {"phone": three}
+
+
 async def test_a_store_manager_s_td_reply_finds_the_brands_that_wrote_to_them(
     client: Any, login: Any, app: Any
 ) -> None:
