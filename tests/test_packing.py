@@ -1367,3 +1367,28 @@ async def test_an_upload_spanning_midnight_counts_each_unit_on_the_day_it_was_ac
     trends = zip(after["activations"]["trend"], before["activations"]["trend"], strict=True)
     grew = [a - b for a, b in trends]
     assert (grew[-3], grew[-2]) == (2, 3), grew
+
+
+async def test_undo_reaches_past_the_lines_fifty_newest_packings(
+    client: Any, login: Any, app: Any, lumi: Any
+) -> None:
+    """A probe: ``POST /lines/{line}/undo`` looked only at the line's 50 newest packings and
+    skipped those undone already: a line packed 52 cases in one upload (the wrong lot), the
+    operator pressed Undo once per case, and the 51st and 52nd answered 404 ``nothing_to_undo``
+    with two cases still packed on the line. Undo pages through the line's packings."""
+    await set_line(client, login, lumi.product_id, "PZU1")
+    units = serials(app, lumi.batch_no, 700, 752)
+    cases = lumi.inner[40:92]
+    scans: list[dict[str, Any]] = []
+    for unit, case in zip(units, cases, strict=True):
+        scans += [scan(unit), scan(case)]
+    body = await upload(client, login, "PZU1", scans)
+    assert (body["accepted"], body["rejected"]) == (104, 0), body
+    operator = await login("operator")
+    undone = []
+    for _ in range(52):
+        answer = await client.post("/lines/PZU1/undo", headers=operator, json={"reason": "lot"})
+        undone.append((answer.status_code, answer.json().get("parent") or answer.json()))
+    assert undone == [(200, case) for case in reversed(cases)], undone[48:]
+    answer = await client.post("/lines/PZU1/undo", headers=operator, json={"reason": "lot"})
+    assert_error(answer, 404, "nothing_to_undo")

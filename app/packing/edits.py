@@ -13,8 +13,9 @@ designated channel and store), so stock does not change.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from psycopg.rows import class_row
@@ -263,17 +264,7 @@ async def undo_last(
     actor.require("packing.scan")
     line = await get_line(conn, actor, line_code)
     read_point = f"line:{line.code}"
-    rows = await (
-        await conn.execute(
-            """SELECT id, parent_code FROM events
-               WHERE biz_location = %s AND read_point = %s AND event_type = 'AggregationEvent'
-                 AND action = 'ADD'
-               ORDER BY event_time DESC, id DESC LIMIT 50""",
-            (actor.org_id, read_point),
-        )
-    ).fetchall()
-    for row in rows:
-        sscc, packing = row["parent_code"], row["id"]
+    async for sscc, packing in _packings(conn, actor.org_id, read_point):
         label = sscc_label(sscc)
         if not await _in_place(conn, actor, sscc, packing, label, lock=False):
             continue  # undone or unpacked at the line already: the packing before it
@@ -284,6 +275,28 @@ async def undo_last(
                 conn, actor, scheme, sscc, children, reason, read_point, case.holder_org_id
             )
     raise NotFound("nothing packed on this line to undo", code="nothing_to_undo")
+
+
+_PACKINGS = """
+SELECT id, parent_code, event_time FROM events
+ WHERE biz_location = %(org)s AND read_point = %(point)s AND event_type = 'AggregationEvent'
+   AND action = 'ADD' AND (event_time, id) < (%(time)s, %(id)s)
+ ORDER BY event_time DESC, id DESC LIMIT 50"""
+
+
+async def _packings(conn: Conn, org_id: int, read_point: str) -> AsyncIterator[tuple[int, int]]:
+    """The line's packings, newest first: (container, packing event), read 50 at a time — all
+    of them, past those undone already (a probe: the 51st undo in a row found nothing, the
+    line's 50 newest packings all undone)."""
+    after: dict[str, Any] = {"time": "infinity", "id": 2**63 - 1}
+    while True:
+        params = {"org": org_id, "point": read_point, **after}
+        rows = await (await conn.execute(_PACKINGS, params)).fetchall()
+        for row in rows:
+            yield row["parent_code"], row["id"]
+        if len(rows) < 50:
+            return
+        after = {"time": rows[-1]["event_time"], "id": rows[-1]["id"]}
 
 
 async def _in_place(
