@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import msgspec
 import psycopg
 import pytest
@@ -199,6 +200,29 @@ def test_gps_fixes_by_hong_kong_and_macao(lat: float, lng: float, province: str)
 
     place = from_gps(lat, lng)
     assert place is not None and place.province == province, place
+
+
+async def test_an_ipv4_client_seen_as_an_ipv4_mapped_address_is_placed_by_the_ip_table(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A probe: on a dual-stack listener (``TRACECODE_HOST=::``) an IPv4 client's peer address
+    reaches the app as ``::ffff:203.0.113.7``. The limits counted it as its IPv4 address
+    (``client_bucket``), but the IP table looked up IPv4 text only (``IpTable._lookup``): the
+    first check's place was unknown (``first_query_place`` null, no province or city in the
+    record, no ``region_jump``), while the same client on an IPv4 listener is placed in
+    Hangzhou. An IPv4-mapped IPv6 address is now looked up as its IPv4 address."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 3)
+    serial = scheme.serial(batch_no, 2)
+    transport = httpx.ASGITransport(app=app, client=("::ffff:203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as mapped:
+        answer = await mapped.post(
+            "/v1/verify", json={"serial": serial, "pin": scheme.pin(serial), "lang": "en"}
+        )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["queries"] == 1, body
+    assert body["first_query_place"] == "Hangzhou, Zhejiang", body
 
 
 async def test_wrong_pins_lock_the_code_until_the_lockout_expires(
@@ -775,6 +799,42 @@ async def test_verify_answers_a_digital_link_with_a_prefix_ending_in_01_for_its_
         await client.post("/v1/verify", json={"serial": f"https://id.example.com{path}"})
     ).json()
     assert answer.get("serial") == serial and answer["reason"] != "malformed", answer
+
+
+async def test_a_percent_encoded_digital_link_is_read_by_verify_as_by_the_resolver(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A probe: ``POST /v1/verify`` with the whole QR content answered ``not_genuine`` /
+    ``malformed`` for a Digital Link whose serial carries a percent-encoded character
+    (``…/21/DTG%44PWF…``, RFC 3986: the same URI as ``…/21/DTGDPWF…``), while the resolver
+    (``parse_digital_link``) decodes it and sends the consumer to the unit's page:
+    ``serial_from_scan`` and ``gtin_from_scan`` never percent-decoded. They now read such a
+    path as the resolver does; a bad escape or a decoded control character stays a clean
+    refusal (malformed), never a 500."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, 3)
+    serial = scheme.serial(batch_no, 1)
+    encoded = serial[:3] + f"%{ord(serial[3]):02X}" + serial[4:]
+    uri = f"https://id.example.com/01/{DL_GTIN}/21/{encoded}"
+
+    resolved = await client.get(f"/01/{DL_GTIN}/21/{encoded}")
+    assert resolved.status_code == 307, resolved.text
+    assert f"/c/{serial}?" in resolved.headers["location"]  # the resolver reads the unit
+
+    plain = await client.post(
+        "/v1/verify", json={"serial": f"https://id.example.com/01/{DL_GTIN}/21/{serial}"}
+    )
+    assert plain.status_code == 200 and plain.json()["serial"] == serial, plain.text
+    answer = await client.post("/v1/verify", json={"serial": uri})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    expected = (plain.json()["result"], plain.json()["reason"], serial)
+    assert (body["result"], body["reason"], body["serial"]) == expected, body
+    for bad in ("%4", "%G4", "%00", "%0A", "%FF"):  # no Digital Link: refused as written
+        sent = f"https://id.example.com/01/{DL_GTIN}/21/{serial[:3]}{bad}{serial[4:]}"
+        refused = await client.post("/v1/verify", json={"serial": sent})
+        assert refused.status_code == 200, (bad, refused.text)
+        assert refused.json()["reason"] == "malformed", (bad, refused.json())
 
 
 # -- clients: an IPv6 client's /64, wrong PINs over many codes (SPEC V2) ----------------------

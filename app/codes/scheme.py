@@ -165,7 +165,12 @@ def serial_from_scan(text: str) -> str:
     text = scanned(text)
     if "/" not in text:
         return text
-    parts = [p for p in _path(text).split("/") if p]
+    path = _path(text)
+    if "%" in path:  # percent-escapes (``…/21/DTG%44…``): decoded as the resolver decodes them
+        ais = _escaped_link(path)
+        if ais is not None and "21" in ais:
+            return ais["21"]
+    parts = [p for p in path.split("/") if p]
     start = _gtin_at(parts)
     if start is not None:  # a Digital Link: AI and value in pairs from /01/{gtin} on (a probe: a
         pairs = parts[start:]  # lot of "21" or "C" was read as the serial's key)
@@ -183,9 +188,28 @@ def gtin_from_scan(text: str) -> str | None:
     unit's code is its serial, but the product the scan claims must be the unit's."""
     if "/01/" not in text:
         return None
-    parts = [p for p in _path(text.strip()).split("/") if p]
+    path = _path(text.strip())
+    if "%" in path:
+        ais = _escaped_link(path)
+        if ais is not None and "01" in ais:
+            return ais["01"]
+    parts = [p for p in path.split("/") if p]
     start = _gtin_at(parts)
     return None if start is None else parts[start + 1].zfill(14)
+
+
+def _escaped_link(path: str) -> dict[str, str] | None:
+    """The AIs of a scanned Digital Link path holding percent-escapes, read by the resolver's
+    ``parse_digital_link`` (each segment decoded after the split, the values checked: a bad
+    escape or a decoded control character is no Digital Link); None when it is not a valid one
+    (the caller reads the text as it is: a serial with a ``%`` is refused as malformed). A probe:
+    ``…/21/DTG%44…``, the resolver's unit, was refused by /v1/verify as malformed."""
+    if not path.isascii():  # a URI's path is ASCII (and a lone surrogate cannot reach Rust)
+        return None
+    try:
+        return parse_digital_link(path if path.startswith("/") else f"/{path}")
+    except Gs1Error:
+        return None
 
 
 def _gtin_at(parts: list[str]) -> int | None:
@@ -221,6 +245,8 @@ def sscc_from_scan(text: str) -> str | None:
     if text.startswith(_SSCC_URNS):  # one check for every other scan (packing's hot path)
         return _sscc_of_urn(text)
     if "/00/" in text:
-        text = text.rsplit("/00/", 1)[1].split("?", 1)[0].strip("/")
+        # the query and the fragment cut (a probe: ``…/00/{sscc}#shelf`` read as a unit's serial,
+        # a genuine case recorded as a counterfeit)
+        text = text.rsplit("/00/", 1)[1].split("?", 1)[0].split("#", 1)[0].strip("/")
     match = _SSCC_TEXT.match(text.replace(" ", ""))
     return match.group(1) if match else None

@@ -185,7 +185,8 @@ def from_gps(lat: float, lng: float) -> Place | None:
 
 
 class IpTable:
-    """Sorted IPv4 ranges → (province, city); lookups by bisection."""
+    """Sorted IPv4 ranges → (province, city); lookups by bisection, an IPv4-mapped IPv6
+    address's as its IPv4 address's (as ``client_bucket`` counts it)."""
 
     def __init__(self, rows: list[tuple[str, ...]]) -> None:
         ranges = []
@@ -223,8 +224,11 @@ class IpTable:
             address = ipaddress.ip_address(ip)
         except ValueError:
             return None
-        if address.version != 4:
-            return None
+        if isinstance(address, ipaddress.IPv6Address):  # a dual-stack listener's IPv4 client
+            mapped = address.ipv4_mapped  # (``::ffff:203.0.113.7``, a probe: never placed)
+            if mapped is None:
+                return None
+            address = mapped
         value = int(address)
         i = bisect.bisect_right(self._starts, value) - 1
         if i >= 0 and self._ranges[i][0] <= value <= self._ranges[i][1]:
