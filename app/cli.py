@@ -34,6 +34,33 @@ def _fail(message: str) -> int:
     return 2
 
 
+# Arguments naming files: a path need not be UTF-8 text (``open`` takes its bytes back).
+_PATH_ARGUMENTS = frozenset(
+    {"file", "out", "key", "passphrase_file", "inner_passphrase_file", "password_file"}
+)
+
+
+def _bad_argument(args: argparse.Namespace) -> str | None:
+    """Why the command line is refused before any command runs, or ``None``: every argument
+    other than a file's name becomes text in the database or an API request, so it must be
+    UTF-8 without control characters, as the API's edge takes text (``app.textguard``). A
+    probe: ``--note`` typed in a GBK terminal reached Python as lone surrogates
+    (surrogateescape) and psycopg's ``UnicodeEncodeError`` was a traceback."""
+    from app.textguard import has_control
+
+    for name, value in vars(args).items():
+        if not isinstance(value, str) or name in _PATH_ARGUMENTS:
+            continue
+        option = "--as" if name == "as_user" else f"--{name.replace('_', '-')}"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"bad_encoding: {option} is not UTF-8 text (is the terminal set to UTF-8?)"
+        if has_control(value):  # as the API's edge (a probe: the direct path stored an escape)
+            return f"invalid_character: {option} has a control character"
+    return None
+
+
 def _urls(settings: Settings) -> tuple[str, str]:
     return embedded.resolve_urls(settings.database_url, settings.redis_url, settings.var_path)
 
@@ -855,13 +882,8 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
     from app.codes import exports, service
     from app.codes.schemas import BatchIn, VoidIn
     from app.errors import AppError
-    from app.textguard import has_control
 
-    for option in ("note", "reason", "request_key", "printer"):  # as the API's edge (a probe:
-        value = getattr(args, option, None)  # the direct path stored an escape sequence)
-        if isinstance(value, str) and has_control(value):
-            return _fail(f"invalid_character: --{option.replace('_', '-')} has a control character")
-    if args.action == "export":
+    if args.action == "export":  # its arguments were checked as read (``_bad_argument``)
         try:
             return _export(settings, args)
         except AppError as exc:
@@ -920,11 +942,8 @@ def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
                     return page
                 if args.action == "show":
                     batch = await service.get_batch(conn, principal, args.batch)
-                    found = (  # as GET /batches/{no}: printers see no exports (a probe: refused)
-                        await exports.list_exports(conn, principal, args.batch)
-                        if principal.has("codes.export")
-                        else []
-                    )
+                    # as GET /batches/{no}: a printer its own files only (a probe: refused)
+                    found = await exports.list_exports(conn, principal, args.batch)
                     return {**msgspec.to_builtins(batch), "exports": msgspec.to_builtins(found)}
                 reason = msgspec.convert({"reason": args.reason}, VoidIn).reason  # as the API
                 return await service.void_batch(conn, principal, args.batch, reason)
@@ -1186,6 +1205,9 @@ def main(argv: list[str] | None = None) -> int:
     dec.add_argument("--passphrase-env")
     dec.add_argument("--key", help="the printer's RSA private key (PEM file)")
     args = parser.parse_args(argv)
+    refused = _bad_argument(args)
+    if refused is not None:
+        return _fail(refused)
 
     if args.command == "keygen":
         print(secrets.token_hex(32))

@@ -8,7 +8,7 @@ from typing import Any
 
 from app._core import gs1_check_digit
 from tests.field_support import other_brand_admin
-from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
+from tests.helpers import activate, assert_error, issue_cases, issue_units, scheme_for_tests
 
 
 async def test_issue_show_list_and_void_a_batch(client: Any, login: Any, demo: Any) -> None:
@@ -202,6 +202,25 @@ async def test_a_contract_printers_issuing_key_cannot_void_or_list_another_print
     assert (await client.get(f"/batches/{batch_no}", headers=brand_key)).status_code == 200
 
 
+async def test_a_contract_printers_key_lists_no_other_printer(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``GET /printers`` answered every printer organisation of the brand — names, ERP
+    codes, status, whether a key is registered — to anyone holding ``codes.issue``, a contract
+    printer's serialization server included: it learnt the brand's other (competing) printers,
+    which ``GET /orgs`` and the batch endpoints never show it (``list_printers`` scoped by brand
+    only). Now by where the caller sits (``own_printer``): a caller at a printer lists its own
+    printer only, brand staff every printer of the brand."""
+    admin = await login("admin")
+    ours, key = await _contract_printer_key(client, admin, demo, ["codes.allocate", "codes.issue"])
+    listed = await client.get("/printers", headers=key, params={"per_page": 200})
+    assert listed.status_code == 200, listed.text
+    assert [p["id"] for p in listed.json()["items"]] == [ours], listed.json()["items"]
+    planner = await login("planner")
+    every = await client.get("/printers", headers=planner, params={"per_page": 200})
+    assert {ours, demo["PRINTER-SH"]} <= {p["id"] for p in every.json()["items"]}
+
+
 async def test_a_request_key_sent_again_with_another_note_is_another_request(
     client: Any, login: Any, demo: Any
 ) -> None:
@@ -360,6 +379,77 @@ async def test_a_case_batch_voided_while_an_upload_packs_a_case_of_it_waits_for_
     body, voided = await packing, await void
     assert body["rejected"] == 0, body
     assert_error(voided, 409, "case_batch_in_use")
+
+
+async def test_a_case_batch_is_voided_by_whoever_may_issue_and_void_batches(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``POST /case-batches/{id}/void`` checked ``codes.issue`` (as a unit batch's void
+    does), then read the batch through ``get_case_batch``, which demanded ``codes.export``: the
+    brand's ERP key holding ``codes.issue`` issued a case batch (201) and voided unit batches,
+    but voiding its case batch was 403 "missing codes.export", and so was reading it back.
+    README: case batches are "seen, exported, voided and issued under the unit batches' rule"
+    (now one rule: ``service.visible_sql``)."""
+    admin = await login("admin")
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "erp-cases", "permissions": ["codes.issue"], "org_id": demo["BRAND-LUMI"]},
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    unit = await client.post(
+        "/batches", headers=key, json={"size": 3, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert unit.status_code == 201, unit.text
+    unit_void = await client.post(
+        f"/batches/{unit.json()['batch_no']}/void", headers=key, json={"reason": "misprint"}
+    )
+    assert unit_void.status_code == 200, unit_void.text  # the unit batch's rule
+    case = await client.post(
+        "/case-batches",
+        headers=key,
+        json={"level": "master", "size": 3, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert case.status_code == 201, case.text
+    voided = await client.post(
+        f"/case-batches/{case.json()['id']}/void", headers=key, json={"reason": "misprint"}
+    )
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["state"] == "void"
+    shown = await client.get(f"/case-batches/{case.json()['id']}", headers=key)
+    assert shown.status_code == 200, shown.text
+
+
+async def test_a_printer_sees_the_case_batches_addressed_to_it(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the demo printer's user (role ``printer``: ``codes.download``) lists and reads
+    the unit batches addressed to its printer, but ``GET /case-batches`` and
+    ``GET /case-batches/{id}`` of a case batch addressed to it answered 403 (missing
+    ``codes.export``): case batches are seen under the unit batches' rule
+    (``service.visible_sql``). Now 200, its own case batches only: another printer's is
+    unlisted and 404."""
+    ssccs = await issue_cases(client, login, demo, "inner", 2)  # addressed to PRINTER-SH
+    planner = await login("planner")
+    listed = (await client.get("/case-batches", headers=planner)).json()["items"]
+    mine = next(b for b in listed if b["first_sscc"] == ssccs[0])
+    ours, _ = await _contract_printer_key(client, await login("admin"), demo, ["codes.issue"])
+    other = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 2, "printer_id": ours},
+    )
+    assert other.status_code == 201, other.text
+    printer = await login("printer")
+    seen = await client.get("/case-batches", headers=printer, params={"per_page": 200})
+    assert seen.status_code == 200, seen.text
+    ids = [b["id"] for b in seen.json()["items"]]
+    assert mine["id"] in ids and other.json()["id"] not in ids
+    assert {b["printer_id"] for b in seen.json()["items"]} == {demo["PRINTER-SH"]}
+    one = await client.get(f"/case-batches/{mine['id']}", headers=printer)
+    assert one.status_code == 200, one.text
+    assert_error(await client.get(f"/case-batches/{other.json()['id']}", headers=printer), 404)
 
 
 async def test_a_void_is_read_at_once_by_this_process_s_verifications(

@@ -421,6 +421,34 @@ def test_codes_list_show_and_void(client: Any, demo: Any) -> None:
     assert denied.returncode == 2 and "permission_denied" in denied.stderr
 
 
+def test_a_cli_argument_that_is_not_utf8_is_one_line_not_a_traceback(
+    client: Any, demo: Any
+) -> None:
+    """A probe: `tracecode codes issue … --note 测试` typed in a GBK terminal (a Chinese
+    Windows/SSH session whose bytes are not UTF-8) reaches Python as lone surrogates
+    (surrogateescape); the direct mode handed them to psycopg, whose ``UnicodeEncodeError`` was
+    a traceback and exit status 1 — for ``--note``, ``--printer`` and ``--as`` alike (only
+    control characters were checked, by ``codes`` alone). Now every command's arguments are
+    checked as they are read: one ``tracecode: …`` line naming the option, exit 2, nothing
+    issued."""
+    gbk = "测试".encode("gbk").decode("utf-8", "surrogateescape")
+    with psycopg.connect(os.environ["TRACECODE_DATABASE_URL"]) as conn:
+        count = "SELECT count(*) FROM code_batches"
+        (before,) = conn.execute(count).fetchone()  # type: ignore[misc]
+        for extra, option in (
+            (["--printer", "PRINTER-SH", "--note", gbk], "--note"),
+            (["--printer", f"PRINTER-{gbk}"], "--printer"),
+            (["--printer", "PRINTER-SH", "--as", f"planner{gbk}"], "--as"),
+        ):
+            done = _tracecode("codes", "issue", "--size", "3", *extra)
+            assert "Traceback" not in done.stderr, (extra, done.stderr[-400:])
+            assert done.returncode == 2, (extra, done.returncode, done.stderr[-400:])
+            assert done.stderr.startswith("tracecode: ") and option in done.stderr, done.stderr
+            assert len(done.stderr.splitlines()) == 1, done.stderr
+        (after,) = conn.execute(count).fetchone()  # type: ignore[misc]
+    assert after == before
+
+
 def test_the_development_key_is_announced_on_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

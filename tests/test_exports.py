@@ -412,6 +412,54 @@ async def test_printers_get_only_their_own_files(
     )
 
 
+async def test_a_printer_lists_the_exports_addressed_to_it(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: README (printer files): anyone else than brand staff "sees, lists and downloads
+    only the files addressed to it". The printer's user (role ``printer``, ``codes.download``)
+    read an export by id and downloaded its file, but ``GET /batches/{no}/exports`` of its own
+    batch answered 403 (``page_exports`` required ``codes.export`` while ``_visible`` takes
+    ``codes.download``): it had no way to find the files addressed to it. Now 200: the exports
+    with a file addressed to its printer, each with its own files only."""
+    admin = await login("admin")
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": f"PIN printer {secrets.token_hex(3)}",
+            "erp_code": f"PIN-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    pin_printer = org.json()["id"]
+    batch_no, _ = await issue_units(client, login, demo, 5)  # addressed to PRINTER-SH
+    planner = await login("planner")
+    made = []
+    for outer in (None, pin_printer):  # the first's outer file is PRINTER-SH's, the second none
+        export = await client.post(
+            f"/batches/{batch_no}/exports",
+            headers=planner,
+            json={
+                "outer": {"printer_id": outer, "passphrase": PASS_OUT},
+                "inner": {"printer_id": pin_printer, "passphrase": PASS_IN},
+            },
+        )
+        assert export.status_code == 201, export.text
+        made.append(export.json()["id"])
+    printer = await login("printer")
+    listed = await client.get(f"/batches/{batch_no}/exports", headers=printer)
+    assert listed.status_code == 200, listed.text
+    assert [e["id"] for e in listed.json()["items"]] == made[:1]
+    assert set(listed.json()["items"][0]["files"]) == {"outer"}
+    every = (await client.get(f"/batches/{batch_no}/exports", headers=planner)).json()["items"]
+    assert [e["id"] for e in every] == made
+    # the batch's detail shows the printer the same exports (it showed none)
+    detail = (await client.get(f"/batches/{batch_no}", headers=printer)).json()
+    assert [(e["id"], set(e["files"])) for e in detail["exports"]] == [(made[0], {"outer"})]
+
+
 async def test_a_contract_printers_exporting_key_gets_no_file_of_another_printers_batch(
     client: Any, login: Any, demo: Any
 ) -> None:

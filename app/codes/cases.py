@@ -129,25 +129,16 @@ async def _allocate_refs(conn: Conn, prefix: str, size: int) -> int:
     return first
 
 
-async def _visible_where(conn: Conn, actor: Principal) -> tuple[list[str], dict[str, Any]]:
-    """Brand staff see the brand's case batches; a printer's caller, whatever its permissions,
-    those addressed to its organisation (``own_printer``, as unit batches)."""
-    from app.codes.service import own_printer
-
-    where, params = ["c.brand_id = %(brand)s"], {"brand": actor.brand_id}
-    own = await own_printer(conn, actor)
-    if own is not None:
-        where.append("c.printer_id = %(org)s")
-        params["org"] = own
-    return where, params
-
-
 async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBatchOut:
-    actor.require("codes.export")
-    where, params = await _visible_where(conn, actor)
+    """One case batch, seen under the unit batches' rule (``visible_sql``: a probe found
+    ``codes.export`` demanded, so a key that issued and voided batches could not void this one,
+    and a printer's user could not read the case batches addressed to it)."""
+    from app.codes.service import visible_sql
+
+    where, params = await visible_sql(conn, actor, "c")
     row = await (
         await conn.execute(
-            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.id = %(id)s AND " + " AND ".join(where),
+            f"SELECT {_COLUMNS} FROM case_batches c WHERE c.id = %(id)s AND {where}",
             {**params, "id": batch_id},
         )
     ).fetchone()
@@ -203,13 +194,15 @@ async def void_case_batch(conn: Conn, actor: Principal, batch_id: int, reason: s
 async def list_case_batches(
     conn: Conn, actor: Principal, page: int, per_page: int
 ) -> Page[CaseBatchOut]:
-    actor.require("codes.export")
-    where, params = await _visible_where(conn, actor)
+    """The case batches the caller sees, newest first (the unit batches' rule: ``visible_sql``)."""
+    from app.codes.service import visible_sql
+
+    where, params = await visible_sql(conn, actor, "c")
     return await fetch_page(
         conn,
         columns=_COLUMNS,
         source="case_batches c",
-        where=where,
+        where=[where],
         params=params,
         order="c.id DESC",
         page=page,

@@ -326,8 +326,10 @@ async def page_exports(
     conn: Conn, actor: Principal, batch_no: int, page: int, per_page: int
 ) -> Page[ExportOut]:
     """One page of a batch's exports, oldest first (an unknown batch has none; a printer's
-    caller sees those with a file addressed to it, and only its own files: ``_mine``)."""
-    actor.require("codes.export")
+    caller — ``codes.export`` or ``codes.download``, as ``_visible`` — sees those with a file
+    addressed to it, and only its own files: ``_mine``; a probe: a printer's user was refused
+    the list, so it could not find its files)."""
+    actor.require_any("codes.export", "codes.download")
     where, params, printer = await _mine(conn, actor)
     return await fetch_page(
         conn,
@@ -343,8 +345,11 @@ async def page_exports(
 
 
 async def list_exports(conn: Conn, actor: Principal, batch_no: int) -> list[ExportOut]:
-    """All of a batch's exports the caller sees (the batch's detail shows them: ``_mine``)."""
-    actor.require("codes.export")
+    """All of a batch's exports the caller sees (the batch's detail shows them: ``_mine``, as
+    ``page_exports``); none for a caller without ``codes.export`` or ``codes.download`` (one
+    that only issues batches sees the batch, not its files)."""
+    if not actor.has_any("codes.export", "codes.download"):
+        return []
     where, params, printer = await _mine(conn, actor)
     rows = await (
         await conn.execute(

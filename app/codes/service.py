@@ -177,20 +177,23 @@ async def _get(conn: Conn, batch_no: int) -> BatchOut:
     return BatchOut(**row)
 
 
-async def _visible_sql(conn: Conn, actor: Principal) -> tuple[str, dict[str, Any]]:
-    """Brand staff holding ``codes.issue`` or ``codes.export`` see their brand's batches; any
-    other caller with one of those or ``codes.download`` (a printer's, wherever its permissions
-    say otherwise: ``own_printer``) the batches addressed to its organisation."""
+async def visible_sql(conn: Conn, actor: Principal, alias: str = "b") -> tuple[str, dict[str, Any]]:
+    """Who sees a batch, unit or case (``alias``: its table's; one rule for both, README: case
+    batches are "seen … under the unit batches' rule"): brand staff holding ``codes.issue`` or
+    ``codes.export`` see their brand's batches; any other caller with one of those or
+    ``codes.download`` (a printer's, wherever its permissions say otherwise: ``own_printer``)
+    the batches addressed to its organisation. 403 without any of the three."""
     if not actor.has_any("codes.issue", "codes.export", "codes.download"):
         actor.require("codes.issue")
     brand = {"brand": actor.brand_id}
+    where = f"{alias}.brand_id = %(brand)s"
     if actor.has_any("codes.issue", "codes.export") and await own_printer(conn, actor) is None:
-        return "b.brand_id = %(brand)s", brand
-    return "b.brand_id = %(brand)s AND b.printer_id = %(org)s", {**brand, "org": actor.org_id}
+        return where, brand
+    return f"{where} AND {alias}.printer_id = %(org)s", {**brand, "org": actor.org_id}
 
 
 async def get_batch(conn: Conn, actor: Principal, batch_no: int) -> BatchOut:
-    where, params = await _visible_sql(conn, actor)
+    where, params = await visible_sql(conn, actor)
     row = await (
         await conn.execute(
             f"SELECT {_COLUMNS} FROM code_batches b WHERE b.batch_no = %(no)s AND {where}",
@@ -212,7 +215,7 @@ async def list_batches(
     page: int,
     per_page: int,
 ) -> Page[BatchOut]:
-    where, params = await _visible_sql(conn, actor)
+    where, params = await visible_sql(conn, actor)
     clauses = [where]
     for column, value in (("state", state), ("printer_id", printer_id), ("product_id", product_id)):
         if value is not None:
@@ -416,15 +419,23 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
 
 
 async def list_printers(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[PrinterOut]:
-    """The printer organisations of the caller's brand (planners choose where files go)."""
+    """The printer organisations the caller may address batches and files to (planners choose
+    where files go): brand staff every one of the brand, anyone else (``own_printer``) its own
+    organisation only — a probe: a contract printer's key listed the brand's other printers."""
     if not actor.has("codes.export"):
         actor.require("codes.issue")
+    where = ["kind = 'printer'", "path LIKE %(prefix)s"]
+    params: dict[str, Any] = {"prefix": f"/{actor.brand_id}/%"}
+    own = await own_printer(conn, actor)
+    if own is not None:
+        where.append("id = %(own)s")
+        params["own"] = own
     return await fetch_page(
         conn,
         columns="id, name, erp_code, status, public_key_pem IS NOT NULL AS has_public_key",
         source="orgs",
-        where=["kind = 'printer'", "path LIKE %(prefix)s"],
-        params={"prefix": f"/{actor.brand_id}/%"},
+        where=where,
+        params=params,
         order="id",
         page=page,
         per_page=per_page,
