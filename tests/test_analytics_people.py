@@ -583,6 +583,45 @@ async def test_scoping_brand_staff_subtrees_and_other_brands(
     assert out["totals"]["inspections"] == 0 and out["stores"] == []
 
 
+async def test_a7_verifications_of_another_brands_product_or_category_are_404(
+    client: Any, world: World, login: Any
+) -> None:
+    """A probe: ``GET /analytics/verifications?product_id=`` (or ``category_id=``) naming a
+    product or category of another brand, or none at all, answered 200 with all-zero counts and
+    ``product_ids: []``, as if the product existed and had never been verified, while the sales
+    reports (A1–A3) answer 404 for it. Now the same check (``products_of``): 404 ``not_found``."""
+    path = "/analytics/verifications"
+    product = world.products[0]
+    other = await login("admin")  # the demo brand's: this brand's ids are not its own
+    for params in ({"product_id": product}, {"category_id": world.category_of[product]}):
+        assert_error(await client.get(path, headers=other, params=params), 404, "not_found")
+        assert (await client.get(path, headers=world.admin, params=params)).status_code == 200
+    for params in ({"product_id": 987654321}, {"category_id": 987654321}):
+        assert_error(await client.get(path, headers=world.admin, params=params), 404, "not_found")
+
+
+async def test_a5_purchase_cycle_of_another_brands_product_or_category_is_404(
+    client: Any, world: World, login: Any
+) -> None:
+    """A probe: ``GET /analytics/members/cycle?product_id=`` / ``?by=category&category_id=``
+    naming a product or category of another brand, or an id that exists nowhere, answered 200
+    with no rows and ``total: null`` instead of 404, unlike the sales reports (A1–A3). Now the
+    same check (``products_of``): 404 ``not_found``."""
+    path = "/analytics/members/cycle"
+    product = world.products[0]
+    category = world.category_of[product]
+    other = await login("admin")  # the demo brand's: this brand's ids are not its own
+    for params in (
+        {"product_id": product},
+        {"category_id": category},
+        {"by": "category", "category_id": category},
+    ):
+        assert_error(await client.get(path, headers=other, params=params), 404, "not_found")
+        assert (await client.get(path, headers=world.admin, params=params)).status_code == 200
+    for params in ({"product_id": 987654321}, {"by": "category", "category_id": 987654321}):
+        assert_error(await client.get(path, headers=world.admin, params=params), 404, "not_found")
+
+
 async def test_inspection_statistics_come_from_the_inspection_summary(
     client: Any, login: Any, demo: Any, auto: Any
 ) -> None:

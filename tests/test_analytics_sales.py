@@ -482,6 +482,27 @@ async def test_scopes_brand_agent_store_and_another_brand(
             assert_error(answer, 400, "bad_period")
 
 
+async def test_a2_store_id_naming_an_agent_or_the_brand_is_not_a_store(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``GET /analytics/sales/products?store_id=`` checked no kind (``scope``), unlike
+    ``agent_id``: given an agent's or the brand's own id it answered 200 with the sums of that
+    organisation's whole subtree, presented as one store's report. Now 404 ``not_found``
+    unless the id names a store of the caller's subtree."""
+    admin = await login("admin")
+    agent = await login("agent_admin")
+    for headers, org in (
+        (admin, demo["AGENT-ZJ"]),
+        (admin, demo["BRAND-LUMI"]),
+        (agent, demo["AGENT-ZJ"]),
+    ):
+        answer = await client.get(PRODUCTS, headers=headers, params={"store_id": org})
+        assert_error(answer, 404, "not_found")
+    # the same filter with a real store of the caller's subtree is answered
+    ok = await client.get(PRODUCTS, headers=admin, params={"store_id": demo["STORE-HZ-01"]})
+    assert ok.status_code == 200, ok.text
+
+
 async def test_a_row_that_cannot_be_folded_is_dead_lettered(auto: Any) -> None:
     """A queued sale whose sum overflows its cell goes to the dead letters; the others fold."""
     fake = -(os.getpid() % 100_000) - 1  # a brand id no organisation has

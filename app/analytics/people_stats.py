@@ -25,6 +25,8 @@ from typing import Any, Literal
 import msgspec
 import msgspec.inspect
 
+from app.analytics.sales import Filters as SalesFilters
+from app.analytics.sales import products_of
 from app.analytics.schemas_people import (
     BandPoints,
     CycleRow,
@@ -364,7 +366,8 @@ async def member_cycle(
         "category": f.category_id,
         **{f"d{n}": today - timedelta(days=n) for n in (30, 90, 180, 365)},
     }
-    # the cells are the brand's: a subject of another brand has none
+    # the cells are the brand's; a product or category not the brand's is 404 (as in A1–A3)
+    await _product_ids(conn, actor, f)
     filtered = f.product_id is not None or f.category_id is not None
     subjects = ""
     if by == "category" and filtered:
@@ -514,19 +517,12 @@ _VERIFY_SUMS = ", ".join(f"sum({c})::bigint AS {c}" for c in _VERIFY_COUNTS) + (
 
 
 async def _product_ids(conn: Conn, actor: Principal, f: Filters) -> list[int] | None:
-    """The products a product or category filter names (of the caller's brand); None: all."""
-    if f.product_id is None and f.category_id is None:
-        return None
-    rows = await _rows(
-        conn,
-        """SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id
-           WHERE o.path LIKE %(tree)s
-             AND (%(product)s::bigint IS NULL OR p.id = %(product)s)
-             AND (%(category)s::bigint IS NULL OR p.category_id = %(category)s)
-           ORDER BY p.id""",
-        {"tree": f"/{actor.brand_id}/%", "product": f.product_id, "category": f.category_id},
+    """The products a product or category filter names (None: all), by the sales reports'
+    own check (``products_of``): a product or category not of the caller's brand, or of none,
+    is 404 ``not_found`` as in A1–A3 (a probe: A5 and A7 answered 200 with nothing for it)."""
+    return await products_of(
+        conn, actor, SalesFilters(product_id=f.product_id, category_id=f.category_id)
     )
-    return [r["id"] for r in rows]
 
 
 async def verifications(conn: Conn, actor: Principal, f: Filters) -> VerificationStats:

@@ -429,7 +429,8 @@ async def products_of(conn: Conn, actor: Principal, f: Filters) -> list[int] | N
                        WHERE o.path LIKE %(tree)s
                          AND (%(product)s::bigint IS NULL OR p.id = %(product)s)
                          AND (%(category)s::bigint IS NULL OR p.category_id = %(category)s)
-                         AND (%(type)s::text IS NULL OR p.product_type = %(type)s)) AS ids""",
+                         AND (%(type)s::text IS NULL OR p.product_type = %(type)s)
+                       ORDER BY p.id) AS ids""",
             {
                 "tree": brand_tree(actor),
                 "product": f.product_id,
@@ -449,22 +450,23 @@ async def products_of(conn: Conn, actor: Principal, f: Filters) -> list[int] | N
 async def scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
     """The conditions on the store ``o`` — the caller's subtree (none for the brand's own
     staff: every sale of the brand is in it), an agent's stores, one store, a region — and
-    their parameters."""
+    their parameters. An agent or store filter must name an organisation of that kind (a probe:
+    a store filter given an agent's or the brand's id reported its whole subtree as one store)."""
     where: list[str] = []
     params: dict[str, Any] = {}
     if actor.org_path != f"/{actor.brand_id}/":
         where.append("o.path LIKE %(scope)s")
         params["scope"] = actor.org_path + "%"
-    for name, kind, value in (("agent", "agent", f.agent_id), ("store", None, f.store_id)):
+    for kind, value in (("agent", f.agent_id), ("store", f.store_id)):
         if value is None:
             continue
         row = await (
             await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (value,))
         ).fetchone()
-        if row is None or (kind and row["kind"] != kind) or not actor.sees(row["path"]):
-            raise NotFound(f"{name} not found")
-        where.append(f"o.path LIKE %({name})s")
-        params[name] = row["path"] + "%"
+        if row is None or row["kind"] != kind or not actor.sees(row["path"]):
+            raise NotFound(f"{kind} not found")
+        where.append(f"o.path LIKE %({kind})s")
+        params[kind] = row["path"] + "%"
     for level, value in (("province", f.province), ("city", f.city)):
         if value is not None:
             column = f"{level}_code" if value.isdigit() and len(value) == 6 else f"{level}_name"
