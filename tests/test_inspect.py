@@ -1157,6 +1157,50 @@ async def test_goods_the_factory_ships_to_an_agents_warehouse_are_in_that_agents
     assert (item["document_no"], item["store_document_no"]) == (ship["doc_no"], on["doc_no"])
 
 
+async def test_goods_shipped_straight_to_an_agents_store_are_in_channel_in_its_area(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the factory ships a case straight to STORE-HZ-01, a store of AGENT-ZJ (直供门店);
+    a unit of it is then found at STORE-NB-01, a store of ZJ's own distributor — inside ZJ's
+    sales area (SPEC D1: the agent and store from the outbound against the store's organisation;
+    README: in_channel in "the designated agent's subtree"). It was answered ``diverted`` /
+    ``outside_agent_area`` with the *store* as the agent it was shipped to, and a critical
+    diversion alert opened for that store as if it were the agent: ``_judge`` took the
+    designated channel's own subtree as the area, and for a direct-to-store shipment the channel
+    is the store itself. The area is the designated agent's now — the nearest agent at or above
+    the channel: in_channel there (a case shipped straight to DIST-NB as well, at ZJ's own
+    store), and a diversion elsewhere is the agent's, alerted to it."""
+    g = await pack(client, login, app, demo, 2)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, g["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    for case, to in zip(g["cases"], ("STORE-HZ-01", "DIST-NB"), strict=True):
+        ship = await document(client, clerk, [case], kind="outbound", counterparty_id=demo[to])
+        assert (await confirm(client, clerk, ship)).status_code == 200
+    inspector = await login("inspector")
+    home = await scan(client, inspector, g["units"][0], "STORE-HZ-01")
+    item = home.json()["items"][0]
+    assert (item["result"], item["reason"]) == ("in_channel", "designated_store"), item
+    for code, where in ((g["units"][1], "STORE-NB-01"), (g["units"][10], "STORE-HZ-01")):
+        nearby = await scan(client, inspector, code, where)
+        assert nearby.status_code == 201, nearby.text
+        item = nearby.json()["items"][0]
+        assert (item["result"], item["reason"]) == ("in_channel", "agent_area"), (where, item)
+        assert item["shipped_to"]["id"] == demo["AGENT-ZJ"], item["shipped_to"]
+    away = await scan(client, inspector, g["units"][2], "STORE-GZ-01")
+    assert away.status_code == 201, away.text
+    item = away.json()["items"][0]
+    assert (item["result"], item["shipped_to"]["id"]) == ("diverted", demo["AGENT-ZJ"]), item
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT org_id FROM alerts WHERE details ->> 'inspection' = %s",
+                (str(away.json()["id"]),),
+            )
+        ).fetchall()
+    assert sorted(r["org_id"] for r in rows) == sorted([demo["BRAND-LUMI"], demo["AGENT-ZJ"]])
+
+
 async def test_one_diverted_scan_reaches_the_brands_webhook_once(
     client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
 ) -> None:
@@ -1213,3 +1257,20 @@ async def test_one_diverted_scan_reaches_the_brands_webhook_once(
             await conn.execute(
                 "DELETE FROM webhook_subscriptions WHERE id = ANY(%s)", (list(subs.values()),)
             )
+
+
+async def test_a_case_digital_link_with_a_fragment_is_read_as_the_case(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a genuine case scanned as a GS1 Digital Link with a fragment
+    (``https://id.example.com/00/{sscc}#shelf``; a query was cut already) was read as a unit's
+    serial: recorded as a counterfeit ``malformed`` unit, 422, and a critical ``fake`` alert
+    against the brand's own goods (``sscc_from_scan`` kept the fragment)."""
+    inspector = await login("inspector")
+    case = goods["cases"][1]  # shipped to AGENT-ZJ: in channel at its own store
+    response = await scan(
+        client, inspector, f"https://id.example.com/00/{case}#shelf", "STORE-HZ-01"
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["kind"], body["units"], body["result"]) == ("case", 10, "in_channel")

@@ -5,6 +5,7 @@ photos on an inspection."""
 # ruff: noqa: F811  (the fixtures of test_inspect, imported)
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -473,3 +474,52 @@ async def test_no_inspection_is_recorded_at_a_closed_store(
     assert (again.status_code, again.json()["id"]) == (200, first.json()["id"]), again.text
     cids = [f"cl-{tag}-{n}" for n in range(5)]
     assert await count_scans(conn, cids) == {cids[0]: 1}
+
+
+async def test_two_inspectors_offline_queues_of_the_same_units_both_record(
+    client: Any, login: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: two inspectors sweep the same shelf of diverted goods and their phones upload
+    their offline queues at the same moment, the units in opposite orders. One whole batch was
+    refused 409 ``retry`` (a PostgreSQL deadlock): ``_record`` upserted each scan's alerts (ON
+    CONFLICT on the open alert's dedup key) in the batch's scan order, so the two batches locked
+    the same alerts in opposite orders. A batch's alerts are written at once, sorted by dedup
+    key, now: both batches recorded."""
+    admin = await login("admin")
+    name = f"sweep_{secrets.token_hex(3)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["BRAND-LUMI"],
+            "username": name,
+            "password": "inspect-pass-1",
+            "roles": ["inspector"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    first, second = await login("inspector"), await login(name, "inspect-pass-1")
+    units = goods["units"][10:20]  # case 1, shipped to AGENT-ZJ: diverted at a GD store
+    statuses = []
+    for round_ in range(4):
+        tag = secrets.token_hex(3)
+
+        def queue(who: str, codes: list[str], tag: str = tag) -> dict[str, Any]:
+            return {
+                "items": [
+                    {
+                        "code": c,
+                        "gps": GPS,
+                        "store_code": "STORE-GZ-01",
+                        "client_id": f"{who}-{tag}-{n}",
+                    }
+                    for n, c in enumerate(codes)
+                ]
+            }
+
+        a, b = await asyncio.gather(
+            client.post("/inspections/batch", headers=first, json=queue("a", units)),
+            client.post("/inspections/batch", headers=second, json=queue("b", units[::-1])),
+        )
+        statuses.append((round_, a.status_code, b.status_code, a.text[:120], b.text[:120]))
+    assert all(s[1:3] == (200, 200) for s in statuses), statuses

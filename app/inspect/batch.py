@@ -342,9 +342,11 @@ async def _record(
         actor.brand_id,
         [(service.scan_time(items[i], now), store.id, s.findings) for i, store, s in scanned],
     )
+    alerts: list[dict[str, Any]] = []
     for (_, store, s), sid in zip(scanned, scan_ids, strict=True):
         if any(f.result != "in_channel" for f in s.findings):
-            await service._alerts(conn, actor, store, sid, s)
+            alerts += await service.alert_rows(conn, actor, store, sid, s)
+    await service.write_alerts(conn, alerts)  # all at once, in a stable order
     for (_, store, s), sid, (result, counts) in zip(scanned, scan_ids, overall, strict=True):
         await audit.record(
             conn, actor, "inspect", "inspection", sid,

@@ -3,10 +3,13 @@ the log, the event and the alerts — all in the caller's one transaction.
 
 What "in channel" means. Outbound confirmation gives every unit its designated channel
 (``unit_state.channel_org_id``: the organisation the factory first shipped it to, normally an
-agent) and, when an agent ships on to a store, its designated store (``store_org_id``). A unit
-found at store Z is
+agent) and, when an agent ships on to a store, its designated store (``store_org_id``). Its
+designated agent is the nearest agent at or above that channel (the channel itself when no
+agent is above it): goods the factory ships straight to an agent's store or distributor are
+that agent's (a probe: a store's own subtree was taken as the area, and the goods found at
+the agent's other store were "diverted" by the store). A unit found at store Z is
 
-- ``in_channel`` when Z is its designated store, or Z lies in the designated channel's subtree
+- ``in_channel`` when Z is its designated store, or Z lies in the designated agent's subtree
   (the agent's own stores and its distributors' stores: the agent's sales area);
 - ``diverted`` when Z lies outside that subtree (another agent's store, a store elsewhere);
 - ``unknown_route`` when it was activated but never shipped through a channel (``shipped_at``
@@ -80,7 +83,7 @@ class Finding:
     code: int | None = None
     product_id: int | None = None
     lot: str | None = None
-    source: int | None = None  # designated channel (the agent it was shipped to)
+    source: int | None = None  # designated agent (the agent it was shipped to)
     store: int | None = None  # designated store
     document_no: str | None = None
     store_document_no: str | None = None
@@ -111,7 +114,8 @@ class _Unit(msgspec.Struct, frozen=True, gc=False):
     channel_org_id: int | None
     store_org_id: int | None
     shipped_at: datetime | None
-    channel_path: str | None
+    agent_id: int | None  # the designated agent (see the module docstring)
+    agent_path: str | None  # its subtree: the sales area
     in_stock: bool  # back in the brand's own stock (see ``_UNITS``)
 
 
@@ -170,11 +174,18 @@ def _in_channel(alias: str) -> str:
 # outside its channel's subtree and in no organisation of the sales channel (an agent's return
 # the factory received; a return still in transit is the agent's yet). Its channel stays (the
 # logistics keep it through a return), but the agent no longer answers for it.
+# ``ag``: the nearest agent at or above the channel (a store or distributor the factory shipped
+# to straight is its agent's); none, and the channel itself is the area.
 _UNITS = f"""SELECT u.code, u.product_id, u.lot, u.status, u.channel_org_id, u.store_org_id,
-       u.shipped_at, c.path AS channel_path,
+       u.shipped_at, coalesce(ag.id, c.id) AS agent_id, coalesce(ag.path, c.path) AS agent_path,
        coalesce(u.transit_to IS NULL AND h.path NOT LIKE c.path || '%%'
                 AND NOT {_in_channel("h")}, false) AS in_stock
     FROM unit_state u LEFT JOIN orgs c ON c.id = u.channel_org_id
+    LEFT JOIN LATERAL (
+        SELECT a.id, a.path FROM orgs a
+        WHERE a.id = ANY(string_to_array(trim(both '/' FROM c.path), '/')::bigint[])
+          AND a.kind = 'agent'
+        ORDER BY length(a.path) DESC LIMIT 1) ag ON true
     JOIN orgs h ON h.id = u.holder_org_id"""
 
 
@@ -186,7 +197,7 @@ def _judge(row: _Unit, serial: str, store: Store) -> Finding:
         code=row.code,
         product_id=row.product_id,
         lot=row.lot,
-        source=row.channel_org_id,
+        source=row.agent_id,
         store=row.store_org_id,
     )
     if row.status in VOID_STATES:
@@ -197,7 +208,7 @@ def _judge(row: _Unit, serial: str, store: Store) -> Finding:
     elif row.in_stock:  # returned to the brand: not the agent's leak (a probe blamed it)
         found.result, found.reason = "unknown_route", "returned_to_stock"
         found.source = found.store = None
-    elif not store.path.startswith(row.channel_path):  # type: ignore[arg-type]  # set: shipped
+    elif not store.path.startswith(row.agent_path):  # type: ignore[arg-type]  # set: shipped
         # first, whatever store a later shipment named: a probe — the agent shipped into another
         # agent's area itself, and the store it named there was "designated" (窜货 unseen)
         found.result, found.reason = "diverted", "outside_agent_area"
@@ -649,6 +660,21 @@ async def _alerts(
     """D5: at once, for the brand and for the agent the goods were shipped to (the brand's
     twin: one webhook delivery per finding to the brand, migration 0087). One open alert per
     (result, organisation, scanned code): scanning the same unit or case again bumps it."""
+    await write_alerts(conn, await alert_rows(conn, actor, store, scan_id, scanned))
+
+
+async def write_alerts(conn: Conn, rows: list[dict[str, Any]]) -> None:
+    """Open or bump these alerts (``alert_rows``, of one scan or many) in the order of their
+    dedup keys: transactions bumping the same open alerts lock them in one order (a probe: two
+    inspectors' offline batches of the same units, in opposite orders, deadlocked)."""
+    if rows:
+        await conn.cursor().executemany(_ALERT, sorted(rows, key=lambda r: r["dedup"]))
+
+
+async def alert_rows(
+    conn: Conn, actor: Principal, store: Store, scan_id: int, scanned: _Scanned
+) -> list[dict[str, Any]]:
+    """The parameters of ``_ALERT`` for one scan's alerts (see ``_alerts``)."""
     kind, label, findings = scanned.kind, scanned.label, scanned.findings
     groups: dict[tuple[str, int], list[Finding]] = defaultdict(list)
     for f in findings:
@@ -658,7 +684,7 @@ async def _alerts(
         if f.source is not None:
             groups[(f.result, f.source)].append(f)
     if not groups:
-        return
+        return []
     names = await _names(conn, {f.source for f in findings} | {f.product_id for f in findings})
     where = store.name + (f" ({store.city_name})" if store.city_name else "")
     params = []
@@ -701,7 +727,7 @@ async def _alerts(
                 "dedup": f"inspect:{result}:{org}:{subject}",
             }
         )
-    await conn.cursor().executemany(_ALERT, params)
+    return params
 
 
 async def _names(conn: Conn, ids: set[int | None]) -> dict[str, dict[int, str]]:
