@@ -759,6 +759,49 @@ async def test_goods_moved_store_to_store_into_another_agents_area_are_a_diversi
     assert (kept["reason"], kept["claims"]) == ("wrong_agent", 0)
 
 
+async def test_goods_passed_between_two_stores_of_one_agent_earn_the_rebate(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: goods the factory shipped straight to STORE-HZ-01 (under AGENT-ZJ) have the
+    store itself as their channel organisation; passed on to STORE-NB-01 — another store of
+    AGENT-ZJ, under DIST-NB — and received there, every claim of NB's clerk was refused 422
+    ``wrong_agent`` ("supposed to be sold by Hangzhou West Lake Store's stores") and kept with
+    a ``diversion`` alert: the claims' area was the channel organisation's own subtree, while
+    an inspection (``app.inspect.service``) takes the subtree of the designated agent, the
+    nearest agent at or above the channel, and finds the goods in channel at NB. Now 201, the
+    rebate in force at NB, credited under AGENT-ZJ; passed on into another agent's area they
+    are ``wrong_agent``, naming AGENT-ZJ (not the store) as the agent they were meant for."""
+    admin = await login("admin")
+    goods = await straight_to_the_store(client, app, login, demo, 2)
+    await set_rebate(client, admin, goods["product_id"], 3)
+    hz = await login("store_clerk")
+    _, nb = await new_clerk(client, login, demo["STORE-NB-01"])
+    moved = await document(
+        client, hz, goods["cases"][:1], kind="outbound", counterparty_id=demo["STORE-NB-01"]
+    )
+    assert (await confirm(client, hz, moved)).status_code == 200
+    received = await document(client, nb, kind="inbound", shipment_id=moved["id"])
+    assert (await confirm(client, nb, received)).status_code == 200
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/rebates/claims", headers=nb, json=rebate_body(app.state.scheme, goods["units"][0])
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["amount"] == 3.0 and made.json()["agent_id"] == demo["AGENT-ZJ"]
+        gz = await login("gz_clerk")
+        away = await document(
+            client, hz, goods["cases"][1:], kind="outbound", counterparty_id=demo["STORE-GZ-01"]
+        )
+        assert (await confirm(client, hz, away)).status_code == 200
+        there = await document(client, gz, kind="inbound", shipment_id=away["id"])
+        assert (await confirm(client, gz, there)).status_code == 200
+        refused = await mc.post(
+            "/rebates/claims", headers=gz, json=rebate_body(app.state.scheme, goods["units"][10])
+        )
+    assert_error(refused, 422, "wrong_agent")
+    assert refused.json()["error"]["details"]["expected_agent"]["id"] == demo["AGENT-ZJ"]
+
+
 async def test_a_rebate_claim_right_after_a_void_is_refused(
     client: Any, login: Any, demo: Any, app: Any, conn: Any
 ) -> None:

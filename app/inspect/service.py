@@ -62,6 +62,7 @@ from app.inspect.schemas import (
 from app.inspect.summaries import require_reader
 from app.localtime import REPORT_TZ, ZONE
 from app.locks import Lock, xact_lock
+from app.logistics.center import nearest_agent
 from app.orgs.schemas import CHANNEL_KINDS
 from app.paging import Page, check_period, fetch_page
 
@@ -177,15 +178,11 @@ def _in_channel(alias: str) -> str:
 # ``ag``: the nearest agent at or above the channel (a store or distributor the factory shipped
 # to straight is its agent's); none, and the channel itself is the area.
 _UNITS = f"""SELECT u.code, u.product_id, u.lot, u.status, u.channel_org_id, u.store_org_id,
-       u.shipped_at, coalesce(ag.id, c.id) AS agent_id, coalesce(ag.path, c.path) AS agent_path,
+       u.shipped_at, ag.id AS agent_id, ag.path AS agent_path,
        coalesce(u.transit_to IS NULL AND h.path NOT LIKE c.path || '%%'
                 AND NOT {_in_channel("h")}, false) AS in_stock
     FROM unit_state u LEFT JOIN orgs c ON c.id = u.channel_org_id
-    LEFT JOIN LATERAL (
-        SELECT a.id, a.path FROM orgs a
-        WHERE a.id = ANY(string_to_array(trim(both '/' FROM c.path), '/')::bigint[])
-          AND a.kind = 'agent'
-        ORDER BY length(a.path) DESC LIMIT 1) ag ON true
+    LEFT JOIN orgs ag ON ag.id = coalesce({nearest_agent("c.path")}, c.id)
     JOIN orgs h ON h.id = u.holder_org_id"""
 
 

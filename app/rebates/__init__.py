@@ -1,4 +1,4 @@
-"""Store sales rebates (R1–R3, K2 rebates): the rebate of each product (per channel agent),
+"""Store sales rebates (R1–R3, K2 rebates): the rebate of each product (per agent),
 clerks' claims by scan + PIN (the claim mechanism of ``app.claims``, shared with members'
 points), queries and exports, rankings rolled up by a worker, and the stores' settlement
 statements.

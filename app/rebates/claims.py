@@ -14,7 +14,8 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
    (a void leaves a sold unit sold: a probe's claim right after the void, verified from a
    process's batch cache, was paid; the void's active units are voided under their locks, so
    a round waiting for them reads them void), held by the clerk's store and not in transit,
-   the store in the area of the unit's channel agent (as an inspection judges it), not claimed
+   the store in the area of the unit's designated agent (``_IN_AREA``, as an inspection judges
+   it: the nearest agent at or above the unit's channel organisation), not claimed
    before, with a rule amount above 0 — the amount in force at the clerk's store (SPEC R1:
    "the product's rule for the store's agent"): the rule of the nearest agent on the store's
    path, else the product's default, the very expression of the stock rows' ``rebate``
@@ -38,8 +39,8 @@ first time), a clerk made inactive meanwhile, a client id used for another code,
 before, another brand's unit, a void or destroyed unit, a unit of a batch voided since its
 verification (422 ``not_genuine``, reason ``void``, as ``/v1/verify`` answers it), and — the
 anti-diversion signal — a unit not delivered to the clerk's store, or on hand at a store outside
-its channel agent's area: refused with where it was supposed to be (its designated store, or
-its channel agent), and kept in ``rebate_refusals`` with an open ``diversion`` alert for the
+its designated agent's area: refused with where it was supposed to be (its designated store, or
+its designated agent), and kept in ``rebate_refusals`` with an open ``diversion`` alert for the
 brand — once per attempt: the till's retry of it (same clerk, client id and code) is answered
 again, neither kept nor counted again. No rule (or 0): 422 ``no_rebate``.
 """
@@ -87,6 +88,17 @@ JOIN users u ON u.id = r.user_id
 JOIN orgs o ON o.id = u.org_id
 """
 
+# The unit's designated agent, as an inspection judges it (``app.inspect.service._UNITS``' ``ag``):
+# the nearest agent at or above its channel organisation ``ch`` (goods the factory shipped
+# straight to an agent's store or distributor are the agent's), else the channel itself; its
+# subtree is the unit's sales area. ``_IN_AREA``: the clerk's store ``here`` is in that area —
+# the channel's own subtree tested first, so the common case (goods shipped to the agent) looks
+# nothing up and the rest one probe of ``orgs``' primary key (a probe: the channel's subtree
+# was the area, so goods a store passed on to a sister store of its agent were refused
+# ``wrong_agent``, kept with a diversion alert, while an inspection there found them in channel).
+_AGENT = f"coalesce({nearest_agent('ch.path')}, ch.id)"
+_IN_AREA = f"(here.path LIKE ch.path || '%%' OR here.path LIKE '%%/' || {_AGENT} || '/%%')"
+
 # A round, ONE statement (one round trip, one transaction): step 1 locks the units that can
 # earn their rebate; step 2 writes the claims, their claiming events and their rows in the
 # roll-up's queue; step 3 sells the units of the claims written that were not yet sold, as the
@@ -123,7 +135,7 @@ WITH r AS (
         OFFSET 0
     ) in_force
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
-      AND (ch.path IS NULL OR here.path LIKE ch.path || '%%')  -- in its agent's area
+      AND (ch.path IS NULL OR {_IN_AREA})  -- in its agent's area
       AND (u.status = 'active' OR u.disposition = 'retail_sold')  -- not a gift (GIVEN_AWAY)
       AND in_force.amount > 0
       AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
@@ -211,7 +223,7 @@ SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c
        k.status AS clerk_status,
        u.brand_id AS unit_brand, u.status AS unit_status, u.disposition AS unit_disposition,
        u.holder_org_id, u.transit_to,
-       u.store_org_id, u.channel_org_id,
+       u.store_org_id, ag.id AS designated_agent,
        {rebate_in_force("u.product_id", "here.path")} AS rule_amount,
        h.name AS holder_name, ds.name AS store_name, ag.name AS agent_name,
        here.path AS here_path, b.state = 'void' AS batch_void
@@ -225,7 +237,8 @@ LEFT JOIN rebate_claims_withdrawn w ON w.clerk_id = r.clerk_id AND w.client_id =
 LEFT JOIN unit_state u ON u.code = r.code_id
 LEFT JOIN orgs h ON h.id = u.holder_org_id
 LEFT JOIN orgs ds ON ds.id = u.store_org_id
-LEFT JOIN orgs ag ON ag.id = u.channel_org_id
+LEFT JOIN orgs ch ON ch.id = u.channel_org_id
+LEFT JOIN orgs ag ON ag.id = {_AGENT}
 LEFT JOIN code_batches b ON b.batch_no = r.code_id >> 32
 """
 
@@ -448,11 +461,11 @@ def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
 
 
 def _outside_agent_area(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
-    """``wrong_agent``: the clerk's store is outside the area of the unit's channel agent,
-    wherever the unit is now — as an inspection judges it (a probe: goods moved store to store
-    into another agent's area were received there and earned its clerk the rebate, no alert,
-    while an inspection at that store called them diverted)."""
-    agent = row["channel_org_id"]
+    """``wrong_agent``: the clerk's store is outside the area of the unit's designated agent
+    (``_IN_AREA``), wherever the unit is now — as an inspection judges it (a probe: goods moved
+    store to store into another agent's area were received there and earned its clerk the
+    rebate, no alert, while an inspection at that store called them diverted)."""
+    agent = row["designated_agent"]
     if agent is not None and f"/{agent}/" not in (row["here_path"] or ""):
         name = row["agent_name"]
         raise Diverted(
@@ -465,7 +478,7 @@ def _outside_agent_area(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None
 def _expected(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "expected_store": _named(row["store_org_id"], row["store_name"]),
-        "expected_agent": _named(row["channel_org_id"], row["agent_name"]),
+        "expected_agent": _named(row["designated_agent"], row["agent_name"]),
     }
 
 
@@ -488,6 +501,6 @@ async def _keep_refusals(
         params["store"].append(p.org_id)
         params["reason"].append(refusal.code)
         params["expected_store"].append(row["store_org_id"])
-        params["expected_agent"].append(row["channel_org_id"])
+        params["expected_agent"].append(row["designated_agent"])
         params["holder"].append(row["holder_org_id"])
     await fetch(conn, _REFUSALS, params)

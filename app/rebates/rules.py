@@ -1,4 +1,4 @@
-"""Rebate rules (K2 rebates): the rebate of each product in yuan, overridable per channel agent.
+"""Rebate rules (K2 rebates): the rebate of each product in yuan, overridable per agent.
 
 A rule with ``agent_id`` NULL is the product's default; a rule for an agent overrides it for the
 organisations under it. The amount in force at an organisation is the rule of the nearest agent

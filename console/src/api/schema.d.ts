@@ -2295,11 +2295,12 @@ export interface paths {
          *     ``wrong_store`` / ``wrong_agent`` / ``not_delivered`` name where it was supposed to be (details
          *     ``expected_store``, ``expected_agent``) and the attempt is kept as an anti-diversion signal; 422
          *     ``not_received`` while it is still in transit to the store. A unit not yet sold is recorded as sold
-         *     by the claim (``sale_recorded``). The amount is the product's rebate for the unit's channel agent,
-         *     else its default, as in force at the claim (422 ``no_rebate``: none). A code's rebate is credited
-         *     once, ever: 409 ``already_claimed``. The same ``client_id`` again answers the first claim (200); 409
-         *     ``client_id_reused`` for another code. 422 ``other_brand``, ``not_claimable`` (void or destroyed);
-         *     400 on a bad body (``invalid_character`` for a control character); 413 over 16 KB.
+         *     by the claim (``sale_recorded``). The amount is the rebate in force at the clerk's store: its
+         *     nearest agent's rule for the product, else the product's default, as at the claim (422
+         *     ``no_rebate``: none). A code's rebate is credited once, ever: 409 ``already_claimed``. The
+         *     same ``client_id`` again answers the first claim (200); 409 ``client_id_reused`` for another
+         *     code. 422 ``other_brand``, ``not_claimable`` (void or destroyed); 400 on a bad body
+         *     (``invalid_character`` for a control character); 413 over 16 KB.
          */
         post: operations["RebatesClaimsClaim"];
         delete?: never;
