@@ -788,26 +788,48 @@ class _Api:
     def __init__(self, base: str, user: str, password: str) -> None:
         import httpx
 
-        self.http = httpx.Client(base_url=base.rstrip("/"), timeout=60)
+        self.base = base.rstrip("/")
+        self.http = httpx.Client(base_url=self.base, timeout=60)
         response = self.http.post("/auth/login", json={"username": user, "password": password})
         self._check(response)
-        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        answer = self._json(response)
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str):
+            raise self._not_the_api(response, "without an access token")
+        self.http.headers["Authorization"] = f"Bearer {token}"
 
-    @staticmethod
-    def _check(response: object) -> None:
-        status = response.status_code  # type: ignore[attr-defined]
+    def _not_the_api(self, response: Any, what: str) -> SettingsError:
+        """A server that answers, but not as the API does (a mistyped port, a proxy's page: a
+        probe, a JSONDecodeError traceback)."""
+        asked = f"{response.request.method} {response.request.url.path}"
+        return SettingsError(
+            f"{redact_url(self.base)} is not the Tracecode API: {asked} answered "
+            f"{response.status_code} {what}"
+        )
+
+    def _json(self, response: Any) -> object:
+        try:
+            return response.json()
+        except ValueError:  # not JSON, or not UTF-8 text
+            kind = response.headers.get("content-type") or "no content type"
+            raise self._not_the_api(response, f"with {kind}, not JSON") from None
+
+    def _check(self, response: Any) -> None:
+        status = response.status_code
         if status >= 400:
+            response.read()  # a download's streamed answer too
             try:
-                error = response.json()["error"]  # type: ignore[attr-defined]
+                error = response.json()["error"]
                 message = f"{error['code']}: {error['message']}"
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:200]  # type: ignore[attr-defined]
+            except (ValueError, KeyError, TypeError):  # a proxy's error page, say
+                kind = response.headers.get("content-type") or "no content type"
+                raise self._not_the_api(response, f"with {kind}") from None
             raise SettingsError(f"the API answered {status}: {message}")
 
     def call(self, method: str, path: str, **kwargs: object) -> object:
         response = self.http.request(method, path, **kwargs)  # type: ignore[arg-type]
         self._check(response)
-        return response.json() if response.content else None
+        return self._json(response) if response.content else None
 
     def items(self, path: str) -> list[dict[str, object]]:
         """Every item of a paged list (``{items, page, per_page, total}``), page by page."""
@@ -1261,6 +1283,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_redis(settings, not args.no_jobs, args.drain_timeout)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
+    except embedded.ServiceError as exc:  # an embedded server that did not start: its log
+        return _fail(str(exc))
     except Exception as exc:
         import httpx
         import msgspec

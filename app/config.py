@@ -466,11 +466,40 @@ def _check_postgres_url(name: str, url: str | None) -> None:
             "connection string"
         )
     try:
-        conninfo_to_dict(url)
+        params = conninfo_to_dict(url)
     except ProgrammingError:
         raise SettingsError(
             f"{var} is no valid PostgreSQL URL or libpq connection string"
         ) from None
+    refused = _bad_postgres_option(params)
+    if refused:
+        raise SettingsError(f"{var}: {refused}")
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_LIBPQ_PORT = re.compile(r"\s*\+?[0-9]{1,5}\s*\Z")  # a number as libpq reads it, blanks around
+
+
+def _bad_postgres_option(params: Mapping[str, Any]) -> str | None:
+    """What libpq or psycopg would refuse only when connecting, of the options read as numbers
+    or from a list: the port (one, or one per host, each from 1 to 65535; empty: the default),
+    ``connect_timeout`` and ``sslmode`` (a probe: a port ``abc`` passed the settings, and the API
+    died at start-up in a 40-line traceback naming no variable). None when they are right."""
+    ports = str(params.get("port", "")).split(",")
+    hosts = str(params.get("hostaddr") or params.get("host") or "").split(",")
+    for port in ports:
+        if port.strip() and not (_LIBPQ_PORT.match(port) and 1 <= int(port) <= 65535):
+            return "the port must be a number from 1 to 65535"
+    if len(ports) > 1 and len(ports) != len(hosts):
+        return f"{len(ports)} ports for {len(hosts)} hosts (one port, or one per host)"
+    if params.get("connect_timeout") is not None:
+        try:
+            int(float(params["connect_timeout"]))  # as psycopg reads it
+        except (ValueError, OverflowError):
+            return "connect_timeout must be a number of seconds"
+    if params.get("sslmode") is not None and params["sslmode"] not in _SSLMODES:
+        return "sslmode must be one of " + ", ".join(_SSLMODES)
+    return None
 
 
 def _secret_file(path: Path, var: str) -> str:

@@ -20,6 +20,12 @@ from typing import Any
 DATABASE = "tracecode"
 
 
+class ServiceError(Exception):
+    """An embedded server under ``var/`` did not start; the message names it and its log. The
+    CLI prints it as one line (``tracecode: …``, exit 2), as any other server that is not there
+    (a probe: a corrupt ``var/redis/appendonly.aof`` was a traceback from every command)."""
+
+
 def _private_dir(path: Path) -> bool:
     """A directory (not a symlink) of this user with mode 0700: what XDG asks of a runtime dir."""
     try:
@@ -63,7 +69,10 @@ def start_postgres(var: Path) -> str:
 
     pgdata = var / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        raise ServiceError(f"embedded PostgreSQL did not start; see {pgdata / 'log'}") from None
     _ensure_max_connections(server, pgdata)
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
     if "(1 row)" not in exists:
@@ -196,14 +205,18 @@ def start_redis(var: Path) -> str:
                 ]
             )
         )
-        subprocess.run([str(_redis_binary()), str(config)], check=True)
+        failed = f"embedded Redis did not start; see {directory / 'redis.log'}"
+        try:
+            subprocess.run([str(_redis_binary()), str(config)], check=True)
+        except subprocess.CalledProcessError:
+            raise ServiceError(failed) from None
         started = time.monotonic()
         while (state := _redis_state(socket_path)) != "up":
             # reading a large append-only file back takes a while (~6 s a GB here): wait for
             # it as long as the server says it is loading, up to REDIS_LOAD_TIMEOUT
             waited = time.monotonic() - started
             if waited > (REDIS_LOAD_TIMEOUT if state == "loading" else REDIS_START_TIMEOUT):
-                raise RuntimeError(f"embedded Redis did not start; see {directory / 'redis.log'}")
+                raise ServiceError(failed)
             time.sleep(0.05)
         _compact(socket_path, directory / "appendonly.aof")
     (directory / "socket-path").write_text(str(socket_path))

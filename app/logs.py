@@ -170,10 +170,14 @@ class WriterHandler(logging.Handler):
 def logged_path(scope: Any) -> str:
     """A request's path as the logs show it: its route's template where the path's parameters
     are personal data (a route with ``opt={"private_path": True}``, as the phone of
-    ``/sms/opt-outs/{phone}``: probe N found whole phones in the access log)."""
+    ``/sms/opt-outs/{phone}``: probe N found whole phones in the access log) — on one handler
+    of the path, for every method of it (``_private_route``)."""
     handler = scope.get("route_handler")
     if handler is not None:
-        if handler.opt.get("private_path"):
+        private = handler.opt.get("private_path")
+        if private is None:  # decided once per handler, kept in its opt
+            private = handler.opt["private_path"] = _private_route(scope.get("app"), handler)
+        if private:
             return str(scope.get("path_template", ""))
         return str(scope["path"])
     path = str(scope["path"])  # not routed (405, a refused path): by the prefix, slashes
@@ -183,6 +187,18 @@ def logged_path(scope: Any) -> str:
         if folded.startswith(prefix):
             return prefix + "…"
     return path
+
+
+def _private_route(app: Any, handler: Any) -> bool:
+    """Whether another handler of a route ``handler`` serves marks the route's path private:
+    the ``OPTIONS`` handler Litestar generates for a route has no ``opt`` of its own (a probe: a
+    CORS preflight on ``/sms/opt-outs/{phone}`` logged the whole phone)."""
+    for route in getattr(app, "routes", ()):
+        handlers = getattr(route, "route_handlers", ())  # an HTTP route's, one per method
+        if any(other is handler for other in handlers):
+            if any(other.opt.get("private_path") for other in handlers):
+                return True
+    return False
 
 
 #: Paths whose rest is personal data, for requests answered before routing (review R2: a 405

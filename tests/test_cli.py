@@ -723,3 +723,50 @@ def test_codes_export_to_an_out_that_is_not_a_folder_is_refused_before_any_work(
             "SELECT count(*) FROM code_exports WHERE batch_no = %s", (batch_no,)
         ).fetchone()
     assert made == (0,)  # no export made, so no download audited
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html", b"<html><body>Welcome to nginx!</body></html>"),
+        ("application/json", b'{"status": "ok"}'),
+    ],
+    ids=["html", "json-without-token"],
+)
+def test_codes_api_mode_against_a_server_that_is_not_the_api_is_one_line(
+    tmp_path: Path, content_type: str, body: bytes
+) -> None:
+    """A probe: ``tracecode codes list --api URL`` where URL answers 200 with something that is
+    not the API's log-in answer (a mistyped port, a reverse proxy's default page) died with a
+    traceback — ``JSONDecodeError`` from ``_Api.__init__``'s ``response.json()``, or a
+    ``KeyError`` for JSON without ``access_token`` — exit 1. Now one line saying the server
+    is not the Tracecode API, exit 2."""
+    import http.server
+    import threading
+
+    class NotTheApi(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    password = tmp_path / "pw"
+    password.write_text("tracecode-demo\n")
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotTheApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        done = _cli("codes", "list", "--api", url, "--user", "planner", "--password-file",
+                    str(password))  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.startswith("tracecode: ") and "is not the Tracecode API" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr

@@ -333,3 +333,37 @@ def test_a_broker_url_with_a_malformed_option_value_is_a_settings_error() -> Non
         url = f"amqp://tracecode:secret@rabbitmq:5672/tracecode?{option}"
         with pytest.raises(SettingsError, match="TRACECODE_BROKER_URL"):
             load_settings({"TRACECODE_MASTER_KEY": key, "TRACECODE_BROKER_URL": url})
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://tracecode:s3cretpw@127.0.0.1:abc/tracecode", "port"),
+        ("postgresql://tracecode:s3cretpw@127.0.0.1:99999/tracecode", "port"),
+        ("postgresql://tracecode:s3cretpw@127.0.0.1:0/tracecode", "port"),
+        ("postgresql://tracecode:s3cretpw@h1:5432,h2:x/tracecode", "port"),
+        ("host=h1,h2 port=5432,5433,5434 password=s3cretpw dbname=tracecode", "3 ports for 2"),
+        ("postgresql://tracecode:s3cretpw@db/tracecode?connect_timeout=abc", "connect_timeout"),
+        ("postgresql://tracecode:s3cretpw@db/tracecode?sslmode=required", "sslmode"),
+    ],
+)
+def test_a_postgres_url_with_a_bad_port_or_option_is_a_configuration_error_naming_it(
+    url: str, says: str
+) -> None:
+    """A probe: README "Configuration" says a server URL is checked for its port and options,
+    a bad one stopping start-up with one line naming the variable; ``TRACECODE_DATABASE_URL``
+    with a port that is no number, or past 65535, passed ``load_settings``
+    (``_check_postgres_url`` only asked ``conninfo_to_dict``, which does not read the port):
+    the API server died in its lifespan with a 40-line ``psycopg.OperationalError`` traceback,
+    the CLI's line named no variable. The same for a ``connect_timeout`` or ``sslmode`` libpq
+    or psycopg refuse only when connecting. The password is never echoed."""
+    for variable in ("TRACECODE_DATABASE_URL", "TRACECODE_DATABASE_REPLICA_URL"):
+        with pytest.raises(SettingsError, match=variable) as refused:
+            load_settings({variable: url})
+        assert says in str(refused.value) and "s3cretpw" not in str(refused.value)
+    for good in (
+        "postgresql://u@db:6432/tracecode?connect_timeout=10&sslmode=verify-full",
+        "postgresql://u@h1,h2:5433/tracecode",  # the first host on the default port
+        "host=h1,h2 port=5432,5433 dbname=tracecode",
+    ):
+        assert load_settings({"TRACECODE_DATABASE_URL": good}).database_url == good

@@ -14,6 +14,7 @@ import redis
 
 from app.embedded import MAX_CONNECTIONS
 from tests.conftest import ROOT, SESSION
+from tests.servers import free_port
 
 
 def _services(action: str, var: Path) -> str:
@@ -60,3 +61,31 @@ def test_embedded_servers_start_from_empty_and_are_reused() -> None:
         _services("down", var)
         shutil.rmtree(var, ignore_errors=True)
     assert not (var / "pgdata" / "postmaster.pid").exists()
+
+
+def test_an_embedded_redis_that_fails_to_start_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """A probe: when the embedded Redis under ``var/`` could not start — here its append-only
+    file is corrupt, as a machine crash may leave it (README "Durability") — every command that
+    resolves the servers (``db status``, ``redis rebuild``, ``codes …``) died with a traceback
+    (``RuntimeError`` out of ``app.embedded.start_redis``, which ``app.cli.main`` did not
+    catch), exit 1. Now ``start_redis`` raises ``ServiceError``: one line naming the server and
+    its log, exit 2, as for any other server that is not there."""
+    var = tmp_path / "var"
+    (var / "redis").mkdir(parents=True)
+    (var / "redis" / "appendonly.aof").write_text("this is not an append-only file\r\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRACECODE_REDIS_URL"}
+    env["TRACECODE_VAR_DIR"] = str(var)
+    env["TRACECODE_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "status"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.startswith("tracecode: embedded Redis did not start"), done.stderr
+    assert str(var.resolve() / "redis" / "redis.log") in done.stderr

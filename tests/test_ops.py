@@ -170,3 +170,25 @@ async def test_a_busy_pool_is_not_a_database_down(settings: Any) -> None:
         await asyncio.gather(*holders)
     assert answer.status_code == 200, answer.text
     assert answer.json()["postgres"] == {"status": "ok", "detail": "every pooled connection busy"}
+
+
+async def test_an_options_request_on_an_opt_out_path_does_not_log_the_phone(
+    client: Any, demo: Any, login: Any
+) -> None:
+    """A probe: the phone in ``/sms/opt-outs/{phone}`` is kept out of the access log by
+    ``opt={"private_path": True}`` on its PUT and DELETE, but ``OPTIONS`` on the same path (a
+    browser's CORS preflight before the PUT, or anyone's request) is answered 204 by the
+    handler Litestar generates, which has no such option: ``app.logs.logged_path`` wrote the
+    whole phone into the access line. Now a handler of a route with a private handler logs the
+    route's template too, whatever the method."""
+    from tests.test_front import captured_log, lines
+
+    phone = "13812345678"
+    with captured_log() as log:
+        preflight = await client.request("OPTIONS", f"/sms/opt-outs/{phone}")
+        put = await client.put(f"/sms/opt-outs/{phone}", headers=await login("marketer"))
+    assert (preflight.status_code, put.status_code) == (204, 204), put.text
+    access = {line["request_id"]: line for line in lines(log)}
+    assert access[put.headers["x-request-id"]]["path"] == "/sms/opt-outs/{phone}"
+    assert access[preflight.headers["x-request-id"]]["path"] == "/sms/opt-outs/{phone}"
+    assert phone not in log.getvalue()
