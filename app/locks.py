@@ -79,6 +79,9 @@ class Lock(IntEnum):
     # .request_key_owner): a caller's batch request key issues one batch (per brand before, as
     # 7_245_002: two printers' keys alike collided — a probe)
     BATCH_REQUEST_KEY = 7_245_030
+    # transaction, per user (text): a user's photo quota checked and the photo's row written one
+    # upload at a time (uploads sent at once all read the same total and all passed: a probe)
+    MEDIA_QUOTA = 7_245_031
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -329,6 +329,10 @@ async def test_a_photo_limit_up_to_its_cap_is_honoured_and_bytes_are_no_form(
         form = {**rep, "Content-Type": "application/x-www-form-urlencoded"}
         png = await client.post("/media/photos", headers=form, content=PNG)
         assert png.status_code == 201, png.text
+        # at the cap, a chunked body past it is photo_too_large too, not Litestar's answer
+        chunked = await _upload(client, rep, _chunks(17))  # type: ignore[arg-type]
+        over = assert_error(chunked, 413, "photo_too_large")
+        assert over["details"]["max_bytes"] == MEDIA_MAX_BYTES_CAP
     finally:
         app.state.settings = settings
     key = await (
@@ -340,3 +344,91 @@ async def test_a_photo_limit_up_to_its_cap_is_honoured_and_bytes_are_no_form(
     await LocalStore(settings.media_path).delete(key["storage_key"])
     with pytest.raises(SettingsError, match="MEDIA_MAX_BYTES"):
         load_settings({"TRACECODE_MEDIA_MAX_BYTES": str(MEDIA_MAX_BYTES_CAP + 1)})
+
+
+async def test_concurrent_uploads_do_not_pass_the_daily_quota(
+    client: Any, login: Any, app: Any, tmp_path: Path
+) -> None:
+    """A probe: the daily quota (TRACECODE_MEDIA_DAILY_BYTES, "at most") was summed with no
+    lock, so uploads sent at once all read the same total and all passed (12 parallel uploads
+    with room for two stored 3–5). The check and the row are now written under the user's
+    advisory lock (Lock.MEDIA_QUOTA); an object put for a refused row is deleted."""
+    settings = app.state.settings
+    used = await _used_today(app, "gd_fieldrep")
+    app.state.settings = msgspec.structs.replace(
+        settings, media_daily_bytes=used + 2 * len(JPEG) + 10, media_dir=str(tmp_path)
+    )
+    try:
+        rep = await login("gd_fieldrep")
+        answers = await asyncio.gather(*(_upload(client, rep, JPEG) for _ in range(12)))
+    finally:
+        app.state.settings = settings
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(201) <= 2 and set(statuses) <= {201, 429}, statuses
+    assert await _used_today(app, "gd_fieldrep") <= used + 2 * len(JPEG)
+    # the refused uploads' objects are gone again: only the kept photos' files are left
+    assert len(_stored(tmp_path, "*.jpg*")) == statuses.count(201)
+
+
+async def _count_photos(app: Any) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (await conn.execute("SELECT count(*) AS n FROM media_photos")).fetchone()
+    return int(row["n"])
+
+
+async def test_a_local_store_that_cannot_write_answers_a_clean_store_error(
+    client: Any, login: Any, app: Any, tmp_path: Path
+) -> None:
+    """A probe: with TRACECODE_MEDIA_STORE=local, a write the file system refused (disk full,
+    a directory not writable or not a directory) escaped LocalStore as a bare OSError: 500
+    internal_error, where the S3 store answers 503 media_store_unavailable. Now the same 503,
+    no photo row kept."""
+    rep = await login("fieldrep")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the media directory should be")
+    settings = app.state.settings
+    before = await _count_photos(app)
+    app.state.settings = msgspec.structs.replace(settings, media_dir=str(blocker))
+    try:
+        answer = await _upload(client, rep, JPEG)
+    finally:
+        app.state.settings = settings
+    error = assert_error(answer, 503, "media_store_unavailable")
+    assert str(tmp_path) not in error["message"]  # the error names no path
+    assert await _count_photos(app) == before
+
+
+async def _chunks(megabytes: int, hold: asyncio.Event | None = None) -> AsyncIterator[bytes]:
+    """A JPEG-looking body of ``megabytes`` MB sent without a Content-Length; with ``hold``,
+    then nothing more until it is set."""
+    for _ in range(megabytes):
+        yield b"\xff\xd8\xff" + b"\x00" * (1024 * 1024 - 3)
+    if hold is not None:
+        await hold.wait()
+        yield b"x"
+
+
+async def test_a_chunked_photo_over_the_route_cap_is_photo_too_large(
+    client: Any, login: Any
+) -> None:
+    """A probe: a 17 MB body sent without a Content-Length was 413 payload_too_large, Litestar's
+    generic answer without details.max_bytes (README: 413 photo_too_large "with or without
+    Content-Length"): provide_conn read the body up to the route's 16 MB cap before the photo
+    reader saw it. The upload reads its own body now, and takes no request connection."""
+    rep = await login("fieldrep")
+    answer = await _upload(client, rep, _chunks(17))  # type: ignore[arg-type]
+    error = assert_error(answer, 413, "photo_too_large")
+    assert error["details"]["max_bytes"] == 5 * 1024 * 1024
+
+
+async def test_a_chunked_photo_is_refused_once_past_the_limit_not_at_the_cap(
+    client: Any, login: Any
+) -> None:
+    """A probe: for a body without a Content-Length, provide_conn read it whole up to the
+    route's 16 MB cap first, so a client that had sent 6 MB of a 5 MB-limited photo and then
+    stalled got no answer at all. Now 413 photo_too_large as soon as the limit is passed."""
+    rep = await login("fieldrep")
+    never = asyncio.Event()  # never set: the answer must not need the rest
+    stalled = _upload(client, rep, _chunks(6, never))  # type: ignore[arg-type]
+    answer = await asyncio.wait_for(stalled, 15)
+    assert_error(answer, 413, "photo_too_large")

@@ -16,8 +16,9 @@ import hashlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from app.config import SettingsError, load_settings
 from app.errors import NotFound, ValidationFailed
 from app.media.s3 import EMPTY_SHA256, S3Store, canonical_request, sign, signing_key
 from app.media.storage import store_from_settings
-from tests.helpers import assert_error
+from tests.helpers import assert_error, served
 
 SERVER_DIR = Path(__file__).parent / "s3server"
 BUCKET = "tracecode-photos"
@@ -295,3 +296,119 @@ async def test_a_store_that_refuses_or_is_down_keeps_no_photo(
             assert "403" in error["message"] and "InvalidAccessKeyId" in error["message"]
     after = await (await conn.execute("SELECT count(*) AS n FROM media_photos")).fetchone()
     assert after["n"] == before["n"]  # the rows were rolled back with the failed writes
+
+
+class StallingS3:
+    """An "S3 server" that accepts connections, reads nothing and answers nothing until released
+    (then hangs up): a photo store that is slow, not down."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.clients: list[socket.socket] = []
+        self.released = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.released.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.clients.append(client)
+
+    def wait_for(self, n: int, seconds: float = 10) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.clients) < n:
+            assert time.monotonic() < deadline, f"{len(self.clients)} of {n} requests reached S3"
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        self.released.set()
+        self.thread.join(5)
+        for client in self.clients:
+            client.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def stalling_s3() -> Iterator[StallingS3]:
+    server = StallingS3()
+    try:
+        yield server
+    finally:
+        if not server.released.is_set():
+            server.release()
+
+
+async def _while_stalled(
+    app: Any,
+    stalling_s3: StallingS3,
+    rep: dict[str, str],
+    request: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+) -> None:
+    """Two ``request``s waiting on the stalled store, with a pool of two connections: another
+    request still answers; the two are 503 media_store_unavailable once the store hangs up."""
+    async with served(app) as client:
+        waiting = [asyncio.create_task(request(client)) for _ in range(2)]
+        await asyncio.to_thread(stalling_s3.wait_for, 2)
+        try:
+            other = await asyncio.wait_for(client.get("/field/checkins", headers=rep), 20)
+            assert other.status_code == 200, other.text
+        finally:
+            stalling_s3.release()
+            answers = await asyncio.gather(*waiting)
+    for answer in answers:
+        assert_error(answer, 503, "media_store_unavailable")
+
+
+def _small_pool(settings: Any, stalling_s3: StallingS3) -> Any:
+    from app.main import create_app
+
+    return create_app(
+        _s3_settings(
+            settings, stalling_s3.endpoint, db_pool_min=1, db_pool_max=2, db_pool_timeout=1.0
+        )
+    )
+
+
+async def test_a_slow_photo_store_does_not_take_the_api_down(
+    settings: Any, demo: Any, login: Any, stalling_s3: StallingS3
+) -> None:
+    """A probe: an upload inserted its row, then waited for the S3 PUT (up to 30 s) on its
+    pooled connection, its transaction open: two uploads to a slow store with a pool of two
+    made every other request 503. The bytes are now put holding no connection, then the row is
+    written in a short transaction (an object whose row fails is deleted again)."""
+    rep = await login("fieldrep")
+    headers = {**rep, "Content-Type": "image/jpeg"}
+    await _while_stalled(
+        _small_pool(settings, stalling_s3),
+        stalling_s3,
+        rep,
+        lambda client: client.post("/media/photos", headers=headers, content=JPEG),
+    )
+
+
+async def test_a_slow_photo_store_read_holds_no_database_connection(
+    client: Any, settings: Any, demo: Any, login: Any, stalling_s3: StallingS3
+) -> None:
+    """A probe: serving a photo read its row, then fetched the object from S3 on the same
+    pooled connection, idle in its transaction for as long as S3 took: a page of thumbnails
+    fetched from a slow store held every connection, and the API answered 503. The row is read
+    in a short transaction and the connection given back before the store is asked."""
+    rep = await login("fieldrep")
+    made = await client.post(
+        "/media/photos", headers={**rep, "Content-Type": "image/jpeg"}, content=JPEG
+    )
+    assert made.status_code == 201, made.text
+    url = made.json()["url"]
+    await _while_stalled(
+        _small_pool(settings, stalling_s3),
+        stalling_s3,
+        rep,
+        lambda s3_client: s3_client.get(url, headers=rep),
+    )

@@ -1,4 +1,13 @@
-"""HTTP routes of photos (issue 18 item 7)."""
+"""HTTP routes of photos (issue 18 item 7).
+
+Neither route takes the request's connection (``app.deps.provide_conn``, held to the answer): the
+store may take up to 30 s (S3), and a few photos waiting on it held every pooled connection (a
+probe). The caller is loaded on a connection of its own, given back at once (``caller``); the
+service takes the pool for its short transactions. The upload reads its own body (``read_photo``),
+which ``provide_conn`` would have read first, whole, up to the route's cap: a body sent without
+a Content-Length was 413 ``payload_too_large`` at 16 MB instead of ``photo_too_large`` as soon as
+it passed the limit (a probe). So never add ``conn`` to the upload.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +16,14 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import BaseRouteHandler
 
 from app.auth.principal import Principal
 from app.config import MEDIA_MAX_BYTES_CAP, Settings
-from app.db import Conn
-from app.errors import PayloadTooLarge
+from app.deps import provide_principal
 from app.media import service
 from app.media.service import PhotoOut
 from app.media.storage import store_from_settings
@@ -20,17 +31,38 @@ from app.media.storage import store_from_settings
 
 def declared_size(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """413 ``photo_too_large`` for a declared size over the limit, before the body is read (a
-    guard runs before the dependencies, and ``conn`` reads the body first: a probe's 8 MB was
-    read to be refused)."""
+    guard runs before the dependencies, and ``read_photo`` reads the body: a probe's 8 MB was read
+    to be refused)."""
     limit = connection.app.state.settings.media_max_bytes
     length = connection.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(
-            f"a photo is at most {limit // 1024} KB",
-            code="photo_too_large",
-            details={"max_bytes": limit},
-            headers={"Connection": "close"},
-        )
+        raise service.too_large(limit)
+
+
+async def caller(request: Request[Any, Any, Any], state: State, settings: Settings) -> Principal:
+    """The caller, loaded on a pooled connection given back at once (``provide_principal``'s
+    look-up, not on the request's connection)."""
+    async with state.pool.connection() as conn:
+        return await provide_principal(request, conn, settings)
+
+
+async def read_photo(request: Request[Any, Any, Any], settings: Settings) -> bytes:
+    """The upload's body, up to ``TRACECODE_MEDIA_MAX_BYTES``: 413 ``photo_too_large`` as soon
+    as it is longer, with or without a Content-Length."""
+    limit = settings.media_max_bytes
+    try:
+        return await service.read_limited(request.stream(), limit)
+    except RequestEntityTooLarge:  # the route's cap, Litestar's check, before the chunk is ours
+        raise service.too_large(limit) from None
+
+
+async def uploader(
+    request: Request[Any, Any, Any], state: State, settings: Settings, photo: bytes
+) -> Principal:
+    """The caller of an upload, loaded again once its ``photo`` is in (``app.deps.caller_first``
+    loaded it before the body): a token deactivated while the body came in uploads nothing.
+    ``photo`` is taken only to come after it."""
+    return await caller(request, state, settings)
 
 
 class PhotoController(Controller):
@@ -44,26 +76,36 @@ class PhotoController(Controller):
         guards=[declared_size],
         request_max_body_size=MEDIA_MAX_BYTES_CAP,
         opt={"raw_body": True},
+        dependencies={"photo": Provide(read_photo), "principal": Provide(uploader)},
     )
     async def upload(
-        self, request: Request[Any, Any, Any], conn: Conn, principal: Principal, settings: Settings
+        self,
+        request: Request[Any, Any, Any],
+        photo: bytes,
+        principal: Principal,
+        settings: Settings,
     ) -> PhotoOut:
         """Upload a photo: the request body is the image's bytes (JPEG, PNG or WebP, told by
         its first bytes, not by a name or Content-Type), at most ``TRACECODE_MEDIA_MAX_BYTES``
         (413 ``photo_too_large``; 415 ``unsupported_photo_type``). 201 with the photo's id, to
         attach to a review; ``url`` serves it to those allowed."""
-        data = await service.read_limited(request.stream(), settings.media_max_bytes)
         store = store_from_settings(settings)
-        return await service.upload(conn, principal, store, data, settings.media_daily_bytes)
+        return await service.upload(
+            request.app.state.pool, principal, store, photo, settings.media_daily_bytes
+        )
 
-    @get("/{photo_id:uuid}", media_type="image/*")  # JPEG, PNG or WebP: its own type
+    @get(
+        "/{photo_id:uuid}",
+        media_type="image/*",  # JPEG, PNG or WebP: its own type
+        dependencies={"principal": Provide(caller)},
+    )
     async def download(
-        self, photo_id: uuid.UUID, conn: Conn, principal: Principal, settings: Settings
+        self, photo_id: uuid.UUID, state: State, principal: Principal, settings: Settings
     ) -> Response[bytes]:
         """The photo's bytes, to its owner and those who see the owner's field records (404 to
         anyone else)."""
         media_type, data = await service.read(
-            conn, principal, store_from_settings(settings), photo_id
+            state.pool, principal, store_from_settings(settings), photo_id
         )
         return Response(
             data,

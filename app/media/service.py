@@ -7,6 +7,15 @@ An upload is checked before anything is kept: at most ``TRACECODE_MEDIA_MAX_BYTE
 gets a random id (a UUID) and a storage key the service makes (``app.media.storage``); names
 from the client are never used.
 
+No database connection is held while the store is written or read (S3 may take up to 30 s: a
+handful of uploads or thumbnails waiting on a slow store held every pooled connection and the
+rest of the API answered 503, a probe). An upload checks the caller's quota, puts the bytes, then
+writes the row in a short transaction under the user's quota lock (``Lock.MEDIA_QUOTA``: uploads
+sent at once all read the same total and all passed, a probe), the quota counted again there; an
+object whose row is refused or fails is deleted again, best effort (one the store will not delete
+then is an orphan no row names, never served). A read finds the row, gives the connection back,
+then fetches the bytes.
+
 Who may read one: its owner, and whoever sees the owner's field records (``app.field.scope``:
 the owner's supervisor, ``field.read`` over the owner's organisation); for a photo attached to an
 inspection, also whoever reads inspections (``inspect.scan``, ``reports.read``) at a store of
@@ -16,14 +25,16 @@ their own subtree; anyone else gets 404.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import msgspec
+from psycopg_pool import AsyncConnectionPool
 
-from app import audit
+from app import audit, locks
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import (
@@ -34,7 +45,10 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.field import scope
+from app.locks import Lock
 from app.media.storage import PhotoStore
+
+log = logging.getLogger("tracecode.media")
 
 UPLOADERS = ("field.visit", "inspect.scan")
 INSPECTION_READERS = ("inspect.scan", "reports.read")
@@ -64,18 +78,24 @@ def sniff(data: bytes) -> tuple[str, str]:
     )
 
 
+def too_large(max_bytes: int) -> PayloadTooLarge:
+    """413 ``photo_too_large`` (``details.max_bytes``), the connection closed: the rest of the
+    body is never read."""
+    return PayloadTooLarge(
+        f"a photo is at most {max_bytes // 1024} KB",
+        code="photo_too_large",
+        details={"max_bytes": max_bytes},
+        headers={"Connection": "close"},
+    )
+
+
 async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
     """The body, up to ``max_bytes``; 413 ``photo_too_large`` as soon as it is longer."""
     body = bytearray()
     async for chunk in chunks:
         body += chunk
         if len(body) > max_bytes:
-            raise PayloadTooLarge(
-                f"a photo is at most {max_bytes // 1024} KB",
-                code="photo_too_large",
-                details={"max_bytes": max_bytes},
-                headers={"Connection": "close"},
-            )
+            raise too_large(max_bytes)
     return bytes(body)
 
 
@@ -91,50 +111,77 @@ def _out(row: dict[str, Any]) -> PhotoOut:
 
 
 async def upload(
-    conn: Conn, actor: Principal, store: PhotoStore, data: bytes, daily_bytes: int
+    pool: AsyncConnectionPool[Conn],
+    actor: Principal,
+    store: PhotoStore,
+    data: bytes,
+    daily_bytes: int,
 ) -> PhotoOut:
     """Keep one photo of the caller's (checked above: size by the reader, type here), within
-    ``daily_bytes`` of photos per user in 24 hours (429 ``photo_quota``, checked before each)."""
+    ``daily_bytes`` of photos per user in 24 hours (429 ``photo_quota``, checked before the
+    store is written and again, under the user's lock, with the row). Connections are taken for
+    the two short transactions only, none while the store writes."""
     actor.require_any(*UPLOADERS)
     if actor.user_id is None:
         raise BadRequest("photos are uploaded by users", code="user_required")
     if not data:
         raise BadRequest("the body is empty: send the image's bytes", code="empty_body")
     content_type, ext = sniff(data)
-    # No lock: uploads of one user at once may pass the quota by what they carry (a phone
-    # syncing its photos is not made to wait for each storage write, holding connections).
-    used = await (
+    async with pool.connection() as conn:  # not held while the store writes
+        now = await _check_quota(conn, actor.user_id, len(data), daily_bytes)
+    photo_id = uuid.uuid4()
+    key = f"{actor.brand_id}/{now:%Y}/{now:%m}/{photo_id.hex}.{ext}"
+    await store.put(key, data)
+    try:
+        async with pool.connection() as conn:  # committed as the block ends
+            await locks.xact_lock(conn, Lock.MEDIA_QUOTA, f"user:{actor.user_id}")
+            await _check_quota(conn, actor.user_id, len(data), daily_bytes)
+            row = await (
+                await conn.execute(
+                    """INSERT INTO media_photos
+                           (id, owner_id, org_id, content_type, size_bytes, sha256, storage_key)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s)
+                       RETURNING id, content_type, size_bytes, sha256, created_at""",
+                    (photo_id, actor.user_id, actor.org_id, content_type, len(data),
+                     hashlib.sha256(data).digest(), key),
+                )
+            ).fetchone()  # fmt: skip
+            assert row is not None
+            out = _out(row)
+            await audit.record(conn, actor, "upload", "photo", photo_id, after=out)
+    except BaseException:
+        await _forget(store, key)
+        raise
+    return out
+
+
+async def _check_quota(conn: Conn, user_id: int, size: int, daily_bytes: int) -> datetime:
+    """The database's time, once the user's photos of 24 hours and ``size`` more are within
+    ``daily_bytes``; 429 ``photo_quota`` otherwise."""
+    row = await (
         await conn.execute(
-            """SELECT coalesce(sum(size_bytes), 0) AS n FROM media_photos
+            """SELECT coalesce(sum(size_bytes), 0) AS n, now() AS now FROM media_photos
                WHERE owner_id = %s AND created_at > now() - interval '1 day'""",
-            (actor.user_id,),
+            (user_id,),
         )
     ).fetchone()
-    if used is not None and used["n"] + len(data) > daily_bytes:
+    assert row is not None
+    if row["n"] + size > daily_bytes:
         raise TooManyRequests(
             f"at most {daily_bytes // (1024 * 1024)} MB of photos a day; try again later",
             code="photo_quota",
-            details={"daily_bytes": daily_bytes, "used_bytes": used["n"]},
+            details={"daily_bytes": daily_bytes, "used_bytes": row["n"]},
         )
-    photo_id = uuid.uuid4()
-    now = await (await conn.execute("SELECT now() AS now")).fetchone()
-    assert now is not None
-    key = f"{actor.brand_id}/{now['now']:%Y}/{now['now']:%m}/{photo_id.hex}.{ext}"
-    row = await (
-        await conn.execute(
-            """INSERT INTO media_photos
-                   (id, owner_id, org_id, content_type, size_bytes, sha256, storage_key)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)
-               RETURNING id, content_type, size_bytes, sha256, created_at""",
-            (photo_id, actor.user_id, actor.org_id, content_type, len(data),
-             hashlib.sha256(data).digest(), key),
-        )
-    ).fetchone()  # fmt: skip
-    assert row is not None
-    await store.put(key, data)  # after the row: a failed write rolls the row back
-    out = _out(row)
-    await audit.record(conn, actor, "upload", "photo", photo_id, after=out)
-    return out
+    return row["now"]  # type: ignore[no-any-return]
+
+
+async def _forget(store: PhotoStore, key: str) -> None:
+    """Delete an object whose row was not written, best effort: one left behind is an orphan no
+    row names (never served), logged here."""
+    try:
+        await store.delete(key)
+    except Exception as exc:
+        log.warning("photo object left without a row", extra={"key": key, "error": str(exc)})
 
 
 async def visible_row(conn: Conn, actor: Principal, photo_id: uuid.UUID) -> dict[str, Any]:
@@ -161,8 +208,10 @@ async def visible_row(conn: Conn, actor: Principal, photo_id: uuid.UUID) -> dict
 
 
 async def read(
-    conn: Conn, actor: Principal, store: PhotoStore, photo_id: uuid.UUID
+    pool: AsyncConnectionPool[Conn], actor: Principal, store: PhotoStore, photo_id: uuid.UUID
 ) -> tuple[str, bytes]:
-    """(media type, bytes) of a photo the caller may see."""
-    row = await visible_row(conn, actor, photo_id)
+    """(media type, bytes) of a photo the caller may see; the connection is given back before
+    the store is asked."""
+    async with pool.connection() as conn:
+        row = await visible_row(conn, actor, photo_id)
     return row["content_type"], await store.get(row["storage_key"])

@@ -13,13 +13,15 @@ Two stores: ``LocalStore`` (``TRACECODE_MEDIA_STORE=local``, ``TRACECODE_MEDIA_D
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
 import os
 from pathlib import Path
 from typing import Protocol
 
 from app.config import Settings
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound, ServiceUnavailable, ValidationFailed
 from app.media.keys import check_key
 
 
@@ -33,7 +35,9 @@ class PhotoStore(Protocol):
 
 class LocalStore:
     """Photos as files under a root directory (written to a temporary name, then renamed, so
-    a reader never sees half a file)."""
+    a reader never sees half a file). A write or read the file system refuses (disk full, a
+    directory not writable or not a directory) is 503 ``media_store_unavailable``, as an S3
+    store that cannot be reached (a probe: a bare ``OSError``, 500 ``internal_error``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -48,12 +52,20 @@ class LocalStore:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(path.suffix + ".part")
-        with open(partial, "wb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(data)
+            os.replace(partial, path)
+        except OSError:
+            with contextlib.suppress(OSError):  # no half file left behind, if it can go
+                partial.unlink()
+            raise
 
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put, key, data)
+        try:
+            await asyncio.to_thread(self._put, key, data)
+        except OSError as exc:
+            raise _unavailable("write", exc) from None
 
     async def get(self, key: str) -> bytes:
         path = self.path(key)
@@ -61,9 +73,23 @@ class LocalStore:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise NotFound("photo not found") from None
+        except OSError as exc:
+            raise _unavailable("read", exc) from None
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self.path(key).unlink, True)
+        path = self.path(key)
+        try:
+            await asyncio.to_thread(path.unlink, True)
+        except OSError as exc:
+            raise _unavailable("delete", exc) from None
+
+
+def _unavailable(action: str, exc: OSError) -> ServiceUnavailable:
+    """The store's error for a file system that refused: its kind, never the path."""
+    kind = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    return ServiceUnavailable(
+        f"the photo store cannot {action} its files now ({kind})", code="media_store_unavailable"
+    )
 
 
 @functools.lru_cache(maxsize=8)
