@@ -1226,6 +1226,40 @@ async def test_an_exchange_is_for_another_unit_not_a_whole_case(
     assert (await state_of(conn, app, units[10]))["status"] == "sold"
 
 
+async def test_an_exchange_names_the_new_unit_by_its_printed_serial(
+    client: Any, login: Any, demo: Any, conn: Any, route: dict[str, Any]
+) -> None:
+    """A probe: a consumer's exchange typed at the till in lower case or full-width (a Chinese
+    input method) answered ``returned`` with the canonical serial but ``exchanged_for`` — and
+    the ``consumer_return`` audit row — with the text as typed (``consumer_return`` echoed
+    ``data.exchange_for``): the receipt and the audit named a serial printed on no unit. Both
+    name the printed serial."""
+    units, cases = route["units"], route["cases"]
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    store = await login("store_clerk")
+    await _received(client, clerk, agent, cases[:1], demo["AGENT-ZJ"])
+    await _received(client, agent, store, cases[:1], demo["STORE-HZ-01"])
+    sold = await client.post("/sales", headers=store, json={"codes": [units[0], units[2]]})
+    assert sold.status_code == 201, sold.text
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in units[3].lower())
+    for code, typed, printed in (
+        (units[0], units[1].lower(), units[1]),
+        (units[2], full_width, units[3]),
+    ):
+        body = {"code": code.lower(), "reason": "other", "exchange_for": typed}
+        back = await client.post("/returns", headers=store, json=body)
+        assert back.status_code == 200, back.text
+        assert (back.json()["returned"], back.json()["exchanged_for"]) == (code, printed)
+        row = await (
+            await conn.execute(
+                "SELECT after FROM audit_log WHERE action = 'consumer_return' AND entity_id = %s",
+                (code,),
+            )
+        ).fetchone()
+        await conn.commit()
+        assert row["after"]["exchange_for"] == printed, row
+
+
 async def case_state_of(conn: Any, sscc: str) -> dict[str, Any]:
     row = await (
         await conn.execute(

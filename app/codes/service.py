@@ -9,12 +9,12 @@ from app import audit
 from app.auth.principal import Principal
 from app.codes.allocation_records import seat
 from app.codes.batches import code_id, load_batches
-from app.codes.lookup import VOID_STATES
+from app.codes.lookup import VOID_STATES, case_label
 from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut, PrinterOut
-from app.codes.scheme import Scheme
+from app.codes.scheme import SERIAL_LENGTH, Scheme, serial_from_scan, sscc_from_scan
 from app.config import Settings
 from app.db import Conn
-from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
+from app.errors import BadRequest, Conflict, NotFound, Unprocessable, ValidationFailed
 from app.events import builders
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import StockColumn, new_deltas, write_deltas
@@ -349,9 +349,19 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
     Who may ask is who sees the batch (its brand's planners; a printer's caller holding
     ``codes.issue`` or ``codes.export`` the batches addressed to it: ``own_printer``) or the
     unit (held by, or on its way to, the caller's subtree); to anyone else the code is
-    ``unknown``, as ``/trace`` answers 404."""
+    ``unknown``, as ``/trace`` answers 404.
+
+    The serial is read as every reader reads a scan (``serial_from_scan``: full-width, a BOM,
+    blanks; a probe: 400 here, ``active`` at ``/trace``); a case's code is no serial, 400 —
+    its ``00{SSCC}`` label too, which the Rust core would call forged (a probe: 422)."""
     actor.require("orgs.read")
-    batch_no, index, version = scheme.verify(serial)
+    text = serial_from_scan(serial)
+    if case_label(text) or (len(text) != SERIAL_LENGTH and sscc_from_scan(text) is not None):
+        raise BadRequest(
+            "a case's code (SSCC), not a unit serial: GET /trace/{code} follows a case",
+            code="malformed_serial",
+        )
+    batch_no, index, version = scheme.verify(text)
     canonical = scheme.serial(batch_no, index, version)
     unknown = CodeStatusOut(
         serial=canonical, status="unknown", batch_no=None, index=None, key_version=None

@@ -958,7 +958,7 @@ async def consumer_return(
             conn, actor, scheme, SaleIn(codes=[data.exchange_for], org_id=state["holder_org_id"])
         )
         documents.append(sale.doc_no)
-        exchanged = data.exchange_for
+        exchanged = other.label  # the printed serial, not the text as typed (a probe)
     await audit.record(
         conn, actor, "consumer_return", "unit", read.label,
         after={"reason": data.reason, "exchange_for": exchanged}, org_id=state["holder_org_id"],
