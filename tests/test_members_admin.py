@@ -659,3 +659,22 @@ async def test_csv_phone_searches_count_and_a_phone_search_fails_closed_without_
     assert tail.status_code == 200, tail.text
     whole = await client.get("/members", headers=admin, params={"phone": member["phone"]})
     assert whole.status_code == 200 and whole.json()["total"] == 1
+
+
+async def test_a_freeze_reason_of_blanks_is_refused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``POST /members/{id}/freeze {"reason"}`` took a reason of blanks only (200), so
+    the member was frozen for no stated reason (shown as ``frozen_reason``, carried over to the
+    phone's next membership after an erasure) and customer service could not tell the member
+    why. ``app.members.schemas.Reason`` is now the settlement's (not blank): 400
+    ``validation_failed`` and the member stays active."""
+    admin = await login("admin")
+    member = await _member(app, demo["BRAND-LUMI"])
+    for reason in ("   ", "\u3000"):
+        frozen = await client.post(
+            f"/members/{member['id']}/freeze", headers=admin, json={"reason": reason}
+        )
+        assert_error(frozen, 400, "validation_failed")
+    detail = await client.get(f"/members/{member['id']}", headers=admin)
+    assert detail.json()["status"] == "active"

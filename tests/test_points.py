@@ -636,3 +636,34 @@ async def test_a_points_rule_change_keeps_the_old_points_in_the_audit_row(
         ("update", 5, 8),
         ("create", None, 5),
     ]
+
+
+async def test_an_adjustment_reason_of_blanks_is_refused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: README, adjustments and expiries are ledger entries "with a reason", read by
+    staff in ``GET /members/{id}/points``. A reason of blanks only (``"   "``, an ideographic
+    space) was accepted (201), and the ledger being append-only the entry stayed unexplained
+    for ever. ``AdjustmentIn.reason`` is now the settlement's ``Reason`` (not blank): 400
+    ``validation_failed`` and no ledger row."""
+    admin = await login("admin")
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    for reason in ("   ", "\u3000"):
+        made = await client.post(
+            "/points/adjustments",
+            headers=admin,
+            json={
+                "member_id": member_id,
+                "points": 5,
+                "reason": reason,
+                "client_id": secrets.token_hex(8),
+            },
+        )
+        assert_error(made, 400, "validation_failed")
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM points_ledger WHERE member_id = %s", (member_id,)
+            )
+        ).fetchone()
+    assert row["n"] == 0

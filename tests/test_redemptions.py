@@ -1274,3 +1274,113 @@ async def test_a_redemption_that_waited_for_the_member_s_erasure_says_erased_not
             assert not pending.done(), pending.result().text  # it waits for the erasure
     answer = await asyncio.wait_for(pending, 30)
     assert_error(answer, 401, "member_erased")
+
+
+_BLANKS = ("   ", "\u3000", "\u200b", "\ufeff", "\u00a0")
+
+
+async def test_a_gift_patch_that_changes_nothing_writes_no_audit_row(
+    client: Any, login: Any, app: Any
+) -> None:
+    """A probe: ``PATCH /gifts/{id}`` with ``{}`` or with the values the gift already has wrote
+    an ``update`` audit row every time (and the latter moved ``updated_at``): a console saving
+    an unchanged gift form filled the audit log with changes that never happened. README: a
+    call that changes nothing answers 200 with the entity as it is and writes no row."""
+    admin = await login("admin")
+    gift = await new_gift(client, login, name="Unchanged scarf", points_cost=30, stock=10)
+
+    async def rows() -> int:
+        async with app.state.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM audit_log WHERE entity = 'gift' AND entity_id = %s",
+                    (str(gift["id"]),),
+                )
+            ).fetchone()
+        return int(row["n"])
+
+    before = await rows()
+    empty = await client.patch(f"/gifts/{gift['id']}", headers=admin, json={})
+    assert empty.status_code == 200, empty.text
+    same = await client.patch(
+        f"/gifts/{gift['id']}",
+        headers=admin,
+        json={"name": "Unchanged scarf", "points_cost": 30, "stock": 10},
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["updated_at"] == gift["updated_at"]
+    assert await rows() == before
+    changed = await client.patch(f"/gifts/{gift['id']}", headers=admin, json={"stock": 11})
+    assert changed.status_code == 200 and changed.json()["stock"] == 11, changed.text
+    assert await rows() == before + 1
+
+
+async def test_a_gift_named_by_blanks_only_is_refused(client: Any, login: Any) -> None:
+    """A probe: a gift created (or renamed) with a name of blanks only — spaces, an ideographic
+    space, a zero-width space, a BOM, a no-break space — was accepted, so members saw a gift
+    with no name, the redemption SMS named nothing and the redemption and settlement lists
+    showed an empty gift. Gifts' names now follow the catalogue's rule
+    (``app.catalog.schemas.Name``): 400 ``validation_failed``."""
+    admin = await login("admin")
+    for name in _BLANKS:
+        made = await client.post(
+            "/gifts",
+            headers=admin,
+            json={"name": name, "points_cost": 1, "kind": "offline", "stock": 1},
+        )
+        assert_error(made, 400, "validation_failed")
+    gift = await new_gift(client, login, name="Visible")
+    for name in _BLANKS:
+        renamed = await client.patch(f"/gifts/{gift['id']}", headers=admin, json={"name": name})
+        assert_error(renamed, 400, "validation_failed")
+
+
+async def test_a_gift_picture_url_that_is_no_url_is_refused(client: Any, login: Any) -> None:
+    """A probe: ``picture_url`` only had to start with ``http://`` or ``https://``:
+    ``"http://"`` alone, or one with spaces and a line break in it, was stored and handed to
+    every member's gift list as the picture to load. It now follows the catalogue's URLs
+    (``app.catalog.schemas.Url``, ``^https?://\\S+$``): 400 ``validation_failed`` on create
+    and on PATCH."""
+    admin = await login("admin")
+    gift = await new_gift(client, login, name="Picture")
+    for url in ("http://", "https:// evil\nhost"):
+        made = await client.post(
+            "/gifts",
+            headers=admin,
+            json={
+                "name": "P",
+                "points_cost": 1,
+                "kind": "offline",
+                "stock": 1,
+                "picture_url": url,
+            },
+        )
+        assert_error(made, 400, "validation_failed")
+        patched = await client.patch(
+            f"/gifts/{gift['id']}", headers=admin, json={"picture_url": url}
+        )
+        assert_error(patched, 400, "validation_failed")
+
+
+async def test_factory_staff_cannot_fulfil_an_e_shop_voucher(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: README, "E-shop vouchers (online) are fulfilled by staff above the stores";
+    ``app.members.redemptions._where`` only refused a store, so the factory's administrator
+    (``factory_admin``, ``org_admin`` at FACTORY-SZ: no store can be below a factory, it is
+    outside the sales channel) marked a member's voucher fulfilled at the factory. Now 422
+    ``online_gift`` there too, and the code stays ``issued``."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 50)
+    voucher = await new_gift(client, login, name="Tmall voucher", kind="online", points_cost=5)
+    made = await redeem(app, headers, voucher["id"])
+    assert made.status_code == 201, made.text
+    red = made.json()
+    factory = await login("factory_admin")
+    done = await client.post("/redemptions/fulfil", headers=factory, json={"code": red["code"]})
+    assert_error(done, 422, "online_gift")
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT status FROM redemptions WHERE id = %s", (red["id"],))
+        ).fetchone()
+    assert row["status"] == "issued"

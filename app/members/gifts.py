@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn, changes_of, update_row
@@ -87,12 +89,18 @@ async def create_gift(conn: Conn, actor: Principal, data: GiftIn) -> GiftOut:
 
 
 async def update_gift(conn: Conn, actor: Principal, gift_id: int, patch: GiftPatch) -> GiftOut:
+    """Change a gift; the values it has already change nothing (no write, no audit row)."""
     brand_of_staff(actor, "gifts.write")
     before = await _get(conn, actor, gift_id, lock=True)
     changes = changes_of(patch)
     if "provinces" in changes:
         changes["provinces"] = sorted(set(member_provinces(changes["provinces"], "provinces")))
     _window(changes.get("valid_from", before.valid_from), changes.get("valid_to", before.valid_to))
+    current = msgspec.structs.asdict(before)
+    changes = {k: v for k, v in changes.items() if v != current[k]}
+    if not changes:  # saved unchanged (a form, a retry): no write and no row, as PATCH /orgs/{id}
+        # {} (a probe: an ``update`` row, before and after the same, and updated_at moved)
+        return before
     await update_row(conn, "gifts", gift_id, changes)
     after = await _get(conn, actor, gift_id)
     await audit.record(

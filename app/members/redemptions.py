@@ -63,7 +63,7 @@ from app.members.schemas_points import (
     SettlementRow,
     StaffRedemptionRow,
 )
-from app.orgs.service import org_path, path_live
+from app.orgs.service import CHILD_KINDS, org_path, path_live
 from app.paging import Page, check_period, fetch_page
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
@@ -420,16 +420,19 @@ async def check(conn: Conn, settings: Settings, actor: Principal, data: CodeIn) 
 
 async def _where(conn: Conn, actor: Principal, kind: str, store_id: int | None) -> int:
     """The organisation a gift is handed out at: the caller's own for an e-shop voucher (staff
-    above the stores); for a physical gift the caller's store, or a store of its subtree — an
-    active one under active organisations (422 ``org_inactive``)."""
+    above the stores: of an organisation that can hold stores, 422 ``online_gift`` elsewhere);
+    for a physical gift the caller's store, or a store of its subtree — an active one under
+    active organisations (422 ``org_inactive``)."""
     own = await (
         await conn.execute("SELECT kind FROM orgs WHERE id = %s", (actor.org_id,))
     ).fetchone()
-    at_store = own is not None and own["kind"] == "store"
     if kind == "online":
-        if at_store:
+        # a store, and a factory, warehouse or printer (no store below them, outside the sales
+        # channel: a probe saw the factory's admin spend a member's voucher) hand none out
+        if own is None or "store" not in CHILD_KINDS[own["kind"]]:
             raise Unprocessable(
-                "e-shop vouchers are handed out by customer service, not at a store",
+                "e-shop vouchers are handed out by customer service of the brand or of an"
+                " organisation with stores below it, not at a store or a factory",
                 code="online_gift",
             )
         return actor.org_id

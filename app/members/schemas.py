@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.members.schemas_points import GiftKind, LedgerEntryOut, RedemptionStatus
+from app.rebates.schemas_settlement import Reason  # not blank (a probe: a freeze for "   ")
 from app.verify.schemas import Lang
 
 Gender = Literal["male", "female", "other"]
@@ -49,7 +50,6 @@ Province = Annotated[
     ),
 ]
 City = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
 
 class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -8,13 +8,13 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.bodies import AwareTime
+from app.catalog.schemas import Name, Url  # the catalogue's: visible, a URL with no blank
 from app.claims import ClientId
+from app.rebates.schemas_settlement import Reason  # the settlement's: not blank
 from app.verify.schemas import Lang, ProductInfo, VerifyOut
 
 Points = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
-Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://")]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Province = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 GiftKind = Literal["online", "offline"]
 LedgerKind = Literal["claim", "redemption", "refund", "expiry", "adjustment"]
@@ -83,7 +83,7 @@ class AdjustmentIn(Input, kw_only=True):
 
     member_id: int
     points: Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    reason: Reason
     client_id: ClientId
     kind: Literal["adjustment", "expiry"] = "adjustment"
 
