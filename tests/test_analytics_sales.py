@@ -482,25 +482,66 @@ async def test_scopes_brand_agent_store_and_another_brand(
             assert_error(answer, 400, "bad_period")
 
 
-async def test_a2_store_id_naming_an_agent_or_the_brand_is_not_a_store(
-    client: Any, login: Any, demo: Any
+async def test_a2_store_id_names_one_seller_never_a_subtree(
+    client: Any, login: Any, demo: Any, auto: Any
 ) -> None:
-    """A probe: ``GET /analytics/sales/products?store_id=`` checked no kind (``scope``), unlike
-    ``agent_id``: given an agent's or the brand's own id it answered 200 with the sums of that
-    organisation's whole subtree, presented as one store's report. Now 404 ``not_found``
-    unless the id names a store of the caller's subtree."""
-    admin = await login("admin")
-    agent = await login("agent_admin")
-    for headers, org in (
-        (admin, demo["AGENT-ZJ"]),
-        (admin, demo["BRAND-LUMI"]),
-        (agent, demo["AGENT-ZJ"]),
-    ):
+    """A probe: ``GET /analytics/sales/products?store_id=`` checked no kind (``scope``): given
+    an agent's or the brand's own id it answered the sums of that organisation's whole subtree,
+    presented as one store's report. A store filter names one seller as the store ranking (A1)
+    lists it — a store, or an agent or distributor selling to consumers —: its own sales; the
+    brand's id, or one outside the caller's subtree, is 404 ``not_found``."""
+    admin, agent = await login("admin"), await login("agent_admin")
+    for headers, org in ((admin, demo["BRAND-LUMI"]), (agent, demo["AGENT-GD"])):
         answer = await client.get(PRODUCTS, headers=headers, params={"store_id": org})
         assert_error(answer, 404, "not_found")
-    # the same filter with a real store of the caller's subtree is answered
+    zj, brand = demo["AGENT-ZJ"], demo["BRAND-LUMI"]
+    product = next(iter((await products(auto, brand)).values()))["id"]
+    codes = await stock_units(auto, brand, demo["STORE-HZ-01"], product, 2)
+    await sell(auto, codes, datetime(2082, 3, 3, 4, tzinfo=UTC))  # a day of this test's own
+    await roll_all()
+    period = {"from": "2082-03-01", "to": "2082-03-31"}
+    own = await get(client, admin, PRODUCTS, **period, store_id=zj)
+    subtree = await get(client, admin, PRODUCTS, **period, agent_id=zj)
+    assert (own["units"], subtree["units"]) == (0, 2), (own, subtree)  # the agent sold none
     ok = await client.get(PRODUCTS, headers=admin, params={"store_id": demo["STORE-HZ-01"]})
     assert ok.status_code == 200, ok.text
+
+
+async def _distributor(conn: Any, parent_id: int) -> int:
+    """A distributor of the agent, with the agent's region (it sells to consumers, L7)."""
+    row = await (
+        await conn.execute(
+            """INSERT INTO orgs (parent_id, kind, name, erp_code, province_code, province_name,
+                                 city_code, city_name)
+               VALUES (%s, 'distributor', %s, %s, %s, %s, %s, %s) RETURNING id""",
+            (parent_id, "A2 distributor", f"A2-DIST-{os.getpid()}", *ZJ),
+        )
+    ).fetchone()
+    await conn.execute(
+        "UPDATE orgs SET path = (SELECT path FROM orgs WHERE id = %s) || id || '/' WHERE id = %s",
+        (parent_id, row["id"]),
+    )
+    return int(row["id"])
+
+
+async def test_a2_drills_into_a_distributor_a1_ranks_as_a_store(
+    client: Any, login: Any, demo: Any, auto: Any
+) -> None:
+    """A probe (of the fix above, when it took ``kind = 'store'`` only): a distributor selling
+    to consumers (``POST /sales`` takes ``RETAIL_KINDS``) is ranked by A1 as a store, with its
+    id as ``store_id``; drilling into that row with A2 answered 404 "store not found". A2
+    answers the seller A1 listed: its own units."""
+    brand, admin = demo["BRAND-LUMI"], await login("admin")
+    dist = await _distributor(auto, demo["AGENT-ZJ"])
+    product = next(iter((await products(auto, brand)).values()))["id"]
+    codes = await stock_units(auto, brand, dist, product, 3)
+    await sell(auto, codes, datetime(2081, 7, 14, 4, tzinfo=UTC))  # a day of this test's own
+    await roll_all()
+    period = {"from": "2081-07-01", "to": "2081-07-31"}
+    ranked = await get(client, admin, STORES, **period)
+    assert next(i for i in ranked["items"] if i["store_id"] == dist)["units"] == 3
+    drilled = await get(client, admin, PRODUCTS, **period, store_id=dist)
+    assert drilled["units"] == 3
 
 
 async def test_a_row_that_cannot_be_folded_is_dead_lettered(auto: Any) -> None:

@@ -68,6 +68,7 @@ from app.deadletters import SALES_QUEUE, drain
 from app.errors import BadRequest, NotFound
 from app.localtime import REPORT_TZ
 from app.locks import Lock, run_alone
+from app.logistics.documents import RETAIL_KINDS
 from app.members.profile import PROVINCES
 
 _TZ = ZoneInfo(REPORT_TZ)
@@ -450,23 +451,32 @@ async def products_of(conn: Conn, actor: Principal, f: Filters) -> list[int] | N
 async def scope(conn: Conn, actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
     """The conditions on the store ``o`` — the caller's subtree (none for the brand's own
     staff: every sale of the brand is in it), an agent's stores, one store, a region — and
-    their parameters. An agent or store filter must name an organisation of that kind (a probe:
-    a store filter given an agent's or the brand's id reported its whole subtree as one store)."""
+    their parameters. An agent filter names an agent (its subtree's sales); a store filter one
+    seller as the store ranking lists it (``RETAIL_KINDS``: a store, or an agent or distributor
+    selling to consumers), its own sales — a probe: given an agent's or the brand's id, it
+    reported the whole subtree as one store."""
     where: list[str] = []
     params: dict[str, Any] = {}
     if actor.org_path != f"/{actor.brand_id}/":
         where.append("o.path LIKE %(scope)s")
         params["scope"] = actor.org_path + "%"
-    for kind, value in (("agent", f.agent_id), ("store", f.store_id)):
+    for name, kinds, value in (
+        ("agent", ("agent",), f.agent_id),
+        ("store", RETAIL_KINDS, f.store_id),
+    ):
         if value is None:
             continue
         row = await (
             await conn.execute("SELECT path, kind FROM orgs WHERE id = %s", (value,))
         ).fetchone()
-        if row is None or row["kind"] != kind or not actor.sees(row["path"]):
-            raise NotFound(f"{kind} not found")
-        where.append(f"o.path LIKE %({kind})s")
-        params[kind] = row["path"] + "%"
+        if row is None or row["kind"] not in kinds or not actor.sees(row["path"]):
+            raise NotFound(f"{name} not found")
+        if name == "store":
+            where.append("o.id = %(store)s")
+            params["store"] = value
+        else:
+            where.append("o.path LIKE %(agent)s")
+            params["agent"] = row["path"] + "%"
     for level, value in (("province", f.province), ("city", f.city)):
         if value is not None:
             column = f"{level}_code" if value.isdigit() and len(value) == 6 else f"{level}_name"
