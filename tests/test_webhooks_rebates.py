@@ -1,6 +1,7 @@
-"""Rebates' webhook events and refusals (probes): what each announces, to whom, once. Deliveries
-are read from the outbox (``webhook_deliveries`` / ``webhook_events``), which the database
-triggers write with the change itself; no sender runs."""
+"""Claims' webhook events — rebate and points claims, the sales they make — and rebate refusals
+(probes): what each announces, to whom, once. Deliveries are read from the outbox
+(``webhook_deliveries`` / ``webhook_events``), which the database triggers write with the
+change itself; no sender runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.points_support import member_client
+from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
 from tests.rebates_support import rebate_body, set_rebate, store_goods
 from tests.test_logistics import confirm, document
 
@@ -19,10 +20,19 @@ URL = "https://93.184.216.34/rebate-events/"
 
 @pytest.fixture(autouse=True)
 async def _pause_mine(app: Any) -> AsyncIterator[None]:
+    """After each test its subscriptions are paused and their deliveries set aside: a sweep of
+    test_webhooks.py in the same worker took them (an address that never answers) before its
+    own, and found its own still sending."""
     yield
     async with app.state.pool.connection() as conn:
         await conn.execute(
             "UPDATE webhook_subscriptions SET active = false WHERE url LIKE %s", (URL + "%",)
+        )
+        await conn.execute(
+            """UPDATE webhook_deliveries SET state = 'dead'
+                WHERE state IN ('pending', 'sending') AND subscription_id IN
+                      (SELECT id FROM webhook_subscriptions WHERE url LIKE %s)""",
+            (URL + "%",),
         )
 
 
@@ -153,3 +163,105 @@ async def test_a_rebate_claim_of_another_agents_goods_is_a_diversion_alert_not_a
 
     assert of_unit(await got(app, brand)) == ["alert.diversion"]
     assert "rebate.claimed" not in of_unit(await got(app, zj)) + of_unit(await got(app, gd))
+
+
+async def test_a_sale_made_by_a_rebate_claim_is_announced_as_sale_confirmed(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a clerk's rebate claim of an unsold unit on the store's shelf sells it
+    (``"sale_recorded": true``; README "Sales analytics" counts it as a sale), but no
+    ``sale.confirmed`` was written, though the webhooks table promises one whenever "a sale to
+    consumers is recorded": the trigger (migration 0056, ``webhook_documents``) heard sale
+    documents only, and a store's ERP that books its sales from ``sale.confirmed`` missed every
+    sale its clerks made by claiming a rebate. Now (migration 0092) each such sale is one
+    ``sale.confirmed`` to the store, its agent and the brand, shaped as a sale document's (one
+    line, no document) with ``source`` ``rebate_claim``; another agent's subscription gets
+    none."""
+    kinds = ["sale.confirmed", "rebate.claimed"]
+    brand_sub, zj_sub, gd_sub = await three_subs(client, login, kinds)
+    store_sub = await subscribe(client, await login("store_manager"), kinds)
+    goods = await store_goods(client, login, app, demo)  # case 0 at STORE-HZ-01
+    await set_rebate(client, await login("admin"), goods["product_id"], 2.5)
+    async with member_client(app) as mc:
+        claimed = await mc.post(
+            "/rebates/claims",
+            headers=await login("store_clerk"),
+            json=rebate_body(app.state.scheme, goods["units"][1]),
+        )
+    assert claimed.status_code == 201, claimed.text
+    assert claimed.json()["sale_recorded"] is True
+    assert len(await got(app, store_sub, "rebate.claimed")) == 1
+    for sub in (store_sub, zj_sub, brand_sub):
+        sales = await got(app, sub, "sale.confirmed")
+        assert len(sales) == 1, f"subscription {sub}: {len(sales)} sale.confirmed for one sale"
+        sale = sales[0]["data"]
+        assert (sale["org_id"], sale["kind"], sale["doc_no"]) == (demo["STORE-HZ-01"], "sale", None)
+        assert (sale["source"], sale["claim_id"]) == ("rebate_claim", claimed.json()["claim_id"])
+        assert [(x["product_id"], x["units"]) for x in sale["lines"]] == [(goods["product_id"], 1)]
+    assert await got(app, gd_sub, "sale.confirmed") == []
+
+
+async def test_points_claimed_sent_to_an_agent_does_not_name_the_member(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``points.claimed`` was one event for the brand and the unit's channel agent
+    (migration 0028, ``webhook_point_claims``: org_ids [brand, agent]), ``member_id``
+    included, though members are the brand head office's ("Who sees members": the agent's
+    ``GET /members/{id}`` is refused) — an agent's ERP received the member behind every claim
+    of its goods. Now (migration 0092) the brand's subscription gets the claim with the member,
+    the agent's its own event of the same claim without it; each one event per claim."""
+    kinds = ["points.claimed"]
+    brand_sub = await subscribe(client, await login("admin"), kinds)
+    agent_sub = await subscribe(client, await login("agent_admin"), kinds)
+    goods = await shipped_goods(client, login, app, demo)  # cases 0, 1 at AGENT-ZJ
+    await set_rule(client, await login("admin"), goods["product_id"], 7)
+    member_id, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/members/me/claims",
+            headers=member,
+            json=claim_body(app.state.scheme, goods["units"][0]),
+        )
+    assert made.status_code == 201, made.text
+    looked = await client.get(f"/members/{member_id}", headers=await login("agent_admin"))
+    assert looked.status_code in (403, 404), looked.text  # the agent may not read the member
+    [brand_event] = await got(app, brand_sub, "points.claimed")
+    assert brand_event["data"]["member_id"] == member_id
+    [agent_event] = await got(app, agent_sub, "points.claimed")
+    assert agent_event["data"]["claim_id"] == made.json()["claim_id"]
+    assert agent_event["data"]["points"] == 7
+    assert "member_id" not in agent_event["data"], agent_event["data"]
+
+
+async def test_a_points_claim_that_sells_its_unit_is_announced_as_sale_confirmed(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a member's points claim of an unsold unit on a retail shelf (here AGENT-ZJ's)
+    sells it (``point_claims.sale_event_id``; a sale in the sales analytics) but wrote no
+    ``sale.confirmed``: only sale documents were announced (migration 0056). Now (migration
+    0092) one ``sale.confirmed`` per claim-made sale, to the seller and those above it, shaped
+    as a sale document's (one line, no document) with ``source`` ``points_claim`` and no
+    member."""
+    kinds = ["sale.confirmed"]
+    brand_sub = await subscribe(client, await login("admin"), kinds)
+    agent_sub = await subscribe(client, await login("agent_admin"), kinds)
+    goods = await shipped_goods(client, login, app, demo)  # cases 0, 1 at AGENT-ZJ
+    await set_rule(client, await login("admin"), goods["product_id"], 7)
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post(
+            "/members/me/claims",
+            headers=member,
+            json=claim_body(app.state.scheme, goods["units"][0]),
+        )
+    assert made.status_code == 201, made.text
+    for sub in (brand_sub, agent_sub):
+        [sale] = [e["data"] for e in await got(app, sub, "sale.confirmed")]
+        assert (sale["source"], sale["claim_id"]) == ("points_claim", made.json()["claim_id"])
+        assert (sale["org_id"], sale["document_id"], sale["doc_no"]) == (
+            demo["AGENT-ZJ"],
+            None,
+            None,
+        )
+        assert [(x["product_id"], x["units"]) for x in sale["lines"]] == [(goods["product_id"], 1)]
+        assert "member_id" not in sale

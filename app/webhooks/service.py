@@ -3,8 +3,10 @@
 A subscription belongs to an organisation (by default the caller's; any of the caller's
 subtree) and receives the events of that organisation's subtree: for a brand, everything of the
 brand; for an agent, the shipments to and from it and its stores, the alerts raised for it, the
-rebate claims of its stores. Callers need ``webhooks.manage``; a subscription outside the
-caller's subtree answers 404, as if it did not exist.
+rebate claims and sales of its stores, the points claimed for its channel's goods (without the
+member: members are the brand head office's, migration 0092). Callers need
+``webhooks.manage``; a subscription outside the caller's subtree answers 404, as if it did not
+exist.
 
 Event kinds (``EVENT_KINDS``) are those the triggers of migration 0028 emit. Deliveries are made
 by the workers (``app.webhooks.sender``); here they are listed (with every attempt: time, HTTP
@@ -43,19 +45,23 @@ from app.webhooks.sender import READABLE_TIME
 from app.webhooks.urls import check_subscribed
 
 PERMISSION = "webhooks.manage"
-#: kind -> what it announces (the triggers of migration 0028 emit exactly these)
+#: kind -> what it announces (the triggers of migration 0028 emit exactly these; 0056 added the
+#: sale and exception kinds, 0092 the claims' sales and the member-less points.claimed)
 EVENT_KINDS: dict[str, str] = {
     "shipment.confirmed": "an outbound document (shipment to a downstream organisation) confirmed",
     "receipt.confirmed": "an inbound document (receipt of a shipment, factory inbound) confirmed",
     "return.confirmed": "a return document (goods back upstream) confirmed",
-    "sale.confirmed": "a sale to consumers (a store's, an agent's or a distributor's) recorded",
+    "sale.confirmed": (
+        "a sale to consumers (a store's, an agent's or a distributor's) recorded: a sale"
+        " document, or a rebate or points claim that sold the unit"
+    ),
     "exception.confirmed": "an exception outbound (gift, sample, destruction…) approved",
     "alert.diversion": "a diversion (cross-region selling) alert raised",
     "alert.counterfeit": "a counterfeit alert raised (a code that is void, unknown, not active)",
     "rebate.claimed": "a store clerk's sales rebate claim",
     "rebate.statement": "a store's rebate statement created, approved, paid or rejected",
     "member.registered": "a consumer signed up as a member of the brand",
-    "points.claimed": "a member claimed points for a product",
+    "points.claimed": "a member claimed points for a product (the member: the brand's only)",
     "redemption.fulfilled": "a member's gift redemption fulfilled",
 }
 MAX_REPLAY = 10_000  # deliveries one range replay may queue
