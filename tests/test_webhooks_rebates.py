@@ -201,16 +201,12 @@ async def test_a_sale_made_by_a_rebate_claim_is_announced_as_sale_confirmed(
     assert await got(app, gd_sub, "sale.confirmed") == []
 
 
-async def test_points_claimed_sent_to_an_agent_does_not_name_the_member(
-    client: Any, login: Any, app: Any, demo: Any
-) -> None:
-    """A probe: ``points.claimed`` was one event for the brand and the unit's channel agent
-    (migration 0028, ``webhook_point_claims``: org_ids [brand, agent]), ``member_id``
-    included, though members are the brand head office's ("Who sees members": the agent's
-    ``GET /members/{id}`` is refused) — an agent's ERP received the member behind every claim
-    of its goods. Now (migration 0092) the brand's subscription gets the claim with the member,
-    the agent's its own event of the same claim without it; each one event per claim."""
-    kinds = ["points.claimed"]
+async def _points_claimed(
+    client: Any, login: Any, app: Any, demo: Any, kinds: list[str]
+) -> tuple[int, int, dict[str, Any], int, Any]:
+    """The brand's and AGENT-ZJ's subscriptions to ``kinds``, then a new member's points claim
+    of a unit on AGENT-ZJ's shelf (rule: 7 points): the subscriptions, the goods, the member and
+    the claim's answer."""
     brand_sub = await subscribe(client, await login("admin"), kinds)
     agent_sub = await subscribe(client, await login("agent_admin"), kinds)
     goods = await shipped_goods(client, login, app, demo)  # cases 0, 1 at AGENT-ZJ
@@ -223,6 +219,22 @@ async def test_points_claimed_sent_to_an_agent_does_not_name_the_member(
             json=claim_body(app.state.scheme, goods["units"][0]),
         )
     assert made.status_code == 201, made.text
+    return brand_sub, agent_sub, goods, member_id, made
+
+
+async def test_points_claimed_sent_to_an_agent_does_not_name_the_member(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``points.claimed`` was one event for the brand and the unit's channel agent
+    (migration 0028, ``webhook_point_claims``: org_ids [brand, agent]), ``member_id``
+    included, though members are the brand head office's ("Who sees members": the agent's
+    ``GET /members/{id}`` is refused) — an agent's ERP received the member behind every claim
+    of its goods. Now (migration 0092) the brand's subscription gets the claim with the member,
+    the agent's its own event of the same claim without it; each one event per claim."""
+    kinds = ["points.claimed"]
+    brand_sub, agent_sub, _, member_id, made = await _points_claimed(
+        client, login, app, demo, kinds
+    )
     looked = await client.get(f"/members/{member_id}", headers=await login("agent_admin"))
     assert looked.status_code in (403, 404), looked.text  # the agent may not read the member
     [brand_event] = await got(app, brand_sub, "points.claimed")
@@ -243,18 +255,7 @@ async def test_a_points_claim_that_sells_its_unit_is_announced_as_sale_confirmed
     as a sale document's (one line, no document) with ``source`` ``points_claim`` and no
     member."""
     kinds = ["sale.confirmed"]
-    brand_sub = await subscribe(client, await login("admin"), kinds)
-    agent_sub = await subscribe(client, await login("agent_admin"), kinds)
-    goods = await shipped_goods(client, login, app, demo)  # cases 0, 1 at AGENT-ZJ
-    await set_rule(client, await login("admin"), goods["product_id"], 7)
-    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
-    async with member_client(app) as mc:
-        made = await mc.post(
-            "/members/me/claims",
-            headers=member,
-            json=claim_body(app.state.scheme, goods["units"][0]),
-        )
-    assert made.status_code == 201, made.text
+    brand_sub, agent_sub, goods, _, made = await _points_claimed(client, login, app, demo, kinds)
     for sub in (brand_sub, agent_sub):
         [sale] = [e["data"] for e in await got(app, sub, "sale.confirmed")]
         assert (sale["source"], sale["claim_id"]) == ("points_claim", made.json()["claim_id"])
