@@ -5,6 +5,7 @@ code before its fix); the rest guard what held up."""
 from __future__ import annotations
 
 import itertools
+import secrets
 from typing import Any
 
 from tests.helpers import assert_error, issue_cases, issue_units, sales_order
@@ -490,3 +491,28 @@ async def test_an_outbound_against_an_order_to_another_counterparty_is_refused(
         client, clerk, kind="outbound", order_id=order_id, counterparty_id=demo["AGENT-ZJ"]
     )
     assert same["counterparty_id"] == demo["AGENT-ZJ"] and same["order_id"] == order_id
+
+
+async def test_one_order_date_written_two_accepted_ways_is_not_inconsistent(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the import takes an ``order_date`` as YYYY-MM-DD or YYYY/MM/DD, with or without
+    leading zeros, and the rows of one order must agree on it; the rows were compared as text, so
+    an order whose lines said ``2026-11-01`` and ``2026/11/1`` (a spreadsheet reformatting some
+    cells) was refused whole as ``inconsistent_order``. Compared as dates now."""
+    partner = await login("partner")
+    no = f"DI-DATE-{secrets.token_hex(4)}"
+    csv = (
+        "erp_no,from_erp_code,to_erp_code,order_date,product_no,quantity\r\n"
+        f"{no},FACTORY-SZ,AGENT-ZJ,2026-11-01,LM-SC-30,5\r\n"
+        f"{no},FACTORY-SZ,AGENT-ZJ,2026/11/1,LM-HY-50,6\r\n"
+    )
+    answer = await client.post(
+        "/orders/import", headers={**partner, "Content-Type": "text/csv"}, content=csv.encode()
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["errors"] == [] and body["created"] == 1, body
+    order = await client.get(f"/orders/{body['orders'][0]['id']}", headers=partner)
+    assert order.json()["order_date"] == "2026-11-01"
+    assert sorted(line["quantity"] for line in order.json()["lines"]) == [5, 6]

@@ -130,7 +130,7 @@ def parse(raw: bytes, max_rows: int = MAX_ROWS, encoding: Encoding | None = None
     return [_Row(line=r.line, extra=r.extra, **r.values) for r in records]
 
 
-def _date(text: str) -> date | None:
+def _date(text: str) -> date:
     match = _DATE.match(text)
     if match is None:
         raise ValueError
@@ -275,7 +275,11 @@ def _group_orders(
         when = row.order_date
         if when:
             try:
-                check_day(_date(when), 366, "order_date")
+                day = _date(when)
+                check_day(day, 366, "order_date")
+                # compared as a date: 2026-11-01 and 2026/11/1 are one day (a probe: a
+                # spreadsheet's reformatted cell made the order inconsistent_order)
+                when = day.isoformat()
             except ValueError:
                 message = f"order_date {when!r}: a date as YYYY-MM-DD, from 2000 to next year"
                 fail(order, row, "order_date", "bad_date", message)
