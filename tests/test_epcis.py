@@ -1536,3 +1536,89 @@ async def test_an_own_events_served_time_satisfies_the_time_filter_that_returned
     at = event_list(await query(client, partner, MATCH_epc=epc, GE_recordTime=recorded))
     after = event_list(await query(client, partner, MATCH_epc=epc, LT_recordTime=recorded))
     assert (len(at), len(after)) == (1, 0), (at, after)
+
+
+async def test_an_aggregation_stating_a_shipment_step_is_refused_like_an_object_event(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: an AggregationEvent ADD on Tracecode codes was applied as a packing whatever its
+    bizStep: one saying ``shipping`` packed the case and was stored and served back as a
+    shipment of it, which Tracecode never made, while the ObjectEvent saying so is refused. A
+    packing aggregation says ``packing`` (an unpacking ``unpacking``) or nothing; any other
+    step fails the job (ValidationException naming the event), nothing packed."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line="ZES1")
+    case = (await issue_cases(client, login, demo, "inner", 1))[0]
+    operator = await login("operator")
+    event = {**packing(case_link(case), [unit_link(s) for s in serials], "ZES1")}
+    event["bizStep"] = "shipping"
+    del event["disposition"]
+    job = await captured(client, operator, document([event]), state="failed")
+    assert job["errors"]["type"] == "epcisException:ValidationException", job
+    assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+    assert await units_in(conn, case) == 0
+
+
+async def test_a_void_units_qr_url_is_refused_as_the_line_refuses_it(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any, conn: Any
+) -> None:
+    """A probe: a unit of a voided batch named by its QR URL (``…/c/{serial}``) was taken for a
+    foreign code (``capture._brand_qr_units`` kept only reads without a reason): its
+    commissioning on a line was acknowledged ``success`` and stored, never applied, and a
+    shipment of it was stored past every rule, while the line answers the same URL ``void`` and
+    the same unit by its SGTIN is refused. Both jobs fail, naming the event."""
+    batch_no, product_id = await issue_units(client, login, demo, 1)
+    serial = app.state.scheme.serial(batch_no, 0)
+    planner = await login("planner")
+    voided = await client.post(f"/batches/{batch_no}/void", headers=planner, json={"reason": "x"})
+    assert voided.status_code == 200, voided.text
+    operator = await login("operator")
+    context = {"product_id": product_id, "lot": "L1", "production_date": "2026-11-01"}
+    assert (await client.put("/lines/ZEV1/context", headers=operator, json=context)).is_success
+    url = f"{settings.public_scheme}://{settings.resolver_host}/c/{serial}"
+    scan = {"id": "zev1-a", "code": url, "at": "2026-11-30T10:00:00+08:00"}
+    line = await client.post("/lines/ZEV1/scans", headers=operator, json={"scans": [scan]})
+    assert line.json()["scans"][0]["reason"] == "void", line.text  # the line's answer
+    commission = {
+        **_object("ADD", [url], bizStep="commissioning"),
+        "readPoint": {"id": "urn:tracecode:line:ZEV1"},
+    }
+    job = await captured(client, operator, document([commission]), state="failed")
+    assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+    assert "void" in json.dumps(job["errors"]["reasons"]), job
+    ship = _object("ADD", [url], bizStep="shipping", disposition="in_transit")
+    job = await captured(client, operator, document([ship]), state="failed")
+    assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+
+
+async def test_an_unpacking_dated_outside_the_platforms_time_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: an AggregationEvent DELETE on a Tracecode case was applied whatever its
+    eventTime, while a commissioning or packing is refused ``bad_time`` before 2000 or over a
+    day ahead (``app.packing.scans.EARLIEST``/``MAX_AHEAD``): an unpacking dated 2099 took the
+    units out now and was served as the case's last event for ever. It is refused like the
+    line's scans (job failed naming the event, reason ``bad_time``), the case left as it was."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line="ZET1")
+    case = (await issue_cases(client, login, demo, "inner", 1))[0]
+    operator = await login("operator")
+    pack = packing(case_link(case), [unit_link(s) for s in serials], "ZET1")
+    await captured(client, operator, document([pack]))
+    assert await units_in(conn, case) == 2
+    for when in ("2099-01-01T00:00:00Z", "1999-06-01T00:00:00Z"):
+        unpack = {
+            **pack,
+            "action": "DELETE",
+            "bizStep": "unpacking",
+            "childEPCs": [unit_link(serials[0])],
+            "eventTime": when,
+            "eventTimeZoneOffset": "+00:00",
+        }
+        del unpack["disposition"]
+        job = await captured(client, operator, document([unpack]), state="failed")
+        assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+        assert "bad_time" in json.dumps(job["errors"]["reasons"]), job
+        assert await units_in(conn, case) == 2

@@ -241,3 +241,23 @@ async def test_a_deadlocked_capture_is_applied_again_and_answers_a_job_when_it_k
     )
     assert one.status_code == 503, one.text
     assert one.json()["type"] == "epcisException:ImplementationException", one.text
+
+
+async def test_a_security_refusal_of_a_capture_job_names_its_event(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a capture job refused because the capturer lacks the line's permission
+    (``packing.scan``) recorded the SecurityException but not the event it concerns (no
+    ``pointer``), while every other refusal names it: a partner sending a long document could
+    not tell which event to remove. The record carries ``pointer``."""
+    batch_no, _ = await issue_units(client, login, demo, 1)
+    observe = _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.ZS{secrets.token_hex(4)}"])
+    commission = {
+        **_object("ADD", [unit_link(app.state.scheme.serial(batch_no, 0))]),
+        "bizStep": "commissioning",
+        "readPoint": {"id": "urn:tracecode:line:F3"},
+    }
+    partner = await login("partner")  # epcis.capture, no packing.scan
+    job = await captured(client, partner, document([observe, commission]), state="failed")
+    assert job["errors"]["type"] == "epcisException:SecurityException", job
+    assert job["errors"].get("pointer") == "/epcisBody/eventList/1", job

@@ -16,14 +16,15 @@ nothing is kept) and stores it as a capture job. The route applies a document of
 2. events that name Tracecode's own codes (an SGTIN of one of the brand's products, an SSCC of
    one of its case batches) change code state through the same services as the line API, with
    the same rules and rejections: commissioning (ObjectEvent ADD) and packing (AggregationEvent
-   ADD) on the line named by the readPoint ``urn:tracecode:line:{code}``, unpacking
-   (AggregationEvent DELETE); observations (OBSERVE) change nothing, and are refused unless
-   the capturer's subtree holds the goods or has them on their way (the brand's own
-   organisation observes any). None of them may state a disposition (or persistent one) of a
-   state Tracecode keeps (``OBSERVED_DISPOSITIONS``). Any other event on Tracecode codes is
-   refused: its effect would bypass the rules of the API that owns it. The document's cases
-   are locked in key order first, and an attempt that deadlocks anyway is applied again
-   (``APPLY_ATTEMPTS``);
+   ADD, bizStep packing or none) on the line named by the readPoint ``urn:tracecode:line:{code}``,
+   unpacking (AggregationEvent DELETE, bizStep unpacking or none, dated as a line's scan may
+   be); a unit of the brand named by its QR URL is the brand's even when void; observations
+   (OBSERVE) change nothing, and are refused unless the capturer's subtree holds the goods or
+   has them on their way (the brand's own organisation observes any). None of them may state a
+   disposition (or persistent one) of a state Tracecode keeps (``OBSERVED_DISPOSITIONS``). Any
+   other event on Tracecode codes is refused: its effect would bypass the rules of the API that
+   owns it. The document's cases are locked in key order first, and an attempt that deadlocks
+   anyway is applied again (``APPLY_ATTEMPTS``);
 3. the events are written as sent, with the fields the query filters on and their identifiers.
 
 A refused job is ``failed`` with the exception and the event it concerns; a job whose worker
@@ -139,6 +140,25 @@ class Refused(Exception):
             "detail": self.detail,
             "pointer": f"/epcisBody/eventList/{self.index}",
             "reasons": self.reasons,
+        }
+
+
+class Denied(Refused):
+    """An event the capturer may not apply (a permission it lacks, a 403 of the service the
+    event goes through): a SecurityException naming the event, as every refusal does (a probe:
+    the job's record named no event, and a long document's sender could not tell which)."""
+
+    def __init__(self, exc: AppError, index: int) -> None:
+        super().__init__(exc.message, index, exc.code)
+        self.status = exc.status
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": "epcisException:SecurityException",
+            "title": self.reasons,
+            "status": self.status,
+            "detail": self.detail,
+            "pointer": f"/epcisBody/eventList/{self.index}",
         }
 
 
@@ -698,6 +718,31 @@ def _applied_disposition(index: int, e: CapturedEvent) -> None:
         )
 
 
+def _applied_step(index: int, e: CapturedEvent, step: str) -> None:
+    """Refuse a packing or unpacking AggregationEvent whose bizStep tells of anything else (a
+    probe: one saying ``shipping`` packed the case and was served back as a shipment of it,
+    while the ObjectEvent saying so is refused). Without a bizStep it is what its action says."""
+    if e.biz_step is not None and e.biz_step != step:
+        raise Refused(
+            f"an AggregationEvent {e.action} on Tracecode codes is their {step} (bizStep {step}, "
+            "or none); shipments, receipts, sales and the rest go through Tracecode's API",
+            index,
+            _said(e, {"bizStep": e.biz_step}),
+        )
+
+
+def _line_time(index: int, e: CapturedEvent) -> None:
+    """Refuse an unpacking dated before the platform or over a day ahead, as the line refuses
+    a commissioning or packing scan (``scans.EARLIEST``/``MAX_AHEAD``: a probe: one of 2099
+    was applied and served as the case's last event for ever)."""
+    if not scans.EARLIEST <= e.event_time <= datetime.now(UTC) + scans.MAX_AHEAD:
+        raise Refused(
+            "the event's time is before 2000 or over a day ahead: the scanner's clock is wrong",
+            index,
+            [{"code": e.parent_id, "reason": "bad_time", "message": scans.MESSAGES["bad_time"]}],
+        )
+
+
 def _is_ours(epc: str, units: set[str], others: set[str]) -> bool:
     """Whether a canonical EPC is a unit of one of the brand's GTINs (``units``: the SGTIN
     Digital Link prefix of each), one of its case codes or one of its units named by the URL
@@ -730,7 +775,7 @@ async def _brand_qr_units(
         return {}
     ordered = sorted(urls)
     reads = await read_codes(conn, scheme, brand_id, ordered)
-    ours = {url: r for url, r in zip(ordered, reads, strict=True) if r.reason is None}
+    ours = {url: r for url, r in zip(ordered, reads, strict=True) if r.reason in _OURS}
     products = sorted({r.batch_product for r in ours.values() if r.batch_product is not None})
     rows = await (
         await conn.execute(
@@ -747,6 +792,10 @@ async def _brand_qr_units(
 
 
 _SSCC_LINK = f"{CANONICAL_ORIGIN}/00/"
+# The reads of a QR URL that make it the brand's unit: a usable one, or one the line refuses for
+# a reason of its own (a void unit, as ``_brand_cases`` keeps a void case: a probe: a void unit's
+# URL was taken for a foreign code, its commissioning acknowledged and its shipment stored).
+_OURS = frozenset({None, "void", "wrong_product"})
 
 
 async def _brand_gtins(conn: Conn, brand_id: int) -> set[str]:
@@ -796,11 +845,14 @@ async def _apply_one(
         units = [ScanIn(id=f"{tag}:{i}", code=epc, at=at) for i, epc in enumerate(e.epcs)]
         await _upload(conn, scheme, actor, index, e, units)
     elif e.event_type == "AggregationEvent" and e.action == "ADD" and e.parent_id and e.epcs:
+        _applied_step(index, e, "packing")
         _applied_disposition(index, e)
         parent = ScanIn(id=f"{tag}:p", code=e.parent_id, at=at, children=list(e.epcs))
         await _upload(conn, scheme, actor, index, e, [parent])
     elif e.event_type == "AggregationEvent" and e.action == "DELETE" and e.parent_id:
+        _applied_step(index, e, "unpacking")
         _applied_disposition(index, e)
+        _line_time(index, e)
         data = UnpackIn(
             parent=e.parent_id, children=list(e.epcs) or None, reason=f"EPCIS event {event_id}"
         )
@@ -808,7 +860,7 @@ async def _apply_one(
             await edits.unpack(conn, actor, scheme, data)
         except AppError as exc:
             if exc.status == 403:  # a permission the capturer lacks: a SecurityException
-                raise
+                raise Denied(exc, index) from exc
             raise Refused(f"unpacking refused: {exc.message}", index, exc.code) from exc
     else:
         raise Refused(
@@ -843,7 +895,7 @@ async def _upload(
         out = await scans.upload(conn, actor, scheme, line, upload)
     except AppError as exc:
         if exc.status == 403:  # a permission the capturer lacks: a SecurityException
-            raise
+            raise Denied(exc, index) from exc
         raise Refused(f"the line refused the event: {exc.message}", index, exc.code) from exc
     rejected = [
         {"code": s.code, "reason": s.reason, "message": s.message}
