@@ -835,6 +835,14 @@ async def test_a_percent_encoded_digital_link_is_read_by_verify_as_by_the_resolv
         refused = await client.post("/v1/verify", json={"serial": sent})
         assert refused.status_code == 200, (bad, refused.text)
         assert refused.json()["reason"] == "malformed", (bad, refused.json())
+    # the page's own URL too, as the page reads its path (it was refused as malformed)
+    page = await client.post("/v1/verify", json={"serial": f"https://x.example/c/{encoded}"})
+    assert page.status_code == 200 and page.json()["serial"] == serial, page.text
+    for bad in ("%4", "%00", "%FF"):
+        sent = f"https://x.example/c/{serial[:3]}{bad}{serial[4:]}"
+        refused = await client.post("/v1/verify", json={"serial": sent})
+        assert refused.status_code == 200, (bad, refused.text)
+        assert refused.json()["reason"] == "malformed", (bad, refused.json())
 
 
 # -- clients: an IPv6 client's /64, wrong PINs over many codes (SPEC V2) ----------------------

@@ -11,6 +11,7 @@ import re
 import struct
 import unicodedata
 from collections.abc import Iterator, Sequence
+from urllib.parse import unquote
 
 from app._core import (
     MAX_BULK,
@@ -180,8 +181,9 @@ def serial_from_scan(text: str) -> str:
         if "21" in found:
             return found["21"]
     for i, part in enumerate(parts[:-1]):
-        if part.lower() == "c":
-            return parts[i + 1]
+        if part.lower() == "c":  # percent-escapes decoded, as the page's path is (a bad one or
+            serial = parts[i + 1]  # a decoded control character: a malformed serial)
+            return unquote(serial) if "%" in serial else serial
     return text
 
 
