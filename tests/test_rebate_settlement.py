@@ -454,7 +454,13 @@ async def test_bad_bodies_are_refused_with_clear_codes(
     assert_error(
         await client.post(f"{STATEMENTS}/999999999/pay", headers=finance, json=future), 404
     )
-    for body in ({"reason": ""}, {"reason": " \n "}, {"reason": "x" * 501}, {}):
+    for body in (
+        {"reason": ""},
+        {"reason": " \n "},
+        {"reason": "\u200b\ufeff"},
+        {"reason": "x" * 501},
+        {},
+    ):
         assert_error(await client.post(f"{url}/reject", headers=finance, json=body), 400)
     assert_error(
         await client.post(f"{url}/reject", headers=finance, json={"reason": "a\u0000b"}),

@@ -13,15 +13,15 @@ Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)
 # What shows as nothing: Unicode whitespace (the ideographic and no-break spaces too), the
 # zero-width marks U+200B–U+200F and U+2060, and the BOM. One rule for every name of the
 # catalogue: a name of blanks only showed as nothing in every list and report (a probe).
-_BLANK = r"\s\u200b-\u200f\u2060\ufeff"
-_VISIBLE = rf"[^{_BLANK}]"
+BLANK = r"\s\u200b-\u200f\u2060\ufeff"
+VISIBLE = rf"[^{BLANK}]"  # a character a reader sees
 # a product's name: one visible character at least
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_VISIBLE)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=VISIBLE)]
 # Probe Q: numbers a clerk reads as one ("QDUP-1", " QDUP-1", "ＱＤＵＰ－１", "QDUP-1" with a
 # no-break space) were different products, and a CSV cell (trimmed) named none of them or another:
 # words one ASCII space apart, without other blanks, zero-width marks or full-width forms of ASCII
 # characters (Chinese characters are welcome: "水乳-01").
-_NO_LOOK_ALIKES = rf"[^{_BLANK}\uff01-\uff5e]+"
+_NO_LOOK_ALIKES = rf"[^{BLANK}\uff01-\uff5e]+"
 ProductNo = Annotated[
     str,
     msgspec.Meta(
@@ -33,7 +33,7 @@ ProductNo = Annotated[
 # no blank at either end: a CSV cell is trimmed, so such a name could never be named there
 CategoryName = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=100, pattern=rf"^{_VISIBLE}(?:.*{_VISIBLE})?(?!\n)$"),
+    msgspec.Meta(min_length=1, max_length=100, pattern=rf"^{VISIBLE}(?:.*{VISIBLE})?(?!\n)$"),
 ]
 Gtin = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}(?!\n)$|^[0-9]{12,14}(?!\n)$")]
 Order = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.catalog.schemas import VISIBLE
 from app.paging import Page
 
 StatementStatus = Literal["pending", "approved", "paid", "rejected"]
@@ -21,7 +22,8 @@ PaymentRef = Annotated[
     str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^(?=.*\S)[^\x00-\x1f\x7f]+(?!\n)$")
 ]
 # Free text: line breaks and tabs pass (the edge refuses the other control characters), not blank.
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=r"\S")]
+# not blank: one character a reader sees (a zero-width space alone is none)
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=VISIBLE)]
 
 
 class Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
