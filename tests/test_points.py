@@ -667,3 +667,58 @@ async def test_an_adjustment_reason_of_blanks_is_refused(
             )
         ).fetchone()
     assert row["n"] == 0
+
+
+async def test_goods_shipped_straight_to_a_store_earn_the_nearest_rule_above_it(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A unit the factory shipped straight to a store (its channel organisation) earns the rule
+    of the nearest organisation above the store that has one: the agent's, then the
+    distributor's once it has one, then the store's own (it earned the product's default: the
+    rule was looked up for the store only)."""
+    from app.web.queries import claimable
+    from tests.test_logistics import confirm, document, pack
+
+    goods = await pack(client, login, app, demo, 1)
+    admin, clerk = await login("admin"), await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(
+        client, clerk, goods["cases"], kind="outbound", counterparty_id=demo["STORE-NB-01"]
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    product = goods["product_id"]
+    await set_rule(client, admin, product, 10)
+    await set_rule(client, admin, product, 25, demo["AGENT-ZJ"])
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    scheme = app.state.scheme
+    units = goods["units"]
+    earned = []
+    added = []
+    try:
+        async with member_client(app) as mc:
+            for n, (unit, rule_at, points) in enumerate(
+                [(units[0], None, 0), (units[1], "DIST-NB", 17), (units[2], "STORE-NB-01", 5)]
+            ):
+                if rule_at:
+                    added.append(await set_rule(client, admin, product, points, demo[rule_at]))
+                async with app.state.pool.connection() as conn:  # what the result page offers
+                    offered = await claimable(conn, code_of(app, unit))
+                assert offered == (demo["BRAND-LUMI"], points or 25)
+                claim = await mc.post(
+                    "/members/me/claims", headers=headers, json=claim_body(scheme, unit, f"s{n}")
+                )
+                assert claim.status_code == 201, claim.text
+                assert claim.json()["agent_id"] == demo["STORE-NB-01"]
+                earned.append(claim.json()["points"])
+    finally:
+        for rule in added:
+            await client.delete(f"/points/rules/{rule['id']}", headers=admin)
+    assert earned == [25, 17, 5]
+    async with app.state.pool.connection() as conn:
+        balance = await (
+            await conn.execute(
+                "SELECT balance FROM point_balances WHERE member_id = %s", (member_id,)
+            )
+        ).fetchone()
+    assert balance["balance"] == 47

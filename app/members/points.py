@@ -1,8 +1,10 @@
 """Points: the brand's rules, members' claims by scan + PIN, and the ledger (K2 points, M2).
 
-Rules. A product earns the points of its rule; a rule for the unit's channel agent (the
-organisation the unit was first shipped to, ``unit_state.channel_org_id``) overrides the
-product's default (``agent_id`` NULL). No rule, or 0 points: the unit earns nothing.
+Rules. A product earns the points of its rule; a rule for an organisation of the unit's
+channel overrides the product's default (``agent_id`` NULL): the rule of the organisation the
+unit was first shipped to (``unit_state.channel_org_id``), else of the nearest one above it that
+has one — a store's own rule, else its distributor's, else its agent's (``points_in_force``).
+No rule, or 0 points: the unit earns nothing.
 
 Claims (``app.claims``, the mechanism rebates share). The member comes first, looked up by
 ``Members`` with the other claims in flight: a frozen member is refused (403) and a signed-out
@@ -78,6 +80,29 @@ from app.verify.service import Verifier
 
 
 _RULE = "id, product_id, agent_id, points, updated_at"
+
+
+def points_in_force(unit: str) -> str:
+    """The SQL expression of the points a unit earns (NULL: no rule), given the alias of its
+    ``unit_state`` row: the rule of the nearest organisation at or above the unit's channel
+    organisation that has one — the organisation itself, else the distributor or agent above
+    it, so goods the factory shipped straight to an agent's store earn the agent's rule — else
+    the product's default. A primary-key probe of ``orgs``, then one probe of ``point_rules``'
+    unique (product_id, agent_id) index per level of the path, and one for the default."""
+    return f"""coalesce((
+        SELECT rule_org.points
+          FROM orgs channel
+          JOIN point_rules rule_org
+            ON rule_org.product_id = {unit}.product_id
+           AND rule_org.agent_id = ANY (
+               string_to_array(trim(both '/' FROM channel.path), '/')::bigint[])
+          JOIN orgs rule_at ON rule_at.id = rule_org.agent_id
+         WHERE channel.id = {unit}.channel_org_id
+         ORDER BY length(rule_at.path) DESC LIMIT 1
+    ), (
+        SELECT rule_default.points FROM point_rules rule_default
+         WHERE rule_default.product_id = {unit}.product_id AND rule_default.agent_id IS NULL
+    ))"""
 
 
 async def put_rule(conn: Conn, actor: Principal, data: RuleIn) -> tuple[RuleOut, bool]:
@@ -412,7 +437,7 @@ WITH r AS (
            AS r(ord, member_id, brand_id, code_id, client_id, at)
 ), ok AS MATERIALIZED (
     SELECT r.*, u.product_id, u.channel_org_id AS agent_id, u.status,
-           coalesce(ra.points, rp.points) AS points, nextval('events_id_seq') AS event_id
+           in_force.points, nextval('events_id_seq') AS event_id
     FROM r
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
@@ -422,9 +447,10 @@ WITH r AS (
                      AND NOT """
     + RETURNED_UNSOLD
     + """
-    LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
-    LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
-    WHERE coalesce(ra.points, rp.points) > 0
+    CROSS JOIN LATERAL (SELECT """
+    + points_in_force("u")
+    + """ AS points OFFSET 0) in_force
+    WHERE in_force.points > 0
       AND NOT EXISTS (SELECT 1 FROM code_batches b  -- no void batch's (its sold units stay sold)
                        WHERE b.batch_no = r.code_id >> 32 AND b.state = 'void')
     ORDER BY u.code
@@ -532,7 +558,9 @@ SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_i
        u.disposition AS unit_disposition, """
     + RETURNED_UNSOLD
     + """ AS returned_unsold,
-       coalesce(ra.points, rp.points) AS rule_points, coalesce(pb.balance, 0) AS balance,
+       """
+    + points_in_force("u")
+    + """ AS rule_points, coalesce(pb.balance, 0) AS balance,
        m.status AS member_status, b.state = 'void' AS batch_void
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
      AS r(ord, member_id, code_id, client_id)
@@ -540,8 +568,6 @@ LEFT JOIN members m ON m.id = r.member_id
 LEFT JOIN point_claims c ON c.code_id = r.code_id AND c.withdrawn_at IS NULL
 LEFT JOIN point_claims cc ON cc.member_id = r.member_id AND cc.client_id = r.client_id
 LEFT JOIN unit_state u ON u.code = r.code_id
-LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
-LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
 LEFT JOIN point_balances pb ON pb.member_id = r.member_id
 LEFT JOIN code_batches b ON b.batch_no = r.code_id >> 32
 """

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db import Conn
-from app.members.points import RETURNED_UNSOLD
+from app.members.points import RETURNED_UNSOLD, points_in_force
 
 _PRODUCT_BY_GTIN = """
 SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.efficacy,
@@ -32,12 +32,12 @@ async def is_published(conn: Conn, product_id: int) -> bool:
 
 _CLAIMABLE = (
     """
-SELECT u.brand_id, coalesce(ra.points, rp.points) AS points,
+SELECT u.brand_id, """
+    + points_in_force("u")
+    + """ AS points,
        EXISTS (SELECT 1 FROM point_claims c
                 WHERE c.code_id = u.code AND c.withdrawn_at IS NULL) AS claimed
   FROM unit_state u
-  LEFT JOIN point_rules ra ON ra.product_id = u.product_id AND ra.agent_id = u.channel_org_id
-  LEFT JOIN point_rules rp ON rp.product_id = u.product_id AND rp.agent_id IS NULL
  WHERE u.code = %s
    -- as the claim decides (``app.members.points``): nothing to offer for a unit returned by a
    -- consumer and not sold since, or returned damaged or expired
