@@ -742,10 +742,18 @@ async def test_members_points_redemptions_and_rebates_are_announced(
     assert by[("rebate.claimed", None)]["amount"] == 2.5
     assert {s for t, s in by if t == "rebate.statement"} == {"pending", "approved"}
     # the agent: its store's redemption, claims and statements; the points of its channel
-    zj = sorted(e["type"] for e in events(receiver.log("/loyalty-zj")))
+    zj_events = events(receiver.log("/loyalty-zj"))
+    zj = sorted(e["type"] for e in zj_events)
     assert zj == sorted(
         ["points.claimed", "redemption.fulfilled", "rebate.claimed"] + ["rebate.statement"] * 2
     )
+    # A probe: the store's redemption reached its agent with the member behind it (members are
+    # the brand head office's); the agent's events of members' claims and gifts name none
+    zj_by = {e["type"]: e["data"] for e in zj_events}
+    assert zj_by["redemption.fulfilled"]["fulfilled_org_id"] == store
+    assert "member_id" not in zj_by["redemption.fulfilled"]
+    assert "member_id" not in zj_by["points.claimed"]
+    assert by[("redemption.fulfilled", None)]["member_id"] == member
     for e in receiver.log("/loyalty"):
         assert verify(brand_sub["secret"], e["headers"], e["raw"]) == [True]
 
