@@ -3,8 +3,9 @@
 A subscription belongs to an organisation (by default the caller's; any of the caller's
 subtree) and receives the events of that organisation's subtree: for a brand, everything of the
 brand; for an agent, the shipments to and from it and its stores, the alerts raised for it, the
-rebate claims and sales of its stores, the points claimed for its channel's goods (without the
-member: members are the brand head office's, migration 0092). Callers need
+rebate claims and sales of its stores, the points claimed for its channel's goods and its
+stores' gift redemptions (without the member: members are the brand head office's, migrations
+0092 and 0093). Callers need
 ``webhooks.manage``; a subscription outside the caller's subtree answers 404, as if it did not
 exist.
 
