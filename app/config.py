@@ -39,11 +39,18 @@ def one_line_errors() -> Iterator[None]:
     ``tracecode: configuration error: …`` on stderr and exit code 2 — for the entry points that
     another program imports (the worker's ``dramatiq workers.main``, granian's
     ``app.main:create_app``), where it was a traceback through that program's machinery (a
-    probe: a mistyped master key)."""
+    probe: a mistyped master key). An embedded server under ``var/`` that did not start
+    (``app.embedded.ServiceError``) is one line too, ``tracecode: …`` naming its log, as the
+    CLI prints it."""
+    from app.embedded import ServiceError
+
     try:
         yield
     except SettingsError as exc:
         sys.stderr.write(f"tracecode: configuration error: {exc}\n")
+        raise SystemExit(2) from None
+    except ServiceError as exc:
+        sys.stderr.write(f"tracecode: {exc}\n")
         raise SystemExit(2) from None
 
 

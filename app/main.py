@@ -98,7 +98,11 @@ _OPEN = (ops.router, web.router)  # no route of theirs takes a body from a calle
 def create_app(settings: Settings | None = None) -> Litestar:
     if settings is None:  # the API server's factory (granian): a bad setting is one line, exit 2
         with one_line_errors():
-            return create_app(load_settings())
+            settings = load_settings()
+            # and so is an embedded server that cannot start: started here, before the
+            # lifespan (whose own call then finds it running), where a failure was a traceback
+            resolve_urls(settings.database_url, settings.redis_url, settings.var_path)
+            return create_app(settings)
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
     settings.check_serving()
     scheme = scheme_from_settings(settings)

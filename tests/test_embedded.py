@@ -13,6 +13,7 @@ import psycopg
 import redis
 
 from app.embedded import MAX_CONNECTIONS
+from app.processes import server_command, worker_command
 from tests.conftest import ROOT, SESSION
 from tests.servers import free_port
 
@@ -89,3 +90,22 @@ def test_an_embedded_redis_that_fails_to_start_is_one_line_not_a_traceback(
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.startswith("tracecode: embedded Redis did not start"), done.stderr
     assert str(var.resolve() / "redis" / "redis.log") in done.stderr
+
+
+def test_the_api_server_and_the_worker_say_so_in_one_line_too(tmp_path: Path) -> None:
+    """A probe: the API server (granian's ``app.main:create_app``) and the worker (``dramatiq
+    workers.main``) run on their own — without ``tracecode run``, which resolves the servers
+    first — printed a traceback when the embedded Redis could not start (``ServiceError`` out of
+    the lifespan, out of the worker's boot). Now each prints the CLI's one line and stops."""
+    var = tmp_path / "var"
+    (var / "redis").mkdir(parents=True)
+    (var / "redis" / "appendonly.aof").write_text("this is not an append-only file\r\n")
+    env = {k: v for k, v in os.environ.items() if k != "TRACECODE_REDIS_URL"}
+    env["TRACECODE_VAR_DIR"] = str(var)
+    for command in (server_command("127.0.0.1", free_port(), 1), worker_command()):
+        done = subprocess.run(
+            command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode != 0 and "Traceback" not in output, output[-3000:]
+        assert "tracecode: embedded Redis did not start; see " in output, output[-3000:]

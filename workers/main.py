@@ -39,7 +39,8 @@ class EmbeddedRedis(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         if not settings.redis_url:
-            start_redis(settings.var_path)
+            with one_line_errors():  # a Redis that cannot start: one line, not a traceback
+                start_redis(settings.var_path)
 
 
 class JsonLogs(Middleware):
