@@ -80,7 +80,9 @@ LINE_PREFIX = "urn:tracecode:line:"
 # The ILMD lot of a commissioning event (CBV master data): its key as an IRI, once its prefix
 # is expanded by the document's and the event's @context (``cbvmda`` is the standard context's).
 MDA = "urn:epcglobal:cbv:mda#"
-LOT_IRI = MDA + "lotNumber"
+# the lot's IRI as the EPCIS 2.0 context writes it (cbvmda: urn:epcglobal:cbv:mda:) and as
+# EPCIS 1.x documents and Tracecode's own ILMD wrote it (urn:epcglobal:cbv:mda#)
+LOT_IRIS = frozenset((MDA + "lotNumber", "urn:epcglobal:cbv:mda:lotNumber"))
 
 # What an OBSERVE event on Tracecode's own codes may say: an observation that changes nothing
 # Tracecode keeps (where a unit is, who holds it, whether it is sold or gone). A shipping,
@@ -922,7 +924,7 @@ async def _lot_context(
     # cbvmda is the standard context's prefix: a @context may declare it again with the IRI it
     # has there (urn:epcglobal:cbv:mda:), never with another (app.epcis.document._own_terms)
     prefixes = {**active_prefixes(e.context), "cbvmda": MDA}
-    lot = next((v for key, v in ilmd.items() if _expanded(key, prefixes) == LOT_IRI), None)
+    lot = next((v for key, v in ilmd.items() if _expanded(key, prefixes) in LOT_IRIS), None)
     if lot is None:
         return None
     current = await lines.get_line(conn, actor, line)
