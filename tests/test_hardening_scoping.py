@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -512,3 +513,38 @@ async def test_a_salesperson_outside_the_subtree_answers_like_a_user_that_does_n
         "/documents", headers=gd, json={**body, "salesperson_id": ids["gd_admin"]}
     )
     assert own.status_code == 201, own.text
+
+
+async def test_a_deactivated_user_is_refused_as_a_documents_salesperson(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a user deactivated (a salesperson who left) is still accepted as the ``salesperson_id``
+    of a new outbound to a store: 201, and the units shipped get a designated salesperson who
+    can no longer sign in. Every other naming of a person checks the account is live (a rep's
+    supervisor: 422 ``bad_supervisor`` for an inactive one). Expected: 422 (``unknown_user``,
+    as for a salesperson outside the subtree), no draft made."""
+    admin, agent = await login("admin"), await login("agent_clerk")
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": f"gone-{secrets.token_hex(3)}",
+            "password": "tracecode-demo",
+            "roles": ["store_clerk"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    gone = made.json()["id"]
+    off = await client.patch(f"/users/{gone}", headers=admin, json={"status": "inactive"})
+    assert off.status_code == 200, off.text
+    draft = await client.post(
+        "/documents",
+        headers=agent,
+        json={
+            "kind": "outbound",
+            "counterparty_id": demo["STORE-HZ-01"],
+            "salesperson_id": gone,
+        },
+    )
+    assert_error(draft, 422, "unknown_user")

@@ -526,11 +526,13 @@ async def _shipment_sender(
 async def _check_salesperson(
     conn: Conn, actor: Principal, user_id: int, other: dict[str, Any] | None
 ) -> None:
-    """A salesperson is a user of the caller's subtree or of the store the goods go to; any
-    other answers like a user that does not exist."""
+    """A salesperson is an active user (of an organisation line still active) of the caller's
+    subtree or of the store the goods go to; any other answers like a user that does not exist
+    (a probe: a salesperson who had left was named on new shipments)."""
     user = await (
         await conn.execute(
-            "SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.id = %s",
+            f"""SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id
+                 WHERE u.id = %s AND u.status = 'active' AND {org_status("o")} = 'active'""",
             (user_id,),
         )
     ).fetchone()
