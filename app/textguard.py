@@ -22,6 +22,13 @@ from typing import Any
 
 from app.errors import BadRequest
 
+# What shows as nothing: Unicode whitespace (the ideographic and no-break spaces too), the
+# zero-width marks U+200B–U+200F and U+2060, and the BOM. One rule for every name, reason and
+# reference a person reads: one of blanks only showed as nothing in every list and report (a
+# probe). Used in the schemas' patterns (``msgspec.Meta(pattern=VISIBLE)``).
+BLANK = r"\s\u200b-\u200f\u2060\ufeff"
+VISIBLE = rf"[^{BLANK}]"  # a character a reader sees
+
 # An escape that is not itself escaped: no backslash before it, or an even run of them.
 _JSON_CONTROL = re.compile(
     rb"(?<!\\)(?:\\\\)*\\(?:u00(?:0[0-8bcefBCEF]|1[0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])"

@@ -428,6 +428,8 @@ async def test_bad_bodies_are_refused_with_clear_codes(
     for body, status, code in (
         ({"payment_ref": "", "paid_on": "2005-01-05"}, 400, "validation_failed"),
         ({"payment_ref": "   ", "paid_on": "2005-01-05"}, 400, "validation_failed"),
+        # A probe: zero-width marks alone were a paid (never to change) statement's reference
+        ({"payment_ref": "\u200b\u2060", "paid_on": "2005-01-05"}, 400, "validation_failed"),
         ({"payment_ref": "x" * 101, "paid_on": "2005-01-05"}, 400, "validation_failed"),
         ({"payment_ref": "A\tB", "paid_on": "2005-01-05"}, 400, "validation_failed"),
         ({"payment_ref": "A\nB", "paid_on": "2005-01-05"}, 400, "validation_failed"),

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+from app.textguard import VISIBLE
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=VISIBLE)]  # seen
 
 
 class LoginIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -7,14 +7,11 @@ from typing import Annotated
 
 import msgspec
 
+from app.textguard import BLANK, VISIBLE
+
 Short = Annotated[str, msgspec.Meta(max_length=100)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$")]
-# What shows as nothing: Unicode whitespace (the ideographic and no-break spaces too), the
-# zero-width marks U+200B–U+200F and U+2060, and the BOM. One rule for every name of the
-# catalogue: a name of blanks only showed as nothing in every list and report (a probe).
-BLANK = r"\s\u200b-\u200f\u2060\ufeff"
-VISIBLE = rf"[^{BLANK}]"  # a character a reader sees
 # a product's name: one visible character at least
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=VISIBLE)]
 # Probe Q: numbers a clerk reads as one ("QDUP-1", " QDUP-1", "ＱＤＵＰ－１", "QDUP-1" with a

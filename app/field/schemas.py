@@ -8,13 +8,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.textguard import VISIBLE
+
 Period = Literal["quarter", "month", "week"]
 PlanStatus = Literal["draft", "submitted", "approved", "returned"]
 CheckinFlag = Literal["ok", "out_of_range", "no_store_position"]
 
 Title = Annotated[str, msgspec.Meta(max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=1000)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=VISIBLE)]
 ClientId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")
 ]

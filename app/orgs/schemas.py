@@ -7,13 +7,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.textguard import VISIBLE
+
 Kind = Literal[
     "brand", "factory", "warehouse", "branch", "agent", "distributor", "store", "printer"
 ]
 # The sales channel's kinds: the brand's own side is the rest (the brand, its factories and
 # warehouses), printers aside.
 CHANNEL_KINDS = ("branch", "agent", "distributor", "store")
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# one character a reader sees: a name of blanks or zero-width marks showed as nothing
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=VISIBLE)]
 ErpCode = Annotated[
     str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+(?!\n)$")
 ]

@@ -9,6 +9,7 @@ import msgspec
 
 from app.bodies import AwareTime
 from app.localtime import check_day
+from app.textguard import VISIBLE
 
 Level = Literal["inner", "master", "pallet"]
 # printable ASCII without '"' and '\\' (a scanner's own ids: UUIDs, device + counter, …)
@@ -17,7 +18,7 @@ ClientEventId = Annotated[
 ]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Lot = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=r"^[!-~]+(?!\n)$")]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=VISIBLE)]
 
 MAX_SCANS = 20_000  # items per upload
 

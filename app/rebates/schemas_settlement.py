@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.catalog.schemas import VISIBLE
 from app.paging import Page
+from app.textguard import VISIBLE
 
 StatementStatus = Literal["pending", "approved", "paid", "rejected"]
 # A calendar month of Asia/Shanghai, 2000-01 to 2099-12.
@@ -17,9 +17,13 @@ Month = Annotated[
     str, msgspec.Meta(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])(?!\n)$", examples=["2025-03"])
 ]
 # One line of printable text with something in it: no control character at all (not even a tab
-# or a line break, which the edge lets through for free text), not blank.
+# or a line break, which the edge lets through for free text), not blank — one character a reader
+# sees (a probe: zero-width spaces alone were a paid statement's reference, never to be changed).
 PaymentRef = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^(?=.*\S)[^\x00-\x1f\x7f]+(?!\n)$")
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=100, pattern=rf"^(?=.*{VISIBLE})[^\x00-\x1f\x7f]+(?!\n)$"
+    ),
 ]
 # Free text: line breaks and tabs pass (the edge refuses the other control characters), not blank.
 # not blank: one character a reader sees (a zero-width space alone is none)

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.members.schemas import AgeBand
+from app.textguard import VISIBLE
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+(?!\n)$")]
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Body = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=VISIBLE)]
 Text = Annotated[str, msgspec.Meta(max_length=200)]
 Phone = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
