@@ -1,14 +1,17 @@
 """The office console's serving (app/web/console.py), its typed API client kept in sync with the
-API, and the users export the console's users page offers.
+API, the users export the console's users page offers, and a Chinese text for every error code
+the API returns (console/src/i18n/apiErrors.ts, shown by the console and the staff app).
 
 The console must be built (``make console``; ``make test`` does it first).
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
 import io
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -133,3 +136,118 @@ async def test_users_export_needs_users_read(client: Any, login: Any) -> None:
         "/users", params={"format": "csv"}, headers=await login("store_clerk")
     )
     assert answer.status_code == 403
+
+
+# -- every error code the API can return has a Chinese text (console/src/i18n/apiErrors.ts) ------
+
+APP = ROOT / "app"
+API_ERRORS = CONSOLE / "src" / "i18n" / "apiErrors.ts"
+# helpers that take the error code as a positional argument: name -> the code's index
+_CODE_ARGUMENT = {
+    "_response": 1,  # app/errors.py
+    "error_body": 0,  # app/errors.py
+    "problem": 2,  # app/epcis/routes.py
+    "problem_body": 2,  # app/epcis/routes.py
+    "refuse": 2,  # app/logistics/movements.py
+    "Diverted": 1,  # app/rebates/claims.py
+}
+_CODE_TABLES = (
+    "_HTTP_CODES",
+    "UNIQUE_CONFLICTS",
+)  # app/errors.py: status -> code, key -> (code, …)
+
+
+def _literals(node: ast.expr) -> set[str]:
+    """The strings an expression giving a code can be: a literal, either side of ``a if … else
+    b`` (and the tuple of an ``x if x in (…) else …``), the operands of ``or``, a ``.get``'s
+    default."""
+    if isinstance(node, ast.Constant):
+        return {node.value} if isinstance(node.value, str) and node.value else set()
+    if isinstance(node, ast.IfExp):
+        found = _literals(node.body) | _literals(node.orelse)
+        test = node.test
+        if isinstance(test, ast.Compare) and isinstance(test.ops[0], ast.In):
+            listed = test.comparators[0]
+            if isinstance(listed, ast.Tuple | ast.List | ast.Set):
+                for element in listed.elts:
+                    found |= _literals(element)
+        return found
+    if isinstance(node, ast.BoolOp):
+        return set().union(*(_literals(v) for v in node.values))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr == "get" and len(node.args) == 2:
+            return _literals(node.args[1])
+    return set()
+
+
+def _is_code(target: ast.expr) -> bool:
+    return (isinstance(target, ast.Name) and target.id == "code") or (
+        isinstance(target, ast.Attribute) and target.attr == "code"
+    )
+
+
+def _assigned_codes(node: ast.Assign | ast.AnnAssign, path: str) -> set[str]:
+    """Codes an assignment gives: ``code = …``, ``status, code = 400, "…"`` (an AppError class),
+    the tables of app/errors.py, and a ``Read``'s reason (app/codes/lookup.py), which
+    app/packing/edits.py raises as the code."""
+    found: set[str] = set()
+    value = node.value
+    if value is None:
+        return found
+    for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+        if _is_code(target):
+            found |= _literals(value)
+        elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
+            for name, item in zip(target.elts, value.elts, strict=False):
+                if _is_code(name):
+                    found |= _literals(item)
+        elif isinstance(target, ast.Name) and target.id in _CODE_TABLES:
+            assert isinstance(value, ast.Dict), target.id
+            for item in value.values:
+                found |= _literals(item.elts[0] if isinstance(item, ast.Tuple) else item)
+        elif path == "app/codes/lookup.py" and isinstance(target, ast.Attribute):
+            if target.attr == "reason":
+                found |= _literals(value)
+    return found
+
+
+def api_error_codes() -> dict[str, str]:
+    """Every error code in app/, with the first file that gives it: ``code=`` arguments, ``code``
+    assignments (AppError classes' defaults among them), the helpers that take the code
+    positionally (``_CODE_ARGUMENT``) and the tables of app/errors.py."""
+    codes: dict[str, str] = {}
+    for file in sorted(APP.rglob("*.py")):
+        path = file.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(file.read_text(), path)):
+            found: set[str] = set()
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg == "code":
+                        found |= _literals(keyword.value)
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                at = _CODE_ARGUMENT.get(name)
+                if at is not None and len(node.args) > at:
+                    found |= _literals(node.args[at])
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                found = _assigned_codes(node, path)
+            for code in found:
+                codes.setdefault(code, path)
+    return codes
+
+
+def test_every_error_code_has_a_chinese_text_in_the_console() -> None:
+    """The console and the staff app show a refusal as the Chinese text of its code
+    (console/src/i18n/apiErrors.ts, ``ZH_CN``; the API's English message only for a code without
+    one): a code added in app/ without its text there fails here, instead of reaching office
+    staff and clerks in English."""
+    source = API_ERRORS.read_text()
+    block = re.search(r"^export const ZH_CN\b[^=]*= \{\n(.*?)^\}", source, re.M | re.S)
+    assert block, f"no `export const ZH_CN … = {{` object in {API_ERRORS}"
+    texts = dict(re.findall(r"^  ([a-z_0-9]+): '([^']+)',$", block.group(1), re.M))
+    codes = api_error_codes()
+    assert len(codes) > 200, sorted(codes)  # the collector still finds the codes
+    assert {"not_found", "too_deep", "wrong_store", "not_held", "forged"} <= codes.keys()
+    missing = {code: where for code, where in sorted(codes.items()) if code not in texts}
+    assert not missing, f"error codes without a zh-CN text in {API_ERRORS.name}: {missing}"
+    assert all(re.search(r"[\u4e00-\u9fff]", text) for text in texts.values())

@@ -305,7 +305,8 @@ async def test_admin_traces_a_shipped_unit(
     browser.find_element(By.CSS_SELECTOR, 'input[name="code"]').clear()
     browser.find_element(By.CSS_SELECTOR, 'input[name="code"]').send_keys("not-a-code")
     browser.find_element(By.CSS_SELECTOR, '[data-action="trace"]').click()
-    assert "(malformed_code)" in _find(browser, "#trace-error").text  # the API's error shown
+    # the API's refusal in the console's language, with its stable code
+    assert _find(browser, "#trace-error").text == "码的格式不正确（malformed_code）"
     _sign_out(browser)
 
 

@@ -2,6 +2,7 @@
 import type { Tone } from './scan/feedback'
 import type { ScanOut } from './api'
 import type { Outcome } from './offline/queue'
+import { errorText, isChinese } from '@/i18n/apiErrors'
 
 /** One code's answer in a 200 of POST /documents/{id}/codes. */
 export interface ItemResult {
@@ -33,18 +34,21 @@ export function errorCodes(body: unknown): string[] {
   return Array.isArray(codes) ? codes.filter((c): c is string => typeof c === 'string') : []
 }
 
-/** An error answer's message, with the codes it names. */
-export function errorMessage(body: unknown, status: number): string {
-  const error = (body as { error?: { message?: string; code?: string } } | null)?.error
-  const text = error?.message ?? error?.code ?? `HTTP ${status}`
+/** An error answer in the app's language (`locale`) with its stable code (errorText), and the
+ * codes it names. */
+export function errorMessage(body: unknown, status: number, locale: string): string {
+  const error = (body as { error?: { message?: string; code?: string; details?: unknown } } | null)?.error
+  const code = typeof error?.code === 'string' ? error.code : `http_${status}`
+  const text = errorText({ code, message: error?.message ?? `HTTP ${status}`, details: error?.details }, locale)
   const codes = errorCodes(body)
-  return codes.length ? `${text}: ${codes.join(', ')}` : text
+  return codes.length ? `${text}${isChinese(locale) ? '：' : ': '}${codes.join(', ')}` : text
 }
 
-/** Why the server refused an action that has left the queue: a 4xx's message, or a document
- * code's reason when it was `rejected` inside a 200 (`not_packed`, …); null when it was taken. */
-export function refusalOf(outcome: Outcome): string | null {
-  if (!outcome.ok) return errorMessage(outcome.body, outcome.status)
+/** Why the server refused an action that has left the queue: a 4xx's words (errorMessage), or a
+ * document code's reason when it was `rejected` inside a 200 (`not_packed`, …); null when it was
+ * taken. */
+export function refusalOf(outcome: Outcome, locale: string): string | null {
+  if (!outcome.ok) return errorMessage(outcome.body, outcome.status, locale)
   if (outcome.action.kind !== 'doc_codes') return null
   const item = outcome.body as ItemResult | undefined
   return item?.result === 'rejected' ? (item.reason ?? 'rejected') : null

@@ -18,6 +18,7 @@ import {
 } from './queue'
 import { dismissRefusals, keepRefusals, refusals, type Refusal } from './refused'
 import { request } from '../api'
+import { i18n } from '../i18n'
 import { refusalOf } from '../verdicts'
 import { subject, useAuthStore } from '@/stores/auth'
 
@@ -131,7 +132,7 @@ export const send: Sender = async (group) => {
 function refused(outcomes: Outcome[]): Refusal[] {
   const out: Refusal[] = []
   for (const o of outcomes) {
-    const message = refusalOf(o)
+    const message = refusalOf(o, i18n.global.locale.value) // in the language of the moment
     if (message === null) continue
     const { id, kind, label } = o.action
     out.push({ id, kind, label, status: o.status, message, at: Date.now() })
