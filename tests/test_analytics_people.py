@@ -1024,3 +1024,41 @@ async def test_a_ledger_row_naming_another_brand_is_folded_for_its_member(
     assert facts == {good_member: (brand, 11), bad_member: (brand, 8)}, facts
     assert queued["n"] == 0
     assert await recount(auto) == []
+
+
+async def test_a_deleted_category_is_no_row_of_the_purchase_cycle(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a category emptied (its product moved out, ``category_id: null``) and deleted
+    (``DELETE /categories/{id}``: 204) still has a row in ``GET /analytics/members/cycle?
+    by=category`` — its old id and ``name: null`` — until the next analytics roll-up folds the
+    move: the console shows a nameless category. Expected: a deleted category is no row (its
+    cells folded or left out when it is deleted)."""
+    from tests.points_support import new_member
+
+    admin, brand = await login("admin"), demo["BRAND-LUMI"]
+    await roll()
+    tag = uuid.uuid4().hex[:8]
+    cat = await client.post("/categories", headers=admin, json={"name": f"gone {tag}"})
+    assert cat.status_code == 201, cat.text
+    category = cat.json()["id"]
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"gone {tag}", "product_no": f"GONE-{tag}", "category_id": category},
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()["id"]
+    buyer = (await new_member(app, brand))[0]
+    async with await autocommit() as auto:
+        await claim_one(auto, brand, buyer, product, "2094-03-10T04:00:00Z")
+    await roll()
+    span = {"from": "2094-01-01", "to": "2094-12-31", "by": "category"}
+    moved = await client.patch(f"/products/{product}", headers=admin, json={"category_id": None})
+    assert moved.status_code == 200, moved.text
+    deleted = await client.delete(f"/categories/{category}", headers=admin)
+    assert deleted.status_code == 204, deleted.text
+    shown = await client.get("/analytics/members/cycle", headers=admin, params=span)
+    assert shown.status_code == 200, shown.text
+    rows = [(i["subject_id"], i["name"]) for i in shown.json()["items"]]
+    assert (category, None) not in rows, f"the deleted category is still a row: {rows}"

@@ -408,11 +408,14 @@ async def member_cycle(
         )
         total = f"UNION ALL SELECT NULL, {_CYCLE_SUMS}, NULL FROM {everything} y"
     names = "products" if by == "product" else "categories"
+    # a subject that is gone is no row (a probe: a category emptied and deleted was listed with
+    # no name until the roll-up folded its product's move into the new category's cells)
     rows = await _rows(
         conn,
-        f"""SELECT items.*, (SELECT name FROM {names} WHERE id = subject_id) AS name
+        f"""SELECT items.*, n.name
             FROM (SELECT subject_id, {_CYCLE_SUMS} FROM {cells} x
                   GROUP BY subject_id HAVING sum(pairs) <> 0) items
+            JOIN {names} n ON n.id = items.subject_id
             {total}""",
         params,
     )
