@@ -297,6 +297,15 @@ def changes_of(patch: msgspec.Struct) -> dict[str, Any]:
     return {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
 
 
+def changed(before: msgspec.Struct | dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """The ``changes`` (compared in their stored forms) that differ from the entity as it is:
+    a value it has already is no change. None left: a PATCH saved unchanged (a form, a retry)
+    answers the entity as it is, with no write and no audit row (README: a call that changes
+    nothing writes no row; probes found ``update`` rows whose before and after were the same)."""
+    current = before if isinstance(before, dict) else msgspec.structs.asdict(before)
+    return {k: v for k, v in changes.items() if v != current[k]}
+
+
 async def update_row(conn: Conn, table: str, row_id: int, changes: dict[str, Any]) -> None:
     """Write ``changes`` (column -> value) to row ``row_id`` of ``table`` and stamp its
     ``updated_at``; nothing when there are none. Table and column names come from our code

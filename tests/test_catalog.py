@@ -633,3 +633,96 @@ async def test_a_category_deleted_while_a_product_joins_it_answers_unknown_categ
         await deleter.commit()
         answer = await racing
     assert_error(answer, 400, "unknown_category")
+
+
+async def test_a_product_patch_that_changes_nothing_writes_no_audit_row(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: ``PATCH /products/{id}`` with ``{}`` or with the values the product already
+    has (its GTIN in another spelling too) wrote an ``update`` audit row, before and after the
+    same, and the latter moved ``updated_at``: ``update_product`` kept every field sent. README:
+    a call that changes nothing answers 200 with the entity as it is and writes no row."""
+    admin = await login("admin")
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": "Unchanged cream", "product_no": f"UC-{secrets.token_hex(3)}"},
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()
+    gtin = _gtin(f"69012344{secrets.randbelow(10_000):04d}")  # sent again as 14 digits: same
+    set_ = await client.patch(f"/products/{product['id']}", headers=admin, json={"gtin": gtin})
+    assert set_.status_code == 200, set_.text
+    product = set_.json()
+    kept = len(await audit_rows(app, "product", product["id"], "update"))
+    for body in (
+        {},
+        {"name": product["name"], "product_no": product["product_no"], "category_id": None},
+        {"gtin": "0" + gtin, "published": False},
+    ):
+        answer = await client.patch(f"/products/{product['id']}", headers=admin, json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == product, body
+    assert len(await audit_rows(app, "product", product["id"], "update")) == kept
+    changed = await client.patch(
+        f"/products/{product['id']}", headers=admin, json={"name": product["name"], "spec": "5 ml"}
+    )
+    assert changed.status_code == 200 and changed.json()["spec"] == "5 ml", changed.text
+    (row,) = (await audit_rows(app, "product", product["id"], "update"))[kept:]
+    assert (row["before"]["spec"], row["after"]["spec"]) == ("", "5 ml")
+
+
+async def test_a_category_patch_of_its_own_name_writes_no_audit_row(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: ``PATCH /categories/{id}`` with ``{}`` or ``{"name": <its name>}`` wrote an
+    ``update`` audit row, before and after the same, and moved ``updated_at``
+    (``update_category``). Now: 200 with the category as it is, nothing written."""
+    admin = await login("admin")
+    made = await client.post(
+        "/categories", headers=admin, json={"name": f"Unchanged {secrets.token_hex(3)}"}
+    )
+    assert made.status_code == 201, made.text
+    category = made.json()
+    for body in ({}, {"name": category["name"]}, {"display_order": category["display_order"]}):
+        answer = await client.patch(f"/categories/{category['id']}", headers=admin, json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == category, body
+    assert await audit_rows(app, "category", category["id"], "update") == []
+    moved = await client.patch(
+        f"/categories/{category['id']}", headers=admin, json={"display_order": 3}
+    )
+    assert moved.status_code == 200 and moved.json()["display_order"] == 3, moved.text
+    assert len(await audit_rows(app, "category", category["id"], "update")) == 1
+
+
+async def test_names_reasons_and_texts_others_read_need_a_visible_character(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: beyond the catalogue, an organisation's name, an API key's name, an SMS
+    template's body, a plan's return reason and a packing correction's reason took zero-width
+    marks alone (a store with no name on every statement, an SMS of nothing). Each needs one
+    visible character, as the catalogue's names: 400 ``validation_failed``."""
+    admin, operator = await login("admin"), await login("operator")
+    supervisor = await login("fieldsup")
+    blank = "\u200b\u2060"
+    cases = [
+        (
+            admin,
+            "/orgs",
+            {"kind": "store", "name": blank, "parent_id": demo["AGENT-ZJ"]},
+        ),
+        (admin, "/api-keys", {"name": blank, "permissions": ["catalog.read"]}),
+        (admin, "/sms/templates", {"name": f"t{secrets.token_hex(3)}", "body": blank}),
+        (supervisor, "/field/plans/1/return", {"reason": blank}),
+        (operator, "/packing/unpack", {"parent": "X", "reason": blank}),
+    ]
+    for headers, url, body in cases:
+        answer = await client.post(url, headers=headers, json=body)
+        assert_error(answer, 400, "validation_failed")
+        name = next(k for k, v in body.items() if v == blank)
+        assert name in answer.text, (url, answer.text)
+    made = await client.post(
+        "/api-keys", headers=admin, json={"name": "\u200b ERP", "permissions": ["catalog.read"]}
+    )
+    assert made.status_code == 201, made.text

@@ -20,6 +20,7 @@ from app._core import is_valid_sscc
 from app.codes import exports, printfile
 from tests.conftest import ROOT
 from tests.helpers import activate, assert_error, issue_cases, issue_units, scheme_for_tests
+from tests.race_support import audit_rows
 
 PASS_OUT = "outer-passphrase-1"
 PASS_IN = "inner-passphrase-2"
@@ -1010,3 +1011,33 @@ async def test_a_case_of_units_of_a_retired_key_version_is_traced_and_unpacked(
         assert refused.details == {"count": 2, "codes": ids}
     finally:
         app.state.scheme = kept
+
+
+async def test_a_printer_key_registered_again_writes_no_audit_row(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``PUT /printers/{id}/public-key`` with the key the printer has already (a
+    retry, the same file uploaded again) wrote a ``set_public_key`` row each time. README: a
+    call that changes nothing writes no row; another key still writes one."""
+    admin = await login("admin")
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": f"Same key printer {secrets.token_hex(3)}",
+            "erp_code": f"SKP-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    printer = org.json()["id"]
+    url = f"/printers/{printer}/public-key"
+    pem = RSA.generate(2048).public_key().export_key().decode()
+    for sent in (pem, pem + "\n"):  # the same key, in the stored spelling or not
+        answer = await client.put(url, headers=admin, json={"public_key_pem": sent})
+        assert answer.status_code == 204, answer.text
+    assert len(await audit_rows(app, "org", printer, "set_public_key")) == 1
+    other = RSA.generate(2048).public_key().export_key().decode()
+    assert (await client.put(url, headers=admin, json={"public_key_pem": other})).status_code == 204
+    assert len(await audit_rows(app, "org", printer, "set_public_key")) == 2

@@ -618,3 +618,33 @@ async def test_a_move_to_its_own_parent_is_no_move(client: Any, login: Any, demo
     )
     assert stay.status_code == 200 and stay.json()["parent_id"] == demo["AGENT-ZJ"], stay.text
     assert await _org_actions(client, admin, store) == ["create"]
+
+
+async def test_an_org_patch_of_the_values_already_set_writes_no_audit_row(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``PATCH /orgs/{id}`` with the values the organisation already has (a console
+    form saved unchanged: its name, no address, its region and position) wrote an ``update``
+    row, before and after the same, and moved ``updated_at``: only ``{}`` was a no-op. README:
+    a PATCH of the values already set answers 200 with the entity as it is and writes no row."""
+    admin = await login("admin")
+    place = {
+        "province_code": "330000",
+        "province_name": "浙江省",
+        "city_code": "330100",
+        "city_name": "杭州市",
+        "latitude": 30.25,
+        "longitude": 120,  # a whole number: stored as the float 120.0
+    }
+    store = await _new_org(client, admin, "store", demo["AGENT-ZJ"], **place)
+    org = (await client.get(f"/orgs/{store}", headers=admin)).json()
+    for body in ({}, {"name": org["name"], "address": None, "erp_code": org["erp_code"]}, place):
+        same = await client.patch(f"/orgs/{store}", headers=admin, json=body)
+        assert same.status_code == 200, same.text
+        assert same.json() == org, body
+    assert await _org_actions(client, admin, store) == ["create"]
+    changed = await client.patch(
+        f"/orgs/{store}", headers=admin, json={"name": org["name"], "address": "西湖路 1 号"}
+    )
+    assert changed.status_code == 200 and changed.json()["address"] == "西湖路 1 号", changed.text
+    assert await _org_actions(client, admin, store) == ["update", "create"]

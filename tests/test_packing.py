@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import activate, assert_error, issue_cases, issue_units
+from tests.race_support import audit_rows
 
 AT = "2026-11-20T09:00:00+08:00"
 _ids = itertools.count()
@@ -1392,3 +1393,46 @@ async def test_undo_reaches_past_the_lines_fifty_newest_packings(
     assert undone == [(200, case) for case in reversed(cases)], undone[48:]
     answer = await client.post("/lines/PZU1/undo", headers=operator, json={"reason": "lot"})
     assert_error(answer, 404, "nothing_to_undo")
+
+
+async def test_rules_or_a_line_context_set_to_what_they_are_write_no_audit_row(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: ``PUT /packing/rules/{product}`` with the rules the product has already (in
+    another order) wrote a ``set_packing_rules`` row, before and after the same, and ``PUT
+    /lines/{line}/context`` with the product, lot and date the line has already wrote another
+    ``set_context`` row each time. README: a call that changes nothing answers 200 with the
+    entity as it is and writes no row; a change still writes one."""
+    admin, operator = await login("admin"), await login("operator")
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": "Same rules", "product_no": f"SAME-{secrets.token_hex(3)}"},
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()["id"]
+    inner, master = {"level": "inner", "quantity": 6}, {"level": "master", "quantity": 4}
+    first = await client.put(f"/packing/rules/{product}", headers=admin, json=[inner, master])
+    assert first.status_code == 200, first.text
+    again = await client.put(
+        f"/packing/rules/{product}", headers=admin, json=[{**master, "strict": True}, inner]
+    )
+    assert again.status_code == 200 and again.json() == first.json(), again.text
+    assert len(await audit_rows(app, "product", product, "set_packing_rules")) == 1
+    looser = await client.put(
+        f"/packing/rules/{product}", headers=admin, json=[inner, {**master, "strict": False}]
+    )
+    assert looser.status_code == 200, looser.text
+    assert len(await audit_rows(app, "product", product, "set_packing_rules")) == 2
+
+    url = f"/lines/SAME-{secrets.token_hex(3)}/context"
+    context = {"product_id": product, "lot": "LOT-SAME", "production_date": "2026-11-20"}
+    set_ = await client.put(url, headers=operator, json=context)
+    assert set_.status_code == 200, set_.text
+    line = set_.json()
+    same = await client.put(url, headers=operator, json=context)
+    assert same.status_code == 200 and same.json() == line, same.text
+    assert len(await audit_rows(app, "line", line["id"], "set_context")) == 1
+    moved = await client.put(url, headers=operator, json={**context, "lot": "LOT-NEXT"})
+    assert moved.status_code == 200 and moved.json()["lot"] == "LOT-NEXT", moved.text
+    assert len(await audit_rows(app, "line", line["id"], "set_context")) == 2

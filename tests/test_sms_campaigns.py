@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 from app.sms import sender
 from app.sms.gateway import Result, gateway_from_settings
 from tests.helpers import assert_error
-from tests.race_support import deleted_once, twice_held
+from tests.race_support import audit_rows, deleted_once, twice_held
 from tests.sms_gateway import LocalGateway
 
 
@@ -824,3 +824,32 @@ async def test_an_sms_template_deleted_twice_at_once_is_deleted_once(
         marketer,
     )
     await deleted_once(app, answers, "sms_template", tid, "sms.template.delete")
+
+
+async def test_an_sms_template_patch_of_its_own_body_writes_no_audit_row(
+    client: Any, app: Any, login: Any
+) -> None:
+    """A probe: ``PATCH /sms/templates/{id}`` with the body (and provider id) it already has
+    wrote an ``sms.template.update`` audit row and moved ``updated_at``: ``update_template``
+    audited whatever fields were sent. README: a call that changes nothing answers 200 with
+    the entity as it is and writes no row."""
+    marketer = await login("marketer")
+    made = await client.post(
+        "/sms/templates",
+        headers=marketer,
+        json={"name": f"same_{secrets.token_hex(3)}", "body": "{season}新品上市"},
+    )
+    assert made.status_code == 201, made.text
+    kept = made.json()
+    template_id = kept["id"]
+    for body in ({}, {"body": kept["body"]}, {"provider_template_id": None}):
+        same = await client.patch(f"/sms/templates/{template_id}", headers=marketer, json=body)
+        assert same.status_code == 200, same.text
+        assert same.json() == kept, body
+    assert await audit_rows(app, "sms_template", template_id, "sms.template.update") == []
+    changed = await client.patch(
+        f"/sms/templates/{template_id}", headers=marketer, json={"body": "{season}上新"}
+    )
+    assert changed.status_code == 200 and changed.json()["body"] == "{season}上新", changed.text
+    (row,) = await audit_rows(app, "sms_template", template_id, "sms.template.update")
+    assert row["after"] == {"body": "{season}上新"}

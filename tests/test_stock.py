@@ -674,3 +674,42 @@ async def test_stock_org_filter_outside_the_subtree_answers_unknown_org_as_the_c
             404,
             "unknown_org",
         )
+
+
+async def test_a_threshold_set_to_what_it_is_writes_no_audit_row(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``PUT /stock/thresholds/{org}/{product}`` with the minimum in place wrote a
+    ``set`` row, before and after the same, every time (and bumped the open low-stock alert
+    as if the stock had been found short again). README: a call that changes nothing, as a
+    points or rebate rule set to what it is, answers 200 as it is and writes no row."""
+    admin, tag = await login("admin"), uuid.uuid4().hex[:6]
+    made = await client.post(
+        "/products", headers=admin, json={"name": f"Same {tag}", "product_no": f"SM-{tag}"}
+    )
+    assert made.status_code == 201, made.text
+    org, product = demo["STORE-HZ-01"], made.json()["id"]
+    url = f"/stock/thresholds/{org}/{product}"
+
+    async def occurrences() -> list[int]:
+        async with app.state.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT occurrences FROM alerts WHERE dedup_key = %s",
+                    (f"low_stock:{org}:{product}",),
+                )
+            ).fetchall()
+        return [r["occurrences"] for r in rows]
+
+    try:
+        first = await client.put(url, headers=admin, json={"min_units": 7})
+        assert first.status_code == 200 and first.json()["below"] is True, first.text
+        assert await occurrences() == [1]  # none on hand: the alert is raised
+        again = await client.put(url, headers=admin, json={"min_units": 7})
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()
+        assert len(await audit_rows(app, "stock_threshold", f"{org}:{product}", "set")) == 1
+        assert await occurrences() == [1]
+    finally:  # 0: never below (the alert recovered)
+        await client.put(url, headers=admin, json={"min_units": 0})
+    assert len(await audit_rows(app, "stock_threshold", f"{org}:{product}", "set")) == 2

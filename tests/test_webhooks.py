@@ -1714,3 +1714,41 @@ async def test_a_number_in_the_delivery_log_s_time_filter_is_refused(
                 {"type": "string", "format": "date-time"},
                 {"type": "null"},
             ], p
+
+
+async def test_a_subscription_patch_that_changes_nothing_writes_no_audit_row(
+    wh: httpx.AsyncClient, login: Any
+) -> None:
+    """A probe: ``PATCH /webhooks/subscriptions/{id}`` with ``{}`` or with what the
+    subscription has already (its URL with blanks around it, its kinds in another order and
+    twice) wrote an ``update`` audit row, before and after the same, and moved ``updated_at``.
+    README: a call that changes nothing answers 200 with the entity as it is and writes no
+    row; a change still writes one."""
+    admin = await login("admin")
+    url = "http://127.0.0.1:9/same"
+    kinds = ["alert.counterfeit", "shipment.confirmed"]
+    made = await subscribe(wh, admin, url, kinds, description="as it is")
+    base = f"/webhooks/subscriptions/{made['id']}"
+    kept = (await wh.get(base, headers=admin)).json()
+
+    async def updates() -> list[str]:
+        trail = await wh.get(
+            "/audit",
+            headers=admin,
+            params={"entity": "webhook_subscription", "entity_id": str(made["id"])},
+        )
+        assert trail.status_code == 200, trail.text
+        return [row["action"] for row in trail.json()["items"] if row["action"] == "update"]
+
+    for body in (
+        {},
+        {"url": f" {url} ", "event_kinds": [*reversed(kinds), kinds[0]]},
+        {"description": "as it is", "active": True},
+    ):
+        same = await wh.patch(base, headers=admin, json=body)
+        assert same.status_code == 200, same.text
+        assert same.json() == kept, body
+    assert await updates() == []
+    paused = await wh.patch(base, headers=admin, json={"active": False})
+    assert paused.status_code == 200 and paused.json()["active"] is False, paused.text
+    assert await updates() == ["update"]

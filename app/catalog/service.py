@@ -22,7 +22,7 @@ from app.catalog.schemas import (
     ProductOut,
     ProductPatch,
 )
-from app.db import Conn, changes_of, update_row
+from app.db import Conn, changed, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.service import visible
 from app.paging import Page, contains, fetch_page
@@ -134,7 +134,10 @@ async def update_category(
     await _writable(conn, actor, "categories", category_id, "category")
     # locked: a concurrent change is audited before or after this one, never skipped (a probe)
     before = await _category(conn, category_id, "FOR NO KEY UPDATE")
-    changes = changes_of(patch)
+    changes = changed(before, changes_of(patch))
+    if not changes:  # saved unchanged (a form, a retry): no write and no row, as PATCH /orgs/{id}
+        # {} (a probe: an ``update`` row, before and after the same, and updated_at moved)
+        return before
     if (
         "name" in changes
         and await (
@@ -330,6 +333,10 @@ async def update_product(
     )
     if "gtin" in changes:
         changes["gtin"] = _gtin14(changes["gtin"])
+    changes = changed(before, changes)  # the GTIN compared in its stored, 14-digit form
+    if not changes:  # saved unchanged: no write and no row, as a category's (a probe)
+        return before
+    if "gtin" in changes:
         await _check_gtin_change(conn, before, changes["gtin"])
     if "category_id" in changes:
         await _check_category(conn, changes["category_id"], before.org_id)

@@ -416,6 +416,15 @@ async def set_printer_key(conn: Conn, actor: Principal, printer_id: int, pem: st
         pem = public_key(pem).export_key("PEM").decode()
     except PrintFileError as exc:
         raise ValidationFailed(str(exc), code="invalid_public_key") from None
+    # held as the UPDATE would hold it: a key set meanwhile is waited for, then compared
+    held = await (
+        await conn.execute(
+            "SELECT public_key_pem FROM orgs WHERE id = %s FOR NO KEY UPDATE", (printer_id,)
+        )
+    ).fetchone()
+    if held is not None and held["public_key_pem"] == pem:  # the key it has already (a retry):
+        # no write, no row (a probe: a ``set_public_key`` row each time)
+        return
     await conn.execute("UPDATE orgs SET public_key_pem = %s WHERE id = %s", (pem, printer_id))
     await audit.record(
         conn,

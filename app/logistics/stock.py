@@ -106,7 +106,8 @@ async def set_threshold(
     set one transaction at a time (``Lock.STOCK_THRESHOLDS``, which their evaluation takes
     anyway), taken before ``before`` is read: the audit log, their only history, shows each
     change's predecessor (a probe: two changes at once both read 5, and the 10 that the second
-    replaced was never seen; a row lock would not do, a first setting has no row yet)."""
+    replaced was never seen; a row lock would not do, a first setting has no row yet). The
+    minimum it has already changes nothing: answered as it is, unwritten and unaudited."""
     actor.require_any(*WRITE)
     path = await scoped_org_path(conn, actor, org_id, visible=True)  # 404 unknown_org
     # the brand's product: of any organisation of its tree (one may be kept under its factory;
@@ -127,11 +128,13 @@ async def set_threshold(
             (org_id, product_id),
         )
     ).fetchone()
-    await conn.execute(
-        """INSERT INTO stock_thresholds (org_id, product_id, min_units) VALUES (%s, %s, %s)
-           ON CONFLICT (org_id, product_id) DO UPDATE SET min_units = EXCLUDED.min_units""",
-        (org_id, product_id, data.min_units),
-    )
+    unchanged = before is not None and before["min_units"] == data.min_units
+    if not unchanged:
+        await conn.execute(
+            """INSERT INTO stock_thresholds (org_id, product_id, min_units) VALUES (%s, %s, %s)
+               ON CONFLICT (org_id, product_id) DO UPDATE SET min_units = EXCLUDED.min_units""",
+            (org_id, product_id, data.min_units),
+        )
     row = await (
         await conn.execute(
             f"SELECT {_THRESHOLD_COLUMNS} FROM {_THRESHOLD_SOURCE} "
@@ -141,6 +144,9 @@ async def set_threshold(
     ).fetchone()
     assert row is not None
     out = _threshold(row)
+    if unchanged:  # set to what it is (a form, a retry): no write, no row, its alert not bumped
+        # (a probe: a ``set`` row each time, before and after the same)
+        return out
     await audit.record(
         conn,
         actor,

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from app import audit
 from app.auth.principal import Principal
-from app.db import Conn, changes_of, update_row
+from app.db import Conn, changed, changes_of, update_row
 from app.errors import NotFound, Unprocessable
 from app.members.points import balance
 from app.members.principal import Member, brand_of_staff
@@ -96,8 +94,7 @@ async def update_gift(conn: Conn, actor: Principal, gift_id: int, patch: GiftPat
     if "provinces" in changes:
         changes["provinces"] = sorted(set(member_provinces(changes["provinces"], "provinces")))
     _window(changes.get("valid_from", before.valid_from), changes.get("valid_to", before.valid_to))
-    current = msgspec.structs.asdict(before)
-    changes = {k: v for k, v in changes.items() if v != current[k]}
+    changes = changed(before, changes)
     if not changes:  # saved unchanged (a form, a retry): no write and no row, as PATCH /orgs/{id}
         # {} (a probe: an ``update`` row, before and after the same, and updated_at moved)
         return before

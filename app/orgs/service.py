@@ -9,7 +9,7 @@ import msgspec
 from app import audit, locks
 from app.auth.principal import Principal, brand_of
 from app.auth.service import ensure_not_stronger, permissions_held_below
-from app.db import Conn, changes_of, update_row
+from app.db import Conn, changed, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
 from app.paging import Page, contains, fetch_page
@@ -250,7 +250,8 @@ async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch)
     # this one, never skipped (a probe); NO KEY: references to the organisation are not held up
     await conn.execute("SELECT 1 FROM orgs WHERE id = %s FOR NO KEY UPDATE", (org_id,))
     before = await get_org(conn, None, org_id)
-    changes = changes_of(patch)
+    # stored as given (text as sent, coordinates as the same floats): compared as sent
+    changes = changed(before, changes_of(patch))
     if not changes:
         return before
     merged = {**msgspec.structs.asdict(before), **changes}

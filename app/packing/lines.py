@@ -71,11 +71,28 @@ async def list_lines(conn: Conn, actor: Principal, page: int, per_page: int) -> 
 
 
 async def set_context(conn: Conn, actor: Principal, code: str, data: LineContextIn) -> LineOut:
-    """Set what a line produces now (creates the line on first use); audited."""
+    """Set what a line produces now (creates the line on first use); audited. The context it
+    has already changes nothing (no write, no row)."""
     actor.require("packing.scan")
     if not 1 <= len(code) <= 32 or not all(c.isalnum() or c in "._-" for c in code):
         raise Unprocessable("a line code is 1–32 letters, digits, '.', '_' or '-'", code="bad_line")
     await brand_product(conn, actor, data.product_id)
+    # held as the upsert would hold it: a change in flight is waited for and then compared
+    held = await (
+        await conn.execute(
+            "SELECT product_id, lot, production_date FROM lines WHERE org_id = %s AND code = %s "
+            "FOR NO KEY UPDATE",
+            (actor.org_id, code),
+        )
+    ).fetchone()
+    if held == {
+        "product_id": data.product_id,
+        "lot": data.lot,
+        "production_date": data.production_date,
+    }:
+        # set to what it is (a shift's start, a retry): no write and no row (a probe: a
+        # ``set_context`` row each time, naming the same product, lot and date)
+        return await get_line(conn, actor, code)
     await conn.execute(
         """INSERT INTO lines (org_id, code, product_id, lot, production_date, updated_by)
            VALUES (%s, %s, %s, %s, %s, %s)
@@ -105,7 +122,8 @@ async def get_rules(conn: Conn, actor: Principal, product_id: int) -> list[Packi
 async def set_rules(
     conn: Conn, actor: Principal, product_id: int, rules: list[PackingRuleIn]
 ) -> list[PackingRuleOut]:
-    """Replace a product's packing rules (one per level); audited. Replacements of one product's
+    """Replace a product's packing rules (one per level); audited, unless they are those it
+    has already (no write, no row). Replacements of one product's
     rules run one after the other (its row locked): two at once mixed their rules, or refused
     the same set with a unique-key conflict (a probe). Written as the product is
     (``catalog.service.writable_product``: 404 outside the caller's subtree; a probe: an
@@ -118,6 +136,11 @@ async def set_rules(
     await writable_product(conn, actor, product_id)
     await conn.execute("SELECT 1 FROM products WHERE id = %s FOR NO KEY UPDATE", (product_id,))
     before = await get_rules(conn, actor, product_id)
+    wanted = {(r.level, r.quantity, r.strict) for r in rules}
+    if wanted == {(r.level, r.quantity, r.strict) for r in before}:
+        # the rules it has already (one per level, so as sets): no write and no row (a probe:
+        # a ``set_packing_rules`` row whose before and after were the same)
+        return before
     await conn.execute("DELETE FROM packing_rules WHERE product_id = %s", (product_id,))
     for rule in rules:
         await conn.execute(

@@ -34,7 +34,7 @@ from app import audit, idempotency, locks
 from app.auth.principal import Principal
 from app.auth.service import org_status
 from app.config import Settings
-from app.db import Conn, changes_of, update_row
+from app.db import Conn, changed, changes_of, update_row
 from app.errors import (
     BadRequest,
     Conflict,
@@ -334,18 +334,19 @@ async def update_template(
     _brand_staff(actor, "only the brand's own staff write its templates")
     # locked: a concurrent change is audited before or after this one, never skipped (a probe)
     before = await _own_template(conn, actor, template_id, "FOR NO KEY UPDATE")
-    changes = changes_of(data)
-    if changes:
-        await update_row(conn, "sms_templates", template_id, changes)
-        await audit.record(
-            conn,
-            actor,
-            "sms.template.update",
-            "sms_template",
-            template_id,
-            before=before,
-            after=changes,
-        )
+    changes = changed(before, changes_of(data))
+    if not changes:
+        return _template(before)
+    await update_row(conn, "sms_templates", template_id, changes)
+    await audit.record(
+        conn,
+        actor,
+        "sms.template.update",
+        "sms_template",
+        template_id,
+        before=before,
+        after=changes,
+    )
     return _template(await _own_template(conn, actor, template_id))
 
 

@@ -25,7 +25,7 @@ import msgspec
 from app import audit
 from app.auth.principal import Principal
 from app.config import Settings
-from app.db import Conn, changes_of, update_row
+from app.db import Conn, changed, changes_of, update_row
 from app.errors import BadRequest, Conflict
 from app.localtime import aware
 from app.orgs.service import org_path
@@ -200,6 +200,10 @@ async def update(
         changes["event_kinds"] = _check_kinds(changes["event_kinds"])
     if "description" in changes:
         check_text(changes["description"], "description", "body")
+    # compared in their stored forms (the URL as checked, the kinds sorted once each)
+    changes = changed(before, changes)
+    if not changes:
+        return before
     await update_row(conn, "webhook_subscriptions", sub_id, changes)
     after = await get(conn, actor, sub_id)
     await audit.record(
