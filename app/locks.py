@@ -56,8 +56,11 @@ class Lock(IntEnum):
     # transaction, per brand: role names checked and written one at a time; taken before any
     # user's, organisation's or role's row lock of the transaction (a move, by ERP import or of
     # an organisation, locks the users it moves or unsupervises under it: PATCH /users/{id} of a
-    # role and an ERP users import take it first too, or each waits for the other — a deadlock;
-    # PATCH and DELETE /roles/{id} take it, then the role's row, then its holders')
+    # role or a status and an ERP users import take it first too, or each waits for the other —
+    # a deadlock; PATCH and DELETE /roles/{id} take it, then the role's row, then its holders';
+    # PUT /field/reps/{id}/supervisor takes it before the rep's row: a supervisor's demotion or
+    # deactivation, which clears it from its reps under it, is never between the naming's
+    # check and its write)
     ROLE_NAMES = 7_245_024
     # transaction, brand:day (text): a closed dashboard day counted and kept, or dropped by units
     # activated on it late, one at a time (app.analytics.dashboard, app.events.log)

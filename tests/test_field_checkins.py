@@ -437,3 +437,31 @@ async def test_two_store_positions_set_at_once_are_audited_one_after_the_other(
         f"history: {first['before']} -> {first['after']}, then "
         f"{second['before']} -> {second['after']}: a change is missing"
     )
+
+
+async def test_a_store_position_set_to_what_it_is_writes_no_audit_row(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: README ("Every change writes an audit row; a call that changes nothing ...
+    answers 200 with the entity as it is and writes no row"): ``PUT /field/stores/{id}/position``
+    with the store's current position wrote a ``set_position`` row whose before and after were
+    the same (and bumped ``updated_at``). Now 200 with the position, no write, no row."""
+    admin = await login("admin")
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "store", "name": "Placed again", "erp_code": f"PZF-{client_id()}",
+              "parent_id": demo["AGENT-ZJ"]},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    store = made.json()["id"]
+    url = f"/field/stores/{store}/position"
+    first = await client.put(url, headers=admin, json={"lat": 30.25, "lng": 120.15})
+    assert first.status_code == 200, first.text
+    stamped = (await client.get(f"/orgs/{store}", headers=admin)).json()["updated_at"]
+    again = await client.put(url, headers=admin, json={"lat": 30.25, "lng": 120.15})
+    assert again.status_code == 200, again.text
+    assert again.json() == {"store_id": store, "lat": 30.25, "lng": 120.15}
+    rows = await audit_rows(app, "org", store, "set_position")
+    assert len(rows) == 1, f"a no-op position write was audited: {rows}"
+    assert (await client.get(f"/orgs/{store}", headers=admin)).json()["updated_at"] == stamped

@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.field_support import check_in, client_id, nameplate
 from tests.helpers import assert_error
+from tests.race_support import audit_rows
 from tests.test_field_scoping import _login, _user
 
 
@@ -444,3 +445,34 @@ async def test_a_store_closed_after_the_submit_is_not_approved(
         f"/field/plans/{plan_id}/return", headers=sup, json={"reason": "the store closed"}
     )
     assert returned.status_code == 200, returned.text
+
+
+async def test_a_plan_saved_unchanged_writes_no_audit_row(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: README ("a call that changes nothing ... answers 200 with the entity as it is
+    and writes no row"): ``PUT /field/plans/{id}`` with the plan's own title and items (a form
+    saved again, a retried edit) wrote an ``update`` row of the ``visit_plan`` whose before and
+    after were the same. The items compare as a set, with their notes: their order is no
+    change, a note is one."""
+    _, rep = await _user(client, await login("admin"), demo["AGENT-ZJ"], ["field_rep"])
+    items = [
+        {"store_id": demo["STORE-HZ-01"], "planned_on": "2031-03-04", "note": "n"},
+        {"store_id": demo["STORE-NB-01"], "planned_on": "2031-03-05"},
+    ]
+    made = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={"period": "week", "starts_on": "2031-03-03", "title": "Probe week", "items": items},
+    )
+    assert made.status_code == 201, made.text
+    plan = made.json()
+    url = f"/field/plans/{plan['id']}"
+    saved = await client.put(url, headers=rep, json={"title": "Probe week", "items": items[::-1]})
+    assert saved.status_code == 200, saved.text
+    assert saved.json() == plan, "saved unchanged: the plan as it is"
+    assert await audit_rows(app, "visit_plan", plan["id"], "update") == []
+    noted = [{**items[0], "note": "other"}, items[1]]
+    edited = await client.put(url, headers=rep, json={"title": "Probe week", "items": noted})
+    assert edited.status_code == 200, edited.text
+    assert len(await audit_rows(app, "visit_plan", plan["id"], "update")) == 1

@@ -448,3 +448,223 @@ async def test_two_supervisors_named_at_once_are_audited_one_after_the_other(
         f"history: {first['before']} -> {first['after']}, then "
         f"{second['before']} -> {second['after']}: a change is missing"
     )
+
+
+async def test_a_reps_supervisor_named_again_writes_no_audit_row(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: README ("a call that changes nothing ... answers 200 with the entity as it is
+    and writes no row"): ``PUT /field/reps/{id}/supervisor`` naming the supervisor the rep has
+    already (or null for a rep without one) changed nothing, yet wrote a ``set_supervisor`` row
+    each time, its before equal to its after."""
+    admin = await login("admin")
+    rep, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    boss = await user_id(app, "fieldsup")
+    url = f"/field/reps/{rep}/supervisor"
+    cleared = await client.put(url, headers=admin, json={"supervisor_id": None})  # has none
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json() == {"user_id": rep, "supervisor_id": None}
+    assert await audit_rows(app, "user", rep, "set_supervisor") == [], "a null→null was audited"
+    for _ in range(2):
+        named = await client.put(url, headers=admin, json={"supervisor_id": boss})
+        assert named.status_code == 200, named.text
+        assert named.json() == {"user_id": rep, "supervisor_id": boss}
+    rows = await audit_rows(app, "user", rep, "set_supervisor")
+    assert len(rows) == 1, f"the same supervisor named again was audited: {rows}"
+
+
+async def _supervisor_of(app: Any, rep_id: int) -> int | None:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT supervisor_id FROM users WHERE id = %s", (rep_id,))
+        ).fetchone()
+    return None if row["supervisor_id"] is None else int(row["supervisor_id"])
+
+
+async def _submitted_plan(
+    client: Any, admin: dict[str, str], rep_id: int, rep: dict[str, str], sup_id: int
+) -> str:
+    """``sup_id`` named the rep's supervisor, and a plan of the rep's submitted: its URL."""
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": sup_id}
+    )
+    assert named.status_code == 200, named.text
+    plan = await client.post(
+        "/field/plans", headers=rep, json={"period": "week", "starts_on": "2031-05-05"}
+    )
+    assert plan.status_code == 201, plan.text
+    url = f"/field/plans/{plan.json()['id']}"
+    assert (await client.post(f"{url}/submit", headers=rep)).status_code == 200
+    assert (await client.get(url, headers=admin)).json()["supervisor_id"] == sup_id
+    return url
+
+
+async def test_a_supervisor_demoted_out_of_field_supervise_is_no_plans_supervisor(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: README: a rep's supervisor holds ``field.supervise`` (``PUT
+    /field/reps/{id}/supervisor`` refuses any other user, 422 ``bad_supervisor``), and a plan's
+    ``supervisor_id`` is "the one user who approves or returns it". A move cleared a supervisor
+    left behind, a role change did not: demoted, the user stayed the rep's supervisor, and the
+    submitted plan named as its decider a user who could not even read it — stuck. Now the
+    role change clears it from its reps (audited in the user's ``update`` row,
+    ``supervisors_dropped``, as a move's row names them); the supervisor the admin then names
+    decides the plan."""
+    admin = await login("admin")
+    sup_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"])
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    url = await _submitted_plan(client, admin, rep_id, rep, sup_id)
+    demoted = await client.patch(f"/users/{sup_id}", headers=admin, json={"roles": ["analyst"]})
+    assert demoted.status_code == 200, demoted.text
+    assert_error(  # the API itself refuses this user as a supervisor now
+        await client.put(
+            f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": sup_id}
+        ),
+        422,
+        "bad_supervisor",
+    )
+    shown = await client.get(url, headers=admin)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["supervisor_id"] is None, "the plan names a decider without the right"
+    [update] = await audit_rows(app, "user", sup_id, "update")
+    assert update["after"]["supervisors_dropped"] == [{"user_id": rep_id, "supervisor_id": sup_id}]
+    new_id, new = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"])
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": new_id}
+    )
+    assert named.status_code == 200, named.text
+    approved = await client.post(f"{url}/approve", headers=new)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["decided_by"] == new_id
+
+
+async def test_a_role_change_keeping_field_supervise_keeps_the_reps(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A supervisor whose roles change but still hold ``field.supervise`` (another role, or
+    the same one) keeps its reps; the user's ``update`` row names no supervisions dropped."""
+    admin = await login("admin")
+    sup_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor", "analyst"])
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    await _submitted_plan(client, admin, rep_id, rep, sup_id)
+    changed = await client.patch(
+        f"/users/{sup_id}", headers=admin, json={"roles": ["field_supervisor"]}
+    )
+    assert changed.status_code == 200, changed.text
+    assert await _supervisor_of(app, rep_id) == sup_id
+    [update] = await audit_rows(app, "user", sup_id, "update")
+    assert "supervisors_dropped" not in update["after"]
+
+
+async def test_a_custom_role_edited_to_drop_field_supervise_unsupervises_its_holders_reps(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe's kin: a custom role holding ``field.supervise`` edited to drop it demotes every
+    holder at once — a holder without it from another role is cleared from its reps (in the
+    role's ``update`` row, ``supervisors_dropped``), one holding it through ``field_supervisor``
+    too keeps them."""
+    admin = await login("admin")
+    name = f"sup_{secrets.token_hex(4)}"
+    role = await client.post(
+        "/roles", headers=admin, json={"name": name, "permissions": ["field.supervise"]}
+    )
+    assert role.status_code == 201, role.text
+    role_id = role.json()["id"]
+    only, _ = await _user(client, admin, demo["AGENT-ZJ"], [name])
+    both, _ = await _user(client, admin, demo["AGENT-ZJ"], [name, "field_supervisor"])
+    reps = {}
+    for sup_id in (only, both):
+        reps[sup_id], rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+        await _submitted_plan(client, admin, reps[sup_id], rep, sup_id)
+    edited = await client.patch(
+        f"/roles/{role_id}", headers=admin, json={"permissions": ["field.visit"]}
+    )
+    assert edited.status_code == 200, edited.text
+    assert await _supervisor_of(app, reps[only]) is None
+    assert await _supervisor_of(app, reps[both]) == both
+    [update] = await audit_rows(app, "role", role_id, "update")
+    assert update["after"]["supervisors_dropped"] == [
+        {"user_id": reps[only], "supervisor_id": only}
+    ]
+
+
+async def test_a_deactivated_supervisor_is_no_plans_supervisor(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe's kin: a supervisor deactivated (``PATCH /users/{id}`` ``inactive``) stayed its
+    reps' supervisor, the submitted plan naming as its decider a user who cannot sign in —
+    stuck, as a demoted one's. Now cleared as a demotion clears it (``supervisors_dropped``)."""
+    admin = await login("admin")
+    sup_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"])
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    url = await _submitted_plan(client, admin, rep_id, rep, sup_id)
+    gone = await client.patch(f"/users/{sup_id}", headers=admin, json={"status": "inactive"})
+    assert gone.status_code == 200, gone.text
+    assert (await client.get(url, headers=admin)).json()["supervisor_id"] is None
+    [update] = await audit_rows(app, "user", sup_id, "update")
+    assert update["after"]["supervisors_dropped"] == [{"user_id": rep_id, "supervisor_id": sup_id}]
+
+
+async def _org(client: Any, admin: dict[str, str], kind: str, parent_id: int) -> int:
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": kind,
+            "name": f"pz {secrets.token_hex(3)}",
+            "parent_id": parent_id,
+            "erp_code": f"PZ-{secrets.token_hex(4)}",
+        },
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def test_a_supervisor_whose_organisation_is_deactivated_is_no_plans_supervisor(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe's kin: a supervisor at a store that was deactivated (its account off with its
+    organisation) stayed the supervisor of a rep whose organisation stayed active, the plan
+    stuck. Now the deactivation clears it (the ``deactivate`` row's ``supervisors_dropped``);
+    a rep deactivated with its supervisor keeps it (reactivated, both as before)."""
+    admin = await login("admin")
+    store = await _org(client, admin, "store", demo["AGENT-ZJ"])
+    sup_id, _ = await _user(client, admin, store, ["field_supervisor"])
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    inside_id, inside = await _user(client, admin, store, ["field_rep"])
+    url = await _submitted_plan(client, admin, rep_id, rep, sup_id)
+    await _submitted_plan(client, admin, inside_id, inside, sup_id)
+    off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    assert (await client.get(url, headers=admin)).json()["supervisor_id"] is None
+    assert await _supervisor_of(app, inside_id) == sup_id
+    [row] = await audit_rows(app, "org", store, "deactivate")
+    assert row["after"]["supervisors_dropped"] == [{"user_id": rep_id, "supervisor_id": sup_id}]
+
+
+async def test_a_supervisor_moved_away_from_its_custom_supervising_role_is_no_supervisor(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe's kin: a store moved out from under the distributor whose custom role gave its
+    user ``field.supervise`` loses the role (out of reach), and the user stayed its reps'
+    supervisor, unable to decide their plans. The move now clears it (the move row's
+    ``supervisors_dropped``)."""
+    admin = await login("admin")
+    distributor = await _org(client, admin, "distributor", demo["AGENT-ZJ"])
+    store = await _org(client, admin, "store", distributor)
+    _, dist_admin = await _user(client, admin, distributor, ["org_admin"])
+    name = f"dsup_{secrets.token_hex(3)}"
+    role = await client.post(
+        "/roles", headers=dist_admin, json={"name": name, "permissions": ["field.supervise"]}
+    )
+    assert role.status_code == 201, role.text
+    sup_id, _ = await _user(client, admin, store, [name])
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    url = await _submitted_plan(client, admin, rep_id, rep, sup_id)
+    moved = await client.post(
+        f"/orgs/{store}/move", headers=admin, json={"parent_id": demo["AGENT-ZJ"]}
+    )
+    assert moved.status_code == 200, moved.text
+    assert (await client.get(url, headers=admin)).json()["supervisor_id"] is None
+    [row] = await audit_rows(app, "org", store, "move")
+    assert row["after"]["supervisors_dropped"] == [{"user_id": rep_id, "supervisor_id": sup_id}]

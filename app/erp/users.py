@@ -32,7 +32,7 @@ from app.erp.masterdata import Importer, attempt, differences, given, values_of
 from app.erp.rows import Item, Spec
 from app.erp.schemas import UserRow
 from app.errors import NotFound, Unprocessable
-from app.orgs.service import drop_roles_out_of_reach, path_live
+from app.orgs.service import drop_roles_out_of_reach, drop_unfit_supervisors, path_live
 from app.users.schemas import UserIn, UserPatch
 from app.users.service import create_user, update_user
 
@@ -274,6 +274,8 @@ async def _move(conn: Conn, actor: Principal, user: dict[str, Any], org: dict[st
     await end_sessions(conn, user["id"])
     dropped = await drop_roles_out_of_reach(conn, new_path, user["id"])
     unsupervised = await _drop_supervisors_left_behind(conn, user["id"], old_path, new_path)
+    if dropped:  # a custom role holding field.supervise left behind: a supervisor no more
+        unsupervised += await drop_unfit_supervisors(conn, [user["id"]])
     await audit.record(
         conn,
         actor,

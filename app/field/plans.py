@@ -192,7 +192,8 @@ async def edit_plan(conn: Conn, actor: Principal, plan_id: int, data: PlanEditIn
     """Replace a draft or returned plan's title and items (its rep only). The plan moves to the
     rep's organisation of now, whose stores the items are checked against: a probe found a rep
     moved to another agent edit the draft for the new agent's stores and submit it, read by the
-    old agent's admin and not by the new one's (plans are scoped by ``visit_plans.org_id``)."""
+    old agent's admin and not by the new one's (plans are scoped by ``visit_plans.org_id``).
+    Saved unchanged (``_unchanged``): the plan as it is, no write and no audit row."""
     actor.require("field.visit")
     row = await _row(conn, actor, plan_id, lock=True)
     if row["rep_id"] != actor.user_id:
@@ -205,6 +206,9 @@ async def edit_plan(conn: Conn, actor: Principal, plan_id: int, data: PlanEditIn
         )
     before = await _out(conn, row)
     await _check_items(conn, actor, data.items, row["starts_on"], row["ends_on"])
+    if await _unchanged(conn, actor, before, data):  # saved again (a form, a retried edit):
+        # no write, no row (README: a call that changes nothing; a probe)
+        return before
     await conn.execute(
         "UPDATE visit_plans SET title = %s, org_id = %s, updated_at = now() WHERE id = %s",
         (data.title, actor.org_id, plan_id),
@@ -213,6 +217,21 @@ async def edit_plan(conn: Conn, actor: Principal, plan_id: int, data: PlanEditIn
     after = await get_plan(conn, actor, plan_id)
     await audit.record(conn, actor, "update", "visit_plan", plan_id, before=before, after=after)
     return after
+
+
+async def _unchanged(conn: Conn, actor: Principal, plan: PlanOut, data: PlanEditIn) -> bool:
+    """Whether the edit ``data`` leaves ``plan`` as it is: the same title, the same items (one
+    per store and day, the last given kept, as ``_write_items`` keeps it) with the same notes,
+    and the plan in the rep's organisation of now already (an edit moves it there)."""
+    wanted = {(i.store_id, i.planned_on): i.note for i in data.items}
+    had = {(i.store_id, i.planned_on): i.note for i in plan.items}
+    if data.title != plan.title or wanted != had:
+        return False
+    row = await (
+        await conn.execute("SELECT org_id FROM visit_plans WHERE id = %s", (plan.id,))
+    ).fetchone()
+    assert row is not None  # the plan's row, locked by the caller
+    return bool(row["org_id"] == actor.org_id)
 
 
 async def _recheck_items(conn: Conn, plan_id: int, rep_id: int) -> None:

@@ -4,16 +4,20 @@
   code and URL (``app.field.nameplates``), as JSON, PNG or PDF.
 - A store's recorded position (``field.nameplates``): the point check-ins are measured from.
 - A rep's supervisor (``users.write``, both users administered by the caller, the same brand,
-  the supervisor holding ``field.supervise``).
+  the supervisor active and holding ``field.supervise``). A supervisor who stops being one
+  (``app.orgs.service.drop_unfit_supervisors``: its roles lose ``field.supervise``, its account
+  or its organisation is deactivated) is cleared from its reps in the same transaction, as a
+  move clears one left behind: a plan names its rep's supervisor as the one who decides it,
+  and nobody else may.
 
-Each change is audited.
+Each change is audited; a change to what is already set writes nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from app import audit
+from app import audit, locks
 from app.auth.principal import Principal, brand_of
 from app.auth.service import ORG_STATUS, ensure_not_stronger
 from app.config import Settings
@@ -61,11 +65,14 @@ async def set_position(
     # concurrent change is audited before or after this one, never skipped (a probe: two at once
     # both audited the original position); NO KEY: references to the store are not held up
     store = await _store(conn, actor, store_id, "FOR NO KEY UPDATE")
+    out = PositionOut(store_id=store_id, lat=data.lat, lng=data.lng)
+    if (store["latitude"], store["longitude"]) == (data.lat, data.lng):  # set to what it is
+        # (a form, a retry): no write, no row (README: a call that changes nothing; a probe)
+        return out
     await conn.execute(
         "UPDATE orgs SET latitude = %s, longitude = %s, updated_at = now() WHERE id = %s",
         (data.lat, data.lng, store_id),
     )
-    out = PositionOut(store_id=store_id, lat=data.lat, lng=data.lng)
     await audit.record(
         conn,
         actor,
@@ -108,12 +115,17 @@ async def set_supervisor(
     an edit of the rep's account, so not of one stronger than the caller (403
     ``stronger_account``), as every other edit of a user."""
     actor.require("users.write")
+    if data.supervisor_id is not None:  # the brand's role-name lock before any user's row (its
+        # order, ``Lock.ROLE_NAMES``): a demotion or a deactivation of the supervisor
+        # (``drop_unfit_supervisors``, under it) is then before this naming, refused, or after
+        # it, which it clears: never between the check below and the write, the demoted user
+        # left named
+        await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, actor.brand_id)
     # the rep's row held before its supervisor (the audit's "before") is read, as ``update_user``
     # holds it: two namings at once are audited one after the other (a probe: both audited the
     # original supervisor). NO KEY: the new supervisor's row is then key-shared by the foreign
     # key; two reps naming each other at once would otherwise deadlock. No role-name lock is
-    # taken after it (``Lock.ROLE_NAMES``: before any user's row), as ``update_user`` takes none
-    # for a change that is not of roles.
+    # taken after it (``Lock.ROLE_NAMES``: before any user's row, above).
     await conn.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
     rep = await _user_row(conn, actor, user_id)
     ensure_not_stronger(actor, sorted(rep["permissions"]), "user")
@@ -129,11 +141,14 @@ async def set_supervisor(
             raise Unprocessable(
                 "the supervisor lacks the permission field.supervise", code="bad_supervisor"
             )
+    out = SupervisorOut(user_id=user_id, supervisor_id=data.supervisor_id)
+    if rep["supervisor_id"] == data.supervisor_id:  # named again, or null for none: no write,
+        # no row (README: a call that changes nothing; a probe)
+        return out
     await conn.execute(
         "UPDATE users SET supervisor_id = %s, updated_at = now() WHERE id = %s",
         (data.supervisor_id, user_id),
     )
-    out = SupervisorOut(user_id=user_id, supervisor_id=data.supervisor_id)
     await audit.record(
         conn,
         actor,

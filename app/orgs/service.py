@@ -8,7 +8,7 @@ import msgspec
 
 from app import audit, locks
 from app.auth.principal import Principal, brand_of
-from app.auth.service import ensure_not_stronger, permissions_held_below
+from app.auth.service import ensure_not_stronger, org_status, permissions_held_below
 from app.db import Conn, changed, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
 from app.orgs.schemas import OrgIn, OrgOut, OrgPatch
@@ -295,10 +295,29 @@ async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> 
     )
     after = await get_org(conn, None, org_id)
     action = "deactivate" if status == "inactive" else "activate"
+    audited: Any = after
+    if status == "inactive":  # its supervisors supervise no more: their reps outside it, live,
+        # are cleared (``drop_unfit_supervisors``), named in the row as a move names them
+        unsupervised = await drop_unfit_supervisors(conn, await _supervisors_in(conn, row["path"]))
+        if unsupervised:
+            audited = {**msgspec.structs.asdict(after), "supervisors_dropped": unsupervised}
     await audit.record(
-        conn, actor, action, "org", org_id, before=before, after=after, org_id=org_id
+        conn, actor, action, "org", org_id, before=before, after=audited, org_id=org_id
     )
     return after
+
+
+async def _supervisors_in(conn: Conn, subtree: str) -> list[int]:
+    """The users of ``subtree`` (a path) who supervise some rep."""
+    rows = await (
+        await conn.execute(
+            """SELECT s.id FROM users s JOIN orgs o ON o.id = s.org_id
+                WHERE o.path LIKE %s
+                  AND EXISTS (SELECT 1 FROM users r WHERE r.supervisor_id = s.id)""",
+            (subtree + "%",),
+        )
+    ).fetchall()
+    return [r["id"] for r in rows]
 
 
 async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) -> OrgOut:
@@ -350,6 +369,8 @@ async def move_org(conn: Conn, actor: Principal, org_id: int, parent_id: int) ->
     )
     dropped = await drop_roles_out_of_reach(conn, new_path)
     unsupervised = await _drop_supervisors_left_behind(conn, old_path, new_path)
+    # a supervisor whose custom role holding field.supervise stayed behind supervises no more
+    unsupervised += await drop_unfit_supervisors(conn, sorted({r["user_id"] for r in dropped}))
     after = await get_org(conn, None, org_id)
     await audit.record(
         conn,
@@ -446,3 +467,33 @@ async def drop_roles_out_of_reach(
         )
     ).fetchall()
     return [dict(r) for r in rows]
+
+
+async def drop_unfit_supervisors(conn: Conn, supervisor_ids: list[int]) -> list[dict[str, int]]:
+    """Clear the supervisor of each live rep (active, of an active organisation line) supervised
+    by one of ``supervisor_ids`` who can no longer supervise — its roles without
+    ``field.supervise`` (a role change, a custom role edited, a role dropped by a move), its
+    account inactive or its organisation's line deactivated — as ``PUT
+    /field/reps/{id}/supervisor`` would refuse to name it. Left named, it stayed the plans'
+    ``supervisor_id``, the one user who may decide them, while it could not (a probe: a
+    submitted plan stuck with a demoted supervisor); cleared, the rep has none until an
+    administrator names one, who then decides its plans. A rep that is not live itself keeps
+    its supervisor (an agent deactivated with both: reactivated, both as before). Called under
+    the brand's role-name lock (``Lock.ROLE_NAMES``), in the change's transaction; answers
+    ``{user_id, supervisor_id}`` per rep cleared, for the change's audit row
+    (``supervisors_dropped``, as a move's)."""
+    rows = await (
+        await conn.execute(
+            f"""UPDATE users u SET supervisor_id = NULL, updated_at = now()
+                  FROM users s, orgs so, orgs ro
+                 WHERE s.id = u.supervisor_id AND s.id = ANY(%s)
+                   AND so.id = s.org_id AND ro.id = u.org_id
+                   AND u.status = 'active' AND {org_status("ro")} = 'active'
+                   AND (s.status <> 'active' OR {org_status("so")} <> 'active' OR NOT EXISTS (
+                        SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
+                         WHERE ur.user_id = s.id AND 'field.supervise' = ANY(r.permissions)))
+             RETURNING u.id AS user_id, s.id AS supervisor_id""",
+            (supervisor_ids,),
+        )
+    ).fetchall()
+    return sorted((dict(r) for r in rows), key=lambda r: r["user_id"])

@@ -15,7 +15,7 @@ from app.auth.principal import Principal, brand_of
 from app.auth.service import ORG_STATUS, check_grantable, end_sessions, ensure_not_stronger
 from app.db import Conn, changes_of, update_row
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
-from app.orgs.service import administered
+from app.orgs.service import administered, drop_unfit_supervisors
 from app.paging import Page, contains, fetch_page, page_of
 from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn, UserOut, UserPatch
 
@@ -296,12 +296,16 @@ async def update_user(
     patch: UserPatch,
     limiter: LoginLimiter | None = None,
 ) -> UserOut:
-    """Change a user no stronger than the caller; a password reset lifts its login locks."""
+    """Change a user no stronger than the caller; a password reset lifts its login locks. A
+    change of roles or a deactivation that leaves a field supervisor none any more clears it
+    from its reps (``drop_unfit_supervisors``; the ``update`` row's ``supervisors_dropped``)."""
     actor.require("users.write")
-    if patch.roles is not msgspec.UNSET:  # the brand's role-name lock (``_set_roles``) before
-        # the user's row, its order (``Lock.ROLE_NAMES``): a user's move by ERP import and an
-        # organisation's move take it, then the rows of the users they move or unsupervise (a
-        # review: the row first here, each waited for the other — a deadlock, 409 ``retry``)
+    if patch.roles is not msgspec.UNSET or patch.status is not msgspec.UNSET:  # the brand's
+        # role-name lock (``_set_roles``, ``drop_unfit_supervisors``) before the user's row, its
+        # order (``Lock.ROLE_NAMES``): a user's move by ERP import and an organisation's move
+        # take it, then the rows of the users they move or unsupervise (a review: the row first
+        # here, each waited for the other — a deadlock, 409 ``retry``); a supervisor's naming
+        # takes it too, so it never names one this change demotes or deactivates
         seen = await _visible_user(conn, actor, user_id)
         await locks.xact_lock(conn, locks.Lock.ROLE_NAMES, brand_of(seen["path"]))
     # the user's row first, then its permissions read anew: two changes of one user (a reset, a
@@ -340,16 +344,35 @@ async def update_user(
         await end_sessions(conn, user_id)
     if roles is not None:
         await _set_roles(conn, actor, user_id, roles)
+    dropped: list[dict[str, int]] = []
+    if roles is not None or changes.get("status") == "inactive":  # a supervisor no more: its
+        # reps' plans named a decider who could not decide (a probe)
+        dropped = await drop_unfit_supervisors(conn, [user_id])
     if password is not None and limiter is not None:
         await limiter.clear(row["username"])
     after = await _get(conn, user_id)
     if shown:  # a password alone is its own row, below
         await audit.record(
-            conn, actor, "update", "user", user_id, before=before, after=after, org_id=after.org_id
+            conn,
+            actor,
+            "update",
+            "user",
+            user_id,
+            before=before,
+            after=_with_dropped(after, dropped),
+            org_id=after.org_id,
         )
     if password is not None:  # the rows above show no password: say it was set (probe T)
         await audit.record(conn, actor, "set_password", "user", user_id, org_id=after.org_id)
     return after
+
+
+def _with_dropped(after: msgspec.Struct, dropped: list[dict[str, int]]) -> Any:
+    """A change's audited "after", with the supervisions it cleared (``supervisors_dropped``,
+    as a move's row names them) when there are any."""
+    if not dropped:
+        return after
+    return {**msgspec.structs.asdict(after), "supervisors_dropped": dropped}
 
 
 # Roles ---------------------------------------------------------------------------------------
@@ -492,13 +515,32 @@ async def update_role(conn: Conn, actor: Principal, role_id: int, patch: RolePat
     after = await _get_role(conn, role_id)
     if after == before:
         return after
+    dropped: list[dict[str, int]] = []
+    if "field.supervise" in set(before.permissions) - set(after.permissions):  # its holders
+        # may have no other role holding it: supervisors no more (``update_user``'s case)
+        dropped = await drop_unfit_supervisors(conn, await _holders(conn, role_id))
     # under the role's organisation, as its creation (a probe: a brand admin's change of a
     # store's role was in the brand's log only, not the store's)
     org_id = after.org_id
     await audit.record(
-        conn, actor, "update", "role", role_id, before=before, after=after, org_id=org_id
+        conn,
+        actor,
+        "update",
+        "role",
+        role_id,
+        before=before,
+        after=_with_dropped(after, dropped),
+        org_id=org_id,
     )
     return after
+
+
+async def _holders(conn: Conn, role_id: int) -> list[int]:
+    """The users holding the role."""
+    rows = await (
+        await conn.execute("SELECT user_id FROM user_roles WHERE role_id = %s", (role_id,))
+    ).fetchall()
+    return [r["user_id"] for r in rows]
 
 
 async def delete_role(conn: Conn, actor: Principal, role_id: int) -> None:
