@@ -637,14 +637,17 @@ def _check_broker_url(url: str | None) -> None:
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` (or several joined by ";") with any password replaced by ``***``, for logs: in
-    the user information (up to its last ``@``, a password may hold one) and as a query
-    parameter (``?password=``, as libpq also takes it: probe N saw it printed), and in a libpq
-    key/value string (``password=…``)."""
+    """``url`` (or several joined by ";", or a text quoting some) with any password replaced by
+    ``***``, for logs: in the user information (up to its last ``@`` before the host's ``/``, a
+    password may hold an ``@`` or a ``;``, as libpq and redis-py read it: a probe saw
+    ``Pa55;word`` shown whole) and as a query parameter (``?password=``, as libpq also takes
+    it: probe N saw it printed), and in a libpq key/value string (``password=…``). An AMQP
+    list (``amqp://…;amqp://…``) is redacted URL by URL without a split: a match stops at the
+    next ``/``, and the next URL's ``://`` has one."""
     if url is None:
         return None
-    url = re.sub(r"://([^:@/;]*):[^/;]*@", r"://\1:***@", url)
-    url = re.sub(r"([?&](?:password|sslpassword)=)[^&;#]*", r"\1***", url, flags=re.I)
+    url = re.sub(r"://([^:@/]*):[^/]*@", r"://\1:***@", url)
+    url = re.sub(r"([?&](?:password|sslpassword)=)[^&]*", r"\1***", url, flags=re.I)
     # a libpq key/value string ("host=… password=…"; quoted values may hold blanks: probe S)
     return re.sub(
         r"(^|\s)((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", r"\1\2***", url, flags=re.I

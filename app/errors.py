@@ -205,9 +205,12 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         log.info("client disconnected mid-body")
         return _response(400, "client_disconnected", "the request body ended before its length")
     code = _HTTP_CODES.get(status, "error")
-    if status >= 500:
-        log.error("http error", extra={"status": status, "detail": exc.detail})
-        return _response(status, code, "internal server error")
+    if status >= 500:  # as any other 500: the line with its context, the answer with the id
+        context = request_context(request.scope)
+        log.error("http error", extra={"status": status, "detail": exc.detail, **context})
+        return _response(
+            status, code, "internal server error", {"request_id": request_id_var.get()}
+        )
     headers = dict(exc.headers) if exc.headers else None
     return _response(status, code, exc.detail or code.replace("_", " "), exc.extra or None, headers)
 
@@ -274,7 +277,7 @@ def unique_conflict(exc: psycopg.errors.UniqueViolation) -> tuple[str, str]:
     )
 
 
-def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:
+def handle_db_error(request: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:
     """A safety net for constraint and data errors that validation did not catch first."""
     if isinstance(exc, psycopg.errors.UniqueViolation):
         return _response(409, *unique_conflict(exc))
@@ -290,13 +293,14 @@ def handle_db_error(_: Request[Any, Any, Any], exc: psycopg.Error) -> Response[A
     if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
         return _response(409, "retry", "a concurrent change conflicted; retry the request")
     if isinstance(exc, psycopg.errors.QueryCanceled):  # TRACECODE_DB_STATEMENT_TIMEOUT
-        log.warning("query cancelled", extra={"error": str(exc)})
+        log.warning("query cancelled", extra={"error": str(exc), **request_context(request.scope)})
         message = "the query took too long; narrow it (a shorter period, a filter) or retry later"
         return _response(503, "query_timeout", message)
     if isinstance(exc, psycopg.OperationalError):
-        log.error("database unavailable", extra={"error": str(exc)})
+        context = request_context(request.scope)
+        log.error("database unavailable", extra={"error": str(exc), **context})
         return _response(503, "service_unavailable", "the database is unavailable; retry shortly")
-    return handle_unexpected(_, exc)
+    return handle_unexpected(request, exc)
 
 
 def handle_serial_error(_: Request[Any, Any, Any], exc: ValueError) -> Response[Any]:
@@ -308,18 +312,25 @@ def handle_serial_error(_: Request[Any, Any, Any], exc: ValueError) -> Response[
     return _response(400, "malformed_serial", str(exc))
 
 
+def request_context(scope: Any) -> dict[str, Any]:
+    """What an error line tells of its request, besides the request id every line has: the
+    method, the path as the logs show it (``logged_path``: a private path as its route) and
+    the route's template (None when no route was found)."""
+    return {
+        "method": scope.get("method"),
+        "path": logged_path(scope),
+        "route": scope.get("path_template"),
+    }
+
+
+def log_unexpected(scope: Any, exc: BaseException, message: str = "unhandled error") -> None:
+    """The ERROR line of an exception no handler expected: its traceback and its request's
+    context (``handle_unexpected``; ``app.front`` for one raised after the answer started)."""
+    log.error(message, exc_info=exc, extra=request_context(scope))
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    # with its context: the request id (every line has it), the method and the route
-    scope = request.scope
-    log.exception(
-        "unhandled error",
-        exc_info=exc,
-        extra={
-            "method": scope.get("method"),
-            "path": logged_path(scope),
-            "route": scope.get("path_template"),
-        },
-    )
+    log_unexpected(request.scope, exc)
     return _response(
         500, "internal_error", "internal server error", {"request_id": request_id_var.get()}
     )

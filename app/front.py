@@ -24,7 +24,14 @@ routing and handling:
   ``/metrics`` per method, route template and status (``app.ops.request_metrics``) and its
   access log line written into the log writer's buffer: every answer of 400 or more, and
   ``TRACECODE_ACCESS_LOG_SAMPLE`` of the others. An answer that started and never ended is
-  logged as 499 (``CUT_OFF``, the client hung up on it) or, after an error, 500.
+  logged as 499 (``CUT_OFF``, the client hung up on it) or, after an error, 500;
+* an exception raised after the answer started (a CSV export whose query fails midway) is
+  logged here as every other error — one ERROR line of ``tracecode.errors`` with the request id,
+  method, path, route and traceback — and not raised on: the call returns with the answer
+  unended, which the server turns into a cut answer (granian closes the HTTP/1.1 connection
+  without the last chunk, or resets the HTTP/2 stream: the client sees a broken download, not a
+  whole one). Raised on, it reached granian, which printed it again as a multi-line plain-text
+  traceback of its own, without the request id (a probe).
 
 Why one layer in front rather than Litestar middleware and a before-send hook: route middleware
 makes Litestar put a second exception-handling layer between it and each handler, and a
@@ -46,13 +53,13 @@ from time import perf_counter
 from typing import Any
 
 from litestar import Litestar, Request
-from litestar.exceptions import HTTPException, LitestarException
+from litestar.exceptions import HTTPException
 from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.routes import ASGIRoute
 from litestar.utils.scope.state import ScopeState
 
 from app.edge import check_edge, refuse
-from app.errors import error_body, handle_http_exception
+from app.errors import error_body, handle_http_exception, log_unexpected
 from app.logs import logged_path, request_id_var, requests, writer
 from app.textguard import InvalidCharacter
 
@@ -191,9 +198,10 @@ class Tracecode(Litestar):
                 scope.setdefault("path_params", {})
                 await fn(scope, receive, out)
         except Exception as exc:
-            if status:  # as Litestar's exception layer: too late for an error answer
+            if status:  # too late for an error answer: logged here, the answer left unended
                 broken = True
-                raise LitestarException("Exception caught after response started") from exc
+                log_unexpected(scope, exc, "unhandled error after the answer started")
+                return
             if isinstance(exc, HTTPException) and "route_handler" not in scope:  # no route
                 shaped = self._shape(scope["path"])
                 if shaped is not None:

@@ -42,6 +42,10 @@ WAKE_BYTES = 256 * 1024  # lines gathered that wake the writer early
 # This process's request metrics and gathered log lines, in the order they were produced.
 requests = RequestLog(WAKE_BYTES)
 
+# U+0085, U+2028 and U+2029: line ends to Python's str.splitlines (and the last two to
+# JavaScript), which JSON lets a string hold raw; non-ASCII characters occur only in strings.
+_LINE_ENDS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, extras."""
@@ -62,7 +66,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = fields[key]
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return msgspec.json.encode(entry, enc_hook=str).decode()
+        line = msgspec.json.encode(entry, enc_hook=str).decode()
+        # the line ends JSON leaves raw, escaped as the access line escapes them (a probe:
+        # str.splitlines and JavaScript split a line at them); an ASCII line has none
+        return line if line.isascii() else line.translate(_LINE_ENDS)
 
 
 class LogWriter:

@@ -94,6 +94,27 @@ def test_urls_are_shown_without_their_passwords(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
 
+def test_a_database_url_password_holding_a_semicolon_is_never_shown() -> None:
+    """A probe: ``redact_url`` (``Settings.__repr__``, ``tracecode run``'s banner, ``tracecode
+    services up``) stopped the user information at ``;`` (the AMQP list's separator), so a
+    PostgreSQL or Redis URL whose password holds one — libpq and redis-py both take it — was
+    shown whole, password included. Now masked; an AMQP list is still redacted URL by URL."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from app.config import Settings
+
+    db = "postgresql://tracecode:Pa55;word-Secret@db.internal:5432/tracecode"
+    replica = "postgresql://tracecode:Rep;lica-Secret@standby.internal/tracecode"
+    assert conninfo_to_dict(db)["password"] == "Pa55;word-Secret"  # a URL libpq takes
+    assert redact_url(db) == "postgresql://tracecode:***@db.internal:5432/tracecode"
+    assert redact_url("redis://:Red;is-Secret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert redact_url("postgresql://h/db?password=a;b&x=1") == "postgresql://h/db?password=***&x=1"
+    shown = repr(Settings(database_url=db, database_replica_url=replica))
+    assert "Secret" not in shown and "tracecode:***@standby.internal" in shown
+    amqp = "amqp://u:p1@h1:5672;amqp://h2:5672/vh;amqp://v:p;2@h3/vh"
+    assert redact_url(amqp) == "amqp://u:***@h1:5672;amqp://h2:5672/vh;amqp://v:***@h3/vh"
+
+
 def test_app_refuses_to_start_without_a_master_key() -> None:
     from app.main import create_app
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+import psycopg
+from litestar import get
+from litestar.exceptions import InternalServerException
+
+from app.errors import exception_handlers
+from app.front import Tracecode
+from app.logs import configure_logging
 from tests.helpers import assert_error
+from tests.test_front import captured_log, lines
 
 
 async def test_malformed_json_is_a_400(client: Any, login: Any) -> None:
@@ -192,3 +201,48 @@ async def test_an_unknown_page_under_schema_is_a_json_404(client: Any) -> None:
         assert_error(response, 404, "not_found")
     for path in ("/schema", "/schema/swagger", "/schema/openapi.json"):  # the known pages stay
         assert (await client.get(path)).status_code == 200, path
+
+
+@get("/db-down", sync_to_thread=False)
+def _db_down() -> None:
+    raise psycopg.OperationalError("connection to server at 10.0.0.5 failed: Connection refused")
+
+
+@get("/internal", sync_to_thread=False)
+def _internal() -> None:
+    raise InternalServerException()
+
+
+async def _one(handler: Any, path: str, rid: str) -> tuple[httpx.Response, dict[str, Any]]:
+    """One GET of an app of ``handler`` alone; the answer and its request's error line."""
+    app = Tracecode(route_handlers=[handler], exception_handlers=exception_handlers)
+    configure_logging("WARNING")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with captured_log() as log:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get(path, headers={"X-Request-ID": rid})
+    (error,) = [e for e in lines(log, "tracecode.errors") if e.get("request_id") == rid]
+    return response, error
+
+
+async def test_a_database_outage_error_line_names_method_path_and_route() -> None:
+    """A probe: ``handle_db_error`` logged an unreachable database ("database unavailable")
+    with the error only, no method, path or route (README: errors are logged "with their
+    method, path and route", as ``handle_unexpected`` writes them): no telling which endpoint
+    met the outage. Now the line carries them (``request_context``)."""
+    response, error = await _one(_db_down, "/db-down", "dbdown-1")
+    assert response.status_code == 503
+    assert (error["level"], error["msg"]) == ("ERROR", "database unavailable")
+    assert (error["method"], error["path"], error["route"]) == ("GET", "/db-down", "/db-down")
+
+
+async def test_a_500_from_an_http_exception_carries_the_request_id_and_its_context() -> None:
+    """A probe: a 500 reaching the handlers as Litestar's ``HTTPException`` (its
+    ``InternalServerException``; ``ImproperlyConfiguredException`` when an answer cannot be
+    serialised) answered ``details`` null (README: a 500's ``details`` carry the request id)
+    and logged "http error" without method, path or route. Now as any other 500."""
+    response, error = await _one(_internal, "/internal", "internal-1")
+    assert response.status_code == 500
+    assert response.json()["error"]["details"] == {"request_id": "internal-1"}
+    assert (error["level"], error["msg"]) == ("ERROR", "http error")
+    assert (error["method"], error["path"], error["route"]) == ("GET", "/internal", "/internal")

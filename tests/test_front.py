@@ -361,10 +361,13 @@ def download(fail: bool = False) -> Stream:
     return Stream(_chunks(3 if fail else None), media_type="text/csv")
 
 
-async def _drive(app: Tracecode, query: bytes, rid: bytes, hang_up_after: int | None) -> int:
+async def _drive(
+    app: Tracecode, query: bytes, rid: bytes, hang_up_after: int | None
+) -> tuple[int, bool]:
     """One GET through the app as a server calls it; the client hangs up after it has read
-    ``hang_up_after`` body messages. The body messages read."""
-    bodies, gone = 0, asyncio.Event()
+    ``hang_up_after`` body messages. The body messages read, and whether the answer ended (its
+    last body message said so; the app raised nothing)."""
+    bodies, ended, gone = 0, False, asyncio.Event()
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -390,17 +393,15 @@ async def _drive(app: Tracecode, query: bytes, rid: bytes, hang_up_after: int | 
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
-        nonlocal bodies
+        nonlocal bodies, ended
         if message["type"] == "http.response.body":
             bodies += 1
-            if bodies == hang_up_after or not message.get("more_body", False):
+            ended = not message.get("more_body", False)
+            if bodies == hang_up_after or ended:
                 gone.set()  # a server's receive says so once the answer is whole, too
 
-    try:
-        await app(scope, receive, send)
-    except Exception:  # an error after the start goes to the server, as here
-        pass
-    return bodies
+    await app(scope, receive, send)  # an error after the start is the app's to log, not raise
+    return bodies, ended
 
 
 async def test_a_download_the_client_hung_up_on_is_logged_as_499() -> None:
@@ -410,9 +411,51 @@ async def test_a_download_the_client_hung_up_on_is_logged_as_499() -> None:
     app = Tracecode(route_handlers=[download], exception_handlers=exception_handlers)
     configure_logging("WARNING")
     with captured_log() as log:
-        cut = await _drive(app, b"", b"cut-1", hang_up_after=5)
-        failed = await _drive(app, b"fail=true", b"failed-1", hang_up_after=None)
-        whole = await _drive(app, b"", b"whole-1", hang_up_after=None)
+        (cut, _) = await _drive(app, b"", b"cut-1", hang_up_after=5)
+        (failed, _) = await _drive(app, b"fail=true", b"failed-1", hang_up_after=None)
+        (whole, _) = await _drive(app, b"", b"whole-1", hang_up_after=None)
     assert cut < 1000 and failed == 3 and whole == 1000 + 1  # the last: the end message
     status = {line["request_id"]: line["status"] for line in lines(log)}
     assert status == {"cut-1": 499, "failed-1": 500, "whole-1": 200}
+
+
+async def test_a_stream_that_fails_after_its_start_logs_the_error_with_its_context() -> None:
+    """A probe: a streamed answer (a CSV export) whose generator raised after the answer
+    started was access-logged as 500, but the error itself was never a JSON line: the request
+    layer raised it on to the server after the request id was reset, and granian printed it as
+    a multi-line plain-text traceback of its own, without the request id or the cause. Now one
+    ERROR line of ``tracecode.errors`` with the request id, method, path, route and the
+    original exception, and nothing raised: the answer is left unended, which the server turns
+    into a cut download (granian closes the connection without the last chunk)."""
+    app = Tracecode(route_handlers=[download], exception_handlers=exception_handlers)
+    configure_logging("WARNING")
+    with captured_log() as log:
+        bodies, ended = await _drive(app, b"fail=true", b"midstream-1", hang_up_after=None)
+    assert (bodies, ended) == (3, False)  # the client never sees an end
+    (access,) = [line for line in lines(log) if line["request_id"] == "midstream-1"]
+    assert access["status"] == 500
+    errors = [line for line in lines(log, "tracecode.errors") if line["level"] == "ERROR"]
+    (error,) = [line for line in errors if line.get("request_id") == "midstream-1"]
+    assert (error["method"], error["path"], error["route"]) == ("GET", "/download", "/download")
+    assert "RuntimeError: the export's query failed" in error["exc"], error
+
+
+async def test_a_unicode_line_separator_in_a_path_does_not_split_a_log_line(
+    client: Any,
+) -> None:
+    """A probe: the access line wrote U+2028 / U+2029 of a path raw (the Rust escape took only
+    C0 controls and DEL; the edge check refuses C1 controls and bidi overrides, not these), and
+    so did the JSON formatter of the other lines: a reader splitting on Unicode line ends —
+    ``str.splitlines`` (``lines`` above), JavaScript tooling — saw one line as two, the second
+    forged by an anonymous caller. Now written escaped (``\\u2028``), as NEL (U+0085) too."""
+    with captured_log() as log:
+        answer = await client.get('/no/such%E2%80%A8{"forged":1}%E2%80%A9x')
+        logging.getLogger("tracecode.probe").warning('a\u2028{"forged":2}\u2029b\x85c')
+    assert answer.status_code == 404
+    text = log.getvalue()
+    assert "\\u2028" in text and "\\u2029" in text and "\\u0085" in text
+    pieces = [json.loads(piece) for piece in text.splitlines() if piece]  # each a whole line
+    (access,) = [line for line in pieces if line["logger"] == "tracecode.access"]
+    assert access["path"] == '/no/such\u2028{"forged":1}\u2029x'
+    (other,) = [line for line in pieces if line["logger"] == "tracecode.probe"]
+    assert other["msg"] == 'a\u2028{"forged":2}\u2029b\x85c'

@@ -519,6 +519,32 @@ async def test_a_database_out_of_reach_is_a_503_page_as_it_is_a_503_answer(
     assert page.headers["retry-after"] == "5"
 
 
+async def test_a_consumer_page_failure_is_logged_with_method_path_and_route(
+    client: Any, monkeypatch: Any
+) -> None:
+    """A probe: the pages' error handler (``html_error``) logged an unexpected failure as
+    "consumer page failed" with the traceback only, no method, path or route (README: errors
+    are logged "with their method, path and route"). Now with them, the route a template."""
+    import app.web.pages as pages
+    from tests.test_front import captured_log, lines
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the product query failed")
+
+    monkeypatch.setattr(pages, "published_product", broken)
+    with captured_log() as log:
+        page = await client.get("/p/06901234000023", headers={"X-Request-ID": "page-1"})
+    assert_page(page, 500)
+    (error,) = [e for e in lines(log, "tracecode.web") if e.get("request_id") == "page-1"]
+    assert (error["level"], error["msg"]) == ("ERROR", "consumer page failed")
+    assert (error["method"], error["path"], error["route"]) == (
+        "GET",
+        "/p/06901234000023",
+        "/p/{gtin}",
+    )
+    assert "RuntimeError: the product query failed" in error["exc"]
+
+
 async def test_the_language_switch_of_an_answer_read_after_its_check_expired_counts_nothing(
     client: Any, app: Any, batch: int, settings: Any
 ) -> None:

@@ -618,6 +618,8 @@ async def test_the_api_s_statements_and_idle_transactions_are_bounded(
     minutes, holding its connection). The API's pooled connections carry the statement limit,
     and a statement cancelled by it answers 503 query_timeout, not "the database is
     unavailable"."""
+    from litestar import Request
+
     from app.errors import handle_db_error
 
     settings = app.state.settings
@@ -630,7 +632,8 @@ async def test_the_api_s_statements_and_idle_transactions_are_bounded(
         with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
             await conn.execute("SELECT pg_sleep(5)")
         await conn.rollback()
-    answer = handle_db_error(None, cancelled.value)  # type: ignore[arg-type]
+    request: Request[Any, Any, Any] = Request({"type": "http", "method": "GET", "path": "/x"})
+    answer = handle_db_error(request, cancelled.value)  # its warning names the request
     assert answer.status_code == 503
     assert answer.content["error"]["code"] == "query_timeout"
 

@@ -25,7 +25,14 @@ from app.codes.scheme import MalformedSerial, SerialError, serial_from_scan
 from app.config import Settings
 from app.db import Conn
 from app.edge import check_query
-from app.errors import AppError, BadRequest, TooManyRequests, client_gone, handle_db_error
+from app.errors import (
+    AppError,
+    BadRequest,
+    TooManyRequests,
+    client_gone,
+    handle_db_error,
+    request_context,
+)
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
 from app.textguard import user_agent
@@ -187,7 +194,7 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
         if status == 503:
             headers = {"Retry-After": "5"}
     if status >= 500 and not isinstance(exc, psycopg.Error):
-        log.exception("consumer page failed", exc_info=exc)
+        log.error("consumer page failed", exc_info=exc, extra=request_context(request.scope))
     message = word("error", lang)
     if isinstance(exc, AppError) and f"err_{exc.code}" in WORDS:  # e.g. csrf_failed
         message = word(f"err_{exc.code}", lang, tries_left=0, seconds=60)

@@ -206,20 +206,37 @@ fn push_digits(out: &mut Vec<u8>, mut n: u64, width: usize) {
     }
 }
 
-/// `s` as a JSON string: quotes, backslash and control characters escaped, the rest as is
-/// (UTF-8 passes through, as the other log lines write it).
+/// Whether a byte of UTF-8 may start something `escape_into` escapes: a quote, a backslash, a
+/// control character, or the lead byte of U+0085 (C2) or U+2028 / U+2029 (E2).
+fn may_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f || b == 0xc2 || b == 0xe2
+}
+
+/// `s` as a JSON string: quotes, backslash and control characters escaped, and the line ends
+/// beyond them — NEL (U+0085), LINE and PARAGRAPH SEPARATOR (U+2028, U+2029), which Python's
+/// `str.splitlines` and JavaScript take for line ends: written raw, a path holding one split its
+/// access line in two for such a reader (a probe) — the rest as is (UTF-8 passes through, as the
+/// other log lines write it). Most strings need none: they are copied whole after one scan.
 pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| may_escape(b)) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f | 0x7f => b"",
+        let (escaped, width): (&[u8], usize) = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'"', ..) => (b"\\\"", 1),
+            (b'\\', ..) => (b"\\\\", 1),
+            (b'\n', ..) => (b"\\n", 1),
+            (b'\r', ..) => (b"\\r", 1),
+            (b'\t', ..) => (b"\\t", 1),
+            (0..=0x1f | 0x7f, ..) => (b"", 1),
+            (0xc2, Some(0x85), _) => (b"\\u0085", 2),
+            (0xe2, Some(0x80), Some(0xa8)) => (b"\\u2028", 3),
+            (0xe2, Some(0x80), Some(0xa9)) => (b"\\u2029", 3),
             _ => continue,
         };
         out.extend_from_slice(&bytes[start..i]);
@@ -229,7 +246,7 @@ pub fn escape_into(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(escaped);
         }
-        start = i + 1;
+        start = i + width;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -265,6 +282,26 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#""a\"b\\c\n\u0000\u007fé/x""#
         );
+    }
+
+    #[test]
+    fn escapes_the_unicode_line_ends_and_keeps_their_neighbours() {
+        let mut out = Vec::new();
+        // the line ends, beside their UTF-8 neighbours (the same lead bytes C2 and E2)
+        escape_into(
+            &mut out,
+            "/a\u{2028}{\"x\":1}\u{2029}b\u{85}c\u{b0}\u{2027}\u{202a}é",
+        );
+        let text = String::from_utf8(out).unwrap();
+        let want = "\"/a\\u2028{\\\"x\\\":1}\\u2029b\\u0085c\u{b0}\u{2027}\u{202a}é\"";
+        assert_eq!(text, want);
+        assert!(!text.contains(['\u{85}', '\u{2028}', '\u{2029}']));
+        let mut plain = Vec::new(); // the common case: copied whole
+        escape_into(&mut plain, "/v1/verify");
+        assert_eq!(plain, b"\"/v1/verify\"");
+        let mut near = Vec::new(); // the lead bytes, then something else, last in the string
+        escape_into(&mut near, "\u{80}\u{2000}");
+        assert_eq!(String::from_utf8(near).unwrap(), "\"\u{80}\u{2000}\"");
     }
 
     #[test]
