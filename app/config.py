@@ -199,7 +199,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sms_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
     sms_backoff_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0  # doubles per try
     sms_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 600.0
-    # A row claimed this long ago without an outcome was taken by a sender that died.
+    # A row claimed this long ago without an outcome was taken by a sender that died; it must
+    # outlast the longest claim (``sms_claim_seconds``: 35 s with the defaults).
     sms_lease_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 60
     # true: such a row is sent again with the same idempotency key (at least once to the
     # gateway, once to the phone when the gateway deduplicates); false: it is failed and
@@ -274,20 +275,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{PREFIX}REPLICA_STICKY_SECONDS must be at least {PREFIX}REPLICA_MAX_LAG_SECONDS"
             )
-        # a lease that ends before its sender's call has: the row sent again meanwhile
-        for outbox, lease, limit, limit_name in (
-            (
-                "WEBHOOK",
-                self.webhook_lease_seconds,
-                self.webhook_timeout_seconds,
-                "TIMEOUT_SECONDS",
-            ),
-            ("SMS", self.sms_lease_seconds, self.sms_gateway_timeout, "GATEWAY_TIMEOUT"),
-        ):
-            if lease <= limit:
-                raise SettingsError(
-                    f"{PREFIX}{outbox}_LEASE_SECONDS must exceed {PREFIX}{outbox}_{limit_name}"
-                )
+        # a lease that ends before its sender's claim has: the row sent again meanwhile
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise SettingsError(
+                f"{PREFIX}WEBHOOK_LEASE_SECONDS must exceed {PREFIX}WEBHOOK_TIMEOUT_SECONDS"
+            )
+        if self.sms_lease_seconds <= self.sms_claim_seconds:
+            levels = (self.sms_gateway_batch - 1).bit_length()
+            raise SettingsError(
+                f"{PREFIX}SMS_LEASE_SECONDS must exceed the longest claim of the SMS sender, "
+                f"{self.sms_claim_seconds:g} s: {PREFIX}SMS_GATEWAY_TIMEOUT for its requests and "
+                f"one more for each of the {levels} halvings of a refused batch of "
+                f"{PREFIX}SMS_GATEWAY_BATCH"
+            )
         for outbox, base, cap in (
             ("WEBHOOK", self.webhook_backoff_seconds, self.webhook_backoff_max_seconds),
             ("SMS", self.sms_backoff_seconds, self.sms_backoff_max_seconds),
@@ -327,6 +327,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not versions or any(not 1 <= v <= 65535 for v in versions):
             raise SettingsError(f"{PREFIX}KEY_VERSIONS must list versions between 1 and 65535")
         return versions
+
+    @property
+    def sms_claim_seconds(self) -> float:
+        """The longest a claim of the SMS sender (``app.sms.sender``) can take: a claim is one
+        wave, ``SMS_CONCURRENCY`` requests of ``SMS_GATEWAY_BATCH`` messages sent at once, each
+        ``SMS_GATEWAY_TIMEOUT`` at most, and a batch the gateway refuses (400/422) is split in
+        halves down to the message at fault, one time-out more per level
+        (``app.sms.gateway.HttpGateway.send`` bounds the call to this). The lease outlasts it."""
+        levels = (self.sms_gateway_batch - 1).bit_length()  # halvings of a batch down to one
+        return self.sms_gateway_timeout * (1 + levels)
 
     @property
     def public_url(self) -> str:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from app import localtime
+from app.config import SettingsError, load_settings
 from app.sms import outbox, sender
 from app.sms.gateway import HttpGateway, OutMessage, Result, gateway_from_settings
 from app.sms.service import sign
@@ -534,6 +536,62 @@ async def test_a_gateway_trickling_its_answer_is_cut_off_at_the_configured_timeo
     assert results[0] == Result("retry", error="gateway timeout")
 
 
+async def test_a_refused_batch_split_behind_busy_slots_ends_within_the_claims_bound() -> None:
+    """The halves of a refused batch wait for a slot, each time-out starting once it has one,
+    so one call could outlast ``Settings.sms_claim_seconds`` (one time-out per wave and per
+    halving), and with it the lease. The call as a whole is bounded: with one slot, a
+    gateway refusing every batch of two or more after 0.6 s (the halves queued one by one took
+    4.2 s), a 1 s time-out and batches of 4 (two halvings), the call ends by 3 s; what was not
+    answered by then is ``retry``."""
+
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+            length = int(head.split("content-length:")[1].split("\r\n")[0])
+            messages = msgspec.json.decode(await reader.readexactly(length))["messages"]
+            await asyncio.sleep(0.6)
+            if len(messages) > 1:
+                status, body = "400 Bad Request", b"{}"
+            else:
+                status = "200 OK"
+                body = msgspec.json.encode(
+                    {"results": [{"key": messages[0]["key"], "status": "accepted"}]}
+                )
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refusing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gateway = HttpGateway(f"http://127.0.0.1:{port}/send", timeout=1.0, batch=4, concurrency=1)
+    messages = [
+        OutMessage(
+            key=secrets.token_hex(8),
+            phone=phone(),
+            sign="【P】",
+            template_id="t",
+            params={},
+            text="【P】hello",
+            masked_text="【P】hello",
+        )
+        for _ in range(4)
+    ]
+    started = time.monotonic()
+    try:
+        results = await asyncio.wait_for(gateway.send(messages), timeout=12)
+    finally:
+        took = time.monotonic() - started
+        await gateway.aclose()
+        server.close()
+    assert took < 3.5, f"the call took {took:.1f} s, past its bound of 3 s"
+    assert {r.status for r in results} <= {"accepted", "retry"} and len(results) == 4
+    assert results[0].status == "accepted", results  # the first single had its slot in time
+
+
 # -- the job after commit ---------------------------------------------------------------------
 
 
@@ -1012,10 +1070,11 @@ async def test_a_worker_killed_mid_batch_never_doubles_a_message(
         **os.environ,
         "TRACECODE_SMS_GATEWAY": "http",
         "TRACECODE_SMS_GATEWAY_URL": gateway.url,
-        "TRACECODE_SMS_GATEWAY_BATCH": "5",
+        "TRACECODE_SMS_GATEWAY_BATCH": "2",
         "TRACECODE_SMS_CONCURRENCY": "4",
-        "TRACECODE_SMS_LEASE_SECONDS": "4",
-        "TRACECODE_SMS_GATEWAY_TIMEOUT": "3",  # the lease must outlast a gateway call
+        "TRACECODE_SMS_LEASE_SECONDS": "7",
+        # the lease must outlast a claim: a time-out, and one per halving of a refused batch
+        "TRACECODE_SMS_GATEWAY_TIMEOUT": "3",
         "TRACECODE_SMS_SWEEP_SECONDS": "0.5",
         "TRACECODE_SMS_BACKOFF_SECONDS": "0.2",
         "TRACECODE_SMS_RESEND_UNCONFIRMED": "true" if resend else "false",
@@ -1075,6 +1134,58 @@ async def test_a_worker_killed_mid_batch_never_doubles_a_message(
         dead = await _dead(aconn, failed)
         assert all(reason.startswith("not re-sent (at most once)") for reason in dead.values())
         assert all(r["state"] == "sent" for i, r in rows.items() if i not in failed)
+
+
+async def test_two_live_workers_send_each_message_once_however_slow_the_gateway(
+    app: Any, demo: Any, settings: Any, gateway: LocalGateway, aconn: Any
+) -> None:
+    """A probe: two workers share the outbox and neither dies. A sweep claimed up to 500 rows at
+    once and recorded them only when all were sent; with a gateway taking one message per
+    request (``SMS_GATEWAY_BATCH=1``, 2 in flight, 0.5 s each) the claim of 40 rows took 10 s,
+    past the 5 s lease, and the other worker's sweep recovered the live sender's rows as a dead
+    one's and sent them again — the two took each other's claims until every SMS had reached
+    the gateway 7-8 times and was failed, out of attempts. A claim is one wave now (2 rows, one
+    gateway time-out at most) and a drain claims for half a lease: each row is sent once."""
+    gateway.control(delay=0.5, dedup=False)  # every request counts, as with most providers
+    env = {
+        **os.environ,
+        "TRACECODE_SMS_GATEWAY": "http",
+        "TRACECODE_SMS_GATEWAY_URL": gateway.url,
+        "TRACECODE_SMS_GATEWAY_BATCH": "1",
+        "TRACECODE_SMS_CONCURRENCY": "2",
+        "TRACECODE_SMS_GATEWAY_TIMEOUT": "3",
+        "TRACECODE_SMS_LEASE_SECONDS": "5",  # > a claim's longest, 3 s
+        "TRACECODE_SMS_SWEEP_SECONDS": "0.5",
+    }
+    ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(40)])  # no job
+    workers = [_worker(env), _worker(env)]  # their sweepers send the rows
+    try:
+        deadline = time.monotonic() + 45
+        while True:
+            rows = await _rows(aconn, ids)
+            if all(r["state"] in ("sent", "failed") for r in rows.values()):
+                break
+            assert time.monotonic() < deadline, Counter(r["state"] for r in rows.values())
+            await asyncio.sleep(0.3)
+    finally:
+        for worker in workers:
+            _kill(worker)
+        _forget_heartbeats(settings)
+    requests = gateway.requests()
+    twice = {k: n for r in rows.values() if (n := requests.get(k := str(r["idem_key"]), 0)) > 1}
+    assert twice == {}, f"{len(twice)} of {len(rows)} rows sent more than once"
+    assert all(r["state"] == "sent" and r["attempts"] == 1 for r in rows.values()), rows
+
+
+def test_the_lease_must_outlast_a_claims_longest_send() -> None:
+    """A claim (one wave) takes a gateway time-out, and one more per halving of a refused batch
+    (``HttpGateway.send`` bounds the call to that): the settings refuse a lease that ends first,
+    as the other workers would send a live sender's rows again."""
+    assert load_settings({}).sms_claim_seconds == 5 * (1 + 6)  # 50 → 25 → 13 → 7 → 4 → 2 → 1
+    with pytest.raises(SettingsError, match=r"SMS_LEASE_SECONDS must exceed .* 70 s"):
+        load_settings({"TRACECODE_SMS_GATEWAY_TIMEOUT": "10"})  # the 60 s lease: too short
+    one = {"TRACECODE_SMS_GATEWAY_TIMEOUT": "10", "TRACECODE_SMS_GATEWAY_BATCH": "1"}
+    assert load_settings(one).sms_claim_seconds == 10  # nothing to split
 
 
 def test_an_opt_out_in_full_width_letters_counts() -> None:

@@ -15,8 +15,12 @@ the row: a gateway that deduplicates on it delivers a re-sent attempt once (READ
   the body), up to ``SMS_GATEWAY_BATCH`` messages per request; it expects
   ``{"results": [{"key", "status": "accepted"|"rejected", "message_id", "error"}]}``. 5xx, 408,
   429, 401/403 (credentials being rotated), a timeout (``SMS_GATEWAY_TIMEOUT`` bounds each
-  request as a whole, connecting to the last byte of the answer) or a broken connection mean
-  "retry"; a 400/422 for a batch is split in halves to find the message at fault.
+  request as a whole, connecting to the last byte of the answer, from the moment it has one of
+  the ``SMS_CONCURRENCY`` slots) or a broken connection mean "retry"; a 400/422 for a batch is
+  split in halves to find the message at fault. ``send`` bounds the whole call too: one
+  time-out per wave of ``SMS_CONCURRENCY`` batches and one per level of a split (a request not
+  answered by then is a "retry"), so that a sender's claim of one wave ends inside its lease
+  (``Settings.sms_claim_seconds``).
 * ``DevGateway`` (development) accepts everything: the log gets the masked phone and the text
   with its code masked; ``var/sms/messages.jsonl`` gets the whole message, to read codes from.
 """
@@ -102,6 +106,7 @@ class HttpGateway:
     ) -> None:
         self.url = url
         self.batch = batch
+        self.concurrency = concurrency
         self.timeout = timeout  # seconds per request, the whole of it (see ``_post``)
         auth = httpx.BasicAuth(key, secret or "") if key else None
         self._client = httpx.AsyncClient(
@@ -114,11 +119,20 @@ class HttpGateway:
         self._decode = msgspec.json.Decoder(_Answers)
 
     async def send(self, messages: Sequence[OutMessage]) -> list[Result]:
+        """One ``Result`` per message, in order. Each request waits for a slot, the halves of a
+        refused batch too: the whole call is bounded by one time-out per wave of batches and
+        per level of a split, what ``Settings.sms_claim_seconds`` counts for the sender's claim
+        of one wave (whatever the slots' queue, a claim then ends inside its lease)."""
         chunks = [messages[i : i + self.batch] for i in range(0, len(messages), self.batch)]
-        answers = await asyncio.gather(*(self._post(chunk) for chunk in chunks))
+        if not chunks:
+            return []
+        waves = -(-len(chunks) // self.concurrency)
+        levels = (len(chunks[0]) - 1).bit_length()  # halvings down to one message
+        deadline = asyncio.get_running_loop().time() + self.timeout * (waves + levels)
+        answers = await asyncio.gather(*(self._post(chunk, deadline) for chunk in chunks))
         return [result for answer in answers for result in answer]
 
-    async def _post(self, messages: Sequence[OutMessage]) -> list[Result]:
+    async def _post(self, messages: Sequence[OutMessage], deadline: float) -> list[Result]:
         wire = [_Wire(m.key, m.phone, m.sign, m.template_id, m.params, m.text) for m in messages]
         headers = {"Content-Type": "application/json"}
         if len(messages) == 1:
@@ -126,8 +140,9 @@ class HttpGateway:
         content = self._encode.encode({"messages": wire})
         try:  # httpx bounds each connect and read; a gateway trickling its answer a byte at a
             # time would hold the send (and the sweeper) for ever: the request as a whole is
-            # bounded too, from the moment it has a slot (a probe)
+            # bounded too, from the moment it has a slot (a probe), and by the call's deadline
             async with (
+                asyncio.timeout_at(deadline),
                 self._slots,
                 asyncio.timeout(self.timeout),
                 self._client.stream("POST", self.url, content=content, headers=headers) as response,
@@ -147,7 +162,8 @@ class HttpGateway:
             if len(messages) > 1:  # find the message at fault: halves, down to one
                 middle = len(messages) // 2
                 first, second = await asyncio.gather(
-                    self._post(messages[:middle]), self._post(messages[middle:])
+                    self._post(messages[:middle], deadline),
+                    self._post(messages[middle:], deadline),
                 )
                 return first + second
             snippet = _scrubbed(body[:2000].decode(errors="replace"), messages[0])[:200]

@@ -5,11 +5,18 @@ Each row is sent by one sender at a time and its outcome recorded once:
 1. **Claim** (one short transaction): ``pending`` rows that are due move to ``sending``,
    ``attempts + 1``, ``claimed_at`` now — ``FOR UPDATE SKIP LOCKED``, so concurrent senders (the
    ``send_sms`` jobs of every worker thread, every worker's sweeper, a benchmark) take disjoint
-   rows and never wait for each other. A marketing row whose phone has opted out of the brand's
-   marketing since it was queued is failed instead, as ``outbox.drop_marketing`` fails the rows
-   still pending at the opt-out: that one cannot see a row in flight, which a retry (3) or a
-   recovery (4) puts back to ``pending`` (a probe: a campaign message ``sending`` when its
-   member opted out was answered 5xx, retried, and delivered to the phone that said stop).
+   rows and never wait for each other. A claim is one wave of the gateway's at most:
+   ``SMS_CONCURRENCY`` × ``SMS_GATEWAY_BATCH`` rows (``BATCH`` at most), all its requests sent at
+   once, so its outcome is recorded within one gateway time-out, and one more per level of a
+   refused batch's split (``Settings.sms_claim_seconds``, which the lease must outlast): a live
+   sender's rows are never taken for a dead one's (a probe: claims of 500 rows took many
+   time-outs, past the lease, and two live workers took each other's rows until every SMS had
+   been sent 7-8 times and failed, out of attempts). A marketing row whose phone has opted out
+   of the brand's marketing since it was queued is failed instead, as ``outbox.drop_marketing``
+   fails the rows still pending at the opt-out: that one cannot see a row in flight, which a
+   retry (3) or a recovery (4) puts back to ``pending`` (a probe: a campaign message ``sending``
+   when its member opted out was answered 5xx, retried, and delivered to the phone that said
+   stop).
 2. **Send**, outside any transaction: render each row — a campaign's with the body the
    campaign was accepted with, not its template's as edited since — (a row that cannot be
    rendered is failed at once), pass them to the gateway in batches, ``SMS_CONCURRENCY``
@@ -31,10 +38,14 @@ Each row is sent by one sender at a time and its outcome recorded once:
 
 ``sweep`` is what every worker runs every ``SMS_SWEEP_SECONDS``: recover, then drain every due
 row — rows whose job was never queued (Redis down) or never run, and rows due for a retry.
+``drain`` claims again as soon as a claim is recorded, for up to half a lease (so that the next
+sweep recovers again, as the webhook sender's sweep does) and while a claim still ends within the
+``send_sms`` job's time limit (the lease less 5 s); what is left is the next sweep's.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import msgspec
@@ -56,7 +67,7 @@ from app.sms.templates import (
 from app.textguard import has_control
 
 QUEUE = SMS_OUTBOX  # the dead-letter queue of failed rows
-BATCH = 500  # rows per claim
+BATCH = 500  # rows per claim at most (fewer: one wave of the gateway's, ``claim_size``)
 
 
 class Claimed(msgspec.Struct, frozen=True, kw_only=True):
@@ -341,6 +352,12 @@ async def record(
     return Stats(claimed=len(outcomes), sent=len(sent), retried=len(retry), failed=len(failed))
 
 
+def claim_size(settings: Settings, limit: int = BATCH) -> int:
+    """Rows per claim: one wave of the gateway's — ``SMS_CONCURRENCY`` requests of
+    ``SMS_GATEWAY_BATCH`` messages, sent at once — and ``limit`` at most (step 1)."""
+    return max(1, min(limit, settings.sms_concurrency * settings.sms_gateway_batch))
+
+
 async def drain(
     conn: Conn,
     gateway: Gateway,
@@ -349,14 +366,23 @@ async def drain(
     ids: Sequence[int] | None = None,
     limit: int = BATCH,
 ) -> Stats:
-    """Claim and send due rows (only ``ids`` when given) until none is left. ``conn`` must be
-    in autocommit mode (each claim and each record is a transaction of its own)."""
+    """Claim and send due rows (only ``ids`` when given), a claim of ``claim_size`` rows at a
+    time, until none is left or half a lease has passed (the next sweep sends the rest, after
+    recovering). ``conn`` must be in autocommit mode (each claim and each record is a
+    transaction of its own)."""
+    size = claim_size(settings, limit)
+    # no new claim after half a lease, nor once a claim's longest could outlast the send_sms
+    # job's time limit (the lease less 5 s, workers/sms.py): its rows would wait for a recovery
+    lease = settings.sms_lease_seconds
+    until = time.monotonic() + min(lease / 2, max(0.0, lease - 5 - settings.sms_claim_seconds))
     total = Stats()
     while True:
-        rows, taken = await _claim(conn, limit, ids)
+        rows, taken = await _claim(conn, size, ids)
         if rows:
             total.add(await send_rows(conn, gateway, settings, rows))
-        if taken < limit:  # a batch of opted-out rows only is no sign that none is left
+        if taken < size:  # a batch of opted-out rows only is no sign that none is left
+            return total
+        if time.monotonic() >= until:
             return total
 
 
