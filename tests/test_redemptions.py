@@ -8,9 +8,15 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from app.members.points import check_balances
@@ -1384,3 +1390,101 @@ async def test_factory_staff_cannot_fulfil_an_e_shop_voucher(
             await conn.execute("SELECT status FROM redemptions WHERE id = %s", (red["id"],))
         ).fetchone()
     assert row["status"] == "issued"
+
+
+async def _due_code(client: Any, login: Any, app: Any, demo: Any) -> str:
+    """A redemption code whose time is up, not yet swept by the expiry job."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 40)
+    gift = await new_gift(client, login, points_cost=40, stock=1)
+    red = (await redeem(app, headers, gift["id"])).json()
+    await _expire_now(app, red["id"])
+    return str(red["code"])
+
+
+@contextmanager
+def _silent_redis(hold: float) -> Iterator[str]:
+    """A TCP listener (a thread of its own) that accepts and never answers — a Redis frozen or
+    cut off — closing each connection after ``hold`` seconds (so a test stuck on it ends)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        held: list[tuple[socket.socket, float]] = []
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append((conn, time.monotonic()))
+            except TimeoutError:
+                pass
+            for conn, since in [h for h in held if time.monotonic() - h[1] > hold]:
+                conn.close()
+                held.remove((conn, since))
+        for conn, _ in held:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+async def test_fulfilling_a_due_code_while_the_job_redis_is_down_is_no_500(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """A probe: with the jobs' Redis unreachable, fulfilling a redemption code that is due but not
+    swept yet answers 500 ``internal_error`` (``redemptions.fulfil`` calls ``jobs.send`` and the
+    redis ``ConnectionError`` escapes). Expected: 409 ``code_expired`` as with Redis up — the
+    expiry job is periodic, so failing to queue it early must not fail the request."""
+    from app import jobs
+
+    code = await _due_code(client, login, app, demo)
+    dead = jobs.build_broker(msgspec.structs.replace(settings, redis_url="redis://127.0.0.1:1/0"))
+    monkeypatch.setattr(jobs, "broker", dead)
+    clerk = await login("store_clerk")
+    answer = await client.post("/redemptions/fulfil", headers=clerk, json={"code": code})
+    assert_error(answer, 409, "code_expired")
+
+
+async def test_fulfilling_a_due_code_while_the_job_redis_hangs_does_not_block_the_process(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any, monkeypatch: Any
+) -> None:
+    """A probe: with the jobs' Redis accepting connections but never answering, fulfilling a due
+    code blocks the whole event loop inside ``jobs.send`` (the broker's blocking client, called
+    on the loop) for the broker's socket timeout (5 s), during which every other request of the
+    process waits, then answers 500 ``internal_error`` (the redis ``TimeoutError`` escapes).
+    Expected: 409 ``code_expired`` within ``HAND_OVER_SECONDS`` (``jobs.hand_over``: off the
+    loop, bounded), and the process keeps serving meanwhile."""
+    from app import jobs
+
+    code = await _due_code(client, login, app, demo)
+    clerk = await login("store_clerk")
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:  # how long the event loop was held at once
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    with _silent_redis(hold=30) as url:
+        hung = jobs.build_broker(msgspec.structs.replace(settings, redis_url=url))
+        monkeypatch.setattr(jobs, "broker", hung)
+        ticking = asyncio.ensure_future(ticker())
+        started = time.monotonic()
+        answer = await client.post("/redemptions/fulfil", headers=clerk, json={"code": code})
+        took = time.monotonic() - started
+        done.set()
+        await ticking
+    held = max(gaps)
+    assert held < 1.5, f"the event loop was held {held:.1f} s by a hung job broker"
+    assert took < 3, f"the fulfil took {took:.1f} s"
+    assert_error(answer, 409, "code_expired")
