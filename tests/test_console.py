@@ -114,6 +114,73 @@ async def test_without_a_build_the_console_is_a_503_page_saying_make_console(
         app.state.settings = settings
 
 
+def _entry_script(dist: Path) -> str:
+    return next((dist / "assets").glob("index-*.js")).name
+
+
+@pytest.mark.parametrize(
+    "accept", ["gzip;q=0", "identity, gzip;q=0", "gzip; q=0.000", "br;q=1, gzip;q=0", "*;q=0"]
+)
+async def test_a_client_refusing_gzip_gets_the_files_uncompressed(
+    client: Any, built: Path, accept: str
+) -> None:
+    """A probe: ``Accept-Encoding: gzip;q=0`` says the client does NOT accept gzip (RFC 9110
+    §12.5.3), yet ``_accepts_gzip`` looked for the substring "gzip" and sent the console's and the
+    staff app's files gzip-compressed anyway, bytes a client (or proxy) refusing gzip cannot read.
+    Now the header is parsed (``console.accepts_gzip``, the one test of everything that gzips)."""
+    for path in (f"/console/assets/{_entry_script(built)}", "/m/", "/m/sw.js"):
+        answer = await client.get(path, headers={"Accept-Encoding": accept})
+        assert answer.status_code == 200, path
+        assert "content-encoding" not in answer.headers, (path, accept)
+    for accept in ("x-gzip", "GZIP;q=0.5", "br, *", "*;q=0, gzip;q=1"):
+        answer = await client.get("/m/sw.js", headers={"Accept-Encoding": accept})
+        assert answer.headers["content-encoding"] == "gzip", accept
+
+
+@pytest.mark.parametrize("path", ["/console/", "/console/users", "/m/", "/m/sw.js"])
+async def test_no_cache_files_carry_an_etag_and_a_current_copy_is_a_304(
+    client: Any, built: Path, path: str
+) -> None:
+    """A probe: index.html (the console's and the staff app's, for every SPA route) and the
+    service worker are ``no-cache`` (revalidate before each use) but carried no validator, and a
+    conditional request was answered 200 with the whole body: each start of the staff app and
+    each worker update check downloaded them again over a phone's slow link. Now an ETag (mtime
+    and size; ``-gz`` for the gzip body) and a 304 without a body when ``If-None-Match`` names it
+    (in a list, weak or not), with the 200's caching headers."""
+    gz = {"Accept-Encoding": "gzip"}
+    first = await client.get(path, headers=gz)
+    assert first.status_code == 200 and first.headers["content-encoding"] == "gzip"
+    etag = first.headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+-gz"', etag)
+    identity = await client.get(path, headers={"Accept-Encoding": "identity"})
+    assert identity.headers["etag"] == etag.removesuffix('-gz"') + '"'  # another body
+    for named in (etag, f"W/{etag}", f'"stale", {etag}', "*"):
+        again = await client.get(path, headers={**gz, "If-None-Match": named})
+        assert again.status_code == 304 and again.content == b"", named
+        assert again.headers["etag"] == etag
+        assert again.headers["cache-control"] == first.headers["cache-control"] == "no-cache"
+        assert again.headers["vary"] == "Accept-Encoding"
+    for stale in ('"stale"', identity.headers["etag"]):  # the identity body's is not this one's
+        answer = await client.get(path, headers={**gz, "If-None-Match": stale})
+        assert answer.status_code == 200 and answer.content == first.content, stale
+
+
+async def test_a_missing_file_outside_assets_is_a_404_not_index_html(
+    client: Any, built: Path
+) -> None:
+    """A probe: a missing file of the build was a 404 only under ``/assets/``; any other name
+    with a file's extension got index.html, 200 text/html, which a script tag blocks silently
+    (``nosniff``) and caches keep. Now a name with an extension is a file or a 404; the SPA's
+    routes (no extension) still get index.html. The staff app's: tests/test_mobile.py."""
+    for path in ("/console/missing.js", "/console/users/export.csv", "/console/favicon.ico"):
+        answer = await client.get(path)
+        assert answer.status_code == 404, path
+        assert answer.json()["error"]["code"] == "not_found"
+    for path in ("/console/users", "/console/field/plans", "/console/users/"):
+        answer = await client.get(path)
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
+
+
 async def test_users_export_as_csv_and_xlsx_with_the_list_filters(client: Any, login: Any) -> None:
     headers = await login("admin")
     answer = await client.get("/users", params={"q": "clerk", "format": "csv"}, headers=headers)

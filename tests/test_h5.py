@@ -440,6 +440,31 @@ async def test_every_page_is_small_and_the_form_posts_to_itself(
         assert re.search(r"<script>[^<]*</script>", response.text)  # the hashed inline script
 
 
+async def test_the_scan_page_and_the_answer_weigh_about_3_kb_on_the_wire(
+    client: Any, app: Any, batch: int
+) -> None:
+    """A probe: README, "about 3 KB a page", but the scan page of an activated unit was ~4.9 KB
+    on the wire and the genuine answer ~4.6 KB, even to a phone that sends ``Accept-Encoding:
+    gzip``: the pages were never compressed. Now a page over 1 KB is gzip-compressed for a client
+    that accepts it (``console.accepts_gzip``, as the console's files), ``Vary: Accept-Encoding``
+    beside the pages' own; a client refusing gzip (``q=0``) gets the page as it is."""
+    serial, pin = unit(app, batch, 1)
+    gz = {"Accept-Encoding": "gzip"}
+    scan = await client.get(f"/c/{serial}", headers=gz)
+    assert has_pin_form(assert_page(scan))
+    answer = await post_pin(client, serial, pin, headers=gz)
+    assert result_of(assert_page(answer)) == "genuine"
+    for response in (scan, answer):
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.headers["vary"] == "Accept-Language, Cookie, Accept-Encoding"
+        assert response.num_bytes_downloaded <= 3584, response.num_bytes_downloaded
+        assert len(response.content) > 4096  # the page itself is bigger
+    refused = await client.get(f"/c/{serial}", headers={"Accept-Encoding": "br, gzip;q=0"})
+    assert_page(refused)
+    assert "content-encoding" not in refused.headers
+    assert refused.num_bytes_downloaded == len(refused.content) > 4096
+
+
 async def test_the_json_api_is_unchanged_beside_the_pages(
     client: Any, app: Any, batch: int
 ) -> None:

@@ -113,6 +113,29 @@ async def test_assets_are_immutable_and_gzipped_and_a_missing_one_is_a_404(
         assert "[project]" not in answer.text
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/m/registerSW.js",  # a script at the app's root, as sw.js is
+        "/m/icon-144.png",  # an icon a manifest of another build names
+        "/m/old-manifest.webmanifest",
+        "/m/documents/12/photo.jpg",
+    ],
+)
+async def test_a_missing_file_outside_assets_is_a_404_not_index_html(
+    client: Any, built: Path, path: str
+) -> None:
+    """A probe: a missing file was a 404 only under ``/assets/``; a name with a file's extension
+    at the app's root (where sw.js, the manifest and the icons live) got index.html, 200
+    text/html: ``importScripts``, the manifest's icon fetch or the worker's ``fetch(request)``
+    for a file it did not cache received HTML, blocked silently (``nosniff``) with a 200 that
+    caches keep. Now such a path is a 404; the app's routes (no extension) are index.html."""
+    answer = await client.get(path)
+    assert answer.status_code == 404, (path, answer.status_code, answer.headers["content-type"])
+    assert answer.json()["error"]["code"] == "not_found"
+    assert (await client.get("/m/documents/12")).text == (built / "index.html").read_text()
+
+
 async def test_the_console_does_not_carry_the_mobile_app(
     client: Any, built: Path, settings: Any
 ) -> None:

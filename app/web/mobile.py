@@ -8,7 +8,8 @@ console:
 * a file of the build: hashed assets cached for a year; ``sw.js`` (the service worker, which caches
   the app shell), ``manifest.webmanifest`` and the icons ``no-cache``, so a new build is picked up;
 * any other path below ``/m/``: ``index.html`` (the SPA's router shows the page); a missing
-  asset is a 404;
+  file (a name with an extension: ``/m/registerSW.js``, an old icon) is a 404;
+* every file an ETag, and a 304 when ``If-None-Match`` names it (``console._send``);
 * no build yet: a 503 page saying to run ``make console``.
 
 Answers carry the console's Content-Security-Policy (everything from this origin, nothing from a
@@ -79,8 +80,8 @@ async def mobile(request: Request[Any, Any, Any], settings: Settings) -> Respons
     if file is not None and file.name != "index.html":
         hashed = path.startswith("/assets/")
         return _send(file, request, console.IMMUTABLE if hashed else "no-cache")
-    if path.startswith("/assets/"):
-        raise NotFound("no such mobile app asset")
+    if path.startswith("/assets/") or console.names_a_file(path):
+        raise NotFound("no such mobile app file")
     return _send(index, request, "no-cache")
 
 

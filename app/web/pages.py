@@ -3,10 +3,16 @@
 
 The answers are the Verifier's (the same hot path and records as ``POST /v1/verify``); these
 handlers only read the request, pick the language and lay the answer out.
+
+Every page (``respond``, also the member and clerk pages') is sent gzip-compressed to a client
+that accepts it (``console.accepts_gzip``) once it is over ``GZIP_MIN`` bytes: the scan page is
+~4.9 KB of HTML and ~2.2 KB on a phone's link. Level 6: ~70 µs a page (level 1: ~50 µs for
+~7 % more bytes).
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 import secrets
@@ -41,6 +47,7 @@ from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
 from app.web import html, member_html, session
+from app.web.console import accepts_gzip
 from app.web.i18n import WORDS, Lang, pick, word
 from app.web.queries import claimable, is_published, published_product
 
@@ -48,6 +55,8 @@ log = logging.getLogger("tracecode.web")
 
 MAX_SERIAL = 512  # as VerifyIn
 MAX_FORM = 4096
+GZIP_MIN = 1024  # below it, gzip's framing and CPU buy next to nothing
+GZIP_LEVEL = 6  # zlib's default: 9 takes longer for a few bytes less
 
 
 async def read_form(request: Request[Any, Any, Any], max_fields: int) -> dict[str, str]:
@@ -73,7 +82,21 @@ _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789
 _PIN_NOISE = re.compile(r"[\s\-]")
 
 
-class _WithoutLength(Response[str]):
+class _Page(Response[str]):
+    """A page, gzip-compressed here, where the request is known (``respond`` is called without
+    it), when it is over ``GZIP_MIN`` bytes and the client accepts gzip."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        request = kwargs["request"] if "request" in kwargs else args[1]
+        if isinstance(self.content, str) and len(self.content) > GZIP_MIN // 4:  # 4 B a char
+            body = self.content.encode()
+            if len(body) > GZIP_MIN and accepts_gzip(request):
+                self.content = gzip.compress(body, GZIP_LEVEL, mtime=0)  # type: ignore[assignment]
+                self.headers["Content-Encoding"] = "gzip"
+        return super().to_asgi_response(*args, **kwargs)
+
+
+class _WithoutLength(_Page):
     """A HEAD answer whose GET body is not known without running GET: no Content-Length."""
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
@@ -94,7 +117,8 @@ def respond(
     cookies: list[Cookie] | None = None,
 ) -> Response[str]:
     """An HTML page with the pages' headers (CSP, no framing, no-store…), ``remember`` (the
-    language cookie of ``session.language``, when the language was chosen now) and ``cookies``.
+    language cookie of ``session.language``, when the language was chosen now) and ``cookies``;
+    gzip-compressed for a client that accepts it (``_Page``), hence ``Vary: Accept-Encoding``.
     """
     all_headers = {
         "Content-Language": "zh-CN" if lang == "zh" else "en",
@@ -102,14 +126,16 @@ def respond(
         "X-Frame-Options": "DENY",  # CSP's frame-ancestors, for WebViews too old to read it
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",  # the serial is in the URL
-        "Vary": "Accept-Language, Cookie",
+        "Vary": "Accept-Language, Cookie, Accept-Encoding",
         **(headers or {}),
     }
+    if "accept-encoding" not in all_headers["Vary"].lower():  # a caller's own Vary, merged
+        all_headers["Vary"] += ", Accept-Encoding"
     cookies = [*(cookies or []), *([remember] if remember else [])]
     # a shared cache must not hand one visitor's Set-Cookie to the next
     cache = "no-store" if no_store else "private, max-age=300" if cookies else "public, max-age=300"
     all_headers.setdefault("Cache-Control", cache)
-    return (Response if length else _WithoutLength)(
+    return (_Page if length else _WithoutLength)(
         body,
         status_code=status,
         media_type=MediaType.HTML,  # Litestar adds the one "; charset=utf-8"

@@ -6,7 +6,11 @@ import App from './App.vue'
 import { i18n } from './i18n'
 import { router } from './router'
 import { useAuthStore } from './stores/auth'
+import { installChunkReload } from './utils/chunkReload'
 import './styles.css'
+
+// A page's chunk gone after a deploy: the page it was going to, loaded again once.
+installChunkReload(router)
 
 const app = createApp(App)
 app.use(createPinia())

@@ -11,6 +11,10 @@ import { i18n } from './i18n'
 import { router } from './router'
 import { stopSync } from './offline/sync'
 import { useAuthStore } from '@/stores/auth'
+import { installChunkReload } from '@/utils/chunkReload'
+
+// A page's chunk gone after a deploy (the new worker drops the old cache): loaded again once.
+installChunkReload(router)
 
 const app = createApp(App)
 app.use(createPinia())
