@@ -290,7 +290,8 @@ async def test_bad_sign_in_requests(client: Any, app: Any, demo: Any) -> None:
         400,
         "invalid_character",
     )
-    for code in ("12345", "1234567", "12345a", "１２３４５６", " 123456"):
+    # (six digits typed full-width or with blanks are read as typed: the sign-in test below)
+    for code in ("12345", "1234567", "12345a", "１２３４５", " 12345 ", "١٢٣٤٥٦"):
         assert_error(
             await client.post("/members/login", json=login_body(brand, phone, code)),
             400,
@@ -709,3 +710,64 @@ async def test_codes_guessed_at_once_get_no_more_tries_than_one_by_one(
     )
     codes = [r.json()["error"]["code"] for r in answers]
     assert codes.count("rate_limited") == 14 - TIGHT["login_ip_max_failures"], codes
+
+
+# What shows as nothing (app.textguard.BLANK): zero-width space, zero-width no-break space (BOM),
+# word joiner, left-to-right mark.
+INVISIBLE = ["\u200b", "\ufeff", "\u2060", "\u200e"]
+
+
+@pytest.mark.parametrize("blank", INVISIBLE)
+async def test_a_city_of_invisible_characters_only_is_refused(
+    client: Any, app: Any, demo: Any, blank: str
+) -> None:
+    """A probe: ``PATCH /members/me {"city": "\\u200b"}`` was 200 and stores a city that shows as nothing
+    in the member's profile and in the staff's member list and CSV (``GET /members``). The
+    profile's own check (``app.members.profile._checked``) only ``str.strip()``s the city, so
+    spaces alone are refused (400) but zero-width characters are kept; the edge's rule for
+    every text a person reads (``app.textguard.BLANK``/``VISIBLE``, applied to names and
+    reasons) is not applied. Expected: 400 ``validation_failed`` naming ``city``, as for a
+    city of spaces."""
+    headers, _ = await sign_in(client, app, demo["BRAND-LUMI"])
+    spaces = await client.patch(
+        "/members/me", headers=headers, json={"province": "浙江省", "city": " \u3000 "}
+    )
+    assert spaces.status_code == 400, spaces.text  # blanks the strip sees are refused
+    answer = await client.patch(
+        "/members/me", headers=headers, json={"province": "浙江省", "city": blank}
+    )
+    assert answer.status_code == 400, (repr(blank), answer.text)
+
+
+async def test_an_email_of_invisible_characters_is_refused(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``PATCH /members/me {"email": "\\u200b@\\u200b.\\u200b"}`` was 200: the e-mail pattern
+    (``app.members.schemas.Email``, ``[^@\\s]``) lets zero-width characters stand for the
+    local part, the domain and the top-level domain, so the profile holds an address that
+    shows as ``@.`` and reaches nobody. Expected: 400 ``validation_failed`` naming ``email``
+    (the parts must hold visible characters, ``app.textguard.VISIBLE``)."""
+    headers, _ = await sign_in(client, app, demo["BRAND-LUMI"])
+    answer = await client.patch(
+        "/members/me", headers=headers, json={"email": "\u200b@\u200b.\u200b"}
+    )
+    assert answer.status_code == 400, answer.text
+
+
+@pytest.mark.parametrize("typed", ["２４６８１０", "246 810"])
+async def test_a_code_typed_in_full_width_digits_signs_in_through_the_api_too(
+    client: Any, app: Any, demo: Any, typed: str
+) -> None:
+    """A probe: the member sign-in page forgives how a code is typed — full-width digits from a Chinese
+    input method and spaces (``app.web.member_pages``: NFKC, blanks dropped) — as phones
+    (``app.members.phones``) and redemption codes (``redemptions.normalise_code``) are forgiven
+    everywhere. The JSON API's ``POST /members/login`` does not: ``LoginIn.code`` is the pattern
+    ``^[0-9]{6}$`` (``app.members.schemas.OtpCode``), so the same code typed into an app or
+    mini-program is 400 ``validation_failed`` and the member cannot sign in. Expected: the API
+    normalises the code as the page does (NFKC, blanks out) and signs the member in."""
+    brand, phone = demo["BRAND-LUMI"], new_phone()
+    await plant(app, brand, phone, "246810")
+    answer = await client.post(
+        "/members/login", json={"brand_id": brand, "phone": phone, "code": typed}
+    )
+    assert answer.status_code == 200, answer.text

@@ -77,9 +77,8 @@ class MemberSignInController(Controller):
         429 ``login_locked`` / ``rate_limited`` after repeated failures (``Retry-After``)."""
         limits = member_limits(request.app.state)
         phone = normalise_phone(data.phone)
-        return await auth.login(
-            conn, settings, limits, _ip(request), data.brand_id, phone, data.code
-        )
+        code = auth.sign_in_code(data.code)
+        return await auth.login(conn, settings, limits, _ip(request), data.brand_id, phone, code)
 
     @post("/logout", status_code=204)
     async def logout(

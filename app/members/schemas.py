@@ -13,6 +13,7 @@ import msgspec
 
 from app.members.schemas_points import GiftKind, LedgerEntryOut, RedemptionStatus
 from app.rebates.schemas_settlement import Reason  # not blank (a probe: a freeze for "   ")
+from app.textguard import BLANK, VISIBLE
 from app.verify.schemas import Lang
 
 Gender = Literal["male", "female", "other"]
@@ -32,11 +33,22 @@ PhoneIn = Annotated[
     ),
 ]
 OtpCode = Annotated[
-    str, msgspec.Meta(pattern=r"^[0-9]{6}(?!\n)$", description="the 6-digit SMS code")
+    str,
+    msgspec.Meta(
+        min_length=6,
+        max_length=24,
+        description="the 6-digit SMS code (full-width digits and blanks are read as typed: "
+        "app.members.auth.sign_in_code)",
+    ),
 ]
+# no blank and no zero-width mark in the address (a probe: "\u200b@\u200b.\u200b" was taken)
 Email = Annotated[
     str,
-    msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+(?!\n)$", examples=["a@b.cn"]),
+    msgspec.Meta(
+        max_length=254,
+        pattern=rf"^[^@{BLANK}]+@[^@{BLANK}]+\.[^@{BLANK}]+(?!\n)$",
+        examples=["a@b.cn"],
+    ),
 ]
 WechatId = Annotated[
     str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{5,40}(?!\n)$", description="WeChat id (微信号)")
@@ -49,7 +61,7 @@ Province = Annotated[
         description="a province-level division by its Chinese name (浙江省) or English (Zhejiang)",
     ),
 ]
-City = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+City = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=VISIBLE)]  # a probe
 
 
 class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -27,7 +27,6 @@ taken before the balance is found short) run inside a savepoint, so a refusal wr
 from __future__ import annotations
 
 import secrets
-import unicodedata
 from typing import Any
 from urllib.parse import quote
 
@@ -38,7 +37,7 @@ from litestar.datastructures import Cookie, State
 from app.claims import ClaimIn
 from app.config import Settings
 from app.db import Conn
-from app.errors import AppError, BadRequest, ValidationFailed
+from app.errors import AppError, BadRequest
 from app.members import admin, auth, erasure, gifts, points, redemptions
 from app.members.limits import member_limits
 from app.members.phones import normalise_phone
@@ -248,12 +247,7 @@ async def login_post(
         limits = member_limits(request.app.state)
         # typed full-width by a Chinese input method, or not six digits at all: read as the
         # API reads it, before a try of the code is spent (a probe: both cost one)
-        code = "".join(unicodedata.normalize("NFKC", form.get("code", "")).split())[:12]
-        if not (len(code) == 6 and code.isascii() and code.isdigit()):
-            raise ValidationFailed(
-                "invalid request (code): six digits",
-                details=[{"field": "code", "message": "six digits", "source": "body"}],
-            )
+        code = auth.sign_in_code(form.get("code", ""))
         signed = await auth.login(conn, settings, limits, ip, brand_id, phone, code)
     except AppError as exc:
         again = _login_url(brand_id, claim)
