@@ -200,7 +200,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sms_backoff_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0  # doubles per try
     sms_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 600.0
     # A row claimed this long ago without an outcome was taken by a sender that died; it must
-    # outlast the longest claim (``sms_claim_seconds``: 35 s with the defaults).
+    # outlast the longest claim (``sms_claim_seconds``: 35 s with the defaults) by over 5 s.
     sms_lease_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 60
     # true: such a row is sent again with the same idempotency key (at least once to the
     # gateway, once to the phone when the gateway deduplicates); false: it is failed and
@@ -280,13 +280,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(
                 f"{PREFIX}WEBHOOK_LEASE_SECONDS must exceed {PREFIX}WEBHOOK_TIMEOUT_SECONDS"
             )
-        if self.sms_lease_seconds <= self.sms_claim_seconds:
+        # and the send_sms job, stopped 5 s before the lease ends (workers/sms.py), makes one
+        # claim at least: a lease within 5 s of a claim's longest stopped a job mid-claim
+        if self.sms_lease_seconds - 5 <= self.sms_claim_seconds:
             levels = (self.sms_gateway_batch - 1).bit_length()
             raise SettingsError(
-                f"{PREFIX}SMS_LEASE_SECONDS must exceed the longest claim of the SMS sender, "
-                f"{self.sms_claim_seconds:g} s: {PREFIX}SMS_GATEWAY_TIMEOUT for its requests and "
-                f"one more for each of the {levels} halvings of a refused batch of "
-                f"{PREFIX}SMS_GATEWAY_BATCH"
+                f"{PREFIX}SMS_LEASE_SECONDS must exceed {self.sms_claim_seconds + 5:g} s, the "
+                f"longest claim of the SMS sender ({PREFIX}SMS_GATEWAY_TIMEOUT for its requests "
+                f"and one more for each of the {levels} halvings of a refused batch of "
+                f"{PREFIX}SMS_GATEWAY_BATCH) and the 5 s its job stops before the lease ends"
             )
         for outbox, base, cap in (
             ("WEBHOOK", self.webhook_backoff_seconds, self.webhook_backoff_max_seconds),

@@ -668,3 +668,64 @@ async def test_a_supervisor_moved_away_from_its_custom_supervising_role_is_no_su
     assert (await client.get(url, headers=admin)).json()["supervisor_id"] is None
     [row] = await audit_rows(app, "org", store, "move")
     assert row["after"]["supervisors_dropped"] == [{"user_id": rep_id, "supervisor_id": sup_id}]
+
+
+async def test_a_rep_reactivated_keeps_a_supervisor_demoted_while_it_was_inactive(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``drop_unfit_supervisors`` cleared only *live* reps (an inactive rep keeps its
+    supervisor), and nothing runs it for the rep when it becomes live again. A rep deactivated,
+    its supervisor then demoted (roles without ``field.supervise``: the rep, not live, is
+    skipped), the rep reactivated: the rep is live with a supervisor the API itself refuses to
+    name (422 ``bad_supervisor``), and its submitted plan names as its only decider a user who
+    cannot decide it — the stuck plan the change was meant to end. Expected: a rep made live
+    again (``PATCH /users/{id}`` ``active``) is cleared of a supervisor that is unfit now (fix:
+    in ``app.users.service.update_user``, on a reactivation also clear the user's own
+    supervisor when unfit — a ``drop_unfit_supervisors`` by rep)."""
+    admin = await login("admin")
+    sup_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"])
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    url = await _submitted_plan(client, admin, rep_id, rep, sup_id)
+    off = await client.patch(f"/users/{rep_id}", headers=admin, json={"status": "inactive"})
+    assert off.status_code == 200, off.text
+    demoted = await client.patch(f"/users/{sup_id}", headers=admin, json={"roles": ["analyst"]})
+    assert demoted.status_code == 200, demoted.text
+    on = await client.patch(f"/users/{rep_id}", headers=admin, json={"status": "active"})
+    assert on.status_code == 200, on.text
+    refused = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": sup_id}
+    )
+    assert refused.status_code == 422, refused.text  # the API would not name this supervisor
+    assert await _supervisor_of(app, rep_id) is None, (
+        "a live rep is left supervised by a user without field.supervise"
+    )
+    shown = await client.get(url, headers=admin)
+    assert shown.json()["supervisor_id"] is None, "the plan's decider cannot decide it"
+
+
+async def test_a_store_reactivated_keeps_its_reps_supervisor_demoted_while_it_was_off(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe, the organisation-level sibling: a store deactivated with its rep (not live: kept), the
+    rep's supervisor (outside the store) demoted meanwhile, the store reactivated (``POST
+    /orgs/{id}/activate``): the rep is live again, supervised by a user without
+    ``field.supervise``, its submitted plan stuck. ``set_status`` runs
+    ``drop_unfit_supervisors`` on deactivation only. Expected: the reactivation clears, for the
+    reps it makes live, a supervisor who is unfit now (fix: ``app.orgs.service.set_status``,
+    ``active`` branch: clear unfit supervisors of the live reps of the subtree)."""
+    admin = await login("admin")
+    store = await _org(client, admin, "store", demo["AGENT-ZJ"])
+    sup_id, _ = await _user(client, admin, demo["AGENT-ZJ"], ["field_supervisor"])
+    rep_id, rep = await _user(client, admin, store, ["field_rep"])
+    url = await _submitted_plan(client, admin, rep_id, rep, sup_id)
+    off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    demoted = await client.patch(f"/users/{sup_id}", headers=admin, json={"roles": ["analyst"]})
+    assert demoted.status_code == 200, demoted.text
+    on = await client.post(f"/orgs/{store}/activate", headers=admin)
+    assert on.status_code == 200, on.text
+    assert await _supervisor_of(app, rep_id) is None, (
+        "a live rep is left supervised by a user without field.supervise"
+    )
+    shown = await client.get(url, headers=admin)
+    assert shown.json()["supervisor_id"] is None, "the plan's decider cannot decide it"

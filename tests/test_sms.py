@@ -1072,8 +1072,9 @@ async def test_a_worker_killed_mid_batch_never_doubles_a_message(
         "TRACECODE_SMS_GATEWAY_URL": gateway.url,
         "TRACECODE_SMS_GATEWAY_BATCH": "2",
         "TRACECODE_SMS_CONCURRENCY": "4",
-        "TRACECODE_SMS_LEASE_SECONDS": "7",
-        # the lease must outlast a claim: a time-out, and one per halving of a refused batch
+        "TRACECODE_SMS_LEASE_SECONDS": "12",
+        # the lease must outlast a claim (a time-out, and one per halving of a refused batch)
+        # and the job's 5 s margin
         "TRACECODE_SMS_GATEWAY_TIMEOUT": "3",
         "TRACECODE_SMS_SWEEP_SECONDS": "0.5",
         "TRACECODE_SMS_BACKOFF_SECONDS": "0.2",
@@ -1154,7 +1155,7 @@ async def test_two_live_workers_send_each_message_once_however_slow_the_gateway(
         "TRACECODE_SMS_GATEWAY_BATCH": "1",
         "TRACECODE_SMS_CONCURRENCY": "2",
         "TRACECODE_SMS_GATEWAY_TIMEOUT": "3",
-        "TRACECODE_SMS_LEASE_SECONDS": "5",  # > a claim's longest, 3 s
+        "TRACECODE_SMS_LEASE_SECONDS": "9",  # > a claim's longest, 3 s, and the job's 5 s
         "TRACECODE_SMS_SWEEP_SECONDS": "0.5",
     }
     ids = await _enqueue(app, demo["BRAND-LUMI"], [phone() for _ in range(40)])  # no job
@@ -1182,8 +1183,12 @@ def test_the_lease_must_outlast_a_claims_longest_send() -> None:
     (``HttpGateway.send`` bounds the call to that): the settings refuse a lease that ends first,
     as the other workers would send a live sender's rows again."""
     assert load_settings({}).sms_claim_seconds == 5 * (1 + 6)  # 50 → 25 → 13 → 7 → 4 → 2 → 1
-    with pytest.raises(SettingsError, match=r"SMS_LEASE_SECONDS must exceed .* 70 s"):
+    with pytest.raises(SettingsError, match=r"SMS_LEASE_SECONDS must exceed 75 s"):
         load_settings({"TRACECODE_SMS_GATEWAY_TIMEOUT": "10"})  # the 60 s lease: too short
+    # A probe: a claim of 59.5 s passed a 60 s lease, and the send_sms job (stopped 5 s before
+    # the lease ends) was stopped in the middle of its one claim against a slow gateway
+    with pytest.raises(SettingsError, match=r"SMS_LEASE_SECONDS must exceed 64.5 s"):
+        load_settings({"TRACECODE_SMS_GATEWAY_TIMEOUT": "8.5"})
     one = {"TRACECODE_SMS_GATEWAY_TIMEOUT": "10", "TRACECODE_SMS_GATEWAY_BATCH": "1"}
     assert load_settings(one).sms_claim_seconds == 10  # nothing to split
 

@@ -296,15 +296,33 @@ async def set_status(conn: Conn, actor: Principal, org_id: int, status: str) -> 
     after = await get_org(conn, None, org_id)
     action = "deactivate" if status == "inactive" else "activate"
     audited: Any = after
-    if status == "inactive":  # its supervisors supervise no more: their reps outside it, live,
-        # are cleared (``drop_unfit_supervisors``), named in the row as a move names them
+    # off: its supervisors supervise no more, their live reps outside it are cleared; back on:
+    # its reps whose supervisor was demoted meanwhile are (``drop_unfit_supervisors``), named
+    # in the row as a move names them
+    if status == "inactive":
         unsupervised = await drop_unfit_supervisors(conn, await _supervisors_in(conn, row["path"]))
-        if unsupervised:
-            audited = {**msgspec.structs.asdict(after), "supervisors_dropped": unsupervised}
+    else:
+        unsupervised = await drop_unfit_supervisors(
+            conn, await _reps_in(conn, row["path"]), of_reps=True
+        )
+    if unsupervised:
+        audited = {**msgspec.structs.asdict(after), "supervisors_dropped": unsupervised}
     await audit.record(
         conn, actor, action, "org", org_id, before=before, after=audited, org_id=org_id
     )
     return after
+
+
+async def _reps_in(conn: Conn, subtree: str) -> list[int]:
+    """The users of ``subtree`` (a path) who have a supervisor."""
+    rows = await (
+        await conn.execute(
+            """SELECT u.id FROM users u JOIN orgs o ON o.id = u.org_id
+                WHERE o.path LIKE %s AND u.supervisor_id IS NOT NULL""",
+            (subtree + "%",),
+        )
+    ).fetchall()
+    return [r["id"] for r in rows]
 
 
 async def _supervisors_in(conn: Conn, subtree: str) -> list[int]:
@@ -469,31 +487,35 @@ async def drop_roles_out_of_reach(
     return [dict(r) for r in rows]
 
 
-async def drop_unfit_supervisors(conn: Conn, supervisor_ids: list[int]) -> list[dict[str, int]]:
-    """Clear the supervisor of each live rep (active, of an active organisation line) supervised
-    by one of ``supervisor_ids`` who can no longer supervise — its roles without
-    ``field.supervise`` (a role change, a custom role edited, a role dropped by a move), its
-    account inactive or its organisation's line deactivated — as ``PUT
-    /field/reps/{id}/supervisor`` would refuse to name it. Left named, it stayed the plans'
-    ``supervisor_id``, the one user who may decide them, while it could not (a probe: a
-    submitted plan stuck with a demoted supervisor); cleared, the rep has none until an
-    administrator names one, who then decides its plans. A rep that is not live itself keeps
+async def drop_unfit_supervisors(
+    conn: Conn, user_ids: list[int], *, of_reps: bool = False
+) -> list[dict[str, int]]:
+    """Clear the supervisor of each live rep (active, of an active organisation line) whose
+    supervisor can no longer supervise — its roles without ``field.supervise`` (a role change,
+    a custom role edited, a role dropped by a move), its account inactive or its organisation's
+    line deactivated — as ``PUT /field/reps/{id}/supervisor`` would refuse to name it: the reps
+    supervised by ``user_ids``, or (``of_reps``) the reps ``user_ids`` themselves, as they come
+    back (a rep or its organisation reactivated after its supervisor was demoted). Left named,
+    it stayed the plans' ``supervisor_id``, the one user who may decide them, while it could
+    not (a probe: a submitted plan stuck with a demoted supervisor); cleared, the rep has none
+    until an administrator names one, who then decides its plans. A rep that is not live keeps
     its supervisor (an agent deactivated with both: reactivated, both as before). Called under
     the brand's role-name lock (``Lock.ROLE_NAMES``), in the change's transaction; answers
     ``{user_id, supervisor_id}`` per rep cleared, for the change's audit row
     (``supervisors_dropped``, as a move's)."""
+    which = "u.id" if of_reps else "s.id"
     rows = await (
         await conn.execute(
             f"""UPDATE users u SET supervisor_id = NULL, updated_at = now()
                   FROM users s, orgs so, orgs ro
-                 WHERE s.id = u.supervisor_id AND s.id = ANY(%s)
+                 WHERE s.id = u.supervisor_id AND {which} = ANY(%s)
                    AND so.id = s.org_id AND ro.id = u.org_id
                    AND u.status = 'active' AND {org_status("ro")} = 'active'
                    AND (s.status <> 'active' OR {org_status("so")} <> 'active' OR NOT EXISTS (
                         SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id
                          WHERE ur.user_id = s.id AND 'field.supervise' = ANY(r.permissions)))
              RETURNING u.id AS user_id, s.id AS supervisor_id""",
-            (supervisor_ids,),
+            (user_ids,),
         )
     ).fetchall()
     return sorted((dict(r) for r in rows), key=lambda r: r["user_id"])

@@ -348,6 +348,8 @@ async def update_user(
     if roles is not None or changes.get("status") == "inactive":  # a supervisor no more: its
         # reps' plans named a decider who could not decide (a probe)
         dropped = await drop_unfit_supervisors(conn, [user_id])
+    if changes.get("status") == "active":  # a rep back, under a supervisor demoted meanwhile
+        dropped += await drop_unfit_supervisors(conn, [user_id], of_reps=True)
     if password is not None and limiter is not None:
         await limiter.clear(row["username"])
     after = await _get(conn, user_id)
