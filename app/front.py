@@ -8,9 +8,11 @@ routing and handling:
   digits and dashes, at most 64), else a new one (this process's random 64-bit prefix and a
   counter, 32 hex digits); it is in ``request_id_var`` (every log line of the request, audit
   rows, the 500 answer) and in the ``X-Request-ID`` response header;
-* the edge check of the path and query (``app.edge.check_edge``): 400 ``invalid_character``
-  before routing; that refusal, and a 404 or 405 of a path or method no route has, take the
-  shape of their path prefix's errors (``refusals``: problem+json under ``/epcis``);
+* the edge check of the ``Host`` header, the path and the query (``app.edge.check_edge``): 400
+  ``invalid_host`` or ``invalid_character`` before routing — each Host is checked
+  (``app.edge.host_ok``) in the one pass over the headers that finds the request id; those
+  refusals, and a 404 or 405 of a path or method no route has, take the shape of their path
+  prefix's errors (``refusals``: problem+json under ``/epcis``);
 * the body of every HEAD answer dropped, headers kept (``app.head``);
 * Litestar's app-level exception layer is this one: an exception raised before the answer
   started is answered here by Litestar's own handling (``ExceptionHandlerMiddleware``: the
@@ -58,7 +60,7 @@ from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.routes import ASGIRoute
 from litestar.utils.scope.state import ScopeState
 
-from app.edge import check_edge, refuse
+from app.edge import InvalidHost, check_edge, host_ok, refuse
 from app.errors import error_body, handle_http_exception, log_unexpected
 from app.logs import logged_path, request_id_var, requests, writer
 from app.textguard import InvalidCharacter
@@ -149,11 +151,14 @@ class Tracecode(Litestar):
             await super().__call__(scope, receive, send)
             return
         started = perf_counter()
-        rid = None
-        for name, value in scope["headers"]:  # the first X-Request-ID, if any
-            if name == b"x-request-id":
-                rid = given_request_id(value)
-                break
+        given = bad_host = None  # the first X-Request-ID; a Host that is no host[:port]
+        for name, value in scope["headers"]:
+            if name == b"host":
+                if not host_ok(value):
+                    bad_host = value
+            elif name == b"x-request-id" and given is None:
+                given = value
+        rid = None if given is None else given_request_id(given)
         if rid is None:
             rid = _ids.new()
         rid_header = (b"x-request-id", rid.encode())
@@ -177,12 +182,12 @@ class Tracecode(Litestar):
         token = request_id_var.set(rid)
         lane = None
         try:
-            # the full check only for a query string or a path with a character that is not
-            # printable (every control character is not): most requests have neither
-            if scope.get("query_string") or not scope["path"].isprintable():
+            # the full check only for a bad Host, a query string or a path with a character that
+            # is not printable (every control character is not): most requests have none
+            if bad_host is not None or scope.get("query_string") or not scope["path"].isprintable():
                 try:
-                    check_edge(scope)
-                except InvalidCharacter as exc:
+                    check_edge(scope, bad_host)
+                except (InvalidHost, InvalidCharacter) as exc:
                     error = error_body(exc.code, exc.message, exc.details)["error"]
                     await self._refuse(scope, front_send, exc.status, error, {})
                     return

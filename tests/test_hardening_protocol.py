@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import random
 import re
 import secrets
 import socket
@@ -93,6 +94,104 @@ async def test_query_tab_and_plain_percent_pass(client: Any, login: Any) -> None
 async def test_path_control_characters_are_refused(client: Any, login: Any, path: str) -> None:
     response = await client.get(path, headers=await login("admin"))
     assert_error(response, 400, "invalid_character")
+
+
+# A Host header that is no ``uri-host [":" port]``: a port that is not 1-5 digits up to 65535,
+# an IPv6 address without brackets, an IP literal urllib cannot read, a URI delimiter
+BAD_HOSTS = [
+    *["x:abc", "127.0.0.1:99999", "[::1]:x", "host:", "a:b:c", "h:000080", "h:+80", "h: 80"],
+    *["::1", "2001:db8::1", "[::1", "::1]", "[abc]", "[::1]x", "[::1]:65536", "a@b:x", "a/b"],
+    *["a b", "b\xfccher.example", "a#b"],
+]
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS)
+async def test_a_host_that_is_no_host_and_port_is_400_invalid_host(
+    client: Any, login: Any, host: str
+) -> None:
+    """A probe: a ``Host`` whose port is not a port (``x:abc``, ``127.0.0.1:99999``) made
+    Litestar's ``request.url`` raise ValueError (urllib's ``.port``): the GS1 resolver
+    (anonymous) answered 500 always, every route as soon as a query or path parameter failed
+    validation (Litestar builds its ValidationException from ``request.url``), so anyone could
+    raise the 5xx rate and the error log at will; granian passes such a Host through. It is
+    refused at the edge, before routing: 400 ``invalid_host``, the JSON error on every path
+    (the consumer pages too: it is a protocol error), problem+json under ``/epcis/``. A host
+    name no host has (a space, non-ASCII) too: Litestar's router answered it 400
+    ``bad_request``, the fast lane (``/v1/verify``) not at all."""
+    admin = await login("admin")
+    for path, headers in (
+        ("/01/06901234000016", {}),
+        ("/01/not-a-gtin", {}),
+        ("/products?page=abc", admin),
+        ("/redemptions/settlement", admin),
+        ("/clerk", {}),
+        ("/m", {}),
+    ):
+        response = await client.get(path, headers={**headers, "Host": host.encode("latin-1")})
+        error = assert_error(response, 400, "invalid_host")
+        assert error["details"] == {"host": host}, (path, error)
+        assert response.headers["x-request-id"]
+    verify = await client.post(
+        "/v1/verify", headers={"Host": host.encode("latin-1")}, json={"code": "X"}
+    )
+    assert_error(verify, 400, "invalid_host")  # the fast lane too
+    epcis = await client.get("/epcis/events", headers={**admin, "Host": host.encode("latin-1")})
+    assert epcis.status_code == 400, epcis.text
+    assert epcis.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    "host", [":80", "[::1]", "[::1]:8000", "[v1.x]", "localhost:65535", "h:0080", "a%41_~b"]
+)
+async def test_a_host_with_a_port_or_ip_literal_urllib_reads_passes(
+    client: Any, login: Any, host: str
+) -> None:
+    """A probe: what ``request.url`` reads — no host name, no port, an IP literal in brackets,
+    a port of up to 5 digits — passes the edge (``app.edge.host_ok``) to the route's own
+    answer."""
+    gs1 = await client.get("/01/not-a-gtin", headers={"Host": host})
+    assert_error(gs1, 400, "invalid_digital_link")
+    products = await client.get(
+        "/products?page=abc", headers={**await login("admin"), "Host": host}
+    )
+    assert_error(products, 400, "validation_failed")
+
+
+def test_host_ok_agrees_with_urllib() -> None:
+    """A probe: every Host the edge lets in is one Litestar's ``request.url`` (urllib) reads
+    without an error — the common shape's one match and the full reading alike."""
+    from urllib.parse import urlsplit
+
+    from litestar.datastructures.url import URL
+
+    from app.edge import host_ok
+
+    for host in BAD_HOSTS:
+        assert not host_ok(host.encode("latin-1")), host
+    alphabet = [*b"a9:[].%/?#@ -!~", 0xFC]
+    rng = random.Random(13)
+    accepted = 0
+    for _ in range(20000):
+        host = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        if host_ok(host):
+            accepted += 1
+            scope = {"type": "http", "scheme": "http", "server": None, "path": "/p"}
+            url = URL.from_scope({**scope, "headers": [(b"host", host)]})
+            parts = urlsplit("//" + host.decode("latin-1"))
+            assert (url.hostname, url.port) == (parts.hostname, parts.port), host
+    assert accepted > 1000
+
+
+def test_a_host_with_a_bad_port_is_400_from_the_real_server(tmp_path: Any) -> None:
+    """A probe: granian passes ``Host: x:abc`` (HTTP/2's ``:authority`` it gives as ``host``)
+    through to the app, whose answer was 500 — for ``/clerk`` a bare ``text/plain`` one of
+    granian's own, the HTML error page failing too."""
+    with granian_server(tmp_path) as server:
+        for path in ("/01/06901234000016", "/clerk"):
+            head = f"GET {path} HTTP/1.1\r\nHost: x:abc\r\nConnection: close\r\n\r\n"
+            out = _raw(server.port, head.encode(), timeout=5)
+            assert out.startswith(b"HTTP/1.1 400"), (path, out[:300])
+            assert b'"code":"invalid_host"' in out, (path, out[:300])
 
 
 async def test_form_control_characters_are_refused(client: Any, app: Any) -> None:
@@ -945,3 +1044,22 @@ async def test_xlsx_cells_keep_every_digit_of_long_ids() -> None:
     ]
     sheet = _xlsx(content)[2]
     assert '<c r="D2"><v>42</v>' in sheet  # small numbers stay numbers
+
+
+async def test_the_consumer_pages_do_not_parse_the_host_for_their_scheme_or_error_page(
+    client: Any, monkeypatch: Any
+) -> None:
+    """A probe: past the edge (``host_ok`` let through), ``/clerk`` with ``Host: x:abc`` raised
+    out of the app — ``app.web.session.secure`` read ``request.url.scheme`` and the HTML error
+    page (``app.web.pages.html_error``) ``request.url.path``, both parsing the Host — and
+    granian answered a bare ``text/plain`` 500. They read the scope's scheme and path."""
+    monkeypatch.setattr("app.front.host_ok", lambda host: True)
+    bad = {"Host": "x:abc"}
+    sign_in = await client.get("/clerk/login", headers=bad)  # its cookies: secure()
+    assert sign_in.status_code == 200, sign_in.text[:300]
+    assert sign_in.headers["content-type"].startswith("text/html")
+    # html_error's page: a sign-in without the form's token
+    error_page = await client.post("/clerk/login", headers=bad, data={"username": "x"})
+    assert error_page.status_code == 403, error_page.text[:300]
+    assert error_page.headers["content-type"].startswith("text/html")
+    assert (await client.get("/clerk", headers=bad)).status_code == 303

@@ -193,7 +193,7 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
     """Errors of the consumer pages as pages: 429 with Retry-After, others with their status.
     (An exception handler has no dependencies: the settings are the app's.)"""
     lang, remember = session.language(request, request.app.state.settings)
-    path = quote(request.url.path, safe="/")
+    path = quote(request.scope["path"], safe="/")  # not request.url: its parsing of Host can fail
     if isinstance(exc, TooManyRequests):
         retry = (exc.headers or {}).get("Retry-After", "60")
         message = word("rate_limited", lang, seconds=retry)

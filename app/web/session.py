@@ -79,8 +79,9 @@ def _unb64(text: str) -> bytes:
 
 
 def secure(request: Request[Any, Any, Any], settings: Settings) -> bool:
-    """Whether the visitor talks https to us (then every cookie is Secure)."""
-    return request.url.scheme == "https" or settings.public_scheme == "https"
+    """Whether the visitor talks https to us (then every cookie is Secure). The scope's scheme,
+    not ``request.url``'s: building that URL parses the Host header, which can fail."""
+    return request.scope.get("scheme") == "https" or settings.public_scheme == "https"
 
 
 def cookie(

@@ -6069,7 +6069,7 @@ export interface components {
         members_schemas_LoginIn: {
             /** @description the brand's organisation id */
             brand_id: number;
-            /** @description the 6-digit SMS code */
+            /** @description the 6-digit SMS code (full-width digits and blanks are read as typed: app.members.auth.sign_in_code) */
             code: string;
             /**
              * @description mainland China mobile number; spaces, hyphens and +86/0086 are accepted

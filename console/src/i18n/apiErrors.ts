@@ -106,6 +106,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   invalid_digital_link: '不是有效的 GS1 数字链接',
   invalid_gs1: 'GS1 编码格式不正确',
   invalid_gtin: 'GTIN 不正确',
+  invalid_host: '请求的主机地址（Host）格式不正确',
   invalid_key: '图片标识无效',
   invalid_nameplate: '不是有效的门店铭牌码',
   invalid_phone: '请输入正确的 11 位中国大陆手机号',
