@@ -62,14 +62,15 @@ _QUERY_CONTROL = re.compile(
     rb"|%[cC]2%[89][0-9a-fA-F]|%[eE]2%80%[aA][a-eA-E]|%[eE]2%81%[aA][6-9]"
 )
 _FORM = "application/x-www-form-urlencoded"
-# A Host of the common shape: a name (letters, digits, dots, dashes), an optional port of 1-5
-# digits (the 65,535 limit is checked apart); anything else takes the full check (``_HOST_ANY``).
-_HOST_COMMON = re.compile(rb"[0-9A-Za-z._-]*(?::[0-9]{1,5})?").fullmatch
+# A Host of the common shape: a name (letters, digits, dots, dashes), an optional port of up to
+# 10 digits — empty ("host:") and zero-padded ones are ports (RFC 3986 3.2.3: *DIGIT), the 65,535
+# limit is checked apart; anything else takes the full check (``_HOST_ANY``).
+_HOST_COMMON = re.compile(rb"[0-9A-Za-z._-]*(?::([0-9]{0,10}))?").fullmatch
 # uri-host [":" port] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets, or a name of
 # unreserved characters, sub-delimiters and percent escapes — what Litestar's router lets in
 # (``is_valid_host``, which the fast lane does not run), less ":", "[", "]" and "@" in a name
 _HOST_ANY = re.compile(
-    rb"(\[[0-9A-Za-z!$&'()*+,;=._~%:-]+\]|[0-9A-Za-z!$&'()*+,;=._~%-]*)(?::([0-9]{1,5}))?"
+    rb"(\[[0-9A-Za-z!$&'()*+,;=._~%:-]+\]|[0-9A-Za-z!$&'()*+,;=._~%-]*)(?::([0-9]{0,10}))?"
 ).fullmatch
 
 
@@ -243,11 +244,14 @@ class EdgeRequest(Request[Any, Any, Any]):
 
 def host_ok(host: bytes) -> bool:
     """Whether a ``Host`` header value is ``uri-host [":" port]`` that urllib (Litestar's
-    ``request.url``) reads as it is: the port, when there is a colon, 1-5 ASCII digits up to
-    65535; an IP literal one urllib takes. The common shape is one match; the rest
+    ``request.url``) reads as it is: the port, when there is a colon, up to 10 ASCII digits
+    (none, or zero-padded, as RFC 3986 allows) of a value up to 65535; an IP literal one urllib
+    takes. The common shape is one match; the rest
     (``_host_ok_slowly``) a second and, for an IP literal, urllib's own reading."""
-    if _HOST_COMMON(host) is not None:  # a port of 5 digits is the last 6 bytes, from a colon
-        return len(host) < 6 or host[-6] != 0x3A or int(host[-5:]) <= 65535
+    common = _HOST_COMMON(host)
+    if common is not None:  # a port may be empty ("host:", urllib sends it) or zero-padded
+        # (RFC 3986 3.2.3: port = *DIGIT): its value is what counts
+        return int(common.group(1) or 0) <= 65535
     return _host_ok_slowly(host)
 
 

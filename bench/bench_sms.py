@@ -76,6 +76,8 @@ def gateway(url: str, args: argparse.Namespace) -> HttpGateway:
 
 
 async def drain_all(db_url: str, gw_url: str, args: argparse.Namespace) -> sender.Stats:
+    # a claim is one wave of the settings' gateway shape at most (``sender.claim_size``:
+    # TRACECODE_SMS_CONCURRENCY x TRACECODE_SMS_GATEWAY_BATCH), whatever --claim says
     settings = msgspec.structs.replace(load_settings(), sms_gateway="http", sms_gateway_url=gw_url)
 
     async def one() -> sender.Stats:
@@ -84,7 +86,12 @@ async def drain_all(db_url: str, gw_url: str, args: argparse.Namespace) -> sende
             async with await psycopg.AsyncConnection.connect(
                 db_url, autocommit=True, row_factory=dict_row
             ) as conn:
-                return await sender.drain(conn, gw, settings, limit=args.claim)
+                total = sender.Stats()
+                while True:  # drain stops claiming after part of a lease: again until empty
+                    stats = await sender.drain(conn, gw, settings, limit=args.claim)
+                    total.add(stats)
+                    if not stats.claimed:
+                        return total
         finally:
             await gw.aclose()
 
@@ -130,7 +137,12 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100, help="messages per HTTP request")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight/sender")
-    parser.add_argument("--claim", type=int, default=1000, help="rows per claim")
+    parser.add_argument(
+        "--claim",
+        type=int,
+        default=1000,
+        help="rows per claim at most (and one settings' wave at most)",
+    )
     args = parser.parse_args()
     print(f"python {platform.python_version()}, {os.cpu_count()} cpus; {vars(args)}")
 

@@ -1300,3 +1300,25 @@ async def test_a_foreign_numbers_opt_out_is_not_a_chinese_members(
     assert (row["marketing_opt_out"], [r["phone"] for r in opted]) == (False, ["00" + chinese])
     # a mainland mobile is stored as members store it, whichever way it is written
     assert outbox.outbox_phone(f"+86 {chinese[:3]}-{chinese[3:7]}-{chinese[7:]}") == chinese
+
+
+def test_bench_sms_drains_the_whole_outbox_with_a_valid_lease(tmp_path: Any) -> None:
+    """A regression probe: 238133a made ``app.sms.sender.drain`` stop claiming after
+    ``min(lease/2, lease - 5 - sms_claim_seconds)`` (20 s with the defaults; 1 s with
+    ``TRACECODE_SMS_LEASE_SECONDS=41``, a lease ``load_settings`` accepts), but
+    ``bench/bench_sms.py`` (README "Benchmarks": "drain 100,000 outbox rows") called
+    ``drain`` once per sender and expects the outbox empty: rows are left ``pending``, the
+    check printed FAILED and the script exited 1 (and its messages/s was computed over rows never
+    sent). Now the bench drains until the outbox is empty (loop on ``drain`` until a
+    pass claims nothing), so a valid configuration passes its own check."""
+    env = {**os.environ, "TRACECODE_SMS_LEASE_SECONDS": "41"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_sms.py"), "--rows", "30000", "--senders", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    assert "none lost, none doubled" in done.stdout, done.stdout[-1500:]
