@@ -1072,9 +1072,10 @@ async def test_a_worker_killed_mid_batch_never_doubles_a_message(
         "TRACECODE_SMS_GATEWAY_URL": gateway.url,
         "TRACECODE_SMS_GATEWAY_BATCH": "2",
         "TRACECODE_SMS_CONCURRENCY": "4",
-        "TRACECODE_SMS_LEASE_SECONDS": "12",
+        "TRACECODE_SMS_LEASE_SECONDS": "16",
         # the lease must outlast a claim (a time-out, and one per halving of a refused batch)
-        # and the job's 5 s margin
+        # and the job's 5 s margin; and a drain claims for 5 s (lease - 5 - a claim's 6), so a
+        # claim is in flight when the worker is killed
         "TRACECODE_SMS_GATEWAY_TIMEOUT": "3",
         "TRACECODE_SMS_SWEEP_SECONDS": "0.5",
         "TRACECODE_SMS_BACKOFF_SECONDS": "0.2",
