@@ -10,13 +10,14 @@
 * Form bodies (the PIN form) are checked like query strings in ``EdgeRequest.body()``.
 * The ``Host`` header (HTTP/2's ``:authority``, which granian passes as ``host`` when the request
   has no Host): ``host_ok``, called by the request layer on every request, before routing;
-  one that is no ``uri-host [":" port]`` is 400 ``invalid_host`` (``check_edge``). A port of
-  anything but 1–5 ASCII digits up to 65535 (``x:abc``, ``127.0.0.1:99999``, ``host:``, an IPv6
-  address without brackets), an IP literal urllib cannot read (``[::1``, ``[abc]``) made
+  one that is no ``uri-host [":" port]`` is 400 ``invalid_host`` (``check_edge``). A port that
+  is no digits or above 65535 (``x:abc``, ``127.0.0.1:99999``, an IPv6 address without
+  brackets), an IP literal urllib cannot read (``[::1``, ``[abc]``) made
   Litestar's ``request.url`` raise ValueError (a probe): the GS1 resolver and every validation
   error answered 500, and the consumer pages' HTML error page failed too. Characters no
   host name has (``/``, ``?``, ``#``, ``@``, a space, non-ASCII: Litestar's router refused most
-  as 400 ``bad_request``, the fast lane not at all) are refused with them.
+  as 400 ``bad_request``, the fast lane not at all) are refused with them. An empty or
+  zero-padded port (``host:``, ``h:0080``: RFC 3986's ``*DIGIT``) passes.
 * Media types: a JSON body must say so (``application/json`` or ``application/…+json``, UTF-8
   if it names a charset), else 415 ``unsupported_media_type`` before decoding; ``media_of``
   reads the header for the routes that take other bodies (CSV, EPCIS documents).
