@@ -423,18 +423,7 @@ async def test_a_printer_lists_the_exports_addressed_to_it(
     ``codes.download``): it had no way to find the files addressed to it. Now 200: the exports
     with a file addressed to its printer, each with its own files only."""
     admin = await login("admin")
-    org = await client.post(
-        "/orgs",
-        headers=admin,
-        json={
-            "kind": "printer",
-            "name": f"PIN printer {secrets.token_hex(3)}",
-            "erp_code": f"PIN-{secrets.token_hex(3)}",
-            "parent_id": demo["BRAND-LUMI"],
-        },
-    )
-    assert org.status_code == 201, org.text
-    pin_printer = org.json()["id"]
+    pin_printer = await _new_printer(client, admin, demo, "PIN")
     batch_no, _ = await issue_units(client, login, demo, 5)  # addressed to PRINTER-SH
     planner = await login("planner")
     made = []
@@ -1020,18 +1009,7 @@ async def test_a_printer_key_registered_again_writes_no_audit_row(
     retry, the same file uploaded again) wrote a ``set_public_key`` row each time. README: a
     call that changes nothing writes no row; another key still writes one."""
     admin = await login("admin")
-    org = await client.post(
-        "/orgs",
-        headers=admin,
-        json={
-            "kind": "printer",
-            "name": f"Same key printer {secrets.token_hex(3)}",
-            "erp_code": f"SKP-{secrets.token_hex(3)}",
-            "parent_id": demo["BRAND-LUMI"],
-        },
-    )
-    assert org.status_code == 201, org.text
-    printer = org.json()["id"]
+    printer = await _new_printer(client, admin, demo, "SKP")
     url = f"/printers/{printer}/public-key"
     pem = RSA.generate(2048).public_key().export_key().decode()
     for sent in (pem, pem + "\n"):  # the same key, in the stored spelling or not
@@ -1041,3 +1019,19 @@ async def test_a_printer_key_registered_again_writes_no_audit_row(
     other = RSA.generate(2048).public_key().export_key().decode()
     assert (await client.put(url, headers=admin, json={"public_key_pem": other})).status_code == 204
     assert len(await audit_rows(app, "org", printer, "set_public_key")) == 2
+
+
+async def _new_printer(client: Any, admin: dict[str, str], demo: Any, tag: str) -> int:
+    """A contract printer of its own under the brand: its id."""
+    org = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": f"{tag} printer {secrets.token_hex(3)}",
+            "erp_code": f"{tag}-{secrets.token_hex(3)}",
+            "parent_id": demo["BRAND-LUMI"],
+        },
+    )
+    assert org.status_code == 201, org.text
+    return int(org.json()["id"])
