@@ -97,6 +97,14 @@ async def test_a_member_takes_a_copy_then_erases_the_membership(
     assert redemption["status"] == "expired"
     stock = await _one(app, "SELECT stock FROM gifts WHERE id = %s", gift["id"])
     assert stock["stock"] == 10  # the code's gift is back (review R5)
+    # A probe: the store's check said the points were refunded; they were forfeited
+    clerk, code = await login("store_clerk"), {"code": redeemed.json()["code"], "lang": "en"}
+    checked = await client.post("/redemptions/check", headers=clerk, json=code)
+    assert checked.json()["status"] == "expired" and not checked.json()["valid"]
+    assert "closed" in checked.json()["message"] and "refund" not in checked.json()["message"]
+    refused = await client.post("/redemptions/fulfil", headers=clerk, json=code)
+    assert_error(refused, 409, "code_expired")
+    assert "closed" in refused.json()["error"]["message"]
     balance = await _one(app, "SELECT balance FROM point_balances WHERE member_id = %s", member_id)
     assert balance["balance"] == 0  # forfeited by an expiry entry: the ledger is append-only
     # member service no longer finds the phone; the directory lists the erased only if asked

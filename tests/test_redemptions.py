@@ -924,7 +924,10 @@ async def test_a_gifts_provinces_are_read_as_members_are(
         f"/gifts/{gift['id']}", headers=admin, json={"provinces": ["guangdong", "浙江省"]}
     )
     assert changed.json()["provinces"] == ["广东省", "浙江省"], changed.text
-    for bad in (["Atlantis"], ["浙江"]):
+    short = {"provinces": ["浙江", "广西"]}  # a probe: the short names people write were refused
+    changed = await client.patch(f"/gifts/{gift['id']}", headers=admin, json=short)
+    assert changed.json()["provinces"] == ["广西壮族自治区", "浙江省"], changed.text
+    for bad in (["Atlantis"], ["浙"], ["浙江省省"]):
         refused = await client.patch(f"/gifts/{gift['id']}", headers=admin, json={"provinces": bad})
         assert_error(refused, 400, "validation_failed")
 

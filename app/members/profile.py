@@ -5,11 +5,13 @@ staff; a member with a new number signs up anew. The age band follows the birthd
 is one (computed when read, so it moves with the years; ``AGE_BAND_SQL`` is the same rule for
 filters in SQL) and is chosen freely when there is none; a band contradicting the birthday is
 422 ``age_band_mismatch``. Provinces are the province-level divisions by their Chinese name,
-also accepted in English (``Zhejiang`` → ``浙江省``); a city needs a province.
+also accepted by their short name (``浙江``) and in English (``Zhejiang`` → ``浙江省``); a city
+needs a province.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from itertools import pairwise
 from typing import Any
@@ -22,9 +24,13 @@ from app.members.principal import Member
 from app.members.schemas import MemberOut, ProfilePatch
 from app.verify.regions import CAPITALS
 
-PROVINCES: dict[str, str] = {name: name for name, *_ in CAPITALS} | {
-    en.casefold(): name for name, _, _, _, en, _ in CAPITALS
-}
+_SUFFIX = re.compile("(壮族自治区|回族自治区|维吾尔自治区|自治区|特别行政区|省|市)$")
+# by full name, by short name as people write it (``浙江``, ``广西``, ``香港``) and in English
+PROVINCES: dict[str, str] = (
+    {name: name for name, *_ in CAPITALS}
+    | {_SUFFIX.sub("", name): name for name, *_ in CAPITALS}
+    | {en.casefold(): name for name, _, _, _, en, _ in CAPITALS}
+)
 
 
 def member_provinces(names: list[str], field: str) -> list[str]:

@@ -81,6 +81,10 @@ EXPIRED = {
     "zh": "您的兑换码已过期，积分已退回或即将退回",
     "en": "This redemption code has expired; its points are (or will shortly be) refunded.",
 }
+ERASED = {  # its points were forfeited with the membership, not refunded
+    "zh": "该会员已注销，兑换码已失效",
+    "en": "This membership was closed: the redemption code is void.",
+}
 VALID = {"zh": "兑换码有效", "en": "The redemption code is valid."}
 FROZEN = {
     "zh": "该会员已被冻结，兑换码暂不能兑换",
@@ -391,9 +395,7 @@ def _check_out(row: dict[str, Any], lang: str) -> CheckOut:
     if status == "issued" and row["member_status"] != "active":
         refusal = "member_frozen"
     valid = status == "issued" and refusal is None
-    message = (
-        FROZEN if refusal else {"issued": VALID, "fulfilled": USED, "expired": EXPIRED}[status]
-    )[lang]
+    message = _message(status, refusal, row["member_status"])[lang]
     return CheckOut(
         redemption_id=row["id"],
         valid=valid,
@@ -411,6 +413,14 @@ def _check_out(row: dict[str, Any], lang: str) -> CheckOut:
         fulfilled_by=row["fulfilled_by"],
         fulfilled_org_id=row["fulfilled_org_id"],
     )
+
+
+def _message(status: str, refusal: str | None, member_status: str) -> dict[str, str]:
+    if refusal:
+        return FROZEN
+    if status == "expired" and member_status == "erased":  # a probe: it said "refunded"
+        return ERASED
+    return {"issued": VALID, "fulfilled": USED, "expired": EXPIRED}[status]
 
 
 async def check(conn: Conn, settings: Settings, actor: Principal, data: CodeIn) -> CheckOut:
@@ -465,9 +475,8 @@ async def fulfil(conn: Conn, settings: Settings, actor: Principal, data: FulfilI
             from app import jobs
 
             await jobs.hand_over("expire_redemptions")
-        raise Conflict(
-            EXPIRED[data.lang], code="code_expired", details={"message_en": EXPIRED["en"]}
-        )
+        said = _message("expired", None, row["member_status"])
+        raise Conflict(said[data.lang], code="code_expired", details={"message_en": said["en"]})
     if row["member_status"] != "active":  # frozen (locked FOR SHARE: it stays so meanwhile)
         raise Conflict(
             FROZEN[data.lang], code="member_frozen", details={"message_en": FROZEN["en"]}
