@@ -28,6 +28,14 @@ from app.errors import BadRequest
 # probe). Used in the schemas' patterns (``msgspec.Meta(pattern=VISIBLE)``).
 BLANK = r"\s\u200b-\u200f\u2060\ufeff"
 VISIBLE = rf"[^{BLANK}]"  # a character a reader sees
+_BLANKS = re.compile(f"[{BLANK}]+")
+
+
+def without_blanks(text: str) -> str:
+    """``text`` with every blank (as above) taken out: a number or code copied from a chat
+    carries zero-width marks a person never sees (a probe: a pasted code was 400)."""
+    return _BLANKS.sub("", text)
+
 
 # An escape that is not itself escaped: no backslash before it, or an even run of them.
 _JSON_CONTROL = re.compile(

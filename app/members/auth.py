@@ -37,16 +37,18 @@ from app.members.mask import mask_phone
 from app.members.principal import MEMBER_TOKEN, issue_token
 from app.members.profile import member_out
 from app.members.schemas import MemberTokenOut, OtpSent
+from app.textguard import without_blanks
 
 STALE_ROWS = 200  # spent codes (and expired revocations) cleaned up per request at most
 
 
 def sign_in_code(typed: str) -> str:
     """The 6-digit sign-in code as a member typed it: full-width digits (a Chinese input
-    method) read as ASCII, blanks dropped — the API and the sign-in page read it alike (a
-    probe: the page took ``２４６８１０`` and ``246 810``, the API refused both). Not six digits
-    then: 400 ``validation_failed`` naming ``code``, before a try of the code is spent."""
-    code = "".join(unicodedata.normalize("NFKC", typed).split())[:12]
+    method) read as ASCII, blanks (zero-width marks too) dropped — the API and the sign-in page
+    read it alike (a probe: the page took ``２４６８１０`` and ``246 810``, the API refused
+    both). Not six digits then: 400 ``validation_failed`` naming ``code``, before a try of the
+    code is spent."""
+    code = without_blanks(unicodedata.normalize("NFKC", typed))[:12]
     if not (len(code) == 6 and code.isascii() and code.isdigit()):
         raise ValidationFailed(
             "invalid request (code): six digits",

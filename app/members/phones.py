@@ -1,10 +1,11 @@
 """A member's phone number as typed, made into the one form stored and searched: 11 digits.
 
 Members sign up with a mainland China mobile number (SMS codes go to it). What people type is
-forgiven: full-width digits (``１３８…``, from Chinese input methods), spaces and hyphens between
-the digits, and the country code in front as ``+86``, ``0086`` or ``86``. What is left must be a
-mobile number, ``1[3-9]`` and nine more digits; anything else — letters, other country codes,
-landlines, too few or too many digits — is 400 ``invalid_phone``.
+forgiven: full-width digits (``１３８…``, from Chinese input methods), blanks (zero-width marks of
+a number pasted out of a chat too) and hyphens between the digits, and the country code in front
+as ``+86``, ``0086`` or ``86``. What is left must be a mobile number, ``1[3-9]`` and nine more
+digits; anything else — letters, other country codes, landlines, too few or too many digits — is
+400 ``invalid_phone``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import re
 import unicodedata
 
 from app.errors import ValidationFailed
+from app.textguard import without_blanks
 
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
-_TYPED = re.compile(r"\+?[0-9][0-9 \-]*")  # digits with separators, maybe a leading "+"
+_TYPED = re.compile(r"\+?[0-9][0-9\-]*")  # digits and hyphens (blanks gone), maybe a "+"
 
 
 def normalise_phone(text: str, field: str = "phone", source: str = "body") -> str:
     """``13812341234`` from ``+86 138-1234-1234`` and the like; 400 ``invalid_phone`` otherwise."""
-    typed = unicodedata.normalize("NFKC", text).strip()
+    typed = without_blanks(unicodedata.normalize("NFKC", text))
     digits = ""
     if _TYPED.fullmatch(typed):
-        digits = typed.replace(" ", "").replace("-", "")
+        digits = typed.replace("-", "")
         for prefix in ("+86", "0086", "86"):
             if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
                 digits = digits[len(prefix) :]
@@ -39,7 +41,7 @@ def normalise_phone(text: str, field: str = "phone", source: str = "body") -> st
 
 def phone_query(text: str, field: str = "phone") -> str:
     """A phone search term: a whole number (normalised as above) or its last 4 to 10 digits."""
-    typed = unicodedata.normalize("NFKC", text).strip().replace(" ", "").replace("-", "")
+    typed = without_blanks(unicodedata.normalize("NFKC", text)).replace("-", "")
     if re.fullmatch(r"[0-9]{4,10}", typed):
         return typed
     return normalise_phone(text, field, "query")
