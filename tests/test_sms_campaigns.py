@@ -483,13 +483,13 @@ async def test_a_campaign_names_provinces_as_the_member_list_does(
         "variables": {"season": "春季", "discount": "8"},
         "dry_run": True,
     }
-    for name in ("甘肃省", "Gansu", " GANSU "):
+    for name in ("甘肃省", "甘肃", "Gansu", " GANSU "):  # the short name too (a probe)
         dry = await client.post(
             "/sms/campaigns", headers=marketer, json={**body, "filter": {"provinces": [name]}}
         )
         assert dry.status_code == 201, dry.text
         assert dry.json()["recipients"] == 1, name
-    for name in ("甘肃", "Gansu Province"):
+    for name in ("甘", "Gansu Province"):
         refused = await client.post(
             "/sms/campaigns", headers=marketer, json={**body, "filter": {"provinces": [name]}}
         )
