@@ -8,7 +8,10 @@ import secrets
 import time
 from typing import Any
 
+import pytest
+
 from app.logs import JsonFormatter, request_id_var
+from tests.helpers import assert_error
 
 
 async def test_health_reports_postgres_redis_and_workers(client: Any) -> None:
@@ -192,3 +195,21 @@ async def test_an_options_request_on_an_opt_out_path_does_not_log_the_phone(
     assert access[put.headers["x-request-id"]]["path"] == "/sms/opt-outs/{phone}"
     assert access[preflight.headers["x-request-id"]]["path"] == "/sms/opt-outs/{phone}"
     assert phone not in log.getvalue()
+
+
+@pytest.mark.parametrize("param", ["entity", "entity_id", "action"])
+async def test_audit_filters_refuse_an_empty_value(
+    client: Any, login: Any, demo: Any, param: str
+) -> None:
+    """A probe: ``GET /audit?entity=`` (or ``entity_id=``, ``action=``) answers 200 with ``total`` 0 while
+    the log holds rows: the empty string is compared as a value (``a.entity = ''``), so a
+    console whose filter box was left blank shows an empty audit log. Expected: 400
+    ``validation_failed`` naming the parameter, as every other list's text filters answer an
+    empty value (cause: app/ops/routes.py:audit_log takes ``str | None`` without
+    ``min_length=1``)."""
+    headers = await login("admin")
+    everything = await client.get("/audit", headers=headers)
+    assert everything.status_code == 200 and everything.json()["total"] > 0, everything.text
+    answer = await client.get("/audit", headers=headers, params={param: ""})
+    error = assert_error(answer, 400, "validation_failed")
+    assert error["details"][0]["field"] == param, error

@@ -8,6 +8,8 @@ import itertools
 import secrets
 from typing import Any
 
+import pytest
+
 from tests.helpers import assert_error, issue_cases, issue_units, sales_order
 from tests.test_hardening_logistics import document, move
 
@@ -516,3 +518,28 @@ async def test_one_order_date_written_two_accepted_ways_is_not_inconsistent(
     order = await client.get(f"/orders/{body['orders'][0]['id']}", headers=partner)
     assert order.json()["order_date"] == "2026-11-01"
     assert sorted(line["quantity"] for line in order.json()["lines"]) == [5, 6]
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "param", "value"),
+    [
+        ("partner", "/orders", "erp_no", ""),
+        ("partner", "/orders", "erp_no", "X" * 65),
+        ("clerk", "/documents", "doc_no", ""),
+        ("clerk", "/documents", "doc_no", "X" * 65),
+    ],
+)
+async def test_order_and_document_number_filters_refuse_impossible_values(
+    client: Any, login: Any, demo: Any, user: str, path: str, param: str, value: str
+) -> None:
+    """A probe: ``GET /orders?erp_no=`` and ``GET /documents?doc_no=`` with an empty value (or one longer
+    than 64 characters, which no order or document number can be) answer 200 with an empty page
+    (``total`` 0, although the partner has orders), where the management centre's same
+    filter (``/center/documents?doc_no=``) answers 400 ``validation_failed``. Expected: the same
+    400 ``validation_failed`` naming the parameter (cause: the routes in
+    app/logistics/routes.py declare ``erp_no``/``doc_no`` as a bare ``str | None``)."""
+    await sales_order(client, login, demo, 1, 5)  # the partner has at least one order
+    headers = await login(user)
+    answer = await client.get(path, headers=headers, params={param: value})
+    error = assert_error(answer, 400, "validation_failed")
+    assert error["details"][0]["field"] == param, error

@@ -38,7 +38,9 @@ from app.logistics.schemas import (
 )
 from app.paging import Page, PageNo, PerPage
 
-Lot = Annotated[str | None, Parameter(min_length=1, max_length=64)]
+# a lot, an ERP order or a document number: an empty or longer one can match nothing, 400 (a
+# probe: an empty box answered an empty page)
+Number = Annotated[str | None, Parameter(min_length=1, max_length=64)]
 
 
 class OrderController(Controller):
@@ -60,7 +62,7 @@ class OrderController(Controller):
         kind: OrderKind | None = None,
         order_status: Annotated[OrderStatus | None, QueryParameter(name="status")] = None,
         org_id: int | None = None,
-        erp_no: str | None = None,
+        erp_no: Number = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[OrderOut]:
@@ -134,7 +136,7 @@ class DocumentController(Controller):
         kind: DocKind | None = None,
         doc_status: Annotated[DocStatus | None, QueryParameter(name="status")] = None,
         org_id: int | None = None,
-        doc_no: str | None = None,
+        doc_no: Number = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[DocumentOut]:
@@ -236,7 +238,7 @@ class StockController(Controller):
         principal: Principal,
         org_id: int | None = None,
         product_id: int | None = None,
-        lot: Lot = None,
+        lot: Number = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[StockOut]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Response, get, route
 from litestar.datastructures import State
+from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from psycopg import AsyncConnection
 from psycopg_pool import PoolTimeout
@@ -161,13 +162,17 @@ async def metrics(state: State) -> Response[bytes]:
     return Response(generate_latest(), media_type=_METRICS_TYPE)
 
 
+# an empty filter matched nothing (a probe: a blank box showed an empty log): 400 instead
+Filter = Annotated[str | None, Parameter(min_length=1, max_length=200)]
+
+
 @get("/audit")
 async def audit_log(
     conn: Conn,
     principal: Principal,
-    entity: str | None = None,
-    entity_id: str | None = None,
-    action: str | None = None,
+    entity: Filter = None,
+    entity_id: Filter = None,
+    action: Filter = None,
     page: PageNo = 1,
     per_page: PerPage = 50,
 ) -> Page[AuditOut]:
