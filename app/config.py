@@ -262,6 +262,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # unset: console/dist of this checkout.
     console_dist: str | None = None
 
+    # Personal information kept no longer than needed (app.retention): a verification record's
+    # client address and id, user agent, position and claim retry key this many days after the
+    # scan; a finished SMS's number and variables this many days after it was queued (at least
+    # SMS_MARKETING_INTERVAL_HOURS, which reads them). 0: kept for ever; else at least 30.
+    retain_scan_details_days: Annotated[int, msgspec.Meta(ge=0, le=36500)] = 365
+    retain_sms_days: Annotated[int, msgspec.Meta(ge=0, le=36500)] = 365
+
     log_level: Annotated[str, msgspec.Meta(pattern=r"^(DEBUG|INFO|WARNING|ERROR)(?!\n)$")] = "INFO"
     # The fraction of answers below 400 that get an access log line (app.front); every 4xx and
     # 5xx answer is logged. 1: every request (the default); lower it for peaks.
@@ -289,6 +296,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"longest claim of the SMS sender ({PREFIX}SMS_GATEWAY_TIMEOUT for its requests "
                 f"and one more for each of the {levels} halvings of a refused batch of "
                 f"{PREFIX}SMS_GATEWAY_BATCH) and the 5 s its job stops before the lease ends"
+            )
+        for name, days in (
+            ("RETAIN_SCAN_DETAILS_DAYS", self.retain_scan_details_days),
+            ("RETAIN_SMS_DAYS", self.retain_sms_days),
+        ):
+            if 0 < days < 30:
+                raise SettingsError(f"{PREFIX}{name} must be 0 (kept for ever) or at least 30")
+        if self.retain_sms_days and self.retain_sms_days * 24 < self.sms_marketing_interval_hours:
+            raise SettingsError(
+                f"{PREFIX}RETAIN_SMS_DAYS must cover {PREFIX}SMS_MARKETING_INTERVAL_HOURS (the "
+                "spacing of marketing messages reads the numbers they went to)"
             )
         for outbox, base, cap in (
             ("WEBHOOK", self.webhook_backoff_seconds, self.webhook_backoff_max_seconds),

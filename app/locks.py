@@ -85,6 +85,7 @@ class Lock(IntEnum):
     # transaction, per user (text): a user's photo quota checked and the photo's row written one
     # upload at a time (uploads sent at once all read the same total and all passed: a probe)
     MEDIA_QUOTA = 7_245_031
+    RETENTION_SWEEP = 7_245_032  # session, one key: one sweeper of personal information's retention
 
 
 def _call(function: str, lock: Lock, key: Key) -> Statement:

@@ -25,7 +25,7 @@ from workers.deadletter import DeadLetters
 from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
 from workers.logistics import StockRoller
-from workers.ops import OrphanSweeper
+from workers.ops import OrphanSweeper, RetentionSweeper
 from workers.points import RedemptionExpirer
 from workers.rebates import RebateRoller
 from workers.sms import SmsSweeper
@@ -74,3 +74,4 @@ broker.add_middleware(SmsSweeper())
 broker.add_middleware(RedemptionExpirer())
 broker.add_middleware(WebhookSender())
 broker.add_middleware(OrphanSweeper())
+broker.add_middleware(RetentionSweeper())

@@ -1,4 +1,5 @@
-"""Operational actors, and the sweeper of jobs left without a runner (``app.ops.orphans``)."""
+"""Operational actors, the sweeper of jobs left without a runner (``app.ops.orphans``) and the
+retention sweeper of personal information (``app.retention``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from app.db import Conn
 from app.jobs import redis_client, send, settings
 from app.locks import Lock, run_alone
 from app.ops.orphans import SWEEP_SECONDS, resend_orphans
+from app.retention import SWEEP_SECONDS as RETENTION_SECONDS
+from app.retention import sweep
 from workers.periodic import PeriodicRollup
 
 log = logging.getLogger("tracecode.orphans")
@@ -28,6 +31,23 @@ async def _sweep(conn: Conn) -> None:
     )
     if sent:
         log.warning("sent again %d export or capture jobs left without a runner", sent)
+
+
+class RetentionSweeper(PeriodicRollup):
+    def __init__(self) -> None:
+        super().__init__("retention", _retain, interval=RETENTION_SECONDS)
+
+
+async def _retain(conn: Conn) -> None:
+    """One process at a time clears what is kept no longer (``app.retention``)."""
+    swept = await run_alone(conn, Lock.RETENTION_SWEEP, lambda: sweep(conn, settings))
+    if swept and (swept.scans or swept.sms or swept.codes):
+        logging.getLogger("tracecode.retention").info(
+            "cleared the details of %d verification records, %d SMS numbers, %d sign-in codes",
+            swept.scans,
+            swept.sms,
+            swept.codes,
+        )
 
 
 @dramatiq.actor(max_retries=0)

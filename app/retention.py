@@ -1,0 +1,150 @@
+"""Personal information is kept no longer than its purpose needs (PIPL art. 19).
+
+A privacy probe found that nothing ever cleared what a consumer's scan left behind — the client
+address and id, the user agent, the position — nor the phone numbers of SMS sent to people who
+asked for a sign-in code and never signed up (they have no membership to erase). A sweep, run by
+every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SWEEP``), clears:
+
+* a verification record's ``client_ip``, ``client_id``, ``user_agent``, ``lat``, ``lng`` and
+  claim retry key ``TRACECODE_RETAIN_SCAN_DETAILS_DAYS`` after the scan (365 by default). The
+  record stays — its code, time, result, reason, province and city, its member — so counts,
+  first-query answers, analytics and the Redis rebuild are unchanged;
+* a finished SMS's number and variables (the code or gift it carried)
+  ``TRACECODE_RETAIN_SMS_DAYS`` after it was queued (365), as the erasure of a member does: the
+  number becomes a tombstone of zeros. Until then a reply ``TD`` to it still opts the number out
+  of its brand's marketing, and marketing spacing reads it (the days are at least
+  ``SMS_MARKETING_INTERVAL_HOURS``);
+* sign-in codes a day after they expired (a code is useless once expired; their rows hold the
+  phone and the asking address).
+
+0 days keeps that kind for ever. Each kind advances a mark (``retention_marks``): records by
+their time, in windows of an hour, SMS by their id, in blocks of ``SMS_BLOCK`` — so a sweep
+reads what it clears and what it skips over, never the years already swept; a sweep stops
+after ``BUDGET_SECONDS`` and the next goes on from its mark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.config import Settings
+from app.db import Conn
+
+SWEEP_SECONDS = 3600.0
+BUDGET_SECONDS = 20.0  # of work per sweep; the next sweep goes on from the marks
+WINDOW = timedelta(hours=1)  # of verification records cleared in one statement
+SMS_BLOCK = 5000  # SMS ids cleared in one statement
+SMS_TOMBSTONE = "0" * 15  # digits (the column's rule), and no phone
+
+_DETAILS = """client_ip IS NOT NULL OR client_id IS NOT NULL OR user_agent IS NOT NULL
+              OR lat IS NOT NULL OR lng IS NOT NULL OR retry IS NOT NULL"""
+
+
+@dataclass
+class Swept:
+    scans: int = 0
+    sms: int = 0
+    codes: int = 0
+
+
+async def _mark(conn: Conn, what: str) -> tuple[datetime | None, int]:
+    row = await (
+        await conn.execute("SELECT done_at, done_id FROM retention_marks WHERE what = %s", (what,))
+    ).fetchone()
+    return (row["done_at"], int(row["done_id"])) if row else (None, 0)
+
+
+async def _set_mark(conn: Conn, what: str, done_at: datetime | None, done_id: int) -> None:
+    await conn.execute(
+        """INSERT INTO retention_marks (what, done_at, done_id) VALUES (%s, %s, %s)
+           ON CONFLICT (what) DO UPDATE
+              SET done_at = greatest(retention_marks.done_at, EXCLUDED.done_at),
+                  done_id = greatest(retention_marks.done_id, EXCLUDED.done_id)""",
+        (what, done_at, done_id),
+    )
+
+
+async def _scans(conn: Conn, cutoff: datetime, deadline: float) -> int:
+    """Clear the details of records older than ``cutoff``, an hour of records per statement,
+    from the mark on (the records between windows skipped through the primary key's index)."""
+    done_at, _ = await _mark(conn, "scans")
+    cleared = 0
+    while time.monotonic() < deadline:
+        row = await (
+            await conn.execute(
+                "SELECT min(at) AS at FROM verifications WHERE at >= %s AND at < %s",
+                (done_at or "-infinity", cutoff),
+            )
+        ).fetchone()
+        start = row["at"] if row else None
+        if start is None:  # nothing older left: the mark moves up to the cutoff
+            await _set_mark(conn, "scans", cutoff, 0)
+            break
+        end = min(start + WINDOW, cutoff)
+        async with conn.transaction():
+            done = await conn.execute(
+                f"""UPDATE verifications
+                       SET client_ip = NULL, client_id = NULL, user_agent = NULL, lat = NULL,
+                           lng = NULL, retry = NULL
+                     WHERE at >= %s AND at < %s AND ({_DETAILS})""",
+                (start, end),
+            )
+            await _set_mark(conn, "scans", end, 0)
+        cleared += done.rowcount
+        done_at = end
+    return cleared
+
+
+async def _sms(conn: Conn, cutoff: datetime, deadline: float) -> int:
+    """Tombstone the finished SMS queued before ``cutoff``, a block of ids at a time, up to the
+    first one still too young or still in flight (ids grow with the time a row was queued)."""
+    _, done_id = await _mark(conn, "sms")
+    cleared = 0
+    while time.monotonic() < deadline:
+        row = await (
+            await conn.execute(
+                """SELECT min(id) FILTER (WHERE created_at >= %(cutoff)s
+                                             OR state IN ('pending', 'sending')) AS stop,
+                          max(id) AS last
+                     FROM sms_outbox WHERE id > %(from)s AND id <= %(from)s + %(block)s""",
+                {"cutoff": cutoff, "from": done_id, "block": SMS_BLOCK},
+            )
+        ).fetchone()
+        if row is None or row["last"] is None:
+            break  # no row past the mark yet
+        upto = int(row["stop"]) - 1 if row["stop"] is not None else int(row["last"])
+        if upto > done_id:
+            async with conn.transaction():
+                done = await conn.execute(
+                    """UPDATE sms_outbox SET phone = %s, variables = '{}'
+                        WHERE id > %s AND id <= %s
+                          AND (phone <> %s OR variables <> '{}')""",
+                    (SMS_TOMBSTONE, done_id, upto, SMS_TOMBSTONE),
+                )
+                await _set_mark(conn, "sms", None, upto)
+            cleared += done.rowcount
+            done_id = upto
+        if row["stop"] is not None:
+            break  # the rest is young or in flight: the next sweep
+    return cleared
+
+
+async def sweep(conn: Conn, settings: Settings, now: datetime | None = None) -> Swept:
+    """One pass over every kind; ``conn`` in autocommit mode (each step commits its own)."""
+    if now is None:
+        row = await (await conn.execute("SELECT now() AS now")).fetchone()
+        now = row["now"] if row else datetime.now().astimezone()
+    deadline = time.monotonic() + BUDGET_SECONDS
+    swept = Swept()
+    if settings.retain_scan_details_days:
+        cutoff = now - timedelta(days=settings.retain_scan_details_days)
+        swept.scans = await _scans(conn, cutoff, deadline)
+    if settings.retain_sms_days:
+        swept.sms = await _sms(conn, now - timedelta(days=settings.retain_sms_days), deadline)
+    done = await conn.execute(  # as a new code's request cleans up (app.members.auth)
+        "DELETE FROM member_otps WHERE created_at < %s", (now - timedelta(days=1),)
+    )
+    swept.codes = done.rowcount
+    return swept

@@ -1,0 +1,193 @@
+"""Personal information kept no longer than needed (``app.retention``): a privacy probe found
+consumers' addresses, agents and positions kept for ever, and the numbers of people who asked
+for a sign-in code and never signed up with them."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app import retention
+from app.config import SettingsError, load_settings
+
+
+async def _conn(settings: Any) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    )
+
+
+async def _record(conn: Any, brand: int, days_ago: int, serial: str) -> None:
+    await conn.execute(
+        """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
+               client_ip, client_id, user_agent, province, city, lat, lng, retry)
+           VALUES (now() - make_interval(days => %s), gen_random_uuid(), %s, %s, 'genuine',
+                   'first_query', '10.1.2.3', 'device-9', 'Phone/2.0', '浙江省', '杭州市',
+                   30.27, 120.15, 'tracecode-points:1:device-9')""",
+        (days_ago, serial, brand),
+    )
+
+
+async def test_a_scans_details_are_cleared_after_the_retention_days(app: Any, demo: Any) -> None:
+    settings = app.state.settings
+    assert settings.retain_scan_details_days == 365  # the default
+    token = secrets.token_hex(4)
+    async with await _conn(settings) as conn:
+        await conn.execute("DELETE FROM retention_marks WHERE what = 'scans'")
+        for days in (900, 400, 366, 300):  # years apart: the sweep skips the empty hours
+            await _record(conn, demo["BRAND-LUMI"], days, f"RET-{token}-{days}")
+        swept = await retention.sweep(conn, settings)
+        assert swept.scans >= 3
+        rows = await (
+            await conn.execute(
+                """SELECT serial, result, province, city, client_ip, client_id, user_agent,
+                          lat, lng, retry FROM verifications WHERE serial LIKE %s
+                    ORDER BY serial""",
+                (f"RET-{token}-%",),
+            )
+        ).fetchall()
+        kept = {r["serial"].rsplit("-", 1)[1]: r for r in rows}
+        details = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
+        for days in ("900", "400", "366"):  # the record stays, its region and result too
+            assert [kept[days][k] for k in details] == [None] * 6, kept[days]
+            assert (kept[days]["result"], kept[days]["province"]) == ("genuine", "浙江省")
+        assert str(kept["300"]["client_ip"]) == "10.1.2.3" and kept["300"]["lat"] == 30.27
+        mark = await (
+            await conn.execute("SELECT done_at FROM retention_marks WHERE what = 'scans'")
+        ).fetchone()
+        assert mark is not None and mark["done_at"] is not None
+        # the next sweep starts at the mark: nothing older is read or cleared again
+        again = await retention.sweep(conn, settings)
+        assert again.scans == 0
+
+
+async def test_a_finished_sms_loses_its_number_after_the_retention_days(
+    app: Any, demo: Any
+) -> None:
+    settings = app.state.settings
+    brand, phone = demo["BRAND-LUMI"], f"139{secrets.randbelow(10**8):08d}"
+    async with await _conn(settings) as conn:
+        ids = {}
+        for name, state, days in (
+            ("old", "sent", 400),
+            ("failed", "failed", 380),
+            ("young", "sent", 10),
+            ("pending", "pending", 0),
+        ):
+            row = await (
+                await conn.execute(
+                    """INSERT INTO sms_outbox (brand_id, phone, template, variables, purpose,
+                                               state, created_at)
+                       VALUES (%s, %s, 'otp', '{"code": "246810"}', 'otp', %s,
+                               now() - make_interval(days => %s))
+                       RETURNING id""",
+                    (brand, phone, state, days),
+                )
+            ).fetchone()
+            assert row is not None
+            ids[name] = row["id"]
+        # rows of other tests before these, young, would stop the sweep (ids grow with time):
+        # they were swept, say
+        await conn.execute(
+            """INSERT INTO retention_marks (what, done_id) VALUES ('sms', %s)
+               ON CONFLICT (what) DO UPDATE SET done_id = EXCLUDED.done_id""",
+            (ids["old"] - 1,),
+        )
+        await retention.sweep(conn, settings)
+        rows = {
+            r["id"]: r
+            for r in await (
+                await conn.execute(
+                    "SELECT id, phone, variables, state FROM sms_outbox WHERE id = ANY(%s)",
+                    (list(ids.values()),),
+                )
+            ).fetchall()
+        }
+        for name in ("old", "failed"):
+            assert rows[ids[name]]["phone"] == retention.SMS_TOMBSTONE
+            assert rows[ids[name]]["variables"] == {}
+        for name in ("young", "pending"):  # the mark stops at the first young or pending row
+            assert rows[ids[name]]["phone"] == phone
+            assert rows[ids[name]]["variables"] == {"code": "246810"}
+        mark = await (
+            await conn.execute("SELECT done_id FROM retention_marks WHERE what = 'sms'")
+        ).fetchone()
+        assert mark is not None and ids["failed"] <= mark["done_id"] < ids["young"]
+        # the pending one sent and old at last: a later sweep goes on from the mark
+        await conn.execute(
+            "UPDATE sms_outbox SET state = 'sent', created_at = now() - interval '400 days' "
+            "WHERE id = ANY(%s)",
+            ([ids["young"], ids["pending"]],),
+        )
+        later = await retention.sweep(conn, settings)
+        assert later.sms >= 2
+        left = await (
+            await conn.execute("SELECT count(*) AS n FROM sms_outbox WHERE phone = %s", (phone,))
+        ).fetchone()
+        assert left is not None and left["n"] == 0
+
+
+async def test_sign_in_codes_go_a_day_after_they_were_asked_for(app: Any, demo: Any) -> None:
+    settings = app.state.settings
+    phone = f"137{secrets.randbelow(10**8):08d}"
+    async with await _conn(settings) as conn:
+        for hours in (30, 2):
+            await conn.execute(
+                """INSERT INTO member_otps (brand_id, phone, code_hash, created_at, expires_at)
+                   VALUES (%s, %s, '\\x00', now() - make_interval(hours => %s),
+                           now() - make_interval(hours => %s) + interval '5 minutes')""",
+                (demo["BRAND-LUMI"], phone, hours, hours),
+            )
+        swept = await retention.sweep(conn, settings)
+        assert swept.codes >= 1
+        left = await (
+            await conn.execute(
+                "SELECT created_at > now() - interval '1 day' AS young FROM member_otps "
+                "WHERE phone = %s",
+                (phone,),
+            )
+        ).fetchall()
+        assert [r["young"] for r in left] == [True]
+
+
+async def test_no_retention_keeps_everything(app: Any, demo: Any) -> None:
+    settings = msgspec.structs.replace(
+        app.state.settings, retain_scan_details_days=0, retain_sms_days=0
+    )
+    token = secrets.token_hex(4)
+    async with await _conn(settings) as conn:
+        await conn.execute("DELETE FROM retention_marks")
+        await _record(conn, demo["BRAND-LUMI"], 800, f"KEEP-{token}")
+        swept = await retention.sweep(conn, settings)
+        assert (swept.scans, swept.sms) == (0, 0)
+        row = await (
+            await conn.execute(
+                "SELECT client_ip FROM verifications WHERE serial = %s", (f"KEEP-{token}",)
+            )
+        ).fetchone()
+        assert row is not None and str(row["client_ip"]) == "10.1.2.3"
+        # the next sweep with the default days clears it (the mark had not moved)
+        assert (await retention.sweep(conn, app.state.settings)).scans >= 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRACECODE_RETAIN_SCAN_DETAILS_DAYS": "7"}, "at least 30"),
+        ({"TRACECODE_RETAIN_SMS_DAYS": "29"}, "at least 30"),
+        (
+            {"TRACECODE_RETAIN_SMS_DAYS": "30", "TRACECODE_SMS_MARKETING_INTERVAL_HOURS": "8760"},
+            "SMS_MARKETING_INTERVAL_HOURS",
+        ),
+    ],
+)
+def test_retention_days_that_would_break_something_are_refused(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"TRACECODE_MASTER_KEY": "00" * 32, **env})
