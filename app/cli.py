@@ -26,6 +26,7 @@ from app.config import (
 from app.processes import server_command as server_command
 from app.processes import worker_command as worker_command
 from app.restore import ALLOCATIONS as RESTORE_ALLOCATIONS
+from app.restore import IDS_MARGIN as RESTORE_IDS_MARGIN
 from app.restore import SEQUENCES as RESTORE_SEQUENCES
 
 
@@ -125,11 +126,24 @@ async def _load_demo(url: str) -> None:
 
 
 def cmd_migrate(settings: Settings) -> int:
-    from app.db import migrate
+    """Apply the pending migrations. A database holding migrations this release does not ship
+    is named as ahead, never "up to date" (a probe: after a rollback only a log line told);
+    exit 0 all the same: an older release on a newer schema is a rollback, allowed with a
+    warning (README "Start-up"), and deploy scripts go on."""
+    from app.db import migrate, migration_status
 
     db_url, _ = _urls(settings)
     applied = migrate(db_url)
-    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    unknown = migration_status(db_url).unknown
+    if applied:
+        print("applied: " + ", ".join(applied))
+    if unknown:
+        print(
+            f"database is ahead of this release: it holds {', '.join(unknown)} "
+            "(a newer release migrated it)"
+        )
+    elif not applied:
+        print("database is up to date")
     return 0
 
 
@@ -179,9 +193,11 @@ def cmd_after_restore(
     settings: Settings, margins: dict[str, int], allocations: int = RESTORE_ALLOCATIONS
 ) -> int:
     """after-restore: move the sequences that name things outside the database (batch numbers,
-    SSCC serial references, document numbers, member and organisation ids) and every batch's
-    allocation cursor past whatever was issued after a restore's target point, and list the
-    printer files whose export the restore lost (``app.restore``)."""
+    SSCC serial references, document numbers, member and organisation ids, and the ids the API
+    and webhooks hand out: ``margins["ids"]``) and every batch's allocation cursor past whatever
+    was issued after a restore's target point, and list the printer files whose export the
+    restore lost (``app.restore``). The lost exports are found first: a batch's cursor moves
+    past the codes its lost printer files hold, whatever the margin."""
     import psycopg
 
     from app.codes.cases import sscc_capacity
@@ -190,26 +206,35 @@ def cmd_after_restore(
     db_url, _ = _urls(settings)
     limits = {"ssccs": sscc_capacity(settings.gs1_company_prefix)}
     with psycopg.connect(db_url, autocommit=True) as conn:
+        lost = lost_exports(conn, settings.export_path)
         for moved in advance(conn, margins, limits):
             capped = " (half of the room its range has left)" if moved.capped else ""
             print(f"{moved.name}: last {moved.before} -> {moved.after}{capped}")
-        batches = advance_allocations(conn, allocations)
+        batches = advance_allocations(conn, allocations, lost)
         for batch in batches:
             full = " (the whole batch: nothing left)" if batch.after == batch.size else ""
+            past = (
+                ""
+                if batch.lost_end is None
+                else f"; lost printer files' codes end at {batch.lost_end}"
+            )
             print(
                 f"batch {batch.batch_no}: allocated {batch.before} -> {batch.after} "
-                f"of {batch.size}{full}"
+                f"of {batch.size}{full}{past}"
             )
-        print(f"allocations: {len(batches)} batches moved on by up to {allocations}")
-        for lost in lost_exports(conn, settings.export_path):
-            if lost.start is None:
+        print(
+            f"allocations: {len(batches)} batches moved on by up to {allocations}, "
+            "and past every lost printer file's codes"
+        )
+        for export in lost:
+            if export.start is None:
                 what = "no readable printer file in it"
-            elif lost.batch_no is not None:
-                what = f"batch {lost.batch_no} codes [{lost.start}, {lost.end})"
+            elif export.batch_no is not None:
+                what = f"batch {export.batch_no} codes [{export.start}, {export.end})"
             else:
-                what = f"case batch {lost.case_batch_id} cases [{lost.start}, {lost.end})"
+                what = f"case batch {export.case_batch_id} cases [{export.start}, {export.end})"
             print(
-                f"export {lost.export_id}: {what}: its files are on disk, its record was lost "
+                f"export {export.export_id}: {what}: its files are on disk, its record was lost "
                 "by the restore; maybe printed: do not export these codes again"
             )
     return 0
@@ -1117,8 +1142,16 @@ def main(argv: list[str] | None = None) -> int:
         "--allocations",
         type=_margin,
         default=RESTORE_ALLOCATIONS,
-        help="after-restore: codes each batch not exported skips before its next allocation, "
-        f"at most its size ({RESTORE_ALLOCATIONS})",
+        help="after-restore: codes each batch not exported skips before its next allocation "
+        "(and at least past the codes of its lost printer files), at most its size "
+        f"({RESTORE_ALLOCATIONS})",
+    )
+    db.add_argument(
+        "--ids",
+        type=_margin,
+        default=RESTORE_IDS_MARGIN,
+        help="after-restore: ids skipped by each table whose ids the API or webhooks hand out "
+        f"(orders, documents, claims, statements, users, …) ({RESTORE_IDS_MARGIN})",
     )
     demo = sub.add_parser("demo", help="demo data")
     demo.add_argument(
@@ -1257,7 +1290,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "services":
             return cmd_services(settings, args.action)
         if args.command == "db" and args.action == "after-restore":
-            margins = {name: getattr(args, name) for name in RESTORE_SEQUENCES}
+            margins = {name: getattr(args, name) for name in [*RESTORE_SEQUENCES, "ids"]}
             return cmd_after_restore(settings, margins, args.allocations)
         if args.command == "db" and args.action == "status":
             return cmd_db_status(settings)
@@ -1290,6 +1323,12 @@ def main(argv: list[str] | None = None) -> int:
         import msgspec
         import psycopg
 
+        from app.db import MigrationError
+
+        # an applied migration edited since, by any command that migrates first: its name (a
+        # probe: a traceback)
+        if isinstance(exc, MigrationError):
+            return _fail(str(exc))
         # a server or a file that is not there, a value the API's schema refuses: one line
         if isinstance(exc, (OSError, psycopg.Error, httpx.HTTPError, msgspec.ValidationError)):
             # libpq's words may quote a connection string whole, its password too

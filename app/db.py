@@ -174,6 +174,12 @@ async def connection(pool: AsyncConnectionPool) -> AsyncIterator[Conn]:
         yield conn  # type: ignore[misc]
 
 
+class MigrationError(RuntimeError):
+    """The migrations cannot be applied as they are: an applied one was edited since, or two
+    shipped share a number. The message names them; the ``tracecode`` command prints it as one
+    line (``app.cli.main``)."""
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration shipped in app/migrations, in order."""
     found = []
@@ -184,7 +190,8 @@ def migrations() -> list[tuple[int, str, str]]:
     found.sort()
     versions = [v for v, _, _ in found]
     if len(set(versions)) != len(versions):
-        raise RuntimeError("two migrations share a number")
+        shared = [name for version, name, _ in found if versions.count(version) > 1]
+        raise MigrationError(f"migrations share a number: {', '.join(shared)}")
     return found
 
 
@@ -229,7 +236,8 @@ def migration_status(url: str) -> MigrationStatus:
 def migrate(url: str) -> list[str]:
     """Apply the migrations not yet applied; return their names. Safe to run concurrently.
     A database that holds migrations this release does not ship (a newer release's: a rollback)
-    is logged as a warning, once per call; nothing is undone."""
+    is logged as a warning, once per call; nothing is undone (``tracecode db migrate`` names
+    them). An applied migration edited since raises ``MigrationError``."""
     applied_now: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(*locks.acquire(Lock.MIGRATIONS))
@@ -255,7 +263,7 @@ def migrate(url: str) -> list[str]:
                 checksum = hashlib.sha256(text.encode()).hexdigest()
                 if version in done:
                     if done[version][1] != checksum:
-                        raise RuntimeError(
+                        raise MigrationError(
                             f"migration {name} was changed after it was applied; "
                             "write a new migration instead"
                         )

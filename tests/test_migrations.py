@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -9,7 +13,7 @@ import psycopg
 import pytest
 
 from app import db, embedded
-from tests.conftest import SESSION
+from tests.conftest import ROOT, SESSION
 
 SCHEMA_SQL = """
 SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
@@ -34,6 +38,38 @@ def fresh_db(settings: Any) -> Any:
     url = embedded.ensure_database(settings.database_url, name)
     yield url
     embedded.drop_database(settings.database_url, name)
+
+
+def migrate_to(url: str, last: int) -> None:
+    """Apply the shipped migrations up to ``last`` as the runner does: an older release's
+    database (the same files, checksummed, each in its own transaction)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        for version, name, text in db.migrations():
+            if version > last:
+                break
+            with conn.transaction():
+                conn.execute(text)  # type: ignore[arg-type]
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (version, name, hashlib.sha256(text.encode()).hexdigest()),
+                )
+
+
+def _tracecode_db(url: str, action: str) -> subprocess.CompletedProcess[str]:
+    """``tracecode db <action>`` on the database ``url``, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", action],
+        env={**os.environ, "TRACECODE_DATABASE_URL": url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_fresh_and_up_to_date_databases_end_in_the_same_schema(
@@ -104,3 +140,40 @@ def test_the_status_of_a_database_against_the_release(
     with caplog.at_level("WARNING", logger="tracecode.db"):
         assert db.migrate(fresh_db) == [backfill]
     assert "9999_next_release.sql" in caplog.text
+
+
+def test_db_migrate_over_an_edited_migration_is_one_line_not_a_traceback(fresh_db: str) -> None:
+    """A probe: an operator whose database ran a migration since edited (a hot-fixed release, a
+    rebuilt package) got a Python traceback from `tracecode db migrate` (and every command that
+    migrates first): the error of app/db.py:migrate was not among those app/cli.py:main turns
+    into one `tracecode: …` line. Now one line naming the migration (as `tracecode db status`
+    does), a non-zero exit, no traceback."""
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+    done = _tracecode_db(fresh_db, "migrate")
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("tracecode: ")]
+    assert "0001_init.sql" in line, line
+
+
+def test_db_migrate_does_not_call_a_newer_releases_database_up_to_date(fresh_db: str) -> None:
+    """A probe: after a rollback (a newer release migrated the database), `tracecode db migrate`
+    printed "database is up to date", while `tracecode db status` on the same database said
+    "differs from this release" (exit 1); the only hint was a log warning on stderr. Now it
+    names the migrations the release does not ship and never calls the database up to date;
+    exit 0 all the same (README "Start-up": running an older release on a newer schema is a
+    rollback, allowed with a warning; deploy scripts go on)."""
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) "
+            "VALUES (9999, '9999_next_release.sql', 'x')"
+        )
+    status = _tracecode_db(fresh_db, "status")
+    assert status.returncode == 1 and "9999_next_release.sql" in status.stdout
+    done = _tracecode_db(fresh_db, "migrate")
+    assert done.returncode == 0, done.stderr
+    assert "up to date" not in done.stdout, done.stdout
+    assert "ahead of this release" in done.stdout and "9999_next_release.sql" in done.stdout

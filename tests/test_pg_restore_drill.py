@@ -20,6 +20,7 @@ As root (this machine), the server commands run as pgserver's own system user, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
@@ -263,19 +264,30 @@ def test_a_base_backup_and_archived_wal_restore_to_a_named_point(drill: Drill) -
 # after-restore on the test database (a restore simulated by the rows it gives back) -----------
 
 # small margins: the command moves every batch and sequence of the session's database
-SMALL = ("--batches", "10", "--ssccs", "10", "--documents", "10", "--members", "10", "--orgs", "10")
+SMALL = (
+    *("--batches", "10", "--ssccs", "10", "--documents", "10", "--members", "10", "--orgs", "10"),
+    *("--ids", "10"),
+)
+EXPORT = {"outer": {"passphrase": "a long passphrase"}, "inner": {"passphrase": "another one!"}}
 
 
-def _after_restore(database_url: str, *margins: str) -> str:
+def _after_restore(database_url: str, *margins: str, exports: Path | None = None) -> str:
     """``tracecode db after-restore`` on ``database_url``, as the README tells an operator; its
-    output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "db", "after-restore", *margins],
-        env={**os.environ, "TRACECODE_DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    output. ``exports``: the printer files on disk (``TRACECODE_EXPORT_DIR``); none by default
+    (the tests' export directory is shared by every test session's database: another session's
+    files would be lost exports of this one's batches)."""
+    with tempfile.TemporaryDirectory() as empty:
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "db", "after-restore", *margins],
+            env={
+                **os.environ,
+                "TRACECODE_DATABASE_URL": database_url,
+                "TRACECODE_EXPORT_DIR": str(exports or empty),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -373,4 +385,184 @@ async def test_after_restore_a_lost_members_token_does_not_open_a_new_members_ac
     assert seen.status_code == 401, (
         f"the lost member's token (member {lost_id}) opens member {newcomer['member']['id']}'s "
         f"account: {seen.status_code} {seen.text[:200]}"
+    )
+
+
+async def _allocated_of_others(app: Any, batch_no: int) -> list[Any]:
+    """Every other batch's cursor: the command moves every batch of the session's database,
+    and the test puts them back after (``_put_back``)."""
+    async with app.state.pool.connection() as conn:
+        return await (
+            await conn.execute(
+                "SELECT batch_no, allocated FROM code_batches WHERE batch_no <> %s", (batch_no,)
+            )
+        ).fetchall()
+
+
+async def _put_back(app: Any, others: list[Any]) -> None:
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE code_batches b SET allocated = o.allocated FROM unnest(%s::bigint[],"
+            " %s::bigint[]) AS o(batch_no, allocated) WHERE b.batch_no = o.batch_no",
+            ([r["batch_no"] for r in others], [r["allocated"] for r in others]),
+        )
+
+
+async def test_after_restore_never_allocates_serials_a_lost_export_printed(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any, tmp_path: Path
+) -> None:
+    """A probe: a batch (issued before the restore point, nothing given out) had a printer file
+    exported after the point: codes [10,000,000, 10,000,010) printed on labels. PostgreSQL is
+    restored to the point (the export row is gone, its files are still on disk) and the
+    operator runs ``tracecode db after-restore`` with its default allocation margin. The
+    command named the lost export and its range, yet moved the batch's allocation cursor by its
+    fixed margin (10,000,000) only, so the next ``POST /allocations`` of the batch streamed
+    exactly the printed serials: two products with one serial and PIN. Now the lost exports
+    are found first and a batch's cursor moves at least past the end of its lost ranges."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 20_000_000)
+    start, end = 10_000_000, 10_000_010
+    made = await client.post(
+        f"/batches/{batch_no}/exports", headers=planner, json={**EXPORT, "start": start, "end": end}
+    )
+    assert made.status_code == 201, made.text
+    export_id = made.json()["id"]
+    for _ in range(100):
+        shown = await client.get(f"/exports/{export_id}", headers=planner)
+        if shown.json()["state"] == "done":
+            break
+        await asyncio.sleep(0.1)
+    assert shown.json()["state"] == "done", shown.text
+    printed = {app.state.scheme.serial(batch_no, i) for i in range(start, end)}
+    # the export directory after the restore: this export's files (and no other session's)
+    shutil.copytree(settings.export_path / export_id, tmp_path / export_id)
+
+    others = await _allocated_of_others(app, batch_no)
+    async with app.state.pool.connection() as conn:  # the restore to the point before the export
+        await conn.execute("DELETE FROM code_exports WHERE id = %s", (export_id,))
+        await conn.execute(
+            "UPDATE code_batches SET state = 'issued' WHERE batch_no = %s AND state = 'exported'",
+            (batch_no,),
+        )
+    try:
+        said = await asyncio.to_thread(
+            _after_restore, settings.database_url, *SMALL, exports=tmp_path
+        )
+        assert f"export {export_id}: batch {batch_no} codes [{start}, {end})" in said, said
+        moved = f"batch {batch_no}: allocated 0 -> {end} of 20000000; lost printer files' codes"
+        assert moved in said, said
+        answer = await client.post(
+            "/allocations", headers=planner, json={"batch_no": batch_no, "count": 10}
+        )
+        assert answer.status_code == 201, answer.text
+        given = {line.split(",")[0] for line in answer.text.splitlines()}
+        assert given == {app.state.scheme.serial(batch_no, i) for i in range(end, end + 10)}
+        assert not (given & printed), f"{len(given & printed)} printed serials allocated again"
+    finally:
+        await _put_back(app, others)
+
+
+async def test_after_restore_an_erp_held_order_id_never_names_another_order(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: a partner ERP posts an order after the restore point and keeps the id the API
+    answered (order ids are also sent in the ``document.*`` webhooks as ``order_id``, as are
+    ``document_id``, ``claim_id``, ``statement_id``, ``redemption_id``, ``alert_id``). The
+    restore took the orders' identity sequence back and after-restore moved only the batch,
+    SSCC, document-number, member and organisation sequences: the next order got the lost
+    order's id, and the ERP's ``GET /orders/{id}`` (or ``/cancel``, ``/close``) read or changed
+    another order. Now the id sequence of every table whose ids leave the system moves on too
+    (``app.restore.IDS``, ``--ids``)."""
+    admin = await login("admin")
+    products = (await client.get("/products", headers=admin, params={"q": "LM-SC-30"})).json()
+
+    def order(erp_no: str, quantity: int) -> dict[str, Any]:
+        return {
+            "erp_no": erp_no,
+            "from_org_id": demo["WH-SZ-01"],
+            "to_org_id": demo["AGENT-ZJ"],
+            "lines": [{"product_id": products["items"][0]["id"], "quantity": quantity}],
+        }
+
+    tag = os.urandom(4).hex()
+    lost = await client.post("/orders", headers=admin, json=order(f"LOST-{tag}", 3))
+    assert lost.status_code == 201, lost.text
+    lost_id = lost.json()["id"]
+    async with app.state.pool.connection() as conn:  # the restore to the point before it
+        await conn.execute("DELETE FROM orders WHERE id = %s", (lost_id,))
+        await conn.execute(
+            "SELECT setval(pg_get_serial_sequence('orders', 'id'), %s, false)", (lost_id,)
+        )
+    said = await asyncio.to_thread(
+        _after_restore, settings.database_url, *SMALL, "--allocations", "0"
+    )
+    assert f"orders.id: last {lost_id - 1} -> {lost_id + 9}\n" in said, said
+    assert "webhook_deliveries.id: last " in said and "rebate_claims.id: last " in said, said
+    other = await client.post("/orders", headers=admin, json=order(f"OTHER-{tag}", 7))
+    assert other.status_code == 201, other.text
+    assert other.json()["id"] == lost_id + 10
+    seen = await client.get(f"/orders/{lost_id}", headers=admin)
+    assert seen.status_code == 404, f"the ERP's order {lost_id} reads as {seen.text[:200]}"
+
+
+async def test_after_restore_while_a_case_batch_is_issued_never_moves_sscc_refs_back(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: ``tracecode db after-restore`` run while the service already serves.
+    ``app.restore.advance`` read the SSCC sequence, a case batch of 5,000 cases was taken
+    (``cases._allocate_refs``: nextval, then setval to the block's last reference), and the
+    command then set the sequence to the value read plus its margin — behind the block just
+    printed: the next case batch got SSCCs of the same block, two pallets with one SSCC. Now
+    each sequence is read and set under a lock ``nextval`` waits for (a no-op ``ALTER
+    SEQUENCE``): the case batch, sent right after the read, waits for the command and takes
+    its block after the move."""
+    import psycopg
+
+    from app.codes.cases import sscc_capacity
+    from app.restore import advance
+
+    planner = await login("planner")
+    loop = asyncio.get_running_loop()
+    size = 5000
+    body = {"level": "pallet", "size": size, "printer_id": demo["PRINTER-SH"]}
+    racing: list[Any] = []
+
+    class Racing:
+        """The command's connection; a case batch is sent right after it reads the SSCC
+        sequence (as another request of the serving API would), and given a few seconds — it
+        is done at once unless the command holds it off."""
+
+        def __init__(self, conn: Any) -> None:
+            self._conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+        def execute(self, sql: Any, params: Any = None) -> Any:
+            answer = self._conn.execute(sql, params)
+            if "FROM sscc_serial_ref_seq s" in str(sql) and not racing:
+                sent = client.post("/case-batches", headers=planner, json=body)
+                racing.append(asyncio.run_coroutine_threadsafe(sent, loop))
+                with contextlib.suppress(TimeoutError):
+                    racing[0].result(3)
+            return answer
+
+    margins = {"batches": 1, "ssccs": 1000, "documents": 1, "members": 1, "orgs": 1, "ids": 1}
+    limits = {"ssccs": sscc_capacity(settings.gs1_company_prefix)}
+
+    def run() -> Any:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            return advance(Racing(conn), margins, limits)
+
+    moved = {m.name: m for m in await asyncio.to_thread(run)}
+    made = await asyncio.wrap_future(racing[0])
+    assert made.status_code == 201, made.text
+    during = made.json()
+    assert during["first_ref"] == moved["ssccs"].after + 1  # its block after the move
+    after = await client.post("/case-batches", headers=planner, json={**body, "size": 1})
+    assert after.status_code == 201, after.text
+    taken = range(during["first_ref"], during["first_ref"] + size)
+    assert after.json()["first_ref"] not in taken, (
+        f"SSCC serial reference {after.json()['first_ref']} issued again: case batch "
+        f"{during['id']} holds {taken.start}..{taken.stop - 1}"
     )
