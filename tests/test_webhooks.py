@@ -29,12 +29,16 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from app import db, embedded
 from app.verify.records import raise_alerts
+from tests.conftest import SESSION
 from tests.field_support import other_brand_admin
 from tests.helpers import assert_error
 from tests.servers import free_port
 from tests.test_logistics import confirm, document, pack
+from tests.test_migrations import migrate_to
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER_ENV = {
@@ -756,6 +760,98 @@ async def test_members_points_redemptions_and_rebates_are_announced(
     assert by[("redemption.fulfilled", None)]["member_id"] == member
     for e in receiver.log("/loyalty"):
         assert verify(brand_sub["secret"], e["headers"], e["raw"]) == [True]
+
+
+@pytest.fixture
+def old_release_db(settings: Any) -> Iterator[str]:
+    """A throwaway database, for an older release's to be migrated by this one."""
+    name = f"tracecode_wh_upgrade_{SESSION}"
+    embedded.drop_database(settings.database_url, name)
+    yield embedded.ensure_database(settings.database_url, name)
+    embedded.drop_database(settings.database_url, name)
+
+
+def _org(conn: Any, kind: str, code: str, parent: tuple[int, str] | None) -> tuple[int, str]:
+    row = conn.execute(
+        "INSERT INTO orgs (parent_id, kind, name, erp_code) VALUES (%s, %s, %s, %s) RETURNING id",
+        (parent[0] if parent else None, kind, code, code),
+    ).fetchone()
+    path = f"{parent[1] if parent else '/'}{row[0]}/"
+    conn.execute("UPDATE orgs SET path = %s WHERE id = %s", (path, row[0]))
+    return row[0], path
+
+
+@pytest.mark.usefixtures("client")  # the app started: quiet_afterwards uses its pool
+async def test_deliveries_an_older_release_queued_name_no_member_to_those_below_the_brand(
+    old_release_db: str, settings: Any
+) -> None:
+    """A probe: migrations 0092/0093 stopped telling an agent's (or a store's) endpoint which
+    member made a points claim or took a gift ("members are the brand head office's"), but only
+    for events written after the upgrade. A delivery the old release queued for the agent's
+    subscription (its endpoint down, still retrying; or one replayed later, up to 90 days back)
+    points at the old combined event, whose data carries ``member_id``, and the sender posted
+    it as it was. Now the sender's claim drops ``member_id`` from those kinds' data for every
+    subscription whose organisation is not the brand; the brand's own still gets it."""
+    from app.webhooks import sender, signing
+
+    url = old_release_db
+    migrate_to(url, 91)  # the release before 0092
+    sealed = signing.seal(settings, signing.new_secret())
+    kinds = ["points.claimed", "redemption.fulfilled"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        brand = _org(conn, "brand", "UPG-BRAND", None)
+        agent = _org(conn, "agent", "UPG-AGENT", brand)
+        store = _org(conn, "store", "UPG-STORE", agent)
+        subs: dict[int, str] = {}  # subscription id -> whose
+        for name, org in (("brand", brand), ("agent", agent), ("store", store)):
+            row = conn.execute(
+                """INSERT INTO webhook_subscriptions (brand_id, org_id, owner_org_id, url,
+                                                      event_kinds, secret_sealed)
+                   VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
+                (brand[0], org[0], org[0], f"https://{name}.example/hook", kinds, sealed),
+            ).fetchone()
+            assert row is not None
+            subs[row[0]] = name
+        # what the old release's triggers wrote (0028): one event for the brand and the agent
+        # or the fulfilling store together, the member included
+        for kind, orgs, data in (
+            ("points.claimed", [brand[0], agent[0]],
+             {"claim_id": 1, "code_id": 5, "product_id": 1, "agent_id": agent[0], "points": 7,
+              "claimed_at": "2026-12-01T00:00:00Z", "member_id": 4242}),
+            ("redemption.fulfilled", [brand[0], store[0]],
+             {"redemption_id": 1, "gift_id": 1, "gift_kind": "physical", "points": 100,
+              "fulfilled_at": "2026-12-01T00:00:00Z", "fulfilled_org_id": store[0],
+              "member_id": 4242}),
+        ):  # fmt: skip
+            conn.execute(
+                "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+                "VALUES (%s, %s, %s, %s::jsonb)",
+                (brand[0], kind, orgs, json.dumps(data)),
+            )
+
+    db.migrate(url)  # the upgrade
+
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        claimed = await sender.claim(conn, 10)
+    sent: dict[tuple[str, str], dict[str, Any]] = {}  # (whose, kind) -> the data posted
+    for delivery in claimed:
+        body, _ = sender.request_of(delivery, settings, int(time.time()))
+        sent[(subs[delivery.subscription_id], delivery.kind)] = json.loads(body)["data"]
+    assert sorted(sent) == [
+        ("agent", "points.claimed"),
+        ("agent", "redemption.fulfilled"),
+        ("brand", "points.claimed"),
+        ("brand", "redemption.fulfilled"),
+        ("store", "redemption.fulfilled"),
+    ]
+    for (who, kind), data in sent.items():
+        if who == "brand":
+            assert data["member_id"] == 4242, (who, kind, data)
+        else:
+            assert "member_id" not in data, f"{who}'s endpoint is sent the member: {kind} {data}"
+            assert data["points"] in (7, 100)  # the rest of the event as it was
 
 
 async def test_an_attempt_connects_to_the_address_it_checked() -> None:

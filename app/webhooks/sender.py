@@ -16,7 +16,8 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
    attempt), and one brand's deliveries in about half of the slots at most (probe K: one tenant's
    endpoints that never answer held every other tenant's deliveries back, 50 s in a test with
    3 s time-outs): the body is
-   ``{"type", "timestamp", "data"}`` (the same bytes at every attempt), signed as
+   ``{"type", "timestamp", "data"}`` (the same bytes at every attempt; a subscription below
+   the brand is never sent a member's id: ``_CLAIM``), signed as
    ``app.webhooks.signing`` says with the current secret and every rotated-out one still in
    its overlap (newest first). Each attempt has ``WEBHOOK_TIMEOUT_SECONDS`` in all (connect,
    send, answer); redirects are not followed; the answer's body is not read.
@@ -118,8 +119,14 @@ WITH due AS (
 SELECT c.id, c.attempts, c.subscription_id, s.brand_id, e.msg_id, e.kind,
        -- as text, decoded per delivery by ``request_of``: data PostgreSQL holds but Python
        -- cannot load (a probe: an array nested 3,000 deep, a 5,000-digit integer) failed the
-       -- fetch of every claim, as an 'infinity' time did; now that delivery alone is dead
-       e.data::text AS data,
+       -- fetch of every claim, as an 'infinity' time did; now that delivery alone is dead.
+       -- Members are the brand head office's (migrations 0092, 0093): a claim's or a
+       -- fulfilment's event reaches a subscription below the brand without ``member_id``,
+       -- also one an older release wrote for the brand and the agent or store together, still
+       -- queued at the upgrade or replayed since (a probe)
+       CASE WHEN e.kind IN ('points.claimed', 'redemption.fulfilled')
+                 AND s.org_id <> s.brand_id THEN e.data - 'member_id'
+            ELSE e.data END::text AS data,
        -- ``request_of`` refuses a NULL time: the delivery is dead at once, the others go on
        {READABLE_TIME} AS occurred_at,
        s.url,
