@@ -14,6 +14,12 @@ routing and handling:
   refusals, and a 404 or 405 of a path or method no route has, take the shape of their path
   prefix's errors (``refusals``: problem+json under ``/epcis``);
 * the body of every HEAD answer dropped, headers kept (``app.head``);
+* ``Cache-Control: no-store`` on every answer to a request with credentials (an
+  ``Authorization`` or ``X-API-Key`` header, or cookies: the pages' sessions) whose route set no
+  ``Cache-Control`` of its own: such answers are the caller's — a member's own record and its
+  PIPL copy, the staff directory's CSV (a probe: none said how long a browser, or the H5 shell's
+  WebView, might keep them on disk). Found in the one pass over the headers; the public answers
+  (``/v1/verify``, ``/ping``) are untouched, and so are routes that chose (pages, assets, docs);
 * Litestar's app-level exception layer is this one: an exception raised before the answer
   started is answered here by Litestar's own handling (``ExceptionHandlerMiddleware``: the
   route's exception handlers, or the app's when routing failed), so Litestar's layer — a scope
@@ -71,6 +77,9 @@ _INFO = logging.INFO
 
 
 _HEX3 = [f"{i:03x}" for i in range(4096)]
+# request headers that make the answer the caller's own (an API key's too; cookies: the pages')
+_CREDENTIALS = frozenset((b"authorization", b"x-api-key", b"cookie"))
+_NO_STORE = (b"cache-control", b"no-store")
 # errors answered before routing, shaped for a path prefix: (method, status, the project's error
 # object) -> body, media type, extra headers
 Refusal = Callable[[str, int, dict[str, Any]], tuple[dict[str, Any], str, dict[str, str]]]
@@ -152,12 +161,15 @@ class Tracecode(Litestar):
             return
         started = perf_counter()
         given = bad_host = None  # the first X-Request-ID; a Host that is no host[:port]
+        private = False  # credentials came with it: the answer is not to be stored
         for name, value in scope["headers"]:
             if name == b"host":
                 if not host_ok(value):
                     bad_host = value
             elif name == b"x-request-id" and given is None:
                 given = value
+            elif name in _CREDENTIALS:
+                private = True
         rid = None if given is None else given_request_id(given)
         if rid is None:
             rid = _ids.new()
@@ -170,7 +182,11 @@ class Tracecode(Litestar):
             nonlocal status, ended
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                headers = message.get("headers", ())
+                if private and all(k != b"cache-control" for k, _ in headers):
+                    message["headers"] = [*headers, rid_header, _NO_STORE]
+                else:  # header names come lower-case (Litestar's, and the plain handlers')
+                    message["headers"] = [*headers, rid_header]
             elif message["type"] == "http.response.body":
                 ended = not message.get("more_body", False)
                 if head:

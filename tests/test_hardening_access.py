@@ -317,6 +317,40 @@ async def test_factory_sees_its_part_and_the_brand_everything(
     assert len(brand["events"]) > len(factory["events"]) - 1
 
 
+async def test_a_trace_names_the_member_only_to_staff_who_read_members(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``GET /trace/{serial}`` showed every event's ``details`` to brand-level callers
+    holding only ``orgs.read``: the points claim's ``claiming`` event names the member who
+    claimed the unit (``details.member_id``), and the ERP ``partner``, the inspector and finance
+    read which member bought which printed serial, though reading members is ``members.read``.
+    The member is left out of a trace read without it; the rest of the details stay."""
+    from tests.points_support import claim_body, member_client, set_rule, shipped_goods
+    from tests.test_members_auth import sign_in
+
+    goods = await shipped_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), goods["product_id"], 10)
+    serial = goods["units"][0]
+    member, body = await sign_in(client, app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        claimed = await mc.post(
+            "/members/me/claims", headers=member, json=claim_body(app.state.scheme, serial)
+        )
+        assert claimed.status_code == 201, claimed.text
+
+    async def claiming(user: str) -> dict[str, Any]:
+        trace = await client.get(f"/trace/{serial}", headers=await login(user))
+        assert trace.status_code == 200, trace.text
+        [event] = [e for e in trace.json()["events"] if e["biz_step"] == "claiming"]
+        return event["details"]  # type: ignore[no-any-return]
+
+    assert (await claiming("admin"))["member_id"] == body["member"]["id"]
+    for user in ("partner", "inspector", "finance"):
+        details = await claiming(user)
+        assert "member_id" not in details, (user, details)
+        assert details["points"] == 10, (user, details)
+
+
 # Item 10: hostile tokens and API keys -------------------------------------------------------
 
 

@@ -354,3 +354,33 @@ async def test_a_members_own_opt_out_and_staffs_opt_out_of_its_phone_at_once_do_
         )
         failed += [a.text for a in answers if a.status_code >= 300]
     assert failed == [], (len(failed), failed[:1])
+
+
+async def test_answers_holding_a_members_personal_data_are_not_cacheable(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``GET /members/me`` (the whole phone), ``GET /members/me/export`` (the PIPL copy
+    of everything held: phone, e-mail, birthday, client addresses, positions) and the staff
+    directory's CSV export answered with no ``Cache-Control`` at all, so the browser (or the
+    WebView of the H5 shell) could keep them on disk. Every answer to a request with
+    credentials is ``no-store`` now, unless its route chose (``app/front.py``)."""
+    from tests.points_support import member_client
+    from tests.test_members_auth import sign_in
+
+    headers, _ = await sign_in(client, app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        for path in ("/members/me", "/members/me/export"):
+            answer = await mc.get(path, headers=headers)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers.get("cache-control") == "no-store", (path, answer.headers)
+    admin = await login("admin")
+    export = await client.get("/members", headers=admin, params={"format": "csv"})
+    assert export.status_code == 200
+    assert export.headers.get("cache-control") == "no-store", export.headers
+    refused = await client.get("/members", headers=await login("agent_admin"))
+    assert refused.status_code == 403 and refused.headers["cache-control"] == "no-store"
+    # a route's own choice stands; an answer to nobody in particular is left alone
+    asset = await client.get("/schema/assets/init.js", headers=admin)
+    assert asset.headers["cache-control"] == "public, max-age=86400"
+    async with member_client(app) as anonymous:  # no token, no cookie
+        assert "cache-control" not in (await anonymous.get("/ping")).headers

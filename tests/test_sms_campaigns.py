@@ -853,3 +853,58 @@ async def test_an_sms_template_patch_of_its_own_body_writes_no_audit_row(
     assert changed.status_code == 200 and changed.json()["body"] == "{season}上新", changed.text
     (row,) = await audit_rows(app, "sms_template", template_id, "sms.template.update")
     assert row["after"] == {"body": "{season}上新"}
+
+
+async def test_staff_below_the_brand_list_only_their_store_managers_opt_outs(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: ``GET /sms/opt-outs`` listed the whole brand's opt-out list to every holder of
+    ``sms.campaigns`` — an agent's and a store's ``org_admin`` included — with each member's
+    phone (``136****1234``), ``source: member`` and when the member switched marketing off (or
+    erased the membership: the number stays on the list), though staff below the brand see no
+    member (README "Who sees members"). Below the brand the list holds what its own campaigns
+    reach: its store managers' opt-outs, never a member's."""
+    from tests.points_support import member_client
+    from tests.test_members_auth import new_phone, sign_in
+
+    brand, member_phone = demo["BRAND-LUMI"], new_phone("136")
+    headers, _ = await sign_in(client, app, brand, member_phone)
+    switched = await client.patch("/members/me", headers=headers, json={"marketing_opt_out": True})
+    assert switched.status_code == 200, switched.text
+    async with member_client(app) as mc:  # the erasure keeps the member's "stop" on the list
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    # a manager of the Hangzhou store (the Zhejiang agent's), saved as POST /users takes it
+    manager = phone()
+    made = await client.post(
+        "/users",
+        headers=await login("admin"),
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": f"mgr_{secrets.token_hex(3)}",
+            "password": "Manager-pass-12345",
+            "roles": ["store_clerk"],
+            "phone": f"86{manager}",
+        },
+    )
+    assert made.status_code == 201, made.text
+    agent = await login("agent_admin")
+    assert (await client.put(f"/sms/opt-outs/{manager}", headers=agent)).status_code == 204
+
+    def masked(number: str) -> str:
+        return number[:3] + "****" + number[-4:]
+
+    async def listed(user: str) -> list[dict[str, Any]]:
+        answer = await client.get(
+            "/sms/opt-outs", headers=await login(user), params={"per_page": 200}
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["items"]  # type: ignore[no-any-return]
+
+    brand_view = {i["phone"]: i["source"] for i in await listed("marketer")}
+    assert brand_view[masked(member_phone)] == "member"
+    assert brand_view[masked(manager)] == "api"
+    for user in ("agent_admin", "store_manager"):
+        items = await listed(user)
+        assert [i for i in items if i["source"] == "member"] == [], user
+        assert [(i["phone"], i["source"]) for i in items] == [(masked(manager), "api")], user
+    assert await listed("gd_admin") == []  # another agent's stores: none of its managers

@@ -106,7 +106,10 @@ class TraceOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> TraceOut:
-    """The trace as the caller may see it (see ``_scope``)."""
+    """The trace as the caller may see it (see ``_scope``); the member of a points claim
+    (``details.member_id`` of its ``claiming`` event) only to the brand's staff who read members
+    (``members.read``; a probe: the ERP partner, the inspector and finance read which member
+    bought which serial)."""
     actor.require("orgs.read")
     read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
     if read.reason == "malformed":
@@ -156,6 +159,7 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
         org_ids.add(batch_row["printer_id"])
     orgs, paths = await _orgs(conn, org_ids)
     printer = orgs.get(batch_row["printer_id"])
+    names_members = _brand_level(actor) and actor.has("members.read")
     if not _brand_level(actor):
         rows, stays = _scope(actor, paths, state, rows, stays)
         if not actor.sees(paths.get(batch_row["printer_id"], "")):
@@ -196,7 +200,7 @@ async def trace(conn: Conn, actor: Principal, scheme: Scheme, text: str) -> Trac
         else None,
         containers=[stay for stay, _ in stays],
         contents=contents,
-        events=[_event(e, via, orgs) for e, via in rows],
+        events=[_event(e, via, orgs, names_members) for e, via in rows],
     )
 
 
@@ -305,7 +309,14 @@ async def _contents(conn: Conn, scheme: Scheme, sscc: int) -> list[Content]:
     return [Content(r["kind"], label(r["kind"], r["code"])) for r in rows]
 
 
-def _event(e: dict[str, Any], via: str | None, orgs: dict[int, OrgRef]) -> TraceEvent:
+def _event(
+    e: dict[str, Any], via: str | None, orgs: dict[int, OrgRef], names_members: bool
+) -> TraceEvent:
+    """An event as the trace shows it; without its member (``details.member_id``) unless
+    ``names_members``."""
+    details = e["details"]
+    if details and not names_members and "member_id" in details:
+        details = {k: v for k, v in details.items() if k != "member_id"}
     return TraceEvent(
         id=e["id"],
         event_id=f"urn:uuid:{e['event_uuid']}",
@@ -324,7 +335,7 @@ def _event(e: dict[str, Any], via: str | None, orgs: dict[int, OrgRef]) -> Trace
         parent=sscc_label(e["parent_code"]) if e["parent_code"] is not None else None,
         child_count=e["child_count"],
         via=via,
-        details=e["details"],
+        details=details,
         error_declaration=e["error_declaration"],
     )
 

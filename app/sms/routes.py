@@ -94,7 +94,8 @@ class OptOutController(Controller):
     async def list_opt_outs(
         self, conn: Conn, principal: Principal, page: PageNo = 1, per_page: PerPage = 50
     ) -> Page[OptOutOut]:
-        """Newest first; phones masked unless the caller holds ``members.read_phone``."""
+        """Newest first; phones masked unless the caller holds ``members.read_phone``. Below
+        the brand, the opt-outs of the store managers its campaigns reach, never a member's."""
         return await service.list_opt_outs(conn, principal, page, per_page)
 
     # the phone in the path is not logged (app.logs.logged_path)

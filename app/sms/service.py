@@ -245,13 +245,22 @@ async def put_opt_out(conn: Conn, actor: Principal, phone: str, opted_out: bool)
 
 
 async def list_opt_outs(conn: Conn, actor: Principal, page: int, per_page: int) -> Page[OptOutOut]:
+    """The brand's opt-out list, newest first. Below the brand, the part its own campaigns
+    could reach: the opt-outs of its store managers' phones, none a member's own switch
+    (source ``member``). The whole list is the brand's members' phones and when each switched
+    marketing off (or erased the membership), and staff below the brand see no member (a probe:
+    an agent's and a store's ``org_admin`` read it all)."""
     actor.require(PERMISSION)
+    where, params = ["brand_id = %(brand)s"], {"brand": actor.brand_id}
+    if actor.org_id != actor.brand_id:
+        where += ["source <> 'member'", "phone = ANY(%(phones)s)"]
+        params["phones"] = await _store_manager_phones(conn, actor.org_path)
     return await fetch_page(
         conn,
         columns="phone, source, at",
         source="sms_opt_outs",
-        where=["brand_id = %(brand)s"],
-        params={"brand": actor.brand_id},
+        where=where,
+        params=params,
         order="at DESC, phone",
         page=page,
         per_page=per_page,
@@ -371,6 +380,13 @@ async def delete_template(conn: Conn, actor: Principal, template_id: int) -> Non
 # -- campaigns --------------------------------------------------------------------------------
 
 
+# The store managers of the subtree ``%(scope)s``: the active users with a phone (as saved) of
+# its active stores — active with every organisation above them (probe U).
+_STORE_MANAGERS = f"""SELECT DISTINCT u.phone FROM users u JOIN orgs o ON o.id = u.org_id
+ WHERE o.path LIKE %(scope)s AND o.kind = 'store' AND {org_status("o")} = 'active'
+   AND u.status = 'active' AND u.phone IS NOT NULL"""
+
+
 async def _audience(
     conn: Conn, actor: Principal, data: CampaignIn, scope: str
 ) -> tuple[str, dict[str, Any]]:
@@ -383,13 +399,24 @@ async def _audience(
     sql, params = _audience_sql(actor, data, scope)
     if data.audience == "members":
         return sql, params
+    phones = await _outbox_phones(conn, sql, params)
+    sql = "SELECT a.phone, NULL::bigint AS member_id FROM unnest(%(phones)s::text[]) AS a(phone)"
+    return sql, params | {"phones": phones}
+
+
+async def _outbox_phones(conn: Conn, sql: str, params: dict[str, Any]) -> list[str]:
+    """The store managers' phones ``sql`` selects, in the outbox's form, sorted."""
     cur = await conn.execute(sql, params)
     phones: set[str] = set()
     for row in await cur.fetchall():
         with contextlib.suppress(ValidationFailed):  # not a phone: no message, as before
             phones.add(outbox_phone(row["phone"]))
-    sql = "SELECT a.phone, NULL::bigint AS member_id FROM unnest(%(phones)s::text[]) AS a(phone)"
-    return sql, params | {"phones": sorted(phones)}
+    return sorted(phones)
+
+
+async def _store_manager_phones(conn: Conn, scope: str) -> list[str]:
+    """Every phone a store-manager campaign of the subtree ``scope`` reaches (no filter)."""
+    return await _outbox_phones(conn, _STORE_MANAGERS, {"scope": scope + "%"})
 
 
 def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, dict[str, Any]]:
@@ -431,19 +458,12 @@ def _audience_sql(actor: Principal, data: CampaignIn, scope: str) -> tuple[str, 
         raise Unprocessable(
             "store managers are chosen by organisation and province", code="bad_filter"
         )
-    where += [
-        "o.path LIKE %(scope)s",
-        "o.kind = 'store'",
-        f"{org_status('o')} = 'active'",  # and every organisation above it (probe U)
-        "u.status = 'active'",
-        "u.phone IS NOT NULL",
-    ]
-    if f.provinces:  # organisations' names are as entered: as given, and as members' are
-        where.append("o.province_name = ANY(%(provinces)s)")
-        known = [PROVINCES.get(name.strip().casefold()) for name in f.provinces]
-        params["provinces"] = list(dict.fromkeys([*f.provinces, *filter(None, known)]))
-    users = "users u JOIN orgs o ON o.id = u.org_id"
-    return f"SELECT DISTINCT u.phone FROM {users} WHERE {' AND '.join(where)}", params
+    if not f.provinces:
+        return _STORE_MANAGERS, params
+    # organisations' names are as entered: as given, and as members' are
+    known = [PROVINCES.get(name.strip().casefold()) for name in f.provinces]
+    params["provinces"] = list(dict.fromkeys([*f.provinces, *filter(None, known)]))
+    return f"{_STORE_MANAGERS} AND o.province_name = ANY(%(provinces)s)", params
 
 
 async def _scope(conn: Conn, actor: Principal, org_id: int | None) -> str:
