@@ -99,9 +99,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings is None:  # the API server's factory (granian): a bad setting is one line, exit 2
         with one_line_errors():
             settings = load_settings()
-            # and so is an embedded server that cannot start: started here, before the
-            # lifespan (whose own call then finds it running), where a failure was a traceback
-            resolve_urls(settings.database_url, settings.redis_url, settings.var_path)
+            # and so is an embedded server that cannot start, and a migration that cannot be
+            # applied: started and migrated here, before the lifespan (whose own calls then
+            # find them running and applied), where a failure was a traceback
+            db_url, _ = resolve_urls(settings.database_url, settings.redis_url, settings.var_path)
+            db.migrate(db_url)
             return create_app(settings)
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
     settings.check_serving()

@@ -13,7 +13,9 @@ import psycopg
 import pytest
 
 from app import db, embedded
+from app.processes import server_command
 from tests.conftest import ROOT, SESSION
+from tests.servers import free_port
 
 SCHEMA_SQL = """
 SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')
@@ -156,6 +158,18 @@ def test_db_migrate_over_an_edited_migration_is_one_line_not_a_traceback(fresh_d
     assert "Traceback" not in done.stderr, done.stderr
     [line] = [x for x in done.stderr.splitlines() if x.startswith("tracecode: ")]
     assert "0001_init.sql" in line, line
+    # and the API server run on its own (granian's factory), where it was a traceback too
+    served = subprocess.run(
+        server_command("127.0.0.1", free_port(), 1),
+        env={**os.environ, "TRACECODE_DATABASE_URL": fresh_db},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = served.stdout + served.stderr
+    assert served.returncode != 0 and "Traceback" not in output, output[-3000:]
+    assert "tracecode: migration 0001_init.sql" in output, output[-3000:]
 
 
 def test_db_migrate_does_not_call_a_newer_releases_database_up_to_date(fresh_db: str) -> None:
