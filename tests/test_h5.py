@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from app.verify.service import Verifier
+from app.web import html as page_html
 from app.web.i18n import from_accept_language
 from tests.h5_support import (
     activated_batch,
@@ -172,7 +173,7 @@ async def test_a_voided_batch_is_not_genuine(client: Any, login: Any, demo: Any,
     assert not has_pin_form(page)
 
 
-@pytest.mark.parametrize(("lang", "words"), [("zh", "格式不正确"), ("en", "not a valid code")])
+@pytest.mark.parametrize(("lang", "words"), [("zh", "无法识别"), ("en", "cannot be read")])
 async def test_a_malformed_serial_is_a_friendly_400_page(
     client: Any, lang: str, words: str
 ) -> None:
@@ -183,6 +184,31 @@ async def test_a_malformed_serial_is_a_friendly_400_page(
         assert "<script>" not in page.replace("<script>for(", "")  # only our own script
     posted = await post_pin(client, "NOT-A-SERIAL", "123456", lang)
     assert words in text_of(assert_page(posted, 400))
+
+
+@pytest.mark.parametrize(
+    ("lang", "headline", "scan"),
+    [("zh", "无法识别该码", "扫描"), ("en", "Code not recognised", "scan")],
+)
+async def test_a_link_cut_short_or_with_a_stray_character_is_not_called_not_genuine(
+    client: Any, app: Any, batch: int, lang: str, headline: str, scan: str
+) -> None:
+    """A probe: a genuine pack's link, cut short by a chat app or with the full stop of the
+    sentence it was pasted in (``…/c/{serial}。``), is a malformed serial: the page answered 400
+    with the verdict "✕ 非正品码" / "✕ Not genuine" above "防伪码格式不正确，请核对后重新输入" — a
+    counterfeit verdict for a code nobody could read, and "type it again" on a page with nowhere
+    to type it. Now a neutral "code not recognised" (``data-result="unreadable"``) and the
+    advice to scan the QR code again; the PIN form posted to it answers the same."""
+    serial, pin = unit(app, batch, 6)
+    for path in (f"/c/{serial}%E3%80%82", f"/c/{serial}.", f"/c/{serial[:-2]}"):
+        page = assert_page(await client.get(path, params={"lang": lang}), 400)
+        text = text_of(page)
+        assert result_of(page) == "unreadable", (path, text)
+        assert headline in text and scan in text, text
+        assert "非正品" not in text and "Not genuine" not in text and "不是正品" not in text, text
+        assert not has_pin_form(page)
+    posted = assert_page(await post_pin(client, serial[:-2], pin, lang), 400)
+    assert result_of(posted) == "unreadable" and headline in text_of(posted)
 
 
 # -- the PIN answer ------------------------------------------------------------------------------
@@ -736,6 +762,45 @@ async def test_the_language_cookie_is_secure_over_https(
         assert ("Secure" in lang[0]) is (response is not plain), lang[0]
 
 
+async def test_pages_served_over_https_load_no_picture_over_http(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: the catalogue takes ``http://`` picture URLs (``image_url``, a gift's
+    ``picture_url``) and the pages put them as they are into ``<img src>``, under a CSP of
+    ``img-src https: http: data:``. Served over https (``TRACECODE_PUBLIC_SCHEME=https``, or an
+    https request), the scan page, the answer and the product page loaded the picture over
+    plain http: mixed content — blocked by Android WebViews, a broken padlock elsewhere, a
+    picture any network on the way can swap on the page that tells genuine from fake. Now their
+    CSP (the clerk pages' too) upgrades it to https and allows no plain-http picture; over http
+    (development) the CSP is as it was."""
+    product = await new_product(client, login, image_url="http://img.example.com/sun.png")
+    batch_no = await activated_batch(client, login, demo, product_id=product["id"], size=1)
+    serial, pin = unit(app, batch_no, 0)
+    paths = (f"/c/{serial}", f"/p/{product['gtin']}", "/clerk/login")
+
+    async def pages(h: httpx.AsyncClient) -> list[httpx.Response]:
+        answer = await h.post(f"/c/{serial}", data={"pin": pin, "lang": "zh"})
+        return [answer, *[await h.get(path) for path in paths]]
+
+    with configured(app, public_scheme="https"):
+        async with browser(app, "https://testserver") as h:
+            over_https = await pages(h)
+        async with browser(app) as h:  # behind a proxy that speaks http to us
+            behind_proxy = await pages(h)
+    async with browser(app) as h:
+        plain = await pages(h)
+    for response in over_https + behind_proxy:
+        assert response.status_code == 200, response.text[:200]
+        csp = response.headers["content-security-policy"]
+        assert csp.endswith("; upgrade-insecure-requests") and "img-src https: data:;" in csp
+        assert " http:" not in csp, csp
+    assert 'src="http://img.example.com/sun.png"' in over_https[0].text  # upgraded by the browser
+    for response in plain:
+        assert response.status_code == 200, response.text[:200]
+        csp = response.headers["content-security-policy"]
+        assert "upgrade-insecure-requests" not in csp and "img-src https: http: data:" in csp
+
+
 async def test_forms_posted_through_a_proxy_that_rewrites_host_are_accepted(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:
@@ -837,3 +902,39 @@ async def test_a_post_from_the_public_host_is_ours_however_the_host_setting_is_s
         async with browser(app, "http://127.0.0.1:8000") as phone:  # the proxy's upstream
             answered = await _clerk_login_post(phone, headers)
     assert answered.status_code == 401, answered.text[-400:]
+
+
+# -- readable text -------------------------------------------------------------------------------
+
+
+def _luminance(colour: str) -> float:
+    """WCAG 2's relative luminance of ``rrggbb``."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _colour(selector: str, prop: str) -> str:
+    """The ``prop`` colour (``#rrggbb``) of the pages' CSS rule for ``selector``."""
+    rule = re.search(rf"(?:^|}}|\n){re.escape(selector)}{{([^}}]*)}}", page_html.CSS)
+    assert rule, selector
+    found = re.search(rf"(?:^|;){prop}:#([0-9a-fA-F]{{6}})", rule.group(1))
+    assert found, (selector, prop, rule.group(1))
+    return found.group(1)
+
+
+def test_small_text_on_the_pages_is_readable_in_daylight() -> None:
+    """A probe: two kinds of small text on the consumer pages fell below WCAG 2's 4.5:1 contrast
+    for normal-size text (1.4.3): the footer (13 px, ``#7b8794`` on the page's ``#f3f5f7``:
+    3.35:1) and the points gained on the points history (16 px bold ``.plus``, ``#1f9d55`` on
+    white: 3.49:1; bold text is large only from 18.7 px) — hard to read on an old phone's dim
+    screen outdoors. Now the hints' ``#52606d`` (5.9:1) and a darker green (``#15803d``)."""
+    body = _colour("body", "background")
+    assert _contrast(_colour("footer", "color"), body) >= 4.5
+    for selector in (".plus", ".minus", ".hint", ".small", "dt"):
+        assert _contrast(_colour(selector, "color"), "ffffff") >= 4.5, selector

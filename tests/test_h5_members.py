@@ -429,6 +429,36 @@ async def test_sign_out_revokes_the_session(h5: httpx.AsyncClient, demo: Any) ->
 
 
 @pytest.mark.usefixtures("sms_gateway")
+async def test_the_address_left_by_a_member_form_opened_again_is_a_page_not_json(
+    h5: httpx.AsyncClient, demo: Any
+) -> None:
+    """A probe: the member forms post to ``/member/otp``, ``/member/claim``,
+    ``/member/redeem`` and ``/member/logout`` and answer in place, so that address stays in the
+    address bar. Opened again by GET — WeChat's "open in browser", a bookmark, a link copied
+    from the address bar — it answered routing's JSON 405 ``method_not_allowed``, in English,
+    with no way on. Now a 303 (no-store) to the page it belongs to; a GET changes nothing (the
+    member stays signed in)."""
+    brand = demo["BRAND-LUMI"]
+    expected = {
+        "/member/otp": "/member/login",
+        "/member/claim": "/member",
+        "/member/redeem": "/member/gifts",
+        "/member/logout": "/member/login",
+    }
+    for path, page in expected.items():
+        response = await h5.get(path, headers={"Accept-Language": "en"})
+        assert response.status_code == 303, (path, response.status_code, response.text[:200])
+        assert response.headers["location"] == page, path
+        assert response.headers["cache-control"] == "no-store"
+    await signed_in(h5, brand)
+    out = await h5.get("/member/logout")
+    assert out.headers["location"] == f"/member/login?brand={brand}"  # the brand signed in to
+    assert_page(await h5.get("/member"))  # still signed in
+    redeem = await h5.get("/member/redeem", follow_redirects=True)
+    assert 'id="balance"' in assert_page(redeem) and str(redeem.url).endswith("/member/gifts")
+
+
+@pytest.mark.usefixtures("sms_gateway")
 async def test_a_member_closes_the_membership_from_the_pages(
     h5: httpx.AsyncClient, demo: Any, client: Any, login: Any, app: Any
 ) -> None:

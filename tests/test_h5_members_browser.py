@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import Browser, start_chromium
 from tests.h5_support import activated_batch, unit
-from tests.points_support import random_phone, set_rule
+from tests.points_support import member_client, random_phone, set_rule
 from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
 from tests.test_h5_browser import server  # noqa: F401 - the fixture
 
@@ -189,3 +189,38 @@ async def test_scan_pin_sign_up_claim_redeem_and_the_code_arrives(
         _fits_the_phone(driver)
         _shot(driver, f"{name}-{lang}")
     assert redemption_code in driver.find_element(By.ID, "codes").text
+
+
+async def test_the_mobile_number_fits_its_field_on_a_320_px_screen(
+    app: Any, client: Any, demo: Any, tmp_path: Path
+) -> None:
+    """A probe: on a 320 px wide phone (iPhone SE / 5s, many old Androids) the sign-in page's
+    mobile number field is 252 px wide inside, but an 11-digit number in the PIN field's style
+    (26 px, ``letter-spacing: .3em``, applied to every ``input``) took 288 px: while typing,
+    the first digits scrolled out of sight and the consumer could not check the number the code
+    goes to. The phone field now has the text fields' style (``input.text``, as the clerk
+    pages'). The page's own HTML is loaded from a file (its CSS is inline)."""
+    async with member_client(app) as phone:
+        response = await phone.get(
+            "/member/login",
+            params={"brand": demo["BRAND-LUMI"]},
+            headers={"Accept-Language": "zh-CN,zh;q=0.9"},
+        )
+    assert response.status_code == 200
+    saved = tmp_path / "login.html"
+    saved.write_text(response.text)
+    driver = start_chromium(
+        "--window-size=320,640",
+        mobile={"deviceMetrics": {"width": 320, "height": 640, "pixelRatio": 2.0}},
+    )
+    try:
+        driver.get(saved.as_uri())
+        assert driver.execute_script("return document.documentElement.clientWidth") == 320
+        field = driver.find_element(By.ID, "phone")
+        field.send_keys("13912345678")
+        inner, content = driver.execute_script(
+            "const f = document.getElementById('phone'); return [f.clientWidth, f.scrollWidth]",
+        )
+    finally:
+        driver.quit()
+    assert content <= inner, f"the number needs {content} px, the field shows {inner} px"

@@ -6,7 +6,11 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
+from tests.h5_support import result_of, text_of
 from tests.helpers import assert_error
+from tests.points_support import new_ip
 
 GTIN = "06901234000016"  # demo product LM-HY-50
 SERIAL = "ABCDEFGHJKMNPQRSTVWX"
@@ -157,3 +161,45 @@ async def test_the_printed_qr_of_a_unit_of_an_unpublished_product_verifies_it(
     assert followed.status_code == 200 and 'name="pin"' in followed.text, followed.text
     assert "/p/" not in qr.headers["link"]  # no product page of an unpublished product
     assert (await client.get(f"/01/0{gtin}")).status_code == 404
+
+
+# What a phone's browser sends when the consumer opens a link (Chrome on Android).
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/webp,*/*;q=0.8"
+
+
+async def test_a_scanned_digital_link_of_no_product_of_ours_is_a_page_not_json(
+    app: Any, client: Any, demo: Any
+) -> None:
+    """A probe: a consumer scans a fake pack whose QR copies the Digital Link form
+    (``/01/{gtin}/21/{serial}``) with a GTIN no brand registered, or a QR whose link was cut
+    short or has a wrong check digit. The phone's browser (``Accept: text/html…``, Chinese) got
+    the resolver's JSON error (404 ``unknown_gtin``, 400 ``invalid_digital_link``): raw English
+    JSON on the outcome that matters most to the consumer. For a client that asks for HTML
+    first, the same status with a consumer page in the visitor's language: "not genuine" for a
+    unit's code of no product of ours, "not recognised" (no verdict) for a link nobody could
+    read, "not found" for a bare GTIN; API clients keep the JSON error."""
+    transport = httpx.ASGITransport(app=app, client=(new_ip(), 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as phone:
+        zh = {"Accept": BROWSER, "Accept-Language": "zh-CN,zh;q=0.9"}
+        en = {"Accept": BROWSER, "Accept-Language": "en-US,en;q=0.9"}
+        unknown = await phone.get(f"/01/09521234543213/21/{SERIAL}", headers=zh)
+        cut = await phone.get(f"/01/{GTIN[:-1]}9/21/{SERIAL}", headers=en)  # wrong check digit
+        bare = await phone.get("/01/09521234543213", headers=en)
+        head = await phone.head(f"/01/09521234543213/21/{SERIAL}", headers=zh)
+    for response, status, lang in ((unknown, 404, "zh"), (cut, 400, "en"), (bare, 404, "en")):
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("text/html"), response.text[:200]
+        assert f'<html lang="{"zh-CN" if lang == "zh" else "en"}">' in response.text
+        assert '<meta name="viewport"' in response.text
+        assert response.headers["vary"].startswith("Accept, Accept-Language")
+        assert response.headers["access-control-allow-origin"] == "*"
+    assert result_of(unknown.text) == "not_genuine" and "不是正品码" in text_of(unknown.text)
+    assert result_of(cut.text) == "unreadable" and "Not genuine" not in text_of(cut.text)
+    assert "scan the QR code" in text_of(cut.text)
+    assert result_of(bare.text) == "error" and "no product" in text_of(bare.text)
+    assert head.status_code == 404 and head.content == b""
+    assert head.headers["content-type"].startswith("text/html")
+    # an API client (any type, JSON first, or no Accept at all) keeps the JSON error
+    for accept in ("*/*", "application/json, text/html", ""):
+        api = await client.get(f"/01/09521234543213/21/{SERIAL}", headers={"Accept": accept})
+        assert_error(api, 404, "unknown_gtin")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from html import escape
 from typing import Any
 
@@ -24,6 +25,18 @@ CSP = (
     f"script-src 'sha256-{SCRIPT_HASH}'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
+# Served over https, the catalogue's http:// pictures (``image_url``, a gift's ``picture_url``)
+# would be mixed content: blocked by Android WebViews, swappable by any network on the way. The
+# browser fetches them over https instead (``upgrade-insecure-requests``, before img-src is
+# checked), and nothing is loaded over plain http. Over http (development) they load as given.
+_HTTP_IMAGES = "img-src https: http: data:"
+
+
+@lru_cache(maxsize=8)  # the pages' few policies (these pages', the clerk pages')
+def over_https(csp: str) -> str:
+    """``csp`` for a page served over https: no plain-http picture, insecure URLs upgraded."""
+    return csp.replace(_HTTP_IMAGES, "img-src https: data:") + "; upgrade-insecure-requests"
+
 
 CSS = """
 *{box-sizing:border-box}
@@ -51,6 +64,7 @@ dt{color:#52606d}dd{margin:0;overflow-wrap:anywhere}
 label{display:block;font-weight:600;margin-bottom:8px}
 input{width:100%;font-size:26px;letter-spacing:.3em;text-align:center;padding:10px;
 min-height:56px;border:2px solid #9aa5b1;border-radius:10px}
+input.text{font-size:18px;letter-spacing:normal;text-align:left}
 input:focus{border-color:#12355b;outline:none}
 button{width:100%;margin-top:12px;min-height:52px;font-size:18px;font-weight:600;color:#fff;
 background:#12355b;border:0;border-radius:10px}
@@ -58,7 +72,7 @@ button:disabled{opacity:.6}
 .hint{color:#52606d;font-size:14px;margin:6px 0 0}
 .alert{color:#b91c1c;font-weight:600}
 a{color:#12355b}
-footer{color:#7b8794;font-size:13px;text-align:center;padding:8px 16px 24px}
+footer{color:#52606d;font-size:13px;text-align:center;padding:8px 16px 24px}
 .ok{border-color:#1f9d55}.ok h1{color:#1f9d55}
 nav{display:flex;flex-wrap:wrap;gap:6px;margin:0 0 12px}
 nav a{display:inline-flex;align-items:center;padding:0 14px;min-height:44px;border-radius:22px;
@@ -70,7 +84,7 @@ ul.items{list-style:none;margin:0;padding:0}
 ul.items li{padding:12px 0;border-bottom:1px solid #e4e7eb}
 ul.items li:last-child{border:0}
 .line{display:flex;justify-content:space-between;gap:12px;align-items:baseline}
-.plus{color:#1f9d55;font-weight:700}.minus{color:#b45309;font-weight:700}
+.plus{color:#15803d;font-weight:700}.minus{color:#b45309;font-weight:700}
 .small{color:#52606d;font-size:14px}
 .code{font:700 24px/1.3 ui-monospace,Menlo,monospace;letter-spacing:.12em;word-break:break-all}
 a.button{display:flex;justify-content:center;align-items:center;min-height:52px;font-size:18px;
@@ -90,6 +104,7 @@ STATUS_MARK = {
     "rate_limited": "!",
     "not_genuine": "✕",
     "error": "✕",
+    "unreadable": "?",  # no verdict: nobody could read the code
     "ok": "✓",
 }
 
@@ -139,7 +154,7 @@ def page(
 
 
 def status(kind: str, headline: str, message: str, extra: str = "") -> str:
-    """The coloured answer box: ✓ genuine, ! caution, ✕ not genuine."""
+    """The coloured answer box: ✓ genuine, ! caution, ✕ not genuine, ? unreadable."""
     return (
         f'<section class="card status {esc(kind)}" id="result" data-result="{esc(kind)}">'
         f"<h1>{esc(STATUS_MARK.get(kind, '!'))} {esc(headline)}</h1>"

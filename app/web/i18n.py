@@ -42,6 +42,18 @@ WORDS: dict[str, dict[Lang, str]] = {
     "genuine": {"zh": "正品", "en": "Genuine"},
     "suspicious": {"zh": "请注意", "en": "Caution"},
     "not_genuine": {"zh": "非正品码", "en": "Not genuine"},
+    # a code nobody could read (a link cut short, a stray character): no verdict on the pack
+    "unreadable_title": {"zh": "无法识别该码", "en": "Code not recognised"},
+    "unreadable": {
+        "zh": "无法识别该链接中的码：它可能不完整或多了字符。请用手机重新扫描包装上的二维码。",
+        "en": "The code in this link cannot be read: it may be cut short or have a stray "
+        "character. Please scan the QR code on the pack again.",
+    },
+    "unknown_gtin": {
+        "zh": "该二维码所标的商品条码未在本平台登记，不是正品码，谨防假冒！",
+        "en": "This QR code names a product (GTIN) not registered with us. It is not a genuine "
+        "code; beware of a counterfeit.",
+    },
     "wrong_pin": {"zh": "验证码错误", "en": "Wrong PIN"},
     "locked": {"zh": "已暂时锁定", "en": "Locked"},
     "queries": {"zh": "查询次数", "en": "Times checked"},

@@ -22,6 +22,7 @@ taken before the balance is found short) run inside a savepoint, so a refusal wr
 | ``POST /member/claim`` | claims the ticket's code (from the verification answer) |
 | ``GET /member/points``, ``/member/gifts``, ``/member/codes``, ``/member/scans`` | own lists |
 | ``POST /member/redeem`` | redeems a gift; shows the code (also sent by SMS) |
+| ``GET`` of a form's address | 303 to the page it belongs to (``FORM_PAGES``) |
 """
 
 from __future__ import annotations
@@ -511,6 +512,28 @@ async def scans_page(
     return _show(lang, remember, word("scans_title", lang), body, _paged("/member/scans", page))
 
 
+# -- a form's address opened again ---------------------------------------------------------------
+
+# The forms answer in place, so their address stays in the address bar; opened again by GET
+# (WeChat's "open in browser", a bookmark, a link copied from the bar) it leads to the page it
+# belongs to, not routing's JSON 405 (a probe). GET changes nothing: no sign-out, no claim.
+FORM_PAGES = {
+    "/member/otp": "/member/login",  # the sign-in page (of the brand last signed in to)
+    "/member/logout": "/member/login",
+    "/member/claim": "/member",  # the claim's ticket is gone with the form
+    "/member/redeem": "/member/gifts",
+}
+
+
+@get(list(FORM_PAGES), **_PAGE)
+async def form_address(request: Request[Any, Any, Any]) -> Response[str]:
+    """The page a form's address belongs to (``FORM_PAGES``), by a 303."""
+    page = FORM_PAGES.get(request.scope["path"].rstrip("/"), "/member")  # not request.url: Host
+    if page == "/member/login":
+        page = _login_url(_brand_hint(request))
+    return _see_other(page)
+
+
 route_handlers = [
     login_page,
     otp_post,
@@ -525,4 +548,5 @@ route_handlers = [
     redeem_post,
     codes_page,
     scans_page,
+    form_address,
 ]

@@ -83,11 +83,17 @@ _PIN_NOISE = re.compile(r"[\s\-]")
 
 
 class _Page(Response[str]):
-    """A page, gzip-compressed here, where the request is known (``respond`` is called without
-    it), when it is over ``GZIP_MIN`` bytes and the client accepts gzip."""
+    """A page, finished here, where the request is known (``respond`` is called without it):
+    served over https (``session.secure``), its CSP loads no picture over plain http
+    (``html.over_https``; a probe: a product's http:// picture was mixed content on the pages
+    that tell genuine from fake); gzip-compressed when it is over ``GZIP_MIN`` bytes and the
+    client accepts gzip."""
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
         request = kwargs["request"] if "request" in kwargs else args[1]
+        csp = self.headers.get("Content-Security-Policy")
+        if csp and session.secure(request, request.app.state.settings):
+            self.headers["Content-Security-Policy"] = html.over_https(csp)
         if isinstance(self.content, str) and len(self.content) > GZIP_MIN // 4:  # 4 B a char
             body = self.content.encode()
             if len(body) > GZIP_MIN and accepts_gzip(request):
@@ -174,7 +180,7 @@ def scanned_gtin(request: Request[Any, Any, Any]) -> str | None:
 # -- friendly error pages ----------------------------------------------------------------------
 
 
-def _message_page(
+def message_page(
     lang: Lang,
     remember: Cookie | None,
     path: str,
@@ -184,9 +190,19 @@ def _message_page(
     kind: str = "error",
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
+    """A page of one answer box (``kind``, the title's word, ``message``) with ``status``;
+    ``path``: the page's own, for the language switch."""
     body = html.status(kind, word(title_key, lang), message)
     page = html.page(lang, word(title_key, lang), body, lang_switch(path, lang))
     return respond(page, lang, remember, status, headers=headers)
+
+
+def wants_page(request: Request[Any, Any, Any]) -> bool:
+    """Whether the client asks for a page before JSON (``Accept``, RFC 9110 q-values): a
+    phone's browser (``text/html,…,*/*;q=0.8``), not an API client (``*/*``, JSON, none)."""
+    if not request.headers.get("accept"):
+        return False
+    return request.accept.best_match([MediaType.JSON, MediaType.HTML]) == MediaType.HTML
 
 
 def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
@@ -197,7 +213,7 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
     if isinstance(exc, TooManyRequests):
         retry = (exc.headers or {}).get("Retry-After", "60")
         message = word("rate_limited", lang, seconds=retry)
-        return _message_page(
+        return message_page(
             lang,
             remember,
             path,
@@ -224,7 +240,7 @@ def html_error(request: Request[Any, Any, Any], exc: Exception) -> Response[str]
     message = word("error", lang)
     if isinstance(exc, AppError) and f"err_{exc.code}" in WORDS:  # e.g. csrf_failed
         message = word(f"err_{exc.code}", lang, tries_left=0, seconds=60)
-    return _message_page(lang, remember, path, status, "error_title", message, headers=headers)
+    return message_page(lang, remember, path, status, "error_title", message, headers=headers)
 
 
 # Every key of the app's JSON handlers, so that the most specific match is this page's handler.
@@ -237,6 +253,11 @@ PAGE_ERRORS: dict[Any, Any] = dict.fromkeys(json_handlers, html_error)
 def _answer_box(out: VerifyOut, lang: Lang) -> str:
     if out.reason == "pin_required":  # a valid code, the pack's PIN still to come
         return html.status("pin_required", word("verify_title", lang), out.message)
+    if out.reason == "malformed":
+        # a serial nobody could read — a link cut short, the full stop of the sentence it was
+        # pasted from — is no verdict on the pack (the API's ``not_genuine``): "not recognised",
+        # scan again (a probe: "✕ not genuine … type it again", with nowhere to type it)
+        return html.status("unreadable", word("unreadable_title", lang), word("unreadable", lang))
     rows: list[tuple[str, object]] = []
     if out.queries:
         place = out.first_query_place or UNKNOWN_PLACE[lang]
@@ -518,10 +539,10 @@ async def product_page(
     try:
         gtin14 = normalize_gtin(gtin)
     except Gs1Error:
-        return _message_page(lang, remember, path, 400, "error_title", word("bad_gtin", lang))
+        return message_page(lang, remember, path, 400, "error_title", word("bad_gtin", lang))
     product = await published_product(conn, gtin14)
     if product is None:
-        return _message_page(lang, remember, path, 404, "not_found_title", word("no_product", lang))
+        return message_page(lang, remember, path, 404, "not_found_title", word("no_product", lang))
     rows = [
         (word("brand", lang), product["brand"]),
         (word("category", lang), product["category"]),

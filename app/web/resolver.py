@@ -16,6 +16,10 @@ What the GS1-Conformant resolver standard asks, and how it is met here:
   ``Accept: application/linkset+json`` answer the RFC 9264 linkset.
 - The request's query string is passed on to the redirect target, less ``linkType``.
 - ``/.well-known/gs1resolver`` describes the resolver.
+- A refusal (400 ``invalid_digital_link``, 404 ``unknown_gtin`` / ``no_links``) is the JSON
+  error for API clients; a browser, which asks for HTML first (``pages.wants_page``: the
+  consumer who scanned a fake pack's QR, or one whose link was cut short), gets a consumer page
+  in its language with the same status (``_refused``).
 
 Every absolute URL comes from the settings (``TRACECODE_PUBLIC_SCHEME``,
 ``TRACECODE_RESOLVER_HOST``), never from the request's ``Host`` header: a forged Host cannot
@@ -32,8 +36,11 @@ from litestar import MediaType, Request, Response, route
 from app._core import Gs1Error, parse_digital_link
 from app.config import Settings
 from app.db import Conn
-from app.errors import NotFound, ValidationFailed
+from app.errors import AppError, NotFound, ValidationFailed
 from app.head import GET_HEAD
+from app.web import session
+from app.web.i18n import word
+from app.web.pages import message_page, wants_page
 
 GS1_VOC = "https://gs1.org/voc/"
 # Spellings of the GS1 Web Vocabulary namespace that a link type URI may use.
@@ -76,6 +83,26 @@ def _parse(request: Request[Any, Any, Any]) -> dict[str, str]:
             f"not a valid GS1 Digital Link URI: {exc}", code="invalid_digital_link", headers=CORS
         ) from None
     return ais  # type: ignore[no-any-return]
+
+
+def _refused(
+    request: Request[Any, Any, Any],
+    settings: Settings,
+    exc: AppError,
+    title: str,
+    message: str,
+    kind: str = "error",
+) -> Response[Any]:
+    """A refusal: raised, for the app's JSON error, to an API client; to a browser (which asks
+    for HTML first) a consumer page in the visitor's language with the same status (``title``
+    and ``message``: its words; a probe: a fake pack's QR answered English JSON)."""
+    if request.method == "OPTIONS" or not wants_page(request):
+        raise exc
+    lang, remember = session.language(request, settings)
+    path = quote(request.scope["path"], safe="/")  # as ``pages.html_error``
+    # the answer depends on Accept (JSON or a page) as well as on the page's language
+    headers = {**CORS, "Vary": "Accept, Accept-Language, Cookie"}
+    return message_page(lang, remember, path, exc.status, title, word(message, lang), kind, headers)
 
 
 def link_type(value: str | None) -> str | None:
@@ -180,13 +207,17 @@ async def resolve(
     request: Request[Any, Any, Any], rest: str, conn: Conn, settings: Settings
 ) -> Response[Any]:
     """Resolve a GS1 Digital Link URI to its default link, a chosen link type, or a linkset."""
-    ais = _parse(request)
+    try:
+        ais = _parse(request)
+    except ValidationFailed as exc:  # a link cut short, a wrong check digit: no verdict
+        return _refused(request, settings, exc, "unreadable_title", "unreadable", "unreadable")
     if request.method == "OPTIONS":
         return Response(
             None, status_code=204, headers={**CORS, "Access-Control-Allow-Headers": "Accept"}
         )
     if "00" in ais:
-        raise NotFound("no public links for logistic units (SSCC)", code="no_links", headers=CORS)
+        sscc = NotFound("no public links for logistic units (SSCC)", code="no_links", headers=CORS)
+        return _refused(request, settings, sscc, "not_found_title", "err_not_found")
     product = await (
         await conn.execute(
             "SELECT id, name, video_url, published FROM products WHERE gtin = %s", (ais["01"],)
@@ -195,7 +226,12 @@ async def resolve(
     # an unpublished product has no public page, but its units' printed QR still verifies them
     # (a probe: the QR on a genuine unit answered 404 while /c/{serial} verified it)
     if product is None or not (product["published"] or "21" in ais):
-        raise NotFound(f"no product with GTIN {ais['01']}", code="unknown_gtin", headers=CORS)
+        unknown = NotFound(f"no product with GTIN {ais['01']}", code="unknown_gtin", headers=CORS)
+        if "21" in ais:  # a unit's code naming no product of ours: not a genuine code
+            return _refused(
+                request, settings, unknown, "not_genuine", "unknown_gtin", "not_genuine"
+            )
+        return _refused(request, settings, unknown, "not_found_title", "no_product")  # as /p/
     base = settings.public_url  # never the request's Host
     anchor = base + canonical_path(ais)
     links = _links(base, ais, product)
