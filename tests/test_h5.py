@@ -211,6 +211,27 @@ async def test_a_link_cut_short_or_with_a_stray_character_is_not_called_not_genu
     assert result_of(posted) == "unreadable" and headline in text_of(posted)
 
 
+async def test_unknown_addresses_of_the_consumer_pages_are_pages_not_json(
+    client: Any, app: Any, batch: int
+) -> None:
+    """A probe: a link to the consumer pages cut short by a chat app (``/c/``), a member page
+    address typed wrong (``/member/point``), a scan link with something appended after the
+    serial (``/c/{serial}/x``) answered routing's English JSON 404 to a phone's browser, with no
+    way back to the pages. Now a 404 page in the visitor's language."""
+    serial, _ = unit(app, batch, 7)
+    for path, lang, words in (
+        ("/c/", "zh", "重新扫描"),
+        ("/member/point", "en", "scan the QR code"),
+        (f"/c/{serial}/x", "zh", "重新扫描"),
+        ("/p/", "en", "No such page"),
+    ):
+        accept = {"Accept-Language": "zh-CN,zh;q=0.9" if lang == "zh" else "en-US,en;q=0.9"}
+        page = assert_page(await client.get(path, headers=accept), 404)
+        assert f'<html lang="{"zh-CN" if lang == "zh" else "en"}">' in page, (path, page[:200])
+        assert words in text_of(page), (path, text_of(page))
+    assert (await client.get(f"/c/{serial}")).status_code == 200  # the pages themselves stay
+
+
 # -- the PIN answer ------------------------------------------------------------------------------
 
 

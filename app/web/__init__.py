@@ -10,7 +10,7 @@ under ``/console`` (``app.web.console``) and the staff mobile app's under ``/m``
 from litestar import Router
 
 from app.web import clerk_pages, console, member_pages, mobile
-from app.web.pages import pin_page, product_page, scan_page
+from app.web.pages import no_page, pin_page, product_page, scan_page
 from app.web.resolver import resolve, resolver_description
 
 router = Router(
@@ -21,6 +21,7 @@ router = Router(
         scan_page,
         pin_page,
         product_page,
+        no_page,
         *member_pages.route_handlers,
         *clerk_pages.route_handlers,
         *console.route_handlers,

@@ -281,6 +281,10 @@ WORDS: dict[str, dict[Lang, str]] = {
         "en": "This membership was closed.",
     },
     "err_not_found": {"zh": "未找到。", "en": "Not found."},
+    "no_page": {
+        "zh": "没有这个页面。链接可能不完整，请重新扫描商品上的二维码。",
+        "en": "No such page. The link may be cut short: scan the QR code on the pack again.",
+    },
     # -- the clerk's rebate pages (app/web/clerk_pages.py) --
     "clerk_site": {"zh": "销售返利", "en": "Sales rebates"},
     "clerk_login_title": {"zh": "店员登录", "en": "Clerk sign-in"},

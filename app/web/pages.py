@@ -527,6 +527,22 @@ async def _claim_offer(
 # -- the product page --------------------------------------------------------------------------
 
 
+# Addresses under the consumer prefixes that no page has — a link cut short by a chat app
+# (``/c/``), something appended to a scan link (``/c/{serial}/x``), a member page mistyped —
+# answered routing's English JSON 404 to a phone's browser (a probe); a page in its language.
+@route(
+    ["/c", "/p", "/c/{serial:str}/{rest:path}", "/p/{gtin:str}/{rest:path}", "/member/{rest:path}"],
+    http_method=GET_HEAD,
+    include_in_schema=False,
+    exception_handlers=PAGE_ERRORS,
+)
+async def no_page(request: Request[Any, Any, Any], settings: Settings) -> Response[str]:
+    """404, as a page: no consumer page has this address."""
+    lang, remember = session.language(request, settings)
+    path = quote(request.scope["path"], safe="/")
+    return message_page(lang, remember, path, 404, "not_found_title", word("no_page", lang))
+
+
 @route(
     "/p/{gtin:str}", http_method=GET_HEAD, include_in_schema=False, exception_handlers=PAGE_ERRORS
 )
