@@ -91,6 +91,17 @@ async def _id_by(conn: Conn, table: str, column: str, value: Any) -> int | None:
     return row["id"] if row else None
 
 
+async def _product_id(conn: Conn, brand_id: int, number: str) -> int | None:
+    """The demo brand's product of that number (numbers are per brand: another brand may use
+    the demo's too — a probe: the demo batch was asked for with that brand's product)."""
+    row = await (
+        await conn.execute(
+            "SELECT id FROM products WHERE org_id = %s AND product_no = %s", (brand_id, number)
+        )
+    ).fetchone()
+    return row["id"] if row else None
+
+
 async def _org_id(conn: Conn, erp_code: str, brand_id: int | None) -> int | None:
     """The demo organisation of that code: the brand among brands, the others in its brand
     (ERP codes are unique per brand, migration 0045)."""
@@ -159,7 +170,7 @@ async def load_demo(conn: Conn) -> dict[str, int]:
             else (await create_category(conn, admin, CategoryIn(name=name, display_order=order))).id
         )
     for order, (number, category, name, spec, kind, gtin) in enumerate(PRODUCTS):
-        if await _id_by(conn, "products", "product_no", number) is None:
+        if await _product_id(conn, org_ids["BRAND-LUMI"], number) is None:
             await create_product(
                 conn,
                 admin,
@@ -246,7 +257,7 @@ async def demo_codes(conn: Conn, scheme: Scheme, settings: Settings, count: int)
     count = max(0, min(count, DEMO_BATCH_SIZE))
     org_ids = await load_demo(conn)
     planner, operator = await _user(conn, "planner"), await _user(conn, "operator")
-    product_id = await _id_by(conn, "products", "product_no", PRODUCTS[0][0])
+    product_id = await _product_id(conn, org_ids["BRAND-LUMI"], PRODUCTS[0][0])
     assert product_id is not None
     batch, _ = await create_batch(
         conn,

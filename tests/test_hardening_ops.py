@@ -667,3 +667,39 @@ def test_a_supervised_child_dies_with_its_supervisor() -> None:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
 
     _wait_for("the child's end", gone, 10)
+
+
+async def test_demo_codes_keep_to_the_demo_brands_product_when_a_tenant_reuses_its_number(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: product numbers are per brand, yet ``app.demo.demo_codes`` (``tracecode demo
+    codes``, ``make run``'s demo units) found the demo product by number across all brands; once
+    another brand had a ``LM-HY-50`` and the demo product's row was edited (its tuple moved),
+    the demo batch was asked for with the other brand's product: 409 ``request_key_reused`` out
+    of the command, ``make run`` failed at start-up. Now the demo brand's own product."""
+    import secrets
+
+    from app.demo import demo_codes
+
+    async with app.state.pool.connection() as conn:
+        first = await demo_codes(conn, app.state.scheme, app.state.settings, 3)
+    platform, tag = await login("platform"), secrets.token_hex(3).upper()
+    brand = await client.post(
+        "/orgs", headers=platform, json={"kind": "brand", "name": f"Nova {tag}", "erp_code": tag}
+    )
+    assert brand.status_code == 201, brand.text
+    async with app.state.pool.connection() as conn:  # the other brand's product of that number
+        await conn.execute(
+            "INSERT INTO products (org_id, name, product_no) VALUES (%s, 'Nova serum', 'LM-HY-50')",
+            (brand.json()["id"],),
+        )
+    admin = await login("admin")
+    found = (await client.get("/products", headers=admin, params={"q": "LM-HY-50"})).json()
+    assert found["total"] == 1, found  # the demo brand's own
+    edited = await client.patch(
+        f"/products/{found['items'][0]['id']}", headers=admin, json={"spec": "50 ml (2027)"}
+    )
+    assert edited.status_code == 200, edited.text
+    async with app.state.pool.connection() as conn:
+        again = await demo_codes(conn, app.state.scheme, app.state.settings, 3)
+    assert again == first

@@ -278,7 +278,10 @@ async def test_a_members_scans_come_from_the_verifications_naming_it(
     member = await _member(app, brand)
     async with app.state.pool.connection() as conn:
         product = await (
-            await conn.execute("SELECT id, name, spec FROM products WHERE product_no = 'LM-HY-50'")
+            await conn.execute(
+                "SELECT id, name, spec FROM products WHERE product_no = 'LM-HY-50' AND org_id = %s",
+                (brand,),
+            )
         ).fetchone()
     assert product is not None
     now = datetime.now(UTC)
