@@ -251,6 +251,73 @@ def cmd_demo(settings: Settings) -> int:
     return 0
 
 
+def _new_password() -> str | None:
+    """The first administrator's password: typed twice at a terminal, else the first line of
+    standard input (``… < file``, a secret store's pipe); never an argument (``ps`` shows those)."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("password for the new administrator: ")
+        if getpass.getpass("the same again: ") != first:
+            return None
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
+    """A brand (a tenant) and its first administrator, by the system: how a platform starts
+    without the demo (a probe: ``tracecode run --no-demo`` left a platform nobody could sign in
+    to; the API's brand creation needs a platform operator, and only the demo had one).
+    ``--platform-operator`` makes the administrator the platform's operator too
+    (``platform_admin``), who then onboards further brands through the API. Audited as done by
+    the system; the password is read as ``_new_password`` says, and checked as the API checks it."""
+    import msgspec
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.db import migrate
+    from app.errors import AppError
+    from app.orgs.schemas import OrgIn
+    from app.orgs.service import create_org
+    from app.users.schemas import UserIn
+    from app.users.service import create_user, sync_builtin_roles
+
+    password = _new_password()
+    if not password:
+        return _fail("no password given (or the two typed differ): nothing created")
+    roles = ["brand_admin", *(["platform_admin"] if args.platform_operator else [])]
+    try:
+        org_in = msgspec.convert(
+            {"kind": "brand", "name": args.name, "erp_code": args.erp_code}, OrgIn
+        )
+        user = {"org_id": 0, "username": args.admin, "password": password, "roles": roles}
+        msgspec.convert(user, UserIn)  # a refused password or name before anything is written
+    except msgspec.ValidationError as exc:
+        return _fail(f"invalid value: {exc}")
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+
+    async def create() -> tuple[Any, Any]:
+        async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
+            await sync_builtin_roles(conn)  # as the API's start does: a new database has none
+            async with conn.transaction():  # both or neither
+                brand = await create_org(conn, None, org_in)
+                admin = await create_user(
+                    conn, None, msgspec.convert({**user, "org_id": brand.id}, UserIn)
+                )
+        return brand, admin
+
+    try:
+        brand, admin = asyncio.run(create())
+    except AppError as exc:  # a name or ERP code taken, a username taken: its words
+        return _fail(f"{exc.code}: {exc}")
+    print(
+        f"brand {brand.id} {brand.name!r} ({brand.erp_code}); administrator {admin.username!r}"
+        f" ({', '.join(roles)}): sign in at /console"
+    )
+    return 0
+
+
 def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
     """Activated demo units to try verification with: one ``serial,pin,url,story`` line each,
     the story ``shipped:STORE-HZ-01`` (genuine) or ``never_shipped`` (suspicious)."""
@@ -1153,6 +1220,20 @@ def main(argv: list[str] | None = None) -> int:
         help="after-restore: ids skipped by each table whose ids the API or webhooks hand out "
         f"(orders, documents, claims, statements, users, …) ({RESTORE_IDS_MARGIN})",
     )
+    brand = sub.add_parser("brand", help="brands (tenants)")
+    brand_sub = brand.add_subparsers(dest="action", required=True)
+    brand_create = brand_sub.add_parser(
+        "create",
+        help="a brand and its first administrator (the password from the terminal or stdin)",
+    )
+    brand_create.add_argument("--name", required=True, help="the brand's name")
+    brand_create.add_argument("--erp-code", required=True, help="the brand's ERP code")
+    brand_create.add_argument("--admin", required=True, help="the administrator's username")
+    brand_create.add_argument(
+        "--platform-operator",
+        action="store_true",
+        help="the administrator operates the platform too (creates further brands)",
+    )
     demo = sub.add_parser("demo", help="demo data")
     demo.add_argument(
         "action",
@@ -1296,6 +1377,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_db_status(settings)
         if args.command == "db":
             return cmd_migrate(settings)
+        if args.command == "brand":
+            return cmd_brand_create(settings, args)
         if args.command == "demo" and args.action == "codes":
             return cmd_demo_codes(settings, args.count, args.out)
         if args.command == "demo":

@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from app import embedded
 from tests.conftest import ROOT
 from tests.servers import free_port
 
@@ -770,3 +771,64 @@ def test_codes_api_mode_against_a_server_that_is_not_the_api_is_one_line(
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.startswith("tracecode: ") and "is not the Tracecode API" in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administrator(
+    client: Any, settings: Any
+) -> None:
+    """A probe: without the demo nobody could sign in (creating a brand through the API needs a
+    platform operator, and only the demo had one). ``tracecode brand create`` makes a brand
+    and its first administrator, the password read from standard input; with
+    ``--platform-operator`` that administrator onboards further brands through the API."""
+    import secrets
+
+    tag = secrets.token_hex(3).upper()
+    password = secrets.token_urlsafe(16)
+
+    def create(
+        *extra: str, stdin: str = password + "\n", url: str = settings.database_url
+    ) -> subprocess.CompletedProcess[str]:
+        argv = ["brand", "create", "--name", f"Nova {tag}", "--erp-code", f"NV{tag}", *extra]
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *argv],
+            input=stdin,
+            env={**os.environ, "TRACECODE_DATABASE_URL": url},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    # a new database, as a new platform has: no role written yet (the API's start writes them)
+    name = f"tracecode_brand_{tag.lower()}"
+    fresh = embedded.ensure_database(settings.database_url, name)
+    try:
+        first = create("--admin", f"nv-{tag}", url=fresh)
+        assert first.returncode == 0, first.stderr
+        with psycopg.connect(fresh) as conn:
+            roles = conn.execute(
+                "SELECT r.name FROM users u JOIN user_roles ur ON ur.user_id = u.id"
+                " JOIN roles r ON r.id = ur.role_id WHERE u.username = %s",
+                (f"nv-{tag}",),
+            ).fetchall()
+        assert roles == [("brand_admin",)], roles
+    finally:
+        embedded.drop_database(settings.database_url, name)
+
+    short = create("--admin", f"nv-{tag}", stdin="short\n")  # the API's password rule
+    assert short.returncode == 2 and "Traceback" not in short.stderr, short.stderr
+    assert short.stderr.startswith("tracecode: invalid value"), short.stderr
+    done = create("--admin", f"nv-{tag}", "--platform-operator")
+    assert done.returncode == 0, done.stderr
+    assert f"Nova {tag}" in done.stdout and password not in done.stdout + done.stderr
+    again = create("--admin", f"nv2-{tag}")  # the brand exists now: nothing more is created
+    assert again.returncode == 2 and again.stderr.startswith("tracecode: "), again.stderr
+    signed = await client.post("/auth/login", json={"username": f"nv-{tag}", "password": password})
+    assert signed.status_code == 200, signed.text
+    headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    orgs = (await client.get("/orgs", headers=headers, params={"per_page": 200})).json()
+    assert [o["name"] for o in orgs["items"]] == [f"Nova {tag}"]  # its own brand, no other
+    other = {"kind": "brand", "name": f"Vega {tag}", "erp_code": f"VG{tag}"}
+    assert (await client.post("/orgs", headers=headers, json=other)).status_code == 201
+    users = (await client.get("/users", headers=headers, params={"q": f"nv2-{tag}"})).json()
+    assert users["total"] == 0  # the refused second run made no administrator
