@@ -5,10 +5,13 @@
   from a CDN, and the pages carry a strict CSP, ``nosniff`` and ``no-referrer`` like the consumer
   pages. There is no Scalar page: no package ships its assets, and a CDN is not an option.
 * ``document_errors``: every 4xx and 5xx answer is ``{"error": {"code", "message", "details"}}``
-  (the ``Error`` component), those written by hand (``/v1/verify``, the claims) included, and each
+  (the ``Error`` component; under ``/epcis/`` the ``EpcisProblem`` that extends it with the RFC
+  7807 fields), those written by hand (``/v1/verify``, the claims) included, and each
   operation lists the codes it can answer, worked out once from its handler (authenticated, ids in
   the path, a body, a mutation) instead of by hand on each route; the tables below add what a
-  handler does not show (a replay's 200, a queued job's 202, a rate limit, the photo store).
+  handler does not show (a replay's 200, a queued job's 202, a rate limit, the photo store, a
+  body or query parameters the handler reads itself, codes streamed as text or a file).
+  README's "Error codes" names every ``code`` (tests/test_apidocs.py keeps it so).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import OpenAPI, SecurityScheme
 from litestar.routes import HTTPRoute
 
+from app.epcis import routes as epcis_routes
 from app.web.resolver import LINKSET
 
 SCHEMA_PATH = "/schema"
@@ -144,6 +148,27 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+# An EPCIS error (app/epcis/routes.py: problem_body): the project's error with the RFC 7807
+# fields the GS1 REST binding asks for beside it, as application/problem+json.
+EPCIS_PROBLEM_SCHEMA: dict[str, Any] = {
+    "description": "An EPCIS error: the `Error` with the RFC 7807 fields beside it; branch on "
+    "`type`.",
+    "allOf": [ERROR_REF],
+    "type": "object",
+    "required": ["error", "type", "title", "status", "detail"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "the binding's exception",
+            "examples": ["epcisException:ResourceAlreadyExistsException"],
+        },
+        "title": {"type": "string", "description": "the code in words"},
+        "status": {"type": "integer", "description": "the HTTP status"},
+        "detail": {"type": "string", "description": "what is wrong (the error's message)"},
+    },
+}
+EPCIS_PROBLEM_REF = {"$ref": "#/components/schemas/EpcisProblem"}
+PROBLEM = epcis_routes.PROBLEM  # the media type of every EPCIS error
 
 _WHY = {
     "400": "malformed request: bad JSON, a value of the wrong type or out of range, a control "
@@ -151,6 +176,7 @@ _WHY = {
     "401": "no or an invalid token or API key",
     "403": "a permission is missing",
     "404": "not found, or not visible to the caller",
+    "406": "the Accept header names no media type this operation answers in",
     "409": "conflicts with the current state",
     "413": "the request body is too large",
     "415": "the body is not of a media type this operation reads",
@@ -174,6 +200,7 @@ REPLAYS = {
     ("/field/reviews", "post"): "the same client_id again: the first review (`replayed`)",
     ("/allocations", "post"): "the same client_id and request again: the same codes",
     ("/sales", "post"): "the same client_id again: the first sale",
+    ("/sms/campaigns", "post"): "the same client_id again: the first campaign",
 }
 # Operations that may hand their work to a job: 202 with the job and its Location to poll (the
 # export's 201 is an export run at once; EPCIS capture is always 202, applied already when small).
@@ -183,8 +210,45 @@ QUEUED = {
     ("/epcis/capture", "post"): "the capture job (done already when small): poll Location",
 }
 _LOCATION = {"Location": {"description": "the job to poll", "schema": {"type": "string"}}}
-# Operations whose body is a file's bytes, not JSON (the handler reads the stream itself).
-UPLOADS = {("/media/photos", "post"): ("image/jpeg", "image/png", "image/webp")}
+# Operations whose body the handler reads itself, so Litestar shows none: the media types each
+# reads, with the body's schema. (The ERP imports document theirs: app/erp/routes.py.)
+_BINARY = {"type": "string", "format": "binary"}
+_CSV = {"type": "string", "description": "the CSV file: UTF-8 or GB18030, a header row"}
+UPLOADS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("/media/photos", "post"): dict.fromkeys(("image/jpeg", "image/png", "image/webp"), _BINARY),
+    ("/orders/import", "post"): {"text/csv": _CSV},
+    ("/epcis/capture", "post"): dict.fromkeys(
+        epcis_routes.MEDIA_TYPES, epcis_routes.DOCUMENT_SCHEMA
+    ),
+    ("/epcis/events", "post"): dict.fromkeys(epcis_routes.MEDIA_TYPES, epcis_routes.EVENT_SCHEMA),
+}
+# Operations whose query parameters the handler reads itself (Litestar shows none).
+QUERIES = {("/epcis/events", "get"): epcis_routes.QUERY_PARAMETERS}
+# Operations that answer 406 to an Accept naming none of the media types they answer in.
+NEGOTIATED = {("/epcis/events", "get"), ("/epcis/events/{event_id}", "get")}
+# Operations that stream codes instead of JSON (app/codes/routes.py: _codes): SERIAL,PIN lines,
+# or a TCPF1 file for an allocation of format=file; with the allocation in headers.
+_CODES_SENT = {
+    "text/plain": {
+        "schema": {"type": "string", "description": "SERIAL or SERIAL,PIN lines (US-ASCII)"}
+    },
+    "application/octet-stream": {
+        "schema": {**_BINARY, "description": "a TCPF1 file (format=file), sealed for its key"}
+    },
+}
+_ALLOCATION_HEADERS = {
+    name: {"description": why, "schema": {"type": "string"}}
+    for name, why in (
+        ("X-Allocation-Id", "the allocation"),
+        ("X-Allocation-Count", "how many codes it holds"),
+        ("X-Allocation-Replayed", "true for the answer to a retry (the first codes)"),
+        ("Location", "the allocation: GET /allocations/{id}"),
+    )
+}
+STREAMED = {
+    ("/allocations", "post"): (_CODES_SENT, _ALLOCATION_HEADERS),
+    ("/allocations/{allocation_id}/codes", "get"): (_CODES_SENT, _ALLOCATION_HEADERS),
+}
 # Answers that are not errors but not the generated 200 either.
 STATUS_PAGES = {("/health", "get"), ("/health", "head")}  # 503 with the same body: a store is down
 RESOLVER = {"/01/{rest}", "/00/{rest}"}  # GS1 Digital Link: 307 to a link, 200 linkset, 204 CORS
@@ -245,8 +309,10 @@ def _codes(path: str, method: str, op: dict[str, Any], params: set[str]) -> set[
         codes.add("404")
     if inputs:
         codes.add("422")
-    if "requestBody" in op or ("request" in params and method in _MUTATING):
+    if "requestBody" in op or method in _MUTATING:  # a body is read, or refused, on every change
         codes |= {"413", "415"}
+    if (path, method) in NEGOTIATED:
+        codes.add("406")
     if (path, method) in RATE_LIMITED:
         codes.add("429")
     if (path, method) in PHOTO_STORE:
@@ -275,12 +341,27 @@ def _file_formats(op: dict[str, Any]) -> None:
         }
 
 
-def _upload_body(path: str, method: str, op: dict[str, Any]) -> None:
-    """The raw request body of an upload (``UPLOADS``), which Litestar cannot see."""
+def _raw_input(path: str, method: str, op: dict[str, Any]) -> None:
+    """The raw request body (``UPLOADS``) and the query parameters (``QUERIES``) a handler
+    reads itself, which Litestar cannot see."""
     types = UPLOADS.get((path, method))
     if types:
-        binary = {"schema": {"type": "string", "format": "binary"}}
-        op["requestBody"] = {"required": True, "content": {t: binary for t in types}}
+        content = {media: {"schema": schema} for media, schema in types.items()}
+        op["requestBody"] = {"required": True, "content": content}
+    parameters = QUERIES.get((path, method))
+    if parameters:
+        op["parameters"] = [*op.get("parameters", []), *parameters]
+
+
+def _streamed(path: str, method: str, responses: dict[str, Any]) -> None:
+    """The codes an allocation streams (``STREAMED``): text or a file, never JSON."""
+    streamed = STREAMED.get((path, method))
+    if streamed:
+        content, headers = streamed
+        for status, response in responses.items():
+            if status[0] == "2":
+                response["content"] = dict(content)
+                response["headers"] = {**response.get("headers", {}), **headers}
 
 
 def _special(path: str, method: str, responses: dict[str, Any]) -> None:
@@ -313,6 +394,7 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
     """Rewrite the generated document so that it says what the API really answers."""
     schemas: dict[str, Any] = openapi.components.schemas  # type: ignore[assignment]
     schemas["Error"] = ERROR_SCHEMA  # type: ignore[assignment]
+    schemas["EpcisProblem"] = EPCIS_PROBLEM_SCHEMA  # type: ignore[assignment]
     openapi.components.security_schemes = {  # Swagger UI's "Authorize": a token or an API key
         "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
         "apiKey": SecurityScheme(type="apiKey", security_scheme_in="header", name="X-API-Key"),
@@ -345,12 +427,12 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
                 headers = {**answer.get("headers", {}), **_LOCATION}
                 responses["202"] = {**answer, "description": queued, "headers": headers}
             _file_formats(op)
-            _upload_body(path, method, op)
+            _streamed(path, method, responses)
+            _raw_input(path, method, op)
             _special(path, method, responses)
             if path.startswith("/epcis/"):  # app.epcis.routes: every error as problem+json
                 for status, response in responses.items():
-                    content = response.get("content", {}) if status[0] in "45" else {}
-                    if "application/json" in content:
-                        content["application/problem+json"] = content.pop("application/json")
+                    if status[0] in "45" and "application/json" in response.get("content", {}):
+                        response["content"] = {PROBLEM: {"schema": EPCIS_PROBLEM_REF}}
         paths[path] = item_ops
     openapi.paths = paths

@@ -176,6 +176,10 @@ async def test_a_bad_query_value_is_named_as_the_client_sent_it(client: Any, log
                 continue  # not the admin's to read (a member's own lists): the check never ran
             checked += 1
             body = response.json()
+            if path.startswith("/epcis/"):  # the binding's QueryParameterException names it
+                if response.status_code != 400 or not body["detail"].startswith(p["name"]):
+                    wrong.append((path, p["name"], response.status_code, body))
+                continue
             details = body["error"]["details"] if response.status_code == 400 else None
             if details and all(d["message"] == "required" for d in details):
                 assert all(d["field"] != p["name"] for d in details), details

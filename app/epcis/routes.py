@@ -37,6 +37,84 @@ MEDIA_TYPES = ("application/json", "application/ld+json")
 _HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 PROBLEM = "application/problem+json"
 
+# -- the OpenAPI document: what the handlers read themselves (app/apidocs.py: UPLOADS, QUERIES) --
+
+_EVENT_TYPES = (
+    "ObjectEvent, AggregationEvent, TransactionEvent, TransformationEvent or AssociationEvent"
+)
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": f"One EPCIS 2.0 event (JSON-LD): {_EVENT_TYPES}, or an extension type "
+    "that is a URI; its fields as the standard's JSON schema names them.",
+    "required": ["type"],
+    "properties": {
+        "@context": {"description": "the event's own context: a URI, an object, or a list"},
+        "type": {"type": "string", "examples": ["ObjectEvent"]},
+        "eventID": {"type": "string", "description": "urn:uuid:…; else the CBV event hash"},
+        "eventTime": {"type": "string", "format": "date-time"},
+        "eventTimeZoneOffset": {"type": "string", "examples": ["+08:00"]},
+    },
+    "additionalProperties": True,
+}
+DOCUMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An EPCIS 2.0 EPCISDocument (JSON-LD): its events in epcisBody.eventList.",
+    "required": ["@context", "type", "schemaVersion", "creationDate", "epcisBody"],
+    "properties": {
+        "@context": {"description": "the EPCIS 2.0 context URI, or a list with it"},
+        "type": {"type": "string", "enum": ["EPCISDocument"]},
+        "schemaVersion": {"type": "string", "examples": ["2.0"]},
+        "creationDate": {"type": "string", "format": "date-time"},
+        "epcisBody": {
+            "type": "object",
+            "required": ["eventList"],
+            "properties": {"eventList": {"type": "array", "items": EVENT_SCHEMA}},
+        },
+    },
+    "additionalProperties": True,
+}
+
+
+def _parameter(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_SEVERAL = "; several values separated by `|` (or the parameter repeated) match any of them"
+_TIME = {"type": "string", "format": "date-time"}
+# ``query_events`` reads ``request.query_params`` itself (``parse_query``), so Litestar lists
+# none; ``EQ_bizTransaction_{type}`` is a family of names, which the operation's description
+# names (OpenAPI lists parameters by their names only).
+QUERY_PARAMETERS = [
+    _parameter("eventType", f"{_EVENT_TYPES}{_SEVERAL}"),
+    _parameter("GE_eventTime", "events at or after this time (with a zone)", **_TIME),
+    _parameter("LT_eventTime", "events before this time (with a zone)", **_TIME),
+    _parameter("GE_recordTime", "events recorded at or after this time", **_TIME),
+    _parameter("LT_recordTime", "events recorded before this time", **_TIME),
+    _parameter("EQ_action", f"ADD, OBSERVE or DELETE{_SEVERAL}"),
+    _parameter("EQ_bizStep", f"a CBV business step, as a word or a URI{_SEVERAL}"),
+    _parameter("EQ_disposition", f"a CBV disposition, as a word or a URI{_SEVERAL}"),
+    _parameter("EQ_readPoint", f"a read point's identifier{_SEVERAL}"),
+    _parameter("EQ_bizLocation", f"a business location's identifier{_SEVERAL}"),
+    _parameter("MATCH_epc", f"an EPC of the event (a URN, a Digital Link, a pattern){_SEVERAL}"),
+    _parameter("MATCH_parentID", f"the event's parentID (a URN or a Digital Link){_SEVERAL}"),
+    _parameter("MATCH_anyEPC", f"an EPC, a child or the parentID of the event{_SEVERAL}"),
+    _parameter("perPage", "events per page", type="integer", minimum=1, maximum=1000, default=30),
+    _parameter("nextPageToken", "the next page, from the previous page's Link header"),
+]
+QUERY_DESCRIPTION = (
+    "The matching events the caller may see, as an EPCISQueryDocument; the next page in "
+    '`Link: <…>; rel="next"`. Besides the parameters listed, the family '
+    "`EQ_bizTransaction_{type}`: `EQ_bizTransaction_po=…` matches events with a business "
+    "transaction of type `po` (a CBV word or a URI) and that id. Several values of a parameter "
+    "with `|`; another parameter is 400 `epcisException:QueryParameterException`."
+)
+
 
 def problem(
     status: int,
@@ -203,7 +281,7 @@ class EventController(Controller):
 
     path = "/epcis/events"
 
-    @get("/", media_type="application/ld+json")
+    @get("/", media_type="application/ld+json", description=QUERY_DESCRIPTION)
     async def query_events(
         self,
         request: Request[Any, Any, Any],
