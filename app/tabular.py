@@ -34,6 +34,13 @@ from app.localtime import ZONE
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_MEDIA = "text/csv"  # Litestar adds "; charset=utf-8" to text/* itself
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX_MAX_ROWS = 1_048_575  # a worksheet's rows, less the header
+
+
+class SheetFull(Exception):
+    """More rows than one XLSX sheet holds: the workbook is never finished (a probe: the rows
+    past the sheet were dropped without a word, and the file looked complete)."""
+
 
 Rows = Iterable[Sequence[Any]]
 
@@ -115,7 +122,9 @@ def _plain_text_sheet() -> type:
 async def xlsx_chunks(
     sheet_name: str, columns: Sequence[str], batches: AsyncIterable[Rows]
 ) -> AsyncIterator[bytes]:
-    """An XLSX workbook (one sheet, a bold header row) written in constant memory."""
+    """An XLSX workbook (one sheet, a bold header row) written in constant memory; a row past
+    the sheet's last raises ``SheetFull`` (the routes that can count first refuse such an
+    export with 422 ``too_many_rows`` before it starts; a count that rose meanwhile cuts it)."""
     import xlsxwriter
 
     fd, path = tempfile.mkstemp(prefix="tracecode-", suffix=".xlsx")
@@ -140,6 +149,8 @@ async def xlsx_chunks(
         def write(rows: Rows, first: int) -> int:
             n = first
             for row in rows:
+                if n > XLSX_MAX_ROWS:  # XlsxWriter would drop it and go on
+                    raise SheetFull(f"more than {XLSX_MAX_ROWS:,} rows do not fit one XLSX sheet")
                 for col, value in enumerate(row):
                     if isinstance(value, str) and value.startswith(FORMULA_START):
                         sheet.write_string(n, col, value, quoted)

@@ -109,3 +109,24 @@ async def test_a_partners_text_cannot_plant_a_formula_in_an_xlsx_export(
     )
     assert ElementTree.fromstring(sheet).find(f".//{NS}f") is None
     assert customer in _cells(sheet).values()
+
+
+async def test_a_row_past_the_sheet_is_refused_never_dropped() -> None:
+    """A probe: XlsxWriter drops a row past the sheet's last (1,048,576 with the header) and
+    goes on, so an export whose rows grew after its count (or that never counted) was delivered
+    as a complete workbook without its last rows. The writer now refuses the row."""
+    from collections.abc import AsyncIterator
+
+    import pytest
+
+    from app import tabular
+
+    async def batches() -> AsyncIterator[list[tuple[Any, ...]]]:
+        yield [("first",)]
+        for _ in range(tabular.XLSX_MAX_ROWS // 100_000):  # empty rows cost nothing to write
+            yield [()] * 100_000
+        yield [()] * (tabular.XLSX_MAX_ROWS % 100_000 - 1)  # the sheet is full with these
+        yield [("last",)]
+
+    with pytest.raises(tabular.SheetFull):
+        _ = [chunk async for chunk in tabular.xlsx_chunks("t", ["v"], batches())]

@@ -34,7 +34,6 @@ from app.paging import Page, check_period, fetch_page
 READ = ("reports.read", "logistics.scan")
 OrgKind = Literal["factory", "warehouse", "branch", "agent", "distributor", "store"]
 Format = Literal["json", "csv", "xlsx"]
-XLSX_MAX_ROWS = 1_048_575  # a worksheet's rows, less the header
 _BATCH = 2000  # rows fetched from the server-side cursor at a time
 
 
@@ -301,16 +300,16 @@ async def check_xlsx_size(conn: Conn, query: Query) -> None:
     row = await (
         await conn.execute(
             f"SELECT count(*) AS n FROM (SELECT 1 FROM {query.source} WHERE {query.condition} "
-            f"LIMIT {XLSX_MAX_ROWS + 1}) t",
+            f"LIMIT {tabular.XLSX_MAX_ROWS + 1}) t",
             query.params,
         )
     ).fetchone()
-    if row is not None and row["n"] > XLSX_MAX_ROWS:
+    if row is not None and row["n"] > tabular.XLSX_MAX_ROWS:
         raise Unprocessable(
-            f"more than {XLSX_MAX_ROWS:,} rows do not fit one XLSX sheet: export CSV or narrow "
-            "the filters",
+            f"more than {tabular.XLSX_MAX_ROWS:,} rows do not fit one XLSX sheet: export CSV or "
+            "narrow the filters",
             code="too_many_rows",
-            details={"max_rows": XLSX_MAX_ROWS},
+            details={"max_rows": tabular.XLSX_MAX_ROWS},
         )
 
 

@@ -63,7 +63,6 @@ from app.rebates.schemas_settlement import (
 READ = "rebates.read"
 SETTLE = "rebates.settle"
 MAX_DAYS = 366  # the longest period one generation settles
-XLSX_MAX_ROWS = 1_048_575  # a worksheet's rows, less the header
 _BATCH = 2000  # export rows fetched from the server-side cursor at a time
 Format = Literal["json", "csv", "xlsx"]
 
@@ -595,11 +594,11 @@ def export_claims(
 ) -> tabular.Download:
     """A statement's lines as a file (the store's copy for reconciliation); 422
     ``too_many_rows`` when they do not fit one XLSX sheet."""
-    if fmt == "xlsx" and statement.claims > XLSX_MAX_ROWS:
+    if fmt == "xlsx" and statement.claims > tabular.XLSX_MAX_ROWS:
         raise Unprocessable(
-            f"more than {XLSX_MAX_ROWS:,} rows do not fit one XLSX sheet: export CSV",
+            f"more than {tabular.XLSX_MAX_ROWS:,} rows do not fit one XLSX sheet: export CSV",
             code="too_many_rows",
-            details={"max_rows": XLSX_MAX_ROWS},
+            details={"max_rows": tabular.XLSX_MAX_ROWS},
         )
     return export(
         pool,
