@@ -511,3 +511,165 @@ async def test_a_verification_while_the_void_commits_does_not_keep_the_batch_liv
     assert voided.status_code == 200, voided.text
     cached = await verifier.batch(batch_no)
     assert cached is not None and cached.state == "void"
+
+
+async def _brand_with_printer(client: Any, login: Any, prefix: str | None = None) -> dict[str, Any]:
+    """A brand onboarded by the platform operator (with ``prefix`` as its GS1 company prefix,
+    or none), its admin, and a printer of its own."""
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    extra = {} if prefix is None else {"gs1_company_prefix": prefix}
+    brand = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"Nova {tag}", "erp_code": f"NV-{tag}", **extra},
+    )
+    assert brand.status_code == 201, brand.text
+    assert brand.json()["gs1_company_prefix"] == prefix
+    password = secrets.token_urlsafe(16)
+    user = await client.post(
+        "/users",
+        headers=platform,
+        json={
+            "org_id": brand.json()["id"],
+            "username": f"nv-admin-{tag}",
+            "password": password,
+            "roles": ["brand_admin"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    token = await client.post(
+        "/auth/login", json={"username": f"nv-admin-{tag}", "password": password}
+    )
+    assert token.status_code == 200, token.text
+    admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    printer = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "printer",
+            "name": "Nova printer",
+            "erp_code": "NV-P",
+            "parent_id": brand.json()["id"],
+        },
+    )
+    assert printer.status_code == 201, printer.text
+    return {
+        "brand_id": brand.json()["id"],
+        "admin": admin,
+        "platform": platform,
+        "printer_id": printer.json()["id"],
+    }
+
+
+def _prefix(digits: int = 9) -> str:
+    """A GS1 company prefix of ``digits`` digits no other test gives (a brand's is unique)."""
+    return "8" + "".join(str(secrets.randbelow(10)) for _ in range(digits - 1))
+
+
+async def test_a_second_brands_case_codes_are_issued_under_its_own_company_prefix(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: an SSCC (C4) is `extension + GS1 company prefix + serial reference + check`,
+    the prefix naming the GS1 member that owns the case code. Every brand's case batches took
+    the one platform-wide ``TRACECODE_GS1_COMPANY_PREFIX`` (the demo brand's, its GTINs
+    06901234…), so a second brand onboarded on the platform printed its pallets under the first
+    brand's company prefix. A brand has its own (the platform operator's to set): without one,
+    while another brand's case codes carry the platform's, its first case batch is 422
+    ``company_prefix_required``; with one, its batches carry it; the demo brand's stay as
+    before."""
+    platform_prefix = app.state.settings.gs1_company_prefix
+    lumi_cases = await issue_cases(client, login, demo, "inner", 1)
+    assert lumi_cases[0][1 : 1 + len(platform_prefix)] == platform_prefix
+    nova = await _brand_with_printer(client, login)
+    body = {"level": "inner", "size": 1, "printer_id": nova["printer_id"]}
+    refused = assert_error(
+        await client.post("/case-batches", headers=nova["admin"], json=body),
+        422,
+        "company_prefix_required",
+    )
+    assert refused["details"]["field"] == "gs1_company_prefix"
+    prefix = _prefix()
+    patched = await client.patch(
+        f"/orgs/{nova['brand_id']}", headers=nova["platform"], json={"gs1_company_prefix": prefix}
+    )
+    assert patched.status_code == 200 and patched.json()["gs1_company_prefix"] == prefix
+    batch = await client.post("/case-batches", headers=nova["admin"], json=body)
+    assert batch.status_code == 201, batch.text
+    assert batch.json()["company_prefix"] == prefix
+    assert batch.json()["first_sscc"][1:10] == prefix
+    assert not batch.json()["first_sscc"][1:].startswith(platform_prefix)
+    lumi_again = await issue_cases(client, login, demo, "inner", 1)
+    assert lumi_again[0][1 : 1 + len(platform_prefix)] == platform_prefix
+
+
+async def test_a_brands_company_prefix_stays_once_its_case_codes_carry_it(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A brand's own company prefix is printed in its SSCCs, as a product's GTIN in its codes:
+    changed (or taken away) before its first case batch, fine; after, 409 ``in_use`` — and the
+    brand's earlier batches keep the prefix they were issued under."""
+    first, second = _prefix(), _prefix()
+    nova = await _brand_with_printer(client, login, first)
+    url = f"/orgs/{nova['brand_id']}"
+    changed = await client.patch(url, headers=nova["platform"], json={"gs1_company_prefix": second})
+    assert changed.status_code == 200 and changed.json()["gs1_company_prefix"] == second
+    body = {"level": "master", "size": 2, "printer_id": nova["printer_id"]}
+    batch = await client.post("/case-batches", headers=nova["admin"], json=body)
+    assert batch.status_code == 201, batch.text
+    assert batch.json()["company_prefix"] == second
+    for value in (first, None):
+        error = assert_error(
+            await client.patch(url, headers=nova["platform"], json={"gs1_company_prefix": value}),
+            409,
+            "in_use",
+        )
+        assert error["details"] == {"field": "gs1_company_prefix"}
+    # the same value again changes nothing; other fields stay editable
+    same = await client.patch(
+        url, headers=nova["platform"], json={"gs1_company_prefix": second, "name": "Nova Two"}
+    )
+    assert same.status_code == 200 and same.json()["gs1_company_prefix"] == second
+    shown = await client.get(f"/case-batches/{batch.json()['id']}", headers=nova["admin"])
+    assert shown.json()["first_sscc"] == batch.json()["first_sscc"]
+
+
+async def test_a_brands_serial_references_end_where_its_own_prefix_leaves_no_digit(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """The range check is the brand's prefix's: a 12-digit prefix leaves 4 digits of serial
+    reference (9,999 at most), so a batch of 10,000 is 422 ``sscc_range_exhausted`` for it,
+    whatever room the platform's 7-digit prefix leaves."""
+    nova = await _brand_with_printer(client, login, _prefix(12))
+    body = {"level": "pallet", "size": 10_000, "printer_id": nova["printer_id"]}
+    error = assert_error(
+        await client.post("/case-batches", headers=nova["admin"], json=body),
+        422,
+        "sscc_range_exhausted",
+    )
+    assert "up to 9999" in error["message"]
+
+
+async def test_a_second_brands_sscc_epc_urn_splits_at_its_own_prefix_length(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """An SSCC's EPC URN (``urn:epc:id:sscc:{company prefix}.{extension + serial reference}``,
+    an RFID tag's) splits at the length of the prefix the case was issued under, which the
+    batch names: a 9-digit brand's case reads ``{prefix}.{ext}{7 digits}``, the URN is read back
+    as its SSCC by EPCIS (canonical Digital Link) and by the brand's trace."""
+    from app._core import sscc_urn
+    from app.codes.scheme import sscc_from_scan
+    from app.epcis.identifiers import canonical
+
+    prefix = _prefix()
+    nova = await _brand_with_printer(client, login, prefix)
+    body = {"level": "pallet", "size": 1, "printer_id": nova["printer_id"]}
+    batch = (await client.post("/case-batches", headers=nova["admin"], json=body)).json()
+    sscc = batch["first_sscc"]
+    urn = sscc_urn(sscc, len(batch["company_prefix"]))
+    assert urn == f"urn:epc:id:sscc:{prefix}.3{batch['first_ref']:07d}"
+    assert canonical(urn) == f"https://id.gs1.org/00/{sscc}"
+    assert sscc_from_scan(urn) == sscc
+    traced = await client.get(f"/trace/{urn}", headers=nova["admin"])
+    assert traced.status_code == 200, traced.text
+    assert (traced.json()["kind"], traced.json()["code"]) == ("case", sscc)

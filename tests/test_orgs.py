@@ -648,3 +648,99 @@ async def test_an_org_patch_of_the_values_already_set_writes_no_audit_row(
     )
     assert changed.status_code == 200 and changed.json()["address"] == "西湖路 1 号", changed.text
     assert await _org_actions(client, admin, store) == ["update", "create"]
+
+
+def _company_prefix() -> str:
+    """A 9-digit GS1 company prefix no other test gives (a brand's is unique)."""
+    return "7" + "".join(str(secrets.randbelow(10)) for _ in range(8))
+
+
+async def test_a_brands_company_prefix_is_the_platform_operators_to_give_and_one_brands(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A brand's GS1 company prefix (its case codes' SSCCs carry it) is set by the platform
+    operator, when it creates the brand or later (a brand's admin: 403), audited as other
+    organisation changes; a brand's only (another kind: 400), 6-12 digits, and one brand's: the
+    same prefix, one inside the other (GS1 allocates none inside another) or the one another
+    brand's case codes were issued under (the platform's, the demo brand's) is 409
+    ``duplicate_company_prefix``."""
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    prefix = _company_prefix()
+    brand = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"Pfx {tag}", "erp_code": f"PFX-{tag}"},
+    )
+    assert brand.status_code == 201 and brand.json()["gs1_company_prefix"] is None, brand.text
+    url = f"/orgs/{brand.json()['id']}"
+    lumi_admin = await login("admin")
+    assert_error(
+        await client.patch(
+            f"/orgs/{demo['BRAND-LUMI']}", headers=lumi_admin, json={"gs1_company_prefix": prefix}
+        ),
+        403,
+        "permission_denied",
+    )
+    shown = await client.get(f"/orgs/{demo['BRAND-LUMI']}", headers=lumi_admin)
+    assert shown.json()["gs1_company_prefix"] is None
+    # the platform operator sets it, audited
+    set_ = await client.patch(url, headers=platform, json={"gs1_company_prefix": prefix})
+    assert set_.status_code == 200 and set_.json()["gs1_company_prefix"] == prefix, set_.text
+    row = await (
+        await conn.execute(
+            "SELECT action, before, after FROM audit_log WHERE entity = 'org' AND entity_id = %s "
+            "ORDER BY id DESC LIMIT 1",
+            (str(brand.json()["id"]),),
+        )
+    ).fetchone()
+    assert row["action"] == "update"
+    assert (row["before"]["gs1_company_prefix"], row["after"]["gs1_company_prefix"]) == (
+        None,
+        prefix,
+    )
+    # one brand's: the same, one inside it, the one the demo brand's case codes carry
+    platform_prefix = app.state.settings.gs1_company_prefix
+    await client.post(  # the demo brand's case codes carry the platform's prefix
+        "/case-batches",
+        headers=await login("planner"),
+        json={"level": "inner", "size": 1, "printer_id": demo["PRINTER-SH"]},
+    )
+    for taken in (prefix, prefix[:7], prefix + "12", platform_prefix):
+        other = {"kind": "brand", "name": f"Copy {tag}", "erp_code": f"CPY-{tag}"}
+        error = assert_error(
+            await client.post(
+                "/orgs", headers=platform, json={**other, "gs1_company_prefix": taken}
+            ),
+            409,
+            "duplicate_company_prefix",
+        )
+        assert error["details"] == {"field": "gs1_company_prefix"}
+    second = await client.post(
+        "/orgs",
+        headers=platform,
+        json={"kind": "brand", "name": f"Pfx2 {tag}", "erp_code": f"PFX2-{tag}"},
+    )
+    assert second.status_code == 201, second.text
+    assert_error(
+        await client.patch(
+            f"/orgs/{second.json()['id']}", headers=platform, json={"gs1_company_prefix": prefix}
+        ),
+        409,
+        "duplicate_company_prefix",
+    )
+    # a brand's only, and digits as GS1 allocates them
+    store = {"kind": "store", "name": "S", "erp_code": f"S-{tag}", "parent_id": brand.json()["id"]}
+    assert_error(
+        await client.post(
+            "/orgs", headers=platform, json={**store, "gs1_company_prefix": "712345678"}
+        ),
+        400,
+    )
+    for bad in ("12345", "1234567890123", "69O1234", "6901234\n"):
+        assert_error(
+            await client.patch(url, headers=platform, json={"gs1_company_prefix": bad}), 400
+        )
+    # taken away before any case batch: the brand takes the platform's again
+    cleared = await client.patch(url, headers=platform, json={"gs1_company_prefix": None})
+    assert cleared.status_code == 200 and cleared.json()["gs1_company_prefix"] is None

@@ -1,4 +1,16 @@
-"""SSCC-18 case-code batches per packing level (SPEC C4)."""
+"""SSCC-18 case-code batches per packing level (SPEC C4).
+
+An SSCC is extension digit + GS1 company prefix + serial reference + check digit; the prefix
+names the GS1 member that owns the code. A brand's case batches take its own prefix
+(``orgs.gs1_company_prefix``, the platform operator's to set); a brand without one takes the
+platform's (``TRACECODE_GS1_COMPANY_PREFIX``: a single-brand deployment as before), but only
+while no other brand's case batches carry it, nor another brand has it for its own (a probe: a
+second brand's pallets were issued under the first brand's prefix) — else 422
+``company_prefix_required``. Each batch keeps the prefix it was issued under
+(``case_batches.company_prefix``): its codes, printer files and lookups read it from there.
+Serial references come from one platform-wide sequence, so two brands' codes never share one,
+and each batch's range is checked against what its own prefix leaves (``sscc_capacity``).
+"""
 
 from __future__ import annotations
 
@@ -52,7 +64,7 @@ async def create_case_batch(
         if earlier is not None:
             return earlier, False
     await check_printer(conn, actor, data.printer_id)
-    prefix = settings.gs1_company_prefix
+    prefix = await _company_prefix(conn, brand_id, settings)
     first = await _allocate_refs(conn, prefix, data.size)
     row = await (
         await conn.execute(
@@ -105,6 +117,47 @@ async def _requested_before(conn: Conn, actor: Principal, data: CaseBatchIn) -> 
     return _out(row)
 
 
+async def _company_prefix(conn: Conn, brand_id: int, settings: Settings) -> str:
+    """The GS1 company prefix the brand's next case batch is issued under: its own, read
+    ``FOR KEY SHARE`` (a change of it, ``app.orgs.service.update_org``, waits for this batch and
+    then finds it: 409 ``in_use``), else the platform's while it is no other brand's (see the
+    module docstring; decided under the SSCC block lock, so of two brands' first batches one
+    comes second and sees the other's)."""
+    row = await (
+        await conn.execute(
+            "SELECT gs1_company_prefix FROM orgs WHERE id = %s FOR KEY SHARE", (brand_id,)
+        )
+    ).fetchone()
+    if row is not None and row["gs1_company_prefix"] is not None:
+        return str(row["gs1_company_prefix"])
+    prefix = settings.gs1_company_prefix
+    await xact_lock(conn, Lock.SSCC_BLOCK, 0)  # taken again by _allocate_refs: one lock
+    found = await (
+        await conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM case_batches
+                               WHERE company_prefix = %(prefix)s AND brand_id = %(brand)s) AS mine,
+                      EXISTS (SELECT 1 FROM case_batches
+                               WHERE company_prefix = %(prefix)s AND brand_id <> %(brand)s)
+                   OR EXISTS (SELECT 1 FROM orgs
+                               WHERE kind = 'brand' AND id <> %(brand)s
+                                 AND gs1_company_prefix IS NOT NULL
+                                 AND (starts_with(gs1_company_prefix, %(prefix)s)
+                                      OR starts_with(%(prefix)s, gs1_company_prefix))) AS theirs""",
+            {"prefix": prefix, "brand": brand_id},
+        )
+    ).fetchone()
+    assert found is not None
+    if found["theirs"] and not found["mine"]:  # a brand that issued under it before keeps it
+        raise Unprocessable(
+            f"the brand has no GS1 company prefix of its own and the platform's ({prefix}) is "
+            f"another brand's: the platform operator sets the brand's (PATCH /orgs/{brand_id} "
+            "gs1_company_prefix) before its first case batch",
+            code="company_prefix_required",
+            details={"field": "gs1_company_prefix", "brand_id": brand_id},
+        )
+    return prefix
+
+
 def sscc_capacity(company_prefix: str) -> int:
     """The last serial reference an SSCC of this company prefix can hold: the digits the prefix
     leaves of the 17-digit body, after the extension digit."""
@@ -113,7 +166,8 @@ def sscc_capacity(company_prefix: str) -> int:
 
 async def _allocate_refs(conn: Conn, prefix: str, size: int) -> int:
     """The first of ``size`` consecutive serial references taken from the sequence (under the
-    SSCC block lock); 422 ``sscc_range_exhausted`` past what the company prefix leaves."""
+    SSCC block lock); 422 ``sscc_range_exhausted`` past what the company prefix (the brand's,
+    ``_company_prefix``: a 9-digit one leaves 7 digits) leaves."""
     capacity = sscc_capacity(prefix)
     await xact_lock(conn, Lock.SSCC_BLOCK, 0)
     first: int = (

@@ -25,6 +25,9 @@ ProvinceCode = Annotated[
 ]  # GB/T 2260, e.g. 310000
 CityCode = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{3}00(?!\n)$")]  # e.g. 310100
 Text = Annotated[str, msgspec.Meta(max_length=500)]
+# A brand's GS1 company prefix: 6-12 digits, as GS1 allocates them (and as
+# TRACECODE_GS1_COMPANY_PREFIX, the platform's, is checked); its case codes' SSCCs carry it.
+CompanyPrefix = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6,12}(?!\n)$")]
 Phone = Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")]
 # WGS 84 degrees; both or neither (a store's position: field check-ins are measured from it)
 Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]
@@ -45,6 +48,8 @@ class OrgIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     contact_phone: Phone | None = None
     latitude: Latitude | None = None
     longitude: Longitude | None = None
+    # a brand's only, given by the platform operator (``app.orgs.service``)
+    gs1_company_prefix: CompanyPrefix | None = None
 
 
 class OrgPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -59,6 +64,7 @@ class OrgPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     contact_phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
     latitude: Latitude | msgspec.UnsetType | None = msgspec.UNSET
     longitude: Longitude | msgspec.UnsetType | None = msgspec.UNSET
+    gs1_company_prefix: CompanyPrefix | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class MoveIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -80,6 +86,9 @@ class OrgOut(msgspec.Struct, frozen=True, kw_only=True):
     contact_phone: str | None
     latitude: float | None
     longitude: float | None
+    # a brand's GS1 company prefix, its case codes' (SSCCs'); None: the platform's
+    # (TRACECODE_GS1_COMPANY_PREFIX), and always for other kinds
+    gs1_company_prefix: str | None
     status: str
     depth: int
     created_at: datetime

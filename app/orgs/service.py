@@ -30,7 +30,7 @@ CHILD_KINDS: dict[str, frozenset[str]] = {
 
 _COLUMNS = (
     "id, parent_id, kind, name, erp_code, province_code, province_name, city_code, city_name, "
-    "address, contact_name, contact_phone, latitude, longitude, status, "
+    "address, contact_name, contact_phone, latitude, longitude, gs1_company_prefix, status, "
     "array_length(string_to_array(trim(both '/' from path), '/'), 1) - 1 AS depth, "
     "created_at, updated_at"
 )
@@ -122,6 +122,10 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
     """
     check_region(data.province_code, data.province_name, data.city_code, data.city_name)
     check_position(data.latitude, data.longitude)
+    if data.gs1_company_prefix is not None and data.kind != "brand":
+        raise ValidationFailed(
+            "only a brand has a GS1 company prefix", details={"field": "gs1_company_prefix"}
+        )
     if data.kind == "brand":
         if data.parent_id is not None:
             raise ValidationFailed("a brand has no parent", details={"field": "parent_id"})
@@ -156,6 +160,8 @@ async def create_org(conn: Conn, actor: Principal | None, data: OrgIn) -> OrgOut
             )
         parent_path = parent["path"]
     await _check_erp_code(conn, data.erp_code, parent_path, data.kind == "brand")
+    if data.gs1_company_prefix is not None:
+        await check_company_prefix(conn, data.gs1_company_prefix)
     fields = msgspec.structs.asdict(data)
     columns = ", ".join(fields)
     placeholders = ", ".join(["%s"] * len(fields))
@@ -190,6 +196,59 @@ async def _check_erp_code(
     )
     if await taken.fetchone():
         raise Conflict(f"ERP code {erp_code} is taken", code="duplicate_erp_code")
+
+
+async def check_company_prefix(conn: Conn, prefix: str, brand_id: int = 0) -> None:
+    """409 ``duplicate_company_prefix`` when ``prefix`` is another brand's than ``brand_id``'s:
+    another brand's own (or one either starts: GS1 allocates no prefix inside another, so two
+    such would make one SSCC of two companies' numbers), or one another brand's case batches were
+    issued under (the platform's ``TRACECODE_GS1_COMPANY_PREFIX``, taken by a brand without
+    its own: those codes are that brand's). The platform's, not yet taken, may be given to a
+    brand (a single-brand deployment naming its own). Under the SSCC block lock, as a brand's
+    first case batch under the platform's prefix is decided (``app.codes.cases``): of the two,
+    one comes second and sees the other."""
+    await locks.xact_lock(conn, locks.Lock.SSCC_BLOCK, 0)
+    taken = await (
+        await conn.execute(
+            """SELECT 1 FROM orgs
+                WHERE kind = 'brand' AND id <> %(brand)s AND gs1_company_prefix IS NOT NULL
+                  AND (starts_with(gs1_company_prefix, %(prefix)s)
+                       OR starts_with(%(prefix)s, gs1_company_prefix))
+               UNION ALL
+               SELECT 1 FROM case_batches
+                WHERE company_prefix = %(prefix)s AND brand_id <> %(brand)s
+               LIMIT 1""",
+            {"prefix": prefix, "brand": brand_id},
+        )
+    ).fetchone()
+    if taken is not None:
+        raise Conflict(
+            f"GS1 company prefix {prefix} is another brand's",
+            code="duplicate_company_prefix",
+            details={"field": "gs1_company_prefix"},
+        )
+
+
+async def _check_company_prefix_change(conn: Conn, before: OrgOut, prefix: str | None) -> None:
+    """A brand's own company prefix is printed in its case codes (SSCCs, ``app.codes.cases``):
+    once case batches were issued under it, it stays (409 ``in_use``, as a product's GTIN once
+    its codes were issued). Given to a brand that had none, it changes no printed label (its
+    batches keep the platform's prefix they were issued under): allowed."""
+    if before.gs1_company_prefix is None or prefix == before.gs1_company_prefix:
+        return
+    issued = await (
+        await conn.execute(
+            "SELECT 1 FROM case_batches WHERE company_prefix = %s AND brand_id = %s LIMIT 1",
+            (before.gs1_company_prefix, before.id),
+        )
+    ).fetchone()
+    if issued is not None:
+        raise Conflict(
+            "case codes were issued under this brand's GS1 company prefix and carry it: it "
+            "cannot change",
+            code="in_use",
+            details={"field": "gs1_company_prefix"},
+        )
 
 
 async def get_org(conn: Conn, actor: Principal | None, org_id: int) -> OrgOut:
@@ -244,16 +303,33 @@ async def list_orgs(
 
 
 async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:
+    """Change an organisation's fields; a brand's GS1 company prefix is the platform
+    operator's to give or change (403 ``permission_denied`` otherwise, as a brand's creation;
+    ``check_company_prefix``, ``_check_company_prefix_change``)."""
     actor.require("orgs.write")
     await administered(conn, actor, org_id)
+    prefix_asked = patch.gs1_company_prefix is not msgspec.UNSET
     # the row held before its "before" is read: a concurrent change is audited before or after
-    # this one, never skipped (a probe); NO KEY: references to the organisation are not held up
-    await conn.execute("SELECT 1 FROM orgs WHERE id = %s FOR NO KEY UPDATE", (org_id,))
+    # this one, never skipped (a probe); NO KEY: references to the organisation are not held up,
+    # but a company prefix's change waits for a case batch being issued under the brand's
+    # prefix (it reads it FOR KEY SHARE) and then sees it
+    lock = "FOR UPDATE" if prefix_asked else "FOR NO KEY UPDATE"
+    await conn.execute(f"SELECT 1 FROM orgs WHERE id = %s {lock}", (org_id,))
     before = await get_org(conn, None, org_id)
     # stored as given (text as sent, coordinates as the same floats): compared as sent
     changes = changed(before, changes_of(patch))
     if not changes:
         return before
+    if "gs1_company_prefix" in changes:
+        actor.require("platform.admin")
+        prefix = changes["gs1_company_prefix"]
+        if prefix is not None and before.kind != "brand":
+            raise ValidationFailed(
+                "only a brand has a GS1 company prefix", details={"field": "gs1_company_prefix"}
+            )
+        await _check_company_prefix_change(conn, before, prefix)
+        if prefix is not None:
+            await check_company_prefix(conn, prefix, org_id)
     merged = {**msgspec.structs.asdict(before), **changes}
     check_region(
         merged["province_code"], merged["province_name"], merged["city_code"], merged["city_name"]
