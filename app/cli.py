@@ -204,8 +204,14 @@ def cmd_after_restore(
     from app.restore import advance, advance_allocations, lost_exports
 
     db_url, _ = _urls(settings)
-    limits = {"ssccs": sscc_capacity(settings.gs1_company_prefix)}
     with psycopg.connect(db_url, autocommit=True) as conn:
+        # the longest prefix in use leaves the fewest serial references (brands' own, 0095)
+        prefixes = conn.execute(
+            "SELECT gs1_company_prefix FROM orgs WHERE gs1_company_prefix IS NOT NULL"
+            " UNION SELECT DISTINCT company_prefix FROM case_batches"
+        ).fetchall()
+        longest = max([settings.gs1_company_prefix, *(p for (p,) in prefixes)], key=len)
+        limits = {"ssccs": sscc_capacity(longest)}
         lost = lost_exports(conn, settings.export_path)
         for moved in advance(conn, margins, limits):
             capped = " (half of the room its range has left)" if moved.capped else ""
@@ -287,9 +293,10 @@ def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("no password given (or the two typed differ): nothing created")
     roles = ["brand_admin", *(["platform_admin"] if args.platform_operator else [])]
     try:
-        org_in = msgspec.convert(
-            {"kind": "brand", "name": args.name, "erp_code": args.erp_code}, OrgIn
-        )
+        org = {"kind": "brand", "name": args.name, "erp_code": args.erp_code}
+        if args.gs1_company_prefix:
+            org["gs1_company_prefix"] = args.gs1_company_prefix
+        org_in = msgspec.convert(org, OrgIn)
         user = {"org_id": 0, "username": args.admin, "password": password, "roles": roles}
         msgspec.convert(user, UserIn)  # a refused password or name before anything is written
     except msgspec.ValidationError as exc:
@@ -1229,6 +1236,9 @@ def main(argv: list[str] | None = None) -> int:
     brand_create.add_argument("--name", required=True, help="the brand's name")
     brand_create.add_argument("--erp-code", required=True, help="the brand's ERP code")
     brand_create.add_argument("--admin", required=True, help="the administrator's username")
+    brand_create.add_argument(
+        "--gs1-company-prefix", help="the brand's GS1 company prefix (its case codes carry it)"
+    )
     brand_create.add_argument(
         "--platform-operator",
         action="store_true",

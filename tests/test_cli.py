@@ -803,9 +803,13 @@ async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administr
     name = f"tracecode_brand_{tag.lower()}"
     fresh = embedded.ensure_database(settings.database_url, name)
     try:
-        first = create("--admin", f"nv-{tag}", url=fresh)
+        first = create("--admin", f"nv-{tag}", "--gs1-company-prefix", "691234567", url=fresh)
         assert first.returncode == 0, first.stderr
         with psycopg.connect(fresh) as conn:
+            prefix = conn.execute(
+                "SELECT gs1_company_prefix FROM orgs WHERE name = %s", (f"Nova {tag}",)
+            ).fetchone()
+            assert prefix == ("691234567",), prefix
             roles = conn.execute(
                 "SELECT r.name FROM users u JOIN user_roles ur ON ur.user_id = u.id"
                 " JOIN roles r ON r.id = ur.role_id WHERE u.username = %s",
