@@ -29,6 +29,11 @@ REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 MEDIA_MAX_BYTES_CAP = 16 * 1024 * 1024
 
 
+#: The most key versions active at once: the Rust core's ``MAX_VERSIONS`` (``core_rs/src/keys.rs``:
+#: each verification tries each of them).
+MAX_KEY_VERSIONS = 8
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
 
@@ -340,6 +345,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def active_key_versions(self) -> tuple[int, ...]:
+        """``TRACECODE_KEY_VERSIONS`` as the Rust core takes them (``check_versions`` of
+        ``core_rs/src/keys.rs``): 1 to ``MAX_KEY_VERSIONS`` distinct versions from 1 up. Checked
+        at start-up (``__post_init__``): a list the core refuses stopped the API and the CLI
+        with a traceback naming no variable when the scheme was built (a probe: ``1,1``)."""
         try:
             versions = tuple(int(part) for part in self.key_versions.split(",") if part.strip())
         except ValueError:
@@ -348,6 +357,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ) from None
         if not versions or any(not 1 <= v <= 65535 for v in versions):
             raise SettingsError(f"{PREFIX}KEY_VERSIONS must list versions between 1 and 65535")
+        if len(versions) > MAX_KEY_VERSIONS:
+            raise SettingsError(
+                f"{PREFIX}KEY_VERSIONS lists {len(versions)} versions: at most "
+                f"{MAX_KEY_VERSIONS} are active at once"
+            )
+        twice = next((v for i, v in enumerate(versions) if v in versions[:i]), None)
+        if twice is not None:
+            raise SettingsError(f"{PREFIX}KEY_VERSIONS lists version {twice} twice")
         return versions
 
     @property
@@ -458,7 +475,9 @@ def _derive(master: bytes, context: bytes) -> bytes:
 
 
 def parse_master_key(text: str) -> bytes:
-    """Decode a 32-byte master key written as 64 hex digits or as base64 (standard or URL-safe).
+    """Decode a 32-byte master key written as 64 hex digits or as base64 (standard or URL-safe,
+    with its ``=`` padding or without: URL-safe base64 is mostly written without, as
+    ``secrets.token_urlsafe(32)`` and JOSE tools write it; a probe: such a key was refused).
 
     Raises ValueError without echoing the text, which is a secret.
     """
@@ -470,6 +489,8 @@ def parse_master_key(text: str) -> bytes:
         except ValueError:
             key = b""
     if not key:
+        if "=" not in text:  # unpadded: the padding it leaves out (a wrong length still fails)
+            text += "=" * (-len(text) % 4)
         try:
             key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
         except (binascii.Error, ValueError):

@@ -62,6 +62,62 @@ def test_master_key_must_exist_and_be_32_bytes(tmp_path: Path) -> None:
         ).master_key_bytes()
 
 
+def test_an_unpadded_url_safe_base64_master_key_is_read(tmp_path: Path) -> None:
+    """A probe: ``parse_master_key`` takes base64 "standard or URL-safe" (README: "hex or
+    base64"), but URL-safe base64 is written without its ``=`` padding almost everywhere it is
+    made (``secrets.token_urlsafe(32)``, JWK/JOSE tooling): 43 characters holding exactly 32
+    bytes. Such a key was refused ("must hold 32 bytes as 64 hex characters or base64")
+    although it is base64 of 32 bytes; padded, the same key was taken."""
+    import base64
+
+    key = bytes(range(32))
+    padded = base64.urlsafe_b64encode(key).decode()
+    assert load_settings({"TRACECODE_MASTER_KEY": padded}).master_key_bytes() == key
+    unpadded = padded.rstrip("=")
+    assert len(unpadded) == 43
+    assert load_settings({"TRACECODE_MASTER_KEY": unpadded}).master_key_bytes() == key
+    path = tmp_path / "master.key"
+    path.write_text(unpadded + "\n")
+    assert load_settings({"TRACECODE_MASTER_KEY_FILE": str(path)}).master_key_bytes() == key
+    for wrong in (unpadded[:-1], unpadded + "A", unpadded + "==", unpadded[:-2] + "!?"):
+        with pytest.raises(SettingsError, match="32 bytes"):  # still 32 bytes of base64 only
+            load_settings({"TRACECODE_MASTER_KEY": wrong}).master_key_bytes()
+
+
+@pytest.mark.parametrize("versions", ["1,1", "1,2,3,4,5,6,7,8,9"])
+def test_key_versions_the_core_refuses_stop_start_up_in_one_line(versions: str) -> None:
+    """A probe: ``TRACECODE_KEY_VERSIONS=1,1`` (a version listed twice, e.g. a rollout's typo)
+    or more than the core's 8 active versions passed ``load_settings`` and ``check_serving``,
+    then the Rust core refused them when the scheme was built: the API (``create_app()``,
+    granian's factory) died with a Python traceback ``ValueError: key version 1 is listed
+    twice`` naming no variable, as did every CLI command that builds the scheme. README
+    "Configuration": a bad value stops start-up with one line naming the variable, exit 2."""
+    run = _run(
+        sys.executable, "-c", "from app.main import create_app; create_app()",
+        TRACECODE_KEY_VERSIONS=versions, TRACECODE_CURRENT_KEY_VERSION="1",
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert "Traceback" not in out, out[-1500:]
+    assert "configuration error: TRACECODE_KEY_VERSIONS" in run.stderr, out[-1500:]
+    assert run.returncode == 2
+
+
+def test_the_settings_take_the_key_versions_the_core_takes() -> None:
+    """The settings' rules are the core's (``check_versions``, ``core_rs/src/keys.rs``): 1 to
+    ``MAX_KEY_VERSIONS`` distinct versions from 1 up, the current one among them."""
+    from app.codes.scheme import load_scheme
+    from app.config import MAX_KEY_VERSIONS
+
+    most = ",".join(str(v) for v in range(MAX_KEY_VERSIONS, 0, -1))
+    settings = load_settings({"TRACECODE_KEY_VERSIONS": most, "TRACECODE_MASTER_KEY": KEY})
+    assert load_scheme(bytes(32), settings.active_key_versions, 1).versions
+    with pytest.raises(ValueError):  # the core's own limit is the settings' one
+        load_scheme(bytes(32), range(1, MAX_KEY_VERSIONS + 2), 1)
+    for refused in ("2,1,2", f"{most},9", "0,1"):
+        with pytest.raises(SettingsError, match="TRACECODE_KEY_VERSIONS"):
+            load_settings({"TRACECODE_KEY_VERSIONS": refused})
+
+
 def test_secrets_never_show_in_repr() -> None:
     settings = load_settings(
         {

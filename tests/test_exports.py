@@ -808,6 +808,89 @@ async def test_a_batch_of_a_retired_key_version_is_refused_as_such(
     await conn.rollback()
 
 
+async def _queued(
+    client: Any, app: Any, headers: dict[str, str], path: str, body: dict[str, Any]
+) -> str:
+    """An export queued as a job (``POST {path}``, 202), not run: its id."""
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(settings, export_async_threshold=0)
+    try:
+        queued = await client.post(path, headers=headers, json=body)
+    finally:
+        app.state.settings = settings
+    assert queued.status_code == 202, queued.text
+    return queued.json()["id"]  # type: ignore[no-any-return]
+
+
+def _retired(app: Any) -> tuple[Any, Any]:
+    """The settings and scheme of a host after key version 1 was retired (2 current)."""
+    from app.codes.scheme import load_scheme
+
+    settings = app.state.settings
+    retired = msgspec.structs.replace(settings, key_versions="2", current_key_version=2)
+    return retired, load_scheme(settings.master_key_bytes(), [2], 2, settings.pin_length)
+
+
+async def test_a_case_export_queued_before_a_version_is_retired_still_runs(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a case batch's export (SSCC labels: no key version is in them) recorded the key
+    version current when it was asked for, and its data key was derived under it
+    (``create_case_export``: ``settings.current_key_version``). Queued before version 1 was
+    retired and run after (a worker, the orphan sweeper or ``tracecode redis rebuild`` sending
+    it again), the run failed ``UnknownKeyVersion`` and the export was ``failed``, though the
+    labels depend on no key. Its data key now depends on no key version (``NO_KEY_VERSION``):
+    the files are written, and open with the passphrase given."""
+    planner = await login("planner")
+    made = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 3, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert made.status_code == 201, made.text
+    path = f"/case-batches/{made.json()['id']}/exports"
+    export_id = await _queued(client, app, planner, path, {"cases": {"passphrase": PASS_OUT}})
+    settings, scheme = _retired(app)
+    run = exports.run_export
+    assert await asyncio.to_thread(run, app.state.db_url, settings, scheme, export_id) == "done"
+    blob = await _download(client, planner, export_id, "cases")
+    lines = [line.split(",") for line in _plain(blob, passphrase=PASS_OUT).splitlines()]
+    assert len(lines) == 3 and all(is_valid_sscc(sscc) for _, sscc, _ in lines)
+    assert (lines[0][1], lines[-1][1]) == (made.json()["first_sscc"], made.json()["last_sscc"])
+
+
+async def test_an_export_queued_before_its_key_version_is_retired_fails_saying_so(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A unit export queued before its batch's key version was retired, and a case export
+    recorded under a key version (before ``NO_KEY_VERSION``: its data key was wrapped under
+    it), cannot be written after: each run failed ``UnknownKeyVersion`` with a traceback in
+    the log (a worker's job retried it). Now the export is ``failed`` with a stable reason
+    naming the version, nothing is written, and the run returns."""
+    planner = await login("planner")
+    batch = await _batch(client, login, demo, 5)  # key version 1
+    body = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+    unit = await _queued(client, app, planner, f"/batches/{batch['batch_no']}/exports", body)
+    cases = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 2, "printer_id": demo["PRINTER-SH"]},
+    )
+    path = f"/case-batches/{cases.json()['id']}/exports"
+    case = await _queued(client, app, planner, path, {"cases": {"passphrase": PASS_OUT}})
+    async with app.state.pool.connection() as conn:  # as one recorded before
+        await conn.execute("UPDATE code_exports SET key_version = 1 WHERE id = %s", (case,))
+    settings, scheme = _retired(app)
+    for export_id, again in ((unit, "its codes are no longer made"), (case, "export the case")):
+        run = exports.run_export
+        state = await asyncio.to_thread(run, app.state.db_url, settings, scheme, export_id)
+        assert state == "failed"
+        got = (await client.get(f"/exports/{export_id}", headers=planner)).json()
+        assert got["state"] == "failed", got
+        assert got["error"].startswith("the key version 1 is retired") and again in got["error"]
+        assert not (app.state.settings.export_path / export_id).exists()
+
+
 async def test_a_queued_export_of_a_batch_voided_since_writes_nothing(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

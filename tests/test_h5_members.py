@@ -992,3 +992,21 @@ async def test_the_sign_in_page_of_a_brand_that_does_not_exist_is_not_found(
             assert page.headers["content-type"].startswith("text/html")
             assert 'name="phone"' not in page.text
             assert "未找到" in text_of(page.text)
+
+
+def test_a_code_unreadable_here_is_told_not_shown_as_none() -> None:
+    """A redemption code sealed under another master key is listed as null (logged): the
+    member's page said "None" where the code belongs; it now says the code cannot be shown."""
+    from datetime import UTC, datetime
+
+    from app.members.schemas_points import RedemptionOut
+    from app.web.member_html import redemption_facts
+
+    now = datetime.now(UTC)
+    lost = RedemptionOut(
+        id=1, code=None, gift_id=1, gift_name="Scarf", kind="offline", points=30,
+        status="issued", created_at=now, expires_at=now, fulfilled_at=None, how_to_collect=None,
+    )  # fmt: skip
+    for lang, told in (("zh", "暂时无法显示"), ("en", "cannot be shown")):
+        shown = redemption_facts(lang, lost)  # type: ignore[arg-type]
+        assert told in shown and "None" not in shown, shown

@@ -1491,3 +1491,53 @@ async def test_fulfilling_a_due_code_while_the_job_redis_hangs_does_not_block_th
     assert held < 1.5, f"the event loop was held {held:.1f} s by a hung job broker"
     assert took < 3, f"the fulfil took {took:.1f} s"
     assert_error(answer, 409, "code_expired")
+
+
+async def test_a_members_redemptions_under_another_master_key_are_no_500(
+    client: Any, login: Any, demo: Any, app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A probe: redemption codes are kept AES-GCM-sealed under ``subkey("redemption-code-seal")``
+    of the master key. Served by a host whose master key differs (a host configured with
+    another key, a key file replaced: the case README warns of), ``GET /members/me/redemptions``
+    answered 500 ``internal_error`` with a ``ValueError: MAC check failed`` traceback in the
+    log, on every call, for every member who ever redeemed (``_mine`` unsealed without a
+    guard), where the webhook sender, the ERP cursor and the H5 tickets handle the same
+    failure. Now the list is answered, those codes null, with one warning per request; so is a
+    redemption sent again (its first answer)."""
+    import logging
+
+    from app.main import create_app
+    from app.members.principal import issue_token
+    from tests.helpers import served
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login)
+    first = await redeem(app, headers, gift["id"], client_id="first-of-two")
+    assert first.status_code == 201, first.text
+    assert (await redeem(app, headers, gift["id"])).status_code == 201
+    other = create_app(msgspec.structs.replace(app.state.settings, master_key="77" * 32))
+    said = logging.getLogger("tracecode.members")  # the app's logging set up replaced caplog's
+    said.addHandler(caplog.handler)
+    try:
+        async with served(other):
+            token, _ = issue_token(other.state.settings, member_id)  # a fresh sign-in there
+            bearer = {"Authorization": f"Bearer {token}"}
+            async with member_client(other) as mc:
+                listed = await mc.get("/members/me/redemptions", headers=bearer)
+                warned = {id(r) for r in caplog.records if "unsealed" in r.getMessage()}
+                again = await mc.post(
+                    "/members/me/redemptions",
+                    headers=bearer,
+                    json={"gift_id": gift["id"], "client_id": "first-of-two"},
+                )
+    finally:
+        said.removeHandler(caplog.handler)
+    assert listed.status_code == 200, listed.text
+    assert [r["code"] for r in listed.json()["items"]] == [None, None]
+    assert len(warned) == 1, warned  # once for the page, not once a code
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"] and again.json()["code"] is None
+    async with member_client(app) as mc:  # under its own key, the codes as they were
+        mine = (await mc.get("/members/me/redemptions", headers=headers)).json()["items"]
+    assert mine[-1]["code"] == first.json()["code"]

@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ from app.verify import records
 from app.verify.fallback import decide
 from app.verify.schemas import VerifyIn
 from app.verify.service import Verifier
-from tests.helpers import activate, assert_error, issue_units, scheme_for_tests
+from tests.helpers import activate, assert_error, issue_units, scheme_for_tests, served
 from tests.race_support import audit_rows, twice_held
 
 SHANGHAI = {"lat": 31.2, "lng": 121.5}
@@ -1176,3 +1177,68 @@ async def test_an_alert_acknowledged_twice_is_audited_once(
     assert answers[0].json() == answers[1].json() == again.json()
     audited = await audit_rows(app, "alert", alert_id, "acknowledge")
     assert len(audited) == 1, f"{len(audited)} acknowledge audit rows for one acknowledgement"
+
+
+@asynccontextmanager
+async def _rotated(app: Any, versions: str, current: int) -> AsyncIterator[tuple[Any, Any]]:
+    """The app restarted after a rotation: the same database, Redis and master key, other key
+    versions. Yields (client, app)."""
+    from app.main import create_app
+
+    settings = msgspec.structs.replace(
+        app.state.settings, key_versions=versions, current_key_version=current
+    )
+    other = create_app(settings)
+    async with served(other) as client:
+        yield client, other
+
+
+async def test_a_serial_made_with_the_old_key_for_a_new_batch_is_not_genuine(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: after a rotation (``KEY_VERSIONS=1,2``, ``CURRENT_KEY_VERSION=2``) a batch is
+    made under version 2, yet a serial computed for its units under version 1's keys (what
+    anyone holding the key retired for new codes, e.g. a leaked one, can make) verified as the
+    genuine unit: ``Scheme.verify`` accepts any active version and nothing compared the version
+    found with the batch's ``key_version``. The point of rotating is that new codes cannot be
+    forged with the old key: such a serial was never printed and answers as a serial whose
+    tag matches no key does, on every path that reads serials (``made_under``) — not genuine,
+    ``forged``, and not counted as a query of the unit; 422 ``not_genuine`` to its status, its
+    trace and its allocation; no unit to an EPCIS query naming it."""
+    planner = await login("planner")
+    _, pid = await issue_units(client, login, demo, 1)
+    async with _rotated(app, "1,2", 2) as (c2, app2):
+        scheme = app2.state.scheme
+        made = await c2.post(
+            "/batches",
+            headers=planner,
+            json={"size": 3, "printer_id": demo["PRINTER-SH"], "product_id": pid},
+        )
+        assert made.status_code == 201, made.text
+        batch_no = made.json()["batch_no"]
+        assert made.json()["key_version"] == 2
+        printed = [scheme.serial(batch_no, i) for i in range(3)]
+        await activate(c2, login, printed, pid, line="RK2")
+        forged = scheme.serial(batch_no, 1, 1)  # made with version 1's keys
+        assert forged != printed[1]
+        answer = await c2.post("/v1/verify", json={"serial": forged, "pin": scheme.pin(forged)})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["result"], body["reason"], body["serial"]) == ("not_genuine", "forged", None)
+        genuine = await _verify(c2, printed[1], scheme.pin(printed[1]))
+        assert genuine["result"] != "not_genuine" and genuine["queries"] == 1, genuine
+        for path in (f"/codes/{forged}/status", f"/trace/{forged}", f"/codes/{forged}/allocation"):
+            assert_error(await c2.get(path, headers=planner), 422, "not_genuine")
+        status = await c2.get(f"/codes/{printed[1]}/status", headers=planner)
+        assert status.json()["status"] == "active", status.text
+        url = f"{app2.state.settings.public_url}/c/"
+
+        async def events(serial: str) -> list[Any]:
+            found = await c2.get(
+                "/epcis/events", headers=planner, params={"MATCH_epc": url + serial}
+            )
+            assert found.status_code == 200, found.text
+            results = found.json()["epcisBody"]["queryResults"]
+            return results["resultsBody"]["eventList"]  # type: ignore[no-any-return]
+
+        assert await events(printed[1]) and not await events(forged)

@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 from app import audit
 from app.auth.principal import Principal, path_ids
+from app.codes.batches import load_batches, made_under
 from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationOut
-from app.codes.scheme import Scheme
+from app.codes.scheme import ForgedSerial, Scheme
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.localtime import aware
@@ -275,8 +276,12 @@ async def allocation_of(
 ) -> CodeAllocationOut:
     """The allocation that gave out a serial (404 ``not_allocated`` if none did).
 
-    400 for a malformed serial and 422 for a forged one, as everywhere (``scheme.verify``)."""
+    400 for a malformed serial and 422 for a forged one, as everywhere (``scheme.verify``; one
+    of another key version than its batch's too: ``made_under``)."""
     batch_no, index, version = scheme.verify(serial)
+    batch = (await load_batches(conn, [batch_no])).get(batch_no)
+    if batch is not None and not made_under(batch, version):
+        raise ForgedSerial("serial does not verify under its batch's key version")
     kind = await reader_scope(conn, actor)  # 403 first for a caller who may see none
     row = await (
         await conn.execute(

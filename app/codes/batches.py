@@ -29,6 +29,17 @@ def split_code_id(code: int) -> tuple[int, int]:
     return code >> 32, code & 0xFFFFFFFF
 
 
+def made_under(batch: BatchRef, version: int) -> bool:
+    """Whether a serial ``Scheme.verify`` found under key ``version`` can be one of ``batch``'s:
+    a batch's codes are made under its own key version (``key_version``) only. The core accepts
+    a tag under any active version, so after a rotation a serial made under an older version
+    for a batch issued under the new one (what a key retired for new codes, or a leaked one,
+    makes) verifies; it was never printed, and every reader answers it as a forged serial (a
+    probe: it verified as the genuine unit, and defeated the rotation). One comparison: the
+    verification's hot path asks it of its cached batch."""
+    return version == batch.key_version
+
+
 async def load_batches(conn: Conn, batch_nos: Iterable[int]) -> dict[int, BatchRef]:
     """The batches of these numbers that exist, in one query."""
     wanted = sorted(set(batch_nos))

@@ -7,7 +7,9 @@ large ones on a dramatiq worker; both run ``run_export``, which is idempotent: a
 restarted run rewrites the same plain bytes and never creates a second batch or export.
 
 Data keys are not stored anywhere: each is HKDF-derived from the master key and the export id
-(``Scheme.derive``), so a worker can recreate it while the database keeps only the wrapped form.
+(``data_key``), so a worker can recreate it while the database keeps only the wrapped form. A
+unit export's key is of its batch's key version (``Scheme.derive``); a case export's of none
+(``NO_KEY_VERSION``): its labels depend on no key version, so a rotation never stops it.
 """
 
 from __future__ import annotations
@@ -58,9 +60,23 @@ _COLUMNS = """e.id, e.brand_id, e.batch_no, e.case_batch_id, e.range_start, e.ra
 MAX_CODES = 100_000_000
 
 
-def data_key(scheme: Scheme, export_id: uuid.UUID | str, part: str, version: int) -> bytes:
-    """The AES-256 key of one export file, derived from the master key (never stored)."""
-    return scheme.derive(f"export.{uuid.UUID(str(export_id)).hex}.{part}", version)
+#: The key version a case export records: none. Its SSCC labels depend on no key version and its
+#: data keys are derived from the master key alone (``data_key``), so a case export queued before
+#: a version is retired still runs after (a probe: it recorded the version then current, and
+#: its run failed ``UnknownKeyVersion``). Case exports recorded before hold that version.
+NO_KEY_VERSION = 0
+
+
+def data_key(
+    scheme: Scheme, settings: Settings, export_id: uuid.UUID | str, part: str, version: int
+) -> bytes:
+    """The AES-256 key of one export file, derived from the master key (never stored): under
+    the export's key version (``Scheme.derive``), or, for ``NO_KEY_VERSION``, from the master
+    key alone (``Settings.subkey``)."""
+    purpose = f"export.{uuid.UUID(str(export_id)).hex}.{part}"
+    if version == NO_KEY_VERSION:
+        return settings.subkey(purpose)
+    return scheme.derive(purpose, version)
 
 
 def _out(row: dict[str, Any], printer_id: int | None = None) -> ExportOut:
@@ -113,6 +129,7 @@ async def _printer_key(conn: Conn, actor: Principal, printer_id: int) -> str | N
 async def _wrap_parts(
     conn: Conn,
     actor: Principal,
+    settings: Settings,
     scheme: Scheme,
     export_id: uuid.UUID,
     version: int,
@@ -124,7 +141,7 @@ async def _wrap_parts(
     for name, part in requested.items():
         printer_id = default_printer if part.printer_id is None else part.printer_id
         public_key = await _printer_key(conn, actor, printer_id)
-        key = data_key(scheme, export_id, name, version)
+        key = data_key(scheme, settings, export_id, name, version)
         if part.passphrase is not None:
             # scrypt is deliberately slow: keep it off the event loop
             wrap = await asyncio.to_thread(printfile.wrap_with_passphrase, key, part.passphrase)
@@ -189,6 +206,7 @@ async def create_unit_export(
     parts = await _wrap_parts(
         conn,
         actor,
+        settings,
         scheme,
         export_id,
         batch["key_version"],
@@ -223,9 +241,16 @@ async def create_case_export(
     if batch["state"] == "void":
         raise Unprocessable("the case batch is void", code="batch_void")
     export_id = uuid.uuid4()
-    version = settings.current_key_version
+    version = NO_KEY_VERSION  # SSCC labels: a rotation never stops the export
     parts = await _wrap_parts(
-        conn, actor, scheme, export_id, version, batch["printer_id"], {"cases": data.cases}
+        conn,
+        actor,
+        settings,
+        scheme,
+        export_id,
+        version,
+        batch["printer_id"],
+        {"cases": data.cases},
     )
     url_prefix = f"{settings.public_url}/00/"
     return await _insert(
@@ -520,6 +545,8 @@ def run_export(
                 if batch is None or batch["state"] == "void":
                     raise BatchVoided
 
+            if _failed_as_retired(conn, settings, scheme, row):
+                return "failed"
             try:  # voided since it was queued, or while it runs: checked at every step
                 check_batch()
                 files = _write_files(conn, settings, scheme, row, on_progress, check_batch)
@@ -556,6 +583,26 @@ def run_export(
             conn.execute(*locks.release(Lock.EXPORT_RUN, export_id))
 
 
+def _failed_as_retired(
+    conn: psycopg.Connection[Any], settings: Settings, scheme: Scheme, row: dict[str, Any]
+) -> bool:
+    """Fail the export, writing nothing, when its key version was retired since it was queued:
+    its data keys cannot be made again (a unit export's codes are no longer made; a case export
+    recorded before ``NO_KEY_VERSION`` had its data keys wrapped under that version: it is
+    asked again). Its error is a stable reason naming the version, where the run failed
+    ``UnknownKeyVersion`` with a traceback (and a worker's job was retried)."""
+    version = row["key_version"]
+    if version == NO_KEY_VERSION or version in scheme.versions:
+        return False
+    again = "its codes are no longer made" if row["batch_no"] else "export the case batch again"
+    shutil.rmtree(settings.export_path / str(row["id"]), ignore_errors=True)
+    conn.execute(
+        "UPDATE code_exports SET state = 'failed', error = %s WHERE id = %s",
+        (f"the key version {version} is retired (TRACECODE_KEY_VERSIONS): {again}", row["id"]),
+    )
+    return True
+
+
 def failure_text(exc: BaseException) -> str:
     """What an export's failure tells its readers (the export's ``error``, the API's answer):
     an OS error without its path — the printer reads it, and the server's folders are the
@@ -570,7 +617,7 @@ class BatchVoided(Exception):
 
 
 def _writers(
-    scheme: Scheme, row: dict[str, Any], handles: dict[str, Any]
+    scheme: Scheme, settings: Settings, row: dict[str, Any], handles: dict[str, Any]
 ) -> dict[str, printfile.Writer]:
     """The encrypted file writer of each part, its header naming the export, part and range."""
     writers = {}
@@ -585,7 +632,7 @@ def _writers(
             "range": [row["range_start"], row["range_end"]],
             "columns": _COLUMNS_OF[name],
         }
-        key = data_key(scheme, row["id"], name, row["key_version"])
+        key = data_key(scheme, settings, row["id"], name, row["key_version"])
         writers[name] = printfile.Writer(handle, metadata, part["wrap"], key)
     return writers
 
@@ -610,7 +657,7 @@ def _write_files(
     names = list(row["parts"])
     handles = {n: open(directory / f"{n}.tcpf.partial", "wb") for n in names}
     try:
-        writers = _writers(scheme, row, handles)
+        writers = _writers(scheme, settings, row, handles)
         digests = {name: hashlib.sha256() for name in names}
         for s, e in _steps(start, end):
             chunk = (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from app._core import VERIFY_MALFORMED, VERIFY_OK
-from app.codes.batches import code_id, load_batches
+from app.codes.batches import code_id, load_batches, made_under
 from app.codes.scheme import (
     Scheme,
     gtin_from_scan,
@@ -49,7 +49,8 @@ def case_label(text: str) -> bool:
 
 
 async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]) -> list[Read]:
-    """Classify and check every text: genuine codes of this brand, from batches not void."""
+    """Classify and check every text: genuine codes of this brand, from batches not void. A
+    serial of another key version than its batch's is ``forged`` (``made_under``)."""
     reads: list[Read] = []
     unit_at: list[int] = []
     serials: list[str] = []
@@ -83,10 +84,13 @@ async def read_codes(conn: Conn, scheme: Scheme, brand_id: int, texts: list[str]
             if status != VERIFY_OK:
                 read.reason = "malformed" if status == VERIFY_MALFORMED else "forged"
                 continue
+            batch = batches.get(batch_no)
+            if batch is not None and not made_under(batch, version):  # never printed
+                read.reason = "forged"
+                continue
             read.label = scheme.serial(batch_no, index, version)  # the canonical spelling
             read.code = code_id(batch_no, index)
             read.batch = batch_no
-            batch = batches.get(batch_no)
             if batch is None or batch.brand_id != brand_id or index >= batch.size:
                 read.reason = "unknown"
             elif batch.state == "void":

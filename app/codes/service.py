@@ -8,10 +8,16 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.codes.allocation_records import seat
-from app.codes.batches import code_id, load_batches
+from app.codes.batches import code_id, load_batches, made_under
 from app.codes.lookup import VOID_STATES, case_label
 from app.codes.schemas import BatchIn, BatchOut, CodeStatusOut, PrinterOut
-from app.codes.scheme import SERIAL_LENGTH, Scheme, serial_from_scan, sscc_from_scan
+from app.codes.scheme import (
+    SERIAL_LENGTH,
+    ForgedSerial,
+    Scheme,
+    serial_from_scan,
+    sscc_from_scan,
+)
 from app.config import Settings
 from app.db import Conn
 from app.errors import BadRequest, Conflict, NotFound, Unprocessable, ValidationFailed
@@ -343,8 +349,9 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
     """Where a serial stands in its lifecycle (issued, not active / active / void / unknown).
 
     Verification without the database first (``scheme.verify`` raises for malformed and forged
-    serials); then the batch (void, never issued) and the unit's state row (activated on a line,
-    voided by a replacement) decide. ``GET /trace/{serial}`` has the whole history.
+    serials); then the batch (a serial of another key version than its batch's is forged, void,
+    never issued) and the unit's state row (activated on a line, voided by a replacement)
+    decide. ``GET /trace/{serial}`` has the whole history.
 
     Who may ask is who sees the batch (its brand's planners; a printer's caller holding
     ``codes.issue`` or ``codes.export`` the batches addressed to it: ``own_printer``) or the
@@ -367,6 +374,8 @@ async def code_status(conn: Conn, actor: Principal, scheme: Scheme, serial: str)
         serial=canonical, status="unknown", batch_no=None, index=None, key_version=None
     )
     batch = (await load_batches(conn, [batch_no])).get(batch_no)
+    if batch is not None and not made_under(batch, version):  # 422, as a forged serial
+        raise ForgedSerial("serial does not verify under its batch's key version")
     if batch is None or batch.brand_id != actor.brand_id or index >= batch.size:
         return unknown
     row = await (

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
-from app.codes.batches import serials_of
+from app.codes.batches import BatchRef, load_batches, made_under, serials_of
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
@@ -280,13 +280,15 @@ class Match:
     prefixes: list[str] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
     cases: list[int] = field(default_factory=list)
-    # the GTINs a unit was asked for under (None: by its QR URL, under none): it matches only
-    # under its product's GTIN (``of_their_gtins``; a probe: another company's SGTIN with the
-    # same serial matched it), whichever of the values named it (a probe: of two SGTINs of one
-    # serial OR-ed, the last one's GTIN alone was kept)
-    gtins: dict[int, set[str | None]] = field(default_factory=dict)
-    # the units asked for by their QR URL, with their serials: their SGTIN is asked for too
-    by_url: dict[int, str] = field(default_factory=dict)
+    # the GTINs a unit was asked for under (None: by its QR URL, under none), by the unit and
+    # the key version of the serial that named it: it matches only under its product's GTIN
+    # (``of_their_gtins``; a probe: another company's SGTIN with the same serial matched it),
+    # whichever of the values named it (a probe: of two SGTINs of one serial OR-ed, the last
+    # one's GTIN alone was kept), and only by a serial of its batch's key version
+    gtins: dict[tuple[int, int], set[str | None]] = field(default_factory=dict)
+    # the units asked for by their QR URL (unit, key version), with their serials: their SGTIN
+    # is asked for too
+    by_url: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def match_of(values: list[str], scheme: Scheme) -> Match:
@@ -331,26 +333,48 @@ def _add_unit(m: Match, scheme: Scheme, serial: str, gtin: str | None) -> None:
         return
     code = batch_no << 32 | index
     m.units.append(code)
-    m.gtins.setdefault(code, set()).add(gtin)
+    m.gtins.setdefault((code, version), set()).add(gtin)
     if gtin is None:
-        m.by_url[code] = printed
+        m.by_url[code, version] = printed
+
+
+def _made_under_their_batches(m: Match, batches: dict[int, BatchRef]) -> dict[int, set[str | None]]:
+    """Forget what ``m``'s serials of another key version than their batch's asked (as a forged
+    serial's: their text is still asked of the captured events, ``epcs``); the GTINs each unit
+    is still asked under, by unit."""
+    m.gtins = {
+        (code, version): gtins
+        for (code, version), gtins in m.gtins.items()
+        if (batch := batches.get(code >> 32)) is None or made_under(batch, version)
+    }
+    m.by_url = {key: serial for key, serial in m.by_url.items() if key in m.gtins}
+    under: dict[int, set[str | None]] = {}
+    for (code, _), gtins in m.gtins.items():
+        under.setdefault(code, set()).update(gtins)
+    return under
 
 
 async def of_their_gtins(conn: Any, matches: dict[str, Match]) -> None:
-    """Drop from ``matches`` the units asked for under another GTIN than their product's (an
-    SGTIN is one EPC, its GTIN and serial together), and ask for the SGTIN of each unit asked
-    for by its QR URL: a captured event may name it either way (capture adds the SGTIN of a
-    unit it names by its QR URL, ``app.epcis.capture._write``)."""
-    asked = {c for m in matches.values() for c, wanted in m.gtins.items() if wanted != {None}}
-    asked.update(c for m in matches.values() for c in m.by_url)
-    if not asked:
+    """Drop from ``matches`` the units named only by serials of another key version than their
+    batch's (never printed: ``made_under``; one query), and those asked for under another GTIN
+    than their product's (an SGTIN is one EPC, its GTIN and serial together), and ask for the
+    SGTIN of each unit asked for by its QR URL: a captured event may name it either way
+    (capture adds the SGTIN of a unit it names by its QR URL, ``app.epcis.capture._write``)."""
+    named = {code >> 32 for m in matches.values() for code in m.units}
+    if not named:
         return
-    theirs = await _gtins(conn, sorted(asked))
-    for m in matches.values():
-        m.units = [c for c in m.units if None in m.gtins[c] or theirs.get(c) in m.gtins[c]]
+    batches = await load_batches(conn, named)
+    wanted = [_made_under_their_batches(m, batches) for m in matches.values()]
+    asked = {c for under in wanted for c, gtins in under.items() if gtins != {None}}
+    asked.update(c for m in matches.values() for c, _ in m.by_url)
+    theirs = await _gtins(conn, sorted(asked)) if asked else {}
+    for m, under in zip(matches.values(), wanted, strict=True):
+        m.units = [
+            c for c in m.units if c in under and (None in under[c] or theirs.get(c) in under[c])
+        ]
         m.epcs += [
             f"{CANONICAL_ORIGIN}/01/{theirs[c]}/21/{serial}"
-            for c, serial in m.by_url.items()
+            for (c, _), serial in m.by_url.items()
             if c in theirs
         ]
 

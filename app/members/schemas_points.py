@@ -187,7 +187,7 @@ class RedemptionOut(msgspec.Struct, frozen=True, kw_only=True):
     """A member's own redemption, with its code (shown to the member only)."""
 
     id: int
-    code: str
+    code: str | None  # null: sealed under another master key, unreadable here (logged)
     gift_id: int
     gift_name: str
     kind: GiftKind

@@ -32,7 +32,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth.limits import client_bucket
-from app.codes.batches import BatchRef, load_batches
+from app.codes.batches import BatchRef, load_batches, made_under
 from app.codes.batches import code_id as make_code_id
 from app.codes.lookup import VOID_STATES
 from app.codes.scheme import (
@@ -497,7 +497,8 @@ class Verifier:
             return await load_units(await self._round_cursor(), codes, brands)
 
     async def batch(self, batch_no: int) -> BatchRef | None:
-        """The batch's brand, size and state, from a short in-process cache (``BATCH_TTL``)."""
+        """The batch's brand, size, state and key version, from a short in-process cache
+        (``BATCH_TTL``)."""
         now = time.monotonic()
         cached = self._batches.get(batch_no)
         if cached and now - cached[0] < BATCH_TTL:
@@ -558,6 +559,8 @@ class Verifier:
         batch = await self.batch(batch_no)
         if batch is None:  # a tag that verifies but no batch: store the serial, not an id
             return await self._refuse(record, "unknown", lang, serial, gtin=gtin)
+        if not made_under(batch, version):  # another key version's tag: never printed
+            return await self._refuse(record, "forged", lang, serial_text, gtin=gtin)
         record.brand_id = batch.brand_id  # the brand sees a code of its batch past its size too
         if index >= batch.size:
             return await self._refuse(record, "unknown", lang, serial, code)

@@ -281,6 +281,10 @@ WORDS: dict[str, dict[Lang, str]] = {
         "en": "This membership was closed.",
     },
     "err_not_found": {"zh": "未找到。", "en": "Not found."},
+    "code_unreadable": {
+        "zh": "兑换码暂时无法显示，请联系客服。",
+        "en": "The code cannot be shown now: please contact customer service.",
+    },
     "no_page": {
         "zh": "没有这个页面。链接可能不完整，请重新扫描商品上的二维码。",
         "en": "No such page. The link may be cut short: scan the QR code on the pack again.",

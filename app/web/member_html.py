@@ -220,11 +220,13 @@ def redemption_facts(lang: Lang, r: RedemptionOut, name: bool = True) -> str:
         (word("valid_until", lang), when(r.expires_at)),
         (word("fulfilled_at", lang), when(r.fulfilled_at)),
     ]
-    return (
+    shown = (  # a code sealed under another master key reads as nothing here (logged)
         f'<p class="code" data-code="{esc(r.code)}">{esc(r.code)}</p>'
-        f"<p>{esc(r.gift_name) + ' · ' if name else ''}{esc(word('points_unit', lang, n=r.points))}"
-        f"</p>{facts(rows)}"
+        if r.code is not None
+        else f'<p class="hint">{esc(word("code_unreadable", lang))}</p>'
     )
+    gift = esc(r.gift_name) + " · " if name else ""
+    return f"{shown}<p>{gift}{esc(word('points_unit', lang, n=r.points))}</p>{facts(rows)}"
 
 
 def code_list(lang: Lang, items: Sequence[RedemptionOut]) -> str:
