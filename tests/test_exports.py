@@ -1118,3 +1118,19 @@ async def _new_printer(client: Any, admin: dict[str, str], demo: Any, tag: str) 
     )
     assert org.status_code == 201, org.text
     return int(org.json()["id"])
+
+
+async def test_the_exports_of_a_batch_that_does_not_exist_are_404(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ``GET /batches/{no}`` of a batch that does not exist (or is not the caller's) is 404,
+    and the document lists 404 for ``GET /batches/{batch_no}/exports`` too; but the exports of
+    such a batch answer 200 with an empty page, as if the batch existed with no files — a typo
+    in an ERP's batch number reads as "not exported yet". Expected: 404 ``not_found``, as the
+    batch's own page answers (``app/codes/exports.py:page_exports`` looks the batch up only
+    through its exports)."""
+    planner = await login("planner")
+    missing = 987_654_321
+    assert (await client.get(f"/batches/{missing}", headers=planner)).status_code == 404
+    answer = await client.get(f"/batches/{missing}/exports", headers=planner)
+    assert_error(answer, 404, "not_found")

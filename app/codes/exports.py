@@ -350,13 +350,14 @@ async def get_export(conn: Conn, actor: Principal, export_id: str) -> ExportOut:
 async def page_exports(
     conn: Conn, actor: Principal, batch_no: int, page: int, per_page: int
 ) -> Page[ExportOut]:
-    """One page of a batch's exports, oldest first (an unknown batch has none; a printer's
-    caller — ``codes.export`` or ``codes.download``, as ``_visible`` — sees those with a file
-    addressed to it, and only its own files: ``_mine``; a probe: a printer's user was refused
-    the list, so it could not find its files)."""
+    """One page of a batch's exports, oldest first (a printer's caller — ``codes.export`` or
+    ``codes.download``, as ``_visible`` — sees those with a file addressed to it, and only its
+    own files: ``_mine``; a probe: a printer's user was refused the list, so it could not find
+    its files). A batch its brand does not have is 404 ``not_found``, as the batch's own page
+    (a probe: an empty page, as if a mistyped number were "not exported yet")."""
     actor.require_any("codes.export", "codes.download")
     where, params, printer = await _mine(conn, actor)
-    return await fetch_page(
+    found = await fetch_page(
         conn,
         columns=_COLUMNS,
         source="code_exports e",
@@ -367,6 +368,17 @@ async def page_exports(
         per_page=per_page,
         make=lambda row: _out(row, printer),
     )
+    if (
+        not found.items
+        and not await (
+            await conn.execute(
+                "SELECT 1 FROM code_batches WHERE batch_no = %s AND brand_id = %s",
+                (batch_no, actor.brand_id),
+            )
+        ).fetchone()
+    ):
+        raise NotFound(f"no batch {batch_no}")
+    return found
 
 
 async def list_exports(conn: Conn, actor: Principal, batch_no: int) -> list[ExportOut]:
