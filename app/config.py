@@ -45,10 +45,8 @@ def one_line_errors() -> Iterator[None]:
     another program imports (the worker's ``dramatiq workers.main``, granian's
     ``app.main:create_app``), where it was a traceback through that program's machinery (a
     probe: a mistyped master key). An embedded server under ``var/`` that did not start
-    (``app.embedded.ServiceError``) and migrations that cannot be applied (``app.db
-    .MigrationError``: an applied one edited since) are one line too, ``tracecode: …``, as the
-    CLI prints them."""
-    from app.db import MigrationError
+    (``app.embedded.ServiceError``) is one line too, ``tracecode: …`` naming its log, as the
+    CLI prints it."""
     from app.embedded import ServiceError
 
     try:
@@ -56,7 +54,7 @@ def one_line_errors() -> Iterator[None]:
     except SettingsError as exc:
         sys.stderr.write(f"tracecode: configuration error: {exc}\n")
         raise SystemExit(2) from None
-    except (ServiceError, MigrationError) as exc:
+    except ServiceError as exc:
         sys.stderr.write(f"tracecode: {exc}\n")
         raise SystemExit(2) from None
 

@@ -103,7 +103,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # applied: started and migrated here, before the lifespan (whose own calls then
             # find them running and applied), where a failure was a traceback
             db_url, _ = resolve_urls(settings.database_url, settings.redis_url, settings.var_path)
-            db.migrate(db_url)
+            try:
+                db.migrate(db_url)
+            except db.MigrationError as exc:  # an applied migration edited since
+                sys.stderr.write(f"tracecode: {exc}\n")
+                raise SystemExit(2) from None
             return create_app(settings)
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
     settings.check_serving()

@@ -304,7 +304,7 @@ async def list_orgs(
 
 async def update_org(conn: Conn, actor: Principal, org_id: int, patch: OrgPatch) -> OrgOut:
     """Change an organisation's fields; a brand's GS1 company prefix is the platform
-    operator's to give or change (403 ``permission_denied`` otherwise, as a brand's creation;
+    operator's to give or change (``platform.admin``, as a brand's creation;
     ``check_company_prefix``, ``_check_company_prefix_change``)."""
     actor.require("orgs.write")
     await administered(conn, actor, org_id)
