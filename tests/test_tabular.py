@@ -2,17 +2,34 @@
 text, whatever it looks like.
 
 The XLSX sheet is read back as a spreadsheet program reads it: the sheet XML parsed, an inline
-string's ``<t>`` runs joined and OOXML's ``_xHHHH_`` escapes decoded."""
+string's ``<t>`` runs joined and OOXML's ``_xHHHH_`` escapes decoded.
+
+The exports streamed from the database (``pooled_batches``) take a bounded share of the pool and
+give their connection back when their client stalls: an app of its own with a small pool."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import re
+import uuid
 import zipfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
+import httpx
+import msgspec
+import psycopg
+import pytest
+from psycopg.rows import tuple_row
+
+from app import tabular
+from app.demo import DEMO_PASSWORD
 from app.tabular import one_batch, xlsx_chunks
+from tests.helpers import lifespan_of
 
 NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 
@@ -115,11 +132,6 @@ async def test_a_row_past_the_sheet_is_refused_never_dropped() -> None:
     """A probe: XlsxWriter drops a row past the sheet's last (1,048,576 with the header) and
     goes on, so an export whose rows grew after its count (or that never counted) was delivered
     as a complete workbook without its last rows. The writer now refuses the row."""
-    from collections.abc import AsyncIterator
-
-    import pytest
-
-    from app import tabular
 
     async def batches() -> AsyncIterator[list[tuple[Any, ...]]]:
         yield [("first",)]
@@ -130,3 +142,235 @@ async def test_a_row_past_the_sheet_is_refused_never_dropped() -> None:
 
     with pytest.raises(tabular.SheetFull):
         _ = [chunk async for chunk in tabular.xlsx_chunks("t", ["v"], batches())]
+
+
+# -- exports streamed from the database: a bounded share of the pool, cut off when stalled ------
+
+POOL = 4  # a small pool (TRACECODE_DB_POOL_MAX): its export streams may hold one connection
+
+
+async def _download(app: Any, path: str, query: str, token: str) -> tuple[int, asyncio.Task[Any]]:
+    """Start ``GET path?query`` on ``app`` as a client that reads the first two pieces of the
+    answer (the header row and one batch of rows) and then stops reading, as a browser on a
+    slow or paused connection does (its socket buffer full: the server's send waits). The
+    answer's status, once the client stopped reading (200) or the answer ended (any other),
+    and the request's task."""
+    settled = asyncio.Event()
+    status = 0
+    pieces = 0
+    asked = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # still connected, never disconnects
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal pieces, status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        if message["type"] == "http.response.body":
+            if status != 200:
+                settled.set()
+                return
+            pieces += 1
+            if pieces >= 2:
+                settled.set()
+                await asyncio.Event().wait()  # the client reads no more
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 40123),
+        "server": ("testserver", 80),
+    }
+    task = asyncio.create_task(app(scope, receive, send))
+    await asyncio.wait_for(settled.wait(), 20)
+    return status, task
+
+
+async def _stop(downloads: list[asyncio.Task[Any]]) -> None:
+    for task in downloads:
+        task.cancel()
+    await asyncio.gather(*downloads, return_exceptions=True)
+
+
+@pytest.fixture
+async def small_pool_app(settings: Any, demo: Any, app: Any) -> AsyncIterator[Any]:
+    """An app of its own with a pool of ``POOL`` connections (and a few verification records of
+    the brand's to export)."""
+    async with app.state.pool.connection() as conn:
+        await conn.cursor().executemany(
+            "INSERT INTO verifications (at, record_key, serial, brand_id, result, reason) "
+            "VALUES (%s, %s, %s, %s, 'not_genuine', 'forged')",
+            [
+                (datetime.now(UTC), uuid.uuid4(), f"BULKPOOL{i}", demo["BRAND-LUMI"])
+                for i in range(5)
+            ],
+        )
+    from app.main import create_app
+
+    small = create_app(
+        msgspec.structs.replace(
+            settings,
+            db_pool_min=1,
+            db_pool_max=POOL,
+            db_pool_timeout=1.0,
+            redis_namespace=settings.redis_namespace + "bulkpool",
+        )
+    )
+    async with lifespan_of(small):
+        yield small
+    async with app.state.pool.connection() as conn:
+        await conn.execute("DELETE FROM verifications WHERE serial LIKE 'BULKPOOL%%'")
+
+
+async def _token(client: httpx.AsyncClient) -> str:
+    login = await client.post("/auth/login", json={"username": "admin", "password": DEMO_PASSWORD})
+    assert login.status_code == 200, login.text
+    return str(login.json()["access_token"])
+
+
+def _served(app: Any) -> httpx.AsyncClient:
+    """An httpx client on ``app`` whose lifespan already runs (``small_pool_app``)."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 40124)),
+        base_url="http://testserver",
+        timeout=60,
+    )
+
+
+async def test_stalled_csv_downloads_do_not_take_the_whole_database_pool(
+    small_pool_app: Any,
+) -> None:
+    """A probe: every streamed CSV/XLSX export (``/center/documents``, ``/center/stock``,
+    ``/verifications``, ``/rebates``, members, redemptions …) held a pooled PostgreSQL
+    connection, in an open transaction with a server-side cursor, for as long as its client
+    took to read the file — for ever when the client stopped reading but stayed connected. As
+    many stalled downloads as the pool held (20 by default, /tmp/probe_bulk/stall_pool.py) and
+    every other request needing the database — log-ins, the console, consumers' ``POST
+    /v1/verify`` — waited ``TRACECODE_DB_POOL_TIMEOUT`` and answered 503. Now the export
+    streams hold at most a quarter of the pool (``app.tabular.EXPORT_SHARE``), further exports
+    are refused with 429, and ordinary requests keep answering."""
+    app = small_pool_app
+    async with _served(app) as client:
+        token = await _token(client)
+        tries = [await _download(app, "/verifications", "format=csv", token) for _ in range(POOL)]
+        try:
+            assert [status for status, _ in tries] == [200] + [429] * (POOL - 1)
+            headers = {"Authorization": f"Bearer {token}"}
+            orgs = await client.get("/orgs", headers=headers)
+            verify = await client.post("/v1/verify", json={"serial": "0" * 20})
+            assert orgs.status_code == 200, orgs.text
+            assert verify.status_code != 503, verify.text
+        finally:
+            await _stop([task for _, task in tries])
+
+
+async def test_an_export_past_the_pools_share_is_429_exports_busy_before_it_starts(
+    small_pool_app: Any,
+) -> None:
+    """A probe: an export asked for while the pool's export streams are all taken (one of four
+    connections here: ``max(1, TRACECODE_DB_POOL_MAX // 4)``) is refused before its answer
+    starts — 429 ``exports_busy`` with ``Retry-After`` —, whatever its domain or format; a
+    HEAD takes no stream for long; once the stalled download is gone, exports answer again."""
+    app = small_pool_app
+    async with _served(app) as client:
+        token = await _token(client)
+        headers = {"Authorization": f"Bearer {token}"}
+        status, stalled = await _download(app, "/verifications", "format=csv", token)
+        assert status == 200
+        try:
+            for path, fmt in (("/center/stock", "csv"), ("/center/documents", "xlsx")):
+                busy = await client.get(path, headers=headers, params={"format": fmt})
+                assert busy.status_code == 429, busy.text
+                assert busy.json()["error"]["code"] == "exports_busy"
+                assert busy.headers["Retry-After"] == str(tabular.EXPORT_RETRY_AFTER)
+        finally:
+            await _stop([stalled])
+        head = await client.head("/center/stock", headers=headers, params={"format": "csv"})
+        assert head.status_code == 200
+        again = await client.get("/center/stock", headers=headers, params={"format": "csv"})
+        assert again.status_code == 200, again.text
+        assert again.content.startswith("\ufeff".encode())
+
+
+async def test_a_stalled_downloads_connection_goes_back_to_the_pool(
+    small_pool_app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A probe: a client that stops reading but stays connected held its export's connection
+    (and the export's share of the pool) for ever. Now the download is cut off after
+    ``EXPORT_IDLE_SECONDS`` without a piece taken (shortened here), logged as an error after the
+    answer started, and the connection is given back: the pool hands out all its connections
+    again, none of them is left idle in the export's transaction, and exports answer again."""
+    monkeypatch.setattr(tabular, "EXPORT_IDLE_SECONDS", 0.5)
+    app = small_pool_app
+    pool = app.state.pool
+    async with _served(app) as client:
+        token = await _token(client)
+        status, stalled = await _download(app, "/verifications", "format=csv", token)
+        assert status == 200
+        with caplog.at_level(logging.ERROR):
+            await asyncio.wait_for(stalled, 10)  # cut off, not left waiting for the client
+        assert "StalledDownload" in caplog.text  # logged as an error after the answer started
+        taken = [await pool.getconn(timeout=2) for _ in range(POOL)]
+        try:
+            rows = await (
+                await taken[0].execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state LIKE 'idle in transaction%%' AND query LIKE '%%export_%%'"
+                )
+            ).fetchone()
+            assert rows is not None and rows["n"] == 0
+            await taken[0].rollback()
+        finally:
+            for conn in taken:
+                await pool.putconn(conn)
+        again = await client.get(
+            "/verifications", headers={"Authorization": f"Bearer {token}"}, params={"format": "csv"}
+        )
+        assert again.status_code == 200, again.text
+
+
+async def test_postgresql_ends_an_idle_export_and_the_pool_discards_its_connection(
+    small_pool_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export's own transaction is limited too: a reader left idle longer than
+    ``EXPORT_IDLE_SECONDS`` (its client not reading) has its session ended by PostgreSQL
+    (``idle_in_transaction_session_timeout``), the next read fails, and the pool discards the
+    broken connection and makes a new one; the export's share is given back."""
+    monkeypatch.setattr(tabular, "EXPORT_IDLE_SECONDS", 0.3)
+    pool = small_pool_app.state.pool
+    batches = tabular.pooled_batches(
+        pool,
+        "SELECT g FROM generate_series(1, 10) g",
+        None,
+        name="export",
+        batch=2,
+        row_factory=tuple_row,
+    )
+    assert await anext(batches) == [(1,), (2,)]
+    await asyncio.sleep(1.0)  # PostgreSQL ends the idle transaction's session meanwhile
+    with pytest.raises(psycopg.Error):  # the session ended (25P03), or its socket closed
+        await anext(batches)
+    assert tabular._streams.get(pool, 0) == 0
+    taken = [await pool.getconn(timeout=2) for _ in range(POOL)]  # all there, all working
+    try:
+        for conn in taken:
+            await conn.execute("SELECT 1")
+            await conn.rollback()
+    finally:
+        for conn in taken:
+            await pool.putconn(conn)
+    assert pool.get_stats().get("returns_bad") == 1  # discarded: "discarding closed connection"

@@ -13,7 +13,6 @@ own and stream it through ``app.tabular`` (the one CSV/XLSX writer, with the for
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -313,13 +312,18 @@ async def check_xlsx_size(conn: Conn, query: Query) -> None:
         )
 
 
-async def _batches(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[list[tuple[Any, ...]]]:
-    """The query's rows, batch by batch, from a server-side cursor (memory stays flat)."""
-    async with pool.connection() as conn:
-        async with conn.cursor(f"export_{uuid.uuid4().hex}", row_factory=tuple_row) as cursor:
-            await cursor.execute(query.sql(), query.params)
-            while rows := await cursor.fetchmany(_BATCH):
-                yield [query.convert(row) for row in rows] if query.convert else rows
+def _batches(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[tabular.Rows]:
+    """The query's rows, batch by batch, from a server-side cursor (memory stays flat); 429
+    ``exports_busy`` now when the pool's export streams are all taken (``app.tabular``)."""
+    return tabular.pooled_batches(
+        pool,
+        query.sql(),
+        query.params,
+        query.convert,
+        name="export",
+        batch=_BATCH,
+        row_factory=tuple_row,
+    )
 
 
 def csv_chunks(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:

@@ -24,8 +24,7 @@ refused (429 ``rate_limited``, ``MemberLimits.check_phone_misses``; 503 while Re
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
@@ -388,14 +387,14 @@ def _audited(f: Filters) -> dict[str, Any]:
     return filters
 
 
-async def _csv_batches(
+def _csv_batches(
     pool: AsyncConnectionPool, actor: Principal, sql: str, params: dict[str, Any]
-) -> AsyncIterator[Iterable[Sequence[Any]]]:
-    async with pool.connection() as conn:
-        async with conn.cursor(f"members_{uuid.uuid4().hex}") as cursor:
-            await cursor.execute(sql, params)
-            while rows := await cursor.fetchmany(CSV_BATCH):
-                yield [_csv_row(actor, r) for r in rows]
+) -> AsyncIterator[tabular.Rows]:
+    """The members' rows from a connection of ``pool`` (``app.tabular.pooled_batches``: 429
+    ``exports_busy`` now when the pool's export streams are all taken)."""
+    return tabular.pooled_batches(
+        pool, sql, params, lambda r: _csv_row(actor, r), name="members", batch=CSV_BATCH
+    )
 
 
 def _csv_row(actor: Principal, r: dict[str, Any]) -> list[Any]:

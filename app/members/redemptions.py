@@ -31,7 +31,6 @@ import hmac
 import logging
 import secrets
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -132,12 +131,13 @@ def seal(settings: Settings, code: str) -> bytes:
     return nonce + sealed + tag
 
 
+def unseal(settings: Settings, blob: bytes) -> str:
     """The code ``seal`` sealed; ValueError when it was sealed under another master key (or
     altered)."""
-def unseal(settings: Settings, blob: bytes) -> str:
     nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
     cipher = AES.new(settings.subkey("redemption-code-seal"), AES.MODE_GCM, nonce=nonce)
     return cipher.decrypt_and_verify(sealed, tag).decode()
+
 
 def _readable(settings: Settings, blob: bytes) -> str | None:
     """The member's code, or None when it cannot be unsealed here: sealed under another master
@@ -159,7 +159,6 @@ def _warn_unreadable(answered: Iterable[RedemptionOut]) -> None:
             "redemption codes that cannot be unsealed under this master key are left out",
             extra={"redemptions": unreadable[:20], "count": len(unreadable)},
         )
-
 
 
 # -- redeeming -------------------------------------------------------------------------------
@@ -374,9 +373,9 @@ async def member_redemptions(
         page=page,
         per_page=per_page,
         make=lambda row: _mine(settings, row, lang),
+    )
     _warn_unreadable(found.items)
     return found
-    )
 
 
 # -- staff: check and fulfil -------------------------------------------------------------------
@@ -890,14 +889,16 @@ async def list_csv(
     return tabular.csv_chunks(LIST_COLUMNS, _csv_batches(pool, actor, sql, params))
 
 
-async def _csv_batches(
+def _csv_batches(
     pool: AsyncConnectionPool, actor: Principal, sql: str, params: dict[str, Any]
 ) -> AsyncIterator[Iterable[Sequence[Any]]]:
-    async with pool.connection() as conn:
-        async with conn.cursor(f"redemptions_{uuid.uuid4().hex}") as cursor:
-            await cursor.execute(sql, params)
-            while rows := await cursor.fetchmany(CSV_BATCH):
-                yield [
-                    [shown_phone(actor, r[c]) if c == "phone" else r[c] for c in LIST_COLUMNS]
-                    for r in rows
-                ]
+    """The redemptions' rows from a connection of ``pool`` (``app.tabular.pooled_batches``:
+    429 ``exports_busy`` now when the pool's export streams are all taken)."""
+    return tabular.pooled_batches(
+        pool,
+        sql,
+        params,
+        lambda r: [shown_phone(actor, r[c]) if c == "phone" else r[c] for c in LIST_COLUMNS],
+        name="redemptions",
+        batch=CSV_BATCH,
+    )

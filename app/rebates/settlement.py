@@ -30,7 +30,6 @@ its stores', a store its own; any other answers 404 as if it did not exist.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -554,16 +553,20 @@ async def detail(
 # -- exports ----------------------------------------------------------------------------------
 
 
-async def _batches(
+def _batches(
     pool: AsyncConnectionPool, query: Query, make: Callable[[dict[str, Any]], msgspec.Struct]
-) -> AsyncIterator[list[tuple[Any, ...]]]:
+) -> AsyncIterator[tabular.Rows]:
     """The query's rows as export rows (``make``, in field order), batch by batch, from a
-    server-side cursor of a connection of their own (memory stays flat)."""
-    async with pool.connection() as conn:
-        async with conn.cursor(f"rebate_export_{uuid.uuid4().hex}") as cursor:
-            await cursor.execute(query.sql(), query.params)
-            while rows := await cursor.fetchmany(_BATCH):
-                yield [msgspec.structs.astuple(make(row)) for row in rows]
+    server-side cursor of a connection of their own (memory stays flat; ``app.tabular``: 429
+    ``exports_busy`` now when the pool's export streams are all taken)."""
+    return tabular.pooled_batches(
+        pool,
+        query.sql(),
+        query.params,
+        lambda row: msgspec.structs.astuple(make(row)),
+        name="rebate_export",
+        batch=_BATCH,
+    )
 
 
 def export(

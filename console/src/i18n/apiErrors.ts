@@ -94,6 +94,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   export_file_missing: '导出文件已不存在，请重新导出',
   export_not_ready: '导出尚未完成',
   export_too_large: '导出数量超出上限，请缩小范围',
+  exports_busy: '同时进行的导出过多，请稍后再试',
   forbidden: '没有权限',
   forged: '此码校验不通过，不是正品码',
   gift_not_offered: '该礼品当前不可兑换',
