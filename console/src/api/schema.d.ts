@@ -892,7 +892,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** QueryEvents */
+        /**
+         * QueryEvents
+         * @description The matching events the caller may see, as an EPCISQueryDocument; the next page in `Link: <…>; rel="next"`. Besides the parameters listed, the family `EQ_bizTransaction_{type}`: `EQ_bizTransaction_po=…` matches events with a business transaction of type `po` (a CBV word or a URI) and that id. Several values of a parameter with `|`; another parameter is 400 `epcisException:QueryParameterException`.
+         */
         get: operations["EpcisEventsQueryEvents"];
         put?: never;
         /** CaptureEvent */
@@ -3838,6 +3841,20 @@ export interface components {
             event_ids: number[];
             parent: string | null;
         };
+        /** @description An EPCIS error: the `Error` with the RFC 7807 fields beside it; branch on `type`. */
+        EpcisProblem: {
+            /** @description what is wrong (the error's message) */
+            detail: string;
+            /** @description the HTTP status */
+            status: number;
+            /** @description the code in words */
+            title: string;
+            /**
+             * @description the binding's exception
+             * @example epcisException:ResourceAlreadyExistsException
+             */
+            type: string;
+        } & WithRequired<components["schemas"]["Error"], "error">;
         /** @description Every error: {"error": {"code", "message", "details"}}; `code` is stable. */
         Error: {
             error: {
@@ -4440,6 +4457,7 @@ export interface components {
             contact_name?: string | null;
             contact_phone?: string | null;
             erp_code: string;
+            gs1_company_prefix?: string | null;
             /** @enum {string} */
             kind: "brand" | "factory" | "warehouse" | "branch" | "agent" | "distributor" | "store" | "printer";
             latitude?: number | null;
@@ -4460,6 +4478,7 @@ export interface components {
             created_at: string;
             depth: number;
             erp_code: string;
+            gs1_company_prefix: string | null;
             id: number;
             kind: string;
             latitude: number | null;
@@ -4480,6 +4499,7 @@ export interface components {
             contact_name?: string | null;
             contact_phone?: string | null;
             erp_code?: string;
+            gs1_company_prefix?: string | null;
             latitude?: number | null;
             longitude?: number | null;
             name?: string;
@@ -5202,7 +5222,7 @@ export interface components {
         /** RedemptionOut */
         RedemptionOut: {
             balance?: number | null;
-            code: string;
+            code: string | null;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -6729,6 +6749,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -6852,19 +6890,37 @@ export interface operations {
             /** @description the same client_id and request again: the same codes */
             200: {
                 headers: {
+                    /** @description the allocation: GET /allocations/{id} */
+                    Location?: string;
+                    /** @description how many codes it holds */
+                    "X-Allocation-Count"?: string;
+                    /** @description the allocation */
+                    "X-Allocation-Id"?: string;
+                    /** @description true for the answer to a retry (the first codes) */
+                    "X-Allocation-Replayed"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/octet-stream": string;
+                    "text/plain": string;
                 };
             };
             /** @description the codes: SERIAL,PIN lines, or a TCPF1 file (format=file) */
             201: {
                 headers: {
+                    /** @description the allocation: GET /allocations/{id} */
+                    Location?: string;
+                    /** @description how many codes it holds */
+                    "X-Allocation-Count"?: string;
+                    /** @description the allocation */
+                    "X-Allocation-Id"?: string;
+                    /** @description true for the answer to a retry (the first codes) */
+                    "X-Allocation-Replayed"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/octet-stream": string;
+                    "text/plain": string;
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
@@ -7040,10 +7096,19 @@ export interface operations {
             /** @description the same SERIAL,PIN lines, or a TCPF1 file for the same key */
             200: {
                 headers: {
+                    /** @description the allocation: GET /allocations/{id} */
+                    Location?: string;
+                    /** @description how many codes it holds */
+                    "X-Allocation-Count"?: string;
+                    /** @description the allocation */
+                    "X-Allocation-Id"?: string;
+                    /** @description true for the answer to a retry (the first codes) */
+                    "X-Allocation-Replayed"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/octet-stream": string;
+                    "text/plain": string;
                 };
             };
             /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
@@ -8132,6 +8197,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9971,6 +10054,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -10957,6 +11058,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -11256,6 +11375,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -11488,7 +11625,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description no or an invalid token or API key */
@@ -11497,7 +11634,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a permission is missing */
@@ -11506,7 +11643,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description not found, or not visible to the caller */
@@ -11515,7 +11652,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description well-formed but breaks a rule */
@@ -11524,7 +11661,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
@@ -11533,7 +11670,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
         };
@@ -11545,7 +11682,66 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description the EPCIS 2.0 context URI, or a list with it */
+                    "@context": unknown;
+                    /** Format: date-time */
+                    creationDate: string;
+                    epcisBody: {
+                        eventList: ({
+                            /** @description the event's own context: a URI, an object, or a list */
+                            "@context"?: unknown;
+                            /** @description urn:uuid:…; else the CBV event hash */
+                            eventID?: string;
+                            /** Format: date-time */
+                            eventTime?: string;
+                            /** @example +08:00 */
+                            eventTimeZoneOffset?: string;
+                            /** @example ObjectEvent */
+                            type: string;
+                        } & {
+                            [key: string]: unknown;
+                        })[];
+                    };
+                    /** @example 2.0 */
+                    schemaVersion: string;
+                    /** @enum {string} */
+                    type: "EPCISDocument";
+                } & {
+                    [key: string]: unknown;
+                };
+                "application/ld+json": {
+                    /** @description the EPCIS 2.0 context URI, or a list with it */
+                    "@context": unknown;
+                    /** Format: date-time */
+                    creationDate: string;
+                    epcisBody: {
+                        eventList: ({
+                            /** @description the event's own context: a URI, an object, or a list */
+                            "@context"?: unknown;
+                            /** @description urn:uuid:…; else the CBV event hash */
+                            eventID?: string;
+                            /** Format: date-time */
+                            eventTime?: string;
+                            /** @example +08:00 */
+                            eventTimeZoneOffset?: string;
+                            /** @example ObjectEvent */
+                            type: string;
+                        } & {
+                            [key: string]: unknown;
+                        })[];
+                    };
+                    /** @example 2.0 */
+                    schemaVersion: string;
+                    /** @enum {string} */
+                    type: "EPCISDocument";
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
         responses: {
             /** @description the capture job (done already when small): poll Location */
             202: {
@@ -11564,7 +11760,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description no or an invalid token or API key */
@@ -11573,7 +11769,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a permission is missing */
@@ -11582,7 +11778,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description conflicts with the current state */
@@ -11591,7 +11787,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description the request body is too large */
@@ -11600,7 +11796,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description the body is not of a media type this operation reads */
@@ -11609,7 +11805,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
@@ -11618,7 +11814,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
         };
@@ -11649,7 +11845,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description no or an invalid token or API key */
@@ -11658,7 +11854,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a permission is missing */
@@ -11667,7 +11863,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description not found, or not visible to the caller */
@@ -11676,7 +11872,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description well-formed but breaks a rule */
@@ -11685,7 +11881,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
@@ -11694,14 +11890,45 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
         };
     };
     EpcisEventsQueryEvents: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description ObjectEvent, AggregationEvent, TransactionEvent, TransformationEvent or AssociationEvent; several values separated by `|` (or the parameter repeated) match any of them */
+                eventType?: string;
+                /** @description events at or after this time (with a zone) */
+                GE_eventTime?: string;
+                /** @description events before this time (with a zone) */
+                LT_eventTime?: string;
+                /** @description events recorded at or after this time */
+                GE_recordTime?: string;
+                /** @description events recorded before this time */
+                LT_recordTime?: string;
+                /** @description ADD, OBSERVE or DELETE; several values separated by `|` (or the parameter repeated) match any of them */
+                EQ_action?: string;
+                /** @description a CBV business step, as a word or a URI; several values separated by `|` (or the parameter repeated) match any of them */
+                EQ_bizStep?: string;
+                /** @description a CBV disposition, as a word or a URI; several values separated by `|` (or the parameter repeated) match any of them */
+                EQ_disposition?: string;
+                /** @description a read point's identifier; several values separated by `|` (or the parameter repeated) match any of them */
+                EQ_readPoint?: string;
+                /** @description a business location's identifier; several values separated by `|` (or the parameter repeated) match any of them */
+                EQ_bizLocation?: string;
+                /** @description an EPC of the event (a URN, a Digital Link, a pattern); several values separated by `|` (or the parameter repeated) match any of them */
+                MATCH_epc?: string;
+                /** @description the event's parentID (a URN or a Digital Link); several values separated by `|` (or the parameter repeated) match any of them */
+                MATCH_parentID?: string;
+                /** @description an EPC, a child or the parentID of the event; several values separated by `|` (or the parameter repeated) match any of them */
+                MATCH_anyEPC?: string;
+                /** @description events per page */
+                perPage?: number;
+                /** @description the next page, from the previous page's Link header */
+                nextPageToken?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -11725,7 +11952,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description no or an invalid token or API key */
@@ -11734,7 +11961,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a permission is missing */
@@ -11743,7 +11970,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
+                };
+            };
+            /** @description the Accept header names no media type this operation answers in */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
@@ -11752,7 +11988,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
         };
@@ -11764,7 +12000,38 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description the event's own context: a URI, an object, or a list */
+                    "@context"?: unknown;
+                    /** @description urn:uuid:…; else the CBV event hash */
+                    eventID?: string;
+                    /** Format: date-time */
+                    eventTime?: string;
+                    /** @example +08:00 */
+                    eventTimeZoneOffset?: string;
+                    /** @example ObjectEvent */
+                    type: string;
+                } & {
+                    [key: string]: unknown;
+                };
+                "application/ld+json": {
+                    /** @description the event's own context: a URI, an object, or a list */
+                    "@context"?: unknown;
+                    /** @description urn:uuid:…; else the CBV event hash */
+                    eventID?: string;
+                    /** Format: date-time */
+                    eventTime?: string;
+                    /** @example +08:00 */
+                    eventTimeZoneOffset?: string;
+                    /** @example ObjectEvent */
+                    type: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
         responses: {
             /** @description Document created, URL follows */
             201: {
@@ -11781,7 +12048,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description no or an invalid token or API key */
@@ -11790,7 +12057,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a permission is missing */
@@ -11799,7 +12066,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description conflicts with the current state */
@@ -11808,7 +12075,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description the request body is too large */
@@ -11817,7 +12084,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description the body is not of a media type this operation reads */
@@ -11826,7 +12093,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
@@ -11835,7 +12102,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
         };
@@ -11868,7 +12135,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description no or an invalid token or API key */
@@ -11877,7 +12144,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a permission is missing */
@@ -11886,7 +12153,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description not found, or not visible to the caller */
@@ -11895,7 +12162,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
+                };
+            };
+            /** @description the Accept header names no media type this operation answers in */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description well-formed but breaks a rule */
@@ -11904,7 +12180,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
@@ -11913,7 +12189,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["EpcisProblem"];
                 };
             };
         };
@@ -12713,6 +12989,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -12898,6 +13192,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -14045,6 +14357,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -15923,6 +16253,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
             503: {
                 headers: {
@@ -16790,6 +17138,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -17472,7 +17838,11 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "text/csv": string;
+            };
+        };
         responses: {
             /** @description Request fulfilled, document follows */
             200: {
@@ -17689,6 +18059,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -17774,6 +18162,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -17852,6 +18258,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18424,6 +18848,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -18502,6 +18944,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -19471,6 +19931,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -20365,6 +20843,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -21314,6 +21810,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -21669,6 +22183,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -22745,6 +23277,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -23268,6 +23818,15 @@ export interface operations {
             };
         };
         responses: {
+            /** @description the same client_id again: the first campaign */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignOut"];
+                };
+            };
             /** @description Document created, URL follows */
             201: {
                 headers: {
@@ -23578,6 +24137,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -23654,6 +24231,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -23921,6 +24516,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -25201,6 +25814,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description well-formed but breaks a rule */
             422: {
                 headers: {
@@ -25595,6 +26226,24 @@ export interface operations {
             };
             /** @description conflicts with the current state */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the body is not of a media type this operation reads */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -26031,3 +26680,6 @@ export interface operations {
         };
     };
 }
+type WithRequired<T, K extends keyof T> = T & {
+    [P in K]-?: T[P];
+};
