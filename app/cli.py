@@ -205,13 +205,15 @@ def cmd_after_restore(
 
     db_url, _ = _urls(settings)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        # the longest prefix in use leaves the fewest serial references (brands' own, 0095)
+        # the one sequence serves every prefix in use (brands' own, 0095): capped by the room
+        # of the shortest, whose serial references run longest — a longer prefix's brand out
+        # of room must not stop the move that keeps the others' pallet labels from coming back
         prefixes = conn.execute(
             "SELECT gs1_company_prefix FROM orgs WHERE gs1_company_prefix IS NOT NULL"
             " UNION SELECT DISTINCT company_prefix FROM case_batches"
         ).fetchall()
-        longest = max([settings.gs1_company_prefix, *(p for (p,) in prefixes)], key=len)
-        limits = {"ssccs": sscc_capacity(longest)}
+        shortest = min([settings.gs1_company_prefix, *(p for (p,) in prefixes)], key=len)
+        limits = {"ssccs": sscc_capacity(shortest)}
         lost = lost_exports(conn, settings.export_path)
         for moved in advance(conn, margins, limits):
             capped = " (half of the room its range has left)" if moved.capped else ""

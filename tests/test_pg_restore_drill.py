@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import os
 import pwd
+import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -566,3 +568,42 @@ async def test_after_restore_while_a_case_batch_is_issued_never_moves_sscc_refs_
         f"SSCC serial reference {after.json()['first_ref']} issued again: case batch "
         f"{during['id']} holds {taken.start}..{taken.stop - 1}"
     )
+
+
+async def test_after_restore_still_moves_sscc_refs_when_one_brand_has_a_long_prefix(
+    app: Any, demo: Any, settings: Any
+) -> None:
+    """A probe (of this session's cap of the SSCC move by the longest prefix in use): a platform whose brands issue under the platform's 7-digit prefix (room for 999,999,999
+    serial references) onboards one brand with a long GS1 prefix of its own (12 digits: room
+    for 9,999). Once the shared SSCC sequence is past 9,999 — the other brands issued that many
+    pallets — ``tracecode db after-restore`` computes the room left from the longest prefix,
+    finds none, and moves ``sscc_serial_ref_seq`` by 0: every SSCC the other brands issued
+    after the restore point is handed out again (two pallets, one label). Before the change it
+    was capped by the platform's prefix and moved. Expected: the sequence still moves on past
+    what may have been issued (the brands that can still issue need it; a long-prefix brand
+    already out of room loses nothing)."""
+    from app.orgs.schemas import OrgIn
+    from app.orgs.service import create_org
+
+    async with app.state.pool.connection() as conn:
+        await create_org(
+            conn,
+            None,
+            OrgIn(
+                kind="brand",
+                name=f"Long prefix {secrets.token_hex(3)}",
+                erp_code=f"LP-{secrets.token_hex(4)}",
+                gs1_company_prefix="987654321098",
+            ),
+        )
+        # the other brands issued past the long prefix's room (9,999)
+        await conn.execute(
+            "SELECT setval('sscc_serial_ref_seq', greatest(50000, "
+            "(SELECT last_value FROM sscc_serial_ref_seq)), true)"
+        )
+    out = await asyncio.to_thread(
+        _after_restore, settings.database_url, *SMALL, "--allocations", "0"
+    )
+    moved = re.search(r"ssccs: last (\d+) -> (\d+)", out)
+    assert moved is not None, out
+    assert int(moved.group(2)) > int(moved.group(1)), out

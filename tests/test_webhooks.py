@@ -1854,3 +1854,63 @@ async def test_a_subscription_patch_that_changes_nothing_writes_no_audit_row(
     paused = await wh.patch(base, headers=admin, json={"active": False})
     assert paused.status_code == 200 and paused.json()["active"] is False, paused.text
     assert await updates() == ["update"]
+
+
+@pytest.mark.usefixtures("client")
+async def test_a_points_event_whose_data_is_no_object_does_not_stop_every_webhook(
+    old_release_db: str, settings: Any
+) -> None:
+    """A probe (of this session's own change, which drops ``member_id`` from points.claimed /
+    redemption.fulfilled data for subscriptions below the brand in SQL: ``e.data -
+    'member_id'``). The sender's rule (README "Delivery", and the probes of 'infinity' times and 3,000-deep
+    arrays): a delivery that cannot be made is dead at once and the sender goes on. A
+    ``points.claimed`` event whose ``data`` is valid jsonb but no object (a scalar, written by
+    SQL, a replay tool, a hand-fixed row) now makes ``jsonb - text`` raise "cannot delete from
+    scalar" inside the claim query itself, for an agent's subscription: the claim fails, the
+    delivery stays first due, and no webhook of any tenant goes out again. Before the change
+    the claim fetched ``e.data::text`` and only that delivery died. Expected: the claim
+    succeeds (strip ``member_id`` only when ``jsonb_typeof(e.data) = 'object'``)."""
+    from app.webhooks import sender, signing
+
+    db.migrate(old_release_db)
+    sealed = signing.seal(settings, signing.new_secret())
+    with psycopg.connect(old_release_db, autocommit=True) as conn:
+        brand = _org(conn, "brand", "PR-BRAND", None)
+        agent = _org(conn, "agent", "PR-AGENT", brand)
+        conn.execute(
+            """INSERT INTO webhook_subscriptions (brand_id, org_id, owner_org_id, url,
+                                                  event_kinds, secret_sealed)
+               VALUES (%s, %s, %s, 'https://agent.example/hook', %s, %s)""",
+            (brand[0], agent[0], agent[0], ["points.claimed"], sealed),
+        )
+        for data in ('"not an object"', json.dumps({"claim_id": 2, "points": 7})):
+            conn.execute(
+                "INSERT INTO webhook_events (brand_id, kind, org_ids, data) "
+                "VALUES (%s, 'points.claimed', %s, %s::jsonb)",
+                (brand[0], [brand[0], agent[0]], data),
+            )
+    async with await psycopg.AsyncConnection.connect(
+        old_release_db, autocommit=True, row_factory=dict_row
+    ) as conn:
+        claimed = await sender.claim(conn, 10)
+    assert len(claimed) == 2, claimed  # the poison (to die in request_of) and the good one
+    good = [json.loads(c.data) for c in claimed if c.data.startswith("{")]
+    assert good == [{"claim_id": 2, "points": 7}], claimed
+
+
+async def test_a_post_to_an_address_no_page_has_is_404_not_405(client: Any, demo: Any) -> None:
+    """Regression of 3edb4da (catch-all 404 pages ``/c/{serial}/{rest:path}``,
+    ``/p/{gtin}/{rest:path}``, ``/member/{rest:path}``, GET and HEAD only).
+
+    Before the change a POST (or PUT, DELETE) to an address no route has under these prefixes
+    was routing's 404 ``not_found``; now the catch-all route matches the path and the method
+    is refused: 405 ``method_not_allowed`` with ``Allow: GET, HEAD``, for a resource whose GET
+    answers 404 — a client is told the address exists and only the method is wrong. Expected:
+    404 for every method (the catch-all taking every method, or answering 404 itself)."""
+    for method, path in (
+        ("POST", "/member/no-such-page"),
+        ("POST", "/c/ABCDEFGHJKMNPQRSTVWX/extra"),
+        ("DELETE", "/p/06901234000016/extra"),
+    ):
+        response = await client.request(method, path)
+        assert response.status_code == 404, (method, path, response.status_code, response.text)

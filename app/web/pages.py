@@ -532,12 +532,12 @@ async def _claim_offer(
 # answered routing's English JSON 404 to a phone's browser (a probe); a page in its language.
 @route(
     ["/c", "/p", "/c/{serial:str}/{rest:path}", "/p/{gtin:str}/{rest:path}", "/member/{rest:path}"],
-    http_method=GET_HEAD,
+    http_method=[*GET_HEAD, "POST", "PUT", "PATCH", "DELETE"],  # 404 to every method, not 405
     include_in_schema=False,
     exception_handlers=PAGE_ERRORS,
 )
 async def no_page(request: Request[Any, Any, Any], settings: Settings) -> Response[str]:
-    """404, as a page: no consumer page has this address."""
+    """404, as a page: no consumer page has this address (whatever the method)."""
     lang, remember = session.language(request, settings)
     path = quote(request.scope["path"], safe="/")
     return message_page(lang, remember, path, 404, "not_found_title", word("no_page", lang))

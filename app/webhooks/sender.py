@@ -124,8 +124,10 @@ SELECT c.id, c.attempts, c.subscription_id, s.brand_id, e.msg_id, e.kind,
        -- fulfilment's event reaches a subscription below the brand without ``member_id``,
        -- also one an older release wrote for the brand and the agent or store together, still
        -- queued at the upgrade or replayed since (a probe)
+       -- (an object's only: deleting from a scalar or an array fails the whole claim)
        CASE WHEN e.kind IN ('points.claimed', 'redemption.fulfilled')
-                 AND s.org_id <> s.brand_id THEN e.data - 'member_id'
+                 AND s.org_id <> s.brand_id AND jsonb_typeof(e.data) = 'object'
+            THEN e.data - 'member_id'
             ELSE e.data END::text AS data,
        -- ``request_of`` refuses a NULL time: the delivery is dead at once, the others go on
        {READABLE_TIME} AS occurred_at,
