@@ -97,5 +97,6 @@ async def test_the_five_lists_page(client: Any, login: Any, demo: Any) -> None:
         made.append(export.json()["id"])
     exports = await _pages(client, f"/batches/{no}/exports", planner)
     assert [e["id"] for e in exports] == made  # oldest first
-    nothing = (await client.get("/batches/999999999/exports", headers=planner)).json()
-    assert nothing == {"items": [], "page": 1, "per_page": 50, "total": 0}
+    # a batch the brand does not have: 404, not an empty page (a probe)
+    nothing = await client.get("/batches/999999999/exports", headers=planner)
+    assert nothing.status_code == 404 and nothing.json()["error"]["code"] == "not_found"
