@@ -6,6 +6,8 @@ import itertools
 import secrets
 from typing import Any
 
+from tests.helpers import onboarded_brand
+
 # the demo stores' recorded positions (app/demo.py STORE_POSITIONS)
 HZ = (30.2590, 120.1550)
 _ids = itertools.count()
@@ -51,27 +53,5 @@ async def check_in(
 
 async def other_brand_admin(client: Any, login: Any) -> dict[str, str]:
     """The admin of a brand onboarded for the test (it holds every field permission)."""
-    platform = await login("platform")
-    tag = secrets.token_hex(3).upper()
-    brand = await client.post(
-        "/orgs",
-        headers=platform,
-        json={"kind": "brand", "name": f"Field other {tag}", "erp_code": f"FO-{tag}"},
-    )
-    assert brand.status_code == 201, brand.text
-    password = secrets.token_urlsafe(16)
-    username = f"fo-{tag.lower()}"
-    user = await client.post(
-        "/users",
-        headers=platform,
-        json={
-            "org_id": brand.json()["id"],
-            "username": username,
-            "password": password,
-            "roles": ["brand_admin"],
-        },
-    )
-    assert user.status_code == 201, user.text
-    token = await client.post("/auth/login", json={"username": username, "password": password})
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+    _, headers = await onboarded_brand(client, login)
+    return headers

@@ -167,3 +167,25 @@ async def served(app: Any) -> AsyncIterator[Any]:
         ) as client,
     ):
         yield client
+
+
+async def onboarded_brand(
+    client: Any, login: Any, **fields: Any
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A brand onboarded for the test by the platform operator (``fields``: more of the brand's
+    own, e.g. its ``gs1_company_prefix``), and its ``brand_admin``'s headers: the brand, the
+    headers."""
+    import secrets
+
+    platform = await login("platform")
+    tag = secrets.token_hex(3).upper()
+    body = {"kind": "brand", "name": f"Tenant {tag}", "erp_code": f"TN-{tag}", **fields}
+    brand = await client.post("/orgs", headers=platform, json=body)
+    assert brand.status_code == 201, brand.text
+    username, password = f"tn-{tag.lower()}", secrets.token_urlsafe(16)
+    user = {"org_id": brand.json()["id"], "username": username, "password": password}
+    made = await client.post("/users", headers=platform, json={**user, "roles": ["brand_admin"]})
+    assert made.status_code == 201, made.text
+    token = await client.post("/auth/login", json={"username": username, "password": password})
+    assert token.status_code == 200, token.text
+    return brand.json(), {"Authorization": f"Bearer {token.json()['access_token']}"}

@@ -8,7 +8,14 @@ from typing import Any
 
 from app._core import gs1_check_digit
 from tests.field_support import other_brand_admin
-from tests.helpers import activate, assert_error, issue_cases, issue_units, scheme_for_tests
+from tests.helpers import (
+    activate,
+    assert_error,
+    issue_cases,
+    issue_units,
+    onboarded_brand,
+    scheme_for_tests,
+)
 
 
 async def test_issue_show_list_and_void_a_batch(client: Any, login: Any, demo: Any) -> None:
@@ -517,32 +524,9 @@ async def _brand_with_printer(client: Any, login: Any, prefix: str | None = None
     """A brand onboarded by the platform operator (with ``prefix`` as its GS1 company prefix,
     or none), its admin, and a printer of its own."""
     platform = await login("platform")
-    tag = secrets.token_hex(3).upper()
     extra = {} if prefix is None else {"gs1_company_prefix": prefix}
-    brand = await client.post(
-        "/orgs",
-        headers=platform,
-        json={"kind": "brand", "name": f"Nova {tag}", "erp_code": f"NV-{tag}", **extra},
-    )
-    assert brand.status_code == 201, brand.text
-    assert brand.json()["gs1_company_prefix"] == prefix
-    password = secrets.token_urlsafe(16)
-    user = await client.post(
-        "/users",
-        headers=platform,
-        json={
-            "org_id": brand.json()["id"],
-            "username": f"nv-admin-{tag}",
-            "password": password,
-            "roles": ["brand_admin"],
-        },
-    )
-    assert user.status_code == 201, user.text
-    token = await client.post(
-        "/auth/login", json={"username": f"nv-admin-{tag}", "password": password}
-    )
-    assert token.status_code == 200, token.text
-    admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    brand, admin = await onboarded_brand(client, login, **extra)
+    assert brand["gs1_company_prefix"] == prefix
     printer = await client.post(
         "/orgs",
         headers=admin,
@@ -550,12 +534,12 @@ async def _brand_with_printer(client: Any, login: Any, prefix: str | None = None
             "kind": "printer",
             "name": "Nova printer",
             "erp_code": "NV-P",
-            "parent_id": brand.json()["id"],
+            "parent_id": brand["id"],
         },
     )
     assert printer.status_code == 201, printer.text
     return {
-        "brand_id": brand.json()["id"],
+        "brand_id": brand["id"],
         "admin": admin,
         "platform": platform,
         "printer_id": printer.json()["id"],

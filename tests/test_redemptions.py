@@ -21,7 +21,7 @@ import pytest
 
 from app.members.points import check_balances
 from app.members.redemptions import expire_due
-from tests.helpers import assert_error
+from tests.helpers import assert_error, onboarded_brand
 from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
 
 
@@ -722,31 +722,8 @@ async def test_ledger_equals_balances_after_a_random_sequence(
 
 async def _other_brand_admin(client: Any, login: Any) -> dict[str, str]:
     """The brand_admin of a second tenant (made for this test by the platform operator)."""
-    platform = await login("platform")
-    tag = secrets.token_hex(3).upper()
-    brand = await client.post(
-        "/orgs",
-        headers=platform,
-        json={"kind": "brand", "name": f"R {tag}", "erp_code": f"RB-{tag}"},
-    )
-    assert brand.status_code == 201, brand.text
-    password = secrets.token_urlsafe(16)
-    user = await client.post(
-        "/users",
-        headers=platform,
-        json={
-            "org_id": brand.json()["id"],
-            "username": f"rb-{tag.lower()}",
-            "password": password,
-            "roles": ["brand_admin"],
-        },
-    )
-    assert user.status_code == 201, user.text
-    token = await client.post(
-        "/auth/login", json={"username": f"rb-{tag.lower()}", "password": password}
-    )
-    assert token.status_code == 200, token.text
-    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+    _, headers = await onboarded_brand(client, login)
+    return headers
 
 
 async def test_staff_list_redemptions_one_by_one_scoped(
