@@ -819,6 +819,9 @@ async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administr
     finally:
         embedded.drop_database(settings.database_url, name)
 
+    # a control character, refused as every argument is (``_bad_argument``; the later --name)
+    hostile = create("--admin", f"nv-{tag}", "--name", "Nova\x1b[2J")
+    assert hostile.returncode == 2 and "control character" in hostile.stderr, hostile.stderr
     short = create("--admin", f"nv-{tag}", stdin="short\n")  # the API's password rule
     assert short.returncode == 2 and "Traceback" not in short.stderr, short.stderr
     assert short.stderr.startswith("tracecode: invalid value"), short.stderr
