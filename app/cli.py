@@ -28,6 +28,7 @@ from app.processes import worker_command as worker_command
 from app.restore import ALLOCATIONS as RESTORE_ALLOCATIONS
 from app.restore import IDS_MARGIN as RESTORE_IDS_MARGIN
 from app.restore import SEQUENCES as RESTORE_SEQUENCES
+from app.restore import SSCCS as RESTORE_SSCCS
 
 
 def _fail(message: str) -> int:
@@ -200,24 +201,25 @@ def cmd_after_restore(
     past the codes its lost printer files hold, whatever the margin."""
     import psycopg
 
-    from app.codes.cases import sscc_capacity
-    from app.restore import advance, advance_allocations, lost_exports
+    from app.restore import advance, advance_allocations, advance_ssccs, lost_exports
 
     db_url, _ = _urls(settings)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        # the one sequence serves every prefix in use (brands' own, 0095): capped by the room
-        # of the shortest, whose serial references run longest — a longer prefix's brand out
-        # of room must not stop the move that keeps the others' pallet labels from coming back
-        prefixes = conn.execute(
-            "SELECT gs1_company_prefix FROM orgs WHERE gs1_company_prefix IS NOT NULL"
-            " UNION SELECT DISTINCT company_prefix FROM case_batches"
-        ).fetchall()
-        shortest = min([settings.gs1_company_prefix, *(p for (p,) in prefixes)], key=len)
-        limits = {"ssccs": sscc_capacity(shortest)}
+        prefixes = [
+            settings.gs1_company_prefix,
+            *(
+                p
+                for (p,) in conn.execute(
+                    "SELECT gs1_company_prefix FROM orgs WHERE gs1_company_prefix IS NOT NULL"
+                )
+            ),
+        ]
         lost = lost_exports(conn, settings.export_path)
-        for moved in advance(conn, margins, limits):
-            capped = " (half of the room its range has left)" if moved.capped else ""
-            print(f"{moved.name}: last {moved.before} -> {moved.after}{capped}")
+        moved = advance(conn, margins)
+        moved += advance_ssccs(conn, margins.get("ssccs", RESTORE_SSCCS), prefixes)
+        for each in moved:
+            capped = " (half of the room its range has left)" if each.capped else ""
+            print(f"{each.name}: last {each.before} -> {each.after}{capped}")
         batches = advance_allocations(conn, allocations, lost)
         for batch in batches:
             full = " (the whole batch: nothing left)" if batch.after == batch.size else ""
@@ -1215,6 +1217,13 @@ def main(argv: list[str] | None = None) -> int:
             help=f"after-restore: {name} skipped ({margin})",
         )
     db.add_argument(
+        "--ssccs",
+        type=_margin,
+        default=RESTORE_SSCCS,
+        help="after-restore: SSCC serial references each GS1 company prefix skips, at most half "
+        f"of the room it has left ({RESTORE_SSCCS})",
+    )
+    db.add_argument(
         "--allocations",
         type=_margin,
         default=RESTORE_ALLOCATIONS,
@@ -1383,7 +1392,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "services":
             return cmd_services(settings, args.action)
         if args.command == "db" and args.action == "after-restore":
-            margins = {name: getattr(args, name) for name in [*RESTORE_SEQUENCES, "ids"]}
+            margins = {n: getattr(args, n) for n in [*RESTORE_SEQUENCES, "ssccs", "ids"]}
             return cmd_after_restore(settings, margins, args.allocations)
         if args.command == "db" and args.action == "status":
             return cmd_db_status(settings)

@@ -35,7 +35,7 @@ class Lock(IntEnum):
     MIGRATIONS = 7_245_001  # session, one key: one migrator at a time
     EXPORT_RUN = 7_245_003  # session, per export id: one runner per export, the next waits
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
-    SSCC_BLOCK = 7_245_005  # transaction, 0: a contiguous block of the SSCC sequence
+    SSCC_BLOCK = 7_245_005  # transaction, 0: who may take which GS1 company prefix
     EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition
     ORDER_IMPORT = 7_245_008  # transaction, per brand: one order import at a time, never waited for
     STOCK_ROLLUP = 7_245_009  # session, one key: one stock roller across processes

@@ -8,7 +8,9 @@ point — the same serials and PINs, maybe printed on goods already. Nothing in 
 database tells how far the lost work went, so each sequence moves on by a margin the operator
 may set (the defaults cover far more than a day's issuance of a large brand), and never by more
 than half of the room its range has left (review R3: SSCC serial references end where the
-company prefix leaves no digit, at 9,999,999 for a 9-digit prefix). Safe to run twice, and while
+company prefix leaves no digit, at 9,999,999 for a 9-digit prefix). SSCC serial references are
+counted per company prefix in a table (``sscc_refs``), each prefix's moved on in its own room
+(``advance_ssccs``). Safe to run twice, and while
 the service already serves: a sequence is read and set under its own lock (``advance``), so it
 only ever moves forward, and a gap in numbers is harmless.
 
@@ -55,7 +57,6 @@ import msgspec
 # what each sequence names outside the database, and the default margin
 SEQUENCES = {
     "batches": ("code_batch_no_seq", 100_000),  # serials and PINs (a batch: up to 2^32 codes)
-    "ssccs": ("sscc_serial_ref_seq", 1_000_000),  # case labels
     "documents": ("document_no_seq", 1_000_000),  # document numbers on paper (7 digits)
     "members": ("members_id_seq", 10_000_000),  # a member token's subject (valid 30 days)
     "orgs": ("orgs_id_seq", 100_000),  # a store's id, signed on its printed nameplate
@@ -91,13 +92,15 @@ IDS = (
     "webhook_deliveries",  # every webhook message's delivery_id; /webhooks/deliveries/{id}
 )
 IDS_MARGIN = 10_000_000
+# the default margin of every company prefix's SSCC serial references (``advance_ssccs``)
+SSCCS = 1_000_000
 # the default margin of every batch's allocation cursor: more than a day of ten lines taking
 # 600 codes a minute each
 ALLOCATIONS = 10_000_000
 
 
 class Moved(msgspec.Struct, frozen=True):
-    name: str  # a key of SEQUENCES, or "<table>.id" of IDS
+    name: str  # a key of SEQUENCES, "<table>.id" of IDS, or "ssccs <company prefix>"
     before: int
     after: int
     capped: bool  # the margin was more than half of the room left
@@ -121,26 +124,25 @@ def _targets(conn: Any, margins: dict[str, int]) -> list[tuple[str, str, int]]:
     return targets
 
 
-def advance(conn: Any, margins: dict[str, int], limits: dict[str, int]) -> list[Moved]:
+def advance(conn: Any, margins: dict[str, int]) -> list[Moved]:
     """Move each sequence on by its margin (``margins`` by the keys of ``SEQUENCES``, and
-    ``"ids"`` for every table of ``IDS``; a missing key: its default), within its limit
-    (``limits``; a missing key: the sequence's maximum); ``conn``: a synchronous psycopg
-    connection in autocommit mode (each sequence moved in a short transaction of its own).
+    ``"ids"`` for every table of ``IDS``; a missing key: its default), within the sequence's
+    maximum; ``conn``: a synchronous psycopg connection in autocommit mode (each sequence moved
+    in a short transaction of its own).
 
     What is atomic for a sequence in PostgreSQL: ``nextval`` and ``setval`` each are, alone —
     neither is transactional, and there is no compare-and-set. Reading ``last_value`` and then
     calling ``setval`` (even in one statement) leaves a gap between the two in which another
-    session's ``nextval`` — or a case batch's block, ``cases._allocate_refs``: ``nextval`` then
-    ``setval`` to the block's last reference — may move the sequence past what was read, and the
-    ``setval`` then moves it back behind numbers already handed out (a probe: two pallets with
-    one SSCC). A sequence cannot be ``LOCK``ed nor its row locked, but ``nextval`` and ``setval``
-    take a RowExclusiveLock on it, held to the end of their transaction, and ``ALTER SEQUENCE``
-    (all but ``RESTART`` alone) a ShareRowExclusiveLock, which conflicts with it ("ALTER
-    SEQUENCE blocks concurrent nextval, currval, lastval, and setval calls"). So each sequence
-    is first altered without a change (``START WITH`` its own start): that waits for every
-    transaction that took from the sequence to end (a case batch between its ``nextval`` and
-    its ``setval`` included), and holds off any other until this one commits; the read and the
-    ``setval`` under it are then one atomic step, and the value set, the one read plus a margin
+    session's ``nextval`` may move the sequence past what was read, and the ``setval`` then
+    moves it back behind numbers already handed out (a probe: two pallets with one SSCC, when
+    their serial references were a sequence taken a block at a time). A sequence cannot be
+    ``LOCK``ed nor its row locked, but ``nextval`` and ``setval`` take a RowExclusiveLock on it,
+    held to the end of their transaction, and ``ALTER SEQUENCE`` (all but ``RESTART`` alone) a
+    ShareRowExclusiveLock, which conflicts with it ("ALTER SEQUENCE blocks concurrent nextval,
+    currval, lastval, and setval calls"). So each sequence is first altered without a change
+    (``START WITH`` its own start): that waits for every transaction that took from the sequence
+    to end, and holds off any other until this one commits; the read and the ``setval`` under it
+    are then one atomic step, and the value set, the one read plus a margin
     of 0 or more, is never behind the sequence's current value. (``ALTER SEQUENCE`` wants the
     sequence's owner: the role that migrates. A long transaction that took from a sequence, a
     large import, holds the command up, and new takers wait behind it, for that long.)"""
@@ -157,11 +159,43 @@ def advance(conn: Any, margins: dict[str, int], limits: dict[str, int]) -> list[
                 (sequence,),
             ).fetchone()
             before = last if called else last - 1  # the last number handed out
-            room = max(0, min(maximum, limits.get(name, maximum)) - before)
+            room = max(0, maximum - before)
             margin = min(requested, room // 2)
             if margin > 0:
                 conn.execute("SELECT setval(%s::regclass, %s, true)", (sequence, before + margin))
         moved.append(Moved(name, before, before + margin, margin < requested))
+    return moved
+
+
+def advance_ssccs(conn: Any, margin: int, prefixes: Sequence[str]) -> list[Moved]:
+    """Move each company prefix's SSCC serial references (``sscc_refs``) on by ``margin``, never
+    by more than half of the room its prefix leaves (``cases.sscc_capacity``): every prefix
+    counted, and ``prefixes`` (the brands' own and the platform's) too, whose first case batch
+    may be the lost work (counted from 0). A count's row is read ``FOR UPDATE``: a case batch
+    taking a block of it (``cases._allocate_refs``) holds the row to its end, so the read waits
+    for it, and the next waits for the move; the count only ever moves forward."""
+    from app.codes.cases import sscc_capacity
+
+    conn.execute(
+        "INSERT INTO sscc_refs (company_prefix, last_ref) SELECT p, 0 FROM unnest(%s::text[]) p"
+        " ON CONFLICT (company_prefix) DO NOTHING",
+        (sorted(set(prefixes)),),
+    )
+    moved = []
+    for (prefix,) in conn.execute(
+        "SELECT company_prefix FROM sscc_refs ORDER BY company_prefix"
+    ).fetchall():
+        with conn.transaction():
+            before = conn.execute(
+                "SELECT last_ref FROM sscc_refs WHERE company_prefix = %s FOR UPDATE", (prefix,)
+            ).fetchone()[0]
+            step = min(margin, max(0, sscc_capacity(prefix) - before) // 2)
+            if step > 0:
+                conn.execute(
+                    "UPDATE sscc_refs SET last_ref = %s WHERE company_prefix = %s",
+                    (before + step, prefix),
+                )
+        moved.append(Moved(f"ssccs {prefix}", before, before + step, step < margin))
     return moved
 
 

@@ -634,6 +634,69 @@ async def test_a_brands_serial_references_end_where_its_own_prefix_leaves_no_dig
     assert "up to 9999" in error["message"]
 
 
+async def test_a_long_prefix_brands_serial_references_are_its_own_whatever_others_issued(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: serial references came from one platform-wide sequence, so a brand with a
+    12-digit prefix (room for 9,999) found the room taken by the other brands' pallets (every
+    case batch of the platform's 7-digit prefix moved the sequence on): its first batch was 422
+    ``sscc_range_exhausted`` once the platform had issued 9,999 cases. They are counted per
+    prefix now (``sscc_refs``): the brand's start at 1 and run to 9,999, a refused batch takes
+    none, and the demo brand's go on from where they were."""
+    before = await issue_cases(client, login, demo, "inner", 1)
+    nova = await _brand_with_printer(client, login, _prefix(12))
+    body = {"level": "pallet", "printer_id": nova["printer_id"]}
+    first = await client.post("/case-batches", headers=nova["admin"], json={**body, "size": 9000})
+    assert first.status_code == 201, first.text
+    assert first.json()["first_ref"] == 1
+    error = assert_error(
+        await client.post("/case-batches", headers=nova["admin"], json={**body, "size": 1000}),
+        422,
+        "sscc_range_exhausted",
+    )
+    assert "999 left" in error["message"], error
+    last = await client.post("/case-batches", headers=nova["admin"], json={**body, "size": 999})
+    assert last.status_code == 201, last.text
+    assert (last.json()["first_ref"], last.json()["last_sscc"][-5:-1]) == (9001, "9999")
+    after = await issue_cases(client, login, demo, "inner", 1)
+    assert int(after[0][8:-1]) == int(before[0][8:-1]) + 1  # the platform prefix's, going on
+
+
+async def test_a_company_prefix_starting_one_in_use_is_refused(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """Counted per prefix, two prefixes of which one starts the other would make one SSCC
+    (0614141 + 012345678 and 06141410 + 12345678). A brand may not be given one that starts,
+    or extends, a prefix case codes were issued under (the platform's, which the demo brand's
+    pallets carry, included: it was only refused when equal), 409
+    ``duplicate_company_prefix``; nor may a brand take the platform's setting once it was
+    changed to one such."""
+    import msgspec
+
+    from app.codes.cases import _company_prefix
+    from app.errors import Conflict
+
+    platform_prefix = app.state.settings.gs1_company_prefix
+    await issue_cases(client, login, demo, "inner", 1)  # the platform's prefix in use
+    nova = await _brand_with_printer(client, login)
+    url = f"/orgs/{nova['brand_id']}"
+    for value in (platform_prefix + "5", platform_prefix[:-1]):
+        error = assert_error(
+            await client.patch(url, headers=nova["platform"], json={"gs1_company_prefix": value}),
+            409,
+            "duplicate_company_prefix",
+        )
+        assert error["details"] == {"field": "gs1_company_prefix"}
+    changed = msgspec.structs.replace(app.state.settings, gs1_company_prefix=platform_prefix + "0")
+    async with app.state.pool.connection() as conn, conn.transaction():
+        try:
+            taken = await _company_prefix(conn, nova["brand_id"], changed)
+        except Conflict as refused:
+            assert refused.code == "duplicate_company_prefix"
+        else:
+            raise AssertionError(f"the brand took {taken}, which extends {platform_prefix}")
+
+
 async def test_a_second_brands_sscc_epc_urn_splits_at_its_own_prefix_length(
     client: Any, login: Any, demo: Any
 ) -> None:

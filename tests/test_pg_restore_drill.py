@@ -258,7 +258,7 @@ def test_a_base_backup_and_archived_wal_restore_to_a_named_point(drill: Drill) -
     )
     assert done.returncode == 0, done.stderr
     assert "batches: last " in done.stdout, done.stdout
-    assert "ssccs: last 0 -> 4999 (half of the room" in done.stdout, done.stdout
+    assert "ssccs 690123456789: last 0 -> 4999 (half of the room" in done.stdout, done.stdout
     with psycopg.connect(restored_url, autocommit=True) as conn:
         assert conn.execute("SELECT nextval('code_batch_no_seq')").fetchone()[0] > max(lost)
 
@@ -510,29 +510,27 @@ async def test_after_restore_an_erp_held_order_id_never_names_another_order(
 async def test_after_restore_while_a_case_batch_is_issued_never_moves_sscc_refs_back(
     client: Any, login: Any, demo: Any, app: Any, settings: Any
 ) -> None:
-    """A probe: ``tracecode db after-restore`` run while the service already serves.
-    ``app.restore.advance`` read the SSCC sequence, a case batch of 5,000 cases was taken
-    (``cases._allocate_refs``: nextval, then setval to the block's last reference), and the
-    command then set the sequence to the value read plus its margin — behind the block just
-    printed: the next case batch got SSCCs of the same block, two pallets with one SSCC. Now
-    each sequence is read and set under a lock ``nextval`` waits for (a no-op ``ALTER
-    SEQUENCE``): the case batch, sent right after the read, waits for the command and takes
-    its block after the move."""
+    """A probe: ``tracecode db after-restore`` run while the service already serves. It read
+    the SSCC serial references, a case batch of 5,000 cases was taken, and the command then set
+    them to the value read plus its margin — behind the block just printed: the next case batch
+    got SSCCs of the same block, two pallets with one SSCC. Each company prefix's count is read
+    ``FOR UPDATE`` now (``app.restore.advance_ssccs``): the case batch, sent right after the
+    read, waits for the command and takes its block after the move."""
     import psycopg
 
-    from app.codes.cases import sscc_capacity
-    from app.restore import advance
+    from app.restore import advance_ssccs
 
     planner = await login("planner")
+    prefix = settings.gs1_company_prefix  # the demo brand's case batches carry it
     loop = asyncio.get_running_loop()
     size = 5000
     body = {"level": "pallet", "size": size, "printer_id": demo["PRINTER-SH"]}
     racing: list[Any] = []
 
     class Racing:
-        """The command's connection; a case batch is sent right after it reads the SSCC
-        sequence (as another request of the serving API would), and given a few seconds — it
-        is done at once unless the command holds it off."""
+        """The command's connection; a case batch is sent right after it reads the prefix's
+        count (as another request of the serving API would), and given a few seconds — it is
+        done at once unless the command holds it off."""
 
         def __init__(self, conn: Any) -> None:
             self._conn = conn
@@ -542,25 +540,22 @@ async def test_after_restore_while_a_case_batch_is_issued_never_moves_sscc_refs_
 
         def execute(self, sql: Any, params: Any = None) -> Any:
             answer = self._conn.execute(sql, params)
-            if "FROM sscc_serial_ref_seq s" in str(sql) and not racing:
+            if "FOR UPDATE" in str(sql) and params == (prefix,) and not racing:
                 sent = client.post("/case-batches", headers=planner, json=body)
                 racing.append(asyncio.run_coroutine_threadsafe(sent, loop))
                 with contextlib.suppress(TimeoutError):
                     racing[0].result(3)
             return answer
 
-    margins = {"batches": 1, "ssccs": 1000, "documents": 1, "members": 1, "orgs": 1, "ids": 1}
-    limits = {"ssccs": sscc_capacity(settings.gs1_company_prefix)}
-
     def run() -> Any:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            return advance(Racing(conn), margins, limits)
+            return advance_ssccs(Racing(conn), 1000, [prefix])
 
     moved = {m.name: m for m in await asyncio.to_thread(run)}
     made = await asyncio.wrap_future(racing[0])
     assert made.status_code == 201, made.text
     during = made.json()
-    assert during["first_ref"] == moved["ssccs"].after + 1  # its block after the move
+    assert during["first_ref"] == moved[f"ssccs {prefix}"].after + 1  # its block after the move
     after = await client.post("/case-batches", headers=planner, json={**body, "size": 1})
     assert after.status_code == 201, after.text
     taken = range(during["first_ref"], during["first_ref"] + size)
@@ -570,21 +565,19 @@ async def test_after_restore_while_a_case_batch_is_issued_never_moves_sscc_refs_
     )
 
 
-async def test_after_restore_still_moves_sscc_refs_when_one_brand_has_a_long_prefix(
+async def test_after_restore_moves_each_prefixs_sscc_refs_within_its_own_room(
     app: Any, demo: Any, settings: Any
 ) -> None:
-    """A probe (of this session's cap of the SSCC move by the longest prefix in use): a platform whose brands issue under the platform's 7-digit prefix (room for 999,999,999
-    serial references) onboards one brand with a long GS1 prefix of its own (12 digits: room
-    for 9,999). Once the shared SSCC sequence is past 9,999 — the other brands issued that many
-    pallets — ``tracecode db after-restore`` computes the room left from the longest prefix,
-    finds none, and moves ``sscc_serial_ref_seq`` by 0: every SSCC the other brands issued
-    after the restore point is handed out again (two pallets, one label). Before the change it
-    was capped by the platform's prefix and moved. Expected: the sequence still moves on past
-    what may have been issued (the brands that can still issue need it; a long-prefix brand
-    already out of room loses nothing)."""
+    """SSCC serial references are counted per company prefix (``sscc_refs``), and
+    ``tracecode db after-restore`` moves each within the room its own prefix leaves. (A probe,
+    when one sequence served every prefix: its move was capped by the longest prefix in use,
+    and once the other brands had issued past a 12-digit prefix's 9,999 it moved by 0 — every
+    SSCC issued after the restore point handed out again.) The platform's prefix, far past
+    9,999, moves by the whole margin; a 12-digit brand's at 9,990 by half of the 9 left."""
     from app.orgs.schemas import OrgIn
     from app.orgs.service import create_org
 
+    long_prefix = "987654321098"
     async with app.state.pool.connection() as conn:
         await create_org(
             conn,
@@ -593,17 +586,19 @@ async def test_after_restore_still_moves_sscc_refs_when_one_brand_has_a_long_pre
                 kind="brand",
                 name=f"Long prefix {secrets.token_hex(3)}",
                 erp_code=f"LP-{secrets.token_hex(4)}",
-                gs1_company_prefix="987654321098",
+                gs1_company_prefix=long_prefix,
             ),
         )
-        # the other brands issued past the long prefix's room (9,999)
         await conn.execute(
-            "SELECT setval('sscc_serial_ref_seq', greatest(50000, "
-            "(SELECT last_value FROM sscc_serial_ref_seq)), true)"
+            """INSERT INTO sscc_refs (company_prefix, last_ref) VALUES (%s, 9990), (%s, 50000)
+               ON CONFLICT (company_prefix)
+               DO UPDATE SET last_ref = greatest(sscc_refs.last_ref, excluded.last_ref)""",
+            (long_prefix, settings.gs1_company_prefix),
         )
     out = await asyncio.to_thread(
         _after_restore, settings.database_url, *SMALL, "--allocations", "0"
     )
-    moved = re.search(r"ssccs: last (\d+) -> (\d+)", out)
+    assert "ssccs 987654321098: last 9990 -> 9994 (half of the room" in out, out
+    moved = re.search(rf"ssccs {settings.gs1_company_prefix}: last (\d+) -> (\d+)\n", out)
     assert moved is not None, out
-    assert int(moved.group(2)) > int(moved.group(1)), out
+    assert int(moved.group(2)) == int(moved.group(1)) + 10, out

@@ -8,8 +8,13 @@ while no other brand's case batches carry it, nor another brand has it for its o
 second brand's pallets were issued under the first brand's prefix) — else 422
 ``company_prefix_required``. Each batch keeps the prefix it was issued under
 (``case_batches.company_prefix``): its codes, printer files and lookups read it from there.
-Serial references come from one platform-wide sequence, so two brands' codes never share one,
-and each batch's range is checked against what its own prefix leaves (``sscc_capacity``).
+Serial references are counted per prefix (``sscc_refs``, migration 0096: one platform-wide
+sequence ran a long prefix's brand out of room on the other brands' pallets), each batch's range
+checked against what its prefix leaves (``sscc_capacity``). So that two prefixes' counts never
+make one SSCC (0614141 + 012345678 and 06141410 + 12345678), no prefix in use starts another:
+a brand's own is checked when it is set (``app.orgs.service.check_company_prefix``), the
+platform's when a brand first takes it (``_company_prefix``: 409 ``duplicate_company_prefix``
+after the setting was changed to one such).
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def _out(row: dict[str, Any]) -> CaseBatchOut:
 async def create_case_batch(
     conn: Conn, actor: Principal, settings: Settings, data: CaseBatchIn
 ) -> tuple[CaseBatchOut, bool]:
-    """Allocate ``size`` consecutive SSCC serial references from the database sequence. A
+    """Allocate ``size`` consecutive SSCC serial references of the brand's prefix. A
     printer's caller (``own_printer``) issues them to its own organisation only (else 404
     ``unknown_printer``), as unit batches."""
     from app.codes.service import check_printer, own_printer
@@ -56,8 +61,8 @@ async def create_case_batch(
     own = await own_printer(conn, actor)
     if own is not None and data.printer_id != own:
         raise NotFound("printer organisation not found", code="unknown_printer")
-    # One allocator of the brand at a time, so a block of the sequence is contiguous and keys
-    # are idempotent (a caller, whose keys they are, is of one brand: the lock covers its key).
+    # One allocator of the brand at a time, so request keys are idempotent (a caller, whose
+    # keys they are, is of one brand: the lock covers its key).
     await xact_lock(conn, Lock.CASE_ALLOCATION, brand_id)
     if data.request_key is not None:
         earlier = await _requested_before(conn, actor, data)
@@ -131,7 +136,7 @@ async def _company_prefix(conn: Conn, brand_id: int, settings: Settings) -> str:
     if row is not None and row["gs1_company_prefix"] is not None:
         return str(row["gs1_company_prefix"])
     prefix = settings.gs1_company_prefix
-    await xact_lock(conn, Lock.SSCC_BLOCK, 0)  # taken again by _allocate_refs: one lock
+    await xact_lock(conn, Lock.SSCC_BLOCK, 0)  # as check_company_prefix: one decides first
     found = await (
         await conn.execute(
             """SELECT EXISTS (SELECT 1 FROM case_batches
@@ -142,11 +147,22 @@ async def _company_prefix(conn: Conn, brand_id: int, settings: Settings) -> str:
                                WHERE kind = 'brand' AND id <> %(brand)s
                                  AND gs1_company_prefix IS NOT NULL
                                  AND (starts_with(gs1_company_prefix, %(prefix)s)
-                                      OR starts_with(%(prefix)s, gs1_company_prefix))) AS theirs""",
+                                      OR starts_with(%(prefix)s, gs1_company_prefix))) AS theirs,
+                  (SELECT min(company_prefix) FROM sscc_refs
+                    WHERE company_prefix <> %(prefix)s
+                      AND (starts_with(company_prefix, %(prefix)s)
+                           OR starts_with(%(prefix)s, company_prefix))) AS overlapped""",
             {"prefix": prefix, "brand": brand_id},
         )
     ).fetchone()
     assert found is not None
+    if found["overlapped"] is not None:  # the setting was changed to a prefix of one in use
+        raise Conflict(
+            f"the platform's GS1 company prefix {prefix} and {found['overlapped']}, which case "
+            "codes were issued under, start one another: their SSCCs would collide",
+            code="duplicate_company_prefix",
+            details={"field": "gs1_company_prefix", "brand_id": brand_id},
+        )
     if found["theirs"] and not found["mine"]:  # a brand that issued under it before keeps it
         raise Unprocessable(
             f"the brand has no GS1 company prefix of its own and the platform's ({prefix}) is "
@@ -165,22 +181,28 @@ def sscc_capacity(company_prefix: str) -> int:
 
 
 async def _allocate_refs(conn: Conn, prefix: str, size: int) -> int:
-    """The first of ``size`` consecutive serial references taken from the sequence (under the
-    SSCC block lock); 422 ``sscc_range_exhausted`` past what the company prefix (the brand's,
-    ``_company_prefix``: a 9-digit one leaves 7 digits) leaves."""
+    """The first of ``size`` consecutive serial references of the company prefix (the brand's,
+    ``_company_prefix``), its count's row held to the end of the transaction; 422
+    ``sscc_range_exhausted`` past what the prefix leaves (a 9-digit one leaves 7 digits), the
+    count then rolled back with the refused batch."""
     capacity = sscc_capacity(prefix)
-    await xact_lock(conn, Lock.SSCC_BLOCK, 0)
-    first: int = (
-        await (await conn.execute("SELECT nextval('sscc_serial_ref_seq') AS n")).fetchone()
-    )["n"]  # type: ignore[index]
-    last = first + size - 1
+    row = await (
+        await conn.execute(
+            """INSERT INTO sscc_refs AS r (company_prefix, last_ref) VALUES (%(prefix)s, %(size)s)
+               ON CONFLICT (company_prefix) DO UPDATE SET last_ref = r.last_ref + %(size)s
+               RETURNING last_ref""",
+            {"prefix": prefix, "size": size},
+        )
+    ).fetchone()
+    assert row is not None
+    last: int = row["last_ref"]
     if last > capacity:
         raise Unprocessable(
-            f"company prefix {prefix} has serial references up to {capacity}",
+            f"company prefix {prefix} has serial references up to {capacity}, "
+            f"{max(0, capacity - (last - size))} left",
             code="sscc_range_exhausted",
         )
-    await conn.execute("SELECT setval('sscc_serial_ref_seq', %s)", (last,))
-    return first
+    return last - size + 1
 
 
 async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBatchOut:

@@ -203,10 +203,12 @@ async def check_company_prefix(conn: Conn, prefix: str, brand_id: int = 0) -> No
     another brand's own (or one either starts: GS1 allocates no prefix inside another, so two
     such would make one SSCC of two companies' numbers), or one another brand's case batches were
     issued under (the platform's ``TRACECODE_GS1_COMPANY_PREFIX``, taken by a brand without
-    its own: those codes are that brand's). The platform's, not yet taken, may be given to a
-    brand (a single-brand deployment naming its own). Under the SSCC block lock, as a brand's
-    first case batch under the platform's prefix is decided (``app.codes.cases``): of the two,
-    one comes second and sees the other."""
+    its own: those codes are that brand's), or one that starts, or is started by, a prefix
+    serial references are counted under (``sscc_refs``: any brand's, its own earlier one too;
+    counted per prefix, two such would make one SSCC). The platform's, not yet taken, may be
+    given to a brand (a single-brand deployment naming its own). Under the SSCC block lock, as
+    a brand's first case batch under the platform's prefix is decided (``app.codes.cases``): of
+    the two, one comes second and sees the other."""
     await locks.xact_lock(conn, locks.Lock.SSCC_BLOCK, 0)
     taken = await (
         await conn.execute(
@@ -217,13 +219,19 @@ async def check_company_prefix(conn: Conn, prefix: str, brand_id: int = 0) -> No
                UNION ALL
                SELECT 1 FROM case_batches
                 WHERE company_prefix = %(prefix)s AND brand_id <> %(brand)s
+               UNION ALL
+               SELECT 1 FROM sscc_refs
+                WHERE company_prefix <> %(prefix)s
+                  AND (starts_with(company_prefix, %(prefix)s)
+                       OR starts_with(%(prefix)s, company_prefix))
                LIMIT 1""",
             {"prefix": prefix, "brand": brand_id},
         )
     ).fetchone()
     if taken is not None:
         raise Conflict(
-            f"GS1 company prefix {prefix} is another brand's",
+            f"GS1 company prefix {prefix} is another brand's, or starts or is started by one "
+            "case codes are issued under",
             code="duplicate_company_prefix",
             details={"field": "gs1_company_prefix"},
         )
