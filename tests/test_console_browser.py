@@ -14,6 +14,7 @@ import asyncio
 import csv
 import io
 import re
+import secrets
 import shutil
 import time
 import uuid
@@ -409,6 +410,50 @@ async def test_an_agent_admin_is_offered_no_action_the_api_always_refuses(
     finally:
         await client.delete(f"/roles/{own_role.json()['id']}", headers=agent)
         await client.delete(f"/roles/{brand_role.json()['id']}", headers=admin)
+
+
+async def test_the_platform_operator_gives_a_brand_its_gs1_prefix_in_the_console(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any, app: Any
+) -> None:
+    """A brand's GS1 company prefix (its case codes carry it) could be given only through the
+    API: the organisation dialog had no field for it. The platform operator sets it on a brand's
+    Edit dialog now; a brand's admin sees its own brand's, not to change (the API's 403)."""
+    from tests.helpers import onboarded_brand
+
+    brand, _ = await onboarded_brand(client, login)
+    prefix = "7" + "".join(str(secrets.randbelow(10)) for _ in range(8))
+    _sign_in(browser, server, "platform")
+    browser.get(f"{server}/console/orgs?q={brand['name'].replace(' ', '%20')}")
+    row = _row_named(browser, brand["name"])
+    _wait(browser).until(lambda d: "编辑" in _buttons(_row_named(d, brand["name"])))
+    edit = [b for b in row.find_elements(By.CSS_SELECTOR, "button") if b.text == "编辑"]
+    browser.execute_script("arguments[0].click()", edit[0])
+    field = _find(browser, '.el-dialog input[name="gs1_company_prefix"]')
+    assert field.is_enabled()
+    field.send_keys(prefix)
+    _find(browser, '.el-dialog [data-action="save"]').click()
+    message = _find(browser, ".el-message")
+    assert "success" in (message.get_attribute("class") or ""), message.text
+    async with app.state.pool.connection() as conn:
+        saved = await (
+            await conn.execute("SELECT gs1_company_prefix FROM orgs WHERE id = %s", (brand["id"],))
+        ).fetchone()
+    assert saved["gs1_company_prefix"] == prefix
+    _sign_out(browser)
+
+    _sign_in(browser, server, "admin")
+    browser.get(f"{server}/console/orgs?q=Lumi%C3%A8re")
+    _wait(browser).until(lambda d: "编辑" in _buttons(_row_named(d, "Lumière")))
+    own = [
+        b
+        for b in _row_named(browser, "Lumière").find_elements(By.CSS_SELECTOR, "button")
+        if b.text == "编辑"
+    ]
+    browser.execute_script("arguments[0].click()", own[0])
+    shown = _find(browser, '.el-dialog input[name="gs1_company_prefix"]')
+    assert not shown.is_enabled()
+    _find(browser, ".el-dialog .el-dialog__headerbtn").click()
+    _sign_out(browser)
 
 
 def _shown_options(driver: WebDriver) -> set[str]:
