@@ -55,6 +55,7 @@ from app.auth.limits import login_limiter
 from app.auth.principal import Principal
 from app.auth.schemas import TokenOut
 from app.claims import ClaimIn
+from app.codes.batches import load_batches, made_under
 from app.codes.lookup import case_label
 from app.codes.scheme import (
     MalformedSerial,
@@ -370,6 +371,7 @@ class Scanned(NamedTuple):
     serial: str
     code: int  # the unit's code id
     text: str  # the code as scanned: a Digital Link's GTIN is checked by the claim's verification
+    version: int  # the key version its tag was made under
 
 
 def read_code(state: State, text: str) -> Scanned | tuple[int, str]:
@@ -380,12 +382,22 @@ def read_code(state: State, text: str) -> Scanned | tuple[int, str]:
         return 400, "clerk_case_code"
     serial = serial_from_scan(text)
     try:
-        batch_no, index, _ = state.scheme.verify(serial)
+        batch_no, index, version = state.scheme.verify(serial)
     except MalformedSerial:
         return 400, "clerk_case_code" if sscc_from_scan(text) else "clerk_bad_code"
     except SerialError:  # forged, or a key we never had
         return 422, "clerk_forged"
-    return Scanned(serial, batch_no << 32 | index, text)
+    return Scanned(serial, batch_no << 32 | index, text, version)
+
+
+async def _of_its_batch(conn: Conn, scanned: Scanned) -> bool:
+    """Whether the code's tag was made under its batch's own key version (``made_under``: one of
+    an older key for a batch issued under the new one was never printed — the page showed its
+    product and asked for the PIN, and only the claim refused it); a batch not found: the claim
+    answers."""
+    batch_no = scanned.code >> 32
+    batch = (await load_batches(conn, [batch_no])).get(batch_no)
+    return batch is None or made_under(batch, scanned.version)
 
 
 async def _home(
@@ -420,6 +432,8 @@ async def _step_two(
 ) -> Response[str]:
     """The product of the code and the PIN form (or step 1 again with why not)."""
     scanned = read_code(state, text)
+    if isinstance(scanned, Scanned) and not await _of_its_batch(conn, scanned):
+        scanned = 422, "clerk_forged"
     if not isinstance(scanned, Scanned):
         return await _home(request, conn, state, clerk, lang, remember, scanned, text[:MAX_SERIAL])
     product = await _unit(conn, scanned.code, clerk.principal.brand_id)
