@@ -843,6 +843,47 @@ async def test_nothing_is_shipped_to_an_inactive_organisation(
     assert_error(await confirm(client, agent, draft), 422, "empty_document")
 
 
+async def test_no_sale_is_recorded_at_a_deactivated_store(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a store closed (deactivated by the brand) with units still on its shelf; its
+    agent, acting for it (``POST /sales`` with ``org_id``), still recorded a sale there (201),
+    putting a closed store back in the sales ranking, though nothing can be shipped to it any
+    more. Now 409 ``org_inactive``, as a shipment to it is; a re-send of a sale it made while
+    open is still answered with that sale."""
+    admin, clerk, zj = await login("admin"), await login("clerk"), await login("agent_admin")
+    tag = secrets.token_hex(3).upper()
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": f"Ending store {tag}",
+            "erp_code": f"END-store-{tag}",
+            "parent_id": demo["AGENT-ZJ"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    store = int(made.json()["id"])
+    goods = await pack(client, login, app, demo, 1)
+    units = goods["units"]
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    ship = await document(client, clerk, units[:3], kind="outbound", counterparty_id=store)
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    received = await document(client, zj, kind="inbound", org_id=store, shipment_id=ship["id"])
+    assert (await confirm(client, zj, received)).status_code == 200
+    first = {"codes": units[:1], "org_id": store, "client_id": f"end-{tag}"}
+    sold = await client.post("/sales", headers=zj, json=first)
+    assert sold.status_code == 201, sold.text  # open: it sells
+    off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    after = await client.post("/sales", headers=zj, json={"codes": units[1:2], "org_id": store})
+    assert_error(after, 409, "org_inactive")
+    again = await client.post("/sales", headers=zj, json=first)  # its answer lost: a retry
+    assert again.status_code == 200 and again.json()["id"] == sold.json()["id"], again.text
+
+
 async def test_a_pallet_and_a_case_of_it_scanned_together_are_one_package(
     client: Any, login: Any, app: Any, demo: Any, conn: Any
 ) -> None:

@@ -543,3 +543,60 @@ async def test_order_and_document_number_filters_refuse_impossible_values(
     answer = await client.get(path, headers=headers, params={param: value})
     error = assert_error(answer, 400, "validation_failed")
     assert error["details"][0]["field"] == param, error
+
+
+async def test_no_order_is_taken_to_or_from_a_deactivated_organisation(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an agent's contract ended and the brand deactivated it (and with it the store
+    below it); the ERP then pushed a sales order to that agent and a return order from its
+    store, and both were created (201) and sat ``open`` in the order lists and the ERP export
+    for good: nobody there can sign in, and no shipment to it can be drafted (409
+    ``org_inactive``). Now both are 409 ``org_inactive``, by ``POST /orders`` and by the CSV
+    import; an order sent again that was made while the agent was active is still a retry."""
+    admin, partner = await login("admin"), await login("partner")
+    tag = secrets.token_hex(3).upper()
+
+    async def org(kind: str, parent: int) -> tuple[int, str]:
+        code = f"END-{kind}-{tag}"
+        body = {"kind": kind, "name": f"Ending {kind} {tag}", "erp_code": code}
+        made = await client.post("/orgs", headers=admin, json={**body, "parent_id": parent})
+        assert made.status_code == 201, made.text
+        return int(made.json()["id"]), code
+
+    agent, agent_code = await org("agent", demo["BRAND-LUMI"])
+    store, _ = await org("store", agent)
+    found = await client.get("/products", headers=admin, params={"q": "LM-SC-30"})
+    product = found.json()["items"][0]["id"]
+
+    def order(kind: str, src: int, dst: int) -> dict[str, Any]:
+        return {
+            "erp_no": f"SO-END-{secrets.token_hex(4)}",
+            "kind": kind,
+            "from_org_id": src,
+            "to_org_id": dst,
+            "lines": [{"product_id": product, "quantity": 20}],
+        }
+
+    before = order("sales", demo["FACTORY-SZ"], agent)
+    assert (await client.post("/orders", headers=partner, json=before)).status_code == 201
+    off = await client.post(f"/orgs/{agent}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    for body, closed in (
+        (order("sales", demo["FACTORY-SZ"], agent), agent),
+        (order("return", store, demo["FACTORY-SZ"]), store),
+    ):
+        answer = await client.post("/orders", headers=partner, json=body)
+        error = assert_error(answer, 409, "org_inactive")
+        assert error["details"] == {"org_id": closed}, error
+    assert (await client.post("/orders", headers=partner, json=before)).status_code == 200
+    csv = (
+        "erp_no,from_erp_code,to_erp_code,product_no,quantity\n"
+        f"SO-END-{secrets.token_hex(4)},FACTORY-SZ,{agent_code},LM-SC-30,20\n"
+    )
+    imported = await client.post(
+        "/orders/import", headers={**partner, "Content-Type": "text/csv"}, content=csv.encode()
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["rejected"] == 1, imported.json()
+    assert imported.json()["errors"][0]["code"] == "org_inactive", imported.json()

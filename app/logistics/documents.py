@@ -243,16 +243,21 @@ async def _ensure_open(conn: Conn, movement: Movement, counterparty: int | None)
     409 ``org_inactive`` when a draft is made and again when it is confirmed or approved."""
     if movement.receiver != "counterparty" or counterparty is None:
         return
+    await _ensure_active(conn, counterparty, "it cannot receive goods")
+
+
+async def _ensure_active(conn: Conn, org_id: int, because: str) -> None:
+    """409 ``org_inactive`` when the organisation, or one above it, is inactive."""
     row = await (
         await conn.execute(
-            f"SELECT {org_status('o')} AS status FROM orgs o WHERE o.id = %s", (counterparty,)
+            f"SELECT {org_status('o')} AS status FROM orgs o WHERE o.id = %s", (org_id,)
         )
     ).fetchone()
     if row is not None and row["status"] != "active":
         raise Conflict(
-            f"organisation {counterparty} is inactive (or one above it): it cannot receive goods",
+            f"organisation {org_id} is inactive (or one above it): {because}",
             code="org_inactive",
-            details={"org_id": counterparty},
+            details={"org_id": org_id},
         )
 
 
@@ -822,7 +827,8 @@ async def sell(
     conn: Conn, actor: Principal, scheme: Scheme, data: SaleIn
 ) -> tuple[DocumentOut, bool]:
     """A store sells units by scanning them (retail_selling); with whether it is a re-send of a
-    sale already made under the same ``client_id`` (answered with that sale)."""
+    sale already made under the same ``client_id`` (answered with that sale). A store that is
+    inactive, or under an inactive organisation, sells nothing (409 ``org_inactive``)."""
     actor.require("logistics.scan")
     org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     if org["kind"] not in RETAIL_KINDS:  # probe X: a warehouse's "sale" ranked it as a store
@@ -835,6 +841,9 @@ async def sell(
         if earlier is not None:
             idempotency.check(earlier["client_hash"], data, "sale")
             return await get_document(conn, actor, earlier["id"]), True
+    # a closed store sells nothing (a probe: its agent, acting for it, still recorded sales
+    # there, which put it back in the sales ranking); a re-send of an earlier sale is answered
+    await _ensure_active(conn, org["id"], "it sells nothing")
     doc_no = await _doc_no(conn, MOVEMENTS["sale"])
     row = await (
         await conn.execute(

@@ -8,11 +8,11 @@ import psycopg.errors
 
 from app import audit
 from app.auth.principal import Principal
+from app.auth.service import org_status
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.localtime import TODAY_SQL
 from app.logistics.schemas import OrderIn, OrderKind, OrderLineOut, OrderOut, OrderStatus
-from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
 _COLUMNS = """o.id, o.erp_no, o.kind, o.from_org_id, o.to_org_id, o.status, o.order_date, o.note,
@@ -181,19 +181,33 @@ async def _same_order(conn: Conn, actor: Principal, brand: int, data: OrderIn) -
 
 async def _check_order(conn: Conn, actor: Principal, brand: int, data: OrderIn) -> None:
     """422 unless both organisations are the brand's, one of them in the caller's subtree, they
-    differ, and each line names another product of the brand."""
-    paths = []
-    for org_id, what in ((data.from_org_id, "from_org_id"), (data.to_org_id, "to_org_id")):
-        path = await org_path(conn, org_id)
-        if path is None or not path.startswith(f"/{brand}/"):
+    differ, and each line names another product of the brand; 409 ``org_inactive`` when either
+    is inactive, or one above it (a probe: an order to a deactivated agent, or from its store,
+    was created and stayed open for good: nothing can be shipped to it, nobody there signs in)."""
+    ends = (data.from_org_id, data.to_org_id)
+    rows = await (
+        await conn.execute(
+            f"SELECT o.id, o.path, {org_status('o')} AS status FROM orgs o WHERE o.id = ANY(%s)",
+            (list(ends),),
+        )
+    ).fetchall()
+    orgs = {row["id"]: row for row in rows}
+    for org_id, what in zip(ends, ("from_org_id", "to_org_id"), strict=True):
+        if org_id not in orgs or not orgs[org_id]["path"].startswith(f"/{brand}/"):
             raise Unprocessable(f"{what}: no such organisation", code="unknown_org")
-        paths.append(path)
-    if not any(actor.sees(path) for path in paths):
+    if not any(actor.sees(orgs[org_id]["path"]) for org_id in ends):
         raise Unprocessable(
             "an order goes from or to an organisation of your subtree", code="not_your_org"
         )
     if data.from_org_id == data.to_org_id:
         raise Unprocessable("an order goes between two organisations", code="same_org")
+    for org_id in ends:
+        if orgs[org_id]["status"] != "active":
+            raise Conflict(
+                f"organisation {org_id} is inactive (or one above it): no order goes to or from it",
+                code="org_inactive",
+                details={"org_id": org_id},
+            )
     products = [line.product_id for line in data.lines]
     if len(set(products)) != len(products):
         raise Unprocessable("one line per product", code="duplicate_product")
