@@ -101,6 +101,48 @@ async def test_platform_admin_creates_a_brand(client: Any, login: Any) -> None:
     assert created.json()["parent_id"] is None
 
 
+async def test_the_platform_operator_reads_the_audit_of_the_brands_it_administers(
+    client: Any, login: Any
+) -> None:
+    """A left-out of an earlier session: the audit log was the caller's own subtree only, so the
+    platform operator, who onboards brands and administers their organisations and users, saw
+    none of its own changes to them. It reads every brand's organisation and user rows now;
+    nothing else of another brand, and no brand's admin reads another brand's rows."""
+    from tests.helpers import onboarded_brand
+
+    platform, admin = await login("platform"), await login("admin")
+    brand, tenant = await onboarded_brand(client, login)
+    store = await client.post(
+        "/orgs",
+        headers=tenant,
+        json={
+            "kind": "store",
+            "name": "Tenant store",
+            "erp_code": "TS-1",
+            "parent_id": brand["id"],
+        },
+    )
+    assert store.status_code == 201, store.text
+    product = await client.post(
+        "/products", headers=tenant, json={"name": "Tenant product", "product_no": "TN-1"}
+    )
+    assert product.status_code == 201, product.text
+
+    async def rows(headers: dict[str, str], entity: str, entity_id: int) -> list[str]:
+        params = {"entity": entity, "entity_id": str(entity_id)}
+        seen = await client.get("/audit", headers=headers, params=params)
+        assert seen.status_code == 200, seen.text
+        return [row["action"] for row in seen.json()["items"]]
+
+    assert await rows(platform, "org", brand["id"]) == ["create"]
+    assert await rows(platform, "org", store.json()["id"]) == ["create"]  # the tenant's own
+    assert await rows(platform, "product", product.json()["id"]) == []  # not administered
+    assert await rows(tenant, "product", product.json()["id"]) == ["create"]
+    assert await rows(admin, "org", brand["id"]) == await rows(admin, "org", store.json()["id"])
+    assert await rows(admin, "org", brand["id"]) == []
+    assert await rows(tenant, "org", brand["id"]) == ["create"]
+
+
 async def test_move_carries_the_subtree_and_refuses_cycles(
     client: Any, login: Any, demo: Any
 ) -> None:

@@ -176,9 +176,14 @@ async def audit_log(
     page: PageNo = 1,
     per_page: PerPage = 50,
 ) -> Page[AuditOut]:
-    """Audit rows of the caller's subtree, newest first."""
+    """Audit rows of the caller's subtree, newest first; a platform operator's also holds the
+    organisations and users of every brand, which it administers (``admin_scope``: it saw none
+    of the changes it made to the brands it onboarded)."""
     principal.require("audit.read")
-    where = ["o.path LIKE %(prefix)s"]
+    scope = "o.path LIKE %(prefix)s"
+    if principal.is_platform:
+        scope = f"({scope} OR a.entity IN ('org', 'user'))"
+    where = [scope]
     params: dict[str, Any] = {"prefix": principal.org_path + "%"}
     for column, value in (("entity", entity), ("entity_id", entity_id), ("action", action)):
         if value is not None:
