@@ -180,6 +180,7 @@ _WHY = {
     "409": "conflicts with the current state",
     "413": "the request body is too large",
     "415": "the body is not of a media type this operation reads",
+    "416": "the `Range` starts past the file's end (`range_not_satisfiable`)",
     "422": "well-formed but breaks a rule",
     "429": "too many requests; see Retry-After",
     "502": "the photo store (S3) refused the request (`media_store_failed`); retry later",
@@ -248,6 +249,20 @@ _ALLOCATION_HEADERS = {
 STREAMED = {
     ("/allocations", "post"): (_CODES_SENT, _ALLOCATION_HEADERS),
     ("/allocations/{allocation_id}/codes", "get"): (_CODES_SENT, _ALLOCATION_HEADERS),
+}
+# File downloads that resume (app/byteranges.py): one span of a `Range` is 206.
+_FILE = {"application/octet-stream": {"schema": _BINARY}}
+_FILE_HEADERS = {
+    name: {"description": why, "schema": {"type": "string"}}
+    for name, why in (
+        ("Accept-Ranges", "bytes"),
+        ("ETag", "the file's version, for If-Range"),
+        ("Content-Length", "the bytes sent"),
+    )
+}
+RANGED = {
+    ("/exports/{export_id}/files/{part}", "get"),
+    ("/exports/{export_id}/files/{part}", "head"),
 }
 # Answers that are not errors but not the generated 200 either.
 STATUS_PAGES = {("/health", "get"), ("/health", "head")}  # 503 with the same body: a store is down
@@ -364,6 +379,22 @@ def _streamed(path: str, method: str, responses: dict[str, Any]) -> None:
                 response["headers"] = {**response.get("headers", {}), **headers}
 
 
+def _ranged(path: str, method: str, responses: dict[str, Any]) -> None:
+    """A file, whole (200) or the span a ``Range`` asks for (206); 416 past its end."""
+    if (path, method) not in RANGED:
+        return
+    responses["200"] = {"description": "the file", "content": _FILE, "headers": _FILE_HEADERS}
+    responses["206"] = {
+        "description": "the span one `Range` asks for (`If-Range`: while the ETag is the same)",
+        "content": _FILE,
+        "headers": {
+            **_FILE_HEADERS,
+            "Content-Range": {"description": "bytes first-last/size", "schema": {"type": "string"}},
+        },
+    }
+    responses["416"] = _error("416")
+
+
 def _special(path: str, method: str, responses: dict[str, Any]) -> None:
     if path in SIGNED:
         for status, why in _SIGNED_WHY.items():
@@ -428,6 +459,7 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
                 responses["202"] = {**answer, "description": queued, "headers": headers}
             _file_formats(op)
             _streamed(path, method, responses)
+            _ranged(path, method, responses)
             _raw_input(path, method, op)
             _special(path, method, responses)
             if path.startswith("/epcis/"):  # app.epcis.routes: every error as problem+json

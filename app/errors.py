@@ -87,6 +87,10 @@ class PayloadTooLarge(AppError):
     status, code = 413, "payload_too_large"
 
 
+class RangeNotSatisfiable(AppError):
+    status, code = 416, "range_not_satisfiable"
+
+
 class UnsupportedMediaType(AppError):
     status, code = 415, "unsupported_media_type"
 

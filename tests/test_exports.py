@@ -954,6 +954,58 @@ async def test_the_files_of_a_retired_key_version_are_not_handed_out(
         app.state.settings = settings
 
 
+async def test_a_broken_printer_file_download_resumes_with_a_byte_range(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A left-out of an earlier session: a printer file of a large batch is gigabytes, and a
+    download that broke near its end started again from nothing (no ``Range``). One span is
+    served (206, ``Content-Range``), by the file's ``ETag`` in ``If-Range``; several ranges, a
+    malformed one or another version of the file: the whole file; past its end: 416
+    ``range_not_satisfiable`` with the size."""
+    planner, printer = await login("planner"), await login("printer")
+    batch = await _batch(client, login, demo, 50)
+    made = await client.post(
+        f"/batches/{batch['batch_no']}/exports",
+        headers=planner,
+        json={"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}},
+    )
+    assert made.status_code == 201, made.text
+    url = f"/exports/{made.json()['id']}/files/outer"
+    whole = await client.get(url, headers=printer)
+    assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+    blob, etag, size = whole.content, whole.headers["etag"], len(whole.content)
+    assert size > 100 and etag.startswith('"')
+
+    async def ranged(spec: str, **more: str) -> Any:
+        return await client.get(url, headers={**printer, "Range": spec.encode(), **more})
+
+    part = await ranged("bytes=10-99")
+    assert part.status_code == 206, part.text
+    assert part.content == blob[10:100]
+    assert part.headers["content-range"] == f"bytes 10-99/{size}"
+    assert part.headers["content-length"] == "90" and part.headers["etag"] == etag
+    rest = await ranged(f"bytes={size - 5}-", **{"If-Range": etag})
+    assert (rest.status_code, rest.content) == (206, blob[-5:])
+    assert (await ranged("bytes=-16")).content == blob[-16:]
+    assert (await ranged(f"bytes=0-{size * 2}")).content == blob  # the end cut to the file's
+    for whole_again in (
+        await ranged("bytes=0-1,5-6"),
+        await ranged("bytes=9-2"),
+        await ranged("bytes=٣-"),  # an Arabic-Indic digit
+        await ranged("items=0-1"),
+        await ranged("bytes=10-", **{"If-Range": '"another"'}),
+    ):
+        assert (whole_again.status_code, whole_again.content) == (200, blob)
+    past = await ranged(f"bytes={size}-")
+    error = assert_error(past, 416, "range_not_satisfiable")
+    assert error["details"] == {"size": size}
+    assert past.headers["content-range"] == f"bytes */{size}"
+    assert_error(await ranged("bytes=-0"), 416, "range_not_satisfiable")
+    head = await client.head(url, headers={**printer, "Range": "bytes=0-9"})
+    assert (head.status_code, head.content) == (206, b"")
+    assert head.headers["content-length"] == "10"
+
+
 async def test_an_export_that_cannot_write_its_files_names_no_server_path(
     client: Any, login: Any, demo: Any, app: Any, tmp_path: Any
 ) -> None:

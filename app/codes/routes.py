@@ -15,6 +15,7 @@ from litestar.response import File, Stream
 from app import jobs
 from app.auth.principal import Principal
 from app.bodies import QueryTime
+from app.byteranges import file_answer
 from app.codes import allocation_records, allocation_stream, allocations, cases, exports, service
 from app.codes.schemas import (
     AllocationIn,
@@ -235,14 +236,16 @@ class ExportController(Controller):
         conn: Conn,
         principal: Principal,
         settings: Settings,
-    ) -> File:
+    ) -> File | Stream:
         """Download one encrypted file (audited); printers get only the files addressed to them.
+        A ``Range`` of one span resumes a broken download (206; ``If-Range`` the file's ETag;
+        416 ``range_not_satisfiable`` past its end: ``app.byteranges``).
 
         HEAD answers the same checks and headers and is no download (not audited)."""
         path = await exports.file_for_download(
             conn, principal, settings, export_id, part, audited=request.method != "HEAD"
         )
-        return File(path=path, filename=f"{export_id}-{part}.tcpf")
+        return file_answer(request, path, f"{export_id}-{part}.tcpf")
 
 
 @get("/printers", tags=["codes"])

@@ -12282,15 +12282,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description File Download */
+            /** @description the file */
             200: {
                 headers: {
-                    /** @description File size in bytes */
-                    "content-length"?: string;
-                    /** @description Entity tag */
-                    etag?: string;
-                    /** @description Last modified data-time in RFC 2822 format */
-                    "last-modified"?: string;
+                    /** @description bytes */
+                    "Accept-Ranges"?: string;
+                    /** @description the bytes sent */
+                    "Content-Length"?: string;
+                    /** @description the file's version, for If-Range */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description the span one `Range` asks for (`If-Range`: while the ETag is the same) */
+            206: {
+                headers: {
+                    /** @description bytes */
+                    "Accept-Ranges"?: string;
+                    /** @description the bytes sent */
+                    "Content-Length"?: string;
+                    /** @description bytes first-last/size */
+                    "Content-Range"?: string;
+                    /** @description the file's version, for If-Range */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -12326,6 +12343,15 @@ export interface operations {
             };
             /** @description not found, or not visible to the caller */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the `Range` starts past the file's end (`range_not_satisfiable`) */
+            416: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -92,6 +92,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   error: '请求出错',
   export_failed: '导出失败',
   export_file_missing: '导出文件已不存在，请重新导出',
+  range_not_satisfiable: '续传位置超出文件末尾，请重新下载',
   export_not_ready: '导出尚未完成',
   export_too_large: '导出数量超出上限，请缩小范围',
   exports_busy: '同时进行的导出过多，请稍后再试',

@@ -1,0 +1,97 @@
+"""A file download that resumes: one byte range of it (RFC 9110 §14).
+
+A printer file of a large batch is gigabytes; a printer's download tool on a factory network that
+drops the connection at 90% asks again for the rest (``Range: bytes=N-``) rather than for the
+whole file. The answer is 206 with that part (``Content-Range``), or the whole file (200) when
+the header asks for something this does not serve — several ranges, another unit, a malformed
+one — or when ``If-Range`` names another version of the file; 416 ``range_not_satisfiable`` for
+a range wholly past its end. Every answer says ``Accept-Ranges: bytes`` and carries a strong
+``ETag`` of the file's size and time, which a resumed download sends back in ``If-Range``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from litestar import Request
+from litestar.datastructures import ETag
+from litestar.response import File, Stream
+
+from app.errors import RangeNotSatisfiable
+
+CHUNK = 1 << 20
+_SPEC = re.compile(r"\s*(\d*)-(\d*)\s*", re.ASCII)  # one range; several: the whole file
+
+
+def wanted_range(header: str, size: int) -> tuple[int, int] | None:
+    """The one range ``[first, last]`` (inclusive) a ``Range`` header asks of ``size`` bytes;
+    None to send the whole file (no bytes unit, several ranges, or a malformed one: a server may
+    ignore the header); 416 for a range that starts past the end."""
+    unit, _, spec = header.partition("=")
+    found = _SPEC.fullmatch(spec)
+    if unit.strip().lower() != "bytes" or found is None or found.groups() == ("", ""):
+        return None
+    first_text, last_text = found.groups()
+    if first_text == "":  # the last N bytes
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - suffix), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last_text and last < first:
+        return None
+    if first >= size:
+        raise _unsatisfiable(size)
+    return first, min(last, size - 1)
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"the file has {size} bytes",
+        details={"size": size},
+        headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+    )
+
+
+async def _slice(path: Path, first: int, last: int) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as file:
+        await file.seek(first)
+        left = last - first + 1
+        while left > 0:
+            chunk = await file.read(min(CHUNK, left))
+            if not chunk:  # the file shrank meanwhile: Content-Length cannot be kept
+                raise RuntimeError(f"{path} ended before its byte {last}")
+            left -= len(chunk)
+            yield chunk
+
+
+def file_answer(request: Request[Any, Any, Any], path: Path, filename: str) -> File | Stream:
+    """The file, or the byte range of it the request asks for (see the module docstring)."""
+    stat = path.stat()
+    etag = ETag(value=f"{stat.st_size:x}-{stat.st_mtime_ns:x}")
+    common = {"Accept-Ranges": "bytes"}
+    header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    span = None
+    if header is not None and (if_range is None or if_range.strip() == etag.to_header()):
+        span = wanted_range(header, stat.st_size)
+    if span is None:
+        return File(path=path, filename=filename, etag=etag, headers=common, stat_result=stat)
+    first, last = span
+    return Stream(
+        _slice(path, first, last),
+        status_code=206,
+        media_type="application/octet-stream",
+        headers={
+            **common,
+            "Content-Range": f"bytes {first}-{last}/{stat.st_size}",
+            "Content-Length": str(last - first + 1),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "ETag": etag.to_header(),
+        },
+    )
