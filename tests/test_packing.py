@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import activate, assert_error, issue_cases, issue_units
-from tests.race_support import audit_rows
+from tests.race_support import audit_rows, twice_held
 
 AT = "2026-11-20T09:00:00+08:00"
 _ids = itertools.count()
@@ -1436,3 +1436,42 @@ async def test_rules_or_a_line_context_set_to_what_they_are_write_no_audit_row(
     moved = await client.put(url, headers=operator, json={**context, "lot": "LOT-NEXT"})
     assert moved.status_code == 200 and moved.json()["lot"] == "LOT-NEXT", moved.text
     assert len(await audit_rows(app, "line", line["id"], "set_context")) == 2
+
+
+async def _doubles_product(client: Any, admin: dict[str, str]) -> int:
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": "Doubles", "product_no": f"DBL-{secrets.token_hex(4)}"},
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def test_a_new_lines_context_set_twice_at_once_is_audited_once(
+    client: Any, app: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an operator double-clicks "start shift" on a line used for the first time: two ``PUT
+    /lines/{line}/context`` with the same product, lot and date at once. One after the other,
+    the second changes nothing and writes no ``set_context`` row (README: a call that changes
+    nothing writes no row). At once, both read "no line yet" (the lock taken to compare,
+    ``FOR NO KEY UPDATE``, holds no row that does not exist) and both write and audit: two
+    ``set_context`` rows for one setting. The upsert decides now, under its row lock."""
+    admin, operator = await login("admin"), await login("operator")
+    product = await _doubles_product(client, admin)
+    url = f"/lines/DBL-{secrets.token_hex(3)}/context"
+    context = {"product_id": product, "lot": "LOT-DBL", "production_date": "2026-11-20"}
+    answers = await twice_held(
+        app,
+        client,
+        "SELECT 1 FROM products WHERE id = %s FOR UPDATE",
+        (product,),
+        "PUT",
+        url,
+        operator,
+        json=context,
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    line = answers[0].json()
+    rows = await audit_rows(app, "line", line["id"], "set_context")
+    assert len(rows) == 1, f"{len(rows)} set_context rows for one setting of the line"

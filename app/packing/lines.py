@@ -77,32 +77,25 @@ async def set_context(conn: Conn, actor: Principal, code: str, data: LineContext
     if not 1 <= len(code) <= 32 or not all(c.isalnum() or c in "._-" for c in code):
         raise Unprocessable("a line code is 1–32 letters, digits, '.', '_' or '-'", code="bad_line")
     await brand_product(conn, actor, data.product_id)
-    # held as the upsert would hold it: a change in flight is waited for and then compared
-    held = await (
+    # a write only where the context differs, decided by the upsert under its row lock: a line
+    # set twice at once on its first use (a double click) is written and audited once (a probe:
+    # both read "no line yet" and both wrote a row); set to what it is, no write and no row
+    changed = await (
         await conn.execute(
-            "SELECT product_id, lot, production_date FROM lines WHERE org_id = %s AND code = %s "
-            "FOR NO KEY UPDATE",
-            (actor.org_id, code),
+            """INSERT INTO lines (org_id, code, product_id, lot, production_date, updated_by)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (org_id, code) DO UPDATE SET product_id = EXCLUDED.product_id,
+                   lot = EXCLUDED.lot, production_date = EXCLUDED.production_date,
+                   updated_by = EXCLUDED.updated_by, updated_at = now()
+                WHERE (lines.product_id, lines.lot, lines.production_date) IS DISTINCT FROM
+                      (EXCLUDED.product_id, EXCLUDED.lot, EXCLUDED.production_date)
+               RETURNING id""",
+            (actor.org_id, code, data.product_id, data.lot, data.production_date, actor.user_id),
         )
     ).fetchone()
-    if held == {
-        "product_id": data.product_id,
-        "lot": data.lot,
-        "production_date": data.production_date,
-    }:
-        # set to what it is (a shift's start, a retry): no write and no row (a probe: a
-        # ``set_context`` row each time, naming the same product, lot and date)
-        return await get_line(conn, actor, code)
-    await conn.execute(
-        """INSERT INTO lines (org_id, code, product_id, lot, production_date, updated_by)
-           VALUES (%s, %s, %s, %s, %s, %s)
-           ON CONFLICT (org_id, code) DO UPDATE SET product_id = EXCLUDED.product_id,
-               lot = EXCLUDED.lot, production_date = EXCLUDED.production_date,
-               updated_by = EXCLUDED.updated_by, updated_at = now()""",
-        (actor.org_id, code, data.product_id, data.lot, data.production_date, actor.user_id),
-    )
     line = await get_line(conn, actor, code)
-    await audit.record(conn, actor, "set_context", "line", line.id, after=line)
+    if changed is not None:
+        await audit.record(conn, actor, "set_context", "line", line.id, after=line)
     return line
 
 
