@@ -198,12 +198,18 @@ def cmd_after_restore(
     and webhooks hand out: ``margins["ids"]``) and every batch's allocation cursor past whatever
     was issued after a restore's target point, and list the printer files whose export the
     restore lost (``app.restore``). The lost exports are found first: a batch's cursor moves
-    past the codes its lost printer files hold, whatever the margin."""
+    past the codes its lost printer files hold, whatever the margin. Pending migrations are
+    applied first: a backup of an older release is brought to this release's schema before its
+    sequences and ``sscc_refs`` are moved (the old schema may lack some of them)."""
     import psycopg
 
+    from app.db import migrate
     from app.restore import advance, advance_allocations, advance_ssccs, lost_exports
 
     db_url, _ = _urls(settings)
+    applied = migrate(db_url)
+    if applied:
+        print("applied: " + ", ".join(applied))
     with psycopg.connect(db_url, autocommit=True) as conn:
         prefixes = [
             settings.gs1_company_prefix,
@@ -1001,13 +1007,19 @@ def _org_id(settings: Settings, erp_code: str, username: str) -> int:
 
 
 def cmd_codes(settings: Settings, args: argparse.Namespace) -> int:
-    """Batches for planners: issue, list, show, void, export — directly or through the API."""
+    """Batches for planners: issue, list, show, void, export — directly or through the API.
+    Directly, pending migrations are applied first, as every command that opens the database
+    does (a probe: ``codes list`` read an unmigrated schema, ``relation "users" does not
+    exist``)."""
     import msgspec
 
     from app.codes import exports, service
     from app.codes.schemas import BatchIn, VoidIn
+    from app.db import migrate
     from app.errors import AppError
 
+    if not args.api:
+        migrate(_urls(settings)[0])
     if args.action == "export":  # its arguments were checked as read (``_bad_argument``)
         try:
             return _export(settings, args)

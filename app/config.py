@@ -29,6 +29,12 @@ REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 MEDIA_MAX_BYTES_CAP = 16 * 1024 * 1024
 
 
+#: The built-in SMS templates (``app.sms.templates.BUILTIN``; tests/test_config.py ties the two):
+#: the names ``TRACECODE_SMS_TEMPLATE_IDS`` may map. Spelled here, as settings never import a
+#: domain (``app.sms`` loads its routes, and they load ``app.db``, which imports this module).
+SMS_TEMPLATES = ("otp", "redemption", "reminder")
+
+
 #: The most key versions active at once: the Rust core's ``MAX_VERSIONS`` (``core_rs/src/keys.rs``:
 #: each verification tries each of them).
 MAX_KEY_VERSIONS = 8
@@ -335,6 +341,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError(f"{PREFIX}IP_REGIONS_FILE={self.ip_regions_file} cannot be read")
         if self.sms_gateway == "http" and not self.sms_gateway_url:
             raise SettingsError(f"{PREFIX}SMS_GATEWAY=http needs {PREFIX}SMS_GATEWAY_URL")
+        _check_sms_template_ids(self.sms_template_ids)
         if self.current_key_version not in versions:
             raise SettingsError(
                 f"{PREFIX}CURRENT_KEY_VERSION={self.current_key_version} is not one of "
@@ -506,6 +513,26 @@ def _decode_key(text: str, where: str) -> bytes:
 
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def _check_sms_template_ids(text: str) -> None:
+    """``TRACECODE_SMS_TEMPLATE_IDS``: ``name=id`` parts, comma-separated, each name a built-in
+    template's (``SMS_TEMPLATES``) and given once, each id non-empty. A probe: parts without
+    ``=`` (``otp:SMS_1``) were dropped in silence, and every SMS left with no provider id."""
+    var, seen = f"{PREFIX}SMS_TEMPLATE_IDS", set()
+    for part in text.split(",") if text else ():
+        name, sep, value = (piece.strip() for piece in part.partition("="))
+        if not (sep and name and value):
+            raise SettingsError(
+                f"{var}: {part.strip()!r} is not name=id (e.g. otp=SMS_1,redemption=SMS_2)"
+            )
+        if name not in SMS_TEMPLATES:
+            raise SettingsError(
+                f"{var}: {name!r} is no built-in template (one of {', '.join(SMS_TEMPLATES)})"
+            )
+        if name in seen:
+            raise SettingsError(f"{var} names {name!r} twice")
+        seen.add(name)
 
 
 def _check_postgres_url(name: str, url: str | None) -> None:

@@ -840,3 +840,60 @@ async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administr
     assert (await client.post("/orgs", headers=headers, json=other)).status_code == 201
     users = (await client.get("/users", headers=headers, params={"q": f"nv2-{tag}"})).json()
     assert users["total"] == 0  # the refused second run made no administrator
+
+
+@pytest.fixture
+def blank_db(settings: Any) -> Any:
+    """A database created empty, as an operator's new or not yet migrated one; dropped after."""
+    from tests.conftest import SESSION
+
+    name = f"tracecode_blank_{SESSION}"
+    url = embedded.ensure_database(settings.database_url, name)
+    yield url
+    embedded.drop_database(settings.database_url, name)
+
+
+def _migrated(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    return row == (True,)
+
+
+def test_codes_direct_mode_applies_pending_migrations_first(blank_db: str) -> None:
+    """A probe: README "Deployment: many hosts" says every `tracecode` command that opens the
+    database applies pending migrations, but `tracecode codes list` in direct mode read the
+    unmigrated schema as it was (`UndefinedTable: relation "users" does not exist`, nothing
+    migrated); on an older release's schema `codes issue`/`export` would run this release's SQL.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "codes", "list"],
+        env={**os.environ, "TRACECODE_DATABASE_URL": blank_db},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert _migrated(blank_db), (done.returncode, done.stderr)
+    assert "UndefinedTable" not in done.stderr, done.stderr  # no user yet: that is all it says
+
+
+def test_after_restore_applies_pending_migrations_first(blank_db: str, tmp_path: Path) -> None:
+    """`tracecode db after-restore` on a backup of an older release: the schema is brought to
+    this release's (the migrations applied) before its sequences and `sscc_refs` are moved;
+    it moved them on the old schema, or failed on a table the old one lacks."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "db", "after-restore"],
+        env={
+            **os.environ,
+            "TRACECODE_DATABASE_URL": blank_db,
+            "TRACECODE_EXPORT_DIR": str(tmp_path),
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _migrated(blank_db)
+    assert done.stdout.startswith("applied: "), done.stdout
+    assert "allocations: 0 batches" in done.stdout, done.stdout

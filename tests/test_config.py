@@ -264,6 +264,41 @@ def test_settings_that_contradict_each_other_or_are_out_of_range_are_refused() -
     assert load_settings(env).port == 8000
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "otp:SMS_1,redemption:SMS_2",
+        "otp=SMS_1,redemption",
+        "otp=SMS_1,",
+        "otp=",
+        "=SMS_1",
+        "login=SMS_1",
+        "otp=SMS_1,otp=SMS_2",
+    ],
+)
+def test_a_malformed_sms_template_ids_setting_stops_start_up(value: str) -> None:
+    """A probe: README "Configuration" says a bad value stops start-up naming the variable, but
+    `TRACECODE_SMS_TEMPLATE_IDS` written with the wrong separator (`otp:SMS_1,redemption:SMS_2`)
+    was taken, and `app.sms.gateway.template_ids` dropped every part without `=` in silence:
+    every SMS went to the gateway with no provider template id. Each part is `name=id` now, the
+    name a built-in template's, given once."""
+    with pytest.raises(SettingsError, match="TRACECODE_SMS_TEMPLATE_IDS"):
+        load_settings({"TRACECODE_SMS_TEMPLATE_IDS": value})
+
+
+def test_the_sms_template_ids_setting_maps_the_built_in_templates() -> None:
+    from app.config import SMS_TEMPLATES
+    from app.sms.gateway import template_ids
+    from app.sms.templates import BUILTIN
+
+    assert set(SMS_TEMPLATES) == set(BUILTIN)  # the names settings check are the SMS code's
+    settings = load_settings(
+        {"TRACECODE_SMS_TEMPLATE_IDS": "otp=SMS_1, redemption = SMS_2,reminder=SMS_3"}
+    )
+    assert template_ids(settings) == {"otp": "SMS_1", "redemption": "SMS_2", "reminder": "SMS_3"}
+    assert template_ids(load_settings({})) == {}
+
+
 def test_the_worker_with_a_bad_setting_says_one_line() -> None:
     """A probe: the worker host's command printed a traceback."""
     run = _run(

@@ -254,6 +254,26 @@ async def test_a_user_s_photos_of_a_day_are_bounded(client: Any, login: Any, app
         app.state.settings = settings
 
 
+async def test_the_photo_quota_429_carries_retry_after(client: Any, login: Any, app: Any) -> None:
+    """A probe: README "Security" says every 429 carries `Retry-After`, but the 429
+    `photo_quota` of `POST /media/photos` had none: a rep's app whose day of photos was used up
+    was not told when to try again. It is the seconds until the window's oldest photo leaves
+    the 24 hours, at least 1."""
+    settings = app.state.settings
+    used = await _used_today(app, "fieldrep")
+    app.state.settings = msgspec.structs.replace(settings, media_daily_bytes=used + len(JPEG) + 10)
+    try:
+        rep = await login("fieldrep")
+        assert (await _upload(client, rep, JPEG)).status_code == 201
+        over = await _upload(client, rep, JPEG)
+        body = assert_error(over, 429, "photo_quota")
+        retry = over.headers.get("retry-after", "")
+        assert retry.isdigit() and 1 <= int(retry) <= 86400, dict(over.headers)
+        assert body["details"]["retry_after"] == int(retry)
+    finally:
+        app.state.settings = settings
+
+
 async def _used_today(app: Any, username: str) -> int:
     async with app.state.pool.connection() as conn:
         row = await (

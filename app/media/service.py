@@ -157,20 +157,27 @@ async def upload(
 
 async def _check_quota(conn: Conn, user_id: int, size: int, daily_bytes: int) -> datetime:
     """The database's time, once the user's photos of 24 hours and ``size`` more are within
-    ``daily_bytes``; 429 ``photo_quota`` otherwise."""
+    ``daily_bytes``; 429 ``photo_quota`` otherwise, with ``Retry-After`` (README: every 429 has
+    one; a probe: this one had none): the seconds until the window's oldest photo leaves it,
+    at least 1 (a day when none is in it: a photo larger than the quota never fits)."""
     row = await (
         await conn.execute(
-            """SELECT coalesce(sum(size_bytes), 0) AS n, now() AS now FROM media_photos
-               WHERE owner_id = %s AND created_at > now() - interval '1 day'""",
+            """SELECT coalesce(sum(size_bytes), 0) AS n, now() AS now,
+                      ceil(extract(epoch FROM min(created_at) + interval '1 day' - now()))::int
+                        AS wait
+                 FROM media_photos
+                WHERE owner_id = %s AND created_at > now() - interval '1 day'""",
             (user_id,),
         )
     ).fetchone()
     assert row is not None
     if row["n"] + size > daily_bytes:
+        seconds = max(1, 86400 if row["wait"] is None else row["wait"])
         raise TooManyRequests(
-            f"at most {daily_bytes // (1024 * 1024)} MB of photos a day; try again later",
+            f"at most {daily_bytes // (1024 * 1024)} MB of photos a day; try again in {seconds} s",
             code="photo_quota",
-            details={"daily_bytes": daily_bytes, "used_bytes": row["n"]},
+            details={"daily_bytes": daily_bytes, "used_bytes": row["n"], "retry_after": seconds},
+            headers={"Retry-After": str(seconds)},
         )
     return row["now"]  # type: ignore[no-any-return]
 

@@ -258,10 +258,8 @@ def gateway_from_settings(settings: Settings) -> Gateway:
 
 
 def template_ids(settings: Settings) -> dict[str, str]:
-    """``TRACECODE_SMS_TEMPLATE_IDS`` ("otp=SMS_1,redemption=SMS_2") as a mapping."""
-    found: dict[str, str] = {}
-    for part in settings.sms_template_ids.split(","):
-        name, sep, value = part.partition("=")
-        if sep and name.strip() and value.strip():
-            found[name.strip()] = value.strip()
-    return found
+    """``TRACECODE_SMS_TEMPLATE_IDS`` ("otp=SMS_1,redemption=SMS_2") as a mapping; its form is
+    checked when the settings are loaded (``app.config``)."""
+    text = settings.sms_template_ids
+    pairs = (part.partition("=") for part in text.split(",")) if text else ()
+    return {name.strip(): value.strip() for name, _, value in pairs}
