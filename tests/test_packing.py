@@ -1438,16 +1438,6 @@ async def test_rules_or_a_line_context_set_to_what_they_are_write_no_audit_row(
     assert len(await audit_rows(app, "line", line["id"], "set_context")) == 2
 
 
-async def _doubles_product(client: Any, admin: dict[str, str]) -> int:
-    made = await client.post(
-        "/products",
-        headers=admin,
-        json={"name": "Doubles", "product_no": f"DBL-{secrets.token_hex(4)}"},
-    )
-    assert made.status_code == 201, made.text
-    return int(made.json()["id"])
-
-
 async def test_a_new_lines_context_set_twice_at_once_is_audited_once(
     client: Any, app: Any, login: Any, demo: Any
 ) -> None:
@@ -1457,8 +1447,10 @@ async def test_a_new_lines_context_set_twice_at_once_is_audited_once(
     nothing writes no row). At once, both read "no line yet" (the lock taken to compare,
     ``FOR NO KEY UPDATE``, holds no row that does not exist) and both write and audit: two
     ``set_context`` rows for one setting. The upsert decides now, under its row lock."""
-    admin, operator = await login("admin"), await login("operator")
-    product = await _doubles_product(client, admin)
+    from tests.h5_support import new_product
+
+    operator = await login("operator")
+    product = (await new_product(client, login))["id"]
     url = f"/lines/DBL-{secrets.token_hex(3)}/context"
     context = {"product_id": product, "lot": "LOT-DBL", "production_date": "2026-11-20"}
     answers = await twice_held(
