@@ -111,14 +111,14 @@ def _choose_language(driver: WebDriver, locale: str, users: str) -> None:
     _wait(driver, 30).until(switched)
 
 
-def _sign_in(driver: WebDriver, base: str, username: str) -> None:
+def _sign_in(driver: WebDriver, base: str, username: str, password: str = DEMO_PASSWORD) -> None:
     """Sign in from a clean slate (a test that stopped half-way leaves no session behind)."""
     driver.get(f"{base}/console/login")
     driver.execute_script("localStorage.clear(); sessionStorage.clear();")
     driver.get(f"{base}/console/")
     _wait(driver).until(lambda d: "/console/login" in d.current_url)
     _find(driver, "#username").send_keys(username)
-    driver.find_element(By.CSS_SELECTOR, "#password").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#login-submit").click()
     _wait(driver).until(lambda d: d.find_element(By.ID, "current-user").text == username)
 
@@ -453,6 +453,67 @@ async def test_the_platform_operator_gives_a_brand_its_gs1_prefix_in_the_console
     shown = _find(browser, '.el-dialog input[name="gs1_company_prefix"]')
     assert not shown.is_enabled()
     _find(browser, ".el-dialog .el-dialog__headerbtn").click()
+    _sign_out(browser)
+
+
+async def test_a_user_changes_its_own_password_in_the_console(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """Nobody could change their own password in the console (only through the API, ``POST
+    /auth/password``): the header offers it now. The dialog checks the form (the two new ones
+    differ: no save), a wrong current one is the API's message, and after the change the user
+    stays signed in here while the old password no longer signs in."""
+    name, old, new = f"pw_{secrets.token_hex(3)}", "Old-pass-2026", "New-pass-2026!"
+    made = await client.post(
+        "/users",
+        headers=await login("admin"),
+        json={
+            "org_id": demo["BRAND-LUMI"],
+            "username": name,
+            "password": old,
+            "roles": ["analyst"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    _sign_in(browser, server, name, old)
+    _click(browser, "#change-password")
+    dialog = _find(browser, ".el-dialog")
+
+    def fill(current: str, first: str, second: str) -> None:
+        for field, value in (
+            ("current_password", current),
+            ("new_password", first),
+            ("confirm_password", second),
+        ):
+            box = dialog.find_element(By.CSS_SELECTOR, f'input[name="{field}"]')
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(Keys.DELETE)
+            box.send_keys(value)
+
+    save = dialog.find_element(By.CSS_SELECTOR, '[data-action="save"]')
+    fill(old, new, new + "x")
+    _wait(browser).until(lambda d: "两次输入的新密码不一致" in dialog.text)
+    assert not save.is_enabled()
+    fill("not-the-password", new, new)
+    save.click()
+    _wait(browser).until(
+        lambda d: "当前密码错误" in d.find_element(By.CSS_SELECTOR, ".el-message").text
+    )
+    fill(old, new, new)
+    save.click()
+    _wait(browser).until(
+        lambda d: any(
+            "密码已修改" in m.text for m in d.find_elements(By.CSS_SELECTOR, ".el-message")
+        )
+    )
+    _click(browser, '[data-menu="verifications"]')  # still signed in, with the new pair
+    _settled(browser)
+    assert "/console/login" not in browser.current_url
+    assert browser.find_element(By.ID, "current-user").text == name
+    refused = await client.post("/auth/login", json={"username": name, "password": old})
+    assert refused.status_code == 401, refused.text
+    signed = await client.post("/auth/login", json={"username": name, "password": new})
+    assert signed.status_code == 200, signed.text
     _sign_out(browser)
 
 

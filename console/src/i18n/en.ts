@@ -42,6 +42,16 @@ export default {
     updatedAt: 'Updated',
     keyword: 'Keyword',
   },
+  password: {
+    change: 'Change password',
+    current: 'Current password',
+    next: 'New password',
+    confirm: 'New password again',
+    tooShort: 'At least 8 characters',
+    mismatch: 'The two new passwords differ',
+    same: 'The new password is the current one',
+    changed: 'Password changed; your other sessions are signed out',
+  },
   header: { language: 'Language', logout: 'Log out', profile: 'Account' },
   login: {
     title: 'Sign in to the console',

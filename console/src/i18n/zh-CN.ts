@@ -42,6 +42,16 @@ export default {
     updatedAt: '更新时间',
     keyword: '关键字',
   },
+  password: {
+    change: '修改密码',
+    current: '当前密码',
+    next: '新密码',
+    confirm: '确认新密码',
+    tooShort: '至少 8 个字符',
+    mismatch: '两次输入的新密码不一致',
+    same: '新密码与当前密码相同',
+    changed: '密码已修改，其他设备上的登录已退出',
+  },
   header: { language: '语言', logout: '退出登录', profile: '账号' },
   login: {
     title: '登录控制台',

@@ -207,3 +207,30 @@ describe('logout', () => {
     expect(auth.loggedIn).toBe(false)
   })
 })
+
+describe('own password', () => {
+  async function signedIn(routes: Record<string, Handler>) {
+    const server = fakeServer({ 'POST /auth/login': () => json(200, tokens(1)), 'GET /auth/me': () => json(200, me), ...routes })
+    const auth = useAuthStore()
+    await auth.login('admin', 'secret')
+    server.seen.length = 0
+    return { auth, server }
+  }
+
+  it('sends the current and the new one as the user, and goes on with the new pair', async () => {
+    const { auth, server } = await signedIn({ 'POST /auth/password': () => json(200, tokens(2)) })
+    await auth.changePassword('secret', 'a new secret')
+    expect(server.seen[0]!.auth).toBe('Bearer access-1')
+    expect(JSON.parse(server.seen[0]!.body)).toEqual({ current_password: 'secret', new_password: 'a new secret' })
+    expect(auth.tokens?.access_token).toBe('access-2')
+    expect(JSON.parse(storage.get(TOKENS_KEY)!).refresh_token).toBe('refresh-2')
+  })
+
+  it('throws a wrong current password and keeps the session as it was', async () => {
+    const { auth } = await signedIn({ 'POST /auth/password': () => error(422, 'wrong_password') })
+    const failure = await auth.changePassword('wrong', 'a new secret').catch((e: unknown) => e)
+    expect((failure as ApiFailure).code).toBe('wrong_password')
+    expect(auth.loggedIn).toBe(true)
+    expect(auth.tokens?.access_token).toBe('access-1')
+  })
+})

@@ -149,6 +149,21 @@ export const useAuthStore = defineStore('auth', () => {
     return me.value
   }
 
+  /** POST /auth/password: the user's own password changed (the current one asked). Every other
+   * session of the user ends; this one goes on with the answer's new pair. Throws ApiFailure
+   * (422 wrong_password, 429 login_locked, 400 for a new one too short). */
+  async function changePassword(current: string, next: string): Promise<void> {
+    const response = await send(
+      new Request(`${apiBase()}/auth/password`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ current_password: current, new_password: next }),
+      }),
+    )
+    if (!response.ok) throw await failureOf(response)
+    keep((await response.json()) as Tokens)
+  }
+
   /** POST /auth/logout (the refresh token dies on the server); signed out here whatever it says. */
   async function logout(): Promise<void> {
     const used = tokens.value?.refresh_token
@@ -161,7 +176,7 @@ export const useAuthStore = defineStore('auth', () => {
     }
   }
 
-  return { tokens, me, loggedIn, permissions, can, login, refresh, send, loadMe, logout }
+  return { tokens, me, loggedIn, permissions, can, login, refresh, send, loadMe, changePassword, logout }
 })
 
 /** Call `reset` when the signed-in user signs out (or is signed out) or another user takes their
