@@ -506,8 +506,8 @@ async def test_a_contract_printers_exporting_key_gets_no_file_of_another_printer
     assert mine.status_code == 404, mine.text  # 201: the other printer's codes and PINs
     assert pins.status_code == 404, pins.text
     assert_error(await client.get(f"/exports/{theirs.json()['id']}", headers=key), 404)
-    listed = await client.get(f"/batches/{batch_no}/exports", headers=key)
-    assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+    # not even an empty list (``test_another_printers_batch_has_no_export_list_for_a_printer``)
+    assert_error(await client.get(f"/batches/{batch_no}/exports", headers=key), 404, "not_found")
 
 
 @pytest.fixture
@@ -1186,3 +1186,53 @@ async def test_the_exports_of_a_batch_that_does_not_exist_are_404(
     assert (await client.get(f"/batches/{missing}", headers=planner)).status_code == 404
     answer = await client.get(f"/batches/{missing}/exports", headers=planner)
     assert_error(answer, 404, "not_found")
+
+
+async def test_another_printers_batch_has_no_export_list_for_a_printer(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a printer's user reaches only the batches addressed to its organisation; another
+    printer's batch answers as if it did not exist (README: "others 404"), and ``GET
+    /batches/{no}`` does answer it 404. ``GET /batches/{no}/exports`` of that batch, though,
+    answered 200 with an empty page while a batch number nobody has answered 404: the printer
+    learnt which batch numbers the brand gave other printers (``page_exports`` checked the
+    batch against the brand, not against what the caller may see: ``visible_sql``). Still
+    listed: an export of such a batch with a file addressed to the caller (it knows the batch).
+    Case batches have no export list (``GET /case-batches/{id}/exports`` is not a route)."""
+    admin, planner, printer = await login("admin"), await login("planner"), await login("printer")
+    other = await _new_printer(client, admin, demo, "OTHER")
+    product = (await client.get("/products", headers=admin, params={"q": "LM-SC-30"})).json()
+    own_no = (await _batch(client, login, demo, 3))["batch_no"]  # addressed to PRINTER-SH
+    other_batch = await client.post(
+        "/batches",
+        headers=planner,
+        json={"size": 3, "printer_id": other, "product_id": product["items"][0]["id"]},
+    )
+    assert other_batch.status_code == 201, other_batch.text
+    batch_no = other_batch.json()["batch_no"]
+    both = {"outer": {"passphrase": PASS_OUT}, "inner": {"passphrase": PASS_IN}}
+    exported = await client.post(f"/batches/{batch_no}/exports", headers=planner, json=both)
+    assert exported.status_code in (201, 202), exported.text
+
+    assert_error(await client.get(f"/batches/{batch_no}", headers=printer), 404)
+    assert_error(await client.get("/batches/999999999/exports", headers=printer), 404, "not_found")
+    assert_error(
+        await client.get(f"/batches/{batch_no}/exports", headers=printer), 404, "not_found"
+    )
+    # the brand's planner lists it; the printer its own batch's (empty) list
+    listed = await client.get(f"/batches/{batch_no}/exports", headers=planner)
+    assert [e["id"] for e in listed.json()["items"]] == [exported.json()["id"]], listed.text
+    own = await client.get(f"/batches/{own_no}/exports", headers=printer)
+    assert own.status_code == 200 and own.json()["items"] == [], own.text
+    # a file of the other's batch addressed to the printer: listed (a later page too)
+    ours = {
+        "outer": {"passphrase": PASS_OUT},
+        "inner": {"printer_id": demo["PRINTER-SH"], "passphrase": PASS_IN},
+    }
+    addressed = await client.post(f"/batches/{batch_no}/exports", headers=planner, json=ours)
+    assert addressed.status_code in (201, 202), addressed.text
+    mine = await client.get(f"/batches/{batch_no}/exports", headers=printer)
+    assert [e["id"] for e in mine.json()["items"]] == [addressed.json()["id"]], mine.text
+    assert set(mine.json()["items"][0]["files"]) == {"inner"}
+    later = await client.get(f"/batches/{batch_no}/exports", headers=printer, params={"page": 2})
+    assert later.status_code == 200 and later.json()["items"] == [], later.text

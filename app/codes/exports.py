@@ -34,7 +34,7 @@ from app.auth.principal import Principal
 from app.codes import printfile
 from app.codes.schemas import CaseExportIn, ExportIn, ExportOut, PartIn, PartOut
 from app.codes.scheme import Scheme
-from app.codes.service import own_printer
+from app.codes.service import own_printer, visible_sql
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable, ValidationFailed
@@ -353,8 +353,10 @@ async def page_exports(
     """One page of a batch's exports, oldest first (a printer's caller — ``codes.export`` or
     ``codes.download``, as ``_visible`` — sees those with a file addressed to it, and only its
     own files: ``_mine``; a probe: a printer's user was refused the list, so it could not find
-    its files). A batch its brand does not have is 404 ``not_found``, as the batch's own page
-    (a probe: an empty page, as if a mistyped number were "not exported yet")."""
+    its files). A batch the caller may not see (``visible_sql``, as ``GET /batches/{no}``) and
+    has no file of is 404 ``not_found``, as the batch's own page: a probe saw an empty page, as
+    if a mistyped number were "not exported yet"; another saw a printer told by it which batch
+    numbers went to the brand's other printers (an empty page for theirs, 404 for none)."""
     actor.require_any("codes.export", "codes.download")
     where, params, printer = await _mine(conn, actor)
     found = await fetch_page(
@@ -368,16 +370,15 @@ async def page_exports(
         per_page=per_page,
         make=lambda row: _out(row, printer),
     )
-    if (
-        not found.items
-        and not await (
+    if found.total == 0:  # with a file addressed to it the caller knows the batch
+        seen, seen_params = await visible_sql(conn, actor)
+        if not await (
             await conn.execute(
-                "SELECT 1 FROM code_batches WHERE batch_no = %s AND brand_id = %s",
-                (batch_no, actor.brand_id),
+                f"SELECT 1 FROM code_batches b WHERE b.batch_no = %(no)s AND {seen}",
+                {**seen_params, "no": batch_no},
             )
-        ).fetchone()
-    ):
-        raise NotFound(f"no batch {batch_no}")
+        ).fetchone():
+            raise NotFound(f"no batch {batch_no}")
     return found
 
 

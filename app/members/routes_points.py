@@ -4,7 +4,7 @@ token) and the brand's and stores' (a staff token or API key)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, asgi, delete, get, patch, post, put
@@ -19,7 +19,7 @@ from app.claims import answer_claim, decode_claim, document_claim_route, read_cl
 from app.config import Settings
 from app.db import Conn
 from app.errors import NotFound
-from app.localtime import ZONE, aware
+from app.localtime import ZONE, aware, today
 from app.members import gifts, points, redemptions
 from app.members.limits import member_limits
 from app.members.principal import Member
@@ -234,6 +234,22 @@ def _days(start: datetime, end: datetime) -> str:
     return f"{first}-{max(first, last)}"
 
 
+def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """The settlement's [start, end) with a bound left out defaulted as the sales reports'
+    period (``app.analytics.sales.period``): this month to today in Beijing days; ``to`` alone
+    from the first day of its last day's month (or this month's, if earlier), ``from`` alone to
+    the end of today (or to itself, if later). A probe: both were required, and Litestar checks
+    a missing query parameter before the credentials — an anonymous caller was answered 400
+    naming the route's parameters, not 401."""
+    if end is None:
+        tomorrow = datetime.combine(today() + timedelta(days=1), time(), ZONE)
+        end = tomorrow if start is None else max(tomorrow, aware(start))
+    if start is None:
+        month = min(today(), _day(end, timedelta(microseconds=1))).replace(day=1)
+        start = datetime.combine(month, time(), ZONE)
+    return start, end
+
+
 def _day(moment: datetime, before: timedelta) -> date:
     """The Beijing day of ``moment - before``; the calendar's first or last day past its ends
     (a probe: a period to 9999-12-31T23:59:59Z was a 500)."""
@@ -310,8 +326,8 @@ class RedemptionsController(Controller):
         self,
         conn: Conn,
         principal: Principal,
-        start: Annotated[QueryTime, QueryParameter(name="from")],
-        end: Annotated[QueryTime, QueryParameter(name="to")],
+        start: Annotated[QueryTime | None, QueryParameter(name="from", required=False)] = None,
+        end: Annotated[QueryTime | None, QueryParameter(name="to", required=False)] = None,
         store_id: int | None = None,
         fmt: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
         page: PageNo = 1,
@@ -319,7 +335,10 @@ class RedemptionsController(Controller):
     ) -> Page[SettlementRow]:
         """Physical gifts fulfilled in [from, to) per store and gift — how many, their points —
         for settlement with the brand (``redemptions.read``): a store sees its own, an agent
-        its stores', the brand all. ``format=csv``: the whole period as a file."""
+        its stores', the brand all. Without ``from``/``to``: this month to today (Beijing days;
+        either alone: to/from the other's default, as the sales reports); 400 ``bad_period``
+        when ``to`` comes before ``from``. ``format=csv``: the whole period as a file."""
+        start, end = _period(start, end)
         if fmt == "csv":
             chunks = await redemptions.settlement_csv(conn, principal, start, end, store_id)
             name = f"settlement-{_days(start, end)}.csv"

@@ -22869,9 +22869,9 @@ export interface operations {
     };
     RedemptionsSettlementSettlement: {
         parameters: {
-            query: {
-                from: string;
-                to: string;
+            query?: {
+                from?: string | null;
+                to?: string | null;
                 store_id?: number | null;
                 format?: "json" | "csv";
                 /** @description page number, from 1 */
