@@ -307,7 +307,15 @@ def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
         if args.gs1_company_prefix:
             org["gs1_company_prefix"] = args.gs1_company_prefix
         org_in = msgspec.convert(org, OrgIn)
-        user = {"org_id": 0, "username": args.admin, "password": password, "roles": roles}
+        user = {
+            "org_id": 0,
+            "username": args.admin,
+            "password": password,
+            "roles": roles,
+            # a tenant's administrator replaces the password the operator typed at its first
+            # sign-in; the platform's own operator, who typed it, keeps it
+            "must_change_password": not args.platform_operator,
+        }
         msgspec.convert(user, UserIn)  # a refused password or name before anything is written
     except msgspec.ValidationError as exc:
         return _fail(f"invalid value: {exc}")
@@ -328,9 +336,10 @@ def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
         brand, admin = asyncio.run(create())
     except AppError as exc:  # a name or ERP code taken, a username taken: its words
         return _fail(f"{exc.code}: {exc}")
+    change = "; the password is to be changed at the first sign-in" * admin.must_change_password
     print(
         f"brand {brand.id} {brand.name!r} ({brand.erp_code}); administrator {admin.username!r}"
-        f" ({', '.join(roles)}): sign in at /console"
+        f" ({', '.join(roles)}): sign in at /console{change}"
     )
     return 0
 

@@ -15,7 +15,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from app import replica
 from app.auth.principal import Principal
-from app.auth.service import principal_from_headers, require_credentials
+from app.auth.service import (
+    password_change_required,
+    principal_from_headers,
+    require_credentials,
+)
 from app.codes.scheme import Scheme
 from app.config import Settings
 from app.db import Conn
@@ -37,6 +41,9 @@ def provide_redis(state: State) -> RedisClient:
 
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# what a user whose password someone else chose may do before replacing it (refresh and sign-out
+# take no caller): replace it, and read who it is (the console and the app ask, then show the form)
+PASSWORD_CHANGE_PATHS = frozenset({"/auth/password", "/auth/me"})
 
 
 async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
@@ -114,6 +121,8 @@ async def _caller(request: Request[Any, Any, Any], conn: Conn, settings: Setting
         request.headers.get("x-api-key"),
         request.app.state.pool,  # an API key's last use: written on a connection of its own
     )
+    if principal.password_change_due and request.scope["path"] not in PASSWORD_CHANGE_PATHS:
+        raise password_change_required()
     request.state.principal = principal  # whose change a commit is (read-your-writes)
     return principal
 

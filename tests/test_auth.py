@@ -621,6 +621,64 @@ async def test_any_user_changes_its_own_password(client: Any, login: Any, demo: 
     assert_error(await client.post("/auth/password", headers=as_key, json=body), 403, "not_a_user")
 
 
+async def test_a_password_given_by_an_administrator_is_replaced_before_anything_else(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A password someone else chose (an ERP import's one-time one stayed the user's for good;
+    a reset an administrator made knowing it) is replaced at the first sign-in when asked
+    (``must_change_password``): until then every request but the change and ``GET /auth/me`` is
+    403 ``password_change_required`` — a write with a body, a read, a store clerk's rebate claim
+    —, the same password again is 422 ``same_password``, and the change clears it."""
+    admin = await login("admin")
+    name = f"due_{secrets.token_hex(3)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "given-12345",
+            "roles": ["store_clerk"],
+            "must_change_password": True,
+        },
+    )
+    assert made.status_code == 201 and made.json()["must_change_password"] is True, made.text
+    user_id = made.json()["id"]
+    signed = await client.post("/auth/login", json={"username": name, "password": "given-12345"})
+    assert signed.status_code == 200, signed.text
+    given = bearer(signed.json())
+    me = await client.get("/auth/me", headers=given)
+    assert me.status_code == 200 and me.json()["must_change_password"] is True, me.text
+    for method, path, body in (
+        ("GET", "/orgs", None),
+        ("POST", "/api-keys", {"name": "k", "permissions": ["orgs.read"]}),
+        ("POST", "/rebates/claims", {"serial": "X" * 20, "pin": "1234"}),
+    ):
+        refused = await client.request(method, path, headers=given, json=body)
+        assert_error(refused, 403, "password_change_required")
+    kept = {"current_password": "given-12345", "new_password": "given-12345"}
+    assert_error(
+        await client.post("/auth/password", headers=given, json=kept), 422, "same_password"
+    )
+    mine = {"current_password": "given-12345", "new_password": "mine-12345"}
+    changed = await client.post("/auth/password", headers=given, json=mine)
+    assert changed.status_code == 200, changed.text
+    now = bearer(changed.json())
+    assert (await client.get("/orgs", headers=now)).status_code == 200
+    assert (await client.get("/auth/me", headers=now)).json()["must_change_password"] is False
+    # a reset asking for it again: the next sign-in is held the same way
+    reset = await client.patch(
+        f"/users/{user_id}",
+        headers=admin,
+        json={"password": "reset-12345", "must_change_password": True},
+    )
+    assert reset.status_code == 200 and reset.json()["must_change_password"] is True, reset.text
+    again = await client.post("/auth/login", json={"username": name, "password": "reset-12345"})
+    assert_error(
+        await client.get("/orgs", headers=bearer(again.json())), 403, "password_change_required"
+    )
+
+
 async def test_the_limits_keys_do_not_name_the_account(
     client: Any, app: Any, settings: Any
 ) -> None:

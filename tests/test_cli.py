@@ -816,6 +816,13 @@ async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administr
                 (f"nv-{tag}",),
             ).fetchall()
         assert roles == [("brand_admin",)], roles
+        # a tenant's administrator replaces the password the operator typed (its first sign-in)
+        assert "changed at the first sign-in" in first.stdout, first.stdout
+        with psycopg.connect(fresh) as conn:
+            due = conn.execute(
+                "SELECT must_change_password FROM users WHERE username = %s", (f"nv-{tag}",)
+            ).fetchone()
+        assert due == (True,), due
     finally:
         embedded.drop_database(settings.database_url, name)
 
@@ -834,6 +841,7 @@ async def test_a_platform_starts_without_the_demo_from_a_brand_and_its_administr
     assert signed.status_code == 200, signed.text
     headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
     me = (await client.get("/auth/me", headers=headers)).json()
+    assert me["must_change_password"] is False  # the operator typed its own
     brand = (await client.get(f"/orgs/{me['org_id']}", headers=headers)).json()
     assert (brand["kind"], brand["name"]) == ("brand", f"Nova {tag}")
     other = {"kind": "brand", "name": f"Vega {tag}", "erp_code": f"VG{tag}"}

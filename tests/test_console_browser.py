@@ -517,6 +517,46 @@ async def test_a_user_changes_its_own_password_in_the_console(
     _sign_out(browser)
 
 
+async def test_a_password_given_to_be_replaced_is_replaced_first_in_the_console(
+    server: str, browser: WebDriver, demo: Any, client: Any, login: Any
+) -> None:
+    """A user created with a password to replace (the user dialog's tick, on by default:
+    ``must_change_password``) signs in to the change alone: the dialog cannot be closed and no
+    page shows (its calls would be 403 ``password_change_required``); changed, the console goes
+    on as usual."""
+    name, given, mine = f"due_{secrets.token_hex(3)}", "Given-pass-2026", "Mine-pass-2026!"
+    body = {"org_id": demo["BRAND-LUMI"], "username": name, "password": given}
+    made = await client.post(
+        "/users",
+        headers=await login("admin"),
+        json={**body, "roles": ["analyst"], "must_change_password": True},
+    )
+    assert made.status_code == 201, made.text
+    _sign_in(browser, server, name, given)
+    dialog = _find(browser, ".el-dialog")
+    assert "初始密码由他人设置" in dialog.text
+    assert not dialog.find_elements(By.CSS_SELECTOR, ".el-dialog__headerbtn")  # no closing it
+    assert not browser.find_elements(By.CSS_SELECTOR, ".main .el-card, .main .el-table")
+    for field, value in (
+        ("current_password", given),
+        ("new_password", mine),
+        ("confirm_password", mine),
+    ):
+        dialog.find_element(By.CSS_SELECTOR, f'input[name="{field}"]').send_keys(value)
+    dialog.find_element(By.CSS_SELECTOR, '[data-action="save"]').click()
+    _wait(browser).until(
+        lambda d: (
+            not [e for e in d.find_elements(By.CSS_SELECTOR, ".el-dialog") if e.is_displayed()]
+        )
+    )
+    _click(browser, '[data-menu="verifications"]')
+    _settled(browser)
+    assert "/console/login" not in browser.current_url
+    signed = await client.post("/auth/login", json={"username": name, "password": mine})
+    assert signed.status_code == 200, signed.text
+    _sign_out(browser)
+
+
 def _shown_options(driver: WebDriver) -> set[str]:
     return {
         (o.get_attribute("textContent") or "").strip()

@@ -640,7 +640,13 @@ async def test_users_get_a_one_time_password_once(client: Any, login: Any, demo:
         "/auth/login", json={"username": name1, "password": secrets_by_code[u1]}
     )
     assert login_ok.status_code == 200, login_ok.text
+    # one-time: replaced before anything else (it stayed the user's password for good)
+    signed = {"Authorization": f"Bearer {login_ok.json()['access_token']}"}
+    refused = await client.get("/documents", headers=signed)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "password_change_required"
     user = (await client.get(f"/users/{ids(first)[u2]}", headers=admin)).json()
+    assert user["must_change_password"] is True
     assert (user["erp_code"], user["org_id"], user["roles"]) == (
         u2,
         demo["AGENT-ZJ"],

@@ -315,6 +315,31 @@ async def test_a_serial_of_another_key_than_its_batchs_is_refused_at_the_scan(
             assert 'name="ticket"' in await scan(clerk_phone, printed[1])
 
 
+async def test_a_clerk_with_a_password_to_replace_is_told_to_replace_it_first(
+    phone: httpx.AsyncClient, client: Any, login: Any, demo: Any
+) -> None:
+    """A clerk whose password the administrator gave to be replaced (``must_change_password``)
+    signs in and is told, on a page, to change it in the staff app or the console first: the
+    rebate claims refuse it (403 ``password_change_required``) until then."""
+    name = f"due_clerk_{secrets.token_hex(3)}"
+    made = await client.post(
+        "/users",
+        headers=await login("admin"),
+        json={
+            "org_id": demo["STORE-HZ-01"],
+            "username": name,
+            "password": "Given-pass-2026",
+            "roles": ["store_clerk"],
+            "must_change_password": True,
+        },
+    )
+    assert made.status_code == 201, made.text
+    signed = await sign_in(phone, name, "Given-pass-2026")
+    assert signed.status_code == 303, signed.text
+    told = text_of(assert_page(await phone.get("/clerk"), 403))
+    assert "请先在员工 App（/m）或管理后台修改初始密码" in told
+
+
 async def test_a_link_with_a_code_survives_the_sign_in(
     phone: httpx.AsyncClient, goods: dict[str, Any]
 ) -> None:

@@ -12,6 +12,7 @@ the app is asked to send again.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -439,13 +440,19 @@ async def test_an_inspection_carries_a_photo_taken_on_the_page(
     assert _errors(driver) == []
 
 
-def _sign_in(driver: WebDriver, server: str, username: str, clear: bool = True) -> None:
+def _sign_in(
+    driver: WebDriver,
+    server: str,
+    username: str,
+    clear: bool = True,
+    password: str = DEMO_PASSWORD,
+) -> None:
     driver.get(f"{server}/m/login")
     if clear:
         driver.execute_script("localStorage.clear(); sessionStorage.clear();")
         driver.get(f"{server}/m/login")
     _find(driver, "[data-test=username] input").send_keys(username)
-    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(DEMO_PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
     _wait(driver).until(lambda d: username in _text(d, "[data-test=hello]"))
 
@@ -769,3 +776,115 @@ async def test_a_document_is_not_confirmed_while_its_scanned_codes_are_still_que
     _wait(driver).until(lambda d: "已确认" in _text(d, "[data-test=doc-counts]"))
     doc = (await client.get(f"/documents/{doc_id}", headers=clerk)).json()
     assert doc["status"] == "confirmed" and doc["packages"] == 2, doc
+
+
+def _stored_tokens(driver: WebDriver) -> dict[str, Any]:
+    """The token pair the app keeps (the auth store's, shared with the console)."""
+    raw = driver.execute_script("return localStorage.getItem('tracecode.console.tokens');")
+    assert isinstance(raw, str), raw
+    tokens: dict[str, Any] = json.loads(raw)
+    return tokens
+
+
+def _fill_password_form(driver: WebDriver, current: str, new: str, confirm: str) -> None:
+    for test, value in (("current", current), ("new", new), ("confirm", confirm)):
+        field = _find(driver, f"[data-test={test}-password] input")
+        field.send_keys(Keys.CONTROL, "a")  # replaced as typed (Vue sees the input events)
+        field.send_keys(Keys.BACKSPACE, value)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=change-password-submit]").click()
+
+
+async def test_a_user_changes_their_own_password_on_the_phone_and_stays_signed_in(
+    browser: WebDriver, server: str, client: Any, login: Any, demo: Any
+) -> None:
+    """An inspector made for the test (the demo users' passwords are other tests' sign-in)
+    opens "修改密码" from the home page: a confirmation typed differently is refused on the
+    page, a wrong current password by the server (its words, `wrong_password`); then the
+    password is changed. The phone stays signed in with the new pair it kept — reloaded, the
+    home page and today's inspections load — while the pair it had is dead, and the API takes
+    the new password and refuses the old one."""
+    username = f"m_pw_{secrets.token_hex(3)}"
+    old, new = f"old-{secrets.token_urlsafe(9)}", f"new-{secrets.token_urlsafe(9)}"
+    body = {"org_id": demo["BRAND-LUMI"], "username": username, "password": old}
+    made = await client.post(
+        "/users", headers=await login("admin"), json={**body, "roles": ["inspector"]}
+    )
+    assert made.status_code == 201, made.text
+    driver = browser
+    driver.get_log("browser")  # the earlier tests' entries (a refused sale's 422): not this one's
+    _sign_in(driver, server, username, password=old)
+    before = _stored_tokens(driver)
+    _find(driver, "[data-test=change-password]").click()
+    _wait(driver).until(lambda d: d.current_url.endswith("/m/password"))
+
+    _fill_password_form(driver, old, new, new + "x")
+    _wait(driver).until(
+        lambda d: "两次输入的新密码不一致" in _text(d, "[data-test=confirm-password]")
+    )
+    _fill_password_form(driver, "not-the-password", new, new)
+    _wait(driver).until(lambda d: "当前密码错误（wrong_password）" in _text(d, ".van-toast"))
+    assert driver.current_url.endswith("/m/password")  # still signed in, on the page
+    assert _stored_tokens(driver) == before
+
+    _fill_password_form(driver, old, new, new)
+    _wait(driver).until(lambda d: "密码已修改" in _text(d, ".van-toast"))
+    _wait(driver).until(lambda d: username in _text(d, "[data-test=hello]"))
+    after = _stored_tokens(driver)
+    assert after["refresh_token"] != before["refresh_token"]
+
+    # signed in with the pair kept: reloaded, the app asks the server who the user is and lists
+    # the user's inspections of today (none yet)
+    driver.get(f"{server}/m/")
+    _wait(driver).until(lambda d: username in _text(d, "[data-test=hello]"))
+    driver.get(f"{server}/m/inspect/today")
+    _wait(driver).until(lambda d: "今天还没有稽查记录" in _text(d, ".van-empty"))
+    assert "/m/login" not in driver.current_url
+    bearer = {"Authorization": f"Bearer {after['access_token']}"}
+    assert (await client.get("/auth/me", headers=bearer)).json()["username"] == username
+    dead = {"Authorization": f"Bearer {before['access_token']}"}
+    assert (await client.get("/auth/me", headers=dead)).status_code == 401
+
+    signed = await client.post("/auth/login", json={"username": username, "password": new})
+    assert signed.status_code == 200, signed.text
+    refused = await client.post("/auth/login", json={"username": username, "password": old})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_credentials"
+    # the refused change answered 422 (logged by Chromium as a failed resource): nothing else
+    assert [e for e in _errors(driver) if "/auth/password" not in e] == []
+
+
+async def test_a_password_given_to_be_replaced_is_replaced_before_anything_else_on_the_phone(
+    browser: WebDriver, server: str, client: Any, login: Any, demo: Any
+) -> None:
+    """A user whose password the administrator gave to be replaced (``must_change_password``:
+    every other API call is 403 ``password_change_required``) lands on the change page, with
+    its notice and no way back but signing out, whatever page it opens; changed, the app goes
+    on as usual."""
+    username = f"m_due_{secrets.token_hex(3)}"
+    given, mine = f"given-{secrets.token_urlsafe(9)}", f"mine-{secrets.token_urlsafe(9)}"
+    body = {"org_id": demo["BRAND-LUMI"], "username": username, "password": given}
+    made = await client.post(
+        "/users",
+        headers=await login("admin"),
+        json={**body, "roles": ["inspector"], "must_change_password": True},
+    )
+    assert made.status_code == 201, made.text
+    driver = browser
+    driver.get(f"{server}/m/login")
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(f"{server}/m/login")
+    _find(driver, "[data-test=username] input").send_keys(username)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=password] input").send_keys(given)
+    driver.find_element(By.CSS_SELECTOR, "[data-test=login]").click()
+    _wait(driver).until(lambda d: d.current_url.endswith("/m/password"))
+    assert "初始密码由他人设置" in _text(driver, "[data-test=password-due]")
+    driver.get(f"{server}/m/inspect/today")  # any other page: the change first
+    _wait(driver).until(lambda d: d.current_url.endswith("/m/password"))
+    _fill_password_form(driver, given, mine, mine)
+    _wait(driver).until(lambda d: username in _text(d, "[data-test=hello]"))
+    driver.get(f"{server}/m/inspect/today")
+    _wait(driver).until(lambda d: "今天还没有稽查记录" in _text(d, ".van-empty"))
+    signed = await client.post("/auth/login", json={"username": username, "password": mine})
+    me = await client.get(
+        "/auth/me", headers={"Authorization": f"Bearer {signed.json()['access_token']}"}
+    )
+    assert me.json()["must_change_password"] is False

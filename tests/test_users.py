@@ -30,7 +30,8 @@ async def test_org_admin_manages_users_of_its_own_subtree_only(
     )
     assert created.status_code == 201, created.text
     assert created.json()["roles"] == ["store_clerk"]
-    assert "password" not in created.text and "argon2" not in created.text
+    assert "password-123" not in created.text and "argon2" not in created.text
+    assert '"password"' not in created.text and "password_hash" not in created.text
     elsewhere = await client.post(
         "/users",
         headers=zj,

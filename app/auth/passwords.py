@@ -48,6 +48,11 @@ def hash_random_password(password: str) -> str:
     return _random_hasher.hash(unicodedata.normalize("NFKC", password))
 
 
+def same(first: str, second: str) -> bool:
+    """Whether two passwords are one as hashed (in NFKC)."""
+    return unicodedata.normalize("NFKC", first) == unicodedata.normalize("NFKC", second)
+
+
 def verify_password(password_hash: str | None, password: str) -> bool:
     normal = unicodedata.normalize("NFKC", password)
     if _verified(password_hash, normal):

@@ -27,6 +27,9 @@ class Principal(msgspec.Struct, frozen=True):
     api_key_id: int | None = None
     username: str | None = None
     key_maker: int | None = None  # an API key's: the user who made it (None: a system key)
+    # a user's password someone else chose, not yet replaced: only POST /auth/password and GET
+    # /auth/me serve it (``app.deps``; 403 ``password_change_required``)
+    password_change_due: bool = False
 
     @property
     def person(self) -> int | None:

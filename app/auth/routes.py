@@ -72,6 +72,7 @@ class AuthController(Controller):
             username=principal.username,
             api_key_id=principal.api_key_id,
             brand_staff=principal.org_id == principal.brand_id,
+            must_change_password=principal.password_change_due,
         )
 
 

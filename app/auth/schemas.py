@@ -48,6 +48,9 @@ class MeOut(msgspec.Struct, frozen=True):
     # of the brand organisation itself: what only the brand's own staff read (member and
     # verification statistics, members, SMS) is open to it, whatever the permissions say
     brand_staff: bool = False
+    # the password someone else chose is to be replaced first (POST /auth/password): until
+    # then every other request is 403 ``password_change_required``
+    must_change_password: bool = False
 
 
 class ApiKeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -58,6 +58,7 @@ def session_live(sid: str, iat: str) -> str:
 
 _PRINCIPAL_SQL = f"""
 SELECT u.id, u.username, u.org_id, o.path, u.status, {ORG_STATUS} AS org_status,
+       u.must_change_password,
        {session_live("%(sid)s::uuid", "%(iat)s::bigint")} AS session_live,
        coalesce((SELECT array_agg(DISTINCT p)
                    FROM user_roles ur JOIN roles r ON r.id = ur.role_id, unnest(r.permissions) p
@@ -133,6 +134,8 @@ async def change_password(
         raise Unprocessable("the current password is wrong", code="wrong_password")
     assert row is not None
     await limiter.succeeded(actor.username, client_ip)
+    if passwords.same(data.new_password, data.current_password):  # to replace, kept: no change
+        raise Unprocessable("the new password is the current one", code="same_password")
     new_hash = await asyncio.to_thread(passwords.hash_password, data.new_password)
     # the row as checked, locked from here to the end (not during the hashes): a reset, or the
     # sessions ended (the account deactivated or moved), committed during the checks refuses
@@ -142,7 +145,8 @@ async def change_password(
     changed = await (
         await conn.execute(
             "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL, "
-            "updated_at = now() WHERE id = %s AND password_hash = %s AND status = 'active' "
+            "must_change_password = false, updated_at = now() "
+            "WHERE id = %s AND password_hash = %s AND status = 'active' "
             "AND sessions_from IS NOT DISTINCT FROM %s RETURNING id",
             (new_hash, actor.user_id, current, row["sessions_from"]),
         )
@@ -332,6 +336,16 @@ async def load_user(
         permissions=frozenset(row["permissions"]),
         user_id=row["id"],
         username=row["username"],
+        password_change_due=row["must_change_password"],
+    )
+
+
+def password_change_required() -> Forbidden:
+    """The refusal of every request of a user whose password someone else chose (an ERP
+    import's initial one, a reset asking for a change), until the user replaces it."""
+    return Forbidden(
+        "change the password you were given first (POST /auth/password)",
+        code="password_change_required",
     )
 
 

@@ -193,8 +193,13 @@ async def _create(
     fields = values_of(data, _FIELDS)
     fields["display_name"] = fields.get("display_name") or ""
     status = fields.pop("status", "active")
-    user = UserIn(
-        org_id=org["id"], username=data.username, password=password, roles=data.roles, **fields
+    user = UserIn(  # the initial password is one-time: replaced at the first sign-in
+        org_id=org["id"],
+        username=data.username,
+        password=password,
+        roles=data.roles,
+        must_change_password=True,
+        **fields,
     )
 
     async def work() -> int:

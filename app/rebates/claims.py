@@ -54,7 +54,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from app.auth.principal import Principal
-from app.auth.service import ORG_STATUS, session_live
+from app.auth.service import ORG_STATUS, password_change_required, session_live
 from app.claims import (
     Claimants,
     ClaimIn,
@@ -77,7 +77,7 @@ from app.verify.service import Verifier
 # The clerks of the claims in flight: the user, their organisation and permissions.
 _CLERKS = f"""
 SELECT r.ord, u.username, u.status, u.org_id, o.path, o.kind, {ORG_STATUS} AS org_status,
-       {session_live("r.sid", "r.iat")} AS session_live,
+       u.must_change_password, {session_live("r.sid", "r.iat")} AS session_live,
        coalesce((SELECT array_agg(DISTINCT p)
                    FROM user_roles ur JOIN roles ro ON ro.id = ur.role_id,
                         unnest(ro.permissions) p
@@ -288,6 +288,8 @@ class Clerks(Claimants[Principal]):
             raise Unauthorized("the account is inactive or gone", code="account_inactive")
         if not row["session_live"]:  # as ``load_user``: signed out, or a password set since
             raise Unauthorized("the session was ended: sign in again", code="token_revoked")
+        if row["must_change_password"]:  # as ``app.deps``
+            raise password_change_required()
         clerk = Principal(
             org_id=row["org_id"],
             org_path=row["path"],

@@ -26,6 +26,13 @@ class UserIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     display_name: DisplayName = ""
     phone: Phone | None = None
     email: Email | None = None
+    must_change_password: Annotated[
+        bool,
+        msgspec.Meta(
+            description="the user replaces this password at the first sign-in (POST "
+            "/auth/password) before anything else: 403 password_change_required until then"
+        ),
+    ] = False
 
 
 class UserPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -35,6 +42,8 @@ class UserPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     roles: Roles | msgspec.UnsetType = msgspec.UNSET
     status: Status | msgspec.UnsetType = msgspec.UNSET
     password: Password | msgspec.UnsetType = msgspec.UNSET
+    # with a reset: the user replaces it at the next sign-in (cleared by POST /auth/password)
+    must_change_password: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class UserOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +57,7 @@ class UserOut(msgspec.Struct, frozen=True, kw_only=True):
     roles: list[str]
     erp_code: Annotated[str | None, msgspec.Meta(description="the ERP's code (set by import)")]
     last_login_at: datetime | None
+    must_change_password: bool
     created_at: datetime
     updated_at: datetime
 

@@ -22,7 +22,7 @@ from app.users.schemas import PermissionOut, RoleIn, RoleOut, RolePatch, UserIn,
 _USER_COLUMNS = """u.id, u.org_id, u.username, u.display_name, u.phone, u.email, u.status,
     coalesce((SELECT array_agg(r.name ORDER BY r.name) FROM user_roles ur
                JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id), '{}') AS roles,
-    u.erp_code, u.last_login_at, u.created_at, u.updated_at"""
+    u.erp_code, u.last_login_at, u.must_change_password, u.created_at, u.updated_at"""
 
 
 async def sync_builtin_roles(conn: Conn) -> None:
@@ -136,9 +136,17 @@ async def create_user(
         password_hash = await asyncio.to_thread(hash_password, data.password)
     row = await (
         await conn.execute(
-            "INSERT INTO users (org_id, username, password_hash, display_name, phone, email) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (data.org_id, data.username, password_hash, data.display_name, data.phone, data.email),
+            "INSERT INTO users (org_id, username, password_hash, display_name, phone, email, "
+            "must_change_password) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                data.org_id,
+                data.username,
+                password_hash,
+                data.display_name,
+                data.phone,
+                data.email,
+                data.must_change_password,
+            ),
         )
     ).fetchone()
     assert row is not None

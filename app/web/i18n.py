@@ -429,6 +429,10 @@ WORDS: dict[str, dict[Lang, str]] = {
         "zh": "您的账号没有领取销售返利的权限。",
         "en": "Your account may not claim sales rebates.",
     },
+    "clerk_err_password_change_required": {
+        "zh": "请先在员工 App（/m）或管理后台修改初始密码，再来领取返利。",
+        "en": "Change the password you were given first, in the staff app (/m) or the console.",
+    },
     "clerk_err_account_inactive": {
         "zh": "账号已停用，请联系管理员。",
         "en": "This account is inactive: ask your administrator.",

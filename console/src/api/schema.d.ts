@@ -4280,6 +4280,8 @@ export interface components {
             api_key_id: number | null;
             /** @default false */
             brand_staff: boolean;
+            /** @default false */
+            must_change_password: boolean;
             org_id: number;
             permissions: string[];
             user_id: number | null;
@@ -5900,6 +5902,11 @@ export interface components {
             /** @default  */
             display_name: string;
             email?: string | null;
+            /**
+             * @description the user replaces this password at the first sign-in (POST /auth/password) before anything else: 403 password_change_required until then
+             * @default false
+             */
+            must_change_password: boolean;
             org_id: number;
             password: string;
             phone?: string | null;
@@ -5916,6 +5923,7 @@ export interface components {
             erp_code: string | null;
             id: number;
             last_login_at: string | null;
+            must_change_password: boolean;
             org_id: number;
             phone: string | null;
             roles: string[];
@@ -5928,6 +5936,7 @@ export interface components {
         UserPatch: {
             display_name?: string;
             email?: string | null;
+            must_change_password?: boolean;
             password?: string;
             phone?: string | null;
             roles?: string[];

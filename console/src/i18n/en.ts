@@ -51,6 +51,7 @@ export default {
     mismatch: 'The two new passwords differ',
     same: 'The new password is the current one',
     changed: 'Password changed; your other sessions are signed out',
+    due: 'The password you were given is to be replaced by one of your own before you go on.',
   },
   header: { language: 'Language', logout: 'Log out', profile: 'Account' },
   login: {

@@ -51,6 +51,7 @@ export default {
     mismatch: '两次输入的新密码不一致',
     same: '新密码与当前密码相同',
     changed: '密码已修改，其他设备上的登录已退出',
+    due: '您的初始密码由他人设置，请先修改为您自己的密码再继续使用。',
   },
   header: { language: '语言', logout: '退出登录', profile: '账号' },
   login: {

@@ -23,6 +23,7 @@ const routes: RouteRecordRaw[] = [
   { path: '/sale', name: 'sale', component: () => import('./pages/SalePage.vue'), meta: { permission: 'logistics.scan' } },
   { path: '/claim', name: 'claim', component: () => import('./pages/ClaimPage.vue'), meta: { permission: 'sales.claim' } },
   { path: '/queue', name: 'queue', component: () => import('./pages/QueuePage.vue') },
+  { path: '/password', name: 'password', component: () => import('./pages/PasswordPage.vue') },
   ...fieldRoutes,
   { path: '/:rest(.*)*', redirect: { name: 'home' } },
 ]
@@ -33,6 +34,8 @@ router.beforeEach(async (to) => {
   if (to.meta.public) return true
   const me = await ensureMe()
   if (!me || me.user_id === null) return { name: 'login', query: { redirect: to.fullPath } }
+  // a password given to be replaced first: nothing else works until then (403 from the API)
+  if (me.must_change_password) return to.name === 'password' ? true : { name: 'password' }
   startSync(me.user_id)
   if (!useAuthStore().can(to.meta.permission)) return { name: 'home' }
   return true

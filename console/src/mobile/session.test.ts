@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
 import type { QueuedAction } from './offline/queue'
 import { send } from './offline/sync'
-import { cachedMe, ensureMe, signIn } from './session'
+import { cachedMe, changePassword, ensureMe, signIn } from './session'
+import { ApiFailure } from '@/api/errors'
 import { TOKENS_KEY, useAuthStore } from '@/stores/auth'
 import { storage } from '@/utils/storage'
 
@@ -83,25 +84,67 @@ describe('the user known offline', () => {
   })
 })
 
+/** An inspector's action waiting in the queue. */
+const queued: QueuedAction = {
+  id: 'm-1',
+  kind: 'inspection',
+  user: 7,
+  body: { code: 'A' },
+  label: 'A',
+  created: 0,
+  n: 0,
+  attempts: 0,
+}
+
+describe('the user’s own password changed', () => {
+  it('keeps the new pair: the app reopened offline knows the user and sends their queue with it', async () => {
+    await inspectorThenOffline()
+    const me = { ...useAuthStore().me, must_change_password: false } // read again after the change
+    const bearers: (string | null)[] = []
+    const fetch = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+      const request = new Request(input, init)
+      const path = new URL(request.url).pathname
+      if (path === '/auth/me') return json(200, me)
+      bearers.push(request.headers.get('Authorization'))
+      if (path !== '/auth/password') return json(201, {})
+      expect(await request.json()).toEqual({ current_password: 'secret', new_password: 'new-secret' })
+      return json(200, tokensOf(7, 2))
+    })
+    vi.stubGlobal('fetch', fetch)
+    await changePassword('secret', 'new-secret')
+    expect(useAuthStore().tokens).toEqual(tokensOf(7, 2))
+    expect(JSON.parse(storage.get(TOKENS_KEY)!)).toEqual(tokensOf(7, 2))
+
+    setActivePinia(createPinia()) // reopened: the tokens are read back from storage
+    vi.stubGlobal('fetch', vi.fn(async () => Promise.reject(new TypeError('Failed to fetch'))))
+    expect((await ensureMe())?.username).toBe('inspector')
+    vi.stubGlobal('fetch', fetch)
+    expect((await send([queued]))[0]!.status).toBe(201)
+    expect(bearers).toEqual([`Bearer ${tokensOf(7).access_token}`, `Bearer ${tokensOf(7, 2).access_token}`])
+  })
+
+  it('refused (the current password wrong), leaves the user signed in with the same pair', async () => {
+    await inspectorThenOffline()
+    const wrong = { error: { code: 'wrong_password', message: 'the current password is wrong', details: null } }
+    vi.stubGlobal('fetch', vi.fn(async () => json(422, wrong)))
+    const failure = await changePassword('nope', 'new-secret').catch((e: unknown) => e)
+    expect(failure).toBeInstanceOf(ApiFailure)
+    expect(failure).toMatchObject({ status: 422, code: 'wrong_password' })
+    expect(useAuthStore().tokens).toEqual(tokensOf(7))
+    expect(JSON.parse(storage.get(TOKENS_KEY)!)).toEqual(tokensOf(7))
+    expect(useAuthStore().me?.username).toBe('inspector')
+  })
+})
+
 describe('the queue’s sender', () => {
   it('never sends a user’s actions with another user’s token', async () => {
     reopenedWith(tokensOf(9))
     const fetch = vi.fn(async () => json(201, {}))
     vi.stubGlobal('fetch', fetch)
-    const action: QueuedAction = {
-      id: 'm-1',
-      kind: 'inspection',
-      user: 7,
-      body: { code: 'A' },
-      label: 'A',
-      created: 0,
-      n: 0,
-      attempts: 0,
-    }
-    await expect(send([action])).rejects.toThrow('another user')
+    await expect(send([queued])).rejects.toThrow('another user')
     expect(fetch).not.toHaveBeenCalled()
     reopenedWith(tokensOf(7))
-    expect((await send([action]))[0]!.status).toBe(201)
+    expect((await send([queued]))[0]!.status).toBe(201)
     expect(fetch).toHaveBeenCalledOnce()
   })
 })

@@ -71,3 +71,17 @@ export async function signOut(): Promise<void> {
   storage.remove(ME_KEY)
   await useAuthStore().logout()
 }
+
+/**
+ * POST /auth/password: the user's own password changed. Every other session of the user ends
+ * (the tokens used for this call die too) and this one goes on with the pair answered, kept as
+ * the auth store keeps its tokens — its state and localStorage (TOKENS_KEY), so a reload stays
+ * signed in. The pair is the same user's (the same JWT `sub`): the copy of /auth/me and the
+ * user's offline queue, both taken only with that user's tokens, go on as before.
+ * Throws ApiFailure: 422 wrong_password, 429 login_locked, 400 validation_failed.
+ */
+export async function changePassword(current: string, next: string): Promise<void> {
+  const auth = useAuthStore()
+  await auth.changePassword(current, next)
+  if (auth.me) keepMe(auth.me)
+}

@@ -150,7 +150,8 @@ export const useAuthStore = defineStore('auth', () => {
   }
 
   /** POST /auth/password: the user's own password changed (the current one asked). Every other
-   * session of the user ends; this one goes on with the answer's new pair. Throws ApiFailure
+   * session of the user ends; this one goes on with the answer's new pair, and who the user is
+   * is read again (a password given to be replaced is no longer due). Throws ApiFailure
    * (422 wrong_password, 429 login_locked, 400 for a new one too short). */
   async function changePassword(current: string, next: string): Promise<void> {
     const response = await send(
@@ -162,6 +163,7 @@ export const useAuthStore = defineStore('auth', () => {
     )
     if (!response.ok) throw await failureOf(response)
     keep((await response.json()) as Tokens)
+    await loadMe() // a password to be replaced first (must_change_password) no more
   }
 
   /** POST /auth/logout (the refresh token dies on the server); signed out here whatever it says. */

@@ -16,6 +16,7 @@ export default {
       resetPassword: '重置密码',
       passwordReset: '密码已重置',
       passwordRule: '至少 8 个字符',
+      mustChange: '首次登录时须修改为自己的密码',
     },
   },
   en: {
@@ -35,6 +36,7 @@ export default {
       resetPassword: 'Reset password',
       passwordReset: 'Password reset',
       passwordRule: 'At least 8 characters',
+      mustChange: 'To be replaced by the user at the first sign-in',
     },
   },
 }
