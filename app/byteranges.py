@@ -24,7 +24,9 @@ from litestar.response import File, Stream
 from app.errors import RangeNotSatisfiable
 
 CHUNK = 1 << 20
-_SPEC = re.compile(r"\s*(\d*)-(\d*)\s*", re.ASCII)  # one range; several: the whole file
+# one range (several: the whole file); positions of up to 18 digits (longer: malformed, never
+# an int of thousands of digits — Python refuses those, a 500)
+_SPEC = re.compile(r"\s*(\d{0,18})-(\d{0,18})\s*", re.ASCII)
 
 
 def wanted_range(header: str, size: int) -> tuple[int, int] | None:
