@@ -679,6 +679,52 @@ async def test_a_password_given_by_an_administrator_is_replaced_before_anything_
     )
 
 
+async def test_a_user_held_to_a_password_change_cannot_lift_it_with_its_own_api_key(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: an administrator resets an organisation admin's password and asks for it to be replaced
+    at the next sign-in (PATCH /users/{id} ``must_change_password``). A user expects that
+    account to reach nothing but POST /auth/password until it chose its own password — and one's
+    own account is never edited through PATCH /users (422 ``own_account`` for one's password,
+    status and roles, by a key one made too). Instead the account's API key, made before,
+    clears its own ``must_change_password`` (200), and the password the administrator chose
+    stays the account's for good, every route open to it."""
+    admin = await login("admin")
+    name = f"pz_{secrets.token_hex(3)}"
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": name,
+            "password": "mine-123456",
+            "roles": ["org_admin"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    user_id = made.json()["id"]
+    signed = await client.post("/auth/login", json={"username": name, "password": "mine-123456"})
+    mine = (await client.get("/auth/me", headers=bearer(signed.json()))).json()["permissions"]
+    key = await client.post(  # the account's own key, with all it holds (an integration's)
+        "/api-keys", headers=bearer(signed.json()), json={"name": f"{name}_k", "permissions": mine}
+    )
+    assert key.status_code == 201, key.text
+    as_key = {"X-API-Key": key.json()["key"]}
+    reset = await client.patch(
+        f"/users/{user_id}",
+        headers=admin,
+        json={"password": "given-123456", "must_change_password": True},
+    )
+    assert reset.status_code == 200 and reset.json()["must_change_password"] is True, reset.text
+    lifted = await client.patch(
+        f"/users/{user_id}", headers=as_key, json={"must_change_password": False}
+    )
+    given = await client.post("/auth/login", json={"username": name, "password": "given-123456"})
+    reached = await client.get("/orgs", headers=bearer(given.json()))
+    assert_error(lifted, 422, "own_account")
+    assert_error(reached, 403, "password_change_required")
+
+
 async def test_the_limits_keys_do_not_name_the_account(
     client: Any, app: Any, settings: Any
 ) -> None:

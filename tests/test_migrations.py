@@ -191,3 +191,29 @@ def test_db_migrate_does_not_call_a_newer_releases_database_up_to_date(fresh_db:
     assert done.returncode == 0, done.stderr
     assert "up to date" not in done.stdout, done.stdout
     assert "ahead of this release" in done.stdout and "9999_next_release.sql" in done.stdout
+
+
+def test_migration_0096_leaves_a_long_prefix_brand_room_for_its_pallets(fresh_db: str) -> None:
+    """A probe: migration 0096 (SSCC serial references per prefix, for a long prefix's brand
+    that the shared sequence had run out of room) started every prefix in use at the shared
+    sequence's value — a 10-digit prefix (room up to 999,999) at 1,500,000: its case batches
+    422 ``sscc_range_exhausted`` for good, as before. A prefix the sequence had run past goes
+    on from its own batches' last reference; one it had not, from the sequence (a restore may
+    have moved it past batches no row records)."""
+    from app.codes.cases import sscc_capacity
+
+    long_prefix, short_prefix = "6912345678", "6901234"
+    migrate_to(fresh_db, 95)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for name, prefix in (("Long", long_prefix), ("Short", short_prefix)):
+            conn.execute(
+                "INSERT INTO orgs (kind, name, erp_code, gs1_company_prefix) "
+                "VALUES ('brand', %s, %s, %s)",
+                (f"{name} prefix", name.upper(), prefix),
+            )
+        conn.execute("SELECT setval('sscc_serial_ref_seq', 1500000)")  # other brands' pallets
+    db.migrate(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        counts = dict(conn.execute("SELECT company_prefix, last_ref FROM sscc_refs").fetchall())
+    assert counts[long_prefix] < sscc_capacity(long_prefix), counts
+    assert counts[short_prefix] == 1500000, counts  # its room reaches past the sequence

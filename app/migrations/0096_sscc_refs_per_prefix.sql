@@ -10,10 +10,17 @@ CREATE TABLE sscc_refs (
     last_ref bigint NOT NULL CHECK (last_ref >= 0)  -- the last serial reference handed out
 );
 -- Every prefix already in use goes on from where the shared sequence was (a restore's
--- after-restore may have moved it past batches no row records); a prefix first used from now
+-- after-restore may have moved it past batches no row records) where its room reaches that
+-- far; a prefix the shared sequence had run past (a long one: the very brand this is for, a
+-- probe) from the last reference its own batches took, or from 1. A prefix first used from now
 -- on starts at 1.
 INSERT INTO sscc_refs (company_prefix, last_ref)
-SELECT p, (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM sscc_serial_ref_seq)
+SELECT p,
+       CASE WHEN shared.last <= (10::numeric ^ (16 - length(p)))::bigint - 1 THEN shared.last
+            ELSE coalesce((SELECT max(b.first_ref + b.size - 1) FROM case_batches b
+                            WHERE b.company_prefix = p), 0) END
   FROM (SELECT company_prefix FROM case_batches
-        UNION SELECT gs1_company_prefix FROM orgs WHERE gs1_company_prefix IS NOT NULL) AS used(p);
+        UNION SELECT gs1_company_prefix FROM orgs WHERE gs1_company_prefix IS NOT NULL) AS used(p),
+       (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS last
+          FROM sscc_serial_ref_seq) AS shared;
 DROP SEQUENCE sscc_serial_ref_seq;

@@ -324,9 +324,14 @@ async def update_user(
     # resetting the password of, editing or disabling someone stronger would take them over
     ensure_not_stronger(actor, row["permissions"], "user")
     if user_id == actor.person and (  # a user's own, or through a key the user made
-        patch.status is not msgspec.UNSET or patch.roles is not msgspec.UNSET
+        patch.status is not msgspec.UNSET
+        or patch.roles is not msgspec.UNSET
+        # a probe: a user held to a password change lifted it with a key it had made
+        or patch.must_change_password is not msgspec.UNSET
     ):
-        raise Unprocessable("you cannot change your own status or roles", code="own_account")
+        raise Unprocessable(
+            "you cannot change your own status, roles or password change", code="own_account"
+        )
     if user_id == actor.person and patch.password is not msgspec.UNSET:
         # probe T: a leaked access token set the password here for good, without the current
         # one and outside the log-in limits; one's own goes through POST /auth/password
