@@ -649,6 +649,7 @@ async def test_a_password_given_by_an_administrator_is_replaced_before_anything_
     given = bearer(signed.json())
     me = await client.get("/auth/me", headers=given)
     assert me.status_code == 200 and me.json()["must_change_password"] is True, me.text
+    assert me.json()["org_name"].startswith("Hangzhou West Lake")
     for method, path, body in (
         ("GET", "/orgs", None),
         ("POST", "/api-keys", {"name": "k", "permissions": ["orgs.read"]}),

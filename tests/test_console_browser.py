@@ -355,6 +355,8 @@ async def test_the_next_user_in_the_same_tab_sees_only_its_own_organisations(
     browser.find_element(By.CSS_SELECTOR, "#password").send_keys(DEMO_PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "#login-submit").click()
     _wait(browser).until(lambda d: d.find_element(By.ID, "current-user").text == "store_clerk")
+    # its home names its organisation (GET /auth/me org_name; it showed the id alone)
+    _wait(browser).until(lambda d: "Hangzhou West Lake" in d.find_element(By.ID, "own-org").text)
     _click(browser, '[data-menu="orgs"]')
     _wait(browser).until(lambda d: any("Hangzhou West Lake" in c for c in _first_column(d)))
     _wait(browser).until(lambda d: "Hangzhou West Lake" in _tree_text(d))

@@ -64,7 +64,12 @@ class AuthController(Controller):
         await service.logout(conn, settings, data.refresh_token)
 
     @get("/me")
-    async def me(self, principal: Principal) -> MeOut:
+    async def me(self, principal: Principal, conn: Conn) -> MeOut:
+        """Who the caller is: its organisation (id and name), permissions, whether it is of the
+        brand organisation itself, and whether its password is to be replaced first."""
+        row = await (
+            await conn.execute("SELECT name FROM orgs WHERE id = %s", (principal.org_id,))
+        ).fetchone()
         return MeOut(
             org_id=principal.org_id,
             permissions=sorted(principal.permissions),
@@ -73,6 +78,7 @@ class AuthController(Controller):
             api_key_id=principal.api_key_id,
             brand_staff=principal.org_id == principal.brand_id,
             must_change_password=principal.password_change_due,
+            org_name=row["name"] if row else "",
         )
 
 

@@ -51,6 +51,8 @@ class MeOut(msgspec.Struct, frozen=True):
     # the password someone else chose is to be replaced first (POST /auth/password): until
     # then every other request is 403 ``password_change_required``
     must_change_password: bool = False
+    # of ``org_id`` (a probe: the console's home showed those without reports.read a number)
+    org_name: str = ""
 
 
 class ApiKeyIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -4283,6 +4283,8 @@ export interface components {
             /** @default false */
             must_change_password: boolean;
             org_id: number;
+            /** @default  */
+            org_name: string;
             permissions: string[];
             user_id: number | null;
             username: string | null;

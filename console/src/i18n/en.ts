@@ -68,5 +68,5 @@ export default {
     back: 'Back to the home page',
     sessionEnded: 'Your session has ended; please sign in again',
   },
-  home: { welcome: 'Welcome, {name}', org: 'Organisation id: {id}', permissions: 'Your permissions' },
+  home: { welcome: 'Welcome, {name}', org: 'Organisation: {name}', permissions: 'Your permissions' },
 }

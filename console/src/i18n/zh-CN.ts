@@ -68,5 +68,5 @@ export default {
     back: '返回首页',
     sessionEnded: '登录已失效，请重新登录',
   },
-  home: { welcome: '欢迎，{name}', org: '所属组织 ID：{id}', permissions: '您拥有的权限' },
+  home: { welcome: '欢迎，{name}', org: '所属组织：{name}', permissions: '您拥有的权限' },
 }
