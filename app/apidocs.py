@@ -211,6 +211,13 @@ QUEUED = {
     ("/epcis/capture", "post"): "the capture job (done already when small): poll Location",
 }
 _LOCATION = {"Location": {"description": "the job to poll", "schema": {"type": "string"}}}
+# Operations that answer a 500 of their own code (beside any fault's ``internal_error``): an
+# export run at once whose files cannot be written (app/codes/routes.py ``_start``).
+SERVER_ERRORS = {
+    ("/batches/{batch_no}/exports", "post"): "the export could not be written (`export_failed`)",
+    ("/case-batches/{batch_id}/exports", "post"): "the export could not be written "
+    "(`export_failed`)",
+}
 # Operations whose body the handler reads itself, so Litestar shows none: the media types each
 # reads, with the body's schema. (The ERP imports document theirs: app/erp/routes.py.)
 _BINARY = {"type": "string", "format": "binary"}
@@ -452,6 +459,10 @@ def document_errors(app: Litestar, openapi: OpenAPI) -> None:
             replay = REPLAYS.get((path, method))
             if replay and "201" in responses:
                 responses["200"] = {**responses["201"], "description": replay}
+            failed = SERVER_ERRORS.get((path, method))
+            if failed:
+                error = {"application/json": {"schema": ERROR_REF}}
+                responses["500"] = {"description": failed, "content": error}
             queued = QUEUED.get((path, method))
             if queued:
                 answer = responses.get("202") or responses["201"]

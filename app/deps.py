@@ -89,17 +89,21 @@ async def caller_first(request: Request[Any, Any, Any]) -> None:
     anonymous client trickling 9 MB in was waited for); with bad ones, 401 too, the caller
     loaded on a connection of its own given back at once (review R: 64 MB buffered per
     anonymous capture). ``provide_principal`` loads the caller again once the body is in; any
-    other request pays a set and a dict look-up here."""
-    if (
-        request.method not in _WITH_BODY
-        or "principal" not in request.route_handler.parsed_fn_signature.parameters
-    ):
+    other request pays a set and a dict look-up or two here. A member's routes the same way (a
+    probe: an anonymous malformed ``PATCH /members/me`` was 400 about its body, not 401)."""
+    if request.method not in _WITH_BODY:
         return
-    headers = request.headers
-    require_credentials(headers.get("authorization"), headers.get("x-api-key"))
-    state = request.app.state
-    async with state.pool.connection() as first:
-        await _caller(request, first, state.settings)
+    parameters = request.route_handler.parsed_fn_signature.parameters
+    if "principal" in parameters:
+        headers = request.headers
+        require_credentials(headers.get("authorization"), headers.get("x-api-key"))
+        state = request.app.state
+        async with state.pool.connection() as first:
+            await _caller(request, first, state.settings)
+    elif "member" in parameters:
+        state = request.app.state
+        async with state.pool.connection() as first:
+            await provide_member(request, first, state.settings)
 
 
 async def provide_principal(

@@ -771,3 +771,25 @@ async def test_a_code_typed_in_full_width_digits_signs_in_through_the_api_too(
         "/members/login", json={"brand_id": brand, "phone": phone, "code": typed}
     )
     assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PATCH", "/members/me"), ("POST", "/members/me/redemptions")],
+)
+@pytest.mark.parametrize("credentials", [{}, {"Authorization": "Bearer not-a-token"}])
+async def test_member_writes_refuse_bad_credentials_before_reading_the_body(
+    client: Any, method: str, path: str, credentials: dict[str, str]
+) -> None:
+    """A probe (integrator): README "API overview": "A POST, PUT, PATCH or DELETE to an authenticated route is refused
+    401 (`unauthorized`, `invalid_token`, …) before its body is read: no credentials, or bad
+    ones, never meet a 400 about the body." ``DELETE /members/me``, ``POST /members/logout`` and
+    ``POST /members/me/claims`` do so; ``PATCH /members/me`` and ``POST /members/me/redemptions``
+    (member-token routes) instead decode the body first and answer an anonymous caller 400
+    ``malformed_json`` / ``validation_failed`` — the 401 comes only once the body is valid
+    (``app.deps.caller_first`` runs only for handlers that take ``principal``, not ``member``)."""
+    for body in (b"{not json", b'{"bogus": 1}'):
+        answer = await client.request(
+            method, path, headers={"content-type": "application/json", **credentials}, content=body
+        )
+        assert answer.status_code == 401, (body, answer.status_code, answer.text)

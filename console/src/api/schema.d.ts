@@ -9206,6 +9206,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description the export could not be written (`export_failed`) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
             503: {
                 headers: {
@@ -9693,6 +9702,15 @@ export interface operations {
             };
             /** @description well-formed but breaks a rule */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description the export could not be written (`export_failed`) */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };
