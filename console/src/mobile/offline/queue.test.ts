@@ -124,6 +124,14 @@ describe('OfflineQueue', () => {
     expect(retryable(429, { error: { code: 'rate_limited' } })).toBe(true)
   })
 
+  it('keeps an action refused until the user replaces a password given by an administrator', () => {
+    /** Scans queued offline, then an administrator's reset asking for a change: every request
+     * is 403 `password_change_required` until the user changes it — a re-send then goes through,
+     * where a refused action would be lost. Any other 403 stays a refusal. */
+    expect(retryable(403, { error: { code: 'password_change_required' } })).toBe(true)
+    expect(retryable(403, { error: { code: 'forbidden' } })).toBe(false)
+  })
+
   it('drops a 429 `locked` (a code locked after wrong PINs): a re-send would not change it', () => {
     /** A probe: a rebate claim refused 429 `locked` was kept and re-sent every 30 s, nobody
      * looking; the page said "queued". */

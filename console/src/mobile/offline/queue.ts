@@ -42,9 +42,13 @@ export interface Outcome {
 export type Sender = (actions: QueuedAction[]) => Promise<Outcome[]>
 
 /** An answer that a re-send could change: keep the action pending. A 429 `locked` (a code
- * locked after too many wrong PINs) is not one: re-sent every 30 s nobody would see it (a probe). */
+ * locked after too many wrong PINs) is not one: re-sent every 30 s nobody would see it (a probe).
+ * A 403 `password_change_required` is: the user's own password change lets it through (its
+ * scans, queued before an administrator's reset, were refused for good). */
 export function retryable(status: number, body?: unknown): boolean {
-  if (status === 429) return (body as { error?: { code?: string } } | null)?.error?.code !== 'locked'
+  const code = (body as { error?: { code?: string } } | null)?.error?.code
+  if (status === 429) return code !== 'locked'
+  if (status === 403) return code === 'password_change_required'
   return status === 0 || status === 401 || status === 408 || status >= 500
 }
 
