@@ -336,7 +336,9 @@ def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
         brand, admin = asyncio.run(create())
     except AppError as exc:  # a name or ERP code taken, a username taken: its words
         return _fail(f"{exc.code}: {exc}")
-    change = "; the password is to be changed at the first sign-in" * admin.must_change_password
+    change = (
+        "; the password is to be changed at the first sign-in" if admin.must_change_password else ""
+    )
     print(
         f"brand {brand.id} {brand.name!r} ({brand.erp_code}); administrator {admin.username!r}"
         f" ({', '.join(roles)}): sign in at /console{change}"

@@ -10,9 +10,9 @@ may set (the defaults cover far more than a day's issuance of a large brand), an
 than half of the room its range has left (review R3: SSCC serial references end where the
 company prefix leaves no digit, at 9,999,999 for a 9-digit prefix). SSCC serial references are
 counted per company prefix in a table (``sscc_refs``), each prefix's moved on in its own room
-(``advance_ssccs``). Safe to run twice, and while
-the service already serves: a sequence is read and set under its own lock (``advance``), so it
-only ever moves forward, and a gap in numbers is harmless.
+(``advance_ssccs``). Safe to run twice, and while the service already serves: a sequence is
+read and set under its own lock (``advance``), a count under its row's, so each only ever moves
+forward, and a gap in numbers is harmless.
 
 Ids held outside the database are moved on the same way where holding one gives something:
 a member token's only claim is its member's id (``app.members.principal``), valid for 30 days,
