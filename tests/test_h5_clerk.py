@@ -292,22 +292,13 @@ async def test_a_serial_of_another_key_than_its_batchs_is_refused_at_the_scan(
     issued under the new one was never printed (the claim refuses it, ``made_under``), yet step
     2 showed the unit's product and asked for its PIN. Now the scan answers it as any forged
     code: 422, the forged page."""
-    from tests.helpers import activate, issue_units
-    from tests.test_verify import _rotated
+    from tests.helpers import issue_units
+    from tests.test_verify import _rotated, activated_under_the_new_key
 
-    planner = await login("planner")
     _, pid = await issue_units(client, login, demo, 1)
     async with _rotated(app, "1,2", 2) as (c2, app2):
         scheme = app2.state.scheme
-        made = await c2.post(
-            "/batches",
-            headers=planner,
-            json={"size": 2, "printer_id": demo["PRINTER-SH"], "product_id": pid},
-        )
-        assert made.status_code == 201, made.text
-        batch_no = made.json()["batch_no"]
-        printed = [scheme.serial(batch_no, i) for i in range(2)]
-        await activate(c2, login, printed, pid, line="RK3")
+        batch_no, printed = await activated_under_the_new_key(c2, app2, login, demo, pid, 2, "RK3")
         async with member_client(app2) as clerk_phone:
             await signed_in(clerk_phone)
             forged = text_of(await scan(clerk_phone, scheme.serial(batch_no, 1, 1), 422))

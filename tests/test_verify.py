@@ -1193,6 +1193,24 @@ async def _rotated(app: Any, versions: str, current: int) -> AsyncIterator[tuple
         yield client, other
 
 
+async def activated_under_the_new_key(
+    c2: Any, app2: Any, login: Any, demo: Any, product_id: int, size: int, line: str
+) -> tuple[int, list[str]]:
+    """A batch issued and activated through ``_rotated``'s app (``c2``, ``app2``), under its
+    current key version: its number and its printed serials."""
+    made = await c2.post(
+        "/batches",
+        headers=await login("planner"),
+        json={"size": size, "printer_id": demo["PRINTER-SH"], "product_id": product_id},
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["key_version"] == app2.state.settings.current_key_version
+    batch_no = made.json()["batch_no"]
+    printed = [app2.state.scheme.serial(batch_no, i) for i in range(size)]
+    await activate(c2, login, printed, product_id, line=line)
+    return batch_no, printed
+
+
 async def test_a_serial_made_with_the_old_key_for_a_new_batch_is_not_genuine(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:
@@ -1209,16 +1227,7 @@ async def test_a_serial_made_with_the_old_key_for_a_new_batch_is_not_genuine(
     _, pid = await issue_units(client, login, demo, 1)
     async with _rotated(app, "1,2", 2) as (c2, app2):
         scheme = app2.state.scheme
-        made = await c2.post(
-            "/batches",
-            headers=planner,
-            json={"size": 3, "printer_id": demo["PRINTER-SH"], "product_id": pid},
-        )
-        assert made.status_code == 201, made.text
-        batch_no = made.json()["batch_no"]
-        assert made.json()["key_version"] == 2
-        printed = [scheme.serial(batch_no, i) for i in range(3)]
-        await activate(c2, login, printed, pid, line="RK2")
+        batch_no, printed = await activated_under_the_new_key(c2, app2, login, demo, pid, 3, "RK2")
         forged = scheme.serial(batch_no, 1, 1)  # made with version 1's keys
         assert forged != printed[1]
         answer = await c2.post("/v1/verify", json={"serial": forged, "pin": scheme.pin(forged)})

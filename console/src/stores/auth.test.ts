@@ -36,6 +36,15 @@ function fakeServer(routes: Record<string, Handler>) {
   return { seen, fetch }
 }
 
+/** Signed in as admin against a fake server answering `routes` too; its record emptied. */
+async function signedIn(routes: Record<string, Handler>) {
+  const server = fakeServer({ 'POST /auth/login': () => json(200, tokens(1)), 'GET /auth/me': () => json(200, me), ...routes })
+  const auth = useAuthStore()
+  await auth.login('admin', 'secret')
+  server.seen.length = 0
+  return { auth, server }
+}
+
 beforeEach(() => {
   storage.remove(TOKENS_KEY)
   setActivePinia(createPinia())
@@ -69,14 +78,6 @@ describe('login', () => {
 })
 
 describe('refresh', () => {
-  async function signedIn(routes: Record<string, Handler>) {
-    const server = fakeServer({ 'POST /auth/login': () => json(200, tokens(1)), 'GET /auth/me': () => json(200, me), ...routes })
-    const auth = useAuthStore()
-    await auth.login('admin', 'secret')
-    server.seen.length = 0
-    return { auth, server }
-  }
-
   it('refreshes silently on 401 token_expired and retries the request once', async () => {
     const { auth, server } = await signedIn({
       'GET /users': (r) => (r.headers.get('Authorization') === 'Bearer access-2' ? json(200, { items: [], page: 1, per_page: 20, total: 0 }) : error(401, 'token_expired')),
@@ -209,14 +210,6 @@ describe('logout', () => {
 })
 
 describe('own password', () => {
-  async function signedIn(routes: Record<string, Handler>) {
-    const server = fakeServer({ 'POST /auth/login': () => json(200, tokens(1)), 'GET /auth/me': () => json(200, me), ...routes })
-    const auth = useAuthStore()
-    await auth.login('admin', 'secret')
-    server.seen.length = 0
-    return { auth, server }
-  }
-
   it('sends the current and the new one as the user, and goes on with the new pair', async () => {
     const { auth, server } = await signedIn({ 'POST /auth/password': () => json(200, tokens(2)) })
     await auth.changePassword('secret', 'a new secret')
