@@ -436,6 +436,37 @@ async def test_a_case_received_without_its_pallet_leaves_it(
         assert (state["holder_org_id"], state["transit_to"]) == (demo["AGENT-ZJ"], None)
 
 
+async def test_a_pallet_emptied_by_an_earlier_receipt_is_no_package_of_the_rest(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe (2,000 cases before the truck): a pallet of two cases and a loose case are
+    shipped; the agent receives the pallet's two cases, scanned (the pallet left empty, still
+    on its way); the rest of the shipment — the loose case — was received as 2 packages, the
+    empty pallet counted too (on the truck: 9 packages for 3 cases, on one product's line),
+    and a receipt's draft said so too. A case holding no unit is no package."""
+    goods = await palletised(client, login, app, demo)
+    loose = await pack(client, login, app, demo, 1)
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    inbound = await document(client, clerk, loose["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    order_id = await sales_order(client, login, demo, goods["product_id"], 30)
+    ship = await document(
+        client, clerk, [goods["pallet"], *loose["cases"]], kind="outbound", order_id=order_id
+    )
+    shipped = await confirm(client, clerk, ship)
+    assert (shipped.json()["units"], shipped.json()["packages"]) == (30, 2), shipped.json()
+    part = await document(client, agent, goods["cases"], kind="inbound", shipment_id=ship["id"])
+    got = await confirm(client, agent, part)
+    assert (got.json()["units"], got.json()["packages"]) == (20, 2), got.json()
+    draft = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    said = (await client.get(f"/documents/{draft['id']}/summary", headers=agent)).json()
+    assert (said["units"], said["cases"]) == (10, 1), said
+    assert (await client.post(f"/documents/{draft['id']}/cancel", headers=agent)).status_code == 200
+    rest = await client.post(f"/orders/{order_id}/receive", headers=agent)
+    assert rest.status_code == 200, rest.text
+    assert (rest.json()["units"], rest.json()["packages"]) == (10, 1), rest.json()
+
+
 async def test_a_case_shipped_without_its_pallet_leaves_it(
     client: Any, login: Any, app: Any, demo: Any, conn: Any
 ) -> None:

@@ -169,8 +169,20 @@ async def get_summary(conn: Conn, actor: Principal, doc_id: int) -> DocumentSumm
 
 
 async def _outermost(conn: Conn, cases: list[int]) -> int:
-    """How many of these scanned cases are inside no other of them (``movements.outermost``'s
-    rule, on the cases' state now)."""
+    """How many of these scanned cases hold a unit and are inside no other of them
+    (``movements.outermost``'s rule, on the cases' state now)."""
+    held = await (
+        await conn.execute(
+            """WITH RECURSIVE down (top, sscc) AS (
+                   SELECT sscc, sscc FROM case_state WHERE sscc = ANY(%(cases)s)
+                   UNION
+                   SELECT d.top, c.sscc FROM down d JOIN case_state c ON c.parent_sscc = d.sscc)
+               SELECT DISTINCT d.top FROM down d
+                WHERE EXISTS (SELECT 1 FROM unit_state u WHERE u.parent_sscc = d.sscc)""",
+            {"cases": cases},
+        )
+    ).fetchall()
+    cases = [r["top"] for r in held]
     if not cases:
         return 0
     row = await (

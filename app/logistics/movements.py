@@ -782,13 +782,20 @@ def stock_deltas(plan: Plan) -> Deltas:
 
 
 def outermost(plan: Plan) -> list[CaseRow]:
-    """The scanned cases not inside another scanned one: the packages that moved (a probe: a
-    pallet and a case of it scanned into one document counted as two, and the event named the
-    case beside its pallet)."""
+    """The scanned cases not inside another scanned one and holding a unit: the packages that
+    moved (a probe: a pallet and a case of it scanned into one document counted as two, and the
+    event named the case beside its pallet; another: a pallet whose cases an earlier receipt
+    had taken out, received empty with the rest of its shipment, counted as a package)."""
     parent = {c["sscc"]: c["parent_sscc"] for c in plan.cases}
+    holding: set[int] = set()
+    for unit in plan.units:
+        up = unit["parent_sscc"]
+        while up is not None and up not in holding:
+            holding.add(up)
+            up = parent.get(up)
     found = []
     for case in plan.cases:
-        if case["sscc"] not in plan.scanned:
+        if case["sscc"] not in plan.scanned or case["sscc"] not in holding:
             continue
         up = case["parent_sscc"]
         while up is not None and up not in plan.scanned:
