@@ -345,6 +345,71 @@ async def test_query_parameters_combine_and_pages_are_stable(client: Any, login:
     assert seen[:12] == [e["eventID"] for e in everything]
 
 
+async def test_error_declaration_parameters_find_the_declared_events(
+    client: Any, login: Any
+) -> None:
+    """GE_/LT_errorDeclarationTime, EXISTS_errorDeclaration, EQ_errorReason and
+    EQ_correctiveEventID were refused as unknown parameters (400): a partner could not ask which
+    of its events had been declared erroneous, or since when."""
+    partner = await login("partner")
+    tag = f"ED{secrets.token_hex(4)}"
+    plain, later, inline = (
+        _object("OBSERVE", [f"urn:epc:id:sgtin:0614141.107346.{tag}{i}"]) for i in range(3)
+    )
+    corrective = f"urn:uuid:{uuid.uuid4()}"
+    await captured(client, partner, document([plain, later]))
+    declared = {
+        "declarationTime": "2026-12-01T00:00:00Z",
+        "reason": "incorrect_data",
+        "correctiveEventIDs": [corrective],
+    }
+    inline["errorDeclaration"] = {
+        "declarationTime": "2026-12-02T08:00:00.0000001+08:00",  # rounds up to 00:00:00.000001Z
+        "reason": "https://ref.gs1.org/cbv/ER-did_not_occur",
+    }
+    await captured(client, partner, document([{**later, "errorDeclaration": declared}, inline]))
+    ours = "|".join(f"urn:epc:id:sgtin:0614141.107346.{tag}{i}" for i in range(3))
+
+    async def found(**params: str) -> list[str]:
+        events = event_list(await query(client, partner, MATCH_anyEPC=ours, **params))
+        return sorted(e["epcList"][0][-1] for e in events)
+
+    assert await found() == ["0", "1", "2"]
+    assert await found(EXISTS_errorDeclaration="") == ["1", "2"]
+    assert await found(EXISTS_errorDeclaration="true") == ["1", "2"]
+    assert await found(GE_errorDeclarationTime="2026-12-01T12:00:00Z") == ["2"]
+    assert await found(LT_errorDeclarationTime="2026-12-01T08:00:00+08:00") == []
+    assert await found(LT_errorDeclarationTime="2026-12-01T00:00:00.000001Z") == ["1"]
+    assert await found(GE_errorDeclarationTime="2026-12-02T00:00:00.000001Z") == ["2"]
+    assert await found(GE_errorDeclarationTime="2026-12-02T00:00:00.000002Z") == []
+    assert await found(EQ_errorReason="gs1:ER-incorrect_data") == ["1"]
+    assert await found(EQ_errorReason="did_not_occur|urn:example:er:other") == ["2"]
+    assert await found(EQ_correctiveEventID=corrective) == ["1"]
+    assert await found(EQ_correctiveEventID=f"urn:uuid:{uuid.uuid4()}") == []
+    # over both sources at once: only declared events, Tracecode's own events included in the SQL
+    everywhere = event_list(
+        await query(
+            client,
+            partner,
+            EXISTS_errorDeclaration="",
+            GE_errorDeclarationTime="2026-11-01T00:00:00Z",
+            EQ_errorReason="incorrect_data|did_not_occur",
+            EQ_correctiveEventID=corrective,
+            perPage="1000",
+        )
+    )
+    assert [e["epcList"][0] for e in everywhere] == [later["epcList"][0]]
+    for params in (
+        {"EXISTS_errorDeclaration": "false"},
+        {"EXISTS_errorDeclaration": ["", ""]},
+        {"GE_errorDeclarationTime": "2026-12-01"},
+        {"LT_errorDeclarationTime": ["2026-12-01T00:00:00Z"] * 2},
+    ):
+        response = await client.get("/epcis/events", headers=partner, params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["type"] == "epcisException:QueryParameterException"
+
+
 async def test_single_event_capture_201_then_409(client: Any, login: Any) -> None:
     partner = await login("partner")
     event = {

@@ -57,6 +57,7 @@ from app.epcis.document import (
     DISPOSITION_SPELLINGS,
     CapturedEvent,
     DocumentError,
+    declaration_time,
     gc_paused,
     parse_document,
     served_context,
@@ -473,8 +474,9 @@ async def _declare_errors(
         stored = msgspec.json.decode(bytes(row["body"]))
         stored["errorDeclaration"] = event.raw["errorDeclaration"]
         await conn.execute(
-            "UPDATE epcis_events SET body = %s, error_declared = true WHERE id = %s",
-            (msgspec.json.encode(stored), row["id"]),
+            "UPDATE epcis_events SET body = %s, error_declared = true, error_declared_at = %s "
+            "WHERE id = %s",
+            (msgspec.json.encode(stored), declaration_time(event.raw), row["id"]),
         )
 
 
@@ -979,7 +981,7 @@ async def _write(
     async with conn.cursor().copy(
         "COPY epcis_events (id, brand_id, org_id, capture_id, event_id, event_type, action, "
         "biz_step, disposition, event_time, record_time, read_point, biz_location, "
-        "biz_transactions, applied, error_declared, context, body) FROM STDIN"
+        "biz_transactions, applied, error_declared, error_declared_at, context, body) FROM STDIN"
     ) as copy:
         rows: list[str] = []
         for row_id, (_, event_id, e) in zip(ids, fresh, strict=True):
@@ -994,7 +996,7 @@ async def _write(
                 f"{e.event_time.isoformat()}{now}{_nullable(place_key(e.read_point))}\t"
                 f"{_nullable(place_key(e.biz_location))}\t{_text_array(e.biz_transactions)}\t"
                 f"{'t' if event_id in applied else 'f'}\t"
-                f"{'t' if 'errorDeclaration' in e.raw else 'f'}\t{context}\t"
+                f"{_declared(e.raw) if 'errorDeclaration' in e.raw else _UNDECLARED}\t{context}\t"
                 f"\\\\x{encode(e.raw).hex()}\n"
             )
             if len(rows) == _CHUNK:
@@ -1021,6 +1023,17 @@ async def _write(
                 lines.clear()
         if lines:
             await copy.write("".join(lines).encode())
+
+
+_UNDECLARED = "f\t\\N"  # error_declared, error_declared_at
+
+
+def _declared(raw: dict[str, Any]) -> str:
+    """The COPY columns ``error_declared`` and ``error_declared_at`` of an event sent with an
+    ``errorDeclaration``."""
+    when = declaration_time(raw)
+    assert when is not None
+    return f"t\t{when.isoformat()}"
 
 
 _CHUNK = 250  # events per COPY write

@@ -726,6 +726,22 @@ def _error_declaration(value: Any, scope: _Scope, at: str) -> None:
     _extras(declaration, _ERROR_DECLARATION, scope, _EVENT_DEPTH + 1, at)
 
 
+def declaration_time(event: dict[str, Any]) -> datetime | None:
+    """When a checked event's ``errorDeclaration`` declares it erroneous, in UTC (as ``_time``
+    reads it); None for an event without one."""
+    declaration = event.get("errorDeclaration")
+    if declaration is None:
+        return None
+    return _time(declaration["declarationTime"], "", "declarationTime")
+
+
+def error_reason_spellings(reasons: list[str]) -> list[str]:
+    """Every spelling capture accepts of each error reason (a CBV word in any spelling; other
+    URIs as sent), for a query that compares them with what was stored as sent."""
+    words = {_ER.get(r, r) for r in reasons}
+    return sorted(words | {spelling for spelling, word in _ER.items() if word in words})
+
+
 def _persistent_disposition(value: Any, scope: _Scope, at: str) -> None:
     persistent = _object(value, at, "persistentDisposition")
     at = f"{at}/persistentDisposition"

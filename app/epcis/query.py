@@ -40,6 +40,7 @@ from app.epcis.document import (
     BTT_SPELLINGS,
     DISPOSITION_SPELLINGS,
     cbv_word,
+    error_reason_spellings,
 )
 from app.epcis.identifiers import (
     CANONICAL_ORIGIN,
@@ -76,9 +77,18 @@ _LISTS = {
     "MATCH_epc",
     "MATCH_parentID",
     "MATCH_anyEPC",
+    "EQ_errorReason",
+    "EQ_correctiveEventID",
 }
-_TIMES = {"GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime"}
-_SCALARS = _TIMES | {"perPage", "nextPageToken"}
+_TIMES = {
+    "GE_eventTime",
+    "LT_eventTime",
+    "GE_recordTime",
+    "LT_recordTime",
+    "GE_errorDeclarationTime",
+    "LT_errorDeclarationTime",
+}
+_SCALARS = _TIMES | {"perPage", "nextPageToken", "EXISTS_errorDeclaration"}
 # a unit's QR code as the verification reads it (``Scheme.serial_from_scan``), in any case
 QR_URL = re.compile(r"^https?://[^/]+/c/([0-9A-Za-z-]{16,32})$", re.IGNORECASE)
 
@@ -131,6 +141,7 @@ class Query:
     lists: dict[str, list[str]] = field(default_factory=dict)
     times: dict[str, datetime] = field(default_factory=dict)
     transactions: list[tuple[str, str]] = field(default_factory=list)  # (type, id)
+    declared: bool = False  # EXISTS_errorDeclaration
     per_page: int = 30
     after: tuple[Position, Position] = (Position(), Position())  # own, captured (the token)
     event_id: str | None = None  # one event (GET /epcis/events/{eventID})
@@ -170,11 +181,18 @@ def parse_query(params: list[tuple[str, str]]) -> Query:
             q.per_page = int(value)
         elif name == "nextPageToken":
             q.after = _token(value)
+        elif name == "EXISTS_errorDeclaration":
+            # a Void parameter: named, with no value (or "true", as forms send it)
+            if value not in ("", "true"):
+                raise QueryError("EXISTS_errorDeclaration takes no value")
+            q.declared = True
         else:
             raise QueryError(f"unknown or unsupported query parameter {name!r}")
     for name in ("EQ_bizStep", "EQ_disposition"):
         if name in q.lists:
             q.lists[name] = [_word(v, spellings[name]) for v in q.lists[name]]
+    if "EQ_errorReason" in q.lists:  # compared with the reason as sent
+        q.lists["EQ_errorReason"] = error_reason_spellings(q.lists["EQ_errorReason"])
     bad = set(q.lists.get("eventType", [])) - _EVENT_TYPES
     if bad:
         raise QueryError(f"eventType must be one of {sorted(_EVENT_TYPES)}")

@@ -104,6 +104,18 @@ QUERY_PARAMETERS = [
     _parameter("MATCH_epc", f"an EPC of the event (a URN, a Digital Link, a pattern){_SEVERAL}"),
     _parameter("MATCH_parentID", f"the event's parentID (a URN or a Digital Link){_SEVERAL}"),
     _parameter("MATCH_anyEPC", f"an EPC, a child or the parentID of the event{_SEVERAL}"),
+    _parameter(
+        "EXISTS_errorDeclaration",
+        "only events declared erroneous (no value, or `true`)",
+        type="string",
+        enum=["", "true"],
+    ),
+    _parameter(
+        "GE_errorDeclarationTime", "events declared erroneous at or after this time", **_TIME
+    ),
+    _parameter("LT_errorDeclarationTime", "events declared erroneous before this time", **_TIME),
+    _parameter("EQ_errorReason", f"an error declaration's CBV reason, a word or a URI{_SEVERAL}"),
+    _parameter("EQ_correctiveEventID", f"an error declaration's corrective event{_SEVERAL}"),
     _parameter("perPage", "events per page", type="integer", minimum=1, maximum=1000, default=30),
     _parameter("nextPageToken", "the next page, from the previous page's Link header"),
 ]

@@ -268,6 +268,7 @@ def _own_filters(q: Query, conds: list[str], args: dict[str, Any]) -> bool:
         args["read_points"] = [read_point_of(v) for v in q.lists["EQ_readPoint"]]
         conds.append("e.read_point = ANY(%(read_points)s)")
     _times(q, "e", conds, args)
+    _declarations(q, "e", conds, args)
     groups: dict[str, list[dict[str, str]]] = {}
     for kind, uri in q.transactions:
         parsed = transaction_of(uri)
@@ -291,9 +292,43 @@ def _times(q: Query, alias: str, conds: list[str], args: dict[str, Any]) -> None
     ops = {"GE": ">=", "LT": "<"}
     for name, moment in q.times.items():
         op, _, field = name.partition("_")
+        if field == "errorDeclarationTime":
+            continue  # _declarations
         column = "event_time" if field == "eventTime" else "record_time"
         args[name] = moment
         conds.append(f"{alias}.{column} {ops[op]} %({name})s")
+
+
+# Where each source keeps an event's errorDeclaration: Tracecode's events in a jsonb column,
+# captured ones in their body, with the flag and the time beside it (migration 0098).
+_DECLARED = {
+    "e": ("e.error_declaration IS NOT NULL", "e.error_declaration"),
+    "ce": ("ce.error_declared", "convert_from(ce.body, 'UTF8')::jsonb -> 'errorDeclaration'"),
+}
+_DECLARED_AT = {
+    "e": "(e.error_declaration ->> 'declarationTime')::timestamptz",
+    "ce": "ce.error_declared_at",
+}
+
+
+def _declarations(q: Query, alias: str, conds: list[str], args: dict[str, Any]) -> None:
+    """The error-declaration parameters: each asks for declared events, and of those the ones
+    declared in the time range, for one of the reasons, naming one of the corrective events."""
+    times = {n: t for n, t in q.times.items() if n.endswith("_errorDeclarationTime")}
+    reasons, corrective = q.lists.get("EQ_errorReason"), q.lists.get("EQ_correctiveEventID")
+    if not (q.declared or times or reasons or corrective):
+        return
+    flag, declaration = _DECLARED[alias]
+    conds.append(flag)
+    for name, moment in times.items():
+        args[name] = moment
+        conds.append(f"{_DECLARED_AT[alias]} {'>=' if name[:2] == 'GE' else '<'} %({name})s")
+    if reasons:
+        args["reasons"] = reasons
+        conds.append(f"({declaration}) ->> 'reason' = ANY(%(reasons)s)")
+    if corrective:
+        args["corrective"] = corrective
+        conds.append(f"({declaration}) -> 'correctiveEventIDs' ?| %(corrective)s::text[]")
 
 
 def _own_matches(matches: dict[str, Match], conds: list[str], args: dict[str, Any]) -> bool:
@@ -354,6 +389,7 @@ async def _captured_rows(
                 args[name] = list(dict.fromkeys([*args[name], *map(place_key, args[name])]))
             conds.append(f"{column} = ANY(%({name})s)")
     _times(q, "ce", conds, args)
+    _declarations(q, "ce", conds, args)
     if q.event_id is not None:
         args["event_id"] = q.event_id
         conds.append("ce.event_id = %(event_id)s")

@@ -11953,6 +11953,16 @@ export interface operations {
                 MATCH_parentID?: string;
                 /** @description an EPC, a child or the parentID of the event; several values separated by `|` (or the parameter repeated) match any of them */
                 MATCH_anyEPC?: string;
+                /** @description only events declared erroneous (no value, or `true`) */
+                EXISTS_errorDeclaration?: "" | "true";
+                /** @description events declared erroneous at or after this time */
+                GE_errorDeclarationTime?: string;
+                /** @description events declared erroneous before this time */
+                LT_errorDeclarationTime?: string;
+                /** @description an error declaration's CBV reason, a word or a URI; several values separated by `|` (or the parameter repeated) match any of them */
+                EQ_errorReason?: string;
+                /** @description an error declaration's corrective event; several values separated by `|` (or the parameter repeated) match any of them */
+                EQ_correctiveEventID?: string;
                 /** @description events per page */
                 perPage?: number;
                 /** @description the next page, from the previous page's Link header */
