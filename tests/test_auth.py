@@ -1096,3 +1096,23 @@ async def test_a_key_without_a_user_permission_reads_no_roles(
             assert_error(response, 403, "permission_denied")
         else:
             assert response.status_code == 200, response.text
+
+
+async def test_the_token_pairs_of_login_and_refresh_are_answered_no_store(
+    client: Any, demo: Any
+) -> None:
+    """A probe: ``POST /auth/login`` and ``POST /auth/refresh`` hand out an access and a
+    refresh token with no ``Cache-Control`` at all: ``app.front`` adds ``no-store`` to requests
+    that carry credentials in a header or a cookie, and these carry theirs in the body, so a
+    browser, a WebView or a proxy was free to keep the tokens on disk (RFC 6749 5.1: an answer
+    holding tokens is ``no-store``)."""
+    login = await client.post(
+        "/auth/login", json={"username": "analyst", "password": DEMO_PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    refreshed = await client.post(
+        "/auth/refresh", json={"refresh_token": login.json()["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    seen = [login.headers.get("cache-control"), refreshed.headers.get("cache-control")]
+    assert seen == ["no-store", "no-store"]

@@ -65,6 +65,24 @@ def login_body(brand: int, phone: str, code: str) -> dict[str, Any]:
 # -- sign-up and log-in --------------------------------------------------------------------------
 
 
+async def test_the_member_token_of_a_sign_in_is_answered_no_store(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: ``POST /members/login`` hands out a member token good for 30 days with no
+    ``Cache-Control`` (the request carries no ``Authorization`` or cookie, so ``app.front``
+    added no ``no-store``): the H5 shell's WebView or a proxy could keep it, where the member's
+    own record read with that token is ``no-store``."""
+    brand, phone = demo["BRAND-LUMI"], new_phone()
+    answer = await client.post(
+        "/members/login", json=login_body(brand, phone, await plant(app, brand, phone))
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers.get("cache-control") == "no-store"
+    token = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    me = await client.get("/members/me", headers=token)
+    assert me.status_code == 200 and me.headers.get("cache-control") == "no-store"
+
+
 @pytest.mark.usefixtures("sms_gateway")
 async def test_a_phone_signs_up_with_the_code_it_was_sent_and_signs_in_again(
     client: Any, app: Any, demo: Any

@@ -19,6 +19,7 @@ from app.auth.schemas import (
     RefreshIn,
     TokenOut,
 )
+from app.auth.tokens import TOKENS_NOT_KEPT
 from app.config import Settings
 from app.db import Conn
 from app.paging import Page, PageNo, PerPage
@@ -27,7 +28,7 @@ from app.paging import Page, PageNo, PerPage
 class AuthController(Controller):
     path = "/auth"
 
-    @post("/login", status_code=200)
+    @post("/login", status_code=200, cache_control=TOKENS_NOT_KEPT)
     async def login(
         self, request: Request[Any, Any, Any], data: LoginIn, conn: Conn, settings: Settings
     ) -> TokenOut:
@@ -54,7 +55,7 @@ class AuthController(Controller):
         limiter = login_limiter(request.app.state)
         return await service.change_password(conn, settings, limiter, client_ip, principal, data)
 
-    @post("/refresh", status_code=200)
+    @post("/refresh", status_code=200, cache_control=TOKENS_NOT_KEPT)
     async def refresh(self, data: RefreshIn, conn: Conn, settings: Settings) -> TokenOut:
         """Spend a refresh token for a new pair (rotation: each refresh token works once)."""
         return await service.refresh(conn, settings, data.refresh_token)

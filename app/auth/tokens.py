@@ -8,8 +8,14 @@ import uuid
 from typing import Any
 
 import jwt
+from litestar.datastructures import CacheControlHeader
 
 from app.errors import Unauthorized
+
+# The answers that hand out tokens (a staff login or refresh, a member's sign-in): their
+# requests carry the secret in the body, so app.front's no-store of credentialed requests missed
+# them (a probe; RFC 6749 5.1: an answer holding tokens is no-store).
+TOKENS_NOT_KEPT = CacheControlHeader(no_store=True)
 
 ISSUER = "tracecode"
 _SUB = re.compile(r"[1-9][0-9]{0,17}")  # a user id: a positive bigint, in decimal

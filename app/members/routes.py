@@ -17,6 +17,7 @@ from litestar.params import Parameter, QueryParameter
 
 from app import localtime, tabular
 from app.auth.principal import Principal
+from app.auth.tokens import TOKENS_NOT_KEPT
 from app.config import Settings
 from app.db import Conn
 from app.members import admin, auth, erasure, profile
@@ -66,7 +67,7 @@ class MemberSignInController(Controller):
             conn, settings, limits, _ip(request), data.brand_id, phone, data.lang
         )
 
-    @post("/login", status_code=200)
+    @post("/login", status_code=200, cache_control=TOKENS_NOT_KEPT)
     async def login(
         self, request: Request[Any, Any, Any], data: LoginIn, conn: Conn, settings: Settings
     ) -> MemberTokenOut:
