@@ -33,7 +33,7 @@ class Lock(IntEnum):
     """The lock numbers (the class of a two-key lock). A new lock takes the next free number."""
 
     MIGRATIONS = 7_245_001  # session, one key: one migrator at a time
-    EXPORT_RUN = 7_245_003  # session, per export id: one runner per export, the next waits
+    EXPORT_RUN = 7_245_003  # session, per export id: one runner per export, the next waits 2 s
     CASE_ALLOCATION = 7_245_004  # transaction, per brand: one case-batch allocator
     SSCC_BLOCK = 7_245_005  # transaction, 0: who may take which GS1 company prefix
     EVENT_PARTITIONS = 7_245_006  # transaction, 0: one creator of the next events partition

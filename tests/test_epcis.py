@@ -346,7 +346,7 @@ async def test_query_parameters_combine_and_pages_are_stable(client: Any, login:
 
 
 async def test_error_declaration_parameters_find_the_declared_events(
-    client: Any, login: Any
+    client: Any, login: Any, conn: Any
 ) -> None:
     """GE_/LT_errorDeclarationTime, EXISTS_errorDeclaration, EQ_errorReason and
     EQ_correctiveEventID were refused as unknown parameters (400): a partner could not ask which
@@ -399,6 +399,18 @@ async def test_error_declaration_parameters_find_the_declared_events(
         )
     )
     assert [e["epcList"][0] for e in everywhere] == [later["epcList"][0]]
+    # events declared before migration 0098 take their time from the body they carry
+    await conn.execute(
+        "UPDATE epcis_events SET error_declared_at = NULL WHERE body::text LIKE %s",
+        (f"%{tag.encode().hex()}%",),
+    )
+    migration = (
+        Path(__file__).parent.parent / "app/migrations/0098_epcis_error_declaration_time.sql"
+    )
+    await conn.execute(migration.read_text().split(";", 1)[1])  # the UPDATE after the ALTER
+    await conn.commit()
+    assert await found(GE_errorDeclarationTime="2026-12-01T00:00:00Z") == ["1", "2"]
+    assert await found(LT_errorDeclarationTime="2026-12-02T00:00:00.000001Z") == ["1"]
     for params in (
         {"EXISTS_errorDeclaration": "false"},
         {"EXISTS_errorDeclaration": ["", ""]},

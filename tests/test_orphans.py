@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +192,101 @@ async def test_an_export_failed_after_its_runs_died_leaves_no_partial_files(
     assert state["state"] == "failed", state
     left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
     assert left == [], f"the failed export {export.id} still holds {left} on disk"
+
+
+async def test_a_queued_export_resent_by_sweeps_does_not_park_worker_threads(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an export job waiting in the broker behind long exports (4 worker threads,
+    exports of hours) is sent again by every orphan sweep (every 5 minutes) while it waits: the
+    sweeper cannot tell a queued job from a lost one. When the original job ran, each of those
+    copies waited on the export's run lock (``run_export``) for the whole run, so a few copies
+    took every thread of the worker for hours and no SMS job, capture or other export ran
+    (the module's promise: "the cost is a message, never work done twice"). A copy delivered
+    while a live runner holds the export returns within ``RUN_LOCK_GRACE``, claiming nothing."""
+    from app.codes import exports
+
+    export_id = await _export(client, login, demo)
+    settings = app.state.settings
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE code_exports SET state = 'queued', attempts = 0, started_at = NULL, "
+            "created_at = now() - interval '20 minutes' WHERE id = %s",
+            (export_id,),
+        )
+    # three sweeps five minutes apart while the job still waits in the broker's queue
+    sent: list[tuple[str, ...]] = []
+    async with app.state.pool.connection() as sweeper:
+        await sweeper.set_autocommit(True)
+        for _ in range(3):
+            await resend_orphans(sweeper, lambda *job: sent.append(job), settings.export_path)
+        await sweeper.set_autocommit(False)
+    assert ("run_export_job", export_id) in sent  # a copy besides the original job
+    # the original job runs now (a live runner holds the export's run lock) ...
+    finished = threading.Event()
+    ended: list[str] = []
+
+    def copy() -> None:  # ... and a copy is taken by another worker thread
+        try:
+            ended.append(
+                exports.run_export(app.state.db_url, settings, app.state.scheme, export_id)
+            )
+        finally:
+            finished.set()
+
+    async with app.state.pool.connection() as runner:
+        await runner.set_autocommit(True)
+        await runner.execute(*locks.acquire(Lock.EXPORT_RUN, export_id))
+        try:
+            started = time.monotonic()
+            threading.Thread(target=copy, daemon=True).start()
+            await asyncio.to_thread(finished.wait, 10.0)
+            held = time.monotonic() - started
+        finally:
+            await runner.execute(*locks.release(Lock.EXPORT_RUN, export_id))
+            await runner.set_autocommit(False)
+        await asyncio.to_thread(finished.wait, 30.0)
+        row = await (
+            await runner.execute("SELECT attempts FROM code_exports WHERE id = %s", (export_id,))
+        ).fetchone()
+        # leave no export queued for later tests' orphan sweepers (its files were written)
+        await runner.execute("UPDATE code_exports SET state = 'done' WHERE id = %s", (export_id,))
+        await runner.commit()
+    assert held < 5.0, f"a copy held its worker thread {held:.1f}s while the original ran"
+    assert ended == ["running"] and row["attempts"] == 0, (ended, row)
+
+
+async def test_a_copy_of_a_running_capture_leaves_it_to_its_runner(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the same as an export's copy, for a capture: a copy of a queued capture job
+    (sent again by a sweep while it waited) waited on the job row's lock for the whole run,
+    holding its worker thread. It leaves the job to its runner within ``RUN_LOCK_GRACE``,
+    without counting a run; a copy after the run finds the job finished."""
+    from app.epcis import capture
+
+    async with app.state.pool.connection() as conn:
+        job = (
+            await capture.accept(conn, await acting(conn, "partner"), json.dumps(DOCUMENT).encode())
+        ).captureID
+        await conn.commit()
+    scheme = app.state.scheme
+    async with app.state.pool.connection() as runner, app.state.pool.connection() as copy:
+        async with runner.transaction():  # the runner holds the job row for its whole run
+            await runner.execute("SELECT 1 FROM epcis_captures WHERE id = %s FOR UPDATE", (job,))
+            started = time.monotonic()
+            try:
+                state = await asyncio.wait_for(capture.run(copy, scheme, job), 10)
+            except TimeoutError:
+                state = "waited"
+            held = time.monotonic() - started
+        await copy.commit()
+        assert (state, held < 5.0) == ("running", True), (state, held)
+        assert await capture.run(copy, scheme, job) == "success"
+        await copy.commit()
+        assert await capture.run(copy, scheme, job) == "success"
+        row = await (
+            await copy.execute("SELECT runs FROM epcis_captures WHERE id = %s", (job,))
+        ).fetchone()
+        await copy.commit()
+    assert row["runs"] == 1, row

@@ -36,9 +36,10 @@ async def _run(capture_id: str) -> str:
 @dramatiq.actor(**RETRIES, time_limit=3600 * 1000, throws=POISON)
 def capture_job(capture_id: str) -> None:
     """Apply one capture job, all or nothing. Idempotent under at-least-once delivery: a
-    finished job is left alone, a second delivery while it runs waits for the job row's lock
-    and then finds it finished, and a job whose worker died runs again from the start (its
-    transaction was never committed); events are stored once by eventID in any case. A job
+    finished job is left alone, a second delivery while it runs leaves it to its runner after a
+    short wait for the job row's lock (``capture.RUN_LOCK_GRACE``), and a job whose worker died
+    runs again from the start (its transaction was never committed); events are stored once by
+    eventID in any case. A job
     whose id is no text is dead-lettered, one of a capture that no longer exists dropped with a
     warning."""
     if not isinstance(capture_id, str):  # uuid.UUID(123) raises AttributeError: retried (a probe)

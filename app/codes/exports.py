@@ -517,6 +517,24 @@ def _claim(conn: psycopg.Connection[Any], key: uuid.UUID) -> dict[str, Any] | st
     return found["state"] if found else "missing"
 
 
+#: How long a run waits for its export's run lock before leaving the export to the session that
+#: holds it: a killed runner's session, which PostgreSQL closes a moment after its process dies,
+#: or the orphan sweeper checking the lock; never a whole run (``run_export``).
+RUN_LOCK_GRACE = "2s"
+
+
+def _take_run_lock(conn: psycopg.Connection[Any], export_id: str) -> bool:
+    """Take the export's run lock (``Lock.EXPORT_RUN``, a session advisory lock: held after this
+    transaction ends), waiting at most ``RUN_LOCK_GRACE``; false when another session holds it."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (RUN_LOCK_GRACE,))
+            conn.execute(*locks.acquire(Lock.EXPORT_RUN, export_id))
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
+
+
 def run_export(
     db_url: str,
     settings: Settings,
@@ -524,22 +542,30 @@ def run_export(
     export_id: str,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> str:
-    """Write the files of an export; return its final state. Safe to run twice or concurrently.
+    """Write the files of an export; return its final state (``running``: another session
+    holds it). Safe to run twice or concurrently.
 
     A run claims the export with a session advisory lock (released if the process dies), writes
     ``*.partial`` files and renames them when complete, so a killed run leaves no half file
     under the final name and the next run starts over with the same plain content. A second run
-    (a job delivered twice: the brokers deliver at least once) waits for the lock rather than
-    give up: the runner holding it may be one that just died, whose session PostgreSQL has not
-    closed yet (RabbitMQ delivers a dead worker's job again at once), and a run that gave up
-    would leave the export running for ever. Once it has the lock it finds the export done and
-    leaves it, or redoes it if the other runner failed or died — at most ``MAX_RUNS`` times in
-    all: a delivery of an export whose runs keep killing their worker (the broker delivers an
-    unacknowledged job again each time) fails it as the orphan sweeper does, writing nothing.
+    (a job delivered twice: the brokers deliver at least once, and the orphan sweeper sends a
+    job again while it waits in the broker's queue) waits for the lock only ``RUN_LOCK_GRACE``,
+    then leaves the export to its holder and returns: waiting for the whole run parked a worker
+    thread for hours, and a few such copies every thread of the worker (a probe). Nothing is
+    left undone: the lock goes with its holder's session, so a runner that dies frees it (a
+    killed process's session closes within the grace — RabbitMQ delivers a dead worker's job
+    again at once; a lost host's once PostgreSQL drops it), and the orphan sweeper sends again
+    the job of an export left running with its lock free. Once it has the lock a run finds the
+    export done and leaves it, or redoes it if the other runner failed or died — at most
+    ``MAX_RUNS`` times in all: a delivery of an export whose runs keep killing their worker
+    (the broker delivers an unacknowledged job again each time) fails it as the orphan sweeper
+    does, writing nothing.
     """
     key = uuid.UUID(export_id)
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute(*locks.acquire(Lock.EXPORT_RUN, export_id))
+        if not _take_run_lock(conn, export_id):
+            log.info("export %s: another session holds its run, left to it", export_id)
+            return "running"
         try:
             row = _claim(conn, key)
             if isinstance(row, str):  # no run may start

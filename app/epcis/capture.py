@@ -269,22 +269,34 @@ async def last_event_id(conn: Conn, capture_id: str) -> str:
 MAX_RUNS = 5  # runs of a job that keep failing for a reason not of its document: then failed
 
 
+RUN_LOCK_GRACE = "2s"  # as an export's (app.codes.exports.RUN_LOCK_GRACE)
+
+
 async def run(conn: Conn, scheme: Scheme, capture_id: str) -> str:
-    """Apply one capture job; return its final state. Safe to run twice (a finished job is left
-    alone) and concurrently (the job row is locked while it runs). Each run is counted first,
-    in a transaction of its own: a job whose runs keep failing for a reason that is not its
-    document's (its worker killed, an implementation error) is failed after ``MAX_RUNS`` with
-    the standard's ImplementationException — the orphan sweeper sent it again for ever — and
-    one that raises an error of its data is failed at once."""
+    """Apply one capture job; return its final state (``running``: another session runs it).
+    Safe to run twice (a finished job is left alone) and concurrently (the job row is locked
+    while it runs: a second delivery — the brokers deliver at least once, and the orphan sweeper
+    sends a job again while it waits in the queue — waits for it ``RUN_LOCK_GRACE``, long enough
+    for a killed runner's session to close, then leaves the job to its runner: waiting for the
+    whole run parked a worker thread, as an export's copy did, a probe). Each run is counted
+    first, in a transaction of its own: a job whose runs keep failing for a reason that is not
+    its document's (its worker killed, an implementation error) is failed after ``MAX_RUNS``
+    with the standard's ImplementationException — the orphan sweeper sent it again for ever —
+    and one that raises an error of its data is failed at once."""
     job_id = uuid.UUID(capture_id)
-    async with conn.transaction():
-        counted = await (
-            await conn.execute(
-                "UPDATE epcis_captures SET runs = runs + 1 "
-                "WHERE id = %s AND state IN ('pending', 'running') RETURNING runs",
-                (job_id,),
-            )
-        ).fetchone()
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('lock_timeout', %s, true)", (RUN_LOCK_GRACE,))
+            counted = await (
+                await conn.execute(
+                    "UPDATE epcis_captures SET runs = runs + 1 "
+                    "WHERE id = %s AND state IN ('pending', 'running') RETURNING runs",
+                    (job_id,),
+                )
+            ).fetchone()
+    except psycopg.errors.LockNotAvailable:
+        log.info("capture %s: another session runs it, left to it", capture_id)
+        return "running"
     async with conn.transaction():
         job = await (
             await conn.execute(
