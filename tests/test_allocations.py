@@ -586,6 +586,26 @@ async def test_a_partner_key_holding_codes_issue_sees_only_what_its_organisation
     assert (await client.get(location, headers=planner)).status_code == 200
 
 
+async def test_a_pool_is_not_shared_with_a_closed_organisation(
+    client: httpx.AsyncClient, login: Any, demo: Any
+) -> None:
+    """A probe: ``POST /pools`` shared a pool with a deactivated printer (201), where
+    ``POST /batches`` refuses that printer (422 ``printer_inactive``): 422 ``org_inactive``,
+    nothing made; the same pool for it once it is active again is made."""
+    admin, planner = await login("admin"), await login("planner")
+    printer = await _contract_printer(client, admin, demo)
+    batch_no, _ = await issue_units(client, login, demo, 3)
+    off = await client.post(f"/orgs/{printer}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    body = {"name": f"closed-{batch_no}", "batches": [batch_no], "recipient_org_id": printer}
+    assert_error(await client.post("/pools", headers=planner, json=body), 422, "org_inactive")
+    listed = await client.get("/pools", headers=planner, params={"per_page": 200})
+    assert body["name"] not in [p["name"] for p in listed.json()["items"]]
+    assert (await client.post(f"/orgs/{printer}/activate", headers=admin)).status_code == 200
+    made = await client.post("/pools", headers=planner, json=body)
+    assert made.status_code == 201, made.text
+
+
 async def test_a_printer_user_allocating_without_download_reaches_only_its_printer(
     client: httpx.AsyncClient, login: Any, demo: Any
 ) -> None:

@@ -48,6 +48,7 @@ from psycopg.types.json import Jsonb
 
 from app import audit
 from app.auth.principal import Principal
+from app.auth.service import ORG_STATUS
 from app.codes import printfile
 from app.codes.allocation_records import (
     Allocated,
@@ -66,7 +67,6 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable, ValidationFailed
 from app.locks import Lock, xact_lock
-from app.orgs.service import org_path
 from app.paging import Page, fetch_page
 
 _POOL_COLUMNS = "p.id, p.brand_id, p.name, p.recipient_org_id, p.created_by, p.created_at"
@@ -126,9 +126,22 @@ def _pool_where(actor: Principal, kind: Scope) -> tuple[list[str], dict[str, Any
 
 
 async def _check_recipient(conn: Conn, actor: Principal, org_id: int) -> None:
-    path = await org_path(conn, org_id)
-    if path is None or not path.startswith(f"/{actor.brand_id}/"):
+    """An organisation of the brand (else 404 ``unknown_org``), active with every one above it:
+    a pool shared with a closed organisation was made, where a batch for a closed printer is
+    refused (a probe): 422 ``org_inactive``."""
+    row = await (
+        await conn.execute(
+            f"SELECT o.path, {ORG_STATUS} AS status FROM orgs o WHERE o.id = %s", (org_id,)
+        )
+    ).fetchone()
+    if row is None or not row["path"].startswith(f"/{actor.brand_id}/"):
         raise NotFound("recipient organisation not found", code="unknown_org")
+    if row["status"] != "active":
+        raise Unprocessable(
+            f"organisation {org_id} is inactive (or one above it)",
+            code="org_inactive",
+            details={"field": "recipient_org_id"},
+        )
 
 
 async def _pool_recipient(
