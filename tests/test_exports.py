@@ -79,7 +79,8 @@ async def test_export_round_trip_equals_the_generator(
         assert inner_lines[i] == f"{i + 1},{pin}"
     # no single file holds both the serial and the PIN
     assert pin not in outer and serial not in inner
-    assert export["files"]["outer"]["plain_sha256"] != export["files"]["inner"]["plain_sha256"]
+    assert "plain_sha256" in export["files"]["outer"]
+    assert "plain_sha256" not in export["files"]["inner"]  # the PINs: no digest to try them on
     shown = await client.get(f"/batches/{batch['batch_no']}", headers=planner)
     assert shown.json()["state"] == "exported"
     assert [e["id"] for e in shown.json()["exports"]] == [export["id"]]
@@ -1242,3 +1243,56 @@ async def test_another_printers_batch_has_no_export_list_for_a_printer(
     assert set(mine.json()["items"][0]["files"]) == {"inner"}
     later = await client.get(f"/batches/{batch_no}/exports", headers=printer, params={"page": 2})
     assert later.status_code == 200 and later.json()["items"] == [], later.text
+
+
+async def test_a_short_export_keeps_no_digest_its_pins_can_be_found_from(
+    client: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a one-label reprint export kept, in ``code_exports.files`` (and answered as
+    ``files.inner.plain_sha256``), the SHA-256 of its inner file's plain text ``1,<PIN>``: a
+    reader of the database found the PIN by trying the million PINs (under a second), without
+    the master key or the passphrase. The inner part keeps no digest; migration 0099 drops
+    those kept before."""
+    import hashlib
+
+    planner = await login("planner")
+    made = await client.post(
+        "/batches", headers=planner, json={"size": 10, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert made.status_code == 201, made.text
+    batch_no = made.json()["batch_no"]
+    export = await client.post(
+        f"/batches/{batch_no}/exports",
+        headers=planner,
+        json={
+            "start": 0,
+            "end": 1,
+            "outer": {"passphrase": PASS_OUT},
+            "inner": {"passphrase": PASS_IN},
+        },
+    )
+    assert export.status_code == 201, export.text
+    export_id = export.json()["id"]
+    pin = scheme_for_tests().pin(scheme_for_tests().serial(batch_no, 0))
+    digest = hashlib.sha256(f"1,{pin}\n".encode()).hexdigest()
+
+    async def kept() -> dict[str, Any]:
+        row = await (
+            await conn.execute("SELECT files FROM code_exports WHERE id = %s", (export_id,))
+        ).fetchone()
+        await conn.commit()
+        return row["files"]  # type: ignore[no-any-return]
+
+    assert digest not in msgspec.json.encode(await kept()).decode()
+    assert "plain_sha256" not in export.json()["files"]["inner"]
+    # one kept before: the migration drops it, and only it
+    await conn.execute(
+        "UPDATE code_exports SET files = jsonb_set(files, '{inner,plain_sha256}', to_jsonb(%s::text)) "
+        "WHERE id = %s",
+        (digest, export_id),
+    )
+    outer = (await kept())["outer"]
+    await conn.execute((ROOT / "app/migrations/0099_exports_no_pin_digest.sql").read_text())
+    await conn.commit()
+    after = await kept()
+    assert "plain_sha256" not in after["inner"] and after["outer"] == outer
