@@ -463,6 +463,60 @@ async def test_a_campaign_s_client_id_is_its_organisation_s_own(
     )
 
 
+async def test_a_campaign_retry_answers_the_first_after_its_template_changed(
+    client: Any, login: Any
+) -> None:
+    """A probe: a marketing tool queues a campaign under a client id and loses the answer;
+    meanwhile a colleague edits the template (a new placeholder for the next campaign). The
+    retry, same client id and body, was 422 ``missing_variables``: the tool took the campaign
+    for failed and sent it again under a new id, a second campaign to every phone. It is
+    answered 200 with the campaign already queued, as README says of a repeated client id."""
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    body = {
+        "template_id": template_id,
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "client_id": f"c-{secrets.token_hex(4)}",
+    }
+    first = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert first.status_code == 201, first.text
+    edited = await client.patch(
+        f"/sms/templates/{template_id}",
+        headers=marketer,
+        json={"body": "{season}新品上市，{name}凭会员码到店享{discount}折。"},
+    )
+    assert edited.status_code == 200, edited.text
+    again = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+
+
+async def test_a_campaign_client_id_is_checked_as_every_other_client_id(
+    client: Any, login: Any
+) -> None:
+    """A probe: every client id of the API (sales, documents, inspections, check-ins,
+    allocations, claims, redemptions) is 1–64 printable ASCII characters, else 400. A
+    campaign's was taken with blanks, a trailing line feed, zero-width marks or Chinese:
+    ``"c-1"``, ``"c-1\\n"`` and ``"c-1\\u200b"`` are three keys that look alike in every list
+    and audit row, so a marketer's retry typed or pasted from one of them queued a second
+    campaign to every phone (201) instead of answering the first. Such a key is 400."""
+    marketer = await login("marketer")
+    template_id = await _template(client, marketer)
+    base = f"c-{secrets.token_hex(4)}"
+    body = {
+        "template_id": template_id,
+        "audience": "store_managers",
+        "variables": {"season": "秋季", "discount": "7"},
+        "dry_run": True,
+    }
+    for hostile in (f"{base}\n", f"{base}\u200b", " ", "活动一"):
+        answer = await client.post(
+            "/sms/campaigns", headers=marketer, json={**body, "client_id": hostile}
+        )
+        assert answer.status_code == 400, (hostile, answer.status_code, answer.text)
+
+
 async def test_a_campaign_names_provinces_as_the_member_list_does(
     client: Any, login: Any, demo: Any, app: Any
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.logistics.schemas import ClientId
 from app.members.schemas import AgeBand
 from app.textguard import VISIBLE
 
@@ -120,7 +121,7 @@ class CampaignIn(Input):
     variables: Annotated[dict[Name, Text], msgspec.Meta(max_length=20)] = msgspec.field(
         default_factory=dict
     )
-    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    client_id: ClientId | None = None  # 1–64 printable ASCII, as every client id
     dry_run: bool = False  # count the audience, send nothing
 
 

@@ -484,6 +484,24 @@ _SKIP = """(EXISTS (SELECT 1 FROM sms_opt_outs x WHERE x.brand_id = %(brand)s AN
                  AND x.created_at > clock_timestamp() - make_interval(hours => %(hours)s)))"""
 
 
+async def _earlier_campaign(conn: Conn, actor: Principal, data: CampaignIn) -> CampaignOut | None:
+    """The campaign the caller's organisation already queued under ``data.client_id``, if any
+    (409 ``client_id_reused`` if it was another campaign). Called under the brand's marketing
+    lock, so a concurrent retry waits for the first and finds it."""
+    if data.client_id is None:
+        return None
+    cur = await conn.execute(
+        # the organisation's own (migration 0061): a sibling's id is no retry of the caller's
+        "SELECT id, client_hash FROM sms_campaigns WHERE org_id = %s AND client_id = %s",
+        (actor.org_id, data.client_id),
+    )
+    found = await cur.fetchone()
+    if found is None:
+        return None
+    idempotency.check(found["client_hash"], data, "campaign")
+    return await get_campaign(conn, actor, int(found["id"]))
+
+
 async def create_campaign(
     conn: Conn, actor: Principal, settings: Settings, data: CampaignIn
 ) -> tuple[CampaignOut, bool]:
@@ -491,8 +509,16 @@ async def create_campaign(
     ``client_id`` answers the campaign it made, without queueing again (409
     ``client_id_reused`` for another campaign). Campaigns of a brand are queued one at a time
     (its marketing lock), so two at once still send a phone one marketing message per
-    interval."""
+    interval. The client id is looked up first, before the template and the audience are
+    checked: a retry answers the first campaign whatever changed since (a probe: a placeholder
+    added to the template meanwhile made the retry 422 ``missing_variables``, and the tool sent
+    the campaign again under a new id). A dry run queues nothing and looks nothing up."""
     actor.require(PERMISSION)
+    if not data.dry_run:
+        await locks.xact_lock(conn, Lock.SMS_MARKETING, actor.brand_id)
+        earlier = await _earlier_campaign(conn, actor, data)
+        if earlier is not None:
+            return earlier, True
     template = await _own_template(conn, actor, data.template_id)
     missing = placeholders(template["body"]) - data.variables.keys()
     if missing:
@@ -526,17 +552,6 @@ async def create_campaign(
             created_at=None,
         )
         return dry, False
-    await locks.xact_lock(conn, Lock.SMS_MARKETING, actor.brand_id)
-    if data.client_id is not None:
-        cur = await conn.execute(
-            # the organisation's own (migration 0061): a sibling's id is no retry of the caller's
-            "SELECT id, client_hash FROM sms_campaigns WHERE org_id = %s AND client_id = %s",
-            (actor.org_id, data.client_id),
-        )
-        found = await cur.fetchone()
-        if found is not None:
-            idempotency.check(found["client_hash"], data, "campaign")
-            return await get_campaign(conn, actor, int(found["id"])), True
     # the template's body as the variables were checked against: its messages go out so, an
     # edit of the template meanwhile notwithstanding (a probe: a placeholder added for the next
     # campaign failed every message of the one queued as not renderable)
