@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from app.idempotency import ClientId
+
 MAX_BATCH = 1 << 32
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)]
 RequestKey = Annotated[
@@ -156,12 +158,6 @@ class BatchDetailOut(BatchOut, frozen=True, kw_only=True):
 
 PoolName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 AllocationFormat = Literal["text", "file"]
-# The caller's idempotency key: printable ASCII, as the staff app's client ids. ``(?!\n)``: a
-# pattern's ``$`` also matches before a final line feed ("run-7\n" passed, then broke the
-# database's check after the codes were taken: 422 instead of 400).
-ClientId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$(?!\n)")
-]
 
 
 class PoolIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.idempotency import ClientId
 from app.textguard import VISIBLE
 
 Period = Literal["quarter", "month", "week"]
@@ -17,9 +18,6 @@ CheckinFlag = Literal["ok", "out_of_range", "no_store_position"]
 Title = Annotated[str, msgspec.Meta(max_length=200)]
 Note = Annotated[str, msgspec.Meta(max_length=1000)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=VISIBLE)]
-ClientId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")
-]
 # the nameplate's code, or the whole URL of its QR code
 NameplateText = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Latitude = Annotated[float, msgspec.Meta(ge=-90, le=90)]

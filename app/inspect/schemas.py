@@ -8,6 +8,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
+from app.idempotency import ClientId
+
 Result = Literal["in_channel", "diverted", "unknown_route", "counterfeit"]
 # the worst first: a scan's overall result is the worst of its units
 RESULTS: tuple[Result, ...] = ("counterfeit", "diverted", "unknown_route", "in_channel")
@@ -18,9 +20,6 @@ ErpCode = Annotated[
 ]
 Note = Annotated[str, msgspec.Meta(max_length=1000)]
 PhotoUrl = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://[^\s]+(?!\n)$")]
-ClientId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")
-]
 
 
 class Gps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.idempotency import ClientId
 from app.localtime import check_day
 
 OrderKind = Literal["sales", "purchase", "transfer", "return"]
@@ -18,11 +19,6 @@ ReturnReason = Literal["damaged", "expired", "wrong_goods", "other"]
 Text = Annotated[str, msgspec.Meta(max_length=200)]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MAX_CODES = 200_000
-# the app's own id of a request (printable ASCII, as the staff app's client ids; ``(?!\n)``: a
-# pattern's ``$`` also matches before a final line feed)
-ClientId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+(?!\n)$")
-]
 
 
 class OrderLineIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

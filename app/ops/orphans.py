@@ -17,10 +17,10 @@ A job still waiting in the broker's queue that long is sent again (at most once 
 both runners leave a finished job alone, and a copy delivered while a runner holds the job
 returns within ``RUN_LOCK_GRACE`` (``app.codes.exports``, ``app.epcis.capture``; a probe: each
 copy waited out the whole run on a worker thread, and a few took every thread), so the cost is
-a message, never work done twice. An export whose runs keep dying (``MAX_RUNS`` started) is marked failed, not sent
-again, and the last killed run's ``*.partial`` files removed (a probe: they stayed on the
-export disk for good; every other failed export holds no file); a capture counts its own runs
-and fails itself past ``app.epcis.capture.MAX_RUNS``.
+a message, never work done twice. An export whose runs keep dying (``MAX_RUNS`` started) is
+marked failed, not sent again, and the last killed run's ``*.partial`` files removed (a probe:
+they stayed on the export disk for good; every other failed export holds no file); a capture
+counts its own runs and fails itself past ``app.epcis.capture.MAX_RUNS``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.logistics.schemas import ClientId
+from app.idempotency import ClientId
 from app.members.schemas import AgeBand
 from app.textguard import VISIBLE
 
