@@ -15,7 +15,12 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
   of its brand's marketing, and marketing spacing reads it (the days are at least
   ``SMS_MARKETING_INTERVAL_HOURS``);
 * sign-in codes a day after they expired (a code is useless once expired; their rows hold the
-  phone and the asking address).
+  phone and the asking address);
+* the same in the operators' ``dead_letters``: a verification record PostgreSQL refused loses its
+  details, a failed SMS's copy its number and variables, as many days after it was set aside
+  (a record that is no JSON object, whose fields cannot be told apart, loses its whole payload);
+  the letter stays, for the operator to replay or drop (a probe: the copies kept everything
+  for ever).
 
 0 days keeps that kind for ever. Each kind advances a mark (``retention_marks``): records by
 their time, in windows of an hour, SMS by their id, in blocks of ``SMS_BLOCK`` — so a sweep
@@ -29,8 +34,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import msgspec
+
 from app.config import Settings
 from app.db import Conn
+from app.deadletters import SMS_OUTBOX, VERIFICATIONS
+from app.verify.record import decoded
+
+_SCAN_DETAILS = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
+LETTERS_BLOCK = 500  # dead letters read in one statement
 
 SWEEP_SECONDS = 3600.0
 BUDGET_SECONDS = 20.0  # of work per sweep; the next sweep goes on from the marks
@@ -47,6 +59,7 @@ class Swept:
     scans: int = 0
     sms: int = 0
     codes: int = 0
+    letters: int = 0
 
 
 async def _mark(conn: Conn, what: str) -> tuple[datetime | None, int]:
@@ -131,6 +144,59 @@ async def _sms(conn: Conn, cutoff: datetime, deadline: float) -> int:
     return cleared
 
 
+def _cleared(queue: str, payload: bytes) -> bytes | None:
+    """A dead letter's payload without the personal part its retention ends; None when it holds
+    none any more."""
+    fields = decoded(payload)
+    if fields is None:
+        return b"" if payload else None
+    if queue == VERIFICATIONS:
+        gone = dict.fromkeys(_SCAN_DETAILS)
+    else:  # an SMS outbox row, as app.sms.sender copied it
+        gone = {"phone": SMS_TOMBSTONE, "variables": {}}
+    if all(fields.get(k, v) == v for k, v in gone.items()):
+        return None
+    return msgspec.json.encode({**fields, **gone})
+
+
+async def _letters(conn: Conn, queue: str, cutoff: datetime, deadline: float) -> int:
+    """Clear the personal part of ``queue``'s dead letters set aside before ``cutoff``, in
+    (time, id) order from the mark on."""
+    done_at, done_id = await _mark(conn, f"dead:{queue}")
+    cleared = 0
+    while time.monotonic() < deadline:
+        rows = await (
+            await conn.execute(
+                """SELECT id, at, payload FROM dead_letters
+                    WHERE queue = %s AND (at, id) > (%s, %s) AND at < %s
+                    ORDER BY at, id LIMIT %s""",
+                (queue, done_at or "-infinity", done_id, cutoff, LETTERS_BLOCK),
+            )
+        ).fetchall()
+        async with conn.transaction():
+            for row in rows:
+                payload = _cleared(queue, bytes(row["payload"]))
+                if payload is not None:
+                    note = " (personal data cleared: past its retention)"
+                    await conn.execute(
+                        "UPDATE dead_letters SET payload = %s, "
+                        "reason = left(reason || %s, 2000) WHERE id = %s",
+                        (payload, note, row["id"]),
+                    )
+                    cleared += 1
+            if rows:
+                done_at, done_id = rows[-1]["at"], rows[-1]["id"]
+            await conn.execute(
+                """INSERT INTO retention_marks (what, done_at, done_id) VALUES (%s, %s, %s)
+                   ON CONFLICT (what) DO UPDATE SET done_at = EXCLUDED.done_at,
+                                                    done_id = EXCLUDED.done_id""",
+                (f"dead:{queue}", done_at, done_id),
+            )
+        if len(rows) < LETTERS_BLOCK:
+            break
+    return cleared
+
+
 async def sweep(conn: Conn, settings: Settings, now: datetime | None = None) -> Swept:
     """One pass over every kind; ``conn`` in autocommit mode (each step commits its own)."""
     if now is None:
@@ -141,8 +207,11 @@ async def sweep(conn: Conn, settings: Settings, now: datetime | None = None) -> 
     if settings.retain_scan_details_days:
         cutoff = now - timedelta(days=settings.retain_scan_details_days)
         swept.scans = await _scans(conn, cutoff, deadline)
+        swept.letters += await _letters(conn, VERIFICATIONS, cutoff, deadline)
     if settings.retain_sms_days:
-        swept.sms = await _sms(conn, now - timedelta(days=settings.retain_sms_days), deadline)
+        cutoff = now - timedelta(days=settings.retain_sms_days)
+        swept.sms = await _sms(conn, cutoff, deadline)
+        swept.letters += await _letters(conn, SMS_OUTBOX, cutoff, deadline)
     done = await conn.execute(  # as a new code's request cleans up (app.members.auth)
         "DELETE FROM member_otps WHERE created_at < %s", (now - timedelta(days=1),)
     )

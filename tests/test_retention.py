@@ -132,6 +132,78 @@ async def test_a_finished_sms_loses_its_number_after_the_retention_days(
         assert left is not None and left["n"] == 0
 
 
+async def test_dead_letters_lose_their_personal_part_after_the_retention_days(
+    app: Any, demo: Any
+) -> None:
+    """A probe: the operators' copies in ``dead_letters`` — a verification record PostgreSQL
+    refused, a failed SMS — kept the scan's address, device and position and the phone number
+    for ever, after the stored ones had lost them. They lose them as many days after they were
+    set aside; the letters stay, the rest of their fields too."""
+    settings = app.state.settings
+    token = secrets.token_hex(4)
+    record = {
+        "serial": f"DL-{token}",
+        "result": "genuine",
+        "member_id": 7,
+        "client_ip": "10.9.8.7",
+        "client_id": "device-1",
+        "user_agent": "Phone/1",
+        "lat": 30.1,
+        "lng": 120.2,
+        "retry": "k",
+    }
+    sms = {"id": 1, "phone": "13912345678", "variables": {"code": "135790"}, "template": "otp"}
+    letters = {
+        "old": ("verifications", msgspec.json.encode(record), 400),
+        "garbled": ("verifications", f"not json {token} 10.9.8.7".encode(), 400),
+        "young": ("verifications", msgspec.json.encode(record), 10),
+        "sms": ("sms_outbox", msgspec.json.encode(sms), 400),
+        "sms_young": ("sms_outbox", msgspec.json.encode(sms), 10),
+    }
+    async with await _conn(settings) as conn:
+        await conn.execute("DELETE FROM retention_marks WHERE what LIKE 'dead:%'")
+        ids = {}
+        for name, (queue, payload, days) in letters.items():
+            row = await (
+                await conn.execute(
+                    """INSERT INTO dead_letters (queue, payload, reason, at)
+                       VALUES (%s, %s, 'refused', now() - make_interval(days => %s))
+                       RETURNING id""",
+                    (queue, payload, days),
+                )
+            ).fetchone()
+            ids[name] = row["id"]
+        swept = await retention.sweep(conn, settings)
+        assert swept.letters >= 3
+        rows = await (
+            await conn.execute(
+                "SELECT id, payload, reason FROM dead_letters WHERE id = ANY(%s)",
+                (list(ids.values()),),
+            )
+        ).fetchall()
+        kept = {r["id"]: r for r in rows}
+        old = msgspec.json.decode(kept[ids["old"]]["payload"])
+        assert {k: old[k] for k in ("serial", "result", "member_id")} == {
+            "serial": f"DL-{token}",
+            "result": "genuine",
+            "member_id": 7,
+        }
+        details = ("client_ip", "client_id", "user_agent", "lat", "lng", "retry")
+        assert [old[k] for k in details] == [None] * 6
+        assert "past its retention" in kept[ids["old"]]["reason"]
+        assert bytes(kept[ids["garbled"]]["payload"]) == b""
+        assert msgspec.json.decode(kept[ids["young"]]["payload"]) == record
+        assert msgspec.json.decode(kept[ids["sms"]]["payload"]) == {
+            **sms,
+            "phone": retention.SMS_TOMBSTONE,
+            "variables": {},
+        }
+        assert msgspec.json.decode(kept[ids["sms_young"]]["payload"]) == sms
+        # the marks moved past them: the next sweep reads none of them again
+        assert (await retention.sweep(conn, settings)).letters == 0
+        await conn.execute("DELETE FROM dead_letters WHERE id = ANY(%s)", (list(ids.values()),))
+
+
 async def test_sign_in_codes_go_a_day_after_they_were_asked_for(app: Any, demo: Any) -> None:
     settings = app.state.settings
     phone = f"137{secrets.randbelow(10**8):08d}"
@@ -164,7 +236,7 @@ async def test_no_retention_keeps_everything(app: Any, demo: Any) -> None:
         await conn.execute("DELETE FROM retention_marks")
         await _record(conn, demo["BRAND-LUMI"], 800, f"KEEP-{token}")
         swept = await retention.sweep(conn, settings)
-        assert (swept.scans, swept.sms) == (0, 0)
+        assert (swept.scans, swept.sms, swept.letters) == (0, 0, 0)
         row = await (
             await conn.execute(
                 "SELECT client_ip FROM verifications WHERE serial = %s", (f"KEEP-{token}",)
