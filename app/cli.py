@@ -1168,7 +1168,12 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
             },
         )
     else:
-        from app.codes.exports import create_unit_export, file_for_download, run_export
+        from app.codes.exports import (
+            create_unit_export,
+            file_for_download,
+            get_export,
+            run_export,
+        )
 
         data = msgspec.convert(body, ExportIn)
 
@@ -1179,7 +1184,21 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
         made, scheme = asyncio.run(_direct(settings, args.as_user, work))  # type: ignore[misc]
         db_url, _ = _urls(settings)
         bar = Progress(made.total, "export")
-        run_export(db_url, settings, scheme, made.id, on_progress=lambda d, t: bar.update(d, t))
+        written = [0]  # the codes written: a run that stops (its batch voided) ends the bar there
+
+        def progress(done: int, total: int) -> None:
+            written[0] = done
+            bar.update(done, total)
+
+        state = run_export(db_url, settings, scheme, made.id, on_progress=progress)
+        if state != "done":  # a probe: the bar showed 100% and the error "not done"
+            bar.finish(written[0])
+
+            async def stopped(conn: Any, principal: Any, _: Any) -> Any:
+                return await get_export(conn, principal, str(made.id))
+
+            export = asyncio.run(_direct(settings, args.as_user, stopped))
+            return _fail(f"export {made.id} {export.state}: {export.error}")
         bar.finish()
 
         async def files(conn: Any, principal: Any, _: Any) -> list[tuple[str, Path]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
+import os
 import secrets
 import subprocess
 import sys
@@ -1296,3 +1298,99 @@ async def test_a_short_export_keeps_no_digest_its_pins_can_be_found_from(
     await conn.commit()
     after = await kept()
     assert "plain_sha256" not in after["inner"] and after["outer"] == outer
+
+
+async def _big_batch(client: Any, headers: Any, demo: Any, size: int) -> dict[str, Any]:
+    made = await client.post(
+        "/batches", headers=headers, json={"size": size, "printer_id": demo["PRINTER-SH"]}
+    )
+    assert made.status_code == 201, made.text
+    return made.json()  # type: ignore[no-any-return]
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk with no space left: every write to the OS fails ENOSPC (as on a full
+    tmpfs: Python's buffered writer keeps a small file's bytes until its flush)."""
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+async def test_an_export_that_fills_the_disk_at_its_last_flush_leaves_no_partial_file(
+    client: Any, login: Any, demo: Any, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: the export disk fills up while a short export (a reprint slice of a 50M batch)
+    is written; the API answered 500 ``export_failed`` and the export was ``failed``, but
+    ``outer.tcpf.partial`` and ``inner.tcpf.partial`` stayed in its folder for good (found on a
+    real 2 MiB tmpfs: the full disk's error came from the final flush, the cleanup's close
+    raised it again and skipped the unlink). No partial file is left, and a retry once space is
+    freed is written."""
+    planner = await login("planner")
+    batch = await _big_batch(client, planner, demo, 50_000_000)
+    no = batch["batch_no"]
+
+    def full_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        assert mode == "wb"
+        return io.BufferedWriter(_FullDisk(path, "wb"))
+
+    monkeypatch.setattr(exports, "open", full_open, raising=False)
+    body = {
+        "start": 49_999_990,
+        "end": 50_000_000,
+        "outer": {"passphrase": PASS_OUT},
+        "inner": {"passphrase": PASS_IN},
+    }
+    failed = await asyncio.wait_for(
+        client.post(f"/batches/{no}/exports", headers=planner, json=body), 60
+    )
+    error = assert_error(failed, 500, "export_failed")
+    assert "No space left on device" in error["message"], error
+    listed = (await client.get(f"/batches/{no}/exports", headers=planner)).json()["items"]
+    assert [e["state"] for e in listed] == ["failed"], listed
+    folder = app.state.settings.export_path / listed[0]["id"]
+    left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert left == [], f"files left by the failed export: {left}"
+    monkeypatch.undo()  # space freed: the retry is written
+    again = await client.post(f"/batches/{no}/exports", headers=planner, json=body)
+    assert again.status_code == 201 and again.json()["state"] == "done", again.text
+
+
+async def test_a_cli_export_stopped_by_a_void_shows_its_real_progress_and_the_reason(
+    client: Any, login: Any, demo: Any, app: Any, tmp_path: Path
+) -> None:
+    """A probe: ``tracecode codes export B --out DIR`` (directly on the database) of 20M codes,
+    the batch voided while it runs: the run stopped after ~500k codes (``failed``, "the batch is
+    void"), yet the CLI's bar jumped to ``100.0% 20,000,000/20,000,000 … ETA 0s`` and the error
+    read ``export_not_ready: the export is failed, not done``. As with ``--api``, the bar ends at
+    the codes written and the line says the batch is void."""
+    planner = await login("planner")
+    batch = await _big_batch(client, planner, demo, 50_000_000)
+    no = batch["batch_no"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "codes", "export", str(no), "--out",
+        str(tmp_path / "out"), "--passphrase-env", "PASS", "--start", "0", "--end", "20000000",
+        env={**os.environ, "PASS": "a-long-passphrase"},
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            await asyncio.sleep(0.1)
+            items = (await client.get(f"/batches/{no}/exports", headers=planner)).json()["items"]
+            if items and items[0]["progress"] > 0:
+                break
+        voided = await client.post(
+            f"/batches/{no}/void", headers=planner, json={"reason": "misprint"}
+        )
+        assert voided.status_code == 200, voided.text
+        _, raw = await asyncio.wait_for(proc.communicate(), 300)
+        err = raw.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    items = (await client.get(f"/batches/{no}/exports", headers=planner)).json()["items"]
+    assert items[0]["state"] == "failed" and items[0]["progress"] < 20_000_000, items
+    assert proc.returncode == 2, err
+    assert "20,000,000/20,000,000" not in err and "100.0%" not in err, err
+    assert "void" in err.splitlines()[-1], err

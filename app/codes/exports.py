@@ -15,6 +15,7 @@ unit export's key is of its batch's key version (``Scheme.derive``); a case expo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -720,7 +721,10 @@ def _write_files(
             os.fsync(handles[name].fileno())
     except BaseException:  # no half file left behind (a killed process leaves one: rewritten)
         for handle in handles.values():
-            handle.close()
+            # closing flushes what is buffered: on a full disk it fails again, and the file
+            # must go all the same (a probe: two .partial files stayed, holding the space)
+            with contextlib.suppress(OSError):
+                handle.close()
             Path(handle.name).unlink(missing_ok=True)
         raise
     finally:
