@@ -9,7 +9,21 @@ unless the file is UTF-8 with a bad byte (``decode``: 400 ``bad_encoding`` namin
 the first byte that does not read; Excel's "Unicode text", UTF-16, is named as such), and read
 as rows under a header row naming the columns (``read_rows``: 400 ``empty_file``,
 ``bad_header``, ``malformed_csv``; 413 ``too_many_rows``). Each row keeps the file line it
-starts on (the header is line 1), so errors point where a spreadsheet user looks.
+starts on (the first line is 1; CR, CRLF and LF each end a line, as the CSV reader counts), so
+errors point where a spreadsheet user looks. Blank lines above the header (a sheet starting at
+A2) are skipped, and so are the columns Excel leaves without a name when no row fills them.
+
+A file declaring no charset and holding no BOM that UTF-8 reads is still GB18030 when its only
+non-ASCII characters are letters of two-byte UTF-8 sequences (U+00C0–U+07FF: Latin, Greek,
+Cyrillic, Arabic; a Latin-1 symbol, a no-break space or a C1 control, U+0080–U+00BF, keeps it
+UTF-8) and GB18030 reads it too: the GBK bytes of Chinese text are that at times
+("一品山庄" is the UTF-8 of "һƷɽׯ"), and the users are Chinese offices, whose Excel writes
+its UTF-8 CSV with a BOM. The trade-off: a BOM-less UTF-8 file whose only non-ASCII text is
+such letters ("Café") is read as GB18030 ("Caf茅"); send it with a BOM or ``charset=utf-8``.
+
+Codes a spreadsheet shows as numbers (order and product numbers of 12 digits or more) are saved
+by Excel as it shows them, in scientific notation ("2.02611E+11"): ``excel_scientific`` names
+such a value for the imports to refuse, where two numbers would otherwise become one.
 
 Control characters are the caller's call: the orders import refuses the whole file and names its
 first bad line (``refuse_control``), the master-data import rejects only the rows holding one.
@@ -22,13 +36,16 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from app.edge import media_of
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.textguard import InvalidCharacter, check_text, has_control
+
+if TYPE_CHECKING:
+    from _csv import Reader  # csv.reader's type (typeshed names it)
 
 MAX_BYTES = 10 * 1024 * 1024
 MEDIA_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
@@ -47,7 +64,15 @@ _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 # decoded with "surrogateescape": a byte UTF-8 cannot read, and a character of a well-formed
 # sequence of three or four bytes (U+0800 and up: every Chinese character in UTF-8 is one)
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
-_WIDE = re.compile(r"[\u0800-\ud7ff\ue000-\U0010ffff]")
+# what only a UTF-8 file holds: a character past two bytes, or a Latin-1 symbol, no-break space
+# or C1 control (U+0080–U+00BF: ° ± · and the no-break space are a UTF-8 file's more often than
+# GBK's)
+_WIDE = re.compile(r"[\u0080-\u00bf\u0800-\ud7ff\ue000-\U0010ffff]")
+# a line end as the CSV reader counts them (``io.StringIO(newline="")``): CR, CRLF or LF
+_LINE_END = re.compile(r"\r\n?|\n")
+_RAW_LINE_END = re.compile(rb"\r\n?|\n")
+# a number as Excel shows one of 12 digits or more and saves it in a CSV file: "2.02611E+11"
+_EXCEL_SCIENTIFIC = re.compile(r"[0-9](?:\.[0-9]+)?[Ee][+-][0-9]+")
 
 
 class Record(msgspec.Struct, frozen=True, gc=False):
@@ -94,16 +119,21 @@ def declared_encoding(content_type: str) -> Encoding | None:
 
 def decode(raw: bytes, encoding: Encoding | None = None) -> str:
     """The file's text in the ``encoding`` its ``Content-Type`` declares (``declared_encoding``);
-    declared none, UTF-8 (with or without a BOM), else GB18030 — unless it is a UTF-8 file with a
-    bad byte (``_utf8_with_bad_bytes``). 400 ``bad_encoding`` naming the line of the first byte
-    that does not read (``details.line``); a UTF-16 file is named as such."""
+    declared none, UTF-8 (with or without a BOM; without one, GB18030 when the UTF-8 text may be
+    GBK: ``_gbk_read_as_utf8``), else GB18030 — unless it is a UTF-8 file with a bad byte
+    (``_utf8_with_bad_bytes``). 400 ``bad_encoding`` naming the line of the first byte that does
+    not read (``details.line``); a UTF-16 file is named as such."""
     if encoding == "gb18030":
         return _decoded(raw, "gb18030", "the file is not GB18030 (GBK) text, as its type says")
     try:
-        return raw.decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:  # its offset in the text after a BOM: the file's is past
         # it (a review: a bad byte on line 2 of a file with a BOM was named on line 1)
         bad_at = exc.start + (len(_BOM) if raw.startswith(_BOM) else 0)
+    else:
+        if encoding is None and not raw.startswith(_BOM):
+            return _gbk_read_as_utf8(raw, text) or text
+        return text
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise BadRequest(
             "the file is UTF-16 (Excel's Unicode text): save it as CSV UTF-8",
@@ -119,6 +149,21 @@ def decode(raw: bytes, encoding: Encoding | None = None) -> str:
             "another system?): correct it and save the file as CSV UTF-8",
         )
     return _decoded(raw, "gb18030", "the file is neither UTF-8 nor GB18030 text")
+
+
+def _gbk_read_as_utf8(raw: bytes, text: str) -> str | None:
+    """The GB18030 text of a file UTF-8 reads as ``text`` (no BOM, no charset declared) when it
+    is GBK all the same: its non-ASCII characters are all letters of two-byte UTF-8 sequences
+    (U+00C0–U+07FF; a symbol, a no-break space or a C1 control keeps it UTF-8) and GB18030
+    reads it too. Chinese text in GBK is at times such bytes ("一品山庄" is
+    the UTF-8 of "һƷɽׯ") and was stored as that mojibake (a probe); Excel's UTF-8 CSV has a
+    BOM. A BOM-less UTF-8 file of Latin accents only is read as GB18030 too: the trade-off."""
+    if text.isascii() or _WIDE.search(text):
+        return None
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return None
 
 
 def _utf8_with_bad_bytes(raw: bytes) -> bool:
@@ -145,22 +190,36 @@ def _decoded(raw: bytes, codec: str, message: str) -> str:
 
 def _bad_encoding(raw: bytes, at: int, message: str) -> BadRequest:
     """400 ``bad_encoding`` naming the file line of the byte at offset ``at`` (the first is 1)."""
-    line = raw.count(b"\n", 0, at) + 1
+    line = len(_RAW_LINE_END.findall(raw, 0, at)) + 1  # a probe: a lone CR was not counted
     return BadRequest(f"line {line}: {message}", code="bad_encoding", details={"line": line})
 
 
 def refuse_control(text: str) -> None:
     """400 ``invalid_character`` naming the first file line that holds a control character
-    (tab and line breaks pass); nothing when there is none."""
+    (tab and line breaks pass); nothing when there is none. Lines end as the CSV reader ends
+    them (a probe: a file of lone CRs named line 1 for any line)."""
     if not has_control(text):
         return
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_LINE_END.split(text), start=1):
         if has_control(line):
             try:
                 check_text(line, field=f"line {number}", what="file")
             except InvalidCharacter as exc:
                 exc.details = [{**exc.details[0], "line": number}]
                 raise
+
+
+def excel_scientific(column: str, value: str) -> str | None:
+    """A row error's message when the code ``value`` of ``column`` is a number as Excel shows it
+    in scientific notation ("2.02611E+11"), ``None`` otherwise. Excel saves a CSV as it shows
+    the sheet: a number of 12 digits or more keeps 6 (a probe: two order numbers so became one
+    order, a product was numbered "6.90123E+12"). The imports refuse such a code, per row."""
+    if _EXCEL_SCIENTIFIC.fullmatch(value) is None:
+        return None
+    return (
+        f"{column} {value!r}: Excel turned the number into scientific notation and lost its "
+        "digits; format the column as text (Format Cells > Text), correct it and save again"
+    )
 
 
 def _check_header(
@@ -172,16 +231,46 @@ def _check_header(
     missing = [either[0] for either in required if not any(n in names for n in either)]
     doubled = sorted({n for n in names if names.count(n) > 1})
     if unknown or missing or doubled:
-        raise BadRequest(
-            "bad header row",
-            code="bad_header",
-            details={
-                "unknown": unknown,
-                "missing": missing,
-                "repeated": doubled,
-                "columns": list(columns),
-            },
-        )
+        raise _bad_header("bad header row", columns, unknown, missing, doubled)
+
+
+def _bad_header(
+    message: str,
+    columns: Sequence[str],
+    unknown: list[str],
+    missing: list[str] | None = None,
+    doubled: list[str] | None = None,
+    line: int | None = None,
+) -> BadRequest:
+    """400 ``bad_header`` listing the unknown, missing and repeated columns (and ``line``, the
+    file line of a value under a header cell left empty)."""
+    details = {
+        "unknown": unknown,
+        "missing": missing or [],
+        "repeated": doubled or [],
+        "columns": list(columns),
+    }
+    return BadRequest(
+        message, code="bad_header", details=details if line is None else {**details, "line": line}
+    )
+
+
+def _header(reader: Reader) -> list[str]:
+    """The header row: the first line holding a value (a sheet may start at A2: the blank lines
+    above it are skipped — a probe: they made the file ``empty_file``). 400 ``empty_file`` when
+    there is none, ``malformed_csv`` naming its line."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise BadRequest(
+                f"line {line}: {exc}", code="malformed_csv", details={"line": line}
+            ) from None
+        if header is None:
+            raise BadRequest("the file is empty: a header row is needed", code="empty_file")
+        if any(h.strip() for h in header):
+            return header
 
 
 def read_rows(
@@ -192,17 +281,15 @@ def read_rows(
 ) -> tuple[list[str], list[Record]]:
     """The header's column names (lower case) and the non-empty rows below it.
 
-    Column names are matched without case or surrounding spaces; blank rows are skipped. 400 on
-    a bad header or malformed CSV (an unclosed quote: the line is named), 413 past ``max_rows``.
+    Column names are matched without case or surrounding spaces; blank rows are skipped, and so
+    are columns without a name (Excel writes ``erp_code,name,,``) while no row has a value in
+    one (a value there is 400 ``bad_header`` naming its line). 400 on a bad header or malformed
+    CSV (an unclosed quote: the line is named), 413 past ``max_rows``.
     """
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise BadRequest(f"line 1: {exc}", code="malformed_csv", details={"line": 1}) from None
-    if not header or not any(h.strip() for h in header):
-        raise BadRequest("the file is empty: a header row is needed", code="empty_file")
-    names = [h.strip().lower() for h in header]
+    header = [h.strip().lower() for h in _header(reader)]
+    names = [n for n in header if n]
+    unnamed = [i for i, n in enumerate(header) if not n]
     _check_header(names, columns, required)
     rows: list[Record] = []
     last = reader.line_num
@@ -211,6 +298,9 @@ def read_rows(
             line, last = last + 1, reader.line_num
             if not record or all(not v.strip() for v in record):
                 continue
+            if any(i < len(record) and record[i].strip() for i in unnamed):
+                message = f"line {line}: a value in a column whose header cell is empty"
+                raise _bad_header(message, columns, [""], line=line)
             if len(rows) >= max_rows:
                 raise PayloadTooLarge(
                     f"more than {max_rows:,} rows; split the file",
@@ -218,9 +308,9 @@ def read_rows(
                     details={"max_rows": max_rows},
                 )
             values = {
-                n: (record[i].strip() if i < len(record) else "") for i, n in enumerate(names)
+                n: (record[i].strip() if i < len(record) else "") for i, n in enumerate(header) if n
             }
-            extra = len(record) > len(names) and any(v.strip() for v in record[len(names) :])
+            extra = len(record) > len(header) and any(v.strip() for v in record[len(header) :])
             rows.append(Record(line, values, extra))
     except csv.Error as exc:
         line = reader.line_num

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import itertools
+import secrets
 import zipfile
 from datetime import datetime, timedelta
 from typing import Any
@@ -189,6 +190,47 @@ async def test_csv_import_honours_a_declared_charset_and_refuses_a_stray_byte(
     raw = stray.encode().replace("é".encode(), b"\xe9")
     error = assert_error(await import_csv(client, partner, raw), 400, "bad_encoding")
     assert error["details"] == {"line": 3}, error
+
+
+async def test_a_control_character_in_a_file_with_cr_line_ends_is_named_on_its_line(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: the import refuses a file holding a control character, naming its first bad
+    line; in a file of lone-CR line ends (Excel for Mac's "CSV (Macintosh)") it named line 1,
+    the header, for a BEL on line 3 (``app.csvread.refuse_control`` split on LF only). Lines
+    end as the rows count them: CR, CRLF or LF."""
+    partner = await login("partner")
+    n = next(_ids)
+    rows = (
+        f"CSV-CR-{n},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,1,ok\r"
+        f"CSV-CR-{n}b,sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,1,bell\x07\r"
+    )
+    for text in (HEADER.replace("\n", "\r") + rows, HEADER + rows.replace("\r", "\r\n", 1)):
+        error = assert_error(await import_csv(client, partner, text), 400, "invalid_character")
+        assert error["details"][0]["line"] == 3, (text, error)
+
+
+async def test_order_numbers_excel_showed_in_scientific_notation_are_not_merged(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: ERP order numbers are often long digit strings (202611100001), which Excel shows
+    in scientific notation and saves so: two orders became "2.02611E+11" twice, read as one
+    valid ``erp_no`` — 200 ``created: 1``, one order holding both orders' lines. A number as
+    Excel's scientific notation is no order number: each row is ``bad_erp_no`` (naming its
+    line and column, and saying to format the column as text) and no order is created."""
+    partner = await login("partner")
+    mangled = f"2.{secrets.randbelow(90000) + 10000}E+11"  # a 12-digit number as Excel shows it
+    text = HEADER + (
+        f"{mangled},sales,FACTORY-SZ,AGENT-ZJ,,LM-SC-30,,5,\n"  # was 202611100001
+        f"{mangled},sales,FACTORY-SZ,AGENT-ZJ,,LM-HY-50,,7,\n"  # was 202611100002
+    )
+    response = await import_csv(client, partner, text)
+    assert response.status_code == 200, response.text
+    got = response.json()
+    assert got["created"] == 0 and got["orders"] == [], got
+    found = {(e["line"], e["column"], e["code"]) for e in got["errors"]}
+    assert found == {(2, "erp_no", "bad_erp_no"), (3, "erp_no", "bad_erp_no")}, got["errors"]
+    assert "scientific notation" in got["errors"][0]["message"], got["errors"]
 
 
 @pytest.fixture(scope="module")

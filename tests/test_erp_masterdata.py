@@ -619,6 +619,31 @@ async def test_a_product_s_changed_category_is_named_by_its_column(
     assert result["results"][0]["changed"] == ["spec", "category"], result["results"]
 
 
+async def test_a_product_number_excel_showed_in_scientific_notation_is_refused(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a brand numbering its products by a long digit string (the EAN, 6901234567892)
+    keeps its catalogue in Excel; saved as CSV the column reads "6.90123E+12", and
+    ``/products/import`` created a product of that number (200 ``created``), silently, while
+    the same cell in the ``gtin`` column was refused. Such a product number is its row's
+    ``invalid_value`` saying Excel turned it into scientific notation, by JSON too; a number
+    merely holding an "E" is fine."""
+    admin = await login("admin")
+    x, y = code("SCI1"), code("SCI2")
+    text = (
+        "erp_code,product_no,name\r\n"
+        f"{x},6.90123E+12,Sci Cream 科学面霜\r\n"
+        f"{y},SCI-{RUN}-1E5,Sci Serum\r\n"
+    )
+    got = await imported(client, admin, "products", text, dry_run=True)
+    assert errors(got) == [(1, "product_no", "invalid_value")], got
+    assert counts(got) == (1, 0, 0, 1), got
+    assert "scientific notation" in got["errors"][0]["message"], got["errors"]
+    body = {"items": [{"erp_code": x, "product_no": "6.90123e+12", "name": "Sci"}]}
+    by_json = await imported(client, admin, "products", body, dry_run=True)
+    assert errors(by_json) == [(1, "product_no", "invalid_value")], by_json
+
+
 # -- users -------------------------------------------------------------------------------------
 
 USER_HEADER = "erp_code,username,display_name,org_erp_code,roles,phone,email\n"
@@ -1261,3 +1286,84 @@ async def test_a_csv_declared_us_ascii_is_read_as_utf8(client: Any, login: Any, 
             client, admin, "orgs", "erp_code\n", media=f"text/csv; charset={charset}"
         )
         assert_error(response, 415, "unsupported_media_type")
+
+
+async def test_an_excel_gbk_file_whose_bytes_are_also_utf8_keeps_its_chinese(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a file saved "CSV (逗号分隔)" by Excel on Chinese Windows — GBK, no BOM, no
+    charset declared — whose every Chinese character happens to be GBK bytes that are also
+    well-formed two-byte UTF-8 ("一品山庄", about 2 % of one-row files of a random
+    two-character name) was read as UTF-8: 200 ``created`` and the name stored as "һƷɽׯ".
+    Without a BOM or a charset, a file whose only non-ASCII characters are two-byte UTF-8 and
+    that GB18030 reads is read as GB18030 (Excel's UTF-8 CSV has a BOM). The trade-off, as
+    documented: a BOM-less UTF-8 file of Latin accents only is GB18030 too; a BOM or
+    ``charset=utf-8`` keeps it UTF-8."""
+    from app.csvread import decode
+
+    admin = await login("admin")
+    x = code("GBK1")
+    raw = f"erp_code,kind,name,parent_erp_code\r\n{x},store,一品山庄,AGENT-ZJ\r\n".encode("gbk")
+    got = await imported(client, admin, "orgs", raw)
+    stored = (await client.get(f"/orgs/{ids(got)[x]}", headers=admin)).json()
+    assert stored["name"] == "一品山庄", stored
+    latin = "name\nCafé\n".encode()
+    assert decode(latin) == "name\nCaf茅\n"  # the trade-off
+    assert decode(b"\xef\xbb\xbf" + latin) == decode(latin, "utf-8") == "name\nCafé\n"
+    assert decode("name\nCafé 温州\n".encode()) == "name\nCafé 温州\n"  # three-byte UTF-8
+
+
+async def test_a_bad_byte_in_a_file_with_cr_line_ends_is_named_on_its_line(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a file with classic-Mac line ends (a lone CR: Excel for Mac's "CSV
+    (Macintosh)", some ERP exports) is read row by row, its rows' errors naming lines 2, 3 …,
+    but a byte that does not read was 400 ``bad_encoding`` naming line 1 whatever its line
+    (``app.csvread._bad_encoding`` counted LF only). CR, CRLF and LF each end a line."""
+    admin = await login("admin")
+    head = "\ufefferp_code,kind,name,parent_erp_code\r".encode()
+    good = f"{code('CR1')},store,温州鹿城店,AGENT-ZJ\r".encode()
+    bad = f"{code('CR2')},store,Caf".encode() + b"\xe9" + b",AGENT-ZJ\r"
+    for media in ("text/csv", "text/csv; charset=utf-8"):
+        response = await send(client, admin, "orgs", head + good + bad, media=media, dry_run=True)
+        error = assert_error(response, 400, "bad_encoding")
+        assert error["details"] == {"line": 3}, (media, error)
+    mixed = head + good.replace(b"\r", b"\r\n") + b"\n" + bad
+    response = await send(client, admin, "orgs", mixed, dry_run=True)
+    assert assert_error(response, 400, "bad_encoding")["details"] == {"line": 4}
+
+
+async def test_blank_lines_above_the_header_are_skipped(client: Any, login: Any, demo: Any) -> None:
+    """A probe: a sheet starting at A2 (or below a row of empty cells, saved as ",,,") was 400
+    ``empty_file``: the header was looked for on line 1 only. Blank lines above the header are
+    skipped, and the rows' errors still name their file lines; a file of blank lines alone is
+    still ``empty_file``."""
+    admin = await login("admin")
+    x, y = code("A2A"), code("A2B")
+    text = (
+        "\r\n,,,\r\nerp_code,kind,name,parent_erp_code\r\n"
+        f"{x},store,Sheet at A3,AGENT-ZJ\r\n{y},planet,Bad kind,AGENT-ZJ\r\n"
+    )
+    got = await imported(client, admin, "orgs", text, dry_run=True)
+    assert counts(got) == (1, 0, 0, 1), got
+    assert [(e["line"], e["column"]) for e in got["errors"]] == [(5, "kind")], got["errors"]
+    assert_error(await send(client, admin, "orgs", "\n,,\n \n"), 400, "empty_file")
+    unclosed = await send(client, admin, "orgs", '\n\n"erp_code,name\n')
+    assert assert_error(unclosed, 400, "malformed_csv")["details"] == {"line": 3}
+
+
+async def test_empty_header_cells_excel_writes_are_ignored_while_their_columns_are_empty(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: Excel writes the empty cells of a column it once held (``erp_code,name,,``) and
+    such a header was 400 ``bad_header`` (an unknown column ""). A column whose header cell is
+    empty is ignored while every row leaves it empty; a value under it is still 400
+    ``bad_header``, naming its line."""
+    admin = await login("admin")
+    x = code("EH1")
+    text = f"erp_code,kind,,name,parent_erp_code,,\r\n{x},store,,Trailing,AGENT-ZJ,,\r\n"
+    got = await imported(client, admin, "orgs", text, dry_run=True)
+    assert counts(got) == (1, 0, 0, 0) and errors(got) == [], got
+    filled = text + f"{code('EH2')},store,,Filled,AGENT-ZJ,,lost?\r\n"
+    error = assert_error(await send(client, admin, "orgs", filled, dry_run=True), 400, "bad_header")
+    assert error["details"]["unknown"] == [""] and error["details"]["line"] == 3, error

@@ -5,7 +5,9 @@ value is judged alike wherever it comes from: CSV cells are text (``"30.25"`` be
 ``"true"`` a boolean, an empty cell ``null``), JSON values keep their JSON types. Before the
 conversion every text value is checked for control characters (400-like ``invalid_character``,
 for that row only); after it, the text columns a spreadsheet would show are checked for a formula
-start (``= + - @``: ``formula_value``): such a cell is refused rather than stored and exported.
+start (``= + - @``: ``formula_value``): such a cell is refused rather than stored and exported,
+and the product number for Excel's scientific notation ("6.90123E+12", ``invalid_value``): a
+number of 12 digits or more Excel saved as it showed it, its digits lost.
 A value of a column with a pattern (codes, usernames, phones …) may not end with a line feed
 either (``invalid_value``): every pattern ends with ``(?!\n)$`` (tests/test_patterns.py).
 
@@ -25,7 +27,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from app.csvread import Encoding, decode, read_rows
+from app.csvread import Encoding, decode, excel_scientific, read_rows
 from app.edge import MAX_JSON_DEPTH, TooDeep, json_depth_ok
 from app.erp.schemas import Entity, MasterDataError, MasterDataIn, MasterDataResult
 from app.errors import BadRequest, PayloadTooLarge, invalid_body
@@ -36,6 +38,9 @@ Format = Literal["csv", "json"]
 _LIST_SPLIT = re.compile(r"[\s,;|]+")
 _AT = re.compile(r" - at `\$\.?([A-Za-z_]*)")
 _NAMED = re.compile(r"field `([^`]*)`")
+# the code columns a spreadsheet shows as numbers, in scientific notation past 11 digits (an
+# EAN as product number): such a value is refused (``excel_scientific``), never stored
+_NUMBER_CODES = ("product_no",)
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,8 @@ def _control(item: Item, column: str | None) -> None:
 
 
 def _convert(item: Item, values: dict[str, Any], spec: Spec, *, strict: bool) -> None:
-    """The row's Struct, or its one conversion error; then the formula guard."""
+    """The row's Struct, or its one conversion error; then the formula guard and the check of
+    the codes Excel may have shown in scientific notation."""
     try:
         data = msgspec.convert(values, spec.row_type, strict=strict)
     except msgspec.ValidationError as exc:
@@ -236,6 +242,11 @@ def _convert(item: Item, values: dict[str, Any], spec: Spec, *, strict: bool) ->
         if isinstance(value, str) and value.startswith(FORMULA_START):
             message = f"{column} starts with {value[0]!r}: a spreadsheet would run it as a formula"
             item.fail(column, "formula_value", message)
+    for column in _NUMBER_CODES:
+        value = getattr(data, column, None)
+        mangled = excel_scientific(column, value) if isinstance(value, str) else None
+        if mangled is not None:
+            item.fail(column, "invalid_value", mangled)
     if item.ok:
         item.data = data
 

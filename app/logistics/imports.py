@@ -8,7 +8,9 @@ naming the columns::
 
 ``gtin`` may stand in for ``product_no`` (either column, or both: the GTIN wins when filled).
 ``kind`` defaults to ``sales``, ``order_date`` (YYYY-MM-DD or YYYY/MM/DD) to today. Rows sharing an
-``erp_no`` form one order and must agree on its header fields.
+``erp_no`` form one order and must agree on its header fields. An ``erp_no`` as Excel shows a
+long number ("2.02611E+11": ``app.csvread.excel_scientific``) is ``bad_erp_no``, as a malformed
+one is: its rows make no order.
 
 Every row is checked before anything is written; an order with any bad row is rejected as a
 whole, the other orders are created through ``orders.create_order`` (source ``csv``), each in a
@@ -29,7 +31,7 @@ from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal
 from app.csvread import MAX_BYTES as MAX_BYTES  # the route's limit
 from app.csvread import MEDIA_TYPES as MEDIA_TYPES
-from app.csvread import Encoding, decode, read_rows, refuse_control
+from app.csvread import Encoding, decode, excel_scientific, read_rows, refuse_control
 from app.csvread import read_body as read_body
 from app.db import Conn
 from app.errors import AppError, Conflict
@@ -249,8 +251,8 @@ def _group_orders(
     orgs, fail = refs.orgs, errors.fail
     for row in rows:
         erp_no = row.erp_no
-        if not _ERP_NO.match(erp_no):
-            message = "erp_no: 1 to 64 printable ASCII characters, no spaces"
+        message = _erp_no_problem(erp_no)
+        if message is not None:
             fail(None, row, "erp_no", "bad_erp_no", message)
             continue
         order = orders.get(erp_no)
@@ -294,6 +296,14 @@ def _group_orders(
             message = f"{column} differs from line {order.first_line} of order {erp_no}"
             fail(order, row, column, "inconsistent_order", message)
     return orders, grouped
+
+
+def _erp_no_problem(erp_no: str) -> str | None:
+    """Why ``erp_no`` is no order number, or ``None``: a number as Excel shows it in scientific
+    notation is none either (a probe: "2.02611E+11" merged two orders into one)."""
+    if not _ERP_NO.match(erp_no):
+        return "erp_no: 1 to 64 printable ASCII characters, no spaces"
+    return excel_scientific("erp_no", erp_no)
 
 
 def _check_lines(grouped: list[tuple[_Row, _Order]], refs: _References, errors: _Errors) -> None:
