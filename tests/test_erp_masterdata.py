@@ -1311,6 +1311,8 @@ async def test_an_excel_gbk_file_whose_bytes_are_also_utf8_keeps_its_chinese(
     assert decode(latin) == "name\nCaf茅\n"  # the trade-off
     assert decode(b"\xef\xbb\xbf" + latin) == decode(latin, "utf-8") == "name\nCafé\n"
     assert decode("name\nCafé 温州\n".encode()) == "name\nCafé 温州\n"  # three-byte UTF-8
+    # a symbol or a no-break space keeps a file UTF-8 (a review: "25\u00a0°C" read as Chinese)
+    assert decode("name\n25\u00a0°C\n".encode()) == "name\n25\u00a0°C\n"
 
 
 async def test_a_bad_byte_in_a_file_with_cr_line_ends_is_named_on_its_line(
