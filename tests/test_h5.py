@@ -97,6 +97,27 @@ async def test_scan_page_shows_the_product_and_a_pin_form_in_chinese_by_default(
     assert f'href="/c/{serial}?lang=en"' in page
 
 
+async def test_an_upper_case_short_form_qr_url_opens_the_verification_page(
+    client: Any, app: Any, batch: int
+) -> None:
+    """A probe: SPEC C1 prints the short form in capitals too (alphanumeric QR mode), so a phone
+    opens ``https://trace.example.com/C/{serial}`` (it lower-cases the scheme and host only).
+    ``POST /v1/verify`` reads that URL as the unit's, but the consumer in WeChat got routing's
+    English JSON 404. ``/C/`` is the scan page (and its PIN form's answer, and ``/P/`` the
+    product page), in Chinese; the form posts to ``/c/``."""
+    serial, pin = unit(app, batch, 0)
+    api = await client.post("/v1/verify", json={"serial": f"HTTPS://TRACE.EXAMPLE.COM/C/{serial}"})
+    assert api.json()["reason"] == "pin_required"  # the API reads the upper-case URL
+    page = assert_page(await client.get(f"/C/{serial}", headers={"Accept-Language": "zh-CN"}))
+    assert '<html lang="zh-CN">' in page and result_of(page) == "pin_required"
+    assert has_pin_form(page) and f'action="/c/{serial}"' in page
+    answered = await client.post(f"/C/{serial}", data={"pin": pin})
+    assert result_of(assert_page(answered)) == "genuine"
+    assert (await client.get("/P/06901234000023")).status_code == 200
+    missing = await client.get(f"/C/{serial}/more")  # the consumer prefixes' 404 page
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+
+
 async def test_scan_page_in_english_by_query_and_the_choice_is_remembered(
     client: Any, app: Any, batch: int
 ) -> None:

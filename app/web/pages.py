@@ -391,8 +391,14 @@ def _scan_head(state: State, serial: str, lang: Lang, remember: Cookie | None) -
     return respond("", lang, remember, status, length=False)
 
 
+# SPEC C1 prints the short form in capitals too (alphanumeric QR mode): a phone lower-cases the
+# scheme and host only and opens ``/C/{serial}``, which answered routing's English JSON 404 (a
+# probe) where ``POST /v1/verify`` reads the same URL as the unit's. Both prefixes are pages.
+SCAN_PATHS = ["/c/{serial:str}", "/C/{serial:str}"]
+
+
 @route(
-    "/c/{serial:str}",
+    SCAN_PATHS,
     http_method=GET_HEAD,
     include_in_schema=False,
     exception_handlers=PAGE_ERRORS,
@@ -433,7 +439,7 @@ def normalise_pin(text: str) -> str:
 
 
 @post(
-    "/c/{serial:str}",
+    SCAN_PATHS,
     status_code=200,
     include_in_schema=False,
     request_max_body_size=MAX_FORM,
@@ -531,7 +537,11 @@ async def _claim_offer(
 # (``/c/``), something appended to a scan link (``/c/{serial}/x``), a member page mistyped —
 # answered routing's English JSON 404 to a phone's browser (a probe); a page in its language.
 @route(
-    ["/c", "/p", "/c/{serial:str}/{rest:path}", "/p/{gtin:str}/{rest:path}", "/member/{rest:path}"],
+    [
+        *("/c", "/C", "/c/{serial:str}/{rest:path}", "/C/{serial:str}/{rest:path}"),
+        *("/p", "/P", "/p/{gtin:str}/{rest:path}", "/P/{gtin:str}/{rest:path}"),
+        "/member/{rest:path}",
+    ],
     http_method=[*GET_HEAD, "POST", "PUT", "PATCH", "DELETE"],  # 404 to every method, not 405
     include_in_schema=False,
     exception_handlers=PAGE_ERRORS,
@@ -544,7 +554,10 @@ async def no_page(request: Request[Any, Any, Any], settings: Settings) -> Respon
 
 
 @route(
-    "/p/{gtin:str}", http_method=GET_HEAD, include_in_schema=False, exception_handlers=PAGE_ERRORS
+    ["/p/{gtin:str}", "/P/{gtin:str}"],
+    http_method=GET_HEAD,
+    include_in_schema=False,
+    exception_handlers=PAGE_ERRORS,
 )
 async def product_page(
     request: Request[Any, Any, Any], gtin: str, conn: Conn, settings: Settings
