@@ -1,6 +1,7 @@
 // The auth store's flows against a fake fetch: login, the authorised request, a silent refresh
 // and one retry on 401 token_expired (shared by concurrent requests), log-out when the refresh
-// fails or the token is revoked, and log-out.
+// is refused or the token is revoked (not when the refresh does not get through), two tabs
+// refreshing at once, and log-out.
 import { createPinia, setActivePinia } from 'pinia'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
@@ -20,6 +21,11 @@ const tokens = (n: number) => ({
   expires_at: 0,
   refresh_expires_at: 0,
 })
+/** The n-th pair of the user `sub`, its access token a JWT (the store reads its `sub`). */
+const jwt = (sub: string, n: number) => {
+  const part = (o: object) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_')
+  return { ...tokens(n), access_token: `${part({ alg: 'HS256' })}.${part({ sub, n })}.sig` }
+}
 const me = { org_id: 1, permissions: ['users.read', 'orgs.read'], user_id: 7, username: 'admin', api_key_id: null }
 
 /** A fake server: records requests (method, path, Authorization, body) and answers by route. */
@@ -145,10 +151,6 @@ describe('refresh', () => {
   })
 
   it("signs out rather than take another user's tokens another tab saved", async () => {
-    const jwt = (sub: string, n: number) => {
-      const part = (o: object) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_')
-      return { ...tokens(n), access_token: `${part({ alg: 'HS256' })}.${part({ sub, n })}.sig` }
-    }
     const server = fakeServer({
       'POST /auth/login': () => json(200, jwt('7', 1)),
       'GET /auth/me': () => json(200, me),
@@ -165,6 +167,57 @@ describe('refresh', () => {
     expect(auth.loggedIn).toBe(false)
     expect(server.seen.filter((s) => s.path === '/users')).toHaveLength(1) // not sent as user 8
     expect(JSON.parse(storage.get(TOKENS_KEY)!).refresh_token).toBe('refresh-9') // its tab's own
+  })
+
+  it('stays signed in when the refresh does not get through: the request fails as offline', async () => {
+    // a gateway's 503 (or 408, 429, a network error, the time-out) says nothing of the refresh
+    // token: thrown as fetch throws offline, so the staff app keeps its copy of the user and its
+    // queue (a 401 answer would read as a refusal)
+    for (const down of [() => error(503, 'unavailable'), () => error(429, 'rate_limited'), () => Promise.reject(new TypeError('Failed to fetch'))]) {
+      const { auth } = await signedIn({ 'GET /users': () => error(401, 'token_expired'), 'POST /auth/refresh': down })
+      await expect(auth.send(new Request('http://localhost/users'))).rejects.toThrow()
+      expect(auth.loggedIn).toBe(true)
+      expect(JSON.parse(storage.get(TOKENS_KEY)!).refresh_token).toBe('refresh-1')
+    }
+  })
+
+  it('two tabs back online refresh the same expired token at once: neither tab is signed out', async () => {
+    /** A probe: the staff app is open in two tabs (or the app and the console) of one user; the
+     * access token expired while the phone was offline. The network returns: the browser fires
+     * `online` in both tabs at once and both send the queue: both get 401 token_expired and both
+     * spend the same refresh token. The server rotates it for one and refuses the other (401
+     * invalid_token, a client's race within REPLAY_GRACE: only refused). When the refusal reached
+     * its tab before the winning tab had stored its new pair, that tab signed the user out (and
+     * dropped the stored tokens): the login page, in the middle of a sync. It waits a moment for
+     * the pair the other tab gets, as it takes it when the other tab was quicker. */
+    storage.set(TOKENS_KEY, JSON.stringify(jwt('9', 1)))
+    let release!: () => void
+    const winnerMayAnswer = new Promise<void>((r) => (release = r))
+    let refreshes = 0
+    fakeServer({
+      'POST /auth/refresh': async () => {
+        refreshes++
+        if (refreshes === 1) {
+          await winnerMayAnswer // rotated; its answer still on the way
+          return json(200, jwt('9', 2))
+        }
+        setTimeout(release, 20) // the refusal arrives first
+        return error(401, 'invalid_token')
+      },
+      'POST /inspections/batch': (r) =>
+        r.headers.get('Authorization') === `Bearer ${jwt('9', 2).access_token}` ? json(201, { id: 1 }) : error(401, 'token_expired'),
+    })
+    const tab = () => {
+      setActivePinia(createPinia())
+      return useAuthStore()
+    }
+    const [tab1, tab2] = [tab(), tab()]
+    const req = () => new Request('http://localhost/inspections/batch', { method: 'POST', body: '{"items":[]}' })
+    const answers = await Promise.all([tab1.send(req()), tab2.send(req())])
+    expect(tab1.loggedIn).toBe(true)
+    expect(tab2.loggedIn).toBe(true)
+    expect(answers.map((r) => r.status)).toEqual([201, 201])
+    expect(JSON.parse(storage.get(TOKENS_KEY)!)).toEqual(jwt('9', 2))
   })
 
   it('signs out on any other 401 (revoked, deactivated)', async () => {

@@ -4,7 +4,10 @@
 // Tokens: the access token is short-lived (TRACECODE_ACCESS_TOKEN_TTL, 15 min). A 401
 // `token_expired` answer makes `send` spend the refresh token (POST /auth/refresh, which
 // rotates it: each works once) and retry the request once with the new access token; concurrent
-// requests share one refresh. A failed refresh, or any other 401, signs the user out.
+// requests share one refresh. A refused refresh (401, 400), or any other 401, signs the user
+// out; a refresh that does not get through (no network, 30 s without an answer, 408, 429, a 5xx)
+// fails the request as the network would, thrown, and the user stays signed in (a probe: a
+// gateway's 503 signed a clerk out, a stalled refresh held the offline queue for ever).
 import { defineStore } from 'pinia'
 import { computed, ref, watch } from 'vue'
 
@@ -24,12 +27,26 @@ function stored(): Tokens | null {
   }
 }
 
+/** Milliseconds before a log-in, refresh or log-out is given up (it then throws as a network
+ * error does), as the staff app gives up every other request (REQUEST_TIMEOUT_MS). */
+const AUTH_TIMEOUT_MS = 30_000
+/** How long a refresh refused `invalid_token` looks for the pair of another tab that spent the
+ * same refresh token at the same moment (the refusal may arrive before the winner keeps it). */
+const RACE_WAIT_MS = 1_000
+
 function post(path: string, body: unknown): Promise<Response> {
   return fetch(`${apiBase()}${path}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
+    signal: AbortSignal.timeout(AUTH_TIMEOUT_MS),
   })
+}
+
+/** A refresh answer saying the refresh token is no good (spent, revoked, malformed): the session
+ * is over. Any other failure (408, 429, a gateway's 5xx) says nothing of the token. */
+function refusal(status: number): boolean {
+  return status === 400 || status === 401
 }
 
 /** The user a token was issued to (its JWT's `sub`), or null when it cannot be read. */
@@ -42,6 +59,23 @@ export function subject(token: string | undefined): string | null {
   } catch {
     return null
   }
+}
+
+/** Were both access tokens issued to the same user? */
+function sameUser(a: string | undefined, b: string | undefined): boolean {
+  return subject(a) === subject(b)
+}
+
+/** The stored pair once it is no longer `used` — another tab's, after a refresh of its own or a
+ * sign-in —, waiting up to RACE_WAIT_MS for it when `wait`; null when nothing is stored. */
+async function storedAfter(used: Tokens, wait: boolean): Promise<Tokens | null> {
+  const until = Date.now() + (wait ? RACE_WAIT_MS : 0)
+  let other = stored()
+  while (other?.refresh_token === used.refresh_token && Date.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    other = stored()
+  }
+  return other
 }
 
 async function errorCode(response: Response): Promise<string> {
@@ -81,29 +115,44 @@ export const useAuthStore = defineStore('auth', () => {
     await loadMe()
   }
 
+  /** Are the `used` tokens this tab's still (not signed out, nor signed in again, meanwhile)? */
+  function stillUsing(used: Tokens): boolean {
+    return tokens.value?.refresh_token === used.refresh_token
+  }
+
+  /** Are the tokens now, once not the `used` ones, the same user's (a pair kept meanwhile)? */
+  function sameUserAs(used: Tokens): boolean {
+    return tokens.value !== null && sameUser(tokens.value.access_token, used.access_token)
+  }
+
+  /** One refresh: true when there is a new pair of the same user to retry with; false when the
+   * session is over here; throws when the refresh did not get through (the session is kept). */
   async function doRefresh(): Promise<boolean> {
-    const used = tokens.value?.refresh_token
+    const used = tokens.value
     if (!used) return false
-    let response: Response
-    try {
-      response = await post('/auth/refresh', { refresh_token: used })
-    } catch {
-      return false // offline: stay signed in, the request fails as it would
-    }
+    // a network error or the time-out throws: offline, the session is kept
+    const response = await post('/auth/refresh', { refresh_token: used.refresh_token })
+    // signed out, or another user signed in, meanwhile: their session is left as it is (a probe:
+    // the first user's new pair was kept over the next user's)
+    if (!stillUsing(used)) return sameUserAs(used)
     if (response.ok) {
       keep((await response.json()) as Tokens)
       return true
     }
-    // Another tab of the console may have spent this refresh token first and kept the new pair
-    // — taken only when it is the same user's: a tab signed in as someone else meanwhile left
-    // another user's pair, and this tab's request would have been sent as that user (a probe)
-    const other = stored()
-    const sameUser = subject(other?.access_token) === subject(tokens.value?.access_token)
-    if (other && other.refresh_token !== used && sameUser) {
+    if (!refusal(response.status)) throw new Error(`POST /auth/refresh: ${response.status}`)
+    // Another tab may have spent this refresh token first and kept the new pair (its refusal,
+    // `invalid_token`, may arrive before the pair is kept: waited for — a probe, two tabs back
+    // online at once), taken only when it is the same user's as the token used (not as the
+    // tokens now): a tab signed in as someone else meanwhile left another user's pair, and this
+    // tab's request would have been sent as that user (a probe)
+    const other = await storedAfter(used, (await errorCode(response)) === 'invalid_token')
+    if (!stillUsing(used)) return sameUserAs(used)
+    const otherUser = other !== null && !sameUser(other.access_token, used.access_token)
+    if (other && !otherUser && other.refresh_token !== used.refresh_token) {
       tokens.value = other
       return true
     }
-    if (other && !sameUser) {
+    if (otherUser) {
       tokens.value = me.value = null // signed out here; the other user's tab keeps its pair
       return false
     }
@@ -125,7 +174,9 @@ export const useAuthStore = defineStore('auth', () => {
     return copy
   }
 
-  /** fetch() with the access token; on 401 token_expired one silent refresh and one retry. */
+  /** fetch() with the access token; on 401 token_expired one silent refresh and one retry,
+   * only as the user whose token the request went with. Throws as fetch() does offline, also when
+   * the refresh does not get through (the session is kept). */
   async function send(request: Request): Promise<Response> {
     const retry = request.clone()
     const usedToken = tokens.value?.access_token
@@ -137,8 +188,11 @@ export const useAuthStore = defineStore('auth', () => {
       if (tokens.value?.access_token === usedToken) forget()
       return response
     }
+    // tokens other than those used: a refresh won meanwhile, or another user signed in, whose
+    // token must not carry this request (a probe: a queued scan was recorded as theirs)
     const fresh = tokens.value?.access_token !== usedToken || (await refresh())
-    return fresh ? fetch(authorised(retry)) : response
+    const sameSigner = tokens.value !== null && sameUser(tokens.value.access_token, usedToken)
+    return fresh && sameSigner ? fetch(authorised(retry)) : response
   }
 
   /** GET /auth/me: the user's id, organisation and permissions. */

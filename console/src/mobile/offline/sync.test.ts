@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { OfflineQueue, type QueuedAction } from './queue'
 import { refusals } from './refused'
 import { enqueue, flush, sender, startSync, stopSync } from './sync'
-import { TOKENS_KEY } from '@/stores/auth'
+import { subject, TOKENS_KEY, useAuthStore } from '@/stores/auth'
 import { storage } from '@/utils/storage'
 
 function action(kind: QueuedAction['kind'], body: Record<string, unknown>, target?: number): QueuedAction {
@@ -17,12 +17,12 @@ function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
 }
 
-/** A token pair of the user (a JWT-shaped access token whose `sub` is the user's id). */
-function tokensOf(user: number) {
-  const payload = btoa(JSON.stringify({ sub: String(user) })).replace(/=+$/, '')
+/** The user's n-th token pair (a JWT-shaped access token whose `sub` is the user's id). */
+function tokensOf(user: number, n = 1) {
+  const payload = btoa(JSON.stringify({ sub: String(user), n })).replace(/=+$/, '')
   return {
     access_token: `eyJhbGciOiJIUzI1NiJ9.${payload}.sig`,
-    refresh_token: `refresh-${user}`,
+    refresh_token: `refresh-${user}-${n}`,
     token_type: 'bearer',
     expires_at: 0,
     refresh_expires_at: 0,
@@ -37,9 +37,43 @@ function signedIn(user: number): void {
   startSync(user)
 }
 
+/** Another user signs in on the same phone (the first signed out): the auth store's state. */
+function otherUserSignsIn(user: number): void {
+  useAuthStore().tokens = tokensOf(user)
+  storage.set(TOKENS_KEY, JSON.stringify(tokensOf(user)))
+}
+
+const expired = { error: { code: 'token_expired', message: 'token expired' } }
+
+// read without constructing a Request from a Request (that would take its body)
+function pathOf(input: RequestInfo | URL): string {
+  return new URL(input instanceof Request ? input.url : String(input)).pathname
+}
+
+function bearerOf(input: RequestInfo | URL, init?: RequestInit): string | null {
+  if (input instanceof Request) return input.headers.get('Authorization')
+  return new Headers(init?.headers).get('Authorization')
+}
+
+function signalOf(input: RequestInfo | URL, init?: RequestInit): AbortSignal | null {
+  return input instanceof Request ? input.signal : (init?.signal ?? null)
+}
+
+/** Has the promise settled within `ms`? */
+async function settles<T>(p: Promise<T>, ms = 500): Promise<boolean> {
+  let done = false
+  void p.then(
+    () => (done = true),
+    () => (done = true),
+  )
+  await new Promise((r) => setTimeout(r, ms))
+  return done
+}
+
 afterEach(() => {
   stopSync()
   vi.unstubAllGlobals()
+  vi.restoreAllMocks()
 })
 
 describe('sender', () => {
@@ -174,5 +208,153 @@ describe('the sync pass', () => {
     const { outcome } = await enqueue('claim', { serial: 'K7P2M9Q4X8R3ABCDEFGH', pin: '123456', lang: 'zh' }, 'K7P2')
     expect(outcome).toMatchObject({ ok: false, status: 429, body: locked })
     expect(await new OfflineQueue().count(user)).toBe(0)
+  })
+})
+
+describe('the queue against token expiry, sign-out and the network', () => {
+  it('gives up a stalled token refresh like any request: the pass ends, the scan stays queued', async () => {
+    /** A probe: an inspector's access token expired while offline. Back on a flaky connection
+     * the queue is sent: 401 token_expired, and POST /auth/refresh stalls (a captive portal, a
+     * half-open connection). Every other request of the app is given up after
+     * REQUEST_TIMEOUT_MS (30 s) and its action stays queued; the refresh was not: the pass never
+     * ended, every flush joined it, and a new scan's page waited for a verdict for ever (and,
+     * once the refresh had a time-out, for twice its time: the scan was sent again at once). */
+    const user = 101
+    const timers: AbortController[] = []
+    vi.spyOn(AbortSignal, 'timeout').mockImplementation(() => {
+      const c = new AbortController()
+      timers.push(c)
+      return c.signal
+    })
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+        if (pathOf(input) === '/auth/refresh') {
+          return new Promise<Response>((_resolve, reject) => {
+            signalOf(input, init)?.addEventListener('abort', () => reject(new DOMException('timed out', 'TimeoutError')))
+          })
+        }
+        return json(401, expired)
+      }),
+    )
+    signedIn(user)
+    const result = enqueue('inspection', { code: 'U1', store_code: 'S1' }, 'U1')
+    await new Promise((r) => setTimeout(r, 50))
+    for (const t of timers) t.abort() // 30 s pass
+    expect(await settles(result)).toBe(true)
+    expect(await new OfflineQueue().count(user)).toBe(1)
+    expect(useAuthStore().loggedIn).toBe(true)
+  })
+
+  it('keeps the user signed in when the refresh is answered 503 (server or gateway down)', async () => {
+    /** A probe: back from a day offline, the clerk's queue is sent; the access token expired and
+     * the refresh request meets a 503 from the gateway (the server is restarting). The app signed
+     * the clerk out (the same as a refused refresh token): offline again a minute later, the app
+     * showed only the login page and no scan could be queued until the network was back, although
+     * the refresh token was still good. A 5xx (or a network error) is not a refusal. */
+    const user = 201
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL) => {
+        if (pathOf(input) === '/auth/refresh') return json(503, { error: { code: 'unavailable', message: 'down' } })
+        return json(401, expired)
+      }),
+    )
+    signedIn(user)
+    await flush()
+    await enqueue('inspection', { code: 'U1', store_code: 'S1' }, 'U1')
+    expect(await new OfflineQueue().count(user)).toBe(1)
+    expect(useAuthStore().loggedIn).toBe(true)
+  })
+
+  it('never retries the first user’s queued scan with the next user’s token (token_expired in flight)', async () => {
+    /** A probe: the inspector's queued scan is being sent on a slow connection with an expired
+     * token; meanwhile the inspector signs out and a colleague signs in on the same phone. The
+     * 401 token_expired arrives: the auth store saw a new access token, took it for "a refresh
+     * won meanwhile", and sent the inspector's scan again with the colleague's token: the scan
+     * was recorded as the colleague's. It stays the inspector's (kept queued). */
+    const a = 301
+    const b = 401
+    const bearerB = `Bearer ${tokensOf(b).access_token}`
+    const sentAsB: string[] = []
+    let first = true
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+        const path = pathOf(input)
+        if (path === '/auth/refresh' || path === '/auth/logout') return json(401, { error: { code: 'token_revoked' } })
+        if (bearerOf(input, init) === bearerB) {
+          sentAsB.push(path)
+          return json(201, { id: 1, result: 'in_channel' })
+        }
+        if (first) {
+          first = false
+          otherUserSignsIn(b)
+        }
+        return json(401, expired)
+      }),
+    )
+    signedIn(a)
+    await new OfflineQueue().add({ kind: 'inspection', user: a, body: { code: 'U1', store_code: 'S1' }, label: 'U1' })
+    await flush()
+    expect(sentAsB).toEqual([])
+    expect(await new OfflineQueue().count(a)).toBe(1)
+  })
+
+  it('never sends the first user’s scan with the next user’s token after a refused refresh', async () => {
+    /** A probe: as above, but the inspector's token expired and the refresh is in flight when the
+     * inspector signs out and the colleague signs in; the server refuses the refresh (the
+     * sign-out revoked it). The auth store then found "another tab's" pair stored — the
+     * colleague's, compared with the store's tokens, now the colleague's too —, took it as the
+     * same user's and the scan was retried with the colleague's token. */
+    const a = 501
+    const b = 601
+    const bearerB = `Bearer ${tokensOf(b).access_token}`
+    const sentAsB: string[] = []
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+        const path = pathOf(input)
+        if (path === '/auth/refresh') {
+          otherUserSignsIn(b)
+          return json(401, { error: { code: 'token_revoked' } })
+        }
+        if (bearerOf(input, init) === bearerB) {
+          sentAsB.push(path)
+          return json(201, { id: 1, result: 'in_channel' })
+        }
+        return json(401, expired)
+      }),
+    )
+    signedIn(a)
+    await new OfflineQueue().add({ kind: 'inspection', user: a, body: { code: 'U1', store_code: 'S1' }, label: 'U1' })
+    await flush()
+    expect(sentAsB).toEqual([])
+    expect(subject(useAuthStore().tokens?.access_token)).toBe(String(b)) // the colleague's session left alone
+  })
+
+  it('does not put the first user’s refreshed pair over the next user’s session', async () => {
+    /** A probe: the inspector's refresh is in flight when the inspector signs out and a colleague
+     * signs in; the refresh is answered (the server spent it before the sign-out arrived). The
+     * auth store kept the inspector's new pair over the colleague's: the colleague, greeted as
+     * themselves, then worked with the inspector's token (their calls were the inspector's). */
+    const a = 701
+    const b = 801
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+        if (pathOf(input) === '/auth/refresh') {
+          otherUserSignsIn(b)
+          return json(200, tokensOf(a, 2))
+        }
+        if (bearerOf(input, init) === `Bearer ${tokensOf(a, 2).access_token}`) return json(201, { id: 1, result: 'in_channel' })
+        return json(401, expired)
+      }),
+    )
+    signedIn(a)
+    await new OfflineQueue().add({ kind: 'inspection', user: a, body: { code: 'U1', store_code: 'S1' }, label: 'U1' })
+    await flush()
+    expect(subject(useAuthStore().tokens?.access_token)).toBe(String(b))
+    expect(JSON.parse(storage.get(TOKENS_KEY)!)).toEqual(tokensOf(b))
   })
 })

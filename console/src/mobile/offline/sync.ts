@@ -228,8 +228,11 @@ export async function enqueue(
   await refreshCount()
   if (!state.online) return { action, outcome: null }
   const answered = new Promise<Outcome | null>((resolve) => waiting.set(action.id, resolve))
+  // a pass of its own reads the queue after the action is in it: tried once, not twice (a probe:
+  // a stalled send held the page twice its time-out); one joined may be past its last look
+  const joined = current !== null
   await flush()
-  if (waiting.has(action.id) && state.online) await flush() // queued as a pass was ending
+  if (joined && waiting.has(action.id) && state.online) await flush() // queued as a pass was ending
   if (waiting.has(action.id)) {
     // still queued: the send failed; a later flush answers nobody
     waiting.delete(action.id)
