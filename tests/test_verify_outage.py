@@ -6,6 +6,7 @@ before Redis answers for them again. Each test is a probe's, failing on the code
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from datetime import timedelta
 from typing import Any
@@ -43,7 +44,7 @@ def _dead_verifier(app: Any, **changes: Any) -> tuple[Verifier, Redis]:
 
 
 def _wrong(pin: str) -> str:
-    return "000000" if pin != "000000" else "111111"
+    return "0" * len(pin) if pin != "0" * len(pin) else "1" * len(pin)
 
 
 # A code's wrong PINs (reason, seconds ago) sent 500 s apart: the script counts 4
@@ -326,3 +327,60 @@ async def test_the_reconcile_restores_the_whole_wrong_pin_count(
     assert (locks, fails) == (0, 1)
     assert await app.state.redis.get(rebuild.fails_key(ns, code)) == b"4"
     assert 0 < await app.state.redis.ttl(rebuild.fails_key(ns, code)) <= 900 - 150
+
+
+async def test_clients_wrong_pins_counted_in_an_outage_are_forgotten_when_redis_is_back(
+    client: Any, login: Any, demo: Any, app: Any, settings: Any
+) -> None:
+    """A probe: while Redis is down each API process counts the clients' wrong PINs over all
+    codes itself, "forgotten when Redis is back" (README) — the count was never reset: a shop's
+    address (one NAT for many phones) that mistyped PINs in one outage carried them into the
+    next, where one mistyped PIN locked every phone behind it out (``client_locked``, 15
+    minutes). Once Redis answered again the count starts over: one wrong PIN in the second
+    outage is one, and the right PIN after it is genuine."""
+    from tests.servers import silent_redis_proxy
+    from tests.test_hardening_queues import _activated
+
+    serials = await _activated(client, login, demo, app, 12)
+    scheme = app.state.scheme
+    local = msgspec.structs.replace(
+        settings,
+        verify_flag_never_shipped=False,
+        verify_rate_limit=100_000,
+        redis_timeout=0.5,
+        redis_retry_after=0.2,
+        pin_max_failures=50,
+        pin_client_max_failures=6,
+    )
+    shop = f"198.51.100.{secrets.randbelow(200) + 20}"
+    async with silent_redis_proxy(settings.redis_url) as (url, silent):
+        connection = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        verifier = Verifier(app.state.pool, connection, scheme, local, url)
+
+        async def verify(serial: str, right: bool, ip: str = shop) -> Any:
+            pin = scheme.pin(serial)
+            return await verifier.verify(
+                VerifyIn(serial=serial, pin=pin if right else _wrong(pin)), ip, "probe"
+            )
+
+        try:
+            assert (await verify(serials[0], True, "192.0.2.33")).result == "genuine"
+            silent.set()  # outage 1: five wrong PINs from the shop, on five codes
+            first = [(await verify(serials[1 + i], False)).result for i in range(5)]
+            assert first == ["wrong_pin"] * 5
+            silent.clear()  # Redis is back
+            deadline = time.monotonic() + 10
+            while verifier._skip_redis:
+                assert time.monotonic() < deadline, "Redis back, still skipped"
+                await asyncio.sleep(0.05)
+            back = await verify(serials[6], True, "192.0.2.34")
+            assert back.result == "genuine" and not verifier._redis_down
+            silent.set()  # outage 2: one mistyped PIN, then a customer's right one
+            once = await verify(serials[7], False)
+            assert once.result == "wrong_pin", once
+            right = await verify(serials[8], True)
+            assert (right.result, right.reason) == ("genuine", "first_query"), right
+        finally:
+            silent.clear()
+            await verifier.close()
+            await connection.aclose()

@@ -659,6 +659,9 @@ class Verifier:
         set in Redis as their records show (``_reconciling``), at once, in the background."""
         if self._redis_down:
             self._redis_down = False
+            # the outage's per-client count of wrong PINs is forgotten, as documented (a probe:
+            # it carried into the next outage, where one wrong PIN locked a shop's address out)
+            self._client_pins = ClientPins()
             log.warning(
                 "Redis answers again: the codes verified meanwhile are reconciled",
                 extra={"codes": len(self._after_outage)},
