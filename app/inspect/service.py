@@ -9,9 +9,11 @@ agent is above it): goods the factory ships straight to an agent's store or dist
 that agent's (a probe: a store's own subtree was taken as the area, and the goods found at
 the agent's other store were "diverted" by the store). A unit found at store Z is
 
-- ``in_channel`` when Z is its designated store, or Z lies in the designated agent's subtree
-  (the agent's own stores and its distributors' stores: the agent's sales area);
-- ``diverted`` when Z lies outside that subtree (another agent's store, a store elsewhere);
+- ``in_channel`` when Z lies in the designated agent's subtree as the tree is now (the agent's
+  own stores and its distributors' stores: the agent's sales area; reason ``designated_store``
+  when Z is also its designated store);
+- ``diverted`` when Z lies outside that subtree (another agent's store, a store elsewhere — its
+  designated store too, once moved under another agent);
 - ``unknown_route`` when it was activated but never shipped through a channel (``shipped_at``
   NULL — e.g. still "at the factory", or given away by exception outbound — or shipped without a
   designated channel), or when it is back in the brand's own stock (``returned_to_stock``: a
