@@ -23,6 +23,8 @@ from tests.field_support import other_brand_admin
 from tests.helpers import activate, epcis_conformance, issue_cases, issue_units
 from tests.servers import worker_process
 from tests.test_epcis_hash import LEAKED_PREFIXES
+from tests.test_logistics import confirm
+from tests.test_logistics import document as logistics_document
 
 CONFORMANCE = epcis_conformance()
 MANIFEST = json.loads((CONFORMANCE / "manifest.json").read_text())
@@ -1703,3 +1705,43 @@ async def test_an_unpacking_dated_outside_the_platforms_time_is_refused(
         assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
         assert "bad_time" in json.dumps(job["errors"]["reasons"]), job
         assert await units_in(conn, case) == 2
+
+
+async def test_an_agent_s_epcis_feed_shows_the_void_of_the_goods_it_holds(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: an agent holds 4 units received from the factory; the brand voids their batch
+    (a recall). The agent's ``GET /epcis/events`` saw only the shipping and receiving, never the
+    decommissioning that took the units out of its stock: the one event was at the voider's
+    organisation, none of the agent's, and its ``/trace`` showed it with the reason blanked as
+    another party's. The void writes a decommissioning per place the units are at."""
+    batch_no, product_id = await issue_units(client, login, demo, 4)
+    units = [app.state.scheme.serial(batch_no, i) for i in range(4)]
+    await activate(client, login, units, product_id, line="RC1")
+    clerk, agent_clerk = await login("clerk"), await login("agent_clerk")
+    inbound = await logistics_document(client, clerk, units, kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    out = await logistics_document(
+        client, clerk, units, kind="outbound", counterparty_id=demo["AGENT-ZJ"]
+    )
+    assert (await confirm(client, clerk, out)).status_code == 200
+    receipt = await logistics_document(
+        client, agent_clerk, None, kind="inbound", shipment_id=out["id"]
+    )
+    assert (await confirm(client, agent_clerk, receipt)).status_code == 200
+    voided = await client.post(
+        f"/batches/{batch_no}/void", headers=await login("planner"), json={"reason": "recall"}
+    )
+    assert voided.status_code == 200, voided.text
+    agent = await login("agent_admin")
+    trace = (await client.get(f"/trace/{units[0]}", headers=agent)).json()
+    assert trace["state"]["status"] == "void"
+    last = trace["events"][-1]
+    assert last["biz_step"] == "decommissioning"  # the trace tells the agent, and why
+    assert (last["details"] or {}).get("reason") == "recall", last
+    feed = await client.get(
+        "/epcis/events", headers=agent, params={"MATCH_epc": unit_link(units[0])}
+    )
+    assert feed.status_code == 200, feed.text
+    steps = [(e.get("bizStep"), e.get("action")) for e in event_list(feed)]
+    assert ("decommissioning", "DELETE") in steps, steps

@@ -273,11 +273,14 @@ async def void_batch(conn: Conn, actor: Principal, batch_no: int, reason: str) -
 
 
 async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str) -> None:
-    """The batch's activated units become void too: one decommissioning event, their state,
-    and the stock they leave (the same transaction as the batch's void). A void unit leaves its
-    case, as a replaced one does (``packing.edits.replace``), with an unpacking event per case
-    (``_unpackings``): a probe found the void units left inside, and their case could then be
-    neither unpacked (409 ``not_on_hand``) nor shipped (409 ``void``), its good units stuck."""
+    """The batch's activated units become void too: a decommissioning event per place they are
+    at (their holder, or the receiver of a shipment they are on), their state, and the stock
+    they leave (the same transaction as the batch's void). An event at the voider's place only
+    was none of the holders' (a probe: an agent's EPCIS feed never showed the units leave its
+    stock, and its trace hid the reason). A void unit leaves its case, as a replaced one does
+    (``packing.edits.replace``), with an unpacking event per case (``_unpackings``): a probe
+    found the void units left inside, and their case could then be neither unpacked (409
+    ``not_on_hand``) nor shipped (409 ``void``), its good units stuck."""
     ids = await allocate_ids(conn, 1)
     # the old parent from the row as locked (RETURNING gives the new one, NULL)
     rows = await (
@@ -295,21 +298,26 @@ async def _decommission(conn: Conn, actor: Principal, batch_no: int, reason: str
     if not rows:
         return
     deltas = new_deltas()
+    places: dict[int, list[int]] = {}
     for row in rows:
         where = row["transit_to"] or row["holder_org_id"]
         column: StockColumn = "in_transit" if row["transit_to"] else "on_hand"
         deltas[(where, row["product_id"], row["lot"], column)] -= 1
+        places.setdefault(where, []).append(row["code"])
     now = datetime.now(UTC)
+    # the units' last event is the first of them (a void unit's is read by nothing else)
+    event_ids = [ids[0], *await allocate_ids(conn, len(places) - 1)]
     events = [
         builders.decommission(
-            id=ids[0],
+            id=event_id,
             brand_id=actor.brand_id,
             at=now,
-            units=[row["code"] for row in rows],
-            biz_location=actor.org_id,
+            units=units,
+            biz_location=place,
             recorded_by=actor.user_id,
             details={"batch_no": batch_no, "reason": reason},
         )
+        for event_id, (place, units) in zip(event_ids, sorted(places.items()), strict=True)
     ]
     events += await _unpackings(conn, actor, rows, now, {"batch_no": batch_no, "reason": reason})
     await write_events(conn, events)
