@@ -1251,3 +1251,31 @@ async def test_a_serial_made_with_the_old_key_for_a_new_batch_is_not_genuine(
             return results["resultsBody"]["eventList"]  # type: ignore[no-any-return]
 
         assert await events(printed[1]) and not await events(forged)
+
+
+async def test_scans_over_a_unix_socket_are_recorded(
+    client: Any, app: Any, login: Any, demo: Any, conn: Any, settings: Any
+) -> None:
+    """A probe: granian bound to a unix socket behind a local reverse proxy (``granian --uds``)
+    gives the scope ``client == ('', '0')``: ``/v1/verify`` and the ``/c/`` page answered 200,
+    but the flusher's INSERT refused the empty address (``inet``) and every record went to
+    ``dead_letters`` — the brand's scan history, alerts and counts lost every scan. The address
+    is unknown (NULL), as with no client at all, and the records are kept."""
+    scheme = app.state.scheme
+    batch_no = await _activated_batch(client, login, demo, conn, size=3)
+    serial = scheme.serial(batch_no, 2)
+    transport = httpx.ASGITransport(app=app, client=("", "0"))  # what granian --uds passes
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        api = await c.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
+        page = await c.post(f"/c/{serial}", data={"pin": scheme.pin(serial)})
+    assert (api.status_code, page.status_code) == (200, 200), (api.text, page.text[:300])
+    sync_redis = redis_sync.Redis.from_url(settings.redis_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as pg:
+        while records.flush(sync_redis, pg, settings.redis_namespace):
+            pass
+        stored = pg.execute(
+            "SELECT client_ip FROM verifications WHERE code_id = %s",
+            ((batch_no << 32) | 2,),
+        ).fetchall()
+        dead = pg.execute("SELECT reason FROM dead_letters WHERE reason LIKE '%%inet%%'").fetchall()
+    assert stored == [(None,), (None,)], (stored, dead)

@@ -536,6 +536,7 @@ class Verifier:
         serial alone (the H5 page a Digital Link led to); else the one a Digital Link in
         ``data.serial`` names, if any: a unit of another product is not genuine
         (``wrong_product``), and a code naming no unit is recorded for the GTIN's brand."""
+        ip = ip or None  # granian on a unix socket gives "": the records refused it (a probe)
         gps = data.gps
         place = locate(
             gps.lat if gps else None, gps.lng if gps else None, ip, self.settings.ip_regions_file
