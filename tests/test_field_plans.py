@@ -476,3 +476,43 @@ async def test_a_plan_saved_unchanged_writes_no_audit_row(
     edited = await client.put(url, headers=rep, json={"title": "Probe week", "items": noted})
     assert edited.status_code == 200, edited.text
     assert len(await audit_rows(app, "visit_plan", plan["id"], "update")) == 1
+
+
+async def test_a_plan_decided_by_a_supervisor_above_the_rep_is_in_the_reps_organisations_log(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a field rep of AGENT-ZJ whose supervisor sits at the brand: the agent's
+    administrator read the plan's ``create`` and ``submit`` rows in ``GET /audit`` but not its
+    ``approve``, written under the supervisor's organisation. Every move of a plan is in the
+    plan's organisation's log, whoever makes it."""
+    admin = await login("admin")
+    rep_id, rep = await _user(client, admin, demo["AGENT-ZJ"], ["field_rep"])
+    boss_id, boss = await _user(client, admin, demo["BRAND-LUMI"], ["field_supervisor"])
+    named = await client.put(
+        f"/field/reps/{rep_id}/supervisor", headers=admin, json={"supervisor_id": boss_id}
+    )
+    assert named.status_code == 200, named.text
+    plan = await client.post(
+        "/field/plans",
+        headers=rep,
+        json={
+            "period": "week",
+            "starts_on": "2027-05-03",
+            "title": "round",
+            "items": [{"store_id": demo["STORE-HZ-01"], "planned_on": "2027-05-03"}],
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    url = f"/field/plans/{plan.json()['id']}"
+    assert (await client.post(f"{url}/submit", headers=rep)).status_code == 200
+    approved = await client.post(f"{url}/approve", headers=boss)
+    assert approved.status_code == 200, approved.text
+
+    log = await client.get(
+        "/audit",
+        headers=await login("agent_admin"),
+        params={"entity": "visit_plan", "entity_id": str(plan.json()["id"])},
+    )
+    assert log.status_code == 200, log.text
+    actions = sorted(row["action"] for row in log.json()["items"])
+    assert actions == ["approve", "create", "submit"], actions

@@ -1467,3 +1467,33 @@ async def test_a_new_lines_context_set_twice_at_once_is_audited_once(
     line = answers[0].json()
     rows = await audit_rows(app, "line", line["id"], "set_context")
     assert len(rows) == 1, f"{len(rows)} set_context rows for one setting of the line"
+
+
+async def test_packing_rules_of_a_factorys_product_are_in_the_factorys_log(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a product owned by FACTORY-SZ keeps its ``create`` and ``update`` rows under
+    the factory, but the brand administrator's ``PUT /packing/rules/{id}`` wrote its
+    ``set_packing_rules`` row under the brand: the factory's administrator never saw its packing
+    rules change. The row is the product's owner's."""
+    admin = await login("admin")
+    tag = secrets.token_hex(3)
+    made = await client.post(
+        "/products",
+        headers=admin,
+        json={"name": f"probe {tag}", "product_no": f"PZ-{tag}", "org_id": demo["FACTORY-SZ"]},
+    )
+    assert made.status_code == 201, made.text
+    product_id = made.json()["id"]
+    rules = await client.put(
+        f"/packing/rules/{product_id}", headers=admin, json=[{"level": "inner", "quantity": 6}]
+    )
+    assert rules.status_code == 200, rules.text
+    log = await client.get(
+        "/audit",
+        headers=await login("factory_admin"),
+        params={"entity": "product", "entity_id": str(product_id)},
+    )
+    assert log.status_code == 200, log.text
+    actions = sorted(row["action"] for row in log.json()["items"])
+    assert actions == ["create", "set_packing_rules"], actions

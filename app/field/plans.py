@@ -291,6 +291,11 @@ async def transition(
         {"to": target, "reason": reason, "me": actor.user_id, "org": actor.org_id, "id": plan_id},
     )
     after = await get_plan(conn, actor, plan_id)
+    # the plan's organisation's log, whoever decides (a probe: a supervisor above the rep logged
+    # the approval under its own, out of the sight of the rep's organisation's admin)
+    owner = await (
+        await conn.execute("SELECT org_id FROM visit_plans WHERE id = %s", (plan_id,))
+    ).fetchone()
     await audit.record(
         conn,
         actor,
@@ -299,6 +304,7 @@ async def transition(
         plan_id,
         before={"status": row["status"]},
         after={"status": target, "return_reason": reason},
+        org_id=owner["org_id"] if owner else None,
     )
     return after
 

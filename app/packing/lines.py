@@ -142,7 +142,19 @@ async def set_rules(
             (product_id, rule.level, rule.quantity, rule.strict),
         )
     after = await get_rules(conn, actor, product_id)
+    # in the product's owner's log, as its other rows are (a probe: a brand admin's change of a
+    # factory's product's rules was out of the factory admin's sight)
+    owner = await (
+        await conn.execute("SELECT org_id FROM products WHERE id = %s", (product_id,))
+    ).fetchone()
     await audit.record(
-        conn, actor, "set_packing_rules", "product", product_id, before=before, after=after
+        conn,
+        actor,
+        "set_packing_rules",
+        "product",
+        product_id,
+        before=before,
+        after=after,
+        org_id=owner["org_id"] if owner else None,
     )
     return after
