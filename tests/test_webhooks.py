@@ -1348,7 +1348,7 @@ async def test_an_address_that_never_answers_does_not_keep_the_next_one_from_bei
     hole.listen(0)
     filler = socket.create_connection(("127.0.0.2", port))
 
-    async def resolved(url: str, *, allow_private: bool) -> list[str]:
+    async def resolved(url: str, *, allow_private: bool, **_: Any) -> list[str]:
         return ["127.0.0.2", "127.0.0.1"]  # as a public name with two addresses would resolve
 
     monkeypatch.setattr(sender, "check_resolved", resolved)
@@ -1778,6 +1778,33 @@ async def test_a_replay_by_those_above_is_in_the_owners_audit(
         in {("webhook_delivery", str(delivery)), ("webhook_subscription", str(sub["id"]))}
     ]
     assert len(mine) == 2, trail.json()["items"][:5]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://192.0.0.8/hook",
+        "http://192.0.0.100/hook",
+        "http://[::ffff:192.0.0.100]/hook",
+        "http://[3fff::1]/hook",
+    ],
+)
+async def test_ietf_protocol_assignment_addresses_are_refused(
+    client: Any, login: Any, url: str
+) -> None:
+    """A probe: 192.0.0.0/24 (IETF protocol assignments, RFC 6890: not globally reachable;
+    192.0.0.8 is the IPv4 dummy address) was subscribed, 201, and the workers would POST to it:
+    Python 3.11.7's ``ipaddress`` (before CVE-2024-4032's fix) calls it global. It is refused as
+    non-public (``private_address``), as is the IPv6 documentation range 3fff::/20 (RFC 9637),
+    but for the two global addresses of the range."""
+    from app.webhooks.urls import check_url
+
+    admin = await login("admin")
+    body = {"url": url, "event_kinds": ["shipment.confirmed"]}
+    made = await client.post("/webhooks/subscriptions", headers=admin, json=body)
+    assert_error(made, 400, "private_address")
+    for public in ("http://192.0.0.9/hook", "http://192.0.0.10/hook"):
+        assert check_url(public, allow_private=False) == public
 
 
 async def test_a_private_address_with_a_trailing_dot_is_refused(client: Any, login: Any) -> None:

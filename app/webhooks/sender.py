@@ -15,7 +15,9 @@ Each delivery is sent by one sender at a time and its outcome recorded once:
    slot claiming the next delivery as soon as its attempt ends (no round waits for its slowest
    attempt), and one brand's deliveries in about half of the slots at most (probe K: one tenant's
    endpoints that never answer held every other tenant's deliveries back, 50 s in a test with
-   3 s time-outs): the body is
+   3 s time-outs), and as many of its names' look-ups running at most (a probe: look-ups that
+   never end, each holding a thread of the loop's default executor after its attempt had timed
+   out, took every thread; ``app.webhooks.urls.check_resolved``): the body is
    ``{"type", "timestamp", "data"}`` (the same bytes at every attempt; a subscription below
    the brand is never sent a member's id: ``_CLAIM``), signed as
    ``app.webhooks.signing`` says with the current secret and every rotated-out one still in
@@ -239,7 +241,12 @@ async def attempt(client: httpx.AsyncClient, settings: Settings, row: Claimed) -
         return Outcome(row=row, result="dead", error=f"bad delivery: {reason_of(exc)}"[:500])
     try:
         async with asyncio.timeout(settings.webhook_timeout_seconds):
-            addresses = await check_resolved(row.url, allow_private=settings.webhook_allow_private)
+            addresses = await check_resolved(
+                row.url,
+                allow_private=settings.webhook_allow_private,
+                brand=row.brand_id,
+                share=brand_share(settings),  # its look-ups too, stuck ones counted (probe)
+            )
             response = await _send(client, row.url, addresses, body, headers)
             await response.aclose()
     except UrlRefused as exc:
@@ -392,6 +399,12 @@ async def recover(conn: Conn, settings: Settings) -> int:
     return int(row["n"]) if row else 0
 
 
+def brand_share(settings: Settings) -> int:
+    """One brand's slots at most (``sweep``), and its names' look-ups running at most
+    (``attempt``: those whose attempts have timed out still hold a thread)."""
+    return max(1, settings.webhook_concurrency // 2)
+
+
 async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> Stats:
     """Recover, then send every due delivery (step 2's slots) for up to half a lease, so that
     the next sweep recovers again (review R2: under steady traffic a sweep never ended, and a
@@ -400,7 +413,7 @@ async def sweep(conn: Conn, client: httpx.AsyncClient, settings: Settings) -> St
     lease > time-out). ``conn`` must be in autocommit mode."""
     total = Stats(recovered=await recover(conn, settings))
     slots = settings.webhook_concurrency
-    share = max(1, slots // 2)  # one brand's slots at most
+    share = brand_share(settings)
     # a sweep ends (to recover again) within half a lease, its last attempts sent
     until = time.monotonic() + settings.webhook_lease_seconds / 2
     flying: dict[asyncio.Task[Outcome], Claimed] = {}

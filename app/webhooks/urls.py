@@ -14,7 +14,14 @@ an address so checked, not to whatever the name resolves to a moment later (DNS 
 A public address: IPv4 that ``ipaddress`` calls global; IPv6 in global unicast (``2000::/3``)
 that it calls global, or an IPv4 address carried in IPv6 (mapped, NAT64 ``64:ff9b::/96``, 6to4,
 Teredo) that is itself public. Everything else — the IPv4-compatible ``::/96``, local-use NAT64,
-site-local ``fec0::/10``, the 6to4 relay anycast ``192.88.99.0/24`` — is refused.
+site-local ``fec0::/10``, the 6to4 relay anycast ``192.88.99.0/24``, the IETF protocol
+assignments ``192.0.0.0/24`` but for the global ``192.0.0.9`` and ``192.0.0.10``, the IPv6
+documentation range ``3fff::/20`` — is refused.
+
+Names are resolved in threads of their own (``RESOLVER_THREADS``), not in the event loop's
+default executor, and an attempt's brand has at most its share of them (``check_resolved``): a
+look-up that never ends keeps its thread after its attempt has timed out, until the C library
+gives up.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -75,9 +86,20 @@ def check_url(url: str, *, allow_private: bool) -> str:
 
 RESOLVE_SECONDS = 3.0  # a subscription waits this long for its name to resolve
 
+# The look-ups' own threads (a probe: in the event loop's default executor, min(32, CPUs + 4)
+# threads shared by every brand, and by the database and Redis drivers, one brand's names whose
+# name servers never answer held every thread, and every other brand's attempts timed out).
+# Above any WEBHOOK_CONCURRENCY (app/config.py: 256 at most), so that with each brand held to
+# its share of the slots the others find threads; made only as look-ups need them.
+RESOLVER_THREADS = 512
+_RESOLVER = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="webhook-resolve")
+_running: Counter[int] = Counter()  # look-ups in the threads per brand, stuck ones too
+_running_lock = threading.Lock()  # ``_running`` is also changed from the threads
+
 
 async def check_subscribed(url: str, *, allow_private: bool) -> str:
-    """``check_url``, then the addresses the name resolves to now, if it resolves."""
+    """``check_url``, then the addresses the name resolves to now, if it resolves (in
+    ``_RESOLVER``'s threads, not counted for a brand: one that waits too long is accepted)."""
     url = check_url(url, allow_private=allow_private)
     try:
         async with asyncio.timeout(RESOLVE_SECONDS):
@@ -87,19 +109,23 @@ async def check_subscribed(url: str, *, allow_private: bool) -> str:
     return url
 
 
-async def check_resolved(url: str, *, allow_private: bool) -> list[str] | None:
+async def check_resolved(
+    url: str, *, allow_private: bool, brand: int | None = None, share: int = 1
+) -> list[str] | None:
     """Before an attempt: every address the host resolves to is public (``UrlRefused``); those
     addresses, for the attempt to connect to in turn (``app.webhooks.sender``: the name cannot
     point elsewhere between this check and the connection), or None when private addresses are
     allowed (the HTTP client resolves the name itself). The name resolved is the one the HTTP
     client sends: for a non-ASCII name its IDNA 2008 form (probe K: Python's own IDNA 2003 codec
-    made ``faß`` into ``fass``, another name than the ``xn--fa-hia`` httpx connects to)."""
+    made ``faß`` into ``fass``, another name than the ``xn--fa-hia`` httpx connects to). An
+    attempt for ``brand`` resolves only while the brand has fewer than ``share`` look-ups
+    running (``_resolve``)."""
     if allow_private:
         return None
     target = httpx.URL(url)
     host = target.raw_host.decode("ascii")
     port = target.port or (443 if target.scheme == "https" else 80)
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = await _resolve(host, port, brand, share)
     addresses = [str(info[4][0]) for info in infos]
     for text in addresses:
         address = _ip(text)
@@ -108,6 +134,29 @@ async def check_resolved(url: str, *, allow_private: bool) -> list[str] | None:
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     return list(dict.fromkeys(addresses))  # once each (an address per socket type and family)
+
+
+async def _resolve(host: str, port: int, brand: int | None, share: int) -> list[Any]:
+    """``socket.getaddrinfo`` in one of ``_RESOLVER``'s threads. For ``brand`` (None: not
+    counted), ``OSError`` at once when it has ``share`` look-ups running already, counting those
+    whose attempts have timed out: a brand whose names never answer holds ``share`` threads at
+    most, and the others keep getting threads."""
+    if brand is not None:
+        with _running_lock:
+            if _running[brand] >= share:
+                raise OSError(f"{share} look-ups of this brand's names are still running")
+            _running[brand] += 1
+    future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    if brand is not None:  # when the thread ends, or when cancelled before it started
+        future.add_done_callback(lambda _: _release(brand))
+    return await asyncio.wrap_future(future)
+
+
+def _release(brand: int) -> None:
+    with _running_lock:
+        _running[brand] -= 1
+        if not _running[brand]:
+            del _running[brand]
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -129,6 +178,11 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _SIXTOFOUR_RELAY = ipaddress.IPv4Network("192.88.99.0/24")
+# IETF protocol assignments (RFC 6890), global only for these two: Python before 3.11.10 and
+# 3.12.4 (CVE-2024-4032) calls most of the range global (a probe: 192.0.0.8 was subscribed)
+_PROTOCOL_ASSIGNMENTS = ipaddress.IPv4Network("192.0.0.0/24")
+_GLOBAL_ASSIGNMENTS = (ipaddress.IPv4Address("192.0.0.9"), ipaddress.IPv4Address("192.0.0.10"))
+_DOCUMENTATION_V6 = ipaddress.IPv6Network("3fff::/20")  # RFC 9637, unknown to ipaddress here
 
 
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -140,8 +194,10 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             embedded = address.teredo[1]  # the client's address
         if embedded is not None:
             return _public(embedded)
-        if address not in _GLOBAL_UNICAST:
+        if address not in _GLOBAL_UNICAST or address in _DOCUMENTATION_V6:
             return False
-    elif address in _SIXTOFOUR_RELAY:
+    elif address in _SIXTOFOUR_RELAY or (
+        address in _PROTOCOL_ASSIGNMENTS and address not in _GLOBAL_ASSIGNMENTS
+    ):
         return False
     return address.is_global and not address.is_multicast
