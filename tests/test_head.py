@@ -19,7 +19,7 @@ from tests.h5_support import activated_batch, unit
 GTIN = "06901234000016"  # demo product LM-HY-50 (published)
 
 # Answers whose body, and so length, changes from one request to the next.
-_LIVE = {"/metrics", "/health", "/audit", "/alerts", "/c/{serial:str}"}
+_LIVE = {"/metrics", "/health", "/audit", "/alerts", "/c/{serial:str}", "/C/{serial:str}"}
 
 
 def _get_routes(app: Any) -> list[str]:

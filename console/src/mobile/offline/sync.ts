@@ -124,7 +124,12 @@ function tokenOf(userId: number): boolean {
  * the admin's). */
 export const send: Sender = async (group) => {
   if (!tokenOf(group[0]!.user)) throw new Error('signed in as another user')
-  return viaAuth(group)
+  try {
+    return await viaAuth(group)
+  } catch (error) {
+    timedOut ||= error instanceof DOMException && error.name === 'TimeoutError'
+    throw error
+  }
 }
 
 /** The refusals among these outcomes, as kept for the user to see (those of actions sent from
@@ -168,6 +173,8 @@ async function refreshCount(): Promise<void> {
 }
 
 let current: Promise<Outcome[]> | null = null
+/** A send given up for want of an answer (REQUEST_TIMEOUT_MS) since `enqueue` last looked. */
+let timedOut = false
 let rerun = false
 
 /** Send what is queued (now); resolves when this pass is over. A call during a pass joins it
@@ -228,11 +235,14 @@ export async function enqueue(
   await refreshCount()
   if (!state.online) return { action, outcome: null }
   const answered = new Promise<Outcome | null>((resolve) => waiting.set(action.id, resolve))
-  // a pass of its own reads the queue after the action is in it: tried once, not twice (a probe:
-  // a stalled send held the page twice its time-out); one joined may be past its last look
+  // Still queued after the pass: tried once more when it joined a pass that may have been past
+  // its last look, or when its send failed but not by a time-out (an answer lost on a mobile
+  // network: sent again under its client id, the server answers it); not after a stalled send,
+  // which waited its whole time-out already (a probe: the page was held twice that)
   const joined = current !== null
+  timedOut = false
   await flush()
-  if (joined && waiting.has(action.id) && state.online) await flush() // queued as a pass was ending
+  if ((joined || !timedOut) && waiting.has(action.id) && state.online) await flush()
   if (waiting.has(action.id)) {
     // still queued: the send failed; a later flush answers nobody
     waiting.delete(action.id)
