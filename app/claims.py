@@ -254,14 +254,9 @@ class Claims(Rounds, Generic[Out]):
         claimant's brand (``brand_id``), not with another brand's. ``checked``: the retry key of
         a verification that checked this code for the claimant already (the H5 answer page's,
         whose ticket this claim is), so that the claim's own is not counted again."""
-        batch_no: int | None = None
-        index: int | None = None
-        try:
-            batch_no, index, _ = self.scheme.verify(serial_from_scan(data.serial))
-        except SerialError:  # the verification refuses it, as /v1/verify does
-            pass
-        if member_id is not None and batch_no is not None:
-            member_id = await self._member_recorded(batch_no, brand_id, member_id)
+        code = self.code_of(data.serial)
+        if member_id is not None and code is not None:
+            member_id = await self._member_recorded(code >> 32, brand_id, member_id)
         answer = await self.verifier.verify(
             VerifyIn(
                 serial=data.serial,
@@ -278,12 +273,12 @@ class Claims(Rounds, Generic[Out]):
             retry=checked or f"{self.name}:{claimant}:{data.client_id}",
         )
         refuse(answer)
-        assert answer.serial is not None and batch_no is not None and index is not None
+        assert answer.serial is not None and code is not None
         pending: Pending[Out] = Pending(
             claimant,
             brand_id,
             org_id,
-            batch_no << 32 | index,
+            code,
             answer.serial,
             data.client_id,
             datetime.now(UTC),
@@ -292,6 +287,16 @@ class Claims(Rounds, Generic[Out]):
         self._queue(pending)
         out, created = await pending.done
         return out, answer, created
+
+    def code_of(self, serial: str) -> int | None:
+        """The code (batch number << 32 | index) of a claim's serial or scanned QR content; None
+        when the scheme refuses it (the verification then refuses the claim, as /v1/verify
+        does)."""
+        try:
+            batch_no, index, _ = self.scheme.verify(serial_from_scan(serial))
+        except SerialError:
+            return None
+        return batch_no << 32 | index
 
     async def _member_recorded(self, batch_no: int, brand_id: int, member_id: int) -> int | None:
         """The member recorded with the verification of a code of batch ``batch_no``: None for

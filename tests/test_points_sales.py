@@ -17,7 +17,8 @@ from tests.helpers import assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.rebates_support import rebate_body, set_rebate, store_goods
 from tests.test_analytics_sales import STORES, auto, get, roll_all, shanghai
-from tests.test_rebate_claims import _sale_of, code_of, one
+from tests.test_logistics import confirm, document
+from tests.test_rebate_claims import _sale_of, code_of, damaged_and_written_off, one
 
 __all__ = ["auto"]  # the fixture, used by name
 
@@ -207,6 +208,61 @@ async def test_a_unit_returned_damaged_earns_neither_points_nor_a_rebate(
     assert_error(early, 409, "not_sold_again")
     assert (await rebate_claim(app, clerk, units[8]))["amount"] > 0
     assert (await member_claim(app, demo, units[8]))["points"] > 0
+
+
+async def test_a_damaged_return_written_off_earns_its_points_again(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: buy, claim the points, return the pack ``damaged`` (refund, points withdrawn);
+    the store wrote the damaged pack off (approved exception outbound) and the refunded buyer's
+    claim of the same code again was credited 201 — the points of one refunded sale paid twice
+    (the claim refused a damaged unit only while ``active``; the write-off makes it ``sold``
+    and keeps ``damaged``). A damaged or expired return is no sale to claim wherever it moves
+    after: 409 ``not_sellable``."""
+    _, serial, headers = await damaged_and_written_off(client, login, app, demo)
+    async with member_client(app) as mc:
+        again = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
+        )
+    assert_error(again, 409, "not_sellable")
+
+
+async def test_a_returned_pack_given_away_is_not_claimed_again_by_the_refunded_buyer(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: buy, claim the points, return the pack (refund, points withdrawn); the store
+    then gave the returned pack away as a sample (approved exception outbound) and the refunded
+    buyer, who still knows the PIN, was credited 201 again (``RETURNED_UNSOLD`` looked only at
+    ``active`` units; the exception outbound makes it ``sold``). After a return the unit is
+    claimed again only once it is sold again (a retail sale): a gift or sample is no sale, 409
+    ``not_sold_again``."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rule(client, admin, goods["product_id"], 10)
+    scheme = app.state.scheme
+    serial = goods["units"][4]
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post("/members/me/claims", headers=headers, json=claim_body(scheme, serial))
+        assert made.status_code == 201, made.text
+        back = await client.post(
+            "/returns", headers=clerk, json={"code": serial, "reason": "other"}
+        )
+        assert back.status_code == 200, back.text
+        early = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, serial)
+        )
+        assert_error(early, 409, "not_sold_again")
+        gone = await document(client, clerk, [serial], kind="exception", reason="sample")
+        assert (await confirm(client, clerk, gone)).status_code == 200
+        approved = await client.post(
+            f"/documents/{gone['id']}/approve", headers=await login("store_manager"), json={}
+        )
+        assert approved.status_code == 200, approved.text
+        again = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, serial)
+        )
+    assert_error(again, 409, "not_sold_again")
 
 
 async def test_a_return_takes_the_points_back_and_the_unit_earns_them_again(

@@ -700,6 +700,48 @@ async def test_a_gift_earns_no_rebate_and_a_refund_withdraws_the_rebate(
     await autocommit.close()
 
 
+async def damaged_and_written_off(client: Any, login: Any, app: Any, demo: Any) -> Any:
+    """A unit at STORE-HZ-01 claimed by a member (the claim sells it), brought back ``damaged``
+    (refunded, points withdrawn), then written off by the store with an approved exception
+    outbound (reason ``other``: the damaged pack destroyed): (goods, serial, member headers)."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rule(client, admin, goods["product_id"], 10)
+    await set_rebate(client, admin, goods["product_id"], 5)
+    scheme = app.state.scheme
+    serial = goods["units"][2]
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post("/members/me/claims", headers=headers, json=claim_body(scheme, serial))
+        assert made.status_code == 201, made.text
+    back = await client.post("/returns", headers=clerk, json={"code": serial, "reason": "damaged"})
+    assert back.status_code == 200, back.text
+    assert back.json()["points_withdrawn"] == made.json()["claim_id"]
+    gone = await document(client, clerk, [serial], kind="exception", reason="other")
+    assert (await confirm(client, clerk, gone)).status_code == 200
+    approved = await client.post(
+        f"/documents/{gone['id']}/approve", headers=await login("store_manager"), json={}
+    )
+    assert approved.status_code == 200, approved.text
+    return goods, serial, headers
+
+
+async def test_a_rebate_claim_of_a_written_off_damaged_unit_is_refused_with_a_reason(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the store clerk claimed the rebate of a pack returned damaged and then written
+    off (approved exception outbound) and read 409 ``claim_conflict`` ("the claim met another
+    one; try again") — a till retries that for ever. It is a stable refusal: 409
+    ``not_sellable``, returned damaged (given away without that mark: 422 ``not_a_sale``)."""
+    _, serial, _ = await damaged_and_written_off(client, login, app, demo)
+    clerk = await login("store_clerk")
+    async with member_client(app) as mc:
+        answer = await mc.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(app.state.scheme, serial)
+        )
+    assert_error(answer, 409, "not_sellable")
+
+
 async def test_a_claim_under_a_kept_client_id_can_still_be_returned(
     client: Any, login: Any, app: Any, demo: Any
 ) -> None:

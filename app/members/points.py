@@ -393,12 +393,22 @@ async def check_balances(conn: Conn) -> list[Mismatch]:
 
 # A unit back from a consumer and not sold since: its PIN is the refunded buyer's (a probe
 # claimed the points again at once, and "sold" the unit). Only a consumer's return (``POST
-# /returns``, which sets ``returned_at``) makes a sold unit active again and every sale makes it
-# sold, so an active unit with a ``returned_at`` was not sold since, wherever it went (a probe:
-# one returned before anyone claimed it, sent back to its agent and received there, kept no
-# other mark, and the refunded buyer's claim was credited and "sold" it at the agent; migration
-# 0078). ``u`` is the unit's ``unit_state`` row.
-RETURNED_UNSOLD = "(u.status = 'active' AND u.returned_at IS NOT NULL)"
+# /returns``, which sets ``returned_at``, never cleared) makes a sold unit active again, and only
+# a retail sale (the till, a rebate or a member's claim) makes it sold ``retail_sold`` — the sale
+# of the analytics (migration 0022) — so a unit with a ``returned_at`` that is not sold so was not
+# sold since, wherever it went (a probe: one returned before anyone claimed it, sent back to its
+# agent and received there, kept no other mark, and the refunded buyer's claim was credited and
+# "sold" it at the agent; migration 0078). An approved exception outbound (a gift, a sample, a
+# write-off) makes it ``sold`` too, but no sale (a probe: the refunded buyer claimed a returned
+# pack again once the store gave it away as a sample). ``u`` is the unit's ``unit_state`` row.
+RETURNED_UNSOLD = (
+    "(u.returned_at IS NOT NULL"
+    " AND NOT coalesce(u.status = 'sold' AND u.disposition = 'retail_sold', false))"
+)
+# A unit a consumer returned damaged or expired (``NOT_FOR_SALE``): no sale to claim, whatever
+# its status — it keeps the mark through every later move, a write-off's too (a probe: written
+# off, ``sold``, it was credited the points of its refunded sale again).
+SPOILT = "coalesce(u.disposition IN ('damaged', 'expired'), false)"
 
 # One round: the claims in, credited where the member is (still) active and the unit is this
 # brand's, of a batch not void, and earns points (a void leaves a sold unit sold: a probe's claim
@@ -441,9 +451,12 @@ WITH r AS (
     FROM r
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
-                     AND u.status IN ('active', 'sold')  -- and not returned as NOT_FOR_SALE,
-                     -- nor back from a consumer and not sold since (``RETURNED_UNSOLD``)
-                     AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))
+                     AND u.status IN ('active', 'sold')  -- and not returned as NOT_FOR_SALE
+                     -- (``SPOILT``), nor back from a consumer and not sold since
+                     -- (``RETURNED_UNSOLD``), whatever its status
+                     AND NOT """
+    + SPOILT
+    + """
                      AND NOT """
     + RETURNED_UNSOLD
     + """
@@ -633,18 +646,26 @@ class Claimer(Claims[ClaimOut]):
         member's claim sent again with its client id answers the first claim, as any retry does
         (a probe: 403, so a client that lost the answer never learnt it had been credited).
         ``checked``: as ``Claims.claim``'s."""
-        if member.status != "active" and not await self._claimed(member.id, data.client_id):
+        if member.status != "active" and not await self._claimed(member.id, data):
             member.require_active()
         out, answer, created = await self.claim(
             data, member.id, member.brand_id, None, ip, user_agent, member.id, checked
         )
         return msgspec.structs.replace(out, verification=answer) if created else out, created
 
-    async def _claimed(self, member_id: int, client_id: str) -> bool:
+    async def _claimed(self, member_id: int, data: ClaimIn) -> bool:
+        """Whether ``data`` is a retry of a claim the member made: same client id and same code
+        — only that is answered to a frozen member; anything else is 403 before any PIN is
+        checked (a probe: any claim under the client id of one made before went on to the
+        verification, so a frozen member guessed PINs of other codes, counted and recorded)."""
+        code = self.code_of(data.serial)
+        if code is None:
+            return False
         async with self.pool.connection() as conn:
             found = await conn.execute(
-                "SELECT 1 FROM point_claims WHERE member_id = %s AND client_id = %s",
-                (member_id, client_id),
+                "SELECT 1 FROM point_claims "
+                "WHERE member_id = %s AND client_id = %s AND code_id = %s",
+                (member_id, data.client_id, code),
             )
             return await found.fetchone() is not None
 
@@ -729,7 +750,7 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Unprocessable("this unit cannot earn points", code="not_claimable")
     if row["unit_brand"] != p.brand_id:
         raise Unprocessable("this product is not of your membership's brand", code="other_brand")
-    if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:
+    if row["unit_disposition"] in NOT_FOR_SALE:  # ``SPOILT``: wherever it moved after
         raise Conflict(  # review R6: returned to the store, it is no sale of the member's
             "此产品已因损坏或过期被退回 / this unit was returned damaged or expired",
             code="not_sellable",

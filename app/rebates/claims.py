@@ -10,7 +10,8 @@ Rounds. The claim is verified (void, forged, wrong PIN and lockout answer as ``/
 then credited in a round that is ONE statement (``_CREDIT``: one round trip, one transaction):
 
 1. the round's units are locked (``FOR UPDATE``, in code order) where they can earn a rebate:
-   the clerk still active, the unit the clerk's brand's, active or sold, of a batch not void
+   the clerk still active, the unit the clerk's brand's, active or sold by a retail sale (not
+   given away or written off), not returned damaged or expired, of a batch not void
    (a void leaves a sold unit sold: a probe's claim right after the void, verified from a
    process's batch cache, was paid; the void's active units are voided under their locks, so
    a round waiting for them reads them void), held by the clerk's store and not in transit,
@@ -36,7 +37,9 @@ sees it sold: it sells nothing and its claim is dropped by the unique key.
 
 A claim a round did not credit is explained: a replay of the same client id (answered as the
 first time), a clerk made inactive meanwhile, a client id used for another code, a code claimed
-before, another brand's unit, a void or destroyed unit, a unit of a batch voided since its
+before, another brand's unit, a void or destroyed unit, a unit given away or written off
+(422 ``not_a_sale``) or returned damaged or expired (409 ``not_sellable``, wherever it moved
+after), a unit of a batch voided since its
 verification (422 ``not_genuine``, reason ``void``, as ``/v1/verify`` answers it), and — the
 anti-diversion signal — a unit not delivered to the clerk's store, or on hand at a store outside
 its designated agent's area: refused with where it was supposed to be (its designated store, or
@@ -48,7 +51,7 @@ again, neither kept nor counted again. No rule (or 0): 422 ``no_rebate``.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, NoReturn
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -70,7 +73,7 @@ from app.claims import (
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from app.logistics.center import agents_rebate, nearest_agent, rebate_in_force
-from app.logistics.movements import GIVEN_AWAY, NOT_FOR_SALE
+from app.logistics.movements import NOT_FOR_SALE
 from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
 
@@ -136,7 +139,9 @@ WITH r AS (
     ) in_force
     WHERE u.holder_org_id = r.store_id AND u.transit_to IS NULL
       AND (ch.path IS NULL OR {_IN_AREA})  -- in its agent's area
-      AND (u.status = 'active' OR u.disposition = 'retail_sold')  -- not a gift (GIVEN_AWAY)
+      -- sold only by a retail sale: not given away or written off (``_given_away``), so a sold
+      -- unit returned damaged or expired is out here and an active one on the next line
+      AND (u.status = 'active' OR u.disposition = 'retail_sold')
       AND in_force.amount > 0
       AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))  -- NOT_FOR_SALE
       AND NOT EXISTS (SELECT 1 FROM rebate_claims c WHERE c.code_id = r.code_id)
@@ -414,23 +419,38 @@ def _why_not(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOut:
         raise Unprocessable("this product is not of your brand", code="other_brand")
     if row["unit_status"] not in ("active", "sold"):
         raise Unprocessable("this unit cannot earn a rebate", code="not_claimable")
-    if row["unit_status"] == "sold" and row["unit_disposition"] == GIVEN_AWAY:
-        raise Unprocessable(  # a probe: a staff-welfare unit earned the rebate of a sale
-            "此产品为赠品、样品或员工福利，不是销售 / given away (a gift, a sample, staff "
-            "welfare): not a sale, no rebate",
-            code="not_a_sale",
-        )
+    if row["unit_status"] == "sold" and row["unit_disposition"] != "retail_sold":
+        _given_away(row)  # as ``_CREDIT``: a sold unit earns its rebate only if retail-sold
     if row["holder_org_id"] != p.org_id or row["transit_to"] is not None:
         _elsewhere(row, p)
     _outside_agent_area(row, p)  # on hand here, moved in from another agent's area
-    if row["unit_status"] == "active" and row["unit_disposition"] in NOT_FOR_SALE:
-        raise Conflict(  # review R6: as a sale of it is (app.logistics.movements)
-            "此产品因损坏或过期被退回，不能再次销售 / returned damaged or expired: not sold again",
-            code="not_sellable",
-        )
+    if row["unit_disposition"] in NOT_FOR_SALE:  # active here (a sold one: ``_given_away``)
+        _not_sellable()
     if not row["rule_amount"]:
         raise Unprocessable("此产品没有返利 / this product earns no rebate", code="no_rebate")
     raise Conflict("the claim met another one; try again", code="claim_conflict")
+
+
+def _given_away(row: dict[str, Any]) -> None:
+    """The refusal of a unit ``sold`` by no retail sale: an approved exception outbound gave it
+    away (a gift, a sample, staff welfare) or wrote it off — 409 ``not_sellable`` if it was
+    returned damaged or expired (it keeps the mark), else 422 ``not_a_sale`` (a probe: a
+    damaged return written off fell through to 409 ``claim_conflict``, "try again", which a
+    till retries for ever)."""
+    if row["unit_disposition"] in NOT_FOR_SALE:
+        _not_sellable()
+    raise Unprocessable(  # a probe: a staff-welfare unit earned the rebate of a sale
+        "此产品为赠品、样品或员工福利，不是销售 / given away (a gift, a sample, staff "
+        "welfare): not a sale, no rebate",
+        code="not_a_sale",
+    )
+
+
+def _not_sellable() -> NoReturn:
+    raise Conflict(  # review R6: as a sale of it is (app.logistics.movements)
+        "此产品因损坏或过期被退回，不能再次销售 / returned damaged or expired: not sold again",
+        code="not_sellable",
+    )
 
 
 def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db import Conn
-from app.members.points import RETURNED_UNSOLD, points_in_force
+from app.members.points import RETURNED_UNSOLD, SPOILT, points_in_force
 
 _PRODUCT_BY_GTIN = """
 SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.efficacy,
@@ -41,8 +41,9 @@ SELECT u.brand_id, """
  WHERE u.code = %s
    -- as the claim decides (``app.members.points``): nothing to offer for a unit returned by a
    -- consumer and not sold since, or returned damaged or expired
-   AND NOT (u.status = 'active' AND u.disposition IN ('damaged', 'expired'))
    AND NOT """
+    + SPOILT
+    + " AND NOT "
     + RETURNED_UNSOLD
 )
 
