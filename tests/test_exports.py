@@ -1258,11 +1258,7 @@ async def test_a_short_export_keeps_no_digest_its_pins_can_be_found_from(
     import hashlib
 
     planner = await login("planner")
-    made = await client.post(
-        "/batches", headers=planner, json={"size": 10, "printer_id": demo["PRINTER-SH"]}
-    )
-    assert made.status_code == 201, made.text
-    batch_no = made.json()["batch_no"]
+    batch_no = (await _batch(client, login, demo, 10))["batch_no"]
     export = await client.post(
         f"/batches/{batch_no}/exports",
         headers=planner,
@@ -1300,14 +1296,6 @@ async def test_a_short_export_keeps_no_digest_its_pins_can_be_found_from(
     assert "plain_sha256" not in after["inner"] and after["outer"] == outer
 
 
-async def _big_batch(client: Any, headers: Any, demo: Any, size: int) -> dict[str, Any]:
-    made = await client.post(
-        "/batches", headers=headers, json={"size": size, "printer_id": demo["PRINTER-SH"]}
-    )
-    assert made.status_code == 201, made.text
-    return made.json()  # type: ignore[no-any-return]
-
-
 class _FullDisk(io.FileIO):
     """A file on a disk with no space left: every write to the OS fails ENOSPC (as on a full
     tmpfs: Python's buffered writer keeps a small file's bytes until its flush)."""
@@ -1326,7 +1314,7 @@ async def test_an_export_that_fills_the_disk_at_its_last_flush_leaves_no_partial
     raised it again and skipped the unlink). No partial file is left, and a retry once space is
     freed is written."""
     planner = await login("planner")
-    batch = await _big_batch(client, planner, demo, 50_000_000)
+    batch = await _batch(client, login, demo, 50_000_000)
     no = batch["batch_no"]
 
     def full_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
@@ -1364,7 +1352,7 @@ async def test_a_cli_export_stopped_by_a_void_shows_its_real_progress_and_the_re
     read ``export_not_ready: the export is failed, not done``. As with ``--api``, the bar ends at
     the codes written and the line says the batch is void."""
     planner = await login("planner")
-    batch = await _big_batch(client, planner, demo, 50_000_000)
+    batch = await _batch(client, login, demo, 50_000_000)
     no = batch["batch_no"]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.cli", "codes", "export", str(no), "--out",
