@@ -46,9 +46,12 @@ from app.config import REDIS_CLUSTER_SCHEMES, cluster_nodes
 #: every such key (counters start again; ``tracecode redis rebuild`` gives them back).
 SHARDS = 24
 
-#: Errors meaning "Redis cannot answer now" (down, timed out, or a cluster in the middle of a
-#: failover): callers fall back (verification answers from PostgreSQL) or skip (limits).
+#: Errors meaning "Redis cannot answer now" (down, timed out, a cluster in the middle of a
+#: failover, or full: ``maxmemory`` reached under ``noeviction``, which refuses writes rather
+#: than drop the queue of unwritten scans): callers fall back (verification answers from
+#: PostgreSQL) or skip (limits). A probe: a full Redis answered every scan and log-in 500.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.OutOfMemoryError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ClusterError,  # CLUSTERDOWN, MASTERDOWN
@@ -58,6 +61,32 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 AnyRedis = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+_FULL = "OOM command not allowed"  # a full Redis refusing a write inside a script
+
+
+def full(exc: redis.exceptions.ResponseError) -> None:
+    """Raise ``exc`` as the ``OutOfMemoryError`` (one of ``UNAVAILABLE``) it is when a script's
+    write was refused by a full Redis: inside a script the refusal comes as a plain error reply.
+    Anything else: nothing (the caller raises ``exc``)."""
+    if _FULL in str(exc) and not isinstance(exc, redis.exceptions.OutOfMemoryError):
+        raise redis.exceptions.OutOfMemoryError(str(exc)) from exc
+
+
+def script(client: Any, source: str) -> Any:
+    """``client.register_script(source)``, whose refusal by a full Redis is ``UNAVAILABLE``
+    (``full``): the limits skip themselves as when Redis is down."""
+    registered = client.register_script(source)
+
+    async def call(**arguments: Any) -> Any:
+        try:
+            return await registered(**arguments)
+        except redis.exceptions.ResponseError as exc:
+            full(exc)
+            raise
+
+    return call
+
 
 if TYPE_CHECKING:
     #: The annotation of the injected ``redis`` dependency (Litestar): either client.

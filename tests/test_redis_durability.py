@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 
 from app.auth.limits import client_bucket
 from app.codes.batches import code_id
+from app.demo import DEMO_PASSWORD
 from app.ops import rebuild
 from app.verify import records
 from app.verify.fallback import COUNTED
@@ -45,6 +46,7 @@ from app.verify.service import Verifier
 from tests.conftest import ROOT
 from tests.helpers import activate, issue_units, served
 from tests.servers import free_port
+from tests.test_verify import _activated_batch
 
 HANGZHOU = {"lat": 30.27, "lng": 120.15}
 
@@ -831,3 +833,49 @@ async def test_an_outage_verification_in_flight_when_redis_returns_is_counted_in
         await holder.close()
         await verifier.close()
         await redis.aclose()
+
+
+@pytest.fixture
+def full_redis() -> Iterator[RedisServer]:
+    """A redis-server of its own that is over its ``maxmemory`` (policy ``noeviction``)."""
+    directory = Path(tempfile.mkdtemp(prefix="tc-oom-", dir="/tmp"))
+    server = RedisServer(directory)
+    server.start()
+    try:
+        client = server.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.set("ballast", b"x" * 4_000_000)
+        client.config_set("maxmemory", "2mb")  # already above it: every write is refused
+        client.close()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_a_scan_while_redis_is_full_is_not_a_bare_500(
+    client: Any, login: Any, demo: Any, app: Any, conn: Any, settings: Any, full_redis: Any
+) -> None:
+    """A probe: a consumer scanning a genuine code while Redis is at its memory cap
+    (``noeviction``, the policy that never drops the queue of unwritten scans) got a bare 500:
+    inside the round's script the refused write is a plain error reply, not one of
+    ``UNAVAILABLE``. The scan is answered from PostgreSQL, as when Redis is down."""
+    scheme = app.state.scheme
+    serial = scheme.serial(await _activated_batch(client, login, demo, conn, 3), 0)
+    async with app_on(settings, full_redis.url) as full:
+        response = await full.post("/v1/verify", json={"serial": serial, "pin": scheme.pin(serial)})
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "genuine", response.text
+
+
+async def test_a_staff_log_in_while_redis_is_full_is_not_a_bare_500(
+    demo: Any, settings: Any, full_redis: Any
+) -> None:
+    """A probe: a staff log-in with the right password while Redis is at its memory cap got a
+    bare 500 (the limit script's write refused). The limits are skipped, as when Redis is
+    down: logged in."""
+    async with app_on(settings, full_redis.url) as full:
+        response = await full.post(
+            "/auth/login", json={"username": "admin", "password": DEMO_PASSWORD}
+        )
+    assert response.status_code == 200, response.text

@@ -38,7 +38,7 @@ from litestar.datastructures import State
 
 from app.config import Settings
 from app.errors import TooManyRequests
-from app.redisconn import UNAVAILABLE, AnyRedis, is_cluster
+from app.redisconn import UNAVAILABLE, AnyRedis, is_cluster, script
 
 log = logging.getLogger("tracecode.auth")
 
@@ -146,10 +146,10 @@ class LoginLimiter:
         self.settings = settings
         self.ns = f"{settings.redis_namespace}:login"
         self.cluster = is_cluster(redis_client)
-        self._ip = redis_client.register_script(_IP)
-        self._account = redis_client.register_script(_ACCOUNT)
-        self._succeeded = redis_client.register_script(_SUCCEEDED)
-        self._refund = redis_client.register_script(_REFUND)
+        self._ip = script(redis_client, _IP)
+        self._account = script(redis_client, _ACCOUNT)
+        self._succeeded = script(redis_client, _SUCCEEDED)
+        self._refund = script(redis_client, _REFUND)
         # keyed: a member's account is ``member:<brand>:<phone>``, and a plain hash of it in a
         # key name gave the phone back to anyone reading the keys (probe N)
         self._name_key = settings.subkey("login-limits")

@@ -38,7 +38,7 @@ from app.auth.limits import _REDIS_DOWN, LoginLimiter, client_bucket
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.redisconn import AnyRedis
+from app.redisconn import AnyRedis, script
 
 log = logging.getLogger("tracecode.members")
 
@@ -90,8 +90,8 @@ class MemberLimits:
             ),
         )
         self.login.ns = f"{self.ns}:login"
-        self._count = redis_client.register_script(_COUNT)
-        self._guess = redis_client.register_script(_GUESS)
+        self._count = script(redis_client, _COUNT)
+        self._guess = script(redis_client, _GUESS)
 
     async def code_requested(self, ip: str) -> None:
         """Count one code request of this client; 429 ``rate_limited`` over the limit."""

@@ -53,6 +53,7 @@ from app.redisconn import (
     AnyRedis,
     code_shard,
     connect_sync,
+    full,
     is_cluster,
     plain,
     shard_tags,
@@ -999,7 +1000,8 @@ class Verifier:
                 if attempt == 2:
                     raise
                 await self.redis.script_load(self._script.script)
-            except redis.exceptions.ResponseError:
+            except redis.exceptions.ResponseError as exc:
+                full(exc)  # a full Redis: unavailable, the round is answered from PostgreSQL
                 raise  # an error reply: the connection is fine
             except BaseException:
                 self._redis_conn = None  # its state is unknown: never used again
