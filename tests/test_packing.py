@@ -1497,3 +1497,164 @@ async def test_packing_rules_of_a_factorys_product_are_in_the_factorys_log(
     assert log.status_code == 200, log.text
     actions = sorted(row["action"] for row in log.json()["items"])
     assert actions == ["create", "set_packing_rules"], actions
+
+
+async def test_a_case_already_on_a_pallet_scanned_under_another_keeps_its_units(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: case C (3 units) stands on pallet P1. The line then scans 3 new units, C, and a
+    new pallet P2: C closed over the new units, then P2 tried to take C, already on P1, and C's
+    scan was answered ``rejected`` / ``already_bound`` (P2 ``empty_case``) though the 3 units
+    were packed into C with an aggregation event. A rejected scan changes nothing: C's scan is
+    accepted (it took the units, it stays on P1) and P2 is refused, ``child_rejected``."""
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    await set_rules(client, login, product_id, [])
+    [case] = await issue_cases(client, login, demo, "inner", 1)
+    p1, p2 = await issue_cases(client, login, demo, "pallet", 2)
+    line = f"PZA{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 6)
+    first = await upload(client, login, line, [scan(u) for u in units[:3]] + [scan(case), scan(p1)])
+    assert first["rejected"] == 0, first
+    body = await upload(client, login, line, [scan(u) for u in units[3:]] + [scan(case), scan(p2)])
+    results = [(s["result"], s.get("reason"), s.get("parent")) for s in body["scans"]]
+    assert results == [("ok", None, case)] * 3 + [
+        ("ok", None, p1),
+        ("rejected", "child_rejected", None),
+    ], results
+    assert body["scans"][4]["message"] == f"child {case}: already_bound"
+    trace = (await client.get(f"/trace/{case}", headers=await login("admin"))).json()
+    assert set(units) <= {c["code"] for c in trace["contents"]}, trace
+
+
+async def _packed_case(
+    client: Any, login: Any, app: Any, demo: Any, prefix: str
+) -> tuple[str, str]:
+    batch_no, product_id = await issue_units(client, login, demo, 10)
+    await set_rules(client, login, product_id, [])
+    [case] = await issue_cases(client, login, demo, "inner", 1)
+    line = f"{prefix}{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 10)
+    body = await upload(client, login, line, [scan(u) for u in units] + [scan(case)])
+    assert body["rejected"] == 0, body
+    return line, case
+
+
+async def _during_receipt(
+    client: Any, login: Any, monkeypatch: pytest.MonkeyPatch, case: str, correction: Any
+) -> Any:
+    """Run ``correction`` while the clerk's factory inbound of ``case`` has moved it (the case
+    row updated and locked, not committed yet); the correction's answer once both are done."""
+    from app import audit
+    from tests.test_logistics import confirm, document
+
+    clerk = await login("clerk")
+    doc = await document(client, clerk, [case], kind="factory_inbound")
+    paused, release = asyncio.Event(), asyncio.Event()
+    record = audit.record
+
+    async def pausing(conn: Any, actor: Any, action: str, *args: Any, **kwargs: Any) -> Any:
+        if action == "confirm" and not paused.is_set():
+            paused.set()
+            await release.wait()
+        return await record(conn, actor, action, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "record", pausing)
+    receipt = asyncio.create_task(confirm(client, clerk, doc))
+    await paused.wait()
+    answer = asyncio.create_task(correction())
+    await asyncio.sleep(0.5)  # the correction waits for the case's lock
+    release.set()
+    received = await receipt
+    assert received.status_code == 200, received.text
+    return await answer
+
+
+async def test_an_undo_racing_the_cases_receipt_into_the_warehouse_is_packing_moved(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: the operator undid the line's newest packing (case C) while the clerk confirmed
+    C's factory inbound, and got 404 ``unknown_code`` for the case his line just packed:
+    ``edits._on_hand`` locked C's row joined to its holder's ``orgs`` row (``FOR UPDATE OF
+    s``), and PostgreSQL's recheck after the lock wait dropped the moved row. Moved since, it
+    answers 409 ``packing_moved``, as undo does when the receipt came first."""
+    line, case = await _packed_case(client, login, app, demo, "UR")
+    operator = await login("operator")
+
+    async def undo() -> Any:
+        return await client.post(f"/lines/{line}/undo", headers=operator, json={"reason": "x"})
+
+    assert_error(
+        await _during_receipt(client, login, monkeypatch, case, undo), 409, "packing_moved"
+    )
+
+
+async def test_an_unpack_racing_the_cases_receipt_into_the_warehouse_unpacks(
+    client: Any, login: Any, app: Any, demo: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: the factory's operator unpacked case C while the clerk confirmed C's factory
+    inbound into the factory's own warehouse (in the factory's subtree: the same unpack a moment
+    later answers 200), and got 404 ``unknown_code`` (the locking read of ``_on_hand``, as
+    above). It waits for the receipt and unpacks."""
+    _, case = await _packed_case(client, login, app, demo, "UQ")
+    operator = await login("operator")
+
+    async def unpack() -> Any:
+        return await client.post(
+            "/packing/unpack", headers=operator, json={"parent": case, "reason": "x"}
+        )
+
+    answer = await _during_receipt(client, login, monkeypatch, case, unpack)
+    assert answer.status_code == 200, answer.text
+
+
+async def test_an_empty_case_on_a_pallet_keeps_its_batch_from_being_voided(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: case C1 was packed, emptied (unpacked) and put on pallet P by name with a full
+    case C2. ``POST /case-batches/{id}/void`` of C1's batch answered 200 — its check counted
+    only cases holding goods — and C1, void, stood on P: naming it to take it off answered 422
+    ``not_in_container``. A case in a container keeps its batch in use: 409
+    ``case_batch_in_use``."""
+    batch_no, product_id = await issue_units(client, login, demo, 20)
+    await set_rules(client, login, product_id, [])
+    planner = await login("planner")
+    made = await client.post(
+        "/case-batches",
+        headers=planner,
+        json={"level": "inner", "size": 1, "printer_id": demo["PRINTER-SH"]},
+    )
+    assert made.status_code == 201, made.text
+    c1_batch, c1 = made.json()["id"], made.json()["first_sscc"]
+    [c2] = await issue_cases(client, login, demo, "inner", 1)
+    [pallet] = await issue_cases(client, login, demo, "pallet", 1)
+    line = f"VE{batch_no}"
+    await set_line(client, login, product_id, line)
+    units = serials(app, batch_no, 0, 20)
+    body = await upload(
+        client,
+        login,
+        line,
+        [scan(u) for u in units[:10]] + [scan(c1)] + [scan(u) for u in units[10:]] + [scan(c2)],
+    )
+    assert body["rejected"] == 0, body
+    operator = await login("operator")
+    out = await client.post("/packing/unpack", headers=operator, json={"parent": c1, "reason": "x"})
+    assert out.status_code == 200, out.text
+    body = await upload(client, login, line, [scan(pallet, children=[c1, c2])])
+    assert body["accepted"] == 1, body
+    void = f"/case-batches/{c1_batch}/void"
+    assert_error(
+        await client.post(void, headers=planner, json={"reason": "misprint"}),
+        409,
+        "case_batch_in_use",
+    )
+    off = await client.post(
+        "/packing/unpack",
+        headers=operator,
+        json={"parent": pallet, "children": [c1], "reason": "void label"},
+    )
+    assert off.status_code == 200, off.text
+    voided = await client.post(void, headers=planner, json={"reason": "misprint"})
+    assert voided.status_code == 200, voided.text

@@ -226,9 +226,10 @@ async def get_case_batch(conn: Conn, actor: Principal, batch_id: int) -> CaseBat
 async def void_case_batch(conn: Conn, actor: Principal, batch_id: int, reason: str) -> CaseBatchOut:
     """Void a case batch whose codes are not in use (labels misprinted or stolen): scans refuse
     its codes from now on (``case_void``), and so do exports (a probe: no way to void one).
-    409 ``case_batch_in_use`` while a case of it holds goods (unpack those first). An upload
-    packing a new case holds its batch (``FOR KEY SHARE``, ``app.packing.scans``): the void
-    waits for it, or it for the void."""
+    409 ``case_batch_in_use`` while a case of it holds goods or sits in a container (unpack
+    those first: a probe voided the batch of an emptied case on a pallet, which then could not
+    be named to take it off). An upload packing a case holds its batch (``FOR KEY SHARE``,
+    ``app.packing.scans``): the void waits for it, or it for the void."""
     actor.require("codes.issue")
     await conn.execute(
         "SELECT 1 FROM case_batches WHERE id = %s AND brand_id = %s FOR UPDATE",
@@ -241,7 +242,8 @@ async def void_case_batch(conn: Conn, actor: Principal, batch_id: int, reason: s
         await conn.execute(
             """SELECT count(*) AS n FROM case_state c
                 WHERE c.case_batch_id = %(id)s AND c.status = 'active'
-                  AND (EXISTS (SELECT 1 FROM unit_state u WHERE u.parent_sscc = c.sscc)
+                  AND (c.parent_sscc IS NOT NULL
+                       OR EXISTS (SELECT 1 FROM unit_state u WHERE u.parent_sscc = c.sscc)
                        OR EXISTS (SELECT 1 FROM case_state k WHERE k.parent_sscc = c.sscc))""",
             {"id": batch_id},
         )

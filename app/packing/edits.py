@@ -84,11 +84,15 @@ _H = TypeVar("_H", _Held, _UnitHeld)
 
 
 def _located(row: type[_Held], table: str, key: str) -> str:
-    """The locked state row of a unit or case to correct, with where its goods are."""
-    columns = [f"s.{name}" for name in row.__struct_fields__ if not name.endswith("_path")]
-    return f"""SELECT {", ".join(columns)}, h.path AS holder_path, t.path AS transit_path
-    FROM {table} s JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to
-    WHERE s.{key} = %s FOR UPDATE OF s"""
+    """The locked state row of a unit or case to correct, with where its goods are. The row
+    alone is locked (a subquery), then joined to its organisations: locked with the join
+    (``FOR UPDATE OF s``), a row moved by a transaction it waited for was rechecked against
+    the old holder's ``orgs`` row and dropped, a 404 for goods just received (a probe)."""
+    names = [name for name in row.__struct_fields__ if not name.endswith("_path")]
+    columns = ", ".join(f"s.{name}" for name in names)
+    return f"""SELECT {columns}, h.path AS holder_path, t.path AS transit_path
+    FROM (SELECT {", ".join(names)} FROM {table} WHERE {key} = %s FOR UPDATE) s
+    JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to"""
 
 
 _LOCATED = {

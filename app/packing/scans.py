@@ -25,7 +25,10 @@ for the code (a unit active before, packed; a case closed again: the last 16), a
 An id repeated with the same code within one upload answers as its first copy did: ``duplicate``
 if that one was accepted or a replay, else rejected alike (with another code it is rejected,
 ``id_reused``). A unit already active with the same product and lot is not activated again; a
-child already in its case is not bound again.
+child already in its case is not bound again. A scanned unit already in another container is
+rejected (``already_bound``) and its container closes over the rest; a scanned case already in
+another container keeps its accepted scan (it took its own children) and the container over it
+is refused, ``child_rejected``, as for a named child: a rejected scan changes nothing.
 """
 
 from __future__ import annotations
@@ -610,7 +613,10 @@ def _close(
             _reject(child_scan, problem)
             continue
         if current is not None:
-            if child_scan is None:
+            # a named child, or a case scanned here: its scan stands (it closed over its own
+            # children), so the container is refused, never the case's scan after the fact (a
+            # probe: a case on another pallet answered rejected, yet took the units before it)
+            if child_scan is None or kind == "case":
                 _reject(s, "child_rejected", f"child {label}: already_bound")
                 return
             _reject(child_scan, "already_bound", f"already in container {sscc_label(current)}")
@@ -930,18 +936,23 @@ def _fill_parents(
 
 
 async def _locked(conn: Conn, row: type[_S], codes: list[int]) -> dict[int, _S]:
-    """State rows of these codes, locked (in key order) until the upload commits."""
+    """State rows of these codes, locked (in key order) until the upload commits. The rows
+    alone are locked (a subquery), then joined to their organisations: locked with the join,
+    a row moved meanwhile by a transaction the lock waited for (a receipt) was rechecked
+    against its old holder's ``orgs`` row and dropped, read as a code never activated."""
     if not codes:
         return {}
     table, key = ("unit_state", "code") if row is _UnitState else ("case_state", "sscc")
-    extra = ", s.product_id, s.lot" + ("" if table == "unit_state" else ", s.level, s.disposition")
-    extra += ", s.client_event_id, s.rescan_client_event_ids"
-    extra += ", h.path AS holder_path, t.path AS transit_path"
+    names = [key, "status", "parent_sscc", "product_id", "lot"]
+    names += [] if table == "unit_state" else ["level", "disposition"]
+    names += ["client_event_id", "rescan_client_event_ids"]
+    columns = ", ".join(f"s.{name}" for name in names)
     cur = conn.cursor(row_factory=args_row(row))  # positional: the SELECT is in field order
     await cur.execute(
-        f"SELECT s.{key} AS code, s.status, s.parent_sscc{extra} FROM {table} s "
-        "JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to "
-        f"WHERE s.{key} = ANY(%s::bigint[]) ORDER BY s.{key} FOR UPDATE OF s",
+        f"SELECT {columns}, h.path AS holder_path, t.path AS transit_path FROM ("
+        f"SELECT {', '.join(names)}, holder_org_id, transit_to FROM {table} "
+        f"WHERE {key} = ANY(%s::bigint[]) ORDER BY {key} FOR UPDATE) s "
+        "JOIN orgs h ON h.id = s.holder_org_id LEFT JOIN orgs t ON t.id = s.transit_to",
         (array(codes),),
     )
     return {state.code: state for state in await cur.fetchall()}
