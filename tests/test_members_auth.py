@@ -711,7 +711,10 @@ async def test_codes_guessed_at_once_get_no_more_tries_than_one_by_one(
     )
     codes = [r.json()["error"]["code"] for r in answers]
     per_phone = 3 * TIGHT["member_otp_max_tries"]
-    assert codes.count("login_locked") == 12 - per_phone, codes
+    # the refused: by the phone's lock, or by the address's own limit when the 12 counted on it
+    # before refunds (its 10 reached in a loaded run's interleaving: a clean-clone CI run)
+    refused = codes.count("login_locked") + codes.count("rate_limited")
+    assert refused == 12 - per_phone, codes
     assert codes.count("otp_wrong") == TIGHT["member_otp_max_tries"], codes  # then used up
     assert codes.count("otp_exhausted") == per_phone - TIGHT["member_otp_max_tries"], codes
     # over many phones at once, the address's own limit holds
