@@ -1568,3 +1568,85 @@ async def test_a_members_redemptions_under_another_master_key_are_no_500(
     async with member_client(app) as mc:  # under its own key, the codes as they were
         mine = (await mc.get("/members/me/redemptions", headers=headers)).json()["items"]
     assert mine[-1]["code"] == first.json()["code"]
+
+
+async def test_a_code_fulfilled_with_an_api_key_records_who_fulfilled_it(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: the brand's e-shop system fulfils Tmall vouchers through an API key holding
+    ``redemptions.fulfil`` (API keys are the partner systems' way in). The fulfilment was
+    recorded with ``fulfilled_by`` null, so ``GET /redemptions`` and the member admin's records
+    (M5) showed a gift handed out by nobody, though the README promises "who, where and when".
+    Now the person behind the key (``Principal.person``, the key's maker, as a logistics
+    document records its handler) is recorded."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 100)
+    gift = await new_gift(client, login, points_cost=30, kind="online")
+    red = (await redeem(app, headers, gift["id"])).json()
+    admin = await login("admin")
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "tmall", "permissions": ["redemptions.fulfil", "redemptions.read"]},
+    )
+    assert made.status_code == 201, made.text
+    done = await client.post(
+        "/redemptions/fulfil", headers={"X-API-Key": made.json()["key"]}, json={"code": red["code"]}
+    )
+    assert done.status_code == 200, done.text
+    me = (await client.get("/auth/me", headers=admin)).json()  # the key's maker
+    assert done.json()["fulfilled_by"] == me["user_id"]
+    listed = await client.get("/redemptions", headers=admin, params={"per_page": 200})
+    row = next(r for r in listed.json()["items"] if r["id"] == red["id"])
+    assert row["status"] == "fulfilled"
+    assert (row["fulfilled_by"], row["fulfilled_by_name"]) == (me["user_id"], me["username"]), row
+    records = await client.get(f"/members/{member_id}/redemptions", headers=admin)
+    (record,) = records.json()["items"]
+    assert (record["fulfilled_by"], record["fulfilled_by_name"]) == (me["user_id"], me["username"])
+    await client.delete(f"/gifts/{gift['id']}", headers=admin)
+
+
+async def test_a_code_past_its_date_reads_expired_everywhere_before_the_sweep(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a code past ``expires_at`` that the minute sweep had not moved yet read
+    ``issued`` in ``GET /members/me/redemptions``, the member admin's ``GET /members/{id}/
+    redemptions`` and the staff's ``GET /redemptions?status=issued`` (outstanding), while the
+    check called it expired and the fulfil refused it. Now every list reads it expired at once,
+    and the status filters agree (``issued`` leaves it out, ``expired`` has it)."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await give(client, login, member_id, 40)
+    gift = await new_gift(client, login, points_cost=20, stock=2)
+    reds = [(await redeem(app, headers, gift["id"])).json() for _ in range(2)]
+    due, live = reds[0]["id"], reds[1]["id"]
+    await _expire_now(app, due)
+    admin = await login("admin")
+    both = {due: "expired", live: "issued"}
+
+    async def read(answer: Any) -> dict[int, str]:
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()["items"]
+        return {r["id"]: r["status"] for r in rows if r["id"] in both}
+
+    async with member_client(app) as mc:
+        for status in (None, "issued", "expired"):
+            params = {"status": status} if status else {}
+            mine = await read(
+                await mc.get("/members/me/redemptions", headers=headers, params=params)
+            )
+            records = await read(
+                await client.get(f"/members/{member_id}/redemptions", headers=admin, params=params)
+            )
+            listed = await read(
+                await client.get(
+                    "/redemptions",
+                    headers=admin,
+                    params={"per_page": 200, "from": start.isoformat(), **params},
+                )
+            )
+            expected = {i: s for i, s in both.items() if status in (None, s)}
+            assert mine == records == listed == expected, (status, mine, records, listed)
+    clerk = await login("store_clerk")  # the check says so too
+    checked = await client.post("/redemptions/check", headers=clerk, json={"code": reds[0]["code"]})
+    assert (checked.json()["valid"], checked.json()["status"]) == (False, "expired")

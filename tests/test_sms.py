@@ -28,6 +28,7 @@ from app.sms.gateway import HttpGateway, OutMessage, Result, gateway_from_settin
 from app.sms.service import sign
 from tests.helpers import assert_error
 from tests.sms_gateway import ROOT, LocalGateway
+from tests.test_sms_reminders import _own_brand
 
 SECRET = "callback-secret-for-tests"
 
@@ -1014,6 +1015,35 @@ async def test_staff_opt_out_api_and_marketing_interval(
         "permission_denied",
     )
     assert_error(await client.put("/sms/opt-outs/12ab", headers=marketer), 400, "invalid_phone")
+
+
+async def test_a_deactivated_brand_s_queued_marketing_is_failed_and_its_codes_still_go(
+    client: Any, login: Any, app: Any, settings: Any, gateway: LocalGateway, aconn: Any
+) -> None:
+    """A probe: a brand turned off (``POST /orgs/{id}/deactivate``: its members are refused)
+    still had the reminders and campaign messages queued before in its name sent to its
+    members. Now the sender fails them when it picks them up, as an opt-out's (``last_error``
+    "the brand is deactivated"), and still sends the brand's codes and notices."""
+    brand = await _own_brand(client, login)
+    marketing = {"template": "reminder", "variables": {"points": "500", "gift": "礼品"}}
+    ads = [phone(), phone()]
+    queued = await _enqueue(app, brand, ads[:1], purpose="reminder", **marketing)
+    queued += await _enqueue(app, brand, ads[1:], purpose="campaign", **marketing)
+    assert all(queued)
+    codes = await _enqueue(app, brand, [phone()], purpose="otp")
+    off = await client.post(f"/orgs/{brand}/deactivate", headers=await login("platform"))
+    assert off.status_code == 200, off.text
+    config = gateway.settings(settings)
+    gw = gateway_from_settings(config)
+    try:
+        await _drain_until_sent(aconn, gw, config, codes)  # the one-time code goes
+    finally:
+        await gw.aclose()
+    rows = await _rows(aconn, queued)
+    assert [(rows[i]["state"], rows[i]["last_error"]) for i in queued] == [
+        ("failed", sender.BRAND_OFF)
+    ] * 2
+    assert all(gateway.messages(to) == [] for to in ads)
 
 
 # -- metrics ----------------------------------------------------------------------------------

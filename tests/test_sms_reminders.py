@@ -153,3 +153,24 @@ async def test_a_reminder_the_outbox_refuses_is_set_aside_and_the_others_are_sen
         assert "U+202E" in buried[0]["reason"], buried
     finally:  # the poison member is no candidate for later scans
         await aconn.execute("UPDATE gifts SET deleted_at = now() WHERE brand_id = %s", (poisoned,))
+
+
+async def test_a_deactivated_brand_s_members_are_sent_no_reminder(
+    aconn: Any, client: Any, login: Any, settings: Any
+) -> None:
+    """A probe: the platform operator turns a brand off (``POST /orgs/{id}/deactivate``: its
+    members are refused until /activate). The reminder sweep still queued "your points are
+    enough for a gift" SMS, in the brand's name, to its members — who cannot even sign in to
+    redeem. Now members of an inactive brand are no reminder candidates (and the sender fails
+    the brand's marketing queued before: ``tests/test_sms.py``)."""
+    brand = await _own_brand(client, login)
+    await aconn.execute(
+        "INSERT INTO gifts (brand_id, name, points_cost, kind, stock) "
+        "VALUES (%s, 'Scarf', 5, 'offline', 5)",
+        (brand,),
+    )
+    off = await client.post(f"/orgs/{brand}/deactivate", headers=await login("platform"))
+    assert off.status_code == 200, off.text
+    member_id = await _member(aconn, brand, 10)  # balance 10 reaches the 5-point gift
+    await reminders.scan(aconn, settings)
+    assert await _reminders(aconn, member_id) == []

@@ -43,6 +43,7 @@ from app.members.mask import mask_phone, sees_phones, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
 from app.members.profile import AGE_BAND_SQL, PROVINCES
+from app.members.redemptions import STATUS_NOW, status_is
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.members.schemas_points import PointsOut
 from app.paging import Page, check_period, fetch_page
@@ -218,9 +219,10 @@ async def _scans(conn: Conn, member_id: int, page: int, per_page: int) -> Page[S
 
 
 _REDEMPTION_COLUMNS = (
-    "r.id, r.gift_id, g.name AS gift_name, r.gift_kind, r.points, r.status, r.created_at, "
-    "r.expires_at, r.fulfilled_at, r.fulfilled_by, u.username AS fulfilled_by_name, "
-    "r.fulfilled_org_id, o.name AS fulfilled_org_name, r.expired_at"
+    f"r.id, r.gift_id, g.name AS gift_name, r.gift_kind, r.points, {STATUS_NOW} AS status, "
+    "r.created_at, r.expires_at, r.fulfilled_at, r.fulfilled_by, "
+    "u.username AS fulfilled_by_name, r.fulfilled_org_id, o.name AS fulfilled_org_name, "
+    "r.expired_at"
 )
 _REDEMPTION_SOURCE = (
     "redemptions r JOIN gifts g ON g.id = r.gift_id LEFT JOIN users u ON u.id = r.fulfilled_by "
@@ -239,9 +241,8 @@ async def redemptions(
     """The member's redemptions and their fulfilment (who, where, when), newest first."""
     await _member(conn, actor, member_id)
     where, params = ["r.member_id = %(member)s"], {"member": member_id}
-    if status is not None:
-        where.append("r.status = %(status)s")
-        params["status"] = status
+    if status is not None:  # a code past its date is expired already (``STATUS_NOW``)
+        where.append(status_is(status))
     return await fetch_page(
         conn,
         columns=_REDEMPTION_COLUMNS,

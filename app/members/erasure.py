@@ -42,6 +42,7 @@ from app.deadletters import SMS_OUTBOX, VERIFICATIONS
 from app.errors import Conflict, NotFound
 from app.locks import Lock
 from app.members import freezes, points
+from app.members.redemptions import STATUS_NOW
 from app.verify.record import anonymous, decoded, member_of
 
 MAX_ROWS = 10_000  # of each kind in an export (a member's scans: the newest)
@@ -250,7 +251,8 @@ _EXPORT = {
     "point_claims": """SELECT c.id, c.claimed_at, c.points, p.name AS product, p.gtin
                          FROM point_claims c JOIN products p ON p.id = c.product_id
                         WHERE c.member_id = %(member)s ORDER BY c.id LIMIT %(limit)s""",
-    "redemptions": """SELECT r.id, g.name AS gift, r.gift_kind, r.points, r.status, r.created_at,
+    "redemptions": f"""SELECT r.id, g.name AS gift, r.gift_kind, r.points,
+                             {STATUS_NOW} AS status, r.created_at,
                              r.expires_at, r.fulfilled_at, r.expired_at
                         FROM redemptions r JOIN gifts g ON g.id = r.gift_id
                        WHERE r.member_id = %(member)s ORDER BY r.id LIMIT %(limit)s""",

@@ -204,6 +204,17 @@ async def balance(conn: Conn, member_id: int) -> int:
     return int(row["balance"]) if row else 0
 
 
+# When a balance moved: the time of the write, not of its transaction's start (``now()``). The
+# reminder sweep (``app.sms.reminders``) looks again at a balance whose ``updated_at`` is after
+# its last check, stamped with the sweep's ``now()``: a claim or a redemption whose transaction
+# began before a sweep but wrote the balance after the sweep read it would carry an older time
+# than the check and never be looked at (a probe). ``clock_timestamp()`` at the write is later
+# than the read of any sweep that missed it: a balance written before a sweep's read is either
+# committed (read as it is) or still locked (skipped, so not checked). Not tested: the window
+# lies between two statements of concurrent transactions, which no test opens without faking.
+BALANCE_TOUCHED = "clock_timestamp()"
+
+
 async def post_entry(
     conn: Conn,
     *,
@@ -219,15 +230,16 @@ async def post_entry(
     """Append one ledger row and move the balance with it, in the caller's transaction; (entry
     id, new balance), or None when the balance would go below zero (nothing written). Not for
     claims (``Claimer`` writes those in bulk). The balance row is locked first, so debits of one
-    member run one at a time."""
+    member run one at a time. ``updated_at`` is the time of the write (``BALANCE_TOUCHED``)."""
     if points < 0:  # a debit: only while the balance covers it (no row: a balance of 0)
-        sql = """UPDATE point_balances SET balance = balance + %(points)s, updated_at = now()
-                 WHERE member_id = %(member)s AND balance + %(points)s >= 0 RETURNING balance"""
+        sql = f"""UPDATE point_balances SET balance = balance + %(points)s,
+                         updated_at = {BALANCE_TOUCHED}
+                  WHERE member_id = %(member)s AND balance + %(points)s >= 0 RETURNING balance"""
     else:  # a credit (the CHECK is evaluated on an upsert's proposed row: credits only)
-        sql = """INSERT INTO point_balances AS b (member_id, balance)
-                 VALUES (%(member)s, %(points)s) ON CONFLICT (member_id)
-                 DO UPDATE SET balance = b.balance + %(points)s, updated_at = now()
-                 RETURNING balance"""
+        sql = f"""INSERT INTO point_balances AS b (member_id, balance, updated_at)
+                  VALUES (%(member)s, %(points)s, {BALANCE_TOUCHED}) ON CONFLICT (member_id)
+                  DO UPDATE SET balance = b.balance + %(points)s, updated_at = EXCLUDED.updated_at
+                  RETURNING balance"""
     moved = await (await conn.execute(sql, {"member": member_id, "points": points})).fetchone()
     if moved is None:
         return None
@@ -550,10 +562,10 @@ WITH r AS (
 ), ec AS (
     INSERT INTO event_codes (code, kind, event_id) SELECT code_id, 'u', event_id FROM c
 ), b AS (
-    INSERT INTO point_balances AS b (member_id, balance)
-    SELECT member_id, sum(points) FROM c GROUP BY member_id ORDER BY member_id
+    INSERT INTO point_balances AS b (member_id, balance, updated_at)  -- ``BALANCE_TOUCHED``
+    SELECT member_id, sum(points), clock_timestamp() FROM c GROUP BY member_id ORDER BY member_id
     ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance,
-                                          updated_at = now()
+                                          updated_at = EXCLUDED.updated_at
     RETURNING member_id, balance
 )
 SELECT c.*, b.balance, (SELECT max(event_id) FROM loose) AS top_event_id

@@ -161,10 +161,30 @@ def _warn_unreadable(answered: Iterable[RedemptionOut]) -> None:
         )
 
 
+# -- status as read ---------------------------------------------------------------------------
+
+# What a redemption ``r`` is as every list and export reads it: a code past its date is
+# ``expired`` from that moment, as the check and the fulfil call it, though the sweep moves the
+# row (and refunds it) within a minute (a probe: the member's list, the member admin's records
+# and ``GET /redemptions?status=issued`` showed it ``issued`` while the check said expired).
+STATUS_NOW = """CASE WHEN r.status = 'issued' AND r.expires_at <= now() THEN 'expired'
+                     ELSE r.status END"""
+_STATUS_IS = {
+    "issued": "(r.status = 'issued' AND r.expires_at > now())",
+    "fulfilled": "r.status = 'fulfilled'",
+    "expired": "(r.status = 'expired' OR (r.status = 'issued' AND r.expires_at <= now()))",
+}
+
+
+def status_is(status: str) -> str:
+    """SQL: the redemption ``r`` reads ``status`` (``STATUS_NOW``), as a list's filter."""
+    return _STATUS_IS[status]
+
+
 # -- redeeming -------------------------------------------------------------------------------
 
-_MINE = """r.id, r.code_sealed, r.gift_id, g.name AS gift_name, r.gift_kind AS kind, r.points,
-           r.status, r.created_at, r.expires_at, r.fulfilled_at, g.how_to_collect"""
+_MINE = f"""r.id, r.code_sealed, r.gift_id, g.name AS gift_name, r.gift_kind AS kind, r.points,
+           {STATUS_NOW} AS status, r.created_at, r.expires_at, r.fulfilled_at, g.how_to_collect"""
 
 
 def _mine(
@@ -362,13 +382,13 @@ async def member_redemptions(
     instructions in ``lang``)."""
     where = ["r.member_id = %(member)s"]
     if status is not None:
-        where.append("r.status = %(status)s")
+        where.append(status_is(status))
     found = await fetch_page(
         conn,
         columns=_MINE,
         source="redemptions r JOIN gifts g ON g.id = r.gift_id",
         where=where,
-        params={"member": member.id, "status": status},
+        params={"member": member.id},
         order="r.id DESC",
         page=page,
         per_page=per_page,
@@ -510,12 +530,14 @@ async def fulfil(conn: Conn, settings: Settings, actor: Principal, data: FulfilI
             FROZEN[data.lang], code="member_frozen", details={"message_en": FROZEN["en"]}
         )
     where = await _where(conn, actor, row["kind"], data.store_id)
+    # who: the user, or the person behind an API key (its maker), as a document's handler (a
+    # probe: a partner system's key fulfilled vouchers handed out by nobody)
     done = await (
         await conn.execute(
             """UPDATE redemptions SET status = 'fulfilled', fulfilled_at = now(),
                       fulfilled_by = %s, fulfilled_org_id = %s
                WHERE id = %s AND status = 'issued' RETURNING fulfilled_at""",
-            (actor.user_id, where, row["id"]),
+            (actor.person, where, row["id"]),
         )
     ).fetchone()
     assert done is not None  # the row is locked and was issued
@@ -523,7 +545,7 @@ async def fulfil(conn: Conn, settings: Settings, actor: Principal, data: FulfilI
         **row,
         "status": "fulfilled",
         "fulfilled_at": done["fulfilled_at"],
-        "fulfilled_by": actor.user_id,
+        "fulfilled_by": actor.person,
         "fulfilled_org_id": where,
     }
     out = _check_out(row, data.lang)
@@ -787,8 +809,8 @@ LIST_COLUMNS = [
     "created_at", "expires_at", "fulfilled_at", "fulfilled_by", "fulfilled_by_name",
     "fulfilled_org_id", "fulfilled_org_name", "fulfilled_org_erp_code", "expired_at",
 ]  # fmt: skip
-_LIST_SELECT = """r.id, r.member_id, m.phone, r.gift_id, g.name AS gift_name, r.gift_kind,
-    r.points, r.status, r.created_at, r.expires_at, r.fulfilled_at, r.fulfilled_by,
+_LIST_SELECT = f"""r.id, r.member_id, m.phone, r.gift_id, g.name AS gift_name, r.gift_kind,
+    r.points, {STATUS_NOW} AS status, r.created_at, r.expires_at, r.fulfilled_at, r.fulfilled_by,
     u.username AS fulfilled_by_name, r.fulfilled_org_id, o.name AS fulfilled_org_name,
     o.erp_code AS fulfilled_org_erp_code, r.expired_at"""
 _LIST_SOURCE = """redemptions r JOIN members m ON m.id = r.member_id
@@ -835,8 +857,7 @@ async def _list_query(
         where.append(f"{at} < %(end)s")
         params["end"] = f.end
     if f.status is not None:
-        where.append("r.status = %(status)s")
-        params["status"] = f.status
+        where.append(status_is(f.status))
     if f.kind is not None:
         where.append("r.gift_kind = %(kind)s")
         params["kind"] = f.kind

@@ -1,14 +1,20 @@
 """Reminders (M6): "your points are enough for a gift" by SMS, at most once per period.
 
 The workers' SMS sweeper calls ``scan`` every ``SCAN_SECONDS``. A member is a candidate when it
-is active, its balance changed since it was last looked at (``point_balances.updated_at`` after
-``sms_reminders.checked_at``), its last reminder is older than ``SMS_REMINDER_PERIOD_DAYS``, and
-its balance reaches the cheapest gift of its brand at all. For each candidate the points domain
-decides (``app.members.points.balance``, ``app.members.gifts.cheapest_affordable``: offered in
-the member's province, in stock, in its window); the reminder goes through the outbox as a
-marketing message (so opt-out and the marketing interval apply: ``enqueue`` may skip it), and
-``sms_reminders`` records the check and, when queued, the reminder — in the same transaction,
-so a member is never reminded twice for one change, nor lost when the scan stops midway.
+and its brand are active (a probe: a brand turned off, whose members cannot even sign in, still
+had them reminded in its name; the sender fails such a brand's marketing already queued,
+``app.sms.sender``), its balance changed since it was last looked at (``point_balances.updated_at``
+after ``sms_reminders.checked_at``), its last reminder is older than ``SMS_REMINDER_PERIOD_DAYS``,
+and its balance reaches the cheapest gift of its brand at all. For each candidate the points
+domain decides (``app.members.points.balance``, ``app.members.gifts.cheapest_affordable``:
+offered in the member's province, in stock, in its window); the reminder goes through the outbox
+as a marketing message (so opt-out and the marketing interval apply: ``enqueue`` may skip it),
+and ``sms_reminders`` records the check and, when queued, the reminder — in the same
+transaction, so a member is never reminded twice for one change, nor lost when the scan stops
+midway. ``checked_at`` is the scan's ``now()`` (its transaction's start), so a balance moved by a
+transaction that began earlier but wrote after the scan read must carry the time it was written:
+``app.members.points`` stamps ``updated_at`` with ``clock_timestamp()`` (a probe: with ``now()``
+such a change was older than the check, and never looked at).
 
 A reminder the outbox refuses for a reason of its data (a gift's name with a character it does
 not send, a member's phone it cannot read) is one member's, never the batch's: each member is
@@ -42,6 +48,7 @@ _CANDIDATES = """
 SELECT m.id, m.brand_id, m.phone, m.status
   FROM point_balances b
   JOIN members m ON m.id = b.member_id
+  JOIN orgs o ON o.id = m.brand_id AND o.status = 'active'  -- a brand turned off: none (a probe)
   LEFT JOIN sms_reminders r ON r.member_id = m.id
  WHERE m.status = 'active' AND b.balance > 0
    AND b.updated_at > coalesce(r.checked_at, '-infinity')

@@ -16,7 +16,10 @@ Each row is sent by one sender at a time and its outcome recorded once:
    fails the rows still pending at the opt-out: that one cannot see a row in flight, which a
    retry (3) or a recovery (4) puts back to ``pending`` (a probe: a campaign message ``sending``
    when its member opted out was answered 5xx, retried, and delivered to the phone that said
-   stop).
+   stop). So is a marketing row (a reminder, a campaign's) of a brand turned off
+   (``POST /orgs/{id}/deactivate``), with ``last_error`` "the brand is deactivated": nothing is
+   advertised in the name of a brand whose members are refused (a probe); one-time codes,
+   redemption codes and notices still go.
 2. **Send**, outside any transaction: render each row — a campaign's with the body the
    campaign was accepted with, not its template's as edited since — (a row that cannot be
    rendered is failed at once), pass them to the gateway in batches, ``SMS_CONCURRENCY``
@@ -67,6 +70,7 @@ from app.sms.templates import (
 from app.textguard import has_control
 
 QUEUE = SMS_OUTBOX  # the dead-letter queue of failed rows
+BRAND_OFF = "the brand is deactivated"  # the error of a marketing row failed for its brand
 BATCH = 500  # rows per claim at most (fewer: one wave of the gateway's, ``claim_size``)
 
 
@@ -190,7 +194,8 @@ SELECT count(*) AS n FROM moved
 
 async def claim(conn: Conn, limit: int = BATCH, ids: Sequence[int] | None = None) -> list[Claimed]:
     """Claim up to ``limit`` due pending rows (only those of ``ids`` when given); marketing rows
-    to a phone opted out of the brand's marketing are failed, not claimed (step 1)."""
+    of a brand turned off, or to a phone opted out of the brand's marketing, are failed, not
+    claimed (step 1)."""
     return (await _claim(conn, limit, ids))[0]
 
 
@@ -202,6 +207,7 @@ async def _claim(conn: Conn, limit: int, ids: Sequence[int] | None) -> tuple[lis
         "ids": list(ids or []),
         "marketing": sorted(MARKETING),
         "opted_out": OPTED_OUT,
+        "brand_off": BRAND_OFF,
     }
     async with conn.transaction():
         cur = await conn.execute(_claim_sql(only), params)
@@ -211,7 +217,7 @@ async def _claim(conn: Conn, limit: int, ids: Sequence[int] | None) -> tuple[lis
 
 
 def _claim_sql(only: str) -> str:
-    # The opt-out check reads two primary-key/unique lookups per marketing row of the batch.
+    # The brand and opt-out checks read three primary-key/unique lookups per marketing row.
     return f"""
 WITH due AS (
   SELECT id FROM sms_outbox
@@ -220,22 +226,25 @@ WITH due AS (
    FOR UPDATE SKIP LOCKED
 ), checked AS (
   SELECT o.id,
-         o.purpose = ANY(%(marketing)s::text[])
-         AND (EXISTS (SELECT 1 FROM sms_opt_outs x
-                       WHERE x.brand_id = o.brand_id AND x.phone = o.phone)
-              OR EXISTS (SELECT 1 FROM members x
-                          WHERE x.brand_id = o.brand_id AND x.phone = o.phone
-                            AND x.marketing_opt_out)) AS dropped
+         CASE WHEN o.purpose <> ALL(%(marketing)s::text[]) THEN NULL
+              WHEN EXISTS (SELECT 1 FROM orgs x WHERE x.id = o.brand_id AND x.status <> 'active')
+                THEN %(brand_off)s
+              WHEN EXISTS (SELECT 1 FROM sms_opt_outs x
+                            WHERE x.brand_id = o.brand_id AND x.phone = o.phone)
+                OR EXISTS (SELECT 1 FROM members x
+                            WHERE x.brand_id = o.brand_id AND x.phone = o.phone
+                              AND x.marketing_opt_out)
+                THEN %(opted_out)s END AS why
     FROM due JOIN sms_outbox o ON o.id = due.id
 ), claimed AS (
   UPDATE sms_outbox o
-     SET state = CASE WHEN k.dropped THEN 'failed' ELSE 'sending' END,
-         attempts = o.attempts + CASE WHEN k.dropped THEN 0 ELSE 1 END,
-         claimed_at = CASE WHEN k.dropped THEN o.claimed_at ELSE clock_timestamp() END,
-         last_error = CASE WHEN k.dropped THEN %(opted_out)s ELSE o.last_error END
+     SET state = CASE WHEN k.why IS NOT NULL THEN 'failed' ELSE 'sending' END,
+         attempts = o.attempts + CASE WHEN k.why IS NOT NULL THEN 0 ELSE 1 END,
+         claimed_at = CASE WHEN k.why IS NOT NULL THEN o.claimed_at ELSE clock_timestamp() END,
+         last_error = coalesce(k.why, o.last_error)
     FROM checked k WHERE o.id = k.id
   RETURNING o.id, o.brand_id, o.phone, o.template, o.variables, o.purpose, o.attempts,
-            o.idem_key::text AS idem_key, k.dropped, o.campaign_id
+            o.idem_key::text AS idem_key, k.why IS NOT NULL AS dropped, o.campaign_id
 )
 SELECT c.id, c.brand_id, c.phone, c.template, c.variables::text AS variables, c.purpose,
        c.attempts, c.idem_key,
