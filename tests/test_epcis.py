@@ -12,6 +12,7 @@ import json
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -1705,6 +1706,122 @@ async def test_an_unpacking_dated_outside_the_platforms_time_is_refused(
         assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
         assert "bad_time" in json.dumps(job["errors"]["reasons"]), job
         assert await units_in(conn, case) == 2
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def test_an_unpacking_sent_late_is_dated_by_its_event_time_not_its_arrival(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a contract packer's MES (a partner with ``epcis.capture``) uploads its offline
+    events hours late, in one document: case C unpacked at T-2h (AggregationEvent DELETE), its
+    units repacked into case D at T-1h. The packing into D was dated by its eventTime, the
+    unpacking of C by the upload's arrival (T): the event log, ``GET /trace`` and the container
+    stays said the units sat in C and D at once from T-1h to T, the unpacking after the
+    repacking it preceded. The unpacking is written at its eventTime, as a packing is."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line="LATE1")
+    first, second = await issue_cases(client, login, demo, "inner", 2)
+    operator = await login("operator")
+    now = datetime.now(UTC)
+    pack_c = {
+        **packing(case_link(first), [unit_link(s) for s in serials], "LATE1"),
+        "eventTime": _iso(now - timedelta(hours=3)),
+    }
+    await captured(client, operator, document([pack_c]))
+    assert await units_in(conn, first) == 2
+    unpack_c = {**pack_c, "action": "DELETE", "bizStep": "unpacking",
+                "eventTime": _iso(now - timedelta(hours=2))}  # fmt: skip
+    del unpack_c["disposition"]
+    pack_d = {**pack_c, "parentID": case_link(second), "eventTime": _iso(now - timedelta(hours=1))}
+    await captured(client, operator, document([unpack_c, pack_d]))
+    assert await units_in(conn, first) == 0 and await units_in(conn, second) == 2
+
+    trace = (await client.get(f"/trace/{serials[0]}", headers=await login("admin"))).json()
+    unpacking = [e for e in trace["events"] if e["biz_step"] == "unpacking"]
+    assert len(unpacking) == 1, trace["events"]
+    at = datetime.fromisoformat(unpacking[0]["event_time"])
+    assert abs(at - (now - timedelta(hours=2))) < timedelta(seconds=1), (at, trace["events"])
+    stays = {s["code"]: s for s in trace["containers"]}
+    removed = datetime.fromisoformat(stays[first]["removed_at"])
+    assert removed <= datetime.fromisoformat(stays[second]["added_at"]), stays
+
+
+async def test_an_unpacking_of_all_arriving_late_leaves_what_was_packed_after_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a contract packer's MES sends its events out of order: case C (two units packed
+    at T-3h) was emptied at T-2h (AggregationEvent DELETE without childEPCs) and a third unit
+    packed into it at T-1h; the packing of T-1h arrives first, the unpacking after it. The
+    unpacking took out whatever C held on arrival, the unit packed an hour after it too: C ended
+    empty, where by the events' own times (and in the other arrival order) it holds that unit.
+    An unpacking without childEPCs takes out only what was packed into C by its eventTime."""
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(3)]
+    await activate(client, login, serials, product_id, line="LATE2")
+    case = (await issue_cases(client, login, demo, "inner", 1))[0]
+    operator = await login("operator")
+    now = datetime.now(UTC)
+    pack = {
+        **packing(case_link(case), [unit_link(s) for s in serials[:2]], "LATE2"),
+        "eventTime": _iso(now - timedelta(hours=3)),
+    }
+    await captured(client, operator, document([pack]))
+    later = {
+        **pack,
+        "childEPCs": [unit_link(serials[2])],
+        "eventTime": _iso(now - timedelta(hours=1)),
+    }
+    await captured(client, operator, document([later]))  # arrives first
+    unpack_all = {**pack, "action": "DELETE", "bizStep": "unpacking",
+                  "eventTime": _iso(now - timedelta(hours=2))}  # fmt: skip
+    del unpack_all["disposition"], unpack_all["childEPCs"]
+    await captured(client, operator, document([unpack_all]))  # arrives last
+    rows = await (
+        await conn.execute("SELECT code FROM unit_state WHERE parent_sscc = %s", (int(case),))
+    ).fetchall()
+    await conn.commit()
+    assert [r["code"] for r in rows] == [batch_no << 32 | 2], rows
+
+
+async def test_an_unpacking_dated_before_its_units_were_packed_is_refused(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """An EPCIS unpacking naming a unit packed into the case after the unpacking's eventTime is
+    refused ``not_in_container`` naming the unit (never written before the packing it would
+    undo), the case left as it was; one of all children finding nothing packed by its eventTime
+    is refused ``empty_case``. The operator's own unpacking (``POST /packing/unpack``) is dated
+    now and takes them out."""
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serials = [app.state.scheme.serial(batch_no, i) for i in range(2)]
+    await activate(client, login, serials, product_id, line="LATE3")
+    case = (await issue_cases(client, login, demo, "inner", 1))[0]
+    operator = await login("operator")
+    now = datetime.now(UTC)
+    pack = {
+        **packing(case_link(case), [unit_link(s) for s in serials], "LATE3"),
+        "eventTime": _iso(now - timedelta(hours=1)),
+    }
+    await captured(client, operator, document([pack]))
+    unpack = {**pack, "action": "DELETE", "bizStep": "unpacking",
+              "childEPCs": [unit_link(serials[0])], "eventTime": _iso(now - timedelta(hours=2))}  # fmt: skip
+    del unpack["disposition"]
+    job = await captured(client, operator, document([unpack]), state="failed")
+    assert job["errors"]["pointer"] == "/epcisBody/eventList/0", job
+    reasons = job["errors"]["reasons"]
+    assert [(r["code"], r["reason"]) for r in reasons] == [(serials[0], "not_in_container")], job
+    del unpack["childEPCs"]
+    job = await captured(client, operator, document([unpack]), state="failed")
+    assert "empty_case" in json.dumps(job["errors"]["reasons"]), job
+    assert await units_in(conn, case) == 2
+    taken = await client.post(
+        "/packing/unpack", headers=operator, json={"parent": case, "reason": "rework"}
+    )
+    assert taken.status_code == 200, taken.text
+    assert await units_in(conn, case) == 0
 
 
 async def test_an_agent_s_epcis_feed_shows_the_void_of_the_goods_it_holds(

@@ -18,13 +18,15 @@ nothing is kept) and stores it as a capture job. The route applies a document of
    the same rules and rejections: commissioning (ObjectEvent ADD) and packing (AggregationEvent
    ADD, bizStep packing or none) on the line named by the readPoint ``urn:tracecode:line:{code}``,
    unpacking (AggregationEvent DELETE, bizStep unpacking or none, dated as a line's scan may
-   be); a unit of the brand named by its QR URL is the brand's even when void; observations
-   (OBSERVE) change nothing, and are refused unless the capturer's subtree holds the goods or
-   has them on their way (the brand's own organisation observes any). None of them may state a
-   disposition (or persistent one) of a state Tracecode keeps (``OBSERVED_DISPOSITIONS``). Any
-   other event on Tracecode codes is refused: its effect would bypass the rules of the API that
-   owns it. The document's cases are locked in key order first, and an attempt that deadlocks
-   anyway is applied again (``APPLY_ATTEMPTS``);
+   be, written at its eventTime and taking out only what was packed by then: ``edits.unpack``,
+   so late events leave the same state in any arrival order); a unit of the brand named by its
+   QR URL is the brand's even when void; observations (OBSERVE) change nothing, and are
+   refused unless the capturer's subtree holds the goods or has them on their way (the brand's
+   own organisation observes any). None of them may state a disposition (or persistent one) of
+   a state Tracecode keeps (``OBSERVED_DISPOSITIONS``). Any other event on Tracecode codes is
+   refused: its effect would bypass the rules of the API that owns it. The document's cases
+   are locked in key order first, and an attempt that deadlocks anyway is applied again
+   (``APPLY_ATTEMPTS``);
 3. the events are written as sent, with the fields the query filters on and their identifiers.
 
 A refused job is ``failed`` with the exception and the event it concerns; a job whose worker
@@ -872,12 +874,12 @@ async def _apply_one(
         data = UnpackIn(
             parent=e.parent_id, children=list(e.epcs) or None, reason=f"EPCIS event {event_id}"
         )
-        try:
-            await edits.unpack(conn, actor, scheme, data)
+        try:  # dated by its eventTime, as a packing is (a probe: dated on arrival)
+            await edits.unpack(conn, actor, scheme, data, at)
         except AppError as exc:
             if exc.status == 403:  # a permission the capturer lacks: a SecurityException
                 raise Denied(exc, index) from exc
-            raise Refused(f"unpacking refused: {exc.message}", index, exc.code) from exc
+            raise Refused(f"unpacking refused: {exc.message}", index, _reasons(exc)) from exc
     else:
         raise Refused(
             "an event on Tracecode codes may commission (ObjectEvent ADD, bizStep commissioning), "
@@ -885,6 +887,16 @@ async def _apply_one(
             "(OBSERVE); shipments, receipts, sales and the rest go through Tracecode's API",
             index,
         )
+
+
+def _reasons(exc: AppError) -> Any:
+    """The reasons of a refused unpacking: one per code the service names (``not_in_container``:
+    not inside, or packed into the container after the event's time), as the line's rejections
+    are; else the service's error code."""
+    codes = exc.details.get("codes") if isinstance(exc.details, dict) else None
+    if not codes:
+        return exc.code
+    return [{"code": code, "reason": exc.code, "message": exc.message} for code in codes[:50]]
 
 
 async def _upload(

@@ -190,9 +190,11 @@ async def _take_out(
     reason: str,
     read_point: str | None,
     holder: int,
+    at: datetime | None = None,
 ) -> EditOut:
     """Unpacking: an AggregationEvent DELETE, the children's parent cleared, an audit row.
-    The container was checked with ``_on_hand``; ``holder`` holds it."""
+    The container was checked with ``_on_hand``; ``holder`` holds it. The event is dated
+    ``at`` (an EPCIS unpacking's eventTime), else now (an operator's correction)."""
     await _all_on_hand(conn, children)
     [event_id] = await allocate_ids(conn, 1)
     units = [code for kind, code in children if kind == "unit"]
@@ -210,7 +212,7 @@ async def _take_out(
             builders.disaggregate(
                 id=event_id,
                 brand_id=actor.brand_id,
-                at=datetime.now(UTC),
+                at=at or datetime.now(UTC),
                 disposition="in_progress",
                 parent=sscc,
                 units=units,
@@ -230,34 +232,89 @@ async def _take_out(
     return out
 
 
-async def unpack(conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn) -> EditOut:
-    """Undo a binding: take the named children (default: all) out of the container."""
+async def unpack(
+    conn: Conn, actor: Principal, scheme: Scheme, data: UnpackIn, at: datetime | None = None
+) -> EditOut:
+    """Undo a binding: take the named children (default: all) out of the container, now — or
+    at ``at``, an EPCIS unpacking's eventTime (``app.epcis.capture``), taking out only what was
+    inside then: a child packed into the container after ``at`` stays in it when no children
+    are named and is refused ``not_in_container`` when named. An unpacking is never written
+    before the packing it undoes, and late events leave the same state in any arrival order (a
+    probe: a late unpacking of all emptied a case of a unit packed into it an hour after)."""
     actor.require("packing.scan")
     parent = await _one(conn, scheme, actor, data.parent, "case")
     case = await _on_hand(conn, actor, _Held, parent.code, parent.label)
     inside = await _children(conn, parent.code)
+    later = await _packed_after(conn, parent.code, inside, at) if at else set()
     if data.children is None:
-        chosen = inside
+        chosen = [child for child in inside if child not in later]
     else:
-        reads = await read_codes(conn, scheme, actor.brand_id, data.children)
-        # a void unit still inside (see ``_all_on_hand``) is named to take it out
-        bad = [
-            r.label
-            for r in reads
-            if r.reason not in (None, "void") or (r.kind, r.code) not in inside
-        ]
-        if bad:
-            raise Unprocessable(
-                "these codes are not in the container",
-                code="not_in_container",
-                details={"codes": bad},
-            )
-        chosen = sorted({(r.kind, r.code) for r in reads})
+        chosen = await _named(conn, scheme, actor, data.children, inside, later)
     if not chosen:
-        raise Conflict("the container is empty", code="empty_case")
+        raise Conflict(
+            "the container is empty" if not inside else "the container was empty at that time",
+            code="empty_case",
+        )
     return await _take_out(
-        conn, actor, scheme, parent.code, chosen, data.reason, None, case.holder_org_id
+        conn, actor, scheme, parent.code, chosen, data.reason, None, case.holder_org_id, at
     )
+
+
+async def _named(
+    conn: Conn,
+    scheme: Scheme,
+    actor: Principal,
+    texts: list[str],
+    inside: list[tuple[str, int]],
+    later: set[tuple[str, int]],
+) -> list[tuple[str, int]]:
+    """The children an unpacking names, each one inside the container (``inside``) and packed
+    into it by the unpacking's time (not in ``later``), else 422 ``not_in_container``."""
+    reads = await read_codes(conn, scheme, actor.brand_id, texts)
+    # a void unit still inside (see ``_all_on_hand``) is named to take it out
+    bad = [
+        r.label for r in reads if r.reason not in (None, "void") or (r.kind, r.code) not in inside
+    ]
+    if bad:
+        raise Unprocessable(
+            "these codes are not in the container",
+            code="not_in_container",
+            details={"codes": bad},
+        )
+    late = [r.label for r in reads if (r.kind, r.code) in later]
+    if late:
+        raise Unprocessable(
+            "these codes were packed into the container after the unpacking's time",
+            code="not_in_container",
+            details={"codes": late},
+        )
+    return sorted({(r.kind, r.code) for r in reads})
+
+
+async def _packed_after(
+    conn: Conn, sscc: int, children: list[tuple[str, int]], at: datetime
+) -> set[tuple[str, int]]:
+    """The children whose packing into the container is dated after ``at``: the newest
+    aggregation ADD into it that names each (by event id: the one that put it there now — a
+    packing, or a replacement's)."""
+    if not children:
+        return set()
+    units = [code for kind, code in children if kind == "unit"]
+    cases = [code for kind, code in children if kind == "case"]
+    rows = await (
+        await conn.execute(
+            """SELECT DISTINCT ON (x.kind, x.code) x.kind, x.code, e.event_time
+               FROM event_codes x JOIN events e ON e.id = x.event_id
+               WHERE ((x.kind = 'u' AND x.code = ANY(%(u)s))
+                      OR (x.kind = 'c' AND x.code = ANY(%(c)s)))
+                 AND e.parent_code = %(p)s AND e.event_type = 'AggregationEvent'
+                 AND e.action = 'ADD'
+               ORDER BY x.kind, x.code, e.id DESC""",
+            {"u": units, "c": cases, "p": sscc},
+        )
+    ).fetchall()
+    kinds = {"u": "unit", "c": "case"}
+    return {(kinds[r["kind"]], r["code"]) for r in rows if r["event_time"] > at}
 
 
 async def undo_last(
