@@ -283,6 +283,56 @@ async def test_a_phone_time_in_the_future_too_old_or_without_a_zone_is_refused(
     assert fine.status_code == 201, fine.text  # a phone's clock a little ahead
 
 
+async def test_a_review_queued_offline_with_its_check_in_is_dated_at_the_visit(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A probe: a rep's phone, offline at the store, queues the check-in and the review of the
+    visit (the staff app's queue). The check-in kept the phone's time (``client_at``) and was
+    listed on the visit's day; the review refused ``client_at`` as an unknown field, was dated
+    at its upload, and ``GET /field/reviews?from=D&to=D`` of the visit's day D left it out (it
+    moved to the upload day, at a month's end to another month's scores). Now a review takes
+    the phone's time, checked as a check-in's, and is listed, exported and scored by it."""
+    rep, boss = await login("fieldrep"), await login("fieldsup")
+    plate = await nameplate(client, login, demo["STORE-HZ-01"])
+    visited = datetime.now(ZoneInfo("Asia/Shanghai")).replace(microsecond=0) - timedelta(days=2)
+    made = await check_in(client, rep, plate["code"], client_at=visited.isoformat())
+    assert made.status_code == 201, made.text
+    body = {
+        "client_id": client_id(),
+        "store_id": demo["STORE-HZ-01"],
+        "shelf_score": 2,
+        "knowledge_score": 3,
+        "checkin_id": made.json()["id"],
+        "client_at": visited.isoformat(),
+    }
+    for bad in ("2999-01-01T00:00:00+08:00", f"{_days_ago(31)}T12:00:00Z", "2026-12-01T10:00:00"):
+        refused = await client.post("/field/reviews", headers=rep, json={**body, "client_at": bad})
+        assert assert_error(refused, 400, "invalid_client_at")["details"][0]["field"] == "client_at"
+    review = await client.post("/field/reviews", headers=rep, json=body)
+    assert review.status_code == 201, review.text
+    assert datetime.fromisoformat(review.json()["client_at"]) == visited
+    again = await client.post("/field/reviews", headers=rep, json=body)  # the queue's re-send
+    assert again.status_code == 200 and again.json()["id"] == review.json()["id"]
+    later = {**body, "client_at": (visited + timedelta(minutes=1)).isoformat()}
+    assert_error(await client.post("/field/reviews", headers=rep, json=later), 409)
+    day = visited.date().isoformat()
+    period = {"from": day, "to": day, "rep_id": made.json()["rep_id"]}
+    listed = await client.get("/field/reviews", headers=boss, params=period)
+    assert review.json()["id"] in {r["id"] for r in listed.json()["items"]}, listed.text
+    exported = await client.get("/field/reviews", headers=boss, params={**period, "format": "csv"})
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    row = next(r for r in rows[1:] if r[0] == str(review.json()["id"]))
+    assert datetime.fromisoformat(row[rows[0].index("client_at")]) == visited
+    scores = await client.get("/field/stores/scores", headers=boss, params={"from": day, "to": day})
+    (store,) = [s for s in scores.json()["items"] if s["store_id"] == demo["STORE-HZ-01"]]
+    assert datetime.fromisoformat(store["last_at"]) >= visited
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    upload_day = await client.get(
+        "/field/reviews", headers=boss, params={**period, "from": today, "to": today}
+    )
+    assert review.json()["id"] not in {r["id"] for r in upload_day.json()["items"]}
+
+
 async def test_no_visit_is_recorded_at_a_closed_store(
     client: Any, login: Any, demo: Any, conn: Any
 ) -> None:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers import activate, assert_error, issue_units
+from tests.helpers import activate, assert_error, issue_cases, issue_units
 from tests.test_field_scoping import _login, _user
 from tests.test_logistics import confirm, document, pack
 
@@ -713,6 +713,40 @@ async def test_bad_input_is_a_clear_4xx(
     assert_error(await client.get("/inspections"), 401)
 
 
+async def test_a_scan_of_nothing_is_refused_not_recorded_as_a_counterfeit(
+    client: Any, login: Any, conn: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a blank ``code`` — spaces, a lone BOM, zero-width marks, an ideographic space
+    (what a scanner sends when it read nothing) — was recorded as a counterfeit unit with an
+    empty serial, answered 422 ``counterfeit`` and raised a critical ``fake`` alert. A scan of
+    nothing is no counterfeit: 400 ``validation_failed`` on ``code``, nothing recorded (in a
+    batch too, where the app then sends each scan on its own). A code with something in it,
+    however malformed, is read and judged as before."""
+    inspector = await login("inspector")
+    tag = secrets.token_hex(4)
+    blanks = [" ", "\t\n", "\ufeff", "\u3000", "\u200b\ufeff ", "\u2060"]
+    for i, blank in enumerate(blanks):
+        answer = await scan(client, inspector, blank, "STORE-HZ-01", client_id=f"nil-{tag}-{i}")
+        error = assert_error(answer, 400, "validation_failed")
+        assert error["details"][0]["field"] == "code", error
+    items = [{"code": c, "gps": GPS, "store_code": "STORE-HZ-01", "client_id": f"nil-{tag}-b{i}"}
+             for i, c in enumerate([goods["units"][12], "\ufeff"])]  # fmt: skip
+    batch = await client.post("/inspections/batch", headers=inspector, json={"items": items})
+    assert_error(batch, 400, "validation_failed")
+    recorded = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM inspection_scans WHERE client_id LIKE %s", (f"nil-{tag}-%",)
+        )
+    ).fetchone()
+    assert recorded["n"] == 0
+    # something to read, however malformed: counterfeit, as before (a BOM before it is dropped)
+    for text in ("NOT-A-CODE", "\ufeff NOT-A-CODE", "-"):
+        bad = assert_error(await scan(client, inspector, text, "STORE-HZ-01"), 422, "counterfeit")
+        assert bad["details"]["items"][0]["reason"] == "malformed"
+    genuine = await scan(client, inspector, "\ufeff" + goods["units"][12], "STORE-HZ-01")
+    assert genuine.status_code == 201 and genuine.json()["result"] == "in_channel", genuine.text
+
+
 async def test_the_worker_thread_rolls_up(
     client: Any, login: Any, app: Any, conn: Any, goods: dict[str, Any]
 ) -> None:
@@ -1274,3 +1308,95 @@ async def test_a_case_digital_link_with_a_fragment_is_read_as_the_case(
     assert response.status_code == 201, response.text
     body = response.json()
     assert (body["kind"], body["units"], body["result"]) == ("case", 10, "in_channel")
+
+
+async def _move(client: Any, sender: Any, receiver: Any, codes: list[str], to: int) -> str:
+    """Ship ``codes`` from ``sender`` to organisation ``to`` and receive them there; the
+    outbound's number."""
+    out = await document(client, sender, codes, kind="outbound", counterparty_id=to)
+    assert (await confirm(client, sender, out)).status_code == 200
+    inbound = await document(client, receiver, kind="inbound", shipment_id=out["id"])
+    assert (await confirm(client, receiver, inbound)).status_code == 200
+    return str(out["doc_no"])
+
+
+async def test_a_case_mixing_two_agents_goods_alerts_the_brand_once_per_agent(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: a case whose units came through two agents (Zhejiang's and Guangdong's goods,
+    repacked together at the Guangzhou store's line) found at a store outside both areas. Each
+    agent's own alert was right (5 units each), but the brand's one alert said "Diverted: 10
+    units … shipped to Zhejiang Agent (its document)" with ``details.shipped_to`` Zhejiang and
+    ``units`` 10: the brand's analyst (and its webhook) blamed one agent for all, Guangdong's
+    leak unnamed (``alert_rows`` grouped the brand's findings by result only and described
+    them by the first). Now the brand has one alert per source agent, each with that agent's
+    units and document; the app's retry of the scan raises nothing more."""
+    goods = await pack(client, login, app, demo, 2)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    zj, gd, gz = await login("agent_clerk"), await login("gd_admin"), await login("gz_clerk")
+    shipped = {
+        demo["AGENT-ZJ"]: await _move(client, clerk, zj, goods["cases"][:1], demo["AGENT-ZJ"]),
+        demo["AGENT-GD"]: await _move(client, clerk, gd, goods["cases"][1:], demo["AGENT-GD"]),
+    }
+    await _move(client, zj, gz, goods["cases"][:1], demo["STORE-GZ-01"])
+    await _move(client, gd, gz, goods["cases"][1:], demo["STORE-GZ-01"])
+    admin = await login("admin")
+    _, operator = await _user(client, admin, demo["STORE-GZ-01"], ["line_operator"])
+    for case in goods["cases"]:
+        opened = await client.post(
+            "/packing/unpack", headers=operator, json={"parent": case, "reason": "repack"}
+        )
+        assert opened.status_code == 200, opened.text
+    (mixed,) = await issue_cases(client, login, demo, "inner", 1)
+    context = {"product_id": goods["product_id"], "lot": "LOG1", "production_date": "2026-11-10"}
+    assert (await client.put("/lines/GZX/context", headers=operator, json=context)).is_success
+    at = "2026-12-01T08:00:00Z"
+    units = goods["units"][0:5] + goods["units"][10:15]
+    scans = [{"id": f"mx{i}", "code": u, "at": at} for i, u in enumerate(units)]
+    scans.append({"id": "mxc", "code": mixed, "at": at})
+    packed = await client.post("/lines/GZX/scans", headers=operator, json={"scans": scans})
+    assert packed.status_code == 200 and packed.json()["rejected"] == 0, packed.text
+    tag = secrets.token_hex(3).upper()
+    store = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": "store", "name": f"Direct {tag}", "erp_code": f"DS-{tag}",
+              "parent_id": demo["BRAND-LUMI"]},
+    )  # fmt: skip
+    assert store.status_code == 201, store.text
+    body = {"code": mixed, "gps": GPS, "store_id": store.json()["id"], "client_id": f"mx-{tag}"}
+    inspector = await login("inspector")
+    for _ in range(2):  # the app's retry: the first scan's answer, no alert counted again
+        found = await client.post("/inspections", headers=inspector, json=body)
+        assert found.status_code in (200, 201), found.text
+    sources = sorted(i["shipped_to"]["erp_code"] for i in found.json()["items"])
+    assert sources == ["AGENT-GD"] * 5 + ["AGENT-ZJ"] * 5
+
+    async def alerts_of(org: int) -> list[dict[str, Any]]:
+        got = await client.get(
+            "/alerts", headers=admin, params={"kind": "diversion", "per_page": 200}
+        )
+        return [a for a in got.json()["items"] if a["serial"] == mixed and a["org_id"] == org]
+
+    brand = await alerts_of(demo["BRAND-LUMI"])
+    assert sorted(
+        (a["details"]["shipped_to"], a["details"]["units"], a["details"]["document_no"],
+         a["occurrences"])
+        for a in brand
+    ) == sorted((agent, 5, doc, 1) for agent, doc in shipped.items())  # fmt: skip
+    for a in brand:  # each names its agent's own shipment, never the other's
+        own = shipped[a["details"]["shipped_to"]]
+        (other,) = set(shipped.values()) - {own}
+        assert a["message"].startswith("Diverted: 5 units of ") and f"({own})" in a["message"]
+        assert other not in a["message"], a
+        assert a["details"]["document_nos"] == [a["details"]["document_no"]]
+    for agent, doc in shipped.items():
+        (own,) = await alerts_of(agent)
+        assert (own["details"]["units"], own["details"]["document_no"]) == (5, doc)
+    # another scan of the case: each open alert counts it, none is added
+    body["client_id"] = f"mx-{tag}-again"
+    assert (await client.post("/inspections", headers=inspector, json=body)).status_code == 201
+    again = await alerts_of(demo["BRAND-LUMI"])
+    assert sorted(a["occurrences"] for a in again) == [2, 2]

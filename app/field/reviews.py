@@ -1,6 +1,9 @@
 """Store reviews (SPEC F3): on a visit the rep scores the store's shelf display and its staff's
 product knowledge (1–5 each), writes a comment and attaches photos uploaded before
 (``app.media``, the rep's own). ``client_id`` makes a review idempotent per rep, as check-ins.
+``client_at`` is the phone's time of the review, checked as a check-in's: a review queued
+offline with its check-in is dated, listed and scored by it (``AT``), as the check-in is (a
+probe: dated at its upload, it left the visit's day).
 
 Reviews are listed per store (and per rep, period), scored per store (count and averages, in
 the caller's view), and exported as CSV; scoping is ``app.field.scope``'s.
@@ -18,6 +21,7 @@ from app.auth.service import org_status
 from app.db import Conn
 from app.errors import NotFound, Unprocessable
 from app.field import scope
+from app.field.checkins import check_client_at
 from app.field.schemas import ReviewIn, ReviewOut, StoreScoreOut
 from app.paging import Page, fetch_page
 
@@ -26,15 +30,16 @@ CSV_MAX_ROWS = 100_000
 _COLUMNS = (
     "r.id, r.client_id, r.rep_id, coalesce(nullif(u.display_name, ''), u.username) AS rep, "
     "r.store_id, s.name AS store_name, s.erp_code AS store_erp_code, r.checkin_id, r.at, "
-    "r.shelf_score, r.knowledge_score, r.comment, r.photo_ids"
+    "r.client_at, r.shelf_score, r.knowledge_score, r.comment, r.photo_ids"
 )
+AT = "coalesce(r.client_at, r.at)"  # the review's time: the phone's when it sent one
 _SOURCE = (
     "field_reviews r JOIN users u ON u.id = r.rep_id JOIN orgs o ON o.id = r.org_id "
     "JOIN orgs s ON s.id = r.store_id"
 )
 CSV_COLUMNS = [
     "id", "client_id", "rep", "store_erp_code", "store_name", "at", "shelf_score",
-    "knowledge_score", "comment", "photos", "checkin_id",
+    "knowledge_score", "comment", "photos", "checkin_id", "client_at",
 ]  # fmt: skip
 
 
@@ -100,16 +105,17 @@ async def create_review(conn: Conn, actor: Principal, data: ReviewIn) -> ReviewO
     scope.require_rep(actor)
     if (found := await _existing(conn, actor, data)) is not None:
         return found
+    check_client_at(data.client_at)  # after a replay, as a check-in's
     await _check(conn, actor, data)
     row = await (
         await conn.execute(
             """INSERT INTO field_reviews (rep_id, org_id, store_id, checkin_id, client_id,
-                   client_hash, shelf_score, knowledge_score, comment, photo_ids)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   client_hash, shelf_score, knowledge_score, comment, photo_ids, client_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (rep_id, client_id) DO NOTHING RETURNING id""",
             (actor.user_id, actor.org_id, data.store_id, data.checkin_id, data.client_id,
              idempotency.fingerprint(data), data.shelf_score, data.knowledge_score, data.comment,
-             list(data.photo_ids)),
+             list(data.photo_ids), data.client_at),
         )
     ).fetchone()  # fmt: skip
     if row is None:
@@ -130,7 +136,7 @@ def _where(
     date_from: date | None,
     date_to: date | None,
 ) -> tuple[list[str], dict[str, Any]]:
-    return scope.filters(actor, "r", "r.at", rep_id, store_id, date_from, date_to)
+    return scope.filters(actor, "r", AT, rep_id, store_id, date_from, date_to)
 
 
 async def list_reviews(
@@ -152,7 +158,7 @@ async def list_reviews(
         source=_SOURCE,
         where=where,
         params=params,
-        order="r.at DESC, r.id DESC",
+        order=f"{AT} DESC, r.id DESC",
         page=page,
         per_page=per_page,
         make=_out,
@@ -174,7 +180,7 @@ async def store_scores(
     source = (
         f"(SELECT r.store_id, s.name AS store_name, s.erp_code AS store_erp_code, "
         "count(*)::int AS reviews, round(avg(r.shelf_score), 2)::float AS shelf_avg, "
-        "round(avg(r.knowledge_score), 2)::float AS knowledge_avg, max(r.at) AS last_at "
+        f"round(avg(r.knowledge_score), 2)::float AS knowledge_avg, max({AT}) AS last_at "
         f"FROM {_SOURCE} WHERE {' AND '.join(where)} "
         "GROUP BY r.store_id, s.name, s.erp_code) t"
     )
@@ -206,7 +212,7 @@ async def reviews_csv(
     rows = await (
         await conn.execute(
             f"SELECT {_COLUMNS} FROM {_SOURCE} WHERE {' AND '.join(where)} "
-            "ORDER BY r.at, r.id LIMIT %(limit__)s",
+            f"ORDER BY {AT}, r.id LIMIT %(limit__)s",
             {**params, "limit__": CSV_MAX_ROWS + 1},
         )
     ).fetchall()
@@ -217,7 +223,7 @@ async def reviews_csv(
     table = [
         [r["id"], r["client_id"], r["rep"], r["store_erp_code"], r["store_name"], r["at"],
          r["shelf_score"], r["knowledge_score"], r["comment"],
-         " ".join(str(p) for p in r["photo_ids"]), r["checkin_id"]]
+         " ".join(str(p) for p in r["photo_ids"]), r["checkin_id"], r["client_at"]]
         for r in rows
     ]  # fmt: skip
     return tabular.csv_chunks(CSV_COLUMNS, tabular.one_batch(table))

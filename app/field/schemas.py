@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -173,7 +173,13 @@ class TrackOut(msgspec.Struct, frozen=True, kw_only=True):
 
 class ReviewIn(_In, frozen=True, kw_only=True):
     """A store review: shelf display and staff product knowledge scored 1–5, a comment, photos
-    uploaded first (``POST /media/photos``, by the same user). ``client_id`` as for check-ins."""
+    uploaded first (``POST /media/photos``, by the same user). ``client_id`` as for check-ins;
+    ``client_at``: when the phone made it (a review queued offline with its check-in arrives
+    later), checked as a check-in's."""
+
+    # added after reviews were fingerprinted: left out of the fingerprint when not sent, so a
+    # review recorded before it existed still replays (``app.idempotency``)
+    fingerprint_late: ClassVar[tuple[str, ...]] = ("client_at",)
 
     client_id: ClientId
     store_id: Id
@@ -182,6 +188,7 @@ class ReviewIn(_In, frozen=True, kw_only=True):
     comment: Annotated[str, msgspec.Meta(max_length=4000)] = ""
     photo_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=20)] = []
     checkin_id: Id | None = None
+    client_at: datetime | None = None
 
 
 class ReviewOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,6 +201,7 @@ class ReviewOut(msgspec.Struct, frozen=True, kw_only=True):
     store_erp_code: str
     checkin_id: int | None
     at: datetime
+    client_at: datetime | None
     shelf_score: int
     knowledge_score: int
     comment: str
@@ -202,7 +210,8 @@ class ReviewOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StoreScoreOut(msgspec.Struct, frozen=True, kw_only=True):
-    """A store's reviews in the caller's view: how many, average scores, the last one's time."""
+    """A store's reviews in the caller's view: how many, average scores, the last one's time
+    (the phone's when it sent one)."""
 
     store_id: int
     store_name: str

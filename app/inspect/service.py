@@ -639,12 +639,29 @@ def _subject(kind: str, label: str) -> str:
     return f"{kind[0]}:{serial_from_scan(label).upper() if kind == 'unit' else label}"
 
 
+def _listed(names: list[str], several: str) -> str | None:
+    """One name as it is, a few joined, many counted (``several`` holds ``{n}``); None: none."""
+    if not names:
+        return None
+    if len(names) <= 3:
+        return ", ".join(names)
+    return several.format(n=len(names))
+
+
 def _message(
-    result: str, first: Finding, what: str, agent: str | None, where: str, label: str
+    result: str,
+    first: Finding,
+    what: str,
+    agent: str | None,
+    where: str,
+    label: str,
+    documents: list[str],
 ) -> str:
-    """An alert's message: what was found where, and whose it was."""
+    """An alert's message: what was found where, and whose it was (the documents that shipped
+    it to that agent: one named, a few listed, many counted)."""
     if result == "diverted":
-        shipped = f" ({first.document_no})" if first.document_no else ""
+        shipped = _listed(documents, "{n} documents")
+        shipped = f" ({shipped})" if shipped else ""
         return f"Diverted: {what} shipped to {agent}{shipped} found at {where}"
     if result == "unknown_route" and first.reason == "returned_to_stock":
         return f"Returned to the brand's stock: {what} found at {where}"
@@ -658,7 +675,8 @@ async def _alerts(
 ) -> None:
     """D5: at once, for the brand and for the agent the goods were shipped to (the brand's
     twin: one webhook delivery per finding to the brand, migration 0087). One open alert per
-    (result, organisation, scanned code): scanning the same unit or case again bumps it."""
+    (result, organisation, source agent, scanned code): scanning the same unit or case again
+    bumps it."""
     await write_alerts(conn, await alert_rows(conn, actor, store, scan_id, scanned))
 
 
@@ -670,33 +688,63 @@ async def write_alerts(conn: Conn, rows: list[dict[str, Any]]) -> None:
         await conn.cursor().executemany(_ALERT, sorted(rows, key=lambda r: r["dedup"]))
 
 
-async def alert_rows(
-    conn: Conn, actor: Principal, store: Store, scan_id: int, scanned: _Scanned
-) -> list[dict[str, Any]]:
-    """The parameters of ``_ALERT`` for one scan's alerts (see ``_alerts``)."""
-    kind, label, findings = scanned.kind, scanned.label, scanned.findings
-    groups: dict[tuple[str, int], list[Finding]] = defaultdict(list)
+def _alert_groups(brand: int, findings: list[Finding]) -> dict[tuple[str, int, int], list[Finding]]:
+    """The findings of each alert, by (result, organisation alerted, source agent or 0): the
+    agent's own goods to the agent, and to the brand one alert per source agent too — a case
+    mixing two agents' goods is two leaks (a probe: the brand's alert put all its units on the
+    first unit's agent and its document, and never named the other)."""
+    groups: dict[tuple[str, int, int], list[Finding]] = defaultdict(list)
     for f in findings:
         if f.result == "in_channel":
             continue
-        groups[(f.result, actor.brand_id)].append(f)
+        groups[(f.result, brand, f.source or 0)].append(f)
         if f.source is not None:
-            groups[(f.result, f.source)].append(f)
+            groups[(f.result, f.source, f.source)].append(f)
+    return groups
+
+
+async def alert_rows(
+    conn: Conn, actor: Principal, store: Store, scan_id: int, scanned: _Scanned
+) -> list[dict[str, Any]]:
+    """The parameters of ``_ALERT`` for one scan's alerts (see ``_alerts``, ``_alert_groups``).
+    The product and the document are those of the alert's units: one named, several listed (a
+    mixed pallet is not one product's). The brand's alert of an agent's goods has the agent in
+    its dedup key; the agent's own alert, the brand's alert of no agent's goods do not need it."""
+    kind, label, findings = scanned.kind, scanned.label, scanned.findings
+    groups = _alert_groups(actor.brand_id, findings)
     if not groups:
         return []
     names = await _names(conn, {f.source for f in findings} | {f.product_id for f in findings})
     where = store.name + (f" ({store.city_name})" if store.city_name else "")
     params = []
-    for (result, org), found in sorted(groups.items()):
-        first = found[0]
-        n = len(found)
+    for (result, org, source), found in sorted(groups.items()):
+        first, n = found[0], len(found)
         what = f"{n} unit{'s' if n != 1 else ''}" if kind == "case" else first.serial
-        product = names["products"].get(first.product_id)
+        known = names["products"]
+        products = sorted({known[f.product_id] for f in found if f.product_id in known})
+        product = _listed(products, "{n} products")
         if product:
             what += f" of {product}"
-        agent = names["orgs"].get(first.source)
-        message = _message(result, first, what, agent, where, label)
+        agent = names["orgs"].get(source)
+        documents = sorted({f.document_no for f in found if f.document_no is not None})
         subject = f"u{first.code}" if kind == "unit" and first.code else _subject(kind, label)
+        by_agent = f":{source}" if org == actor.brand_id and source else ""
+        details = {
+            "result": result,
+            "inspection": scan_id,
+            "store_id": store.id,
+            "store": store.name,
+            "province": store.province_name,
+            "city": store.city_name,
+            "units": n,
+            "serials": [f.serial for f in found[:_MAX_LISTED]],
+            "reason": first.reason,
+            "shipped_to": source or None,
+            "shipped_to_name": agent,
+            "document_no": documents[0] if len(documents) == 1 else None,
+            "document_nos": documents[:_MAX_LISTED],
+            "inspector_id": actor.user_id,
+        }
         params.append(
             {
                 "brand": actor.brand_id,
@@ -705,25 +753,9 @@ async def alert_rows(
                 "severity": SEVERITY[result],
                 "code": first.code if kind == "unit" else None,
                 "serial": label,
-                "message": message,
-                "details": Jsonb(
-                    {
-                        "result": result,
-                        "inspection": scan_id,
-                        "store_id": store.id,
-                        "store": store.name,
-                        "province": store.province_name,
-                        "city": store.city_name,
-                        "units": n,
-                        "serials": [f.serial for f in found[:_MAX_LISTED]],
-                        "reason": first.reason,
-                        "shipped_to": first.source,
-                        "shipped_to_name": agent,
-                        "document_no": first.document_no,
-                        "inspector_id": actor.user_id,
-                    }
-                ),
-                "dedup": f"inspect:{result}:{org}:{subject}",
+                "message": _message(result, first, what, agent, where, label, documents),
+                "details": Jsonb(details),
+                "dedup": f"inspect:{result}:{org}:{subject}{by_agent}",
             }
         )
     return params

@@ -5419,6 +5419,7 @@ export interface components {
         /** ReviewIn */
         ReviewIn: {
             checkin_id?: number | null;
+            client_at?: string | null;
             client_id: string;
             /** @default  */
             comment: string;
@@ -5432,6 +5433,7 @@ export interface components {
             /** Format: date-time */
             at: string;
             checkin_id: number | null;
+            client_at: string | null;
             client_id: string;
             comment: string;
             id: number;
