@@ -874,14 +874,11 @@ async def test_nothing_is_shipped_to_an_inactive_organisation(
     assert_error(await confirm(client, agent, draft), 422, "empty_document")
 
 
-async def test_no_sale_is_recorded_at_a_deactivated_store(
+async def _store_of_its_own(
     client: Any, login: Any, app: Any, demo: Any
-) -> None:
-    """A probe: a store closed (deactivated by the brand) with units still on its shelf; its
-    agent, acting for it (``POST /sales`` with ``org_id``), still recorded a sale there (201),
-    putting a closed store back in the sales ranking, though nothing can be shipped to it any
-    more. Now 409 ``org_inactive``, as a shipment to it is; a re-send of a sale it made while
-    open is still answered with that sale."""
+) -> tuple[int, list[str], str]:
+    """A new store under AGENT-ZJ holding 3 units its agent received for it: (store, the units,
+    a tag)."""
     admin, clerk, zj = await login("admin"), await login("clerk"), await login("agent_admin")
     tag = secrets.token_hex(3).upper()
     made = await client.post(
@@ -904,6 +901,19 @@ async def test_no_sale_is_recorded_at_a_deactivated_store(
     assert (await confirm(client, clerk, ship)).status_code == 200
     received = await document(client, zj, kind="inbound", org_id=store, shipment_id=ship["id"])
     assert (await confirm(client, zj, received)).status_code == 200
+    return store, units[:3], tag
+
+
+async def test_no_sale_is_recorded_at_a_deactivated_store(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a store closed (deactivated by the brand) with units still on its shelf; its
+    agent, acting for it (``POST /sales`` with ``org_id``), still recorded a sale there (201),
+    putting a closed store back in the sales ranking, though nothing can be shipped to it any
+    more. Now 409 ``org_inactive``, as a shipment to it is; a re-send of a sale it made while
+    open is still answered with that sale."""
+    store, units, tag = await _store_of_its_own(client, login, app, demo)
+    admin, zj = await login("admin"), await login("agent_admin")
     first = {"codes": units[:1], "org_id": store, "client_id": f"end-{tag}"}
     sold = await client.post("/sales", headers=zj, json=first)
     assert sold.status_code == 201, sold.text  # open: it sells
@@ -913,6 +923,24 @@ async def test_no_sale_is_recorded_at_a_deactivated_store(
     assert_error(after, 409, "org_inactive")
     again = await client.post("/sales", headers=zj, json=first)  # its answer lost: a retry
     assert again.status_code == 200 and again.json()["id"] == sold.json()["id"], again.text
+
+
+async def test_a_deactivated_store_takes_no_consumer_return(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a store closed (deactivated by the brand) after a sale there; its agent, acting
+    for it, still took a consumer's return there (``POST /returns``, 200): the unit back in the
+    stock of a store nothing can be shipped to nor sold at. Now 409 ``org_inactive``, as a sale
+    there is, and the unit stays sold."""
+    store, units, _ = await _store_of_its_own(client, login, app, demo)
+    admin, zj = await login("admin"), await login("agent_admin")
+    sold = await client.post("/sales", headers=zj, json={"codes": units[:1], "org_id": store})
+    assert sold.status_code == 201, sold.text
+    off = await client.post(f"/orgs/{store}/deactivate", headers=admin)
+    assert off.status_code == 200, off.text
+    back = await client.post("/returns", headers=zj, json={"code": units[0], "reason": "other"})
+    assert assert_error(back, 409, "org_inactive")["details"] == {"org_id": store}
+    assert (await state_of(conn, app, units[0]))["status"] == "sold"
 
 
 async def test_a_pallet_and_a_case_of_it_scanned_together_are_one_package(
@@ -1528,3 +1556,62 @@ async def test_an_org_or_counterparty_id_of_zero_names_no_organisation(
         assert_error(made, 422, "unknown_org")
     sold = await client.post("/sales", headers=store, json={"codes": ["X"], "org_id": 0})
     assert_error(sold, 422, "unknown_org")
+
+
+async def test_a_return_goes_back_up_the_channel_never_down_it(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the factory warehouse sent fresh goods to the Guangdong agent as a ``return``
+    (``counterparty_id`` AGENT-GD: goods GD never had, the warehouse never got from it). A
+    return designates no channel, so they reached GD undesignated; GD's outbound to the Hangzhou
+    store then designated them to that store, in Zhejiang's area, and an inspection there called
+    them ``in_channel``: GD's cross-region selling went unseen (goods ZJ had returned, sent on
+    so, kept ZJ as their channel). A return goes back up — to an organisation above the sender,
+    one that shipped it goods, or from the channel to the brand's own stock —, never down the
+    channel (an outbound, which designates): 422 ``bad_org`` at the draft and at its
+    confirmation."""
+    goods = await pack(client, login, app, demo, 1)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    down = {"kind": "return", "counterparty_id": demo["AGENT-GD"]}
+    assert_error(await client.post("/documents", headers=clerk, json=down), 422, "bad_org")
+    # up to the factory above the warehouse: a return; a draft sent down since (made before the
+    # rule, say) is refused at its confirmation
+    up = await document(
+        client, clerk, goods["cases"], kind="return", counterparty_id=demo["FACTORY-SZ"]
+    )
+    await conn.execute(
+        "UPDATE documents SET counterparty_id = %s WHERE id = %s", (demo["AGENT-GD"], up["id"])
+    )
+    await conn.commit()
+    assert_error(await confirm(client, clerk, up), 422, "bad_org")
+
+
+async def test_an_exception_outbound_approved_by_an_api_key_names_its_approver(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a factory's approval tool (an API key made by the factory administrator,
+    holding ``logistics.approve``) approved a warehouse clerk's gift (L4): the goods were given
+    away, but the document's ``approved_by`` was null — it no longer said who approved the
+    write-off, though its ``handler_id`` and ``submitted_by`` name a key's maker and the
+    four-eyes rule judges the key as its maker. ``approved_by`` names the key's maker."""
+    from tests.rebates_support import store_goods  # it imports this module
+
+    goods = await store_goods(client, login, app, demo)
+    clerk, factory_admin = await login("clerk"), await login("factory_admin")
+    key = await client.post(
+        "/api-keys",
+        headers=factory_admin,
+        json={"name": "approval-tool", "permissions": ["logistics.approve", "orgs.read"]},
+    )
+    assert key.status_code == 201, key.text
+    gift = await document(client, clerk, goods["units"][20:21], kind="exception", reason="gift")
+    assert (await confirm(client, clerk, gift)).json()["status"] == "pending_approval"
+    approved = await client.post(
+        f"/documents/{gift['id']}/approve", headers={"X-API-Key": key.json()["key"]}, json={}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "confirmed"
+    maker = (await client.get("/auth/me", headers=factory_admin)).json()["user_id"]
+    assert approved.json()["approved_by"] == maker, approved.json()

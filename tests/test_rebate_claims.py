@@ -20,7 +20,7 @@ from tests.helpers import acting, assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.race_support import lock_waiters
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
-from tests.test_inspect import forge
+from tests.test_inspect import forge, scan
 from tests.test_logistics import confirm, document, pack
 
 
@@ -955,3 +955,48 @@ async def test_a_tills_retried_refused_claim_does_not_count_the_diversion_again(
         again = {**body, "client_id": "till-" + secrets.token_hex(6)}  # the clerk tries again
         assert_error(await mc.post("/rebates/claims", headers=gz, json=again), 422, "wrong_store")
     assert await kept() == (2, 2)
+
+
+async def test_a_unit_the_store_sent_back_to_its_agent_is_no_diversion_at_that_store(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: the Hangzhou store returned a unit to its agent (a ``return`` AGENT-ZJ received),
+    and its clerk then claimed it (a till mistake, or the return not yet physically made). While
+    the return was on its way the claim was 422 ``not_on_hand``; once received it was 422
+    ``not_delivered`` — "not delivered to your store", its expected store that very store —
+    kept as a refusal with a diversion alert for the brand, though an inspection of it at that
+    store calls it ``in_channel``. A unit the clerk's store returned, held above it within its
+    designated agent's area, is ``not_on_hand``, with no refusal kept and no alert."""
+    goods = await store_goods(client, login, app, demo)
+    unit = goods["units"][5]
+    store, agent, admin = (
+        await login("store_clerk"),
+        await login("agent_clerk"),
+        await login("admin"),
+    )
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    up = await document(client, store, [unit], kind="return")
+    assert (await confirm(client, store, up)).status_code == 200
+    got = await document(client, agent, kind="inbound", shipment_id=up["id"])
+    assert (await confirm(client, agent, got)).status_code == 200
+    seen = await scan(client, await login("inspector"), unit, demo["STORE-HZ-01"])
+    assert seen.status_code == 201, seen.text
+    assert seen.json()["result"] == "in_channel"  # the inspection: in its channel here
+    async with member_client(app) as mc:
+        claim = await mc.post(
+            "/rebates/claims", headers=store, json=rebate_body(app.state.scheme, unit)
+        )
+    error = assert_error(claim, 422)
+    refusals = await (
+        await conn.execute(
+            "SELECT reason FROM rebate_refusals WHERE code_id = %s", (code_of(app, unit),)
+        )
+    ).fetchall()
+    alert = await (
+        await conn.execute(
+            "SELECT kind FROM alerts WHERE dedup_key = %s",
+            (f"diversion:rebate:{code_of(app, unit)}",),
+        )
+    ).fetchone()
+    await conn.commit()
+    assert (error["code"], refusals, alert) == ("not_on_hand", [], None), (error, refusals, alert)

@@ -312,6 +312,35 @@ async def test_approve_then_pay_and_nothing_after_payment(
     assert audits[2]["after"]["payment_ref"] == "BANK-2004-07-HZ"
 
 
+async def test_a_statement_settled_by_an_api_key_names_its_maker(
+    client: Any, login: Any, demo: dict[str, int], claims: Any, conn: Any
+) -> None:
+    """A probe: statements generated, approved and paid by the brand's settlement tool (an API
+    key made by the brand administrator, holding ``rebates.settle``) said nobody made, approved
+    or paid them (``created_by``, ``approved_by``, ``paid_by`` null: the key has no user). They
+    name the key's maker, as a document a key handles does."""
+    admin = await login("admin")
+    maker = await user_id(conn, "admin")
+    key = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "settlement-tool", "permissions": ["rebates.settle", "rebates.read"]},
+    )
+    assert key.status_code == 201, key.text
+    tool = {"X-API-Key": key.json()["key"]}
+    await claims("STORE-GZ-01", [4], datetime(2004, 9, 3, tzinfo=SH))
+    [statement] = await _settle(client, tool, period="2004-09", store_id=demo["STORE-GZ-01"])
+    assert statement["created_by"] == maker, statement
+    url = f"{STATEMENTS}/{statement['id']}"
+    approved = await client.post(f"{url}/approve", headers=tool)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["approved_by"] == maker, approved.json()
+    payment = {"payment_ref": "BANK-2004-09-GZ", "paid_on": "2004-10-05"}
+    paid = await client.post(f"{url}/pay", headers=tool, json=payment)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["paid_by"] == maker, paid.json()
+
+
 async def test_the_database_refuses_any_change_of_a_paid_statement(
     client: Any, login: Any, claims: Any, conn: Any
 ) -> None:

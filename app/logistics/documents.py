@@ -49,6 +49,7 @@ from app.logistics.schemas import (
     SaleIn,
     SummaryLineOut,
 )
+from app.orgs.schemas import CHANNEL_KINDS
 
 # who sells to consumers: the kinds a member's claim sells at too (``app.members.points``)
 RETAIL_KINDS = ("store", "agent", "distributor")
@@ -323,27 +324,7 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     org = await _own_org(conn, actor, actor.org_id if data.org_id is None else data.org_id)
     order = await _order_for(conn, actor, org, data.order_id)
     counterparty, order_id = await _counterparty(conn, movement, data, org, order)
-    other = None
-    if counterparty is not None:
-        # any organisation of the brand may be a counterparty (goods move between them); one of
-        # another brand answers exactly like one that does not exist
-        other = await _org(conn, counterparty, actor)
-        if counterparty == org["id"]:
-            raise Unprocessable("counterparty: the organisation itself", code="bad_org")
-        if movement.sender == "counterparty" and not (
-            org["kind"] == "warehouse"
-            and other["kind"] == "factory"
-            and org["path"].startswith(other["path"])
-        ):
-            # the goods come from the factory above the warehouse, never from another party:
-            # a store or an agent taking what an organisation above it holds is a shipment
-            # that organisation did not make
-            raise Unprocessable(
-                "a factory inbound is a warehouse receiving from the factory above it",
-                code="bad_org",
-            )
-    elif movement.sender == "counterparty":  # a factory inbound with no factory above
-        raise Unprocessable("a factory inbound needs the factory it receives from", code="bad_org")
+    other = await _check_counterparty(conn, actor, movement, org, counterparty)
     await _ensure_open(conn, movement, counterparty)
     if data.salesperson_id is not None:
         await _check_salesperson(conn, actor, data.salesperson_id, other)
@@ -351,6 +332,87 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     out = await get_document(conn, actor, doc_id)
     await audit.record(conn, actor, "create", "document", out.doc_no, after=out, org_id=org["id"])
     return out
+
+
+async def _check_counterparty(
+    conn: Conn,
+    actor: Principal,
+    movement: Movement,
+    org: dict[str, Any],
+    counterparty: int | None,
+) -> dict[str, Any] | None:
+    """The draft's counterparty, if any, checked against its movement (422 ``bad_org``)."""
+    if counterparty is None:
+        if movement.sender == "counterparty":  # a factory inbound with no factory above
+            raise Unprocessable(
+                "a factory inbound needs the factory it receives from", code="bad_org"
+            )
+        return None
+    # any organisation of the brand may be a counterparty (goods move between them); one of
+    # another brand answers exactly like one that does not exist
+    other = await _org(conn, counterparty, actor)
+    if counterparty == org["id"]:
+        raise Unprocessable("counterparty: the organisation itself", code="bad_org")
+    if movement.sender == "counterparty" and not (
+        org["kind"] == "warehouse"
+        and other["kind"] == "factory"
+        and org["path"].startswith(other["path"])
+    ):
+        # the goods come from the factory above the warehouse, never from another party:
+        # a store or an agent taking what an organisation above it holds is a shipment
+        # that organisation did not make
+        raise Unprocessable(
+            "a factory inbound is a warehouse receiving from the factory above it",
+            code="bad_org",
+        )
+    await _ensure_upstream(conn, movement, org["id"], counterparty)
+    return other
+
+
+# Where a return may go, from organisation o to c: ``above``, c is above o in the tree;
+# ``shipper``, c shipped goods to o (a confirmed outbound); ``from_channel`` / ``to_channel``,
+# o / c is in the sales channel (it, or one above it, a branch, agent, distributor or store)
+# rather than the brand's own stock (the brand, its factories and their warehouses).
+_ROUTE = """SELECT starts_with(o.path, c.path) AS above,
+       EXISTS (SELECT 1 FROM documents d
+                WHERE d.kind = 'outbound' AND d.status = 'confirmed'
+                  AND d.org_id = c.id AND d.counterparty_id = o.id) AS shipper,
+       EXISTS (SELECT 1 FROM orgs a
+                WHERE a.id = ANY(string_to_array(trim(both '/' FROM o.path), '/')::bigint[])
+                  AND a.kind = ANY(%(kinds)s)) AS from_channel,
+       EXISTS (SELECT 1 FROM orgs a
+                WHERE a.id = ANY(string_to_array(trim(both '/' FROM c.path), '/')::bigint[])
+                  AND a.kind = ANY(%(kinds)s)) AS to_channel
+    FROM orgs o, orgs c WHERE o.id = %(org)s AND c.id = %(other)s"""
+
+
+async def _ensure_upstream(
+    conn: Conn, movement: Movement, org_id: int, counterparty: int | None
+) -> None:
+    """A return goes back up: to an organisation above the sender, to one that shipped it
+    goods, or from the sales channel to the brand's own stock (whose next outbound designates
+    the goods anew) — never from the brand's own stock into the channel, which is an outbound
+    (it designates the goods' channel). A probe: the factory warehouse sent fresh goods to the
+    Guangdong agent as a "return", designating nothing, and the agent passed them on into
+    Zhejiang's area unseen by the anti-diversion checks. 422 ``bad_org`` at the draft and at its
+    confirmation."""
+    if not movement.upstream_only or counterparty is None:
+        return
+    row = await (
+        await conn.execute(
+            _ROUTE, {"org": org_id, "other": counterparty, "kinds": list(CHANNEL_KINDS)}
+        )
+    ).fetchone()
+    assert row is not None
+    into_channel = row["to_channel"] and not row["from_channel"]
+    back = row["from_channel"] and not row["to_channel"]
+    if not (row["above"] or back or (row["shipper"] and not into_channel)):
+        raise Unprocessable(
+            f"a {movement.kind} goes back upstream: to an organisation above this one or one "
+            "that shipped it goods (down the channel, ship an outbound)",
+            code="bad_org",
+            details={"counterparty_id": counterparty},
+        )
 
 
 async def _insert_document(
@@ -750,7 +812,9 @@ async def confirm(conn: Conn, actor: Principal, scheme: Scheme, doc_id: int) -> 
     """Apply the document. One whose movement needs approval (an exception outbound) is only
     checked, and waits for an approver (L4)."""
     row = await _draft(conn, actor, doc_id)
-    await _ensure_open(conn, MOVEMENTS[row["kind"]], row["counterparty_id"])
+    movement = MOVEMENTS[row["kind"]]
+    await _ensure_open(conn, movement, row["counterparty_id"])
+    await _ensure_upstream(conn, movement, row["org_id"], row["counterparty_id"])
     plan = await movements.check(conn, scheme, row)
     if plan.movement.approval:
         await conn.execute(
@@ -792,7 +856,7 @@ async def decide(
     await conn.execute(
         "UPDATE documents SET approved_by = %s, approved_at = now(), "
         "note = CASE WHEN %s = '' THEN note ELSE %s END WHERE id = %s",
-        (actor.user_id, note, note, doc_id),
+        (actor.person, note, note, doc_id),  # a key's approval: its maker's (as its handler)
     )
     out = await get_document(conn, actor, doc_id)
     action = "approve" if approve else "reject"
@@ -928,13 +992,25 @@ async def _sold_unit(
     return read, state
 
 
+def _exchanged_for(text: str, returned: Read, other: Read) -> Read:
+    """The unit given in exchange for ``returned``: another unit, never a case nor itself."""
+    if other.kind != "unit":  # a probe: one unit brought back sold a whole case in its place
+        raise Unprocessable(
+            f"{text}: a unit is exchanged for another unit, not a case", code="not_a_unit"
+        )
+    if other.code == returned.code:  # probe X: sold twice, in no hands
+        raise Unprocessable("a unit is not exchanged for itself", code="same_unit")
+    return other
+
+
 async def consumer_return(
     conn: Conn, actor: Principal, scheme: Scheme, data: ReturnIn
 ) -> ReturnOut:
     """A sold unit comes back to the store that sold it; optionally exchanged for another.
 
     A unit not issued to this brand, never activated, or held outside the caller's subtree (sold
-    by another organisation) answers 404 ``unknown_code`` alike: as if it did not exist."""
+    by another organisation) answers 404 ``unknown_code`` alike: as if it did not exist. A store
+    that is inactive, or under an inactive organisation, takes none back (409 ``org_inactive``)."""
     actor.require("logistics.scan")
     if data.exchange_for is not None:  # both units locked at once, in code order, as a claim
         # round locks them (a probe: the return held one, the round the other: a deadlock)
@@ -944,15 +1020,10 @@ async def consumer_return(
             "SELECT code FROM unit_state WHERE code = ANY(%s) ORDER BY code FOR UPDATE", (units,)
         )
     read, state = await _sold_unit(conn, actor, scheme, data.code)
+    # a closed store takes nothing back, as it sells nothing (a probe: its return was taken)
+    await _ensure_active(conn, state["holder_org_id"], "it takes no returns")
     if data.exchange_for is not None:
-        other = both[1]
-        if other.kind != "unit":  # a probe: one unit brought back sold a whole case in its place
-            raise Unprocessable(
-                f"{data.exchange_for}: a unit is exchanged for another unit, not a case",
-                code="not_a_unit",
-            )
-        if other.code == read.code:  # probe X: sold twice, in no hands
-            raise Unprocessable("a unit is not exchanged for itself", code="same_unit")
+        other = _exchanged_for(data.exchange_for, read, both[1])
     reasons: dict[str, Disposition] = {"damaged": "damaged", "expired": "expired"}
     disposition = reasons.get(data.reason, "returned")
     plan = Plan(

@@ -12,7 +12,8 @@ receiver. What differs between kinds is data, in ``MOVEMENTS``:
 - ``unit_sets`` / ``case_sets``: the state columns set (SQL assignments; ``%(org)s``,
   ``%(other)s`` and ``%(now)s`` are the organisation, the counterparty and the time);
   ``designates``: the receiver becomes the units' designated channel (and store, with the
-  document's salesperson, when it is a store);
+  document's salesperson, when it is a store); ``upstream_only``: a kind that designates
+  nothing goes back up the channel only (``documents._ensure_upstream``);
 - ``biz_step`` / ``disposition`` of the event (``store_disposition``: when the receiver is a
   store), ``order_column``: what the movement counts on the lines of the order its document
   is made against (``shipped`` or ``received``; ``None``: the kind moves no order's goods and a
@@ -104,6 +105,9 @@ class Movement:
     names_route: bool = True  # the event names source and destination organisations
     # to a consumer: not a unit a consumer brought back damaged or expired (``NOT_FOR_SALE``)
     sellable_only: bool = False
+    # back up the channel only: the counterparty is upstream of the organisation (422 ``bad_org``
+    # otherwise, ``documents._ensure_upstream``), as the movement designates no channel
+    upstream_only: bool = False
 
 
 MOVEMENTS: dict[str, Movement] = {
@@ -144,6 +148,7 @@ MOVEMENTS: dict[str, Movement] = {
             # back to who shipped the goods (a probe: an agent's went to the brand's head office,
             # its parent, which never shipped them)
             biz_step="shipping", disposition="returned", default_counterparty="shipper",
+            upstream_only=True,
         ),
         Movement(
             kind="exception", prefix="CK", direction="outbound",

@@ -230,7 +230,7 @@ SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c
        u.holder_org_id, u.transit_to,
        u.store_org_id, ag.id AS designated_agent,
        {rebate_in_force("u.product_id", "here.path")} AS rule_amount,
-       h.name AS holder_name, ds.name AS store_name, ag.name AS agent_name,
+       h.name AS holder_name, h.path AS holder_path, ds.name AS store_name, ag.name AS agent_name,
        here.path AS here_path, b.state = 'void' AS batch_void
 FROM unnest(%(ord)s::int[], %(clerk)s::bigint[], %(store)s::bigint[], %(code)s::bigint[],
             %(client)s::text[]) AS r(ord, clerk_id, store_id, code_id, client_id)
@@ -464,6 +464,10 @@ def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
             "此产品已从本店退回 / this unit is on its way back from your store",
             code="not_on_hand",
         )
+    if _sent_back(row, p):
+        raise Unprocessable(
+            "此产品已从本店退回 / this unit was returned from your store", code="not_on_hand"
+        )
     details = _expected(row)
     if row["store_org_id"] is not None and row["store_org_id"] != p.org_id:
         name = row["store_name"]
@@ -479,6 +483,22 @@ def _elsewhere(row: dict[str, Any], p: Pending[RebateClaimOut]) -> None:
         f" recorded at {held})",
         "not_delivered",
         {**details, "held_by": _named(row["holder_org_id"], held)},
+    )
+
+
+def _sent_back(row: dict[str, Any], p: Pending[RebateClaimOut]) -> bool:
+    """Whether the unit is one the clerk's store returned upstream: the store is its designated
+    store, and it is held above the store within its designated agent's area (a probe: the
+    agent's receipt of the store's return made its clerk's claim ``not_delivered``, kept with a
+    diversion alert, while the return on its way was ``not_on_hand``)."""
+    held, here, agent = row["holder_path"], row["here_path"], row["designated_agent"]
+    return (
+        row["store_org_id"] == p.org_id
+        and held is not None
+        and here is not None
+        and here.startswith(held)
+        and agent is not None
+        and f"/{agent}/" in held
     )
 
 

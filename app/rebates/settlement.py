@@ -277,7 +277,7 @@ async def generate(conn: Conn, actor: Principal, data: GenerateIn) -> GenerateOu
                 "start": period.start,
                 "end": period.end,
                 "store": data.store_id,
-                "user": actor.user_id,
+                "user": actor.person,  # an API key's: its maker (as documents name them)
             },
         )
     ).fetchone()
@@ -359,7 +359,8 @@ async def _transition(
         )
     if check is not None:
         check(before)
-    await conn.execute(update, {**params, "id": statement_id, "user": actor.user_id})
+    # who approved, paid or rejected: the user, or the maker of an API key (a probe: null)
+    await conn.execute(update, {**params, "id": statement_id, "user": actor.person})
     after_row = await _statement_row(conn, brand, statement_id)
     assert after_row is not None
     after = statement_of(after_row)
