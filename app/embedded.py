@@ -206,6 +206,8 @@ def start_redis(var: Path) -> str:
             )
         )
         failed = f"embedded Redis did not start; see {directory / 'redis.log'}"
+        pid_file = directory / "redis.pid"
+        earlier = _read(pid_file)
         try:
             subprocess.run([str(_redis_binary()), str(config)], check=True)
         except subprocess.CalledProcessError:
@@ -216,6 +218,10 @@ def start_redis(var: Path) -> str:
             # it as long as the server says it is loading, up to REDIS_LOAD_TIMEOUT
             waited = time.monotonic() - started
             if waited > (REDIS_LOAD_TIMEOUT if state == "loading" else REDIS_START_TIMEOUT):
+                raise ServiceError(failed)
+            # a server that wrote its pid and exited (an unreadable append-only file, a full
+            # disk) will never answer: say so now rather than after REDIS_START_TIMEOUT
+            if state == "down" and _read(pid_file) != earlier and not _alive(pid_file):
                 raise ServiceError(failed)
             time.sleep(0.05)
         _compact(socket_path, directory / "appendonly.aof")
@@ -255,6 +261,13 @@ def _signal_and_wait(pid_file: Path, sig: signal.Signals, timeout: float = 30) -
         except ProcessLookupError:
             return
         time.sleep(0.05)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def _alive(pid_file: Path) -> bool:
