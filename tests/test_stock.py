@@ -425,12 +425,12 @@ async def test_rollup_equals_recount_after_10000_random_movements(
             stock = await held(org)
             if not stock:
                 continue
-            picked = rng.sample(stock, k=rng.randint(1, min(len(stock), 120)))
+            picked = rng.sample(stock, k=rng.randint(1, min(len(stock), 300)))
             if org == store and step < 0.75:
                 sellable = await held(org, for_sale=True)  # not those returned damaged
                 if not sellable:
                     continue
-                picked = rng.sample(sellable, k=rng.randint(1, min(len(sellable), 120)))
+                picked = rng.sample(sellable, k=rng.randint(1, min(len(sellable), 300)))
                 sold = await client.post(
                     "/sales", headers=users[store], json={"codes": [serial[c] for c in picked]}
                 )
