@@ -349,6 +349,7 @@ def cmd_brand_create(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
     """Activated demo units to try verification with: one ``serial,pin,url,story`` line each,
     the story ``shipped:STORE-HZ-01`` (genuine) or ``never_shipped`` (suspicious)."""
+    from app.codes import keycheck
     from app.db import migrate
     from app.demo import DEMO_BATCH_SIZE, demo_codes
 
@@ -357,6 +358,7 @@ def cmd_demo_codes(settings: Settings, count: int, out: str | None) -> int:
     settings = ensure_dev_master_key(settings)
     db_url, _ = _urls(settings)
     migrate(db_url)
+    keycheck.check(db_url, settings)  # first: "no user" below loads the demo data
 
     async def work(conn: Any, principal: Any, scheme: Any) -> list[Any]:
         return await demo_codes(conn, scheme, settings, count)
@@ -711,6 +713,7 @@ def cmd_run(
     the API and each worker process supervised (restarted when they die). ``api_workers``
     granian processes (default ``TRACECODE_HTTP_WORKERS``), ``worker_processes`` dramatiq
     worker processes."""
+    from app.codes import keycheck
     from app.db import migrate
     from app.demo import describe
 
@@ -738,6 +741,12 @@ def cmd_run(
     if settings.broker_url:  # the workers take their jobs from RabbitMQ, the API sends them there
         os.environ[PREFIX + "BROKER_URL"] = settings.broker_url
     migrate(db_url)
+    try:  # another master key than the database's: one message, no child started
+        keycheck.check(db_url, settings)
+    except SettingsError as exc:
+        if stop_services:
+            embedded.stop(settings.var_path)
+        return _fail(f"configuration error: {exc}")
     samples: list[Any] = []
     if demo:
         from app.demo import demo_samples
@@ -823,10 +832,13 @@ def cmd_run(
 
 
 def _secret(path: str | None, env: str | None) -> str | None:
-    """A passphrase from a file or an environment variable, never from the command line."""
+    """A passphrase from a file or an environment variable, never from the command line. The
+    file is read as UTF-8 without a byte-order mark: PowerShell's ``Out-File -Encoding utf8``
+    and Notepad write one, and the right passphrase was tried with it (a probe: "wrong
+    passphrase" for the printer holding the right one)."""
     if path:
         try:
-            return Path(path).read_text(encoding="utf-8").strip()
+            return Path(path).read_text(encoding="utf-8-sig").strip()
         except UnicodeDecodeError:  # a probe: a traceback for a binary file
             raise SettingsError(f"{path}: not a text file (a passphrase in UTF-8)") from None
     if env:
@@ -979,15 +991,18 @@ def _api(args: argparse.Namespace) -> _Api:
 
 
 async def _direct(settings: Settings, username: str, work: object) -> object:
-    """Run ``work(conn, principal, scheme)`` as a user, straight on the database."""
+    """Run ``work(conn, principal, scheme)`` as a user, straight on the database, once the
+    master key is known to be the database's (``app.codes.keycheck``: ``SettingsError``)."""
     import psycopg
     from psycopg.rows import dict_row
 
     from app.auth.service import load_user
+    from app.codes import keycheck
     from app.codes.scheme import scheme_from_settings
 
     db_url, _ = _urls(settings)
     scheme = scheme_from_settings(settings)
+    await asyncio.to_thread(keycheck.check, db_url, settings)
     async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row) as conn:
         row = await (
             await conn.execute("SELECT id FROM users WHERE username = %s", (username,))

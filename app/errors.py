@@ -309,10 +309,18 @@ def handle_db_error(request: Request[Any, Any, Any], exc: psycopg.Error) -> Resp
 
 
 def handle_serial_error(_: Request[Any, Any, Any], exc: ValueError) -> Response[Any]:
-    """Serial and GS1 failures raised by the Rust core, mapped once (malformed: 400)."""
+    """Serial and GS1 failures raised by the Rust core, mapped once (malformed: 400).
+
+    ``UnknownKeyVersion`` is no verdict on a serial (verifying one tries the active versions
+    and answers ``ForgedSerial``): something asked to make a code or a key under a version
+    retired since (``TRACECODE_KEY_VERSIONS``). It was answered ``not_genuine`` for genuine,
+    live codes (a probe: an allocation file fetched again); now ``key_version_retired``."""
     if isinstance(exc, Gs1Error):
         return _response(400, "invalid_gs1", str(exc))
-    if isinstance(exc, ForgedSerial | SerialNotInBatch | UnknownKeyVersion):
+    if isinstance(exc, UnknownKeyVersion):
+        message = f"{exc} (TRACECODE_KEY_VERSIONS): what was made under it cannot be made again"
+        return _response(422, "key_version_retired", message)
+    if isinstance(exc, ForgedSerial | SerialNotInBatch):
         return _response(422, "not_genuine", "not a genuine code")
     return _response(400, "malformed_serial", str(exc))
 

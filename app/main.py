@@ -39,6 +39,7 @@ from app import (
     webhooks,
 )
 from app.apidocs import document_errors, openapi_config
+from app.codes import keycheck
 from app.codes.scheme import scheme_from_settings
 from app.config import (
     Settings,
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             except db.MigrationError as exc:  # an applied migration edited since
                 sys.stderr.write(f"tracecode: {exc}\n")
                 raise SystemExit(2) from None
+            keycheck.check(db_url, settings)  # another master key than the database's
             return create_app(settings)
     # Fails at start-up, with a clear message, when the master key is missing or malformed.
     settings.check_serving()
@@ -127,6 +129,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             resolve_urls, settings.database_url, settings.redis_url, settings.var_path
         )
         await asyncio.to_thread(db.migrate, db_url)
+        # the database's master key, or no start (app.codes.keycheck): SettingsError
+        await asyncio.to_thread(keycheck.check, db_url, settings)
         pool = db.create_pool(db_url, settings)
         await pool.open(wait=True, timeout=30)
         async with pool.connection() as conn:

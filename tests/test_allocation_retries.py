@@ -6,16 +6,22 @@ passphrase asks for a file, never plain lines."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import secrets
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 from Crypto.PublicKey import RSA
+from psycopg.types.json import Jsonb
 
 from app.codes import printfile
+from app.codes.scheme import load_scheme
 from tests.field_support import other_brand_admin
 from tests.helpers import assert_error, issue_units, scheme_for_tests
 
@@ -238,6 +244,66 @@ async def test_fetching_the_codes_again_equals_the_first_answer(
         409,
         "refetch_unavailable",
     )
+
+
+@contextlib.contextmanager
+def _key_versions(app: Any, versions: list[int], current: int) -> Iterator[None]:
+    """The API as a host restarted with ``TRACECODE_KEY_VERSIONS=versions`` and
+    ``TRACECODE_CURRENT_KEY_VERSION=current`` (after a rotation)."""
+    settings, scheme = app.state.settings, app.state.scheme
+    app.state.settings = msgspec.structs.replace(
+        settings, key_versions=",".join(map(str, versions)), current_key_version=current
+    )
+    app.state.scheme = load_scheme(
+        settings.master_key_bytes(), versions, current, settings.pin_length
+    )
+    try:
+        yield
+    finally:
+        app.state.settings, app.state.scheme = settings, scheme
+
+
+async def test_a_file_allocated_under_a_version_retired_since_is_fetched_again(
+    client: httpx.AsyncClient, login: Any, demo: Any, app: Any, conn: Any
+) -> None:
+    """A probe: a line system allocated an encrypted file from a batch of key version 1 while
+    security had made version 2 current (``1,2``); version 2 was then rolled back (``1,3``).
+    The batch's version 1 stays active and its codes verify, yet fetching the file again
+    answered 422 ``not_genuine`` "not a genuine code": its data key was derived under the
+    version current at allocation time, and the core's ``UnknownKeyVersion`` was mapped as a
+    forged serial. The key now depends on no key version (as a case export's); a file recorded
+    before under a version is made again while that version is active, and once it is retired
+    the answer says so (422 ``key_version_retired``), as anything asked of a retired version."""
+    planner = await login("planner")
+    batch_no, _ = await issue_units(client, login, demo, 10)  # version 1
+    body = {"batch_no": batch_no, "count": 3, "format": "file", "passphrase": PASSPHRASE}
+    with _key_versions(app, [1, 2], 2):
+        made = await _allocate(client, planner, **body)
+        old = await _allocate(client, planner, **body)
+    assert made.status_code == old.status_code == 201, made.text
+    with _key_versions(app, [1, 3], 3):
+        again = await client.get(f"{made.headers['location']}/codes", headers=planner)
+    assert again.status_code == 200, again.text
+    assert _plain(again.content) == [(batch_no, i) for i in range(3)]
+
+    # a file recorded before: its key of version 2, then current
+    old_id = old.headers["x-allocation-id"]
+    with _key_versions(app, [1, 2], 2):
+        key = app.state.scheme.derive(f"allocation.{uuid.UUID(old_id).hex}", 2)
+    wrap = printfile.wrap_with_passphrase(key, PASSPHRASE)
+    await conn.execute(
+        "UPDATE code_allocations SET key_version = 2, wrap = %s WHERE id = %s",
+        (Jsonb(wrap), old_id),
+    )
+    await conn.commit()
+    with _key_versions(app, [1, 2], 2):
+        active = await client.get(f"{old.headers['location']}/codes", headers=planner)
+    assert active.status_code == 200, active.text
+    assert _plain(active.content) == [(batch_no, i) for i in range(3, 6)]
+    with _key_versions(app, [1, 3], 3):
+        retired = await client.get(f"{old.headers['location']}/codes", headers=planner)
+    assert_error(retired, 422, "key_version_retired")
+    assert "key version 2" in retired.json()["error"]["message"]
 
 
 async def test_a_partner_fetches_its_rsa_file_again_and_nobody_else_sees_it(

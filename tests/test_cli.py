@@ -554,6 +554,31 @@ def test_decrypt_writes_plain_text_only_for_a_whole_file_and_never_over_another(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tracecode-")]
 
 
+def test_a_passphrase_file_saved_with_a_bom_on_windows_decrypts(tmp_path: Path) -> None:
+    """A probe: a printer on Windows saves the passphrase it was given with PowerShell
+    (``"…" | Out-File pass.txt -Encoding utf8``) or Notepad's "UTF-8", both writing a byte-order
+    mark before the text and CRLF after it, then runs ``tracecode export decrypt outer.tcpf
+    --passphrase-file pass.txt``. The CRLF was stripped, the BOM kept (U+FEFF is no blank), and
+    the answer was "wrong passphrase" to the printer holding the right one. The file is read as
+    UTF-8 without its BOM now (``--inner-passphrase-file`` and ``--password-file`` alike)."""
+    from app.cli import main
+    from app.codes import printfile
+
+    passphrase = "a long printer passphrase"
+    lines = [f"{i},{i:06d}\n".encode() for i in range(3)]
+    sealed = tmp_path / "outer.tcpf"
+    with sealed.open("wb") as out:
+        printfile.write_file(out, lines, {"part": "outer"}, passphrase=passphrase)
+    saved = tmp_path / "pass.txt"
+    saved.write_bytes(b"\xef\xbb\xbf" + passphrase.encode() + b"\r\n")
+    plain = tmp_path / "outer.csv"
+    code = main(
+        ["export", "decrypt", str(sealed), "--out", str(plain), "--passphrase-file", str(saved)]
+    )
+    assert code == 0
+    assert plain.read_bytes() == b"".join(lines)
+
+
 def test_decrypt_out_a_pipe_or_a_symlink_writes_through_it(tmp_path: Path) -> None:
     """A probe's ``--out /dev/null``, run as root, renamed the plain file onto the device: the
     machine's /dev/null became a regular file (and every later ``> /dev/null`` failed). A pipe

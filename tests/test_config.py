@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -479,3 +480,56 @@ def test_a_postgres_url_with_a_bad_port_or_option_is_a_configuration_error_namin
         "host=h1,h2 port=5432,5433 dbname=tracecode",
     ):
         assert load_settings({"TRACECODE_DATABASE_URL": good}).database_url == good
+
+
+OTHER_KEY = "6b" * 32
+
+
+async def test_a_restart_under_another_master_key_is_refused_before_it_serves(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: an API host restarted with another master key (a secret store serving a new
+    value, another environment's env file, a worker host given the ``var/master.key`` of
+    ``tracecode run``) started without a word over a database of batches issued, printed and
+    activated under the old key, and every code on the shelves then answered ``not_genuine``.
+    The database keeps a check value of its key now (``app.codes.keycheck``): the API (in
+    process, and granian's factory in one line), the CLI's commands that make codes, and the
+    workers refuse another key, naming the variables and never the key; the codes stay genuine."""
+    import msgspec
+
+    from app.main import create_app
+    from tests.helpers import activate, issue_units, scheme_for_tests, served
+
+    batch_no, product_id = await issue_units(client, login, demo, 2)
+    serial = scheme_for_tests().serial(batch_no, 0)
+    await activate(client, login, [serial], product_id, line="KEY1")
+    other = msgspec.structs.replace(app.state.settings, master_key=OTHER_KEY)
+    with pytest.raises(ExceptionGroup) as refused:  # the lifespan's, as the server sees it
+        async with served(create_app(other)):
+            pass
+    assert refused.group_contains(SettingsError, match="TRACECODE_MASTER_KEY_FILE")
+    assert not refused.group_contains(Exception, match=OTHER_KEY)
+    for argv in (
+        ("-c", "from app.main import create_app; create_app()"),  # granian's factory
+        ("-m", "app.cli", "codes", "list"),
+    ):
+        run = _run(sys.executable, *argv, TRACECODE_MASTER_KEY=OTHER_KEY)
+        out = run.stdout + run.stderr
+        assert run.returncode == 2 and "Traceback" not in out, out[-2000:]
+        assert "configuration error: the master key (TRACECODE_MASTER_KEY" in run.stderr, out
+        assert OTHER_KEY not in out
+    answer = await client.post("/v1/verify", json={"serial": serial, "lang": "en"})
+    assert answer.json()["result"] != "not_genuine", answer.text
+
+
+def test_a_worker_under_another_master_key_stops_as_it_boots(app: Any) -> None:
+    """The worker host of the probe above (``dramatiq workers.main``): each worker process
+    compares its key as it boots, and stops in one line."""
+    run = _run(
+        sys.executable, "-m", "dramatiq", "workers.main", "--processes", "1", "--threads", "1",
+        TRACECODE_MASTER_KEY=OTHER_KEY,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 2, out[-2000:]
+    assert "configuration error: the master key (TRACECODE_MASTER_KEY" in run.stderr, out[-2000:]
+    assert OTHER_KEY not in out

@@ -1520,6 +1520,12 @@ async def test_fulfilling_a_due_code_while_the_job_redis_hangs_does_not_block_th
     assert_error(answer, 409, "code_expired")
 
 
+async def _key_check(app: Any, value: bytes) -> None:
+    """Set the master key check value the database keeps (``app.codes.keycheck``)."""
+    async with app.state.pool.connection() as conn:
+        await conn.execute("UPDATE master_key_check SET value = %s", (value,))
+
+
 async def test_a_members_redemptions_under_another_master_key_are_no_500(
     client: Any, login: Any, demo: Any, app: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1530,9 +1536,14 @@ async def test_a_members_redemptions_under_another_master_key_are_no_500(
     log, on every call, for every member who ever redeemed (``_mine`` unsealed without a
     guard), where the webhook sender, the ERP cursor and the H5 tickets handle the same
     failure. Now the list is answered, those codes null, with one warning per request; so is a
-    redemption sent again (its first answer)."""
+    redemption sent again (its first answer).
+
+    A host under another key than the database's no longer starts (``app.codes.keycheck``); it
+    still serves one where the database took the other key's check value (the first host to
+    start after migration 0101 had it, the codes were sealed before): what the test sets up."""
     import logging
 
+    from app.codes.keycheck import check_value
     from app.main import create_app
     from app.members.principal import issue_token
     from tests.helpers import served
@@ -1546,6 +1557,7 @@ async def test_a_members_redemptions_under_another_master_key_are_no_500(
     other = create_app(msgspec.structs.replace(app.state.settings, master_key="77" * 32))
     said = logging.getLogger("tracecode.members")  # the app's logging set up replaced caplog's
     said.addHandler(caplog.handler)
+    await _key_check(app, check_value(other.state.settings))
     try:
         async with served(other):
             token, _ = issue_token(other.state.settings, member_id)  # a fresh sign-in there
@@ -1560,6 +1572,7 @@ async def test_a_members_redemptions_under_another_master_key_are_no_500(
                 )
     finally:
         said.removeHandler(caplog.handler)
+        await _key_check(app, check_value(app.state.settings))
     assert listed.status_code == 200, listed.text
     assert [r["code"] for r in listed.json()["items"]] == [None, None]
     assert len(warned) == 1, warned  # once for the page, not once a code

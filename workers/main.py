@@ -9,13 +9,16 @@ work on the Redis of hot state (``app.jobs.redis_client``) and on PostgreSQL, so
 RabbitMQ runs them all the same; each actor is idempotent, as at-least-once delivery requires.
 """
 
+import logging
 from typing import Any
 
 import dramatiq
+import psycopg
 from dramatiq.middleware import Middleware
 
-from app.config import one_line_errors
-from app.embedded import start_redis
+from app.codes import keycheck
+from app.config import one_line_errors, redact_url
+from app.embedded import start_postgres, start_redis
 from app.jobs import broker, settings
 from app.logs import configure_logging, quiet_libraries, writer
 from workers import codes, epcis, points, sms  # noqa: F401
@@ -32,6 +35,8 @@ from workers.sms import SmsSweeper
 from workers.verify import VerificationFlusher
 from workers.webhooks import WebhookSender
 
+log = logging.getLogger("tracecode.workers")
+
 
 class EmbeddedRedis(Middleware):
     """Without ``TRACECODE_REDIS_URL``, start (or reuse) the embedded Redis (the Redis broker's,
@@ -41,6 +46,22 @@ class EmbeddedRedis(Middleware):
         if not settings.redis_url:
             with one_line_errors():  # a Redis that cannot start: one line, not a traceback
                 start_redis(settings.var_path)
+
+
+class MasterKeyCheck(Middleware):
+    """Each worker process, as it boots, compares its master key with the one the database's
+    codes were made under (``app.codes.keycheck``): another key stops it in one line, exit 2
+    (its exports' files and its verifications would not match the printed codes). A database
+    not reachable yet, or not yet migrated by the API, is checked by the API as it starts: a
+    warning here, and the worker boots as before."""
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        with one_line_errors():
+            url = settings.database_url or start_postgres(settings.var_path)
+            try:
+                keycheck.check(url, settings)
+            except psycopg.Error as exc:  # down, or migration 0101 not applied yet
+                log.warning("master key not checked against the database: %s", redact_url(str(exc)))
 
 
 class JsonLogs(Middleware):
@@ -61,6 +82,7 @@ with one_line_errors():  # a bad key stops the worker now, not its first job: on
     settings.check_serving()
 broker.add_middleware(JsonLogs())
 broker.add_middleware(EmbeddedRedis())
+broker.add_middleware(MasterKeyCheck())
 broker.add_middleware(Heartbeat(settings.redis_namespace))
 broker.add_middleware(DeadLetters())
 broker.add_middleware(VerificationFlusher())

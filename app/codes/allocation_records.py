@@ -3,8 +3,12 @@
 An allocation (``app.codes.allocations``) keeps its ranges, its caller and recipient, never its
 codes: they are made again from the ranges whenever they are asked for, the same lines each time
 (the Rust core is deterministic). An encrypted file's data key is derived from the master key and
-the allocation id (``Scheme.derive``, as exports' keys are) and only its wrap is stored, so the
-file made again opens with the same passphrase or RSA private key as the first one.
+the allocation id (``file_key``, as exports' keys are) and only its wrap is stored, so the file
+made again opens with the same passphrase or RSA private key as the first one. The key depends on
+no key version (``NO_KEY_VERSION``, as a case export's): a rotation that retires the version
+current at allocation time leaves the file fetchable while its batches' versions are active (a
+probe: it answered 422 ``not_genuine`` for genuine, live codes). Files recorded before hold the
+version then current, and are made again while it is active.
 
 Where the caller sits decides what it reaches (``place``), never the shape of its permissions
 (a probe: a contract printer's API key holding ``codes.issue`` read every partner's codes and
@@ -31,7 +35,8 @@ from app import audit
 from app.auth.principal import Principal, path_ids
 from app.codes.batches import load_batches, made_under
 from app.codes.schemas import AllocationOut, AllocationRangeOut, CodeAllocationOut
-from app.codes.scheme import ForgedSerial, Scheme
+from app.codes.scheme import NO_KEY_VERSION, ForgedSerial, Scheme, file_key
+from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.localtime import aware
@@ -115,9 +120,12 @@ async def reader_scope(conn: Conn, actor: Principal) -> Scope:
     return await place(conn, actor)
 
 
-def data_key(scheme: Scheme, allocation_id: uuid.UUID | str, version: int) -> bytes:
-    """The AES-256 key of an allocation's file, derived from the master key (never stored)."""
-    return scheme.derive(f"allocation.{uuid.UUID(str(allocation_id)).hex}", version)
+def data_key(
+    scheme: Scheme, settings: Settings, allocation_id: uuid.UUID | str, version: int
+) -> bytes:
+    """The AES-256 key of an allocation's file (``file_key``: never stored), of no key version
+    (``NO_KEY_VERSION``) for the files made now, of the version then current for older ones."""
+    return file_key(scheme, settings, f"allocation.{uuid.UUID(str(allocation_id)).hex}", version)
 
 
 def _out(row: dict[str, Any]) -> AllocationOut:
@@ -213,9 +221,10 @@ async def list_allocations(
     )
 
 
-async def again(conn: Conn, scheme: Scheme, out: AllocationOut) -> Allocated:
+async def again(conn: Conn, scheme: Scheme, settings: Settings, out: AllocationOut) -> Allocated:
     """What streams ``out``'s codes once more: its ranges, and for a file the stored wrap and
-    the derived data key (409 ``refetch_unavailable`` for a file made before keys were kept)."""
+    the derived data key (409 ``refetch_unavailable`` for a file made before keys were kept;
+    422 ``key_version_retired`` for one whose key was of a version retired since: ``_file``)."""
     ranges = await (
         await conn.execute(
             "SELECT r.batch_no, r.first_index, r.last_index, b.key_version, b.state "
@@ -241,9 +250,18 @@ async def again(conn: Conn, scheme: Scheme, out: AllocationOut) -> Allocated:
     ]
     if out.format != "file":
         return Allocated(out, takes, None, None)
+    wrap, key = await _file(conn, scheme, settings, out.id)
+    return Allocated(out, takes, wrap, key)
+
+
+async def _file(
+    conn: Conn, scheme: Scheme, settings: Settings, allocation_id: str
+) -> tuple[dict[str, Any], bytes]:
+    """An allocation file's stored wrap and its data key, made again (``again``)."""
     row = await (
         await conn.execute(
-            "SELECT wrap, key_version FROM code_allocations WHERE id = %s", (uuid.UUID(out.id),)
+            "SELECT wrap, key_version FROM code_allocations WHERE id = %s",
+            (uuid.UUID(allocation_id),),
         )
     ).fetchone()
     if row is None or row["wrap"] is None:
@@ -251,18 +269,32 @@ async def again(conn: Conn, scheme: Scheme, out: AllocationOut) -> Allocated:
             "this allocation's file was made before files could be made again",
             code="refetch_unavailable",
         )
-    return Allocated(out, takes, row["wrap"], data_key(scheme, out.id, row["key_version"]))
+    version = row["key_version"]
+    if version != NO_KEY_VERSION and version not in scheme.versions:
+        # a file recorded before its key depended on no version, under one retired since
+        raise Unprocessable(
+            f"this allocation's file was encrypted under key version {version}, retired since "
+            "(TRACECODE_KEY_VERSIONS): it cannot be made again",
+            code="key_version_retired",
+        )
+    return row["wrap"], data_key(scheme, settings, allocation_id, version)
 
 
 async def fetch_codes(
-    conn: Conn, actor: Principal, scheme: Scheme, allocation_id: str, *, audited: bool = True
+    conn: Conn,
+    actor: Principal,
+    scheme: Scheme,
+    settings: Settings,
+    allocation_id: str,
+    *,
+    audited: bool = True,
 ) -> Allocated:
     """The codes of an allocation again, as first given (lines or the file for the same key);
     audited (``audited=False``: the same checks for a HEAD, which streams nothing)."""
     # 403 without codes.allocate: the codes (and PINs) are for those who allocate
     kind = await scope(conn, actor)
     out = visible(actor, kind, await load(conn, allocation_id))
-    made = await again(conn, scheme, out)
+    made = await again(conn, scheme, settings, out)
     if audited:
         await audit.record(
             conn, actor, "fetch_codes", "code_allocation", out.id,

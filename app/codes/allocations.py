@@ -62,7 +62,7 @@ from app.codes.allocation_records import (
     visible,
 )
 from app.codes.schemas import AllocationIn, AllocationOut, PoolBatchOut, PoolIn, PoolOut
-from app.codes.scheme import Scheme
+from app.codes.scheme import NO_KEY_VERSION, Scheme
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable, ValidationFailed
@@ -365,11 +365,11 @@ async def _wrap(
     recipient: int,
     allocation_id: uuid.UUID,
 ) -> dict[str, Any] | None:
-    """The file's data key (derived from the allocation id) wrapped for the passphrase or the
-    recipient's RSA key; ``None`` for lines."""
+    """The file's data key (derived from the allocation id, of no key version) wrapped for the
+    passphrase or the recipient's RSA key; ``None`` for lines."""
     if data.format != "file":
         return None
-    key = data_key(scheme, allocation_id, settings.current_key_version)
+    key = data_key(scheme, settings, allocation_id, NO_KEY_VERSION)
     if data.passphrase is not None:
         # scrypt is deliberately slow: keep it off the event loop
         return await asyncio.to_thread(printfile.wrap_with_passphrase, key, data.passphrase)
@@ -427,6 +427,7 @@ async def _replay(
     actor: Principal,
     kind: Scope,
     scheme: Scheme,
+    settings: Settings,
     data: AllocationIn,
     earlier: dict[str, Any],
 ) -> Allocated:
@@ -439,7 +440,7 @@ async def _replay(
             details={"allocation_id": str(earlier["id"])},
         )
     out = visible(actor, kind, await load(conn, str(earlier["id"])))
-    made = await again(conn, scheme, out)
+    made = await again(conn, scheme, settings, out)
     await audit.record(
         conn, actor, "replay", "code_allocation", out.id, after={"client_id": data.client_id}
     )
@@ -462,7 +463,7 @@ async def allocate(
     if data.client_id is not None:
         earlier = await _earlier(conn, actor, data.client_id)
         if earlier is not None:
-            return await _replay(conn, actor, kind, scheme, data, earlier)
+            return await _replay(conn, actor, kind, scheme, settings, data, earlier)
     versions = scheme.versions
     pool = None
     if data.pool_id is not None:
@@ -486,12 +487,11 @@ async def allocate(
             "WHERE batch_no = %s",
             (take.end, take.batch_no),
         )
-    version = settings.current_key_version
     out = await _record(
-        conn, actor, data, takes,
-        allocation_id=allocation_id, pool=pool, recipient=recipient, wrap=wrap, version=version,
+        conn, actor, data, takes, allocation_id=allocation_id, pool=pool, recipient=recipient,
+        wrap=wrap,
     )  # fmt: skip
-    key = None if wrap is None else data_key(scheme, allocation_id, version)
+    key = None if wrap is None else data_key(scheme, settings, allocation_id, NO_KEY_VERSION)
     return Allocated(out, takes, wrap, key)
 
 
@@ -505,7 +505,6 @@ async def _record(
     pool: PoolOut | None,
     recipient: int,
     wrap: dict[str, Any] | None,
-    version: int,
 ) -> AllocationOut:
     """Write the allocation, its ranges and its audit row (``allocate``)."""
     total = sum(t.end - t.start for t in takes)
@@ -529,7 +528,7 @@ async def _record(
             actor.org_id,
             data.client_id,
             None if data.client_id is None else _fingerprint(data),
-            None if wrap is None else version,
+            None if wrap is None else NO_KEY_VERSION,  # the file's key: of no key version
             None if wrap is None else Jsonb(wrap),
         ),
     )

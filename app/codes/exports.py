@@ -34,7 +34,7 @@ from app._core import build_sscc
 from app.auth.principal import Principal
 from app.codes import printfile
 from app.codes.schemas import CaseExportIn, ExportIn, ExportOut, PartIn, PartOut
-from app.codes.scheme import Scheme
+from app.codes.scheme import NO_KEY_VERSION, Scheme, file_key
 from app.codes.service import own_printer, visible_sql
 from app.config import Settings
 from app.db import Conn
@@ -61,23 +61,15 @@ _COLUMNS = """e.id, e.brand_id, e.batch_no, e.case_batch_id, e.range_start, e.ra
 MAX_CODES = 100_000_000
 
 
-#: The key version a case export records: none. Its SSCC labels depend on no key version and its
-#: data keys are derived from the master key alone (``data_key``), so a case export queued before
-#: a version is retired still runs after (a probe: it recorded the version then current, and
-#: its run failed ``UnknownKeyVersion``). Case exports recorded before hold that version.
-NO_KEY_VERSION = 0
-
-
 def data_key(
     scheme: Scheme, settings: Settings, export_id: uuid.UUID | str, part: str, version: int
 ) -> bytes:
-    """The AES-256 key of one export file, derived from the master key (never stored): under
-    the export's key version (``Scheme.derive``), or, for ``NO_KEY_VERSION``, from the master
-    key alone (``Settings.subkey``)."""
-    purpose = f"export.{uuid.UUID(str(export_id)).hex}.{part}"
-    if version == NO_KEY_VERSION:
-        return settings.subkey(purpose)
-    return scheme.derive(purpose, version)
+    """The AES-256 key of one export file (``file_key``): under the export's key version, or,
+    for a case export (``NO_KEY_VERSION``: its SSCC labels depend on no key version, so a case
+    export queued before a version is retired still runs after — a probe: it recorded the
+    version then current, and its run failed ``UnknownKeyVersion``), from the master key
+    alone. Case exports recorded before hold that version."""
+    return file_key(scheme, settings, f"export.{uuid.UUID(str(export_id)).hex}.{part}", version)
 
 
 def _out(row: dict[str, Any], printer_id: int | None = None) -> ExportOut:

@@ -404,6 +404,7 @@ class AllocationController(Controller):
         allocation_id: str,
         conn: Conn,
         principal: Principal,
+        settings: Settings,
         scheme: Scheme,
     ) -> Stream:
         """The allocation's codes again, as first given (``codes.allocate``; audited
@@ -411,7 +412,7 @@ class AllocationController(Controller):
         key. Seen as ``GET /allocations/{id}`` is (404 otherwise)."""
         head = request.method == "HEAD"
         made = await allocation_records.fetch_codes(
-            conn, principal, scheme, allocation_id, audited=not head
+            conn, principal, scheme, settings, allocation_id, audited=not head
         )
         await conn.commit()  # audited before the codes go out
         return _codes(scheme, made, 200, head=head)

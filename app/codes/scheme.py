@@ -44,6 +44,7 @@ from app.errors import SerialNotInBatch
 
 __all__ = [
     "MAX_BULK",
+    "NO_KEY_VERSION",
     "SERIAL_LENGTH",
     "VERDICT",
     "VERIFY_FORGED",
@@ -62,6 +63,7 @@ __all__ = [
     "crockford_decode",
     "crockford_encode",
     "digital_link",
+    "file_key",
     "gs1_check_digit",
     "is_valid_gtin",
     "is_valid_sscc",
@@ -93,6 +95,24 @@ def check_in_batch(index: int, batch_size: int) -> None:
         raise ValueError("batch_size must not be negative")
     if not 0 <= index < batch_size:
         raise SerialNotInBatch(f"index {index} is outside the batch (size {batch_size})")
+
+
+#: The key version of a printer file's data key that depends on no key version: derived from the
+#: master key alone (``file_key``), so a rotation that retires a version never stops the file
+#: from being made again (case exports; allocation files since a probe: one allocated while
+#: version 2 was current could not be fetched again once 2 was retired, though its batch's
+#: version 1 was still active). Rows recorded before hold the version then current.
+NO_KEY_VERSION = 0
+
+
+def file_key(scheme: Scheme, settings: Settings, purpose: str, version: int) -> bytes:
+    """The AES-256 data key of a printer file (``purpose`` names the file), derived from the
+    master key, never stored: under key ``version`` (``Scheme.derive``, ``UnknownKeyVersion``
+    once it is retired), or, for ``NO_KEY_VERSION``, from the master key alone
+    (``Settings.subkey``)."""
+    if version == NO_KEY_VERSION:
+        return settings.subkey(purpose)
+    return scheme.derive(purpose, version)
 
 
 def load_scheme(
