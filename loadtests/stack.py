@@ -140,6 +140,7 @@ class Stack:
             bool(self.env.get("TRACECODE_DATABASE_URL")) if own_database is None else own_database
         )
         self._database: tuple[str, str] | None = None
+        self.database_name: str | None = None  # make_database()'s, kept after it is dropped
         self._stop_embedded = False
         self.make_codes = True  # False: codes_file already holds the codes
 
@@ -195,6 +196,7 @@ class Stack:
             why = _redacted(" ".join(str(exc).split()))
             raise StackError(f"could not create a database: {why}") from None
         self._database = (admin, name)
+        self.database_name = name
         self.env["TRACECODE_DATABASE_URL"] = url
         return url
 

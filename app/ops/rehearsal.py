@@ -58,6 +58,7 @@ class RehearsalReport(msgspec.Struct, frozen=True):
     answered_200: int  # locust: requests answered 200 (whatever the result)
     failures: int  # locust failures (non-200, or a result wrong for its kind of code)
     rows: int  # verifications rows added during the run, after the flush
+    database: str  # the run's own database on the server of TRACECODE_DATABASE_URL, dropped
 
     @property
     def adds_up(self) -> bool:
@@ -65,7 +66,8 @@ class RehearsalReport(msgspec.Struct, frozen=True):
         return served == self.answered_200 == self.rows and all(a.verify_200 for a in self.apis)
 
     def lines(self) -> list[str]:
-        out = [f"  {api.url}: {api.verify_200} verifications answered 200" for api in self.apis]
+        out = [f"  database {self.database} (the run's own, dropped at its end)"]
+        out += [f"  {api.url}: {api.verify_200} verifications answered 200" for api in self.apis]
         out.append(
             f"  locust: {self.requests} requests, {self.answered_200} answered 200, "
             f"{self.failures} failures"
@@ -191,6 +193,7 @@ def rehearse(
     stack.env.setdefault("TRACECODE_DB_POOL_MAX", "6")
     try:
         stack.services()  # migrated: the processes can boot while the codes are written
+        database = stack.database_name or ""
         urls = []
         for i in range(api_processes):
             port = free_port()
@@ -219,7 +222,7 @@ def rehearse(
         rows = wait_rows(db_url, before, totals[1])
     finally:
         stack.stop()
-    return RehearsalReport(apis, totals[0], totals[1], totals[2], rows)
+    return RehearsalReport(apis, totals[0], totals[1], totals[2], rows, database)
 
 
 def cmd_rehearse(seconds: int, users: int, api_processes: int, count: int) -> int:
