@@ -17,7 +17,7 @@ import pytest
 
 from app.logistics.rollup import rollup
 from tests.helpers import assert_error
-from tests.test_logistics import confirm, document, pack
+from tests.test_logistics import confirm, document, pack, palletised
 
 _ids = itertools.count()
 HEADER = "erp_no,kind,from_erp_code,to_erp_code,order_date,product_no,gtin,quantity,note\n"
@@ -500,7 +500,7 @@ async def test_xlsx_export_opens_with_the_rows(
     assert cells["B2"] == ship and "B3" not in cells
     letters = [a + b for a in ["", "A"] for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
     columns = {cells[f"{x}1"]: x for x in letters if f"{x}1" in cells}
-    assert len(columns) == 30
+    assert len(columns) == 33
     assert cells[f"{columns['destination_city']}2"] == "杭州市"
     assert cells[f"{columns['units']}2"] == "30"
 
@@ -529,6 +529,104 @@ async def test_center_stock_from_the_rollup(
     ]
     xlsx = await client.get("/center/stock", headers=agent, params={**params, "format": "xlsx"})
     assert _sheet_cells(xlsx.content)["A1"] == "org_id"
+
+
+async def test_document_rows_name_the_manufacturer_and_the_package_type(
+    client: Any, login: Any, app: Any, demo: Any, shipped: dict[str, Any]
+) -> None:
+    """A probe: the agent's clerk looks up its inbound in the management center; the seed lists
+    生产商 (manufacturer) on the factory's and the agent's in/out records (五.1.3.1, 1.3.2) and
+    包装类型 (package type) beside 包装数量 on the agent's inbound, but no row, document line or
+    document named the factory that packed the goods, nor what kind of package ``packages: 3``
+    counted. Each line names both (written on confirmation); a line of loose units has no
+    package type, one of a pallet says ``pallet``."""
+    agent, clerk = await login("agent_clerk"), await login("clerk")
+    for key, reader in (("inbound", clerk), ("ship", clerk), ("receipt", agent)):
+        (row,) = (await rows_of(client, reader, doc_no=shipped[key]["doc_no"]))["items"]
+        assert (row["units"], row["packages"], row["package_level"]) == (30, 3, "inner")
+        assert row["manufacturer_id"] == demo["FACTORY-SZ"]
+        assert row["manufacturer"] == "Suzhou Factory 苏州工厂"
+    (draft,) = (await rows_of(client, agent, doc_no=shipped["draft"]["doc_no"]))["items"]
+    assert (draft["manufacturer"], draft["package_level"]) == (None, None)
+    (line,) = (await client.get(f"/documents/{shipped['receipt']['id']}", headers=agent)).json()[
+        "lines"
+    ]
+    assert (line["package_level"], line["manufacturer"]) == ("inner", "Suzhou Factory 苏州工厂")
+
+    # loose units and a pallet
+    goods = await palletised(client, login, app, demo)
+    loose = await pack(client, login, app, demo, 1)
+    inbound = await document(client, clerk, loose["units"][:4], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    (row,) = (await rows_of(client, clerk, doc_no=inbound["doc_no"]))["items"]
+    assert (row["units"], row["packages"], row["package_level"]) == (4, 0, None)
+    ship = await document(
+        client,
+        clerk,
+        [goods["pallet"], loose["units"][0]],
+        kind="outbound",
+        counterparty_id=demo["AGENT-ZJ"],
+    )
+    shipment = await confirm(client, clerk, ship)
+    assert shipment.status_code == 200, shipment.text
+    (line,) = shipment.json()["lines"]
+    assert (line["units"], line["packages"], line["package_level"]) == (21, 1, "pallet")
+    exported = await client.get(
+        "/center/documents", headers=clerk, params={"format": "csv", "doc_no": ship["doc_no"]}
+    )
+    (parsed,) = csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig")))
+    assert list(parsed)[-3:] == ["manufacturer_id", "manufacturer", "package_level"]
+    assert (parsed["manufacturer"], parsed["package_level"]) == (
+        "Suzhou Factory 苏州工厂",
+        "pallet",
+    )
+
+
+async def test_stock_rows_count_the_packages_held(
+    client: Any, login: Any, app: Any, demo: Any, shipped: dict[str, Any]
+) -> None:
+    """A probe: an agent's clerk opens 本地库存 (the seed, 五.1.3.1–1.3.3: 产品数量 *and* 包装数量
+    per stock row); the rows of ``GET /center/stock`` and ``GET /stock`` had units only — the
+    agent holding three sealed cases could not see it held 3 packages. A row counts the
+    outermost cases on hand that hold a unit: one shipped on leaves the agent's count and joins
+    the store's once received; a case the store sells unit by unit counts until its last unit is
+    sold."""
+    admin = await login("admin")
+    product, agent_id, store_id = shipped["product_id"], demo["AGENT-ZJ"], demo["STORE-HZ-01"]
+
+    async def packages(org: int) -> int:
+        """The org's packages by both lists (0: no row yet)."""
+        async with app.state.pool.connection() as conn:
+            await rollup(conn)
+        params = {"org_id": org, "product_id": product, "lot": "LOG1"}
+        listed = (await client.get("/stock", headers=admin, params=params)).json()["items"]
+        params["include_zero"] = True
+        rows = (await client.get("/center/stock", headers=admin, params=params)).json()["items"]
+        counts = [r["packages"] for r in rows if r["org_id"] == org]
+        assert [r["packages"] for r in listed if r["org_id"] == org] == counts
+        return int(counts[0]) if counts else 0
+
+    at_agent, at_store = await packages(agent_id), await packages(store_id)
+    assert at_agent >= 3
+    agent = await login("agent_clerk")
+    case, units = shipped["cases"][0], shipped["units"][:10]
+    to_store = await document(client, agent, [case], kind="outbound", counterparty_id=store_id)
+    assert (await confirm(client, agent, to_store)).status_code == 200
+    assert await packages(agent_id) == at_agent - 1
+    store = await login("store_clerk")
+    receipt = await document(client, store, kind="inbound", shipment_id=to_store["id"])
+    assert (await confirm(client, store, receipt)).status_code == 200
+    assert await packages(store_id) == at_store + 1
+    for i, unit in enumerate(units):
+        sold = await client.post("/sales", headers=store, json={"codes": [unit]})
+        assert sold.status_code == 201, sold.text
+        if i == 8:
+            assert await packages(store_id) == at_store + 1  # one unit left in it
+    assert await packages(store_id) == at_store  # emptied: no package
+    params = {"org_id": store_id, "product_id": product, "lot": "LOG1", "include_zero": True}
+    exported = await client.get("/center/stock", headers=admin, params={**params, "format": "csv"})
+    (parsed,) = csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig")))
+    assert list(parsed)[-1] == "packages" and int(parsed["packages"]) == at_store
 
 
 async def test_an_import_never_waits_and_never_holds_up_single_orders(

@@ -344,6 +344,37 @@ async def test_summaries_equal_a_recount(
     assert await rollup(app) == 1
 
 
+async def test_the_summary_of_one_store(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any]
+) -> None:
+    """A probe: a brand's market supervisor opens 稽查汇总 for one store — the seed (二, 稽查汇总)
+    queries it by period and by store — and ``GET /inspections/summary?store_id=`` ignored the
+    store: every store of the brand was listed. ``store_id`` narrows both summaries to that
+    store, as it narrows the records; a store outside the caller's area answers nothing."""
+    inspector = await login("inspector")
+    units = goods["units"]
+    assert (await scan(client, inspector, units[2], "STORE-HZ-01")).status_code == 201
+    assert (await scan(client, inspector, units[3], "STORE-GZ-01")).status_code == 201
+    await rollup(app)
+    admin, gz = await login("admin"), demo["STORE-GZ-01"]
+
+    async def summary(headers: Any, by: str, store: int) -> dict[str, Any]:
+        params = {"by": by, "store_id": store}
+        response = await client.get("/inspections/summary", headers=headers, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    stores = (await summary(admin, "store", gz))["stores"]
+    assert stores and {row["store"]["id"] for row in stores} == {gz}
+    assert sum(row["diverted"] for row in stores) >= 1
+    leaks = (await summary(admin, "agent", gz))["agents"]
+    zj = next(a for a in leaks if a["agent"]["id"] == demo["AGENT-ZJ"])
+    assert [p["store"]["id"] for p in zj["found_at"]] == [gz]
+    # the Zhejiang agent's admin: the Guangzhou store is not of its area
+    agent_admin = await login("agent_admin")
+    assert (await summary(agent_admin, "store", gz))["stores"] == []
+
+
 async def test_scoping(client: Any, login: Any, demo: Any, goods: dict[str, Any]) -> None:
     agent_admin = await login("agent_admin")
     name = f"zj_inspector_{secrets.token_hex(3)}"

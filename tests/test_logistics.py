@@ -817,6 +817,43 @@ async def test_a_replacement_as_its_case_ships_waits_and_is_refused(
     assert row["n"] == 0
 
 
+async def test_an_outbound_records_where_it_goes(
+    client: Any, login: Any, demo: Any, route: dict[str, Any]
+) -> None:
+    """A probe: the agent ships a case to its Hangzhou store by scanning it; the seed's agent
+    outbound (五.1.3.2) carries 客户名称、客户类型、发往地(市), all three known from the store it
+    ships to, but ``customer``, ``customer_type`` and ``destination_city`` were only what the
+    caller typed — the staff app's form has no field for them — and stayed null. Left out of an
+    outbound (or a return), they are the counterparty's name, kind and city; typed, they stay
+    as typed; a receipt (from its sender) fills none."""
+    clerk, agent = await login("clerk"), await login("agent_clerk")
+    ship = await document(client, clerk, route["cases"][:2], kind="outbound",
+                          counterparty_id=demo["AGENT-ZJ"], customer="浙江代理")  # fmt: skip
+    assert (ship["customer"], ship["customer_type"], ship["destination_city"]) == (
+        "浙江代理",
+        "agent",
+        "杭州市",
+    )
+    assert (await confirm(client, clerk, ship)).status_code == 200
+    receipt = await document(client, agent, kind="inbound", shipment_id=ship["id"])
+    assert (receipt["customer"], receipt["customer_type"], receipt["destination_city"]) == (
+        None,
+        None,
+        None,
+    )
+    assert (await confirm(client, agent, receipt)).status_code == 200
+    out = await document(
+        client, agent, [route["cases"][0]], kind="outbound", counterparty_id=demo["STORE-HZ-01"]
+    )
+    assert (await confirm(client, agent, out)).status_code == 200
+    rows = (
+        await client.get("/center/documents", headers=agent, params={"doc_no": out["doc_no"]})
+    ).json()["items"]
+    assert [(r["customer"], r["customer_type"], r["destination_city"]) for r in rows] == [
+        ("Hangzhou West Lake Store 杭州西湖店", "store", "杭州市")
+    ]
+
+
 async def test_a_documents_number_and_date_are_of_the_brands_calendar(
     client: Any, login: Any, demo: Any
 ) -> None:

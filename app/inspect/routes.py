@@ -120,11 +120,13 @@ class InspectionController(Controller):
         by: Literal["store", "agent"] = "store",
         date_from: DateFrom = None,
         date_to: DateTo = None,
+        store_id: Annotated[int | None, Parameter(description="of this store only")] = None,
     ) -> SummaryOut:
         """Rolled-up summaries (every second by the workers): ``by=store`` units inspected and
         found diverted per day and store; ``by=agent`` the leak report — per source agent, its
-        units inspected, those found outside its area and at which stores. Default: 30 days."""
-        return await summaries.summary(conn, principal, by, date_from, date_to)
+        units inspected, those found outside its area and at which stores. Default: 30 days.
+        ``store_id`` narrows either to the inspections at that store."""
+        return await summaries.summary(conn, principal, by, date_from, date_to, store_id)
 
     @get("/{record_id:int}")
     async def get_record(self, record_id: int, conn: Conn, principal: Principal) -> InspectionOut:

@@ -167,16 +167,20 @@ async def summary(
     by: str,
     date_from: date | None,
     date_to: date | None,
+    store_id: int | None = None,
 ) -> SummaryOut:
     """By day and store (stores of the caller's area), or by source agent (agents of the
-    caller's area: where their goods were found outside it)."""
+    caller's area: where their goods were found outside it). ``store_id``: of that store only
+    (稽查汇总 by period and store), a filter as on the records: one outside the area, or no
+    store, answers an empty summary (a probe: it was ignored, and every store answered)."""
     require_reader(actor)
     today_row = await (
         await conn.execute(f"SELECT (now() AT TIME ZONE '{REPORT_TZ}')::date AS today")
     ).fetchone()
     assert today_row is not None
     start, end = _period(date_from, date_to, today_row["today"])
-    params = {"prefix": actor.org_path + "%", "start": start, "end": end}
+    params = {"prefix": actor.org_path + "%", "start": start, "end": end, "store": store_id}
+    one_store = "" if store_id is None else "AND m.store_org_id = %(store)s"
     if by == "store":
         rows = await (
             await conn.execute(
@@ -189,6 +193,7 @@ async def summary(
                            (sum(m.units) FILTER (WHERE m.result = 'counterfeit'))::bigint AS fake
                     FROM inspection_summary m JOIN orgs s ON s.id = m.store_org_id
                     WHERE s.path LIKE %(prefix)s AND m.day BETWEEN %(start)s AND %(end)s
+                          {one_store}
                     GROUP BY m.day, s.id ORDER BY m.day DESC, s.name, s.id""",
                 params,
             )
@@ -214,6 +219,7 @@ async def summary(
                 JOIN orgs a ON a.id = m.source_org_id
                 JOIN orgs s ON s.id = m.store_org_id
                 WHERE a.path LIKE %(prefix)s AND m.day BETWEEN %(start)s AND %(end)s
+                      {one_store}
                 GROUP BY a.id, s.id, m.result""",
             params,
         )

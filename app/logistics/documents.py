@@ -220,8 +220,10 @@ async def _packages(conn: Conn, doc_id: int) -> int:
 async def _out(conn: Conn, row: dict[str, Any]) -> DocumentOut:
     lines = await (
         await conn.execute(
-            """SELECT l.product_id, p.name AS product_name, l.lot, l.units, l.packages
+            """SELECT l.product_id, p.name AS product_name, l.lot, l.units, l.packages,
+                      l.package_level, l.manufacturer_id, f.name AS manufacturer
                FROM document_lines l JOIN products p ON p.id = l.product_id
+               LEFT JOIN orgs f ON f.id = l.manufacturer_id
                WHERE l.document_id = %s ORDER BY l.product_id, l.lot""",
             (row["id"],),
         )
@@ -242,7 +244,8 @@ async def _org(conn: Conn, org_id: int, actor: Principal | None = None) -> dict[
     exactly like one that does not exist."""
     row = await (
         await conn.execute(
-            "SELECT id, kind, path, parent_id, name FROM orgs WHERE id = %s", (org_id,)
+            "SELECT id, kind, path, parent_id, name, city_name FROM orgs WHERE id = %s",
+            (org_id,),
         )
     ).fetchone()
     if row is None or (actor is not None and not row["path"].startswith(f"/{actor.brand_id}/")):
@@ -328,7 +331,10 @@ async def create_document(conn: Conn, actor: Principal, data: DocumentIn) -> Doc
     await _ensure_open(conn, movement, counterparty)
     if data.salesperson_id is not None:
         await _check_salesperson(conn, actor, data.salesperson_id, other)
-    doc_id = await _insert_document(conn, actor, movement, data, org["id"], counterparty, order_id)
+    customer = _customer(movement, data, other)
+    doc_id = await _insert_document(
+        conn, actor, movement, data, org["id"], counterparty, order_id, customer
+    )
     out = await get_document(conn, actor, doc_id)
     await audit.record(conn, actor, "create", "document", out.doc_no, after=out, org_id=org["id"])
     return out
@@ -415,6 +421,24 @@ async def _ensure_upstream(
         )
 
 
+Customer = tuple[str | None, str | None, str | None]  # 客户名称, 客户类型, 发往地(市)
+
+
+def _customer(movement: Movement, data: DocumentIn, other: dict[str, Any] | None) -> Customer:
+    """The customer, its type and the destination city of a draft: what the caller typed, else,
+    for goods going to the counterparty (an outbound, a return), its name, kind and city (a
+    probe: an agent's outbound to its store listed none of the three, though the system knows
+    them; the staff app's form has no field for them)."""
+    typed = (data.customer, data.customer_type, data.destination_city)
+    if movement.receiver != "counterparty" or other is None:
+        return typed
+    return (
+        data.customer or other["name"],
+        data.customer_type or other["kind"],
+        data.destination_city or other["city_name"],
+    )
+
+
 async def _insert_document(
     conn: Conn,
     actor: Principal,
@@ -423,6 +447,7 @@ async def _insert_document(
     org_id: int,
     counterparty: int | None,
     order_id: int | None,
+    customer: Customer,
 ) -> int:
     """The draft's row under the next document number of its kind; its id."""
     doc_no = await _doc_no(conn, movement)
@@ -447,9 +472,7 @@ async def _insert_document(
                 actor.person,  # the handler: the user, or the maker of the key (four eyes)
                 data.signee,
                 data.phone,
-                data.customer,
-                data.customer_type,
-                data.destination_city,
+                *customer,
                 data.salesperson_id,
                 data.reason,
                 data.note,

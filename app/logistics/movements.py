@@ -201,12 +201,17 @@ class UnitRow(TypedDict):
     channel_org_id: int | None
     disposition: str | None
     last_event_id: int | None
+    line_id: int | None  # the packing line that packed it (its organisation: the manufacturer)
+
+
+PackageLevel = Literal["inner", "master", "pallet"]
 
 
 class CaseRow(TypedDict):
     """A case's state row, locked for the movement."""
 
     sscc: int
+    level: PackageLevel
     product_id: int
     status: str
     holder_org_id: int
@@ -458,7 +463,7 @@ async def expand(
     unit_rows = await (
         await conn.execute(
             """SELECT code, product_id, lot, status, holder_org_id, transit_to, parent_sscc,
-                      channel_org_id, disposition, last_event_id
+                      channel_org_id, disposition, last_event_id, line_id
                FROM unit_state WHERE code = ANY(%s) OR parent_sscc = ANY(%s)
                ORDER BY code FOR UPDATE""",
             (units, boxes),
@@ -466,7 +471,7 @@ async def expand(
     ).fetchall()
     case_rows = await (
         await conn.execute(
-            """SELECT sscc, product_id, status, holder_org_id, transit_to, parent_sscc
+            """SELECT sscc, level, product_id, status, holder_org_id, transit_to, parent_sscc
                FROM case_state WHERE sscc = ANY(%s) ORDER BY sscc FOR UPDATE""",
             (boxes,),
         )
@@ -810,15 +815,18 @@ def outermost(plan: Plan) -> list[CaseRow]:
     return found
 
 
-def _packages(plan: Plan, lines: Counter[tuple[int, str]]) -> Counter[tuple[int, str]]:
-    """The packages that moved (``outermost``), per line: each on the line (product, lot) of
-    the units inside it (a probe: a case of lot B counted on lot A's line, lot B's showing 0);
-    one matching no single line (a pallet of mixed lots) on its product's first line, else on
-    the document's first (a pallet of another product's cases: dropped, a confirmed document
-    counted no package for it — a probe)."""
+Line = tuple[int, str]  # a document line: product, lot
+
+
+def _packages(plan: Plan, lines: Counter[Line]) -> dict[Line, Counter[PackageLevel]]:
+    """The packages that moved (``outermost``), per line and level: each on the line (product,
+    lot) of the units inside it (a probe: a case of lot B counted on lot A's line, lot B's
+    showing 0); one matching no single line (a pallet of mixed lots) on its product's first
+    line, else on the document's first (a pallet of another product's cases: dropped, a
+    confirmed document counted no package for it — a probe)."""
     parent = {c["sscc"]: c["parent_sscc"] for c in plan.cases}
     outer = outermost(plan)
-    inside: dict[int, set[tuple[int, str]]] = {c["sscc"]: set() for c in outer}
+    inside: dict[int, set[Line]] = {c["sscc"]: set() for c in outer}
     top: dict[int | None, int | None] = {}  # each case moved: the package it is in
     for sscc in parent:
         up: int | None = sscc
@@ -829,32 +837,61 @@ def _packages(plan: Plan, lines: Counter[tuple[int, str]]) -> Counter[tuple[int,
         package = top.get(unit["parent_sscc"])
         if package is not None:
             inside[package].add((unit["product_id"], unit["lot"]))
-    first: dict[int, tuple[int, str]] = {}
+    first: dict[int, Line] = {}
     for key in lines:
         first.setdefault(key[0], key)
-    packages: Counter[tuple[int, str]] = Counter()
+    packages: dict[Line, Counter[PackageLevel]] = {}
     for case in outer:
         held = inside[case["sscc"]]
-        if len(held) == 1:
-            packages[next(iter(held))] += 1
-        elif home := first.get(case["product_id"]) or next(iter(lines), None):
-            packages[home] += 1  # no line at all: no unit moved, nothing to count it on
+        home = next(iter(held)) if len(held) == 1 else first.get(case["product_id"])
+        home = home or next(iter(lines), None)
+        if home is not None:  # no line at all: no unit moved, nothing to count it on
+            packages.setdefault(home, Counter())[case["level"]] += 1
     return packages
 
 
+def _package_level(levels: Counter[PackageLevel] | None) -> str | None:
+    """A line's 包装类型: the level of its packages, ``mixed`` of several, None: none moved."""
+    if not levels:
+        return None
+    return next(iter(levels)) if len(levels) == 1 else "mixed"
+
+
+async def _manufacturers(conn: Conn, units: list[UnitRow]) -> dict[Line, int]:
+    """Each line's 生产商: the organisation whose packing line packed its units (of several,
+    the one that packed most of them; a line of units packed on no line has none)."""
+    packed = Counter((u["product_id"], u["lot"], u["line_id"]) for u in units)
+    line_ids = sorted({line_id for _, _, line_id in packed if line_id is not None})
+    rows = await (
+        await conn.execute("SELECT id, org_id FROM lines WHERE id = ANY(%s)", (line_ids,))
+    ).fetchall()
+    org_of = {r["id"]: r["org_id"] for r in rows}
+    made: dict[Line, Counter[int]] = {}
+    for (product, lot, line_id), n in packed.items():
+        if line_id in org_of:
+            made.setdefault((product, lot), Counter())[org_of[line_id]] += n
+    return {line: min(c, key=lambda org: (-c[org], org)) for line, c in made.items()}
+
+
 async def write_lines(conn: Conn, plan: Plan, event_id: int, now: datetime) -> None:
-    """Step 5: the document's lines (units and packages per product and lot, ``_packages``)
-    and its status: confirmed, with its event and discrepancies."""
+    """Step 5: the document's lines (units, packages and their level per product and lot,
+    ``_packages``; the manufacturer, ``_manufacturers``) and its status: confirmed, with its
+    event and discrepancies."""
     assert plan.doc is not None
     doc_id = plan.doc["id"]
     lines = Counter((u["product_id"], u["lot"]) for u in plan.units)
     packages = _packages(plan, lines)
+    makers = await _manufacturers(conn, plan.units)
     for (product, lot), n in lines.items():
+        levels = packages.get((product, lot))
         await conn.execute(
-            "INSERT INTO document_lines (document_id, product_id, lot, units, packages) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (doc_id, product, lot, n, packages[(product, lot)]),
-        )
+            "INSERT INTO document_lines (document_id, product_id, lot, units, packages, "
+            "package_level, manufacturer_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                doc_id, product, lot, n, sum(levels.values()) if levels else 0,
+                _package_level(levels), makers.get((product, lot)),
+            ),
+        )  # fmt: skip
     await conn.execute(
         """UPDATE documents SET status = 'confirmed', confirmed_at = %s, event_id = %s,
                discrepancies = %s WHERE id = %s""",

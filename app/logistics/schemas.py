@@ -16,6 +16,8 @@ DocKind = Literal["factory_inbound", "outbound", "exception", "inbound", "sale",
 DocStatus = Literal["draft", "pending_approval", "confirmed", "rejected", "cancelled"]
 ExceptionReason = Literal["staff_welfare", "gift", "sample", "other"]
 ReturnReason = Literal["damaged", "expired", "wrong_goods", "other"]
+# 包装类型 of a document line: the level of the packages it moved, ``mixed`` when of several
+PackageLevel = Literal["inner", "master", "pallet", "mixed"]
 Text = Annotated[str, msgspec.Meta(max_length=200)]
 ScanCode = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MAX_CODES = 200_000
@@ -76,7 +78,9 @@ class DocumentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     from who shipped them (a ``counterparty_id`` on it or on an exception is refused, 422
     ``counterparty_not_allowed``); return: back to ``counterparty_id`` (default: who shipped the
     goods to us; no order: 422 ``order_not_allowed``). A ``shipment_id`` on any kind but an
-    inbound is refused, 422 ``shipment_not_allowed``.
+    inbound is refused, 422 ``shipment_not_allowed``. ``customer``, ``customer_type`` and
+    ``destination_city`` left out of an outbound or a return are its counterparty's name, kind
+    and city.
     """
 
     kind: Literal["factory_inbound", "outbound", "exception", "inbound", "return"]
@@ -142,11 +146,19 @@ class RemovedOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DocumentLineOut(msgspec.Struct, frozen=True, kw_only=True):
+    """Units and packages (outermost cases) of one product and lot of a confirmed document.
+    ``package_level``: the packages' level (``mixed``: of several; null: none moved, or a line
+    confirmed before levels were recorded whose level was not known); ``manufacturer``: the
+    organisation whose packing line packed the units (null: not known)."""
+
     product_id: int
     product_name: str
     lot: str
     units: int
     packages: int
+    package_level: PackageLevel | None
+    manufacturer_id: int | None
+    manufacturer: str | None
 
 
 class DocumentOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -260,6 +272,7 @@ class StockOut(msgspec.Struct, frozen=True, kw_only=True):
     on_hand: int
     in_transit: int
     updated_at: datetime
+    packages: int  # outermost cases on hand holding units (``center.packages_on_hand``)
 
 
 class ThresholdIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -11,7 +11,7 @@ from app.auth.principal import Principal, brand_of
 from app.db import Conn
 from app.errors import NotFound
 from app.locks import Lock, xact_lock
-from app.logistics.center import scoped_org_path
+from app.logistics.center import packages_on_hand, scoped_org_path
 from app.logistics.rollup import check_thresholds
 from app.logistics.schemas import StockOut, ThresholdIn, ThresholdOut
 from app.paging import Page, fetch_page
@@ -44,8 +44,9 @@ async def list_stock(
         where.append("s.lot = %(lot)s")
     return await fetch_page(
         conn,
-        columns="""s.org_id, o.name AS org_name, s.product_id, p.name AS product_name, s.lot,
-            s.on_hand, s.in_transit, s.updated_at""",
+        columns=f"""s.org_id, o.name AS org_name, s.product_id, p.name AS product_name, s.lot,
+            s.on_hand, s.in_transit, s.updated_at,
+            {packages_on_hand("s.org_id", "s.product_id", "s.lot")} AS packages""",
         source="stock s JOIN orgs o ON o.id = s.org_id JOIN products p ON p.id = s.product_id",
         where=where,
         params=params,
