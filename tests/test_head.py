@@ -112,6 +112,9 @@ async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, A
         # EPCIS (issue 19): no capture job or event of these ids, so GET and HEAD both answer 404
         "capture_id": "00000000-0000-4000-8000-000000000000",
         "event_id": "urn:uuid:00000000-0000-4000-8000-000000000000",
+        # promotions and complaints (W2, W3): none of these ids, so GET and HEAD both answer 404
+        "promotion_id": 987654321,
+        "complaint_id": 987654321,
     }
 
 

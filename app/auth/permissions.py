@@ -39,6 +39,9 @@ PERMISSIONS: dict[str, str] = {
     "members.read_phone": "see members' whole phone numbers (others see 138****1234)",
     "points.rules": "set the points of products (per channel agent); adjust members' points",
     "gifts.write": "create and change the gifts members redeem points for",
+    "content.write": "write the brand story (品牌介绍) shown on the phone site",
+    "promotions.write": "create and change the promotions members see in their province",
+    "complaints.handle": "read, take, answer and close consumers' complaints and suggestions",
     "redemptions.fulfil": "check and fulfil redemption codes (customer service, store staff)",
     "redemptions.read": "read redemptions and the stores' settlement (within the subtree)",
     "rebates.rules": "set the sales rebate of products (per channel agent)",
@@ -63,6 +66,9 @@ _BRAND_ONLY = {
     "members.read_phone",
     "points.rules",
     "gifts.write",
+    "content.write",
+    "promotions.write",
+    "complaints.handle",
     "rebates.rules",
     "rebates.settle",
 }
@@ -117,10 +123,14 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
         "a partner ERP system: orders, products and organisations by ERP code, webhooks",
         [*_READ, "orders.write", "catalog.write", "orgs.write", "webhooks.manage", "epcis.capture"],
     ),
-    "marketing": ("sends SMS campaigns; manages templates and opt-outs", [*_READ, "sms.campaigns"]),
+    "marketing": (
+        "sends SMS campaigns; manages templates and opt-outs; publishes promotions and the "
+        "brand story",
+        [*_READ, "sms.campaigns", "promotions.write", "content.write"],
+    ),
     "member_service": (
-        "customer service: finds members (phones masked) and freezes them",
-        [*_READ, "members.read", "members.write"],
+        "customer service: finds members (phones masked), freezes them, handles complaints",
+        [*_READ, "members.read", "members.write", "complaints.handle"],
     ),
     "voucher_service": (
         "e-shop customer service: checks and fulfils members' voucher codes",

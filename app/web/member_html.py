@@ -122,7 +122,8 @@ def claim_offer(
     )
 
 
-def home(lang: Lang, csrf: str, phone: str, frozen: bool, points: int) -> str:
+def home(lang: Lang, csrf: str, phone: str, frozen: bool, points: int, more: str = "") -> str:
+    """``more``: cards of the other pages of the member's site (the brand's, the profile)."""
     notice = (
         f'<p class="alert" id="frozen">{esc(word("frozen_notice", lang))}</p>' if frozen else ""
     )
@@ -132,6 +133,7 @@ def home(lang: Lang, csrf: str, phone: str, frozen: bool, points: int) -> str:
         f'<p class="big" id="balance">{points}</p>'
         f"{facts([(word('phone', lang), mask_phone(phone))])}"
         f'<a class="button" href="/member/gifts">{esc(word("nav_gifts", lang))}</a></section>'
+        f"{more}"
         f"<section class=card>{form('/member/logout', csrf, '', word('sign_out', lang), 'quiet')}"
         f'<a class="quiet" id="close" href="/member/close">{esc(word("close_title", lang))}</a>'
         "</section>"

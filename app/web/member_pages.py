@@ -21,6 +21,7 @@ taken before the balance is found short) run inside a savepoint, so a refusal wr
 | ``GET /member`` | balance and the way to everything else |
 | ``POST /member/claim`` | claims the ticket's code (from the verification answer) |
 | ``GET /member/points``, ``/member/gifts``, ``/member/codes``, ``/member/scans`` | own lists |
+| ``GET /member/profile``, ``POST /member/profile`` | the profile form; saves it |
 | ``POST /member/redeem`` | redeems a gift; shows the code (also sent by SMS) |
 | ``GET`` of a form's address | 303 to the page it belongs to (``FORM_PAGES``) |
 """
@@ -39,13 +40,13 @@ from app.claims import ClaimIn
 from app.config import Settings
 from app.db import Conn
 from app.errors import AppError, BadRequest
-from app.members import admin, auth, erasure, gifts, points, redemptions
+from app.members import admin, auth, erasure, gifts, points, profile, redemptions
 from app.members.limits import member_limits
 from app.members.phones import normalise_phone
 from app.members.principal import Member
 from app.members.schemas_points import RedeemIn
 from app.textguard import user_agent
-from app.web import html, member_html, session
+from app.web import content_html, html, marketing_html, member_html, profile_form, session
 from app.web.i18n import WORDS, Lang, word
 from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, page_retry, read_form, respond
 
@@ -399,7 +400,9 @@ async def home_page(
         return member
     token, csrf_cookie = session.csrf(request, settings)
     balance = await points.balance(conn, member.id)
-    body = member_html.home(lang, token, member.phone, member.status == "frozen", balance)
+    more = content_html.member_links(lang, member.brand_id)  # the brand's pages, the profile
+    more += marketing_html.member_links(lang)  # promotions, complaints and suggestions
+    body = member_html.home(lang, token, member.phone, member.status == "frozen", balance, more)
     return _show(lang, remember, word("home_title", lang), body, "/member", cookies=[csrf_cookie])
 
 
@@ -512,6 +515,48 @@ async def scans_page(
     return _show(lang, remember, word("scans_title", lang), body, _paged("/member/scans", page))
 
 
+@get("/member/profile", **_PAGE)
+async def profile_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The member's profile as a form (``app/web/profile_form.py``)."""
+    lang, remember = session.language(request, settings)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    token, csrf_cookie = session.csrf(request, settings)
+    saved = await profile.get_profile(conn, member)
+    body = profile_form.page(lang, token, profile_form.values_of(saved))
+    title = word("profile_title", lang)
+    return _show(lang, remember, title, body, "/member/profile", cookies=[csrf_cookie])
+
+
+@post("/member/profile", **_POST)
+async def profile_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """Save the profile as ``PATCH /members/me`` does (``app.members.profile``); refused: the
+    form again as typed, the reason, the error's status."""
+    form = await _form(request)
+    lang, remember = session.language(request, settings, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    token, _ = session.csrf(request, settings)
+    title = word("profile_title", lang)
+    try:
+        async with conn.transaction():
+            saved = await profile.update_profile(conn, member, profile_form.patch_of(form))
+    except AppError as exc:
+        error = profile_form.refusal(exc, lang)
+        body = profile_form.page(lang, token, form, error=error)
+        return _show(lang, remember, title, body, "/member/profile", exc.status)
+    values = profile_form.values_of(saved)
+    body = profile_form.page(lang, token, values, notice=word("profile_saved", lang))
+    return _show(lang, remember, title, body, "/member/profile")
+
+
 # -- a form's address opened again ---------------------------------------------------------------
 
 # The forms answer in place, so their address stays in the address bar; opened again by GET
@@ -548,5 +593,7 @@ route_handlers = [
     redeem_post,
     codes_page,
     scans_page,
+    profile_page,
+    profile_post,
     form_address,
 ]

@@ -1,0 +1,119 @@
+"""The brand story (品牌介绍, seed 1.10.1 and 1.10.2, SPEC W1): one rich-text page per brand.
+
+Written by the brand's own staff holding ``content.write`` (403 ``brand_staff_only`` below the
+brand, as the member-facing settings: a story speaks for the brand, not for an agent); read by
+anyone of the brand's tree who reads its catalogue, and by every consumer on the phone site
+(``/brand/story``, ``app.web.content_pages``).
+
+The HTML is sanitised by an allow-list as it is written (``app.content.sanitise``) and kept so;
+the answer of a save is the HTML as kept, which the console shows as the preview. Every save
+names the ``version`` it was made from (``GET``'s; 0 before the first): a save made from an
+older one is 409 ``story_changed`` with the current version, so two editors never overwrite
+each other unseen. The row is locked for the check and the write (the first save of a brand,
+which has no row to lock, inserts ``ON CONFLICT DO NOTHING``: of two first saves one wins, the
+other is 409). A save that changes nothing writes nothing (no version, no audit row); every
+other one is audited with the story before and after.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import audit
+from app.auth.principal import Principal
+from app.content.sanitise import clean
+from app.content.schemas import StoryIn, StoryOut
+from app.db import Conn
+from app.errors import Conflict
+from app.members.principal import brand_of_staff
+from app.textguard import without_blanks
+
+_COLUMNS = "brand_id, title, html, version, updated_at, updated_by"
+
+
+async def _row(conn: Conn, brand_id: int, lock: bool = False) -> dict[str, Any] | None:
+    sql = f"SELECT {_COLUMNS} FROM brand_stories WHERE brand_id = %s"
+    return await (await conn.execute(sql + (" FOR UPDATE" if lock else ""), (brand_id,))).fetchone()
+
+
+def _out(brand_id: int, row: dict[str, Any] | None) -> StoryOut:
+    if row is None:  # never written: an empty story of version 0
+        return StoryOut(
+            brand_id=brand_id, title="", html="", version=0, updated_at=None, updated_by=None
+        )
+    return StoryOut(**row)
+
+
+async def get_story(conn: Conn, actor: Principal) -> StoryOut:
+    """The caller's brand's story (``catalog.read``: the story is the catalogue's companion)."""
+    actor.require("catalog.read")
+    return _out(actor.brand_id, await _row(conn, actor.brand_id))
+
+
+def _stale(current: int) -> Conflict:
+    return Conflict(
+        f"the brand story was changed meanwhile (now version {current}): load it again",
+        code="story_changed",
+        details={"version": current},
+    )
+
+
+async def _first(
+    conn: Conn, actor: Principal, brand_id: int, title: str, html: str
+) -> dict[str, Any]:
+    """The brand's first story (version 1); 409 when another first save committed meanwhile."""
+    row = await (
+        await conn.execute(
+            f"""INSERT INTO brand_stories (brand_id, title, html, version, updated_by)
+                VALUES (%s, %s, %s, 1, %s) ON CONFLICT (brand_id) DO NOTHING
+                RETURNING {_COLUMNS}""",
+            (brand_id, title, html, actor.user_id),
+        )
+    ).fetchone()
+    if row is None:
+        won = await _row(conn, brand_id)
+        raise _stale(won["version"] if won else 1)
+    return row
+
+
+async def put_story(conn: Conn, actor: Principal, data: StoryIn) -> StoryOut:
+    """Save the story (sanitised) made from ``data.version``; the story as kept."""
+    brand_id = brand_of_staff(actor, "content.write", "the brand story is written")
+    title = data.title.strip() if without_blanks(data.title) else ""
+    html = clean(data.html)
+    row = await _row(conn, brand_id, lock=True)
+    current = row["version"] if row else 0
+    if data.version != current:
+        raise _stale(current)
+    before = _out(brand_id, row) if row else None
+    if row is not None and (row["title"], row["html"]) == (title, html):
+        return _out(brand_id, row)  # saved unchanged (a retry, a second click): no write
+    saved: dict[str, Any] | None
+    if row is None:
+        saved = await _first(conn, actor, brand_id, title, html)
+    else:
+        saved = await (
+            await conn.execute(
+                f"""UPDATE brand_stories
+                       SET title = %s, html = %s, version = version + 1, updated_by = %s,
+                           updated_at = now()
+                     WHERE brand_id = %s RETURNING {_COLUMNS}""",
+                (title, html, actor.user_id, brand_id),
+            )
+        ).fetchone()
+        assert saved is not None  # locked above
+    out = _out(brand_id, saved)
+    action = "create" if before is None else "update"
+    await audit.record(
+        conn, actor, action, "brand_story", brand_id, before=before, after=out, org_id=brand_id
+    )
+    return out
+
+
+async def public_story(conn: Conn, brand_id: int) -> tuple[str, str] | None:
+    """(title, HTML) of a brand's story for the phone site, the HTML sanitised again under
+    today's allow-list; None when it has none (or an empty one)."""
+    row = await _row(conn, brand_id)
+    if row is None or not row["html"]:
+        return None
+    return row["title"], clean(row["html"])

@@ -1,0 +1,152 @@
+"""The member's promotions and complaints pages (SPEC W2, W3; seed 1.10.1 客户投诉与建议, 1.10.2
+促销信息): server-rendered as the other member pages (``app/web/member_pages.py``, whose session,
+refusal and page helpers these use), linked from the member's home page.
+
+| URL | |
+| --- | --- |
+| ``GET /member/promotions`` | the promotions shown in the member's province now |
+| ``GET /member/complaints`` | the filing form and the member's own complaints, with replies |
+| ``POST /member/complaints`` | files one (``app.marketing.complaints.file``), the page again |
+
+The form carries the CSRF token as every member form does, and a client id made for the page
+view (a double tap files once). A refusal (too many filed, a bad field) shows the form again as
+typed, with its reason and the error's status.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+
+from app.config import Settings
+from app.db import Conn
+from app.errors import AppError, BadRequest
+from app.marketing import complaints, promotions
+from app.marketing.schemas import ComplaintIn
+from app.members.principal import Member
+from app.web import marketing_html, session
+from app.web.i18n import Lang, word
+from app.web.member_html import pager
+from app.web.member_pages import (
+    _PAGE,
+    _POST,
+    PER_PAGE,
+    _form,
+    _page_no,
+    _paged,
+    _show,
+    _signed_in,
+    refusal,
+)
+
+_FIELDS = ("kind", "body", "serial", "store_name", "contact", "client_id")
+
+
+@get("/member/promotions", **_PAGE)
+async def promotions_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The promotions shown to the member now (its province's, and every province's)."""
+    lang, remember = session.language(request, settings)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    page = _page_no(request)
+    out = await promotions.member_promotions(conn, member, page, PER_PAGE)
+    body = marketing_html.promotion_list(lang, out.items)
+    body += pager("/member/promotions", page, PER_PAGE, out.total, lang)
+    path = _paged("/member/promotions", page)
+    return _show(lang, remember, word("promotions_title", lang), body, path)
+
+
+async def _complaints_body(
+    conn: Conn,
+    member: Member,
+    lang: Lang,
+    csrf: str,
+    page: int,
+    typed: dict[str, str] | None = None,
+    error: str = "",
+    notice: str = "",
+) -> str:
+    """The form (a new client id for each view) and a page of the member's complaints."""
+    client_id = f"h5-{secrets.token_hex(8)}"
+    mine = await complaints.my_complaints(conn, member, page, PER_PAGE)
+    return (
+        marketing_html.complaint_form(lang, csrf, client_id, typed, error, notice)
+        + marketing_html.complaint_list(lang, mine.items)
+        + pager("/member/complaints", page, PER_PAGE, mine.total, lang)
+    )
+
+
+@get("/member/complaints", **_PAGE)
+async def complaints_page(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings
+) -> Response[str]:
+    """The filing form and the member's complaints and suggestions, newest first."""
+    lang, remember = session.language(request, settings)
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    token, csrf_cookie = session.csrf(request, settings)
+    page = _page_no(request)
+    body = await _complaints_body(conn, member, lang, token, page)
+    title = word("complaints_title", lang)
+    path = _paged("/member/complaints", page)
+    return _show(lang, remember, title, body, path, cookies=[csrf_cookie])
+
+
+def complaint_in(form: dict[str, str]) -> ComplaintIn:
+    """The filing a form asks for, under the API's rules (blank optional fields left out):
+    400 ``validation_failed`` otherwise, as the JSON API answers it."""
+    fields = {k: form[k] for k in _FIELDS if form.get(k, "").strip()}
+    try:
+        return msgspec.convert(fields, ComplaintIn)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid complaint: {exc}", code="validation_failed") from None
+
+
+@post("/member/complaints", **_POST)
+async def complaint_post(
+    request: Request[Any, Any, Any], conn: Conn, settings: Settings, state: State
+) -> Response[str]:
+    """File a complaint or suggestion; the page again, with a thank-you or the refusal."""
+    form = await _form(request)
+    lang, remember = session.language(request, settings, form.get("lang"))
+    session.check_csrf(request, settings, form.get("csrf", ""))
+    member = await _signed_in(request, conn, settings)
+    if isinstance(member, Response):
+        return member
+    token, _ = session.csrf(request, settings)
+    title = word("complaints_title", lang)
+    try:
+        data = complaint_in(form)
+        async with conn.transaction():  # nothing of a refused filing stays
+            await complaints.file(conn, state.scheme, complaints.filing_limit(state), member, data)
+    except AppError as exc:
+        reason = (
+            word("err_complaint_invalid", lang)
+            if exc.code == "validation_failed"
+            else refusal(exc, lang)
+        )
+        body = await _complaints_body(conn, member, lang, token, 1, form, reason)
+        headers = {"Retry-After": (exc.headers or {}).get("Retry-After", "60")}
+        return _show(
+            lang,
+            remember,
+            title,
+            body,
+            "/member/complaints",
+            exc.status,
+            headers=headers if exc.status == 429 else None,
+        )
+    notice = word("complaint_sent", lang)
+    body = await _complaints_body(conn, member, lang, token, 1, notice=notice)
+    return _show(lang, remember, title, body, "/member/complaints")
+
+
+route_handlers = [promotions_page, complaints_page, complaint_post]  # in app.marketing's router

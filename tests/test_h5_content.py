@@ -1,0 +1,578 @@
+"""The phone site's content (SPEC W1; seed 1.6, 1.10.1, 1.10.2): the brand story written in the
+back office as rich text, sanitised by an allow-list, and shown on the phone; the brand's product
+list; the member's profile form — over HTTP on real PostgreSQL + Redis, with every bad path:
+hostile HTML, control characters, huge and wrongly typed bodies, other brands, anonymous callers,
+roles without the permission, staff below the brand, two editors saving at once, and the
+profile form's refusals, CSRF and sign-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import uuid
+from datetime import date
+from html import unescape
+from typing import Any
+
+import httpx
+
+from app.members.profile import age_band_of
+from tests.h5_support import new_product, text_of
+from tests.helpers import assert_error, onboarded_brand
+from tests.points_support import member_client, new_member
+
+PASSWORD = "Story-writer-pass-1"
+HOSTILE = (
+    '<h2 onclick="steal()">Since 1999</h2><p style="color:red">Made in <b>Suzhou</b>'
+    "<script>document.cookie</script></p>"
+    '<a href="javascript:alert(1)">bad</a><a href="https://lumi.example/history">good</a>'
+    '<a href="/member/close">relative</a><img src="data:image/png;base64,AAAA">'
+    '<img src="https://cdn.example/founders.jpg" alt="founders" onerror="x()">'
+    "<iframe src=https://evil.example></iframe><style>body{display:none}</style>"
+    "<table><tr><td>cell</td></tr></table><!-- note --><ul><li>one</li></ul>"
+)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def _openapi_paths(client: Any) -> list[str]:
+    answer = await client.get("/schema/openapi.json")
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["paths"])
+
+
+async def _member_site(app: Any, brand_id: int) -> tuple[dict[str, str], set[str]]:
+    """A signed-in member's H5 home page: its links (the member's whole site is reached from
+    there) and the member token's headers."""
+    _, headers, _ = await new_member(app, brand_id)
+    async with member_client(app) as mc:
+        mc.cookies.set("tc_member", headers["Authorization"].split()[1])
+        home = await mc.get("/member", params={"lang": "en"})
+        assert home.status_code == 200, home.text
+        links = set(re.findall(r'href="(/[^"]*)"', home.text))
+    return headers, links
+
+
+async def _pages_of(app: Any, headers: dict[str, str], links: set[str]) -> dict[str, str]:
+    pages = {}
+    async with member_client(app) as mc:
+        mc.cookies.set("tc_member", headers["Authorization"].split()[1])
+        for link in sorted(links):
+            page = await mc.get(unescape(link))
+            if page.status_code == 200:
+                pages[link] = page.text
+    return pages
+
+
+async def _story(client: Any, headers: dict[str, str]) -> dict[str, Any]:
+    answer = await client.get("/brand-story", headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+async def _save(
+    client: Any, headers: dict[str, str], html: str, title: str = "", version: int | None = None
+) -> httpx.Response:
+    if version is None:
+        version = (await _story(client, headers))["version"]
+    body = {"title": title, "html": html, "version": version}
+    return await client.put("/brand-story", headers=headers, json=body)  # type: ignore[no-any-return]
+
+
+async def _staff(client: Any, admin: dict[str, str], org_id: int, roles: list[str]) -> dict:
+    username = f"story_{uuid.uuid4().hex[:8]}"
+    body = {"org_id": org_id, "username": username, "password": PASSWORD, "roles": roles}
+    created = await client.post("/users", headers=admin, json=body)
+    assert created.status_code == 201, created.text
+    token = await client.post("/auth/login", json={"username": username, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def _signed_in(app: Any, headers: dict[str, str]) -> httpx.AsyncClient:
+    """A phone of its own with the member's session cookie."""
+    mc = member_client(app)
+    mc.cookies.set("tc_member", headers["Authorization"].split()[1])
+    return mc
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]*)"', page)
+    assert found, "no CSRF field in the page"
+    return unescape(found.group(1))
+
+
+def _selected(page: str, name: str) -> str:
+    select = re.search(rf'<select id="{name}" name="{name}">(.*?)</select>', page, re.S)
+    assert select, f"no {name} select"
+    chosen = re.search(r'<option value="([^"]*)" selected>', select.group(1))
+    return unescape(chosen.group(1)) if chosen else ""
+
+
+def _value(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" type="[a-z]+" maxlength="\d+" value="([^"]*)"', page)
+    assert found, f"no {name} field"
+    return unescape(found.group(1))
+
+
+# -- probes (seed 1.6, 1.10.1, 1.10.2; moved from tests/test_zz_probe_seedb.py) ----------------
+
+
+async def test_the_member_site_lets_a_member_give_age_band_and_wechat_id(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a consumer signs up on the phone site (seed 1.6: "注册成功后可针对个人资料信息进行
+    完善"; 1.10.1: "通过会员注册搜集消费者手机号码、年龄段,微信号等"). The H5 sign-up asks for the
+    phone and the SMS code only, and no page of the member site (``/member`` and every page it
+    links to: points, gifts, codes, scans, close) had a form for gender, birthday, age band,
+    e-mail or WeChat id: only the JSON ``PATCH /members/me`` took them, which no consumer on a
+    phone browser can call. The brand therefore never collected the age bands its A6 report and
+    its campaigns' ``age_bands`` filter rely on. Expected: a profile page of the member site with
+    those fields, reached from ``/member``."""
+    headers, links = await _member_site(app, demo["BRAND-LUMI"])
+    pages = await _pages_of(app, headers, {link for link in links if link.startswith("/member")})
+    with_profile_form = [
+        link
+        for link, page in pages.items()
+        if re.search(r'name="age_band"', page) and re.search(r'name="wechat_id"', page)
+    ]
+    assert with_profile_form, f"no page of the member site takes age band and WeChat id: {links}"
+
+
+async def test_the_phone_site_lists_the_published_products(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: seed 1.10.1 "产品列表、产品详情查看: 通过手机网站向消费者列表形式展示产品,点击具体
+    产品可以查看产品详情" and 1.10.2 "产品信息设置: 手机端展示的产品及产品排序设置" (SPEC W1 "H5
+    pages: product list and detail"). The catalogue keeps ``published`` and ``display_order``
+    for that list, but the phone site had only the page of one product (``/p/{gtin}``, reached by
+    a scan): no page listed the brand's published products. Expected: a product list page
+    (published products in ``display_order``, each linking to its ``/p/{gtin}``), reached from
+    the member's home."""
+    first = await new_product(client, login, name="List probe A", display_order=-900_000)
+    second = await new_product(client, login, name="List probe B", display_order=-899_999)
+    headers, links = await _member_site(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        product_page = await mc.get(f"/p/{first['gtin']}")
+        assert product_page.status_code == 200, product_page.text
+        links |= set(re.findall(r'href="(/[^"]*)"', product_page.text))
+    pages = await _pages_of(app, headers, links)
+    listing = [
+        link
+        for link, page in pages.items()
+        if "List probe A" in text_of(page) and "List probe B" in text_of(page)
+    ]
+    assert listing, f"no page of the phone site lists the products; links followed: {links}"
+    assert second["id"]  # both are published, the list would show them in display order
+
+
+async def test_a_brand_introduction_is_set_in_the_back_office_and_shown_on_the_phone(
+    client: Any,
+) -> None:
+    """A probe: seed 1.10.1 "品牌介绍: 介绍品牌由来,品牌发展历程" and 1.10.2 "品牌介绍设置: 富文本
+    形式设置企业简介及品牌故事" (SPEC W1 "brand story (rich text, sanitised)"). Nothing in the API
+    (OpenAPI document) or the H5 pages set or showed a brand introduction: the marketer had
+    nowhere to write it and the consumer nowhere to read it. Expected: a back-office endpoint for
+    the brand story (rich text, sanitised) and an H5 page showing it."""
+    paths = await _openapi_paths(client)
+    story = [p for p in paths if re.search(r"story|brand[-_]?intro|introduction|about", p)]
+    assert story, "no endpoint sets or reads a brand introduction / story"
+
+
+# -- the brand story -------------------------------------------------------------------------
+
+
+async def test_hostile_html_is_sanitised_on_write_and_the_phone_shows_what_was_kept(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Whatever is sent, the allow-list is what is kept: no script or style (nor their
+    content), no event handler or style attribute, no javascript:, data: or relative URL, no
+    iframe or table; links get rel=noopener. The answer is the HTML as kept (the console's
+    preview), GET reads it back, and the phone page shows it — and only it."""
+    marketer = await login("marketer")  # the marketing role writes the story
+    saved = await _save(client, marketer, HOSTILE, title="  Our story  ")
+    assert saved.status_code == 200, saved.text
+    kept = saved.json()
+    html = kept["html"]
+    assert kept["title"] == "Our story" and kept["brand_id"] == demo["BRAND-LUMI"]
+    for gone in ("script", "cookie", "style", "onclick", "onerror", "javascript", "data:"):
+        assert gone not in html, (gone, html)
+    for gone in ("iframe", "<table", "<td", "/member/close", "<!--", "display:none"):
+        assert gone not in html, (gone, html)
+    assert "<h2>Since 1999</h2>" in html and "<b>Suzhou</b>" in html and "<li>one</li>" in html
+    assert '<a href="https://lumi.example/history" rel="noopener noreferrer">good</a>' in html
+    assert '<img src="https://cdn.example/founders.jpg" alt="founders">' in html
+    assert "cell" in html  # a table's text stays, its markup goes
+    assert await _story(client, marketer) == kept
+
+    async with member_client(app) as phone:
+        page = await phone.get("/brand/story", params={"brand": demo["BRAND-LUMI"]})
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "script-src 'sha256-" in page.headers["content-security-policy"]
+    assert html in page.text
+    # the one script of the page is the pages' own (html.SCRIPT): the story brought none
+    assert page.text.count("<script") == 1 and "document.cookie" not in page.text
+    assert "onerror" not in page.text and "javascript:" not in page.text
+    assert "品牌介绍" in text_of(page.text) and "Our story" in text_of(page.text)
+
+
+async def test_a_save_records_its_version_and_an_audit_row_and_an_unchanged_one_writes_none(
+    client: Any, login: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    before = await _story(client, admin)
+    text = f"<p>Founded by two chemists ({secrets.token_hex(3)})</p>"
+    saved = await _save(client, admin, text, "品牌故事", before["version"])
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["version"] == before["version"] + 1
+    assert saved.json()["updated_by"] is not None and saved.json()["updated_at"]
+    audit = await client.get(
+        "/audit",
+        headers=admin,
+        params={"entity": "brand_story", "entity_id": str(demo["BRAND-LUMI"])},
+    )
+    assert audit.status_code == 200, audit.text
+    rows = audit.json()["items"]
+    assert rows[0]["after"]["html"] == text and rows[0]["after"]["title"] == "品牌故事"
+    if before["version"]:
+        assert rows[0]["action"] == "update"
+        assert rows[0]["before"]["version"] == before["version"]
+    # the same again (a retry, a second click): 200 as it is, no version, no audit row
+    again = await _save(client, admin, text, "品牌故事", saved.json()["version"])
+    assert again.status_code == 200, again.text
+    assert again.json() == saved.json()
+    audit = await client.get(
+        "/audit",
+        headers=admin,
+        params={"entity": "brand_story", "entity_id": str(demo["BRAND-LUMI"])},
+    )
+    assert audit.json()["items"][0]["id"] == rows[0]["id"]
+
+
+async def test_two_editors_saving_from_the_same_version_one_wins_the_other_is_told(
+    client: Any, login: Any
+) -> None:
+    """Two editors load the story and save at once: exactly one save is kept, the other is 409
+    ``story_changed`` with the version now in force — for a brand's very first story (no row to
+    lock yet) and for a later edit."""
+    _, admin = await onboarded_brand(client, login)
+    assert (await _story(client, admin))["version"] == 0
+    for version in (0, 1):
+        answers = await asyncio.gather(
+            *(
+                client.put(
+                    "/brand-story",
+                    headers=admin,
+                    json={"html": f"<p>editor {n} from {version}</p>", "version": version},
+                )
+                for n in range(2)
+            )
+        )
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [200, 409], [a.text for a in answers]
+        won = next(a for a in answers if a.status_code == 200).json()
+        lost = next(a for a in answers if a.status_code == 409)
+        body = assert_error(lost, 409, "story_changed")
+        assert body["details"] == {"version": version + 1}
+        assert won["version"] == version + 1
+        assert (await _story(client, admin))["html"] == won["html"]
+    # an editor who loaded it before both: told, not overwriting
+    assert_error(await _save(client, admin, "<p>stale</p>", version=1), 409, "story_changed")
+
+
+async def test_bad_bodies_are_refused_and_nothing_is_written(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    before = await _story(client, admin)
+    version = before["version"]
+    raw_bodies = [
+        (b'{"html": "<p>a\\u0000b</p>", "version": %d}' % version, "invalid_character"),
+        (b'{"html": "<p>\\u001b[31m</p>", "version": %d}' % version, "invalid_character"),
+        (b'{"title": "a\\u202eb", "html": "x", "version": %d}' % version, "invalid_character"),
+        (b'{"html": "<p>x</p>", "version": ', "malformed_json"),
+    ]
+    for raw, code in raw_bodies:
+        answer = await client.put(
+            "/brand-story",
+            headers={**admin, "content-type": "application/json"},
+            content=raw,
+        )
+        assert_error(answer, 400, code)
+    for body in (
+        {"html": "x" * 100_001, "version": version},  # too long
+        {"title": "t" * 101, "html": "x", "version": version},
+        {"html": 5, "version": version},
+        {"html": "x", "version": str(version)},
+        {"html": "x", "version": -1},
+        {"html": "x"},  # which version was it made from?
+        {"html": "x", "version": version, "published": True},  # unknown field
+        {"html": ["x"], "version": version},
+    ):
+        assert_error(await client.put("/brand-story", headers=admin, json=body), 400)
+    assert await _story(client, admin) == before
+
+
+async def test_who_may_read_and_write_the_story(client: Any, login: Any, demo: Any) -> None:
+    """Anonymous: 401 (before the body is read). Without ``content.write``: 403. Staff below
+    the brand holding it (a custom role): 403 ``brand_staff_only``. Reading takes the
+    catalogue's read permission."""
+    body = {"html": "<p>x</p>", "version": 0}
+    assert_error(await client.get("/brand-story"), 401)
+    assert_error(await client.put("/brand-story", json=body), 401)
+    bad_token = {"Authorization": "Bearer nope"}
+    assert_error(await client.put("/brand-story", headers=bad_token, content=b"{"), 401)
+    for user in ("analyst", "partner", "factory_admin", "agent_admin", "service"):
+        answer = await client.put("/brand-story", headers=await login(user), json=body)
+        assert_error(answer, 403, "permission_denied")
+    assert (await client.get("/brand-story", headers=await login("agent_admin"))).status_code == 200
+    assert_error(await client.get("/brand-story", headers=await login("printer")), 403)
+    admin = await login("admin")
+    role = await client.post(
+        "/roles",
+        headers=admin,
+        json={"name": f"story_writer_{uuid.uuid4().hex[:6]}", "permissions": ["content.write"]},
+    )
+    assert role.status_code == 201, role.text
+    below = await _staff(client, admin, demo["AGENT-ZJ"], [role.json()["name"]])
+    answer = await _save(client, below, "<p>an agent's story</p>", version=0)
+    assert_error(answer, 403, "brand_staff_only")
+    assert "an agent's story" not in (await _story(client, admin))["html"]
+
+
+async def test_each_brand_writes_and_shows_its_own_story(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """Another brand's admin reads and writes its own story only; each brand's phone page
+    shows its own. A brand without a story shows a 404 page saying so, in zh and en."""
+    brand, other = await onboarded_brand(client, login)
+    assert (await _story(client, other))["brand_id"] == brand["id"]
+    async with member_client(app) as phone:
+        none = await phone.get("/brand/story", params={"brand": brand["id"]})
+        none_en = await phone.get("/brand/story", params={"brand": brand["id"], "lang": "en"})
+    assert none.status_code == 404 and "品牌介绍即将上线" in text_of(none.text)
+    assert none_en.status_code == 404 and "Our story is coming soon" in text_of(none_en.text)
+    mark = secrets.token_hex(4)
+    saved = await _save(client, other, f"<p>Tenant story {mark}</p>", version=0)
+    assert saved.status_code == 200, saved.text
+    assert mark not in (await _story(client, await login("admin")))["html"]
+    async with member_client(app) as phone:
+        theirs = await phone.get("/brand/story", params={"brand": brand["id"]})
+        lumi = await phone.get("/brand/story", params={"brand": demo["BRAND-LUMI"]})
+    assert theirs.status_code == 200 and f"Tenant story {mark}" in text_of(theirs.text)
+    assert brand["name"] in text_of(theirs.text)  # the heading when the story has no title
+    assert mark not in lumi.text
+
+
+# -- the product list ----------------------------------------------------------------------------
+
+
+async def test_the_list_shows_published_products_in_display_order_with_links_and_video(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    mark = secrets.token_hex(3)
+    later = await new_product(
+        client,
+        login,
+        name=f"Order B {mark}",
+        display_order=-950_000,
+        video_url="https://video.example/b.mp4",
+        image_url="https://img.example/b.jpg",
+        spec="30 ml",
+    )
+    first = await new_product(client, login, name=f"Order A {mark}", display_order=-950_001)
+    hidden = await new_product(
+        client, login, name=f"Unpublished {mark}", display_order=-950_002, published=False
+    )
+    async with member_client(app) as phone:
+        page = await phone.get("/brand/products", params={"brand": demo["BRAND-LUMI"]})
+    assert page.status_code == 200, page.text
+    text = text_of(page.text)
+    assert f"Unpublished {mark}" not in text and hidden["gtin"] not in page.text
+    assert text.index(f"Order A {mark}") < text.index(f"Order B {mark}")
+    assert f'href="/p/{first["gtin"]}"' in page.text and f'href="/p/{later["gtin"]}"' in page.text
+    assert 'href="https://video.example/b.mp4"' in page.text and "30 ml" in text
+    assert 'src="https://img.example/b.jpg"' in page.text
+    assert "产品列表" in text and 'href="/brand/story?brand=' in page.text
+    # the product's own page is the detail the list links to
+    async with member_client(app) as phone:
+        detail = await phone.get(f"/p/{first['gtin']}")
+    assert detail.status_code == 200 and f"Order A {mark}" in text_of(detail.text)
+
+
+async def test_the_list_is_the_brands_own_and_paged(client: Any, login: Any, app: Any) -> None:
+    """A brand's list holds its products only, 20 a page with a way to the next; another
+    brand's product never shows on it."""
+    brand, admin = await onboarded_brand(client, login)
+    lumi = await new_product(client, login, name=f"Lumi only {secrets.token_hex(3)}")
+    for n in range(21):
+        body = {"name": f"Tenant product {n:02d}", "product_no": f"TP-{n}", "published": True}
+        made = await client.post("/products", headers=admin, json={**body, "display_order": n})
+        assert made.status_code == 201, made.text
+    async with member_client(app) as phone:
+        one = await phone.get("/brand/products", params={"brand": brand["id"], "lang": "en"})
+        two = await phone.get("/brand/products", params={"brand": brand["id"], "page": 2})
+    assert one.status_code == 200 and two.status_code == 200
+    first_page = re.findall(r"Tenant product (\d\d)", text_of(one.text))
+    assert first_page == [f"{n:02d}" for n in range(20)]
+    assert re.findall(r"Tenant product (\d\d)", text_of(two.text)) == ["20"]
+    assert f'href="/brand/products?brand={brand["id"]}&amp;page=2"' in one.text
+    assert lumi["name"] not in one.text + two.text
+    assert "Our products" in text_of(one.text)
+
+
+async def test_the_brand_comes_from_the_link_the_member_or_the_last_sign_in(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """``?brand=`` first; else the signed-in member's brand; else the ``tc_brand`` cookie of
+    the last sign-in; none: how to get there. A brand that is none (a store, an unknown id) is
+    the 404 page; a malformed one is no brand."""
+    mark = await new_product(client, login, name=f"Whose {secrets.token_hex(3)}")
+    brand = demo["BRAND-LUMI"]
+    _, headers, _ = await new_member(app, brand)
+    async with _signed_in(app, headers) as mc:
+        by_member = await mc.get("/brand/products")
+    async with member_client(app) as phone:
+        phone.cookies.set("tc_brand", str(brand))
+        by_cookie = await phone.get("/brand/products")
+    async with member_client(app) as phone:
+        nobody = await phone.get("/brand/products")
+        story_nobody = await phone.get("/brand/story", params={"lang": "en"})
+        store = await phone.get("/brand/products", params={"brand": demo["STORE-HZ-01"]})
+        unknown = await phone.get("/brand/story", params={"brand": 10**14})
+        garbage = await phone.get("/brand/products", params={"brand": "1; DROP TABLE"})
+        control = await phone.get("/brand/products?brand=%00")
+        head = await phone.head("/brand/products", params={"brand": brand})
+    for page in (by_member, by_cookie):
+        assert page.status_code == 200 and mark["name"] in text_of(page.text)
+    assert nobody.status_code == 200 and "请扫描产品包装上的二维码" in text_of(nobody.text)
+    assert "Scan the QR code" in text_of(story_nobody.text)
+    assert store.status_code == 404 and unknown.status_code == 404
+    assert store.headers["content-type"].startswith("text/html")
+    assert garbage.status_code == 200 and mark["name"] not in garbage.text
+    assert control.status_code == 400
+    assert head.status_code == 200 and head.content == b""
+
+
+# -- the member's profile -----------------------------------------------------------------------
+
+
+async def test_a_member_completes_the_profile_on_the_phone(
+    app: Any, client: Any, demo: Any
+) -> None:
+    """The form saves through ``PATCH /members/me``'s code: the API reads what the page wrote;
+    an empty field clears one; a birthday sets the age band whatever the select said."""
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with _signed_in(app, headers) as mc:
+        home = await mc.get("/member")
+        assert 'href="/member/profile"' in home.text
+        form = await mc.get("/member/profile")
+        assert form.status_code == 200 and form.headers["cache-control"] == "no-store"
+        assert _selected(form.text, "province") == "浙江省"  # as stored
+        body = {
+            "csrf": _csrf(form.text),
+            "gender": "female",
+            "birthday": "",
+            "age_band": "25_34",
+            "email": "lin@example.cn",
+            "wechat_id": "lin_2024",
+            "province": "广东省",
+            "city": "深圳市",
+            "marketing_opt_out": "1",
+            "lang": "en",
+        }
+        saved = await mc.post("/member/profile", data=body)
+        assert saved.status_code == 200, text_of(saved.text)
+        assert "Your profile is saved" in text_of(saved.text)
+        me = (await client.get("/members/me", headers=headers)).json()
+        assert (me["gender"], me["age_band"], me["email"]) == ("female", "25_34", "lin@example.cn")
+        assert (me["wechat_id"], me["province"], me["city"]) == ("lin_2024", "广东省", "深圳市")
+        assert me["marketing_opt_out"] is True and me["birthday"] is None
+        assert _selected(saved.text, "age_band") == "25_34"
+        assert _value(saved.text, "wechat_id") == "lin_2024"
+        # a birthday: the band follows it (the select's "under_18" is not sent)
+        again = {**body, "birthday": "1990-05-01", "age_band": "under_18", "email": ""}
+        again.pop("marketing_opt_out")  # unticked
+        saved = await mc.post("/member/profile", data=again)
+        assert saved.status_code == 200, text_of(saved.text)
+    me = (await client.get("/members/me", headers=headers)).json()
+    assert me["birthday"] == "1990-05-01" and me["email"] is None
+    assert me["age_band"] == age_band_of(date(1990, 5, 1))
+    assert me["marketing_opt_out"] is False
+
+
+async def test_the_profile_form_refuses_as_the_api_does_and_keeps_what_was_typed(
+    app: Any, client: Any, demo: Any
+) -> None:
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    before = (await client.get("/members/me", headers=headers)).json()
+    async with _signed_in(app, headers) as mc:
+        csrf = _csrf((await mc.get("/member/profile")).text)
+        good = {"csrf": csrf, "province": "浙江省", "city": "杭州市", "wechat_id": "good_id"}
+        cases = [
+            ({**good, "wechat_id": "ab"}, 400, "微信号"),  # too short for the API
+            ({**good, "email": "not-an-email"}, 400, "电子邮箱"),
+            ({**good, "gender": "robot"}, 400, "性别"),
+            ({**good, "birthday": "1990-13-45"}, 400, "生日"),
+            ({**good, "birthday": "2999-01-01"}, 400, "生日"),
+            ({**good, "province": "Atlantis"}, 400, "省份"),
+            ({**good, "province": ""}, 422, "填写城市时请同时选择省份"),
+            ({**good, "city": "x" * 41}, 400, "城市"),
+        ]
+        for body, status, said in cases:
+            answer = await mc.post("/member/profile", data=body)
+            assert answer.status_code == status, (body, text_of(answer.text))
+            assert said in text_of(answer.text), (said, text_of(answer.text))
+            assert 'id="form-error"' in answer.text
+            if body["wechat_id"] == "ab":  # the form again, as typed
+                assert _value(answer.text, "wechat_id") == "ab"
+        # control characters and NUL: the pages' 400, never stored
+        for bad in ("杭州\x1b[31m", "a\x00b", "a\u202eb"):
+            answer = await mc.post("/member/profile", data={**good, "city": bad})
+            assert answer.status_code == 400, text_of(answer.text)
+        # a huge form: 413, not read
+        huge = await mc.post("/member/profile", data={**good, "city": "x" * 10_000})
+        assert huge.status_code == 413
+        # without the CSRF token, or another's: 403, nothing written
+        for token in ("", "forged"):
+            refused = await mc.post("/member/profile", data={**good, "csrf": token})
+            assert refused.status_code == 403, text_of(refused.text)
+        cross = await mc.post(
+            "/member/profile", data=good, headers={"sec-fetch-site": "cross-site"}
+        )
+        assert cross.status_code == 403
+    assert (await client.get("/members/me", headers=headers)).json() == before
+
+
+async def test_the_profile_pages_need_a_signed_in_member(app: Any, client: Any, demo: Any) -> None:
+    """Signed out (or with a forged or erased member's cookie): the way to sign in, nothing
+    saved; a member sees and changes their own profile only."""
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as phone:
+        anonymous = await phone.get("/member/profile")
+        phone.cookies.set("tc_member", "forged.token.value")
+        forged = await phone.get("/member/profile")
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith(
+        "/member/login"
+    )
+    assert forged.status_code == 303
+    other_id, other_headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with _signed_in(app, other_headers) as mc:
+        csrf = _csrf((await mc.get("/member/profile")).text)
+        saved = await mc.post("/member/profile", data={"csrf": csrf, "wechat_id": "other_one"})
+        assert saved.status_code == 200
+        # the member erased meanwhile: signed out, nothing written
+        erased = await client.delete("/members/me", headers=other_headers)
+        assert erased.status_code == 204, erased.text
+        after = await mc.post("/member/profile", data={"csrf": csrf, "wechat_id": "back_again"})
+        assert after.status_code == 303
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id, wechat_id FROM members WHERE id = ANY(%s) ORDER BY id",
+                ([member_id, other_id],),
+            )
+        ).fetchall()
+    assert [r["wechat_id"] for r in rows] == [None, None]
