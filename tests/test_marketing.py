@@ -546,3 +546,42 @@ def test_no_literal_words_in_the_marketing_templates() -> None:
         assert not re.search(r"[\u4e00-\u9fff]", code), name
         for key in re.findall(r'word\(\s*"([a-z_]+)"', code):
             assert set(WORDS[key]) == {"zh", "en"}, key
+
+
+async def test_a_members_copy_holds_its_complaints_and_erasure_takes_their_words(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A member's copy of what the brand holds (PIPL) lists their complaints and suggestions;
+    closing the membership takes the member's own words (closed: nobody is left to answer), the
+    brand's reply and the record's state stay, anonymous. Before, the copy left them out and the
+    words stayed."""
+    member_id, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    words = f"My neighbour Wang at Room 1202 sold me this {_tag()}"
+    answered = await _filed(client, member, body=words, store_name="夜市摊位", contact="phone")
+    still_open = await _filed(client, member, kind="suggestion")
+    service = await login("service")
+    reply = {"reply": "We will call you."}
+    assert (
+        await client.post(f"/complaints/{answered['id']}/reply", headers=service, json=reply)
+    ).status_code == 200
+
+    copy = await client.get("/members/me/export", headers=member)
+    assert copy.status_code == 200, copy.text
+    kept = {c["id"]: c for c in copy.json()["complaints"]}
+    assert set(kept) == {answered["id"], still_open["id"]}
+    assert kept[answered["id"]]["body"] == words and kept[answered["id"]]["reply"] == reply["reply"]
+
+    assert (await client.delete("/members/me", headers=member)).status_code in (200, 204)
+    admin = await login("admin")
+    after = {
+        c["id"]: c
+        for c in (await client.get("/complaints", headers=admin, params={"per_page": 200})).json()[
+            "items"
+        ]
+        if c["member_id"] == member_id
+    }
+    assert set(after) == {answered["id"], still_open["id"]}
+    assert all(words not in str(c) for c in after.values())
+    assert after[answered["id"]]["reply"] == reply["reply"]
+    assert after[answered["id"]]["store_name"] is None
+    assert {c["status"] for c in after.values()} == {"closed"}

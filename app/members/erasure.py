@@ -2,12 +2,14 @@
 copy one's personal information, and to have it deleted; probe U found neither).
 
 ``export`` is everything the brand holds about the signed-in member, in one JSON document: the
-profile, the points (balance, ledger, claims), the redemptions and the verifications they made
-signed in. ``erase`` closes the membership, by the member (``DELETE /members/me``) or by member
-service on their request (``POST /members/{id}/erase``), in one transaction:
+profile, the points (balance, ledger, claims), the redemptions, the complaints and suggestions,
+and the verifications they made signed in. ``erase`` closes the membership, by the member
+(``DELETE /members/me``) or by member service on their request (``POST /members/{id}/erase``),
+in one transaction:
 
 * what goes: the phone (replaced by a tombstone that is no phone: 15 digits from 0, the id), the
-  profile (gender, birthday, age band, e-mail, WeChat id, province, city), the verifications'
+  profile (gender, birthday, age band, e-mail, WeChat id, province, city), the words of its
+  complaints and suggestions (closed, the brand's reply kept), the verifications'
   link to the member and their client address and id, user agent and position, the phone and
   variables of every SMS sent to the number (its one-time codes too; those not sent yet are
   failed) and of their copies in ``dead_letters``, the same of its verification records kept
@@ -130,6 +132,15 @@ async def erase(
     await conn.execute(
         """UPDATE verifications SET member_id = NULL, client_ip = NULL, client_id = NULL,
                   user_agent = NULL, lat = NULL, lng = NULL, retry = NULL
+            WHERE member_id = %s""",
+        (member_id,),
+    )
+    # the member's own words go (their complaints and suggestions: a closed record of the
+    # brand's, its reply and product kept; one still open is closed, nobody left to answer)
+    await conn.execute(
+        """UPDATE complaints SET body = 'membership erased', serial = NULL, store_name = NULL,
+                  contact = 'none', client_id = NULL, client_hash = NULL, status = 'closed',
+                  closed_at = coalesce(closed_at, now()), updated_at = now()
             WHERE member_id = %s""",
         (member_id,),
     )
@@ -256,6 +267,10 @@ _EXPORT = {
                              r.expires_at, r.fulfilled_at, r.expired_at
                         FROM redemptions r JOIN gifts g ON g.id = r.gift_id
                        WHERE r.member_id = %(member)s ORDER BY r.id LIMIT %(limit)s""",
+    "complaints": """SELECT id, kind, body, serial, gtin, store_name, contact, status, reply,
+                            created_at, replied_at, closed_at
+                       FROM complaints WHERE member_id = %(member)s
+                      ORDER BY id LIMIT %(limit)s""",
     "verifications": """SELECT at, serial, result, reason, province, city,
                                host(client_ip) AS client_ip, user_agent, lat, lng
                           FROM verifications WHERE member_id = %(member)s
