@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import secrets
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
@@ -20,7 +23,7 @@ import pytest
 
 from app.verify.service import Verifier
 from tests.h5_support import activated_batch, result_of, text_of, unit
-from tests.points_support import member_client, random_phone, set_rule
+from tests.points_support import member_client, new_member, random_phone, set_rule
 from tests.rebates_support import store_goods
 from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
 
@@ -1010,3 +1013,99 @@ def test_a_code_unreadable_here_is_told_not_shown_as_none() -> None:
     for lang, told in (("zh", "暂时无法显示"), ("en", "cannot be shown")):
         shown = redemption_facts(lang, lost)  # type: ignore[arg-type]
         assert told in shown and "None" not in shown, shown
+
+
+async def test_a_signed_in_members_verification_is_in_the_scan_records(
+    h5: httpx.AsyncClient,
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    goods: list[tuple[str, str]],
+) -> None:
+    """A probe: seed 1.6 "扫码记录查询" and 1.10.1 "扫码记录查看". A member signed in on the phone
+    site (cookie ``tc_member``) typed a pack's PIN at ``/c/{serial}``: the check was recorded
+    anonymous (``pages._verify`` passed no member), so neither "My scans" nor ``GET
+    /members/{id}/scans`` showed it — only points claims were scan records. The PIN check is
+    the member's record; the scan page's look-up without the PIN is not (one scan, one row),
+    and the claim made from the answer (the check's retry key) is listed once, with it."""
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    h5.cookies.set("tc_member", headers["Authorization"].split()[1])
+    serial, pin = goods[0]
+    scan = assert_page(await h5.get(f"/c/{serial}?lang=en"))
+    answer = assert_page(
+        await h5.post(f"/c/{serial}", data={"pin": pin, "check": field(scan, "check")})
+    )
+    assert result_of(answer) == "genuine"
+    form = {"csrf": field(answer, "csrf"), "ticket": field(answer, "ticket")}
+    assert result_of(assert_page(await h5.post("/member/claim", data=form))) == "ok"
+    await asyncio.to_thread(flush_records, app.state.settings)
+    staff = await client.get(f"/members/{member_id}/scans", headers=await login("admin"))
+    assert staff.status_code == 200, staff.text
+    listed = [(s["serial"], s["result"], s["reason"]) for s in staff.json()["items"]]
+    assert listed == [(serial, "genuine", "first_query")], staff.json()
+    mine = text_of(assert_page(await h5.get("/member/scans")))
+    assert "Sun Cream" in mine and "genuine" in mine, mine
+
+
+async def _other_brand(client: Any, login: Any) -> int:
+    tag = secrets.token_hex(3).upper()
+    made = await client.post(
+        "/orgs",
+        headers=await login("platform"),
+        json={"kind": "brand", "name": f"Scan brand {tag}", "erp_code": f"SB-{tag}"},
+    )
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+async def test_v1_verify_with_a_member_token_is_the_members_scan_and_never_refused(
+    client: Any, login: Any, app: Any, demo: Any, goods: list[tuple[str, str]]
+) -> None:
+    """``POST /v1/verify`` with a member's bearer token is the member's scan record (seed 1.6);
+    a token not valid — expired, forged, a staff token — answers all the same, anonymous, and a
+    member of another brand than the code's is never recorded with it (nor when Redis is down
+    and the record is inserted directly)."""
+    from app.auth import tokens
+    from app.members.principal import MEMBER_TOKEN
+    from app.verify.fallback import insert_record
+    from app.verify.record import Record
+    from app.verify.schemas import VerifyIn
+
+    key = app.state.settings.jwt_key()
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    foreign_id, foreign, _ = await new_member(app, await _other_brand(client, login))
+    expired, _ = tokens.issue(key, member_id, MEMBER_TOKEN, -10)
+    staff, _ = tokens.issue(key, member_id, "access", 60)
+    tokens_sent = [
+        headers,
+        foreign,
+        {"Authorization": f"Bearer {expired}"},
+        {"Authorization": "Bearer not.a.token"},
+        {"Authorization": f"Bearer {staff}"},
+    ]
+    async with member_client(app) as mc:
+        for (serial, pin), auth in zip(goods, tokens_sent, strict=False):
+            answer = await mc.post("/v1/verify", headers=auth, json={"serial": serial, "pin": pin})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["result"] == "genuine", answer.json()
+    direct = Record(
+        datetime.now(UTC), uuid.uuid4().hex, VerifyIn(serial=goods[5][0]), None, None, None
+    )
+    direct.serial, direct.brand_id = goods[5][0], demo["BRAND-LUMI"]
+    direct.member_id = foreign_id
+    await insert_record(app.state.pool, direct, "unconfirmed", "pin_required", 1)
+    await asyncio.to_thread(flush_records, app.state.settings)
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT serial, member_id FROM verifications WHERE serial = ANY(%s)",
+                ([s for s, _ in goods[:6]],),
+            )
+        ).fetchall()
+    assert {r["serial"]: r["member_id"] for r in rows} == {
+        goods[0][0]: member_id,
+        **{serial: None for serial, _ in goods[1:6]},
+    }
+    staff_view = await client.get(f"/members/{member_id}/scans", headers=await login("admin"))
+    assert [s["serial"] for s in staff_view.json()["items"]] == [goods[0][0]]

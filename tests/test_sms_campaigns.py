@@ -962,3 +962,58 @@ async def test_staff_below_the_brand_list_only_their_store_managers_opt_outs(
         assert [i for i in items if i["source"] == "member"] == [], user
         assert [(i["phone"], i["source"]) for i in items] == [(masked(manager), "api")], user
     assert await listed("gd_admin") == []  # another agent's stores: none of its managers
+
+
+async def test_a_store_managers_campaign_reaches_the_stores_contact(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A probe: seed 1.12 "短信形式向门店负责人发送促销活动通知". A store's person in charge is
+    recorded on the store itself (``contact_phone`` of ``POST /orgs`` and of the ERP's
+    ``/orgs/import``, which brings stores without any user), but the store-manager audience
+    was only the stores' *users* with a phone: such a store's notice reached nobody (dry run: 0
+    recipients). The contact phone is in the audience, the dry run's count and the opt-out
+    scope, in the outbox's form, and once when a user of the store has it too."""
+    admin, marketer, agent = (
+        await login("admin"),
+        await login("marketer"),
+        await login("agent_admin"),
+    )
+    n, contact = secrets.token_hex(3), phone()
+    store = await client.post(
+        "/orgs",
+        headers=admin,
+        json={
+            "kind": "store",
+            "name": f"Contact store {n}",
+            "erp_code": f"CONTACT-ST-{n}",
+            "parent_id": demo["AGENT-ZJ"],
+            "contact_name": "王店长",
+            "contact_phone": f"+86 {contact[:3]} {contact[3:7]} {contact[7:]}",
+        },
+    )
+    assert store.status_code == 201, store.text
+    body = {
+        "template_id": await _template(client, marketer),
+        "audience": "store_managers",
+        "filter": {"org_id": store.json()["id"]},
+        "variables": {"season": "秋季", "discount": "7"},
+        "dry_run": True,
+    }
+    dry = await client.post("/sms/campaigns", headers=marketer, json=body)
+    assert dry.status_code == 201 and dry.json()["recipients"] == 1, dry.text
+    async with app.state.pool.connection() as conn:  # the manager's user has the phone too
+        await conn.execute(
+            "INSERT INTO users (org_id, username, password_hash, phone) VALUES (%s, %s, 'x', %s)",
+            (store.json()["id"], f"contact_{n}", f"86{contact}"),
+        )
+    sent = await client.post("/sms/campaigns", headers=agent, json={**body, "dry_run": False})
+    assert sent.status_code == 201 and sent.json()["recipients"] == 1, sent.text
+    async with app.state.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT phone FROM sms_outbox WHERE campaign_id = %s", (sent.json()["id"],)
+        )
+        assert [r["phone"] for r in await cur.fetchall()] == [contact]
+    assert (await client.put(f"/sms/opt-outs/{contact}", headers=agent)).status_code == 204
+    listed = await client.get("/sms/opt-outs", headers=agent, params={"per_page": 200})
+    assert listed.status_code == 200, listed.text
+    assert f"{contact[:3]}****{contact[-4:]}" in [i["phone"] for i in listed.json()["items"]]

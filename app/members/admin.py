@@ -204,12 +204,20 @@ async def own_scans(conn: Conn, member: Member, page: int, per_page: int) -> Pag
     return await _scans(conn, member.id, page, per_page)
 
 
+# A claim made from the answer to the member's own PIN check (the H5 page: the claim's retry
+# key is the check's), or a claim sent again, is recorded ``claim_retry``: one scan, listed once.
+_ONE_SCAN = """NOT (v.reason = 'claim_retry' AND EXISTS (
+    SELECT 1 FROM verifications w
+     WHERE w.member_id = v.member_id AND w.code_id = v.code_id AND w.retry = v.retry
+       AND w.reason <> 'claim_retry'))"""
+
+
 async def _scans(conn: Conn, member_id: int, page: int, per_page: int) -> Page[ScanRow]:
     return await fetch_page(
         conn,
         columns=_SCAN_COLUMNS,
         source=_SCAN_SOURCE,
-        where=["v.member_id = %(member)s"],
+        where=["v.member_id = %(member)s", _ONE_SCAN],
         params={"member": member_id},
         order="v.at DESC, v.id DESC",
         page=page,

@@ -380,11 +380,17 @@ async def delete_template(conn: Conn, actor: Principal, template_id: int) -> Non
 # -- campaigns --------------------------------------------------------------------------------
 
 
-# The store managers of the subtree ``%(scope)s``: the active users with a phone (as saved) of
-# its active stores — active with every organisation above them (probe U).
-_STORE_MANAGERS = f"""SELECT DISTINCT u.phone FROM users u JOIN orgs o ON o.id = u.org_id
+# The store managers of the subtree ``%(scope)s``: of its active stores (active with every
+# organisation above them: probe U), the store's own contact phone — its person in charge, as
+# ``POST /orgs`` and the ERP's import record it, often with no user at all (seed 1.12; a probe:
+# such a store's notice reached nobody) — and its active users' phones, all as saved.
+_STORE_MANAGERS = f"""SELECT DISTINCT p.phone FROM orgs o
+ CROSS JOIN LATERAL (SELECT o.contact_phone
+                     UNION ALL
+                     SELECT u.phone FROM users u
+                      WHERE u.org_id = o.id AND u.status = 'active') AS p(phone)
  WHERE o.path LIKE %(scope)s AND o.kind = 'store' AND {org_status("o")} = 'active'
-   AND u.status = 'active' AND u.phone IS NOT NULL"""
+   AND p.phone IS NOT NULL"""
 
 
 async def _audience(

@@ -91,15 +91,17 @@ async def _insert(conn: Conn, record: Record, result: str, reason: str, queries:
     alert = alert_of(
         fields["code_id"], serial, fields["brand_id"], result, reason, queries, *place, gtin
     )
-    if fields["member_id"] is not None:  # a claim's: stored as the flusher stores it
-        erased = await (
+    if fields["member_id"] is not None:  # a member's: stored as the flusher stores it
+        member = await (
             await conn.execute(  # FOR SHARE: waits for an erasure under way, as _INSERT does
-                "SELECT status = 'erased' AS erased FROM members WHERE id = %s FOR SHARE",
+                "SELECT status = 'erased' AS erased, brand_id FROM members WHERE id = %s FOR SHARE",
                 (fields["member_id"],),
             )
         ).fetchone()
-        if erased is not None and erased["erased"]:  # a probe: stored whole
+        if member is not None and member["erased"]:  # a probe: stored whole
             fields |= dict.fromkeys(PERSONAL)
+        elif member is not None and fields["brand_id"] not in (None, member["brand_id"]):
+            fields["member_id"] = None  # another brand's code: not the member's record
     inserted = await conn.execute(INSERT, fields)
     if not inserted.rowcount:
         return

@@ -15,9 +15,9 @@ from app.verify.schemas import VerifyIn
 class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
     """A verification record as the flusher stores it (``records.py``), less the outcome.
 
-    ``member_id`` names the signed-in member of a points claim, ``retry`` a claim's retry key; a
-    verification of neither leaves them out of the JSON altogether (``omit_defaults``), so the
-    hot path's records are unchanged."""
+    ``member_id`` names the signed-in member (a points claim, a member's PIN check), ``retry``
+    a claim's retry key; a verification of neither leaves them out of the JSON altogether
+    (``omit_defaults``), so the hot path's records are unchanged."""
 
     at: str
     record_key: str
@@ -114,7 +114,7 @@ class Record:
         self.serial: str | None = None
         self.brand_id: int | None = None
         self.product_id: int | None = None
-        self.member_id: int | None = None  # a member's claim (app.members), else None
+        self.member_id: int | None = None  # the signed-in member's (claim or check), else None
         self.retry: str | None = None  # a claim's retry key (app.claims), else None
         self.gtin: str | None = None  # a wrong_product scan's GTIN, else None
 

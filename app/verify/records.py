@@ -78,7 +78,7 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
        CASE WHEN e.erased THEN NULL ELSE r.user_agent END, r.province, r.city,
        CASE WHEN e.erased THEN NULL ELSE r.lat END,
        CASE WHEN e.erased THEN NULL ELSE r.lng END,
-       CASE WHEN e.erased THEN NULL ELSE r.member_id END,
+       CASE WHEN e.erased OR e.other_brand THEN NULL ELSE r.member_id END,
        CASE WHEN e.erased THEN NULL ELSE r.retry END, r.gtin
   FROM json_to_recordset(%s::json) AS r(
        at timestamptz, record_key uuid, code_id bigint, serial text, brand_id bigint,
@@ -89,8 +89,11 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
   -- member's earlier ones (app.members.erasure); a record without a member looks nothing up.
   -- FOR SHARE waits for an erasure under way (it holds the member's row) and reads the row it
   -- committed: read before, the record was stored whole after the erasure had cleared the
-  -- others (review R6)
-  LEFT JOIN LATERAL (SELECT m.status = 'erased' AS erased FROM members m
+  -- others (review R6). A member of another brand than the record's (a signed-in member's
+  -- check of another brand's code: the hot path reads no member row) is not stored with it.
+  LEFT JOIN LATERAL (SELECT m.status = 'erased' AS erased,
+                            m.brand_id <> r.brand_id AS other_brand
+                       FROM members m
                       WHERE r.member_id IS NOT NULL AND m.id = r.member_id
                         FOR SHARE OF m) e ON true
 ON CONFLICT (at, record_key) DO NOTHING

@@ -11,6 +11,7 @@ from litestar.params import QueryParameter
 from litestar.types import Receive, Scope, Send
 
 from app.auth.principal import Principal
+from app.config import Settings
 from app.db import Conn
 from app.edge import check_json, read_post_body
 from app.errors import invalid_body
@@ -42,8 +43,13 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
     except msgspec.MsgspecError as exc:
         raise invalid_body(exc) from None
     client = scope.get("client")
-    out = await scope["litestar_app"].state.verifier.verify(
-        data, client[0] if client else None, user_agent(scope)
+    verifier = scope["litestar_app"].state.verifier
+    token = _bearer(scope)
+    out = await verifier.verify(
+        data,
+        client[0] if client else None,
+        user_agent(scope),
+        member_id=_member(verifier.settings, token) if token else None,
     )
     payload = msgspec.json.encode(out)
     await send(
@@ -54,6 +60,27 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The request's bearer token, if any: a member's app sends the member's (the verification
+    is then the member's scan record, ``principal.signed_member``)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip().decode("latin-1")
+            return None
+    return None
+
+
+def _member(settings: Settings, token: str) -> int | None:
+    """The member a bearer token names (``principal.signed_member``: its signature alone), or
+    None: the verification is answered all the same, anonymous."""
+    # imported here: app.members's package imports app.claims, which imports the verifier
+    from app.members.principal import signed_member
+
+    return signed_member(settings, token)
 
 
 _VERIFY_DOC = """Verify a serial (or the QR content), with or without the PIN. No login needed.

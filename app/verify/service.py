@@ -528,8 +528,10 @@ class Verifier:
         retry: str = "",
         gtin: str | None = None,
     ) -> VerifyOut:
-        """The answer to one verification. ``member_id``: the signed-in member of a points
-        claim (``app.members.points``), recorded with the verification; None on /v1/verify.
+        """The answer to one verification. ``member_id``: the signed-in member (a points claim,
+        ``app.members.points``; a PIN check on the consumer pages or ``/v1/verify`` with a member
+        token, by the token's signature alone), recorded with the verification: the member's
+        scan record (the flusher drops a member of another brand than the record's).
         ``retry``: a claim's retry key (``app.claims``: its kind, its claimant and its client id;
         ASCII letters, digits and ``._:-``) or an H5 answer form's check: the same claim sent
         again within a day (a form within ten minutes: ``record.retry_seconds``) is not counted

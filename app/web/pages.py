@@ -41,6 +41,7 @@ from app.errors import (
 )
 from app.errors import exception_handlers as json_handlers
 from app.head import GET_HEAD
+from app.members.principal import signed_member
 from app.textguard import user_agent
 from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.record import CHECK_RETRY_SECONDS
@@ -326,8 +327,7 @@ def _verification_page(
     here = _scan_path(serial, gtin)
     if form:
         again = out.result == "wrong_pin"
-        check = f"{int(time.time()):08x}{secrets.token_hex(8)}"  # its time, then 64 random bits
-        body += html.pin_form(here, lang, pin_length, check, form_error, again)
+        body += html.pin_form(here, lang, pin_length, new_check(), form_error, again)
     if resend is not None:  # posted back to the scan page, so no ?lang= in it
         return html.page(lang, word("verify_title", lang), body, here, "site", resend)
     return html.page(lang, word("verify_title", lang), body, lang_switch(here, lang))
@@ -338,6 +338,11 @@ def _verification_page(
 # nor is the points claim made from its answer (its ticket carries it). A probe: the consumer's
 # one check read "queried 2 times … beware", and a few reloads "probably copied".
 PAGE_CHECK = re.compile(r"[0-9a-f]{16,32}")
+
+
+def new_check() -> str:
+    """A PIN form's own id (``PAGE_CHECK``): its time, then 64 random bits."""
+    return f"{int(time.time()):08x}{secrets.token_hex(8)}"
 
 
 def _fresh(check: str) -> bool:
@@ -362,13 +367,25 @@ async def _verify(
     pin: str | None,
     check: str = "",
 ) -> VerifyOut:
+    """The verifier's answer. A PIN check of a signed-in member (``tc_member``) is recorded
+    with the member (``_member``): the member's scans (seed 1.6, ``/member/scans``) list it.
+    The scan page's own look-up without the PIN is not: each scan would be listed twice."""
     return await state.verifier.verify(  # type: ignore[no-any-return]
         VerifyIn(serial=serial[:MAX_SERIAL], pin=pin, lang=lang),
         client_ip(request),
         user_agent(request.scope),
+        member_id=_member(request, state) if pin is not None else None,
         retry=page_retry(check),
         gtin=scanned_gtin(request),  # a probe: a Digital Link of another product's was genuine
     )
+
+
+def _member(request: Request[Any, Any, Any], state: State) -> int | None:
+    """The member of the ``tc_member`` cookie, by its token's signature alone (no query: the
+    hot path's; ``principal.signed_member``); None without one, or with one not valid (the
+    check is answered all the same, anonymous)."""
+    token = request.cookies.get(session.MEMBER_COOKIE)
+    return signed_member(state.settings, token) if token else None
 
 
 def _status_of(out: VerifyOut) -> int:
@@ -480,8 +497,11 @@ async def pin_page(request: Request[Any, Any, Any], serial: str, state: State) -
         # the language switch of an answer older than its check's retry key: sent again, it
         # would count again (a probe: "checked 2 times"); the scan page instead, as a link is
         return await _scanned(request, state, serial, lang, remember)
-    out = await _verify(request, state, serial, lang, pin, check)
-    offer, cookies = await _claim_offer(request, state, out, pin, lang, check)
+    # a post without the form's check (no browser's) gets one here: the claim from its answer
+    # is then no second query (nor scan record) of the code either, as the form's is not
+    own = check if PAGE_CHECK.fullmatch(check) else new_check()
+    out = await _verify(request, state, serial, lang, pin, own)
+    offer, cookies = await _claim_offer(request, state, out, pin, lang, own)
     # The answer the PIN proved, in the other language: the same form sent again, its check
     # keeping it from counting again (a probe: the switch led back to the PIN form, and the
     # PIN typed again read "checked 2 times"). A wrong PIN is never sent again.
