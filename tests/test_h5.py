@@ -417,6 +417,10 @@ async def test_product_page_by_gtin(client: Any, demo: Any, gtin: str) -> None:
     assert "tc_lang=en" in chosen.headers["set-cookie"]
     assert chosen.headers["cache-control"] == "private, max-age=300"
     assert f'href="/p/{gtin}?lang=en"' in page
+    # the way to the brand's other products and its story (W1)
+    brand = demo["BRAND-LUMI"]
+    assert f'href="/brand/products?brand={brand}"' in page
+    assert f'href="/brand/story?brand={brand}"' in page
 
 
 async def test_product_page_shows_the_descriptive_fields(client: Any, login: Any) -> None:

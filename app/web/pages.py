@@ -47,7 +47,7 @@ from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
-from app.web import html, member_html, session
+from app.web import content_html, html, member_html, session
 from app.web.console import accepts_gzip
 from app.web.i18n import WORDS, Lang, pick, word
 from app.web.queries import claimable, is_published, published_product
@@ -601,6 +601,7 @@ async def product_page(
         (word("efficacy", lang), product["efficacy"]),
         (word("gtin", lang), product["gtin"]),
     ]
-    body = html.product_card(product, lang, rows)
+    # the brand's other products and its story (W1)
+    body = html.product_card(product, lang, rows) + content_html.nav(lang, product["brand_id"], "")
     page = html.page(lang, word("product_title", lang), body, lang_switch(path, lang))
     return respond(page, lang, remember, no_store=False)

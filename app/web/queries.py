@@ -10,7 +10,7 @@ from app.members.points import RETURNED_UNSOLD, SPOILT, points_in_force
 
 _PRODUCT_BY_GTIN = """
 SELECT p.name, p.spec, p.product_type, p.gtin, p.image_url, p.colour_no, p.efficacy,
-       p.video_url, c.name AS category, o.name AS brand
+       p.video_url, c.name AS category, o.name AS brand, o.id AS brand_id
   FROM products p
   JOIN orgs o ON o.id = p.org_id
   LEFT JOIN categories c ON c.id = p.category_id
