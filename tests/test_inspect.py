@@ -21,7 +21,14 @@ from psycopg.rows import dict_row
 
 from tests.helpers import activate, assert_error, issue_cases, issue_units
 from tests.test_field_scoping import _login, _user
-from tests.test_logistics import confirm, document, pack
+from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixtures)
+    _received,
+    confirm,
+    deep_tree,
+    document,
+    pack,
+    via_branch,
+)
 
 _ids = itertools.count()
 GPS = {"lat": 30.2592, "lng": 120.1303}
@@ -1431,3 +1438,28 @@ async def test_a_case_mixing_two_agents_goods_alerts_the_brand_once_per_agent(
     assert (await client.post("/inspections", headers=inspector, json=body)).status_code == 201
     again = await alerts_of(demo["BRAND-LUMI"])
     assert sorted(a["occurrences"] for a in again) == [2, 2]
+
+
+async def test_an_agent_supplied_by_its_branch_shipping_into_a_sister_agents_store_is_diverted(
+    client: Any,
+    login: Any,
+    deep_tree: dict[str, Any],  # noqa: F811
+    via_branch: dict[str, Any],  # noqa: F811
+) -> None:
+    """A probe (brand inspector, SPEC D1/D4): the factory ships to branch BR (分公司), BR ships on
+    to its agent A1, and A1 ships a case into store S2 of its sister agent A2 (窜货). Inspected
+    at S2 the units were ``in_channel`` / ``designated_store``, shipped to the branch: the
+    branch's outbound to A1 kept the branch as the units' channel (``movements.move_state``
+    kept the first designation for any sender in the channel), so the whole branch was the
+    "agent area" and no diversion between its agents was ever seen, alerted or put in A1's leak
+    report. A branch's outbound designates anew: diverted, outside A1's area, shipped to A1."""
+    tree = deep_tree
+    await _received(
+        client, tree["A1_clerk"], tree["S2_clerk"], via_branch["cases"][1:2], tree["S2"]
+    )
+    found = await scan(client, await login("inspector"), via_branch["units"][12], tree["S2"])
+    assert found.status_code == 201, found.text
+    item = found.json()["items"][0]
+    assert (item["result"], item["reason"], item["shipped_to"]["id"]) == (
+        "diverted", "outside_agent_area", tree["A1"],
+    ), item  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import acting, assert_error, issue_cases, issue_units, sales_order
+from tests.test_field_scoping import _user
 
 _ids = itertools.count()
 
@@ -1011,6 +1012,104 @@ async def _received(client: Any, sender: Any, receiver: Any, codes: list[str], t
     assert (await confirm(client, sender, shipped)).status_code == 200
     received = await document(client, receiver, kind="inbound", shipment_id=shipped["id"])
     assert (await confirm(client, receiver, received)).status_code == 200
+
+
+async def _org(client: Any, admin: Any, kind: str, parent: int, tag: str) -> int:
+    made = await client.post(
+        "/orgs",
+        headers=admin,
+        json={"kind": kind, "name": f"{kind} {tag}", "erp_code": f"DT-{kind[:3]}-{tag}",
+              "parent_id": parent, "province_code": "330000", "province_name": "浙江省"},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+@pytest.fixture
+async def deep_tree(client: Any, login: Any, demo: Any) -> dict[str, Any]:
+    """A channel deeper than brand → agent → store: brand → BR (a branch, 分公司) → A1, A2
+    (agents); A1 → D1 (a distributor) → S1 (a store); A2 → S2 (a store). Warehouse clerks at
+    BR, A1, A2 and D1 (``<org>_clerk``), store clerks at S1 and S2."""
+    admin = await login("admin")
+    tree: dict[str, Any] = {}
+    tag = secrets.token_hex(3).upper()
+    tree["BR"] = await _org(client, admin, "branch", demo["BRAND-LUMI"], tag + "B")
+    for name, kind, parent in (
+        ("A1", "agent", "BR"), ("A2", "agent", "BR"), ("D1", "distributor", "A1"),
+        ("S1", "store", "D1"), ("S2", "store", "A2"),
+    ):  # fmt: skip
+        tree[name] = await _org(client, admin, kind, tree[parent], tag + name[-1])
+    for org in ("BR", "A1", "A2", "D1", "S1", "S2"):
+        role = "store_clerk" if org.startswith("S") else "warehouse_clerk"
+        _, tree[f"{org}_clerk"] = await _user(client, admin, tree[org], [role])
+    return tree
+
+
+@pytest.fixture
+async def via_branch(
+    client: Any, login: Any, app: Any, demo: Any, deep_tree: dict[str, Any]
+) -> dict[str, Any]:
+    """3 cases of ``pack`` in the deep tree: factory → BR → A1 (cases 0 and 1), A1 → D1 → S1
+    (case 0); case 2 stays at the factory warehouse."""
+    goods = await pack(client, login, app, demo, 3)
+    clerk, tree = await login("clerk"), deep_tree
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    cases = goods["cases"]
+    await _received(client, clerk, tree["BR_clerk"], cases[:2], tree["BR"])
+    await _received(client, tree["BR_clerk"], tree["A1_clerk"], cases[:2], tree["A1"])
+    await _received(client, tree["A1_clerk"], tree["D1_clerk"], cases[:1], tree["D1"])
+    await _received(client, tree["D1_clerk"], tree["S1_clerk"], cases[:1], tree["S1"])
+    return goods
+
+
+async def test_a_branch_reallocating_an_agents_returned_goods_designates_the_other_agent(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, deep_tree: dict[str, Any]
+) -> None:
+    """A probe: the factory ships a case to agent A1 (under branch BR); A1 returns it to its
+    branch, which reallocates it to its other agent A2 (分公司调货), and A2 ships it to its store
+    S2. The branch's outbound kept A1 as the units' channel (``movements.move_state`` kept the
+    first designation for any sender in the channel, a branch too), so at S2 the inspection
+    called the unit ``diverted``, blaming A1 (a diversion alert for it), and S2's clerk was
+    refused the rebate ``wrong_agent``. A branch is the brand's side of the channel: its
+    outbound designates anew, as one from the brand's own stock — A2 is the channel, the unit
+    is in channel at S2 (shipped to A2) and the rebate is paid."""
+    from tests.rebates_support import rebate_body, set_rebate  # it imports this module
+
+    tree, clerk = deep_tree, await login("clerk")
+    goods = await pack(client, login, app, demo, 1)
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    await _received(client, clerk, tree["A1_clerk"], goods["cases"], tree["A1"])
+    back = await document(
+        client, tree["A1_clerk"], goods["cases"], kind="return", counterparty_id=tree["BR"]
+    )
+    assert (await confirm(client, tree["A1_clerk"], back)).status_code == 200
+    got = await document(client, tree["BR_clerk"], kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, tree["BR_clerk"], got)).status_code == 200
+    assert (await state_of(conn, app, goods["units"][0]))["channel_org_id"] == tree["A1"]
+    await _received(client, tree["BR_clerk"], tree["A2_clerk"], goods["cases"], tree["A2"])
+    await _received(client, tree["A2_clerk"], tree["S2_clerk"], goods["cases"], tree["S2"])
+    assert (await state_of(conn, app, goods["units"][0]))["channel_org_id"] == tree["A2"]
+    found = await client.post(
+        "/inspections",
+        headers=await login("inspector"),
+        json={
+            "code": goods["units"][0],
+            "gps": {"lat": 30.26, "lng": 120.13},
+            "store_id": tree["S2"],
+        },
+    )
+    assert found.status_code == 201, found.text
+    item = found.json()["items"][0]
+    assert (item["result"], item["shipped_to"]["id"]) == ("in_channel", tree["A2"]), item
+    await set_rebate(client, await login("admin"), goods["product_id"], 5, tree["A2"])
+    claim = await client.post(
+        "/rebates/claims",
+        headers=tree["S2_clerk"],
+        json=rebate_body(app.state.scheme, goods["units"][1]),
+    )
+    assert claim.status_code == 201, claim.text
 
 
 async def test_a_trace_shows_a_case_s_history_only_from_when_the_unit_went_in(

@@ -32,6 +32,7 @@ from tests.race_support import lock_waiters
 from tests.rebates_support import store_goods
 from tests.servers import granian_server
 from tests.test_inspect import forge
+from tests.test_logistics import deep_tree, via_branch  # noqa: F401 (fixtures)
 from tests.test_members_admin import _staff
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -756,3 +757,26 @@ async def test_goods_shipped_straight_to_a_store_earn_the_nearest_rule_above_it(
             )
         ).fetchone()
     assert balance["balance"] == 47
+
+
+async def test_the_points_rule_of_an_agent_supplied_by_its_branch_is_applied(
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    deep_tree: dict[str, Any],  # noqa: F811
+    via_branch: dict[str, Any],  # noqa: F811
+) -> None:
+    """A probe (member, SPEC M2 / K2: points from the product's rule for its channel agent): the
+    brand sets 25 points for the product at agent A1; the goods reach A1 from its branch and
+    are sold at S1, a store of A1's distributor. The claim ignored A1's rule — the branch's
+    outbound kept the branch as the units' channel, and ``points_in_force`` looks up from the
+    channel — and earned the product's default, here none: 422 ``no_points``. A branch's
+    outbound designates anew: A1 is the channel, the claim earns its 25 points."""
+    await set_rule(client, await login("admin"), via_branch["product_id"], 25, deep_tree["A1"])
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    body = claim_body(app.state.scheme, via_branch["units"][1])
+    async with member_client(app) as mc:
+        claim = await mc.post("/members/me/claims", headers=member, json=body)
+    assert claim.status_code == 201, claim.text
+    assert (claim.json()["points"], claim.json()["agent_id"]) == (25, deep_tree["A1"])

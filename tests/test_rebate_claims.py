@@ -21,7 +21,14 @@ from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.race_support import lock_waiters
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
 from tests.test_inspect import forge, scan
-from tests.test_logistics import confirm, document, pack
+from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixtures)
+    _received,
+    confirm,
+    deep_tree,
+    document,
+    pack,
+    via_branch,
+)
 
 
 @pytest.fixture(scope="module")
@@ -1000,3 +1007,30 @@ async def test_a_unit_the_store_sent_back_to_its_agent_is_no_diversion_at_that_s
     ).fetchone()
     await conn.commit()
     assert (error["code"], refusals, alert) == ("not_on_hand", [], None), (error, refusals, alert)
+
+
+async def test_a_rebate_for_goods_an_agent_supplied_by_its_branch_diverted_is_refused(
+    client: Any,
+    login: Any,
+    app: Any,
+    deep_tree: dict[str, Any],  # noqa: F811
+    via_branch: dict[str, Any],  # noqa: F811
+) -> None:
+    """A probe (store clerk / brand finance, SPEC R1 and B4: rewards only on codes shipped
+    through the right channel): goods branch BR shipped to its agent A1 are shipped by A1 into
+    S2, a store of the sister agent A2; S2's clerk claimed the rebate and was paid A2's rule
+    (201): the branch's outbound kept the branch as the unit's channel, so its "designated
+    agent" was the branch and S2 lay under it. A branch's outbound designates anew: 422
+    ``wrong_agent`` naming A1, kept as a refusal, as for goods the factory shipped to A1."""
+    tree = deep_tree
+    await set_rebate(client, await login("admin"), via_branch["product_id"], 5, tree["A2"])
+    await _received(
+        client, tree["A1_clerk"], tree["S2_clerk"], via_branch["cases"][1:2], tree["S2"]
+    )
+    claim = await client.post(
+        "/rebates/claims",
+        headers=tree["S2_clerk"],
+        json=rebate_body(app.state.scheme, via_branch["units"][13]),
+    )
+    error = assert_error(claim, 422, "wrong_agent")
+    assert error["details"]["expected_agent"]["id"] == tree["A1"]

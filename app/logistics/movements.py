@@ -62,8 +62,10 @@ Side = Literal["org", "counterparty"]
 Sender = Literal["org", "counterparty", "in_transit", "consumer"]
 
 _MAX_LISTED = 50  # codes named in an error's details
-# organisations of the sales channel (``CHANNEL_KINDS``): what they ship on keeps the channel the
-# brand's own stock first shipped it to (a transfer between agents keeps the first agent)
+# the organisations that sell on (``CHANNEL_KINDS`` but a branch): what one of them, or one below
+# it, ships on keeps the channel the brand's side first shipped it to (a transfer between agents
+# keeps the first agent); the brand's own stock and its branches designate anew (``move_state``)
+SELLING_KINDS = tuple(k for k in CHANNEL_KINDS if k != "branch")
 
 # the state columns set by a shipment (the goods are in transit to the counterparty; shipped,
 # if nothing shipped them before — a case like its units: a probe's trace of a shipped case
@@ -596,19 +598,23 @@ async def _org_kind(conn: Conn, org_id: int) -> str:
     return str(row["kind"])
 
 
-async def _in_channel(conn: Conn, org_id: int) -> bool:
-    """Whether the organisation is in the sales channel — it, or one above it, is a branch,
-    agent, distributor or store — rather than the brand's own stock (the brand, its factories
-    and their warehouses), whose outbound designates the goods' channel."""
+async def _sells_on(conn: Conn, org_id: int) -> bool:
+    """Whether the organisation sells on — it, or one above it, is an agent, distributor or
+    store (``SELLING_KINDS``) — rather than the brand's side: its own stock (the brand, its
+    factories and their warehouses) and its branches (分公司) and their warehouses, whose
+    outbound designates the goods' channel. A probe: a branch's outbound to its agent kept the
+    branch as the channel, so the whole branch was the agent's area — diversion between its
+    agents unseen, the agent's points rule not applied, goods the branch reallocated from one
+    agent to another still blamed on the first."""
     row = await (
         await conn.execute(
             """SELECT EXISTS (SELECT 1 FROM orgs o JOIN orgs a ON o.path LIKE a.path || '%%'
-                              WHERE o.id = %s AND a.kind = ANY(%s)) AS in_channel""",
-            (org_id, list(CHANNEL_KINDS)),
+                              WHERE o.id = %s AND a.kind = ANY(%s)) AS sells_on""",
+            (org_id, list(SELLING_KINDS)),
         )
     ).fetchone()
     assert row is not None
-    return bool(row["in_channel"])
+    return bool(row["sells_on"])
 
 
 async def _channel_of(conn: Conn, org_id: int) -> int:
@@ -660,9 +666,10 @@ async def move_state(
         params["channel"] = await _channel_of(conn, plan.other)
         # the cases moved are designated as their units are (a probe: a shipped case's trace
         # named no channel); a case has no store of its own
-        if await _in_channel(conn, plan.org):  # shipped on: the first designation stays
+        if await _sells_on(conn, plan.org):  # shipped on: the first designation stays
             channel = ", channel_org_id = coalesce(channel_org_id, %(channel)s)"
-        else:  # out of the brand's own stock: designated anew, even when back from a first one
+        else:  # from the brand's side (its stock, a branch): designated anew, even when back
+            # from a first one (a branch reallocating an agent's returned goods to another)
             channel = ", channel_org_id = %(channel)s"
             if not to_store:
                 unit_sets += ", store_org_id = NULL, salesperson_id = NULL"
