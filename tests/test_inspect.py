@@ -1463,3 +1463,35 @@ async def test_an_agent_supplied_by_its_branch_shipping_into_a_sister_agents_sto
     assert (item["result"], item["reason"], item["shipped_to"]["id"]) == (
         "diverted", "outside_agent_area", tree["A1"],
     ), item  # fmt: skip
+
+
+async def test_goods_a_branch_ships_to_its_agent_again_name_the_branchs_shipment(
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    deep_tree: dict[str, Any],  # noqa: F811
+) -> None:
+    """The factory ships a case to agent A1 (under branch BR), A1 returns it to its branch and
+    the branch sends it to A1 again; A1 then ships it into S2, a store of its sister agent. The
+    diversion named the factory's first shipment to A1 as the one that made A1 answer for the
+    goods: the inspection took the branch for a seller on, as the logistics did (a probe of the
+    deep channel). The branch's shipment designated them anew, and it is the one named."""
+    tree, clerk = deep_tree, await login("clerk")
+    goods = await pack(client, login, app, demo, 1)
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    first = await _received(client, clerk, tree["A1_clerk"], goods["cases"], tree["A1"])
+    back = await document(
+        client, tree["A1_clerk"], goods["cases"], kind="return", counterparty_id=tree["BR"]
+    )
+    assert (await confirm(client, tree["A1_clerk"], back)).status_code == 200
+    got = await document(client, tree["BR_clerk"], kind="inbound", shipment_id=back["id"])
+    assert (await confirm(client, tree["BR_clerk"], got)).status_code == 200
+    again = await _received(client, tree["BR_clerk"], tree["A1_clerk"], goods["cases"], tree["A1"])
+    await _received(client, tree["A1_clerk"], tree["S2_clerk"], goods["cases"], tree["S2"])
+    found = await scan(client, await login("inspector"), goods["units"][0], tree["S2"])
+    assert found.status_code == 201, found.text
+    item = found.json()["items"][0]
+    assert (item["result"], item["shipped_to"]["id"]) == ("diverted", tree["A1"]), item
+    assert item["document_no"] == again["doc_no"] != first["doc_no"], item

@@ -1007,11 +1007,15 @@ async def test_a_pallet_and_a_case_of_it_scanned_together_are_one_package(
     assert [row["code"] for row in named] == [int(goods["pallet"])]
 
 
-async def _received(client: Any, sender: Any, receiver: Any, codes: list[str], to: int) -> None:
+async def _received(
+    client: Any, sender: Any, receiver: Any, codes: list[str], to: int
+) -> dict[str, Any]:
+    """Shipped and received whole: the outbound."""
     shipped = await document(client, sender, codes, kind="outbound", counterparty_id=to)
     assert (await confirm(client, sender, shipped)).status_code == 200
     received = await document(client, receiver, kind="inbound", shipment_id=shipped["id"])
     assert (await confirm(client, receiver, received)).status_code == 200
+    return shipped
 
 
 async def _org(client: Any, admin: Any, kind: str, parent: int, tag: str) -> int:

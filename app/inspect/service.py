@@ -2,12 +2,12 @@
 the log, the event and the alerts — all in the caller's one transaction.
 
 What "in channel" means. Outbound confirmation gives every unit its designated channel
-(``unit_state.channel_org_id``: the organisation the factory first shipped it to, normally an
-agent) and, when an agent ships on to a store, its designated store (``store_org_id``). Its
-designated agent is the nearest agent at or above that channel (the channel itself when no
-agent is above it): goods the factory ships straight to an agent's store or distributor are
-that agent's (a probe: a store's own subtree was taken as the area, and the goods found at
-the agent's other store were "diverted" by the store). A unit found at store Z is
+(``unit_state.channel_org_id``: the organisation the brand's side — the factory, a branch — last
+shipped it to, normally an agent) and, when an agent ships on to a store, its designated store
+(``store_org_id``). Its designated agent is the nearest agent at or above that channel (the
+channel itself when no agent is above it): goods the factory ships straight to an agent's store
+or distributor are that agent's (a probe: a store's own subtree was taken as the area, and the
+goods found at the agent's other store were "diverted" by the store). A unit found at store Z is
 
 - ``in_channel`` when Z lies in the designated agent's subtree as the tree is now (the agent's
   own stores and its distributors' stores: the agent's sales area; reason ``designated_store``
@@ -65,7 +65,7 @@ from app.inspect.summaries import require_reader
 from app.localtime import REPORT_TZ, ZONE
 from app.locks import Lock, xact_lock
 from app.logistics.center import nearest_agent
-from app.orgs.schemas import CHANNEL_KINDS
+from app.orgs.schemas import SELLING_KINDS
 from app.paging import Page, check_period, fetch_page
 
 SEVERITY = {"diverted": "critical", "unknown_route": "warning", "counterfeit": "critical"}
@@ -164,10 +164,10 @@ async def store_for(conn: Conn, actor: Principal, data: InspectionIn) -> Store:
 
 
 def _in_channel(alias: str) -> str:
-    """SQL: whether the organisation aliased ``alias`` is in the sales channel — it or one above
-    it a branch, agent, distributor or store (``app.logistics.movements``' rule) — rather than
-    the brand's own stock (the brand, its factories and their warehouses)."""
-    kinds = ", ".join(f"'{k}'" for k in CHANNEL_KINDS)
+    """SQL: whether the organisation aliased ``alias`` sells on — it or one above it an agent,
+    distributor or store (``app.logistics.movements``' rule) — rather than the brand's side (the
+    brand, its factories and their warehouses, its branches), whose shipment designates anew."""
+    kinds = ", ".join(f"'{k}'" for k in SELLING_KINDS)
     return f"""EXISTS (SELECT 1 FROM orgs a
         WHERE a.id = ANY(string_to_array(trim(both '/' FROM {alias}.path), '/')::bigint[])
           AND a.kind IN ({kinds}))"""

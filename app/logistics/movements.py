@@ -56,16 +56,12 @@ from app.events import builders
 from app.events.epcis import BizStep, Disposition
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import Deltas, StockColumn, new_deltas, write_deltas
-from app.orgs.schemas import CHANNEL_KINDS
+from app.orgs.schemas import CHANNEL_KINDS, SELLING_KINDS
 
 Side = Literal["org", "counterparty"]
 Sender = Literal["org", "counterparty", "in_transit", "consumer"]
 
 _MAX_LISTED = 50  # codes named in an error's details
-# the organisations that sell on (``CHANNEL_KINDS`` but a branch): what one of them, or one below
-# it, ships on keeps the channel the brand's side first shipped it to (a transfer between agents
-# keeps the first agent); the brand's own stock and its branches designate anew (``move_state``)
-SELLING_KINDS = tuple(k for k in CHANNEL_KINDS if k != "branch")
 
 # the state columns set by a shipment (the goods are in transit to the counterparty; shipped,
 # if nothing shipped them before — a case like its units: a probe's trace of a shipped case

@@ -15,6 +15,10 @@ Kind = Literal[
 # The sales channel's kinds: the brand's own side is the rest (the brand, its factories and
 # warehouses), printers aside.
 CHANNEL_KINDS = ("branch", "agent", "distributor", "store")
+# those that sell on (the channel but a branch): what one of them, or one below it, ships on
+# keeps the designated channel; the brand's side — its own stock and its branches — designates
+# anew (``app.logistics.movements.move_state``, ``app.inspect.service``)
+SELLING_KINDS = ("agent", "distributor", "store")
 # one character a reader sees: a name of blanks or zero-width marks showed as nothing
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=VISIBLE)]
 ErpCode = Annotated[
