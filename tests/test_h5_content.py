@@ -576,3 +576,65 @@ async def test_the_profile_pages_need_a_signed_in_member(app: Any, client: Any, 
             )
         ).fetchall()
     assert [r["wechat_id"] for r in rows] == [None, None]
+
+
+# -- probes of the brand story (moved from tests/test_zz_probe_newfeat.py) ----------------------
+
+
+async def test_a_retried_story_save_is_answered_as_kept(client: Any, login: Any) -> None:
+    """A probe: a marketer saved the brand story, the answer was lost (a dropped connection)
+    and the save was sent again — the same title, HTML and version. The version check ran
+    before the comparison meant to answer such a retry as kept: 409 ``story_changed``, and the
+    console told the marketer another editor had changed it — nobody had. Now a save identical
+    to the story kept answers 200 with it, nothing written, whatever version it names; a
+    different save from that old version is still 409."""
+    _, admin = await onboarded_brand(client, login)
+    body = {"title": "我们的故事", "html": "<p>Since 1999</p>", "version": 0}
+    first = await client.put("/brand-story", headers=admin, json=body)
+    assert first.status_code == 200, first.text
+    retry = await client.put("/brand-story", headers=admin, json=body)
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json()
+    other = await client.put("/brand-story", headers=admin, json={**body, "html": "<p>2000</p>"})
+    assert assert_error(other, 409, "story_changed")["details"] == {"version": 1}
+
+
+async def test_a_story_too_long_once_sanitised_is_refused_naming_html_and_the_size(
+    client: Any, login: Any
+) -> None:
+    """A probe: ``PUT /brand-story`` takes ``html`` up to 100,000 characters, but what is kept
+    is the sanitiser's output, which escapes text (``&`` is ``&amp;``, a no-break space
+    ``&nbsp;``, which editors paste many of): a 96,007-character story became over 300,000 and
+    broke the column's CHECK (200,000): 422 ``unprocessable`` "a value breaks a rule of the
+    data model", naming neither the field nor the limit. Now 400 ``validation_failed`` on
+    ``html`` with the size kept and the limit, nothing written."""
+    _, admin = await onboarded_brand(client, login)
+    text = "<p>" + "R&D\u00a0" * 24_000 + "</p>"  # 96,007 characters
+    assert len(text) <= 100_000
+    saved = await client.put("/brand-story", headers=admin, json={"html": text, "version": 0})
+    error = assert_error(saved, 400, "validation_failed")
+    assert error["details"][0]["field"] == "html" and "200,000" in error["message"], error
+    assert (await _story(client, admin))["version"] == 0
+    fits = "<p>" + "R&D\u00a0" * 15_000 + "</p>"  # 195,007 characters kept
+    assert (await _save(client, admin, fits, version=0)).status_code == 200
+
+
+async def test_a_story_saved_through_an_api_key_records_the_keys_maker(
+    client: Any, login: Any
+) -> None:
+    """A probe (review): a story saved through an API key recorded ``updated_by`` null (the
+    key's ``user_id``), where promotions and complaints record the key's maker. Now the
+    maker, as the audit row names them."""
+    _, admin = await onboarded_brand(client, login)
+    made = await client.post(
+        "/api-keys",
+        headers=admin,
+        json={"name": "cms", "permissions": ["catalog.read", "content.write"]},
+    )
+    assert made.status_code == 201, made.text
+    key = {"X-API-Key": made.json()["key"]}
+    maker = (await client.get("/auth/me", headers=admin)).json()["user_id"]
+    for version in (0, 1):  # the first save, and a later one
+        saved = await _save(client, key, f"<p>from the CMS, {version}</p>", version=version)
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["updated_by"] == maker

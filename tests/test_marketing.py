@@ -585,3 +585,93 @@ async def test_a_members_copy_holds_its_complaints_and_erasure_takes_their_words
     assert after[answered["id"]]["reply"] == reply["reply"]
     assert after[answered["id"]]["store_name"] is None
     assert {c["status"] for c in after.values()} == {"closed"}
+
+
+# -- probes of the new features (moved from tests/test_zz_probe_newfeat.py) ----------------------
+
+
+async def _complaint_form(mc: httpx.AsyncClient) -> dict[str, str]:
+    page = await mc.get("/member/complaints")
+    assert page.status_code == 200, page.text
+    return {
+        "csrf": field(page.text, "csrf"),
+        "client_id": field(page.text, "client_id"),
+        "kind": "complaint",
+        "contact": "phone",
+    }
+
+
+async def _mine(client: Any, member: dict[str, str]) -> list[dict[str, Any]]:
+    answer = await client.get("/members/me/complaints", headers=member)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["items"]  # type: ignore[no-any-return]
+
+
+async def test_a_long_chinese_complaint_is_filed_from_the_phone_page(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a consumer on /member/complaints (zh-CN) wrote 600 Chinese characters, well
+    within the textarea's and the API's 2,000; the page's POST was capped at the member forms'
+    MAX_FORM (4,096 bytes) and a Chinese character is 9 bytes url-encoded: a 413 page with no
+    form, the text lost, nothing filed (about 440 characters was the real limit). Now the form
+    takes ``COMPLAINT_FORM`` (24 KB): 2,000 such characters are filed."""
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    texts = ["瓶盖漏液，膏体变色，" * 60, "买" * 2000]  # 600 characters, and the most allowed
+    async with _signed_in(app, member) as mc:
+        for text in texts:
+            form = {**await _complaint_form(mc), "body": text, "store_name": "西湖" * 50}
+            sent = await mc.post("/member/complaints", data=form)
+            assert sent.status_code == 200, (sent.status_code, text_of(sent.text)[-300:])
+    assert [c["body"] for c in await _mine(client, member)] == texts[::-1]
+
+
+async def test_a_complaint_with_line_breaks_within_the_textarea_limit_is_filed(
+    client: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a consumer filled the textarea (maxlength=2000, counted on its value, whose
+    line breaks are LF) with 2,000 characters in 11 paragraphs. A browser submits a textarea's
+    line breaks as CRLF: the server read 2,010 characters and ``complaint_in`` refused them
+    (400), although the same text is 2,000 characters through the API. Now the form's CRLF is
+    read as the LF the textarea held and the complaint filed as typed."""
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    typed = "\n".join(["x" * 190] * 10 + ["y" * 90])  # what the textarea holds
+    assert len(typed) == 2000
+    async with _signed_in(app, member) as mc:
+        form = {**await _complaint_form(mc), "body": typed.replace("\n", "\r\n")}
+        sent = await mc.post("/member/complaints", data=form)
+    assert sent.status_code == 200, (sent.status_code, text_of(sent.text)[-300:])
+    assert [c["body"] for c in await _mine(client, member)] == [typed]
+
+
+async def test_a_counterfeit_link_named_in_a_complaint_is_kept_as_typed(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a consumer complained about a fake, pasting in ``serial`` the counterfeiter's
+    link its QR code held (the schema takes 200 characters; README: "kept as typed otherwise").
+    It was cut to 64 (``_serial_product``: ``text.strip()[:64]``, the column's CHECK): the
+    staff saw the counterfeiter's host and lost the code after it, the part that ties this fake
+    to others. Now it is kept whole, up to the 200 characters the API accepts."""
+    _, member, _ = await new_member(app, demo["BRAND-LUMI"])
+    link = "https://fake-verify.example.cn/check?code=LM2026AB12CD34EF56GH78IJ90KL"
+    longest = "https://fake.example.cn/" + "Z" * 176
+    assert len(link) > 64 and len(longest) == 200
+    for serial in (link, longest):
+        filed = await _filed(client, member, body="这个二维码打开的网站是假的", serial=serial)
+        assert filed["serial"] == serial
+        seen = await client.get(f"/complaints/{filed['id']}", headers=await login("service"))
+        assert seen.status_code == 200 and seen.json()["serial"] == serial, seen.text
+    assert_error(await _file(client, member, serial="Z" * 201), 400, "validation_failed")
+
+
+async def test_an_unknown_province_filter_is_blamed_on_the_query(client: Any, login: Any) -> None:
+    """A probe: ``GET /promotions?province=Atlantis`` (a console filter, a typo in an API
+    client) answered field ``province[0]``, source ``body`` (``list_promotions`` reused the
+    body's ``member_provinces``), although the request has no body: clients mapping
+    ``details[].field`` to the input showed nothing or the wrong place. Now field ``province``,
+    source ``query``, as the member list's province filter answers it."""
+    marketer = await login("marketer")
+    answer = await client.get("/promotions", headers=marketer, params={"province": "Atlantis"})
+    detail = assert_error(answer, 400, "validation_failed")["details"][0]
+    assert (detail["field"], detail["source"]) == ("province", "query"), detail
+    named = await client.get("/promotions", headers=marketer, params={"province": "Zhejiang"})
+    assert named.status_code == 200, named.text

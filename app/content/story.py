@@ -11,8 +11,11 @@ names the ``version`` it was made from (``GET``'s; 0 before the first): a save m
 older one is 409 ``story_changed`` with the current version, so two editors never overwrite
 each other unseen. The row is locked for the check and the write (the first save of a brand,
 which has no row to lock, inserts ``ON CONFLICT DO NOTHING``: of two first saves one wins, the
-other is 409). A save that changes nothing writes nothing (no version, no audit row); every
-other one is audited with the story before and after.
+other is 409). A save identical to the story kept (a retry whose answer was lost) answers it
+as it is, whatever version it names, and writes nothing (no version, no audit row); every other
+one is audited with the story before and after. ``updated_by`` is the user, or the maker of the
+API key that saved it. What is kept is at most ``KEPT_MAX`` characters once sanitised (400 on
+``html`` beyond: escaping can make it several times what was sent).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from app.auth.principal import Principal
 from app.content.sanitise import clean
 from app.content.schemas import StoryIn, StoryOut
 from app.db import Conn
-from app.errors import Conflict
+from app.errors import Conflict, ValidationFailed
 from app.members.principal import brand_of_staff
 from app.textguard import without_blanks
 
 _COLUMNS = "brand_id, title, html, version, updated_at, updated_by"
+KEPT_MAX = 200_000  # characters of sanitised HTML: the column's CHECK (migration 0105)
 
 
 async def _row(conn: Conn, brand_id: int, lock: bool = False) -> dict[str, Any] | None:
@@ -67,7 +71,7 @@ async def _first(
             f"""INSERT INTO brand_stories (brand_id, title, html, version, updated_by)
                 VALUES (%s, %s, %s, 1, %s) ON CONFLICT (brand_id) DO NOTHING
                 RETURNING {_COLUMNS}""",
-            (brand_id, title, html, actor.user_id),
+            (brand_id, title, html, actor.person),
         )
     ).fetchone()
     if row is None:
@@ -76,18 +80,38 @@ async def _first(
     return row
 
 
+def _kept(html: str) -> str:
+    """``html`` sanitised, as it is kept: 400 ``validation_failed`` on ``html`` when that is
+    over ``KEPT_MAX`` characters. The sanitiser escapes text (``&`` is ``&amp;``, a no-break
+    space ``&nbsp;``) and closes what it opens, so what is kept can be several times what was
+    sent (a probe: a 96,000-character story broke the column's CHECK, an opaque 422)."""
+    kept = clean(html)
+    if len(kept) > KEPT_MAX:
+        message = (
+            f"the story as kept (sanitised: escaped text, closed tags) has {len(kept):,} "
+            f"characters, more than {KEPT_MAX:,}"
+        )
+        raise ValidationFailed(
+            f"invalid request (html): {message}",
+            details=[{"field": "html", "message": message, "source": "body"}],
+        )
+    return kept
+
+
 async def put_story(conn: Conn, actor: Principal, data: StoryIn) -> StoryOut:
     """Save the story (sanitised) made from ``data.version``; the story as kept."""
     brand_id = brand_of_staff(actor, "content.write", "the brand story is written")
     title = data.title.strip() if without_blanks(data.title) else ""
-    html = clean(data.html)
+    html = _kept(data.html)
     row = await _row(conn, brand_id, lock=True)
+    if row is not None and (row["title"], row["html"]) == (title, html):
+        # saved unchanged (a retry whose answer was lost, a second click): no write, whatever
+        # version it names — a probe: a retry was told another editor had changed the story
+        return _out(brand_id, row)
     current = row["version"] if row else 0
     if data.version != current:
         raise _stale(current)
     before = _out(brand_id, row) if row else None
-    if row is not None and (row["title"], row["html"]) == (title, html):
-        return _out(brand_id, row)  # saved unchanged (a retry, a second click): no write
     saved: dict[str, Any] | None
     if row is None:
         saved = await _first(conn, actor, brand_id, title, html)
@@ -98,7 +122,7 @@ async def put_story(conn: Conn, actor: Principal, data: StoryIn) -> StoryOut:
                        SET title = %s, html = %s, version = version + 1, updated_by = %s,
                            updated_at = now()
                      WHERE brand_id = %s RETURNING {_COLUMNS}""",
-                (title, html, actor.user_id, brand_id),
+                (title, html, actor.person, brand_id),
             )
         ).fetchone()
         assert saved is not None  # locked above

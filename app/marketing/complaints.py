@@ -125,13 +125,14 @@ async def _serial_product(
     conn: Conn, scheme: Scheme, brand_id: int, text: str
 ) -> tuple[str, int | None]:
     """The serial as printed and its product, for a genuine code of the brand; else the text
-    as typed (at most 64 characters) and no product."""
+    as typed, whole (the schema's 200 characters: a probe saw a counterfeiter's link cut to 64,
+    losing the code after its host), and no product."""
     try:
         (read,) = await read_codes(conn, scheme, brand_id, [text])
     except (SerialError, Gs1Error, ValueError):
-        return text.strip()[:64], None
+        return text.strip(), None
     if read.kind != "unit" or read.reason is not None:
-        return text.strip()[:64], None
+        return text.strip(), None
     row = await (
         await conn.execute(
             "SELECT coalesce((SELECT product_id FROM unit_state WHERE code = %s), %s) AS id",

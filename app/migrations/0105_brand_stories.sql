@@ -6,9 +6,9 @@
 CREATE TABLE brand_stories (
     brand_id    bigint PRIMARY KEY REFERENCES orgs (id),
     title       text NOT NULL DEFAULT '' CHECK (length(title) <= 100),
-    html        text NOT NULL DEFAULT '' CHECK (length(html) <= 200000),
+    html        text NOT NULL DEFAULT '' CHECK (length(html) <= 200000),  -- story.KEPT_MAX
     version     integer NOT NULL CHECK (version >= 1),
-    updated_by  bigint REFERENCES users (id),
+    updated_by  bigint REFERENCES users (id),  -- the user, or the maker of the API key
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 

@@ -39,7 +39,7 @@ CREATE TABLE complaints (
     member_id    bigint NOT NULL REFERENCES members (id),
     kind         text NOT NULL CHECK (kind IN ('complaint', 'suggestion')),
     body         text NOT NULL CHECK (length(body) BETWEEN 1 AND 2000),
-    serial       text CHECK (length(serial) <= 64),
+    serial       text CHECK (length(serial) <= 200),  -- as printed, or as typed (a fake's link)
     gtin         text CHECK (gtin ~ '^[0-9]{14}$'),
     product_id   bigint REFERENCES products (id),
     store_name   text CHECK (length(store_name) <= 100),
