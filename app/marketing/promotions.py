@@ -20,10 +20,10 @@ from typing import Any
 from app import audit
 from app.auth.principal import Principal
 from app.db import Conn, changed, changes_of, update_row
-from app.errors import NotFound, Unprocessable, ValidationFailed
+from app.errors import NotFound, Unprocessable
 from app.marketing.schemas import Promotion, PromotionIn, PromotionOut, PromotionPatch
 from app.members.principal import Member, brand_of_staff
-from app.members.profile import PROVINCES, member_provinces
+from app.members.profile import member_provinces, query_province
 from app.paging import Page, fetch_page
 
 WRITE = "promotions.write"
@@ -50,19 +50,6 @@ def _window(starts_at: Any, ends_at: Any) -> None:
 
 def _provinces(names: list[str]) -> list[str]:
     return sorted(set(member_provinces(names, "provinces")))
-
-
-def _filter_province(name: str) -> str:
-    """The query's ``province`` filter, named as on the way in: 400 on the query's
-    ``province``, as the member list's filter (a probe: it was blamed on ``province[0]`` of a
-    body the request does not have)."""
-    province = PROVINCES.get(name.strip().casefold())
-    if province is None:
-        raise ValidationFailed(
-            "invalid request (province): not a province-level division of China",
-            details=[{"field": "province", "message": "unknown province", "source": "query"}],
-        )
-    return province
 
 
 async def _get(conn: Conn, brand: int, promotion_id: int, lock: bool = False) -> PromotionOut:
@@ -163,7 +150,7 @@ async def list_promotions(
         params["published"] = published
     if province is not None:
         where.append("(provinces = '{}' OR %(province)s::text = ANY (provinces))")
-        params["province"] = _filter_province(province)
+        params["province"] = query_province(province)
     return await fetch_page(
         conn,
         columns=_COLUMNS,

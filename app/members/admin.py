@@ -42,7 +42,7 @@ from app.members.limits import MemberLimits
 from app.members.mask import mask_phone, sees_phones, shown_phone
 from app.members.phones import phone_query
 from app.members.principal import Member, brand_of_staff
-from app.members.profile import AGE_BAND_SQL, PROVINCES
+from app.members.profile import AGE_BAND_SQL, query_province
 from app.members.redemptions import STATUS_NOW, status_is
 from app.members.schemas import MemberDetail, MemberRow, MemberStatus, RedemptionRow, ScanRow
 from app.members.schemas_points import PointsOut
@@ -93,14 +93,8 @@ def _where(actor: Principal, f: Filters) -> tuple[list[str], dict[str, Any]]:
             where.append("reverse(m.phone) LIKE %(phone_rev)s")
             params["phone_rev"] = term[::-1] + "%"
     if f.province is not None:
-        province = PROVINCES.get(f.province.strip().casefold())
-        if province is None:
-            raise ValidationFailed(
-                "invalid request (province): not a province-level division of China",
-                details=[{"field": "province", "message": "unknown province", "source": "query"}],
-            )
         where.append("m.province = %(province)s")
-        params["province"] = province
+        params["province"] = query_province(f.province)
     if f.status is not None:
         where.append("m.status = %(status)s")
         params["status"] = f.status
