@@ -96,8 +96,14 @@ async def test_a_member_claim_is_a_sale_counted_once_whichever_comes_first(
     )
     sale_id = await claim_sale(conn, code)
     assert sale_id is not None and await sale_events(conn, code) == 1
-    sale = await one(conn, "SELECT biz_location, details FROM events WHERE id = %s", sale_id)
-    assert sale["biz_location"] == store and sale["details"] == {"member_claim": True}
+    sale = await one(
+        conn,
+        """SELECT e.biz_location, e.details, d.doc_no FROM events e
+           JOIN documents d ON d.event_id = e.id WHERE e.id = %s""",
+        sale_id,
+    )
+    assert sale["biz_location"] == store
+    assert sale["details"] == {"member_claim": True, "document": sale["doc_no"]}
     assert first["points"] > 0 and first["balance"] == first["points"]  # points as before
     assert await roll_all() >= 1
     assert await sold_here() == before + 1
@@ -143,6 +149,41 @@ async def test_a_member_claim_sells_as_the_till_does(
     ]
     assert not any(e["recorded"] for e in claimed["events"])
     assert claimed["deltas"] == tilled["deltas"] and claimed["deltas"][0]["on_hand"] == -1
+
+
+async def test_a_member_claims_sale_is_in_the_sellers_sales_query_once(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe (store manager / brand, seed 1.8 门店销售信息查询): a member's points claim sold a
+    unit on the store's shelf, but the store sales query (``GET /center/documents?kind=sale``)
+    never listed it: only ``POST /sales`` wrote a sale document. The claim's statement writes
+    it now: one row at the store, the unit's product and lot, no handler (a member is no staff);
+    the member's retry of the claim adds none."""
+    goods = await store_goods(client, login, app, demo)
+    await set_rule(client, await login("admin"), goods["product_id"], 5)
+    store, serial = demo["STORE-HZ-01"], goods["units"][4]
+    since = (await one(conn, "SELECT coalesce(max(id), 0) AS id FROM documents"))["id"]
+    manager = await login("store_manager")
+
+    async def sales_since() -> list[dict[str, Any]]:
+        params = {"kind": "sale", "org_id": store, "per_page": 200}
+        rows = await client.get("/center/documents", headers=manager, params=params)
+        assert rows.status_code == 200, rows.text
+        return [r for r in rows.json()["items"] if r["doc_id"] > since]
+
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    body = claim_body(app.state.scheme, serial)
+    async with member_client(app) as mc:
+        made = await mc.post("/members/me/claims", headers=headers, json=body)
+        assert made.status_code == 201, made.text
+        again = await mc.post("/members/me/claims", headers=headers, json=body)
+        assert again.status_code == 200, again.text
+    unit = await one(conn, "SELECT lot FROM unit_state WHERE code = %s", code_of(app, serial))
+    rows = await sales_since()
+    assert [
+        (r["org_id"], r["product_id"], r["lot"], r["units"], r["handler_name"], r["status"])
+        for r in rows
+    ] == [(store, goods["product_id"], unit["lot"], 1, None, "confirmed")], rows
 
 
 async def test_at_an_agent_the_agent_sells_at_the_factory_nobody_does(

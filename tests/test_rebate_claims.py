@@ -553,6 +553,71 @@ async def test_a_claim_sells_as_the_till_does(
     assert claimed["deltas"] == tilled["deltas"] and claimed["deltas"][0]["on_hand"] == -1
 
 
+async def test_a_claims_sale_is_in_the_store_sales_query_once(
+    client: Any, app: Any, login: Any, demo: Any, conn: Any
+) -> None:
+    """A probe (store manager / brand, seed 1.8 门店销售信息查询): a clerk's rebate claim sold
+    its unit (``sale_recorded: true``), but ``GET /center/documents?kind=sale&org_id=<store>``
+    stayed at 0 units: only ``POST /sales`` wrote a sale document, so the store sales query and
+    its exports showed fewer sales than the store made. The claim's statement writes the sale's
+    document now: one row, the row a till sale of the next unit makes (store, product, lot,
+    clerk as handler, day) but for its number; the till's retry of the claim adds none; the
+    sale's event names the document; and a consumer's return of the unit is as after a till
+    sale: the sale stays listed, the return has no document, the rebate is withdrawn."""
+    goods = await store_goods(client, login, app, demo)
+    admin, clerk = await login("admin"), await login("store_clerk")
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    store, (by_claim, at_till) = demo["STORE-HZ-01"], goods["units"][:2]
+    since = (await one(conn, "SELECT coalesce(max(id), 0) AS id FROM documents"))["id"]
+
+    async def sales_since() -> list[dict[str, Any]]:
+        params = {"kind": "sale", "org_id": store, "per_page": 200}
+        rows = await client.get("/center/documents", headers=admin, params=params)
+        assert rows.status_code == 200, rows.text
+        return [r for r in rows.json()["items"] if r["doc_id"] > since]
+
+    body = rebate_body(app.state.scheme, by_claim)
+    async with member_client(app) as mc:
+        made = await mc.post("/rebates/claims", headers=clerk, json=body)
+        assert made.status_code == 201 and made.json()["sale_recorded"] is True, made.text
+        again = await mc.post("/rebates/claims", headers=clerk, json=body)  # the till's retry
+        assert again.status_code == 200, again.text
+    sold = await client.post("/sales", headers=clerk, json={"codes": [at_till]})
+    assert sold.status_code == 201, sold.text
+    rows = await sales_since()
+    claimed = [r for r in rows if r["doc_no"] != sold.json()["doc_no"]]
+    tilled = [r for r in rows if r["doc_no"] == sold.json()["doc_no"]]
+    assert len(claimed) == len(tilled) == 1, rows
+    row = claimed[0]
+    unit = await one(conn, "SELECT lot FROM unit_state WHERE code = %s", code_of(app, by_claim))
+    assert (row["org_id"], row["product_id"], row["lot"], row["units"]) == (
+        store,
+        goods["product_id"],
+        unit["lot"],
+        1,
+    )
+    assert row["handler_name"] == "Hangzhou store clerk" and row["doc_no"].startswith("XS")
+    differ = {"doc_id", "doc_no", "confirmed_at"}
+    assert {k: v for k, v in row.items() if k not in differ} == {
+        k: v for k, v in tilled[0].items() if k not in differ
+    }
+    claim = await one(
+        conn,
+        """SELECT d.doc_no, e.details FROM rebate_claims c JOIN events e ON e.id = c.sale_event_id
+           JOIN documents d ON d.event_id = e.id WHERE c.id = %s""",
+        made.json()["claim_id"],
+    )
+    assert claim["doc_no"] == row["doc_no"] and claim["details"]["document"] == row["doc_no"]
+    doc = await client.get(f"/documents/{row['doc_id']}", headers=clerk)
+    assert doc.status_code == 200, doc.text
+    assert (doc.json()["status"], doc.json()["units"]) == ("confirmed", 1), doc.text
+    back = await client.post("/returns", headers=clerk, json={"code": by_claim, "reason": "other"})
+    assert back.status_code == 200, back.text
+    assert back.json()["rebate_withdrawn"] == made.json()["claim_id"]
+    assert back.json()["documents"] == []
+    assert await sales_since() == rows  # the sale stays listed; the return is no document
+
+
 async def test_a_clerk_of_another_brand_gets_nothing(
     client: Any, app: Any, login: Any, goods: dict[str, Any], conn: Any
 ) -> None:

@@ -21,8 +21,10 @@ id used for another code, a code already claimed, another brand's code, no point
 
 Sales (issue 17). A member's claim is a sale when nothing recorded one yet: a credited claim of
 a unit not yet sold that a store holds (or an agent or a distributor, the retail channel) sells
-it there in the round's statement, as a rebate claim does (``_CREDIT`` below); the unit_state
-trigger of migration 0022 then queues the sale for the analytics roll-up. A unit sold before
+it there in the round's statement, as a rebate claim does (``_CREDIT`` below), with the sale's
+document (``app.logistics.documents.claim_sale_documents``, no handler: the store sales query
+lists it); the unit_state trigger of migration 0022 then queues the sale for the analytics
+roll-up. A unit sold before
 (the till, a rebate claim) is not sold again and the till refuses a unit a claim has sold, so a
 unit is one sale whichever comes first. A unit at the brand, a factory, a warehouse or a branch,
 or in transit, is not sold by a claim (it never reached the channel); ``point_claims
@@ -61,6 +63,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from app.locks import Lock, xact_lock
+from app.logistics.documents import claim_sale_documents
 from app.logistics.movements import NOT_FOR_SALE
 from app.members.principal import MEMBER_TOKEN, Member, brand_of_staff
 from app.members.schemas_points import (
@@ -441,7 +444,8 @@ SPOILT = "coalesce(u.disposition IN ('damaged', 'expired'), false)"
 # exactly as the rebate claims' ``_CREDIT`` (``app.rebates.claims``) and the ``sale`` movement of
 # ``app.logistics.movements`` do: status sold, disposition retail_sold (the ``sales_queue``
 # trigger of migration 0022 counts it), one ObjectEvent OBSERVE retail_selling per holder at the
-# holder (details ``member_claim``, recorded by no user), the units leave their cases (one
+# holder (details ``member_claim`` and its ``document``, recorded by no user) with the sale's
+# document (``claim_sale_documents``: no handler), the units leave their cases (one
 # AggregationEvent DELETE unpacking per case) and the holder's stock delta per product and lot.
 # A unit held by the brand, a factory, a warehouse or a branch, or in transit, is NOT sold by a
 # claim: it never reached the sales channel (the verification already flags a unit never
@@ -488,7 +492,8 @@ WITH r AS (
     -- rebates' claims lock units.
     FOR SHARE OF m FOR UPDATE OF u
 ), sellable AS MATERIALIZED (
-    SELECT ok.code_id, ok.brand_id, ok.at, u.holder_org_id AS seller_id, u.lot, u.parent_sscc
+    SELECT ok.code_id, ok.brand_id, ok.at, u.holder_org_id AS seller_id, u.lot, u.parent_sscc,
+           u.line_id
     FROM ok
     JOIN unit_state u ON u.code = ok.code_id AND u.status = 'active' AND u.transit_to IS NULL
     JOIN orgs h ON h.id = u.holder_org_id AND h.kind IN ('store', 'agent', 'distributor')
@@ -513,9 +518,11 @@ WITH r AS (
               event_id, sale_event_id, claimed_at
 ), sold AS MATERIALIZED (
     SELECT c.code_id, c.brand_id, c.product_id, c.sale_event_id, c.claimed_at AS at,
-           s.seller_id, s.lot, s.parent_sscc
+           s.seller_id, s.lot, s.parent_sscc, s.line_id
     FROM c JOIN sellable s USING (code_id) WHERE c.sale_event_id IS NOT NULL
-), loose AS MATERIALIZED (
+), """
+    + claim_sale_documents("sold", "seller_id", "NULL::bigint", "at")
+    + """, loose AS MATERIALIZED (
     SELECT parent_sscc, seller_id, brand_id, min(at) AS at, count(*) AS n,
            nextval('events_id_seq') AS event_id
     FROM sold WHERE parent_sscc IS NOT NULL GROUP BY parent_sscc, seller_id, brand_id
@@ -530,8 +537,10 @@ WITH r AS (
                         parent_code, child_count, recorded_by, details)
     SELECT sale_event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE',
            'retail_selling', 'retail_sold', min(at), '+00:00', seller_id, seller_id, NULL, NULL,
-           count(*), NULL::bigint, '{"member_claim": true}'::jsonb
-    FROM sold GROUP BY sale_event_id, brand_id, seller_id
+           count(*), NULL::bigint,
+           jsonb_build_object('member_claim', true, 'document', min(d.doc_no))
+    FROM sold JOIN sale_docs d ON d.event_id = sold.sale_event_id
+    GROUP BY sale_event_id, brand_id, seller_id
     UNION ALL
     SELECT event_id, gen_random_uuid(), brand_id, 'AggregationEvent', 'DELETE', 'unpacking',
            NULL, at, '+00:00', seller_id, NULL, 'c', parent_sscc, n, NULL, NULL

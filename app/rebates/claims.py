@@ -29,8 +29,9 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
    folds into the rankings (``app.rebates.ranking``);
 3. the units of the claims written that were not yet sold are sold now (L7), as the ``sale``
    movement of ``app.logistics.movements`` sells them (its state change, events, unpacking and
-   stock delta; a test holds the two equal), per store and clerk. A claim the unique keys
-   dropped sells nothing.
+   stock delta; a test holds the two equal), per store and clerk, with the sale's document
+   as ``POST /sales`` writes one (``app.logistics.documents.claim_sale_documents``: the store
+   sales query lists it, the clerk its handler). A claim the unique keys dropped sells nothing.
 
 A concurrent round of another process claiming the same unit waits for the unit's lock and then
 sees it sold: it sells nothing and its claim is dropped by the unique key.
@@ -73,6 +74,7 @@ from app.claims import (
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from app.logistics.center import agents_rebate, nearest_agent, rebate_in_force
+from app.logistics.documents import claim_sale_documents
 from app.logistics.movements import NOT_FOR_SALE
 from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
@@ -106,9 +108,10 @@ _IN_AREA = f"(here.path LIKE ch.path || '%%' OR here.path LIKE '%%/' || {_AGENT}
 # earn their rebate; step 2 writes the claims, their claiming events and their rows in the
 # roll-up's queue; step 3 sells the units of the claims written that were not yet sold, as the
 # ``sale`` movement of ``app.logistics.movements`` does (one ObjectEvent OBSERVE retail_selling /
-# retail_sold per store and clerk, at the store; the units leave their cases, one
-# AggregationEvent DELETE unpacking per case; the store's stock delta per product and lot;
-# tests/test_rebate_claims.py checks the rows equal those of ``POST /sales``). Event ids come
+# retail_sold per store and clerk, at the store, naming its sale document, whose lines and items
+# ``claim_sale_documents`` writes; the units leave their cases, one AggregationEvent DELETE
+# unpacking per case; the store's stock delta per product and lot; tests/test_rebate_claims.py
+# checks the rows equal those of ``POST /sales``). Event ids come
 # from the events' sequence; ``partitions`` keeps the partitions ahead of them. The amount is
 # the one in force at the clerk's store, as its stock rows show it (``rebate_in_force``'s two
 # parts; a probe: the override was looked up by the unit's channel organisation only, so goods
@@ -125,7 +128,7 @@ WITH r AS (
                          %(at)s::timestamptz[])
            AS r(ord, clerk_id, brand_id, store_id, code_id, client_id, at)
 ), u AS MATERIALIZED (
-    SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, in_force.agent_id,
+    SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, u.line_id, in_force.agent_id,
            in_force.amount
     FROM r
     JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
@@ -168,9 +171,9 @@ WITH r AS (
 ), sold AS MATERIALIZED (  -- only the units whose claim was written (a probe: a claim refused
     -- as client_id_reused by the unique key still sold its unit, with no claim behind the sale)
     SELECT c.code_id, c.store_id, c.clerk_id, c.brand_id, c.product_id, u.lot, u.parent_sscc,
-           c.sale_event_id, c.claimed_at AS sold_at
+           u.line_id, c.sale_event_id, c.claimed_at AS sold_at
     FROM c JOIN u USING (code_id) WHERE c.sale_event_id IS NOT NULL
-), loose AS MATERIALIZED (
+), {claim_sale_documents("sold", "store_id", "clerk_id", "sold_at")}, loose AS MATERIALIZED (
     SELECT parent_sscc, store_id, clerk_id, brand_id, min(sold_at) AS at, count(*) AS n,
            nextval('events_id_seq') AS event_id
     FROM sold WHERE parent_sscc IS NOT NULL GROUP BY parent_sscc, store_id, clerk_id, brand_id
@@ -185,8 +188,10 @@ WITH r AS (
                         parent_code, child_count, recorded_by, details)
     SELECT sale_event_id, gen_random_uuid(), brand_id, 'ObjectEvent', 'OBSERVE',
            'retail_selling', 'retail_sold', min(sold_at), '+00:00', store_id, store_id, NULL,
-           NULL, count(*), clerk_id, '{{"rebate_claim": true}}'::jsonb
-    FROM sold GROUP BY sale_event_id, brand_id, store_id, clerk_id
+           NULL, count(*), clerk_id,
+           jsonb_build_object('rebate_claim', true, 'document', min(d.doc_no))
+    FROM sold JOIN sale_docs d ON d.event_id = sold.sale_event_id
+    GROUP BY sale_event_id, brand_id, store_id, clerk_id
     UNION ALL
     SELECT event_id, gen_random_uuid(), brand_id, 'AggregationEvent', 'DELETE', 'unpacking',
            NULL, at, '+00:00', store_id, NULL, 'c', parent_sscc, n, clerk_id, NULL
