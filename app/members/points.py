@@ -1,10 +1,10 @@
 """Points: the brand's rules, members' claims by scan + PIN, and the ledger (K2 points, M2).
 
-Rules. A product earns the points of its rule; a rule for an organisation of the unit's
-channel overrides the product's default (``agent_id`` NULL): the rule of the organisation the
-unit was first shipped to (``unit_state.channel_org_id``), else of the nearest one above it that
-has one — a store's own rule, else its distributor's, else its agent's (``points_in_force``).
-No rule, or 0 points: the unit earns nothing.
+Rules. A product earns the points of its rule; a rule for an organisation of the unit's channel
+overrides the product's default (``agent_id`` NULL): the rule of the organisation the unit's
+channel (``unit_state.channel_org_id``: the one the brand's side last shipped it to), else of
+the nearest one above it that has one — a store's own rule, else its distributor's, else its
+agent's (``points_in_force``). No rule, or 0 points: the unit earns nothing.
 
 Claims (``app.claims``, the mechanism rebates share). The member comes first, looked up by
 ``Members`` with the other claims in flight: a frozen member is refused (403) and a signed-out
