@@ -6,7 +6,7 @@ codes as its kind's movement says (``app.logistics.movements``: the table of kin
 document's lines — all in the caller's one transaction). An exception outbound waits for an
 approver first (L4). A store's sale (``sell``) and a consumer's return (``consumer_return``) are
 movements of the same table; a claim that sells a unit writes its sale document in the claim
-round's own statement (``claim_sale_documents``). Cases move with their contents.
+round's own statement (``movements.claim_sale_documents``). Cases move with their contents.
 """
 
 from __future__ import annotations
@@ -985,45 +985,6 @@ async def _earlier_sale(conn: Conn, actor: Principal, client_id: str) -> dict[st
             (client_id, actor.user_id, actor.api_key_id, f"/{actor.brand_id}/%"),
         )
     ).fetchone()
-
-
-def claim_sale_documents(sold: str, seller: str, handler: str, sold_at: str) -> str:
-    """The CTEs writing the ``sale`` documents of the sales a claim round records, in the
-    round's one statement (``app.rebates.claims``, ``app.members.points``), as ``sell`` writes
-    a till's: one confirmed document per sale event (the round's sales of one store and clerk),
-    numbered as ``_doc_no`` numbers it and dated the sale's day, its handler and creator the
-    clerk (NULL: a member's claim, no staff), its event the sale's; one line per product and
-    lot (units; no packages: a claim sells loose units; the manufacturer as
-    ``movements._manufacturers`` picks it, the organisation whose line packed most units, the
-    lowest id of a tie). No items: nothing was scanned into a draft, and the sale event (which
-    names the document, as a till sale's does) lists the units: a round stays one statement,
-    ~25 µs a claim more (a round of 64 rebate claims, 9.4 → 10.9 ms). So the store sales query
-    (``/center/documents?kind=sale``), its exports and the ERP export list every sale (a probe:
-    only ``POST /sales`` wrote a sale document, so 门店销售信息查询 missed the units a claim
-    sold). ``sold``: the CTE of the units sold, one row per unit with ``sale_event_id``,
-    ``brand_id``, ``product_id``, ``lot`` and ``line_id``; ``seller``, ``handler`` and
-    ``sold_at``: the SQL of its seller, handler and sale-time columns. ``sale_docs`` returns each
-    document's ``event_id`` and ``doc_no``."""
-    prefix, tz = MOVEMENTS["sale"].prefix, localtime.REPORT_TZ
-    return f"""sale_docs AS (
-    INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, doc_date, handler_id,
-                           status, confirmed_at, event_id, created_by)
-    SELECT brand_id,
-           '{prefix}' || to_char(sold_at AT TIME ZONE '{tz}', 'YYYYMMDD')
-               || lpad(n::text, greatest(7, length(n::text)), '0'),
-           'outbound', 'sale', seller, (sold_at AT TIME ZONE '{tz}')::date, handler,
-           'confirmed', sold_at, sale_event_id, handler
-    FROM (SELECT sale_event_id, brand_id, {seller} AS seller, {handler} AS handler,
-                 min({sold_at}) AS sold_at, nextval('document_no_seq') AS n
-          FROM {sold} GROUP BY sale_event_id, brand_id, {seller}, {handler} OFFSET 0) g
-    RETURNING id, event_id, doc_no
-), sale_lines AS (
-    INSERT INTO document_lines (document_id, product_id, lot, units, packages, manufacturer_id)
-    SELECT d.id, s.product_id, s.lot, count(*), 0, mode() WITHIN GROUP (ORDER BY ln.org_id)
-    FROM {sold} s JOIN sale_docs d ON d.event_id = s.sale_event_id
-    LEFT JOIN lines ln ON ln.id = s.line_id
-    GROUP BY d.id, s.product_id, s.lot
-)"""
 
 
 async def _sold_unit(

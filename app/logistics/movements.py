@@ -56,6 +56,7 @@ from app.events import builders
 from app.events.epcis import BizStep, Disposition
 from app.events.log import NewEvent, allocate_ids, write_events
 from app.events.stock import Deltas, StockColumn, new_deltas, write_deltas
+from app.localtime import REPORT_TZ
 from app.orgs.schemas import CHANNEL_KINDS, SELLING_KINDS
 
 Side = Literal["org", "counterparty"]
@@ -900,3 +901,42 @@ async def write_lines(conn: Conn, plan: Plan, event_id: int, now: datetime) -> N
                discrepancies = %s WHERE id = %s""",
         (now, event_id, Jsonb(plan.discrepancies) if plan.discrepancies else None, doc_id),
     )
+
+
+def claim_sale_documents(sold: str, seller: str, handler: str, sold_at: str) -> str:
+    """The CTEs writing the ``sale`` documents of the sales a claim round records, in the round's
+    one statement (``app.rebates.claims``, ``app.members.points``), as ``sell`` writes a
+    till's (``app.logistics.documents.sell``): one confirmed document per sale event (the
+    round's sales of one store and clerk), numbered as ``documents._doc_no`` numbers it and
+    dated the sale's day, its handler and creator the clerk (NULL: a member's claim, no
+    staff), its event the sale's; one line per product and lot (units; no packages: a claim
+    sells loose units; the manufacturer as ``_manufacturers`` picks it, the organisation
+    whose line packed most units, the lowest id of a tie). No items: nothing was scanned
+    into a draft, and the sale event (which names the document, as a till sale's does) lists
+    the units: a round stays one statement, ~25 µs a claim more (a round of 64 rebate
+    claims, 9.4 → 10.9 ms). So the store sales query (``/center/documents?kind=sale``), its
+    exports and the ERP export list every sale (a probe: only ``POST /sales`` wrote a sale
+    document, so 门店销售信息查询 missed the units a claim sold). ``sold``: the CTE of the units
+    sold, one row per unit with ``sale_event_id``, ``brand_id``, ``product_id``, ``lot`` and
+    ``line_id``; ``seller``, ``handler`` and ``sold_at``: the SQL of its seller, handler and
+    sale-time columns. ``sale_docs`` returns each document's ``event_id`` and ``doc_no``."""
+    prefix, tz = MOVEMENTS["sale"].prefix, REPORT_TZ
+    return f"""sale_docs AS (
+    INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, doc_date, handler_id,
+                           status, confirmed_at, event_id, created_by)
+    SELECT brand_id,
+           '{prefix}' || to_char(sold_at AT TIME ZONE '{tz}', 'YYYYMMDD')
+               || lpad(n::text, greatest(7, length(n::text)), '0'),
+           'outbound', 'sale', seller, (sold_at AT TIME ZONE '{tz}')::date, handler,
+           'confirmed', sold_at, sale_event_id, handler
+    FROM (SELECT sale_event_id, brand_id, {seller} AS seller, {handler} AS handler,
+                 min({sold_at}) AS sold_at, nextval('document_no_seq') AS n
+          FROM {sold} GROUP BY sale_event_id, brand_id, {seller}, {handler} OFFSET 0) g
+    RETURNING id, event_id, doc_no
+), sale_lines AS (
+    INSERT INTO document_lines (document_id, product_id, lot, units, packages, manufacturer_id)
+    SELECT d.id, s.product_id, s.lot, count(*), 0, mode() WITHIN GROUP (ORDER BY ln.org_id)
+    FROM {sold} s JOIN sale_docs d ON d.event_id = s.sale_event_id
+    LEFT JOIN lines ln ON ln.id = s.line_id
+    GROUP BY d.id, s.product_id, s.lot
+)"""

@@ -22,7 +22,7 @@ id used for another code, a code already claimed, another brand's code, no point
 Sales (issue 17). A member's claim is a sale when nothing recorded one yet: a credited claim of
 a unit not yet sold that a store holds (or an agent or a distributor, the retail channel) sells
 it there in the round's statement, as a rebate claim does (``_CREDIT`` below), with the sale's
-document (``app.logistics.documents.claim_sale_documents``, no handler: the store sales query
+document (``app.logistics.movements.claim_sale_documents``, no handler: the store sales query
 lists it); the unit_state trigger of migration 0022 then queues the sale for the analytics
 roll-up. A unit sold before
 (the till, a rebate claim) is not sold again and the till refuses a unit a claim has sold, so a
@@ -63,8 +63,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
 from app.locks import Lock, xact_lock
-from app.logistics.documents import claim_sale_documents
-from app.logistics.movements import NOT_FOR_SALE
+from app.logistics.movements import NOT_FOR_SALE, claim_sale_documents
 from app.members.principal import MEMBER_TOKEN, Member, brand_of_staff
 from app.members.schemas_points import (
     AdjustmentIn,

@@ -30,7 +30,7 @@ then credited in a round that is ONE statement (``_CREDIT``: one round trip, one
 3. the units of the claims written that were not yet sold are sold now (L7), as the ``sale``
    movement of ``app.logistics.movements`` sells them (its state change, events, unpacking and
    stock delta; a test holds the two equal), per store and clerk, with the sale's document
-   as ``POST /sales`` writes one (``app.logistics.documents.claim_sale_documents``: the store
+   as ``POST /sales`` writes one (``app.logistics.movements.claim_sale_documents``: the store
    sales query lists it, the clerk its handler). A claim the unique keys dropped sells nothing.
 
 A concurrent round of another process claiming the same unit waits for the unit's lock and then
@@ -74,8 +74,7 @@ from app.claims import (
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from app.logistics.center import agents_rebate, nearest_agent, rebate_in_force
-from app.logistics.documents import claim_sale_documents
-from app.logistics.movements import NOT_FOR_SALE
+from app.logistics.movements import NOT_FOR_SALE, claim_sale_documents
 from app.rebates.schemas_claims import RebateClaimOut
 from app.verify.service import Verifier
 
