@@ -139,6 +139,13 @@ async def test_pages_hand_out_each_document_once_with_its_erp_codes(
         "ERP-LOT",
         2,
     )
+    # what the seed's documents list beside units (五.1.3): loose units, so no package type;
+    # the organisation whose packing line packed them
+    assert (line["package_level"], line["manufacturer_erp_code"], line["manufacturer_name"]) == (
+        None,
+        "FACTORY-SZ",
+        "Suzhou Factory 苏州工厂",
+    )
 
     # nothing new: an empty page, the same place; a document confirmed now comes next
     idle = await page(client, partner, cursor)
@@ -181,6 +188,10 @@ async def test_the_csv_export_has_one_row_per_line_and_the_cursor_in_headers(
     ]
     assert mine[0]["signee"] == "'=cmd|' /C calc'!A0"  # the formula guard of every export
     assert mine[1]["counterparty_erp_code"] == "AGENT-GD"
+    assert [(r["package_level"], r["manufacturer_erp_code"]) for r in mine] == [
+        ("", "FACTORY-SZ"),
+        ("", "FACTORY-SZ"),
+    ]
 
 
 async def test_a_confirmation_that_commits_late_is_not_skipped(

@@ -95,8 +95,10 @@ _DOCUMENTS = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.erp_code
     WHERE d.id = ANY(%s)"""
 
 _LINES = """SELECT l.document_id, l.product_id, p.erp_code AS product_erp_code, p.product_no,
-       p.gtin, p.name AS product_name, l.lot, l.units, l.packages
+       p.gtin, p.name AS product_name, l.lot, l.units, l.packages, l.package_level,
+       f.erp_code AS manufacturer_erp_code, f.name AS manufacturer_name
     FROM document_lines l JOIN products p ON p.id = l.product_id
+    LEFT JOIN orgs f ON f.id = l.manufacturer_id
     WHERE l.document_id = ANY(%s) ORDER BY l.document_id, l.product_id, l.lot"""
 
 CSV_COLUMNS = [
@@ -105,6 +107,7 @@ CSV_COLUMNS = [
     *("handler_username", "signee", "phone", "customer", "customer_type", "destination_city"),
     *("salesperson_erp_code", "reason", "note", "line_no", "product_erp_code", "product_no"),
     *("gtin", "product_name", "lot", "units", "packages", "document_id"),
+    *("package_level", "manufacturer_erp_code", "manufacturer_name"),  # added last: 2026-12-06
 ]
 
 
@@ -224,13 +227,14 @@ def csv_rows(documents: Sequence[ExportDocument]) -> list[list[Any]]:
         ]
         for n, line in enumerate(doc.lines or [None], start=1):
             if line is None:
-                rows.append([*head, None, None, None, None, None, None, None, None, doc.id])
+                rows.append([*head, *[None] * 8, doc.id, None, None, None])
                 continue
             rows.append(
                 [
                     *head,
                     *(n, line.product_erp_code, line.product_no, line.gtin, line.product_name),
                     *(line.lot, line.units, line.packages, doc.id),
+                    *(line.package_level, line.manufacturer_erp_code, line.manufacturer_name),
                 ]
             )
     return rows

@@ -147,7 +147,9 @@ class MasterDataOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ExportLine(msgspec.Struct, frozen=True, kw_only=True):
-    """Units per product and lot of a document (``packages``: the cases scanned whole)."""
+    """Units per product and lot of a document (``packages``: the cases scanned whole;
+    ``package_level``: their level — inner, master, pallet, or mixed — null when none moved or not
+    known; the manufacturer: the organisation whose packing line packed the units)."""
 
     product_id: int
     product_erp_code: str | None
@@ -157,6 +159,9 @@ class ExportLine(msgspec.Struct, frozen=True, kw_only=True):
     lot: str
     units: int
     packages: int
+    package_level: Literal["inner", "master", "pallet", "mixed"] | None = None
+    manufacturer_erp_code: str | None = None
+    manufacturer_name: str | None = None
 
 
 class ExportDocument(msgspec.Struct, frozen=True, kw_only=True):
