@@ -405,3 +405,54 @@ async def test_only_the_reps_supervisor_is_offered_to_decide_a_plan(
     assert _plan_actions(browser, server, plan_id) == []
     _start(browser, server, "fieldsup")  # the drawer stays open over the header: a new session
     assert _plan_actions(browser, server, plan_id) == ["approve", "return"]
+
+
+async def test_an_approver_approves_one_exception_outbound_and_rejects_another(
+    server: str, browser: WebDriver, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """L4 in the console: the factory's approver had no page to decide the warehouse's exception
+    outbounds (gifts, samples) — only the API. The approvals page lists those pending; approve
+    with a note (the goods leave stock), reject with a reason (none given: the box asks for
+    one); the requester's note stays beside the decision's."""
+    from tests.rebates_support import store_goods
+    from tests.test_logistics import confirm, document
+
+    goods = await store_goods(client, login, app, demo)  # case 2 never left the factory
+    clerk = await login("clerk")
+    pending = []
+    for unit in goods["units"][20:22]:
+        doc = await document(client, clerk, [unit], kind="exception", reason="gift", note="fair")
+        assert (await confirm(client, clerk, doc)).json()["status"] == "pending_approval"
+        pending.append(doc)
+    gift, sample = pending
+    _start(browser, server, "approver")
+    _console_errors(browser)
+    assert "approvals" in _menus(browser)
+    for doc, action, note in ((gift, "approve", "trade fair ok"), (sample, "reject", "")):
+        browser.get(f"{server}/console/approvals?doc_no={doc['doc_no']}")
+        _row(browser, doc["doc_no"])
+        _click(browser, f'[data-{action}="{doc["id"]}"]')
+        box = _find(browser, ".el-message-box__input input")
+        if action == "reject":  # a rejection says why: the empty box is refused
+            _click(browser, ".el-message-box__btns .el-button--primary")
+            _find(browser, ".el-message-box__errormsg")
+            note = "no stock for samples"
+        box.send_keys(note)
+        _click(browser, ".el-message-box__btns .el-button--primary")
+        _wait(browser).until(
+            lambda d, n=doc["doc_no"]: (
+                not d.find_elements(
+                    By.XPATH, f"//tr[contains(@class, 'el-table__row')][.//td[contains(., '{n}')]]"
+                )
+            )
+        )  # decided: no longer pending
+    approver = await login("approver")
+    decided = [
+        (await client.get(f"/documents/{d['id']}", headers=approver)).json() for d in pending
+    ]
+    assert [(d["status"], d["note"], d["decision_note"]) for d in decided] == [
+        ("confirmed", "fair", "trade fair ok"),
+        ("rejected", "fair", "no stock for samples"),
+    ]
+    assert not _console_errors(browser)
+    _sign_out(browser)

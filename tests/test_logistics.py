@@ -296,7 +296,9 @@ async def test_exception_outbound_needs_approval(
     client: Any, login: Any, app: Any, demo: Any, conn: Any, route: dict[str, Any]
 ) -> None:
     clerk, approver = await login("clerk"), await login("approver")
-    gift = await document(client, clerk, route["units"][:2], kind="exception", reason="gift")
+    gift = await document(
+        client, clerk, route["units"][:2], kind="exception", reason="gift", note="trade fair"
+    )
     pending = await confirm(client, clerk, gift)
     assert pending.json()["status"] == "pending_approval"
     assert (await state_of(conn, app, route["units"][0]))["status"] == "active"  # not yet
@@ -310,6 +312,12 @@ async def test_exception_outbound_needs_approval(
     )
     assert approved.status_code == 200, approved.text
     assert approved.json()["approved_by"] is not None
+    # a probe: the approver's note was written over the requester's — why the goods were asked
+    # for was gone once the approval said why it was given; each keeps its own words
+    assert (approved.json()["note"], approved.json()["decision_note"]) == (
+        "trade fair",
+        "customer event",
+    )
     gone = await state_of(conn, app, route["units"][0])
     assert (gone["status"], gone["disposition"]) == ("sold", "non_sellable_other")
     # a gift the brand approved is genuine in its receiver's hands, not "never shipped" (probe H)
@@ -367,8 +375,11 @@ async def test_exception_outbound_needs_approval(
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "rejected"
     sample = await document(client, clerk, route["units"][2:3], kind="exception", reason="sample")
     await confirm(client, clerk, sample)
-    rejected = await client.post(f"/documents/{sample['id']}/reject", headers=approver, json={})
+    rejected = await client.post(
+        f"/documents/{sample['id']}/reject", headers=approver, json={"note": "samples ran out"}
+    )
     assert rejected.json()["status"] == "rejected"
+    assert (rejected.json()["note"], rejected.json()["decision_note"]) == ("", "samples ran out")
     assert (await state_of(conn, app, route["units"][2]))["status"] == "active"
     assert_error(
         await client.post(

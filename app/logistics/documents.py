@@ -60,8 +60,8 @@ _DOC = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.name AS org_na
        d.counterparty_id, c.name AS counterparty_name, d.order_id, r.erp_no AS order_no,
        d.shipment_id, d.doc_date, d.handler_id, u.display_name AS handler_name, d.signee,
        d.phone, d.customer, d.customer_type, d.destination_city, d.salesperson_id, d.reason,
-       d.status, d.note, d.discrepancies, d.approved_by, d.approved_at, d.confirmed_at,
-       d.submitted_by,
+       d.status, d.note, d.discrepancies, d.approved_by, d.approved_at, d.decision_note,
+       d.confirmed_at, d.submitted_by,
        d.created_at, o.path AS org_path, c.path AS counterparty_path, d.brand_id,
        (SELECT count(*) FROM document_items i WHERE i.document_id = d.id) AS items
     FROM documents d JOIN orgs o ON o.id = d.org_id
@@ -877,10 +877,10 @@ async def decide(
         await _move(conn, await movements.check(conn, scheme, row))
     else:
         await conn.execute("UPDATE documents SET status = 'rejected' WHERE id = %s", (doc_id,))
-    await conn.execute(
-        "UPDATE documents SET approved_by = %s, approved_at = now(), "
-        "note = CASE WHEN %s = '' THEN note ELSE %s END WHERE id = %s",
-        (actor.person, note, note, doc_id),  # a key's approval: its maker's (as its handler)
+    await conn.execute(  # the requester's note stays; the decision's words beside it
+        "UPDATE documents SET approved_by = %s, approved_at = now(), decision_note = %s "
+        "WHERE id = %s",
+        (actor.person, note, doc_id),  # a key's approval: its maker's (as its handler)
     )
     out = await get_document(conn, actor, doc_id)
     action = "approve" if approve else "reject"

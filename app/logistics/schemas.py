@@ -186,8 +186,9 @@ class DocumentOut(msgspec.Struct, frozen=True, kw_only=True):
     status: DocStatus
     note: str
     discrepancies: dict[str, object] | None
-    approved_by: int | None
+    approved_by: int | None  # who approved or rejected it (L4)
     approved_at: datetime | None
+    decision_note: str  # the approver's words (``note``: the requester's)
     confirmed_at: datetime | None
     #: who confirmed a document that waits for approval (its approver is someone else)
     submitted_by: int | None

@@ -3988,6 +3988,7 @@ export interface components {
             created_at: string;
             customer: string | null;
             customer_type: string | null;
+            decision_note: string;
             destination_city: string | null;
             /** @enum {string} */
             direction: "inbound" | "outbound";
@@ -4146,6 +4147,10 @@ export interface components {
         ExportLine: {
             gtin: string | null;
             lot: string;
+            manufacturer_erp_code?: string | null;
+            manufacturer_name?: string | null;
+            /** @enum {null|string} */
+            package_level?: "inner" | "master" | "pallet" | "mixed" | null;
             packages: number;
             product_erp_code: string | null;
             product_id: number;

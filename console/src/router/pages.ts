@@ -10,7 +10,7 @@ import {
   User,
   UserFilled,
 } from '@element-plus/icons-vue'
-import { Bell, Box, Files, Goods, List, Position, Tickets, View } from '@element-plus/icons-vue'
+import { Bell, Box, Files, Goods, List, Position, Stamp, Tickets, View } from '@element-plus/icons-vue'
 import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/icons-vue'
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 import { Avatar, Present, ShoppingBag } from '@element-plus/icons-vue'
@@ -50,6 +50,7 @@ export const PAGES: PageDef[] = [
   { path: 'center/documents', name: 'center-documents', title: 'center.documents', group: 'logistics', permission: ['reports.read', 'logistics.scan'], icon: Files, component: () => import('@/pages/center/DocumentsPage.vue') },
   { path: 'center/stock', name: 'center-stock', title: 'center.stock', group: 'logistics', permission: ['reports.read', 'logistics.scan'], icon: Goods, component: () => import('@/pages/center/StockPage.vue') },
   { path: 'orders', name: 'orders', title: 'center.orders', group: 'logistics', permission: ['logistics.scan', 'logistics.approve', 'orders.write', 'reports.read'], icon: List, component: () => import('@/pages/center/OrdersPage.vue') },
+  { path: 'approvals', name: 'approvals', title: 'approvals.menu', group: 'logistics', permission: ['logistics.approve', 'logistics.scan'], icon: Stamp, component: () => import('@/pages/center/ApprovalsPage.vue') },
   { path: 'alerts', name: 'alerts', title: 'alerts.menu', group: 'verify', permission: 'alerts.read', icon: Bell, component: () => import('@/pages/alerts/AlertsPage.vue') },
   { path: 'verifications', name: 'verifications', title: 'verifications.menu', group: 'verify', permission: ['alerts.read', 'reports.read'], icon: DocumentChecked, component: () => import('@/pages/verifications/VerificationsPage.vue') },
   { path: 'inspections', name: 'inspections', title: 'inspections.menu', group: 'verify', permission: ['inspect.scan', 'reports.read'], icon: View, component: () => import('@/pages/inspections/InspectionsPage.vue') },
