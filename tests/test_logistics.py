@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from app import localtime
 from tests.helpers import acting, assert_error, issue_cases, issue_units, sales_order
 from tests.test_field_scoping import _user
 
@@ -972,6 +974,66 @@ async def test_no_sale_is_recorded_at_a_deactivated_store(
     assert_error(after, 409, "org_inactive")
     again = await client.post("/sales", headers=zj, json=first)  # its answer lost: a retry
     assert again.status_code == 200 and again.json()["id"] == sold.json()["id"], again.text
+
+
+async def test_a_sale_queued_offline_is_dated_by_the_phone_not_by_its_upload(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a store's clerk sold units on Saturday with the staff app offline; the sale
+    reached the server on Monday and was dated Monday — the sales analytics (by sale day) put
+    it on the wrong day, or month. The phone's ``client_at`` dates it: never before the units'
+    receipt, never after the server's clock; a time out of the offline rule is 400."""
+    store, units, tag = await _store_of_its_own(client, login, app, demo)
+    zj = await login("agent_admin")
+    now = datetime.now(UTC)
+    receipt_at, saturday = now - timedelta(days=3), now - timedelta(days=2)
+    code_ids = [(b << 32) | i for b, i, _ in map(app.state.scheme.verify, units)]
+    async with app.state.pool.connection() as pg:  # the goods came in three days ago
+        await pg.execute(
+            "UPDATE events SET event_time = %s WHERE id IN "
+            "(SELECT last_event_id FROM unit_state WHERE code = ANY(%s))",
+            (receipt_at, code_ids),
+        )
+    body = {"codes": units[:1], "org_id": store, "client_id": f"off-{tag}"}
+    sold = await client.post("/sales", headers=zj, json={**body, "client_at": saturday.isoformat()})
+    assert sold.status_code == 201, sold.text
+    doc = sold.json()
+    assert datetime.fromisoformat(doc["client_at"]) == saturday
+    assert doc["doc_date"] == str(saturday.astimezone(localtime.ZONE).date())
+    async with app.state.pool.connection() as pg:
+        row = await (
+            await pg.execute(
+                """SELECT u.sold_at, e.event_time, e.record_time FROM unit_state u
+                   JOIN events e ON e.id = u.last_event_id WHERE u.code = %s""",
+                (code_ids[0],),
+            )
+        ).fetchone()
+    assert (row["sold_at"], row["event_time"]) == (saturday, saturday)
+    assert row["record_time"] >= now  # EPCIS: recorded when it arrived
+    # its answer lost, the queue sends it again: the same sale
+    again = await client.post(
+        "/sales", headers=zj, json={**body, "client_at": saturday.isoformat()}
+    )
+    assert again.status_code == 200 and again.json()["id"] == doc["id"], again.text
+
+    # a phone whose clock ran days behind: not before the goods' receipt
+    early = now - timedelta(days=5)
+    behind = await client.post(
+        "/sales",
+        headers=zj,
+        json={"codes": units[1:2], "org_id": store, "client_at": early.isoformat()},
+    )
+    assert behind.status_code == 201, behind.text
+    async with app.state.pool.connection() as pg:
+        found = await pg.execute("SELECT sold_at FROM unit_state WHERE code = %s", (code_ids[1],))
+        assert (await found.fetchone())["sold_at"] == receipt_at
+    for bad in (now + timedelta(hours=1), now - timedelta(days=31), "2026-12-01T10:00:00"):
+        at = bad if isinstance(bad, str) else bad.isoformat()
+        refused = await client.post(
+            "/sales", headers=zj, json={"codes": units[2:3], "org_id": store, "client_at": at}
+        )
+        assert_error(refused, 400, "invalid_client_at")
+    assert (await state_of(conn, app, units[2]))["status"] != "sold"  # nothing recorded
 
 
 async def test_a_deactivated_store_takes_no_consumer_return(

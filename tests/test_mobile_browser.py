@@ -696,15 +696,11 @@ async def test_a_document_code_resent_after_a_lost_answer_counts_as_added(
     assert "本机：2 箱" in _text(driver, "[data-test=doc-counts]")
 
 
-async def test_a_refused_sale_names_the_codes_that_cannot_be_sold(
-    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
-) -> None:
-    """A probe: a store clerk sells a basket of two units, one in the store's stock, one never
-    shipped to the store. POST /sales answers 422 `bad_codes` with `details.codes`: the phone
-    names the refused code and marks it in the basket (it said only "codes that cannot be
-    sold")."""
+async def _in_store(client: Any, login: Any, app: Any, demo: Any) -> list[str]:
+    """Two cases of 10 units packed: the first received by STORE-HZ-01 (through AGENT-ZJ), the
+    second still in the factory warehouse. The 20 units."""
     goods_ = await pack(client, login, app, demo, 2)
-    units = goods_["units"]
+    units: list[str] = goods_["units"]
     clerk, agent, store = (
         await login("clerk"),
         await login("agent_clerk"),
@@ -724,6 +720,17 @@ async def test_a_refused_sale_names_the_codes_that_cannot_be_sold(
     assert (await confirm(client, agent, to_store)).status_code == 200
     store_in = await document(client, store, units[:10], kind="inbound", shipment_id=to_store["id"])
     assert (await confirm(client, store, store_in)).status_code == 200
+    return units
+
+
+async def test_a_refused_sale_names_the_codes_that_cannot_be_sold(
+    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    """A probe: a store clerk sells a basket of two units, one in the store's stock, one never
+    shipped to the store. POST /sales answers 422 `bad_codes` with `details.codes`: the phone
+    names the refused code and marks it in the basket (it said only "codes that cannot be
+    sold")."""
+    units = await _in_store(client, login, app, demo)
     good, bad = units[0], units[15]  # the second case never left the factory warehouse
 
     driver = browser
@@ -738,6 +745,49 @@ async def test_a_refused_sale_names_the_codes_that_cannot_be_sold(
     assert bad in verdict and good not in verdict, verdict
     marked = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-test=basket-refused]")]
     assert len(marked) == 1 and bad in marked[0], marked
+
+
+async def test_a_sale_made_offline_is_dated_when_the_phone_made_it(
+    browser: WebDriver, server: str, client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A probe: a sale scanned while the shop had no signal was dated when the queue sent it
+    (the sales analytics count it by that day). The phone sends its time of the sale
+    (``client_at``): the unit is sold at that time, the upload is its record time."""
+    units = await _in_store(client, login, app, demo)
+    driver = browser
+    _sign_in(driver, server, "store_clerk")
+    driver.get(f"{server}/m/sale")
+    _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=sell]"))
+    _network(driver, offline=True)
+    try:
+        _scan(driver, units[1])
+        _wait(driver).until(lambda d: "本单 1 件" in _text(d, "body"))
+        driver.find_element(By.CSS_SELECTOR, "[data-test=sell]").click()
+        _wait(driver).until(lambda d: "离线保存" in _text(d, "[data-test=verdict]"))
+        await asyncio.sleep(3)  # the shop stays offline a while
+    finally:
+        _network(driver, offline=False)
+    batch_no, index, _ = app.state.scheme.verify(units[1])
+
+    async def sold() -> Any:
+        found = await conn.execute(
+            """SELECT u.sold_at, d.client_at, d.created_at FROM unit_state u
+               JOIN events e ON e.id = u.last_event_id
+               JOIN documents d ON d.event_id = e.id
+               WHERE u.code = %s AND u.status = 'sold'""",
+            ((batch_no << 32) | index,),
+        )
+        row = await found.fetchone()
+        await conn.commit()
+        return row
+
+    deadline = time.monotonic() + 45
+    while (row := await sold()) is None:
+        assert time.monotonic() < deadline, "the queued sale never arrived"
+        await asyncio.sleep(0.5)
+    assert row["client_at"] is not None and row["sold_at"] == row["client_at"]
+    assert (row["created_at"] - row["client_at"]).total_seconds() >= 2.5  # sent afterwards
+    assert _errors(driver) == []
 
 
 async def test_a_document_is_not_confirmed_while_its_scanned_codes_are_still_queued(

@@ -21,6 +21,7 @@ from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events.epcis import Disposition
+from app.field.checkins import check_client_at
 from app.localtime import TODAY_SQL
 from app.locks import Lock, xact_lock
 from app.logistics import movements
@@ -61,7 +62,7 @@ _DOC = """SELECT d.id, d.doc_no, d.direction, d.kind, d.org_id, o.name AS org_na
        d.shipment_id, d.doc_date, d.handler_id, u.display_name AS handler_name, d.signee,
        d.phone, d.customer, d.customer_type, d.destination_city, d.salesperson_id, d.reason,
        d.status, d.note, d.discrepancies, d.approved_by, d.approved_at, d.decision_note,
-       d.confirmed_at, d.submitted_by,
+       d.confirmed_at, d.client_at, d.submitted_by,
        d.created_at, o.path AS org_path, c.path AS counterparty_path, d.brand_id,
        (SELECT count(*) FROM document_items i WHERE i.document_id = d.id) AS items
     FROM documents d JOIN orgs o ON o.id = d.org_id
@@ -944,12 +945,14 @@ async def sell(
     # a closed store sells nothing (a probe: its agent, acting for it, still recorded sales
     # there, which put it back in the sales ranking); a re-send of an earlier sale is answered
     await _ensure_active(conn, org["id"], "it sells nothing")
+    check_client_at(data.client_at)
     doc_no = await _doc_no(conn, MOVEMENTS["sale"])
     row = await (
         await conn.execute(
             """INSERT INTO documents (brand_id, doc_no, direction, kind, org_id, handler_id,
-                   customer, phone, created_by, api_key_id, client_id, client_hash)
-               VALUES (%s, %s, 'outbound', 'sale', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                   customer, phone, created_by, api_key_id, client_id, client_hash, client_at)
+               VALUES (%s, %s, 'outbound', 'sale', %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               RETURNING id""",
             (
                 actor.brand_id,
                 doc_no,
@@ -961,6 +964,7 @@ async def sell(
                 actor.api_key_id,
                 data.client_id,
                 idempotency.fingerprint(data) if data.client_id is not None else None,
+                data.client_at,
             ),
         )
     ).fetchone()

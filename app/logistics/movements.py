@@ -563,8 +563,11 @@ async def apply(
 ) -> int:
     """Move the goods of a checked plan, in the caller's transaction: state, order counts,
     events, stock deltas and (for a document) its lines and status. Returns the event id.
-    ``disposition`` overrides the movement's (a consumer return says why it came back)."""
+    ``disposition`` overrides the movement's (a consumer return says why it came back).
+    A document with the phone's time (an offline sale's ``client_at``) is dated by it."""
     now = datetime.now(UTC)
+    if plan.doc is not None and plan.doc.get("client_at") is not None:
+        now = await _happened_at(conn, plan, plan.doc["client_at"], now)
     loose = _loose_cases(plan)
     ids = await allocate_ids(conn, 1 + len(loose))
     if disposition is None:
@@ -579,6 +582,20 @@ async def apply(
     if plan.doc is not None:
         await write_lines(conn, plan, ids[0], now)
     return ids[0]
+
+
+async def _happened_at(conn: Conn, plan: Plan, client_at: datetime, now: datetime) -> datetime:
+    """When a movement the phone timed happened: its time, but never after the server's clock
+    (a phone's runs ahead by up to ``CLOCK_SKEW``) nor before the units' last movement (a
+    phone's running behind would put a sale before the goods' receipt in their trace)."""
+    last = await (
+        await conn.execute(
+            "SELECT max(event_time) AS at FROM events WHERE id = ANY(%s)",
+            ([u["last_event_id"] for u in plan.units if u["last_event_id"] is not None],),
+        )
+    ).fetchone()
+    floor = last["at"] if last is not None and last["at"] is not None else client_at
+    return min(max(client_at, floor), now)
 
 
 def _loose_cases(plan: Plan) -> list[int]:
@@ -896,10 +913,17 @@ async def write_lines(conn: Conn, plan: Plan, event_id: int, now: datetime) -> N
                 _package_level(levels), makers.get((product, lot)),
             ),
         )  # fmt: skip
-    await conn.execute(
-        """UPDATE documents SET status = 'confirmed', confirmed_at = %s, event_id = %s,
-               discrepancies = %s WHERE id = %s""",
-        (now, event_id, Jsonb(plan.discrepancies) if plan.discrepancies else None, doc_id),
+    await conn.execute(  # a sale the phone timed is of the day it happened
+        f"""UPDATE documents SET status = 'confirmed', confirmed_at = %(now)s, event_id = %(event)s,
+               discrepancies = %(discrepancies)s, doc_date = CASE WHEN client_at IS NULL
+               THEN doc_date ELSE (%(now)s AT TIME ZONE '{REPORT_TZ}')::date END
+             WHERE id = %(doc)s""",
+        {
+            "now": now,
+            "event": event_id,
+            "discrepancies": Jsonb(plan.discrepancies) if plan.discrepancies else None,
+            "doc": doc_id,
+        },
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -190,6 +190,7 @@ class DocumentOut(msgspec.Struct, frozen=True, kw_only=True):
     approved_at: datetime | None
     decision_note: str  # the approver's words (``note``: the requester's)
     confirmed_at: datetime | None
+    client_at: datetime | None  # a sale's time on the phone (``SaleIn.client_at``)
     #: who confirmed a document that waits for approval (its approver is someone else)
     submitted_by: int | None
     created_at: datetime
@@ -232,7 +233,14 @@ class DecisionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SaleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A store sells units (or whole cases) by scanning (L7)."""
+    """A store sells units (or whole cases) by scanning (L7).
+
+    ``client_at``: when the phone scanned the sale (one queued offline arrives later), with its
+    zone; at most 10 minutes ahead of the server's clock and 30 days old, as an inspection's. It
+    dates the sale — never before the units' last movement (their receipt), never after now."""
+
+    # added after sales were fingerprinted: left out of the fingerprint when not sent
+    fingerprint_late: ClassVar[tuple[str, ...]] = ("client_at",)
 
     codes: Annotated[list[ScanCode], msgspec.Meta(min_length=1, max_length=10_000)]
     org_id: int | None = None
@@ -240,6 +248,7 @@ class SaleIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     phone: Annotated[str, msgspec.Meta(max_length=32, pattern=r"^[0-9+() -]*(?!\n)$")] | None = None
     # the app's id of this sale: sent again with the same body, the first sale is answered
     client_id: ClientId | None = None
+    client_at: datetime | None = None
 
 
 class ReturnIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
