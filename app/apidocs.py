@@ -202,6 +202,7 @@ REPLAYS = {
     ("/allocations", "post"): "the same client_id and request again: the same codes",
     ("/sales", "post"): "the same client_id again: the first sale",
     ("/sms/campaigns", "post"): "the same client_id again: the first campaign",
+    ("/chain/anchors", "post"): "the head is anchored already: its anchor",
 }
 # Operations that may hand their work to a job: 202 with the job and its Location to poll (the
 # export's 201 is an export run at once; EPCIS capture is always 202, applied already when small).

@@ -461,6 +461,33 @@ def cmd_rebates(settings: Settings, action: str) -> int:
     return asyncio.run(_rebates(db_url, action))
 
 
+async def _forensics(url: str, settings: Settings, action: str) -> int:
+    import msgspec
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from app.forensics.leaks import detect_leaks
+    from app.forensics.rings import detect_rings
+
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        detect = detect_leaks if action == "leaks" else detect_rings
+        out = await detect(conn, settings, wait=True)
+    print(msgspec.json.encode(out).decode())
+    return 0
+
+
+def cmd_forensics(settings: Settings, action: str) -> int:
+    """leaks: run the leak detector now; rings: run the ring detector now (B5; each waits for a
+    run already under way, then runs). Prints the run's counts as JSON."""
+    from app.db import migrate
+
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+    return asyncio.run(_forensics(db_url, settings, action))
+
+
 async def _analytics(url: str, action: str) -> int:
     import psycopg
     from psycopg.rows import dict_row
@@ -545,6 +572,19 @@ def cmd_redis(settings: Settings, jobs: bool, drain_timeout: float) -> int:
         return _fail(str(exc))
     print("\n".join(report.lines()))
     return 0
+
+
+def cmd_chain(settings: Settings, args: argparse.Namespace) -> int:
+    """The event chain (app/chain/cli.py); ``verify`` needs no database."""
+    from app.chain.cli import run
+
+    if args.action == "verify":
+        return run(settings, args, "")
+    from app.db import migrate
+
+    db_url, _ = _urls(settings)
+    migrate(db_url)
+    return run(settings, args, db_url)
 
 
 def cmd_openapi(settings: Settings, out: str | None) -> int:
@@ -1345,12 +1385,24 @@ def main(argv: list[str] | None = None) -> int:
         help="rollup: fold queued claims now; recount: roll up, recount, exit 1 on a mismatch",
     )
 
+    forensics = sub.add_parser("forensics", help="leak and fraud-ring detection (SPEC B5)")
+    forensics.add_argument(
+        "action",
+        choices=["leaks", "rings"],
+        help="leaks: attribute suspicious verifications to print files and code packs, alert; "
+        "rings: put the parties of reward-fraud rings on hold",
+    )
+
     analytics = sub.add_parser("analytics", help="analytics roll-ups and recounts (SPEC A1-A7)")
     analytics.add_argument(
         "action",
         choices=["rollup", "recount"],
         help="rollup: fold queued facts now; recount: roll up, recount, exit 1 on a mismatch",
     )
+
+    from app.chain.cli import add_parser as add_chain_parser
+
+    add_chain_parser(sub)
 
     redis_cmd = sub.add_parser("redis", help="Redis-held state (counters, lockouts, job queues)")
     redis_cmd.add_argument(
@@ -1471,10 +1523,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_points(settings)
         if args.command == "rebates":
             return cmd_rebates(settings, args.action)
+        if args.command == "forensics":
+            return cmd_forensics(settings, args.action)
         if args.command == "analytics":
             return cmd_analytics(settings, args.action)
         if args.command == "redis":
             return cmd_redis(settings, not args.no_jobs, args.drain_timeout)
+        if args.command == "chain":
+            return cmd_chain(settings, args)
     except SettingsError as exc:
         return _fail(f"configuration error: {exc}")
     except embedded.ServiceError as exc:  # an embedded server that did not start: its log

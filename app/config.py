@@ -151,6 +151,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Consumer verification (SPEC V2, V4).
     # per client per minute; a client is an IPv4 address or an IPv6 /64 (``client_bucket``)
     verify_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 120
+    # B2B verification (SPEC B8, ``/v1/lms/verify``): per caller (API key or user) per minute
+    lms_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 600
     pin_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5  # of one code
     pin_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
     # Wrong PINs of one client over all codes within ``pin_lockout_seconds`` (from its first)
@@ -242,6 +244,43 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # After a secret is rotated, the old one still signs (beside the new) this long by default.
     webhook_rotation_overlap_seconds: Annotated[int, msgspec.Meta(ge=0, le=30 * 86400)] = 86400
 
+    # WeChat service accounts (W5, app/wechat/): where WeChat's API and OAuth pages are (a test
+    # points them at a local fake), how long one call may take, and the template messages'
+    # sender (retries with back-off, then dead; a lease as the SMS sender's).
+    wechat_api_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^?#\s]+\Z")] = (
+        "https://api.weixin.qq.com"
+    )
+    wechat_open_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^?#\s]+\Z")] = (
+        "https://open.weixin.qq.com"
+    )
+    wechat_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    wechat_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 8
+    wechat_backoff_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0  # doubles per try
+    wechat_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 1800.0
+    wechat_lease_seconds: Annotated[int, msgspec.Meta(ge=2, le=3600)] = 120
+    wechat_sweep_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0
+    wechat_concurrency: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8  # requests in flight
+
+    # Leak detection and fraud holds (B5, app/forensics/): how often the detectors run in each
+    # worker (one process at a time), the verifications a leak run reads back to on its first run
+    # and past its mark (records are flushed behind), the findings a print file or code pack
+    # needs for a ``leaked_file`` alert and for a critical one, and the ring rules' thresholds.
+    forensics_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+    leak_window_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 366)] = 24 * 30
+    leak_overlap_minutes: Annotated[int, msgspec.Meta(ge=0, le=24 * 60)] = 60
+    leak_min_findings: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5
+    leak_critical_findings: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 50
+    ring_window_minutes: Annotated[int, msgspec.Meta(ge=1, le=30 * 24 * 60)] = 60
+    ring_shared_device_members: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 5
+    ring_distant_stores: Annotated[int, msgspec.Meta(ge=2, le=10_000)] = 3
+    ring_verified_elsewhere_claims: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5
+    ring_verified_before_minutes: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)] = 60
+
+    # The tamper-evident event log (B7, app/chain/): how often the workers chain committed events,
+    # and how long a moved chain head waits for its next signed anchor.
+    chain_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 2.0
+    chain_anchor_seconds: Annotated[int, msgspec.Meta(ge=1, le=31 * 86400)] = 3600
+
     # Field force (app/field/): a nameplate check-in farther than this many metres from the
     # store's recorded position is kept and flagged out_of_range.
     field_checkin_radius_m: Annotated[int, msgspec.Meta(ge=10, le=100_000)] = 200
@@ -319,9 +358,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 f"{PREFIX}RETAIN_SMS_DAYS must cover {PREFIX}SMS_MARKETING_INTERVAL_HOURS (the "
                 "spacing of marketing messages reads the numbers they went to)"
             )
+        # a WeChat claim's longest: a token fetched, the message sent, the token refreshed and
+        # the message sent again (app.wechat.sender), each within WECHAT_TIMEOUT
+        if self.wechat_lease_seconds - 5 <= 4 * self.wechat_timeout:
+            raise SettingsError(
+                f"{PREFIX}WECHAT_LEASE_SECONDS must exceed four {PREFIX}WECHAT_TIMEOUT and 5 s"
+            )
         for outbox, base, cap in (
             ("WEBHOOK", self.webhook_backoff_seconds, self.webhook_backoff_max_seconds),
             ("SMS", self.sms_backoff_seconds, self.sms_backoff_max_seconds),
+            ("WECHAT", self.wechat_backoff_seconds, self.wechat_backoff_max_seconds),
         ):
             if base > cap:
                 raise SettingsError(

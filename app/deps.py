@@ -26,6 +26,7 @@ from app.db import Conn
 from app.members.principal import provide_member
 from app.redisconn import RedisClient
 from app.sms import outbox
+from app.wechat import outbox as wechat_outbox
 
 
 def provide_settings(state: State) -> Settings:
@@ -55,10 +56,10 @@ async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIt
     handful of slow uploads left every other request 503 (probe G). For a route that takes the
     caller, the caller came before, in ``caller_first``.
 
-    SMS messages the request put into the outbox are handed to the workers after the commit
-    (``app.sms.outbox``), never before: a rolled-back request sends nothing. With a read
-    replica, a committed change (any method but GET/HEAD) sends its author's reads to the
-    primary for a while (read-your-writes, ``app.replica``)."""
+    SMS and WeChat messages the request put into their outboxes are handed to the workers after
+    the commit (``app.sms.outbox``, ``app.wechat.outbox``), never before: a rolled-back request
+    sends nothing. With a read replica, a committed change (any method but GET/HEAD) sends its
+    author's reads to the primary for a while (read-your-writes, ``app.replica``)."""
     if request.method in _WITH_BODY:
         await request.body()
     async with state.pool.connection() as conn:
@@ -66,14 +67,17 @@ async def provide_conn(state: State, request: Request[Any, Any, Any]) -> AsyncIt
             yield conn
         except BaseException:
             outbox.discard(conn)
+            wechat_outbox.discard(conn)
             raise
         # the commit happens as the block ends; a failed commit leaves nothing to send
         try:
             await conn.commit()
         except BaseException:
             outbox.discard(conn)
+            wechat_outbox.discard(conn)
             raise
     await outbox.after_commit(conn)
+    await wechat_outbox.after_commit(conn)
     standby: replica.Replica | None = state.replica
     if standby is not None and request.method not in ("GET", "HEAD"):
         principal = request.state.get("principal")

@@ -115,6 +115,9 @@ async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, A
         # promotions and complaints (W2, W3): none of these ids, so GET and HEAD both answer 404
         "promotion_id": 987654321,
         "complaint_id": 987654321,
+        # alert triage (B6) and fraud holds (B5): none of these ids, so GET and HEAD both 404
+        "alert_id": 987654321,
+        "hold_id": 987654321,
     }
 
 

@@ -755,6 +755,7 @@ async def test_a_sale_made_offline_is_dated_when_the_phone_made_it(
     (``client_at``): the unit is sold at that time, the upload is its record time."""
     units = await _in_store(client, login, app, demo)
     driver = browser
+    driver.get_log("browser")  # the earlier tests' entries (a refused sale's 422): not this one's
     _sign_in(driver, server, "store_clerk")
     driver.get(f"{server}/m/sale")
     _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=sell]"))

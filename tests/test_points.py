@@ -100,22 +100,22 @@ async def test_a_claim_credits_the_rule_of_the_channel_agent(
         assert (body["points"], body["balance"], body["agent_id"]) == (25, 25, demo["AGENT-ZJ"])
         assert body["verification"]["result"] == "genuine"
         assert body["product_id"] == goods["product_id"] and body["serial"] == shipped
-        # the QR content works too; a unit never shipped earns the product's default points
+        # the QR content works too; a probe (SPEC B4: rewards only on codes shipped through
+        # the channel): a unit never shipped earned the product's default points — as would a
+        # code from a leaked print file on a fake; it earns none
         qr = f"http://127.0.0.1:8000/c/{unshipped}"
         second = await mc.post(
             "/members/me/claims",
             headers=headers,
             json={**claim_body(scheme, unshipped, "c-2"), "serial": qr},
         )
-        assert second.status_code == 201, second.text
-        assert (second.json()["points"], second.json()["balance"]) == (10, 35)
-        assert second.json()["verification"]["reason"] == "never_shipped"
+        assert_error(second, 422, "not_shipped")
         # a retry with the same client id answers the first claim, crediting nothing again
         replay = await mc.post(
             "/members/me/claims", headers=headers, json=claim_body(scheme, shipped, "c-1")
         )
         assert replay.status_code == 200, replay.text
-        assert replay.json()["claim_id"] == body["claim_id"] and replay.json()["balance"] == 35
+        assert replay.json()["claim_id"] == body["claim_id"] and replay.json()["balance"] == 25
         # the same code again under another client id, or by another member: already claimed
         again = await mc.post(
             "/members/me/claims", headers=headers, json=claim_body(scheme, shipped, "c-3")
@@ -134,10 +134,10 @@ async def test_a_claim_credits_the_rule_of_the_channel_agent(
         assert_error(reused, 409, "client_id_reused")
         history = await mc.get("/members/me/points", headers=headers)
         assert history.status_code == 200, history.text
-        assert history.json()["balance"] == 35
+        assert history.json()["balance"] == 25
         entries = history.json()["items"]
-        assert [(e["kind"], e["points"]) for e in entries] == [("claim", 10), ("claim", 25)]
-        assert entries[1]["product"]["id"] == goods["product_id"]
+        assert [(e["kind"], e["points"]) for e in entries] == [("claim", 25)]
+        assert entries[0]["product"]["id"] == goods["product_id"]
     # the claim is an event (ObjectEvent OBSERVE claiming) and a verification with the member
     async with app.state.pool.connection() as conn:
         events = await (

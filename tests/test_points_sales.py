@@ -190,10 +190,16 @@ async def test_at_an_agent_the_agent_sells_at_the_factory_nobody_does(
     app: Any, demo: Any, goods: dict[str, Any], conn: Any
 ) -> None:
     """A unit at its agent (the retail channel) is sold by the agent; a unit still at the
-    factory never reached the channel: the claim pays its points and sells nothing."""
+    factory never reached the channel: the claim sells nothing — and, a probe (SPEC B4:
+    rewards only on codes shipped through the channel), pays no points (it paid them)."""
     at_agent, at_factory = goods["units"][10], goods["units"][20]
     await member_claim(app, demo, at_agent)
-    await member_claim(app, demo, at_factory)
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        refused = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, at_factory)
+        )
+    assert_error(refused, 422, "not_shipped")
     agent = await one(
         conn,
         "SELECT status, holder_org_id FROM unit_state WHERE code = %s",
@@ -205,7 +211,10 @@ async def test_at_an_agent_the_agent_sells_at_the_factory_nobody_does(
         conn, "SELECT status FROM unit_state WHERE code = %s", code_of(app, at_factory)
     )
     assert factory["status"] == "active"
-    assert await claim_sale(conn, code_of(app, at_factory)) is None
+    claimed = await one(
+        conn, "SELECT count(*) AS n FROM point_claims WHERE code_id = %s", code_of(app, at_factory)
+    )
+    assert claimed["n"] == 0
     assert await sale_events(conn, code_of(app, at_factory)) == 0
 
 

@@ -21,10 +21,12 @@ from app.config import one_line_errors, redact_url
 from app.embedded import start_postgres, start_redis
 from app.jobs import broker, settings
 from app.logs import configure_logging, quiet_libraries, writer
-from workers import codes, epcis, points, sms  # noqa: F401
+from workers import codes, epcis, points, sms, wechat  # noqa: F401
 from workers.analytics import DashboardCounter, SalesRoller
 from workers.analytics_people import PeopleRoller
+from workers.chain import ChainRoller
 from workers.deadletter import DeadLetters
+from workers.forensics import ForensicsSweeper
 from workers.heartbeat import Heartbeat
 from workers.inspect import InspectionRoller
 from workers.logistics import StockRoller
@@ -34,6 +36,7 @@ from workers.rebates import RebateRoller
 from workers.sms import SmsSweeper
 from workers.verify import VerificationFlusher
 from workers.webhooks import WebhookSender
+from workers.wechat import WechatSweeper
 
 log = logging.getLogger("tracecode.workers")
 
@@ -93,7 +96,10 @@ broker.add_middleware(SalesRoller())
 broker.add_middleware(PeopleRoller())
 broker.add_middleware(DashboardCounter())
 broker.add_middleware(SmsSweeper())
+broker.add_middleware(WechatSweeper())
 broker.add_middleware(RedemptionExpirer())
 broker.add_middleware(WebhookSender())
 broker.add_middleware(OrphanSweeper())
 broker.add_middleware(RetentionSweeper())
+broker.add_middleware(ChainRoller())
+broker.add_middleware(ForensicsSweeper())

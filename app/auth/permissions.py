@@ -33,6 +33,10 @@ PERMISSIONS: dict[str, str] = {
     "sales.claim": "claim sales rebates",
     "reports.read": "read reports and analytics",
     "alerts.read": "read and acknowledge alerts",
+    "verify.b2b": "verify product identifiers (GTIN, serial, lot, expiry) before accepting goods: "
+    "a trade partner's receiving system (GS1 Lightweight Messaging, /v1/lms/verify)",
+    "fraud.review": "review fraud holds: put members and store clerks on hold, release (credit) "
+    "or confirm (reject) their held claims",
     "sms.campaigns": "SMS templates, campaigns and marketing opt-outs of the own brand",
     "members.read": "read and export the brand's members and their scans (brand staff only)",
     "members.write": "freeze and unfreeze members",
@@ -42,6 +46,8 @@ PERMISSIONS: dict[str, str] = {
     "content.write": "write the brand story (品牌介绍) shown on the phone site",
     "promotions.write": "create and change the promotions members see in their province",
     "complaints.handle": "read, take, answer and close consumers' complaints and suggestions",
+    "wechat.manage": "set the brand's WeChat service account (app id, secret, template ids); "
+    "read its template messages' delivery log",
     "redemptions.fulfil": "check and fulfil redemption codes (customer service, store staff)",
     "redemptions.read": "read redemptions and the stores' settlement (within the subtree)",
     "rebates.rules": "set the sales rebate of products (per channel agent)",
@@ -69,8 +75,10 @@ _BRAND_ONLY = {
     "content.write",
     "promotions.write",
     "complaints.handle",
+    "wechat.manage",
     "rebates.rules",
     "rebates.settle",
+    "fraud.review",
 }
 
 BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
@@ -125,8 +133,8 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     ),
     "marketing": (
         "sends SMS campaigns; manages templates and opt-outs; publishes promotions and the "
-        "brand story",
-        [*_READ, "sms.campaigns", "promotions.write", "content.write"],
+        "brand story; sets the WeChat service account",
+        [*_READ, "sms.campaigns", "promotions.write", "content.write", "wechat.manage"],
     ),
     "member_service": (
         "customer service: finds members (phones masked), freezes them, handles complaints",

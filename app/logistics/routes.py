@@ -13,7 +13,7 @@ from app.csvread import declared_encoding
 from app.db import Conn
 from app.edge import media_of
 from app.errors import UnsupportedMediaType
-from app.logistics import documents, imports, orders, stock
+from app.logistics import documents, imports, orders, salespeople, stock
 from app.logistics.schemas import (
     CodesIn,
     DecisionIn,
@@ -32,6 +32,7 @@ from app.logistics.schemas import (
     ReturnIn,
     ReturnOut,
     SaleIn,
+    SalespersonOut,
     StockOut,
     ThresholdIn,
     ThresholdOut,
@@ -149,6 +150,23 @@ class DocumentController(Controller):
             doc_no=doc_no,
             page=page,
             per_page=per_page,
+        )
+
+    @get("/salespeople")
+    async def list_salespeople(
+        self,
+        conn: Conn,
+        principal: Principal,
+        store_id: int | None = None,
+        q: Annotated[str | None, Parameter(max_length=100)] = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[SalespersonOut]:
+        """Who an outbound may name as its responsible salesperson (``logistics.scan``; L6):
+        active users of the caller's subtree and, with ``store_id``, of the store shipped to —
+        id, username, display name and organisation only."""
+        return await salespeople.list_salespeople(
+            conn, principal, store_id=store_id, q=q, page=page, per_page=per_page
         )
 
     @get("/{doc_id:int}")

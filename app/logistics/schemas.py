@@ -300,3 +300,14 @@ class ThresholdOut(msgspec.Struct, frozen=True, kw_only=True):
     min_units: int
     on_hand: int  # summed over lots, as rolled up
     below: bool
+
+
+class SalespersonOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A user an outbound may name as its responsible salesperson (``salesperson_id``)."""
+
+    id: int
+    username: str
+    display_name: str
+    org_id: int
+    org_name: str
+    org_kind: str

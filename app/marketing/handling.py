@@ -236,10 +236,33 @@ async def take(conn: Conn, actor: Principal, complaint_id: int) -> ComplaintOut:
 
 
 async def reply(conn: Conn, actor: Principal, complaint_id: int, text: str) -> ComplaintOut:
-    """The brand's answer (open or handling → handling); the member reads it."""
-    return await _transition(conn, actor, complaint_id, "reply", text.strip())
+    """The brand's answer (open or handling → handling); the member reads it (and, bound to
+    the brand's WeChat, gets a template message)."""
+    out = await _transition(conn, actor, complaint_id, "reply", text.strip())
+    await _tell_wechat(conn, actor, out)
+    return out
 
 
 async def close(conn: Conn, actor: Principal, complaint_id: int, text: str | None) -> ComplaintOut:
     """open or handling → closed, with a last answer if given."""
-    return await _transition(conn, actor, complaint_id, "close", text.strip() if text else None)
+    out = await _transition(conn, actor, complaint_id, "close", text.strip() if text else None)
+    if text and text.strip():
+        await _tell_wechat(conn, actor, out)
+    return out
+
+
+async def _tell_wechat(conn: Conn, actor: Principal, c: ComplaintOut) -> None:
+    """The WeChat template message of a reply (``app.wechat.outbox``: only for a member bound
+    to the brand's WeChat)."""
+    from app.wechat.outbox import complaint_replied  # the WeChat domain sits beside this one
+
+    if c.reply and c.replied_at is not None:
+        await complaint_replied(
+            conn,
+            None,
+            brand_id=actor.brand_id,
+            member_id=c.member_id,
+            complaint_id=c.id,
+            reply=c.reply,
+            replied_at=c.replied_at,
+        )

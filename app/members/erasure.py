@@ -13,9 +13,10 @@ in one transaction:
   link to the member and their client address and id, user agent and position, the phone and
   variables of every SMS sent to the number (its one-time codes too; those not sent yet are
   failed) and of their copies in ``dead_letters``, the same of its verification records kept
-  there, the one-time codes it asked for, open redemption codes (expired as at their date:
-  refunded, the gift back in stock) and the points balance (forfeited by an ``expiry`` entry:
-  the ledger is append-only);
+  there, its WeChat binding and the openid and words of its WeChat template messages (those
+  not sent yet are failed), the one-time codes it asked for, open redemption codes (expired
+  as at their date: refunded, the gift back in stock) and the points balance (forfeited by an
+  ``expiry`` entry: the ledger is append-only);
 * what stays, anonymous: the row (status ``erased``), the claims, the ledger and the redemptions
   under its id — a code claimed stays claimed — and the analytics' counts; the marketing
   opt-out list (a number that asked not to be messaged stays so: the member's own switch,
@@ -46,6 +47,7 @@ from app.locks import Lock
 from app.members import freezes, points
 from app.members.redemptions import STATUS_NOW
 from app.verify.record import anonymous, decoded, member_of
+from app.wechat import bindings as wechat_bindings
 
 MAX_ROWS = 10_000  # of each kind in an export (a member's scans: the newest)
 
@@ -174,6 +176,7 @@ async def erase(
             {"gone": gone, "queue": SMS_OUTBOX, "ids": [row["id"] for row in sms]},
         )
     await _scrub_dead_verifications(conn, member_id, row["created_at"])
+    await wechat_bindings.erase(conn, member_id)  # the WeChat binding and messages' openid
     # the record names the member by id only: the audit log is read by staff
     await audit.record(
         conn, actor, "erase", "member", member_id, after={"points_forfeited": balance},
@@ -287,4 +290,5 @@ async def export(conn: Conn, member_id: int) -> dict[str, Any]:
         out[name] = await (await conn.execute(sql, params)).fetchall()
     out["profile"] = out["profile"][0] if out["profile"] else None
     out["points_balance"] = await points.balance(conn, member_id)
+    out.update(await wechat_bindings.export(conn, member_id, MAX_ROWS))  # W5
     return out

@@ -62,6 +62,7 @@ from app.claims import (
 from app.codes.scheme import Scheme
 from app.db import Conn
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from app.forensics.status import claim_status
 from app.locks import Lock, xact_lock
 from app.logistics.movements import NOT_FOR_SALE, claim_sale_documents
 from app.members.principal import MEMBER_TOKEN, Member, brand_of_staff
@@ -462,11 +463,17 @@ WITH r AS (
            AS r(ord, member_id, brand_id, code_id, client_id, at)
 ), ok AS MATERIALIZED (
     SELECT r.*, u.product_id, u.channel_org_id AS agent_id, u.status,
-           in_force.points, nextval('events_id_seq') AS event_id
+           in_force.points, nextval('events_id_seq') AS event_id, fh.id AS hold_id
     FROM r
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
+    -- a member on hold (``app.forensics.holds``): one probe of the open holds' unique index
+    LEFT JOIN fraud_holds fh ON fh.party_kind = 'member' AND fh.party_id = r.member_id
+                            AND fh.state = 'open'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
-                     AND u.status IN ('active', 'sold')  -- and not returned as NOT_FOR_SALE
+                     AND u.status IN ('active', 'sold')
+                     -- shipped into the channel (SPEC B4: rewards only on codes shipped
+                     -- through it; ``_why_not``: ``not_shipped``)
+                     AND u.channel_org_id IS NOT NULL  -- and not returned as NOT_FOR_SALE
                      -- (``SPOILT``), nor back from a consumer and not sold since
                      -- (``RETURNED_UNSOLD``), whatever its status
                      AND NOT """
@@ -506,15 +513,17 @@ WITH r AS (
     FROM sellable GROUP BY seller_id, brand_id
 ), c AS (
     INSERT INTO point_claims (code_id, member_id, brand_id, product_id, agent_id, points,
-                              client_id, event_id, sale_event_id, claimed_at)
+                              client_id, event_id, sale_event_id, claimed_at, hold_id,
+                              hold_state)
     SELECT ok.code_id, ok.member_id, ok.brand_id, ok.product_id, ok.agent_id, ok.points,
-           ok.client_id, ok.event_id, s.sale_event_id, ok.at
+           ok.client_id, ok.event_id, s.sale_event_id, ok.at, ok.hold_id,
+           CASE WHEN ok.hold_id IS NOT NULL THEN 'held' END
     FROM ok LEFT JOIN sellable v ON v.code_id = ok.code_id
          LEFT JOIN sales s ON s.seller_id = v.seller_id AND s.brand_id = v.brand_id
     ORDER BY ok.ord
     ON CONFLICT DO NOTHING
     RETURNING id, code_id, member_id, brand_id, product_id, agent_id, points, client_id,
-              event_id, sale_event_id, claimed_at
+              event_id, sale_event_id, claimed_at, hold_state
 ), sold AS MATERIALIZED (
     SELECT c.code_id, c.brand_id, c.product_id, c.sale_event_id, c.claimed_at AS at,
            s.seller_id, s.lot, s.parent_sscc, s.line_id
@@ -558,7 +567,7 @@ WITH r AS (
     FROM sold GROUP BY seller_id, product_id, lot, sale_event_id
 ), l AS (
     INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id, at)
-    SELECT member_id, brand_id, 'claim', points, id, claimed_at FROM c
+    SELECT member_id, brand_id, 'claim', points, id, claimed_at FROM c WHERE hold_state IS NULL
 ), e AS (
     INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step, disposition,
                         event_time, tz_offset, child_count, details)
@@ -571,13 +580,18 @@ WITH r AS (
     INSERT INTO event_codes (code, kind, event_id) SELECT code_id, 'u', event_id FROM c
 ), b AS (
     INSERT INTO point_balances AS b (member_id, balance, updated_at)  -- ``BALANCE_TOUCHED``
-    SELECT member_id, sum(points), clock_timestamp() FROM c GROUP BY member_id ORDER BY member_id
+    SELECT member_id, sum(points), clock_timestamp() FROM c WHERE hold_state IS NULL
+    GROUP BY member_id ORDER BY member_id
     ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance,
                                           updated_at = EXCLUDED.updated_at
     RETURNING member_id, balance
 )
-SELECT c.*, b.balance, (SELECT max(event_id) FROM loose) AS top_event_id
-FROM c JOIN b USING (member_id)
+-- a held claim credits nothing: its member's balance is the one before the statement (all of a
+-- held member's claims of the round are held)
+SELECT c.*, coalesce(b.balance, (SELECT pb.balance FROM point_balances pb
+                                  WHERE pb.member_id = c.member_id), 0) AS balance,
+       (SELECT max(event_id) FROM loose) AS top_event_id
+FROM c LEFT JOIN b USING (member_id)
 """
 )
 
@@ -586,8 +600,9 @@ FROM c JOIN b USING (member_id)
 _EXPLAIN = (
     """
 SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_id, c.points,
-       c.claimed_at, cc.code_id AS client_code, cc.withdrawn_at IS NOT NULL AS client_withdrawn,
-       u.brand_id AS unit_brand, u.status AS unit_status,
+       c.claimed_at, c.hold_state, cc.code_id AS client_code,
+       cc.withdrawn_at IS NOT NULL AS client_withdrawn,
+       u.brand_id AS unit_brand, u.status AS unit_status, u.channel_org_id AS unit_channel,
        u.disposition AS unit_disposition, """
     + RETURNED_UNSOLD
     + """ AS returned_unsold,
@@ -731,6 +746,7 @@ def _claim_out(row: dict[str, Any], serial: str) -> ClaimOut:
         agent_id=row["agent_id"],
         claimed_at=row["claimed_at"],
         verification=None,
+        status=claim_status(row["hold_state"]),
     )
 
 
@@ -783,4 +799,10 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         )
     if not row["rule_points"]:
         raise Unprocessable("this product earns no points", code="no_points")
+    if row["unit_channel"] is None:  # a probe (SPEC B4): it earned the product's default points
+        raise Unprocessable(  # — a code printed on a fake from a leaked file would too
+            "此产品尚未发往销售渠道，不能领取积分 / this unit was never shipped to a seller: it "
+            "earns no points",
+            code="not_shipped",
+        )
     raise Conflict("the claim met another one; try again", code="claim_conflict")

@@ -287,6 +287,7 @@ async def redeem(
     sms_id = await _send_code(conn, member, code, gift["name"], row["expires_at"], how, data.lang)
     if sms_id:
         await conn.execute("UPDATE redemptions SET sms_id = %s WHERE id = %s", (sms_id, row["id"]))
+    await _tell_wechat(conn, settings, member, row["id"], gift["name"], row["expires_at"])
     out = RedemptionOut(
         id=row["id"],
         code=code,
@@ -366,6 +367,24 @@ async def _send_code(
         variables=variables,
         purpose="redemption",
         member_id=member.id,
+    )
+
+
+async def _tell_wechat(
+    conn: Conn, settings: Settings, member: Member, redemption_id: int, gift: str, until: datetime
+) -> None:
+    """The WeChat template message of the code issued, for a member bound to the brand's
+    WeChat (``app.wechat.outbox``: nothing otherwise; the SMS goes all the same)."""
+    from app.wechat.outbox import redemption_issued  # the WeChat domain sits beside members
+
+    await redemption_issued(
+        conn,
+        settings,
+        brand_id=member.brand_id,
+        member_id=member.id,
+        redemption_id=redemption_id,
+        gift=gift,
+        until=until,
     )
 
 

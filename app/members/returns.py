@@ -30,7 +30,9 @@ SYSTEM_REASONS: dict[str, str] = {WITHDRAWN: "return_withdrawn", REPAID: "return
 
 _WITHDRAW = """
 UPDATE point_claims SET withdrawn_at = now() WHERE code_id = %s AND withdrawn_at IS NULL
-RETURNING id, member_id, brand_id, points
+RETURNING id, member_id, brand_id,
+          -- a claim held or rejected by a fraud hold (app.forensics.holds) credited nothing
+          CASE WHEN hold_state IN ('held', 'rejected') THEN 0 ELSE points END AS points
 """
 
 

@@ -10,6 +10,7 @@ import msgspec
 from app.bodies import AwareTime
 from app.catalog.schemas import Name, Url  # the catalogue's: visible, a URL with no blank
 from app.claims import ClientId
+from app.forensics.status import ClaimStatus
 from app.rebates.schemas_settlement import Reason  # the settlement's: not blank
 from app.verify.schemas import Lang, ProductInfo, VerifyOut
 
@@ -56,6 +57,9 @@ class ClaimOut(msgspec.Struct, frozen=True, kw_only=True):
     agent_id: int | None
     claimed_at: datetime
     verification: VerifyOut | None  # None on a replay (the same client id again)
+    # under_review: the member is on hold (app.forensics.holds): the code is taken, the points
+    # are credited once a reviewer releases the hold (rejected: never)
+    status: ClaimStatus = "credited"
 
 
 class LedgerEntryOut(msgspec.Struct, frozen=True, kw_only=True):

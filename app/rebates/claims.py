@@ -73,6 +73,7 @@ from app.claims import (
 )
 from app.codes.scheme import Scheme
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
+from app.forensics.status import claim_status
 from app.logistics.center import agents_rebate, nearest_agent, rebate_in_force
 from app.logistics.movements import NOT_FOR_SALE, claim_sale_documents
 from app.rebates.schemas_claims import RebateClaimOut
@@ -128,9 +129,12 @@ WITH r AS (
            AS r(ord, clerk_id, brand_id, store_id, code_id, client_id, at)
 ), u AS MATERIALIZED (
     SELECT r.*, u.product_id, u.lot, u.status, u.parent_sscc, u.line_id, in_force.agent_id,
-           in_force.amount
+           in_force.amount, fh.id AS hold_id
     FROM r
     JOIN users k ON k.id = r.clerk_id AND k.status = 'active'
+    -- a clerk on hold (``app.forensics.holds``): one probe of the open holds' unique index
+    LEFT JOIN fraud_holds fh ON fh.party_kind = 'clerk' AND fh.party_id = r.clerk_id
+                            AND fh.state = 'open'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
     JOIN orgs here ON here.id = r.store_id
     LEFT JOIN orgs ch ON ch.id = u.channel_org_id
@@ -158,15 +162,17 @@ WITH r AS (
     FROM u WHERE status = 'active' GROUP BY store_id, clerk_id, brand_id
 ), c AS (
     INSERT INTO rebate_claims (code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount,
-                               client_id, event_id, sale_event_id, claimed_at)
+                               client_id, event_id, sale_event_id, claimed_at, hold_id,
+                               hold_state)
     SELECT u.code_id, u.brand_id, u.store_id, u.clerk_id, u.agent_id, u.product_id, u.amount,
-           u.client_id, nextval('events_id_seq'), s.event_id, u.at
+           u.client_id, nextval('events_id_seq'), s.event_id, u.at, u.hold_id,
+           CASE WHEN u.hold_id IS NOT NULL THEN 'held' END
     FROM u LEFT JOIN sales s ON u.status = 'active' AND s.store_id = u.store_id
                             AND s.clerk_id = u.clerk_id AND s.brand_id = u.brand_id
     ORDER BY u.code_id
     ON CONFLICT DO NOTHING
     RETURNING id, code_id, brand_id, store_id, clerk_id, agent_id, product_id, amount, client_id,
-              event_id, sale_event_id, claimed_at
+              event_id, sale_event_id, claimed_at, hold_state
 ), sold AS MATERIALIZED (  -- only the units whose claim was written (a probe: a claim refused
     -- as client_id_reused by the unique key still sold its unit, with no claim behind the sale)
     SELECT c.code_id, c.store_id, c.clerk_id, c.brand_id, c.product_id, u.lot, u.parent_sscc,
@@ -218,7 +224,8 @@ WITH r AS (
 ), ec AS (
     INSERT INTO event_codes (code, kind, event_id) SELECT code_id, 'u', event_id FROM c
 ), q AS (
-    INSERT INTO rebate_tally_queue (claim_id) SELECT id FROM c
+    -- a held claim is ranked when its hold is released (``app.forensics.holds``)
+    INSERT INTO rebate_tally_queue (claim_id) SELECT id FROM c WHERE hold_state IS NULL
 )
 SELECT * FROM c
 """
@@ -227,7 +234,7 @@ SELECT * FROM c
 # clerk, the unit, where it was supposed to be, and its rule (the amount in force at the store).
 _EXPLAIN = f"""
 SELECT r.ord, c.id, c.code_id, c.brand_id, c.store_id, c.clerk_id, c.agent_id, c.product_id,
-       c.amount, c.client_id, c.event_id, c.sale_event_id, c.claimed_at,
+       c.amount, c.client_id, c.event_id, c.sale_event_id, c.claimed_at, c.hold_state,
        coalesce(cc.code_id, w.code_id) AS client_code, w.code_id IS NOT NULL AS client_withdrawn,
        k.status AS clerk_status,
        u.brand_id AS unit_brand, u.status AS unit_status, u.disposition AS unit_disposition,
@@ -386,6 +393,7 @@ def _claim_out(row: dict[str, Any], p: Pending[RebateClaimOut]) -> RebateClaimOu
         claimed_at=row["claimed_at"],
         sale_recorded=row["sale_event_id"] is not None,
         verification=None,
+        status=claim_status(row["hold_state"]),
     )
 
 

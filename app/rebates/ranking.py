@@ -150,7 +150,9 @@ _RECOUNT = f"""
 WITH claimed AS (
     SELECT c.brand_id, {MONTH_OF} AS month, c.store_id, c.clerk_id,
            count(*) AS claims, sum(c.amount) AS amount
-    FROM rebate_claims c GROUP BY 1, 2, 3, 4
+    FROM rebate_claims c
+    WHERE c.hold_state IS DISTINCT FROM 'held' AND c.hold_state IS DISTINCT FROM 'rejected'
+    GROUP BY 1, 2, 3, 4
 ), expected AS (
     SELECT brand_id, month, store_id, clerk_id, claims, amount FROM claimed
     UNION ALL

@@ -30,7 +30,7 @@ _WITHDRAW = f"""
 WITH gone AS (
     DELETE FROM rebate_claims c WHERE c.code_id = %(code)s AND c.statement_id IS NULL
     RETURNING c.id, c.brand_id, c.store_id, c.clerk_id, c.amount, c.client_id, c.code_id,
-              {MONTH_OF} AS month
+              c.hold_state, {MONTH_OF} AS month
 ), unqueued AS (
     DELETE FROM rebate_tally_queue q USING gone WHERE q.claim_id = gone.id RETURNING q.claim_id
 ), kept AS (  -- its client id: the till's retry of it is refused (migration 0071)
@@ -62,7 +62,9 @@ async def withdraw(conn: Conn, actor: Principal, code: int) -> dict[str, Any] | 
     claim = await (await conn.execute(_WITHDRAW, {"code": code})).fetchone()
     if claim is None:
         return None
-    if not claim["was_queued"]:  # folded into the rankings already: taken out again
+    # folded into the rankings already: taken out again (a claim held or rejected by a fraud
+    # hold, ``app.forensics.holds``, was never ranked)
+    if not claim["was_queued"] and claim["hold_state"] in (None, "released"):
         await conn.execute(_UNCOUNT, claim)
     withdrawn = {k: claim[k] for k in ("id", "store_id", "clerk_id", "amount")}
     await audit.record(

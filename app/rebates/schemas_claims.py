@@ -6,6 +6,7 @@ from datetime import datetime
 
 import msgspec
 
+from app.forensics.status import ClaimStatus
 from app.verify.schemas import VerifyOut
 
 
@@ -20,3 +21,6 @@ class RebateClaimOut(msgspec.Struct, frozen=True, kw_only=True):
     claimed_at: datetime
     sale_recorded: bool  # the claim recorded the unit's sale (it had not been scanned as sold)
     verification: VerifyOut | None  # None on a replay (the same client id again)
+    # under_review: the clerk is on hold (app.forensics.holds): the code is taken, the rebate is
+    # credited once a reviewer releases the hold (rejected: never)
+    status: ClaimStatus = "credited"

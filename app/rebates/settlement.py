@@ -225,6 +225,7 @@ _GENERATE = f"""
 WITH claims AS (
     SELECT c.id, c.store_id, c.amount FROM rebate_claims c
     WHERE c.brand_id = %(brand)s AND c.statement_id IS NULL
+      AND c.hold_state IS DISTINCT FROM 'held' AND c.hold_state IS DISTINCT FROM 'rejected'
       AND c.claimed_at >= (%(start)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')
       AND c.claimed_at < (%(end)s::date::timestamp AT TIME ZONE '{REPORT_TZ}')
       AND (%(store)s::bigint IS NULL OR c.store_id = %(store)s::bigint)

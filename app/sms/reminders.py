@@ -23,6 +23,9 @@ reminded in a savepoint, and a refused one is set aside in the dead letters (que
 recorded as checked, so it is not looked at again before its balance changes (a probe: a gift
 named with U+202E rolled every scan's batch back, and no member of any brand was reminded again).
 Any other failure (the database is down) rolls the batch back, to be scanned again.
+
+A member bound to the brand's WeChat gets the reminder as a WeChat template message too, queued
+in the same savepoint (``app.wechat.outbox.points_reminder``, keyed by the SMS's id).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ async def scan(conn: Conn, settings: Settings, limit: int = BATCH) -> int:
     """Queue the reminders due now (one transaction per batch); how many were queued.
     ``conn`` must be in autocommit mode."""
     from app.sms.outbox import after_commit
+    from app.wechat import outbox as wechat_outbox
 
     queued = 0
     while True:
@@ -87,6 +91,7 @@ async def scan(conn: Conn, settings: Settings, limit: int = BATCH) -> int:
                 await conn.execute(_CHECKED, {"m": member.id, "o": outbox_id})
                 queued += outbox_id > 0
         await after_commit(conn)
+        await wechat_outbox.after_commit(conn)
         if len(members) < limit:
             return queued
 
@@ -98,6 +103,7 @@ async def _remind_or_set_aside(conn: Conn, member: Member, settings: Settings) -
     from app.members.gifts import cheapest_affordable
     from app.members.points import balance
     from app.sms.outbox import enqueue
+    from app.wechat.outbox import points_reminder
 
     gift: Gift | None = None
     try:
@@ -105,16 +111,28 @@ async def _remind_or_set_aside(conn: Conn, member: Member, settings: Settings) -
             gift = await cheapest_affordable(conn, member)
             if gift is None:
                 return 0
-            return await enqueue(
+            points = str(await balance(conn, member.id))
+            sms_id = await enqueue(
                 conn,
                 brand_id=member.brand_id,
                 phone=member.phone,
                 template="reminder",
-                variables={"gift": gift.name, "points": str(await balance(conn, member.id))},
+                variables={"gift": gift.name, "points": points},
                 purpose="reminder",
                 member_id=member.id,
                 settings=settings,
             )
+            if sms_id:  # its WeChat twin, for a member bound to the brand's WeChat
+                await points_reminder(
+                    conn,
+                    settings,
+                    brand_id=member.brand_id,
+                    member_id=member.id,
+                    sms_id=sms_id,
+                    gift=gift.name,
+                    points=points,
+                )
+            return sms_id
     except Exception as exc:
         if not (is_poison(exc) or isinstance(exc, BadRequest | ValidationFailed)):
             raise

@@ -12,7 +12,11 @@ from app.paging import Page, fetch_page
 from app.verify.schemas import AlertOut
 
 _COLUMNS = """a.id, a.at, a.last_at, a.brand_id, a.org_id, a.kind, a.severity, a.code_id,
-    a.serial, a.message, a.details, a.occurrences, a.acknowledged_at, a.acknowledged_by"""
+    a.serial, a.message, a.details, a.occurrences, a.acknowledged_at, a.acknowledged_by,
+    v.verdict, v.note AS verdict_note, v.decided_at AS verdict_at, v.decided_by AS verdict_by,
+    coalesce(v.revision, 0) AS verdict_revision"""
+# the alert's verdict (app/triage/verdicts.py), if it was triaged
+_VERDICT = "LEFT JOIN alert_verdicts v ON v.alert_id = a.id"
 
 
 async def list_alerts(
@@ -23,6 +27,7 @@ async def list_alerts(
     severity: str | None,
     open_only: bool,
     page: int,
+    verdict: str | None = None,
     per_page: int,
 ) -> Page[AlertOut]:
     actor.require("alerts.read")
@@ -34,10 +39,15 @@ async def list_alerts(
         where.append("a.severity = %(severity)s")
     if open_only:
         where.append("a.acknowledged_at IS NULL")
+    if verdict == "untriaged":
+        where.append("v.alert_id IS NULL")
+    elif verdict:
+        where.append("v.verdict = %(verdict)s")
+        params["verdict"] = verdict
     return await fetch_page(
         conn,
         columns=_COLUMNS,
-        source="alerts a JOIN orgs o ON o.id = a.org_id",
+        source=f"alerts a JOIN orgs o ON o.id = a.org_id {_VERDICT}",
         where=where,
         params=params,
         order="a.last_at DESC, a.id DESC",
@@ -62,20 +72,22 @@ async def acknowledge(conn: Conn, actor: Principal, alert_id: int) -> AlertOut:
     updated = await (
         await conn.execute(
             "UPDATE alerts a SET acknowledged_at = now(), acknowledged_by = %s "
-            f"WHERE id = %s AND acknowledged_at IS NULL RETURNING {_COLUMNS}",
+            "WHERE id = %s AND acknowledged_at IS NULL RETURNING id",
             (actor.user_id, alert_id),
         )
     ).fetchone()
+    out = await _alert(conn, alert_id)
     if updated is None:  # acknowledged already (or meanwhile): answered as it is
-        return await _alert(conn, alert_id)
-    out = AlertOut(**updated)
+        return out
     await audit.record(conn, actor, "acknowledge", "alert", alert_id, after=out, org_id=out.org_id)
     return out
 
 
 async def _alert(conn: Conn, alert_id: int) -> AlertOut:
     row = await (
-        await conn.execute(f"SELECT {_COLUMNS} FROM alerts a WHERE a.id = %s", (alert_id,))
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM alerts a {_VERDICT} WHERE a.id = %s", (alert_id,)
+        )
     ).fetchone()
     if row is None:
         raise NotFound("alert not found")

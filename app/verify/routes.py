@@ -142,10 +142,12 @@ class AlertController(Controller):
         kind: str | None = None,
         severity: Literal["info", "warning", "critical"] | None = None,
         open_only: Annotated[bool, QueryParameter(name="open")] = False,
+        verdict: Literal["untriaged", "true_positive", "false_positive"] | None = None,
         page: PageNo = 1,
         per_page: PerPage = 50,
     ) -> Page[AlertOut]:
-        """Alerts of the caller's subtree, newest first (severity: info, warning, critical)."""
+        """Alerts of the caller's subtree, newest first (severity: info, warning, critical;
+        ``verdict``: triaged so, or ``untriaged``)."""
         return await alerts.list_alerts(
             conn,
             principal,
@@ -154,6 +156,7 @@ class AlertController(Controller):
             open_only=open_only,
             page=page,
             per_page=per_page,
+            verdict=verdict,
         )
 
     @post("/{alert_id:int}/acknowledge", status_code=200)

@@ -80,3 +80,9 @@ class AlertOut(msgspec.Struct, frozen=True, kw_only=True):
     occurrences: int
     acknowledged_at: datetime | None
     acknowledged_by: int | None
+    # triage (app/triage/verdicts.py): true_positive / false_positive, or null (untriaged)
+    verdict: Literal["true_positive", "false_positive"] | None = None
+    verdict_note: str | None = None
+    verdict_at: datetime | None = None
+    verdict_by: int | None = None
+    verdict_revision: int = 0  # PUT /alerts/{id}/verdict's expected_revision

@@ -201,13 +201,17 @@ def pin_step(
     )
 
 
-def claimed(lang: Lang, amount: float, sale_recorded: bool) -> str:
-    """The answer to a claim the round credited (or its replay)."""
+def claimed(lang: Lang, amount: float, sale_recorded: bool, review: bool = False) -> str:
+    """The answer to a claim the round credited (or its replay); ``review``: the clerk is on
+    hold, the rebate waits for a reviewer (``app.forensics.holds``)."""
     sale = word("clerk_sale_recorded" if sale_recorded else "clerk_sale_known", lang)
     extra = (
         f'<p class="big" id="claimed-amount">{esc(yuan(amount))}</p><p id="sale">{esc(sale)}</p>'
         f'<a class="button" href="/clerk">{esc(word("clerk_scan_next", lang))}</a>'
     )
+    if review:
+        message = word("clerk_claim_review_message", lang, amount=f"{amount:.2f}")
+        return html.status("suspicious", word("clerk_claim_review", lang), message, extra)
     message = word("clerk_claimed_message", lang, amount=f"{amount:.2f}")
     return html.status("ok", word("clerk_claimed", lang), message, extra)
 

@@ -587,9 +587,10 @@ async def claim_post(request: Request[Any, Any, Any], state: State) -> Response[
         return _refused(exc, lang, remember, clerk.cookies)
     async with state.pool.connection() as conn:
         product = await _unit(conn, scanned.code, clerk.principal.brand_id)
-    body = clerk_html.claimed(lang, out.amount, out.sale_recorded)
+    review = out.status != "credited"
+    body = clerk_html.claimed(lang, out.amount, out.sale_recorded, review)
     body += clerk_html.product_box(lang, out.serial, product)
-    title = word("clerk_claimed", lang)
+    title = word("clerk_claim_review" if review else "clerk_claimed", lang)
     return _show(lang, remember, title, body, "/clerk", 200, [*clerk.cookies])
 
 

@@ -142,6 +142,12 @@ WORDS: dict[str, dict[Lang, str]] = {
         "zh": "获得 {points} 积分，当前余额 {balance} 积分。",
         "en": "You earned {points} points; your balance is {balance} points.",
     },
+    # a claim made while the member is on hold (app.forensics.holds): status under_review
+    "claim_review": {"zh": "领取审核中", "en": "Claim under review"},
+    "claim_review_message": {
+        "zh": "此码已登记，{points} 积分将在审核通过后到账。",
+        "en": "The code is recorded; its {points} points are credited once the claim is reviewed.",
+    },
     "ticket_expired": {
         "zh": "领取链接已失效，请重新扫码并输入验证码。",
         "en": "This claim has expired. Scan the code and enter the PIN again.",
@@ -247,6 +253,11 @@ WORDS: dict[str, dict[Lang, str]] = {
         "zh": "该防伪码不能领取积分。",
         "en": "This code cannot earn points.",
     },
+    "err_not_shipped": {
+        "zh": "该产品尚未经品牌发往销售渠道，不能领取积分。如在门店购买，请联系品牌客服。",
+        "en": "This product was never shipped to a seller by the brand, so it earns no points. "
+        "If you bought it in a shop, please contact the brand.",
+    },
     "err_insufficient_points": {
         "zh": "积分不足，无法兑换该礼品。",
         "en": "You do not have enough points for this gift.",
@@ -341,6 +352,11 @@ WORDS: dict[str, dict[Lang, str]] = {
     "clerk_claimed_message": {
         "zh": "返利 ¥{amount} 已记入您的账户。",
         "en": "A rebate of ¥{amount} is credited to you.",
+    },
+    "clerk_claim_review": {"zh": "返利审核中", "en": "Rebate under review"},
+    "clerk_claim_review_message": {
+        "zh": "此码已登记，返利 ¥{amount} 将在审核通过后记入您的账户。",
+        "en": "The code is recorded; the rebate of ¥{amount} is credited once it is reviewed.",
     },
     "clerk_sale_recorded": {
         "zh": "已同时登记此产品的销售。",
@@ -543,6 +559,42 @@ WORDS: dict[str, dict[Lang, str]] = {
     "err_complaint_invalid": {
         "zh": "请填写内容（最多 2000 字），并检查防伪码与门店名称的长度。",
         "en": "Please write your message (up to 2,000 characters) and check the code and store.",
+    },
+    # WeChat sign-in and binding (app/web/wechat_pages.py)
+    "wechat_sign_in": {"zh": "微信一键登录", "en": "Sign in with WeChat"},
+    "wechat_or": {"zh": "或使用手机号登录", "en": "or sign in with your phone"},
+    "wechat_bind_notice": {
+        "zh": "请用手机号验证一次，之后即可用微信直接登录。",
+        "en": "Sign in with your phone once to link your WeChat; next time WeChat signs you in.",
+    },
+    "wechat_title": {"zh": "微信", "en": "WeChat"},
+    "wechat_state_invalid": {
+        "zh": "登录链接已失效或已使用，请重新点击微信登录。",
+        "en": "This sign-in link has expired or was used already. Tap Sign in with WeChat again.",
+    },
+    "wechat_code_invalid": {
+        "zh": "微信未能确认您的身份，请重试。",
+        "en": "WeChat did not confirm who you are. Please try again.",
+    },
+    "wechat_unavailable": {
+        "zh": "暂时无法连接微信，请稍后再试或使用手机号登录。",
+        "en": "WeChat cannot be reached now. Try again later, or sign in with your phone.",
+    },
+    "wechat_off": {
+        "zh": "该品牌未开通微信登录。",
+        "en": "This brand does not offer WeChat sign-in.",
+    },
+    "wechat_linked": {
+        "zh": "已绑定微信，可用微信直接登录。",
+        "en": "WeChat is linked: it signs you in.",
+    },
+    "wechat_not_linked": {"zh": "未绑定微信。", "en": "WeChat is not linked."},
+    "wechat_link": {"zh": "绑定微信", "en": "Link WeChat"},
+    "wechat_unlink": {"zh": "解除微信绑定", "en": "Unlink WeChat"},
+    "wechat_unlinked": {"zh": "已解除微信绑定。", "en": "WeChat is unlinked."},
+    "wechat_taken": {
+        "zh": "该微信已绑定本品牌的其他会员。",
+        "en": "This WeChat is linked to another membership of the brand.",
     },
     "footer": {
         "zh": "本页面由品牌方防伪溯源平台提供。",

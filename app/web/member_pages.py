@@ -46,7 +46,15 @@ from app.members.phones import normalise_phone
 from app.members.principal import Member
 from app.members.schemas_points import RedeemIn
 from app.textguard import user_agent
-from app.web import content_html, html, marketing_html, member_html, profile_form, session
+from app.web import (
+    content_html,
+    html,
+    marketing_html,
+    member_html,
+    profile_form,
+    session,
+    wechat_pages,
+)
 from app.web.i18n import WORDS, Lang, word
 from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, page_retry, read_form, respond
 
@@ -180,7 +188,8 @@ async def login_page(
     # no sign-up form for a brand nobody can join (a probe: a store's id, a stale link): the
     # 404 page, as POST /member/otp answers it
     await auth.require_brand(conn, brand_id)
-    body = member_html.phone_form(lang, token, brand_id, claim)
+    body = await wechat_pages.login_extras(request, conn, settings, brand_id, claim, lang)
+    body += member_html.phone_form(lang, token, brand_id, claim)
     path = _login_url(brand_id, claim)  # the language switch keeps the claim (a probe lost it)
     return _show(lang, remember, word("login_title", lang), body, path, cookies=[csrf_cookie])
 
@@ -259,8 +268,13 @@ async def login_post(
         headers = {"Retry-After": _retry(exc)} if exc.status == 429 else None
         title = word("login_title", lang)
         return _show(lang, remember, title, body, again, exc.status, headers=headers)
+    # an openid waiting from a WeChat sign-in (app.web.wechat_pages) is bound to the member
+    unbound = await wechat_pages.bind_after_login(
+        request, conn, settings, brand_id, signed.member.id
+    )
     await conn.commit()  # the new member must exist for the claim's own connection
     cookies = [
+        *([unbound] if unbound else []),
         session.cookie(
             request,
             settings,
@@ -354,8 +368,12 @@ async def _claim(
         )
     except AppError as exc:
         return _refused(exc, lang, remember, "/member", back)
-    message = word("claimed_message", lang, points=out.points, balance=out.balance)
     link = f'<a class="button" href="/member/gifts">{html.esc(word("nav_gifts", lang))}</a>'
+    if out.status != "credited":  # on hold (app.forensics.holds): the points wait for review
+        message = word("claim_review_message", lang, points=out.points)
+        body = html.status("suspicious", word("claim_review", lang), message, link)
+        return _show(lang, remember, word("claim_review", lang), body, "/member")
+    message = word("claimed_message", lang, points=out.points, balance=out.balance)
     body = html.status("ok", word("claimed", lang), message, link)
     return _show(lang, remember, word("claimed", lang), body, "/member")
 
@@ -527,6 +545,9 @@ async def profile_page(
     token, csrf_cookie = session.csrf(request, settings)
     saved = await profile.get_profile(conn, member)
     body = profile_form.page(lang, token, profile_form.values_of(saved))
+    body += await wechat_pages.profile_card(
+        request, conn, settings, member.brand_id, member.id, token, lang
+    )
     title = word("profile_title", lang)
     return _show(lang, remember, title, body, "/member/profile", cookies=[csrf_cookie])
 

@@ -1,6 +1,7 @@
 // The staff app's pages, in history mode under /m/ (the server answers index.html below it).
 import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
 
+import { counterRoutes } from './pages/counter/routes'
 import { fieldRoutes } from './pages/field/routes'
 import { ensureMe } from './session'
 import { startSync } from './offline/sync'
@@ -24,6 +25,7 @@ const routes: RouteRecordRaw[] = [
   { path: '/claim', name: 'claim', component: () => import('./pages/ClaimPage.vue'), meta: { permission: 'sales.claim' } },
   { path: '/queue', name: 'queue', component: () => import('./pages/QueuePage.vue') },
   { path: '/password', name: 'password', component: () => import('./pages/PasswordPage.vue') },
+  ...counterRoutes,
   ...fieldRoutes,
   { path: '/:rest(.*)*', redirect: { name: 'home' } },
 ]

@@ -13,6 +13,8 @@ export const TASKS: readonly Task[] = [
   { name: 'documents', title: 'home.documents', hint: 'home.documentsHint', icon: 'logistics', permission: 'logistics.scan' },
   { name: 'sale', title: 'home.sale', hint: 'home.saleHint', icon: 'shopping-cart-o', permission: 'logistics.scan' },
   { name: 'claim', title: 'home.claim', hint: 'home.claimHint', icon: 'gold-coin-o', permission: 'sales.claim' },
+  { name: 'return', title: 'counter.home.ret', hint: 'counter.home.retHint', icon: 'exchange', permission: 'logistics.scan' },
+  { name: 'redeem', title: 'counter.home.redeem', hint: 'counter.home.redeemHint', icon: 'gift-o', permission: 'redemptions.fulfil' },
   { name: 'field-checkin', title: 'field.home.checkin', hint: 'field.home.checkinHint', icon: 'location-o', permission: 'field.visit' },
   { name: 'field-plans', title: 'field.home.plans', hint: 'field.home.plansHint', icon: 'calendar-o', permission: 'field.visit' },
   { name: 'field-review', title: 'field.home.review', hint: 'field.home.reviewHint', icon: 'star-o', permission: 'field.visit' },

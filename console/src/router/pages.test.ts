@@ -19,6 +19,8 @@ describe('brand-staff pages', () => {
         'complaints',
         'members',
         'rebates-rules',
+        'points-rules',
+        'wechat',
       ].sort(),
     )
   })

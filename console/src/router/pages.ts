@@ -14,13 +14,17 @@ import { Bell, Box, Files, Goods, List, Position, Stamp, Tickets, View } from '@
 import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/icons-vue'
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 import { Avatar, Present, ShoppingBag } from '@element-plus/icons-vue'
+import { CircleCheck } from '@element-plus/icons-vue'
 import { DocumentChecked } from '@element-plus/icons-vue'
 import { ChatLineSquare, Promotion } from '@element-plus/icons-vue'
 import { Reading } from '@element-plus/icons-vue'
+import { ChatDotRound } from '@element-plus/icons-vue'
+import { Message } from '@element-plus/icons-vue'
 import { Calendar, Location, Postcard, Star } from '@element-plus/icons-vue'
+import { CollectionTag, Menu as MenuIcon, Trophy } from '@element-plus/icons-vue'
 
 /** Menu groups, in order; a group shows when the user may open one of its pages. */
-export const GROUPS = ['codes', 'logistics', 'verify', 'members', 'field', 'analytics', 'system'] as const
+export const GROUPS = ['catalog', 'codes', 'logistics', 'verify', 'members', 'field', 'analytics', 'system'] as const
 export type Group = (typeof GROUPS)[number]
 
 export interface PageDef {
@@ -44,6 +48,8 @@ export interface PageDef {
 
 export const PAGES: PageDef[] = [
   { path: '', name: 'home', title: 'menu.home', icon: HomeFilled, component: () => import('@/pages/home/HomePage.vue') },
+  { path: 'catalog/products', name: 'catalog-products', title: 'catalog.menu.products', group: 'catalog', permission: 'catalog.read', icon: CollectionTag, component: () => import('@/pages/catalog/ProductsPage.vue') },
+  { path: 'catalog/categories', name: 'catalog-categories', title: 'catalog.menu.categories', group: 'catalog', permission: 'catalog.write', icon: MenuIcon, component: () => import('@/pages/catalog/CategoriesPage.vue') },
   { path: 'batches', name: 'batches', title: 'batches.menu', group: 'codes', permission: 'codes.issue', icon: Tickets, component: () => import('@/pages/batches/BatchesPage.vue') },
   { path: 'lines', name: 'lines', title: 'lines.menu', group: 'codes', permission: 'packing.scan', icon: Box, component: () => import('@/pages/lines/LinesPage.vue') },
   { path: 'trace', name: 'trace', title: 'trace.menu', group: 'codes', permission: 'orgs.read', icon: Position, component: () => import('@/pages/trace/TracePage.vue') },
@@ -67,6 +73,7 @@ export const PAGES: PageDef[] = [
   { path: 'analytics/points', name: 'analytics-points', brandStaff: true, title: 'analytics.menu.pointsAges', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/PointsAgesPage.vue') },
   { path: 'analytics/verifications', name: 'analytics-verifications', brandStaff: true, title: 'analytics.menu.verifications', group: 'analytics', permission: 'reports.read', icon: TrendCharts, component: () => import('@/pages/analytics/VerificationsPage.vue') },
   { path: 'analytics/inspections', name: 'analytics-inspections', title: 'analytics.menu.inspections', group: 'analytics', permission: 'reports.read', icon: Histogram, component: () => import('@/pages/analytics/InspectionsPage.vue') },
+  { path: 'points/rules', name: 'points-rules', brandStaff: true, title: 'points.menu.rules', group: 'members', permission: 'points.rules', icon: Trophy, component: () => import('@/pages/points/RulesPage.vue') },
   { path: 'rebates/rules', name: 'rebates-rules', brandStaff: true, title: 'rebates.menu.rules', group: 'members', permission: 'rebates.rules', icon: Coin, component: () => import('@/pages/rebates/RulesPage.vue') },
   { path: 'rebates/claims', name: 'rebates-claims', title: 'rebates.menu.claims', group: 'members', permission: 'rebates.read', icon: TicketsIcon, component: () => import('@/pages/rebates/ClaimsPage.vue') },
   { path: 'rebates/rankings', name: 'rebates-rankings', title: 'rebates.menu.rankings', group: 'members', permission: 'rebates.read', icon: Medal, component: () => import('@/pages/rebates/RankingsPage.vue') },
@@ -77,9 +84,12 @@ export const PAGES: PageDef[] = [
   { path: 'promotions', name: 'promotions', brandStaff: true, title: 'marketing.menu.promotions', group: 'members', permission: 'promotions.write', icon: Promotion, component: () => import('@/pages/marketing/PromotionsPage.vue') },
   { path: 'complaints', name: 'complaints', brandStaff: true, title: 'marketing.menu.complaints', group: 'members', permission: 'complaints.handle', icon: ChatLineSquare, component: () => import('@/pages/marketing/ComplaintsPage.vue') },
   { path: 'content/story', name: 'brand-story', brandStaff: true, title: 'content.menu.story', group: 'members', permission: 'content.write', icon: Reading, component: () => import('@/pages/content/StoryPage.vue') },
+  { path: 'wechat', name: 'wechat', brandStaff: true, title: 'wechat.menu.wechat', group: 'members', permission: 'wechat.manage', icon: ChatDotRound, component: () => import('@/pages/wechat/WechatPage.vue') },
+  { path: 'sms', name: 'sms', title: 'sms.menu', group: 'members', permission: 'sms.campaigns', icon: Message, component: () => import('@/pages/sms/SmsPage.vue') },
   { path: 'field/nameplates', name: 'field-nameplates', title: 'fieldforce.menu.nameplates', group: 'field', permission: 'field.nameplates', icon: Postcard, component: () => import('@/pages/field/NameplatesPage.vue') },
   { path: 'field/plans', name: 'field-plans', title: 'fieldforce.menu.plans', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Calendar, component: () => import('@/pages/field/PlansPage.vue') },
   { path: 'field/checkins', name: 'field-checkins', title: 'fieldforce.menu.checkins', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Location, component: () => import('@/pages/field/CheckinsPage.vue') },
   { path: 'field/reviews', name: 'field-reviews', title: 'fieldforce.menu.reviews', group: 'field', permission: ['field.visit', 'field.supervise', 'field.read'], icon: Star, component: () => import('@/pages/field/ReviewsPage.vue') },
   { path: 'redemptions', name: 'redemptions', title: 'members.menu.redemptions', group: 'members', permission: 'redemptions.read', icon: ShoppingBag, component: () => import('@/pages/members/RedemptionsPage.vue') },
+  { path: 'redemptions/verify', name: 'redemption-verify', title: 'members.menu.verify', group: 'members', permission: 'redemptions.fulfil', icon: CircleCheck, component: () => import('@/pages/members/VerifyPage.vue') },
 ]

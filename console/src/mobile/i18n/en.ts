@@ -116,6 +116,8 @@ export default {
     noOrder: 'No order',
     signee: 'Signee',
     phone: 'Phone',
+    salesperson: 'Salesperson',
+    noSalesperson: 'No salesperson',
     reason: 'Reason',
     create: 'Create',
     scanned: '{units} units / {packages} cases scanned',

@@ -3,6 +3,7 @@ import { createI18n } from 'vue-i18n'
 
 import en from './en'
 import zhCN from './zh-CN'
+import counter from '../pages/counter/messages'
 import field from '../pages/field/messages'
 import { storage } from '@/utils/storage'
 
@@ -19,7 +20,10 @@ export const i18n = createI18n({
   legacy: false,
   locale: saved(),
   fallbackLocale: 'zh-CN',
-  messages: { 'zh-CN': { ...zhCN, field: field['zh-CN'] }, en: { ...en, field: field.en } },
+  messages: {
+    'zh-CN': { ...zhCN, field: field['zh-CN'], counter: counter['zh-CN'] },
+    en: { ...en, field: field.en, counter: counter.en },
+  },
 })
 
 export function setLocale(locale: Locale): void {

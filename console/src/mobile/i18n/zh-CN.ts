@@ -116,6 +116,8 @@ export default {
     noOrder: '不关联订单',
     signee: '签收人',
     phone: '电话',
+    salesperson: '业务员',
+    noSalesperson: '不指定业务员',
     reason: '原因',
     create: '创建',
     scanned: '已扫 {units} 件 / {packages} 箱',

@@ -1,0 +1,215 @@
+"""The chain's face to callers: who may read it, the head, the export, on-demand anchors.
+
+The chain of a brand holds every event of the brand whole (a claim's member id included: a
+hash needs the exact content), so only the brand organisation's own staff holding
+``audit.read`` read it (without it: the permission refusal; ``brand_staff_only`` below the brand). A
+caller only ever reaches its own brand's chain: no route takes a brand id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import psycopg
+
+from app import audit
+from app.auth.principal import Principal
+from app.chain import anchors, chainer
+from app.chain.check import BATCH, CheckReport, check_chain, events_by_id
+from app.config import Settings
+from app.db import Conn
+from app.errors import BadRequest, Conflict, Forbidden
+from app.events.chainverify import FIELDS, FORMAT, genesis, key_id
+
+PERMISSION = "audit.read"
+MAX_EXPORT = 10_000  # links per GET /chain/export (the CLI exports any range to a file)
+MAX_CHECK = 200_000  # links per POST /chain/check (the CLI checks whole chains)
+CATCH_UP_BATCHES = 10  # an on-demand anchor chains at most this many batches first
+
+
+class Head(msgspec.Struct, frozen=True):
+    brand_id: int
+    position: int
+    hash: str
+    updated_at: datetime | None
+    error: str | None  # why the last pass could not extend the chain
+    error_at: datetime | None
+    format: str
+    algorithm: str  # of the anchors' signatures
+    public_key: str  # the anchors' Ed25519 public key, hex
+    key_id: str
+
+
+def chain_brand(actor: Principal) -> int:
+    """The brand whose chain the caller reads: its own, as the brand's staff with
+    ``audit.read``."""
+    actor.require(PERMISSION)
+    if actor.org_id != actor.brand_id:
+        raise Forbidden("the event chain is read by the brand's own staff", code="brand_staff_only")
+    return actor.brand_id
+
+
+async def head_of(conn: Conn, settings: Settings, brand_id: int) -> Head:
+    row = await (
+        await conn.execute(
+            """SELECT position, hash, updated_at, error, error_at FROM event_chain_heads
+               WHERE brand_id = %s""",
+            (brand_id,),
+        )
+    ).fetchone()
+    public = anchors.public_key(settings)
+    return Head(
+        brand_id=brand_id,
+        position=row["position"] if row else 0,
+        hash=bytes(row["hash"] if row else genesis(brand_id)).hex(),
+        updated_at=row["updated_at"] if row else None,
+        error=row["error"] if row else None,
+        error_at=row["error_at"] if row else None,
+        format=FORMAT,
+        algorithm="Ed25519",
+        public_key=public.hex(),
+        key_id=key_id(public),
+    )
+
+
+async def anchor_now(
+    conn: Conn, settings: Settings, actor: Principal
+) -> tuple[anchors.Anchor, bool]:
+    """Chain what is committed (a few batches at most), then anchor the head; audited when a
+    new anchor is made."""
+    brand_id = chain_brand(actor)
+    try:
+        for _ in range(CATCH_UP_BATCHES):
+            if await chainer.chain_batch(conn, brand_id) < chainer.BATCH:
+                break
+    except (chainer.ChainBroken, psycopg.IntegrityError) as exc:
+        raise Conflict(
+            "the brand's event chain cannot be extended: it was altered (tracecode chain check)",
+            code="chain_broken",
+            details={"reason": str(exc)[:300]},
+        ) from None
+    anchor, created = await anchors.anchor_head(conn, settings, brand_id, actor.person)
+    if created:
+        await audit.record(
+            conn, actor, "create", "event_chain_anchor", anchor.id, after=anchor, org_id=brand_id
+        )
+    return anchor, created
+
+
+def chain_range(
+    head: int, first: int | None, last: int | None, limit: int, clip: bool
+) -> tuple[int, int]:
+    """The positions an export (``clip``: to ``limit`` links unless ``last`` is given) or a
+    check (to the head) covers: 400 ``bad_positions`` (details: ``head``, ``max_links``) when they
+    are not within the chain or are too many."""
+    start = 1 if first is None else first
+    if last is not None:
+        end = last
+    else:
+        end = min(head, start + limit - 1) if clip else head
+    if head == 0 or start < 1 or start > head or end < start or end > head:
+        raise BadRequest(
+            f"positions {start}..{end} are not within the chain (1..{head})",
+            code="bad_positions",
+            details={"head": head, "max_links": limit},
+        )
+    if end - start + 1 > limit:
+        raise BadRequest(
+            f"at most {limit} links at once: ask for a narrower range",
+            code="bad_positions",
+            details={"head": head, "max_links": limit},
+        )
+    return start, end
+
+
+def event_fields(row: dict[str, Any] | None, codes: list[tuple[str, int]]) -> dict[str, Any] | None:
+    """An event as an export carries it: its ``FIELDS`` texts, ``codes`` a sorted list."""
+    if row is None:
+        return None
+    fields: dict[str, Any] = {name: row[name] for name in FIELDS[:-1]}
+    fields["codes"] = [f"{kind}:{code}" for kind, code in sorted(codes)]
+    return fields
+
+
+async def export_lines(
+    conn: Conn, settings: Settings, brand_id: int, first: int, last: int
+) -> AsyncIterator[str]:
+    """The export of positions ``first``..``last``: JSON lines (``app.events.chainverify``)."""
+    if first == 1:
+        previous = genesis(brand_id)
+    else:
+        row = await (
+            await conn.execute(
+                "SELECT hash FROM event_chain WHERE brand_id = %s AND position = %s",
+                (brand_id, first - 1),
+            )
+        ).fetchone()
+        previous = bytes(row["hash"]) if row else b""
+    public = anchors.public_key(settings)
+    header = {
+        "format": FORMAT,
+        "brand_id": str(brand_id),
+        "from": first,
+        "to": last,
+        "previous_hash": previous.hex(),
+        "public_key": public.hex(),
+        "key_id": key_id(public),
+        "exported_at": anchors.signed_at(datetime.now(UTC)),
+        "fields": list(FIELDS),
+    }
+    yield json.dumps(header, ensure_ascii=False) + "\n"
+    for lo in range(first, last + 1, BATCH):
+        hi = min(lo + BATCH - 1, last)
+        links = await (
+            await conn.execute(
+                """SELECT position, event_id, hash FROM event_chain
+                   WHERE brand_id = %s AND position BETWEEN %s AND %s ORDER BY position""",
+                (brand_id, lo, hi),
+            )
+        ).fetchall()
+        events = await events_by_id(conn, [r["event_id"] for r in links])
+        codes = await chainer.codes_of(conn, list(events))
+        for row in links:
+            event = event_fields(events.get(row["event_id"]), codes.get(row["event_id"], []))
+            line = {"position": row["position"], "hash": bytes(row["hash"]).hex(), "event": event}
+            yield json.dumps(line, ensure_ascii=False) + "\n"
+    for anchor in await anchors.anchors_between(conn, brand_id, first, last):
+        yield json.dumps({"anchor": msgspec.to_builtins(anchor)}, ensure_ascii=False) + "\n"
+
+
+async def export_for(
+    conn: Conn, settings: Settings, actor: Principal, first: int | None, last: int | None
+) -> tuple[bytes, str]:
+    """``GET /chain/export``: the caller's brand's links ``first``..``last`` (at most
+    ``MAX_EXPORT``) as JSON lines, and a file name; audited as an export."""
+    brand_id = chain_brand(actor)
+    head = await head_of(conn, settings, brand_id)
+    start, end = chain_range(head.position, first, last, MAX_EXPORT, clip=True)
+    body = "".join([line async for line in export_lines(conn, settings, brand_id, start, end)])
+    await audit.record(
+        conn,
+        actor,
+        "export",
+        "event_chain",
+        brand_id,
+        after={"from": start, "to": end},
+        org_id=brand_id,
+    )
+    return body.encode(), f"event-chain-{brand_id}-{start}-{end}.jsonl"
+
+
+async def check_for(
+    conn: Conn, settings: Settings, actor: Principal, first: int | None, last: int | None
+) -> CheckReport:
+    """``POST /chain/check``: re-hash links ``first``..``last`` (default the whole chain, at
+    most ``MAX_CHECK``) of the caller's brand."""
+    brand_id = chain_brand(actor)
+    head = await head_of(conn, settings, brand_id)
+    if head.position == 0 and first is None and last is None:
+        return await check_chain(conn, settings, brand_id)
+    start, end = chain_range(head.position, first, last, MAX_CHECK, clip=False)
+    return await check_chain(conn, settings, brand_id, start, end)

@@ -1,0 +1,302 @@
+"""Fraud holds (B5): a member or a store clerk put on hold — by the ring detector
+(``app.forensics.rings``) or by hand — keeps claiming, but credits nothing until a reviewer
+decides.
+
+The claim path. Each claim round (``app.members.points._CREDIT``, ``app.rebates.claims._CREDIT``)
+looks the claimant up in ``fraud_holds`` with ONE probe of the partial unique index of open
+holds (``fraud_holds_open_idx``), inside the round's one statement: no statement added. A claim
+of a party on hold is written like any other — its unique key takes the code, exactly once,
+ever — with ``hold_id`` and ``hold_state = 'held'``, and nothing is credited: no ledger row and
+no balance move for points, no row in the rankings' queue for a rebate (and statements skip it).
+The claimant is answered 201 with ``status: under_review``.
+
+Decisions (``fraud.review``, brand staff). ``release``: the hold's state goes from open to
+released under its row lock, then ``settle`` credits its held claims — points: the ledger rows
+and balances; rebates: their rows in the rankings' queue — each claim moved from ``held`` to
+``released`` by an UPDATE whose row locks make a second release (or a sweep) running at the same
+time find it moved already: credited exactly once, however often release is clicked. ``confirm``:
+the hold's claims become ``rejected`` (never credited; their codes stay taken), audited. A
+decided hold is answered as it is when decided again the same way, and 409 ``hold_decided``
+the other way.
+
+A claim round that read the hold open just before a release committed writes its claim
+``held`` after the release: the periodic sweep (``settle`` of every decided hold,
+``workers.forensics``) settles such claims, as it settles any left behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from app import audit
+from app.auth.principal import Principal
+from app.db import Conn
+from app.errors import Conflict, NotFound
+from app.forensics.schemas import DecisionIn, HoldClaims, HoldIn, HoldOut
+from app.members.principal import brand_of_staff
+from app.paging import Page, fetch_page
+
+PERMISSION = "fraud.review"
+
+_COLUMNS = """h.id, h.brand_id, h.party_kind, h.party_id, h.rule, h.evidence, h.note, h.state,
+    h.created_by, h.created_at, h.decided_by, h.decided_at,
+    (SELECT u.username FROM users u WHERE h.party_kind = 'clerk' AND u.id = h.party_id)
+        AS party_name,
+    (SELECT count(*) FILTER (WHERE hold_state = 'held') || ',' ||
+            count(*) FILTER (WHERE hold_state = 'released') || ',' ||
+            count(*) FILTER (WHERE hold_state = 'rejected')
+       FROM (SELECT hold_state FROM point_claims WHERE hold_id = h.id
+             UNION ALL
+             SELECT hold_state FROM rebate_claims WHERE hold_id = h.id) c) AS claim_counts"""
+
+
+def _hold(row: dict[str, Any]) -> HoldOut:
+    held, released, rejected = (int(n) for n in row["claim_counts"].split(","))
+    return HoldOut(
+        id=row["id"],
+        brand_id=row["brand_id"],
+        party_kind=row["party_kind"],
+        party_id=row["party_id"],
+        party_name=row["party_name"],
+        rule=row["rule"],
+        evidence=row["evidence"],
+        note=row["note"],
+        state=row["state"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        decided_by=row["decided_by"],
+        decided_at=row["decided_at"],
+        claims=HoldClaims(held=held, released=released, rejected=rejected),
+    )
+
+
+async def list_holds(
+    conn: Conn,
+    actor: Principal,
+    *,
+    state: str | None,
+    party_kind: str | None,
+    page: int,
+    per_page: int,
+) -> Page[HoldOut]:
+    """The brand's holds, newest first."""
+    brand = brand_of_staff(actor, PERMISSION, "fraud holds are reviewed")
+    where = ["h.brand_id = %(brand)s"]
+    if state:
+        where.append("h.state = %(state)s")
+    if party_kind:
+        where.append("h.party_kind = %(kind)s")
+    return await fetch_page(
+        conn,
+        columns=_COLUMNS,
+        source="fraud_holds h",
+        where=where,
+        params={"brand": brand, "state": state, "kind": party_kind},
+        order="h.created_at DESC, h.id DESC",
+        page=page,
+        per_page=per_page,
+        make=_hold,
+    )
+
+
+async def get_hold(conn: Conn, actor: Principal, hold_id: int) -> HoldOut:
+    brand = brand_of_staff(actor, PERMISSION, "fraud holds are reviewed")
+    return await _read(conn, brand, hold_id)
+
+
+async def _read(conn: Conn, brand: int, hold_id: int) -> HoldOut:
+    row = await (
+        await conn.execute(
+            f"SELECT {_COLUMNS} FROM fraud_holds h WHERE h.id = %s AND h.brand_id = %s",
+            (hold_id, brand),
+        )
+    ).fetchone()
+    if row is None:  # another brand's is not found either
+        raise NotFound("hold not found", code="hold_not_found")
+    return _hold(row)
+
+
+# The party, if it is the brand's: a member not erased, or a user of an organisation in the
+# brand's tree (a store's clerk, typically).
+_PARTY = {
+    "member": "SELECT id FROM members WHERE id = %s AND brand_id = %s AND status <> 'erased'",
+    "clerk": """SELECT u.id FROM users u JOIN orgs o ON o.id = u.org_id
+                WHERE u.id = %s AND o.path LIKE '/' || %s || '/%%'""",
+}
+
+_OPEN = """
+INSERT INTO fraud_holds (brand_id, party_kind, party_id, rule, evidence, note, created_by)
+VALUES (%(brand)s, %(kind)s, %(party)s, %(rule)s, %(evidence)s, %(note)s, %(by)s)
+ON CONFLICT (party_kind, party_id) WHERE state = 'open' DO NOTHING
+RETURNING id
+"""
+
+
+async def put_on_hold(conn: Conn, actor: Principal, data: HoldIn) -> HoldOut:
+    """Put a member or a clerk of the brand on hold by hand (rule ``manual``); 409
+    ``already_on_hold`` (naming the open hold) when it is."""
+    brand = brand_of_staff(actor, PERMISSION, "fraud holds are reviewed")
+    found = await (await conn.execute(_PARTY[data.party_kind], (data.party_id, brand))).fetchone()
+    if found is None:
+        raise NotFound(f"{data.party_kind} not found", code="party_not_found")
+    row = await (
+        await conn.execute(
+            _OPEN,
+            {
+                "brand": brand,
+                "kind": data.party_kind,
+                "party": data.party_id,
+                "rule": "manual",
+                "evidence": Jsonb({}),
+                "note": data.note,
+                "by": actor.user_id,
+            },
+        )
+    ).fetchone()
+    if row is None:
+        held = await (
+            await conn.execute(
+                "SELECT id FROM fraud_holds WHERE party_kind = %s AND party_id = %s "
+                "AND state = 'open'",
+                (data.party_kind, data.party_id),
+            )
+        ).fetchone()
+        raise Conflict(
+            "this party is on hold already",
+            code="already_on_hold",
+            details={"hold_id": held["id"] if held else None},
+        )
+    out = await _read(conn, brand, row["id"])
+    await audit.record(conn, actor, "create", "fraud_hold", out.id, after=out, org_id=brand)
+    return out
+
+
+async def open_holds(
+    conn: Conn, brand_id: int, kind: str, rule: str, found: list[tuple[int, dict[str, Any]]]
+) -> int:
+    """Holds of the ring detector (no author) for the parties ``found`` (id, evidence): a party
+    on hold already keeps its hold. How many were opened."""
+    opened = 0
+    for party, evidence in found:
+        row = await (
+            await conn.execute(
+                _OPEN,
+                {
+                    "brand": brand_id,
+                    "kind": kind,
+                    "party": party,
+                    "rule": rule,
+                    "evidence": Jsonb(evidence),
+                    "note": "",
+                    "by": None,
+                },
+            )
+        ).fetchone()
+        opened += row is not None
+    return opened
+
+
+_DECIDE = """
+UPDATE fraud_holds SET state = %(state)s, decided_by = %(by)s, decided_at = now(),
+                       note = CASE WHEN %(note)s = '' THEN note ELSE %(note)s END
+WHERE id = %(id)s AND brand_id = %(brand)s AND state = 'open'
+RETURNING id
+"""
+
+
+async def release(conn: Conn, actor: Principal, hold_id: int, data: DecisionIn) -> HoldOut:
+    """Release the hold: its held claims are credited, once (see the module docstring)."""
+    return await _decide(conn, actor, hold_id, data, "released")
+
+
+async def confirm(conn: Conn, actor: Principal, hold_id: int, data: DecisionIn) -> HoldOut:
+    """Confirm the hold: its held claims are rejected (never credited), audited."""
+    return await _decide(conn, actor, hold_id, data, "confirmed")
+
+
+async def _decide(
+    conn: Conn, actor: Principal, hold_id: int, data: DecisionIn, state: str
+) -> HoldOut:
+    brand = brand_of_staff(actor, PERMISSION, "fraud holds are reviewed")
+    before = await _read(conn, brand, hold_id)  # 404 first
+    decided = await (
+        await conn.execute(
+            _DECIDE,
+            {"state": state, "by": actor.user_id, "note": data.note, "id": hold_id, "brand": brand},
+        )
+    ).fetchone()
+    if decided is None:  # decided before (or meanwhile, by a concurrent click)
+        now = await _read(conn, brand, hold_id)
+        if now.state == state:
+            return now  # the same decision again: answered as it is, nothing credited again
+        raise Conflict(
+            f"this hold was {now.state} already", code="hold_decided", details={"state": now.state}
+        )
+    settled = await settle(conn, [hold_id])
+    out = await _read(conn, brand, hold_id)
+    after = {**msgspec.to_builtins(out), "settled": settled}
+    action = "release" if state == "released" else "confirm"
+    await audit.record(
+        conn, actor, action, "fraud_hold", hold_id, before=before, after=after, org_id=brand
+    )
+    return out
+
+
+# The held claims of decided holds (``%(ids)s``, or every decided hold: the sweep) settled, each
+# ONCE: the UPDATE moves a claim out of ``held`` under its row lock, so a concurrent settle waits
+# and then finds it moved. Released points: a ledger row each (kind claim) and the balances, in
+# member order as a claim round writes them; a claim withdrawn meanwhile (a consumer's return)
+# is released but not credited.
+_SETTLE_POINTS = """
+WITH c AS (
+    UPDATE point_claims pc
+       SET hold_state = CASE WHEN h.state = 'released' THEN 'released' ELSE 'rejected' END
+      FROM fraud_holds h
+     WHERE pc.hold_state = 'held' AND h.id = pc.hold_id AND h.state <> 'open'
+       AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
+    RETURNING pc.id, pc.member_id, pc.brand_id, pc.points, pc.hold_state, pc.withdrawn_at
+), credit AS MATERIALIZED (
+    SELECT * FROM c WHERE hold_state = 'released' AND withdrawn_at IS NULL
+), l AS (
+    INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id)
+    SELECT member_id, brand_id, 'claim', points, id FROM credit ORDER BY id
+), b AS (
+    INSERT INTO point_balances AS b (member_id, balance, updated_at)
+    SELECT member_id, sum(points), clock_timestamp() FROM credit GROUP BY member_id
+    ORDER BY member_id
+    ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance,
+                                          updated_at = EXCLUDED.updated_at
+)
+SELECT count(*) AS n FROM c
+"""
+
+# Released rebates go to the rankings' queue (the roll-up ranks them; statements take them
+# from now on: they skip only held and rejected claims).
+_SETTLE_REBATES = """
+WITH c AS (
+    UPDATE rebate_claims rc
+       SET hold_state = CASE WHEN h.state = 'released' THEN 'released' ELSE 'rejected' END
+      FROM fraud_holds h
+     WHERE rc.hold_state = 'held' AND h.id = rc.hold_id AND h.state <> 'open'
+       AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
+    RETURNING rc.id, rc.hold_state
+), q AS (
+    INSERT INTO rebate_tally_queue (claim_id)
+    SELECT id FROM c WHERE hold_state = 'released' ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS n FROM c
+"""
+
+
+async def settle(conn: Conn, hold_ids: list[int] | None) -> int:
+    """Settle the held claims of the decided holds ``hold_ids`` (None: of every decided hold);
+    how many claims were settled now."""
+    params = {"ids": hold_ids}
+    n = 0
+    for sql in (_SETTLE_POINTS, _SETTLE_REBATES):
+        row = await (await conn.execute(sql, params)).fetchone()
+        n += int(row["n"]) if row else 0
+    return n

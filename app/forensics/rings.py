@@ -1,0 +1,167 @@
+"""The ring detector (B5): rules over the recent claims that put the parties they flag on hold
+(``app.forensics.holds``). A periodic job in every worker (``workers.forensics``), one process at
+a time (``Lock.FORENSICS_RINGS``), and ``tracecode forensics rings`` to run it now.
+
+Rules, each over the last ``RING_WINDOW_MINUTES`` (each party's evidence only after its last
+decided hold: a reviewer who released a party is not overruled by the evidence already seen):
+
+* ``shared_device`` (members): ``RING_SHARED_DEVICE_MEMBERS`` or more members signed in and
+  checking codes with the right PIN — a points claim's verification, or a member's PIN check —
+  from one client address (its IP and user agent as recorded). Every member of the group is held.
+* ``distant_stores`` (clerks): a clerk whose rebate claims were refused for units supposed to be
+  sold at ``RING_DISTANT_STORES`` or more other stores (or holders) in other provinces than the
+  clerk's store: codes collected from far away and claimed in bulk.
+* ``verified_elsewhere`` (clerks and members): ``RING_VERIFIED_ELSEWHERE_CLAIMS`` or more claims
+  of codes verified with the right PIN in another province (than the clerk's store; than the
+  member's own province) by someone else within ``RING_VERIFIED_BEFORE_MINUTES`` before the
+  claim: codes bought from the consumers who checked them.
+
+Each run also settles held claims of holds decided meanwhile (``holds.settle``): the claim a
+round wrote ``held`` just as its hold was released.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from app.config import Settings
+from app.db import Conn
+from app.forensics import holds
+from app.forensics.schemas import RingRunOut
+from app.locks import Lock, run_alone
+
+# Evidence after the party's last decided hold only.
+_NOT_DECIDED_SINCE = """NOT EXISTS (
+    SELECT 1 FROM fraud_holds d WHERE d.party_kind = %(kind)s AND d.party_id = {party}
+       AND d.state <> 'open' AND d.decided_at >= {last})"""
+
+_SHARED_DEVICE = f"""
+WITH g AS (
+    SELECT v.brand_id, host(v.client_ip) AS ip, coalesce(v.user_agent, '') AS agent,
+           array_agg(DISTINCT v.member_id) AS members, count(*) AS checks, max(v.at) AS last_at
+    FROM verifications v
+    WHERE v.at >= %(since)s AND v.member_id IS NOT NULL AND v.client_ip IS NOT NULL
+      AND v.brand_id IS NOT NULL AND v.result IN ('genuine', 'suspicious')
+    GROUP BY 1, 2, 3
+    HAVING count(DISTINCT v.member_id) >= %(n)s
+)
+SELECT g.brand_id, m.member_id AS party_id,
+       jsonb_build_object('client_ip', g.ip, 'user_agent', g.agent, 'members', g.members,
+                          'checks', g.checks, 'window_minutes', %(window)s) AS evidence
+FROM g, unnest(g.members) AS m(member_id)
+WHERE {_NOT_DECIDED_SINCE.format(party="m.member_id", last="g.last_at")}
+"""
+
+_DISTANT_STORES = f"""
+WITH f AS (
+    SELECT r.brand_id, r.clerk_id, max(r.at) AS last_at, count(*) AS refusals,
+           array_agg(DISTINCT elsewhere.id) AS stores,
+           array_agg(DISTINCT elsewhere.province_name) AS provinces
+    FROM rebate_refusals r
+    JOIN orgs here ON here.id = r.store_id
+    JOIN orgs elsewhere ON elsewhere.id = coalesce(r.expected_store_id, r.holder_org_id)
+    WHERE r.at >= %(since)s AND elsewhere.id <> r.store_id
+      AND elsewhere.province_name IS DISTINCT FROM here.province_name
+    GROUP BY 1, 2
+    HAVING count(DISTINCT elsewhere.id) >= %(n)s
+)
+SELECT f.brand_id, f.clerk_id AS party_id,
+       jsonb_build_object('stores', f.stores, 'provinces', f.provinces,
+                          'refusals', f.refusals, 'window_minutes', %(window)s) AS evidence
+FROM f
+WHERE {_NOT_DECIDED_SINCE.format(party="f.clerk_id", last="f.last_at")}
+"""
+
+# A code verified (right PIN) elsewhere shortly before the claim, by someone else: not the
+# claim's own verification (a rebate claim's retry key names the claimer; a member's carries
+# the member's id).
+_ELSEWHERE = """EXISTS (
+    SELECT 1 FROM verifications v
+    WHERE v.code_id = c.code_id AND v.at >= c.claimed_at - %(before)s AND v.at < c.claimed_at
+      AND v.result IN ('genuine', 'suspicious') AND v.province IS NOT NULL
+      AND v.province IS DISTINCT FROM {province} AND {other})"""
+
+_NOT_THE_CLERKS = (
+    "(v.retry IS NULL OR v.retry NOT LIKE 'tracecode-rebate-claims:' || c.clerk_id || ':%%')"
+)
+
+_VERIFIED_ELSEWHERE_CLERKS = f"""
+SELECT c.brand_id, c.clerk_id AS party_id,
+       jsonb_build_object('claims', count(*), 'codes', (array_agg(c.code_id ORDER BY c.id))[1:20],
+                          'window_minutes', %(window)s) AS evidence
+FROM rebate_claims c JOIN orgs s ON s.id = c.store_id
+WHERE c.claimed_at >= %(since)s
+  AND {_ELSEWHERE.format(province="s.province_name", other=_NOT_THE_CLERKS)}
+  AND {_NOT_DECIDED_SINCE.format(party="c.clerk_id", last="c.claimed_at")}
+GROUP BY 1, 2
+HAVING count(*) >= %(n)s
+"""
+
+_VERIFIED_ELSEWHERE_MEMBERS = f"""
+SELECT c.brand_id, c.member_id AS party_id,
+       jsonb_build_object('claims', count(*), 'codes', (array_agg(c.code_id ORDER BY c.id))[1:20],
+                          'window_minutes', %(window)s) AS evidence
+FROM point_claims c JOIN members m ON m.id = c.member_id
+WHERE c.claimed_at >= %(since)s AND m.province IS NOT NULL
+  AND {_ELSEWHERE.format(province="m.province", other="v.member_id IS DISTINCT FROM c.member_id")}
+  AND {_NOT_DECIDED_SINCE.format(party="c.member_id", last="c.claimed_at")}
+GROUP BY 1, 2
+HAVING count(*) >= %(n)s
+"""
+
+
+def _rules(settings: Settings) -> list[tuple[str, str, str, int]]:
+    """(rule, party kind, SQL, threshold) of every rule."""
+    return [
+        ("shared_device", "member", _SHARED_DEVICE, settings.ring_shared_device_members),
+        ("distant_stores", "clerk", _DISTANT_STORES, settings.ring_distant_stores),
+        (
+            "verified_elsewhere",
+            "clerk",
+            _VERIFIED_ELSEWHERE_CLERKS,
+            settings.ring_verified_elsewhere_claims,
+        ),
+        (
+            "verified_elsewhere",
+            "member",
+            _VERIFIED_ELSEWHERE_MEMBERS,
+            settings.ring_verified_elsewhere_claims,
+        ),
+    ]
+
+
+async def detect_rings(conn: Conn, settings: Settings, *, wait: bool = False) -> RingRunOut:
+    """One run of every rule; ``ran`` false when another process is running it (``wait``:
+    wait for it instead). ``conn``: autocommit; each rule's holds commit in a transaction of
+    their own."""
+
+    async def work() -> RingRunOut:
+        window = settings.ring_window_minutes
+        now = (await (await conn.execute("SELECT now() AS now")).fetchone())["now"]  # type: ignore[index]
+        params: dict[str, Any] = {
+            "since": now - timedelta(minutes=window),
+            "window": window,
+            "before": timedelta(minutes=settings.ring_verified_before_minutes),
+        }
+        held: dict[str, int] = {}
+        for rule, kind, sql, threshold in _rules(settings):
+            async with conn.transaction():
+                rows = await (
+                    await conn.execute(sql, {**params, "kind": kind, "n": threshold})
+                ).fetchall()
+                by_brand: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+                for row in rows:
+                    by_brand.setdefault(row["brand_id"], []).append(
+                        (row["party_id"], row["evidence"])
+                    )
+                for brand, found in by_brand.items():
+                    opened = await holds.open_holds(conn, brand, kind, rule, found)
+                    if opened:
+                        held[rule] = held.get(rule, 0) + opened
+        async with conn.transaction():
+            settled = await holds.settle(conn, None)
+        return RingRunOut(ran=True, held=held, settled=settled)
+
+    out = await run_alone(conn, Lock.FORENSICS_RINGS, work, wait=wait)
+    return out if out is not None else RingRunOut(ran=False)

@@ -1,0 +1,65 @@
+"""Who may be named the responsible salesperson of an outbound (L6), for the staff app's picker.
+
+``POST /documents`` takes a ``salesperson_id`` and accepts an active user (of an organisation
+line still active) of the caller's subtree or of the store the goods go to
+(``documents._check_salesperson``). A warehouse clerk holds ``logistics.scan`` but not
+``users.read``, so the user directory (``GET /users``) was closed to exactly the people who make
+agent-to-store shipments on the phone: the app had no salesperson field, and shipments made
+there named nobody. This list answers the clerk, under ``logistics.scan``, with those the draft
+would accept and no more than a picker needs — id, username, display name and organisation;
+never a phone or an e-mail address (same status test as ``_check_salesperson``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.auth.principal import Principal
+from app.auth.service import org_status
+from app.db import Conn
+from app.logistics.documents import _org
+from app.logistics.schemas import SalespersonOut
+from app.paging import Page, contains, fetch_page
+
+COLUMNS = "u.id, u.username, u.display_name, u.org_id, o.name AS org_name, o.kind AS org_kind"
+
+
+async def list_salespeople(
+    conn: Conn,
+    actor: Principal,
+    *,
+    store_id: int | None,
+    q: str | None,
+    page: int,
+    per_page: int,
+) -> Page[SalespersonOut]:
+    """Active users of the caller's subtree and, with ``store_id`` (a store of the caller's
+    brand; one of another brand answers 422 ``unknown_org`` as the draft does), of that store:
+    the caller's own organisation first, then in tree order and by username. ``q``: part of the
+    username or display name."""
+    actor.require("logistics.scan")
+    prefixes = [actor.org_path + "%"]
+    if store_id is not None:
+        store = await _org(conn, store_id, actor)
+        if store["kind"] == "store":
+            prefixes.append(store["path"] + "%")
+    where = [
+        "o.path LIKE ANY(%(prefixes)s)",
+        "u.status = 'active'",
+        f"{org_status('o')} = 'active'",
+    ]
+    params: dict[str, Any] = {"prefixes": prefixes, "own": actor.org_id}
+    if q:
+        where.append("(u.username ILIKE %(q)s OR u.display_name ILIKE %(q)s)")
+        params["q"] = contains(q)
+    return await fetch_page(
+        conn,
+        columns=COLUMNS,
+        source="users u JOIN orgs o ON o.id = u.org_id",
+        where=where,
+        params=params,
+        order="(u.org_id = %(own)s) DESC, o.path, u.username, u.id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: SalespersonOut(**row),
+    )

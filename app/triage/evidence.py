@@ -1,0 +1,428 @@
+"""Signed evidence packs (SPEC B6): one alert, or one code, as a document for the police, a
+court or the brand's lawyers, verifiable offline with the pack and the public key alone.
+
+What a pack holds (``format`` ``tracecode-evidence-pack/1``): who made it, when, for what
+(``subject``; ``reference``: the caller's case number, optional), the alert with its verdicts
+(every one given, with its note, who and when), the code (serial, kind), its product, its
+verification records (time, result, reason, the n-th query, whether the PIN was given, the
+coarse location — province and city the address was placed in —, the client), its trace
+(``app.codes.trace``: every event, the containers it travelled in) as the caller may see it,
+and for a code pack the alerts of the code. The brand's staff notes are the verdicts' notes.
+
+Consumers' data is masked, as it leaves the company (whoever asks): an IPv4 address keeps its
+first two numbers (``115.238.*.*``), an IPv6 address its first three groups; a member's phone is
+``138****1234`` (``app.members.mask``); GPS positions are left out (``gps_given`` says whether
+one was sent). So that one client can still be followed through the records, each address,
+client id and member has a ``*_ref``: a keyed pseudonym (HMAC-SHA256 under a key derived from
+the master key, per brand), the same in every pack of the brand, that the brand can match to
+the real value on a court's order and nobody else can invert. Staff below the brand get no
+client data at all (null), as ``GET /verifications`` shows them none. Phone numbers and IPv4
+addresses written into free text (notes, details) are masked the same way, and the trace's
+``member_id`` is left out.
+
+The document is RFC 8785 canonical JSON (``app.triage.canonical``) signed with the
+installation's Ed25519 key (``app.triage.signing``); the download is exactly those bytes.
+Integers beyond 2^53 (unit code ids) are written as strings. Generating a pack is audited
+(``evidence_pack``, with the pack id and the SHA-256 of the bytes handed out), never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from app import audit
+from app.auth.principal import Principal
+from app.codes.batches import serials_of
+from app.codes.lookup import read_codes
+from app.codes.scheme import Scheme
+from app.codes.trace import trace
+from app.config import Settings
+from app.db import Conn
+from app.errors import NotFound, Unprocessable, ValidationFailed
+from app.members.mask import mask_phone
+from app.triage.canonical import MAX_SAFE_INTEGER, canonical
+from app.triage.signing import FORMAT, evidence_key
+from app.triage.verdicts import verdicts_of, visible_alert
+
+MAX_VERIFICATIONS = 5000  # the earliest ones; ``verifications.total`` counts them all
+MAX_ALERTS = 200  # of a code pack
+PSEUDONYMS = "evidence-pseudonyms/v1"
+PRIVACY = (
+    "Consumers' data is masked: IPv4 addresses keep their first two numbers, IPv6 addresses "
+    "their first three groups; phone numbers keep their first three and last four digits; GPS "
+    "positions are left out. *_ref values are keyed pseudonyms (HMAC-SHA256, per brand): equal "
+    "refs are the same address, client or member."
+)
+_PHONE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?(1[3-9][0-9]{9})(?![0-9A-Za-z])")
+_IPV4 = re.compile(r"(?<![0-9.])(\d{1,3}\.\d{1,3})\.\d{1,3}\.\d{1,3}(?![0-9.])")
+
+
+@dataclass(frozen=True)
+class Pack:
+    body: bytes  # the canonical, signed document
+    pack_id: str
+    sha256: str
+    filename: str
+
+
+async def alert_pack(
+    conn: Conn,
+    actor: Principal,
+    settings: Settings,
+    scheme: Scheme,
+    alert_id: int,
+    reference: str | None,
+) -> Pack:
+    """The evidence pack of an alert of the caller's subtree (else the house's 404)."""
+    actor.require("alerts.read", "orgs.read")
+    alert = await visible_alert(conn, actor, alert_id)
+    label = alert["serial"]
+    if alert["code_id"] is not None:
+        label = (await serials_of(conn, scheme, [alert["code_id"]])).get(alert["code_id"], label)
+    traced = await _trace_or_none(conn, actor, scheme, label) if label else None
+    if alert["code_id"] is not None:
+        records = await _verifications(conn, actor, settings, code=alert["code_id"])
+    elif alert["kind"] == "fake" and ((alert["details"] or {}).get("serial") or label):
+        serial = (alert["details"] or {}).get("serial") or label  # a forged serial's records
+        records = await _verifications(conn, actor, settings, serial=serial, near=alert)
+    else:
+        records = None
+    document = {
+        "subject": {"type": "alert", "alert_id": alert_id},
+        "alert": await _alert(conn, alert),
+        "code": _code(label, alert["code_id"], traced),
+        "product": await _product(conn, traced),
+        "verifications": records,
+        "trace": _trace_json(traced),
+    }
+    return await _finish(conn, actor, settings, document, reference, ("alert", alert_id))
+
+
+async def code_pack(
+    conn: Conn,
+    actor: Principal,
+    settings: Settings,
+    scheme: Scheme,
+    text: str,
+    reference: str | None,
+) -> Pack:
+    """The evidence pack of a unit serial or a case's SSCC, as its trace answers it: 400
+    ``malformed_code``, 422 ``not_genuine``, 404 ``unknown_code`` (not the brand's, or never in
+    the caller's subtree)."""
+    actor.require("alerts.read", "orgs.read")
+    traced = await trace(conn, actor, scheme, text)
+    read = (await read_codes(conn, scheme, actor.brand_id, [text]))[0]
+    code = read.code if read.kind == "unit" else None
+    rows = await (
+        await conn.execute(
+            """SELECT a.*, o.path AS org_path, o.name AS org_name
+                 FROM alerts a JOIN orgs o ON o.id = a.org_id
+                WHERE a.brand_id = %s AND o.path LIKE %s
+                  AND (a.code_id = %s OR (a.code_id IS NULL AND a.serial = %s))
+                ORDER BY a.at, a.id LIMIT %s""",
+            (actor.brand_id, actor.org_path + "%", code, traced.code, MAX_ALERTS),
+        )
+    ).fetchall()
+    document = {
+        "subject": {"type": "code", "code": traced.code},
+        "alerts": [await _alert(conn, row) for row in rows],
+        "code": _code(traced.code, code, traced),
+        "product": await _product(conn, traced),
+        "verifications": await _verifications(conn, actor, settings, code=code) if code else None,
+        "trace": _trace_json(traced),
+    }
+    return await _finish(conn, actor, settings, document, reference, ("code", traced.code))
+
+
+async def _finish(
+    conn: Conn,
+    actor: Principal,
+    settings: Settings,
+    content: dict[str, Any],
+    reference: str | None,
+    subject: tuple[str, object],
+) -> Pack:
+    """The header, the signature, the canonical bytes; the audit row."""
+    key = evidence_key(settings)
+    pack_id = str(uuid.uuid4())
+    document = {
+        "format": FORMAT,
+        "key_id": key.key_id,
+        "pack_id": pack_id,
+        "generated_at": _utc(datetime.now(UTC)),
+        "generated_by": await _who(conn, actor),
+        "reference": _masked_text(reference) if reference else None,
+        "privacy": PRIVACY,
+        **content,
+    }
+    body = canonical(key.sign(_json_safe(document)))
+    digest = hashlib.sha256(body).hexdigest()
+    await audit.record(
+        conn,
+        actor,
+        "evidence_pack",
+        subject[0],
+        subject[1],
+        after={"pack_id": pack_id, "key_id": key.key_id, "sha256": digest, "bytes": len(body),
+               "reference": document["reference"]},
+    )  # fmt: skip
+    name = f"evidence-{subject[0]}-{subject[1]}-{pack_id[:8]}.json"
+    return Pack(body=body, pack_id=pack_id, sha256=digest, filename=name)
+
+
+async def _who(conn: Conn, actor: Principal) -> dict[str, Any]:
+    rows = await (
+        await conn.execute(
+            "SELECT id, name FROM orgs WHERE id = ANY(%s)", ([actor.org_id, actor.brand_id],)
+        )
+    ).fetchall()
+    names = {row["id"]: row["name"] for row in rows}
+    return {
+        "user_id": actor.user_id,
+        "username": actor.username,
+        "api_key_id": actor.api_key_id,
+        "org": {"id": actor.org_id, "name": names.get(actor.org_id)},
+        "brand": {"id": actor.brand_id, "name": names.get(actor.brand_id)},
+    }
+
+
+async def _alert(conn: Conn, alert: Any) -> dict[str, Any]:
+    """An alert as a pack shows it, with every verdict given on it (the staff's notes)."""
+    verdicts = await verdicts_of(conn, alert["id"])
+    return {
+        "id": alert["id"],
+        "kind": alert["kind"],
+        "rule": (alert["details"] or {}).get("reason"),
+        "severity": alert["severity"],
+        "message": _masked_text(alert["message"]),
+        "details": _scrub(alert["details"] or {}),
+        "serial": alert["serial"],
+        "org": {"id": alert["org_id"], "name": alert["org_name"]},
+        "raised_at": _utc(alert["at"]),
+        "last_at": _utc(alert["last_at"]),
+        "occurrences": alert["occurrences"],
+        "acknowledged_at": _utc(alert["acknowledged_at"]),
+        "verdict": _verdict(verdicts[-1]) if verdicts else None,
+        "verdict_history": [_verdict(v) for v in verdicts],
+    }
+
+
+def _verdict(verdict: Any) -> dict[str, Any]:
+    return {
+        "verdict": verdict.verdict,
+        "note": _masked_text(verdict.note),
+        "revision": verdict.revision,
+        "decided_at": _utc(verdict.decided_at),
+        "decided_by": {"user_id": verdict.decided_by, "username": verdict.decided_by_name},
+        "api_key_id": verdict.decided_key,
+    }
+
+
+def _code(label: str | None, code: int | None, traced: Any) -> dict[str, Any] | None:
+    if label is None and code is None:
+        return None
+    state = traced.state if traced is not None else None
+    return {
+        "serial": traced.code if traced is not None else label,
+        "kind": traced.kind if traced is not None else None,
+        "code_id": str(code) if code is not None else None,
+        "status": state.status if state else None,
+        "disposition": state.disposition if state else None,
+        "lot": traced.lot if traced is not None else None,
+    }
+
+
+async def _product(conn: Conn, traced: Any) -> dict[str, Any] | None:
+    if traced is None or traced.product is None:
+        return None
+    row = await (
+        await conn.execute(
+            "SELECT id, product_no, name, spec, gtin FROM products WHERE id = %s",
+            (traced.product.id,),
+        )
+    ).fetchone()
+    return dict(row) if row else None
+
+
+async def _trace_or_none(conn: Conn, actor: Principal, scheme: Scheme, label: str) -> Any:
+    """The code's trace as the caller sees it, or None: a forged or malformed serial, a code
+    never in the caller's subtree."""
+    try:
+        return await trace(conn, actor, scheme, label)
+    except (NotFound, Unprocessable, ValidationFailed):
+        return None
+
+
+def _trace_json(traced: Any) -> dict[str, Any] | None:
+    """The trace's events and containers (its code, product and state are the pack's own
+    members), without members and with free text masked."""
+    if traced is None:
+        return None
+    plain = msgspec.to_builtins(traced)
+    for event in plain["events"]:
+        if event.get("details"):
+            event["details"] = _scrub({k: v for k, v in event["details"].items()
+                                       if k != "member_id"})  # fmt: skip
+    return {
+        "batch": plain["batch"],
+        "state": plain["state"],
+        "production_date": plain["production_date"],
+        "containers": plain["containers"],
+        "contents": plain["contents"],
+        "events": plain["events"],
+    }
+
+
+_RECORDS = """
+SELECT v.at, v.result, v.reason, v.queries, v.pin_given, v.province, v.city,
+       host(v.client_ip) AS ip, v.client_id, v.user_agent, v.lat IS NOT NULL AS gps_given,
+       v.member_id, m.phone
+  FROM verifications v LEFT JOIN members m ON m.id = v.member_id AND m.brand_id = v.brand_id
+ WHERE v.brand_id = %(brand)s AND {where}
+ ORDER BY v.at, v.id LIMIT %(limit)s
+"""
+
+
+async def _verifications(
+    conn: Conn,
+    actor: Principal,
+    settings: Settings,
+    *,
+    code: int | None = None,
+    serial: str | None = None,
+    near: Any = None,
+) -> dict[str, Any]:
+    """A code's verification records (or a forged serial's, around its alert), the earliest
+    ``MAX_VERIFICATIONS``, with the consumers' data masked (see the module's docstring)."""
+    if code is not None:
+        where = "v.code_id = %(code)s"
+    else:  # a serial of no unit: its records of the year before the alert, up to its last
+        where = """v.code_id IS NULL AND v.serial = %(serial)s
+                   AND v.at >= %(since)s - interval '366 days'
+                   AND v.at <= %(until)s + interval '1 day'"""
+    params = {
+        "brand": actor.brand_id,
+        "code": code,
+        "serial": serial,
+        "since": near["at"] if near else None,
+        "until": near["last_at"] if near else None,
+        "limit": MAX_VERIFICATIONS,
+    }
+    rows = await (await conn.execute(_RECORDS.format(where=where), params)).fetchall()
+    total = len(rows)
+    if total == MAX_VERIFICATIONS:
+        counted = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM verifications v "
+                f"WHERE v.brand_id = %(brand)s AND {where}",
+                params,
+            )
+        ).fetchone()
+        total = counted["n"]
+    brand_staff = actor.org_id == actor.brand_id
+    pseudonym = _pseudonyms(settings, actor.brand_id)
+    return {
+        "total": total,
+        "included": len(rows),
+        "records": [_record(row, brand_staff, actor, pseudonym) for row in rows],
+    }
+
+
+def _record(row: Any, brand_staff: bool, actor: Principal, ref: Any) -> dict[str, Any]:
+    client = None
+    if brand_staff:
+        client = {
+            "ip": mask_ip(row["ip"]),
+            "ip_ref": ref("ip", row["ip"]),
+            "client_ref": ref("client", row["client_id"]),
+            "user_agent": row["user_agent"],
+        }
+    member = None
+    if brand_staff and row["member_id"] is not None and actor.has("members.read"):
+        member = {"member_ref": ref("member", str(row["member_id"])),
+                  "phone": mask_phone(row["phone"]) or None}  # fmt: skip
+    return {
+        "at": _utc(row["at"]),
+        "result": row["result"],
+        "reason": row["reason"],
+        "queries": row["queries"],
+        "pin_given": row["pin_given"],
+        "location": {"province": row["province"], "city": row["city"]},
+        "gps_given": row["gps_given"],
+        "client": client,
+        "member": member,
+    }
+
+
+def _pseudonyms(settings: Settings, brand: int) -> Any:
+    key = settings.subkey(PSEUDONYMS)
+
+    def ref(kind: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        mac = hmac.new(key, f"{brand}\x00{kind}\x00{value}".encode(), hashlib.sha256)
+        return f"{kind}-{mac.hexdigest()[:16]}"
+
+    return ref
+
+
+def mask_ip(address: str | None) -> str | None:
+    """``115.238.*.*`` for an IPv4 address, the first three groups and ``*`` for IPv6."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "*"
+    if ip.version == 4:
+        return ".".join(address.split(".")[:2]) + ".*.*"
+    return ":".join(ip.exploded.split(":")[:3]) + ":*"
+
+
+def _masked_text(text: str) -> str:
+    """Free text with phone numbers (``138****1234``) and IPv4 addresses masked."""
+    text = _PHONE.sub(lambda m: mask_phone(m.group(1)), text)
+    return _IPV4.sub(lambda m: m.group(1) + ".*.*", text)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` (JSON) with every string's phones and IPv4 addresses masked."""
+    if isinstance(value, str):
+        return _masked_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with integers beyond 2^53 as strings (JCS numbers are doubles) and any
+    remaining dates as ISO text."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return str(value) if abs(value) > MAX_SAFE_INTEGER else value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, str | float):
+        return value
+    return msgspec.to_builtins(value)
+
+
+def _utc(moment: datetime | None) -> str | None:
+    """A moment in UTC, ``2026-11-01T00:00:00.123456Z``."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

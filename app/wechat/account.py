@@ -1,0 +1,259 @@
+"""A brand's WeChat service account (服务号, SPEC W5): set, read and removed by its own staff.
+
+Held by the brand's own staff with ``wechat.manage`` (403 ``brand_staff_only`` below the
+brand, as every member-facing setting: the account speaks to the brand's members); each brand
+has its own, and no call ever names another brand's — the brand is the caller's.
+
+The app secret is write-only: sealed with AES-256-GCM under a key derived from the master key
+(``Settings.subkey("wechat-secret")``) as it is written, answered only as ``secret_set``, and
+left out of the audit rows and the logs. The first ``PUT`` must carry it; a later one without
+it keeps the one stored (staff change a template id without retyping the secret) — unless the
+app id changes, since a secret is its app's. ``enabled`` turns the "sign in with WeChat" link
+and the template messages on; a brand without an account, or with it off, has neither.
+Every change is audited (the app id, the templates, ``enabled``, whether the secret changed).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+from Crypto.Cipher import AES
+from psycopg.types.json import Jsonb
+
+from app import audit
+from app.auth.principal import Principal
+from app.config import Settings
+from app.db import Conn
+from app.errors import NotFound, ValidationFailed
+from app.members.principal import brand_of_staff
+from app.paging import Page, fetch_page
+from app.wechat.bindings import masked
+from app.wechat.schemas import AccountIn, AccountOut, MessageOut, Templates
+
+MANAGE = "wechat.manage"
+_SEAL = "wechat-secret"
+_COLUMNS = "brand_id, app_id, secret_sealed, templates, enabled, updated_by, updated_at"
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    """A brand's account as the OAuth pages and the sender use it (secret unsealed)."""
+
+    brand_id: int
+    app_id: str
+    secret: str
+    templates: dict[str, str]
+    enabled: bool
+
+
+def seal(settings: Settings, secret: str) -> bytes:
+    """The secret encrypted for storage: nonce + ciphertext + tag."""
+    nonce = secrets.token_bytes(12)
+    cipher = AES.new(settings.subkey(_SEAL), AES.MODE_GCM, nonce=nonce)
+    sealed, tag = cipher.encrypt_and_digest(secret.encode())
+    return nonce + sealed + tag
+
+
+def unseal(settings: Settings, blob: bytes) -> str:
+    """The stored secret (``ValueError`` when it was sealed under another master key)."""
+    nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
+    cipher = AES.new(settings.subkey(_SEAL), AES.MODE_GCM, nonce=nonce)
+    return cipher.decrypt_and_verify(sealed, tag).decode()
+
+
+def _brand(actor: Principal) -> int:
+    return brand_of_staff(actor, MANAGE, "the WeChat account is set")
+
+
+async def _row(conn: Conn, brand_id: int, lock: bool = False) -> dict[str, Any] | None:
+    sql = f"SELECT {_COLUMNS} FROM wechat_accounts WHERE brand_id = %s"
+    return await (await conn.execute(sql + (" FOR UPDATE" if lock else ""), (brand_id,))).fetchone()
+
+
+def _templates(raw: Any) -> Templates:
+    return msgspec.convert(
+        {k: v for k, v in (raw or {}).items() if k in Templates.__struct_fields__}, Templates
+    )
+
+
+def _out(brand_id: int, row: dict[str, Any] | None) -> AccountOut:
+    if row is None:
+        return AccountOut(
+            brand_id=brand_id,
+            configured=False,
+            app_id=None,
+            secret_set=False,
+            templates=Templates(),
+            enabled=False,
+            updated_at=None,
+            updated_by=None,
+        )
+    return AccountOut(
+        brand_id=brand_id,
+        configured=True,
+        app_id=row["app_id"],
+        secret_set=bool(row["secret_sealed"]),
+        templates=_templates(row["templates"]),
+        enabled=row["enabled"],
+        updated_at=row["updated_at"],
+        updated_by=row["updated_by"],
+    )
+
+
+def _audited(out: AccountOut | None) -> dict[str, Any] | None:
+    """What the audit keeps of an account: never the secret, whether one is set."""
+    if out is None or not out.configured:
+        return None
+    return {
+        "app_id": out.app_id,
+        "templates": msgspec.to_builtins(out.templates),
+        "enabled": out.enabled,
+        "secret_set": out.secret_set,
+    }
+
+
+async def get_account(conn: Conn, actor: Principal) -> AccountOut:
+    """The caller's brand's account (never its secret)."""
+    brand_id = _brand(actor)
+    return _out(brand_id, await _row(conn, brand_id))
+
+
+async def put_account(
+    conn: Conn, settings: Settings, actor: Principal, data: AccountIn
+) -> AccountOut:
+    """Set the brand's account; the account as kept. 400 ``validation_failed`` naming
+    ``app_secret`` when there is none to keep (the first save, or a new app id)."""
+    brand_id = _brand(actor)
+    row = await _row(conn, brand_id, lock=True)
+    before = _out(brand_id, row)
+    if data.app_secret is None and (row is None or row["app_id"] != data.app_id):
+        message = "the app secret is required with a new app id"
+        raise ValidationFailed(
+            f"invalid request (app_secret): {message}",
+            details=[{"field": "app_secret", "message": message, "source": "body"}],
+        )
+    if data.app_secret is not None:
+        sealed = seal(settings, data.app_secret)
+    else:
+        assert row is not None  # checked above
+        sealed = bytes(row["secret_sealed"])
+    templates = {k: v for k, v in msgspec.to_builtins(data.templates).items() if v}
+
+    saved = await (
+        await conn.execute(
+            f"""INSERT INTO wechat_accounts
+                    (brand_id, app_id, secret_sealed, templates, enabled, updated_by)
+                VALUES (%(b)s, %(a)s, %(s)s, %(t)s, %(e)s, %(u)s)
+                ON CONFLICT (brand_id) DO UPDATE
+                   SET app_id = excluded.app_id, secret_sealed = excluded.secret_sealed,
+                       templates = excluded.templates, enabled = excluded.enabled,
+                       updated_by = excluded.updated_by, updated_at = now()
+                RETURNING {_COLUMNS}""",
+            {
+                "b": brand_id,
+                "a": data.app_id,
+                "s": sealed,
+                "t": Jsonb(templates),
+                "e": data.enabled,
+                "u": actor.person,
+            },
+        )
+    ).fetchone()
+    out = _out(brand_id, saved)
+    after = _audited(out) or {}
+    after["secret_changed"] = data.app_secret is not None
+    await audit.record(
+        conn,
+        actor,
+        "update" if row is not None else "create",
+        "wechat_account",
+        brand_id,
+        before=_audited(before),
+        after=after,
+        org_id=brand_id,
+    )
+    return out
+
+
+async def delete_account(conn: Conn, actor: Principal) -> None:
+    """Remove the brand's account (sign-in by WeChat and its messages stop; the members'
+    bindings stay, for an account set again with the same app id). 404 when there is none."""
+    brand_id = _brand(actor)
+    row = await _row(conn, brand_id, lock=True)
+    if row is None:
+        raise NotFound("no WeChat account is set", code="wechat_not_configured")
+    await conn.execute("DELETE FROM wechat_accounts WHERE brand_id = %s", (brand_id,))
+    await audit.record(
+        conn,
+        actor,
+        "delete",
+        "wechat_account",
+        brand_id,
+        before=_audited(_out(brand_id, row)),
+        org_id=brand_id,
+    )
+
+
+async def load(conn: Conn, settings: Settings, brand_id: int) -> Account | None:
+    """The brand's account with its secret, when it is set and enabled (and its secret readable
+    under this master key); None otherwise."""
+    row = await _row(conn, brand_id)
+    if row is None or not row["enabled"]:
+        return None
+    try:
+        secret = unseal(settings, bytes(row["secret_sealed"]))
+    except ValueError:
+        return None
+    return Account(
+        brand_id=brand_id,
+        app_id=row["app_id"],
+        secret=secret,
+        templates=dict(row["templates"] or {}),
+        enabled=True,
+    )
+
+
+async def enabled(conn: Conn, brand_id: int) -> bool:
+    """Whether the brand's account is set and enabled (the sign-in page's link)."""
+    row = await (
+        await conn.execute("SELECT enabled FROM wechat_accounts WHERE brand_id = %s", (brand_id,))
+    ).fetchone()
+    return bool(row and row["enabled"])
+
+
+async def list_messages(
+    conn: Conn,
+    actor: Principal,
+    state: str | None,
+    kind: str | None,
+    member_id: int | None,
+    page: int,
+    per_page: int,
+) -> Page[MessageOut]:
+    """The brand's template messages, newest first (the delivery log; openids masked)."""
+    where = ["brand_id = %(brand)s"]
+    params: dict[str, Any] = {"brand": _brand(actor)}
+    for name, value in (("state", state), ("kind", kind), ("member_id", member_id)):
+        if value is not None:
+            where.append(f"{name} = %({name})s")
+            params[name] = value
+
+    def make(row: dict[str, Any]) -> MessageOut:
+        row["openid"] = masked(row["openid"])
+        if row["state"] != "pending":
+            row["next_attempt_at"] = None
+        return MessageOut(**row)
+
+    return await fetch_page(
+        conn,
+        columns="""id, member_id, kind, cause_key, state, template_id, openid, attempts, msgid,
+                   errcode, last_error, created_at, sent_at, next_attempt_at""",
+        source="wechat_messages",
+        where=where,
+        params=params,
+        order="id DESC",
+        page=page,
+        per_page=per_page,
+        make=make,
+    )

@@ -1,0 +1,478 @@
+"""The tamper-evident event log (SPEC B7): events chained after commit in (xact, id) order under
+concurrent and late-committing writers, tamper detection naming the altered row, an export
+verified offline by the standalone verifier, signed anchors, brand scoping, concurrent chainers
+and a record the chainer cannot process — on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.chain import anchors, chainer, check
+from app.events import chainverify
+from app.events.log import NewEvent, write_events
+from tests.helpers import assert_error, onboarded_brand
+from tests.test_logistics import confirm, document, pack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def connect(settings: Any, autocommit: bool = True) -> Any:
+    return await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=autocommit, row_factory=dict_row
+    )
+
+
+async def chain_now(settings: Any) -> chainer.Pass:
+    async with await connect(settings) as conn:
+        return await chainer.chain_all(conn)
+
+
+def events_of(brand_id: int, count: int, tag: str, codes: int = 3) -> list[NewEvent]:
+    """``count`` observation events of ``brand_id``, each naming ``codes`` unit codes."""
+    base = random.randrange(1 << 40, 1 << 50)
+    return [
+        NewEvent(
+            brand_id=brand_id,
+            event_type="ObjectEvent",
+            action="OBSERVE",
+            biz_step="inspecting",
+            disposition=None,
+            event_time=datetime(2026, 12, 1, 8, 0, i % 60, tzinfo=UTC),
+            units=[base + i * 16 + k for k in range(codes)],
+            read_point=f"{tag}-{i}",
+            details={"tag": tag, "n": i, "ratio": 1.50},
+        )
+        for i in range(count)
+    ]
+
+
+async def write(settings: Any, events: list[NewEvent]) -> list[int]:
+    async with await connect(settings, autocommit=False) as conn:
+        ids = await write_events(conn, events)
+        await conn.commit()
+        return ids
+
+
+async def chain_rows(conn: Any, brand_id: int) -> list[dict[str, Any]]:
+    """Every event of the brand in (xact, id) order with its link, if any."""
+    rows = await (
+        await conn.execute(
+            """SELECT e.id, e.xact::text AS xact, c.position, c.hash FROM events e
+               LEFT JOIN event_chain c ON c.event_id = e.id
+               WHERE e.brand_id = %s ORDER BY e.xact, e.id""",
+            (brand_id,),
+        )
+    ).fetchall()
+    await conn.commit()
+    return rows
+
+
+def assert_linear(rows: list[dict[str, Any]]) -> None:
+    """Each event chained exactly once, positions 1..n in (xact, id) order."""
+    assert [r["position"] for r in rows] == list(range(1, len(rows) + 1)), [
+        (r["id"], r["position"]) for r in rows if r["position"] is None
+    ][:5]
+
+
+@pytest.fixture
+async def tenant(client: Any, login: Any) -> tuple[int, dict[str, str]]:
+    """A brand of its own (no event yet) and its administrator's headers."""
+    brand, headers = await onboarded_brand(client, login)
+    return brand["id"], headers
+
+
+async def test_packing_and_logistics_events_are_chained(
+    client: Any, login: Any, app: Any, demo: Any, settings: Any, conn: Any
+) -> None:
+    goods = await pack(client, login, app, demo, 2)
+    clerk = await login("clerk")
+    inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
+    assert (await confirm(client, clerk, inbound)).status_code == 200
+    brand_id = demo["BRAND-LUMI"]
+    done = await chain_now(settings)
+    assert brand_id not in done.failed
+    rows = await chain_rows(conn, brand_id)
+    assert_linear(rows)
+    mine = await (
+        await conn.execute(
+            """SELECT DISTINCT x.event_id, e.biz_step FROM event_codes x
+               JOIN events e ON e.id = x.event_id WHERE x.kind = 'c' AND x.code = %s""",
+            (int(goods["cases"][0]),),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert len(mine) >= 2  # packed, then received into the warehouse
+    chained = {r["id"] for r in rows if r["position"] is not None}
+    assert {r["event_id"] for r in mine} <= chained
+    admin = await login("admin")
+    head = (await client.get("/chain", headers=admin)).json()
+    assert head["position"] == len(rows) and head["error"] is None
+    assert head["public_key"] == anchors.public_key(settings).hex()
+    report = await client.post("/chain/check", headers=admin, json={})
+    assert report.status_code == 200, report.text
+    assert report.json()["ok"] is True and report.json()["links_checked"] == len(rows)
+    assert (await chain_now(settings)).appended == 0  # run again: nothing more
+
+
+async def test_concurrent_writers_and_a_late_commit_chain_gapless_in_order(
+    settings: Any, conn: Any, tenant: Any
+) -> None:
+    brand_id, _ = tenant
+    before = await write(settings, events_of(brand_id, 5, "before"))
+    async with await connect(settings, autocommit=False) as late:
+        await write_events(late, events_of(brand_id, 3, "late"))  # xid taken, not committed
+        late_xact = (
+            await (await late.execute("SELECT pg_current_xact_id()::text AS x")).fetchone()
+        )["x"]
+        stop = asyncio.Event()
+
+        async def chain_all_along() -> None:
+            while not stop.is_set():
+                await chain_now(settings)
+                await asyncio.sleep(0.005)
+
+        async def writer(n: int) -> None:
+            async with await connect(settings, autocommit=False) as own:
+                await write_events(own, events_of(brand_id, 4, f"w{n}"))
+                await asyncio.sleep(random.random() * 0.05)  # commit in any order
+                await own.commit()
+
+        chaining = asyncio.ensure_future(chain_all_along())
+        await asyncio.gather(*(writer(n) for n in range(16)))
+        await chain_now(settings)
+        # while the late transaction runs, nothing at or after its xid is chained
+        rows = await chain_rows(conn, brand_id)
+        assert len(rows) == 69
+        # chained up to the late transaction: the events committed before it began
+        assert {r["id"] for r in rows if r["position"] is not None} == set(before)
+        assert all(int(r["xact"]) < int(late_xact) for r in rows if r["position"] is not None)
+        await late.commit()
+        await asyncio.sleep(0.05)
+        stop.set()
+        await chaining
+    await chain_now(settings)
+    rows = await chain_rows(conn, brand_id)
+    assert len(rows) == 72
+    assert_linear(rows)
+    async with await connect(settings) as own:
+        assert (await check.check_chain(own, settings, brand_id)).ok
+
+
+async def test_two_chainers_at_once_chain_each_event_once(
+    settings: Any, conn: Any, tenant: Any
+) -> None:
+    brand_id, _ = tenant
+    await write(settings, events_of(brand_id, chainer.BATCH * 2 + 17, "twice", codes=1))
+    async with await connect(settings) as one, await connect(settings) as two:
+        first, second = await asyncio.gather(
+            chainer.chain_all(one, [brand_id]), chainer.chain_all(two, [brand_id])
+        )
+    assert first.failed == {} and second.failed == {}
+    await chain_now(settings)  # whatever one skipped while the other held the head
+    rows = await chain_rows(conn, brand_id)
+    assert len(rows) == chainer.BATCH * 2 + 17
+    assert_linear(rows)
+
+
+async def tampered(settings: Any, brand_id: int, *statements: tuple[str, tuple[Any, ...]]) -> Any:
+    """The check's report with ``statements`` applied as a DBA would, then rolled back."""
+    async with await connect(settings, autocommit=False) as dba:
+        for sql, args in statements:
+            await dba.execute(sql, args)
+        report = await check.check_chain(dba, settings, brand_id)
+        await dba.rollback()
+        return report
+
+
+async def test_tampering_names_the_altered_row(client: Any, settings: Any, tenant: Any) -> None:
+    brand_id, headers = tenant
+    ids = await write(settings, events_of(brand_id, 8, "tamper"))
+    await chain_now(settings)
+    assert (await client.post("/chain/anchors", headers=headers)).status_code == 201
+    assert (await tampered(settings, brand_id)).ok
+
+    def first(report: Any) -> tuple[str, int | None]:
+        assert not report.ok
+        return report.first_problem.problem, report.first_problem.event_id
+
+    changed = await tampered(
+        settings, brand_id, ("UPDATE events SET read_point = 'moved' WHERE id = %s", (ids[3],))
+    )
+    assert first(changed) == ("event_changed", ids[3]) and len(changed.problems) == 1
+    gone = await tampered(settings, brand_id, ("DELETE FROM events WHERE id = %s", (ids[5],)))
+    assert first(gone) == ("event_deleted", ids[5])
+    async with await connect(settings) as own:
+        new_id = (await (await own.execute("SELECT nextval('events_id_seq') AS id")).fetchone())[
+            "id"
+        ]
+    backdated = await tampered(
+        settings,
+        brand_id,
+        (
+            """INSERT INTO events (id, event_uuid, brand_id, event_type, action, biz_step,
+                   event_time, tz_offset, xact)
+               VALUES (%s, gen_random_uuid(), %s, 'ObjectEvent', 'OBSERVE', 'inspecting', now(),
+                   '+08:00', '0')""",
+            (new_id, brand_id),
+        ),
+    )
+    assert first(backdated) == ("event_unchained", new_id)
+    code_changed = await tampered(
+        settings,
+        brand_id,
+        (
+            "UPDATE event_codes SET code = code + 7777777 WHERE event_id = %s AND kind = 'u'",
+            (ids[2],),
+        ),
+    )
+    assert first(code_changed) == ("event_changed", ids[2])
+    code_deleted = await tampered(
+        settings,
+        brand_id,
+        (
+            "DELETE FROM event_codes WHERE (code, kind, event_id) IN "
+            "(SELECT code, kind, event_id FROM event_codes WHERE event_id = %s LIMIT 1)",
+            (ids[6],),
+        ),
+    )
+    assert first(code_deleted) == ("event_changed", ids[6])
+    code_added = await tampered(
+        settings,
+        brand_id,
+        ("INSERT INTO event_codes (code, kind, event_id) VALUES (7, 'c', %s)", (ids[1],)),
+    )
+    assert first(code_added) == ("event_changed", ids[1])
+    # A DBA who alters an event and recomputes every link after it (and the head) passes the
+    # link checks, but not the anchor signed before
+    async with await connect(settings, autocommit=False) as dba:
+        await dba.execute("UPDATE events SET read_point = 'rewritten' WHERE id = %s", (ids[4],))
+        rows = await (
+            await dba.execute(
+                f"SELECT {chainer.EVENT_TEXT} FROM events e WHERE e.brand_id = %s "
+                "ORDER BY e.xact, e.id",
+                (brand_id,),
+            )
+        ).fetchall()
+        codes = await chainer.codes_of(dba, [int(r["id"]) for r in rows])
+        previous = chainverify.genesis(brand_id)
+        for position, row in enumerate(rows, 1):
+            previous = chainverify.link(previous, chainer.event_bytes(row, codes[int(row["id"])]))
+            await dba.execute(
+                "UPDATE event_chain SET hash = %s WHERE brand_id = %s AND position = %s",
+                (previous, brand_id, position),
+            )
+        await dba.execute(
+            "UPDATE event_chain_heads SET hash = %s WHERE brand_id = %s", (previous, brand_id)
+        )
+        report = await check.check_chain(dba, settings, brand_id)
+        await dba.rollback()
+    assert [p.problem for p in report.problems] == ["anchor_mismatch"], report.problems
+    assert (await tampered(settings, brand_id)).ok
+
+
+async def test_an_export_verifies_offline_and_fails_after_one_byte(
+    client: Any, settings: Any, tenant: Any, tmp_path: Path
+) -> None:
+    brand_id, headers = tenant
+    ids = await write(settings, events_of(brand_id, 6, "export"))
+    await chain_now(settings)
+    anchor = (await client.post("/chain/anchors", headers=headers)).json()
+    public = (await client.get("/chain", headers=headers)).json()["public_key"]
+    exported = await client.get("/chain/export", headers=headers, params={"from": 1, "to": 6})
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-type"].startswith("application/x-ndjson")
+    lines = exported.text.splitlines()
+    assert len(lines) == 1 + 6 + 1 and json.loads(lines[-1])["anchor"]["id"] == anchor["id"]
+    assert json.loads(lines[3])["event"]["details"] == '{"n": 2, "tag": "export", "ratio": 1.5}'
+
+    # the verifier alone: a copy of the one file, run without site-packages
+    verifier = tmp_path / "chainverify.py"
+    shutil.copy(ROOT / "app" / "events" / "chainverify.py", verifier)
+
+    def verify(text: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "export.jsonl").write_text(text, encoding="utf-8")
+        command = [sys.executable, "-I", "-S", str(verifier), "--file", "export.jsonl", *extra]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+
+    good = verify(exported.text, "--public-key", public)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "positions 1..6 (6 links), 1 anchors verified" in good.stdout
+    one_byte = exported.text.replace('"read_point": "export-4"', '"read_point": "export-5"')
+    bad = verify(one_byte, "--public-key", public)
+    assert bad.returncode == 1 and f"position 5, event {ids[4]}" in bad.stdout, bad.stdout
+    other_key = verify(exported.text, "--public-key", "11" * 32)
+    assert other_key.returncode == 1 and "anchor signature" in other_key.stdout
+    # a later range verifies on its own, from the link before it
+    tail = await client.get("/chain/export", headers=headers, params={"from": 4})
+    assert len(tail.text.splitlines()) == 1 + 3 + 1
+    assert verify(tail.text, "--public-key", public).returncode == 0
+
+    assert_error(
+        await client.get("/chain/export", headers=headers, params={"from": 7}), 400, "bad_positions"
+    )
+    assert_error(
+        await client.get("/chain/export", headers=headers, params={"from": 3, "to": 2}),
+        400,
+        "bad_positions",
+    )
+    assert_error(
+        await client.get("/chain/export", headers=headers, params={"from": 0}),
+        400,
+        "validation_failed",
+    )
+    assert_error(
+        await client.post("/chain/check", headers=headers, json={"from": "x"}),
+        400,
+        "validation_failed",
+    )
+
+
+async def test_anchors_are_signed_once_per_head(
+    client: Any, settings: Any, conn: Any, tenant: Any
+) -> None:
+    brand_id, headers = tenant
+    assert_error(await client.post("/chain/anchors", headers=headers), 409, "chain_empty")
+    await write(settings, events_of(brand_id, 2, "anchor"))
+    made = await client.post("/chain/anchors", headers=headers)  # chains first, then anchors
+    assert made.status_code == 201, made.text
+    anchor = made.json()
+    assert anchor["position"] == 2 and anchor["brand_id"] == brand_id
+    again = await client.post("/chain/anchors", headers=headers)
+    assert again.status_code == 200 and again.json() == anchor
+    public = bytes.fromhex((await client.get("/chain", headers=headers)).json()["public_key"])
+    message = chainverify.anchor_message(
+        brand_id, anchor["position"], anchor["hash"], anchor["anchored_at"]
+    )
+    assert chainverify.ed25519_verify(public, message, bytes.fromhex(anchor["signature"]))
+    assert not chainverify.ed25519_verify(
+        public, message + b"x", bytes.fromhex(anchor["signature"])
+    )
+    listed = (await client.get("/chain/anchors", headers=headers)).json()
+    assert listed["total"] == 1 and listed["items"] == [anchor]
+    # the workers' anchors: a moved head with no anchor is anchored, once however often asked
+    await write(settings, events_of(brand_id, 1, "anchor2"))
+    await chain_now(settings)
+    async with await connect(settings) as one, await connect(settings) as two:
+        await asyncio.gather(anchors.anchor_due(one, settings), anchors.anchor_due(two, settings))
+        made_now = await anchors.anchor_due(one, settings)
+    assert made_now == 0  # the last anchor is newer than TRACECODE_CHAIN_ANCHOR_SECONDS
+    listed = (await client.get("/chain/anchors", headers=headers)).json()
+    assert [a["position"] for a in listed["items"]] == [2]  # 3 waits for the interval
+    async with await connect(settings) as own:
+        await own.execute(
+            "UPDATE event_chain_anchors SET anchored_at = anchored_at - interval '2 hours' "
+            "WHERE brand_id = %s",
+            (brand_id,),
+        )
+        made_now = await anchors.anchor_due(own, settings)
+    assert made_now >= 1
+    listed = (await client.get("/chain/anchors", headers=headers)).json()
+    assert [a["position"] for a in listed["items"]] == [3, 2]
+
+
+async def test_a_brand_reads_only_its_own_chain(
+    client: Any, login: Any, settings: Any, demo: Any, tenant: Any
+) -> None:
+    brand_id, headers = tenant
+    admin = await login("admin")
+    await write(settings, events_of(demo["BRAND-LUMI"], 1, "scope"))
+    assert (await client.post("/chain/anchors", headers=admin)).status_code in (200, 201)
+    lumi = (await client.get("/chain/anchors", headers=admin)).json()["items"]
+    mine = (await client.get("/chain", headers=headers)).json()
+    assert mine["brand_id"] == brand_id and mine["position"] == 0
+    assert (await client.get("/chain/anchors", headers=headers)).json()["total"] == 0
+    assert_error(await client.get("/chain/export", headers=headers), 400, "bad_positions")
+    report = (await client.post("/chain/check", headers=headers, json={})).json()
+    assert report["brand_id"] == brand_id and report["links_checked"] == 0
+    assert lumi[0]["brand_id"] == demo["BRAND-LUMI"]
+    # below the brand, even with audit.read: refused; without audit.read: refused
+    factory = await login("factory_admin")
+    assert_error(await client.get("/chain", headers=factory), 403, "brand_staff_only")
+    assert_error(await client.get("/chain/export", headers=factory), 403, "brand_staff_only")
+    operator = await login("operator")
+    assert_error(await client.post("/chain/anchors", headers=operator), 403, "permission_denied")
+    assert_error(await client.get("/chain"), 401)
+
+
+async def test_a_record_the_chainer_cannot_process_leaves_the_others_chained(
+    client: Any, settings: Any, conn: Any, tenant: Any
+) -> None:
+    brand_id, headers = tenant
+    vanished = random.randrange(10**12, 10**13)  # a brand no organisation is
+    await write(settings, events_of(brand_id, 3, "ok"))
+    await write(settings, events_of(vanished, 2, "orphan"))
+    done = await chain_now(settings)
+    assert brand_id not in done.failed and vanished not in done.failed
+    assert_linear(await chain_rows(conn, vanished))  # chained all the same
+    # a DBA alters the brand's last link: the chain is not extended, the others go on
+    link_3 = "FROM event_chain WHERE brand_id = %s AND position = 3"
+    kept = (await (await conn.execute(f"SELECT hash {link_3}", (brand_id,))).fetchone())["hash"]
+    await conn.execute(
+        f"UPDATE event_chain SET hash = sha256(hash) WHERE event_id IN (SELECT event_id {link_3})",
+        (brand_id,),
+    )
+    await conn.commit()
+    await write(settings, events_of(brand_id, 1, "after"))
+    await write(settings, events_of(vanished, 1, "after"))
+    done = await chain_now(settings)
+    assert set(done.failed) == {brand_id} and "altered" in done.failed[brand_id]
+    assert_linear(await chain_rows(conn, vanished))
+    head = (await client.get("/chain", headers=headers)).json()
+    assert head["position"] == 3 and "altered" in head["error"]
+    assert_error(await client.post("/chain/anchors", headers=headers), 409, "chain_broken")
+    report = (await client.post("/chain/check", headers=headers, json={})).json()
+    assert report["first_problem"]["problem"] == "event_changed"
+    assert report["first_problem"]["position"] == 3
+    # put back as it was, the chain goes on from where it stopped
+    await conn.execute(
+        f"UPDATE event_chain SET hash = %s WHERE event_id IN (SELECT event_id {link_3})",
+        (kept, brand_id),
+    )
+    await conn.commit()
+    assert brand_id not in (await chain_now(settings)).failed
+    assert_linear(await chain_rows(conn, brand_id))
+    assert (await client.get("/chain", headers=headers)).json()["error"] is None
+
+
+def tracecode(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``tracecode`` command on this session's database (the environment conftest set)."""
+    command = [sys.executable, "-m", "app.cli", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+async def test_the_cli_checks_exports_and_verifies(
+    settings: Any, conn: Any, tenant: Any, tmp_path: Path
+) -> None:
+    brand_id, _ = tenant
+    ids = await write(settings, events_of(brand_id, 4, "cli"))
+    ran = await asyncio.to_thread(tracecode, "chain", "anchor", "--brand", str(brand_id))
+    assert ran.returncode == 0 and f"brand {brand_id}: anchored position 4" in ran.stdout, ran
+    out = tmp_path / "chain.jsonl"
+    ran = await asyncio.to_thread(
+        tracecode, "chain", "export", "--brand", str(brand_id), "--out", str(out)
+    )
+    assert ran.returncode == 0, ran.stderr
+    public = anchors.public_key(settings).hex()
+    ran = await asyncio.to_thread(
+        tracecode, "chain", "verify", "--file", str(out), "--public-key", public
+    )
+    assert ran.returncode == 0 and "4 links), 1 anchors verified" in ran.stdout, ran
+    ran = await asyncio.to_thread(tracecode, "chain", "check", "--brand", str(brand_id))
+    assert ran.returncode == 0 and "ok" in ran.stdout, ran
+    await conn.execute("UPDATE events SET tz_offset = '+09:00' WHERE id = %s", (ids[1],))
+    await conn.commit()
+    ran = await asyncio.to_thread(tracecode, "chain", "check", "--brand", str(brand_id))
+    assert ran.returncode == 1, ran
+    assert f"event_changed (position 2, event {ids[1]})" in ran.stdout, ran.stdout

@@ -1,0 +1,410 @@
+"""Signed evidence packs (SPEC B6): RFC 8785 canonical JSON, Ed25519 signatures verified offline
+by independent paths (a fresh process with only the pack and the public key PEM, the RFC 8032
+reference algorithm in pure Python, OpenSSL), tampering, masking, scoping and bad input — on
+the real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.triage import verify_pack
+from app.triage.canonical import NotCanonicalisable, canonical, number
+from app.triage.signing import EvidenceKey, evidence_key
+from tests.helpers import activate, assert_error, issue_units, onboarded_brand, scheme_for_tests
+from tests.race_support import audit_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "app" / "triage" / "verify_pack.py"
+CONSUMER_IP = "115.238.77.201"
+PHONE = "13812345678"
+
+# RFC 8785 appendix B: IEEE 754 doubles (by their bits) and their canonical text
+RFC8785_NUMBERS = [
+    ("0000000000000000", "0"),
+    ("8000000000000000", "0"),
+    ("0000000000000001", "5e-324"),
+    ("8000000000000001", "-5e-324"),
+    ("7fefffffffffffff", "1.7976931348623157e+308"),
+    ("ffefffffffffffff", "-1.7976931348623157e+308"),
+    ("4340000000000000", "9007199254740992"),
+    ("c340000000000000", "-9007199254740992"),
+    ("4430000000000000", "295147905179352830000"),
+    ("44b52d02c7e14af5", "9.999999999999997e+22"),
+    ("44b52d02c7e14af6", "1e+23"),
+    ("44b52d02c7e14af7", "1.0000000000000001e+23"),
+    ("444b1ae4d6e2ef4e", "999999999999999700000"),
+    ("444b1ae4d6e2ef4f", "999999999999999900000"),
+    ("444b1ae4d6e2ef50", "1e+21"),
+    ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"),
+    ("3eb0c6f7a0b5ed8d", "0.000001"),
+    ("41b3de4355555553", "333333333.3333332"),
+    ("41b3de4355555554", "333333333.33333325"),
+    ("41b3de4355555555", "333333333.3333333"),
+    ("41b3de4355555556", "333333333.3333334"),
+    ("41b3de4355555557", "333333333.33333343"),
+    ("becbf647612f3696", "-0.0000033333333333333333"),
+    ("43143ff3c1cb0959", "1424953923781206.2"),
+]
+
+
+def _double(bits: str) -> float:
+    import struct
+
+    return float(struct.unpack(">d", bytes.fromhex(bits))[0])
+
+
+@pytest.mark.parametrize(("bits", "text"), RFC8785_NUMBERS)
+def test_numbers_are_written_as_rfc_8785_writes_them(bits: str, text: str) -> None:
+    value = _double(bits)
+    assert number(value) == text
+    assert verify_pack.jcs(value) == text.encode()
+
+
+def test_canonical_form_sorts_by_utf16_and_escapes_as_json_stringify() -> None:
+    # RFC 8785 section 3.2.3's sorting example, and its string escapes
+    document = {
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "\ufb33": "Hebrew Letter Dalet With Dagesh",
+        "1": "One",
+        "\U0001f600": "Emoji: Grinning Face",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
+    order = [k for k in json.loads(canonical(document))]
+    assert order == ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
+    text = {"s": 'a"b\\c\u0001\n/\u00e9\u2028', "n": [1, 2.5, True, None, -0.0, 1e21]}
+    expected = '{"n":[1,2.5,true,null,0,1e+21],"s":"a\\"b\\\\c\\u0001\\n/\u00e9\u2028"}'
+    assert canonical(text) == expected.encode() == verify_pack.jcs(text)
+    for bad in (float("nan"), 2**53, {"x": float("inf")}, "\ud800", {1: 2}):
+        with pytest.raises(NotCanonicalisable):
+            canonical(bad)
+
+
+def test_the_pure_python_verifier_passes_rfc_8032_vectors() -> None:
+    """RFC 8032 section 7.1, tests 1 and 2; and a signature of pycryptodome's."""
+    vectors = [
+        (
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            "",
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+            "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        ),
+        (
+            "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+            "72",
+            "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+            "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+        ),
+    ]
+    for public, message, signature in vectors:
+        pub, msg, sig = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
+        assert verify_pack.ed25519_verify_pure(pub, msg, sig)
+        assert verify_pack.ed25519_verify(pub, msg, sig)  # pycryptodome
+        assert not verify_pack.ed25519_verify_pure(pub, msg + b"x", sig)
+        bent = sig[:10] + bytes([sig[10] ^ 1]) + sig[11:]
+        assert not verify_pack.ed25519_verify_pure(pub, msg, bent)
+
+
+def test_the_key_is_derived_from_the_master_key_and_never_printed(settings: Any) -> None:
+    key = evidence_key(settings)
+    assert key is evidence_key(settings)  # derived once
+    again = EvidenceKey(settings.subkey("evidence-signing/ed25519/v1"))
+    assert again.public_raw == key.public_raw and again.key_id == key.key_id
+    other = EvidenceKey(hashlib.sha256(b"another master key").digest())
+    assert other.key_id != key.key_id
+    assert verify_pack.key_id(key.public_raw) == key.key_id
+    assert verify_pack.public_key_bytes(key.public_pem) == key.public_raw
+    assert repr(key) == f"EvidenceKey({key.key_id})"
+
+
+async def _case(client: Any, login: Any, demo: Any, app: Any) -> dict[str, Any]:
+    """An activated unit with three verification records (two from one consumer address,
+    one of a member with a phone), a repeat alert on it with a verdict whose note names a phone
+    and an address."""
+    batch_no, product_id = await issue_units(client, login, demo, 3)
+    scheme = scheme_for_tests()
+    serial = scheme.serial(batch_no, 1)
+    await activate(client, login, [serial], product_id)
+    code = (batch_no << 32) | 1
+    brand = demo["BRAND-LUMI"]
+    phone = "139" + str(secrets.randbelow(10**8)).zfill(8)
+    async with app.state.pool.connection() as conn:
+        member = await (
+            await conn.execute(
+                "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id", (brand, phone)
+            )
+        ).fetchone()
+        for i, (ip, member_id) in enumerate(
+            [(CONSUMER_IP, None), (CONSUMER_IP, None), ("2408:8400:1:2:3:4:5:6", member["id"])]
+        ):
+            await conn.execute(
+                """INSERT INTO verifications (at, record_key, code_id, serial, brand_id, product_id,
+                       result, reason, queries, pin_given, client_ip, client_id, user_agent,
+                       province, city, lat, lng, member_id)
+                   VALUES (now() - make_interval(hours => %s), gen_random_uuid(), %s, %s, %s, %s,
+                           %s, %s, %s, true, %s, 'app-7', 'Mozilla/5.0 Probe', '浙江省', '杭州市',
+                           30.27, 120.15, %s)""",
+                (
+                    3 - i,
+                    code,
+                    serial,
+                    brand,
+                    product_id,
+                    "genuine" if i == 0 else "suspicious",
+                    "first_query" if i == 0 else "over_threshold",
+                    i + 1,
+                    ip,
+                    member_id,
+                ),
+            )
+        alert = await (
+            await conn.execute(
+                """INSERT INTO alerts (brand_id, org_id, kind, severity, code_id, serial, message,
+                                       details, dedup_key, occurrences)
+                   VALUES (%s, %s, 'repeat', 'critical', %s, %s, %s, %s, %s, 2) RETURNING id""",
+                (
+                    brand,
+                    brand,
+                    code,
+                    serial,
+                    f"repeat: code {serial} (over_threshold)",
+                    json.dumps({"reason": "over_threshold", "queries": 3, "province": "浙江省"}),
+                    f"repeat:probe:{code}",
+                ),
+            )
+        ).fetchone()
+        await conn.commit()
+    admin = await login("admin")
+    note = f"Reseller called from {PHONE} (+86 {phone}); scans came from {CONSUMER_IP}"
+    marked = await client.put(
+        f"/alerts/{alert['id']}/verdict",
+        headers=admin,
+        json={"verdict": "true_positive", "note": note},
+    )
+    assert marked.status_code == 200, marked.text
+    return {"serial": serial, "code": code, "alert": alert["id"], "phone": phone}
+
+
+async def test_an_alert_pack_verifies_offline_and_fails_when_altered(
+    client: Any, login: Any, demo: Any, app: Any, tmp_path: Path
+) -> None:
+    case = await _case(client, login, demo, app)
+    admin = await login("admin")
+    published = await client.get("/.well-known/tracecode-evidence-key")
+    assert published.status_code == 200, published.text
+    key = published.json()
+    pem = await client.get("/.well-known/tracecode-evidence-key.pem")
+    assert pem.text.strip() == key["public_key_pem"].strip()
+    response = await client.post(
+        f"/alerts/{case['alert']}/evidence", headers=admin, params={"reference": "PSB-2026-118"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.content
+    assert response.headers["content-type"].startswith("application/json")
+    assert "attachment" in response.headers["content-disposition"]
+    assert response.headers["x-evidence-sha256"] == hashlib.sha256(body).hexdigest()
+
+    document = verify_pack.verify(body, key["public_key_pem"])
+    assert document["key_id"] == key["key_id"]
+    assert document["subject"] == {"type": "alert", "alert_id": case["alert"]}
+    assert document["reference"] == "PSB-2026-118"
+    assert document["code"]["serial"] == case["serial"]
+    assert document["code"]["code_id"] == str(case["code"])  # beyond 2^53: a string
+    assert document["product"]["product_no"] == "LM-SC-30"
+    assert document["alert"]["rule"] == "over_threshold"
+    assert document["alert"]["verdict"]["verdict"] == "true_positive"
+    assert document["alert"]["verdict"]["decided_by"]["username"] == "admin"
+    assert [e["biz_step"] for e in document["trace"]["events"]] == ["commissioning"]
+    records = document["verifications"]
+    assert records["total"] == records["included"] == 3
+    assert [r["queries"] for r in records["records"]] == [1, 2, 3]
+
+    # PII: masked addresses and phones, equal refs for the same address, no GPS
+    text = body.decode()
+    assert CONSUMER_IP not in text and PHONE not in text and case["phone"] not in text
+    assert "115.238.*.*" in text and "138****5678" in text
+    first, second, third = (r["client"] for r in records["records"])
+    assert first["ip"] == "115.238.*.*" and first["ip_ref"] == second["ip_ref"] != third["ip_ref"]
+    assert third["ip"] == "2408:8400:0001:*"
+    assert (
+        records["records"][2]["member"]["phone"] == case["phone"][:3] + "****" + case["phone"][-4:]
+    )
+    assert "30.27" not in text and all(r["gps_given"] for r in records["records"])
+
+    audited = await audit_rows(app, "alert", case["alert"], "evidence_pack")
+    assert audited[-1]["after"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert audited[-1]["after"]["pack_id"] == document["pack_id"]
+
+    _verified_by_independent_paths(tmp_path, body, key["public_key_pem"])
+    _tampering_fails(body, key["public_key_pem"])
+
+
+def _verified_by_independent_paths(tmp_path: Path, body: bytes, pem: str) -> None:
+    """The standalone script, copied away from the checkout, in fresh processes given only the
+    pack and the PEM: with pycryptodome, and with the RFC 8032 reference code (no library);
+    then OpenSSL, when it is installed, on the canonical bytes without the signature."""
+    script = tmp_path / "verify_pack.py"
+    shutil.copy(SCRIPT, script)
+    (tmp_path / "pack.json").write_bytes(body)
+    (tmp_path / "key.pem").write_text(pem)
+    for extra in ([], ["--pure"]):
+        run = subprocess.run(
+            [sys.executable, "-I", str(script), *extra, "pack.json", "key.pem"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert run.stdout.startswith("VALID")
+    if shutil.which("openssl") is None:
+        return
+    document = json.loads(body)
+    signature = document.pop("signature")
+    (tmp_path / "msg.bin").write_bytes(canonical(document))
+    raw = signature["value"] + "=" * (-len(signature["value"]) % 4)
+    import base64
+
+    (tmp_path / "sig.bin").write_bytes(base64.urlsafe_b64decode(raw))
+    openssl = subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "key.pem", "-rawin",
+         "-in", "msg.bin", "-sigfile", "sig.bin"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert openssl.returncode == 0 and "Signature Verified Successfully" in openssl.stdout
+
+
+def _tampering_fails(body: bytes, pem: str) -> None:
+    """One byte changed, a member moved, the document re-encoded, a value changed and the
+    document made canonical again, another key: each refused."""
+    at = body.index(b'"queries":2')
+    one_byte = body[: at + 10] + b"7" + body[at + 11 :]
+    document = json.loads(body)
+    reordered = json.dumps(dict(reversed(list(document.items()))), ensure_ascii=False,
+                           separators=(",", ":")).encode()  # fmt: skip
+    pretty = json.dumps(document, ensure_ascii=False, indent=1, sort_keys=True).encode()
+    changed = json.loads(body)
+    changed["alert"]["verdict"]["verdict"] = "false_positive"
+    recanonical = canonical(changed)
+    for bad, why in (
+        (one_byte, "signature"),
+        (body + b"\n", "canonical"),
+        (reordered, "canonical"),
+        (pretty, "canonical"),
+        (recanonical, "signature"),
+    ):
+        with pytest.raises(verify_pack.Invalid, match=why):
+            verify_pack.verify(bad, pem)
+        with pytest.raises(verify_pack.Invalid, match=why):
+            verify_pack.verify(bad, pem, pure=True)
+    # another key: refused by its id; and a pack re-signed by it under the real id fails
+    other = EvidenceKey(hashlib.sha256(b"an impostor").digest())
+    with pytest.raises(verify_pack.Invalid, match="signed by key"):
+        verify_pack.verify(body, other.public_pem)
+    forged = json.loads(body)
+    forged["alert"]["verdict"]["note"] = "nothing to see"
+    resigned = other.sign(forged)
+    resigned["signature"]["key_id"] = forged["key_id"]
+    with pytest.raises(verify_pack.Invalid, match="signature"):
+        verify_pack.verify(canonical(resigned), pem)
+    duplicate = body.replace(b'"format":"tracecode', b'"format":"x","format":"tracecode', 1)
+    assert duplicate != body
+    with pytest.raises(verify_pack.Invalid, match="twice"):
+        verify_pack.verify(duplicate, pem)
+
+
+async def test_a_code_pack_holds_its_alerts_and_scopes_like_its_trace(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    case = await _case(client, login, demo, app)
+    admin = await login("admin")
+    key = evidence_key(app.state.settings).public_pem
+    response = await client.post(f"/codes/{case['serial'].lower()}/evidence", headers=admin)
+    assert response.status_code == 200, response.text
+    document = verify_pack.verify(response.content, key)
+    assert document["subject"] == {"type": "code", "code": case["serial"]}
+    assert [a["id"] for a in document["alerts"]] == [case["alert"]]
+    assert document["alerts"][0]["verdict_history"][0]["note"].startswith(
+        "Reseller called from 138"
+    )
+    assert document["verifications"]["total"] == 3
+
+    # the house's 404 outside the alert's subtree and for another brand; the trace's answers
+    _, other_brand = await onboarded_brand(client, login)
+    for headers in (await login("agent_admin"), await login("gd_admin"), other_brand):
+        assert_error(await client.post(f"/alerts/{case['alert']}/evidence", headers=headers), 404)
+    assert_error(
+        await client.post(f"/codes/{case['serial']}/evidence", headers=other_brand),
+        404,
+        "unknown_code",
+    )
+    assert_error(
+        await client.post(f"/codes/{case['serial']}/evidence", headers=await login("gd_admin")),
+        404,
+        "unknown_code",
+    )
+
+
+async def test_bad_evidence_requests_are_4xx_with_stable_codes(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    admin = await login("admin")
+    assert_error(await client.post("/codes/NOT-A-SERIAL!/evidence", headers=admin), 400)
+    forged = "7" * 20
+    assert_error(await client.post(f"/codes/{forged}/evidence", headers=admin), 422, "not_genuine")
+    assert_error(await client.post("/alerts/999999999/evidence", headers=admin), 404, "not_found")
+    case = await _case(client, login, demo, app)
+    too_long = {"reference": "x" * 201}
+    assert_error(
+        await client.post(f"/alerts/{case['alert']}/evidence", headers=admin, params=too_long),
+        400,
+        "validation_failed",
+    )
+    assert_error(
+        await client.post(f"/alerts/{case['alert']}/evidence", headers=await login("operator")),
+        403,
+        "permission_denied",
+    )
+    assert_error(await client.post(f"/alerts/{case['alert']}/evidence"), 401)
+
+
+async def test_a_forged_serials_alert_packs_its_scans_without_a_trace(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A ``fake`` alert of a serial of no unit (``code_id`` null, the serial in its details):
+    its pack holds that serial's records, no trace, no product."""
+    serial = "F" + secrets.token_hex(8).upper()[:19]
+    brand = demo["BRAND-LUMI"]
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
+                   client_ip)
+               VALUES (now(), gen_random_uuid(), %s, %s, 'not_genuine', 'forged', %s)""",
+            (serial, brand, CONSUMER_IP),
+        )
+        alert = await (
+            await conn.execute(
+                """INSERT INTO alerts (brand_id, org_id, kind, severity, serial, message, details,
+                                       dedup_key)
+                   VALUES (%s, %s, 'fake', 'warning', %s, 'fake: forged codes', %s, %s)
+                   RETURNING id""",
+                (brand, brand, serial, json.dumps({"reason": "forged", "serial": serial}),
+                 f"fake:forged:probe:{serial}"),
+            )
+        ).fetchone()  # fmt: skip
+        await conn.commit()
+    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=await login("admin"))
+    assert response.status_code == 200, response.text
+    document = verify_pack.verify(response.content, evidence_key(app.state.settings).public_pem)
+    assert document["trace"] is None and document["product"] is None
+    assert document["verifications"]["records"][0]["client"]["ip"] == "115.238.*.*"

@@ -1,0 +1,353 @@
+"""Fraud holds (B5): a member or clerk on hold claims, the code is taken, nothing is credited
+until a reviewer releases the hold (credited exactly once) or confirms it (rejected); the ring
+detector puts rings on hold; scoping and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.rows import dict_row
+
+from tests.helpers import assert_error, onboarded_brand
+from tests.points_support import (
+    claim_body,
+    member_client,
+    new_member,
+    set_rule,
+    shipped_goods,
+)
+from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
+
+
+async def _hold(client: Any, admin: dict[str, str], kind: str, party: int) -> dict[str, Any]:
+    made = await client.post(
+        "/forensics/holds", headers=admin, json={"party_kind": kind, "party_id": party}
+    )
+    assert made.status_code == 201, made.text
+    body: dict[str, Any] = made.json()
+    assert body["state"] == "open" and body["rule"] == "manual"
+    return body
+
+
+async def _balance(conn: Any, member_id: int) -> tuple[int, int]:
+    """(balance, ledger rows of kind claim) of a member."""
+    row = await (
+        await conn.execute(
+            """SELECT coalesce((SELECT balance FROM point_balances WHERE member_id = %s), 0)
+                      AS balance,
+                      (SELECT count(*) FROM points_ledger WHERE member_id = %s AND kind = 'claim')
+                      AS entries""",
+            (member_id, member_id),
+        )
+    ).fetchone()
+    return int(row["balance"]), int(row["entries"])
+
+
+async def test_a_held_members_claims_take_the_code_and_credit_once_on_release(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    hold = await _hold(client, admin, "member", member_id)
+    scheme = app.state.scheme
+    points = 0
+    async with member_client(app) as mc:
+        for i, serial in enumerate(goods["units"][:3]):
+            answer = await mc.post(
+                "/members/me/claims", headers=headers, json=claim_body(scheme, serial, f"h-{i}")
+            )
+            assert answer.status_code == 201, answer.text
+            body = answer.json()
+            assert body["status"] == "under_review" and body["balance"] == 0
+            points += body["points"]
+        # the same client id again: the first answer, still under review
+        again = await mc.post(
+            "/members/me/claims",
+            headers=headers,
+            json=claim_body(scheme, goods["units"][0], "h-0"),
+        )
+        assert again.status_code == 200 and again.json()["status"] == "under_review"
+        # the code is taken: another member's claim of it is refused
+        _, other, _ = await new_member(app, demo["BRAND-LUMI"])
+        taken = await mc.post(
+            "/members/me/claims", headers=other, json=claim_body(scheme, goods["units"][0])
+        )
+        assert_error(taken, 409, "already_claimed")
+    assert await _balance(conn, member_id) == (0, 0)
+    listed = await client.get("/forensics/holds", headers=admin, params={"state": "open"})
+    mine = [h for h in listed.json()["items"] if h["id"] == hold["id"]]
+    assert mine[0]["claims"] == {"held": 3, "released": 0, "rejected": 0}
+
+    # two reviewers click release at once: both answered, credited exactly once
+    answers = await asyncio.gather(
+        *(client.post(f"/forensics/holds/{hold['id']}/release", headers=admin) for _ in range(2))
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert {a.json()["state"] for a in answers} == {"released"}
+    assert await _balance(conn, member_id) == (points, 3)
+    again_release = await client.post(f"/forensics/holds/{hold['id']}/release", headers=admin)
+    assert again_release.status_code == 200
+    assert again_release.json()["claims"] == {"held": 0, "released": 3, "rejected": 0}
+    assert await _balance(conn, member_id) == (points, 3)
+    # decided: not the other way
+    assert_error(
+        await client.post(f"/forensics/holds/{hold['id']}/confirm", headers=admin),
+        409,
+        "hold_decided",
+    )
+    # released: the member's next claim is credited as ever
+    async with member_client(app) as mc:
+        answer = await mc.post(
+            "/members/me/claims", headers=headers, json=claim_body(scheme, goods["units"][5])
+        )
+    assert answer.status_code == 201 and answer.json()["status"] == "credited"
+    assert (await _balance(conn, member_id))[1] == 4
+    checked = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM audit_log WHERE entity = 'fraud_hold' AND entity_id = %s",
+            (str(hold["id"]),),
+        )
+    ).fetchone()
+    assert checked["n"] == 2  # created, released: once
+
+
+async def test_a_confirmed_clerk_hold_rejects_the_rebates(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    clerk_id = await user_id(conn, "store_clerk")
+    hold = await _hold(client, admin, "clerk", clerk_id)
+    assert hold["party_name"] == "store_clerk"
+    clerk = await login("store_clerk")
+    scheme = app.state.scheme
+    try:
+        claimed = []
+        for serial in goods["units"][:2]:
+            answer = await client.post(
+                "/rebates/claims", headers=clerk, json=rebate_body(scheme, serial)
+            )
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["status"] == "under_review"
+            claimed.append(answer.json()["claim_id"])
+        rows = await (
+            await conn.execute(
+                """SELECT c.hold_state, q.claim_id IS NOT NULL AS queued FROM rebate_claims c
+                   LEFT JOIN rebate_tally_queue q ON q.claim_id = c.id WHERE c.id = ANY(%s)""",
+                (claimed,),
+            )
+        ).fetchall()
+        assert [(r["hold_state"], r["queued"]) for r in rows] == [("held", False)] * 2
+        confirmed = await client.post(
+            f"/forensics/holds/{hold['id']}/confirm", headers=admin, json={"note": "ring"}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        assert confirmed.json()["claims"] == {"held": 0, "released": 0, "rejected": 2}
+        assert confirmed.json()["note"] == "ring"
+        assert_error(
+            await client.post(f"/forensics/holds/{hold['id']}/release", headers=admin),
+            409,
+            "hold_decided",
+        )
+        rows = await (
+            await conn.execute(
+                """SELECT c.hold_state, q.claim_id IS NOT NULL AS queued FROM rebate_claims c
+                   LEFT JOIN rebate_tally_queue q ON q.claim_id = c.id WHERE c.id = ANY(%s)""",
+                (claimed,),
+            )
+        ).fetchall()
+        assert [(r["hold_state"], r["queued"]) for r in rows] == [("rejected", False)] * 2
+        audit = await (
+            await conn.execute(
+                "SELECT action FROM audit_log WHERE entity = 'fraud_hold' AND entity_id = %s "
+                "ORDER BY id",
+                (str(hold["id"]),),
+            )
+        ).fetchall()
+        assert [a["action"] for a in audit] == ["create", "confirm"]
+    finally:  # the demo clerk claims in other tests: never left on hold
+        await conn.execute(
+            "UPDATE fraud_holds SET state = 'released', decided_at = now() "
+            "WHERE party_kind = 'clerk' AND party_id = %s AND state = 'open'",
+            (clerk_id,),
+        )
+        await conn.commit()
+
+
+async def test_holds_are_the_brands_and_bad_input_is_refused(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    admin = await login("admin")
+    member_id, _, _ = await new_member(app, demo["BRAND-LUMI"])
+    hold = await _hold(client, admin, "member", member_id)
+    # on hold already
+    again = await client.post(
+        "/forensics/holds", headers=admin, json={"party_kind": "member", "party_id": member_id}
+    )
+    assert assert_error(again, 409, "already_on_hold")["details"]["hold_id"] == hold["id"]
+    # another brand: neither its holds nor its parties
+    tenant, tenant_admin = await onboarded_brand(client, login)
+    assert_error(await client.get(f"/forensics/holds/{hold['id']}", headers=tenant_admin), 404)
+    assert_error(
+        await client.post(f"/forensics/holds/{hold['id']}/release", headers=tenant_admin),
+        404,
+        "hold_not_found",
+    )
+    listed = await client.get("/forensics/holds", headers=tenant_admin)
+    assert listed.status_code == 200 and listed.json()["total"] == 0
+    body = {"party_kind": "member", "party_id": member_id}
+    assert_error(
+        await client.post("/forensics/holds", headers=tenant_admin, json=body),
+        404,
+        "party_not_found",
+    )
+    clerk = {"party_kind": "clerk", "party_id": 1}  # the platform operator: not a tenant's
+    assert_error(
+        await client.post("/forensics/holds", headers=tenant_admin, json=clerk),
+        404,
+        "party_not_found",
+    )
+    # below the brand, or without fraud.review: refused
+    assert_error(await client.get("/forensics/holds", headers=await login("agent_admin")), 403)
+    assert_error(await client.get("/forensics/holds", headers=await login("analyst")), 403)
+    # bad input: 400, never a 500
+    for bad in (
+        {"party_kind": "robot", "party_id": member_id},
+        {"party_kind": "member", "party_id": 0},
+        {"party_kind": "member", "party_id": "1"},
+        {"party_kind": "member", "party_id": member_id, "extra": 1},
+        {"party_kind": "member", "party_id": member_id, "note": "x" * 501},
+        {},
+    ):
+        assert_error(await client.post("/forensics/holds", headers=admin, json=bad), 400)
+    assert_error(
+        await client.post(f"/forensics/holds/{hold['id']}/release", headers=admin, json={"x": 1}),
+        400,
+    )
+    assert_error(await client.get("/forensics/holds", headers=admin, params={"state": "x"}), 400)
+    assert_error(await client.post("/forensics/holds/999999999/confirm", headers=admin), 404)
+    assert_error(await client.post("/forensics/holds/abc/confirm", headers=admin), 404)
+    assert tenant["id"] != demo["BRAND-LUMI"]
+
+
+async def _verified(
+    conn: Any,
+    *,
+    brand: int,
+    member: int | None,
+    ip: str,
+    code: int | None = None,
+    province: str | None = None,
+    at: datetime | None = None,
+    retry: str | None = None,
+) -> None:
+    """A verification record as the flusher stores it (a member's right-PIN check)."""
+    await conn.execute(
+        """INSERT INTO verifications (at, record_key, code_id, brand_id, result, reason, queries,
+                                      pin_given, client_ip, user_agent, province, member_id, retry)
+           VALUES (%s, %s, %s, %s, 'genuine', 'first_query', 1, true, %s, 'ring-phone', %s, %s,
+                   %s)""",
+        (at or datetime.now(UTC), uuid.uuid4(), code, brand, ip, province, member, retry),
+    )
+
+
+async def test_the_ring_detector_holds_members_of_one_device_once(
+    app: Any, demo: Any, conn: Any, settings: Any, client: Any
+) -> None:
+    from app.forensics.rings import detect_rings
+
+    brand = demo["BRAND-LUMI"]
+    ip = str(ipaddress.ip_address("198.51.100.0") + int(uuid.uuid4().int % 200))
+    ring = [(await new_member(app, brand))[0] for _ in range(3)]
+    loner = (await new_member(app, brand))[0]
+    for m in ring:
+        await _verified(conn, brand=brand, member=m, ip=ip)
+    await _verified(conn, brand=brand, member=loner, ip="203.0.113.250")
+    await conn.commit()
+    tuned = msgspec.structs.replace(settings, ring_shared_device_members=3)
+
+    async def run() -> Any:
+        async with await _autocommit(app) as c:
+            return await detect_rings(c, tuned, wait=True)
+
+    first, second = await asyncio.gather(run(), run())  # at once: one after the other
+    assert first.ran and second.ran
+    held = await (
+        await conn.execute(
+            "SELECT party_id, rule, evidence FROM fraud_holds WHERE party_kind = 'member' "
+            "AND party_id = ANY(%s)",
+            ([*ring, loner],),
+        )
+    ).fetchall()
+    assert sorted(h["party_id"] for h in held) == sorted(ring)  # each once
+    assert {h["rule"] for h in held} == {"shared_device"}
+    assert held[0]["evidence"]["client_ip"] == ip
+    # released: the evidence seen is not held against them again
+    admin = await _admin(client)
+    ids = await (
+        await conn.execute(
+            "SELECT id FROM fraud_holds WHERE party_id = ANY(%s) AND party_kind = 'member'",
+            (ring,),
+        )
+    ).fetchall()
+    for row in ids:
+        released = await client.post(f"/forensics/holds/{row['id']}/release", headers=admin)
+        assert released.status_code == 200, released.text
+    async with await _autocommit(app) as c:
+        third = await detect_rings(c, tuned, wait=True)
+    assert third.ran and third.held.get("shared_device", 0) == 0
+
+
+async def _autocommit(app: Any) -> Any:
+    return await psycopg.AsyncConnection.connect(
+        app.state.pool.conninfo, autocommit=True, row_factory=dict_row
+    )
+
+
+async def _admin(client: Any) -> dict[str, str]:
+    from app.demo import DEMO_PASSWORD
+
+    token = await client.post("/auth/login", json={"username": "admin", "password": DEMO_PASSWORD})
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def test_a_claim_held_as_its_hold_was_released_is_credited_by_the_sweep(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, settings: Any
+) -> None:
+    """The claim round that read the hold open just before the release committed: its claim is
+    written held after the release; the sweep credits it, once."""
+    from app.forensics.rings import detect_rings
+
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    hold = await _hold(client, admin, "member", member_id)
+    async with member_client(app) as mc:
+        answer = await mc.post(
+            "/members/me/claims",
+            headers=headers,
+            json=claim_body(app.state.scheme, goods["units"][1]),
+        )
+    assert answer.json()["status"] == "under_review"
+    # the release's state change without its settling (as if the claim came after it)
+    await conn.execute(
+        "UPDATE fraud_holds SET state = 'released', decided_at = now() WHERE id = %s",
+        (hold["id"],),
+    )
+    await conn.commit()
+    assert await _balance(conn, member_id) == (0, 0)
+    async with await _autocommit(app) as c:
+        swept = await detect_rings(c, settings, wait=True)
+        again = await detect_rings(c, settings, wait=True)
+    assert swept.settled >= 1 and again.settled == 0
+    assert await _balance(conn, member_id) == (answer.json()["points"], 1)

@@ -1,0 +1,491 @@
+"""B2B verification for trade partners, GS1 Lightweight Messaging shape (SPEC B8): each answer and
+failure reason, lot and expiry, recalled and gone units, brands kept apart, bad input, the
+permission, consumer counts untouched, corrUUID idempotency and its race, the request log, the
+per-key limit — on the real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from app import localtime
+from app.b2b import service
+from app.b2b.schemas import LmsVerifyIn
+from app.codes.batches import code_id
+from tests.helpers import activate, assert_error, issue_units, onboarded_brand
+from tests.race_support import lock_waiters
+
+SUN_CREAM = "06901234000023"  # the demo's LM-SC-30
+SERUM = "06901234000016"  # the demo's LM-HY-50
+_lines = itertools.count()
+
+
+class Lms:
+    batch_no: int
+    product_id: int
+    lot: str
+    serials: list[str]
+    key: dict[str, str]  # a partner's key at DIST-NB holding verify.b2b
+
+
+async def make_key(
+    client: Any, headers: dict[str, str], org_id: int | None, permissions: list[str]
+) -> dict[str, str]:
+    body: dict[str, Any] = {"name": f"lms-{secrets.token_hex(4)}", "permissions": permissions}
+    if org_id is not None:
+        body["org_id"] = org_id
+    made = await client.post("/api-keys", headers=headers, json=body)
+    assert made.status_code == 201, made.text
+    return {"X-API-Key": made.json()["key"]}
+
+
+@pytest.fixture
+async def lms(client: Any, login: Any, demo: Any, app: Any) -> Lms:
+    """Ten activated sun creams of a lot of their own (two more printed, never activated), and a
+    distributor's key holding ``verify.b2b``."""
+    it = Lms()
+    it.batch_no, it.product_id = await issue_units(client, login, demo, 12)
+    it.serials = [app.state.scheme.serial(it.batch_no, i) for i in range(12)]
+    it.lot = f"L{secrets.token_hex(4).upper()}"
+    await activate(
+        client, login, it.serials[:10], it.product_id, line=f"LMS{next(_lines)}", lot=it.lot
+    )
+    it.key = await make_key(client, await login("admin"), demo["DIST-NB"], ["verify.b2b"])
+    return it
+
+
+def ask(it: Lms, i: int = 0, **changes: Any) -> dict[str, Any]:
+    body = {
+        "gtin": SUN_CREAM,
+        "serialNumber": it.serials[i],
+        "lotNumber": it.lot,
+        "expirationDate": "281231",
+        "requestorGLN": "0614141000012",
+        "context": "dscsaSaleableReturn",
+        "corrUUID": str(uuid.uuid4()),
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def verify(client: Any, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/v1/lms/verify", headers=headers, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def data(client: Any, it: Lms, i: int = 0, **changes: Any) -> dict[str, Any]:
+    return (await verify(client, it.key, ask(it, i, **changes)))["data"]  # type: ignore[no-any-return]
+
+
+async def declare(
+    client: Any, login: Any, it: Lms, expiry: str | None = None, recalled: bool = False
+) -> dict[str, Any]:
+    response = await client.put(
+        f"/v1/lms/lots/{SUN_CREAM}/{it.lot}",
+        headers=await login("admin"),
+        json={"expirationDate": expiry, "recalled": recalled},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def set_status(conn: Any, it: Lms, i: int, status: str) -> None:
+    await conn.execute(
+        "UPDATE unit_state SET status = %s WHERE code = %s", (status, code_id(it.batch_no, i))
+    )
+    await conn.commit()
+
+
+async def test_a_pack_as_printed_is_verified_in_the_standards_shape(
+    client: Any, login: Any, lms: Lms
+) -> None:
+    body = ask(lms)
+    answer = await verify(client, lms.key, body)
+    assert answer["data"] == {"verified": True}
+    assert answer["corrUUID"] == body["corrUUID"]
+    assert set(answer) == {"verificationTimestamp", "corrUUID", "data"}  # no GLN on record
+    # the standard's GET, lower-case serial, ISO expiry, a resolver's linkType: the same answer
+    params = {
+        **ask(lms, 1, serialNumber=lms.serials[1].lower()),
+        "linkType": "gs1:verificationService",
+    }
+    params["expirationDate"] = "2028-12-31"
+    got = await client.get("/v1/lms/verify", headers=lms.key, params=params)
+    assert got.status_code == 200, got.text
+    assert got.json()["data"] == {"verified": True}
+    # GTIN-13 as printed under the barcode; no corrUUID: one is made
+    answer = await verify(client, lms.key, ask(lms, 2, gtin=SUN_CREAM[1:], corrUUID=None))
+    assert answer["data"] == {"verified": True} and uuid.UUID(answer["corrUUID"])
+    put = await client.put(
+        "/v1/lms/responder", headers=await login("admin"), json={"gln": "0614141000005"}
+    )
+    assert put.status_code == 200, put.text
+    answer = await verify(client, lms.key, ask(lms))
+    assert answer["responderGLN"] == "0614141000005"
+
+
+async def test_each_no_match_reason(client: Any, login: Any, lms: Lms) -> None:
+    forged = lms.serials[0][:-1] + ("A" if lms.serials[0][-1] != "A" else "B")
+    assert await data(client, lms, gtin="06901234999990") == {
+        "verified": False,
+        "verificationFailureReason": "No_match_GTIN",
+    }
+    for changes in (
+        {"serialNumber": forged},  # forged
+        {"serialNumber": "ABC123"},  # a GS1 serial, none of this scheme
+        {"serialNumber": lms.serials[11]},  # printed, never commissioned
+        {"gtin": SERUM},  # another product's GTIN of the brand
+    ):
+        assert await data(client, lms, **changes) == {
+            "verified": False,
+            "verificationFailureReason": "No_match_GTIN_Serial",
+        }, changes
+    # the lot recorded at commissioning
+    assert (await data(client, lms, lotNumber="OTHER"))["verificationFailureReason"] == (
+        "No_match_GTIN_Serial_Lot"
+    )
+    # no expiry declared for the lot: the expiry is not compared
+    assert await data(client, lms, expirationDate="300101") == {"verified": True}
+    await declare(client, login, lms, expiry="2028-12-31")
+    assert await data(client, lms, expirationDate="281130") == {
+        "verified": False,
+        "verificationFailureReason": "No_match_GTIN_Serial_Expiry",
+    }
+    assert (await data(client, lms, expirationDate="281130", lotNumber="X"))[
+        "verificationFailureReason"
+    ] == "No_match_GTIN_Serial_Lot_Expiry"
+    assert await data(client, lms, expirationDate="281200") == {"verified": True}  # DD 00: the 31st
+    # GTIN and serial not matching: lot and expiry are not looked at
+    assert (await data(client, lms, gtin=SERUM, lotNumber="X", expirationDate="200101"))[
+        "verificationFailureReason"
+    ] == "No_match_GTIN_Serial"
+
+
+async def test_recalled_decommissioned_destroyed_sold_and_expired(
+    client: Any, login: Any, conn: Any, lms: Lms
+) -> None:
+    lot = await declare(client, login, lms, expiry="2028-12-31", recalled=True)
+    assert lot["recalled"] and lot["gtin"] == SUN_CREAM
+    assert await data(client, lms) == {
+        "verified": False,
+        "verificationFailureReason": "Not_for_re-distribution",
+        "additionalInfo": "Recalled",
+    }
+    await declare(client, login, lms, expiry="2028-12-31", recalled=False)  # lifted
+    assert await data(client, lms) == {"verified": True}
+    for i, status, info in (
+        (3, "void", "Decommissioned"),
+        (4, "destroyed", "Destroyed"),
+        (5, "sold", "Sold"),
+    ):
+        await set_status(conn, lms, i, status)
+        assert await data(client, lms, i) == {
+            "verified": False,
+            "verificationFailureReason": "Not_for_re-distribution",
+            "additionalInfo": info,
+        }, status
+    # the whole batch voided: its units are decommissioned
+    voided = await client.post(
+        f"/batches/{lms.batch_no}/void", headers=await login("planner"), json={"reason": "test"}
+    )
+    assert voided.status_code == 200, voided.text
+    assert (await data(client, lms, 6))["additionalInfo"] == "Decommissioned"
+    row = await (
+        await conn.execute(
+            "SELECT detail FROM lms_requests WHERE code_id = %s ORDER BY id DESC LIMIT 1",
+            (code_id(lms.batch_no, 6),),
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["detail"] == "void"
+
+
+async def test_a_verified_pack_past_its_expiry_says_expired(
+    client: Any, login: Any, lms: Lms
+) -> None:
+    past = localtime.today() - timedelta(days=1)
+    await declare(client, login, lms, expiry=past.isoformat())
+    assert await data(client, lms, expirationDate=past.strftime("%y%m%d")) == {
+        "verified": True,
+        "additionalInfo": "Expired",
+    }
+
+
+async def test_another_brands_key_gets_the_answer_for_unknown(
+    client: Any, login: Any, lms: Lms
+) -> None:
+    _, other_admin = await onboarded_brand(client, login)
+    other = await make_key(client, other_admin, None, ["verify.b2b"])
+    unknown = await verify(client, other, ask(lms, gtin="06901234999990"))
+    ours = await verify(client, other, ask(lms))
+    assert (
+        ours["data"]
+        == unknown["data"]
+        == {
+            "verified": False,
+            "verificationFailureReason": "No_match_GTIN",
+        }
+    )
+    # and with a GTIN of its own, our serial is no match, as a forged one is
+    made = await client.post(
+        "/products",
+        headers=other_admin,
+        json={"name": "Other cream", "product_no": "OC-1", "gtin": "06901234777772"},
+    )
+    assert made.status_code == 201, made.text
+    theirs = await verify(client, other, ask(lms, gtin="06901234777772"))
+    forged = await verify(client, other, ask(lms, gtin="06901234777772", serialNumber="Z" * 20))
+    assert (
+        theirs["data"]
+        == forged["data"]
+        == {
+            "verified": False,
+            "verificationFailureReason": "No_match_GTIN_Serial",
+        }
+    )
+    # the brand's list never shows another brand's requests
+    mine = await client.get(
+        "/v1/lms/requests", headers=await login("admin"), params={"per_page": 200}
+    )
+    assert theirs["corrUUID"] not in {r["corr_uuid"] for r in mine.json()["items"]}
+
+
+async def test_bad_input_is_400_with_stable_codes_and_never_recorded(
+    client: Any, conn: Any, lms: Lms
+) -> None:
+    cases = [
+        ({"gtin": "06901234000024"}, "invalid_gtin"),
+        ({"gtin": "00000000000000"}, "invalid_gtin"),
+        ({"gtin": "69012340"}, "invalid_gtin"),
+        ({"gtin": "abc"}, "validation_failed"),
+        ({"requestorGLN": "0614141000013"}, "invalid_gln"),
+        ({"requestorGLN": "061414100001"}, "validation_failed"),
+        ({"expirationDate": "281332"}, "invalid_expiration_date"),
+        ({"expirationDate": "2028-02-30"}, "invalid_expiration_date"),
+        ({"expirationDate": "28-12-31"}, "validation_failed"),
+        ({"serialNumber": "A" * 21}, "validation_failed"),
+        ({"serialNumber": "AB CD"}, "validation_failed"),
+        ({"serialNumber": ""}, "validation_failed"),
+        ({"lotNumber": "LOT\n"}, "validation_failed"),
+        ({"corrUUID": "not-a-uuid"}, "validation_failed"),
+        ({"context": "dscsa saleable"}, "validation_failed"),
+        ({"serialNumber": None}, "validation_failed"),  # missing
+        ({"extra": 1}, "validation_failed"),  # unknown field
+    ]
+    for changes, code in cases:
+        body = ask(lms, **changes)
+        assert_error(await client.post("/v1/lms/verify", headers=lms.key, json=body), 400, code)
+        if "extra" not in changes:
+            got = await client.get("/v1/lms/verify", headers=lms.key, params=body)
+            assert_error(got, 400, code)
+    assert_error(
+        await client.post(
+            "/v1/lms/verify",
+            headers={**lms.key, "Content-Type": "application/json"},
+            content=b"{not json",
+        ),
+        400,
+        "malformed_json",
+    )
+    assert_error(
+        await client.post("/v1/lms/verify", headers=lms.key, json=[1, 2]), 400, "validation_failed"
+    )
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM lms_requests WHERE lot_number = %s AND NOT verified",
+            (lms.lot,),
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 0
+
+
+async def test_without_the_permission_403_without_credentials_401(
+    client: Any, login: Any, demo: Any, lms: Lms
+) -> None:
+    plain = await make_key(client, await login("admin"), demo["DIST-NB"], ["orgs.read"])
+    assert_error(
+        await client.post("/v1/lms/verify", headers=plain, json=ask(lms)), 403, "permission_denied"
+    )
+    assert_error(
+        await client.get("/v1/lms/verify", headers=plain, params=ask(lms)), 403, "permission_denied"
+    )
+    assert_error(await client.post("/v1/lms/verify", json=ask(lms)), 401)
+    assert_error(await client.get("/v1/lms/verify", params=ask(lms)), 401)
+    # the brand's lot data: catalog.write, not a partner's
+    assert_error(
+        await client.put(f"/v1/lms/lots/{SUN_CREAM}/{lms.lot}", headers=lms.key, json={}),
+        403,
+        "permission_denied",
+    )
+    admin = await login("admin")
+    assert_error(
+        await client.put(f"/v1/lms/lots/{SUN_CREAM}/B%20AD", headers=admin, json={}),
+        400,
+        "invalid_lot",
+    )
+    assert_error(
+        await client.put("/v1/lms/lots/06901234999990/L1", headers=admin, json={}),
+        404,
+        "unknown_gtin",
+    )
+    assert_error(
+        await client.put("/v1/lms/responder", headers=admin, json={"gln": "0614141000006"}),
+        400,
+        "invalid_gln",
+    )
+
+
+async def test_consumer_counts_are_not_touched(app: Any, client: Any, lms: Lms) -> None:
+    serial = lms.serials[8]
+    pin = app.state.scheme.pin(serial)
+
+    async def consumer() -> dict[str, Any]:
+        response = await client.post("/v1/verify", json={"serial": serial, "pin": pin})
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    first = await consumer()
+    for _ in range(3):
+        assert await data(client, lms, 8) == {"verified": True}
+    second = await consumer()
+    assert (first["queries"], second["queries"]) == (1, 2)
+
+
+async def test_corr_uuid_replays_the_first_answer_and_refuses_another_request(
+    client: Any, conn: Any, lms: Lms
+) -> None:
+    body = ask(lms)
+    first = await verify(client, lms.key, body)
+    await asyncio.sleep(1.05)  # a new answer would carry another timestamp
+    again = await verify(client, lms.key, body)
+    assert again == first
+    assert_error(
+        await client.post("/v1/lms/verify", headers=lms.key, json={**body, "lotNumber": "X"}),
+        409,
+        "corr_uuid_reused",
+    )
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM lms_requests WHERE corr_uuid = %s", (body["corrUUID"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 1
+    # a bulk sent again whole (a receiving dock's retry): every answer as the first time
+    bodies = [ask(lms, i) for i in range(6)]
+    answers = await asyncio.gather(*(verify(client, lms.key, b) for b in bodies))
+    retried = await asyncio.gather(*(verify(client, lms.key, b) for b in bodies))
+    assert retried == answers
+
+
+async def test_two_requests_under_one_corr_uuid_at_once_are_decided_once(
+    app: Any, client: Any, conn: Any, demo: Any, lms: Lms
+) -> None:
+    """Both requests find no earlier answer, then meet the unique index: the one that commits
+    first (here a transaction held open, holding the row) is the answer of both."""
+    body = ask(lms)
+    request = service.read_request(msgspec.convert(body, LmsVerifyIn))
+    held_answer = {
+        "verificationTimestamp": "2026-01-01T00:00:00Z",
+        "corrUUID": body["corrUUID"],
+        "data": {"verified": True},
+    }
+    async with await psycopg.AsyncConnection.connect(app.state.settings.database_url) as holder:
+        await holder.execute(
+            """INSERT INTO lms_requests (brand_id, org_id, corr_uuid, fingerprint, context, gtin,
+                   serial_number, lot_number, expiration_date, verified, detail, response)
+               VALUES (%s, %s, %s, %s, 'held', %s, %s, %s, %s, true, 'matched', %s)""",
+            (
+                demo["BRAND-LUMI"],
+                demo["DIST-NB"],
+                body["corrUUID"],
+                request.fingerprint(),
+                request.gtin,
+                request.serial,
+                request.lot,
+                request.expiry,
+                Jsonb(held_answer),
+            ),
+        )
+        both = asyncio.gather(*(verify(client, lms.key, body) for _ in range(2)))
+        assert await lock_waiters(conn, 2)
+        await holder.commit()
+        answers = await both
+    assert answers == [held_answer, held_answer]
+
+
+async def test_the_request_log_for_the_brand_and_for_the_partner(
+    client: Any, login: Any, demo: Any, lms: Lms
+) -> None:
+    forged = await verify(client, lms.key, ask(lms, serialNumber="Z" * 20))
+    good = await verify(client, lms.key, ask(lms))
+    admin = await login("admin")
+    listed = await client.get(
+        "/v1/lms/requests", headers=admin, params={"corrUUID": forged["corrUUID"]}
+    )
+    assert listed.status_code == 200, listed.text
+    (row,) = listed.json()["items"]
+    assert row["detail"] == "forged" and row["verified"] is False
+    assert row["failure_reason"] == "No_match_GTIN_Serial"
+    assert (row["org_id"], row["requestor_gln"], row["context"]) == (
+        demo["DIST-NB"],
+        "0614141000012",
+        "dscsaSaleableReturn",
+    )
+    assert row["api_key_id"] is not None and row["user_id"] is None
+    own = await client.get("/v1/lms/requests", headers=lms.key, params={"verified": True})
+    items = own.json()["items"]
+    assert good["corrUUID"] in {r["corr_uuid"] for r in items}
+    assert all(r["detail"] is None and r["org_id"] == demo["DIST-NB"] for r in items)
+    failed = await client.get(
+        "/v1/lms/requests",
+        headers=admin,
+        params={"reason": "No_match_GTIN_Serial", "per_page": 200},
+    )
+    assert forged["corrUUID"] in {r["corr_uuid"] for r in failed.json()["items"]}
+    # a partner elsewhere in the tree sees none of DIST-NB's
+    gd = await make_key(client, admin, demo["AGENT-GD"], ["verify.b2b"])
+    theirs = await client.get("/v1/lms/requests", headers=gd, params={"per_page": 200})
+    assert all(r["org_id"] != demo["DIST-NB"] for r in theirs.json()["items"])
+    lots = await client.get("/v1/lms/lots", headers=admin, params={"gtin": SUN_CREAM})
+    assert lots.status_code == 200, lots.text
+
+
+async def test_the_limit_is_per_key_and_head_verifies_nothing(
+    app: Any, client: Any, login: Any, conn: Any, demo: Any, lms: Lms
+) -> None:
+    original = getattr(app.state, "lms_limit", None)
+    app.state.lms_limit = service.RateLimit(
+        app.state.redis, msgspec.structs.replace(app.state.settings, lms_rate_limit=2)
+    )
+    try:
+        other = await make_key(client, await login("admin"), demo["DIST-NB"], ["verify.b2b"])
+        for _ in range(2):
+            await verify(client, lms.key, ask(lms))
+        refused = await client.post("/v1/lms/verify", headers=lms.key, json=ask(lms))
+        error = assert_error(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 1 and error["details"]["retry_after"] >= 1
+        await verify(client, other, ask(lms))  # another key has its own count
+    finally:
+        app.state.lms_limit = original
+    body = ask(lms)
+    head = await client.head("/v1/lms/verify", headers=lms.key, params=body)
+    assert head.status_code == 200 and head.content == b""
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM lms_requests WHERE corr_uuid = %s", (body["corrUUID"],)
+        )
+    ).fetchone()
+    await conn.commit()
+    assert row["n"] == 0

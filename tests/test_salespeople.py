@@ -1,0 +1,114 @@
+"""The salesperson picker's list (L6, ``GET /documents/salespeople``): a warehouse clerk, who holds
+``logistics.scan`` but not ``users.read``, finds whom an outbound to a store may name as its
+responsible salesperson, and the one picked is taken by ``POST /documents``."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from tests.helpers import assert_error, onboarded_brand
+from tests.points_support import shipped_goods
+from tests.test_logistics import confirm, document
+
+
+async def _names(client: Any, headers: dict[str, str], **params: Any) -> list[str]:
+    response = await client.get("/documents/salespeople", headers=headers, params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # what a picker needs, never a phone or an e-mail address
+    assert set(body["items"][0]) == {
+        "id",
+        "username",
+        "display_name",
+        "org_id",
+        "org_name",
+        "org_kind",
+    }
+    return [row["username"] for row in body["items"]]
+
+
+async def test_an_agent_clerk_picks_a_salesperson_for_a_shipment_to_a_store(
+    client: Any, login: Any, app: Any, demo: Any
+) -> None:
+    agent = await login("agent_clerk")
+    assert_error(await client.get("/users", headers=agent), 403)  # the directory stays closed
+    names = await _names(client, agent, per_page=200)
+    # the clerk's own organisation first, then its stores'; never another agent's people
+    assert names[0] in {"agent_admin", "agent_clerk", "fieldrep", "fieldrep2", "fieldsup"}
+    assert {"fieldrep", "fieldsup", "store_clerk"} <= set(names)
+    assert not {"gz_clerk", "gd_fieldrep", "admin", "clerk"} & set(names)
+    assert await _names(client, agent, q="FIELDREP") == ["fieldrep", "fieldrep2"]
+    # a store of another agent shipped to: its staff may be named too, as the draft accepts
+    assert "gz_clerk" in await _names(client, agent, store_id=demo["STORE-GZ-01"])
+    assert "gd_admin" not in await _names(client, agent, store_id=demo["AGENT-GD"])  # no store
+
+    goods = await shipped_goods(client, login, app, demo)
+    rep = next(
+        row
+        for row in (
+            await client.get("/documents/salespeople", headers=agent, params={"q": "fieldrep2"})
+        ).json()["items"]
+    )
+    ship = await document(
+        client,
+        agent,
+        goods["cases"][:1],
+        kind="outbound",
+        counterparty_id=demo["STORE-HZ-01"],
+        salesperson_id=rep["id"],
+    )
+    assert ship["salesperson_id"] == rep["id"]
+    assert (await confirm(client, agent, ship)).status_code == 200
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT salesperson_id, store_org_id FROM unit_state WHERE parent_sscc = %s",
+                (goods["cases"][0],),
+            )
+        ).fetchone()
+    assert (row["salesperson_id"], row["store_org_id"]) == (rep["id"], demo["STORE-HZ-01"])
+
+
+async def test_who_is_listed_and_who_may_ask(client: Any, login: Any, demo: Any) -> None:
+    admin = await login("admin")
+    tag = secrets.token_hex(3)
+    made = await client.post(
+        "/users",
+        headers=admin,
+        json={
+            "org_id": demo["AGENT-ZJ"],
+            "username": f"left-{tag}",
+            "password": secrets.token_urlsafe(16),
+            "roles": ["field_rep"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    agent = await login("agent_clerk")
+    assert f"left-{tag}" in await _names(client, agent, q=tag)
+    gone = await client.patch(
+        f"/users/{made.json()['id']}", headers=admin, json={"status": "inactive"}
+    )
+    assert gone.status_code == 200, gone.text
+    listed = await client.get("/documents/salespeople", headers=agent, params={"q": tag})
+    assert listed.json()["items"] == []  # one who left is never offered (the draft says 422)
+    # no logistics.scan: 403; a store of another brand is as unknown as the draft says
+    assert_error(await client.get("/documents/salespeople", headers=await login("analyst")), 403)
+    brand, _ = await onboarded_brand(client, login)
+    assert_error(
+        await client.get("/documents/salespeople", headers=agent, params={"store_id": brand["id"]}),
+        422,
+        "unknown_org",
+    )
+    assert_error(
+        await client.get("/documents/salespeople", headers=agent, params={"q": "x" * 101}), 400
+    )
+    assert_error(
+        await client.get("/documents/salespeople", headers=agent, params={"store_id": "x"}), 400
+    )
+    # read in parallel with writes elsewhere: pages stay consistent (a list, no locks taken)
+    pages = await asyncio.gather(
+        *(client.get("/documents/salespeople", headers=agent) for _ in range(4))
+    )
+    assert len({tuple(r["id"] for r in p.json()["items"]) for p in pages}) == 1

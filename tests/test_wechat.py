@@ -1,0 +1,661 @@
+"""WeChat service accounts (SPEC W5), app/wechat/ and app/web/wechat_pages.py, against a real
+local WeChat (tests/wechat_server.py: an HTTP server speaking WeChat's protocol) and the real
+PostgreSQL and Redis.
+
+The brand's account: write-only secret (sealed, never answered, logged or audited), brand
+staff only, another brand's never reachable. Sign-in: the whole OAuth round (authorize →
+WeChat's redirect with a code → callback → signed in), the state bound to the browser and used
+once, an openid bound by the SMS sign-in that follows, unbound by the member, gone with an
+erasure, never crossing brands. Template messages: queued once per cause for bound members of
+a brand with a template, sent with one access token for many, refreshed on 40001, each errcode
+class (sent, failed for good, retried, dead), a record that cannot be made failed while the
+others go, two senders never sending one message twice, the brand's delivery log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.members.principal import issue_token
+from app.wechat import bindings, outbox, sender
+from app.wechat.account import unseal
+from app.wechat.gateway import WechatGateway
+from tests.helpers import assert_error, onboarded_brand
+from tests.points_support import member_client, new_member
+from tests.sms_gateway import sms_gateway  # noqa: F401 (a fixture)
+from tests.test_h5_members import code_for, field, give, new_gift, send_code
+from tests.wechat_server import FakeWechat, running_wechat
+
+TEMPLATES = {
+    "redemption": "TPL_redeem",
+    "points_reminder": "TPL_points",
+    "complaint_reply": "TPL_c",
+}
+
+
+@pytest.fixture
+def wechat(app: Any, client: Any) -> Iterator[FakeWechat]:
+    """The local WeChat, and the app pointed at it (fast retries) for the test."""
+    original = app.state.settings
+    with running_wechat() as fake:
+        app.state.settings = msgspec.structs.replace(
+            original,
+            wechat_api_url=fake.base,
+            wechat_open_url=fake.base,
+            wechat_timeout=1.0,
+            wechat_backoff_seconds=0.01,
+            wechat_backoff_max_seconds=0.02,
+            wechat_lease_seconds=10,
+        )
+        try:
+            yield fake
+        finally:
+            app.state.settings = original
+
+
+@pytest.fixture
+async def aconn(settings: Any) -> AsyncIterator[Any]:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        yield conn
+
+
+async def _account(
+    client: Any, headers: dict[str, str], fake: FakeWechat, **fields: Any
+) -> tuple[str, str]:
+    """A fresh account of the caller's brand, known to the fake: (app id, secret)."""
+    app_id, secret = "wx" + secrets.token_hex(8), secrets.token_hex(16)
+    fake.add_app(app_id, secret)
+    body = {"app_id": app_id, "app_secret": secret, "templates": TEMPLATES, "enabled": True}
+    saved = await client.put("/wechat/account", headers=headers, json={**body, **fields})
+    assert saved.status_code == 200, saved.text
+    return app_id, secret
+
+
+async def _bind(app: Any, brand: int, member: int, openid: str) -> None:
+    async with app.state.pool.connection() as conn:
+        assert await bindings.bind(conn, brand, member, openid)
+
+
+async def _enqueue(app: Any, brand: int, member: int, cause: str, **data: str) -> int:
+    async with app.state.pool.connection() as conn:
+        made = await outbox.enqueue(
+            conn,
+            brand_id=brand,
+            member_id=member,
+            kind="redemption",
+            cause_key=cause,
+            data=data or {"first": "hello", "keyword1": "Thermos"},
+            url="https://example.com/member/codes",
+        )
+        outbox.discard(conn)  # no job: the test drains
+    return made
+
+
+async def _drain(app: Any, conn: Any) -> sender.Stats:
+    settings = app.state.settings
+    gateway = WechatGateway(settings, app.state.redis)
+    try:
+        return await sender.drain(conn, gateway, settings)
+    finally:
+        await gateway.aclose()
+
+
+async def _row(app: Any, message_id: int) -> dict[str, Any]:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT * FROM wechat_messages WHERE id = %s", (message_id,))
+        ).fetchone()
+    assert row is not None
+    return row  # type: ignore[no-any-return]
+
+
+async def _bound_member(app: Any, brand: int, fake: FakeWechat, **fields: Any) -> tuple[int, str]:
+    member, _, _ = await new_member(app, brand, **fields)
+    openid = fake.user("o" + secrets.token_hex(12))
+    await _bind(app, brand, member, openid)
+    return member, openid
+
+
+async def _oauth(h5: httpx.AsyncClient, fake: FakeWechat, brand: int, openid: str) -> str:
+    """Tap "sign in with WeChat", let WeChat's page answer: the callback's path and query."""
+    started = await h5.get("/member/wechat", params={"brand": brand})
+    assert started.status_code == 303, started.text
+    to = started.headers["location"]
+    assert to.startswith(fake.base + "/connect/oauth2/authorize?") and to.endswith(
+        "#wechat_redirect"
+    )
+    query = parse_qs(urlsplit(to).query)
+    assert query["scope"] == ["snsapi_base"] and query["response_type"] == ["code"]
+    assert query["redirect_uri"] == ["http://127.0.0.1:8000/member/wechat/callback"]
+    async with httpx.AsyncClient() as browser:  # WeChat's own page, inside WeChat
+        answer = await browser.get(to.partition("#")[0], headers={"X-Wechat-User": openid})
+    assert answer.status_code == 302, answer.text
+    back = urlsplit(answer.headers["location"])
+    assert parse_qs(back.query)["state"] == query["state"]
+    return f"{back.path}?{back.query}"
+
+
+# -- the account -------------------------------------------------------------------------------
+
+
+async def test_the_account_s_secret_is_write_only_and_changes_are_audited(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    admin = await login("admin")
+    app_id, secret = await _account(client, admin, wechat)
+    shown = await client.get("/wechat/account", headers=admin)
+    assert shown.status_code == 200, shown.text
+    body = shown.json()
+    assert body["app_id"] == app_id and body["secret_set"] is True and body["enabled"] is True
+    assert body["templates"] == TEMPLATES and secret not in shown.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT secret_sealed, templates::text AS t FROM wechat_accounts "
+                "WHERE brand_id = %s",
+                (demo["BRAND-LUMI"],),
+            )
+        ).fetchone()
+        audits = await (
+            await conn.execute(
+                "SELECT before::text AS b, after::text AS a FROM audit_log "
+                "WHERE entity = 'wechat_account' AND entity_id = %s",
+                (str(demo["BRAND-LUMI"]),),
+            )
+        ).fetchall()
+    assert secret.encode() not in bytes(row["secret_sealed"])
+    assert unseal(app.state.settings, bytes(row["secret_sealed"])) == secret
+    assert audits and all(secret not in (a["a"] or "") + (a["b"] or "") for a in audits)
+    # a later save without the secret keeps it; with a new app id it is required
+    kept = await client.put(
+        "/wechat/account",
+        headers=admin,
+        json={"app_id": app_id, "templates": {"redemption": "T2"}, "enabled": False},
+    )
+    assert kept.status_code == 200 and kept.json()["secret_set"] is True
+    assert kept.json()["templates"] == {"redemption": "T2", "points_reminder": None,
+                                        "complaint_reply": None}  # fmt: skip
+    other = {"app_id": "wx" + secrets.token_hex(8), "enabled": True}
+    error = assert_error(await client.put("/wechat/account", headers=admin, json=other), 400)
+    assert error["code"] == "validation_failed" and "app_secret" in error["message"]
+    for bad in (
+        {"app_id": "wx12", "app_secret": secret},
+        {"app_id": "WX" + "a" * 16, "app_secret": secret},
+        {"app_id": app_id, "app_secret": "short"},
+        {"app_id": app_id, "templates": {"unknown": "x"}},
+        {"app_id": app_id, "templates": {"redemption": "bad id!"}},
+        {"app_id": app_id, "extra": 1},
+    ):
+        assert_error(await client.put("/wechat/account", headers=admin, json=bad), 400)
+    assert all(secret not in record.getMessage() for record in caplog.records)
+    # who may: brand staff with wechat.manage (the marketer too), nobody else
+    assert (await client.get("/wechat/account", headers=await login("marketer"))).status_code == 200
+    assert_error(await client.get("/wechat/account"), 401)
+    assert_error(await client.get("/wechat/account", headers=await login("clerk")), 403)
+    manager = await login("store_manager")
+    assert_error(await client.put("/wechat/account", headers=manager, json=other), 403)
+    removed = await client.delete("/wechat/account", headers=admin)
+    assert removed.status_code == 204, removed.text
+    assert (await client.get("/wechat/account", headers=admin)).json()["configured"] is False
+    assert_error(
+        await client.delete("/wechat/account", headers=admin), 404, "wechat_not_configured"
+    )
+
+
+async def test_another_brand_never_reads_or_changes_the_account_or_its_log(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
+) -> None:
+    admin = await login("admin")
+    app_id, _ = await _account(client, admin, wechat)
+    member, _ = await _bound_member(app, demo["BRAND-LUMI"], wechat)
+    made = await _enqueue(app, demo["BRAND-LUMI"], member, f"iso-{secrets.token_hex(4)}")
+    assert made
+    brand_b, other = await onboarded_brand(client, login)
+    theirs = await client.get("/wechat/account", headers=other)
+    assert theirs.status_code == 200 and theirs.json()["configured"] is False
+    assert theirs.json()["brand_id"] == brand_b["id"]
+    b_app, _ = await _account(client, other, wechat)  # their own, beside ours
+    assert (await client.get("/wechat/account", headers=admin)).json()["app_id"] == app_id
+    assert (await client.get("/wechat/account", headers=other)).json()["app_id"] == b_app
+    log = await client.get("/wechat/messages", headers=other, params={"per_page": 200})
+    assert log.status_code == 200 and made not in {m["id"] for m in log.json()["items"]}
+    ours = await client.get("/wechat/messages", headers=admin, params={"per_page": 200})
+    assert made in {m["id"] for m in ours.json()["items"]}
+    assert (await client.delete("/wechat/account", headers=other)).status_code == 204
+    assert (await client.get("/wechat/account", headers=admin)).json()["app_id"] == app_id
+
+
+# -- signing in --------------------------------------------------------------------------------
+
+
+async def test_a_bound_member_is_signed_in_by_the_whole_oauth_round(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    brand = demo["BRAND-LUMI"]
+    _, secret = await _account(client, await login("admin"), wechat)
+    member, openid = await _bound_member(app, brand, wechat)
+    async with member_client(app) as h5:
+        page = await h5.get("/member/login", params={"brand": brand})
+        assert page.status_code == 200 and 'id="wechat-sign-in"' in page.text
+        back = await _oauth(h5, wechat, brand, openid)
+        signed = await h5.get(back)
+        assert signed.status_code == 303 and signed.headers["location"] == "/member"
+        assert h5.cookies.get("tc_member")
+        home = await h5.get("/member")
+        assert home.status_code == 200 and 'id="balance"' in home.text
+        again = await h5.get(back)  # the same answer once more: the state is spent
+        assert again.status_code == 400 and "tc_member" not in again.headers.get("set-cookie", "")
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT last_login_at FROM members WHERE id = %s", (member,))
+        ).fetchone()
+    assert row["last_login_at"] is not None
+    assert all(secret not in record.getMessage() for record in caplog.records)
+
+
+async def test_the_state_is_this_browser_s_used_once_and_short_lived(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    _, openid = await _bound_member(app, brand, wechat)
+    async with member_client(app) as h5, member_client(app) as attacker:
+        back = await _oauth(h5, wechat, brand, openid)
+        stolen = await attacker.get(back)  # another browser: no state cookie of this one
+        assert stolen.status_code == 400 and not attacker.cookies.get("tc_member")
+        state = parse_qs(urlsplit(back).query)["state"][0]
+        other = ("A" if state[0] != "A" else "B") + state[1:]
+        forged = await h5.get(back.replace(state, other))
+        assert forged.status_code == 400
+        # expired: the state left Redis
+        back = await _oauth(h5, wechat, brand, openid)
+        state = parse_qs(urlsplit(back).query)["state"][0]
+        digest = hashlib.sha256(state.encode()).hexdigest()
+        await app.state.redis.pexpire(
+            f"{app.state.settings.redis_namespace}:wechat:oauth:{digest}", 1
+        )
+        await asyncio.sleep(0.01)
+        assert (await h5.get(back)).status_code == 400
+        # a code WeChat does not know: refused, nobody signed in
+        back = await _oauth(h5, wechat, brand, openid)
+        code = parse_qs(urlsplit(back).query)["code"][0]
+        refused = await h5.get(back.replace(code, "f" * 32))
+        assert refused.status_code == 400 and not h5.cookies.get("tc_member")
+        no_code = await h5.get("/member/wechat/callback", params={"state": "abc"})
+        assert no_code.status_code == 400
+
+
+async def test_an_unbound_wechat_is_bound_by_the_sms_sign_in_that_follows(
+    client: Any,
+    login: Any,
+    app: Any,
+    demo: Any,
+    wechat: FakeWechat,
+    sms_gateway: Any,  # noqa: F811
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    openid = wechat.user("o" + secrets.token_hex(12))
+    phone = "137" + "".join(secrets.choice("0123456789") for _ in range(8))
+    async with member_client(app) as h5:
+        back = await _oauth(h5, wechat, brand, openid)
+        answer = await h5.get(back)
+        assert answer.status_code == 303 and not h5.cookies.get("tc_member")
+        assert answer.headers["location"].startswith(f"/member/login?brand={brand}")
+        page = await send_code(h5, brand, phone)
+        login_page = await h5.get("/member/login", params={"brand": brand})
+        assert 'id="wechat-bind"' in login_page.text
+        body = {"csrf": field(page, "csrf"), "brand": brand, "phone": phone,
+                "code": await code_for(phone), "claim": ""}  # fmt: skip
+        signed = await h5.post("/member/login", data=body)
+        assert signed.status_code == 303, signed.text
+        async with app.state.pool.connection() as conn:
+            member = await (
+                await conn.execute("SELECT id FROM members WHERE phone = %s", (phone,))
+            ).fetchone()
+            assert await bindings.member_of(conn, brand, openid) == member["id"]
+        profile = await h5.get("/member/profile")
+        assert 'data-bound="true"' in profile.text
+        # the member's copy lists it
+        export = await client.get(
+            "/members/me/export",
+            headers={"Authorization": "Bearer " + str(h5.cookies.get("tc_member"))},
+        )
+        assert export.json()["wechat_binding"]["openid"] == openid
+    async with member_client(app) as phone2:  # next time, WeChat alone signs in
+        signed = await phone2.get(await _oauth(phone2, wechat, brand, openid))
+        assert signed.status_code == 303 and signed.headers["location"] == "/member"
+        profile = await phone2.get("/member/profile")
+        unbound = await phone2.post(
+            "/member/wechat/unbind", data={"csrf": field(profile.text, "csrf")}
+        )
+        assert unbound.status_code == 200, unbound.text
+        forged = await phone2.post("/member/wechat/unbind", data={"csrf": "x"})
+        assert forged.status_code == 403
+    async with app.state.pool.connection() as conn:
+        assert await bindings.member_of(conn, brand, openid) is None
+
+
+async def test_a_binding_never_crosses_brands_and_goes_with_an_erasure(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
+) -> None:
+    brand_a = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    member, openid = await _bound_member(app, brand_a, wechat, status="frozen")
+    brand_b, other = await onboarded_brand(client, login)
+    await _account(client, other, wechat)
+    async with member_client(app) as h5:  # the same WeChat user at brand B: not A's member
+        answer = await h5.get(await _oauth(h5, wechat, brand_b["id"], openid))
+        assert answer.status_code == 303 and not h5.cookies.get("tc_member")
+        assert answer.headers["location"].startswith(f"/member/login?brand={brand_b['id']}")
+    async with member_client(app) as h5:  # frozen at A: signed in, as with a code, and told
+        answer = await h5.get(await _oauth(h5, wechat, brand_a, openid))
+        assert answer.status_code == 303 and answer.headers["location"] == "/member"
+        home = await h5.get("/member")
+        assert 'id="frozen"' in home.text
+        token = h5.cookies.get("tc_member")
+        erased = await client.delete("/members/me", headers={"Authorization": f"Bearer {token}"})
+        assert erased.status_code == 204, erased.text
+    async with app.state.pool.connection() as conn:
+        assert await bindings.member_of(conn, brand_a, openid) is None
+        assert not await bindings.bind(conn, brand_a, member, openid)  # erased: never again
+    async with member_client(app) as h5:
+        answer = await h5.get(await _oauth(h5, wechat, brand_a, openid))
+        assert answer.status_code == 303 and not h5.cookies.get("tc_member")
+
+
+async def test_two_binds_at_once_make_exactly_one_binding(
+    app: Any, demo: Any, wechat: FakeWechat
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    first, _, _ = await new_member(app, brand)
+    second, _, _ = await new_member(app, brand)
+    openid = "o" + secrets.token_hex(12)
+
+    async def bind(member: int, oid: str) -> bool:
+        async with app.state.pool.connection() as conn:
+            done = await bindings.bind(conn, brand, member, oid)
+            await asyncio.sleep(0.05)  # both in flight before either commits
+            return done
+
+    results = await asyncio.gather(bind(first, openid), bind(second, openid))
+    assert sorted(results) == [False, True]
+    third, _, _ = await new_member(app, brand)  # one member, two openids at once: one kept
+    two = ["o" + secrets.token_hex(12), "o" + secrets.token_hex(12)]
+    assert all(await asyncio.gather(bind(third, two[0]), bind(third, two[1])))
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT member_id, openid FROM wechat_bindings WHERE openid = ANY(%s)",
+                ([openid, *two],),
+            )
+        ).fetchall()
+    assert len([r for r in rows if r["openid"] == openid]) == 1
+    assert len([r for r in rows if r["member_id"] == third]) == 1
+
+
+# -- template messages -------------------------------------------------------------------------
+
+
+async def test_a_cause_is_queued_once_and_only_for_a_bound_member_with_a_template(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
+) -> None:
+    brand, admin = demo["BRAND-LUMI"], await login("admin")
+    app_id, _ = await _account(client, admin, wechat)
+    member, _ = await _bound_member(app, brand, wechat)
+    cause = f"once-{secrets.token_hex(4)}"
+    assert await _enqueue(app, brand, member, cause)
+    assert await _enqueue(app, brand, member, cause) == 0
+    lonely, _, _ = await new_member(app, brand)
+    assert await _enqueue(app, brand, lonely, f"x-{secrets.token_hex(4)}") == 0  # not bound
+    put = {"app_id": app_id, "templates": {"complaint_reply": "T"}, "enabled": True}
+    assert (await client.put("/wechat/account", headers=admin, json=put)).status_code == 200
+    assert await _enqueue(app, brand, member, f"y-{secrets.token_hex(4)}") == 0  # no template
+    put = {"app_id": app_id, "templates": TEMPLATES, "enabled": False}
+    assert (await client.put("/wechat/account", headers=admin, json=put)).status_code == 200
+    assert await _enqueue(app, brand, member, f"z-{secrets.token_hex(4)}") == 0  # turned off
+
+
+async def test_a_redemption_and_a_complaint_reply_are_messaged_to_a_bound_member(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    member, openid = await _bound_member(app, brand, wechat)
+    _, headers, phone = await new_member(app, brand)  # unbound: SMS only
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT phone FROM members WHERE id = %s", (member,))
+        ).fetchone()
+    bound_headers = {"Authorization": f"Bearer {issue_token(app.state.settings, member)[0]}"}
+    gift = await new_gift(client, login, points_cost=10)
+    await give(client, login, app, row["phone"], 50)
+    await give(client, login, app, phone, 50)
+    for who in (bound_headers, headers):
+        made = await client.post(
+            "/members/me/redemptions", headers=who,
+            json={"gift_id": gift["id"], "client_id": secrets.token_hex(6)},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        if who is bound_headers:
+            redemption = made.json()
+    filed = await client.post(
+        "/members/me/complaints", headers=bound_headers, json={"kind": "complaint", "body": "leaks"}
+    )
+    assert filed.status_code == 201, filed.text
+    service = await login("service")
+    replied = await client.post(
+        f"/complaints/{filed.json()['id']}/reply", headers=service, json={"reply": "Sorry, sent"}
+    )
+    assert replied.status_code == 200, replied.text
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT kind, cause_key, data FROM wechat_messages WHERE member_id = %s ORDER BY id",
+                (member,),
+            )
+        ).fetchall()
+    assert [r["kind"] for r in rows] == ["redemption", "complaint_reply"]
+    assert rows[0]["cause_key"] == f"redemption:{redemption['id']}"
+    assert redemption["code"] not in str(rows[0]["data"])  # the code stays in the SMS
+    stats = await _drain(app, aconn)
+    assert stats.sent >= 2
+    sent = wechat.sent_to(openid)
+    assert {m["template_id"] for m in sent} == {"TPL_redeem", "TPL_c"}
+    assert sent[0]["data"]["keyword1"] == {"value": gift["name"][:20]} or sent[0]["data"]
+
+
+async def test_one_token_serves_many_sends_and_is_refreshed_on_40001(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    app_id, secret = await _account(client, await login("admin"), wechat)
+    members = [await _bound_member(app, brand, wechat) for _ in range(5)]
+    ids = [await _enqueue(app, brand, m, f"tok-{secrets.token_hex(4)}") for m, _ in members]
+    await _drain(app, aconn)
+    assert [(await _row(app, i))["state"] for i in ids] == ["sent"] * 5
+    calls = [c for c in wechat.token_calls if c["appid"] == app_id]
+    assert len(calls) == 1 and calls[0]["force_refresh"] is False
+    wechat.expire_tokens()  # the cached token stops working: 40001
+    again = await _enqueue(app, brand, members[0][0], f"tok-{secrets.token_hex(4)}")
+    await _drain(app, aconn)
+    row = await _row(app, again)
+    assert row["state"] == "sent" and row["attempts"] == 1 and row["msgid"]
+    calls = [c for c in wechat.token_calls if c["appid"] == app_id]
+    assert [c["force_refresh"] for c in calls] == [False, True]
+    assert all(secret not in str(c) for c in calls)
+
+
+async def test_each_errcode_class_is_sent_failed_retried_or_dead(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    gone, gone_id = await _bound_member(app, brand, wechat)
+    refusing, refusing_id = await _bound_member(app, brand, wechat)
+    stranger, _, _ = await new_member(app, brand)
+    await _bind(app, brand, stranger, "o-never-issued-" + secrets.token_hex(4))
+    wechat.unsubscribed.add(gone_id)
+    wechat.refusing.add(refusing_id)
+    permanent = {
+        await _enqueue(app, brand, gone, f"e-{secrets.token_hex(4)}"): 43004,
+        await _enqueue(app, brand, refusing, f"e-{secrets.token_hex(4)}"): 43101,
+        await _enqueue(app, brand, stranger, f"e-{secrets.token_hex(4)}"): 40003,
+    }
+    await _drain(app, aconn)
+    for message, errcode in permanent.items():
+        row = await _row(app, message)
+        assert (row["state"], row["errcode"], row["attempts"]) == ("failed", errcode, 1)
+    # busy, rate-limited, HTTP 503, a time-out: tried again, then sent
+    member, _ = await _bound_member(app, brand, wechat)
+    for trouble in ({"send_errors": [-1]}, {"send_errors": [45009]}, {"http_status": [503]},
+                    {"delay": 1.5}):  # fmt: skip
+        with wechat.lock:
+            for name, value in trouble.items():
+                setattr(wechat, name, value)
+        message = await _enqueue(app, brand, member, f"r-{secrets.token_hex(4)}")
+        await _drain(app, aconn)
+        row = await _row(app, message)
+        assert row["state"] == "pending" and row["attempts"] == 1, (trouble, row)
+        wechat.delay = 0
+        await asyncio.sleep(0.05)
+        await _drain(app, aconn)
+        row = await _row(app, message)
+        assert row["state"] == "sent" and row["attempts"] == 2, (trouble, row)
+    # out of attempts: dead
+    app.state.settings = msgspec.structs.replace(app.state.settings, wechat_max_attempts=2)
+    wechat.send_errors = [-1, -1]
+    message = await _enqueue(app, brand, member, f"d-{secrets.token_hex(4)}")
+    await _drain(app, aconn)
+    await asyncio.sleep(0.05)
+    await _drain(app, aconn)
+    row = await _row(app, message)
+    assert (row["state"], row["attempts"], row["errcode"]) == ("dead", 2, -1)
+
+
+async def test_a_message_that_cannot_be_made_is_failed_and_the_others_are_sent(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    brand, admin = demo["BRAND-LUMI"], await login("admin")
+    app_id, _ = await _account(client, admin, wechat)
+    good, _ = await _bound_member(app, brand, wechat)
+    unbound, _ = await _bound_member(app, brand, wechat)
+    bad_data = await _enqueue(app, brand, good, f"p-{secrets.token_hex(4)}")
+    nested = await _enqueue(app, brand, good, f"p-{secrets.token_hex(4)}")
+    late_unbind = await _enqueue(app, brand, unbound, f"p-{secrets.token_hex(4)}")
+    fine = await _enqueue(app, brand, good, f"p-{secrets.token_hex(4)}")
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            'UPDATE wechat_messages SET data = \'{"bad key!": "x"}\' WHERE id = %s', (bad_data,)
+        )
+        await conn.execute(
+            'UPDATE wechat_messages SET data = \'{"first": {"deep": [1]}}\' WHERE id = %s',
+            (nested,),
+        )
+        await bindings.unbind(conn, brand, unbound)
+    await _drain(app, aconn)
+    assert (await _row(app, fine))["state"] == "sent"
+    for message, why in ((bad_data, "bad data"), (nested, "bad data"),
+                         (late_unbind, "not bound")):  # fmt: skip
+        row = await _row(app, message)
+        assert row["state"] == "failed" and why in row["last_error"], row
+    # the template unmapped, then the account removed, while messages wait
+    unmapped = await _enqueue(app, brand, good, f"p-{secrets.token_hex(4)}")
+    put = {"app_id": app_id, "templates": {"complaint_reply": "T"}, "enabled": True}
+    assert (await client.put("/wechat/account", headers=admin, json=put)).status_code == 200
+    await _drain(app, aconn)
+    assert "no template" in (await _row(app, unmapped))["last_error"]
+    await _account(client, admin, wechat)
+    orphan = await _enqueue(app, brand, good, f"p-{secrets.token_hex(4)}")
+    assert (await client.delete("/wechat/account", headers=admin)).status_code == 204
+    await _drain(app, aconn)
+    row = await _row(app, orphan)
+    assert row["state"] == "failed" and "no enabled WeChat account" in row["last_error"]
+
+
+async def test_two_senders_never_send_one_message_twice(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, settings: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    member, openid = await _bound_member(app, brand, wechat)
+    ids = [
+        await _enqueue(app, brand, member, f"race-{i}-{secrets.token_hex(3)}") for i in range(30)
+    ]
+    # claims of 8 (2 × CLAIM_WAVES), each send 20 ms: both senders are claiming at once
+    app.state.settings = msgspec.structs.replace(app.state.settings, wechat_concurrency=2)
+    wechat.delay = 0.02
+
+    async def one_sender() -> sender.Stats:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True, row_factory=dict_row
+        ) as conn:
+            return await _drain(app, conn)
+
+    first, second = await asyncio.gather(one_sender(), one_sender())
+    wechat.delay = 0
+    assert first.claimed > 0 and second.claimed > 0
+    assert first.sent + second.sent == 30
+    sent = wechat.sent_to(openid)
+    assert len(sent) == 30 and len({m["msgid"] for m in sent}) == 30
+    assert [(await _row(app, i))["state"] for i in ids] == ["sent"] * 30
+
+
+async def test_a_sender_that_died_leaves_its_messages_to_the_sweep(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    member, _ = await _bound_member(app, brand, wechat)
+    message = await _enqueue(app, brand, member, f"lease-{secrets.token_hex(4)}")
+    claimed = await sender.claim(aconn, 500, [message])  # claimed, then the sender "dies"
+    assert [c.id for c in claimed] == [message]
+    await aconn.execute(
+        "UPDATE wechat_messages SET claimed_at = now() - interval '1 hour' WHERE id = %s",
+        (message,),
+    )
+    gateway = WechatGateway(app.state.settings, app.state.redis)
+    try:
+        stats = await sender.sweep(aconn, gateway, app.state.settings)
+    finally:
+        await gateway.aclose()
+    assert stats.recovered >= 1
+    row = await _row(app, message)
+    assert row["state"] == "sent" and row["attempts"] == 2
+
+
+async def test_the_delivery_log_is_paged_and_masks_openids(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat, aconn: Any
+) -> None:
+    brand, admin = demo["BRAND-LUMI"], await login("admin")
+    await _account(client, admin, wechat)
+    member, openid = await _bound_member(app, brand, wechat)
+    for _ in range(3):
+        await _enqueue(app, brand, member, f"log-{secrets.token_hex(4)}")
+    await _drain(app, aconn)
+    page = await client.get(
+        "/wechat/messages", headers=admin, params={"member_id": member, "per_page": 2}
+    )
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert body["total"] == 3 and len(body["items"]) == 2
+    assert all(m["state"] == "sent" and m["msgid"] for m in body["items"])
+    assert openid not in page.text and body["items"][0]["openid"].startswith(openid[:4])
+    assert_error(await client.get("/wechat/messages", headers=admin, params={"state": "x"}), 400)
+    assert_error(await client.get("/wechat/messages", headers=await login("clerk")), 403)
