@@ -26,6 +26,11 @@ After the run, exactly once is checked in PostgreSQL: one claim row per code for
 as many ledger rows, the members' balances summing to the points credited, as many claims as 201
 answers plus those still in flight when a wrk run stopped (wrk drops their answers: at most one
 per connection and run), and ``tracecode points check`` (every balance equals its ledger).
+The demo codes are mostly never shipped (``story`` ``never_shipped``: at the factory), and a
+unit never shipped into the channel earns no points (422 ``not_shipped``, SPEC B4): before the
+run they are put at AGENT-ZJ (held, channel AGENT-ZJ, out of their cases — by SQL, as if shipped
+and received there); those the demo shipped to STORE-HZ-01 stay there. A claim then also sells
+the unit at its holder, the agent or the store (L7), as a real one does.
 ``--kind rebates``: the codes are put in STORE-HZ-01 (held, designated, channel AGENT-ZJ — by
 SQL, as if shipped and received there), every product gets a rebate rule (2.5 yuan), ``--members``
 store clerks of that store get staff tokens, and the claims go to ``POST /rebates/claims``; each
@@ -81,8 +86,8 @@ def wrk(
 
 
 def prepare(stack: Stack, members: int, want: int) -> tuple[list[int], list[str]]:
-    """Rules, members and the claims (``token,serial,pin`` lines) of the codes not claimed by
-    an earlier run, at least ``want`` of them; (member ids, lines)."""
+    """Rules, the codes in the channel, members and the claims (``token,serial,pin`` lines) of
+    the codes not claimed by an earlier run, at least ``want`` of them; (member ids, lines)."""
     import psycopg
 
     from app.codes.scheme import scheme_from_settings
@@ -103,7 +108,8 @@ def prepare(stack: Stack, members: int, want: int) -> tuple[list[int], list[str]
         batch_no, index, _ = scheme.verify(serial)
         codes.append((batch_no << 32 | index, serial, pin))
     with psycopg.connect(stack.env["TRACECODE_DATABASE_URL"], autocommit=True) as conn:
-        brand = conn.execute("SELECT id FROM orgs WHERE erp_code = 'BRAND-LUMI'").fetchone()[0]
+        org = dict(conn.execute("SELECT erp_code, id FROM orgs").fetchall())
+        brand, agent = org["BRAND-LUMI"], org["AGENT-ZJ"]
         conn.execute(
             """INSERT INTO point_rules (brand_id, product_id, points)
                SELECT %s, p.id, %s FROM products p JOIN orgs o ON o.id = p.org_id
@@ -122,6 +128,15 @@ def prepare(stack: Stack, members: int, want: int) -> tuple[list[int], list[str]
             stack.count = want + len(claimed)
             stack.write_codes()
             return prepare(stack, members, want)
+        # a unit never shipped into the channel earns no points (422 ``not_shipped``, SPEC B4):
+        # the demo units still at the factory are delivered to AGENT-ZJ, out of their cases (by
+        # SQL, as if shipped and received there); those the demo shipped to its store stay there
+        conn.execute(
+            """UPDATE unit_state SET holder_org_id = %s, channel_org_id = %s, transit_to = NULL,
+                      parent_sscc = NULL, shipped_at = coalesce(shipped_at, now())
+               WHERE code = ANY(%s) AND channel_org_id IS NULL""",
+            (agent, agent, [c[0] for c in fresh]),
+        )
         ids = [
             conn.execute(
                 "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",

@@ -13,6 +13,7 @@ from typing import Any
 
 from app._core import gs1_check_digit
 from tests import helpers
+from tests.points_support import into_channel
 
 
 async def activate(client: Any, login: Any, serials: list[str], product_id: int) -> None:
@@ -37,9 +38,17 @@ async def new_product(client: Any, login: Any, **fields: Any) -> dict[str, Any]:
 
 
 async def activated_batch(
-    client: Any, login: Any, demo: Any, product_id: int | None = None, size: int = 20
+    client: Any,
+    login: Any,
+    demo: Any,
+    product_id: int | None = None,
+    size: int = 20,
+    *,
+    shipped: bool = False,
 ) -> int:
-    """A new batch of ``size`` codes for the product (default: the demo sun cream), all activated."""
+    """A new batch of ``size`` codes for the product (default: the demo sun cream), all activated:
+    never shipped (a check with the flag on answers ``never_shipped``) unless ``shipped``, then
+    shipped to AGENT-ZJ (``points_support.into_channel``), as a unit must be to earn points."""
     if product_id is None:
         batch_no, product_id = await helpers.issue_units(client, login, demo, size)
     else:
@@ -51,7 +60,10 @@ async def activated_batch(
         assert created.status_code == 201, created.text
         batch_no = int(created.json()["batch_no"])
     scheme = helpers.scheme_for_tests()
-    await activate(client, login, [scheme.serial(batch_no, i) for i in range(size)], product_id)
+    serials = [scheme.serial(batch_no, i) for i in range(size)]
+    await activate(client, login, serials, product_id)
+    if shipped:
+        await into_channel(client, login, demo, serials)
     return batch_no
 
 

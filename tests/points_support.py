@@ -54,16 +54,40 @@ async def shipped_goods(client: Any, login: Any, app: Any, demo: Any) -> dict[st
     """30 sun-cream units in 3 cases: cases 0 and 1 shipped to AGENT-ZJ (their channel agent),
     case 2 never left the factory (no channel agent)."""
     goods = await pack(client, login, app, demo, 3)
-    clerk, agent = await login("clerk"), await login("agent_clerk")
+    clerk = await login("clerk")
     inbound = await document(client, clerk, goods["cases"], kind="factory_inbound")
     assert (await confirm(client, clerk, inbound)).status_code == 200
-    ship = await document(
-        client, clerk, goods["cases"][:2], kind="outbound", counterparty_id=demo["AGENT-ZJ"]
-    )
-    assert (await confirm(client, clerk, ship)).status_code == 200
-    received = await document(client, agent, kind="inbound", shipment_id=ship["id"])
-    assert (await confirm(client, agent, received)).status_code == 200
+    await into_channel(client, login, demo, goods["cases"][:2], stocked=True)
     return goods
+
+
+async def into_channel(
+    client: Any,
+    login: Any,
+    demo: Any,
+    codes: list[str],
+    agent: str = "AGENT-ZJ",
+    *,
+    stocked: bool = False,
+) -> dict[str, Any]:
+    """Ship ``codes`` (units or cases) into the sales channel, as the brand does: a
+    ``factory_inbound`` into the brand's warehouse (unless already ``stocked`` there), an
+    ``outbound`` to ``agent`` and its receipt there. A member's claim of a unit never shipped is
+    refused 422 ``not_shipped`` (SPEC B4: rewards only on codes shipped through the channel).
+    Answers the shipment."""
+    clerk = await login("clerk")
+    if not stocked:
+        inbound = await document(client, clerk, codes, kind="factory_inbound")
+        assert (done := await confirm(client, clerk, inbound)).status_code == 200, done.text
+    ship = await document(client, clerk, codes, kind="outbound", counterparty_id=demo[agent])
+    assert (done := await confirm(client, clerk, ship)).status_code == 200, done.text
+    receiver = await login(_RECEIVERS[agent])
+    received = await document(client, receiver, kind="inbound", shipment_id=ship["id"])
+    assert (done := await confirm(client, receiver, received)).status_code == 200, done.text
+    return ship
+
+
+_RECEIVERS = {"AGENT-ZJ": "agent_clerk", "AGENT-GD": "gd_admin"}  # who takes a shipment in
 
 
 async def set_rule(

@@ -22,14 +22,23 @@ from app.errors import AppError
 from app.members import erasure, points
 from app.members.principal import MEMBER_TOKEN, issue_token
 from tests.helpers import assert_error
-from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
+from tests.points_support import (
+    claim_body,
+    into_channel,
+    member_client,
+    new_member,
+    set_rule,
+    shipped_goods,
+)
 
 
 @pytest.fixture(scope="module")
 async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
     """Seven points a unit, at the units' agent too: another module's agent rule for the same
-    product (tests/test_points.py sets 25) would otherwise win when it ran first."""
+    product (tests/test_points.py sets 25) would otherwise win when it ran first. All three cases
+    shipped to AGENT-ZJ: a unit never shipped earns no points (422 ``not_shipped``)."""
     goods = await shipped_goods(client, login, app, demo)
+    await into_channel(client, login, demo, goods["cases"][2:], stocked=True)  # case 2 as well
     admin = await login("admin")
     await set_rule(client, admin, goods["product_id"], 7)
     await set_rule(client, admin, goods["product_id"], 7, demo["AGENT-ZJ"])

@@ -45,13 +45,12 @@ def assert_page(response: httpx.Response, status: int = 200) -> str:
 
 
 @pytest.fixture(autouse=True)
-def no_never_shipped_flag(app: Any, client: Any) -> Iterator[None]:
-    """Nothing is shipped in these tests: a proved unit answers genuine, as in tests/test_h5.py
-    (the pages' verifier and the claimer's)."""
+def unlimited_verifier(app: Any, client: Any) -> Iterator[None]:
+    """The pages' verifier and the claimer's without a rate limit. The units are shipped
+    (``goods``, ``store_units``): a proved unit answers genuine with the never-shipped flag on,
+    as in production, and only a unit shipped into the channel earns points."""
     original = app.state.verifier
-    settings = msgspec.structs.replace(
-        app.state.settings, verify_flag_never_shipped=False, verify_rate_limit=100_000
-    )
+    settings = msgspec.structs.replace(app.state.settings, verify_rate_limit=100_000)
     verifier = Verifier(app.state.pool, app.state.redis, app.state.scheme, settings)
     app.state.verifier = app.state.claimer.verifier = verifier
     yield
@@ -67,10 +66,14 @@ async def h5(app: Any, client: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def goods(client: Any, login: Any, demo: Any, app: Any) -> list[tuple[str, str]]:
-    """Activated sun-cream units (serial, PIN); the sun cream earns POINTS points."""
-    batch_no = await activated_batch(client, login, demo, size=10)
-    found = await client.get("/products", headers=await login("admin"), params={"q": "LM-SC-30"})
-    await set_rule(client, await login("admin"), found.json()["items"][0]["id"], POINTS)
+    """Activated sun-cream units (serial, PIN) shipped to AGENT-ZJ — a unit never shipped earns
+    no points (422 ``not_shipped``); the sun cream earns POINTS points, at their agent too
+    (another module's agent rule for it would otherwise win)."""
+    batch_no = await activated_batch(client, login, demo, size=10, shipped=True)
+    admin = await login("admin")
+    found = await client.get("/products", headers=admin, params={"q": "LM-SC-30"})
+    await set_rule(client, admin, found.json()["items"][0]["id"], POINTS)
+    await set_rule(client, admin, found.json()["items"][0]["id"], POINTS, demo["AGENT-ZJ"])
     return [unit(app, batch_no, i) for i in range(10)]
 
 

@@ -100,10 +100,13 @@ def _wait_for(gateway: LocalGateway, phone: str, template: str) -> list[dict[str
 
 @pytest.fixture
 async def goods(client: Any, login: Any, demo: Any, app: Any) -> list[tuple[str, str]]:
-    batch_no = await activated_batch(client, login, demo, size=4)
+    """Sun-cream units shipped to AGENT-ZJ (a unit never shipped earns no points); 40 points,
+    at their agent too (another module's agent rule for it would otherwise win)."""
+    batch_no = await activated_batch(client, login, demo, size=4, shipped=True)
     admin = await login("admin")
     found = await client.get("/products", headers=admin, params={"q": "LM-SC-30"})
     await set_rule(client, admin, found.json()["items"][0]["id"], 40)
+    await set_rule(client, admin, found.json()["items"][0]["id"], 40, demo["AGENT-ZJ"])
     return [unit(app, batch_no, i) for i in range(4)]
 
 
@@ -130,6 +133,9 @@ async def test_scan_pin_sign_up_claim_redeem_and_the_code_arrives(
             "stock": 10,
             # one unbroken run longer than the screen (probe D: it scrolled the page sideways)
             "description": "30ml-" + "x" * 300,
+            # first on the gifts page: other files' gifts (tests/test_redemptions.py) run before
+            # this one pushed it off the page's first 20
+            "display_order": -1_000_000,
         },
     )
     assert gift.status_code == 201, gift.text

@@ -23,7 +23,14 @@ from app.localtime import today
 from app.members.points import check_balances
 from app.members.redemptions import expire_due
 from tests.helpers import assert_error, onboarded_brand
-from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
+from tests.points_support import (
+    claim_body,
+    into_channel,
+    member_client,
+    new_member,
+    set_rule,
+    shipped_goods,
+)
 
 
 async def give(client: Any, login: Any, member_id: int, points: int) -> None:
@@ -692,7 +699,10 @@ async def test_a_number_in_a_date_time_filter_is_refused(client: Any, login: Any
 
 @pytest.fixture(scope="module")
 async def claimable(client: Any, login: Any, app: Any, demo: Any) -> list[str]:
+    """30 units, all shipped (a unit never shipped earns no points: 422 ``not_shipped``): cases
+    0 and 1 to AGENT-ZJ (25 points), case 2 to AGENT-GD (its own rule, or the product's 10)."""
     goods = await shipped_goods(client, login, app, demo)
+    await into_channel(client, login, demo, goods["cases"][2:], "AGENT-GD", stocked=True)
     admin = await login("admin")
     await set_rule(client, admin, goods["product_id"], 10)
     await set_rule(client, admin, goods["product_id"], 25, demo["AGENT-ZJ"])
