@@ -186,6 +186,7 @@ class Pending(Generic[Out]):
     the code, the time and the claim's language (its refusals' messages)."""
 
     __slots__ = (
+        "answer",
         "at",
         "brand_id",
         "claimant",
@@ -211,6 +212,7 @@ class Pending(Generic[Out]):
         self.claimant, self.brand_id, self.org_id = claimant, brand_id, org_id
         self.code, self.serial, self.client_id, self.at = code, serial, client_id, at
         self.lang = lang
+        self.answer: VerifyOut | None = None  # the claim's verification (a draw records it)
         self.done: asyncio.Future[tuple[Out, bool]] = asyncio.get_running_loop().create_future()
 
 
@@ -284,6 +286,7 @@ class Claims(Rounds, Generic[Out]):
             datetime.now(UTC),
             data.lang,
         )
+        pending.answer = answer
         self._queue(pending)
         out, created = await pending.done
         return out, answer, created

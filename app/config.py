@@ -27,6 +27,9 @@ REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 # body is refused before the setting is asked; a probe: 12 MB photos failed at Litestar's 10 MB
 # default while the setting took 100 MB).
 MEDIA_MAX_BYTES_CAP = 16 * 1024 * 1024
+# The largest TRACECODE_CATALOG_VIDEO_MAX_BYTES taken: the catalogue upload route's own body limit
+# (an upload is held in memory while it is checked and stored, as a photo).
+CATALOG_MEDIA_MAX_BYTES_CAP = 200 * 1024 * 1024
 
 
 #: The built-in SMS templates (``app.sms.templates.BUILTIN``; tests/test_config.py ties the two):
@@ -307,6 +310,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     media_s3_prefix: Annotated[
         str, msgspec.Meta(pattern=r"^([A-Za-z0-9_-][A-Za-z0-9._-]*/)*\Z")
     ] = ""
+    # Catalogue media (app/media/catalog.py): the largest product image and product video
+    # uploaded (413 catalog_media_too_large beyond), kept in the photos' store.
+    catalog_image_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=MEDIA_MAX_BYTES_CAP)] = (
+        5 * 1024 * 1024
+    )
+    catalog_video_max_bytes: Annotated[
+        int, msgspec.Meta(ge=1024, le=CATALOG_MEDIA_MAX_BYTES_CAP)
+    ] = 50 * 1024 * 1024
 
     # The office console's build (console/dist, made by `make console`), served at /console;
     # unset: console/dist of this checkout.

@@ -24,6 +24,7 @@ from app import (
     codes,
     content,
     db,
+    draws,
     erp,
     field,
     forensics,
@@ -56,6 +57,8 @@ from app.config import (
     unknown_variables,
 )
 from app.deps import caller_first, dependencies
+from app.draws.claims import Drawer
+from app.draws.routes import document_draws
 from app.edge import EdgeRequest, strict_path_ints
 from app.embedded import resolve_urls
 from app.epcis.routes import edge_refusal as epcis_refusal
@@ -96,6 +99,7 @@ ROUTERS = [
     field.router,
     media.router,
     members.router,
+    draws.router,
     marketing.router,
     rebates.router,
     sms.router,
@@ -164,6 +168,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.verifier = Verifier(pool, redis, scheme, settings, redis_url)
         app.state.claimer = points.Claimer(pool, app.state.verifier, scheme)  # points (M2)
         app.state.rebate_claimer = rebate_claims.Claimer(pool, app.state.verifier, scheme)  # R1
+        app.state.drawer = Drawer(pool, app.state.verifier, scheme)  # lucky draws (B4)
         if "granian" in sys.modules:  # a worker of a granian server: one host's counts
             server = request_metrics.server_name(str(os.getppid())) or str(os.getppid())
             snapshots = request_metrics.Snapshots(settings.var_path / "metrics" / server)
@@ -183,6 +188,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     request_metrics.snapshots.stop()
             await app.state.claimer.close()
             await app.state.rebate_claimer.close()
+            await app.state.drawer.close()
             await app.state.verifier.close()
             await redis.aclose()
             if app.state.replica is not None:
@@ -214,6 +220,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     document_verify(app.openapi_schema)  # builds the schema now (~0.3 s), with /v1/verify in it
     document_claims(app.openapi_schema)  # POST /members/me/claims, an ASGI handler too
     rebate_routes.document_claims(app.openapi_schema)  # POST /rebates/claims, likewise
+    document_draws(app.openapi_schema)  # POST /members/me/draws, likewise
     document_imports(app.openapi_schema)  # the CSV or JSON bodies of the ERP imports
     document_errors(app, app.openapi_schema)  # the real error shape and codes of each operation
     app.state.settings = settings

@@ -104,6 +104,7 @@ async def plausible(client: Any, app: Any, login: Any, demo: Any) -> dict[str, A
         "store_id": demo["STORE-HZ-01"],
         "plan_id": 1,
         "photo_id": "00000000-0000-4000-8000-000000000000",
+        "media_id": "00000000-0000-4000-8000-000000000000",  # catalogue media: none of this id
         # serial allocation and webhooks (issue 19): none yet, so GET and HEAD both answer 404
         "allocation_id": "00000000-0000-4000-8000-000000000000",
         "pool_id": 1,

@@ -43,6 +43,8 @@ PERMISSIONS: dict[str, str] = {
     "members.read_phone": "see members' whole phone numbers (others see 138****1234)",
     "points.rules": "set the points of products (per channel agent); adjust members' points",
     "gifts.write": "create and change the gifts members redeem points for",
+    "draws.write": "run lucky draw campaigns (扫码抽奖): prizes, stock, odds; read their results "
+    "and hand over their prizes",
     "content.write": "write the brand story (品牌介绍) shown on the phone site",
     "promotions.write": "create and change the promotions members see in their province",
     "complaints.handle": "read, take, answer and close consumers' complaints and suggestions",
@@ -72,6 +74,7 @@ _BRAND_ONLY = {
     "members.read_phone",
     "points.rules",
     "gifts.write",
+    "draws.write",
     "content.write",
     "promotions.write",
     "complaints.handle",
@@ -134,7 +137,14 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "marketing": (
         "sends SMS campaigns; manages templates and opt-outs; publishes promotions and the "
         "brand story; sets the WeChat service account",
-        [*_READ, "sms.campaigns", "promotions.write", "content.write", "wechat.manage"],
+        [
+            *_READ,
+            "sms.campaigns",
+            "promotions.write",
+            "content.write",
+            "wechat.manage",
+            "draws.write",
+        ],
     ),
     "member_service": (
         "customer service: finds members (phones masked), freezes them, handles complaints",

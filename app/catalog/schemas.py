@@ -11,7 +11,18 @@ from app.textguard import BLANK, VISIBLE
 
 Short = Annotated[str, msgspec.Meta(max_length=100)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
-Url = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$")]
+# the path a catalogue medium is served at (app.media.catalog), as a product's URL names it
+CATALOG_PATH = "/media/catalog/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# an http(s) URL, or the path of a catalogue medium uploaded here (POST /media/catalog): served by
+# this server, it is same-origin for the console and the consumer pages
+Url = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=1000,
+        pattern=rf"^(?:https?://\S+|{CATALOG_PATH})(?!\n)$",
+        description="an http(s) URL, or the `url` of a catalogue medium (`/media/catalog/{id}`)",
+    ),
+]
 # a product's name: one visible character at least
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=VISIBLE)]
 # Probe Q: numbers a clerk reads as one ("QDUP-1", " QDUP-1", "ＱＤＵＰ－１", "QDUP-1" with a

@@ -7,6 +7,8 @@ subtree contains the owning organisation.
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 import msgspec
@@ -15,6 +17,7 @@ from app import audit
 from app._core import Gs1Error, normalize_gtin
 from app.auth.principal import Principal
 from app.catalog.schemas import (
+    CATALOG_PATH,
     CategoryIn,
     CategoryOut,
     CategoryPatch,
@@ -248,6 +251,7 @@ async def create_product(conn: Conn, actor: Principal, data: ProductIn) -> Produ
     fields["gtin"] = _gtin14(data.gtin)
     await _check_category(conn, data.category_id, owner)
     await _check_unique(conn, owner, data.product_no, fields["gtin"])
+    await check_product_media(conn, owner, fields)
     columns = ", ".join(fields)
     row = await (
         await conn.execute(
@@ -340,6 +344,7 @@ async def update_product(
         await _check_gtin_change(conn, before, changes["gtin"])
     if "category_id" in changes:
         await _check_category(conn, changes["category_id"], before.org_id)
+    await check_product_media(conn, before.org_id, changes)
     await _check_unique(
         conn, before.org_id, changes.get("product_no"), changes.get("gtin"), exclude=product_id
     )
@@ -443,3 +448,39 @@ async def check_rule_target(
             code="unknown_org",
             details={"field": "agent_id"},
         )
+
+
+# Media ---------------------------------------------------------------------------------------
+
+_MEDIA_PATH = re.compile(CATALOG_PATH)
+
+
+def _media_id(url: str | None) -> uuid.UUID | None:
+    """The medium a product's URL names (``/media/catalog/{id}``), or None for another URL."""
+    found = _MEDIA_PATH.fullmatch(url or "")
+    return uuid.UUID(url.rsplit("/", 1)[1]) if found and url else None
+
+
+async def check_product_media(conn: Conn, owner: int, changes: dict[str, Any]) -> None:
+    """400 ``unknown_catalog_media`` (``details.field``) unless each of the product's
+    ``image_url`` / ``video_url`` among ``changes`` that names a medium of this server names one
+    of the owner's brand, of its kind (an image for ``image_url``). Its row held ``FOR KEY
+    SHARE`` to the end of the transaction: a deletion in flight is waited for, then found."""
+    for field, kind in (("image_url", "image"), ("video_url", "video")):
+        media_id = _media_id(changes.get(field))
+        if media_id is None:
+            continue
+        row = await (
+            await conn.execute(
+                """SELECT 1 FROM catalog_media m JOIN orgs o ON o.id = %s
+                    WHERE m.id = %s AND m.kind = %s AND o.path LIKE '/' || m.brand_id || '/%%'
+                      FOR KEY SHARE OF m""",
+                (owner, media_id, kind),
+            )
+        ).fetchone()
+        if row is None:
+            raise ValidationFailed(
+                f"{field} names no {kind} uploaded by this product's brand",
+                code="unknown_catalog_media",
+                details={"field": field},
+            )

@@ -1,10 +1,10 @@
 """Where photos' bytes are kept: a small interface, its local-directory store and the choice.
 
 ``PhotoStore`` is what the media service needs: put bytes under a key, read them back, delete
-them. Keys are made by the service only (``<brand>/<yyyy>/<mm>/<uuid>.<ext>``) and checked again
-here, so no key from outside can name a path: anything but that shape (``..``, an absolute path,
-a backslash, a NUL) is refused before the file system is touched, and the resolved path must lie
-inside the store's root.
+them. Keys are made by the services only (``<brand>/<yyyy>/<mm>/<uuid>.<ext>``, catalogue media
+under ``catalog/``: ``app.media.keys``) and checked again here, so no key from outside can name a
+path: anything but that shape (``..``, an absolute path, a backslash, a NUL) is refused before
+the file system is touched, and the resolved path must lie inside the store's root.
 
 Two stores: ``LocalStore`` (``TRACECODE_MEDIA_STORE=local``, ``TRACECODE_MEDIA_DIR``) and
 ``app.media.s3.S3Store`` (``TRACECODE_MEDIA_STORE=s3``, a bucket of an S3-compatible server).

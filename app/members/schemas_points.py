@@ -18,7 +18,7 @@ Points = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Province = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 GiftKind = Literal["online", "offline"]
-LedgerKind = Literal["claim", "redemption", "refund", "expiry", "adjustment"]
+LedgerKind = Literal["claim", "redemption", "refund", "expiry", "adjustment", "draw"]
 RedemptionStatus = Literal["issued", "fulfilled", "expired"]
 
 

@@ -9,7 +9,7 @@ under ``/console`` (``app.web.console``) and the staff mobile app's under ``/m``
 
 from litestar import Router
 
-from app.web import clerk_pages, console, member_pages, mobile
+from app.web import clerk_pages, console, draw_pages, member_pages, mobile
 from app.web.pages import no_page, pin_page, product_page, scan_page
 from app.web.resolver import resolve, resolver_description
 
@@ -23,6 +23,7 @@ router = Router(
         product_page,
         no_page,
         *member_pages.route_handlers,
+        *draw_pages.route_handlers,
         *clerk_pages.route_handlers,
         *console.route_handlers,
         *mobile.route_handlers,

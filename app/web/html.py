@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from html import escape
 from typing import Any
 
+from app.catalog.schemas import CATALOG_PATH
 from app.web.i18n import Lang, word
+
+_OWN_MEDIA = re.compile(CATALOG_PATH)
 
 SCRIPT = (
     "for(const f of document.querySelectorAll('form.pin'))"
@@ -23,7 +27,7 @@ SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode(
 CSP = (
     "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
     f"script-src 'sha256-{SCRIPT_HASH}'; form-action 'self'; base-uri 'none'; "
-    "frame-ancestors 'none'"
+    "frame-ancestors 'none'; media-src 'self'"  # a product video uploaded here (app.media.catalog)
 )
 # Served over https, the catalogue's http:// pictures (``image_url``, a gift's ``picture_url``)
 # would be mixed content: blocked by Android WebViews, swappable by any network on the way. The
@@ -169,9 +173,14 @@ def facts(rows: Iterable[tuple[str, object]]) -> str:
 
 
 def safe_url(url: object) -> str | None:
-    """Only http(s) URLs reach an ``href`` or ``src``."""
+    """Only http(s) URLs, and the paths of catalogue media served here, reach ``href``/``src``."""
     text = str(url or "")
-    return text if text.startswith(("https://", "http://")) else None
+    return text if text.startswith(("https://", "http://")) or own_media(text) else None
+
+
+def own_media(url: str) -> bool:
+    """Whether ``url`` is a catalogue medium of this server (``/media/catalog/{id}``)."""
+    return _OWN_MEDIA.fullmatch(url) is not None
 
 
 def product_card(
@@ -181,6 +190,11 @@ def product_card(
     img = f'<img src="{esc(image)}" alt="{esc(product["name"])}">' if image else ""
     video = safe_url(product.get("video_url"))
     more = f'<p><a href="{esc(video)}">{esc(word("video", lang))}</a></p>' if video else ""
+    if video and own_media(video):  # played in the page (media-src 'self'); elsewhere, a link
+        more = (
+            f'<video src="{esc(video)}" controls playsinline preload="metadata" '
+            f'style="display:block;width:100%;border-radius:8px"></video>{more}'
+        )
     if link:
         more += f'<p><a href="{esc(link)}">{esc(word("product_link", lang))}</a></p>'
     return (

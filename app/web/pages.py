@@ -47,7 +47,7 @@ from app.verify.messages import UNKNOWN_PLACE, when
 from app.verify.record import CHECK_RETRY_SECONDS
 from app.verify.routes import client_ip
 from app.verify.schemas import VerifyIn, VerifyOut
-from app.web import content_html, html, member_html, session
+from app.web import content_html, draw_html, html, member_html, session
 from app.web.console import accepts_gzip
 from app.web.i18n import WORDS, Lang, pick, word
 from app.web.queries import claimable, is_published, published_product
@@ -538,8 +538,10 @@ async def _claim_offer(
     async with state.pool.connection() as conn:
         offer = await claimable(conn, batch_no << 32 | index)
         member = await session.member_of(request, conn, settings) if offer else None
+    # the lucky draw running for the unit (``app.web.draw_html``), whether or not it earns points
+    draw = await draw_html.draw_offer(state, batch_no << 32 | index, out.serial, lang)
     if offer is None:
-        return "", []
+        return draw, []
     brand_id, points = offer
     token, csrf_cookie = session.csrf(request, settings)
     ticket = session.issue_ticket(
@@ -547,7 +549,7 @@ async def _claim_offer(
     )
     signed_in = member is not None and member.brand_id == brand_id
     box = member_html.claim_offer(lang, token, ticket, signed_in, brand_id, points)
-    return box, [csrf_cookie] if csrf_cookie else []
+    return box + draw, [csrf_cookie] if csrf_cookie else []
 
 
 # -- the product page --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ describe('brand-staff pages', () => {
         'analytics-points',
         'analytics-verifications',
         'brand-story',
+        'draws',
         'gifts',
         'promotions',
         'complaints',

@@ -15,6 +15,7 @@ import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/ic
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 import { Avatar, Present, ShoppingBag } from '@element-plus/icons-vue'
 import { CircleCheck } from '@element-plus/icons-vue'
+import { Trophy as DrawIcon } from '@element-plus/icons-vue'
 import { DocumentChecked } from '@element-plus/icons-vue'
 import { ChatLineSquare, Promotion } from '@element-plus/icons-vue'
 import { Reading } from '@element-plus/icons-vue'
@@ -81,6 +82,7 @@ export const PAGES: PageDef[] = [
   { path: 'rebates/refusals', name: 'rebates-refusals', title: 'rebates.menu.refusals', group: 'members', permission: 'rebates.read', icon: Warning, component: () => import('@/pages/rebates/RefusalsPage.vue') },
   { path: 'members', name: 'members', brandStaff: true, title: 'members.menu.members', group: 'members', permission: 'members.read', icon: Avatar, component: () => import('@/pages/members/MembersPage.vue') },
   { path: 'gifts', name: 'gifts', brandStaff: true, title: 'members.menu.gifts', group: 'members', permission: 'gifts.write', icon: Present, component: () => import('@/pages/members/GiftsPage.vue') },
+  { path: 'draws', name: 'draws', brandStaff: true, title: 'draws.menu', group: 'members', permission: 'draws.write', icon: DrawIcon, component: () => import('@/pages/draws/DrawsPage.vue') },
   { path: 'promotions', name: 'promotions', brandStaff: true, title: 'marketing.menu.promotions', group: 'members', permission: 'promotions.write', icon: Promotion, component: () => import('@/pages/marketing/PromotionsPage.vue') },
   { path: 'complaints', name: 'complaints', brandStaff: true, title: 'marketing.menu.complaints', group: 'members', permission: 'complaints.handle', icon: ChatLineSquare, component: () => import('@/pages/marketing/ComplaintsPage.vue') },
   { path: 'content/story', name: 'brand-story', brandStaff: true, title: 'content.menu.story', group: 'members', permission: 'content.write', icon: Reading, component: () => import('@/pages/content/StoryPage.vue') },

@@ -24,7 +24,7 @@ describe('members status labels', () => {
 describe('member detail labels', () => {
   it('names every ledger kind of the API in both languages', () => {
     type Kind = components['schemas']['LedgerEntryOut']['kind']
-    const KINDS: Record<Kind, true> = { claim: true, redemption: true, refund: true, expiry: true, adjustment: true }
+    const KINDS: Record<Kind, true> = { claim: true, redemption: true, refund: true, expiry: true, adjustment: true, draw: true }
     for (const locale of ['zh-CN', 'en'] as const) {
       const kinds = (messages[locale] as { members: { detail: { kinds: Record<string, string> } } }).members.detail.kinds
       expect({ locale, missing: Object.keys(KINDS).filter((k) => !kinds[k]) }).toEqual({ locale, missing: [] })

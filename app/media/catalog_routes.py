@@ -1,0 +1,185 @@
+"""HTTP routes of catalogue media (``app.media.catalog``): the upload, the public download with
+byte ranges, the deletion.
+
+As the photos' routes (``app.media.routes``), none takes the request's connection: the store may
+take up to 30 s, and the upload reads its own body (bounded as it comes in, 413 as soon as it
+passes the limit of the kind asked for, or of either kind).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.handlers import BaseRouteHandler
+from litestar.response import Stream
+
+from app.auth.principal import Principal
+from app.byteranges import CHUNK, wanted_range
+from app.config import CATALOG_MEDIA_MAX_BYTES_CAP, Settings
+from app.errors import NotFound
+from app.media import catalog
+from app.media.catalog import CatalogMediaOut, Kind
+from app.media.routes import caller
+from app.media.storage import LocalStore, store_from_settings
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _limit(connection: ASGIConnection[Any, Any, Any, Any]) -> int:
+    """The most this upload may hold: its ``kind``'s limit (either's when it names none)."""
+    settings: Settings = connection.app.state.settings
+    kind = connection.query_params.get("kind")
+    return catalog.limit_of(
+        kind if kind in ("image", "video") else None,  # type: ignore[arg-type]
+        settings.catalog_image_max_bytes,
+        settings.catalog_video_max_bytes,
+    )
+
+
+def declared_size(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """413 ``catalog_media_too_large`` for a declared size over the limit, before the body."""
+    limit = _limit(connection)
+    length = connection.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise catalog.too_large(limit)
+
+
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The upload's body, up to its limit: 413 as soon as it is longer."""
+    limit = _limit(request)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise catalog.too_large(limit)
+    except RequestEntityTooLarge:  # the route's cap, Litestar's check, before the chunk is ours
+        raise catalog.too_large(limit) from None
+    return bytes(body)
+
+
+async def uploader(
+    request: Request[Any, Any, Any], state: State, settings: Settings, content: bytes
+) -> Principal:
+    """The caller, loaded again once the body is in (``content`` is taken only to come after it):
+    a token deactivated while the body came in uploads nothing."""
+    return await caller(request, state, settings)
+
+
+async def _slice(path: Path, first: int, last: int) -> AsyncIterator[bytes]:
+    try:
+        file = await anyio.open_file(path, "rb")
+    except FileNotFoundError:  # deleted since the row was read: the answer has begun
+        return
+    async with file:
+        await file.seek(first)
+        left = last - first + 1
+        while left > 0:
+            chunk = await file.read(min(CHUNK, left))
+            if not chunk:
+                raise RuntimeError(f"{path} ended before its byte {last}")
+            left -= len(chunk)
+            yield chunk
+
+
+class CatalogMediaController(Controller):
+    path = "/media/catalog"
+
+    # raw_body: the bytes are the file, never a form, whatever the Content-Type says
+    @post(
+        "/",
+        status_code=201,
+        guards=[declared_size],
+        request_max_body_size=CATALOG_MEDIA_MAX_BYTES_CAP,
+        opt={"raw_body": True},
+        dependencies={"content": Provide(read_body), "principal": Provide(uploader)},
+    )
+    async def upload(
+        self,
+        request: Request[Any, Any, Any],
+        content: bytes,
+        principal: Principal,
+        settings: Settings,
+        kind: Kind | None = None,
+    ) -> CatalogMediaOut:
+        """Upload a product image or video (``catalog.write``): the request body is the file's
+        bytes — a JPEG, PNG or WebP image (at most ``TRACECODE_CATALOG_IMAGE_MAX_BYTES``, its
+        metadata removed) or an MP4 or WebM video (``TRACECODE_CATALOG_VIDEO_MAX_BYTES``, kept
+        as is), told by its first bytes (415 ``unsupported_catalog_media``; ``kind`` asks for one
+        of the two). 201 with its public ``url``, to put in a product's ``image_url`` or
+        ``video_url``; the same bytes again are the same medium."""
+        return await catalog.upload(
+            request.app.state.pool,
+            principal,
+            store_from_settings(settings),
+            content,
+            kind=kind,
+            image_max=settings.catalog_image_max_bytes,
+            video_max=settings.catalog_video_max_bytes,
+            public_url=settings.public_url,
+        )
+
+    @get("/{media_id:uuid}", media_type="application/octet-stream")
+    async def download(
+        self, request: Request[Any, Any, Any], media_id: uuid.UUID, state: State, settings: Settings
+    ) -> Response[Any]:
+        """The medium's bytes, to anyone (consumers' phones): its own type, cached for a year
+        (it never changes), one byte range of it on request (206; 416 past its end)."""
+        row = await catalog.public_row(state.pool, media_id)
+        size, etag = row["size_bytes"], f'"{bytes(row["sha256"]).hex()}"'
+        headers = {
+            "Cache-Control": IMMUTABLE,
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
+            "X-Content-Type-Options": "nosniff",
+            # opened on its own, a crafted file runs nothing in this origin
+            "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; "
+            "sandbox",
+            "Content-Disposition": "inline",
+        }
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(b"", status_code=304, headers=headers)
+        first, last, status = 0, size - 1, 200
+        wanted, if_range = request.headers.get("range"), request.headers.get("if-range")
+        if wanted is not None and (if_range is None or if_range.strip() == etag):
+            span = wanted_range(wanted, size)
+            if span is not None:
+                (first, last), status = span, 206
+                headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        headers["Content-Length"] = str(last - first + 1)
+        media_type = row["content_type"]
+        headers["Content-Type"] = media_type  # a Stream takes the route's type over its own
+        if request.method == "HEAD":  # the headers only: the store is not asked
+            return Response(b"", status_code=status, media_type=media_type, headers=headers)
+        store = store_from_settings(settings)
+        if isinstance(store, LocalStore):  # streamed from the file, never read whole
+            path = store.path(row["storage_key"])
+            if not path.is_file():
+                raise NotFound("no such catalogue medium")
+            return Stream(
+                _slice(path, first, last),
+                status_code=status,
+                media_type=media_type,
+                headers=headers,
+            )
+        data = await store.get(row["storage_key"])
+        return Response(
+            data[first : last + 1], status_code=status, media_type=media_type, headers=headers
+        )
+
+    @delete("/{media_id:uuid}", dependencies={"principal": Provide(caller)})
+    async def remove(
+        self, media_id: uuid.UUID, state: State, principal: Principal, settings: Settings
+    ) -> None:
+        """Delete a medium of the caller's brand that no product shows (409 ``in_use``; 404 for
+        another brand's). Copies cached by browsers and proxies may live on for a while."""
+        await catalog.delete(state.pool, principal, store_from_settings(settings), media_id)

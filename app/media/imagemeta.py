@@ -1,0 +1,164 @@
+"""Metadata taken out of a catalogue image before it is published (``app.media.catalog``).
+
+A product photo taken with a phone carries its EXIF: the GPS position where it was taken, the
+device, the time, often a thumbnail of the original; XMP and IPTC blocks name the editor and the
+author. Served to every consumer, those leak. The project has no imaging library (no Pillow), and
+re-encoding is not needed to drop them: the three formats are containers of typed blocks, and the
+blocks that hold metadata are dropped here, the image data kept byte for byte.
+
+* JPEG: the segments before the first scan (SOS) are walked; APP1 (EXIF, XMP), APP3–APP13
+  (IPTC, Photoshop and vendors' blocks), APP15 and comments are dropped; APP0 (JFIF), APP2's ICC
+  profile (colours) and APP14 (Adobe: how to convert the colours) are kept. EXIF's orientation is
+  kept, alone, in a minimal EXIF block of its own: without it a portrait photo shows on its side.
+  Everything from the first scan on is copied as it is.
+* PNG: the ``tEXt``, ``zTXt``, ``iTXt``, ``eXIf`` and ``tIME`` chunks are dropped; nothing after
+  ``IEND`` is kept.
+* WebP: the ``EXIF`` and ``XMP `` chunks are dropped and their flags cleared in ``VP8X``; nothing
+  after the RIFF's declared end is kept.
+
+A file whose blocks do not add up (a length past its end, no image data) is ``Damaged``: it is
+refused rather than published with what could not be read.
+"""
+
+from __future__ import annotations
+
+import struct
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DROPPED = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
+_WEBP_DROPPED = {b"EXIF", b"XMP "}
+# JPEG markers of metadata: APP1, APP3–APP13, APP15 and COM (APP2: only its ICC profile is kept)
+_JPEG_DROPPED = {0xE1, *range(0xE3, 0xEE), 0xEF, 0xFE}
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0–7: no length
+_ORIENTATION = 0x0112
+
+
+class Damaged(ValueError):
+    """The image's structure does not add up."""
+
+
+def strip(data: bytes, content_type: str) -> bytes:
+    """``data`` without its metadata blocks (see the module docstring)."""
+    if content_type == "image/jpeg":
+        return _jpeg(data)
+    if content_type == "image/png":
+        return _png(data)
+    if content_type == "image/webp":
+        return _webp(data)
+    raise ValueError(f"not an image type: {content_type}")
+
+
+def _jpeg(data: bytes) -> bytes:
+    out = bytearray(data[:2])  # SOI
+    at = 2
+    while True:
+        if at >= len(data) or data[at] != 0xFF:
+            raise Damaged("a JPEG segment does not start with a marker")
+        while at < len(data) and data[at] == 0xFF:  # fill bytes
+            at += 1
+        if at >= len(data):
+            raise Damaged("the JPEG ends inside a marker")
+        marker = data[at]
+        at += 1
+        if marker in _STANDALONE:
+            out += bytes((0xFF, marker))
+            continue
+        if marker == 0xD9:  # EOI before any scan: no image
+            raise Damaged("the JPEG has no image data")
+        if at + 2 > len(data):
+            raise Damaged("the JPEG ends inside a segment's length")
+        (length,) = struct.unpack_from(">H", data, at)
+        end = at + length
+        if length < 2 or end > len(data):
+            raise Damaged("a JPEG segment runs past the end of the file")
+        body = data[at + 2 : end]
+        if marker == 0xDA:  # the first scan: the rest is image data, copied as it is
+            out += b"\xff\xda" + data[at:]
+            return bytes(out)
+        if marker == 0xE1:
+            orientation = _exif_orientation(body)
+            if orientation not in (None, 1):
+                out += _exif_block(orientation)
+        elif marker == 0xE2 and not body.startswith(b"ICC_PROFILE\x00"):
+            pass  # APP2 of another kind (FlashPix, MPF: pointers to more pictures)
+        elif marker not in _JPEG_DROPPED:
+            out += bytes((0xFF, marker)) + data[at:end]
+        at = end
+
+
+def _exif_orientation(body: bytes) -> int | None:
+    """EXIF's orientation tag (1–8) of an APP1 body; None when it has none or is not EXIF."""
+    if not body.startswith(b"Exif\x00\x00") or len(body) < 14:
+        return None
+    tiff = body[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return None
+    try:
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for n in range(count):
+            tag, kind, _, value = struct.unpack_from(order + "HHIH", tiff, ifd + 2 + 12 * n)
+            if tag == _ORIENTATION and kind == 3:  # SHORT
+                return value if 1 <= value <= 8 else None
+    except struct.error:
+        return None
+    return None
+
+
+def _exif_block(orientation: int) -> bytes:
+    """An APP1 EXIF segment holding the orientation tag alone."""
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8)  # big-endian, IFD0 right after the header
+    tiff += struct.pack(">H", 1) + struct.pack(">HHIHH", _ORIENTATION, 3, 1, orientation, 0)
+    tiff += struct.pack(">I", 0)  # no next IFD
+    body = b"Exif\x00\x00" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def _png(data: bytes) -> bytes:
+    out = bytearray(PNG_SIGNATURE)
+    at, first = len(PNG_SIGNATURE), True
+    while True:
+        if at + 12 > len(data):
+            raise Damaged("the PNG ends inside a chunk (no IEND)")
+        length, kind = struct.unpack_from(">I4s", data, at)
+        end = at + 12 + length
+        if end > len(data):
+            raise Damaged("a PNG chunk runs past the end of the file")
+        if first and kind != b"IHDR":
+            raise Damaged("a PNG starts with its IHDR chunk")
+        first = False
+        if kind not in _PNG_DROPPED:
+            out += data[at:end]
+        if kind == b"IEND":
+            return bytes(out)
+        at = end
+
+
+def _webp(data: bytes) -> bytes:
+    if len(data) < 12:
+        raise Damaged("the WebP is too short")
+    (size,) = struct.unpack_from("<I", data, 4)
+    end = 8 + size
+    if end > len(data) or size < 4:
+        raise Damaged("the WebP's RIFF size runs past the end of the file")
+    chunks = bytearray()
+    at, images = 12, 0
+    while at < end:
+        if at + 8 > end:
+            raise Damaged("the WebP ends inside a chunk")
+        kind, length = struct.unpack_from("<4sI", data, at)
+        stop = at + 8 + length + (length & 1)  # chunks are padded to an even length
+        if at + 8 + length > end:
+            raise Damaged("a WebP chunk runs past the end of the file")
+        chunk = bytearray(data[at:stop])
+        if kind == b"VP8X" and length >= 1:
+            chunk[8] &= ~0x0C & 0xFF  # no EXIF (0x08), no XMP (0x04) any more
+        if kind in (b"VP8 ", b"VP8L", b"ANIM"):
+            images += 1
+        if kind not in _WEBP_DROPPED:
+            chunks += chunk
+        at = stop
+    if not images:
+        raise Damaged("the WebP has no image data")
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + bytes(chunks)

@@ -1,0 +1,105 @@
+"""The consumer's lucky draw page (扫码抽奖, SPEC B4): ``GET /member/draw?serial`` shows the PIN
+form of the unit (signed out: the sign-in page first), ``POST /member/draw`` draws through
+``app.draws.claims.Drawer`` — the same verification, lockout and once-per-code rule as
+``POST /members/me/draws`` — and shows the prize, or "no prize", or why not.
+
+The form carries a client id made when the form is shown, so a post sent twice (a double tap, a
+reload) answers the first draw. The answer page of a genuine unit links here while a campaign
+covering the unit runs (``app.web.draw_html``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+
+from app.claims import ClaimIn
+from app.config import Settings
+from app.errors import AppError
+from app.textguard import user_agent
+from app.web import html, session
+from app.web.draw_html import w as _w
+from app.web.i18n import Lang, word
+from app.web.member_html import alert, form, hidden
+from app.web.member_pages import refusal
+from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, read_form, respond
+
+_PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
+_POST: dict[str, Any] = {**_PAGE, "status_code": 200, "request_max_body_size": MAX_FORM}
+
+
+def _show(lang: Lang, remember: Any, body: str, status: int = 200, cookies: Any = None) -> Any:
+    page = html.page(
+        lang, _w("title", lang), body, lang_switch("/member/draw", lang), "member_site"
+    )
+    return respond(page, lang, remember, status, cookies=[c for c in cookies or [] if c])
+
+
+def _form_body(lang: Lang, csrf: str, serial: str, error: str = "") -> str:
+    fields = (
+        f'<label>{html.esc(_w("serial", lang))}<input name="serial" id="draw-serial" '
+        f'value="{html.esc(serial)}" maxlength="512" required></label>'
+        f'<label>{html.esc(_w("pin", lang))}<input name="pin" id="draw-pin" inputmode="numeric" '
+        'autocomplete="off" maxlength="10" required></label>'
+        f"{hidden('client_id', 'h5-' + secrets.token_hex(8))}{hidden('lang', lang)}"
+    )
+    return (
+        f'<section class="card" id="draw-form"><h2>{html.esc(_w("title", lang))}</h2>'
+        f"{alert(error)}{form('/member/draw', csrf, fields, _w('draw', lang))}</section>"
+    )
+
+
+@get("/member/draw", **_PAGE)
+async def draw_page(request: Request[Any, Any, Any], state: State, settings: Settings) -> Any:
+    """The draw form of a unit (``serial`` from the answer page's link)."""
+    lang, remember = session.language(request, settings, request.query_params.get("lang"))
+    async with state.pool.connection() as conn:
+        member = await session.member_of(request, conn, settings)
+    if member is None:
+        return Response("", status_code=303, headers={"Location": "/member/login"})
+    token, csrf_cookie = session.csrf(request, settings)
+    serial = (request.query_params.get("serial") or "")[:512]
+    return _show(lang, remember, _form_body(lang, token, serial), cookies=[csrf_cookie])
+
+
+@post("/member/draw", **_POST)
+async def draw_post(request: Request[Any, Any, Any], state: State, settings: Settings) -> Any:
+    """Draw once for the unit of the form (a verification first, as every claim)."""
+    fields = await read_form(request, 10)
+    lang, remember = session.language(request, settings, fields.get("lang"))
+    session.check_csrf(request, settings, fields.get("csrf", ""))
+    async with state.pool.connection() as conn:  # not held while the draw waits for its round
+        member = await session.member_of(request, conn, settings)
+    if member is None:
+        return Response("", status_code=303, headers={"Location": "/member/login"})
+    token, csrf_cookie = session.csrf(request, settings)
+    serial, pin = fields.get("serial", "").strip(), fields.get("pin", "").strip()
+    body_in = {"serial": serial, "pin": pin, "client_id": fields.get("client_id", ""), "lang": lang}
+    try:
+        data = msgspec.convert(body_in, ClaimIn)  # the API's own checks (pattern, lengths)
+    except msgspec.ValidationError:
+        body = _form_body(lang, token, serial, _w("bad_input", lang))
+        return _show(lang, remember, body, 400, cookies=[csrf_cookie])
+    ip = request.client.host if request.client else None
+    try:
+        out, _ = await state.drawer.draw(member, data, ip, user_agent(request.scope))
+    except AppError as exc:
+        body = _form_body(lang, token, serial, refusal(exc, lang))
+        return _show(lang, remember, body, exc.status, cookies=[csrf_cookie])
+    home = f'<a class="button" href="/member">{html.esc(word("to_home", lang))}</a>'
+    if out.prize is None:
+        body = html.status("suspicious", _w("lost", lang), _w("lost_message", lang), home)
+    elif out.prize.kind == "points":
+        message = _w("won_points", lang, name=out.prize.name, points=out.prize.points)
+        body = html.status("ok", _w("won", lang), message, home)
+    else:
+        message = _w("won_prize", lang, name=out.prize.name)
+        body = html.status("ok", _w("won", lang), message, home)
+    return _show(lang, remember, body)
+
+
+route_handlers = [draw_page, draw_post]

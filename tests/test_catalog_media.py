@@ -1,0 +1,422 @@
+"""Catalogue media (SPEC K1, W1): a product's image or video uploaded by the brand's office, kept in
+the media store without its metadata, served to everyone (cached, typed, in byte ranges) and shown
+on the consumer pages by the products that name it."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from app.config import CATALOG_MEDIA_MAX_BYTES_CAP, SettingsError, load_settings
+from app.media import imagemeta
+from app.media.storage import store_from_settings
+from tests.h5_support import new_product
+from tests.helpers import assert_error, onboarded_brand
+from tests.test_media_s3 import _s3_settings, _serve, s3rver  # noqa: F401  (the fixture)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png(seed: int = 0, text: bytes = b"") -> bytes:
+    """A real 1x1 PNG (a browser draws it) of a colour of its own (``seed``: tests' images are
+    told apart by their pixels, their metadata is gone), with a tEXt chunk of ``text``."""
+    ihdr = _chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+    idat = _chunk(b"IDAT", zlib.compress(b"\x00" + struct.pack(">I", seed)[1:]))
+    extra = _chunk(b"tEXt", b"Comment\x00" + text) if text else b""
+    return imagemeta.PNG_SIGNATURE + ihdr + extra + idat + _chunk(b"IEND", b"")
+
+
+def mp4(size: int, seed: bytes = b"") -> bytes:
+    """An MP4 of ``size`` bytes (its ftyp box, then anything), ``seed`` making it its own."""
+    head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + seed
+    return head + b"\x00" * (size - len(head))
+
+
+def _exif(orientation: int, secret: bytes) -> bytes:
+    """An APP1 EXIF segment (little-endian) with an orientation and a GPS-ish maker note."""
+    entries = struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    entries += struct.pack("<HHII", 0x927C, 7, len(secret), 26 + 12)  # MakerNote: the secret
+    tiff = b"II\x2a\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + entries
+    tiff += struct.pack("<I", 0) + secret
+    body = b"Exif\x00\x00" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def jpeg(secret: bytes = b"", orientation: int = 1) -> bytes:
+    """A JPEG's structure: JFIF, EXIF (when ``secret``), a comment, a table, a scan, EOI."""
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    meta = _exif(orientation, secret) + b"\xff\xfe" + struct.pack(">H", len(secret) + 2) + secret
+    dqt = b"\xff\xdb\x00\x43\x00" + bytes(range(64))
+    scan = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + bytes(range(200)) + b"\xff\xd9"
+    return b"\xff\xd8" + app0 + (meta if secret else b"") + dqt + scan
+
+
+def webp(secret: bytes = b"") -> bytes:
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08 if secret else 0]) + b"\x00" * 9
+    image = b"VP8L" + struct.pack("<I", 5) + b"\x2f\x00\x00\x00\x00" + b"\x00"  # padded
+    exif = b"EXIF" + struct.pack("<I", len(secret)) + secret if secret else b""
+    body = b"WEBP" + vp8x + image + exif
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 40
+WEBM = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm" + bytes(range(256)) * 8
+GPS = b"GPS 31.2304N 121.4737E taken by Zhang San"
+
+
+async def upload(client: Any, headers: dict[str, str], data: Any, kind: str = "") -> Any:
+    return await client.post(
+        "/media/catalog",
+        params={"kind": kind} if kind else None,
+        headers={**headers, "Content-Type": "application/octet-stream"},
+        content=data,
+    )
+
+
+def _read(path: Path) -> bytes | None:
+    """The file's bytes, None when there is none (sync: a test's look at the disk)."""
+    return path.read_bytes() if path.exists() else None
+
+
+def _files_holding(folder: Path, data: bytes) -> list[Path]:
+    """The files below ``folder`` holding ``data``."""
+    return [p for p in folder.rglob("*") if p.is_file() and p.read_bytes() == data]
+
+
+async def login_brand(conn: Any, username: str) -> int:
+    """The brand of a user (the root of its organisation's path)."""
+    row = await (
+        await conn.execute(
+            "SELECT o.path FROM users u JOIN orgs o ON o.id = u.org_id WHERE u.username = %s",
+            (username,),
+        )
+    ).fetchone()
+    await conn.commit()
+    return int(row["path"].split("/")[1])
+
+
+async def _key(conn: Any, media_id: str) -> str:
+    row = await (
+        await conn.execute("SELECT storage_key FROM catalog_media WHERE id = %s", (media_id,))
+    ).fetchone()
+    await conn.commit()
+    return row["storage_key"]  # type: ignore[no-any-return]
+
+
+async def test_images_lose_their_metadata_and_are_served_to_anyone(
+    client: Any, login: Any, settings: Any, conn: Any
+) -> None:
+    admin = await login("admin")
+    cases = (
+        (png(1, GPS), png(1), "image/png"),
+        (jpeg(GPS, orientation=6), None, "image/jpeg"),
+        (webp(GPS), webp(), "image/webp"),
+    )
+    for sent, kept, media_type in cases:
+        made = await upload(client, admin, sent, kind="image")
+        assert made.status_code == 201, made.text
+        medium = made.json()
+        assert (medium["kind"], medium["content_type"]) == ("image", media_type)
+        assert medium["url"] == f"/media/catalog/{medium['id']}"
+        assert medium["absolute_url"] == settings.public_url + medium["url"]
+        served = await client.get(medium["url"])  # no credentials: the public's view
+        assert served.status_code == 200, served.text
+        assert GPS not in served.content and b"Zhang" not in served.content
+        if kept is not None:
+            assert served.content == kept
+        assert len(served.content) == medium["size_bytes"]
+        assert served.headers["content-type"] == media_type
+        assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in served.headers["content-security-policy"]
+        assert served.headers["etag"] == f'"{medium["sha256"]}"'
+        again = await client.get(medium["url"], headers={"If-None-Match": served.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        stored = Path(settings.media_path, await _key(conn, medium["id"]))
+        assert _read(stored) == served.content
+        assert stored.relative_to(settings.media_path).parts[0] == "catalog"
+    # the JPEG keeps its tables and scan byte for byte, and its orientation alone (a portrait
+    # stays upright)
+    stripped = imagemeta.strip(jpeg(GPS, orientation=6), "image/jpeg")
+    assert stripped.endswith(jpeg()[-212:]) and b"\xff\xfe" not in stripped[:40]
+    assert imagemeta._exif_orientation(stripped[stripped.index(b"Exif") :]) == 6
+    assert imagemeta.strip(jpeg(GPS, orientation=1), "image/jpeg") == jpeg()
+
+
+async def test_a_video_is_kept_as_it_is_and_served_in_byte_ranges(client: Any, login: Any) -> None:
+    admin = await login("admin")
+    for data, media_type in ((MP4, "video/mp4"), (WEBM, "video/webm")):
+        made = await upload(client, admin, data, kind="video")
+        assert made.status_code == 201, made.text
+        url = made.json()["url"]
+        assert made.json()["kind"] == "video" and made.json()["size_bytes"] == len(data)
+        whole = await client.get(url)
+        assert whole.status_code == 200 and whole.content == data
+        assert whole.headers["content-type"] == media_type
+        assert whole.headers["accept-ranges"] == "bytes"
+        part = await client.get(url, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == data[10:20]
+        assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+        assert part.headers["content-type"] == media_type
+        tail = await client.get(url, headers={"Range": "bytes=-5"})
+        assert tail.status_code == 206 and tail.content == data[-5:]
+        rest = await client.get(url, headers={"Range": f"bytes={len(data) - 3}-"})
+        assert rest.content == data[-3:]
+        assert_error(await client.get(url, headers={"Range": f"bytes={len(data)}-"}), 416)
+        # another version named in If-Range: the whole file
+        other = await client.get(url, headers={"Range": "bytes=0-1", "If-Range": '"other"'})
+        assert other.status_code == 200 and other.content == data
+        head = await client.head(url, headers={"Range": "bytes=0-9"})
+        assert head.status_code == 206 and head.headers["content-length"] == "10"
+        assert head.content == b""
+
+
+async def test_what_is_no_product_image_or_video_is_refused_with_stable_codes(
+    client: Any, login: Any, conn: Any
+) -> None:
+    admin = await login("admin")
+    before = await (await conn.execute("SELECT count(*) AS n FROM catalog_media")).fetchone()
+    await conn.commit()
+    for data in (
+        b"GIF89a" + b"\x00" * 32,
+        b"<html><script>alert(1)</script></html>",
+        b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ",  # QuickTime, not MP4
+        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",  # a HEIF image
+        b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x88matroska",  # MKV, not WebM
+        b"\xff\xd8",
+    ):
+        assert_error(await upload(client, admin, data), 415, "unsupported_catalog_media")
+    # a video sent as the image (and the other way round): refused, its kind said
+    wrong = assert_error(await upload(client, admin, MP4, kind="image"), 415)
+    assert wrong["code"] == "unsupported_catalog_media" and wrong["details"] == {"kind": "video"}
+    assert_error(await upload(client, admin, png(), kind="video"), 415, "unsupported_catalog_media")
+    assert_error(await upload(client, admin, b""), 400, "empty_body")
+    assert_error(await upload(client, admin, png(), kind="audio"), 400)
+    # blocks that do not add up: refused, never published half read
+    for damaged in (
+        png()[:-8],  # no IEND
+        imagemeta.PNG_SIGNATURE + _chunk(b"IDAT", b"x") + _chunk(b"IEND", b""),  # no IHDR
+        b"\xff\xd8\xff\xe0\xff\xff" + b"\x00" * 10,  # a segment past the end
+        b"\xff\xd8\xff\xe0\x00\x04\x00\x00\xff\xd9",  # no scan
+        b"RIFF\xff\x00\x00\x00WEBPVP8L",  # a RIFF size past the end
+        b"RIFF\x10\x00\x00\x00WEBPEXIF\x00\x00\x00\x00",  # no image chunk
+    ):
+        assert_error(await upload(client, admin, damaged), 400, "damaged_image")
+    # no credentials: 401 before the body; staff without catalog.write: 403
+    anonymous = await client.post("/media/catalog", content=png())
+    assert_error(anonymous, 401, "unauthorized")
+    assert_error(await upload(client, await login("fieldrep"), png()), 403, "permission_denied")
+    assert_error(await client.get("/media/catalog/00000000-0000-4000-8000-000000000000"), 404)
+    assert (await client.get("/media/catalog/not-an-id")).status_code in (400, 404)
+    after = await (await conn.execute("SELECT count(*) AS n FROM catalog_media")).fetchone()
+    await conn.commit()
+    assert after["n"] == before["n"]
+
+
+async def test_oversized_uploads_are_413_with_or_without_a_length(
+    client: Any, login: Any, app: Any
+) -> None:
+    settings = app.state.settings
+    app.state.settings = msgspec.structs.replace(
+        settings, catalog_image_max_bytes=4096, catalog_video_max_bytes=16384
+    )
+    try:
+        admin = await login("admin")
+        big_image = png(2, b"x" * 5000)
+        error = assert_error(await upload(client, admin, big_image), 413, "catalog_media_too_large")
+        assert error["details"] == {"max_bytes": 4096}
+        # asked for an image: refused by its declared length, before the body
+        early = assert_error(await upload(client, admin, mp4(5000), kind="image"), 413)
+        assert early["details"] == {"max_bytes": 4096}
+        exact = await upload(client, admin, mp4(16384, b"limit"))
+        assert exact.status_code == 201, exact.text
+        over = await upload(client, admin, mp4(16385, b"limit"))
+        assert_error(over, 413, "catalog_media_too_large")
+
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: cut at the limit
+            for _ in range(10):
+                yield mp4(4000)
+
+        cut = assert_error(await upload(client, admin, chunked()), 413)
+        assert cut["details"] == {"max_bytes": 16384}
+    finally:
+        app.state.settings = settings
+    with pytest.raises(SettingsError, match="CATALOG_VIDEO_MAX_BYTES"):
+        load_settings({"TRACECODE_CATALOG_VIDEO_MAX_BYTES": str(CATALOG_MEDIA_MAX_BYTES_CAP + 1)})
+
+
+async def test_the_same_bytes_twice_or_at_once_are_one_medium(
+    client: Any, login: Any, conn: Any, settings: Any
+) -> None:
+    admin = await login("admin")
+    data = png(3, b"retried")
+    first = (await upload(client, admin, data)).json()
+    again = await upload(client, admin, data)  # a retry: the same medium, no second object
+    assert again.status_code == 201 and again.json()["id"] == first["id"]
+    racing = png(4)
+    folder = Path(settings.media_path, "catalog", str(await login_brand(conn, "admin")))
+    before = set(_files_holding(folder, racing))  # var/ outlives a test session's database
+    answers = await asyncio.gather(*(upload(client, admin, racing) for _ in range(4)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    rows = await (
+        await conn.execute(
+            "SELECT storage_key FROM catalog_media WHERE sha256 = %s",
+            (bytes.fromhex(answers[0].json()["sha256"]),),
+        )
+    ).fetchall()
+    await conn.commit()
+    assert len(rows) == 1
+    kept = Path(settings.media_path, rows[0]["storage_key"])
+    assert set(_files_holding(folder, racing)) - before == {kept}  # the losers' objects are gone
+    # another brand's same bytes are its own medium
+    _, other = await onboarded_brand(client, login)
+    theirs = await upload(client, other, data)
+    assert theirs.status_code == 201 and theirs.json()["id"] != first["id"]
+
+
+async def test_products_name_their_brand_s_media_and_the_pages_show_them(
+    client: Any, login: Any
+) -> None:
+    admin = await login("admin")
+    image = (await upload(client, admin, png(5))).json()
+    video = (await upload(client, admin, mp4(3000, b"page"))).json()
+    product = await new_product(
+        client, login, name="Serum 精华", image_url=image["url"], video_url=video["url"]
+    )
+    assert (product["image_url"], product["video_url"]) == (image["url"], video["url"])
+    page = await client.get(f"/p/{product['gtin']}", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    assert f'<img src="{image["url"]}" alt="Serum 精华">' in page.text
+    assert f'<video src="{video["url"]}" controls' in page.text
+    assert "media-src 'self'" in page.headers["content-security-policy"]
+    listing = await client.get("/brand/products", params={"brand": product["org_id"]})
+    assert listing.status_code == 200 and f'src="{image["url"]}"' in listing.text
+    assert f'href="{video["url"]}"' in listing.text
+    # a video in the image field, an unknown id, another brand's: 400, the field named
+    for field, url in (
+        ("image_url", video["url"]),
+        ("video_url", image["url"]),
+        ("image_url", "/media/catalog/00000000-0000-4000-8000-000000000000"),
+    ):
+        bad = await client.patch(f"/products/{product['id']}", headers=admin, json={field: url})
+        error = assert_error(bad, 400, "unknown_catalog_media")
+        assert error["details"] == {"field": field}
+    _, other = await onboarded_brand(client, login)
+    theirs = (await upload(client, other, png(6))).json()
+    stolen = await client.patch(
+        f"/products/{product['id']}", headers=admin, json={"image_url": theirs["url"]}
+    )
+    assert_error(stolen, 400, "unknown_catalog_media")
+    made = await client.post(
+        "/products",
+        headers=other,
+        json={"name": "x", "product_no": "CM-1", "image_url": image["url"]},
+    )
+    assert_error(made, 400, "unknown_catalog_media")
+    # other paths of this server are no media URL
+    for url in ("/media/photos/" + image["id"], "/media/catalog/" + image["id"] + "/x"):
+        assert_error(
+            await client.patch(
+                f"/products/{product['id']}", headers=admin, json={"image_url": url}
+            ),
+            400,
+            "validation_failed",
+        )
+
+
+async def test_a_medium_goes_only_when_no_product_shows_it_and_only_by_its_brand(
+    client: Any, login: Any, conn: Any, settings: Any
+) -> None:
+    admin = await login("admin")
+    image = (await upload(client, admin, png(7))).json()
+    stored = Path(settings.media_path, await _key(conn, image["id"]))
+    product = await new_product(client, login, image_url=image["url"])
+    _, other = await onboarded_brand(client, login)
+    assert_error(await client.delete(image["url"], headers=other), 404, "not_found")
+    assert_error(await client.delete(image["url"]), 401)
+    assert_error(await client.delete(image["url"], headers=await login("fieldrep")), 403)
+    used = assert_error(await client.delete(image["url"], headers=admin), 409, "in_use")
+    assert used["details"] == {"product_id": product["id"]}
+    # another brand cannot overwrite it either: its same bytes are a medium of its own
+    assert (await upload(client, other, png(7))).json()["id"] != image["id"]
+    assert (await client.get(image["url"])).content == _read(stored)
+    await client.patch(f"/products/{product['id']}", headers=admin, json={"image_url": None})
+    gone = await client.delete(image["url"], headers=admin)
+    assert gone.status_code == 204, gone.text
+    assert _read(stored) is None
+    assert_error(await client.get(image["url"]), 404)
+    assert_error(await client.delete(image["url"], headers=admin), 404)
+
+
+async def test_a_deletion_and_a_product_naming_the_medium_meet_one_after_the_other(
+    client: Any, login: Any
+) -> None:
+    """Of a deletion and a product edit naming the medium at once, exactly one wins: the medium
+    is deleted and the edit refused, or the edit is saved and the deletion refused."""
+    admin = await login("admin")
+    product = await new_product(client, login)
+    for n in range(4):
+        image = (await upload(client, admin, png(100 + n))).json()
+        removed, named = await asyncio.gather(
+            client.delete(image["url"], headers=admin),
+            client.patch(
+                f"/products/{product['id']}", headers=admin, json={"image_url": image["url"]}
+            ),
+        )
+        assert sorted((removed.status_code, named.status_code)) in ([200, 409], [204, 400])
+        shown = (await client.get(f"/products/{product['id']}", headers=admin)).json()
+        exists = (await client.get(image["url"])).status_code == 200
+        assert (shown["image_url"] == image["url"]) == exists == (named.status_code == 200)
+        await client.patch(f"/products/{product['id']}", headers=admin, json={"image_url": None})
+
+
+# -- S3 -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def s3_app_client(settings: Any, demo: Any, s3rver: tuple[str, Path]) -> AsyncIterator[Any]:  # noqa: F811
+    from app.main import create_app
+
+    app: Any = create_app(_s3_settings(settings, s3rver[0]))
+    async for _ in _serve(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=60
+        ) as client:
+            yield client
+
+
+async def test_media_go_to_the_s3_bucket_and_come_back_in_ranges(
+    s3_app_client: Any,
+    login: Any,
+    settings: Any,
+    s3rver: tuple[str, Path],  # noqa: F811
+    conn: Any,
+) -> None:
+    admin = await login("admin")
+    made = await upload(s3_app_client, admin, MP4 + b"s3")
+    assert made.status_code == 201, made.text
+    medium = made.json()
+    key = await _key(conn, medium["id"])
+    assert key.startswith("catalog/")
+    store = store_from_settings(_s3_settings(settings, s3rver[0]))
+    assert await store.get(key) == MP4 + b"s3"
+    assert _read(Path(settings.media_path, key)) is None  # not in the local directory
+    whole = await s3_app_client.get(medium["url"])
+    assert whole.status_code == 200 and whole.content == MP4 + b"s3"
+    assert whole.headers["content-type"] == "video/mp4"
+    part = await s3_app_client.get(medium["url"], headers={"Range": "bytes=4-11"})
+    assert part.status_code == 206 and part.content == b"ftypisom"
+    assert (await s3_app_client.delete(medium["url"], headers=admin)).status_code == 204
+    with pytest.raises(Exception, match="not found"):
+        await store.get(key)

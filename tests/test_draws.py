@@ -1,0 +1,512 @@
+"""Lucky draws (扫码抽奖, SPEC B4): the brand's campaigns (scoped, audited, bad input), a member's
+draw by scan + PIN verified like a points claim (wrong PIN, not shipped, other brand, campaign
+not running or not covering the unit), one draw per code under a race (over HTTP and across
+connections), prizes never over-given (the last prize under 50 concurrent draws), a weight of 0
+never drawn, a points prize credited once to a ledger that checks, vouchers fulfilled by staff."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.helpers import assert_error, onboarded_brand
+from tests.points_support import claim_body, into_channel, member_client, new_member
+from tests.test_logistics import pack
+
+DRAW = "/members/me/draws"
+
+
+@pytest.fixture(scope="module")
+async def goods(client: Any, login: Any, app: Any, demo: Any) -> dict[str, Any]:
+    """90 sun-cream units in 9 cases: cases 0–7 shipped to AGENT-ZJ (浙江省), case 8 never
+    left the factory."""
+    goods = await pack(client, login, app, demo, 9)
+    await into_channel(client, login, demo, goods["cases"][:8])
+    return goods
+
+
+class Units:
+    """The shipped units of ``goods``, each handed out once across the module's tests."""
+
+    def __init__(self, goods: dict[str, Any]) -> None:
+        self.free = list(goods["units"][:80])
+
+    def take(self, n: int = 1) -> list[str]:
+        taken, self.free = self.free[:n], self.free[n:]
+        assert len(taken) == n, "the module ran out of shipped units"
+        return taken
+
+
+@pytest.fixture(scope="module")
+def units(goods: dict[str, Any]) -> Units:
+    return Units(goods)
+
+
+@pytest.fixture(autouse=True)
+async def no_other_campaign(app: Any, demo: Any) -> None:
+    """Each test's draws go to its own campaigns: those of earlier tests are withdrawn."""
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE draw_campaigns SET deleted_at = now() WHERE brand_id = %s "
+            "AND deleted_at IS NULL",
+            (demo["BRAND-LUMI"],),
+        )
+
+
+def code_of(app: Any, serial: str) -> int:
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    return int(batch_no << 32 | index)
+
+
+def campaign_body(product_id: int, prizes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "name": f"Draw {secrets.token_hex(3)}",
+        "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(days=7)).isoformat(),
+        "product_ids": [product_id],
+        "no_prize_weight": 0,
+        "prizes": prizes,
+        **extra,
+    }
+
+
+def prize(name: str, kind: str = "gift", quantity: int = 10, weight: int = 1, **extra: Any) -> Any:
+    return {"name": name, "kind": kind, "quantity": quantity, "weight": weight, **extra}
+
+
+async def new_campaign(client: Any, headers: dict[str, str], body: dict[str, Any]) -> Any:
+    made = await client.post("/draws", headers=headers, json=body)
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+async def draw(app: Any, headers: dict[str, str], serial: str, client_id: str | None = None) -> Any:
+    async with member_client(app) as mc:
+        return await mc.post(
+            DRAW, headers=headers, json=claim_body(app.state.scheme, serial, client_id)
+        )
+
+
+async def test_a_draw_is_verified_once_per_code_and_replays_its_answer(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    marketer = await login("marketer")
+    campaign = await new_campaign(
+        client, marketer, campaign_body(goods["product_id"], [prize("Tote bag", "gift", 5, 1)])
+    )
+    (serial,) = units.take()
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    first = await draw(app, headers, serial, "d-1")
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["campaign_id"] == campaign["id"] and body["serial"] == serial
+    assert body["prize"]["name"] == "Tote bag" and body["fulfil_status"] == "pending"
+    assert body["verification"]["result"] == "genuine"
+    # the same draw again answers the first (200), takes nothing more
+    again = await draw(app, headers, serial, "d-1")
+    assert again.status_code == 200, again.text
+    assert again.json()["draw_id"] == body["draw_id"] and again.json()["prize"] == body["prize"]
+    # the code again under another client id, or by another member: drawn already
+    assert_error(await draw(app, headers, serial, "d-2"), 409, "already_drawn")
+    _, other, _ = await new_member(app, demo["BRAND-LUMI"])
+    assert_error(await draw(app, other, serial), 409, "already_drawn")
+    # the client id of that draw for another code
+    (second,) = units.take()
+    assert_error(await draw(app, headers, second, "d-1"), 409, "client_id_reused")
+    listed = (await client.get(f"/draws/{campaign['id']}", headers=marketer)).json()
+    assert listed["prizes"][0]["remaining"] == 4 and (listed["draws"], listed["winners"]) == (1, 1)
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT member_id, verify_result, prize_name FROM draws WHERE code_id = %s",
+                (code_of(app, serial),),
+            )
+        ).fetchone()
+    assert row == {"member_id": member_id, "verify_result": "genuine", "prize_name": "Tote bag"}
+
+
+async def test_refusals_have_stable_codes(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    admin = await login("admin")
+    product = goods["product_id"]
+    (serial,) = units.take()
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    # no campaign at all
+    assert_error(await draw(app, headers, serial), 422, "draw_not_covered")
+    # one for another product, one in another province
+    async with app.state.pool.connection() as conn:
+        other_product = (
+            await (
+                await conn.execute(
+                    "SELECT p.id FROM products p JOIN orgs o ON o.id = p.org_id "
+                    "WHERE o.path LIKE %s AND p.id <> %s ORDER BY p.id LIMIT 1",
+                    (f"/{demo['BRAND-LUMI']}/%", product),
+                )
+            ).fetchone()
+        )["id"]
+    await new_campaign(client, admin, campaign_body(other_product, [prize("A")]))
+    await new_campaign(client, admin, campaign_body(product, [prize("B")], provinces=["广东省"]))
+    assert_error(await draw(app, headers, serial), 422, "draw_not_covered")
+    # one that covers it but has not started, one stopped
+    later = campaign_body(product, [prize("C")])
+    later["starts_at"] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    await new_campaign(client, admin, later)
+    stopped = await new_campaign(client, admin, campaign_body(product, [prize("D")]))
+    patched = await client.patch(
+        f"/draws/{stopped['id']}", headers=admin, json={"status": "stopped"}
+    )
+    assert patched.status_code == 200 and not patched.json()["running"], patched.text
+    assert_error(await draw(app, headers, serial), 422, "draw_not_running")
+    # running in the unit's province (Zhejiang): drawn
+    await new_campaign(client, admin, campaign_body(product, [prize("E")], provinces=["Zhejiang"]))
+    # never shipped into the channel
+    assert_error(await draw(app, headers, goods["units"][85]), 422, "not_shipped")
+    # a wrong PIN: refused as /v1/verify refuses it, counted toward the code's lockout
+    scheme = app.state.scheme
+    async with member_client(app) as mc:
+        wrong = {**claim_body(scheme, serial), "pin": "0" * len(scheme.pin(serial))}
+        if wrong["pin"] == scheme.pin(serial):
+            wrong["pin"] = "1" * len(wrong["pin"])
+        first = assert_error(await mc.post(DRAW, headers=headers, json=wrong), 422, "wrong_pin")
+        second = assert_error(await mc.post(DRAW, headers=headers, json=wrong), 422, "wrong_pin")
+        assert second["details"]["pin_attempts_left"] < first["details"]["pin_attempts_left"]
+        # a forged code; bad bodies; no member
+        assert_error(
+            await mc.post(
+                DRAW, headers=headers, json={**claim_body(scheme, serial), "serial": "X"}
+            ),
+            422,
+        )
+        for body in (
+            {"serial": serial, "pin": scheme.pin(serial)},  # no client id
+            {**claim_body(scheme, serial), "extra": 1},
+            {**claim_body(scheme, serial), "pin": 1234},
+            {**claim_body(scheme, serial), "client_id": "bad id\n"},
+        ):
+            assert_error(await mc.post(DRAW, headers=headers, json=body), 400)
+        json_headers = {**headers, "Content-Type": "application/json"}
+        bad = await mc.post(DRAW, headers=json_headers, content=b"{not json")
+        assert_error(bad, 400)
+        assert_error(await mc.post(DRAW, json=claim_body(scheme, serial)), 401, "unauthorized")
+    # another brand's member: not this membership's brand
+    brand, _ = await onboarded_brand(client, login)
+    _, stranger, _ = await new_member(app, brand["id"])
+    assert_error(await draw(app, stranger, serial), 422, "other_brand")
+    # a frozen member
+    _, frozen, _ = await new_member(app, demo["BRAND-LUMI"], status="frozen")
+    assert_error(await draw(app, frozen, serial), 403, "member_frozen")
+    # nothing of these was a draw: the code is still to be drawn
+    ok = await draw(app, headers, serial)
+    assert ok.status_code == 201, ok.text
+    assert ok.json()["prize"]["name"] == "E"
+
+
+async def test_twenty_phones_drawing_one_code_make_one_draw(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """20 members draw the same code at once over HTTP: one 201, 19 409 already_drawn; then 20
+    rounds on 20 connections of their own race for another code: one draw."""
+    admin = await login("admin")
+    await new_campaign(
+        client, admin, campaign_body(goods["product_id"], [prize("Cap", quantity=100)])
+    )
+    serial, raced = units.take(2)
+    members = [await new_member(app, demo["BRAND-LUMI"]) for _ in range(20)]
+    answers = await asyncio.gather(*[draw(app, m[1], serial) for m in members])
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] + [409] * 19, [a.text for a in answers if a.status_code != 409]
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} == {"already_drawn"}
+
+    from app.claims import Pending
+
+    drawer = app.state.drawer
+    code = code_of(app, raced)
+
+    async def one(member_id: int) -> int:
+        conninfo = app.state.pool.conninfo
+        async with await psycopg.AsyncConnection.connect(
+            conninfo, row_factory=dict_row, autocommit=True
+        ) as conn:
+            pending: Pending[Any] = Pending(
+                member_id, demo["BRAND-LUMI"], None, code, raced, f"race-{member_id}",
+                datetime.now(UTC),
+            )  # fmt: skip
+            return len(await drawer.credit(conn, [pending]))
+
+    drawn = await asyncio.gather(*[one(m[0]) for m in members])
+    assert sum(drawn) == 1
+    async with app.state.pool.connection() as conn:
+        for serial_ in (serial, raced):
+            n = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM draws WHERE code_id = %s", (code_of(app, serial_),)
+                )
+            ).fetchone()
+            assert n["n"] == 1
+        remaining = await (
+            await conn.execute(
+                "SELECT p.remaining FROM draw_prizes p JOIN draws d ON d.prize_id = p.id "
+                "WHERE d.code_id = %s",
+                (code,),
+            )
+        ).fetchone()
+        assert remaining["remaining"] == 98
+
+
+async def test_the_last_prize_under_fifty_concurrent_draws_is_given_once(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """50 draws of 50 codes at once, each its own round on its own connection, for a campaign
+    whose only prize (weight 1, no-prize weight 0) has one left: one winner, stock 0, never
+    below; the 49 others no prize."""
+    admin = await login("admin")
+    campaign = await new_campaign(
+        client, admin, campaign_body(goods["product_id"], [prize("Last one", quantity=1)])
+    )
+    serials = units.take(50)
+    members = [await new_member(app, demo["BRAND-LUMI"]) for _ in range(5)]
+
+    from app.claims import Pending
+
+    drawer = app.state.drawer
+
+    async def one(i: int, serial: str) -> Any:
+        async with await psycopg.AsyncConnection.connect(
+            app.state.pool.conninfo, row_factory=dict_row, autocommit=True
+        ) as conn:
+            pending: Pending[Any] = Pending(
+                members[i % 5][0], demo["BRAND-LUMI"], None, code_of(app, serial), serial,
+                f"last-{i}", datetime.now(UTC),
+            )  # fmt: skip
+            return (await drawer.credit(conn, [pending]))[id(pending)]
+
+    outs = await asyncio.gather(*[one(i, s) for i, s in enumerate(serials)])
+    assert len(outs) == 50
+    assert sum(o.prize is not None for o in outs) == 1
+    got = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
+    assert got["prizes"][0]["remaining"] == 0 and (got["draws"], got["winners"]) == (50, 1)
+    results = await client.get(
+        f"/draws/{campaign['id']}/results", headers=admin, params={"outcome": "won"}
+    )
+    assert results.json()["total"] == 1
+
+
+async def test_a_weight_of_zero_is_never_drawn_and_a_sole_prize_until_its_stock_runs_out(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    admin = await login("admin")
+    prizes = [prize("Never", quantity=100, weight=0), prize("Always", quantity=3, weight=5)]
+    campaign = await new_campaign(client, admin, campaign_body(goods["product_id"], prizes))
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    got = []
+    for serial in units.take(6):
+        answer = await draw(app, headers, serial)
+        assert answer.status_code == 201, answer.text
+        got.append(answer.json()["prize"] and answer.json()["prize"]["name"])
+    assert got == ["Always"] * 3 + [None] * 3
+    after = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
+    assert [(p["name"], p["remaining"]) for p in after["prizes"]] == [("Never", 100), ("Always", 0)]
+
+
+def test_choose_keeps_an_out_of_stock_prizes_odds_as_no_prize() -> None:
+    from app.draws.claims import Prize, choose
+
+    today = date(2026, 1, 1)
+    rows = [
+        {"id": 1, "name": "A", "kind": "gift", "points": None, "remaining": 0, "weight": 3,
+         "daily_cap": None},
+        {"id": 2, "name": "B", "kind": "gift", "points": None, "remaining": 5, "weight": 2,
+         "daily_cap": 1},
+    ]  # fmt: skip
+    prizes = [Prize(r, {}) for r in rows]
+    # no-prize weight 5, then A's 3 (out of stock: no prize), then B's 2 (one a day)
+    assert choose(prizes, 5, today, lambda total: 4) is None
+    assert choose(prizes, 5, today, lambda total: 6) is None
+    assert choose(prizes, 5, today, lambda total: 8) is prizes[1]
+    assert choose(prizes, 5, today, lambda total: 9) is None  # its daily cap
+    assert choose(prizes, 5, today + timedelta(days=1), lambda total: 9) is prizes[1]
+    assert prizes[1].remaining == 3
+    assert choose([], 0, today) is None
+
+
+async def test_a_points_prize_is_credited_once_and_the_ledger_checks(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    from app.members.points import check_balances
+
+    admin = await login("admin")
+    await new_campaign(
+        client,
+        admin,
+        campaign_body(goods["product_id"], [prize("50 points", "points", 10, 1, points=50)]),
+    )
+    (serial,) = units.take()
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    first = await draw(app, headers, serial, "p-1")
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["prize"]["points"] == 50 and body["balance"] == 50
+    assert body["fulfil_status"] == "credited"
+    again = await draw(app, headers, serial, "p-1")
+    assert again.status_code == 200 and again.json()["balance"] == 50, again.text
+    async with member_client(app) as mc:
+        history = (await mc.get("/members/me/points", headers=headers)).json()
+    assert history["balance"] == 50
+    assert [(e["kind"], e["points"]) for e in history["items"]] == [("draw", 50)]
+    async with app.state.pool.connection() as conn:
+        assert await check_balances(conn) == []
+        rows = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM points_ledger WHERE member_id = %s", (member_id,)
+            )
+        ).fetchone()
+        assert rows["n"] == 1
+
+
+async def test_campaigns_are_the_brands_staffs_and_audited(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    admin = await login("admin")
+    product = goods["product_id"]
+    body = campaign_body(
+        product,
+        [prize("Voucher 20", "voucher", 2, 1), prize("None really", "gift", 1, 0, daily_cap=1)],
+        no_prize_weight=0,
+    )
+    campaign = await new_campaign(client, admin, body)
+    cid = campaign["id"]
+    assert campaign["running"] and [p["remaining"] for p in campaign["prizes"]] == [2, 1]
+    # bad input
+    for bad, status, code in [
+        ({**body, "product_ids": [999_999_999]}, 422, "unknown_product"),
+        ({**body, "ends_at": body["starts_at"]}, 422, "bad_window"),
+        ({**body, "prizes": [prize("P", "points")]}, 422, "bad_prize_points"),
+        ({**body, "prizes": [prize("G", points=5)]}, 422, "bad_prize_points"),
+        ({**body, "provinces": ["Atlantis"]}, 400, None),
+        ({**body, "no_prize_weight": -1}, 400, None),
+        ({**body, "prizes": [prize("Q", quantity=-1)]}, 400, None),
+        ({**body, "prizes": [prize("K", kind="car")]}, 400, None),
+        ({**body, "product_ids": []}, 400, None),
+        ({**body, "starts_at": "2026-01-01T00:00:00"}, 400, None),
+        ({**body, "surprise": True}, 400, None),
+    ]:
+        assert_error(await client.post("/draws", headers=admin, json=bad), status, code)
+    # a prize's quantity moves its stock, never below what was given
+    (serial,) = units.take()
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    won = await draw(app, headers, serial)
+    assert won.status_code == 201 and won.json()["prize"]["name"] == "Voucher 20", won.text
+    voucher = campaign["prizes"][0]["id"]
+    url = f"/draws/{cid}/prizes/{voucher}"
+    assert_error(await client.patch(url, headers=admin, json={"quantity": 0}), 409,
+                 "quantity_below_given")  # fmt: skip
+    grown = await client.patch(url, headers=admin, json={"quantity": 5})
+    assert grown.status_code == 200 and grown.json()["remaining"] == 4, grown.text
+    added = await client.post(f"/draws/{cid}/prizes", headers=admin, json=prize("Extra"))
+    assert added.status_code == 201, added.text
+    # results: paged, filtered, CSV; the voucher handed over with a note
+    results = (await client.get(f"/draws/{cid}/results", headers=admin)).json()
+    assert results["total"] == 1 and results["items"][0]["fulfil_status"] == "pending"
+    assert "*" not in results["items"][0]["phone"]  # the admin holds members.read_phone
+    marketer = (await client.get(f"/draws/{cid}/results", headers=await login("marketer"))).json()
+    assert "*" in marketer["items"][0]["phone"]  # the marketer does not: masked
+    draw_id = results["items"][0]["id"]
+    fulfil = f"/draws/{cid}/results/{draw_id}/fulfil"
+    done = await client.post(fulfil, headers=admin, json={"note": "VCH-123"})
+    assert done.status_code == 200 and done.json()["fulfil_status"] == "fulfilled", done.text
+    assert (await client.post(fulfil, headers=admin, json={"note": "VCH-123"})).status_code == 200
+    assert_error(
+        await client.post(fulfil, headers=admin, json={"note": "other"}), 409, "prize_not_pending"
+    )
+    assert_error(await client.post(fulfil, headers=admin, json={"note": ""}), 400)
+    csv = await client.get(f"/draws/{cid}/results", headers=admin, params={"format": "csv"})
+    assert (
+        csv.status_code == 200
+        and "VCH-123" in csv.text
+        and csv.text.lstrip("\ufeff").startswith("id,")
+    )
+    # audited
+    async with app.state.pool.connection() as conn:
+        actions = {
+            (r["action"], r["entity"])
+            for r in await (
+                await conn.execute(
+                    "SELECT action, entity FROM audit_log WHERE entity IN "
+                    "('draw_campaign', 'draw_prize', 'draw') AND entity_id IN (%s, %s, %s, %s)",
+                    (str(cid), str(voucher), str(draw_id), str(added.json()["id"])),
+                )
+            ).fetchall()
+        }
+    assert {("create", "draw_campaign"), ("update", "draw_prize"), ("fulfil", "draw")} <= actions
+    # scoping: below the brand, without the permission, another brand
+    for user in ("agent_admin", "store_clerk", "analyst"):
+        headers_ = await login(user)
+        assert_error(await client.get("/draws", headers=headers_), 403)
+        assert_error(await client.post("/draws", headers=headers_, json=body), 403)
+        assert_error(await client.get(f"/draws/{cid}/results", headers=headers_), 403)
+    _, other = await onboarded_brand(client, login)
+    assert (await client.get("/draws", headers=other)).json()["total"] == 0
+    for method, path in [
+        ("GET", f"/draws/{cid}"),
+        ("GET", f"/draws/{cid}/results"),
+        ("DELETE", f"/draws/{cid}"),
+    ]:
+        assert_error(await client.request(method, path, headers=other), 404)
+    assert_error(await client.patch(f"/draws/{cid}", headers=other, json={"name": "x"}), 404)
+    assert_error(await client.post(fulfil, headers=other, json={"note": "x"}), 404)
+    assert_error(
+        await client.post("/draws", headers=other, json=body), 422, "unknown_product"
+    )  # our product is not theirs
+    # deleted: gone from the list and from drawing
+    assert (await client.delete(f"/draws/{cid}", headers=admin)).status_code == 204
+    assert_error(await client.get(f"/draws/{cid}", headers=admin), 404)
+    (later,) = units.take()
+    assert_error(await draw(app, headers, later), 422, "draw_not_covered")
+
+
+async def test_the_answer_page_links_to_the_h5_draw_and_the_form_draws_once(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    import re
+
+    admin = await login("admin")
+    await new_campaign(
+        client, admin, campaign_body(goods["product_id"], [prize("H5 gift")], name="Spring draw")
+    )
+    (serial,) = units.take()
+    pin = app.state.scheme.pin(serial)
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as h5:
+        h5.cookies.set("tc_member", headers["Authorization"].split()[1])
+        answer = await h5.post(f"/c/{serial}", data={"pin": pin})
+        assert 'id="draw-link"' in answer.text and "Spring draw" in answer.text, answer.text
+        page = await h5.get("/member/draw", params={"serial": serial})
+        assert page.status_code == 200, page.text
+        fields = dict(re.findall(r'name="(csrf|client_id)" value="([^"]+)"', page.text))
+        body = {**fields, "serial": serial, "lang": "zh"}
+        wrong = await h5.post("/member/draw", data={**body, "pin": "1" * len(pin)})
+        if pin != "1" * len(pin):
+            assert wrong.status_code == 422 and 'id="draw-form"' in wrong.text, wrong.text
+        drawn = await h5.post("/member/draw", data={**body, "pin": pin})
+        assert drawn.status_code == 200 and "恭喜中奖" in drawn.text, drawn.text
+        again = await h5.post("/member/draw", data={**body, "pin": pin})  # a double tap
+        assert again.status_code == 200 and "恭喜中奖" in again.text
+        bad = await h5.post("/member/draw", data={**body, "pin": "12"})
+        assert bad.status_code == 400
+        answer = await h5.post(f"/c/{serial}", data={"pin": pin})
+        assert 'id="draw-link"' not in answer.text  # drawn: no link any more
+    async with app.state.pool.connection() as conn:
+        n = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM draws WHERE code_id = %s", (code_of(app, serial),)
+            )
+        ).fetchone()
+    assert n["n"] == 1
