@@ -458,6 +458,14 @@ async def test_the_request_log_for_the_brand_and_for_the_partner(
     gd = await make_key(client, admin, demo["AGENT-GD"], ["verify.b2b"])
     theirs = await client.get("/v1/lms/requests", headers=gd, params={"per_page": 200})
     assert all(r["org_id"] != demo["DIST-NB"] for r in theirs.json()["items"])
+    # a partner's subtree (a review: the README said its organisation's own): the key of the
+    # agent above DIST-NB sees DIST-NB's checks, DIST-NB's key never the agent's own
+    zj = await make_key(client, admin, demo["AGENT-ZJ"], ["verify.b2b"])
+    above = await verify(client, zj, ask(lms, 1))
+    seen = await client.get("/v1/lms/requests", headers=zj, params={"per_page": 200})
+    assert {good["corrUUID"], above["corrUUID"]} <= {r["corr_uuid"] for r in seen.json()["items"]}
+    below = await client.get("/v1/lms/requests", headers=lms.key, params={"per_page": 200})
+    assert above["corrUUID"] not in {r["corr_uuid"] for r in below.json()["items"]}
     lots = await client.get("/v1/lms/lots", headers=admin, params={"gtin": SUN_CREAM})
     assert lots.status_code == 200, lots.text
 

@@ -40,9 +40,8 @@ async def test_an_agent_clerk_picks_a_salesperson_for_a_shipment_to_a_store(
     assert {"fieldrep", "fieldsup", "store_clerk"} <= set(names)
     assert not {"gz_clerk", "gd_fieldrep", "admin", "clerk"} & set(names)
     assert await _names(client, agent, q="FIELDREP") == ["fieldrep", "fieldrep2"]
-    # a store of another agent shipped to: its staff may be named too, as the draft accepts
-    assert "gz_clerk" in await _names(client, agent, store_id=demo["STORE-GZ-01"])
-    assert "gd_admin" not in await _names(client, agent, store_id=demo["AGENT-GD"])  # no store
+    # its own store named: the same list (they are of its subtree)
+    assert "store_clerk" in await _names(client, agent, store_id=demo["STORE-HZ-01"])
 
     goods = await shipped_goods(client, login, app, demo)
     rep = next(
@@ -112,3 +111,41 @@ async def test_who_is_listed_and_who_may_ask(client: Any, login: Any, demo: Any)
         *(client.get("/documents/salespeople", headers=agent) for _ in range(4))
     )
     assert len({tuple(r["id"] for r in p.json()["items"]) for p in pages}) == 1
+
+
+async def test_another_agent_s_store_lists_no_one_to_an_agent_s_clerk(
+    client: Any, login: Any, demo: Any
+) -> None:
+    """A review: any clerk with ``logistics.scan`` could name any store of the brand as
+    ``store_id`` and list its active users' usernames — another agent's stores' people too,
+    across subtrees. A clerk of the sales channel now lists its own subtree's stores only
+    (another is 422 ``unknown_org``, as one of another brand); the brand's own stock, which
+    supplies any store, still lists the store it ships to."""
+    agent = await login("agent_clerk")
+    refused = await client.get(
+        "/documents/salespeople", headers=agent, params={"store_id": demo["STORE-GZ-01"]}
+    )
+    assert_error(refused, 422, "unknown_org")
+    assert "gz_clerk" not in refused.text
+    for other in ("AGENT-GD", "STORE-GZ-01"):  # nor by a name's part, nor another agent's own
+        assert_error(
+            await client.get(
+                "/documents/salespeople",
+                headers=agent,
+                params={"store_id": demo[other], "q": "gz"},
+            ),
+            422,
+            "unknown_org",
+        )
+    store = await login("store_clerk")  # a store's clerk: a sibling store is refused as well
+    assert_error(
+        await client.get(
+            "/documents/salespeople", headers=store, params={"store_id": demo["STORE-GZ-01"]}
+        ),
+        422,
+        "unknown_org",
+    )
+    factory = await login("clerk")  # the factory warehouse ships to any store of the brand
+    names = await _names(client, factory, store_id=demo["STORE-GZ-01"], per_page=200)
+    assert "gz_clerk" in names and "store_clerk" not in names
+    assert "gd_admin" not in await _names(client, factory, store_id=demo["AGENT-GD"])  # no store

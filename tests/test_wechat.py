@@ -15,10 +15,14 @@ others go, two senders never sending one message twice, the brand's delivery log
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,12 +30,15 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+from Crypto.Cipher import AES
 from psycopg.rows import dict_row
 
 from app.members.principal import issue_token
-from app.wechat import bindings, outbox, sender
+from app.web import session, wechat_pages
+from app.webhooks import signing
+from app.wechat import account, bindings, outbox, sender
 from app.wechat.account import unseal
-from app.wechat.gateway import WechatGateway
+from app.wechat.gateway import TemplateMessage, WechatGateway
 from tests.helpers import assert_error, onboarded_brand
 from tests.points_support import member_client, new_member
 from tests.sms_gateway import sms_gateway  # noqa: F401 (a fixture)
@@ -659,3 +666,127 @@ async def test_the_delivery_log_is_paged_and_masks_openids(
     assert openid not in page.text and body["items"][0]["openid"].startswith(openid[:4])
     assert_error(await client.get("/wechat/messages", headers=admin, params={"state": "x"}), 400)
     assert_error(await client.get("/wechat/messages", headers=await login("clerk")), 403)
+
+
+# -- a review --------------------------------------------------------------------------------
+
+
+def _old_seal(key: bytes, body: bytes) -> bytes:
+    """AES-256-GCM as the account and the bind cookie sealed before the review: nonce +
+    ciphertext + tag."""
+    nonce = secrets.token_bytes(12)
+    sealed, tag = AES.new(key, AES.MODE_GCM, nonce=nonce).encrypt_and_digest(body)
+    return nonce + sealed + tag
+
+
+def test_secrets_and_cookies_sealed_before_still_open(settings: Any) -> None:
+    """A review: the account's sealing and the bind cookie's were copies of the webhooks' and
+    the claim tickets' code; now they use those, and what was sealed before still opens (and
+    what is sealed now opens the old way)."""
+    stored = _old_seal(settings.subkey("wechat-secret"), b"the-app-secret")
+    assert account.unseal(settings, stored) == "the-app-secret"
+    new = account.seal(settings, "s3cret")
+    nonce, sealed, tag = new[:12], new[12:-16], new[-16:]
+    cipher = AES.new(settings.subkey("wechat-secret"), AES.MODE_GCM, nonce=nonce)
+    assert cipher.decrypt_and_verify(sealed, tag) == b"s3cret"
+    with pytest.raises(ValueError):  # never the webhooks' subkey
+        signing.unseal(settings, new)
+
+    body = json.dumps([7, "o-openid", None, int(time.time()) + 60]).encode()
+    old_cookie = base64.urlsafe_b64encode(_old_seal(settings.subkey("wechat-bind"), body))
+    request: Any = SimpleNamespace(cookies={"tc_wx_bind": old_cookie.rstrip(b"=").decode()})
+    assert wechat_pages._pending(request, settings, 7) == ("o-openid", None)
+    assert wechat_pages._pending(request, settings, 8) is None  # another brand's
+    made: Any = SimpleNamespace(
+        cookies={"tc_wx_bind": wechat_pages._seal_pending(settings, 7, "o", "u")}
+    )
+    assert wechat_pages._pending(made, settings, 7) == ("o", "u")
+    forged: Any = SimpleNamespace(cookies={"tc_wx_bind": made.cookies["tc_wx_bind"][:-2] + "AA"})
+    assert wechat_pages._pending(forged, settings, 7) is None
+
+    ticket = json.dumps(["SERIAL", "1234", 7, "abcd", int(time.time()) + 60]).encode()
+    old_ticket = base64.urlsafe_b64encode(_old_seal(settings.subkey("h5-claim"), ticket))
+    opened = session.open_ticket(settings, old_ticket.rstrip(b"=").decode())
+    assert opened is not None and (opened.serial, opened.brand_id) == ("SERIAL", 7)
+    assert session.open_ticket(settings, made.cookies["tc_wx_bind"]) is None  # another purpose
+
+
+def test_the_account_and_a_made_message_never_show_the_secret() -> None:
+    """A review: ``Account`` and ``sender._Made`` printed the plaintext app secret in their
+    repr (a log line or a traceback's locals)."""
+    found = account.Account(
+        brand_id=1, app_id="wx1", secret="THE-SECRET", templates={}, enabled=True
+    )
+    message = TemplateMessage(touser="o" + "x" * 20, template_id="T", url=None, data={})
+    for shown in (repr(found), str(found), repr(sender._Made(found, message))):
+        assert "THE-SECRET" not in shown and "wx1" in shown
+    assert message.touser not in repr(sender._Made(found, message))
+
+
+async def test_a_complaint_reply_links_to_the_app_s_public_host(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
+) -> None:
+    """A review: the complaint reply's message read the settings from the environment, not the
+    app's: an app built with other settings linked its members to another host."""
+    app.state.settings = msgspec.structs.replace(
+        app.state.settings, public_scheme="https", resolver_host="wx-review.example"
+    )
+    brand = demo["BRAND-LUMI"]
+    await _account(client, await login("admin"), wechat)
+    member, _ = await _bound_member(app, brand, wechat)
+    headers = {"Authorization": f"Bearer {issue_token(app.state.settings, member)[0]}"}
+    filed = await client.post(
+        "/members/me/complaints", headers=headers, json={"kind": "complaint", "body": "leaks"}
+    )
+    assert filed.status_code == 201, filed.text
+    service = await login("service")
+    replied = await client.post(
+        f"/complaints/{filed.json()['id']}/close", headers=service, json={"reply": "Refunded"}
+    )
+    assert replied.status_code == 200, replied.text
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT url FROM wechat_messages WHERE member_id = %s AND kind = %s",
+                (member, "complaint_reply"),
+            )
+        ).fetchone()
+    assert row["url"] == "https://wx-review.example/member/complaints"
+
+
+async def test_a_member_losing_a_new_openid_to_another_keeps_its_old_binding(
+    app: Any, demo: Any, settings: Any
+) -> None:
+    """A review: ``bind`` deleted the member's old binding before inserting the new one; when
+    another member took the openid at that moment, the insert did nothing and the member was
+    left with no binding at all (and False)."""
+    brand = demo["BRAND-LUMI"]
+    first, _, _ = await new_member(app, brand)
+    second, _, _ = await new_member(app, brand)
+    old, wanted = "o" + secrets.token_hex(12), "o" + secrets.token_hex(12)
+    await _bind(app, brand, first, old)
+    connect = psycopg.AsyncConnection.connect
+    async with (
+        await connect(settings.database_url, row_factory=dict_row) as theirs,
+        await connect(settings.database_url, row_factory=dict_row) as mine,
+        await connect(settings.database_url, autocommit=True, row_factory=dict_row) as look,
+    ):
+        assert await bindings.bind(theirs, brand, second, wanted)  # not committed yet
+        task = asyncio.create_task(bindings.bind(mine, brand, first, wanted))
+        pid = mine.info.backend_pid
+        for _ in range(200):  # until the first member's insert waits for the second's
+            row = await (
+                await look.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+                )
+            ).fetchone()
+            if row and row["wait_event_type"] == "Lock":
+                break
+            await asyncio.sleep(0.025)
+        else:
+            raise AssertionError("the first member's bind never waited for the second's")
+        await theirs.commit()
+        assert await task is False
+        await mine.commit()
+        assert await bindings.openid_of(look, first) == old  # kept
+        assert await bindings.member_of(look, brand, wanted) == second

@@ -121,7 +121,7 @@ class LmsController(Controller):
         per_page: PerPage = 50,
     ) -> Page[LmsRequestOut]:
         """The B2B verifications asked by the caller's subtree, newest first (``reports.read``:
-        every partner's, with ``detail``; ``verify.b2b``: the caller's organisation's own)."""
+        every partner's, with ``detail``; ``verify.b2b``: the partner's subtree's, without it)."""
         return await service.list_requests(
             conn,
             principal,

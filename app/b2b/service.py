@@ -408,7 +408,9 @@ async def list_requests(
     per_page: int,
 ) -> Page[LmsRequestOut]:
     """The B2B verifications asked by the caller's subtree, newest first: the brand's staff see
-    every partner's; a partner (``verify.b2b``) its own. ``detail`` with ``reports.read`` only."""
+    every partner's; a partner (``verify.b2b``) its subtree's — a wholesaler's key at its head
+    office its branches' too, a branch's never the head office's. ``detail`` with
+    ``reports.read`` only."""
     actor.require_any("reports.read", PERMISSION)
     where = ["r.brand_id = %(brand)s", "o.path LIKE %(prefix)s"]
     params: dict[str, Any] = {"brand": actor.brand_id, "prefix": actor.org_path + "%"}

@@ -7,7 +7,10 @@ line still active) of the caller's subtree or of the store the goods go to
 agent-to-store shipments on the phone: the app had no salesperson field, and shipments made
 there named nobody. This list answers the clerk, under ``logistics.scan``, with those the draft
 would accept and no more than a picker needs — id, username, display name and organisation;
-never a phone or an e-mail address (same status test as ``_check_salesperson``).
+never a phone or an e-mail address (same status test as ``_check_salesperson``). A store
+outside the caller's subtree has its staff listed only for the brand's own stock, which
+supplies any store; a clerk of the sales channel lists its own subtree's stores only (the
+staff of another agent's stores are no directory of theirs).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 from app.auth.principal import Principal
 from app.auth.service import org_status
 from app.db import Conn
-from app.logistics.documents import _org
+from app.logistics.documents import _org, _unknown_org
 from app.logistics.schemas import SalespersonOut
+from app.orgs.schemas import CHANNEL_KINDS
 from app.paging import Page, contains, fetch_page
 
 COLUMNS = "u.id, u.username, u.display_name, u.org_id, o.name AS org_name, o.kind AS org_kind"
@@ -33,14 +37,19 @@ async def list_salespeople(
     page: int,
     per_page: int,
 ) -> Page[SalespersonOut]:
-    """Active users of the caller's subtree and, with ``store_id`` (a store of the caller's
-    brand; one of another brand answers 422 ``unknown_org`` as the draft does), of that store:
-    the caller's own organisation first, then in tree order and by username. ``q``: part of the
-    username or display name."""
+    """Active users of the caller's subtree and, with ``store_id``, of that store: the caller's
+    own organisation first, then in tree order and by username. ``q``: part of the username or
+    display name. A store outside the subtree is named only by the brand's own stock (a clerk
+    of the brand, a factory or their warehouses, which supply any store); from the sales
+    channel — a branch, agent, distributor or store, or one below them — it answers 422
+    ``unknown_org``, as one of another brand does (a review: an agent's clerk listed the
+    usernames of any store of the brand, another agent's too)."""
     actor.require("logistics.scan")
     prefixes = [actor.org_path + "%"]
     if store_id is not None:
         store = await _org(conn, store_id, actor)
+        if not actor.sees(store["path"]) and await _in_channel(conn, actor.org_path):
+            raise _unknown_org(store_id)
         if store["kind"] == "store":
             prefixes.append(store["path"] + "%")
     where = [
@@ -63,3 +72,18 @@ async def list_salespeople(
         per_page=per_page,
         make=lambda row: SalespersonOut(**row),
     )
+
+
+async def _in_channel(conn: Conn, org_path: str) -> bool:
+    """Whether the organisation at ``org_path``, or one above it, is of the sales channel (a
+    branch, agent, distributor or store) rather than the brand's own stock (the brand, its
+    factories and their warehouses, which supply any store of the brand)."""
+    row = await (
+        await conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM orgs a
+                WHERE a.id = ANY(string_to_array(trim(both '/' FROM %s), '/')::bigint[])
+                  AND a.kind = ANY(%s)) AS in_channel""",
+            (org_path, list(CHANNEL_KINDS)),
+        )
+    ).fetchone()
+    return bool(row and row["in_channel"])

@@ -27,6 +27,7 @@ import msgspec
 
 from app import audit, tabular
 from app.auth.principal import Principal
+from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict, NotFound, Unprocessable
 from app.field.scope import day_bounds
@@ -235,23 +236,27 @@ async def take(conn: Conn, actor: Principal, complaint_id: int) -> ComplaintOut:
     return await _transition(conn, actor, complaint_id, "take")
 
 
-async def reply(conn: Conn, actor: Principal, complaint_id: int, text: str) -> ComplaintOut:
+async def reply(
+    conn: Conn, settings: Settings, actor: Principal, complaint_id: int, text: str
+) -> ComplaintOut:
     """The brand's answer (open or handling → handling); the member reads it (and, bound to
-    the brand's WeChat, gets a template message)."""
+    the brand's WeChat, gets a template message linking to the app's public host)."""
     out = await _transition(conn, actor, complaint_id, "reply", text.strip())
-    await _tell_wechat(conn, actor, out)
+    await _tell_wechat(conn, settings, actor, out)
     return out
 
 
-async def close(conn: Conn, actor: Principal, complaint_id: int, text: str | None) -> ComplaintOut:
+async def close(
+    conn: Conn, settings: Settings, actor: Principal, complaint_id: int, text: str | None
+) -> ComplaintOut:
     """open or handling → closed, with a last answer if given."""
     out = await _transition(conn, actor, complaint_id, "close", text.strip() if text else None)
     if text and text.strip():
-        await _tell_wechat(conn, actor, out)
+        await _tell_wechat(conn, settings, actor, out)
     return out
 
 
-async def _tell_wechat(conn: Conn, actor: Principal, c: ComplaintOut) -> None:
+async def _tell_wechat(conn: Conn, settings: Settings, actor: Principal, c: ComplaintOut) -> None:
     """The WeChat template message of a reply (``app.wechat.outbox``: only for a member bound
     to the brand's WeChat)."""
     from app.wechat.outbox import complaint_replied  # the WeChat domain sits beside this one
@@ -259,7 +264,7 @@ async def _tell_wechat(conn: Conn, actor: Principal, c: ComplaintOut) -> None:
     if c.reply and c.replied_at is not None:
         await complaint_replied(
             conn,
-            None,
+            settings,
             brand_id=actor.brand_id,
             member_id=c.member_id,
             complaint_id=c.id,

@@ -15,6 +15,7 @@ from litestar.params import Parameter, QueryParameter
 from app import localtime, tabular
 from app.auth.principal import Principal
 from app.codes.scheme import Scheme
+from app.config import Settings
 from app.db import Conn
 from app.marketing import complaints, handling, promotions
 from app.marketing.schemas import (
@@ -168,18 +169,28 @@ class ComplaintController(Controller):
 
     @post("/{complaint_id:int}/reply", status_code=200)
     async def reply(
-        self, complaint_id: int, data: ComplaintReplyIn, conn: Conn, principal: Principal
+        self,
+        complaint_id: int,
+        data: ComplaintReplyIn,
+        conn: Conn,
+        settings: Settings,
+        principal: Principal,
     ) -> ComplaintOut:
         """Answer the member (an open complaint is taken on the way; a later answer replaces
         the earlier). 409 ``complaint_closed``."""
-        return await handling.reply(conn, principal, complaint_id, data.reply)
+        return await handling.reply(conn, settings, principal, complaint_id, data.reply)
 
     @post("/{complaint_id:int}/close", status_code=200)
     async def close(
-        self, complaint_id: int, data: ComplaintCloseIn, conn: Conn, principal: Principal
+        self,
+        complaint_id: int,
+        data: ComplaintCloseIn,
+        conn: Conn,
+        settings: Settings,
+        principal: Principal,
     ) -> ComplaintOut:
         """Close it, with a last answer if given. 409 ``complaint_closed``."""
-        return await handling.close(conn, principal, complaint_id, data.reply)
+        return await handling.close(conn, settings, principal, complaint_id, data.reply)
 
 
 route_handlers = [PromotionController, MemberMarketingController, ComplaintController]

@@ -68,6 +68,7 @@ BRAND_COOKIE = "tc_brand"  # the brand of the last sign-in: where "sign in" lead
 # a 30-minute ticket's claim counted again)
 TICKET_TTL = CHECK_RETRY_SECONDS
 LANG_AGE = 365 * 86400  # seconds a language chosen by the switch is remembered
+_CLAIM = "h5-claim"  # the claim tickets' subkey
 
 
 def _b64(data: bytes) -> str:
@@ -221,27 +222,42 @@ class Ticket(msgspec.Struct, frozen=True):
         return f"h5-{self.nonce}"
 
 
+def seal(settings: Settings, purpose: str, value: Any) -> str:
+    """``value`` as JSON, sealed with AES-256-GCM under ``Settings.subkey(purpose)``: base64url
+    (unpadded) of nonce + ciphertext + tag, for a cookie or a form field (a claim ticket, the
+    WeChat openid waiting to be bound)."""
+    nonce = secrets.token_bytes(12)
+    sealed, tag = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce).encrypt_and_digest(
+        json.dumps(value).encode()
+    )
+    return _b64(nonce + sealed + tag)
+
+
+def unseal(settings: Settings, purpose: str, text: str) -> Any:
+    """What ``seal`` sealed under ``purpose``; None when ``text`` is not one of ours (forged,
+    cut, sealed for another purpose or under another master key)."""
+    try:
+        blob = _unb64(text)
+        nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
+        cipher = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce)
+        return json.loads(cipher.decrypt_and_verify(sealed, tag))
+    except (ValueError, TypeError):
+        return None
+
+
 def issue_ticket(
     settings: Settings, serial: str, pin: str, brand_id: int, check: str | None = None
 ) -> str:
     """A sealed claim ticket; its nonce is the answer page's ``check`` (``pages.PAGE_CHECK``),
     whose verification the claim then does not count again, or a fresh one."""
     claim = check or secrets.token_hex(8)
-    body = json.dumps([serial, pin, brand_id, claim, int(time.time()) + TICKET_TTL]).encode()
-    nonce = secrets.token_bytes(12)
-    sealed, tag = AES.new(
-        settings.subkey("h5-claim"), AES.MODE_GCM, nonce=nonce
-    ).encrypt_and_digest(body)
-    return _b64(nonce + sealed + tag)
+    return seal(settings, _CLAIM, [serial, pin, brand_id, claim, int(time.time()) + TICKET_TTL])
 
 
 def open_ticket(settings: Settings, text: str) -> Ticket | None:
     """The ticket's claim, or None when it is not one of ours or has expired."""
     try:
-        blob = _unb64(text)
-        nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-        cipher = AES.new(settings.subkey("h5-claim"), AES.MODE_GCM, nonce=nonce)
-        serial, pin, brand_id, client, expires = json.loads(cipher.decrypt_and_verify(sealed, tag))
+        serial, pin, brand_id, client, expires = unseal(settings, _CLAIM, text)
         ticket = Ticket(str(serial), str(pin), int(brand_id), str(client), int(expires))
     except (ValueError, TypeError, KeyError):
         return None

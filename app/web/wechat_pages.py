@@ -34,7 +34,6 @@ server, in the code exchange.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -43,7 +42,6 @@ import time
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from Crypto.Cipher import AES
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 
@@ -64,16 +62,9 @@ BIND_COOKIE = "tc_wx_bind"
 STATE_TTL = 300  # seconds from the tap to WeChat's redirect back
 BIND_TTL = 900  # seconds from WeChat's answer to the SMS sign-in that binds it
 CALLBACK = "/member/wechat/callback"
+_BIND_SEAL = "wechat-bind"  # the subkey of the openid waiting in ``tc_wx_bind``
 _PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
 _POST: dict[str, Any] = {**_PAGE, "status_code": 200, "request_max_body_size": MAX_FORM}
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _state_key(settings: Settings, state: str) -> str:
@@ -158,25 +149,20 @@ async def bind_after_login(
 
 
 def _seal_pending(settings: Settings, brand_id: int, openid: str, unionid: str | None) -> str:
-    body = json.dumps([brand_id, openid, unionid, int(time.time()) + BIND_TTL]).encode()
-    nonce = secrets.token_bytes(12)
-    sealed, tag = AES.new(
-        settings.subkey("wechat-bind"), AES.MODE_GCM, nonce=nonce
-    ).encrypt_and_digest(body)
-    return _b64(nonce + sealed + tag)
+    return session.seal(
+        settings, _BIND_SEAL, [brand_id, openid, unionid, int(time.time()) + BIND_TTL]
+    )
 
 
 def _pending(
     request: Request[Any, Any, Any], settings: Settings, brand_id: int
 ) -> tuple[str, str | None] | None:
     """(openid, unionid) waiting in the browser to be bound to a member of ``brand_id``."""
-    text = request.cookies.get(BIND_COOKIE) or ""
     try:
-        blob = _unb64(text)
-        nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-        cipher = AES.new(settings.subkey("wechat-bind"), AES.MODE_GCM, nonce=nonce)
-        brand, openid, unionid, expires = json.loads(cipher.decrypt_and_verify(sealed, tag))
-    except (ValueError, TypeError, KeyError):
+        brand, openid, unionid, expires = session.unseal(
+            settings, _BIND_SEAL, request.cookies.get(BIND_COOKIE) or ""
+        )
+    except (ValueError, TypeError):
         return None
     if brand != brand_id or expires < time.time() or not isinstance(openid, str):
         return None
@@ -237,7 +223,7 @@ async def start(
     found = await account.load(conn, settings, brand_id)
     if found is None:
         return _error(lang, remember, "wechat_off", 404, brand_id)
-    state = _b64(secrets.token_bytes(32))
+    state = secrets.token_urlsafe(32)
     kept = json.dumps({"brand": brand_id, "claim": claim, "lang": lang})
     await redis.set(_state_key(settings, state), kept, ex=STATE_TTL)
     query = urlencode(

@@ -53,16 +53,19 @@ def signature_header(secrets_: list[str], msg_id: str, timestamp: int, body: byt
     return " ".join(sign(s, msg_id, timestamp, body) for s in secrets_)
 
 
-def seal(settings: Settings, secret: str) -> bytes:
-    """The secret encrypted for storage (nonce + ciphertext + tag)."""
+def seal(settings: Settings, secret: str, purpose: str = _SEAL) -> bytes:
+    """The secret encrypted for storage (nonce + ciphertext + tag), AES-256-GCM under
+    ``Settings.subkey(purpose)``: a webhook's by default; another domain's stored secret (a
+    brand's WeChat app secret, ``app.wechat.account``) under its own purpose."""
     nonce = secrets.token_bytes(12)
-    cipher = AES.new(settings.subkey(_SEAL), AES.MODE_GCM, nonce=nonce)
+    cipher = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce)
     sealed, tag = cipher.encrypt_and_digest(secret.encode())
     return nonce + sealed + tag
 
 
-def unseal(settings: Settings, blob: bytes) -> str:
-    """The stored secret (``ValueError`` when the blob was not sealed with this master key)."""
+def unseal(settings: Settings, blob: bytes, purpose: str = _SEAL) -> str:
+    """The stored secret (``ValueError`` when the blob was not sealed with this master key and
+    ``purpose``)."""
     nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-    cipher = AES.new(settings.subkey(_SEAL), AES.MODE_GCM, nonce=nonce)
+    cipher = AES.new(settings.subkey(purpose), AES.MODE_GCM, nonce=nonce)
     return cipher.decrypt_and_verify(sealed, tag).decode()

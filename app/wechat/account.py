@@ -15,11 +15,9 @@ Every change is audited (the app id, the templates, ``enabled``, whether the sec
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import msgspec
-from Crypto.Cipher import AES
 from psycopg.types.json import Jsonb
 
 from app import audit
@@ -29,6 +27,7 @@ from app.db import Conn
 from app.errors import NotFound, ValidationFailed
 from app.members.principal import brand_of_staff
 from app.paging import Page, fetch_page
+from app.webhooks import signing
 from app.wechat.bindings import masked
 from app.wechat.schemas import AccountIn, AccountOut, MessageOut, Templates
 
@@ -46,20 +45,19 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     templates: dict[str, str]
     enabled: bool
 
+    def __repr__(self) -> str:  # never print the secret
+        return f"Account(brand_id={self.brand_id}, app_id={self.app_id!r}, secret='***')"
+
 
 def seal(settings: Settings, secret: str) -> bytes:
-    """The secret encrypted for storage: nonce + ciphertext + tag."""
-    nonce = secrets.token_bytes(12)
-    cipher = AES.new(settings.subkey(_SEAL), AES.MODE_GCM, nonce=nonce)
-    sealed, tag = cipher.encrypt_and_digest(secret.encode())
-    return nonce + sealed + tag
+    """The secret encrypted for storage: nonce + ciphertext + tag (the webhooks' sealing,
+    ``app.webhooks.signing.seal``, under this domain's own subkey)."""
+    return signing.seal(settings, secret, _SEAL)
 
 
 def unseal(settings: Settings, blob: bytes) -> str:
     """The stored secret (``ValueError`` when it was sealed under another master key)."""
-    nonce, sealed, tag = blob[:12], blob[12:-16], blob[-16:]
-    cipher = AES.new(settings.subkey(_SEAL), AES.MODE_GCM, nonce=nonce)
-    return cipher.decrypt_and_verify(sealed, tag).decode()
+    return signing.unseal(settings, blob, _SEAL)
 
 
 def _brand(actor: Principal) -> int:

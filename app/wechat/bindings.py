@@ -6,15 +6,19 @@ brand). ``bind`` runs on the member's row locked: of two binds of one member at 
 second sees the first; of two members binding one openid at once, the primary key lets one
 in and the other gets nothing (``ON CONFLICT DO NOTHING``: the openid stays the first's). A
 member binding another openid (a new WeChat account) replaces its old one: they proved the
-phone just now, in this WeChat. ``unbind`` is the member's own (the profile page); erasure
-(``app.members.erasure``) calls ``erase``, which deletes the binding and wipes the openid from
-the member's template messages (those not sent are failed). Binding and unbinding are audited
-without the openid (the audit log is read by staff).
+phone just now, in this WeChat — the old one is deleted and the new one inserted under a
+savepoint, so a member who loses the openid to another at that moment keeps its old binding.
+``unbind`` is the member's own (the profile page); erasure (``app.members.erasure``) calls
+``erase``, which deletes the binding and wipes the openid from the member's template messages
+(those not sent are failed). Binding and unbinding are audited without the openid (the audit
+log is read by staff).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import psycopg
 
 from app import audit
 from app.db import Conn
@@ -66,15 +70,21 @@ async def bind(
     holder = await member_of(conn, brand_id, openid)
     if holder is not None:  # another member's: theirs stays
         return False
-    if current is not None:
-        await conn.execute("DELETE FROM wechat_bindings WHERE member_id = %s", (member_id,))
-    row = await (
-        await conn.execute(
-            """INSERT INTO wechat_bindings (brand_id, openid, member_id, unionid)
-               VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING member_id""",
-            (brand_id, openid, member_id, unionid),
-        )
-    ).fetchone()
+    # the old binding goes only with the new one in: another member taking the openid at the
+    # same moment (its insert not yet committed when ``holder`` was read) rolls the savepoint
+    # back and this member keeps its old one (a review: it lost it and got False)
+    async with conn.transaction() as replacing:
+        if current is not None:
+            await conn.execute("DELETE FROM wechat_bindings WHERE member_id = %s", (member_id,))
+        row = await (
+            await conn.execute(
+                """INSERT INTO wechat_bindings (brand_id, openid, member_id, unionid)
+                   VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING member_id""",
+                (brand_id, openid, member_id, unionid),
+            )
+        ).fetchone()
+        if row is None:
+            raise psycopg.Rollback(replacing)
     if row is None:
         return False
     await audit.record(

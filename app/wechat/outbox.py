@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import weakref
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from app import jobs
-from app.config import Settings, load_settings
+from app.config import Settings
 from app.db import Conn
 from app.localtime import ZONE
 from app.wechat.schemas import Kind
@@ -91,14 +90,10 @@ async def enqueue(
     return int(row["id"])
 
 
-@cache
-def _default_settings() -> Settings:
-    return load_settings()
-
-
-def _page(settings: Settings | None, path: str) -> str:
-    """The member page a message links to, on the public host."""
-    return f"{(settings or _default_settings()).public_url}{path}"
+def _page(settings: Settings, path: str) -> str:
+    """The member page a message links to, on the public host (the app's own settings: a
+    review found the complaint's read from the environment, another host than the app's)."""
+    return f"{settings.public_url}{path}"
 
 
 async def redemption_issued(
@@ -160,7 +155,7 @@ async def points_reminder(
 
 async def complaint_replied(
     conn: Conn,
-    settings: Settings | None,
+    settings: Settings,
     *,
     brand_id: int,
     member_id: int,

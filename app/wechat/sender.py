@@ -37,6 +37,7 @@ import msgspec
 from app.config import Settings
 from app.db import Conn
 from app.wechat import account as accounts
+from app.wechat.bindings import masked
 from app.wechat.gateway import Outcome, TemplateMessage, WechatGateway
 from app.wechat.outbox import VALUE_MAX
 
@@ -146,6 +147,12 @@ def data_of(row: Claimed) -> dict[str, str]:
 class _Made(msgspec.Struct, frozen=True):
     account: accounts.Account
     message: TemplateMessage
+
+    def __repr__(self) -> str:  # never print the app secret (nor the member's openid)
+        return (
+            f"_Made(brand_id={self.account.brand_id}, app_id={self.account.app_id!r}, "
+            f"template_id={self.message.template_id!r}, touser={masked(self.message.touser)!r})"
+        )
 
 
 async def _make(
