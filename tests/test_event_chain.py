@@ -435,13 +435,15 @@ async def test_a_record_the_chainer_cannot_process_leaves_the_others_chained(
     report = (await client.post("/chain/check", headers=headers, json={})).json()
     assert report["first_problem"]["problem"] == "event_changed"
     assert report["first_problem"]["position"] == 3
-    # put back as it was, the chain goes on from where it stopped
+    # put back as it was and chained again by name (the workers' passes leave a broken brand
+    # out), the chain goes on from where it stopped
     await conn.execute(
         f"UPDATE event_chain SET hash = %s WHERE event_id IN (SELECT event_id {link_3})",
         (kept, brand_id),
     )
     await conn.commit()
-    assert brand_id not in (await chain_now(settings)).failed
+    async with await connect(settings) as own:
+        assert brand_id not in (await chainer.chain_all(own, broken=True)).failed
     assert_linear(await chain_rows(conn, brand_id))
     assert (await client.get("/chain", headers=headers)).json()["error"] is None
 
@@ -476,3 +478,211 @@ async def test_the_cli_checks_exports_and_verifies(
     ran = await asyncio.to_thread(tracecode, "chain", "check", "--brand", str(brand_id))
     assert ran.returncode == 1, ran
     assert f"event_changed (position 2, event {ids[1]})" in ran.stdout, ran.stdout
+
+
+# -- review fixes ------------------------------------------------------------------------------
+
+
+class _CountingConn:
+    """A connection that counts the rows its queries hand back (``fetchall``)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.rows = conn, 0
+
+    async def execute(self, query: Any, params: Any = None) -> Any:
+        cursor = await self.conn.execute(query, params)
+        outer = self
+
+        class Counted:
+            async def fetchall(self) -> list[Any]:
+                rows = await cursor.fetchall()
+                outer.rows += len(rows)
+                return rows
+
+        return Counted()
+
+
+async def test_a_batchs_codes_are_read_without_the_other_brands_rows(
+    settings: Any, tenant: Any
+) -> None:
+    """A review: the chainer's ``codes_of`` (the batch, the server check, the export) read
+    every ``event_codes`` row of the id ranges spanning the batch, whatever the brand, and
+    dropped the other brands' rows in Python — with several brands writing at once, tens of
+    millions of rows a batch. Only the batch's events' rows leave the database now."""
+    brand_id, _ = tenant
+    other = random.randrange(10**12, 10**13)
+    mixed = [
+        event
+        for pair in zip(events_of(brand_id, 8, "mine"), events_of(other, 8, "theirs"), strict=True)
+        for event in pair
+    ]
+    ids = await write(settings, mixed)  # one transaction: the two brands' ids interleaved
+    mine = ids[0::2]
+    async with await connect(settings) as conn:
+        counting = _CountingConn(conn)
+        codes = await chainer.codes_of(counting, mine)
+    assert sorted(codes) == sorted(mine) and all(len(codes[i]) == 3 for i in mine)
+    assert counting.rows == 3 * len(mine)  # not the 3 * 15 rows the ranges span
+
+
+async def test_a_broken_chain_is_not_retried_every_pass(
+    settings: Any, conn: Any, tenant: Any
+) -> None:
+    """A review: a brand whose chain could not be extended was tried again on every pass (every
+    2 s in each worker) and logged an error each time — some 43,000 lines a day — though it was
+    said to be skipped. Its head's error now keeps it out of the passes until it is cleared: a
+    repair, then ``tracecode chain run`` (which tries broken chains too)."""
+    import logging
+
+    brand_id, _ = tenant
+    other = random.randrange(10**12, 10**13)
+    await write(settings, events_of(brand_id, 2, "before") + events_of(other, 1, "before"))
+    await chain_now(settings)
+    link_2 = "WHERE brand_id = %s AND position = 2"
+    kept = await (
+        await conn.execute(f"SELECT hash FROM event_chain {link_2}", (brand_id,))
+    ).fetchone()
+    await conn.execute(f"UPDATE event_chain SET hash = sha256(hash) {link_2}", (brand_id,))
+    await conn.commit()
+
+    logged: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if str(brand_id) in record.getMessage():
+                logged.append(record.getMessage())
+
+    handler = Catch(logging.ERROR)
+    chainer.log.addHandler(handler)
+    try:
+        await write(settings, events_of(brand_id, 1, "after") + events_of(other, 1, "after"))
+        assert brand_id in (await chain_now(settings)).failed
+        assert len(logged) == 1
+        head = "SELECT error, error_at FROM event_chain_heads WHERE brand_id = %s"
+        first = await (await conn.execute(head, (brand_id,))).fetchone()
+        await conn.commit()
+        assert "altered" in first["error"]
+        for tag in ("next", "again"):  # the next passes: the broken brand is left out
+            await write(settings, events_of(brand_id, 1, tag) + events_of(other, 1, tag))
+            done = await chain_now(settings)
+            assert brand_id not in done.failed and done.appended >= 1
+        assert len(logged) == 1  # no new attempt, no new error line
+        assert await (await conn.execute(head, (brand_id,))).fetchone() == first
+        await conn.commit()
+        assert_linear(await chain_rows(conn, other))  # the other brand went on
+        async with await connect(settings) as own:
+            assert brand_id not in await chainer.pending_brands(own)
+            assert brand_id in await chainer.pending_brands(own, broken=True)
+    finally:
+        chainer.log.removeHandler(handler)
+    # repaired, ``tracecode chain run`` tries it again: chained, the error cleared
+    await conn.execute(f"UPDATE event_chain SET hash = %s {link_2}", (kept["hash"], brand_id))
+    await conn.commit()
+    ran = await asyncio.to_thread(tracecode, "chain", "run")
+    assert f"brand {brand_id} not chained" not in ran.stderr, ran.stderr
+    assert_linear(await chain_rows(conn, brand_id))
+    assert (await (await conn.execute(head, (brand_id,))).fetchone())["error"] is None
+    await conn.commit()
+
+
+def _offline_export(brand_id: int = 7, links: int = 2) -> list[str]:
+    """A small, valid export built by hand: its header, then ``links`` link lines."""
+    header = {
+        "format": chainverify.FORMAT,
+        "brand_id": str(brand_id),
+        "from": 1,
+        "to": links,
+        "previous_hash": chainverify.genesis(brand_id).hex(),
+        "public_key": "",
+    }
+    lines, previous = [json.dumps(header)], chainverify.genesis(brand_id)
+    for position in range(1, links + 1):
+        event: dict[str, Any] = {name: None for name in chainverify.FIELDS}
+        event.update(id=str(100 + position), brand_id=str(brand_id), codes=[f"u:{position}"])
+        previous = chainverify.link(
+            previous, chainverify.canonical(chainverify.event_values(event))
+        )
+        lines.append(json.dumps({"position": position, "hash": previous.hex(), "event": event}))
+    return lines
+
+
+def _verify_file(tmp_path: Path, lines: list[str], capsys: Any) -> tuple[int, str]:
+    """``chainverify.main`` on the lines: its exit status and what it printed."""
+    path = tmp_path / "export.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status = chainverify.main(["--file", str(path)])
+    out = capsys.readouterr()
+    return status, out.out + out.err
+
+
+def test_an_export_stripped_of_its_links_fails_offline(tmp_path: Path, capsys: Any) -> None:
+    """A review: an export whose link lines were all removed verified ``ok`` (the check that
+    the links reach the header's ``to`` ran only when there were links). Every position of the
+    header's range must be there."""
+    lines = _offline_export()
+    assert _verify_file(tmp_path, lines, capsys)[0] == 0
+    status, printed = _verify_file(tmp_path, lines[:1], capsys)
+    assert status == 1 and "holds no link" in printed, printed
+    status, printed = _verify_file(tmp_path, lines[:2], capsys)
+    assert status == 1 and "ends at position 1, not at 2" in printed, printed
+
+
+@pytest.mark.parametrize("position", [None, [2], {"n": 2}, True, 1.5, "two"])
+def test_an_anchor_with_a_malformed_position_fails_cleanly(
+    tmp_path: Path, capsys: Any, position: Any
+) -> None:
+    """A review: an anchor whose ``position`` is no integer (null, a list, an object) raised a
+    TypeError out of the verifier — a traceback for the auditor. It fails as a malformed anchor,
+    exit 1."""
+    anchor = {"brand_id": 7, "position": position, "hash": "00" * 32,
+              "anchored_at": "2026-01-01T00:00:00.000000Z", "signature": "00" * 64}  # fmt: skip
+    status, printed = _verify_file(tmp_path, [*_offline_export(), json.dumps({"anchor": anchor})],
+                                   capsys)  # fmt: skip
+    assert status == 1 and "anchor fields are malformed" in printed, printed
+    assert "Traceback" not in printed
+
+
+@pytest.mark.parametrize("to", [[2], "x", None, {"to": 2}, 0])
+def test_a_header_with_a_malformed_to_fails_cleanly(tmp_path: Path, capsys: Any, to: Any) -> None:
+    """A review: the header's ``to`` was read (``int(str(...))``) after the links, outside any
+    check — a list or a word there raised a ValueError out of the verifier. It fails as a
+    malformed header, exit 1; a range that ends before it starts too."""
+    lines = _offline_export()
+    header = json.loads(lines[0])
+    header["to"] = to
+    status, printed = _verify_file(tmp_path, [json.dumps(header), *lines[1:]], capsys)
+    assert status == 1 and "FAILED (line 1)" in printed and "header" in printed, printed
+    del header["to"]
+    status, printed = _verify_file(tmp_path, [json.dumps(header), *lines[1:]], capsys)
+    assert status == 1 and "FAILED (line 1)" in printed, printed
+
+
+# An anchor signed before the anchors' key moved to ``app.signing`` (the master key 00…07)
+KAT_MASTER_KEY = "00" * 31 + "07"
+KAT_ANCHOR_PUBLIC = "149d9c614ec0d5f3335cc33d1444dbf067fc5b7875fdf59d191c76aa10f8e28b"
+KAT_ANCHOR_KEY_ID = "b32a2d9039ee0c8f"
+KAT_ANCHOR_SIGNATURE = (
+    "e3aa572b2b0f0e1033e422978db06cd4e66de4ef448ef9ba6bd5e4465854996e"
+    "60f78f4c792eb728b4c4ae766c80bca26cd029199002b9d7fafb74fe6f0edd03"
+)
+
+
+def test_an_anchor_signed_before_the_shared_key_helper_still_verifies() -> None:
+    """A review: the anchors derived their Ed25519 key on their own, beside the evidence packs'
+    own copy of the same code. Both use ``app.signing`` now — with the same seed (the purpose
+    ``event-chain-anchor``) and the same key id (16 hex digits, no prefix), so an anchor signed
+    before verifies, under the same key id, and the key signs it again byte for byte."""
+    from app.config import Settings
+    from app.signing import ed25519_key
+
+    fixed = Settings(master_key=KAT_MASTER_KEY)
+    key = anchors.signing_key(fixed)
+    assert key is ed25519_key(fixed, "event-chain-anchor")
+    assert anchors.public_key(fixed).hex() == KAT_ANCHOR_PUBLIC
+    assert key.key_id() == chainverify.key_id(key.public_raw) == KAT_ANCHOR_KEY_ID
+    anchored_at = "2026-01-02T03:04:05.000006Z"
+    old = anchors.Anchor(id=1, brand_id=42, position=7, hash="ab" * 32, anchored_at=anchored_at,
+                         key_id=KAT_ANCHOR_KEY_ID, signature=KAT_ANCHOR_SIGNATURE)  # fmt: skip
+    assert anchors.verifies(old, anchors.public_key(fixed))
+    message = chainverify.anchor_message(42, 7, "ab" * 32, anchored_at)
+    assert key.sign(message).hex() == KAT_ANCHOR_SIGNATURE

@@ -338,6 +338,7 @@ async def test_a_code_pack_holds_its_alerts_and_scopes_like_its_trace(
         "Reseller called from 138"
     )
     assert document["verifications"]["total"] == 3
+    assert document["verifications"]["window"] is None  # a code's records: all of them
 
     # the house's 404 outside the alert's subtree and for another brand; the trace's answers
     _, other_brand = await onboarded_brand(client, login)
@@ -408,3 +409,141 @@ async def test_a_forged_serials_alert_packs_its_scans_without_a_trace(
     document = verify_pack.verify(response.content, evidence_key(app.state.settings).public_pem)
     assert document["trace"] is None and document["product"] is None
     assert document["verifications"]["records"][0]["client"]["ip"] == "115.238.*.*"
+
+
+# -- review fixes ------------------------------------------------------------------------------
+
+# A pack signed before the evidence key moved to ``app.signing`` (the master key 00…07)
+KAT_MASTER_KEY = "00" * 31 + "07"
+KAT_KEY_ID = "tcev-9e08f1853f76fa83"
+KAT_PUBLIC = "6d1816bc2bbb04ecbf7e3b46eb3d00a8851921d3c4ba12934846bdc5423d67c7"
+KAT_PACK = (
+    b'{"format":"tracecode-evidence-pack/1","key_id":"tcev-9e08f1853f76fa83","pack_id":'
+    b'"00000000-0000-4000-8000-000000000001","signature":{"alg":"Ed25519","key_id":'
+    b'"tcev-9e08f1853f76fa83","value":"bwS1UAU-Z6nWwZbhXWCTYO25GD81O0fZKIo-_jO6vHqUnx8iQr3eoF2k'
+    b'4aAqG-FSPjLmFW7iZQcHfKk2iJwWCg"},"subject":{"code":"KAT","type":"code"}}'
+)
+
+
+def test_a_pack_signed_before_the_shared_key_helper_still_verifies() -> None:
+    """A review: the evidence packs and the chain's anchors each derived their Ed25519 key with
+    their own copy of the code. Both use ``app.signing`` now — the packs with the same seed
+    (``evidence-signing/ed25519/v1``) and the same key id (``tcev-`` + 16 hex digits), so a pack
+    signed before verifies under the same key id, and signing it again gives the same bytes."""
+    from app.config import Settings
+    from app.signing import ed25519_key
+
+    fixed = Settings(master_key=KAT_MASTER_KEY)
+    key = evidence_key(fixed)
+    shared = ed25519_key(fixed, "evidence-signing/ed25519/v1")
+    assert key.public_raw == shared.public_raw and key.public_raw.hex() == KAT_PUBLIC
+    assert key.key_id == shared.key_id("tcev-") == verify_pack.key_id(key.public_raw) == KAT_KEY_ID
+    assert key.published()["jwk"]["kid"] == KAT_KEY_ID
+    for pure in (False, True):
+        document = verify_pack.verify(KAT_PACK, key.public_pem, pure=pure)
+        assert document["key_id"] == KAT_KEY_ID
+    unsigned = json.loads(KAT_PACK)
+    del unsigned["signature"]
+    assert canonical(key.sign(unsigned)) == KAT_PACK  # Ed25519 is deterministic
+
+
+# RFC 8032 section 7.1, tests 1, 2 and 3: (public key, message, signature)
+RFC8032_VECTORS = [
+    (
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+        "",
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+        "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    ),
+    (
+        "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+        "72",
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+        "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+    ),
+    (
+        "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+        "af82",
+        "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
+        "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a",
+    ),
+]
+_L = 2**252 + 27742317777372353535851937790883648493
+
+
+def test_the_two_standalone_ed25519_verifiers_agree() -> None:
+    """A review: the chain's verifier (``app/events/chainverify.py``) and the packs'
+    (``app/triage/verify_pack.py``) each carry their own copy of RFC 8032's reference
+    verification — they must stay standalone files. The copies agree, with each other and with
+    pycryptodome, on RFC 8032's vectors and on their bent variants (a flipped bit of the message,
+    of R, of S; S + L, a non-canonical S; another key; short inputs)."""
+    from app.events import chainverify
+
+    assert chainverify.ed25519_verify is not verify_pack.ed25519_verify_pure  # two copies
+    for public, message, signature in RFC8032_VECTORS:
+        pub, msg, sig = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
+        s_plus_l = (int.from_bytes(sig[32:], "little") + _L).to_bytes(32, "little")
+        other = bytes.fromhex(RFC8032_VECTORS[0][0] if pub != bytes.fromhex(
+            RFC8032_VECTORS[0][0]) else RFC8032_VECTORS[1][0])  # fmt: skip
+        cases = [
+            (pub, msg, sig, True),
+            (pub, msg + b"x", sig, False),
+            (pub, msg, bytes([sig[0] ^ 1]) + sig[1:], False),
+            (pub, msg, sig[:40] + bytes([sig[40] ^ 1]) + sig[41:], False),
+            (pub, msg, sig[:32] + s_plus_l, False),
+            (other, msg, sig, False),
+            (pub[:31], msg, sig, False),
+            (pub, msg, sig[:63], False),
+        ]
+        for key, text, signed, expected in cases:
+            assert chainverify.ed25519_verify(key, text, signed) is expected
+            assert verify_pack.ed25519_verify_pure(key, text, signed) is expected
+            assert verify_pack.ed25519_verify(key, text, signed) is expected  # pycryptodome
+
+
+async def test_a_forged_serials_pack_holds_the_scans_of_its_alerts_period_only(
+    client: Any, login: Any, demo: Any, app: Any
+) -> None:
+    """A review: a forged serial's pack read the serial's records of the 366 days before its
+    alert — found through ``(brand_id, at)`` alone, a year of the brand's verifications scanned
+    for one pack. It reads the alert's own period now, from 7 days before it was raised to 7
+    days after it was last triggered, and names that ``window``."""
+    serial = "F" + secrets.token_hex(8).upper()[:19]
+    brand = demo["BRAND-LUMI"]
+    async with app.state.pool.connection() as conn:
+        # days ago, and the n-th query (to tell them apart): the alert ran from -30 to -20 days
+        for days, n in ((60, 1), (36, 2), (25, 3), (14, 4), (12, 5)):
+            await conn.execute(
+                """INSERT INTO verifications (at, record_key, serial, brand_id, result, reason,
+                       queries, client_ip)
+                   VALUES (now() - make_interval(days => %s), gen_random_uuid(), %s, %s,
+                           'not_genuine', 'forged', %s, %s)""",
+                (days, serial, brand, n, CONSUMER_IP),
+            )
+        alert = await (
+            await conn.execute(
+                """INSERT INTO alerts (brand_id, org_id, kind, severity, serial, message, details,
+                                       dedup_key, at, last_at)
+                   VALUES (%s, %s, 'fake', 'warning', %s, 'fake: forged codes', %s, %s,
+                           now() - interval '30 days', now() - interval '20 days')
+                   RETURNING id, at, last_at""",
+                (brand, brand, serial, json.dumps({"reason": "forged", "serial": serial}),
+                 f"fake:forged:window:{serial}"),
+            )
+        ).fetchone()  # fmt: skip
+        await conn.commit()
+    response = await client.post(f"/alerts/{alert['id']}/evidence", headers=await login("admin"))
+    assert response.status_code == 200, response.text
+    document = verify_pack.verify(response.content, evidence_key(app.state.settings).public_pem)
+    records = document["verifications"]
+    assert [r["queries"] for r in records["records"]] == [2, 3, 4]
+    assert records["total"] == records["included"] == 3
+    from datetime import UTC, timedelta
+
+    def utc(moment: Any) -> str:
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    assert records["window"] == {
+        "from": utc(alert["at"] - timedelta(days=7)),
+        "to": utc(alert["last_at"] + timedelta(days=7)),
+    }

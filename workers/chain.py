@@ -2,7 +2,9 @@
 committed events every ``TRACECODE_CHAIN_INTERVAL_SECONDS`` and anchors moved heads when due
 (``app.chain``); ``chain_events`` does a pass now. Several processes at once are safe: each
 batch locks its brand's head row and skips a brand another process is chaining, and a head is
-anchored once. A brand that cannot be chained is recorded on its head and skipped."""
+anchored once. A brand that cannot be chained is recorded on its head (one error log line) and
+left out of the passes after it until its error is cleared (``tracecode chain run`` after a
+repair)."""
 
 from __future__ import annotations
 

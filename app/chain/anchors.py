@@ -1,28 +1,28 @@
 """Anchors: a brand's chain head (position, hash, time), signed with Ed25519.
 
 The signing key is derived from the master key (``Settings.subkey("event-chain-anchor")`` is
-the Ed25519 seed) and never stored: whoever can write the database — a DBA included — can
-rewrite events and recompute every link, but cannot sign the new heads, so the anchors handed
-out before (``GET /chain/anchors``, kept by the brand's auditor) no longer match. The signed
-bytes are ``app.events.chainverify.anchor_message``. A head is anchored once (``UNIQUE (brand_id,
-position)``): the workers every ``TRACECODE_CHAIN_ANCHOR_SECONDS`` when the head moved, a user
-on demand (``POST /chain/anchors``); asking again for an unchanged head answers its anchor.
+the Ed25519 seed, ``app.signing``; its key id the first 16 hex digits of SHA-256 of the public
+key, ``app.events.chainverify.key_id``) and never stored: whoever can write the database — a
+DBA included — can rewrite events and recompute every link, but cannot sign the new heads, so
+the anchors handed out before (``GET /chain/anchors``, kept by the brand's auditor) no longer
+match. The signed bytes are ``app.events.chainverify.anchor_message``. A head is anchored once
+(``UNIQUE (brand_id, position)``): the workers every ``TRACECODE_CHAIN_ANCHOR_SECONDS`` when the
+head moved, a user on demand (``POST /chain/anchors``); asking again for an unchanged head
+answers its anchor.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import msgspec
-from Crypto.PublicKey import ECC
-from Crypto.Signature import eddsa
 
 from app.config import Settings
 from app.db import Conn
 from app.errors import Conflict
-from app.events.chainverify import anchor_message, ed25519_verify, key_id
+from app.events.chainverify import anchor_message, ed25519_verify
+from app.signing import Ed25519Key, ed25519_key
 
 PURPOSE = "event-chain-anchor"
 _COLUMNS = "id, brand_id, position, hash, anchored_at, key_id, signature, requested_by"
@@ -41,14 +41,15 @@ class Anchor(msgspec.Struct, frozen=True):
     requested_by: int | None = None
 
 
-@lru_cache(maxsize=4)
-def _key(seed: bytes) -> Any:
-    return ECC.construct(curve="Ed25519", seed=seed)
+def signing_key(settings: Settings) -> Ed25519Key:
+    """The anchors' Ed25519 key (``app.signing``); its ``key_id()`` (no prefix) is
+    ``chainverify.key_id`` of its public key, as every anchor and export names it."""
+    return ed25519_key(settings, PURPOSE)
 
 
 def public_key(settings: Settings) -> bytes:
     """The anchors' Ed25519 public key (32 bytes)."""
-    return bytes(_key(settings.subkey(PURPOSE)).public_key().export_key(format="raw"))
+    return signing_key(settings).public_raw
 
 
 def signed_at(moment: datetime) -> str:
@@ -91,8 +92,8 @@ async def anchor_head(
     moment = datetime.now(UTC)
     hash_hex = bytes(head["hash"]).hex()
     message = anchor_message(brand_id, head["position"], hash_hex, signed_at(moment))
-    seed = settings.subkey(PURPOSE)
-    signature = eddsa.new(_key(seed), "rfc8032").sign(message)
+    key = signing_key(settings)
+    signature = key.sign(message)
     row = await (
         await conn.execute(
             f"""INSERT INTO event_chain_anchors
@@ -104,7 +105,7 @@ async def anchor_head(
                 head["position"],
                 bytes(head["hash"]),
                 moment,
-                key_id(public_key(settings)),
+                key.key_id(),
                 signature,
                 requested_by,
             ),

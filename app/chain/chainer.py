@@ -15,8 +15,11 @@ harmless), check that the head still ends the stored chain, read up to ``BATCH``
 the head's ``(xact, id)`` below the horizon with their codes, append their links, move the head.
 A brand whose batch fails (a head that no longer matches its chain, an event chained already —
 someone rewrote the tables) keeps its error on the head row (``GET /chain``, ``tracecode chain
-check``) and is skipped; the other brands go on. The chain of a brand whose organisation is gone
-is kept all the same: nothing here needs the brand's row.
+check``), logged once, and is skipped — by this pass and by the periodic ones after it, until
+the error is cleared: by a batch that succeeds after a repair, run by ``tracecode chain run``
+(which tries the broken brands too) or ``POST /chain/anchors``. The other brands go on. The
+chain of a brand whose organisation is gone is kept all the same: nothing here needs the
+brand's row.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ SELECT e.xact::text AS xact, {EVENT_TEXT} FROM events e
 
 # Brands with events below the horizon not chained yet. The brands come from the events
 # themselves (a loose scan of ``events_brand_xact_idx``: one probe per brand), not from orgs.
+# A brand whose head holds an error is left out unless asked for (``%(broken)s``): its chain
+# stays broken until someone repairs it, and a pass every few seconds would only log it again.
 _BRANDS = f"""WITH RECURSIVE {HORIZON_CTE},
 brands AS (
     (SELECT brand_id FROM events ORDER BY brand_id LIMIT 1)
@@ -62,7 +67,7 @@ brands AS (
              ORDER BY e.brand_id LIMIT 1)
       FROM brands b WHERE b.brand_id IS NOT NULL)
 SELECT b.brand_id FROM brands b LEFT JOIN event_chain_heads h ON h.brand_id = b.brand_id
- WHERE b.brand_id IS NOT NULL AND EXISTS (
+ WHERE b.brand_id IS NOT NULL AND (h.error IS NULL OR %(broken)s) AND EXISTS (
     SELECT 1 FROM events e WHERE e.brand_id = b.brand_id
        AND (e.xact, e.id) > (coalesce(h.last_xact, '0'::xid8), coalesce(h.last_id, 0))
        AND e.xact < (SELECT x FROM horizon))
@@ -99,9 +104,11 @@ def spans(ids: Sequence[int]) -> list[tuple[int, int]]:
 
 
 async def codes_of(conn: Conn, ids: Sequence[int]) -> dict[int, list[tuple[str, int]]]:
-    """The codes of events by id, through the BRIN index on ``event_codes (event_id)``: ranges
-    of ids in SQL, the exact ids here (an ``= ANY`` beside the ranges was scanned once per id
-    by the BRIN index, and matched row by row against the whole list)."""
+    """The codes of events by id, through the BRIN index on ``event_codes (event_id)``: the
+    ranges of ids pick the index's block ranges, and the exact ids filter the rows in SQL, so
+    only these events' rows leave the database — never the rows of the other brands' events
+    the ranges span. (``event_id + 0``: an ``= ANY`` the BRIN index could use was scanned once
+    per id by it; as a filter it is checked once per row of the ranges.)"""
     found: dict[int, list[tuple[str, int]]] = {i: [] for i in ids}
     ranges = spans(ids)
     if not ranges:
@@ -109,12 +116,12 @@ async def codes_of(conn: Conn, ids: Sequence[int]) -> dict[int, list[tuple[str, 
     where = " OR ".join("event_id BETWEEN %s AND %s" for _ in ranges)
     args: list[Any] = [v for r in ranges for v in r]
     cursor = await conn.execute(
-        f"SELECT event_id, kind::text AS kind, code FROM event_codes WHERE {where}", args
+        f"""SELECT event_id, kind::text AS kind, code FROM event_codes
+            WHERE ({where}) AND event_id + 0 = ANY(%s::bigint[])""",
+        [*args, list(found)],
     )
     for row in await cursor.fetchall():
-        codes = found.get(row["event_id"])
-        if codes is not None:  # another brand's event among the ids of the ranges
-            codes.append((row["kind"], row["code"]))
+        found[row["event_id"]].append((row["kind"], row["code"]))
     return found
 
 
@@ -123,9 +130,10 @@ def event_bytes(row: dict[str, Any], codes: list[tuple[str, int]]) -> bytes:
     return canonical([*(row[name] for name in FIELDS[:-1]), codes_text(codes)])
 
 
-async def pending_brands(conn: Conn) -> list[int]:
-    """Brands with committed events not chained yet."""
-    rows = await (await conn.execute(_BRANDS)).fetchall()
+async def pending_brands(conn: Conn, broken: bool = False) -> list[int]:
+    """Brands with committed events not chained yet; those whose head holds an error (the last
+    batch failed) only when ``broken``."""
+    rows = await (await conn.execute(_BRANDS, {"broken": broken})).fetchall()
     return [row["brand_id"] for row in rows]
 
 
@@ -226,12 +234,15 @@ async def chain_brand(conn: Conn, brand_id: int, max_batches: int | None = None)
     return appended
 
 
-async def chain_all(conn: Conn, brands: Sequence[int] | None = None) -> Pass:
+async def chain_all(conn: Conn, brands: Sequence[int] | None = None, broken: bool = False) -> Pass:
     """One pass over every brand with pending events (or ``brands``), a batch per brand per
     round until none is left. ``conn`` is in autocommit mode. A brand that fails is recorded
-    and skipped; a database that cannot be reached raises (the caller tries again later)."""
+    (its head's error, one error log line) and skipped; later passes leave it out until its
+    error is cleared — by a batch that succeeds when asked for by name (``brands``), with
+    ``broken`` (``tracecode chain run``: after a repair) or on demand (``POST /chain/anchors``).
+    A database that cannot be reached raises (the caller tries again later)."""
     result = Pass(failed={})
-    todo = list(brands) if brands is not None else await pending_brands(conn)
+    todo = list(brands) if brands is not None else await pending_brands(conn, broken)
     while todo:
         more = []
         for brand_id in todo:

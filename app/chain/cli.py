@@ -13,7 +13,9 @@ from app.config import Settings
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     chain = sub.add_parser("chain", help="the tamper-evident event log (SPEC B7)")
     actions = chain.add_subparsers(dest="action", required=True)
-    actions.add_parser("run", help="chain every brand's committed events now")
+    actions.add_parser(
+        "run", help="chain every brand's committed events now, broken chains too (after a repair)"
+    )
     anchor = actions.add_parser("anchor", help="chain, then anchor every brand's head now")
     anchor.add_argument("--brand", type=int, help="only this brand (id)")
     check = actions.add_parser(
@@ -42,7 +44,9 @@ async def _run(url: str, settings: Settings, args: argparse.Namespace) -> int:
     from app.errors import Conflict
 
     async with await _connect(url) as conn:
-        done = await chainer.chain_all(conn, [args.brand] if getattr(args, "brand", None) else None)
+        only = [args.brand] if getattr(args, "brand", None) else None
+        # broken chains too: the workers leave them out until one is repaired and chained here
+        done = await chainer.chain_all(conn, only, broken=True)
         print(f"chained {done.appended} events")
         for brand_id, reason in done.failed.items():
             print(f"brand {brand_id} not chained: {reason}", file=sys.stderr)

@@ -31,9 +31,10 @@ genesis when ``from`` is 1), then one ``{"position", "hash", "event": {FIELDS…
 order (``codes`` a list of ``kind:code`` texts), then one ``{"anchor": {...}}`` per anchor
 whose position lies in the range. The verifier recomputes every link from the previous one and
 the event's fields, checks each anchor's signature and that its hash is the link's at its
-position, and names the first line that does not hold. Get the public key from the brand's
-``GET /chain`` (or the operator) and pass it with ``--public-key``: the header's own
-copy proves nothing about who signed.
+position, requires a link line for every position ``from``..``to`` (an export whose link lines
+were cut, or stripped altogether, fails), and names the first line that does not hold. Get the
+public key from the brand's ``GET /chain`` (or the operator) and pass it with
+``--public-key``: the header's own copy proves nothing about who signed.
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ class _Verifier:
         self.hashes: dict[int, bytes] = {}
         self.previous = b""
         self.expected = 0
+        self.to = 0
 
     def header_line(self, item: dict[str, object]) -> str | None:
         """Take the header; the problem with it, if any."""
@@ -249,10 +251,12 @@ class _Verifier:
         try:
             self.report.brand_id = int(str(item["brand_id"]))
             self.previous = bytes.fromhex(str(item["previous_hash"]))
-            self.expected = int(str(item["from"]))
+            self.expected, self.to = _whole(item["from"]), _whole(item["to"])
             stated = bytes.fromhex(str(item.get("public_key") or ""))
         except (KeyError, ValueError):
-            return "the header's brand_id, from or hashes are malformed"
+            return "the header's brand_id, from, to or hashes are malformed"
+        if not 1 <= self.expected <= self.to:
+            return "the header's from and to are not a range of positions"
         if self.expected == 1 and self.previous != genesis(self.report.brand_id):
             return "previous_hash of position 1 is not the genesis"
         if self.public_key is None:
@@ -297,7 +301,7 @@ def verify_lines(lines: Iterable[str], public_key: bytes | None = None) -> Repor
             continue
         try:
             item = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _fail(report, number, "not a JSON line")
         if not isinstance(item, dict):
             return _fail(report, number, "not a JSON object")
@@ -319,11 +323,19 @@ def verify_lines(lines: Iterable[str], public_key: bytes | None = None) -> Repor
                 return _fail(report, number, failed[0], position=failed[1], event_id=failed[2])
     if state.header is None:
         return _fail(report, 0, "empty export")
-    to = int(str(state.header.get("to", 0)))
-    if report.links and report.last != to:
-        return _fail(report, 0, f"the export ends at position {report.last}, not {to}")
+    if report.last != state.to:  # every position from..to is a link line: none may be missing
+        where = f"ends at position {report.last}" if report.links else "holds no link"
+        return _fail(report, 0, f"the export {where}, not at {state.to} as its header says")
     report.head_hash = state.previous.hex()
     return report
+
+
+def _whole(value: object) -> int:
+    """A position as an export writes it: a JSON integer (a decimal text is taken too); else
+    ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a position")
+    return int(value)
 
 
 def _check_anchor(
@@ -332,12 +344,12 @@ def _check_anchor(
     if not isinstance(anchor, dict):
         return "anchor is not an object"
     try:
-        position = int(anchor["position"])
+        position = _whole(anchor["position"])
         message = anchor_message(
             int(str(anchor["brand_id"])), position, str(anchor["hash"]), str(anchor["anchored_at"])
         )
         signature = bytes.fromhex(str(anchor["signature"]))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
         return "anchor fields are malformed"
     if str(anchor["brand_id"]) != str(brand_id):
         return "anchor of another brand"

@@ -5,7 +5,8 @@ What a pack holds (``format`` ``tracecode-evidence-pack/1``): who made it, when,
 (``subject``; ``reference``: the caller's case number, optional), the alert with its verdicts
 (every one given, with its note, who and when), the code (serial, kind), its product, its
 verification records (time, result, reason, the n-th query, whether the PIN was given, the
-coarse location — province and city the address was placed in —, the client), its trace
+coarse location — province and city the address was placed in —, the client; a forged
+serial's, of no unit, only those of its alert's period ± 7 days, the ``window`` named), its trace
 (``app.codes.trace``: every event, the containers it travelled in) as the caller may see it,
 and for a code pack the alerts of the code. The brand's staff notes are the verdicts' notes.
 
@@ -34,7 +35,7 @@ import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -54,6 +55,9 @@ from app.triage.signing import FORMAT, evidence_key
 from app.triage.verdicts import verdicts_of, visible_alert
 
 MAX_VERIFICATIONS = 5000  # the earliest ones; ``verifications.total`` counts them all
+# A forged serial's records (no code id to find them by): those of the alert's own period, from
+# this long before it was raised to this long after it was last triggered (``window``)
+SERIAL_MARGIN = timedelta(days=7)
 MAX_ALERTS = 200  # of a code pack
 PSEUDONYMS = "evidence-pseudonyms/v1"
 PRIVACY = (
@@ -301,20 +305,23 @@ async def _verifications(
     serial: str | None = None,
     near: Any = None,
 ) -> dict[str, Any]:
-    """A code's verification records (or a forged serial's, around its alert), the earliest
-    ``MAX_VERIFICATIONS``, with the consumers' data masked (see the module's docstring)."""
+    """A code's verification records (or a forged serial's, in its alert's period), the
+    earliest ``MAX_VERIFICATIONS``, with the consumers' data masked (see the module's
+    docstring). A forged serial's are found through ``(brand_id, at)`` alone, so only those of
+    ``window`` — the alert's first to last time, ± ``SERIAL_MARGIN`` — are read and packed."""
+    window = None
     if code is not None:
         where = "v.code_id = %(code)s"
-    else:  # a serial of no unit: its records of the year before the alert, up to its last
+    else:
         where = """v.code_id IS NULL AND v.serial = %(serial)s
-                   AND v.at >= %(since)s - interval '366 days'
-                   AND v.at <= %(until)s + interval '1 day'"""
+                   AND v.at >= %(since)s AND v.at <= %(until)s"""
+        window = (near["at"] - SERIAL_MARGIN, max(near["at"], near["last_at"]) + SERIAL_MARGIN)
     params = {
         "brand": actor.brand_id,
         "code": code,
         "serial": serial,
-        "since": near["at"] if near else None,
-        "until": near["last_at"] if near else None,
+        "since": window[0] if window else None,
+        "until": window[1] if window else None,
         "limit": MAX_VERIFICATIONS,
     }
     rows = await (await conn.execute(_RECORDS.format(where=where), params)).fetchall()
@@ -333,6 +340,7 @@ async def _verifications(
     return {
         "total": total,
         "included": len(rows),
+        "window": {"from": _utc(window[0]), "to": _utc(window[1])} if window else None,
         "records": [_record(row, brand_staff, actor, pseudonym) for row in rows],
     }
 

@@ -1,8 +1,9 @@
 """The evidence packs' signing key: Ed25519 (RFC 8032), derived from the master key.
 
 The 32-byte private seed is ``Settings.subkey("evidence-signing/ed25519/v1")`` — HKDF-SHA256 of
-the master key — so the key is never stored (not in the database, not in a file, not in a log)
-and every API process derives the same one. Knowing it tells nothing of the master key or of any
+the master key, derived by ``app.signing`` as every Ed25519 key of the house is — so the key is
+never stored (not in the database, not in a file, not in a log) and every API process derives
+the same one. Knowing it tells nothing of the master key or of any
 other purpose's key. Its public half is published at ``GET /.well-known/tracecode-evidence-key``;
 its key id is ``tcev-`` + the first 16 hex digits of SHA-256 of the 32 public key bytes, so a
 verifier recognises a pack of another key (another installation, a changed master key) at once.
@@ -14,39 +15,35 @@ the document with it; ``app/triage/verify_pack.py`` (standalone) checks it.
 from __future__ import annotations
 
 import base64
-import hashlib
 from functools import lru_cache
 from typing import Any
 
 from app.config import Settings
+from app.signing import Ed25519Key, ed25519_key, key_of_seed
 from app.triage.canonical import canonical
 
 PURPOSE = "evidence-signing/ed25519/v1"
 FORMAT = "tracecode-evidence-pack/1"
 ALG = "Ed25519"
+KEY_ID_PREFIX = "tcev-"  # published with every pack: never change it
 
 
 class EvidenceKey:
     """The key pair of one master key: sign with it, publish its public half."""
 
-    def __init__(self, seed: bytes) -> None:
-        from Crypto.PublicKey import ECC
-
-        self._private = ECC.construct(curve="Ed25519", seed=seed)
-        public = self._private.public_key()
-        self.public_raw: bytes = public.export_key(format="raw")
-        self.public_pem: str = public.export_key(format="PEM")
-        self.key_id = "tcev-" + hashlib.sha256(self.public_raw).hexdigest()[:16]
+    def __init__(self, key: bytes | Ed25519Key) -> None:
+        self._key = key if isinstance(key, Ed25519Key) else key_of_seed(key)
+        self.public_raw: bytes = self._key.public_raw
+        self.public_pem: str = self._key.public_pem
+        self.key_id = self._key.key_id(KEY_ID_PREFIX)
 
     def __repr__(self) -> str:  # never print the private key
         return f"EvidenceKey({self.key_id})"
 
     def sign(self, document: dict[str, Any]) -> dict[str, Any]:
         """``document`` (holding ``key_id`` = this key's) with its ``signature`` member."""
-        from Crypto.Signature import eddsa
-
         unsigned = {k: v for k, v in document.items() if k != "signature"}
-        value = eddsa.new(self._private, "rfc8032").sign(canonical(unsigned))
+        value = self._key.sign(canonical(unsigned))
         signature = {"alg": ALG, "key_id": self.key_id, "value": b64url(value)}
         return {**unsigned, "signature": signature}
 
@@ -71,9 +68,9 @@ def b64url(data: bytes) -> str:
 
 def evidence_key(settings: Settings) -> EvidenceKey:
     """The installation's evidence key (derived once per process and master key)."""
-    return _key(settings.subkey(PURPOSE))
+    return _evidence(ed25519_key(settings, PURPOSE))
 
 
 @lru_cache(maxsize=4)
-def _key(seed: bytes) -> EvidenceKey:
-    return EvidenceKey(seed)
+def _evidence(key: Ed25519Key) -> EvidenceKey:
+    return EvidenceKey(key)
