@@ -351,3 +351,264 @@ async def test_a_claim_held_as_its_hold_was_released_is_credited_by_the_sweep(
         again = await detect_rings(c, settings, wait=True)
     assert swept.settled >= 1 and again.settled == 0
     assert await _balance(conn, member_id) == (answer.json()["points"], 1)
+
+
+def _of(events: list[dict[str, Any]], claims: list[int]) -> list[dict[str, Any]]:
+    return [e for e in events if e["data"].get("claim_id") in claims]
+
+
+async def test_held_claims_are_announced_when_released_never_when_rejected(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A review: a held claim still sent ``points.claimed`` / ``rebate.claimed`` with its points
+    or amount when written (the claims' triggers ignored hold_state): an ERP mirroring them
+    credited claims a reviewer later rejected. Now a held claim is announced when its hold is
+    released (once), shaped as the trigger's event, and a rejected one never."""
+    from tests.test_webhooks_rebates import URL, got, subscribe
+
+    admin = await login("admin")
+    brand_sub = await subscribe(client, admin, ["points.claimed"])
+    agent_sub = await subscribe(client, await login("agent_admin"), ["points.claimed"])
+    try:
+        goods = await shipped_goods(client, login, app, demo)
+        await set_rule(client, admin, goods["product_id"], 10)
+        scheme = app.state.scheme
+        member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+        cheat_id, cheat, _ = await new_member(app, demo["BRAND-LUMI"])
+        async with member_client(app) as mc:
+            # an ordinary claim: the trigger's event, the shape a released claim's must have
+            plain = await mc.post(
+                "/members/me/claims", headers=headers, json=claim_body(scheme, goods["units"][14])
+            )
+            assert plain.json()["status"] == "credited", plain.text
+            released = await _hold(client, admin, "member", member_id)
+            rejected = await _hold(client, admin, "member", cheat_id)
+            held = [
+                await mc.post(
+                    "/members/me/claims", headers=headers, json=claim_body(scheme, serial)
+                )
+                for serial in goods["units"][15:17]
+            ]
+            refused = await mc.post(
+                "/members/me/claims", headers=cheat, json=claim_body(scheme, goods["units"][17])
+            )
+        claims = [a.json()["claim_id"] for a in held]
+        assert {a.json()["status"] for a in [*held, refused]} == {"under_review"}
+        [shape] = _of(await got(app, brand_sub), [plain.json()["claim_id"]])
+        rejected_claim = [refused.json()["claim_id"]]
+        # held: announced to no one
+        for sub in (brand_sub, agent_sub):
+            assert _of(await got(app, sub), [*claims, *rejected_claim]) == []
+
+        for _ in range(2):  # released twice: announced once
+            ok = await client.post(f"/forensics/holds/{released['id']}/release", headers=admin)
+            assert ok.status_code == 200, ok.text
+        events = _of(await got(app, brand_sub), claims)
+        assert [e["data"]["claim_id"] for e in events] == claims
+        assert all(e["data"].keys() == shape["data"].keys() for e in events)
+        assert {e["data"]["points"] for e in events} == {10}
+        assert {e["data"]["member_id"] for e in events} == {member_id}
+        agents = _of(await got(app, agent_sub), claims)
+        assert [e["data"]["claim_id"] for e in agents] == claims
+        assert all("member_id" not in e["data"] for e in agents)
+
+        no = await client.post(f"/forensics/holds/{rejected['id']}/confirm", headers=admin)
+        assert no.status_code == 200, no.text
+        for sub in (brand_sub, agent_sub):
+            assert _of(await got(app, sub), rejected_claim) == []
+    finally:
+        await conn.execute(
+            "UPDATE webhook_subscriptions SET active = false WHERE url LIKE %s", (URL + "%",)
+        )
+        await conn.commit()
+
+
+async def test_a_released_rebate_claim_is_announced_then(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A review: a clerk's held claim sent ``rebate.claimed`` with its amount when written; now
+    it is announced, shaped as the trigger's, when its hold is released."""
+    from tests.test_webhooks_rebates import URL, got, subscribe
+
+    admin = await login("admin")
+    sub = await subscribe(client, admin, ["rebate.claimed"])
+    clerk_id = await user_id(conn, "store_clerk")
+    try:
+        goods = await store_goods(client, login, app, demo)
+        await set_rebate(client, admin, goods["product_id"], 2.5)
+        clerk = await login("store_clerk")
+        scheme = app.state.scheme
+        plain = await client.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][1])
+        )
+        assert plain.json()["status"] == "credited", plain.text
+        [shape] = _of(await got(app, sub), [plain.json()["claim_id"]])
+        hold = await _hold(client, admin, "clerk", clerk_id)
+        made = await client.post(
+            "/rebates/claims", headers=clerk, json=rebate_body(scheme, goods["units"][2])
+        )
+        assert made.json()["status"] == "under_review", made.text
+        claim = made.json()["claim_id"]
+        assert _of(await got(app, sub), [claim]) == []
+        ok = await client.post(f"/forensics/holds/{hold['id']}/release", headers=admin)
+        assert ok.status_code == 200, ok.text
+        [event] = _of(await got(app, sub), [claim])
+        assert event["data"].keys() == shape["data"].keys()
+        assert event["data"]["amount"] == 2.5 and event["data"]["clerk_id"] == clerk_id
+        assert event["org_ids"] == [demo["STORE-HZ-01"]]
+    finally:
+        await conn.execute(
+            "UPDATE fraud_holds SET state = 'released', decided_at = now() "
+            "WHERE party_kind = 'clerk' AND party_id = %s AND state = 'open'",
+            (clerk_id,),
+        )
+        await conn.execute(
+            "UPDATE webhook_subscriptions SET active = false WHERE url LIKE %s", (URL + "%",)
+        )
+        await conn.commit()
+
+
+async def test_a_released_ring_is_not_held_again_on_one_new_scan(
+    app: Any, demo: Any, conn: Any, settings: Any, client: Any
+) -> None:
+    """A review: the ring rules compared the party's last decision with the group's newest
+    evidence, but counted all of it: one new scan from the shared device after the reviewer
+    released the ring made the old, judged scans count again and held all of them once more.
+    Now only each party's evidence after its last decided hold counts toward the threshold."""
+    from app.forensics.rings import detect_rings
+
+    brand = demo["BRAND-LUMI"]
+    ip = str(ipaddress.ip_address("198.51.100.0") + int(uuid.uuid4().int % 200))
+    ring = [(await new_member(app, brand))[0] for _ in range(3)]
+    for m in ring:
+        await _verified(conn, brand=brand, member=m, ip=ip)
+    await conn.commit()
+    tuned = msgspec.structs.replace(settings, ring_shared_device_members=3)
+    async with await _autocommit(app) as c:
+        first = await detect_rings(c, tuned, wait=True)
+    assert first.held.get("shared_device", 0) >= 3
+    admin = await _admin(client)
+    held = await (
+        await conn.execute(
+            "SELECT id FROM fraud_holds WHERE party_kind = 'member' AND party_id = ANY(%s) "
+            "AND state = 'open'",
+            (ring,),
+        )
+    ).fetchall()
+    assert len(held) == 3
+    for row in held:
+        released = await client.post(f"/forensics/holds/{row['id']}/release", headers=admin)
+        assert released.status_code == 200, released.text
+    await _verified(conn, brand=brand, member=ring[0], ip=ip)  # one new scan, same client
+    await conn.commit()
+    async with await _autocommit(app) as c:
+        again = await detect_rings(c, tuned, wait=True)
+    assert again.ran and again.failed == 0
+    open_now = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM fraud_holds WHERE party_kind = 'member' "
+            "AND party_id = ANY(%s) AND state = 'open'",
+            (ring,),
+        )
+    ).fetchone()
+    assert open_now["n"] == 0
+
+
+async def test_a_failing_rule_or_detector_does_not_stop_settling_held_claims(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any, monkeypatch: Any
+) -> None:
+    """A review: the periodic run settled held claims of decided holds only after every rule
+    and the leak detector had succeeded: one rule's failing statement left the claim a round
+    wrote held just as its hold was released uncredited, run after run. Now the settling runs
+    first in a transaction of its own, and each detector and rule fails alone (logged)."""
+    from app.forensics import leaks, rings
+    from workers.forensics import _detect
+
+    goods = await shipped_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 10)
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    hold = await _hold(client, admin, "member", member_id)
+    async with member_client(app) as mc:
+        answer = await mc.post(
+            "/members/me/claims",
+            headers=headers,
+            json=claim_body(app.state.scheme, goods["units"][3]),
+        )
+    assert answer.json()["status"] == "under_review", answer.text
+    await conn.execute(  # the release's state change without its settling
+        "UPDATE fraud_holds SET state = 'released', decided_at = now() WHERE id = %s",
+        (hold["id"],),
+    )
+    await conn.commit()
+    broken = "SELECT 1 / 0 AS brand_id"
+    monkeypatch.setattr(rings, "_SHARED_DEVICE", broken)
+    monkeypatch.setattr(leaks, "_FIND", broken)
+    async with await _autocommit(app) as c:
+        await _detect(c)
+    assert await _balance(conn, member_id) == (answer.json()["points"], 1)
+    # the rules after the broken one still ran; the run says what failed
+    async with await _autocommit(app) as c:
+        out = await rings.detect_rings(c, app.state.settings, wait=True)
+    assert out.ran and out.failed == 1 and out.settled == 0
+
+
+async def test_held_and_rejected_rebates_are_not_reported_as_earned(
+    client: Any, login: Any, app: Any, demo: Any, conn: Any
+) -> None:
+    """A review: the rebate reports summed every claim: a clerk's held and rejected claims were
+    in the brand's claims list, totals and exports and in the clerk's today / month / all-time
+    amounts as earned, though the statements skip them. Now a claim counts there once its hold
+    is released, as the statements take it."""
+    goods = await store_goods(client, login, app, demo)
+    admin = await login("admin")
+    await set_rebate(client, admin, goods["product_id"], 2.5)
+    clerk_id = await user_id(conn, "store_clerk")
+    clerk = await login("store_clerk")
+    scheme = app.state.scheme
+
+    async def reports() -> tuple[Any, ...]:
+        mine = (await client.get("/rebates/me", headers=clerk)).json()
+        listed = await client.get("/rebates", headers=admin, params={"clerk_id": clerk_id})
+        exported = await client.get(
+            "/rebates", headers=admin, params={"clerk_id": clerk_id, "format": "csv"}
+        )
+        rows = len(exported.text.strip().splitlines()) - 1
+        body = listed.json()
+        ids = {c["claim_id"] for c in body["items"]}
+        return (mine["today"], mine["all_time"], body["total"], body["amount"], rows), ids
+
+    async def claim(serial: str) -> int:
+        made = await client.post("/rebates/claims", headers=clerk, json=rebate_body(scheme, serial))
+        assert made.status_code == 201 and made.json()["status"] == "under_review", made.text
+        return int(made.json()["claim_id"])
+
+    try:
+        before, _ = await reports()
+        rejected = await _hold(client, admin, "clerk", clerk_id)
+        held = [await claim(serial) for serial in goods["units"][3:5]]
+        during, ids = await reports()
+        assert during == before and not ids & set(held)
+        no = await client.post(f"/forensics/holds/{rejected['id']}/confirm", headers=admin)
+        assert no.status_code == 200, no.text
+        after_rejecting, ids = await reports()
+        assert after_rejecting == before and not ids & set(held)
+        released = await _hold(client, admin, "clerk", clerk_id)
+        credited = await claim(goods["units"][5])
+        ok = await client.post(f"/forensics/holds/{released['id']}/release", headers=admin)
+        assert ok.status_code == 200, ok.text
+        (today, all_time, total, amount, rows), ids = await reports()
+        assert credited in ids and not ids & set(held)
+        assert total == before[2] + 1 and amount == before[3] + 2.5 and rows == before[4] + 1
+        assert all_time == {
+            "claims": before[1]["claims"] + 1,
+            "amount": before[1]["amount"] + 2.5,
+        }
+        assert today["claims"] == before[0]["claims"] + 1
+    finally:
+        await conn.execute(
+            "UPDATE fraud_holds SET state = 'released', decided_at = now() "
+            "WHERE party_kind = 'clerk' AND party_id = %s AND state = 'open'",
+            (clerk_id,),
+        )
+        await conn.commit()

@@ -192,3 +192,34 @@ async def test_the_leak_detector_run_by_another_process_is_not_run_twice(
         await holder.execute(*release(Lock.FORENSICS_LEAKS))
         free = await detect_leaks(c, settings)
     assert not busy.ran and free.ran
+
+
+async def test_the_periodic_queries_read_by_an_index_on_their_time(client: Any, conn: Any) -> None:
+    """A review: the ring rules read point_claims and rebate_claims by claimed_at and
+    rebate_refusals by at, and the leak detector a source's newest alert by its dedup key, with
+    no index leading on them (a whole table, or a whole index of the brand or store, each run);
+    and it counted every finding of every source each run to find the sources due an alert.
+    Now an index leads on each, and the sources' counts are kept (``leak_sources``)."""
+    from app.forensics import leaks
+
+    for table, columns in (
+        ("point_claims", ["claimed_at"]),
+        ("rebate_claims", ["claimed_at"]),
+        ("rebate_refusals", ["at"]),
+        ("alerts", ["dedup_key", "id"]),
+    ):
+        found = await (
+            await conn.execute(
+                """SELECT i.indexrelid::regclass::text AS name FROM pg_index i
+                    WHERE i.indrelid = %s::regclass AND i.indpred IS NULL AND i.indisvalid
+                      AND (SELECT array_agg(a.attname::text ORDER BY k.n)
+                             FROM unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+                             JOIN pg_attribute a ON a.attrelid = i.indrelid
+                              AND a.attnum = k.attnum
+                            WHERE k.n <= %s) = %s""",
+                (table, len(columns), columns),
+            )
+        ).fetchall()
+        assert found, (table, columns)
+    plan = await (await conn.execute("EXPLAIN " + leaks._DUE, {"min": 3})).fetchall()
+    assert "leak_findings" not in " ".join(r["QUERY PLAN"] for r in plan)

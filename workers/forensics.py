@@ -1,6 +1,8 @@
 """Leak detection and the ring detector (B5, ``app.forensics``): both run every
 ``FORENSICS_INTERVAL_SECONDS`` in every worker process, one process at a time (their locks);
-``tracecode forensics leaks|rings`` runs them now."""
+``tracecode forensics leaks|rings`` runs them now. The ring detector runs first (it settles the
+held claims of decided holds before its rules); each detector, the settling and each rule fail
+alone: logged, the others still run."""
 
 from __future__ import annotations
 
@@ -21,15 +23,26 @@ class ForensicsSweeper(PeriodicRollup):
 
 
 async def _detect(conn: Conn) -> None:
-    leaks = await detect_leaks(conn, settings)
-    if leaks.ran and (leaks.findings or leaks.alerts or leaks.failed):
-        log.info(
-            "leak detection: %d new findings, %d unattributed, %d alerts, %d failed",
-            leaks.findings,
-            leaks.unattributed,
-            leaks.alerts,
-            leaks.failed,
-        )
-    rings = await detect_rings(conn, settings)
-    if rings.ran and (rings.held or rings.settled):
-        log.info("ring detection: held %s, settled %d claims", rings.held, rings.settled)
+    try:
+        rings = await detect_rings(conn, settings)
+        if rings.ran and (rings.held or rings.settled or rings.failed):
+            log.info(
+                "ring detection: held %s, settled %d claims, %d failed",
+                rings.held,
+                rings.settled,
+                rings.failed,
+            )
+    except Exception:
+        log.exception("ring detection failed")
+    try:
+        leaks = await detect_leaks(conn, settings)
+        if leaks.ran and (leaks.findings or leaks.alerts or leaks.failed):
+            log.info(
+                "leak detection: %d new findings, %d unattributed, %d alerts, %d failed",
+                leaks.findings,
+                leaks.unattributed,
+                leaks.alerts,
+                leaks.failed,
+            )
+    except Exception:
+        log.exception("leak detection failed")

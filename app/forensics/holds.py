@@ -7,15 +7,19 @@ looks the claimant up in ``fraud_holds`` with ONE probe of the partial unique in
 holds (``fraud_holds_open_idx``), inside the round's one statement: no statement added. A claim
 of a party on hold is written like any other — its unique key takes the code, exactly once,
 ever — with ``hold_id`` and ``hold_state = 'held'``, and nothing is credited: no ledger row and
-no balance move for points, no row in the rankings' queue for a rebate (and statements skip it).
-The claimant is answered 201 with ``status: under_review``.
+no balance move for points, no row in the rankings' queue for a rebate (and statements and the
+rebate reports skip it), no ``points.claimed`` / ``rebate.claimed`` webhook event (the claims'
+triggers skip held claims, migration 0118). The claimant is answered 201 with
+``status: under_review``.
 
 Decisions (``fraud.review``, brand staff). ``release``: the hold's state goes from open to
 released under its row lock, then ``settle`` credits its held claims — points: the ledger rows
 and balances; rebates: their rows in the rankings' queue — each claim moved from ``held`` to
 ``released`` by an UPDATE whose row locks make a second release (or a sweep) running at the same
-time find it moved already: credited exactly once, however often release is clicked. ``confirm``:
-the hold's claims become ``rejected`` (never credited; their codes stay taken), audited. A
+time find it moved already: credited exactly once, however often release is clicked, and
+announced then (``points.claimed`` / ``rebate.claimed``, shaped as the triggers' events).
+``confirm``: the hold's claims become ``rejected`` (never credited nor announced; their codes
+stay taken), audited. A
 decided hold is answered as it is when decided again the same way, and 409 ``hold_decided``
 the other way.
 
@@ -248,8 +252,9 @@ async def _decide(
 # The held claims of decided holds (``%(ids)s``, or every decided hold: the sweep) settled, each
 # ONCE: the UPDATE moves a claim out of ``held`` under its row lock, so a concurrent settle waits
 # and then finds it moved. Released points: a ledger row each (kind claim) and the balances, in
-# member order as a claim round writes them; a claim withdrawn meanwhile (a consumer's return)
-# is released but not credited.
+# member order as a claim round writes them, and their points.claimed events (the claims'
+# trigger skipped them, held); a claim withdrawn meanwhile (a consumer's return) is released but
+# neither credited nor announced. Rejected claims are never announced.
 _SETTLE_POINTS = """
 WITH c AS (
     UPDATE point_claims pc
@@ -257,9 +262,25 @@ WITH c AS (
       FROM fraud_holds h
      WHERE pc.hold_state = 'held' AND h.id = pc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
-    RETURNING pc.id, pc.member_id, pc.brand_id, pc.points, pc.hold_state, pc.withdrawn_at
+    RETURNING pc.id, pc.member_id, pc.brand_id, pc.points, pc.hold_state, pc.withdrawn_at,
+              pc.code_id, pc.product_id, pc.agent_id, pc.claimed_at
 ), credit AS MATERIALIZED (
     SELECT * FROM c WHERE hold_state = 'released' AND withdrawn_at IS NULL
+), e AS (  -- points.claimed, as the claims' trigger (webhook_point_claims) writes it
+    INSERT INTO webhook_events (brand_id, kind, org_ids, data, to_brand)
+    SELECT p.brand_id, 'points.claimed',
+           ARRAY[CASE WHEN t.to_brand THEN p.brand_id ELSE p.agent_id END],
+           jsonb_build_object('claim_id', p.id, 'code_id', p.code_id,
+                              'product_id', p.product_id, 'agent_id', p.agent_id,
+                              'points', p.points, 'claimed_at', p.claimed_at)
+           || CASE WHEN t.to_brand THEN jsonb_build_object('member_id', p.member_id)
+                   ELSE '{}'::jsonb END,
+           t.to_brand
+      FROM credit p
+      JOIN (VALUES (true), (false)) AS t (to_brand)
+        ON t.to_brand OR p.agent_id <> p.brand_id  -- the agent's: when there is one
+     WHERE webhook_wanted(p.brand_id, 'points.claimed')
+     ORDER BY p.id, t.to_brand DESC
 ), l AS (
     INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id)
     SELECT member_id, brand_id, 'claim', points, id FROM credit ORDER BY id
@@ -274,7 +295,7 @@ SELECT count(*) AS n FROM c
 """
 
 # Released rebates go to the rankings' queue (the roll-up ranks them; statements take them
-# from now on: they skip only held and rejected claims).
+# from now on: they skip only held and rejected claims) and are announced (rebate.claimed).
 _SETTLE_REBATES = """
 WITH c AS (
     UPDATE rebate_claims rc
@@ -282,10 +303,21 @@ WITH c AS (
       FROM fraud_holds h
      WHERE rc.hold_state = 'held' AND h.id = rc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
-    RETURNING rc.id, rc.hold_state
+    RETURNING rc.id, rc.hold_state, rc.brand_id, rc.code_id, rc.store_id, rc.agent_id,
+              rc.clerk_id, rc.product_id, rc.amount, rc.claimed_at
 ), q AS (
     INSERT INTO rebate_tally_queue (claim_id)
     SELECT id FROM c WHERE hold_state = 'released' ON CONFLICT DO NOTHING
+), e AS (  -- rebate.claimed, as the claims' trigger (webhook_rebate_claims) writes it
+    INSERT INTO webhook_events (brand_id, kind, org_ids, data)
+    SELECT r.brand_id, 'rebate.claimed', ARRAY[r.store_id],
+           jsonb_build_object('claim_id', r.id, 'code_id', r.code_id, 'store_id', r.store_id,
+                              'agent_id', r.agent_id, 'clerk_id', r.clerk_id,
+                              'product_id', r.product_id, 'amount', r.amount,
+                              'claimed_at', r.claimed_at)
+      FROM c r
+     WHERE r.hold_state = 'released' AND webhook_wanted(r.brand_id, 'rebate.claimed')
+     ORDER BY r.id
 )
 SELECT count(*) AS n FROM c
 """

@@ -10,19 +10,20 @@ under ``Lock.FORENSICS_LEAKS``, and ``tracecode forensics leaks`` to run it now)
 verifications since its mark (less ``LEAK_OVERLAP_MINUTES``: records are flushed behind; the
 first run reads back ``LEAK_WINDOW_HOURS``) and, in ONE statement, judges each against the
 unit's state and its batch's shipped provinces and writes a ``leak_findings`` row per source
-(export or allocation) and suspicious verification — the primary key makes a verification
-found twice (the overlap, a run again) count once. A suspicious verification of a code in no
-file and no pack is counted as ``unattributed`` and left: nothing to attribute it to.
+(export or allocation) and suspicious verification — the primary key makes a verification found
+twice (the overlap, a run again) count once — and adds what it found to the source's count
+(``leak_sources``). A suspicious verification of a code in no file and no pack is counted as
+``unattributed`` and left: nothing to attribute it to.
 
 Then each source with at least ``LEAK_MIN_FINDINGS`` findings and more than its newest
-``leaked_file`` alert counted is alerted through the alerts' one statement
-(``app.verify.records.ALERT``: one open alert per source, ``dedup_key`` ``leaked_file:<kind>:
-<id>``; raised again, it counts one more occurrence with the new details): severity critical
-from ``LEAK_CRITICAL_FINDINGS`` on, details naming the source, its batch and range, its
-recipients (the outer and inner printers of a file; the partner of a pack), the counts by signal
-and sample serials. With a PIN entered (``with_pin``) the inner print leaked too. A source whose
-alert cannot be made is logged, counted ``failed`` and tried again on the next run (its findings
-are kept; its alert's count is behind).
+``leaked_file`` alert counted (``leak_sources.alerted``) is alerted through the alerts' one
+statement (``app.verify.records.ALERT``: one open alert per source, ``dedup_key``
+``leaked_file:<kind>:<id>``; raised again, it counts one more occurrence with the new details):
+severity critical from ``LEAK_CRITICAL_FINDINGS`` on, details naming the source, its batch and
+range, its recipients (the outer and inner printers of a file; the partner of a pack), the
+counts by signal and sample serials. With a PIN entered (``with_pin``) the inner print leaked
+too. A source whose alert cannot be made is logged, counted ``failed`` and tried again on the
+next run (its findings are kept; its alert's count is behind).
 """
 
 from __future__ import annotations
@@ -94,7 +95,11 @@ WITH v AS MATERIALIZED (
     SELECT source_kind, source_id, at, id, brand_id, code_id, serial, signal, pin_given, province
     FROM sources
     ON CONFLICT DO NOTHING
-    RETURNING 1
+    RETURNING source_kind, source_id, brand_id
+), counted AS (
+    INSERT INTO leak_sources AS s (source_kind, source_id, brand_id, findings)
+    SELECT source_kind, source_id, min(brand_id), count(*) FROM found GROUP BY 1, 2
+    ON CONFLICT (source_kind, source_id) DO UPDATE SET findings = s.findings + EXCLUDED.findings
 )
 SELECT (SELECT count(*) FROM found) AS findings,
        (SELECT count(*) FROM judged j WHERE j.signal IS NOT NULL
@@ -102,16 +107,16 @@ SELECT (SELECT count(*) FROM found) AS findings,
            AS unattributed
 """
 
-# The sources to alert: enough findings, more than the newest alert of the source counted.
+# The sources to alert: enough findings, more than the newest alert of the source counted
+# (``leak_sources``, kept by ``_FIND``: no count over every finding each run).
 _DUE = """
-SELECT f.brand_id, f.source_kind, f.source_id, count(*) AS findings
-FROM leak_findings f
-GROUP BY 1, 2, 3
-HAVING count(*) >= %(min)s
-   AND count(*) > coalesce((
-       SELECT (a.details ->> 'findings')::bigint FROM alerts a
-        WHERE a.dedup_key = 'leaked_file:' || f.source_kind || ':' || f.source_id
-        ORDER BY a.id DESC LIMIT 1), 0)
+SELECT brand_id, source_kind, source_id, findings FROM leak_sources
+WHERE findings > alerted AND findings >= %(min)s
+"""
+
+_ALERTED = """
+UPDATE leak_sources SET alerted = greatest(alerted, %(n)s)
+WHERE source_kind = %(kind)s AND source_id = %(id)s
 """
 
 # A source's counts and what names it: the export's batch, range and printers, or the
@@ -244,6 +249,9 @@ async def _raise(conn: Conn, settings: Settings, source: dict[str, Any]) -> None
             "details": Jsonb(details),
             "dedup": f"{ALERT_KIND}:{leak.source_kind}:{leak.source_id}",
         },
+    )
+    await conn.execute(
+        _ALERTED, {"n": leak.findings, "kind": source["source_kind"], "id": source["source_id"]}
     )
 
 

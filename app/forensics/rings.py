@@ -3,7 +3,8 @@
 a time (``Lock.FORENSICS_RINGS``), and ``tracecode forensics rings`` to run it now.
 
 Rules, each over the last ``RING_WINDOW_MINUTES`` (each party's evidence only after its last
-decided hold: a reviewer who released a party is not overruled by the evidence already seen):
+decided hold counts, before any grouping and threshold: a reviewer who released a party is not
+overruled by the evidence already judged, nor by it and one new scan):
 
 * ``shared_device`` (members): ``RING_SHARED_DEVICE_MEMBERS`` or more members signed in and
   checking codes with the right PIN — a points claim's verification, or a member's PIN check —
@@ -16,12 +17,14 @@ decided hold: a reviewer who released a party is not overruled by the evidence a
   member's own province) by someone else within ``RING_VERIFIED_BEFORE_MINUTES`` before the
   claim: codes bought from the consumers who checked them.
 
-Each run also settles held claims of holds decided meanwhile (``holds.settle``): the claim a
-round wrote ``held`` just as its hold was released.
+Each run first settles held claims of holds decided meanwhile (``holds.settle``): the claim a
+round wrote ``held`` just as its hold was released. The settling and each rule run in a
+transaction of their own: one failing is logged and counted (``failed``), and the others run.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -31,18 +34,25 @@ from app.forensics import holds
 from app.forensics.schemas import RingRunOut
 from app.locks import Lock, run_alone
 
-# Evidence after the party's last decided hold only.
-_NOT_DECIDED_SINCE = """NOT EXISTS (
-    SELECT 1 FROM fraud_holds d WHERE d.party_kind = %(kind)s AND d.party_id = {party}
-       AND d.state <> 'open' AND d.decided_at >= {last})"""
+log = logging.getLogger("tracecode.forensics")
+
+# Each party's last decision (its holds released or confirmed): only its evidence after that
+# counts, before any grouping and threshold — a released party's old evidence, which the
+# reviewer judged, never adds up with one new scan to hold it again.
+_DECIDED = """LEFT JOIN (
+    SELECT party_id, max(decided_at) AS decided_at FROM fraud_holds
+     WHERE party_kind = %(kind)s AND state <> 'open' GROUP BY party_id
+) d ON d.party_id = {party}"""
+_AFTER_DECIDED = "(d.decided_at IS NULL OR {at} > d.decided_at)"
 
 _SHARED_DEVICE = f"""
 WITH g AS (
     SELECT v.brand_id, host(v.client_ip) AS ip, coalesce(v.user_agent, '') AS agent,
-           array_agg(DISTINCT v.member_id) AS members, count(*) AS checks, max(v.at) AS last_at
-    FROM verifications v
+           array_agg(DISTINCT v.member_id) AS members, count(*) AS checks
+    FROM verifications v {_DECIDED.format(party="v.member_id")}
     WHERE v.at >= %(since)s AND v.member_id IS NOT NULL AND v.client_ip IS NOT NULL
       AND v.brand_id IS NOT NULL AND v.result IN ('genuine', 'suspicious')
+      AND {_AFTER_DECIDED.format(at="v.at")}
     GROUP BY 1, 2, 3
     HAVING count(DISTINCT v.member_id) >= %(n)s
 )
@@ -50,27 +60,22 @@ SELECT g.brand_id, m.member_id AS party_id,
        jsonb_build_object('client_ip', g.ip, 'user_agent', g.agent, 'members', g.members,
                           'checks', g.checks, 'window_minutes', %(window)s) AS evidence
 FROM g, unnest(g.members) AS m(member_id)
-WHERE {_NOT_DECIDED_SINCE.format(party="m.member_id", last="g.last_at")}
 """
 
 _DISTANT_STORES = f"""
-WITH f AS (
-    SELECT r.brand_id, r.clerk_id, max(r.at) AS last_at, count(*) AS refusals,
-           array_agg(DISTINCT elsewhere.id) AS stores,
-           array_agg(DISTINCT elsewhere.province_name) AS provinces
-    FROM rebate_refusals r
-    JOIN orgs here ON here.id = r.store_id
-    JOIN orgs elsewhere ON elsewhere.id = coalesce(r.expected_store_id, r.holder_org_id)
-    WHERE r.at >= %(since)s AND elsewhere.id <> r.store_id
-      AND elsewhere.province_name IS DISTINCT FROM here.province_name
-    GROUP BY 1, 2
-    HAVING count(DISTINCT elsewhere.id) >= %(n)s
-)
-SELECT f.brand_id, f.clerk_id AS party_id,
-       jsonb_build_object('stores', f.stores, 'provinces', f.provinces,
-                          'refusals', f.refusals, 'window_minutes', %(window)s) AS evidence
-FROM f
-WHERE {_NOT_DECIDED_SINCE.format(party="f.clerk_id", last="f.last_at")}
+SELECT r.brand_id, r.clerk_id AS party_id,
+       jsonb_build_object('stores', array_agg(DISTINCT elsewhere.id),
+                          'provinces', array_agg(DISTINCT elsewhere.province_name),
+                          'refusals', count(*), 'window_minutes', %(window)s) AS evidence
+FROM rebate_refusals r
+JOIN orgs here ON here.id = r.store_id
+JOIN orgs elsewhere ON elsewhere.id = coalesce(r.expected_store_id, r.holder_org_id)
+{_DECIDED.format(party="r.clerk_id")}
+WHERE r.at >= %(since)s AND elsewhere.id <> r.store_id
+  AND elsewhere.province_name IS DISTINCT FROM here.province_name
+  AND {_AFTER_DECIDED.format(at="r.at")}
+GROUP BY 1, 2
+HAVING count(DISTINCT elsewhere.id) >= %(n)s
 """
 
 # A code verified (right PIN) elsewhere shortly before the claim, by someone else: not the
@@ -90,10 +95,9 @@ _VERIFIED_ELSEWHERE_CLERKS = f"""
 SELECT c.brand_id, c.clerk_id AS party_id,
        jsonb_build_object('claims', count(*), 'codes', (array_agg(c.code_id ORDER BY c.id))[1:20],
                           'window_minutes', %(window)s) AS evidence
-FROM rebate_claims c JOIN orgs s ON s.id = c.store_id
-WHERE c.claimed_at >= %(since)s
+FROM rebate_claims c JOIN orgs s ON s.id = c.store_id {_DECIDED.format(party="c.clerk_id")}
+WHERE c.claimed_at >= %(since)s AND {_AFTER_DECIDED.format(at="c.claimed_at")}
   AND {_ELSEWHERE.format(province="s.province_name", other=_NOT_THE_CLERKS)}
-  AND {_NOT_DECIDED_SINCE.format(party="c.clerk_id", last="c.claimed_at")}
 GROUP BY 1, 2
 HAVING count(*) >= %(n)s
 """
@@ -102,10 +106,10 @@ _VERIFIED_ELSEWHERE_MEMBERS = f"""
 SELECT c.brand_id, c.member_id AS party_id,
        jsonb_build_object('claims', count(*), 'codes', (array_agg(c.code_id ORDER BY c.id))[1:20],
                           'window_minutes', %(window)s) AS evidence
-FROM point_claims c JOIN members m ON m.id = c.member_id
+FROM point_claims c JOIN members m ON m.id = c.member_id {_DECIDED.format(party="c.member_id")}
 WHERE c.claimed_at >= %(since)s AND m.province IS NOT NULL
+  AND {_AFTER_DECIDED.format(at="c.claimed_at")}
   AND {_ELSEWHERE.format(province="m.province", other="v.member_id IS DISTINCT FROM c.member_id")}
-  AND {_NOT_DECIDED_SINCE.format(party="c.member_id", last="c.claimed_at")}
 GROUP BY 1, 2
 HAVING count(*) >= %(n)s
 """
@@ -132,11 +136,19 @@ def _rules(settings: Settings) -> list[tuple[str, str, str, int]]:
 
 
 async def detect_rings(conn: Conn, settings: Settings, *, wait: bool = False) -> RingRunOut:
-    """One run of every rule; ``ran`` false when another process is running it (``wait``:
-    wait for it instead). ``conn``: autocommit; each rule's holds commit in a transaction of
-    their own."""
+    """One run: the held claims of holds decided meanwhile settled first, then every rule;
+    ``ran`` false when another process is running it (``wait``: wait for it instead).
+    ``conn``: autocommit; the settling and each rule's holds commit in a transaction of their
+    own, and one failing (logged, counted ``failed``) never stops the others."""
 
     async def work() -> RingRunOut:
+        settled = failed = 0
+        try:
+            async with conn.transaction():
+                settled = await holds.settle(conn, None)
+        except Exception:
+            failed += 1
+            log.exception("settling the claims of decided holds failed")
         window = settings.ring_window_minutes
         now = (await (await conn.execute("SELECT now() AS now")).fetchone())["now"]  # type: ignore[index]
         params: dict[str, Any] = {
@@ -146,22 +158,28 @@ async def detect_rings(conn: Conn, settings: Settings, *, wait: bool = False) ->
         }
         held: dict[str, int] = {}
         for rule, kind, sql, threshold in _rules(settings):
-            async with conn.transaction():
-                rows = await (
-                    await conn.execute(sql, {**params, "kind": kind, "n": threshold})
-                ).fetchall()
-                by_brand: dict[int, list[tuple[int, dict[str, Any]]]] = {}
-                for row in rows:
-                    by_brand.setdefault(row["brand_id"], []).append(
-                        (row["party_id"], row["evidence"])
-                    )
-                for brand, found in by_brand.items():
-                    opened = await holds.open_holds(conn, brand, kind, rule, found)
-                    if opened:
-                        held[rule] = held.get(rule, 0) + opened
-        async with conn.transaction():
-            settled = await holds.settle(conn, None)
-        return RingRunOut(ran=True, held=held, settled=settled)
+            try:
+                async with conn.transaction():
+                    opened = await _apply(conn, rule, kind, sql, {**params, "n": threshold})
+            except Exception:  # one rule's failure never stops the others
+                failed += 1
+                log.exception("ring rule %s (%s) failed", rule, kind)
+                continue
+            if opened:
+                held[rule] = held.get(rule, 0) + opened
+        return RingRunOut(ran=True, held=held, settled=settled, failed=failed)
 
     out = await run_alone(conn, Lock.FORENSICS_RINGS, work, wait=wait)
     return out if out is not None else RingRunOut(ran=False)
+
+
+async def _apply(conn: Conn, rule: str, kind: str, sql: str, params: dict[str, Any]) -> int:
+    """One rule run: the parties it finds put on hold; how many holds were opened."""
+    rows = await (await conn.execute(sql, {**params, "kind": kind})).fetchall()
+    by_brand: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    for row in rows:
+        by_brand.setdefault(row["brand_id"], []).append((row["party_id"], row["evidence"]))
+    opened = 0
+    for brand, found in by_brand.items():
+        opened += await holds.open_holds(conn, brand, kind, rule, found)
+    return opened

@@ -97,3 +97,4 @@ class RingRunOut(msgspec.Struct, frozen=True, kw_only=True):
     ran: bool
     held: dict[str, int] = {}  # new holds by rule
     settled: int = 0  # held claims of holds decided meanwhile, settled now
+    failed: int = 0  # the settling or rules that failed (logged; run again next time)

@@ -9,7 +9,9 @@ status). A caller (``rebates.read``) sees the claims of the stores of its subtre
 all of them, an agent its stores', a store its own; a filter naming an organisation, clerk or
 product outside that answers an empty result, never another subtree's rows. Periods are
 Asia/Shanghai calendar days, ``from`` and ``to`` inclusive. A page comes with the count and
-amount of every matching claim (one aggregate query beside the page's).
+amount of every matching claim (one aggregate query beside the page's). A claim made on hold
+(``app.forensics.holds``) is earned only once its hold is released: while held, or rejected, it
+is in no list, total, export or summary (the statements and rankings skip it too).
 
 Exports run the same query (``app.logistics.center.Query``) on a server-side cursor of a
 connection of their own and stream it through ``app.tabular`` (CSV or XLSX, formula guard);
@@ -67,6 +69,9 @@ _CLAIM_SOURCE = """rebate_claims c JOIN orgs s ON s.id = c.store_id
     LEFT JOIN rebate_statements st ON st.id = c.statement_id
     LEFT JOIN code_batches b ON b.batch_no = c.code_id >> 32"""
 _CLAIM_ORDER = "c.claimed_at DESC, c.id DESC"
+# What a clerk earned: a claim made on hold (app.forensics.holds) counts once its hold is released,
+# never while held nor once rejected — as the statements and rankings take claims.
+EARNED = "(c.hold_state IS NULL OR c.hold_state = 'released')"
 # The totals join only what the conditions name (by alias): a count over many claims stays lean.
 _TOTAL_JOINS = (
     ("s.", "JOIN orgs s ON s.id = c.store_id"),
@@ -149,7 +154,7 @@ def _period(
 def claims_query(actor: Principal, scheme: Scheme | None, f: ClaimFilters) -> Query:
     """The claims of the stores in the caller's subtree matching ``f``, newest first."""
     actor.require(READ)
-    where = ["c.brand_id = %(brand)s"]
+    where = ["c.brand_id = %(brand)s", EARNED]
     params: dict[str, Any] = {"brand": actor.brand_id, "scope": actor.org_path + "%"}
     if actor.org_path != f"/{actor.brand_id}/":  # below the brand: its stores only
         where.append("s.path LIKE %(scope)s")
@@ -225,7 +230,8 @@ async def clerk_summary(
 ) -> ClerkSummary:
     """The signed-in clerk's own rebates (``sales.claim``, a user, not an API key): count and
     amount today, this month (Asia/Shanghai) and in all, and a page of the clerk's claims,
-    newest first (serials rendered when ``scheme`` is given)."""
+    newest first (serials rendered when ``scheme`` is given): what the clerk earned, a claim
+    held or rejected (``EARNED``) in neither."""
     principal.require(CLAIM)
     if principal.user_id is None:
         raise Forbidden("only a signed-in clerk has rebates of their own", code="user_required")
@@ -238,7 +244,7 @@ async def clerk_summary(
                        COALESCE(sum(amount) FILTER (WHERE claimed_at >= {_MONTH}), 0)::float8
                            AS month_amount,
                        count(*) AS all_n, COALESCE(sum(amount), 0)::float8 AS all_amount
-                FROM rebate_claims WHERE clerk_id = %s""",
+                FROM rebate_claims c WHERE clerk_id = %s AND {EARNED}""",
             (principal.user_id,),
         )
     ).fetchone()
@@ -246,7 +252,7 @@ async def clerk_summary(
     query = Query(
         _CLAIM_SELECT,
         _CLAIM_SOURCE,
-        ["c.clerk_id = %(clerk)s"],
+        ["c.clerk_id = %(clerk)s", EARNED],
         {"clerk": principal.user_id},
         "c.id DESC",
         CLAIM_COLUMNS,
