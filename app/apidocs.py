@@ -291,6 +291,8 @@ RATE_LIMITED = {
 PHOTO_STORE = {("/media/photos", "post"), ("/media/photos/{photo_id}", "get")}
 # Sign-in operations without a caller: a code or credentials (401), a brand looked up (404).
 SIGN_IN = {("/members/login", "post"): {"401"}, ("/members/otp", "post"): {"404"}}
+# Operations on the caller's one record that may not exist, with no input to name it: 404.
+ONE_RECORD = {("/wechat/account", "delete")}  # no account set (`wechat_not_configured`)
 # Called by the SMS gateway, signed with a shared secret instead of a token (app/sms/routes.py).
 SIGNED = {
     "/sms/callbacks/{provider}",
@@ -324,7 +326,7 @@ def _codes(path: str, method: str, op: dict[str, Any], params: set[str]) -> set[
     codes |= SIGN_IN.get((path, method), set())
     if "principal" in params or "member" in params:  # a staff or a member token
         codes |= {"401", "403"}
-        if inputs or "{" in path:
+        if inputs or "{" in path or (path, method) in ONE_RECORD:
             codes.add("404")
         if method in _MUTATING:
             codes.add("409")

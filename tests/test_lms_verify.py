@@ -188,8 +188,15 @@ async def test_recalled_decommissioned_destroyed_sold_and_expired(
         (4, "destroyed", "Destroyed"),
         (5, "sold", "Sold"),
     ):
+        # states no API sets on a loose factory unit: written by SQL, and put back at once — a
+        # unit left "sold" in the factory's stock broke the stock checks of tests running beside
+        # this one (the roll-up kept it, the recount did not)
         await set_status(conn, lms, i, status)
-        assert await data(client, lms, i) == {
+        try:
+            answer = await data(client, lms, i)
+        finally:
+            await set_status(conn, lms, i, "active")
+        assert answer == {
             "verified": False,
             "verificationFailureReason": "Not_for_re-distribution",
             "additionalInfo": info,

@@ -1137,9 +1137,11 @@ async def test_a_forged_code_scanned_from_the_brands_digital_link_is_listed_for_
         await client.get("/alerts", headers=admin, params={"kind": "fake", "per_page": 200})
     ).json()["items"]
     forged_alerts = [a for a in alerts if a["details"].get("reason") == "forged"]
-    assert len(forged_alerts) == 1 and forged_alerts[0]["code_id"] is None
-    assert forged_alerts[0]["details"]["serial"] == forged
-    assert forged_alerts[0]["severity"] == "warning"
+    # one open per brand (other tests' forged scans, and alerts closed by a triage verdict,
+    # may be listed too: the invariant is the open one; ours names our serial)
+    assert len([a for a in forged_alerts if a["acknowledged_at"] is None]) == 1
+    ours = [a for a in forged_alerts if a["details"]["serial"] == forged]
+    assert ours and ours[0]["code_id"] is None and ours[0]["severity"] == "warning"
 
 
 async def test_an_alert_acknowledged_twice_is_audited_once(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter, QueryParameter
 
 from app.auth.principal import Principal
@@ -57,6 +57,7 @@ class ChainController(Controller):
     @get("/export", media_type="application/x-ndjson")
     async def export(
         self,
+        request: Request[Any, Any, Any],
         conn: Conn,
         principal: Principal,
         settings: Settings,
@@ -66,7 +67,9 @@ class ChainController(Controller):
         """Links ``from``..``to`` (at most 10,000) with their events and the anchors among
         them, as JSON lines an auditor verifies offline (``python -m
         app.events.chainverify``); audited. 400 ``bad_positions``."""
-        body, name = await service.export_for(conn, settings, principal, from_, to)
+        body, name = await service.export_for(
+            conn, settings, principal, from_, to, audited=request.method != "HEAD"
+        )
         return Response(
             body,
             media_type="application/x-ndjson",

@@ -182,23 +182,31 @@ async def export_lines(
 
 
 async def export_for(
-    conn: Conn, settings: Settings, actor: Principal, first: int | None, last: int | None
+    conn: Conn,
+    settings: Settings,
+    actor: Principal,
+    first: int | None,
+    last: int | None,
+    *,
+    audited: bool = True,
 ) -> tuple[bytes, str]:
     """``GET /chain/export``: the caller's brand's links ``first``..``last`` (at most
-    ``MAX_EXPORT``) as JSON lines, and a file name; audited as an export."""
+    ``MAX_EXPORT``) as JSON lines, and a file name; audited as an export (not for a HEAD
+    request: no download, ``app.head``)."""
     brand_id = chain_brand(actor)
     head = await head_of(conn, settings, brand_id)
     start, end = chain_range(head.position, first, last, MAX_EXPORT, clip=True)
     body = "".join([line async for line in export_lines(conn, settings, brand_id, start, end)])
-    await audit.record(
-        conn,
-        actor,
-        "export",
-        "event_chain",
-        brand_id,
-        after={"from": start, "to": end},
-        org_id=brand_id,
-    )
+    if audited:
+        await audit.record(
+            conn,
+            actor,
+            "export",
+            "event_chain",
+            brand_id,
+            after={"from": start, "to": end},
+            org_id=brand_id,
+        )
     return body.encode(), f"event-chain-{brand_id}-{start}-{end}.jsonl"
 
 

@@ -7300,7 +7300,14 @@ export interface components {
             body?: string;
             provider_template_id?: string | null;
         };
-        /** Templates */
+        /**
+         * Templates
+         * @default {
+         *       "complaint_reply": null,
+         *       "points_reminder": null,
+         *       "redemption": null
+         *     }
+         */
         Templates: {
             /** @description a template id of the account's template library (模板ID) */
             complaint_reply?: string | null;
@@ -33378,6 +33385,15 @@ export interface operations {
             };
             /** @description a permission is missing */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
