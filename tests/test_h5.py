@@ -998,3 +998,16 @@ async def test_a_post_to_an_address_no_page_has_is_404_not_405(client: Any, demo
     ):
         response = await client.request(method, path)
         assert response.status_code == 404, (method, path, response.status_code, response.text)
+
+
+def test_every_points_ledger_kind_has_its_words() -> None:
+    """A review: a member who won a draw's points prize got a 500 on ``/member/points`` — the
+    ledger's new kind ``draw`` had no ``kind_draw`` words (``word`` raised KeyError). Every
+    ledger kind the API can answer has its words in both languages."""
+    from typing import get_args
+
+    from app.members.schemas_points import LedgerKind
+    from app.web.i18n import WORDS
+
+    for kind in get_args(LedgerKind):
+        assert {"zh", "en"} <= set(WORDS[f"kind_{kind}"]), kind

@@ -158,6 +158,7 @@ WORDS: dict[str, dict[Lang, str]] = {
     "kind_refund": {"zh": "过期退回", "en": "Refunded"},
     "kind_expiry": {"zh": "积分过期", "en": "Expired"},
     "kind_adjustment": {"zh": "积分调整", "en": "Adjustment"},
+    "kind_draw": {"zh": "扫码抽奖", "en": "Lucky draw"},
     "reason_return_withdrawn": {
         "zh": "退货：该商品领取的积分已收回",
         "en": "Returned: the points claimed for this product were taken back",
