@@ -29,7 +29,8 @@ from app.errors import NotFound
 from app.media import catalog
 from app.media.catalog import CatalogMediaOut, Kind
 from app.media.routes import caller
-from app.media.storage import LocalStore, store_from_settings
+from app.media.s3 import S3Store
+from app.media.storage import LocalStore, PhotoStore, store_from_settings
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -91,6 +92,30 @@ async def _slice(path: Path, first: int, last: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def _whole(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _body(store: PhotoStore, key: str, first: int, last: int) -> AsyncIterator[bytes]:
+    """Bytes ``first``–``last`` of a stored medium, never read whole: from the file, or asked of
+    S3 as a range and streamed (a 200 MB video asked for ``bytes=0-0`` reads one byte)."""
+    if isinstance(store, LocalStore):
+        path = store.path(key)
+        if not path.is_file():
+            raise NotFound("no such catalogue medium")
+        return _slice(path, first, last)
+    if isinstance(store, S3Store):
+        return await store.stream(key, first, last)
+    data = await store.get(key)  # another store: no ranged read of its own
+    return _whole(data[first : last + 1])
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """Whether ``If-None-Match`` names the (one, never changing) version: its ETag, or ``*``."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag in tags or "*" in tags
+
+
 class CatalogMediaController(Controller):
     path = "/media/catalog"
 
@@ -146,7 +171,7 @@ class CatalogMediaController(Controller):
             "sandbox",
             "Content-Disposition": "inline",
         }
-        if etag in request.headers.get("if-none-match", ""):
+        if _matches(request.headers.get("if-none-match", ""), etag):
             return Response(b"", status_code=304, headers=headers)
         first, last, status = 0, size - 1, 200
         wanted, if_range = request.headers.get("range"), request.headers.get("if-range")
@@ -160,21 +185,8 @@ class CatalogMediaController(Controller):
         headers["Content-Type"] = media_type  # a Stream takes the route's type over its own
         if request.method == "HEAD":  # the headers only: the store is not asked
             return Response(b"", status_code=status, media_type=media_type, headers=headers)
-        store = store_from_settings(settings)
-        if isinstance(store, LocalStore):  # streamed from the file, never read whole
-            path = store.path(row["storage_key"])
-            if not path.is_file():
-                raise NotFound("no such catalogue medium")
-            return Stream(
-                _slice(path, first, last),
-                status_code=status,
-                media_type=media_type,
-                headers=headers,
-            )
-        data = await store.get(row["storage_key"])
-        return Response(
-            data[first : last + 1], status_code=status, media_type=media_type, headers=headers
-        )
+        body = await _body(store_from_settings(settings), row["storage_key"], first, last)
+        return Stream(body, status_code=status, media_type=media_type, headers=headers)
 
     @delete("/{media_id:uuid}", dependencies={"principal": Provide(caller)})
     async def remove(

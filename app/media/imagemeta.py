@@ -10,7 +10,11 @@ blocks that hold metadata are dropped here, the image data kept byte for byte.
   (IPTC, Photoshop and vendors' blocks), APP15 and comments are dropped; APP0 (JFIF), APP2's ICC
   profile (colours) and APP14 (Adobe: how to convert the colours) are kept. EXIF's orientation is
   kept, alone, in a minimal EXIF block of its own: without it a portrait photo shows on its side.
-  Everything from the first scan on is copied as it is.
+  A scan's entropy-coded data is copied as it is, up to the next marker (a stuffed ``FF00`` and
+  RST0–7 are part of it); the segments between the scans of a progressive JPEG are walked as
+  those before the first; nothing after EOI is kept: phones and cameras append more pictures
+  there (MPF previews, HDR gain maps, a Motion Photo's video), each with its own EXIF and GPS.
+  A JPEG with no EOI is ``Damaged``.
 * PNG: the ``tEXt``, ``zTXt``, ``iTXt``, ``eXIf`` and ``tIME`` chunks are dropped; nothing after
   ``IEND`` is kept.
 * WebP: the ``EXIF`` and ``XMP `` chunks are dropped and their flags cleared in ``VP8X``; nothing
@@ -50,7 +54,7 @@ def strip(data: bytes, content_type: str) -> bytes:
 
 def _jpeg(data: bytes) -> bytes:
     out = bytearray(data[:2])  # SOI
-    at = 2
+    at, scanned = 2, False
     while True:
         if at >= len(data) or data[at] != 0xFF:
             raise Damaged("a JPEG segment does not start with a marker")
@@ -63,8 +67,11 @@ def _jpeg(data: bytes) -> bytes:
         if marker in _STANDALONE:
             out += bytes((0xFF, marker))
             continue
-        if marker == 0xD9:  # EOI before any scan: no image
-            raise Damaged("the JPEG has no image data")
+        if marker == 0xD9:  # EOI: the image ends; whatever follows (another picture) is cut
+            if not scanned:
+                raise Damaged("the JPEG has no image data")
+            out += b"\xff\xd9"
+            return bytes(out)
         if at + 2 > len(data):
             raise Damaged("the JPEG ends inside a segment's length")
         (length,) = struct.unpack_from(">H", data, at)
@@ -72,9 +79,11 @@ def _jpeg(data: bytes) -> bytes:
         if length < 2 or end > len(data):
             raise Damaged("a JPEG segment runs past the end of the file")
         body = data[at + 2 : end]
-        if marker == 0xDA:  # the first scan: the rest is image data, copied as it is
-            out += b"\xff\xda" + data[at:]
-            return bytes(out)
+        if marker == 0xDA:  # a scan: its header and entropy-coded data, copied as they are
+            stop = _entropy_end(data, end)
+            out += b"\xff\xda" + data[at:stop]
+            at, scanned = stop, True
+            continue
         if marker == 0xE1:
             orientation = _exif_orientation(body)
             if orientation not in (None, 1):
@@ -84,6 +93,19 @@ def _jpeg(data: bytes) -> bytes:
         elif marker not in _JPEG_DROPPED:
             out += bytes((0xFF, marker)) + data[at:end]
         at = end
+
+
+def _entropy_end(data: bytes, at: int) -> int:
+    """Where the entropy-coded data of a scan starting at ``at`` ends: the first marker after it
+    (its fill bytes included) other than a stuffed 0xFF (``FF00``) and RST0–7."""
+    while True:
+        at = data.find(b"\xff", at)
+        if at < 0 or at + 1 >= len(data):
+            raise Damaged("the JPEG's image data has no end (no EOI)")
+        following = data[at + 1]
+        if following != 0x00 and not 0xD0 <= following <= 0xD7:
+            return at  # a marker (or a fill byte 0xFF before one)
+        at += 2
 
 
 def _exif_orientation(body: bytes) -> int | None:

@@ -18,8 +18,9 @@ import hashlib
 import hmac
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from app.errors import BadGateway, NotFound, ServiceUnavailable
@@ -28,6 +29,7 @@ from app.media.keys import check_key
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 TIMEOUT_SECONDS = 30
+CHUNK = 1 << 18  # what a streamed GET holds at a time
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -120,13 +122,17 @@ class S3Store:
     def path(self, key: str) -> str:
         return f"/{self.bucket}/{self.prefix}{check_key(key)}"
 
-    def _request(self, method: str, key: str, body: bytes = b"") -> tuple[int, bytes]:
+    def _open(
+        self, method: str, key: str, body: bytes = b"", extra: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """(status, open response) of a signed request; ``extra`` headers are signed too."""
         path = self.path(key)
         payload_hash = hashlib.sha256(body).hexdigest()
         headers = {
             "host": self.host,
             "x-amz-content-sha256": payload_hash,
             "x-amz-date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+            **(extra or {}),
         }
         if method == "PUT":
             headers["content-length"] = str(len(body))
@@ -147,16 +153,26 @@ class S3Store:
             url, data=body if method == "PUT" else None, method=method, headers=headers
         )
         try:
-            with self._opener.open(request, timeout=TIMEOUT_SECONDS) as response:
-                return response.status, response.read()
+            response = self._opener.open(request, timeout=TIMEOUT_SECONDS)
+            return response.status, response
         except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, exc.read()
+            return exc.code, exc
         except OSError as exc:
-            raise ServiceUnavailable(
-                f"the photo store at {self.origin} cannot be reached ({type(exc).__name__})",
-                code="media_store_unavailable",
-            ) from None
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: OSError) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"the photo store at {self.origin} cannot be reached ({type(exc).__name__})",
+            code="media_store_unavailable",
+        )
+
+    def _request(self, method: str, key: str, body: bytes = b"") -> tuple[int, bytes]:
+        status, response = self._open(method, key, body)
+        with response:
+            try:
+                return status, response.read()
+            except OSError as exc:
+                raise self._unreachable(exc) from None
 
     def _failed(self, method: str, status: int, body: bytes) -> BadGateway:
         code = (
@@ -184,6 +200,42 @@ class S3Store:
         status, body = self._request("DELETE", key)
         if status not in (200, 204, 404):
             raise self._failed("DELETE", status, body)
+
+    def _open_range(self, key: str, first: int, last: int) -> tuple[Any, int]:
+        """(open response, bytes to skip at its start) of a GET of bytes ``first``–``last``:
+        206 with those bytes alone, or 200 with the whole object (a server ignoring Range)."""
+        status, response = self._open("GET", key, extra={"range": f"bytes={first}-{last}"})
+        if status in (200, 206):
+            return response, first if status == 200 else 0
+        with response:
+            body = response.read()
+        if status == 404:
+            raise NotFound("photo not found")
+        raise self._failed("GET", status, body)
+
+    async def stream(self, key: str, first: int, last: int) -> AsyncIterator[bytes]:
+        """Bytes ``first``–``last`` of an object, asked of the server as a range and given in
+        chunks as they come, never held whole (a video of 200 MB: one chunk at a time). The
+        object is opened before this returns (404, 502, 503 raised here, before an answer)."""
+        response, skip = await asyncio.to_thread(self._open_range, key, first, last)
+        return self._chunks(response, skip, last - first + 1)
+
+    async def _chunks(self, response: Any, skip: int, left: int) -> AsyncIterator[bytes]:
+        try:
+            while skip > 0:  # a whole object's answer: the bytes before the range read, dropped
+                skip -= len(await self._read(response, min(CHUNK, skip)))
+            while left > 0:
+                chunk = await self._read(response, min(CHUNK, left))
+                left -= len(chunk)
+                yield chunk
+        finally:
+            response.close()
+
+    async def _read(self, response: Any, size: int) -> bytes:
+        chunk: bytes = await asyncio.to_thread(response.read, size)
+        if not chunk:
+            raise RuntimeError(f"an object of {self.origin} ended before its last byte")
+        return chunk
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, key, data)

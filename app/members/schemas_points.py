@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.bodies import AwareTime
-from app.catalog.schemas import Name, Url  # the catalogue's: visible, a URL with no blank
+from app.catalog.schemas import Name  # the catalogue's: visible
 from app.claims import ClientId
 from app.forensics.status import ClaimStatus
 from app.rebates.schemas_settlement import Reason  # the settlement's: not blank
@@ -18,6 +18,13 @@ Points = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Province = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 GiftKind = Literal["online", "offline"]
+# a gift's picture: an http(s) URL with no blank, as the console's gift form takes it — not the
+# catalogue's Url, whose /media/catalog/{id} paths are checked (brand, kind) and kept from
+# deletion for products only: a gift naming one would break when its medium is deleted
+PictureUrl = Annotated[
+    str,
+    msgspec.Meta(max_length=1000, pattern=r"^https?://\S+(?!\n)$", description="an http(s) URL"),
+]
 LedgerKind = Literal["claim", "redemption", "refund", "expiry", "adjustment", "draw"]
 RedemptionStatus = Literal["issued", "fulfilled", "expired"]
 
@@ -108,7 +115,7 @@ class GiftIn(Input, kw_only=True):
     points_cost: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
     kind: GiftKind
     stock: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
-    picture_url: Url | None = None
+    picture_url: PictureUrl | None = None
     description: Text | None = None
     valid_from: AwareTime | None = None
     valid_to: AwareTime | None = None
@@ -127,7 +134,7 @@ class GiftPatch(Input, kw_only=True):
     )
     kind: GiftKind | msgspec.UnsetType = msgspec.UNSET
     stock: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] | msgspec.UnsetType = msgspec.UNSET
-    picture_url: Url | msgspec.UnsetType | None = msgspec.UNSET
+    picture_url: PictureUrl | msgspec.UnsetType | None = msgspec.UNSET
     description: Text | msgspec.UnsetType | None = msgspec.UNSET
     valid_from: AwareTime | msgspec.UnsetType | None = msgspec.UNSET
     valid_to: AwareTime | msgspec.UnsetType | None = msgspec.UNSET
