@@ -510,3 +510,207 @@ async def test_the_answer_page_links_to_the_h5_draw_and_the_form_draws_once(
             )
         ).fetchone()
     assert n["n"] == 1
+
+
+async def _draws_of(app: Any, serial: str) -> int:
+    async with app.state.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM draws WHERE code_id = %s", (code_of(app, serial),)
+            )
+        ).fetchone()
+    return int(row["n"])
+
+
+async def test_a_held_member_takes_no_prize(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A review: a member on a fraud hold drew prizes (``_INSERT`` never read fraud_holds) — a
+    held member's points claims are held, their draws must be too: refused while the hold is
+    open (409 ``draw_under_review``), nothing taken; drawn once the hold is released."""
+    admin = await login("admin")
+    campaign = await new_campaign(
+        client, admin, campaign_body(goods["product_id"], [prize("Held gift", "gift", 3, 1)])
+    )
+    (serial,) = units.take()
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    made = await client.post(
+        "/forensics/holds", headers=admin, json={"party_kind": "member", "party_id": member_id}
+    )
+    assert made.status_code == 201, made.text
+    assert_error(await draw(app, headers, serial), 409, "draw_under_review")
+    assert await _draws_of(app, serial) == 0
+    listed = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
+    assert listed["prizes"][0]["remaining"] == 3
+    released = await client.post(
+        f"/forensics/holds/{made.json()['id']}/release", headers=admin, json={}
+    )
+    assert released.status_code == 200, released.text
+    ok = await draw(app, headers, serial)
+    assert ok.status_code == 201 and ok.json()["prize"]["name"] == "Held gift", ok.text
+
+
+async def test_a_returned_unit_is_not_drawn_until_sold_again(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A review: the draws lacked the points claims' unit filters — a unit a consumer returned
+    damaged (``SPOILT``) or returned and not sold since (``RETURNED_UNSOLD``) was drawn (the
+    refunded buyer's code). 409 ``not_sellable`` and ``not_sold_again``, nothing drawn."""
+    admin = await login("admin")
+    await new_campaign(client, admin, campaign_body(goods["product_id"], [prize("R gift")]))
+    damaged, returned = units.take(2)
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE unit_state SET disposition = 'damaged' WHERE code = %s",
+            (code_of(app, damaged),),
+        )
+        await conn.execute(
+            "UPDATE unit_state SET returned_at = now() WHERE code = %s",
+            (code_of(app, returned),),
+        )
+    assert_error(await draw(app, headers, damaged), 409, "not_sellable")
+    assert_error(await draw(app, headers, returned), 409, "not_sold_again")
+    assert await _draws_of(app, damaged) == 0 and await _draws_of(app, returned) == 0
+
+
+async def test_a_deleted_campaigns_results_stay_readable_and_fulfillable(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A review: deleting a campaign made its results, their CSV and the fulfilment of its
+    pending prizes 404 (``_get`` required ``deleted_at IS NULL``): the README says its results
+    stay readable, and a won gift was stranded."""
+    admin = await login("admin")
+    campaign = await new_campaign(
+        client, admin, campaign_body(goods["product_id"], [prize("Late gift")])
+    )
+    cid = campaign["id"]
+    (serial,) = units.take()
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    won = await draw(app, headers, serial)
+    assert won.status_code == 201, won.text
+    assert (await client.delete(f"/draws/{cid}", headers=admin)).status_code == 204
+    assert (await client.get(f"/draws/{cid}", headers=admin)).status_code == 404
+    results = await client.get(f"/draws/{cid}/results", headers=admin)
+    assert results.status_code == 200 and results.json()["total"] == 1, results.text
+    csv = await client.get(f"/draws/{cid}/results", headers=admin, params={"format": "csv"})
+    assert csv.status_code == 200 and "Late gift" in csv.text
+    draw_id = results.json()["items"][0]["id"]
+    done = await client.post(
+        f"/draws/{cid}/results/{draw_id}/fulfil", headers=admin, json={"note": "SF-1"}
+    )
+    assert done.status_code == 200 and done.json()["fulfil_status"] == "fulfilled", done.text
+
+
+async def test_one_member_owns_a_codes_points_and_draw(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A review: a member could draw on a code whose points another member claimed, and claim
+    the points of a code another member drew — whoever saw the PIN took the other reward. 409
+    ``claimed_by_another`` both ways; the same member may do both."""
+    from tests.points_support import set_rule
+
+    admin = await login("admin")
+    await set_rule(client, admin, goods["product_id"], 5)
+    await new_campaign(client, admin, campaign_body(goods["product_id"], [prize("Own gift")]))
+    claimed, drawn = units.take(2)
+    scheme = app.state.scheme
+    _, owner, _ = await new_member(app, demo["BRAND-LUMI"])
+    _, other, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        made = await mc.post("/members/me/claims", headers=owner, json=claim_body(scheme, claimed))
+        assert made.status_code == 201, made.text
+        assert_error(await draw(app, other, claimed), 409, "claimed_by_another")
+        assert (await draw(app, owner, claimed)).status_code == 201  # the owner's own
+        assert (await draw(app, owner, drawn)).status_code == 201
+        taken = await mc.post("/members/me/claims", headers=other, json=claim_body(scheme, drawn))
+        assert_error(taken, 409, "claimed_by_another")
+        mine = await mc.post("/members/me/claims", headers=owner, json=claim_body(scheme, drawn))
+        assert mine.status_code == 201, mine.text
+
+
+async def test_the_answer_pages_draw_is_not_another_check_of_the_code(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A review: the H5 draw from the answer page's link verified the code afresh — the page's
+    check and the draw's counted as two queries of the code (a genuine unit shown "queried
+    before" to its next scanner) and the PIN typed again. The link carries the answer page's
+    sealed ticket (as the points claim's form): the draw is its check again, and sent twice
+    it is one draw."""
+    import re
+
+    admin = await login("admin")
+    await new_campaign(client, admin, campaign_body(goods["product_id"], [prize("Ticket gift")]))
+    (serial,) = units.take()
+    pin = app.state.scheme.pin(serial)
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as h5:
+        h5.cookies.set("tc_member", headers["Authorization"].split()[1])
+        answer = await h5.post(f"/c/{serial}", data={"pin": pin})
+        link = re.search(r'id="draw-link" href="([^"]+)"', answer.text)
+        assert link is not None and "ticket=" in link.group(1), answer.text
+        page = await h5.get(link.group(1).replace("&amp;", "&"))
+        assert page.status_code == 200 and 'id="draw-pin"' not in page.text, page.text
+        fields = dict(re.findall(r'name="(csrf|ticket|serial|lang)" value="([^"]*)"', page.text))
+        drawn = await h5.post("/member/draw", data=fields)
+        assert drawn.status_code == 200 and "恭喜中奖" in drawn.text, drawn.text
+        again = await h5.post("/member/draw", data=fields)
+        assert again.status_code == 200 and "恭喜中奖" in again.text
+        # the next scan of the code: the answer page's was the one query before it
+        buyer = await h5.post("/v1/verify", json={"serial": serial, "pin": pin})
+        assert (buyer.json()["result"], buyer.json()["queries"]) == ("genuine", 2), buyer.text
+    assert await _draws_of(app, serial) == 1
+
+
+async def test_a_draws_points_add_up_in_analytics_and_draws_are_exported_and_erased(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
+) -> None:
+    """A review: a draw's points counted in the people analytics' balance but in none of
+    claimed/redeemed/expired/adjusted (the columns did not add up); the member's data export
+    left the draws out and the erasure kept the fulfilment notes (a parcel's address)."""
+    from tests.test_analytics_people import roll
+
+    admin = await login("admin")
+    campaign = await new_campaign(
+        client,
+        admin,
+        campaign_body(
+            goods["product_id"],
+            [prize("30 points", "points", 5, 1, points=30), prize("Parcel", "gift", 5, 1)],
+        ),
+    )
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    kinds: set[str] = set()
+    while kinds != {"points", "gift"}:  # one of each
+        won = await draw(app, headers, units.take()[0])
+        assert won.status_code == 201, won.text
+        kinds.add(won.json()["prize"]["kind"])
+    await roll()
+    async with app.state.pool.connection() as conn:
+        facts = await (
+            await conn.execute(
+                "SELECT claimed, redeemed, expired, adjusted, balance FROM analytics_member_facts "
+                "WHERE member_id = %s",
+                (member_id,),
+            )
+        ).fetchone()
+    assert facts is not None and facts["balance"] > 0
+    assert (
+        facts["claimed"] - facts["redeemed"] - facts["expired"] + facts["adjusted"]
+        == (facts["balance"])
+    ), facts
+    results = (await client.get(f"/draws/{campaign['id']}/results", headers=admin)).json()
+    gift = next(r for r in results["items"] if r["prize_kind"] == "gift")
+    note = "SF-9 to 杭州市西湖区 1 号"
+    fulfil = f"/draws/{campaign['id']}/results/{gift['id']}/fulfil"
+    assert (await client.post(fulfil, headers=admin, json={"note": note})).status_code == 200
+    async with member_client(app) as mc:
+        copy = await mc.get("/members/me/export", headers=headers)
+        assert copy.status_code == 200, copy.text
+        assert note in [d["fulfil_note"] for d in copy.json()["draws"]]
+        assert (await mc.delete("/members/me", headers=headers)).status_code == 204
+    async with app.state.pool.connection() as conn:
+        notes = await (
+            await conn.execute("SELECT fulfil_note FROM draws WHERE member_id = %s", (member_id,))
+        ).fetchall()
+    assert note not in [r["fulfil_note"] for r in notes]

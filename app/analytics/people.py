@@ -265,7 +265,8 @@ WITH l AS (
     WHERE pl.id = ANY(%(ids)s)
 ), pts AS (
     SELECT member_id, brand_id,
-           coalesce(sum(points) FILTER (WHERE kind = 'claim'), 0) AS claimed,
+           -- a draw's points prize (``app.draws``) is claimed points too: the columns add up
+           coalesce(sum(points) FILTER (WHERE kind IN ('claim', 'draw')), 0) AS claimed,
            coalesce(-sum(points) FILTER (WHERE kind IN ('redemption', 'refund')), 0) AS redeemed,
            coalesce(-sum(points) FILTER (WHERE kind = 'expiry'), 0) AS expired,
            coalesce(sum(points) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted,
@@ -667,7 +668,8 @@ _RECOUNT_AGES = (
     f"""
 WITH {_PLACED}, {_FOLDED_LEDGER}, pts AS (
     SELECT member_id,
-           coalesce(sum(points) FILTER (WHERE kind = 'claim'), 0) AS claimed,
+           -- a draw's points prize (``app.draws``) is claimed points too: the columns add up
+           coalesce(sum(points) FILTER (WHERE kind IN ('claim', 'draw')), 0) AS claimed,
            coalesce(-sum(points) FILTER (WHERE kind IN ('redemption', 'refund')), 0) AS redeemed,
            coalesce(-sum(points) FILTER (WHERE kind = 'expiry'), 0) AS expired,
            coalesce(sum(points) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted,

@@ -7,14 +7,18 @@ before any PIN is checked), then a verification through ``Verifier.verify`` — 
 toward the code's lockout exactly as ``/v1/verify`` and a points claim do — then ``Drawer``
 draws in rounds, one transaction per round on the round's own connection:
 
-1. ``_INSERT`` inserts the round's draws, no prize yet, for members still active, units of the
-   member's brand that are active or sold, shipped into the channel (``channel_org_id`` not null:
-   rewards only on codes shipped through it), of a batch not void, covered by a campaign running
-   at the draw's time (its product; its channel's province where the campaign names some; the
-   earliest-starting one when several cover it). ``draws.code_id`` is unique: a code drawn before
-   — in this round, by another process, ever — inserts nothing (``ON CONFLICT DO NOTHING``, the
-   code's entry waited for when another transaction is inserting it), and so does a client id the
-   member used before (``draws_member_client``).
+1. ``_INSERT`` inserts the round's draws, no prize yet, for members still active and not on hold
+   (``app.forensics.holds``: a held member takes no prize, 409 ``draw_under_review``), units of
+   the member's brand that are active or sold, shipped into the channel (``channel_org_id`` not
+   null: rewards only on codes shipped through it), neither returned damaged or expired nor
+   returned and not sold since (the points claims' ``SPOILT`` and ``RETURNED_UNSOLD``; locked
+   ``FOR UPDATE`` as the claims and returns lock them), whose points no other member claimed
+   (one owner per code: 409 ``claimed_by_another``), of a batch not void, covered by a campaign
+   running at the draw's time (its product; its channel's province where the campaign names
+   some; the earliest-starting one when several cover it). ``draws.code_id`` is unique: a code
+   drawn before — in this round, by another process, ever — inserts nothing (``ON CONFLICT DO
+   NOTHING``, the code's entry waited for when another transaction is inserting it), and so
+   does a client id the member used before (``draws_member_client``).
 2. ``_PRIZES`` locks the prizes of the campaigns drawn (``FOR UPDATE``, in id order) and counts
    each one's wins of the day: a draw round of another process giving the same prizes waits for
    this one to commit, then reads the stock it left.
@@ -29,10 +33,13 @@ draws in rounds, one transaction per round on the round's own connection:
 
 A draw the round did not insert is then explained (``_why_not``): the same client id again (a
 replay: the first draw's answer, 200), a frozen or erased member, a void batch, a client id used
-for another code (409 ``client_id_reused``), a code drawn before (409 ``already_drawn``), a unit
-that cannot be drawn (422 ``not_claimable``), another brand's (422 ``other_brand``), never shipped
-(422 ``not_shipped``), no campaign covering its product or province (422 ``draw_not_covered``) or
-one that covers it but is not running now (422 ``draw_not_running``).
+for another code (409 ``client_id_reused``), a code drawn before (409 ``already_drawn``), a held
+member (409 ``draw_under_review``), a code whose points another member claimed (409
+``claimed_by_another``), a unit that cannot be drawn (422 ``not_claimable``), returned damaged
+(409 ``not_sellable``) or not sold since its return (409 ``not_sold_again``), another brand's
+(422 ``other_brand``), never shipped (422 ``not_shipped``), no campaign covering its product or
+province (422 ``draw_not_covered``) or one that covers it but is not running now (422
+``draw_not_running``).
 """
 
 from __future__ import annotations
@@ -53,9 +60,20 @@ from app.draws.schemas import DrawOut, DrawPrize
 from app.draws.service import COVERS, RUNS_AT
 from app.errors import Conflict, Forbidden, Unauthorized, Unprocessable
 from app.localtime import REPORT_TZ
-from app.members.points import BALANCE_TOUCHED, Members
+from app.logistics.movements import NOT_FOR_SALE
+from app.members.points import BALANCE_TOUCHED, RETURNED_UNSOLD, SPOILT, Members
 from app.members.principal import Member
 from app.verify.service import Verifier
+
+# A member on hold (``app.forensics.holds``) takes no prize: the draw is refused (409
+# ``draw_under_review``) while the hold is open — a held draw settled on the hold's decision is
+# not built (one probe of the open holds' unique index, as the points claims' ``_CREDIT``).
+_HELD = """EXISTS (SELECT 1 FROM fraud_holds fh WHERE fh.party_kind = 'member'
+                   AND fh.party_id = {member} AND fh.state = 'open')"""
+# One owner per code: a live points claim of the code by another member (``_why_not``:
+# ``claimed_by_another``); ``app.members.points`` refuses a claim of a code another member drew.
+_OTHERS_CLAIM = """EXISTS (SELECT 1 FROM point_claims pc WHERE pc.code_id = {unit}
+                   AND pc.withdrawn_at IS NULL AND pc.member_id <> {member})"""
 
 _INSERT = f"""
 WITH r AS (
@@ -69,6 +87,9 @@ WITH r AS (
     JOIN members m ON m.id = r.member_id AND m.status = 'active'
     JOIN unit_state u ON u.code = r.code_id AND u.brand_id = r.brand_id
                      AND u.status IN ('active', 'sold') AND u.channel_org_id IS NOT NULL
+                     -- not returned damaged or expired, nor back from a consumer and not sold
+                     -- since (the points claims' unit filters): it waits for its next sale
+                     AND NOT {SPOILT} AND NOT {RETURNED_UNSOLD}
     JOIN orgs ch ON ch.id = u.channel_org_id
     CROSS JOIN LATERAL (
         SELECT c.id FROM draw_campaigns c
@@ -77,9 +98,13 @@ WITH r AS (
     ) camp
     WHERE NOT EXISTS (SELECT 1 FROM code_batches b
                        WHERE b.batch_no = r.code_id >> 32 AND b.state = 'void')
+      AND NOT {_HELD.format(member="r.member_id")}
+      AND NOT {_OTHERS_CLAIM.format(unit="r.code_id", member="r.member_id")}
     ORDER BY r.code_id
-    -- an erasure under way holds the member: wait, and read what it committed (as points do)
-    FOR SHARE OF m
+    -- an erasure under way holds the member: wait, and read what it committed (as points do);
+    -- a consumer's return or a points claim holds the unit (FOR UPDATE, in code order, as
+    -- ``app.members.points`` locks units): wait, and read it returned or claimed
+    FOR SHARE OF m FOR UPDATE OF u
 )
 INSERT INTO draws (campaign_id, brand_id, member_id, code_id, client_id, product_id,
                    channel_org_id, verify_result, verify_reason, day, drawn_at, fulfil_status)
@@ -195,15 +220,22 @@ class Drawer(Claims[DrawOut]):
         await self.members.close()
 
     async def draw(
-        self, member: Member, data: ClaimIn, ip: str | None, user_agent: str | None
+        self,
+        member: Member,
+        data: ClaimIn,
+        ip: str | None,
+        user_agent: str | None,
+        checked: str = "",
     ) -> tuple[DrawOut, bool]:
         """Verify, then draw; (the draw, created). Refusals raise ``AppError``s. A frozen
         member's draw sent again under its client id answers the first draw; anything else of
-        a frozen member is 403 before any PIN is checked (as points claims)."""
+        a frozen member is 403 before any PIN is checked (as points claims). ``checked``: the
+        retry key of the H5 answer page's check of the code (its ticket's), not counted again
+        (``Claims.claim``)."""
         if member.status != "active" and not await self._drawn(member.id, data):
             member.require_active()
         out, answer, created = await self.claim(
-            data, member.id, member.brand_id, None, ip, user_agent, member.id
+            data, member.id, member.brand_id, None, ip, user_agent, member.id, checked
         )
         return msgspec.structs.replace(out, verification=answer) if created else out, created
 
@@ -327,6 +359,9 @@ SELECT r.ord, d.id, d.member_id, d.client_id, d.campaign_id, d.prize_id, d.prize
        cc.code_id AS client_code, pb.balance,
        u.brand_id AS unit_brand, u.status AS unit_status, u.channel_org_id AS unit_channel,
        m.status AS member_status, b.state = 'void' AS batch_void,
+       u.disposition AS unit_disposition, {RETURNED_UNSOLD} AS returned_unsold,
+       {_HELD.format(member="r.member_id")} AS member_held,
+       {_OTHERS_CLAIM.format(unit="r.code_id", member="r.member_id")} AS claimed_by_another,
        EXISTS (SELECT 1 FROM draw_campaigns c WHERE c.brand_id = u.brand_id AND {COVERS})
            AS covered,
        EXISTS (SELECT 1 FROM draw_campaigns c WHERE c.brand_id = u.brand_id AND {COVERS}
@@ -376,10 +411,31 @@ def _why_not(row: dict[str, Any], p: Pending[DrawOut]) -> DrawOut:
         raise Conflict("this client id was used for another draw", code="client_id_reused")
     if row["id"] is not None:
         raise Conflict("此防伪码已抽过奖 / this code has already been drawn", code="already_drawn")
+    if row["member_held"]:
+        raise Conflict(
+            "您的会员账户正在审核中，暂不能抽奖 / your membership is under review: no draw for now",
+            code="draw_under_review",
+        )
+    if row["claimed_by_another"]:
+        raise Conflict(
+            "此防伪码的积分已被其他会员领取 / another member claimed this code's points",
+            code="claimed_by_another",
+        )
     if row["unit_brand"] is None or row["unit_status"] not in ("active", "sold"):
         raise Unprocessable("this unit cannot be drawn", code="not_claimable")
     if row["unit_brand"] != p.brand_id:
         raise Unprocessable("this product is not of your membership's brand", code="other_brand")
+    if row["unit_disposition"] in NOT_FOR_SALE:  # ``SPOILT``: returned damaged or expired
+        raise Conflict(
+            "此产品已因损坏或过期被退回 / this unit was returned damaged or expired",
+            code="not_sellable",
+        )
+    if row["returned_unsold"]:
+        raise Conflict(
+            "此产品已被退回，门店再次售出后方可抽奖 / this unit was returned: it can be drawn "
+            "once the store sells it again",
+            code="not_sold_again",
+        )
     if row["unit_channel"] is None:
         raise Unprocessable(
             "此产品尚未发往销售渠道，不能抽奖 / this unit was never shipped to a seller: no draw",

@@ -158,6 +158,7 @@ class DrawRunningOut(msgspec.Struct, frozen=True, kw_only=True):
 
     campaign_id: int | None
     campaign_name: str | None
+    brand_id: int | None = None  # the campaign's brand (the answer page's claim ticket)
 
 
 RESULT_FILTER = Literal["won", "lost", "pending"]

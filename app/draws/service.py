@@ -122,11 +122,15 @@ def _campaign(row: dict[str, Any], prizes: list[DrawPrizeOut]) -> DrawCampaignOu
     return DrawCampaignOut(**{k: v for k, v in row.items() if k != "page_total__"}, prizes=prizes)
 
 
-async def _get(conn: Conn, brand_id: int, campaign_id: int, lock: bool = False) -> DrawCampaignOut:
+async def _get(
+    conn: Conn, brand_id: int, campaign_id: int, lock: bool = False, deleted: bool = False
+) -> DrawCampaignOut:
+    """The brand's campaign (404 otherwise); a deleted one only with ``deleted``: its results,
+    their CSV and the fulfilment of its pending prizes stay reachable after a deletion."""
     row = await (
         await conn.execute(
-            f"SELECT {_CAMPAIGN} FROM draw_campaigns c "
-            "WHERE c.id = %s AND c.brand_id = %s AND c.deleted_at IS NULL"
+            f"SELECT {_CAMPAIGN} FROM draw_campaigns c WHERE c.id = %s AND c.brand_id = %s"
+            + ("" if deleted else " AND c.deleted_at IS NULL")
             + (" FOR UPDATE OF c" if lock else ""),
             (campaign_id, brand_id),
         )
@@ -375,7 +379,7 @@ async def results(
 ) -> Page[DrawResultOut]:
     """The campaign's draws, newest first (phones masked unless ``members.read_phone``)."""
     brand_id = _staff(actor)
-    await _get(conn, brand_id, campaign_id)
+    await _get(conn, brand_id, campaign_id, deleted=True)
     where = ["d.campaign_id = %(campaign)s"]
     if outcome is not None:
         where.append(_FILTERS[outcome])
@@ -397,7 +401,7 @@ async def results_csv(
 ) -> Any:
     """The campaign's draws as CSV (``app.tabular``: formula-guarded), up to ``MAX_CSV``."""
     brand_id = _staff(actor)
-    await _get(conn, brand_id, campaign_id)
+    await _get(conn, brand_id, campaign_id, deleted=True)
     where = "d.campaign_id = %(campaign)s" + (f" AND {_FILTERS[outcome]}" if outcome else "")
     rows = await (
         await conn.execute(
@@ -416,7 +420,7 @@ async def fulfil(
     answers the fulfilled draw (a retry). 409 ``prize_not_pending`` for a draw with nothing to
     fulfil (no prize, points credited) or fulfilled with another note."""
     brand_id = _staff(actor)
-    await _get(conn, brand_id, campaign_id)
+    await _get(conn, brand_id, campaign_id, deleted=True)
     row = await (
         await conn.execute(
             f"SELECT {_RESULT} FROM {_RESULTS} WHERE d.id = %s AND d.campaign_id = %s "
@@ -458,7 +462,7 @@ async def running_for(conn: Conn, code: int) -> DrawRunningOut:
     a unit shipped into the channel, not drawn yet, covered by a running one of its brand."""
     row = await (
         await conn.execute(
-            f"""SELECT c.id, c.name FROM unit_state u
+            f"""SELECT c.id, c.name, c.brand_id FROM unit_state u
                 JOIN orgs ch ON ch.id = u.channel_org_id
                 JOIN draw_campaigns c ON c.brand_id = u.brand_id
                 WHERE u.code = %(code)s
@@ -471,4 +475,6 @@ async def running_for(conn: Conn, code: int) -> DrawRunningOut:
     ).fetchone()
     if row is None:
         return DrawRunningOut(campaign_id=None, campaign_name=None)
-    return DrawRunningOut(campaign_id=row["id"], campaign_name=row["name"])
+    return DrawRunningOut(
+        campaign_id=row["id"], campaign_name=row["name"], brand_id=row["brand_id"]
+    )

@@ -137,6 +137,13 @@ async def erase(
             WHERE member_id = %s""",
         (member_id,),
     )
+    # the lucky draws' notes go (a parcel's address, a voucher sent to the phone: ``app.draws``);
+    # the draws stay, the brand's record of its prizes, under the erased member
+    await conn.execute(
+        "UPDATE draws SET fulfil_note = 'membership erased' "
+        "WHERE member_id = %s AND fulfil_note IS NOT NULL",
+        (member_id,),
+    )
     # the member's own words go (their complaints and suggestions: a closed record of the
     # brand's, its reply and product kept; one still open is closed, nobody left to answer)
     await conn.execute(
@@ -265,6 +272,11 @@ _EXPORT = {
     "point_claims": """SELECT c.id, c.claimed_at, c.points, p.name AS product, p.gtin
                          FROM point_claims c JOIN products p ON p.id = c.product_id
                         WHERE c.member_id = %(member)s ORDER BY c.id LIMIT %(limit)s""",
+    "draws": """SELECT d.id, c.name AS campaign, p.name AS product, d.drawn_at, d.prize_name,
+                       d.prize_kind, d.points, d.fulfil_status, d.fulfilled_at, d.fulfil_note
+                  FROM draws d JOIN draw_campaigns c ON c.id = d.campaign_id
+                  JOIN products p ON p.id = d.product_id
+                 WHERE d.member_id = %(member)s ORDER BY d.id LIMIT %(limit)s""",
     "redemptions": f"""SELECT r.id, g.name AS gift, r.gift_kind, r.points,
                              {STATUS_NOW} AS status, r.created_at,
                              r.expires_at, r.fulfilled_at, r.expired_at

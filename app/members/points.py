@@ -488,6 +488,9 @@ WITH r AS (
     WHERE in_force.points > 0
       AND NOT EXISTS (SELECT 1 FROM code_batches b  -- no void batch's (its sold units stay sold)
                        WHERE b.batch_no = r.code_id >> 32 AND b.state = 'void')
+      -- one owner per code: not one another member drew (``app.draws``; ``drawn_by_another``)
+      AND NOT EXISTS (SELECT 1 FROM draws dr
+                       WHERE dr.code_id = r.code_id AND dr.member_id <> r.member_id)
     ORDER BY u.code
     -- an erasure under way holds the member (FOR NO KEY UPDATE): wait, and read what it
     -- committed. Not KEY SHARE, which it would not wait for: the erasure cannot take the member
@@ -609,7 +612,9 @@ SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_i
        """
     + points_in_force("u")
     + """ AS rule_points, coalesce(pb.balance, 0) AS balance,
-       m.status AS member_status, b.state = 'void' AS batch_void
+       m.status AS member_status, b.state = 'void' AS batch_void,
+       EXISTS (SELECT 1 FROM draws dr WHERE dr.code_id = r.code_id
+                  AND dr.member_id <> r.member_id) AS drawn_by_another
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
      AS r(ord, member_id, code_id, client_id)
 LEFT JOIN members m ON m.id = r.member_id
@@ -781,6 +786,11 @@ def _why_not(row: dict[str, Any], p: Pending[ClaimOut]) -> ClaimOut:
         raise Conflict(
             "此防伪码的积分已被领取 / the points of this code have already been claimed",
             code="already_claimed",
+        )
+    if row["drawn_by_another"]:  # one owner per code (``app.draws``)
+        raise Conflict(
+            "此防伪码已被其他会员抽奖 / another member drew this code",
+            code="claimed_by_another",
         )
     if row["unit_brand"] is None or row["unit_status"] not in ("active", "sold"):
         raise Unprocessable("this unit cannot earn points", code="not_claimable")

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from app.draws.service import running_for
-from app.web import html
+from app.web import html, session
 from app.web.i18n import Lang
 
 _WORDS: dict[str, dict[Lang, str]] = {
@@ -33,9 +33,13 @@ def w(key: str, lang: Lang, **values: object) -> str:
     return _WORDS[key][lang].format(**values)
 
 
-def draw_link(lang: Lang, serial: str, campaign_name: str) -> str:
-    """The answer page's 抽奖 box: the campaign, a link to the draw form of the unit."""
+def draw_link(lang: Lang, serial: str, campaign_name: str, ticket: str = "") -> str:
+    """The answer page's 抽奖 box: the campaign, a link to the draw form of the unit — with the
+    answer page's sealed ticket (its PIN and its check), the form draws without asking the PIN
+    again and the draw's verification is not counted as another check of the code."""
     href = f"/member/draw?serial={quote(serial, safe='')}&lang={lang}"
+    if ticket:
+        href += f"&ticket={quote(ticket, safe='')}"
     return (
         f'<section class="card" id="draw"><h2>{html.esc(w("title", lang))}</h2>'
         f"<p class=hint>{html.esc(w('offer', lang, name=campaign_name))}</p>"
@@ -44,10 +48,16 @@ def draw_link(lang: Lang, serial: str, campaign_name: str) -> str:
     )
 
 
-async def draw_offer(state: Any, code: int, serial: str, lang: Lang) -> str:
-    """``draw_link`` when a campaign covering unit ``code`` runs now and it was not drawn."""
+async def draw_offer(
+    state: Any, code: int, serial: str, lang: Lang, pin: str = "", check: str | None = None
+) -> str:
+    """``draw_link`` when a campaign covering unit ``code`` runs now and it was not drawn; with
+    the PIN the answer page proved, a ticket of it (``session.issue_ticket``, nonce ``check``)."""
     async with state.pool.connection() as conn:
         running = await running_for(conn, code)
-    if running.campaign_name is None:
+    if running.campaign_name is None or running.brand_id is None:
         return ""
-    return draw_link(lang, serial, running.campaign_name)
+    ticket = ""
+    if pin:
+        ticket = session.issue_ticket(state.settings, serial, pin, running.brand_id, check)
+    return draw_link(lang, serial, running.campaign_name, ticket)

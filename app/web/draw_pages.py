@@ -3,7 +3,11 @@ form of the unit (signed out: the sign-in page first), ``POST /member/draw`` dra
 ``app.draws.claims.Drawer`` — the same verification, lockout and once-per-code rule as
 ``POST /members/me/draws`` — and shows the prize, or "no prize", or why not.
 
-The form carries a client id made when the form is shown, so a post sent twice (a double tap, a
+Reached from the answer page's link, the form carries that page's sealed ticket
+(``session.issue_ticket``) instead of asking for the PIN: the draw's verification is the answer
+page's check again (``page_retry`` of its nonce, as the points claim of the ticket), not another
+check of the code; its client id is the ticket's nonce's (``h5d-…``). Otherwise the form carries
+a client id made when the form is shown, so a post sent twice (a double tap, a
 reload) answers the first draw. The answer page of a genuine unit links here while a campaign
 covering the unit runs (``app.web.draw_html``).
 """
@@ -26,7 +30,8 @@ from app.web.draw_html import w as _w
 from app.web.i18n import Lang, word
 from app.web.member_html import alert, form, hidden
 from app.web.member_pages import refusal
-from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, read_form, respond
+from app.web.pages import MAX_FORM, PAGE_ERRORS, lang_switch, page_retry, read_form, respond
+from app.web.session import Ticket
 
 _PAGE: dict[str, Any] = {"include_in_schema": False, "exception_handlers": PAGE_ERRORS}
 _POST: dict[str, Any] = {**_PAGE, "status_code": 200, "request_max_body_size": MAX_FORM}
@@ -39,18 +44,28 @@ def _show(lang: Lang, remember: Any, body: str, status: int = 200, cookies: Any 
     return respond(page, lang, remember, status, cookies=[c for c in cookies or [] if c])
 
 
-def _form_body(lang: Lang, csrf: str, serial: str, error: str = "") -> str:
-    fields = (
-        f'<label>{html.esc(_w("serial", lang))}<input name="serial" id="draw-serial" '
-        f'value="{html.esc(serial)}" maxlength="512" required></label>'
-        f'<label>{html.esc(_w("pin", lang))}<input name="pin" id="draw-pin" inputmode="numeric" '
-        'autocomplete="off" maxlength="10" required></label>'
-        f"{hidden('client_id', 'h5-' + secrets.token_hex(8))}{hidden('lang', lang)}"
-    )
+def _form_body(lang: Lang, csrf: str, serial: str, error: str = "", ticket: str = "") -> str:
+    """The draw form: the serial and the PIN, or the answer page's ticket (its PIN proved)."""
+    if ticket:  # the code and its PIN are the ticket's; the draw's client id its nonce's
+        fields = f"{hidden('ticket', ticket)}{hidden('serial', serial)}{hidden('lang', lang)}"
+    else:
+        fields = (
+            f'<label>{html.esc(_w("serial", lang))}<input name="serial" id="draw-serial" '
+            f'value="{html.esc(serial)}" maxlength="512" required></label>'
+            f'<label>{html.esc(_w("pin", lang))}<input name="pin" id="draw-pin" '
+            'inputmode="numeric" autocomplete="off" maxlength="10" required></label>'
+            f"{hidden('client_id', 'h5-' + secrets.token_hex(8))}{hidden('lang', lang)}"
+        )
     return (
         f'<section class="card" id="draw-form"><h2>{html.esc(_w("title", lang))}</h2>'
         f"{alert(error)}{form('/member/draw', csrf, fields, _w('draw', lang))}</section>"
     )
+
+
+def _ticket(settings: Settings, text: str, serial: str) -> Ticket | None:
+    """The answer page's ticket of ``serial`` (none: expired, forged, another code's)."""
+    opened = session.open_ticket(settings, text) if text else None
+    return opened if opened is not None and opened.serial == serial else None
 
 
 @get("/member/draw", **_PAGE)
@@ -63,7 +78,10 @@ async def draw_page(request: Request[Any, Any, Any], state: State, settings: Set
         return Response("", status_code=303, headers={"Location": "/member/login"})
     token, csrf_cookie = session.csrf(request, settings)
     serial = (request.query_params.get("serial") or "")[:512]
-    return _show(lang, remember, _form_body(lang, token, serial), cookies=[csrf_cookie])
+    text = (request.query_params.get("ticket") or "")[:1024]
+    ticket = text if _ticket(settings, text, serial) else ""
+    body = _form_body(lang, token, serial, ticket=ticket)
+    return _show(lang, remember, body, cookies=[csrf_cookie])
 
 
 @post("/member/draw", **_POST)
@@ -78,7 +96,11 @@ async def draw_post(request: Request[Any, Any, Any], state: State, settings: Set
         return Response("", status_code=303, headers={"Location": "/member/login"})
     token, csrf_cookie = session.csrf(request, settings)
     serial, pin = fields.get("serial", "").strip(), fields.get("pin", "").strip()
-    body_in = {"serial": serial, "pin": pin, "client_id": fields.get("client_id", ""), "lang": lang}
+    client_id, checked = fields.get("client_id", ""), ""
+    ticket = _ticket(settings, fields.get("ticket", ""), serial)
+    if ticket is not None:  # the answer page's check of the code is not counted again
+        pin, client_id, checked = ticket.pin, f"h5d-{ticket.nonce}", page_retry(ticket.nonce)
+    body_in = {"serial": serial, "pin": pin, "client_id": client_id, "lang": lang}
     try:
         data = msgspec.convert(body_in, ClaimIn)  # the API's own checks (pattern, lengths)
     except msgspec.ValidationError:
@@ -86,7 +108,7 @@ async def draw_post(request: Request[Any, Any, Any], state: State, settings: Set
         return _show(lang, remember, body, 400, cookies=[csrf_cookie])
     ip = request.client.host if request.client else None
     try:
-        out, _ = await state.drawer.draw(member, data, ip, user_agent(request.scope))
+        out, _ = await state.drawer.draw(member, data, ip, user_agent(request.scope), checked)
     except AppError as exc:
         body = _form_body(lang, token, serial, refusal(exc, lang))
         return _show(lang, remember, body, exc.status, cookies=[csrf_cookie])

@@ -245,6 +245,14 @@ WORDS: dict[str, dict[Lang, str]] = {
         "zh": "此防伪码的积分已被领取，每个防伪码仅可领取一次。",
         "en": "The points of this code have already been claimed (once per code).",
     },
+    "err_claimed_by_another": {
+        "zh": "此防伪码已由其他会员领取积分或抽奖，每个防伪码只属于一位会员。",
+        "en": "Another member claimed this code's points or drew on it: one member per code.",
+    },
+    "err_draw_under_review": {
+        "zh": "您的会员账户正在审核中，暂不能抽奖。",
+        "en": "Your membership is under review: no lucky draw for now.",
+    },
     "err_other_brand": {
         "zh": "该产品不属于您所在会员的品牌。",
         "en": "This product is not of your membership's brand.",

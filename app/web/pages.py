@@ -539,14 +539,13 @@ async def _claim_offer(
         offer = await claimable(conn, batch_no << 32 | index)
         member = await session.member_of(request, conn, settings) if offer else None
     # the lucky draw running for the unit (``app.web.draw_html``), whether or not it earns points
-    draw = await draw_html.draw_offer(state, batch_no << 32 | index, out.serial, lang)
+    checked = check if PAGE_CHECK.fullmatch(check) else None  # its ticket: not counted again
+    draw = await draw_html.draw_offer(state, batch_no << 32 | index, out.serial, lang, pin, checked)
     if offer is None:
         return draw, []
     brand_id, points = offer
     token, csrf_cookie = session.csrf(request, settings)
-    ticket = session.issue_ticket(
-        settings, out.serial, pin, brand_id, check if PAGE_CHECK.fullmatch(check) else None
-    )
+    ticket = session.issue_ticket(settings, out.serial, pin, brand_id, checked)
     signed_in = member is not None and member.brand_id == brand_id
     box = member_html.claim_offer(lang, token, ticket, signed_in, brand_id, points)
     return box + draw, [csrf_cookie] if csrf_cookie else []

@@ -5092,7 +5092,7 @@ export interface components {
             /** @enum {string} */
             kind: "online" | "offline";
             name: string;
-            /** @description an http(s) URL, or the `url` of a catalogue medium (`/media/catalog/{id}`) */
+            /** @description an http(s) URL */
             picture_url?: string | null;
             points_cost: number;
             provinces?: string[];
@@ -5130,7 +5130,7 @@ export interface components {
             how_to_collect?: string | null;
             kind?: "online" | "offline";
             name?: string;
-            /** @description an http(s) URL, or the `url` of a catalogue medium (`/media/catalog/{id}`) */
+            /** @description an http(s) URL */
             picture_url?: string | null;
             points_cost?: number;
             provinces?: string[];
@@ -7300,14 +7300,7 @@ export interface components {
             body?: string;
             provider_template_id?: string | null;
         };
-        /**
-         * Templates
-         * @default {
-         *       "complaint_reply": null,
-         *       "points_reminder": null,
-         *       "redemption": null
-         *     }
-         */
+        /** Templates */
         Templates: {
             /** @description a template id of the account's template library (模板ID) */
             complaint_reply?: string | null;
