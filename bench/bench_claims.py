@@ -6,7 +6,7 @@ worker, every code credited exactly once.
                                            [--duration 15s] [--connections 64]
                                            [--members 64] [--warmup 3s] [--api-cpu 0]
                                            [--wrk-cpu 1] [--services-cpu 1] [--no-sched-batch]
-                                           [--profile N] [--smoke]
+                                           [--profile N] [--unsold] [--smoke]
 
 The stack is ``loadtests/stack.py``'s (PostgreSQL and Redis: the ``TRACECODE_*_URL`` servers or
 embedded ones under ``var/loadtest``; ``tracecode demo codes --count N`` for activated units; one
@@ -28,9 +28,10 @@ answers plus those still in flight when a wrk run stopped (wrk drops their answe
 per connection and run), and ``tracecode points check`` (every balance equals its ledger).
 The demo codes are mostly never shipped (``story`` ``never_shipped``: at the factory), and a
 unit never shipped into the channel earns no points (422 ``not_shipped``, SPEC B4): before the
-run they are put at AGENT-ZJ (held, channel AGENT-ZJ, out of their cases — by SQL, as if shipped
-and received there); those the demo shipped to STORE-HZ-01 stay there. A claim then also sells
-the unit at its holder, the agent or the store (L7), as a real one does.
+run every code is put where a consumer's scan usually finds it — sold at STORE-HZ-01's till
+(held by the store, channel AGENT-ZJ, ``sold``, out of its case — by SQL, as if shipped, received
+and sold there), so a claim records no sale of its own. ``--unsold``: delivered to the store and
+not sold yet, so each claim also sells its unit (L7), as a claim from a shelf does.
 ``--kind rebates``: the codes are put in STORE-HZ-01 (held, designated, channel AGENT-ZJ — by
 SQL, as if shipped and received there), every product gets a rebate rule (2.5 yuan), ``--members``
 store clerks of that store get staff tokens, and the claims go to ``POST /rebates/claims``; each
@@ -85,7 +86,9 @@ def wrk(
     return numbers
 
 
-def prepare(stack: Stack, members: int, want: int) -> tuple[list[int], list[str]]:
+def prepare(
+    stack: Stack, members: int, want: int, unsold: bool = False
+) -> tuple[list[int], list[str]]:
     """Rules, the codes in the channel, members and the claims (``token,serial,pin`` lines) of
     the codes not claimed by an earlier run, at least ``want`` of them; (member ids, lines)."""
     import psycopg
@@ -127,16 +130,20 @@ def prepare(stack: Stack, members: int, want: int) -> tuple[list[int], list[str]
         if len(fresh) < want and claimed:  # an earlier run claimed some: activate more units
             stack.count = want + len(claimed)
             stack.write_codes()
-            return prepare(stack, members, want)
+            return prepare(stack, members, want, unsold)
         # a unit never shipped into the channel earns no points (422 ``not_shipped``, SPEC B4):
-        # the demo units still at the factory are delivered to AGENT-ZJ, out of their cases (by
-        # SQL, as if shipped and received there); those the demo shipped to its store stay there
+        # every unit is put at STORE-HZ-01 (by SQL, as if shipped and received there), sold at
+        # its till unless ``unsold`` (then a claim also records the sale)
         conn.execute(
-            """UPDATE unit_state SET holder_org_id = %s, channel_org_id = %s, transit_to = NULL,
-                      parent_sscc = NULL, shipped_at = coalesce(shipped_at, now())
-               WHERE code = ANY(%s) AND channel_org_id IS NULL""",
-            (agent, agent, [c[0] for c in fresh]),
-        )
+            """UPDATE unit_state SET holder_org_id = %(store)s, store_org_id = %(store)s,
+                      channel_org_id = %(agent)s, transit_to = NULL, parent_sscc = NULL,
+                      shipped_at = coalesce(shipped_at, now()),
+                      status = CASE WHEN %(unsold)s THEN 'active' ELSE 'sold' END,
+                      sold_at = CASE WHEN %(unsold)s THEN NULL ELSE now() END
+               WHERE code = ANY(%(codes)s)""",
+            {"store": org["STORE-HZ-01"], "agent": agent, "unsold": unsold,
+             "codes": [c[0] for c in fresh]},
+        )  # fmt: skip
         ids = [
             conn.execute(
                 "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
@@ -291,6 +298,11 @@ def main() -> int:
         help="run the API under the default scheduling policy instead of SCHED_BATCH",
     )
     parser.add_argument("--profile", type=int, default=0, help="claims profiled in process")
+    parser.add_argument(
+        "--unsold",
+        action="store_true",
+        help="points: units on the store's shelf, not sold at its till (each claim sells one)",
+    )
     parser.add_argument("--smoke", action="store_true", help="500 codes, 2 s: proves the script")
     args = parser.parse_args()
     if args.smoke:
@@ -316,8 +328,11 @@ def main() -> int:
             f"{args.wrk_cpu}, services and flusher on CPU {services or 'any (unpinned)'}"
         )
         rebates = args.kind == "rebates"
-        make = prepare_rebates if rebates else prepare
-        member_ids, lines = make(stack, args.members, args.count + warm_n + args.profile)
+        want = args.count + warm_n + args.profile
+        if rebates:
+            member_ids, lines = prepare_rebates(stack, args.members, want)
+        else:
+            member_ids, lines = prepare(stack, args.members, want, args.unsold)
         profiled = lines[len(lines) - args.profile :] if args.profile else []
         lines = lines[: len(lines) - args.profile]
         warm_file, claims_file = Path(tmp) / "warm.csv", Path(tmp) / "claims.csv"
