@@ -136,7 +136,7 @@ async def put_account(
     else:
         assert row is not None  # checked above
         sealed = bytes(row["secret_sealed"])
-    templates = {k: v for k, v in msgspec.to_builtins(data.templates).items() if v}
+    templates = {k: v for k, v in msgspec.to_builtins(data.templates or Templates()).items() if v}
 
     saved = await (
         await conn.execute(

@@ -47,7 +47,9 @@ class Templates(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
 class AccountIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     app_id: AppId
     app_secret: AppSecret | None = None  # required the first time
-    templates: Templates = Templates()
+    # none: no template (a default instance here made the OpenAPI component's default depend on
+    # which of this and AccountOut was documented first: the typed client came out either way)
+    templates: Templates | None = None
     enabled: bool = False
 
 

@@ -3911,7 +3911,7 @@ export interface components {
             app_secret?: string | null;
             /** @default false */
             enabled: boolean;
-            templates?: components["schemas"]["Templates"];
+            templates?: components["schemas"]["Templates"] | null;
         };
         /** AccountOut */
         AccountOut: {
