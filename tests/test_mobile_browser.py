@@ -21,7 +21,11 @@ from typing import Any
 
 import pytest
 import segno
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -634,11 +638,22 @@ async def test_the_next_user_does_not_see_the_previous_users_store(
     # first, as in two CI runs of random order)
     _find(driver, ".van-popup input").send_keys("Tianyi")
     _wait(driver).until(lambda d: name in _text(d, ".van-popup"))
-    for cell in driver.find_elements(By.CSS_SELECTOR, ".van-popup .van-cell"):
-        if name in cell.text:  # scrolled to and clicked by script: the popup may still slide in
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
-            driver.execute_script("arguments[0].click();", cell)
-            break
+
+    def pick(d: WebDriver) -> bool:
+        """Click the store's cell (scrolled to and clicked by script: the popup may still slide
+        in); the list may re-render under the search meanwhile (a stale cell, as in a CI run):
+        looked for again."""
+        try:
+            for cell in d.find_elements(By.CSS_SELECTOR, ".van-popup .van-cell"):
+                if name in cell.text:
+                    d.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
+                    d.execute_script("arguments[0].click();", cell)
+                    return True
+        except StaleElementReferenceException:
+            pass
+        return False
+
+    _wait(driver).until(pick)
     _wait(driver).until(lambda d: name in _text(d, "[data-test=store]"))
     driver.get(f"{server}/m/")
     _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".out"))
