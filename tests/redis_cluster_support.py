@@ -44,7 +44,7 @@ def cluster_port(taken: set[int]) -> int:
     range (32768 and up), so that no connection's automatic local port can take either between
     this check and the server's start. Where to start looking is random, so that two runs on one
     machine seldom try the same ports."""
-    start = random.randrange(10_000, 22_000)
+    start = random.SystemRandom().randrange(10_000, 22_000)
     for candidate in range(start, start + 700):
         if candidate in taken or candidate + BUS_OFFSET in taken:
             continue

@@ -41,7 +41,7 @@ async def chain_now(settings: Any) -> chainer.Pass:
 
 def events_of(brand_id: int, count: int, tag: str, codes: int = 3) -> list[NewEvent]:
     """``count`` observation events of ``brand_id``, each naming ``codes`` unit codes."""
-    base = random.randrange(1 << 40, 1 << 50)
+    base = random.SystemRandom().randrange(1 << 40, 1 << 50)
     return [
         NewEvent(
             brand_id=brand_id,
@@ -410,7 +410,7 @@ async def test_a_record_the_chainer_cannot_process_leaves_the_others_chained(
     client: Any, settings: Any, conn: Any, tenant: Any
 ) -> None:
     brand_id, headers = tenant
-    vanished = random.randrange(10**12, 10**13)  # a brand no organisation is
+    vanished = random.SystemRandom().randrange(10**12, 10**13)  # a brand no organisation is
     await write(settings, events_of(brand_id, 3, "ok"))
     await write(settings, events_of(vanished, 2, "orphan"))
     done = await chain_now(settings)
@@ -510,7 +510,7 @@ async def test_a_batchs_codes_are_read_without_the_other_brands_rows(
     dropped the other brands' rows in Python — with several brands writing at once, tens of
     millions of rows a batch. Only the batch's events' rows leave the database now."""
     brand_id, _ = tenant
-    other = random.randrange(10**12, 10**13)
+    other = random.SystemRandom().randrange(10**12, 10**13)
     mixed = [
         event
         for pair in zip(events_of(brand_id, 8, "mine"), events_of(other, 8, "theirs"), strict=True)
@@ -535,7 +535,7 @@ async def test_a_broken_chain_is_not_retried_every_pass(
     import logging
 
     brand_id, _ = tenant
-    other = random.randrange(10**12, 10**13)
+    other = random.SystemRandom().randrange(10**12, 10**13)
     await write(settings, events_of(brand_id, 2, "before") + events_of(other, 1, "before"))
     await chain_now(settings)
     link_2 = "WHERE brand_id = %s AND position = 2"

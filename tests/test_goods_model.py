@@ -206,7 +206,7 @@ async def setup_world(
 ) -> tuple[World, list[str], list[str]]:
     """Issue, activate and pack ``n_cases`` cases at the factory, then take them into the
     factory warehouse (factory_inbound)."""
-    lot = f"PRB{next(_lots)}{random.randrange(10**6)}"
+    lot = f"PRB{next(_lots)}{random.SystemRandom().randrange(10**6)}"
     w = World(client, login, app, demo, lot)
     batch_no, product_id = await issue_units(client, login, demo, n_cases * per_case + 10)
     w.product_id = product_id

@@ -24,7 +24,7 @@ from app.members.profile import business_today
 from tests.helpers import assert_error
 from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
 
-_numbers = itertools.count(random.randrange(10_000_000, 90_000_000, 1000))
+_numbers = itertools.count(random.SystemRandom().randrange(10_000_000, 90_000_000, 1000))
 
 
 def new_phone(prefix: str = "139") -> str:

@@ -206,7 +206,7 @@ async def test_a_poisoned_queue_row_is_dead_lettered_and_the_others_fold(
     clerk = await new_clerk(auto, store)
     at = datetime(2043, 3, 10, tzinfo=UTC)
     await claims(auto, demo, store, clerk, [1.5] * 10, at)
-    ghost = 9_000_000_000_000 + random.randrange(1_000_000)
+    ghost = 9_000_000_000_000 + random.SystemRandom().randrange(1_000_000)
     await auto.execute("INSERT INTO rebate_tally_queue (claim_id) VALUES (%s)", (ghost,))
     await claims(auto, demo, store, clerk, [2.0] * 5, at)
     assert await roll_all() >= 16
