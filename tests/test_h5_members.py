@@ -1112,3 +1112,51 @@ async def test_v1_verify_with_a_member_token_is_the_members_scan_and_never_refus
     }
     staff_view = await client.get(f"/members/{member_id}/scans", headers=await login("admin"))
     assert [s["serial"] for s in staff_view.json()["items"]] == [goods[0][0]]
+
+
+async def test_a_signed_out_member_token_names_no_member_on_a_verification(
+    client: Any, login: Any, app: Any, demo: Any, goods: list[tuple[str, str]]
+) -> None:
+    """A member token signed out (``POST /members/logout``) but not expired still verifies —
+    anonymously: the flusher stores no member named by a revoked token, nor does the direct
+    insert when Redis is down. Before, its signature alone named the member on every check sent
+    with it until it expired (a left-out of an earlier session)."""
+    from app.auth import tokens
+    from app.verify.fallback import insert_record
+    from app.verify.record import Record
+    from app.verify.schemas import VerifyIn
+
+    member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    async with member_client(app) as mc:
+        before = await mc.post(
+            "/v1/verify", headers=headers, json=dict(zip(("serial", "pin"), goods[0], strict=True))
+        )
+        assert before.status_code == 200, before.text
+        out = await mc.post("/members/logout", headers=headers)
+        assert out.status_code in (200, 204), out.text
+        after = await mc.post(
+            "/v1/verify", headers=headers, json=dict(zip(("serial", "pin"), goods[1], strict=True))
+        )
+        assert after.status_code == 200, after.text
+        assert after.json()["result"] == "genuine", after.json()
+    token = headers["Authorization"].partition(" ")[2]
+    jti = tokens.decode(app.state.settings.jwt_key(), token, "member")["jti"]
+    direct = Record(
+        datetime.now(UTC), uuid.uuid4().hex, VerifyIn(serial=goods[2][0]), None, None, None
+    )
+    direct.serial, direct.brand_id = goods[2][0], demo["BRAND-LUMI"]
+    direct.member_id, direct.member_token = member_id, jti
+    await insert_record(app.state.pool, direct, "unconfirmed", "pin_required", 1)
+    await asyncio.to_thread(flush_records, app.state.settings)
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT serial, member_id FROM verifications WHERE serial = ANY(%s)",
+                ([s for s, _ in goods[:3]],),
+            )
+        ).fetchall()
+    assert {r["serial"]: r["member_id"] for r in rows} == {
+        goods[0][0]: member_id,
+        goods[1][0]: None,
+        goods[2][0]: None,
+    }

@@ -57,15 +57,17 @@ async def member_from_token(conn: Conn, settings: Settings, token: str) -> Membe
     return Member(row["id"], row["brand_id"], row["phone"], row["status"])
 
 
-def signed_member(settings: Settings, token: str) -> int | None:
-    """The member a token names, by its signature and expiry alone (``member_from_token``'s
-    first step; no database): the verifications record it (``app.verify``), and anything but a
-    valid member token is None, never an error — a verification is answered whatever token
-    came with it. A token signed out, or of a member erased or of another brand than the code's,
-    still names its member here; the flusher stores no member of another brand
-    (``app.verify.records``) and none of an erased one."""
+def signed_member(settings: Settings, token: str) -> tuple[int, str] | None:
+    """The member a token names and the token's id (``jti``, hex), by its signature and expiry
+    alone (``member_from_token``'s first step; no database): the verifications record them
+    (``app.verify``), and anything but a valid member token is None, never an error — a
+    verification is answered whatever token came with it. A token signed out, or of a member
+    erased or of another brand than the code's, still names its member here; the flusher
+    (``app.verify.records``) stores no member of another brand, none of an erased one and none
+    named by a token signed out before the verification (``member_token_revocations``)."""
     try:
-        return tokens.user_id(tokens.decode(settings.jwt_key(), token, MEMBER_TOKEN))
+        claims = tokens.decode(settings.jwt_key(), token, MEMBER_TOKEN)
+        return tokens.user_id(claims), tokens.token_id(claims).hex
     except Exception:  # expired, forged, another kind, not a JWT at all
         return None
 

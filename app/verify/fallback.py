@@ -94,14 +94,18 @@ async def _insert(conn: Conn, record: Record, result: str, reason: str, queries:
     if fields["member_id"] is not None:  # a member's: stored as the flusher stores it
         member = await (
             await conn.execute(  # FOR SHARE: waits for an erasure under way, as _INSERT does
-                "SELECT status = 'erased' AS erased, brand_id FROM members WHERE id = %s FOR SHARE",
-                (fields["member_id"],),
+                "SELECT status = 'erased' AS erased, brand_id, EXISTS (SELECT 1 FROM "
+                "member_token_revocations WHERE jti = %s::uuid AND revoked_at <= %s::timestamptz) "
+                "AS signed_out FROM members WHERE id = %s FOR SHARE",
+                (fields["member_token"], fields["at"], fields["member_id"]),
             )
         ).fetchone()
         if member is not None and member["erased"]:  # a probe: stored whole
             fields |= dict.fromkeys(PERSONAL)
         elif member is not None and fields["brand_id"] not in (None, member["brand_id"]):
             fields["member_id"] = None  # another brand's code: not the member's record
+        elif member is not None and member["signed_out"]:
+            fields["member_id"] = None  # named by a token signed out: anonymous
     inserted = await conn.execute(INSERT, fields)
     if not inserted.rowcount:
         return

@@ -15,9 +15,10 @@ from app.verify.schemas import VerifyIn
 class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
     """A verification record as the flusher stores it (``records.py``), less the outcome.
 
-    ``member_id`` names the signed-in member (a points claim, a member's PIN check), ``retry``
-    a claim's retry key; a verification of neither leaves them out of the JSON altogether
-    (``omit_defaults``), so the hot path's records are unchanged."""
+    ``member_id`` names the signed-in member (a points claim, a member's PIN check),
+    ``member_token`` the id of the token that signed a check in (the flusher drops the member
+    when it was signed out), ``retry`` a claim's retry key; a verification of none leaves them
+    out of the JSON altogether (``omit_defaults``), so the hot path's records are unchanged."""
 
     at: str
     record_key: str
@@ -36,6 +37,7 @@ class RecordRow(msgspec.Struct, gc=False, omit_defaults=True):
     member_id: int | None = None
     retry: str | None = None  # a claim's retry key (``app.claims``)
     gtin: str | None = None  # the GTIN a ``wrong_product`` scan named (another product's)
+    member_token: str | None = None  # a member token's id (``jti``, hex)
 
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -54,7 +56,16 @@ def retry_seconds(retry: str) -> int:
 
 
 # what a record says of the phone and the member: cleared when the member is erased
-PERSONAL = ("client_ip", "client_id", "user_agent", "lat", "lng", "member_id", "retry")
+PERSONAL = (
+    "client_ip",
+    "client_id",
+    "user_agent",
+    "lat",
+    "lng",
+    "member_id",
+    "retry",
+    "member_token",
+)
 
 
 def decoded(payload: bytes) -> dict[str, Any] | None:
@@ -92,6 +103,7 @@ class Record:
         "ip",
         "key",
         "member_id",
+        "member_token",
         "place",
         "product_id",
         "retry",
@@ -117,6 +129,7 @@ class Record:
         self.member_id: int | None = None  # the signed-in member's (claim or check), else None
         self.retry: str | None = None  # a claim's retry key (app.claims), else None
         self.gtin: str | None = None  # a wrong_product scan's GTIN, else None
+        self.member_token: str | None = None  # the id of the member token of a check, else None
 
     def row(self) -> RecordRow:
         place = self.place
@@ -138,6 +151,7 @@ class Record:
             self.member_id,
             self.retry,
             self.gtin,
+            self.member_token,
         )
 
     def fields(self) -> dict[str, Any]:

@@ -78,21 +78,27 @@ SELECT r.at, r.record_key, r.code_id, r.serial, r.brand_id, r.product_id, r.resu
        CASE WHEN e.erased THEN NULL ELSE r.user_agent END, r.province, r.city,
        CASE WHEN e.erased THEN NULL ELSE r.lat END,
        CASE WHEN e.erased THEN NULL ELSE r.lng END,
-       CASE WHEN e.erased OR e.other_brand THEN NULL ELSE r.member_id END,
+       CASE WHEN e.erased OR e.other_brand OR e.signed_out THEN NULL ELSE r.member_id END,
        CASE WHEN e.erased THEN NULL ELSE r.retry END, r.gtin
   FROM json_to_recordset(%s::json) AS r(
        at timestamptz, record_key uuid, code_id bigint, serial text, brand_id bigint,
        product_id bigint, result text, reason text, queries integer, pin_given boolean,
        client_ip inet, client_id text, user_agent text, province text, city text,
-       lat double precision, lng double precision, member_id bigint, retry text, gtin text)
+       lat double precision, lng double precision, member_id bigint, retry text, gtin text,
+       member_token uuid)
   -- a member's claim still queued when the member was erased is stored as erasure left the
   -- member's earlier ones (app.members.erasure); a record without a member looks nothing up.
   -- FOR SHARE waits for an erasure under way (it holds the member's row) and reads the row it
   -- committed: read before, the record was stored whole after the erasure had cleared the
   -- others (review R6). A member of another brand than the record's (a signed-in member's
-  -- check of another brand's code: the hot path reads no member row) is not stored with it.
+  -- check of another brand's code: the hot path reads no member row) is not stored with it,
+  -- nor one named by a member token signed out before the verification (its revocation).
   LEFT JOIN LATERAL (SELECT m.status = 'erased' AS erased,
-                            m.brand_id <> r.brand_id AS other_brand
+                            m.brand_id <> r.brand_id AS other_brand,
+                            r.member_token IS NOT NULL AND EXISTS (
+                                SELECT 1 FROM member_token_revocations t
+                                 WHERE t.jti = r.member_token AND t.revoked_at <= r.at)
+                                AS signed_out
                        FROM members m
                       WHERE r.member_id IS NOT NULL AND m.id = r.member_id
                         FOR SHARE OF m) e ON true

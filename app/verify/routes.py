@@ -45,11 +45,13 @@ async def verify(scope: Scope, receive: Receive, send: Send) -> None:
     client = scope.get("client")
     verifier = scope["litestar_app"].state.verifier
     token = _bearer(scope)
+    signed = _member(verifier.settings, token) if token else None
     out = await verifier.verify(
         data,
         client[0] if client else None,
         user_agent(scope),
-        member_id=_member(verifier.settings, token) if token else None,
+        member_id=signed[0] if signed else None,
+        member_token=signed[1] if signed else None,
     )
     payload = msgspec.json.encode(out)
     await send(
@@ -74,9 +76,9 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def _member(settings: Settings, token: str) -> int | None:
-    """The member a bearer token names (``principal.signed_member``: its signature alone), or
-    None: the verification is answered all the same, anonymous."""
+def _member(settings: Settings, token: str) -> tuple[int, str] | None:
+    """The member a bearer token names and the token's id (``principal.signed_member``: its
+    signature alone), or None: the verification is answered all the same, anonymous."""
     # imported here: app.members's package imports app.claims, which imports the verifier
     from app.members.principal import signed_member
 

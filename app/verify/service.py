@@ -527,11 +527,13 @@ class Verifier:
         member_id: int | None = None,
         retry: str = "",
         gtin: str | None = None,
+        member_token: str | None = None,
     ) -> VerifyOut:
         """The answer to one verification. ``member_id``: the signed-in member (a points claim,
         ``app.members.points``; a PIN check on the consumer pages or ``/v1/verify`` with a member
-        token, by the token's signature alone), recorded with the verification: the member's
-        scan record (the flusher drops a member of another brand than the record's).
+        token, by the token's signature alone, ``member_token`` the token's id), recorded with
+        the verification: the member's scan record (the flusher drops a member of another brand
+        than the record's, and one named by a token signed out).
         ``retry``: a claim's retry key (``app.claims``: its kind, its claimant and its client id;
         ASCII letters, digits and ``._:-``) or an H5 answer form's check: the same claim sent
         again within a day (a form within ten minutes: ``record.retry_seconds``) is not counted
@@ -551,6 +553,7 @@ class Verifier:
         key = f"{self._key_prefix}{next(self._keys):016x}"
         record = Record(datetime.now(UTC), key, data, ip, user_agent, place)
         record.member_id, record.retry = member_id, retry or None
+        record.member_token = member_token
         lang = data.lang
         try:
             batch_no, index, version = self.scheme.verify(serial_text)

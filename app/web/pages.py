@@ -370,20 +370,22 @@ async def _verify(
     """The verifier's answer. A PIN check of a signed-in member (``tc_member``) is recorded
     with the member (``_member``): the member's scans (seed 1.6, ``/member/scans``) list it.
     The scan page's own look-up without the PIN is not: each scan would be listed twice."""
+    signed = _member(request, state) if pin is not None else None
     return await state.verifier.verify(  # type: ignore[no-any-return]
         VerifyIn(serial=serial[:MAX_SERIAL], pin=pin, lang=lang),
         client_ip(request),
         user_agent(request.scope),
-        member_id=_member(request, state) if pin is not None else None,
+        member_id=signed[0] if signed else None,
+        member_token=signed[1] if signed else None,
         retry=page_retry(check),
         gtin=scanned_gtin(request),  # a probe: a Digital Link of another product's was genuine
     )
 
 
-def _member(request: Request[Any, Any, Any], state: State) -> int | None:
-    """The member of the ``tc_member`` cookie, by its token's signature alone (no query: the
-    hot path's; ``principal.signed_member``); None without one, or with one not valid (the
-    check is answered all the same, anonymous)."""
+def _member(request: Request[Any, Any, Any], state: State) -> tuple[int, str] | None:
+    """The member of the ``tc_member`` cookie and its token's id, by the token's signature alone
+    (no query: the hot path's; ``principal.signed_member``); None without one, or with one not
+    valid (the check is answered all the same, anonymous)."""
     token = request.cookies.get(session.MEMBER_COOKIE)
     return signed_member(state.settings, token) if token else None
 
