@@ -189,6 +189,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     member_otp_max_tries: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     member_otp_ip_max: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
     member_otp_ip_window_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 3600
+    # WeChat sign-ins one client IP may start per member_otp_ip_window_seconds (each keeps an
+    # OAuth state in Redis for minutes; a carrier's NAT puts many phones behind one address)
+    member_wechat_ip_max: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 600
     login_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     login_lockout_seconds: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 900
     # Failed logins per client IP over all accounts, and per account over all IPs (app.auth.limits).

@@ -447,6 +447,32 @@ def test_a_pack_signed_before_the_shared_key_helper_still_verifies() -> None:
     assert canonical(key.sign(unsigned)) == KAT_PACK  # Ed25519 is deterministic
 
 
+def test_every_number_the_signer_writes_the_verifier_reads_back(settings: Any) -> None:
+    """A probe: a whole double of 2^53 or more (``1e16``) is written in digits, as RFC 8785
+    writes it, and the shipped verifier refused those digits ("an integer beyond 2^53 is not
+    canonical"): a pack the server signed did not verify. Digits a double does not write so
+    (2^53 + 1, or 10^21, which RFC 8785 writes ``1e+21``) stay refused."""
+    from app.triage.signing import FORMAT
+
+    key = evidence_key(settings)
+    for value in (1e16, -2.0**60, 9007199254740992.0, 1e20, 1e21, 123.5):
+        document = {"format": FORMAT, "key_id": key.key_id, "alert": {"details": {"n": value}}}
+        body = canonical(key.sign(document))
+        for pure in (False, True):
+            read = verify_pack.verify(body, key.public_pem, pure=pure)
+            assert float(read["alert"]["details"]["n"]) == value
+    for digits in ("9007199254740993", "1000000000000000000000"):
+        with pytest.raises(verify_pack.Invalid, match="beyond 2"):
+            verify_pack.jcs(json.loads(digits))
+
+
+def test_a_key_file_that_is_no_base64_is_invalid_not_a_traceback() -> None:
+    """A probe: a PEM whose body is not base64 raised binascii.Error out of the verifier."""
+    for pem in ("-----BEGIN PUBLIC KEY-----\n@@@@\n-----END PUBLIC KEY-----", "%%%"):
+        with pytest.raises(verify_pack.Invalid):
+            verify_pack.public_key_bytes(pem)
+
+
 # RFC 8032 section 7.1, tests 1, 2 and 3: (public key, message, signature)
 RFC8032_VECTORS = [
     (

@@ -308,6 +308,44 @@ async def test_the_state_is_this_browser_s_used_once_and_short_lived(
         assert no_code.status_code == 400
 
 
+async def test_starting_a_sign_in_keeps_only_a_real_claim_ticket_and_is_limited_per_address(
+    client: Any, login: Any, app: Any, demo: Any, wechat: FakeWechat
+) -> None:
+    """A probe: ``GET /member/wechat?claim=…`` kept up to 2,000 characters of anything in Redis
+    for minutes, for anyone, as often as asked. Now a ``claim`` that is no claim ticket of ours
+    is not carried, and one address starts ``member_wechat_ip_max`` sign-ins an hour (429 with
+    Retry-After beyond; another address is not held up)."""
+    brand = demo["BRAND-LUMI"]
+    settings = app.state.settings
+    await _account(client, await login("admin"), wechat)
+    ticket = session.issue_ticket(settings, "SERIAL0000000000", "12345678", brand)
+
+    async def kept_claim(h5: httpx.AsyncClient, claim: str) -> str:
+        started = await h5.get("/member/wechat", params={"brand": brand, "claim": claim})
+        assert started.status_code == 303, started.text
+        state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+        kept = await app.state.redis.get(wechat_pages._state_key(settings, state))
+        return str(json.loads(kept)["claim"])
+
+    async with member_client(app) as h5:
+        assert await kept_claim(h5, ticket) == ticket
+        assert await kept_claim(h5, "x" * 2000) == ""
+        assert await kept_claim(h5, ticket[:-4] + "AAAA") == ""  # not sealed by us
+    ip = "203.0.113." + str(secrets.randbelow(250) + 1)
+    key = f"{settings.redis_namespace}:member:wechat-ip:{ip}"
+    await app.state.redis.set(key, settings.member_wechat_ip_max, ex=600)
+    try:
+        async with member_client(app, ip) as crowded, member_client(app) as elsewhere:
+            refused = await crowded.get("/member/wechat", params={"brand": brand})
+            assert refused.status_code == 429, refused.text
+            assert 0 < int(refused.headers["retry-after"]) <= 600
+            assert "wechat" not in refused.headers.get("location", "")
+            fine = await elsewhere.get("/member/wechat", params={"brand": brand})
+            assert fine.status_code == 303, fine.text
+    finally:
+        await app.state.redis.delete(key)
+
+
 async def test_an_unbound_wechat_is_bound_by_the_sms_sign_in_that_follows(
     client: Any,
     login: Any,

@@ -95,20 +95,29 @@ class MemberLimits:
 
     async def code_requested(self, ip: str) -> None:
         """Count one code request of this client; 429 ``rate_limited`` over the limit."""
-        s = self.settings
+        await self._per_ip("otp-ip", ip, self.settings.member_otp_ip_max, "codes asked for")
+
+    async def wechat_started(self, ip: str) -> None:
+        """Count one WeChat sign-in started by this client (each keeps an OAuth state in Redis);
+        429 ``rate_limited`` over the limit."""
+        await self._per_ip("wechat-ip", ip, self.settings.member_wechat_ip_max, "sign-ins started")
+
+    async def _per_ip(self, family: str, ip: str, most: int, what: str) -> None:
         try:
             retry = int(
                 await self._count(
-                    keys=[f"{self.ns}:otp-ip:{client_bucket(ip)}"],
-                    args=[s.member_otp_ip_window_seconds, s.member_otp_ip_max],
+                    keys=[f"{self.ns}:{family}:{client_bucket(ip)}"],
+                    args=[self.settings.member_otp_ip_window_seconds, most],
                 )
             )
         except _REDIS_DOWN as exc:
-            log.warning("member code limit skipped: Redis unavailable", extra={"error": str(exc)})
+            log.warning(
+                "member %s limit skipped: Redis unavailable", family, extra={"error": str(exc)}
+            )
             return
         if retry:
             raise TooManyRequests(
-                "too many codes asked for from this address; try again later",
+                f"too many {what} from this address; try again later",
                 code="rate_limited",
                 details={"retry_after": retry},
                 headers={"Retry-After": str(retry)},

@@ -72,7 +72,7 @@ def _jcs(value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(_jcs_string(value))
     elif isinstance(value, int):
-        if abs(value) > 2**53 - 1:
+        if abs(value) > 2**53 - 1 and not _whole_double(value):
             raise Invalid("an integer beyond 2^53 is not canonical")
         out.append(str(value))
     elif isinstance(value, float):
@@ -93,6 +93,15 @@ def _jcs(value: Any, out: list[str]) -> None:
         out.append("]")
     else:
         raise Invalid(f"{type(value).__name__} is no JSON value")
+
+
+def _whole_double(value: int) -> bool:
+    """Whether digits beyond 2^53 are how RFC 8785 writes a double (``1e16`` is written
+    ``10000000000000000``; the signer writes such a float so)."""
+    try:
+        return _jcs_number(float(value)) == str(value)
+    except (OverflowError, Invalid):
+        return False
 
 
 def _jcs_string(text: str) -> str:
@@ -233,7 +242,10 @@ def public_key_bytes(text: str) -> bytes:
     text = text.strip()
     if text.startswith("-----BEGIN PUBLIC KEY-----"):
         body = "".join(line for line in text.splitlines() if not line.startswith("-----"))
-        der = base64.b64decode(body)
+        try:
+            der = base64.b64decode(body, validate=True)
+        except ValueError:  # binascii.Error: not base64
+            raise Invalid("the PEM is not base64") from None
         if len(der) != 44 or not der.startswith(SPKI_PREFIX):
             raise Invalid("the PEM is not an Ed25519 public key")
         return der[12:]

@@ -49,6 +49,7 @@ from app.config import Settings
 from app.db import Conn
 from app.errors import AppError
 from app.members import auth
+from app.members.limits import member_limits
 from app.members.principal import issue_token
 from app.web import html, session
 from app.web.i18n import Lang, word
@@ -83,9 +84,10 @@ def _show(
     path: str,
     status: int = 200,
     cookies: list[Cookie] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[str]:
     page = html.page(lang, title, body, lang_switch(path, lang), "member_site")
-    return respond(page, lang, remember, status, cookies=cookies)
+    return respond(page, lang, remember, status, cookies=cookies, headers=headers)
 
 
 def _error(
@@ -208,14 +210,29 @@ async def profile_card(
 async def start(
     request: Request[Any, Any, Any], conn: Conn, settings: Settings, redis: Any
 ) -> Response[str]:
-    """To WeChat's authorize page (snsapi_base) with a fresh state bound to this browser."""
+    """To WeChat's authorize page (snsapi_base) with a fresh state bound to this browser. Each
+    start keeps a state in Redis: a client IP starts ``member_wechat_ip_max`` an hour at most
+    (429), and a ``claim`` that is no claim ticket of ours is not carried."""
     from app.wechat import account
 
     lang, remember = session.language(request, settings)
+    try:
+        ip = request.client.host if request.client else "unknown"
+        await member_limits(request.app.state).wechat_started(ip)
+    except AppError as exc:
+        seconds = str((exc.headers or {}).get("Retry-After") or "60")
+        text = word("err_rate_limited", lang).format(seconds=seconds)
+        body = html.status("error", word("error_title", lang), text)
+        title = word("wechat_title", lang)
+        return _show(
+            lang, remember, title, body, "/member/login", 429, headers={"Retry-After": seconds}
+        )
     brand_id = _number(request.query_params.get("brand")) or _number(
         request.cookies.get(session.BRAND_COOKIE)
     )
-    claim = (request.query_params.get("claim") or "")[:2000]
+    claim = request.query_params.get("claim") or ""
+    if len(claim) > 1000 or session.open_ticket(settings, claim) is None:
+        claim = ""  # a sealed ticket is ~150 characters; anything else would only take room
     if brand_id is None:
         body = html.status("pin_required", word("login_title", lang), word("no_brand", lang))
         return _show(lang, remember, word("login_title", lang), body, "/member/login", 400)
