@@ -321,6 +321,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     catalog_video_max_bytes: Annotated[
         int, msgspec.Meta(ge=1024, le=CATALOG_MEDIA_MAX_BYTES_CAP)
     ] = 50 * 1024 * 1024
+    # the most a brand keeps in catalogue media, all its images and videos together (409
+    # catalog_quota_exceeded beyond; a re-upload of bytes it has is free)
+    catalog_brand_quota_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 50)] = 2 * 1024**3
 
     # The office console's build (console/dist, made by `make console`), served at /console;
     # unset: console/dist of this checkout.

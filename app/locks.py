@@ -86,6 +86,10 @@ class Lock(IntEnum):
     # upload at a time (uploads sent at once all read the same total and all passed: a probe)
     MEDIA_QUOTA = 7_245_031
     RETENTION_SWEEP = 7_245_032  # session, one key: one sweeper of personal information's retention
+    # transaction, per brand: a brand's catalogue storage quota checked and the medium's row
+    # written one upload at a time (app.media.catalog: two uploads at the quota's edge both read
+    # the same total and both passed)
+    CATALOG_QUOTA = 7_245_033
     # session, one key each (B5, app.forensics): one leak detector, one ring detector at a time
     FORENSICS_LEAKS = 7_245_111
     FORENSICS_RINGS = 7_245_112

@@ -26,11 +26,26 @@ catalogue checks that such a path names a medium of the product's brand and of t
 (``app.catalog.service.check_product_media``). ``DELETE /media/catalog/{id}`` removes one no
 product names (409 ``in_use`` otherwise; 404 for another brand's).
 
+The brand's office finds what it uploaded at ``GET /media/catalog`` (``catalog.read``, as the
+products: any reader of the brand's tree, the brand's media only), paged, newest first, each
+medium with the first ``NAMING_SHOWN`` products naming it and their count; ``unused=true`` keeps
+those no product names — a file uploaded in the product dialog and never saved on a product, to
+delete — looked up by path through the hash indexes of ``products.image_url`` / ``video_url``
+(migration 0121).
+
+A brand keeps at most ``TRACECODE_CATALOG_BRAND_QUOTA_BYTES`` of media (its sizes summed; 409
+``catalog_quota_exceeded``, ``GET /media/catalog/usage`` says how much is used): checked before
+the store is written, and again with the row under the brand's transaction lock
+(``Lock.CATALOG_QUOTA``) — uploads at the quota's edge sent at once each read the same total, and
+all passed, without it. Bytes the brand already has are that medium, never counted twice (the
+same-digest row is looked for under the lock before the quota).
+
 No database connection is held while the store is written or read (as photos: S3 may take 30 s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -40,7 +55,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
-from app import audit
+from app import audit, locks
 from app.auth.principal import Principal
 from app.db import Conn
 from app.errors import (
@@ -51,13 +66,16 @@ from app.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from app.locks import Lock
 from app.media import imagemeta
 from app.media.storage import PhotoStore
+from app.paging import Page, fetch_page
 
 log = logging.getLogger("tracecode.media")
 
 Kind = Literal["image", "video"]
 PATH_PREFIX = "/media/catalog/"
+NAMING_SHOWN = 5  # products named with each listed medium (the rest counted)
 # ISO base media files that browsers play as MP4 (a QuickTime "qt  " file or a HEIF image is not)
 _MP4_BRANDS = {
     b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ",
@@ -88,6 +106,30 @@ class CatalogMediaOut(msgspec.Struct, frozen=True, kw_only=True):
         str, msgspec.Meta(description="the same under TRACECODE_PUBLIC_SCHEME://RESOLVER_HOST")
     ]
     created_at: datetime
+
+
+class NamingProduct(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+
+
+class CatalogMediaListed(CatalogMediaOut, frozen=True, kw_only=True):
+    products: Annotated[
+        list[NamingProduct],
+        msgspec.Meta(
+            description=f"the first {NAMING_SHOWN} products (by id) whose image_url or video_url "
+            "names it"
+        ),
+    ]
+    product_count: Annotated[
+        int, msgspec.Meta(description="how many products name it (0: unused, it may be deleted)")
+    ]
+
+
+class CatalogUsageOut(msgspec.Struct, frozen=True, kw_only=True):
+    used_bytes: Annotated[int, msgspec.Meta(description="the sizes of the brand's media, summed")]
+    quota_bytes: Annotated[int, msgspec.Meta(description="TRACECODE_CATALOG_BRAND_QUOTA_BYTES")]
+    count: Annotated[int, msgspec.Meta(description="how many media the brand keeps")]
 
 
 def sniff(data: bytes) -> tuple[str, Kind, str]:
@@ -177,6 +219,14 @@ def prepare(
     return data, content_type, found, ext
 
 
+def _prepared(
+    data: bytes, kind: Kind | None, image_max: int, video_max: int
+) -> tuple[bytes, str, Kind, str, bytes]:
+    """``prepare``'s answer and the kept bytes' SHA-256."""
+    data, content_type, found, ext = prepare(data, kind, image_max, video_max)
+    return data, content_type, found, ext, hashlib.sha256(data).digest()
+
+
 async def upload(
     pool: AsyncConnectionPool[Conn],
     actor: Principal,
@@ -186,17 +236,25 @@ async def upload(
     kind: Kind | None,
     image_max: int,
     video_max: int,
+    quota: int,
     public_url: str,
 ) -> CatalogMediaOut:
     """Keep one image or video of the caller's brand (the reader bounded the body by the larger
-    limit; type, kind and its own limit are checked here). The same bytes of the brand already
-    kept: that medium, nothing written."""
+    limit; type, kind and its own limit are checked here), within the brand's ``quota`` of bytes
+    (409 ``catalog_quota_exceeded``: before the store is written, and again under the brand's
+    lock with the row). The same bytes of the brand already kept: that medium, nothing written,
+    nothing counted."""
     actor.require("catalog.write")
-    data, content_type, found, ext = prepare(data, kind, image_max, video_max)
-    digest = hashlib.sha256(data).digest()
+    # in a thread: up to a video's limit of bytes to sniff, strip and hash (a probe: a crafted
+    # JPEG held every other request of the process for over a second)
+    data, content_type, found, ext, digest = await asyncio.to_thread(
+        _prepared, data, kind, image_max, video_max
+    )
     brand = actor.brand_id
     async with pool.connection() as conn:  # not held while the store writes
         row = await _same(conn, brand, digest)
+        if row is None:
+            await _check_quota(conn, brand, len(data), quota)
         now = await _now(conn)
     if row is not None:
         return _out(row, public_url)
@@ -205,20 +263,7 @@ async def upload(
     await store.put(key, data)
     try:
         async with pool.connection() as conn:  # committed as the block ends
-            # the same bytes kept meanwhile (a race of two uploads): that row, locked, not ours
-            row = await (
-                await conn.execute(
-                    f"""INSERT INTO catalog_media (id, brand_id, kind, content_type, size_bytes,
-                                                   sha256, storage_key, created_by)
-                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                        ON CONFLICT (brand_id, sha256)
-                          DO UPDATE SET brand_id = catalog_media.brand_id
-                        RETURNING {_columns()}, storage_key = %s AS ours""",
-                    (media_id, brand, found, content_type, len(data), digest, key,
-                     actor.user_id, key),
-                )
-            ).fetchone()  # fmt: skip
-            assert row is not None
+            row = await _keep(conn, actor, media_id, key, data, digest, found, content_type, quota)
             out = _out(row, public_url)
             if row["ours"]:
                 await audit.record(conn, actor, "upload", "catalog_media", media_id, after=out)
@@ -228,6 +273,129 @@ async def upload(
     if not row["ours"]:
         await _forget(store, key)
     return out
+
+
+async def _keep(
+    conn: Conn,
+    actor: Principal,
+    media_id: uuid.UUID,
+    key: str,
+    data: bytes,
+    digest: bytes,
+    kind: Kind,
+    content_type: str,
+    quota: int,
+) -> dict[str, Any]:
+    """The medium's row, written under the brand's quota lock (``Lock.CATALOG_QUOTA``: uploads
+    at the quota's edge are counted one after the other, never all against the same total), its
+    ``ours`` false when the same bytes were kept meanwhile (a race of two uploads: that row,
+    locked, counted once)."""
+    brand = actor.brand_id
+    await locks.xact_lock(conn, Lock.CATALOG_QUOTA, brand)
+    same = await _same(conn, brand, digest)
+    if same is not None:
+        return {**same, "ours": False}
+    await _check_quota(conn, brand, len(data), quota)
+    row = await (
+        await conn.execute(
+            f"""INSERT INTO catalog_media (id, brand_id, kind, content_type, size_bytes,
+                                           sha256, storage_key, created_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (brand_id, sha256)
+                  DO UPDATE SET brand_id = catalog_media.brand_id
+                RETURNING {_columns()}, storage_key = %s AS ours""",
+            (media_id, brand, kind, content_type, len(data), digest, key, actor.user_id, key),
+        )
+    ).fetchone()
+    assert row is not None
+    return row  # type: ignore[no-any-return]
+
+
+async def _usage(conn: Conn, brand: int) -> tuple[int, int]:
+    """(bytes, media) the brand keeps."""
+    row = await (
+        await conn.execute(
+            "SELECT coalesce(sum(size_bytes), 0)::bigint AS used, count(*) AS n "
+            "FROM catalog_media WHERE brand_id = %s",
+            (brand,),
+        )
+    ).fetchone()
+    assert row is not None
+    return int(row["used"]), int(row["n"])
+
+
+async def _check_quota(conn: Conn, brand: int, size: int, quota: int) -> None:
+    """409 ``catalog_quota_exceeded`` unless ``size`` more bytes keep the brand within
+    ``quota`` (``details``: ``used_bytes``, ``quota_bytes``, ``size_bytes``)."""
+    used, _ = await _usage(conn, brand)
+    if used + size > quota:
+        raise Conflict(
+            f"the brand's catalogue media would pass its quota of {quota // (1024 * 1024)} MB: "
+            "delete unused media first",
+            code="catalog_quota_exceeded",
+            details={"used_bytes": used, "quota_bytes": quota, "size_bytes": size},
+        )
+
+
+async def usage(conn: Conn, actor: Principal, quota: int) -> CatalogUsageOut:
+    """What the caller's brand keeps in catalogue media, and its quota (``catalog.read``)."""
+    actor.require("catalog.read")
+    used, count = await _usage(conn, actor.brand_id)
+    return CatalogUsageOut(used_bytes=used, quota_bytes=quota, count=count)
+
+
+# each medium's products: by its path, through the hash indexes of migration 0121
+_USES = f"""JOIN LATERAL (
+    SELECT count(*) AS product_count,
+           (array_agg(p.id ORDER BY p.id))[1:{NAMING_SHOWN}] AS product_ids,
+           (array_agg(p.name ORDER BY p.id))[1:{NAMING_SHOWN}] AS product_names
+      FROM products p
+     WHERE p.image_url = '{PATH_PREFIX}' || m.id OR p.video_url = '{PATH_PREFIX}' || m.id
+    ) u ON true"""
+
+
+def _listed(row: dict[str, Any], public_url: str) -> CatalogMediaListed:
+    base = _out(row, public_url)
+    names = zip(row["product_ids"] or [], row["product_names"] or [], strict=True)
+    return CatalogMediaListed(
+        **msgspec.structs.asdict(base),
+        products=[NamingProduct(id=i, name=n) for i, n in names],
+        product_count=row["product_count"],
+    )
+
+
+async def list_media(
+    conn: Conn,
+    actor: Principal,
+    *,
+    kind: Kind | None,
+    unused: bool | None,
+    page: int,
+    per_page: int,
+    public_url: str,
+) -> Page[CatalogMediaListed]:
+    """The media of the caller's brand (``catalog.read``: the catalogue's readers, anywhere in
+    its tree, as ``GET /products``), newest first, each with the products naming it; ``unused``:
+    only those no product names (or only those some product names)."""
+    actor.require("catalog.read")
+    where = ["m.brand_id = %(brand)s"]
+    params: dict[str, Any] = {"brand": actor.brand_id}
+    if kind is not None:
+        where.append("m.kind = %(kind)s")
+        params["kind"] = kind
+    if unused is not None:
+        where.append("u.product_count = 0" if unused else "u.product_count > 0")
+    return await fetch_page(
+        conn,
+        columns=f"m.{_columns().replace(', ', ', m.')}, u.*",
+        source=f"catalog_media m {_USES}",
+        where=where,
+        params=params,
+        order="m.created_at DESC, m.id",
+        page=page,
+        per_page=per_page,
+        make=lambda row: _listed(row, public_url),
+    )
 
 
 async def _same(conn: Conn, brand: int, digest: bytes) -> dict[str, Any] | None:

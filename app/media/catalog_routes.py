@@ -1,9 +1,10 @@
-"""HTTP routes of catalogue media (``app.media.catalog``): the upload, the public download with
-byte ranges, the deletion.
+"""HTTP routes of catalogue media (``app.media.catalog``): the upload, the brand's list and usage,
+the public download with byte ranges, the deletion.
 
-As the photos' routes (``app.media.routes``), none takes the request's connection: the store may
-take up to 30 s, and the upload reads its own body (bounded as it comes in, 413 as soon as it
-passes the limit of the kind asked for, or of either kind).
+As the photos' routes (``app.media.routes``), none that touches the store takes the request's
+connection: the store may take up to 30 s, and the upload reads its own body (bounded as it comes
+in, 413 as soon as it passes the limit of the kind asked for, or of either kind). The list and
+the usage, database reads only, take it as any list does.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from litestar.response import Stream
 from app.auth.principal import Principal
 from app.byteranges import CHUNK, wanted_range
 from app.config import CATALOG_MEDIA_MAX_BYTES_CAP, Settings
+from app.db import Conn
 from app.errors import NotFound
 from app.media import catalog
-from app.media.catalog import CatalogMediaOut, Kind
+from app.media.catalog import CatalogMediaListed, CatalogMediaOut, CatalogUsageOut, Kind
 from app.media.routes import caller
 from app.media.s3 import S3Store
 from app.media.storage import LocalStore, PhotoStore, store_from_settings
+from app.paging import Page, PageNo, PerPage
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -141,7 +144,8 @@ class CatalogMediaController(Controller):
         metadata removed) or an MP4 or WebM video (``TRACECODE_CATALOG_VIDEO_MAX_BYTES``, kept
         as is), told by its first bytes (415 ``unsupported_catalog_media``; ``kind`` asks for one
         of the two). 201 with its public ``url``, to put in a product's ``image_url`` or
-        ``video_url``; the same bytes again are the same medium."""
+        ``video_url``; the same bytes again are the same medium. The brand keeps at most
+        ``TRACECODE_CATALOG_BRAND_QUOTA_BYTES`` of media (409 ``catalog_quota_exceeded``)."""
         return await catalog.upload(
             request.app.state.pool,
             principal,
@@ -150,8 +154,39 @@ class CatalogMediaController(Controller):
             kind=kind,
             image_max=settings.catalog_image_max_bytes,
             video_max=settings.catalog_video_max_bytes,
+            quota=settings.catalog_brand_quota_bytes,
             public_url=settings.public_url,
         )
+
+    @get("/")
+    async def list_media(
+        self,
+        conn: Conn,
+        principal: Principal,
+        settings: Settings,
+        kind: Kind | None = None,
+        unused: bool | None = None,
+        page: PageNo = 1,
+        per_page: PerPage = 50,
+    ) -> Page[CatalogMediaListed]:
+        """The media of the caller's brand (``catalog.read``), newest first, each with the
+        products naming it (the first few, and their count); ``unused=true``: those no product
+        names (a file uploaded in the product dialog and never saved on a product), which may
+        be deleted."""
+        return await catalog.list_media(
+            conn,
+            principal,
+            kind=kind,
+            unused=unused,
+            page=page,
+            per_page=per_page,
+            public_url=settings.public_url,
+        )
+
+    @get("/usage")
+    async def usage(self, conn: Conn, principal: Principal, settings: Settings) -> CatalogUsageOut:
+        """The bytes and count of the caller's brand's media, and its quota (``catalog.read``)."""
+        return await catalog.usage(conn, principal, settings.catalog_brand_quota_bytes)
 
     @get("/{media_id:uuid}", media_type="application/octet-stream")
     async def download(

@@ -21,11 +21,15 @@ blocks that hold metadata are dropped here, the image data kept byte for byte.
   after the RIFF's declared end is kept.
 
 A file whose blocks do not add up (a length past its end, no image data) is ``Damaged``: it is
-refused rather than published with what could not be read.
+refused rather than published with what could not be read, and so is a JPEG of more than
+``MAX_JPEG_SEGMENTS`` segments (a camera's has a few dozen; a crafted one of millions of
+two-byte segments kept a process busy for over a second). The scans' data and fill bytes are
+searched with ``bytes.find`` and a regular expression, not walked byte by byte in Python.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -35,6 +39,10 @@ _WEBP_DROPPED = {b"EXIF", b"XMP "}
 _JPEG_DROPPED = {0xE1, *range(0xE3, 0xEE), 0xEF, 0xFE}
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM, RST0–7: no length
 _ORIENTATION = 0x0112
+MAX_JPEG_SEGMENTS = 4096  # markers outside the scans' data (a progressive photo has ~100)
+_NOT_FILL = re.compile(rb"[^\xff]")
+# the end of a scan's entropy-coded data: a 0xFF that is not stuffed (FF00) nor RST0–7
+_SCAN_END = re.compile(rb"\xff(?![\x00\xd0-\xd7])", re.DOTALL)
 
 
 class Damaged(ValueError):
@@ -55,13 +63,13 @@ def strip(data: bytes, content_type: str) -> bytes:
 def _jpeg(data: bytes) -> bytes:
     out = bytearray(data[:2])  # SOI
     at, scanned = 2, False
-    while True:
+    for _ in range(MAX_JPEG_SEGMENTS):
         if at >= len(data) or data[at] != 0xFF:
             raise Damaged("a JPEG segment does not start with a marker")
-        while at < len(data) and data[at] == 0xFF:  # fill bytes
-            at += 1
-        if at >= len(data):
+        found = _NOT_FILL.search(data, at)  # past the fill bytes
+        if found is None:
             raise Damaged("the JPEG ends inside a marker")
+        at = found.start()
         marker = data[at]
         at += 1
         if marker in _STANDALONE:
@@ -93,19 +101,16 @@ def _jpeg(data: bytes) -> bytes:
         elif marker not in _JPEG_DROPPED:
             out += bytes((0xFF, marker)) + data[at:end]
         at = end
+    raise Damaged(f"the JPEG has more than {MAX_JPEG_SEGMENTS} segments")
 
 
 def _entropy_end(data: bytes, at: int) -> int:
     """Where the entropy-coded data of a scan starting at ``at`` ends: the first marker after it
     (its fill bytes included) other than a stuffed 0xFF (``FF00``) and RST0–7."""
-    while True:
-        at = data.find(b"\xff", at)
-        if at < 0 or at + 1 >= len(data):
-            raise Damaged("the JPEG's image data has no end (no EOI)")
-        following = data[at + 1]
-        if following != 0x00 and not 0xD0 <= following <= 0xD7:
-            return at  # a marker (or a fill byte 0xFF before one)
-        at += 2
+    found = _SCAN_END.search(data, at)
+    if found is None or found.start() + 1 >= len(data):
+        raise Damaged("the JPEG's image data has no end (no EOI)")
+    return found.start()  # a marker (or a fill byte 0xFF before one)
 
 
 def _exif_orientation(body: bytes) -> int | None:

@@ -59,6 +59,7 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   callbacks_disabled: '未配置短信回调',
   capture_not_found: '找不到该采集任务',
   catalog_media_too_large: '文件过大（图片或视频超过上传上限）',
+  catalog_quota_exceeded: '品牌的图片和视频已达存储上限，请先删除未使用的文件',
   case_batch_in_use: '该批次已有箱子装箱，请先拆箱再作废',
   case_void: '此箱码已作废',
   chain_broken: '事件链已被改动，无法继续：请运行 tracecode chain check',

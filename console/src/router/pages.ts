@@ -22,7 +22,7 @@ import { Reading } from '@element-plus/icons-vue'
 import { ChatDotRound } from '@element-plus/icons-vue'
 import { Message } from '@element-plus/icons-vue'
 import { Calendar, Location, Postcard, Star } from '@element-plus/icons-vue'
-import { CollectionTag, Menu as MenuIcon, Trophy } from '@element-plus/icons-vue'
+import { CollectionTag, Menu as MenuIcon, Picture, Trophy } from '@element-plus/icons-vue'
 
 /** Menu groups, in order; a group shows when the user may open one of its pages. */
 export const GROUPS = ['catalog', 'codes', 'logistics', 'verify', 'members', 'field', 'analytics', 'system'] as const
@@ -50,6 +50,7 @@ export interface PageDef {
 export const PAGES: PageDef[] = [
   { path: '', name: 'home', title: 'menu.home', icon: HomeFilled, component: () => import('@/pages/home/HomePage.vue') },
   { path: 'catalog/products', name: 'catalog-products', title: 'catalog.menu.products', group: 'catalog', permission: 'catalog.read', icon: CollectionTag, component: () => import('@/pages/catalog/ProductsPage.vue') },
+  { path: 'catalog/media', name: 'catalog-media', title: 'catalog.menu.media', group: 'catalog', permission: 'catalog.write', icon: Picture, component: () => import('@/pages/catalog/MediaPage.vue') },
   { path: 'catalog/categories', name: 'catalog-categories', title: 'catalog.menu.categories', group: 'catalog', permission: 'catalog.write', icon: MenuIcon, component: () => import('@/pages/catalog/CategoriesPage.vue') },
   { path: 'batches', name: 'batches', title: 'batches.menu', group: 'codes', permission: 'codes.issue', icon: Tickets, component: () => import('@/pages/batches/BatchesPage.vue') },
   { path: 'lines', name: 'lines', title: 'lines.menu', group: 'codes', permission: 'packing.scan', icon: Box, component: () => import('@/pages/lines/LinesPage.vue') },

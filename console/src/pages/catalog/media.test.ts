@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 
-import { isOwnMedia, isProductUrl } from './media'
+import { formatBytes, isOwnMedia, isProductUrl, usedPercent } from './media'
 
 const OWN = '/media/catalog/0f8fad5b-d9cb-469f-a165-70867728950e'
 
@@ -17,5 +17,23 @@ describe('product media URLs', () => {
     expect(isOwnMedia(`https://evil.example${OWN}`)).toBe(false)
     expect(isOwnMedia(null)).toBe(false)
     expect(isOwnMedia(undefined)).toBe(false)
+  })
+})
+
+describe('media sizes and usage', () => {
+  it('are told in binary units, one decimal at most', () => {
+    expect(formatBytes(0)).toBe('0 B')
+    expect(formatBytes(1023)).toBe('1023 B')
+    expect(formatBytes(1024)).toBe('1 KB')
+    expect(formatBytes(1536)).toBe('1.5 KB')
+    expect(formatBytes(5 * 1024 * 1024)).toBe('5 MB')
+    expect(formatBytes(2 * 1024 ** 3)).toBe('2 GB')
+  })
+
+  it('fill the bar to the quota and no further', () => {
+    expect(usedPercent({ used_bytes: 0, quota_bytes: 1000, count: 0 })).toBe(0)
+    expect(usedPercent({ used_bytes: 333, quota_bytes: 1000, count: 1 })).toBe(33.3)
+    expect(usedPercent({ used_bytes: 1000, quota_bytes: 1000, count: 2 })).toBe(100)
+    expect(usedPercent({ used_bytes: 1500, quota_bytes: 1000, count: 3 })).toBe(100)
   })
 })

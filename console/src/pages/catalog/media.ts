@@ -9,6 +9,9 @@ import type { Schemas } from '@/api/types'
 import { useAuthStore } from '@/stores/auth'
 
 export type CatalogMedia = Schemas['CatalogMediaOut']
+/** A medium as the brand's list shows it: with the products naming it. */
+export type ListedMedia = Schemas['CatalogMediaListed']
+export type MediaUsage = Schemas['CatalogUsageOut']
 export type MediaKind = 'image' | 'video'
 
 /** The file types the API takes of each kind (it tells them by their first bytes). */
@@ -42,4 +45,24 @@ export async function uploadCatalogMedia(file: Blob, kind: MediaKind): Promise<C
   const response = await useAuthStore().send(request)
   if (!response.ok) throw await failureOf(response)
   return (await response.json()) as CatalogMedia
+}
+
+const UNITS = ['B', 'KB', 'MB', 'GB', 'TB'] as const
+
+/** 1.5 MB: a size in bytes, in binary units (1 KB = 1024 B), at most one decimal. */
+export function formatBytes(bytes: number): string {
+  let value = Math.max(0, bytes)
+  let unit = 0
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024
+    unit += 1
+  }
+  const shown = unit === 0 ? String(value) : value.toFixed(1).replace(/\.0$/, '')
+  return `${shown} ${UNITS[unit]}`
+}
+
+/** The share of the quota used, 0–100 (a bar's percentage; full at or past the quota). */
+export function usedPercent(usage: MediaUsage): number {
+  if (usage.quota_bytes <= 0) return 100
+  return Math.min(100, Math.round((usage.used_bytes / usage.quota_bytes) * 1000) / 10)
 }
