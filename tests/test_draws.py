@@ -50,12 +50,14 @@ def units(goods: dict[str, Any]) -> Units:
 
 @pytest.fixture(autouse=True)
 async def no_other_campaign(app: Any, demo: Any) -> None:
-    """Each test's draws go to its own campaigns: those of earlier tests are withdrawn."""
+    """Each test's draws go to its own campaigns: those of earlier tests are withdrawn (the sun
+    cream's: ``tests.test_draws_owners`` draws lipsticks)."""
     async with app.state.pool.connection() as conn:
         await conn.execute(
-            "UPDATE draw_campaigns SET deleted_at = now() WHERE brand_id = %s "
-            "AND deleted_at IS NULL",
-            (demo["BRAND-LUMI"],),
+            "UPDATE draw_campaigns SET deleted_at = now() WHERE brand_id = %(brand)s "
+            "AND deleted_at IS NULL AND product_ids && ARRAY(SELECT id FROM products "
+            "WHERE org_id = %(brand)s AND product_no = 'LM-SC-30')",
+            {"brand": demo["BRAND-LUMI"]},
         )
 
 
@@ -522,12 +524,13 @@ async def _draws_of(app: Any, serial: str) -> int:
     return int(row["n"])
 
 
-async def test_a_held_member_takes_no_prize(
+async def test_a_held_member_takes_no_prize_until_the_hold_is_released(
     client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], units: Units
 ) -> None:
     """A review: a member on a fraud hold drew prizes (``_INSERT`` never read fraud_holds) — a
-    held member's points claims are held, their draws must be too: refused while the hold is
-    open (409 ``draw_under_review``), nothing taken; drawn once the hold is released."""
+    held member's points claims are held, their draws must be too. The held draw takes the code
+    (201, ``status`` ``under_review``, no prize, no stock taken; another member's draw of the
+    code is ``already_drawn``), and is drawn when the hold is released (the prize, its stock)."""
     admin = await login("admin")
     campaign = await new_campaign(
         client, admin, campaign_body(goods["product_id"], [prize("Held gift", "gift", 3, 1)])
@@ -538,16 +541,24 @@ async def test_a_held_member_takes_no_prize(
         "/forensics/holds", headers=admin, json={"party_kind": "member", "party_id": member_id}
     )
     assert made.status_code == 201, made.text
-    assert_error(await draw(app, headers, serial), 409, "draw_under_review")
-    assert await _draws_of(app, serial) == 0
+    held = await draw(app, headers, serial, "held-1")
+    assert held.status_code == 201, held.text
+    assert held.json()["status"] == "under_review" and held.json()["prize"] is None
+    assert held.json()["fulfil_status"] == "none"
+    assert await _draws_of(app, serial) == 1
+    _, other, _ = await new_member(app, demo["BRAND-LUMI"])
+    assert_error(await draw(app, other, serial), 409, "already_drawn")
     listed = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
     assert listed["prizes"][0]["remaining"] == 3
     released = await client.post(
         f"/forensics/holds/{made.json()['id']}/release", headers=admin, json={}
     )
     assert released.status_code == 200, released.text
-    ok = await draw(app, headers, serial)
-    assert ok.status_code == 201 and ok.json()["prize"]["name"] == "Held gift", ok.text
+    again = await draw(app, headers, serial, "held-1")  # the same draw: drawn now
+    assert again.status_code == 200 and again.json()["status"] == "drawn", again.text
+    assert again.json()["prize"]["name"] == "Held gift"
+    listed = (await client.get(f"/draws/{campaign['id']}", headers=admin)).json()
+    assert listed["prizes"][0]["remaining"] == 2
 
 
 async def test_a_returned_unit_is_not_drawn_until_sold_again(

@@ -13,7 +13,17 @@ from app.catalog.schemas import Name
 from app.verify.schemas import VerifyOut
 
 PrizeKind = Literal["points", "voucher", "gift"]
-FulfilStatus = Literal["none", "credited", "pending", "fulfilled"]
+# cancelled: a voucher or gift still pending when its unit was returned (``app.draws.returns``)
+FulfilStatus = Literal["none", "credited", "pending", "fulfilled", "cancelled"]
+# drawn: as ever; under_review: the member is on a fraud hold (``app.forensics.holds``): the
+# code is taken, no prize drawn yet; rejected: a reviewer confirmed the hold (never drawn)
+DrawStatus = Literal["drawn", "under_review", "rejected"]
+_STATUS: dict[str | None, DrawStatus] = {
+    None: "drawn",
+    "released": "drawn",
+    "held": "under_review",
+    "rejected": "rejected",
+}
 CampaignStatus = Literal["active", "stopped"]
 Province = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 Weight = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
@@ -111,9 +121,16 @@ class DrawPrize(msgspec.Struct, frozen=True, kw_only=True):
     points: int | None
 
 
+def draw_status(hold_state: str | None) -> DrawStatus:
+    """A draw's status from its ``hold_state`` column."""
+    return _STATUS[hold_state]
+
+
 class DrawOut(msgspec.Struct, frozen=True, kw_only=True):
-    """A member's draw: ``prize`` null is "no prize" (谢谢参与). ``balance``: the member's points
-    after a points prize. ``verification``: the draw's verification (the first answer only)."""
+    """A member's draw: ``prize`` null is "no prize" (谢谢参与) — or not drawn yet, ``status``
+    ``under_review`` (the member is on hold: drawn when the hold is released). ``balance``: the
+    member's points after a points prize. ``verification``: the draw's verification (the first
+    answer only)."""
 
     draw_id: int
     serial: str
@@ -123,6 +140,7 @@ class DrawOut(msgspec.Struct, frozen=True, kw_only=True):
     fulfil_status: FulfilStatus
     balance: int | None
     drawn_at: datetime
+    status: DrawStatus
     verification: VerifyOut | None = None
 
 
@@ -145,6 +163,8 @@ class DrawResultOut(msgspec.Struct, frozen=True, kw_only=True):
     fulfil_status: FulfilStatus
     fulfilled_at: datetime | None
     fulfil_note: str | None
+    status: DrawStatus  # under_review / rejected: the member's fraud hold
+    withdrawn_at: datetime | None  # the unit was returned by the consumer (its prize withdrawn)
 
 
 class DrawFulfilIn(Input, kw_only=True):

@@ -37,6 +37,7 @@ from app.draws.schemas import (
     DrawPrizePatch,
     DrawResultOut,
     DrawRunningOut,
+    draw_status,
 )
 from app.errors import Conflict, NotFound, Unprocessable
 from app.members.mask import shown_phone
@@ -335,7 +336,7 @@ async def update_prize(
 
 _RESULT = """d.id, d.campaign_id, d.member_id, m.phone, d.product_id, d.channel_org_id,
     d.prize_id, d.prize_name, d.prize_kind, d.points, d.verify_result, d.verify_reason,
-    d.drawn_at, d.fulfil_status, d.fulfilled_at, d.fulfil_note"""
+    d.drawn_at, d.fulfil_status, d.fulfilled_at, d.fulfil_note, d.hold_state, d.withdrawn_at"""
 _RESULTS = "draws d JOIN members m ON m.id = d.member_id"
 RESULT_COLUMNS = [
     "id",
@@ -354,6 +355,8 @@ RESULT_COLUMNS = [
     "fulfil_status",
     "fulfilled_at",
     "fulfil_note",
+    "status",
+    "withdrawn_at",
 ]
 _FILTERS = {
     "won": "d.prize_id IS NOT NULL",
@@ -364,8 +367,9 @@ _FILTERS = {
 
 def _result(actor: Principal, row: dict[str, Any]) -> DrawResultOut:
     return DrawResultOut(
-        **{k: row[k] for k in RESULT_COLUMNS if k != "phone"},
+        **{k: row[k] for k in RESULT_COLUMNS if k not in ("phone", "status")},
         phone=shown_phone(actor, row["phone"]),
+        status=draw_status(row["hold_state"]),
     )
 
 
@@ -459,7 +463,8 @@ async def fulfil(
 
 async def running_for(conn: Conn, code: int) -> DrawRunningOut:
     """The campaign a draw of unit ``code`` would go to now (none: no link on the answer page):
-    a unit shipped into the channel, not drawn yet, covered by a running one of its brand."""
+    a unit shipped into the channel, not drawn yet (or its draw withdrawn by a return), covered
+    by a running one of its brand."""
     row = await (
         await conn.execute(
             f"""SELECT c.id, c.name, c.brand_id FROM unit_state u
@@ -467,7 +472,8 @@ async def running_for(conn: Conn, code: int) -> DrawRunningOut:
                 JOIN draw_campaigns c ON c.brand_id = u.brand_id
                 WHERE u.code = %(code)s
                   AND u.status IN ('active', 'sold')
-                  AND NOT EXISTS (SELECT 1 FROM draws d WHERE d.code_id = u.code)
+                  AND NOT EXISTS (SELECT 1 FROM draws d WHERE d.code_id = u.code
+                                     AND d.withdrawn_at IS NULL)
                   AND {COVERS} AND {RUNS_AT.format(at="now()")}
                 ORDER BY c.starts_at, c.id LIMIT 1""",
             {"code": code},

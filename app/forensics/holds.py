@@ -54,7 +54,9 @@ _COLUMNS = """h.id, h.brand_id, h.party_kind, h.party_id, h.rule, h.evidence, h.
             count(*) FILTER (WHERE hold_state = 'rejected')
        FROM (SELECT hold_state FROM point_claims WHERE hold_id = h.id
              UNION ALL
-             SELECT hold_state FROM rebate_claims WHERE hold_id = h.id) c) AS claim_counts"""
+             SELECT hold_state FROM rebate_claims WHERE hold_id = h.id
+             UNION ALL
+             SELECT hold_state FROM draws WHERE hold_id = h.id) c) AS claim_counts"""
 
 
 def _hold(row: dict[str, Any]) -> HoldOut:
@@ -323,11 +325,33 @@ SELECT count(*) AS n FROM c
 """
 
 
+# Held draws (``app.draws``) settled the same way, each ONCE under its row lock: released ones
+# not withdrawn meanwhile (a consumer's return) are drawn now (``app.draws.prizes.award``: the
+# prizes' stock at this time, under their locks), rejected ones never. The campaign is the one
+# the draw took its code for, whether or not it still runs.
+_SETTLE_DRAWS = """
+UPDATE draws d
+   SET hold_state = CASE WHEN h.state = 'released' THEN 'released' ELSE 'rejected' END
+  FROM fraud_holds h
+ WHERE d.hold_state = 'held' AND h.id = d.hold_id AND h.state <> 'open'
+   AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
+RETURNING d.id, d.campaign_id, d.member_id, d.brand_id, d.day, d.drawn_at, d.hold_state,
+          d.withdrawn_at
+"""
+
+
 async def settle(conn: Conn, hold_ids: list[int] | None) -> int:
-    """Settle the held claims of the decided holds ``hold_ids`` (None: of every decided hold);
-    how many claims were settled now."""
+    """Settle the held claims and draws of the decided holds ``hold_ids`` (None: of every
+    decided hold), in the caller's transaction; how many were settled now. The draws first: a
+    draw round locks prizes before balances, and so does their release."""
+    # here, not at the top: the draws import the points claims, which import this package
+    from app.draws.prizes import award
+
     params = {"ids": hold_ids}
-    n = 0
+    draws = await (await conn.execute(_SETTLE_DRAWS, params)).fetchall()
+    released = [d for d in draws if d["hold_state"] == "released" and d["withdrawn_at"] is None]
+    await award(conn, sorted(released, key=lambda d: d["id"]), released=True)
+    n = len(draws)
     for sql in (_SETTLE_POINTS, _SETTLE_REBATES):
         row = await (await conn.execute(sql, params)).fetchone()
         n += int(row["n"]) if row else 0

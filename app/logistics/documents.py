@@ -1068,10 +1068,13 @@ async def consumer_return(
         conn, plan, recorded_by=actor.user_id, details=details, disposition=disposition
     )
     # here, not at the top: app.rebates' routes import the claims, which import logistics
+    from app.draws.returns import withdraw_draw
     from app.members.returns import withdraw_points
     from app.rebates.returns import withdraw
 
     withdrawn = await withdraw(conn, actor, read.code)  # a refunded sale earns no rebate
+    # nor its lucky draw's prize — before the points: a draw round locks prizes, then balances
+    drawn = await withdraw_draw(conn, actor, read.code)
     points = await withdraw_points(conn, actor, read.code)  # nor points
     documents: list[str] = []
     exchanged = None
@@ -1092,6 +1095,7 @@ async def consumer_return(
         documents=documents,
         rebate_withdrawn=withdrawn["id"] if withdrawn else None,
         points_withdrawn=points["id"] if points else None,
+        draw_withdrawn=drawn["id"] if drawn else None,
     )
 
 

@@ -271,6 +271,8 @@ class ReturnOut(msgspec.Struct, frozen=True, kw_only=True):
     rebate_withdrawn: int | None = None
     # the unit's points claim, withdrawn by the return (``app.members.returns``)
     points_withdrawn: int | None = None
+    # the unit's lucky draw, withdrawn by the return (``app.draws.returns``)
+    draw_withdrawn: int | None = None
 
 
 class StockOut(msgspec.Struct, frozen=True, kw_only=True):

@@ -488,9 +488,6 @@ WITH r AS (
     WHERE in_force.points > 0
       AND NOT EXISTS (SELECT 1 FROM code_batches b  -- no void batch's (its sold units stay sold)
                        WHERE b.batch_no = r.code_id >> 32 AND b.state = 'void')
-      -- one owner per code: not one another member drew (``app.draws``; ``drawn_by_another``)
-      AND NOT EXISTS (SELECT 1 FROM draws dr
-                       WHERE dr.code_id = r.code_id AND dr.member_id <> r.member_id)
     ORDER BY u.code
     -- an erasure under way holds the member (FOR NO KEY UPDATE): wait, and read what it
     -- committed. Not KEY SHARE, which it would not wait for: the erasure cannot take the member
@@ -523,6 +520,10 @@ WITH r AS (
            CASE WHEN ok.hold_id IS NOT NULL THEN 'held' END
     FROM ok LEFT JOIN sellable v ON v.code_id = ok.code_id
          LEFT JOIN sales s ON s.seller_id = v.seller_id AND s.brand_id = v.brand_id
+    -- one owner per code: not one another member drew (``app.draws``; ``drawn_by_another``),
+    -- asked of the unit's row ``ok`` returned locked: a fresh snapshot (migration 0119), which
+    -- sees a draw committed while this statement waited for the lock
+    WHERE NOT code_drawn_by_another(ok.code_id, ok.member_id)
     ORDER BY ok.ord
     ON CONFLICT DO NOTHING
     RETURNING id, code_id, member_id, brand_id, product_id, agent_id, points, client_id,
@@ -614,7 +615,8 @@ SELECT r.ord, c.id, c.member_id, c.client_id, c.code_id, c.product_id, c.agent_i
     + """ AS rule_points, coalesce(pb.balance, 0) AS balance,
        m.status AS member_status, b.state = 'void' AS batch_void,
        EXISTS (SELECT 1 FROM draws dr WHERE dr.code_id = r.code_id
-                  AND dr.member_id <> r.member_id) AS drawn_by_another
+                  AND dr.member_id <> r.member_id AND dr.withdrawn_at IS NULL)
+           AS drawn_by_another
 FROM unnest(%(ord)s::int[], %(member)s::bigint[], %(code)s::bigint[], %(client)s::text[])
      AS r(ord, member_id, code_id, client_id)
 LEFT JOIN members m ON m.id = r.member_id

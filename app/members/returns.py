@@ -9,7 +9,8 @@ buyer kept the points and the next buyer refused (``already_claimed``): buy, cla
 the points of one sale paid again and again.
 
 The caller holds the unit's state row locked (``FOR UPDATE``), as a claim's round reads it; the
-member's balance is locked after the claim row, then debited.
+member's balance is locked after the claim row, then debited (``take_back``, which the
+withdrawal of the unit's lucky draw shares: ``app.draws.returns``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from app.members.points import post_entry
 # ``reason_<key>``), while a staff adjustment's reason is shown as typed.
 WITHDRAWN = "consumer return: the returned unit's points claim withdrawn"
 REPAID = "consumer return: points the return could not take back, taken from a refund"
-SYSTEM_REASONS: dict[str, str] = {WITHDRAWN: "return_withdrawn", REPAID: "return_repaid"}
+DRAW_WITHDRAWN = "consumer return: the returned unit's lucky-draw points taken back"
+SYSTEM_REASONS: dict[str, str] = {
+    WITHDRAWN: "return_withdrawn",
+    REPAID: "return_repaid",
+    DRAW_WITHDRAWN: "return_draw_withdrawn",
+}
 
 _WITHDRAW = """
 UPDATE point_claims SET withdrawn_at = now() WHERE code_id = %s AND withdrawn_at IS NULL
@@ -42,31 +48,11 @@ async def withdraw_points(conn: Conn, actor: Principal, code: int) -> dict[str, 
     claim = await (await conn.execute(_WITHDRAW, (code,))).fetchone()
     if claim is None:
         return None
-    held = await (  # locked: the debit below is of what it holds now
-        await conn.execute(
-            "SELECT balance FROM point_balances WHERE member_id = %s FOR UPDATE",
-            (claim["member_id"],),
-        )
-    ).fetchone()
-    taken = min(int(claim["points"]), int(held["balance"]) if held else 0)
-    if held is not None and taken < claim["points"]:  # spent: owed (migration 0073)
-        await conn.execute(
-            "UPDATE point_balances SET owed = owed + %s WHERE member_id = %s",
-            (claim["points"] - taken, claim["member_id"]),
-        )
-    if taken > 0:
-        await post_entry(
-            conn,
-            member_id=claim["member_id"],
-            brand_id=claim["brand_id"],
-            kind="adjustment",
-            points=-taken,
-            reason=WITHDRAWN,
-            recorded_by=actor.user_id,
-        )
-    withdrawn = {"id": claim["id"], "member_id": claim["member_id"], "points": taken}
-    if taken < claim["points"]:
-        withdrawn["owed"] = claim["points"] - taken
+    withdrawn = {
+        "id": claim["id"],
+        "member_id": claim["member_id"],
+        **await take_back(conn, actor, claim["member_id"], claim["brand_id"], claim["points"]),
+    }
     after = {**withdrawn, "claimed": claim["points"], "reason": "consumer_return"}
     # under the brand, as a member's other rows (its erasure, a kept freeze): below it nobody
     # reads members (a probe: the store's org_admin read the member's id through GET /audit)
@@ -74,3 +60,38 @@ async def withdraw_points(conn: Conn, actor: Principal, code: int) -> dict[str, 
         conn, actor, "withdraw", "point_claim", claim["id"], after=after, org_id=claim["brand_id"]
     )
     return withdrawn
+
+
+async def take_back(
+    conn: Conn,
+    actor: Principal,
+    member_id: int,
+    brand_id: int,
+    points: int,
+    reason: str = WITHDRAWN,
+) -> dict[str, int]:
+    """Take ``points`` a return withdrew back from the member's balance (an ``adjustment`` of
+    ``reason``): what it holds of them; the rest owed. ``{"points": taken}``, with ``"owed"``
+    when the balance fell short."""
+    held = await (  # locked: the debit below is of what it holds now
+        await conn.execute(
+            "SELECT balance FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
+        )
+    ).fetchone()
+    taken = min(int(points), int(held["balance"]) if held else 0)
+    if held is not None and taken < points:  # spent: owed (migration 0073)
+        await conn.execute(
+            "UPDATE point_balances SET owed = owed + %s WHERE member_id = %s",
+            (points - taken, member_id),
+        )
+    if taken > 0:
+        await post_entry(
+            conn,
+            member_id=member_id,
+            brand_id=brand_id,
+            kind="adjustment",
+            points=-taken,
+            reason=reason,
+            recorded_by=actor.user_id,
+        )
+    return {"points": taken, **({"owed": points - taken} if taken < points else {})}

@@ -26,6 +26,17 @@ _WORDS: dict[str, dict[Lang, str]] = {
     "lost": {"zh": "谢谢参与", "en": "No prize this time"},
     "lost_message": {"zh": "很遗憾，这次没有中奖", "en": "Better luck next time"},
     "bad_input": {"zh": "请填写防伪码和内码", "en": "Enter the code and the PIN"},
+    "review": {"zh": "抽奖审核中", "en": "Draw under review"},
+    "review_message": {
+        "zh": "您的会员账户正在审核中：此防伪码已为您保留，审核通过后为您抽奖",
+        "en": "Your membership is under review: this code is kept for you and drawn once the "
+        "review clears it",
+    },
+    "rejected": {"zh": "未能抽奖", "en": "No draw"},
+    "rejected_message": {
+        "zh": "审核未通过，此防伪码不参与抽奖",
+        "en": "The review did not clear this draw: no prize",
+    },
 }
 
 

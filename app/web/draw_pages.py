@@ -113,7 +113,10 @@ async def draw_post(request: Request[Any, Any, Any], state: State, settings: Set
         body = _form_body(lang, token, serial, refusal(exc, lang))
         return _show(lang, remember, body, exc.status, cookies=[csrf_cookie])
     home = f'<a class="button" href="/member">{html.esc(word("to_home", lang))}</a>'
-    if out.prize is None:
+    if out.status != "drawn":  # the member's fraud hold: under review, or rejected
+        key = "review" if out.status == "under_review" else "rejected"
+        body = html.status("suspicious", _w(key, lang), _w(f"{key}_message", lang), home)
+    elif out.prize is None:
         body = html.status("suspicious", _w("lost", lang), _w("lost_message", lang), home)
     elif out.prize.kind == "points":
         message = _w("won_points", lang, name=out.prize.name, points=out.prize.points)

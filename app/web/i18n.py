@@ -163,6 +163,10 @@ WORDS: dict[str, dict[Lang, str]] = {
         "zh": "退货：该商品领取的积分已收回",
         "en": "Returned: the points claimed for this product were taken back",
     },
+    "reason_return_draw_withdrawn": {
+        "zh": "退货：该商品抽奖所得的积分已收回",
+        "en": "Returned: the points this product won in a lucky draw were taken back",
+    },
     "reason_return_repaid": {
         "zh": "退货：当时未能收回的积分，从退回的积分中扣除",
         "en": "Returned: points a return could not take back, taken from a refund",
@@ -248,10 +252,6 @@ WORDS: dict[str, dict[Lang, str]] = {
     "err_claimed_by_another": {
         "zh": "此防伪码已由其他会员领取积分或抽奖，每个防伪码只属于一位会员。",
         "en": "Another member claimed this code's points or drew on it: one member per code.",
-    },
-    "err_draw_under_review": {
-        "zh": "您的会员账户正在审核中，暂不能抽奖。",
-        "en": "Your membership is under review: no lucky draw for now.",
     },
     "err_other_brand": {
         "zh": "该产品不属于您所在会员的品牌。",

@@ -1948,10 +1948,28 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** ListMedia */
+        get: operations["MediaCatalogListMedia"];
         put?: never;
         /** Upload */
         post: operations["MediaCatalogUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/media/catalog/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Usage */
+        get: operations["MediaCatalogUsageUsage"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -4244,6 +4262,26 @@ export interface components {
         CaseExportIn: {
             cases?: components["schemas"]["PartIn"];
         };
+        /** CatalogMediaListed */
+        CatalogMediaListed: {
+            /** @description the same under TRACECODE_PUBLIC_SCHEME://RESOLVER_HOST */
+            absolute_url: string;
+            content_type: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /** @enum {string} */
+            kind: "image" | "video";
+            /** @description how many products name it (0: unused, it may be deleted) */
+            product_count: number;
+            /** @description the first 5 products (by id) whose image_url or video_url names it */
+            products: components["schemas"]["NamingProduct"][];
+            sha256: string;
+            size_bytes: number;
+            /** @description its path on this server, to put in a product's image_url or video_url */
+            url: string;
+        };
         /** CatalogMediaOut */
         CatalogMediaOut: {
             /** @description the same under TRACECODE_PUBLIC_SCHEME://RESOLVER_HOST */
@@ -4259,6 +4297,15 @@ export interface components {
             size_bytes: number;
             /** @description its path on this server, to put in a product's image_url or video_url */
             url: string;
+        };
+        /** CatalogUsageOut */
+        CatalogUsageOut: {
+            /** @description how many media the brand keeps */
+            count: number;
+            /** @description TRACECODE_CATALOG_BRAND_QUOTA_BYTES */
+            quota_bytes: number;
+            /** @description the sizes of the brand's media, summed */
+            used_bytes: number;
         };
         /** CategoryIn */
         CategoryIn: {
@@ -4814,8 +4861,10 @@ export interface components {
         };
         /**
          * DrawOut
-         * @description A member's draw: ``prize`` null is "no prize" (谢谢参与). ``balance``: the member's points
-         *     after a points prize. ``verification``: the draw's verification (the first answer only).
+         * @description A member's draw: ``prize`` null is "no prize" (谢谢参与) — or not drawn yet, ``status``
+         *     ``under_review`` (the member is on hold: drawn when the hold is released). ``balance``: the
+         *     member's points after a points prize. ``verification``: the draw's verification (the first
+         *     answer only).
          */
         DrawOut: {
             balance: number | null;
@@ -4824,9 +4873,11 @@ export interface components {
             draw_id: number;
             drawn_at: string;
             /** @enum {unknown} */
-            fulfil_status: "credited" | "fulfilled" | "none" | "pending";
+            fulfil_status: "cancelled" | "credited" | "fulfilled" | "none" | "pending";
             prize: components["schemas"]["DrawPrize"] | null;
             serial: string;
+            /** @enum {unknown} */
+            status: "drawn" | "rejected" | "under_review";
             verification?: components["schemas"]["VerifyOut"] | null;
         };
         /** DrawPrize */
@@ -4877,7 +4928,7 @@ export interface components {
             drawn_at: string;
             fulfil_note: string | null;
             /** @enum {string} */
-            fulfil_status: "none" | "credited" | "pending" | "fulfilled";
+            fulfil_status: "none" | "credited" | "pending" | "fulfilled" | "cancelled";
             fulfilled_at: string | null;
             id: number;
             member_id: number;
@@ -4888,8 +4939,11 @@ export interface components {
             prize_kind: "points" | "voucher" | "gift" | null;
             prize_name: string | null;
             product_id: number;
+            /** @enum {string} */
+            status: "drawn" | "under_review" | "rejected";
             verify_reason: string;
             verify_result: string;
+            withdrawn_at: string | null;
         };
         /** EditOut */
         EditOut: {
@@ -5665,6 +5719,11 @@ export interface components {
             store_name: string;
             url: string;
         };
+        /** NamingProduct */
+        NamingProduct: {
+            id: number;
+            name: string;
+        };
         /** OptOutOut */
         OptOutOut: {
             /** Format: date-time */
@@ -6044,6 +6103,13 @@ export interface components {
         /** Page[Promotion] */
         "Page_app.marketing.schemas.Promotion_": {
             items: components["schemas"]["Promotion"][];
+            page: number;
+            per_page: number;
+            total: number;
+        };
+        /** Page[CatalogMediaListed] */
+        "Page_app.media.catalog.CatalogMediaListed_": {
+            items: components["schemas"]["CatalogMediaListed"][];
             page: number;
             per_page: number;
             total: number;
@@ -6873,6 +6939,7 @@ export interface components {
         ReturnOut: {
             disposition: string;
             documents: string[];
+            draw_withdrawn?: number | null;
             exchanged_for: string | null;
             points_withdrawn?: number | null;
             rebate_withdrawn?: number | null;
@@ -20410,6 +20477,87 @@ export interface operations {
             };
         };
     };
+    MediaCatalogListMedia: {
+        parameters: {
+            query?: {
+                kind?: "image" | "video" | null;
+                unused?: boolean | null;
+                /** @description page number, from 1 */
+                page?: number;
+                /** @description items per page (max 200) */
+                per_page?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_app.media.catalog.CatalogMediaListed_"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found, or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description well-formed but breaks a rule */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     MediaCatalogUpload: {
         parameters: {
             query?: {
@@ -20495,6 +20643,62 @@ export interface operations {
             };
             /** @description well-formed but breaks a rule */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a store (PostgreSQL or Redis) is unavailable; retry shortly */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    MediaCatalogUsageUsage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogUsageOut"];
+                };
+            };
+            /** @description malformed request: bad JSON, a value of the wrong type or out of range, a control character (`invalid_character`), JSON nested too deep (`too_deep`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description no or an invalid token or API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description a permission is missing */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -20,7 +20,6 @@ export const ZH_CN: Readonly<Record<string, string>> = {
   already_on_hold: '该会员或店员已在审核冻结中',
   bad_prize_points: '积分奖品须填写积分，其他奖品不填',
   claimed_by_another: '此防伪码已由其他会员领取积分或抽奖，每个码只属于一位会员',
-  draw_under_review: '会员账户正在审核中，暂不能抽奖',
   hold_decided: '该审核已处理（已放行或已确认），不能改为另一种处理',
   hold_not_found: '未找到该审核冻结记录',
   party_not_found: '未找到该会员或店员',

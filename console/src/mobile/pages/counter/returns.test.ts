@@ -87,4 +87,11 @@ describe('the return as sent and answered', () => {
     expect(lines[2]!.values).toEqual({ serial: 'U2', docs: 'XS1' })
     for (const d of ['returned', 'damaged', 'expired']) expect(messages.en.ret.answer.disposition).toHaveProperty(d)
   })
+
+  it('names the lucky draw a return withdrew', () => {
+    const lines = answerLines({ returned: 'U1', disposition: 'returned', exchanged_for: null, documents: [], points_withdrawn: 7, draw_withdrawn: 9 })
+    expect(lines.map((l) => l.key)).toEqual(['returned', 'disposition.returned', 'pointsWithdrawn', 'drawWithdrawn'])
+    expect(lines[3]!.values).toEqual({ id: 9 })
+    expect(messages.en.ret.answer).toHaveProperty('drawWithdrawn')
+  })
 })

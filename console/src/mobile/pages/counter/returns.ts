@@ -90,5 +90,6 @@ export function answerLines(out: ReturnOut): { key: string; values: Record<strin
   if (out.exchanged_for) lines.push({ key: 'exchanged', values: { serial: out.exchanged_for, docs: out.documents.join(', ') } })
   if (out.rebate_withdrawn !== null && out.rebate_withdrawn !== undefined) lines.push({ key: 'rebateWithdrawn', values: { id: out.rebate_withdrawn } })
   if (out.points_withdrawn !== null && out.points_withdrawn !== undefined) lines.push({ key: 'pointsWithdrawn', values: { id: out.points_withdrawn } })
+  if (out.draw_withdrawn !== null && out.draw_withdrawn !== undefined) lines.push({ key: 'drawWithdrawn', values: { id: out.draw_withdrawn } })
   return lines
 }
