@@ -1062,6 +1062,34 @@ async def _other_brand(client: Any, login: Any) -> int:
     return int(made.json()["id"])
 
 
+async def _insert_directly(
+    app: Any, demo: Any, serial: str, member_id: int, member_token: str | None = None
+) -> None:
+    """A member's verification of ``serial`` inserted as when Redis is down, then the queue
+    flushed: every record of the test stored."""
+    from app.verify.fallback import insert_record
+    from app.verify.record import Record
+    from app.verify.schemas import VerifyIn
+
+    direct = Record(datetime.now(UTC), uuid.uuid4().hex, VerifyIn(serial=serial), None, None, None)
+    direct.serial, direct.brand_id = serial, demo["BRAND-LUMI"]
+    direct.member_id, direct.member_token = member_id, member_token
+    await insert_record(app.state.pool, direct, "unconfirmed", "pin_required", 1)
+    await asyncio.to_thread(flush_records, app.state.settings)
+
+
+async def _members_recorded(app: Any, goods: list[tuple[str, str]]) -> dict[str, int | None]:
+    """The member each of ``goods``' verifications was stored with."""
+    async with app.state.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT serial, member_id FROM verifications WHERE serial = ANY(%s)",
+                ([s for s, _ in goods],),
+            )
+        ).fetchall()
+    return {r["serial"]: r["member_id"] for r in rows}
+
+
 async def test_v1_verify_with_a_member_token_is_the_members_scan_and_never_refused(
     client: Any, login: Any, app: Any, demo: Any, goods: list[tuple[str, str]]
 ) -> None:
@@ -1071,9 +1099,6 @@ async def test_v1_verify_with_a_member_token_is_the_members_scan_and_never_refus
     and the record is inserted directly)."""
     from app.auth import tokens
     from app.members.principal import MEMBER_TOKEN
-    from app.verify.fallback import insert_record
-    from app.verify.record import Record
-    from app.verify.schemas import VerifyIn
 
     key = app.state.settings.jwt_key()
     member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
@@ -1092,21 +1117,8 @@ async def test_v1_verify_with_a_member_token_is_the_members_scan_and_never_refus
             answer = await mc.post("/v1/verify", headers=auth, json={"serial": serial, "pin": pin})
             assert answer.status_code == 200, answer.text
             assert answer.json()["result"] == "genuine", answer.json()
-    direct = Record(
-        datetime.now(UTC), uuid.uuid4().hex, VerifyIn(serial=goods[5][0]), None, None, None
-    )
-    direct.serial, direct.brand_id = goods[5][0], demo["BRAND-LUMI"]
-    direct.member_id = foreign_id
-    await insert_record(app.state.pool, direct, "unconfirmed", "pin_required", 1)
-    await asyncio.to_thread(flush_records, app.state.settings)
-    async with app.state.pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT serial, member_id FROM verifications WHERE serial = ANY(%s)",
-                ([s for s, _ in goods[:6]],),
-            )
-        ).fetchall()
-    assert {r["serial"]: r["member_id"] for r in rows} == {
+    await _insert_directly(app, demo, goods[5][0], foreign_id)
+    assert await _members_recorded(app, goods[:6]) == {
         goods[0][0]: member_id,
         **{serial: None for serial, _ in goods[1:6]},
     }
@@ -1122,9 +1134,6 @@ async def test_a_signed_out_member_token_names_no_member_on_a_verification(
     insert when Redis is down. Before, its signature alone named the member on every check sent
     with it until it expired (a left-out of an earlier session)."""
     from app.auth import tokens
-    from app.verify.fallback import insert_record
-    from app.verify.record import Record
-    from app.verify.schemas import VerifyIn
 
     member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
     async with member_client(app) as mc:
@@ -1141,21 +1150,8 @@ async def test_a_signed_out_member_token_names_no_member_on_a_verification(
         assert after.json()["result"] == "genuine", after.json()
     token = headers["Authorization"].partition(" ")[2]
     jti = tokens.decode(app.state.settings.jwt_key(), token, "member")["jti"]
-    direct = Record(
-        datetime.now(UTC), uuid.uuid4().hex, VerifyIn(serial=goods[2][0]), None, None, None
-    )
-    direct.serial, direct.brand_id = goods[2][0], demo["BRAND-LUMI"]
-    direct.member_id, direct.member_token = member_id, jti
-    await insert_record(app.state.pool, direct, "unconfirmed", "pin_required", 1)
-    await asyncio.to_thread(flush_records, app.state.settings)
-    async with app.state.pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT serial, member_id FROM verifications WHERE serial = ANY(%s)",
-                ([s for s, _ in goods[:3]],),
-            )
-        ).fetchall()
-    assert {r["serial"]: r["member_id"] for r in rows} == {
+    await _insert_directly(app, demo, goods[2][0], member_id, jti)
+    assert await _members_recorded(app, goods[:3]) == {
         goods[0][0]: member_id,
         goods[1][0]: None,
         goods[2][0]: None,
