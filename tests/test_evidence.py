@@ -455,7 +455,7 @@ def test_every_number_the_signer_writes_the_verifier_reads_back(settings: Any) -
     from app.triage.signing import FORMAT
 
     key = evidence_key(settings)
-    for value in (1e16, -2.0**60, 9007199254740992.0, 1e20, 1e21, 123.5):
+    for value in (1e16, -(2.0**60), 9007199254740992.0, 1e20, 1e21, 123.5):
         document = {"format": FORMAT, "key_id": key.key_id, "alert": {"details": {"n": value}}}
         body = canonical(key.sign(document))
         for pure in (False, True):
