@@ -331,8 +331,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Personal information kept no longer than needed (app.retention): a verification record's
     # client address and id, user agent, position and claim retry key this many days after the
-    # scan; a finished SMS's number and variables this many days after it was queued (at least
-    # SMS_MARKETING_INTERVAL_HOURS, which reads them). 0: kept for ever; else at least 30.
+    # scan (and a fraud hold's copies of them, after the hold was opened); a finished SMS's
+    # number and variables, and a finished WeChat message's openid, data and link, this many days
+    # after it was queued (at least SMS_MARKETING_INTERVAL_HOURS, which reads the SMS numbers).
+    # 0: kept for ever; else at least 30.
     retain_scan_details_days: Annotated[int, msgspec.Meta(ge=0, le=36500)] = 365
     retain_sms_days: Annotated[int, msgspec.Meta(ge=0, le=36500)] = 365
 

@@ -14,6 +14,14 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
   number becomes a tombstone of zeros. Until then a reply ``TD`` to it still opts the number out
   of its brand's marketing, and marketing spacing reads it (the days are at least
   ``SMS_MARKETING_INTERVAL_HOURS``);
+* a finished WeChat template message's openid, data and link (a gift, a redemption code, the
+  reply to a complaint: ``app.wechat``) ``TRACECODE_RETAIN_SMS_DAYS`` after it was queued, as an
+  SMS's number and variables; one not sent yet keeps them;
+* the client address and user agent in a fraud hold's evidence (``app.forensics.rings`` copies
+  them from the verification records of a ``shared_device`` ring)
+  ``TRACECODE_RETAIN_SCAN_DETAILS_DAYS`` after the hold was opened — no longer than the records
+  they were copied from keep theirs; the hold, its decision and the rest of its evidence (the
+  members' ids, the counts) stay, the brand's record of the fraud;
 * sign-in codes a day after they expired (a code is useless once expired; their rows hold the
   phone and the asking address);
 * the same in the operators' ``dead_letters``: a verification record PostgreSQL refused loses its
@@ -25,7 +33,9 @@ every worker process every ``SWEEP_SECONDS`` (one at a time: ``Lock.RETENTION_SW
 0 days keeps that kind for ever. Each kind advances a mark (``retention_marks``): records by
 their time, in windows of an hour, SMS by their id, in blocks of ``SMS_BLOCK`` — so a sweep
 reads what it clears and what it skips over, never the years already swept; a sweep stops
-after ``BUDGET_SECONDS`` and the next goes on from its mark.
+after ``BUDGET_SECONDS`` and the next goes on from its mark. WeChat messages and fraud holds
+need no mark: a partial index of the rows still holding something (migration 0122) is all a
+sweep reads, ``BLOCK`` rows a statement.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ BUDGET_SECONDS = 20.0  # of work per sweep; the next sweep goes on from the mark
 WINDOW = timedelta(hours=1)  # of verification records cleared in one statement
 SMS_BLOCK = 5000  # SMS ids cleared in one statement
 SMS_TOMBSTONE = "0" * 15  # digits (the column's rule), and no phone
+BLOCK = 1000  # WeChat messages or fraud holds cleared in one statement
 
 _DETAILS = """client_ip IS NOT NULL OR client_id IS NOT NULL OR user_agent IS NOT NULL
               OR lat IS NOT NULL OR lng IS NOT NULL OR retry IS NOT NULL"""
@@ -60,6 +71,8 @@ class Swept:
     sms: int = 0
     codes: int = 0
     letters: int = 0
+    wechat: int = 0
+    holds: int = 0
 
 
 async def _mark(conn: Conn, what: str) -> tuple[datetime | None, int]:
@@ -197,6 +210,40 @@ async def _letters(conn: Conn, queue: str, cutoff: datetime, deadline: float) ->
     return cleared
 
 
+# The rows still holding something, by migration 0122's partial indexes (their predicates
+# spelled as the indexes' are): finished WeChat messages, and fraud holds' evidence.
+_WECHAT = """
+WITH due AS (
+    SELECT id FROM wechat_messages
+     WHERE created_at < %(cutoff)s AND state IN ('sent', 'failed', 'dead')
+       AND (openid IS NOT NULL OR data <> '{}'::jsonb OR url IS NOT NULL)
+     LIMIT %(block)s
+)
+UPDATE wechat_messages m SET openid = NULL, data = '{}', url = NULL FROM due WHERE m.id = due.id
+"""
+_HOLDS = """
+WITH due AS (
+    SELECT id FROM fraud_holds
+     WHERE created_at < %(cutoff)s AND (evidence ? 'client_ip' OR evidence ? 'user_agent')
+     LIMIT %(block)s
+)
+UPDATE fraud_holds h SET evidence = h.evidence - 'client_ip' - 'user_agent'
+  FROM due WHERE h.id = due.id
+"""
+
+
+async def _blocks(conn: Conn, sql: str, cutoff: datetime, deadline: float) -> int:
+    """``sql`` run, ``BLOCK`` rows a statement (each its own transaction: ``conn`` autocommits),
+    until it clears fewer or the budget is spent; how many it cleared."""
+    cleared = 0
+    while time.monotonic() < deadline:
+        done = await conn.execute(sql, {"cutoff": cutoff, "block": BLOCK})
+        cleared += done.rowcount
+        if done.rowcount < BLOCK:
+            break
+    return cleared
+
+
 async def sweep(conn: Conn, settings: Settings, now: datetime | None = None) -> Swept:
     """One pass over every kind; ``conn`` in autocommit mode (each step commits its own)."""
     if now is None:
@@ -208,10 +255,12 @@ async def sweep(conn: Conn, settings: Settings, now: datetime | None = None) -> 
         cutoff = now - timedelta(days=settings.retain_scan_details_days)
         swept.scans = await _scans(conn, cutoff, deadline)
         swept.letters += await _letters(conn, VERIFICATIONS, cutoff, deadline)
+        swept.holds = await _blocks(conn, _HOLDS, cutoff, deadline)
     if settings.retain_sms_days:
         cutoff = now - timedelta(days=settings.retain_sms_days)
         swept.sms = await _sms(conn, cutoff, deadline)
         swept.letters += await _letters(conn, SMS_OUTBOX, cutoff, deadline)
+        swept.wechat = await _blocks(conn, _WECHAT, cutoff, deadline)
     done = await conn.execute(  # as a new code's request cleans up (app.members.auth)
         "DELETE FROM member_otps WHERE created_at < %s", (now - timedelta(days=1),)
     )

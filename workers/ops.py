@@ -41,14 +41,16 @@ class RetentionSweeper(PeriodicRollup):
 async def _retain(conn: Conn) -> None:
     """One process at a time clears what is kept no longer (``app.retention``)."""
     swept = await run_alone(conn, Lock.RETENTION_SWEEP, lambda: sweep(conn, settings))
-    if swept and (swept.scans or swept.sms or swept.codes or swept.letters):
+    if swept and any(vars(swept).values()):
         logging.getLogger("tracecode.retention").info(
             "cleared the details of %d verification records, %d SMS numbers, %d sign-in codes, "
-            "%d dead letters",
+            "%d dead letters, %d WeChat messages, %d fraud holds' client addresses",
             swept.scans,
             swept.sms,
             swept.codes,
             swept.letters,
+            swept.wechat,
+            swept.holds,
         )
 
 

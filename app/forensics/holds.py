@@ -176,7 +176,9 @@ async def put_on_hold(conn: Conn, actor: Principal, data: HoldIn) -> HoldOut:
             details={"hold_id": held["id"] if held else None},
         )
     out = await _read(conn, brand, row["id"])
-    await audit.record(conn, actor, "create", "fraud_hold", out.id, after=out, org_id=brand)
+    await audit.record(
+        conn, actor, "create", "fraud_hold", out.id, after=_audited(out), org_id=brand
+    )
     return out
 
 
@@ -243,11 +245,28 @@ async def _decide(
         )
     settled = await settle(conn, [hold_id])
     out = await _read(conn, brand, hold_id)
-    after = {**msgspec.to_builtins(out), "settled": settled}
+    after = {**_audited(out), "settled": settled}
     action = "release" if state == "released" else "confirm"
     await audit.record(
-        conn, actor, action, "fraud_hold", hold_id, before=before, after=after, org_id=brand
-    )
+        conn, actor, action, "fraud_hold", hold_id, before=_audited(before), after=after,
+        org_id=brand,
+    )  # fmt: skip
+    return out
+
+
+# What of a member's evidence is personal (the ring detector's copies of verification records'
+# fields): kept on the hold, for its reviewers, until the erasure of the member or the end of
+# its retention (``app.retention``); never in the audit log, which neither clears and which
+# more staff read (``audit.read``).
+CLIENT_DETAILS = ("client_ip", "user_agent")
+
+
+def _audited(hold: HoldOut) -> dict[str, Any]:
+    """The hold as its audit row records it: the evidence without ``CLIENT_DETAILS``."""
+    out: dict[str, Any] = msgspec.to_builtins(hold)
+    evidence = out.get("evidence")
+    if isinstance(evidence, dict):
+        out["evidence"] = {k: v for k, v in evidence.items() if k not in CLIENT_DETAILS}
     return out
 
 

@@ -14,22 +14,26 @@ in one transaction:
   variables of every SMS sent to the number (its one-time codes too; those not sent yet are
   failed) and of their copies in ``dead_letters``, the same of its verification records kept
   there, its WeChat binding and the openid and words of its WeChat template messages (those
-  not sent yet are failed), the one-time codes it asked for, open redemption codes (expired
-  as at their date: refunded, the gift back in stock) and the points balance (forfeited by an
-  ``expiry`` entry: the ledger is append-only);
-* what stays, anonymous: the row (status ``erased``), the claims, the ledger and the redemptions
-  under its id — a code claimed stays claimed — and the analytics' counts; the marketing
-  opt-out list (a number that asked not to be messaged stays so: the member's own switch,
-  ``marketing_opt_out``, goes onto the brand's list, ``sms_opt_outs``, source ``member`` — a
-  probe: it went with the profile, and the number signed up again was messaged); a freeze, by a
-  keyed hash of the phone (``app.members.freezes``);
+  not sent yet are failed), its lucky draws' fulfilment notes, the client address and user
+  agent in the evidence of its fraud holds (its held claims and draws are rejected: a release
+  after the erasure credited them), the one-time codes it asked for, open redemption codes
+  (expired as at their date: refunded, the gift back in stock) and the points balance
+  (forfeited by an ``expiry`` entry: the ledger is append-only);
+* what stays, anonymous: the row (status ``erased``), the claims, the draws, the ledger, the
+  redemptions and the fraud holds under its id — a code claimed stays claimed — and the
+  analytics' counts; the marketing opt-out list (a number that asked not to be messaged stays
+  so: the member's own switch, ``marketing_opt_out``, goes onto the brand's list,
+  ``sms_opt_outs``, source ``member`` — a probe: it went with the profile, and the number
+  signed up again was messaged); a freeze, by a keyed hash of the phone
+  (``app.members.freezes``);
 * the same phone can sign up again: a new membership, with nothing of the old one but the
   opt-out and the freeze.
 
 Locks: what is the phone's before the member's row — its one-time codes (deleted) and its
 opt-out (written), in the order a sign-in (the code, then the member) and a staff opt-out (the
 list, then the member) take them (a probe: a sign-in racing the member's own erasure deadlocked,
-409 ``retry``) —, then the member's row, its balance, its codes, the brand's marketing lock.
+409 ``retry``) —, then the member's row, its fraud holds, held draws and held claims (in a
+hold's release's order), its balance, its codes, the brand's marketing lock.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ async def erase(
         await _opt_out(conn, brand_id, phone)
     if row["status"] == "frozen":  # the freeze outlives the membership (app.members.freezes)
         await freezes.keep(conn, settings or load_settings(), brand_id, phone, row["frozen_reason"])
+    await _fraud_holds(conn, member_id)  # before the balance, as a hold's release takes them
     # the balance first, as a redemption takes it: one in flight is committed before the open
     # codes are read, and expires with them (review R6: it stayed issued, and refunded the
     # erased member later). A claim's credit reads its member FOR SHARE: one under way is
@@ -191,6 +196,30 @@ async def erase(
     )  # fmt: skip
 
 
+async def _fraud_holds(conn: Conn, member_id: int) -> None:
+    """The member's fraud holds (``app.forensics.holds``): the evidence loses the client address
+    and user agent the ring detector copied from the member's verification records (cleared
+    with them); the hold stays, its rule, counts and the other members' ids. The held claims
+    and draws are rejected — forfeited as the balance is: a release after the erasure credited
+    them to the erased membership (a review) —, their codes kept taken. In a release's order:
+    the holds' rows, the draws', the claims' (then the balance, taken next)."""
+    await conn.execute(
+        """UPDATE fraud_holds SET evidence = evidence - 'client_ip' - 'user_agent'
+            WHERE party_kind = 'member' AND party_id = %s
+              AND (evidence ? 'client_ip' OR evidence ? 'user_agent')""",
+        (member_id,),
+    )
+    await conn.execute(
+        "UPDATE draws SET hold_state = 'rejected' WHERE member_id = %s AND hold_state = 'held'",
+        (member_id,),
+    )
+    await conn.execute(
+        """UPDATE point_claims SET hold_state = 'rejected'
+            WHERE member_id = %s AND hold_state = 'held'""",
+        (member_id,),
+    )
+
+
 async def _member(conn: Conn, brand_id: int, member_id: int, *, lock: bool) -> dict[str, Any]:
     """The member's row (``FOR NO KEY UPDATE`` with ``lock``); 404 ``unknown_member``, 409
     ``member_erased`` (also for an erasure that committed while this one waited)."""
@@ -263,17 +292,25 @@ async def _scrub_dead_verifications(conn: Conn, member_id: int, since: datetime)
         )
 
 
+# A claim's or a draw's status as its answer tells the member (``app.forensics.status``): held
+# by a fraud hold (under review), rejected (the hold confirmed, or the membership erased while
+# held), else credited (a claim) or drawn (a draw)
+_HOLD_STATUS = """CASE {t}.hold_state WHEN 'held' THEN 'under_review'
+                    WHEN 'rejected' THEN 'rejected' ELSE '{ok}' END"""
+
 _EXPORT = {
     "profile": """SELECT id, phone, status, gender, birthday, age_band, email, wechat_id,
                          province, city, marketing_opt_out, created_at, last_login_at
                     FROM members WHERE id = %(member)s""",
     "points_ledger": """SELECT id, kind, points, reason, at FROM points_ledger
                          WHERE member_id = %(member)s ORDER BY id LIMIT %(limit)s""",
-    "point_claims": """SELECT c.id, c.claimed_at, c.points, p.name AS product, p.gtin
+    "point_claims": f"""SELECT c.id, c.claimed_at, c.points, p.name AS product, p.gtin,
+                              {_HOLD_STATUS.format(t="c", ok="credited")} AS status, c.withdrawn_at
                          FROM point_claims c JOIN products p ON p.id = c.product_id
                         WHERE c.member_id = %(member)s ORDER BY c.id LIMIT %(limit)s""",
-    "draws": """SELECT d.id, c.name AS campaign, p.name AS product, d.drawn_at, d.prize_name,
-                       d.prize_kind, d.points, d.fulfil_status, d.fulfilled_at, d.fulfil_note
+    "draws": f"""SELECT d.id, c.name AS campaign, p.name AS product, d.drawn_at, d.prize_name,
+                       d.prize_kind, d.points, d.fulfil_status, d.fulfilled_at, d.fulfil_note,
+                       {_HOLD_STATUS.format(t="d", ok="drawn")} AS status, d.withdrawn_at
                   FROM draws d JOIN draw_campaigns c ON c.id = d.campaign_id
                   JOIN products p ON p.id = d.product_id
                  WHERE d.member_id = %(member)s ORDER BY d.id LIMIT %(limit)s""",
