@@ -110,8 +110,9 @@ async def test_regions_and_agents_follow_moves_region_and_kind_changes(
     assert await region_drift(auto) == []
 
 
-async def test_region_drift_finds_a_tampered_row(auto: Any) -> None:  # noqa: F811
-    """A kept row changed behind the trigger's back is found (and put back)."""
+async def test_region_drift_finds_a_tampered_row(auto: Any, demo: Any) -> None:  # noqa: F811
+    """A kept row changed behind the trigger's back is found (and put back). (``demo``: the
+    demo's organisations have rows, whichever test of the worker ran first.)"""
     async with auto.transaction(force_rollback=True):
         row = await (
             await auto.execute(

@@ -54,7 +54,9 @@ async def autocommit() -> psycopg.AsyncConnection[dict[str, Any]]:
 
 
 @pytest.fixture
-async def auto() -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+async def auto(client: Any) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    # ``client``: the app's start migrates the database (a test run first on its worker met
+    # no tables)
     async with await autocommit() as conn:
         yield conn
 

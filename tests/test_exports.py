@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,8 +225,19 @@ async def test_tampered_truncated_and_wrong_key_files_fail_clearly(
         _plain(blob, private_key_pem=RSA.generate(2048).export_key().decode())
 
 
+@pytest.fixture
+async def printer_key_forgotten(app: Any, demo: Any) -> AsyncIterator[None]:
+    """PRINTER-SH's public key forgotten when the test ends, passed or not: other tests expect
+    the demo printer without a key (its files unwrapped)."""
+    yield
+    async with app.state.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE orgs SET public_key_pem = NULL WHERE id = %s", (demo["PRINTER-SH"],)
+        )
+
+
 async def test_rsa_wrapped_files_open_only_with_the_printers_key(
-    client: Any, login: Any, demo: Any, tmp_path: Path, conn: Any
+    client: Any, login: Any, demo: Any, tmp_path: Path, printer_key_forgotten: None
 ) -> None:
     key = RSA.generate(2048)
     printer = await login("printer")
@@ -331,8 +342,6 @@ async def test_rsa_wrapped_files_open_only_with_the_printers_key(
     assert plain.read_text().count("\n") == 20
     leftovers = await asyncio.to_thread(lambda: list(tmp_path.glob(".tracecode-*")))
     assert leftovers == []
-    # other tests expect the printer without a key: forget it again
-    await conn.execute("UPDATE orgs SET public_key_pem = NULL WHERE id = %s", (demo["PRINTER-SH"],))
 
 
 async def test_printers_get_only_their_own_files(

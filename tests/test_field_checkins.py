@@ -19,7 +19,7 @@ from app.field import nameplates
 from app.field.checkins import distance_m, judge
 from tests.field_support import HZ, check_in, client_id, nameplate, user_id
 from tests.helpers import assert_error
-from tests.race_support import audit_rows, twice_held
+from tests.race_support import audit_rows, lock_waiters, twice_held
 
 
 def test_the_distance_is_the_great_circle_distance_and_the_radius_is_inclusive() -> None:
@@ -435,7 +435,8 @@ async def test_a_check_in_synced_while_its_rep_edits_the_plan_is_not_lost(
     assert made.status_code == 201, made.text
     plan = made.json()
     item = plan["items"][0]["id"]
-    async with app.state.pool.connection() as blocker:
+    # waits seen in pg_locks, not sleeps: a loaded CI machine took longer than a fixed pause
+    async with app.state.pool.connection() as blocker, app.state.pool.connection() as watch:
         await blocker.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
         edit = asyncio.create_task(
             client.put(
@@ -444,9 +445,11 @@ async def test_a_check_in_synced_while_its_rep_edits_the_plan_is_not_lost(
                 json={"items": [{"store_id": store, "planned_on": "2030-06-05"}]},
             )
         )
-        await asyncio.sleep(0.8)  # the edit has deleted the item and waits at its audit row
+        # the edit has deleted the item and waits at its audit row
+        assert await lock_waiters(watch, 1), "the edit should wait at its audit row"
         visit = asyncio.create_task(check_in(client, rep, plate["code"], plan_item_id=item))
-        await asyncio.sleep(0.8)  # the check-in waits on the deleted item's row
+        # the check-in waits on the deleted item's row
+        assert await lock_waiters(watch, 2), "the check-in should wait for the edit"
         await blocker.rollback()
     edited, checked = await edit, await visit
     assert edited.status_code == 200, edited.text

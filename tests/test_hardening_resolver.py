@@ -171,7 +171,9 @@ async def test_categories_and_lines_are_paged_like_every_other_list(
     client: Any, login: Any, demo: Any
 ) -> None:
     admin = await login("admin")
-    categories = (await client.get("/categories", headers=admin)).json()
+    # a page of 200: other tests add the demo brand categories (and lines, below) past the
+    # default page of 50
+    categories = (await client.get("/categories", headers=admin, params={"per_page": 200})).json()
     assert set(categories) == {"items", "page", "per_page", "total"}
     assert categories["total"] == len(categories["items"]) >= 2
     first = (await client.get("/categories", headers=admin, params={"per_page": 1})).json()
@@ -187,9 +189,10 @@ async def test_categories_and_lines_are_paged_like_every_other_list(
         context = {"product_id": product["id"], "lot": "L1", "production_date": "2026-11-30"}
         put = await client.put(f"/lines/{line}/context", headers=operator, json=context)
         assert put.status_code == 200, put.text
-    lines = (await client.get("/lines", headers=operator)).json()
+    lines = (await client.get("/lines", headers=operator, params={"per_page": 200})).json()
     assert set(lines) == {"items", "page", "per_page", "total"}
     assert lines["total"] == len(lines["items"]) >= 2
+    assert {"PAGED-1", "PAGED-2"} <= {line["code"] for line in lines["items"]}
     one = (await client.get("/lines", headers=operator, params={"per_page": 1})).json()
     assert len(one["items"]) == 1 and one["total"] == lines["total"]
     assert_error(await client.get("/lines", headers=operator, params={"per_page": 201}), 400)

@@ -146,9 +146,8 @@ async def test_my_reps_lists_only_plans_the_user_can_decide(
     user's own reps (plan.supervisor_id == me), as the page's own comment says."""
     import secrets
 
-    # a Monday in a range no other test plans (2045-01-02 is a Monday; the old range held weeks
-    # other tests plan, e.g. 2031-03-03), drawn by ``secrets``: pytest-randomly reseeds ``random``
-    # alike before every test on every worker
+    # a Monday in a range no other test plans (2045-01-02 is a Monday): the old range, 2031 on,
+    # held the week another test plans for the same rep (2031-03-03), and a run drew it
     monday = datetime(2045, 1, 2).date() + timedelta(weeks=secrets.randbelow(2800))
     rep = await login("fieldrep")
     made = await client.post(

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from tests.helpers import acting, assert_error
+from tests.race_support import lock_waiters
 
 
 def _org(kind: str, erp: str, parent: int, **extra: Any) -> dict[str, Any]:
@@ -410,7 +411,10 @@ async def test_a_move_that_waited_for_an_ancestor_s_move_moves_from_where_it_is_
         moving = asyncio.create_task(
             client.post(f"/orgs/{store}/move", headers=admin, json={"parent_id": other_agent})
         )
-        await asyncio.sleep(0.5)  # it has read the store's path and waits for the lock
+        # it has read the store's path and waits for the lock (seen in pg_locks: a fixed pause
+        # was too short on a loaded machine)
+        async with app.state.pool.connection() as watch:
+            assert await lock_waiters(watch, 1), "the move should wait for the lock"
         old = await path(other, agent)
         await other.execute(  # the agent moves under the branch, with its store
             """UPDATE orgs SET path = %s || substr(path, %s),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import activate, assert_error, issue_cases, issue_units
-from tests.race_support import audit_rows, twice_held
+from tests.race_support import audit_rows, lock_waiters, twice_held
 
 AT = "2026-11-20T09:00:00+08:00"
 _ids = itertools.count()
@@ -1546,6 +1546,11 @@ async def _during_receipt(
 ) -> Any:
     """Run ``correction`` while the clerk's factory inbound of ``case`` has moved it (the case
     row updated and locked, not committed yet); the correction's answer once both are done."""
+    import os
+
+    import psycopg
+    from psycopg.rows import dict_row
+
     from app import audit
     from tests.test_logistics import confirm, document
 
@@ -1564,7 +1569,10 @@ async def _during_receipt(
     receipt = asyncio.create_task(confirm(client, clerk, doc))
     await paused.wait()
     answer = asyncio.create_task(correction())
-    await asyncio.sleep(0.5)  # the correction waits for the case's lock
+    async with await psycopg.AsyncConnection.connect(  # not a fixed pause: a loaded machine
+        os.environ["TRACECODE_DATABASE_URL"], row_factory=dict_row
+    ) as watch:
+        assert await lock_waiters(watch, 1), "the correction should wait for the case's lock"
     release.set()
     received = await receipt
     assert received.status_code == 200, received.text

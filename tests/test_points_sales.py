@@ -15,6 +15,7 @@ import pytest
 from app.analytics.sales import recount
 from tests.helpers import assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
+from tests.race_support import lock_waiters
 from tests.rebates_support import rebate_body, set_rebate, store_goods
 from tests.test_analytics_sales import STORES, auto, get, roll_all, shanghai
 from tests.test_logistics import confirm, document
@@ -440,14 +441,16 @@ async def test_a_points_claim_meeting_a_consumer_return_waits_for_it(
     returning = asyncio.create_task(
         client.post("/returns", headers=clerk, json={"code": serial, "reason": "other"})
     )
-    await asyncio.sleep(1.0)  # the unit locked, nothing withdrawn, its audit row waiting
-    async with member_client(app) as mc:
+    # waits seen in pg_locks, not sleeps: on a loaded machine the return had not started yet
+    async with member_client(app) as mc, app.state.pool.connection() as watch:
+        # the unit locked, nothing withdrawn, its audit row waiting
+        assert await lock_waiters(watch, 1), "the return should wait at its audit row"
         claiming = asyncio.create_task(
             mc.post(
                 "/members/me/claims", headers=headers, json=claim_body(app.state.scheme, serial)
             )
         )
-        await asyncio.sleep(1.0)
+        assert await lock_waiters(watch, 2), "the claim should wait for the return"
         assert not claiming.done()  # it waits for the return
         await hold.execute("ROLLBACK")
         await hold.close()

@@ -45,8 +45,9 @@ async def autocommit() -> psycopg.AsyncConnection[dict[str, Any]]:
 
 
 @pytest.fixture
-async def auto() -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-    """An autocommit connection (the roll-up commits batch by batch)."""
+async def auto(client: Any) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
+    """An autocommit connection (the roll-up commits batch by batch), of a migrated database
+    (``client``: the app's start migrates it)."""
     async with await autocommit() as conn:
         yield conn
 

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.helpers import assert_error, issue_units
+from tests.race_support import lock_waiters
 from tests.rebates_support import insert_claims, user_id
 from tests.test_center import _sheet_cells
 from tests.test_members_cross_brand import _other_brand_admin
@@ -712,18 +713,25 @@ async def test_a_generation_meeting_a_consumer_return_settles_the_claims_left(
     hold = await psycopg.AsyncConnection.connect(settings.database_url)
     await hold.execute("BEGIN")
     await hold.execute("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+    finance = await login("finance")
     back_task = asyncio.create_task(
         client.post("/returns", headers=clerk, json={"code": returned, "reason": "other"})
     )
-    await asyncio.sleep(1.0)  # the claim is deleted, the return not committed yet
-    gen_task = asyncio.create_task(
-        client.post(
-            "/rebates/statements",
-            headers=await login("finance"),
-            json={"period": shanghai_today().strftime("%Y-%m"), "store_id": demo["STORE-HZ-01"]},
+    # waits seen in pg_locks, not sleeps: on a loaded machine the return had not started yet
+    async with app.state.pool.connection() as watch:
+        # the claim is deleted, the return not committed yet
+        assert await lock_waiters(watch, 1), "the return should wait at its audit row"
+        gen_task = asyncio.create_task(
+            client.post(
+                "/rebates/statements",
+                headers=finance,
+                json={
+                    "period": shanghai_today().strftime("%Y-%m"),
+                    "store_id": demo["STORE-HZ-01"],
+                },
+            )
         )
-    )
-    await asyncio.sleep(1.0)
+        assert await lock_waiters(watch, 2), "the generation should wait for the return"
     await hold.execute("ROLLBACK")
     await hold.close()
     back, gen = await back_task, await gen_task

@@ -31,6 +31,7 @@ from tests.points_support import (
     set_rule,
     shipped_goods,
 )
+from tests.race_support import lock_waiters
 
 
 async def give(client: Any, login: Any, member_id: int, points: int) -> None:
@@ -420,7 +421,10 @@ async def test_the_expiry_sweep_and_an_erasure_of_the_member_do_not_deadlock(
             "SELECT 1 FROM point_balances WHERE member_id = %s FOR UPDATE", (member_id,)
         )
         swept = asyncio.create_task(_sweep(app))
-        await asyncio.sleep(0.5)  # the sweep is under way, waiting for a lock
+        # the sweep is under way, waiting for a lock (seen in pg_locks: a fixed pause was too
+        # short on a loaded machine)
+        async with app.state.pool.connection() as watch:
+            assert await lock_waiters(watch, 1), "the sweep should wait for a lock"
         expired = await erasing.execute(
             """UPDATE redemptions SET status = 'expired', expired_at = now()
                 WHERE member_id = %s AND status = 'issued' RETURNING id""",
@@ -987,7 +991,8 @@ async def test_a_freeze_that_commits_while_a_redemption_waits_holds(
             (member_id,),
         )
         pending = asyncio.create_task(redeem(app, headers, gift["id"]))
-        await asyncio.sleep(0.5)
+        async with app.state.pool.connection() as watch:  # not a fixed pause: a loaded machine
+            assert await lock_waiters(watch, 1), "the redemption should wait for the freeze"
         assert not pending.done()  # it waits for the freeze
         await freezer.commit()
     assert_error(await asyncio.wait_for(pending, 30), 403, "member_frozen")
@@ -1316,7 +1321,8 @@ async def test_a_redemption_that_waited_for_the_member_s_erasure_says_erased_not
         async with conn.transaction():  # the erasure under way
             await erasure.erase(conn, None, demo["BRAND-LUMI"], member_id, app.state.settings)
             pending = asyncio.ensure_future(redeem(app, headers, gift["id"]))
-            await asyncio.sleep(1.0)
+            async with app.state.pool.connection() as watch:  # not a fixed pause
+                assert await lock_waiters(watch, 1), "the redemption should wait for the erasure"
             assert not pending.done(), pending.result().text  # it waits for the erasure
     answer = await asyncio.wait_for(pending, 30)
     assert_error(answer, 401, "member_erased")
