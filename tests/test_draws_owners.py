@@ -279,6 +279,27 @@ async def test_a_return_cancels_a_pending_prize_and_keeps_a_fulfilled_one(
     assert moved["n"] == 0
 
 
+async def test_a_cancelled_prize_leaves_room_in_its_days_cap(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], shelf: Units
+) -> None:
+    """A left-out of the return's withdrawal: a gift cancelled by a return came back to stock
+    but still counted toward its day's cap, so nobody else could win it that day. The day's
+    wins count the prizes not cancelled."""
+    admin = await login("admin")
+    body = campaign_body(goods["product_id"], [prize("Lamp", "gift", 5, 1, daily_cap=1)])
+    await new_campaign(client, admin, body)
+    first, second = shelf.take(2)
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+    await _sell(client, login, first)
+    won = await draw(app, headers, first)
+    assert won.status_code == 201 and won.json()["fulfil_status"] == "pending", won.text
+    await _return(client, login, first)
+    await _sell(client, login, second)
+    again = await draw(app, headers, second)
+    assert again.status_code == 201, again.text
+    assert again.json()["fulfil_status"] == "pending" and again.json()["prize"], again.json()
+
+
 # -- a member on a fraud hold ----------------------------------------------------------------
 
 

@@ -36,7 +36,9 @@ WHERE campaign_id = ANY(%(campaigns)s) ORDER BY id FOR UPDATE
 """
 _WINS = """
 SELECT prize_id, day, count(*) AS n FROM draws
-WHERE prize_id = ANY(%(prizes)s) AND day = ANY(%(days)s) GROUP BY prize_id, day
+WHERE prize_id = ANY(%(prizes)s) AND day = ANY(%(days)s)
+  AND fulfil_status <> 'cancelled'  -- a return's: back in stock, and out of its day's cap
+GROUP BY prize_id, day
 """
 
 # ``at`` null: the ledger row's time is the transaction's (a release's).

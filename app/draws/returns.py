@@ -11,7 +11,8 @@ once it is sold again (until then ``RETURNED_UNSOLD`` refuses it). Its prize:
   given, and the points it gave are what the member returns;
 - a voucher or gift still ``pending``: ``cancelled`` (the staff can no longer fulfil it: 409
   ``prize_not_pending``), and its stock comes back (``remaining + 1``, never above the prize's
-  quantity): it was never handed over;
+  quantity) and its day's cap (``app.draws.prizes`` counts no cancelled prize): it was never
+  handed over;
 - a voucher or gift already ``fulfilled``: stays fulfilled (it was handed over), the draw marked
   withdrawn;
 - no prize, or a held draw (``app.forensics.holds``): withdrawn; a hold released later draws no
