@@ -300,6 +300,35 @@ async def test_a_cancelled_prize_leaves_room_in_its_days_cap(
     assert again.json()["fulfil_status"] == "pending" and again.json()["prize"], again.json()
 
 
+async def test_the_answer_page_offers_no_draw_for_a_returned_unit_until_it_is_sold_again(
+    client: Any, login: Any, app: Any, demo: Any, goods: dict[str, Any], shelf: Units
+) -> None:
+    """A review: once a return withdrew the draw, the answer page's link (``running_for``)
+    showed again for the returned unit, and the draw it led to was refused (409
+    ``not_sold_again``). The link follows the draw's own unit rules now."""
+    from app.draws.service import running_for
+
+    admin = await login("admin")
+    await new_campaign(client, admin, campaign_body(goods["product_id"], [prize("Cap")]))
+    (serial,) = shelf.take()
+    batch_no, index, _ = app.state.scheme.verify(serial)
+    code = batch_no << 32 | index
+    _, headers, _ = await new_member(app, demo["BRAND-LUMI"])
+
+    async def offered() -> bool:
+        async with app.state.pool.connection() as conn:
+            return (await running_for(conn, code)).campaign_id is not None
+
+    await _sell(client, login, serial)
+    assert (await draw(app, headers, serial)).status_code == 201
+    assert not await offered()  # drawn
+    await _return(client, login, serial)
+    assert not await offered()  # back on the shelf: no draw until it is sold again
+    assert_error(await draw(app, headers, serial), 409, "not_sold_again")
+    await _sell(client, login, serial)
+    assert await offered()
+
+
 # -- a member on a fraud hold ----------------------------------------------------------------
 
 

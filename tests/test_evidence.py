@@ -466,11 +466,15 @@ def test_every_number_the_signer_writes_the_verifier_reads_back(settings: Any) -
             verify_pack.jcs(json.loads(digits))
 
 
-def test_a_key_file_that_is_no_base64_is_invalid_not_a_traceback() -> None:
-    """A probe: a PEM whose body is not base64 raised binascii.Error out of the verifier."""
+def test_a_key_file_that_is_no_base64_is_invalid_not_a_traceback(settings: Any) -> None:
+    """A probe: a PEM whose body is not base64 raised binascii.Error out of the verifier. A
+    key copied with blanks at its lines' ends or CRLF line ends still reads (a review)."""
     for pem in ("-----BEGIN PUBLIC KEY-----\n@@@@\n-----END PUBLIC KEY-----", "%%%"):
         with pytest.raises(verify_pack.Invalid):
             verify_pack.public_key_bytes(pem)
+    key = evidence_key(settings)
+    copied = "\r\n".join(line + " \t" for line in key.public_pem.splitlines())
+    assert verify_pack.public_key_bytes(copied) == key.public_raw
 
 
 # RFC 8032 section 7.1, tests 1, 2 and 3: (public key, message, signature)

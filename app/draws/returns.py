@@ -19,9 +19,13 @@ once it is sold again (until then ``RETURNED_UNSOLD`` refuses it). Its prize:
   prize for it (``app.draws.prizes``' callers skip withdrawn draws).
 
 The caller holds the unit's state row locked (``FOR UPDATE``), as a draw round reads it, so a
-draw of the unit waits for the return and reads it returned. Locks in a draw round's order: the
-unit, the prize, then the member's balance — the return withdraws the draw before the points
-claim, whose balance lock would otherwise come before the prize's.
+draw of the unit waits for the return and reads it returned. Two steps, for the lock order every
+path shares — the draw's row, its prize, the points claim's row, the member's balance last (a
+draw round: the unit, the prize, the balance; a hold's release: the draws, the prizes, the
+claims, the balances; an erasure: the draws, the claims, the balance): ``withdraw_draw``
+withdraws the draw and restocks a cancelled prize, the caller withdraws the points claim, then
+``take_back_prize`` takes a points prize back from the balance (a review: the balance was locked
+before the claim's row, the other way round from a release or an erasure at the same time).
 """
 
 from __future__ import annotations
@@ -47,13 +51,18 @@ WHERE id = %s AND remaining < quantity
 """
 
 
-async def withdraw_draw(conn: Conn, actor: Principal, code: int) -> dict[str, Any] | None:
-    """Withdraw the draw of a returned unit (see the module docstring); what was withdrawn (the
-    draw's id, the member, its prize's fate, the points taken back), or None when the unit was
-    never drawn."""
+async def withdraw_draw(conn: Conn, code: int) -> dict[str, Any] | None:
+    """Withdraw the draw of a returned unit and restock its cancelled prize (step 1, see the
+    module docstring); the draw's row, or None when the unit was never drawn."""
     draw = await (await conn.execute(_WITHDRAW, (code,))).fetchone()
-    if draw is None:
-        return None
+    if draw is not None and draw["fulfil_status"] == "cancelled":
+        await conn.execute(_RESTOCK, (draw["prize_id"],))
+    return dict(draw) if draw is not None else None
+
+
+async def take_back_prize(conn: Conn, actor: Principal, draw: dict[str, Any]) -> dict[str, Any]:
+    """Take the withdrawn ``draw``'s points prize back and audit the withdrawal (step 2); what
+    was withdrawn (the draw's id, the member, its prize's fate, the points taken back)."""
     withdrawn: dict[str, Any] = {
         "id": draw["id"],
         "member_id": draw["member_id"],
@@ -65,8 +74,6 @@ async def withdraw_draw(conn: Conn, actor: Principal, code: int) -> dict[str, An
                 conn, actor, draw["member_id"], draw["brand_id"], draw["points"], DRAW_WITHDRAWN
             )
         )
-    elif draw["fulfil_status"] == "cancelled":
-        await conn.execute(_RESTOCK, (draw["prize_id"],))
     after = {**withdrawn, "prize_id": draw["prize_id"], "reason": "consumer_return"}
     await audit.record(  # under the brand, as the points claim's withdrawal
         conn, actor, "withdraw", "draw", draw["id"], after=after, org_id=draw["brand_id"]

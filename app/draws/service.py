@@ -463,8 +463,12 @@ async def fulfil(
 
 async def running_for(conn: Conn, code: int) -> DrawRunningOut:
     """The campaign a draw of unit ``code`` would go to now (none: no link on the answer page):
-    a unit shipped into the channel, not drawn yet (or its draw withdrawn by a return), covered
-    by a running one of its brand."""
+    a unit shipped into the channel, not drawn yet (or its draw withdrawn by a return), neither
+    returned damaged or expired nor returned and not sold since (a review: the link was offered,
+    and the draw refused), covered by a running one of its brand."""
+    # imported here: app.members.points imports the forensics, which import the draws' prizes
+    from app.members.points import RETURNED_UNSOLD, SPOILT
+
     row = await (
         await conn.execute(
             f"""SELECT c.id, c.name, c.brand_id FROM unit_state u
@@ -472,6 +476,7 @@ async def running_for(conn: Conn, code: int) -> DrawRunningOut:
                 JOIN draw_campaigns c ON c.brand_id = u.brand_id
                 WHERE u.code = %(code)s
                   AND u.status IN ('active', 'sold')
+                  AND NOT {SPOILT} AND NOT {RETURNED_UNSOLD}
                   AND NOT EXISTS (SELECT 1 FROM draws d WHERE d.code_id = u.code
                                      AND d.withdrawn_at IS NULL)
                   AND {COVERS} AND {RUNS_AT.format(at="now()")}

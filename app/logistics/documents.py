@@ -1068,14 +1068,16 @@ async def consumer_return(
         conn, plan, recorded_by=actor.user_id, details=details, disposition=disposition
     )
     # here, not at the top: app.rebates' routes import the claims, which import logistics
-    from app.draws.returns import withdraw_draw
+    from app.draws.returns import take_back_prize, withdraw_draw
     from app.members.returns import withdraw_points
     from app.rebates.returns import withdraw
 
     withdrawn = await withdraw(conn, actor, read.code)  # a refunded sale earns no rebate
-    # nor its lucky draw's prize — before the points: a draw round locks prizes, then balances
-    drawn = await withdraw_draw(conn, actor, read.code)
-    points = await withdraw_points(conn, actor, read.code)  # nor points
+    # nor its lucky draw's prize, nor points: the draw, its prize, the claim, then the balance
+    # (``app.draws.returns``: the order a draw round, a hold's release and an erasure take)
+    draw = await withdraw_draw(conn, read.code)
+    points = await withdraw_points(conn, actor, read.code)
+    drawn = await take_back_prize(conn, actor, draw) if draw is not None else None
     documents: list[str] = []
     exchanged = None
     if data.exchange_for is not None:

@@ -257,7 +257,10 @@ async def _signed_in(
 
 
 async def logout(conn: Conn, settings: Settings, member_id: int, token: str) -> None:
-    """Revoke this member token (the member's other sessions stay signed in)."""
+    """Revoke this member token (the member's other sessions stay signed in). Revocations are
+    kept a day past their token's expiry: a verification made with it after the sign-out and
+    stored late (a queue's backlog, a dead letter replayed) still finds its revocation and names
+    no member (``app.verify.records``)."""
     claims = tokens.decode(settings.jwt_key(), token, MEMBER_TOKEN)
     await conn.execute(
         """INSERT INTO member_token_revocations (jti, member_id, expires_at)
@@ -270,6 +273,6 @@ async def logout(conn: Conn, settings: Settings, member_id: int, token: str) -> 
     )
     await conn.execute(
         "DELETE FROM member_token_revocations WHERE jti IN (SELECT jti FROM "
-        "member_token_revocations WHERE expires_at < now() LIMIT %s)",
+        "member_token_revocations WHERE expires_at < now() - interval '1 day' LIMIT %s)",
         (STALE_ROWS,),
     )

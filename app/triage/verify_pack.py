@@ -241,7 +241,8 @@ def public_key_bytes(text: str) -> bytes:
     string of them."""
     text = text.strip()
     if text.startswith("-----BEGIN PUBLIC KEY-----"):
-        body = "".join(line for line in text.splitlines() if not line.startswith("-----"))
+        lines = (line for line in text.splitlines() if not line.startswith("-----"))
+        body = "".join("".join(lines).split())  # blanks in a line (a copied key) are no base64
         try:
             der = base64.b64decode(body, validate=True)
         except ValueError:  # binascii.Error: not base64
