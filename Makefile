@@ -76,7 +76,7 @@ $(S3SERVER_DEPS): tests/s3server/package-lock.json
 test: setup browser console $(S3SERVER_DEPS)
 	cd core_rs && cargo test --quiet
 	cd console && npm test --silent
-	$(BIN)/python -m pytest -q -n auto -m "not alone"
+	$(BIN)/python -m pytest -q -n auto --durations=25 -m "not alone"
 	$(BIN)/python -m pytest -q -m alone
 
 # stubtest: app/_core.pyi must describe the built extension exactly (STYLE rule 2).

@@ -260,7 +260,9 @@ async def test_a_return_cancels_a_pending_prize_and_keeps_a_fulfilled_one(
     cancelled, kept = await _draw_row(app, drawn[pending]), await _draw_row(app, drawn[handed])
     assert cancelled["fulfil_status"] == "cancelled" and cancelled["withdrawn_at"] is not None
     assert kept["fulfil_status"] == "fulfilled" and kept["withdrawn_at"] is not None
-    assert (await client.get(f"/draws/{cid}", headers=admin)).json()["prizes"][0]["remaining"] == 4
+    shown = (await client.get(f"/draws/{cid}", headers=admin)).json()
+    assert shown["prizes"][0]["remaining"] == 4
+    assert (shown["draws"], shown["winners"]) == (2, 1)  # the cancelled gift is no win
     late = await client.post(
         f"/draws/{cid}/results/{drawn[pending]}/fulfil", headers=admin, json={"note": "SF-2"}
     )

@@ -52,8 +52,9 @@ _CAMPAIGN = """c.id, c.brand_id, c.name, c.starts_at, c.ends_at, c.product_ids, 
     c.no_prize_weight, c.status, c.created_at, c.updated_at,
     (c.status = 'active' AND c.starts_at <= now() AND now() < c.ends_at) AS running,
     (SELECT count(*) FROM draws d WHERE d.campaign_id = c.id) AS draws,
-    (SELECT count(*) FROM draws d WHERE d.campaign_id = c.id AND d.prize_id IS NOT NULL)
-        AS winners"""
+    (SELECT count(*) FROM draws d WHERE d.campaign_id = c.id AND d.prize_id IS NOT NULL
+        -- a prize a return took back or cancelled is no win; one handed over stays one
+        AND (d.withdrawn_at IS NULL OR d.fulfil_status = 'fulfilled')) AS winners"""
 _PRIZE = "id, campaign_id, name, kind, points, quantity, remaining, weight, daily_cap, position"
 
 # The campaign (alias ``c``) covers the unit (``unit_state`` alias ``u``, its channel
