@@ -687,15 +687,22 @@ async def test_a_draws_points_add_up_in_analytics_and_draws_are_exported_and_era
         admin,
         campaign_body(
             goods["product_id"],
-            [prize("30 points", "points", 5, 1, points=30), prize("Parcel", "gift", 5, 1)],
+            [prize("30 points", "points", 5, 1, points=30), prize("Parcel", "gift", 5, 0)],
         ),
     )
     member_id, headers, _ = await new_member(app, demo["BRAND-LUMI"])
-    kinds: set[str] = set()
-    while kinds != {"points", "gift"}:  # one of each
-        won = await draw(app, headers, units.take()[0])
-        assert won.status_code == 201, won.text
-        kinds.add(won.json()["prize"]["kind"])
+    points_prize, gift_prize = campaign["prizes"]
+    won = await draw(app, headers, units.take()[0])
+    assert won.status_code == 201 and won.json()["prize"]["kind"] == "points", won.text
+    # then only the parcel: one of each, not left to chance (drawing until both came up could
+    # run the first kind out of stock, then draw nothing)
+    for prize_id, weight in ((points_prize["id"], 0), (gift_prize["id"], 1)):
+        changed = await client.patch(
+            f"/draws/{campaign['id']}/prizes/{prize_id}", headers=admin, json={"weight": weight}
+        )
+        assert changed.status_code == 200, changed.text
+    won = await draw(app, headers, units.take()[0])
+    assert won.status_code == 201 and won.json()["prize"]["kind"] == "gift", won.text
     await roll()
     async with app.state.pool.connection() as conn:
         facts = await (
