@@ -1,6 +1,8 @@
 """Drawing the prizes of draws already written (steps 2–4 of ``app.draws.claims``): a draw round
 draws its draws at once; the release of a fraud hold (``app.forensics.holds.settle``) draws the
-held draws of its member then, with the prizes' stock at that time.
+held draws of its member then, with the prizes' stock at that time — it locks the prizes
+(``lock_prizes``) before its held points claims' rows, and draws after them, so its balances
+come last, as a consumer's return takes them (``app.draws.returns``).
 
 ``award`` locks the prizes of the campaigns drawn (``FOR UPDATE``, in id order) and counts each
 one's wins of the draws' days: a round of another process (or a release) giving the same prizes
@@ -132,6 +134,15 @@ def fulfil_status(prize: Prize | None) -> str:
     return "none" if prize is None else ("credited" if prize.kind == "points" else "pending")
 
 
+async def lock_prizes(conn: Conn, draws: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prizes of the campaigns of ``draws`` (rows with a ``campaign_id``), locked ``FOR
+    UPDATE`` in id order, as ``award`` locks them: a hold's release takes them before its held
+    points claims' rows (``app.forensics.holds.settle``), its ``award`` then holds them
+    already."""
+    params = {"campaigns": sorted({d["campaign_id"] for d in draws})}
+    return await (await conn.execute(_PRIZES, params)).fetchall()
+
+
 async def award(conn: Conn, draws: list[dict[str, Any]], *, released: bool = False) -> Awarded:
     """Draw a prize for each of ``draws`` (rows: id, campaign_id, member_id, brand_id, day,
     drawn_at) and write the results, in the caller's transaction (see the module docstring).
@@ -143,7 +154,7 @@ async def award(conn: Conn, draws: list[dict[str, Any]], *, released: bool = Fal
     found = await (await conn.execute(CAMPAIGNS, params)).fetchall()
     names = {c["id"]: c["name"] for c in found}
     no_prize = {c["id"]: c["no_prize_weight"] for c in found}
-    prize_rows = await (await conn.execute(_PRIZES, params)).fetchall()
+    prize_rows = await lock_prizes(conn, draws)
     days: list[date] = sorted({d["day"] for d in draws})
     ids = [r["id"] for r in prize_rows]
     wins: dict[int, dict[date, int]] = defaultdict(dict)

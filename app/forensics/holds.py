@@ -17,7 +17,8 @@ released under its row lock, then ``settle`` credits its held claims — points:
 and balances; rebates: their rows in the rankings' queue — each claim moved from ``held`` to
 ``released`` by an UPDATE whose row locks make a second release (or a sweep) running at the same
 time find it moved already: credited exactly once, however often release is clicked, and
-announced then (``points.claimed`` / ``rebate.claimed``, shaped as the triggers' events).
+announced then (``points.claimed`` / ``rebate.claimed``, written by the functions the claims'
+triggers call: migration 0123).
 ``confirm``: the hold's claims become ``rejected`` (never credited nor announced; their codes
 stay taken), audited. A
 decided hold is answered as it is when decided again the same way, and 409 ``hold_decided``
@@ -26,6 +27,11 @@ the other way.
 A claim round that read the hold open just before a release committed writes its claim
 ``held`` after the release: the periodic sweep (``settle`` of every decided hold,
 ``workers.forensics``) settles such claims, as it settles any left behind.
+
+Locks: a release (and the sweep) takes them in a consumer's return's order — the rebate claims,
+the draws, their prizes, the points claims, the balances last (``settle``) — and an erasure's
+(the holds, the draws, the claims, the balance): none waits for a row another holds while that
+one waits for a row it holds.
 """
 
 from __future__ import annotations
@@ -283,25 +289,12 @@ WITH c AS (
       FROM fraud_holds h
      WHERE pc.hold_state = 'held' AND h.id = pc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
-    RETURNING pc.id, pc.member_id, pc.brand_id, pc.points, pc.hold_state, pc.withdrawn_at,
-              pc.code_id, pc.product_id, pc.agent_id, pc.claimed_at
+    RETURNING pc AS claim, pc.id, pc.member_id, pc.brand_id, pc.points, pc.hold_state,
+              pc.withdrawn_at
 ), credit AS MATERIALIZED (
     SELECT * FROM c WHERE hold_state = 'released' AND withdrawn_at IS NULL
-), e AS (  -- points.claimed, as the claims' trigger (webhook_point_claims) writes it
-    INSERT INTO webhook_events (brand_id, kind, org_ids, data, to_brand)
-    SELECT p.brand_id, 'points.claimed',
-           ARRAY[CASE WHEN t.to_brand THEN p.brand_id ELSE p.agent_id END],
-           jsonb_build_object('claim_id', p.id, 'code_id', p.code_id,
-                              'product_id', p.product_id, 'agent_id', p.agent_id,
-                              'points', p.points, 'claimed_at', p.claimed_at)
-           || CASE WHEN t.to_brand THEN jsonb_build_object('member_id', p.member_id)
-                   ELSE '{}'::jsonb END,
-           t.to_brand
-      FROM credit p
-      JOIN (VALUES (true), (false)) AS t (to_brand)
-        ON t.to_brand OR p.agent_id <> p.brand_id  -- the agent's: when there is one
-     WHERE webhook_wanted(p.brand_id, 'points.claimed')
-     ORDER BY p.id, t.to_brand DESC
+), e AS (  -- points.claimed, written as the claims' trigger writes it (migration 0123)
+    SELECT webhook_points_claimed(array_agg(claim ORDER BY id)) AS events FROM credit
 ), l AS (
     INSERT INTO points_ledger (member_id, brand_id, kind, points, claim_id)
     SELECT member_id, brand_id, 'claim', points, id FROM credit ORDER BY id
@@ -312,7 +305,7 @@ WITH c AS (
     ON CONFLICT (member_id) DO UPDATE SET balance = b.balance + EXCLUDED.balance,
                                           updated_at = EXCLUDED.updated_at
 )
-SELECT count(*) AS n FROM c
+SELECT (SELECT count(*) FROM c) AS n, (SELECT events FROM e) AS events  -- e: read, so it runs
 """
 
 # Released rebates go to the rankings' queue (the roll-up ranks them; statements take them
@@ -324,30 +317,22 @@ WITH c AS (
       FROM fraud_holds h
      WHERE rc.hold_state = 'held' AND h.id = rc.hold_id AND h.state <> 'open'
        AND (%(ids)s::bigint[] IS NULL OR h.id = ANY(%(ids)s::bigint[]))
-    RETURNING rc.id, rc.hold_state, rc.brand_id, rc.code_id, rc.store_id, rc.agent_id,
-              rc.clerk_id, rc.product_id, rc.amount, rc.claimed_at
+    RETURNING rc AS claim, rc.id, rc.hold_state
 ), q AS (
     INSERT INTO rebate_tally_queue (claim_id)
     SELECT id FROM c WHERE hold_state = 'released' ON CONFLICT DO NOTHING
-), e AS (  -- rebate.claimed, as the claims' trigger (webhook_rebate_claims) writes it
-    INSERT INTO webhook_events (brand_id, kind, org_ids, data)
-    SELECT r.brand_id, 'rebate.claimed', ARRAY[r.store_id],
-           jsonb_build_object('claim_id', r.id, 'code_id', r.code_id, 'store_id', r.store_id,
-                              'agent_id', r.agent_id, 'clerk_id', r.clerk_id,
-                              'product_id', r.product_id, 'amount', r.amount,
-                              'claimed_at', r.claimed_at)
-      FROM c r
-     WHERE r.hold_state = 'released' AND webhook_wanted(r.brand_id, 'rebate.claimed')
-     ORDER BY r.id
+), e AS (  -- rebate.claimed, written as the claims' trigger writes it (migration 0123)
+    SELECT webhook_rebate_claimed(array_agg(claim ORDER BY id)) AS events
+      FROM c WHERE hold_state = 'released'
 )
-SELECT count(*) AS n FROM c
+SELECT (SELECT count(*) FROM c) AS n, (SELECT events FROM e) AS events  -- e: read, so it runs
 """
 
 
 # Held draws (``app.draws``) settled the same way, each ONCE under its row lock: released ones
 # not withdrawn meanwhile (a consumer's return) are drawn now (``app.draws.prizes.award``: the
-# prizes' stock at this time, under their locks), rejected ones never. The campaign is the one
-# the draw took its code for, whether or not it still runs.
+# prizes' stock at this time, under their locks, taken before the points claims'), rejected
+# ones never. The campaign is the one the draw took its code for, whether or not it still runs.
 _SETTLE_DRAWS = """
 UPDATE draws d
    SET hold_state = CASE WHEN h.state = 'released' THEN 'released' ELSE 'rejected' END
@@ -361,17 +346,34 @@ RETURNING d.id, d.campaign_id, d.member_id, d.brand_id, d.day, d.drawn_at, d.hol
 
 async def settle(conn: Conn, hold_ids: list[int] | None) -> int:
     """Settle the held claims and draws of the decided holds ``hold_ids`` (None: of every
-    decided hold), in the caller's transaction; how many were settled now. The draws first: a
-    draw round locks prizes before balances, and so does their release."""
+    decided hold), in the caller's transaction; how many were settled now.
+
+    In the order a consumer's return takes its locks (``app.logistics.documents``: the rebate
+    claim, the draw, its prize, the points claim, the balance last): the rebate claims, the
+    draws, the prizes of the released draws' campaigns, the points claims (and their
+    balances), then the released draws' prizes drawn (``award``: the prizes locked already, the
+    balances again). A review: the draws' prizes were drawn before the points claims were
+    settled, so a release held a member's balance (a points prize) while it waited for a held
+    claim's row that a return held while it waited for the balance — a deadlock."""
     # here, not at the top: the draws import the points claims, which import this package
-    from app.draws.prizes import award
+    from app.draws.prizes import award, lock_prizes
 
     params = {"ids": hold_ids}
+    n = await _settled(conn, _SETTLE_REBATES, params)
     draws = await (await conn.execute(_SETTLE_DRAWS, params)).fetchall()
-    released = [d for d in draws if d["hold_state"] == "released" and d["withdrawn_at"] is None]
-    await award(conn, sorted(released, key=lambda d: d["id"]), released=True)
-    n = len(draws)
-    for sql in (_SETTLE_POINTS, _SETTLE_REBATES):
-        row = await (await conn.execute(sql, params)).fetchone()
-        n += int(row["n"]) if row else 0
+    n += len(draws)
+    released = sorted(
+        (d for d in draws if d["hold_state"] == "released" and d["withdrawn_at"] is None),
+        key=lambda d: d["id"],
+    )
+    if released:
+        await lock_prizes(conn, released)
+    n += await _settled(conn, _SETTLE_POINTS, params)
+    await award(conn, released, released=True)
     return n
+
+
+async def _settled(conn: Conn, sql: str, params: dict[str, Any]) -> int:
+    """How many claims ``sql`` (``_SETTLE_POINTS`` or ``_SETTLE_REBATES``) settled."""
+    row = await (await conn.execute(sql, params)).fetchone()
+    return int(row["n"]) if row else 0
