@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests import steady
 from tests.test_logistics import confirm, document, pack
 
 _ips = itertools.count(1)
@@ -28,7 +29,8 @@ def member_client(app: Any, ip: str | None = None) -> httpx.AsyncClient:
 
 
 def random_phone() -> str:
-    return "139" + "".join(secrets.choice("0123456789") for _ in range(8))
+    """A mobile number no other test of this worker uses (``tests.steady.phone``)."""
+    return steady.phone("139")
 
 
 async def new_member(

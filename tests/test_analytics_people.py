@@ -29,6 +29,7 @@ from app.analytics.people import Folded, recount, rollup, rollup_alone
 from app.members.points import post_entry
 from app.members.profile import BANDS, business_today
 from tests.helpers import assert_error
+from tests.steady import clear_of_midnight
 
 PASSWORD = "people-analytics-1"
 PROVINCES = [("浙江省", ["杭州市", "宁波市", ""]), ("广东省", ["广州市", "深圳市"]), ("", [""])]
@@ -732,6 +733,7 @@ async def test_verifications_and_claims_through_the_api_are_counted(
     from tests.points_support import claim_body, member_client, new_member, set_rule, shipped_goods
 
     admin = await login("admin")
+    await clear_of_midnight()  # today's figures: the day must not turn during the test
     today = business_today().isoformat()
     await roll()
     before = await get(client, admin, "/analytics/verifications", **{"from": today, "to": today})

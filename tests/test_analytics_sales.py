@@ -32,6 +32,7 @@ from tests.conftest import ROOT
 from tests.helpers import assert_error
 from tests.points_support import member_client
 from tests.rebates_support import rebate_body, set_rebate, store_goods
+from tests.steady import clear_of_midnight
 from tests.test_center import _sheet_cells
 from tests.test_inspect import _close_diversion_alerts, goods, scan  # noqa: F401 (fixtures)
 from tests.test_members_cross_brand import _other_brand_admin
@@ -183,6 +184,7 @@ async def test_store_sales_returns_and_rebate_claims_count_once(
     store, admin = demo["STORE-HZ-01"], await login("admin")
     manager = await login("store_manager")
     await roll_all()
+    await clear_of_midnight()  # today's figures: the day must not turn during the test
     today = shanghai(datetime.now(UTC)).isoformat()
 
     async def sold_here() -> int:
@@ -631,6 +633,8 @@ async def test_dashboard_figures_match_what_was_done(
     client: Any, login: Any, demo: Any, auto: Any
 ) -> None:
     brand, admin = demo["BRAND-LUMI"], await login("admin")
+    # today's figures: an alert written before midnight was not the agent's "today" after it
+    await clear_of_midnight()
     before = await get(client, admin, "/analytics/dashboard")
     assert len(before["days"]) == 14 and before["days"][-1] == before["today"]
     for name in ("verifications", "counterfeits", "activations", "diversions", "shipments"):

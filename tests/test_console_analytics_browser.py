@@ -35,6 +35,7 @@ from app.web.console import DEFAULT_DIST
 from tests import test_console_browser as base
 from tests.rebates_support import insert_claims, user_id
 from tests.servers import granian_server
+from tests.steady import clear_of_midnight
 from tests.test_console_browser import (
     JS_BUDGET,
     _click,
@@ -87,6 +88,8 @@ async def seeded(app: Any, demo: dict[str, int]) -> dict[str, Any]:
     """Verifications today, 7 units sold today at a new store under AGENT-ZJ (rolled up), and
     three rebate claims of STORE-HZ-01 in MONTH."""
     brand = demo["BRAND-LUMI"]
+    # "today" on the cards and in the ranking: the day must not turn while the tests read it
+    await clear_of_midnight(300)
     now = datetime.now(SH)
     async with app.state.pool.connection() as conn:
         await conn.execute(

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -277,8 +277,10 @@ async def test_admin_filters_documents_and_exports_them_as_csv(
 
 
 async def test_a_planner_sees_the_batches_but_not_the_users(
-    server: str, browser: WebDriver, demo: Any
+    server: str, browser: WebDriver, demo_units: list[Any]
 ) -> None:
+    # a batch to list (the demo's, issued by ``demo_units``): the demo data alone holds none,
+    # and on a worker where no earlier test had issued one the list stayed empty
     _start(browser, server, "planner")
     menus = _menus(browser)
     assert "batches" in menus and "users" not in menus and "alerts" not in menus
@@ -374,6 +376,9 @@ def _plan_actions(driver: WebDriver, server: str, plan_id: int) -> list[str]:
     ]
 
 
+_plan_weeks = itertools.count()
+
+
 async def test_only_the_reps_supervisor_is_offered_to_decide_a_plan(
     server: str, browser: WebDriver, demo: Any, client: Any, login: Any
 ) -> None:
@@ -384,8 +389,9 @@ async def test_only_the_reps_supervisor_is_offered_to_decide_a_plan(
     # a Monday no other test plans, new on each run: the test runs once more when Chromium dies
     # under it (tests/browser.py), and the plan of its first run held the fixed week it had
     # (409 duplicate_plan). 2039-01-03 is a Monday; the other tests' weeks of fieldrep are
-    # before 2039 or (tests/test_mobile_field_browser.py) from 2045.
-    monday = (date(2039, 1, 3) + timedelta(weeks=secrets.randbelow(300))).isoformat()
+    # before 2039 or (tests/test_mobile_field_browser.py) from 2045. The next week on each run
+    # of this process (a random one of 300 met the first run's once in 300 reruns).
+    monday = (date(2039, 1, 3) + timedelta(weeks=next(_plan_weeks))).isoformat()
     rep = await login("fieldrep")
     made = await client.post(
         "/field/plans",

@@ -19,6 +19,7 @@ import pytest
 from app.triage import verify_pack
 from app.triage.canonical import NotCanonicalisable, canonical, number
 from app.triage.signing import EvidenceKey, evidence_key
+from tests import steady
 from tests.helpers import activate, assert_error, issue_units, onboarded_brand, scheme_for_tests
 from tests.race_support import audit_rows
 
@@ -137,7 +138,7 @@ async def _case(client: Any, login: Any, demo: Any, app: Any) -> dict[str, Any]:
     await activate(client, login, [serial], product_id)
     code = (batch_no << 32) | 1
     brand = demo["BRAND-LUMI"]
-    phone = "139" + str(secrets.randbelow(10**8)).zfill(8)
+    phone = steady.phone("139")
     async with app.state.pool.connection() as conn:
         member = await (
             await conn.execute(

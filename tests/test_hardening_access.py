@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from app.demo import DEMO_PASSWORD
+from tests import steady
 from tests.helpers import assert_error, issue_units
 from tests.test_logistics import confirm, document, pack
 
@@ -413,7 +414,7 @@ async def test_a_member_token_whose_exp_is_past_9999_signs_out_with_a_401(
     row = await (
         await conn.execute(
             "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
-            (demo["BRAND-LUMI"], f"139{uuid.uuid4().int % 10**8:08d}"),
+            (demo["BRAND-LUMI"], steady.phone("139")),
         )
     ).fetchone()
     await conn.commit()

@@ -8,12 +8,12 @@ parameter of a new name, fails here until the name gets a plausible value below)
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any
 
 import pytest
 from litestar.routes import HTTPRoute
 
+from tests import steady
 from tests.h5_support import activated_batch, unit
 
 GTIN = "06901234000016"  # demo product LM-HY-50 (published)
@@ -51,7 +51,7 @@ async def _member(app: Any, brand_id: int) -> int:
         row = await (
             await conn.execute(
                 "INSERT INTO members (brand_id, phone) VALUES (%s, %s) RETURNING id",
-                (brand_id, f"139{secrets.randbelow(10**8):08d}"),
+                (brand_id, steady.phone("139")),
             )
         ).fetchone()
     return int(row["id"])

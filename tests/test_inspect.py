@@ -20,6 +20,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.helpers import activate, assert_error, issue_cases, issue_units
+from tests.steady import clear_of_midnight
 from tests.test_field_scoping import _login, _user
 from tests.test_logistics import (  # noqa: F401 (deep_tree, via_branch: fixtures)
     _received,
@@ -537,6 +538,7 @@ async def test_an_offline_scan_is_listed_exported_and_evented_at_its_scan_time(
     summary. Before, an inspection had the upload time only."""
     inspector, admin = await login("inspector"), await login("admin")
     store = await _store(client, admin, demo["AGENT-GD"])
+    await clear_of_midnight()  # the dashboard's 14 days read before and after the scans
     now = datetime.now(SHANGHAI).replace(microsecond=0)
     hour_ago = now - timedelta(hours=1)
     day = (now - timedelta(days=2)).date()

@@ -14,13 +14,14 @@ from psycopg.rows import dict_row
 
 from app.sms import sender
 from app.sms.gateway import gateway_from_settings
+from tests import steady
 from tests.points_support import new_member
 from tests.sms_gateway import LocalGateway
 from tests.test_redemptions import give, new_gift, redeem
 
 
 def _phone() -> str:
-    return "136" + "".join(secrets.choice("0123456789") for _ in range(8))
+    return steady.phone("136")
 
 
 async def _one(app: Any, sql: str, *args: Any) -> Any:

@@ -8,9 +8,7 @@ the function the endpoint itself calls).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import random
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
@@ -21,15 +19,15 @@ import msgspec
 import pytest
 
 from app.members.profile import business_today
+from tests import steady
 from tests.helpers import assert_error
 from tests.sms_gateway import LocalGateway, last_code, sms_gateway  # noqa: F401 - the fixture
 
-_numbers = itertools.count(random.SystemRandom().randrange(10_000_000, 90_000_000, 1000))
-
 
 def new_phone(prefix: str = "139") -> str:
-    """A mobile number no other test of the session uses."""
-    return f"{prefix}{next(_numbers):08d}"
+    """A mobile number no other test of the session uses (``tests.steady.phone``: the random
+    numbers of other modules met these)."""
+    return steady.phone(prefix)
 
 
 async def sent_code(phone: str) -> str:
@@ -592,10 +590,19 @@ async def test_no_log_line_carries_a_whole_phone_number(
 # -- the profile ---------------------------------------------------------------------------------
 
 
+def years_before(day: date, years: int) -> date:
+    """``day`` ``years`` years before; 29 February, in a year without one, the 28th (``replace``
+    raised ValueError: every run on a 29 February failed)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
 async def test_a_member_keeps_a_profile(client: Any, app: Any, demo: Any) -> None:
     headers, body = await sign_in(client, app, demo["BRAND-LUMI"])
     today = business_today()
-    birthday = today.replace(year=today.year - 30) - timedelta(days=1)
+    birthday = years_before(today, 30) - timedelta(days=1)
     changed = await client.patch(
         "/members/me",
         headers=headers,
@@ -630,7 +637,7 @@ async def test_a_member_keeps_a_profile(client: Any, app: Any, demo: Any) -> Non
 async def test_the_profile_refuses_what_does_not_fit(client: Any, app: Any, demo: Any) -> None:
     headers, _ = await sign_in(client, app, demo["BRAND-LUMI"])
     today = business_today()
-    adult = today.replace(year=today.year - 40).isoformat()
+    adult = years_before(today, 40).isoformat()
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"phone": "13900000000"}, 400, "validation_failed"),  # the phone cannot change
         ({"birthday": (today + timedelta(days=1)).isoformat()}, 400, "validation_failed"),
@@ -681,7 +688,7 @@ async def test_the_sql_age_band_matches_the_python_one(app: Any) -> None:
 
     today = business_today()
     days = [today - timedelta(days=n) for n in range(0, 80 * 366, 97)]
-    days += [today.replace(year=today.year - y) for y in (18, 25, 35, 45, 55)]
+    days += [years_before(today, y) for y in (18, 25, 35, 45, 55)]
     days += [d + timedelta(days=1) for d in days[-5:]]
     async with app.state.pool.connection() as conn:
         rows = await (

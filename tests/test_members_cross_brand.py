@@ -16,7 +16,7 @@ from tests.points_support import new_member
 
 async def _other_brand_admin(client: Any, login: Any) -> tuple[int, dict[str, str]]:
     platform = await login("platform")
-    tag = secrets.token_hex(3).upper()
+    tag = secrets.token_hex(4).upper()  # 3 bytes: two of a run's brands met once in ~300,000
     brand = await client.post(
         "/orgs",
         headers=platform,

@@ -12,6 +12,7 @@ linked, with the photo; the daily track lists the visit.
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,9 @@ async def test_a_field_rep_checks_in_by_the_nameplate_and_reviews_the_store(
     assert _errors(driver) == []
 
 
+_plan_weeks = itertools.count()
+
+
 async def test_my_reps_lists_only_plans_the_user_can_decide(
     browser: WebDriver,  # noqa: F811
     server: str,  # noqa: F811
@@ -144,11 +148,11 @@ async def test_my_reps_lists_only_plans_the_user_can_decide(
     submitted plan although fieldsup is its supervisor, and opening it offers no approve or
     return (the server would answer 403 not_supervisor). The list should hold the plans of the
     user's own reps (plan.supervisor_id == me), as the page's own comment says."""
-    import secrets
-
     # a Monday in a range no other test plans (2045-01-02 is a Monday): the old range, 2031 on,
-    # held the week another test plans for the same rep (2031-03-03), and a run drew it
-    monday = datetime(2045, 1, 2).date() + timedelta(weeks=secrets.randbelow(2800))
+    # held the week another test plans for the same rep (2031-03-03), and a run drew it; the
+    # next week on each run of this process (the test runs once more when Chromium dies under
+    # it, tests/browser.py: a random week met the first run's, 409 duplicate_plan)
+    monday = datetime(2045, 1, 2).date() + timedelta(weeks=next(_plan_weeks))
     rep = await login("fieldrep")
     made = await client.post(
         "/field/plans",

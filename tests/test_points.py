@@ -20,6 +20,7 @@ import pytest
 import redis as redis_sync
 
 from app.verify import messages, records
+from tests.h5_support import new_product
 from tests.helpers import acting, activate, assert_error, issue_units
 from tests.points_support import (
     claim_body,
@@ -229,7 +230,12 @@ async def test_refusals_are_the_verifications(
         assert_error(
             await claim(claim_body(scheme, goods["units"][4]), stranger), 422, "other_brand"
         )
-        lipstick_batch, lipstick = await issue_units(client, login, demo, 2, product_no="LM-LS-01")
+        # a product of its own: a demo product's rule is another test's to set (the lipsticks
+        # earn points in tests.test_draws_owners, which may run first on this worker)
+        plain = await new_product(client, login, name="No points")
+        lipstick_batch, lipstick = await issue_units(
+            client, login, demo, 2, product_no=plain["product_no"]
+        )
         serials = [scheme.serial(lipstick_batch, i) for i in range(2)]
         await activate(client, login, serials, lipstick, line="PT1")
         assert_error(await claim(claim_body(scheme, serials[0])), 422, "no_points")

@@ -17,6 +17,7 @@ from tests.helpers import assert_error
 from tests.points_support import claim_body, member_client, new_member, set_rule
 from tests.race_support import lock_waiters
 from tests.rebates_support import rebate_body, set_rebate, store_goods
+from tests.steady import clear_of_midnight
 from tests.test_analytics_sales import STORES, auto, get, roll_all, shanghai
 from tests.test_logistics import confirm, document
 from tests.test_rebate_claims import _sale_of, code_of, damaged_and_written_off, one
@@ -78,6 +79,7 @@ async def test_a_member_claim_is_a_sale_counted_once_whichever_comes_first(
     store, units = demo["STORE-HZ-01"], goods["units"]
     clerk, manager = await login("store_clerk"), await login("store_manager")
     await roll_all()
+    await clear_of_midnight()  # today's figures: the day must not turn during the test
     today = shanghai(datetime.now(UTC)).isoformat()
 
     async def sold_here() -> int:

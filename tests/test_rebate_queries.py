@@ -20,6 +20,7 @@ from app.codes.scheme import load_scheme
 from app.rebates.queries import CLAIM_COLUMNS, REFUSAL_COLUMNS, clerk_summary
 from tests.helpers import assert_error, issue_units, scheme_for_tests
 from tests.rebates_support import insert_claims, user_id
+from tests.steady import clear_of_midnight
 from tests.test_hardening_protocol import _column, _csv_rows, _xlsx
 from tests.test_members_cross_brand import _other_brand_admin
 from tests.test_rebates import new_product
@@ -373,6 +374,7 @@ async def test_the_clerk_sees_their_own_totals_and_claims(
     assert empty.json()["all_time"] == {"claims": 0, "amount": 0.0} and empty.json()["items"] == []
 
     product = (await new_product(client, admin))["id"]
+    await clear_of_midnight()  # today's and the month's totals as of ``now``
     now = datetime.now(UTC)
     local = now.astimezone(SH)
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

@@ -25,6 +25,7 @@ import pytest
 from tests.helpers import assert_error, issue_units
 from tests.race_support import lock_waiters
 from tests.rebates_support import insert_claims, user_id
+from tests.steady import clear_of_midnight
 from tests.test_center import _sheet_cells
 from tests.test_members_cross_brand import _other_brand_admin
 
@@ -243,6 +244,7 @@ async def test_a_period_not_started_is_refused_and_one_not_ended_is_settled_so_f
     client: Any, login: Any, demo: dict[str, int], claims: Any, conn: Any
 ) -> None:
     finance = await login("finance")
+    await clear_of_midnight()  # today's claims (one a second old) settled as today's
     today = datetime.now(SH).date()
     tomorrow = today + timedelta(days=1)
     refused = await client.post(
@@ -453,6 +455,7 @@ async def test_bad_bodies_are_refused_with_clear_codes(
     [statement] = await _settle(client, finance, period="2004-12")
     url = f"{STATEMENTS}/{statement['id']}"
     assert (await client.post(f"{url}/approve", headers=finance)).status_code == 200
+    await clear_of_midnight()  # tomorrow stays in the future while the cases are sent
     today = datetime.now(SH).date()
 
     for body, status, code in (

@@ -32,6 +32,7 @@ from tests.points_support import (
     shipped_goods,
 )
 from tests.race_support import lock_waiters
+from tests.steady import clear_of_midnight
 
 
 async def give(client: Any, login: Any, member_id: int, points: int) -> None:
@@ -651,7 +652,9 @@ async def test_the_settlement_answers_401_before_its_period(client: Any, login: 
         "/redemptions/settlement", headers={"Authorization": "Bearer not-a-token"}
     )
     assert forged.status_code == 401, forged.text
-    admin, now = await login("admin"), today()
+    admin = await login("admin")
+    await clear_of_midnight()  # the default period ends today: the same day all through
+    now = today()
     this_month = f'attachment; filename="settlement-{now.replace(day=1)}-{now}.csv"'
 
     async def named(period: dict[str, str]) -> str:

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from app import retention
 from app.config import SettingsError, load_settings
+from tests import steady
 
 
 async def _conn(settings: Any) -> psycopg.AsyncConnection[Any]:
@@ -70,7 +71,7 @@ async def test_a_finished_sms_loses_its_number_after_the_retention_days(
     app: Any, demo: Any
 ) -> None:
     settings = app.state.settings
-    brand, phone = demo["BRAND-LUMI"], f"139{secrets.randbelow(10**8):08d}"
+    brand, phone = demo["BRAND-LUMI"], steady.phone("139")
     async with await _conn(settings) as conn:
         ids = {}
         for name, state, days in (
@@ -206,7 +207,7 @@ async def test_dead_letters_lose_their_personal_part_after_the_retention_days(
 
 async def test_sign_in_codes_go_a_day_after_they_were_asked_for(app: Any, demo: Any) -> None:
     settings = app.state.settings
-    phone = f"137{secrets.randbelow(10**8):08d}"
+    phone = steady.phone("137")
     async with await _conn(settings) as conn:
         for hours in (30, 2):
             await conn.execute(

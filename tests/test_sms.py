@@ -26,6 +26,7 @@ from app.config import SettingsError, load_settings
 from app.sms import outbox, sender
 from app.sms.gateway import HttpGateway, OutMessage, Result, gateway_from_settings
 from app.sms.service import sign
+from tests import steady
 from tests.helpers import assert_error
 from tests.sms_gateway import ROOT, LocalGateway
 from tests.test_sms_reminders import _own_brand
@@ -34,7 +35,7 @@ SECRET = "callback-secret-for-tests"
 
 
 def phone() -> str:
-    return "139" + "".join(secrets.choice("0123456789") for _ in range(8))
+    return steady.phone("139")
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ from psycopg.rows import dict_row
 
 from app.sms import sender
 from app.sms.gateway import Result, gateway_from_settings
+from tests import steady
 from tests.helpers import assert_error
 from tests.race_support import audit_rows, deleted_once, twice_held
 from tests.sms_gateway import LocalGateway
 
 
 def phone() -> str:
-    return "137" + "".join(secrets.choice("0123456789") for _ in range(8))
+    return steady.phone("137")
 
 
 async def _province_of_this_test(app: Any, brand: int, province: str) -> str:

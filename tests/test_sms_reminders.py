@@ -11,6 +11,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from app.sms import reminders
+from tests import steady
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ async def aconn(settings: Any) -> Any:
 
 
 async def _member(conn: Any, brand: int, points: int, opted_out: bool = False) -> int:
-    phone = "136" + "".join(secrets.choice("0123456789") for _ in range(8))
+    phone = steady.phone("136")
     cur = await conn.execute(
         "INSERT INTO members (brand_id, phone, marketing_opt_out) VALUES (%s, %s, %s) RETURNING id",
         (brand, phone, opted_out),

@@ -33,6 +33,7 @@ from psycopg.rows import dict_row
 
 from app import db, embedded
 from app.verify.records import raise_alerts
+from tests import steady
 from tests.conftest import SESSION
 from tests.field_support import other_brand_admin
 from tests.helpers import assert_error
@@ -663,7 +664,7 @@ async def test_members_points_redemptions_and_rebates_are_announced(
     brand_sub = await subscribe(wh, await login("admin"), receiver.url + "/loyalty", kinds)
     await subscribe(wh, await login("agent_admin"), receiver.url + "/loyalty-zj", kinds)
     brand, store = demo["BRAND-LUMI"], demo["STORE-HZ-01"]
-    phone = "139" + "".join(secrets.choice("0123456789") for _ in range(8))
+    phone = steady.phone("139")
     code = secrets.randbelow(2**40) + 2**42
     async with app.state.pool.connection() as conn:
         product = (await (await conn.execute("SELECT id FROM products LIMIT 1")).fetchone())["id"]

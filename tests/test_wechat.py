@@ -39,6 +39,7 @@ from app.webhooks import signing
 from app.wechat import account, bindings, outbox, sender
 from app.wechat.account import unseal
 from app.wechat.gateway import TemplateMessage, WechatGateway
+from tests import steady
 from tests.helpers import assert_error, onboarded_brand
 from tests.points_support import member_client, new_member
 from tests.sms_gateway import sms_gateway  # noqa: F401 (a fixture)
@@ -357,7 +358,7 @@ async def test_an_unbound_wechat_is_bound_by_the_sms_sign_in_that_follows(
     brand = demo["BRAND-LUMI"]
     await _account(client, await login("admin"), wechat)
     openid = wechat.user("o" + secrets.token_hex(12))
-    phone = "137" + "".join(secrets.choice("0123456789") for _ in range(8))
+    phone = steady.phone("137")
     async with member_client(app) as h5:
         back = await _oauth(h5, wechat, brand, openid)
         answer = await h5.get(back)

@@ -197,6 +197,9 @@ class _Handler(BaseHTTPRequestHandler):
             f.sends += 1
             delay = f.delay
             status = f.http_status.pop(0) if f.http_status else None
+            # decided on arrival: a send the client gave up on while it slept must not take the
+            # errcode meant for a later one
+            forced = f.send_errors.pop(0) if f.send_errors and status is None else None
         if delay:
             time.sleep(delay)
         if status is not None:
@@ -204,7 +207,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with f.lock:
             app = next((a for a, (t, _) in f.tokens.items() if t == token), None)
-            forced = f.send_errors.pop(0) if f.send_errors else None
             if app is None:
                 return self._error(40001, "invalid credential, access_token is invalid")
             if forced is not None:
