@@ -5,6 +5,7 @@ password (probe Q: the second was refused, and counted against the login limits)
 from __future__ import annotations
 
 import contextlib
+import functools
 import unicodedata
 
 from argon2 import PasswordHasher
@@ -13,8 +14,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.errors import ValidationFailed
 
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
-# Verified against when the user does not exist, so both paths cost the same.
-_DUMMY_HASH = _hasher.hash("no such user: equalise timing")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so both paths cost the same. Made on
+    first use: at import it cost every process that imports the API (each CLI command, each
+    server and worker) a default-cost hash, ~0.1–0.6 s, before it did anything."""
+    return _hasher.hash("no such user: equalise timing")
 
 
 MIN_LENGTH = 8  # characters of the password as it is compared (``app.auth.schemas.Password``)
@@ -63,12 +70,12 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 def _verified(password_hash: str | None, password: str) -> bool:
     try:
-        ok = _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        ok = _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         ok = False
     if password_hash is not None and password_hash.startswith(_CHEAP):
         # the default cost too: a login's time must not tell an imported account still on its
         # initial password (a probe: ~5 ms against ~300 ms for others and unknown names)
         with contextlib.suppress(VerificationError, InvalidHashError):
-            _hasher.verify(_DUMMY_HASH, password)
+            _hasher.verify(_dummy_hash(), password)
     return ok
