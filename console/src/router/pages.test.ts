@@ -18,6 +18,7 @@ describe('brand-staff pages', () => {
         'gifts',
         'promotions',
         'complaints',
+        'forensics',
         'members',
         'rebates-rules',
         'points-rules',

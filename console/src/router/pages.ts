@@ -15,6 +15,7 @@ import { DataAnalysis, Histogram, PieChart, TrendCharts } from '@element-plus/ic
 import { Coin, Money, Medal, Tickets as TicketsIcon, Warning } from '@element-plus/icons-vue'
 import { Avatar, Present, ShoppingBag } from '@element-plus/icons-vue'
 import { CircleCheck } from '@element-plus/icons-vue'
+import { Lock } from '@element-plus/icons-vue'
 import { Trophy as DrawIcon } from '@element-plus/icons-vue'
 import { DocumentChecked } from '@element-plus/icons-vue'
 import { ChatLineSquare, Promotion } from '@element-plus/icons-vue'
@@ -62,6 +63,7 @@ export const PAGES: PageDef[] = [
   { path: 'alerts', name: 'alerts', title: 'alerts.menu', group: 'verify', permission: 'alerts.read', icon: Bell, component: () => import('@/pages/alerts/AlertsPage.vue') },
   { path: 'verifications', name: 'verifications', title: 'verifications.menu', group: 'verify', permission: ['alerts.read', 'reports.read'], icon: DocumentChecked, component: () => import('@/pages/verifications/VerificationsPage.vue') },
   { path: 'inspections', name: 'inspections', title: 'inspections.menu', group: 'verify', permission: ['inspect.scan', 'reports.read'], icon: View, component: () => import('@/pages/inspections/InspectionsPage.vue') },
+  { path: 'forensics', name: 'forensics', brandStaff: true, title: 'forensics.menu', group: 'verify', permission: ['fraud.review', 'alerts.read'], icon: Lock, component: () => import('@/pages/forensics/ForensicsPage.vue') },
   { path: 'orgs', name: 'orgs', title: 'orgs.menu', group: 'system', permission: 'orgs.read', icon: OfficeBuilding, component: () => import('@/pages/orgs/OrgsPage.vue') },
   { path: 'users', name: 'users', title: 'users.menu', group: 'system', permission: 'users.read', icon: User, component: () => import('@/pages/users/UsersPage.vue') },
   { path: 'roles', name: 'roles', title: 'roles.menu', group: 'system', permission: ['roles.write', 'users.write'], icon: UserFilled, component: () => import('@/pages/roles/RolesPage.vue') },
