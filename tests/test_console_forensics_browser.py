@@ -88,7 +88,12 @@ async def test_a_reviewer_confirms_a_members_hold_and_freezes_the_member_in_the_
     assert browser.find_elements(By.CSS_SELECTOR, '[data-result="follow-up-failed"]') == []
 
     hold = (await client.get(f"/forensics/holds/{hold_id}", headers=admin)).json()
-    assert (hold["state"], hold["note"]) == ("confirmed", decision)
+    assert (hold["state"], hold["note"], hold["decision_note"]) == (
+        "confirmed",
+        f"e2e seen at two tills {tag}",
+        decision,
+    )
+    assert _text(browser, '[data-field="decision-note"]') == decision
     member = (await client.get(f"/members/{member_id}", headers=admin)).json()
     assert member["status"] == "frozen", member
     assert member["frozen_reason"] == f"欺诈审核 #{hold_id} 已确认: {decision}"
@@ -97,7 +102,8 @@ async def test_a_reviewer_confirms_a_members_hold_and_freezes_the_member_in_the_
     _find(browser, "body").send_keys(Keys.ESCAPE)
     browser.get(f"{server}/console/forensics?state=released&party_kind=member")
     _click(browser, f'[data-hold="{released_id}"]')
-    _wait(browser).until(lambda d: _text(d, '[data-field="note"]') == "e2e")
+    _wait(browser).until(lambda d: _text(d, '[data-field="decision-note"]') == "e2e")
+    assert _text(browser, '[data-field="note"]') == f"e2e released {tag}"
     _find(browser, '[data-field="no-actions"]')
     assert browser.find_elements(By.CSS_SELECTOR, '[data-action="confirm"]') == []
     assert browser.find_elements(By.CSS_SELECTOR, '[data-action="release"]') == []

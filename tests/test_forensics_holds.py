@@ -25,9 +25,13 @@ from tests.points_support import (
 from tests.rebates_support import rebate_body, set_rebate, store_goods, user_id
 
 
-async def _hold(client: Any, admin: dict[str, str], kind: str, party: int) -> dict[str, Any]:
+async def _hold(
+    client: Any, admin: dict[str, str], kind: str, party: int, note: str = ""
+) -> dict[str, Any]:
     made = await client.post(
-        "/forensics/holds", headers=admin, json={"party_kind": kind, "party_id": party}
+        "/forensics/holds",
+        headers=admin,
+        json={"party_kind": kind, "party_id": party, "note": note},
     )
     assert made.status_code == 201, made.text
     body: dict[str, Any] = made.json()
@@ -126,7 +130,7 @@ async def test_a_confirmed_clerk_hold_rejects_the_rebates(
     admin = await login("admin")
     await set_rebate(client, admin, goods["product_id"], 2.5)
     clerk_id = await user_id(conn, "store_clerk")
-    hold = await _hold(client, admin, "clerk", clerk_id)
+    hold = await _hold(client, admin, "clerk", clerk_id, "one phone at two stores")
     assert hold["party_name"] == "store_clerk"
     clerk = await login("store_clerk")
     scheme = app.state.scheme
@@ -152,7 +156,11 @@ async def test_a_confirmed_clerk_hold_rejects_the_rebates(
         )
         assert confirmed.status_code == 200, confirmed.text
         assert confirmed.json()["claims"] == {"held": 0, "released": 0, "rejected": 2}
-        assert confirmed.json()["note"] == "ring"
+        # the reviewer's note beside why it was held (a review: it was written over it)
+        assert (confirmed.json()["note"], confirmed.json()["decision_note"]) == (
+            "one phone at two stores",
+            "ring",
+        )
         assert_error(
             await client.post(f"/forensics/holds/{hold['id']}/release", headers=admin),
             409,

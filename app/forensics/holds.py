@@ -51,7 +51,8 @@ from app.paging import Page, fetch_page
 
 PERMISSION = "fraud.review"
 
-_COLUMNS = """h.id, h.brand_id, h.party_kind, h.party_id, h.rule, h.evidence, h.note, h.state,
+_COLUMNS = """h.id, h.brand_id, h.party_kind, h.party_id, h.rule, h.evidence, h.note,
+    h.decision_note, h.state,
     h.created_by, h.created_at, h.decided_by, h.decided_at,
     (SELECT u.username FROM users u WHERE h.party_kind = 'clerk' AND u.id = h.party_id)
         AS party_name,
@@ -76,6 +77,7 @@ def _hold(row: dict[str, Any]) -> HoldOut:
         rule=row["rule"],
         evidence=row["evidence"],
         note=row["note"],
+        decision_note=row["decision_note"],
         state=row["state"],
         created_by=row["created_by"],
         created_at=row["created_at"],
@@ -215,7 +217,7 @@ async def open_holds(
 
 _DECIDE = """
 UPDATE fraud_holds SET state = %(state)s, decided_by = %(by)s, decided_at = now(),
-                       note = CASE WHEN %(note)s = '' THEN note ELSE %(note)s END
+                       decision_note = %(note)s
 WHERE id = %(id)s AND brand_id = %(brand)s AND state = 'open'
 RETURNING id
 """

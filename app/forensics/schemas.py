@@ -43,7 +43,8 @@ class HoldOut(msgspec.Struct, frozen=True, kw_only=True):
     party_name: str | None  # a clerk's username (a member: none, the phone is personal)
     rule: HoldRule
     evidence: dict[str, Any]
-    note: str
+    note: str  # why it was put on hold (by hand; the ring detector's: empty)
+    decision_note: str  # the reviewer's, on the release or confirmation
     state: HoldState
     created_by: int | None  # None: the ring detector
     created_at: datetime

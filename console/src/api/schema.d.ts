@@ -5246,6 +5246,7 @@ export interface components {
             created_by: number | null;
             decided_at: string | null;
             decided_by: number | null;
+            decision_note: string;
             evidence: {
                 [key: string]: unknown;
             };
